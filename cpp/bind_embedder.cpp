@@ -1,0 +1,33 @@
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include "bind_common.h"
+#include "embedder.h"
+
+namespace jan {
+
+void register_embedder(py::module_ & m) {
+    py::class_<Embedder, std::shared_ptr<Embedder>>(m, "Embedder")
+        .def(py::init<std::shared_ptr<Model>, const EmbedderParams &>(), py::arg("model"), py::arg("params"),
+             py::call_guard<py::gil_scoped_release>())
+        .def("embed",
+             [](Embedder & self, const std::vector<std::vector<llama_token>> & inputs, bool normalize) {
+                 std::vector<std::vector<float>> vecs;
+                 {
+                     py::gil_scoped_release nogil;
+                     vecs = self.embed(inputs, normalize);
+                 }
+                 const size_t dim = vecs.empty() ? (size_t)self.n_embd() : vecs[0].size();
+                 py::array_t<float> out({vecs.size(), dim});
+                 auto w = out.mutable_unchecked<2>();
+                 for (size_t i = 0; i < vecs.size(); ++i)
+                     for (size_t j = 0; j < dim; ++j) w(i, j) = vecs[i][j];
+                 return out;
+             },
+             py::arg("inputs"), py::arg("normalize"))
+        .def_property_readonly("n_ctx", &Embedder::n_ctx)
+        .def_property_readonly("pooling", &Embedder::pooling)
+        .def_property_readonly("n_embd", &Embedder::n_embd);
+}
+
+}  // namespace jan

@@ -1,0 +1,34 @@
+#include "bind_common.h"
+#include "errors.h"
+
+namespace jan {
+namespace {
+
+void raise_from(const char * name, const std::string & message) {
+    py::object cls = py::module_::import("jan.errors").attr(name);
+    PyErr_SetObject(cls.ptr(), py::str(message).ptr());
+}
+
+}  // namespace
+
+void register_errors(py::module_ & m) {
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const ContextOverflowError & e) {
+            py::object cls = py::module_::import("jan.errors").attr("ContextOverflowError");
+            py::object err = cls(e.what(), e.n_tokens, e.n_ctx);
+            PyErr_SetObject(cls.ptr(), err.ptr());
+        } catch (const ModelLoadError & e) {
+            raise_from("ModelLoadError", e.what());
+        } catch (const QueueFullError & e) {
+            raise_from("QueueFullError", e.what());
+        } catch (const EngineError & e) {
+            raise_from("EngineError", e.what());
+        } catch (const std::out_of_range & e) {
+            PyErr_SetString(PyExc_ValueError, e.what());  // bad token ids are bad arguments
+        }
+    });
+}
+
+}  // namespace jan

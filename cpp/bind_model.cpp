@@ -1,0 +1,69 @@
+#include <pybind11/stl.h>
+
+#include "bind_common.h"
+#include "log_sink.h"
+#include "model.h"
+
+namespace jan {
+
+void register_model(py::module_ & m) {
+    using release = py::call_guard<py::gil_scoped_release>;
+    py::class_<Model, std::shared_ptr<Model>>(m, "Model")
+        .def(py::init<const std::string &, const ModelParams &>(), py::arg("path"), py::arg("params"), release())
+        .def_property_readonly("path", &Model::path)
+        .def("tokenize", &Model::tokenize, py::arg("text"), py::arg("add_special"), py::arg("parse_special"), release())
+        .def("detokenize",
+             [](const Model & self, const std::vector<llama_token> & tokens, bool remove_special, bool unparse_special) {
+                 std::string s;
+                 {
+                     py::gil_scoped_release nogil;
+                     s = self.detokenize(tokens, remove_special, unparse_special);
+                 }
+                 return to_py_str(s);
+             },
+             py::arg("tokens"), py::arg("remove_special"), py::arg("unparse_special"))
+        .def("token_to_piece",
+             [](const Model & self, llama_token token, bool special) {
+                 return py::bytes(self.token_to_piece(token, special));
+             },
+             py::arg("token"), py::arg("special"))
+        .def("metadata", &Model::metadata)
+        .def("meta", &Model::meta, py::arg("key"))
+        .def("chat_template", &Model::chat_template)
+        .def("description", &Model::description)
+        .def("architecture", &Model::architecture)
+        .def_property_readonly("n_vocab", &Model::n_vocab)
+        .def_property_readonly("n_ctx_train", &Model::n_ctx_train)
+        .def_property_readonly("n_embd", &Model::n_embd)
+        .def_property_readonly("n_layer", &Model::n_layer)
+        .def_property_readonly("n_params", &Model::n_params)
+        .def_property_readonly("size_bytes", &Model::size_bytes)
+        .def_property_readonly("has_encoder", &Model::has_encoder)
+        .def_property_readonly("has_decoder", &Model::has_decoder)
+        .def_property_readonly("pooling_type", &Model::pooling_type)
+        .def_property_readonly("add_bos", &Model::add_bos)
+        .def("is_eog", &Model::is_eog, py::arg("token"))
+        .def("special_tokens", [](const Model & self) {
+            const llama_vocab * v = self.vocab();
+            py::dict d;
+            d["bos"] = llama_vocab_bos(v);
+            d["eos"] = llama_vocab_eos(v);
+            d["eot"] = llama_vocab_eot(v);
+            d["sep"] = llama_vocab_sep(v);
+            d["nl"] = llama_vocab_nl(v);
+            d["pad"] = llama_vocab_pad(v);
+            d["mask"] = llama_vocab_mask(v);
+            d["fim_pre"] = llama_vocab_fim_pre(v);
+            d["fim_suf"] = llama_vocab_fim_suf(v);
+            d["fim_mid"] = llama_vocab_fim_mid(v);
+            return d;
+        });
+
+    m.def("drain_logs", [] {
+        py::list out;
+        for (auto & r : drain_logs()) out.append(py::make_tuple(r.level, to_py_str(r.text)));
+        return out;
+    }, "Log lines llama.cpp produced since the last call, as (ggml_log_level, text).");
+}
+
+}  // namespace jan

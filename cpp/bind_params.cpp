@@ -1,0 +1,62 @@
+#include <pybind11/stl.h>
+
+#include "bind_common.h"
+#include "embedder.h"
+#include "model.h"
+#include "sampling.h"
+#include "scheduler.h"
+
+namespace jan {
+
+void register_params(py::module_ & m) {
+    py::class_<ModelParams>(m, "ModelParams")
+        .def(py::init<>())
+        .def_readwrite("n_gpu_layers", &ModelParams::n_gpu_layers)
+        .def_readwrite("main_gpu", &ModelParams::main_gpu)
+        .def_readwrite("use_mmap", &ModelParams::use_mmap)
+        .def_readwrite("use_mlock", &ModelParams::use_mlock)
+        .def_readwrite("vocab_only", &ModelParams::vocab_only)
+        .def_readwrite("check_tensors", &ModelParams::check_tensors);
+
+    py::class_<ContextParams>(m, "ContextParams")
+        .def(py::init<>())
+        .def_readwrite("n_ctx", &ContextParams::n_ctx)
+        .def_readwrite("n_parallel", &ContextParams::n_parallel)
+        .def_readwrite("n_batch", &ContextParams::n_batch)
+        .def_readwrite("n_ubatch", &ContextParams::n_ubatch)
+        .def_readwrite("n_threads", &ContextParams::n_threads)
+        .def_readwrite("n_threads_batch", &ContextParams::n_threads_batch)
+        .def_readwrite("flash_attn", &ContextParams::flash_attn)
+        .def_readwrite("max_queue", &ContextParams::max_queue)
+        .def_readwrite("kv_unified", &ContextParams::kv_unified);
+
+    py::class_<SamplingParams>(m, "SamplingParams")
+        .def(py::init<>())
+        .def_readwrite("max_tokens", &SamplingParams::max_tokens)
+        .def_readwrite("temperature", &SamplingParams::temperature)
+        .def_readwrite("top_k", &SamplingParams::top_k)
+        .def_readwrite("top_p", &SamplingParams::top_p)
+        .def_readwrite("min_p", &SamplingParams::min_p)
+        .def_readwrite("typical_p", &SamplingParams::typical_p)
+        .def_readwrite("repeat_penalty", &SamplingParams::repeat_penalty)
+        .def_readwrite("presence_penalty", &SamplingParams::presence_penalty)
+        .def_readwrite("frequency_penalty", &SamplingParams::frequency_penalty)
+        .def_readwrite("repeat_last_n", &SamplingParams::repeat_last_n)
+        .def_readwrite("seed", &SamplingParams::seed)
+        .def_readwrite("logit_bias", &SamplingParams::logit_bias)
+        .def_readwrite("grammar", &SamplingParams::grammar)
+        .def_readwrite("grammar_root", &SamplingParams::grammar_root)
+        .def_readwrite("ignore_eos", &SamplingParams::ignore_eos)
+        .def_readwrite("stop", &SamplingParams::stop)
+        .def_readwrite("logprobs", &SamplingParams::logprobs)
+        .def_readwrite("n_probs", &SamplingParams::n_probs);
+
+    py::class_<EmbedderParams>(m, "EmbedderParams")
+        .def(py::init<>())
+        .def_readwrite("n_ctx", &EmbedderParams::n_ctx)
+        .def_readwrite("n_threads", &EmbedderParams::n_threads)
+        .def_readwrite("pooling", &EmbedderParams::pooling)
+        .def_readwrite("n_seq_max", &EmbedderParams::n_seq_max);
+}
+
+}  // namespace jan

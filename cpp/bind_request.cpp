@@ -1,0 +1,85 @@
+#include <pybind11/stl.h>
+
+#include "bind_common.h"
+#include "request.h"
+
+namespace jan {
+namespace {
+
+// Python owns this; dropping it (garbage collection, a closed stream) cancels
+// the request so its slot is freed at the next engine step.
+struct RequestHandle {
+    explicit RequestHandle(std::shared_ptr<RequestState> s) : state(std::move(s)) {}
+    RequestHandle(RequestHandle &&) noexcept = default;
+    RequestHandle(const RequestHandle &) = delete;
+    RequestHandle & operator=(const RequestHandle &) = delete;
+    std::shared_ptr<RequestState> state;
+    ~RequestHandle() {
+        if (state) state->cancel();
+    }
+};
+
+py::object usage_to_py(const Usage & u) {
+    py::dict d;
+    d["prompt_tokens"] = u.prompt_tokens;
+    d["completion_tokens"] = u.completion_tokens;
+    d["cached_tokens"] = u.cached_tokens;
+    d["queue_ms"] = u.queue_ms;
+    d["prompt_ms"] = u.prompt_ms;
+    d["generation_ms"] = u.generation_ms;
+    return d;
+}
+
+// (text, token_ids, logprobs, final, finish_reason, error, stop_string, usage)
+// logprobs: None, or one (logprob, [(id, logprob), ...]) per token.
+py::tuple event_to_py(const Event & ev, bool with_logprobs) {
+    py::list ids;
+    py::object logprobs = py::none();
+    if (with_logprobs) logprobs = py::list();
+    for (const auto & t : ev.tokens) {
+        ids.append(t.id);
+        if (with_logprobs) {
+            py::list top;
+            for (const auto & alt : t.top) top.append(py::make_tuple(alt.token, alt.logprob));
+            logprobs.cast<py::list>().append(py::make_tuple(t.logprob, top));
+        }
+    }
+    return py::make_tuple(to_py_str(ev.text), ids, logprobs, ev.final, ev.finish_reason, ev.error,
+                          to_py_str(ev.stop_string), ev.final ? usage_to_py(ev.usage) : py::none());
+}
+
+py::list events_to_py(const std::vector<Event> & events, bool with_logprobs) {
+    py::list out;
+    for (const auto & ev : events) out.append(event_to_py(ev, with_logprobs));
+    return out;
+}
+
+}  // namespace
+
+void register_request(py::module_ & m) {
+    py::class_<RequestHandle>(m, "Request")
+        .def("fileno", [](const RequestHandle & h) { return h.state->fileno(); },
+             "A descriptor that is readable while events wait to be drained (for asyncio add_reader).")
+        .def("drain", [](const RequestHandle & h, bool with_logprobs) {
+                 return events_to_py(h.state->drain(), with_logprobs);
+             }, py::arg("with_logprobs") = false, "Events queued so far; never blocks.")
+        .def("wait", [](const RequestHandle & h, double timeout, bool with_logprobs) {
+                 std::vector<Event> events;
+                 {
+                     py::gil_scoped_release nogil;
+                     events = h.state->wait(timeout);
+                 }
+                 return events_to_py(events, with_logprobs);
+             }, py::arg("timeout") = -1.0, py::arg("with_logprobs") = false,
+             "Blocks (without the GIL) until events arrive or the timeout passes.")
+        .def("cancel", [](const RequestHandle & h) { h.state->cancel(); })
+        .def_property_readonly("cancelled", [](const RequestHandle & h) { return h.state->cancelled(); })
+        .def_property_readonly("finished", [](const RequestHandle & h) { return h.state->finished(); });
+}
+
+// Used by bind_scheduler.cpp.
+py::object make_request_handle(std::shared_ptr<RequestState> state) {
+    return py::cast(RequestHandle(std::move(state)), py::return_value_policy::move);
+}
+
+}  // namespace jan

@@ -1,0 +1,54 @@
+#include <pybind11/stl.h>
+
+#include "bind_common.h"
+#include "ggml-backend.h"
+#include "llama.h"
+#include "model.h"
+
+#ifndef JAN_LLAMA_BUILD_COMMIT
+#define JAN_LLAMA_BUILD_COMMIT "unknown"
+#endif
+#ifndef JAN_LLAMA_VERSION
+#define JAN_LLAMA_VERSION "unknown"
+#endif
+
+namespace jan {
+
+void register_system(py::module_ & m) {
+    m.def("system_info", [] {
+        ensure_backend_initialized();
+        py::dict info;
+        info["llama_cpp_python_version"] = JAN_LLAMA_CPP_PYTHON_VERSION;
+        info["llama_cpp_version"] = JAN_LLAMA_VERSION;
+        info["llama_cpp_commit"] = JAN_LLAMA_BUILD_COMMIT;
+        info["cpu_features"] = std::string(llama_print_system_info());
+        info["supports_gpu_offload"] = llama_supports_gpu_offload();
+        info["supports_mmap"] = llama_supports_mmap();
+        info["supports_mlock"] = llama_supports_mlock();
+        info["max_devices"] = llama_max_devices();
+        py::list backends;
+        for (size_t i = 0; i < ggml_backend_reg_count(); ++i)
+            backends.append(std::string(ggml_backend_reg_name(ggml_backend_reg_get(i))));
+        info["backends"] = backends;
+        py::list devices;
+        for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+            ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+            size_t free = 0, total = 0;
+            ggml_backend_dev_memory(dev, &free, &total);
+            const auto type = ggml_backend_dev_type(dev);
+            py::dict d;
+            d["name"] = std::string(ggml_backend_dev_name(dev));
+            d["description"] = std::string(ggml_backend_dev_description(dev));
+            d["type"] = type == GGML_BACKEND_DEVICE_TYPE_CPU ? "cpu"
+                        : type == GGML_BACKEND_DEVICE_TYPE_GPU ? "gpu"
+                        : type == GGML_BACKEND_DEVICE_TYPE_ACCEL ? "accel" : "other";
+            d["memory_free"] = free;
+            d["memory_total"] = total;
+            devices.append(d);
+        }
+        info["devices"] = devices;
+        return info;
+    }, "llama.cpp version and build, compiled backends and devices, CPU features.");
+}
+
+}  // namespace jan

@@ -1,0 +1,96 @@
+#include "embedder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <thread>
+
+#include "errors.h"
+
+namespace jan {
+
+Embedder::Embedder(std::shared_ptr<Model> model, const EmbedderParams & params) : model_(std::move(model)) {
+    n_ctx_ = params.n_ctx > 0 ? params.n_ctx : std::min<int32_t>(std::max<int32_t>(model_->n_ctx_train(), 8), 8192);
+    n_seq_max_ = std::max<int32_t>(1, std::min<int32_t>(params.n_seq_max, 256));
+    pooling_ = params.pooling >= 0 ? params.pooling : model_->pooling_type();
+    if (pooling_ == LLAMA_POOLING_TYPE_UNSPECIFIED || pooling_ == LLAMA_POOLING_TYPE_NONE)
+        pooling_ = LLAMA_POOLING_TYPE_MEAN;  // one vector per input, never per token
+    if (pooling_ == LLAMA_POOLING_TYPE_RANK)
+        throw std::invalid_argument("pooling: rank pooling is for rerankers, not embeddings");
+
+    llama_context_params cp = llama_context_default_params();
+    cp.embeddings = true;
+    cp.pooling_type = static_cast<enum llama_pooling_type>(pooling_);
+    cp.n_ctx = n_ctx_;
+    cp.n_batch = n_ctx_;
+    cp.n_ubatch = n_ctx_;  // non-causal models need a whole input in one ubatch
+    cp.n_seq_max = n_seq_max_;
+    cp.kv_unified = true;  // inputs come and go each call; no per-sequence split of the context
+    const int32_t threads = params.n_threads > 0 ? params.n_threads : (int32_t)std::max(1u, std::thread::hardware_concurrency());
+    cp.n_threads = threads;
+    cp.n_threads_batch = threads;
+    cp.no_perf = true;
+    ctx_.reset(llama_init_from_model(model_->get(), cp));
+    if (!ctx_) throw ModelLoadError("llama.cpp could not create an embedding context for '" + model_->path() + "'");
+    n_embd_ = llama_model_n_embd_out(model_->get());
+    if (n_embd_ <= 0) n_embd_ = model_->n_embd();
+}
+
+std::vector<std::vector<float>> Embedder::embed(const std::vector<std::vector<llama_token>> & inputs, bool normalize) {
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        if (inputs[i].empty()) throw std::invalid_argument("input[" + std::to_string(i) + "]: is empty");
+        if ((int32_t)inputs[i].size() > n_ctx_)
+            throw ContextOverflowError("input[" + std::to_string(i) + "] has " + std::to_string(inputs[i].size()) +
+                                           " tokens but the embedding context holds " + std::to_string(n_ctx_),
+                                       (long)inputs[i].size(), n_ctx_);
+        for (auto t : inputs[i]) model_->check_token(t);
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::vector<float>> out(inputs.size());
+    llama_batch batch = llama_batch_init(n_ctx_, 0, 1);
+    struct BatchFree {
+        llama_batch & b;
+        ~BatchFree() { llama_batch_free(b); }
+    } batch_free{batch};
+    llama_memory_t memory = llama_get_memory(ctx_.get());
+    const bool encoder_only = model_->has_encoder() && !model_->has_decoder();
+
+    size_t next = 0;
+    while (next < inputs.size()) {
+        // Pack as many whole inputs as fit in one decode, each its own sequence.
+        batch.n_tokens = 0;
+        std::vector<size_t> members;
+        while (next < inputs.size() && (int32_t)members.size() < n_seq_max_ &&
+               batch.n_tokens + (int32_t)inputs[next].size() <= n_ctx_) {
+            const auto & toks = inputs[next];
+            const llama_seq_id seq = (llama_seq_id)members.size();
+            for (size_t p = 0; p < toks.size(); ++p) {
+                const int32_t i = batch.n_tokens++;
+                batch.token[i] = toks[p];
+                batch.pos[i] = (llama_pos)p;
+                batch.n_seq_id[i] = 1;
+                batch.seq_id[i][0] = seq;
+                batch.logits[i] = true;
+            }
+            members.push_back(next++);
+        }
+        if (memory) llama_memory_clear(memory, true);
+        const int32_t rc = encoder_only ? llama_encode(ctx_.get(), batch) : llama_decode(ctx_.get(), batch);
+        if (rc != 0) throw EngineError("embedding failed: llama.cpp returned " + std::to_string(rc));
+        for (size_t s = 0; s < members.size(); ++s) {
+            const float * e = llama_get_embeddings_seq(ctx_.get(), (llama_seq_id)s);
+            if (!e) throw EngineError("llama.cpp returned no pooled embedding");
+            std::vector<float> v(e, e + n_embd_);
+            if (normalize) {
+                double norm = 0.0;
+                for (float x : v) norm += (double)x * x;
+                norm = std::sqrt(norm);
+                if (norm > 0) for (float & x : v) x = (float)(x / norm);
+            }
+            out[members[s]] = std::move(v);
+        }
+    }
+    return out;
+}
+
+}  // namespace jan

@@ -1,0 +1,41 @@
+// Sentence embeddings: a separate llama_context with embeddings enabled and
+// pooling, fed many inputs per decode as separate sequences. Calls are
+// serialized by a mutex; callers run it off the event loop.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "llama-cpp.h"
+#include "model.h"
+
+namespace jan {
+
+struct EmbedderParams {
+    int32_t n_ctx = 0;        // tokens per decode (and the longest input); 0: the model's training context, capped
+    int32_t n_threads = -1;
+    int32_t pooling = -1;     // enum llama_pooling_type; -1: the model's own (mean when it has none)
+    int32_t n_seq_max = 64;   // inputs per decode
+};
+
+class Embedder {
+public:
+    Embedder(std::shared_ptr<Model> model, const EmbedderParams & params);
+    std::vector<std::vector<float>> embed(const std::vector<std::vector<llama_token>> & inputs, bool normalize);
+    int32_t n_ctx() const { return n_ctx_; }
+    int32_t pooling() const { return pooling_; }
+    int32_t n_embd() const { return n_embd_; }
+
+private:
+    std::shared_ptr<Model> model_;
+    llama_context_ptr ctx_;
+    int32_t n_ctx_ = 0;
+    int32_t n_seq_max_ = 0;
+    int32_t pooling_ = 0;
+    int32_t n_embd_ = 0;
+    std::mutex mutex_;
+};
+
+}  // namespace jan

@@ -1,0 +1,29 @@
+// C++ exceptions the engine throws; bindings translate each one into the
+// matching class from jan.errors so Python sees one hierarchy.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace jan {
+
+struct ModelLoadError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct ContextOverflowError : std::runtime_error {
+    ContextOverflowError(const std::string & what, long n_tokens, long n_ctx)
+        : std::runtime_error(what), n_tokens(n_tokens), n_ctx(n_ctx) {}
+    long n_tokens;
+    long n_ctx;
+};
+
+struct QueueFullError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct EngineError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+}  // namespace jan

@@ -1,0 +1,52 @@
+#include "log_sink.h"
+
+#include <deque>
+#include <mutex>
+
+#include "ggml.h"
+#include "llama.h"
+
+namespace jan {
+namespace {
+
+constexpr size_t kMaxBufferedRecords = 4096;  // a forgotten drain must not grow without bound
+
+std::mutex g_mutex;
+std::deque<LogRecord> g_records;
+std::string g_partial;        // llama.cpp emits lines in fragments
+int g_partial_level = GGML_LOG_LEVEL_INFO;
+
+void push_line(int level, std::string line) {
+    if (line.empty()) return;
+    if (g_records.size() >= kMaxBufferedRecords) g_records.pop_front();
+    g_records.push_back({level, std::move(line)});
+}
+
+void on_log(enum ggml_log_level level, const char * text, void * /*user_data*/) {
+    if (text == nullptr) return;
+    std::lock_guard<std::mutex> lock(g_mutex);
+    if (level != GGML_LOG_LEVEL_CONT) g_partial_level = level;
+    g_partial += text;
+    size_t start = 0;
+    for (size_t nl = g_partial.find('\n'); nl != std::string::npos; nl = g_partial.find('\n', start)) {
+        push_line(g_partial_level, g_partial.substr(start, nl - start));
+        start = nl + 1;
+    }
+    g_partial.erase(0, start);
+}
+
+}  // namespace
+
+void install_log_sink() {
+    llama_log_set(on_log, nullptr);
+}
+
+std::vector<LogRecord> drain_logs() {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    std::vector<LogRecord> out(std::make_move_iterator(g_records.begin()),
+                               std::make_move_iterator(g_records.end()));
+    g_records.clear();
+    return out;
+}
+
+}  // namespace jan

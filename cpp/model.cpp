@@ -1,0 +1,173 @@
+#include "model.h"
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <stdexcept>
+
+#include "errors.h"
+#include "ggml-backend.h"
+#include "log_sink.h"
+
+namespace jan {
+
+void ensure_backend_initialized() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        install_log_sink();
+        // Builds with dynamically loaded backends (GGML_BACKEND_DL) register nothing until asked.
+        if (ggml_backend_reg_count() == 0) ggml_backend_load_all();
+        llama_backend_init();
+    });
+    // llama_cpp (the Python package) installs its own logger when imported; reclaim it.
+    install_log_sink();
+}
+
+namespace {
+
+// Distinguishes "not a GGUF file" from other failures: llama.cpp reports both as nullptr.
+std::string describe_unreadable(const std::string & path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return "cannot open model file '" + path + "'";
+    char magic[4] = {0, 0, 0, 0};
+    f.read(magic, 4);
+    if (f.gcount() < 4 || std::memcmp(magic, "GGUF", 4) != 0)
+        return "'" + path + "' is not a GGUF file (bad magic)";
+    return "llama.cpp could not load '" + path + "' (truncated or unsupported file; see the jan.llama log for details)";
+}
+
+}  // namespace
+
+Model::Model(const std::string & path, const ModelParams & params) : path_(path) {
+    ensure_backend_initialized();
+    {
+        std::ifstream probe(path, std::ios::binary);
+        if (!probe) throw ModelLoadError("model file not found or unreadable: '" + path + "'");
+    }
+    llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = params.n_gpu_layers < 0 ? 999 : params.n_gpu_layers;
+    mp.main_gpu = params.main_gpu;
+    mp.load_mode = params.use_mmap ? (params.use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP)
+                                   : (params.use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
+    mp.vocab_only = params.vocab_only;
+    mp.check_tensors = params.check_tensors;
+    model_.reset(llama_model_load_from_file(path.c_str(), mp));
+    if (!model_) throw ModelLoadError(describe_unreadable(path));
+    vocab_ = llama_model_get_vocab(model_.get());
+    if (!vocab_) throw ModelLoadError("model '" + path + "' has no vocabulary");
+}
+
+std::vector<llama_token> Model::tokenize(const std::string & text, bool add_special, bool parse_special) const {
+    // First guess is generous; llama_tokenize returns -needed when it is not.
+    std::vector<llama_token> tokens(text.size() + 2 * (add_special ? 1 : 0) + 8);
+    int32_t n = llama_tokenize(vocab_, text.data(), (int32_t)text.size(), tokens.data(), (int32_t)tokens.size(),
+                               add_special, parse_special);
+    if (n < 0) {
+        tokens.resize(-n);
+        n = llama_tokenize(vocab_, text.data(), (int32_t)text.size(), tokens.data(), (int32_t)tokens.size(),
+                           add_special, parse_special);
+    }
+    if (n < 0) throw std::runtime_error("tokenization failed");
+    tokens.resize(n);
+    return tokens;
+}
+
+void Model::check_token(llama_token token) const {
+    if (token < 0 || token >= n_vocab())
+        throw std::out_of_range("token id " + std::to_string(token) + " is outside the vocabulary (0.." +
+                                std::to_string(n_vocab() - 1) + ")");
+}
+
+std::string Model::detokenize(const std::vector<llama_token> & tokens, bool remove_special, bool unparse_special) const {
+    for (auto t : tokens) check_token(t);
+    std::string out(tokens.size() * 8 + 16, '\0');
+    int32_t n = llama_detokenize(vocab_, tokens.data(), (int32_t)tokens.size(), out.data(), (int32_t)out.size(),
+                                 remove_special, unparse_special);
+    if (n < 0) {
+        out.resize(-n);
+        n = llama_detokenize(vocab_, tokens.data(), (int32_t)tokens.size(), out.data(), (int32_t)out.size(),
+                             remove_special, unparse_special);
+    }
+    if (n < 0) throw std::runtime_error("detokenization failed");
+    out.resize(n);
+    return out;
+}
+
+std::string Model::token_to_piece(llama_token token, bool special) const {
+    check_token(token);
+    char buf[256];
+    int32_t n = llama_token_to_piece(vocab_, token, buf, sizeof(buf), 0, special);
+    if (n >= 0) return std::string(buf, n);
+    std::string big(-n, '\0');
+    n = llama_token_to_piece(vocab_, token, big.data(), (int32_t)big.size(), 0, special);
+    big.resize(n < 0 ? 0 : n);
+    return big;
+}
+
+std::map<std::string, std::string> Model::metadata() const {
+    std::map<std::string, std::string> out;
+    const int32_t count = llama_model_meta_count(model_.get());
+    std::vector<char> key(512), val(4096);
+    for (int32_t i = 0; i < count; ++i) {
+        int32_t nk = llama_model_meta_key_by_index(model_.get(), i, key.data(), key.size());
+        if (nk < 0) continue;
+        if ((size_t)nk >= key.size()) {
+            key.resize(nk + 1);
+            llama_model_meta_key_by_index(model_.get(), i, key.data(), key.size());
+        }
+        int32_t nv = llama_model_meta_val_str_by_index(model_.get(), i, val.data(), val.size());
+        if (nv < 0) continue;
+        if ((size_t)nv >= val.size()) {
+            val.resize(nv + 1);
+            nv = llama_model_meta_val_str_by_index(model_.get(), i, val.data(), val.size());
+        }
+        out.emplace(std::string(key.data()), std::string(val.data(), nv));
+    }
+    return out;
+}
+
+std::string Model::meta(const std::string & key) const {
+    std::vector<char> val(1024);
+    int32_t n = llama_model_meta_val_str(model_.get(), key.c_str(), val.data(), val.size());
+    if (n < 0) return "";
+    if ((size_t)n >= val.size()) {
+        val.resize(n + 1);
+        n = llama_model_meta_val_str(model_.get(), key.c_str(), val.data(), val.size());
+    }
+    return std::string(val.data(), n);
+}
+
+std::string Model::chat_template() const {
+    const char * tmpl = llama_model_chat_template(model_.get(), nullptr);
+    return tmpl ? std::string(tmpl) : std::string();
+}
+
+std::string Model::description() const {
+    char buf[256];
+    int32_t n = llama_model_desc(model_.get(), buf, sizeof(buf));
+    return n > 0 ? std::string(buf, std::min<int32_t>(n, sizeof(buf) - 1)) : std::string();
+}
+
+int32_t Model::n_vocab() const { return llama_vocab_n_tokens(vocab_); }
+int32_t Model::n_ctx_train() const { return llama_model_n_ctx_train(model_.get()); }
+int32_t Model::n_embd() const { return llama_model_n_embd(model_.get()); }
+int32_t Model::n_layer() const { return llama_model_n_layer(model_.get()); }
+uint64_t Model::n_params() const { return llama_model_n_params(model_.get()); }
+uint64_t Model::size_bytes() const { return llama_model_size(model_.get()); }
+bool Model::has_encoder() const { return llama_model_has_encoder(model_.get()); }
+bool Model::has_decoder() const { return llama_model_has_decoder(model_.get()); }
+bool Model::is_eog(llama_token token) const { return llama_vocab_is_eog(vocab_, token); }
+bool Model::add_bos() const { return llama_vocab_get_add_bos(vocab_); }
+
+int32_t Model::pooling_type() const {
+    const std::string v = meta(architecture() + ".pooling_type");
+    if (v.empty()) return LLAMA_POOLING_TYPE_UNSPECIFIED;
+    try {
+        return std::stoi(v);
+    } catch (const std::exception &) {
+        return LLAMA_POOLING_TYPE_UNSPECIFIED;
+    }
+}
+
+}  // namespace jan

@@ -1,0 +1,64 @@
+// A loaded GGUF model: the weights and vocabulary, shared read-only by the
+// generation scheduler and the embedder built on top of it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llama-cpp.h"
+
+namespace jan {
+
+struct ModelParams {
+    int32_t n_gpu_layers = 0;   // -1 = all
+    int32_t main_gpu = 0;
+    bool use_mmap = true;
+    bool use_mlock = false;
+    bool vocab_only = false;
+    bool check_tensors = false;
+};
+
+class Model {
+public:
+    Model(const std::string & path, const ModelParams & params);
+
+    const std::string & path() const { return path_; }
+    llama_model * get() const { return model_.get(); }
+    const llama_vocab * vocab() const { return vocab_; }
+
+    std::vector<llama_token> tokenize(const std::string & text, bool add_special, bool parse_special) const;
+    std::string detokenize(const std::vector<llama_token> & tokens, bool remove_special, bool unparse_special) const;
+    std::string token_to_piece(llama_token token, bool special) const;
+    void check_token(llama_token token) const;  // ValueError-style std::out_of_range when not in vocab
+
+    std::map<std::string, std::string> metadata() const;
+    std::string meta(const std::string & key) const;  // "" when absent
+    std::string chat_template() const;
+    std::string description() const;
+    std::string architecture() const { return meta("general.architecture"); }
+
+    int32_t n_vocab() const;
+    int32_t n_ctx_train() const;
+    int32_t n_embd() const;
+    int32_t n_layer() const;
+    uint64_t n_params() const;
+    uint64_t size_bytes() const;
+    bool has_encoder() const;
+    bool has_decoder() const;
+    int32_t pooling_type() const;  // enum llama_pooling_type from metadata, or LLAMA_POOLING_TYPE_UNSPECIFIED
+    bool is_eog(llama_token token) const;
+    bool add_bos() const;
+
+private:
+    std::string path_;
+    llama_model_ptr model_;
+    const llama_vocab * vocab_ = nullptr;
+};
+
+// Called once per process before the first model is loaded.
+void ensure_backend_initialized();
+
+}  // namespace jan

@@ -1,0 +1,98 @@
+#include "request.h"
+
+#include <cerrno>
+#include <chrono>
+#include <stdexcept>
+
+#include <fcntl.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/eventfd.h>
+#endif
+
+namespace jan {
+
+RequestState::RequestState() {
+#if defined(__linux__)
+    read_fd_ = write_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (read_fd_ < 0) throw std::runtime_error("eventfd failed");
+#else
+    int fds[2];
+    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    for (int fd : fds) {
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
+#endif
+}
+
+RequestState::~RequestState() {
+    if (read_fd_ >= 0) close(read_fd_);
+    if (write_fd_ >= 0 && write_fd_ != read_fd_) close(write_fd_);
+}
+
+void RequestState::signal_locked() {
+#if defined(__linux__)
+    uint64_t one = 1;
+    ssize_t r = write(write_fd_, &one, sizeof(one));
+#else
+    char one = 1;
+    ssize_t r = write(write_fd_, &one, 1);
+#endif
+    (void)r;  // a full pipe already means "readable"
+}
+
+void RequestState::clear_signal_locked() {
+    char buf[64];
+    while (read(read_fd_, buf, sizeof(buf)) > 0) {
+    }
+}
+
+void RequestState::push(Event && event) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (event.final) finished_.store(true);
+    if (!events_.empty() && !events_.back().final) {
+        Event & last = events_.back();
+        last.text += event.text;
+        for (auto & t : event.tokens) last.tokens.push_back(std::move(t));
+        if (event.final) {
+            last.final = true;
+            last.finish_reason = std::move(event.finish_reason);
+            last.error = std::move(event.error);
+            last.stop_string = std::move(event.stop_string);
+            last.usage = event.usage;
+        }
+    } else {
+        // Signal only on empty -> non-empty: writes are under the same lock as
+        // drain's swap-and-clear, so a wakeup is never lost or left stale.
+        if (events_.empty()) signal_locked();
+        events_.push_back(std::move(event));
+    }
+    cv_.notify_all();
+}
+
+std::vector<Event> RequestState::drain() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<Event> out(std::make_move_iterator(events_.begin()), std::make_move_iterator(events_.end()));
+    events_.clear();
+    clear_signal_locked();
+    return out;
+}
+
+std::vector<Event> RequestState::wait(double timeout_s) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    auto ready = [&] { return !events_.empty(); };
+    if (timeout_s < 0) {
+        cv_.wait(lock, ready);
+    } else {
+        cv_.wait_for(lock, std::chrono::duration<double>(timeout_s), ready);
+    }
+    std::vector<Event> out(std::make_move_iterator(events_.begin()), std::make_move_iterator(events_.end()));
+    events_.clear();
+    clear_signal_locked();
+    return out;
+}
+
+}  // namespace jan

@@ -1,0 +1,77 @@
+// What a running request produces, and the thread-safe queue that carries it
+// from the engine thread to Python. The engine never touches Python objects:
+// it appends to the queue and, when the queue goes from empty to non-empty,
+// pokes a file descriptor that an asyncio loop can watch.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "sampling.h"
+
+namespace jan {
+
+struct GeneratedToken {
+    int32_t id = 0;
+    std::string piece;          // raw bytes of the token (may be part of a character)
+    float logprob = 0.0f;       // only meaningful when log-probabilities were asked for
+    std::vector<TokenLogprob> top;
+};
+
+struct Usage {
+    int32_t prompt_tokens = 0;
+    int32_t completion_tokens = 0;
+    int32_t cached_tokens = 0;     // prompt tokens reused from the KV cache
+    double queue_ms = 0.0;         // submit -> slot assigned
+    double prompt_ms = 0.0;        // slot assigned -> first token sampled
+    double generation_ms = 0.0;    // first token -> finish
+};
+
+struct Event {
+    std::string text;                    // complete UTF-8 released since the last event
+    std::vector<GeneratedToken> tokens;  // tokens sampled since the last event
+    bool final = false;
+    std::string finish_reason;           // stop | length | cancelled | error (final only)
+    std::string error;                   // message when finish_reason == error
+    std::string stop_string;             // the stop string that matched, if any
+    Usage usage;                         // final only
+};
+
+class RequestState {
+public:
+    RequestState();
+    ~RequestState();
+    RequestState(const RequestState &) = delete;
+    RequestState & operator=(const RequestState &) = delete;
+
+    // Engine side. Events queued but not yet drained are merged, so a slow
+    // consumer gets fewer, larger events instead of an ever-longer queue.
+    void push(Event && event);
+
+    // Python side.
+    std::vector<Event> drain();                     // never blocks
+    std::vector<Event> wait(double timeout_s);      // blocks up to timeout (< 0: forever)
+    int fileno() const { return read_fd_; }         // readable while events are queued
+    void cancel() { cancelled_.store(true); }
+    bool cancelled() const { return cancelled_.load(); }
+    bool finished() const { return finished_.load(); }
+
+private:
+    void signal_locked();
+    void clear_signal_locked();
+
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<Event> events_;
+    std::atomic<bool> cancelled_{false};
+    std::atomic<bool> finished_{false};
+    int read_fd_ = -1;
+    int write_fd_ = -1;
+};
+
+}  // namespace jan

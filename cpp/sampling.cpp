@@ -1,0 +1,107 @@
+#include "sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "model.h"
+
+namespace jan {
+
+void SamplingParams::validate(const Model & model) const {
+    auto bad = [](const std::string & name, const std::string & why) {
+        throw std::invalid_argument(name + ": " + why);
+    };
+    if (max_tokens < -1) bad("max_tokens", "must be >= 0, or -1 for no limit");
+    if (!std::isfinite(temperature)) bad("temperature", "must be a finite number");
+    if (top_p < 0.0f || top_p > 1.0f || !std::isfinite(top_p)) bad("top_p", "must be between 0 and 1");
+    if (min_p < 0.0f || min_p > 1.0f || !std::isfinite(min_p)) bad("min_p", "must be between 0 and 1");
+    if (typical_p <= 0.0f || typical_p > 1.0f) bad("typical_p", "must be in (0, 1]");
+    if (repeat_penalty <= 0.0f || !std::isfinite(repeat_penalty)) bad("repeat_penalty", "must be > 0");
+    if (!std::isfinite(presence_penalty)) bad("presence_penalty", "must be a finite number");
+    if (!std::isfinite(frequency_penalty)) bad("frequency_penalty", "must be a finite number");
+    if (repeat_last_n < -1) bad("repeat_last_n", "must be >= -1");
+    if (n_probs < 0 || n_probs > 100) bad("n_probs", "must be between 0 and 100");
+    for (const auto & s : stop)
+        if (s.empty()) bad("stop", "stop strings must not be empty");
+    for (const auto & [tok, bias] : logit_bias) {
+        if (tok < 0 || tok >= model.n_vocab())
+            bad("logit_bias", "token id " + std::to_string(tok) + " is outside the vocabulary");
+        if (std::isnan(bias)) bad("logit_bias", "bias must be a number");
+    }
+    if (!grammar.empty()) {
+        // Parse now so a bad grammar is the caller's ValueError, not a failed request later.
+        llama_sampler_ptr g(llama_sampler_init_grammar(model.vocab(), grammar.c_str(), grammar_root.c_str()));
+        if (!g) bad("grammar", "llama.cpp could not parse the GBNF grammar (or its root rule '" + grammar_root + "')");
+    }
+}
+
+llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, int32_t n_ctx_slot,
+                                const std::vector<int32_t> & prompt) {
+    auto sparams = llama_sampler_chain_default_params();
+    sparams.no_perf = true;
+    llama_sampler_ptr chain(llama_sampler_chain_init(sparams));
+    const int32_t n_vocab = model.n_vocab();
+
+    std::vector<llama_logit_bias> bias;
+    for (const auto & [tok, b] : p.logit_bias) bias.push_back({tok, b});
+    if (p.ignore_eos) {
+        // Ban every end-of-generation token, not just EOS: chat models end turns with EOT.
+        for (llama_token t = 0; t < n_vocab; ++t)
+            if (model.is_eog(t)) bias.push_back({t, -INFINITY});
+    }
+    if (!bias.empty())
+        llama_sampler_chain_add(chain.get(), llama_sampler_init_logit_bias(n_vocab, (int32_t)bias.size(), bias.data()));
+
+    if (!p.grammar.empty()) {
+        llama_sampler * g = llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
+        if (!g) throw std::invalid_argument("grammar: llama.cpp could not parse the GBNF grammar");
+        llama_sampler_chain_add(chain.get(), g);
+    }
+
+    const bool penalties = p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+    if (penalties && p.repeat_last_n != 0) {
+        const int32_t last_n = p.repeat_last_n < 0 ? n_ctx_slot : p.repeat_last_n;
+        llama_sampler * pen = llama_sampler_init_penalties(n_vocab, last_n, p.repeat_penalty, p.frequency_penalty,
+                                                           p.presence_penalty);
+        const size_t from = prompt.size() > (size_t)last_n ? prompt.size() - last_n : 0;
+        for (size_t i = from; i < prompt.size(); ++i) llama_sampler_accept(pen, prompt[i]);
+        llama_sampler_chain_add(chain.get(), pen);
+    }
+
+    if (p.temperature <= 0.0f) {
+        llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
+        return chain;
+    }
+    if (p.top_k > 0) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(p.top_k));
+    if (p.typical_p < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_typical(p.typical_p, 1));
+    if (p.top_p < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(p.top_p, 1));
+    if (p.min_p > 0.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(p.min_p, 1));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(p.temperature));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(p.seed));
+    return chain;
+}
+
+float logprob_of(const float * logits, int32_t n_vocab, int32_t token, float * log_z_out) {
+    float max_logit = -INFINITY;
+    for (int32_t i = 0; i < n_vocab; ++i) max_logit = std::max(max_logit, logits[i]);
+    double sum = 0.0;
+    for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp((double)(logits[i] - max_logit));
+    const float log_z = max_logit + (float)std::log(sum);
+    if (log_z_out) *log_z_out = log_z;
+    return logits[token] - log_z;
+}
+
+std::vector<TokenLogprob> top_logprobs(const float * logits, int32_t n_vocab, int32_t n, float log_z) {
+    n = std::min(n, n_vocab);
+    std::vector<int32_t> idx(n_vocab);
+    for (int32_t i = 0; i < n_vocab; ++i) idx[i] = i;
+    std::partial_sort(idx.begin(), idx.begin() + n, idx.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+    std::vector<TokenLogprob> out;
+    out.reserve(n);
+    for (int32_t i = 0; i < n; ++i) out.push_back({idx[i], logits[idx[i]] - log_z});
+    return out;
+}
+
+}  // namespace jan

@@ -1,0 +1,55 @@
+// Per-request generation parameters and the llama.cpp sampler chain built from them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "llama-cpp.h"
+
+namespace jan {
+
+class Model;
+
+struct SamplingParams {
+    int32_t max_tokens = -1;          // -1: until end of generation or the context is full
+    float temperature = 0.8f;         // <= 0: greedy
+    int32_t top_k = 40;               // <= 0: off
+    float top_p = 0.95f;              // 1: off
+    float min_p = 0.05f;              // 0: off
+    float typical_p = 1.0f;           // 1: off
+    float repeat_penalty = 1.0f;      // 1: off
+    float presence_penalty = 0.0f;
+    float frequency_penalty = 0.0f;
+    int32_t repeat_last_n = 64;       // -1: whole context
+    uint32_t seed = 0xFFFFFFFFu;      // LLAMA_DEFAULT_SEED: a random seed per request
+    std::vector<std::pair<int32_t, float>> logit_bias;
+    std::string grammar;              // GBNF; empty: none
+    std::string grammar_root = "root";
+    bool ignore_eos = false;
+    std::vector<std::string> stop;
+    bool logprobs = false;            // report each generated token's log-probability
+    int32_t n_probs = 0;              // and this many top alternatives (implies logprobs)
+
+    void validate(const Model & model) const;  // throws std::invalid_argument naming the parameter
+};
+
+// The chain: logit bias, grammar, penalties, then either greedy or the
+// truncation samplers, temperature and a seeded draw. The penalties sampler
+// has already seen the prompt (repeats of prompt text are penalized, as in
+// llama.cpp's server); the grammar has not (it constrains only the output).
+llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & params, int32_t n_ctx_slot,
+                                const std::vector<int32_t> & prompt);
+
+struct TokenLogprob {
+    int32_t token;
+    float logprob;
+};
+
+// log-softmax over the raw logits (before any sampler), like OpenAI's logprobs:
+// the chosen token's log-probability and the n best alternatives.
+float logprob_of(const float * logits, int32_t n_vocab, int32_t token, float * log_z_out = nullptr);
+std::vector<TokenLogprob> top_logprobs(const float * logits, int32_t n_vocab, int32_t n, float log_z);
+
+}  // namespace jan

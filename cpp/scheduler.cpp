@@ -1,0 +1,372 @@
+#include "scheduler.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "errors.h"
+
+namespace jan {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+size_t common_prefix(const std::vector<llama_token> & a, const std::vector<llama_token> & b) {
+    const size_t n = std::min(a.size(), b.size());
+    size_t i = 0;
+    while (i < n && a[i] == b[i]) ++i;
+    return i;
+}
+
+// Generation is memory-bound: past the physical cores (about half the
+// hardware threads) more threads only fight over the same bandwidth, and a
+// loaded machine turns the extra OpenMP barriers into stalls. Prompt
+// processing is compute-bound and gets every hardware thread.
+int32_t default_threads(int32_t requested, bool batch) {
+    if (requested > 0) return requested;
+    const int32_t hw = (int32_t)std::max(1u, std::thread::hardware_concurrency());
+    return batch ? hw : std::max(1, hw / 2);
+}
+
+}  // namespace
+
+Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params)
+    : model_(std::move(model)), params_(params) {
+    if (params_.n_parallel < 1) throw std::invalid_argument("n_parallel: must be >= 1");
+    if (params_.n_ctx < 8) throw std::invalid_argument("n_ctx: must be >= 8");
+    if (params_.n_batch < 1) throw std::invalid_argument("n_batch: must be >= 1");
+    if (params_.max_queue < 0) throw std::invalid_argument("max_queue: must be >= 0");
+    if (params_.n_ubatch < 1 || params_.n_ubatch > params_.n_batch) params_.n_ubatch = params_.n_batch;
+    if (!model_->has_decoder() && model_->has_encoder())
+        throw std::invalid_argument("this model has no decoder; it can only embed");
+
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t)params_.n_ctx * (uint32_t)params_.n_parallel;
+    cp.n_batch = params_.n_batch;
+    cp.n_ubatch = params_.n_ubatch;
+    cp.n_seq_max = params_.n_parallel;
+    cp.n_threads = default_threads(params_.n_threads, false);
+    cp.n_threads_batch = default_threads(params_.n_threads_batch, true);
+    cp.flash_attn_type = params_.flash_attn < 0   ? LLAMA_FLASH_ATTN_TYPE_AUTO
+                         : params_.flash_attn == 0 ? LLAMA_FLASH_ATTN_TYPE_DISABLED
+                                                   : LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    cp.kv_unified = params_.kv_unified;
+    cp.no_perf = true;
+    ctx_.reset(llama_init_from_model(model_->get(), cp));
+    if (!ctx_) throw ModelLoadError("llama.cpp could not create a context of " + std::to_string(cp.n_ctx) +
+                                    " tokens for '" + model_->path() + "' (out of memory?)");
+    memory_ = llama_get_memory(ctx_.get());
+    // llama.cpp pads the context and caps the batch at it: a slot still gets
+    // exactly what was asked for (when it fits), and batches stay decodable.
+    params_.n_ctx = std::min<int32_t>(params_.n_ctx, (int32_t)(llama_n_ctx(ctx_.get()) / (uint32_t)params_.n_parallel));
+    params_.n_batch = std::min<int32_t>(params_.n_batch, (int32_t)llama_n_batch(ctx_.get()));
+
+    batch_ = llama_batch_init(params_.n_batch, 0, 1);
+    slots_.resize(params_.n_parallel);
+    for (int32_t i = 0; i < params_.n_parallel; ++i) slots_[i].id = i;
+    metrics_.slots_total = params_.n_parallel;
+    thread_ = std::thread([this] { run(); });
+}
+
+Scheduler::~Scheduler() {
+    shutdown();
+    llama_batch_free(batch_);
+}
+
+void Scheduler::shutdown() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt, const SamplingParams & params) {
+    params.validate(*model_);
+    if (prompt.empty()) throw std::invalid_argument("prompt: must contain at least one token");
+    for (auto t : prompt) model_->check_token(t);
+    if ((int64_t)prompt.size() >= params_.n_ctx)
+        throw ContextOverflowError("the prompt has " + std::to_string(prompt.size()) +
+                                       " tokens but the context holds " + std::to_string(params_.n_ctx) +
+                                       " (one more is needed to generate)",
+                                   (long)prompt.size(), params_.n_ctx);
+    auto request = std::make_shared<RequestState>();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) throw EngineError("the model is being unloaded");
+        const int32_t free_slots = params_.n_parallel - busy_.load();
+        if ((int32_t)waiting_.size() - free_slots >= params_.max_queue)
+            throw QueueFullError("all " + std::to_string(params_.n_parallel) + " slots are busy and " +
+                                 std::to_string(waiting_.size()) + " requests are already waiting");
+        waiting_.push_back({request, std::move(prompt), params, Clock::now()});
+        metrics_.requests_total++;
+    }
+    cv_.notify_all();
+    return request;
+}
+
+SchedulerMetrics Scheduler::metrics() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    SchedulerMetrics m = metrics_;
+    m.slots_busy = busy_.load();
+    m.queue_depth = (int32_t)waiting_.size();
+    return m;
+}
+
+bool Scheduler::has_work_locked() const {
+    return stopping_ || !waiting_.empty() || busy_.load() > 0;
+}
+
+Scheduler::Slot * Scheduler::pick_slot(const std::vector<llama_token> & prompt) {
+    // Longest cached prefix wins (only the rest is evaluated); ties go to the
+    // least recently used slot so hot conversations keep their cache.
+    Slot * best = nullptr;
+    size_t best_prefix = 0;
+    for (auto & slot : slots_) {
+        if (slot.state != SlotState::Idle) continue;
+        const size_t prefix = common_prefix(slot.cache, prompt);
+        if (!best || prefix > best_prefix || (prefix == best_prefix && slot.last_used < best->last_used)) {
+            best = &slot;
+            best_prefix = prefix;
+        }
+    }
+    return best;
+}
+
+void Scheduler::assign(Slot & slot, Pending && pending) {
+    size_t keep = common_prefix(slot.cache, pending.prompt);
+    // The last prompt token is always evaluated: its logits pick the first token.
+    if (keep >= pending.prompt.size()) keep = pending.prompt.size() - 1;
+    if (!llama_memory_seq_rm(memory_, slot.id, (llama_pos)keep, -1)) {
+        llama_memory_seq_rm(memory_, slot.id, -1, -1);  // partial removal unsupported (recurrent models)
+        keep = 0;
+    }
+    slot.cache.resize(keep);
+    slot.request = std::move(pending.request);
+    slot.prompt = std::move(pending.prompt);
+    slot.params = std::move(pending.params);
+    slot.prompt_done = keep;
+    slot.n_cached = (int32_t)keep;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.cached_tokens_total += keep;
+    }
+    slot.n_generated = 0;
+    slot.i_batch = -1;
+    slot.sampler = build_sampler(*model_, slot.params, params_.n_ctx, slot.prompt);
+    slot.stream = std::make_unique<TextStream>(slot.params.stop);
+    slot.t_submitted = pending.submitted;
+    slot.t_started = Clock::now();
+    slot.last_used = ++use_counter_;
+    slot.state = SlotState::Prefill;
+    busy_.fetch_add(1);
+}
+
+void Scheduler::finish(Slot & slot, const std::string & reason, const std::string & error) {
+    Event ev;
+    if (slot.stream && reason != "error" && reason != "cancelled") ev.text = slot.stream->flush();
+    ev.final = true;
+    ev.finish_reason = reason;
+    ev.error = error;
+    if (slot.stream && slot.stream->stopped()) ev.stop_string = slot.stream->matched_stop();
+    const auto now = Clock::now();
+    ev.usage.prompt_tokens = (int32_t)slot.prompt.size();
+    ev.usage.completion_tokens = slot.n_generated;
+    ev.usage.cached_tokens = slot.n_cached;
+    ev.usage.queue_ms = ms_between(slot.t_submitted, slot.t_started);
+    const bool got_first = slot.n_generated > 0;
+    ev.usage.prompt_ms = ms_between(slot.t_started, got_first ? slot.t_first_token : now);
+    ev.usage.generation_ms = got_first ? ms_between(slot.t_first_token, now) : 0.0;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.requests_finished++;
+        if (reason == "cancelled") metrics_.requests_cancelled++;
+        if (reason == "error") metrics_.requests_failed++;
+        if (busy_.load() == 1) metrics_.busy_seconds += std::chrono::duration<double>(now - busy_since_).count();
+    }
+    // The slot is free before the caller hears the end, so metrics read
+    // right after a request finishes already show it idle.
+    auto request = std::move(slot.request);
+    slot.sampler.reset();
+    slot.stream.reset();
+    slot.prompt.clear();
+    slot.state = SlotState::Idle;
+    slot.i_batch = -1;
+    busy_.fetch_sub(1);
+    request->push(std::move(ev));
+}
+
+void Scheduler::sample_slot(Slot & slot) {
+    const int32_t idx = slot.i_batch;
+    slot.i_batch = -1;
+    const llama_token token = llama_sampler_sample(slot.sampler.get(), ctx_.get(), idx);
+    if (slot.n_generated == 0) slot.t_first_token = Clock::now();
+    slot.n_generated++;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.generated_tokens_total++;
+    }
+
+    if (model_->is_eog(token) && !slot.params.ignore_eos) {
+        slot.n_generated--;  // the end-of-generation token is not part of the completion
+        finish(slot, "stop");
+        return;
+    }
+
+    GeneratedToken out;
+    out.id = token;
+    out.piece = model_->token_to_piece(token, false);
+    if (slot.params.n_probs > 0 || slot.params.logprobs) {
+        const float * logits = llama_get_logits_ith(ctx_.get(), idx);
+        float log_z = 0.0f;
+        out.logprob = logprob_of(logits, model_->n_vocab(), token, &log_z);
+        if (slot.params.n_probs > 0) out.top = top_logprobs(logits, model_->n_vocab(), slot.params.n_probs, log_z);
+    }
+    Event ev;
+    ev.text = slot.stream->push(out.piece);
+    ev.tokens.push_back(std::move(out));
+    slot.request->push(std::move(ev));
+
+    if (slot.stream->stopped()) {
+        finish(slot, "stop");
+    } else if (slot.params.max_tokens >= 0 && slot.n_generated >= slot.params.max_tokens) {
+        finish(slot, "length");
+    } else if ((int32_t)slot.cache.size() >= params_.n_ctx) {
+        finish(slot, "length");  // no room left to evaluate the token just sampled
+    } else {
+        slot.next_token = token;
+        slot.state = SlotState::Generate;
+    }
+}
+
+void Scheduler::run() {
+    while (true) {
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            if (busy_.load() == 0) {
+                cv_.wait(lock, [&] { return has_work_locked(); });
+                busy_since_ = Clock::now();
+            }
+            if (stopping_) break;
+            while (!waiting_.empty()) {
+                if (waiting_.front().request->cancelled()) {
+                    Event ev;
+                    ev.final = true;
+                    ev.finish_reason = "cancelled";
+                    waiting_.front().request->push(std::move(ev));
+                    metrics_.requests_finished++;
+                    metrics_.requests_cancelled++;
+                    waiting_.pop_front();
+                    continue;
+                }
+                Slot * slot = pick_slot(waiting_.front().prompt);
+                if (!slot) break;
+                Pending pending = std::move(waiting_.front());
+                waiting_.pop_front();
+                lock.unlock();
+                auto request = pending.request;
+                try {
+                    assign(*slot, std::move(pending));
+                } catch (const std::exception & e) {
+                    Event ev;
+                    ev.final = true;
+                    ev.finish_reason = "error";
+                    ev.error = e.what();
+                    request->push(std::move(ev));
+                }
+                lock.lock();
+            }
+        }
+
+        for (auto & slot : slots_)
+            if (slot.state != SlotState::Idle && slot.request->cancelled()) finish(slot, "cancelled");
+        if (busy_.load() == 0) continue;
+
+        // Build one batch: every generating slot contributes its pending token,
+        // then prompts fill what is left of n_batch, oldest request first.
+        batch_.n_tokens = 0;
+        auto add = [&](Slot & slot, llama_token token, bool logits) {
+            const int32_t i = batch_.n_tokens++;
+            batch_.token[i] = token;
+            batch_.pos[i] = (llama_pos)slot.cache.size();
+            batch_.n_seq_id[i] = 1;
+            batch_.seq_id[i][0] = slot.id;
+            batch_.logits[i] = logits;
+            slot.cache.push_back(token);
+            return i;
+        };
+        std::vector<Slot *> in_batch;
+        for (auto & slot : slots_) {
+            if (slot.state != SlotState::Generate || batch_.n_tokens >= params_.n_batch) continue;
+            slot.i_batch = add(slot, slot.next_token, true);
+            in_batch.push_back(&slot);
+        }
+        std::vector<Slot *> prefilling;
+        for (auto & slot : slots_)
+            if (slot.state == SlotState::Prefill) prefilling.push_back(&slot);
+        std::sort(prefilling.begin(), prefilling.end(),
+                  [](Slot * a, Slot * b) { return a->t_submitted < b->t_submitted; });
+        for (Slot * slot : prefilling) {
+            const int32_t room = params_.n_batch - batch_.n_tokens;
+            if (room <= 0) break;
+            const size_t take = std::min<size_t>(room, slot->prompt.size() - slot->prompt_done);
+            for (size_t k = 0; k < take; ++k) {
+                const bool last = slot->prompt_done + 1 == slot->prompt.size();
+                const int32_t i = add(*slot, slot->prompt[slot->prompt_done], last);
+                slot->prompt_done++;
+                if (last) slot->i_batch = i;
+            }
+            in_batch.push_back(slot);
+            std::lock_guard<std::mutex> lock(mutex_);
+            metrics_.prompt_tokens_total += take;
+        }
+        if (batch_.n_tokens == 0) continue;
+
+        const auto t0 = Clock::now();
+        const int32_t rc = llama_decode(ctx_.get(), batch_);
+        const auto t1 = Clock::now();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            metrics_.decode_calls++;
+            metrics_.decode_seconds += std::chrono::duration<double>(t1 - t0).count();
+        }
+        if (rc != 0) {
+            const std::string why = "llama_decode failed (code " + std::to_string(rc) + ")";
+            for (Slot * slot : in_batch) {
+                llama_memory_seq_rm(memory_, slot->id, -1, -1);
+                slot->cache.clear();
+                finish(*slot, "error", why);
+            }
+            continue;
+        }
+        for (Slot * slot : in_batch) {
+            if (slot->i_batch < 0) continue;
+            try {
+                sample_slot(*slot);
+            } catch (const std::exception & e) {
+                // llama.cpp throws through its C API (e.g. a grammar that no token can continue).
+                if (slot->state != SlotState::Idle) finish(*slot, "error", e.what());
+            }
+        }
+    }
+
+    // Unloading: nobody may be left waiting for events that will never come.
+    for (auto & slot : slots_)
+        if (slot.state != SlotState::Idle) finish(slot, "cancelled", "the model was unloaded");
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto & pending : waiting_) {
+        Event ev;
+        ev.final = true;
+        ev.finish_reason = "cancelled";
+        ev.error = "the model was unloaded";
+        pending.request->push(std::move(ev));
+    }
+    waiting_.clear();
+}
+
+}  // namespace jan

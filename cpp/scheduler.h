@@ -1,0 +1,122 @@
+// One generation scheduler per loaded model: a thread that owns the
+// llama_context, n_parallel slots (one KV sequence each) and a bounded wait
+// queue. Every step it builds one batch from all busy slots — the last
+// sampled token of each generating slot plus a bounded chunk of each
+// prefilling prompt — and calls llama_decode once (continuous batching).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "llama-cpp.h"
+#include "model.h"
+#include "request.h"
+#include "sampling.h"
+#include "text_stream.h"
+
+namespace jan {
+
+struct ContextParams {
+    int32_t n_ctx = 2048;        // per slot: every request may use this much context
+    int32_t n_parallel = 1;      // slots = requests generating at once
+    int32_t n_batch = 512;       // tokens per decode step across all slots
+    int32_t n_ubatch = 512;
+    int32_t n_threads = -1;      // -1: half the hardware threads (about the physical cores)
+    int32_t n_threads_batch = -1; // -1: all hardware threads
+    int32_t flash_attn = -1;     // -1 auto, 0 off, 1 on
+    int32_t max_queue = 64;      // requests waiting for a slot before QueueFullError
+    bool kv_unified = false;     // separate KV streams keep slots independent
+};
+
+struct SchedulerMetrics {
+    uint64_t requests_total = 0;
+    uint64_t requests_finished = 0;
+    uint64_t requests_cancelled = 0;
+    uint64_t requests_failed = 0;
+    uint64_t prompt_tokens_total = 0;     // prompt tokens evaluated
+    uint64_t cached_tokens_total = 0;     // prompt tokens reused from cache
+    uint64_t generated_tokens_total = 0;
+    uint64_t decode_calls = 0;
+    double decode_seconds = 0.0;
+    double busy_seconds = 0.0;            // wall time with at least one busy slot
+    int32_t slots_busy = 0;
+    int32_t slots_total = 0;
+    int32_t queue_depth = 0;
+};
+
+class Scheduler {
+public:
+    Scheduler(std::shared_ptr<Model> model, const ContextParams & params);
+    ~Scheduler();
+    Scheduler(const Scheduler &) = delete;
+    Scheduler & operator=(const Scheduler &) = delete;
+
+    // Validates, then queues. Throws ContextOverflowError, QueueFullError,
+    // std::invalid_argument; never blocks on the engine thread.
+    std::shared_ptr<RequestState> submit(std::vector<llama_token> prompt, const SamplingParams & params);
+
+    SchedulerMetrics metrics() const;
+    int32_t n_ctx_slot() const { return params_.n_ctx; }
+    int32_t n_parallel() const { return params_.n_parallel; }
+    // Stops the thread; running and queued requests finish with "cancelled".
+    void shutdown();
+
+private:
+    struct Pending {
+        std::shared_ptr<RequestState> request;
+        std::vector<llama_token> prompt;
+        SamplingParams params;
+        std::chrono::steady_clock::time_point submitted;
+    };
+    enum class SlotState { Idle, Prefill, Generate };
+    struct Slot {
+        int32_t id = 0;
+        SlotState state = SlotState::Idle;
+        std::vector<llama_token> cache;  // tokens whose KV is in this slot's sequence
+        uint64_t last_used = 0;
+        std::shared_ptr<RequestState> request;
+        std::vector<llama_token> prompt;
+        size_t prompt_done = 0;
+        SamplingParams params;
+        llama_sampler_ptr sampler;
+        std::unique_ptr<TextStream> stream;
+        llama_token next_token = 0;
+        int32_t n_generated = 0;
+        int32_t n_cached = 0;
+        int32_t i_batch = -1;
+        std::chrono::steady_clock::time_point t_submitted, t_started, t_first_token;
+    };
+
+    void run();
+    void assign(Slot & slot, Pending && pending);
+    Slot * pick_slot(const std::vector<llama_token> & prompt);
+    void finish(Slot & slot, const std::string & reason, const std::string & error = {});
+    void sample_slot(Slot & slot);
+    bool has_work_locked() const;
+
+    std::shared_ptr<Model> model_;
+    ContextParams params_;
+    llama_context_ptr ctx_;
+    llama_memory_t memory_ = nullptr;
+    llama_batch batch_{};
+    std::vector<Slot> slots_;
+    uint64_t use_counter_ = 0;
+    std::chrono::steady_clock::time_point busy_since_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<Pending> waiting_;
+    bool stopping_ = false;
+    std::atomic<int32_t> busy_{0};
+    SchedulerMetrics metrics_;  // guarded by mutex_
+    std::thread thread_;
+};
+
+}  // namespace jan

@@ -1,0 +1,54 @@
+"""jan: a ChatGPT alternative that runs entirely on your own computer.
+
+>>> import jan
+>>> model = jan.Model("stories260K.gguf")
+>>> print(model.generate("Once upon a time", max_tokens=30, temperature=0).text)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from jan.errors import (
+    ContextOverflowError,
+    EngineError,
+    JanError,
+    ModelLoadError,
+    ModelNotFoundError,
+    QueueFullError,
+)
+from jan.engine import Chunk, Completion, Engine, Model, ModelInfo, Request, TokenLogprob, TopLogprob, Usage
+
+__version__ = "0.1.0"
+
+# A library configures no output of its own; applications decide (logging.basicConfig, jan serve).
+logging.getLogger("jan").addHandler(logging.NullHandler())
+
+
+def system_info() -> dict:
+    """llama.cpp version and build, compiled backends, devices (with memory) and CPU features."""
+    from jan import _engine
+
+    info = _engine.system_info()
+    info["jan_version"] = __version__
+    return info
+
+
+__all__ = [
+    "Chunk",
+    "Completion",
+    "ContextOverflowError",
+    "Engine",
+    "EngineError",
+    "JanError",
+    "Model",
+    "ModelInfo",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "QueueFullError",
+    "Request",
+    "TokenLogprob",
+    "TopLogprob",
+    "Usage",
+    "system_info",
+]

@@ -1,0 +1,315 @@
+"""``jan.Model``: load a GGUF file and generate, stream, embed and tokenize with it."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from jan import _engine
+from jan.errors import ModelLoadError
+from jan.engine.logs import forward_native_logs
+from jan.engine.params import sampling_params
+from jan.engine.request import Request
+from jan.engine.results import Completion
+
+POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
+_DEFAULT_MAX_CTX = 4096
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the GGUF file says about the model."""
+
+    path: str
+    architecture: str
+    description: str
+    n_params: int
+    size_bytes: int
+    n_ctx_train: int
+    n_embd: int
+    n_layer: int
+    n_vocab: int
+    special_tokens: dict[str, int]
+    chat_template: str | None
+    metadata: dict[str, str] = field(repr=False)
+
+
+def _is_embedding_model(native) -> bool:
+    arch = native.architecture()
+    return bool(native.meta(f"{arch}.pooling_type")) or "bert" in arch
+
+
+class Model:
+    """A loaded GGUF model.
+
+    Generation runs on the model's own engine thread with ``n_parallel`` slots
+    (each with ``n_ctx`` tokens of context); every call that can take long
+    releases the GIL. Embeddings use a separate context created on first use.
+
+    >>> m = Model("stories260K.gguf")
+    >>> m.generate("Once upon a time", max_tokens=30, temperature=0).text
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        n_ctx: int | None = None,
+        n_parallel: int = 1,
+        n_batch: int = 512,
+        n_ubatch: int | None = None,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        n_gpu_layers: int = 0,
+        main_gpu: int = 0,
+        use_mmap: bool = True,
+        use_mlock: bool = False,
+        flash_attn: bool | None = None,
+        max_queue: int = 64,
+        embedding: bool | None = None,
+        pooling: str | None = None,
+        vocab_only: bool = False,
+        model_id: str | None = None,
+    ):
+        self.path = str(Path(path))
+        self.id = model_id or Path(path).stem
+        if not os.path.isfile(self.path):
+            raise ModelLoadError(f"model file not found: '{self.path}'")
+        mp = _engine.ModelParams()
+        mp.n_gpu_layers = int(n_gpu_layers)
+        mp.main_gpu = int(main_gpu)
+        mp.use_mmap = bool(use_mmap)
+        mp.use_mlock = bool(use_mlock)
+        mp.vocab_only = bool(vocab_only)
+        try:
+            self._native = _engine.Model(self.path, mp)
+        except ModelLoadError as e:
+            errors = [text for level, text in forward_native_logs() if level >= 40]
+            detail = f": {errors[-1].strip()}" if errors else ""
+            raise ModelLoadError(f"{e}{detail}") from None
+        forward_native_logs()
+
+        self.vocab_only = bool(vocab_only)
+        self.embedding_only = bool(embedding) if embedding is not None else (
+            not vocab_only and _is_embedding_model(self._native))
+        if pooling is not None and pooling not in POOLING:
+            raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {pooling!r}")
+        self._pooling = pooling
+        self._n_threads = n_threads
+        self._embedder = None
+        self._embedder_lock = threading.Lock()
+        self._scheduler = None
+        self._closed = False
+        self._piece_cache = functools.lru_cache(maxsize=65536)(self._piece)
+
+        if not self.vocab_only and not self.embedding_only:
+            cp = _engine.ContextParams()
+            cp.n_ctx = int(n_ctx) if n_ctx else min(self._native.n_ctx_train or _DEFAULT_MAX_CTX, _DEFAULT_MAX_CTX)
+            cp.n_parallel = int(n_parallel)
+            cp.n_batch = int(n_batch)
+            cp.n_ubatch = int(n_ubatch or n_batch)
+            cp.n_threads = int(n_threads or -1)
+            cp.n_threads_batch = int(n_threads_batch or -1)
+            cp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
+            cp.max_queue = int(max_queue)
+            try:
+                self._scheduler = _engine.Scheduler(self._native, cp)
+            finally:
+                forward_native_logs()
+
+    # -- description ---------------------------------------------------
+    @functools.cached_property
+    def info(self) -> ModelInfo:
+        n = self._native
+        return ModelInfo(
+            path=self.path,
+            architecture=n.architecture(),
+            description=n.description(),
+            n_params=n.n_params,
+            size_bytes=n.size_bytes,
+            n_ctx_train=n.n_ctx_train,
+            n_embd=n.n_embd,
+            n_layer=n.n_layer,
+            n_vocab=n.n_vocab,
+            special_tokens={k: v for k, v in n.special_tokens().items() if v >= 0},
+            chat_template=n.chat_template() or None,
+            metadata=n.metadata(),
+        )
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """Every GGUF key/value (arrays and numbers rendered as strings by llama.cpp)."""
+        return self.info.metadata
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.info.chat_template
+
+    @property
+    def n_ctx(self) -> int:
+        """Context tokens available to one request (one slot)."""
+        return self._scheduler.n_ctx_slot if self._scheduler else 0
+
+    @property
+    def n_parallel(self) -> int:
+        return self._scheduler.n_parallel if self._scheduler else 0
+
+    def token_text(self, token_id: int, special: bool = True) -> str:
+        return self.token_to_piece(token_id, special=special)
+
+    # -- tokens --------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Text to token ids. ``add_special`` adds BOS/EOS as the model wants; ``parse_special`` turns
+        special-token text like ``<|im_start|>`` into the special token instead of plain text."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, not {type(text).__name__}")
+        return self._native.tokenize(text, add_special, parse_special)
+
+    def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
+        """Token ids to text (invalid UTF-8 shows as U+FFFD). Ids outside the vocabulary raise ValueError."""
+        return self._native.detokenize(list(tokens), remove_special, unparse_special)
+
+    def token_to_piece(self, token: int, special: bool = False) -> str:
+        """One token's text. A token holding part of a UTF-8 character shows as U+FFFD; use
+        :meth:`token_to_bytes` for the raw bytes."""
+        return self.token_to_bytes(token, special).decode("utf-8", errors="replace")
+
+    def token_to_bytes(self, token: int, special: bool = False) -> bytes:
+        return self._native.token_to_piece(int(token), special)
+
+    def _piece(self, token: int) -> tuple[str, bytes]:
+        raw = self._native.token_to_piece(token, True)
+        return raw.decode("utf-8", errors="replace"), raw
+
+    # -- generation ----------------------------------------------------
+    def _prompt_tokens(self, prompt: str | Sequence[int], add_special: bool) -> list[int]:
+        if isinstance(prompt, str):
+            # Prompts come from chat templates, which write special tokens as text.
+            return self._native.tokenize(prompt, add_special, True)
+        if not isinstance(prompt, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            raise TypeError("prompt must be a string or a sequence of token ids")
+        return list(prompt)
+
+    def stream(self, prompt: str | Sequence[int], *, add_special: bool = True, **options) -> Request:
+        """Start generating and return the request handle: iterate it (``for`` or ``async for``)
+        for :class:`~jan.Chunk` pieces, ``cancel()`` it, or call ``result()``.
+
+        Options: max_tokens, temperature (<= 0: greedy), top_k, top_p, min_p, typical_p,
+        repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, logit_bias,
+        grammar (GBNF), ignore_eos, stop, logprobs, top_logprobs.
+        Raises ContextOverflowError when the prompt does not fit, QueueFullError when the wait
+        queue is full, ValueError for bad options.
+        """
+        scheduler = self._require_scheduler()
+        tokens = self._prompt_tokens(prompt, add_special)
+        params = sampling_params(**options)
+        native = scheduler.submit(tokens, params)
+        return Request(native, self, logprobs=params.logprobs, seed=params.seed)
+
+    submit = stream
+
+    def generate(self, prompt: str | Sequence[int], *, add_special: bool = True, **options) -> Completion:
+        """Generate to the end and return the whole :class:`~jan.Completion` (same options as :meth:`stream`)."""
+        return self.stream(prompt, add_special=add_special, **options).result()
+
+    async def agenerate(self, prompt: str | Sequence[int], *, add_special: bool = True, **options) -> Completion:
+        """:meth:`generate` for asyncio code; never blocks the event loop."""
+        return await self.stream(prompt, add_special=add_special, **options).aresult()
+
+    def _require_scheduler(self):
+        if self._closed:
+            raise RuntimeError(f"model '{self.id}' is closed")
+        if self._scheduler is None:
+            kind = "vocab-only" if self.vocab_only else "an embedding model"
+            raise ValueError(f"model '{self.id}' is {kind}; it cannot generate text")
+        return self._scheduler
+
+    # -- embeddings ----------------------------------------------------
+    def embed(
+        self,
+        inputs: str | Sequence[str] | Sequence[Sequence[int]],
+        *,
+        normalize: bool = True,
+        pooling: str | None = None,
+    ) -> np.ndarray:
+        """Embed one or many inputs (strings or token lists) in as few decodes as fit.
+
+        Returns a float32 array of shape (n_inputs, n_embd); L2-normalized by default. ``pooling``
+        (mean, cls, last) overrides the model's own for this model's embedding context.
+        """
+        if self._closed:
+            raise RuntimeError(f"model '{self.id}' is closed")
+        if self.vocab_only:
+            raise ValueError(f"model '{self.id}' is vocab-only; it cannot embed")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        batch = []
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                batch.append(self._native.tokenize(item, True, False))
+            elif isinstance(item, Sequence) and all(isinstance(t, int) for t in item):
+                batch.append(list(item))
+            else:
+                raise TypeError(f"input[{i}]: expected a string or a list of token ids")
+        if not batch:
+            raise ValueError("inputs: at least one input is required")
+        return self._get_embedder(pooling).embed(batch, bool(normalize))
+
+    def _get_embedder(self, pooling: str | None):
+        pooling = pooling or self._pooling
+        if pooling is not None and pooling not in POOLING:
+            raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {pooling!r}")
+        wanted = -1 if pooling is None else POOLING[pooling]
+        with self._embedder_lock:
+            if self._embedder is None or (wanted >= 0 and self._embedder.pooling != wanted):
+                ep = _engine.EmbedderParams()
+                ep.pooling = wanted
+                ep.n_threads = int(self._n_threads or -1)
+                try:
+                    self._embedder = _engine.Embedder(self._native, ep)
+                finally:
+                    forward_native_logs()
+            return self._embedder
+
+    # -- status --------------------------------------------------------
+    def metrics(self) -> dict:
+        """Counters since load: requests, prompt/generated/cached tokens, decode time, busy slots, queue depth."""
+        if self._scheduler is None:
+            return {"slots_total": 0, "slots_busy": 0, "queue_depth": 0}
+        m = self._scheduler.metrics()
+        busy = m["busy_seconds"]
+        m["generation_tokens_per_second"] = m["generated_tokens_total"] / busy if busy > 0 else 0.0
+        return m
+
+    @property
+    def busy(self) -> bool:
+        if self._scheduler is None:
+            return False
+        m = self._scheduler.metrics()
+        return m["slots_busy"] > 0 or m["queue_depth"] > 0
+
+    def close(self) -> None:
+        """Stop the engine thread (running requests end as ``cancelled``) and free the context."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown()
+        self._scheduler = None
+        self._embedder = None
+        forward_native_logs()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<jan.Model {self.id!r} path={self.path!r}>"

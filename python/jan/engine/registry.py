@@ -1,0 +1,160 @@
+"""``jan.Engine``: several models loaded by id, with an LRU bound and an idle keep-alive."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from jan.errors import ModelNotFoundError
+from jan.engine.model import Model
+
+
+@dataclass
+class _Entry:
+    model: Model
+    options: dict
+    loaded_at: float
+    last_used: float
+
+
+class Engine:
+    """Holds loaded models by id.
+
+    ``max_loaded`` bounds how many stay loaded: loading one more unloads the
+    least recently used (idle ones first). ``keep_alive`` (seconds) unloads a
+    model that has had no request for that long; ``None`` keeps models
+    loaded until unloaded. Thread-safe.
+    """
+
+    def __init__(self, *, max_loaded: int | None = None, keep_alive: float | None = None,
+                 reap_interval: float = 1.0, **default_options):
+        if max_loaded is not None and max_loaded < 1:
+            raise ValueError("max_loaded: must be >= 1")
+        if keep_alive is not None and keep_alive < 0:
+            raise ValueError("keep_alive: must be >= 0 seconds")
+        self.max_loaded = max_loaded
+        self.keep_alive = keep_alive
+        self.default_options = default_options
+        self._models: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._reaper = None
+        if keep_alive is not None:
+            self._reaper = threading.Thread(target=self._reap_loop, args=(reap_interval,),
+                                            name="jan-keep-alive", daemon=True)
+            self._reaper.start()
+
+    def load(self, model_id: str, path: str, **options) -> Model:
+        """Load (or return the already loaded) model under ``model_id``."""
+        with self._lock:
+            entry = self._models.get(model_id)
+            if entry is not None and entry.model.path == str(path) and entry.options == options:
+                return self._touch(model_id)
+        if entry is not None:
+            self.unload(model_id)
+        opts = {**self.default_options, **options}
+        model = Model(path, model_id=model_id, **opts)  # slow: outside the lock
+        evicted = []
+        with self._lock:
+            now = time.monotonic()
+            self._models[model_id] = _Entry(model, options, now, now)
+            while self.max_loaded is not None and len(self._models) > self.max_loaded:
+                victim = self._pick_victim(exclude=model_id)
+                evicted.append(self._models.pop(victim).model)
+        for m in evicted:
+            m.close()
+        return model
+
+    def _pick_victim(self, exclude: str) -> str:
+        candidates = [mid for mid in self._models if mid != exclude]  # oldest use first
+        idle = [mid for mid in candidates if not self._models[mid].model.busy]
+        return (idle or candidates)[0]
+
+    def get(self, model_id: str) -> Model:
+        """The loaded model; marks it as used. Raises ModelNotFoundError."""
+        with self._lock:
+            return self._touch(model_id)
+
+    def _touch(self, model_id: str) -> Model:
+        entry = self._models.get(model_id)
+        if entry is None:
+            raise ModelNotFoundError(f"model '{model_id}' is not loaded")
+        entry.last_used = time.monotonic()
+        self._models.move_to_end(model_id)
+        return entry.model
+
+    def unload(self, model_id: str) -> None:
+        with self._lock:
+            entry = self._models.pop(model_id, None)
+        if entry is None:
+            raise ModelNotFoundError(f"model '{model_id}' is not loaded")
+        entry.model.close()
+
+    def is_loaded(self, model_id: str) -> bool:
+        with self._lock:
+            return model_id in self._models
+
+    def loaded(self) -> list[str]:
+        """Ids of loaded models, least recently used first."""
+        with self._lock:
+            return list(self._models)
+
+    def status(self) -> dict[str, dict]:
+        """Per model: path, slots busy/total, queue depth, memory, idle time, keep-alive expiry."""
+        now = time.monotonic()
+        with self._lock:
+            entries = list(self._models.items())
+        out = {}
+        for mid, e in entries:
+            m = e.model.metrics()
+            idle = 0.0 if e.model.busy else now - e.last_used
+            out[mid] = {
+                "id": mid,
+                "path": e.model.path,
+                "state": "loaded",
+                "slots_busy": m.get("slots_busy", 0),
+                "slots_total": m.get("slots_total", 0),
+                "queue_depth": m.get("queue_depth", 0),
+                "memory_bytes": e.model.info.size_bytes,
+                "n_ctx": e.model.n_ctx,
+                "idle_seconds": idle,
+                "expires_in": None if self.keep_alive is None else max(0.0, self.keep_alive - idle),
+                "metrics": m,
+            }
+        return out
+
+    def _reap_loop(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            self.reap_idle()
+
+    def reap_idle(self) -> list[str]:
+        """Unload models idle longer than keep_alive; returns their ids."""
+        if self.keep_alive is None:
+            return []
+        now = time.monotonic()
+        expired = []
+        with self._lock:
+            for mid, e in list(self._models.items()):
+                if e.model.busy:
+                    e.last_used = now  # a long generation counts as use
+                elif now - e.last_used >= self.keep_alive:
+                    expired.append(self._models.pop(mid).model)
+        for m in expired:
+            m.close()
+        return [m.id for m in expired]
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            models = [e.model for e in self._models.values()]
+            self._models.clear()
+        for m in models:
+            m.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

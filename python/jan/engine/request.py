@@ -1,0 +1,160 @@
+"""A running generation: iterate it (sync or ``async for``), cancel it, or wait for the whole result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from jan.errors import EngineError
+from jan.engine.logs import forward_native_logs
+from jan.engine.results import Chunk, Completion, TokenLogprob, TopLogprob, Usage
+
+if TYPE_CHECKING:
+    from jan.engine.model import Model
+
+# Short enough that Ctrl-C interrupts a blocking iteration promptly.
+_SYNC_WAIT_S = 0.1
+
+
+class Request:
+    """Handle on one queued or running generation.
+
+    Events are pushed by the engine thread into a native queue; a sync
+    iteration waits on it without holding the GIL, an async one is woken by
+    the event loop through a file descriptor (no thread per request, no
+    polling). Dropping the handle or calling :meth:`cancel` frees the slot at
+    the engine's next step.
+    """
+
+    def __init__(self, native, model: "Model", *, logprobs: bool, seed: int | None = None):
+        self._native = native
+        self._model = model
+        self._logprobs = logprobs
+        self._buffer: deque[Chunk] = deque()
+        self._done = False
+        self.seed = seed
+        self.final: Chunk | None = None
+
+    # -- control -------------------------------------------------------
+    def cancel(self) -> None:
+        """Stop generating; the last chunk then has finish_reason ``cancelled``."""
+        self._native.cancel()
+
+    @property
+    def done(self) -> bool:
+        return self._done and not self._buffer
+
+    # -- sync iteration ------------------------------------------------
+    def __iter__(self) -> "Request":
+        return self
+
+    def __next__(self) -> Chunk:
+        while not self._buffer:
+            if self._done:
+                raise StopIteration
+            self._accept(self._native.wait(_SYNC_WAIT_S, self._logprobs))
+        return self._buffer.popleft()
+
+    # -- async iteration -----------------------------------------------
+    def __aiter__(self) -> "Request":
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if not self._buffer and not self._done:
+            self._accept(self._native.drain(self._logprobs))
+            if not self._buffer and not self._done:
+                await self._readable()
+                self._accept(self._native.drain(self._logprobs))
+        if self._buffer:
+            return self._buffer.popleft()
+        raise StopAsyncIteration
+
+    async def _readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        fd = self._native.fileno()
+        ready = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, wake)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
+    # -- whole result --------------------------------------------------
+    def result(self) -> Completion:
+        """Block until finished and aggregate every remaining chunk."""
+        return self._aggregate(list(self))
+
+    async def aresult(self) -> Completion:
+        """Await the end and aggregate every remaining chunk."""
+        return self._aggregate([chunk async for chunk in self])
+
+    def raise_for_error(self, chunk: Chunk) -> None:
+        if chunk.finish_reason == "error":
+            raise EngineError(chunk.error or "generation failed")
+
+    def _aggregate(self, chunks: list[Chunk]) -> Completion:
+        final = self.final
+        if final is None:
+            raise EngineError("the request ended without a final event")
+        self.raise_for_error(final)
+        logprobs = None
+        if self._logprobs:
+            logprobs = [lp for c in chunks for lp in (c.logprobs or [])]
+        return Completion(
+            text="".join(c.text for c in chunks),
+            token_ids=[t for c in chunks for t in c.token_ids],
+            finish_reason=final.finish_reason or "stop",
+            usage=final.usage or Usage(),
+            logprobs=logprobs,
+            stop=final.stop,
+            seed=self.seed,
+        )
+
+    # -- conversion ----------------------------------------------------
+    def _accept(self, events: list[tuple]) -> None:
+        for text, ids, logprobs, final, finish_reason, error, stop, usage in events:
+            chunk = Chunk(
+                text=text,
+                token_ids=ids,
+                logprobs=self._convert_logprobs(ids, logprobs) if logprobs is not None else None,
+                finish_reason=finish_reason if final else None,
+                usage=Usage(**usage) if usage else None,
+                error=error or None,
+                stop=stop or None,
+            )
+            self._buffer.append(chunk)
+            if final:
+                self._done = True
+                self.final = chunk
+                forward_native_logs()
+
+    def _convert_logprobs(self, ids: list[int], logprobs: list) -> list[TokenLogprob]:
+        piece = self._model._piece_cache
+        out = []
+        for token_id, (logprob, top) in zip(ids, logprobs):
+            text, raw = piece(token_id)
+            out.append(
+                TokenLogprob(
+                    token_id=token_id,
+                    token=text,
+                    bytes=list(raw),
+                    logprob=logprob,
+                    top=[TopLogprob(t, *_text_and_bytes(piece(t)), lp) for t, lp in top],
+                )
+            )
+        return out
+
+    def __del__(self) -> None:
+        native = getattr(self, "_native", None)
+        if native is not None and not self._done:
+            native.cancel()
+
+
+def _text_and_bytes(piece: tuple[str, bytes]) -> tuple[str, list[int]]:
+    return piece[0], list(piece[1])

@@ -1,0 +1,42 @@
+"""Exceptions raised by jan.
+
+The native engine raises these classes too (it looks them up here), so
+``except jan.ModelLoadError`` works the same for Python and C++ failures.
+"""
+
+from __future__ import annotations
+
+
+class JanError(Exception):
+    """Base class of every error jan raises on purpose."""
+
+
+class ModelLoadError(JanError):
+    """A model file is missing, not GGUF, truncated, or llama.cpp refused it."""
+
+
+class ContextOverflowError(JanError, ValueError):
+    """The input does not fit in the context window.
+
+    ``n_tokens`` is the input's size and ``n_ctx`` the context's, when known.
+    """
+
+    def __init__(self, message: str, n_tokens: int | None = None, n_ctx: int | None = None):
+        super().__init__(message)
+        self.n_tokens = n_tokens
+        self.n_ctx = n_ctx
+
+
+class QueueFullError(JanError):
+    """Every slot is busy and the wait queue is at its bound."""
+
+
+class EngineError(JanError):
+    """llama.cpp failed while evaluating (decode error, out of memory)."""
+
+
+class ModelNotFoundError(JanError, KeyError):
+    """No model with that id is known or loaded."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "model not found"

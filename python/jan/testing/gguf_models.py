@@ -1,0 +1,671 @@
+"""Write GGUF model files for jan's tests and benchmarks.
+
+The models are llama-architecture networks with random weights and a *real*
+tokenizer copied from one of llama.cpp's vocab-only GGUF files (see
+``<shared>/models/vocab``). The weights make the output gibberish, but the
+files load in llama.cpp, tokenize exactly like the source vocabulary, carry
+its chat template, and run at the speed of a real model of the same shape.
+
+The ``gguf`` package (and numpy) is a test/benchmark extra, not a runtime
+dependency of jan, so it is imported inside the functions that need it.
+
+Every writer writes to a temporary name next to the destination and renames
+it into place, so an interrupted write never leaves a broken file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = [
+    "BENCH_LLAMA_CONFIG",
+    "BENCH_VOCAB",
+    "CHATML_TOOL_TEMPLATE",
+    "bench_model_path",
+    "gguf_param_count",
+    "llama_param_count",
+    "models_dir",
+    "repo_root",
+    "vocab_path",
+    "write_bench_llama",
+    "write_llama_from_vocab",
+    "write_not_gguf",
+    "write_phi3_chat_model",
+    "write_tool_template_model",
+    "write_truncated_copy",
+]
+
+# --------------------------------------------------------------------------
+# Locations
+# --------------------------------------------------------------------------
+
+
+def repo_root() -> Path:
+    """The directory holding ``pyproject.toml``, searched upward from this file.
+
+    Falls back to the current working directory when none is found.
+    """
+    here = Path(__file__).resolve().parent
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file():
+            return d
+    return Path.cwd()
+
+
+def models_dir() -> Path:
+    """Folder with the shared test models.
+
+    ``$JAN_TEST_MODELS`` if set, else ``<repo root>/../shared/models``. The path
+    is returned even when it does not exist; callers decide whether to skip.
+    """
+    env = os.environ.get("JAN_TEST_MODELS")
+    if env:
+        return Path(env).expanduser()
+    return repo_root().parent / "shared" / "models"
+
+
+def vocab_path(name: str) -> Path:
+    """Path of a vocab-only GGUF in ``models_dir()/vocab``.
+
+    ``name`` is either a file name (``"ggml-vocab-phi-3.gguf"``) or the short
+    form (``"phi-3"``, ``"llama-spm"``, ``"gpt-2"``, ``"bert-bge"``).
+    """
+    fname = name if name.endswith(".gguf") else f"ggml-vocab-{name}.gguf"
+    return models_dir() / "vocab" / fname
+
+
+# --------------------------------------------------------------------------
+# Small internals
+# --------------------------------------------------------------------------
+
+_DTYPES = {"f32": "float32", "f16": "float16"}
+# general.file_type values (llama.cpp's LLAMA_FTYPE_ALL_F32 / MOSTLY_F16)
+_FILE_TYPES = {"f32": 0, "f16": 1}
+# tokenizer.ggml.token_type value of a control token (LLAMA_TOKEN_TYPE_CONTROL)
+_TOKEN_TYPE_CONTROL = 3
+# Weights are filled in chunks of this many elements to bound peak memory.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+@contextlib.contextmanager
+def _atomic_target(dst: "str | os.PathLike[str]") -> Iterator[Path]:
+    """Yield a temporary path beside ``dst``; rename it to ``dst`` on success."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, dst)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+class _KV:
+    """One GGUF key/value with its exact on-disk types."""
+
+    __slots__ = ("value", "vtype", "sub_type")
+
+    def __init__(self, value: Any, vtype: Any, sub_type: Any = None):
+        self.value = value
+        self.vtype = vtype
+        self.sub_type = sub_type
+
+
+# GGUF value type ids (gguf.GGUFValueType) -> (struct format, size) of scalars
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def _read_metadata(path: "str | os.PathLike[str]", want: Any = lambda key: True) -> dict[str, _KV]:
+    """Key/values of a little-endian GGUF v2/v3 file whose key satisfies ``want``.
+
+    A small direct parser of the metadata section: gguf.GGUFReader builds a
+    numpy view per array item, which takes seconds for a 50k-merge vocab.
+    String values are kept as raw bytes (exact, even if not valid UTF-8);
+    numeric arrays become Python lists. Tensor data is never read.
+    """
+    import mmap
+    import struct
+
+    import numpy as np
+    from gguf import GGUFValueType
+
+    path = Path(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        if buf[:4] != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        version, _n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
+        if version not in (2, 3):
+            raise ValueError(f"{path}: unsupported GGUF version {version} (or big-endian file)")
+        pos = 24
+
+        def read_str() -> bytes:
+            nonlocal pos
+            (n,) = struct.unpack_from("<Q", buf, pos)
+            pos += 8
+            if pos + n > len(buf):
+                raise ValueError(f"{path}: truncated metadata")
+            out = buf[pos : pos + n]
+            pos += n
+            return out
+
+        def read_value(vtype: int) -> Any:
+            nonlocal pos
+            if vtype == _GGUF_STRING:
+                return read_str()
+            fmt = _GGUF_SCALARS.get(vtype)
+            if fmt is None:
+                raise ValueError(f"{path}: unknown GGUF value type {vtype}")
+            (v,) = struct.unpack_from(fmt, buf, pos)
+            pos += struct.calcsize(fmt)
+            return v
+
+        out: dict[str, _KV] = {}
+        for _ in range(n_kv):
+            key = read_str().decode("utf-8")
+            (vtype,) = struct.unpack_from("<I", buf, pos)
+            pos += 4
+            if vtype == _GGUF_ARRAY:
+                sub, count = struct.unpack_from("<IQ", buf, pos)
+                pos += 12
+                if sub == _GGUF_STRING:
+                    value: Any = [read_str() for _ in range(count)]
+                elif sub == _GGUF_ARRAY:
+                    raise ValueError(f"{path}: nested GGUF arrays are not supported ({key})")
+                else:
+                    fmt = _GGUF_SCALARS.get(sub)
+                    if fmt is None:
+                        raise ValueError(f"{path}: unknown GGUF value type {sub}")
+                    arr = np.frombuffer(buf, dtype=np.dtype(fmt), count=count, offset=pos)
+                    pos += arr.nbytes
+                    value = arr.tolist()
+                    del arr  # release the view before the mmap closes
+                kv = _KV(value, GGUFValueType(vtype), GGUFValueType(sub))
+            else:
+                kv = _KV(read_value(vtype), GGUFValueType(vtype))
+            if want(key):
+                out[key] = kv
+    return out
+
+
+def _read_tokenizer_kv(vocab_gguf: "str | os.PathLike[str]") -> dict[str, _KV]:
+    """Every ``tokenizer.*`` key/value of a GGUF file, in file order.
+
+    ``general.name`` is included too (under its own key), since llama.cpp keys
+    some tokenizer behaviour on it.
+    """
+    path = Path(vocab_gguf)
+    if not path.is_file():
+        raise FileNotFoundError(f"vocab GGUF not found: {path}")
+    out = _read_metadata(path, lambda key: key.startswith("tokenizer.") or key == "general.name")
+    if "tokenizer.ggml.tokens" not in out:
+        raise ValueError(f"{path} has no tokenizer.ggml.tokens; not a vocab GGUF")
+    return out
+
+
+def _infer_kv(key: str, value: Any, existing: _KV | None) -> _KV:
+    """Type an ``extra_kv`` value: explicit, else the existing key's type, else guessed."""
+    from gguf import GGUFValueType
+
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], GGUFValueType):
+        val, vtype = value
+        sub = None
+        if vtype == GGUFValueType.ARRAY:
+            sub = _guess_scalar_type(val[0]) if val else None
+        return _KV(val, vtype, sub)
+    if existing is not None:
+        return _KV(value, existing.vtype, existing.sub_type)
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"extra_kv[{key!r}]: empty arrays cannot be written")
+        return _KV(list(value), GGUFValueType.ARRAY, _guess_scalar_type(value[0]))
+    return _KV(value, _guess_scalar_type(value))
+
+
+def _guess_scalar_type(value: Any) -> Any:
+    from gguf import GGUFValueType
+
+    if isinstance(value, bool):
+        return GGUFValueType.BOOL
+    if isinstance(value, int):
+        return GGUFValueType.UINT32 if 0 <= value < 2**32 else GGUFValueType.INT64
+    if isinstance(value, float):
+        return GGUFValueType.FLOAT32
+    if isinstance(value, (str, bytes)):
+        return GGUFValueType.STRING
+    raise TypeError(f"cannot infer a GGUF type for {value!r}; pass (value, GGUFValueType)")
+
+
+def _llama_tensor_specs(
+    n_vocab: int, n_embd: int, n_layer: int, n_head: int, n_head_kv: int, n_ff: int
+) -> list[tuple[str, tuple[int, ...], bool]]:
+    """(name, numpy shape, is_norm) of every llama tensor.
+
+    numpy shapes are row-major, i.e. the reverse of ggml's ``ne``: a weight
+    mapping n_in -> n_out is stored as ``(n_out, n_in)``.
+    """
+    head_dim = n_embd // n_head
+    n_embd_kv = head_dim * n_head_kv
+    specs: list[tuple[str, tuple[int, ...], bool]] = [
+        ("token_embd.weight", (n_vocab, n_embd), False),
+        ("output_norm.weight", (n_embd,), True),
+        ("output.weight", (n_vocab, n_embd), False),
+    ]
+    for i in range(n_layer):
+        b = f"blk.{i}."
+        specs += [
+            (b + "attn_norm.weight", (n_embd,), True),
+            (b + "attn_q.weight", (n_embd, n_embd), False),
+            (b + "attn_k.weight", (n_embd_kv, n_embd), False),
+            (b + "attn_v.weight", (n_embd_kv, n_embd), False),
+            (b + "attn_output.weight", (n_embd, n_embd), False),
+            (b + "ffn_norm.weight", (n_embd,), True),
+            (b + "ffn_gate.weight", (n_ff, n_embd), False),
+            (b + "ffn_up.weight", (n_ff, n_embd), False),
+            (b + "ffn_down.weight", (n_embd, n_ff), False),
+        ]
+    return specs
+
+
+def llama_param_count(
+    n_vocab: int, n_embd: int, n_layer: int, n_head: int, n_head_kv: int | None, n_ff: int
+) -> int:
+    """Number of parameters of the llama written by :func:`write_llama_from_vocab`."""
+    n_head_kv = n_head if n_head_kv is None else n_head_kv
+    total = 0
+    for _, shape, _ in _llama_tensor_specs(n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff):
+        n = 1
+        for d in shape:
+            n *= d
+        total += n
+    return total
+
+
+def gguf_param_count(path: "str | os.PathLike[str]") -> int:
+    """Sum of the element counts of every tensor in a GGUF file."""
+    from gguf import GGUFReader
+
+    return int(sum(int(t.n_elements) for t in GGUFReader(path).tensors))
+
+
+def _random_tensor(rng: Any, shape: tuple[int, ...], std: float, dtype: str) -> "np.ndarray":
+    """Normal(0, std) weights as ``dtype``, generated in bounded chunks."""
+    import numpy as np
+
+    out = np.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)
+    n = flat.size
+    for start in range(0, n, _CHUNK_ELEMENTS):
+        end = min(n, start + _CHUNK_ELEMENTS)
+        buf = rng.standard_normal(end - start, dtype=np.float32)
+        buf *= np.float32(std)
+        flat[start:end] = buf  # casts to float16 when dtype is f16
+    return out
+
+
+# --------------------------------------------------------------------------
+# The general writer
+# --------------------------------------------------------------------------
+
+
+def write_llama_from_vocab(
+    path: "str | os.PathLike[str]",
+    vocab_gguf: "str | os.PathLike[str]",
+    *,
+    n_embd: int,
+    n_layer: int,
+    n_head: int,
+    n_head_kv: int | None = None,
+    n_ff: int,
+    n_ctx: int = 2048,
+    dtype: str = "f32",
+    seed: int = 0,
+    chat_template: str | None = None,
+    extra_kv: Mapping[str, Any] | None = None,
+    extra_special_tokens: Sequence[str] | None = None,
+    name: str | None = None,
+    weight_std: float = 0.02,
+) -> Path:
+    """Write a random-weight llama GGUF that uses the tokenizer of ``vocab_gguf``.
+
+    Every ``tokenizer.*`` key of the vocab file is copied with its exact type
+    (tokens, scores, token types, merges, special token ids, add_bos/eos flags,
+    pre-tokenizer, chat template, ...). The model gets the llama tensors
+    (token_embd, output_norm, output, and per block attn_norm, attn_q/k/v/output,
+    ffn_norm, ffn_gate/up/down) filled with ``normal * weight_std`` (norms are
+    ones) and the ``llama.*`` hyperparameter keys.
+
+    ``dtype`` is ``"f32"`` or ``"f16"`` (norm vectors always stay F32, as in
+    llama.cpp's converters). ``chat_template`` sets/overrides
+    ``tokenizer.chat_template``. ``extra_kv`` adds or overrides keys last: the
+    value keeps the type of the key it replaces, is guessed (int -> UINT32,
+    float -> FLOAT32, str -> STRING, bool -> BOOL, list -> ARRAY), or is given as
+    ``(value, gguf.GGUFValueType.X)``; ``None`` removes the key.
+    ``extra_special_tokens`` appends control tokens (e.g. ``"<|im_start|>"``)
+    to the vocabulary; their ids are ``n_vocab_source + i``. ``name`` is
+    ``general.name``; it defaults to the vocab file's, because llama.cpp picks
+    some tokenizer quirks by model name (phi-3's special tokens eat the
+    whitespace after them), and a different name would tokenize differently.
+
+    Returns ``path``.
+    """
+    import numpy as np
+    from gguf import GGUFValueType, GGUFWriter
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    n_head_kv = n_head if n_head_kv is None else n_head_kv
+    if min(n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx) <= 0:
+        raise ValueError("model dimensions must be positive")
+    if n_embd % n_head:
+        raise ValueError(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
+    if n_head % n_head_kv:
+        raise ValueError(f"n_head ({n_head}) must be a multiple of n_head_kv ({n_head_kv})")
+    head_dim = n_embd // n_head
+    if head_dim % 2:
+        raise ValueError(f"head dimension ({head_dim}) must be even for RoPE")
+
+    tok = _read_tokenizer_kv(vocab_gguf)
+
+    if extra_special_tokens:
+        existing = set(tok["tokenizer.ggml.tokens"].value)
+        for text in extra_special_tokens:
+            raw = text.encode("utf-8")
+            if raw in existing:
+                raise ValueError(f"token {text!r} is already in {vocab_gguf}")
+            existing.add(raw)
+            tok["tokenizer.ggml.tokens"].value.append(raw)
+            if "tokenizer.ggml.scores" in tok:
+                tok["tokenizer.ggml.scores"].value.append(0.0)
+            if "tokenizer.ggml.token_type" in tok:
+                tok["tokenizer.ggml.token_type"].value.append(_TOKEN_TYPE_CONTROL)
+    n_vocab = len(tok["tokenizer.ggml.tokens"].value)
+
+    if chat_template is not None:
+        tok["tokenizer.chat_template"] = _KV(chat_template, GGUFValueType.STRING)
+
+    # llama.cpp keys some tokenizer quirks on general.name (e.g. phi-3's special
+    # tokens strip the whitespace after them), so the source's name is kept.
+    source_name = tok.pop("general.name", None)
+    if name is None:
+        name = source_name.value if source_name is not None else f"jan-test-llama-{Path(vocab_gguf).stem}"
+
+    arch = "llama"
+    u32 = GGUFValueType.UINT32
+    kv: dict[str, _KV] = {
+        "general.name": _KV(name, GGUFValueType.STRING),
+        f"{arch}.vocab_size": _KV(n_vocab, u32),
+        f"{arch}.context_length": _KV(n_ctx, u32),
+        f"{arch}.embedding_length": _KV(n_embd, u32),
+        f"{arch}.block_count": _KV(n_layer, u32),
+        f"{arch}.feed_forward_length": _KV(n_ff, u32),
+        f"{arch}.attention.head_count": _KV(n_head, u32),
+        f"{arch}.attention.head_count_kv": _KV(n_head_kv, u32),
+        f"{arch}.attention.layer_norm_rms_epsilon": _KV(1e-5, GGUFValueType.FLOAT32),
+        f"{arch}.rope.dimension_count": _KV(head_dim, u32),
+        f"{arch}.rope.freq_base": _KV(10000.0, GGUFValueType.FLOAT32),
+        "general.file_type": _KV(_FILE_TYPES[dtype], u32),
+        "general.quantization_version": _KV(2, u32),
+    }
+    kv.update(tok)
+    for key, value in (extra_kv or {}).items():
+        if key == "general.architecture":
+            raise ValueError("general.architecture is always 'llama'")
+        if value is None:
+            kv.pop(key, None)
+        else:
+            kv[key] = _infer_kv(key, value, kv.get(key))
+
+    specs = _llama_tensor_specs(n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff)
+    np_dtype = np.dtype(_DTYPES[dtype])
+    f32 = np.dtype(np.float32)
+
+    with _atomic_target(path) as tmp:
+        writer = GGUFWriter(None, arch)
+        try:
+            for key, v in kv.items():
+                writer.add_key_value(key, v.value, v.vtype, v.sub_type)
+            for tname, shape, is_norm in specs:
+                dt = f32 if is_norm else np_dtype
+                nbytes = int(np.prod(shape)) * dt.itemsize
+                writer.add_tensor_info(tname, shape, dt, nbytes)
+            writer.write_header_to_file(tmp)
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            # Tensors are generated and written one at a time (same order as
+            # their infos), so peak memory is about the largest tensor.
+            rng = np.random.default_rng(seed)
+            for tname, shape, is_norm in specs:
+                if is_norm:
+                    data = np.ones(shape, dtype=f32)
+                else:
+                    data = _random_tensor(rng, shape, weight_std, np_dtype.name)
+                writer.write_tensor_data(data)
+                del data
+        finally:
+            writer.close()
+    return Path(path)
+
+
+# --------------------------------------------------------------------------
+# Ready-made test models
+# --------------------------------------------------------------------------
+
+PHI3_VOCAB = "ggml-vocab-phi-3.gguf"
+
+# Shape of the tiny chat/tool test models (about 4.1M parameters, ~16 MB F32,
+# almost all of it the 32064 x 64 embedding and output matrices).
+TINY_CHAT_CONFIG: dict[str, Any] = dict(n_embd=64, n_layer=2, n_head=4, n_head_kv=4, n_ff=176, n_ctx=2048)
+
+# ChatML conversation markers with Hermes-style tool calling: the tools are
+# listed as JSON lines inside <tools></tools> in the system turn, assistant
+# tool calls are rendered as <tool_call>{"name": ..., "arguments": ...}</tool_call>
+# and tool results as a "tool" turn wrapped in <tool_response></tool_response>.
+# Written for jan's tests; uses only features common to Jinja2 and llama.cpp's
+# template engine, and only whitespace-controlled tags, so trim_blocks /
+# lstrip_blocks settings do not change the output.
+CHATML_TOOL_TEMPLATE = (
+    r"""{%- if messages and messages[0]['role'] == 'system' -%}
+{%- set system_text = messages[0]['content'] -%}
+{%- else -%}
+{%- set system_text = '' -%}
+{%- endif -%}
+{%- if tools -%}
+{{- '<|im_start|>system\n' -}}
+{%- if system_text -%}{{- system_text + '\n\n' -}}{%- endif -%}
+{{- '# Tools\n\nYou may call the functions described below. Each line inside <tools></tools> is one function signature as JSON.\n<tools>\n' -}}
+{%- for tool in tools -%}{{- tool | tojson -}}{{- '\n' -}}{%- endfor -%}
+{{- '</tools>\n\nTo call a function, answer with a JSON object holding its "name" and "arguments", wrapped in <tool_call></tool_call> tags, one tag per call:\n<tool_call>\n{"name": "function_name", "arguments": {"argument": "value"}}\n</tool_call><|im_end|>\n' -}}
+{%- elif system_text -%}
+{{- '<|im_start|>system\n' + system_text + '<|im_end|>\n' -}}
+{%- endif -%}
+{%- for message in messages -%}
+{%- if message['role'] == 'system' and loop.first -%}
+{%- elif message['role'] == 'assistant' -%}
+{{- '<|im_start|>assistant\n' -}}
+{%- if message['content'] -%}{{- message['content'] -}}{%- endif -%}
+{%- if message['tool_calls'] -%}
+{%- for call in message['tool_calls'] -%}
+{%- if call['function'] is defined -%}{%- set fn = call['function'] -%}{%- else -%}{%- set fn = call -%}{%- endif -%}
+{%- if message['content'] or not loop.first -%}{{- '\n' -}}{%- endif -%}
+{{- '<tool_call>\n{"name": ' + (fn['name'] | tojson) + ', "arguments": ' -}}
+{%- if fn['arguments'] is string -%}{{- fn['arguments'] -}}{%- else -%}{{- fn['arguments'] | tojson -}}{%- endif -%}
+{{- '}\n</tool_call>' -}}
+{%- endfor -%}
+{%- endif -%}
+{{- '<|im_end|>\n' -}}
+{%- elif message['role'] == 'tool' -%}
+{{- '<|im_start|>tool\n<tool_response>\n' + message['content'] + '\n</tool_response><|im_end|>\n' -}}
+{%- else -%}
+{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"""
+)
+
+CHATML_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>")
+
+
+def write_phi3_chat_model(
+    path: "str | os.PathLike[str]", *, vocab_gguf: "str | os.PathLike[str] | None" = None, seed: int = 0
+) -> Path:
+    """Tiny llama (n_embd 64, 2 layers, F32) with the phi-3 vocab and its chat template."""
+    return write_llama_from_vocab(
+        path,
+        vocab_gguf or vocab_path(PHI3_VOCAB),
+        **TINY_CHAT_CONFIG,
+        dtype="f32",
+        seed=seed,
+    )
+
+
+def write_tool_template_model(
+    path: "str | os.PathLike[str]", *, vocab_gguf: "str | os.PathLike[str] | None" = None, seed: int = 0
+) -> Path:
+    """Tiny llama with the phi-3 vocab and a ChatML + Hermes-style tool template.
+
+    ``<|im_start|>`` and ``<|im_end|>`` are appended to the vocabulary as
+    control tokens (ids ``n_vocab`` and ``n_vocab + 1`` of the source vocab), and
+    ``<|im_end|>`` is the EOS/EOT token. Text without those markers tokenizes
+    exactly as with the phi-3 vocab. The template is :data:`CHATML_TOOL_TEMPLATE`.
+    """
+    vocab = Path(vocab_gguf) if vocab_gguf is not None else vocab_path(PHI3_VOCAB)
+    n_source = len(_read_tokenizer_kv(vocab)["tokenizer.ggml.tokens"].value)
+    im_end = n_source + CHATML_SPECIAL_TOKENS.index("<|im_end|>")
+    return write_llama_from_vocab(
+        path,
+        vocab,
+        **TINY_CHAT_CONFIG,
+        dtype="f32",
+        seed=seed,
+        chat_template=CHATML_TOOL_TEMPLATE,
+        extra_special_tokens=CHATML_SPECIAL_TOKENS,
+        extra_kv={
+            "tokenizer.ggml.eos_token_id": im_end,
+            "tokenizer.ggml.eot_token_id": im_end,
+        },
+    )
+
+
+# --------------------------------------------------------------------------
+# Benchmark model
+# --------------------------------------------------------------------------
+
+BENCH_VOCAB = "ggml-vocab-llama-spm.gguf"
+# ~245.5M parameters with the 32000-token llama vocab, ~491 MB as F16.
+BENCH_LLAMA_CONFIG: dict[str, Any] = dict(
+    n_embd=1024, n_layer=14, n_head=16, n_head_kv=16, n_ff=2816, n_ctx=4096, dtype="f16", seed=0
+)
+# Bump when the writer changes what it writes, to invalidate cached files.
+_BENCH_FORMAT_VERSION = 1
+
+
+def write_bench_llama(
+    path: "str | os.PathLike[str]", *, vocab_gguf: "str | os.PathLike[str] | None" = None
+) -> Path:
+    """Write the ~250M-parameter random-weight F16 llama used by the benchmarks.
+
+    Shape: :data:`BENCH_LLAMA_CONFIG` with the llama SentencePiece vocab
+    (32000 tokens). Peak memory stays well under 1 GB: tensors are generated
+    and written one at a time.
+    """
+    return write_llama_from_vocab(
+        path,
+        vocab_gguf or vocab_path(BENCH_VOCAB),
+        **BENCH_LLAMA_CONFIG,
+    )
+
+
+def _bench_cache_name() -> str:
+    cfg = json.dumps({"v": _BENCH_FORMAT_VERSION, "vocab": BENCH_VOCAB, **BENCH_LLAMA_CONFIG}, sort_keys=True)
+    return f"bench-llama-250m-f16-{hashlib.sha256(cfg.encode()).hexdigest()[:10]}.gguf"
+
+
+def _looks_like_gguf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
+def bench_model_path(cache_dir: "str | os.PathLike[str] | None" = None) -> Path:
+    """Path of the cached benchmark model, writing it first if needed.
+
+    The cache folder is ``cache_dir``, else ``$JAN_BENCH_CACHE``, else
+    ``<repo root>/benchmarks/.cache``. The file name encodes the model's
+    configuration, so changing it writes a new file. Concurrent callers are
+    serialised with a lock file where the platform has ``fcntl``.
+    """
+    if cache_dir is None:
+        env = os.environ.get("JAN_BENCH_CACHE")
+        cache_dir = Path(env).expanduser() if env else repo_root() / "benchmarks" / ".cache"
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / _bench_cache_name()
+    if _looks_like_gguf(target):
+        return target
+    with _file_lock(cache / (target.name + ".lock")):
+        if not _looks_like_gguf(target):  # another process may have written it
+            write_bench_llama(target)
+    return target
+
+
+@contextlib.contextmanager
+def _file_lock(lock_path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------
+# Bad files
+# --------------------------------------------------------------------------
+
+
+def write_truncated_copy(
+    src: "str | os.PathLike[str]", dst: "str | os.PathLike[str]", fraction: float
+) -> Path:
+    """Copy the first ``fraction`` (0 < fraction < 1) of ``src``'s bytes to ``dst``."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    src = Path(src)
+    n = int(src.stat().st_size * fraction)
+    with _atomic_target(dst) as tmp:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            remaining = n
+            while remaining > 0:
+                chunk = fin.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                fout.write(chunk)
+                remaining -= len(chunk)
+    return Path(dst)
+
+
+def write_not_gguf(dst: "str | os.PathLike[str]", size: int = 4096) -> Path:
+    """Write a ``size``-byte file that is not GGUF (plain text, wrong magic)."""
+    line = b"this is not a GGUF model file\n"
+    data = (line * (size // len(line) + 1))[:size]
+    with _atomic_target(dst) as tmp:
+        tmp.write_bytes(data)
+    return Path(dst)
+

@@ -1,0 +1,94 @@
+"""Bad input gets a specific exception, never a crash."""
+
+from __future__ import annotations
+
+import pytest
+
+import jan
+from jan.testing.gguf_models import write_not_gguf, write_truncated_copy
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(jan.ModelLoadError, match="not found"):
+        jan.Model(tmp_path / "nope.gguf")
+
+
+def test_directory_is_not_a_model(tmp_path):
+    with pytest.raises(jan.ModelLoadError):
+        jan.Model(tmp_path)
+
+
+def test_not_gguf(tmp_path):
+    path = tmp_path / "model.gguf"
+    write_not_gguf(path)
+    with pytest.raises(jan.ModelLoadError, match="not a GGUF"):
+        jan.Model(path)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.95])
+def test_truncated_gguf(stories_path, tmp_path, fraction):
+    path = tmp_path / "truncated.gguf"
+    write_truncated_copy(stories_path, path, fraction)
+    with pytest.raises(jan.ModelLoadError):
+        jan.Model(path)
+
+
+def test_prompt_longer_than_context(stories_path):
+    with jan.Model(stories_path, n_ctx=32) as m:
+        with pytest.raises(jan.ContextOverflowError) as err:
+            m.generate("Once upon a time " * 20, max_tokens=4)
+        assert err.value.n_ctx == 32 and err.value.n_tokens > 32
+        assert "32" in str(err.value)
+
+
+def test_generation_that_fills_the_context_ends_with_length(stories_path):
+    with jan.Model(stories_path, n_ctx=32) as m:
+        result = m.generate("Once upon a time", temperature=0, ignore_eos=True)
+        assert result.finish_reason == "length"
+        # every position of the context is evaluated; the token sampled from the last one is kept
+        assert result.usage.prompt_tokens + result.usage.completion_tokens == 32 + 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"temperature": "hot"},
+        {"top_p": 2.0},
+        {"max_tokens": -5},
+        {"stop": [""]},
+        {"logit_bias": {999_999: 1.0}},
+        {"grammar": "root ::= ("},
+        {"typical_p": 0},
+        {"top_logprobs": 1000},
+    ],
+)
+def test_bad_sampling_options_raise_value_error(stories, options):
+    with pytest.raises(ValueError):
+        stories.generate("Once", **options)
+
+
+def test_unknown_option_is_a_type_error(stories):
+    with pytest.raises(TypeError, match="tempreture"):
+        stories.generate("Once", tempreture=0.5)
+
+
+def test_bad_token_ids(stories):
+    with pytest.raises(ValueError):
+        stories.detokenize([1, 99999])
+    with pytest.raises(ValueError):
+        stories.generate([1, -3])
+    with pytest.raises(TypeError):
+        stories.generate([1, "a"])
+
+
+def test_vocab_only_model_cannot_generate(vocab_dir):
+    with jan.Model(vocab_dir / "ggml-vocab-llama-spm.gguf", vocab_only=True) as m:
+        with pytest.raises(ValueError, match="vocab-only"):
+            m.generate("hi")
+
+
+def test_closed_model(stories_path):
+    m = jan.Model(stories_path, n_ctx=64)
+    m.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        m.generate("Once")

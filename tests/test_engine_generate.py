@@ -1,0 +1,181 @@
+"""Generation on real models, checked against llama-cpp-python on the same files."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import jan
+
+PROMPT = "Once upon a time"
+
+
+def llama_cpp_greedy(path, prompt: str, n: int) -> list[int]:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), n_ctx=512, n_threads=1, verbose=False, seed=0)
+    tokens = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+    out = []
+    for tok in llm.generate(tokens, temp=0.0, repeat_penalty=1.0, top_k=40, top_p=0.95, min_p=0.05):
+        if tok == llm.token_eos() or len(out) == n:
+            break
+        out.append(tok)
+    return out
+
+
+@pytest.mark.parametrize("fixture", ["stories_path", "tiny_random_path"])
+def test_greedy_tokens_match_llama_cpp_python(request, fixture):
+    path = request.getfixturevalue(fixture)
+    expected = llama_cpp_greedy(path, PROMPT, 120)
+    assert len(expected) >= 100
+    with jan.Model(path, n_ctx=512, n_threads=1) as model:
+        result = model.generate(PROMPT, max_tokens=120, temperature=0)
+        assert result.token_ids == expected[: len(result.token_ids)]
+        assert len(result.token_ids) == len(expected)
+        assert result.text == model.detokenize(expected)
+
+
+def test_readme_example_tells_the_story_of_lily(stories):
+    text = stories.generate(PROMPT, max_tokens=30, temperature=0).text
+    assert text.startswith(", there was a little girl named Lily. She loved to play outside in the park.")
+
+
+def test_completion_reports_finish_reason_and_usage(stories):
+    result = stories.generate(PROMPT, max_tokens=7, temperature=0)
+    assert result.finish_reason == "length"
+    assert result.usage.prompt_tokens == len(stories.tokenize(PROMPT))
+    assert result.usage.completion_tokens == 7 == len(result.token_ids)
+
+
+def test_prompt_as_tokens_equals_prompt_as_text(stories):
+    tokens = stories.tokenize(PROMPT)
+    assert stories.generate(tokens, max_tokens=20, temperature=0).text == \
+        stories.generate(PROMPT, max_tokens=20, temperature=0).text
+
+
+def test_stop_string_spanning_tokens_is_cut_exactly(stories):
+    full = stories.generate(PROMPT, max_tokens=40, temperature=0).text
+    stop = "ittle gi"  # starts inside " little", ends inside " girl"
+    assert stop in full
+    expected = full[: full.index(stop)]
+
+    result = stories.generate(PROMPT, max_tokens=40, temperature=0, stop=[stop, "never-seen"])
+    assert result.text == expected
+    assert result.finish_reason == "stop"
+    assert result.stop == stop
+
+    pieces = [c.text for c in stories.stream(PROMPT, max_tokens=40, temperature=0, stop=stop)]
+    assert "".join(pieces) == expected
+    # no piece ever carried the start of the stop string past the cut
+    assert all("ittle" not in p for p in pieces)
+
+
+def test_stop_string_held_back_then_released_when_it_does_not_match(stories):
+    full = stories.generate(PROMPT, max_tokens=40, temperature=0).text
+    # "little g" is a prefix of the stop "little gx": held back, then released unchanged
+    result = stories.generate(PROMPT, max_tokens=40, temperature=0, stop="little gx")
+    assert result.text == full
+    assert result.finish_reason == "length"
+
+
+@pytest.mark.parametrize("fixture", ["stories_path", "tiny_random_path"])
+def test_streamed_pieces_are_whole_utf8_characters(request, fixture):
+    path = request.getfixturevalue(fixture)
+    target = "héllo 😀 naïve 日本語 ✓"
+    grammar = 'root ::= "' + target + '"'
+    with jan.Model(path, n_ctx=256, n_threads=1) as model:
+        # the small vocabulary spells these characters with byte tokens
+        assert any(len(model.token_to_bytes(t)) == 1 and model.token_to_bytes(t)[0] >= 0x80
+                   for t in model.tokenize(target, add_special=False))
+        chunks = list(model.stream(PROMPT, grammar=grammar, max_tokens=80, temperature=0))
+        generated = [t for c in chunks for t in c.token_ids]
+        partial = [t for t in generated if len(model.token_to_bytes(t)) == 1 and model.token_to_bytes(t)[0] >= 0x80]
+    assert len(partial) >= 4, "the output should spell characters with byte tokens"
+    text = "".join(c.text for c in chunks)
+    assert text == target
+    assert all("\ufffd" not in c.text for c in chunks)
+
+
+def test_fixed_seed_reproduces_sampled_output(stories):
+    a = stories.generate(PROMPT, max_tokens=40, temperature=1.0, seed=1234)
+    b = stories.generate(PROMPT, max_tokens=40, temperature=1.0, seed=1234)
+    assert a.text == b.text
+    others = {stories.generate(PROMPT, max_tokens=40, temperature=1.0, seed=s).text for s in range(5)}
+    assert len(others) > 1, "different seeds should give different stories"
+
+
+def test_generation_releases_the_gil(stories):
+    """A second Python thread keeps running while one generates."""
+    counts = []
+    done = threading.Event()
+
+    def generate():
+        try:
+            for _ in range(20):
+                stories.generate(PROMPT, max_tokens=200, temperature=0, ignore_eos=True)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=generate)
+    start = time.perf_counter()
+    worker.start()
+    n = 0
+    while not done.is_set():
+        n += 1
+    elapsed = time.perf_counter() - start
+    worker.join()
+    counts.append(n)
+    # A held GIL would leave this loop a few switch intervals; a free one spins freely.
+    assert elapsed > 0.05
+    assert n / elapsed > 100_000, f"main thread made only {n} iterations in {elapsed:.3f}s"
+
+
+def test_tokenize_releases_the_gil(stories):
+    text = "Once upon a time, there was a little girl. " * 100_000
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("n", len(stories.tokenize(text))))
+    start = time.perf_counter()
+    worker.start()
+    n = 0
+    while worker.is_alive():
+        n += 1
+    elapsed = time.perf_counter() - start
+    assert result["n"] > 100_000
+    assert n / max(elapsed, 1e-9) > 100_000
+
+
+def test_metadata(stories):
+    info = stories.info
+    assert info.architecture == "llama"
+    assert info.n_vocab == 512
+    assert info.n_embd == 64
+    assert info.n_layer == 5
+    assert 250_000 < info.n_params < 300_000
+    assert info.n_ctx_train > 0
+    assert info.special_tokens["bos"] == 1 and info.special_tokens["eos"] == 2
+    assert info.metadata["general.architecture"] == "llama"
+    assert info.chat_template is None
+
+
+def test_chat_template_comes_from_gguf(vocab_dir):
+    with jan.Model(vocab_dir / "ggml-vocab-phi-3.gguf", vocab_only=True) as m:
+        assert "<|assistant|>" in m.chat_template
+        assert m.metadata["tokenizer.chat_template"] == m.chat_template
+
+
+def test_system_info():
+    info = jan.system_info()
+    assert "CPU" in info["backends"]
+    assert any(d["type"] == "cpu" for d in info["devices"])
+    assert info["llama_cpp_python_version"] == "0.3.36"
+    assert "AVX" in info["cpu_features"] or "NEON" in info["cpu_features"] or info["cpu_features"]
+
+
+def test_llama_log_goes_to_python_logging(stories_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="jan.llama"):
+        jan.Model(stories_path, n_ctx=64).close()
+    assert any(r.name == "jan.llama" and "llama" in r.getMessage() for r in caplog.records)

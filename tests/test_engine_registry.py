@@ -1,0 +1,68 @@
+"""Several models at once: load by id, LRU eviction, keep-alive, status."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import jan
+
+
+def test_load_get_unload(stories_path, tiny_random_path):
+    with jan.Engine(n_ctx=128, n_threads=1) as engine:
+        a = engine.load("stories", stories_path)
+        b = engine.load("random", tiny_random_path)
+        assert engine.loaded() == ["stories", "random"]
+        assert engine.get("stories") is a and engine.get("random") is b
+        assert engine.load("stories", stories_path) is a  # already loaded
+        assert a.generate("Once upon a time", max_tokens=5, temperature=0).text
+        engine.unload("stories")
+        assert engine.loaded() == ["random"]
+        with pytest.raises(jan.ModelNotFoundError):
+            engine.get("stories")
+        with pytest.raises(RuntimeError, match="closed"):
+            a.generate("Once")
+
+
+def test_least_recently_used_is_evicted(stories_path, tiny_random_path):
+    with jan.Engine(max_loaded=2, n_ctx=128, n_threads=1) as engine:
+        engine.load("a", stories_path)
+        engine.load("b", tiny_random_path)
+        engine.get("a")  # now b is the least recently used
+        engine.load("c", stories_path)
+        assert engine.loaded() == ["a", "c"]
+
+
+def test_keep_alive_unloads_idle_models(stories_path):
+    with jan.Engine(keep_alive=0.3, reap_interval=0.05, n_ctx=128, n_threads=1) as engine:
+        engine.load("a", stories_path)
+        for _ in range(8):  # each use restarts the clock
+            time.sleep(0.1)
+            engine.get("a")
+        assert engine.is_loaded("a")
+        deadline = time.monotonic() + 3
+        while engine.is_loaded("a") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not engine.is_loaded("a")
+
+
+def test_keep_alive_never_unloads_a_busy_model(stories_path):
+    with jan.Engine(keep_alive=0.2, reap_interval=0.05, n_ctx=16384, n_threads=1) as engine:
+        model = engine.load("a", stories_path)
+        running = model.stream("Once upon a time", max_tokens=100_000, ignore_eos=True)
+        time.sleep(0.5)
+        assert model.busy, "the generation should still be running"
+        assert engine.is_loaded("a")
+        running.cancel()
+
+
+def test_status_per_model(stories_path):
+    with jan.Engine(n_ctx=128, n_threads=1, n_parallel=2) as engine:
+        model = engine.load("a", stories_path)
+        running = model.stream("Once upon a time", max_tokens=100_000, ignore_eos=True)
+        next(running)
+        status = engine.status()["a"]
+        assert status["slots_busy"] == 1 and status["slots_total"] == 2
+        assert status["memory_bytes"] > 0 and status["n_ctx"] == 128
+        running.cancel()
