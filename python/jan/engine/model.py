@@ -160,8 +160,14 @@ class Model:
     def n_parallel(self) -> int:
         return self._scheduler.n_parallel if self._scheduler else 0
 
-    def token_text(self, token_id: int, special: bool = True) -> str:
-        return self.token_to_piece(token_id, special=special)
+    @property
+    def add_bos(self) -> bool:
+        """Whether the model expects a BOS token at the start of every prompt."""
+        return self._native.add_bos
+
+    def is_eog(self, token: int) -> bool:
+        """Whether ``token`` ends generation (EOS, EOT and the like)."""
+        return self._native.is_eog(int(token))
 
     # -- tokens --------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:

@@ -1,0 +1,3 @@
+from jan.cli import main
+
+main()

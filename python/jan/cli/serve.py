@@ -1,0 +1,84 @@
+"""``jan serve``: the OpenAI-compatible API and the chat page."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from jan.server.config import DEFAULT_PORT, ServerConfig, default_data_folder
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", "-p", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--data-folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Jan data folder [default: $JAN_DATA_FOLDER or ~/jan]")
+@click.option("--model", "-m", "models", multiple=True,
+              help="Model id or GGUF path to load at start (repeatable; paths are imported by reference).")
+@click.option("--api-key", envvar="JAN_API_KEY", default=None, help="Require 'Authorization: Bearer KEY' [env JAN_API_KEY]")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed CORS origin (repeatable; '*' for any).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True,
+              help="Extra Host header to accept when bound to loopback (repeatable).")
+@click.option("--parallel", "-np", "n_parallel", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Requests each model serves at once.")
+@click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64), help="Context tokens per request.")
+@click.option("--threads", "-t", "n_threads", default=None, type=click.IntRange(1), help="Generation threads.")
+@click.option("--gpu-layers", "-ngl", "n_gpu_layers", default=0, show_default=True, type=int,
+              help="Layers to offload to the GPU (-1: all).")
+@click.option("--max-queue", default=64, show_default=True, type=click.IntRange(0),
+              help="Requests waiting for a slot before 503.")
+@click.option("--keep-alive", default=None, type=float, help="Seconds an idle model stays loaded.")
+@click.option("--max-loaded-models", default=None, type=click.IntRange(1))
+@click.option("--no-extensions", is_flag=True, help="Load only built-in extensions.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(host, port, data_folder, models, api_key, cors_origins, allowed_hosts, n_parallel, n_ctx, n_threads,
+          n_gpu_layers, max_queue, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
+    """Run the OpenAI-compatible API server and the web chat page."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level != "debug":
+        logging.getLogger("jan.llama").setLevel(logging.WARNING)
+    config = ServerConfig(
+        host=host, port=port, data_folder=data_folder or default_data_folder(), api_key=api_key,
+        cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
+        n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, max_queue=max_queue,
+        keep_alive=keep_alive, max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)
+    try:
+        asyncio.run(run_server(config))
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # noqa: BLE001 - a clear message and a non-zero exit, not a trace
+        click.echo(f"jan serve: {exc}", err=True)
+        sys.exit(1)
+
+
+async def run_server(config: ServerConfig) -> None:
+    from jan.server.app import create_app
+
+    app = await create_app(config)
+    runner = web.AppRunner(app, shutdown_timeout=5.0, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise RuntimeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+    click.echo(f"jan is listening on {config.base_url}  (API: {config.base_url}/v1, data: {config.data_folder})",
+               err=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        click.echo("jan: shutting down (finishing open streams, unloading models)")
+    finally:
+        # Streams still running after shutdown_timeout are cancelled, which
+        # cancels their generations; cleanup then unloads every model.
+        await runner.cleanup()

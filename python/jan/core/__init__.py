@@ -1,0 +1,140 @@
+"""jan's core: extension interfaces, the event bus, the extension manager, settings.
+
+Core defines *what* jan needs (abstract interfaces) and wires extensions
+together; it imports no implementation. The server asks the manager for
+"the conversational extension" or "the inference engine called llama.cpp"
+and never imports an extension directly. See ``README.md`` in this folder
+for the guide to writing an extension.
+"""
+
+from __future__ import annotations
+
+from .chunks import (
+    ChatChunkAggregator,
+    CompletionChunkAggregator,
+    aggregate_chat_chunks,
+    aggregate_completion_chunks,
+    collect_chat_completion,
+    collect_completion,
+)
+from .events import (
+    EVENT_TYPES,
+    DownloadComplete,
+    DownloadEvent,
+    DownloadFailed,
+    DownloadProgress,
+    Event,
+    ExtensionEvent,
+    ExtensionFailed,
+    ExtensionLoaded,
+    ExtensionUnloaded,
+    InferenceStopped,
+    LocalEventBus,
+    MessageEvent,
+    MessageResponse,
+    MessageSent,
+    MessageUpdate,
+    ModelEvent,
+    ModelFailed,
+    ModelInit,
+    ModelReady,
+    ModelStopped,
+    SettingsChanged,
+)
+from .exceptions import (
+    ExtensionError,
+    ExtensionNotFoundError,
+    NotFoundError,
+    PathOutsideDataFolderError,
+    SettingsValidationError,
+)
+from .extension import BUILTIN_PRIORITY, Extension, ExtensionContext, RouteSpec, SubAppSpec
+from .fs import LocalFileSystem, atomic_write_json, atomic_write_text
+from .interfaces import (
+    EXTENSION_INTERFACES,
+    MODULE_INTERFACES,
+    AssistantExtension,
+    ConversationalExtension,
+    DownloadState,
+    DownloadTask,
+    EventBus,
+    ExtensionInterface,
+    ExtensionType,
+    FileSystem,
+    InferenceExtension,
+    ModelExtension,
+    ModelState,
+    MonitoringExtension,
+    SettingsStore,
+)
+from .manager import ENTRY_POINT_GROUP, ExtensionManager, ExtensionRecord, ExtensionState
+from .settings import ExtensionSettings, JsonSettingsStore
+from .version import API_VERSION, check_api, version_matches
+
+__all__ = [
+    "API_VERSION",
+    "BUILTIN_PRIORITY",
+    "ENTRY_POINT_GROUP",
+    "EVENT_TYPES",
+    "EXTENSION_INTERFACES",
+    "MODULE_INTERFACES",
+    "AssistantExtension",
+    "ChatChunkAggregator",
+    "CompletionChunkAggregator",
+    "ConversationalExtension",
+    "DownloadComplete",
+    "DownloadEvent",
+    "DownloadFailed",
+    "DownloadProgress",
+    "DownloadState",
+    "DownloadTask",
+    "Event",
+    "EventBus",
+    "Extension",
+    "ExtensionContext",
+    "ExtensionError",
+    "ExtensionEvent",
+    "ExtensionFailed",
+    "ExtensionInterface",
+    "ExtensionLoaded",
+    "ExtensionManager",
+    "ExtensionNotFoundError",
+    "ExtensionRecord",
+    "ExtensionSettings",
+    "ExtensionState",
+    "ExtensionType",
+    "ExtensionUnloaded",
+    "FileSystem",
+    "InferenceExtension",
+    "InferenceStopped",
+    "JsonSettingsStore",
+    "LocalEventBus",
+    "LocalFileSystem",
+    "MessageEvent",
+    "MessageResponse",
+    "MessageSent",
+    "MessageUpdate",
+    "ModelEvent",
+    "ModelExtension",
+    "ModelFailed",
+    "ModelInit",
+    "ModelReady",
+    "ModelState",
+    "ModelStopped",
+    "MonitoringExtension",
+    "NotFoundError",
+    "PathOutsideDataFolderError",
+    "RouteSpec",
+    "SettingsChanged",
+    "SettingsStore",
+    "SettingsValidationError",
+    "SubAppSpec",
+    "aggregate_chat_chunks",
+    "aggregate_completion_chunks",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_api",
+    "collect_chat_completion",
+    "collect_completion",
+    "version_matches",
+]

@@ -1,0 +1,125 @@
+"""A small validator for the JSON-schema subset that settings schemas use.
+
+Supported keywords: ``type`` (a name or a list), ``enum``, ``const``,
+``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``,
+``multipleOf``, ``minLength``, ``maxLength``, ``pattern``, ``items``,
+``minItems``, ``maxItems``, ``uniqueItems``, ``properties``, ``required``,
+``additionalProperties``, ``anyOf``, ``oneOf``. Other keywords (``title``,
+``description``, ``default``, UI hints, ...) are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["validate"]
+
+_TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and v.is_integer()),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "null": lambda v: v is None,
+}
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def validate(value: Any, schema: Any, path: str = "") -> list[tuple[str, str]]:
+    """Problems of ``value`` against ``schema`` as ``(field path, message)`` pairs; empty if valid."""
+    if schema is True or schema is None or schema == {}:
+        return []
+    if schema is False:
+        return [(path, "no value is allowed here")]
+    if not isinstance(schema, dict):
+        return [(path, f"invalid schema {schema!r}")]
+    errors: list[tuple[str, str]] = []
+
+    t = schema.get("type")
+    if t is not None:
+        names = t if isinstance(t, list) else [t]
+        checks = [_TYPES.get(n) for n in names]
+        if not any(c is not None and c(value) for c in checks):
+            errors.append((path, f"expected {' or '.join(map(str, names))}, got {_describe(value)}"))
+            return errors
+
+    if "const" in schema and value != schema["const"]:
+        errors.append((path, f"must be {schema['const']!r}"))
+    if "enum" in schema and value not in schema["enum"]:
+        choices = ", ".join(json.dumps(c) for c in schema["enum"])
+        errors.append((path, f"must be one of {choices}, got {json.dumps(value, default=repr)}"))
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append((path, f"must be >= {schema['minimum']}, got {value}"))
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append((path, f"must be <= {schema['maximum']}, got {value}"))
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            errors.append((path, f"must be > {schema['exclusiveMinimum']}, got {value}"))
+        if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
+            errors.append((path, f"must be < {schema['exclusiveMaximum']}, got {value}"))
+        m = schema.get("multipleOf")
+        if m and abs(value / m - round(value / m)) > 1e-9:
+            errors.append((path, f"must be a multiple of {m}"))
+
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            errors.append((path, f"must be at least {schema['minLength']} characters"))
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errors.append((path, f"must be at most {schema['maxLength']} characters"))
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append((path, f"must match {schema['pattern']!r}"))
+
+    if isinstance(value, list):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            errors.append((path, f"must have at least {schema['minItems']} items"))
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            errors.append((path, f"must have at most {schema['maxItems']} items"))
+        if schema.get("uniqueItems"):
+            seen = [json.dumps(v, sort_keys=True, default=repr) for v in value]
+            if len(set(seen)) != len(seen):
+                errors.append((path, "items must be unique"))
+        items = schema.get("items")
+        if items is not None:
+            for i, item in enumerate(value):
+                errors.extend(validate(item, items, _join(path, i)))
+
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for key in schema.get("required") or []:
+            if key not in value:
+                errors.append((_join(path, key), "is required"))
+        additional = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            if key in props:
+                errors.extend(validate(item, props[key], _join(path, key)))
+            elif additional is False:
+                errors.append((_join(path, key), "is not a known setting"))
+            elif isinstance(additional, dict):
+                errors.extend(validate(item, additional, _join(path, key)))
+
+    for keyword in ("anyOf", "oneOf"):
+        options = schema.get(keyword)
+        if options:
+            ok = sum(1 for option in options if not validate(value, option, path))
+            if ok == 0 or (keyword == "oneOf" and ok > 1):
+                errors.append((path, f"does not match {'exactly one' if keyword == 'oneOf' else 'any'} of the allowed forms"))
+    return errors
+
+
+def _describe(value: Any) -> str:
+    for name, check in _TYPES.items():
+        if name != "number" and check(value):
+            return f"{name} {json.dumps(value, default=repr)}" if name != "object" else "object"
+    if isinstance(value, float):
+        return f"number {value}"
+    return type(value).__name__

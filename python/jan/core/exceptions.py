@@ -1,0 +1,60 @@
+"""Errors raised by ``jan.core`` (all subclasses of :class:`jan.errors.JanError`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jan.errors import JanError
+
+__all__ = [
+    "ExtensionError",
+    "ExtensionNotFoundError",
+    "NotFoundError",
+    "PathOutsideDataFolderError",
+    "SettingsValidationError",
+]
+
+
+class ExtensionError(JanError):
+    """Something went wrong with an extension (loading, a hook, a bad registration)."""
+
+
+class ExtensionNotFoundError(ExtensionError, LookupError):
+    """No loaded extension provides what was asked for (a name, a type, an engine)."""
+
+
+class NotFoundError(JanError, KeyError):
+    """A resource (thread, message, assistant, download, ...) does not exist.
+
+    Implementations of the storage interfaces raise this (or a subclass) so
+    the server can answer 404 without knowing the implementation.
+    ``resource`` is the kind ("thread", "message", ...) and ``id`` its id.
+    """
+
+    def __init__(self, message: str, *, resource: str | None = None, id: str | None = None):
+        super().__init__(message)
+        self.resource = resource
+        self.id = id
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "not found"
+
+
+class PathOutsideDataFolderError(JanError, ValueError):
+    """A path given to a :class:`~jan.core.interfaces.FileSystem` would leave its root."""
+
+
+class SettingsValidationError(JanError, ValueError):
+    """Settings values that do not match the extension's settings schema.
+
+    ``field`` names the first offending setting (dotted for nested values,
+    e.g. ``"gpu.layers"``); ``errors`` lists every problem as
+    ``{"field": ..., "message": ...}`` dicts.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, errors: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.errors: list[dict[str, Any]] = list(errors or [])
+        if field is None and self.errors:
+            field = self.errors[0].get("field")
+        self.field = field

@@ -1,0 +1,155 @@
+"""The local :class:`~jan.core.interfaces.FileSystem` and atomic file writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .exceptions import PathOutsideDataFolderError
+from .interfaces.modules import _MISSING, FileSystem
+
+__all__ = ["LocalFileSystem", "atomic_write_json", "atomic_write_text", "set_aside"]
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":  # pragma: no cover - Windows cannot open folders
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Replace ``path``'s content with ``text`` (UTF-8) so readers never see a partial file.
+
+    Writes a temporary file in the same folder, flushes and fsyncs it,
+    ``os.replace``-s it over the target and fsyncs the folder. Parent
+    folders are created. The temporary file is removed if anything fails.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(target.parent)
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """:func:`atomic_write_text` of ``data`` as indented JSON (non-ASCII kept, trailing newline)."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def set_aside(path: str | os.PathLike[str], reason: str = "corrupt") -> Path | None:
+    """Rename an unreadable file to ``<name>.<reason>-<n>`` so it is kept but no longer read.
+
+    Returns the new path, or ``None`` if the file had vanished.
+    """
+    source = Path(path)
+    n = 1
+    while True:
+        candidate = source.with_name(f"{source.name}.{reason}-{n}")
+        if not candidate.exists():
+            break
+        n += 1
+    try:
+        os.replace(source, candidate)
+    except FileNotFoundError:
+        return None
+    return candidate
+
+
+class LocalFileSystem(FileSystem):
+    """Files under a local folder; see :class:`~jan.core.interfaces.FileSystem`."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self._root = Path(root).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalFileSystem({str(self._root)!r})"
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def resolve(self, path: str | os.PathLike[str]) -> Path:
+        """The absolute path of ``path`` under the root.
+
+        The check is on the path's text: absolute paths, drive letters and
+        any ``..`` component are refused. Symlinks *inside* the data folder
+        are followed on purpose (users link ``models/`` to another disk).
+        """
+        raw = os.fspath(path)
+        if "\x00" in raw:
+            raise PathOutsideDataFolderError(f"invalid path {raw!r}")
+        p = Path(raw)
+        if p.is_absolute() or p.drive or p.anchor:
+            raise PathOutsideDataFolderError(f"path {raw!r} must be relative to the data folder")
+        parts = [part for part in p.parts if part not in ("", ".")]
+        if any(part == ".." for part in parts) or "\\" in raw:
+            raise PathOutsideDataFolderError(f"path {raw!r} is outside the data folder")
+        return self._root.joinpath(*parts)
+
+    def exists(self, path: str | os.PathLike[str]) -> bool:
+        return self.resolve(path).exists()
+
+    def read_text(self, path: str | os.PathLike[str]) -> str:
+        return self.resolve(path).read_text(encoding="utf-8")
+
+    def write_text(self, path: str | os.PathLike[str], text: str) -> None:
+        atomic_write_text(self.resolve(path), text)
+
+    def read_json(self, path: str | os.PathLike[str], default: Any = _MISSING) -> Any:
+        try:
+            text = self.read_text(path)
+        except FileNotFoundError:
+            if default is _MISSING:
+                raise
+            return default
+        return json.loads(text)
+
+    def write_json(self, path: str | os.PathLike[str], data: Any) -> None:
+        atomic_write_json(self.resolve(path), data)
+
+    def mkdir(self, path: str | os.PathLike[str]) -> Path:
+        full = self.resolve(path)
+        full.mkdir(parents=True, exist_ok=True)
+        return full
+
+    def listdir(self, path: str | os.PathLike[str] = ".") -> list[str]:
+        try:
+            return sorted(os.listdir(self.resolve(path)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def remove(self, path: str | os.PathLike[str]) -> bool:
+        full = self.resolve(path)
+        if full == self._root:
+            raise PathOutsideDataFolderError("refusing to remove the data folder itself")
+        if full.is_symlink() or full.is_file():
+            full.unlink()
+            return True
+        if full.is_dir():
+            shutil.rmtree(full)
+            return True
+        return False

@@ -1,0 +1,51 @@
+"""The interfaces (abstract base classes) of jan's extension API.
+
+Extension types: :class:`ConversationalExtension`, :class:`AssistantExtension`,
+:class:`InferenceExtension`, :class:`ModelExtension`, :class:`MonitoringExtension`.
+Module interfaces they use: :class:`FileSystem`, :class:`SettingsStore`,
+:class:`EventBus`. ``EXTENSION_INTERFACES`` and ``MODULE_INTERFACES`` list them.
+"""
+
+from __future__ import annotations
+
+from .assistant import AssistantExtension
+from .base import ExtensionInterface, ExtensionType
+from .conversational import ConversationalExtension, SortOrder
+from .inference import InferenceExtension, ModelState
+from .model import DownloadState, DownloadTask, ImportMode, ModelExtension
+from .modules import EventBus, EventHandler, FileSystem, SettingsStore, Unsubscribe
+from .monitoring import MonitoringExtension
+
+#: Interfaces an extension implements, each with an ``extension_type``.
+EXTENSION_INTERFACES: tuple[type[ExtensionInterface], ...] = (
+    ConversationalExtension,
+    AssistantExtension,
+    InferenceExtension,
+    ModelExtension,
+    MonitoringExtension,
+)
+
+#: Services core provides (abstract so they can be replaced or faked).
+MODULE_INTERFACES: tuple[type, ...] = (FileSystem, SettingsStore, EventBus, DownloadTask)
+
+__all__ = [
+    "EXTENSION_INTERFACES",
+    "MODULE_INTERFACES",
+    "AssistantExtension",
+    "ConversationalExtension",
+    "DownloadState",
+    "DownloadTask",
+    "EventBus",
+    "EventHandler",
+    "ExtensionInterface",
+    "ExtensionType",
+    "FileSystem",
+    "ImportMode",
+    "InferenceExtension",
+    "ModelExtension",
+    "ModelState",
+    "MonitoringExtension",
+    "SettingsStore",
+    "SortOrder",
+    "Unsubscribe",
+]

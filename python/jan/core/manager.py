@@ -1,0 +1,903 @@
+"""The extension manager: discovery, dependency order, lifecycle, persistence, lookup.
+
+Inspired by VS Code's extension host: extensions are found through a
+registry (the ``jan.extensions`` entry-point group), activated in dependency
+order, and a broken one is recorded and skipped while the rest of jan runs.
+
+Files (in the data folder)::
+
+    extensions/extensions.json          {"version": 1,
+                                         "extensions": {"<name>": {"enabled": true, "version": "1.0.0"}},
+                                         "preferred": {"conversational": "<name>", "inference:llama.cpp": "<name>"}}
+    settings/<name>/settings.json       the values a user set for that extension
+
+Both are written atomically (temp file + fsync + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib.metadata
+import inspect
+import logging
+import re
+import types as _types
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
+
+from .events import ExtensionFailed, ExtensionLoaded, ExtensionUnloaded, LocalEventBus
+from .exceptions import ExtensionError, ExtensionNotFoundError
+from .extension import Extension, ExtensionContext, RouteSpec, SubAppSpec
+from .fs import LocalFileSystem, set_aside
+from .interfaces.base import ExtensionInterface
+from .interfaces.inference import InferenceExtension
+from .interfaces.modules import EventBus
+from .settings import ExtensionSettings, JsonSettingsStore
+from .version import API_VERSION, check_api
+
+__all__ = ["ENTRY_POINT_GROUP", "ExtensionManager", "ExtensionRecord", "ExtensionState"]
+
+logger = logging.getLogger("jan.core.manager")
+
+T = TypeVar("T")
+
+#: The entry-point group jan discovers extensions in.
+ENTRY_POINT_GROUP = "jan.extensions"
+
+STATE_FILE = "extensions/extensions.json"
+STATE_VERSION = 1
+
+#: ids of the managers whose lock the current context holds (re-entry detection).
+_BUSY: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("jan_core_manager_busy", default=frozenset())
+
+_NAME_RE = re.compile(r"^(@[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ExtensionState:
+    """Values of :attr:`ExtensionRecord.state`."""
+
+    #: on_load succeeded; the extension is active.
+    LOADED = "loaded"
+    #: turned off by the user (persisted in extensions.json).
+    DISABLED = "disabled"
+    #: could not be imported, created or loaded, or a dependency is missing/failed/cyclic; ``error`` says why.
+    FAILED = "failed"
+    #: its ``requires_api`` does not accept this jan's API version; ``error`` says so.
+    INCOMPATIBLE = "incompatible"
+    #: enabled and fine, but not loaded right now (before ``start()`` or after ``stop()``).
+    UNLOADED = "unloaded"
+
+
+@dataclass
+class ExtensionRecord:
+    """What the manager knows about one extension (a snapshot; ``list()`` returns fresh ones)."""
+
+    name: str
+    version: str | None
+    types: tuple[str, ...]
+    enabled: bool
+    state: str
+    error: str | None = None
+    description: str = ""
+    depends_on: tuple[str, ...] = ()
+    requires_api: str | None = None
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``types`` and ``depends_on`` as lists)."""
+        data = asdict(self)
+        data["types"] = list(self.types)
+        data["depends_on"] = list(self.depends_on)
+        return data
+
+
+@dataclass(eq=False)
+class _Entry:
+    name: str
+    source: str
+    instance: Extension | None = None
+    broken: str | None = None  # import/construct/name problem: permanent for this process
+    incompatible: str | None = None
+    error: str | None = None  # transient failure (on_load, dependency, cycle)
+    error_kind: str | None = None  # "load" | "dependency" | "cycle"
+    ctx: ExtensionContext | None = None
+    settings: ExtensionSettings | None = None
+    dist_version: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.ctx is not None
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        if self.instance is None:
+            return ()
+        deps = self.instance.depends_on
+        return (deps,) if isinstance(deps, str) else tuple(deps or ())
+
+
+@dataclass
+class _Pending:
+    obj: Any
+    name: str | None
+    source: str
+    dist_version: str | None = None
+    load: Callable[[], Any] | None = None  # entry point loader (imports)
+
+
+class ExtensionManager:
+    """Finds, orders, loads and unloads extensions; answers "who implements X".
+
+    ``bus`` defaults to a new :class:`~jan.core.LocalEventBus`. ``discover_entry_points=False``
+    limits the manager to objects given to :meth:`register` (tests).
+    ``load_timeout`` bounds each ``on_load``/``on_unload`` (seconds; ``None``: no bound).
+
+    Typical use::
+
+        manager = ExtensionManager(data_folder)
+        await manager.start()
+        store = manager.get(ConversationalExtension)
+        engine = manager.get_inference(model["engine"])
+        ...
+        await manager.stop()
+    """
+
+    def __init__(
+        self,
+        data_folder: str | Path,
+        bus: EventBus | None = None,
+        *,
+        discover_entry_points: bool = True,
+        entry_point_group: str = ENTRY_POINT_GROUP,
+        api_version: str = API_VERSION,
+        load_timeout: float | None = 60.0,
+    ):
+        self.fs = LocalFileSystem(data_folder)
+        self.data_folder: Path = self.fs.root
+        self.bus: EventBus = bus if bus is not None else LocalEventBus()
+        self.settings_store = JsonSettingsStore(self.fs)
+        self.api_version = api_version
+        self.entry_point_group = entry_point_group
+        self.discover_entry_points = discover_entry_points
+        self.load_timeout = load_timeout
+        self._pending: list[_Pending] = []
+        self._entries: dict[str, _Entry] = {}
+        self._load_order: list[str] = []
+        self._config: dict[str, Any] = {}
+        self._config_loaded = False
+        self._discovered = False
+        self._started = False
+        self._lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"<ExtensionManager {str(self.data_folder)!r} loaded={self._load_order}>"
+
+    async def __aenter__(self) -> "ExtensionManager":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    # registration and discovery --------------------------------------------------
+    def register(self, extension: Any, *, name: str | None = None) -> None:
+        """Add an extension explicitly (built-ins wired by hand, tests), before :meth:`start`.
+
+        ``extension`` may be anything an entry point may name: an
+        :class:`Extension` instance or subclass, a factory returning one, or
+        a module with an ``extension`` / ``create_extension`` attribute.
+        ``name`` labels it in records if creating it fails. Explicit
+        registrations win over entry points with the same name.
+        """
+        if self._discovered:
+            raise ExtensionError("register() extensions before discover()/start()")
+        label = name or getattr(extension, "name", None) or getattr(extension, "__name__", None) or repr(extension)
+        self._pending.append(_Pending(obj=extension, name=name, source=f"registered {label}"))
+
+    def discover(self) -> None:
+        """Import and create every registered and entry-point extension (once; :meth:`start` calls it).
+
+        Nothing is loaded yet. Problems are recorded per extension.
+        """
+        if self._discovered:
+            return
+        self._discovered = True
+        pending = list(self._pending)
+        if self.discover_entry_points:
+            pending.extend(self._entry_point_candidates())
+        for item in pending:
+            self._add_candidate(item)
+        self._load_config()
+        self._sync_config()
+
+    def _entry_point_candidates(self) -> list[_Pending]:
+        try:
+            eps = importlib.metadata.entry_points(group=self.entry_point_group)
+        except Exception:  # pragma: no cover - broken metadata on sys.path
+            logger.exception("could not read the %s entry points", self.entry_point_group)
+            return []
+        found = []
+        seen: set[tuple[str, str]] = set()
+        for ep in sorted(eps, key=lambda e: e.name):
+            if (ep.name, ep.value) in seen:  # the same dist on sys.path twice
+                continue
+            seen.add((ep.name, ep.value))
+            dist = getattr(ep, "dist", None)
+            dist_name = getattr(dist, "name", None) if dist is not None else None
+            dist_version = getattr(dist, "version", None) if dist is not None else None
+            source = f"entry point {ep.name} = {ep.value}" + (f" ({dist_name} {dist_version})" if dist_name else "")
+            found.append(_Pending(obj=None, name=ep.name, source=source, dist_version=dist_version, load=ep.load))
+        return found
+
+    def _add_candidate(self, item: _Pending) -> None:
+        hint = item.name
+        try:
+            obj = item.load() if item.load is not None else item.obj
+        except Exception as exc:
+            self._add_broken(hint or "?", item, f"import failed: {type(exc).__name__}: {exc}", exc)
+            return
+        try:
+            instance = _instantiate(obj)
+        except Exception as exc:
+            label = hint or getattr(obj, "name", None) or getattr(obj, "__name__", None) or "?"
+            self._add_broken(str(label), item, f"could not be created: {type(exc).__name__}: {exc}", exc)
+            return
+        name = instance.name or hint or ""
+        if not instance.name:
+            instance.name = name  # type: ignore[misc]
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            self._add_broken(str(name) or "?", item, f"invalid extension name {name!r}", None)
+            return
+        if hint and hint != name and item.load is not None:
+            logger.info("entry point %r provides the extension %r", hint, name)
+        if name in self._entries:
+            logger.warning("extension %r from %s ignored: %s already provides it", name, item.source, self._entries[name].source)
+            return
+        if not instance.version and item.dist_version:
+            instance.version = item.dist_version  # type: ignore[misc]
+        entry = _Entry(name=name, source=item.source, instance=instance, dist_version=item.dist_version)
+        entry.incompatible = check_api(instance.requires_api, self.api_version)
+        if entry.incompatible:
+            logger.warning("extension %s is incompatible: %s", name, entry.incompatible)
+        self._entries[name] = entry
+
+    def _add_broken(self, name: str, item: _Pending, message: str, exc: BaseException | None) -> None:
+        logger.error("extension %s (%s): %s", name, item.source, message, exc_info=exc)
+        if name in self._entries:
+            name = f"{name} ({item.source})"
+        self._entries[name] = _Entry(name=name, source=item.source, broken=message, dist_version=item.dist_version)
+
+    # extensions.json -----------------------------------------------------------------
+    def _load_config(self) -> None:
+        if self._config_loaded:
+            return
+        self._config_loaded = True
+        try:
+            data = self.fs.read_json(STATE_FILE, default=None)
+        except ValueError as exc:
+            moved = set_aside(self.fs.resolve(STATE_FILE))
+            logger.warning("%s is unreadable (%s); set aside as %s, starting from defaults", STATE_FILE, exc, moved)
+            data = None
+        if data is not None and not (isinstance(data, dict) and isinstance(data.get("extensions", {}), dict)):
+            moved = set_aside(self.fs.resolve(STATE_FILE))
+            logger.warning("%s has an unexpected shape; set aside as %s", STATE_FILE, moved)
+            data = None
+        data = dict(data or {})
+        data.setdefault("version", STATE_VERSION)
+        data["extensions"] = {k: dict(v) for k, v in (data.get("extensions") or {}).items() if isinstance(v, dict)}
+        prefs = data.get("preferred")
+        data["preferred"] = dict(prefs) if isinstance(prefs, dict) else {}
+        self._config = data
+
+    def _save_config(self) -> None:
+        self.fs.write_json(STATE_FILE, self._config)
+
+    def _sync_config(self) -> None:
+        """Add newly discovered extensions to extensions.json (enabled by default)."""
+        changed = not self.fs.exists(STATE_FILE)
+        exts = self._config["extensions"]
+        for name, entry in self._entries.items():
+            if entry.broken:
+                continue
+            assert entry.instance is not None
+            item = exts.get(name)
+            if item is None:
+                exts[name] = {"enabled": bool(entry.instance.enabled_by_default)}
+                changed = True
+                item = exts[name]
+            if entry.instance.version and item.get("version") != entry.instance.version:
+                item["version"] = entry.instance.version
+                changed = True
+        if changed:
+            try:
+                self._save_config()
+            except OSError as exc:  # a read-only data folder must not stop jan
+                logger.warning("could not write %s: %s", STATE_FILE, exc)
+
+    def _is_enabled(self, entry: _Entry) -> bool:
+        item = self._config.get("extensions", {}).get(entry.name)
+        if isinstance(item, dict) and isinstance(item.get("enabled"), bool):
+            return item["enabled"]
+        return bool(entry.instance.enabled_by_default) if entry.instance is not None else True
+
+    def _set_enabled(self, name: str, enabled: bool) -> None:
+        self._config["extensions"].setdefault(name, {})["enabled"] = enabled
+        self._save_config()
+
+    # lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Discover, then load every enabled, compatible extension in dependency order.
+
+        Never raises because of an extension: failures are recorded (see
+        :meth:`list`) and ``ExtensionFailed`` is emitted.
+        """
+        self.discover()
+        async with self._locked():
+            if self._started:
+                return
+            self._started = True
+            for entry in self._entries.values():
+                if entry.broken or entry.incompatible:
+                    state = ExtensionState.FAILED if entry.broken else ExtensionState.INCOMPATIBLE
+                    error = entry.broken or entry.incompatible or ""
+                    await self.bus.emit(ExtensionFailed(name=entry.name, version=_version(entry), error=error, state=state))
+            await self._reconcile(retry=set(self._entries))
+
+    async def stop(self) -> None:
+        """Unload every loaded extension in reverse load order."""
+        async with self._locked():
+            for name in reversed(list(self._load_order)):
+                await self._unload(self._entries[name])
+            self._started = False
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` ran (and :meth:`stop` did not since)."""
+        return self._started
+
+    async def enable(self, name: str) -> ExtensionRecord:
+        """Enable an extension (persisted); if the manager is started, load it (and dependents waiting for it).
+
+        Enabling retries an extension that failed. Returns its record; check
+        ``state`` to see whether it loaded.
+        """
+        self.discover()
+        entry = self._entry(name)
+        async with self._locked():
+            self._set_enabled(name, True)
+            entry.error = entry.error_kind = None
+            if self._started:
+                await self._reconcile(retry={name})
+        return self.record(name)
+
+    async def disable(self, name: str) -> ExtensionRecord:
+        """Disable an extension (persisted); if loaded, unload it, after unloading the loaded extensions that depend on it."""
+        self.discover()
+        entry = self._entry(name)
+        async with self._locked():
+            self._set_enabled(name, False)
+            if entry.loaded:
+                for other in reversed(list(self._load_order)):
+                    if other != name and name in self._transitive_deps(other):
+                        dep_entry = self._entries[other]
+                        await self._unload(dep_entry)
+                        dep_entry.error = f"depends on {name!r}, which was disabled"
+                        dep_entry.error_kind = "dependency"
+                await self._unload(entry)
+            entry.error = entry.error_kind = None
+        return self.record(name)
+
+    @asynccontextmanager
+    async def _locked(self):  # type: ignore[no-untyped-def]
+        # The context variable is inherited by the tasks on_load runs in, so
+        # re-entry from an extension is detected instead of deadlocking.
+        if id(self) in _BUSY.get():
+            raise ExtensionError("start/stop/enable/disable cannot be called from an extension's on_load/on_unload")
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            token = _BUSY.set(_BUSY.get() | {id(self)})
+            try:
+                yield
+            finally:
+                _BUSY.reset(token)
+
+    # the loading algorithm -----------------------------------------------------------------------
+    def _transitive_deps(self, name: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(self._entries[name].depends_on) if name in self._entries else []
+        while stack:
+            dep = stack.pop()
+            if dep in seen:
+                continue
+            seen.add(dep)
+            if dep in self._entries:
+                stack.extend(self._entries[dep].depends_on)
+        return seen
+
+    def _order(self, names: list[str]) -> tuple[list[str], dict[str, str], list[str]]:
+        """Topological order of ``names`` (stable), cycle members with messages, and names blocked behind a cycle."""
+        wanted = set(names)
+        deps = {n: [d for d in self._entries[n].depends_on if d in wanted] for n in names}
+        order, rest = _kahn(names, deps)
+        cycles: dict[str, str] = {}
+        for component in _strongly_connected(rest, deps):
+            if len(component) > 1 or component[0] in deps[component[0]]:
+                path = _cycle_path(component, deps)
+                for n in component:
+                    cycles[n] = "dependency cycle: " + " -> ".join(path)
+        others = [n for n in rest if n not in cycles]
+        blocked, _ = _kahn(others, {n: [d for d in deps[n] if d not in cycles] for n in others})
+        return order, cycles, blocked
+
+    async def _reconcile(self, retry: set[str]) -> None:
+        names = [
+            n
+            for n, e in self._entries.items()
+            if e.instance is not None and not e.broken and not e.incompatible and self._is_enabled(e)
+        ]
+        for n in names:
+            e = self._entries[n]
+            if not e.loaded and (n in retry or e.error_kind in ("dependency", "cycle")):
+                e.error = e.error_kind = None
+        order, cycles, blocked = self._order(names)
+        for n, message in cycles.items():
+            await self._fail(self._entries[n], message, "cycle")
+        for n in order + blocked:
+            e = self._entries[n]
+            if e.loaded or e.error:
+                continue
+            problem = self._dependency_problem(e, cycles)
+            if problem:
+                await self._fail(e, problem, "dependency")
+                continue
+            await self._load(e)
+
+    def _dependency_problem(self, entry: _Entry, cycles: dict[str, str]) -> str | None:
+        for dep in entry.depends_on:
+            other = self._entries.get(dep)
+            if other is not None and other.loaded:
+                continue
+            if other is None:
+                why = "is not installed"
+            elif other.broken:
+                why = "failed to import"
+            elif other.incompatible:
+                why = "is incompatible with this jan"
+            elif not self._is_enabled(other):
+                why = "is disabled"
+            elif dep in cycles:
+                why = "is in a dependency cycle"
+            else:
+                why = "failed to load" + (f" ({other.error})" if other.error else "")
+            return f"depends on {dep!r}, which {why}"
+        return None
+
+    async def _fail(self, entry: _Entry, message: str, kind: str) -> None:
+        entry.error, entry.error_kind = message, kind
+        logger.error("extension %s not loaded: %s", entry.name, message)
+        await self.bus.emit(ExtensionFailed(name=entry.name, version=_version(entry), error=message, state=ExtensionState.FAILED))
+
+    def _settings_for(self, entry: _Entry) -> ExtensionSettings:
+        if entry.settings is None:
+            assert entry.instance is not None
+            entry.settings = ExtensionSettings(entry.name, entry.instance.settings_schema, self.settings_store, bus=self.bus)
+        return entry.settings
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            if self.load_timeout is None:
+                await result
+            else:
+                await asyncio.wait_for(result, self.load_timeout)
+
+    async def _load(self, entry: _Entry) -> bool:
+        ext = entry.instance
+        assert ext is not None
+        ctx: ExtensionContext | None = None
+        try:
+            settings = self._settings_for(entry)
+            settings.check()
+            ctx = ExtensionContext(self, ext, settings)
+            ext._ctx = ctx
+            await self._call(ext.on_load, ctx)
+            ctx._provide_self()
+        except Exception as exc:
+            if isinstance(exc, asyncio.TimeoutError):
+                message = f"on_load did not finish within {self.load_timeout} s"
+            elif ctx is None:
+                message = f"{type(exc).__name__}: {exc}"
+            else:
+                message = f"on_load failed: {type(exc).__name__}: {exc}"
+            logger.error("extension %s failed to load", entry.name, exc_info=exc)
+            if ctx is not None:
+                await ctx._close()
+            if entry.settings is not None:
+                entry.settings.clear_callbacks()
+            ext._ctx = None
+            await self._fail(entry, message, "load")
+            return False
+        entry.ctx = ctx
+        entry.error = entry.error_kind = None
+        self._load_order.append(entry.name)
+        logger.info("extension %s %s loaded", entry.name, ext.version or "")
+        await self.bus.emit(ExtensionLoaded(name=entry.name, version=_version(entry)))
+        return True
+
+    async def _unload(self, entry: _Entry) -> None:
+        ctx, ext = entry.ctx, entry.instance
+        if ctx is None or ext is None:
+            return
+        entry.ctx = None
+        if entry.name in self._load_order:
+            self._load_order.remove(entry.name)
+        try:
+            await self._call(ext.on_unload)
+        except Exception as exc:
+            logger.error("extension %s: on_unload failed: %s: %s", entry.name, type(exc).__name__, exc, exc_info=exc)
+        finally:
+            await ctx._close()
+            if entry.settings is not None:
+                entry.settings.clear_callbacks()
+            ext._ctx = None
+        logger.info("extension %s unloaded", entry.name)
+        await self.bus.emit(ExtensionUnloaded(name=entry.name, version=_version(entry)))
+
+    # records ------------------------------------------------------------------------------
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise ExtensionNotFoundError(f"no extension named {name!r} is installed")
+        return entry
+
+    def _state(self, entry: _Entry) -> str:
+        if entry.broken:
+            return ExtensionState.FAILED
+        if entry.incompatible:
+            return ExtensionState.INCOMPATIBLE
+        if entry.loaded:
+            return ExtensionState.LOADED
+        if not self._is_enabled(entry):
+            return ExtensionState.DISABLED
+        if entry.error:
+            return ExtensionState.FAILED
+        return ExtensionState.UNLOADED
+
+    def record(self, name: str) -> ExtensionRecord:
+        """The record of one extension; raises :class:`ExtensionNotFoundError` for unknown names."""
+        self.discover()
+        entry = self._entry(name)
+        ext = entry.instance
+        types: dict[str, None] = dict.fromkeys(ext.extension_types if ext is not None else ())
+        if entry.ctx is not None:
+            for p in entry.ctx._provided:
+                types.update(dict.fromkeys(p.types))
+            if entry.ctx._engines:
+                types.setdefault("inference", None)
+        requires = ext.requires_api if ext is not None else None
+        return ExtensionRecord(
+            name=entry.name,
+            version=_version(entry),
+            types=tuple(types),
+            enabled=self._is_enabled(entry),
+            state=self._state(entry),
+            error=entry.broken or entry.incompatible or entry.error,
+            description=(ext.description if ext is not None else "") or "",
+            depends_on=entry.depends_on,
+            requires_api=requires if isinstance(requires, str) else None,
+            source=entry.source,
+        )
+
+    def list(self) -> list[ExtensionRecord]:
+        """Records of every known extension, sorted by name."""
+        self.discover()
+        return [self.record(n) for n in sorted(self._entries)]
+
+    def is_loaded(self, name: str) -> bool:
+        """Whether the extension called ``name`` is loaded now."""
+        entry = self._entries.get(name)
+        return entry is not None and entry.loaded
+
+    @property
+    def load_order(self) -> list[str]:
+        """Names of the loaded extensions in the order they were loaded."""
+        return list(self._load_order)
+
+    # lookup ---------------------------------------------------------------------------------
+    def get_extension(self, name: str) -> Extension:
+        """The loaded extension object called ``name``; raises :class:`ExtensionNotFoundError` otherwise."""
+        entry = self._entry(name)
+        if not entry.loaded or entry.instance is None:
+            raise ExtensionNotFoundError(f"extension {name!r} is not loaded ({self._state(entry)})")
+        return entry.instance
+
+    def _ranked(self, candidates: list[tuple[str, int, Any]], preference_key: str) -> list[Any]:
+        preferred = self._config.get("preferred", {}).get(preference_key)
+        position = {n: i for i, n in enumerate(self._load_order)}
+        ranked = sorted(
+            candidates,
+            key=lambda c: (c[0] != preferred, -c[1], -position.get(c[0], -1)),
+        )
+        out: list[Any] = []
+        for _, _, obj in ranked:
+            if not any(obj is o for o in out):
+                out.append(obj)
+        return out
+
+    def get_all(self, extension_type: str | type[T]) -> list[T]:
+        """Every loaded implementation of an interface, best first (see :meth:`get`)."""
+        type_name, cls = _type_key(extension_type)
+        candidates = []
+        for name in self._load_order:
+            ctx = self._entries[name].ctx
+            assert ctx is not None
+            for p in ctx._provided:
+                if type_name in p.types and (cls is None or isinstance(p.obj, cls)):
+                    candidates.append((name, p.priority, p.obj))
+        return self._ranked(candidates, type_name)
+
+    def get(self, extension_type: str | type[T]) -> T:
+        """The implementation of an interface to use, given as its class or its ``extension_type`` string.
+
+        Choice rule, when several loaded extensions implement it:
+
+        1. the extension named in ``extensions.json`` ``"preferred"`` for that
+           type (see :meth:`set_preferred`);
+        2. otherwise the highest ``priority`` (built-ins use -100, others 0);
+        3. otherwise the one loaded last, so an extension that depends on
+           another to wrap it wins over what it wraps.
+
+        Raises :class:`ExtensionNotFoundError` if none is loaded.
+        """
+        found = self.get_all(extension_type)
+        if not found:
+            type_name, _ = _type_key(extension_type)
+            raise ExtensionNotFoundError(f"no loaded extension provides {type_name!r}")
+        return found[0]
+
+    def engines(self) -> dict[str, InferenceExtension]:
+        """Every registered engine name with the engine :meth:`get_inference` would return."""
+        names: dict[str, None] = {}
+        for name in self._load_order:
+            ctx = self._entries[name].ctx
+            assert ctx is not None
+            names.update(dict.fromkeys(n for n, _, _ in ctx._engines))
+        return {n: self.get_inference(n) for n in names}
+
+    def get_inference(self, engine_name: str) -> InferenceExtension:
+        """The inference engine registered as ``engine_name`` (``model.json``'s ``engine``).
+
+        Same choice rule as :meth:`get`, with the preference key
+        ``"inference:<engine_name>"``. Raises :class:`ExtensionNotFoundError`.
+        """
+        candidates = []
+        for name in self._load_order:
+            ctx = self._entries[name].ctx
+            assert ctx is not None
+            candidates.extend((name, prio, engine) for n, engine, prio in ctx._engines if n == engine_name)
+        found = self._ranked(candidates, f"inference:{engine_name}")
+        if not found:
+            known = sorted({n for ctx in self._contexts() for n, _, _ in ctx._engines})
+            raise ExtensionNotFoundError(
+                f"no inference engine {engine_name!r} is loaded (loaded engines: {', '.join(known) or 'none'})"
+            )
+        return found[0]
+
+    def set_preferred(self, key: str | type, name: str | None) -> None:
+        """Choose which extension answers :meth:`get` for ``key`` (an extension type, or
+        ``"inference:<engine>"`` for :meth:`get_inference`); ``None`` removes the choice. Persisted."""
+        type_name = key if isinstance(key, str) else _type_key(key)[0]
+        self.discover()
+        if name is not None:
+            self._entry(name)
+            self._config["preferred"][type_name] = name
+        else:
+            self._config["preferred"].pop(type_name, None)
+        self._save_config()
+
+    def _contexts(self) -> list[ExtensionContext]:
+        return [self._entries[n].ctx for n in self._load_order if self._entries[n].ctx is not None]  # type: ignore[misc]
+
+    # settings ---------------------------------------------------------------------------------
+    def settings(self, name: str) -> ExtensionSettings:
+        """The settings of an extension (loaded or not), e.g. for a settings API."""
+        self.discover()
+        entry = self._entry(name)
+        if entry.instance is None:
+            raise ExtensionNotFoundError(f"extension {name!r} failed to import; its settings schema is unknown")
+        return self._settings_for(entry)
+
+    # HTTP routes ----------------------------------------------------------------------------------
+    def routes(self) -> list[RouteSpec]:
+        """Routes contributed by loaded extensions, in load order."""
+        return [r for ctx in self._contexts() for r in ctx._routes]
+
+    def subapps(self) -> list[SubAppSpec]:
+        """Sub-applications contributed by loaded extensions, in load order."""
+        return [s for ctx in self._contexts() for s in ctx._subapps]
+
+    def mount(self, app: Any) -> None:
+        """Add the contributed routes and sub-apps to an ``aiohttp.web.Application`` (before it starts).
+
+        Handlers are wrapped so that a route answers 404 while its extension
+        is not loaded (disabled at runtime) and reaches the current handler
+        after it is re-enabled. Routes of an extension enabled after the
+        server started appear at the next start (aiohttp freezes its router).
+        """
+        from aiohttp import web
+
+        for spec in self.routes():
+            handler: Any = spec.handler
+            if not (isinstance(handler, type) and issubclass(handler, web.View)):
+                handler = self._gated_handler(spec)
+            app.router.add_route(spec.method, spec.path, handler, name=spec.name, **spec.kwargs)
+        for sub in self.subapps():
+            subapp = sub.factory()
+            subapp.middlewares.append(self._gate_middleware(sub.extension))
+            app.add_subapp(sub.prefix, subapp)
+
+    def _gated_handler(self, spec: RouteSpec) -> Callable[[Any], Any]:
+        from aiohttp import web
+
+        def current() -> Callable[..., Any] | None:
+            entry = self._entries.get(spec.extension)
+            if entry is None or entry.ctx is None:
+                return None
+            for r in entry.ctx._routes:
+                if r.method == spec.method and r.path == spec.path:
+                    return r.handler
+            return None
+
+        async def handler(request: Any) -> Any:
+            target = current()
+            if target is None:
+                raise web.HTTPNotFound(text=f"extension {spec.extension!r} is not loaded")
+            return await target(request)
+
+        handler.__name__ = getattr(spec.handler, "__name__", "handler")
+        handler.__qualname__ = f"{spec.extension}:{handler.__name__}"
+        return handler
+
+    def _gate_middleware(self, extension: str) -> Callable[..., Any]:
+        from aiohttp import web
+
+        @web.middleware
+        async def gate(request: Any, handler: Any) -> Any:
+            if not self.is_loaded(extension):
+                raise web.HTTPNotFound(text=f"extension {extension!r} is not loaded")
+            return await handler(request)
+
+        return gate
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _version(entry: _Entry) -> str | None:
+    if entry.instance is not None and entry.instance.version:
+        return str(entry.instance.version)
+    return entry.dist_version
+
+
+def _type_key(extension_type: Any) -> tuple[str, type | None]:
+    if isinstance(extension_type, str):
+        return extension_type, None
+    if isinstance(extension_type, type) and issubclass(extension_type, ExtensionInterface):
+        t = extension_type.__dict__.get("extension_type") or extension_type.extension_type
+        if not t:
+            raise TypeError(f"{extension_type.__name__} has no extension_type")
+        return t, extension_type
+    raise TypeError(f"expected an extension type string or interface class, not {extension_type!r}")
+
+
+def _instantiate(obj: Any) -> Extension:
+    if isinstance(obj, Extension):
+        return obj
+    if isinstance(obj, _types.ModuleType):
+        for attr in ("extension", "create_extension"):
+            if hasattr(obj, attr):
+                return _instantiate(getattr(obj, attr))
+        raise ExtensionError(f"module {obj.__name__} defines neither `extension` nor `create_extension`")
+    if isinstance(obj, type):
+        if issubclass(obj, Extension):
+            return obj()
+        raise ExtensionError(f"{obj.__module__}.{obj.__qualname__} is not a subclass of jan.core.Extension")
+    if callable(obj):
+        result = obj()
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise ExtensionError("extension factories must be synchronous (do async work in on_load)")
+        if isinstance(result, Extension):
+            return result
+        raise ExtensionError(f"factory {getattr(obj, '__qualname__', obj)!r} returned {type(result).__name__}, not an Extension")
+    raise ExtensionError(f"{obj!r} is not an Extension, an Extension class, a factory or a module")
+
+
+def _kahn(names: list[str], deps: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """Stable topological order of ``names`` (deps first) and the names left over (in or behind cycles)."""
+    position = {n: i for i, n in enumerate(names)}
+    indegree = {n: len({d for d in deps[n] if d in position}) for n in names}
+    dependents: dict[str, list[str]] = {n: [] for n in names}
+    for n in names:
+        for d in {d for d in deps[n] if d in position}:
+            dependents[d].append(n)
+    ready = [n for n in names if indegree[n] == 0]
+    order: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for m in dependents[n]:
+            indegree[m] -= 1
+            if indegree[m] == 0:
+                ready.append(m)
+        ready.sort(key=position.__getitem__)
+    done = set(order)
+    return order, [n for n in names if n not in done]
+
+
+def _strongly_connected(nodes: Iterable[str], deps: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm over ``nodes`` (edges: node -> its deps), components in discovery order."""
+    nodes = list(nodes)
+    allowed = set(nodes)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = 0
+
+    def visit(v: str) -> None:
+        nonlocal counter
+        index[v] = low[v] = counter
+        counter += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in deps.get(v, ()):
+            if w not in allowed:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            out.append(sorted(component, key=nodes.index))
+
+    for v in nodes:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def _cycle_path(component: list[str], deps: dict[str, list[str]]) -> list[str]:
+    """One cycle through the component's first node, as names (first repeated at the end)."""
+    members = set(component)
+    start = component[0]
+    path = [start]
+    seen = {start}
+
+    def walk(v: str) -> bool:
+        for w in deps.get(v, ()):
+            if w == start:
+                path.append(start)
+                return True
+            if w in members and w not in seen:
+                seen.add(w)
+                path.append(w)
+                if walk(w):
+                    return True
+                path.pop()
+        return False
+
+    walk(start)
+    return path

@@ -1,0 +1,417 @@
+"""Extension settings: a JSON store on disk and a validated, observable view.
+
+Each extension's settings live in ``<data>/settings/<extension>/settings.json``
+as a JSON object of the values a user set; defaults come from the
+extension's ``settings_schema``, which is either
+
+* a pydantic model class (fields with defaults and constraints), or
+* a JSON schema dict of ``"type": "object"`` with ``properties`` (each with a
+  ``default``); see :mod:`jan.core._jsonschema` for the keywords checked, or
+* ``None``: any JSON object is accepted.
+
+Unknown keys are rejected unless a JSON schema sets ``additionalProperties``.
+Bad values raise :class:`~jan.core.SettingsValidationError` naming the field,
+and nothing is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ._jsonschema import validate as _validate_json
+from .exceptions import PathOutsideDataFolderError, SettingsValidationError
+from .fs import LocalFileSystem, set_aside
+from .interfaces.modules import EventBus, FileSystem, SettingsStore, Unsubscribe
+
+__all__ = ["ExtensionSettings", "JsonSettingsStore", "SettingsCallback", "is_pydantic_model"]
+
+logger = logging.getLogger("jan.core.settings")
+
+#: ``callback(changes)`` with ``{key: new value}`` of the keys whose value changed.
+SettingsCallback = Callable[[dict[str, Any]], Any]
+
+
+def is_pydantic_model(obj: Any) -> bool:
+    """Whether ``obj`` is a pydantic (v2) model class, without importing pydantic."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)
+
+
+class JsonSettingsStore(SettingsStore):
+    """:class:`SettingsStore` writing ``settings/<namespace>/settings.json`` in a data folder.
+
+    Also reads the list-of-descriptors format of Jan's desktop app
+    (``[{"key": ..., "controllerProps": {"value": ...}}, ...]``); it always
+    writes a plain object.
+    """
+
+    def __init__(self, data_folder: str | Path | FileSystem):
+        self.fs = data_folder if isinstance(data_folder, FileSystem) else LocalFileSystem(data_folder)
+
+    def _rel(self, namespace: str) -> str:
+        return f"settings/{namespace}/settings.json"
+
+    def location(self, namespace: str) -> str:
+        return str(self.fs.resolve(self._rel(namespace)))
+
+    def read(self, namespace: str) -> dict[str, Any]:
+        data = self.fs.read_json(self._rel(namespace), default=None)
+        if data is None:
+            return {}
+        if isinstance(data, list):  # Jan desktop's format
+            try:
+                return {item["key"]: (item.get("controllerProps") or {}).get("value") for item in data}
+            except (TypeError, KeyError, AttributeError) as exc:
+                raise ValueError(f"{self.location(namespace)}: unrecognized settings list") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.location(namespace)}: settings must be a JSON object")
+        return data
+
+    def write(self, namespace: str, values: dict[str, Any]) -> None:
+        self.fs.write_json(self._rel(namespace), values)
+
+    def set_aside(self, namespace: str) -> Path | None:
+        """Rename an unreadable settings file out of the way (kept for the user to inspect)."""
+        return set_aside(self.fs.resolve(self._rel(namespace)))
+
+
+# -- schema adapters ----------------------------------------------------------
+class _AnySchema:
+    def __init__(self) -> None:
+        self.source = None
+
+    def defaults(self) -> dict[str, Any]:
+        return {}
+
+    def json_schema(self) -> dict[str, Any] | None:
+        return None
+
+    def validate(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        errors = []
+        for key, value in overrides.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                errors.append({"field": key, "message": f"is not JSON-serializable ({type(value).__name__})"})
+        if errors:
+            raise _error(errors)
+        return copy.deepcopy(overrides), None
+
+
+class _JsonSchema(_AnySchema):
+    def __init__(self, schema: dict[str, Any]):
+        if schema.get("type", "object") != "object":
+            raise TypeError("a settings JSON schema must describe an object (\"type\": \"object\")")
+        self.source = schema
+        self.props: dict[str, Any] = dict(schema.get("properties") or {})
+
+    def defaults(self) -> dict[str, Any]:
+        return {k: copy.deepcopy(p["default"]) for k, p in self.props.items() if isinstance(p, dict) and "default" in p}
+
+    def json_schema(self) -> dict[str, Any]:
+        return copy.deepcopy(self.source)
+
+    def validate(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        merged = {**self.defaults(), **copy.deepcopy(overrides)}
+        schema = self.source
+        if self.props and "additionalProperties" not in schema:
+            schema = {**schema, "additionalProperties": False}
+        problems = _validate_json(merged, schema)
+        if problems:
+            raise _error([{"field": f or "(settings)", "message": m} for f, m in problems])
+        return merged, None
+
+
+class _PydanticSchema(_AnySchema):
+    def __init__(self, model: type):
+        self.source = model
+        self.model = model
+        self.keys: dict[str, str] = {}  # input key -> field name
+        for name, info in model.model_fields.items():
+            self.keys[info.alias or name] = name
+            self.keys.setdefault(name, name)
+        self.by_alias = any(info.alias and info.alias != name for name, info in model.model_fields.items())
+
+    def defaults(self) -> dict[str, Any]:
+        try:
+            return self.validate({})[0]
+        except SettingsValidationError:
+            return {}
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.model.model_json_schema()
+
+    def validate(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        from pydantic import ValidationError
+
+        unknown = [k for k in overrides if k not in self.keys]
+        if unknown and self.model.model_config.get("extra") != "allow":
+            raise _error([{"field": k, "message": "is not a known setting"} for k in unknown])
+        try:
+            instance = self.model.model_validate(overrides)
+        except ValidationError as exc:
+            raise _error(
+                [
+                    {"field": ".".join(str(p) for p in e.get("loc", ())) or "(settings)", "message": e.get("msg", "")}
+                    for e in exc.errors()
+                ]
+            ) from None
+        return instance.model_dump(mode="json", by_alias=self.by_alias), instance
+
+
+def _adapt(schema: Any) -> _AnySchema:
+    if schema is None:
+        return _AnySchema()
+    if isinstance(schema, dict):
+        return _JsonSchema(schema)
+    if is_pydantic_model(schema):
+        return _PydanticSchema(schema)
+    raise TypeError(f"settings_schema must be a pydantic model class, a JSON schema dict or None, not {schema!r}")
+
+
+def _error(errors: list[dict[str, Any]]) -> SettingsValidationError:
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return SettingsValidationError(
+        f"invalid setting {first['field']!r}: {first['message']}{more}", field=first["field"], errors=errors
+    )
+
+
+# -- the validated view ---------------------------------------------------------
+class ExtensionSettings:
+    """The settings of one extension: validated values, persisted, with change callbacks.
+
+    ``get``/``[]``/``all()`` read effective values (defaults overlaid with
+    what the user set). ``set``/``update`` validate first, then write the
+    store atomically, then call the ``on_change`` callbacks with the values
+    that changed, and emit :class:`~jan.core.events.SettingsChanged` on the
+    bus. Callbacks may be sync or async (async ones are scheduled on the
+    running loop); a failing callback is logged and never undoes the change.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        schema: Any = None,
+        store: SettingsStore | None = None,
+        *,
+        bus: EventBus | None = None,
+        data_folder: str | Path | None = None,
+    ):
+        if store is None:
+            if data_folder is None:
+                raise TypeError("ExtensionSettings needs a store or a data_folder")
+            store = JsonSettingsStore(data_folder)
+        self.namespace = namespace
+        self._store = store
+        self._bus = bus
+        self._schema = _adapt(schema)
+        self._callbacks: tuple[SettingsCallback, ...] = ()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._overrides: dict[str, Any] = {}
+        self._values: dict[str, Any] = {}
+        self._model: Any = None
+        self._error: SettingsValidationError | None = None
+        self.reload()
+
+    def __repr__(self) -> str:
+        return f"ExtensionSettings({self.namespace!r}, {self._values!r})"
+
+    # reading -------------------------------------------------------------------
+    @property
+    def schema(self) -> Any:
+        """The schema as given (a pydantic model class, a JSON schema dict, or ``None``)."""
+        return self._schema.source
+
+    def json_schema(self) -> dict[str, Any] | None:
+        """The schema as JSON schema (for a settings UI); ``None`` without a schema."""
+        return self._schema.json_schema()
+
+    def defaults(self) -> dict[str, Any]:
+        """Every default value the schema declares."""
+        return self._schema.defaults()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The effective value of ``key`` (a copy), or ``default`` if it has none."""
+        if key in self._values:
+            return copy.deepcopy(self._values[key])
+        return default
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            raise KeyError(key)
+        return copy.deepcopy(self._values[key])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def all(self) -> dict[str, Any]:
+        """Every effective value (a deep copy)."""
+        return copy.deepcopy(self._values)
+
+    @property
+    def user_values(self) -> dict[str, Any]:
+        """Only the values a user set (what is stored on disk)."""
+        return copy.deepcopy(self._overrides)
+
+    @property
+    def model(self) -> Any:
+        """The validated pydantic model instance when the schema is a pydantic model, else ``None``."""
+        return self._model
+
+    @property
+    def error(self) -> SettingsValidationError | None:
+        """Why the current values are invalid (e.g. a required setting without a value), or ``None``."""
+        return self._error
+
+    def check(self) -> None:
+        """Raise :class:`SettingsValidationError` if the current values are not valid."""
+        if self._error is not None:
+            raise self._error
+
+    # writing -------------------------------------------------------------------
+    def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The effective values if ``values`` were set on top of the current ones; raises if invalid. Writes nothing."""
+        effective, _ = self._schema.validate({**self._overrides, **dict(values)})
+        return effective
+
+    def set(self, key: str, value: Any) -> dict[str, Any]:
+        """Set one value; see :meth:`update`."""
+        return self.update({key: value})
+
+    def update(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and store several values at once (all or none); return ``{key: new}`` of what changed."""
+        if not isinstance(values, Mapping):
+            raise TypeError("settings values must be a mapping")
+        candidate = {**self._overrides, **copy.deepcopy(dict(values))}
+        effective, model = self._schema.validate(candidate)
+        # Store what validation made of the values (coerced by pydantic).
+        stored = {k: copy.deepcopy(effective.get(k, candidate[k])) for k in candidate}
+        return self._commit(stored, effective, model)
+
+    def reset(self, *keys: str) -> dict[str, Any]:
+        """Forget the user's values of ``keys`` (every key if none), back to defaults; returns what changed."""
+        remaining = {} if not keys else {k: v for k, v in self._overrides.items() if k not in keys}
+        effective, model = self._schema.validate(remaining)
+        return self._commit(remaining, effective, model)
+
+    def reload(self) -> None:
+        """Re-read the stored values; unreadable files and invalid values are set aside/dropped with a warning."""
+        try:
+            stored = self._store.read(self.namespace)
+        except PathOutsideDataFolderError:
+            raise
+        except ValueError as exc:
+            logger.warning("settings of %s are unreadable, using defaults: %s", self.namespace, exc)
+            aside = getattr(self._store, "set_aside", None)
+            if aside is not None:
+                moved = aside(self.namespace)
+                if moved is not None:
+                    logger.warning("moved the unreadable settings file to %s", moved)
+            stored = {}
+        self._load(stored)
+
+    def set_schema(self, schema: Any) -> None:
+        """Replace the schema (e.g. with choices known only at load time) and revalidate the stored values."""
+        self._schema = _adapt(schema)
+        self._load(self._overrides)
+
+    def on_change(self, callback: SettingsCallback) -> Unsubscribe:
+        """Call ``callback(changes)`` after each successful change; returns an unsubscribe function.
+
+        The manager removes every callback when the extension unloads (so an
+        extension may register here freely); code outside the extension
+        should subscribe to :class:`~jan.core.events.SettingsChanged` on the bus.
+        """
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._callbacks = (*self._callbacks, callback)
+
+        def unsubscribe() -> None:
+            self._callbacks = tuple(c for c in self._callbacks if c is not callback)
+
+        return unsubscribe
+
+    def clear_callbacks(self) -> None:
+        """Remove every ``on_change`` callback (the manager does this when an extension unloads)."""
+        self._callbacks = ()
+
+    # internals -----------------------------------------------------------------------
+    def _load(self, stored: dict[str, Any]) -> None:
+        overrides = dict(stored)
+        self._error = None
+        for _ in range(len(overrides) + 1):
+            try:
+                effective, model = self._schema.validate(overrides)
+            except SettingsValidationError as exc:
+                bad = {str(e["field"]).split(".")[0].split("[")[0] for e in exc.errors} & set(overrides)
+                if not bad:  # not caused by a stored value (e.g. a required setting unset)
+                    self._error = exc
+                    effective, model = {**self._schema.defaults(), **overrides}, None
+                    break
+                logger.warning(
+                    "ignoring invalid stored settings of %s: %s (%s)",
+                    self.namespace,
+                    ", ".join(sorted(bad)),
+                    exc,
+                )
+                overrides = {k: v for k, v in overrides.items() if k not in bad}
+            else:
+                break
+        self._overrides = overrides
+        self._values = effective
+        self._model = model
+
+    def _commit(self, stored: dict[str, Any], effective: dict[str, Any], model: Any) -> dict[str, Any]:
+        self._store.write(self.namespace, stored)
+        previous = self._values
+        self._overrides, self._values, self._model, self._error = stored, effective, model, None
+        keys = set(previous) | set(effective)
+        changes = {k: copy.deepcopy(effective.get(k)) for k in sorted(keys) if previous.get(k) != effective.get(k)}
+        if changes:
+            before = {k: copy.deepcopy(previous.get(k)) for k in changes}
+            self._notify(changes, before)
+        return changes
+
+    def _notify(self, changes: dict[str, Any], previous: dict[str, Any]) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        for callback in self._callbacks:
+            try:
+                result = callback(copy.deepcopy(changes))
+            except Exception:
+                logger.exception("settings callback %r of %s failed", callback, self.namespace)
+                continue
+            if inspect.isawaitable(result):
+                if loop is None:
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    logger.warning("async settings callback %r skipped: no running event loop", callback)
+                    continue
+                task = loop.create_task(self._guard(result, callback))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        if self._bus is not None:
+            from .events import SettingsChanged
+
+            self._bus.emit_nowait(SettingsChanged(extension=self.namespace, changes=changes, previous=previous))
+
+    async def _guard(self, awaitable: Any, callback: SettingsCallback) -> None:
+        try:
+            await awaitable
+        except Exception:
+            logger.exception("settings callback %r of %s failed", callback, self.namespace)
+
+    async def drain(self) -> None:
+        """Wait for async callbacks scheduled by earlier changes."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

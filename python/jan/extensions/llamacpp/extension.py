@@ -1,0 +1,225 @@
+"""The built-in local inference engine: jan's native llama.cpp engine behind the InferenceExtension interface."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+import jan
+from jan.core import BUILTIN_PRIORITY, Extension, InferenceExtension, ModelFailed, ModelInit, ModelReady, ModelState, ModelStopped
+from jan.errors import ModelLoadError, ModelNotFoundError
+from jan.extensions.llamacpp.chat import chat_stream
+from jan.extensions.llamacpp.completions import completion_stream
+from jan.extensions.llamacpp.options import load_options
+from jan.templates import ChatTemplate, resolve_template
+
+
+class LlamaCppSettings(BaseModel):
+    n_parallel: int = Field(4, ge=1, le=64, description="Requests each model serves at once (slots)")
+    n_ctx: int | None = Field(None, ge=64, description="Context tokens per request; default: the model's, up to 4096")
+    n_threads: int | None = Field(None, ge=1, description="Generation threads; default: about the physical cores")
+    n_gpu_layers: int = Field(0, ge=-1, description="Layers to offload to the GPU (-1: all)")
+    max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot before 503")
+    max_loaded_models: int | None = Field(None, ge=1, description="Least recently used models unload past this")
+    keep_alive: float | None = Field(None, ge=0, description="Seconds an idle model stays loaded (none: forever)")
+
+
+class LlamaCppExtension(Extension, InferenceExtension):
+    name = "llamacpp"
+    description = "Local GGUF models on jan's native llama.cpp engine"
+    requires_api = ">=1,<2"
+    priority = BUILTIN_PRIORITY
+    settings_schema = LlamaCppSettings
+    engine_name = "llama.cpp"
+
+    def __init__(self) -> None:
+        self.engine: jan.Engine | None = None
+        self._overrides: dict[str, Any] = {}
+        self._load_locks: dict[str, asyncio.Lock] = {}
+        self._templates: dict[str, ChatTemplate] = {}
+        self._loaded_json: dict[str, dict[str, Any]] = {}
+        self._failures: dict[str, str] = {}
+
+    # -- lifecycle -----------------------------------------------------
+    async def on_load(self, ctx) -> None:
+        self._ctx = ctx
+        s = ctx.settings
+        self.engine = jan.Engine(max_loaded=s.get("max_loaded_models"), keep_alive=s.get("keep_alive"))
+
+    async def on_unload(self) -> None:
+        if self.engine is not None:
+            engine, self.engine = self.engine, None
+            await asyncio.to_thread(engine.close)
+
+    def set_defaults(self, **overrides: Any) -> None:
+        """Load options from the command line (``jan serve --n-parallel ...``); model.json settings still win."""
+        self._overrides = {k: v for k, v in overrides.items() if v is not None}
+
+    def _defaults(self) -> dict[str, Any]:
+        s = self._ctx.settings
+        opts = {"n_parallel": s.get("n_parallel"), "n_ctx": s.get("n_ctx"), "n_threads": s.get("n_threads"),
+                "n_gpu_layers": s.get("n_gpu_layers"), "max_queue": s.get("max_queue")}
+        opts.update(self._overrides)
+        return {k: v for k, v in opts.items() if v is not None}
+
+    # -- models --------------------------------------------------------
+    def _model_file(self, model: dict[str, Any]) -> str:
+        if model.get("file_path"):
+            return str(model["file_path"])
+        from jan.store import DataFolder  # the local engine reads weights from the local data folder
+
+        path = DataFolder(self._ctx.data_folder).models.model_file(model["id"])
+        if path is None:
+            raise ModelLoadError(f"model '{model['id']}' has no weights file on disk; download or import it first")
+        return str(path)
+
+    async def load_model(self, model: dict[str, Any]) -> None:
+        await self._ensure_loaded(model)
+
+    async def _ensure_loaded(self, model: dict[str, Any]) -> jan.Model:
+        model_id = model["id"]
+        engine = self._engine()
+        if engine.is_loaded(model_id) and self._loaded_json.get(model_id) == model:
+            return engine.get(model_id)
+        lock = self._load_locks.setdefault(model_id, asyncio.Lock())
+        async with lock:
+            if engine.is_loaded(model_id) and self._loaded_json.get(model_id) == model:
+                return engine.get(model_id)
+            bus = self._ctx.bus
+            await bus.emit(ModelInit(model_id=model_id, engine=self.engine_name))
+            try:
+                path = self._model_file(model)
+                opts = load_options(model, self._defaults())
+                loaded = await asyncio.to_thread(engine.load, model_id, path, **opts)
+            except Exception as exc:
+                self._failures[model_id] = str(exc)
+                await bus.emit(ModelFailed(model_id=model_id, engine=self.engine_name, error=str(exc)))
+                raise
+            self._failures.pop(model_id, None)
+            self._loaded_json[model_id] = model
+            self._templates.pop(model_id, None)
+            await bus.emit(ModelReady(model_id=model_id, engine=self.engine_name))
+            return loaded
+
+    def _engine(self) -> jan.Engine:
+        if self.engine is None:
+            raise jan.EngineError("the llama.cpp engine is not running")
+        return self.engine
+
+    async def unload_model(self, model_id: str) -> None:
+        engine = self._engine()
+        if not engine.is_loaded(model_id):
+            raise ModelNotFoundError(f"model '{model_id}' is not loaded")
+        await asyncio.to_thread(engine.unload, model_id)
+        self._loaded_json.pop(model_id, None)
+        await self._ctx.bus.emit(ModelStopped(model_id=model_id, engine=self.engine_name, reason="requested"))
+
+    async def loaded_models(self) -> list[str]:
+        return self._engine().loaded() if self.engine else []
+
+    async def model_status(self, model_id: str) -> dict[str, Any]:
+        if self.engine is None or not self.engine.is_loaded(model_id):
+            lock = self._load_locks.get(model_id)
+            if lock is not None and lock.locked():
+                return {"id": model_id, "status": ModelState.LOADING}
+            if model_id in self._failures:
+                return {"id": model_id, "status": ModelState.FAILED, "error": self._failures[model_id]}
+            return {"id": model_id, "status": ModelState.UNLOADED}
+        status = self.engine.status().get(model_id, {})
+        return {
+            "id": model_id,
+            "status": ModelState.READY,
+            "n_ctx": status.get("n_ctx"),
+            "n_parallel": status.get("slots_total"),
+            "active_requests": status.get("slots_busy", 0),
+            "queue_depth": status.get("queue_depth", 0),
+            "memory_bytes": status.get("memory_bytes"),
+            "metrics": status.get("metrics", {}),
+        }
+
+    def metrics(self) -> dict[str, dict]:
+        """Per loaded model: the engine's counters (for /metrics)."""
+        return {mid: s["metrics"] for mid, s in self.engine.status().items()} if self.engine else {}
+
+    # -- chat ----------------------------------------------------------
+    def template_for(self, model: dict[str, Any], loaded: jan.Model) -> ChatTemplate:
+        template = self._templates.get(model["id"])
+        if template is None:
+            override = (model.get("settings") or {}).get("chat_template") or \
+                (model.get("settings") or {}).get("prompt_template")
+            special = loaded.info.special_tokens
+            bos = loaded.token_to_piece(special["bos"], special=True) if "bos" in special else ""
+            eos = loaded.token_to_piece(special["eos"], special=True) if "eos" in special else ""
+            template = resolve_template(loaded.metadata, override, bos_token=bos, eos_token=eos)
+            self._templates[model["id"]] = template
+        return template
+
+    async def render_chat(self, model: dict[str, Any], request: dict[str, Any]) -> tuple[jan.Model, str]:
+        loaded = await self._ensure_loaded(model)
+        template = self.template_for(model, loaded)
+        tools = request.get("tools") if request.get("tool_choice") != "none" else None
+        prompt = template.render(request["messages"], tools=tools, add_generation_prompt=True,
+                                 **(request.get("chat_template_kwargs") or {}))
+        return loaded, prompt
+
+    async def chat(self, model: dict[str, Any], request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        loaded, prompt = await self.render_chat(model, request)
+        # The chat template already wrote BOS where the model wants it.
+        tokens = loaded.tokenize(prompt, add_special=False, parse_special=True)
+        bos = loaded.info.special_tokens.get("bos")
+        if bos is not None and loaded.add_bos and (not tokens or tokens[0] != bos):
+            tokens = [bos, *tokens]
+        if self.template_for(model, loaded).name == "chatml" and not _ends_turn_with_token(loaded, "<|im_end|>"):
+            # ChatML stands in for a missing template: the model may spell the end of turn as text.
+            stops = request.get("stop") or []
+            request = {**request, "stop": ([stops] if isinstance(stops, str) else list(stops)) + ["<|im_end|>", "<|im_start|>"]}
+        async for chunk in chat_stream(loaded, model["id"], tokens, request, model):
+            yield chunk
+
+    async def complete(self, model: dict[str, Any], request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        loaded = await self._ensure_loaded(model)
+        async for chunk in completion_stream(loaded, model["id"], request, model):
+            yield chunk
+
+    # -- embeddings and tokens -----------------------------------------
+    async def embed(self, model: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        loaded = await self._ensure_loaded(model)
+        inputs = request["input"]
+        if isinstance(inputs, str) or (inputs and all(isinstance(t, int) for t in inputs)):
+            inputs = [inputs]
+        token_lists = [loaded.tokenize(x) if isinstance(x, str) else list(x) for x in inputs]
+        dims = request.get("dimensions")
+        if dims is not None and dims != loaded.info.n_embd:
+            raise ValueError(f"dimensions: this model returns {loaded.info.n_embd}-dimensional embeddings")
+        vectors = await asyncio.to_thread(loaded.embed, token_lists)
+        as_base64 = request.get("encoding_format") == "base64"
+        data = []
+        for i, vec in enumerate(vectors):
+            value = base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode() if as_base64 else vec.tolist()
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        n_tokens = sum(len(t) for t in token_lists)
+        return {"object": "list", "data": data, "model": model["id"],
+                "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+
+    async def tokenize(self, model: dict[str, Any], text: str, *, add_special: bool = True,
+                       parse_special: bool = False) -> list[int]:
+        loaded = await self._ensure_loaded(model)
+        return loaded.tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    async def detokenize(self, model: dict[str, Any], tokens: list[int]) -> str:
+        loaded = await self._ensure_loaded(model)
+        return loaded.detokenize(tokens)
+
+    async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[str]:
+        loaded = await self._ensure_loaded(model)
+        return [loaded.token_to_piece(t, special=True) for t in tokens]
+
+
+def _ends_turn_with_token(model: jan.Model, text: str) -> bool:
+    ids = model.tokenize(text, add_special=False, parse_special=True)
+    return len(ids) == 1 and model.is_eog(ids[0])

@@ -1,0 +1,78 @@
+"""A pull in progress, in the shape the ModelExtension interface promises."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from jan.core import DownloadComplete, DownloadFailed, DownloadProgress, DownloadTask
+from jan.downloads import DownloadState, DownloadTask as FileDownload
+
+
+class ModelPull(DownloadTask):
+    """Downloads the weights, then writes model.json; progress goes to the event bus."""
+
+    def __init__(self, download: FileDownload, model_id: str, bus, register: Callable[[], Awaitable[dict]]):
+        self.id = model_id
+        self.model_id = model_id
+        self._download = download
+        self._bus = bus
+        self._register = register
+        self._model: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async def publish():
+            async for p in self._download.progress():
+                if p.state == DownloadState.DOWNLOADING:
+                    self._bus.emit_nowait(DownloadProgress(task_id=self.id, model_id=self.model_id,
+                                                           downloaded_bytes=p.bytes_done, total_bytes=p.bytes_total))
+
+        publisher = asyncio.create_task(publish())
+        try:
+            await self._download.wait()
+            self._model = await self._register()
+            await self._bus.emit(DownloadComplete(task_id=self.id, model_id=self.model_id))
+        except BaseException as exc:  # noqa: BLE001 - recorded, re-raised by wait()
+            self._error = exc
+            if not isinstance(exc, asyncio.CancelledError):
+                await self._bus.emit(DownloadFailed(task_id=self.id, model_id=self.model_id, error=str(exc)))
+        finally:
+            publisher.cancel()
+
+    def status(self) -> dict[str, Any]:
+        d = self._download
+        state = d.state.value if hasattr(d.state, "value") else str(d.state)
+        if state == "verifying":
+            state = "downloading"
+        if state == "completed" and self._model is None and self._error is None:
+            state = "downloading"  # weights are there, model.json is being written
+        if self._error is not None and state == "completed":
+            state = "failed"
+        error = d.error or (str(self._error) if self._error and state == "failed" else None)
+        return {
+            "id": self.id,
+            "model_id": self.model_id,
+            "url": d.url,
+            "state": state,
+            "downloaded_bytes": d.bytes_done,
+            "total_bytes": d.bytes_total,
+            "speed": d.speed,
+            "eta": d.eta,
+            "error": error,
+        }
+
+    async def wait(self) -> dict[str, Any]:
+        await asyncio.shield(self._task)
+        if self._error is not None:
+            raise self._error
+        return self._model
+
+    async def cancel(self) -> None:
+        self._download.cancel(discard=True)
+        try:
+            await asyncio.shield(self._task)
+        except BaseException:  # noqa: BLE001 - the cancellation itself
+            pass

@@ -1,0 +1,121 @@
+"""ModelExtension over the data folder: list/import/edit/delete model.json, pull from URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from jan.core import BUILTIN_PRIORITY, Extension, ModelExtension
+from jan.downloads import Downloader, filename_from_url, resolve_url
+from jan.errors import ModelNotFoundError
+from jan.extensions.models.downloads import ModelPull
+from jan.extensions.models.gguf_info import describe_gguf
+from jan.store import AsyncStore, DataFolder, NotFoundError, slugify_id, validate_id
+
+# the interface's "move" has no store equivalent: copy then remove the source
+_MODES = {"symlink": "symlink", "copy": "copy", "link": "link", "reference": "reference", "move": "copy"}
+
+
+class ModelManagerExtension(Extension, ModelExtension):
+    name = "models"
+    description = "Models in the data folder: import, edit, delete and download GGUF files"
+    requires_api = ">=1,<2"
+    priority = BUILTIN_PRIORITY
+
+    def __init__(self) -> None:
+        self.store: AsyncStore | None = None
+        self.downloader: Downloader | None = None
+        self._pulls: dict[str, ModelPull] = {}
+
+    async def on_load(self, ctx) -> None:
+        self._ctx = ctx
+        self.store = AsyncStore(DataFolder(ctx.data_folder))
+        self.downloader = Downloader()
+
+    async def on_unload(self) -> None:
+        if self.downloader is not None:
+            await self.downloader.close()
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        return await self.store.models.list()
+
+    async def get_model(self, model_id: str) -> dict[str, Any]:
+        try:
+            return await self.store.models.get(model_id)
+        except NotFoundError:
+            raise ModelNotFoundError(f"model '{model_id}' does not exist") from None
+
+    async def model_file(self, model_id: str) -> str | None:
+        path = await self.store.models.model_file(model_id)
+        return str(path) if path else None
+
+    async def import_model(self, path: str, *, model_id: str | None = None, mode: str = "symlink",
+                           **fields: Any) -> dict[str, Any]:
+        path = os.path.abspath(os.path.expanduser(path))
+        if not os.path.isfile(path):
+            raise ValueError(f"path: no file at '{path}'")
+        info = await asyncio.to_thread(describe_gguf, path)  # also proves it is a loadable GGUF
+        model_id = model_id or slugify_id(os.path.splitext(os.path.basename(path))[0])
+        validate_id(model_id)
+        settings = {**info["settings"], **(fields.pop("settings", None) or {})}
+        return await self.store.models.import_gguf(
+            path, model_id=model_id, mode=_MODES.get(mode, mode), name=fields.pop("name", None) or info["name"],
+            description=fields.pop("description", ""), settings=settings,
+            parameters=fields.pop("parameters", None), metadata={**info["metadata"], **(fields.pop("metadata", None) or {})},
+            engine=fields.pop("engine", "llama.cpp"))
+
+    async def update_model(self, model_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        await self.get_model(model_id)
+        return await self.store.models.update(model_id, patch)
+
+    async def delete_model(self, model_id: str) -> None:
+        await self.get_model(model_id)
+        await self.store.models.delete(model_id)
+
+    async def pull(self, source: str, model_id: str | None = None, *, sha256: str | None = None) -> ModelPull:
+        url = resolve_url(source)
+        filename = filename_from_url(url)
+        model_id = model_id or slugify_id(os.path.splitext(filename)[0])
+        validate_id(model_id)
+        running = self._pulls.get(model_id)
+        if running is not None and running.status()["state"] in ("queued", "downloading"):
+            return running
+        folder = await self.store.models.folder(model_id)
+        await asyncio.to_thread(os.makedirs, folder, exist_ok=True)
+        dest = os.path.join(folder, filename)
+        download = self.downloader.start(url, dest, sha256=sha256)
+
+        async def register() -> dict[str, Any]:
+            info = await asyncio.to_thread(describe_gguf, dest)
+            return await self._register_downloaded(model_id, dest, source, info)
+
+        pull = ModelPull(download, model_id, self._ctx.bus, register)
+        self._pulls[model_id] = pull
+        return pull
+
+    async def _register_downloaded(self, model_id: str, dest: str, source: str, info: dict) -> dict[str, Any]:
+        doc = {
+            "id": model_id,
+            "object": "model",
+            "name": info["name"],
+            "version": "1.0",
+            "description": "",
+            "format": "gguf",
+            "sources": [{"filename": os.path.basename(dest), "url": source}],
+            "settings": {**info["settings"], "llama_model_path": os.path.basename(dest)},
+            "parameters": {},
+            "metadata": info["metadata"],
+            "engine": "llama.cpp",
+        }
+        return await self.store.models.create(doc, overwrite=True)
+
+    async def cancel_pull(self, task_id: str) -> bool:
+        pull = self._pulls.get(task_id)
+        if pull is None or pull.status()["state"] not in ("queued", "downloading"):
+            return False
+        await pull.cancel()
+        return True
+
+    async def list_downloads(self) -> list[ModelPull]:
+        return list(self._pulls.values())

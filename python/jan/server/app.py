@@ -1,0 +1,96 @@
+"""The aiohttp application factory.
+
+Everything the server serves comes through the extension manager: the
+built-in extensions (local engine, model manager, conversation store, ...)
+are discovered through the same ``jan.extensions`` entry points as any
+third-party one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+
+from aiohttp import web
+
+from jan.core import ExtensionManager, LocalEventBus
+from jan.server.config import ServerConfig
+from jan.server.errors import error_middleware
+from jan.server.keys import BUS, CONFIG, MANAGER, STARTED_AT
+from jan.server.security import api_key_middleware, cors_middleware, host_allowlist_middleware
+
+log = logging.getLogger("jan.server")
+
+
+def _route_tables() -> list[web.RouteTableDef]:
+    from jan.server.routes import docs, health, models, openai
+
+    tables = [openai.routes, models.routes, health.routes, docs.routes]
+    # Jan's own resources, extension admin and the chat page live in their own modules.
+    for optional in ("model_admin", "threads", "assistants", "runs", "extensions", "web"):
+        try:
+            module = __import__(f"jan.server.routes.{optional}", fromlist=["routes"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"jan.server.routes.{optional}":
+                raise
+            continue
+        tables.append(module.routes)
+    return tables
+
+
+async def create_app(config: ServerConfig | None = None, *, extensions: Iterable[object] = (),
+                     manager: ExtensionManager | None = None) -> web.Application:
+    """Build the server: start the extension manager, mount every route, return the app.
+
+    ``extensions`` are registered in addition to the discovered ones (tests,
+    embedding applications).
+    """
+    config = config or ServerConfig()
+    config.data_folder.mkdir(parents=True, exist_ok=True)
+    if manager is None:
+        manager = ExtensionManager(config.data_folder, LocalEventBus(),
+                                   discover_entry_points=config.enable_extensions)
+    for ext in extensions:
+        manager.register(ext)
+    await manager.start()
+    for record in manager.list():
+        if record.error:
+            log.warning("extension %s is %s: %s", record.name, record.state, record.error)
+    _configure_local_engine(manager, config)
+
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[error_middleware, host_allowlist_middleware(config), cors_middleware(config),
+                     api_key_middleware(config)],
+    )
+    app[CONFIG] = config
+    app[MANAGER] = manager
+    app[BUS] = manager.bus
+    app[STARTED_AT] = time.monotonic()
+    for table in _route_tables():
+        app.add_routes(table)
+    manager.mount(app)
+    app.cleanup_ctx.append(_lifetime)
+    return app
+
+
+def _configure_local_engine(manager: ExtensionManager, config: ServerConfig) -> None:
+    try:
+        local = manager.get_inference("llama.cpp")
+    except LookupError:
+        return
+    if hasattr(local, "set_defaults"):
+        local.set_defaults(**config.engine_defaults())
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    """Load the models named on the command line; on shutdown, unload everything."""
+    from jan.server.preload import preload_models
+
+    manager = app[MANAGER]
+    try:
+        await preload_models(manager, app[CONFIG].models)
+        yield
+    finally:
+        await manager.stop()

@@ -1,0 +1,55 @@
+"""Server settings, from the command line or code."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 1337
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def default_data_folder() -> Path:
+    """``JAN_DATA_FOLDER`` or ``~/jan`` (Jan's own default)."""
+    env = os.environ.get("JAN_DATA_FOLDER")
+    return Path(env).expanduser() if env else Path.home() / "jan"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_folder: Path = field(default_factory=default_data_folder)
+    api_key: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    # Extra Host header values accepted when bound to loopback (DNS-rebinding guard).
+    allowed_hosts: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # GGUF paths or model ids to load at start
+    n_parallel: int = 4
+    n_ctx: int | None = None
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    max_queue: int = 64
+    max_loaded_models: int | None = None
+    keep_alive: float | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+    enable_extensions: bool = True  # discover third-party extensions through entry points
+
+    @property
+    def bound_to_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def engine_defaults(self) -> dict:
+        """Model load options every local model gets unless its model.json says otherwise."""
+        opts = {"n_parallel": self.n_parallel, "max_queue": self.max_queue, "n_gpu_layers": self.n_gpu_layers}
+        if self.n_ctx:
+            opts["n_ctx"] = self.n_ctx
+        if self.n_threads:
+            opts["n_threads"] = self.n_threads
+        return opts

@@ -1,0 +1,127 @@
+"""One place that turns every failure into an OpenAI-shaped error body.
+
+``{"error": {"message", "type", "param", "code"}}`` with the right status;
+handlers raise exceptions and never build error responses themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from jan.errors import ContextOverflowError, ModelLoadError, ModelNotFoundError, QueueFullError
+
+log = logging.getLogger("jan.server")
+
+
+class APIError(Exception):
+    """An error with its HTTP status and OpenAI fields."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def not_found(message: str, param: str | None = None, code: str | None = "not_found") -> APIError:
+    return APIError(404, message, param=param, code=code)
+
+
+def _param_of(loc: tuple) -> str:
+    parts = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts)
+
+
+def from_validation_error(err: ValidationError) -> APIError:
+    first = err.errors()[0]
+    param = _param_of(tuple(p for p in first.get("loc", ()) if not str(p).startswith("function-")))
+    kind = first.get("type", "")
+    if kind == "extra_forbidden":
+        message = f"Unrecognized request argument supplied: {param}"
+    else:
+        message = f"{param}: {first.get('msg', 'invalid value')}" if param else first.get("msg", "invalid request")
+    return APIError(400, message, param=param or None, code="invalid_value" if kind != "missing" else "missing_required_parameter")
+
+
+def to_api_error(exc: BaseException) -> APIError:
+    """Map any exception to the error a client should see."""
+    from jan.store.errors import AlreadyExistsError, InvalidIdError, LockTimeoutError, NotFoundError as StoreNotFound
+    from jan.core.exceptions import NotFoundError as CoreNotFound, SettingsValidationError
+
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, ValidationError):
+        return from_validation_error(exc)
+    if isinstance(exc, ContextOverflowError):
+        return APIError(400, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, ModelNotFoundError):
+        return APIError(404, str(exc), param="model", code="model_not_found")
+    if isinstance(exc, (StoreNotFound, CoreNotFound)):
+        return APIError(404, str(exc), code="not_found")
+    if isinstance(exc, QueueFullError):
+        return APIError(503, str(exc), type="server_error", code="queue_full")
+    if isinstance(exc, AlreadyExistsError):
+        return APIError(409, str(exc), code="already_exists")
+    if isinstance(exc, LockTimeoutError):
+        return APIError(503, str(exc), type="server_error", code="busy")
+    if isinstance(exc, InvalidIdError):
+        return APIError(400, str(exc), code="invalid_id")
+    if isinstance(exc, SettingsValidationError):
+        return APIError(400, str(exc), code="invalid_settings")
+    if isinstance(exc, ModelLoadError):
+        return APIError(500, str(exc), type="server_error", code="model_load_failed")
+    if isinstance(exc, ValueError):  # engine and template argument errors (TemplateError too)
+        return APIError(400, str(exc))
+    log.exception("internal error", exc_info=exc)
+    return APIError(500, "The server had an error while processing your request.", type="server_error",
+                    code="internal_error")
+
+
+def _http_error(exc: web.HTTPException) -> APIError:
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 401: "invalid_api_key"}
+    message = {404: "Unknown route", 405: "Method not allowed", 413: "Request body too large"}.get(exc.status, exc.reason)
+    if exc.status == 413:
+        message = f"Request body too large: {exc.text}" if exc.text else message
+    kind = "invalid_request_error" if exc.status < 500 else "server_error"
+    return APIError(exc.status, message, type=kind, code=codes.get(exc.status))
+
+
+def json_error(err: APIError, headers: dict | None = None) -> web.Response:
+    return web.json_response(err.body(), status=err.status, headers=headers, dumps=json.dumps)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.content_type == "application/json":
+            raise  # already an OpenAI body
+        return json_error(_http_error(exc), headers={k: v for k, v in exc.headers.items()
+                                                      if k.lower() in ("allow", "www-authenticate")})
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - this is the one place that maps every error
+        return json_error(to_api_error(exc))

@@ -1,0 +1,81 @@
+"""Readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from jan.server.keys import MANAGER, STARTED_AT
+
+routes = web.RouteTableDef()
+
+
+def _local_engines(app: web.Application) -> list:
+    return [e for e in app[MANAGER].engines().values() if hasattr(e, "metrics")]
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    # Cheap on purpose: load balancers and `jan` itself poll it while streams run.
+    loaded = []
+    for engine in request.app[MANAGER].engines().values():
+        loaded += await engine.loaded_models()
+    return web.json_response({
+        "status": "ok",
+        "models": loaded,
+        "uptime_seconds": round(time.monotonic() - request.app[STARTED_AT], 3),
+    })
+
+
+class EngineCollector:
+    """Reads the engines' counters at scrape time, so nothing is counted twice."""
+
+    def __init__(self, app: web.Application):
+        self.app = app
+
+    def collect(self):
+        counters = {
+            "requests_total": ("jan_requests", "Generation requests submitted"),
+            "requests_cancelled": ("jan_requests_cancelled", "Generation requests cancelled"),
+            "requests_failed": ("jan_requests_failed", "Generation requests that failed"),
+            "prompt_tokens_total": ("jan_prompt_tokens", "Prompt tokens evaluated"),
+            "cached_tokens_total": ("jan_prompt_tokens_cached", "Prompt tokens reused from the KV cache"),
+            "generated_tokens_total": ("jan_generated_tokens", "Tokens generated"),
+            "decode_seconds": ("jan_decode_seconds", "Seconds spent in llama_decode"),
+        }
+        gauges = {
+            "slots_busy": ("jan_slots_busy", "Slots generating now"),
+            "slots_total": ("jan_slots_total", "Slots (parallel requests) per model"),
+            "queue_depth": ("jan_queue_depth", "Requests waiting for a slot"),
+            "generation_tokens_per_second": ("jan_generation_tokens_per_second",
+                                             "Generated tokens per busy second since load"),
+        }
+        per_model: dict[str, dict] = {}
+        for engine in _local_engines(self.app):
+            per_model.update(engine.metrics())
+        families = []
+        for key, (name, doc) in counters.items():
+            fam = CounterMetricFamily(name, doc, labels=["model"])
+            for model_id, m in per_model.items():
+                fam.add_metric([model_id], float(m.get(key, 0)))
+            families.append(fam)
+        for key, (name, doc) in gauges.items():
+            fam = GaugeMetricFamily(name, doc, labels=["model"])
+            for model_id, m in per_model.items():
+                fam.add_metric([model_id], float(m.get(key, 0)))
+            families.append(fam)
+        loaded = GaugeMetricFamily("jan_models_loaded", "Models loaded in the local engine")
+        loaded.add_metric([], float(len(per_model)))
+        families.append(loaded)
+        return families
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EngineCollector(request.app))
+    return web.Response(body=generate_latest(registry),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

@@ -1,0 +1,57 @@
+"""``/v1/models``: the models in the data folder with their engine state; start and stop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from jan.server.keys import MANAGER
+from jan.server.resolve import model_and_engine, model_extension
+
+routes = web.RouteTableDef()
+
+
+async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, Any]:
+    """A model.json as the API shows it: OpenAI's fields plus Jan's, plus the engine's view."""
+    out = dict(model)
+    out.setdefault("object", "model")
+    out.setdefault("owned_by", (model.get("metadata") or {}).get("author") or "jan")
+    created = model.get("created")
+    out["created"] = int(created / 1000) if isinstance(created, (int, float)) and created > 1e11 else int(created or 0)
+    try:
+        engine = request.app[MANAGER].get_inference(model.get("engine") or "llama.cpp")
+        status = await engine.model_status(model["id"])
+    except LookupError:
+        status = {"status": "unavailable"}
+    out["state"] = status.get("status")
+    if status.get("error"):
+        out["error"] = status["error"]
+    return out
+
+
+@routes.get("/v1/models")
+async def list_models(request: web.Request) -> web.Response:
+    models = await model_extension(request).list_models()
+    return web.json_response({"object": "list", "data": [await with_state(request, m) for m in models]})
+
+
+@routes.get("/v1/models/{model_id}")
+async def get_model(request: web.Request) -> web.Response:
+    model, _ = await model_and_engine(request, request.match_info["model_id"])
+    return web.json_response(await with_state(request, model))
+
+
+@routes.post("/v1/models/{model_id}/start")
+async def start_model(request: web.Request) -> web.Response:
+    model, engine = await model_and_engine(request, request.match_info["model_id"])
+    await engine.load_model(model)
+    return web.json_response(await with_state(request, model))
+
+
+@routes.post("/v1/models/{model_id}/stop")
+async def stop_model(request: web.Request) -> web.Response:
+    model, engine = await model_and_engine(request, request.match_info["model_id"])
+    if model["id"] in await engine.loaded_models():
+        await engine.unload_model(model["id"])
+    return web.json_response(await with_state(request, model))

@@ -1,0 +1,44 @@
+"""Server-sent events, the way OpenAI streams: ``data: {json}\\n\\n`` … ``data: [DONE]\\n\\n``."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+
+class SSEStream:
+    """A prepared streaming response. Errors after the first byte are sent as an
+    ``error`` event (the status line is already gone), then the stream ends."""
+
+    def __init__(self, request: web.Request):
+        self.request = request
+        self.response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "Connection": "keep-alive",
+                "X-Accel-Buffering": "no",
+            },
+        )
+        self.started = False
+
+    async def start(self) -> None:
+        if not self.started:
+            await self.response.prepare(self.request)
+            self.started = True
+
+    async def send(self, data: dict, event: str | None = None) -> None:
+        await self.start()
+        head = f"event: {event}\n" if event else ""
+        await self.response.write(f"{head}data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode())
+
+    async def done(self) -> None:
+        await self.start()
+        await self.response.write(b"data: [DONE]\n\n")
+        await self.response.write_eof()
+
+    async def error(self, body: dict) -> None:
+        await self.send(body, event="error")
+        await self.response.write_eof()

@@ -1,0 +1,156 @@
+"""Assistants: ``assistants/<assistant_id>/assistant.json``, with the default ``jan`` assistant."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._trash import remove_resource_dir
+from ._util import as_seconds, check_dict, check_list, check_str, now_ms
+from .atomic import atomic_write_bytes
+from .context import StoreContext, iter_resource_dirs, read_doc_or_none
+from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, NotFoundError
+from .ids import new_assistant_id, validate_id
+from .pagination import Order, Page, paginate
+
+KIND = "assistant"
+DEFAULT_ASSISTANT_ID = "jan"
+
+_FIELDS = ("name", "description", "model", "instructions", "tools", "file_ids", "metadata", "avatar")
+
+
+def _check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in _FIELDS:
+            raise InvalidArgumentError(f"unknown assistant field {key!r}")
+        if key in ("tools", "file_ids"):
+            value = check_list(key, value)
+            if key == "tools" and not all(isinstance(t, Mapping) for t in value):
+                raise InvalidArgumentError("tools must be a list of objects")
+            if key == "file_ids":
+                for file_id in value:
+                    validate_id(file_id, "file id")
+        elif key == "metadata":
+            value = check_dict(key, value)
+        else:
+            value = check_str(key, value)
+        out[key] = value
+    return out
+
+
+class AssistantStore:
+    """CRUD and listing for assistants."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self._ctx = ctx
+
+    def _path(self, assistant_id: str) -> Path:
+        return self._ctx.resource_dir("assistants", assistant_id, "assistant") / "assistant.json"
+
+    def create(self, name: str = "Assistant", *, assistant_id: str | None = None, description: str = "",
+               model: str = "*", instructions: str = "", tools: list[Mapping[str, Any]] | None = None,
+               file_ids: list[str] | None = None, metadata: Mapping[str, Any] | None = None,
+               avatar: str = "") -> dict[str, Any]:
+        """Create an assistant. ``model="*"`` means "any model" (Jan's convention).
+
+        Raises :class:`AlreadyExistsError` for a taken ``assistant_id``.
+        """
+        assistant_id = new_assistant_id() if assistant_id is None else validate_id(assistant_id, "assistant id")
+        fields = _check_fields({"name": name, "description": description, "model": model,
+                                "instructions": instructions, "tools": tools, "file_ids": file_ids,
+                                "metadata": metadata, "avatar": avatar})
+        created = now_ms()
+        doc = {"id": assistant_id, "object": "assistant", **fields,
+               "created_at": created // 1000, "created": created, "updated": created}
+        data = self._ctx.encode_doc(KIND, doc)
+        path = self._path(assistant_id)
+        with self._ctx.lock(path):
+            if path.exists():
+                raise AlreadyExistsError(KIND, assistant_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+        return doc
+
+    def get(self, assistant_id: str) -> dict[str, Any]:
+        """One assistant; :class:`NotFoundError` if unknown (or damaged and moved aside)."""
+        path = self._path(assistant_id)
+        try:
+            doc = self._ctx.read_doc(path, KIND)
+        except CorruptFileError as exc:
+            raise NotFoundError(KIND, assistant_id, f"assistant {assistant_id!r} is damaged: {exc.error}") from exc
+        if doc is None:
+            raise NotFoundError(KIND, assistant_id)
+        doc["id"] = assistant_id
+        return doc
+
+    def exists(self, assistant_id: str) -> bool:
+        return self._path(assistant_id).is_file()
+
+    def list(self, *, limit: int | None = None, order: Order = "desc",
+             after: str | None = None, before: str | None = None) -> Page:
+        """Assistants by creation time, newest first by default (as OpenAI lists them)."""
+        items = []
+        for directory in iter_resource_dirs(self._ctx.root / "assistants"):
+            doc = read_doc_or_none(self._ctx, directory / "assistant.json", KIND)
+            if doc is None:
+                continue
+            doc["id"] = directory.name
+            items.append(doc)
+        items.sort(key=lambda a: (as_seconds(a.get("created_at")) or 0, a["id"]))
+        return paginate(items, limit=limit, order=order, after=after, before=before)
+
+    def update(self, assistant_id: str, **changes: Any) -> dict[str, Any]:
+        """Change any of ``name, description, model, instructions, tools, file_ids, metadata, avatar``.
+
+        ``metadata`` is replaced, not merged.
+        """
+        fields = _check_fields(changes)
+        path = self._path(assistant_id)
+        with self._ctx.lock(path):
+            doc = self.get(assistant_id)
+            doc.update(fields)
+            doc["updated"] = now_ms()
+            self._ctx.write_doc(path, KIND, doc)
+        return doc
+
+    def delete(self, assistant_id: str) -> dict[str, Any]:
+        """Delete an assistant (the default one is recreated by :meth:`ensure_default` on next start)."""
+        path = self._path(assistant_id)
+        with self._ctx.lock(path):
+            if not path.parent.is_dir():
+                raise NotFoundError(KIND, assistant_id)
+            remove_resource_dir(path.parent)
+        return {"id": assistant_id, "object": "assistant.deleted", "deleted": True}
+
+    def ensure_default(self) -> dict[str, Any]:
+        """Create the default ``jan`` assistant unless it exists; return it.
+
+        Safe to call from several processes at once: only one creates it.
+        """
+        path = self._path(DEFAULT_ASSISTANT_ID)
+        with self._ctx.lock(path):
+            try:
+                return self.get(DEFAULT_ASSISTANT_ID)
+            except NotFoundError:
+                pass
+            created = now_ms()
+            doc = {
+                "id": DEFAULT_ASSISTANT_ID,
+                "object": "assistant",
+                "name": "Jan",
+                "description": "A default assistant that can use all downloaded models",
+                "model": "*",
+                "instructions": "",
+                "tools": [],
+                "file_ids": [],
+                "metadata": {},
+                "avatar": "",
+                "created_at": created // 1000,
+                "created": created,
+                "updated": created,
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._ctx.write_doc(path, KIND, doc)
+            return doc

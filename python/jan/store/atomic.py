@@ -1,0 +1,150 @@
+"""Crash-safe file replacement.
+
+A file is either its old content or its new content, never a mix: the new
+bytes go to a temporary file in the same directory (``os.replace`` is only
+atomic within one filesystem), are flushed and fsynced, then renamed over
+the target, and the directory is fsynced so the rename itself survives a
+power cut. Readers therefore never need a lock to see a whole file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_copy",
+    "atomic_write_bytes",
+    "copy_to_temp",
+    "fsync_dir",
+    "link_to_temp",
+    "symlink_to_temp",
+]
+
+TEMP_SUFFIX = ".tmp"
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Persist a directory entry change (create/rename/unlink) on POSIX.
+
+    Windows cannot open directories this way and commits renames with the
+    file's metadata, so there it is a no-op; some filesystems refuse fsync on
+    a directory, which is not worth failing a write for.
+    """
+    if os.name == "nt":
+        return
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temp_in(directory: Path, name: str) -> tuple[int, str]:
+    # Hidden and suffixed so listings skip it if a crash leaves it behind.
+    return tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=directory)
+
+
+def _commit(tmp: str, target: Path) -> None:
+    try:
+        # Keep a user's chosen permissions; new files keep mkstemp's 0600,
+        # which suits private conversations.
+        os.chmod(tmp, os.stat(target).st_mode & 0o7777)
+    except OSError:
+        pass
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably.
+
+    On any failure (including a failed rename) the target keeps its previous
+    content and the temporary file is removed.
+    """
+    target = Path(path)
+    fd, tmp = _temp_in(target.parent, target.name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _commit(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def copy_to_temp(src: str | os.PathLike[str], directory: str | os.PathLike[str], name: str) -> str:
+    """Copy ``src`` to a fresh hidden temporary file in ``directory`` and fsync it; returns its path.
+
+    Meant for multi-gigabyte model files: the caller later renames the temp
+    file into place, so a crash mid-copy never leaves a truncated file under
+    the real name (only a hidden ``.tmp`` file).
+    """
+    fd, tmp = _temp_in(Path(directory), name)
+    os.close(fd)
+    try:
+        # copyfile uses the kernel's fast paths (copy_file_range/sendfile, clonefile).
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return tmp
+
+
+def link_to_temp(src: str | os.PathLike[str], directory: str | os.PathLike[str], name: str) -> str:
+    """Hard-link ``src`` under a fresh hidden temporary name in ``directory``; returns its path.
+
+    Raises ``OSError`` where hard links are impossible (another filesystem,
+    FAT, too many links); callers fall back to :func:`copy_to_temp`.
+    """
+    fd, tmp = _temp_in(Path(directory), name)
+    os.close(fd)
+    os.unlink(tmp)  # only the unique name was wanted; link() will not overwrite
+    os.link(src, tmp)
+    return tmp
+
+
+def symlink_to_temp(src: str | os.PathLike[str], directory: str | os.PathLike[str], name: str) -> str:
+    """Create a symbolic link to ``src`` (absolute) under a fresh hidden temporary name in ``directory``.
+
+    Raises ``OSError`` where symlinks are not permitted (Windows without the privilege).
+    """
+    fd, tmp = _temp_in(Path(directory), name)
+    os.close(fd)
+    os.unlink(tmp)
+    os.symlink(os.path.abspath(src), tmp)
+    return tmp
+
+
+def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy ``src`` to ``dst`` so that ``dst`` never exists half-written."""
+    target = Path(dst)
+    tmp = copy_to_temp(src, target.parent, target.name)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(target.parent)

@@ -1,0 +1,229 @@
+"""What every resource store shares: the folder root, locks, migrations, the problem log,
+and the versioned-JSON read/write path with corrupt-file handling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from ._util import dumps_json
+from .atomic import atomic_write_bytes
+from .errors import CorruptFileError, InvalidIdError, NewerSchemaError
+from .ids import validate_id
+from .locks import LockManager
+from .migrations import SCHEMA_VERSION_KEY, MigrationError, MigrationRegistry
+from .problems import ProblemLog
+
+logger = logging.getLogger("jan.store")
+
+LOCK_DIR_NAME = ".locks"
+
+
+class StoreContext:
+    """Shared plumbing for the resource stores of one data folder."""
+
+    def __init__(self, root: Path, *, migrations: MigrationRegistry, problems: ProblemLog,
+                 lock_timeout: float | None) -> None:
+        self.root = root
+        self.migrations = migrations
+        self.problems = problems
+        self.locks = LockManager(root / LOCK_DIR_NAME, timeout=lock_timeout)
+        self._warned_newer: set[str] = set()
+
+    # --- paths ---
+
+    def resource_dir(self, collection: str, resource_id: str, kind: str) -> Path:
+        """``<root>/<collection>/<id>`` for a validated id, checked to stay inside the collection.
+
+        The id rule already forbids separators and ``..``; the second check
+        guards against a future bug in that rule. The collection folder itself
+        is resolved (users move ``models/`` to a bigger disk with a symlink),
+        the resource path is compared lexically below it.
+        """
+        validate_id(resource_id, f"{kind} id")
+        base = os.path.realpath(self.root / collection)
+        target = os.path.normpath(os.path.join(base, resource_id))
+        if os.path.dirname(target) != base or os.path.basename(target) != resource_id:
+            raise InvalidIdError(f"{kind} id {resource_id!r} resolves outside {collection}/")
+        return Path(base) / resource_id
+
+    def key(self, path: Path) -> str:
+        """The lock key of a file: its path relative to the data folder."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            # A collection reached through a symlink lives elsewhere; its absolute
+            # path is just as stable a key.
+            return path.as_posix()
+
+    def lock(self, *paths: Path) -> AbstractContextManager[None]:
+        """Hold the locks of these files (all at once: see :meth:`LockManager.hold`)."""
+        return self.locks.hold(*(self.key(p) for p in paths))
+
+    def relpath(self, path: Path) -> str:
+        return self.key(path)
+
+    # --- problems ---
+
+    def report(self, path: Path, error: str, moved_to: Path | None = None) -> None:
+        self.problems.add(self.relpath(path), error, self.relpath(moved_to) if moved_to else None)
+
+    @staticmethod
+    def aside_path(path: Path) -> Path:
+        """A free ``<name>.corrupt-<UTC timestamp>`` path next to ``path``."""
+        ns = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ns // 1_000_000_000)) + f"{ns // 1000 % 1_000_000:06d}Z"
+        dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+        n = 1
+        while dest.exists():
+            dest = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+            n += 1
+        return dest
+
+    def keep_copy(self, path: Path, data: bytes, error: str) -> Path:
+        """Save ``data`` (a damaged file's bytes) beside ``path`` before it is rewritten, and record it."""
+        dest = self.aside_path(path)
+        atomic_write_bytes(dest, data)
+        self.report(path, error, dest)
+        return dest
+
+    def quarantine(self, path: Path, error: str) -> Path | None:
+        """Move a damaged file to ``<name>.corrupt-<timestamp>`` and record it; caller holds the lock."""
+        dest = self.aside_path(path)
+        try:
+            os.replace(path, dest)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            # Cannot move it (read-only folder?): still report, and keep going.
+            self.report(path, f"{error} (could not move aside: {exc})")
+            return None
+        self.report(path, error, dest)
+        return dest
+
+    # --- versioned JSON documents ---
+
+    @staticmethod
+    def _parse(data: bytes) -> dict[str, Any]:
+        doc = json.loads(data.decode("utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+        return doc
+
+    def read_doc(self, path: Path, kind: str) -> dict[str, Any] | None:
+        """Read a versioned JSON file: ``None`` if missing, upgraded if old, public fields only.
+
+        A file that does not parse is moved aside and :class:`CorruptFileError`
+        is raised; callers listing many files catch it and go on.
+        """
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            parsed = self._parse(data)
+        except (ValueError, UnicodeDecodeError):
+            doc = self._read_locked(path, kind)
+        else:
+            if self.migrations.needs_upgrade(kind, parsed):
+                doc = self._read_locked(path, kind)
+            else:
+                self._check_newer(path, kind, parsed)
+                doc = parsed
+        return None if doc is None else public(doc)
+
+    def _read_locked(self, path: Path, kind: str) -> dict[str, Any] | None:
+        # Slow path under the lock: confirm damage before moving a file aside
+        # (it may have just been replaced), and migrate at most once.
+        with self.lock(path):
+            try:
+                data = path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            try:
+                doc = self._parse(data)
+            except (ValueError, UnicodeDecodeError) as exc:
+                error = f"invalid JSON: {exc}"
+                moved = self.quarantine(path, error)
+                raise CorruptFileError(self.relpath(path), error, str(moved) if moved else None) from exc
+            upgraded, changed = self.migrations.upgrade(kind, doc)
+            if changed:
+                atomic_write_bytes(path, dumps_json(upgraded))
+                logger.info("data folder: upgraded %s to %s version %d", self.relpath(path), kind,
+                            upgraded[SCHEMA_VERSION_KEY])
+            return upgraded
+
+    def _check_newer(self, path: Path, kind: str, doc: dict[str, Any]) -> None:
+        version = self.migrations.version_of(doc)
+        if version > self.migrations.current_version(kind) and kind not in self._warned_newer:
+            self._warned_newer.add(kind)
+            logger.warning("data folder: %s has %s version %d, newer than this jan knows (%d); using it as is",
+                           self.relpath(path), kind, version, self.migrations.current_version(kind))
+
+    def encode_doc(self, kind: str, doc: dict[str, Any]) -> bytes:
+        """Serialize a document with its schema version (fails before any disk change)."""
+        return dumps_json(self.stamp(kind, doc))
+
+    def stamp(self, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """``doc`` with its schema version: the current one, or the doc's own if that is newer."""
+        version = max(self.migrations.current_version(kind), self.migrations.version_of(doc))
+        out = {k: v for k, v in doc.items() if k != SCHEMA_VERSION_KEY}
+        out[SCHEMA_VERSION_KEY] = version
+        return out
+
+    def write_doc(self, path: Path, kind: str, doc: dict[str, Any]) -> None:
+        """Atomically replace a versioned JSON document; the caller holds its lock.
+
+        Refuses (:class:`NewerSchemaError`) to overwrite a file written by a
+        newer jan: relabelling it with our older version would make that jan
+        run its migrations again on an already-migrated file.
+        """
+        data = self.encode_doc(kind, doc)
+        try:
+            existing = self._parse(path.read_bytes())
+        except (OSError, ValueError, UnicodeDecodeError):
+            existing = None
+        if existing is not None and self.migrations.version_of(existing) > self.migrations.current_version(kind):
+            raise NewerSchemaError(f"{self.relpath(path)} was written by a newer version of jan; not modifying it")
+        atomic_write_bytes(path, data)
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document without the store's private fields, as the API returns it."""
+    return {k: v for k, v in doc.items() if k != SCHEMA_VERSION_KEY}
+
+
+def iter_resource_dirs(collection_dir: Path) -> Iterator[Path]:
+    """Sub-folders of a collection whose names are valid ids (hidden/trash/odd ones skipped)."""
+    try:
+        entries = sorted(os.scandir(collection_dir), key=lambda e: e.name)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if not entry.is_dir():
+                continue
+            validate_id(entry.name)
+        except (OSError, InvalidIdError):
+            continue
+        yield Path(entry.path)
+
+
+def read_doc_or_none(ctx: StoreContext, path: Path, kind: str) -> dict[str, Any] | None:
+    """:meth:`StoreContext.read_doc` for listings: any damage is reported and gives ``None``."""
+    try:
+        return ctx.read_doc(path, kind)
+    except CorruptFileError:
+        return None  # already moved aside and reported
+    except (OSError, MigrationError) as exc:
+        ctx.report(path, f"{type(exc).__name__}: {exc}")
+        return None

@@ -1,0 +1,80 @@
+"""Exceptions raised by :mod:`jan.store`.
+
+Each one is also a :class:`jan.errors.JanError`, and most also subclass the
+builtin the server maps to an HTTP status: ``ValueError`` -> 400,
+``KeyError`` -> 404, ``TimeoutError`` -> 503.
+"""
+
+from __future__ import annotations
+
+from jan.core.exceptions import NotFoundError as CoreNotFoundError
+from jan.errors import JanError, ModelNotFoundError
+
+
+class StoreError(JanError):
+    """Base class of every error the data folder raises on purpose."""
+
+
+class InvalidArgumentError(StoreError, ValueError):
+    """A request carried a value the store refuses (bad type, bad limit, ...)."""
+
+
+class InvalidIdError(InvalidArgumentError):
+    """An id (or extension name) is malformed or would leave the data folder."""
+
+
+class NotFoundError(StoreError, CoreNotFoundError):
+    """No thread/message/assistant/model/setting with that id exists.
+
+    Also a ``jan.core.NotFoundError`` (and so a ``KeyError``), which the
+    storage interfaces promise to raise. ``kind`` (alias ``resource``) and
+    ``id`` say what was looked up, so the API can build an OpenAI-style
+    error body without parsing the message.
+    """
+
+    def __init__(self, kind: str, resource_id: str, message: str | None = None):
+        super().__init__(message or f"{kind} {resource_id!r} not found", resource=kind, id=resource_id)
+        self.kind = kind
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "not found"
+
+    def __reduce__(self):  # keep the fields when sent to another process
+        return (type(self), (self.kind, self.id, str(self)))
+
+
+class StoredModelNotFoundError(NotFoundError, ModelNotFoundError):
+    """A model id has no ``model.json``; also catchable as ``jan.errors.ModelNotFoundError``."""
+
+
+class AlreadyExistsError(StoreError):
+    """Creating a resource whose id is already taken (the API answers 409)."""
+
+    def __init__(self, kind: str, resource_id: str):
+        super().__init__(f"{kind} {resource_id!r} already exists")
+        self.kind = kind
+        self.id = resource_id
+
+    def __reduce__(self):
+        return (type(self), (self.kind, self.id))
+
+
+class LockTimeoutError(StoreError, TimeoutError):
+    """Another thread or process held a file's lock for longer than the timeout."""
+
+
+class NewerSchemaError(StoreError):
+    """A file was written by a newer jan; this one reads it but will not rewrite it."""
+
+
+class CorruptFileError(StoreError):
+    """A JSON file did not parse; it has been moved aside to ``moved_to``."""
+
+    def __init__(self, path: str, error: str, moved_to: str | None):
+        super().__init__(f"{path}: {error}")
+        self.path = path
+        self.error = error
+        self.moved_to = moved_to
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.error, self.moved_to))

@@ -1,0 +1,124 @@
+"""The data folder: where it is, its layout, and the resource stores over it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ._trash import sweep_trash
+from .assistants import AssistantStore
+from .context import LOCK_DIR_NAME, StoreContext
+from .errors import StoreError
+from .locks import DEFAULT_TIMEOUT
+from .messages import MessageStore
+from .migrations import DEFAULT_MIGRATIONS, MigrationRegistry
+from .models import ModelStore
+from .problems import Problem, ProblemLog
+from .settings import SettingsStore
+from .threads import ThreadStore
+
+ENV_VAR = "JAN_DATA_FOLDER"
+DEFAULT_FOLDER_NAME = "jan"
+
+# Folders every data folder has; resources live one level below the first four.
+COLLECTIONS = ("models", "threads", "assistants", "settings")
+LAYOUT = (*COLLECTIONS, "extensions", "logs")
+
+
+def resolve_data_folder(path: str | os.PathLike[str] | None = None) -> Path:
+    """Where the data folder is: ``path`` if given, else ``$JAN_DATA_FOLDER``, else ``~/jan``.
+
+    The result is absolute and symlinks are resolved, so every process
+    agrees on lock keys whichever way it named the folder.
+    """
+    if path is None:
+        path = os.environ.get(ENV_VAR) or os.path.join("~", DEFAULT_FOLDER_NAME)
+    return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+
+
+class DataFolder:
+    """Jan's data folder and everything stored in it.
+
+    ::
+
+        store = DataFolder()                       # ~/jan, or $JAN_DATA_FOLDER
+        thread = store.threads.create("Hello", messages=[{"role": "user", "content": "Hi"}])
+        store.messages.create(thread["id"], "assistant", "Hello! How can I help?")
+        store.messages.list(thread["id"]).data
+
+    Sub-stores: :attr:`models`, :attr:`threads`, :attr:`messages`,
+    :attr:`assistants`, :attr:`settings`. Every method is synchronous and safe
+    to call from many threads and many processes at once; see
+    :class:`jan.store.aio.AsyncStore` for asyncio code.
+
+    ``create=False`` refuses a folder that does not exist instead of making
+    it. ``lock_timeout`` (seconds, ``None`` = forever) bounds waits for a
+    file another thread or process is writing. ``migrations`` replaces the
+    built-in schema upgrade registry. ``ensure_default_assistant`` creates the
+    ``jan`` assistant on first start.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True,
+                 lock_timeout: float | None = DEFAULT_TIMEOUT, migrations: MigrationRegistry | None = None,
+                 ensure_default_assistant: bool = True) -> None:
+        self.root = resolve_data_folder(path)
+        if not self.root.is_dir():
+            if not create:
+                raise StoreError(f"data folder {self.root} does not exist")
+            self.root.mkdir(parents=True, exist_ok=True)
+        for name in (*LAYOUT, LOCK_DIR_NAME):
+            (self.root / name).mkdir(exist_ok=True)
+        for name in COLLECTIONS:
+            sweep_trash(self.root / name)
+        self._problems = ProblemLog()
+        self._ctx = StoreContext(self.root, migrations=migrations or DEFAULT_MIGRATIONS,
+                                 problems=self._problems, lock_timeout=lock_timeout)
+        self.messages = MessageStore(self._ctx, on_change=self._touch_thread)
+        self.threads = ThreadStore(self._ctx, self.messages)
+        self.assistants = AssistantStore(self._ctx)
+        self.models = ModelStore(self._ctx)
+        self.settings = SettingsStore(self._ctx)
+        if ensure_default_assistant:
+            self.assistants.ensure_default()
+
+    def _touch_thread(self, thread_id: str) -> None:
+        self.threads.touch(thread_id)
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Damaged files found so far (oldest first): path, error, time, where it was moved."""
+        return self._problems.snapshot()
+
+    def clear_problems(self) -> None:
+        """Forget the recorded problems (the files set aside stay where they are)."""
+        self._problems.clear()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def threads_dir(self) -> Path:
+        return self.root / "threads"
+
+    @property
+    def assistants_dir(self) -> Path:
+        return self.root / "assistants"
+
+    @property
+    def settings_dir(self) -> Path:
+        return self.root / "settings"
+
+    @property
+    def extensions_dir(self) -> Path:
+        return self.root / "extensions"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def __repr__(self) -> str:
+        return f"DataFolder({str(self.root)!r})"
+
+
+Store = DataFolder

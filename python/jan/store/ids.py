@@ -1,0 +1,168 @@
+"""Resource ids: validation of ids that arrive in requests, and generation of new ones.
+
+Every id becomes a folder name, so validation is the first guard that keeps
+requests inside the data folder (:meth:`jan.store.context.StoreContext.resource_dir`
+is the second). The rule is deliberately an allow-list: separators, ``%``,
+``\\``, NUL, leading dots and ``..`` simply cannot match, so no decoding step
+can smuggle one in.
+
+Generated ids are ``<prefix>_<ULID>``: 48 bits of milliseconds then 80 bits
+of randomness in Crockford base32, so sorting ids sorts by creation time and
+list order is stable even when timestamps tie.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from typing import Any, Final
+
+from .errors import InvalidIdError
+
+ID_MAX_LENGTH: Final = 128
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+# Names Windows maps to devices no matter the extension; a data folder may be
+# synced to or opened from Windows, so refuse them everywhere.
+_WINDOWS_RESERVED: Final = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)}
+)
+
+# An extension's settings live under its package name, which may be npm-style scoped.
+_EXTENSION_SCOPE: Final = re.compile(r"@[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def validate_id(value: Any, kind: str = "id") -> str:
+    """Return ``value`` if it is a safe resource id, else raise :class:`InvalidIdError`.
+
+    Allowed: 1-128 characters from ``A-Z a-z 0-9 . _ -``, starting with a letter
+    or digit, without ``..``, not ending with ``.`` and not a Windows device name.
+    """
+    if not isinstance(value, str):
+        raise InvalidIdError(f"{kind} must be a string, not {type(value).__name__}")
+    if not ID_PATTERN.fullmatch(value):
+        raise InvalidIdError(
+            f"invalid {kind} {value!r}: use 1-{ID_MAX_LENGTH} of A-Z a-z 0-9 . _ - starting with a letter or digit"
+        )
+    if ".." in value or value.endswith("."):
+        raise InvalidIdError(f"invalid {kind} {value!r}: '..' and a trailing '.' are not allowed")
+    if value.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
+        raise InvalidIdError(f"invalid {kind} {value!r}: reserved device name")
+    return value
+
+
+def is_valid_id(value: Any) -> bool:
+    """``True`` if :func:`validate_id` would accept ``value``."""
+    try:
+        validate_id(value)
+    except InvalidIdError:
+        return False
+    return True
+
+
+def validate_extension_name(value: Any) -> str:
+    """Validate an extension name, ``name`` or npm-style ``@scope/name``.
+
+    Each segment follows the id rule, so a scoped name maps to exactly two
+    nested folders under ``settings/`` and nothing else.
+    """
+    if not isinstance(value, str):
+        raise InvalidIdError(f"extension name must be a string, not {type(value).__name__}")
+    if value.startswith("@"):
+        scope, sep, name = value.partition("/")
+        if not sep or not _EXTENSION_SCOPE.fullmatch(scope):
+            raise InvalidIdError(f"invalid extension name {value!r}")
+        validate_id(scope[1:], "extension scope")
+        validate_id(name, "extension name")
+    else:
+        validate_id(value, "extension name")
+    return value
+
+
+def slugify_id(text: str, fallback: str = "model") -> str:
+    """Turn free text (a file name, a model name) into a valid id.
+
+    Disallowed characters become ``-``; the result is trimmed to the length limit.
+    """
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+    slug = re.sub(r"\.{2,}", ".", slug)
+    slug = slug.lstrip("._-")[:ID_MAX_LENGTH].rstrip(".")
+    if not slug or not is_valid_id(slug):
+        slug = f"{fallback}-{slug}" if slug else fallback
+        slug = slug[:ID_MAX_LENGTH].rstrip(".")
+    return validate_id(slug)
+
+
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RAND_BITS: Final = 80
+
+
+class _UlidClock:
+    """Monotonic ULID source: ids made in the same millisecond still sort in order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._last_rand = 0
+
+    def reset(self) -> None:
+        # After fork the child must not continue the parent's sequence, or both
+        # would hand out the same "next" id within one millisecond.
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._last_rand = 0
+
+    def next(self) -> int:
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms <= self._last_ms:
+                # Same millisecond, or the wall clock stepped back: keep counting
+                # from the last id so order never goes backwards.
+                ms = self._last_ms
+                rand = self._last_rand + 1
+                if rand >= 1 << _RAND_BITS:
+                    ms += 1
+                    rand = int.from_bytes(os.urandom(10), "big") >> 1
+            else:
+                # Top bit clear leaves room to increment within the millisecond.
+                rand = int.from_bytes(os.urandom(10), "big") >> 1
+            self._last_ms, self._last_rand = ms, rand
+            return (ms << _RAND_BITS) | rand
+
+
+_clock = _UlidClock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_clock.reset)
+
+
+def new_ulid() -> str:
+    """A 26-character, time-sortable, unique id (ULID in Crockford base32)."""
+    value = _clock.next()
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """``<prefix>_<ULID>``; ``prefix`` itself must be a valid id."""
+    validate_id(prefix, "id prefix")
+    return f"{prefix}_{new_ulid()}"
+
+
+def new_thread_id() -> str:
+    """A new ``thread_<ULID>`` id."""
+    return new_id("thread")
+
+
+def new_message_id() -> str:
+    """A new ``msg_<ULID>`` id."""
+    return new_id("msg")
+
+
+def new_assistant_id() -> str:
+    """A new ``asst_<ULID>`` id."""
+    return new_id("asst")

@@ -1,0 +1,158 @@
+"""Append-only JSON Lines files (one JSON object per line).
+
+Writers must hold the file's lock (see :mod:`jan.store.locks`); readers need
+none. An append is one ``write`` of complete lines followed by fsync, so the
+only damage a killed process can leave is a partial *last* line with no
+trailing newline. Readers ignore such a torn tail, and the next append cuts
+it off before writing, so earlier lines are never lost and later lines never
+get glued onto garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._util import dumps_json
+from .atomic import atomic_write_bytes, fsync_dir
+
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class JsonlContent:
+    """What :func:`read_jsonl` found.
+
+    ``records`` are the well-formed objects in file order; ``bad_lines`` are
+    ``(line_number, error)`` for lines in the middle that did not parse (kept
+    on disk, reported); ``torn_tail`` is true when the last line was
+    incomplete and ignored.
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    torn_tail: bool = False
+
+
+def _parse_line(raw: bytes) -> dict[str, Any]:
+    obj = json.loads(raw.decode("utf-8"))
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def parse_jsonl(data: bytes) -> JsonlContent:
+    """Parse JSONL bytes; see :class:`JsonlContent`."""
+    out = JsonlContent()
+    # Split on b"\n" only: str.splitlines would also split on U+2028 and friends,
+    # which ensure_ascii=False leaves unescaped inside strings.
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    for number, raw in enumerate(complete, start=1):
+        if not raw.strip():
+            continue
+        try:
+            out.records.append(_parse_line(raw))
+        except (ValueError, UnicodeDecodeError) as exc:
+            out.bad_lines.append((number, str(exc)))
+    if tail.strip():
+        # A last line without its newline: whole if it parses (another tool may
+        # omit the final newline), torn otherwise.
+        try:
+            out.records.append(_parse_line(tail))
+        except (ValueError, UnicodeDecodeError):
+            out.torn_tail = True
+    return out
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> JsonlContent:
+    """Read a JSONL file; a missing file reads as empty."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return JsonlContent()
+    return parse_jsonl(data)
+
+
+def encode_lines(records: Iterable[dict[str, Any]]) -> bytes:
+    """Compact one-object-per-line encoding (JSON escapes newlines inside strings)."""
+    return b"".join(dumps_json(r, indent=None) + b"\n" for r in records)
+
+
+def _last_line_start(f: Any, size: int) -> int:
+    pos = size
+    while pos > 0:
+        start = max(0, pos - _CHUNK)
+        f.seek(start)
+        chunk = f.read(pos - start)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        pos = start
+    return 0
+
+
+def repair_tail(path: str | os.PathLike[str]) -> tuple[str, int] | None:
+    """Make the file end at a line boundary; the caller holds the lock.
+
+    Returns ``None`` if nothing was needed, ``("newline", 0)`` if a complete
+    last line only lacked its newline, or ``("truncated", n)`` when ``n``
+    bytes of a torn line were cut off.
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    with f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return None
+        start = _last_line_start(f, size)
+        f.seek(start)
+        tail = f.read(size - start)
+    try:
+        _parse_line(tail)
+    except (ValueError, UnicodeDecodeError):
+        os.truncate(path, start)
+        return ("truncated", size - start)
+    with open(path, "ab") as out:
+        out.write(b"\n")
+        out.flush()
+        os.fsync(out.fileno())
+    return ("newline", 0)
+
+
+def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> tuple[str, int] | None:
+    """Append records as lines in one write, then fsync; the caller holds the lock.
+
+    Creates the file if needed (the directory must exist). Returns what
+    :func:`repair_tail` did first, if anything.
+    """
+    payload = encode_lines(records)
+    if not payload:
+        return None
+    repaired = repair_tail(path)
+    created = not os.path.exists(path)
+    # Unbuffered O_APPEND: the bytes go out in as few write() calls as the
+    # kernel allows, always at the current end of file.
+    with open(path, "ab", buffering=0) as f:
+        view = memoryview(payload)
+        while view:
+            written = f.write(view)
+            view = view[written:]
+        os.fsync(f.fileno())
+    if created:
+        fsync_dir(Path(path).parent)
+    return repaired
+
+
+def rewrite_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
+    """Atomically replace the whole file with ``records``; the caller holds the lock."""
+    atomic_write_bytes(path, encode_lines(records))

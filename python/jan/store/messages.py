@@ -1,0 +1,316 @@
+"""Messages of a thread: ``threads/<thread_id>/messages.jsonl``, one message per line.
+
+Creating a message appends one line under the file's lock, so any number of
+threads and processes can add messages to one conversation without losing
+any. Updating or deleting a message rewrites the file atomically under the
+same lock; the file therefore always holds one line per message in creation
+order, which is also the format the Jan app reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._util import UNSET, as_seconds, check_dict, now_ms, now_s
+from .context import StoreContext, public
+from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from .ids import new_message_id, validate_id
+from .jsonl import append_jsonl, parse_jsonl, rewrite_jsonl
+from .migrations import text_part
+from .pagination import Order, Page, paginate
+
+ROLES = ("user", "assistant", "system", "tool")
+STATUSES = ("pending", "ready", "stopped", "error")
+# Statuses after which the message will not change by itself any more.
+FINAL_STATUSES = ("ready", "stopped", "error")
+
+# Fields the store owns; callers cannot set them through ``**extra``.
+_RESERVED = frozenset({"id", "object", "thread_id", "created", "created_at", "updated", "_schema_version"})
+_MANAGED = frozenset({"role", "content", "status", "metadata", "assistant_id", "completed_at"})
+
+KIND = "message"
+
+
+def normalize_content(content: Any) -> list[dict[str, Any]]:
+    """Content as Jan stores it: a list of parts, text parts as ``{"value", "annotations"}``.
+
+    A plain string becomes one text part; OpenAI's input shape
+    ``{"type": "text", "text": "..."}`` is accepted too.
+    """
+    if isinstance(content, str):
+        return [text_part(content)]
+    if not isinstance(content, (list, tuple)):
+        raise InvalidArgumentError(f"content must be a string or a list of parts, not {type(content).__name__}")
+    parts = []
+    for part in content:
+        if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+            raise InvalidArgumentError("each content part must be an object with a string 'type'")
+        part = dict(part)
+        if part["type"] == "text":
+            text = part.get("text")
+            if isinstance(text, str):
+                part["text"] = {"value": text, "annotations": []}
+            elif isinstance(text, Mapping) and isinstance(text.get("value"), str):
+                part["text"] = {"annotations": [], **text}
+            else:
+                raise InvalidArgumentError("a text part needs 'text' as a string or {'value': str}")
+        parts.append(part)
+    return parts
+
+
+def _check_status(status: Any) -> str:
+    if status not in STATUSES:
+        raise InvalidArgumentError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    return status
+
+
+def _check_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
+    bad = sorted(set(extra) & (_RESERVED | _MANAGED))
+    if bad:
+        raise InvalidArgumentError(f"cannot set {', '.join(bad)} this way")
+    return dict(extra)
+
+
+class MessageStore:
+    """CRUD for messages; every method takes the thread id first."""
+
+    def __init__(self, ctx: StoreContext, on_change: Callable[[str], None] | None = None) -> None:
+        self._ctx = ctx
+        # Lets the thread store bump ``updated``; called after the message lock is released.
+        self._on_change = on_change
+
+    # --- paths ---
+
+    def _thread_dir(self, thread_id: str) -> Path:
+        return self._ctx.resource_dir("threads", thread_id, "thread")
+
+    def path(self, thread_id: str) -> Path:
+        """Where a thread's ``messages.jsonl`` lives (the thread need not exist)."""
+        return self._thread_dir(thread_id) / "messages.jsonl"
+
+    def _require_thread(self, thread_id: str) -> Path:
+        directory = self._thread_dir(thread_id)
+        if not (directory / "thread.json").is_file():
+            raise NotFoundError("thread", thread_id)
+        return directory / "messages.jsonl"
+
+    # --- reading ---
+
+    def _read(self, path: Path, thread_id: str) -> tuple[list[dict[str, Any]], bytes, bool, bool]:
+        """Parse the file: messages in creation order (latest state of each, upgraded),
+        the raw bytes, whether some lines were unreadable, and whether any line was an old version.
+        """
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return [], b"", False, False
+        content = parse_jsonl(data)
+        for number, error in content.bad_lines:
+            self._ctx.report(path, f"line {number} is not a JSON object and was skipped: {error}")
+        if content.torn_tail:
+            self._ctx.report(path, "last line is incomplete (interrupted write) and was ignored")
+        migrations = self._ctx.migrations
+        records: list[dict[str, Any]] = []
+        index: dict[str, int] = {}
+        stale = False
+        bad = bool(content.bad_lines)
+        for record in content.records:
+            message_id = record.get("id")
+            if not isinstance(message_id, str) or not message_id:
+                self._ctx.report(path, "a line without an 'id' was skipped")
+                bad = True
+                continue
+            if migrations.needs_upgrade(KIND, record):
+                record = migrations.upgrade(KIND, record)[0]
+                stale = True
+            record["thread_id"] = thread_id  # the folder is the authority
+            if message_id in index:
+                # Latest state wins, position of first appearance kept.
+                records[index[message_id]] = record
+            else:
+                index[message_id] = len(records)
+                records.append(record)
+        return records, data, bad, stale
+
+    def _load(self, path: Path, thread_id: str) -> list[dict[str, Any]]:
+        """Lock-free read; old-version lines are upgraded and written back under the lock."""
+        records, _, _, stale = self._read(path, thread_id)
+        if stale:
+            with self._ctx.lock(path):
+                records, raw, bad, stale = self._read(path, thread_id)
+                if stale:
+                    self._rewrite(path, records, raw, bad)
+        return [public(r) for r in records]
+
+    def _rewrite(self, path: Path, records: list[dict[str, Any]], raw: bytes, had_bad_lines: bool) -> None:
+        # Lines that did not parse would vanish in the rewrite; keep the old file's bytes.
+        if had_bad_lines:
+            self._ctx.keep_copy(path, raw, "unreadable lines dropped on rewrite; original kept")
+        rewrite_jsonl(path, [self._ctx.stamp(KIND, r) for r in records])
+
+    def list(self, thread_id: str, *, limit: int | None = None, order: Order = "asc",
+             after: str | None = None, before: str | None = None) -> Page:
+        """Messages of a thread in creation order (``order="asc"``, the default) or newest first.
+
+        ``limit=None`` returns all; ``after``/``before`` are message ids (see
+        :func:`jan.store.pagination.paginate`). Raises :class:`NotFoundError`
+        for an unknown thread.
+        """
+        path = self._require_thread(thread_id)
+        return paginate(self._load(path, thread_id), limit=limit, order=order, after=after, before=before)
+
+    def get(self, thread_id: str, message_id: str) -> dict[str, Any]:
+        """One message; :class:`NotFoundError` if the thread or the message is unknown."""
+        validate_id(message_id, "message id")
+        path = self._require_thread(thread_id)
+        for record in self._load(path, thread_id):
+            if record["id"] == message_id:
+                return record
+        raise NotFoundError("message", message_id)
+
+    # --- writing ---
+
+    def build(self, thread_id: str, role: str, content: Any, *, assistant_id: str | None = None,
+              status: str = "ready", metadata: Mapping[str, Any] | None = None,
+              message_id: str | None = None, created_at: int | None = None,
+              **extra: Any) -> dict[str, Any]:
+        """A complete, validated message document (not yet stored)."""
+        if role not in ROLES:
+            raise InvalidArgumentError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        status = _check_status(status)
+        if assistant_id is not None:
+            validate_id(assistant_id, "assistant id")
+        if message_id is None:
+            message_id = new_message_id()
+        else:
+            validate_id(message_id, "message id")
+        if created_at is None:
+            created_ms = now_ms()
+            created_s = created_ms // 1000
+        else:
+            seconds = as_seconds(created_at)
+            if seconds is None:
+                raise InvalidArgumentError("created_at must be a number of seconds")
+            created_s = seconds
+            created_ms = created_s * 1000
+        doc: dict[str, Any] = {
+            "id": message_id,
+            "object": "thread.message",
+            "thread_id": thread_id,
+            "assistant_id": assistant_id,
+            "role": role,
+            "content": normalize_content(content),
+            "status": status,
+            "created_at": created_s,
+            "created": created_ms,
+            "updated": created_ms,
+            "completed_at": created_s if status in FINAL_STATUSES else None,
+            "metadata": check_dict("metadata", metadata),
+        }
+        doc.update(_check_extra(extra))
+        return doc
+
+    def build_from(self, thread_id: str, message: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`build` from a dict such as ``{"role": "user", "content": "hi"}``."""
+        if not isinstance(message, Mapping):
+            raise InvalidArgumentError("each message must be an object")
+        fields = dict(message)
+        for key in ("object", "thread_id", "created", "updated", "_schema_version"):
+            fields.pop(key, None)
+        if "id" in fields:
+            fields["message_id"] = fields.pop("id")
+        if "role" not in fields or "content" not in fields:
+            raise InvalidArgumentError("a message needs 'role' and 'content'")
+        fields.pop("completed_at", None)
+        return self.build(thread_id, fields.pop("role"), fields.pop("content"), **fields)
+
+    def create(self, thread_id: str, role: str, content: Any, *, assistant_id: str | None = None,
+               status: str = "ready", metadata: Mapping[str, Any] | None = None,
+               message_id: str | None = None, created_at: int | None = None,
+               **extra: Any) -> dict[str, Any]:
+        """Append a message to a thread and return it.
+
+        ``content`` is a string or a list of content parts. ``status`` is one of
+        ``pending``/``ready``/``stopped``/``error`` (a streaming reply starts
+        ``pending``). Extra keyword arguments are stored as extra fields
+        (e.g. ``attachments``). Raises :class:`NotFoundError` for an unknown
+        thread, :class:`AlreadyExistsError` for a taken ``message_id``.
+        """
+        validate_id(thread_id, "thread id")
+        doc = self.build(thread_id, role, content, assistant_id=assistant_id, status=status,
+                         metadata=metadata, message_id=message_id, created_at=created_at, **extra)
+        self.append(thread_id, [doc], check_ids=message_id is not None)
+        return doc
+
+    def append(self, thread_id: str, docs: Sequence[dict[str, Any]], *, check_ids: bool = True) -> None:
+        """Append already-built documents (see :meth:`build`) in one write."""
+        if not docs:
+            return
+        path = self._thread_dir(thread_id) / "messages.jsonl"
+        stamped = [self._ctx.stamp(KIND, d) for d in docs]
+        with self._ctx.lock(path):
+            self._require_thread(thread_id)
+            if check_ids:
+                existing = {r["id"] for r in self._read(path, thread_id)[0]}
+                for doc in docs:
+                    if doc["id"] in existing:
+                        raise AlreadyExistsError("message", doc["id"])
+                    existing.add(doc["id"])
+            repaired = append_jsonl(path, stamped)
+            if repaired and repaired[0] == "truncated":
+                self._ctx.report(path, f"cut off {repaired[1]} bytes of an interrupted write before appending")
+        self._changed(thread_id)
+
+    def update(self, thread_id: str, message_id: str, *, content: Any = UNSET, status: Any = UNSET,
+               metadata: Any = UNSET, assistant_id: Any = UNSET, **extra: Any) -> dict[str, Any]:
+        """Change a message's content, status, metadata (replaced, not merged) or extra fields.
+
+        Moving to a final status (``ready``/``stopped``/``error``) sets
+        ``completed_at`` if it was not set. Returns the updated message.
+        """
+        validate_id(message_id, "message id")
+        changes: dict[str, Any] = _check_extra(extra)
+        if content is not UNSET:
+            changes["content"] = normalize_content(content)
+        if status is not UNSET:
+            changes["status"] = _check_status(status)
+        if metadata is not UNSET:
+            changes["metadata"] = check_dict("metadata", metadata)
+        if assistant_id is not UNSET:
+            if assistant_id is not None:
+                validate_id(assistant_id, "assistant id")
+            changes["assistant_id"] = assistant_id
+        path = self._thread_dir(thread_id) / "messages.jsonl"
+        with self._ctx.lock(path):
+            self._require_thread(thread_id)
+            records, raw, bad, _ = self._read(path, thread_id)
+            i = next((n for n, r in enumerate(records) if r["id"] == message_id), None)
+            if i is None:
+                raise NotFoundError("message", message_id)
+            updated = {**records[i], **changes, "updated": now_ms()}
+            if updated.get("status") in FINAL_STATUSES and not updated.get("completed_at"):
+                updated["completed_at"] = now_s()
+            records[i] = updated
+            self._rewrite(path, records, raw, bad)
+        self._changed(thread_id)
+        return public(updated)
+
+    def delete(self, thread_id: str, message_id: str) -> dict[str, Any]:
+        """Remove a message; returns ``{"id", "object": "thread.message.deleted", "deleted": True}``."""
+        validate_id(message_id, "message id")
+        path = self._thread_dir(thread_id) / "messages.jsonl"
+        with self._ctx.lock(path):
+            self._require_thread(thread_id)
+            records, raw, bad, _ = self._read(path, thread_id)
+            kept = [r for r in records if r["id"] != message_id]
+            if len(kept) == len(records):
+                raise NotFoundError("message", message_id)
+            self._rewrite(path, kept, raw, bad)
+        self._changed(thread_id)
+        return {"id": message_id, "object": "thread.message.deleted", "deleted": True}
+
+    def _changed(self, thread_id: str) -> None:
+        if self._on_change is not None:
+            self._on_change(thread_id)

@@ -1,0 +1,310 @@
+"""Models: ``models/<model_id>/model.json``, usually next to the model's ``.gguf``.
+
+This module only manages files; it never loads a model. Facts read from a
+GGUF header (context length, chat template, ...) are passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from ._trash import remove_resource_dir
+from ._util import check_dict, check_list, check_str, now_ms
+from .atomic import atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
+from .context import StoreContext, iter_resource_dirs, read_doc_or_none
+from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, StoredModelNotFoundError
+from .ids import slugify_id, validate_id
+
+logger = logging.getLogger("jan.store")
+
+KIND = "model"
+DEFAULT_ENGINE = "llama.cpp"
+GGUF_MAGIC = b"GGUF"
+
+ImportMode = Literal["copy", "link", "symlink", "reference", "move"]
+IMPORT_MODES: tuple[str, ...] = ("copy", "link", "symlink", "reference", "move")
+
+# Merged key by key on update; every other field is replaced.
+_MERGED_FIELDS = ("settings", "parameters", "metadata")
+_FIXED_FIELDS = ("id", "object", "created", "_schema_version")
+
+
+def normalize_model(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete model.json document from a partial one (``id`` is required).
+
+    Unknown fields are kept: model.json files from hubs carry extras.
+    """
+    doc = check_dict("model", model)
+    model_id = validate_id(doc.get("id"), "model id")
+    doc.pop("_schema_version", None)
+    doc["object"] = "model"
+    doc["name"] = check_str("name", doc.get("name", model_id))
+    doc["version"] = check_str("version", str(doc.get("version", "1.0")))
+    doc["description"] = check_str("description", doc.get("description", ""))
+    doc["format"] = check_str("format", doc.get("format", "gguf"))
+    doc["engine"] = check_str("engine", doc.get("engine", DEFAULT_ENGINE))
+    sources = []
+    for source in check_list("sources", doc.get("sources")):
+        source = check_dict("sources[]", source)
+        for key in ("filename", "url"):
+            if key in source:
+                check_str(f"sources[].{key}", source[key])
+        sources.append(source)
+    doc["sources"] = sources
+    for key in _MERGED_FIELDS:
+        doc[key] = check_dict(key, doc.get(key))
+    created = doc.get("created")
+    if isinstance(created, bool) or not isinstance(created, int):
+        doc["created"] = now_ms()
+    return doc
+
+
+def _check_gguf(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if magic != GGUF_MAGIC:
+        raise InvalidArgumentError(f"{path} is not a GGUF file")
+
+
+class ModelStore:
+    """Model definitions and their files."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self._ctx = ctx
+
+    def folder(self, model_id: str) -> Path:
+        """``models/<model_id>`` (may not exist)."""
+        return self._ctx.resource_dir("models", model_id, "model")
+
+    def _path(self, model_id: str) -> Path:
+        return self.folder(model_id) / "model.json"
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every readable model.json, by id; damaged ones are set aside and reported."""
+        models = []
+        for directory in iter_resource_dirs(self._ctx.root / "models"):
+            doc = read_doc_or_none(self._ctx, directory / "model.json", KIND)
+            if doc is None:
+                continue
+            doc["id"] = directory.name
+            models.append(doc)
+        return models
+
+    def get(self, model_id: str) -> dict[str, Any]:
+        """One model; :class:`StoredModelNotFoundError` (a ``jan.errors.ModelNotFoundError``) if unknown."""
+        try:
+            doc = self._ctx.read_doc(self._path(model_id), KIND)
+        except CorruptFileError as exc:
+            raise StoredModelNotFoundError(KIND, model_id, f"model {model_id!r} is damaged: {exc.error}") from exc
+        if doc is None:
+            raise StoredModelNotFoundError(KIND, model_id)
+        doc["id"] = model_id
+        return doc
+
+    def exists(self, model_id: str) -> bool:
+        return self._path(model_id).is_file()
+
+    def create(self, model: Mapping[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
+        """Write a model.json (e.g. from a model hub); fills Jan's defaults. Returns the stored document.
+
+        Raises :class:`AlreadyExistsError` if the id is taken and ``overwrite`` is false.
+        """
+        doc = normalize_model(model)
+        data = self._ctx.encode_doc(KIND, doc)
+        path = self._path(doc["id"])
+        with self._ctx.lock(path):
+            if path.exists() and not overwrite:
+                raise AlreadyExistsError(KIND, doc["id"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+        return doc
+
+    def update(self, model_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply ``changes``: ``settings``, ``parameters`` and ``metadata`` are merged key by key
+        (a ``None`` value removes the key), other fields replaced; ``id``/``object``/``created`` are fixed.
+        """
+        changes = check_dict("changes", changes)
+        fixed = sorted(set(changes) & set(_FIXED_FIELDS))
+        if fixed:
+            raise InvalidArgumentError(f"cannot change {', '.join(fixed)}")
+        path = self._path(model_id)
+        with self._ctx.lock(path):
+            doc = self.get(model_id)
+            for key, value in changes.items():
+                if key in _MERGED_FIELDS:
+                    merged = {**doc.get(key, {}), **check_dict(key, value)}
+                    doc[key] = {k: v for k, v in merged.items() if v is not None}
+                else:
+                    doc[key] = value
+            doc = normalize_model(doc)
+            self._ctx.write_doc(path, KIND, doc)
+        return doc
+
+    def delete(self, model_id: str) -> dict[str, Any]:
+        """Remove the model's folder and everything in it.
+
+        A file imported by reference lives outside the folder and is left
+        alone; a hard-linked file loses only this link.
+        """
+        path = self._path(model_id)
+        with self._ctx.lock(path):
+            if not path.parent.is_dir() and not path.parent.is_symlink():
+                raise StoredModelNotFoundError(KIND, model_id)
+            remove_resource_dir(path.parent)
+        return {"id": model_id, "object": "model", "deleted": True}
+
+    def model_file(self, model_id: str) -> Path | None:
+        """The model's weights file, or ``None`` if it is missing.
+
+        Looks at ``settings.llama_model_path`` (relative to the folder, or
+        absolute for a model imported by reference), then at ``sources``
+        (``filename`` in the folder, or a ``url`` that is an absolute local path).
+        """
+        doc = self.get(model_id)
+        folder = self.folder(model_id)
+
+        def inside(name: str) -> Path | None:
+            # A relative name from model.json must not climb out of the model folder.
+            candidate = os.path.normpath(os.path.join(folder, name))
+            return Path(candidate) if os.path.commonpath([folder, candidate]) == str(folder) else None
+
+        candidates: list[Path | None] = []
+        model_path = doc.get("settings", {}).get("llama_model_path")
+        if isinstance(model_path, str) and model_path:
+            candidates.append(Path(model_path) if os.path.isabs(model_path) else inside(model_path))
+        for source in doc.get("sources", []):
+            filename, url = source.get("filename"), source.get("url")
+            if isinstance(filename, str) and filename and not os.path.isabs(filename):
+                candidates.append(inside(filename))
+            if isinstance(url, str) and os.path.isabs(url):
+                candidates.append(Path(url))
+        for candidate in candidates:
+            if candidate is not None and candidate.is_file():
+                return candidate
+        return None
+
+    def import_gguf(self, src: str | os.PathLike[str], *, model_id: str | None = None,
+                    mode: ImportMode = "copy", name: str | None = None, description: str = "",
+                    settings: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
+                    metadata: Mapping[str, Any] | None = None, engine: str = DEFAULT_ENGINE) -> dict[str, Any]:
+        """Make a local ``.gguf`` file a model and return its model.json.
+
+        ``mode`` says where the weights end up:
+
+        * ``"copy"``: copied into ``models/<model_id>/``;
+        * ``"link"``: hard-linked there (a copy across filesystems or where
+          links are unsupported);
+        * ``"symlink"``: a symbolic link there (``"reference"`` where symlinks
+          are not allowed, e.g. Windows without developer mode);
+        * ``"reference"``: left in place; ``sources`` and
+          ``settings.llama_model_path`` hold its absolute path;
+        * ``"move"``: moved there (a rename, or copy-then-delete across filesystems).
+
+        ``model_id`` defaults to a slug of the file name. ``settings``,
+        ``parameters`` and ``metadata`` come from the caller (e.g. read from
+        the GGUF header); ``metadata.size`` defaults to the file size.
+        Raises :class:`AlreadyExistsError` if the id is taken and
+        :class:`InvalidArgumentError` if the file is missing or not GGUF.
+        Deleting the model later never touches a referenced or symlinked file.
+        """
+        if mode not in IMPORT_MODES:
+            raise InvalidArgumentError(f"mode must be one of {', '.join(IMPORT_MODES)}, not {mode!r}")
+        source = Path(os.path.abspath(os.path.expanduser(os.fspath(src))))
+        if not source.is_file():
+            raise InvalidArgumentError(f"{source} is not a file")
+        _check_gguf(source)
+        model_id = slugify_id(source.stem) if model_id is None else validate_id(model_id, "model id")
+        folder = self.folder(model_id)
+        path = folder / "model.json"
+        filename = slugify_id(source.name, "model.gguf")
+        size = source.stat().st_size
+
+        with self._ctx.lock(path):
+            if path.exists():
+                raise AlreadyExistsError(KIND, model_id)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir()
+                created_folder = True
+            except FileExistsError:
+                created_folder = False
+
+        tmp: str | None = None
+        rename = False  # "move" within one filesystem: a plain rename at commit time
+        try:
+            # The slow part runs unlocked, into a hidden temp file; the commit below
+            # re-checks the id, so a concurrent import of the same id loses cleanly.
+            if mode == "link":
+                try:
+                    tmp = link_to_temp(source, folder, filename)
+                except OSError as exc:
+                    logger.info("cannot hard-link %s into %s (%s); copying instead", source, folder, exc)
+            elif mode == "symlink":
+                try:
+                    tmp = symlink_to_temp(source, folder, filename)
+                except OSError as exc:
+                    logger.info("cannot symlink %s into %s (%s); referencing it in place", source, folder, exc)
+                    mode = "reference"
+            elif mode == "move":
+                rename = os.stat(source).st_dev == os.stat(folder).st_dev
+            if tmp is None and mode != "reference" and not rename:
+                tmp = copy_to_temp(source, folder, filename)
+
+            model_settings = check_dict("settings", settings)
+            model_settings["llama_model_path"] = str(source) if mode == "reference" else filename
+            doc = normalize_model({
+                "id": model_id,
+                "name": name if name is not None else source.stem,
+                "description": description,
+                "sources": [{"filename": source.name if mode == "reference" else filename, "url": str(source)}],
+                "settings": model_settings,
+                "parameters": check_dict("parameters", parameters),
+                "metadata": {"size": size, **check_dict("metadata", metadata)},
+                "engine": engine,
+            })
+            data = self._ctx.encode_doc(KIND, doc)
+
+            with self._ctx.lock(path):
+                if path.exists():
+                    raise AlreadyExistsError(KIND, model_id)
+                target = folder / filename
+                if tmp is not None:
+                    os.replace(tmp, target)
+                    tmp = None
+                elif rename:
+                    os.replace(source, target)
+                if mode != "reference":
+                    fsync_dir(folder)
+                try:
+                    atomic_write_bytes(path, data)
+                except BaseException:
+                    if rename:
+                        os.replace(target, source)  # give the user their file back
+                    raise
+        except BaseException:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+            if created_folder:
+                # Only a folder this call made, and only if nothing else landed in it.
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+            raise
+        if mode == "move" and not rename:
+            # Copied across filesystems and committed: now the original can go.
+            try:
+                source.unlink()
+            except OSError as exc:
+                logger.warning("imported %s but could not remove the original: %s", source, exc)
+        return doc

@@ -1,0 +1,72 @@
+"""The record of damaged files the store found and set aside, for the API to report."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+logger = logging.getLogger("jan.store")
+
+MAX_PROBLEMS = 1000
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One damaged file: where it is (``path``, and ``moved_to`` if it was set aside), what was wrong, when."""
+
+    path: str
+    error: str
+    time: float
+    moved_to: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ProblemLog:
+    """Thread-safe, bounded list of :class:`Problem`.
+
+    The same (path, error) is recorded once: listing a thread with one bad
+    line on every request must not flood the log.
+    """
+
+    def __init__(self, maxlen: int = MAX_PROBLEMS) -> None:
+        self._items: deque[Problem] = deque(maxlen=maxlen)
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def add(self, path: str, error: str, moved_to: str | None = None) -> Problem | None:
+        """Record and log a problem; returns it, or ``None`` if it was already known."""
+        key = (path, error)
+        with self._lock:
+            if key in self._seen and moved_to is None:
+                return None
+            if len(self._items) == self._items.maxlen:
+                old = self._items[0]
+                self._seen.discard((old.path, old.error))
+            problem = Problem(path=path, error=error, time=time.time(), moved_to=moved_to)
+            self._items.append(problem)
+            self._seen.add(key)
+        if moved_to:
+            logger.warning("data folder: %s: %s (moved aside to %s)", path, error, moved_to)
+        else:
+            logger.warning("data folder: %s: %s", path, error)
+        return problem
+
+    def snapshot(self) -> list[Problem]:
+        """A copy of the problems, oldest first."""
+        with self._lock:
+            return list(self._items)
+
+    def clear(self) -> None:
+        """Forget every recorded problem (e.g. after the user has seen them)."""
+        with self._lock:
+            self._items.clear()
+            self._seen.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,168 @@
+"""Threads (conversations): ``threads/<thread_id>/thread.json`` plus its ``messages.jsonl``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._trash import remove_resource_dir
+from ._util import UNSET, as_millis, check_dict, check_list, check_str, now_ms
+from .atomic import atomic_write_bytes
+from .context import StoreContext, iter_resource_dirs, read_doc_or_none
+from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, NotFoundError, StoreError
+from .ids import new_thread_id, validate_id
+from .jsonl import encode_lines
+from .messages import MessageStore
+from .pagination import Order, Page, paginate
+
+logger = logging.getLogger("jan.store")
+
+KIND = "thread"
+DEFAULT_TITLE = "New Thread"
+
+
+def normalize_assistants(assistants: Any) -> list[dict[str, Any]]:
+    """Validate a thread's ``assistants`` list: objects, each ``assistant_id`` a valid id."""
+    out = []
+    for entry in check_list("assistants", assistants):
+        entry = check_dict("assistants[]", entry)
+        if "assistant_id" in entry:
+            validate_id(entry["assistant_id"], "assistant id")
+        if "model" in entry and entry["model"] is not None and not isinstance(entry["model"], Mapping):
+            raise InvalidArgumentError("assistants[].model must be an object")
+        out.append(entry)
+    return out
+
+
+class ThreadStore:
+    """CRUD and listing for threads. Messages are in :class:`~jan.store.messages.MessageStore`."""
+
+    def __init__(self, ctx: StoreContext, messages: MessageStore) -> None:
+        self._ctx = ctx
+        self._messages = messages
+
+    def _dir(self, thread_id: str) -> Path:
+        return self._ctx.resource_dir("threads", thread_id, "thread")
+
+    def create(self, title: str = DEFAULT_TITLE, *, assistants: Sequence[Mapping[str, Any]] | None = None,
+               metadata: Mapping[str, Any] | None = None,
+               messages: Sequence[Mapping[str, Any]] | None = None,
+               thread_id: str | None = None) -> dict[str, Any]:
+        """Create a thread, optionally with initial messages (``[{"role", "content", ...}]``).
+
+        The thread appears in listings only once ``thread.json`` is written,
+        after its messages, so a crash never leaves a listed thread without
+        its messages. Raises :class:`AlreadyExistsError` for a taken ``thread_id``.
+        """
+        thread_id = new_thread_id() if thread_id is None else validate_id(thread_id, "thread id")
+        created = now_ms()
+        doc = {
+            "id": thread_id,
+            "object": "thread",
+            "title": check_str("title", title),
+            "assistants": normalize_assistants(assistants),
+            "created": created,
+            "created_at": created // 1000,
+            "updated": created,
+            "metadata": check_dict("metadata", metadata),
+        }
+        message_docs = [self._messages.build_from(thread_id, m) for m in check_list("messages", messages)]
+        if len({m["id"] for m in message_docs}) != len(message_docs):
+            raise InvalidArgumentError("initial messages have duplicate ids")
+        # Encode everything first: a bad value must fail before the folder exists.
+        thread_bytes = self._ctx.encode_doc(KIND, doc)
+        lines = encode_lines(self._ctx.stamp("message", m) for m in message_docs)
+        directory = self._dir(thread_id)
+        thread_json, messages_path = directory / "thread.json", directory / "messages.jsonl"
+        with self._ctx.lock(thread_json, messages_path):
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                directory.mkdir()
+            except FileExistsError:
+                raise AlreadyExistsError(KIND, thread_id) from None
+            try:
+                atomic_write_bytes(messages_path, lines)
+                atomic_write_bytes(thread_json, thread_bytes)
+            except BaseException:
+                remove_resource_dir(directory)
+                raise
+        return doc
+
+    def _read(self, thread_id: str) -> dict[str, Any]:
+        path = self._dir(thread_id) / "thread.json"
+        try:
+            doc = self._ctx.read_doc(path, KIND)
+        except CorruptFileError as exc:
+            raise NotFoundError(KIND, thread_id, f"thread {thread_id!r} is damaged: {exc.error}"
+                                f" (moved aside to {exc.moved_to})") from exc
+        if doc is None:
+            raise NotFoundError(KIND, thread_id)
+        doc["id"] = thread_id  # the folder name is what every path is built from
+        return doc
+
+    def get(self, thread_id: str) -> dict[str, Any]:
+        """One thread; :class:`NotFoundError` if unknown."""
+        return self._read(thread_id)
+
+    def exists(self, thread_id: str) -> bool:
+        """Whether the thread has a ``thread.json`` (no parsing)."""
+        return (self._dir(thread_id) / "thread.json").is_file()
+
+    def list(self, *, limit: int | None = None, order: Order = "desc",
+             after: str | None = None, before: str | None = None) -> Page:
+        """Threads by last update, newest first by default (ties broken by id).
+
+        Damaged ``thread.json`` files are moved aside, recorded in
+        ``problems`` and left out; the rest are listed.
+        """
+        threads = []
+        for directory in iter_resource_dirs(self._ctx.root / "threads"):
+            doc = read_doc_or_none(self._ctx, directory / "thread.json", KIND)
+            if doc is None:
+                continue
+            doc["id"] = directory.name
+            threads.append(doc)
+        threads.sort(key=lambda t: (as_millis(t.get("updated")) or 0, t["id"]))
+        return paginate(threads, limit=limit, order=order, after=after, before=before)
+
+    def update(self, thread_id: str, *, title: Any = UNSET, metadata: Any = UNSET,
+               assistants: Any = UNSET) -> dict[str, Any]:
+        """Change title, metadata (replaced, as OpenAI does) and/or assistants; bumps ``updated``."""
+        changes: dict[str, Any] = {}
+        if title is not UNSET:
+            changes["title"] = check_str("title", title)
+        if metadata is not UNSET:
+            changes["metadata"] = check_dict("metadata", metadata)
+        if assistants is not UNSET:
+            changes["assistants"] = normalize_assistants(assistants)
+        path = self._dir(thread_id) / "thread.json"
+        with self._ctx.lock(path):
+            doc = self._read(thread_id)
+            doc.update(changes)
+            doc["updated"] = max(now_ms(), (as_millis(doc.get("updated")) or 0) + 1)
+            self._ctx.write_doc(path, KIND, doc)
+        return doc
+
+    def touch(self, thread_id: str) -> None:
+        """Bump ``updated`` after its messages changed; never raises (the message is already saved)."""
+        try:
+            path = self._dir(thread_id) / "thread.json"
+            with self._ctx.lock(path):
+                doc = self._ctx.read_doc(path, KIND)
+                if doc is None:
+                    return
+                doc["updated"] = max(now_ms(), (as_millis(doc.get("updated")) or 0) + 1)
+                self._ctx.write_doc(path, KIND, doc)
+        except (StoreError, OSError) as exc:
+            logger.warning("data folder: could not update thread %s timestamp: %s", thread_id, exc)
+
+    def delete(self, thread_id: str) -> dict[str, Any]:
+        """Delete a thread and its messages; returns ``{"id", "object": "thread.deleted", "deleted": True}``."""
+        directory = self._dir(thread_id)
+        with self._ctx.lock(directory / "thread.json", directory / "messages.jsonl"):
+            if not directory.is_dir():
+                raise NotFoundError(KIND, thread_id)
+            remove_resource_dir(directory)
+        return {"id": thread_id, "object": "thread.deleted", "deleted": True}

@@ -1,0 +1,86 @@
+"""Run a real jan server on 127.0.0.1 in a background thread, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterable
+from dataclasses import replace
+
+from aiohttp import web
+
+from jan.server.app import create_app
+from jan.server.config import ServerConfig
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """``with ServerThread(config) as srv: requests to srv.base_url``.
+
+    The server runs its own event loop in a thread, so synchronous clients
+    (the openai package, requests, subprocesses) can talk to it from the test.
+    """
+
+    def __init__(self, config: ServerConfig, *, extensions: Iterable[object] = (), shutdown_timeout: float = 5.0):
+        self.config = replace(config, port=config.port if config.port else free_port())
+        if self.config.port == 1337:
+            self.config.port = free_port()
+        self.extensions = list(extensions)
+        self.shutdown_timeout = shutdown_timeout
+        self.app: web.Application | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="jan-test-server", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
+
+    def __enter__(self) -> "ServerThread":
+        self._thread.start()
+        self._ready.wait(120)
+        if self._error is not None:
+            raise self._error
+        if not self._ready.is_set():
+            raise TimeoutError("the server did not start within 120 s")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._start())
+        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    async def _start(self) -> None:
+        self.app = await create_app(self.config, extensions=self.extensions)
+        self._runner = web.AppRunner(self.app, shutdown_timeout=self.shutdown_timeout, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
+
+    def call(self, coro, timeout: float = 60):
+        """Run a coroutine on the server's loop (to reach its extensions from a test)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(60)

@@ -1,0 +1,168 @@
+"""model.json CRUD and importing a local GGUF by copy, hard link or reference."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import pytest
+
+from jan.errors import ModelNotFoundError
+from jan.store import AlreadyExistsError, DataFolder, InvalidArgumentError, StoredModelNotFoundError
+
+
+@pytest.fixture
+def store(tmp_path):
+    return DataFolder(tmp_path / "data")
+
+
+@pytest.fixture
+def gguf(tmp_path):
+    path = tmp_path / "downloads" / "Tiny Llama.Q4_K_M.gguf"
+    path.parent.mkdir()
+    path.write_bytes(b"GGUF" + os.urandom(4096))
+    return path
+
+
+def test_model_json_crud(store):
+    model = store.models.create({
+        "id": "llama3.2-1b-instruct",
+        "sources": [{"filename": "model.gguf", "url": "https://example.com/model.gguf"}],
+        "settings": {"ctx_len": 4096, "ngl": 99},
+        "parameters": {"temperature": 0.7, "stop": ["<|eot_id|>"]},
+        "metadata": {"author": "Meta", "tags": ["1B"]},
+        "x-extra": "kept",
+    })
+    assert model["object"] == "model" and model["engine"] == "llama.cpp" and model["format"] == "gguf"
+    assert model["name"] == "llama3.2-1b-instruct" and model["x-extra"] == "kept"
+    assert isinstance(model["created"], int)
+    assert store.models.get(model["id"]) == model
+    with pytest.raises(AlreadyExistsError):
+        store.models.create({"id": model["id"]})
+    updated = store.models.update(model["id"], {"settings": {"ctx_len": 8192, "ngl": None},
+                                                "description": "small"})
+    assert updated["settings"] == {"ctx_len": 8192} and updated["description"] == "small"
+    assert updated["parameters"]["temperature"] == 0.7
+    with pytest.raises(InvalidArgumentError):
+        store.models.update(model["id"], {"id": "other"})
+    assert [m["id"] for m in store.models.list()] == [model["id"]]
+    assert store.models.delete(model["id"])["deleted"] is True
+    assert store.models.list() == []
+    with pytest.raises(ModelNotFoundError):
+        store.models.get(model["id"])
+
+
+def test_import_by_copy(store, gguf):
+    model = store.models.import_gguf(gguf, metadata={"author": "me"}, settings={"ctx_len": 2048},
+                                     parameters={"temperature": 0.5})
+    assert model["id"] == "Tiny-Llama.Q4_K_M"
+    folder = store.models_dir / model["id"]
+    stored = folder / "Tiny-Llama.Q4_K_M.gguf"
+    assert stored.read_bytes() == gguf.read_bytes()
+    assert os.stat(stored).st_ino != os.stat(gguf).st_ino
+    assert model["settings"] == {"ctx_len": 2048, "llama_model_path": stored.name}
+    assert model["sources"] == [{"filename": stored.name, "url": str(gguf)}]
+    assert model["metadata"] == {"size": gguf.stat().st_size, "author": "me"}
+    assert store.models.model_file(model["id"]) == stored
+    assert json.loads((folder / "model.json").read_text())["id"] == model["id"]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    store.models.delete(model["id"])
+    assert not folder.exists() and gguf.exists()
+
+
+def test_import_by_hard_link(store, gguf):
+    model = store.models.import_gguf(gguf, model_id="linked", mode="link")
+    stored = store.models.model_file("linked")
+    assert stored.parent == store.models_dir / "linked"
+    assert os.stat(stored).st_ino == os.stat(gguf).st_ino
+    assert os.stat(gguf).st_nlink == 2
+    assert model["settings"]["llama_model_path"] == stored.name
+    store.models.delete("linked")
+    assert gguf.exists() and os.stat(gguf).st_nlink == 1
+
+
+def test_hard_link_falls_back_to_copy_across_devices(store, gguf, monkeypatch):
+    def cross_device(src, dst, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    store.models.import_gguf(gguf, model_id="copied", mode="link")
+    stored = store.models.model_file("copied")
+    assert stored.read_bytes() == gguf.read_bytes()
+    assert os.stat(stored).st_ino != os.stat(gguf).st_ino
+
+
+def test_import_by_reference(store, gguf):
+    model = store.models.import_gguf(gguf, model_id="ref", mode="reference", name="Tiny")
+    folder = store.models_dir / "ref"
+    assert [p.name for p in folder.iterdir()] == ["model.json"]
+    assert model["name"] == "Tiny"
+    assert model["settings"]["llama_model_path"] == str(gguf)
+    assert model["sources"] == [{"filename": gguf.name, "url": str(gguf)}]
+    assert store.models.model_file("ref") == gguf
+    store.models.delete("ref")
+    assert not folder.exists() and gguf.read_bytes()[:4] == b"GGUF"
+
+
+def test_import_rejects_bad_input(store, gguf, tmp_path):
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_bytes(b"hello world")
+    with pytest.raises(InvalidArgumentError, match="not a GGUF"):
+        store.models.import_gguf(not_gguf)
+    with pytest.raises(InvalidArgumentError):
+        store.models.import_gguf(tmp_path / "missing.gguf")
+    with pytest.raises(InvalidArgumentError):
+        store.models.import_gguf(gguf, mode="teleport")
+    store.models.import_gguf(gguf, model_id="taken", mode="reference")
+    with pytest.raises(AlreadyExistsError):
+        store.models.import_gguf(gguf, model_id="taken")
+    # A failed import leaves no half-made model behind.
+    assert sorted(p.name for p in store.models_dir.iterdir()) == ["taken"]
+
+
+def test_failed_copy_cleans_up(store, gguf, monkeypatch):
+    import shutil
+
+    def broken_copy(src, dst, **kwargs):
+        with open(dst, "wb") as f:
+            f.write(b"GG")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", broken_copy)
+    with pytest.raises(OSError):
+        store.models.import_gguf(gguf, model_id="full-disk")
+    assert not (store.models_dir / "full-disk").exists()
+    with pytest.raises(StoredModelNotFoundError):
+        store.models.get("full-disk")
+
+
+def test_model_file_ignores_paths_leaving_the_folder(store, tmp_path):
+    outside = tmp_path / "secret.gguf"
+    outside.write_bytes(b"GGUF")
+    store.models.create({"id": "sneaky", "settings": {"llama_model_path": "../../secret.gguf"},
+                         "sources": [{"filename": "../../secret.gguf"}]})
+    assert store.models.model_file("sneaky") is None
+
+
+def test_import_by_symlink(store, gguf):
+    model = store.models.import_gguf(gguf, model_id="sym", mode="symlink")
+    link = store.models_dir / "sym" / model["settings"]["llama_model_path"]
+    assert link.is_symlink() and os.readlink(link) == str(gguf)
+    assert store.models.model_file("sym") == link and link.read_bytes() == gguf.read_bytes()
+    store.models.delete("sym")
+    assert not (store.models_dir / "sym").exists() and gguf.exists()
+
+
+def test_import_by_move(store, gguf):
+    content = gguf.read_bytes()
+    store.models.import_gguf(gguf, model_id="moved", mode="move")
+    assert not gguf.exists()
+    assert store.models.model_file("moved").read_bytes() == content
+
+
+def test_move_conflict_leaves_the_file_where_it_was(store, gguf):
+    store.models.create({"id": "taken"})
+    with pytest.raises(AlreadyExistsError):
+        store.models.import_gguf(gguf, model_id="taken", mode="move")
+    assert gguf.exists()
