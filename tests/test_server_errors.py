@@ -1,0 +1,184 @@
+"""Every failure is an OpenAI-shaped error with the right status; nothing leaks, nothing hangs."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from jan.core import BUILTIN_PRIORITY, Extension, InferenceExtension
+from jan.store import DataFolder
+from server_helpers import http_post, raw_request, sse_events, start_server
+
+
+class BrokenEngine(Extension, InferenceExtension):
+    """An engine that fails in the ways a real one can: before streaming, and in the middle."""
+
+    name = "test-broken-engine"
+    engine_name = "broken"
+    priority = BUILTIN_PRIORITY
+
+    async def on_load(self, ctx):
+        ctx.add_route("GET", "/v1/test/crash", self.crash)
+
+    async def crash(self, request):
+        raise RuntimeError("secret internal detail")
+
+    async def load_model(self, model): ...
+    async def unload_model(self, model_id): ...
+    async def loaded_models(self): return []
+    async def model_status(self, model_id): return {"id": model_id, "status": "ready"}
+
+    async def chat(self, model, request):
+        yield {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 0, "model": model["id"],
+               "choices": [{"index": 0, "delta": {"role": "assistant", "content": "partial"}, "finish_reason": None}]}
+        raise RuntimeError("the engine crashed mid-stream")
+
+    async def complete(self, model, request):
+        raise RuntimeError("boom before streaming")
+        yield  # pragma: no cover
+
+    async def embed(self, model, request): raise RuntimeError("no")
+    async def tokenize(self, model, text, *, add_special=True, parse_special=False): return []
+    async def detokenize(self, model, tokens): return ""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    tmp = tmp_path_factory.mktemp("errors")
+    DataFolder(tmp / "data").models.create({"id": "broken-model", "engine": "broken", "object": "model"})
+    from jan.server.config import ServerConfig
+    from jan.testing.server import ServerThread
+
+    cfg = ServerConfig(data_folder=tmp / "data", models=[str(stories_path)], n_ctx=256, n_parallel=1, max_queue=0,
+                       n_threads=1, max_body_bytes=64 * 1024)
+    with ServerThread(cfg, extensions=[BrokenEngine()]) as srv:
+        yield srv
+
+
+def call(server, method, path, body=None, raw: bytes | None = None, headers=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(server.base_url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def error_of(body: bytes) -> dict:
+    payload = json.loads(body)
+    assert set(payload) == {"error"}
+    assert set(payload["error"]) == {"message", "type", "param", "code"}
+    return payload["error"]
+
+
+CHAT = {"model": "stories260K", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+
+def test_malformed_json(server):
+    status, body = call(server, "POST", "/v1/chat/completions", raw=b'{"model": "stories260K", "messages": [')
+    assert status == 400 and error_of(body)["code"] == "invalid_json"
+
+
+def test_body_must_be_an_object(server):
+    status, body = call(server, "POST", "/v1/chat/completions", raw=b"[1, 2]")
+    assert status == 400 and error_of(body)["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("field,value", [("temperature", "hot"), ("max_tokens", "ten"), ("n", 1.5),
+                                         ("stream", "maybe"), ("messages", "hello")])
+def test_wrong_types_name_the_param(server, field, value):
+    status, body = call(server, "POST", "/v1/chat/completions", {**CHAT, field: value})
+    assert status == 400
+    assert error_of(body)["param"].startswith(field)
+
+
+@pytest.mark.parametrize("field,value", [("temperature", 5), ("top_p", 1.5), ("n", 0), ("max_tokens", 0),
+                                         ("presence_penalty", -3), ("top_logprobs", 30), ("logit_bias", {"x": 1})])
+def test_out_of_range_values(server, field, value):
+    status, body = call(server, "POST", "/v1/chat/completions", {**CHAT, field: value})
+    assert status == 400
+    assert error_of(body)["param"].startswith(field)
+
+
+def test_unknown_field_is_refused_by_name(server):
+    status, body = call(server, "POST", "/v1/chat/completions", {**CHAT, "max_token": 3})
+    err = error_of(body)
+    assert status == 400 and err["param"] == "max_token" and "max_token" in err["message"]
+
+
+def test_bad_message_shapes(server):
+    for messages in ([{"role": "wizard", "content": "hi"}], [{"role": "tool", "content": "x"}], [],
+                     [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]):
+        status, body = call(server, "POST", "/v1/chat/completions", {**CHAT, "messages": messages})
+        assert status == 400, messages
+        assert error_of(body)["param"].startswith("messages")
+
+
+def test_context_overflow(server):
+    status, body = call(server, "POST", "/v1/chat/completions",
+                        {**CHAT, "messages": [{"role": "user", "content": "Once upon a time " * 200}]})
+    err = error_of(body)
+    assert status == 400 and err["code"] == "context_length_exceeded"
+    assert "256" in err["message"]
+
+
+def test_unknown_model(server):
+    status, body = call(server, "POST", "/v1/chat/completions", {**CHAT, "model": "nope"})
+    err = error_of(body)
+    assert status == 404 and err["code"] == "model_not_found" and err["param"] == "model"
+
+
+def test_unknown_route_and_wrong_method(server):
+    status, body = call(server, "GET", "/v1/nothing-here")
+    assert status == 404 and error_of(body)["code"] == "not_found"
+    status, body = call(server, "GET", "/v1/chat/completions")
+    assert status == 405 and error_of(body)["code"] == "method_not_allowed"
+
+
+def test_body_too_large(server):
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 100_000}]}
+    status, body = call(server, "POST", "/v1/chat/completions", big)
+    assert status == 413 and error_of(body)["code"] == "request_too_large"
+
+
+def test_queue_full_is_503(server):
+    stream = urllib.request.urlopen(urllib.request.Request(
+        server.base_url + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"model": "stories260K", "prompt": "Once", "max_tokens": 200, "stream": True,
+                         "ignore_eos": True}).encode()), timeout=60)
+    try:
+        stream.readline()  # the only slot is now generating; max_queue is 0
+        status, body = call(server, "POST", "/v1/completions", {"model": "stories260K", "prompt": "x", "max_tokens": 2})
+        assert status == 503 and error_of(body)["code"] == "queue_full"
+    finally:
+        stream.close()
+
+
+def test_internal_error_is_500_without_details(server):
+    status, body = call(server, "GET", "/v1/test/crash")
+    err = error_of(body)
+    assert status == 500 and err["type"] == "server_error"
+    assert b"secret" not in body and b"Traceback" not in body
+
+
+def test_failure_before_streaming_is_a_plain_error(server):
+    status, body = call(server, "POST", "/v1/completions",
+                        {"model": "broken-model", "prompt": "x", "stream": True})
+    assert status == 500 and b"boom" not in body
+
+
+def test_error_after_the_stream_started_is_an_sse_error_event(server):
+    response = raw_request(server.base_url, http_post("/v1/chat/completions", {
+        "model": "broken-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}))
+    assert b"HTTP/1.1 200" in response.split(b"\r\n")[0]
+    text = response.decode(errors="replace")
+    assert "partial" in text
+    assert "event: error" in text
+    error_payload = json.loads(next(d for d in sse_events(response.split(b"\r\n\r\n", 1)[1]) if '"error"' in d))
+    assert error_payload["error"]["type"] == "server_error"
+    assert "[DONE]" not in text

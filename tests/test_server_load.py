@@ -1,0 +1,90 @@
+"""Many clients at once: parallel streams, a responsive event loop, disconnects that cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import statistics
+import time
+
+import aiohttp
+import pytest
+
+from jan.server.keys import MANAGER
+from server_helpers import http_post
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    from jan.server.config import ServerConfig
+    from jan.testing.server import ServerThread
+
+    cfg = ServerConfig(data_folder=tmp_path_factory.mktemp("load") / "data", models=[str(stories_path)],
+                       n_ctx=4096, n_parallel=8, n_threads=1)
+    with ServerThread(cfg) as srv:
+        yield srv
+
+
+def metrics(server) -> dict:
+    local = server.app[MANAGER].get_inference("llama.cpp")
+    return local.metrics()["stories260K"]
+
+
+async def stream_completion(session, base_url, prompt, max_tokens):
+    body = {"model": "stories260K", "prompt": prompt, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
+            "temperature": 0}
+    text = []
+    async with session.post(base_url + "/v1/completions", json=body) as resp:
+        assert resp.status == 200
+        async for line in resp.content:
+            if line.startswith(b"data: {"):
+                text.append(json.loads(line[6:])["choices"][0]["text"])
+    return "".join(text)
+
+
+def test_parallel_streams_all_complete_and_health_stays_fast(server):
+    async def main():
+        async with aiohttp.ClientSession() as session:
+            streams = [asyncio.create_task(stream_completion(session, server.base_url, f"Story {i}:", 600))
+                       for i in range(8)]
+            await asyncio.sleep(0.2)
+            latencies = []
+            while not all(s.done() for s in streams) and len(latencies) < 40:
+                t0 = time.perf_counter()
+                async with session.get(server.base_url + "/health") as resp:
+                    assert resp.status == 200
+                    await resp.read()
+                latencies.append(time.perf_counter() - t0)
+                await asyncio.sleep(0.02)
+            texts = await asyncio.gather(*streams)
+            return texts, latencies
+
+    before = metrics(server)["requests_finished"]
+    texts, latencies = asyncio.run(main())
+    assert all(len(t) > 100 for t in texts)
+    assert metrics(server)["requests_finished"] - before == 8
+    assert len(latencies) >= 5, "the streams ended before health could be probed"
+    assert statistics.median(latencies) < 0.05, f"health took {statistics.median(latencies) * 1000:.1f} ms"
+
+
+def test_disconnect_cancels_the_generation(server):
+    before = metrics(server)
+    host, port = server.base_url.split("//")[1].split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(http_post("/v1/completions", {"model": "stories260K", "prompt": "Once", "max_tokens": 100_000,
+                                                "stream": True, "ignore_eos": True}))
+    assert b"200" in sock.recv(4096)
+    deadline = time.monotonic() + 5
+    while metrics(server)["slots_busy"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert metrics(server)["slots_busy"] == 1
+    sock.close()
+    deadline = time.monotonic() + 5
+    while metrics(server)["slots_busy"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    after = metrics(server)
+    assert after["slots_busy"] == 0
+    assert after["requests_cancelled"] == before["requests_cancelled"] + 1
+    # it stopped long before 100,000 tokens
+    assert after["generated_tokens_total"] - before["generated_tokens_total"] < 50_000
