@@ -1,0 +1,57 @@
+"""Prompts, tool calls and output constraints for chat models.
+
+* :mod:`jan.templates.chat` renders OpenAI chat messages into a model's prompt
+  with its Hugging Face Jinja chat template (:class:`ChatTemplate`,
+  :func:`resolve_template`);
+* :mod:`jan.templates.tool_calls` reads tool calls back out of the model's
+  output, whole or streamed (:func:`parse_tool_calls`,
+  :class:`ToolCallStreamParser`), and builds the grammar that forces a call
+  (:func:`tool_call_grammar`);
+* :mod:`jan.templates.grammar` turns JSON schemas into GBNF grammars for
+  llama.cpp's grammar sampler (:func:`json_schema_to_grammar`,
+  :data:`JSON_OBJECT_GRAMMAR`).
+
+Pure Python (Jinja2 only); nothing here touches the engine.
+"""
+
+from __future__ import annotations
+
+from .chat import (
+    BUILTIN_TEMPLATES,
+    ChatTemplate,
+    TemplateError,
+    jan_prompt_template_to_jinja,
+    normalize_messages,
+    resolve_template,
+    template_supports_tools,
+)
+from .grammar import (
+    JSON_OBJECT_GRAMMAR,
+    JSON_VALUE_GRAMMAR,
+    GrammarBuilder,
+    GrammarError,
+    gbnf_literal,
+    json_schema_to_grammar,
+)
+from .tool_calls import ToolCallStreamParser, new_call_id, parse_tool_calls, tool_call_grammar, tool_names
+
+__all__ = [
+    "BUILTIN_TEMPLATES",
+    "ChatTemplate",
+    "GrammarBuilder",
+    "GrammarError",
+    "JSON_OBJECT_GRAMMAR",
+    "JSON_VALUE_GRAMMAR",
+    "TemplateError",
+    "ToolCallStreamParser",
+    "gbnf_literal",
+    "jan_prompt_template_to_jinja",
+    "json_schema_to_grammar",
+    "new_call_id",
+    "normalize_messages",
+    "parse_tool_calls",
+    "resolve_template",
+    "template_supports_tools",
+    "tool_call_grammar",
+    "tool_names",
+]

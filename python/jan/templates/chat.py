@@ -1,0 +1,717 @@
+"""Chat prompts from a model's Hugging Face Jinja chat template.
+
+A GGUF model carries its chat template as ``tokenizer.chat_template``. jan
+renders it the way Hugging Face ``apply_chat_template`` does — an
+``ImmutableSandboxedEnvironment`` with ``trim_blocks``/``lstrip_blocks``, the
+``loopcontrols`` extension, HF's ``tojson`` filter and the
+``raise_exception`` / ``strftime_now`` globals — so prompts match what the
+model was trained on.
+
+Templates differ in what they can express, so each :class:`ChatTemplate` is
+probed once when it is built (a few tiny renders) and ``render`` smooths the
+gaps over, unless called with ``polyfill=False`` (pure HF behaviour):
+
+* a template that drops or rejects ``system`` messages gets the system text
+  prepended to the first user message;
+* ``tools`` given to a template that ignores them are described in the system
+  text, Hermes style (``<tool_call>`` JSON), which
+  :mod:`jan.templates.tool_calls` parses back; earlier tool calls and tool
+  results in the conversation are written out in the same format;
+* ``arguments`` of earlier tool calls are passed as objects (most templates
+  apply ``tojson`` to them) or as JSON strings, whichever the template needs;
+* content given as a list of parts is flattened to a string.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Iterable, Mapping, Sequence
+
+import jinja2
+import jinja2.ext
+import jinja2.nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..errors import JanError
+
+__all__ = [
+    "BUILTIN_TEMPLATES",
+    "ChatTemplate",
+    "TemplateError",
+    "jan_prompt_template_to_jinja",
+    "normalize_messages",
+    "resolve_template",
+    "template_supports_tools",
+]
+
+log = logging.getLogger(__name__)
+
+CHAT_TEMPLATE_KEY = "tokenizer.chat_template"
+
+
+class TemplateError(JanError, ValueError):
+    """A chat template refused the conversation or could not be compiled/rendered.
+
+    Raised for the template's own ``raise_exception(...)`` (for example
+    "Conversation roles must alternate user/assistant"), which is the
+    caller's fault, so it is a ``ValueError`` and the server answers HTTP 400.
+    """
+
+
+# --------------------------------------------------------------------------
+# The Jinja environment
+# --------------------------------------------------------------------------
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(str(message))
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
+    # Jinja's own tojson HTML-escapes <, >, & and ' which would corrupt prompts;
+    # HF's version is plain json.dumps without ASCII escaping.
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+class _GenerationExtension(jinja2.ext.Extension):
+    """``{% generation %}...{% endgeneration %}``: HF marks assistant text with it.
+
+    HF uses it to build training masks; for inference it renders its body
+    unchanged. Without it such templates would not even compile.
+    """
+
+    tags = {"generation"}
+
+    def parse(self, parser: Any) -> Any:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.Scope(body, lineno=lineno)
+
+
+def _make_env() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[jinja2.ext.loopcontrols, _GenerationExtension],
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    return env
+
+
+# One environment for all templates: it is never changed after this point,
+# and compiled templates render concurrently without shared state.
+_ENV = _make_env()
+
+
+@lru_cache(maxsize=64)
+def _compile(source: str) -> jinja2.Template:
+    try:
+        return _ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"chat template does not compile: {exc} (line {exc.lineno})") from None
+
+
+# --------------------------------------------------------------------------
+# Built-in templates
+# --------------------------------------------------------------------------
+
+# The Hermes-style tool instructions. Used by the ChatML template and, as a
+# polyfill, for any template that ignores `tools`, so that models always see
+# the format jan.templates.tool_calls parses.
+_TOOLS_PREAMBLE = (
+    "{{- '# Tools\\n\\nYou can call functions to help with the request. Their signatures are listed below, one JSON object per line, inside <tools></tools>:\\n<tools>\\n' -}}"
+    "{%- for tool in tools -%}{{- tool | tojson -}}{{- '\\n' -}}{%- endfor -%}"
+    "{{- '</tools>\\n\\nTo call a function, reply with a JSON object holding its \"name\" and its \"arguments\", enclosed in <tool_call></tool_call> tags, one pair of tags per call:\\n<tool_call>\\n{\"name\": \"<function name>\", \"arguments\": {<arguments as JSON>}}\\n</tool_call>' -}}"
+)
+
+_TOOL_CALL_TEXT = (
+    "{%- set fn = call['function'] if call['function'] is defined else call -%}"
+    "{{- '<tool_call>\\n{\"name\": ' + (fn['name'] | tojson) + ', \"arguments\": ' -}}"
+    "{{- fn['arguments'] if fn['arguments'] is string else (fn['arguments'] | tojson) -}}"
+    "{{- '}\\n</tool_call>' -}}"
+)
+
+CHATML_TEMPLATE = (
+    "{%- set system = namespace(text='', first=false) -%}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set system.text = messages[0]['content'] -%}{%- set system.first = true -%}"
+    "{%- endif -%}"
+    "{%- if tools -%}"
+    "{{- '<|im_start|>system\\n' -}}{%- if system.text -%}{{- system.text + '\\n\\n' -}}{%- endif -%}"
+    + _TOOLS_PREAMBLE
+    + "{{- '<|im_end|>\\n' -}}"
+    "{%- elif system.first -%}{{- '<|im_start|>system\\n' + system.text + '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if loop.first and system.first -%}"
+    "{%- elif message['role'] == 'tool' -%}"
+    "{%- if loop.previtem is not defined or loop.previtem['role'] != 'tool' -%}{{- '<|im_start|>user\\n' -}}{%- else -%}{{- '\\n' -}}{%- endif -%}"
+    "{{- '<tool_response>\\n' + message['content'] + '\\n</tool_response>' -}}"
+    "{%- if loop.nextitem is not defined or loop.nextitem['role'] != 'tool' -%}{{- '<|im_end|>\\n' -}}{%- endif -%}"
+    "{%- elif message['role'] == 'assistant' and message['tool_calls'] -%}"
+    "{{- '<|im_start|>assistant\\n' + (message['content'] or '') -}}"
+    "{%- for call in message['tool_calls'] -%}"
+    "{%- if message['content'] or not loop.first -%}{{- '\\n' -}}{%- endif -%}"
+    + _TOOL_CALL_TEXT
+    + "{%- endfor -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- else -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+LLAMA3_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}{%- endif -%}"
+)
+
+PHI3_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{{- '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|assistant|>\\n' -}}{%- endif -%}"
+)
+
+# Gemma and Mistral have no system role; the polyfill merges system text into
+# the first user turn, which is how those models are usually prompted.
+GEMMA_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{- raise_exception('System role not supported') -}}{%- endif -%}"
+    "{{- '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\\n' + message['content'] | trim + '<end_of_turn>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<start_of_turn>model\\n' -}}{%- endif -%}"
+)
+
+MISTRAL_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}{{- '[INST] ' + message['content'] | trim + ' [/INST]' -}}"
+    "{%- elif message['role'] == 'assistant' -%}{{- message['content'] | trim + eos_token -}}"
+    "{%- else -%}{{- raise_exception('Only user and assistant roles are supported') -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+#: Templates selectable by name (``resolve_template(..., override="llama3")``).
+BUILTIN_TEMPLATES: dict[str, str] = {
+    "chatml": CHATML_TEMPLATE,
+    "llama3": LLAMA3_TEMPLATE,
+    "phi3": PHI3_TEMPLATE,
+    "gemma": GEMMA_TEMPLATE,
+    "mistral": MISTRAL_TEMPLATE,
+}
+
+
+# --------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------
+
+_TEXT_PART_TYPES = ("text", "input_text", "output_text")
+
+
+def _part_text(part: Any) -> str | None:
+    """Text of a content part, or None when it is not a text part."""
+    if isinstance(part, str):
+        return part
+    if not isinstance(part, Mapping) or part.get("type", "text") not in _TEXT_PART_TYPES:
+        return None
+    text = part.get("text", "")
+    if isinstance(text, Mapping):  # Jan's thread messages: {"value": ..., "annotations": [...]}
+        text = text.get("value", "")
+    return "" if text is None else str(text)
+
+
+def _plain(obj: Any) -> Any:
+    """Deep-copy into plain dicts/lists (accepts pydantic models), so templates can't touch caller data."""
+    if hasattr(obj, "model_dump"):
+        obj = obj.model_dump(exclude_none=True)
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def normalize_messages(
+    messages: Iterable[Any],
+    *,
+    keep_parts: bool = False,
+    object_arguments: bool = True,
+    null_content: bool = True,
+) -> list[dict[str, Any]]:
+    """Plain-dict copies of OpenAI chat messages, in the shape templates expect.
+
+    * ``content`` lists of text parts become one string (parts joined with
+      ``"\\n"``); with ``keep_parts`` a list holding non-text parts is kept
+      as a list, otherwise non-text parts raise :class:`TemplateError`;
+    * a missing ``content`` is ``None`` for assistant turns (they may hold
+      only tool calls) when ``null_content``, else ``""``;
+    * role ``developer`` becomes ``system``;
+    * tool call ``arguments`` become objects (``object_arguments``) or JSON
+      strings, whichever the template wants.
+    """
+    out: list[dict[str, Any]] = []
+    for i, raw in enumerate(messages):
+        msg = _plain(raw)
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+            raise TemplateError(f"messages[{i}] must be an object with a string 'role'")
+        if msg["role"] == "developer":
+            msg["role"] = "system"
+        content = msg.get("content")
+        if content is None:
+            msg["content"] = None if null_content and msg["role"] == "assistant" else ""
+        elif isinstance(content, list):
+            texts = [_part_text(p) for p in content]
+            if all(t is not None for t in texts):
+                msg["content"] = "\n".join(t for t in texts if t is not None)
+            elif not keep_parts:
+                kinds = sorted({str(p.get("type")) for p, t in zip(content, texts) if t is None and isinstance(p, Mapping)})
+                raise TemplateError(
+                    f"messages[{i}]: content parts of type {', '.join(kinds) or 'unknown'} are not supported by this model"
+                )
+        elif not isinstance(content, str):
+            msg["content"] = str(content)
+        calls = msg.get("tool_calls")
+        if calls:
+            for call in calls:
+                fn = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(fn, dict):
+                    continue
+                args = fn.get("arguments")
+                if object_arguments and isinstance(args, str):
+                    try:
+                        parsed = json.loads(args) if args.strip() else {}
+                    except ValueError:
+                        parsed = None
+                    if isinstance(parsed, dict):
+                        fn["arguments"] = parsed
+                elif not object_arguments and not isinstance(args, str):
+                    fn["arguments"] = json.dumps(args if args is not None else {}, ensure_ascii=False)
+        elif "tool_calls" in msg:
+            del msg["tool_calls"]  # `[]`/None: templates test `if message.tool_calls`, some `is defined`
+        out.append(msg)
+    return out
+
+
+# --------------------------------------------------------------------------
+# ChatTemplate
+# --------------------------------------------------------------------------
+
+_PROBE_SYSTEM = "\u2063jan-probe-system\u2063"
+_PROBE_USER = "\u2063jan-probe-user\u2063"
+_PROBE_PART = "\u2063jan-probe-part\u2063"
+_PROBE_TOOL = "jan_probe_tool_fn"
+_PROBE_CALL = "jan_probe_call_fn"
+_PROBE_ARG = "jan_probe_arg"
+_PROBE_RESULT = "\u2063jan-probe-result\u2063"
+# Mistral's templates insist on 9-character alphanumeric call ids.
+_PROBE_CALL_ID = "call12345"
+
+
+def template_supports_tools(source: str) -> bool:
+    """Cheap check: does the template source refer to a ``tools`` variable at all?"""
+    return re.search(r"\btools\b", source) is not None
+
+
+class ChatTemplate:
+    """A compiled chat template; ``render`` turns messages into a prompt string.
+
+    ``ChatTemplate(source, bos_token, eos_token)`` compiles ``source`` (a
+    Jinja chat template) and probes what it supports; raises
+    :class:`TemplateError` when it does not compile. Instances are immutable
+    and ``render`` is safe to call from several threads at once.
+
+    Attributes set by the probes:
+
+    ``supports_system_role``
+        system messages appear in the prompt;
+    ``supports_tools``
+        the ``tools`` list appears in the prompt;
+    ``supports_tool_calls``
+        earlier assistant tool calls and tool results appear in the prompt;
+    ``object_arguments``
+        tool call ``arguments`` are rendered from objects (else JSON strings);
+    ``null_content``
+        an assistant turn with ``content: None`` renders (else ``""`` is passed);
+    ``supports_content_parts``
+        content given as a list of parts is understood (multimodal templates).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        bos_token: str = "",
+        eos_token: str = "",
+        *,
+        name: str | None = None,
+        tool_use: "ChatTemplate | None" = None,
+    ):
+        if not isinstance(source, str) or not source.strip():
+            raise TemplateError("chat template is empty")
+        self.source = source
+        self.bos_token = bos_token or ""
+        self.eos_token = eos_token or ""
+        self.name = name
+        #: A variant used instead when ``tools`` are given (GGUF ``tokenizer.chat_template.tool_use``).
+        self.tool_use = tool_use
+        self._template = _compile(source)
+        self._probe()
+
+    @classmethod
+    def chatml(cls, bos_token: str = "", eos_token: str = "<|im_end|>") -> "ChatTemplate":
+        """The built-in ChatML template (``<|im_start|>role\\n...<|im_end|>\\n``), Hermes-style tools."""
+        return cls(CHATML_TEMPLATE, bos_token, eos_token, name="chatml")
+
+    @classmethod
+    def builtin(cls, name: str, bos_token: str = "", eos_token: str = "") -> "ChatTemplate":
+        """A template from :data:`BUILTIN_TEMPLATES` by name."""
+        try:
+            source = BUILTIN_TEMPLATES[name]
+        except KeyError:
+            raise TemplateError(f"unknown chat template {name!r}; built-in: {', '.join(BUILTIN_TEMPLATES)}") from None
+        return cls(source, bos_token, eos_token, name=name)
+
+    def __repr__(self) -> str:
+        return f"ChatTemplate(name={self.name!r}, tools={self.supports_tools}, system={self.supports_system_role})"
+
+    # -- probing ----------------------------------------------------------------
+
+    def _try(self, messages: list[dict[str, Any]], **kw: Any) -> str | None:
+        try:
+            return self._render_raw(messages, tools=kw.pop("tools", None), add_generation_prompt=True, **kw)
+        except Exception:  # noqa: BLE001 - a probe failing just means "unsupported"
+            return None
+
+    def _probe(self) -> None:
+        user = {"role": "user", "content": _PROBE_USER}
+        # HF passes tools=None, but some templates test `tools is defined` and
+        # then iterate; those work only when tools is left undefined.
+        self._omit_missing_tools = False
+        if self._try([user]) is None:
+            self._omit_missing_tools = True
+            if self._try([user]) is None:
+                self._omit_missing_tools = False
+        out = self._try([{"role": "system", "content": _PROBE_SYSTEM}, user])
+        self.supports_system_role = out is not None and _PROBE_SYSTEM in out
+
+        self.supports_tools = False
+        if template_supports_tools(self.source):
+            tool = {
+                "type": "function",
+                "function": {
+                    "name": _PROBE_TOOL,
+                    "description": "probe",
+                    "parameters": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]},
+                },
+            }
+            out = self._try([user], tools=[tool])
+            self.supports_tools = out is not None and _PROBE_TOOL in out
+
+        def conversation(arguments: Any, content: str | None) -> list[dict[str, Any]]:
+            call = {"id": _PROBE_CALL_ID, "type": "function", "function": {"name": _PROBE_CALL, "arguments": arguments}}
+            return [
+                user,
+                {"role": "assistant", "content": content, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": _PROBE_CALL_ID, "name": _PROBE_CALL, "content": _PROBE_RESULT},
+            ]
+
+        # OpenAI clients send `content: null` next to tool calls; some templates
+        # test for none, others concatenate and need a string.
+        self.object_arguments = True
+        self.null_content = True
+        self.supports_tool_calls = False
+        for object_args, content in ((True, None), (True, ""), (False, None), (False, "")):
+            args: Any = {_PROBE_ARG: 1} if object_args else json.dumps({_PROBE_ARG: 1})
+            out = self._try(conversation(args, content))
+            # `{{ content }}` prints None as "None": that template wants ""
+            if content is None and out is not None and "None" in out:
+                continue
+            if out is not None and _PROBE_CALL in out and _PROBE_ARG in out and _PROBE_RESULT in out:
+                self.supports_tool_calls = True
+                self.object_arguments = object_args
+                self.null_content = content is None
+                break
+        if not self.supports_tool_calls:
+            # history gets written as text, but a null content may still reach it
+            out = self._try([user, {"role": "assistant", "content": None}, user])
+            self.null_content = out is not None and "None" not in out
+
+        out = self._try([{"role": "user", "content": [{"type": "text", "text": _PROBE_PART}]}])
+        self.supports_content_parts = out is not None and _PROBE_PART in out and "'type'" not in out
+
+    # -- rendering --------------------------------------------------------------
+
+    def _render_raw(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None,
+        add_generation_prompt: bool,
+        **extra: Any,
+    ) -> str:
+        context = {"bos_token": self.bos_token, "eos_token": self.eos_token}
+        context.update(extra)
+        context.update(messages=messages, add_generation_prompt=add_generation_prompt)
+        if tools is not None or not self._omit_missing_tools:
+            context["tools"] = tools
+        try:
+            return self._template.render(**context)
+        except TemplateError:
+            raise
+        except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise TemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from None
+
+    def render(
+        self,
+        messages: Iterable[Any],
+        *,
+        tools: Sequence[Any] | None = None,
+        add_generation_prompt: bool = True,
+        polyfill: bool = True,
+        **extra: Any,
+    ) -> str:
+        """Render ``messages`` (OpenAI chat format) into the prompt text.
+
+        ``tools`` is the OpenAI ``tools`` list (or None); ``extra`` keyword
+        arguments become template variables (for example ``documents``,
+        ``enable_thinking``, ``date_string``). With ``polyfill=False`` the
+        messages go to the template as given (content parts still flattened),
+        like HF ``apply_chat_template``. Raises :class:`TemplateError` when
+        the template rejects the conversation.
+        """
+        tools_list = [_plain(t) for t in tools] if tools else None
+        if tools_list and self.tool_use is not None and not self.supports_tools:
+            return self.tool_use.render(
+                messages, tools=tools_list, add_generation_prompt=add_generation_prompt, polyfill=polyfill, **extra
+            )
+        msgs = normalize_messages(
+            messages,
+            keep_parts=self.supports_content_parts,
+            object_arguments=self.object_arguments,
+            null_content=self.null_content,
+        )
+        if polyfill:
+            msgs, tools_list = self._polyfill(msgs, tools_list)
+        return self._render_raw(msgs, tools=tools_list, add_generation_prompt=add_generation_prompt, **extra)
+
+    def _polyfill(
+        self, msgs: list[dict[str, Any]], tools: list[Any] | None
+    ) -> tuple[list[dict[str, Any]], list[Any] | None]:
+        if tools and not self.supports_tools:
+            preamble = _render_tools_preamble(tools)
+            if msgs and msgs[0]["role"] == "system" and isinstance(msgs[0]["content"], str):
+                text = msgs[0]["content"]
+                msgs[0]["content"] = f"{text}\n\n{preamble}" if text else preamble
+            else:
+                msgs.insert(0, {"role": "system", "content": preamble})
+            tools = None  # described already; don't let the template print them a second time
+
+        if not self.supports_tool_calls and any(m.get("tool_calls") or m["role"] == "tool" for m in msgs):
+            msgs = _tool_history_as_text(msgs)
+
+        if not self.supports_system_role and any(m["role"] == "system" for m in msgs):
+            msgs = _merge_system(msgs)
+        return msgs, tools
+
+
+def _render_tools_preamble(tools: list[Any]) -> str:
+    return _compile(_TOOLS_PREAMBLE).render(tools=tools)
+
+
+def _tool_call_json(call: Mapping[str, Any]) -> str:
+    fn = call.get("function", call)
+    args = fn.get("arguments", {})
+    if not isinstance(args, str):
+        args = json.dumps(args, ensure_ascii=False)
+    return '<tool_call>\n{"name": ' + json.dumps(fn.get("name"), ensure_ascii=False) + ', "arguments": ' + args + "}\n</tool_call>"
+
+
+def _tool_history_as_text(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write tool calls and results as plain assistant/user text (Hermes tags)."""
+    out: list[dict[str, Any]] = []
+    for m in msgs:
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            parts = [m["content"]] if m["content"] else []
+            parts += [_tool_call_json(c) for c in m["tool_calls"] if isinstance(c, Mapping)]
+            m = {k: v for k, v in m.items() if k != "tool_calls"}
+            m["content"] = "\n".join(parts)
+            out.append(m)
+        elif m["role"] == "tool":
+            text = f"<tool_response>\n{m['content']}\n</tool_response>"
+            if out and out[-1].get("_jan_tool_results"):
+                out[-1]["content"] += "\n" + text
+            else:
+                out.append({"role": "user", "content": text, "_jan_tool_results": True})
+        elif (
+            m["role"] == "user"
+            and out
+            and out[-1].get("_jan_tool_results")
+            and isinstance(m["content"], str)
+        ):
+            # keep user/assistant alternation, which strict templates enforce
+            out[-1]["content"] += "\n\n" + m["content"]
+        else:
+            out.append(m)
+    for m in out:
+        m.pop("_jan_tool_results", None)
+    return out
+
+
+def _merge_system(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Move system text into the first user message (templates without a system role)."""
+    system = "\n\n".join(m["content"] for m in msgs if m["role"] == "system" and isinstance(m["content"], str))
+    rest = [m for m in msgs if m["role"] != "system"]
+    if not system:
+        return rest
+    for m in rest:
+        if m["role"] == "user":
+            if isinstance(m["content"], str):
+                m["content"] = f"{system}\n\n{m['content']}" if m["content"] else system
+            else:
+                m["content"] = [{"type": "text", "text": system}, *m["content"]]
+            return rest
+    return [{"role": "user", "content": system}, *rest]
+
+
+# --------------------------------------------------------------------------
+# Choosing a model's template
+# --------------------------------------------------------------------------
+
+
+def _meta_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def jan_prompt_template_to_jinja(template: str) -> str:
+    """Jinja source for a Jan ``prompt_template`` (``{system_message}`` / ``{prompt}`` placeholders).
+
+    Jan's model.json describes prompts as one turn of text with placeholders,
+    e.g. ``<|im_start|>system\n{system_message}<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant``.
+    As in Jan's engines, the text before ``{system_message}`` opens the
+    prompt, the text between the placeholders precedes every user turn, and
+    the text after ``{prompt}`` follows every user turn (it opens the
+    assistant's reply); assistant replies are written as they are.
+    """
+    if "{prompt}" not in template:
+        raise TemplateError("a Jan prompt_template needs a {prompt} placeholder")
+    head, _, ai_prefix = template.partition("{prompt}")
+    if "{system_message}" in head:
+        system_prefix, _, user_prefix = head.partition("{system_message}")
+    else:
+        system_prefix, user_prefix = None, head
+
+    def lit(text: str) -> str:
+        # a Jinja string literal; Jinja decodes these escapes like Python does
+        return json.dumps(text, ensure_ascii=False)
+
+    parts = []
+    if system_prefix is not None:
+        parts.append(
+            "{%- set system = namespace(text='') -%}"
+            "{%- for m in messages if m['role'] == 'system' -%}"
+            "{%- set system.text = system.text + ('\n\n' if system.text else '') + m['content'] -%}"
+            "{%- endfor -%}"
+            "{{- " + lit(system_prefix) + " + system.text -}}"
+        )
+    parts.append(
+        "{%- for m in messages -%}"
+        "{%- if m['role'] == 'user' or m['role'] == 'tool' -%}"
+        "{{- " + lit(user_prefix) + " + m['content'] + " + lit(ai_prefix) + " -}}"
+        "{%- elif m['role'] == 'assistant' -%}{{- m['content'] or '' -}}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+    )
+    return "".join(parts)
+
+
+def _is_jan_prompt_template(text: str) -> bool:
+    return "{prompt}" in text and "{{" not in text and "{%" not in text
+
+
+def _named_or_source(
+    text: str, metadata: Mapping[str, Any], bos_token: str, eos_token: str, what: str
+) -> ChatTemplate:
+    key = text.strip()
+    if key in BUILTIN_TEMPLATES:
+        return ChatTemplate(BUILTIN_TEMPLATES[key], bos_token, eos_token, name=key)
+    variant = _meta_str(metadata.get(f"{CHAT_TEMPLATE_KEY}.{key}"))
+    if variant:
+        return ChatTemplate(variant, bos_token, eos_token, name=key)
+    if _is_jan_prompt_template(text):
+        return ChatTemplate(jan_prompt_template_to_jinja(text), bos_token, eos_token, name="prompt_template")
+    if "{{" in text or "{%" in text:
+        return ChatTemplate(text, bos_token, eos_token, name=what)
+    known = list(BUILTIN_TEMPLATES) + [
+        k[len(CHAT_TEMPLATE_KEY) + 1 :] for k in metadata if k.startswith(CHAT_TEMPLATE_KEY + ".")
+    ]
+    raise TemplateError(f"unknown chat template {text!r}; known names: {', '.join(known)}")
+
+
+def resolve_template(
+    metadata: Mapping[str, Any],
+    override: str | None = None,
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    fallback: str | None = None,
+) -> ChatTemplate:
+    """The chat template to use for a model.
+
+    ``metadata`` holds the GGUF key/values (as strings); the model's template
+    is ``tokenizer.chat_template``, and ``tokenizer.chat_template.<name>``
+    keys are named variants (a ``tool_use`` variant is used for requests
+    with tools). ``bos_token``/``eos_token`` are the tokens' text, from the
+    vocabulary.
+
+    ``override`` replaces the model's template; ``fallback`` is used only
+    when the model has none (the right place for a Jan model.json
+    ``prompt_template``, which every Jan model carries). Each is a built-in
+    name (``chatml``, ``llama3``, ``phi3``, ``gemma``, ``mistral``), a variant
+    name, Jinja template source, or a Jan ``prompt_template`` with
+    ``{system_message}``/``{prompt}`` placeholders.
+
+    Order: override, the model's template, fallback, ChatML. A model
+    template that does not compile is skipped with a warning; a bad override
+    or fallback raises :class:`TemplateError`.
+    """
+    if override is not None and override.strip():
+        return _named_or_source(override, metadata, bos_token, eos_token, "override")
+
+    source = _meta_str(metadata.get(CHAT_TEMPLATE_KEY))
+    if source and source.strip():
+        tool_use = None
+        tool_source = _meta_str(metadata.get(f"{CHAT_TEMPLATE_KEY}.tool_use"))
+        if tool_source:
+            try:
+                tool_use = ChatTemplate(tool_source, bos_token, eos_token, name="tool_use")
+            except TemplateError as exc:
+                log.warning("ignoring the model's tool_use chat template: %s", exc)
+        try:
+            return ChatTemplate(source, bos_token, eos_token, name="model", tool_use=tool_use)
+        except TemplateError as exc:
+            log.warning("the model's chat template is unusable (%s); using the fallback", exc)
+    if fallback is not None and fallback.strip():
+        return _named_or_source(fallback, metadata, bos_token, eos_token, "fallback")
+    return ChatTemplate.chatml(bos_token, eos_token or "<|im_end|>")
+

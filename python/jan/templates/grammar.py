@@ -1,0 +1,964 @@
+"""JSON schema -> GBNF grammars for llama.cpp's grammar sampler.
+
+``json_schema_to_grammar`` turns a JSON schema (as sent in an OpenAI
+``response_format: {"type": "json_schema", ...}`` or a tool's ``parameters``)
+into a GBNF grammar string that the engine hands to
+``llama_sampler_init_grammar``. ``JSON_OBJECT_GRAMMAR`` is the grammar for
+``response_format: {"type": "json_object"}``.
+
+Why not ``llama_cpp.llama_grammar.json_schema_to_gbnf``: the converter that
+ships with llama-cpp-python 0.3.36 fails on ``$defs`` references (KeyError) and
+writes invalid GBNF for enum strings containing quotes, so jan has its own.
+
+Conventions of the generated grammar (they keep it unambiguous, which keeps
+llama.cpp's grammar stacks small):
+
+* every value rule swallows the whitespace that follows it (``ws``), and
+  punctuation (``{ [ : ,``) is followed by ``ws``; nothing else allows blanks;
+* ``ws`` is bounded (one space, or a newline plus up to 20 indentation
+  characters) so a model cannot stall by emitting whitespace forever;
+* numbers are bounded to 16 integer digits / 16 fraction digits, for the same
+  reason.
+
+Supported keywords: ``type`` (single or list), ``properties``, ``required``,
+``additionalProperties`` (false/true/schema), ``items``, ``prefixItems``,
+``minItems``, ``maxItems``, ``enum``, ``const``, ``anyOf``, ``oneOf``,
+``allOf`` (merged), ``$ref`` to ``#/...`` (``$defs``, ``definitions``, any
+JSON pointer; recursion works), ``nullable``, ``minLength``, ``maxLength``,
+``pattern`` (a practical regex subset), ``format`` (date, time, date-time,
+uuid), and for integers ``minimum``/``maximum``/``exclusiveMinimum``/
+``exclusiveMaximum``. Other keywords are ignored, so the grammar may accept
+more than the schema, never less.
+
+An object schema that lists ``properties`` but says nothing about
+``additionalProperties`` gets *no* extra keys: when generating, "only the keys
+you described" is what callers mean (and what OpenAI's strict mode requires).
+Properties are generated in the order the schema lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from typing import Any, Iterable, Mapping
+from urllib.parse import unquote
+
+from ..errors import JanError
+
+__all__ = [
+    "GrammarError",
+    "GrammarBuilder",
+    "JSON_OBJECT_GRAMMAR",
+    "JSON_VALUE_GRAMMAR",
+    "gbnf_literal",
+    "json_schema_to_grammar",
+]
+
+log = logging.getLogger(__name__)
+
+
+class GrammarError(JanError, ValueError):
+    """A JSON schema that cannot be turned into a grammar (bad ``$ref``, ``false``, ...).
+
+    A ``ValueError``, so the server answers it with HTTP 400.
+    """
+
+
+# --------------------------------------------------------------------------
+# GBNF text helpers
+# --------------------------------------------------------------------------
+
+_LITERAL_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def gbnf_literal(text: str) -> str:
+    """``text`` as a quoted GBNF literal.
+
+    Only the characters llama.cpp's parser needs escaped are escaped; other
+    non-ASCII text stays as UTF-8, which the parser reads natively.
+    """
+    out = []
+    for ch in text:
+        esc = _LITERAL_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _class_char(ch: str) -> str:
+    """One character inside ``[...]``.
+
+    Older llama.cpp versions reject escapes such as ``\\-`` or ``\\^``, so
+    anything with a meaning inside a class is written as a hex escape instead.
+    """
+    if ch in "\\]^-[\"" or ord(ch) < 0x20 or ord(ch) == 0x7F:
+        return f"\\x{ord(ch):02X}" if ord(ch) < 0x100 else f"\\u{ord(ch):04X}"
+    return ch
+
+
+def _char_class(ranges: Iterable[tuple[str, str]], negate: bool = False) -> str:
+    parts = []
+    for lo, hi in ranges:
+        parts.append(_class_char(lo) if lo == hi else f"{_class_char(lo)}-{_class_char(hi)}")
+    return "[" + ("^" if negate else "") + "".join(parts) + "]"
+
+
+def _repeat(expr: str, lo: int, hi: int | None) -> str:
+    """``expr`` repeated lo..hi times (hi None = unbounded), in GBNF syntax."""
+    if hi is not None and hi < lo:
+        raise GrammarError(f"invalid repetition bounds {lo}..{hi}")
+    if hi == 0:
+        return '""'
+    if (lo, hi) == (0, None):
+        return f"{expr}*"
+    if (lo, hi) == (1, None):
+        return f"{expr}+"
+    if (lo, hi) == (0, 1):
+        return f"{expr}?"
+    if (lo, hi) == (1, 1):
+        return expr
+    if hi is None:
+        return f"{expr}{{{lo},}}"
+    if lo == hi:
+        return f"{expr}{{{lo}}}"
+    return f"{expr}{{{lo},{hi}}}"
+
+
+def _group(expr: str) -> str:
+    """Parenthesise ``expr`` unless it already is a single term (so a suffix binds to all of it)."""
+    if re.fullmatch(r'[a-zA-Z0-9-]+|"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]', expr):
+        return expr
+    if expr.startswith("(") and _balanced_outer(expr):
+        return expr
+    return f"({expr})"
+
+
+def _balanced_outer(expr: str) -> bool:
+    """True when ``expr`` is one parenthesised group (its first ``(`` closes at the end)."""
+    depth = 0
+    in_lit = in_cls = False
+    i = 0
+    while i < len(expr):
+        c = expr[i]
+        if c == "\\" and (in_lit or in_cls):
+            i += 2
+            continue
+        if in_lit:
+            in_lit = c != '"'
+        elif in_cls:
+            in_cls = c != "]"
+        elif c == '"':
+            in_lit = True
+        elif c == "[":
+            in_cls = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0 and i != len(expr) - 1:
+                return False
+        i += 1
+    return depth == 0
+
+
+# --------------------------------------------------------------------------
+# Primitive rules
+# --------------------------------------------------------------------------
+
+# Bounded so that a model cannot loop on blanks; allows both compact
+# ({"a": 1}) and pretty-printed (newline + indentation) JSON.
+_WS = r'| " " | "\n" [ \t]{0,20}'
+# A character inside a JSON string, as it appears in the JSON text.
+_CHAR = r'[^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )'
+_INT_DIGITS = r'( "0" | [1-9] [0-9]{0,15} )'
+
+_PRIMITIVES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # name: (body, rules it uses)
+    "ws": (_WS, ()),
+    "char": (_CHAR, ()),
+    "string": ('"\\"" char* "\\"" ws', ("char", "ws")),
+    "number": (
+        f'"-"? {_INT_DIGITS} ( "." [0-9]{{1,16}} )? ( [eE] [-+]? [0-9]{{1,3}} )? ws',
+        ("ws",),
+    ),
+    "integer": (f'"-"? {_INT_DIGITS} ws', ("ws",)),
+    "boolean": ('( "true" | "false" ) ws', ("ws",)),
+    "null": ('"null" ws', ("ws",)),
+    "value": ("object | array | string | number | boolean | null", ("object", "array", "string", "number", "boolean", "null")),
+    "object": (
+        '"{" ws ( string ":" ws value ( "," ws string ":" ws value )* )? "}" ws',
+        ("ws", "string", "value"),
+    ),
+    "array": ('"[" ws ( value ( "," ws value )* )? "]" ws', ("ws", "value")),
+    # string formats (JSON Schema "format"); the text between the quotes
+    "date-body": ('[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )', ()),
+    "time-body": (
+        '( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? '
+        '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )',
+        (),
+    ),
+    "date-time-body": ('date-body "T" time-body', ("date-body", "time-body")),
+    "uuid-body": (
+        '[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12}',
+        (),
+    ),
+}
+
+_FORMATS = {"date": "date-body", "time": "time-body", "date-time": "date-time-body", "uuid": "uuid-body"}
+
+# Keywords that constrain a value; a schema with none of them accepts any JSON.
+_CONSTRAINING = {
+    "type", "properties", "additionalProperties", "required", "items", "prefixItems",
+    "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "pattern", "format",
+    "minLength", "maxLength", "minItems", "maxItems", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum",
+}
+
+
+# --------------------------------------------------------------------------
+# Integer ranges
+# --------------------------------------------------------------------------
+
+
+def _alts(alts: list[str]) -> str:
+    return alts[0] if len(alts) == 1 else "(" + " | ".join(alts) + ")"
+
+
+def _seq(head: str, rest: list[str]) -> str:
+    return f"{head} {_alts(rest)}" if rest else head
+
+
+def _digits_range_same_len(lo: str, hi: str) -> list[str]:
+    """Alternatives matching every digit string of this length in [lo, hi].
+
+    Leading zeros are allowed here: callers only use it for the tail digits of
+    a number whose first digit is fixed. An empty list is the empty sequence.
+    """
+    n = len(lo)
+    if n == 0:
+        return []
+    if lo == "0" * n and hi == "9" * n:
+        return [_repeat("[0-9]", n, n)]
+    if lo[0] == hi[0]:
+        return [_seq(f'"{lo[0]}"', _digits_range_same_len(lo[1:], hi[1:]))]
+    k = n - 1
+    out: list[str] = []
+    # lo's first digit followed by every tail >= lo's tail
+    if lo[1:] == "0" * k:
+        first_full = lo[0]
+    else:
+        out.append(_seq(f'"{lo[0]}"', _digits_range_same_len(lo[1:], "9" * k)))
+        first_full = chr(ord(lo[0]) + 1)
+    # hi's first digit followed by every tail <= hi's tail
+    tail = None
+    if hi[1:] == "9" * k:
+        last_full = hi[0]
+    else:
+        last_full = chr(ord(hi[0]) - 1)
+        tail = _seq(f'"{hi[0]}"', _digits_range_same_len("0" * k, hi[1:]))
+    # first digits in between take any tail
+    if first_full <= last_full:
+        cls = _char_class([(first_full, last_full)])
+        out.append(f"{cls} {_repeat('[0-9]', k, k)}" if k else cls)
+    if tail is not None:
+        out.append(tail)
+    return out
+
+
+def _nonneg_range(lo: int, hi: int | None) -> list[str]:
+    """Alternatives for the decimal text of integers in [lo, hi] (lo >= 0), no leading zeros."""
+    n_lo = len(str(lo))
+    if hi is None:
+        # [lo, largest n_lo-digit number], then every longer number
+        longer = f"[1-9] {_repeat('[0-9]', n_lo, max(n_lo, 15))}"
+        return _nonneg_range(lo, 10**n_lo - 1) + [longer]
+    out: list[str] = []
+    if lo > hi:
+        return out
+    for n in range(n_lo, len(str(hi)) + 1):
+        a = lo if n == n_lo else 10 ** (n - 1)
+        b = min(hi, 10**n - 1)
+        out += _digits_range_same_len(str(a), str(b))
+    return out
+
+
+def _integer_range(lo: int | None, hi: int | None) -> str:
+    """GBNF for the JSON text of integers in [lo, hi] (None = unbounded)."""
+    alts: list[str] = []
+    if lo is None or lo <= -1:
+        # negatives, as "-" and a magnitude in [m_lo, m_hi]
+        m_lo = 1 if hi is None or hi >= -1 else -hi
+        m_hi = None if lo is None else -lo
+        if m_hi is None or m_lo <= m_hi:
+            alts.append(f'"-" {_alts(_nonneg_range(m_lo, m_hi))}')
+    if hi is None or hi >= 0:
+        alts += _nonneg_range(0 if lo is None else max(lo, 0), hi)
+    if not alts:
+        raise GrammarError(f"integer range [{lo}, {hi}] is empty")
+    return _alts(alts)
+
+
+# --------------------------------------------------------------------------
+# Regular expressions (JSON Schema "pattern")
+# --------------------------------------------------------------------------
+
+
+class _UnsupportedPattern(Exception):
+    pass
+
+
+_CLASS_ESCAPES = {
+    "d": ([("0", "9")], False),
+    "D": ([("0", "9")], True),
+    "w": ([("a", "z"), ("A", "Z"), ("0", "9"), ("_", "_")], False),
+    "W": ([("a", "z"), ("A", "Z"), ("0", "9"), ("_", "_")], True),
+    "s": ([(" ", " "), ("\t", "\t"), ("\n", "\n"), ("\r", "\r"), ("\f", "\f"), ("\v", "\v")], False),
+    "S": ([(" ", " "), ("\t", "\t"), ("\n", "\n"), ("\r", "\r"), ("\f", "\f"), ("\v", "\v")], True),
+}
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "0": "\0"}
+
+
+def _json_char_alts(ranges: list[tuple[str, str]], negate: bool) -> str:
+    """GBNF for one *decoded* character from a class, as JSON-string text.
+
+    Characters that JSON must escape (quote, backslash, controls) are written
+    as their escape sequences; everything else appears as itself.
+    """
+    def special(c: str) -> bool:
+        return c in '"\\' or ord(c) < 0x20
+
+    def contains(c: str) -> bool:
+        return any(lo <= c <= hi for lo, hi in ranges)
+
+    alts: list[str] = []
+    if negate:
+        excluded = list(ranges) + [('"', '"'), ("\\", "\\"), ("\x00", "\x1f")]
+        alts.append(_char_class(excluded, negate=True))
+        # other control characters are rare enough to leave out
+        for c in '"\\\n\t\r':
+            if not contains(c):
+                alts.append(gbnf_literal(json.dumps(c)[1:-1]))
+    else:
+        plain: list[tuple[str, str]] = []
+        for lo, hi in ranges:
+            # split out specials from the range so that they get escaped forms
+            cur = lo
+            while cur <= hi:
+                if special(cur):
+                    alts.append(gbnf_literal(json.dumps(cur)[1:-1]))
+                    cur = chr(ord(cur) + 1)
+                    continue
+                end = cur
+                while end < hi and not special(chr(ord(end) + 1)):
+                    end = chr(ord(end) + 1)
+                plain.append((cur, end))
+                cur = chr(ord(end) + 1)
+        if plain:
+            alts.insert(0, _char_class(plain))
+    if not alts:
+        raise _UnsupportedPattern("empty character class")
+    return alts[0] if len(alts) == 1 else "(" + " | ".join(alts) + ")"
+
+
+class _RegexToGbnf:
+    """Translate a regex (the subset JSON schemas use) into GBNF over JSON string text.
+
+    Supports literals, escapes (``\\d \\w \\s`` and friends), ``.``, classes,
+    groups (capturing, ``(?:...)``, named), alternation and the quantifiers
+    ``* + ? {m} {m,} {m,n}`` (lazy/possessive suffixes are ignored).
+    Backreferences and lookaround raise :class:`_UnsupportedPattern`.
+    """
+
+    def __init__(self, pattern: str):
+        self.p = pattern
+        self.i = 0
+
+    def translate(self) -> str:
+        p = self.p
+        anchored_start = p.startswith("^")
+        anchored_end = p.endswith("$") and not p.endswith("\\$")
+        body = p[1 if anchored_start else 0 : len(p) - 1 if anchored_end else len(p)]
+        self.p, self.i = body, 0
+        expr = self._alternation()
+        if self.i != len(self.p):
+            raise _UnsupportedPattern(f"unexpected {self.p[self.i]!r} at {self.i}")
+        # JSON Schema patterns are searches, not full matches
+        parts = ([] if anchored_start else ["char*"]) + [expr] + ([] if anchored_end else ["char*"])
+        return " ".join(parts)
+
+    def _alternation(self) -> str:
+        alts = [self._sequence()]
+        while self.i < len(self.p) and self.p[self.i] == "|":
+            self.i += 1
+            alts.append(self._sequence())
+        return alts[0] if len(alts) == 1 else "(" + " | ".join(alts) + ")"
+
+    def _sequence(self) -> str:
+        items: list[str] = []
+        while self.i < len(self.p) and self.p[self.i] not in "|)":
+            atom = self._atom()
+            items.append(self._quantified(atom))
+        return " ".join(items) if items else '""'
+
+    def _quantified(self, atom: str) -> str:
+        p = self.p
+        if self.i >= len(p):
+            return atom
+        c = p[self.i]
+        lo: int
+        hi: int | None
+        if c in "*+?":
+            self.i += 1
+            lo, hi = {"*": (0, None), "+": (1, None), "?": (0, 1)}[c]
+        elif c == "{":
+            m = re.match(r"\{(\d*)(,?)(\d*)\}", p[self.i :])
+            if not m or (not m.group(1) and not m.group(3)):
+                # a literal brace, as in Python's re
+                return atom
+            self.i += m.end()
+            lo = int(m.group(1) or 0)
+            hi = lo if not m.group(2) else (int(m.group(3)) if m.group(3) else None)
+        else:
+            return atom
+        if self.i < len(p) and p[self.i] in "?+":  # lazy / possessive: same language
+            self.i += 1
+        return _repeat(_group(atom), lo, hi)
+
+    def _atom(self) -> str:
+        p = self.p
+        c = p[self.i]
+        if c == "(":
+            self.i += 1
+            if p.startswith("?:", self.i):
+                self.i += 2
+            elif p.startswith("?P<", self.i) or (p.startswith("?<", self.i) and p[self.i + 2 : self.i + 3] not in "=!"):
+                self.i = p.index(">", self.i) + 1
+            elif p.startswith("?", self.i):
+                raise _UnsupportedPattern("lookaround and inline flags are not supported")
+            inner = self._alternation()
+            if self.i >= len(p) or p[self.i] != ")":
+                raise _UnsupportedPattern("unbalanced parenthesis")
+            self.i += 1
+            return f"({inner})"
+        if c == "[":
+            return self._class()
+        if c == ".":
+            self.i += 1
+            return "char"
+        if c == "\\":
+            return self._escape()
+        if c in "*+?":
+            raise _UnsupportedPattern(f"nothing to repeat at {self.i}")
+        if c in "^$":
+            raise _UnsupportedPattern("anchors are only supported at the ends")
+        self.i += 1
+        return gbnf_literal(json.dumps(c, ensure_ascii=False)[1:-1])
+
+    def _escape(self) -> str:
+        p = self.p
+        if self.i + 1 >= len(p):
+            raise _UnsupportedPattern("trailing backslash")
+        e = p[self.i + 1]
+        self.i += 2
+        if e in _CLASS_ESCAPES:
+            ranges, neg = _CLASS_ESCAPES[e]
+            return _json_char_alts(list(ranges), neg)
+        if e.isdigit() and e != "0" or e in "bBAzZkpP":
+            raise _UnsupportedPattern(f"\\{e} is not supported")
+        ch = self._escaped_char(e)
+        return gbnf_literal(json.dumps(ch, ensure_ascii=False)[1:-1])
+
+    def _escaped_char(self, e: str) -> str:
+        p = self.p
+        if e in _SIMPLE_ESCAPES:
+            return _SIMPLE_ESCAPES[e]
+        if e in "xu":
+            n = 2 if e == "x" else 4
+            hexd = p[self.i : self.i + n]
+            if len(hexd) != n or not all(h in "0123456789abcdefABCDEF" for h in hexd):
+                raise _UnsupportedPattern(f"bad \\{e} escape")
+            self.i += n
+            return chr(int(hexd, 16))
+        if e.isalnum():
+            raise _UnsupportedPattern(f"\\{e} is not supported")
+        return e
+
+    def _class(self) -> str:
+        p = self.p
+        self.i += 1
+        negate = p.startswith("^", self.i)
+        if negate:
+            self.i += 1
+        ranges: list[tuple[str, str]] = []
+        first = True
+        while True:
+            if self.i >= len(p):
+                raise _UnsupportedPattern("unterminated character class")
+            c = p[self.i]
+            if c == "]" and not first:
+                self.i += 1
+                break
+            first = False
+            if c == "\\":
+                e = p[self.i + 1 : self.i + 2]
+                self.i += 2
+                if e in _CLASS_ESCAPES:
+                    sub, sub_neg = _CLASS_ESCAPES[e]
+                    if sub_neg:
+                        raise _UnsupportedPattern(f"\\{e} inside a class is not supported")
+                    ranges += sub
+                    continue
+                lo = self._escaped_char(e)
+            else:
+                lo = c
+                self.i += 1
+            if p.startswith("-", self.i) and self.i + 1 < len(p) and p[self.i + 1] != "]":
+                self.i += 1
+                c2 = p[self.i]
+                if c2 == "\\":
+                    e2 = p[self.i + 1 : self.i + 2]
+                    self.i += 2
+                    hi = self._escaped_char(e2)
+                else:
+                    hi = c2
+                    self.i += 1
+                if hi < lo:
+                    raise _UnsupportedPattern("bad character range")
+                ranges.append((lo, hi))
+            else:
+                ranges.append((lo, lo))
+        return _json_char_alts(ranges, negate)
+
+
+# --------------------------------------------------------------------------
+# The converter
+# --------------------------------------------------------------------------
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9-]+", "-", name).strip("-") or "r"
+
+
+def _number_bound(schema: Mapping[str, Any], key: str, excl_key: str, lower: bool) -> float | None:
+    """The effective inclusive bound, handling both draft-4 (bool) and draft-6+ (number) exclusives."""
+    bound = schema.get(key)
+    excl = schema.get(excl_key)
+    if isinstance(excl, bool):
+        if excl and isinstance(bound, (int, float)):
+            return math.floor(bound) + 1 if lower else math.ceil(bound) - 1
+        excl = None
+    candidates = []
+    if isinstance(bound, (int, float)) and not isinstance(bound, bool):
+        candidates.append(math.ceil(bound) if lower else math.floor(bound))
+    if isinstance(excl, (int, float)):
+        candidates.append(math.floor(excl) + 1 if lower else math.ceil(excl) - 1)
+    if not candidates:
+        return None
+    return max(candidates) if lower else min(candidates)
+
+
+class GrammarBuilder:
+    """Accumulates GBNF rules; converts JSON schemas into rules of one grammar.
+
+    Use it directly to put several schemas in one grammar (as the tool-call
+    grammar does)::
+
+        b = GrammarBuilder()
+        args = b.add_schema(params_schema, "get-weather-args")
+        b.add_rule("root", '"<call>" ' + args)
+        text = b.format()
+
+    Rule bodies are deduplicated, so repeated sub-schemas cost one rule.
+    """
+
+    def __init__(self) -> None:
+        self._rules: dict[str, str] = {}
+        self._by_body: dict[str, str] = {}
+        self._refs: dict[tuple[int, str], str] = {}
+        self._docs: list[Any] = []
+
+    # -- rules ---------------------------------------------------------------
+
+    def add_rule(self, name: str, body: str) -> str:
+        """Add ``name ::= body`` (the name is made unique and GBNF-safe); return the name.
+
+        When an identical body already exists under another name, that name
+        is returned instead and nothing is added.
+        """
+        existing = self._by_body.get(body)
+        if existing is not None:
+            return existing
+        name = self._unique(name)
+        self._rules[name] = body
+        self._by_body[body] = name
+        return name
+
+    def primitive(self, name: str) -> str:
+        """Ensure a built-in rule (``ws``, ``string``, ``value``, ``object``, ...) exists; return its name."""
+        if name not in self._rules:
+            body, deps = _PRIMITIVES[name]
+            self._rules[name] = body
+            self._by_body.setdefault(body, name)
+            for d in deps:
+                self.primitive(d)
+        return name
+
+    def _unique(self, hint: str) -> str:
+        base = _sanitize(hint)
+        if base in _PRIMITIVES:
+            base += "-r"
+        name, n = base, 1
+        while name in self._rules:
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    def format(self, root: str = "root") -> str:
+        """The grammar text, with ``root`` first."""
+        lines = []
+        if root in self._rules:
+            lines.append(f"{root} ::= {self._rules[root]}")
+        for name, body in self._rules.items():
+            if name != root:
+                lines.append(f"{name} ::= {body}")
+        return "\n".join(lines) + "\n"
+
+    # -- schemas ----------------------------------------------------------------
+
+    def add_schema(self, schema: Any, name: str = "root") -> str:
+        """Convert ``schema``; return a rule name matching it (and the whitespace after it).
+
+        ``$ref`` pointers resolve against ``schema`` itself. With ``name``
+        ``"root"`` (and no root yet) the result is the grammar's root rule.
+        """
+        self._docs.append(schema)
+        expr = self._visit(schema, name, doc=len(self._docs) - 1)
+        if name == "root" and "root" not in self._rules:
+            self._rules["root"] = expr
+            return "root"
+        return self._as_rule(expr, name)
+
+    def _resolve(self, ref: str, doc: int) -> tuple[Any, str]:
+        if not ref.startswith("#"):
+            raise GrammarError(f"only local $ref ('#/...') is supported, got {ref!r}")
+        target = self._docs[doc]
+        pointer = unquote(ref[1:])
+        if pointer:
+            if not pointer.startswith("/"):
+                raise GrammarError(f"bad $ref {ref!r}")
+            for part in pointer[1:].split("/"):
+                part = part.replace("~1", "/").replace("~0", "~")
+                try:
+                    if isinstance(target, list):
+                        target = target[int(part)]
+                    else:
+                        target = target[part]
+                except (KeyError, IndexError, ValueError, TypeError):
+                    raise GrammarError(f"$ref {ref!r} does not resolve") from None
+        hint = pointer.rsplit("/", 1)[-1] or "root-ref"
+        return target, hint
+
+    def _deref(self, schema: Any, doc: int, depth: int = 0) -> Any:
+        """Follow ``$ref`` chains (for merging in allOf / anyOf); not for recursion."""
+        while isinstance(schema, Mapping) and "$ref" in schema:
+            if depth > 32:
+                raise GrammarError("$ref chain too deep")
+            schema, _ = self._resolve(schema["$ref"], doc)
+            depth += 1
+        return schema
+
+    def _visit(self, schema: Any, hint: str, doc: int) -> str:
+        if schema is True or schema == {}:
+            return self.primitive("value")
+        if schema is False:
+            raise GrammarError(f"schema at {hint!r} is 'false' and matches nothing")
+        if not isinstance(schema, Mapping):
+            raise GrammarError(f"schema at {hint!r} must be an object or a boolean, got {type(schema).__name__}")
+
+        if "$ref" in schema:
+            key = (doc, schema["$ref"])
+            if key not in self._refs:
+                target, ref_hint = self._resolve(schema["$ref"], doc)
+                # reserve the name first so that recursive references resolve to it
+                name = self._unique(ref_hint)
+                self._refs[key] = name
+                self._rules[name] = '""'
+                body = self._visit(target, ref_hint, doc)
+                self._rules[name] = body
+                self._by_body.setdefault(body, name)
+            return self._refs[key]
+
+        if "const" in schema:
+            return self._literal_values([schema["const"]])
+        if "enum" in schema:
+            values = schema["enum"]
+            if not isinstance(values, list) or not values:
+                raise GrammarError(f"enum at {hint!r} must be a non-empty list")
+            return self._literal_values(values)
+
+        if "allOf" in schema:
+            merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+            for sub in schema["allOf"]:
+                merged = _merge(merged, self._deref(sub, doc))
+            return self._visit(merged, hint, doc)
+
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                subs = schema[key]
+                if not isinstance(subs, list) or not subs:
+                    raise GrammarError(f"{key} at {hint!r} must be a non-empty list")
+                rest = {k: v for k, v in schema.items() if k != key}
+                alts = []
+                for i, sub in enumerate(subs):
+                    if rest and isinstance(sub, Mapping) and _constrains(rest):
+                        sub = _merge(dict(rest), self._deref(sub, doc))
+                    alts.append(self._visit(sub, f"{hint}-{i}", doc))
+                return self._alternatives(alts, hint)
+
+        typ = schema.get("type")
+        if isinstance(typ, list):
+            if not typ:
+                raise GrammarError(f"type at {hint!r} is an empty list")
+            alts = [self._visit({**schema, "type": t}, f"{hint}-{t}", doc) for t in typ]
+            return self._alternatives(alts, hint)
+        if schema.get("nullable") is True and typ != "null":
+            base = self._visit({k: v for k, v in schema.items() if k != "nullable"}, hint, doc)
+            return self._alternatives([base, self.primitive("null")], hint)
+
+        if typ is None:
+            if any(k in schema for k in ("properties", "additionalProperties", "required")):
+                typ = "object"
+            elif any(k in schema for k in ("items", "prefixItems", "minItems", "maxItems")):
+                typ = "array"
+            elif any(k in schema for k in ("pattern", "format", "minLength", "maxLength")):
+                typ = "string"
+            else:
+                return self.primitive("value")
+
+        if typ == "object":
+            return self._object(schema, hint, doc)
+        if typ == "array":
+            return self._array(schema, hint, doc)
+        if typ == "string":
+            return self._string(schema, hint)
+        if typ == "integer":
+            return self._integer(schema, hint)
+        if typ == "number":
+            lo = schema.get("minimum", schema.get("exclusiveMinimum"))
+            if isinstance(lo, (int, float)) and not isinstance(lo, bool) and lo >= 0:
+                # the one number bound that is cheap to enforce: no sign
+                return self.add_rule(
+                    f"{hint}-number",
+                    f'{_INT_DIGITS} ( "." [0-9]{{1,16}} )? ( [eE] [-+]? [0-9]{{1,3}} )? {self.primitive("ws")}',
+                )
+            return self.primitive("number")
+        if typ == "boolean":
+            return self.primitive("boolean")
+        if typ == "null":
+            return self.primitive("null")
+        raise GrammarError(f"unknown type {typ!r} at {hint!r}")
+
+    def _literal_values(self, values: list[Any]) -> str:
+        lits = []
+        for v in values:
+            text = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+            lits.append(gbnf_literal(text))
+        lits = list(dict.fromkeys(lits))
+        body = lits[0] if len(lits) == 1 else "(" + " | ".join(lits) + ")"
+        return f"{body} {self.primitive('ws')}"
+
+    def _alternatives(self, alts: list[str], hint: str) -> str:
+        alts = list(dict.fromkeys(alts))
+        if len(alts) == 1:
+            return alts[0]
+        return " | ".join(self._as_rule(a, f"{hint}-alt") for a in alts)
+
+    def _as_rule(self, expr: str, hint: str) -> str:
+        """A single-term reference to ``expr`` (a new rule when it is compound)."""
+        if re.fullmatch(r"[a-zA-Z0-9-]+", expr):
+            return expr
+        return self.add_rule(hint, expr)
+
+    def _object(self, schema: Mapping[str, Any], hint: str, doc: int) -> str:
+        ws = self.primitive("ws")
+        props = schema.get("properties") or {}
+        if not isinstance(props, Mapping):
+            raise GrammarError(f"properties at {hint!r} must be an object")
+        required = set(schema.get("required") or [])
+        names = list(props.keys()) + [r for r in schema.get("required") or [] if r not in props]
+        extra = schema.get("additionalProperties")
+        if extra is None:
+            # {"type": "object"} is any object; once properties are listed
+            # (even none, as in a tool without parameters) only those appear
+            extra = "properties" not in schema and not required
+        if extra is False and not names:
+            return self.add_rule(f"{hint}-obj", f'"{{" {ws} "}}" {ws}')
+
+        # key-value rules, in schema order
+        items: list[tuple[str, bool]] = []
+        for name in names:
+            sub = props.get(name, True)
+            value = self._as_rule(self._visit(sub, f"{hint}-{name}", doc), f"{hint}-{name}")
+            kv = self.add_rule(f"{hint}-{name}-kv", f"{gbnf_literal(json.dumps(name, ensure_ascii=False))} {ws} \":\" {ws} {value}")
+            items.append((kv, name in required))
+        extra_kv = None
+        if extra is not False:
+            extra_value = self.primitive("value") if extra is True else self._as_rule(
+                self._visit(extra, f"{hint}-additional", doc), f"{hint}-additional"
+            )
+            extra_kv = self.add_rule(f"{hint}-additional-kv", f'{self.primitive("string")} ":" {ws} {extra_value}')
+
+        # A chain of rules so that commas are right whatever subset of the
+        # optional properties is present: tail(i) follows at least one
+        # emitted member, head(i) is used while nothing has been emitted yet.
+        n = len(items)
+        tail_extra = f'( "," {ws} {extra_kv} )*' if extra_kv else ""
+        head_extra = f"( {extra_kv} {tail_extra} )?" if extra_kv else ""
+
+        def tail(i: int) -> str:
+            parts = []
+            for kv, req in items[i:]:
+                parts.append(f'"," {ws} {kv}' if req else f'( "," {ws} {kv} )?')
+            if tail_extra:
+                parts.append(tail_extra)
+            return " ".join(parts)
+
+        # head(i): the members when nothing was emitted before position i.
+        #   head(i) = kv_i tail(i+1)                 for a required i
+        #   head(i) = kv_i tail(i+1) | head(i+1)     for an optional i
+        # Only positions up to the first required property are ever needed.
+        first_req = next((i for i, (_, req) in enumerate(items) if req), n)
+        if first_req < n:
+            members = f"{items[first_req][0]} {tail(first_req + 1)}".strip()
+        else:
+            members = head_extra
+        for i in range(first_req - 1, -1, -1):
+            this = f"{items[i][0]} {tail(i + 1)}".strip()
+            if members:
+                rest = self._as_rule(members, f"{hint}-from-{i + 1}")
+                members = f"{this} | {rest}"
+            else:
+                members = f"( {this} )?"
+            if i:
+                members = self.add_rule(f"{hint}-from-{i}", members)
+        if " | " in members and not members.startswith("("):
+            members = f"( {members} )"
+        body = " ".join(p for p in ('"{"', ws, members.strip(), '"}"', ws) if p)
+        return self.add_rule(f"{hint}-obj", body)
+
+    def _array(self, schema: Mapping[str, Any], hint: str, doc: int) -> str:
+        ws = self.primitive("ws")
+        lo = int(schema.get("minItems") or 0)
+        hi = schema.get("maxItems")
+        hi = int(hi) if isinstance(hi, (int, float)) and not isinstance(hi, bool) else None
+        if hi is not None and hi < lo:
+            raise GrammarError(f"maxItems < minItems at {hint!r}")
+        prefix = schema.get("prefixItems")
+        items = schema.get("items", True)
+        if isinstance(items, list):  # draft-4 tuple form
+            prefix, items = items, schema.get("additionalItems", False)
+        if prefix:
+            elems = [self._as_rule(self._visit(s, f"{hint}-{i}", doc), f"{hint}-{i}") for i, s in enumerate(prefix)]
+            seq = " ".join([elems[0]] + [f'"," {ws} {e}' for e in elems[1:]])
+            if items is not False and items is not None and "items" in schema and not isinstance(schema["items"], list):
+                item = self._as_rule(self._visit(items, f"{hint}-item", doc), f"{hint}-item")
+                seq += f' ( "," {ws} {item} )*'
+            return self.add_rule(f"{hint}-arr", f'"[" {ws} {seq} "]" {ws}')
+        item = self._as_rule(self._visit(items if items is not None else True, f"{hint}-item", doc), f"{hint}-item")
+        if hi == 0:
+            return self.add_rule(f"{hint}-arr", f'"[" {ws} "]" {ws}')
+        more = _repeat(f'( "," {ws} {item} )', max(lo - 1, 0), None if hi is None else hi - 1)
+        elems = f"{item} {more}"
+        if lo == 0:
+            elems = f"( {elems} )?"
+        return self.add_rule(f"{hint}-arr", f'"[" {ws} {elems} "]" {ws}')
+
+    def _string(self, schema: Mapping[str, Any], hint: str) -> str:
+        ws = self.primitive("ws")
+        fmt = schema.get("format")
+        if fmt in _FORMATS:
+            body = self.primitive(_FORMATS[fmt])
+            return self.add_rule(f"{hint}-{fmt}", f'"\\"" {body} "\\"" {ws}')
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str):
+            self.primitive("char")
+            try:
+                body = _RegexToGbnf(pattern).translate()
+            except (_UnsupportedPattern, IndexError, ValueError) as exc:
+                # still produce valid JSON; the pattern just isn't enforced
+                log.warning("pattern %r is not enforced by the grammar: %s", pattern, exc)
+            else:
+                return self.add_rule(f"{hint}-pattern", f'"\\"" {body} "\\"" {ws}')
+        lo = int(schema.get("minLength") or 0)
+        hi = schema.get("maxLength")
+        hi = int(hi) if isinstance(hi, (int, float)) and not isinstance(hi, bool) else None
+        if lo == 0 and hi is None:
+            return self.primitive("string")
+        char = self.primitive("char")
+        return self.add_rule(f"{hint}-string", f'"\\"" {_repeat(char, lo, hi)} "\\"" {ws}')
+
+    def _integer(self, schema: Mapping[str, Any], hint: str) -> str:
+        lo = _number_bound(schema, "minimum", "exclusiveMinimum", lower=True)
+        hi = _number_bound(schema, "maximum", "exclusiveMaximum", lower=False)
+        if lo is None and hi is None:
+            return self.primitive("integer")
+        body = _integer_range(None if lo is None else int(lo), None if hi is None else int(hi))
+        return self.add_rule(f"{hint}-int", f"{body} {self.primitive('ws')}")
+
+
+def _constrains(schema: Mapping[str, Any]) -> bool:
+    return any(k in _CONSTRAINING for k in schema)
+
+
+def _merge(a: dict[str, Any], b: Any) -> dict[str, Any]:
+    """Shallow allOf-style merge: properties are united, required lists joined."""
+    if b is True or b is None:
+        return a
+    if not isinstance(b, Mapping):
+        raise GrammarError("allOf entries must be schemas")
+    out = dict(a)
+    for k, v in b.items():
+        if k == "properties" and isinstance(out.get(k), Mapping):
+            out[k] = {**out[k], **v}
+        elif k == "required" and isinstance(out.get(k), list):
+            out[k] = list(dict.fromkeys([*out[k], *v]))
+        else:
+            out[k] = v
+    return out
+
+
+def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str) -> str:
+    """GBNF grammar (root rule ``root``) that accepts JSON text valid for ``schema``.
+
+    ``schema`` may also be given as JSON text. Raises :class:`GrammarError` for
+    schemas that cannot be converted (``false``, unresolvable ``$ref``,
+    unknown ``type``). Keywords the converter does not enforce are ignored;
+    see the module docstring for the list of enforced ones.
+    """
+    if isinstance(schema, (str, bytes)):
+        try:
+            schema = json.loads(schema)
+        except ValueError as exc:
+            raise GrammarError(f"schema is not valid JSON: {exc}") from None
+    b = GrammarBuilder()
+    b.add_schema(schema, "root")
+    return b.format()
+
+
+def _any_json_grammar(root_rule: str) -> str:
+    b = GrammarBuilder()
+    b.primitive(root_rule)
+    b.add_rule("root", root_rule)
+    return b.format()
+
+
+#: Any JSON object (``response_format: {"type": "json_object"}``).
+JSON_OBJECT_GRAMMAR: str = _any_json_grammar("object")
+#: Any JSON value.
+JSON_VALUE_GRAMMAR: str = _any_json_grammar("value")

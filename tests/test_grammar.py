@@ -1,0 +1,365 @@
+"""jan.templates.grammar: JSON schema -> GBNF, checked with llama.cpp's own grammar engine.
+
+``llama_cpp.LlamaGrammar.from_string`` does not parse anything in
+llama-cpp-python 0.3.x (it only stores the text), so these tests go one level
+down: ``llama_sampler_init_grammar`` (NULL for invalid GBNF) on the vocabulary
+of a vocab-only GGUF, and the sampler itself decides whether a text is
+accepted — byte token by byte token, ending with EOS, which the grammar only
+allows once the text is complete.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import random
+
+import pytest
+
+from jan.templates.grammar import (
+    JSON_OBJECT_GRAMMAR,
+    JSON_VALUE_GRAMMAR,
+    GrammarError,
+    gbnf_literal,
+    json_schema_to_grammar,
+)
+from jan.templates.tool_calls import parse_tool_calls, tool_call_grammar
+
+
+class LlamaGrammarChecker:
+    """Validates grammars and runs texts through llama.cpp's grammar sampler."""
+
+    def __init__(self, vocab_gguf):
+        import llama_cpp as L
+
+        self.L = L
+        L.llama_backend_init()
+        params = L.llama_model_default_params()
+        params.vocab_only = True
+        self.model = L.llama_model_load_from_file(str(vocab_gguf).encode(), params)
+        if not self.model:
+            raise RuntimeError(f"llama.cpp could not load {vocab_gguf}")
+        self.vocab = L.llama_model_get_vocab(self.model)
+        # single-byte tokens (<0x00>..<0xFF>) spell any text, so a text is
+        # checked byte by byte whatever the tokenizer would do with it
+        self.byte_token: dict[int, int] = {}
+        for t in range(L.llama_vocab_n_tokens(self.vocab)):
+            text = L.llama_vocab_get_text(self.vocab, t) or b""
+            if len(text) == 6 and text.startswith(b"<0x") and text.endswith(b">"):
+                self.byte_token[int(text[3:5], 16)] = t
+        assert len(self.byte_token) == 256
+        self.eos = L.llama_vocab_eos(self.vocab)
+
+    def close(self) -> None:
+        self.L.llama_model_free(self.model)
+
+    def _sampler(self, grammar: str):
+        return self.L.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+
+    def parses(self, grammar: str) -> bool:
+        sampler = self._sampler(grammar)
+        if not sampler:
+            return False
+        self.L.llama_sampler_free(sampler)
+        return True
+
+    def _allowed(self, sampler, token: int) -> bool:
+        data = (self.L.llama_token_data * 1)(self.L.llama_token_data(token, 0.0, 0.0))
+        arr = self.L.llama_token_data_array(data, 1, -1, False)
+        self.L.llama_sampler_apply(sampler, ctypes.byref(arr))
+        return data[0].logit != float("-inf")
+
+    def accepts(self, grammar: str, text: str) -> bool:
+        sampler = self._sampler(grammar)
+        assert sampler, "grammar does not parse"
+        try:
+            for byte in text.encode("utf-8"):
+                token = self.byte_token[byte]
+                # never accept a rejected token: llama.cpp aborts on that
+                if not self._allowed(sampler, token):
+                    return False
+                self.L.llama_sampler_accept(sampler, token)
+            return self._allowed(sampler, self.eos)
+        finally:
+            self.L.llama_sampler_free(sampler)
+
+
+@pytest.fixture(scope="module")
+def llama(vocab_dir):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is needed to check grammars")
+    path = vocab_dir / "ggml-vocab-phi-3.gguf"
+    if not path.exists():
+        pytest.skip(f"shared models missing: {path} not found")
+    checker = LlamaGrammarChecker(path)
+    yield checker
+    checker.close()
+
+
+def check(llama, schema, good, bad):
+    grammar = json_schema_to_grammar(schema)
+    assert llama.parses(grammar), grammar
+    for text in good:
+        assert llama.accepts(grammar, text), f"should accept {text!r}\n{grammar}"
+    for text in bad:
+        assert not llama.accepts(grammar, text), f"should reject {text!r}\n{grammar}"
+    return grammar
+
+
+def test_checker_catches_invalid_grammars(llama):
+    assert llama.parses('root ::= "a"')
+    assert not llama.parses('root ::= "a" | bad(')
+    assert not llama.parses('root ::= undefined-rule')
+    assert not llama.parses('root ::= "unterminated')
+    assert not llama.parses('other ::= "a"')  # no root rule
+    assert llama.accepts('root ::= "a" [0-9]+', "a12")
+    assert not llama.accepts('root ::= "a" [0-9]+', "a")
+
+
+def test_json_object_grammar(llama):
+    assert llama.parses(JSON_OBJECT_GRAMMAR) and llama.parses(JSON_VALUE_GRAMMAR)
+    for text in ['{}', '{"a": [1, 2.5, -3e10, {"b": null}], "c": "x\\"y\\u00e9", "d": true}', '{\n  "k": "v"\n}', '{"é": "日本"}']:
+        assert llama.accepts(JSON_OBJECT_GRAMMAR, text), text
+    for text in ["[1]", '"s"', '{"a": 1', "{'a': 1}", '{"a": 01}', '{"a": 1,}', "", '{"a":\n\n\n\n1}']:
+        assert not llama.accepts(JSON_OBJECT_GRAMMAR, text), text
+    assert llama.accepts(JSON_VALUE_GRAMMAR, "[1, \"x\"]") and llama.accepts(JSON_VALUE_GRAMMAR, "null")
+
+
+def test_nested_object_array_enum_schema(llama):
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer", "minimum": 0, "maximum": 150},
+            "tags": {"type": "array", "items": {"enum": ["red", "green", 'say "hi"']}, "maxItems": 2},
+            "address": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "zip": {"type": "string", "pattern": "^[0-9]{5}$"}},
+                "required": ["city"],
+            },
+        },
+        "required": ["name", "address"],
+    }
+    grammar = check(
+        llama,
+        schema,
+        good=[
+            '{"name": "Ann", "address": {"city": "Paris"}}',
+            '{"name": "Ann", "age": 150, "tags": ["red", "say \\"hi\\""], "address": {"city": "P", "zip": "75001"}}',
+            '{\n  "name": "Ann",\n  "tags": [],\n  "address": {\n    "city": "P"\n  }\n}',
+        ],
+        bad=[
+            '{"address": {"city": "P"}}',  # name is required
+            '{"name": "Ann", "age": 151, "address": {"city": "P"}}',
+            '{"name": "Ann", "age": -1, "address": {"city": "P"}}',
+            '{"name": "Ann", "tags": ["blue"], "address": {"city": "P"}}',
+            '{"name": "Ann", "tags": ["red", "red", "red"], "address": {"city": "P"}}',
+            '{"name": "Ann", "address": {"city": "P", "zip": "7500"}}',
+            '{"name": "Ann", "address": {}}',
+            '{"name": "Ann", "address": {"city": "P"}, "extra": 1}',
+            '{"address": {"city": "P"}, "name": "Ann"}',  # properties come in schema order
+        ],
+    )
+    # spot-check the structure
+    lines = dict(line.split(" ::= ", 1) for line in grammar.strip().splitlines())
+    assert lines["root"] == "root-obj"
+    assert lines["root-tags-item"] == '("\\"red\\"" | "\\"green\\"" | "\\"say \\\\\\"hi\\\\\\"\\"") ws'
+    assert lines["root-tags-arr"] == '"[" ws ( root-tags-item ( "," ws root-tags-item )? )? "]" ws'
+    assert lines["root-address-obj"] == '"{" ws root-address-city-kv ( "," ws root-address-zip-kv )? "}" ws'
+    assert lines["root-name-kv"] == '"\\"name\\"" ws ":" ws string'
+    assert lines["ws"] == '| " " | "\\n" [ \\t]{0,20}'
+
+
+def test_every_subset_of_optional_properties(llama):
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "integer"}, "c": {"type": "boolean"}, "d": {"type": "null"}},
+        "required": ["c"],
+    }
+    grammar = json_schema_to_grammar(schema)
+    values = {"a": '"s"', "b": "1", "c": "true", "d": "null"}
+    for present in itertools.product([False, True], repeat=4):
+        text = "{" + ", ".join(f'"{k}": {values[k]}' for k, on in zip("abcd", present) if on) + "}"
+        assert llama.accepts(grammar, text) == present[2], text
+
+
+def test_additional_properties(llama):
+    check(
+        llama,
+        {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "integer"}},
+        good=["{}", '{"a": "x"}', '{"x": 1, "y": 2}', '{"a": "x", "z": 3}'],
+        bad=['{"x": "s"}', '{"z": 3, "a": "x"}'],
+    )
+    check(llama, {"type": "object", "additionalProperties": False}, good=["{}"], bad=['{"a": 1}'])
+    check(llama, {"type": "object"}, good=["{}", '{"any": [1, {"x": null}]}'], bad=["[]"])
+
+
+def test_enum_and_const_values_are_escaped(llama):
+    values = ['it\'s "quoted"', "new\nline", "back\\slash", "ünïcödé 日本", "tab\there"]
+    check(
+        llama,
+        {"enum": values + [1, None, True]},
+        good=[json.dumps(v, ensure_ascii=False) for v in values] + ["1", "null", "true"],
+        bad=['"x"', "2", "false"],
+    )
+    check(llama, {"const": {"a": [1, "b"]}}, good=['{"a":[1,"b"]}'], bad=['{"a":[1]}'])
+
+
+def test_any_of_one_of_type_lists_nullable(llama):
+    check(
+        llama,
+        {"anyOf": [{"type": "string", "minLength": 2, "maxLength": 3}, {"type": "null"}]},
+        good=['"ab"', '"abc"', "null"],
+        bad=['"a"', '"abcd"', "1"],
+    )
+    check(llama, {"oneOf": [{"type": "boolean"}, {"type": "number"}]}, good=["true", "-1.5e-3"], bad=['"x"'])
+    check(llama, {"type": ["integer", "null"]}, good=["3", "null"], bad=["1.5"])
+    check(llama, {"type": "string", "nullable": True}, good=['"x"', "null"], bad=["1"])
+
+
+def test_refs_defs_and_recursion(llama):
+    tree = {
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+                "required": ["name"],
+            }
+        },
+        "$ref": "#/$defs/node",
+    }
+    check(
+        llama,
+        tree,
+        good=['{"name": "a"}', '{"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]}'],
+        bad=['{"children": []}', '{"name": "a", "children": [{}]}'],
+    )
+    check(
+        llama,
+        {"definitions": {"pos": {"type": "integer", "minimum": 1}}, "type": "array", "items": {"$ref": "#/definitions/pos"}},
+        good=["[1, 20]"],
+        bad=["[0]"],
+    )
+
+
+def test_array_bounds_and_tuples(llama):
+    check(
+        llama,
+        {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 3},
+        good=["[1, 2]", "[1,2,3.5]"],
+        bad=["[]", "[1]", "[1, 2, 3, 4]"],
+    )
+    check(llama, {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}]}, good=['["a", 1]'], bad=['["a"]', '[1, "a"]'])
+    check(llama, {"type": "array", "maxItems": 0}, good=["[]"], bad=["[1]"])
+
+
+def test_integer_ranges_match_python(llama):
+    rng = random.Random(7)
+    for lo, hi in [(None, None), (0, None), (5, None), (-3, 120), (None, -7), (None, 13), (7, 7), (-15, -3), (99, 1001), (-1000, 0)]:
+        schema = {"type": "integer"}
+        if lo is not None:
+            schema["minimum"] = lo
+        if hi is not None:
+            schema["maximum"] = hi
+        grammar = json_schema_to_grammar(schema)
+        assert llama.parses(grammar), grammar
+        for v in rng.sample(range(-1200, 1200), 60) + [lo or 0, hi or 0, (lo or 0) - 1, (hi or 0) + 1, 0, 10**9, -(10**9)]:
+            expected = (lo is None or v >= lo) and (hi is None or v <= hi)
+            assert llama.accepts(grammar, str(v)) == expected, (lo, hi, v)
+        assert not llama.accepts(grammar, "01")
+    check(llama, {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 3}, good=["1", "2"], bad=["0", "3"])
+
+
+def test_string_formats_and_patterns(llama):
+    check(llama, {"type": "string", "format": "date"}, good=['"2024-02-29"'], bad=['"2024-13-01"', '"24-01-01"'])
+    check(
+        llama,
+        {"type": "string", "format": "date-time"},
+        good=['"2024-01-01T10:00:00Z"', '"2024-01-01T10:00:00.123+02:00"'],
+        bad=['"2024-01-01 10:00"'],
+    )
+    check(llama, {"type": "string", "format": "uuid"}, good=['"123e4567-e89b-12d3-a456-426614174000"'], bad=['"123"'])
+    check(llama, {"type": "string", "pattern": "^[a-z]+(-[a-z]+)*$"}, good=['"abc-def"'], bad=['"abc-"', '""', '"aBc"'])
+    check(llama, {"type": "string", "pattern": "^\\d{3}\\.\\w?$"}, good=['"123.x"', '"123."'], bad=['"123x"'])
+    check(llama, {"type": "string", "pattern": "ab"}, good=['"xxaby"', '"ab"'], bad=['"ba"'])  # unanchored = search
+    check(llama, {"type": "string", "pattern": '^[^"]$'}, good=['"a"'], bad=['"\\""'])
+    # lookaround is not supported: still a valid JSON string grammar
+    check(llama, {"type": "string", "pattern": "^(?=a)a$"}, good=['"anything"'], bad=["1"])
+
+
+def test_all_of_is_merged(llama):
+    check(
+        llama,
+        {"allOf": [{"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+                   {"properties": {"b": {"type": "integer"}}, "required": ["b"]}]},
+        good=['{"a": "x", "b": 1}'],
+        bad=['{"a": "x"}', '{"b": 1}'],
+    )
+
+
+def test_odd_property_names(llama):
+    check(
+        llama,
+        {"type": "object", "properties": {"weird key-name": {"type": "string"}, 'quo"te': {"type": "integer"}, "日本": {"type": "boolean"}},
+         "required": ["weird key-name", 'quo"te', "日本"]},
+        good=['{"weird key-name": "v", "quo\\"te": 1, "日本": false}'],
+        bad=['{"weird key-name": "v"}'],
+    )
+
+
+def test_schema_as_text_and_trivial_schemas(llama):
+    assert json_schema_to_grammar('{"type": "boolean"}') == json_schema_to_grammar({"type": "boolean"})
+    check(llama, {}, good=["1", '{"a": []}'], bad=["nope"])
+    check(llama, True, good=["[]"], bad=[""])
+
+
+def test_unconvertible_schemas_raise():
+    for schema, match in [
+        (False, "matches nothing"),
+        ({"$ref": "#/$defs/missing"}, "does not resolve"),
+        ({"$ref": "https://example.com/schema.json"}, "only local"),
+        ({"type": "decimal"}, "unknown type"),
+        ({"enum": []}, "non-empty"),
+        ({"type": "array", "minItems": 3, "maxItems": 1}, "maxItems"),
+        ("{not json", "not valid JSON"),
+        ({"type": "integer", "minimum": 5, "maximum": 1}, "empty"),
+    ]:
+        with pytest.raises(GrammarError, match=match):
+            json_schema_to_grammar(schema)
+    assert issubclass(GrammarError, ValueError)
+
+
+def test_gbnf_literal():
+    assert gbnf_literal('a"b\\c\nd\te\x01é') == '"a\\"b\\\\c\\nd\\te\\x01é"'
+
+
+def test_tool_call_grammar_is_valid_and_round_trips(llama):
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["C", "F"]}}, "required": ["city"]}}},
+        {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}},
+        {"type": "function", "function": {"name": "no_params"}},
+    ]
+    one = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}\n</tool_call>'
+    two = one + '\n<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>'
+    grammar = tool_call_grammar(tools, "required")
+    assert llama.parses(grammar), grammar
+    assert llama.accepts(grammar, one) and llama.accepts(grammar, two)
+    assert llama.accepts(grammar, '<tool_call>{"name": "no_params", "arguments": {"any": [1]}}</tool_call>')
+    for bad in [
+        "Sure!",
+        '<tool_call>\n{"name": "get_weather", "arguments": {"unit": "C"}}\n</tool_call>',  # city missing
+        '<tool_call>\n{"name": "other", "arguments": {}}\n</tool_call>',
+        '<tool_call>\n{"name": "now", "arguments": {"x": 1}}\n</tool_call>',
+        one + " and some text",
+    ]:
+        assert not llama.accepts(grammar, bad), bad
+    # whatever the grammar lets through, the parser reads back as calls
+    content, calls = parse_tool_calls(two, tools)
+    assert content is None and [c["function"]["name"] for c in calls] == ["get_weather", "now"]
+
+    named = tool_call_grammar(tools, {"type": "function", "function": {"name": "now"}}, parallel_tool_calls=False)
+    assert llama.parses(named)
+    assert llama.accepts(named, '<tool_call>{"name": "now", "arguments": {}}</tool_call>')
+    assert not llama.accepts(named, one)
+    assert not llama.accepts(named, '<tool_call>{"name": "now", "arguments": {}}</tool_call><tool_call>{"name": "now", "arguments": {}}</tool_call>')
