@@ -150,12 +150,14 @@ class LlamaCppExtension(Extension, InferenceExtension):
     def template_for(self, model: dict[str, Any], loaded: jan.Model) -> ChatTemplate:
         template = self._templates.get(model["id"])
         if template is None:
-            override = (model.get("settings") or {}).get("chat_template") or \
-                (model.get("settings") or {}).get("prompt_template")
+            settings = model.get("settings") or {}
             special = loaded.info.special_tokens
             bos = loaded.token_to_piece(special["bos"], special=True) if "bos" in special else ""
             eos = loaded.token_to_piece(special["eos"], special=True) if "eos" in special else ""
-            template = resolve_template(loaded.metadata, override, bos_token=bos, eos_token=eos)
+            # Jan's model.json always carries a prompt_template: it only stands in when the
+            # GGUF has no template of its own; an explicit chat_template overrides.
+            template = resolve_template(loaded.metadata, settings.get("chat_template"),
+                                        fallback=settings.get("prompt_template"), bos_token=bos, eos_token=eos)
             self._templates[model["id"]] = template
         return template
 
