@@ -13,7 +13,7 @@ import logging
 from aiohttp import web
 from pydantic import ValidationError
 
-from jan.errors import ContextOverflowError, ModelLoadError, ModelNotFoundError, QueueFullError
+from jan.errors import ContextOverflowError, EngineError, JanError, ModelLoadError, ModelNotFoundError, QueueFullError
 
 log = logging.getLogger("jan.server")
 
@@ -66,7 +66,7 @@ def from_validation_error(err: ValidationError) -> APIError:
 def to_api_error(exc: BaseException) -> APIError:
     """Map any exception to the error a client should see."""
     from jan.store.errors import AlreadyExistsError, InvalidIdError, LockTimeoutError, NotFoundError as StoreNotFound
-    from jan.core.exceptions import NotFoundError as CoreNotFound, SettingsValidationError
+    from jan.core.exceptions import ExtensionNotFoundError, NotFoundError as CoreNotFound, SettingsValidationError
 
     if isinstance(exc, APIError):
         return exc
@@ -78,6 +78,9 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, (StoreNotFound, CoreNotFound)):
         return APIError(404, str(exc), code="not_found")
+    if isinstance(exc, ExtensionNotFoundError):
+        return APIError(503, f"No enabled extension provides this service: {exc}", type="server_error",
+                        code="extension_unavailable")
     if isinstance(exc, QueueFullError):
         return APIError(503, str(exc), type="server_error", code="queue_full")
     if isinstance(exc, AlreadyExistsError):
@@ -90,7 +93,12 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError(400, str(exc), code="invalid_settings")
     if isinstance(exc, ModelLoadError):
         return APIError(500, str(exc), type="server_error", code="model_load_failed")
+    if isinstance(exc, EngineError):  # its message is meant for users (e.g. a remote upstream is unreachable)
+        return APIError(getattr(exc, "http_status", 500), str(exc), type="server_error",
+                        code=getattr(exc, "code", None) or "engine_error")
     if isinstance(exc, ValueError):  # engine and template argument errors (TemplateError too)
+        if isinstance(exc, JanError):  # e.g. a remote upstream's 400, with the field it named
+            return APIError(400, str(exc), param=getattr(exc, "param", None), code=getattr(exc, "code", None))
         return APIError(400, str(exc))
     log.exception("internal error", exc_info=exc)
     return APIError(500, "The server had an error while processing your request.", type="server_error",

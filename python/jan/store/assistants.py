@@ -17,7 +17,7 @@ from .pagination import Order, Page, paginate
 KIND = "assistant"
 DEFAULT_ASSISTANT_ID = "jan"
 
-_FIELDS = ("name", "description", "model", "instructions", "tools", "file_ids", "metadata", "avatar")
+_FIELDS = ("name", "description", "model", "instructions", "tools", "file_ids", "metadata", "avatar", "parameters")
 
 
 def _check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def _check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             if key == "file_ids":
                 for file_id in value:
                     validate_id(file_id, "file id")
-        elif key == "metadata":
+        elif key in ("metadata", "parameters"):
             value = check_dict(key, value)
         else:
             value = check_str(key, value)

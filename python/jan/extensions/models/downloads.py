@@ -51,7 +51,7 @@ class ModelPull(DownloadTask):
             state = "downloading"  # weights are there, model.json is being written
         if self._error is not None and state == "completed":
             state = "failed"
-        error = d.error or (str(self._error) if self._error and state == "failed" else None)
+        error = str(d.error) if d.error else (str(self._error) if self._error and state == "failed" else None)
         return {
             "id": self.id,
             "model_id": self.model_id,

@@ -8,14 +8,10 @@ from typing import Any
 
 from jan.core import BUILTIN_PRIORITY, Extension, ModelExtension
 from jan.downloads import Downloader, filename_from_url, resolve_url
-from jan.errors import ModelNotFoundError
+from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.extensions.models.downloads import ModelPull
 from jan.extensions.models.gguf_info import describe_gguf
 from jan.store import AsyncStore, DataFolder, NotFoundError, slugify_id, validate_id
-
-# the interface's "move" has no store equivalent: copy then remove the source
-_MODES = {"symlink": "symlink", "copy": "copy", "link": "link", "reference": "reference", "move": "copy"}
-
 
 class ModelManagerExtension(Extension, ModelExtension):
     name = "models"
@@ -55,15 +51,22 @@ class ModelManagerExtension(Extension, ModelExtension):
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isfile(path):
             raise ValueError(f"path: no file at '{path}'")
-        info = await asyncio.to_thread(describe_gguf, path)  # also proves it is a loadable GGUF
+        try:
+            info = await asyncio.to_thread(describe_gguf, path)  # also proves it is a loadable GGUF
+        except ModelLoadError as exc:
+            raise ValueError(f"path: {exc}") from None
         model_id = model_id or slugify_id(os.path.splitext(os.path.basename(path))[0])
         validate_id(model_id)
         settings = {**info["settings"], **(fields.pop("settings", None) or {})}
         return await self.store.models.import_gguf(
-            path, model_id=model_id, mode=_MODES.get(mode, mode), name=fields.pop("name", None) or info["name"],
+            path, model_id=model_id, mode=mode, name=fields.pop("name", None) or info["name"],
             description=fields.pop("description", ""), settings=settings,
             parameters=fields.pop("parameters", None), metadata={**info["metadata"], **(fields.pop("metadata", None) or {})},
             engine=fields.pop("engine", "llama.cpp"))
+
+    async def create_model(self, model: dict[str, Any]) -> dict[str, Any]:
+        """Add a model.json as given (e.g. from a model hub); ``AlreadyExistsError`` if the id is taken."""
+        return await self.store.models.create(model)
 
     async def update_model(self, model_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         await self.get_model(model_id)

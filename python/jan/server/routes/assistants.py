@@ -1,0 +1,126 @@
+"""``/v1/assistants``: create, list, retrieve, modify, delete (the default ``jan`` assistant always exists at start).
+
+Stored in Jan's ``assistant.json`` shape through ``manager.get(AssistantExtension)``.
+OpenAI's sampling fields (``temperature``, ``top_p``, ``response_format``)
+are kept in the assistant's ``parameters`` (Jan's field) and shown at the
+top level as well; ``parameters`` is the assistant layer of a run's
+parameter precedence (request > thread > assistant > model.json > engine).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from jan.server.errors import APIError
+from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.routes.threads import assistant_store, list_query, page_of
+from jan.server.validation import parse_body
+
+routes = web.RouteTableDef()
+
+_SAMPLING_TOP_LEVEL = ("temperature", "top_p", "response_format")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssistantFields(_Strict):
+    name: str | None = None
+    description: str | None = None
+    model: str | None = Field(default=None, description="A model id, or '*' for any model")
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    file_ids: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    avatar: str | None = None
+    parameters: dict[str, Any] | None = Field(default=None, description="Sampling parameters (Jan)")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    response_format: Union[str, dict[str, Any], None] = None
+
+
+class AssistantCreate(AssistantFields):
+    id: str | None = None
+
+
+class AssistantModify(AssistantFields):
+    pass
+
+
+EXTRA_BODIES[("POST", "/v1/assistants")] = AssistantCreate
+EXTRA_BODIES[("POST", "/v1/assistants/{assistant_id}")] = AssistantModify
+EXTRA_BODIES[("PATCH", "/v1/assistants/{assistant_id}")] = AssistantModify
+
+
+def present(assistant: dict[str, Any]) -> dict[str, Any]:
+    """An assistant as the API shows it: Jan's fields plus OpenAI's top-level sampling fields."""
+    out = dict(assistant)
+    params = out.get("parameters") or {}
+    out.setdefault("parameters", {})
+    for key in _SAMPLING_TOP_LEVEL:
+        out[key] = params.get(key, "auto" if key == "response_format" else None)
+    out.setdefault("tools", [])
+    out.setdefault("metadata", {})
+    return out
+
+
+def _fields(body: AssistantFields, current_params: dict[str, Any] | None) -> dict[str, Any]:
+    fields = body.model_dump(exclude_unset=True)
+    top = {k: fields.pop(k) for k in _SAMPLING_TOP_LEVEL if k in fields}
+    for key, value in fields.items():
+        if value is None and key not in ("metadata",):
+            raise APIError(400, f"{key} cannot be null", param=key, code="invalid_value")
+    if top or "parameters" in fields:
+        params = dict(fields.get("parameters", current_params) or {})
+        for key, value in top.items():
+            if value is None:
+                params.pop(key, None)
+            else:
+                params[key] = value
+        fields["parameters"] = params
+    return fields
+
+
+@routes.post("/v1/assistants")
+async def create_assistant(request: web.Request) -> web.Response:
+    """Create an assistant (``model`` defaults to ``"*"``: any model)."""
+    body = await parse_body(request, AssistantCreate)
+    return web.json_response(present(await assistant_store(request).create_assistant(_fields(body, None))))
+
+
+@routes.get("/v1/assistants")
+async def list_assistants(request: web.Request) -> web.Response:
+    """List assistants, newest first by default."""
+    q = list_query(request, default_order="desc")
+    items = [present(a) for a in await assistant_store(request).list_assistants()]
+    return web.json_response(page_of(items, q))
+
+
+@routes.get("/v1/assistants/{assistant_id}")
+async def get_assistant(request: web.Request) -> web.Response:
+    """Retrieve an assistant."""
+    return web.json_response(present(await assistant_store(request).get_assistant(request.match_info["assistant_id"])))
+
+
+@routes.post("/v1/assistants/{assistant_id}")
+@routes.patch("/v1/assistants/{assistant_id}")
+async def modify_assistant(request: web.Request) -> web.Response:
+    """Modify an assistant (``metadata`` and ``parameters`` are replaced; ``temperature``/``top_p`` set one parameter)."""
+    body = await parse_body(request, AssistantModify)
+    store = assistant_store(request)
+    assistant_id = request.match_info["assistant_id"]
+    current = await store.get_assistant(assistant_id)
+    updated = await store.update_assistant(assistant_id, _fields(body, current.get("parameters")))
+    return web.json_response(present(updated))
+
+
+@routes.delete("/v1/assistants/{assistant_id}")
+async def delete_assistant(request: web.Request) -> web.Response:
+    """Delete an assistant (the default ``jan`` comes back at the next start)."""
+    assistant_id = request.match_info["assistant_id"]
+    await assistant_store(request).delete_assistant(assistant_id)
+    return web.json_response({"id": assistant_id, "object": "assistant.deleted", "deleted": True})

@@ -1,0 +1,267 @@
+"""Managing the models in the data folder: import, edit, delete, download (``/v1/models`` writes).
+
+Reads (``GET /v1/models``, start/stop) are in ``models.py``; everything here
+goes through ``manager.get(ModelExtension)`` and the model's engine.
+
+* ``POST /v1/models`` — ``{"path": "/abs/file.gguf", "id"?, "mode"?: "symlink"|"copy"|"link"|"reference", ...}``
+  imports a local GGUF file; a body without ``path`` is a model.json
+  (``{"id", "name", "sources", "settings", "parameters", "engine", ...}``) to add as is.
+* ``PATCH /v1/models/{id}`` — merge into model.json (``settings``/``parameters``/``metadata`` one level deep).
+* ``DELETE /v1/models/{id}`` — unload it if loaded, then delete its folder.
+* ``POST /v1/models/pull`` — ``{"url": "https://...|hf://owner/repo/file.gguf", "id"?, "sha256"?, "stream"?}``.
+  Streams the download's status as server-sent events (``data: {"id", "model_id", "url", "state",
+  "downloaded_bytes", "total_bytes", ...}`` whenever it changes, at most 4 per second) until the state is
+  ``completed`` (with ``model``), ``failed`` (with ``error``) or ``cancelled``, then ``data: [DONE]``.
+  Closing the stream does **not** cancel the download (it goes on in the background; see
+  ``GET /v1/models/pull``). ``"stream": false`` answers ``202`` with the status at once.
+* ``GET /v1/models/pull`` — the downloads running or ended recently.
+* ``DELETE /v1/models/pull/{id}`` — cancel a running download (its partial file is removed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any, Literal, Union
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from jan.core import ExtensionNotFoundError, ModelExtension
+from jan.downloads import DownloadCancelledError, DownloadError
+from jan.errors import ModelLoadError
+from jan.server.errors import APIError
+from jan.server.keys import MANAGER
+from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.routes.models import with_state
+from jan.server.sse import SSEStream
+from jan.server.validation import read_json
+
+log = logging.getLogger("jan.server")
+routes = web.RouteTableDef()
+
+PROGRESS_INTERVAL = 0.25
+FINAL_STATES = ("completed", "failed", "cancelled")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImportModelRequest(_Strict):
+    """Import a GGUF file that is on this computer."""
+
+    path: str = Field(min_length=1, description="Absolute path of a .gguf file on the server's computer")
+    id: str | None = Field(default=None, description="Model id (default: from the file name)")
+    mode: Literal["symlink", "copy", "link", "reference"] = Field(
+        "symlink", description="symlink/copy/hard-link the file into the data folder, or reference it in place")
+    name: str | None = None
+    description: str | None = None
+    settings: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ModelSource(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    filename: str | None = None
+    url: str | None = None
+
+
+class ModelJsonRequest(_Strict):
+    """A model.json (Jan's schema) to add as is."""
+
+    id: str = Field(min_length=1)
+    object: Literal["model"] | None = None
+    name: str | None = None
+    version: str | None = None
+    description: str | None = None
+    format: str | None = None
+    sources: list[ModelSource] | None = None
+    settings: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    engine: str | None = None
+    created: int | None = None
+
+
+class CreateModelRequest(RootModel[Union[ImportModelRequest, ModelJsonRequest]]):
+    """``{"path": ...}`` imports a local GGUF file; any other body is a model.json."""
+
+
+class ModelPatch(_Strict):
+    name: str | None = None
+    version: str | None = None
+    description: str | None = None
+    format: str | None = None
+    sources: list[ModelSource] | None = None
+    settings: dict[str, Any] | None = Field(default=None, description="Merged key by key; null removes a key")
+    parameters: dict[str, Any] | None = Field(default=None, description="Merged key by key; null removes a key")
+    metadata: dict[str, Any] | None = Field(default=None, description="Merged key by key; null removes a key")
+    engine: str | None = None
+
+
+class PullRequest(_Strict):
+    url: str = Field(min_length=1, description="https:// (or http://) URL of a .gguf file, or hf://owner/repo/file.gguf")
+    id: str | None = Field(default=None, description="Model id (default: from the file name)")
+    sha256: str | None = Field(default=None, description="Expected SHA-256 of the file")
+    stream: bool = Field(True, description="Stream progress as server-sent events; false: answer 202 at once")
+
+
+EXTRA_BODIES[("POST", "/v1/models")] = CreateModelRequest
+EXTRA_BODIES[("PATCH", "/v1/models/{model_id}")] = ModelPatch
+EXTRA_BODIES[("POST", "/v1/models/pull")] = PullRequest
+
+
+def models_ext(request: web.Request) -> ModelExtension:
+    try:
+        return request.app[MANAGER].get(ModelExtension)
+    except ExtensionNotFoundError:
+        raise APIError(503, "No enabled extension manages models (enable 'models')", type="server_error",
+                       code="extension_unavailable") from None
+
+
+def _download_error(exc: DownloadError) -> APIError:
+    status = {DownloadError.INVALID_URL: 400, DownloadError.CONFLICT: 409}.get(exc.reason, 502)
+    return APIError(status, str(exc), param="url" if status == 400 else None, code=exc.reason,
+                    type="invalid_request_error" if status < 500 else "server_error")
+
+
+@routes.post("/v1/models")
+async def create_model(request: web.Request) -> web.Response:
+    """Add a model: import a local GGUF file (``path``) or write a model.json."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise APIError(400, "The request body must be a JSON object", code="invalid_json")
+    models = models_ext(request)
+    if "path" in data:
+        body = ImportModelRequest.model_validate(data)
+        path = os.path.expanduser(body.path)
+        if not os.path.isabs(path):
+            raise APIError(400, "path must be absolute", param="path", code="invalid_value")
+        try:
+            model = await models.import_model(path, model_id=body.id, mode=body.mode)
+        except ModelLoadError as exc:  # the file's header could not be read: the client's file, not us
+            raise APIError(400, f"path: '{path}' is not a loadable GGUF file ({exc})", param="path",
+                           code="invalid_model_file") from None
+        extra = body.model_dump(exclude_unset=True, exclude={"path", "id", "mode"}, exclude_none=True)
+        if extra:
+            try:
+                model = await models.update_model(model["id"], extra)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await models.delete_model(model["id"])
+                raise
+    else:
+        body = ModelJsonRequest.model_validate(data)
+        create = getattr(models, "create_model", None)
+        if create is None:
+            raise APIError(501, "The model extension in use cannot add a model.json; import a file with 'path'",
+                           type="server_error", code="not_supported")
+        model = await create(body.model_dump(exclude_none=True))
+    return web.json_response(await with_state(request, model), status=201)
+
+
+@routes.patch("/v1/models/{model_id}")
+async def update_model(request: web.Request) -> web.Response:
+    """Change a model.json (``settings``, ``parameters`` and ``metadata`` merge one level deep)."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise APIError(400, "The request body must be a JSON object", code="invalid_json")
+    body = ModelPatch.model_validate(data)
+    patch = body.model_dump(exclude_unset=True)
+    for key, value in patch.items():
+        if value is None and key not in ("settings", "parameters", "metadata"):
+            raise APIError(400, f"{key} cannot be null", param=key, code="invalid_value")
+    patch = {k: v for k, v in patch.items() if v is not None}
+    models = models_ext(request)
+    model_id = request.match_info["model_id"]
+    model = await models.update_model(model_id, patch) if patch else await models.get_model(model_id)
+    return web.json_response(await with_state(request, model))
+
+
+@routes.delete("/v1/models/{model_id}")
+async def delete_model(request: web.Request) -> web.Response:
+    """Delete a model (unloaded first if it is loaded) and its files in the data folder."""
+    models = models_ext(request)
+    model = await models.get_model(request.match_info["model_id"])
+    try:
+        engine = request.app[MANAGER].get_inference(model.get("engine") or "llama.cpp")
+    except LookupError:
+        engine = None
+    if engine is not None and model["id"] in await engine.loaded_models():
+        await engine.unload_model(model["id"])
+    await models.delete_model(model["id"])
+    return web.json_response({"id": model["id"], "object": "model", "deleted": True})
+
+
+def _status(task: Any) -> dict[str, Any]:
+    status = {"object": "model.download", **task.status()}
+    if status.get("error") is not None and not isinstance(status["error"], str):
+        status["error"] = str(status["error"]) or type(status["error"]).__name__  # an exception object
+    return status
+
+
+@routes.post("/v1/models/pull")
+async def pull_model(request: web.Request) -> web.StreamResponse:
+    """Download a model (https:// or hf://); streams progress events until it ends."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise APIError(400, "The request body must be a JSON object", code="invalid_json")
+    body = PullRequest.model_validate(data)
+    models = models_ext(request)
+    kwargs = {"sha256": body.sha256} if body.sha256 else {}
+    try:
+        task = await models.pull(body.url, body.id, **kwargs)
+    except DownloadError as exc:
+        raise _download_error(exc) from None
+    if not body.stream:
+        return web.json_response(_status(task), status=202)
+
+    sse = SSEStream(request)
+    waiter = asyncio.ensure_future(task.wait())
+    last: dict[str, Any] | None = None
+    try:
+        while not waiter.done():
+            status = _status(task)
+            if status != last and status["state"] not in FINAL_STATES:
+                await sse.send(status)
+                last = status
+            await asyncio.wait([waiter], timeout=PROGRESS_INTERVAL)
+        final = _status(task)
+        if waiter.cancelled() or final["state"] == "cancelled" or isinstance(waiter.exception(), DownloadCancelledError):
+            final["state"] = "cancelled"  # the interface says CancelledError; jan.downloads raises its own
+        elif waiter.exception() is not None:
+            final["state"] = "failed"
+            final["error"] = final.get("error") or str(waiter.exception())
+        else:
+            final["state"] = "completed"
+            final["model"] = await with_state(request, waiter.result())
+        await sse.send(final)
+        await sse.done()
+    except ConnectionError:
+        log.debug("pull %s: client stopped listening; the download goes on", task.id)
+    finally:
+        if not waiter.done():
+            waiter.cancel()  # stops waiting only; the download itself continues
+        elif not waiter.cancelled():
+            waiter.exception()  # retrieved, so asyncio does not log it
+    return sse.response
+
+
+@routes.get("/v1/models/pull")
+async def list_pulls(request: web.Request) -> web.Response:
+    """Downloads running or ended recently."""
+    tasks = await models_ext(request).list_downloads()
+    return web.json_response({"object": "list", "data": [_status(t) for t in tasks]})
+
+
+@routes.delete("/v1/models/pull/{task_id}")
+async def cancel_pull(request: web.Request) -> web.Response:
+    """Cancel a running download (by download id or model id)."""
+    task_id = request.match_info["task_id"]
+    if not await models_ext(request).cancel_pull(task_id):
+        raise APIError(404, f"No running download '{task_id}'", param="task_id", code="not_found")
+    return web.json_response({"id": task_id, "object": "model.download", "state": "cancelled", "cancelled": True})

@@ -1,0 +1,317 @@
+"""``/v1/threads`` and ``/v1/threads/{thread_id}/messages``: Jan's conversations, OpenAI-shaped.
+
+Everything goes through ``manager.get(ConversationalExtension)``; the routes
+never touch the data folder themselves. Ids in URLs and bodies are validated
+by the extension (a malformed id, e.g. one that would climb out of the data
+folder, is a 400 ``invalid_id``); unknown ids are 404s.
+
+Lists follow OpenAI: ``?limit=`` (1-100, default 20), ``?order=asc|desc``,
+``?after=`` / ``?before=`` (ids, exclusive cursors) and answer
+``{"object": "list", "data", "first_id", "last_id", "has_more"}``.
+``GET /v1/threads`` adds ``"problems"``: the damaged thread files the store
+found and set aside (``{"path", "error", "time", "moved_to"}``, paths
+relative to the data folder), so a client can tell the user why a
+conversation is missing while the rest still list.
+
+The helpers here (:func:`conversations`, :func:`list_query`, :func:`page`,
+the message body models) are shared with ``assistants.py`` and ``runs.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, Union
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from jan.core import AssistantExtension, ConversationalExtension, ExtensionNotFoundError
+from jan.server.errors import APIError
+from jan.server.keys import MANAGER
+from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.validation import parse_body
+
+routes = web.RouteTableDef()
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MESSAGE_STATUSES = ("pending", "ready", "stopped", "error")
+
+
+# -- extensions ---------------------------------------------------------------
+def conversations(request: web.Request) -> ConversationalExtension:
+    """The conversation store in charge (503 if every implementation is disabled)."""
+    try:
+        return request.app[MANAGER].get(ConversationalExtension)
+    except ExtensionNotFoundError:
+        raise APIError(503, "No enabled extension stores threads (enable 'conversational')",
+                       type="server_error", code="extension_unavailable") from None
+
+
+def assistant_store(request: web.Request) -> AssistantExtension:
+    """The assistant store in charge (503 if every implementation is disabled)."""
+    try:
+        return request.app[MANAGER].get(AssistantExtension)
+    except ExtensionNotFoundError:
+        raise APIError(503, "No enabled extension stores assistants (enable 'conversational')",
+                       type="server_error", code="extension_unavailable") from None
+
+
+# -- lists --------------------------------------------------------------------
+def list_query(request: web.Request, *, default_order: str) -> dict[str, Any]:
+    """``limit``/``order``/``after``/``before`` from the query string, checked."""
+    query = request.query
+    raw = query.get("limit")
+    if raw is None or raw == "":
+        limit = DEFAULT_LIMIT
+    else:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise APIError(400, f"limit must be an integer, not {raw!r}", param="limit", code="invalid_value") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise APIError(400, f"limit must be between 1 and {MAX_LIMIT}", param="limit", code="invalid_value")
+    order = query.get("order") or default_order
+    if order not in ("asc", "desc"):
+        raise APIError(400, f"order must be 'asc' or 'desc', not {order!r}", param="order", code="invalid_value")
+    return {"limit": limit, "order": order, "after": query.get("after") or None,
+            "before": query.get("before") or None}
+
+
+def list_body(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    return {"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
+            "last_id": items[-1]["id"] if items else None, "has_more": has_more}
+
+
+async def page(fetch: Callable[..., Awaitable[list[dict[str, Any]]]], q: dict[str, Any]) -> dict[str, Any]:
+    """One OpenAI list page from an interface ``list_*`` method (asked for one more item to learn ``has_more``)."""
+    limit = q["limit"]
+    items = await fetch(limit=limit + 1, order=q["order"], after=q["after"], before=q["before"])
+    has_more = len(items) > limit
+    if has_more:
+        # With only ``before`` the page is the items nearest the cursor: drop the far end.
+        items = items[-limit:] if q["before"] is not None and q["after"] is None else items[:limit]
+    return list_body(items, has_more)
+
+
+def page_of(items_asc: list[dict[str, Any]], q: dict[str, Any]) -> dict[str, Any]:
+    """The same page cut from a complete list (sorted ascending) held in memory."""
+    ordered = items_asc if q["order"] == "asc" else list(reversed(items_asc))
+    index = {item["id"]: i for i, item in enumerate(ordered)}
+
+    def position(name: str) -> int:
+        cursor = q[name]
+        if cursor not in index:
+            raise APIError(400, f"{name}={cursor!r} is not in this list", param=name, code="invalid_value")
+        return index[cursor]
+
+    start = position("after") + 1 if q["after"] is not None else 0
+    end = position("before") if q["before"] is not None else len(ordered)
+    window = ordered[start:end] if start < end else []
+    limit = q["limit"]
+    if len(window) <= limit:
+        return list_body(window, False)
+    if q["before"] is not None and q["after"] is None:
+        return list_body(window[-limit:], True)
+    return list_body(window[:limit], True)
+
+
+# -- bodies -------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JanText(_Strict):
+    value: str
+    annotations: list[Any] = Field(default_factory=list)
+
+
+class TextContent(_Strict):
+    """Jan's ``{"type": "text", "text": {"value", "annotations"}}`` or OpenAI's ``{"type": "text", "text": "..."}``."""
+
+    type: Literal["text"]
+    text: Union[str, JanText]
+
+
+class ImageFileContent(_Strict):
+    type: Literal["image_file"]
+    image_file: dict[str, Any]
+
+
+class ImageUrlContent(_Strict):
+    type: Literal["image_url"]
+    image_url: dict[str, Any]
+
+
+MessageContent = Annotated[Union[TextContent, ImageFileContent, ImageUrlContent], Field(discriminator="type")]
+
+
+class MessageCreate(_Strict):
+    """A new message: ``content`` is a string or a list of parts (stored in Jan's shape)."""
+
+    role: Literal["user", "assistant", "system"]
+    content: Union[str, list[MessageContent]]
+    attachments: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] | None = None
+    assistant_id: str | None = None
+    status: Literal["pending", "ready", "stopped", "error"] | None = None
+
+
+class MessageModify(_Strict):
+    """Fields a message can change (OpenAI allows ``metadata``; Jan also edits ``content`` and ``status``)."""
+
+    content: Union[str, list[MessageContent], None] = None
+    status: Literal["pending", "ready", "stopped", "error"] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ThreadModel(BaseModel):
+    """The model a thread uses (Jan's ``assistants[0].model``): its id and parameter overrides."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    engine: str | None = None
+
+
+class ThreadAssistant(BaseModel):
+    """One entry of a thread's ``assistants`` (Jan keeps extra fields here, so they are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+    assistant_id: str | None = None
+    assistant_name: str | None = None
+    model: ThreadModel | None = None
+    instructions: str | None = None
+
+
+class ThreadCreate(_Strict):
+    id: str | None = None
+    title: str | None = None
+    assistants: list[ThreadAssistant] | None = None
+    metadata: dict[str, Any] | None = None
+    messages: list[MessageCreate] | None = None
+
+
+class ThreadModify(_Strict):
+    title: str | None = None
+    assistants: list[ThreadAssistant] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+EXTRA_BODIES[("POST", "/v1/threads")] = ThreadCreate
+EXTRA_BODIES[("POST", "/v1/threads/{thread_id}")] = ThreadModify
+EXTRA_BODIES[("PATCH", "/v1/threads/{thread_id}")] = ThreadModify
+EXTRA_BODIES[("POST", "/v1/threads/{thread_id}/messages")] = MessageCreate
+EXTRA_BODIES[("POST", "/v1/threads/{thread_id}/messages/{message_id}")] = MessageModify
+EXTRA_BODIES[("PATCH", "/v1/threads/{thread_id}/messages/{message_id}")] = MessageModify
+
+
+def message_fields(body: MessageCreate) -> dict[str, Any]:
+    """A validated message body as the extension's ``create_message`` takes it."""
+    fields = body.model_dump(exclude_unset=True)
+    for key in ("assistant_id", "status", "attachments"):
+        if fields.get(key) is None:
+            fields.pop(key, None)
+    return fields
+
+
+def _changes(body: BaseModel, required_non_null: tuple[str, ...]) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    for key in required_non_null:
+        if key in changes and changes[key] is None:
+            raise APIError(400, f"{key} cannot be null", param=key, code="invalid_value")
+    return changes
+
+
+# -- threads ------------------------------------------------------------------
+@routes.post("/v1/threads")
+async def create_thread(request: web.Request) -> web.Response:
+    """Create a thread (title, assistants, metadata, initial messages)."""
+    body = await parse_body(request, ThreadCreate)
+    thread: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"messages"})
+    if body.messages:
+        thread["messages"] = [message_fields(m) for m in body.messages]
+    created = await conversations(request).create_thread(thread)
+    return web.json_response(created)
+
+
+@routes.get("/v1/threads")
+async def list_threads(request: web.Request) -> web.Response:
+    """List threads, most recently updated first; ``problems`` lists damaged thread files set aside."""
+    store = conversations(request)
+    result = await page(store.list_threads, list_query(request, default_order="desc"))
+    problems = getattr(store, "problems", None)
+    result["problems"] = problems("threads/") if callable(problems) else []
+    return web.json_response(result)
+
+
+@routes.get("/v1/threads/{thread_id}")
+async def get_thread(request: web.Request) -> web.Response:
+    """Retrieve a thread."""
+    return web.json_response(await conversations(request).get_thread(request.match_info["thread_id"]))
+
+
+@routes.post("/v1/threads/{thread_id}")
+@routes.patch("/v1/threads/{thread_id}")
+async def modify_thread(request: web.Request) -> web.Response:
+    """Modify a thread's title, assistants or metadata (metadata is replaced)."""
+    body = await parse_body(request, ThreadModify)
+    changes = _changes(body, ("title", "assistants"))
+    thread = await conversations(request).update_thread(request.match_info["thread_id"], changes)
+    return web.json_response(thread)
+
+
+@routes.delete("/v1/threads/{thread_id}")
+async def delete_thread(request: web.Request) -> web.Response:
+    """Delete a thread and its messages."""
+    thread_id = request.match_info["thread_id"]
+    await conversations(request).delete_thread(thread_id)
+    return web.json_response({"id": thread_id, "object": "thread.deleted", "deleted": True})
+
+
+# -- messages -----------------------------------------------------------------
+@routes.post("/v1/threads/{thread_id}/messages")
+async def create_message(request: web.Request) -> web.Response:
+    """Add a message to a thread (content: a string, Jan's parts or OpenAI's parts)."""
+    body = await parse_body(request, MessageCreate)
+    message = await conversations(request).create_message(request.match_info["thread_id"], message_fields(body))
+    return web.json_response(message)
+
+
+@routes.get("/v1/threads/{thread_id}/messages")
+async def list_messages(request: web.Request) -> web.Response:
+    """List a thread's messages (``order`` defaults to ``desc``, as OpenAI's)."""
+    store = conversations(request)
+    thread_id = request.match_info["thread_id"]
+
+    async def fetch(**q: Any) -> list[dict[str, Any]]:
+        return await store.list_messages(thread_id, **q)
+
+    return web.json_response(await page(fetch, list_query(request, default_order="desc")))
+
+
+@routes.get("/v1/threads/{thread_id}/messages/{message_id}")
+async def get_message(request: web.Request) -> web.Response:
+    """Retrieve one message."""
+    info = request.match_info
+    return web.json_response(await conversations(request).get_message(info["thread_id"], info["message_id"]))
+
+
+@routes.post("/v1/threads/{thread_id}/messages/{message_id}")
+@routes.patch("/v1/threads/{thread_id}/messages/{message_id}")
+async def modify_message(request: web.Request) -> web.Response:
+    """Modify a message's content, status or metadata."""
+    body = await parse_body(request, MessageModify)
+    changes = _changes(body, ("content", "status"))
+    info = request.match_info
+    message = await conversations(request).update_message(info["thread_id"], info["message_id"], changes)
+    return web.json_response(message)
+
+
+@routes.delete("/v1/threads/{thread_id}/messages/{message_id}")
+async def delete_message(request: web.Request) -> web.Response:
+    """Delete one message."""
+    info = request.match_info
+    await conversations(request).delete_message(info["thread_id"], info["message_id"])
+    return web.json_response({"id": info["message_id"], "object": "thread.message.deleted", "deleted": True})

@@ -1,0 +1,174 @@
+"""Helpers for the HTTP API tests: a real server on 127.0.0.1, JSON calls, SSE parsing, a server subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from jan.server.config import ServerConfig
+from jan.testing.server import ServerThread, free_port
+
+
+def config(data: Path, *models: Path | str, **kwargs: Any) -> ServerConfig:
+    """A test server config: loopback, one thread per model, no third-party extensions."""
+    opts: dict[str, Any] = {"n_ctx": 512, "n_parallel": 2, "n_threads": 1, "enable_extensions": True}
+    opts.update(kwargs)
+    return ServerConfig(data_folder=Path(data), models=[str(m) for m in models], **opts)
+
+
+@contextlib.contextmanager
+def running(data: Path, *models: Path | str, **kwargs: Any):
+    with ServerThread(config(data, *models, **kwargs)) as srv:
+        yield srv
+
+
+class Client:
+    """A thin JSON client over one aiohttp session; returns ``(status, body)``."""
+
+    def __init__(self, base_url: str):
+        self.base = base_url
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.session.close()
+
+    async def call(self, method: str, path: str, body: Any = None, *, raw_path: bool = False) -> tuple[int, Any]:
+        from yarl import URL
+
+        url = URL(self.base + path, encoded=True) if raw_path else self.base + path
+        kwargs = {} if body is None else {"json": body}
+        async with self.session.request(method, url, **kwargs) as resp:
+            text = await resp.text()
+            try:
+                return resp.status, json.loads(text)
+            except json.JSONDecodeError:
+                return resp.status, text
+
+    async def get(self, path: str, **kw) -> tuple[int, Any]:
+        return await self.call("GET", path, **kw)
+
+    async def post(self, path: str, body: Any = None, **kw) -> tuple[int, Any]:
+        return await self.call("POST", path, {} if body is None else body, **kw)
+
+    async def patch(self, path: str, body: Any, **kw) -> tuple[int, Any]:
+        return await self.call("PATCH", path, body, **kw)
+
+    async def delete(self, path: str, **kw) -> tuple[int, Any]:
+        return await self.call("DELETE", path, **kw)
+
+    async def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        got, data = await self.call(method, path, body)
+        assert got == status, (method, path, got, data)
+        return data
+
+
+def parse_sse(text: str) -> list[tuple[str | None, Any]]:
+    """``[(event name or None, data)]`` from an SSE body; ``data`` is parsed JSON or the raw string."""
+    events = []
+    for block in text.split("\n\n"):
+        name, data = None, []
+        for line in block.splitlines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+        if not data:
+            continue
+        raw = "\n".join(data)
+        try:
+            events.append((name, json.loads(raw)))
+        except json.JSONDecodeError:
+            events.append((name, raw))
+    return events
+
+
+def message_text(message: dict[str, Any]) -> str:
+    return "".join(p["text"]["value"] for p in message["content"] if p["type"] == "text")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every line of a JSONL file, strictly parsed (a torn line fails the test)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def files_outside(root: Path) -> set[str]:
+    """Every path under ``root``'s parent that is not inside ``root`` (to prove nothing escaped)."""
+    parent = root.parent
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(parent):
+        if Path(dirpath) == root or root in Path(dirpath).parents:
+            dirnames[:] = []
+            continue
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            if full != root:
+                out.add(str(full))
+    return out
+
+
+# -- a server in another process (for SIGKILL) ---------------------------------------
+SERVER_SCRIPT = """
+import sys
+from pathlib import Path
+from aiohttp import web
+from jan.server.app import create_app
+from jan.server.config import ServerConfig
+
+data, port, model, n_ctx = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+cfg = ServerConfig(data_folder=Path(data), port=port, models=[model], n_ctx=n_ctx, n_parallel=1, n_threads=1)
+web.run_app(create_app(cfg), host="127.0.0.1", port=port, print=None, handle_signals=True)
+"""
+
+
+class ServerProcess:
+    """``python -c SERVER_SCRIPT data port model n_ctx``: a real server we can SIGKILL."""
+
+    def __init__(self, data: Path, model: Path | str, *, n_ctx: int = 512):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = open(Path(data).parent / f"server-{self.port}.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, str(data), str(self.port), str(model),
+                                      str(n_ctx)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError(f"server did not start: {self.output()}")
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        self.log.close()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()

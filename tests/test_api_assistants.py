@@ -1,0 +1,115 @@
+"""/v1/assistants over HTTP: the default assistant, CRUD, pagination, the openai client."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+from api_helpers import Client, running
+
+
+@pytest.fixture
+def server(tmp_path):
+    with running(tmp_path / "data") as srv:
+        yield srv
+
+
+async def test_default_assistant_and_crud(server, tmp_path):
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        listed = await api.ok("GET", "/v1/assistants")
+        assert [a["id"] for a in listed["data"]] == ["jan"] and listed["has_more"] is False
+        jan = await api.ok("GET", "/v1/assistants/jan")
+        assert jan["object"] == "assistant" and jan["model"] == "*" and jan["name"] == "Jan"
+
+        made = await api.ok("POST", "/v1/assistants", {
+            "id": "coder", "name": "Coder", "instructions": "Write code.", "model": "stories260K",
+            "temperature": 0.3, "parameters": {"max_tokens": 64}, "metadata": {"team": "a"},
+            "tools": [{"type": "code_interpreter"}]})
+        assert made["id"] == "coder" and made["temperature"] == 0.3 and made["top_p"] is None
+        assert made["parameters"] == {"max_tokens": 64, "temperature": 0.3}
+        on_disk = json.loads((data / "assistants" / "coder" / "assistant.json").read_text())
+        assert on_disk["instructions"] == "Write code." and on_disk["parameters"] == {"max_tokens": 64, "temperature": 0.3}
+
+        status, err = await api.post("/v1/assistants", {"id": "coder", "name": "again"})
+        assert status == 409 and err["error"]["code"] == "already_exists"
+        status, err = await api.post("/v1/assistants", {"name": "x", "colour": "red"})
+        assert status == 400 and "colour" in err["error"]["message"]
+        status, _ = await api.post("/v1/assistants", {"name": None})
+        assert status == 400
+        status, _ = await api.post("/v1/assistants", {"temperature": 7})
+        assert status == 400
+
+        changed = await api.ok("POST", "/v1/assistants/coder", {"name": "Coder 2", "top_p": 0.9})
+        assert changed["name"] == "Coder 2" and changed["instructions"] == "Write code."
+        assert changed["parameters"] == {"max_tokens": 64, "temperature": 0.3, "top_p": 0.9}
+        patched = await api.ok("PATCH", "/v1/assistants/coder", {"parameters": {"seed": 1}, "temperature": None})
+        assert patched["parameters"] == {"seed": 1} and patched["temperature"] is None
+        assert json.loads((data / "assistants" / "coder" / "assistant.json").read_text())["name"] == "Coder 2"
+
+        deleted = await api.ok("DELETE", "/v1/assistants/coder")
+        assert deleted == {"id": "coder", "object": "assistant.deleted", "deleted": True}
+        assert not (data / "assistants" / "coder").exists()
+        for method, body in (("GET", None), ("POST", {"name": "x"}), ("PATCH", {"name": "x"}), ("DELETE", None)):
+            status, err = await api.call(method, "/v1/assistants/coder", body)
+            assert status == 404 and err["error"]["code"] == "not_found", method
+
+
+async def test_assistant_pagination(server):
+    async with Client(server.base_url) as api:
+        ids = ["jan"]
+        for i in range(4):
+            ids.append((await api.ok("POST", "/v1/assistants", {"name": f"a{i}"}))["id"])
+        created_order = (await api.ok("GET", "/v1/assistants?order=asc&limit=100"))["data"]
+        asc = [a["id"] for a in created_order]
+        assert sorted(asc) == sorted(ids) and [a for a in asc if a != "jan"] == ids[1:]
+        desc = await api.ok("GET", "/v1/assistants?limit=2")
+        assert [a["id"] for a in desc["data"]] == asc[::-1][:2] and desc["has_more"] is True
+        nxt = await api.ok("GET", f"/v1/assistants?limit=2&after={desc['last_id']}")
+        assert [a["id"] for a in nxt["data"]] == asc[::-1][2:4] and nxt["has_more"] is True
+        last = await api.ok("GET", f"/v1/assistants?limit=2&after={nxt['last_id']}")
+        assert [a["id"] for a in last["data"]] == asc[::-1][4:] and last["has_more"] is False
+        before = await api.ok("GET", f"/v1/assistants?order=asc&limit=2&before={asc[3]}")
+        assert [a["id"] for a in before["data"]] == asc[1:3] and before["has_more"] is True
+        assert (await api.get("/v1/assistants?after=asst_unknown"))[0] == 400
+        assert (await api.get("/v1/assistants?limit=0"))[0] == 400
+
+
+async def test_openai_client_assistants(server):
+    openai = pytest.importorskip("openai")
+    client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        made = await client.beta.assistants.create(model="stories260K", name="Story teller",
+                                                   instructions="Tell stories.", temperature=0.5,
+                                                   metadata={"k": "v"})
+        assert made.id.startswith("asst_") and made.name == "Story teller" and made.temperature == 0.5
+        got = await client.beta.assistants.retrieve(made.id)
+        assert got.instructions == "Tell stories." and got.model == "stories260K"
+        updated = await client.beta.assistants.update(made.id, name="Teller", top_p=0.8)
+        assert updated.name == "Teller" and updated.top_p == 0.8 and updated.temperature == 0.5
+        names = [a.name async for a in client.beta.assistants.list(order="asc", limit=1)]
+        assert sorted(names) == ["Jan", "Teller"]
+        assert (await client.beta.assistants.delete(made.id)).deleted is True
+        with pytest.raises(openai.NotFoundError):
+            await client.beta.assistants.retrieve(made.id)
+    await client.close()
+
+
+def test_default_assistant_comes_back_after_restart(tmp_path):
+    import asyncio
+
+    async def delete_it(base):
+        async with Client(base) as api:
+            await api.ok("DELETE", "/v1/assistants/jan")
+            return (await api.get("/v1/assistants/jan"))[0]
+
+    async def get_it(base):
+        async with Client(base) as api:
+            return await api.ok("GET", "/v1/assistants/jan")
+
+    with running(tmp_path / "data") as srv:
+        assert asyncio.run(delete_it(srv.base_url)) == 404
+    with running(tmp_path / "data") as srv:
+        assert asyncio.run(get_it(srv.base_url))["name"] == "Jan"

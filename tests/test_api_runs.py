@@ -1,0 +1,363 @@
+"""POST /v1/threads/{id}/runs with the real stories260K model: replies saved as messages, streaming,
+parameter precedence, client disconnect (the run stops), cancel, errors, titles, events."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import warnings
+
+import aiohttp
+import pytest
+from api_helpers import Client, message_text, parse_sse, read_jsonl, running
+
+from jan.core import Event, InferenceStopped, MessageResponse, MessageSent, MessageUpdate
+from jan.server.keys import BUS, MANAGER
+
+STORY = "Once upon a time there was a little girl named Lily who loved to play outside"
+
+
+@pytest.fixture
+def server(tmp_path, stories_path):
+    with running(tmp_path / "data", stories_path) as srv:
+        yield srv
+
+
+@pytest.fixture
+def long_server(tmp_path, stories_path):
+    """A bigger context so a run lasts seconds (3000 tokens), long enough to disconnect in the middle."""
+    with running(tmp_path / "data", stories_path, n_ctx=4096, n_parallel=1) as srv:
+        yield srv
+
+
+def record_events(srv) -> list[Event]:
+    seen: list[Event] = []
+    srv.app[BUS].subscribe(Event, seen.append)
+    return seen
+
+
+async def new_thread(api: Client, content: str = STORY, **fields) -> str:
+    return (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": content}], **fields}))["id"]
+
+
+async def wait_final(api: Client, tid: str, mid: str, timeout: float = 30) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        message = await api.ok("GET", f"/v1/threads/{tid}/messages/{mid}")
+        if message["status"] != "pending":
+            return message
+        assert asyncio.get_running_loop().time() < deadline, message
+        await asyncio.sleep(0.05)
+
+
+async def test_run_non_streaming_saves_reply(server, tmp_path):
+    events = record_events(server)
+    async with Client(server.base_url) as api:
+        tid = await new_thread(api)
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 24})
+        assert run["object"] == "thread.run" and run["id"].startswith("run_") and run["thread_id"] == tid
+        assert run["model"] == "stories260K" and run["assistant_id"] == "jan"
+        assert run["status"] in ("completed", "incomplete") and run["usage"]["completion_tokens"] <= 24
+        message = run["message"]
+        assert message["role"] == "assistant" and message["status"] == "ready" and message["run_id"] == run["id"]
+        text = message_text(message)
+        assert re.search(r"[A-Za-z]{2,}", text), text  # stories260K writes English
+        assert message["metadata"]["finish_reason"] in ("stop", "length") and message["metadata"]["model"] == "stories260K"
+
+        stored = read_jsonl(tmp_path / "data" / "threads" / tid / "messages.jsonl")
+        assert [m["role"] for m in stored] == ["user", "assistant"]
+        assert stored[1]["id"] == message["id"] and stored[1]["status"] == "ready"
+        assert stored[1]["content"][0]["text"]["value"] == text
+
+        listed = await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc")
+        assert [m["id"] for m in listed["data"]][-1] == message["id"]
+        thread = await api.ok("GET", f"/v1/threads/{tid}")
+        assert thread["title"] == "Once upon a time there was a little girl…"
+        assert thread["assistants"][0]["assistant_id"] == "jan"
+        assert thread["assistants"][0]["model"]["id"] == "stories260K"
+        fetched = await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
+        assert fetched["status"] == run["status"] and fetched["message"]["id"] == message["id"]
+
+        # a second run answers with the whole history, the first reply included
+        run2 = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 8})
+        assert run2["usage"]["prompt_tokens"] > run["usage"]["prompt_tokens"] + run["usage"]["completion_tokens"] - 1
+        assert (await api.ok("GET", f"/v1/threads/{tid}"))["title"] == thread["title"]
+
+    kinds = [type(e) for e in events if getattr(e, "thread_id", None) == tid]
+    assert MessageSent in kinds and MessageResponse in kinds and MessageUpdate in kinds
+    sent = next(e for e in events if isinstance(e, MessageSent))
+    assert message_text(sent.message) == STORY
+    response = next(e for e in events if isinstance(e, MessageResponse))
+    assert response.message["status"] == "pending" and response.message["id"] == message["id"]
+    updates = [e for e in events if isinstance(e, MessageUpdate) and e.message["id"] == message["id"]]
+    assert "".join(e.delta for e in updates) == text
+    assert updates[-1].message["status"] == "ready" and updates[-1].delta == ""
+
+
+async def test_run_streaming_events(server, tmp_path):
+    async with Client(server.base_url) as api:
+        tid = await new_thread(api)
+        async with api.session.post(f"{server.base_url}/v1/threads/{tid}/runs",
+                                    json={"stream": True, "max_tokens": 20}) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+            events = parse_sse(await resp.text())
+        names = [name for name, _ in events]
+        assert names[:4] == ["thread.run.created", "thread.run.in_progress", "thread.message.created",
+                             "thread.message.in_progress"]
+        assert events[-1] == ("done", "[DONE]")
+        assert names[-3] == "thread.message.completed" and names[-2] in ("thread.run.completed", "thread.run.incomplete")
+        created = events[2][1]
+        assert created["status"] == "pending" and created["role"] == "assistant"
+        deltas = [data for name, data in events if name == "thread.message.delta"]
+        assert deltas and all(d["object"] == "thread.message.delta" and d["id"] == created["id"] for d in deltas)
+        text = "".join(d["delta"]["content"][0]["text"]["value"] for d in deltas)
+        final_message = events[-3][1]
+        assert final_message["status"] == "ready" and message_text(final_message) == text
+        final_run = events[-2][1]
+        assert final_run["message"]["id"] == created["id"] and final_run["usage"]["completion_tokens"] <= 20
+        stored = read_jsonl(tmp_path / "data" / "threads" / tid / "messages.jsonl")[-1]
+        assert stored["id"] == created["id"] and stored["status"] == "ready"
+        assert stored["content"][0]["text"]["value"] == text
+
+
+async def test_openai_client_runs(server):
+    openai = pytest.importorskip("openai")
+    client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        thread = await client.beta.threads.create(messages=[{"role": "user", "content": STORY}])
+        stream = await client.beta.threads.runs.create(thread.id, assistant_id="jan", stream=True,
+                                                       max_completion_tokens=16)
+        kinds, text = [], ""
+        async for event in stream:
+            kinds.append(event.event)
+            if event.event == "thread.message.delta":
+                text += event.data.delta.content[0].text.value
+        assert kinds[0] == "thread.run.created" and kinds[-1] in ("thread.run.completed", "thread.run.incomplete")
+        assert text
+        run = await client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="jan",
+                                                             max_completion_tokens=8, poll_interval_ms=50)
+        assert run.status in ("completed", "incomplete") and run.usage.completion_tokens <= 8
+        messages = await client.beta.threads.messages.list(thread.id, order="asc")
+        assert [m.role for m in messages.data] == ["user", "assistant", "assistant"]
+        assert messages.data[1].content[0].text.value == text
+    await client.close()
+
+
+async def test_parameter_precedence(server):
+    """request > thread (assistants[0].model.parameters) > assistant > model.json > engine defaults."""
+    async with Client(server.base_url) as api:
+        await api.ok("PATCH", "/v1/models/stories260K",
+                     {"parameters": {"max_tokens": 3, "ignore_eos": True, "top_k": 10}})
+        await api.ok("POST", "/v1/assistants", {"id": "teller", "parameters": {"max_tokens": 5, "seed": 1},
+                                                "temperature": 0.9})
+
+        def thread_assistants(params):
+            return [{"assistant_id": "teller", "model": {"id": "stories260K", "parameters": params}}]
+
+        tid = await new_thread(api, assistants=thread_assistants({"max_tokens": 7, "temperature": 0.5}))
+
+        async def run(body=None):
+            result = await api.ok("POST", f"/v1/threads/{tid}/runs", body or {})
+            assert result["status"] == "incomplete", result  # ignore_eos: only max_tokens ends it
+            return result
+
+        r = await run({"max_tokens": 9})
+        assert r["usage"]["completion_tokens"] == 9
+        assert r["parameters"] == {"max_tokens": 9, "ignore_eos": True, "top_k": 10, "seed": 1, "temperature": 0.5}
+        assert r["max_completion_tokens"] == 9 and r["temperature"] == 0.5
+        r = await run({"max_completion_tokens": 4, "temperature": 0.0})
+        assert r["usage"]["completion_tokens"] == 4 and r["parameters"]["temperature"] == 0.0
+        r = await run()  # the thread's layer
+        assert r["usage"]["completion_tokens"] == 7 and r["parameters"]["temperature"] == 0.5
+        await api.ok("POST", f"/v1/threads/{tid}", {"assistants": thread_assistants({})})
+        r = await run()  # the assistant's layer
+        assert r["usage"]["completion_tokens"] == 5 and r["parameters"]["temperature"] == 0.9
+        assert r["parameters"]["seed"] == 1
+        await api.ok("POST", "/v1/assistants/teller", {"parameters": {}})
+        r = await run()  # model.json's layer
+        assert r["usage"]["completion_tokens"] == 3 and r["parameters"] == {"max_tokens": 3, "ignore_eos": True,
+                                                                            "top_k": 10}
+        await api.ok("PATCH", "/v1/models/stories260K", {"parameters": {"max_tokens": None}})
+        r = await run()  # engine default: until the context is full
+        assert "max_tokens" not in r["parameters"] and r["usage"]["completion_tokens"] > 100
+
+
+async def test_model_and_instructions_precedence(server, stories_path):
+    async with Client(server.base_url) as api:
+        tid = await new_thread(api)
+        r = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        assert r["model"] == "stories260K"  # "jan" says "*": the loaded model
+        await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": "stories-b", "mode": "reference"}, 201)
+        await api.ok("POST", "/v1/assistants", {"id": "b-user", "model": "stories-b", "instructions": "Be brief."})
+
+        tid = await new_thread(api)
+        r = await api.ok("POST", f"/v1/threads/{tid}/runs", {"assistant_id": "b-user", "max_tokens": 2})
+        assert r["model"] == "stories-b" and r["instructions"] == "Be brief."
+        with_system = r["usage"]["prompt_tokens"]
+        r = await api.ok("POST", f"/v1/threads/{tid}/runs", {"assistant_id": "b-user", "max_tokens": 2,
+                                                              "instructions": "", "model": "stories260K"})
+        assert r["model"] == "stories260K" and r["instructions"] == ""
+        assert (await api.ok("GET", f"/v1/threads/{tid}"))["assistants"][0]["model"]["id"] == "stories-b"
+
+        tid = await new_thread(api, assistants=[{"assistant_id": "b-user", "instructions": "Thread says hi.",
+                                                 "model": {"id": "stories260K"}}])
+        r = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2, "additional_instructions": "More."})
+        assert r["model"] == "stories260K" and r["assistant_id"] == "b-user"
+        assert r["instructions"] == "Thread says hi.\n\nMore."
+        tid2 = await new_thread(api)
+        r = await api.ok("POST", f"/v1/threads/{tid2}/runs", {"max_tokens": 2, "instructions": ""})
+        assert r["usage"]["prompt_tokens"] < with_system  # the system message reached the template
+
+
+async def test_title_only_for_default_titles(server):
+    async with Client(server.base_url) as api:
+        long_words = "word " * 30
+        tid = await new_thread(api, content=long_words)
+        await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        title = (await api.ok("GET", f"/v1/threads/{tid}"))["title"]
+        assert title.endswith("…") and len(title) <= 41 and long_words.startswith(title[:-1])
+        assert not title[:-1].endswith(" ") and title[:-1].split(" ")[-1] == "word"
+        tid = await new_thread(api, title="My own title")
+        await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        assert (await api.ok("GET", f"/v1/threads/{tid}"))["title"] == "My own title"
+        tid = await new_thread(api, content="Short one")
+        await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        assert (await api.ok("GET", f"/v1/threads/{tid}"))["title"] == "Short one"
+
+
+async def test_run_errors(server, tmp_path):
+    async with Client(server.base_url) as api:
+        tid = await new_thread(api)
+        count = lambda: len(read_jsonl(tmp_path / "data" / "threads" / tid / "messages.jsonl"))  # noqa: E731
+        for body, status, code in [
+            ({"model": "no-such-model"}, 404, "model_not_found"),
+            ({"assistant_id": "nobody"}, 404, "not_found"),
+            ({"max_tokens": 0}, 400, None),
+            ({"colour": "red"}, 400, None),
+        ]:
+            got, err = await api.post(f"/v1/threads/{tid}/runs", body)
+            assert got == status, (body, err)
+            assert code is None or err["error"]["code"] == code
+        assert count() == 1  # nothing was written
+        assert (await api.post("/v1/threads/thread_nope/runs", {}))[0] == 404
+        empty = (await api.ok("POST", "/v1/threads", {}))["id"]
+        got, err = await api.post(f"/v1/threads/{empty}/runs", {})
+        assert got == 400 and err["error"]["code"] == "empty_thread"
+        assert (await api.get(f"/v1/threads/{tid}/runs/run_unknown"))[0] == 404
+
+        # a prompt that does not fit the 512-token context: the reply exists, marked "error"
+        huge = await new_thread(api, content="the cat sat on the mat and " * 120)
+        run = await api.ok("POST", f"/v1/threads/{huge}/runs", {})
+        assert run["status"] == "failed" and run["last_error"]["code"] == "context_length_exceeded"
+        assert run["message"]["status"] == "error" and run["message"]["metadata"]["error"]
+        stored = read_jsonl(tmp_path / "data" / "threads" / huge / "messages.jsonl")[-1]
+        assert stored["status"] == "error" and stored["metadata"]["error_code"] == "context_length_exceeded"
+        async with api.session.post(f"{server.base_url}/v1/threads/{huge}/runs", json={"stream": True}) as resp:
+            events = parse_sse(await resp.text())
+        assert [n for n, _ in events][-3:] == ["thread.message.incomplete", "thread.run.failed", "done"]
+        # error replies are not sent back to the model: the next run on a fitting thread works
+        await api.ok("DELETE", f"/v1/threads/{huge}/messages/{read_jsonl(tmp_path / 'data' / 'threads' / huge / 'messages.jsonl')[0]['id']}")
+        await api.ok("POST", f"/v1/threads/{huge}/messages", {"role": "user", "content": "Hi"})
+        assert (await api.ok("POST", f"/v1/threads/{huge}/runs", {"max_tokens": 2}))["status"] != "failed"
+
+
+async def _local_engine_busy(srv) -> int:
+    engine = srv.app[MANAGER].get_inference("llama.cpp")
+    return (await engine.model_status("stories260K")).get("active_requests", 0)
+
+
+async def test_stream_disconnect_stops_and_saves_stopped(long_server, tmp_path):
+    srv = long_server
+    events = record_events(srv)
+    async with Client(srv.base_url) as api:
+        tid = await new_thread(api)
+        session = aiohttp.ClientSession()
+        resp = await session.post(f"{srv.base_url}/v1/threads/{tid}/runs",
+                                  json={"stream": True, "max_tokens": 3000, "ignore_eos": True})
+        received, message_id, run_id = "", None, None
+        async for line in resp.content:
+            line = line.decode().strip()
+            if line.startswith("data: {") and '"thread.run"' in line and run_id is None:
+                run_id = parse_sse(line)[0][1]["id"]
+            if line.startswith("data: {") and '"thread.message.delta"' in line:
+                data = parse_sse(line)[0][1]
+                message_id = data["id"]
+                received += data["delta"]["content"][0]["text"]["value"]
+                if len(received) > 20:
+                    break
+        resp.close()  # the client goes away mid-stream
+        await session.close()
+
+        message = await wait_final(api, tid, message_id)
+        assert message["status"] == "stopped"
+        assert message["metadata"]["stop_reason"] == "client disconnected"
+        assert "finish_reason" not in message["metadata"]
+        text = message_text(message)
+        assert text.startswith(received)
+        usage = message["metadata"]["usage"]  # counted from the saved text: the engine never reported it
+        assert usage["estimated"] is True and 0 < usage["completion_tokens"] < 3000  # stopped long before the end
+        stored = read_jsonl(tmp_path / "data" / "threads" / tid / "messages.jsonl")[-1]
+        assert stored["status"] == "stopped" and stored["content"][0]["text"]["value"] == text
+        assert srv.call(_local_engine_busy(srv)) == 0  # the slot was freed
+        run = await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}")
+        assert run["status"] == "cancelled"
+    stopped = [e for e in events if isinstance(e, InferenceStopped)]
+    assert stopped and stopped[-1].request_id == run_id and stopped[-1].reason == "client disconnected"
+
+
+async def test_non_streaming_disconnect_also_stops(long_server):
+    srv = long_server
+    async with Client(srv.base_url) as api:
+        tid = await new_thread(api)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as session:
+            with pytest.raises(asyncio.TimeoutError):
+                await session.post(f"{srv.base_url}/v1/threads/{tid}/runs",
+                                   json={"max_tokens": 3000, "ignore_eos": True})
+        listed = await api.ok("GET", f"/v1/threads/{tid}/messages")
+        reply = listed["data"][0]
+        assert reply["role"] == "assistant"
+        reply = await wait_final(api, tid, reply["id"])
+        assert reply["status"] == "stopped" and reply["metadata"]["stop_reason"] == "client disconnected"
+
+
+async def test_cancel_run(long_server):
+    srv = long_server
+    async with Client(srv.base_url) as api:
+        tid = await new_thread(api)
+        async with api.session.post(f"{srv.base_url}/v1/threads/{tid}/runs",
+                                    json={"stream": True, "max_tokens": 3000, "ignore_eos": True}) as resp:
+            run_id = None
+            async for line in resp.content:
+                line = line.decode().strip()
+                if run_id is None and line.startswith("data: {") and '"thread.run"' in line:
+                    run_id = parse_sse(line)[0][1]["id"]
+                if '"thread.message.delta"' in line:
+                    break
+            cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/cancel")
+            assert cancelled["status"] == "cancelled"
+            assert cancelled["message"]["status"] == "stopped"
+            assert cancelled["message"]["metadata"]["stop_reason"] == "cancelled"
+            rest = parse_sse((await resp.read()).decode())
+        assert [n for n, _ in rest][-3:] == ["thread.message.incomplete", "thread.run.cancelled", "done"]
+        got, err = await api.post(f"/v1/threads/{tid}/runs/{run_id}/cancel")
+        assert got == 400 and err["error"]["code"] == "run_not_active"
+
+
+async def test_additional_messages_and_truncation(server, tmp_path):
+    async with Client(server.base_url) as api:
+        tid = (await api.ok("POST", "/v1/threads", {}))["id"]
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2, "additional_messages": [
+            {"role": "user", "content": "Lily had a big red ball."},
+            {"role": "assistant", "content": [{"type": "text", "text": "She loved it."}]},
+            {"role": "user", "content": STORY}]})
+        stored = read_jsonl(tmp_path / "data" / "threads" / tid / "messages.jsonl")
+        assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
+        assert stored[-1]["id"] == run["message"]["id"]
+        assert (await api.ok("GET", f"/v1/threads/{tid}"))["title"] == "Lily had a big red ball."
+        full = run["usage"]["prompt_tokens"]
+        cut = await api.ok("POST", f"/v1/threads/{tid}/runs", {
+            "max_tokens": 2, "truncation_strategy": {"type": "last_messages", "last_messages": 1}})
+        assert cut["usage"]["prompt_tokens"] < full
+        got, _ = await api.post(f"/v1/threads/{tid}/runs", {"additional_messages": [{"role": "user"}]})
+        assert got == 400
