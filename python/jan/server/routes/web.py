@@ -1,0 +1,89 @@
+"""The chat page: ``/`` serves ``jan/web/index.html``, ``/static/<file>`` its scripts and styles.
+
+Plain files, no build step. They are open (no API key): the page asks the
+user for the key itself when the API answers 401. Every response carries a
+strict Content-Security-Policy (scripts and styles from this origin only, no
+inline script, no plugins, no framing) as a second line of defence behind
+the page's own rule of never putting model text into HTML.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import mimetypes
+from pathlib import Path
+
+from aiohttp import web
+
+routes = web.RouteTableDef()
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+}
+
+
+def web_root() -> Path:
+    """The folder with the page's files, in a wheel and in an editable install alike."""
+    try:
+        root = Path(str(importlib.resources.files("jan") / "web"))
+        if (root / "index.html").is_file():
+            return root
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[2] / "web"
+
+
+def _asset(name: str) -> Path:
+    """A file directly in (or below) the web folder; 404 for anything else (no ``..``, no dotfiles)."""
+    root = web_root().resolve()
+    parts = [p for p in name.split("/") if p]
+    if not parts or any(p in (".", "..") or p.startswith(".") or "\\" in p for p in parts):
+        raise web.HTTPNotFound()
+    path = (root / Path(*parts)).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise web.HTTPNotFound()
+    return path
+
+
+def _file_response(request: web.Request, path: Path, *, cache: str) -> web.Response:
+    stat = path.stat()
+    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    headers = {"Cache-Control": cache, "ETag": etag, **SECURITY_HEADERS}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    content_type = TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return web.Response(body=path.read_bytes(), headers={"Content-Type": content_type, **headers})
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    """The chat page."""
+    return _file_response(request, _asset("index.html"), cache="no-cache")
+
+
+@routes.get("/favicon.ico")
+async def favicon(request: web.Request) -> web.Response:
+    """The page's icon."""
+    return _file_response(request, _asset("favicon.svg"), cache="max-age=86400")
+
+
+@routes.get("/static/{name:.+}")
+async def static(request: web.Request) -> web.Response:
+    """The page's scripts, styles and icons."""
+    # no-cache: the browser revalidates, so an upgraded jan never runs a stale script
+    return _file_response(request, _asset(request.match_info["name"]), cache="no-cache")

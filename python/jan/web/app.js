@@ -1,0 +1,1122 @@
+// jan chat page. Plain ES module, no build step; talks to the server's OpenAI/Jan API.
+//
+// Safety rule: model and user text only ever reach the DOM through
+// textContent / createTextNode (see markdown.js); nothing here assigns
+// innerHTML.
+
+import { renderMarkdown } from "./markdown.js";
+
+const KEY_STORAGE = "jan.apiKey";
+const MODEL_STORAGE = "jan.model";
+const NARROW = window.matchMedia("(max-width: 760px)");
+const DEFAULT_ASSISTANT = { assistant_id: "jan", assistant_name: "Jan" };
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  app: $("app"),
+  sidebar: $("sidebar"),
+  scrim: $("scrim"),
+  toggleSidebar: $("toggle-sidebar"),
+  newThread: $("new-thread"),
+  threadList: $("thread-list"),
+  threadsEmpty: $("threads-empty"),
+  title: $("thread-title"),
+  modelSelect: $("model-select"),
+  modelState: $("model-state"),
+  modelToggle: $("model-toggle"),
+  toggleSettings: $("toggle-settings"),
+  settings: $("settings"),
+  closeSettings: $("close-settings"),
+  settingsForm: $("settings-form"),
+  setInstructions: $("set-instructions"),
+  setTemperature: $("set-temperature"),
+  setTemperatureRange: $("set-temperature-range"),
+  setMaxTokens: $("set-max-tokens"),
+  settingsStatus: $("settings-status"),
+  messages: $("messages"),
+  emptyState: $("empty-state"),
+  composer: $("composer"),
+  prompt: $("prompt"),
+  send: $("send"),
+  stop: $("stop"),
+  toast: $("toast"),
+  keyDialog: $("key-dialog"),
+  keyForm: $("key-form"),
+  keyMessage: $("key-message"),
+  keyInput: $("key-input"),
+  keyCancel: $("key-cancel"),
+  keyForget: $("key-forget"),
+  openKey: $("open-key"),
+  openModels: $("open-models"),
+  modelsDialog: $("models-dialog"),
+  modelsClose: $("models-close"),
+  modelList: $("model-list"),
+  importForm: $("import-form"),
+  importPath: $("import-path"),
+  importId: $("import-id"),
+  importStatus: $("import-status"),
+  pullForm: $("pull-form"),
+  pullUrl: $("pull-url"),
+  pullId: $("pull-id"),
+  pullGo: $("pull-go"),
+  pullCancel: $("pull-cancel"),
+  pullBox: $("pull-box"),
+  pullProgress: $("pull-progress"),
+  pullStatus: $("pull-status"),
+  confirmDialog: $("confirm-dialog"),
+  confirmTitle: $("confirm-title"),
+  confirmMessage: $("confirm-message"),
+};
+
+const state = {
+  apiKey: localStorage.getItem(KEY_STORAGE) || "",
+  threads: [],
+  thread: null, // the open thread (null: a new one, created by the first message)
+  messages: [],
+  models: [],
+  modelId: localStorage.getItem(MODEL_STORAGE) || "",
+  run: null, // {controller, view} while an answer streams
+  draftSettings: { instructions: "", temperature: null, max_tokens: null }, // for a thread not created yet
+  pull: null, // {id, controller}
+};
+
+// ------------------------------------------------------------------ helpers
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+let toastTimer = null;
+function toast(message, kind = "error") {
+  ui.toast.textContent = message;
+  ui.toast.className = `toast ${kind === "error" ? "" : "info"}`;
+  ui.toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { ui.toast.hidden = true; }, kind === "error" ? 8000 : 3000);
+}
+
+const ICONS = {
+  edit: "M4 20h4L19 9l-4-4L4 16v4zM14 6l4 4",
+  trash: "M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3",
+};
+
+/** A small stroke icon as SVG nodes (no markup strings). */
+function icon(name) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "16");
+  svg.setAttribute("height", "16");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", ICONS[name]);
+  path.setAttribute("fill", "none");
+  path.setAttribute("stroke", "currentColor");
+  path.setAttribute("stroke-width", "2");
+  path.setAttribute("stroke-linecap", "round");
+  path.setAttribute("stroke-linejoin", "round");
+  svg.append(path);
+  return svg;
+}
+
+function formatBytes(n) {
+  if (!Number.isFinite(n) || n < 0) return "?";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+/** The text of a message in Jan's shape (content parts) or OpenAI's (a string). */
+function messageText(message) {
+  const content = message.content;
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  return content
+    .filter((part) => part && part.type === "text")
+    .map((part) => (typeof part.text === "string" ? part.text : part.text?.value ?? ""))
+    .join("\n");
+}
+
+function threadTitle(thread) {
+  return (thread && thread.title && thread.title.trim()) || "New thread";
+}
+
+function threadAssistant(thread) {
+  const list = thread && Array.isArray(thread.assistants) ? thread.assistants : [];
+  return list[0] || null;
+}
+
+// ------------------------------------------------------------------ API
+
+class ApiError extends Error {
+  constructor(status, message, code) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+let keyPrompt = null; // one dialog for every request that got a 401
+
+function askForKey(message) {
+  if (!keyPrompt) {
+    keyPrompt = new Promise((resolve, reject) => {
+      ui.keyMessage.textContent = message;
+      ui.keyInput.value = "";
+      ui.keyForget.hidden = !state.apiKey;
+      const done = (ok) => {
+        ui.keyForm.removeEventListener("submit", onSubmit);
+        ui.keyCancel.removeEventListener("click", onCancel);
+        ui.keyDialog.removeEventListener("cancel", onCancel);
+        if (ui.keyDialog.open) ui.keyDialog.close();
+        keyPrompt = null;
+        if (ok) resolve();
+        else reject(new ApiError(401, "An API key is needed to use this server.", "invalid_api_key"));
+      };
+      const onSubmit = (event) => {
+        event.preventDefault();
+        const key = ui.keyInput.value.trim();
+        if (!key) { ui.keyInput.focus(); return; }
+        setApiKey(key);
+        done(true);
+      };
+      const onCancel = (event) => { event.preventDefault(); done(false); };
+      ui.keyForm.addEventListener("submit", onSubmit);
+      ui.keyCancel.addEventListener("click", onCancel);
+      ui.keyDialog.addEventListener("cancel", onCancel);
+      if (!ui.keyDialog.open) ui.keyDialog.showModal();
+      ui.keyInput.focus();
+    });
+  }
+  return keyPrompt;
+}
+
+function setApiKey(key) {
+  state.apiKey = key;
+  if (key) localStorage.setItem(KEY_STORAGE, key);
+  else localStorage.removeItem(KEY_STORAGE);
+}
+
+/**
+ * fetch() against the API with the key; a 401 asks the user for the key and retries.
+ * Returns parsed JSON, or the Response itself with {raw: true} (for streams).
+ */
+async function api(path, { method = "GET", body, signal, raw = false } = {}) {
+  for (;;) {
+    const headers = { Accept: raw ? "text/event-stream" : "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (state.apiKey) headers.Authorization = `Bearer ${state.apiKey}`;
+    const response = await fetch(path, {
+      method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 401) {
+      await askForKey(state.apiKey ? "That key was not accepted. Enter the server's API key."
+        : "This server needs an API key.");
+      continue;
+    }
+    if (!response.ok) {
+      let message = `${response.status} ${response.statusText}`;
+      let code;
+      try {
+        const data = await response.json();
+        if (data && data.error) {
+          message = data.error.message || message;
+          code = data.error.code;
+        }
+      } catch {
+        // not JSON: keep the status line
+      }
+      throw new ApiError(response.status, message, code);
+    }
+    if (raw) return response;
+    const type = response.headers.get("Content-Type") || "";
+    return type.includes("json") ? response.json() : null;
+  }
+}
+
+/** Server-sent events from a fetch Response: yields {event, data} (data parsed as JSON when it is). */
+async function* readSSE(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.search(/\r?\n\r?\n/)) !== -1) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + (buffer[cut] === "\r" ? 4 : 2));
+        let event = "message";
+        const data = [];
+        for (const line of block.split(/\r?\n/)) {
+          if (line.startsWith(":")) continue; // comment / keep-alive
+          const colon = line.indexOf(":");
+          const field = colon === -1 ? line : line.slice(0, colon);
+          let value = colon === -1 ? "" : line.slice(colon + 1);
+          if (value.startsWith(" ")) value = value.slice(1);
+          if (field === "event") event = value;
+          else if (field === "data") data.push(value);
+        }
+        if (!data.length) continue;
+        const text = data.join("\n");
+        if (text === "[DONE]") { yield { event: "done", data: null }; continue; }
+        let parsed = text;
+        try { parsed = JSON.parse(text); } catch { /* plain text data */ }
+        yield { event, data: parsed };
+      }
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+// ------------------------------------------------------------------ sidebar
+
+function isNarrow() {
+  return NARROW.matches;
+}
+
+function setSidebar(open, { focus = false } = {}) {
+  ui.app.classList.toggle("sidebar-closed", !open);
+  ui.toggleSidebar.setAttribute("aria-expanded", String(open));
+  ui.toggleSidebar.setAttribute("aria-label", open ? "Hide threads" : "Show threads");
+  if (open && focus) {
+    (ui.threadList.querySelector(".thread-item.active .thread-open") || ui.newThread).focus();
+  }
+}
+
+function sidebarOpen() {
+  return !ui.app.classList.contains("sidebar-closed");
+}
+
+function closeSidebarIfNarrow() {
+  if (isNarrow() && sidebarOpen()) setSidebar(false);
+}
+
+async function loadThreads() {
+  try {
+    const page = await api("/v1/threads?limit=100&order=desc");
+    state.threads = page.data || [];
+    if (page.problems && page.problems.length) {
+      toast(`${page.problems.length} damaged thread file(s) were set aside; see the server's data folder.`);
+    }
+  } catch (error) {
+    toast(`Could not list threads: ${error.message}`);
+  }
+  renderThreads();
+}
+
+function renderThreads() {
+  ui.threadList.replaceChildren();
+  ui.threadsEmpty.hidden = state.threads.length > 0;
+  for (const thread of state.threads) {
+    const li = el("li", "thread-item");
+    li.dataset.threadId = thread.id;
+    const active = state.thread && state.thread.id === thread.id;
+    li.classList.toggle("active", Boolean(active));
+    const open = el("button", "thread-open", threadTitle(thread));
+    open.type = "button";
+    open.title = threadTitle(thread);
+    if (active) open.setAttribute("aria-current", "true");
+    open.addEventListener("click", () => {
+      openThread(thread.id);
+      closeSidebarIfNarrow();
+    });
+    const actions = el("div", "thread-actions");
+    const rename = el("button", "btn icon thread-rename-btn");
+    rename.append(icon("edit"));
+    rename.type = "button";
+    rename.setAttribute("aria-label", `Rename thread “${threadTitle(thread)}”`);
+    rename.title = "Rename";
+    rename.addEventListener("click", () => startRename(li, thread));
+    const del = el("button", "btn icon thread-delete-btn");
+    del.append(icon("trash"));
+    del.type = "button";
+    del.setAttribute("aria-label", `Delete thread “${threadTitle(thread)}”`);
+    del.title = "Delete";
+    del.addEventListener("click", () => deleteThread(thread));
+    actions.append(rename, del);
+    li.append(open, actions);
+    ui.threadList.append(li);
+  }
+}
+
+function startRename(li, thread) {
+  const input = el("input", "thread-rename");
+  input.type = "text";
+  input.value = threadTitle(thread);
+  input.setAttribute("aria-label", "Thread title");
+  li.replaceChildren(input);
+  input.focus();
+  input.select();
+  let finished = false;
+  const finish = async (save) => {
+    if (finished) return;
+    finished = true;
+    const title = input.value.trim();
+    if (save && title && title !== thread.title) {
+      try {
+        const updated = await api(`/v1/threads/${encodeURIComponent(thread.id)}`, { method: "PATCH", body: { title } });
+        Object.assign(thread, updated);
+        if (state.thread && state.thread.id === thread.id) {
+          state.thread = updated;
+          renderTitle();
+        }
+      } catch (error) {
+        toast(`Could not rename: ${error.message}`);
+      }
+    }
+    renderThreads();
+    const again = ui.threadList.querySelector(`[data-thread-id="${CSS.escape(thread.id)}"] .thread-open`);
+    if (again) again.focus();
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); finish(true); }
+    else if (event.key === "Escape") { event.preventDefault(); event.stopPropagation(); finish(false); }
+  });
+  input.addEventListener("blur", () => finish(true));
+}
+
+function confirmDialog(title, message, okLabel = "Delete") {
+  return new Promise((resolve) => {
+    ui.confirmTitle.textContent = title;
+    ui.confirmMessage.textContent = message;
+    $("confirm-ok").textContent = okLabel;
+    const onClose = () => {
+      ui.confirmDialog.removeEventListener("close", onClose);
+      resolve(ui.confirmDialog.returnValue === "ok");
+    };
+    ui.confirmDialog.returnValue = "cancel";
+    ui.confirmDialog.addEventListener("close", onClose);
+    ui.confirmDialog.showModal();
+    $("confirm-cancel").focus();
+  });
+}
+
+async function deleteThread(thread) {
+  const ok = await confirmDialog("Delete thread?", `“${threadTitle(thread)}” and its messages will be deleted.`);
+  if (!ok) return;
+  try {
+    if (state.run && state.thread && state.thread.id === thread.id) stopRun();
+    await api(`/v1/threads/${encodeURIComponent(thread.id)}`, { method: "DELETE" });
+  } catch (error) {
+    if (error.status !== 404) {
+      toast(`Could not delete: ${error.message}`);
+      return;
+    }
+  }
+  state.threads = state.threads.filter((t) => t.id !== thread.id);
+  if (state.thread && state.thread.id === thread.id) newThread();
+  renderThreads();
+  (ui.threadList.querySelector(".thread-open") || ui.newThread).focus();
+}
+
+// ------------------------------------------------------------------ threads and messages
+
+function setRoute(threadId) {
+  const hash = threadId ? `#thread=${encodeURIComponent(threadId)}` : "";
+  if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
+}
+
+function routeThreadId() {
+  const m = /^#thread=(.+)$/.exec(location.hash);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+function renderTitle() {
+  const title = state.thread ? threadTitle(state.thread) : "New thread";
+  ui.title.textContent = title;
+  document.title = state.thread ? `${title} · Jan` : "Jan";
+}
+
+function newThread() {
+  if (state.run) stopRun();
+  state.thread = null;
+  state.messages = [];
+  setRoute(null);
+  renderTitle();
+  renderMessages();
+  renderThreads();
+  fillSettings();
+  ui.prompt.focus();
+}
+
+async function openThread(threadId, { focus = true } = {}) {
+  if (state.run) stopRun();
+  try {
+    const thread = await api(`/v1/threads/${encodeURIComponent(threadId)}`);
+    const messages = await fetchMessages(threadId);
+    state.thread = thread;
+    state.messages = messages;
+  } catch (error) {
+    toast(error.status === 404 ? "That thread no longer exists." : `Could not open the thread: ${error.message}`);
+    if (error.status === 404) newThread();
+    return;
+  }
+  setRoute(threadId);
+  const model = threadAssistant(state.thread)?.model?.id;
+  if (model && state.models.some((m) => m.id === model)) selectModel(model, { save: false });
+  renderTitle();
+  renderThreads();
+  renderMessages();
+  fillSettings();
+  if (focus) ui.prompt.focus();
+}
+
+async function fetchMessages(threadId) {
+  const all = [];
+  let after = null;
+  for (;;) {
+    const query = new URLSearchParams({ limit: "100", order: "asc" });
+    if (after) query.set("after", after);
+    const page = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages?${query}`);
+    all.push(...(page.data || []));
+    if (!page.has_more || !page.last_id) break;
+    after = page.last_id;
+  }
+  return all;
+}
+
+function renderMessages() {
+  ui.messages.replaceChildren();
+  for (const message of state.messages) {
+    if (message.role === "user" || message.role === "assistant") ui.messages.append(messageView(message).root);
+  }
+  updateEmptyState();
+  scrollToBottom(true);
+}
+
+function updateEmptyState() {
+  ui.emptyState.hidden = ui.messages.childElementCount > 0;
+}
+
+/** An <article> for one message; returns handles to update it while it streams. */
+function messageView(message) {
+  const user = message.role === "user";
+  const root = el("article", `message ${user ? "user" : "assistant"}`);
+  if (message.id) root.dataset.messageId = message.id;
+  root.dataset.role = message.role;
+  const head = el("div", "message-head");
+  const name = user ? "You" : (threadAssistant(state.thread)?.assistant_name || "Jan");
+  head.append(el("span", "avatar", name.slice(0, 1).toUpperCase()), el("span", "message-author", name));
+  head.firstChild.setAttribute("aria-hidden", "true");
+  const body = el("div", "message-body");
+  const status = el("div", "message-status");
+  status.hidden = true;
+  root.append(head, body, status);
+  const view = { root, body, status, text: "" };
+  setViewText(view, messageText(message), user);
+  setViewStatus(view, message);
+  return view;
+}
+
+function setViewText(view, text, plain = view.root.dataset.role === "user") {
+  view.text = text;
+  if (plain) view.body.textContent = text;
+  else view.body.replaceChildren(renderMarkdown(text));
+}
+
+function setViewStatus(view, message) {
+  const status = message.status;
+  let note = "";
+  let error = false;
+  if (status === "stopped") note = "Stopped";
+  else if (status === "error") {
+    note = `Error: ${(message.metadata && message.metadata.error) || "the answer failed"}`;
+    error = true;
+  } else if (status === "pending" && !state.run) note = "Still being written (or interrupted)…";
+  else if (message.metadata && message.metadata.finish_reason === "length") note = "Cut off at the max tokens limit";
+  view.status.textContent = note;
+  view.status.classList.toggle("error", error);
+  view.status.hidden = !note;
+}
+
+function nearBottom() {
+  const m = ui.messages;
+  return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+}
+
+function scrollToBottom(force = false) {
+  if (force || nearBottom()) ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+// ------------------------------------------------------------------ sending
+
+function setStreaming(on) {
+  ui.send.hidden = on;
+  ui.stop.hidden = !on;
+  ui.messages.setAttribute("aria-busy", String(on));
+  document.body.classList.toggle("streaming", on);
+}
+
+function stopRun() {
+  if (state.run) state.run.controller.abort();
+}
+
+function assistantEntry(modelId, settings, base = null) {
+  const entry = { ...DEFAULT_ASSISTANT, ...(base || {}) };
+  const model = { settings: {}, parameters: {}, engine: "llama.cpp", ...(entry.model || {}) };
+  if (modelId) model.id = modelId;
+  const parameters = { ...(model.parameters || {}) };
+  for (const key of ["temperature", "max_tokens"]) {
+    if (settings[key] === null || settings[key] === undefined) delete parameters[key];
+    else parameters[key] = settings[key];
+  }
+  model.parameters = parameters;
+  if (model.id) entry.model = model;
+  else delete entry.model;
+  entry.instructions = settings.instructions || "";
+  return entry;
+}
+
+async function send() {
+  const text = ui.prompt.value.trim();
+  if (!text || state.run) return;
+  if (!state.modelId) {
+    toast("No model to answer with: import or download one under Models.");
+    return;
+  }
+  const controller = new AbortController();
+  state.run = { controller, view: null };
+  setStreaming(true);
+  ui.prompt.value = "";
+  autosize();
+  let view = null;
+  let finalMessage = null;
+  let failure = null;
+  let stopped = false;
+  try {
+    if (!state.thread) {
+      const thread = await api("/v1/threads", {
+        method: "POST",
+        body: { assistants: [assistantEntry(state.modelId, state.draftSettings)] },
+      });
+      state.draftSettings = { instructions: "", temperature: null, max_tokens: null }; // the next new thread starts fresh
+      state.thread = thread;
+      state.messages = [];
+      state.threads.unshift(thread);
+      setRoute(thread.id);
+      renderTitle();
+      renderThreads();
+    }
+    const threadId = state.thread.id;
+    const userMessage = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages`, {
+      method: "POST", body: { role: "user", content: text },
+    });
+    state.messages.push(userMessage);
+    ui.messages.append(messageView(userMessage).root);
+    updateEmptyState();
+    scrollToBottom(true);
+
+    view = messageView({ role: "assistant", content: [], status: "pending" });
+    view.body.classList.add("cursor");
+    state.run.view = view;
+    ui.messages.append(view.root);
+    scrollToBottom(true);
+
+    const response = await api(`/v1/threads/${encodeURIComponent(threadId)}/runs`, {
+      method: "POST", body: { stream: true, model: state.modelId }, signal: controller.signal, raw: true,
+    });
+    let frame = 0;
+    const paint = () => {
+      frame = 0;
+      const stick = nearBottom();
+      setViewText(view, view.pending, false);
+      if (stick) scrollToBottom(true);
+    };
+    view.pending = "";
+    for await (const { event, data } of readSSE(response)) {
+      if (event === "thread.message.delta") {
+        for (const part of data?.delta?.content || []) {
+          if (part.type === "text") view.pending += part.text?.value ?? "";
+        }
+        if (!frame) frame = requestAnimationFrame(paint);
+      } else if (event === "thread.message.created") {
+        if (data?.id) view.root.dataset.messageId = data.id;
+      } else if (event === "thread.run.created") {
+        refreshThreadInfo(threadId); // the server titles new threads after the first message
+      } else if (event === "thread.message.completed" || event === "thread.message.incomplete") {
+        finalMessage = data;
+      } else if (event === "thread.run.failed") {
+        failure = data?.last_error?.message || "the run failed";
+      } else if (event === "error") {
+        failure = data?.error?.message || data?.message || "the stream failed";
+      } else if (event === "done") {
+        break;
+      }
+    }
+    if (frame) cancelAnimationFrame(frame);
+    paint();
+  } catch (error) {
+    if (error.name === "AbortError") stopped = true;
+    else failure = error.message;
+  } finally {
+    state.run = null;
+    setStreaming(false);
+  }
+  if (view) {
+    view.body.classList.remove("cursor");
+    if (view.pending !== undefined && view.pending !== view.text) setViewText(view, view.pending, false);
+    if (finalMessage) {
+      state.messages.push(finalMessage);
+      if (finalMessage.id) view.root.dataset.messageId = finalMessage.id;
+      setViewText(view, messageText(finalMessage), false);
+      setViewStatus(view, finalMessage);
+    } else if (stopped) {
+      setViewStatus(view, { status: "stopped" });
+    } else if (failure) {
+      setViewStatus(view, { status: "error", metadata: { error: failure } });
+    }
+    view.root.dataset.done = "true";
+  } else if (failure) {
+    ui.prompt.value = ui.prompt.value || text; // nothing was sent: give the text back
+    autosize();
+  }
+  if (failure) toast(failure);
+  loadThreads();
+  ui.prompt.focus();
+}
+
+async function refreshThreadInfo(threadId) {
+  try {
+    const thread = await api(`/v1/threads/${encodeURIComponent(threadId)}`);
+    if (state.thread && state.thread.id === threadId) {
+      state.thread = thread;
+      renderTitle();
+    }
+    const i = state.threads.findIndex((t) => t.id === threadId);
+    if (i !== -1) state.threads[i] = thread;
+    renderThreads();
+  } catch {
+    // the list refreshes after the answer anyway
+  }
+}
+
+// ------------------------------------------------------------------ settings
+
+function currentSettings() {
+  if (!state.thread) return state.draftSettings;
+  const entry = threadAssistant(state.thread) || {};
+  const params = entry.model?.parameters || {};
+  return {
+    instructions: entry.instructions || "",
+    temperature: typeof params.temperature === "number" ? params.temperature : null,
+    max_tokens: typeof params.max_tokens === "number" ? params.max_tokens : null,
+  };
+}
+
+function fillSettings() {
+  const s = currentSettings();
+  ui.setInstructions.value = s.instructions;
+  ui.setTemperature.value = s.temperature === null ? "" : String(s.temperature);
+  ui.setTemperatureRange.value = s.temperature === null ? "0.7" : String(s.temperature);
+  ui.setMaxTokens.value = s.max_tokens === null ? "" : String(s.max_tokens);
+  const defaults = state.models.find((m) => m.id === state.modelId)?.parameters || {};
+  ui.setTemperature.placeholder = defaults.temperature !== undefined ? `default (${defaults.temperature})` : "default";
+  ui.setMaxTokens.placeholder = defaults.max_tokens !== undefined ? `default (${defaults.max_tokens})` : "default";
+  ui.settingsStatus.textContent = "";
+}
+
+function readSettingsForm() {
+  const number = (input, parse) => {
+    const raw = input.value.trim();
+    if (raw === "") return null;
+    const value = parse(raw);
+    return Number.isFinite(value) ? value : null;
+  };
+  return {
+    instructions: ui.setInstructions.value,
+    temperature: number(ui.setTemperature, parseFloat),
+    max_tokens: number(ui.setMaxTokens, (v) => parseInt(v, 10)),
+  };
+}
+
+async function saveSettings() {
+  if (!ui.settingsForm.reportValidity()) return;
+  const settings = readSettingsForm();
+  if (!state.thread) {
+    state.draftSettings = settings;
+    ui.settingsStatus.textContent = "Saved; applies to this new thread.";
+    return;
+  }
+  await patchThreadAssistant((entry) => assistantEntry(state.modelId || entry.model?.id, settings, entry));
+  ui.settingsStatus.textContent = "Saved";
+}
+
+/** Read the thread fresh, change its first assistant entry, write it back. */
+async function patchThreadAssistant(change) {
+  const id = state.thread.id;
+  try {
+    const fresh = await api(`/v1/threads/${encodeURIComponent(id)}`);
+    const assistants = Array.isArray(fresh.assistants) ? [...fresh.assistants] : [];
+    assistants[0] = change(assistants[0] || { ...DEFAULT_ASSISTANT });
+    const updated = await api(`/v1/threads/${encodeURIComponent(id)}`, { method: "PATCH", body: { assistants } });
+    if (state.thread && state.thread.id === id) state.thread = updated;
+  } catch (error) {
+    toast(`Could not save the thread settings: ${error.message}`);
+    throw error;
+  }
+}
+
+function setSettingsOpen(open) {
+  ui.settings.hidden = !open;
+  ui.toggleSettings.setAttribute("aria-expanded", String(open));
+  if (open) {
+    fillSettings();
+    ui.setInstructions.focus();
+  }
+}
+
+// ------------------------------------------------------------------ models
+
+async function loadModels() {
+  try {
+    const page = await api("/v1/models");
+    state.models = page.data || [];
+  } catch (error) {
+    toast(`Could not list models: ${error.message}`);
+    state.models = [];
+  }
+  if (!state.models.some((m) => m.id === state.modelId)) {
+    const ready = state.models.find((m) => m.state === "ready");
+    state.modelId = (ready || state.models[0] || {}).id || "";
+  }
+  renderModels();
+}
+
+function modelLabel(model) {
+  return model.name && model.name !== model.id ? `${model.name} (${model.id})` : model.id;
+}
+
+function renderModels() {
+  const select = ui.modelSelect;
+  select.replaceChildren();
+  if (!state.models.length) {
+    const option = el("option", "", "No models — open Models to add one");
+    option.value = "";
+    select.append(option);
+    select.disabled = true;
+  } else {
+    select.disabled = false;
+    for (const model of state.models) {
+      const option = el("option", "", `${modelLabel(model)}${model.state && model.state !== "ready" ? ` — ${model.state}` : ""}`);
+      option.value = model.id;
+      select.append(option);
+    }
+    select.value = state.modelId;
+  }
+  renderModelState();
+  renderModelList();
+}
+
+function renderModelState() {
+  const model = state.models.find((m) => m.id === state.modelId);
+  const s = model ? model.state || "unknown" : "";
+  ui.modelState.textContent = s;
+  ui.modelState.className = `badge ${s}`;
+  ui.modelState.hidden = !model;
+  ui.modelState.title = model && model.error ? model.error : "";
+  ui.modelToggle.hidden = !model;
+  if (model) {
+    const verb = s === "ready" ? "Stop" : s === "loading" ? "Loading…" : "Start";
+    ui.modelToggle.textContent = s === "loading" ? verb : `${verb} model`;
+    ui.modelToggle.dataset.action = s === "ready" ? "stop" : "start";
+    ui.modelToggle.disabled = s === "loading" || s === "unavailable";
+    ui.modelToggle.setAttribute("aria-label", `${verb} model ${model.id}`);
+  }
+}
+
+function selectModel(modelId, { save = true } = {}) {
+  state.modelId = modelId;
+  localStorage.setItem(MODEL_STORAGE, modelId);
+  ui.modelSelect.value = modelId;
+  renderModelState();
+  if (save && state.thread && !state.run) {
+    patchThreadAssistant((entry) => {
+      const next = { ...DEFAULT_ASSISTANT, ...entry };
+      next.model = { settings: {}, parameters: {}, engine: "llama.cpp", ...(entry.model || {}), id: modelId };
+      return next;
+    }).catch(() => {});
+  }
+}
+
+async function toggleModel(modelId, button) {
+  const model = state.models.find((m) => m.id === modelId);
+  if (!model) return;
+  const action = model.state === "ready" ? "stop" : "start";
+  model.state = action === "start" ? "loading" : model.state;
+  renderModels();
+  if (button) button.disabled = true;
+  try {
+    const updated = await api(`/v1/models/${encodeURIComponent(modelId)}/${action}`, { method: "POST" });
+    Object.assign(model, updated);
+    if (updated.state === "failed") toast(`Model ${modelId} failed to load: ${updated.error || "unknown error"}`);
+  } catch (error) {
+    toast(`Could not ${action} ${modelId}: ${error.message}`);
+  }
+  await loadModels();
+}
+
+function renderModelList() {
+  ui.modelList.replaceChildren();
+  if (!state.models.length) {
+    ui.modelList.append(el("li", "muted", "No models yet."));
+    return;
+  }
+  for (const model of state.models) {
+    const li = el("li");
+    li.dataset.modelId = model.id;
+    const name = el("span", "model-name", model.name || model.id);
+    if (model.name && model.name !== model.id) name.append(el("small", "", model.id));
+    const badge = el("span", `badge ${model.state || ""}`, model.state || "unknown");
+    const toggle = el("button", "btn small", model.state === "ready" ? "Stop" : model.state === "loading" ? "Loading…" : "Start");
+    toggle.type = "button";
+    toggle.disabled = model.state === "loading";
+    toggle.setAttribute("aria-label", `${toggle.textContent} model ${model.id}`);
+    toggle.addEventListener("click", () => toggleModel(model.id, toggle));
+    const use = el("button", "btn small", model.id === state.modelId ? "In use" : "Use");
+    use.type = "button";
+    use.disabled = model.id === state.modelId;
+    use.setAttribute("aria-label", `Use model ${model.id}`);
+    use.addEventListener("click", () => { selectModel(model.id); renderModelList(); });
+    li.append(name, badge, toggle, use);
+    ui.modelList.append(li);
+  }
+}
+
+async function importModel() {
+  const path = ui.importPath.value.trim();
+  if (!path) return;
+  const body = { path };
+  if (ui.importId.value.trim()) body.id = ui.importId.value.trim();
+  ui.importStatus.textContent = "Importing…";
+  try {
+    const model = await api("/v1/models", { method: "POST", body });
+    ui.importStatus.textContent = `Imported ${model.id}.`;
+    ui.importPath.value = "";
+    ui.importId.value = "";
+    await loadModels();
+    if (model.id) selectModel(model.id);
+    renderModelList();
+  } catch (error) {
+    ui.importStatus.textContent = `Import failed: ${error.message}`;
+  }
+}
+
+function showPull(progress) {
+  ui.pullBox.hidden = false;
+  const done = Number(progress.downloaded_bytes) || 0;
+  const total = Number(progress.total_bytes) || 0;
+  if (total > 0) {
+    ui.pullProgress.max = total;
+    ui.pullProgress.value = Math.min(done, total);
+  } else {
+    ui.pullProgress.removeAttribute("value"); // indeterminate
+  }
+  const pct = total > 0 ? ` (${Math.floor((100 * done) / total)}%)` : "";
+  const stateText = progress.state || "downloading";
+  ui.pullStatus.textContent = `${stateText}: ${formatBytes(done)}${total ? ` of ${formatBytes(total)}` : ""}${pct}`;
+}
+
+async function pullModel() {
+  const url = ui.pullUrl.value.trim();
+  if (!url || state.pull) return;
+  const body = { url };
+  if (ui.pullId.value.trim()) body.id = ui.pullId.value.trim();
+  const controller = new AbortController();
+  state.pull = { id: body.id || null, controller, cancelled: false };
+  ui.pullGo.disabled = true;
+  ui.pullCancel.hidden = false;
+  showPull({ state: "queued", downloaded_bytes: 0, total_bytes: 0 });
+  let last = null;
+  let failure = null;
+  try {
+    const response = await api("/v1/models/pull", { method: "POST", body, signal: controller.signal, raw: true });
+    const type = response.headers.get("Content-Type") || "";
+    if (!type.includes("event-stream")) {
+      last = await response.json();
+      showPull(last);
+    } else {
+      for await (const { event, data } of readSSE(response)) {
+        if (event === "done") break;
+        if (event === "error") {
+          failure = data?.error?.message || "the download failed";
+          break;
+        }
+        if (data && typeof data === "object") {
+          last = data;
+          if (data.id && state.pull) state.pull.id = state.pull.id || data.model_id || data.id;
+          showPull(data);
+          if (data.state === "failed") failure = data.error || "the download failed";
+        }
+      }
+    }
+  } catch (error) {
+    if (error.name !== "AbortError") failure = error.message;
+  }
+  const cancelled = state.pull && state.pull.cancelled;
+  state.pull = null;
+  ui.pullGo.disabled = false;
+  ui.pullCancel.hidden = true;
+  if (cancelled || (last && last.state === "cancelled")) {
+    ui.pullStatus.textContent = "Download cancelled.";
+  } else if (failure) {
+    ui.pullStatus.textContent = `Download failed: ${failure}`;
+  } else if (last && last.state === "completed") {
+    ui.pullProgress.value = ui.pullProgress.max;
+    ui.pullStatus.textContent = `Downloaded ${last.model_id || last.id}; it is in the list above.`;
+    ui.pullUrl.value = "";
+    ui.pullId.value = "";
+  }
+  await loadModels();
+}
+
+async function cancelPull() {
+  const pull = state.pull;
+  if (!pull) return;
+  pull.cancelled = true;
+  ui.pullCancel.disabled = true;
+  const id = pull.id || deriveModelId(ui.pullUrl.value.trim());
+  try {
+    // the progress stream then ends by itself with state "cancelled"
+    if (id) await api(`/v1/models/pull/${encodeURIComponent(id)}`, { method: "DELETE" });
+    else pull.controller.abort();
+  } catch (error) {
+    if (error.status !== 404) toast(`Could not cancel: ${error.message}`);
+    pull.controller.abort(); // stop watching (closing the stream alone does not cancel a download)
+  } finally {
+    ui.pullCancel.disabled = false;
+  }
+  setTimeout(() => { if (state.pull === pull) pull.controller.abort(); }, 5000);
+}
+
+/** The id the server gives a download without an explicit id (the file name, slugified). */
+function deriveModelId(url) {
+  const file = (url.split(/[?#]/)[0].split("/").pop() || "").replace(/\.[^.]*$/, "");
+  return file.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[-.]+|[-.]+$/g, "");
+}
+
+function openModels() {
+  renderModelList();
+  ui.modelsDialog.showModal();
+  (ui.modelList.querySelector("button") || ui.importPath).focus();
+  loadModels();
+}
+
+// ------------------------------------------------------------------ composer
+
+function autosize() {
+  ui.prompt.style.height = "auto";
+  ui.prompt.style.height = `${Math.min(ui.prompt.scrollHeight, window.innerHeight * 0.4)}px`;
+}
+
+function anyDialogOpen() {
+  return [ui.keyDialog, ui.modelsDialog, ui.confirmDialog].some((d) => d.open);
+}
+
+function bind() {
+  ui.composer.addEventListener("submit", (event) => { event.preventDefault(); send(); });
+  ui.prompt.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+  ui.prompt.addEventListener("input", autosize);
+  ui.stop.addEventListener("click", () => { stopRun(); ui.prompt.focus(); });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !anyDialogOpen()) {
+      if (state.run) {
+        event.preventDefault();
+        stopRun();
+        ui.prompt.focus();
+      } else if (!ui.settings.hidden) {
+        setSettingsOpen(false);
+        ui.toggleSettings.focus();
+      } else if (isNarrow() && sidebarOpen()) {
+        setSidebar(false);
+        ui.toggleSidebar.focus();
+      }
+    } else if (event.key.toLowerCase() === "o" && (event.ctrlKey || event.metaKey) && event.shiftKey) {
+      event.preventDefault();
+      newThread();
+    }
+  });
+
+  ui.toggleSidebar.addEventListener("click", () => setSidebar(!sidebarOpen(), { focus: true }));
+  ui.scrim.addEventListener("click", () => setSidebar(false));
+  NARROW.addEventListener("change", () => setSidebar(!isNarrow()));
+  ui.newThread.addEventListener("click", () => { newThread(); closeSidebarIfNarrow(); });
+
+  ui.modelSelect.addEventListener("change", () => selectModel(ui.modelSelect.value));
+  ui.modelToggle.addEventListener("click", () => toggleModel(state.modelId, ui.modelToggle));
+
+  ui.toggleSettings.addEventListener("click", () => setSettingsOpen(ui.settings.hidden));
+  ui.closeSettings.addEventListener("click", () => { setSettingsOpen(false); ui.toggleSettings.focus(); });
+  ui.settingsForm.addEventListener("submit", (event) => { event.preventDefault(); saveSettings().catch(() => {}); });
+  ui.setTemperatureRange.addEventListener("input", () => { ui.setTemperature.value = ui.setTemperatureRange.value; });
+  ui.setTemperature.addEventListener("input", () => {
+    if (ui.setTemperature.value !== "") ui.setTemperatureRange.value = ui.setTemperature.value;
+  });
+
+  ui.openModels.addEventListener("click", openModels);
+  ui.modelsClose.addEventListener("click", () => ui.modelsDialog.close());
+  ui.modelsDialog.addEventListener("close", () => ui.openModels.focus());
+  ui.importForm.addEventListener("submit", (event) => { event.preventDefault(); importModel(); });
+  ui.pullForm.addEventListener("submit", (event) => { event.preventDefault(); pullModel(); });
+  ui.pullCancel.addEventListener("click", cancelPull);
+
+  ui.openKey.addEventListener("click", () => {
+    askForKey(state.apiKey ? "Change the API key this page sends." : "Set the API key this page sends.")
+      .then(() => refreshAll())
+      .catch(() => {});
+  });
+  ui.keyForget.addEventListener("click", () => {
+    setApiKey("");
+    ui.keyInput.value = "";
+    ui.keyForget.hidden = true;
+    ui.keyMessage.textContent = "Key forgotten.";
+    ui.keyInput.focus();
+  });
+
+  window.addEventListener("hashchange", () => {
+    if (location.hash && !location.hash.startsWith("#thread=")) return; // an in-page anchor
+    const id = routeThreadId();
+    if (id && (!state.thread || state.thread.id !== id)) openThread(id);
+    else if (!id && state.thread) newThread();
+  });
+  document.querySelector(".skip-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    ui.prompt.focus();
+  });
+}
+
+async function refreshAll() {
+  await Promise.all([loadModels(), loadThreads()]);
+}
+
+async function init() {
+  bind();
+  setSidebar(!isNarrow());
+  renderTitle();
+  updateEmptyState();
+  await refreshAll();
+  const id = routeThreadId();
+  if (id) await openThread(id);
+  else fillSettings();
+  ui.prompt.focus();
+  document.body.dataset.ready = "true";
+  // keep model states fresh (a model loading in the background, another client stopping one)
+  setInterval(() => {
+    if (!document.hidden && !state.run && !anyDialogOpen() && document.activeElement !== ui.modelSelect) loadModels();
+  }, 15000);
+}
+
+init();

@@ -1,0 +1,438 @@
+// A small, safe Markdown renderer for chat messages.
+//
+// It never produces HTML strings: every piece of the input ends up in a DOM
+// node through createElement/textContent, so model output can't inject markup
+// or script. Links are kept only for http(s) URLs; anything else
+// (javascript:, data:, ...) stays plain text.
+//
+// Supported: fenced code blocks (``` or ~~~, with a language and a copy
+// button; an unclosed fence runs to the end, which suits streaming),
+// headings, bullet and numbered lists (nested by indentation), block quotes,
+// horizontal rules, paragraphs (single newlines kept as line breaks), inline
+// code, **bold**, *italic*, ~~strikethrough~~, [links](https://...) and bare
+// http(s) URLs.
+
+const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)[^`]*$/;
+const HEADING = /^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
+const HR = /^ {0,3}([-*_])(\s*\1){2,}\s*$/;
+const LIST_ITEM = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;
+const QUOTE = /^ {0,3}>\s?(.*)$/;
+const PUNCT = /[!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]/;
+
+/** Element with optional class and children (strings become text nodes). */
+function el(tag, className, ...children) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  for (const child of children) {
+    node.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+/** An http(s) URL as a normalized string, or null for any other scheme. */
+export function safeUrl(raw) {
+  const text = String(raw || "").trim();
+  if (!/^https?:\/\//i.test(text)) return null;
+  try {
+    const url = new URL(text);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function link(href, children) {
+  const a = el("a");
+  a.href = href;
+  a.target = "_blank";
+  a.rel = "noopener noreferrer nofollow";
+  a.append(...children);
+  return a;
+}
+
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch {
+      // fall through to the selection fallback
+    }
+  }
+  const area = el("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.style.position = "fixed";
+  area.style.opacity = "0";
+  document.body.append(area);
+  area.select();
+  let ok = false;
+  try {
+    ok = document.execCommand("copy");
+  } catch {
+    ok = false;
+  }
+  area.remove();
+  return ok;
+}
+
+function codeBlock(code, lang) {
+  const wrap = el("div", "code-block");
+  const head = el("div", "code-head");
+  head.append(el("span", "code-lang", lang || "code"));
+  const button = el("button", "copy-code", "Copy");
+  button.type = "button";
+  button.setAttribute("aria-label", lang ? `Copy ${lang} code` : "Copy code");
+  button.addEventListener("click", async () => {
+    const ok = await copyText(code);
+    button.textContent = ok ? "Copied" : "Copy failed";
+    setTimeout(() => { button.textContent = "Copy"; }, 1500);
+  });
+  head.append(button);
+  const pre = el("pre");
+  const codeEl = el("code", lang ? `language-${lang}` : "", code);
+  pre.append(codeEl);
+  pre.tabIndex = 0; // scrollable regions must be reachable by keyboard
+  wrap.append(head, pre);
+  return wrap;
+}
+
+// ---------------------------------------------------------------- inline
+
+function findClosingRun(text, from, run, memo) {
+  // a backtick run of exactly run.length, starting at or after `from`
+  const key = `\`${run.length}`;
+  if (memo && memo[key] !== undefined && from >= memo[key]) return -1;
+  let i = text.indexOf(run, from);
+  while (i !== -1) {
+    let j = i + run.length;
+    const before = text[i - 1];
+    if (text[j] !== "`" && before !== "`") return i;
+    while (text[j] === "`") j++;
+    i = text.indexOf(run, j);
+  }
+  if (memo) memo[key] = Math.min(from, memo[key] ?? Infinity);
+  return -1;
+}
+
+function isSpace(ch) {
+  return ch === undefined || /\s/.test(ch);
+}
+
+function isWordChar(ch) {
+  return ch !== undefined && /[\p{L}\p{N}]/u.test(ch);
+}
+
+/**
+ * Index of a closing delimiter `delim` for an emphasis opened just before `from`, or -1.
+ * `memo` remembers where searches failed, so text full of unmatched delimiters stays linear.
+ */
+function findEmphasisClose(text, from, delim, memo) {
+  if (memo[delim] !== undefined && from >= memo[delim]) return -1;
+  let i = from;
+  while (i < text.length) {
+    const ch = text[i];
+    if (ch === "\\") { i += 2; continue; }
+    if (ch === "`") {
+      let run = "`";
+      while (text[i + run.length] === "`") run += "`";
+      const close = findClosingRun(text, i + run.length, run, memo);
+      i = close === -1 ? i + run.length : close + run.length;
+      continue;
+    }
+    if (text.startsWith(delim, i) && !isSpace(text[i - 1]) && i > from) {
+      const after = text[i + delim.length];
+      // "**" must not be taken as the close of "*" and vice versa
+      if (delim.length === 1 && after === delim[0]) {
+        // skip a double run inside single emphasis (e.g. *a **b** c*)
+        const inner = findEmphasisClose(text, i + 2, delim + delim, memo);
+        if (inner !== -1) { i = inner + 2; continue; }
+      }
+      if (delim[0] === "_" && isWordChar(after)) { i++; continue; }
+      return i;
+    }
+    i++;
+  }
+  memo[delim] = Math.min(from, memo[delim] ?? Infinity);
+  return -1;
+}
+
+const LINK = /\[((?:[^\[\]\\]|\\.|\[[^\]]*\])*)\]\(\s*<?([^\s()<>]*(?:\([^\s()]*\)[^\s()<>]*)*)>?(?:\s+"[^"]*")?\s*\)/y;
+const BARE_URL = /https?:\/\/[^\s<>"'`]+/iy;
+const MAX_INLINE_DEPTH = 6; // deeper emphasis is shown as text
+
+/** Inline Markdown to a list of DOM nodes. */
+export function renderInline(text, depth = 0) {
+  const out = [];
+  const memo = {};
+  let buf = "";
+  const flush = () => {
+    if (buf) out.push(document.createTextNode(buf));
+    buf = "";
+  };
+  let i = 0;
+  while (i < text.length) {
+    const ch = text[i];
+    // backslash escapes
+    if (ch === "\\" && i + 1 < text.length && PUNCT.test(text[i + 1])) {
+      buf += text[i + 1];
+      i += 2;
+      continue;
+    }
+    // code spans
+    if (ch === "`") {
+      let run = "`";
+      while (text[i + run.length] === "`") run += "`";
+      const close = findClosingRun(text, i + run.length, run, memo);
+      if (close !== -1) {
+        let code = text.slice(i + run.length, close).replace(/\n/g, " ");
+        if (code.length > 2 && code.startsWith(" ") && code.endsWith(" ") && code.trim()) code = code.slice(1, -1);
+        flush();
+        out.push(el("code", "", code));
+        i = close + run.length;
+        continue;
+      }
+      buf += run;
+      i += run.length;
+      continue;
+    }
+    // bold, italic, strikethrough
+    if (ch === "*" || ch === "_" || (ch === "~" && text[i + 1] === "~")) {
+      const double = text[i + 1] === ch;
+      const delim = double ? ch + ch : ch;
+      const opensWord = !isSpace(text[i + delim.length]);
+      const intraword = ch === "_" && isWordChar(text[i - 1]);
+      if (opensWord && !intraword && depth < MAX_INLINE_DEPTH) {
+        const close = findEmphasisClose(text, i + delim.length, delim, memo);
+        if (close !== -1) {
+          flush();
+          const tag = ch === "~" ? "del" : double ? "strong" : "em";
+          const node = el(tag);
+          node.append(...renderInline(text.slice(i + delim.length, close), depth + 1));
+          out.push(node);
+          i = close + delim.length;
+          continue;
+        }
+      }
+      buf += delim;
+      i += delim.length;
+      continue;
+    }
+    // [text](url)
+    if (ch === "[") {
+      LINK.lastIndex = i;
+      const m = LINK.exec(text);
+      if (m) {
+        const href = safeUrl(m[2]);
+        if (href && depth < MAX_INLINE_DEPTH) {
+          flush();
+          out.push(link(href, renderInline(m[1], depth + 1)));
+        } else {
+          buf += m[0]; // not http(s): shown exactly as written
+        }
+        i += m[0].length;
+        continue;
+      }
+    }
+    // bare URLs
+    if ((ch === "h" || ch === "H") && !isWordChar(text[i - 1])) {
+      BARE_URL.lastIndex = i;
+      const m = BARE_URL.exec(text);
+      if (m) {
+        let url = m[0];
+        while (/[.,;:!?)\]*_~]$/.test(url)) {
+          if (url.endsWith(")") && (url.match(/\(/g) || []).length >= (url.match(/\)/g) || []).length) break;
+          url = url.slice(0, -1);
+        }
+        const href = safeUrl(url);
+        if (href && url.length > 8) {
+          flush();
+          out.push(link(href, [document.createTextNode(url)]));
+          i += url.length;
+          continue;
+        }
+      }
+    }
+    buf += ch;
+    i++;
+  }
+  flush();
+  return out;
+}
+
+/** Lines of a paragraph: text with <br> between lines. */
+function paragraph(lines) {
+  const p = el("p");
+  lines.forEach((line, n) => {
+    if (n > 0) p.append(el("br"));
+    p.append(...renderInline(line.trim()));
+  });
+  return p;
+}
+
+// ---------------------------------------------------------------- blocks
+
+function indentOf(line) {
+  const m = /^(\s*)/.exec(line);
+  return m[1].replace(/\t/g, "    ").length;
+}
+
+const MAX_DEPTH = 12; // deeper quotes/lists are shown as text, never recursed into
+
+function parseList(lines, start, depth) {
+  const first = LIST_ITEM.exec(lines[start]);
+  const baseIndent = indentOf(lines[start]);
+  const ordered = /\d/.test(first[2]);
+  const list = el(ordered ? "ol" : "ul");
+  if (ordered) {
+    const n = parseInt(first[2], 10);
+    if (n !== 1) list.start = n;
+  }
+  let i = start;
+  let item = null;
+  let itemLines = [];
+  const finishItem = () => {
+    if (!item) return;
+    // the item's text plus any nested blocks (indented lines)
+    item.append(...renderBlocks(itemLines, true, depth + 1));
+    list.append(item);
+    item = null;
+    itemLines = [];
+  };
+  while (i < lines.length) {
+    const line = lines[i];
+    const m = LIST_ITEM.exec(line);
+    const indent = indentOf(line);
+    if (m && indent <= baseIndent + 1 && /\d/.test(m[2]) === ordered) {
+      finishItem();
+      item = el("li");
+      itemLines = [m[3]];
+      i++;
+      continue;
+    }
+    if (m && indent <= baseIndent + 1) break; // a different kind of list starts
+    if (!line.trim()) {
+      // a blank line ends the list unless the next line continues it
+      const next = lines[i + 1];
+      if (next !== undefined && (indentOf(next) > baseIndent || (LIST_ITEM.exec(next) && indentOf(next) <= baseIndent + 1
+        && /\d/.test(LIST_ITEM.exec(next)[2]) === ordered))) {
+        itemLines.push("");
+        i++;
+        continue;
+      }
+      break;
+    }
+    if (indent > baseIndent || !isBlockStart(line)) {
+      // nested content or a lazy continuation line
+      itemLines.push(indent > baseIndent ? line.slice(Math.min(indent, baseIndent + 2)) : line);
+      i++;
+      continue;
+    }
+    break;
+  }
+  finishItem();
+  return [list, i];
+}
+
+function isBlockStart(line) {
+  return FENCE.test(line) || HEADING.test(line) || HR.test(line) || LIST_ITEM.test(line) || QUOTE.test(line);
+}
+
+/** Block-level Markdown (an array of lines) to DOM nodes. */
+function renderBlocks(lines, tight = false, depth = 0) {
+  const out = [];
+  let para = [];
+  const flushPara = () => {
+    if (!para.length) return;
+    if (tight && out.length === 0) {
+      // first text of a list item: no <p> wrapper, keeps lists compact
+      para.forEach((line, n) => {
+        if (n > 0) out.push(el("br"));
+        out.push(...renderInline(line.trim()));
+      });
+    } else {
+      out.push(paragraph(para));
+    }
+    para = [];
+  };
+  let i = 0;
+  while (i < lines.length) {
+    const line = lines[i];
+    const fence = FENCE.exec(line);
+    if (fence) {
+      flushPara();
+      const marker = fence[1];
+      const lang = fence[2].replace(/[^\w+#.-]/g, "").slice(0, 30);
+      const indent = indentOf(line);
+      const body = [];
+      i++;
+      while (i < lines.length) {
+        const closing = new RegExp(`^ {0,3}${marker[0] === "`" ? "`" : "~"}{${marker.length},}\\s*$`);
+        if (closing.test(lines[i])) { i++; break; }
+        let l = lines[i];
+        if (indent) l = l.replace(new RegExp(`^ {0,${indent}}`), "");
+        body.push(l);
+        i++;
+      }
+      out.push(codeBlock(body.join("\n"), lang));
+      continue;
+    }
+    if (!line.trim()) {
+      flushPara();
+      i++;
+      continue;
+    }
+    const heading = HEADING.exec(line);
+    if (heading) {
+      flushPara();
+      const h = el(`h${Math.min(heading[1].length + 2, 6)}`, "md-heading");
+      h.append(...renderInline(heading[2]));
+      out.push(h);
+      i++;
+      continue;
+    }
+    if (HR.test(line)) {
+      flushPara();
+      out.push(el("hr"));
+      i++;
+      continue;
+    }
+    if (depth >= MAX_DEPTH) {
+      para.push(line);
+      i++;
+      continue;
+    }
+    if (LIST_ITEM.test(line)) {
+      flushPara();
+      const [list, next] = parseList(lines, i, depth);
+      out.push(list);
+      i = next;
+      continue;
+    }
+    if (QUOTE.test(line)) {
+      flushPara();
+      const quoted = [];
+      while (i < lines.length && lines[i].trim()) {
+        const q = QUOTE.exec(lines[i]);
+        quoted.push(q ? q[1] : lines[i]);
+        i++;
+      }
+      const bq = el("blockquote");
+      bq.append(...renderBlocks(quoted, false, depth + 1));
+      out.push(bq);
+      continue;
+    }
+    para.push(line);
+    i++;
+  }
+  flushPara();
+  return out;
+}
+
+/** Render Markdown text into a DocumentFragment. */
+export function renderMarkdown(text) {
+  const fragment = document.createDocumentFragment();
+  const lines = String(text ?? "").replace(/\r\n?/g, "\n").split("\n");
+  fragment.append(...renderBlocks(lines));
+  return fragment;
+}

@@ -1,0 +1,630 @@
+"""The chat page in a real headless Chromium against a real server with stories260K.
+
+Driven by Playwright for Python with Debian's ``chromium`` (never a browser
+that Playwright downloads). Without Playwright or Chromium the tests skip,
+except under ``JAN_REQUIRE_BROWSER=1`` (set by ``.ci/run``, which installs
+Chromium), where that is a failure. Screenshots of each step go to
+``tests/artifacts/web/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from jan.server.config import ServerConfig
+from jan.testing.server import ServerThread
+
+ARTIFACTS = Path(__file__).parent / "artifacts" / "web"
+MODEL_ID = "stories260K"
+XSS_SCRIPT = "<script>window.__pwned=1</script>"
+XSS_IMG = '<img src=x onerror="window.__pwned=1">'
+
+
+# -- browser ---------------------------------------------------------------------
+def _unavailable(reason: str):
+    if os.environ.get("JAN_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser tests required (JAN_REQUIRE_BROWSER=1) but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright; no `playwright install` needed)")
+    executable = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
+    if executable is None:
+        _unavailable("no chromium on PATH (apt-get install chromium)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """Pages in fresh contexts (own localStorage); JS errors on any of them fail the test.
+
+    The server's Content-Security-Policy forbids eval, which Playwright's
+    ``wait_for_function`` polling uses, so pages bypass it unless ``csp=True``
+    (the page itself never needs eval: see test_page_runs_under_its_csp).
+    """
+    contexts, errors = [], []
+
+    def make(width: int = 1280, height: int = 820, csp: bool = False, **options):
+        context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=not csp, **options)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text)
+                if msg.type == "error" and "Content Security Policy" in msg.text else None)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def open_page(page, server, fragment: str = ""):
+    page.goto(f"{server.base_url}/{fragment}")
+    page.wait_for_selector("body[data-ready=true]")
+
+
+# -- servers and API -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory, stories_path):
+    """stories260K with a 4096-token context: an answer runs ~15 s, long enough to watch it grow and stop it."""
+    config = ServerConfig(data_folder=tmp_path_factory.mktemp("web-data"), models=[str(stories_path)],
+                          n_ctx=4096, n_parallel=2, n_threads=1)
+    with ServerThread(config) as srv:
+        yield srv
+
+
+def call(server, method: str, path: str, body=None, key: str | None = None):
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(server.base_url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw = response.read()
+            return response.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, (json.loads(raw) if raw else None)
+
+
+def api(server, method: str, path: str, body=None, key: str | None = None):
+    status, data = call(server, method, path, body, key)
+    assert status == 200, f"{method} {path}: {status} {data}"
+    return data
+
+
+def messages_of(server, thread_id: str, key: str | None = None) -> list[dict]:
+    return api(server, "GET", f"/v1/threads/{thread_id}/messages?order=asc&limit=100", key=key)["data"]
+
+
+def text_of(message: dict) -> str:
+    return "".join(p["text"]["value"] for p in message["content"] if p.get("type") == "text")
+
+
+def busy_slots(server) -> float:
+    with urllib.request.urlopen(server.base_url + "/metrics", timeout=30) as response:
+        metrics = response.read().decode()
+    found = re.search(r'^jan_slots_busy\{model="%s"\} ([0-9.]+)$' % MODEL_ID, metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
+def thread_id_of(page) -> str:
+    found = re.match(r"^#thread=(.+)$", page.evaluate("location.hash"))
+    assert found, page.evaluate("location.hash")
+    return found.group(1)
+
+
+def assistant_text(page) -> str:
+    return page.evaluate("document.querySelector('article.assistant:last-of-type .message-body')?.innerText ?? ''")
+
+
+# -- the chat flow --------------------------------------------------------------------
+def test_send_stream_stop_and_reload(chat_server, new_page):
+    page = new_page()
+    open_page(page, chat_server)
+    assert page.input_value("#model-select") == MODEL_ID
+    assert page.text_content("#model-state") == "ready"
+    assert page.evaluate("document.activeElement.id") == "prompt"
+    assert page.is_visible("#empty-state")
+    shot(page, "01-empty")
+
+    # Shift+Enter is a new line, Enter sends
+    page.keyboard.type("Once upon a time")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("there was a dog.")
+    assert page.input_value("#prompt") == "Once upon a time\nthere was a dog."
+    assert page.locator("article.message").count() == 0
+    page.keyboard.press("Enter")
+
+    # the thread was created and the answer streams in, growing over time
+    page.wait_for_selector("article.message.user")
+    page.wait_for_function(
+        "(document.querySelector('article.assistant .message-body')?.textContent.length ?? 0) > 10")
+    assert page.is_visible("#stop") and page.is_hidden("#send")
+    lengths = []
+    for _ in range(8):
+        lengths.append(len(assistant_text(page)))
+        time.sleep(0.15)
+    assert lengths == sorted(lengths) and len(set(lengths)) >= 3, lengths
+    thread_id = thread_id_of(page)
+    assert api(chat_server, "GET", f"/v1/threads/{thread_id}")["id"] == thread_id
+    assert busy_slots(chat_server) >= 1
+    shot(page, "02-streaming")
+
+    # Esc stops: the answer stops growing, the server frees the slot and saves the text as stopped
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#stop", state="hidden")
+    assert page.is_visible("#send")
+    stopped_text = assistant_text(page)
+    time.sleep(1.0)
+    assert assistant_text(page) == stopped_text
+    assert len(stopped_text) > len("Once upon a time")
+    assert page.text_content("article.assistant .message-status") == "Stopped"
+    assert page.evaluate("document.activeElement.id") == "prompt"
+    wait_until(lambda: busy_slots(chat_server) == 0, timeout=10)
+    saved = wait_until(lambda: [m for m in messages_of(chat_server, thread_id)
+                                if m["role"] == "assistant" and m["status"] == "stopped"])
+    assert saved[0]["metadata"]["stop_reason"] == "client disconnected"
+    # what the page showed is what was saved (the server may have had a few more tokens)
+    saved_text = text_of(saved[0])
+    assert " ".join(saved_text.split()).startswith(" ".join(stopped_text.split())[:60])
+    assert len(saved_text) < len(stopped_text) + 500  # cut off right away, not run to the end (~16 kB)
+    shot(page, "03-stopped")
+
+    # the server titled the thread after the first message; the sidebar shows it
+    page.wait_for_function(
+        "document.querySelector('.thread-item.active .thread-open')?.textContent.startsWith('Once upon a time')")
+    assert page.text_content("#thread-title").startswith("Once upon a time")
+
+    # reload: the thread and its messages come back from the API
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    assert thread_id_of(page) == thread_id
+    page.wait_for_selector("article.message.assistant")
+    assert page.text_content("article.message.user .message-body") == "Once upon a time\nthere was a dog."
+    reloaded = assistant_text(page)
+    assert " ".join(reloaded.split()).startswith(" ".join(stopped_text.split())[:60])
+    assert page.text_content("article.assistant .message-status") == "Stopped"
+    assert page.locator(".thread-item.active").count() == 1
+    shot(page, "04-reloaded")
+
+    # a fresh visit (no #thread) starts empty; the thread opens from the sidebar
+    open_page(page, chat_server)
+    assert page.locator("article.message").count() == 0
+    page.click(f".thread-item[data-thread-id='{thread_id}'] .thread-open")
+    page.wait_for_selector("article.message.assistant")
+    assert thread_id_of(page) == thread_id
+    assert page.locator("article.message").count() == 2
+
+    # a second message in the same thread, stopped with the Stop button this time
+    page.fill("#prompt", "And then?")
+    page.click("#send")
+    page.wait_for_function("document.querySelectorAll('article.assistant').length === 2 && "
+                           "document.querySelector('article.assistant:last-of-type .message-body').textContent.length > 10")
+    page.click("#stop")
+    page.wait_for_selector("article.assistant:last-of-type[data-done=true]")
+    assert page.text_content("article.assistant:last-of-type .message-status") == "Stopped"
+    wait_until(lambda: busy_slots(chat_server) == 0, timeout=10)
+    roles = [(m["role"], m["status"]) for m in messages_of(chat_server, thread_id)]
+    assert roles == [("user", "ready"), ("assistant", "stopped"), ("user", "ready"), ("assistant", "stopped")]
+
+
+@pytest.mark.parametrize("csp", [False, True], ids=["renderer-alone", "with-csp"])
+def test_model_output_cannot_inject_html(chat_server, new_page, csp):
+    thread = api(chat_server, "POST", "/v1/threads", {"title": "Injection attempt"})
+    api(chat_server, "POST", f"/v1/threads/{thread['id']}/messages",
+        {"role": "user", "content": f"Repeat after me: {XSS_IMG}"})
+    payload = (f"Here you go: {XSS_SCRIPT} and {XSS_IMG}\n\n"
+               "[click me](javascript:window.__pwned=1) and [data](data:text/html,<b>x</b>) "
+               "and [safe](https://example.com/docs)\n\n"
+               "**bold <u>not underlined</u>** and `<iframe src=x>`\n\n"
+               "```html\n<script>window.__pwned=2</script>\n```")
+    api(chat_server, "POST", f"/v1/threads/{thread['id']}/messages",
+        {"role": "assistant", "content": [{"type": "text", "text": {"value": payload, "annotations": []}}]})
+
+    # Without the CSP this proves the renderer alone never makes markup of model text;
+    # with it, that the policy is a second wall.
+    page = new_page(csp=csp)
+    open_page(page, chat_server, f"#thread={thread['id']}")
+    page.wait_for_selector("article.message.assistant")
+    time.sleep(0.5)  # give an <img onerror> every chance to fire
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    body = page.inner_text("article.message.assistant .message-body")
+    assert XSS_SCRIPT in body and XSS_IMG in body
+    assert "[click me](javascript:window.__pwned=1)" in body
+    assert "[data](data:text/html,<b>x</b>)" in body
+    assert "<u>not underlined</u>" in body and "<iframe src=x>" in body
+    assert XSS_IMG in page.inner_text("article.message.user .message-body")
+    # no element came from the text: only the renderer's own tags
+    tags = set(page.evaluate("[...document.querySelectorAll('#messages *')].map(e => e.tagName.toLowerCase())"))
+    assert not tags & {"script", "img", "iframe", "u", "b", "object", "embed", "svg", "style"}, tags
+    links = page.evaluate("[...document.querySelectorAll('#messages a')].map(a => [a.href, a.rel, a.target])")
+    assert links == [["https://example.com/docs", "noopener noreferrer nofollow", "_blank"]]
+    assert page.inner_text("article.assistant pre code") == "<script>window.__pwned=2</script>"
+    shot(page, f"05-injection-as-text-{'csp' if csp else 'no-csp'}")
+
+
+def test_markdown_renderer(chat_server, new_page):
+    page = new_page(permissions=["clipboard-read", "clipboard-write"])
+    open_page(page, chat_server)
+    result = page.evaluate("""async () => {
+        const { renderMarkdown } = await import('/static/markdown.js');
+        const render = (text) => { const d = document.createElement('div'); d.append(renderMarkdown(text)); return d; };
+        const out = {};
+        let d = render('**bold** and *it* and _under_ and `a < b` and snake_case_name and ~~gone~~');
+        out.inline = [...d.querySelectorAll('strong, em, code, del')].map(e => [e.tagName, e.textContent]);
+        out.inlineText = d.textContent;
+        d = render('Intro\\n\\n```python\\nprint("<b>hi</b>")\\n  indented\\n```\\n\\nafter');
+        out.code = [d.querySelector('pre code').textContent, d.querySelector('pre code').className,
+                    d.querySelector('.code-lang').textContent, !!d.querySelector('button.copy-code'),
+                    d.querySelectorAll('p').length];
+        d = render('- one\\n- two **b**\\n  - nested\\n\\n1. first\\n2. second\\n\\n3) third');
+        out.lists = [d.querySelectorAll('ul > li').length, d.querySelectorAll('ul ul > li').length,
+                     d.querySelectorAll('ol > li').length, d.querySelector('ul strong')?.textContent];
+        d = render('[a](https://x.test/p?q=1) [b](http://y.test) [c](javascript:alert(1)) [d](JAVASCRIPT:x) ' +
+                   '[e](vbscript:x) [f](//evil.test) [g](/rel) see https://z.test/path. <a href="javascript:x">h</a>');
+        out.links = [...d.querySelectorAll('a')].map(a => [a.textContent, a.getAttribute('href')]);
+        out.linkText = d.textContent;
+        d = render('# Title\\n\\n> quoted *text*\\n\\n---\\n\\nline one\\nline two');
+        out.blocks = [d.querySelector('.md-heading')?.textContent, d.querySelector('blockquote em')?.textContent,
+                      !!d.querySelector('hr'), d.querySelectorAll('p br').length];
+        d = render('```js\\nconst unfinished = "streaming');
+        out.unclosed = d.querySelector('pre code')?.textContent;
+        d = render('<script>alert(1)</script><img src=x onerror=alert(1)><svg onload=alert(1)>');
+        out.rawHtml = [d.querySelectorAll('*').length, d.textContent];
+        out.allTags = [...new Set([...document.querySelectorAll('body *')].map(e => e.tagName))];
+        return out;
+    }""")
+    assert result["inline"] == [["STRONG", "bold"], ["EM", "it"], ["EM", "under"], ["CODE", "a < b"], ["DEL", "gone"]]
+    assert "snake_case_name" in result["inlineText"]
+    assert result["code"] == ['print("<b>hi</b>")\n  indented', "language-python", "python", True, 2]
+    assert result["lists"] == [3, 1, 3, "b"]
+    assert result["links"] == [["a", "https://x.test/p?q=1"], ["b", "http://y.test/"], ["https://z.test/path", "https://z.test/path"]]
+    for literal in ("[c](javascript:alert(1))", "[d](JAVASCRIPT:x)", "[e](vbscript:x)", "[f](//evil.test)",
+                    "[g](/rel)", '<a href="javascript:x">h</a>'):
+        assert literal in result["linkText"]
+    assert result["blocks"] == ["Title", "text", True, 1]
+    assert result["unclosed"] == 'const unfinished = "streaming'
+    # a <p> and nothing else: the markup is text
+    assert result["rawHtml"] == [1, "<script>alert(1)</script><img src=x onerror=alert(1)><svg onload=alert(1)>"]
+
+    # hostile shapes stay fast (each re-render while streaming goes through this) and don't overflow the stack
+    timings = page.evaluate("""async () => {
+        const { renderMarkdown } = await import('/static/markdown.js');
+        const cases = {stars: '**a '.repeat(5000), star: '*a '.repeat(5000), ticks: '`a '.repeat(5000),
+                       mixed: '*a **b _c ~~d '.repeat(2000), brackets: '[a '.repeat(5000),
+                       quotes: '> '.repeat(5000) + 'x', lists: '  '.repeat(3000) + '- x\\n' + '- y\\n  '.repeat(2000),
+                       nested: '*'.repeat(3000) + 'x' + '*'.repeat(3000)};
+        const out = {};
+        for (const [name, text] of Object.entries(cases)) {
+            const t = performance.now();
+            renderMarkdown(text);
+            out[name] = performance.now() - t;
+        }
+        return out;
+    }""")
+    assert all(ms < 1000 for ms in timings.values()), timings
+
+    # the copy button puts the code (not the rendered text) on the clipboard
+    thread = api(chat_server, "POST", "/v1/threads", {"title": "Code"})
+    api(chat_server, "POST", f"/v1/threads/{thread['id']}/messages", {"role": "user", "content": "code please"})
+    api(chat_server, "POST", f"/v1/threads/{thread['id']}/messages",
+        {"role": "assistant", "content": "Sure:\n\n```bash\necho '<hi>' && ls -la\n```\n\nDone."})
+    open_page(page, chat_server, f"#thread={thread['id']}")
+    page.click("button.copy-code")
+    page.wait_for_function("document.querySelector('button.copy-code').textContent === 'Copied'")
+    assert page.evaluate("navigator.clipboard.readText()") == "echo '<hi>' && ls -la"
+    shot(page, "06-code-block")
+
+
+def test_thread_settings_rename_and_delete(chat_server, new_page):
+    page = new_page()
+    open_page(page, chat_server)
+    # settings for the thread that the first message creates
+    page.click("#toggle-settings")
+    assert page.get_attribute("#toggle-settings", "aria-expanded") == "true"
+    assert page.evaluate("document.activeElement.id") == "set-instructions"
+    page.fill("#set-instructions", "You tell short stories.")
+    page.fill("#set-temperature", "0.3")
+    page.fill("#set-max-tokens", "6")
+    page.click("#save-settings")
+    page.wait_for_function("document.getElementById('settings-status').textContent.startsWith('Saved')")
+    shot(page, "07-settings")
+
+    page.fill("#prompt", "Tell me about a cat")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("article.assistant[data-done=true]")
+    thread_id = thread_id_of(page)
+    entry = api(chat_server, "GET", f"/v1/threads/{thread_id}")["assistants"][0]
+    assert entry["instructions"] == "You tell short stories."
+    assert entry["model"]["id"] == MODEL_ID
+    assert entry["model"]["parameters"] == {"temperature": 0.3, "max_tokens": 6}
+    reply = [m for m in messages_of(chat_server, thread_id) if m["role"] == "assistant"][-1]
+    assert reply["status"] == "ready" and reply["metadata"]["usage"]["completion_tokens"] <= 6
+    assert page.text_content("article.assistant .message-status") == "Cut off at the max tokens limit"
+
+    # change them on the existing thread: saved to the thread, shown again after a reload
+    page.fill("#set-max-tokens", "9")
+    page.fill("#set-temperature", "")
+    page.click("#save-settings")
+    page.wait_for_function("document.getElementById('settings-status').textContent === 'Saved'")
+    entry = api(chat_server, "GET", f"/v1/threads/{thread_id}")["assistants"][0]
+    assert entry["model"]["parameters"] == {"max_tokens": 9}
+    assert entry["instructions"] == "You tell short stories."
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("#toggle-settings")
+    assert page.input_value("#set-max-tokens") == "9"
+    assert page.input_value("#set-temperature") == ""
+    assert page.input_value("#set-instructions") == "You tell short stories."
+    page.keyboard.press("Escape")  # closes the panel, focus back on its button
+    assert page.is_hidden("#settings")
+    assert page.evaluate("document.activeElement.id") == "toggle-settings"
+
+    # rename from the sidebar (keyboard: Enter saves)
+    item = f".thread-item[data-thread-id='{thread_id}']"
+    page.click(f"{item} .thread-rename-btn")
+    page.fill(f"{item} input.thread-rename", "Cats, renamed")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        f"document.querySelector(\"{item} .thread-open\")?.textContent === 'Cats, renamed'")
+    assert api(chat_server, "GET", f"/v1/threads/{thread_id}")["title"] == "Cats, renamed"
+    assert page.text_content("#thread-title") == "Cats, renamed"
+    assert page.evaluate("document.activeElement.classList.contains('thread-open')")
+
+    # delete: a confirmation dialog, then it is gone here and on the server
+    page.click(f"{item} .thread-delete-btn")
+    page.wait_for_selector("#confirm-dialog[open]")
+    assert "Cats, renamed" in page.text_content("#confirm-message")
+    shot(page, "08-delete-confirm")
+    page.click("#confirm-ok")
+    page.wait_for_selector(item, state="detached")
+    assert call(chat_server, "GET", f"/v1/threads/{thread_id}")[0] == 404
+    assert page.evaluate("location.hash") == ""
+    assert page.text_content("#thread-title") == "New thread"
+    assert page.locator("article.message").count() == 0
+
+
+def test_api_key_flow(tmp_path, stories_path, new_page):
+    key = "test-key-123"
+    config = ServerConfig(data_folder=tmp_path / "data", models=[str(stories_path)], n_ctx=512, n_threads=1,
+                          api_key=key)
+    with ServerThread(config) as srv:
+        page = new_page()
+        page.goto(srv.base_url + "/")
+        page.wait_for_selector("#key-dialog[open]")
+        assert "needs an API key" in page.text_content("#key-message")
+        assert page.evaluate("document.activeElement.id") == "key-input"
+        shot(page, "09-api-key-prompt")
+
+        page.fill("#key-input", "wrong-key")
+        page.keyboard.press("Enter")
+        page.wait_for_function("document.getElementById('key-message').textContent.includes('not accepted')")
+        assert page.is_visible("#key-dialog")
+        page.fill("#key-input", key)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.is_hidden("#key-dialog")
+        assert page.evaluate("localStorage.getItem('jan.apiKey')") == key
+        assert page.input_value("#model-select") == MODEL_ID
+
+        page.fill("#prompt", "Once upon a time")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("article.assistant[data-done=true]")
+        assert len(assistant_text(page)) > 10
+        thread_id = thread_id_of(page)
+        assert len(messages_of(srv, thread_id, key=key)) == 2
+        assert page.is_hidden("#toast")
+        shot(page, "10-api-key-chat")
+
+        # the key is remembered: a reload goes straight to the thread
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.is_hidden("#key-dialog")
+        page.wait_for_selector("article.message.assistant")
+
+
+def test_narrow_window(chat_server, new_page):
+    thread = api(chat_server, "POST", "/v1/threads", {"title": "On a phone"})
+    api(chat_server, "POST", f"/v1/threads/{thread['id']}/messages", {"role": "user", "content": "Show me code"})
+    api(chat_server, "POST", f"/v1/threads/{thread['id']}/messages", {"role": "assistant", "content": (
+        "A *long* line of code scrolls inside its block:\n\n```python\n"
+        "print('a fairly long line that would not fit on a narrow phone screen at all, not even close')\n```\n\n"
+        "- item one\n- item two with a link https://example.com/a/very/long/path/that/keeps/going/on/and/on")})
+
+    page = new_page(width=390, height=844)
+    open_page(page, chat_server)
+    assert page.is_hidden("#sidebar")  # collapsed on a narrow window
+    assert page.get_attribute("#toggle-sidebar", "aria-expanded") == "false"
+    shot(page, "11-narrow-closed")
+
+    page.click("#toggle-sidebar")
+    assert page.is_visible("#sidebar") and page.is_visible("#scrim")
+    assert page.evaluate("document.activeElement.closest('#sidebar') !== null")
+    shot(page, "12-narrow-sidebar")
+
+    page.click(f".thread-item[data-thread-id='{thread['id']}'] .thread-open")
+    page.wait_for_selector("article.message.assistant")
+    assert page.is_hidden("#sidebar")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "13-narrow-thread")
+
+    page.emulate_media(color_scheme="dark")
+    shot(page, "14-narrow-dark")
+    page.click("#toggle-sidebar")
+    page.keyboard.press("Escape")  # Esc closes the sidebar overlay
+    assert page.is_hidden("#sidebar")
+
+
+def test_page_runs_under_its_csp(chat_server, new_page):
+    """With the policy enforced: the page loads, lists, streams, with no CSP violation (checked by new_page)."""
+    page = new_page(csp=True)
+    open_page(page, chat_server)
+    page.click("#toggle-settings")
+    page.fill("#set-max-tokens", "5")
+    page.click("#save-settings")
+    page.fill("#prompt", "Hello")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("article.assistant[data-done=true]")
+    assert len(assistant_text(page)) > 0
+    assert page.locator(".thread-item").count() >= 1
+
+
+def test_model_picker_start_stop(chat_server, new_page):
+    page = new_page()
+    open_page(page, chat_server)
+    assert page.text_content("#model-toggle") == "Stop model"
+    page.click("#model-toggle")
+    page.wait_for_function("document.getElementById('model-state').textContent === 'unloaded'")
+    assert api(chat_server, "GET", f"/v1/models/{MODEL_ID}")["state"] == "unloaded"
+    shot(page, "15-model-unloaded")
+    page.click("#model-toggle")
+    page.wait_for_function("document.getElementById('model-state').textContent === 'ready'")
+    assert api(chat_server, "GET", f"/v1/models/{MODEL_ID}")["state"] == "ready"
+
+    page.click("#open-models")
+    page.wait_for_selector("#models-dialog[open]")
+    row = f"#model-list li[data-model-id='{MODEL_ID}']"
+    assert page.text_content(f"{row} .badge") == "ready"
+    shot(page, "16-models-dialog")
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#models-dialog")
+    assert page.evaluate("document.activeElement.id") == "open-models"
+
+
+# -- importing and downloading models ---------------------------------------------------
+@pytest.fixture(scope="module")
+def file_server(stories_path):
+    """Serves the stories260K file over http://127.0.0.1 in 64 KiB pieces, slowly: /slow/ (~2 s), /crawl/ (~40 s)."""
+    import http.server
+    import threading
+
+    data = stories_path.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            delay = {"slow": 0.1, "crawl": 2.0}.get(self.path.strip("/").split("/")[0])
+            if delay is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                for start in range(0, len(data), 65536):
+                    self.wfile.write(data[start:start + 65536])
+                    self.wfile.flush()
+                    time.sleep(delay)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_import_a_model_from_a_path(chat_server, new_page, stories_path):
+    page = new_page()
+    open_page(page, chat_server)
+    page.click("#open-models")
+    page.wait_for_selector("#models-dialog[open]")
+    page.fill("#import-path", str(stories_path))
+    page.fill("#import-id", "stories-imported")
+    page.click("#import-go")
+    page.wait_for_function("document.getElementById('import-status').textContent.startsWith('Imported')")
+    assert page.text_content("#import-status") == "Imported stories-imported."
+    page.wait_for_selector("#model-list li[data-model-id='stories-imported']")
+    assert api(chat_server, "GET", "/v1/models/stories-imported")["id"] == "stories-imported"
+    assert page.input_value("#model-select") == "stories-imported"  # the imported model is picked
+
+    page.fill("#import-path", "/no/such/file.gguf")
+    page.click("#import-go")
+    page.wait_for_function("document.getElementById('import-status').textContent.startsWith('Import failed')")
+    shot(page, "17-import")
+
+
+def test_download_a_model_with_progress_and_cancel(chat_server, new_page, file_server):
+    page = new_page()
+    open_page(page, chat_server)
+    page.click("#open-models")
+    page.wait_for_selector("#models-dialog[open]")
+    page.fill("#pull-url", f"{file_server}/slow/stories-copy.gguf")
+    page.fill("#pull-id", "stories-pulled")
+    page.click("#pull-go")
+    page.wait_for_selector("#pull-box", state="visible")
+    seen = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        value, maximum, text = page.evaluate(
+            "[document.getElementById('pull-progress').value, document.getElementById('pull-progress').max,"
+            " document.getElementById('pull-status').textContent]")
+        if text.startswith("downloading") and 0 < value < maximum:
+            seen.add(value)
+            if len(seen) == 2:
+                shot(page, "18-download-progress")
+        if text.startswith("Downloaded"):
+            break
+        time.sleep(0.05)
+    assert len(seen) >= 2, f"progress never moved: {seen}"
+    assert page.text_content("#pull-status") == "Downloaded stories-pulled; it is in the list above."
+    assert page.evaluate("document.getElementById('pull-progress').value") == page.evaluate(
+        "document.getElementById('pull-progress').max")
+    page.wait_for_selector("#model-list li[data-model-id='stories-pulled']")
+    assert api(chat_server, "GET", "/v1/models/stories-pulled")["state"] in ("unloaded", "ready")
+
+    # a slow one, cancelled from the page: the server drops it
+    page.fill("#pull-url", f"{file_server}/crawl/stories-crawl.gguf")
+    page.fill("#pull-id", "stories-cancelled")
+    page.click("#pull-go")
+    page.wait_for_function("document.getElementById('pull-status').textContent.startsWith('downloading')")
+    page.click("#pull-cancel")
+    page.wait_for_function("document.getElementById('pull-status').textContent === 'Download cancelled.'")
+    assert page.is_hidden("#pull-cancel") and page.is_enabled("#pull-go")
+    assert call(chat_server, "GET", "/v1/models/stories-cancelled")[0] == 404
+    downloads = api(chat_server, "GET", "/v1/models/pull")["data"]
+    assert [d["state"] for d in downloads if d["model_id"] == "stories-cancelled"] == ["cancelled"]
+    shot(page, "19-download-cancelled")
