@@ -58,7 +58,7 @@ py::list events_to_py(const std::vector<Event> & events, bool with_logprobs) {
 
 void register_request(py::module_ & m) {
     py::class_<RequestHandle>(m, "Request")
-        .def("fileno", [](const RequestHandle & h) { return h.state->fileno(); },
+        .def("fileno", [](RequestHandle & h) { return h.state->fileno(); },
              "A descriptor that is readable while events wait to be drained (for asyncio add_reader).")
         .def("drain", [](const RequestHandle & h, bool with_logprobs) {
                  return events_to_py(h.state->drain(), with_logprobs);

@@ -34,6 +34,7 @@ RequestState::~RequestState() {
 }
 
 void RequestState::signal_locked() {
+    if (!fd_enabled_ || fd_signalled_) return;
 #if defined(__linux__)
     uint64_t one = 1;
     ssize_t r = write(write_fd_, &one, sizeof(one));
@@ -42,18 +43,29 @@ void RequestState::signal_locked() {
     ssize_t r = write(write_fd_, &one, 1);
 #endif
     (void)r;  // a full pipe already means "readable"
+    fd_signalled_ = true;
 }
 
 void RequestState::clear_signal_locked() {
+    if (!fd_signalled_) return;
     char buf[64];
     while (read(read_fd_, buf, sizeof(buf)) > 0) {
     }
+    fd_signalled_ = false;
+}
+
+int RequestState::fileno() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    fd_enabled_ = true;
+    if (!events_.empty()) signal_locked();  // events that arrived before anyone watched
+    return read_fd_;
 }
 
 void RequestState::push(Event && event) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (event.final) finished_.store(true);
     if (!events_.empty() && !events_.back().final) {
+        // The consumer has not drained yet: fold into the pending event, no wake-up needed.
         Event & last = events_.back();
         last.text += event.text;
         for (auto & t : event.tokens) last.tokens.push_back(std::move(t));
@@ -64,35 +76,41 @@ void RequestState::push(Event && event) {
             last.stop_string = std::move(event.stop_string);
             last.usage = event.usage;
         }
-    } else {
-        // Signal only on empty -> non-empty: writes are under the same lock as
-        // drain's swap-and-clear, so a wakeup is never lost or left stale.
-        if (events_.empty()) signal_locked();
-        events_.push_back(std::move(event));
+        return;
     }
-    cv_.notify_all();
+    // Wake only on empty -> non-empty: signals are under the same lock as the
+    // consumer's take-and-clear, so a wake-up is never lost or left stale.
+    const bool was_empty = events_.empty();
+    events_.push_back(std::move(event));
+    if (was_empty) {
+        signal_locked();
+        if (waiters_ > 0) cv_.notify_all();
+    }
 }
 
-std::vector<Event> RequestState::drain() {
-    std::lock_guard<std::mutex> lock(mutex_);
+std::vector<Event> RequestState::take_locked() {
     std::vector<Event> out(std::make_move_iterator(events_.begin()), std::make_move_iterator(events_.end()));
     events_.clear();
     clear_signal_locked();
     return out;
+}
+
+std::vector<Event> RequestState::drain() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return take_locked();
 }
 
 std::vector<Event> RequestState::wait(double timeout_s) {
     std::unique_lock<std::mutex> lock(mutex_);
     auto ready = [&] { return !events_.empty(); };
+    ++waiters_;
     if (timeout_s < 0) {
         cv_.wait(lock, ready);
     } else {
         cv_.wait_for(lock, std::chrono::duration<double>(timeout_s), ready);
     }
-    std::vector<Event> out(std::make_move_iterator(events_.begin()), std::make_move_iterator(events_.end()));
-    events_.clear();
-    clear_signal_locked();
-    return out;
+    --waiters_;
+    return take_locked();
 }
 
 }  // namespace jan

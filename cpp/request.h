@@ -56,7 +56,7 @@ public:
     // Python side.
     std::vector<Event> drain();                     // never blocks
     std::vector<Event> wait(double timeout_s);      // blocks up to timeout (< 0: forever)
-    int fileno() const { return read_fd_; }         // readable while events are queued
+    int fileno();                                   // readable while events are queued (enables the fd)
     void cancel() { cancelled_.store(true); }
     bool cancelled() const { return cancelled_.load(); }
     bool finished() const { return finished_.load(); }
@@ -64,12 +64,18 @@ public:
 private:
     void signal_locked();
     void clear_signal_locked();
+    std::vector<Event> take_locked();
 
     std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<Event> events_;
     std::atomic<bool> cancelled_{false};
     std::atomic<bool> finished_{false};
+    // The descriptor costs a syscall or two per wake: only poke it once an
+    // event loop asked for it, and only read it when it was poked.
+    bool fd_enabled_ = false;
+    bool fd_signalled_ = false;
+    int waiters_ = 0;  // threads blocked in wait(): notify only when someone listens
     int read_fd_ = -1;
     int write_fd_ = -1;
 };

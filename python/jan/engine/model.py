@@ -51,6 +51,8 @@ class Model:
     Generation runs on the model's own engine thread with ``n_parallel`` slots
     (each with ``n_ctx`` tokens of context); every call that can take long
     releases the GIL. Embeddings use a separate context created on first use.
+    ``kv_unified`` puts all slots in one KV buffer (faster batched steps on
+    some CPUs; separate buffers keep slots fully independent).
 
     >>> m = Model("stories260K.gguf")
     >>> m.generate("Once upon a time", max_tokens=30, temperature=0).text
@@ -72,6 +74,7 @@ class Model:
         use_mlock: bool = False,
         flash_attn: bool | None = None,
         max_queue: int = 64,
+        kv_unified: bool = False,
         embedding: bool | None = None,
         pooling: str | None = None,
         vocab_only: bool = False,
@@ -116,8 +119,12 @@ class Model:
             cp.n_ubatch = int(n_ubatch or n_batch)
             cp.n_threads = int(n_threads or -1)
             cp.n_threads_batch = int(n_threads_batch or -1)
+            # None keeps llama.cpp's auto (on for CPU): its attention is computed row by row, so a
+            # request gets bit-identical logits alone or batched with others (seeded sampling
+            # reproduces). Off is faster for tiny heads but breaks that guarantee.
             cp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
             cp.max_queue = int(max_queue)
+            cp.kv_unified = bool(kv_unified)
             try:
                 self._scheduler = _engine.Scheduler(self._native, cp)
             finally:

@@ -20,6 +20,7 @@ LOAD_SETTINGS = {
     "flash_attn": "flash_attn",
     "use_mmap": "use_mmap",
     "max_queue": "max_queue",
+    "kv_unified": "kv_unified",
 }
 
 # request / model.json "parameters" key -> jan sampling keyword

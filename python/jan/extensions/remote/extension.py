@@ -1,0 +1,478 @@
+"""The remote inference engine: models with ``"engine": "openai"`` are served by an OpenAI-compatible upstream.
+
+The upstream may be another jan, llama.cpp's ``llama-server``, vLLM, or any
+OpenAI-compatible API. Every generation is streamed from the upstream (also
+for non-streaming callers, who aggregate the chunks), so cancelling a
+request here — closing the stream — closes the upstream connection and the
+upstream stops generating too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from jan.core import BUILTIN_PRIORITY, Extension, InferenceExtension, ModelFailed, ModelInit, ModelReady, ModelState, ModelStopped
+from jan.errors import ModelLoadError, ModelNotFoundError
+from jan.extensions.remote.sse import SSEParser
+from jan.extensions.remote.upstream import (
+    Upstream,
+    UpstreamError,
+    UpstreamRequestError,
+    error_from_event,
+    error_from_response,
+    upstream_for,
+)
+
+#: model.json ``parameters`` forwarded as request defaults (the request's own values win).
+FORWARDED_PARAMETERS = (
+    "temperature", "top_p", "max_tokens", "stop", "presence_penalty", "frequency_penalty", "seed",
+    "logit_bias", "top_k", "min_p", "typical_p", "repeat_penalty", "repeat_last_n",
+)
+
+
+class RemoteSettings(BaseModel):
+    """Defaults for every remote model (a model's own ``settings`` win)."""
+
+    base_url: str | None = Field(None, pattern=r"^https?://\S+$",
+                                 description="OpenAI-compatible API root used when a model.json has no "
+                                             "settings.base_url, e.g. http://127.0.0.1:8080/v1")
+    api_key: str | None = Field(None, description="API key sent as a bearer token when a model has none",
+                                json_schema_extra={"writeOnly": True, "format": "password"})
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                    description="Environment variable holding the API key (instead of api_key)")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent to every upstream")
+    timeout: float = Field(600.0, gt=0, le=86400,
+                           description="Seconds to wait for the upstream's next bytes (per read, not per request)")
+    connect_timeout: float = Field(10.0, gt=0, le=600, description="Seconds to wait for a connection")
+    proxy: str | None = Field(None, pattern=r"^https?://\S+$", description="HTTP proxy for upstream requests")
+    request_usage: bool = Field(True, description="Ask upstreams for token usage (stream_options.include_usage) "
+                                                  "so per-model metrics count tokens")
+
+
+class _Stats:
+    """Per-model request counters (what :meth:`RemoteInferenceExtension.model_status` reports as ``metrics``)."""
+
+    def __init__(self) -> None:
+        self.requests_total = 0
+        self.requests_active = 0
+        self.requests_finished = 0
+        self.requests_failed = 0
+        self.requests_cancelled = 0
+        self.prompt_tokens_total = 0
+        self.generated_tokens_total = 0
+        self._ttft: deque[float] = deque(maxlen=20)
+        self._rates: deque[float] = deque(maxlen=20)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests_total": self.requests_total,
+            "requests_active": self.requests_active,
+            "requests_finished": self.requests_finished,
+            "requests_failed": self.requests_failed,
+            "requests_cancelled": self.requests_cancelled,
+            "prompt_tokens_total": self.prompt_tokens_total,
+            "generated_tokens_total": self.generated_tokens_total,
+            "time_to_first_token_ms": round(sum(self._ttft) / len(self._ttft), 3) if self._ttft else None,
+            "generated_tokens_per_second": round(sum(self._rates) / len(self._rates), 3) if self._rates else None,
+        }
+
+
+class _Request:
+    """Bookkeeping of one streamed request (times, usage) for the stats."""
+
+    def __init__(self, stats: _Stats) -> None:
+        self.stats = stats
+        self.started = time.monotonic()
+        self.first: float | None = None
+        self.usage: dict[str, Any] | None = None
+        stats.requests_total += 1
+        stats.requests_active += 1
+
+    def chunk(self, chunk: dict[str, Any]) -> None:
+        if self.first is None and chunk.get("choices"):
+            self.first = time.monotonic()
+            self.stats._ttft.append((self.first - self.started) * 1000)
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+
+    def end(self, outcome: str) -> None:
+        stats = self.stats
+        stats.requests_active -= 1
+        if outcome == "finished":
+            stats.requests_finished += 1
+        elif outcome == "cancelled":
+            stats.requests_cancelled += 1
+        else:
+            stats.requests_failed += 1
+        if self.usage:
+            prompt = self.usage.get("prompt_tokens") or 0
+            generated = self.usage.get("completion_tokens") or 0
+            stats.prompt_tokens_total += int(prompt)
+            stats.generated_tokens_total += int(generated)
+            if generated and self.first is not None:
+                elapsed = time.monotonic() - self.first
+                if elapsed > 0:
+                    stats._rates.append(generated / elapsed)
+
+
+class RemoteInferenceExtension(Extension, InferenceExtension):
+    """Serves ``"engine": "openai"`` models by proxying to an OpenAI-compatible server.
+
+    The upstream of a model comes from its model.json ``settings``
+    (``base_url``, ``model``, ``api_key`` / ``api_key_env``, ``headers``),
+    falling back to this extension's settings; model.json ``parameters``
+    are request defaults. See :mod:`jan.extensions.remote.upstream`.
+    """
+
+    name = "remote"
+    description = "Models served by an OpenAI-compatible server (another jan, llama.cpp, vLLM, OpenAI, ...)"
+    requires_api = ">=1,<2"
+    priority = BUILTIN_PRIORITY
+    settings_schema = RemoteSettings
+    engine_name = "openai"
+
+    def __init__(self) -> None:
+        self._session: Any = None  # aiohttp.ClientSession while loaded
+        self._ready: dict[str, dict[str, Any]] = {}  # model id -> {"base_url", "model", "listed"}
+        self._failures: dict[str, str] = {}
+        self._loading: set[str] = set()
+        self._stats: dict[str, _Stats] = {}
+        self._token_urls: dict[tuple[str, str], str] = {}  # (base_url, "tokenize") -> working URL
+
+    # -- lifecycle -----------------------------------------------------
+    async def on_load(self, ctx) -> None:
+        """Open the HTTP client session (no upstream is contacted until a model is used)."""
+        import aiohttp
+
+        import jan
+
+        connector = aiohttp.TCPConnector(limit=256)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
+                                              headers={"User-Agent": f"jan/{jan.__version__}"})
+
+    async def on_unload(self) -> None:
+        """Close the session (running upstream streams are closed with it)."""
+        session, self._session = self._session, None
+        self._ready.clear()
+        self._token_urls.clear()
+        if session is not None:
+            await session.close()
+
+    # -- helpers -------------------------------------------------------
+    def _upstream(self, model: dict[str, Any]) -> Upstream:
+        return upstream_for(model, self.ctx.settings.all())
+
+    def _http(self) -> Any:
+        if self._session is None or self._session.closed:
+            raise UpstreamError("the remote inference extension is not running", http_status=503,
+                                code="engine_unavailable")
+        return self._session
+
+    def _timeout(self) -> Any:
+        import aiohttp
+
+        s = self.ctx.settings
+        return aiohttp.ClientTimeout(total=None, connect=s.get("connect_timeout"), sock_connect=s.get("connect_timeout"),
+                                     sock_read=s.get("timeout"))
+
+    def _stats_for(self, model_id: str) -> _Stats:
+        stats = self._stats.get(model_id)
+        if stats is None:
+            stats = self._stats[model_id] = _Stats()
+        return stats
+
+    async def _send(self, up: Upstream, method: str, url: str, model_id: str, body: Any = None,
+                    *, allow: tuple[int, ...] = ()) -> Any:
+        """Send a request; return the open response (status < 400 or in ``allow``) or raise the mapped error."""
+        import aiohttp
+
+        try:
+            resp = await self._http().request(method, url, json=body, headers=up.request_headers(),
+                                              timeout=self._timeout(), proxy=self.ctx.settings.get("proxy"))
+        except aiohttp.ClientConnectorError as exc:
+            os_error = exc.os_error
+            reason = "connection refused" if isinstance(os_error, ConnectionRefusedError) else \
+                (getattr(os_error, "strerror", None) or str(os_error or exc))
+            raise UpstreamError(f"cannot connect to the upstream at {up.base_url} for model '{model_id}' "
+                                f"({reason}); is it running?", code="upstream_unreachable") from None
+        except asyncio.TimeoutError:
+            raise UpstreamError(f"the upstream at {up.base_url} did not answer in time", http_status=504,
+                                code="upstream_timeout") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"request to the upstream at {up.base_url} failed: {type(exc).__name__}: {exc}",
+                                code="upstream_error") from None
+        if resp.status < 400 or resp.status in allow:
+            return resp
+        try:
+            text = await resp.text(errors="replace")
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            text = ""
+        finally:
+            resp.release()
+        try:
+            payload = json.loads(text) if text else None
+        except ValueError:
+            payload = None
+        raise error_from_response(resp.status, payload, text, up, model_id)
+
+    async def _json(self, resp: Any, up: Upstream) -> Any:
+        import aiohttp
+
+        try:
+            return await resp.json(content_type=None)
+        except (ValueError, aiohttp.ClientError) as exc:
+            raise UpstreamError(f"the upstream at {up.base_url} sent an invalid response: {exc}") from None
+        finally:
+            resp.release()
+
+    def _body(self, model: dict[str, Any], request: dict[str, Any], up: Upstream) -> dict[str, Any]:
+        params = model.get("parameters") or {}
+        body = {k: params[k] for k in FORWARDED_PARAMETERS if params.get(k) is not None}
+        if isinstance(body.get("max_tokens"), int) and body["max_tokens"] <= 0:
+            body.pop("max_tokens")  # Jan writes -1/0 for "no limit"
+        if body.get("stop") == []:
+            body.pop("stop")
+        body.update({k: v for k, v in request.items() if v is not None})
+        body["model"] = up.model
+        body["stream"] = True
+        if self.ctx.settings.get("request_usage"):
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return body
+
+    # -- models --------------------------------------------------------
+    async def load_model(self, model: dict[str, Any]) -> None:
+        """Check that the upstream answers ``GET <base_url>/models`` (with the API key); nothing is loaded here.
+
+        Raises ``ModelLoadError`` with the reason if the model's upstream is
+        misconfigured, unreachable or refuses the key. Emits
+        ``ModelInit``/``ModelReady``/``ModelFailed``.
+        """
+        model_id = model["id"]
+        bus = self.ctx.bus
+        await bus.emit(ModelInit(model_id=model_id, engine=self.engine_name))
+        self._loading.add(model_id)
+        try:
+            up = self._upstream(model)
+            resp = await self._send(up, "GET", up.url("/models"), model_id)
+            listing = await self._json(resp, up)
+            names = {m.get("id") for m in (listing or {}).get("data", []) if isinstance(m, dict)} \
+                if isinstance(listing, dict) else set()
+        except Exception as exc:
+            message = str(exc)
+            self._failures[model_id] = message
+            self._ready.pop(model_id, None)
+            await bus.emit(ModelFailed(model_id=model_id, engine=self.engine_name, error=message))
+            if isinstance(exc, (ModelLoadError, ModelNotFoundError)):
+                raise
+            raise ModelLoadError(f"model '{model_id}': {message}") from None
+        finally:
+            self._loading.discard(model_id)
+        listed = up.model in names
+        if not listed:
+            # llama.cpp's server answers under any name; OpenAI-style servers will say 404 at the first request.
+            self.ctx.logger.warning("the upstream at %s does not list the model %r (model %s); trying anyway",
+                                    up.base_url, up.model, model_id)
+        self._failures.pop(model_id, None)
+        self._ready[model_id] = {"base_url": up.base_url, "model": up.model, "listed": listed}
+        await bus.emit(ModelReady(model_id=model_id, engine=self.engine_name))
+
+    async def unload_model(self, model_id: str) -> None:
+        """Forget the model's readiness (the upstream keeps running); ``ModelNotFoundError`` if it was not ready."""
+        if model_id not in self._ready:
+            raise ModelNotFoundError(f"model '{model_id}' is not loaded")
+        del self._ready[model_id]
+        await self.ctx.bus.emit(ModelStopped(model_id=model_id, engine=self.engine_name, reason="requested"))
+
+    async def loaded_models(self) -> list[str]:
+        """Remote models that passed a readiness check or served a request since jan started."""
+        return list(self._ready)
+
+    async def model_status(self, model_id: str) -> dict[str, Any]:
+        """``ready`` once checked or used, with the upstream (``base_url``, remote ``model``) and ``metrics``."""
+        stats = self._stats.get(model_id)
+        metrics = stats.as_dict() if stats else _Stats().as_dict()
+        if model_id in self._loading:
+            return {"id": model_id, "status": ModelState.LOADING}
+        if model_id in self._ready:
+            info = self._ready[model_id]
+            return {"id": model_id, "status": ModelState.READY, "engine": self.engine_name,
+                    "base_url": info["base_url"], "remote_model": info["model"],
+                    "active_requests": metrics["requests_active"], "metrics": metrics}
+        if model_id in self._failures:
+            return {"id": model_id, "status": ModelState.FAILED, "error": self._failures[model_id]}
+        return {"id": model_id, "status": ModelState.UNLOADED}
+
+    # -- generation ----------------------------------------------------
+    async def chat(self, model: dict[str, Any], request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Stream ``POST <base_url>/chat/completions`` (always ``stream: true`` upstream) as chunk dicts with the local model id."""
+        async with contextlib.aclosing(self._stream(model, request, "/chat/completions")) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def complete(self, model: dict[str, Any], request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Stream ``POST <base_url>/completions`` the same way as :meth:`chat`."""
+        async with contextlib.aclosing(self._stream(model, request, "/completions")) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _stream(self, model: dict[str, Any], request: dict[str, Any], path: str) -> AsyncIterator[dict[str, Any]]:
+        import aiohttp
+
+        model_id = model["id"]
+        up = self._upstream(model)
+        body = self._body(model, request, up)
+        wants_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        tracker = _Request(self._stats_for(model_id))
+        outcome = "failed"
+        resp = None
+        try:
+            resp = await self._send(up, "POST", up.url(path), model_id, body)
+            self._ready.setdefault(model_id, {"base_url": up.base_url, "model": up.model, "listed": None})
+            self._failures.pop(model_id, None)
+            if "text/event-stream" not in resp.headers.get("Content-Type", ""):
+                # An upstream that ignores "stream": one complete JSON response.
+                for chunk in _as_chunks(await self._json(resp, up), path):
+                    chunk["model"] = model_id
+                    tracker.chunk(chunk)
+                    if chunk.get("choices") or wants_usage:
+                        yield chunk
+                outcome = "finished"
+                return
+            parser = SSEParser()
+            finished_choices = False
+            done = False
+            while not done:
+                try:
+                    received = await resp.content.readany()
+                except asyncio.TimeoutError:
+                    raise UpstreamError(f"the upstream at {up.base_url} sent nothing for "
+                                        f"{self.ctx.settings.get('timeout')} s", http_status=504,
+                                        code="upstream_timeout") from None
+                except aiohttp.ClientError as exc:
+                    raise UpstreamError(f"the connection to the upstream at {up.base_url} broke mid-stream: "
+                                        f"{type(exc).__name__}: {exc}") from None
+                events = parser.feed_bytes(received) if received else parser.close()
+                for event in events:
+                    if event.data.strip() == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        data = json.loads(event.data)
+                    except ValueError:
+                        raise UpstreamError(f"the upstream at {up.base_url} sent invalid JSON in its stream: "
+                                            f"{event.data[:200]!r}") from None
+                    if not isinstance(data, dict):
+                        continue
+                    if event.event == "error" or "error" in data:
+                        raise error_from_event(data, up, model_id)
+                    data["model"] = model_id
+                    tracker.chunk(data)
+                    if any(c.get("finish_reason") for c in data.get("choices") or ()):
+                        finished_choices = True
+                    if not data.get("choices") and "usage" in data and not wants_usage:
+                        continue  # asked for by us (metrics), not by the caller
+                    yield data
+                if not received and not done:
+                    if not finished_choices:
+                        raise UpstreamError(f"the upstream at {up.base_url} ended its stream before finishing")
+                    done = True
+            outcome = "finished"
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "cancelled"
+            raise
+        finally:
+            tracker.end(outcome)
+            if resp is not None:
+                if outcome == "finished":
+                    resp.release()
+                else:
+                    resp.close()  # drop the connection: the upstream sees the disconnect and stops generating
+
+    # -- embeddings and tokens -----------------------------------------
+    async def embed(self, model: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        """``POST <base_url>/embeddings`` with the upstream's model name; the result names the local model."""
+        up = self._upstream(model)
+        body = {**{k: v for k, v in request.items() if v is not None}, "model": up.model}
+        resp = await self._send(up, "POST", up.url("/embeddings"), model["id"], body)
+        result = await self._json(resp, up)
+        if not isinstance(result, dict) or not isinstance(result.get("data"), list):
+            raise UpstreamError(f"the upstream at {up.base_url} sent an embeddings response without data")
+        result["model"] = model["id"]
+        return result
+
+    async def _token_call(self, model: dict[str, Any], kind: str, body: dict[str, Any]) -> Any:
+        """POST to the upstream's ``/tokenize`` or ``/detokenize`` (jan: under ``/v1``; llama.cpp: at the root)."""
+        up = self._upstream(model)
+        key = (up.base_url, kind)
+        candidates = [self._token_urls[key]] if key in self._token_urls else \
+            list(dict.fromkeys([up.url(f"/{kind}"), f"{up.root}/{kind}"]))
+        for url in candidates:
+            resp = await self._send(up, "POST", url, model["id"], {"model": up.model, **body}, allow=(404, 405))
+            if resp.status in (404, 405):
+                payload = await self._json_or_none(resp)
+                error = (payload or {}).get("error") if isinstance(payload, dict) else None
+                if isinstance(error, dict) and error.get("code") == "model_not_found":
+                    raise error_from_response(404, payload, "", up, model["id"])
+                continue
+            self._token_urls[key] = url
+            return await self._json(resp, up)
+        raise UpstreamRequestError(
+            f"model '{model['id']}': the upstream at {up.base_url} has no /{kind} endpoint (OpenAI's API has "
+            f"none; jan and llama.cpp's server have one)", code="not_supported")
+
+    async def _json_or_none(self, resp: Any) -> Any:
+        try:
+            return await resp.json(content_type=None)
+        except Exception:  # noqa: BLE001 - only used to read an error body
+            return None
+        finally:
+            resp.release()
+
+    async def tokenize(self, model: dict[str, Any], text: str, *, add_special: bool = True,
+                       parse_special: bool = False) -> list[int]:
+        """Token ids from the upstream's ``/tokenize`` (jan, llama.cpp); a 400-class error if it has none."""
+        result = await self._token_call(model, "tokenize", {"content": text, "add_special": add_special,
+                                                            "parse_special": parse_special})
+        tokens = result.get("tokens") if isinstance(result, dict) else None
+        if not isinstance(tokens, list):
+            raise UpstreamError("the upstream's /tokenize answer has no tokens list")
+        return [int(t["id"]) if isinstance(t, dict) else int(t) for t in tokens]
+
+    async def detokenize(self, model: dict[str, Any], tokens: list[int]) -> str:
+        """Text from the upstream's ``/detokenize`` (jan, llama.cpp); a 400-class error if it has none."""
+        result = await self._token_call(model, "detokenize", {"tokens": list(tokens)})
+        content = result.get("content") if isinstance(result, dict) else None
+        if not isinstance(content, str):
+            raise UpstreamError("the upstream's /detokenize answer has no content")
+        return content
+
+
+def _as_chunks(response: Any, path: str) -> list[dict[str, Any]]:
+    """A complete (non-streamed) upstream response as the equivalent chunks."""
+    if not isinstance(response, dict) or not isinstance(response.get("choices"), list):
+        raise UpstreamError("the upstream sent a response without choices")
+    head = {k: response[k] for k in ("id", "created", "model", "system_fingerprint") if k in response}
+    chunks = []
+    if path == "/chat/completions":
+        choices = []
+        for choice in response["choices"]:
+            delta = dict(choice.get("message") or {})
+            choices.append({"index": choice.get("index", 0), "delta": delta, "logprobs": choice.get("logprobs"),
+                            "finish_reason": choice.get("finish_reason")})
+        chunks.append({**head, "object": "chat.completion.chunk", "choices": choices})
+    else:
+        chunks.append({**head, "object": "text_completion", "choices": response["choices"]})
+    if response.get("usage"):
+        chunks.append({**head, "object": chunks[0]["object"], "choices": [], "usage": response["usage"]})
+    return chunks
+
+
+__all__ = ["FORWARDED_PARAMETERS", "RemoteInferenceExtension", "RemoteSettings"]

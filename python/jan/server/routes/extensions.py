@@ -1,0 +1,197 @@
+"""``/v1/extensions``: list extensions, enable/disable them at runtime, read and change their settings.
+
+``GET    /v1/extensions``                        every extension (built-in or installed) with its state
+``GET    /v1/extensions/{name}``                 one of them
+``PATCH  /v1/extensions/{name}``                 ``{"enabled": true|false}``
+``POST   /v1/extensions/{name}/enable``          same as ``{"enabled": true}`` (also retries a failed one)
+``POST   /v1/extensions/{name}/disable``         same as ``{"enabled": false}``
+``GET    /v1/extensions/{name}/settings``        effective values, user values, defaults and JSON schema
+``PATCH  /v1/extensions/{name}/settings``        ``{key: value, ...}``; ``null`` resets a key to its default
+``DELETE /v1/extensions/{name}/settings``        reset every setting to its default
+
+Scoped names (``@scope/name``) are written URL-encoded (``%40scope%2Fname``).
+``enable``/``disable``/``settings`` are reserved path segments; an extension's
+own routes live under ``/v1/extensions/<name>/<anything else>``.
+
+Settings the schema marks ``writeOnly`` (API keys) are shown as ``"********"``
+once set; sending that marker back leaves the stored value unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, StrictBool
+
+from jan.core import ExtensionManager, ExtensionNotFoundError, SettingsValidationError
+from jan.server.errors import APIError
+from jan.server.keys import MANAGER
+from jan.server.validation import parse_body, read_json
+
+routes = web.RouteTableDef()
+
+#: What a secret (``writeOnly``) setting shows instead of its value.
+REDACTED = "********"
+
+
+class ExtensionPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: StrictBool
+
+
+def _manager(request: web.Request) -> ExtensionManager:
+    return request.app[MANAGER]
+
+
+def _name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    manager = _manager(request)
+    try:
+        manager.record(name)
+    except ExtensionNotFoundError:
+        raise APIError(404, f"No extension named '{name}' is installed", param="name",
+                       code="extension_not_found") from None
+    return name
+
+
+def _mounted(app: web.Application) -> set[tuple[str, str]]:
+    found = set()
+    for resource in app.router.resources():
+        canonical = resource.canonical
+        for route in resource:
+            found.add((route.method, canonical))
+        found.add(("PREFIX", canonical))
+    return found
+
+
+def _record(request: web.Request, name: str, mounted: set[tuple[str, str]] | None = None) -> dict[str, Any]:
+    manager = _manager(request)
+    data = {"object": "extension", **manager.record(name).to_dict()}
+    # aiohttp freezes its router at start: routes of an extension that was off then are mounted at the next start.
+    mounted = _mounted(request.app) if mounted is None else mounted
+    missing = [f"{r.method} {r.path}" for r in manager.routes() if r.extension == name and (r.method, r.path) not in mounted]
+    missing += [f"{s.prefix}/*" for s in manager.subapps() if s.extension == name and ("PREFIX", s.prefix) not in mounted]
+    data["restart_required"] = bool(missing)
+    if missing:
+        data["unmounted_routes"] = missing
+    return data
+
+
+@routes.get("/v1/extensions")
+async def list_extensions(request: web.Request) -> web.Response:
+    names = [r.name for r in _manager(request).list()]
+    mounted = _mounted(request.app)
+    return web.json_response({"object": "list", "data": [_record(request, n, mounted) for n in names]})
+
+
+async def _switch(request: web.Request, name: str, enabled: bool) -> web.Response:
+    manager = _manager(request)
+    if enabled:
+        await manager.enable(name)
+    else:
+        await manager.disable(name)
+    return web.json_response(_record(request, name))
+
+
+@routes.post("/v1/extensions/{name}/enable")
+async def enable_extension(request: web.Request) -> web.Response:
+    return await _switch(request, _name(request), True)
+
+
+@routes.post("/v1/extensions/{name}/disable")
+async def disable_extension(request: web.Request) -> web.Response:
+    return await _switch(request, _name(request), False)
+
+
+# -- settings -------------------------------------------------------------------------
+def _secret_keys(schema: dict[str, Any] | None) -> set[str]:
+    props = (schema or {}).get("properties") or {}
+    return {k for k, p in props.items() if isinstance(p, dict) and (p.get("writeOnly") or p.get("format") == "password")}
+
+
+def _redact(values: dict[str, Any], secrets: set[str]) -> dict[str, Any]:
+    return {k: (REDACTED if k in secrets and v not in (None, "") else v) for k, v in values.items()}
+
+
+def _settings(request: web.Request, name: str):
+    try:
+        return _manager(request).settings(name)
+    except ExtensionNotFoundError as exc:  # failed to import: no schema known
+        raise APIError(409, str(exc), param="name", code="extension_unavailable") from None
+
+
+def _settings_body(name: str, settings) -> dict[str, Any]:
+    schema = settings.json_schema()
+    secrets = _secret_keys(schema)
+    return {
+        "object": "extension.settings",
+        "extension": name,
+        "values": _redact(settings.all(), secrets),
+        "user_values": _redact(settings.user_values, secrets),
+        "defaults": _redact(settings.defaults(), secrets),
+        "schema": schema,
+        "error": str(settings.error) if settings.error else None,
+    }
+
+
+def _invalid(exc: SettingsValidationError) -> APIError:
+    return APIError(400, str(exc), param=exc.field, code="invalid_settings")
+
+
+@routes.get("/v1/extensions/{name}/settings")
+async def get_settings(request: web.Request) -> web.Response:
+    name = _name(request)
+    return web.json_response(_settings_body(name, _settings(request, name)))
+
+
+@routes.patch("/v1/extensions/{name}/settings")
+async def patch_settings(request: web.Request) -> web.Response:
+    name = _name(request)
+    settings = _settings(request, name)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object of settings", code="invalid_json")
+    schema = settings.json_schema()
+    secrets = _secret_keys(schema)
+    body = {k: v for k, v in body.items() if not (k in secrets and v == REDACTED)}
+    resets = [k for k, v in body.items() if v is None]
+    known = (schema or {}).get("properties")
+    for key in resets:
+        if isinstance(known, dict) and key not in known:
+            raise APIError(400, f"invalid setting {key!r}: is not a known setting", param=key, code="invalid_settings")
+    values = {k: v for k, v in body.items() if v is not None}
+    try:
+        settings.validate(values)  # all or nothing: check before resetting anything
+        if resets:
+            settings.reset(*resets)
+        if values:
+            settings.update(values)
+    except SettingsValidationError as exc:
+        raise _invalid(exc) from None
+    return web.json_response(_settings_body(name, settings))
+
+
+@routes.delete("/v1/extensions/{name}/settings")
+async def reset_settings(request: web.Request) -> web.Response:
+    name = _name(request)
+    settings = _settings(request, name)
+    try:
+        settings.reset()
+    except SettingsValidationError as exc:  # a required setting has no default
+        raise _invalid(exc) from None
+    return web.json_response(_settings_body(name, settings))
+
+
+# The catch-all routes last, so that the more specific ones above win.
+@routes.get("/v1/extensions/{name}")
+async def get_extension(request: web.Request) -> web.Response:
+    return web.json_response(_record(request, _name(request)))
+
+
+@routes.patch("/v1/extensions/{name}")
+async def patch_extension(request: web.Request) -> web.Response:
+    name = _name(request)
+    body = await parse_body(request, ExtensionPatch)
+    return await _switch(request, name, body.enabled)

@@ -1,0 +1,178 @@
+"""Remote inference end to end: jan (the "front") serves a model whose model.json says
+``"engine": "openai"`` by proxying to a second jan (the "upstream") running stories260K.
+
+Greedy decoding makes the upstream deterministic, so whatever the front answers
+must equal what the upstream answers directly.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from jan.store import DataFolder
+from jan.testing.server import free_port
+from server_helpers import start_server
+
+CHAT = [{"role": "user", "content": "Tell me a story about a cat"}]
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory, stories_path):
+    srv = start_server(tmp_path_factory.mktemp("upstream"), [stories_path])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory, stories_path, upstream):
+    tmp = tmp_path_factory.mktemp("front")
+    srv = start_server(tmp, [stories_path])
+    models = DataFolder(tmp / "data").models
+    models.create({"id": "remote-stories", "engine": "openai", "name": "stories260K, served by another jan",
+                   "settings": {"base_url": upstream.base_url + "/v1", "model": "stories260K", "api_key": "unused"},
+                   "parameters": {"temperature": 0}})
+    models.create({"id": "remote-missing", "engine": "openai",
+                   "settings": {"base_url": upstream.base_url + "/v1", "model": "no-such-model"}})
+    models.create({"id": "remote-hot", "engine": "openai", "parameters": {"temperature": 5},
+                   "settings": {"base_url": upstream.base_url + "/v1", "model": "stories260K"}})
+    models.create({"id": "remote-down", "engine": "openai",
+                   "settings": {"base_url": f"http://127.0.0.1:{free_port()}/v1"}})
+    yield srv
+    srv.stop()
+
+
+def client(srv) -> openai.OpenAI:
+    return openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def call(srv, method: str, path: str, body=None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(srv.base_url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def upstream_chat(upstream, **kw) -> str:
+    result = client(upstream).chat.completions.create(model="stories260K", messages=CHAT, temperature=0, **kw)
+    return result.choices[0].message.content
+
+
+def switch(srv, name: str, enabled: bool) -> dict:
+    status, record = call(srv, "POST", f"/v1/extensions/{name}/{'enable' if enabled else 'disable'}")
+    assert status == 200, record
+    assert record["enabled"] is enabled and record["state"] == ("loaded" if enabled else "disabled"), record
+    return record
+
+
+def test_chat_through_the_remote_engine_equals_the_upstream(front, upstream):
+    expected = upstream_chat(upstream, max_tokens=30)
+    assert expected  # the upstream said something
+
+    result = client(front).chat.completions.create(model="remote-stories", messages=CHAT, max_tokens=30)
+    assert result.model == "remote-stories"
+    assert result.choices[0].message.content == expected
+    assert result.choices[0].finish_reason == "length"
+    assert result.usage.completion_tokens == 30
+
+    stream = client(front).chat.completions.create(model="remote-stories", messages=CHAT, max_tokens=30, stream=True,
+                                                   stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert {c.model for c in chunks} == {"remote-stories"}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
+    assert chunks[-1].usage.completion_tokens == 30
+
+
+def test_completions_and_tokenize_through_the_remote_engine(front, upstream):
+    direct = client(upstream).completions.create(model="stories260K", prompt="Once upon a time", max_tokens=20,
+                                                 temperature=0)
+    via = client(front).completions.create(model="remote-stories", prompt="Once upon a time", max_tokens=20)
+    assert via.choices[0].text == direct.choices[0].text and via.model == "remote-stories"
+
+    status, tokens = call(front, "POST", "/v1/tokenize", {"model": "remote-stories", "content": "Once upon a time"})
+    _, direct_tokens = call(upstream, "POST", "/v1/tokenize", {"model": "stories260K", "content": "Once upon a time"})
+    assert status == 200 and tokens == direct_tokens and tokens["tokens"]
+    status, text = call(front, "POST", "/v1/detokenize", {"model": "remote-stories", "tokens": tokens["tokens"]})
+    assert status == 200 and text["content"].strip() == "Once upon a time"
+
+
+def test_disabling_the_local_engine_and_enabling_the_remote_one(front, upstream):
+    expected = upstream_chat(upstream, max_tokens=12)
+    local_ok = client(front).chat.completions.create(model="stories260K", messages=CHAT, max_tokens=12, temperature=0)
+    assert local_ok.choices[0].message.content == expected  # same model file, same answer, locally
+
+    switch(front, "remote", False)
+    try:
+        status, body = call(front, "POST", "/v1/chat/completions", {"model": "remote-stories", "messages": CHAT})
+        assert status == 400 and body["error"]["code"] == "engine_unavailable"
+        assert "'openai'" in body["error"]["message"]
+
+        switch(front, "llamacpp", False)
+        switch(front, "remote", True)
+
+        # the remote model now answers through the upstream...
+        result = client(front).chat.completions.create(model="remote-stories", messages=CHAT, max_tokens=12)
+        assert result.choices[0].message.content == expected
+        streamed = client(front).chat.completions.create(model="remote-stories", messages=CHAT, max_tokens=12,
+                                                         stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == expected
+
+        # ...while the local model gets a clear error, streaming or not
+        for stream in (False, True):
+            status, body = call(front, "POST", "/v1/chat/completions",
+                                {"model": "stories260K", "messages": CHAT, "stream": stream})
+            assert status == 400, body
+            assert body["error"]["code"] == "engine_unavailable" and body["error"]["param"] == "model"
+            assert "llama.cpp" in body["error"]["message"] and "stories260K" in body["error"]["message"]
+        _, listing = call(front, "GET", "/v1/extensions")
+        states = {r["name"]: r["state"] for r in listing["data"]}
+        assert states["llamacpp"] == "disabled" and states["remote"] == "loaded"
+    finally:
+        switch(front, "llamacpp", True)
+        switch(front, "remote", True)
+    # the local engine is back at runtime (it loads the model again on demand)
+    again = client(front).chat.completions.create(model="stories260K", messages=CHAT, max_tokens=12, temperature=0)
+    assert again.choices[0].message.content == expected
+
+
+def test_upstream_problems_are_clear_errors(front):
+    status, body = call(front, "POST", "/v1/chat/completions", {"model": "remote-missing", "messages": CHAT})
+    assert status == 404 and body["error"]["code"] == "model_not_found"
+    assert "no-such-model" in body["error"]["message"]
+
+    status, body = call(front, "POST", "/v1/chat/completions", {"model": "remote-down", "messages": CHAT,
+                                                                "stream": True})
+    assert status == 502 and body["error"]["code"] == "upstream_unreachable"
+    assert "cannot connect" in body["error"]["message"] and "remote-down" in body["error"]["message"]
+
+    # a request the upstream refuses (here: model.json parameters out of range) is a 400 with its message
+    status, body = call(front, "POST", "/v1/chat/completions", {"model": "remote-hot", "messages": CHAT})
+    assert status == 400, body
+    assert body["error"]["param"] == "temperature" and "temperature" in body["error"]["message"]
+
+
+def test_models_api_and_monitoring_see_the_remote_model(front):
+    status, model = call(front, "POST", "/v1/models/remote-stories/start")
+    assert status == 200 and model["state"] == "ready", model
+    status, model = call(front, "POST", "/v1/models/remote-down/start")
+    assert status == 500 and "cannot connect" in model["error"]["message"]
+    _, listing = call(front, "GET", "/v1/models")
+    states = {m["id"]: m["state"] for m in listing["data"]}
+    assert states["remote-stories"] == "ready" and states["remote-down"] == "failed"
+
+    status, system = call(front, "GET", "/v1/system")
+    assert status == 200
+    remote = next(m for m in system["models"] if m["id"] == "remote-stories")
+    assert remote["engine"] == "openai" and remote["status"] == "ready" and remote["remote_model"] == "stories260K"
+    assert remote["metrics"]["requests_total"] >= 1
+    assert "api_key" not in json.dumps(system)
+    status, one = call(front, "GET", "/v1/system/models/remote-stories")
+    assert status == 200 and one["engine"] == "openai" and one["metrics"]["requests_total"] >= 1
