@@ -8,6 +8,7 @@ third-party one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -17,7 +18,7 @@ from aiohttp import web
 from jan.core import ExtensionManager, LocalEventBus
 from jan.server.config import ServerConfig
 from jan.server.errors import error_middleware
-from jan.server.keys import BUS, CONFIG, MANAGER, STARTED_AT
+from jan.server.keys import BUS, CONFIG, MANAGER, SHUTTING_DOWN, STARTED_AT
 from jan.server.security import api_key_middleware, cors_middleware, host_allowlist_middleware
 
 log = logging.getLogger("jan.server")
@@ -68,11 +69,17 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     app[MANAGER] = manager
     app[BUS] = manager.bus
     app[STARTED_AT] = time.monotonic()
+    app[SHUTTING_DOWN] = asyncio.Event()
+    app.on_shutdown.append(_announce_shutdown)
     for table in _route_tables():
         app.add_routes(table)
     manager.mount(app)
     app.cleanup_ctx.append(_lifetime)
     return app
+
+
+async def _announce_shutdown(app: web.Application) -> None:
+    app[SHUTTING_DOWN].set()
 
 
 def _configure_local_engine(manager: ExtensionManager, config: ServerConfig) -> None:

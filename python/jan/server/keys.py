@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from jan.core import ExtensionManager, LocalEventBus
@@ -11,3 +13,5 @@ CONFIG = web.AppKey("config", ServerConfig)
 MANAGER = web.AppKey("manager", ExtensionManager)
 BUS = web.AppKey("bus", LocalEventBus)
 STARTED_AT = web.AppKey("started_at", float)
+# Set when the server starts shutting down: open streams end cleanly instead of being cut.
+SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from jan.core import InferenceStopped, collect_chat_completion, collect_completion
-from jan.server.errors import to_api_error
-from jan.server.keys import BUS
+from jan.server.errors import APIError, to_api_error
+from jan.server.keys import BUS, SHUTTING_DOWN
 from jan.server.resolve import model_and_engine
 from jan.server.schemas import (
     ChatCompletionRequest,
@@ -33,14 +33,22 @@ async def stream_chunks(request: web.Request, chunks: AsyncIterator[dict[str, An
     failures that happen up front (bad template, context overflow) are still a plain 4xx."""
     sse = SSEStream(request)
     finished = False
+    shutting_down = request.app[SHUTTING_DOWN]
     try:
         async with contextlib.aclosing(chunks) as stream:
             async for chunk in stream:
                 if not chunk.get("choices") and "usage" in chunk and not include_usage:
                     continue
                 await sse.send(chunk)
-            finished = True
-        await sse.done()
+                if shutting_down.is_set():
+                    break  # leaving the block closes the stream, which cancels the generation
+            else:
+                finished = True
+        if finished:
+            await sse.done()
+        else:
+            await sse.error(APIError(503, "The server is shutting down; the generation was stopped.",
+                                     type="server_error", code="server_shutdown").body())
     except (ConnectionResetError, OSError) as exc:
         # the client went away: closing the stream above cancelled the generation
         log.debug("client disconnected mid-stream: %s", exc)
