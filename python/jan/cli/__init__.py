@@ -1,8 +1,15 @@
-"""The ``jan`` command line: one click group, one module per command family."""
+"""The ``jan`` command line: one click group, one module per command family.
+
+Commands that can use a running jan server do (``--url``, ``$JAN_API_URL``);
+otherwise they work on the data folder and load models in this process.
+See :mod:`jan.cli.common` for how that choice is made.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -12,6 +19,25 @@ import jan
 # one broken command cannot take the others down.
 COMMANDS = {
     "serve": "jan.cli.serve:serve",
+    "run": "jan.cli.run:run",
+    "chat": "jan.cli.chat:chat",
+    "models": "jan.cli.models:models",
+    "threads": "jan.cli.threads:threads",
+    "extensions": "jan.cli.extensions:extensions",
+    "info": "jan.cli.info:info",
+    "bench": "jan.cli.bench:bench",
+}
+
+# One-line summaries for `jan --help` without importing every command module.
+SUMMARIES = {
+    "serve": "Run the OpenAI-compatible API server and the web chat page.",
+    "run": "Answer one prompt with a model and exit.",
+    "chat": "Chat with a model in the terminal.",
+    "models": "List, show, import, pull, remove, start and stop models.",
+    "threads": "List, show and export saved conversations.",
+    "extensions": "List, enable and disable extensions.",
+    "info": "Show versions, the llama.cpp build, devices and where data lives.",
+    "bench": "Measure prompt processing and generation speed (like llama-bench).",
 }
 
 
@@ -26,11 +52,38 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(module), attr)
         return command
 
+    def format_commands(self, ctx, formatter):
+        rows = [(name, SUMMARIES.get(name, "")) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        from jan.cli.common import CLIError
+
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            # the reader went away (`jan threads list | head`): not an error
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
+        except jan.JanError as exc:
+            raise CLIError(str(exc)) from None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(jan.__version__, prog_name="jan")
 def main() -> None:
-    """jan: a ChatGPT alternative that runs entirely on your computer."""
+    """jan: a ChatGPT alternative that runs entirely on your computer.
+
+    Commands use a running `jan serve` when one answers at $JAN_API_URL
+    (default http://127.0.0.1:1337); otherwise they work on the data folder
+    ($JAN_DATA_FOLDER, default ~/jan) and load models in this process.
+    """
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from jan.server.config import DEFAULT_PORT, ServerConfig, default_data_folder
               help="Jan data folder [default: $JAN_DATA_FOLDER or ~/jan]")
 @click.option("--model", "-m", "models", multiple=True,
               help="Model id or GGUF path to load at start (repeatable; paths are imported by reference).")
-@click.option("--api-key", envvar="JAN_API_KEY", default=None, help="Require 'Authorization: Bearer KEY' [env JAN_API_KEY]")
+@click.option("--api-key", envvar="JAN_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' [env JAN_API_KEY]")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed CORS origin (repeatable; '*' for any).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True,
               help="Extra Host header to accept when bound to loopback (repeatable).")

@@ -1,0 +1,229 @@
+"""``jan bench MODEL``: prompt processing (pp) and generation (tg) speed, as llama-bench reports it.
+
+Each test runs ``-r`` times on a model loaded in this process (never through
+a server, so the numbers are the engine's own): ``ppN`` evaluates a prompt of
+N random tokens (a fresh one each time, so nothing comes from the KV cache),
+``tgN`` times N decode steps after a one-token prompt, never stopping early.
+Results are mean ± sample standard deviation of tokens per second, with the
+build (jan, llama.cpp version and commit, backends) so runs of different
+engine builds can be compared.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import math
+import random
+import statistics
+import sys
+from typing import Any
+
+import click
+
+import jan
+from jan.cli.common import CLIError, Connection, connection_options, human_bytes
+from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
+
+CSV_FIELDS = [
+    "build_commit", "build_version", "llama_cpp_python", "jan_version", "backends", "cpu_info", "gpu_info",
+    "model", "model_filename", "model_type", "model_size", "model_n_params", "n_threads", "n_gpu_layers",
+    "n_batch", "n_ubatch", "n_ctx", "test", "n_prompt", "n_gen", "repetitions", "avg_ts", "stddev_ts",
+    "samples_ts", "test_time",
+]
+
+
+def int_list(ctx, param, value: str) -> list[int]:
+    try:
+        values = [int(v) for v in str(value).split(",") if v.strip() != ""]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise click.BadParameter("values must be >= 0")
+    return values
+
+
+def thread_list(ctx, param, value: str | None) -> list[int]:
+    if value is None:
+        import os
+
+        return [max(1, min(8, os.cpu_count() or 1))]
+    values = int_list(ctx, param, value)
+    if any(v < 1 for v in values):
+        raise click.BadParameter("thread counts must be >= 1")
+    return values
+
+
+def build_info() -> dict[str, Any]:
+    system = jan.system_info()
+    devices = system.get("devices", [])
+    cpu = [d.get("description") or d.get("name") for d in devices if d.get("type") == "cpu"]
+    gpu = [d.get("description") or d.get("name") for d in devices if d.get("type") != "cpu"]
+    return {
+        "build_commit": system.get("llama_cpp_commit"),
+        "build_version": system.get("llama_cpp_version"),
+        "llama_cpp_python": system.get("llama_cpp_python_version"),
+        "jan_version": jan.__version__,
+        "backends": ",".join(system.get("backends", [])),
+        "cpu_info": ", ".join(c for c in cpu if c),
+        "gpu_info": ", ".join(g for g in gpu if g),
+    }
+
+
+def _prompt(model: jan.Model, rng: random.Random, n: int) -> list[int]:
+    bos = model.info.special_tokens.get("bos")
+    head = [bos] if bos is not None and model.add_bos else []
+    vocab = model.info.n_vocab
+    return head + [rng.randrange(vocab) for _ in range(max(0, n - len(head)))]
+
+
+def run_pp(model: jan.Model, n_prompt: int, rng: random.Random) -> float:
+    result = model.generate(_prompt(model, rng, n_prompt), max_tokens=1, temperature=0, ignore_eos=True)
+    u = result.usage
+    evaluated = u.prompt_tokens - u.cached_tokens
+    if u.prompt_ms <= 0 or evaluated <= 0:
+        raise CLIError("the engine reported no prompt timing")
+    return evaluated / (u.prompt_ms / 1000.0)
+
+
+def run_tg(model: jan.Model, n_gen: int, rng: random.Random) -> float:
+    # n_gen + 1 tokens: the first comes with the prompt, the next n_gen are the timed decode steps.
+    result = model.generate(_prompt(model, rng, 1), max_tokens=n_gen + 1, temperature=0, ignore_eos=True)
+    u = result.usage
+    if u.completion_tokens < 2 or u.generation_ms <= 0:
+        raise CLIError("the engine reported no generation timing")
+    return (u.completion_tokens - 1) / (u.generation_ms / 1000.0)
+
+
+def summarize(samples: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(samples)
+    sd = statistics.stdev(samples) if len(samples) > 1 else 0.0
+    return mean, sd
+
+
+def format_md(records: list[dict[str, Any]], build: dict[str, Any]) -> str:
+    header = ["model", "size", "params", "backend", "threads", "ngl", "test", "t/s"]
+    align = ["---", "---:", "---:", "---", "---:", "---:", "---", "---:"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    for r in records:
+        lines.append("| " + " | ".join([
+            r["model"], human_bytes(r["model_size"]), _params(r["model_n_params"]), r["backends"],
+            str(r["n_threads"]), str(r["n_gpu_layers"]), r["test"], f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}",
+        ]) + " |")
+    lines.append("")
+    lines.append(f"build: jan {build['jan_version']}, llama.cpp {build['build_version']} ({build['build_commit']}), "
+                 f"llama-cpp-python {build['llama_cpp_python']}, backends: {build['backends']}"
+                 + (f", cpu: {build['cpu_info']}" if build["cpu_info"] else "")
+                 + (f", gpu: {build['gpu_info']}" if build["gpu_info"] else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _params(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return str(n)
+
+
+def format_csv(records: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        writer.writerow({**r, "samples_ts": " ".join(f"{s:.3f}" for s in r["samples_ts"])})
+    return out.getvalue()
+
+
+@click.command()
+@click.argument("model")
+@click.option("-p", "--n-prompt", "n_prompt", default="512", callback=int_list, show_default=True,
+              help="Prompt tokens per pp test (comma-separated list; 0 skips).")
+@click.option("-n", "--n-gen", "n_gen", default="128", callback=int_list, show_default=True,
+              help="Generated tokens per tg test (comma-separated list; 0 skips).")
+@click.option("-r", "--repetitions", default=5, show_default=True, type=click.IntRange(1), help="Runs per test.")
+@click.option("-t", "--threads", "threads", default=None, callback=thread_list,
+              help="CPU threads (comma-separated list) [default: CPU count, up to 8].")
+@click.option("--ctx", "-c", "n_ctx", default=None, type=click.IntRange(64),
+              help="Context size [default: enough for the largest test].")
+@click.option("-b", "--batch-size", "n_batch", default=2048, show_default=True, type=click.IntRange(1),
+              help="Logical batch size.")
+@click.option("-ub", "--ubatch-size", "n_ubatch", default=512, show_default=True, type=click.IntRange(1),
+              help="Physical batch size.")
+@click.option("-ngl", "--gpu-layers", "n_gpu_layers", default=0, show_default=True, type=int,
+              help="Layers to offload to the GPU (-1: all).")
+@click.option("-o", "--output", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
+@click.option("--no-warmup", is_flag=True, help="Skip the warm-up run before the tests.")
+@click.option("--seed", default=1234, show_default=True, type=int, help="Seed of the random prompt tokens.")
+@connection_options
+def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch, n_gpu_layers, fmt, no_warmup,
+          seed, conn: Connection) -> None:
+    """Benchmark MODEL (an id or a .gguf path) in this process: prompt processing (pp)
+    and generation (tg) in tokens per second, mean ± sd over -r runs.
+
+        jan bench stories -p 512 -n 128 -r 5 -o md
+    """
+    tests = [("pp", p) for p in n_prompt if p > 0] + [("tg", n) for n in n_gen if n > 0]
+    if not tests:
+        raise CLIError("nothing to measure: -p and -n are both 0")
+    model_json, path = resolve_local_model(conn, model)
+    ctx_needed = max([p + 1 for kind, p in tests if kind == "pp"] + [n + 2 for kind, n in tests if kind == "tg"])
+    if n_ctx is None:
+        n_ctx = max(256, int(math.ceil(ctx_needed / 256.0)) * 256)
+    elif n_ctx < ctx_needed:
+        raise CLIError(f"--ctx {n_ctx} is too small for these tests (needs at least {ctx_needed})")
+    build = build_info()
+    show = sys.stderr.isatty()
+    records: list[dict[str, Any]] = []
+    for n_threads in threads:
+        try:
+            with interrupts_stay_on_this_thread():
+                loaded = jan.Model(path, model_id=model_json["id"], n_ctx=n_ctx, n_parallel=1, n_batch=n_batch,
+                                   n_ubatch=min(n_ubatch, n_batch), n_threads=n_threads,
+                                   n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers)
+        except (jan.JanError, ValueError) as exc:
+            raise CLIError(f"cannot load {path}: {exc}") from None
+        with loaded:
+            info = loaded.info
+            rng = random.Random(seed)
+            if not no_warmup:
+                run_pp(loaded, min(32, max(2, max((p for k, p in tests if k == "pp"), default=2))), rng)
+                run_tg(loaded, 2, rng)
+            for kind, count in tests:
+                samples = []
+                for rep in range(repetitions):
+                    if show:
+                        click.echo(f"\rjan bench: {kind}{count} t={n_threads} run {rep + 1}/{repetitions}  ",
+                                   err=True, nl=False)
+                    samples.append(run_pp(loaded, count, rng) if kind == "pp" else run_tg(loaded, count, rng))
+                mean, sd = summarize(samples)
+                records.append({
+                    **build,
+                    "model": model_json["id"],
+                    "model_filename": str(path),
+                    "model_type": info.description or info.architecture,
+                    "model_size": info.size_bytes,
+                    "model_n_params": info.n_params,
+                    "n_threads": n_threads,
+                    "n_gpu_layers": n_gpu_layers,
+                    "n_batch": n_batch,
+                    "n_ubatch": min(n_ubatch, n_batch),
+                    "n_ctx": n_ctx,
+                    "test": f"{kind}{count}",
+                    "n_prompt": count if kind == "pp" else 1,
+                    "n_gen": count if kind == "tg" else 0,
+                    "repetitions": repetitions,
+                    "avg_ts": mean,
+                    "stddev_ts": sd,
+                    "samples_ts": samples,
+                    "test_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                })
+    if show:
+        click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
+    if fmt == "json":
+        click.echo(json.dumps(records, indent=2))
+    elif fmt == "csv":
+        click.echo(format_csv(records), nl=False)
+    else:
+        click.echo(format_md(records, build), nl=False)

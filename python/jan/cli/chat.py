@@ -1,0 +1,335 @@
+"""``jan chat [MODEL]``: talk to a model in the terminal; the conversation is saved as a thread."""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from typing import Any
+
+import click
+
+from jan.cli.common import CLIError, connection_options
+from jan.cli.conversation import history_of, open_threads, thread_assistants
+from jan.cli.inference import default_model, open_backend
+from jan.cli.run import collect_options, load_options, sampling_options
+
+PROMPT = ">>> "
+CONTINUATION = "... "
+BLOCK = '"""'
+TITLE_CHARS = 50
+
+HELP = f"""Commands:
+  /new            start a new conversation (a new thread)
+  /system [TEXT]  set the system prompt (no TEXT: show it; /system - clears it)
+  /model [ID]     switch to another model (no ID: show the current one)
+  /save [TITLE]   save the conversation now (and set its title)
+  /help           this help
+  /exit           leave (also /quit, Ctrl-D, or Ctrl-C at the prompt)
+Multi-line input: end a line with \\ to continue it, or wrap the text in {BLOCK} ... {BLOCK}.
+Ctrl-C while the answer is streaming stops the answer. Start a line with // to send a literal /."""
+
+
+def note(text: str) -> None:
+    click.secho(text, dim=True)
+
+
+class ChatSession:
+    def __init__(self, conn, backend, *, options: dict[str, Any], system: str | None, autosave: bool,
+                 load_kwargs: dict[str, Any]):
+        self.conn = conn
+        self.backend = backend
+        self.options = options
+        self.system = system
+        self.autosave = autosave
+        self.load_kwargs = load_kwargs
+        self.messages: list[dict[str, str]] = []
+        self.saved = 0  # how many of self.messages are in the thread
+        self.statuses: list[str] = []
+        self.meta: list[dict[str, Any]] = []
+        self.thread_id: str | None = None
+        self.title: str | None = None
+        self._threads = None
+
+    # -- saving --------------------------------------------------------
+    @property
+    def threads(self):
+        if self._threads is None:
+            self._threads = open_threads(self.conn)
+        return self._threads
+
+    def resume(self, thread_id: str) -> None:
+        thread, stored = self.threads.load(thread_id)
+        self.thread_id = thread["id"]
+        self.title = thread.get("title")
+        assistants = thread.get("assistants") or []
+        if self.system is None and assistants and assistants[0].get("instructions"):
+            self.system = assistants[0]["instructions"]
+        self.messages = [m for m in history_of(stored) if m["role"] != "system"]
+        self.statuses = ["ready"] * len(self.messages)
+        self.meta = [{}] * len(self.messages)
+        self.saved = len(self.messages)
+        note(f"resumed thread {self.thread_id} ({len(self.messages)} messages)")
+
+    def save(self, title: str | None = None) -> None:
+        if title:
+            self.title = title
+        if not self.messages and not title:
+            return
+        threads = self.threads
+        if self.thread_id is None:
+            first = next((m["content"] for m in self.messages if m["role"] == "user"), "") or "New Thread"
+            self.title = self.title or _title_from(first)
+            self.thread_id = threads.create(self.title, thread_assistants(self.backend.model_id, self.system),
+                                            {"created_by": "jan chat"})
+        elif title:
+            threads.update(self.thread_id, title=title)
+        for i in range(self.saved, len(self.messages)):
+            m = self.messages[i]
+            threads.add(self.thread_id, m["role"], m["content"], status=self.statuses[i], metadata=self.meta[i])
+        self.saved = len(self.messages)
+
+    def save_quietly(self) -> None:
+        try:
+            self.save()
+        except CLIError as exc:
+            click.echo(f"jan: could not save the conversation: {exc.format_message()}", err=True)
+        except Exception as exc:  # noqa: BLE001 - a failed save must not end the chat
+            click.echo(f"jan: could not save the conversation: {exc}", err=True)
+
+    # -- talking -------------------------------------------------------
+    def ask(self, text: str) -> None:
+        self.messages.append({"role": "user", "content": text})
+        self.statuses.append("ready")
+        self.meta.append({})
+        chat = ([{"role": "system", "content": self.system}] if self.system else []) + self.messages
+        pieces: list[str] = []
+        status = "ready"
+        generation = None
+        try:
+            generation = self.backend.chat(chat, self.options)
+            for piece in generation:
+                pieces.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            if generation is not None:
+                generation.cancel()
+            status = "stopped"
+        except CLIError:
+            if pieces:
+                sys.stdout.write("\n")
+            del self.messages[-1], self.statuses[-1], self.meta[-1]
+            raise
+        answer = "".join(pieces)
+        sys.stdout.write("\n" if answer.endswith("\n") or not answer else "\n\n")
+        if status == "stopped":
+            note("[answer stopped]")
+        sys.stdout.flush()
+        self.messages.append({"role": "assistant", "content": answer})
+        self.statuses.append(status)
+        meta = {"model": self.backend.model_id}
+        if generation is not None and generation.finish_reason:
+            meta["finish_reason"] = generation.finish_reason
+        self.meta.append(meta)
+        if self.autosave:
+            self.save_quietly()
+
+    # -- commands ------------------------------------------------------
+    def command(self, line: str) -> bool:
+        """Run a /command; returns False to leave the chat."""
+        name, _, arg = line[1:].partition(" ")
+        name, arg = name.lower(), arg.strip()
+        if name in ("exit", "quit", "bye"):
+            return False
+        if name in ("help", "?"):
+            click.echo(HELP)
+        elif name == "new":
+            if self.autosave:
+                self.save_quietly()
+            self.messages, self.statuses, self.meta = [], [], []
+            self.saved, self.thread_id, self.title = 0, None, None
+            note("new conversation")
+        elif name == "system":
+            if not arg:
+                note(f"system prompt: {self.system!r}" if self.system else "no system prompt")
+            else:
+                self.system = None if arg == "-" else arg
+                note("system prompt cleared" if self.system is None else "system prompt set")
+                if self.thread_id is not None:
+                    try:
+                        self.threads.update(self.thread_id,
+                                            assistants=thread_assistants(self.backend.model_id, self.system))
+                    except Exception as exc:  # noqa: BLE001
+                        click.echo(f"jan: could not update the thread: {exc}", err=True)
+        elif name == "model":
+            if not arg:
+                note(f"model: {self.backend.model_id}")
+            else:
+                try:
+                    backend = open_backend(self.conn, arg, **self.load_kwargs)
+                except CLIError as exc:
+                    click.echo(f"jan: error: {exc.format_message()}", err=True)
+                else:
+                    self.backend.close()
+                    self.backend = backend
+                    note(f"model: {backend.model_id}")
+        elif name == "save":
+            if not self.messages:
+                note("nothing to save yet")
+            else:
+                try:
+                    self.save(arg or None)
+                except CLIError as exc:
+                    click.echo(f"jan: error: {exc.format_message()}", err=True)
+                else:
+                    note(f"saved as thread {self.thread_id} ({self.threads.path(self.thread_id)})")
+        else:
+            click.echo(f"jan: unknown command /{name}; /help lists them", err=True)
+        return True
+
+
+def _title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+class PromptReader:
+    """``input()`` for the chat prompt.
+
+    At a terminal the line is read on a helper thread while this (main) thread
+    waits in short steps: the kernel may hand Ctrl-C to any thread that does not
+    block it (numpy's BLAS threads, for one), and a main thread blocked reading
+    the terminal would only notice it after Enter. The terminal settings are
+    restored on the way out, since readline may still be holding the terminal.
+    """
+
+    def __init__(self, interactive: bool):
+        self.interactive = interactive
+        self._saved_tty = None
+        if interactive:
+            try:
+                import termios
+
+                self._saved_tty = termios.tcgetattr(sys.stdin.fileno())
+            except (ImportError, OSError, ValueError):
+                pass
+
+    def __call__(self, prompt: str) -> str:
+        if not self.interactive:
+            return input("")
+        box: queue.Queue = queue.Queue()
+
+        def read() -> None:
+            try:
+                box.put((True, input(prompt)))
+            except BaseException as exc:  # noqa: BLE001 - EOFError (Ctrl-D) goes to the main thread
+                box.put((False, exc))
+
+        threading.Thread(target=read, name="jan-chat-input", daemon=True).start()
+        while True:
+            try:
+                ok, value = box.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if ok:
+                return value
+            raise value
+
+    def restore_terminal(self) -> None:
+        if self._saved_tty is not None:
+            import termios
+
+            try:
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved_tty)
+            except (OSError, termios.error):
+                pass
+
+
+def read_message(ask: PromptReader) -> str:
+    """One message: a line, lines joined by a trailing backslash, or a triple-quoted block.
+    Raises EOFError / KeyboardInterrupt at the prompt."""
+
+    line = ask(PROMPT)
+    stripped = line.strip()
+    if stripped.startswith(BLOCK):
+        rest = stripped[len(BLOCK):]
+        if rest.endswith(BLOCK) and len(rest) >= len(BLOCK):
+            return rest[: -len(BLOCK)]
+        lines = [rest] if rest else []
+        for _ in range(100_000):
+            more = ask(CONTINUATION)
+            if more.rstrip().endswith(BLOCK):
+                lines.append(more.rstrip()[: -len(BLOCK)])
+                break
+            lines.append(more)
+        return "\n".join(lines).strip("\n")
+    lines = []
+    for _ in range(100_000):
+        if not line.endswith("\\"):
+            break
+        lines.append(line[:-1])
+        line = ask(CONTINUATION)
+    lines.append(line)
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model", required=False)
+@click.option("--system", "-s", default=None, help="System prompt.")
+@click.option("--thread", "thread_id", default=None, metavar="ID", help="Continue a saved thread.")
+@click.option("--no-save", is_flag=True, help="Do not save the conversation automatically (/save still does).")
+@sampling_options
+@load_options
+@connection_options
+def chat(model, system, thread_id, no_save, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx,
+         n_threads, n_gpu_layers, conn) -> None:
+    """Chat with MODEL in the terminal, answers streaming as they are written.
+
+    MODEL is a model id or a .gguf path; without it, the model the server
+    has loaded (or the only model in the data folder) is used. Each exchange
+    is saved as a thread (through the server's /v1/threads when a server
+    runs, else in the data folder). Type /help for the commands.
+    """
+    load_kwargs = {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers}
+    backend = open_backend(conn, model or default_model(conn), **load_kwargs)
+    options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
+    session = ChatSession(conn, backend, options=options, system=system, autosave=not no_save,
+                          load_kwargs=load_kwargs)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401 - line editing and history for input()
+        except ImportError:
+            pass
+    ask = PromptReader(interactive)
+    try:
+        if thread_id:
+            session.resume(thread_id)
+        if interactive:
+            note(f"jan chat with {backend.model_id} - /help for commands, Ctrl-D to leave")
+        while True:  # until /exit, Ctrl-D or Ctrl-C at the prompt
+            try:
+                text = read_message(ask)
+            except (EOFError, KeyboardInterrupt):
+                ask.restore_terminal()
+                if interactive:
+                    click.echo()
+                break
+            if not text.strip():
+                continue
+            if text.startswith("/") and not text.startswith("//"):
+                if not session.command(text.strip()):
+                    break
+                continue
+            if text.startswith("//"):
+                text = text[1:]
+            try:
+                session.ask(text)
+            except CLIError as exc:
+                click.echo(f"jan: error: {exc.format_message()}", err=True)
+    finally:
+        ask.restore_terminal()
+        session.backend.close()
+    if session.thread_id and session.saved == len(session.messages) and interactive:
+        note(f"conversation saved as thread {session.thread_id}")

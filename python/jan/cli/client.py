@@ -1,0 +1,161 @@
+"""A small blocking client for the jan server (stdlib only: the CLI stays quick to start)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from jan.cli.common import CLIError
+
+STREAM_READ_TIMEOUT_S = 600.0
+
+
+class ServerError(CLIError):
+    """The server answered with an error status (its message is shown)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None):
+        hint = " - set JAN_API_KEY or pass --api-key" if status == 401 else ""
+        super().__init__(f"server: {message} (HTTP {status}){hint}")
+        self.status = status
+        self.code = code
+
+
+def _error_from(status: int, body: bytes) -> ServerError:
+    message, code = body.decode("utf-8", "replace").strip()[:500] or "no details", None
+    try:
+        data = json.loads(body)
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            message, code = str(err.get("message") or message), err.get("code")
+        elif isinstance(err, str):
+            message = err
+    except ValueError:
+        pass
+    return ServerError(status, message, code)
+
+
+def path_part(value: str) -> str:
+    return quote(value, safe="")
+
+
+class ApiClient:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        host = urlsplit(self.base_url).hostname or ""
+        handlers = []
+        if host in ("127.0.0.1", "localhost", "::1"):
+            handlers.append(urllib.request.ProxyHandler({}))  # never send loopback traffic to a proxy
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def _request(self, method: str, path: str, body: Any = None, accept: str = "application/json"):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        req.add_header("Accept", accept)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.api_key:
+            req.add_header("Authorization", f"Bearer {self.api_key}")
+        return req
+
+    def _open(self, req, timeout: float):
+        try:
+            return self._opener.open(req, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                raise _error_from(exc.code, exc.read()) from None
+        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CLIError(f"cannot reach the jan server at {self.base_url}: {reason}") from None
+
+    def health(self, timeout: float) -> dict | None:
+        """``/health`` if a jan server answers quickly, else ``None``."""
+        try:
+            with self._opener.open(self._request("GET", "/health"), timeout=timeout) as resp:
+                data = json.loads(resp.read())
+        except (OSError, ValueError, urllib.error.URLError):
+            return None
+        return data if isinstance(data, dict) and data.get("status") == "ok" else None
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
+        """One JSON request; raises :class:`ServerError` for an error status."""
+        with self._open(self._request(method, path, body), timeout or self.timeout) as resp:
+            raw = resp.read()
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise CLIError(f"the server at {self.base_url} sent a response that is not JSON") from None
+
+    def get(self, path: str) -> Any:
+        return self.call("GET", path)
+
+    def post(self, path: str, body: Any = None, timeout: float | None = None) -> Any:
+        return self.call("POST", path, {} if body is None else body, timeout)
+
+    def stream(self, path: str, body: Any) -> "EventStream":
+        """POST and read Server-Sent Events; iterate for the decoded ``data:`` payloads."""
+        resp = self._open(self._request("POST", path, body, accept="text/event-stream"), STREAM_READ_TIMEOUT_S)
+        return EventStream(resp)
+
+
+class EventStream:
+    """The ``data:`` events of an SSE response as dicts; ``close()`` drops the connection,
+    which makes the server cancel the generation."""
+
+    def __init__(self, resp):
+        self._resp = resp
+
+    def __iter__(self) -> Iterator[dict]:
+        content_type = self._resp.headers.get("Content-Type", "")
+        if "text/event-stream" not in content_type:  # a server that answered without streaming
+            data = json.loads(self._resp.read() or b"null")
+            if isinstance(data, dict):
+                yield data
+            return
+        event = "message"
+        lines: list[str] = []
+        for raw in self._resp:
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if line.startswith(":"):
+                continue
+            if line.startswith("event:"):
+                event = line[6:].strip()
+                continue
+            if line.startswith("data:"):
+                lines.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+                continue
+            if line == "" and lines:
+                payload = "\n".join(lines)
+                lines = []
+                if payload.strip() == "[DONE]":
+                    return
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    continue
+                if event == "error" or (isinstance(data, dict) and "error" in data and len(data) == 1):
+                    err = data.get("error") if isinstance(data, dict) else data
+                    message = err.get("message") if isinstance(err, dict) else str(err)
+                    raise CLIError(f"server: {message}")
+                event = "message"
+                yield data
+
+    def close(self) -> None:
+        try:
+            self._resp.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

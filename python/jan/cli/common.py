@@ -1,0 +1,206 @@
+"""What every ``jan`` command shares: errors, the server-or-local choice, output helpers.
+
+Server or local: a command that can use a running jan server does so, and
+otherwise works on the data folder directly (and loads models in-process).
+
+* ``--local`` (or ``JAN_LOCAL=1``) never contacts a server;
+* ``--url`` given on the command line *requires* that server: if it is down the command fails;
+* ``--data-folder`` given on the command line (without ``--url``) means "work on that folder": local;
+* otherwise ``$JAN_API_URL`` (default ``http://127.0.0.1:1337``) is probed with a short
+  ``/health`` request, and the command goes local when nothing answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+DEFAULT_URL = "http://127.0.0.1:1337"
+PROBE_TIMEOUT_S = float(os.environ.get("JAN_PROBE_TIMEOUT", "0.5"))
+
+
+class CLIError(click.ClickException):
+    """A failure the user can act on: one line on stderr and a non-zero exit status."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:  # noqa: D401 - click's hook
+        click.echo(f"jan: error: {self.format_message()}", err=True)
+
+
+def warn(message: str) -> None:
+    click.echo(f"jan: {message}", err=True)
+
+
+# --------------------------------------------------------------------------- server or local
+
+
+class Connection:
+    """Where a command's data lives: a jan server (when one answers) or the data folder."""
+
+    def __init__(self, *, url: str, url_explicit: bool, api_key: str | None, data_folder: Path | None,
+                 data_explicit: bool, local: bool):
+        self.url = url.rstrip("/")
+        self.url_explicit = url_explicit
+        self.api_key = api_key
+        self.data_folder_arg = data_folder
+        self.data_explicit = data_explicit
+        self.force_local = local
+        self._client: Any = None
+        self._probed = False
+        self._health: dict | None = None
+        self._store = None
+
+    # -- server --------------------------------------------------------
+    def server(self):
+        """The :class:`~jan.cli.client.ApiClient` of a running server, or ``None`` to work locally."""
+        if self._probed:
+            return self._client
+        self._probed = True
+        if self.force_local or (self.data_explicit and not self.url_explicit):
+            return None
+        from jan.cli.client import ApiClient
+
+        client = ApiClient(self.url, self.api_key)
+        self._health = client.health(PROBE_TIMEOUT_S)
+        if self._health is None:
+            if self.url_explicit:
+                raise CLIError(f"no jan server answers at {self.url} (start one with `jan serve`, or drop --url)")
+            return None
+        self._client = client
+        return client
+
+    def require_server(self, what: str):
+        client = self.server()
+        if client is None:
+            where = "--local was given" if self.force_local else f"no jan server answers at {self.url}"
+            raise CLIError(f"{what} needs a running server, but {where}; start one with `jan serve`")
+        return client
+
+    @property
+    def health(self) -> dict | None:
+        self.server()
+        return self._health
+
+    # -- local ---------------------------------------------------------
+    @property
+    def data_folder(self) -> Path:
+        from jan.store import resolve_data_folder
+
+        return resolve_data_folder(self.data_folder_arg)
+
+    def store(self):
+        """The :class:`jan.store.DataFolder` (created on first use)."""
+        if self._store is None:
+            from jan.store import DataFolder, StoreError
+
+            try:
+                self._store = DataFolder(self.data_folder_arg)
+            except (StoreError, OSError) as exc:
+                raise CLIError(f"cannot open the data folder {self.data_folder}: {exc}") from None
+        return self._store
+
+
+def connection_options(func: Callable) -> Callable:
+    """Add --url/--api-key/--data-folder/--local and pass a :class:`Connection` as ``conn``."""
+
+    @click.option("--url", "api_url", envvar="JAN_API_URL", default=DEFAULT_URL, show_default=True, metavar="URL",
+                  help="jan server to use when it is running [env JAN_API_URL].")
+    @click.option("--api-key", envvar="JAN_API_KEY", default=None, metavar="KEY",
+                  help="Bearer key for the server [env JAN_API_KEY].")
+    @click.option("--data-folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Data folder to work on without a server [env JAN_DATA_FOLDER, default ~/jan].")
+    @click.option("--local", is_flag=True, envvar="JAN_LOCAL",
+                  help="Never use a server: work on the data folder, load models in this process [env JAN_LOCAL=1].")
+    @functools.wraps(func)
+    def wrapper(*args, api_url, api_key, data_folder, local, **kwargs):
+        ctx = click.get_current_context()
+        explicit = click.core.ParameterSource.COMMANDLINE
+        kwargs["conn"] = Connection(
+            url=api_url, url_explicit=ctx.get_parameter_source("api_url") == explicit, api_key=api_key,
+            data_folder=data_folder, data_explicit=ctx.get_parameter_source("data_folder") == explicit,
+            local=local)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+# --------------------------------------------------------------------------- output
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None = None) -> None:
+    """A rich table for people at a terminal; aligned plain columns for pipes."""
+    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    if stdout_is_tty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, show_edge=False, header_style="bold")
+        for name in columns:
+            table.add_column(name, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    for row in [columns, *rows]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def human_bytes(n: Any) -> str:
+    if not isinstance(n, (int, float)) or isinstance(n, bool) or n < 0:
+        return ""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def human_time(ms: Any) -> str:
+    """A timestamp in seconds or milliseconds as local ``YYYY-MM-DD HH:MM``."""
+    import datetime
+
+    if not isinstance(ms, (int, float)) or isinstance(ms, bool) or ms <= 0:
+        return ""
+    seconds = ms / 1000 if ms > 1e11 else ms
+    return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
+
+
+def message_text(message: dict) -> str:
+    """The plain text of a stored/API message (string content or OpenAI/Jan content parts)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content or []:
+        if not isinstance(part, dict):
+            continue
+        text = part.get("text")
+        if isinstance(text, dict):
+            text = text.get("value")
+        if isinstance(text, str):
+            parts.append(text)
+    return "".join(parts)

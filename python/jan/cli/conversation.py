@@ -1,0 +1,142 @@
+"""Where `jan chat` saves a conversation: the server's /v1/threads API, or the data folder.
+
+Both write Jan's shapes: a thread (title, assistants[{assistant_id, assistant_name,
+model, instructions}], metadata) and its messages (role, text content, metadata).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jan.cli.common import CLIError, Connection, message_text, warn
+
+ASSISTANT = {"assistant_id": "jan", "assistant_name": "Jan"}
+
+
+def thread_assistants(model_id: str, system: str | None) -> list[dict[str, Any]]:
+    entry: dict[str, Any] = {**ASSISTANT, "model": {"id": model_id}}
+    if system:
+        entry["instructions"] = system
+    return [entry]
+
+
+class LocalThreads:
+    """Threads written straight into the data folder with :mod:`jan.store`."""
+
+    where = "data folder"
+
+    def __init__(self, store):
+        self.store = store
+
+    def create(self, title: str, assistants: list[dict[str, Any]], metadata: dict[str, Any]) -> str:
+        return self.store.threads.create(title, assistants=assistants, metadata=metadata)["id"]
+
+    def add(self, thread_id: str, role: str, text: str, *, status: str = "ready",
+            metadata: dict[str, Any] | None = None) -> None:
+        self.store.messages.create(thread_id, role, text, status=status, metadata=metadata or {},
+                                   assistant_id="jan" if role == "assistant" else None)
+
+    def update(self, thread_id: str, **fields: Any) -> None:
+        self.store.threads.update(thread_id, **fields)
+
+    def load(self, thread_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        from jan.store import NotFoundError, StoreError
+
+        try:
+            return self.store.threads.get(thread_id), self.store.messages.list(thread_id).data
+        except NotFoundError:
+            raise CLIError(f"thread '{thread_id}' not found in {self.store.root}") from None
+        except StoreError as exc:
+            raise CLIError(str(exc)) from None
+
+    def path(self, thread_id: str) -> str:
+        return str(self.store.threads_dir / thread_id)
+
+
+class ServerThreads:
+    """Threads saved through a running server's ``/v1/threads`` API."""
+
+    where = "server"
+
+    def __init__(self, client):
+        self.client = client
+
+    def create(self, title: str, assistants: list[dict[str, Any]], metadata: dict[str, Any]) -> str:
+        body = {"title": title, "assistants": assistants, "metadata": metadata}
+        return self.client.post("/v1/threads", body)["id"]
+
+    def add(self, thread_id: str, role: str, text: str, *, status: str = "ready",
+            metadata: dict[str, Any] | None = None) -> None:
+        from jan.cli.client import path_part
+
+        body: dict[str, Any] = {"role": role, "content": text, "metadata": metadata or {}, "status": status}
+        if role == "assistant":
+            body["assistant_id"] = "jan"
+        self.client.post(f"/v1/threads/{path_part(thread_id)}/messages", body)
+
+    def update(self, thread_id: str, **fields: Any) -> None:
+        from jan.cli.client import ServerError, path_part
+
+        path = f"/v1/threads/{path_part(thread_id)}"
+        try:
+            self.client.call("PATCH", path, fields)
+        except ServerError as exc:
+            if exc.status not in (404, 405):
+                raise
+            self.client.post(path, fields)  # OpenAI's "modify thread" is a POST
+
+    def load(self, thread_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        from jan.cli.client import ServerError, path_part
+
+        tid = path_part(thread_id)
+        try:
+            thread = self.client.get(f"/v1/threads/{tid}")
+        except ServerError as exc:
+            if exc.status == 404:
+                raise CLIError(f"thread '{thread_id}' not found on the server") from None
+            raise
+        return thread, list_messages(self.client, thread_id)
+
+    def path(self, thread_id: str) -> str:
+        return f"{self.client.base_url}/v1/threads/{thread_id}"
+
+
+def list_messages(client, thread_id: str) -> list[dict[str, Any]]:
+    """Every message of a thread from the server, oldest first (following the cursor)."""
+    from jan.cli.client import path_part
+
+    messages: list[dict[str, Any]] = []
+    after = None
+    for _ in range(10_000):  # bounded: 100 per page
+        query = "?order=asc&limit=100" + (f"&after={path_part(after)}" if after else "")
+        page = client.get(f"/v1/threads/{path_part(thread_id)}/messages{query}") or {}
+        messages += page.get("data") or []
+        if not page.get("has_more") or not page.get("data"):
+            break
+        after = page["data"][-1]["id"]
+    return messages
+
+
+def open_threads(conn: Connection):
+    """The server's thread API when a server runs and has one, else the data folder."""
+    client = conn.server()
+    if client is not None:
+        from jan.cli.client import ServerError
+
+        try:
+            client.get("/v1/threads?limit=1")
+            return ServerThreads(client)
+        except ServerError as exc:
+            if exc.status not in (404, 405):
+                raise
+            warn(f"the server at {client.base_url} has no /v1/threads; saving to {conn.data_folder} instead")
+    return LocalThreads(conn.store())
+
+
+def history_of(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Stored messages as chat messages for the model (text only)."""
+    out = []
+    for m in messages:
+        if m.get("role") in ("user", "assistant", "system"):
+            out.append({"role": m["role"], "content": message_text(m)})
+    return out

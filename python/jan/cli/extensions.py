@@ -1,0 +1,112 @@
+"""``jan extensions``: list, enable and disable extensions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from jan.cli.common import CLIError, connection_options, json_option, print_json, print_table, warn
+
+
+@click.group()
+def extensions() -> None:
+    """List, enable and disable extensions (built-in ones included)."""
+
+
+def _server_api(conn):
+    """The server client when a server runs and offers /v1/extensions; else None (local)."""
+    client = conn.server()
+    if client is None:
+        return None
+    from jan.cli.client import ServerError
+
+    try:
+        client.get("/v1/extensions")
+    except ServerError as exc:
+        if exc.status not in (404, 405):
+            raise
+        warn(f"the server at {client.base_url} has no /v1/extensions; using {conn.data_folder} "
+             f"(changes apply when the server restarts)")
+        return None
+    return client
+
+
+def _manager(conn):
+    from jan.core import ExtensionManager
+
+    return ExtensionManager(conn.data_folder)
+
+
+def _records(conn) -> tuple[list[dict[str, Any]], bool]:
+    client = _server_api(conn)
+    if client is not None:
+        data = client.get("/v1/extensions")
+        items = data.get("data", []) if isinstance(data, dict) else data
+        return list(items or []), True
+    return [r.to_dict() for r in _manager(conn).list()], False
+
+
+@extensions.command("list")
+@json_option
+@connection_options
+def list_extensions(as_json: bool, conn) -> None:
+    """List installed extensions with their state (loaded, disabled, failed, ...)."""
+    records, _ = _records(conn)
+    if as_json:
+        print_json(records)
+        return
+    rows = []
+    for r in records:
+        types = r.get("types") or []
+        state = r.get("state", "")
+        if r.get("error"):
+            state += f": {r['error']}"
+        rows.append([r.get("name", ""), r.get("version") or "", "yes" if r.get("enabled") else "no", state,
+                     ", ".join(types) if isinstance(types, list) else str(types), r.get("description", "")])
+    print_table(["NAME", "VERSION", "ENABLED", "STATE", "TYPES", "DESCRIPTION"], rows)
+
+
+def _switch(conn, name: str, enable: bool) -> None:
+    action = "enable" if enable else "disable"
+    client = _server_api(conn)
+    if client is None:
+        from jan.core import ExtensionNotFoundError
+
+        manager = _manager(conn)
+        try:
+            asyncio.run(manager.enable(name) if enable else manager.disable(name))
+        except ExtensionNotFoundError:
+            raise CLIError(f"no extension named '{name}' (see `jan extensions list`)") from None
+        click.echo(f"{name}: {action}d")
+        return
+    from jan.cli.client import ServerError, path_part
+
+    try:
+        record = client.post(f"/v1/extensions/{path_part(name)}/{action}") or {}
+    except ServerError as exc:
+        if exc.status == 404:
+            raise CLIError(f"no extension named '{name}' (see `jan extensions list`)") from None
+        raise
+    state = record.get("state") or ""
+    detail = f" ({state}: {record['error']})" if record.get("error") else f" ({state})" if state != f"{action}d" else ""
+    click.echo(f"{name}: {action}d{detail}")
+    if record.get("restart_required"):
+        warn(f"restart the server to mount the routes of {name}")
+
+
+@extensions.command("enable")
+@click.argument("name")
+@connection_options
+def enable_extension(name: str, conn) -> None:
+    """Enable an extension (a running server loads it at once; otherwise at its next start)."""
+    _switch(conn, name, True)
+
+
+@extensions.command("disable")
+@click.argument("name")
+@connection_options
+def disable_extension(name: str, conn) -> None:
+    """Disable an extension (a running server unloads it at once; otherwise it stays off from its next start)."""
+    _switch(conn, name, False)

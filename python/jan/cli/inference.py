@@ -1,0 +1,300 @@
+"""Generation for ``jan run`` and ``jan chat``: through a running server, or in this process.
+
+Both backends give a :class:`Generation`: iterate it for text pieces, ``cancel()`` it
+(Ctrl-C), then read ``finish_reason`` and ``usage``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jan.cli.common import CLIError, Connection
+
+GGUF_MAGIC = b"GGUF"
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@contextlib.contextmanager
+def interrupts_stay_on_this_thread():
+    """Block SIGINT while the engine starts its threads, so they inherit the block.
+
+    The kernel gives a Ctrl-C to any thread that does not block it; when an
+    engine or OpenMP thread gets it, Python only notes it, and the main thread
+    acts on it at its next wake-up instead of at once.
+    """
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = mask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, previous)  # a Ctrl-C that came meanwhile is delivered now
+
+
+# --------------------------------------------------------------------------- which model
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.lower().endswith(".gguf") or os.sep in spec or "/" in spec or spec.startswith(("~", "."))
+
+
+def check_gguf_file(path: Path) -> None:
+    if not path.exists():
+        raise CLIError(f"no such file: {path}")
+    if not path.is_file():
+        raise CLIError(f"not a file: {path}")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if magic != GGUF_MAGIC:
+        raise CLIError(f"{path} is not a GGUF model file")
+
+
+def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Path]:
+    """MODEL as a model id of the data folder, or a path to a .gguf file -> (model.json, weights path)."""
+    from jan.store import StoreError, is_valid_id
+
+    if not _looks_like_path(spec) and is_valid_id(spec):
+        store = conn.store()
+        if store.models.exists(spec):
+            try:
+                model = store.models.get(spec)
+                path = store.models.model_file(spec)
+            except StoreError as exc:
+                raise CLIError(str(exc)) from None
+            if path is None:
+                raise CLIError(f"model '{spec}' has no weights file in {store.models.folder(spec)}; "
+                               f"pull or import it again")
+            return model, path
+    path = Path(spec).expanduser()
+    if path.is_file() or _looks_like_path(spec):
+        check_gguf_file(path)
+        return {"id": path.stem, "settings": {}, "parameters": {}}, path.resolve()
+    raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
+                   f"(see `jan models list`) nor a .gguf file")
+
+
+def default_model(conn: Connection) -> str:
+    """The model `jan chat` uses when none is named: the server's loaded one, or the only one there is."""
+    client = conn.server()
+    if client is not None:
+        loaded = (conn.health or {}).get("models") or []
+        if loaded:
+            return loaded[0]
+        ids = [m["id"] for m in (client.get("/v1/models") or {}).get("data", [])]
+    else:
+        ids = sorted(m["id"] for m in conn.store().models.list())
+    if len(ids) == 1:
+        return ids[0]
+    if not ids:
+        raise CLIError("no models yet: name a .gguf file, or add one with `jan models pull URL` "
+                       "or `jan models import PATH`")
+    raise CLIError(f"which model? several are available: {', '.join(ids)}")
+
+
+# --------------------------------------------------------------------------- generations
+
+
+class Generation:
+    """Text pieces of one answer; ``finish_reason``/``usage``/``timings`` are set once it ends."""
+
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+
+class LocalGeneration(Generation):
+    def __init__(self, request):
+        self._request = request
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self._request:
+            if chunk.finish_reason == "error":
+                raise CLIError(f"generation failed: {chunk.error or 'unknown error'}")
+            if chunk.text:
+                yield chunk.text
+            if chunk.finish_reason is not None:
+                self.finish_reason = chunk.finish_reason
+                u = chunk.usage
+                if u is not None:
+                    self.usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                                  "cached_tokens": u.cached_tokens, "prompt_ms": u.prompt_ms,
+                                  "generation_ms": u.generation_ms, "tokens_per_second": u.tokens_per_second}
+
+    def cancel(self) -> None:
+        self._request.cancel()
+        self.finish_reason = "cancelled"
+
+
+class ServerGeneration(Generation):
+    def __init__(self, events, chat: bool):
+        self._events = events
+        self._chat = chat
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for event in self._events:
+                if event.get("usage"):
+                    self.usage = dict(event["usage"])
+                for choice in event.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content") if self._chat else choice.get("text")
+                    if self._chat and text is None and "message" in choice:  # a non-streamed answer
+                        text = (choice.get("message") or {}).get("content")
+                    if text:
+                        yield text
+                    if choice.get("finish_reason"):
+                        self.finish_reason = choice["finish_reason"]
+        finally:
+            self._events.close()
+
+    def cancel(self) -> None:
+        self._events.close()
+        self.finish_reason = "cancelled"
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class LocalBackend:
+    """A model loaded in this process with ``jan.Model``."""
+
+    def __init__(self, model_json: dict[str, Any], path: Path, *, n_ctx: int | None = None,
+                 n_threads: int | None = None, n_gpu_layers: int | None = None):
+        import jan
+        from jan.extensions.llamacpp.options import load_options
+
+        self.model_json = model_json
+        self.model_id = model_json["id"]
+        self.path = path
+        defaults = {"n_parallel": 1}
+        for key, value in (("n_ctx", n_ctx), ("n_threads", n_threads), ("n_gpu_layers", n_gpu_layers)):
+            if value is not None:
+                defaults[key] = value
+        opts = load_options(model_json, defaults)
+        opts["n_parallel"] = 1  # one conversation: all the context for it
+        for key, value in defaults.items():  # the command line wins over model.json
+            opts[key] = value
+        started = time.perf_counter()
+        try:
+            with interrupts_stay_on_this_thread():
+                self.model = jan.Model(path, model_id=self.model_id, **opts)
+        except (jan.JanError, ValueError) as exc:
+            raise CLIError(f"cannot load {path}: {exc}") from None
+        self.load_seconds = time.perf_counter() - started
+        self._template = None
+
+    def _sampling(self, options: dict[str, Any]) -> dict[str, Any]:
+        from jan.extensions.llamacpp.options import sampling_options
+
+        return sampling_options(self.model_json, {k: v for k, v in options.items() if v is not None})
+
+    def _template_for(self):
+        if self._template is None:
+            from jan.templates import resolve_template
+
+            settings = self.model_json.get("settings") or {}
+            override = settings.get("chat_template") or settings.get("prompt_template")
+            special = self.model.info.special_tokens
+            bos = self.model.token_to_piece(special["bos"], special=True) if "bos" in special else ""
+            eos = self.model.token_to_piece(special["eos"], special=True) if "eos" in special else ""
+            self._template = resolve_template(self.model.metadata, override, bos_token=bos, eos_token=eos)
+        return self._template
+
+    def chat(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> Generation:
+        from jan.errors import JanError
+
+        template = self._template_for()
+        try:
+            prompt = template.render(messages, add_generation_prompt=True)
+        except (JanError, ValueError) as exc:
+            raise CLIError(f"chat template: {exc}") from None
+        model = self.model
+        tokens = model.tokenize(prompt, add_special=False, parse_special=True)
+        bos = model.info.special_tokens.get("bos")
+        if bos is not None and model.add_bos and (not tokens or tokens[0] != bos):
+            tokens = [bos, *tokens]
+        sampling = self._sampling(options)
+        if template.name == "chatml":
+            end = model.tokenize("<|im_end|>", add_special=False, parse_special=True)
+            if not (len(end) == 1 and model.is_eog(end[0])):
+                # ChatML stands in for a missing template: the model may write the end of turn as text.
+                stops = sampling.get("stop") or []
+                sampling["stop"] = ([stops] if isinstance(stops, str) else list(stops)) + ["<|im_end|>", "<|im_start|>"]
+        return self._start(tokens, sampling)
+
+    def complete(self, prompt: str, options: dict[str, Any]) -> Generation:
+        return self._start(prompt, self._sampling(options))
+
+    def _start(self, prompt, sampling: dict[str, Any]) -> Generation:
+        import jan
+
+        try:
+            return LocalGeneration(self.model.stream(prompt, **sampling))
+        except (jan.JanError, ValueError, TypeError) as exc:
+            raise CLIError(str(exc)) from None
+
+    def close(self) -> None:
+        self.model.close()
+
+
+class ServerBackend:
+    """A model served by a running jan server (loaded there on first use)."""
+
+    def __init__(self, client, model_id: str):
+        self.client = client
+        self.model_id = model_id
+        self.path = None
+        self.load_seconds = 0.0
+
+    def _body(self, options: dict[str, Any]) -> dict[str, Any]:
+        body = {"model": self.model_id, "stream": True, "stream_options": {"include_usage": True}}
+        body.update({k: v for k, v in options.items() if v is not None})
+        return body
+
+    def chat(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> Generation:
+        body = {**self._body(options), "messages": messages}
+        return ServerGeneration(self.client.stream("/v1/chat/completions", body), chat=True)
+
+    def complete(self, prompt: str, options: dict[str, Any]) -> Generation:
+        body = {**self._body(options), "prompt": prompt}
+        return ServerGeneration(self.client.stream("/v1/completions", body), chat=False)
+
+    def close(self) -> None:
+        pass
+
+
+def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_threads: int | None = None,
+                 n_gpu_layers: int | None = None):
+    """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process."""
+    client = None if _looks_like_path(spec) else conn.server()
+    if client is not None:
+        from jan.cli.client import ServerError, path_part
+
+        try:
+            client.get(f"/v1/models/{path_part(spec)}")
+        except ServerError as exc:
+            if exc.status == 404:
+                raise CLIError(f"model '{spec}' not found on the server at {client.base_url} "
+                               f"(see `jan models list`)") from None
+            raise
+        return ServerBackend(client, spec)
+    model_json, path = resolve_local_model(conn, spec)
+    return LocalBackend(model_json, path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)

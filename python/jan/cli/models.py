@@ -1,0 +1,325 @@
+"""``jan models``: list, show, import, pull, rm, start, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jan.cli.common import (
+    CLIError,
+    connection_options,
+    human_bytes,
+    json_option,
+    print_json,
+    print_table,
+    warn,
+)
+from jan.cli.inference import check_gguf_file
+from jan.cli.progress import DownloadBar
+
+IMPORT_MODES = ("symlink", "copy", "link", "reference")
+
+
+@click.group()
+def models() -> None:
+    """List, show, import, pull, remove, start and stop models."""
+
+
+def _not_found(model_id: str, where: str) -> CLIError:
+    return CLIError(f"model '{model_id}' not found {where} (see `jan models list`)")
+
+
+def _server_model(client, model_id: str) -> dict[str, Any]:
+    from jan.cli.client import ServerError, path_part
+
+    try:
+        return client.get(f"/v1/models/{path_part(model_id)}")
+    except ServerError as exc:
+        if exc.status == 404:
+            raise _not_found(model_id, f"on the server at {client.base_url}") from None
+        raise
+
+
+def _local_model(conn, model_id: str) -> dict[str, Any]:
+    from jan.store import InvalidIdError, StoredModelNotFoundError
+
+    try:
+        return conn.store().models.get(model_id)
+    except (StoredModelNotFoundError, InvalidIdError):
+        raise _not_found(model_id, f"in {conn.data_folder}") from None
+
+
+def _size(model: dict[str, Any]) -> Any:
+    return (model.get("metadata") or {}).get("size")
+
+
+# --------------------------------------------------------------------------- list / show
+
+
+@models.command("list")
+@json_option
+@connection_options
+def list_models(as_json: bool, conn) -> None:
+    """List the models (with their state when a server runs)."""
+    client = conn.server()
+    if client is not None:
+        data = (client.get("/v1/models") or {}).get("data", [])
+    else:
+        data = sorted(conn.store().models.list(), key=lambda m: m["id"])
+    if as_json:
+        print_json(data)
+        return
+    columns = ["ID", "NAME", "SIZE", "ENGINE"] + (["STATE"] if client is not None else [])
+    rows = []
+    for m in data:
+        row = [m["id"], m.get("name", ""), human_bytes(_size(m)), m.get("engine", "")]
+        if client is not None:
+            row.append(m.get("state", ""))
+        rows.append(row)
+    if not rows and not as_json:
+        click.echo("no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`", err=True)
+        return
+    print_table(columns, rows)
+
+
+@models.command("show")
+@click.argument("model_id")
+@json_option
+@connection_options
+def show_model(model_id: str, as_json: bool, conn) -> None:
+    """Show a model's model.json, its file and (with a server) its state."""
+    client = conn.server()
+    if client is not None:
+        model = _server_model(client, model_id)
+        file = None
+    else:
+        model = _local_model(conn, model_id)
+        path = conn.store().models.model_file(model_id)
+        file = str(path) if path else None
+        model = {**model, "file_path": file}
+    if as_json:
+        print_json(model)
+        return
+    lines = [("id", model["id"]), ("name", model.get("name")), ("engine", model.get("engine")),
+             ("format", model.get("format")), ("size", human_bytes(_size(model)))]
+    if client is None:
+        lines.append(("file", file or "(missing: pull or import it again)"))
+    for source in model.get("sources") or []:
+        lines.append(("source", source.get("url") or source.get("filename")))
+    if model.get("state"):
+        lines.append(("state", model["state"] + (f" ({model['error']})" if model.get("error") else "")))
+    if model.get("description"):
+        lines.append(("description", model["description"]))
+    for key in ("settings", "parameters", "metadata"):
+        if model.get(key):
+            lines.append((key, json.dumps(model[key], ensure_ascii=False)))
+    width = max(len(k) for k, _ in lines) + 1
+    for key, value in lines:
+        if value not in (None, ""):
+            click.echo(f"{key + ':':<{width}} {value}")
+
+
+# --------------------------------------------------------------------------- import
+
+
+def _import_local(conn, path: Path, model_id: str | None, mode: str) -> dict[str, Any]:
+    from jan.extensions.models.gguf_info import describe_gguf
+    from jan.store import AlreadyExistsError, StoreError, slugify_id, validate_id
+
+    try:
+        info = describe_gguf(str(path))
+    except Exception as exc:  # noqa: BLE001 - llama.cpp refused the file
+        raise CLIError(f"{path} does not load as a GGUF model: {exc}") from None
+    model_id = model_id or slugify_id(path.stem)
+    try:
+        validate_id(model_id, "model id")
+        return conn.store().models.import_gguf(path, model_id=model_id, mode=mode, name=info["name"],
+                                               settings=info["settings"], metadata=info["metadata"])
+    except AlreadyExistsError:
+        raise CLIError(f"model '{model_id}' already exists "
+                       f"(choose another --id, or `jan models rm {model_id}`)") from None
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+
+
+@models.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--id", "model_id", default=None, help="Model id [default: from the file name].")
+@click.option("--mode", type=click.Choice(IMPORT_MODES), default="symlink", show_default=True,
+              help="symlink/copy/hard-link the file into the data folder, or reference it where it is.")
+@json_option
+@connection_options
+def import_model(path: Path, model_id: str | None, mode: str, as_json: bool, conn) -> None:
+    """Add a local .gguf file as a model."""
+    path = path.expanduser().absolute()
+    check_gguf_file(path)
+    client = conn.server()
+    if client is not None:
+        body = {"path": str(path), "mode": mode, **({"id": model_id} if model_id else {})}
+        from jan.cli.client import ServerError
+
+        try:
+            model = client.post("/v1/models", body, timeout=300)
+        except ServerError as exc:
+            if exc.status == 409:
+                raise CLIError(f"model '{model_id or path.stem}' already exists (choose another --id)") from None
+            raise
+    else:
+        model = _import_local(conn, path, model_id, mode)
+    if as_json:
+        print_json(model)
+    else:
+        click.echo(f"imported {model['id']} ({mode} of {path})")
+
+
+# --------------------------------------------------------------------------- pull
+
+
+def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: DownloadBar) -> dict[str, Any]:
+    from jan.downloads import DownloadError, download, filename_from_url, part_path, resolve_url
+    from jan.extensions.models.gguf_info import describe_gguf
+    from jan.store import StoreError, slugify_id, validate_id
+
+    try:
+        resolved = resolve_url(url)
+        filename = filename_from_url(resolved)
+    except DownloadError as exc:
+        raise CLIError(str(exc)) from None
+    model_id = model_id or slugify_id(os.path.splitext(filename)[0])
+    store = conn.store()
+    try:
+        validate_id(model_id, "model id")
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+    if store.models.exists(model_id):
+        raise CLIError(f"model '{model_id}' already exists (choose another --id, or `jan models rm {model_id}`)")
+    bar.label = model_id
+    folder = store.models.folder(model_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / filename
+    part = part_path(dest)
+    if part.exists() and part.stat().st_size:
+        bar.note(f"resuming {model_id} at {human_bytes(part.stat().st_size)}")
+    try:
+        download(url, dest, sha256=sha256, progress=bar.update)
+    except DownloadError as exc:
+        hint = "; run the same command again to resume" if part.exists() else ""
+        try:
+            folder.rmdir()  # only if nothing was kept to resume from
+        except OSError:
+            pass
+        raise CLIError(f"download failed: {exc}{hint}") from None
+    except ValueError as exc:  # a malformed --sha256
+        raise CLIError(str(exc)) from None
+    try:
+        info = describe_gguf(str(dest))
+    except Exception as exc:  # noqa: BLE001
+        shutil.rmtree(folder, ignore_errors=True)
+        raise CLIError(f"{url} is not a GGUF model ({exc}); nothing was kept") from None
+    doc = {
+        "id": model_id,
+        "name": info["name"],
+        "sources": [{"filename": filename, "url": url}],
+        "settings": {**info["settings"], "llama_model_path": filename},
+        "metadata": info["metadata"],
+        "engine": "llama.cpp",
+    }
+    return store.models.create(doc, overwrite=True)
+
+
+def _pull_server(client, url: str, model_id: str | None, sha256: str | None, bar: DownloadBar) -> dict[str, Any]:
+    body = {"url": url, **({"id": model_id} if model_id else {}), **({"sha256": sha256} if sha256 else {})}
+    final: dict[str, Any] = {}
+    with client.stream("/v1/models/pull", body) as events:
+        for event in events:
+            final = event
+            bar.update_server(event)
+    state = final.get("state")
+    if state == "completed" and final.get("model"):
+        return final["model"]
+    if state == "cancelled":
+        raise CLIError("the download was cancelled on the server")
+    raise CLIError(f"download failed: {final.get('error') or 'the server ended the pull without finishing it'}")
+
+
+@models.command("pull")
+@click.argument("url")
+@click.option("--id", "model_id", default=None, help="Model id [default: from the file name].")
+@click.option("--sha256", default=None, help="Expected SHA-256 of the file (checked before it is kept).")
+@json_option
+@connection_options
+def pull_model(url: str, model_id: str | None, sha256: str | None, as_json: bool, conn) -> None:
+    """Download a .gguf model from URL (https://, http:// or hf://owner/repo/file.gguf).
+
+    An interrupted pull keeps its partial file: run the same command again to resume it.
+    """
+    client = conn.server()
+    with DownloadBar(model_id or url.rstrip("/").rsplit("/", 1)[-1]) as bar:
+        try:
+            if client is not None:
+                model = _pull_server(client, url, model_id, sha256, bar)
+            else:
+                model = _pull_local(conn, url, model_id, sha256, bar)
+        except KeyboardInterrupt:
+            bar.stop()
+            warn("pull interrupted; run the same command again to resume")
+            raise
+    if as_json:
+        print_json(model)
+    else:
+        click.echo(f"pulled {model['id']} ({human_bytes(_size(model))})")
+
+
+# --------------------------------------------------------------------------- rm / start / stop
+
+
+@models.command("rm")
+@click.argument("model_ids", nargs=-1, required=True, metavar="ID...")
+@connection_options
+def remove_model(model_ids: tuple[str, ...], conn) -> None:
+    """Delete models and their files (a file imported by reference is left alone)."""
+    client = conn.server()
+    for model_id in model_ids:
+        if client is not None:
+            from jan.cli.client import path_part
+
+            _server_model(client, model_id)
+            client.call("DELETE", f"/v1/models/{path_part(model_id)}")
+        else:
+            from jan.store import InvalidIdError, StoredModelNotFoundError
+
+            try:
+                conn.store().models.delete(model_id)
+            except (StoredModelNotFoundError, InvalidIdError):
+                raise _not_found(model_id, f"in {conn.data_folder}") from None
+        click.echo(f"removed {model_id}")
+
+
+def _start_stop(conn, model_id: str, action: str) -> None:
+    from jan.cli.client import path_part
+
+    client = conn.require_server(f"`jan models {action}`")
+    _server_model(client, model_id)
+    model = client.post(f"/v1/models/{path_part(model_id)}/{action}", timeout=600)
+    click.echo(f"{model_id}: {model.get('state', 'ok')}")
+
+
+@models.command("start")
+@click.argument("model_id")
+@connection_options
+def start_model(model_id: str, conn) -> None:
+    """Load a model in the running server."""
+    _start_stop(conn, model_id, "start")
+
+
+@models.command("stop")
+@click.argument("model_id")
+@connection_options
+def stop_model(model_id: str, conn) -> None:
+    """Unload a model from the running server."""
+    _start_stop(conn, model_id, "stop")

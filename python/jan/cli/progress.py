@@ -1,0 +1,93 @@
+"""Download progress on stderr: a rich bar at a terminal, a few plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from jan.cli.common import human_bytes
+
+PLAIN_INTERVAL_S = 1.0
+
+
+class DownloadBar:
+    """Fed with :class:`jan.downloads.DownloadProgress` snapshots (local pulls) or the
+    server's pull events; the final state is always printed."""
+
+    def __init__(self, label: str, *, fancy: bool | None = None):
+        self.label = label
+        self.fancy = sys.stderr.isatty() if fancy is None else fancy
+        self._progress = None
+        self._task = None
+        self._last_plain = 0.0
+        self._last_line = ""
+        self._done = False
+
+    def __enter__(self) -> "DownloadBar":
+        if self.fancy:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                                      TransferSpeedColumn(), TimeRemainingColumn(),
+                                      console=Console(stderr=True), transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def note(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text)
+        else:
+            click.echo(f"jan: {text}", err=True)
+
+    # -- feeding -------------------------------------------------------
+    def update(self, snap: Any) -> None:
+        """A local download's :class:`~jan.downloads.DownloadProgress`."""
+        state = snap.state.value if hasattr(snap.state, "value") else str(snap.state)
+        self._show(state, snap.bytes_done, snap.bytes_total, snap.error)
+
+    def update_server(self, event: dict[str, Any]) -> None:
+        """One event of the server's ``POST /v1/models/pull`` stream."""
+        if event.get("model_id") and self.label != event["model_id"]:
+            self.label = event["model_id"]
+            if self._progress is not None:
+                self._progress.update(self._task, description=self.label)
+        self._show(str(event.get("state", "")), int(event.get("downloaded_bytes") or 0),
+                   event.get("total_bytes"), event.get("error"))
+
+    def _show(self, state: str, done: int, total: int | None, error: str | None) -> None:
+        del error  # failures are reported by the command, once
+        final = state in ("completed", "failed", "cancelled")
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, total=total or None)
+            return
+        if state in ("failed", "cancelled") or (not final and done == 0):
+            return  # the command reports the failure itself; "0 B" says nothing
+        now = time.monotonic()
+        if not final and now - self._last_plain < PLAIN_INTERVAL_S:
+            return
+        self._last_plain = now
+        amount = human_bytes(done) + (f" / {human_bytes(total)} ({100 * done / total:.0f}%)" if total else "")
+        line = f"{state} {self.label}: {amount}"
+        if line != self._last_line:
+            click.echo(line, err=True)
+            self._last_line = line

@@ -1,0 +1,128 @@
+"""``jan run MODEL PROMPT``: one answer, streamed to stdout (diagnostics go to stderr)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from jan.cli.common import CLIError, connection_options
+from jan.cli.inference import open_backend
+
+
+def sampling_options(func):
+    """--max-tokens/--temperature/--top-p/--seed/--stop, shared by run and chat."""
+    for decorator in reversed([
+        click.option("--max-tokens", "-n", type=click.IntRange(1), default=None, help="Stop after this many tokens."),
+        click.option("--temperature", "--temp", type=click.FloatRange(0), default=None,
+                     help="Sampling temperature (0: greedy, deterministic)."),
+        click.option("--top-p", type=click.FloatRange(0, 1), default=None, help="Nucleus sampling threshold."),
+        click.option("--seed", type=int, default=None, help="Sampling seed, for repeatable answers."),
+        click.option("--stop", "stop", multiple=True, help="Stop at this text (repeatable)."),
+        click.option("--ignore-eos", is_flag=True, default=None,
+                     help="Keep writing past the end-of-text token (until --max-tokens or the context is full)."),
+    ]):
+        func = decorator(func)
+    return func
+
+
+def load_options(func):
+    """--ctx-size/--threads/--gpu-layers: how to load a model in this process (no server)."""
+    for decorator in reversed([
+        click.option("--ctx-size", "-c", "n_ctx", type=click.IntRange(64), default=None,
+                     help="Context tokens (in-process models only)."),
+        click.option("--threads", "-t", "n_threads", type=click.IntRange(1), default=None,
+                     help="CPU threads (in-process models only)."),
+        click.option("--gpu-layers", "-ngl", "n_gpu_layers", type=int, default=None,
+                     help="Layers to offload to the GPU, -1 for all (in-process models only)."),
+    ]):
+        func = decorator(func)
+    return func
+
+
+def collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos=None) -> dict:
+    return {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
+            "stop": list(stop) or None, "ignore_eos": ignore_eos or None}
+
+
+def read_prompt(words: tuple[str, ...]) -> str:
+    if words and words != ("-",):
+        return " ".join(words)
+    if not words and sys.stdin.isatty():
+        raise CLIError("no prompt: give it as an argument, pipe it in, or use `jan chat` to talk")
+    prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise CLIError("the prompt read from stdin is empty")
+    return prompt
+
+
+@click.command()
+@click.argument("model")
+@click.argument("prompt", nargs=-1)
+@click.option("--system", "-s", default=None, help="System prompt (chat mode).")
+@click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template).")
+@sampling_options
+@load_options
+@click.option("--verbose", "-v", is_flag=True, help="Print timings and token counts to stderr.")
+@connection_options
+def run(model, prompt, system, raw, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
+        n_gpu_layers, verbose, conn) -> None:
+    """Answer one PROMPT with MODEL and exit.
+
+    MODEL is a model id (see `jan models list`) or a path to a .gguf file.
+    PROMPT is read from stdin when it is `-`, or when it is left out and
+    stdin is a pipe. Only the answer goes to stdout, so `jan run` pipes well:
+
+        echo "Once upon a time" | jan run stories --raw -n 30 > story.txt
+    """
+    if raw and system:
+        raise click.UsageError("--system applies to chat; with --raw the prompt is completed as it is")
+    text = read_prompt(prompt)
+    options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
+    backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+    if verbose:
+        where = (f"server {conn.url}" if backend.path is None
+                 else f"{backend.path} (loaded in {backend.load_seconds:.2f} s)")
+        click.echo(f"jan: model {backend.model_id} from {where}", err=True)
+    started = time.perf_counter()
+    try:
+        if raw:
+            generation = backend.complete(text, options)
+        else:
+            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+            generation = backend.chat(messages, options)
+        last = ""
+        out = sys.stdout
+        try:
+            for piece in generation:
+                out.write(piece)
+                out.flush()
+                last = piece
+        except KeyboardInterrupt:
+            generation.cancel()
+            out.write("\n")
+            out.flush()
+            raise
+        if not last.endswith("\n"):
+            out.write("\n")
+            out.flush()
+        if verbose:
+            report(generation, time.perf_counter() - started)
+    finally:
+        backend.close()
+
+
+def report(generation, seconds: float) -> None:
+    u = generation.usage or {}
+    parts = [f"finish: {generation.finish_reason or '?'}"]
+    if "prompt_tokens" in u:
+        parts.append(f"prompt: {u['prompt_tokens']} tokens")
+        if u.get("prompt_ms"):
+            parts[-1] += f" in {u['prompt_ms'] / 1000:.2f} s ({u['prompt_tokens'] / (u['prompt_ms'] / 1000):.1f} t/s)"
+    if "completion_tokens" in u:
+        parts.append(f"answer: {u['completion_tokens']} tokens")
+        if u.get("tokens_per_second"):
+            parts[-1] += f" ({u['tokens_per_second']:.1f} t/s)"
+    parts.append(f"total {seconds:.2f} s")
+    click.echo("jan: " + ", ".join(parts), err=True)

@@ -1,0 +1,160 @@
+"""``jan threads``: list, show and export saved conversations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jan.cli.common import (
+    CLIError,
+    connection_options,
+    human_time,
+    json_option,
+    message_text,
+    print_json,
+    print_table,
+    warn,
+)
+
+ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
+
+
+@click.group()
+def threads() -> None:
+    """List, show and export saved conversations."""
+
+
+def fetch_thread(conn, thread_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    client = conn.server()
+    if client is not None:
+        from jan.cli.conversation import ServerThreads
+
+        return ServerThreads(client).load(thread_id)
+    from jan.store import InvalidIdError, NotFoundError, StoreError
+
+    store = conn.store()
+    try:
+        return store.threads.get(thread_id), store.messages.list(thread_id).data
+    except (NotFoundError, InvalidIdError):
+        raise CLIError(f"thread '{thread_id}' not found in {conn.data_folder} (see `jan threads list`)") from None
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _model_of(thread: dict[str, Any]) -> str:
+    assistants = thread.get("assistants") or []
+    model = (assistants[0].get("model") or {}) if assistants else {}
+    return model.get("id", "") if isinstance(model, dict) else ""
+
+
+@threads.command("list")
+@click.option("--limit", "-n", type=click.IntRange(1), default=None, help="Show only the most recent N.")
+@json_option
+@connection_options
+def list_threads(limit: int | None, as_json: bool, conn) -> None:
+    """List threads, most recently updated first."""
+    client = conn.server()
+    problems: list[dict[str, Any]] = []
+    if client is not None:
+        data: list[dict[str, Any]] = []
+        after = None
+        for _ in range(10_000):  # bounded: one page of 100 per round
+            query = "?limit=100" + (f"&after={after}" if after else "")
+            page = client.get(f"/v1/threads{query}") or {}
+            data += page.get("data") or []
+            problems = page.get("problems") or problems
+            if not page.get("has_more") or not page.get("data") or (limit and len(data) >= limit):
+                break
+            after = page["data"][-1]["id"]
+    else:
+        store = conn.store()
+        data = store.threads.list(limit=limit).data
+        problems = [p.to_dict() for p in store.problems]
+    for problem in problems:  # damaged files the store set aside: say why a conversation is missing
+        warn(f"damaged file {problem.get('path')} ({problem.get('error')}) was moved to {problem.get('moved_to')}")
+    data = data[:limit] if limit else data
+    if as_json:
+        print_json(data)
+        return
+    if not data:
+        click.echo("no threads yet: `jan chat` saves each conversation as one", err=True)
+        return
+    rows = [[t["id"], t.get("title", ""), _model_of(t), human_time(t.get("updated") or t.get("created_at"))]
+            for t in data]
+    print_table(["ID", "TITLE", "MODEL", "UPDATED"], rows)
+
+
+@threads.command("show")
+@click.argument("thread_id")
+@json_option
+@connection_options
+def show_thread(thread_id: str, as_json: bool, conn) -> None:
+    """Print a thread's conversation."""
+    thread, messages = fetch_thread(conn, thread_id)
+    if as_json:
+        print_json({"thread": thread, "messages": messages})
+        return
+    click.secho(thread.get("title") or thread_id, bold=True)
+    click.secho(f"{thread_id} - {_model_of(thread)} - {human_time(thread.get('created') or thread.get('created_at'))}",
+                dim=True)
+    instructions = _instructions(thread)
+    if instructions:
+        click.echo()
+        click.secho("System", bold=True)
+        click.echo(instructions)
+    for m in messages:
+        click.echo()
+        role = ROLE_NAMES.get(m.get("role"), str(m.get("role")))
+        status = m.get("status")
+        click.secho(role + (f" ({status})" if status and status != "ready" else ""), bold=True)
+        click.echo(message_text(m))
+
+
+def _instructions(thread: dict[str, Any]) -> str | None:
+    assistants = thread.get("assistants") or []
+    return assistants[0].get("instructions") if assistants and isinstance(assistants[0], dict) else None
+
+
+def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+    lines = [f"# {thread.get('title') or thread['id']}", ""]
+    details = [f"thread `{thread['id']}`"]
+    if _model_of(thread):
+        details.append(f"model `{_model_of(thread)}`")
+    created = human_time(thread.get("created") or thread.get("created_at"))
+    if created:
+        details.append(created)
+    lines += ["_" + ", ".join(details) + "_", ""]
+    instructions = _instructions(thread)
+    if instructions:
+        lines += ["## System", "", instructions, ""]
+    for m in messages:
+        role = ROLE_NAMES.get(m.get("role"), str(m.get("role")))
+        status = m.get("status")
+        lines += [f"## {role}" + (f" ({status})" if status and status != "ready" else ""), "", message_text(m), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+@threads.command("export")
+@click.argument("thread_id")
+@click.option("--format", "-f", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to FILE instead of stdout.")
+@connection_options
+def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
+    """Export a thread as Markdown or JSON (thread.json plus its messages)."""
+    thread, messages = fetch_thread(conn, thread_id)
+    if fmt == "json":
+        text = json.dumps({"thread": thread, "messages": messages}, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = to_markdown(thread, messages)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.expanduser().write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CLIError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"exported {thread_id} to {output}", err=True)

@@ -1,0 +1,220 @@
+"""The `jan` command line, driven as a user drives it: subprocesses with real models."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from test_cli_helpers import JAN, PtyProcess, cli_env, fails, free_port, jan, ok
+
+STORY = ", there was a little girl named Lily. She loved to play outside in the park. One day,"
+
+
+@pytest.fixture
+def data(tmp_path):
+    return tmp_path / "jan"
+
+
+@pytest.fixture
+def env(data):
+    return cli_env(data)
+
+
+# --------------------------------------------------------------------------- help, info
+
+
+def test_help_lists_every_command_and_subcommands_have_help(env):
+    out = ok(jan("--help", env=env)).stdout
+    for name in ("serve", "run", "chat", "models", "threads", "extensions", "info", "bench"):
+        assert f"  {name}" in out
+    for args in (["models", "--help"], ["models", "pull", "--help"], ["threads", "export", "--help"],
+                 ["bench", "--help"], ["chat", "-h"]):
+        assert "Usage: " in ok(jan(*args, env=env)).stdout
+    assert "--sha256" in ok(jan("models", "pull", "--help", env=env)).stdout
+    assert ok(jan("--version", env=env)).stdout.strip().endswith("0.1.0")
+
+
+def test_info_reports_build_devices_data_folder_and_server(env, data):
+    text = ok(jan("info", env=env)).stdout
+    for key in ("llama.cpp:", "backends:", "device:", "memory:", "data folder:", "server:"):
+        assert key in text
+    assert str(data) in text
+    info = json.loads(ok(jan("info", "--json", env=env)).stdout)
+    assert info["jan_version"] == "0.1.0"
+    assert info["llama_cpp"]["commit"] and "CPU" in info["backends"]
+    assert info["devices"] and info["memory"]["total"] > 0
+    assert info["data_folder"]["path"] == str(data)
+    assert info["server"]["up"] is False
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_raw_greedy_is_exact_and_only_the_answer_is_on_stdout(env, stories_path):
+    result = ok(jan("run", stories_path, "--raw", "Once upon a time", "--temperature", "0", "--max-tokens", "30",
+                    env=env))
+    assert result.stdout == STORY + "\n"
+    assert result.stderr == ""
+
+
+def test_run_reads_the_prompt_from_stdin(env, stories_path):
+    dash = ok(jan("run", stories_path, "-", "--raw", "--temp", "0", "-n", "30", env=env, input="Once upon a time"))
+    piped = ok(jan("run", stories_path, "--raw", "--temp", "0", "-n", "30", env=env, input="Once upon a time"))
+    assert dash.stdout == piped.stdout == STORY + "\n"
+
+
+def test_run_chat_mode_seed_system_and_verbose_stats(env, stories_path):
+    args = ["run", stories_path, "Tell me a story", "--system", "You tell stories.", "-n", "24",
+            "--temperature", "1.0", "--seed", "7"]
+    first = ok(jan(*args, env=env))
+    second = ok(jan(*args, "--verbose", env=env))
+    assert first.stdout.strip() and first.stdout == second.stdout  # the same seed, the same answer
+    assert "<|im_" not in first.stdout  # ChatML fallback: turn markers are stops, never printed
+    assert first.stderr == ""
+    assert "answer: " in second.stderr and "t/s" in second.stderr
+
+
+def test_run_errors_are_one_clear_line_with_a_non_zero_exit(env, tmp_path):
+    fails(jan("run", "no-such-model", "hi", env=env), "no-such-model", "not found")
+    fails(jan("run", str(tmp_path / "missing.gguf"), "hi", env=env), "no such file", "missing.gguf")
+    not_gguf = tmp_path / "notes.txt"
+    not_gguf.write_text("hello")
+    fails(jan("run", str(not_gguf), "hi", env=env), "not a GGUF")
+    fails(jan("run", "./nope/model.gguf", "hi", env=env), "no such file")
+    usage = jan("run", env=env)
+    assert usage.returncode == 2 and "Missing argument" in usage.stderr
+
+
+# --------------------------------------------------------------------------- serve + server mode
+
+
+@pytest.fixture
+def served(tmp_path, stories_path):
+    """`jan serve` in a subprocess on a free port with stories260K preloaded."""
+    port = free_port()
+    data = tmp_path / "served"
+    env = cli_env(data, local=False)
+    proc = subprocess.Popen([*JAN, "serve", "--port", str(port), "--threads", "1", "--ctx-size", "32768",
+                             "--parallel", "1", "--model", str(stories_path), "--log-level", "warning"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    health = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                health = json.loads(resp.read())
+                break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        assert health is not None, f"jan serve did not come up: {proc.stderr.read() if proc.poll() is not None else ''}"
+        yield proc, url, health, {**env, "JAN_API_URL": url}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_serve_answers_health_then_exits_cleanly_on_sigint(served):
+    proc, url, health, _ = served
+    assert health["status"] == "ok" and health["models"] == ["stories260K"]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"listening on {url}" in out
+    assert "shutting down" in out
+
+
+def test_commands_use_the_running_server(served, stories_path, tmp_path):
+    _, url, _, env = served
+    # the same greedy text through the server as in-process
+    result = ok(jan("run", "stories260K", "--raw", "Once upon a time", "--temp", "0", "-n", "30", env=env))
+    assert result.stdout == STORY + "\n"
+    listed = json.loads(ok(jan("models", "list", "--json", env=env)).stdout)
+    assert [(m["id"], m["state"]) for m in listed] == [("stories260K", "ready")]
+    assert "ready" in ok(jan("models", "list", env=env)).stdout
+    assert ok(jan("models", "stop", "stories260K", env=env)).stdout.strip() == "stories260K: unloaded"
+    assert ok(jan("models", "start", "stories260K", env=env)).stdout.strip() == "stories260K: ready"
+    # a chat through the server is saved through /v1/threads
+    ok(jan("chat", "stories260K", "--temp", "0", "-n", "8", env=env, input="Hello\n/save From the CLI\n"))
+    threads = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)
+    assert [t["title"] for t in threads] == ["From the CLI"]
+    exported = json.loads(ok(jan("threads", "export", threads[0]["id"], "--format", "json", env=env)).stdout)
+    assert [m["role"] for m in exported["messages"]] == ["user", "assistant"]
+    # extensions through the server: the engine is loaded there, and can be switched at runtime
+    records = {r["name"]: r for r in json.loads(ok(jan("extensions", "list", "--json", env=env)).stdout)}
+    assert records["llamacpp"]["state"] == "loaded"
+    assert ok(jan("extensions", "disable", "llamacpp", env=env)).stdout.strip() == "llamacpp: disabled"
+    assert ok(jan("extensions", "enable", "llamacpp", env=env)).stdout.strip() == "llamacpp: enabled (loaded)"
+    # server errors are one line, and an explicit --url that is down is an error
+    fails(jan("run", "nope", "hi", env=env), "nope", "not found on the server")
+    dead = f"http://127.0.0.1:{free_port()}"
+    fails(jan("models", "list", "--url", dead, env=env), "no jan server answers", dead)
+    # --local reads the same data folder directly: no engine state there
+    local = json.loads(ok(jan("models", "list", "--json", "--local", env=env)).stdout)
+    assert [m["id"] for m in local] == ["stories260K"] and "state" not in local[0]
+
+
+def test_ctrl_c_in_a_chat_through_the_server_cancels_the_generation(served):
+    _, url, _, env = served
+    term = PtyProcess([*JAN, "chat", "--temperature", "0", "--ignore-eos", "--max-tokens", "30000"], env)
+    try:
+        term.expect(">>> ")
+        term.sendline("Tell me a long story")
+        term.expect(rb"story\r?\n")
+        term.expect(rb"[a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+")  # the answer streams in
+        term.send(b"\x03")
+        term.expect(r"\[answer stopped\]", timeout=30)
+        term.expect(">>> ")
+        term.sendline("/exit")
+        assert term.wait() == 0
+    finally:
+        term.close()
+    metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    assert 'jan_requests_cancelled_total{model="stories260K"} 1.0' in metrics
+    thread = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)[0]
+    messages = json.loads(ok(jan("threads", "export", thread["id"], "-f", "json", env=env)).stdout)["messages"]
+    assert [(m["role"], m["status"]) for m in messages] == [("user", "ready"), ("assistant", "stopped")]
+
+
+def test_api_key_is_sent_and_a_wrong_one_is_a_clear_error(tmp_path, stories_path):
+    from jan.server.config import ServerConfig
+    from jan.testing.server import ServerThread
+
+    with ServerThread(ServerConfig(data_folder=tmp_path / "keyed", api_key="s3cret", n_threads=1)) as server:
+        env = cli_env(tmp_path / "keyed", local=False, JAN_API_URL=server.base_url)
+        ok(jan("models", "import", stories_path, "--mode", "reference", "--api-key", "s3cret", env=env))
+        listed = json.loads(ok(jan("models", "list", "--json", env={**env, "JAN_API_KEY": "s3cret"})).stdout)
+        assert [m["state"] for m in listed] == ["unloaded"]  # from the server: it knows the engine state
+        fails(jan("models", "list", env=env), "HTTP 401", "JAN_API_KEY")
+        # --data-folder on the command line means "work on this folder", server or not
+        other = tmp_path / "other"
+        assert json.loads(ok(jan("models", "list", "--json", "--data-folder", other, env=env)).stdout) == []
+
+
+def test_start_and_stop_need_a_server(env):
+    fails(jan("models", "start", "x", env=env), "needs a running server", "jan serve")
+
+
+# --------------------------------------------------------------------------- extensions
+
+
+def test_extensions_list_disable_enable(env):
+    records = json.loads(ok(jan("extensions", "list", "--json", env=env)).stdout)
+    names = {r["name"] for r in records}
+    assert {"llamacpp", "models", "conversational"} <= names
+    assert "llamacpp" in ok(jan("extensions", "list", env=env)).stdout
+    assert ok(jan("extensions", "disable", "llamacpp", env=env)).stdout.strip() == "llamacpp: disabled"
+    records = {r["name"]: r for r in json.loads(ok(jan("extensions", "list", "--json", env=env)).stdout)}
+    assert records["llamacpp"]["enabled"] is False
+    ok(jan("extensions", "enable", "llamacpp", env=env))
+    records = {r["name"]: r for r in json.loads(ok(jan("extensions", "list", "--json", env=env)).stdout)}
+    assert records["llamacpp"]["enabled"] is True
+    fails(jan("extensions", "enable", "no-such-extension", env=env), "no-such-extension")

@@ -1,0 +1,146 @@
+"""`jan chat` at a terminal (a pseudo-terminal): streaming, commands, Ctrl-C, saving threads."""
+
+from __future__ import annotations
+
+import json
+import termios
+
+import pytest
+
+from test_cli_helpers import JAN, PtyProcess, cli_env, fails, jan, ok
+
+PROMPT = r">>> "
+
+
+@pytest.fixture
+def data(tmp_path):
+    return tmp_path / "jan"
+
+
+def threads_on_disk(data):
+    out = []
+    for folder in sorted((data / "threads").iterdir()):
+        if (folder / "thread.json").is_file():
+            thread = json.loads((folder / "thread.json").read_text())
+            messages = [json.loads(line) for line in (folder / "messages.jsonl").read_text().splitlines() if line]
+            out.append((thread, messages))
+    return sorted(out, key=lambda t: t[0]["created"])
+
+
+def text_of(message):
+    return "".join(part["text"]["value"] for part in message["content"])
+
+
+@pytest.fixture
+def chat(data, stories_path):
+    procs = []
+
+    def start(*extra: str) -> PtyProcess:
+        proc = PtyProcess([*JAN, "chat", str(stories_path), "--ctx-size", "32768", "--threads", "1", *extra],
+                          cli_env(data))
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.close()
+
+
+def test_chat_streams_answers_handles_commands_and_saves_threads(chat, data):
+    term = chat("--temperature", "0", "--max-tokens", "24")
+    term.expect("/help for commands")
+    term.expect(PROMPT)
+    term.sendline("Hello there")
+    # the terminal echoes the line; the streamed answer follows, then the next prompt
+    answer = term.expect(rb"(?s)Hello there\r?\n(.+?)>>> ")
+    streamed = answer.group(1).decode().replace("\r\n", "\n").strip()
+    assert streamed
+    term.sendline("/help")
+    term.expect("/system")
+    term.expect(PROMPT)
+    term.sendline("/system You write short stories.")
+    term.expect("system prompt set")
+    term.expect(PROMPT)
+    term.sendline("line one \\")  # a trailing backslash continues the message
+    term.expect(r"\.\.\. ")
+    term.sendline("line two")
+    term.expect(PROMPT)
+    term.sendline("/save First chat")
+    term.expect(r"saved as thread (thread_\w+)")
+    term.expect(PROMPT)
+    term.sendline("/new")
+    term.expect("new conversation")
+    term.expect(PROMPT)
+    term.sendline('"""')  # a triple-quoted block
+    term.expect(r"\.\.\. ")
+    term.sendline("block one")
+    term.sendline('block two"""')
+    term.expect(PROMPT)
+    term.sendline("/nonsense")
+    term.expect("unknown command /nonsense")
+    term.sendline("/exit")
+    assert term.wait() == 0
+
+    (first, first_messages), (second, second_messages) = threads_on_disk(data)
+    assert first["title"] == "First chat"
+    assert first["assistants"][0]["model"]["id"] == "stories260K"
+    assert first["assistants"][0]["instructions"] == "You write short stories."
+    assert [m["role"] for m in first_messages] == ["user", "assistant", "user", "assistant"]
+    assert text_of(first_messages[0]) == "Hello there"
+    assert text_of(first_messages[1]).strip() == streamed
+    assert text_of(first_messages[2]) == "line one \nline two"
+    assert [text_of(m) for m in second_messages if m["role"] == "user"] == ["block one\nblock two"]
+    assert all(m["status"] == "ready" for m in first_messages + second_messages)
+
+
+def test_ctrl_c_stops_the_answer_not_the_program(chat, data):
+    # --ignore-eos and a big budget: an answer that takes seconds, so Ctrl-C lands while it streams
+    term = chat("--temperature", "0", "--ignore-eos", "--max-tokens", "30000")
+    term.expect(PROMPT)
+    term.sendline("Tell me a long story")
+    term.expect(rb"Tell me a long story\r?\n")
+    term.expect(rb"[a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+")  # words are streaming in
+    term.send(b"\x03")  # Ctrl-C
+    term.expect(r"\[answer stopped\]", timeout=30)
+    term.expect(PROMPT)
+    assert term.alive()
+    (thread, messages), = threads_on_disk(data)  # the partial answer was saved, marked stopped
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["status"] == "stopped" and text_of(messages[1])
+    assert messages[1]["metadata"]["finish_reason"] == "cancelled"
+    # the program goes on: another question, then Ctrl-C at the prompt leaves
+    term.sendline("/model")
+    term.expect("model: stories260K")
+    term.expect(PROMPT)
+    term.send(b"\x03")
+    assert term.wait() == 0
+    modes = termios.tcgetattr(term.fd)[3]  # the terminal is left as it was found: echo, line editing
+    assert modes & termios.ECHO and modes & termios.ICANON
+
+
+def test_ctrl_d_leaves_and_threads_resume(chat, data, stories_path):
+    term = chat("--temperature", "0", "--max-tokens", "8")
+    term.expect(PROMPT)
+    term.sendline("First question")
+    term.expect(PROMPT)
+    term.send(b"\x04")  # Ctrl-D
+    assert term.wait() == 0
+    (thread, _), = threads_on_disk(data)
+    # --thread continues it (stdin not a terminal here: no prompts, same commands)
+    ok(jan("chat", stories_path, "--thread", thread["id"], "--temp", "0", "-n", "8",
+           env=cli_env(data), input="Second question\n"))
+    (thread2, messages), = threads_on_disk(data)
+    assert thread2["id"] == thread["id"]
+    assert [text_of(m) for m in messages if m["role"] == "user"] == ["First question", "Second question"]
+
+
+def test_chat_without_a_model_uses_the_only_one(data, stories_path):
+    env = cli_env(data)
+    fails(jan("chat", env=env, input="Hi\n"), "no models yet")
+    ok(jan("models", "import", stories_path, "--id", "only-one", env=env))
+    ok(jan("chat", "--temp", "0", "-n", "6", "--no-save", env=env, input="Hi\n/save Kept\n"))
+    (thread, messages), = threads_on_disk(data)
+    assert thread["title"] == "Kept" and thread["assistants"][0]["model"]["id"] == "only-one"
+    assert len(messages) == 2
+    ok(jan("models", "import", stories_path, "--id", "second", env=env))
+    fails(jan("chat", env=env, input="Hi\n"), "which model?", "only-one", "second")

@@ -1,0 +1,138 @@
+"""`jan models`: import, list, show, rm, and pull from a local HTTP server (progress, resume)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from test_cli_helpers import JAN, FileServer, cli_env, fails, jan, ok
+
+STORY = ", there was a little girl named Lily"
+
+
+@pytest.fixture
+def data(tmp_path):
+    return tmp_path / "jan"
+
+
+@pytest.fixture
+def env(data):
+    return cli_env(data)
+
+
+@pytest.fixture(scope="module")
+def stories_bytes(stories_path):
+    return stories_path.read_bytes()
+
+
+def test_import_list_show_rm(env, data, stories_path, tmp_path):
+    out = ok(jan("models", "import", stories_path, "--id", "tiny-stories", "--mode", "copy", env=env)).stdout
+    assert "imported tiny-stories" in out
+    assert (data / "models" / "tiny-stories" / "model.json").is_file()
+    copied = data / "models" / "tiny-stories" / "stories260K.gguf"
+    assert copied.is_file() and not copied.is_symlink()
+    ok(jan("models", "import", stories_path, "--mode", "reference", env=env))  # id from the file name
+
+    table = ok(jan("models", "list", env=env)).stdout.splitlines()
+    assert table[0].split() == ["ID", "NAME", "SIZE", "ENGINE"]
+    assert [line.split()[0] for line in table[1:]] == ["stories260K", "tiny-stories"]
+    listed = json.loads(ok(jan("models", "list", "--json", env=env)).stdout)
+    assert {m["id"] for m in listed} == {"stories260K", "tiny-stories"}
+
+    shown = json.loads(ok(jan("models", "show", "tiny-stories", "--json", env=env)).stdout)
+    assert shown["id"] == "tiny-stories" and shown["file_path"] == str(copied)
+    assert shown["metadata"]["size"] == stories_path.stat().st_size
+    text = ok(jan("models", "show", "stories260K", env=env)).stdout
+    assert f"file:" in text and str(stories_path) in text
+
+    # an imported model runs by id
+    assert ok(jan("run", "tiny-stories", "--raw", "Once upon a time", "--temp", "0", "-n", "12",
+                  env=env)).stdout.startswith(STORY)
+
+    fails(jan("models", "import", stories_path, "--id", "tiny-stories", env=env), "already exists")
+    assert ok(jan("models", "rm", "stories260K", "tiny-stories", env=env)).stdout.split("\n")[:2] == [
+        "removed stories260K", "removed tiny-stories"]
+    assert stories_path.is_file()  # a referenced file is never deleted
+    assert json.loads(ok(jan("models", "list", "--json", env=env)).stdout) == []
+    fails(jan("models", "rm", "stories260K", env=env), "stories260K", "not found")
+    fails(jan("models", "show", "nope", env=env), "nope", "not found")
+
+
+def test_import_errors(env, tmp_path):
+    fails(jan("models", "import", tmp_path / "missing.gguf", env=env), "no such file")
+    text = tmp_path / "x.gguf"
+    text.write_text("not a model")
+    fails(jan("models", "import", text, env=env), "not a GGUF")
+    bad = jan("models", "import", tmp_path, "--mode", "teleport", env=env)
+    assert bad.returncode == 2 and "teleport" in bad.stderr
+
+
+def test_pull_shows_progress_and_registers_the_model(env, data, stories_bytes):
+    digest = hashlib.sha256(stories_bytes).hexdigest()
+    with FileServer(stories_bytes) as server:
+        result = ok(jan("models", "pull", server.url, "--id", "pulled", "--sha256", digest, env=env))
+    assert "completed pulled: 1.1 MiB / 1.1 MiB (100%)" in result.stderr
+    assert result.stdout.strip() == "pulled pulled (1.1 MiB)"
+    weights = data / "models" / "pulled" / "stories260K.gguf"
+    assert weights.read_bytes() == stories_bytes
+    model = json.loads(ok(jan("models", "show", "pulled", "--json", env=env)).stdout)
+    assert model["sources"] == [{"filename": "stories260K.gguf", "url": server.url}]
+    assert ok(jan("run", "pulled", "--raw", "Once upon a time", "--temp", "0", "-n", "12",
+                  env=env)).stdout.startswith(STORY)
+    with FileServer(stories_bytes) as server:
+        fails(jan("models", "pull", server.url, "--id", "pulled", env=env), "already exists")
+
+
+def test_pull_resumes_after_a_dropped_connection(env, data, stories_bytes):
+    with FileServer(stories_bytes, mode="drop") as server:
+        ok(jan("models", "pull", server.url, env=env, timeout=120))
+    half = len(stories_bytes) // 2
+    assert server.requests[0] is None
+    assert len(server.requests) == 2 and server.requests[1].startswith("bytes=")
+    assert int(server.requests[1][len("bytes="):-1]) >= half  # the second request continued, not restarted
+    assert (data / "models" / "stories260K" / "stories260K.gguf").read_bytes() == stories_bytes
+
+
+def test_an_interrupted_pull_resumes_when_run_again(env, data, stories_bytes):
+    digest = hashlib.sha256(stories_bytes).hexdigest()
+    part = data / "models" / "stories" / "stories260K.gguf.part"
+    with FileServer(stories_bytes, mode="stall") as server:
+        proc = subprocess.Popen([*JAN, "models", "pull", server.url, "--id", "stories", "--sha256", digest],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+        try:
+            assert server.half_sent.wait(60), "the download never started"
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    assert part.is_file() and 0 < part.stat().st_size < len(stories_bytes)
+    kept = part.stat().st_size
+    assert not (data / "models" / "stories" / "model.json").exists()
+    assert json.loads(ok(jan("models", "list", "--json", env=env)).stdout) == []
+
+    with FileServer(stories_bytes) as server:
+        result = ok(jan("models", "pull", server.url, "--id", "stories", "--sha256", digest, env=env))
+    assert server.requests == [f"bytes={kept}-"]
+    assert "resuming stories at" in result.stderr and "(100%)" in result.stderr
+    assert (data / "models" / "stories" / "stories260K.gguf").read_bytes() == stories_bytes
+    assert not part.exists()
+
+
+def test_pull_errors(env, data, stories_bytes):
+    with FileServer(stories_bytes) as server:
+        missing = server.url.replace("stories260K", "missing")
+        fails(jan("models", "pull", missing, env=env), "404")
+        fails(jan("models", "pull", server.url, "--sha256", "0" * 64, env=env), "sha256")
+    fails(jan("models", "pull", "ftp://example.com/x.gguf", env=env), "ftp://")
+    assert not (data / "models" / "missing").exists()

@@ -1,0 +1,124 @@
+"""`jan threads` (list, show, export) and `jan bench` (md, csv, json)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from jan.store import DataFolder
+from test_cli_helpers import cli_env, fails, jan, ok
+
+
+@pytest.fixture
+def data(tmp_path):
+    return tmp_path / "jan"
+
+
+@pytest.fixture
+def env(data):
+    return cli_env(data)
+
+
+@pytest.fixture
+def saved(data):
+    store = DataFolder(data)
+    older = store.threads.create("Older chat", messages=[{"role": "user", "content": "First?"}])
+    thread = store.threads.create(
+        "Pirates", assistants=[{"assistant_id": "jan", "model": {"id": "stories"}, "instructions": "Be brief."}],
+        messages=[{"role": "user", "content": "Tell me about pirates"},
+                  {"role": "assistant", "content": "Pirates sail the *seas*.\nThey say arr."}])
+    store.messages.create(thread["id"], "assistant", "half an ans", status="stopped")
+    return older, thread
+
+
+def test_threads_list(env, saved):
+    older, thread = saved
+    lines = ok(jan("threads", "list", env=env)).stdout.splitlines()
+    assert lines[0].split() == ["ID", "TITLE", "MODEL", "UPDATED"]
+    assert [line.split()[0] for line in lines[1:]] == [thread["id"], older["id"]]  # newest first
+    assert "Pirates" in lines[1] and "stories" in lines[1]
+    listed = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)
+    assert [t["title"] for t in listed] == ["Pirates", "Older chat"]
+    newest = json.loads(ok(jan("threads", "list", "-n", "1", "--json", env=env)).stdout)
+    assert [t["id"] for t in newest] == [thread["id"]]
+
+
+def test_threads_export_markdown_and_json(env, saved, tmp_path):
+    _, thread = saved
+    markdown = ok(jan("threads", "export", thread["id"], env=env)).stdout
+    assert markdown.startswith("# Pirates\n")
+    assert "## System\n\nBe brief.\n" in markdown
+    assert "## User\n\nTell me about pirates\n" in markdown
+    assert "## Assistant\n\nPirates sail the *seas*.\nThey say arr.\n" in markdown
+    assert "## Assistant (stopped)\n\nhalf an ans\n" in markdown
+    assert markdown.index("## User") < markdown.index("## Assistant\n")
+
+    exported = json.loads(ok(jan("threads", "export", thread["id"], "--format", "json", env=env)).stdout)
+    assert exported["thread"]["id"] == thread["id"] and exported["thread"]["title"] == "Pirates"
+    assert [m["role"] for m in exported["messages"]] == ["user", "assistant", "assistant"]
+    assert exported["messages"][1]["content"][0]["text"]["value"] == "Pirates sail the *seas*.\nThey say arr."
+
+    target = tmp_path / "out.md"
+    result = ok(jan("threads", "export", thread["id"], "-f", "markdown", "-o", target, env=env))
+    assert result.stdout == "" and target.read_text() == markdown
+    shown = ok(jan("threads", "show", thread["id"], env=env)).stdout
+    assert "Pirates" in shown and "Tell me about pirates" in shown and "Assistant (stopped)" in shown
+
+
+def test_threads_list_reports_a_damaged_thread(env, data, saved):
+    older, thread = saved
+    (data / "threads" / older["id"] / "thread.json").write_text("{not json")
+    result = ok(jan("threads", "list", "--json", env=env))
+    assert [t["id"] for t in json.loads(result.stdout)] == [thread["id"]]
+    assert "damaged file" in result.stderr and older["id"] in result.stderr
+
+
+def test_threads_errors(env, saved, tmp_path):
+    fails(jan("threads", "show", "thread_nope", env=env), "thread_nope", "not found")
+    fails(jan("threads", "export", "../../etc", env=env), "not found")
+    _, thread = saved
+    fails(jan("threads", "export", thread["id"], "-o", tmp_path / "no" / "dir" / "x.md", env=env), "cannot write")
+
+
+# --------------------------------------------------------------------------- bench
+
+BENCH = ["-p", "16", "-n", "4", "-r", "2", "-t", "1"]
+
+
+def test_bench_markdown(env, stories_path):
+    out = ok(jan("bench", stories_path, *BENCH, env=env)).stdout
+    lines = out.splitlines()
+    assert lines[0] == "| model | size | params | backend | threads | ngl | test | t/s |"
+    rows = [line for line in lines[2:] if line.startswith("| stories260K")]
+    assert [row.split("|")[7].strip() for row in rows] == ["pp16", "tg4"]
+    for row in rows:
+        mean, sd = row.split("|")[8].strip().split(" ± ")
+        assert float(mean) > 0 and float(sd) >= 0
+    build = lines[-1]
+    assert build.startswith("build: jan 0.1.0, llama.cpp ") and "backends: CPU" in build
+
+
+def test_bench_csv_and_json(env, stories_path):
+    rows = list(csv.DictReader(io.StringIO(ok(jan("bench", stories_path, *BENCH, "-o", "csv", env=env)).stdout)))
+    assert [r["test"] for r in rows] == ["pp16", "tg4"]
+    assert all(float(r["avg_ts"]) > 0 and r["build_commit"] and r["backends"] == "CPU" for r in rows)
+    assert [len(r["samples_ts"].split()) for r in rows] == [2, 2]
+
+    records = json.loads(ok(jan("bench", stories_path, "-p", "8,16", "-n", "0", "-r", "3", "-t", "1", "-o", "json",
+                                env=env)).stdout)
+    assert [r["test"] for r in records] == ["pp8", "pp16"]
+    for r in records:
+        assert r["n_threads"] == 1 and r["repetitions"] == 3 and len(r["samples_ts"]) == 3
+        assert r["avg_ts"] == pytest.approx(sum(r["samples_ts"]) / 3)
+        assert r["model_n_params"] > 0 and r["model_size"] > 0
+        assert r["build_commit"] and r["build_version"] and r["jan_version"] == "0.1.0"
+
+
+def test_bench_errors(env, stories_path):
+    fails(jan("bench", "nope", env=env), "nope", "not found")
+    fails(jan("bench", stories_path, "-p", "0", "-n", "0", env=env), "nothing to measure")
+    bad = jan("bench", stories_path, "-p", "x", env=env)
+    assert bad.returncode == 2 and "comma-separated integers" in bad.stderr
