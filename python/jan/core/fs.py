@@ -12,19 +12,25 @@ from typing import Any
 from .exceptions import PathOutsideDataFolderError
 from .interfaces.modules import _MISSING, FileSystem
 
-__all__ = ["LocalFileSystem", "atomic_write_json", "atomic_write_text", "set_aside"]
+__all__ = ["LocalFileSystem", "atomic_write_json", "atomic_write_text", "fsync_dir", "set_aside"]
 
 
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":  # pragma: no cover - Windows cannot open folders
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Persist a directory entry change (create/rename/unlink) on POSIX.
+
+    Windows cannot open directories this way and commits renames with the
+    file's metadata, so there it is a no-op; some filesystems refuse fsync on
+    a directory, which is not worth failing a write for.
+    """
+    if os.name != "posix":  # pragma: no cover
         return
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:  # pragma: no cover
         return
     try:
         os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse
+    except OSError:  # pragma: no cover
         pass
     finally:
         os.close(fd)
@@ -52,7 +58,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:

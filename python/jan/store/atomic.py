@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from jan.core.fs import fsync_dir
+
 __all__ = [
     "TEMP_SUFFIX",
     "atomic_copy",
@@ -25,28 +27,6 @@ __all__ = [
 ]
 
 TEMP_SUFFIX = ".tmp"
-
-
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """Persist a directory entry change (create/rename/unlink) on POSIX.
-
-    Windows cannot open directories this way and commits renames with the
-    file's metadata, so there it is a no-op; some filesystems refuse fsync on
-    a directory, which is not worth failing a write for.
-    """
-    if os.name == "nt":
-        return
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _temp_in(directory: Path, name: str) -> tuple[int, str]:
