@@ -212,6 +212,29 @@ def run_jan(model, prompt: Sequence[int], n_gen: int) -> TimedRun:
     )
 
 
+def run_jan_generate(model, prompt: Sequence[int], n_gen: int) -> TimedRun:
+    """One non-streaming ``generate()`` (the caller wakes once, at the end), timed from the caller's side:
+    generation time is the whole call minus the engine's own queue + prompt time."""
+    t0 = time.perf_counter()
+    result = model.generate(list(prompt), max_tokens=n_gen, temperature=0, ignore_eos=True, seed=0)
+    t_total = time.perf_counter() - t0
+    usage = result.usage
+    if len(result.token_ids) != n_gen:
+        raise RuntimeError(f"jan generated {len(result.token_ids)} tokens, expected {n_gen}")
+    t_first = (usage.queue_ms + usage.prompt_ms) / 1000
+    return TimedRun(
+        n_prompt=len(prompt),
+        n_generated=n_gen,
+        t_total=t_total,
+        t_first=t_first,
+        gen_tokens=n_gen - 1,
+        gen_s=t_total - t_first,
+        cached=usage.cached_tokens,
+        engine_prompt_ms=usage.prompt_ms,
+        engine_gen_tps=usage.tokens_per_second,
+    )
+
+
 def run_llama_cpp(llm, prompt: Sequence[int], n_gen: int, *, reset: bool = True) -> TimedRun:
     """Greedy ``Llama.generate`` for exactly ``n_gen`` tokens, timed like :func:`run_jan`.
 

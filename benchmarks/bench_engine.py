@@ -109,7 +109,9 @@ def bench_model(bm: C.BenchModel, args: argparse.Namespace) -> list[dict]:
                 order = ("jan", "lcp") if rep % 2 == 0 else ("lcp", "jan")
                 for who in order:
                     if who == "jan":
-                        run = C.run_jan(jan_model, prompt, n_gen)
+                        # token ids vs token ids: jan's non-streaming generate(); text chunks vs text: stream()
+                        run = C.run_jan(jan_model, prompt, n_gen) if lcp_api == "completion" or n_gen == 1 \
+                            else C.run_jan_generate(jan_model, prompt, n_gen)
                         if run.cached:
                             raise RuntimeError(f"jan reused {run.cached} cached tokens in {test}; prompts must be fresh")
                         jan_runs.append(run)

@@ -72,6 +72,15 @@ void register_request(py::module_ & m) {
                  return events_to_py(events, with_logprobs);
              }, py::arg("timeout") = -1.0, py::arg("with_logprobs") = false,
              "Blocks (without the GIL) until events arrive or the timeout passes.")
+        .def("wait_final", [](const RequestHandle & h, double timeout, bool with_logprobs) {
+                 std::vector<Event> events;
+                 {
+                     py::gil_scoped_release nogil;
+                     events = h.state->wait_final(timeout);
+                 }
+                 return events_to_py(events, with_logprobs);
+             }, py::arg("timeout") = -1.0, py::arg("with_logprobs") = false,
+             "Blocks (without the GIL) until the request finished or the timeout passes; returns what is queued.")
         .def("cancel", [](const RequestHandle & h) { h.state->cancel(); })
         .def_property_readonly("cancelled", [](const RequestHandle & h) { return h.state->cancelled(); })
         .def_property_readonly("finished", [](const RequestHandle & h) { return h.state->finished(); });

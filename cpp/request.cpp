@@ -75,17 +75,17 @@ void RequestState::push(Event && event) {
             last.error = std::move(event.error);
             last.stop_string = std::move(event.stop_string);
             last.usage = event.usage;
+            if (final_waiters_ > 0) cv_.notify_all();
         }
         return;
     }
     // Wake only on empty -> non-empty: signals are under the same lock as the
     // consumer's take-and-clear, so a wake-up is never lost or left stale.
     const bool was_empty = events_.empty();
+    const bool final = event.final;
     events_.push_back(std::move(event));
-    if (was_empty) {
-        signal_locked();
-        if (waiters_ > 0) cv_.notify_all();
-    }
+    if (was_empty) signal_locked();
+    if ((was_empty && waiters_ > 0) || (final && final_waiters_ > 0)) cv_.notify_all();
 }
 
 std::vector<Event> RequestState::take_locked() {
@@ -110,6 +110,21 @@ std::vector<Event> RequestState::wait(double timeout_s) {
         cv_.wait_for(lock, std::chrono::duration<double>(timeout_s), ready);
     }
     --waiters_;
+    return take_locked();
+}
+
+std::vector<Event> RequestState::wait_final(double timeout_s) {
+    // A caller that wants the whole result needs no per-token wake-ups: the
+    // engine thread never pays for a context switch until the end.
+    std::unique_lock<std::mutex> lock(mutex_);
+    auto ready = [&] { return finished_.load(); };
+    ++final_waiters_;
+    if (timeout_s < 0) {
+        cv_.wait(lock, ready);
+    } else {
+        cv_.wait_for(lock, std::chrono::duration<double>(timeout_s), ready);
+    }
+    --final_waiters_;
     return take_locked();
 }
 

@@ -56,6 +56,7 @@ public:
     // Python side.
     std::vector<Event> drain();                     // never blocks
     std::vector<Event> wait(double timeout_s);      // blocks up to timeout (< 0: forever)
+    std::vector<Event> wait_final(double timeout_s);  // same, but only wakes for the end
     int fileno();                                   // readable while events are queued (enables the fd)
     void cancel() { cancelled_.store(true); }
     bool cancelled() const { return cancelled_.load(); }
@@ -75,7 +76,8 @@ private:
     // event loop asked for it, and only read it when it was poked.
     bool fd_enabled_ = false;
     bool fd_signalled_ = false;
-    int waiters_ = 0;  // threads blocked in wait(): notify only when someone listens
+    int waiters_ = 0;        // threads blocked in wait(): notify only when someone listens
+    int final_waiters_ = 0;  // threads blocked in wait_final(): woken by the last event only
     int read_fd_ = -1;
     int write_fd_ = -1;
 };

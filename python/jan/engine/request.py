@@ -88,6 +88,8 @@ class Request:
     # -- whole result --------------------------------------------------
     def result(self) -> Completion:
         """Block until finished and aggregate every remaining chunk."""
+        while not self._done:  # one wake-up at the end instead of one per token
+            self._accept(self._native.wait_final(_SYNC_WAIT_S, self._logprobs))
         return self._aggregate(list(self))
 
     async def aresult(self) -> Completion:
