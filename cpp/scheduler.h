@@ -28,7 +28,7 @@ struct ContextParams {
     int32_t n_parallel = 1;      // slots = requests generating at once
     int32_t n_batch = 512;       // tokens per decode step across all slots
     int32_t n_ubatch = 512;
-    int32_t n_threads = -1;      // -1: half the hardware threads (about the physical cores)
+    int32_t n_threads = -1;      // -1: half the hardware threads (the Python façade passes the physical cores)
     int32_t n_threads_batch = -1; // -1: all hardware threads
     int32_t flash_attn = -1;     // -1 auto, 0 off, 1 on
     int32_t max_queue = 64;      // requests waiting for a slot before QueueFullError

@@ -40,6 +40,14 @@ class ModelInfo:
     metadata: dict[str, str] = field(repr=False)
 
 
+def _physical_cores() -> int:
+    """Generation threads by default, as llama.cpp picks them: one per physical core
+    (hyper-threads share a core's bandwidth and only add barrier stalls)."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or max(1, (os.cpu_count() or 2) // 2)
+
+
 def _is_embedding_model(native) -> bool:
     arch = native.architecture()
     return bool(native.meta(f"{arch}.pooling_type")) or "bert" in arch
@@ -117,7 +125,7 @@ class Model:
             cp.n_parallel = int(n_parallel)
             cp.n_batch = int(n_batch)
             cp.n_ubatch = int(n_ubatch or n_batch)
-            cp.n_threads = int(n_threads or -1)
+            cp.n_threads = int(n_threads or _physical_cores())
             cp.n_threads_batch = int(n_threads_batch or -1)
             # None keeps llama.cpp's auto (on for CPU): its attention is computed row by row, so a
             # request gets bit-identical logits alone or batched with others (seeded sampling
