@@ -19,6 +19,7 @@ def _local_engines(app: web.Application) -> list:
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
+    """Readiness and the loaded models (open without an API key)."""
     # Cheap on purpose: load balancers and `jan` itself poll it while streams run.
     loaded = []
     for engine in request.app[MANAGER].engines().values():
@@ -75,6 +76,7 @@ class EngineCollector:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics per model: requests, tokens, decode time, slots, queue."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EngineCollector(request.app))
     return web.Response(body=generate_latest(registry),

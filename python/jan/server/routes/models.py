@@ -13,8 +13,12 @@ routes = web.RouteTableDef()
 
 
 async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, Any]:
-    """A model.json as the API shows it: OpenAI's fields plus Jan's, plus the engine's view."""
+    """A model.json as the API shows it: OpenAI's fields plus Jan's, plus the engine's view.
+    Secrets (a remote model's API key) never leave the server."""
     out = dict(model)
+    settings = out.get("settings")
+    if isinstance(settings, dict) and settings.get("api_key"):
+        out["settings"] = {**settings, "api_key": "********"}
     out.setdefault("object", "model")
     out.setdefault("owned_by", (model.get("metadata") or {}).get("author") or "jan")
     created = model.get("created")
@@ -32,18 +36,21 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
 
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
+    """Models in the data folder (model.json fields) with their engine state."""
     models = await model_extension(request).list_models()
     return web.json_response({"object": "list", "data": [await with_state(request, m) for m in models]})
 
 
 @routes.get("/v1/models/{model_id}")
 async def get_model(request: web.Request) -> web.Response:
+    """One model with its engine state."""
     model, _ = await model_and_engine(request, request.match_info["model_id"])
     return web.json_response(await with_state(request, model))
 
 
 @routes.post("/v1/models/{model_id}/start")
 async def start_model(request: web.Request) -> web.Response:
+    """Load a model in its engine."""
     model, engine = await model_and_engine(request, request.match_info["model_id"])
     await engine.load_model(model)
     return web.json_response(await with_state(request, model))
@@ -51,6 +58,7 @@ async def start_model(request: web.Request) -> web.Response:
 
 @routes.post("/v1/models/{model_id}/stop")
 async def stop_model(request: web.Request) -> web.Response:
+    """Unload a model."""
     model, engine = await model_and_engine(request, request.match_info["model_id"])
     if model["id"] in await engine.loaded_models():
         await engine.unload_model(model["id"])

@@ -85,35 +85,36 @@ async def first_then_rest(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterato
     return rest()
 
 
-@routes.post("/v1/chat/completions")
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    body = await parse_body(request, ChatCompletionRequest)
+async def generate(request: web.Request, body: ChatCompletionRequest | CompletionRequest, start, collect):
+    """Run a chat or text completion: ``start(engine)`` is the engine method, ``collect`` the aggregator
+    that turns its chunks into one response when the client did not ask for a stream."""
     model, engine = await model_and_engine(request, body.model)
     payload = body.model_dump(exclude_none=True, by_alias=True)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
     if not body.stream:
-        payload["stream_options"] = {"include_usage": True}
-        result = await collect_chat_completion(engine.chat(model, payload))
-        return web.json_response(result)
-    chunks = await first_then_rest(engine.chat(model, payload))
+        payload["stream_options"] = {"include_usage": True}  # usage belongs in every response
+        return web.json_response(await collect(start(engine)(model, payload)))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    chunks = await first_then_rest(start(engine)(model, payload))
     return await stream_chunks(request, chunks, model_id=body.model, include_usage=include_usage)
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """Chat completion (OpenAI); streamed as server-sent events with ``stream: true``."""
+    body = await parse_body(request, ChatCompletionRequest)
+    return await generate(request, body, lambda engine: engine.chat, collect_chat_completion)
 
 
 @routes.post("/v1/completions")
 async def completions(request: web.Request) -> web.StreamResponse:
+    """Text completion (OpenAI legacy); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, CompletionRequest)
-    model, engine = await model_and_engine(request, body.model)
-    payload = body.model_dump(exclude_none=True, by_alias=True)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    if not body.stream:
-        payload["stream_options"] = {"include_usage": True}
-        return web.json_response(await collect_completion(engine.complete(model, payload)))
-    chunks = await first_then_rest(engine.complete(model, payload))
-    return await stream_chunks(request, chunks, model_id=body.model, include_usage=include_usage)
+    return await generate(request, body, lambda engine: engine.complete, collect_completion)
 
 
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
+    """Embeddings (OpenAI): one vector per input, float or base64."""
     body = await parse_body(request, EmbeddingRequest)
     model, engine = await model_and_engine(request, body.model)
     return web.json_response(await engine.embed(model, body.model_dump(exclude_none=True)))
@@ -122,6 +123,7 @@ async def embeddings(request: web.Request) -> web.Response:
 @routes.post("/v1/tokenize")
 @routes.post("/tokenize")
 async def tokenize(request: web.Request) -> web.Response:
+    """Text to token ids with the model's vocabulary (``with_pieces`` adds each token's text)."""
     body = await parse_body(request, TokenizeRequest)
     model, engine = await model_and_engine(request, body.model)
     text = body.content if body.content is not None else body.text
@@ -136,6 +138,7 @@ async def tokenize(request: web.Request) -> web.Response:
 @routes.post("/v1/detokenize")
 @routes.post("/detokenize")
 async def detokenize(request: web.Request) -> web.Response:
+    """Token ids to text."""
     body = await parse_body(request, DetokenizeRequest)
     model, engine = await model_and_engine(request, body.model)
     return web.json_response({"content": await engine.detokenize(model, body.tokens)})
