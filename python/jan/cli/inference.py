@@ -17,7 +17,6 @@ from typing import Any
 
 from jan.cli.common import CLIError, Connection
 
-GGUF_MAGIC = b"GGUF"
 
 
 # --------------------------------------------------------------------------- signals
@@ -50,17 +49,17 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def check_gguf_file(path: Path) -> None:
+    from jan.store import InvalidArgumentError
+    from jan.store.models import check_gguf
+
     if not path.exists():
         raise CLIError(f"no such file: {path}")
     if not path.is_file():
         raise CLIError(f"not a file: {path}")
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as exc:
-        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if magic != GGUF_MAGIC:
-        raise CLIError(f"{path} is not a GGUF model file")
+        check_gguf(path)
+    except InvalidArgumentError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Path]:

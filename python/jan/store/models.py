@@ -63,7 +63,8 @@ def normalize_model(model: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _check_gguf(path: Path) -> None:
+def check_gguf(path: str | os.PathLike[str]) -> None:
+    """Raise InvalidArgumentError unless ``path`` is a readable file starting with the GGUF magic."""
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -219,7 +220,7 @@ class ModelStore:
         source = Path(os.path.abspath(os.path.expanduser(os.fspath(src))))
         if not source.is_file():
             raise InvalidArgumentError(f"{source} is not a file")
-        _check_gguf(source)
+        check_gguf(source)
         model_id = slugify_id(source.stem) if model_id is None else validate_id(model_id, "model id")
         folder = self.folder(model_id)
         path = folder / "model.json"
