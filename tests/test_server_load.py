@@ -88,3 +88,18 @@ def test_disconnect_cancels_the_generation(server):
     assert after["requests_cancelled"] == before["requests_cancelled"] + 1
     # it stopped long before 100,000 tokens
     assert after["generated_tokens_total"] - before["generated_tokens_total"] < 50_000
+
+
+def test_keep_alive_and_max_loaded_from_the_command_line(tmp_path, stories_path, tiny_random_path):
+    from jan.server.config import ServerConfig
+    from jan.testing.server import ServerThread
+
+    cfg = ServerConfig(data_folder=tmp_path / "data", models=[str(stories_path), str(tiny_random_path)], n_ctx=256,
+                       n_threads=1, max_loaded_models=1, keep_alive=0.5)
+    with ServerThread(cfg) as srv:
+        local = srv.app[MANAGER].get_inference("llama.cpp")
+        assert srv.call(local.loaded_models()) == ["llama-2-tiny-random"]  # the first was evicted
+        deadline = time.monotonic() + 5
+        while srv.call(local.loaded_models()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert srv.call(local.loaded_models()) == []

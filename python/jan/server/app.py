@@ -89,6 +89,8 @@ def _configure_local_engine(manager: ExtensionManager, config: ServerConfig) -> 
         return
     if hasattr(local, "set_defaults"):
         local.set_defaults(**config.engine_defaults())
+    if hasattr(local, "set_residency") and (config.max_loaded_models is not None or config.keep_alive is not None):
+        local.set_residency(max_loaded=config.max_loaded_models, keep_alive=config.keep_alive)
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:

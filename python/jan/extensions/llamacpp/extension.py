@@ -60,6 +60,16 @@ class LlamaCppExtension(Extension, InferenceExtension):
         """Load options from the command line (``jan serve --n-parallel ...``); model.json settings still win."""
         self._overrides = {k: v for k, v in overrides.items() if v is not None}
 
+    def set_residency(self, *, max_loaded: int | None, keep_alive: float | None) -> None:
+        """How many models stay loaded and for how long when idle (``jan serve --max-loaded-models
+        --keep-alive``); overrides the extension's settings. Call before any model is loaded."""
+        s = self._ctx.settings
+        engine = jan.Engine(max_loaded=max_loaded if max_loaded is not None else s.get("max_loaded_models"),
+                            keep_alive=keep_alive if keep_alive is not None else s.get("keep_alive"))
+        old, self.engine = self.engine, engine
+        if old is not None:
+            old.close()
+
     def _defaults(self) -> dict[str, Any]:
         s = self._ctx.settings
         opts = {"n_parallel": s.get("n_parallel"), "n_ctx": s.get("n_ctx"), "n_threads": s.get("n_threads"),
