@@ -9,7 +9,7 @@ from typing import Any
 from ._trash import remove_resource_dir
 from ._util import as_seconds, check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes
-from .context import StoreContext, iter_resource_dirs, read_doc_or_none
+from .context import StoreContext, read_collection
 from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, NotFoundError
 from .ids import new_assistant_id, validate_id
 from .pagination import Order, Page, paginate
@@ -91,13 +91,7 @@ class AssistantStore:
     def list(self, *, limit: int | None = None, order: Order = "desc",
              after: str | None = None, before: str | None = None) -> Page:
         """Assistants by creation time, newest first by default (as OpenAI lists them)."""
-        items = []
-        for directory in iter_resource_dirs(self._ctx.root / "assistants"):
-            doc = read_doc_or_none(self._ctx, directory / "assistant.json", KIND)
-            if doc is None:
-                continue
-            doc["id"] = directory.name
-            items.append(doc)
+        items = read_collection(self._ctx, "assistants", "assistant.json", KIND)
         items.sort(key=lambda a: (as_seconds(a.get("created_at")) or 0, a["id"]))
         return paginate(items, limit=limit, order=order, after=after, before=before)
 

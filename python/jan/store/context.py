@@ -227,3 +227,15 @@ def read_doc_or_none(ctx: StoreContext, path: Path, kind: str) -> dict[str, Any]
     except (OSError, MigrationError) as exc:
         ctx.report(path, f"{type(exc).__name__}: {exc}")
         return None
+
+
+def read_collection(ctx: StoreContext, collection: str, filename: str, kind: str) -> list[dict[str, Any]]:
+    """Every readable ``<collection>/<id>/<filename>`` with its folder's name as ``id``, in id order;
+    damaged files are reported and left out."""
+    docs = []
+    for directory in iter_resource_dirs(ctx.root / collection):
+        doc = read_doc_or_none(ctx, directory / filename, kind)
+        if doc is not None:
+            doc["id"] = directory.name
+            docs.append(doc)
+    return docs

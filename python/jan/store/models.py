@@ -15,7 +15,7 @@ from typing import Any, Literal
 from ._trash import remove_resource_dir
 from ._util import check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
-from .context import StoreContext, iter_resource_dirs, read_doc_or_none
+from .context import StoreContext, read_collection
 from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, StoredModelNotFoundError
 from .ids import slugify_id, validate_id
 
@@ -89,14 +89,7 @@ class ModelStore:
 
     def list(self) -> list[dict[str, Any]]:
         """Every readable model.json, by id; damaged ones are set aside and reported."""
-        models = []
-        for directory in iter_resource_dirs(self._ctx.root / "models"):
-            doc = read_doc_or_none(self._ctx, directory / "model.json", KIND)
-            if doc is None:
-                continue
-            doc["id"] = directory.name
-            models.append(doc)
-        return models
+        return read_collection(self._ctx, "models", "model.json", KIND)
 
     def get(self, model_id: str) -> dict[str, Any]:
         """One model; :class:`StoredModelNotFoundError` (a ``jan.errors.ModelNotFoundError``) if unknown."""

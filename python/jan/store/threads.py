@@ -10,7 +10,7 @@ from typing import Any
 from ._trash import remove_resource_dir
 from ._util import UNSET, as_millis, check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes
-from .context import StoreContext, iter_resource_dirs, read_doc_or_none
+from .context import StoreContext, read_collection
 from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, NotFoundError, StoreError
 from .ids import new_thread_id, validate_id
 from .jsonl import encode_lines
@@ -117,13 +117,7 @@ class ThreadStore:
         Damaged ``thread.json`` files are moved aside, recorded in
         ``problems`` and left out; the rest are listed.
         """
-        threads = []
-        for directory in iter_resource_dirs(self._ctx.root / "threads"):
-            doc = read_doc_or_none(self._ctx, directory / "thread.json", KIND)
-            if doc is None:
-                continue
-            doc["id"] = directory.name
-            threads.append(doc)
+        threads = read_collection(self._ctx, "threads", "thread.json", KIND)
         threads.sort(key=lambda t: (as_millis(t.get("updated")) or 0, t["id"]))
         return paginate(threads, limit=limit, order=order, after=after, before=before)
 
