@@ -9,6 +9,7 @@ power cut. Readers therefore never need a lock to see a whole file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -32,6 +33,11 @@ TEMP_SUFFIX = ".tmp"
 def _temp_in(directory: Path, name: str) -> tuple[int, str]:
     # Hidden and suffixed so listings skip it if a crash leaves it behind.
     return tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=directory)
+
+
+def _discard(tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 def _commit(tmp: str, target: Path) -> None:
@@ -60,10 +66,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.fsync(f.fileno())
         _commit(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
 
 
@@ -82,10 +85,7 @@ def copy_to_temp(src: str | os.PathLike[str], directory: str | os.PathLike[str],
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
     return tmp
 
@@ -122,9 +122,6 @@ def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Non
     try:
         os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
     fsync_dir(target.parent)
