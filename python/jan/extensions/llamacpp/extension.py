@@ -47,9 +47,17 @@ class LlamaCppExtension(Extension, InferenceExtension):
 
     # -- lifecycle -----------------------------------------------------
     async def on_load(self, ctx) -> None:
+        from jan.store import DataFolder  # the local engine reads weights from the local data folder
+
         self._ctx = ctx
-        s = ctx.settings
-        self.engine = jan.Engine(max_loaded=s.get("max_loaded_models"), keep_alive=s.get("keep_alive"))
+        self._models = DataFolder(ctx.data_folder, ensure_default_assistant=False).models
+        self.engine = self._new_engine()
+
+    def _new_engine(self, max_loaded: int | None = None, keep_alive: float | None = None) -> jan.Engine:
+        """The registry of loaded models; unset limits come from the extension's settings."""
+        s = self._ctx.settings
+        return jan.Engine(max_loaded=max_loaded if max_loaded is not None else s.get("max_loaded_models"),
+                          keep_alive=keep_alive if keep_alive is not None else s.get("keep_alive"))
 
     async def on_unload(self) -> None:
         if self.engine is not None:
@@ -63,10 +71,7 @@ class LlamaCppExtension(Extension, InferenceExtension):
     def set_residency(self, *, max_loaded: int | None, keep_alive: float | None) -> None:
         """How many models stay loaded and for how long when idle (``jan serve --max-loaded-models
         --keep-alive``); overrides the extension's settings. Call before any model is loaded."""
-        s = self._ctx.settings
-        engine = jan.Engine(max_loaded=max_loaded if max_loaded is not None else s.get("max_loaded_models"),
-                            keep_alive=keep_alive if keep_alive is not None else s.get("keep_alive"))
-        old, self.engine = self.engine, engine
+        old, self.engine = self.engine, self._new_engine(max_loaded, keep_alive)
         if old is not None:
             old.close()
 
@@ -79,11 +84,10 @@ class LlamaCppExtension(Extension, InferenceExtension):
 
     # -- models --------------------------------------------------------
     def _model_file(self, model: dict[str, Any]) -> str:
+        """Blocking (reads model.json): call it off the event loop."""
         if model.get("file_path"):
             return str(model["file_path"])
-        from jan.store import DataFolder  # the local engine reads weights from the local data folder
-
-        path = DataFolder(self._ctx.data_folder).models.model_file(model["id"])
+        path = self._models.model_file(model["id"])
         if path is None:
             raise ModelLoadError(f"model '{model['id']}' has no weights file on disk; download or import it first")
         return str(path)
@@ -103,7 +107,7 @@ class LlamaCppExtension(Extension, InferenceExtension):
             bus = self._ctx.bus
             await bus.emit(ModelInit(model_id=model_id, engine=self.engine_name))
             try:
-                path = self._model_file(model)
+                path = await asyncio.to_thread(self._model_file, model)
                 opts = load_options(model, self._defaults())
                 loaded = await asyncio.to_thread(engine.load, model_id, path, **opts)
             except Exception as exc:
