@@ -34,14 +34,6 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
-    return APIError(400, message, param=param, code=code)
-
-
-def not_found(message: str, param: str | None = None, code: str | None = "not_found") -> APIError:
-    return APIError(404, message, param=param, code=code)
-
-
 def _param_of(loc: tuple) -> str:
     parts = []
     for p in loc:
