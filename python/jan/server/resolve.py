@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from jan.core import InferenceExtension, ModelExtension
+from jan.core import ExtensionNotFoundError, InferenceExtension, ModelExtension
 from jan.errors import ModelNotFoundError
 from jan.server.errors import APIError
 from jan.server.keys import MANAGER
 
+T = TypeVar("T")
+
+
+def service(request: web.Request, interface: type[T], provides: str, builtin: str) -> T:
+    """The enabled extension implementing ``interface`` (503 naming the built-in to enable when none is)."""
+    try:
+        return request.app[MANAGER].get(interface)
+    except ExtensionNotFoundError:
+        raise APIError(503, f"No enabled extension {provides} (enable '{builtin}')", type="server_error",
+                       code="extension_unavailable") from None
+
 
 def model_extension(request: web.Request) -> ModelExtension:
-    return request.app[MANAGER].get(ModelExtension)
+    return service(request, ModelExtension, "manages models", "models")
 
 
 async def model_and_engine(request: web.Request, model_id: str) -> tuple[dict[str, Any], InferenceExtension]:

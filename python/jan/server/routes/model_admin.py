@@ -29,11 +29,11 @@ from typing import Any, Literal, Union
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from jan.core import ExtensionNotFoundError, ModelExtension
 from jan.downloads import DownloadCancelledError, DownloadError
 from jan.errors import ModelLoadError
 from jan.server.errors import APIError
 from jan.server.keys import MANAGER
+from jan.server.resolve import model_extension
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.models import with_state
 from jan.server.sse import SSEStream
@@ -115,14 +115,6 @@ EXTRA_BODIES[("PATCH", "/v1/models/{model_id}")] = ModelPatch
 EXTRA_BODIES[("POST", "/v1/models/pull")] = PullRequest
 
 
-def models_ext(request: web.Request) -> ModelExtension:
-    try:
-        return request.app[MANAGER].get(ModelExtension)
-    except ExtensionNotFoundError:
-        raise APIError(503, "No enabled extension manages models (enable 'models')", type="server_error",
-                       code="extension_unavailable") from None
-
-
 def _download_error(exc: DownloadError) -> APIError:
     status = {DownloadError.INVALID_URL: 400, DownloadError.CONFLICT: 409}.get(exc.reason, 502)
     return APIError(status, str(exc), param="url" if status == 400 else None, code=exc.reason,
@@ -135,7 +127,7 @@ async def create_model(request: web.Request) -> web.Response:
     data = await read_json(request)
     if not isinstance(data, dict):
         raise APIError(400, "The request body must be a JSON object", code="invalid_json")
-    models = models_ext(request)
+    models = model_extension(request)
     if "path" in data:
         body = ImportModelRequest.model_validate(data)
         path = os.path.expanduser(body.path)
@@ -176,7 +168,7 @@ async def update_model(request: web.Request) -> web.Response:
         if value is None and key not in ("settings", "parameters", "metadata"):
             raise APIError(400, f"{key} cannot be null", param=key, code="invalid_value")
     patch = {k: v for k, v in patch.items() if v is not None}
-    models = models_ext(request)
+    models = model_extension(request)
     model_id = request.match_info["model_id"]
     model = await models.update_model(model_id, patch) if patch else await models.get_model(model_id)
     return web.json_response(await with_state(request, model))
@@ -185,7 +177,7 @@ async def update_model(request: web.Request) -> web.Response:
 @routes.delete("/v1/models/{model_id}")
 async def delete_model(request: web.Request) -> web.Response:
     """Delete a model (unloaded first if it is loaded) and its files in the data folder."""
-    models = models_ext(request)
+    models = model_extension(request)
     model = await models.get_model(request.match_info["model_id"])
     try:
         engine = request.app[MANAGER].get_inference(model.get("engine") or "llama.cpp")
@@ -211,7 +203,7 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
     if not isinstance(data, dict):
         raise APIError(400, "The request body must be a JSON object", code="invalid_json")
     body = PullRequest.model_validate(data)
-    models = models_ext(request)
+    models = model_extension(request)
     kwargs = {"sha256": body.sha256} if body.sha256 else {}
     try:
         task = await models.pull(body.url, body.id, **kwargs)
@@ -254,7 +246,7 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
 @routes.get("/v1/models/pull")
 async def list_pulls(request: web.Request) -> web.Response:
     """Downloads running or ended recently."""
-    tasks = await models_ext(request).list_downloads()
+    tasks = await model_extension(request).list_downloads()
     return web.json_response({"object": "list", "data": [_status(t) for t in tasks]})
 
 
@@ -262,6 +254,6 @@ async def list_pulls(request: web.Request) -> web.Response:
 async def cancel_pull(request: web.Request) -> web.Response:
     """Cancel a running download (by download id or model id)."""
     task_id = request.match_info["task_id"]
-    if not await models_ext(request).cancel_pull(task_id):
+    if not await model_extension(request).cancel_pull(task_id):
         raise APIError(404, f"No running download '{task_id}'", param="task_id", code="not_found")
     return web.json_response({"id": task_id, "object": "model.download", "state": "cancelled", "cancelled": True})

@@ -25,9 +25,9 @@ from typing import Annotated, Any, Literal, Union
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from jan.core import AssistantExtension, ConversationalExtension, ExtensionNotFoundError
+from jan.core import AssistantExtension, ConversationalExtension
 from jan.server.errors import APIError
-from jan.server.keys import MANAGER
+from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.validation import parse_body
 
@@ -41,20 +41,12 @@ MESSAGE_STATUSES = ("pending", "ready", "stopped", "error")
 # -- extensions ---------------------------------------------------------------
 def conversations(request: web.Request) -> ConversationalExtension:
     """The conversation store in charge (503 if every implementation is disabled)."""
-    try:
-        return request.app[MANAGER].get(ConversationalExtension)
-    except ExtensionNotFoundError:
-        raise APIError(503, "No enabled extension stores threads (enable 'conversational')",
-                       type="server_error", code="extension_unavailable") from None
+    return service(request, ConversationalExtension, "stores threads", "conversational")
 
 
 def assistant_store(request: web.Request) -> AssistantExtension:
     """The assistant store in charge (503 if every implementation is disabled)."""
-    try:
-        return request.app[MANAGER].get(AssistantExtension)
-    except ExtensionNotFoundError:
-        raise APIError(503, "No enabled extension stores assistants (enable 'conversational')",
-                       type="server_error", code="extension_unavailable") from None
+    return service(request, AssistantExtension, "stores assistants", "conversational")
 
 
 # -- lists --------------------------------------------------------------------
