@@ -12,7 +12,7 @@ from typing import Any
 from .exceptions import PathOutsideDataFolderError
 from .interfaces.modules import _MISSING, FileSystem
 
-__all__ = ["LocalFileSystem", "atomic_write_json", "atomic_write_text", "fsync_dir", "set_aside"]
+__all__ = ["LocalFileSystem", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "fsync_dir", "set_aside"]
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
@@ -36,29 +36,47 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Replace ``path``'s content with ``text`` (UTF-8) so readers never see a partial file.
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
 
-    Writes a temporary file in the same folder, flushes and fsyncs it,
-    ``os.replace``-s it over the target and fsyncs the folder. Parent
-    folders are created. The temporary file is removed if anything fails.
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers never see a partial file, and durably.
+
+    Writes a hidden temporary file in the same folder (``os.replace`` is only
+    atomic within one filesystem), fsyncs it, renames it over the target and
+    fsyncs the folder. On any failure the target keeps its previous content
+    and the temporary file is removed.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # Hidden and suffixed so listings skip it if a crash leaves it behind.
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
+            # Keep a user's chosen permissions; new files keep mkstemp's 0600,
+            # which suits private conversations.
+            os.chmod(tmp, os.stat(target).st_mode & 0o7777)
+        except OSError:
             pass
+        os.replace(tmp, target)
+    except BaseException:
+        _discard(tmp)
         raise
     fsync_dir(target.parent)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` as UTF-8; parent folders are created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(target, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from jan.core.fs import fsync_dir
+from jan.core.fs import atomic_write_bytes, fsync_dir
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -38,36 +38,6 @@ def _temp_in(directory: Path, name: str) -> tuple[int, str]:
 def _discard(tmp: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(tmp)
-
-
-def _commit(tmp: str, target: Path) -> None:
-    try:
-        # Keep a user's chosen permissions; new files keep mkstemp's 0600,
-        # which suits private conversations.
-        os.chmod(tmp, os.stat(target).st_mode & 0o7777)
-    except OSError:
-        pass
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably.
-
-    On any failure (including a failed rename) the target keeps its previous
-    content and the temporary file is removed.
-    """
-    target = Path(path)
-    fd, tmp = _temp_in(target.parent, target.name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _commit(tmp, target)
-    except BaseException:
-        _discard(tmp)
-        raise
 
 
 def copy_to_temp(src: str | os.PathLike[str], directory: str | os.PathLike[str], name: str) -> str:
