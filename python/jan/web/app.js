@@ -209,11 +209,14 @@ async function api(path, { method = "GET", body, signal, raw = false } = {}) {
   for (;;) {
     const headers = { Accept: raw ? "text/event-stream" : "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (state.apiKey) headers.Authorization = `Bearer ${state.apiKey}`;
+    const sentKey = state.apiKey;
+    if (sentKey) headers.Authorization = `Bearer ${sentKey}`;
     const response = await fetch(path, {
       method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (response.status === 401) {
+      // Sent with a key the user has replaced meanwhile: retry with the new one, don't ask again.
+      if (state.apiKey !== sentKey) continue;
       await askForKey(state.apiKey ? "That key was not accepted. Enter the server's API key."
         : "This server needs an API key.");
       continue;
