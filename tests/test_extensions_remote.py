@@ -20,7 +20,43 @@ from jan.core import ExtensionManager, ModelEvent, ModelState, collect_chat_comp
 from jan.errors import ContextOverflowError, ModelLoadError, ModelNotFoundError, QueueFullError
 from jan.extensions.remote import RemoteInferenceExtension, UpstreamError, UpstreamRequestError
 from jan.extensions.remote.sse import SSEParser
+from jan.server import openai_wire as wire
 from jan.server.errors import to_api_error
+from jan.server.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+
+# The engine speaks typed requests and deltas; these helpers speak OpenAI dicts to it exactly as
+# the server's routes do (through jan.server.openai_wire), so the tests read in OpenAI terms.
+async def openai_chat(engine, model, body):
+    request = wire.chat_request(ChatCompletionRequest.model_validate({"model": model["id"], **body}))
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    encoder = wire.ChatChunkEncoder(model["id"], include_usage=include_usage)
+    stream = engine.chat(model, request)
+    try:
+        async for delta in stream:
+            chunk = encoder.encode(delta)
+            if chunk is not None:
+                yield chunk
+    finally:
+        await stream.aclose()
+
+
+async def openai_complete(engine, model, body):
+    request = wire.completion_request(CompletionRequest.model_validate({"model": model["id"], **body}))
+    encoder = wire.CompletionChunkEncoder(model["id"])
+    stream = engine.complete(model, request)
+    try:
+        async for delta in stream:
+            chunk = encoder.encode(delta)
+            if chunk is not None:
+                yield chunk
+    finally:
+        await stream.aclose()
+
+
+async def openai_embed(engine, model, body):
+    body = EmbeddingRequest.model_validate({"model": model["id"], **body})
+    return wire.embeddings_response(await engine.embed(model, wire.embedding_request(body)))
 
 
 class FakeUpstream:
@@ -226,7 +262,7 @@ def free_port() -> int:
 
 # -- streaming ------------------------------------------------------------------------
 async def test_chat_streams_upstream_chunks_with_the_local_model_id(engine, upstream):
-    chunks = [c async for c in engine.chat(remote_model(upstream), dict(CHAT))]
+    chunks = [c async for c in openai_chat(engine, remote_model(upstream), dict(CHAT))]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "Hello there"
     assert {c["model"] for c in chunks} == {"local-ok"}
@@ -240,7 +276,7 @@ async def test_chat_streams_upstream_chunks_with_the_local_model_id(engine, upst
 
 async def test_usage_is_passed_on_when_asked_and_non_streaming_aggregates(engine, upstream):
     request = {**CHAT, "stream_options": {"include_usage": True}}
-    result = await collect_chat_completion(engine.chat(remote_model(upstream), request))
+    result = await collect_chat_completion(openai_chat(engine, remote_model(upstream), request))
     assert result["object"] == "chat.completion" and result["model"] == "local-ok"
     assert result["choices"][0]["message"] == {"role": "assistant", "content": "Hello there"}
     assert result["usage"]["total_tokens"] == 7
@@ -253,7 +289,7 @@ async def test_model_parameters_are_defaults_the_request_overrides(engine, upstr
     monkeypatch.setenv("JAN_TEST_UPSTREAM_KEY", "sk-from-env")
     model = remote_model(upstream, api_key_env="JAN_TEST_UPSTREAM_KEY", headers={"X-Extra": "1"})
     model["parameters"] = {"temperature": 0.3, "max_tokens": -1, "top_p": 0.5, "stream": False, "stop": []}
-    await collect_chat_completion(engine.chat(model, {**CHAT, "top_p": 0.9, "seed": 7}))
+    await collect_chat_completion(openai_chat(engine, model, {**CHAT, "top_p": 0.9, "seed": 7}))
     _, body, headers = upstream.requests[-1]
     assert body["temperature"] == 0.3 and body["top_p"] == 0.9 and body["seed"] == 7
     assert "max_tokens" not in body and "stop" not in body  # Jan's "no limit" / empty values are not sent
@@ -264,31 +300,31 @@ async def test_model_parameters_are_defaults_the_request_overrides(engine, upstr
 async def test_extension_settings_supply_defaults(engine, manager, upstream):
     manager.settings("remote").update({"base_url": upstream.base_url, "api_key": "sk-default"})
     model = {"id": "ok", "engine": "openai"}  # Jan-style: only the id, which is also the upstream's name
-    result = await collect_chat_completion(engine.chat(model, dict(CHAT)))
+    result = await collect_chat_completion(openai_chat(engine, model, dict(CHAT)))
     assert result["choices"][0]["message"]["content"] == "Hello there" and result["model"] == "ok"
     assert upstream.requests[-1][2]["Authorization"] == "Bearer sk-default"
 
 
 async def test_completions_stream_and_aggregate(engine, upstream):
-    result = await collect_completion(engine.complete(remote_model(upstream), {"prompt": "x", "max_tokens": 2}))
+    result = await collect_completion(openai_complete(engine, remote_model(upstream), {"prompt": "x", "max_tokens": 2}))
     assert result["choices"][0]["text"] == "Once upon" and result["model"] == "local-ok"
     assert upstream.requests[-1][0] == "/v1/completions"
 
 
 async def test_a_huge_event_is_received_whole(engine, upstream):
-    result = await collect_chat_completion(engine.chat(remote_model(upstream, "big"), dict(CHAT)))
+    result = await collect_chat_completion(openai_chat(engine, remote_model(upstream, "big"), dict(CHAT)))
     assert result["choices"][0]["message"]["content"] == "x" * 300_000
 
 
 async def test_an_upstream_that_does_not_stream_is_converted(engine, upstream):
     request = {**CHAT, "stream_options": {"include_usage": True}}
-    result = await collect_chat_completion(engine.chat(remote_model(upstream, "json"), request))
+    result = await collect_chat_completion(openai_chat(engine, remote_model(upstream, "json"), request))
     assert result["choices"][0]["message"]["content"] == "whole" and result["usage"]["total_tokens"] == 4
 
 
 # -- cancellation ------------------------------------------------------------------------
 async def test_closing_the_stream_closes_the_upstream_connection(engine, upstream):
-    stream = engine.chat(remote_model(upstream, "slow"), dict(CHAT))
+    stream = openai_chat(engine, remote_model(upstream, "slow"), dict(CHAT))
     first = await stream.__anext__()
     assert first["choices"][0]["delta"]["content"] == "tick"
     assert (await engine.model_status("local-slow"))["metrics"]["requests_active"] == 1
@@ -306,7 +342,7 @@ async def test_cancelling_the_consuming_task_closes_the_upstream_connection(engi
     got_first = asyncio.Event()
 
     async def consume():
-        async for _ in engine.chat(remote_model(upstream, "slow"), dict(CHAT)):
+        async for _ in openai_chat(engine, remote_model(upstream, "slow"), dict(CHAT)):
             got_first.set()
 
     task = asyncio.create_task(consume())
@@ -329,7 +365,7 @@ async def test_cancelling_the_consuming_task_closes_the_upstream_connection(engi
 ])
 async def test_upstream_errors_become_jan_errors(engine, upstream, name, error, status):
     with pytest.raises(error) as info:
-        await collect_chat_completion(engine.chat(remote_model(upstream, name), dict(CHAT)))
+        await collect_chat_completion(openai_chat(engine, remote_model(upstream, name), dict(CHAT)))
     api = to_api_error(info.value)
     assert api.status == status
     if name == "bad":
@@ -347,13 +383,13 @@ async def test_a_wrong_base_url_path_is_not_a_missing_model(engine, upstream):
     model = remote_model(upstream)
     model["settings"]["base_url"] = f"http://127.0.0.1:{upstream.port}/nope"
     with pytest.raises(UpstreamError, match="404.*base_url"):
-        await collect_chat_completion(engine.chat(model, dict(CHAT)))
+        await collect_chat_completion(openai_chat(engine, model, dict(CHAT)))
 
 
 async def test_connection_refused_is_a_clear_engine_error(engine):
     model = {"id": "gone", "engine": "openai", "settings": {"base_url": f"http://127.0.0.1:{free_port()}/v1"}}
     with pytest.raises(UpstreamError) as info:
-        await collect_chat_completion(engine.chat(model, dict(CHAT)))
+        await collect_chat_completion(openai_chat(engine, model, dict(CHAT)))
     message = str(info.value)
     assert "cannot connect" in message and "connection refused" in message and "'gone'" in message
     api = to_api_error(info.value)
@@ -361,7 +397,7 @@ async def test_connection_refused_is_a_clear_engine_error(engine):
 
 
 async def test_errors_inside_the_stream_raise_after_the_chunks_before_them(engine, upstream):
-    stream = engine.chat(remote_model(upstream, "midstream"), dict(CHAT))
+    stream = openai_chat(engine, remote_model(upstream, "midstream"), dict(CHAT))
     first = await stream.__anext__()
     assert first["choices"][0]["delta"]["content"] == "partial"
     with pytest.raises(UpstreamError, match="decode failed"):
@@ -370,7 +406,7 @@ async def test_errors_inside_the_stream_raise_after_the_chunks_before_them(engin
 
 async def test_a_stream_cut_short_is_an_error(engine, upstream):
     with pytest.raises(UpstreamError, match="ended its stream"):
-        await collect_chat_completion(engine.chat(remote_model(upstream, "truncated"), dict(CHAT)))
+        await collect_chat_completion(openai_chat(engine, remote_model(upstream, "truncated"), dict(CHAT)))
 
 
 @pytest.mark.parametrize("settings, field", [
@@ -381,7 +417,7 @@ async def test_a_stream_cut_short_is_an_error(engine, upstream):
 async def test_misconfigured_models_name_the_field(engine, settings, field):
     model = {"id": "bad-config", "engine": "openai", "settings": settings}
     with pytest.raises(ModelLoadError, match=field.replace(".", r"\.")):
-        await collect_chat_completion(engine.chat(model, dict(CHAT)))
+        await collect_chat_completion(openai_chat(engine, model, dict(CHAT)))
     with pytest.raises(ModelLoadError):
         await engine.load_model(model)
     assert (await engine.model_status("bad-config"))["status"] == ModelState.FAILED
@@ -421,11 +457,11 @@ async def test_load_fails_clearly_when_the_upstream_is_down_or_refuses_the_key(e
 
 # -- embeddings and tokens ----------------------------------------------------------------------
 async def test_embeddings_are_proxied(engine, upstream):
-    result = await engine.embed(remote_model(upstream), {"input": ["ab", "abcd"]})
+    result = await openai_embed(engine, remote_model(upstream), {"input": ["ab", "abcd"]})
     assert result["model"] == "local-ok" and [d["embedding"][0] for d in result["data"]] == [2.0, 4.0]
     assert upstream.requests[-1][1]["model"] == "ok"
     with pytest.raises(ModelNotFoundError):
-        await engine.embed(remote_model(upstream, "missing"), {"input": "x"})
+        await openai_embed(engine, remote_model(upstream, "missing"), {"input": "x"})
 
 
 async def test_tokenize_falls_back_to_the_server_root_like_llama_cpp(engine, upstream):

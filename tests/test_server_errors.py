@@ -8,6 +8,8 @@ import urllib.request
 
 import pytest
 
+from jan.services.types import ChatDelta
+
 from jan.core import BUILTIN_PRIORITY, Extension, InferenceExtension
 from jan.store import DataFolder
 from server_helpers import http_post, raw_request, sse_events, start_server
@@ -32,8 +34,7 @@ class BrokenEngine(Extension, InferenceExtension):
     async def model_status(self, model_id): return {"id": model_id, "status": "ready"}
 
     async def chat(self, model, request):
-        yield {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 0, "model": model["id"],
-               "choices": [{"index": 0, "delta": {"role": "assistant", "content": "partial"}, "finish_reason": None}]}
+        yield ChatDelta(content="partial")
         raise RuntimeError("the engine crashed mid-stream")
 
     async def complete(self, model, request):

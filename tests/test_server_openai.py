@@ -171,6 +171,7 @@ WEATHER = {"type": "function", "function": {
 def test_tools_required_produces_a_parsed_tool_call(client):
     result = client.chat.completions.create(
         model="tool-model", tools=[WEATHER], tool_choice="required", max_tokens=120, temperature=0,
+        parallel_tool_calls=False,  # one call, then the grammar ends the output (more would run into max_tokens)
         messages=[{"role": "user", "content": "Weather in Paris?"}])
     choice = result.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -183,6 +184,7 @@ def test_tools_required_produces_a_parsed_tool_call(client):
 def test_tools_named_choice_streams_tool_call_deltas(client):
     chunks = list(client.chat.completions.create(
         model="tool-model", tools=[WEATHER], stream=True, max_tokens=120, temperature=0,
+        parallel_tool_calls=False,  # one call, then the grammar ends the output (more would run into max_tokens)
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
         messages=[{"role": "user", "content": "Weather in Paris?"}]))
     deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]

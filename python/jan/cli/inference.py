@@ -178,19 +178,14 @@ class LocalBackend:
     def __init__(self, model_json: dict[str, Any], path: Path, *, n_ctx: int | None = None,
                  n_threads: int | None = None, n_gpu_layers: int | None = None):
         import jan
-        from jan.extensions.llamacpp.options import load_options
+        from jan.services.types import LoadOptions, resolve_load
 
         self.model_json = model_json
         self.model_id = model_json["id"]
         self.path = path
-        defaults = {"n_parallel": 1}
-        for key, value in (("n_ctx", n_ctx), ("n_threads", n_threads), ("n_gpu_layers", n_gpu_layers)):
-            if value is not None:
-                defaults[key] = value
-        opts = load_options(model_json, defaults)
-        opts["n_parallel"] = 1  # one conversation: all the context for it
-        for key, value in defaults.items():  # the command line wins over model.json
-            opts[key] = value
+        # one conversation: all the context for it; the command line wins over model.json
+        flags = LoadOptions(n_parallel=1, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+        opts = resolve_load(flags, LoadOptions.from_model_settings(model_json.get("settings"))).given()
         started = time.perf_counter()
         try:
             with interrupts_stay_on_this_thread():
@@ -201,9 +196,10 @@ class LocalBackend:
         self._template = None
 
     def _sampling(self, options: dict[str, Any]) -> dict[str, Any]:
-        from jan.extensions.llamacpp.options import sampling_options
+        from jan.services.types import SamplingOptions, merge_options
 
-        return sampling_options(self.model_json, {k: v for k, v in options.items() if v is not None})
+        return merge_options(SamplingOptions.from_mapping(options),
+                             SamplingOptions.from_mapping(self.model_json.get("parameters"))).given()
 
     def _template_for(self):
         if self._template is None:

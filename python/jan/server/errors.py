@@ -59,6 +59,7 @@ def to_api_error(exc: BaseException) -> APIError:
     """Map any exception to the error a client should see."""
     from jan.store.errors import AlreadyExistsError, InvalidIdError, LockTimeoutError, NotFoundError as StoreNotFound
     from jan.core.exceptions import ExtensionNotFoundError, NotFoundError as CoreNotFound, SettingsValidationError
+    from jan.services.errors import ServiceUnavailableError
 
     if isinstance(exc, APIError):
         return exc
@@ -83,6 +84,8 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError(400, str(exc), code="invalid_id")
     if isinstance(exc, SettingsValidationError):
         return APIError(400, str(exc), code="invalid_settings")
+    if isinstance(exc, ServiceUnavailableError):
+        return APIError(503, str(exc), type="server_error", code=exc.code)
     if isinstance(exc, ModelLoadError):
         return APIError(500, str(exc), type="server_error", code="model_load_failed")
     if isinstance(exc, EngineError):  # its message is meant for users (e.g. a remote upstream is unreachable)

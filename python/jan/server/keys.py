@@ -8,9 +8,12 @@ from aiohttp import web
 
 from jan.core import ExtensionManager, LocalEventBus
 from jan.server.config import ServerConfig
+from jan.services.container import Services
 
 CONFIG = web.AppKey("config", ServerConfig)
 MANAGER = web.AppKey("manager", ExtensionManager)
+#: The typed services every route calls (built from the manager).
+SERVICES = web.AppKey("services", Services)
 BUS = web.AppKey("bus", LocalEventBus)
 STARTED_AT = web.AppKey("started_at", float)
 # Set when the server starts shutting down: open streams end cleanly instead of being cut.

@@ -7,9 +7,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from jan.core import ExtensionNotFoundError, InferenceExtension, ModelExtension
-from jan.errors import ModelNotFoundError
 from jan.server.errors import APIError
-from jan.server.keys import MANAGER
+from jan.server.keys import MANAGER, SERVICES
 
 T = TypeVar("T")
 
@@ -27,15 +26,7 @@ def model_extension(request: web.Request) -> ModelExtension:
     return service(request, ModelExtension, "manages models", "models")
 
 
-async def model_and_engine(request: web.Request, model_id: str) -> tuple[dict[str, Any], InferenceExtension]:
-    try:
-        model = await model_extension(request).get_model(model_id)
-    except (ModelNotFoundError, KeyError):
-        raise APIError(404, f"The model '{model_id}' does not exist", param="model", code="model_not_found") from None
-    engine_name = model.get("engine") or "llama.cpp"
-    try:
-        engine = request.app[MANAGER].get_inference(engine_name)
-    except LookupError:
-        raise APIError(400, f"No enabled extension provides the engine '{engine_name}' for model '{model_id}'",
-                       param="model", code="engine_unavailable") from None
-    return model, engine
+async def model_and_engine(request: web.Request, model_id: str | None) -> tuple[dict[str, Any], InferenceExtension]:
+    """The model.json and engine of ``model_id`` by the services' one rule (404/400/503 on failure)."""
+    target = await request.app[SERVICES].models.resolve(model_id)
+    return target.model, target.engine

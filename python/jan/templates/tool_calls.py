@@ -144,11 +144,24 @@ class ToolCallStreamParser:
                 self._push_content(text)
         return self._take()
 
-    def finish(self) -> list[dict[str, Any]]:
-        """End of output: settle any open call or held text; return the last deltas."""
+    def finish(self, *, truncated: bool = False) -> list[dict[str, Any]]:
+        """End of output: settle any open call or held text; return the last deltas.
+
+        ``truncated``: the output was cut off (the token limit). Markup of a call that never
+        closed is then dropped instead of being handed back as content, and so is held text
+        that could only have been the start of a marker.
+        """
         if self._finished:
             return []
         self._finished = True
+        if truncated and self._region is not None and (self._raw_is_markup() or self._region_calls):
+            self._region = None
+            self._raw = ""
+            self._pending = ""
+            self._ws = ""
+            return self._take()
+        if truncated:
+            self._pending = ""
         while self._region is not None:
             leftover = self._send(None)
             if leftover:
@@ -282,6 +295,10 @@ class ToolCallStreamParser:
                 self._ws = ""
         self._region_calls = 0
         return unused
+
+    def _raw_is_markup(self) -> bool:
+        """The open region began at an explicit tool-call marker (not at a bare ``{``/``[``)."""
+        return any(self._raw.startswith(m) for m in _MARKERS)
 
     def _open(self, gen: _Gen, marker: str) -> None:
         next(gen)  # run to the first `yield`

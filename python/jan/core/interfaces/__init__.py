@@ -11,7 +11,7 @@ from __future__ import annotations
 from .assistant import AssistantExtension
 from .base import ExtensionInterface, ExtensionType
 from .conversational import ConversationalExtension, SortOrder
-from .inference import InferenceExtension, ModelState
+from .inference import InferenceExtension, LocalInferenceExtension, LocalModel, ModelState
 from .model import DownloadState, DownloadTask, ImportMode, ModelExtension
 from .modules import EventBus, EventHandler, FileSystem, SettingsStore, Unsubscribe
 from .monitoring import MonitoringExtension
@@ -21,6 +21,7 @@ EXTENSION_INTERFACES: tuple[type[ExtensionInterface], ...] = (
     ConversationalExtension,
     AssistantExtension,
     InferenceExtension,
+    LocalInferenceExtension,
     ModelExtension,
     MonitoringExtension,
 )
@@ -42,6 +43,8 @@ __all__ = [
     "FileSystem",
     "ImportMode",
     "InferenceExtension",
+    "LocalInferenceExtension",
+    "LocalModel",
     "ModelExtension",
     "ModelState",
     "MonitoringExtension",

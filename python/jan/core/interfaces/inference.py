@@ -1,13 +1,40 @@
-"""Inference engines: llama.cpp (built in), remote OpenAI-compatible APIs, ..."""
+"""Inference engines: llama.cpp (built in), remote OpenAI-compatible APIs, ...
+
+Two kinds of engine sit behind one interface, and the chat service
+(:mod:`jan.services`) speaks to both with typed requests:
+
+* a **local engine** (:class:`LocalInferenceExtension`, e.g. llama.cpp) lends
+  the service a loaded model (:class:`LocalModel`: its chat template and a
+  ``jan.Model`` that tokenizes and generates tokens); the service renders the
+  template, tokenizes, builds grammars, submits, and parses tool calls (and
+  reasoning) out of the generated text itself, so every local engine gets
+  identical prompts and parsing;
+* a **message engine** (any other :class:`InferenceExtension`, e.g. the remote
+  OpenAI-compatible one) takes the typed request whole —
+  :class:`~jan.services.types.ChatRequest` in,
+  :class:`~jan.services.types.ChatDelta` out — because the engine on the other
+  side renders and parses for itself.
+"""
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, AsyncIterator, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar
 
 from .base import ExtensionInterface, ExtensionType
 
-__all__ = ["InferenceExtension", "ModelState"]
+if TYPE_CHECKING:  # core imports no implementation; these are only annotations
+    from jan.services.types import (
+        ChatDelta,
+        ChatRequest,
+        CompletionDelta,
+        CompletionRequest,
+        EmbeddingRequest,
+        EmbeddingResult,
+    )
+
+__all__ = ["InferenceExtension", "LocalInferenceExtension", "LocalModel", "ModelState"]
 
 
 class ModelState:
@@ -20,19 +47,46 @@ class ModelState:
     STOPPING = "stopping"
 
 
+@dataclass(frozen=True)
+class LocalModel:
+    """A loaded model a local engine lends to the services for one request.
+
+    ``model`` is a ``jan.Model`` (tokenize, detokenize, ``stream(tokens, ...)``,
+    ``embed``); ``template`` the ``jan.templates.ChatTemplate`` chosen for it
+    (the model.json ``chat_template`` override, else the GGUF's template, else
+    the model.json ``prompt_template``, else ChatML); ``end_of_turn`` stop
+    strings to add to chat requests (when the template spells the end of a turn
+    as text the model may not know as one token).
+    """
+
+    model: Any
+    template: Any
+    end_of_turn: tuple[str, ...] = ()
+
+
 class InferenceExtension(ExtensionInterface):
     """An inference engine, registered under :attr:`engine_name`.
 
     A model is described by its ``model.json`` dict (``id``, ``engine``,
     ``settings`` {``ctx_len``, ``ngl``, ``n_parallel``, ...}, ``parameters``
-    {``temperature``, ``max_tokens``, ``stop``, ...}, ``sources``, ...). The
-    server picks the engine with ``manager.get_inference(model["engine"])``.
+    {``temperature``, ``max_tokens``, ``stop``, ...}, ``sources``, and, for
+    local weights, ``file_path`` as the model extension resolved it). The
+    services pick the engine with ``manager.get_inference(model["engine"])``.
+
+    Requests arrive typed (:mod:`jan.services.types`) with the precedence rule
+    already applied: ``request.sampling`` holds what the request, thread,
+    assistant and model.json gave (``None`` fields were given nowhere; the
+    engine applies its own defaults to them). A message engine implements
+    :meth:`chat`, :meth:`complete` and :meth:`embed`; a local engine derives
+    from :class:`LocalInferenceExtension` instead and the services do those.
 
     **Streaming contract.** :meth:`chat` and :meth:`complete` are *async
     generators* (write them with ``async def ...: yield``): calling them
-    starts nothing; iterating does the work and yields OpenAI chunk dicts.
-    Non-streaming callers aggregate the chunks (see
-    :func:`jan.core.aggregate_chat_chunks`).
+    starts nothing; iterating does the work and yields typed deltas
+    (:class:`~jan.services.types.ChatDelta` /
+    :class:`~jan.services.types.CompletionDelta`), each choice's last one with
+    its ``finish_reason``, then one with ``choice=-1`` and ``usage`` when the
+    engine knows it.
 
     **Cancellation contract.** The consumer cancels a request by closing the
     iterator: ``await stream.aclose()``, leaving an ``async for`` over an
@@ -47,7 +101,7 @@ class InferenceExtension(ExtensionInterface):
     **Errors.** Problems are raised from the iterator (or from the awaited
     call) as :class:`jan.errors.JanError` subclasses: ``ModelNotFoundError``,
     ``ModelLoadError``, ``ContextOverflowError``, ``QueueFullError``,
-    ``EngineError``. A request that fails before its first chunk raises on
+    ``EngineError``. A request that fails before its first delta raises on
     the first ``__anext__``.
 
     Engines may load a model on demand on first use; the server nevertheless
@@ -89,43 +143,25 @@ class InferenceExtension(ExtensionInterface):
         an error.
         """
 
-    # -- generation ----------------------------------------------------------
-    @abstractmethod
-    def chat(self, model: dict[str, Any], request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Stream a chat completion as OpenAI ``chat.completion.chunk`` dicts.
+    # -- generation (message engines; local engines get these from the services) -----
+    def chat(self, model: dict[str, Any], request: "ChatRequest") -> AsyncIterator["ChatDelta"]:
+        """Stream a chat completion as typed deltas (see the class docstring).
 
-        ``request`` is the body of ``POST /v1/chat/completions`` (``messages``,
-        ``temperature``, ``max_tokens``, ``stop``, ``tools``,
-        ``response_format``, ``logprobs``, ...); ``model`` supplies defaults
-        for whatever the request leaves out. Each chunk has ``id``,
-        ``object``, ``created``, ``model`` and ``choices`` with ``delta``
-        (``role``, ``content``, ``tool_calls``) and ``finish_reason`` (set on
-        the last chunk of each choice). If ``stream_options.include_usage``
-        is set, a final chunk with empty ``choices`` carries ``usage``.
-        Implement as an async generator; see the class docstring for the
-        cancellation (``aclose``) contract.
+        ``request.messages`` hold typed content parts; ``tools``,
+        ``tool_choice``, ``response_format``, ``grammar``, ``n``, ``logprobs``
+        and ``reasoning`` are as the front end gave them. Raises
+        ``NotImplementedError`` for an engine that cannot chat.
         """
+        raise NotImplementedError(f"the engine '{self.engine_name}' does not chat")
 
-    @abstractmethod
-    def complete(self, model: dict[str, Any], request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Stream a text completion as OpenAI ``text_completion`` chunk dicts.
+    def complete(self, model: dict[str, Any], request: "CompletionRequest") -> AsyncIterator["CompletionDelta"]:
+        """Stream a text completion as :class:`~jan.services.types.CompletionDelta` (same contracts as :meth:`chat`)."""
+        raise NotImplementedError(f"the engine '{self.engine_name}' does not complete text")
 
-        ``request`` is the body of ``POST /v1/completions`` (``prompt``,
-        ``max_tokens``, ``stop``, ``echo``, ``logprobs``, ...). Each chunk has
-        ``choices`` with ``text``, ``index`` and ``finish_reason`` (on the
-        last). Same streaming and cancellation contract as :meth:`chat`.
-        """
-
-    @abstractmethod
-    async def embed(self, model: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-        """Compute embeddings; returns an OpenAI embeddings response.
-
-        ``request`` is the body of ``POST /v1/embeddings`` (``input`` as a
-        string, list of strings or token lists, ``encoding_format``,
-        ``dimensions``). The result is ``{"object": "list", "data": [{"object":
-        "embedding", "index": i, "embedding": [...]}], "model": ...,
-        "usage": {"prompt_tokens": n, "total_tokens": n}}``.
-        """
+    async def embed(self, model: dict[str, Any], request: "EmbeddingRequest") -> "EmbeddingResult":
+        """One vector per input (:class:`~jan.services.types.EmbeddingResult`); ``ValueError`` for a
+        ``dimensions`` the model does not have."""
+        raise NotImplementedError(f"the engine '{self.engine_name}' does not embed")
 
     @abstractmethod
     async def tokenize(
@@ -136,3 +172,21 @@ class InferenceExtension(ExtensionInterface):
     @abstractmethod
     async def detokenize(self, model: dict[str, Any], tokens: list[int]) -> str:
         """The text of a list of token ids (the inverse of :meth:`tokenize`)."""
+
+
+class LocalInferenceExtension(InferenceExtension):
+    """An engine that runs models in this process: it loads them and lends them out.
+
+    The services render the chat template, tokenize, build grammars, submit
+    token ids to ``LocalModel.model.stream(...)`` and parse the output; the
+    engine owns loading (load options, the model pool, keep-alive) and the
+    choice of template. :meth:`chat`/:meth:`complete`/:meth:`embed` are not
+    called on a local engine.
+    """
+
+    @abstractmethod
+    async def acquire(self, model: dict[str, Any]) -> LocalModel:
+        """Load the model if needed (as :meth:`load_model`) and return it with its chat template.
+
+        Raises ``ModelLoadError`` when it cannot be loaded. Cheap when loaded.
+        """

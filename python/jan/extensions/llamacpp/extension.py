@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 import jan
-from jan.core import BUILTIN_PRIORITY, Extension, InferenceExtension, ModelFailed, ModelInit, ModelReady, ModelState, ModelStopped
+from jan.core import (
+    BUILTIN_PRIORITY,
+    Extension,
+    LocalInferenceExtension,
+    LocalModel,
+    ModelFailed,
+    ModelInit,
+    ModelReady,
+    ModelState,
+    ModelStopped,
+)
 from jan.errors import ModelLoadError, ModelNotFoundError
-from jan.extensions.llamacpp.chat import chat_stream
-from jan.extensions.llamacpp.completions import completion_stream
-from jan.extensions.llamacpp.options import load_options
-from jan.templates import ChatTemplate, resolve_template
+from jan.services.types import LoadOptions, resolve_load
+from jan.templates import resolve_template
 
 
 class LlamaCppSettings(BaseModel):
@@ -29,7 +34,7 @@ class LlamaCppSettings(BaseModel):
     keep_alive: float | None = Field(None, ge=0, description="Seconds an idle model stays loaded (none: forever)")
 
 
-class LlamaCppExtension(Extension, InferenceExtension):
+class LlamaCppExtension(Extension, LocalInferenceExtension):
     name = "llamacpp"
     description = "Local GGUF models on jan's native llama.cpp engine"
     requires_api = ">=1,<2"
@@ -41,7 +46,7 @@ class LlamaCppExtension(Extension, InferenceExtension):
         self.engine: jan.Engine | None = None
         self._overrides: dict[str, Any] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
-        self._templates: dict[str, ChatTemplate] = {}
+        self._lent: dict[str, LocalModel] = {}
         self._loaded_json: dict[str, dict[str, Any]] = {}
         self._failures: dict[str, str] = {}
 
@@ -75,12 +80,13 @@ class LlamaCppExtension(Extension, InferenceExtension):
         if old is not None:
             old.close()
 
-    def _defaults(self) -> dict[str, Any]:
+    def load_options(self, model: dict[str, Any]) -> LoadOptions:
+        """model.json ``settings`` > command-line flags > this extension's settings > the defaults."""
         s = self._ctx.settings
-        opts = {"n_parallel": s.get("n_parallel"), "n_ctx": s.get("n_ctx"), "n_threads": s.get("n_threads"),
-                "n_gpu_layers": s.get("n_gpu_layers"), "max_queue": s.get("max_queue")}
-        opts.update(self._overrides)
-        return {k: v for k, v in opts.items() if v is not None}
+        settings = LoadOptions(n_parallel=s.get("n_parallel"), n_ctx=s.get("n_ctx"), n_threads=s.get("n_threads"),
+                               n_gpu_layers=s.get("n_gpu_layers"), max_queue=s.get("max_queue"))
+        return resolve_load(LoadOptions.from_model_settings(model.get("settings")),
+                            LoadOptions.from_mapping(self._overrides), settings)
 
     # -- models --------------------------------------------------------
     def _model_file(self, model: dict[str, Any]) -> str:
@@ -108,7 +114,7 @@ class LlamaCppExtension(Extension, InferenceExtension):
             await bus.emit(ModelInit(model_id=model_id, engine=self.engine_name))
             try:
                 path = await asyncio.to_thread(self._model_file, model)
-                opts = load_options(model, self._defaults())
+                opts = self.load_options(model).given()
                 loaded = await asyncio.to_thread(engine.load, model_id, path, **opts)
             except Exception as exc:
                 self._failures[model_id] = str(exc)
@@ -116,7 +122,7 @@ class LlamaCppExtension(Extension, InferenceExtension):
                 raise
             self._failures.pop(model_id, None)
             self._loaded_json[model_id] = model
-            self._templates.pop(model_id, None)
+            self._lent.pop(model_id, None)
             await bus.emit(ModelReady(model_id=model_id, engine=self.engine_name))
             return loaded
 
@@ -160,67 +166,31 @@ class LlamaCppExtension(Extension, InferenceExtension):
         """Per loaded model: the engine's counters (for /metrics)."""
         return {mid: s["metrics"] for mid, s in self.engine.status().items()} if self.engine else {}
 
-    # -- chat ----------------------------------------------------------
-    def template_for(self, model: dict[str, Any], loaded: jan.Model) -> ChatTemplate:
-        template = self._templates.get(model["id"])
-        if template is None:
-            settings = model.get("settings") or {}
-            special = loaded.info.special_tokens
-            bos = loaded.token_to_piece(special["bos"], special=True) if "bos" in special else ""
-            eos = loaded.token_to_piece(special["eos"], special=True) if "eos" in special else ""
-            # Jan's model.json always carries a prompt_template: it only stands in when the
-            # GGUF has no template of its own; an explicit chat_template overrides.
-            template = resolve_template(loaded.metadata, settings.get("chat_template"),
-                                        fallback=settings.get("prompt_template"), bos_token=bos, eos_token=eos)
-            self._templates[model["id"]] = template
-        return template
-
-    async def render_chat(self, model: dict[str, Any], request: dict[str, Any]) -> tuple[jan.Model, str]:
+    # -- lending models to the services ---------------------------------------
+    async def acquire(self, model: dict[str, Any]) -> LocalModel:
         loaded = await self._ensure_loaded(model)
-        template = self.template_for(model, loaded)
-        tools = request.get("tools") if request.get("tool_choice") != "none" else None
-        prompt = template.render(request["messages"], tools=tools, add_generation_prompt=True,
-                                 **(request.get("chat_template_kwargs") or {}))
-        return loaded, prompt
+        lent = self._lent.get(model["id"])
+        if lent is None or lent.model is not loaded:
+            lent = await asyncio.to_thread(self._lend, model, loaded)
+            self._lent[model["id"]] = lent
+        return lent
 
-    async def chat(self, model: dict[str, Any], request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        loaded, prompt = await self.render_chat(model, request)
-        # The chat template already wrote BOS where the model wants it.
-        tokens = loaded.tokenize(prompt, add_special=False, parse_special=True)
-        bos = loaded.info.special_tokens.get("bos")
-        if bos is not None and loaded.add_bos and (not tokens or tokens[0] != bos):
-            tokens = [bos, *tokens]
-        if self.template_for(model, loaded).name == "chatml" and not _ends_turn_with_token(loaded, "<|im_end|>"):
+    @staticmethod
+    def _lend(model: dict[str, Any], loaded: jan.Model) -> LocalModel:
+        """Blocking (compiles the template): the model with its chat template."""
+        settings = model.get("settings") or {}
+        special = loaded.info.special_tokens
+        bos = loaded.token_to_piece(special["bos"], special=True) if "bos" in special else ""
+        eos = loaded.token_to_piece(special["eos"], special=True) if "eos" in special else ""
+        # Jan's model.json always carries a prompt_template: it only stands in when the
+        # GGUF has no template of its own; an explicit chat_template overrides.
+        template = resolve_template(loaded.metadata, settings.get("chat_template"),
+                                    fallback=settings.get("prompt_template"), bos_token=bos, eos_token=eos)
+        end_of_turn: tuple[str, ...] = ()
+        if template.name == "chatml" and not _ends_turn_with_token(loaded, "<|im_end|>"):
             # ChatML stands in for a missing template: the model may spell the end of turn as text.
-            stops = request.get("stop") or []
-            request = {**request, "stop": ([stops] if isinstance(stops, str) else list(stops)) + ["<|im_end|>", "<|im_start|>"]}
-        async for chunk in chat_stream(loaded, model["id"], tokens, request, model):
-            yield chunk
-
-    async def complete(self, model: dict[str, Any], request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        loaded = await self._ensure_loaded(model)
-        async for chunk in completion_stream(loaded, model["id"], request, model):
-            yield chunk
-
-    # -- embeddings and tokens -----------------------------------------
-    async def embed(self, model: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-        loaded = await self._ensure_loaded(model)
-        inputs = request["input"]
-        if isinstance(inputs, str) or (inputs and all(isinstance(t, int) for t in inputs)):
-            inputs = [inputs]
-        token_lists = [loaded.tokenize(x) if isinstance(x, str) else list(x) for x in inputs]
-        dims = request.get("dimensions")
-        if dims is not None and dims != loaded.info.n_embd:
-            raise ValueError(f"dimensions: this model returns {loaded.info.n_embd}-dimensional embeddings")
-        vectors = await asyncio.to_thread(loaded.embed, token_lists)
-        as_base64 = request.get("encoding_format") == "base64"
-        data = []
-        for i, vec in enumerate(vectors):
-            value = base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode() if as_base64 else vec.tolist()
-            data.append({"object": "embedding", "index": i, "embedding": value})
-        n_tokens = sum(len(t) for t in token_lists)
-        return {"object": "list", "data": data, "model": model["id"],
-                "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+            end_of_turn = ("<|im_end|>", "<|im_start|>")
+        return LocalModel(loaded, template, end_of_turn)
 
     async def tokenize(self, model: dict[str, Any], text: str, *, add_special: bool = True,
                        parse_special: bool = False) -> list[int]:

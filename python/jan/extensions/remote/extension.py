@@ -15,10 +15,22 @@ import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from jan.extensions.remote import wire
+from jan.services.types import (
+    ChatDelta,
+    ChatRequest,
+    CompletionDelta,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResult,
+    SamplingOptions,
+    merge_options,
+)
 from jan.core import BUILTIN_PRIORITY, Extension, InferenceExtension, ModelFailed, ModelInit, ModelReady, ModelState, ModelStopped
 from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.extensions.remote.sse import SSEParser
@@ -233,19 +245,19 @@ class RemoteInferenceExtension(Extension, InferenceExtension):
         finally:
             resp.release()
 
-    def _body(self, model: dict[str, Any], request: dict[str, Any], up: Upstream) -> dict[str, Any]:
-        params = model.get("parameters") or {}
-        body = {k: params[k] for k in FORWARDED_PARAMETERS if params.get(k) is not None}
-        if isinstance(body.get("max_tokens"), int) and body["max_tokens"] <= 0:
-            body.pop("max_tokens")  # Jan writes -1/0 for "no limit"
-        if body.get("stop") == []:
-            body.pop("stop")
-        body.update({k: v for k, v in request.items() if v is not None})
-        body["model"] = up.model
-        body["stream"] = True
+    def _body(self, model: dict[str, Any], body: dict[str, Any], up: Upstream) -> dict[str, Any]:
+        body = {**body, "model": up.model, "stream": True}
         if self.ctx.settings.get("request_usage"):
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            body["stream_options"] = {"include_usage": True}
         return body
+
+    @staticmethod
+    def _sampling(model: dict[str, Any], sampling: SamplingOptions) -> SamplingOptions:
+        """The request's sampling over the model.json ``parameters`` (the services' one rule; a
+        no-op when the services layered them already)."""
+        params = model.get("parameters") or {}
+        forwarded = {k: params[k] for k in FORWARDED_PARAMETERS if params.get(k) is not None}
+        return merge_options(sampling, SamplingOptions.from_mapping(forwarded))
 
     # -- models --------------------------------------------------------
     async def load_model(self, model: dict[str, Any]) -> None:
@@ -311,25 +323,29 @@ class RemoteInferenceExtension(Extension, InferenceExtension):
         return {"id": model_id, "status": ModelState.UNLOADED}
 
     # -- generation ----------------------------------------------------
-    async def chat(self, model: dict[str, Any], request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Stream ``POST <base_url>/chat/completions`` (always ``stream: true`` upstream) as chunk dicts with the local model id."""
-        async with contextlib.aclosing(self._stream(model, request, "/chat/completions")) as chunks:
+    async def chat(self, model: dict[str, Any], request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        """Stream ``POST <base_url>/chat/completions`` (always ``stream: true`` upstream) as typed deltas."""
+        request = replace(request, sampling=self._sampling(model, request.sampling))
+        async with contextlib.aclosing(self._stream(model, wire.chat_body(request), "/chat/completions")) as chunks:
             async for chunk in chunks:
-                yield chunk
+                for delta in wire.chat_deltas(chunk):
+                    yield delta
 
-    async def complete(self, model: dict[str, Any], request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def complete(self, model: dict[str, Any], request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
         """Stream ``POST <base_url>/completions`` the same way as :meth:`chat`."""
-        async with contextlib.aclosing(self._stream(model, request, "/completions")) as chunks:
+        request = replace(request, sampling=self._sampling(model, request.sampling))
+        async with contextlib.aclosing(self._stream(model, wire.completion_body(request), "/completions")) as chunks:
             async for chunk in chunks:
-                yield chunk
+                for delta in wire.completion_deltas(chunk):
+                    yield delta
 
     async def _stream(self, model: dict[str, Any], request: dict[str, Any], path: str) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's chunks (OpenAI dicts) of one streamed request, usage included."""
         import aiohttp
 
         model_id = model["id"]
         up = self._upstream(model)
         body = self._body(model, request, up)
-        wants_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         tracker = _Request(self._stats_for(model_id))
         outcome = "failed"
         resp = None
@@ -342,8 +358,7 @@ class RemoteInferenceExtension(Extension, InferenceExtension):
                 for chunk in _as_chunks(await self._json(resp, up), path):
                     chunk["model"] = model_id
                     tracker.chunk(chunk)
-                    if chunk.get("choices") or wants_usage:
-                        yield chunk
+                    yield chunk
                 outcome = "finished"
                 return
             parser = SSEParser()
@@ -377,8 +392,6 @@ class RemoteInferenceExtension(Extension, InferenceExtension):
                     tracker.chunk(data)
                     if any(c.get("finish_reason") for c in data.get("choices") or ()):
                         finished_choices = True
-                    if not data.get("choices") and "usage" in data and not wants_usage:
-                        continue  # asked for by us (metrics), not by the caller
                     yield data
                 if not received and not done:
                     if not finished_choices:
@@ -397,16 +410,20 @@ class RemoteInferenceExtension(Extension, InferenceExtension):
                     resp.close()  # drop the connection: the upstream sees the disconnect and stops generating
 
     # -- embeddings and tokens -----------------------------------------
-    async def embed(self, model: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-        """``POST <base_url>/embeddings`` with the upstream's model name; the result names the local model."""
+    async def embed(self, model: dict[str, Any], request: EmbeddingRequest) -> EmbeddingResult:
+        """``POST <base_url>/embeddings`` with the upstream's model name; float vectors in input order."""
         up = self._upstream(model)
-        body = {**{k: v for k, v in request.items() if v is not None}, "model": up.model}
+        body: dict[str, Any] = {"input": [x if isinstance(x, str) else list(x) for x in request.inputs],
+                                "model": up.model, "encoding_format": "float"}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
         resp = await self._send(up, "POST", up.url("/embeddings"), model["id"], body)
         result = await self._json(resp, up)
         if not isinstance(result, dict) or not isinstance(result.get("data"), list):
             raise UpstreamError(f"the upstream at {up.base_url} sent an embeddings response without data")
-        result["model"] = model["id"]
-        return result
+        items = sorted((d for d in result["data"] if isinstance(d, dict)), key=lambda d: d.get("index", 0))
+        usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
+        return EmbeddingResult(model["id"], tuple(d.get("embedding") for d in items), int(usage.get("prompt_tokens") or 0))
 
     async def _token_call(self, model: dict[str, Any], kind: str, body: dict[str, Any]) -> Any:
         """POST to the upstream's ``/tokenize`` or ``/detokenize`` (jan: under ``/v1``; llama.cpp: at the root)."""

@@ -1,17 +1,23 @@
-"""OpenAI-compatible inference: chat, completions, embeddings, plus tokenize/detokenize."""
+"""OpenAI-compatible inference: chat, completions, embeddings, plus tokenize/detokenize.
+
+HTTP only: each handler parses its body, converts it with :mod:`jan.server.openai_wire`,
+calls a service and writes the service's typed deltas back as OpenAI JSON or SSE.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from jan.core import InferenceStopped, collect_chat_completion, collect_completion
+from jan.core import InferenceStopped
+from jan.server import openai_wire as wire
 from jan.server.errors import APIError, to_api_error
-from jan.server.keys import BUS, SHUTTING_DOWN
+from jan.server.keys import BUS, SERVICES, SHUTTING_DOWN
 from jan.server.resolve import model_and_engine
 from jan.server.schemas import (
     ChatCompletionRequest,
@@ -22,24 +28,72 @@ from jan.server.schemas import (
 )
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
+from jan.services.streams import DeltaStream
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
+T = TypeVar("T")
+
+#: Seconds between checks that the client of a non-streaming request is still there.
+DISCONNECT_POLL_S = 0.25
 
 
-async def stream_chunks(request: web.Request, chunks: AsyncIterator[dict[str, Any]], *, model_id: str,
-                        include_usage: bool) -> web.StreamResponse:
-    """Relay engine chunks as SSE. The first chunk is awaited before any byte is sent, so
-    failures that happen up front (bad template, context overflow) are still a plain 4xx."""
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id: str | None) -> T:
+    """Await ``work`` (a non-streaming generation); when the client goes away first, cancel it —
+    which closes its stream and frees the engine's slot — and drop the connection."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait([task], timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if client_gone(request):
+                break
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="client disconnected"))
+    raise ConnectionResetError("the client disconnected before the response was ready")
+
+
+async def first_delta(stream: DeltaStream) -> tuple[Any, DeltaStream]:
+    """Start the stream (so setup errors raise before any byte is sent); returns its first delta."""
+    try:
+        return await stream.__anext__(), stream
+    except StopAsyncIteration:
+        return None, stream
+    except BaseException:
+        await stream.aclose()
+        raise
+
+
+async def stream_sse(request: web.Request, stream: DeltaStream, first: Any,
+                     encode: Callable[[Any], dict[str, Any] | None]) -> web.StreamResponse:
+    """Relay typed deltas as SSE chunks. A client that goes away, or a server shutting down,
+    closes the stream, which cancels the generation."""
     sse = SSEStream(request)
     finished = False
     shutting_down = request.app[SHUTTING_DOWN]
+
+    async def deltas() -> AsyncIterator[Any]:
+        if first is not None:
+            yield first
+        async for delta in stream:
+            yield delta
+
     try:
-        async with contextlib.aclosing(chunks) as stream:
-            async for chunk in stream:
-                if not chunk.get("choices") and "usage" in chunk and not include_usage:
-                    continue
-                await sse.send(chunk)
+        async with stream:
+            async for delta in deltas():
+                chunk = encode(delta)
+                if chunk is not None:
+                    await sse.send(chunk)
                 if shutting_down.is_set():
                     break  # leaving the block closes the stream, which cancels the generation
             else:
@@ -50,8 +104,7 @@ async def stream_chunks(request: web.Request, chunks: AsyncIterator[dict[str, An
             await sse.error(APIError(503, "The server is shutting down; the generation was stopped.",
                                      type="server_error", code="server_shutdown").body())
     except (ConnectionResetError, OSError) as exc:
-        # the client went away: closing the stream above cancelled the generation
-        log.debug("client disconnected mid-stream: %s", exc)
+        log.debug("client disconnected mid-stream: %s", exc)  # closing the stream cancelled the generation
     except Exception as exc:  # noqa: BLE001
         if not sse.started:
             raise
@@ -59,65 +112,56 @@ async def stream_chunks(request: web.Request, chunks: AsyncIterator[dict[str, An
             await sse.error(to_api_error(exc).body())
     finally:
         if not finished:
-            request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id, reason="client disconnected"))
+            request.app[BUS].emit_nowait(InferenceStopped(model_id=stream.model or "", reason="client disconnected"))
     return sse.response
-
-
-async def first_then_rest(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    """Start the generator (so setup errors raise now) and hand back an equivalent stream."""
-    try:
-        first = await chunks.__anext__()
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await chunks.aclose()
-        raise
-
-    async def rest():
-        try:
-            if first is not None:
-                yield first
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await chunks.aclose()
-
-    return rest()
-
-
-async def generate(request: web.Request, body: ChatCompletionRequest | CompletionRequest, start, collect):
-    """Run a chat or text completion: ``start(engine)`` is the engine method, ``collect`` the aggregator
-    that turns its chunks into one response when the client did not ask for a stream."""
-    model, engine = await model_and_engine(request, body.model)
-    payload = body.model_dump(exclude_none=True, by_alias=True)
-    if not body.stream:
-        payload["stream_options"] = {"include_usage": True}  # usage belongs in every response
-        return web.json_response(await collect(start(engine)(model, payload)))
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    chunks = await first_then_rest(start(engine)(model, payload))
-    return await stream_chunks(request, chunks, model_id=body.model, include_usage=include_usage)
 
 
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Chat completion (OpenAI); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, ChatCompletionRequest)
-    return await generate(request, body, lambda engine: engine.chat, collect_chat_completion)
+    chat = wire.chat_request(body)
+    service = request.app[SERVICES].chat
+    top = chat.top_logprobs
+    if not body.stream:
+        result = await unless_disconnected(request, service.complete(chat), chat.model)
+        return web.json_response(wire.chat_completion(result, top_logprobs=top))
+    first, stream = await first_delta(service.stream(chat))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    encoder = wire.ChatChunkEncoder(stream.model or "", top_logprobs=top, include_usage=include_usage)
+    return await stream_sse(request, stream, first, encoder.encode)
 
 
 @routes.post("/v1/completions")
 async def completions(request: web.Request) -> web.StreamResponse:
     """Text completion (OpenAI legacy); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, CompletionRequest)
-    return await generate(request, body, lambda engine: engine.complete, collect_completion)
+    req = wire.completion_request(body)
+    stream = request.app[SERVICES].completions.stream(req)
+    want_logprobs = req.logprobs is not None
+    if not body.stream:
+        async def collect() -> dict[str, Any]:
+            async with stream:
+                encoder = None
+                async for delta in stream:
+                    encoder = encoder or wire.CompletionChunkEncoder(stream.model or "", logprobs=want_logprobs)
+                    encoder.encode(delta)
+            return (encoder or wire.CompletionChunkEncoder(req.model or "")).response()
+
+        return web.json_response(await unless_disconnected(request, collect(), req.model))
+    first, stream = await first_delta(stream)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    encoder = wire.CompletionChunkEncoder(stream.model or "", logprobs=want_logprobs, include_usage=include_usage)
+    return await stream_sse(request, stream, first, encoder.encode)
 
 
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     """Embeddings (OpenAI): one vector per input, float or base64."""
     body = await parse_body(request, EmbeddingRequest)
-    model, engine = await model_and_engine(request, body.model)
-    return web.json_response(await engine.embed(model, body.model_dump(exclude_none=True)))
+    result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(wire.embedding_request(body)),
+                                       body.model)
+    return web.json_response(wire.embeddings_response(result, body.encoding_format))
 
 
 @routes.post("/v1/tokenize")

@@ -66,7 +66,9 @@ from jan.core import (
     NotFoundError,
 )
 from jan.server.errors import APIError, to_api_error
-from jan.server.keys import BUS, MANAGER
+from jan.server.keys import BUS, MANAGER, SERVICES
+from jan.server.openai_wire import response_format_of, usage_dict
+from jan.services.types import ChatMessage, ChatRequest, SamplingOptions
 from jan.server.resolve import model_and_engine
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import MessageCreate, _Strict, assistant_store, conversations, message_fields
@@ -305,7 +307,7 @@ class RunExecution:
     """Generates the reply of one run and keeps its message in the store up to date."""
 
     def __init__(self, request: web.Request, run: Run, store: ConversationalExtension,
-                 engine: InferenceExtension, model: dict[str, Any], chat_request: dict[str, Any]):
+                 engine: InferenceExtension, model: dict[str, Any], chat_request: ChatRequest):
         self.request = request
         self.run = run
         self.store = store
@@ -350,30 +352,29 @@ class RunExecution:
         run.started_at = run.started_at or int(time.time())
         self._last_save = time.monotonic()
         status, error, cancelled = "ready", None, False
-        stream = self.engine.chat(self.model, self.chat_request)
+        stream = self.request.app[SERVICES].chat.stream(self.chat_request)
         try:
-            async with contextlib.aclosing(stream):
-                async for chunk in stream:
-                    if chunk.get("usage"):
-                        run.usage = chunk["usage"]
-                    for choice in chunk.get("choices") or []:
-                        if choice.get("index", 0) != 0:
-                            continue
-                        piece = (choice.get("delta") or {}).get("content")
-                        if piece:
-                            self.text += piece
-                            self._pieces += 1
-                            if self._update_listeners():  # the whole message per token: only when heard
-                                self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, delta=piece,
-                                                                   message=self._message_now("pending")))
-                            try:
-                                await on_delta(piece)
-                            except ConnectionError as exc:  # writing to the client failed: it is gone
-                                log.debug("run %s: client disconnected: %s", run.id, exc)
-                                raise _Stop("client disconnected") from None
-                        if choice.get("finish_reason"):
-                            run.finish_reason = choice["finish_reason"]
-                    if run.finish_reason is None:  # once finished, only the usage chunk is left
+            async with stream:
+                async for delta in stream:
+                    if delta.usage is not None:
+                        run.usage = usage_dict(delta.usage)
+                    if delta.choice != 0:
+                        continue
+                    piece = delta.content
+                    if piece:
+                        self.text += piece
+                        self._pieces += 1
+                        if self._update_listeners():  # the whole message per token: only when heard
+                            self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, delta=piece,
+                                                               message=self._message_now("pending")))
+                        try:
+                            await on_delta(piece)
+                        except ConnectionError as exc:  # writing to the client failed: it is gone
+                            log.debug("run %s: client disconnected: %s", run.id, exc)
+                            raise _Stop("client disconnected") from None
+                    if delta.finish_reason:
+                        run.finish_reason = delta.finish_reason
+                    if run.finish_reason is None:  # once finished, only the usage is left
                         if run.cancel_requested.is_set():
                             raise _Stop("cancelled")
                         if self.client_gone():
@@ -523,10 +524,12 @@ async def create_run(request: web.Request) -> web.StreamResponse:
         raise APIError(400, "The thread has no messages to answer", param="thread_id", code="empty_thread")
 
     run = Run(thread_id, assistant["id"], model["id"], instructions, parameters, body.metadata or {})
-    chat_request: dict[str, Any] = {"model": model["id"], "messages": messages, **parameters, "stream": True,
-                                    "stream_options": {"include_usage": True}}
+    fmt = None
     if isinstance(body.response_format, ResponseFormat):
-        chat_request["response_format"] = body.response_format.model_dump(exclude_none=True, by_alias=True)
+        fmt = response_format_of(body.response_format)
+    chat_request = ChatRequest(model=model["id"], messages=tuple(ChatMessage.of_text(m["role"], m["content"])
+                                                                 for m in messages),
+                               response_format=fmt, sampling=SamplingOptions.from_mapping(parameters))
 
     bus = request.app[BUS]
     last_user = next((m for m in reversed(history) if m.get("role") == "user"), None)

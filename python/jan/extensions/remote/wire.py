@@ -1,0 +1,185 @@
+"""The OpenAI wire format on the client side: typed requests to upstream bodies, upstream chunks to typed deltas."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jan.services.types import (
+    ChatDelta,
+    ChatMessage,
+    ChatRequest,
+    CompletionDelta,
+    CompletionRequest,
+    ImagePart,
+    AudioPart,
+    NamedToolChoice,
+    SamplingOptions,
+    TextPart,
+    TokenLogprob,
+    ToolCallDelta,
+    TopLogprob,
+    Usage,
+)
+
+__all__ = ["chat_body", "chat_deltas", "completion_body", "completion_deltas", "sampling_body", "usage_of"]
+
+
+def sampling_body(sampling: SamplingOptions) -> dict[str, Any]:
+    body = sampling.given()
+    if "logit_bias" in body:
+        body["logit_bias"] = {str(k): v for k, v in body["logit_bias"].items()}
+    return body
+
+
+def _message(m: ChatMessage) -> dict[str, Any]:
+    import base64
+
+    out: dict[str, Any] = {"role": m.role}
+    if all(isinstance(p, TextPart) for p in m.content):
+        out["content"] = m.text if m.content or not m.tool_calls else None
+    else:
+        parts = []
+        for p in m.content:
+            if isinstance(p, TextPart):
+                parts.append({"type": "text", "text": p.text})
+            elif isinstance(p, ImagePart):
+                url = f"data:{p.mime_type};base64,{base64.b64encode(p.data).decode()}"
+                parts.append({"type": "image_url", "image_url": {"url": url}})
+            elif isinstance(p, AudioPart):
+                parts.append({"type": "input_audio",
+                              "input_audio": {"data": base64.b64encode(p.data).decode(), "format": p.format}})
+        out["content"] = parts
+    if m.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                             for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    if m.name is not None:
+        out["name"] = m.name
+    return out
+
+
+def chat_body(request: ChatRequest) -> dict[str, Any]:
+    """The ``/chat/completions`` body of a typed request (without ``model``/``stream``)."""
+    body: dict[str, Any] = {"messages": [_message(m) for m in request.messages], **sampling_body(request.sampling)}
+    if request.tools:
+        body["tools"] = [{"type": "function", "function": {k: v for k, v in (("name", t.name),
+                          ("description", t.description), ("parameters", t.parameters), ("strict", t.strict))
+                          if v is not None}} for t in request.tools]
+    choice = request.tool_choice
+    if isinstance(choice, NamedToolChoice):
+        body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+    elif choice is not None:
+        body["tool_choice"] = choice
+    if request.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    fmt = request.response_format
+    if fmt is not None:
+        if fmt.type == "json_schema":
+            schema = {"name": fmt.name or "response", "schema": dict(fmt.schema or {})}
+            if fmt.strict is not None:
+                schema["strict"] = fmt.strict
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        elif fmt.type == "json_object" and fmt.schema:
+            body["response_format"] = {"type": "json_object", "schema": dict(fmt.schema)}
+        else:
+            body["response_format"] = {"type": fmt.type}
+    if request.grammar:
+        body["grammar"] = request.grammar
+    if request.n != 1:
+        body["n"] = request.n
+    if request.logprobs:
+        body["logprobs"] = True
+        if request.top_logprobs:
+            body["top_logprobs"] = request.top_logprobs
+    if request.reasoning is not None and request.reasoning.effort:
+        body["reasoning_effort"] = request.reasoning.effort
+    if request.chat_template_kwargs:
+        body["chat_template_kwargs"] = json.loads(json.dumps(dict(request.chat_template_kwargs)))
+    return body
+
+
+def completion_body(request: CompletionRequest) -> dict[str, Any]:
+    prompts = [p if isinstance(p, str) else list(p) for p in request.prompts]
+    body: dict[str, Any] = {"prompt": prompts[0] if len(prompts) == 1 else prompts, **sampling_body(request.sampling)}
+    if request.n != 1:
+        body["n"] = request.n
+    if request.logprobs is not None:
+        body["logprobs"] = request.logprobs
+    if request.echo:
+        body["echo"] = True
+    if request.grammar:
+        body["grammar"] = request.grammar
+    return body
+
+
+def usage_of(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    details = raw.get("prompt_tokens_details") if isinstance(raw.get("prompt_tokens_details"), dict) else {}
+    return Usage(prompt_tokens=int(raw.get("prompt_tokens") or 0), completion_tokens=int(raw.get("completion_tokens") or 0),
+                 cached_tokens=int(details.get("cached_tokens") or 0))
+
+
+def _bytes(raw: Any) -> list[int]:
+    return list(raw) if isinstance(raw, list) else []
+
+
+def _chat_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):
+        return None
+    return tuple(
+        TokenLogprob(-1, str(item.get("token", "")), _bytes(item.get("bytes")), float(item.get("logprob") or 0.0),
+                     [TopLogprob(-1, str(t.get("token", "")), _bytes(t.get("bytes")), float(t.get("logprob") or 0.0))
+                      for t in item.get("top_logprobs") or [] if isinstance(t, dict)])
+        for item in raw["content"] if isinstance(item, dict)
+    )
+
+
+def chat_deltas(chunk: dict[str, Any]) -> list[ChatDelta]:
+    """One upstream ``chat.completion.chunk`` as typed deltas (``usage`` as a ``choice=-1`` delta)."""
+    out = []
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta") or {}
+        calls = tuple(
+            ToolCallDelta(int(c.get("index", 0)), c.get("id"), (c.get("function") or {}).get("name"),
+                          (c.get("function") or {}).get("arguments") or "")
+            for c in delta.get("tool_calls") or () if isinstance(c, dict)
+        )
+        out.append(ChatDelta(choice=int(choice.get("index", 0)), content=delta.get("content") or "",
+                             reasoning=delta.get("reasoning_content") or delta.get("reasoning") or "",
+                             tool_calls=calls, logprobs=_chat_logprobs(choice.get("logprobs")),
+                             finish_reason=choice.get("finish_reason")))
+    usage = usage_of(chunk.get("usage"))
+    if usage is not None:
+        out.append(ChatDelta(choice=-1, usage=usage))
+    return out
+
+
+def _completion_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("tokens"), list):
+        return None
+    tops = raw.get("top_logprobs") or []
+    values = raw.get("token_logprobs") or []
+    out = []
+    for i, token in enumerate(raw["tokens"]):
+        top = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
+        out.append(TokenLogprob(-1, str(token), list(str(token).encode()), float(values[i] or 0.0) if i < len(values) else 0.0,
+                                [TopLogprob(-1, str(t), list(str(t).encode()), float(lp)) for t, lp in top.items()]))
+    return tuple(out)
+
+
+def completion_deltas(chunk: dict[str, Any]) -> list[CompletionDelta]:
+    out = []
+    for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict):
+            out.append(CompletionDelta(choice=int(choice.get("index", 0)), text=choice.get("text") or "",
+                                       logprobs=_completion_logprobs(choice.get("logprobs")),
+                                       finish_reason=choice.get("finish_reason")))
+    usage = usage_of(chunk.get("usage"))
+    if usage is not None:
+        out.append(CompletionDelta(choice=-1, usage=usage))
+    return out

@@ -1,0 +1,317 @@
+"""OpenAI's wire format over the typed path: request bodies to typed requests, typed deltas to chunks.
+
+The one adapter between ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``
+and :mod:`jan.services`. Other dialects (Anthropic Messages, Responses, Ollama) are
+siblings of this module over the same types.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+import jan
+from jan.server import schemas
+from jan.services.types import (
+    AudioPart,
+    ChatDelta,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    CompletionDelta,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResult,
+    ImagePart,
+    NamedToolChoice,
+    Part,
+    ReasoningOptions,
+    ResponseFormat,
+    SamplingOptions,
+    TextPart,
+    TokenLogprob,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+__all__ = [
+    "ChatChunkEncoder",
+    "CompletionChunkEncoder",
+    "chat_completion",
+    "chat_request",
+    "completion_request",
+    "embedding_request",
+    "embeddings_response",
+    "message_from_openai",
+    "response_format_of",
+    "usage_dict",
+]
+
+
+# -- requests ------------------------------------------------------------------------------
+def _data_url(url: str, what: str) -> tuple[bytes, str]:
+    head, sep, data = url.partition(",")
+    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
+        raise ValueError(f"{what}: only base64 data URLs (data:<type>;base64,...) are accepted")
+    try:
+        return base64.b64decode(data, validate=True), head[5:-7]
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what}: the data URL is not valid base64") from None
+
+
+def _parts(content: Any, where: str) -> tuple[Part, ...]:
+    if content is None:
+        return ()
+    if isinstance(content, str):
+        return (TextPart(content),)
+    parts: list[Part] = []
+    for i, part in enumerate(content):
+        if isinstance(part, schemas.TextPart):
+            parts.append(TextPart(part.text))
+        elif isinstance(part, schemas.ImagePart):
+            data, mime = _data_url(str(part.image_url.get("url", "")), f"{where}.content[{i}].image_url.url")
+            parts.append(ImagePart(data, mime))
+        elif isinstance(part, schemas.InputAudioPart):
+            try:
+                data = base64.b64decode(str(part.input_audio.get("data", "")), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"{where}.content[{i}].input_audio.data: not valid base64") from None
+            parts.append(AudioPart(data, str(part.input_audio.get("format", ""))))
+    return tuple(parts)
+
+
+def message_from_openai(message: schemas.Message, where: str = "messages") -> ChatMessage:
+    """One OpenAI chat message as a typed :class:`ChatMessage`."""
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ())
+    return ChatMessage(message.role, _parts(message.content, where), tool_calls=calls,
+                       tool_call_id=message.tool_call_id, name=message.name)
+
+
+def response_format_of(fmt: schemas.ResponseFormat | None) -> ResponseFormat | None:
+    if fmt is None:
+        return None
+    if fmt.type == "json_schema" and fmt.json_schema is not None:
+        js = fmt.json_schema
+        return ResponseFormat("json_schema", schema=js.schema_ or None, name=js.name, strict=js.strict)
+    return ResponseFormat(fmt.type, schema=fmt.schema_ or None)
+
+
+def sampling_of(body: Any) -> SamplingOptions:
+    """The sampling fields of a request body (OpenAI's plus llama.cpp's extras)."""
+    return SamplingOptions.from_mapping(body.model_dump(exclude_none=True))
+
+
+def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
+    """``POST /v1/chat/completions`` as a typed :class:`ChatRequest`."""
+    choice: Any = body.tool_choice
+    if isinstance(choice, schemas.NamedToolChoice):
+        choice = NamedToolChoice(choice.function.name)
+    tools = tuple(ToolSpec(t.function.name, t.function.description, t.function.parameters, t.function.strict)
+                  for t in body.tools or ())
+    return ChatRequest(
+        model=body.model,
+        messages=tuple(message_from_openai(m, f"messages[{i}]") for i, m in enumerate(body.messages)),
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=body.parallel_tool_calls,
+        response_format=response_format_of(body.response_format),
+        grammar=body.grammar,
+        sampling=sampling_of(body),
+        n=body.n,
+        logprobs=bool(body.logprobs),
+        top_logprobs=body.top_logprobs or 0,
+        reasoning=ReasoningOptions(effort=body.reasoning_effort) if body.reasoning_effort else None,
+        chat_template_kwargs=body.chat_template_kwargs,
+    )
+
+
+def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
+    """``POST /v1/completions`` as a typed :class:`CompletionRequest` (OpenAI's four prompt forms)."""
+    prompt = body.prompt
+    if isinstance(prompt, str):
+        prompts: list[Any] = [prompt]
+    elif prompt and all(isinstance(t, int) for t in prompt):
+        prompts = [tuple(prompt)]
+    else:
+        prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
+    return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
+                             logprobs=body.logprobs, echo=body.echo, grammar=body.grammar)
+
+
+def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:
+    inputs = body.input
+    if isinstance(inputs, str) or (inputs and all(isinstance(t, int) for t in inputs)):
+        inputs = [inputs]
+    return EmbeddingRequest(model=body.model,
+                            inputs=tuple(x if isinstance(x, str) else tuple(x) for x in inputs),
+                            dimensions=body.dimensions)
+
+
+# -- responses -------------------------------------------------------------------------------
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+def _header(kind: str, model_id: str) -> dict[str, Any]:
+    prefix = "chatcmpl" if kind.startswith("chat.") else "cmpl"
+    return {
+        "id": f"{prefix}-{uuid.uuid4().hex[:24]}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model_id,
+        "system_fingerprint": f"jan-{jan.__version__}",
+    }
+
+
+def _chat_logprobs(items: Iterable[TokenLogprob], top: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "token": lp.token,
+            "logprob": lp.logprob,
+            "bytes": lp.bytes,
+            "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in lp.top[:top]],
+        }
+        for lp in items
+    ]
+
+
+def _delta_fields(delta: ChatDelta) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if delta.content:
+        out["content"] = delta.content
+    if delta.reasoning:
+        out["reasoning_content"] = delta.reasoning
+    if delta.tool_calls:
+        calls = []
+        for c in delta.tool_calls:
+            if c.id is not None or c.name is not None:
+                calls.append({"index": c.index, "id": c.id, "type": "function",
+                              "function": {"name": c.name or "", "arguments": c.arguments}})
+            else:
+                calls.append({"index": c.index, "function": {"arguments": c.arguments}})
+        out["tool_calls"] = calls
+    return out
+
+
+class ChatChunkEncoder:
+    """Typed deltas to ``chat.completion.chunk`` dicts (one id and timestamp per response)."""
+
+    def __init__(self, model_id: str, *, top_logprobs: int = 0, include_usage: bool = False):
+        self.header = _header("chat.completion.chunk", model_id)
+        self.top_logprobs = top_logprobs
+        self.include_usage = include_usage
+        self._started: set[int] = set()
+
+    def encode(self, delta: ChatDelta) -> dict[str, Any] | None:
+        """The chunk for ``delta``, or None when it carries nothing to send."""
+        if delta.choice < 0:
+            if delta.usage is None or not self.include_usage:
+                return None
+            return {**self.header, "choices": [], "usage": usage_dict(delta.usage)}
+        fields = _delta_fields(delta)
+        first = delta.choice not in self._started
+        if not fields and not first and delta.logprobs is None and delta.finish_reason is None:
+            return None
+        if first:
+            fields = {"role": "assistant", **({"content": ""} if not fields else {}), **fields}
+            self._started.add(delta.choice)
+        logprobs = None
+        if delta.logprobs is not None:
+            logprobs = {"content": _chat_logprobs(delta.logprobs, self.top_logprobs), "refusal": None}
+        return {**self.header, "choices": [{"index": delta.choice, "delta": fields, "logprobs": logprobs,
+                                            "finish_reason": delta.finish_reason}]}
+
+
+def chat_completion(result: ChatResult, *, top_logprobs: int = 0) -> dict[str, Any]:
+    """A ``chat.completion`` response body."""
+    choices = []
+    for index, choice in enumerate(result.choices):
+        m = choice.message
+        message: dict[str, Any] = {"role": m.role, "content": m.text if m.content else None}
+        if m.reasoning:
+            message["reasoning_content"] = m.reasoning
+        if m.tool_calls:
+            message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name,
+                                                                                   "arguments": c.arguments}}
+                                     for c in m.tool_calls]
+        logprobs = {"content": _chat_logprobs(choice.logprobs, top_logprobs)} if choice.logprobs else None
+        choices.append({"index": index, "message": message, "logprobs": logprobs,
+                        "finish_reason": choice.finish_reason})
+    return {**_header("chat.completion", result.model), "choices": choices, "usage": usage_dict(result.usage)}
+
+
+class CompletionChunkEncoder:
+    """Typed completion deltas to ``text_completion`` chunks, and their aggregate."""
+
+    def __init__(self, model_id: str, *, logprobs: bool = False, include_usage: bool = False):
+        self.header = _header("text_completion", model_id)
+        self.logprobs = logprobs
+        self.include_usage = include_usage
+        self._offsets: dict[int, int] = {}
+        self._choices: dict[int, dict[str, Any]] = {}
+        self.usage: Usage | None = None
+
+    def encode(self, delta: CompletionDelta) -> dict[str, Any] | None:
+        if delta.choice < 0:
+            self.usage = delta.usage
+            if delta.usage is None or not self.include_usage:
+                return None
+            return {**self.header, "choices": [], "usage": usage_dict(delta.usage)}
+        logprobs = None
+        offset = self._offsets.get(delta.choice, 0)
+        if self.logprobs:
+            items = list(delta.logprobs or ())
+            offsets = []
+            for lp in items:
+                offsets.append(offset)
+                offset += len(lp.token)
+            if delta.logprobs is None:
+                offset += len(delta.text)  # echoed prompt text: no tokens, but it moves the offsets
+            logprobs = {"tokens": [lp.token for lp in items], "token_logprobs": [lp.logprob for lp in items],
+                        "top_logprobs": [{t.token: t.logprob for t in lp.top} for lp in items],
+                        "text_offset": offsets}
+            self._offsets[delta.choice] = offset
+        choice = {"index": delta.choice, "text": delta.text, "logprobs": logprobs,
+                  "finish_reason": delta.finish_reason}
+        self._fold(choice)
+        return {**self.header, "choices": [choice]}
+
+    def _fold(self, choice: dict[str, Any]) -> None:
+        state = self._choices.setdefault(choice["index"], {"index": choice["index"], "text": "", "logprobs": None,
+                                                           "finish_reason": None})
+        state["text"] += choice["text"]
+        if choice["logprobs"] is not None:
+            target = state["logprobs"] = state["logprobs"] or {}
+            for key, value in choice["logprobs"].items():
+                target.setdefault(key, []).extend(value)
+        if choice["finish_reason"]:
+            state["finish_reason"] = choice["finish_reason"]
+
+    def response(self) -> dict[str, Any]:
+        """The whole ``text_completion`` (every delta encoded so far, folded)."""
+        return {**self.header, "choices": [self._choices[i] for i in sorted(self._choices)],
+                "usage": usage_dict(self.usage) if self.usage is not None else None}
+
+
+def embeddings_response(result: EmbeddingResult, encoding_format: str = "float") -> dict[str, Any]:
+    data = []
+    for i, vec in enumerate(result.vectors):
+        if encoding_format == "base64":
+            value: Any = base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode()
+        else:
+            value = np.asarray(vec, dtype=np.float32).tolist() if not isinstance(vec, list) else vec
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return {"object": "list", "data": data, "model": result.model,
+            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}}

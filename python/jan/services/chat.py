@@ -1,0 +1,190 @@
+"""The chat service: a typed :class:`ChatRequest` in, typed :class:`ChatDelta` pieces out.
+
+For a local engine it renders the model's chat template, tokenizes, builds the grammar
+(tools, response format), submits ``n`` choices and parses each choice's output
+(:mod:`jan.services.output`); a message engine gets the request whole. Either way the
+sampling layers are folded with the one precedence rule first: request > (thread > assistant,
+which the runs service adds) > model.json ``parameters``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from jan.core import LocalInferenceExtension, LocalModel
+from jan.engine.results import Usage
+from jan.services.errors import RequestError
+from jan.services.local import chat_prompt, constraint_grammar, merged, off_loop, seeds
+from jan.services.models import ModelService, Target
+from jan.services.output import output_parser
+from jan.services.streams import DeltaStream
+from jan.services.types import (
+    ChatDelta,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    ChoiceResult,
+    RenderedPrompt,
+    SamplingOptions,
+    TextPart,
+    ToolCall,
+    resolve_sampling,
+)
+
+__all__ = ["ChatAggregator", "ChatService", "combined_usage"]
+
+
+def combined_usage(usages: list[Usage]) -> Usage:
+    """One request's usage from its choices': the prompt once, every choice's generated tokens."""
+    if not usages:
+        return Usage()
+    first = usages[0]
+    return replace(first, completion_tokens=sum(u.completion_tokens for u in usages))
+
+
+class ChatService:
+    """Chat completions on any engine; see the module docstring."""
+
+    def __init__(self, models: ModelService):
+        self.models = models
+
+    # -- public --------------------------------------------------------------
+    def stream(self, request: ChatRequest) -> DeltaStream[ChatDelta]:
+        """The request's deltas: per choice content / reasoning / tool-call pieces, then one with
+        its ``finish_reason``; last a ``choice == -1`` delta with the request's ``usage``.
+
+        Setup errors raise from the first ``__anext__``: ``ModelNotFoundError``,
+        ``ModelLoadError``, ``TemplateError``/``GrammarError``/``ValueError`` (bad input),
+        ``ContextOverflowError``, ``QueueFullError``. Closing the stream cancels the generation.
+        """
+        async def open_() -> tuple[str, AsyncIterator[ChatDelta]]:
+            target = await self.models.resolve(request.model)
+            layered = self._layered(request, target)
+            if isinstance(target.engine, LocalInferenceExtension):
+                return target.id, self._local(target, layered)
+            return target.id, target.engine.chat(target.model, layered)
+
+        return DeltaStream(open_)
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        """The whole completion (the stream aggregated); same errors as :meth:`stream`."""
+        stream = self.stream(request)
+        aggregator = ChatAggregator()
+        async with stream:
+            async for delta in stream:
+                aggregator.add(delta)
+        return aggregator.result(stream.model or request.model or "")
+
+    async def render(self, request: ChatRequest) -> RenderedPrompt:
+        """The prompt the model would see: the rendered template text and its token ids.
+
+        ``RequestError`` for a model whose engine renders prompts itself (a remote one).
+        """
+        target = await self.models.resolve(request.model)
+        if not isinstance(target.engine, LocalInferenceExtension):
+            raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
+                               "renders its prompts itself", param="model", code="not_supported")
+        local = await target.engine.acquire(target.model)
+        text, tokens = await off_loop(chat_prompt, local, request)
+        return RenderedPrompt(target.id, text, tuple(tokens))
+
+    # -- internals -------------------------------------------------------------
+    @staticmethod
+    def _layered(request: ChatRequest, target: Target) -> ChatRequest:
+        return request.with_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
+
+    async def _local(self, target: Target, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        local: LocalModel = await target.engine.acquire(target.model)
+        _text, tokens = await off_loop(chat_prompt, local, request)
+        grammar = await off_loop(constraint_grammar, request)
+        options = resolve_sampling(request.sampling).given()
+        seed = options.pop("seed", None)
+        if local.end_of_turn:
+            options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
+        requests = await off_loop(_submit, local, tokens, options, seeds(seed, request.n), grammar=grammar,
+                                  logprobs=request.logprobs, top_logprobs=request.top_logprobs)
+        parsers = [output_parser(request) for _ in range(request.n)]
+        started = [False] * request.n
+        usages: list[Usage | None] = [None] * request.n
+        async for index, chunk in merged(requests):
+            parser = parsers[index]
+            deltas = parser.feed(chunk.text)
+            if chunk.finish_reason is not None:
+                deltas += parser.finish(chunk.finish_reason)
+            logprobs = tuple(chunk.logprobs) if request.logprobs and chunk.logprobs else None
+            if not deltas and (logprobs or not started[index]):
+                deltas = [ChatDelta()]
+            for k, delta in enumerate(deltas):
+                yield replace(delta, choice=index, logprobs=logprobs if k == 0 else None)
+            started[index] = True
+            if chunk.finish_reason is not None:
+                usages[index] = chunk.usage
+                finish = chunk.finish_reason
+                if finish == "stop" and parser.made_tool_calls:
+                    finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
+                yield ChatDelta(choice=index, finish_reason=finish)
+        yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]))
+
+
+def _submit(local: LocalModel, tokens: list[int], options: dict[str, Any], choice_seeds: list[int],
+            **extra: Any) -> list:
+    """Blocking (llama.cpp parses the grammar): one engine request per choice; all or none."""
+    requests = []
+    try:
+        for seed in choice_seeds:
+            requests.append(local.model.stream(tokens, **options, seed=seed, **extra))
+    except BaseException:
+        for r in requests:
+            r.cancel()
+        raise
+    return requests
+
+
+class ChatAggregator:
+    """Folds :class:`ChatDelta` pieces into a :class:`ChatResult`: text and reasoning appended,
+    tool calls merged by index, logprobs appended, the last finish_reason and usage kept."""
+
+    def __init__(self) -> None:
+        self._choices: dict[int, dict[str, Any]] = {}
+        self.usage: Usage | None = None
+
+    def add(self, delta: ChatDelta) -> None:
+        if delta.usage is not None:
+            self.usage = delta.usage
+        if delta.choice < 0:
+            return
+        state = self._choices.get(delta.choice)
+        if state is None:
+            state = self._choices[delta.choice] = {"content": [], "reasoning": [], "calls": {}, "logprobs": None,
+                                                   "finish_reason": None}
+        if delta.content:
+            state["content"].append(delta.content)
+        if delta.reasoning:
+            state["reasoning"].append(delta.reasoning)
+        for piece in delta.tool_calls:
+            call = state["calls"].setdefault(piece.index, {"id": None, "name": "", "arguments": []})
+            if piece.id:
+                call["id"] = piece.id
+            if piece.name:
+                call["name"] += piece.name
+            if piece.arguments:
+                call["arguments"].append(piece.arguments)
+        if delta.logprobs:
+            state["logprobs"] = (state["logprobs"] or ()) + tuple(delta.logprobs)
+        if delta.finish_reason:
+            state["finish_reason"] = delta.finish_reason
+
+    def result(self, model: str) -> ChatResult:
+        choices = []
+        for index in sorted(self._choices):
+            s = self._choices[index]
+            text = "".join(s["content"])
+            calls = tuple(ToolCall(c["id"] or "", c["name"], "".join(c["arguments"]))
+                          for _, c in sorted(s["calls"].items()))
+            message = ChatMessage("assistant", (TextPart(text),) if text or not calls else (), tool_calls=calls,
+                                  reasoning="".join(s["reasoning"]) or None)
+            choices.append(ChoiceResult(message, s["finish_reason"] or "stop", s["logprobs"]))
+        return ChatResult(model, tuple(choices), self.usage or Usage())
+

@@ -1,0 +1,86 @@
+"""The text completion service: prompts (text or token ids) in, :class:`CompletionDelta` pieces out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from jan.core import LocalInferenceExtension
+from jan.engine.results import Usage
+from jan.services.local import merged, off_loop, seeds
+from jan.services.models import ModelService, Target
+from jan.services.streams import DeltaStream
+from jan.services.types import CompletionDelta, CompletionRequest, SamplingOptions, merge_options, resolve_sampling
+
+__all__ = ["CompletionService"]
+
+
+class CompletionService:
+    """Text completions on any engine. Choices are numbered prompt-major (prompt ``i``'s choice
+    ``j`` is ``i * n + j``)."""
+
+    def __init__(self, models: ModelService):
+        self.models = models
+
+    def stream(self, request: CompletionRequest) -> DeltaStream[CompletionDelta]:
+        """Per choice text pieces (with ``echo``, the prompt's text first, as its own delta),
+        the last one with its ``finish_reason``; then ``choice == -1`` with ``usage`` (each
+        prompt's tokens once, every choice's generated tokens). Errors as
+        :meth:`ChatService.stream`."""
+        async def open_() -> tuple[str, AsyncIterator[CompletionDelta]]:
+            target = await self.models.resolve(request.model)
+            layered = replace(request, sampling=_layer(request, target))
+            if isinstance(target.engine, LocalInferenceExtension):
+                return target.id, self._local(target, layered)
+            return target.id, target.engine.complete(target.model, layered)
+
+        return DeltaStream(open_)
+
+    async def _local(self, target: Target, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
+        local = await target.engine.acquire(target.model)
+        model = local.model
+        options = resolve_sampling(request.sampling).given()
+        seed = options.pop("seed", None)
+        want_logprobs = request.logprobs is not None
+
+        def submit() -> tuple[list, list[str]]:
+            requests, echo = [], []
+            try:
+                for prompt in request.prompts:
+                    text = prompt if isinstance(prompt, str) else model.detokenize(list(prompt))
+                    for s in seeds(seed, request.n):
+                        requests.append(model.stream(prompt if isinstance(prompt, str) else list(prompt), **options,
+                                                     seed=s, grammar=request.grammar, logprobs=want_logprobs,
+                                                     top_logprobs=request.logprobs or 0))
+                        echo.append(text if request.echo else "")
+            except BaseException:
+                for r in requests:
+                    r.cancel()
+                raise
+            return requests, echo
+
+        requests, echo = await off_loop(submit)
+        usages: dict[int, Usage] = {}
+        async for index, chunk in merged(requests):
+            if echo[index]:
+                yield CompletionDelta(choice=index, text=echo[index])
+                echo[index] = ""
+            logprobs = tuple(chunk.logprobs or ()) if want_logprobs else None
+            yield CompletionDelta(choice=index, text=chunk.text, logprobs=logprobs, finish_reason=chunk.finish_reason)
+            if chunk.finish_reason is not None:
+                usages[index] = chunk.usage
+        yield CompletionDelta(choice=-1, usage=_usage(usages, request.n, len(request.prompts)))
+
+
+def _layer(request: CompletionRequest, target: Target) -> SamplingOptions:
+    return merge_options(request.sampling, SamplingOptions.from_mapping(target.model.get("parameters")))
+
+
+def _usage(usages: dict[int, Usage], n: int, n_prompts: int) -> Usage:
+    if not usages:
+        return Usage()
+    ordered = [usages[i] for i in sorted(usages)]
+    prompt = sum(usages[i * n].prompt_tokens for i in range(n_prompts) if i * n in usages)
+    fields: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": sum(u.completion_tokens for u in ordered)}
+    return replace(ordered[0], **fields)

@@ -1,0 +1,36 @@
+"""The embeddings service: texts or token lists in, one vector per input out."""
+
+from __future__ import annotations
+
+from jan.core import LocalInferenceExtension
+from jan.services.local import off_loop
+from jan.services.models import ModelService
+from jan.services.types import EmbeddingRequest, EmbeddingResult
+
+__all__ = ["EmbeddingService"]
+
+
+class EmbeddingService:
+    def __init__(self, models: ModelService):
+        self.models = models
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        """Vectors (float32 arrays for local models, L2-normalized) in input order.
+
+        ``ValueError`` when ``dimensions`` is not the model's; errors of model resolution as
+        :meth:`ModelService.resolve`.
+        """
+        target = await self.models.resolve(request.model)
+        if not isinstance(target.engine, LocalInferenceExtension):
+            return await target.engine.embed(target.model, request)
+        local = await target.engine.acquire(target.model)
+        model = local.model
+        if request.dimensions is not None and request.dimensions != model.info.n_embd:
+            raise ValueError(f"dimensions: this model returns {model.info.n_embd}-dimensional embeddings")
+
+        def run() -> tuple[list[list[int]], object]:
+            tokens = [model.tokenize(x) if isinstance(x, str) else list(x) for x in request.inputs]
+            return tokens, model.embed(tokens)
+
+        tokens, vectors = await off_loop(run)
+        return EmbeddingResult(target.id, tuple(vectors), sum(len(t) for t in tokens))

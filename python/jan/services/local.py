@@ -1,0 +1,162 @@
+"""Generation on a local engine's model: prompts, constraints, seeds, and the ``n`` interleaved requests.
+
+Everything slow here (template rendering, tokenizing, grammar building, submitting with a
+grammar, which llama.cpp parses) is called through :func:`off_loop`, so the event loop keeps
+serving other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
+
+import jan
+from jan.core import LocalModel
+from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
+from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar, tool_call_grammar
+
+T = TypeVar("T")
+
+__all__ = ["chat_prompt", "constraint_grammar", "merged", "off_loop", "seeds", "template_messages", "template_tools"]
+
+
+async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """Run blocking work in a worker thread."""
+    return await asyncio.to_thread(fn, *args, **kw)
+
+
+# -- prompts ---------------------------------------------------------------------------
+def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Typed messages in the shape chat templates expect (OpenAI's message dicts)."""
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if any(isinstance(p, (ImagePart, AudioPart)) for p in m.content):
+            kinds = sorted({p.type for p in m.content if not isinstance(p, TextPart)})
+            raise ValueError(f"messages[{i}]: content parts of type {', '.join(kinds)} are not supported by this model")
+        msg: dict[str, Any] = {"role": m.role}
+        texts = [p.text for p in m.content if isinstance(p, TextPart)]
+        if texts:
+            msg["content"] = "\n".join(texts)
+        else:  # an assistant turn may hold only tool calls; templates decide how to print None
+            msg["content"] = None if m.role == "assistant" else ""
+        if m.tool_calls:
+            msg["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                                 for c in m.tool_calls]
+        if m.tool_call_id is not None:
+            msg["tool_call_id"] = m.tool_call_id
+        if m.name is not None:
+            msg["name"] = m.name
+        if m.reasoning:
+            msg["reasoning_content"] = m.reasoning
+        out.append(msg)
+    return out
+
+
+def template_tools(request: ChatRequest) -> list[dict[str, Any]] | None:
+    """The request's active tools as OpenAI tool dicts (what templates print), or None."""
+    tools = request.active_tools
+    if not tools:
+        return None
+    out = []
+    for t in tools:
+        fn: dict[str, Any] = {"name": t.name}
+        if t.description is not None:
+            fn["description"] = t.description
+        if t.parameters is not None:
+            fn["parameters"] = json.loads(json.dumps(t.parameters))
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def chat_prompt(local: LocalModel, request: ChatRequest) -> tuple[str, list[int]]:
+    """Blocking: render the chat template and tokenize the result; returns (text, token ids).
+
+    The template writes BOS itself where the model wants it; one is added only when the model
+    wants BOS and the template did not write it.
+    """
+    model = local.model
+    text = local.template.render(template_messages(request.messages), tools=template_tools(request),
+                                 add_generation_prompt=True, **dict(request.chat_template_kwargs or {}))
+    tokens = model.tokenize(text, add_special=False, parse_special=True)
+    bos = model.info.special_tokens.get("bos")
+    if bos is not None and model.add_bos and (not tokens or tokens[0] != bos):
+        tokens = [bos, *tokens]
+    return text, tokens
+
+
+# -- constraints -----------------------------------------------------------------------
+def constraint_grammar(request: ChatRequest) -> str | None:
+    """Blocking: the GBNF grammar that enforces tool_choice / response_format / an explicit grammar."""
+    tools = request.tools
+    choice = request.tool_choice
+    if tools and (choice == "required" or isinstance(choice, NamedToolChoice)):
+        tool_dicts = [{"type": "function", "function": {"name": t.name, "parameters": dict(t.parameters or {})}}
+                      for t in tools]
+        named = {"type": "function", "function": {"name": choice.name}} if isinstance(choice, NamedToolChoice) else choice
+        return tool_call_grammar(tool_dicts, named, parallel_tool_calls=request.parallel_tool_calls is not False)
+    fmt = request.response_format
+    if fmt is not None and fmt.type in ("json_schema", "json_object"):
+        return json_schema_to_grammar(dict(fmt.schema)) if fmt.schema else JSON_OBJECT_GRAMMAR
+    return request.grammar or None
+
+
+# -- n choices ---------------------------------------------------------------------------
+def seeds(seed: int | None, n: int) -> list[int]:
+    """One seed per choice: consecutive from the request's seed (reproducible), else fresh ones."""
+    base = seed if seed is not None else random.randrange(2**32)
+    return [(base + i) & 0xFFFFFFFF for i in range(n)]
+
+
+async def merged(requests: list[jan.Request]) -> AsyncIterator[tuple[int, jan.Chunk]]:
+    """Yield ``(choice_index, chunk)`` as each request produces them; an ``error`` chunk raises
+    ``EngineError``.
+
+    Closing this generator (a client that went away) cancels every request, so their slots
+    are free at the engine's next step.
+    """
+    if len(requests) == 1:
+        try:
+            async for chunk in requests[0]:
+                _check(chunk)
+                yield 0, chunk
+        finally:
+            requests[0].cancel()
+        return
+
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    async def pump(index: int, request: jan.Request) -> None:
+        try:
+            async for chunk in request:
+                queue.put_nowait((index, chunk))
+        except BaseException as exc:  # forwarded to the consumer, which re-raises
+            queue.put_nowait((index, exc))
+        finally:
+            queue.put_nowait((index, done))
+
+    tasks = [asyncio.create_task(pump(i, r)) for i, r in enumerate(requests)]
+    remaining = len(tasks)
+    try:
+        while remaining:
+            index, item = await queue.get()
+            if item is done:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                _check(item)
+                yield index, item
+    finally:
+        for request in requests:
+            request.cancel()
+        for task in tasks:
+            task.cancel()
+
+
+def _check(chunk: jan.Chunk) -> None:
+    if chunk.finish_reason == "error":
+        raise jan.EngineError(chunk.error or "generation failed")

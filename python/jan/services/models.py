@@ -1,0 +1,86 @@
+"""Model resolution: a request's model id (or none) to its model.json and the engine that serves it."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from jan.core import ExtensionManager, ExtensionNotFoundError, InferenceExtension, ModelExtension
+from jan.errors import ModelNotFoundError
+from jan.services.errors import RequestError, ServiceUnavailableError
+
+__all__ = ["ModelService", "Target"]
+
+DEFAULT_ENGINE = "llama.cpp"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved model: its model.json dict (with ``file_path`` for local weights) and its engine."""
+
+    model: dict[str, Any]
+    engine: InferenceExtension
+
+    @property
+    def id(self) -> str:
+        return self.model["id"]
+
+
+class ModelService:
+    """Finds models and their engines through the extension manager — the one model→engine rule."""
+
+    def __init__(self, manager: ExtensionManager):
+        self.manager = manager
+
+    def model_extension(self) -> ModelExtension:
+        """The enabled model manager; :class:`ServiceUnavailableError` when none is."""
+        try:
+            return self.manager.get(ModelExtension)
+        except ExtensionNotFoundError:
+            raise ServiceUnavailableError("No enabled extension manages models (enable 'models')",
+                                          builtin="models") from None
+
+    def engine_for(self, model: dict[str, Any]) -> InferenceExtension:
+        """The engine named by ``model["engine"]`` (llama.cpp when unset); :class:`RequestError` when
+        no enabled extension provides it."""
+        name = model.get("engine") or DEFAULT_ENGINE
+        try:
+            return self.manager.get_inference(name)
+        except LookupError:
+            raise RequestError(f"No enabled extension provides the engine '{name}' for model '{model['id']}'",
+                               param="model", code="engine_unavailable") from None
+
+    async def get(self, model_id: str) -> dict[str, Any]:
+        """The model.json of ``model_id``; ``ModelNotFoundError`` when there is none."""
+        try:
+            return await self.model_extension().get_model(model_id)
+        except (ModelNotFoundError, KeyError):
+            raise ModelNotFoundError(f"The model '{model_id}' does not exist") from None
+
+    async def resolve(self, model_id: str | None) -> Target:
+        """The model (``None``: the only loaded model) and its engine.
+
+        Raises ``ModelNotFoundError``, :class:`RequestError` (no model given and not exactly one
+        loaded; engine not enabled) or :class:`ServiceUnavailableError`.
+        """
+        if not model_id:
+            model_id = await self.default_model_id()
+        model = await self.get(model_id)
+        return Target(model, self.engine_for(model))
+
+    async def loaded_model_ids(self) -> list[str]:
+        """Every engine's loaded models (an engine that fails to answer counts as none)."""
+        ids: list[str] = []
+        for engine in self.manager.engines().values():
+            with contextlib.suppress(Exception):
+                ids += [m for m in await engine.loaded_models() if m not in ids]
+        return ids
+
+    async def default_model_id(self) -> str:
+        loaded = await self.loaded_model_ids()
+        if len(loaded) == 1:
+            return loaded[0]
+        detail = "none is loaded" if not loaded else f"{len(loaded)} are loaded"
+        raise RequestError(f"Name a model: 'model' may be left out only when exactly one model is loaded ({detail})",
+                           param="model", code="model_required")

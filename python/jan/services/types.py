@@ -1,0 +1,477 @@
+"""The typed path: what every front end builds and every service takes and yields.
+
+Front ends (the OpenAI routes, the CLI, the Python API, later other dialects) turn their
+wire format into these frozen dataclasses; services take them, call the engines and yield
+typed deltas back; each front end only formats those. Nothing here knows HTTP or JSON.
+
+Options are layered: a field that is ``None`` was not given and never overrides a layer
+below it. :func:`resolve_sampling` and :func:`resolve_load` are the one precedence rule
+(first non-``None`` per field wins) followed by the one defaults table
+(:data:`SAMPLING_DEFAULTS`, :data:`LOAD_DEFAULTS`). The layers, top first: request >
+thread > assistant > model.json > command-line flags (load options only) > extension
+settings > built-in defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, Union
+
+from jan.engine.results import TokenLogprob, TopLogprob, Usage
+
+__all__ = [
+    "AudioPart",
+    "ChatDelta",
+    "ChatMessage",
+    "ChatRequest",
+    "ChatResult",
+    "ChoiceResult",
+    "CompletionDelta",
+    "CompletionRequest",
+    "EmbeddingRequest",
+    "EmbeddingResult",
+    "ImagePart",
+    "LOAD_DEFAULTS",
+    "LoadOptions",
+    "NamedToolChoice",
+    "Part",
+    "ReasoningOptions",
+    "RenderedPrompt",
+    "ResponseFormat",
+    "SAMPLING_DEFAULTS",
+    "SamplingOptions",
+    "TextPart",
+    "TokenLogprob",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
+    "ToolSpec",
+    "TopLogprob",
+    "Usage",
+    "merge_options",
+    "resolve_load",
+    "resolve_sampling",
+]
+
+
+# -- content parts -------------------------------------------------------------------
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+    type: Literal["text"] = field(default="text", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image as its encoded file bytes (PNG, JPEG, ...) and MIME type."""
+
+    data: bytes
+    mime_type: str
+    type: Literal["image"] = field(default="image", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class AudioPart:
+    """Audio as its encoded file bytes and format (``"wav"``, ``"mp3"``)."""
+
+    data: bytes
+    format: str
+    type: Literal["audio"] = field(default="audio", init=False, repr=False)
+
+
+Part = Union[TextPart, ImagePart, AudioPart]
+
+
+# -- messages and tools ----------------------------------------------------------------
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model made: ``arguments`` is the JSON text of the arguments object."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One turn. ``role``: system, developer, user, assistant or tool."""
+
+    role: str
+    content: tuple[Part, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    reasoning: str | None = None
+
+    @classmethod
+    def of_text(cls, role: str, text: str, **kw: Any) -> "ChatMessage":
+        return cls(role, (TextPart(text),) if text else (), **kw)
+
+    @property
+    def text(self) -> str:
+        """The text parts joined (``""`` when there are none)."""
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call; ``parameters`` is its arguments' JSON schema."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
+class NamedToolChoice:
+    """Force a call of this one tool."""
+
+    name: str
+
+
+ToolChoice = Union[Literal["auto", "none", "required"], NamedToolChoice]
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """``text``, ``json_object`` (any object, or one matching ``schema`` if given) or ``json_schema``."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema: Mapping[str, Any] | None = None
+    name: str | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
+class ReasoningOptions:
+    """How a reasoning model should think and how its thoughts come back (all optional)."""
+
+    effort: str | None = None
+    format: str | None = None
+    budget_tokens: int | None = None
+    enabled: bool | None = None
+
+
+# -- options: one defaults table and one precedence function per kind -----------------------
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Sampling for one request; ``None`` = not given here (a lower layer or the default decides).
+
+    ``max_tokens``: generated tokens at most (``None``: until the end of the context);
+    ``temperature`` <= 0 is greedy; ``stop`` strings end generation and are not returned;
+    ``logit_bias`` maps token ids to additive biases.
+    """
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    typical_p: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    logit_bias: Mapping[int, float] | None = None
+    stop: tuple[str, ...] | None = None
+    ignore_eos: bool | None = None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> "SamplingOptions":
+        """A layer from a dict in Jan's/OpenAI's terms (model.json ``parameters``, a thread's or an
+        assistant's ``parameters``, a request body). Unknown keys are ignored; Jan's ``max_tokens``
+        of -1/0 ("no limit") and an empty ``stop`` list mean "not given"; ``max_completion_tokens``
+        is OpenAI's newer name for ``max_tokens`` and wins over it."""
+        if not isinstance(values, Mapping):
+            return cls()
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            value = values.get(f.name)
+            if value is not None:
+                kw[f.name] = value
+        if values.get("max_completion_tokens") is not None:
+            kw["max_tokens"] = values["max_completion_tokens"]
+        if isinstance(kw.get("max_tokens"), int) and not isinstance(kw["max_tokens"], bool) and kw["max_tokens"] <= 0:
+            del kw["max_tokens"]
+        stop = kw.get("stop")
+        if stop is not None:
+            stops = (stop,) if isinstance(stop, str) else tuple(stop)
+            if stops:
+                kw["stop"] = stops
+            else:
+                del kw["stop"]
+        bias = kw.get("logit_bias")
+        if bias is not None:
+            if bias:
+                kw["logit_bias"] = {int(k): float(v) for k, v in dict(bias).items()}
+            else:
+                del kw["logit_bias"]
+        return cls(**kw)
+
+    def given(self) -> dict[str, Any]:
+        """The fields that are set, as keyword arguments (``stop`` as a list)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        if "stop" in out:
+            out["stop"] = list(out["stop"])
+        if "logit_bias" in out:
+            out["logit_bias"] = dict(out["logit_bias"])
+        return out
+
+
+#: The built-in sampling defaults, as llama.cpp's server has them (results are comparable).
+SAMPLING_DEFAULTS = SamplingOptions(
+    max_tokens=None,
+    temperature=0.8,
+    top_k=40,
+    top_p=0.95,
+    min_p=0.05,
+    typical_p=1.0,
+    repeat_penalty=1.0,
+    repeat_last_n=64,
+    presence_penalty=0.0,
+    frequency_penalty=0.0,
+    seed=None,
+    logit_bias=None,
+    stop=None,
+    ignore_eos=False,
+)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a local model is loaded; ``None`` = not given at this layer.
+
+    ``n_ctx``: context tokens per slot (``None``: the model's training context, at most 4096);
+    ``n_parallel``: slots (requests served at once); ``max_queue``: requests that may wait for a
+    slot; ``n_gpu_layers``: layers offloaded (-1: all).
+    """
+
+    n_ctx: int | None = None
+    n_parallel: int | None = None
+    n_batch: int | None = None
+    n_threads: int | None = None
+    n_gpu_layers: int | None = None
+    max_queue: int | None = None
+    flash_attn: bool | None = None
+    use_mmap: bool | None = None
+    kv_unified: bool | None = None
+    embedding: bool | None = None
+    pooling: str | None = None
+
+    #: model.json ``settings`` key -> field
+    MODEL_JSON_KEYS = {
+        "ctx_len": "n_ctx",
+        "ngl": "n_gpu_layers",
+        "n_parallel": "n_parallel",
+        "cpu_threads": "n_threads",
+        "n_batch": "n_batch",
+        "embedding": "embedding",
+        "pooling": "pooling",
+        "flash_attn": "flash_attn",
+        "use_mmap": "use_mmap",
+        "max_queue": "max_queue",
+        "kv_unified": "kv_unified",
+    }
+
+    @classmethod
+    def from_model_settings(cls, settings: Mapping[str, Any] | None) -> "LoadOptions":
+        """The layer a model.json's ``settings`` gives (``ctx_len`` 0/-1 means "the model's own")."""
+        if not isinstance(settings, Mapping):
+            return cls()
+        kw = {name: settings[key] for key, name in cls.MODEL_JSON_KEYS.items() if settings.get(key) is not None}
+        if kw.get("n_ctx") in (0, -1):
+            del kw["n_ctx"]
+        return cls(**kw)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> "LoadOptions":
+        """A layer from keyword-style names (extension settings, command-line flags); ``None`` values are not given."""
+        if not isinstance(values, Mapping):
+            return cls()
+        return cls(**{f.name: values[f.name] for f in fields(cls) if values.get(f.name) is not None})
+
+    def given(self) -> dict[str, Any]:
+        """The fields that are set, as ``jan.Model`` keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+#: The built-in load defaults for served models (``jan serve``, ``jan chat``/``jan run``).
+LOAD_DEFAULTS = LoadOptions(n_parallel=4, max_queue=64, n_gpu_layers=0, n_batch=512)
+
+_Options = Union[SamplingOptions, LoadOptions]
+
+
+def merge_options(*layers: _Options | None) -> Any:
+    """The layers folded into one: per field the first non-``None`` value, top layer first.
+
+    No defaults are applied (engines that forward options, like a remote API, want only what
+    was given). All layers must be of one type; ``None`` layers are skipped.
+    """
+    present = [layer for layer in layers if layer is not None]
+    if not present:
+        raise TypeError("merge_options needs at least one layer")
+    kind = type(present[0])
+    values: dict[str, Any] = {}
+    for f in fields(kind):
+        for layer in present:
+            if not isinstance(layer, kind):
+                raise TypeError(f"cannot merge {type(layer).__name__} into {kind.__name__}")
+            value = getattr(layer, f.name)
+            if value is not None:
+                values[f.name] = value
+                break
+    return kind(**values)
+
+
+def resolve_sampling(*layers: SamplingOptions | None) -> SamplingOptions:
+    """The effective sampling: the layers (top first), then :data:`SAMPLING_DEFAULTS`."""
+    return merge_options(*layers, SAMPLING_DEFAULTS)
+
+
+def resolve_load(*layers: LoadOptions | None) -> LoadOptions:
+    """The effective load options: the layers (top first), then :data:`LOAD_DEFAULTS`."""
+    return merge_options(*layers, LOAD_DEFAULTS)
+
+
+# -- requests ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChatRequest:
+    """A chat completion request, whatever front end it came from.
+
+    ``model=None`` means the one loaded or default model. ``n`` choices are generated
+    (seeds consecutive from ``sampling.seed``); ``top_logprobs`` alternatives per token when
+    ``logprobs``. ``grammar`` (GBNF) applies when neither tools nor ``response_format``
+    constrain the output. ``chat_template_kwargs`` become chat template variables.
+    """
+
+    model: str | None
+    messages: tuple[ChatMessage, ...]
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    grammar: str | None = None
+    sampling: SamplingOptions = SamplingOptions()
+    n: int = 1
+    logprobs: bool = False
+    top_logprobs: int = 0
+    reasoning: ReasoningOptions | None = None
+    chat_template_kwargs: Mapping[str, Any] | None = None
+
+    def with_sampling(self, *lower: SamplingOptions | None) -> "ChatRequest":
+        """This request with lower layers (thread, assistant, ...) filled in under its own sampling."""
+        return replace(self, sampling=merge_options(self.sampling, *lower))
+
+    @property
+    def active_tools(self) -> tuple[ToolSpec, ...]:
+        """The tools the model is told about (none when ``tool_choice`` is ``"none"``)."""
+        return () if self.tool_choice == "none" else self.tools
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """A text completion: each prompt (text, or token ids) gets ``n`` choices, numbered
+    prompt-major. ``logprobs``: alternatives per token (``None``: no logprobs); ``echo`` puts
+    the prompt's text before the completion."""
+
+    model: str | None
+    prompts: tuple[Union[str, tuple[int, ...]], ...]
+    sampling: SamplingOptions = SamplingOptions()
+    n: int = 1
+    logprobs: int | None = None
+    echo: bool = False
+    grammar: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    """Texts or token-id lists to embed; ``dimensions`` must equal the model's if given."""
+
+    model: str | None
+    inputs: tuple[Union[str, tuple[int, ...]], ...]
+    dimensions: int | None = None
+
+
+# -- results ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of tool call ``index`` of a choice: the first piece has ``id`` and ``name``,
+    later ones append to ``arguments`` (JSON text)."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class ChatDelta:
+    """A piece of one choice of a chat completion.
+
+    ``content``/``reasoning`` are text to append; ``tool_calls`` pieces of calls; ``logprobs``
+    the tokens behind this piece (when asked for). ``finish_reason`` (``stop``, ``length``,
+    ``tool_calls``) marks the choice's last delta. A delta with ``usage`` and
+    ``choice == -1`` comes after every choice finished: the whole request's tokens.
+    """
+
+    choice: int = 0
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class ChoiceResult:
+    message: ChatMessage
+    finish_reason: str
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """A whole chat completion: one :class:`ChoiceResult` per choice, and the request's usage."""
+
+    model: str
+    choices: tuple[ChoiceResult, ...]
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class CompletionDelta:
+    """A piece of one choice of a text completion (``usage`` with ``choice == -1`` at the end)."""
+
+    choice: int = 0
+    text: str = ""
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """One float32 vector per input, in order; ``prompt_tokens`` counts every input's tokens."""
+
+    model: str
+    vectors: tuple[Any, ...]
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A chat request's prompt as the model sees it: the template's text and the token ids."""
+
+    model: str
+    text: str
+    tokens: tuple[int, ...]
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as a plain dict (for logs and debugging)."""
+    return dataclasses.asdict(obj)
