@@ -103,3 +103,27 @@ def test_keep_alive_and_max_loaded_from_the_command_line(tmp_path, stories_path,
         while srv.call(local.loaded_models()) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert srv.call(local.loaded_models()) == []
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/completions", {"prompt": "Once"}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Once"}]}),
+])
+def test_disconnect_cancels_a_non_streaming_generation(server, path, body):
+    """Issue 10 item 16: a client that goes away before its (non-streamed) answer frees the slot."""
+    before = metrics(server)
+    host, port = server.base_url.split("//")[1].split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(http_post(path, {"model": "stories260K", "max_tokens": 100_000, "ignore_eos": True, **body}))
+    deadline = time.monotonic() + 30
+    while metrics(server)["slots_busy"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert metrics(server)["slots_busy"] == 1
+    sock.close()
+    deadline = time.monotonic() + 30
+    while metrics(server)["slots_busy"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    after = metrics(server)
+    assert after["slots_busy"] == 0
+    assert after["requests_cancelled"] == before["requests_cancelled"] + 1
+    assert after["generated_tokens_total"] - before["generated_tokens_total"] < 50_000

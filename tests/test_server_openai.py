@@ -287,3 +287,17 @@ def test_metrics_are_prometheus_text(server, client):
     assert '# TYPE jan_generated_tokens_total counter' in text
     line = next(l for l in text.splitlines() if l.startswith('jan_generated_tokens_total{model="stories260K"}'))
     assert float(line.split()[-1]) >= 3
+
+
+def test_a_tool_call_cut_off_by_max_tokens_ends_with_length_and_no_markup(server, client):
+    """Issue 10 item 17: the token limit wins, and a partial call's markup is never content."""
+    request = dict(model="tool-model", tools=[WEATHER], tool_choice="required", max_tokens=8, temperature=0,
+                   messages=[{"role": "user", "content": "Weather in Paris?"}])
+    result = client.chat.completions.create(**request)
+    choice = result.choices[0]
+    assert choice.finish_reason == "length"
+    assert "<tool_call>" not in (choice.message.content or "") and "{" not in (choice.message.content or "")
+    chunks = list(client.chat.completions.create(**request, stream=True))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "<tool_call>" not in content and "{" not in content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
