@@ -26,14 +26,14 @@ from jan.server.config import DEFAULT_PORT, ServerConfig, default_data_folder
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed CORS origin (repeatable; '*' for any).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True,
               help="Extra Host header to accept when bound to loopback (repeatable).")
-@click.option("--parallel", "-np", "n_parallel", default=4, show_default=True, type=click.IntRange(1, 64),
-              help="Requests each model serves at once.")
+@click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, 64),
+              help="Requests each model serves at once [default: the llamacpp extension's setting, 4].")
 @click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64), help="Context tokens per request.")
 @click.option("--threads", "-t", "n_threads", default=None, type=click.IntRange(1), help="Generation threads.")
-@click.option("--gpu-layers", "-ngl", "n_gpu_layers", default=0, show_default=True, type=int,
-              help="Layers to offload to the GPU (-1: all).")
-@click.option("--max-queue", default=64, show_default=True, type=click.IntRange(0),
-              help="Requests waiting for a slot before 503.")
+@click.option("--gpu-layers", "-ngl", "n_gpu_layers", default=None, type=int,
+              help="Layers to offload to the GPU (-1: all) [default: the llamacpp extension's setting, 0].")
+@click.option("--max-queue", default=None, type=click.IntRange(0),
+              help="Requests waiting for a slot before 503 [default: the llamacpp extension's setting, 64].")
 @click.option("--keep-alive", default=None, type=float, help="Seconds an idle model stays loaded.")
 @click.option("--max-loaded-models", default=None, type=click.IntRange(1))
 @click.option("--no-extensions", is_flag=True, help="Load only built-in extensions.")

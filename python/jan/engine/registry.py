@@ -121,6 +121,7 @@ class Engine:
                 "n_ctx": e.model.n_ctx,
                 "idle_seconds": idle,
                 "expires_in": None if self.keep_alive is None else max(0.0, self.keep_alive - idle),
+                "options": dict(e.options),  # the load options it was loaded with
                 "metrics": m,
             }
         return out

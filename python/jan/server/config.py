@@ -26,11 +26,13 @@ class ServerConfig:
     # Extra Host header values accepted when bound to loopback (DNS-rebinding guard).
     allowed_hosts: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)  # GGUF paths or model ids to load at start
-    n_parallel: int = 4
+    # Load options from the command line; None = not given (the llama.cpp extension's settings,
+    # then jan.services.types.LOAD_DEFAULTS decide). A model.json's own settings win over these.
+    n_parallel: int | None = None
     n_ctx: int | None = None
     n_threads: int | None = None
-    n_gpu_layers: int = 0
-    max_queue: int = 64
+    n_gpu_layers: int | None = None
+    max_queue: int | None = None
     max_loaded_models: int | None = None
     keep_alive: float | None = None
     max_body_bytes: int = 16 * 1024 * 1024
@@ -46,10 +48,7 @@ class ServerConfig:
         return f"http://{host}:{self.port}"
 
     def engine_defaults(self) -> dict:
-        """Model load options every local model gets unless its model.json says otherwise."""
-        opts = {"n_parallel": self.n_parallel, "max_queue": self.max_queue, "n_gpu_layers": self.n_gpu_layers}
-        if self.n_ctx:
-            opts["n_ctx"] = self.n_ctx
-        if self.n_threads:
-            opts["n_threads"] = self.n_threads
-        return opts
+        """The load options given on the command line (those not given are left out)."""
+        opts = {"n_parallel": self.n_parallel, "max_queue": self.max_queue, "n_gpu_layers": self.n_gpu_layers,
+                "n_ctx": self.n_ctx or None, "n_threads": self.n_threads or None}
+        return {k: v for k, v in opts.items() if v is not None}

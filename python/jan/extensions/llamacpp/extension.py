@@ -20,16 +20,19 @@ from jan.core import (
     ModelStopped,
 )
 from jan.errors import ModelLoadError, ModelNotFoundError
-from jan.services.types import LoadOptions, resolve_load
+from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.templates import resolve_template
 
 
 class LlamaCppSettings(BaseModel):
-    n_parallel: int = Field(4, ge=1, le=64, description="Requests each model serves at once (slots)")
+    """Load options for every local model (a model.json's settings and ``jan serve`` flags win);
+    the defaults are jan's one table, :data:`jan.services.types.LOAD_DEFAULTS`."""
+
+    n_parallel: int = Field(LOAD_DEFAULTS.n_parallel, ge=1, le=64, description="Requests each model serves at once (slots)")
     n_ctx: int | None = Field(None, ge=64, description="Context tokens per request; default: the model's, up to 4096")
     n_threads: int | None = Field(None, ge=1, description="Generation threads; default: about the physical cores")
-    n_gpu_layers: int = Field(0, ge=-1, description="Layers to offload to the GPU (-1: all)")
-    max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot before 503")
+    n_gpu_layers: int = Field(LOAD_DEFAULTS.n_gpu_layers, ge=-1, description="Layers to offload to the GPU (-1: all)")
+    max_queue: int = Field(LOAD_DEFAULTS.max_queue, ge=0, description="Requests that may wait for a slot before 503")
     max_loaded_models: int | None = Field(None, ge=1, description="Least recently used models unload past this")
     keep_alive: float | None = Field(None, ge=0, description="Seconds an idle model stays loaded (none: forever)")
 
