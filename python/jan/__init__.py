@@ -17,7 +17,7 @@ from jan.errors import (
     ModelNotFoundError,
     QueueFullError,
 )
-from jan.engine import Chunk, Completion, Engine, Model, ModelInfo, Request, TokenLogprob, TopLogprob, Usage
+from jan.engine import Chunk, Completion, Engine, Model, ModelInfo, ModelPool, Request, TokenLogprob, TopLogprob, Usage
 
 __version__ = "0.1.0"
 
@@ -45,6 +45,7 @@ __all__ = [
     "ModelInfo",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelPool",
     "QueueFullError",
     "Request",
     "TokenLogprob",

@@ -15,8 +15,8 @@ if sys.platform.startswith("linux"):
         pass
 
 from jan.engine.model import Model, ModelInfo
-from jan.engine.registry import Engine
+from jan.engine.registry import Engine, ModelPool
 from jan.engine.request import Request
 from jan.engine.results import Chunk, Completion, TokenLogprob, TopLogprob, Usage
 
-__all__ = ["Chunk", "Completion", "Engine", "Model", "ModelInfo", "Request", "TokenLogprob", "TopLogprob", "Usage"]
+__all__ = ["Chunk", "Completion", "Engine", "Model", "ModelInfo", "ModelPool", "Request", "TokenLogprob", "TopLogprob", "Usage"]

@@ -1,4 +1,7 @@
-"""``jan.Engine``: several models loaded by id, with an LRU bound and an idle keep-alive."""
+"""``jan.ModelPool``: several models loaded by id, with an LRU bound and an idle keep-alive.
+
+``jan.Engine`` is the old name of the same class, kept as an alias for a release.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ class _Entry:
     last_used: float
 
 
-class Engine:
-    """Holds loaded models by id.
+class ModelPool:
+    """Holds loaded models by id (a pool of loaded models, not an engine: each model runs its own).
 
     ``max_loaded`` bounds how many stay loaded: loading one more unloads the
     least recently used (idle ones first). ``keep_alive`` (seconds) unloads a
@@ -154,8 +157,12 @@ class Engine:
         for m in models:
             m.close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> "ModelPool":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+#: The old name of :class:`ModelPool`, kept for a release.
+Engine = ModelPool

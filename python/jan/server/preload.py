@@ -7,6 +7,7 @@ import os
 
 from jan.core import ExtensionManager, ModelExtension
 from jan.errors import ModelNotFoundError
+from jan.services.models import ModelService
 
 log = logging.getLogger("jan.server")
 
@@ -30,11 +31,12 @@ async def preload_models(manager: ExtensionManager, specs: list[str]) -> list[di
     if not specs:
         return []
     models = manager.get(ModelExtension)
+    resolver = ModelService(manager)
     loaded = []
     for spec in specs:
-        model = await resolve_model(models, spec)
-        engine = manager.get_inference(model.get("engine") or "llama.cpp")
-        await engine.load_model(model)
+        target = await resolver.resolve((await resolve_model(models, spec))["id"])
+        await target.engine.load_model(target.model)
+        model = target.model
         log.info("model %s loaded", model["id"])
         loaded.append(model)
     return loaded

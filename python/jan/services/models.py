@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from jan.core import ExtensionManager, ExtensionNotFoundError, InferenceExtension, ModelExtension
+from jan.core import ExtensionManager, ExtensionNotFoundError, InferenceExtension, LocalInferenceExtension, ModelExtension
 from jan.errors import ModelNotFoundError
 from jan.services.errors import RequestError, ServiceUnavailableError
 
@@ -67,7 +67,19 @@ class ModelService:
         if not model_id:
             model_id = await self.default_model_id()
         model = await self.get(model_id)
-        return Target(model, self.engine_for(model))
+        engine = self.engine_for(model)
+        if isinstance(engine, LocalInferenceExtension):
+            model = await self.with_weights(model)
+        return Target(model, engine)
+
+    async def with_weights(self, model: dict[str, Any]) -> dict[str, Any]:
+        """The model.json with ``file_path``: its weights as the model manager resolves them (resolved
+        once, here, so a local engine never looks into the data folder itself)."""
+        if model.get("file_path"):
+            return model
+        find = getattr(self.model_extension(), "model_file", None)
+        path = await find(model["id"]) if find is not None else None
+        return {**model, "file_path": str(path)} if path else model
 
     async def loaded_model_ids(self) -> list[str]:
         """Every engine's loaded models (an engine that fails to answer counts as none)."""

@@ -46,7 +46,7 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
     engine_name = "llama.cpp"
 
     def __init__(self) -> None:
-        self.engine: jan.Engine | None = None
+        self.engine: jan.ModelPool | None = None
         self._overrides: dict[str, Any] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
         self._lent: dict[str, LocalModel] = {}
@@ -55,16 +55,13 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
 
     # -- lifecycle -----------------------------------------------------
     async def on_load(self, ctx) -> None:
-        from jan.store import DataFolder  # the local engine reads weights from the local data folder
-
         self._ctx = ctx
-        self._models = DataFolder(ctx.data_folder, ensure_default_assistant=False).models
         self.engine = self._new_engine()
 
-    def _new_engine(self, max_loaded: int | None = None, keep_alive: float | None = None) -> jan.Engine:
+    def _new_engine(self, max_loaded: int | None = None, keep_alive: float | None = None) -> jan.ModelPool:
         """The registry of loaded models; unset limits come from the extension's settings."""
         s = self._ctx.settings
-        return jan.Engine(max_loaded=max_loaded if max_loaded is not None else s.get("max_loaded_models"),
+        return jan.ModelPool(max_loaded=max_loaded if max_loaded is not None else s.get("max_loaded_models"),
                           keep_alive=keep_alive if keep_alive is not None else s.get("keep_alive"))
 
     async def on_unload(self) -> None:
@@ -92,14 +89,13 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
                             LoadOptions.from_mapping(self._overrides), settings)
 
     # -- models --------------------------------------------------------
-    def _model_file(self, model: dict[str, Any]) -> str:
-        """Blocking (reads model.json): call it off the event loop."""
+    @staticmethod
+    def _model_file(model: dict[str, Any]) -> str:
+        """The weights, as the model service resolved them into ``file_path`` (this engine never
+        opens the data folder)."""
         if model.get("file_path"):
             return str(model["file_path"])
-        path = self._models.model_file(model["id"])
-        if path is None:
-            raise ModelLoadError(f"model '{model['id']}' has no weights file on disk; download or import it first")
-        return str(path)
+        raise ModelLoadError(f"model '{model['id']}' has no weights file on disk; download or import it first")
 
     async def load_model(self, model: dict[str, Any]) -> None:
         await self._ensure_loaded(model)
@@ -116,7 +112,7 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
             bus = self._ctx.bus
             await bus.emit(ModelInit(model_id=model_id, engine=self.engine_name))
             try:
-                path = await asyncio.to_thread(self._model_file, model)
+                path = self._model_file(model)
                 opts = self.load_options(model).given()
                 loaded = await asyncio.to_thread(engine.load, model_id, path, **opts)
             except Exception as exc:
@@ -129,9 +125,9 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
             await bus.emit(ModelReady(model_id=model_id, engine=self.engine_name))
             return loaded
 
-    def _engine(self) -> jan.Engine:
+    def _engine(self) -> jan.ModelPool:
         if self.engine is None:
-            raise jan.EngineError("the llama.cpp engine is not running")
+            raise jan.ModelPoolError("the llama.cpp engine is not running")
         return self.engine
 
     async def unload_model(self, model_id: str) -> None:
