@@ -128,8 +128,9 @@ class Model:
             cp.n_threads = int(n_threads or _physical_cores())
             cp.n_threads_batch = int(n_threads_batch or -1)
             # None keeps llama.cpp's auto (on for CPU): its attention is computed row by row, so a
-            # request gets bit-identical logits alone or batched with others (seeded sampling
-            # reproduces). Off is faster for tiny heads but breaks that guarantee.
+            # request's attention does not depend on the other slots in its batch. Off is faster for
+            # tiny heads but mixes them. (The matmuls are still not batch-invariant on every CPU: two
+            # near-equal logits can swap between a lone and a batched step.)
             cp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
             cp.max_queue = int(max_queue)
             cp.kv_unified = bool(kv_unified)
