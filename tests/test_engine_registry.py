@@ -57,6 +57,31 @@ def test_keep_alive_never_unloads_a_busy_model(stories_path):
         running.cancel()
 
 
+def test_a_model_keeps_its_own_keep_alive(stories_path, tiny_random_path):
+    # reap_interval is an hour: reap_idle() is called by the test, never by the thread
+    with jan.Engine(keep_alive=None, reap_interval=3600, n_ctx=128, n_threads=1) as engine:
+        engine.load("a", stories_path)
+        engine.load("b", tiny_random_path)
+        assert engine.reap_idle() == []  # no limit anywhere: both stay
+        engine.set_keep_alive("a", 0)  # unload as soon as idle
+        assert engine.status()["a"]["expires_in"] == 0 and engine.status()["b"]["expires_in"] is None
+        assert engine.reap_idle() == ["a"]
+        assert engine.loaded() == ["b"]
+        with pytest.raises(jan.ModelNotFoundError):
+            engine.set_keep_alive("a", 10)
+        with pytest.raises(ValueError):
+            engine.set_keep_alive("b", -1)
+
+    with jan.Engine(keep_alive=0, reap_interval=3600, n_ctx=128, n_threads=1) as engine:
+        engine.load("a", stories_path)
+        engine.load("b", tiny_random_path)
+        engine.set_keep_alive("a", float("inf"))  # forever, whatever the engine's limit
+        assert engine.reap_idle() == ["b"]
+        assert engine.loaded() == ["a"] and engine.status()["a"]["expires_in"] is None
+        engine.set_keep_alive("a", None)  # the engine's limit again
+        assert engine.reap_idle() == ["a"]
+
+
 def test_status_per_model(stories_path):
     with jan.Engine(n_ctx=128, n_threads=1, n_parallel=2) as engine:
         model = engine.load("a", stories_path)

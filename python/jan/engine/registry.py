@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -20,6 +21,7 @@ class _Entry:
     options: dict
     loaded_at: float
     last_used: float
+    keep_alive: float | None = None  # this model's own idle limit (seconds, inf: forever); None: the engine's
 
 
 class ModelPool:
@@ -28,7 +30,8 @@ class ModelPool:
     ``max_loaded`` bounds how many stay loaded: loading one more unloads the
     least recently used (idle ones first). ``keep_alive`` (seconds) unloads a
     model that has had no request for that long; ``None`` keeps models
-    loaded until unloaded. Thread-safe.
+    loaded until unloaded. :meth:`set_keep_alive` gives one model its own
+    limit (as Ollama's per-request ``keep_alive`` does). Thread-safe.
     """
 
     def __init__(self, *, max_loaded: int | None = None, keep_alive: float | None = None,
@@ -43,11 +46,17 @@ class ModelPool:
         self._models: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.RLock()
         self._closed = threading.Event()
-        self._reaper = None
+        self._reap_interval = reap_interval
+        self._reaper: threading.Thread | None = None
         if keep_alive is not None:
-            self._reaper = threading.Thread(target=self._reap_loop, args=(reap_interval,),
-                                            name="jan-keep-alive", daemon=True)
-            self._reaper.start()
+            self._start_reaper()
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is None and not self._closed.is_set():
+                self._reaper = threading.Thread(target=self._reap_loop, args=(self._reap_interval,),
+                                                name="jan-keep-alive", daemon=True)
+                self._reaper.start()
 
     def load(self, model_id: str, path: str, **options) -> Model:
         """Load (or return the already loaded) model under ``model_id``."""
@@ -88,6 +97,25 @@ class ModelPool:
         self._models.move_to_end(model_id)
         return entry.model
 
+    def set_keep_alive(self, model_id: str, seconds: float | None) -> None:
+        """How long this loaded model stays loaded once idle, from its last use on: ``seconds``
+        (0: unload as soon as no request runs, ``math.inf``: until unloaded), or ``None`` for the
+        pool's ``keep_alive`` again. Counts as a use. Raises ModelNotFoundError if not loaded."""
+        if seconds is not None and (math.isnan(seconds) or seconds < 0):
+            raise ValueError("keep_alive: must be >= 0 seconds")
+        with self._lock:
+            entry = self._models.get(model_id)
+            if entry is None:
+                raise ModelNotFoundError(f"model '{model_id}' is not loaded")
+            entry.keep_alive = seconds
+            entry.last_used = time.monotonic()
+        if seconds is not None and not math.isinf(seconds):
+            self._start_reaper()
+
+    def _limit(self, entry: _Entry) -> float | None:
+        limit = entry.keep_alive if entry.keep_alive is not None else self.keep_alive
+        return None if limit is None or math.isinf(limit) else limit
+
     def unload(self, model_id: str) -> None:
         with self._lock:
             entry = self._models.pop(model_id, None)
@@ -113,6 +141,7 @@ class ModelPool:
         for mid, e in entries:
             m = e.model.metrics()
             idle = 0.0 if e.model.busy else now - e.last_used
+            limit = self._limit(e)
             out[mid] = {
                 "id": mid,
                 "path": e.model.path,
@@ -123,7 +152,7 @@ class ModelPool:
                 "memory_bytes": e.model.info.size_bytes,
                 "n_ctx": e.model.n_ctx,
                 "idle_seconds": idle,
-                "expires_in": None if self.keep_alive is None else max(0.0, self.keep_alive - idle),
+                "expires_in": None if limit is None else max(0.0, limit - idle),
                 "options": dict(e.options),  # the load options it was loaded with
                 "metrics": m,
             }
@@ -134,16 +163,17 @@ class ModelPool:
             self.reap_idle()
 
     def reap_idle(self) -> list[str]:
-        """Unload models idle longer than keep_alive; returns their ids."""
-        if self.keep_alive is None:
-            return []
+        """Unload models idle longer than their keep-alive; returns their ids."""
         now = time.monotonic()
         expired = []
         with self._lock:
             for mid, e in list(self._models.items()):
+                limit = self._limit(e)
+                if limit is None:
+                    continue
                 if e.model.busy:
                     e.last_used = now  # a long generation counts as use
-                elif now - e.last_used >= self.keep_alive:
+                elif now - e.last_used >= limit:
                     expired.append(self._models.pop(mid).model)
         for m in expired:
             m.close()
