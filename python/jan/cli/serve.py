@@ -11,12 +11,15 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from jan.server.config import DEFAULT_PORT, ServerConfig, default_data_folder
+from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", "-p", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--ollama-port", type=int, default=None, is_flag=False, flag_value=OLLAMA_PORT,
+              help=f"Also listen on this port (bare flag: Ollama's {OLLAMA_PORT}) for Ollama clients that "
+                   "hard-code it; the Ollama API (/api/*) is served on --port as well.")
 @click.option("--data-folder", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Jan data folder [default: $JAN_DATA_FOLDER or ~/jan]")
 @click.option("--model", "-m", "models", multiple=True,
@@ -39,14 +42,14 @@ from jan.server.config import DEFAULT_PORT, ServerConfig, default_data_folder
 @click.option("--no-extensions", is_flag=True, help="Load only built-in extensions.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(host, port, data_folder, models, api_key, cors_origins, allowed_hosts, n_parallel, n_ctx, n_threads,
+def serve(host, port, ollama_port, data_folder, models, api_key, cors_origins, allowed_hosts, n_parallel, n_ctx, n_threads,
           n_gpu_layers, max_queue, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level != "debug":
         logging.getLogger("jan.llama").setLevel(logging.WARNING)
     config = ServerConfig(
-        host=host, port=port, data_folder=data_folder or default_data_folder(), api_key=api_key,
+        host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
         n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, max_queue=max_queue,
         keep_alive=keep_alive, max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)
@@ -65,13 +68,17 @@ async def run_server(config: ServerConfig) -> None:
     app = await create_app(config)
     runner = web.AppRunner(app, shutdown_timeout=5.0, handle_signals=False, access_log=None)
     await runner.setup()
-    try:
-        await web.TCPSite(runner, config.host, config.port).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise RuntimeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+    ports = [config.port] + ([config.ollama_port] if config.ollama_port and config.ollama_port != config.port else [])
+    for port in ports:
+        try:
+            await web.TCPSite(runner, config.host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise RuntimeError(f"cannot listen on {config.host}:{port}: {exc.strerror or exc}") from None
     click.echo(f"jan is listening on {config.base_url}  (API: {config.base_url}/v1, data: {config.data_folder})",
                err=False)
+    if len(ports) > 1:
+        click.echo(f"jan: Ollama clients can also use port {config.ollama_port} (API: /api)", err=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

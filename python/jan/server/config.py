@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORT = 1337
+OLLAMA_PORT = 11434  # Ollama's default, which some Ollama clients hard-code
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -20,6 +21,8 @@ def default_data_folder() -> Path:
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    # Also listen here (same app, same host), for Ollama clients that only know Ollama's port.
+    ollama_port: int | None = None
     data_folder: Path = field(default_factory=default_data_folder)
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)

@@ -1,0 +1,235 @@
+"""jan's models as Ollama describes models: ``/api/tags`` entries, ``/api/show``, ``/api/ps``.
+
+The models are the model service's (the same list ``/v1/models`` shows); what
+Ollama reports from its manifests (format, family, parameter size,
+quantization, template, capabilities) is read from the GGUF file's header
+(vocab-only, off the event loop, cached per file version).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import jan
+
+__all__ = ["GGUFDetails", "format_time", "gguf_details", "model_digest", "model_entry", "parameter_size", "running_entry",
+           "show"]
+
+# llama.cpp's ``general.file_type`` values (enum llama_ftype) and their names
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
+    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
+    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
+    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0",
+    37: "TQ2_0", 38: "MXFP4_MOE",
+}
+
+
+@dataclass(frozen=True)
+class GGUFDetails:
+    """What Ollama's ``details`` and ``/api/show`` need from a GGUF header."""
+
+    architecture: str = ""
+    n_params: int = 0
+    file_type: str = ""
+    chat_template: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    has_fim: bool = False
+    embedding: bool = False
+
+
+@functools.lru_cache(maxsize=256)
+def _read(path: str, mtime_ns: int, size: int) -> GGUFDetails:
+    with jan.Model(path, vocab_only=True) as m:
+        info = m.info
+    meta = dict(info.metadata)
+    arch = info.architecture
+    try:
+        file_type = FILE_TYPES.get(int(meta.get("general.file_type", "")), "")
+    except ValueError:
+        file_type = ""
+    special = info.special_tokens
+    return GGUFDetails(
+        architecture=arch, n_params=info.n_params, file_type=file_type, chat_template=info.chat_template,
+        metadata=meta, has_fim=all(k in special for k in ("fim_pre", "fim_suf", "fim_mid")),
+        embedding=bool(meta.get(f"{arch}.pooling_type")) or "bert" in arch)
+
+
+def gguf_details(path: str | None) -> GGUFDetails:
+    """The header of the GGUF at ``path`` (blocking: call off the event loop); empty details
+    when there is no readable file (a remote model, a download still running)."""
+    if not path:
+        return GGUFDetails()
+    try:
+        st = os.stat(path)
+        return _read(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    except (OSError, jan.ModelLoadError, ValueError):
+        return GGUFDetails()
+
+
+def parameter_size(n: int) -> str:
+    """``7.6B``, ``22.6M``, ``292.8K`` as Ollama shows parameter counts."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.1f}".removesuffix(".0") + unit
+    return str(n) if n else ""
+
+
+def format_time(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _modified_at(model: dict[str, Any], path: str | None) -> str:
+    if path:
+        try:
+            return format_time(datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc))
+        except OSError:
+            pass
+    created = model.get("created")
+    if isinstance(created, (int, float)) and created > 0:
+        seconds = created / 1000 if created > 1e11 else created  # Jan writes milliseconds
+        return format_time(datetime.fromtimestamp(seconds, timezone.utc))
+    return format_time(datetime.fromtimestamp(0, timezone.utc))
+
+
+def model_digest(model: dict[str, Any], path: str | None) -> str:
+    """A stable identifier of this model version (sha256 of its id, file path, size and mtime).
+    Ollama's digest is its manifest's hash; hashing gigabytes for a listing is not worth it."""
+    h = hashlib.sha256(model["id"].encode())
+    if path:
+        try:
+            st = os.stat(path)
+            h.update(f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            pass
+    return h.hexdigest()
+
+
+def _details(model: dict[str, Any], gguf: GGUFDetails) -> dict[str, Any]:
+    family = gguf.architecture or (model.get("metadata") or {}).get("architecture") or ""
+    return {
+        "parent_model": "",
+        "format": model.get("format") or ("gguf" if gguf.architecture else ""),
+        "family": family,
+        "families": [family] if family else None,
+        "parameter_size": parameter_size(gguf.n_params),
+        "quantization_level": gguf.file_type,
+    }
+
+
+def _size(model: dict[str, Any], path: str | None) -> int:
+    if path:
+        try:
+            return os.path.getsize(path)
+        except OSError:
+            pass
+    size = (model.get("metadata") or {}).get("size")
+    return int(size) if isinstance(size, (int, float)) else 0
+
+
+def model_entry(model: dict[str, Any], path: str | None) -> dict[str, Any]:
+    """One ``/api/tags`` entry (blocking: reads the file's header). ``name`` and ``model`` are the
+    jan model id, which is what clients send back."""
+    gguf = gguf_details(path)
+    return {
+        "name": model["id"],
+        "model": model["id"],
+        "modified_at": _modified_at(model, path),
+        "size": _size(model, path),
+        "digest": model_digest(model, path),
+        "details": _details(model, gguf),
+    }
+
+
+def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any]) -> dict[str, Any]:
+    """One ``/api/ps`` entry from a loaded model's engine status (``expires_in`` seconds or none:
+    it stays loaded; Ollama writes a time far in the future for that)."""
+    gguf = gguf_details(path)
+    expires_in = status.get("expires_in")
+    now = datetime.now(timezone.utc)
+    if expires_in is None or expires_in == float("inf"):
+        expires = now + timedelta(days=365 * 100)
+    else:
+        expires = now + timedelta(seconds=float(expires_in))
+    size = status.get("memory_bytes") or _size(model, path)
+    return {
+        "name": model["id"],
+        "model": model["id"],
+        "size": size,
+        "digest": model_digest(model, path),
+        "details": _details(model, gguf),
+        "expires_at": format_time(expires),
+        "size_vram": size if status.get("n_gpu_layers") else 0,
+        "context_length": status.get("n_ctx") or 0,
+    }
+
+
+def _typed(value: str) -> Any:
+    """llama.cpp renders GGUF values as text; Ollama's ``model_info`` has numbers and booleans."""
+    if value in ("true", "false"):
+        return value == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def capabilities(model: dict[str, Any], gguf: GGUFDetails) -> list[str]:
+    """Ollama's capability names: ``completion`` or ``embedding``, ``tools``, ``thinking``, ``insert``, ``vision``."""
+    settings = model.get("settings") or {}
+    template = settings.get("chat_template") or gguf.chat_template or ""
+    if gguf.embedding or settings.get("embedding"):
+        return ["embedding"]
+    caps = ["completion"]
+    if "tools" in template:
+        caps.append("tools")
+    if "<think>" in template or "enable_thinking" in template or "reasoning_content" in template:
+        caps.append("thinking")
+    if gguf.has_fim:
+        caps.append("insert")
+    if settings.get("mmproj"):
+        caps.append("vision")
+    return caps
+
+
+def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> dict[str, Any]:
+    """``/api/show`` for one model (blocking: reads the file's header)."""
+    gguf = gguf_details(path)
+    settings = model.get("settings") or {}
+    params = {k: v for k, v in (model.get("parameters") or {}).items() if v is not None}
+    parameter_lines = []
+    for key, value in params.items():
+        for v in value if isinstance(value, list) else [value]:
+            parameter_lines.append(f"{key:<30} {v if not isinstance(v, str) else repr(v)}")
+    template = settings.get("chat_template") or gguf.chat_template or settings.get("prompt_template") or ""
+    model_info: dict[str, Any] = {}
+    for key, value in sorted(gguf.metadata.items()):
+        if key == "tokenizer.chat_template":
+            continue
+        if not verbose and key.startswith("tokenizer.ggml.") and key.endswith(("tokens", "merges", "token_type")):
+            model_info[key] = None  # Ollama leaves the vocabulary out unless asked for it
+            continue
+        model_info[key] = _typed(value)
+    if gguf.n_params:
+        model_info.setdefault("general.parameter_count", gguf.n_params)
+    modelfile = f"# Modelfile generated by jan for the model '{model['id']}'\nFROM {path or model['id']}\n"
+    if template:
+        modelfile += f'TEMPLATE """{template}"""\n'
+    modelfile += "".join(f"PARAMETER {line}\n" for line in parameter_lines)
+    out: dict[str, Any] = {
+        "modelfile": modelfile,
+        "parameters": "\n".join(parameter_lines),
+        "template": template,
+        "details": _details(model, gguf),
+        "model_info": model_info,
+        "capabilities": capabilities(model, gguf),
+        "modified_at": _modified_at(model, path),
+    }
+    return {k: v for k, v in out.items() if v != ""}

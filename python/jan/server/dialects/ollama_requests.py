@@ -1,0 +1,213 @@
+"""Ollama request bodies -> the typed requests of :mod:`jan.services`.
+
+Only translation lives here: names, units and shapes. Defaults, prompt building
+and sampling precedence belong to the services.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from jan.server.dialects import ollama_schemas as wire
+from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar
+from jan.services.types import (
+    ChatMessage,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ImagePart,
+    Part,
+    ReasoningOptions,
+    ResponseFormat,
+    SamplingOptions,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+)
+
+__all__ = ["OllamaRequestError", "chat_request", "completion_request", "embedding_request", "format_grammar", "generate_chat_request",
+           "sampling", "strip_latest"]
+
+
+class OllamaRequestError(ValueError):
+    """The body is well-formed JSON but asks for something this server cannot do (a 400)."""
+
+
+def strip_latest(name: str) -> str:
+    """Ollama names default their tag to ``latest``; jan's ids have no tag."""
+    return name[: -len(":latest")] if name.endswith(":latest") else name
+
+
+def sampling(options: wire.Options | None) -> SamplingOptions:
+    """Ollama ``options`` as a sampling layer. ``num_predict`` <= 0 (-1: no limit, -2: fill the
+    context) and ``seed`` < 0 (random) mean "not given"."""
+    if options is None:
+        return SamplingOptions()
+    o = options
+    return SamplingOptions(
+        max_tokens=o.num_predict if o.num_predict is not None and o.num_predict > 0 else None,
+        temperature=o.temperature,
+        top_k=o.top_k,
+        top_p=o.top_p,
+        min_p=o.min_p,
+        typical_p=o.typical_p,
+        repeat_penalty=o.repeat_penalty,
+        repeat_last_n=o.repeat_last_n,
+        presence_penalty=o.presence_penalty,
+        frequency_penalty=o.frequency_penalty,
+        seed=o.seed if o.seed is not None and o.seed >= 0 else None,
+        stop=tuple(o.stop) if o.stop else None,
+    )
+
+
+def response_format(fmt: wire.Format) -> ResponseFormat | None:
+    """``"json"`` -> any JSON object; a JSON schema object -> output matching it; ``""``/absent -> free text."""
+    if fmt is None or fmt == "":
+        return None
+    if fmt == "json":
+        return ResponseFormat(type="json_object")
+    return ResponseFormat(type="json_schema", schema=fmt)
+
+
+def format_grammar(fmt: wire.Format) -> str | None:
+    """The grammar for ``format`` on a raw prompt, which no chat template wraps (blocking: compiles
+    the schema)."""
+    if fmt is None or fmt == "":
+        return None
+    if fmt == "json":
+        return JSON_OBJECT_GRAMMAR
+    try:
+        return json_schema_to_grammar(fmt)
+    except ValueError as exc:
+        raise OllamaRequestError(f"format: {exc}") from None
+
+
+def reasoning(think: wire.Think) -> ReasoningOptions | None:
+    """``think``: ``true``/``false`` turns thinking on/off; a level also sets the effort (``max`` is the highest, ``high``)."""
+    if think is None:
+        return None
+    if isinstance(think, bool):
+        return ReasoningOptions(enabled=think)
+    return ReasoningOptions(enabled=True, effort="high" if think == "max" else think)
+
+
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+)
+
+
+def image_part(data: str, where: str) -> ImagePart:
+    """A base64 image (Ollama sends bare base64, no data: URL) as typed bytes with its MIME type."""
+    if data.startswith("data:") and "," in data:  # some clients send data URLs anyway
+        data = data.split(",", 1)[1]
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise OllamaRequestError(f"{where}: invalid base64 image data") from None
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return ImagePart(raw, "image/webp")
+    for signature, mime in _IMAGE_SIGNATURES:
+        if raw.startswith(signature):
+            return ImagePart(raw, mime)
+    raise OllamaRequestError(f"{where}: unsupported image format (expected PNG, JPEG, GIF, WebP or BMP)")
+
+
+def _content(text: str | None, images: list[str] | None, where: str) -> tuple[Part, ...]:
+    parts: list[Part] = [image_part(img, f"{where}.images[{i}]") for i, img in enumerate(images or ())]
+    if text:
+        parts.append(TextPart(text))
+    return tuple(parts)
+
+
+def _messages(messages: list[wire.Message]) -> tuple[ChatMessage, ...]:
+    """Ollama messages; a tool result names its tool (``tool_name``) rather than a call id, so it is
+    matched to the latest unanswered call of that tool (templates that need ids get them)."""
+    out: list[ChatMessage] = []
+    unanswered: list[ToolCall] = []
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if m.role == "assistant":
+            calls = tuple(
+                ToolCall(id=c.id or f"call_{i}_{k}", name=c.function.name,
+                         arguments=json.dumps(c.function.arguments, ensure_ascii=False))
+                for k, c in enumerate(m.tool_calls or ()))
+            unanswered = list(calls)
+            out.append(ChatMessage("assistant", _content(m.content, m.images, where), tool_calls=calls,
+                                   reasoning=m.thinking or None))
+        elif m.role == "tool":
+            call_id = m.tool_call_id
+            match = next((c for c in unanswered if c.id == call_id or (not call_id and c.name == m.tool_name)), None)
+            if match is None and not call_id and unanswered and not m.tool_name:
+                match = unanswered[0]
+            if match is not None:
+                unanswered.remove(match)
+                call_id = call_id or match.id
+            out.append(ChatMessage("tool", _content(m.content, None, where), tool_call_id=call_id,
+                                   name=m.tool_name or (match.name if match else None)))
+        else:
+            out.append(ChatMessage(m.role, _content(m.content, m.images, where)))
+    return tuple(out)
+
+
+def chat_request(body: wire.ChatRequest, model: str) -> ChatRequest:
+    """``/api/chat`` as a typed chat request for ``model`` (a jan model id)."""
+    tools = tuple(ToolSpec(name=t.function.name, description=t.function.description,
+                           parameters=t.function.parameters) for t in body.tools or ())
+    return ChatRequest(
+        model=model,
+        messages=_messages(body.messages),
+        tools=tools,
+        response_format=response_format(body.format),
+        sampling=sampling(body.options),
+        logprobs=body.logprobs,
+        top_logprobs=body.top_logprobs if body.logprobs else 0,
+        reasoning=reasoning(body.think),
+    )
+
+
+def generate_chat_request(body: wire.GenerateRequest, model: str) -> ChatRequest:
+    """``/api/generate`` without ``raw``: the prompt is one user turn (after ``system``) in the model's template."""
+    _refuse_go_features(body)
+    messages: list[ChatMessage] = []
+    if body.system:
+        messages.append(ChatMessage.of_text("system", body.system))
+    messages.append(ChatMessage("user", _content(body.prompt, body.images, "prompt")))
+    return ChatRequest(
+        model=model,
+        messages=tuple(messages),
+        response_format=response_format(body.format),
+        sampling=sampling(body.options),
+        logprobs=body.logprobs,
+        top_logprobs=body.top_logprobs if body.logprobs else 0,
+        reasoning=reasoning(body.think),
+    )
+
+
+def completion_request(body: wire.GenerateRequest, model: str, prompt: str | tuple[int, ...] | None = None,
+                       grammar: str | None = None) -> CompletionRequest:
+    """``/api/generate`` with ``raw`` (the prompt goes to the model as is), or an infill prompt's token ids."""
+    _refuse_go_features(body)
+    if body.images:
+        raise OllamaRequestError("images cannot be sent with raw: true (a raw prompt has no place for them)")
+    return CompletionRequest(model=model, prompts=(body.prompt if prompt is None else prompt,),
+                             sampling=sampling(body.options), logprobs=body.top_logprobs if body.logprobs else None,
+                             grammar=grammar)
+
+
+def _refuse_go_features(body: wire.GenerateRequest) -> None:
+    if body.template:
+        raise OllamaRequestError("template: Ollama's Go templates are not supported; jan uses the model's own "
+                                 "chat template (send raw: true with a prompt you formatted yourself)")
+    if body.context:
+        raise OllamaRequestError("context: the deprecated token context is not supported; use /api/chat with "
+                                 "the conversation's messages")
+
+
+def embedding_request(model: str, inputs: list[str], dimensions: int | None = None) -> EmbeddingRequest:
+    return EmbeddingRequest(model=model, inputs=tuple(inputs), dimensions=dimensions)

@@ -1,0 +1,189 @@
+"""Typed deltas and results -> Ollama's response objects (``/api/chat``, ``/api/generate``).
+
+Field names and order follow Ollama's ``api/types.go`` (``ChatResponse``,
+``GenerateResponse``, ``Metrics``): every streamed object has ``model``,
+``created_at``, the text piece (``message`` or ``response``) and ``done``; the
+last one adds ``done_reason`` and the statistics, durations in nanoseconds.
+Tool calls are whole objects with parsed ``arguments``, as Ollama sends them,
+so they go out once a call is complete (when the choice finishes).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Literal
+
+from jan.services.types import ChatDelta, ChatResult, CompletionDelta, TokenLogprob, ToolCall, Usage
+
+__all__ = ["Clock", "OllamaEncoder", "Timing", "created_at", "metrics", "tool_call"]
+
+Kind = Literal["chat", "generate"]
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def created_at() -> str:
+    """Now, as Ollama writes it (RFC 3339, UTC, ``Z``)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+Clock = Callable[[], str]
+
+
+@dataclass
+class Timing:
+    """When the request started and how long loading the model took (monotonic nanoseconds)."""
+
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+    load_ns: int = 0
+
+    def total_ns(self) -> int:
+        return time.perf_counter_ns() - self.started_ns
+
+
+def metrics(usage: Usage | None, timing: Timing) -> dict[str, int]:
+    """Ollama's ``Metrics`` (zero values left out, as Go's ``omitempty`` does)."""
+    usage = usage or Usage()
+    values = {
+        "total_duration": timing.total_ns(),
+        "load_duration": timing.load_ns,
+        "prompt_eval_count": usage.prompt_tokens,
+        "prompt_eval_duration": int(usage.prompt_ms * 1_000_000),
+        "eval_count": usage.completion_tokens,
+        "eval_duration": int(usage.generation_ms * 1_000_000),
+    }
+    return {k: v for k, v in values.items() if v}
+
+
+def _call_id() -> str:
+    return "call_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))  # Ollama's id shape
+
+
+def tool_call(call: ToolCall, index: int) -> dict[str, Any]:
+    """A tool call in Ollama's shape: ``arguments`` as a JSON object, not text."""
+    try:
+        arguments = json.loads(call.arguments) if call.arguments else {}
+    except json.JSONDecodeError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        # Ollama's arguments are always an object; keep what the model wrote rather than drop it
+        arguments = {"arguments": call.arguments} if call.arguments else {}
+    return {"id": call.id or _call_id(), "function": {"index": index, "name": call.name, "arguments": arguments}}
+
+
+def logprobs(tokens: tuple[TokenLogprob, ...] | None) -> list[dict[str, Any]] | None:
+    """Ollama's ``logprobs``: per token ``token``, ``logprob``, ``bytes`` and ``top_logprobs``."""
+    if not tokens:
+        return None
+    out = []
+    for t in tokens:
+        item: dict[str, Any] = {"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)}
+        if t.top:
+            item["top_logprobs"] = [{"token": a.token, "logprob": a.logprob, "bytes": list(a.bytes)} for a in t.top]
+        out.append(item)
+    return out
+
+
+def done_reason(finish_reason: str | None) -> str:
+    """Ollama knows ``stop`` and ``length``; a turn that ends in tool calls is a ``stop``."""
+    return "length" if finish_reason == "length" else "stop"
+
+
+class OllamaEncoder:
+    """Builds the response objects of one ``/api/chat`` (``kind="chat"``) or ``/api/generate``
+    (``kind="generate"``) request for ``model`` (the name the client used).
+
+    Feed the service's deltas to :meth:`delta` (streaming) and send what it returns, then
+    :meth:`final`; or turn a whole result into one object with :meth:`whole`. Only choice 0
+    exists (Ollama has no ``n``).
+    """
+
+    def __init__(self, kind: Kind, model: str, timing: Timing, *, clock: Clock = created_at):
+        self.kind = kind
+        self.model = model
+        self.timing = timing
+        self.clock = clock
+        self._calls: dict[int, dict[str, Any]] = {}
+        self._finish: str | None = None
+        self._usage: Usage | None = None
+
+    # -- streaming -------------------------------------------------------------
+    def delta(self, delta: ChatDelta | CompletionDelta) -> list[dict[str, Any]]:
+        """The objects to send for one delta (none while a tool call is still being written)."""
+        if delta.usage is not None:
+            self._usage = delta.usage
+        if delta.choice != 0:
+            return []
+        out: list[dict[str, Any]] = []
+        text = delta.content if isinstance(delta, ChatDelta) else delta.text
+        thinking = delta.reasoning if isinstance(delta, ChatDelta) else ""
+        lp = logprobs(delta.logprobs)
+        if text or thinking or lp:
+            out.append(self._object(text, thinking, lp=lp))
+        for piece in getattr(delta, "tool_calls", ()):
+            call = self._calls.setdefault(piece.index, {"id": None, "name": "", "arguments": ""})
+            call["id"] = call["id"] or piece.id
+            call["name"] += piece.name or ""
+            call["arguments"] += piece.arguments
+        if delta.finish_reason is not None:
+            self._finish = delta.finish_reason
+            if self._calls:
+                calls = [ToolCall(c["id"] or "", c["name"], c["arguments"]) for _, c in sorted(self._calls.items())]
+                out.append(self._object("", "", calls=calls))
+                self._calls.clear()
+        return out
+
+    def final(self) -> dict[str, Any]:
+        """The last object: ``done``, ``done_reason`` and the statistics."""
+        return self._object("", "", done=True, stats=metrics(self._usage, self.timing))
+
+    # -- one object --------------------------------------------------------------
+    def whole(self, result: ChatResult | None = None, *, text: str = "", finish_reason: str | None = None,
+              usage: Usage | None = None, token_logprobs: tuple[TokenLogprob, ...] | None = None) -> dict[str, Any]:
+        """The single object of a ``"stream": false`` request, from a chat result (or generated text)."""
+        thinking, calls = "", []
+        if result is not None:
+            choice = result.choices[0]
+            text, thinking = choice.message.text, choice.message.reasoning or ""
+            calls = list(choice.message.tool_calls)
+            finish_reason, usage, token_logprobs = choice.finish_reason, result.usage, choice.logprobs
+        self._finish, self._usage = finish_reason, usage
+        return self._object(text, thinking, calls=calls, lp=logprobs(token_logprobs), done=True,
+                            stats=metrics(usage, self.timing))
+
+    def _object(self, text: str, thinking: str, *, calls: list[ToolCall] | None = None,
+                lp: list[dict[str, Any]] | None = None, done: bool = False,
+                stats: dict[str, int] | None = None) -> dict[str, Any]:
+        # keys in the order Ollama's structs declare them (chat: logprobs, then metrics;
+        # generate: metrics, then tool_calls and logprobs)
+        obj: dict[str, Any] = {"model": self.model, "created_at": self.clock()}
+        tool_calls = [tool_call(c, i) for i, c in enumerate(calls or ())]
+        if self.kind == "chat":
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if thinking:
+                message["thinking"] = thinking
+            if tool_calls:
+                message["tool_calls"] = tool_calls
+            obj["message"] = message
+        else:
+            obj["response"] = text
+            if thinking:
+                obj["thinking"] = thinking
+        obj["done"] = done
+        if done:
+            obj["done_reason"] = done_reason(self._finish)
+        if self.kind == "chat":
+            if lp:
+                obj["logprobs"] = lp
+            obj.update(stats or {})
+        else:
+            obj.update(stats or {})
+            if tool_calls:
+                obj["tool_calls"] = tool_calls
+            if lp:
+                obj["logprobs"] = lp
+        return obj

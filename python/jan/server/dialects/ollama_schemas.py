@@ -1,0 +1,230 @@
+"""Ollama's request bodies (``/api/*``), validated with pydantic at the HTTP edge.
+
+Field names and types follow Ollama's ``api/types.go``. As Ollama (Go's JSON
+decoding) does, unknown fields are ignored; a known field of the wrong type is
+a 400. ``keep_alive`` is Ollama's duration: a Go duration string (``"5m"``,
+``"1h30m"``, ``"-1s"``) or a number of seconds; negative means "forever".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+
+#: Ollama's default keep-alive when a request gives none (seconds)
+DEFAULT_KEEP_ALIVE = 300.0
+FOREVER = math.inf
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_keep_alive(value: Union[str, float, int, None]) -> float | None:
+    """Ollama's ``keep_alive`` in seconds: ``None`` if not given, ``math.inf`` for a negative value
+    (forever), else the duration (``0`` unloads the model when the request ends).
+
+    Raises ``ValueError`` for text that is not a Go duration (``"5m"``, ``"300ms"``, ``"1h2m3s"``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("keep_alive must be a duration string or a number of seconds")
+    if isinstance(value, (int, float)):
+        return FOREVER if value < 0 else float(value)
+    text = value.strip()
+    try:  # a bare number: seconds (Go would refuse it; clients send it anyway)
+        return parse_keep_alive(float(text))
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    if body == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(body):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not body or pos != len(body):
+        raise ValueError(f"keep_alive: invalid duration {value!r} (expected e.g. \"5m\", \"30s\", \"-1\" or seconds)")
+    return FOREVER if sign < 0 and total > 0 else total
+
+
+class _Body(BaseModel):
+    # Ollama ignores fields it does not know (clients send newer ones); so do we.
+    model_config = ConfigDict(extra="ignore")
+
+
+class Options(_Body):
+    """``options``: the Modelfile parameters Ollama takes per request.
+
+    The sampling ones reach the sampler; ``num_ctx`` is the context the model is
+    loaded with (it reloads when it changes); the other load-time knobs Ollama has
+    (``num_gpu``, ``num_thread``, ``num_batch``, ``use_mmap``, ...) are jan's
+    ``jan serve`` flags and model.json settings instead, and are ignored here, as
+    Ollama ignores options it does not know.
+    """
+
+    num_ctx: int | None = Field(None, ge=1)
+    num_predict: int | None = None
+    num_keep: int | None = None
+    seed: int | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    typical_p: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stop: list[str] | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ToolCallFunction(_Body):
+    index: int | None = None
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _null_arguments(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class ToolCall(_Body):
+    id: str | None = None
+    function: ToolCallFunction
+
+
+class Message(_Body):
+    role: str
+    content: str | None = ""
+    thinking: str | None = None
+    images: list[str] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+
+    @field_validator("role")
+    @classmethod
+    def _lower_role(cls, value: str) -> str:
+        role = value.lower()  # Ollama lower-cases the role
+        if role not in ("system", "user", "assistant", "tool"):
+            raise ValueError(f"role must be system, user, assistant or tool, not {value!r}")
+        return role
+
+
+class ToolFunction(_Body):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Body):
+    type: str = "function"
+    function: ToolFunction
+
+
+Think = Union[bool, Literal["low", "medium", "high", "max"], None]
+Format = Union[Literal["", "json"], dict[str, Any], None]
+KeepAlive = Union[StrictStr, StrictInt, StrictFloat, None]  # not a bool
+
+
+class _ModelUse(_Body):
+    """A request that uses a model: its name, ``options`` and ``keep_alive``."""
+
+    model: str = ""
+    keep_alive: KeepAlive = None
+    options: Options | None = None
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: KeepAlive) -> KeepAlive:
+        parse_keep_alive(value)
+        return value
+
+    @property
+    def keep_alive_seconds(self) -> float | None:
+        """Seconds (``math.inf``: forever), ``None`` when not given."""
+        return parse_keep_alive(self.keep_alive)
+
+
+class _Inference(_ModelUse):
+    stream: bool | None = None
+    format: Format = None
+    think: Think = None
+    logprobs: bool = False
+    top_logprobs: int = Field(0, ge=0, le=20)
+
+    @property
+    def streaming(self) -> bool:
+        return self.stream is not False  # Ollama streams unless told not to
+
+
+class ChatRequest(_Inference):
+    """``POST /api/chat``."""
+
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[Tool] | None = None
+
+
+class GenerateRequest(_Inference):
+    """``POST /api/generate``."""
+
+    prompt: str = ""
+    suffix: str = ""
+    system: str = ""
+    template: str = ""
+    context: list[int] | None = None
+    raw: bool = False
+    images: list[str] | None = None
+
+
+class EmbedRequest(_ModelUse):
+    """``POST /api/embed``."""
+
+    input: Union[str, list[str], None] = None
+    truncate: bool | None = None
+    dimensions: int | None = Field(None, ge=1)
+
+
+class EmbeddingsRequest(_ModelUse):
+    """``POST /api/embeddings`` (Ollama's older endpoint: one prompt, one vector)."""
+
+    prompt: str = ""
+
+
+class ModelRequest(_Body):
+    """``/api/show``, ``/api/delete``: ``model`` (or the deprecated ``name``)."""
+
+    model: str = ""
+    name: str = ""
+    verbose: bool = False
+
+    @property
+    def model_name(self) -> str:
+        return self.model or self.name
+
+
+class PullRequest(ModelRequest):
+    """``POST /api/pull``: ``model`` is a jan model id, an ``hf://owner/repo/file.gguf`` or an http(s) URL."""
+
+    insecure: bool = False
+    stream: bool | None = None
+
+
+class CopyRequest(_Body):
+    """``POST /api/copy``."""
+
+    source: str = ""
+    destination: str = ""

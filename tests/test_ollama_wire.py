@@ -1,0 +1,188 @@
+"""Ollama's wire format without a server: request parsing, typed requests, and the exact NDJSON
+objects built from typed deltas (golden sequences for a text answer and a tool call)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from jan.engine.results import Usage
+from jan.server.dialects import ollama_requests as convert
+from jan.server.dialects import ollama_schemas as wire
+from jan.server.dialects.ollama_models import parameter_size
+from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
+from jan.services.types import (
+    ChatDelta,
+    ChatMessage,
+    ChatResult,
+    ChoiceResult,
+    CompletionDelta,
+    ImagePart,
+    ReasoningOptions,
+    ResponseFormat,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+)
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
+CLOCK = "2026-01-01T00:00:00.000000Z"
+
+
+@pytest.mark.parametrize("value, seconds", [
+    (None, None), ("5m", 300.0), ("1h2m3.5s", 3723.5), ("300ms", 0.3), (0, 0.0), ("0", 0.0), (30, 30.0),
+    ("45", 45.0), (-1, math.inf), ("-1", math.inf), ("-1m", math.inf), (-0.5, math.inf),
+])
+def test_keep_alive_is_ollamas_duration(value, seconds):
+    assert wire.parse_keep_alive(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["abc", "5x", "m5", "", True])
+def test_bad_keep_alive_is_refused(value):
+    with pytest.raises((ValueError, ValidationError)):
+        wire.ChatRequest.model_validate({"model": "m", "keep_alive": value})
+
+
+def test_options_become_a_sampling_layer():
+    body = wire.ChatRequest.model_validate({
+        "model": "m", "messages": [{"role": "USER", "content": "hi"}], "unknown_field": 1,
+        "options": {"num_predict": 7, "temperature": 0, "top_k": 3, "top_p": 0.5, "min_p": 0.1, "typical_p": 0.9,
+                    "repeat_penalty": 1.2, "repeat_last_n": 16, "presence_penalty": 0.5, "frequency_penalty": 0.25,
+                    "seed": 42, "stop": ["\n"], "num_keep": 4, "num_gpu": 99, "mirostat": 0},
+    })
+    s = convert.sampling(body.options)
+    assert (s.max_tokens, s.temperature, s.top_k, s.top_p, s.min_p, s.typical_p) == (7, 0, 3, 0.5, 0.1, 0.9)
+    assert (s.repeat_penalty, s.repeat_last_n, s.presence_penalty, s.frequency_penalty) == (1.2, 16, 0.5, 0.25)
+    assert s.seed == 42 and s.stop == ("\n",)
+    # Ollama's "no limit" and "random seed" are "not given" here (a lower layer or the default decides)
+    s = convert.sampling(wire.Options(num_predict=-1, seed=-1, stop=[]))
+    assert s.max_tokens is None and s.seed is None and s.stop is None
+    with pytest.raises(ValidationError):
+        wire.Options.model_validate({"temperature": "hot"})
+    assert wire.Options.model_validate({"stop": "END"}).stop == ["END"]
+
+
+def test_chat_request_is_typed():
+    body = wire.ChatRequest.model_validate({
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather?", "images": [PNG]},
+            {"role": "assistant", "content": "", "thinking": "call it",
+             "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+            {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "description": "d",
+                                                     "parameters": {"type": "object"}}}],
+        "format": {"type": "object"}, "think": "high", "logprobs": True, "top_logprobs": 2,
+    })
+    req = convert.chat_request(body, "m")
+    system, user, assistant, tool = req.messages
+    assert system == ChatMessage("system", (TextPart("Be brief."),))
+    assert user.content == (ImagePart(base64.b64decode(PNG), "image/png"), TextPart("Weather?"))
+    assert assistant.reasoning == "call it" and assistant.tool_calls[0].name == "get_weather"
+    assert json.loads(assistant.tool_calls[0].arguments) == {"city": "Paris"}
+    # the tool result names its tool; it is matched to that call's id
+    assert tool.tool_call_id == assistant.tool_calls[0].id and tool.name == "get_weather"
+    assert req.tools[0].name == "get_weather" and req.tools[0].parameters == {"type": "object"}
+    assert req.response_format == ResponseFormat(type="json_schema", schema={"type": "object"})
+    assert req.reasoning == ReasoningOptions(enabled=True, effort="high")
+    assert req.logprobs and req.top_logprobs == 2
+    assert convert.response_format("json") == ResponseFormat(type="json_object")
+    assert convert.response_format("") is None
+    assert convert.reasoning(False) == ReasoningOptions(enabled=False)
+
+
+def test_bad_requests_are_clear():
+    with pytest.raises(ValidationError, match="role"):
+        wire.ChatRequest.model_validate({"model": "m", "messages": [{"role": "robot", "content": "x"}]})
+    with pytest.raises(ValidationError):
+        wire.ChatRequest.model_validate({"model": "m", "think": "extreme"})
+    body = wire.ChatRequest.model_validate({"model": "m", "messages": [{"role": "user", "images": ["%%%"]}]})
+    with pytest.raises(convert.OllamaRequestError, match=r"messages\[0\]\.images\[0\]: invalid base64"):
+        convert.chat_request(body, "m")
+    generate = wire.GenerateRequest.model_validate({"model": "m", "prompt": "p", "template": "{{ .Prompt }}"})
+    with pytest.raises(convert.OllamaRequestError, match="template"):
+        convert.generate_chat_request(generate, "m")
+    raw = wire.GenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "images": [PNG]})
+    with pytest.raises(convert.OllamaRequestError, match="images"):
+        convert.completion_request(raw, "m")
+
+
+def test_generate_is_one_user_turn_or_a_raw_prompt():
+    body = wire.GenerateRequest.model_validate({"model": "m", "prompt": "Hi", "system": "S",
+                                                "options": {"num_predict": 3}})
+    req = convert.generate_chat_request(body, "m")
+    assert [(m.role, m.text) for m in req.messages] == [("system", "S"), ("user", "Hi")]
+    raw = convert.completion_request(wire.GenerateRequest(model="m", prompt="Once", raw=True), "m")
+    assert raw.prompts == ("Once",) and raw.n == 1
+    assert convert.format_grammar("json") and convert.format_grammar(None) is None
+    assert "root" in convert.format_grammar({"type": "object", "properties": {"a": {"type": "integer"}}})
+
+
+def test_names_and_sizes():
+    assert convert.strip_latest("llama3:latest") == "llama3" and convert.strip_latest("a:b") == "a:b"
+    assert [parameter_size(n) for n in (7_615_616_512, 22_565_376, 292_800, 12, 0)] == ["7.6B", "22.6M", "292.8K",
+                                                                                       "12", ""]
+
+
+# -- golden streams ------------------------------------------------------------------------------
+def _lines(encoder: OllamaEncoder, deltas) -> list[str]:
+    objects = [obj for d in deltas for obj in encoder.delta(d)] + [encoder.final()]
+    return [json.dumps(o, separators=(",", ":")) for o in objects]
+
+
+def _encoder(kind="chat") -> OllamaEncoder:
+    timing = Timing(started_ns=0, load_ns=1_000)
+    timing.total_ns = lambda: 9_000_000  # a fixed clock: the golden bytes must not depend on speed
+    return OllamaEncoder(kind, "m", timing, clock=lambda: CLOCK)
+
+
+USAGE = Usage(prompt_tokens=5, completion_tokens=2, prompt_ms=1.5, generation_ms=2.0)
+
+
+def test_golden_text_answer():
+    deltas = [ChatDelta(content="Hel"), ChatDelta(content="lo"), ChatDelta(finish_reason="stop"),
+              ChatDelta(choice=-1, usage=USAGE)]
+    assert _lines(_encoder(), deltas) == [
+        '{"model":"m","created_at":"%s","message":{"role":"assistant","content":"Hel"},"done":false}' % CLOCK,
+        '{"model":"m","created_at":"%s","message":{"role":"assistant","content":"lo"},"done":false}' % CLOCK,
+        '{"model":"m","created_at":"%s","message":{"role":"assistant","content":""},"done":true,'
+        '"done_reason":"stop","total_duration":9000000,"load_duration":1000,"prompt_eval_count":5,'
+        '"prompt_eval_duration":1500000,"eval_count":2,"eval_duration":2000000}' % CLOCK,
+    ]
+
+
+def test_golden_tool_call():
+    deltas = [ChatDelta(reasoning="need weather"),
+              ChatDelta(tool_calls=(ToolCallDelta(0, id="call_abc", name="get_weather", arguments='{"city":'),)),
+              ChatDelta(tool_calls=(ToolCallDelta(0, arguments=' "Paris"}'),)),
+              ChatDelta(finish_reason="tool_calls"), ChatDelta(choice=-1, usage=USAGE)]
+    assert _lines(_encoder(), deltas) == [
+        '{"model":"m","created_at":"%s","message":{"role":"assistant","content":"","thinking":"need weather"},'
+        '"done":false}' % CLOCK,
+        '{"model":"m","created_at":"%s","message":{"role":"assistant","content":"","tool_calls":[{"id":"call_abc",'
+        '"function":{"index":0,"name":"get_weather","arguments":{"city":"Paris"}}}]},"done":false}' % CLOCK,
+        '{"model":"m","created_at":"%s","message":{"role":"assistant","content":""},"done":true,'
+        '"done_reason":"stop","total_duration":9000000,"load_duration":1000,"prompt_eval_count":5,'
+        '"prompt_eval_duration":1500000,"eval_count":2,"eval_duration":2000000}' % CLOCK,
+    ]
+
+
+def test_golden_generate_and_whole_objects():
+    deltas = [CompletionDelta(text="Once"), CompletionDelta(text=" more", finish_reason="length"),
+              CompletionDelta(choice=-1, usage=USAGE)]
+    lines = _lines(_encoder("generate"), deltas)
+    assert lines[0] == '{"model":"m","created_at":"%s","response":"Once","done":false}' % CLOCK
+    assert json.loads(lines[-1])["done_reason"] == "length" and json.loads(lines[-1])["response"] == ""
+    result = ChatResult("m", (ChoiceResult(ChatMessage("assistant", (TextPart("Hi"),), reasoning="hmm",
+                                                       tool_calls=(ToolCall("c1", "f", '{"a": 1}'),)),
+                                           "tool_calls"),), USAGE)
+    whole = _encoder().whole(result)
+    assert whole["message"] == {"role": "assistant", "content": "Hi", "thinking": "hmm", "tool_calls": [
+        {"id": "c1", "function": {"index": 0, "name": "f", "arguments": {"a": 1}}}]}
+    assert whole["done"] is True and whole["done_reason"] == "stop" and whole["eval_count"] == 2
