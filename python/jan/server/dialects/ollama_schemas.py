@@ -62,16 +62,15 @@ class _Body(BaseModel):
 class Options(_Body):
     """``options``: the Modelfile parameters Ollama takes per request.
 
-    The sampling ones reach the sampler; ``num_ctx`` is the context the model is
-    loaded with (it reloads when it changes); the other load-time knobs Ollama has
-    (``num_gpu``, ``num_thread``, ``num_batch``, ``use_mmap``, ...) are jan's
-    ``jan serve`` flags and model.json settings instead, and are ignored here, as
-    Ollama ignores options it does not know.
+    The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
+    ``num_gpu``, ``num_thread``, ``num_batch``, ``use_mmap``, ...) are jan's
+    ``jan serve`` flags and model.json settings instead (a model is loaded once for
+    every request it serves), so they are ignored here, as Ollama ignores options it
+    does not know; so are ``num_keep`` (jan never shifts the context) and
+    ``mirostat``/``penalize_newline``/``tfs_z``, which llama.cpp dropped.
     """
 
-    num_ctx: int | None = Field(None, ge=1)
     num_predict: int | None = None
-    num_keep: int | None = None
     seed: int | None = None
     temperature: float | None = None
     top_k: int | None = None

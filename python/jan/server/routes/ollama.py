@@ -1,0 +1,512 @@
+"""Ollama's API (``/api/*``) on jan's port, for Ollama clients (Open WebUI, Continue, LangChain's
+``ChatOllama``, the ``ollama`` packages): a thin adapter over :mod:`jan.services`.
+
+Each handler parses Ollama's body (:mod:`jan.server.dialects.ollama_schemas`), builds the typed
+request (:mod:`~jan.server.dialects.ollama_requests`), calls the service and formats what comes
+back (:mod:`~jan.server.dialects.ollama_responses`, :mod:`~jan.server.dialects.ollama_models`).
+Streams are NDJSON (``application/x-ndjson``), one object per line. Errors are Ollama's
+``{"error": "..."}`` with the HTTP status Ollama uses, also as the last line of a stream that
+already started. Model names are jan's model ids (``:latest`` is accepted and ignored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import math
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import numpy as np
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from jan.downloads import DownloadCancelledError, DownloadError, filename_from_url
+from jan.errors import ModelNotFoundError
+from jan.server.dialects import ollama_models, ollama_requests
+from jan.server.dialects import ollama_schemas as wire
+from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
+from jan.server.errors import APIError, to_api_error
+from jan.server.keys import SERVICES, SHUTTING_DOWN
+from jan.services import Services, Target
+from jan.services.infill import infill_prompt
+from jan.services.types import CompletionDelta, TokenLogprob, Usage
+
+log = logging.getLogger("jan.server")
+routes = web.RouteTableDef()
+
+#: The Ollama API level this adapter follows (clients compare it to feature-gate, e.g. ``think``).
+OLLAMA_VERSION = "0.12.0"
+NDJSON = "application/x-ndjson"
+PULL_PROGRESS_INTERVAL = 0.25
+
+B = TypeVar("B", bound=BaseModel)
+
+
+class OllamaError(Exception):
+    """An error to answer as Ollama does: ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error_of(exc: BaseException) -> OllamaError:
+    if isinstance(exc, OllamaError):
+        return exc
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return OllamaError(400, f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", ""))
+    if isinstance(exc, ollama_requests.OllamaRequestError):
+        return OllamaError(400, str(exc))
+    err = to_api_error(exc)  # the one mapping of jan's exceptions to statuses
+    return OllamaError(err.status, err.message)
+
+
+def ollama_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """Answer every failure of ``handler`` in Ollama's error shape."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the dialect's one error mapping
+            err = _error_of(exc)
+            return web.json_response({"error": err.message}, status=err.status)
+
+    return wrapped
+
+
+async def _body(request: web.Request, model: type[B]) -> B:
+    raw = await request.read()
+    if not raw.strip():
+        raise OllamaError(400, "missing request body")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OllamaError(400, f"invalid JSON in the request body: {exc}") from None
+    if not isinstance(data, dict):
+        raise OllamaError(400, "the request body must be a JSON object")
+    return model.model_validate(data)
+
+
+def _services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+async def _target(request: web.Request, name: str) -> Target:
+    """The model a request names (its engine resolved); 400 without a name, 404 for an unknown one."""
+    if not name:
+        raise OllamaError(400, "model is required")
+    try:
+        return await _services(request).models.resolve(ollama_requests.strip_latest(name))
+    except ModelNotFoundError:
+        raise OllamaError(404, f"model '{name}' not found") from None
+
+
+async def _load(target: Target, keep_alive: float | None, timing: Timing) -> None:
+    """Load the model now (so ``load_duration`` is measured as Ollama measures it) and apply the
+    request's ``keep_alive``."""
+    started = timing.total_ns()
+    await target.engine.load_model(target.model)
+    timing.load_ns = timing.total_ns() - started
+    if keep_alive is not None:
+        await _set_keep_alive(target, keep_alive)
+
+
+async def _set_keep_alive(target: Target, seconds: float) -> None:
+    set_keep_alive = getattr(target.engine, "set_keep_alive", None)
+    if set_keep_alive is not None:  # engines without a model pool (remote ones) have nothing to keep
+        await set_keep_alive(target.id, None if math.isinf(seconds) else seconds)
+
+
+async def _unload(target: Target) -> None:
+    if target.id in await target.engine.loaded_models():
+        await target.engine.unload_model(target.id)
+
+
+# -- streaming ---------------------------------------------------------------------------
+async def _first(stream: AsyncIterator[Any]) -> Any:
+    """The stream's first item (setup errors raise here, before any byte is sent), or None."""
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return None
+    except BaseException:
+        await stream.aclose()
+        raise
+
+
+async def _ndjson(request: web.Request, first: Any, stream: AsyncIterator[Any],
+                  lines: Callable[[Any], list[dict[str, Any]]], final: Callable[[], dict[str, Any]]) -> web.StreamResponse:
+    """Send each item's objects as NDJSON lines, then the final object. Closing the stream (on a
+    client that went away, or shutdown) cancels the generation."""
+    response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    shutting_down = request.app[SHUTTING_DOWN]
+
+    async def send(obj: dict[str, Any]) -> None:
+        await response.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+
+    try:
+        async with contextlib.aclosing(stream):
+            if first is not None:
+                for obj in lines(first):
+                    await send(obj)
+            async for item in stream:
+                for obj in lines(item):
+                    await send(obj)
+                if shutting_down.is_set():
+                    await send({"error": "the server is shutting down; the generation was stopped"})
+                    break
+            else:
+                await send(final())
+        await response.write_eof()
+    except (ConnectionResetError, OSError) as exc:
+        log.debug("ollama stream: client went away: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - the status line is gone: the error is the last line
+        with contextlib.suppress(ConnectionResetError, OSError):
+            await send({"error": _error_of(exc).message})
+            await response.write_eof()
+    return response
+
+
+# -- chat and generate ---------------------------------------------------------------------
+@routes.post("/api/chat")
+@ollama_errors
+async def chat(request: web.Request) -> web.StreamResponse:
+    """Ollama chat: ``messages`` (with ``images``, ``tool_calls``, ``tool_name``), ``tools``, ``format``,
+    ``options``, ``think``, ``keep_alive``, ``stream``."""
+    timing = Timing()
+    body = await _body(request, wire.ChatRequest)
+    target = await _target(request, body.model)
+    keep_alive = body.keep_alive_seconds
+    encoder = OllamaEncoder("chat", body.model, timing)
+    if not body.messages:
+        return await _load_or_unload(target, keep_alive, timing, encoder)
+    typed = ollama_requests.chat_request(body, target.id)
+    await _load(target, keep_alive, timing)
+    service = _services(request).chat
+    if not body.streaming:
+        return web.json_response(encoder.whole(await service.complete(typed)))
+    stream = service.stream(typed)
+    first = await _first(stream)
+    return await _ndjson(request, first, stream, encoder.delta, encoder.final)
+
+
+async def _load_or_unload(target: Target, keep_alive: float | None, timing: Timing,
+                          encoder: OllamaEncoder) -> web.Response:
+    """A request with nothing to generate loads the model (or unloads it with ``keep_alive: 0``)."""
+    if keep_alive == 0:
+        await _unload(target)
+        reason = "unload"
+    else:
+        await _load(target, keep_alive, timing)
+        reason = "load"
+    obj = encoder.whole(text="")
+    obj["done_reason"] = reason
+    for key in ("total_duration", "load_duration"):
+        obj.pop(key, None)  # Ollama answers these requests without statistics
+    return web.json_response(obj)
+
+
+@routes.post("/api/generate")
+@ollama_errors
+async def generate(request: web.Request) -> web.StreamResponse:
+    """Ollama generate: ``prompt`` (+ ``system``, ``images``) in the model's chat template, or as is
+    with ``raw``; ``suffix`` fills in the middle on models with FIM tokens."""
+    timing = Timing()
+    body = await _body(request, wire.GenerateRequest)
+    target = await _target(request, body.model)
+    keep_alive = body.keep_alive_seconds
+    encoder = OllamaEncoder("generate", body.model, timing)
+    if not body.prompt and not body.suffix and not body.images:
+        return await _load_or_unload(target, keep_alive, timing, encoder)
+    services = _services(request)
+    if body.suffix or body.raw:
+        grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)
+        await _load(target, keep_alive, timing)
+        prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix) if body.suffix else None
+        typed = ollama_requests.completion_request(body, target.id, prompt, grammar)
+        stream = services.completions.stream(typed)
+        if not body.streaming:
+            return web.json_response(await _whole_completion(stream, encoder))
+    else:
+        typed_chat = ollama_requests.generate_chat_request(body, target.id)
+        await _load(target, keep_alive, timing)
+        if not body.streaming:
+            return web.json_response(encoder.whole(await services.chat.complete(typed_chat)))
+        stream = services.chat.stream(typed_chat)
+    first = await _first(stream)
+    return await _ndjson(request, first, stream, encoder.delta, encoder.final)
+
+
+async def _whole_completion(stream: AsyncIterator[CompletionDelta], encoder: OllamaEncoder) -> dict[str, Any]:
+    text: list[str] = []
+    finish: str | None = None
+    usage: Usage | None = None
+    logprobs: list[TokenLogprob] = []
+    async with contextlib.aclosing(stream):
+        async for delta in stream:
+            if delta.usage is not None:
+                usage = delta.usage
+            if delta.choice != 0:
+                continue
+            text.append(delta.text)
+            logprobs += delta.logprobs or ()
+            finish = delta.finish_reason or finish
+    return encoder.whole(text="".join(text), finish_reason=finish, usage=usage,
+                         token_logprobs=tuple(logprobs) or None)
+
+
+# -- embeddings ----------------------------------------------------------------------------------
+def _truncated(vector: Any, dimensions: int | None) -> list[float]:
+    """Ollama's ``dimensions``: the first N components, normalized again."""
+    v = np.asarray(vector, dtype=np.float32)
+    if dimensions is not None and dimensions < v.shape[0]:
+        v = v[:dimensions]
+        norm = float(np.linalg.norm(v))
+        if norm > 0:
+            v = v / norm
+    return v.tolist()
+
+
+@routes.post("/api/embed")
+@ollama_errors
+async def embed(request: web.Request) -> web.Response:
+    """Ollama embed: ``input`` (text or texts) -> ``embeddings`` (normalized), ``prompt_eval_count``."""
+    timing = Timing()
+    body = await _body(request, wire.EmbedRequest)
+    target = await _target(request, body.model)
+    inputs = [body.input] if isinstance(body.input, str) else list(body.input or [])
+    await _load(target, body.keep_alive_seconds, timing)
+    if not inputs:
+        return web.json_response({"model": body.model, "embeddings": []})
+    result = await _services(request).embeddings.embed(ollama_requests.embedding_request(target.id, inputs))
+    out: dict[str, Any] = {"model": body.model,
+                           "embeddings": [_truncated(v, body.dimensions) for v in result.vectors],
+                           "total_duration": timing.total_ns(), "load_duration": timing.load_ns,
+                           "prompt_eval_count": result.prompt_tokens}
+    return web.json_response({k: v for k, v in out.items() if v or k == "embeddings"})
+
+
+@routes.post("/api/embeddings")
+@ollama_errors
+async def embeddings(request: web.Request) -> web.Response:
+    """Ollama's older embeddings endpoint: ``prompt`` -> ``embedding``."""
+    body = await _body(request, wire.EmbeddingsRequest)
+    target = await _target(request, body.model)
+    await _load(target, body.keep_alive_seconds, Timing())
+    if not body.prompt:
+        return web.json_response({"embedding": []})
+    result = await _services(request).embeddings.embed(ollama_requests.embedding_request(target.id, [body.prompt]))
+    return web.json_response({"embedding": _truncated(result.vectors[0], None)})
+
+
+# -- models ----------------------------------------------------------------------------------------
+async def _model_file(services: Services, model_id: str) -> str | None:
+    model_file = getattr(services.models.model_extension(), "model_file", None)
+    return await model_file(model_id) if model_file is not None else None
+
+
+@routes.get("/api/tags")  # aiohttp answers HEAD too, as Ollama does
+@ollama_errors
+async def tags(request: web.Request) -> web.Response:
+    """The models in the data folder — the same list as ``/v1/models``."""
+    services = _services(request)
+    entries = []
+    for model in await services.models.model_extension().list_models():
+        path = await _model_file(services, model["id"]) if (model.get("engine") or "llama.cpp") == "llama.cpp" else None
+        entries.append(await asyncio.to_thread(ollama_models.model_entry, model, path))
+    return web.json_response({"models": entries})
+
+
+@routes.post("/api/show")
+@ollama_errors
+async def show(request: web.Request) -> web.Response:
+    """One model's details, template, parameters, GGUF metadata (``model_info``) and capabilities."""
+    body = await _body(request, wire.ModelRequest)
+    target = await _target(request, body.model_name)
+    path = await _model_file(_services(request), target.id)
+    return web.json_response(await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose))
+
+
+@routes.get("/api/ps")
+@ollama_errors
+async def ps(request: web.Request) -> web.Response:
+    """The models loaded now, with when they will be unloaded (``expires_at``)."""
+    services = _services(request)
+    entries = []
+    for model_id in await services.models.loaded_model_ids():
+        try:
+            target = await services.models.resolve(model_id)
+        except (ModelNotFoundError, ValueError):
+            continue  # loaded from a file that is no model in the data folder any more
+        status = await target.engine.model_status(model_id)
+        path = await _model_file(services, model_id)
+        entries.append(await asyncio.to_thread(ollama_models.running_entry, target.model, path, status))
+    return web.json_response({"models": entries})
+
+
+@routes.delete("/api/delete")
+@ollama_errors
+async def delete(request: web.Request) -> web.Response:
+    """Delete a model (unloaded first) and its files."""
+    body = await _body(request, wire.ModelRequest)
+    target = await _target(request, body.model_name)
+    await _unload(target)
+    await _services(request).models.model_extension().delete_model(target.id)
+    return web.Response(status=200)
+
+
+@routes.post("/api/copy")
+@ollama_errors
+async def copy(request: web.Request) -> web.Response:
+    """Copy a model under a new name: the weights are hard-linked (copied across file systems),
+    model.json settings and parameters carried over."""
+    body = await _body(request, wire.CopyRequest)
+    if not body.destination:
+        raise OllamaError(400, f"destination {body.destination!r} is invalid")
+    services = _services(request)
+    source = await _target(request, body.source)
+    destination = ollama_requests.strip_latest(body.destination)
+    models = services.models.model_extension()
+    path = await _model_file(services, source.id)
+    doc = {k: v for k, v in source.model.items() if k not in ("id", "file_path")}
+    if path:
+        copied = await models.import_model(path, model_id=destination, mode="link")
+        keep = {k: doc[k] for k in ("name", "description", "parameters", "metadata") if doc.get(k)}
+        settings = {k: v for k, v in (doc.get("settings") or {}).items() if k != "llama_model_path"}
+        await models.update_model(copied["id"], {**keep, "settings": settings})
+    else:
+        await models.create_model({**doc, "id": destination})
+    return web.Response(status=200)
+
+
+@routes.post("/api/pull")
+@ollama_errors
+async def pull(request: web.Request) -> web.StreamResponse:
+    """Download a model: ``model`` is an ``hf://owner/repo/file.gguf`` or http(s) URL of a GGUF
+    file, or a jan model id whose model.json names a download source. Streams Ollama's progress
+    objects (``pulling manifest``, ``pulling <file>`` with ``digest``/``total``/``completed``,
+    ``success``) unless ``stream`` is false. Leaving the stream does not stop the download."""
+    body = await _body(request, wire.PullRequest)
+    name = body.model_name
+    if not name:
+        raise OllamaError(400, "model is required")
+    services = _services(request)
+    models = services.models.model_extension()
+    source, model_id = await _pull_source(services, name)
+    if source is None:
+        return await _pull_reply(request, body, None, model_id)
+    try:
+        task = await models.pull(source, model_id)
+    except DownloadError as exc:
+        status = 400 if exc.reason == DownloadError.INVALID_URL else 409 if exc.reason == DownloadError.CONFLICT else 502
+        raise OllamaError(status, f"pull model manifest: {exc}") from None
+    return await _pull_reply(request, body, task, model_id)
+
+
+async def _pull_source(services: Services, name: str) -> tuple[str | None, str | None]:
+    """(URL to download, model id); no URL when the model is already there."""
+    if "://" in name:
+        return name, None
+    model_id = ollama_requests.strip_latest(name)
+    try:
+        model = await services.models.get(model_id)
+    except ModelNotFoundError:
+        raise OllamaError(404, f"pull model manifest: '{name}' is neither a jan model id nor an hf://owner/repo/"
+                               "file.gguf or http(s) URL of a GGUF file") from None
+    if await _model_file(services, model_id) or (model.get("engine") or "llama.cpp") != "llama.cpp":
+        return None, model_id
+    urls = [s.get("url") for s in model.get("sources") or () if isinstance(s, dict) and s.get("url")]
+    if not urls:
+        raise OllamaError(400, f"pull model manifest: the model '{model_id}' has no weights and no download source")
+    return urls[0], model_id
+
+
+async def _pull_reply(request: web.Request, body: wire.PullRequest, task: Any, model_id: str | None) -> web.StreamResponse:
+    if task is None:
+        events: AsyncIterator[dict[str, Any]] = _already_there()
+    else:
+        events = _pull_events(task)
+    if body.stream is False:
+        last: dict[str, Any] = {}
+        async for event in events:
+            if "error" in event:
+                raise OllamaError(500, event["error"])
+            last = event
+        return web.json_response(last)
+    response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    try:
+        async for event in events:
+            await response.write(json.dumps(event).encode() + b"\n")
+        await response.write_eof()
+    except (ConnectionResetError, OSError):
+        log.debug("ollama pull: the client stopped listening; the download goes on")
+    return response
+
+
+async def _already_there() -> AsyncIterator[dict[str, Any]]:
+    yield {"status": "pulling manifest"}
+    yield {"status": "success"}
+
+
+async def _pull_events(task: Any) -> AsyncIterator[dict[str, Any]]:
+    """Ollama's pull progress from a download task: one object per change, at most 4 a second."""
+    yield {"status": "pulling manifest"}
+    status = task.status()
+    try:
+        digest = filename_from_url(status.get("url") or "")
+    except DownloadError:
+        digest = task.model_id
+    waiter = asyncio.ensure_future(task.wait())
+    last = None
+    try:
+        while not waiter.done():
+            status = task.status()
+            event = {"status": f"pulling {digest}", "digest": digest}
+            if status.get("total_bytes"):
+                event["total"] = status["total_bytes"]
+            if status.get("downloaded_bytes"):
+                event["completed"] = status["downloaded_bytes"]
+            if event != last:
+                yield event
+                last = event
+            await asyncio.wait([waiter], timeout=PULL_PROGRESS_INTERVAL)
+        error = waiter.exception() if not waiter.cancelled() else DownloadCancelledError()
+        if error is not None:
+            yield {"error": f"pull model: {error}"}
+            return
+        status = task.status()
+        if status.get("total_bytes"):
+            yield {"status": f"pulling {digest}", "digest": digest, "total": status["total_bytes"],
+                   "completed": status["total_bytes"]}
+        yield {"status": "writing manifest"}
+        yield {"status": "success"}
+    finally:
+        if not waiter.done():
+            waiter.cancel()  # stops waiting only; the download itself continues
+
+
+# -- the rest ------------------------------------------------------------------------------------------
+@routes.get("/api/version")
+@ollama_errors
+async def version(request: web.Request) -> web.Response:
+    """The Ollama API level served (and jan's own version)."""
+    import jan
+
+    return web.json_response({"version": OLLAMA_VERSION, "jan_version": jan.__version__})
+

@@ -1,0 +1,38 @@
+"""Fill-in-the-middle: the prompt that asks a code model for the text between a prefix and a suffix."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jan.core import LocalInferenceExtension
+from jan.services.errors import RequestError
+from jan.services.models import ModelService
+
+__all__ = ["infill_prompt"]
+
+
+async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix: str) -> tuple[int, ...]:
+    """Token ids ``[BOS] <fim_pre> prefix <fim_suf> suffix <fim_mid>`` (prefix-suffix-middle order,
+    as llama.cpp's server builds them) for a :class:`~jan.services.types.CompletionRequest`.
+
+    The FIM tokens are the model's own (``llama_vocab_fim_pre/suf/mid``). Raises
+    :class:`RequestError` (``param="suffix"``) for a model without them or one on a remote engine.
+    """
+    target = await models.resolve(model_id)
+    if not isinstance(target.engine, LocalInferenceExtension):
+        raise RequestError(f"suffix: the model '{target.id}' runs on the '{target.engine.engine_name}' engine, "
+                           "which cannot fill in the middle", param="suffix", code="not_supported")
+    model = (await target.engine.acquire(target.model)).model
+    special = model.info.special_tokens
+    if not all(k in special for k in ("fim_pre", "fim_suf", "fim_mid")):
+        raise RequestError(f"suffix: the model '{target.id}' has no fill-in-the-middle tokens, so it cannot "
+                           "insert text before a suffix", param="suffix", code="not_supported")
+
+    def build() -> tuple[int, ...]:
+        tokens = [special["fim_pre"], *model.tokenize(prefix, add_special=False), special["fim_suf"],
+                  *model.tokenize(suffix, add_special=False), special["fim_mid"]]
+        if model.add_bos and "bos" in special:
+            tokens.insert(0, special["bos"])
+        return tuple(tokens)
+
+    return await asyncio.to_thread(build)
