@@ -358,7 +358,7 @@ def test_context_overflow_is_a_400(server):
 def test_serve_listens_on_the_ollama_port_too(tmp_path):
     port, ollama_port = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "jan.cli", "serve", "--port", str(port), "--ollama-port", str(ollama_port),
-                             "--data-folder", str(tmp_path / "data"), "--no-extensions"],
+                             "--data-folder", str(tmp_path / "data")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120

@@ -482,7 +482,7 @@ async def _pull_events(task: Any) -> AsyncIterator[dict[str, Any]]:
                 event["total"] = status["total_bytes"]
             if status.get("downloaded_bytes"):
                 event["completed"] = status["downloaded_bytes"]
-            if event != last:
+            if event != last and len(event) > 2:  # something known beyond the name
                 yield event
                 last = event
             await asyncio.wait([waiter], timeout=PULL_PROGRESS_INTERVAL)
