@@ -82,7 +82,7 @@ def ollama_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]
             raise
         except Exception as exc:  # noqa: BLE001 - the dialect's one error mapping
             err = _error_of(exc)
-            return web.json_response({"error": err.message}, status=err.status)
+            return _json({"error": err.message}, status=err.status)
 
     return wrapped
 
@@ -100,6 +100,14 @@ async def _body(request: web.Request, model: type[B]) -> B:
     return model.model_validate(data)
 
 
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))  # compact, as Go writes JSON
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.json_response(obj, status=status, dumps=_dumps)
+
+
 def _services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
@@ -114,14 +122,20 @@ async def _target(request: web.Request, name: str) -> Target:
         raise OllamaError(404, f"model '{name}' not found") from None
 
 
-async def _load(target: Target, keep_alive: float | None, timing: Timing) -> None:
-    """Load the model now (so ``load_duration`` is measured as Ollama measures it) and apply the
-    request's ``keep_alive``."""
+@contextlib.asynccontextmanager
+async def _model_in_use(target: Target, keep_alive: float | None, timing: Timing) -> AsyncIterator[None]:
+    """Load the model first (so ``load_duration`` is measured as Ollama measures it); once the request
+    is answered, apply its ``keep_alive`` — the time the model stays loaded *after* it, as in Ollama
+    (applied earlier, a ``0`` could unload the model under the request)."""
     started = timing.total_ns()
     await target.engine.load_model(target.model)
     timing.load_ns = timing.total_ns() - started
-    if keep_alive is not None:
-        await _set_keep_alive(target, keep_alive)
+    try:
+        yield
+    finally:
+        if keep_alive is not None:
+            with contextlib.suppress(ModelNotFoundError):  # unloaded meanwhile: nothing to keep
+                await _set_keep_alive(target, keep_alive)
 
 
 async def _set_keep_alive(target: Target, seconds: float) -> None:
@@ -157,7 +171,7 @@ async def _ndjson(request: web.Request, first: Any, stream: AsyncIterator[Any],
     shutting_down = request.app[SHUTTING_DOWN]
 
     async def send(obj: dict[str, Any]) -> None:
-        await response.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        await response.write(_dumps(obj).encode() + b"\n")
 
     try:
         async with contextlib.aclosing(stream):
@@ -196,13 +210,13 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if not body.messages:
         return await _load_or_unload(target, keep_alive, timing, encoder)
     typed = ollama_requests.chat_request(body, target.id)
-    await _load(target, keep_alive, timing)
     service = _services(request).chat
-    if not body.streaming:
-        return web.json_response(encoder.whole(await service.complete(typed)))
-    stream = service.stream(typed)
-    first = await _first(stream)
-    return await _ndjson(request, first, stream, encoder.delta, encoder.final)
+    async with _model_in_use(target, keep_alive, timing):
+        if not body.streaming:
+            return _json(encoder.whole(await service.complete(typed)))
+        stream = service.stream(typed)
+        first = await _first(stream)
+        return await _ndjson(request, first, stream, encoder.delta, encoder.final)
 
 
 async def _load_or_unload(target: Target, keep_alive: float | None, timing: Timing,
@@ -212,13 +226,13 @@ async def _load_or_unload(target: Target, keep_alive: float | None, timing: Timi
         await _unload(target)
         reason = "unload"
     else:
-        await _load(target, keep_alive, timing)
-        reason = "load"
+        async with _model_in_use(target, keep_alive, timing):
+            reason = "load"
     obj = encoder.whole(text="")
     obj["done_reason"] = reason
     for key in ("total_duration", "load_duration"):
         obj.pop(key, None)  # Ollama answers these requests without statistics
-    return web.json_response(obj)
+    return _json(obj)
 
 
 @routes.post("/api/generate")
@@ -234,22 +248,20 @@ async def generate(request: web.Request) -> web.StreamResponse:
     if not body.prompt and not body.suffix and not body.images:
         return await _load_or_unload(target, keep_alive, timing, encoder)
     services = _services(request)
-    if body.suffix or body.raw:
-        grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)
-        await _load(target, keep_alive, timing)
-        prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix) if body.suffix else None
-        typed = ollama_requests.completion_request(body, target.id, prompt, grammar)
-        stream = services.completions.stream(typed)
-        if not body.streaming:
-            return web.json_response(await _whole_completion(stream, encoder))
-    else:
-        typed_chat = ollama_requests.generate_chat_request(body, target.id)
-        await _load(target, keep_alive, timing)
-        if not body.streaming:
-            return web.json_response(encoder.whole(await services.chat.complete(typed_chat)))
-        stream = services.chat.stream(typed_chat)
-    first = await _first(stream)
-    return await _ndjson(request, first, stream, encoder.delta, encoder.final)
+    async with _model_in_use(target, keep_alive, timing):
+        if body.suffix or body.raw:
+            grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)
+            prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix) if body.suffix else None
+            stream = services.completions.stream(ollama_requests.completion_request(body, target.id, prompt, grammar))
+            if not body.streaming:
+                return _json(await _whole_completion(stream, encoder))
+        else:
+            typed = ollama_requests.generate_chat_request(body, target.id)
+            if not body.streaming:
+                return _json(encoder.whole(await services.chat.complete(typed)))
+            stream = services.chat.stream(typed)
+        first = await _first(stream)
+        return await _ndjson(request, first, stream, encoder.delta, encoder.final)
 
 
 async def _whole_completion(stream: AsyncIterator[CompletionDelta], encoder: OllamaEncoder) -> dict[str, Any]:
@@ -290,15 +302,15 @@ async def embed(request: web.Request) -> web.Response:
     body = await _body(request, wire.EmbedRequest)
     target = await _target(request, body.model)
     inputs = [body.input] if isinstance(body.input, str) else list(body.input or [])
-    await _load(target, body.keep_alive_seconds, timing)
-    if not inputs:
-        return web.json_response({"model": body.model, "embeddings": []})
-    result = await _services(request).embeddings.embed(ollama_requests.embedding_request(target.id, inputs))
+    async with _model_in_use(target, body.keep_alive_seconds, timing):
+        if not inputs:
+            return _json({"model": body.model, "embeddings": []})
+        result = await _services(request).embeddings.embed(ollama_requests.embedding_request(target.id, inputs))
     out: dict[str, Any] = {"model": body.model,
                            "embeddings": [_truncated(v, body.dimensions) for v in result.vectors],
                            "total_duration": timing.total_ns(), "load_duration": timing.load_ns,
                            "prompt_eval_count": result.prompt_tokens}
-    return web.json_response({k: v for k, v in out.items() if v or k == "embeddings"})
+    return _json({k: v for k, v in out.items() if v or k == "embeddings"})
 
 
 @routes.post("/api/embeddings")
@@ -307,11 +319,11 @@ async def embeddings(request: web.Request) -> web.Response:
     """Ollama's older embeddings endpoint: ``prompt`` -> ``embedding``."""
     body = await _body(request, wire.EmbeddingsRequest)
     target = await _target(request, body.model)
-    await _load(target, body.keep_alive_seconds, Timing())
-    if not body.prompt:
-        return web.json_response({"embedding": []})
-    result = await _services(request).embeddings.embed(ollama_requests.embedding_request(target.id, [body.prompt]))
-    return web.json_response({"embedding": _truncated(result.vectors[0], None)})
+    async with _model_in_use(target, body.keep_alive_seconds, Timing()):
+        if not body.prompt:
+            return _json({"embedding": []})
+        result = await _services(request).embeddings.embed(ollama_requests.embedding_request(target.id, [body.prompt]))
+    return _json({"embedding": _truncated(result.vectors[0], None)})
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -329,7 +341,7 @@ async def tags(request: web.Request) -> web.Response:
     for model in await services.models.model_extension().list_models():
         path = await _model_file(services, model["id"]) if (model.get("engine") or "llama.cpp") == "llama.cpp" else None
         entries.append(await asyncio.to_thread(ollama_models.model_entry, model, path))
-    return web.json_response({"models": entries})
+    return _json({"models": entries})
 
 
 @routes.post("/api/show")
@@ -339,7 +351,7 @@ async def show(request: web.Request) -> web.Response:
     body = await _body(request, wire.ModelRequest)
     target = await _target(request, body.model_name)
     path = await _model_file(_services(request), target.id)
-    return web.json_response(await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose))
+    return _json(await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose))
 
 
 @routes.get("/api/ps")
@@ -356,7 +368,7 @@ async def ps(request: web.Request) -> web.Response:
         status = await target.engine.model_status(model_id)
         path = await _model_file(services, model_id)
         entries.append(await asyncio.to_thread(ollama_models.running_entry, target.model, path, status))
-    return web.json_response({"models": entries})
+    return _json({"models": entries})
 
 
 @routes.delete("/api/delete")
@@ -447,12 +459,12 @@ async def _pull_reply(request: web.Request, body: wire.PullRequest, task: Any, m
             if "error" in event:
                 raise OllamaError(500, event["error"])
             last = event
-        return web.json_response(last)
+        return _json(last)
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
     await response.prepare(request)
     try:
         async for event in events:
-            await response.write(json.dumps(event).encode() + b"\n")
+            await response.write(_dumps(event).encode() + b"\n")
         await response.write_eof()
     except (ConnectionResetError, OSError):
         log.debug("ollama pull: the client stopped listening; the download goes on")
@@ -508,5 +520,5 @@ async def version(request: web.Request) -> web.Response:
     """The Ollama API level served (and jan's own version)."""
     import jan
 
-    return web.json_response({"version": OLLAMA_VERSION, "jan_version": jan.__version__})
+    return _json({"version": OLLAMA_VERSION, "jan_version": jan.__version__})
 
