@@ -44,11 +44,11 @@ def test_keep_alive_is_ollamas_duration(value, seconds):
 @pytest.mark.parametrize("value", ["abc", "5x", "m5", "", True])
 def test_bad_keep_alive_is_refused(value):
     with pytest.raises((ValueError, ValidationError)):
-        wire.ChatRequest.model_validate({"model": "m", "keep_alive": value})
+        wire.OllamaChatRequest.model_validate({"model": "m", "keep_alive": value})
 
 
 def test_options_become_a_sampling_layer():
-    body = wire.ChatRequest.model_validate({
+    body = wire.OllamaChatRequest.model_validate({
         "model": "m", "messages": [{"role": "USER", "content": "hi"}], "unknown_field": 1,
         "options": {"num_predict": 7, "temperature": 0, "top_k": 3, "top_p": 0.5, "min_p": 0.1, "typical_p": 0.9,
                     "repeat_penalty": 1.2, "repeat_last_n": 16, "presence_penalty": 0.5, "frequency_penalty": 0.25,
@@ -59,15 +59,15 @@ def test_options_become_a_sampling_layer():
     assert (s.repeat_penalty, s.repeat_last_n, s.presence_penalty, s.frequency_penalty) == (1.2, 16, 0.5, 0.25)
     assert s.seed == 42 and s.stop == ("\n",)
     # Ollama's "no limit" and "random seed" are "not given" here (a lower layer or the default decides)
-    s = convert.sampling(wire.Options(num_predict=-1, seed=-1, stop=[]))
+    s = convert.sampling(wire.OllamaOptions(num_predict=-1, seed=-1, stop=[]))
     assert s.max_tokens is None and s.seed is None and s.stop is None
     with pytest.raises(ValidationError):
-        wire.Options.model_validate({"temperature": "hot"})
-    assert wire.Options.model_validate({"stop": "END"}).stop == ["END"]
+        wire.OllamaOptions.model_validate({"temperature": "hot"})
+    assert wire.OllamaOptions.model_validate({"stop": "END"}).stop == ["END"]
 
 
 def test_chat_request_is_typed():
-    body = wire.ChatRequest.model_validate({
+    body = wire.OllamaChatRequest.model_validate({
         "model": "m",
         "messages": [
             {"role": "system", "content": "Be brief."},
@@ -99,26 +99,26 @@ def test_chat_request_is_typed():
 
 def test_bad_requests_are_clear():
     with pytest.raises(ValidationError, match="role"):
-        wire.ChatRequest.model_validate({"model": "m", "messages": [{"role": "robot", "content": "x"}]})
+        wire.OllamaChatRequest.model_validate({"model": "m", "messages": [{"role": "robot", "content": "x"}]})
     with pytest.raises(ValidationError):
-        wire.ChatRequest.model_validate({"model": "m", "think": "extreme"})
-    body = wire.ChatRequest.model_validate({"model": "m", "messages": [{"role": "user", "images": ["%%%"]}]})
+        wire.OllamaChatRequest.model_validate({"model": "m", "think": "extreme"})
+    body = wire.OllamaChatRequest.model_validate({"model": "m", "messages": [{"role": "user", "images": ["%%%"]}]})
     with pytest.raises(convert.OllamaRequestError, match=r"messages\[0\]\.images\[0\]: invalid base64"):
         convert.chat_request(body, "m")
-    generate = wire.GenerateRequest.model_validate({"model": "m", "prompt": "p", "template": "{{ .Prompt }}"})
+    generate = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "template": "{{ .Prompt }}"})
     with pytest.raises(convert.OllamaRequestError, match="template"):
         convert.generate_chat_request(generate, "m")
-    raw = wire.GenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "images": [PNG]})
+    raw = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "images": [PNG]})
     with pytest.raises(convert.OllamaRequestError, match="images"):
         convert.completion_request(raw, "m")
 
 
 def test_generate_is_one_user_turn_or_a_raw_prompt():
-    body = wire.GenerateRequest.model_validate({"model": "m", "prompt": "Hi", "system": "S",
+    body = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "Hi", "system": "S",
                                                 "options": {"num_predict": 3}})
     req = convert.generate_chat_request(body, "m")
     assert [(m.role, m.text) for m in req.messages] == [("system", "S"), ("user", "Hi")]
-    raw = convert.completion_request(wire.GenerateRequest(model="m", prompt="Once", raw=True), "m")
+    raw = convert.completion_request(wire.OllamaGenerateRequest(model="m", prompt="Once", raw=True), "m")
     assert raw.prompts == ("Once",) and raw.n == 1
     assert convert.format_grammar("json") and convert.format_grammar(None) is None
     assert "root" in convert.format_grammar({"type": "object", "properties": {"a": {"type": "integer"}}})

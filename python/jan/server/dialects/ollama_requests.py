@@ -40,7 +40,7 @@ def strip_latest(name: str) -> str:
     return name[: -len(":latest")] if name.endswith(":latest") else name
 
 
-def sampling(options: wire.Options | None) -> SamplingOptions:
+def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:
     """Ollama ``options`` as a sampling layer. ``num_predict`` <= 0 (-1: no limit, -2: fill the
     context) and ``seed`` < 0 (random) mean "not given"."""
     if options is None:
@@ -125,7 +125,7 @@ def _content(text: str | None, images: list[str] | None, where: str) -> tuple[Pa
     return tuple(parts)
 
 
-def _messages(messages: list[wire.Message]) -> tuple[ChatMessage, ...]:
+def _messages(messages: list[wire.OllamaMessage]) -> tuple[ChatMessage, ...]:
     """Ollama messages; a tool result names its tool (``tool_name``) rather than a call id, so it is
     matched to the latest unanswered call of that tool (templates that need ids get them)."""
     out: list[ChatMessage] = []
@@ -155,7 +155,7 @@ def _messages(messages: list[wire.Message]) -> tuple[ChatMessage, ...]:
     return tuple(out)
 
 
-def chat_request(body: wire.ChatRequest, model: str) -> ChatRequest:
+def chat_request(body: wire.OllamaChatRequest, model: str) -> ChatRequest:
     """``/api/chat`` as a typed chat request for ``model`` (a jan model id)."""
     tools = tuple(ToolSpec(name=t.function.name, description=t.function.description,
                            parameters=t.function.parameters) for t in body.tools or ())
@@ -171,7 +171,7 @@ def chat_request(body: wire.ChatRequest, model: str) -> ChatRequest:
     )
 
 
-def generate_chat_request(body: wire.GenerateRequest, model: str) -> ChatRequest:
+def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatRequest:
     """``/api/generate`` without ``raw``: the prompt is one user turn (after ``system``) in the model's template."""
     _refuse_go_features(body)
     messages: list[ChatMessage] = []
@@ -189,7 +189,7 @@ def generate_chat_request(body: wire.GenerateRequest, model: str) -> ChatRequest
     )
 
 
-def completion_request(body: wire.GenerateRequest, model: str, prompt: str | tuple[int, ...] | None = None,
+def completion_request(body: wire.OllamaGenerateRequest, model: str, prompt: str | tuple[int, ...] | None = None,
                        grammar: str | None = None) -> CompletionRequest:
     """``/api/generate`` with ``raw`` (the prompt goes to the model as is), or an infill prompt's token ids."""
     _refuse_go_features(body)
@@ -200,7 +200,7 @@ def completion_request(body: wire.GenerateRequest, model: str, prompt: str | tup
                              grammar=grammar)
 
 
-def _refuse_go_features(body: wire.GenerateRequest) -> None:
+def _refuse_go_features(body: wire.OllamaGenerateRequest) -> None:
     if body.template:
         raise OllamaRequestError("template: Ollama's Go templates are not supported; jan uses the model's own "
                                  "chat template (send raw: true with a prompt you formatted yourself)")

@@ -14,8 +14,6 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
-#: Ollama's default keep-alive when a request gives none (seconds)
-DEFAULT_KEEP_ALIVE = 300.0
 FOREVER = math.inf
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -59,7 +57,7 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class Options(_Body):
+class OllamaOptions(_Body):
     """``options``: the Modelfile parameters Ollama takes per request.
 
     The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
@@ -89,7 +87,7 @@ class Options(_Body):
         return [value] if isinstance(value, str) else value
 
 
-class ToolCallFunction(_Body):
+class OllamaToolCallFunction(_Body):
     index: int | None = None
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
@@ -100,17 +98,17 @@ class ToolCallFunction(_Body):
         return {} if value is None else value
 
 
-class ToolCall(_Body):
+class OllamaToolCall(_Body):
     id: str | None = None
-    function: ToolCallFunction
+    function: OllamaToolCallFunction
 
 
-class Message(_Body):
+class OllamaMessage(_Body):
     role: str
     content: str | None = ""
     thinking: str | None = None
     images: list[str] | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[OllamaToolCall] | None = None
     tool_name: str | None = None
     tool_call_id: str | None = None
 
@@ -123,15 +121,15 @@ class Message(_Body):
         return role
 
 
-class ToolFunction(_Body):
+class OllamaToolFunction(_Body):
     name: str = Field(min_length=1)
     description: str | None = None
     parameters: dict[str, Any] | None = None
 
 
-class Tool(_Body):
+class OllamaTool(_Body):
     type: str = "function"
-    function: ToolFunction
+    function: OllamaToolFunction
 
 
 Think = Union[bool, Literal["low", "medium", "high", "max"], None]
@@ -144,7 +142,7 @@ class _ModelUse(_Body):
 
     model: str = ""
     keep_alive: KeepAlive = None
-    options: Options | None = None
+    options: OllamaOptions | None = None
 
     @field_validator("keep_alive")
     @classmethod
@@ -170,14 +168,14 @@ class _Inference(_ModelUse):
         return self.stream is not False  # Ollama streams unless told not to
 
 
-class ChatRequest(_Inference):
+class OllamaChatRequest(_Inference):
     """``POST /api/chat``."""
 
-    messages: list[Message] = Field(default_factory=list)
-    tools: list[Tool] | None = None
+    messages: list[OllamaMessage] = Field(default_factory=list)
+    tools: list[OllamaTool] | None = None
 
 
-class GenerateRequest(_Inference):
+class OllamaGenerateRequest(_Inference):
     """``POST /api/generate``."""
 
     prompt: str = ""
@@ -189,7 +187,7 @@ class GenerateRequest(_Inference):
     images: list[str] | None = None
 
 
-class EmbedRequest(_ModelUse):
+class OllamaEmbedRequest(_ModelUse):
     """``POST /api/embed``."""
 
     input: Union[str, list[str], None] = None
@@ -197,13 +195,13 @@ class EmbedRequest(_ModelUse):
     dimensions: int | None = Field(None, ge=1)
 
 
-class EmbeddingsRequest(_ModelUse):
+class OllamaEmbeddingsRequest(_ModelUse):
     """``POST /api/embeddings`` (Ollama's older endpoint: one prompt, one vector)."""
 
     prompt: str = ""
 
 
-class ModelRequest(_Body):
+class OllamaModelRequest(_Body):
     """``/api/show``, ``/api/delete``: ``model`` (or the deprecated ``name``)."""
 
     model: str = ""
@@ -215,14 +213,14 @@ class ModelRequest(_Body):
         return self.model or self.name
 
 
-class PullRequest(ModelRequest):
+class OllamaPullRequest(OllamaModelRequest):
     """``POST /api/pull``: ``model`` is a jan model id, an ``hf://owner/repo/file.gguf`` or an http(s) URL."""
 
     insecure: bool = False
     stream: bool | None = None
 
 
-class CopyRequest(_Body):
+class OllamaCopyRequest(_Body):
     """``POST /api/copy``."""
 
     source: str = ""

@@ -32,6 +32,7 @@ from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
 from jan.server.errors import APIError, to_api_error
 from jan.server.keys import SERVICES, SHUTTING_DOWN
+from jan.server.routes.docs import EXTRA_BODIES
 from jan.services import Services, Target
 from jan.services.infill import infill_prompt
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
@@ -45,6 +46,17 @@ NDJSON = "application/x-ndjson"
 PULL_PROGRESS_INTERVAL = 0.25
 
 B = TypeVar("B", bound=BaseModel)
+
+EXTRA_BODIES.update({
+    ("POST", "/api/chat"): wire.OllamaChatRequest,
+    ("POST", "/api/generate"): wire.OllamaGenerateRequest,
+    ("POST", "/api/embed"): wire.OllamaEmbedRequest,
+    ("POST", "/api/embeddings"): wire.OllamaEmbeddingsRequest,
+    ("POST", "/api/show"): wire.OllamaModelRequest,
+    ("DELETE", "/api/delete"): wire.OllamaModelRequest,
+    ("POST", "/api/copy"): wire.OllamaCopyRequest,
+    ("POST", "/api/pull"): wire.OllamaPullRequest,
+})
 
 
 class OllamaError(Exception):
@@ -203,7 +215,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     """Ollama chat: ``messages`` (with ``images``, ``tool_calls``, ``tool_name``), ``tools``, ``format``,
     ``options``, ``think``, ``keep_alive``, ``stream``."""
     timing = Timing()
-    body = await _body(request, wire.ChatRequest)
+    body = await _body(request, wire.OllamaChatRequest)
     target = await _target(request, body.model)
     keep_alive = body.keep_alive_seconds
     encoder = OllamaEncoder("chat", body.model, timing)
@@ -241,7 +253,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     """Ollama generate: ``prompt`` (+ ``system``, ``images``) in the model's chat template, or as is
     with ``raw``; ``suffix`` fills in the middle on models with FIM tokens."""
     timing = Timing()
-    body = await _body(request, wire.GenerateRequest)
+    body = await _body(request, wire.OllamaGenerateRequest)
     target = await _target(request, body.model)
     keep_alive = body.keep_alive_seconds
     encoder = OllamaEncoder("generate", body.model, timing)
@@ -299,7 +311,7 @@ def _truncated(vector: Any, dimensions: int | None) -> list[float]:
 async def embed(request: web.Request) -> web.Response:
     """Ollama embed: ``input`` (text or texts) -> ``embeddings`` (normalized), ``prompt_eval_count``."""
     timing = Timing()
-    body = await _body(request, wire.EmbedRequest)
+    body = await _body(request, wire.OllamaEmbedRequest)
     target = await _target(request, body.model)
     inputs = [body.input] if isinstance(body.input, str) else list(body.input or [])
     async with _model_in_use(target, body.keep_alive_seconds, timing):
@@ -317,7 +329,7 @@ async def embed(request: web.Request) -> web.Response:
 @ollama_errors
 async def embeddings(request: web.Request) -> web.Response:
     """Ollama's older embeddings endpoint: ``prompt`` -> ``embedding``."""
-    body = await _body(request, wire.EmbeddingsRequest)
+    body = await _body(request, wire.OllamaEmbeddingsRequest)
     target = await _target(request, body.model)
     async with _model_in_use(target, body.keep_alive_seconds, Timing()):
         if not body.prompt:
@@ -348,7 +360,7 @@ async def tags(request: web.Request) -> web.Response:
 @ollama_errors
 async def show(request: web.Request) -> web.Response:
     """One model's details, template, parameters, GGUF metadata (``model_info``) and capabilities."""
-    body = await _body(request, wire.ModelRequest)
+    body = await _body(request, wire.OllamaModelRequest)
     target = await _target(request, body.model_name)
     path = await _model_file(_services(request), target.id)
     return _json(await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose))
@@ -375,7 +387,7 @@ async def ps(request: web.Request) -> web.Response:
 @ollama_errors
 async def delete(request: web.Request) -> web.Response:
     """Delete a model (unloaded first) and its files."""
-    body = await _body(request, wire.ModelRequest)
+    body = await _body(request, wire.OllamaModelRequest)
     target = await _target(request, body.model_name)
     await _unload(target)
     await _services(request).models.model_extension().delete_model(target.id)
@@ -387,7 +399,7 @@ async def delete(request: web.Request) -> web.Response:
 async def copy(request: web.Request) -> web.Response:
     """Copy a model under a new name: the weights are hard-linked (copied across file systems),
     model.json settings and parameters carried over."""
-    body = await _body(request, wire.CopyRequest)
+    body = await _body(request, wire.OllamaCopyRequest)
     if not body.destination:
         raise OllamaError(400, f"destination {body.destination!r} is invalid")
     services = _services(request)
@@ -413,7 +425,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     file, or a jan model id whose model.json names a download source. Streams Ollama's progress
     objects (``pulling manifest``, ``pulling <file>`` with ``digest``/``total``/``completed``,
     ``success``) unless ``stream`` is false. Leaving the stream does not stop the download."""
-    body = await _body(request, wire.PullRequest)
+    body = await _body(request, wire.OllamaPullRequest)
     name = body.model_name
     if not name:
         raise OllamaError(400, "model is required")
@@ -448,7 +460,7 @@ async def _pull_source(services: Services, name: str) -> tuple[str | None, str |
     return urls[0], model_id
 
 
-async def _pull_reply(request: web.Request, body: wire.PullRequest, task: Any, model_id: str | None) -> web.StreamResponse:
+async def _pull_reply(request: web.Request, body: wire.OllamaPullRequest, task: Any, model_id: str | None) -> web.StreamResponse:
     if task is None:
         events: AsyncIterator[dict[str, Any]] = _already_there()
     else:
