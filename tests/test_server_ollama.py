@@ -22,6 +22,7 @@ import openai
 import pytest
 
 import jan
+import jan.server.keys
 from jan.testing.gguf_models import TINY_CHAT_CONFIG, models_dir, vocab_path, write_llama_from_vocab
 from jan.testing.server import free_port
 from server_helpers import start_server
@@ -347,6 +348,27 @@ def test_errors_in_ollamas_shape(server, path, body, status, message):
     response = _post(server, path, body)
     assert response.status_code == status
     assert list(response.json()) == ["error"] and message in response.json()["error"]
+
+
+def test_a_client_that_goes_away_cancels_its_generation(server, client):
+    # qwen3-tools (a 151k-token vocabulary) takes seconds to fill its 512-token context, so the
+    # generation is still running when the client leaves
+    cancelled = _metric(server, QWEN, "requests_cancelled")
+    body = {"model": QWEN, "prompt": STORY, "raw": True, "options": {"num_predict": 100_000}}
+    with httpx.stream("POST", server.base_url + "/api/generate", json=body, timeout=60) as response:
+        assert json.loads(next(response.iter_lines()))["done"] is False
+    deadline = time.monotonic() + 60
+    while _metric(server, QWEN, "requests_cancelled") == cancelled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _metric(server, QWEN, "requests_cancelled") == cancelled + 1
+    assert client.generate(model=QWEN, prompt=STORY, raw=True, options={"num_predict": 3}).eval_count == 3
+
+
+def _metric(server, model_id: str, name: str) -> float:
+    async def read():
+        engine = server.app[jan.server.keys.MANAGER].get_inference("llama.cpp")
+        return (await engine.model_status(model_id)).get("metrics", {}).get(name, 0)
+    return server.call(read())
 
 
 def test_context_overflow_is_a_400(server):
