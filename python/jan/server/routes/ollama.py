@@ -17,7 +17,6 @@ import functools
 import json
 import logging
 import math
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -30,7 +29,7 @@ from jan.errors import ModelNotFoundError
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
-from jan.server.errors import APIError, to_api_error
+from jan.server.errors import to_api_error
 from jan.server.keys import SERVICES, SHUTTING_DOWN
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.services import Services, Target
