@@ -30,7 +30,7 @@ def _route_tables() -> list[web.RouteTableDef]:
 
     tables = [openai.routes, models.routes, health.routes, docs.routes]
     # Jan's own resources, extension admin and the chat page live in their own modules.
-    for optional in ("model_admin", "threads", "assistants", "runs", "extensions", "web"):
+    for optional in ("model_admin", "threads", "assistants", "runs", "extensions", "web", "ollama"):
         try:
             module = __import__(f"jan.server.routes.{optional}", fromlist=["routes"])
         except ModuleNotFoundError as exc:

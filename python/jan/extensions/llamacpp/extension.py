@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -141,6 +142,11 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
     async def loaded_models(self) -> list[str]:
         return self._engine().loaded() if self.engine else []
 
+    async def set_keep_alive(self, model_id: str, seconds: float | None) -> None:
+        """How long this loaded model stays loaded once idle (0: unload when idle, ``None``: until
+        unloaded), overriding ``keep_alive`` for it (Ollama's per-request ``keep_alive``)."""
+        self._engine().set_keep_alive(model_id, math.inf if seconds is None else seconds)
+
     async def model_status(self, model_id: str) -> dict[str, Any]:
         if self.engine is None or not self.engine.is_loaded(model_id):
             lock = self._load_locks.get(model_id)
@@ -158,6 +164,7 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
             "active_requests": status.get("slots_busy", 0),
             "queue_depth": status.get("queue_depth", 0),
             "memory_bytes": status.get("memory_bytes"),
+            "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never
             "metrics": status.get("metrics", {}),
         }
 
