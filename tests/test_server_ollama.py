@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.server
 import json
@@ -27,6 +28,7 @@ from jan.testing.server import free_port
 from server_helpers import start_server
 
 STORY = "Once upon a time"
+JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + bytes(16)).decode()
 QWEN = "qwen3-tools"
 FIM = "fim-coder"
 MINILM = "all-MiniLM-L6-v2-f32"
@@ -342,6 +344,9 @@ def test_pull_errors(client, file_server):
     ("/api/embed", {"model": "stories260K", "input": 5}, 400, "input"),
     ("/api/generate", {"model": "stories260K", "prompt": "x", "template": "{{ .Prompt }}"}, 400, "template"),
     ("/api/show", {"model": ""}, 400, "model is required"),
+    ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "content": "x", "images": [JPEG]}]}, 400,
+     "image"),  # images reach the chat service, which knows this model cannot see
+    ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "images": ["not base64!"]}]}, 400, "base64"),
 ])
 def test_errors_in_ollamas_shape(server, path, body, status, message):
     response = _post(server, path, body)
