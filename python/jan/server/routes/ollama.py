@@ -24,6 +24,7 @@ import numpy as np
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from jan.core import LocalInferenceExtension
 from jan.downloads import DownloadCancelledError, DownloadError, filename_from_url
 from jan.errors import ModelNotFoundError
 from jan.server.dialects import ollama_models, ollama_requests
@@ -338,9 +339,13 @@ async def embeddings(request: web.Request) -> web.Response:
 
 
 # -- models ----------------------------------------------------------------------------------------
-async def _model_file(services: Services, model_id: str) -> str | None:
-    model_file = getattr(services.models.model_extension(), "model_file", None)
-    return await model_file(model_id) if model_file is not None else None
+async def _weights(services: Services, model: dict[str, Any]) -> str | None:
+    """The model's GGUF file as the model service resolves it (``None``: remote, or not downloaded)."""
+    if model.get("file_path"):
+        return model["file_path"]
+    if not isinstance(services.models.engine_for(model), LocalInferenceExtension):
+        return None
+    return (await services.models.with_weights(model)).get("file_path")
 
 
 @routes.get("/api/tags")  # aiohttp answers HEAD too, as Ollama does
@@ -350,7 +355,10 @@ async def tags(request: web.Request) -> web.Response:
     services = _services(request)
     entries = []
     for model in await services.models.model_extension().list_models():
-        path = await _model_file(services, model["id"]) if (model.get("engine") or "llama.cpp") == "llama.cpp" else None
+        try:
+            path = await _weights(services, model)
+        except ValueError:  # its engine is not enabled: listed, without file details
+            path = None
         entries.append(await asyncio.to_thread(ollama_models.model_entry, model, path))
     return _json({"models": entries})
 
@@ -361,7 +369,7 @@ async def show(request: web.Request) -> web.Response:
     """One model's details, template, parameters, GGUF metadata (``model_info``) and capabilities."""
     body = await _body(request, wire.OllamaModelRequest)
     target = await _target(request, body.model_name)
-    path = await _model_file(_services(request), target.id)
+    path = target.model.get("file_path")
     return _json(await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose))
 
 
@@ -377,7 +385,7 @@ async def ps(request: web.Request) -> web.Response:
         except (ModelNotFoundError, ValueError):
             continue  # loaded from a file that is no model in the data folder any more
         status = await target.engine.model_status(model_id)
-        path = await _model_file(services, model_id)
+        path = target.model.get("file_path")
         entries.append(await asyncio.to_thread(ollama_models.running_entry, target.model, path, status))
     return _json({"models": entries})
 
@@ -405,7 +413,7 @@ async def copy(request: web.Request) -> web.Response:
     source = await _target(request, body.source)
     destination = ollama_requests.strip_latest(body.destination)
     models = services.models.model_extension()
-    path = await _model_file(services, source.id)
+    path = source.model.get("file_path")
     doc = {k: v for k, v in source.model.items() if k not in ("id", "file_path")}
     if path:
         copied = await models.import_model(path, model_id=destination, mode="link")
@@ -451,7 +459,7 @@ async def _pull_source(services: Services, name: str) -> tuple[str | None, str |
     except ModelNotFoundError:
         raise OllamaError(404, f"pull model manifest: '{name}' is neither a jan model id nor an hf://owner/repo/"
                                "file.gguf or http(s) URL of a GGUF file") from None
-    if await _model_file(services, model_id) or (model.get("engine") or "llama.cpp") != "llama.cpp":
+    if not isinstance(services.models.engine_for(model), LocalInferenceExtension) or await _weights(services, model):
         return None, model_id
     urls = [s.get("url") for s in model.get("sources") or () if isinstance(s, dict) and s.get("url")]
     if not urls:
