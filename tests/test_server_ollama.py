@@ -244,6 +244,15 @@ def test_embed_matches_v1_embeddings(server, client):
     assert client.embed(model=MINILM, input=[]).embeddings == []
 
 
+def test_embed_truncates_long_inputs_unless_told_not_to(client):
+    long = "word " * 3000
+    result = client.embed(model=MINILM, input=[long, "short"])
+    assert len(result.embeddings) == 2 and result.prompt_eval_count > 512  # 512 for the long one, cut to fit
+    with pytest.raises(ollama.ResponseError) as err:
+        client.embed(model=MINILM, input=long, truncate=False)
+    assert err.value.status_code == 400 and "512" in err.value.error
+
+
 # -- loaded models and keep_alive --------------------------------------------------------------------------
 def _ps(client) -> dict:
     return {m.model: m for m in client.ps().models}

@@ -173,6 +173,11 @@ class Model:
         return self._scheduler.n_ctx_slot if self._scheduler else 0
 
     @property
+    def n_ctx_embed(self) -> int:
+        """Tokens one input to :meth:`embed` may have (the embedding context; made on first use)."""
+        return self._get_embedder(None).n_ctx
+
+    @property
     def n_parallel(self) -> int:
         return self._scheduler.n_parallel if self._scheduler else 0
 

@@ -30,6 +30,8 @@ class EmbeddingService:
 
         def run() -> tuple[list[list[int]], object]:
             tokens = [model.tokenize(x) if isinstance(x, str) else list(x) for x in request.inputs]
+            if request.truncate:
+                tokens = [t[: model.n_ctx_embed] for t in tokens]
             return tokens, model.embed(tokens)
 
         tokens, vectors = await off_loop(run)

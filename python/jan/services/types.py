@@ -389,11 +389,14 @@ class CompletionRequest:
 
 @dataclass(frozen=True)
 class EmbeddingRequest:
-    """Texts or token-id lists to embed; ``dimensions`` must equal the model's if given."""
+    """Texts or token-id lists to embed; ``dimensions`` must equal the model's if given. An input
+    longer than the model's embedding context is a ``ContextOverflowError``, or with ``truncate``
+    is cut to fit (its end dropped)."""
 
     model: str | None
     inputs: tuple[Union[str, tuple[int, ...]], ...]
     dimensions: int | None = None
+    truncate: bool = False
 
 
 # -- results ------------------------------------------------------------------------------

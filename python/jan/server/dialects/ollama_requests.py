@@ -209,5 +209,7 @@ def _refuse_go_features(body: wire.OllamaGenerateRequest) -> None:
                                  "the conversation's messages")
 
 
-def embedding_request(model: str, inputs: list[str], dimensions: int | None = None) -> EmbeddingRequest:
-    return EmbeddingRequest(model=model, inputs=tuple(inputs), dimensions=dimensions)
+def embedding_request(model: str, inputs: list[str], truncate: bool | None = None) -> EmbeddingRequest:
+    """Ollama truncates over-long inputs unless told ``truncate: false``. (Its ``dimensions`` cuts the
+    vectors afterwards, so it is not the service's "must equal the model's" check.)"""
+    return EmbeddingRequest(model=model, inputs=tuple(inputs), truncate=truncate is not False)

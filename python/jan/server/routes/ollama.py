@@ -317,7 +317,8 @@ async def embed(request: web.Request) -> web.Response:
     async with _model_in_use(target, body.keep_alive_seconds, timing):
         if not inputs:
             return _json({"model": body.model, "embeddings": []})
-        result = await _services(request).embeddings.embed(ollama_requests.embedding_request(target.id, inputs))
+        typed = ollama_requests.embedding_request(target.id, inputs, body.truncate)
+        result = await _services(request).embeddings.embed(typed)
     out: dict[str, Any] = {"model": body.model,
                            "embeddings": [_truncated(v, body.dimensions) for v in result.vectors],
                            "total_duration": timing.total_ns(), "load_duration": timing.load_ns,
