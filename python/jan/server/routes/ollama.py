@@ -221,7 +221,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
     encoder = OllamaEncoder("chat", body.model, timing)
     if not body.messages:
         return await _load_or_unload(target, keep_alive, timing, encoder)
-    typed = ollama_requests.chat_request(body, target.id)
+    if any(m.images for m in body.messages):  # decoding megabytes of base64 stays off the event loop
+        typed = await asyncio.to_thread(ollama_requests.chat_request, body, target.id)
+    else:
+        typed = ollama_requests.chat_request(body, target.id)
     service = _services(request).chat
     async with _model_in_use(target, keep_alive, timing):
         if not body.streaming:
@@ -268,7 +271,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
             if not body.streaming:
                 return _json(await _whole_completion(stream, encoder))
         else:
-            typed = ollama_requests.generate_chat_request(body, target.id)
+            typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) if body.images \
+                else ollama_requests.generate_chat_request(body, target.id)
             if not body.streaming:
                 return _json(encoder.whole(await services.chat.complete(typed)))
             stream = services.chat.stream(typed)
