@@ -406,6 +406,9 @@ def test_serve_listens_on_the_ollama_port_too(tmp_path):
                 time.sleep(0.2)
         assert version.status_code == 200 and version.json()["version"]
         assert httpx.get(f"http://127.0.0.1:{port}/api/tags").json() == {"models": []}
+        # GET / is jan's chat page on jan's port, and what Ollama answers on Ollama's
+        assert httpx.get(f"http://127.0.0.1:{ollama_port}/").text == "Ollama is running"
+        assert "<html" in httpx.get(f"http://127.0.0.1:{port}/").text.lower()
     finally:
         proc.terminate()
         proc.wait(30)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from jan.server.keys import CONFIG
+
 routes = web.RouteTableDef()
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -70,9 +72,18 @@ def _file_response(request: web.Request, path: Path, *, cache: str) -> web.Respo
     return web.Response(body=path.read_bytes(), headers={"Content-Type": content_type, **headers})
 
 
+def _on_ollama_port(request: web.Request) -> bool:
+    """Whether the request came in on ``jan serve --ollama-port`` (Ollama's port, not jan's own)."""
+    port = request.app[CONFIG].ollama_port
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return bool(port) and isinstance(sockname, tuple) and len(sockname) >= 2 and sockname[1] == port
+
+
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
-    """The chat page."""
+    """The chat page; on Ollama's port, Ollama's "Ollama is running" (clients check it to find a server)."""
+    if _on_ollama_port(request):
+        return web.Response(text="Ollama is running")
     return _file_response(request, _asset("index.html"), cache="no-cache")
 
 
