@@ -17,7 +17,7 @@ from aiohttp import web
 
 from jan.core import ExtensionManager, LocalEventBus
 from jan.server.config import ServerConfig
-from jan.server.errors import error_middleware
+from jan.server.errors import describe_error, error_middleware
 from jan.server.keys import BUS, CONFIG, MANAGER, SERVICES, SHUTTING_DOWN, STARTED_AT
 from jan.services.container import Services
 from jan.server.security import api_key_middleware, cors_middleware, host_allowlist_middleware
@@ -68,7 +68,7 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     )
     app[CONFIG] = config
     app[MANAGER] = manager
-    app[SERVICES] = Services.from_manager(manager)
+    app[SERVICES] = Services.from_manager(manager, describe_error=describe_error)
     app[BUS] = manager.bus
     app[STARTED_AT] = time.monotonic()
     app[SHUTTING_DOWN] = asyncio.Event()

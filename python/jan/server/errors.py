@@ -100,6 +100,12 @@ def to_api_error(exc: BaseException) -> APIError:
                     code="internal_error")
 
 
+def describe_error(exc: BaseException) -> tuple[str, str | None]:
+    """(message, code) of a failure as a client would see it (what a failed run records)."""
+    err = to_api_error(exc)
+    return err.message, err.code
+
+
 def _http_error(exc: web.HTTPException) -> APIError:
     codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 401: "invalid_api_key"}
     message = {404: "Unknown route", 405: "Method not allowed", 413: "Request body too large"}.get(exc.status, exc.reason)
