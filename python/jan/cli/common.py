@@ -60,6 +60,7 @@ class Connection:
         self._probed = False
         self._health: dict | None = None
         self._store = None
+        self._runtime = None
 
     # -- server --------------------------------------------------------
     def server(self):
@@ -111,6 +112,24 @@ class Connection:
         return self._store
 
 
+    def runtime(self):
+        """The in-process extension manager and services (:class:`jan.cli.local.LocalRuntime`),
+        started on first use and stopped when the command ends."""
+        if self._runtime is None:
+            from jan.cli.local import LocalRuntime
+
+            try:
+                self._runtime = LocalRuntime(self.data_folder)
+            except OSError as exc:
+                raise CLIError(f"cannot open the data folder {self.data_folder}: {exc}") from None
+        return self._runtime
+
+    def close(self) -> None:
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            runtime.close()
+
+
 def connection_options(func: Callable) -> Callable:
     """Add --url/--api-key/--data-folder/--local and pass a :class:`Connection` as ``conn``."""
 
@@ -130,7 +149,10 @@ def connection_options(func: Callable) -> Callable:
             url=api_url, url_explicit=ctx.get_parameter_source("api_url") == explicit, api_key=api_key,
             data_folder=data_folder, data_explicit=ctx.get_parameter_source("data_folder") == explicit,
             local=local)
-        return func(*args, **kwargs)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            kwargs["conn"].close()
 
     return wrapper
 

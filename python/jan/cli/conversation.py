@@ -21,36 +21,50 @@ def thread_assistants(model_id: str, system: str | None) -> list[dict[str, Any]]
 
 
 class LocalThreads:
-    """Threads written straight into the data folder with :mod:`jan.store`."""
+    """Threads saved in this process through the conversational extension (as the server saves them)."""
 
     where = "data folder"
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.store = runtime.services.runs.conversations()
+
+    def _call(self, coro):
+        from jan.core import NotFoundError
+        from jan.errors import JanError
+
+        try:
+            return self.runtime.call(coro)
+        except NotFoundError as exc:
+            raise CLIError(str(exc)) from None
+        except (JanError, ValueError, OSError) as exc:
+            raise CLIError(str(exc)) from None
 
     def create(self, title: str, assistants: list[dict[str, Any]], metadata: dict[str, Any]) -> str:
-        return self.store.threads.create(title, assistants=assistants, metadata=metadata)["id"]
+        return self._call(self.store.create_thread({"title": title, "assistants": assistants,
+                                                    "metadata": metadata}))["id"]
 
     def add(self, thread_id: str, role: str, text: str, *, status: str = "ready",
             metadata: dict[str, Any] | None = None) -> None:
-        self.store.messages.create(thread_id, role, text, status=status, metadata=metadata or {},
-                                   assistant_id="jan" if role == "assistant" else None)
+        message: dict[str, Any] = {"role": role, "content": text, "status": status, "metadata": metadata or {}}
+        if role == "assistant":
+            message["assistant_id"] = "jan"
+        self._call(self.store.create_message(thread_id, message))
 
     def update(self, thread_id: str, **fields: Any) -> None:
-        self.store.threads.update(thread_id, **fields)
+        self._call(self.store.update_thread(thread_id, fields))
 
     def load(self, thread_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        from jan.store import NotFoundError, StoreError
+        from jan.core import NotFoundError
 
         try:
-            return self.store.threads.get(thread_id), self.store.messages.list(thread_id).data
+            thread = self.runtime.call(self.store.get_thread(thread_id))
         except NotFoundError:
-            raise CLIError(f"thread '{thread_id}' not found in {self.store.root}") from None
-        except StoreError as exc:
-            raise CLIError(str(exc)) from None
+            raise CLIError(f"thread '{thread_id}' not found in {self.runtime.manager.data_folder}") from None
+        return thread, self._call(self.store.list_messages(thread_id, order="asc"))
 
     def path(self, thread_id: str) -> str:
-        return str(self.store.threads_dir / thread_id)
+        return str(self.runtime.manager.data_folder / "threads" / thread_id)
 
 
 class ServerThreads:
@@ -130,7 +144,7 @@ def open_threads(conn: Connection):
             if exc.status not in (404, 405):
                 raise
             warn(f"the server at {client.base_url} has no /v1/threads; saving to {conn.data_folder} instead")
-    return LocalThreads(conn.store())
+    return LocalThreads(conn.runtime())
 
 
 def history_of(messages: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -121,25 +121,36 @@ class Generation:
 
 
 class LocalGeneration(Generation):
-    def __init__(self, request):
-        self._request = request
+    """Deltas of the in-process services (chat or completion) as text pieces."""
+
+    def __init__(self, stream):
+        self._stream = stream
 
     def __iter__(self) -> Iterator[str]:
-        for chunk in self._request:
-            if chunk.finish_reason == "error":
-                raise CLIError(f"generation failed: {chunk.error or 'unknown error'}")
-            if chunk.text:
-                yield chunk.text
-            if chunk.finish_reason is not None:
-                self.finish_reason = chunk.finish_reason
-                u = chunk.usage
-                if u is not None:
+        from jan.errors import JanError
+
+        try:
+            for delta in self._stream:
+                if delta.usage is not None:
+                    u = delta.usage
                     self.usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
                                   "cached_tokens": u.cached_tokens, "prompt_ms": u.prompt_ms,
                                   "generation_ms": u.generation_ms, "tokens_per_second": u.tokens_per_second}
+                if delta.choice != 0:
+                    continue
+                text = getattr(delta, "content", None)
+                text = delta.text if text is None else text
+                if text:
+                    yield text
+                if delta.finish_reason is not None:
+                    self.finish_reason = delta.finish_reason
+        except (JanError, ValueError) as exc:
+            raise CLIError(str(exc)) from None
+        finally:
+            self._stream.close()
 
     def cancel(self) -> None:
-        self._request.cancel()
+        self._stream.close()
         self.finish_reason = "cancelled"
 
 
@@ -173,81 +184,69 @@ class ServerGeneration(Generation):
 
 
 class LocalBackend:
-    """A model loaded in this process with ``jan.Model``."""
+    """A model served in this process by the same extensions and services as ``jan serve``.
 
-    def __init__(self, model_json: dict[str, Any], path: Path, *, n_ctx: int | None = None,
-                 n_threads: int | None = None, n_gpu_layers: int | None = None):
+    ``--ctx-size``/``--threads``/``--gpu-layers`` override the model's settings for this process
+    only; one conversation gets the whole context (one slot).
+    """
+
+    def __init__(self, conn: Connection, spec: str, *, n_ctx: int | None = None, n_threads: int | None = None,
+                 n_gpu_layers: int | None = None):
         import jan
-        from jan.services.types import LoadOptions, resolve_load
 
-        self.model_json = model_json
-        self.model_id = model_json["id"]
-        self.path = path
-        # one conversation: all the context for it; the command line wins over model.json
-        flags = LoadOptions(n_parallel=1, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
-        opts = resolve_load(flags, LoadOptions.from_model_settings(model_json.get("settings"))).given()
+        self.runtime = conn.runtime()
+        services = self.runtime.services
+        model = self._model_json(conn, spec)
+        overrides = {"n_parallel": 1, "ctx_len": n_ctx, "cpu_threads": n_threads, "ngl": n_gpu_layers}
+        model["settings"] = {**(model.get("settings") or {}), **{k: v for k, v in overrides.items() if v is not None}}
+        services.models.add_transient(model)
+        self.model_id = model["id"]
         started = time.perf_counter()
         try:
-            with interrupts_stay_on_this_thread():
-                self.model = jan.Model(path, model_id=self.model_id, **opts)
+            target = self.runtime.call(services.models.resolve(self.model_id))
+            self.path = target.model.get("file_path") or f"the '{target.engine.engine_name}' engine"
+            self._engine = target.engine
+            self.runtime.call(target.engine.load_model(target.model))
         except (jan.JanError, ValueError) as exc:
-            raise CLIError(f"cannot load {path}: {exc}") from None
+            raise CLIError(f"cannot load {spec}: {exc}") from None
         self.load_seconds = time.perf_counter() - started
-        self._template = None
 
-    def _sampling(self, options: dict[str, Any]) -> dict[str, Any]:
-        from jan.services.types import SamplingOptions, merge_options
+    def _model_json(self, conn: Connection, spec: str) -> dict[str, Any]:
+        from jan.errors import ModelNotFoundError
+        from jan.store import is_valid_id
 
-        return merge_options(SamplingOptions.from_mapping(options),
-                             SamplingOptions.from_mapping(self.model_json.get("parameters"))).given()
-
-    def _template_for(self):
-        if self._template is None:
-            from jan.templates import resolve_template
-
-            settings = self.model_json.get("settings") or {}
-            override = settings.get("chat_template") or settings.get("prompt_template")
-            special = self.model.info.special_tokens
-            bos = self.model.token_to_piece(special["bos"], special=True) if "bos" in special else ""
-            eos = self.model.token_to_piece(special["eos"], special=True) if "eos" in special else ""
-            self._template = resolve_template(self.model.metadata, override, bos_token=bos, eos_token=eos)
-        return self._template
+        if not _looks_like_path(spec) and is_valid_id(spec):
+            try:
+                return self.runtime.call(self.runtime.services.models.get(spec))
+            except ModelNotFoundError:
+                pass
+        path = Path(spec).expanduser()
+        if path.is_file() or _looks_like_path(spec):
+            check_gguf_file(path)
+            return {"id": path.stem, "engine": "llama.cpp", "file_path": str(path.resolve()), "settings": {},
+                    "parameters": {}}
+        raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
+                       f"(see `jan models list`) nor a .gguf file")
 
     def chat(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> Generation:
-        from jan.errors import JanError
+        from jan.services.types import ChatMessage, ChatRequest, SamplingOptions
 
-        template = self._template_for()
-        try:
-            prompt = template.render(messages, add_generation_prompt=True)
-        except (JanError, ValueError) as exc:
-            raise CLIError(f"chat template: {exc}") from None
-        model = self.model
-        tokens = model.tokenize(prompt, add_special=False, parse_special=True)
-        bos = model.info.special_tokens.get("bos")
-        if bos is not None and model.add_bos and (not tokens or tokens[0] != bos):
-            tokens = [bos, *tokens]
-        sampling = self._sampling(options)
-        if template.name == "chatml":
-            end = model.tokenize("<|im_end|>", add_special=False, parse_special=True)
-            if not (len(end) == 1 and model.is_eog(end[0])):
-                # ChatML stands in for a missing template: the model may write the end of turn as text.
-                stops = sampling.get("stop") or []
-                sampling["stop"] = ([stops] if isinstance(stops, str) else list(stops)) + ["<|im_end|>", "<|im_start|>"]
-        return self._start(tokens, sampling)
+        request = ChatRequest(model=self.model_id, messages=tuple(ChatMessage.of_text(m["role"], m["content"])
+                                                                  for m in messages),
+                              sampling=SamplingOptions.from_mapping(options))
+        return LocalGeneration(self.runtime.iterate(self.runtime.services.chat.stream(request)))
 
     def complete(self, prompt: str, options: dict[str, Any]) -> Generation:
-        return self._start(prompt, self._sampling(options))
+        from jan.services.types import CompletionRequest, SamplingOptions
 
-    def _start(self, prompt, sampling: dict[str, Any]) -> Generation:
-        import jan
-
-        try:
-            return LocalGeneration(self.model.stream(prompt, **sampling))
-        except (jan.JanError, ValueError, TypeError) as exc:
-            raise CLIError(str(exc)) from None
+        request = CompletionRequest(model=self.model_id, prompts=(prompt,), sampling=SamplingOptions.from_mapping(options))
+        return LocalGeneration(self.runtime.iterate(self.runtime.services.completions.stream(request)))
 
     def close(self) -> None:
-        self.model.close()
+        """Unload the model (the runtime stops with the command)."""
+        with contextlib.suppress(Exception):
+            if self.model_id in self.runtime.call(self._engine.loaded_models()):
+                self.runtime.call(self._engine.unload_model(self.model_id))
 
 
 class ServerBackend:
@@ -291,5 +290,4 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
                                f"(see `jan models list`)") from None
             raise
         return ServerBackend(client, spec)
-    model_json, path = resolve_local_model(conn, spec)
-    return LocalBackend(model_json, path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+    return LocalBackend(conn, spec, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)

@@ -32,6 +32,13 @@ class ModelService:
 
     def __init__(self, manager: ExtensionManager):
         self.manager = manager
+        self._transient: dict[str, dict[str, Any]] = {}
+
+    def add_transient(self, model: dict[str, Any]) -> None:
+        """Make ``model`` (a model.json dict) known to this process only, in front of the data
+        folder's: a .gguf file given by path (with ``file_path``), or a model.json with settings
+        overridden for this process (the CLI's ``--ctx-size``)."""
+        self._transient[model["id"]] = dict(model)
 
     def model_extension(self) -> ModelExtension:
         """The enabled model manager; :class:`ServiceUnavailableError` when none is."""
@@ -53,6 +60,8 @@ class ModelService:
 
     async def get(self, model_id: str) -> dict[str, Any]:
         """The model.json of ``model_id``; ``ModelNotFoundError`` when there is none."""
+        if model_id in self._transient:
+            return dict(self._transient[model_id])
         try:
             return await self.model_extension().get_model(model_id)
         except (ModelNotFoundError, KeyError):

@@ -1,0 +1,104 @@
+"""The CLI's local mode: the same extension manager and services as ``jan serve``, in this process.
+
+The manager runs on an asyncio loop in a background thread; the CLI's synchronous code calls
+into it with :meth:`LocalRuntime.call` and iterates streams with :meth:`LocalRuntime.iterate`.
+So ``jan run``/``jan chat`` without a server build the same typed requests and take the same
+path to the engine (templates, precedence, parsing) as ``/v1/chat/completions``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jan.cli.common import CLIError
+
+T = TypeVar("T")
+
+__all__ = ["LocalRuntime"]
+
+
+class LocalRuntime:
+    """Extension manager + :class:`~jan.services.Services` on a private event loop (close it)."""
+
+    def __init__(self, data_folder: Path, *, enable_extensions: bool = True):
+        from jan.cli.inference import interrupts_stay_on_this_thread
+        from jan.core import ExtensionManager, LocalEventBus
+        from jan.services import Services
+
+        self.loop = asyncio.new_event_loop()
+        # Started with SIGINT blocked, so the loop thread and every engine thread it starts
+        # leave Ctrl-C to the main thread.
+        with interrupts_stay_on_this_thread():
+            self._thread = threading.Thread(target=self.loop.run_forever, name="jan-local", daemon=True)
+            self._thread.start()
+        Path(data_folder).mkdir(parents=True, exist_ok=True)
+        self.manager = ExtensionManager(data_folder, LocalEventBus(), discover_entry_points=enable_extensions)
+        self.call(self.manager.start())
+        self.services = Services.from_manager(self.manager)
+
+    def call(self, coro: Any) -> Any:
+        """Run a coroutine on the runtime's loop and return its result (Ctrl-C cancels it)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+
+    def iterate(self, stream: AsyncIterator[T]) -> "SyncStream[T]":
+        """A blocking iterator over ``stream``; ``close()`` (or Ctrl-C) closes the stream."""
+        return SyncStream(self, stream)
+
+    def local_engine(self):
+        """The llama.cpp extension, or None when it is disabled."""
+        with contextlib.suppress(LookupError):
+            return self.manager.get_inference("llama.cpp")
+        return None
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            self.call(self.manager.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(30)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+
+class SyncStream(Iterator[T]):
+    def __init__(self, runtime: LocalRuntime, stream: AsyncIterator[T]):
+        self.runtime = runtime
+        self.stream = stream
+        self.closed = False
+
+    def __next__(self) -> T:
+        if self.closed:
+            raise StopIteration
+        try:
+            return self.runtime.call(self.stream.__anext__())
+        except StopAsyncIteration:
+            self.closed = True
+            raise StopIteration from None
+        except KeyboardInterrupt:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            aclose = getattr(self.stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    self.runtime.call(aclose())
+
+
+def cli_error(exc: BaseException) -> CLIError:
+    """A service's error as one clear CLI line."""
+    return CLIError(str(exc) or type(exc).__name__)
