@@ -21,6 +21,7 @@ _EXPORTS = {
     "ModelService": "jan.services.models",
     "Target": "jan.services.models",
     "Services": "jan.services.container",
+    "open_services": "jan.services.container",
     "Run": "jan.services.runs",
     "RunRequest": "jan.services.runs",
     "RunService": "jan.services.runs",

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from dataclasses import dataclass
 
-from jan.core import ExtensionManager
+from jan.core import ExtensionManager, LocalEventBus
 from jan.services.chat import ChatService
 from jan.services.completions import CompletionService
 from jan.services.embeddings import EmbeddingService
 from jan.services.models import ModelService
 from jan.services.runs import RunService, describe_error
 
-__all__ = ["Services"]
+__all__ = ["Services", "open_services"]
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,21 @@ class Services:
         chat = ChatService(models)
         return cls(manager=manager, models=models, chat=chat, completions=CompletionService(models),
                    embeddings=EmbeddingService(models), runs=RunService(manager, models, chat, describe_error=describe_error))
+
+
+@contextlib.asynccontextmanager
+async def open_services(data_folder: str | Path, *, discover_extensions: bool = True) -> AsyncIterator[Services]:
+    """The Python API's way in: start the extension manager on ``data_folder`` (as ``jan serve``
+    does, built-ins and entry-point extensions), yield the services, stop it on the way out::
+
+        async with open_services("~/jan") as services:
+            result = await services.chat.complete(ChatRequest(model="qwen", messages=(...)))
+    """
+    folder = Path(data_folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    manager = ExtensionManager(folder, LocalEventBus(), discover_entry_points=discover_extensions)
+    await manager.start()
+    try:
+        yield Services.from_manager(manager)
+    finally:
+        await manager.stop()

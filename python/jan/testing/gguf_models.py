@@ -529,6 +529,23 @@ def write_phi3_chat_model(
     )
 
 
+QWEN2_VOCAB = "ggml-vocab-qwen2.gguf"
+
+
+def write_qwen2_chat_model(
+    path: "str | os.PathLike[str]", *, vocab_gguf: "str | os.PathLike[str] | None" = None, seed: int = 0
+) -> Path:
+    """Tiny llama (n_embd 64, 2 layers, F32) with the Qwen2 vocab and Qwen's own chat template
+    (ChatML with tool support; ``<|im_start|>``/``<|im_end|>`` are special tokens of the vocab)."""
+    return write_llama_from_vocab(
+        path,
+        vocab_gguf or vocab_path(QWEN2_VOCAB),
+        **TINY_CHAT_CONFIG,
+        dtype="f32",
+        seed=seed,
+    )
+
+
 def write_tool_template_model(
     path: "str | os.PathLike[str]", *, vocab_gguf: "str | os.PathLike[str] | None" = None, seed: int = 0
 ) -> Path:
