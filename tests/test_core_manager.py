@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from jan.core.events import Event, ExtensionFailed, ExtensionLoaded, ExtensionUnloaded, LocalEventBus
+from jan.server.mount import mount_extensions
 from jan.core.exceptions import ExtensionError, ExtensionNotFoundError, SettingsValidationError
 from jan.core.extension import BUILTIN_PRIORITY, Extension, ExtensionContext
 from jan.core.interfaces import ConversationalExtension, InferenceExtension
@@ -552,7 +553,7 @@ async def test_route_hooks_are_collected_and_mounted(tmp_path):
     assert [(s.prefix, s.extension) for s in manager.subapps()] == [("/ext/hello", "hello")]
 
     app = web.Application()
-    manager.mount(app)
+    mount_extensions(manager, app)
     async with TestClient(TestServer(app)) as client:
         assert (await (await client.get("/v1/extensions/hello")).json()) == {"hello": "world"}
         assert (await (await client.get("/v1/extensions/hello/table")).json()) == {"from": "table"}

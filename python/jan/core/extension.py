@@ -124,7 +124,7 @@ class Extension:
 
 @dataclass(frozen=True)
 class RouteSpec:
-    """An HTTP route an extension contributed (mounted by the server with ``manager.mount(app)``)."""
+    """An HTTP route an extension contributed (mounted by the server with ``jan.server.mount.mount_extensions``)."""
 
     method: str
     path: str

@@ -720,58 +720,17 @@ class ExtensionManager:
         """Sub-applications contributed by loaded extensions, in load order."""
         return [s for ctx in self._contexts() for s in ctx._subapps]
 
-    def mount(self, app: Any) -> None:
-        """Add the contributed routes and sub-apps to an ``aiohttp.web.Application`` (before it starts).
-
-        Handlers are wrapped so that a route answers 404 while its extension
-        is not loaded (disabled at runtime) and reaches the current handler
-        after it is re-enabled. Routes of an extension enabled after the
-        server started appear at the next start (aiohttp freezes its router).
-        """
-        from aiohttp import web
-
-        for spec in self.routes():
-            handler: Any = spec.handler
-            if not (isinstance(handler, type) and issubclass(handler, web.View)):
-                handler = self._gated_handler(spec)
-            app.router.add_route(spec.method, spec.path, handler, name=spec.name, **spec.kwargs)
-        for sub in self.subapps():
-            subapp = sub.factory()
-            subapp.middlewares.append(self._gate_middleware(sub.extension))
-            app.add_subapp(sub.prefix, subapp)
-
-    def _gated_handler(self, spec: RouteSpec) -> Callable[[Any], Any]:
-        from aiohttp import web
-
-        def current() -> Callable[..., Any] | None:
-            entry = self._entries.get(spec.extension)
-            if entry is None or entry.ctx is None:
-                return None
-            for r in entry.ctx._routes:
-                if r.method == spec.method and r.path == spec.path:
-                    return r.handler
+    def route_handler(self, extension: str, method: str, path: str) -> Callable[..., Any] | None:
+        """The handler ``extension`` contributes for ``method path`` right now (None while it is not
+        loaded): what the server's mounted routes call, so disabling and re-enabling an extension
+        takes effect without remounting."""
+        entry = self._entries.get(extension)
+        if entry is None or entry.ctx is None:
             return None
-
-        async def handler(request: Any) -> Any:
-            target = current()
-            if target is None:
-                raise web.HTTPNotFound(text=f"extension {spec.extension!r} is not loaded")
-            return await target(request)
-
-        handler.__name__ = getattr(spec.handler, "__name__", "handler")
-        handler.__qualname__ = f"{spec.extension}:{handler.__name__}"
-        return handler
-
-    def _gate_middleware(self, extension: str) -> Callable[..., Any]:
-        from aiohttp import web
-
-        @web.middleware
-        async def gate(request: Any, handler: Any) -> Any:
-            if not self.is_loaded(extension):
-                raise web.HTTPNotFound(text=f"extension {extension!r} is not loaded")
-            return await handler(request)
-
-        return gate
+        for r in entry.ctx._routes:
+            if r.method == method and r.path == path:
+                return r.handler
+        return None
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from jan.server.config import ServerConfig
 from jan.server.errors import describe_error, error_middleware
 from jan.server.keys import BUS, CONFIG, MANAGER, SERVICES, SHUTTING_DOWN, STARTED_AT
 from jan.services.container import Services
+from jan.server.mount import mount_extensions
 from jan.server.security import api_key_middleware, cors_middleware, host_allowlist_middleware
 
 log = logging.getLogger("jan.server")
@@ -75,7 +76,7 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     app.on_shutdown.append(_announce_shutdown)
     for table in _route_tables():
         app.add_routes(table)
-    manager.mount(app)
+    mount_extensions(manager, app)
     app.cleanup_ctx.append(_lifetime)
     return app
 
