@@ -27,31 +27,25 @@ from jan.server.schemas import ChatCompletionRequest, CompletionRequest, Embeddi
 
 # The engine speaks typed requests and deltas; these helpers speak OpenAI dicts to it exactly as
 # the server's routes do (through jan.server.openai_wire), so the tests read in OpenAI terms.
-async def openai_chat(engine, model, body):
+async def _encoded(stream, encoder):
+    try:
+        async for delta in stream:
+            chunk = encoder.encode(delta)
+            if chunk is not None:
+                yield chunk
+    finally:
+        await stream.aclose()
+
+
+def openai_chat(engine, model, body):
     request = wire.chat_request(ChatCompletionRequest.model_validate({"model": model["id"], **body}))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    encoder = wire.ChatChunkEncoder(model["id"], include_usage=include_usage)
-    stream = engine.chat(model, request)
-    try:
-        async for delta in stream:
-            chunk = encoder.encode(delta)
-            if chunk is not None:
-                yield chunk
-    finally:
-        await stream.aclose()
+    return _encoded(engine.chat(model, request), wire.ChatChunkEncoder(model["id"], include_usage=include_usage))
 
 
-async def openai_complete(engine, model, body):
+def openai_complete(engine, model, body):
     request = wire.completion_request(CompletionRequest.model_validate({"model": model["id"], **body}))
-    encoder = wire.CompletionChunkEncoder(model["id"])
-    stream = engine.complete(model, request)
-    try:
-        async for delta in stream:
-            chunk = encoder.encode(delta)
-            if chunk is not None:
-                yield chunk
-    finally:
-        await stream.aclose()
+    return _encoded(engine.complete(model, request), wire.CompletionChunkEncoder(model["id"]))
 
 
 async def openai_embed(engine, model, body):

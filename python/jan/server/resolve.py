@@ -6,20 +6,16 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from jan.core import ExtensionNotFoundError, InferenceExtension, ModelExtension
-from jan.server.errors import APIError
+from jan.core import InferenceExtension, ModelExtension
 from jan.server.keys import MANAGER, SERVICES
+from jan.services.errors import require
 
 T = TypeVar("T")
 
 
 def service(request: web.Request, interface: type[T], provides: str, builtin: str) -> T:
     """The enabled extension implementing ``interface`` (503 naming the built-in to enable when none is)."""
-    try:
-        return request.app[MANAGER].get(interface)
-    except ExtensionNotFoundError:
-        raise APIError(503, f"No enabled extension {provides} (enable '{builtin}')", type="server_error",
-                       code="extension_unavailable") from None
+    return require(request.app[MANAGER], interface, provides, builtin)
 
 
 def model_extension(request: web.Request) -> ModelExtension:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from jan.errors import JanError
 
-__all__ = ["RequestError", "ServiceUnavailableError"]
+__all__ = ["RequestError", "ServiceUnavailableError", "require"]
+
+T = TypeVar("T")
 
 
 class RequestError(JanError, ValueError):
@@ -27,3 +31,14 @@ class ServiceUnavailableError(JanError):
     def __init__(self, message: str, *, builtin: str | None = None):
         super().__init__(message)
         self.builtin = builtin
+
+
+def require(manager: Any, interface: type[T], provides: str, builtin: str) -> T:
+    """The enabled extension implementing ``interface``; :class:`ServiceUnavailableError` naming the
+    built-in to enable when there is none (``provides``: "manages models", "stores threads", ...)."""
+    from jan.core import ExtensionNotFoundError
+
+    try:
+        return manager.get(interface)
+    except ExtensionNotFoundError:
+        raise ServiceUnavailableError(f"No enabled extension {provides} (enable '{builtin}')", builtin=builtin) from None

@@ -36,22 +36,10 @@ def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
         if any(isinstance(p, (ImagePart, AudioPart)) for p in m.content):
             kinds = sorted({p.type for p in m.content if not isinstance(p, TextPart)})
             raise ValueError(f"messages[{i}]: content parts of type {', '.join(kinds)} are not supported by this model")
-        msg: dict[str, Any] = {"role": m.role}
         texts = [p.text for p in m.content if isinstance(p, TextPart)]
-        if texts:
-            msg["content"] = "\n".join(texts)
-        else:  # an assistant turn may hold only tool calls; templates decide how to print None
-            msg["content"] = None if m.role == "assistant" else ""
-        if m.tool_calls:
-            msg["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                                 for c in m.tool_calls]
-        if m.tool_call_id is not None:
-            msg["tool_call_id"] = m.tool_call_id
-        if m.name is not None:
-            msg["name"] = m.name
-        if m.reasoning:
-            msg["reasoning_content"] = m.reasoning
-        out.append(msg)
+        # an assistant turn may hold only tool calls; templates decide how to print None
+        content = "\n".join(texts) if texts else (None if m.role == "assistant" else "")
+        out.append(m.openai_dict(content))
     return out
 
 

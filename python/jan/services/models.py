@@ -6,9 +6,9 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from jan.core import ExtensionManager, ExtensionNotFoundError, InferenceExtension, LocalInferenceExtension, ModelExtension
+from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension
 from jan.errors import ModelNotFoundError
-from jan.services.errors import RequestError, ServiceUnavailableError
+from jan.services.errors import RequestError, require
 
 __all__ = ["ModelService", "Target"]
 
@@ -42,11 +42,7 @@ class ModelService:
 
     def model_extension(self) -> ModelExtension:
         """The enabled model manager; :class:`ServiceUnavailableError` when none is."""
-        try:
-            return self.manager.get(ModelExtension)
-        except ExtensionNotFoundError:
-            raise ServiceUnavailableError("No enabled extension manages models (enable 'models')",
-                                          builtin="models") from None
+        return require(self.manager, ModelExtension, "manages models", "models")
 
     def engine_for(self, model: dict[str, Any]) -> InferenceExtension:
         """The engine named by ``model["engine"]`` (llama.cpp when unset); :class:`RequestError` when

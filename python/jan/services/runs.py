@@ -37,14 +37,13 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jan.core import (
     AssistantExtension,
     ConversationalExtension,
     ExtensionManager,
-    ExtensionNotFoundError,
     InferenceStopped,
     MessageResponse,
     MessageSent,
@@ -52,7 +51,7 @@ from jan.core import (
     NotFoundError,
 )
 from jan.services.chat import ChatService
-from jan.services.errors import RequestError, ServiceUnavailableError
+from jan.services.errors import RequestError, require
 from jan.services.models import ModelService
 from jan.services.types import ChatMessage, ChatRequest, ResponseFormat, SamplingOptions, Usage, merge_options
 
@@ -85,30 +84,30 @@ class RunRequest:
     sampling: SamplingOptions = SamplingOptions()
 
 
+@dataclass(eq=False)
 class Run:
-    """One run's state (its wire shape is the front end's business)."""
+    """One run's state (its wire shape is the front end's business). ``status``: queued,
+    in_progress, completed, incomplete (the token limit), cancelled or failed."""
 
-    def __init__(self, thread_id: str, assistant_id: str, model_id: str, instructions: str,
-                 parameters: dict[str, Any], metadata: dict[str, Any]):
-        self.id = f"run_{uuid.uuid4().hex[:24]}"
-        self.thread_id = thread_id
-        self.assistant_id = assistant_id
-        self.model_id = model_id
-        self.instructions = instructions
-        self.parameters = parameters
-        self.metadata = metadata
-        self.created_at = int(time.time())
-        self.started_at: int | None = None
-        self.ended_at: int | None = None
-        self.status = "queued"
-        self.usage: dict[str, Any] | None = None
-        self.finish_reason: str | None = None
-        self.last_error: dict[str, Any] | None = None
-        self.message: dict[str, Any] | None = None
-        self.stop_reason: str | None = None
-        self.cancel_requested = asyncio.Event()
-        self.finished = asyncio.Event()
-        self.chat_request: ChatRequest | None = None
+    thread_id: str
+    assistant_id: str
+    model_id: str
+    instructions: str
+    parameters: dict[str, Any]
+    metadata: dict[str, Any]
+    chat_request: ChatRequest | None = None
+    id: str = field(default_factory=lambda: f"run_{uuid.uuid4().hex[:24]}")
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    started_at: int | None = None
+    ended_at: int | None = None
+    status: str = "queued"
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    last_error: dict[str, Any] | None = None
+    message: dict[str, Any] | None = None
+    stop_reason: str | None = None
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def active(self) -> bool:
@@ -210,18 +209,10 @@ class RunService:
 
     # -- stores ------------------------------------------------------------------
     def conversations(self) -> ConversationalExtension:
-        try:
-            return self.manager.get(ConversationalExtension)
-        except ExtensionNotFoundError:
-            raise ServiceUnavailableError("No enabled extension stores threads (enable 'conversational')",
-                                          builtin="conversational") from None
+        return require(self.manager, ConversationalExtension, "stores threads", "conversational")
 
     def assistants(self) -> AssistantExtension:
-        try:
-            return self.manager.get(AssistantExtension)
-        except ExtensionNotFoundError:
-            raise ServiceUnavailableError("No enabled extension stores assistants (enable 'conversational')",
-                                          builtin="conversational") from None
+        return require(self.manager, AssistantExtension, "stores assistants", "conversational")
 
     # -- the registry -----------------------------------------------------------
     def get(self, thread_id: str, run_id: str) -> Run | None:

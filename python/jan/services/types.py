@@ -114,6 +114,22 @@ class ChatMessage:
         """The text parts joined (``""`` when there are none)."""
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
+    def openai_dict(self, content: Any) -> dict[str, Any]:
+        """This message in OpenAI's shape around ``content`` (as the caller wants it: text for a
+        chat template, parts for an upstream API): role, tool calls, tool_call_id, name,
+        reasoning_content."""
+        out: dict[str, Any] = {"role": self.role, "content": content}
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                                 for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        if self.reasoning:
+            out["reasoning_content"] = self.reasoning
+        return out
+
 
 @dataclass(frozen=True)
 class ToolSpec:
@@ -165,20 +181,24 @@ class SamplingOptions:
     ``logit_bias`` maps token ids to additive biases.
     """
 
+    # when to stop
     max_tokens: int | None = None
+    stop: tuple[str, ...] | None = None
+    ignore_eos: bool | None = None
+    # the sampler chain
     temperature: float | None = None
     top_k: int | None = None
     top_p: float | None = None
     min_p: float | None = None
     typical_p: float | None = None
+    # penalties and biases
     repeat_penalty: float | None = None
     repeat_last_n: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    seed: int | None = None
     logit_bias: Mapping[int, float] | None = None
-    stop: tuple[str, ...] | None = None
-    ignore_eos: bool | None = None
+    # reproducibility
+    seed: int | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "SamplingOptions":
@@ -459,7 +479,11 @@ class CompletionDelta:
 
 @dataclass(frozen=True)
 class EmbeddingResult:
-    """One float32 vector per input, in order; ``prompt_tokens`` counts every input's tokens."""
+    """The answer of an :class:`EmbeddingRequest`.
+
+    ``vectors``: one per input, in input order (float32 arrays from local models, lists of
+    floats from remote ones); ``prompt_tokens`` counts every input's tokens.
+    """
 
     model: str
     vectors: tuple[Any, ...]

@@ -14,23 +14,14 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from jan.extensions.remote import wire
-from jan.services.types import (
-    ChatDelta,
-    ChatRequest,
-    CompletionDelta,
-    CompletionRequest,
-    EmbeddingRequest,
-    EmbeddingResult,
-    SamplingOptions,
-    merge_options,
-)
+from jan.services import types as t
 from jan.core import BUILTIN_PRIORITY, Extension, InferenceExtension, ModelFailed, ModelInit, ModelReady, ModelState, ModelStopped
 from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.extensions.remote.sse import SSEParser
@@ -252,12 +243,12 @@ class RemoteInferenceExtension(Extension, InferenceExtension):
         return body
 
     @staticmethod
-    def _sampling(model: dict[str, Any], sampling: SamplingOptions) -> SamplingOptions:
+    def _sampling(model: dict[str, Any], sampling: t.SamplingOptions) -> t.SamplingOptions:
         """The request's sampling over the model.json ``parameters`` (the services' one rule; a
         no-op when the services layered them already)."""
         params = model.get("parameters") or {}
         forwarded = {k: params[k] for k in FORWARDED_PARAMETERS if params.get(k) is not None}
-        return merge_options(sampling, SamplingOptions.from_mapping(forwarded))
+        return t.merge_options(sampling, t.SamplingOptions.from_mapping(forwarded))
 
     # -- models --------------------------------------------------------
     async def load_model(self, model: dict[str, Any]) -> None:
@@ -323,20 +314,21 @@ class RemoteInferenceExtension(Extension, InferenceExtension):
         return {"id": model_id, "status": ModelState.UNLOADED}
 
     # -- generation ----------------------------------------------------
-    async def chat(self, model: dict[str, Any], request: ChatRequest) -> AsyncIterator[ChatDelta]:
+    def chat(self, model: dict[str, Any], request: t.ChatRequest) -> AsyncIterator[t.ChatDelta]:
         """Stream ``POST <base_url>/chat/completions`` (always ``stream: true`` upstream) as typed deltas."""
         request = replace(request, sampling=self._sampling(model, request.sampling))
-        async with contextlib.aclosing(self._stream(model, wire.chat_body(request), "/chat/completions")) as chunks:
-            async for chunk in chunks:
-                for delta in wire.chat_deltas(chunk):
-                    yield delta
+        return self._deltas(model, wire.chat_body(request), "/chat/completions", wire.chat_deltas)
 
-    async def complete(self, model: dict[str, Any], request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
+    def complete(self, model: dict[str, Any], request: t.CompletionRequest) -> AsyncIterator[t.CompletionDelta]:
         """Stream ``POST <base_url>/completions`` the same way as :meth:`chat`."""
         request = replace(request, sampling=self._sampling(model, request.sampling))
-        async with contextlib.aclosing(self._stream(model, wire.completion_body(request), "/completions")) as chunks:
+        return self._deltas(model, wire.completion_body(request), "/completions", wire.completion_deltas)
+
+    async def _deltas(self, model: dict[str, Any], body: dict[str, Any], path: str,
+                      parse: Callable[[dict[str, Any]], list[Any]]) -> AsyncIterator[Any]:
+        async with contextlib.aclosing(self._stream(model, body, path)) as chunks:
             async for chunk in chunks:
-                for delta in wire.completion_deltas(chunk):
+                for delta in parse(chunk):
                     yield delta
 
     async def _stream(self, model: dict[str, Any], request: dict[str, Any], path: str) -> AsyncIterator[dict[str, Any]]:
@@ -410,7 +402,7 @@ class RemoteInferenceExtension(Extension, InferenceExtension):
                     resp.close()  # drop the connection: the upstream sees the disconnect and stops generating
 
     # -- embeddings and tokens -----------------------------------------
-    async def embed(self, model: dict[str, Any], request: EmbeddingRequest) -> EmbeddingResult:
+    async def embed(self, model: dict[str, Any], request: t.EmbeddingRequest) -> t.EmbeddingResult:
         """``POST <base_url>/embeddings`` with the upstream's model name; float vectors in input order."""
         up = self._upstream(model)
         body: dict[str, Any] = {"input": [x if isinstance(x, str) else list(x) for x in request.inputs],
@@ -423,7 +415,7 @@ class RemoteInferenceExtension(Extension, InferenceExtension):
             raise UpstreamError(f"the upstream at {up.base_url} sent an embeddings response without data")
         items = sorted((d for d in result["data"] if isinstance(d, dict)), key=lambda d: d.get("index", 0))
         usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
-        return EmbeddingResult(model["id"], tuple(d.get("embedding") for d in items), int(usage.get("prompt_tokens") or 0))
+        return t.EmbeddingResult(model["id"], tuple(d.get("embedding") for d in items), int(usage.get("prompt_tokens") or 0))
 
     async def _token_call(self, model: dict[str, Any], kind: str, body: dict[str, Any]) -> Any:
         """POST to the upstream's ``/tokenize`` or ``/detokenize`` (jan: under ``/v1``; llama.cpp: at the root)."""

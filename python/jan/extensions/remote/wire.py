@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -33,31 +34,19 @@ def sampling_body(sampling: SamplingOptions) -> dict[str, Any]:
 
 
 def _message(m: ChatMessage) -> dict[str, Any]:
-    import base64
-
-    out: dict[str, Any] = {"role": m.role}
     if all(isinstance(p, TextPart) for p in m.content):
-        out["content"] = m.text if m.content or not m.tool_calls else None
-    else:
-        parts = []
-        for p in m.content:
-            if isinstance(p, TextPart):
-                parts.append({"type": "text", "text": p.text})
-            elif isinstance(p, ImagePart):
-                url = f"data:{p.mime_type};base64,{base64.b64encode(p.data).decode()}"
-                parts.append({"type": "image_url", "image_url": {"url": url}})
-            elif isinstance(p, AudioPart):
-                parts.append({"type": "input_audio",
-                              "input_audio": {"data": base64.b64encode(p.data).decode(), "format": p.format}})
-        out["content"] = parts
-    if m.tool_calls:
-        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                             for c in m.tool_calls]
-    if m.tool_call_id is not None:
-        out["tool_call_id"] = m.tool_call_id
-    if m.name is not None:
-        out["name"] = m.name
-    return out
+        return m.openai_dict(m.text if m.content or not m.tool_calls else None)
+    parts: list[dict[str, Any]] = []
+    for p in m.content:
+        if isinstance(p, TextPart):
+            parts.append({"type": "text", "text": p.text})
+        elif isinstance(p, ImagePart):
+            url = f"data:{p.mime_type};base64,{base64.b64encode(p.data).decode()}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        elif isinstance(p, AudioPart):
+            parts.append({"type": "input_audio",
+                          "input_audio": {"data": base64.b64encode(p.data).decode(), "format": p.format}})
+    return m.openai_dict(parts)
 
 
 def chat_body(request: ChatRequest) -> dict[str, Any]:

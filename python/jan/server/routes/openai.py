@@ -116,6 +116,14 @@ async def stream_sse(request: web.Request, stream: DeltaStream, first: Any,
     return sse.response
 
 
+async def stream_response(request: web.Request, body: Any, stream: DeltaStream,
+                          encoder_for: Callable[[str, bool], Any]) -> web.StreamResponse:
+    """Start ``stream`` and relay it as SSE through ``encoder_for(model_id, include_usage)``."""
+    first, stream = await first_delta(stream)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return await stream_sse(request, stream, first, encoder_for(stream.model or "", include_usage).encode)
+
+
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Chat completion (OpenAI); streamed as server-sent events with ``stream: true``."""
@@ -126,10 +134,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if not body.stream:
         result = await unless_disconnected(request, service.complete(chat), chat.model)
         return web.json_response(wire.chat_completion(result, top_logprobs=top))
-    first, stream = await first_delta(service.stream(chat))
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    encoder = wire.ChatChunkEncoder(stream.model or "", top_logprobs=top, include_usage=include_usage)
-    return await stream_sse(request, stream, first, encoder.encode)
+    return await stream_response(request, body, service.stream(chat),
+                                 lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top, include_usage=usage))
 
 
 @routes.post("/v1/completions")
@@ -149,10 +155,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
             return (encoder or wire.CompletionChunkEncoder(req.model or "")).response()
 
         return web.json_response(await unless_disconnected(request, collect(), req.model))
-    first, stream = await first_delta(stream)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    encoder = wire.CompletionChunkEncoder(stream.model or "", logprobs=want_logprobs, include_usage=include_usage)
-    return await stream_sse(request, stream, first, encoder.encode)
+    return await stream_response(request, body, stream, lambda model, usage: wire.CompletionChunkEncoder(
+        model, logprobs=want_logprobs, include_usage=usage))
 
 
 @routes.post("/v1/embeddings")
