@@ -20,6 +20,9 @@ inline py::str to_py_str(const std::string & s) {
 void register_errors(py::module_ & m);
 void register_params(py::module_ & m);
 void register_model(py::module_ & m);
+void register_usage(py::module_ & m);
+void register_event(py::module_ & m);
+void register_metrics(py::module_ & m);
 void register_request(py::module_ & m);
 void register_scheduler(py::module_ & m);
 void register_embedder(py::module_ & m);

@@ -1,7 +1,7 @@
 #include <pybind11/stl.h>
 
 #include "bind_common.h"
-#include "request.h"
+#include "bind_event.h"
 
 namespace jan {
 namespace {
@@ -19,38 +19,9 @@ struct RequestHandle {
     }
 };
 
-py::object usage_to_py(const Usage & u) {
-    py::dict d;
-    d["prompt_tokens"] = u.prompt_tokens;
-    d["completion_tokens"] = u.completion_tokens;
-    d["cached_tokens"] = u.cached_tokens;
-    d["queue_ms"] = u.queue_ms;
-    d["prompt_ms"] = u.prompt_ms;
-    d["generation_ms"] = u.generation_ms;
-    return d;
-}
-
-// (text, token_ids, logprobs, final, finish_reason, error, stop_string, usage)
-// logprobs: None, or one (logprob, [(id, logprob), ...]) per token.
-py::tuple event_to_py(const Event & ev, bool with_logprobs) {
-    py::list ids;
-    py::object logprobs = py::none();
-    if (with_logprobs) logprobs = py::list();
-    for (const auto & t : ev.tokens) {
-        ids.append(t.id);
-        if (with_logprobs) {
-            py::list top;
-            for (const auto & alt : t.top) top.append(py::make_tuple(alt.token, alt.logprob));
-            logprobs.cast<py::list>().append(py::make_tuple(t.logprob, top));
-        }
-    }
-    return py::make_tuple(to_py_str(ev.text), ids, logprobs, ev.final, ev.finish_reason, ev.error,
-                          to_py_str(ev.stop_string), ev.final ? usage_to_py(ev.usage) : py::none());
-}
-
-py::list events_to_py(const std::vector<Event> & events, bool with_logprobs) {
+py::list events_to_py(std::vector<Event> && events, bool with_logprobs) {
     py::list out;
-    for (const auto & ev : events) out.append(event_to_py(ev, with_logprobs));
+    for (auto & ev : events) out.append(py::cast(PyEvent{std::move(ev), with_logprobs}));
     return out;
 }
 
@@ -69,7 +40,7 @@ void register_request(py::module_ & m) {
                      py::gil_scoped_release nogil;
                      events = h.state->wait(timeout);
                  }
-                 return events_to_py(events, with_logprobs);
+                 return events_to_py(std::move(events), with_logprobs);
              }, py::arg("timeout") = -1.0, py::arg("with_logprobs") = false,
              "Blocks (without the GIL) until events arrive or the timeout passes.")
         .def("wait_final", [](const RequestHandle & h, double timeout, bool with_logprobs) {
@@ -78,7 +49,7 @@ void register_request(py::module_ & m) {
                      py::gil_scoped_release nogil;
                      events = h.state->wait_final(timeout);
                  }
-                 return events_to_py(events, with_logprobs);
+                 return events_to_py(std::move(events), with_logprobs);
              }, py::arg("timeout") = -1.0, py::arg("with_logprobs") = false,
              "Blocks (without the GIL) until the request finished or the timeout passes; returns what is queued.")
         .def("cancel", [](const RequestHandle & h) { h.state->cancel(); })

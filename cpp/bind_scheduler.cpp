@@ -21,24 +21,7 @@ void register_scheduler(py::module_ & m) {
                  return make_request_handle(std::move(state));
              },
              py::arg("prompt"), py::arg("params"))
-        .def("metrics", [](const Scheduler & self) {
-            const SchedulerMetrics mt = self.metrics();
-            py::dict d;
-            d["requests_total"] = mt.requests_total;
-            d["requests_finished"] = mt.requests_finished;
-            d["requests_cancelled"] = mt.requests_cancelled;
-            d["requests_failed"] = mt.requests_failed;
-            d["prompt_tokens_total"] = mt.prompt_tokens_total;
-            d["cached_tokens_total"] = mt.cached_tokens_total;
-            d["generated_tokens_total"] = mt.generated_tokens_total;
-            d["decode_calls"] = mt.decode_calls;
-            d["decode_seconds"] = mt.decode_seconds;
-            d["busy_seconds"] = mt.busy_seconds;
-            d["slots_busy"] = mt.slots_busy;
-            d["slots_total"] = mt.slots_total;
-            d["queue_depth"] = mt.queue_depth;
-            return d;
-        })
+        .def("metrics", &Scheduler::metrics, "The counters since load (a SchedulerMetrics).")
         .def_property_readonly("n_ctx_slot", &Scheduler::n_ctx_slot)
         .def_property_readonly("n_parallel", &Scheduler::n_parallel)
         .def("shutdown", &Scheduler::shutdown, release());

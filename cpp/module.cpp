@@ -6,6 +6,9 @@ PYBIND11_MODULE(_engine, m) {
     jan::register_errors(m);
     jan::register_params(m);
     jan::register_model(m);
+    jan::register_usage(m);
+    jan::register_event(m);
+    jan::register_metrics(m);
     jan::register_request(m);
     jan::register_scheduler(m);
     jan::register_embedder(m);

@@ -309,7 +309,7 @@ class Model:
         """Counters since load: requests, prompt/generated/cached tokens, decode time, busy slots, queue depth."""
         if self._scheduler is None:
             return {"slots_total": 0, "slots_busy": 0, "queue_depth": 0}
-        m = self._scheduler.metrics()
+        m = self._scheduler.metrics().to_dict()
         busy = m["busy_seconds"]
         m["generation_tokens_per_second"] = m["generated_tokens_total"] / busy if busy > 0 else 0.0
         return m
@@ -319,7 +319,7 @@ class Model:
         if self._scheduler is None:
             return False
         m = self._scheduler.metrics()
-        return m["slots_busy"] > 0 or m["queue_depth"] > 0
+        return m.slots_busy > 0 or m.queue_depth > 0
 
     def close(self) -> None:
         """Stop the engine thread (running requests end as ``cancelled``) and free the context."""

@@ -119,16 +119,20 @@ class Request:
         )
 
     # -- conversion ----------------------------------------------------
-    def _accept(self, events: list[tuple]) -> None:
-        for text, ids, logprobs, final, finish_reason, error, stop, usage in events:
+    def _accept(self, events: list) -> None:
+        """Native :class:`jan._engine.Event` objects to :class:`Chunk` (finish reasons as their names)."""
+        for ev in events:
+            final = ev.final
+            logprobs = ev.logprobs
+            ids = ev.token_ids
             chunk = Chunk(
-                text=text,
+                text=ev.text,
                 token_ids=ids,
                 logprobs=self._convert_logprobs(ids, logprobs) if logprobs is not None else None,
-                finish_reason=finish_reason if final else None,
-                usage=Usage(**usage) if usage else None,
-                error=error or None,
-                stop=stop or None,
+                finish_reason=ev.finish_reason.name if final else None,
+                usage=ev.usage,
+                error=ev.error,
+                stop=ev.stop,
             )
             self._buffer.append(chunk)
             if final:

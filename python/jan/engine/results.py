@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from jan import _engine
+
 
 @dataclass(frozen=True)
 class TopLogprob:
@@ -24,25 +26,10 @@ class TokenLogprob:
     top: list[TopLogprob] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    queue_ms: float = 0.0
-    prompt_ms: float = 0.0
-    generation_ms: float = 0.0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @property
-    def tokens_per_second(self) -> float:
-        """Generation speed after the first token (the first one's cost is prompt processing)."""
-        if self.completion_tokens <= 1 or self.generation_ms <= 0:
-            return 0.0
-        return (self.completion_tokens - 1) / (self.generation_ms / 1000.0)
+#: Token counts and timings of one request: the native, read-only ``jan._engine.Usage``
+#: (``prompt_tokens``, ``completion_tokens``, ``cached_tokens``, ``queue_ms``, ``prompt_ms``,
+#: ``generation_ms``, ``total_tokens``, ``tokens_per_second``). The one Usage type in Python.
+Usage = _engine.Usage
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,9 @@ def combined_usage(usages: list[Usage]) -> Usage:
     if not usages:
         return Usage()
     first = usages[0]
-    return replace(first, completion_tokens=sum(u.completion_tokens for u in usages))
+    return Usage(prompt_tokens=first.prompt_tokens, completion_tokens=sum(u.completion_tokens for u in usages),
+                 cached_tokens=first.cached_tokens, queue_ms=first.queue_ms, prompt_ms=first.prompt_ms,
+                 generation_ms=first.generation_ms)
 
 
 class ChatService:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
 
 from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
@@ -82,5 +81,7 @@ def _usage(usages: dict[int, Usage], n: int, n_prompts: int) -> Usage:
         return Usage()
     ordered = [usages[i] for i in sorted(usages)]
     prompt = sum(usages[i * n].prompt_tokens for i in range(n_prompts) if i * n in usages)
-    fields: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": sum(u.completion_tokens for u in ordered)}
-    return replace(ordered[0], **fields)
+    first = ordered[0]
+    return Usage(prompt_tokens=prompt, completion_tokens=sum(u.completion_tokens for u in ordered),
+                 cached_tokens=first.cached_tokens, queue_ms=first.queue_ms, prompt_ms=first.prompt_ms,
+                 generation_ms=first.generation_ms)

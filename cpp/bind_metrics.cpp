@@ -1,0 +1,41 @@
+// jan._engine.SchedulerMetrics: one model's counters since load, read-only.
+#include "bind_common.h"
+#include "scheduler.h"
+
+namespace jan {
+
+void register_metrics(py::module_ & m) {
+    py::class_<SchedulerMetrics>(m, "SchedulerMetrics", "A scheduler's counters since the model loaded (read-only).")
+        .def_readonly("requests_total", &SchedulerMetrics::requests_total)
+        .def_readonly("requests_finished", &SchedulerMetrics::requests_finished)
+        .def_readonly("requests_cancelled", &SchedulerMetrics::requests_cancelled)
+        .def_readonly("requests_failed", &SchedulerMetrics::requests_failed)
+        .def_readonly("prompt_tokens_total", &SchedulerMetrics::prompt_tokens_total, "Prompt tokens evaluated.")
+        .def_readonly("cached_tokens_total", &SchedulerMetrics::cached_tokens_total, "Prompt tokens reused from cache.")
+        .def_readonly("generated_tokens_total", &SchedulerMetrics::generated_tokens_total)
+        .def_readonly("decode_calls", &SchedulerMetrics::decode_calls)
+        .def_readonly("decode_seconds", &SchedulerMetrics::decode_seconds)
+        .def_readonly("busy_seconds", &SchedulerMetrics::busy_seconds, "Wall time with at least one busy slot.")
+        .def_readonly("slots_busy", &SchedulerMetrics::slots_busy)
+        .def_readonly("slots_total", &SchedulerMetrics::slots_total)
+        .def_readonly("queue_depth", &SchedulerMetrics::queue_depth)
+        .def("to_dict", [](const SchedulerMetrics & mt) {
+            py::dict d;
+            d["requests_total"] = mt.requests_total;
+            d["requests_finished"] = mt.requests_finished;
+            d["requests_cancelled"] = mt.requests_cancelled;
+            d["requests_failed"] = mt.requests_failed;
+            d["prompt_tokens_total"] = mt.prompt_tokens_total;
+            d["cached_tokens_total"] = mt.cached_tokens_total;
+            d["generated_tokens_total"] = mt.generated_tokens_total;
+            d["decode_calls"] = mt.decode_calls;
+            d["decode_seconds"] = mt.decode_seconds;
+            d["busy_seconds"] = mt.busy_seconds;
+            d["slots_busy"] = mt.slots_busy;
+            d["slots_total"] = mt.slots_total;
+            d["queue_depth"] = mt.queue_depth;
+            return d;
+        }, "The counters as a dict (for JSON and /metrics).");
+}
+
+}  // namespace jan

@@ -1,0 +1,57 @@
+// jan._engine.Usage: a finished request's token counts and timings, read-only.
+#include "bind_common.h"
+#include "request.h"
+
+#include <cstdio>
+
+namespace jan {
+
+void register_usage(py::module_ & m) {
+    py::class_<Usage>(m, "Usage", "Token counts and timings of one finished request (read-only).")
+        .def(py::init([](int32_t prompt_tokens, int32_t completion_tokens, int32_t cached_tokens, double queue_ms,
+                         double prompt_ms, double generation_ms) {
+                 Usage u;
+                 u.prompt_tokens = prompt_tokens;
+                 u.completion_tokens = completion_tokens;
+                 u.cached_tokens = cached_tokens;
+                 u.queue_ms = queue_ms;
+                 u.prompt_ms = prompt_ms;
+                 u.generation_ms = generation_ms;
+                 return u;
+             }),
+             py::kw_only(), py::arg("prompt_tokens") = 0, py::arg("completion_tokens") = 0,
+             py::arg("cached_tokens") = 0, py::arg("queue_ms") = 0.0, py::arg("prompt_ms") = 0.0,
+             py::arg("generation_ms") = 0.0)
+        .def_readonly("prompt_tokens", &Usage::prompt_tokens)
+        .def_readonly("completion_tokens", &Usage::completion_tokens)
+        .def_readonly("cached_tokens", &Usage::cached_tokens, "Prompt tokens reused from the KV cache.")
+        .def_readonly("queue_ms", &Usage::queue_ms, "Submit to slot assigned.")
+        .def_readonly("prompt_ms", &Usage::prompt_ms, "Slot assigned to the first token sampled.")
+        .def_readonly("generation_ms", &Usage::generation_ms, "First token to the finish.")
+        .def_property_readonly("total_tokens", [](const Usage & u) { return u.prompt_tokens + u.completion_tokens; })
+        .def_property_readonly(
+            "tokens_per_second",
+            [](const Usage & u) {
+                // generation speed after the first token (the first one's cost is prompt processing)
+                if (u.completion_tokens <= 1 || u.generation_ms <= 0) return 0.0;
+                return (u.completion_tokens - 1) / (u.generation_ms / 1000.0);
+            },
+            "Generated tokens per second after the first.")
+        .def("__eq__",
+             [](const Usage & a, const Usage & b) {
+                 return a.prompt_tokens == b.prompt_tokens && a.completion_tokens == b.completion_tokens &&
+                        a.cached_tokens == b.cached_tokens && a.queue_ms == b.queue_ms && a.prompt_ms == b.prompt_ms &&
+                        a.generation_ms == b.generation_ms;
+             })
+        .def("__repr__", [](const Usage & u) {
+            char buf[256];
+            std::snprintf(buf, sizeof buf,
+                          "Usage(prompt_tokens=%d, completion_tokens=%d, cached_tokens=%d, queue_ms=%.3f, "
+                          "prompt_ms=%.3f, generation_ms=%.3f)",
+                          u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.queue_ms, u.prompt_ms,
+                          u.generation_ms);
+            return std::string(buf);
+        });
+}
+
+}  // namespace jan
