@@ -1,4 +1,14 @@
-"""The extension manager: discovery, dependency order, lifecycle, persistence, lookup.
+"""The extension manager: lifecycle, persistence and lookup of extensions.
+
+Finding them is :mod:`jan.core.discovery`, their load order :mod:`jan.core.dependencies`;
+mounting their HTTP routes is the server's (``jan.server.mount``).
+
+Why not pluggy: pluggy calls hooks (one call fanned out to every plugin, or the first
+result), which is not what jan's extensions need — async ``on_load``/``on_unload`` with
+timeouts, enabling and disabling at runtime with persisted state, dependency order with
+cycle reports, API-version checks, and one chosen implementation per typed interface
+(preferred, then priority). Wrapping pluggy would add a layer and remove none of that code;
+entry-point discovery, the part it does share, is 30 lines of ``importlib.metadata``.
 
 Inspired by VS Code's extension host: extensions are found through a
 registry (the ``jan.extensions`` entry-point group), activated in dependency
@@ -18,16 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib.metadata
 import inspect
 import logging
 import re
-import types as _types
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, TypeVar
 
+from .dependencies import dependency_order
+from .discovery import Candidate, entry_point_candidates, instantiate
 from .events import ExtensionFailed, ExtensionLoaded, ExtensionUnloaded, LocalEventBus
 from .exceptions import ExtensionError, ExtensionNotFoundError
 from .extension import Extension, ExtensionContext, RouteSpec, SubAppSpec
@@ -119,15 +129,6 @@ class _Entry:
         return (deps,) if isinstance(deps, str) else tuple(deps or ())
 
 
-@dataclass
-class _Pending:
-    obj: Any
-    name: str | None
-    source: str
-    dist_version: str | None = None
-    load: Callable[[], Any] | None = None  # entry point loader (imports)
-
-
 class ExtensionManager:
     """Finds, orders, loads and unloads extensions; answers "who implements X".
 
@@ -163,7 +164,7 @@ class ExtensionManager:
         self.entry_point_group = entry_point_group
         self.discover_entry_points = discover_entry_points
         self.load_timeout = load_timeout
-        self._pending: list[_Pending] = []
+        self._pending: list[Candidate] = []
         self._entries: dict[str, _Entry] = {}
         self._load_order: list[str] = []
         self._config: dict[str, Any] = {}
@@ -195,7 +196,7 @@ class ExtensionManager:
         if self._discovered:
             raise ExtensionError("register() extensions before discover()/start()")
         label = name or getattr(extension, "name", None) or getattr(extension, "__name__", None) or repr(extension)
-        self._pending.append(_Pending(obj=extension, name=name, source=f"registered {label}"))
+        self._pending.append(Candidate(obj=extension, name=name, source=f"registered {label}"))
 
     def discover(self) -> None:
         """Import and create every registered and entry-point extension (once; :meth:`start` calls it).
@@ -207,32 +208,13 @@ class ExtensionManager:
         self._discovered = True
         pending = list(self._pending)
         if self.discover_entry_points:
-            pending.extend(self._entry_point_candidates())
+            pending.extend(entry_point_candidates(self.entry_point_group))
         for item in pending:
             self._add_candidate(item)
         self._load_config()
         self._sync_config()
 
-    def _entry_point_candidates(self) -> list[_Pending]:
-        try:
-            eps = importlib.metadata.entry_points(group=self.entry_point_group)
-        except Exception:  # pragma: no cover - broken metadata on sys.path
-            logger.exception("could not read the %s entry points", self.entry_point_group)
-            return []
-        found = []
-        seen: set[tuple[str, str]] = set()
-        for ep in sorted(eps, key=lambda e: e.name):
-            if (ep.name, ep.value) in seen:  # the same dist on sys.path twice
-                continue
-            seen.add((ep.name, ep.value))
-            dist = getattr(ep, "dist", None)
-            dist_name = getattr(dist, "name", None) if dist is not None else None
-            dist_version = getattr(dist, "version", None) if dist is not None else None
-            source = f"entry point {ep.name} = {ep.value}" + (f" ({dist_name} {dist_version})" if dist_name else "")
-            found.append(_Pending(obj=None, name=ep.name, source=source, dist_version=dist_version, load=ep.load))
-        return found
-
-    def _add_candidate(self, item: _Pending) -> None:
+    def _add_candidate(self, item: Candidate) -> None:
         hint = item.name
         try:
             obj = item.load() if item.load is not None else item.obj
@@ -240,7 +222,7 @@ class ExtensionManager:
             self._add_broken(hint or "?", item, f"import failed: {type(exc).__name__}: {exc}", exc)
             return
         try:
-            instance = _instantiate(obj)
+            instance = instantiate(obj)
         except Exception as exc:
             label = hint or getattr(obj, "name", None) or getattr(obj, "__name__", None) or "?"
             self._add_broken(str(label), item, f"could not be created: {type(exc).__name__}: {exc}", exc)
@@ -264,7 +246,7 @@ class ExtensionManager:
             logger.warning("extension %s is incompatible: %s", name, entry.incompatible)
         self._entries[name] = entry
 
-    def _add_broken(self, name: str, item: _Pending, message: str, exc: BaseException | None) -> None:
+    def _add_broken(self, name: str, item: Candidate, message: str, exc: BaseException | None) -> None:
         logger.error("extension %s (%s): %s", name, item.source, message, exc_info=exc)
         if name in self._entries:
             name = f"{name} ({item.source})"
@@ -421,17 +403,7 @@ class ExtensionManager:
     def _order(self, names: list[str]) -> tuple[list[str], dict[str, str], list[str]]:
         """Topological order of ``names`` (stable), cycle members with messages, and names blocked behind a cycle."""
         wanted = set(names)
-        deps = {n: [d for d in self._entries[n].depends_on if d in wanted] for n in names}
-        order, rest = _kahn(names, deps)
-        cycles: dict[str, str] = {}
-        for component in _strongly_connected(rest, deps):
-            if len(component) > 1 or component[0] in deps[component[0]]:
-                path = _cycle_path(component, deps)
-                for n in component:
-                    cycles[n] = "dependency cycle: " + " -> ".join(path)
-        others = [n for n in rest if n not in cycles]
-        blocked, _ = _kahn(others, {n: [d for d in deps[n] if d not in cycles] for n in others})
-        return order, cycles, blocked
+        return dependency_order(names, {n: [d for d in self._entries[n].depends_on if d in wanted] for n in names})
 
     async def _reconcile(self, retry: set[str]) -> None:
         names = [
@@ -751,112 +723,3 @@ def _type_key(extension_type: Any) -> tuple[str, type | None]:
     raise TypeError(f"expected an extension type string or interface class, not {extension_type!r}")
 
 
-def _instantiate(obj: Any) -> Extension:
-    if isinstance(obj, Extension):
-        return obj
-    if isinstance(obj, _types.ModuleType):
-        for attr in ("extension", "create_extension"):
-            if hasattr(obj, attr):
-                return _instantiate(getattr(obj, attr))
-        raise ExtensionError(f"module {obj.__name__} defines neither `extension` nor `create_extension`")
-    if isinstance(obj, type):
-        if issubclass(obj, Extension):
-            return obj()
-        raise ExtensionError(f"{obj.__module__}.{obj.__qualname__} is not a subclass of jan.core.Extension")
-    if callable(obj):
-        result = obj()
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise ExtensionError("extension factories must be synchronous (do async work in on_load)")
-        if isinstance(result, Extension):
-            return result
-        raise ExtensionError(f"factory {getattr(obj, '__qualname__', obj)!r} returned {type(result).__name__}, not an Extension")
-    raise ExtensionError(f"{obj!r} is not an Extension, an Extension class, a factory or a module")
-
-
-def _kahn(names: list[str], deps: dict[str, list[str]]) -> tuple[list[str], list[str]]:
-    """Stable topological order of ``names`` (deps first) and the names left over (in or behind cycles)."""
-    position = {n: i for i, n in enumerate(names)}
-    indegree = {n: len({d for d in deps[n] if d in position}) for n in names}
-    dependents: dict[str, list[str]] = {n: [] for n in names}
-    for n in names:
-        for d in {d for d in deps[n] if d in position}:
-            dependents[d].append(n)
-    ready = [n for n in names if indegree[n] == 0]
-    order: list[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in dependents[n]:
-            indegree[m] -= 1
-            if indegree[m] == 0:
-                ready.append(m)
-        ready.sort(key=position.__getitem__)
-    done = set(order)
-    return order, [n for n in names if n not in done]
-
-
-def _strongly_connected(nodes: Iterable[str], deps: dict[str, list[str]]) -> list[list[str]]:
-    """Tarjan's algorithm over ``nodes`` (edges: node -> its deps), components in discovery order."""
-    nodes = list(nodes)
-    allowed = set(nodes)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    out: list[list[str]] = []
-    counter = 0
-
-    def visit(v: str) -> None:
-        nonlocal counter
-        index[v] = low[v] = counter
-        counter += 1
-        stack.append(v)
-        on_stack.add(v)
-        for w in deps.get(v, ()):
-            if w not in allowed:
-                continue
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            out.append(sorted(component, key=nodes.index))
-
-    for v in nodes:
-        if v not in index:
-            visit(v)
-    return out
-
-
-def _cycle_path(component: list[str], deps: dict[str, list[str]]) -> list[str]:
-    """One cycle through the component's first node, as names (first repeated at the end)."""
-    members = set(component)
-    start = component[0]
-    path = [start]
-    seen = {start}
-
-    def walk(v: str) -> bool:
-        for w in deps.get(v, ()):
-            if w == start:
-                path.append(start)
-                return True
-            if w in members and w not in seen:
-                seen.add(w)
-                path.append(w)
-                if walk(w):
-                    return True
-                path.pop()
-        return False
-
-    walk(start)
-    return path

@@ -1,0 +1,79 @@
+"""Finding extensions: entry points and registered objects, turned into Extension instances.
+
+Nothing is loaded here; the manager decides what to do with what was found (and records
+what could not be imported or created).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import logging
+import types as _types
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .exceptions import ExtensionError
+from .extension import Extension
+
+__all__ = ["Candidate", "entry_point_candidates", "instantiate"]
+
+logger = logging.getLogger("jan.core.manager")
+
+
+@dataclass
+class Candidate:
+    """Something that may become an extension: a registered object, or an entry point to import."""
+
+    obj: Any
+    name: str | None
+    source: str
+    dist_version: str | None = None
+    load: Callable[[], Any] | None = None  # entry point loader (imports)
+
+
+def entry_point_candidates(group: str) -> list[Candidate]:
+    """The entry points of ``group``, by name, each once (a distribution on sys.path twice counts once)."""
+    try:
+        eps = importlib.metadata.entry_points(group=group)
+    except Exception:  # pragma: no cover - broken metadata on sys.path
+        logger.exception("could not read the %s entry points", group)
+        return []
+    found = []
+    seen: set[tuple[str, str]] = set()
+    for ep in sorted(eps, key=lambda e: e.name):
+        if (ep.name, ep.value) in seen:  # the same dist on sys.path twice
+            continue
+        seen.add((ep.name, ep.value))
+        dist = getattr(ep, "dist", None)
+        dist_name = getattr(dist, "name", None) if dist is not None else None
+        dist_version = getattr(dist, "version", None) if dist is not None else None
+        source = f"entry point {ep.name} = {ep.value}" + (f" ({dist_name} {dist_version})" if dist_name else "")
+        found.append(Candidate(obj=None, name=ep.name, source=source, dist_version=dist_version, load=ep.load))
+    return found
+
+
+def instantiate(obj: Any) -> Extension:
+    """An Extension from an instance, an Extension subclass, a synchronous factory, or a module
+    defining ``extension``/``create_extension``; ``ExtensionError`` otherwise."""
+    if isinstance(obj, Extension):
+        return obj
+    if isinstance(obj, _types.ModuleType):
+        for attr in ("extension", "create_extension"):
+            if hasattr(obj, attr):
+                return instantiate(getattr(obj, attr))
+        raise ExtensionError(f"module {obj.__name__} defines neither `extension` nor `create_extension`")
+    if isinstance(obj, type):
+        if issubclass(obj, Extension):
+            return obj()
+        raise ExtensionError(f"{obj.__module__}.{obj.__qualname__} is not a subclass of jan.core.Extension")
+    if callable(obj):
+        result = obj()
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise ExtensionError("extension factories must be synchronous (do async work in on_load)")
+        if isinstance(result, Extension):
+            return result
+        raise ExtensionError(f"factory {getattr(obj, '__qualname__', obj)!r} returned {type(result).__name__}, not an Extension")
+    raise ExtensionError(f"{obj!r} is not an Extension, an Extension class, a factory or a module")
