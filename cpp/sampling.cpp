@@ -5,8 +5,18 @@
 #include <stdexcept>
 
 #include "model.h"
+#include "reasoning_budget.h"
 
 namespace jan {
+
+llama_sampler * make_grammar_sampler(const Model & model, const SamplingParams & p) {
+    if (p.grammar_triggers.empty())
+        return llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
+    std::vector<const char *> patterns;
+    for (const auto & t : p.grammar_triggers) patterns.push_back(t.c_str());
+    return llama_sampler_init_grammar_lazy_patterns(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str(),
+                                                    patterns.data(), patterns.size(), nullptr, 0);
+}
 
 void SamplingParams::validate(const Model & model) const {
     auto bad = [](const std::string & name, const std::string & why) {
@@ -21,6 +31,10 @@ void SamplingParams::validate(const Model & model) const {
     if (!std::isfinite(presence_penalty)) bad("presence_penalty", "must be a finite number");
     if (!std::isfinite(frequency_penalty)) bad("frequency_penalty", "must be a finite number");
     if (repeat_last_n < -1) bad("repeat_last_n", "must be >= -1");
+    if (reasoning_budget < -1) bad("reasoning_budget", "must be >= 0, or -1 for no limit");
+    if (reasoning_budget >= 0 && reasoning_end.empty())
+        bad("reasoning_budget", "needs the end-of-thinking marker (reasoning_end)");
+    if (!grammar_triggers.empty() && grammar.empty()) bad("grammar_triggers", "given without a grammar");
     if (n_probs < 0 || n_probs > 100) bad("n_probs", "must be between 0 and 100");
     for (const auto & s : stop)
         if (s.empty()) bad("stop", "stop strings must not be empty");
@@ -31,7 +45,7 @@ void SamplingParams::validate(const Model & model) const {
     }
     if (!grammar.empty()) {
         // Parse now so a bad grammar is the caller's ValueError, not a failed request later.
-        llama_sampler_ptr g(llama_sampler_init_grammar(model.vocab(), grammar.c_str(), grammar_root.c_str()));
+        llama_sampler_ptr g(make_grammar_sampler(model, *this));
         if (!g) bad("grammar", "llama.cpp could not parse the GBNF grammar (or its root rule '" + grammar_root + "')");
     }
 }
@@ -54,7 +68,7 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
         llama_sampler_chain_add(chain.get(), llama_sampler_init_logit_bias(n_vocab, (int32_t)bias.size(), bias.data()));
 
     if (!p.grammar.empty()) {
-        llama_sampler * g = llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
+        llama_sampler * g = make_grammar_sampler(model, p);
         if (!g) throw std::invalid_argument("grammar: llama.cpp could not parse the GBNF grammar");
         llama_sampler_chain_add(chain.get(), g);
     }
@@ -68,6 +82,10 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
         for (size_t i = from; i < prompt.size(); ++i) llama_sampler_accept(pen, prompt[i]);
         llama_sampler_chain_add(chain.get(), pen);
     }
+
+    // After the grammar and penalties, so a forced end-of-thinking token wins over them.
+    if (llama_sampler * budget = make_reasoning_budget_sampler(model, p))
+        llama_sampler_chain_add(chain.get(), budget);
 
     if (p.temperature <= 0.0f) {
         llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());

@@ -27,6 +27,21 @@ struct SamplingParams {
     std::vector<std::pair<int32_t, float>> logit_bias;
     std::string grammar;              // GBNF; empty: none
     std::string grammar_root = "root";
+    // Lazy grammar: free text until one of these regexes matches the output
+    // (searched anywhere; anchored with ^...$ to match the whole output), then
+    // the grammar constrains the rest, fed from the first capture group.
+    std::vector<std::string> grammar_triggers;
+    // Thinking budget: at most this many tokens between reasoning_start (or
+    // the first token, when reasoning_open) and reasoning_end; then the
+    // engine forces reasoning_close (default: reasoning_end). -1: no cap.
+    int32_t reasoning_budget = -1;
+    std::string reasoning_start;
+    std::string reasoning_end;
+    std::string reasoning_close;
+    bool reasoning_open = false;
+    // Output the text of control tokens (<|channel|>, <|START_ACTION|>...)
+    // instead of dropping it, for formats whose markers are such tokens.
+    bool render_special = false;
     bool ignore_eos = false;
     std::vector<std::string> stop;
     bool logprobs = false;            // report each generated token's log-probability
@@ -34,6 +49,9 @@ struct SamplingParams {
 
     void validate(const Model & model) const;  // throws std::invalid_argument naming the parameter
 };
+
+// The grammar sampler for params.grammar: lazy when grammar_triggers are given. nullptr when it does not parse.
+llama_sampler * make_grammar_sampler(const Model & model, const SamplingParams & params);
 
 // The chain: logit bias, grammar, penalties, then either greedy or the
 // truncation samplers, temperature and a seeded draw. The penalties sampler

@@ -42,6 +42,13 @@ class SamplingParams:
     logit_bias: list[tuple[int, float]]
     grammar: str
     grammar_root: str
+    grammar_triggers: list[str]
+    reasoning_budget: int
+    reasoning_start: str
+    reasoning_end: str
+    reasoning_close: str
+    reasoning_open: bool
+    render_special: bool
     ignore_eos: bool
     stop: list[str]
     logprobs: bool

@@ -26,6 +26,16 @@ DEFAULTS = {
     "stop": None,
     "logprobs": False,
     "top_logprobs": 0,
+    # Lazy grammar: regexes that switch the grammar on (see SamplingParams in cpp/sampling.h).
+    "grammar_triggers": None,
+    # Thinking budget (cpp/reasoning_budget.h): -1/None = no cap; the markers come from the chat format.
+    "reasoning_budget": None,
+    "reasoning_start": "",
+    "reasoning_end": "",
+    "reasoning_close": "",
+    "reasoning_open": False,
+    # Keep the text of control tokens in the output (formats whose markers are control tokens).
+    "render_special": False,
 }
 
 _UINT32 = 0xFFFFFFFF
@@ -54,6 +64,13 @@ def sampling_params(**options) -> _engine.SamplingParams:
     p.seed = random.randrange(0, _UINT32) if seed is None else _int("seed", seed) & _UINT32
     p.logit_bias = _logit_bias(o["logit_bias"])
     p.grammar = o["grammar"] or ""
+    p.grammar_triggers = _strings("grammar_triggers", o["grammar_triggers"])
+    p.reasoning_budget = -1 if o["reasoning_budget"] is None else _int("reasoning_budget", o["reasoning_budget"], minimum=0)
+    p.reasoning_start = _string("reasoning_start", o["reasoning_start"])
+    p.reasoning_end = _string("reasoning_end", o["reasoning_end"])
+    p.reasoning_close = _string("reasoning_close", o["reasoning_close"])
+    p.reasoning_open = bool(o["reasoning_open"])
+    p.render_special = bool(o["render_special"])
     p.ignore_eos = bool(o["ignore_eos"])
     p.stop = _stops(o["stop"])
     p.logprobs = bool(o["logprobs"]) or bool(o["top_logprobs"])
@@ -76,6 +93,20 @@ def _float(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name}: expected a number, got {value!r}")
     return float(value)
+
+
+def _string(name: str, value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def _strings(name: str, value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str) or not all(isinstance(s, str) for s in value):
+        raise ValueError(f"{name}: expected a list of strings")
+    return list(value)
 
 
 def _stops(stop) -> list[str]:

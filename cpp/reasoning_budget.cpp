@@ -1,0 +1,118 @@
+#include "reasoning_budget.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "model.h"
+
+namespace jan {
+namespace {
+
+enum class Phase { Waiting, Thinking, Closing, Done };
+
+struct BudgetState {
+    const Model * model;
+    std::string start;                 // text that opens the thinking block (may be empty)
+    std::string end;                   // text that closes it naturally
+    std::vector<llama_token> closing;  // tokens forced when the budget is spent
+    int32_t budget;
+    bool open_at_start;
+    Phase phase;
+    int32_t spent = 0;                 // tokens generated inside the block
+    size_t forced = 0;                 // closing tokens already emitted
+    std::string tail;                  // the last few bytes of output, to find markers across tokens
+
+    void restart() {
+        phase = open_at_start ? Phase::Thinking : (start.empty() ? Phase::Done : Phase::Waiting);
+        spent = 0;
+        forced = 0;
+        tail.clear();
+    }
+};
+
+bool ends_with(const std::string & s, const std::string & suffix) {
+    return !suffix.empty() && s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+const char * budget_name(const llama_sampler *) { return "jan-reasoning-budget"; }
+
+void budget_accept(llama_sampler * smpl, llama_token token) {
+    auto * st = static_cast<BudgetState *>(smpl->ctx);
+    // special=true: markers are often special tokens (<think>, <|channel|>)
+    st->tail += st->model->token_to_piece(token, true);
+    const size_t keep = std::max(st->start.size(), st->end.size()) + 8;
+    if (st->tail.size() > 2 * keep) st->tail.erase(0, st->tail.size() - keep);
+    switch (st->phase) {
+        case Phase::Waiting:
+            if (ends_with(st->tail, st->start)) {
+                st->phase = Phase::Thinking;
+                st->spent = 0;
+                st->tail.clear();
+            }
+            break;
+        case Phase::Thinking:
+            st->spent++;
+            if (ends_with(st->tail, st->end)) st->phase = Phase::Done;
+            break;
+        case Phase::Closing:
+            if (++st->forced >= st->closing.size()) st->phase = Phase::Done;
+            break;
+        case Phase::Done:
+            break;
+    }
+}
+
+void budget_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
+    auto * st = static_cast<BudgetState *>(smpl->ctx);
+    if (st->phase == Phase::Thinking && st->spent >= st->budget) {
+        st->phase = Phase::Closing;
+        st->forced = 0;
+    }
+    if (st->phase != Phase::Closing) return;
+    const llama_token want = st->closing[st->forced];
+    for (size_t i = 0; i < cur_p->size; ++i)
+        if (cur_p->data[i].id != want) cur_p->data[i].logit = -INFINITY;
+}
+
+void budget_reset(llama_sampler * smpl) { static_cast<BudgetState *>(smpl->ctx)->restart(); }
+
+llama_sampler * budget_clone(const llama_sampler * smpl);
+
+void budget_free(llama_sampler * smpl) { delete static_cast<BudgetState *>(smpl->ctx); }
+
+llama_sampler_i * budget_iface() {
+    static llama_sampler_i iface = [] {
+        llama_sampler_i i{};  // value-initialised: the backend hooks stay null (CPU-only sampler)
+        i.name = budget_name;
+        i.accept = budget_accept;
+        i.apply = budget_apply;
+        i.reset = budget_reset;
+        i.clone = budget_clone;
+        i.free = budget_free;
+        return i;
+    }();
+    return &iface;
+}
+
+llama_sampler * budget_clone(const llama_sampler * smpl) {
+    return llama_sampler_init(budget_iface(), new BudgetState(*static_cast<const BudgetState *>(smpl->ctx)));
+}
+
+}  // namespace
+
+llama_sampler * make_reasoning_budget_sampler(const Model & model, const SamplingParams & p) {
+    if (p.reasoning_budget < 0 || p.reasoning_end.empty()) return nullptr;
+    const std::string & close = p.reasoning_close.empty() ? p.reasoning_end : p.reasoning_close;
+    auto * st = new BudgetState{&model, p.reasoning_start, p.reasoning_end, model.tokenize(close, false, true),
+                                p.reasoning_budget, p.reasoning_open, Phase::Done};
+    if (st->closing.empty()) {
+        delete st;
+        return nullptr;
+    }
+    st->restart();
+    return llama_sampler_init(budget_iface(), st);
+}
+
+}  // namespace jan

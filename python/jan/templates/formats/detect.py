@@ -1,0 +1,217 @@
+"""Which chat format a model speaks, read from its chat template source (never from its name).
+
+:func:`detect_format` returns a :class:`ChatFormat`: how the model marks its
+thinking, how it writes tool calls, the grammar that forces a call, and which
+template switch turns thinking on or off. Checks run most specific first;
+anything unrecognised gets the generic parser (Hermes ``<tool_call>``, Llama
+JSON, ``<|python_tag|>``, Mistral ``[TOOL_CALLS]``...), which is what jan's
+tool polyfill asks models to write.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from .block_calls import parse_deepseek, parse_functionary_v32, parse_kimi
+from .grammars import call_grammar
+from .harmony import parse_harmony
+from .json_list_calls import parse_command_r, parse_firefunction
+from .reasoning import ReasoningMarkers
+from .types import Snapshot
+from .xml_calls import parse_glm, parse_qwen3_coder
+
+__all__ = ["ChatFormat", "detect_format", "THINK_TAGS"]
+
+THINK_TAGS = ReasoningMarkers("<think>", "</think>")
+_EFFORTS = ("low", "medium", "high")
+
+SnapshotFn = Callable[[str, bool, Mapping[str, Mapping[str, Any]]], Snapshot]
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How one family of chat templates marks thinking and tool calls.
+
+    ``name``: the family (see docs/chat-formats.md). ``reasoning``: its
+    thinking markers, or None. ``tool_calls``: its tool-call parser (None:
+    the generic one). ``whole_output``: a parser for formats where channels
+    carry everything (gpt-oss Harmony). ``tool_grammar``: the
+    :func:`call_grammar` key. ``trigger``: regex of the text that opens a
+    call (for the lazy grammar of ``tool_choice: auto``). ``switches``: the
+    template variables that turn thinking on/off or set its effort
+    (``enable_thinking``, ``thinking``, ``reasoning_effort``) or ``"slash"``
+    for a ``/think`` / ``/no_think`` line in the system message.
+    ``render_special``: markers may be control tokens, whose text the engine
+    must keep in the output.
+    """
+
+    name: str
+    reasoning: ReasoningMarkers | None = None
+    tool_calls: SnapshotFn | None = None
+    whole_output: SnapshotFn | None = None
+    tool_grammar: str = "hermes"
+    trigger: str | None = None
+    switches: tuple[str, ...] = ()
+    render_special: bool = False
+    budget_close: str | None = None
+
+    # -- request side -------------------------------------------------------
+
+    def thinking_on(self, effort: str | None, enabled: bool | None) -> bool | None:
+        """Whether the request turns thinking on (True), off (False) or leaves the template's default (None)."""
+        if enabled is not None:
+            return bool(enabled)
+        if effort is None:
+            return None
+        return effort not in ("none",)
+
+    def template_kwargs(self, effort: str | None = None, enabled: bool | None = None) -> dict[str, Any]:
+        """Template variables that carry ``reasoning_effort`` / ``think`` into this template."""
+        on = self.thinking_on(effort, enabled)
+        out: dict[str, Any] = {}
+        if on is None:
+            return out
+        if "enable_thinking" in self.switches:
+            out["enable_thinking"] = on
+        if "thinking" in self.switches:
+            out["thinking"] = on
+        if "reasoning_effort" in self.switches:
+            # gpt-oss cannot stop thinking: off means the least of it
+            out["reasoning_effort"] = effort if (on and effort in _EFFORTS) else ("low" if not on else "medium")
+        return out
+
+    def apply_switch(self, messages: list[dict[str, Any]], effort: str | None, enabled: bool | None) -> list[dict[str, Any]]:
+        """For ``/think`` / ``/no_think`` templates: the messages with the switch in the system message."""
+        on = self.thinking_on(effort, enabled)
+        if "slash" not in self.switches or on is None:
+            return messages
+        flag = "/think" if on else "/no_think"
+        msgs = [dict(m) for m in messages]
+        if msgs and msgs[0].get("role") in ("system", "developer") and isinstance(msgs[0].get("content"), str):
+            text = msgs[0]["content"]
+            msgs[0]["content"] = f"{text}\n{flag}" if text else flag
+        else:
+            msgs.insert(0, {"role": "system", "content": flag})
+        return msgs
+
+    def starts_in_reasoning(self, prompt: str) -> bool:
+        """Whether the rendered ``prompt`` ends inside an open thinking block (the output continues it)."""
+        if self.reasoning is None:
+            return False
+        tail = prompt.rstrip()
+        start = tail.rfind(self.reasoning.start)
+        return start >= 0 and tail.find(self.reasoning.end, start) < 0 and tail.endswith(self.reasoning.start)
+
+    def budget_options(self, budget: int | None, prompt: str) -> dict[str, Any]:
+        """Engine sampling options that cap thinking at ``budget`` tokens (empty when no cap applies)."""
+        if budget is None or budget < 0 or self.reasoning is None:
+            return {}
+        return {
+            "reasoning_budget": int(budget),
+            "reasoning_start": self.reasoning.start,
+            "reasoning_end": self.reasoning.end,
+            "reasoning_close": self.budget_close or self.reasoning.end,
+            "reasoning_open": self.starts_in_reasoning(prompt),
+        }
+
+    def grammar_options(
+        self, tools: Sequence[Any], tool_choice: Any, *, parallel: bool = True, prompt: str = ""
+    ) -> dict[str, Any]:
+        """Engine options that constrain tool calls: ``grammar`` (+ ``grammar_triggers`` for ``auto``).
+
+        ``required``/named: the grammar applies from the first token (after a
+        thinking block the prompt left open, if any). ``auto``: a lazy grammar
+        that waits for the format's call marker outside thinking. ``none`` or
+        no tools: nothing. Raises GrammarError for a bad tool_choice.
+        """
+        if not tools or tool_choice == "none":
+            return {}
+        grammar = call_grammar(self.tool_grammar, tools, "required" if tool_choice == "auto" else tool_choice, parallel=parallel)
+        thinking_open = self.starts_in_reasoning(prompt)
+        if tool_choice == "auto":
+            if self.trigger is None:
+                return {}
+            after = ""
+            if thinking_open and self.reasoning is not None:
+                after = re.escape(self.reasoning.end) + r"[\s\S]*?"
+                return {"grammar": grammar, "grammar_triggers": [r"^[\s\S]*?" + after + "(" + self.trigger + r")[\s\S]*$"]}
+            return {"grammar": grammar, "grammar_triggers": ["(" + self.trigger + ")"]}
+        if thinking_open and self.reasoning is not None:
+            # let the model finish the thinking it was made to start (without '<'), then call
+            grammar = grammar.replace("root ::=", "root ::= think-body ", 1) + (
+                f'\nthink-body ::= [^<]* "{self.reasoning.end}" [ \\t\\n]*\n'
+            )
+        return {"grammar": grammar}
+
+
+def _switches(src: str) -> tuple[str, ...]:
+    out = []
+    if re.search(r"(?<![.\w(])enable_thinking\b(?!\s*=[^=])", src):
+        out.append("enable_thinking")
+    if re.search(r"\b(?:(?:el)?if|not|and|or)\s+thinking\b(?!\s*[(\[.])|thinking\s+is\s+defined", src):
+        out.append("thinking")
+    if re.search(r"\breasoning_effort\b", src):
+        out.append("reasoning_effort")
+    if not out and "/no_think" in src:
+        out.append("slash")
+    if "enable_thinking" not in out and "/no_think" in src and re.search(r"ns\.enable_thinking", src):
+        out.append("slash")
+    return tuple(out)
+
+
+def detect_format(source: str | None) -> ChatFormat:
+    """The :class:`ChatFormat` of a chat template's Jinja ``source`` (None/empty: generic)."""
+    src = source or ""
+    sw = _switches(src)
+    think = THINK_TAGS if "<think>" in src else None
+    if "<|channel|>" in src:
+        return ChatFormat(
+            "gpt-oss", whole_output=parse_harmony, tool_grammar="harmony", trigger=r"<\|channel\|>commentary to=",
+            switches=sw or ("reasoning_effort",), render_special=True,
+        )
+    if "<|tool_calls_section_begin|>" in src:
+        return ChatFormat("kimi-k2", think, parse_kimi, tool_grammar="kimi", trigger=r"<\|tool_calls_section_begin\|>",
+                          switches=sw, render_special=True)
+    if "<arg_key>" in src:
+        return ChatFormat("glm-4.5", think or THINK_TAGS, parse_glm, tool_grammar="glm", trigger=r"<tool_call>",
+                          switches=sw, render_special=True)
+    if "tool▁calls▁begin" in src:
+        r1 = "```json" in src
+        return ChatFormat(
+            "deepseek-r1" if r1 else "deepseek-v3.1", think or THINK_TAGS, parse_deepseek,
+            tool_grammar="deepseek-r1" if r1 else "deepseek-v3.1", trigger=r"<｜tool▁calls▁begin｜>",
+            switches=sw, render_special=True,
+        )
+    if "<|START_ACTION|>" in src:
+        return ChatFormat(
+            "command-r7b", ReasoningMarkers("<|START_THINKING|>", "<|END_THINKING|>", ("<|START_RESPONSE|>", "<|END_RESPONSE|>")),
+            parse_command_r, tool_grammar="command-r7b", trigger=r"<\|START_ACTION\|>", switches=sw, render_special=True,
+        )
+    if "<function=" in src and "<parameter=" in src:
+        return ChatFormat("qwen3-coder", think, parse_qwen3_coder, tool_grammar="qwen3-coder",
+                          trigger=r"<tool_call>|<function=", switches=sw)
+    if ">>>all" in src:
+        return ChatFormat("functionary-v3.2", None, parse_functionary_v32, tool_grammar="functionary-v3.2", switches=sw)
+    if "functools[" in src:
+        return ChatFormat("firefunction-v2", None, parse_firefunction, tool_grammar="firefunction", trigger=r" ?functools\[",
+                          switches=sw)
+    if "[TOOL_CALLS]" in src:
+        args = "[ARGS]" in src
+        reasoning = ReasoningMarkers("[THINK]", "[/THINK]") if "[THINK]" in src else None
+        return ChatFormat("mistral-reasoning" if reasoning else "mistral", reasoning, None,
+                          tool_grammar="mistral-args" if args else "mistral-json", trigger=r"\[TOOL_CALLS\]",
+                          switches=sw, render_special=True)
+    if "<function=" in src:
+        return ChatFormat("functionary-v3.1", None, None, tool_grammar="functionary-v3.1", trigger=r"<function=", switches=sw)
+    if "<|python_tag|>" in src or ("<|start_header_id|>" in src and "tools" in src and "<tool_call>" not in src):
+        return ChatFormat("llama3", None, None, tool_grammar="llama3", trigger=None, switches=sw, render_special=True)
+    if "<|tool_call|>" in src:
+        granite = ReasoningMarkers("<think>", "</think>", ("<response>", "</response>")) if think else None
+        return ChatFormat("granite", granite, None, tool_grammar="granite", trigger=r"<\|tool_call\|>", switches=sw,
+                          render_special=True)
+    if "<TOOLCALL>" in src:
+        return ChatFormat("nemotron", think, None, tool_grammar="nemotron", trigger=r"<TOOLCALL>", switches=sw)
+    return ChatFormat("hermes" if "<tool_call>" in src else "generic", think, None, tool_grammar="hermes",
+                      trigger=r"<tool_call>", switches=sw)

@@ -1,0 +1,156 @@
+"""Constraint grammars that make a model call tools in its own format.
+
+:func:`call_grammar` builds the GBNF for ``tool_choice`` ``"required"`` or
+a named function (and, as a lazy grammar, for ``"auto"``): one call, or with
+``parallel_tool_calls`` one or more, written exactly as the format's parser
+reads them back, the arguments constrained by each function's JSON schema.
+XML-style formats (Qwen3-Coder, GLM) write the required parameters, in
+schema order, then nothing else: the grammar cannot express "any subset in
+any order" compactly, and required-only is always a valid call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Mapping, Sequence
+
+from ..grammar import GrammarBuilder, GrammarError, gbnf_literal
+from .text import is_string_param
+
+__all__ = ["call_grammar", "select_functions"]
+
+
+def select_functions(tools: Sequence[Any], tool_choice: Any) -> list[Mapping[str, Any]]:
+    """The function dicts a ``tool_choice`` allows; raises GrammarError for an unknown name or no tools."""
+    funcs = []
+    for t in tools or ():
+        fn = t.get("function") if isinstance(t, Mapping) and isinstance(t.get("function"), Mapping) else t
+        if isinstance(fn, Mapping) and isinstance(fn.get("name"), str) and fn.get("name"):
+            funcs.append(fn)
+    wanted = None
+    if isinstance(tool_choice, Mapping):
+        fn = tool_choice.get("function")
+        wanted = fn.get("name") if isinstance(fn, Mapping) else tool_choice.get("name")
+        if not isinstance(wanted, str):
+            raise GrammarError("tool_choice must name a function")
+    elif isinstance(tool_choice, str) and tool_choice not in ("auto", "required", "any", "none"):
+        wanted = tool_choice
+    if wanted is not None:
+        funcs = [f for f in funcs if f["name"] == wanted]
+        if not funcs:
+            raise GrammarError(f"tool_choice names {wanted!r}, which is not in tools")
+    if not funcs:
+        raise GrammarError("tool_choice requires at least one tool")
+    return funcs
+
+
+def _params_schema(fn: Mapping[str, Any]) -> Any:
+    params = fn.get("parameters")
+    if params is None:
+        return {"type": "object"}
+    if isinstance(params, Mapping) and "type" not in params and not any(
+        k in params for k in ("$ref", "anyOf", "oneOf", "allOf", "enum", "const")
+    ):
+        return {**params, "type": "object"}
+    return params
+
+
+def _rule_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", name) or "fn"
+
+
+def _xml_params(b: GrammarBuilder, fn: Mapping[str, Any], key_open: str, key_close: str, val_open: str, val_close: str) -> str:
+    schema = _params_schema(fn)
+    props = schema.get("properties") if isinstance(schema, Mapping) else None
+    required = [k for k in (schema.get("required") or []) if isinstance(props, Mapping) and k in props] if isinstance(schema, Mapping) else []
+    parts = []
+    for key in required:
+        if is_string_param(schema, key):
+            value = b.add_rule(f"{_rule_name(fn['name'])}-{_rule_name(key)}-text", '[^<]*')
+        else:
+            value = b.add_schema(props[key], f"{_rule_name(fn['name'])}-{_rule_name(key)}")
+        parts.append(f"{gbnf_literal(key_open + key + key_close)} {value} {gbnf_literal(val_close)}")
+    return " ".join(parts) if parts else '""'
+
+
+def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "required", *, parallel: bool = True) -> str:
+    """GBNF forcing tool call(s) in format ``fmt_name`` (a :class:`ChatFormat` ``tool_grammar`` key).
+
+    Raises :class:`GrammarError` (a ValueError) for a bad ``tool_choice`` or schema.
+    """
+    funcs = select_functions(tools, tool_choice)
+    b = GrammarBuilder()
+    ws = b.primitive("ws")
+
+    def args_rule(fn: Mapping[str, Any]) -> str:
+        return b.add_schema(_params_schema(fn), f"{_rule_name(fn['name'])}-args")
+
+    def name_json(fn: Mapping[str, Any]) -> str:
+        return gbnf_literal(json.dumps(fn["name"], ensure_ascii=False))
+
+    def alt(body_of) -> str:
+        alts = [b.add_rule(f"{_rule_name(f['name'])}-call", body_of(f)) for f in funcs]
+        return alts[0] if len(alts) == 1 else "( " + " | ".join(alts) + " )"
+
+    def repeat(call: str, sep: str = ws) -> str:
+        return f"{call} ( {sep} {call} )*" if parallel else call
+
+    if fmt_name == "hermes":
+        call = alt(lambda f: f'"<tool_call>\\n{{\\"name\\": " {name_json(f)} ", \\"arguments\\": " {args_rule(f)} "}}\\n</tool_call>"')
+        root = repeat(call)
+    elif fmt_name == "llama3":
+        root = alt(lambda f: f'"{{\\"name\\": " {name_json(f)} ", \\"parameters\\": " {args_rule(f)} "}}"')
+    elif fmt_name in ("mistral-json", "granite", "nemotron", "firefunction"):
+        obj = alt(lambda f: f'"{{\\"name\\": " {name_json(f)} ", \\"arguments\\": " {args_rule(f)} "}}"')
+        items = f'{obj} ( ", " {obj} )*' if parallel else obj
+        open_, close = {
+            "mistral-json": ("[TOOL_CALLS][", "]"),
+            "granite": ("<|tool_call|>[", "]"),
+            "nemotron": ("<TOOLCALL>[", "]</TOOLCALL>"),
+            "firefunction": (" functools[", "]"),
+        }[fmt_name]
+        root = f"{gbnf_literal(open_)} {items} {gbnf_literal(close)}"
+    elif fmt_name == "mistral-args":
+        call = alt(lambda f: f'"[TOOL_CALLS]" {gbnf_literal(f["name"])} "[ARGS]" {args_rule(f)}')
+        root = repeat(call, '""')
+    elif fmt_name == "functionary-v3.1":
+        call = alt(lambda f: f'"<function=" {gbnf_literal(f["name"])} ">" {args_rule(f)} "</function>"')
+        root = repeat(call, '""')
+    elif fmt_name == "functionary-v3.2":
+        # the prompt ends with ">>>": the first recipient follows directly
+        call = alt(lambda f: f'{gbnf_literal(f["name"])} "\\n" {args_rule(f)}')
+        root = f'{call} ( ">>>" {call} )*' if parallel else call
+    elif fmt_name == "qwen3-coder":
+        call = alt(
+            lambda f: f'{gbnf_literal("<tool_call>" + chr(10) + "<function=" + f["name"] + ">" + chr(10))} '
+            f'{_xml_params(b, f, "<parameter=", ">" + chr(10), "", chr(10) + "</parameter>" + chr(10))} '
+            f'{gbnf_literal("</function>" + chr(10) + "</tool_call>")}'
+        )
+        root = repeat(call)
+    elif fmt_name == "glm":
+        call = alt(
+            lambda f: f'{gbnf_literal("<tool_call>" + f["name"] + chr(10))} '
+            f'{_xml_params(b, f, "<arg_key>", "</arg_key>" + chr(10) + "<arg_value>", "", "</arg_value>" + chr(10))} '
+            '"</tool_call>"'
+        )
+        root = repeat(call)
+    elif fmt_name in ("deepseek-r1", "deepseek-v3.1"):
+        if fmt_name == "deepseek-r1":
+            call = alt(lambda f: f'"<｜tool▁call▁begin｜>function<｜tool▁sep｜>" {gbnf_literal(f["name"])} "\\n```json\\n" {args_rule(f)} "\\n```<｜tool▁call▁end｜>"')
+        else:
+            call = alt(lambda f: f'"<｜tool▁call▁begin｜>" {gbnf_literal(f["name"])} "<｜tool▁sep｜>" {args_rule(f)} "<｜tool▁call▁end｜>"')
+        root = f'"<｜tool▁calls▁begin｜>" {repeat(call, chr(34) * 2)} "<｜tool▁calls▁end｜>"'
+    elif fmt_name == "kimi":
+        call = alt(lambda f: f'"<|tool_call_begin|>functions." {gbnf_literal(f["name"])} ":" [0-9]+ "<|tool_call_argument_begin|>" {args_rule(f)} "<|tool_call_end|>"')
+        root = f'"<|tool_calls_section_begin|>" {repeat(call, chr(34) * 2)} "<|tool_calls_section_end|>"'
+    elif fmt_name == "harmony":
+        root = alt(lambda f: f'"<|channel|>commentary to=functions." {gbnf_literal(f["name"])} " <|constrain|>json<|message|>" {args_rule(f)}')
+    elif fmt_name == "command-r7b":
+        obj = alt(lambda f: f'"{{\\"tool_call_id\\": \\"" [0-9]+ "\\", \\"tool_name\\": " {name_json(f)} ", \\"parameters\\": " {args_rule(f)} "}}"')
+        items = f'{obj} ( ", " {obj} )*' if parallel else obj
+        root = f'"<|START_ACTION|>[" {items} "]<|END_ACTION|>"'
+    else:
+        raise GrammarError(f"no tool-call grammar for format {fmt_name!r}")
+    b.add_rule("root", root)
+    return b.format()

@@ -1,0 +1,79 @@
+"""gpt-oss Harmony output: messages on channels, tool calls addressed to functions.
+
+After the prompt's ``<|start|>assistant`` the model writes messages like::
+
+    <|channel|>analysis<|message|>THINKING<|end|>
+    <|start|>assistant<|channel|>final<|message|>ANSWER<|return|>
+    <|start|>assistant<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{…}<|call|>
+
+``analysis`` is reasoning, ``final`` (and ``commentary`` without a recipient:
+a preamble) the answer, ``to=functions.NAME`` a tool call whose body is its
+JSON arguments. The recipient may also sit in the header before the channel
+(``<|start|>assistant to=functions.NAME<|channel|>commentary json<|message|>``).
+Output without any header is answer text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from .text import WS, hold
+from .types import Snapshot
+
+__all__ = ["parse_harmony", "HARMONY_MARKERS"]
+
+START, CHANNEL, MESSAGE, END, CALL, RETURN = "<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|call|>", "<|return|>"
+HARMONY_MARKERS = (START, CHANNEL, MESSAGE, END, CALL, RETURN)
+_BODY_END = (END, CALL, RETURN, START)
+_RECIPIENT = re.compile(r"to=functions\.([^\s<]+)")
+
+
+def parse_harmony(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
+    """Split Harmony output into reasoning (analysis), content (final/commentary) and calls."""
+    snap = Snapshot()
+    reasoning: list[str] = []
+    content: list[str] = []
+    pos, n = 0, len(text)
+    while pos < n:
+        # a header runs to <|message|>; text before any header is plain answer text
+        h = text.find(CHANNEL, pos)
+        s = text.find(START, pos)
+        head_at = min(x for x in (h, s, n) if x >= 0)
+        if head_at > pos:
+            plain = text[pos:head_at]
+            if head_at == n:
+                plain = hold(plain, HARMONY_MARKERS, final)
+            content.append(plain)
+        if head_at == n:
+            break
+        m = text.find(MESSAGE, head_at)
+        if m < 0:
+            break  # header not complete yet
+        header = text[head_at:m]
+        channel = ""
+        if CHANNEL in header:
+            channel = header.split(CHANNEL, 1)[1].strip().split()[0] if header.split(CHANNEL, 1)[1].strip() else ""
+        recipient = _RECIPIENT.search(header)
+        bs = m + len(MESSAGE)
+        e = min((x for x in (text.find(t, bs) for t in _BODY_END) if x >= 0), default=-1)
+        closed = e >= 0
+        body = text[bs:e] if closed else hold(text[bs:], _BODY_END, final)
+        if recipient:
+            args = body.strip(WS) if (closed or final) else body.lstrip(WS).rstrip(WS)
+            snap.calls.append((recipient.group(1), args if args or not (closed or final) else "{}"))
+        elif channel == "analysis":
+            reasoning.append(body)
+        else:
+            content.append(body)
+        if not closed:
+            break
+        pos = e
+        for t in (END, CALL, RETURN):
+            if text.startswith(t, pos):
+                pos += len(t)
+                break
+    snap.reasoning = "".join(reasoning).strip(WS) if final else "".join(reasoning).lstrip(WS).rstrip(WS)
+    text_out = "".join(content).lstrip(WS)
+    snap.content = text_out if final and not snap.calls else text_out.rstrip(WS)
+    return snap

@@ -1,0 +1,226 @@
+"""One output parser for every format: streamed pieces in, content/reasoning/tool-call deltas out.
+
+:class:`OutputParser` chains two stages:
+
+1. reasoning: a :class:`ReasoningSplitter` for marker-pair formats (or
+   nothing, with ``reasoning_format="none"``: thinking stays in the content);
+2. tool calls: the format's parser over the text outside thinking.
+
+Family parsers are pure functions ``parse(text, final, schemas) -> Snapshot``
+re-applied to the whole output so far (cheap: they only search for markers);
+:class:`SnapshotStream` turns consecutive snapshots into deltas. The Hermes /
+Llama / Mistral family uses the incremental :class:`ToolCallStreamParser`.
+Either way the streamed deltas add up to exactly the non-streamed result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+from ..tool_calls import ToolCallStreamParser, new_call_id
+from .reasoning import ReasoningSplitter
+from .text import tool_schemas
+from .types import CallDelta, OutputDelta, ParsedCall, ParsedOutput, Snapshot
+
+__all__ = ["OutputParser", "SnapshotStream", "parse_output"]
+
+SnapshotFn = Callable[[str, bool, Mapping[str, Mapping[str, Any]]], Snapshot]
+
+
+class SnapshotStream:
+    """Runs a snapshot parser over a growing text and reports what each piece added."""
+
+    def __init__(self, fn: SnapshotFn, tools: Iterable[Any] | None, new_id: Callable[[], str]):
+        self._fn = fn
+        self._schemas = tool_schemas(tools)
+        self._new_id = new_id
+        self._text = ""
+        self._last = Snapshot()
+        self._ids: list[str] = []
+
+    def feed(self, piece: str) -> list[OutputDelta]:
+        self._text += piece
+        return self._step(False)
+
+    def finish(self) -> list[OutputDelta]:
+        return self._step(True)
+
+    def _step(self, final: bool) -> list[OutputDelta]:
+        snap = self._fn(self._text, final, self._schemas)
+        last = self._last
+        reasoning = _grown(last.reasoning, snap.reasoning)
+        content = _grown(last.content, snap.content)
+        calls: list[CallDelta] = []
+        for i, (name, args) in enumerate(snap.calls):
+            if i < len(last.calls):
+                added = _grown(last.calls[i][1], args)
+                if added:
+                    calls.append(CallDelta(i, arguments=added))
+            else:
+                self._ids.append(self._new_id())
+                calls.append(CallDelta(i, id=self._ids[i], name=name, arguments=args))
+        # keep what was already reported: a snapshot never takes text back
+        kept: list[tuple[str, str]] = []
+        for i, (name, args) in enumerate(snap.calls):
+            if i < len(last.calls):
+                old_name, old_args = last.calls[i]
+                kept.append((old_name, old_args + _grown(old_args, args)))
+            else:
+                kept.append((name, args))
+        kept += last.calls[len(snap.calls):]
+        self._last = Snapshot(last.content + content, last.reasoning + reasoning, kept)
+        if reasoning or content or calls:
+            return [OutputDelta(content=content, reasoning=reasoning, tool_calls=tuple(calls))]
+        return []
+
+
+def _grown(old: str, new: str) -> str:
+    return new[len(old):] if new.startswith(old) else ""
+
+
+class _GenericTools:
+    """Adapter: the Hermes/Llama/Mistral incremental parser, speaking OutputDelta."""
+
+    def __init__(self, tools: Iterable[Any] | None, new_id: Callable[[], str]):
+        self._p = ToolCallStreamParser(tools, id_factory=new_id)
+
+    @staticmethod
+    def _convert(deltas: list[dict[str, Any]]) -> list[OutputDelta]:
+        out: list[OutputDelta] = []
+        for d in deltas:
+            if "content" in d:
+                out.append(OutputDelta(content=d["content"]))
+            for c in d.get("tool_calls", ()):
+                fn = c.get("function", {})
+                out.append(OutputDelta(tool_calls=(CallDelta(c["index"], c.get("id"), fn.get("name"), fn.get("arguments", "")),)))
+        return out
+
+    def feed(self, piece: str) -> list[OutputDelta]:
+        return self._convert(self._p.feed(piece))
+
+    def finish(self) -> list[OutputDelta]:
+        return self._convert(self._p.finish())
+
+
+class OutputParser:
+    """Streaming parser of one model output in a given :class:`~jan.templates.formats.ChatFormat`.
+
+    ``feed(piece) -> list[OutputDelta]``; ``finish() -> list[OutputDelta]``
+    once at the end; then ``result`` (a :class:`ParsedOutput`) holds the
+    whole message. ``tools`` are OpenAI tool dicts (None or empty: no tool
+    parsing, all non-thinking text is content). ``reasoning_format``:
+    ``"auto"``/``"deepseek"`` split thinking into ``reasoning``; ``"none"``
+    leaves it in the content verbatim. ``open_at_start``: the prompt already
+    opened the thinking block (see :meth:`ChatFormat.starts_in_reasoning`).
+    """
+
+    def __init__(
+        self,
+        fmt: Any,
+        tools: Iterable[Any] | None = None,
+        *,
+        reasoning_format: str = "auto",
+        open_at_start: bool = False,
+        id_factory: Callable[[], str] | None = None,
+    ):
+        new_id = id_factory or new_call_id
+        tools = list(tools or ())
+        self._raw = reasoning_format == "none"
+        self._splitter = None
+        self._prefix = ""
+        if fmt.whole_output is not None and not self._raw:
+            self._tools: Any = SnapshotStream(fmt.whole_output, tools, new_id)
+        else:
+            if fmt.reasoning is not None and not self._raw:
+                self._splitter = ReasoningSplitter(fmt.reasoning, open_at_start=open_at_start)
+            elif self._raw and open_at_start and fmt.reasoning is not None:
+                # raw text: show the opening marker the prompt swallowed, as llama-server does
+                self._prefix = fmt.reasoning.start
+            if not tools:
+                self._tools = None
+            elif fmt.tool_calls is None:
+                self._tools = _GenericTools(tools, new_id)
+            else:
+                self._tools = SnapshotStream(fmt.tool_calls, tools, new_id)
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self._calls: list[ParsedCall] = []
+        self._finished = False
+
+    def feed(self, piece: str) -> list[OutputDelta]:
+        """Process the next piece of output text; return what it adds (possibly nothing)."""
+        if self._finished:
+            raise RuntimeError("feed() after finish()")
+        if self._prefix:
+            piece, self._prefix = self._prefix + piece, ""
+        return self._record(self._stage(piece, False))
+
+    def finish(self) -> list[OutputDelta]:
+        """End of output: release anything held back. Call once."""
+        if self._finished:
+            return []
+        self._finished = True
+        return self._record(self._stage(self._prefix, True))
+
+    def _stage(self, piece: str, final: bool) -> list[OutputDelta]:
+        out: list[OutputDelta] = []
+        rest = piece
+        if self._splitter is not None:
+            reasoning, rest = self._splitter.feed(piece) if piece else ("", "")
+            if final:
+                r2, c2 = self._splitter.finish()
+                reasoning, rest = reasoning + r2, rest + c2
+            if reasoning:
+                out.append(OutputDelta(reasoning=reasoning))
+        if self._tools is None:
+            if rest:
+                out.append(OutputDelta(content=rest))
+        else:
+            if rest:
+                out += self._tools.feed(rest)
+            if final:
+                out += self._tools.finish()
+        return _merge(out)
+
+    def _record(self, deltas: list[OutputDelta]) -> list[OutputDelta]:
+        for d in deltas:
+            if d.content:
+                self._content.append(d.content)
+            if d.reasoning:
+                self._reasoning.append(d.reasoning)
+            for c in d.tool_calls:
+                if c.id is not None:
+                    self._calls.append(ParsedCall(c.id, c.name or "", c.arguments))
+                elif c.arguments:
+                    self._calls[c.index].arguments += c.arguments
+        return deltas
+
+    @property
+    def result(self) -> ParsedOutput:
+        """Everything parsed so far (complete after :meth:`finish`)."""
+        return ParsedOutput(
+            content="".join(self._content) or None,
+            reasoning="".join(self._reasoning) or None,
+            tool_calls=[ParsedCall(c.id, c.name, c.arguments) for c in self._calls],
+        )
+
+
+def _merge(deltas: list[OutputDelta]) -> list[OutputDelta]:
+    """Fold consecutive text-only deltas of the same kind, to send fewer chunks."""
+    out: list[OutputDelta] = []
+    for d in deltas:
+        prev = out[-1] if out else None
+        # never fold thinking that comes after answer text into one delta: order matters to a reader
+        if prev is not None and not d.tool_calls and not prev.tool_calls and not (prev.content and d.reasoning):
+            out[-1] = OutputDelta(content=prev.content + d.content, reasoning=prev.reasoning + d.reasoning)
+            continue
+        out.append(d)
+    return out
+
+
+def parse_output(text: str, fmt: Any, tools: Iterable[Any] | None = None, **kw: Any) -> ParsedOutput:
+    """Parse a finished output at once; same result as :class:`OutputParser` fed in any pieces."""
+    p = OutputParser(fmt, tools, **kw)
+    p.feed(text)
+    p.finish()
+    return p.result

@@ -1,0 +1,103 @@
+"""Split thinking from the answer for formats that wrap it in a pair of markers.
+
+``<think>…</think>`` (Qwen3, QwQ, DeepSeek R1/V3.1, GLM, Kimi-K2-Thinking,
+Nemotron, SmolLM3, Granite), ``[THINK]…[/THINK]`` (Magistral/Ministral
+reasoning), ``<|START_THINKING|>…<|END_THINKING|>`` (Command-R7B). When the
+prompt already opened the block (QwQ, R1 distills, V3.1 with thinking on), the
+output starts inside it.
+
+:func:`split_reasoning` is a pure function of the text so far; the streaming
+:class:`ReasoningSplitter` re-applies it and emits only what was added, so a
+streamed output splits exactly like the whole one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .text import WS, hold
+
+__all__ = ["ReasoningMarkers", "ReasoningSplitter", "split_reasoning"]
+
+
+@dataclass(frozen=True)
+class ReasoningMarkers:
+    """The markers of one reasoning format.
+
+    ``strip`` lists markers that wrap the answer and are dropped from it
+    (Granite's ``<response>``, Command-R7B's ``<|START_RESPONSE|>``).
+    """
+
+    start: str
+    end: str
+    strip: tuple[str, ...] = ()
+
+
+def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool, final: bool) -> tuple[str, str]:
+    """``(reasoning, rest)`` of ``text``; ``rest`` is the answer (and any tool calls) outside thinking blocks.
+
+    Reasoning blocks are stripped of surrounding whitespace and joined with a
+    blank line; whitespace right after a closing marker is dropped. Unless
+    ``final``, a trailing partial marker is held back (appears in neither part).
+    """
+    blocks: list[str] = []
+    rest: list[str] = []
+    pos, inside, n = 0, open_at_start, len(text)
+    cur: list[str] = []
+    while pos <= n:
+        if inside:
+            j = text.find(markers.end, pos)
+            if j < 0:
+                cur.append(hold(text[pos:], (markers.end,), final))
+                break
+            cur.append(text[pos:j])
+            blocks.append("".join(cur).strip(WS))
+            cur = []
+            pos = j + len(markers.end)
+            while pos < n and text[pos] in WS:
+                pos += 1
+            inside = False
+        else:
+            i = text.find(markers.start, pos)
+            if i < 0:
+                rest.append(hold(text[pos:], (markers.start, *markers.strip), final))
+                break
+            rest.append(text[pos:i])
+            pos = i + len(markers.start)
+            inside = True
+    if cur:
+        # an open block: the end of its text may be whitespace before the closing marker
+        blocks.append("".join(cur).strip(WS) if final else "".join(cur).lstrip(WS).rstrip(WS))
+    reasoning = "\n\n".join(b for b in blocks if b)
+    answer = "".join(rest)
+    for m in markers.strip:
+        answer = answer.replace(m, "")
+    return reasoning, answer
+
+
+class ReasoningSplitter:
+    """Streaming :func:`split_reasoning`: ``feed(piece)`` -> ``(reasoning_added, rest_added)``."""
+
+    def __init__(self, markers: ReasoningMarkers, *, open_at_start: bool = False):
+        self.markers = markers
+        self.open_at_start = open_at_start
+        self._text = ""
+        self._reasoning = ""
+        self._rest = ""
+
+    def _step(self, final: bool) -> tuple[str, str]:
+        reasoning, rest = split_reasoning(self._text, self.markers, open_at_start=self.open_at_start, final=final)
+        # Each split extends the previous one (see split_reasoning); guard anyway
+        # so a surprise never duplicates text.
+        r_add = reasoning[len(self._reasoning):] if reasoning.startswith(self._reasoning) else ""
+        c_add = rest[len(self._rest):] if rest.startswith(self._rest) else ""
+        self._reasoning += r_add
+        self._rest += c_add
+        return r_add, c_add
+
+    def feed(self, piece: str) -> tuple[str, str]:
+        self._text += piece
+        return self._step(False)
+
+    def finish(self) -> tuple[str, str]:
+        return self._step(True)
