@@ -66,7 +66,10 @@ def _xml_params(b: GrammarBuilder, fn: Mapping[str, Any], key_open: str, key_clo
     required = [k for k in (schema.get("required") or []) if isinstance(props, Mapping) and k in props] if isinstance(schema, Mapping) else []
     parts = []
     for key in required:
-        if is_string_param(schema, key):
+        enum = props[key].get("enum") if isinstance(props[key], Mapping) else None
+        if isinstance(enum, list) and enum and all(isinstance(v, str) for v in enum):
+            value = "( " + " | ".join(gbnf_literal(v) for v in enum) + " )"
+        elif is_string_param(schema, key):
             value = b.add_rule(f"{_rule_name(fn['name'])}-{_rule_name(key)}-text", '[^<]*')
         else:
             value = b.add_schema(props[key], f"{_rule_name(fn['name'])}-{_rule_name(key)}")
