@@ -10,7 +10,9 @@ tool polyfill asks models to write.
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -67,10 +69,18 @@ class ChatFormat:
             return None
         return effort not in ("none",)
 
-    def template_kwargs(self, effort: str | None = None, enabled: bool | None = None) -> dict[str, Any]:
-        """Template variables that carry ``reasoning_effort`` / ``think`` into this template."""
+    def template_kwargs(
+        self, effort: str | None = None, enabled: bool | None = None, *, tools: Sequence[Any] | None = None
+    ) -> dict[str, Any]:
+        """Template variables for a request: what carries ``reasoning_effort`` / ``think`` into this
+        template, plus the variables some templates need beside ``tools`` (firefunction-v2's
+        ``functions`` JSON and ``datetime``)."""
         on = self.thinking_on(effort, enabled)
         out: dict[str, Any] = {}
+        if self.name == "firefunction-v2":
+            fns = [t.get("function", t) for t in tools or () if isinstance(t, Mapping)]
+            out["functions"] = json.dumps(fns, ensure_ascii=False, indent=4) if fns else ""
+            out["datetime"] = datetime.now(timezone.utc).strftime("%b %d %Y %H:%M:%S GMT")
         if on is None:
             return out
         if "enable_thinking" in self.switches:

@@ -145,12 +145,12 @@ def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "requir
             call = alt(lambda f: f'"<｜tool▁call▁begin｜>" {gbnf_literal(f["name"])} "<｜tool▁sep｜>" {args_rule(f)} "<｜tool▁call▁end｜>"')
         root = f'"<｜tool▁calls▁begin｜>" {repeat(call, chr(34) * 2)} "<｜tool▁calls▁end｜>"'
     elif fmt_name == "kimi":
-        call = alt(lambda f: f'"<|tool_call_begin|>functions." {gbnf_literal(f["name"])} ":" [0-9]+ "<|tool_call_argument_begin|>" {args_rule(f)} "<|tool_call_end|>"')
+        call = alt(lambda f: f'"<|tool_call_begin|>functions." {gbnf_literal(f["name"])} ":" [0-9] "<|tool_call_argument_begin|>" {args_rule(f)} "<|tool_call_end|>"')
         root = f'"<|tool_calls_section_begin|>" {repeat(call, chr(34) * 2)} "<|tool_calls_section_end|>"'
     elif fmt_name == "harmony":
         root = alt(lambda f: f'"<|channel|>commentary to=functions." {gbnf_literal(f["name"])} " <|constrain|>json<|message|>" {args_rule(f)}')
     elif fmt_name == "command-r7b":
-        obj = alt(lambda f: f'"{{\\"tool_call_id\\": \\"" [0-9]+ "\\", \\"tool_name\\": " {name_json(f)} ", \\"parameters\\": " {args_rule(f)} "}}"')
+        obj = alt(lambda f: f'"{{\\"tool_call_id\\": \\"" [0-9] "\\", \\"tool_name\\": " {name_json(f)} ", \\"parameters\\": " {args_rule(f)} "}}"')
         items = f'{obj} ( ", " {obj} )*' if parallel else obj
         root = f'"<|START_ACTION|>[" {items} "]<|END_ACTION|>"'
     else:
