@@ -53,6 +53,8 @@ class Message(_Strict):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     refusal: str | None = None
+    # an earlier assistant turn's thinking (llama-server/DeepSeek field); the template decides whether it is shown
+    reasoning_content: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "Message":
@@ -176,7 +178,12 @@ class ChatCompletionRequest(SamplingFields):
     parallel_tool_calls: bool | None = None
     # chat template variables (llama.cpp's server calls it chat_template_kwargs)
     chat_template_kwargs: dict[str, Any] | None = None
-    reasoning_effort: str | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    # thinking control as llama-server / Ollama / Anthropic accept it (jan.templates.formats.ReasoningRequest)
+    reasoning_format: Literal["none", "auto", "deepseek", "deepseek-legacy"] | None = None
+    think: Union[bool, Literal["low", "medium", "high"], None] = None
+    reasoning_budget: int | None = Field(default=None, ge=-1)
+    thinking_budget_tokens: int | None = Field(default=None, ge=0)
     modalities: list[str] | None = None
 
     @model_validator(mode="after")

@@ -190,3 +190,12 @@ async def detokenize(request: web.Request) -> web.Response:
     body = await parse_body(request, DetokenizeRequest)
     model, engine = await model_and_engine(request, body.model)
     return web.json_response({"content": await engine.detokenize(model, body.tokens)})
+
+
+@routes.post("/v1/apply-template")
+@routes.post("/apply-template")
+async def apply_template(request: web.Request) -> web.Response:
+    """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
+    body = await parse_body(request, ChatCompletionRequest)
+    rendered = await request.app[SERVICES].chat.render(wire.chat_request(body))
+    return web.json_response({"prompt": rendered.text})

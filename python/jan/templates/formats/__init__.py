@@ -25,11 +25,14 @@ from __future__ import annotations
 from .detect import THINK_TAGS, ChatFormat, detect_format
 from .grammars import call_grammar
 from .parser import OutputParser, parse_output
+from .plan import ChatPlan, ReasoningRequest, format_for_template
 from .reasoning import ReasoningMarkers, ReasoningSplitter, split_reasoning
 from .types import CallDelta, OutputDelta, ParsedCall, ParsedOutput, Snapshot
 
 __all__ = [
     "CallDelta",
+    "ChatPlan",
+    "ReasoningRequest",
     "ChatFormat",
     "OutputDelta",
     "OutputParser",
@@ -41,6 +44,7 @@ __all__ = [
     "THINK_TAGS",
     "call_grammar",
     "detect_format",
+    "format_for_template",
     "parse_output",
     "split_reasoning",
 ]

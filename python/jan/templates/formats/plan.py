@@ -1,0 +1,156 @@
+"""What a chat request's reasoning and tool settings mean for one chat format.
+
+:class:`ReasoningRequest` reads the competitors' request fields into one
+shape (OpenAI/llama-server ``reasoning_effort`` and ``reasoning_format``,
+Ollama ``think``, llama-server ``reasoning_budget``, Anthropic-style
+``thinking_budget_tokens``, ``chat_template_kwargs.enable_thinking``);
+:class:`ChatPlan` turns it, with a :class:`ChatFormat`, into template
+variables, messages, engine options and an output parser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from .detect import ChatFormat
+from .parser import OutputParser
+
+__all__ = ["ChatPlan", "ReasoningRequest", "EFFORTS", "REASONING_FORMATS", "format_for_template"]
+
+EFFORTS = ("none", "minimal", "low", "medium", "high")
+REASONING_FORMATS = ("none", "auto", "deepseek", "deepseek-legacy")
+
+
+@dataclass(frozen=True)
+class ReasoningRequest:
+    """One request's thinking settings (every field optional: None = the model's default).
+
+    ``effort``: none|minimal|low|medium|high; ``enabled``: thinking on/off;
+    ``format``: ``none`` (thinking stays in the content, verbatim) or
+    ``auto``/``deepseek`` (split into reasoning_content); ``budget_tokens``:
+    cap on thinking tokens (-1 or None: none).
+    """
+
+    effort: str | None = None
+    enabled: bool | None = None
+    format: str | None = None
+    budget_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.effort is not None and self.effort not in EFFORTS:
+            raise ValueError(f"reasoning_effort must be one of {', '.join(EFFORTS)}, got {self.effort!r}")
+        if self.format is not None and self.format not in REASONING_FORMATS:
+            raise ValueError(f"reasoning_format must be one of {', '.join(REASONING_FORMATS)}, got {self.format!r}")
+        if self.budget_tokens is not None and (isinstance(self.budget_tokens, bool) or self.budget_tokens < -1):
+            raise ValueError("reasoning_budget must be >= 0, or -1 for no limit")
+
+    @classmethod
+    def from_request(cls, body: Mapping[str, Any], model_settings: Mapping[str, Any] | None = None) -> "ReasoningRequest":
+        """From an OpenAI/llama-server/Ollama-style request dict; the model's settings give defaults.
+
+        Ollama's ``think``: ``true``/``false`` or an effort string. Model
+        settings (model.json ``settings``): ``reasoning_budget``,
+        ``reasoning_format``, ``reasoning_effort``. Raises ValueError for bad values.
+        """
+        settings = model_settings or {}
+        effort = body.get("reasoning_effort")
+        enabled = None
+        think = body.get("think")
+        if isinstance(think, bool):
+            enabled = think
+        elif isinstance(think, str):
+            effort = effort or think
+        kwargs = body.get("chat_template_kwargs") or {}
+        if enabled is None and isinstance(kwargs.get("enable_thinking"), bool):
+            enabled = kwargs["enable_thinking"]
+        budget = body.get("reasoning_budget")
+        if budget is None:
+            budget = body.get("thinking_budget_tokens")
+        if budget is None:
+            budget = settings.get("reasoning_budget")
+        return cls(
+            effort=effort if effort is not None else settings.get("reasoning_effort"),
+            enabled=enabled,
+            format=body.get("reasoning_format") or settings.get("reasoning_format"),
+            budget_tokens=None if budget is None or budget == -1 else int(budget),
+        )
+
+
+@dataclass
+class ChatPlan:
+    """The format-specific parts of one chat request.
+
+    Use: ``messages = plan.messages(msgs)``; render with ``plan.template_kwargs()``;
+    then ``plan.engine_options(prompt)`` for the engine and ``plan.parser(prompt)``
+    per choice.
+    """
+
+    fmt: ChatFormat
+    reasoning: ReasoningRequest = field(default_factory=ReasoningRequest)
+    tools: Sequence[Any] | None = None
+    tool_choice: Any = "auto"
+    parallel_tool_calls: bool = True
+    chat_template_kwargs: Mapping[str, Any] | None = None
+    constrained: bool = False  # another grammar (response_format, grammar) already applies
+
+    def template_kwargs(self) -> dict[str, Any]:
+        """Template variables: the format's switches, then the request's own chat_template_kwargs (they win)."""
+        r = self.reasoning
+        return {**self.fmt.template_kwargs(r.effort, r.enabled, tools=self.tools), **(self.chat_template_kwargs or {})}
+
+    def messages(self, messages: Iterable[Any]) -> list[Any]:
+        """Messages for the template: ``/think`` switches where that is the convention; earlier
+        reasoning passed as ``reasoning_content`` (and ``thinking``, gpt-oss's name for it)."""
+        out = []
+        for m in messages:
+            d = m.model_dump(exclude_none=True) if hasattr(m, "model_dump") else dict(m)
+            if self.fmt.name == "gpt-oss" and d.get("reasoning_content") and "thinking" not in d:
+                d["thinking"] = d["reasoning_content"]
+            out.append(d)
+        r = self.reasoning
+        return self.fmt.apply_switch(out, r.effort, r.enabled)
+
+    @property
+    def raw_reasoning(self) -> bool:
+        return self.reasoning.format == "none"
+
+    def engine_options(self, prompt: str) -> dict[str, Any]:
+        """Sampling options for the engine: control-token text, thinking budget, tool-call grammar."""
+        opts: dict[str, Any] = {}
+        if self.fmt.render_special and (self.tools or self.fmt.reasoning is not None or self.fmt.whole_output):
+            opts["render_special"] = True
+        opts.update(self.fmt.budget_options(self.reasoning.budget_tokens, prompt))
+        if self.tools and not self.constrained and self.tool_choice != "none":
+            opts.update(self.fmt.grammar_options(self.tools, self.tool_choice or "auto",
+                                                 parallel=self.parallel_tool_calls, prompt=prompt))
+        return opts
+
+    def parser(self, prompt: str, **kw: Any) -> OutputParser:
+        """A fresh output parser for one choice of this request."""
+        tools = self.tools if self.tool_choice != "none" else None
+        return OutputParser(
+            self.fmt, tools, reasoning_format="none" if self.raw_reasoning else "auto",
+            open_at_start=self.fmt.starts_in_reasoning(prompt), **kw,
+        )
+
+
+def format_for_template(template: Any, with_tools: bool) -> ChatFormat:
+    """The :class:`ChatFormat` of a :class:`~jan.templates.ChatTemplate` for a request with or without tools.
+
+    A ``tool_use`` variant that renders the tools decides the tool format; a
+    template that ignores tools gets jan's Hermes-style tool polyfill, so its
+    calls are parsed (and forced) in that format, while thinking keeps the
+    template's own markers.
+    """
+    from dataclasses import replace
+
+    from .detect import detect_format
+
+    source = template.source
+    if with_tools and not template.supports_tools:
+        tool_use = getattr(template, "tool_use", None)
+        if tool_use is not None and tool_use.supports_tools:
+            return detect_format(tool_use.source)
+        return replace(detect_format(source), tool_calls=None, tool_grammar="hermes", trigger="<tool_call>")
+    return detect_format(source)

@@ -1,0 +1,126 @@
+"""Thinking models through the OpenAI server: reasoning_content, request switches, budget, apply-template."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import requests as httpx  # the HTTP client the test extra already has
+import openai
+import pytest
+
+from jan.templates import gbnf_literal
+from jan.testing.gguf_models import vocab_path, write_llama_from_vocab
+
+from conftest import require_model
+from server_helpers import start_server
+
+TEMPLATES = Path(__file__).resolve().parents[1].parent / "shared" / "templates"
+
+
+def _thinker(tmp: Path, name: str, template: str) -> Path:
+    require_model("vocab/ggml-vocab-qwen2.gguf")
+    source = (TEMPLATES / f"{template}.jinja").read_text()
+    return write_llama_from_vocab(tmp / f"{name}.gguf", vocab_path("qwen2"), n_embd=16, n_layer=1, n_head=2,
+                                  n_ff=32, n_ctx=1024, chat_template=source)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reasoning-server")
+    models = [_thinker(tmp, "qwq-tiny", "Qwen-QwQ-32B"), _thinker(tmp, "qwen3-tiny", "Qwen-Qwen3-0.6B")]
+    srv = start_server(tmp, models)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+ASK = [{"role": "user", "content": "What is 2+2?"}]
+THOUGHT = "Two and two.\n</think>\n\nFour."
+
+
+def _force(text: str) -> dict:
+    return {"grammar": "root ::= " + gbnf_literal(text)}
+
+
+def test_openai_client_reads_reasoning_content_streamed_and_whole(client):
+    # this QwQ template thinks only when asked (enable_thinking): reasoning_effort is the switch
+    stream = client.chat.completions.create(model="qwq-tiny", messages=ASK, stream=True, temperature=0,
+                                            reasoning_effort="high", extra_body=_force(THOUGHT))
+    reasoning, content = [], []
+    for chunk in stream:
+        for choice in chunk.choices:
+            extra = choice.delta.model_extra or {}
+            if extra.get("reasoning_content"):
+                reasoning.append(extra["reasoning_content"])
+            if choice.delta.content:
+                content.append(choice.delta.content)
+    assert "".join(reasoning) == "Two and two."
+    assert "".join(content) == "Four."
+
+    whole = client.chat.completions.create(model="qwq-tiny", messages=ASK, temperature=0, reasoning_effort="high",
+                                           extra_body=_force(THOUGHT))
+    message = whole.choices[0].message
+    assert message.content == "Four."
+    assert message.model_extra["reasoning_content"] == "Two and two."
+
+
+def test_reasoning_format_none_keeps_thinking_in_content(client):
+    whole = client.chat.completions.create(model="qwq-tiny", messages=ASK, temperature=0,
+                                           extra_body={**_force(THOUGHT), "reasoning_format": "none", "think": True})
+    message = whole.choices[0].message
+    assert message.content == "<think>" + THOUGHT
+    assert not (message.model_extra or {}).get("reasoning_content")
+
+
+def test_think_false_turns_thinking_off_in_the_template(client, server):
+    prompt_on = httpx.post(server.base_url + "/apply-template",
+                           json={"model": "qwq-tiny", "messages": ASK, "think": True}).json()["prompt"]
+    prompt_off = httpx.post(server.base_url + "/v1/apply-template",
+                            json={"model": "qwq-tiny", "messages": ASK, "think": False}).json()["prompt"]
+    assert prompt_on.endswith("<think>\n")
+    assert prompt_off.endswith("<think>\n</think>")
+    effort_none = httpx.post(server.base_url + "/apply-template",
+                             json={"model": "qwq-tiny", "messages": ASK, "reasoning_effort": "none"}).json()["prompt"]
+    assert effort_none == prompt_off
+    whole = client.chat.completions.create(model="qwq-tiny", messages=ASK, temperature=0,
+                                           extra_body={**_force("\n\nFour."), "think": False})
+    assert whole.choices[0].message.content == "\n\nFour."
+    assert not (whole.choices[0].message.model_extra or {}).get("reasoning_content")
+
+
+def test_apply_template_matches_what_the_chat_request_renders(server):
+    r = httpx.post(server.base_url + "/apply-template",
+                   json={"model": "qwen3-tiny", "messages": ASK, "chat_template_kwargs": {"enable_thinking": False}})
+    assert r.status_code == 200
+    assert r.json()["prompt"] == "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    bad = httpx.post(server.base_url + "/apply-template", json={"model": "qwen3-tiny", "messages": ASK, "reasoning_effort": "max"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"]
+
+
+def test_earlier_reasoning_goes_back_as_the_template_expects(server):
+    call = {"id": "call_1", "type": "function", "function": {"name": "calc", "arguments": "{\"x\": 1}"}}
+    tools = [{"type": "function", "function": {"name": "calc", "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}]
+    # Qwen3 keeps the thinking of the turns after the last user message (a tool loop) ...
+    in_loop = [*ASK, {"role": "assistant", "content": "", "reasoning_content": "Use calc.", "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "4"}]
+    prompt = httpx.post(server.base_url + "/apply-template",
+                        json={"model": "qwen3-tiny", "messages": in_loop, "tools": tools}).json()["prompt"]
+    assert "<think>\nUse calc.\n</think>" in prompt
+    # ... and drops it from finished turns
+    done = [*ASK, {"role": "assistant", "content": "4", "reasoning_content": "Easy sum."}, {"role": "user", "content": "And 3+3?"}]
+    prompt = httpx.post(server.base_url + "/apply-template", json={"model": "qwen3-tiny", "messages": done}).json()["prompt"]
+    assert "Easy sum." not in prompt
+
+
+def test_reasoning_budget_closes_thinking_and_an_answer_follows(client):
+    whole = client.chat.completions.create(model="qwq-tiny", messages=ASK, temperature=0, max_tokens=24,
+                                           extra_body={"reasoning_budget": 5, "ignore_eos": True, "think": "high"})
+    message = whole.choices[0].message
+    assert message.model_extra["reasoning_content"]
+    assert message.content  # the engine closed </think> after 5 tokens; the answer used the rest
+    assert whole.usage.completion_tokens == 24
