@@ -91,7 +91,29 @@ def message_from_openai(message: schemas.Message, where: str = "messages") -> Ch
     """One OpenAI chat message as a typed :class:`ChatMessage`."""
     calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ())
     return ChatMessage(message.role, _parts(message.content, where), tool_calls=calls,
-                       tool_call_id=message.tool_call_id, name=message.name)
+                       tool_call_id=message.tool_call_id, name=message.name,
+                       reasoning=message.reasoning_content or None)
+
+
+def reasoning_of(body: schemas.ChatCompletionRequest) -> ReasoningOptions | None:
+    """The thinking controls of a request, as llama-server, Ollama and Anthropic spell them:
+    ``reasoning_effort``, ``think`` (true/false or an effort), ``chat_template_kwargs.enable_thinking``,
+    ``reasoning_format``, ``reasoning_budget`` / ``thinking_budget_tokens`` (-1: no cap)."""
+    effort = body.reasoning_effort
+    enabled = None
+    if isinstance(body.think, bool):
+        enabled = body.think
+    elif isinstance(body.think, str):
+        effort = effort or body.think
+    kwargs = body.chat_template_kwargs or {}
+    if enabled is None and isinstance(kwargs.get("enable_thinking"), bool):
+        enabled = kwargs["enable_thinking"]
+    budget = body.reasoning_budget if body.reasoning_budget is not None else body.thinking_budget_tokens
+    if budget == -1:
+        budget = None
+    if effort is None and enabled is None and body.reasoning_format is None and budget is None:
+        return None
+    return ReasoningOptions(effort=effort, format=body.reasoning_format, budget_tokens=budget, enabled=enabled)
 
 
 def response_format_of(fmt: schemas.ResponseFormat | None) -> ResponseFormat | None:
@@ -127,7 +149,7 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         n=body.n,
         logprobs=bool(body.logprobs),
         top_logprobs=body.top_logprobs or 0,
-        reasoning=ReasoningOptions(effort=body.reasoning_effort) if body.reasoning_effort else None,
+        reasoning=reasoning_of(body),
         chat_template_kwargs=body.chat_template_kwargs,
     )
 

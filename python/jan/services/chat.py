@@ -16,7 +16,7 @@ from typing import Any
 from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.results import Usage
 from jan.services.errors import RequestError
-from jan.services.local import chat_prompt, constraint_grammar, merged, off_loop, seeds
+from jan.services.local import chat_plan, chat_prompt, constraint_grammar, merged, off_loop, seeds
 from jan.services.models import ModelService, Target
 from jan.services.output import output_parser
 from jan.services.streams import DeltaStream
@@ -89,7 +89,8 @@ class ChatService:
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
                                "renders its prompts itself", param="model", code="not_supported")
         local = await target.engine.acquire(target.model)
-        text, tokens = await off_loop(chat_prompt, local, request)
+        plan = await off_loop(chat_plan, local, request, target.model.get("settings"))
+        text, tokens = await off_loop(chat_prompt, local, request, plan)
         return RenderedPrompt(target.id, text, tuple(tokens))
 
     # -- internals -------------------------------------------------------------
@@ -99,15 +100,20 @@ class ChatService:
 
     async def _local(self, target: Target, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         local: LocalModel = await target.engine.acquire(target.model)
-        _text, tokens = await off_loop(chat_prompt, local, request)
-        grammar = await off_loop(constraint_grammar, request)
+        plan = await off_loop(chat_plan, local, request, target.model.get("settings"))
+        text, tokens = await off_loop(chat_prompt, local, request, plan)
+        constraint = await off_loop(constraint_grammar, request, plan, text)
+        grammar = constraint.pop("grammar", None)
         options = resolve_sampling(request.sampling).given()
+        # the chat format's engine options: control-token text, thinking budget, lazy-grammar triggers
+        options.update(plan.engine_options(text))
+        options.update(constraint)
         seed = options.pop("seed", None)
         if local.end_of_turn:
             options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
         requests = await off_loop(_submit, local, tokens, options, seeds(seed, request.n), grammar=grammar,
                                   logprobs=request.logprobs, top_logprobs=request.top_logprobs)
-        parsers = [output_parser(request) for _ in range(request.n)]
+        parsers = [output_parser(request, plan, text) for _ in range(request.n)]
         started = [False] * request.n
         usages: list[Usage | None] = [None] * request.n
         async for index, chunk in merged(requests):

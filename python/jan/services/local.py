@@ -16,11 +16,12 @@ from typing import Any, TypeVar
 import jan
 from jan.core import LocalModel
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
-from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar, tool_call_grammar
+from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar
+from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 
 T = TypeVar("T")
 
-__all__ = ["chat_prompt", "constraint_grammar", "merged", "off_loop", "seeds", "template_messages", "template_tools"]
+__all__ = ["chat_plan", "chat_prompt", "constraint_grammar", "merged", "off_loop", "seeds", "template_messages", "template_tools"]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -59,15 +60,57 @@ def template_tools(request: ChatRequest) -> list[dict[str, Any]] | None:
     return out
 
 
-def chat_prompt(local: LocalModel, request: ChatRequest) -> tuple[str, list[int]]:
+def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> ChatPlan:
+    """The chat format's part of a request (:mod:`jan.templates.formats`): how the template turns
+    thinking on/off, the thinking budget, the tool-call grammar and the output parser.
+
+    ``settings``: the model.json ``settings`` (``reasoning_budget``, ``reasoning_format``,
+    ``reasoning_effort`` defaults). Raises ValueError for bad reasoning options.
+    """
+    tools = template_tools(request)
+    r = request.reasoning
+    defaults = settings if isinstance(settings, dict) else {}
+    reasoning = ReasoningRequest(
+        effort=(r.effort if r and r.effort is not None else defaults.get("reasoning_effort")),
+        enabled=r.enabled if r else None,
+        format=(r.format if r and r.format is not None else defaults.get("reasoning_format")),
+        budget_tokens=_budget(r.budget_tokens if r and r.budget_tokens is not None else defaults.get("reasoning_budget")),
+    )
+    choice: Any = request.tool_choice or "auto"
+    if isinstance(choice, NamedToolChoice):
+        choice = {"type": "function", "function": {"name": choice.name}}
+    fmt = request.response_format
+    return ChatPlan(
+        format_for_template(local.template, bool(tools)),
+        reasoning,
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=request.parallel_tool_calls is not False,
+        chat_template_kwargs=request.chat_template_kwargs,
+        constrained=bool(request.grammar) or (fmt is not None and fmt.type in ("json_schema", "json_object")),
+    )
+
+
+def _budget(value: Any) -> int | None:
+    if value is None or value == -1:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"reasoning_budget must be an integer, got {value!r}")
+    return value
+
+
+def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None = None) -> tuple[str, list[int]]:
     """Blocking: render the chat template and tokenize the result; returns (text, token ids).
 
-    The template writes BOS itself where the model wants it; one is added only when the model
+    ``plan`` (default: :func:`chat_plan` without model settings) adds the format's template
+    variables (thinking switches) under the request's own ``chat_template_kwargs``. The
+    template writes BOS itself where the model wants it; one is added only when the model
     wants BOS and the template did not write it.
     """
     model = local.model
-    text = local.template.render(template_messages(request.messages), tools=template_tools(request),
-                                 add_generation_prompt=True, **dict(request.chat_template_kwargs or {}))
+    plan = plan or chat_plan(local, request)
+    text = local.template.render(plan.messages(template_messages(request.messages)), tools=plan.tools,
+                                 add_generation_prompt=True, **plan.template_kwargs())
     tokens = model.tokenize(text, add_special=False, parse_special=True)
     bos = model.info.special_tokens.get("bos")
     if bos is not None and model.add_bos and (not tokens or tokens[0] != bos):
@@ -76,15 +119,17 @@ def chat_prompt(local: LocalModel, request: ChatRequest) -> tuple[str, list[int]
 
 
 # -- constraints -----------------------------------------------------------------------
-def constraint_grammar(request: ChatRequest) -> str | None:
-    """Blocking: the GBNF grammar that enforces tool_choice / response_format / an explicit grammar."""
-    tools = request.tools
-    choice = request.tool_choice
-    if tools and (choice == "required" or isinstance(choice, NamedToolChoice)):
-        tool_dicts = [{"type": "function", "function": {"name": t.name, "parameters": dict(t.parameters or {})}}
-                      for t in tools]
-        named = {"type": "function", "function": {"name": choice.name}} if isinstance(choice, NamedToolChoice) else choice
-        return tool_call_grammar(tool_dicts, named, parallel_tool_calls=request.parallel_tool_calls is not False)
+def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dict[str, Any]:
+    """Blocking: the grammar options (``grammar``, ``grammar_triggers``) that enforce
+    response_format / an explicit grammar, else tool_choice in the chat format's own call
+    syntax (``auto``: a lazy grammar that waits for the format's call marker)."""
+    explicit = _explicit_grammar(request)
+    if explicit is not None:
+        return {"grammar": explicit}
+    return plan.grammar_options(prompt)
+
+
+def _explicit_grammar(request: ChatRequest) -> str | None:
     fmt = request.response_format
     if fmt is not None and fmt.type in ("json_schema", "json_object"):
         return json_schema_to_grammar(dict(fmt.schema)) if fmt.schema else JSON_OBJECT_GRAMMAR

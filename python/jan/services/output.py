@@ -1,19 +1,20 @@
 """Per-choice output parsing: generated text pieces in, content / reasoning / tool-call deltas out.
 
 This is the one place where a model's raw output is read. :func:`output_parser` builds the
-parser for one choice of a request; today it handles tool-call markup (every format
-:class:`jan.templates.ToolCallStreamParser` knows). A reasoning parser goes here too: it
-would split ``reasoning`` text off before the tool-call stage sees the rest.
+parser for one choice of a request from its chat plan (:mod:`jan.templates.formats`): the
+format's thinking markers split ``reasoning`` off first, then the format's tool-call parser
+reads the rest.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from jan.services.types import ChatDelta, ChatRequest, ToolCallDelta
-from jan.templates import ToolCallStreamParser
+from jan.templates.formats import ChatPlan, OutputDelta
+from jan.templates.formats import OutputParser as FormatParser
 
-__all__ = ["OutputParser", "PlainOutput", "ToolCallOutput", "output_parser"]
+__all__ = ["FormatOutput", "OutputParser", "output_parser"]
 
 
 class OutputParser(Protocol):
@@ -29,51 +30,32 @@ class OutputParser(Protocol):
     def made_tool_calls(self) -> bool: ...
 
 
-class PlainOutput:
-    """No tools: every piece is content."""
-
-    made_tool_calls = False
-
-    def feed(self, text: str) -> list[ChatDelta]:
-        return [ChatDelta(content=text)] if text else []
-
-    def finish(self, finish_reason: str | None) -> list[ChatDelta]:
-        return []
-
-
-class ToolCallOutput:
-    """Tool-call markup becomes ``tool_calls`` deltas; the rest is content.
+class FormatOutput:
+    """A :class:`jan.templates.formats.OutputParser` speaking :class:`ChatDelta`.
 
     Output cut off by the token limit inside a call's markup never shows that markup as
     content: the unfinished region is dropped (calls already begun keep what was streamed).
     """
 
-    def __init__(self, tools: Any):
-        self._parser = ToolCallStreamParser(tools)
+    def __init__(self, parser: FormatParser):
+        self._parser = parser
 
     @property
     def made_tool_calls(self) -> bool:
-        return bool(self._parser.tool_calls)
+        return self._parser.made_tool_calls
 
     def feed(self, text: str) -> list[ChatDelta]:
-        return [_delta(d) for d in self._parser.feed(text)]
+        return [_delta(d) for d in self._parser.feed(text)] if text else []
 
     def finish(self, finish_reason: str | None) -> list[ChatDelta]:
         return [_delta(d) for d in self._parser.finish(truncated=finish_reason == "length")]
 
 
-def _delta(raw: dict[str, Any]) -> ChatDelta:
-    calls = tuple(
-        ToolCallDelta(index=c["index"], id=c.get("id"), name=(c.get("function") or {}).get("name"),
-                      arguments=(c.get("function") or {}).get("arguments") or "")
-        for c in raw.get("tool_calls") or ()
-    )
-    return ChatDelta(content=raw.get("content") or "", tool_calls=calls)
+def _delta(d: OutputDelta) -> ChatDelta:
+    calls = tuple(ToolCallDelta(index=c.index, id=c.id, name=c.name, arguments=c.arguments) for c in d.tool_calls)
+    return ChatDelta(content=d.content, reasoning=d.reasoning, tool_calls=calls)
 
 
-def output_parser(request: ChatRequest) -> OutputParser:
-    """The parser for one choice of ``request`` (the place to add reasoning parsing)."""
-    tools = request.active_tools
-    if not tools:
-        return PlainOutput()
-    return ToolCallOutput([t.name for t in tools])
+def output_parser(request: ChatRequest, plan: ChatPlan, prompt: str) -> OutputParser:
+    """The parser for one choice of ``request`` rendered to ``prompt`` with ``plan``."""
+    return FormatOutput(plan.parser(prompt))

@@ -42,8 +42,10 @@ class SnapshotStream:
         self._text += piece
         return self._step(False)
 
-    def finish(self) -> list[OutputDelta]:
-        return self._step(True)
+    def finish(self, *, truncated: bool = False) -> list[OutputDelta]:
+        """End of output. ``truncated`` (cut off by the token limit): what was held back as a
+        possible marker stays unsaid, and an unfinished call keeps what was streamed."""
+        return self._step(not truncated)
 
     def _step(self, final: bool) -> list[OutputDelta]:
         snap = self._fn(self._text, final, self._schemas)
@@ -98,8 +100,8 @@ class _GenericTools:
     def feed(self, piece: str) -> list[OutputDelta]:
         return self._convert(self._p.feed(piece))
 
-    def finish(self) -> list[OutputDelta]:
-        return self._convert(self._p.finish())
+    def finish(self, *, truncated: bool = False) -> list[OutputDelta]:
+        return self._convert(self._p.finish(truncated=truncated))
 
 
 class OutputParser:
@@ -155,20 +157,25 @@ class OutputParser:
             piece, self._prefix = self._prefix + piece, ""
         return self._record(self._stage(piece, False))
 
-    def finish(self) -> list[OutputDelta]:
-        """End of output: release anything held back. Call once."""
+    def finish(self, *, truncated: bool = False) -> list[OutputDelta]:
+        """End of output: release anything held back. Call once. ``truncated``: the output was
+        cut off (finish_reason ``length``): unfinished markup is dropped, never shown as content."""
         if self._finished:
             return []
         self._finished = True
-        return self._record(self._stage(self._prefix, True))
+        return self._record(self._stage(self._prefix, True, truncated))
 
-    def _stage(self, piece: str, final: bool) -> list[OutputDelta]:
+    @property
+    def made_tool_calls(self) -> bool:
+        return bool(self._calls)
+
+    def _stage(self, piece: str, final: bool, truncated: bool = False) -> list[OutputDelta]:
         out: list[OutputDelta] = []
         rest = piece
         if self._splitter is not None:
             reasoning, rest = self._splitter.feed(piece) if piece else ("", "")
             if final:
-                r2, c2 = self._splitter.finish()
+                r2, c2 = self._splitter.finish(truncated=truncated)
                 reasoning, rest = reasoning + r2, rest + c2
             if reasoning:
                 out.append(OutputDelta(reasoning=reasoning))
@@ -179,7 +186,7 @@ class OutputParser:
             if rest:
                 out += self._tools.feed(rest)
             if final:
-                out += self._tools.finish()
+                out += self._tools.finish(truncated=truncated)
         return _merge(out)
 
     def _record(self, deltas: list[OutputDelta]) -> list[OutputDelta]:

@@ -116,15 +116,21 @@ class ChatPlan:
         return self.reasoning.format == "none"
 
     def engine_options(self, prompt: str) -> dict[str, Any]:
-        """Sampling options for the engine: control-token text, thinking budget, tool-call grammar."""
+        """Sampling options for the engine (cheap): control-token text and the thinking budget."""
         opts: dict[str, Any] = {}
         if self.fmt.render_special and (self.tools or self.fmt.reasoning is not None or self.fmt.whole_output):
             opts["render_special"] = True
         opts.update(self.fmt.budget_options(self.reasoning.budget_tokens, prompt))
-        if self.tools and not self.constrained and self.tool_choice != "none":
-            opts.update(self.fmt.grammar_options(self.tools, self.tool_choice or "auto",
-                                                 parallel=self.parallel_tool_calls, prompt=prompt))
         return opts
+
+    def grammar_options(self, prompt: str) -> dict[str, Any]:
+        """Blocking (builds a grammar): ``grammar`` (+ ``grammar_triggers`` for ``auto``) that makes
+        tool calls in the format's own syntax; empty without tools or when another grammar applies.
+        Raises GrammarError for a bad tool_choice or schema."""
+        if not self.tools or self.constrained or self.tool_choice == "none":
+            return {}
+        return self.fmt.grammar_options(self.tools, self.tool_choice or "auto", parallel=self.parallel_tool_calls,
+                                        prompt=prompt)
 
     def parser(self, prompt: str, **kw: Any) -> OutputParser:
         """A fresh output parser for one choice of this request."""

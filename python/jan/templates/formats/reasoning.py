@@ -99,5 +99,6 @@ class ReasoningSplitter:
         self._text += piece
         return self._step(False)
 
-    def finish(self) -> tuple[str, str]:
-        return self._step(True)
+    def finish(self, *, truncated: bool = False) -> tuple[str, str]:
+        """End of output; ``truncated``: a partial marker held back stays unsaid."""
+        return self._step(not truncated)
