@@ -146,12 +146,31 @@ def history_messages(history: list[dict[str, Any]], system: str) -> tuple[ChatMe
             continue
         text = text_of(message)
         if text:
-            out.append(ChatMessage.of_text(message["role"], text))
+            # earlier thinking goes back with its turn; the chat template keeps or drops it
+            reasoning = reasoning_of(message) if message["role"] == "assistant" else ""
+            out.append(ChatMessage.of_text(message["role"], text, reasoning=reasoning or None))
     return tuple(out)
 
 
-def _content(text: str) -> list[dict[str, Any]]:
-    return [{"type": "text", "text": {"value": text, "annotations": []}}] if text else []
+def _content(text: str, reasoning: str = "", reasoning_ms: int | None = None) -> list[dict[str, Any]]:
+    """A reply's content parts: its thinking (a ``reasoning`` part, with how long it took) before its text."""
+    parts: list[dict[str, Any]] = []
+    if reasoning:
+        part: dict[str, Any] = {"type": "reasoning", "text": {"value": reasoning, "annotations": []}}
+        if reasoning_ms is not None:
+            part["duration_ms"] = reasoning_ms
+        parts.append(part)
+    if text:
+        parts.append({"type": "text", "text": {"value": text, "annotations": []}})
+    return parts
+
+
+def reasoning_of(message: dict[str, Any]) -> str:
+    """The thinking saved with a message (its ``reasoning`` parts), or ""."""
+    return "".join(
+        (p.get("text") or {}).get("value", "") for p in message.get("content") or []
+        if isinstance(p, dict) and p.get("type") == "reasoning" and isinstance(p.get("text"), dict)
+    )
 
 
 def _thread_assistant(thread: dict[str, Any]) -> dict[str, Any]:
@@ -186,12 +205,13 @@ class _Stop(Exception):
         self.reason = reason
 
 
-#: ``await on_delta(piece)`` for each new piece of text; raising ``ConnectionError`` means the
-#: listener (an HTTP client) is gone and stops the run.
-OnDelta = Callable[[str], Awaitable[None]]
+#: ``await on_delta(piece, kind)`` for each new piece of text (``kind``: ``"text"``, or
+#: ``"reasoning"`` for the model's thinking); raising ``ConnectionError`` means the listener (an
+#: HTTP client) is gone and stops the run.
+OnDelta = Callable[[str, str], Awaitable[None]]
 
 
-async def _ignore(_piece: str) -> None:
+async def _ignore(_piece: str, _kind: str = "text") -> None:
     return None
 
 
@@ -342,6 +362,9 @@ class _Execution:
         self.store = service.conversations()
         self.bus = service.manager.bus
         self.text = ""
+        self.reasoning = ""
+        self._reasoning_started: float | None = None
+        self.reasoning_ms: int | None = None
         self._pieces = 0
         self._saver: asyncio.Task | None = None
         self._last_save = 0.0
@@ -351,7 +374,14 @@ class _Execution:
         return True if count is None else count(MessageUpdate) > 0
 
     def _message_now(self, status: str) -> dict[str, Any]:
-        return {**(self.run.message or {}), "content": _content(self.text), "status": status}
+        return {**(self.run.message or {}), "content": self._parts(), "status": status}
+
+    def _parts(self) -> list[dict[str, Any]]:
+        return _content(self.text, self.reasoning, self.reasoning_ms)
+
+    def _thinking_done(self) -> None:
+        if self._reasoning_started is not None and self.reasoning_ms is None:
+            self.reasoning_ms = int((time.monotonic() - self._reasoning_started) * 1000)
 
     async def _save(self, patch: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -365,7 +395,7 @@ class _Execution:
         if now - self._last_save < SAVE_INTERVAL or (self._saver is not None and not self._saver.done()):
             return
         self._last_save = now
-        self._saver = asyncio.ensure_future(self._save({"content": self.text, "status": "pending"}))
+        self._saver = asyncio.ensure_future(self._save({"content": self._parts(), "status": "pending"}))
 
     async def generate(self) -> None:
         run = self.run
@@ -381,7 +411,18 @@ class _Execution:
                         run.usage = usage_fields(delta.usage)
                     if delta.choice != 0:
                         continue
+                    if delta.reasoning:
+                        if self._reasoning_started is None:
+                            self._reasoning_started = time.monotonic()
+                        self.reasoning += delta.reasoning
+                        try:
+                            await self.on_delta(delta.reasoning, "reasoning")
+                        except ConnectionError as exc:
+                            log.debug("run %s: listener gone: %s", run.id, exc)
+                            raise _Stop("client disconnected") from None
                     piece = delta.content
+                    if piece or delta.tool_calls or delta.finish_reason:
+                        self._thinking_done()
                     if piece:
                         self.text += piece
                         self._pieces += 1
@@ -389,7 +430,7 @@ class _Execution:
                             self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, delta=piece,
                                                                message=self._message_now("pending")))
                         try:
-                            await self.on_delta(piece)
+                            await self.on_delta(piece, "text")
                         except ConnectionError as exc:  # writing to the listener failed: it is gone
                             log.debug("run %s: listener gone: %s", run.id, exc)
                             raise _Stop("client disconnected") from None
@@ -442,7 +483,8 @@ class _Execution:
             metadata["error"], metadata["error_code"] = error
         if status == "stopped":
             metadata["stop_reason"] = run.stop_reason
-        saved = await self._save({"content": self.text, "status": status, "metadata": metadata})
+        self._thinking_done()
+        saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
         run.message = saved or {**self._message_now(status), "metadata": metadata}
         run.ended_at = int(time.time())
         if status == "ready":

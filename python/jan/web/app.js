@@ -141,6 +141,14 @@ function messageText(message) {
     .join("\n");
 }
 
+/** A message's thinking: its "reasoning" parts' text and how long it took (ms, when saved). */
+function messageReasoning(message) {
+  const parts = Array.isArray(message.content) ? message.content.filter((p) => p && p.type === "reasoning") : [];
+  const text = parts.map((p) => (typeof p.text === "string" ? p.text : p.text?.value ?? "")).join("");
+  const ms = parts.reduce((sum, p) => sum + (Number.isFinite(p.duration_ms) ? p.duration_ms : 0), 0);
+  return { text, ms: parts.some((p) => Number.isFinite(p.duration_ms)) ? ms : null };
+}
+
 function threadTitle(thread) {
   return (thread && thread.title && thread.title.trim()) || "New thread";
 }
@@ -509,11 +517,19 @@ function messageView(message) {
   const name = user ? "You" : (threadAssistant(state.thread)?.assistant_name || "Jan");
   head.append(el("span", "avatar", name.slice(0, 1).toUpperCase()), el("span", "message-author", name));
   head.firstChild.setAttribute("aria-hidden", "true");
+  // the model's thinking: collapsed, a "Thinking…" line while it streams, its duration after
+  const thinking = el("details", "thinking");
+  const thinkingSummary = el("summary", "thinking-summary");
+  const thinkingBody = el("div", "thinking-body");
+  thinking.append(thinkingSummary, thinkingBody);
+  thinking.hidden = true;
   const body = el("div", "message-body");
   const status = el("div", "message-status");
   status.hidden = true;
-  root.append(head, body, status);
-  const view = { root, body, status, text: "" };
+  root.append(head, thinking, body, status);
+  const view = { root, body, status, text: "", thinking, thinkingSummary, thinkingBody };
+  const saved = messageReasoning(message);
+  if (saved.text) setViewReasoning(view, saved.text, false, saved.ms);
   setViewText(view, messageText(message), user);
   setViewStatus(view, message);
   return view;
@@ -523,6 +539,15 @@ function setViewText(view, text, plain = view.root.dataset.role === "user") {
   view.text = text;
   if (plain) view.body.textContent = text;
   else view.body.replaceChildren(renderMarkdown(text));
+}
+
+function setViewReasoning(view, text, streaming, ms = null) {
+  view.thinking.hidden = !text;
+  view.thinkingBody.textContent = text;
+  view.thinking.classList.toggle("streaming", streaming);
+  if (streaming) view.thinkingSummary.textContent = "Thinking…";
+  else if (ms !== null && ms !== undefined) view.thinkingSummary.textContent = `Thought for ${(ms / 1000).toFixed(1)} s`;
+  else view.thinkingSummary.textContent = "Thoughts";
 }
 
 function setViewStatus(view, message) {
@@ -630,14 +655,26 @@ async function send() {
     const paint = () => {
       frame = 0;
       const stick = nearBottom();
+      if (view.pendingReasoning) {
+        const done = Boolean(view.pending);
+        if (done && view.thinkingMs === null) view.thinkingMs = performance.now() - view.thinkingSince;
+        setViewReasoning(view, view.pendingReasoning, !done, view.thinkingMs);
+      }
       setViewText(view, view.pending, false);
       if (stick) scrollToBottom(true);
     };
     view.pending = "";
+    view.pendingReasoning = "";
+    view.thinkingMs = null;
+    view.thinkingSince = null;
     for await (const { event, data } of readSSE(response)) {
       if (event === "thread.message.delta") {
         for (const part of data?.delta?.content || []) {
           if (part.type === "text") view.pending += part.text?.value ?? "";
+          else if (part.type === "reasoning") {
+            if (view.thinkingSince === null) view.thinkingSince = performance.now();
+            view.pendingReasoning += part.text?.value ?? "";
+          }
         }
         if (!frame) frame = requestAnimationFrame(paint);
       } else if (event === "thread.message.created") {
@@ -666,9 +703,15 @@ async function send() {
   if (view) {
     view.body.classList.remove("cursor");
     if (view.pending !== undefined && view.pending !== view.text) setViewText(view, view.pending, false);
+    if (view.pendingReasoning) {  // stopped or failed mid-thought: the thinking so far, no longer "Thinking…"
+      const ms = view.thinkingMs ?? (view.thinkingSince === null ? null : performance.now() - view.thinkingSince);
+      setViewReasoning(view, view.pendingReasoning, false, ms);
+    }
     if (finalMessage) {
       state.messages.push(finalMessage);
       if (finalMessage.id) view.root.dataset.messageId = finalMessage.id;
+      const reasoning = messageReasoning(finalMessage);
+      if (reasoning.text) setViewReasoning(view, reasoning.text, false, reasoning.ms ?? view.thinkingMs);
       setViewText(view, messageText(finalMessage), false);
       setViewStatus(view, finalMessage);
     } else if (stopped) {

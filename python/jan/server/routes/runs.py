@@ -168,9 +168,10 @@ async def create_run(request: web.Request) -> web.StreamResponse:
         await sse.start()
         await response.write(_sse_text(event, data))
 
-    async def on_delta(piece: str) -> None:
+    async def on_delta(piece: str, kind: str = "text") -> None:
+        # thinking streams as "reasoning" parts (the type it is saved under), the answer as "text"
         await send("thread.message.delta", {"id": message_id, "object": "thread.message.delta", "delta": {
-            "content": [{"index": 0, "type": "text", "text": {"value": piece, "annotations": []}}]}})
+            "content": [{"index": 0, "type": kind, "text": {"value": piece, "annotations": []}}]}})
 
     try:
         await send("thread.run.created", run_object(run))

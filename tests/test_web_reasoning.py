@@ -1,0 +1,89 @@
+"""The chat page shows a thinking model's reasoning collapsed, with "Thinking…" and its duration.
+
+A tiny random-weight model with Nemotron Nano v2's template (its prompt opens
+``<think>``) and a 4-token thinking budget in its model.json: the engine
+closes the thinking block, the answer follows, and the page shows both.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from jan.server.config import ServerConfig
+from jan.testing.gguf_models import vocab_path, write_llama_from_vocab
+from jan.testing.server import ServerThread
+
+from conftest import require_model
+from test_web_page import api, browser, messages_of, new_page, open_page, shot, thread_id_of  # noqa: F401 - fixtures
+
+TEMPLATE = Path(__file__).resolve().parents[1].parent / "shared" / "templates" / "NVIDIA-Nemotron-Nano-v2.jinja"
+MODEL_ID = "thinker"
+
+
+@pytest.fixture(scope="module")
+def thinking_server(tmp_path_factory):
+    require_model("vocab/ggml-vocab-llama-bpe.gguf")
+    tmp = tmp_path_factory.mktemp("web-reasoning")
+    path = write_llama_from_vocab(tmp / f"{MODEL_ID}.gguf", vocab_path("llama-bpe"), n_embd=16, n_layer=1, n_head=2,
+                                  n_ff=32, n_ctx=2048, chat_template=TEMPLATE.read_text())
+    config = ServerConfig(data_folder=tmp / "data", models=[str(path)], n_ctx=2048, n_parallel=1, n_threads=1)
+    with ServerThread(config) as srv:
+        api(srv, "PATCH", f"/v1/models/{MODEL_ID}", {"settings": {"reasoning_budget": 4},
+                                                    "parameters": {"max_tokens": 16, "ignore_eos": True}})
+        yield srv
+
+
+def test_thinking_is_shown_collapsed_with_its_duration_and_kept(thinking_server, new_page):  # noqa: F811
+    page = new_page()
+    open_page(page, thinking_server)
+    page.fill("#prompt", "Why is the sky blue?")
+    page.click("#send")
+    page.wait_for_selector("article.assistant[data-done=true]")
+    shot(page, "reasoning-01-answered")
+
+    thinking = page.locator("article.assistant details.thinking")
+    assert thinking.is_visible()
+    assert thinking.get_attribute("open") is None  # collapsed
+    assert re.fullmatch(r"Thought for \d+\.\d s", page.text_content("article.assistant .thinking-summary"))
+    assert page.text_content("article.assistant .message-body").strip()  # the answer after the budget
+    page.click("article.assistant .thinking-summary")
+    assert thinking.get_attribute("open") is not None
+    assert page.locator("article.assistant .thinking-body").inner_text().strip()
+    shot(page, "reasoning-02-expanded")
+
+    # saved with the message (a "reasoning" content part), served by the threads API, shown after a reload
+    thread_id = thread_id_of(page)
+    reply = [m for m in messages_of(thinking_server, thread_id) if m["role"] == "assistant"][-1]
+    kinds = [p["type"] for p in reply["content"]]
+    assert kinds == ["reasoning", "text"]
+    assert reply["content"][0]["text"]["value"] and reply["content"][0]["duration_ms"] >= 0
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_selector("article.assistant details.thinking:not([hidden])")
+    assert page.locator("article.assistant .thinking-body").text_content() == reply["content"][0]["text"]["value"]
+
+
+def test_thinking_summary_says_thinking_while_it_streams(thinking_server):
+    """The page's own code path, checked without a browser: a streamed run sends "reasoning" parts first."""
+    import json
+    import urllib.request
+
+    thread = api(thinking_server, "POST", "/v1/threads", {})
+    api(thinking_server, "POST", f"/v1/threads/{thread['id']}/messages", {"role": "user", "content": "Hi"})
+    request = urllib.request.Request(thinking_server.base_url + f"/v1/threads/{thread['id']}/runs",
+                                     data=json.dumps({"stream": True, "model": MODEL_ID}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    kinds = []
+    with urllib.request.urlopen(request, timeout=60) as response:
+        event = None
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "thread.message.delta":
+                kinds += [p["type"] for p in json.loads(line[6:])["delta"]["content"]]
+    assert kinds and kinds[0] == "reasoning" and "text" in kinds
+    assert kinds.index("text") > max(i for i, k in enumerate(kinds) if k == "reasoning")
