@@ -86,7 +86,11 @@ class ChatSession:
             threads.update(self.thread_id, title=title)
         for i in range(self.saved, len(self.messages)):
             m = self.messages[i]
-            threads.add(self.thread_id, m["role"], m["content"], status=self.statuses[i], metadata=self.meta[i])
+            content = m["content"]
+            if m.get("reasoning_content"):  # saved as Jan's "reasoning" content part before the text
+                content = [{"type": "reasoning", "text": {"value": m["reasoning_content"], "annotations": []}},
+                           *([{"type": "text", "text": {"value": content, "annotations": []}}] if content else [])]
+            threads.add(self.thread_id, m["role"], content, status=self.statuses[i], metadata=self.meta[i])
         self.saved = len(self.messages)
 
     def save_quietly(self) -> None:
@@ -104,11 +108,22 @@ class ChatSession:
         self.meta.append({})
         chat = ([{"role": "system", "content": self.system}] if self.system else []) + self.messages
         pieces: list[str] = []
+        thoughts: list[str] = []
         status = "ready"
         generation = None
         try:
             generation = self.backend.chat(chat, self.options)
+            thinking = False
             for piece in generation:
+                if getattr(piece, "reasoning", False):
+                    # the model's thinking: shown dimmed (plain when not a terminal), not part of the answer
+                    thoughts.append(piece)
+                    click.echo(click.style(piece, dim=True), nl=False)
+                    thinking = True
+                    continue
+                if thinking:
+                    sys.stdout.write("\n\n")
+                    thinking = False
                 pieces.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()
@@ -126,7 +141,10 @@ class ChatSession:
         if status == "stopped":
             note("[answer stopped]")
         sys.stdout.flush()
-        self.messages.append({"role": "assistant", "content": answer})
+        reply: dict = {"role": "assistant", "content": answer}
+        if thoughts:  # sent back with the history: the chat template decides whether it is shown again
+            reply["reasoning_content"] = "".join(thoughts)
+        self.messages.append(reply)
         self.statuses.append(status)
         meta = {"model": self.backend.model_id}
         if generation is not None and generation.finish_reason:

@@ -107,8 +107,24 @@ def default_model(conn: Connection) -> str:
 # --------------------------------------------------------------------------- generations
 
 
+#: Chat options about thinking (a ChatRequest's ``reasoning``), not sampling.
+REASONING_KEYS = ("reasoning_effort", "think", "reasoning_format", "reasoning_budget")
+
+
+class Piece(str):
+    """A piece of an answer's text; ``reasoning`` is true for the model's thinking (not the answer)."""
+
+    reasoning = False
+
+    @classmethod
+    def thought(cls, text: str) -> "Piece":
+        piece = cls(text)
+        piece.reasoning = True
+        return piece
+
+
 class Generation:
-    """Text pieces of one answer; ``finish_reason``/``usage``/``timings`` are set once it ends."""
+    """Text pieces (:class:`Piece`) of one answer; ``finish_reason``/``usage``/``timings`` are set once it ends."""
 
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
@@ -138,10 +154,13 @@ class LocalGeneration(Generation):
                                   "generation_ms": u.generation_ms, "tokens_per_second": u.tokens_per_second}
                 if delta.choice != 0:
                     continue
+                thought = getattr(delta, "reasoning", "")
+                if thought:
+                    yield Piece.thought(thought)
                 text = getattr(delta, "content", None)
                 text = delta.text if text is None else text
                 if text:
-                    yield text
+                    yield Piece(text)
                 if delta.finish_reason is not None:
                     self.finish_reason = delta.finish_reason
         except (JanError, ValueError) as exc:
@@ -165,11 +184,14 @@ class ServerGeneration(Generation):
                 if event.get("usage"):
                     self.usage = dict(event["usage"])
                 for choice in event.get("choices") or []:
+                    thought = (choice.get("delta") or {}).get("reasoning_content") if self._chat else None
+                    if thought:
+                        yield Piece.thought(thought)
                     text = (choice.get("delta") or {}).get("content") if self._chat else choice.get("text")
                     if self._chat and text is None and "message" in choice:  # a non-streamed answer
                         text = (choice.get("message") or {}).get("content")
                     if text:
-                        yield text
+                        yield Piece(text)
                     if choice.get("finish_reason"):
                         self.finish_reason = choice["finish_reason"]
         finally:
@@ -229,11 +251,19 @@ class LocalBackend:
                        f"(see `jan models list`) nor a .gguf file")
 
     def chat(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> Generation:
-        from jan.services.types import ChatMessage, ChatRequest, SamplingOptions
+        from jan.services.types import ChatMessage, ChatRequest, ReasoningOptions, SamplingOptions
 
-        request = ChatRequest(model=self.model_id, messages=tuple(ChatMessage.of_text(m["role"], m["content"])
-                                                                  for m in messages),
-                              sampling=SamplingOptions.from_mapping(options))
+        think = options.get("think")
+        reasoning = None
+        if think is not None or options.get("reasoning_effort") is not None:
+            reasoning = ReasoningOptions(effort=options.get("reasoning_effort"),
+                                         enabled=think if isinstance(think, bool) else None)
+        sampling = {k: v for k, v in options.items() if k not in REASONING_KEYS}
+        request = ChatRequest(model=self.model_id,
+                              messages=tuple(ChatMessage.of_text(m["role"], m["content"],
+                                                                 reasoning=m.get("reasoning_content"))
+                                             for m in messages),
+                              sampling=SamplingOptions.from_mapping(sampling), reasoning=reasoning)
         return LocalGeneration(self.runtime.iterate(self.runtime.services.chat.stream(request)))
 
     def complete(self, prompt: str, options: dict[str, Any]) -> Generation:

@@ -64,10 +64,14 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template).")
 @sampling_options
 @load_options
+@click.option("--show-reasoning", is_flag=True,
+              help="Also print the model's thinking (dimmed on a terminal) before the answer; hidden by default.")
+@click.option("--think/--no-think", default=None,
+              help="Turn a reasoning model's thinking on or off (its chat template's own switch).")
 @click.option("--verbose", "-v", is_flag=True, help="Print timings and token counts to stderr.")
 @connection_options
 def run(model, prompt, system, raw, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
-        n_gpu_layers, verbose, conn) -> None:
+        n_gpu_layers, show_reasoning, think, verbose, conn) -> None:
     """Answer one PROMPT with MODEL and exit.
 
     MODEL is a model id (see `jan models list`) or a path to a .gguf file.
@@ -80,6 +84,8 @@ def run(model, prompt, system, raw, max_tokens, temperature, top_p, seed, stop, 
         raise click.UsageError("--system applies to chat; with --raw the prompt is completed as it is")
     text = read_prompt(prompt)
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
+    if think is not None and not raw:
+        options["think"] = think
     backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
     if verbose:
         where = (f"server {conn.url}" if backend.path is None
@@ -95,7 +101,16 @@ def run(model, prompt, system, raw, max_tokens, temperature, top_p, seed, stop, 
         last = ""
         out = sys.stdout
         try:
+            thinking = False
             for piece in generation:
+                if getattr(piece, "reasoning", False):
+                    if show_reasoning:
+                        click.echo(click.style(piece, dim=True), nl=False)
+                        thinking = True
+                    continue
+                if thinking:
+                    out.write("\n\n")
+                    thinking = False
                 out.write(piece)
                 out.flush()
                 last = piece

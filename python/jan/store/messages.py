@@ -48,14 +48,14 @@ def normalize_content(content: Any) -> list[dict[str, Any]]:
         if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
             raise InvalidArgumentError("each content part must be an object with a string 'type'")
         part = dict(part)
-        if part["type"] == "text":
+        if part["type"] in ("text", "reasoning"):
             text = part.get("text")
             if isinstance(text, str):
                 part["text"] = {"value": text, "annotations": []}
             elif isinstance(text, Mapping) and isinstance(text.get("value"), str):
                 part["text"] = {"annotations": [], **text}
             else:
-                raise InvalidArgumentError("a text part needs 'text' as a string or {'value': str}")
+                raise InvalidArgumentError(f"a {part['type']} part needs 'text' as a string or {{'value': str}}")
         parts.append(part)
     return parts
 

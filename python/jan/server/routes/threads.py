@@ -135,7 +135,16 @@ class ImageUrlContent(_Strict):
     image_url: dict[str, Any]
 
 
-MessageContent = Annotated[Union[TextContent, ImageFileContent, ImageUrlContent], Field(discriminator="type")]
+class ReasoningContent(_Strict):
+    """A reply's thinking (what reasoning models write before the answer), saved beside its text."""
+
+    type: Literal["reasoning"]
+    text: Union[str, JanText]
+    duration_ms: int | None = Field(default=None, ge=0)
+
+
+MessageContent = Annotated[Union[TextContent, ReasoningContent, ImageFileContent, ImageUrlContent],
+                           Field(discriminator="type")]
 
 
 class MessageCreate(_Strict):

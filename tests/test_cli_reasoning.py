@@ -1,0 +1,40 @@
+"""`jan run` hides a model's thinking unless --show-reasoning; `jan chat` shows it and saves it with the reply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jan.testing.gguf_models import vocab_path, write_llama_from_vocab
+
+from conftest import require_model
+from test_cli_helpers import cli_env, jan, ok
+
+TEMPLATE = Path(__file__).resolve().parents[1].parent / "shared" / "templates" / "Qwen-QwQ-32B.jinja"
+
+
+@pytest.fixture(scope="module")
+def thinker(tmp_path_factory) -> Path:
+    """A tiny random model whose template opens <think> (with thinking on): all it writes is thinking."""
+    require_model("vocab/ggml-vocab-qwen2.gguf")
+    return write_llama_from_vocab(tmp_path_factory.mktemp("cli-thinker") / "thinker.gguf", vocab_path("qwen2"),
+                                  n_embd=16, n_layer=1, n_head=2, n_ff=32, n_ctx=512,
+                                  chat_template=TEMPLATE.read_text())
+
+
+@pytest.fixture
+def env(tmp_path):
+    return cli_env(tmp_path / "data")
+
+
+def test_run_hides_thinking_unless_asked(thinker, env):
+    args = ["run", thinker, "Hi", "--think", "-n", "8", "--temperature", "0", "--ignore-eos"]
+    hidden = ok(jan(*args, env=env))
+    assert hidden.stdout == "\n"  # the whole output was thinking: no answer
+    shown = ok(jan(*args, "--show-reasoning", env=env))
+    assert shown.stdout.strip()
+    assert "\x1b[" not in shown.stdout  # dimmed only on a terminal
+    # --no-think closes the block in the prompt: the same tokens are now the answer
+    answer = ok(jan("run", thinker, "Hi", "--no-think", "-n", "8", "--temperature", "0", "--ignore-eos", env=env))
+    assert answer.stdout.strip()
