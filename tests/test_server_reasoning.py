@@ -124,3 +124,12 @@ def test_reasoning_budget_closes_thinking_and_an_answer_follows(client):
     assert message.model_extra["reasoning_content"]
     assert message.content  # the engine closed </think> after 5 tokens; the answer used the rest
     assert whole.usage.completion_tokens == 24
+
+
+def test_n_choices_each_split_their_thinking(client):
+    whole = client.chat.completions.create(model="qwq-tiny", messages=ASK, temperature=0, n=2, reasoning_effort="low",
+                                           extra_body=_force(THOUGHT))
+    assert len(whole.choices) == 2
+    for choice in whole.choices:
+        assert choice.message.content == "Four."
+        assert choice.message.model_extra["reasoning_content"] == "Two and two."
