@@ -230,3 +230,29 @@ def test_budget_left_alone_when_the_model_closes_thinking_itself(model_dir):
     result = model.generate(prompt, add_special=False, temperature=0, max_tokens=40,
                             grammar="root ::= " + gbnf_literal(text), **fmt.budget_options(100, prompt))
     assert result.text == text
+
+
+def test_lazy_grammar_waits_for_the_end_of_thinking(model_dir):
+    """A call marker inside thinking does not trigger the grammar; the first one after it does."""
+    case = _case("Qwen-QwQ-32B")  # its prompt opens <think> when thinking is on
+    require_model(f"vocab/ggml-vocab-{case.vocab}.gguf")
+    path = write_llama_from_vocab(
+        model_dir / "lazy-think.gguf", vocab_path(case.vocab), n_embd=16, n_layer=1, n_head=2, n_ff=32, n_ctx=8192,
+        chat_template=_template_source(case), extra_special_tokens=["<tool_call>", "</tool_call>"],
+    )
+    with jan.Model(path, n_ctx=8192, n_parallel=1, n_threads=1) as model:
+        fmt = detect_format(model.chat_template)
+        prompt = _render(model, fmt, True, tools=ENUM_TOOLS)
+        assert fmt.starts_in_reasoning(prompt)
+        options = {**fmt.grammar_options(ENUM_TOOLS, "auto", parallel=False, prompt=prompt),
+                   **fmt.budget_options(3, prompt)}
+        trigger = model.tokenize("<tool_call>", add_special=False, parse_special=True)
+        # the model is pushed to write <tool_call> all the time: three times while thinking (no trigger),
+        # then the budget closes the thinking and the next one opens a call the grammar completes
+        result = model.generate(prompt, add_special=False, temperature=0, max_tokens=200,
+                                logit_bias={trigger[0]: 30.0}, render_special=True, **options)
+        assert result.finish_reason == "stop", result.text
+        assert result.text.startswith("<tool_call>" * 3 + "</think>")
+        parsed = parse_output(result.text, fmt, ENUM_TOOLS, open_at_start=True)
+        assert parsed.reasoning == "<tool_call>" * 3
+        assert [c.name for c in parsed.tool_calls] == ["get_weather"]

@@ -38,3 +38,27 @@ def test_run_hides_thinking_unless_asked(thinker, env):
     # --no-think closes the block in the prompt: the same tokens are now the answer
     answer = ok(jan("run", thinker, "Hi", "--no-think", "-n", "8", "--temperature", "0", "--ignore-eos", env=env))
     assert answer.stdout.strip()
+
+
+def test_chat_shows_thinking_dimmed_and_saves_it(thinker, tmp_path):
+    import json
+
+    from test_cli_helpers import JAN, PtyProcess
+
+    data = tmp_path / "jan"
+    env = {k: v for k, v in cli_env(data).items() if k != "NO_COLOR"}
+    term = PtyProcess([*JAN, "chat", str(thinker), "--think", "--temperature", "0", "--max-tokens", "6",
+                       "--ignore-eos", "--threads", "1"], env)
+    try:
+        term.expect(">>> ")
+        term.sendline("Hello")
+        answer = term.expect(rb"(?s)Hello\r?\n(.+?)>>> ")
+        assert b"\x1b[2m" in answer.group(1)  # dimmed
+        term.sendline("/exit")
+    finally:
+        term.close()
+    folder = next(p for p in (data / "threads").iterdir() if (p / "messages.jsonl").is_file())
+    messages = [json.loads(line) for line in (folder / "messages.jsonl").read_text().splitlines() if line]
+    reply = messages[-1]
+    assert reply["role"] == "assistant" and reply["content"][0]["type"] == "reasoning"
+    assert reply["content"][0]["text"]["value"].strip()

@@ -12,7 +12,7 @@ import click
 from jan.cli.common import CLIError, connection_options
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.inference import default_model, open_backend
-from jan.cli.run import collect_options, load_options, sampling_options
+from jan.cli.run import collect_options, load_options, sampling_options, show_thought, think_option
 
 PROMPT = ">>> "
 CONTINUATION = "... "
@@ -118,7 +118,7 @@ class ChatSession:
                 if getattr(piece, "reasoning", False):
                     # the model's thinking: shown dimmed (plain when not a terminal), not part of the answer
                     thoughts.append(piece)
-                    click.echo(click.style(piece, dim=True), nl=False)
+                    show_thought(piece)
                     thinking = True
                     continue
                 if thinking:
@@ -298,9 +298,10 @@ def read_message(ask: PromptReader) -> str:
 @click.option("--thread", "thread_id", default=None, metavar="ID", help="Continue a saved thread.")
 @click.option("--no-save", is_flag=True, help="Do not save the conversation automatically (/save still does).")
 @sampling_options
+@think_option
 @load_options
 @connection_options
-def chat(model, system, thread_id, no_save, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx,
+def chat(model, system, thread_id, no_save, max_tokens, temperature, top_p, seed, stop, ignore_eos, think, n_ctx,
          n_threads, n_gpu_layers, conn) -> None:
     """Chat with MODEL in the terminal, answers streaming as they are written.
 
@@ -312,6 +313,8 @@ def chat(model, system, thread_id, no_save, max_tokens, temperature, top_p, seed
     load_kwargs = {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers}
     backend = open_backend(conn, model or default_model(conn), **load_kwargs)
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
+    if think is not None:
+        options["think"] = think
     session = ChatSession(conn, backend, options=options, system=system, autosave=not no_save,
                           load_kwargs=load_kwargs)
     interactive = sys.stdin.isatty()

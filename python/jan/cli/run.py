@@ -41,6 +41,19 @@ def load_options(func):
     return func
 
 
+def think_option(func):
+    """``--think/--no-think``: a reasoning model's thinking on or off (its chat template's own switch)."""
+    return click.option("--think/--no-think", default=None,
+                        help="Turn a reasoning model's thinking on or off (its chat template's own switch).")(func)
+
+
+def show_thought(piece: str) -> None:
+    """Print a piece of the model's thinking dimmed (plain when stdout is no terminal or NO_COLOR is set)."""
+    import os
+
+    click.echo(piece if os.environ.get("NO_COLOR") else click.style(piece, dim=True), nl=False)
+
+
 def collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos=None) -> dict:
     return {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
             "stop": list(stop) or None, "ignore_eos": ignore_eos or None}
@@ -66,8 +79,7 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @load_options
 @click.option("--show-reasoning", is_flag=True,
               help="Also print the model's thinking (dimmed on a terminal) before the answer; hidden by default.")
-@click.option("--think/--no-think", default=None,
-              help="Turn a reasoning model's thinking on or off (its chat template's own switch).")
+@think_option
 @click.option("--verbose", "-v", is_flag=True, help="Print timings and token counts to stderr.")
 @connection_options
 def run(model, prompt, system, raw, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
@@ -105,7 +117,7 @@ def run(model, prompt, system, raw, max_tokens, temperature, top_p, seed, stop, 
             for piece in generation:
                 if getattr(piece, "reasoning", False):
                     if show_reasoning:
-                        click.echo(click.style(piece, dim=True), nl=False)
+                        show_thought(piece)
                         thinking = True
                     continue
                 if thinking:

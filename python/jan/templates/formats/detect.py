@@ -143,10 +143,12 @@ class ChatFormat:
         if tool_choice == "auto":
             if self.trigger is None:
                 return {}
-            after = ""
             if thinking_open and self.reasoning is not None:
-                after = re.escape(self.reasoning.end) + r"[\s\S]*?"
-                return {"grammar": grammar, "grammar_triggers": [r"^[\s\S]*?" + after + "(" + self.trigger + r")[\s\S]*$"]}
+                # only a marker after the end of thinking counts. Searched, not matched from ^: llama.cpp
+                # runs std::regex over the whole output so far, whose recursion grows with what a
+                # [\s\S]* spans; here it spans only the text between the end of thinking and the call.
+                pattern = re.escape(self.reasoning.end) + r"[\s\S]*?(" + self.trigger + ")"
+                return {"grammar": grammar, "grammar_triggers": [pattern]}
             return {"grammar": grammar, "grammar_triggers": ["(" + self.trigger + ")"]}
         if thinking_open and self.reasoning is not None:
             # let the model finish the thinking it was made to start (without '<'), then call
