@@ -7,6 +7,12 @@
   output, whole or streamed (:func:`parse_tool_calls`,
   :class:`ToolCallStreamParser`), and builds the grammar that forces a call
   (:func:`tool_call_grammar`);
+* :mod:`jan.templates.formats` knows each model family's markup for thinking
+  and tool calls, detected from the template source (:func:`detect_format`),
+  with streaming parsers that split ``reasoning`` from ``content`` and read
+  every common tool-call format, and the per-format call grammars (see
+  docs/chat-formats.md); :mod:`jan.templates.tool_calls` is its generic
+  (Hermes / Llama / Mistral) tool-call parser;
 * :mod:`jan.templates.grammar` turns JSON schemas into GBNF grammars for
   llama.cpp's grammar sampler (:func:`json_schema_to_grammar`,
   :data:`JSON_OBJECT_GRAMMAR`).
