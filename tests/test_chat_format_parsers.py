@@ -1,0 +1,115 @@
+"""The format parsers on strings: any split of the output parses like the whole, markers are held
+back while partial, cut-off output shows no markup, and the request switches map per template."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from jan.templates.formats import ChatPlan, OutputParser, ReasoningRequest, detect_format, parse_output
+
+from chat_format_cases import CASES, TOOLS, Case, case_id
+
+TEMPLATES = Path(__file__).resolve().parents[1].parent / "shared" / "templates"
+
+
+def _fmt(case: Case):
+    path = TEMPLATES / f"{case.template}.jinja"
+    if not path.is_file():
+        pytest.skip(f"template {path} missing")
+    return detect_format(path.read_text())
+
+
+def _ids():
+    n = iter(range(1000))
+    return lambda: f"call_{next(n)}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_every_split_parses_like_the_whole(case: Case):
+    fmt = _fmt(case)
+    rng = random.Random(7)
+    for out in filter(None, (case.thinking, case.plain)):
+        open_at_start = out is case.thinking and fmt.reasoning is not None and not out.text.startswith(fmt.reasoning.start)
+        whole = parse_output(out.text, fmt, TOOLS, open_at_start=open_at_start, id_factory=_ids())
+        for trial in range(20):
+            cuts = sorted(rng.sample(range(1, len(out.text)), k=min(len(out.text) - 1, rng.randint(1, 12))))
+            pieces = [out.text[a:b] for a, b in zip([0, *cuts], [*cuts, len(out.text)])]
+            parser = OutputParser(fmt, TOOLS, open_at_start=open_at_start, id_factory=_ids())
+            for p in pieces:
+                parser.feed(p)
+            parser.finish()
+            assert parser.result == whole, (pieces, parser.result, whole)
+        # one character at a time
+        parser = OutputParser(fmt, TOOLS, open_at_start=open_at_start, id_factory=_ids())
+        for ch in out.text:
+            parser.feed(ch)
+        parser.finish()
+        assert parser.result == whole
+
+
+def test_partial_markers_are_held_back_until_decided():
+    fmt = detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text())
+    parser = OutputParser(fmt, TOOLS)
+    assert parser.feed("<thi") == []
+    deltas = parser.feed("nk>Hmm</th")
+    assert "".join(d.reasoning for d in deltas) == "Hmm" and not any(d.content for d in deltas)
+    deltas = parser.feed("ink>Answer <tool")
+    assert "".join(d.content for d in deltas) == "Answer"
+    parser.finish()
+    assert parser.result.content == "Answer <tool"  # not a call after all: the held text is content
+
+
+def test_cut_off_output_shows_no_markup():
+    fmt = detect_format((TEMPLATES / "Kimi-K2-Thinking.jinja").read_text())
+    parser = OutputParser(fmt, TOOLS)
+    parser.feed('<think>x</think>Calling.<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0'
+                '<|tool_call_argument_begin|>{"city": "Pa')
+    parser.finish(truncated=True)
+    result = parser.result
+    assert result.content == "Calling."
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [("get_weather", '{"city": "Pa')]
+
+
+def test_reasoning_format_none_keeps_the_raw_text():
+    fmt = detect_format((TEMPLATES / "Qwen-QwQ-32B.jinja").read_text())
+    result = parse_output("Hmm\n</think>\n\n4", fmt, reasoning_format="none", open_at_start=True)
+    assert result.content == "<think>Hmm\n</think>\n\n4" and result.reasoning is None
+
+
+@pytest.mark.parametrize("template, effort, expected", [
+    ("openai-gpt-oss-120b", "low", {"reasoning_effort": "low"}),
+    ("openai-gpt-oss-120b", "none", {"reasoning_effort": "low"}),
+    ("Qwen-Qwen3-0.6B", "none", {"enable_thinking": False}),
+    ("Qwen-Qwen3-0.6B", "high", {"enable_thinking": True}),
+    ("deepseek-ai-DeepSeek-V3.1", "medium", {"thinking": True}),
+    ("ibm-granite-granite-3.3-2B-Instruct", "low", {"thinking": True}),
+])
+def test_effort_maps_to_the_templates_own_switch(template, effort, expected):
+    kwargs = detect_format((TEMPLATES / f"{template}.jinja").read_text()).template_kwargs(effort)
+    for k, v in expected.items():
+        assert kwargs[k] == v
+
+
+def test_slash_switch_goes_into_the_system_message():
+    fmt = detect_format((TEMPLATES / "NVIDIA-Nemotron-Nano-v2.jinja").read_text())
+    assert "slash" in fmt.switches
+    msgs = fmt.apply_switch([{"role": "user", "content": "hi"}], None, False)
+    assert msgs[0] == {"role": "system", "content": "/no_think"}
+    msgs = fmt.apply_switch([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], "high", None)
+    assert msgs[0]["content"] == "Be brief.\n/think"
+
+
+def test_request_kwargs_win_and_bad_values_are_value_errors():
+    fmt = detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text())
+    plan = ChatPlan(fmt, ReasoningRequest(effort="high"), chat_template_kwargs={"enable_thinking": False})
+    assert plan.template_kwargs()["enable_thinking"] is False
+    with pytest.raises(ValueError):
+        ReasoningRequest(effort="max")
+    with pytest.raises(ValueError):
+        ReasoningRequest(format="xml")
+    assert ReasoningRequest.from_request({"think": "low", "reasoning_budget": -1}).budget_tokens is None
+    assert ReasoningRequest.from_request({"think": False}).enabled is False
+    assert ReasoningRequest.from_request({}, {"reasoning_budget": 64}).budget_tokens == 64
