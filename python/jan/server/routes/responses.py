@@ -1,0 +1,197 @@
+"""OpenAI Responses: ``POST /v1/responses``, ``GET``/``DELETE /v1/responses/{id}``,
+``POST /v1/responses/{id}/cancel``, ``GET /v1/responses/{id}/input_items``.
+
+HTTP only: :mod:`jan.server.dialects.responses` parses and formats, the chat service
+answers, a :class:`~jan.server.dialects.responses_run.ResponseRun` generates each response in
+its own task, :class:`~jan.server.dialects.responses_store.ResponsesStore` keeps stored ones
+as Jan threads. Errors keep OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from jan.core import ConversationalExtension, NotFoundError
+from jan.server.dialects import responses as wire
+from jan.server.dialects.responses_run import ResponseRun
+from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
+from jan.server.errors import APIError, to_api_error
+from jan.server.keys import CONFIG, MANAGER
+from jan.server.streaming import Event, relay, started
+from jan.server.validation import parse_body
+from jan.services import ChatService
+
+routes = web.RouteTableDef()
+
+STORE = web.AppKey("responses_store", ResponsesStore)
+# Responses being generated, by id: what cancel and a GET while running reach.
+RUNS = web.AppKey("responses_runs", dict)
+DEFAULT_LIST_LIMIT = 20
+
+
+def setup(app: web.Application) -> None:
+    """The app's response store and in-flight registry; on shutdown, running responses are cancelled."""
+    manager = app[MANAGER]
+    app[STORE] = ResponsesStore(app[CONFIG].data_folder / "responses", lambda: manager.get(ConversationalExtension))
+    app[RUNS] = {}
+    app.on_shutdown.append(_cancel_runs)
+
+
+async def _cancel_runs(app: web.Application) -> None:
+    runs = list(app[RUNS].values())
+    if runs:
+        await asyncio.gather(*(run.abort() for run in runs), return_exceptions=True)
+
+
+def _chat(request: web.Request) -> ChatService:
+    return ChatService(request.app[MANAGER])
+
+
+def _response_id(request: web.Request) -> str:
+    response_id = request.match_info["response_id"]
+    if not wire.valid_response_id(response_id):
+        raise APIError(404, f"No response found with id '{response_id}'", code="not_found")
+    return response_id
+
+
+def _failed(exc: BaseException) -> dict[str, Any]:
+    err = to_api_error(exc)
+    return {"code": "server_error" if err.status >= 500 else "invalid_prompt", "message": err.message}
+
+
+async def _previous(request: web.Request, response_id: str | None) -> StoredResponse | None:
+    if response_id is None:
+        return None
+    try:
+        if not wire.valid_response_id(response_id):
+            raise NotFoundError(response_id)
+        return await request.app[STORE].get(response_id)
+    except NotFoundError:
+        raise APIError(400, f"Previous response with id '{response_id}' not found.", param="previous_response_id",
+                       code="previous_response_not_found") from None
+
+
+@routes.post("/v1/responses")
+async def create_response(request: web.Request) -> web.StreamResponse:
+    """Create a response; ``stream: true`` sends the typed event stream, ``background: true``
+    answers at once (poll with GET, stop with cancel). Stored (``store``, the default) unless
+    ``store: false``; ``previous_response_id`` continues a stored one."""
+    body = await parse_body(request, wire.ResponsesRequest)
+    if body.background and not body.store:
+        raise APIError(400, "background responses must be stored (store: true)", param="background")
+    previous = await _previous(request, body.previous_response_id)
+    store = request.app[STORE]
+    try:
+        history = await store.history(previous) if previous is not None else []
+    except NotFoundError as exc:
+        raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
+    inputs = wire.input_messages(body.input)
+    chat_request = wire.to_chat_request(body, history, inputs)
+    deltas = _chat(request).stream(chat_request)
+    if not body.background:
+        deltas = await started(deltas)  # setup errors are a plain 4xx, and nothing is stored
+    run = ResponseRun(wire.new_id("resp"), body, body.model or "", deltas, store=store if body.store else None,
+                      previous=previous, inputs=inputs, input_items=wire.input_items(body.input), error_of=_failed)
+    runs = request.app[RUNS]
+    runs[run.id] = run
+    run.start()
+    asyncio.get_running_loop().create_task(_forget(runs, run))
+    if body.stream:
+        return await relay(request, _events(run, body.background), _error_event(run))
+    if body.background:
+        return web.json_response(run.snapshot("queued"))
+    try:
+        return web.json_response(await run.wait())
+    finally:
+        if not run.done:  # the client went away: a foreground response stops with it
+            await run.cancel()
+
+
+async def _forget(runs: dict, run: ResponseRun) -> None:
+    await run.wait()
+    runs.pop(run.id, None)
+
+
+async def _events(run: ResponseRun, background: bool) -> AsyncIterator[Event]:
+    try:
+        async for event in run.events():
+            yield event["type"], event
+    finally:
+        if not background and not run.done:
+            await run.cancel()
+
+
+def _error_event(run: ResponseRun):
+    def event(err: APIError) -> Event:
+        data = run.encoder.event("error", code=err.code or err.type, message=err.message, param=err.param)
+        return "error", data
+    return event
+
+
+@routes.get("/v1/responses/{response_id}")
+async def get_response(request: web.Request) -> web.Response:
+    """A stored response (or one still running: as it stands)."""
+    response_id = _response_id(request)
+    run = request.app[RUNS].get(response_id)
+    if run is not None:
+        return web.json_response(run.snapshot())
+    return web.json_response((await request.app[STORE].get(response_id)).response)
+
+
+@routes.delete("/v1/responses/{response_id}")
+async def delete_response(request: web.Request) -> web.Response:
+    """Forget a stored response (its conversation stays a thread in Jan)."""
+    response_id = _response_id(request)
+    run = request.app[RUNS].get(response_id)
+    if run is not None:
+        await run.cancel()
+    await request.app[STORE].delete(response_id)
+    return web.json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+@routes.post("/v1/responses/{response_id}/cancel")
+async def cancel_response(request: web.Request) -> web.Response:
+    """Stop a response that is still being generated; it ends ``cancelled``."""
+    response_id = _response_id(request)
+    run = request.app[RUNS].get(response_id)
+    if run is None:
+        stored = await request.app[STORE].get(response_id)
+        if stored.response.get("status") == "cancelled":
+            return web.json_response(stored.response)
+        raise APIError(400, f"Cannot cancel a response that is {stored.response.get('status')}; only a response "
+                            "in progress can be cancelled", code="invalid_state")
+    return web.json_response(await run.cancel())
+
+
+@routes.get("/v1/responses/{response_id}/input_items")
+async def list_input_items(request: web.Request) -> web.Response:
+    """The response's input items (``order`` ``desc`` by default, ``after``/``before`` ids, ``limit`` 1-100)."""
+    response_id = _response_id(request)
+    items = list((await request.app[STORE].get(response_id)).input_items)
+    query = request.query
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise APIError(400, "order: must be 'asc' or 'desc'", param="order")
+    try:
+        limit = int(query.get("limit", DEFAULT_LIST_LIMIT))
+    except ValueError:
+        raise APIError(400, "limit: must be an integer", param="limit") from None
+    if not 1 <= limit <= 100:
+        raise APIError(400, "limit: must be between 1 and 100", param="limit")
+    if order == "desc":
+        items.reverse()
+    ids = [item["id"] for item in items]
+    for cursor, cut in (("after", lambda i: items[i + 1:]), ("before", lambda i: items[:i])):
+        value = query.get(cursor)
+        if value is not None:
+            if value not in ids:
+                raise APIError(400, f"{cursor}: no input item with id '{value}'", param=cursor)
+            items = cut(ids.index(value))
+            ids = [item["id"] for item in items]
+    page = items[:limit]
+    return web.json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                              "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit})
