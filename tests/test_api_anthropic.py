@@ -165,3 +165,14 @@ def test_errors_have_anthropics_shape(server, client):
     # other routes keep OpenAI's shape
     status, body = http_body(raw_request(server.base_url, http_post("/v1/chat/completions", {})))
     assert status == 401 and "type" not in json.loads(body) and json.loads(body)["error"]["code"] == "invalid_api_key"
+
+
+PET = {"type": "object", "properties": {"pet": {"enum": ["cat", "dog"]}}, "required": ["pet"],
+       "additionalProperties": False}
+
+
+def test_output_config_format_gives_json_matching_the_schema(client):
+    message = client.messages.create(model="stories260K", max_tokens=40, extra_body=GREEDY,
+                                     output_config={"format": {"type": "json_schema", "schema": PET}},
+                                     messages=[{"role": "user", "content": "A pet?"}])
+    assert json.loads(message.content[0].text)["pet"] in ("cat", "dog")

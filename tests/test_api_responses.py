@@ -261,3 +261,12 @@ def _jan(server, path: str) -> dict:
 
     with urllib.request.urlopen(server.base_url + path, timeout=30) as r:
         return json.loads(r.read())
+
+
+def test_text_format_json_schema(client):
+    schema = {"type": "object", "properties": {"pet": {"enum": ["cat", "dog"]}}, "required": ["pet"],
+              "additionalProperties": False}
+    response = client.responses.create(model="stories260K", input="A pet?", max_output_tokens=40, temperature=0,
+                                       text={"format": {"type": "json_schema", "name": "pet", "schema": schema}})
+    assert json.loads(response.output_text)["pet"] in ("cat", "dog")
+    assert response.text.format.type == "json_schema"

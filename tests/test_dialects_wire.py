@@ -142,6 +142,15 @@ def test_anthropic_request_mapping():
     assert req.messages[3].tool_call_id == "c1" and req.messages[3].text == "42"
 
 
+def test_anthropic_output_config():
+    body = am.MessagesRequest.model_validate({
+        "model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+        "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}}})
+    req = am.to_chat_request(body)
+    assert req.response_format == ResponseFormat("json_schema", {"type": "object"})
+    assert req.reasoning == ReasoningOptions(effort="low")
+
+
 @pytest.mark.parametrize("choice, expected", [({"type": "auto"}, "auto"), ({"type": "any"}, "required"),
                                               ({"type": "none"}, "none")])
 def test_anthropic_tool_choices(choice, expected):

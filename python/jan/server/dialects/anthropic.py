@@ -27,6 +27,7 @@ from jan.services.types import (
     NamedToolChoice,
     Part,
     ReasoningOptions,
+    ResponseFormat,
     SamplingOptions,
     TextPart,
     ToolCall,
@@ -129,6 +130,18 @@ class ThinkingParam(_Wire):
     budget_tokens: int | None = Field(default=None, ge=0)
 
 
+class JSONOutputFormat(_Wire):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Wire):
+    """Structured output (``format``) and how hard a reasoning model thinks (``effort``)."""
+
+    effort: str | None = None
+    format: JSONOutputFormat | None = None
+
+
 class Metadata(_Wire):
     user_id: str | None = None
 
@@ -142,6 +155,7 @@ class _Prompt(_Wire):
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoiceParam | None = None
     thinking: ThinkingParam | None = None
+    output_config: OutputConfig | None = None
 
 
 class MessagesRequest(_Prompt):
@@ -238,12 +252,13 @@ def _messages(body: _Prompt) -> tuple[ChatMessage, ...]:
     return tuple(out)
 
 
-def _reasoning(thinking: ThinkingParam | None) -> ReasoningOptions | None:
+def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> ReasoningOptions | None:
     if thinking is None:
-        return None
+        return ReasoningOptions(effort=effort) if effort else None
     if thinking.type == "disabled":
         return ReasoningOptions(enabled=False)
-    return ReasoningOptions(enabled=True, budget_tokens=thinking.budget_tokens if thinking.type == "enabled" else None)
+    return ReasoningOptions(effort=effort, enabled=True,
+                            budget_tokens=thinking.budget_tokens if thinking.type == "enabled" else None)
 
 
 def _tool_choice(choice: ToolChoiceParam | None):
@@ -271,9 +286,12 @@ def to_chat_request(body: _Prompt) -> ChatRequest:
     parallel = None
     if body.tool_choice is not None and body.tool_choice.disable_parallel_tool_use is not None:
         parallel = not body.tool_choice.disable_parallel_tool_use
+    output = body.output_config or OutputConfig()
+    response_format = ResponseFormat("json_schema", output.format.schema_) if output.format else None
     return ChatRequest(model=body.model, messages=_messages(body), tools=tools,
                        tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=parallel,
-                       sampling=sampling, reasoning=_reasoning(body.thinking))
+                       response_format=response_format, sampling=sampling,
+                       reasoning=_reasoning(body.thinking, output.effort))
 
 
 # -- answer -----------------------------------------------------------------------------------
