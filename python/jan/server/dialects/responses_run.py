@@ -42,7 +42,8 @@ class ResponseRun:
 
     def __init__(self, response_id: str, body: ResponsesRequest, model: str, deltas: AsyncIterator[ChatDelta], *,
                  store: ResponsesStore | None, previous: StoredResponse | None, inputs: list[ChatMessage],
-                 input_items: list[dict[str, Any]], error_of: Callable[[BaseException], dict[str, Any]]):
+                 input_items: list[dict[str, Any]], error_of: Callable[[BaseException], dict[str, Any]],
+                 streamed: bool = True):
         self.id = response_id
         self.body = body
         self.model = model
@@ -52,6 +53,8 @@ class ResponseRun:
         self._inputs = inputs
         self._input_items = input_items
         self._error_of = error_of
+        # Nobody reads the events of a response that is not streamed: they are not kept.
+        self._streamed = streamed
         self.encoder = ResponseStream()
         self.created_at: int | None = None
         self.status = "queued" if body.background else "in_progress"
@@ -75,7 +78,8 @@ class ResponseRun:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"response {self.id}")
 
     def _emit(self, event: dict[str, Any]) -> None:
-        self._queue.put_nowait(event)
+        if self._streamed:
+            self._queue.put_nowait(event)
 
     async def _run(self) -> None:
         try:

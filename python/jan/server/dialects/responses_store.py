@@ -222,8 +222,13 @@ class ResponsesStore:
         thread (or a fork of it, or a new thread) and the index names them."""
         response_id = response["id"]
         if previous is None:
+            # Jan's default assistant with the response's model: the web page continues it with that model.
+            assistant = {"assistant_id": "jan", "assistant_name": "Jan"}
+            if response.get("model"):
+                assistant["model"] = {"id": response["model"]}
             thread = await self.conversations.create_thread(
-                {"title": _title(inputs) or "New response", "metadata": {"source": "responses"}})
+                {"title": _title(inputs) or "New response", "assistants": [assistant],
+                 "metadata": {"source": "responses"}})
             thread_id = thread["id"]
             async with self._lock(thread_id):
                 last = await self._append(thread_id, inputs, response_id)
@@ -237,7 +242,7 @@ class ResponsesStore:
                     return await self._index(response, input_items, thread_id, last or previous.last_message_id)
             thread = await self.conversations.get_thread(previous.thread_id)
             fork = await self.conversations.create_thread(
-                {"title": thread.get("title"), "metadata": {**(thread.get("metadata") or {}),
+                {"title": thread.get("title"), "assistants": thread.get("assistants"), "metadata": {**(thread.get("metadata") or {}),
                                                             "forked_from": previous.thread_id}})
             thread_id = fork["id"]
             async with self._lock(thread_id):

@@ -21,6 +21,7 @@ from jan.server.dialects.responses_run import ResponseRun
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
 from jan.server.errors import APIError, to_api_error
 from jan.server.keys import CONFIG, MANAGER
+from jan.server.resolve import service
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatService
@@ -83,8 +84,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, wire.ResponsesRequest)
     if body.background and not body.store:
         raise APIError(400, "background responses must be stored (store: true)", param="background")
-    previous = await _previous(request, body.previous_response_id)
     store = request.app[STORE]
+    if body.store or body.previous_response_id:
+        # Stored responses are threads: without a conversation store, a 503 now rather than a failed response later.
+        service(request, ConversationalExtension, "stores conversations", "conversational")
+    previous = await _previous(request, body.previous_response_id)
     try:
         history = await store.history(previous) if previous is not None else []
     except NotFoundError as exc:
@@ -95,7 +99,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if not body.background:
         deltas = await started(deltas)  # setup errors are a plain 4xx, and nothing is stored
     run = ResponseRun(wire.new_id("resp"), body, body.model or "", deltas, store=store if body.store else None,
-                      previous=previous, inputs=inputs, input_items=wire.input_items(body.input), error_of=_failed)
+                      previous=previous, inputs=inputs, input_items=wire.input_items(body.input), error_of=_failed,
+                      streamed=body.stream)
     runs = request.app[RUNS]
     runs[run.id] = run
     run.start()
