@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jan.testing.gguf_models import write_tool_template_model
+from jan.testing.gguf_models import TINY_CHAT_CONFIG, models_dir, vocab_path, write_llama_from_vocab, write_tool_template_model
 
 # A tool whose argument the grammar can only fill one of two ways: a tiny random model's call is short.
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Lyon"]}},
@@ -15,6 +15,26 @@ WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "e
 def tool_model(tmp: Path) -> Path:
     """Tiny llama with the phi-3 vocab and a ChatML + Hermes-style tool template."""
     return write_tool_template_model(tmp / "tool-model.gguf")
+
+
+QWEN2_IM_END = 151645
+
+
+def reasoning_model(tmp: Path) -> Path:
+    """Tiny llama with the qwen2 vocab and QwQ's chat template, which opens ``<think>`` in the
+    generation prompt: everything the model writes is reasoning until ``</think>``."""
+    template = (models_dir().parent / "templates" / "Qwen-QwQ-32B.jinja").read_text(encoding="utf-8")
+    return write_llama_from_vocab(tmp / "qwq-tiny.gguf", vocab_path("ggml-vocab-qwen2.gguf"), **TINY_CHAT_CONFIG,
+                                  dtype="f32", chat_template=template,
+                                  extra_kv={"tokenizer.ggml.eos_token_id": QWEN2_IM_END,
+                                            "tokenizer.ggml.eot_token_id": QWEN2_IM_END})
+
+
+def has_reasoning_parser() -> bool:
+    """Whether this build parses reasoning out of model output (the chat formats of issue 12)."""
+    import importlib.util
+
+    return importlib.util.find_spec("jan.templates.formats") is not None
 
 
 def named_events(body: bytes) -> list[tuple[str, dict]]:

@@ -12,7 +12,8 @@ import anthropic
 import openai
 import pytest
 
-from dialect_helpers import WEATHER_SCHEMA, collapse, http_body, named_events, tool_model
+from dialect_helpers import (WEATHER_SCHEMA, collapse, has_reasoning_parser, http_body, named_events, reasoning_model,
+                             tool_model)
 from server_helpers import http_post, raw_request, start_server
 
 KEY = "sk-test-dialects"
@@ -176,3 +177,29 @@ def test_output_config_format_gives_json_matching_the_schema(client):
                                      output_config={"format": {"type": "json_schema", "schema": PET}},
                                      messages=[{"role": "user", "content": "A pet?"}])
     assert json.loads(message.content[0].text)["pet"] in ("cat", "dog")
+
+
+@pytest.mark.skipif(not has_reasoning_parser(), reason="reasoning parsing (jan.templates.formats) is not in this build yet")
+def test_thinking_with_a_budget_on_a_reasoning_template(tmp_path_factory, server):
+    # A separate server: the reasoning model is only needed here.
+    tmp = tmp_path_factory.mktemp("thinking")
+    srv = start_server(tmp, [reasoning_model(tmp)], api_key=KEY)
+    try:
+        client = anthropic.Anthropic(base_url=srv.base_url, auth_token=KEY, api_key=None, max_retries=0, timeout=120)
+        kwargs = dict(model="qwq-tiny", max_tokens=24, extra_body=GREEDY,
+                      thinking={"type": "enabled", "budget_tokens": 8}, messages=[{"role": "user", "content": "Hi"}])
+        message = client.messages.create(**kwargs)
+        assert [block.type for block in message.content][:1] == ["thinking"]
+        assert message.content[0].thinking and message.content[0].signature == ""
+        with client.messages.stream(**kwargs) as stream:
+            final = stream.get_final_message()
+        assert [b.type for b in final.content] == [b.type for b in message.content]
+        assert final.content[0].thinking == message.content[0].thinking
+        raw = raw_request(srv.base_url, http_post("/v1/messages", {**kwargs.pop("extra_body"), **kwargs, "stream": True},
+                                                  headers={"Authorization": f"Bearer {KEY}"}))
+        events = named_events(http_body(raw)[1])
+        shapes = collapse([(n, (d.get("content_block") or d.get("delta") or {}).get("type")) for n, d in events])
+        assert shapes[:5] == [("message_start", None), ("ping", None), ("content_block_start", "thinking"),
+                              ("content_block_delta", "thinking_delta"), ("content_block_stop", None)]
+    finally:
+        srv.stop()

@@ -11,7 +11,8 @@ import json
 import openai
 import pytest
 
-from dialect_helpers import WEATHER_SCHEMA, collapse, http_body, named_events, tool_model
+from dialect_helpers import (WEATHER_SCHEMA, collapse, has_reasoning_parser, http_body, named_events, reasoning_model,
+                             tool_model)
 from jan.server.config import ServerConfig
 from jan.testing.server import ServerThread
 from server_helpers import http_post, raw_request
@@ -270,3 +271,26 @@ def test_text_format_json_schema(client):
                                        text={"format": {"type": "json_schema", "name": "pet", "schema": schema}})
     assert json.loads(response.output_text)["pet"] in ("cat", "dog")
     assert response.text.format.type == "json_schema"
+
+
+@pytest.mark.skipif(not has_reasoning_parser(), reason="reasoning parsing (jan.templates.formats) is not in this build yet")
+def test_reasoning_on_a_reasoning_template(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reasoning")
+    srv = _start(tmp / "data", [reasoning_model(tmp)])
+    try:
+        client = _client(srv)
+        kwargs = dict(model="qwq-tiny", input="Hi", max_output_tokens=16, temperature=0, reasoning={"effort": "low"})
+        response = client.responses.create(**kwargs)
+        assert response.output[0].type == "reasoning" and response.output[0].content[0].text
+        events = list(client.responses.create(**kwargs, stream=True))
+        kinds = collapse([e.type for e in events])
+        assert kinds[:5] == ["response.created", "response.in_progress", "response.output_item.added",
+                             "response.content_part.added", "response.reasoning_text.delta"]
+        assert "response.reasoning_text.done" in kinds
+        assert events[-1].response.output[0].content[0].text == response.output[0].content[0].text
+        # the reasoning is kept with the answer in the thread, and goes back to the model on the next turn
+        follow = client.responses.create(model="qwq-tiny", input="More", previous_response_id=response.id,
+                                         max_output_tokens=4, temperature=0)
+        assert follow.status in ("completed", "incomplete")
+    finally:
+        srv.stop()
