@@ -294,3 +294,11 @@ def test_reasoning_on_a_reasoning_template(tmp_path_factory):
         assert follow.status in ("completed", "incomplete")
     finally:
         srv.stop()
+
+
+def test_openapi_documents_both_dialects(server):
+    spec = _jan(server, "/openapi.json")
+    assert spec["paths"]["/v1/responses"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ResponsesRequest"}
+    assert "MessagesRequest" in spec["components"]["schemas"] and "/v1/messages/count_tokens" in spec["paths"]
+    assert {"get", "delete"} <= set(spec["paths"]["/v1/responses/{response_id}"])

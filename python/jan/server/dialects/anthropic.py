@@ -142,7 +142,7 @@ class OutputConfig(_Wire):
     format: JSONOutputFormat | None = None
 
 
-class Metadata(_Wire):
+class AnthropicMetadata(_Wire):
     user_id: str | None = None
 
 
@@ -167,7 +167,7 @@ class MessagesRequest(_Prompt):
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
     stream: bool = False
-    metadata: Metadata | None = None
+    metadata: AnthropicMetadata | None = None
 
 
 class CountTokensRequest(_Prompt):

@@ -14,6 +14,7 @@ from aiohttp import web
 from jan.server.dialects import anthropic as wire
 from jan.server.errors import ERROR_SHAPES
 from jan.server.keys import MANAGER
+from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatService
@@ -21,6 +22,8 @@ from jan.services import ChatService
 routes = web.RouteTableDef()
 
 ERROR_SHAPES["/v1/messages"] = lambda err: wire.error_body(err.status, err.message)
+EXTRA_BODIES[("POST", "/v1/messages")] = wire.MessagesRequest
+EXTRA_BODIES[("POST", "/v1/messages/count_tokens")] = wire.CountTokensRequest
 
 
 def _chat(request: web.Request) -> ChatService:

@@ -22,6 +22,7 @@ from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
 from jan.server.errors import APIError, to_api_error
 from jan.server.keys import CONFIG, MANAGER
 from jan.server.resolve import service
+from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatService
@@ -32,6 +33,7 @@ STORE = web.AppKey("responses_store", ResponsesStore)
 # Responses being generated, by id: what cancel and a GET while running reach.
 RUNS = web.AppKey("responses_runs", dict)
 DEFAULT_LIST_LIMIT = 20
+EXTRA_BODIES[("POST", "/v1/responses")] = wire.ResponsesRequest
 
 
 def setup(app: web.Application) -> None:
