@@ -243,6 +243,24 @@ def test_background_response_can_be_cancelled(client):
         client.responses.cancel(client.responses.create(model="stories260K", input="x", max_output_tokens=1).id)
 
 
+def test_a_client_leaving_a_stream_cancels_its_response(client):
+    import time
+
+    stream = client.responses.create(model="stories260K", input="Hi", max_output_tokens=4000, temperature=0,
+                                     stream=True)
+    for event in stream:
+        if event.type == "response.created":
+            response_id = event.response.id
+        if event.type == "response.output_text.delta":
+            break
+    stream.close()  # not a background response: it stops with its client
+    deadline = time.monotonic() + 120
+    while (status := client.responses.retrieve(response_id).status) == "in_progress":
+        assert time.monotonic() < deadline, "the response went on without its client"
+        time.sleep(0.1)
+    assert status == "cancelled"
+
+
 def test_background_response_completes_and_can_be_polled(client):
     import time
 
