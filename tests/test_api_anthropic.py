@@ -85,7 +85,7 @@ def test_stream_golden_text_answer(server):
 
 
 def test_stream_golden_tool_call(server):
-    events = _raw_stream(server, {"model": "tool-model", "max_tokens": 60, "temperature": 0, "tools": TOOLS,
+    events = _raw_stream(server, {"model": "tool-model", "max_tokens": 200, "temperature": 0, "tools": TOOLS,
                                   "tool_choice": {"type": "tool", "name": "get_weather",
                                                   "disable_parallel_tool_use": True},
                                   "messages": [{"role": "user", "content": "Weather in Paris?"}]})
@@ -103,7 +103,7 @@ def test_stream_golden_tool_call(server):
 
 def test_tool_use_round_trip_with_tool_result(client):
     question = {"role": "user", "content": "Weather in Paris?"}
-    first = client.messages.create(model="tool-model", max_tokens=60, extra_body=GREEDY, tools=TOOLS,
+    first = client.messages.create(model="tool-model", max_tokens=200, extra_body=GREEDY, tools=TOOLS,
                                    tool_choice={"type": "any", "disable_parallel_tool_use": True},
                                    messages=[question])
     assert first.stop_reason == "tool_use"

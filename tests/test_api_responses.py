@@ -102,7 +102,7 @@ def test_stream_golden_text_answer(server):
 def test_stream_golden_function_call(server):
     events = _raw_stream(server, {"model": "tool-model", "input": "Weather in Paris?", "tools": TOOLS,
                                   "tool_choice": {"type": "function", "name": "get_weather"},
-                                  "parallel_tool_calls": False, "max_output_tokens": 60, "temperature": 0})
+                                  "parallel_tool_calls": False, "max_output_tokens": 200, "temperature": 0})
     assert collapse([e["type"] for e in events]) == [
         "response.created", "response.in_progress", "response.output_item.added",
         "response.function_call_arguments.delta", "response.function_call_arguments.done",
@@ -115,7 +115,7 @@ def test_stream_golden_function_call(server):
 
 def test_function_tool_round_trip(client):
     first = client.responses.create(model="tool-model", input="Weather in Paris?", tools=TOOLS,
-                                    tool_choice="required", parallel_tool_calls=False, max_output_tokens=60,
+                                    tool_choice="required", parallel_tool_calls=False, max_output_tokens=200,
                                     temperature=0)
     calls = [item for item in first.output if item.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather"

@@ -32,7 +32,8 @@ FINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incom
 
 
 class ResponseRun:
-    """Generates response ``response_id`` from ``deltas`` (the chat service's stream).
+    """Generates response ``response_id`` from ``deltas`` (the chat service's stream);
+    ``model()`` names the model (the request's, or the one the service resolved).
 
     ``events`` yields the stream's events in order (``response.created`` ... the final
     event) for the request that streams them; :meth:`wait` returns the final ``response``
@@ -40,13 +41,14 @@ class ResponseRun:
     exception into the ``error`` object of a failed response.
     """
 
-    def __init__(self, response_id: str, body: ResponsesRequest, model: str, deltas: AsyncIterator[ChatDelta], *,
+    def __init__(self, response_id: str, body: ResponsesRequest, model: Callable[[], str | None],
+                 deltas: AsyncIterator[ChatDelta], *,
                  store: ResponsesStore | None, previous: StoredResponse | None, inputs: list[ChatMessage],
                  input_items: list[dict[str, Any]], error_of: Callable[[BaseException], dict[str, Any]],
                  streamed: bool = True):
         self.id = response_id
         self.body = body
-        self.model = model
+        self._model = model  # the resolved model id, once the chat service has resolved it
         self._deltas = deltas
         self._store = store
         self._previous = previous
@@ -68,7 +70,7 @@ class ResponseRun:
         """The ``response`` object as it stands (the output so far, copied)."""
         if self.final is not None and status is None:
             return self.final
-        obj = response_object(self.id, self.body, self.model, status=status or self.status,
+        obj = response_object(self.id, self.body, self._model() or "", status=status or self.status,
                               output=copy.deepcopy(self.encoder.output), created_at=self.created_at, **extra)
         self.created_at = obj["created_at"]
         return obj

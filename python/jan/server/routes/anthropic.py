@@ -13,7 +13,7 @@ from aiohttp import web
 
 from jan.server.dialects import anthropic as wire
 from jan.server.errors import ERROR_SHAPES
-from jan.server.keys import MANAGER
+from jan.server.keys import SERVICES
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
@@ -27,7 +27,7 @@ EXTRA_BODIES[("POST", "/v1/messages/count_tokens")] = wire.CountTokensRequest
 
 
 def _chat(request: web.Request) -> ChatService:
-    return ChatService(request.app[MANAGER])
+    return request.app[SERVICES].chat
 
 
 @routes.post("/v1/messages")
@@ -40,10 +40,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if not body.stream:
         result = await chat.complete(chat_request)
         return web.json_response(wire.message_from_result(result, message_id, body.model or result.model))
-    deltas = await started(chat.stream(chat_request))
+    stream = chat.stream(chat_request)
+    deltas = await started(stream)
 
     async def events() -> AsyncIterator[Event]:
-        encoder = wire.MessageStream(message_id, body.model or "")
+        encoder = wire.MessageStream(message_id, body.model or stream.model or "")
         for event in encoder.start():
             yield event
         async for delta in deltas:

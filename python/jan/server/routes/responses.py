@@ -20,7 +20,7 @@ from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import ResponseRun
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
 from jan.server.errors import APIError, to_api_error
-from jan.server.keys import CONFIG, MANAGER
+from jan.server.keys import CONFIG, MANAGER, SERVICES
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
@@ -51,7 +51,7 @@ async def _cancel_runs(app: web.Application) -> None:
 
 
 def _chat(request: web.Request) -> ChatService:
-    return ChatService(request.app[MANAGER])
+    return request.app[SERVICES].chat
 
 
 def _response_id(request: web.Request) -> str:
@@ -97,10 +97,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
     inputs = wire.input_messages(body.input)
     chat_request = wire.to_chat_request(body, history, inputs)
-    deltas = _chat(request).stream(chat_request)
-    if not body.background:
-        deltas = await started(deltas)  # setup errors are a plain 4xx, and nothing is stored
-    run = ResponseRun(wire.new_id("resp"), body, body.model or "", deltas, store=store if body.store else None,
+    stream = _chat(request).stream(chat_request)
+    # setup errors are a plain 4xx (and nothing is stored), except for a background response: it fails
+    deltas = stream if body.background else await started(stream)
+    run = ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
+                      store=store if body.store else None,
                       previous=previous, inputs=inputs, input_items=wire.input_items(body.input), error_of=_failed,
                       streamed=body.stream)
     runs = request.app[RUNS]
