@@ -69,6 +69,19 @@ def test_message_stream_matches_plain(client):
     assert final.usage.input_tokens == plain.usage.input_tokens
 
 
+def test_stop_sequences(client):
+    kwargs = dict(model="stories260K", max_tokens=40, extra_body=GREEDY, messages=[{"role": "user", "content": "Hi"}])
+    full = client.messages.create(**kwargs).content[0].text
+    word = full.split()[3]
+    cut = client.messages.create(**kwargs, stop_sequences=[word, "never-seen"])
+    assert cut.content[0].text == full[: full.index(word)]
+    assert cut.stop_reason == "stop_sequence" and cut.stop_sequence == word
+    with client.messages.stream(**kwargs, stop_sequences=[word]) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == word
+    assert final.content[0].text == cut.content[0].text
+
+
 def test_stream_golden_text_answer(server):
     events = _raw_stream(server, {"model": "stories260K", "max_tokens": 12, "temperature": 0,
                                   "messages": [{"role": "user", "content": "Hi"}]})

@@ -96,6 +96,16 @@ def test_anthropic_stream_two_tool_calls_get_two_blocks_and_length_is_max_tokens
     assert events[-2][1]["delta"]["stop_reason"] == "max_tokens"
 
 
+def test_anthropic_stop_sequence_is_one_of_the_requests():
+    stream = am.MessageStream("msg_1", "m", stop_sequences=("END",))
+    stream.feed(ChatDelta(content="a"))
+    stream.feed(ChatDelta(finish_reason="stop", stop="END"))
+    assert stream.finish()[-2][1]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}
+    eot = am.MessageStream("msg_2", "m", stop_sequences=("END",))
+    eot.feed(ChatDelta(finish_reason="stop", stop="<|im_end|>"))  # the model's own end of turn
+    assert eot.finish()[-2][1]["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
+
+
 def test_anthropic_message_object():
     message = ChatMessage("assistant", (TextPart("Hi"),), tool_calls=(ToolCall("c1", "f", '{"a": 1}'),),
                           reasoning="hmm")

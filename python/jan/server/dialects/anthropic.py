@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -347,13 +347,16 @@ class MessageStream:
     ``start()`` gives ``message_start`` and a ``ping``; each :meth:`feed` the events for one
     delta (a content block opens when the kind of output changes: thinking, text, or a new
     tool call, and the open one closes first); :meth:`finish` closes the open block and gives
-    ``message_delta`` (stop reason, usage) and ``message_stop``. Events are ``(name, data)``
+    ``message_delta`` (stop reason, usage) and ``message_stop``; with the request's
+    ``stop_sequences``, the one that ended the answer is reported. Events are ``(name, data)``
     pairs; ``data["type"]`` equals the name, as Anthropic sends them.
     """
 
-    def __init__(self, message_id: str, model: str):
+    def __init__(self, message_id: str, model: str, stop_sequences: Sequence[str] = ()):
         self.message_id = message_id
         self.model = model
+        # Only these count as Anthropic's stop_sequence (not the model's own end-of-turn text).
+        self.stop_sequences = tuple(stop_sequences)
         self._index = -1
         self._open: str | None = None  # "thinking", "text" or "tool:<n>"
         self._finish_reason: str | None = None
@@ -406,7 +409,7 @@ class MessageStream:
                 events.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
         if delta.finish_reason is not None:
             self._finish_reason = delta.finish_reason
-            self._stop_sequence = getattr(delta, "stop", None)  # the matched stop string, where the path reports it
+            self._stop_sequence = delta.stop if delta.stop in self.stop_sequences else None
         return events
 
     def finish(self) -> list[tuple[str, dict[str, Any]]]:

@@ -17,7 +17,7 @@ from jan.server.keys import SERVICES
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
-from jan.services import ChatService
+from jan.services import ChatAggregator, ChatService
 
 routes = web.RouteTableDef()
 
@@ -37,14 +37,22 @@ async def messages(request: web.Request) -> web.StreamResponse:
     chat_request = wire.to_chat_request(body)
     chat = _chat(request)
     message_id = wire.new_message_id()
-    if not body.stream:
-        result = await chat.complete(chat_request)
-        return web.json_response(wire.message_from_result(result, message_id, body.model or result.model))
+    stop_sequences = body.stop_sequences or ()
     stream = chat.stream(chat_request)
+    if not body.stream:
+        # The stream aggregated (what ChatService.complete does), keeping the stop string that ended it.
+        aggregator, stop = ChatAggregator(), None
+        async with stream:
+            async for delta in stream:
+                aggregator.add(delta)
+                if delta.choice == 0 and delta.finish_reason is not None:
+                    stop = delta.stop if delta.stop in stop_sequences else None
+        result = aggregator.result(stream.model or body.model or "")
+        return web.json_response(wire.message_from_result(result, message_id, body.model or result.model, stop))
     deltas = await started(stream)
 
     async def events() -> AsyncIterator[Event]:
-        encoder = wire.MessageStream(message_id, body.model or stream.model or "")
+        encoder = wire.MessageStream(message_id, body.model or stream.model or "", stop_sequences)
         for event in encoder.start():
             yield event
         async for delta in deltas:
