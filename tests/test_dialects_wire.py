@@ -179,6 +179,10 @@ def test_anthropic_bad_requests():
         {"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]}]})
     with pytest.raises(ValueError, match="base64"):
         am.to_chat_request(url_image)
+    server_tool = am.MessagesRequest.model_validate({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "x"}], "tools": [{"type": "web_search_20250305", "name": "web_search"}]})
+    with pytest.raises(ValueError, match="web_search_20250305"):
+        am.to_chat_request(server_tool)
     assert am.error_body(401, "no") == {"type": "error", "error": {"type": "authentication_error", "message": "no"}}
     assert am.error_type(404) == "not_found_error" and am.error_type(500) == "api_error"
     assert am.error_type(503) == "overloaded_error" and am.error_type(413) == "request_too_large"

@@ -114,9 +114,10 @@ class MessageParam(_Wire):
 class ToolParam(_Wire):
     name: str = Field(min_length=1)
     description: str | None = None
-    input_schema: dict[str, Any]
-    # Anthropic's server tools (web search, bash, ...) carry a versioned type; jan runs none of them.
-    type: Literal["custom"] | None = None
+    input_schema: dict[str, Any] | None = None
+    # Anthropic's own tools (web search, bash, text editor, ...) carry a versioned type; jan runs none
+    # of them, and says so (see _tools).
+    type: str | None = None
 
 
 class ToolChoiceParam(_Wire):
@@ -271,18 +272,30 @@ def _tool_choice(choice: ToolChoiceParam | None):
     return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
 
 
+def _tools(tools: list[ToolParam]) -> tuple[ToolSpec, ...]:
+    specs = []
+    for i, tool in enumerate(tools):
+        if tool.type not in (None, "custom"):
+            raise ValueError(f"tools[{i}]: '{tool.type}' is one of Anthropic's own tools, which jan does not run; "
+                             "send custom tools (name, description, input_schema)")
+        if tool.input_schema is None:
+            raise ValueError(f"tools[{i}].input_schema: required")
+        specs.append(ToolSpec(tool.name, tool.description, tool.input_schema))
+    return tuple(specs)
+
+
 def to_chat_request(body: _Prompt) -> ChatRequest:
     """The typed chat request for a messages (or count_tokens) body.
 
     Raises ``ValueError`` for content jan cannot take (an image URL, invalid base64,
-    a block in the wrong role, a named tool_choice without a name).
+    a block in the wrong role, a named tool_choice without a name, Anthropic's server tools).
     """
     sampling = SamplingOptions()
     if isinstance(body, MessagesRequest):
         sampling = SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                                    top_k=body.top_k,
                                    stop=tuple(body.stop_sequences) if body.stop_sequences else None)
-    tools = tuple(ToolSpec(t.name, t.description, t.input_schema) for t in body.tools or ())
+    tools = _tools(body.tools or ())
     parallel = None
     if body.tool_choice is not None and body.tool_choice.disable_parallel_tool_use is not None:
         parallel = not body.tool_choice.disable_parallel_tool_use
