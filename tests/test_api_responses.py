@@ -236,6 +236,9 @@ def test_background_response_can_be_cancelled(client):
             break
     stream.close()  # a background response goes on without its client
     assert client.responses.retrieve(response_id).status == "in_progress"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="stories260K", input="x", previous_response_id=response_id)
+    assert err.value.code == "previous_response_in_progress"
     cancelled = client.responses.cancel(response_id)
     assert cancelled.status == "cancelled" and 0 < (cancelled.usage.output_tokens if cancelled.usage else 1)
     assert client.responses.retrieve(response_id).status == "cancelled"
@@ -320,3 +323,17 @@ def test_openapi_documents_both_dialects(server):
         "$ref": "#/components/schemas/ResponsesRequest"}
     assert "MessagesRequest" in spec["components"]["schemas"] and "/v1/messages/count_tokens" in spec["paths"]
     assert {"get", "delete"} <= set(spec["paths"]["/v1/responses/{response_id}"])
+
+
+def test_a_response_left_unfinished_by_a_stopped_server_reads_as_failed(client, data):
+    response = client.responses.create(model="stories260K", input="Hi", max_output_tokens=2, temperature=0)
+    path = data / "responses" / f"{response.id}.json"
+    stored = json.loads(path.read_text())
+    stored["response"]["status"] = "in_progress"  # as a server killed mid-generation leaves it
+    path.write_text(json.dumps(stored))
+    again = client.responses.retrieve(response.id)
+    assert again.status == "failed" and again.error.code == "server_error"
+    path.write_text("{not json")  # a damaged index file is set aside, not a 500
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    assert any(p.name.startswith(f"{response.id}.json") and p != path for p in path.parent.iterdir())

@@ -66,16 +66,32 @@ def _failed(exc: BaseException) -> dict[str, Any]:
     return {"code": "server_error" if err.status >= 500 else "invalid_prompt", "message": err.message}
 
 
+UNFINISHED = ("queued", "in_progress")
+
+
+async def _stored(request: web.Request, response_id: str) -> dict[str, Any]:
+    """A stored response object; one left unfinished by a server that stopped reads as failed."""
+    response = (await request.app[STORE].get(response_id)).response
+    if response.get("status") in UNFINISHED and response_id not in request.app[RUNS]:
+        return {**response, "status": "failed",
+                "error": {"code": "server_error", "message": "The server stopped while generating this response."}}
+    return response
+
+
 async def _previous(request: web.Request, response_id: str | None) -> StoredResponse | None:
     if response_id is None:
         return None
     try:
         if not wire.valid_response_id(response_id):
             raise NotFoundError(response_id)
-        return await request.app[STORE].get(response_id)
+        previous = await request.app[STORE].get(response_id)
     except NotFoundError:
         raise APIError(400, f"Previous response with id '{response_id}' not found.", param="previous_response_id",
                        code="previous_response_not_found") from None
+    if response_id in request.app[RUNS]:
+        raise APIError(400, f"Previous response with id '{response_id}' is still in progress; continue it once it "
+                            "has finished", param="previous_response_id", code="previous_response_in_progress")
+    return previous
 
 
 @routes.post("/v1/responses")
@@ -147,7 +163,7 @@ async def get_response(request: web.Request) -> web.Response:
     run = request.app[RUNS].get(response_id)
     if run is not None:
         return web.json_response(run.snapshot())
-    return web.json_response((await request.app[STORE].get(response_id)).response)
+    return web.json_response(await _stored(request, response_id))
 
 
 @routes.delete("/v1/responses/{response_id}")
@@ -167,10 +183,10 @@ async def cancel_response(request: web.Request) -> web.Response:
     response_id = _response_id(request)
     run = request.app[RUNS].get(response_id)
     if run is None:
-        stored = await request.app[STORE].get(response_id)
-        if stored.response.get("status") == "cancelled":
-            return web.json_response(stored.response)
-        raise APIError(400, f"Cannot cancel a response that is {stored.response.get('status')}; only a response "
+        stored = await _stored(request, response_id)
+        if stored.get("status") == "cancelled":
+            return web.json_response(stored)
+        raise APIError(400, f"Cannot cancel a response that is {stored.get('status')}; only a response "
                             "in progress can be cancelled", code="invalid_state")
     return web.json_response(await run.cancel())
 
