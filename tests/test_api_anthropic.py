@@ -6,6 +6,7 @@ what Claude Code's ANTHROPIC_AUTH_TOKEN does) or as ``x-api-key`` (``api_key``).
 
 from __future__ import annotations
 
+import base64
 import json
 
 import anthropic
@@ -14,6 +15,7 @@ import pytest
 
 from dialect_helpers import (WEATHER_SCHEMA, collapse, has_reasoning_parser, http_body, named_events, reasoning_model,
                              tool_model)
+from jan.testing.gguf_models import models_dir
 from server_helpers import http_post, raw_request, start_server
 
 KEY = "sk-test-dialects"
@@ -216,3 +218,13 @@ def test_thinking_with_a_budget_on_a_reasoning_template(tmp_path_factory, server
                               ("content_block_delta", "thinking_delta"), ("content_block_stop", None)]
     finally:
         srv.stop()
+
+
+def test_image_blocks_reach_the_chat_path(client):
+    # stories260K has no vision: the chat path refuses the image part, in Anthropic's error shape
+    image = base64.b64encode((models_dir().parent / "media" / "test-1.jpeg").read_bytes()).decode()
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(model="stories260K", max_tokens=5, messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": image}},
+            {"type": "text", "text": "What is this?"}]}])
+    assert err.value.body["error"]["type"] == "invalid_request_error" and "image" in err.value.body["error"]["message"]

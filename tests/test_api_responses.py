@@ -337,3 +337,16 @@ def test_a_response_left_unfinished_by_a_stopped_server_reads_as_failed(client, 
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(response.id)
     assert any(p.name.startswith(f"{response.id}.json") and p != path for p in path.parent.iterdir())
+
+
+def test_input_image_reaches_the_chat_path(client):
+    import base64
+
+    from jan.testing.gguf_models import models_dir
+
+    image = base64.b64encode((models_dir().parent / "media" / "test-1.jpeg").read_bytes()).decode()
+    with pytest.raises(openai.BadRequestError) as err:  # stories260K has no vision
+        client.responses.create(model="stories260K", max_output_tokens=5, input=[{"role": "user", "content": [
+            {"type": "input_image", "image_url": f"data:image/jpeg;base64,{image}"},
+            {"type": "input_text", "text": "What is this?"}]}])
+    assert "image" in str(err.value)
