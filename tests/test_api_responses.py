@@ -350,3 +350,19 @@ def test_input_image_reaches_the_chat_path(client):
             {"type": "input_image", "image_url": f"data:image/jpeg;base64,{image}"},
             {"type": "input_text", "text": "What is this?"}]}])
     assert "image" in str(err.value)
+
+
+def test_concurrent_continuations_never_share_a_thread(client, server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = client.responses.create(model="stories260K", input="Concurrent root", max_output_tokens=3, temperature=0)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda word: client.responses.create(
+            model="stories260K", input=word, previous_response_id=root.id, max_output_tokens=3, temperature=0),
+            ["alpha", "beta", "gamma", "delta"]))
+    assert all(a.status in ("completed", "incomplete") for a in answers)
+    threads = [t for t in _jan(server, "/v1/threads?limit=100")["data"] if t.get("title") == "Concurrent root"]
+    conversations = sorted([m["content"][0]["text"]["value"]
+                            for m in _jan(server, f"/v1/threads/{t['id']}/messages?order=asc")["data"]
+                            if m["role"] == "user"] for t in threads)
+    assert conversations == [["Concurrent root", word] for word in ("alpha", "beta", "delta", "gamma")]

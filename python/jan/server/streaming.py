@@ -49,7 +49,7 @@ async def started(stream: AsyncIterator[T]) -> AsyncIterator[T]:
 async def _empty(stream: AsyncIterator[T]) -> AsyncIterator[T]:
     await stream.aclose()
     return
-    yield  # noqa: unreachable - makes this an async generator
+    yield  # never reached: makes this an async generator
 
 
 SHUTDOWN = "The server is shutting down; the generation was stopped."

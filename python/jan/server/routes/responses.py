@@ -208,14 +208,16 @@ async def list_input_items(request: web.Request) -> web.Response:
         raise APIError(400, "limit: must be between 1 and 100", param="limit")
     if order == "desc":
         items.reverse()
-    ids = [item["id"] for item in items]
-    for cursor, cut in (("after", lambda i: items[i + 1:]), ("before", lambda i: items[:i])):
-        value = query.get(cursor)
-        if value is not None:
-            if value not in ids:
-                raise APIError(400, f"{cursor}: no input item with id '{value}'", param=cursor)
-            items = cut(ids.index(value))
-            ids = [item["id"] for item in items]
+    def position(cursor: str) -> int:
+        ids = [item["id"] for item in items]
+        if query[cursor] not in ids:
+            raise APIError(400, f"{cursor}: no input item with id '{query[cursor]}'", param=cursor)
+        return ids.index(query[cursor])
+
+    if "after" in query:
+        items = items[position("after") + 1:]
+    if "before" in query:
+        items = items[:position("before")]
     page = items[:limit]
     return web.json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
                               "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit})
