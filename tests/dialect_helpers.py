@@ -32,9 +32,9 @@ def reasoning_model(tmp: Path) -> Path:
 
 def has_reasoning_parser() -> bool:
     """Whether this build parses reasoning out of model output (the chat formats of issue 12)."""
-    import importlib.util
+    import jan.templates
 
-    return importlib.util.find_spec("jan.templates.formats") is not None
+    return (Path(jan.templates.__file__).parent / "formats" / "__init__.py").is_file()
 
 
 def named_events(body: bytes) -> list[tuple[str, dict]]:

@@ -75,9 +75,12 @@ class ResponseRun:
         self.created_at = obj["created_at"]
         return obj
 
-    def start(self) -> None:
+    def start(self, on_done: Callable[[], Any] | None = None) -> None:
+        """Start generating in a task of its own; ``on_done()`` is called when the run has ended."""
         self.snapshot()  # fixes created_at
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"response {self.id}")
+        if on_done is not None:
+            self._task.add_done_callback(lambda _task: on_done())
 
     def _emit(self, event: dict[str, Any]) -> None:
         if self._streamed:

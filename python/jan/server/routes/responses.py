@@ -122,8 +122,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                       streamed=body.stream)
     runs = request.app[RUNS]
     runs[run.id] = run
-    run.start()
-    asyncio.get_running_loop().create_task(_forget(runs, run))
+    run.start(on_done=lambda: runs.pop(run.id, None))
     if body.stream:
         return await relay(request, _events(run, body.background), _error_event(run))
     if body.background:
@@ -133,11 +132,6 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     finally:
         if not run.done:  # the client went away: a foreground response stops with it
             await run.cancel()
-
-
-async def _forget(runs: dict, run: ResponseRun) -> None:
-    await run.wait()
-    runs.pop(run.id, None)
 
 
 async def _events(run: ResponseRun, background: bool) -> AsyncIterator[Event]:
