@@ -224,9 +224,9 @@ def test_input_items_pagination(client):
     assert [i.content[0].text for i in rest.data] == ["turn 2", "turn 3", "turn 4"]
 
 
-def test_background_response_can_be_cancelled(client):
+def test_background_response_can_be_cancelled(client, server):
     # greedy stories260K never ends on its own: only the cancel stops this one
-    stream = client.responses.create(model="stories260K", input="Hi", max_output_tokens=4000, temperature=0,
+    stream = client.responses.create(model="stories260K", input="Cancel me", max_output_tokens=4000, temperature=0,
                                      background=True, stream=True)
     response_id = None
     for event in stream:
@@ -242,6 +242,10 @@ def test_background_response_can_be_cancelled(client):
     cancelled = client.responses.cancel(response_id)
     assert cancelled.status == "cancelled" and 0 < (cancelled.usage.output_tokens if cancelled.usage else 1)
     assert client.responses.retrieve(response_id).status == "cancelled"
+    thread = next(t for t in _jan(server, "/v1/threads?limit=100")["data"]
+                  if t.get("metadata", {}).get("source") == "responses" and t["title"] == "Cancel me")
+    answer = _jan(server, f"/v1/threads/{thread['id']}/messages?order=asc")["data"][-1]
+    assert answer["role"] == "assistant" and answer["status"] == "stopped" and answer["content"]
     with pytest.raises(openai.BadRequestError):
         client.responses.cancel(client.responses.create(model="stories260K", input="x", max_output_tokens=1).id)
 

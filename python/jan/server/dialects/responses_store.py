@@ -263,8 +263,11 @@ class ResponsesStore:
         """The response finished (``response`` is its final object): its answer joins the thread."""
         last = stored.last_message_id
         if output is not None and stored.thread_id is not None and (output.content or output.tool_calls):
+            message = to_thread_message(output, stored.id)
+            if response.get("status") == "cancelled":
+                message["status"] = "stopped"  # Jan's word for an answer cut off
             async with self._lock(stored.thread_id):
-                last = await self._append(stored.thread_id, [output], stored.id) or last
+                last = (await self.conversations.create_message(stored.thread_id, message))["id"]
         done = replace(stored, response=response, last_message_id=last)
         await self.put(done)
         return done
