@@ -17,7 +17,7 @@ from aiohttp import web
 
 from jan.core import ExtensionManager, LocalEventBus
 from jan.server.config import ServerConfig
-from jan.server.errors import describe_error, error_middleware
+from jan.server.errors import describe_error, dialect_error_middleware, error_middleware
 from jan.server.keys import BUS, CONFIG, MANAGER, SERVICES, SHUTTING_DOWN, STARTED_AT
 from jan.services.container import Services
 from jan.server.mount import mount_extensions
@@ -31,7 +31,8 @@ def _route_tables() -> list[web.RouteTableDef]:
 
     tables = [openai.routes, models.routes, health.routes, docs.routes]
     # Jan's own resources, extension admin and the chat page live in their own modules.
-    for optional in ("model_admin", "threads", "assistants", "runs", "extensions", "web", "ollama"):
+    for optional in ("model_admin", "threads", "assistants", "runs", "extensions", "web", "ollama", "anthropic",
+                     "responses"):
         try:
             module = __import__(f"jan.server.routes.{optional}", fromlist=["routes"])
         except ModuleNotFoundError as exc:
@@ -40,6 +41,13 @@ def _route_tables() -> list[web.RouteTableDef]:
             continue
         tables.append(module.routes)
     return tables
+
+
+def _setup_route_state(app: web.Application) -> None:
+    """Route modules with state of their own (stored responses, in-flight runs) set it up before the app starts."""
+    from jan.server.routes import responses
+
+    responses.setup(app)
 
 
 async def create_app(config: ServerConfig | None = None, *, extensions: Iterable[object] = (),
@@ -64,8 +72,9 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
 
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[error_middleware, host_allowlist_middleware(config), cors_middleware(config),
-                     api_key_middleware(config)],
+        # Outermost: errors on a dialect's routes (Anthropic's) leave in that dialect's shape.
+        middlewares=[dialect_error_middleware, error_middleware, host_allowlist_middleware(config),
+                     cors_middleware(config), api_key_middleware(config)],
     )
     app[CONFIG] = config
     app[MANAGER] = manager
@@ -76,6 +85,7 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     app.on_shutdown.append(_announce_shutdown)
     for table in _route_tables():
         app.add_routes(table)
+    _setup_route_state(app)
     mount_extensions(manager, app)
     app.cleanup_ctx.append(_lifetime)
     return app

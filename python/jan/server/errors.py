@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -115,8 +116,43 @@ def _http_error(exc: web.HTTPException) -> APIError:
     return APIError(exc.status, message, type=kind, code=codes.get(exc.status))
 
 
+class ErrorResponse(web.Response):
+    """A JSON error response that remembers its :class:`APIError`, so that routes of another
+    dialect can re-render it in their clients' error shape (see :func:`dialect_error_middleware`)."""
+
+    def __init__(self, err: APIError, headers: dict | None = None):
+        super().__init__(text=json.dumps(err.body()), status=err.status, headers=headers,
+                         content_type="application/json")
+        self.api_error = err
+
+
 def json_error(err: APIError, headers: dict | None = None) -> web.Response:
-    return web.json_response(err.body(), status=err.status, headers=headers, dumps=json.dumps)
+    return ErrorResponse(err, headers)
+
+
+# Route prefix -> the error body its clients expect (Anthropic's ``{"type": "error", ...}``, ...).
+# Dialect route modules register here; every other path keeps OpenAI's shape.
+ERROR_SHAPES: dict[str, Callable[[APIError], dict]] = {}
+
+
+def _shape_for(path: str) -> Callable[[APIError], dict] | None:
+    for prefix, shape in ERROR_SHAPES.items():
+        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+            return shape
+    return None
+
+
+@web.middleware
+async def dialect_error_middleware(request: web.Request, handler):
+    """Outermost: an error produced anywhere below (a handler, the key check, an unknown route)
+    on a dialect's routes leaves in that dialect's error shape, headers (CORS, ...) kept."""
+    response = await handler(request)
+    shape = _shape_for(request.path) if isinstance(response, ErrorResponse) else None
+    if shape is None:
+        return response
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+    return web.json_response(shape(response.api_error), status=response.status, headers=headers,
+                             dumps=json.dumps)
 
 
 @web.middleware

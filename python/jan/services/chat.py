@@ -132,7 +132,7 @@ class ChatService:
                 finish = chunk.finish_reason
                 if finish == "stop" and parser.made_tool_calls:
                     finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
-                yield ChatDelta(choice=index, finish_reason=finish)
+                yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop)
         yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]))
 
 

@@ -437,8 +437,9 @@ class ChatDelta:
 
     ``content``/``reasoning`` are text to append; ``tool_calls`` pieces of calls; ``logprobs``
     the tokens behind this piece (when asked for). ``finish_reason`` (``stop``, ``length``,
-    ``tool_calls``) marks the choice's last delta. A delta with ``usage`` and
-    ``choice == -1`` comes after every choice finished: the whole request's tokens.
+    ``tool_calls``) marks the choice's last delta; with ``stop``, the stop string that ended it
+    (one of the request's, or the model's end-of-turn text), where the engine reports it. A delta
+    with ``usage`` and ``choice == -1`` comes after every choice finished: the whole request's tokens.
     """
 
     choice: int = 0
@@ -448,6 +449,7 @@ class ChatDelta:
     logprobs: tuple[TokenLogprob, ...] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
+    stop: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,456 @@
+"""Anthropic Messages (``POST /v1/messages``) on jan's typed chat path.
+
+Request: :class:`MessagesRequest` (the body, validated) -> :func:`to_chat_request` ->
+``ChatRequest``. Answer: :func:`message_from_result` (one ``message`` object) or
+:class:`MessageStream` (``ChatDelta`` in, Anthropic's streamed events out:
+``message_start``, ``ping``, ``content_block_start``/``_delta``/``_stop``,
+``message_delta``, ``message_stop``). Field names follow Anthropic's API exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jan.services.types import (
+    ChatDelta,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    ImagePart,
+    NamedToolChoice,
+    Part,
+    ReasoningOptions,
+    ResponseFormat,
+    SamplingOptions,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+__all__ = [
+    "CountTokensRequest",
+    "MessageStream",
+    "MessagesRequest",
+    "error_body",
+    "error_type",
+    "message_from_result",
+    "new_message_id",
+    "stop_reason",
+    "to_chat_request",
+]
+
+
+class _Wire(BaseModel):
+    # Anthropic adds fields often (cache_control, citations, ...): what jan has no use for is ignored.
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- request ---------------------------------------------------------------------------------
+class TextBlock(_Wire):
+    type: Literal["text"]
+    text: str
+
+
+class Base64Source(_Wire):
+    type: Literal["base64"]
+    media_type: str
+    data: str
+
+
+class URLSource(_Wire):
+    type: Literal["url"]
+    url: str
+
+
+class ImageBlock(_Wire):
+    type: Literal["image"]
+    source: Annotated[Union[Base64Source, URLSource], Field(discriminator="type")]
+
+
+class ToolUseBlock(_Wire):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolResultBlock(_Wire):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock], Field(discriminator="type")]]] = ""
+    is_error: bool | None = None
+
+
+class ThinkingBlock(_Wire):
+    type: Literal["thinking"]
+    thinking: str
+    signature: str | None = None
+
+
+class RedactedThinkingBlock(_Wire):
+    type: Literal["redacted_thinking"]
+    data: str = ""
+
+
+ContentBlock = Annotated[
+    Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock, RedactedThinkingBlock],
+    Field(discriminator="type"),
+]
+
+
+class MessageParam(_Wire):
+    role: Literal["user", "assistant"]
+    content: Union[str, list[ContentBlock]]
+
+
+class ToolParam(_Wire):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+    # Anthropic's own tools (web search, bash, text editor, ...) carry a versioned type; jan runs none
+    # of them, and says so (see _tools).
+    type: str | None = None
+
+
+class ToolChoiceParam(_Wire):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class ThinkingParam(_Wire):
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: int | None = Field(default=None, ge=0)
+
+
+class JSONOutputFormat(_Wire):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Wire):
+    """Structured output (``format``) and how hard a reasoning model thinks (``effort``)."""
+
+    effort: str | None = None
+    format: JSONOutputFormat | None = None
+
+
+class AnthropicMetadata(_Wire):
+    user_id: str | None = None
+
+
+class _Prompt(_Wire):
+    """What a prompt is made of: shared by a message request and a token count."""
+
+    model: str | None = None
+    messages: list[MessageParam] = Field(min_length=1)
+    system: Union[str, list[TextBlock], None] = None
+    tools: list[ToolParam] | None = None
+    tool_choice: ToolChoiceParam | None = None
+    thinking: ThinkingParam | None = None
+    output_config: OutputConfig | None = None
+
+
+class MessagesRequest(_Prompt):
+    """The body of ``POST /v1/messages``. ``max_tokens`` is required, as Anthropic requires it."""
+
+    max_tokens: int = Field(ge=1)
+    stop_sequences: list[str] | None = None
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    stream: bool = False
+    metadata: AnthropicMetadata | None = None
+
+
+class CountTokensRequest(_Prompt):
+    """The body of ``POST /v1/messages/count_tokens``."""
+
+
+# -- request -> ChatRequest -------------------------------------------------------------------
+def _image(block: ImageBlock) -> ImagePart:
+    source = block.source
+    if isinstance(source, URLSource):
+        raise ValueError("image blocks with a 'url' source are not fetched by jan; send the image as base64")
+    try:
+        data = base64.b64decode(source.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("an image block's source.data is not valid base64") from None
+    return ImagePart(data=data, mime_type=source.media_type)
+
+
+def _tool_result(block: ToolResultBlock) -> ChatMessage:
+    if isinstance(block.content, str):
+        parts: tuple[Part, ...] = (TextPart(block.content),) if block.content else ()
+    else:
+        parts = tuple(TextPart(b.text) if isinstance(b, TextBlock) else _image(b) for b in block.content)
+    if block.is_error:
+        # The chat path has no error flag on a tool message: say it in the text the model reads.
+        parts = (TextPart("Error: "), *parts)
+    return ChatMessage("tool", parts, tool_call_id=block.tool_use_id)
+
+
+def _user_messages(content: list) -> list[ChatMessage]:
+    """One Anthropic user turn: its tool results become tool messages (in order), the rest one user message."""
+    out: list[ChatMessage] = []
+    parts: list[Part] = []
+    for block in content:
+        if isinstance(block, ToolResultBlock):
+            if parts:
+                out.append(ChatMessage("user", tuple(parts)))
+                parts = []
+            out.append(_tool_result(block))
+        elif isinstance(block, TextBlock):
+            parts.append(TextPart(block.text))
+        elif isinstance(block, ImageBlock):
+            parts.append(_image(block))
+        else:
+            raise ValueError(f"a user message cannot hold a '{block.type}' block")
+    if parts:
+        out.append(ChatMessage("user", tuple(parts)))
+    return out
+
+
+def _assistant_message(content: list) -> ChatMessage:
+    text: list[Part] = []
+    reasoning: list[str] = []
+    calls: list[ToolCall] = []
+    for block in content:
+        if isinstance(block, TextBlock):
+            text.append(TextPart(block.text))
+        elif isinstance(block, ThinkingBlock):
+            reasoning.append(block.thinking)
+        elif isinstance(block, ToolUseBlock):
+            calls.append(ToolCall(block.id, block.name, json.dumps(block.input, ensure_ascii=False)))
+        elif isinstance(block, RedactedThinkingBlock):
+            continue  # encrypted by another provider: nothing a local model can read
+        else:
+            raise ValueError(f"an assistant message cannot hold a '{block.type}' block")
+    return ChatMessage("assistant", tuple(text), tool_calls=tuple(calls),
+                       reasoning="".join(reasoning) or None)
+
+
+def _messages(body: _Prompt) -> tuple[ChatMessage, ...]:
+    out: list[ChatMessage] = []
+    if body.system:
+        system = body.system if isinstance(body.system, str) else "\n\n".join(b.text for b in body.system)
+        out.append(ChatMessage.of_text("system", system))
+    for message in body.messages:
+        if isinstance(message.content, str):
+            out.append(ChatMessage.of_text(message.role, message.content))
+        elif message.role == "user":
+            out.extend(_user_messages(message.content))
+        else:
+            out.append(_assistant_message(message.content))
+    return tuple(out)
+
+
+def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> ReasoningOptions | None:
+    if thinking is None:
+        return ReasoningOptions(effort=effort) if effort else None
+    if thinking.type == "disabled":
+        return ReasoningOptions(enabled=False)
+    return ReasoningOptions(effort=effort, enabled=True,
+                            budget_tokens=thinking.budget_tokens if thinking.type == "enabled" else None)
+
+
+def _tool_choice(choice: ToolChoiceParam | None):
+    if choice is None:
+        return None
+    if choice.type == "tool":
+        if not choice.name:
+            raise ValueError("tool_choice.name: required when tool_choice.type is 'tool'")
+        return NamedToolChoice(choice.name)
+    return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
+
+
+def _tools(tools: list[ToolParam]) -> tuple[ToolSpec, ...]:
+    specs = []
+    for i, tool in enumerate(tools):
+        if tool.type not in (None, "custom"):
+            raise ValueError(f"tools[{i}]: '{tool.type}' is one of Anthropic's own tools, which jan does not run; "
+                             "send custom tools (name, description, input_schema)")
+        if tool.input_schema is None:
+            raise ValueError(f"tools[{i}].input_schema: required")
+        specs.append(ToolSpec(tool.name, tool.description, tool.input_schema))
+    return tuple(specs)
+
+
+def to_chat_request(body: _Prompt) -> ChatRequest:
+    """The typed chat request for a messages (or count_tokens) body.
+
+    Raises ``ValueError`` for content jan cannot take (an image URL, invalid base64,
+    a block in the wrong role, a named tool_choice without a name, Anthropic's server tools).
+    """
+    sampling = SamplingOptions()
+    if isinstance(body, MessagesRequest):
+        sampling = SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
+                                   top_k=body.top_k,
+                                   stop=tuple(body.stop_sequences) if body.stop_sequences else None)
+    tools = _tools(body.tools or ())
+    parallel = None
+    if body.tool_choice is not None and body.tool_choice.disable_parallel_tool_use is not None:
+        parallel = not body.tool_choice.disable_parallel_tool_use
+    output = body.output_config or OutputConfig()
+    response_format = ResponseFormat("json_schema", output.format.schema_) if output.format else None
+    return ChatRequest(model=body.model, messages=_messages(body), tools=tools,
+                       tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=parallel,
+                       response_format=response_format, sampling=sampling,
+                       reasoning=_reasoning(body.thinking, output.effort))
+
+
+# -- answer -----------------------------------------------------------------------------------
+def new_message_id() -> str:
+    return "msg_" + secrets.token_hex(12)
+
+
+def stop_reason(finish_reason: str | None, stop_sequence: str | None = None) -> str:
+    """Anthropic's ``stop_reason`` for the chat path's ``finish_reason``."""
+    if finish_reason == "length":
+        return "max_tokens"
+    if finish_reason == "tool_calls":
+        return "tool_use"
+    return "stop_sequence" if stop_sequence else "end_turn"
+
+
+def _usage(usage: Usage | None) -> dict[str, int]:
+    usage = usage or Usage()
+    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
+            "cache_read_input_tokens": usage.cached_tokens, "cache_creation_input_tokens": 0}
+
+
+def _tool_input(arguments: str) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError:
+        return {}  # the parser only emits complete calls; an unparsable one carries no usable input
+    return value if isinstance(value, dict) else {}
+
+
+def message_from_result(result: ChatResult, message_id: str, model: str,
+                        stop_sequence: str | None = None) -> dict[str, Any]:
+    """The ``message`` object for a whole (non-streamed) answer, content blocks in the order
+    a model writes them: thinking, text, tool uses."""
+    choice = result.choices[0]
+    message = choice.message
+    content: list[dict[str, Any]] = []
+    if message.reasoning:
+        content.append({"type": "thinking", "thinking": message.reasoning, "signature": ""})
+    if message.text:
+        content.append({"type": "text", "text": message.text})
+    for call in message.tool_calls:
+        content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call.arguments)})
+    reason = stop_reason(choice.finish_reason, stop_sequence)
+    return {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": reason, "stop_sequence": stop_sequence if reason == "stop_sequence" else None,
+            "usage": _usage(result.usage)}
+
+
+class MessageStream:
+    """Turns the chat path's deltas (choice 0) into Anthropic's streamed events.
+
+    ``start()`` gives ``message_start`` and a ``ping``; each :meth:`feed` the events for one
+    delta (a content block opens when the kind of output changes: thinking, text, or a new
+    tool call, and the open one closes first); :meth:`finish` closes the open block and gives
+    ``message_delta`` (stop reason, usage) and ``message_stop``; with the request's
+    ``stop_sequences``, the one that ended the answer is reported. Events are ``(name, data)``
+    pairs; ``data["type"]`` equals the name, as Anthropic sends them.
+    """
+
+    def __init__(self, message_id: str, model: str, stop_sequences: Sequence[str] = ()):
+        self.message_id = message_id
+        self.model = model
+        # Only these count as Anthropic's stop_sequence (not the model's own end-of-turn text).
+        self.stop_sequences = tuple(stop_sequences)
+        self._index = -1
+        self._open: str | None = None  # "thinking", "text" or "tool:<n>"
+        self._finish_reason: str | None = None
+        self._stop_sequence: str | None = None
+        self._usage: Usage | None = None
+
+    def start(self) -> list[tuple[str, dict[str, Any]]]:
+        message = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
+                   "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": 0, "output_tokens": 0}}
+        return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]
+
+    def _close(self) -> list[tuple[str, dict[str, Any]]]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [("content_block_stop", {"type": "content_block_stop", "index": self._index})]
+
+    def _open_block(self, key: str, block: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        events = self._close()
+        self._index += 1
+        self._open = key
+        events.append(("content_block_start", {"type": "content_block_start", "index": self._index,
+                                               "content_block": block}))
+        return events
+
+    def _delta(self, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return ("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta})
+
+    def feed(self, delta: ChatDelta) -> list[tuple[str, dict[str, Any]]]:
+        events: list[tuple[str, dict[str, Any]]] = []
+        if delta.usage is not None:
+            self._usage = delta.usage
+        if delta.choice != 0:
+            return events
+        if delta.reasoning:
+            if self._open != "thinking":
+                events += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            events.append(self._delta({"type": "thinking_delta", "thinking": delta.reasoning}))
+        if delta.content:
+            if self._open != "text":
+                events += self._open_block("text", {"type": "text", "text": ""})
+            events.append(self._delta({"type": "text_delta", "text": delta.content}))
+        for call in delta.tool_calls:
+            key = f"tool:{call.index}"
+            if self._open != key:
+                events += self._open_block(key, {"type": "tool_use", "id": call.id or f"toolu_{secrets.token_hex(12)}",
+                                                 "name": call.name or "", "input": {}})
+            if call.arguments:
+                events.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
+        if delta.finish_reason is not None:
+            self._finish_reason = delta.finish_reason
+            self._stop_sequence = delta.stop if delta.stop in self.stop_sequences else None
+        return events
+
+    def finish(self) -> list[tuple[str, dict[str, Any]]]:
+        events = self._close()
+        reason = stop_reason(self._finish_reason, self._stop_sequence)
+        usage = _usage(self._usage)
+        events.append(("message_delta", {
+            "type": "message_delta",
+            "delta": {"stop_reason": reason, "stop_sequence": self._stop_sequence if reason == "stop_sequence" else None},
+            "usage": {"output_tokens": usage["output_tokens"], "input_tokens": usage["input_tokens"],
+                      "cache_read_input_tokens": usage["cache_read_input_tokens"]},
+        }))
+        events.append(("message_stop", {"type": "message_stop"}))
+        return events
+
+
+# -- errors ---------------------------------------------------------------------------------
+_ERROR_TYPES: Mapping[int, str] = {400: "invalid_request_error", 401: "authentication_error",
+                                   403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+                                   413: "request_too_large", 422: "invalid_request_error", 429: "rate_limit_error",
+                                   503: "overloaded_error", 529: "overloaded_error"}
+
+
+def error_type(status: int) -> str:
+    """Anthropic's error ``type`` for an HTTP status."""
+    return _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """``{"type": "error", "error": {"type", "message"}}``, Anthropic's error shape."""
+    return {"type": "error", "error": {"type": error_type(status), "message": message}}

@@ -1,0 +1,502 @@
+"""OpenAI Responses (``POST /v1/responses``) on jan's typed chat path.
+
+Request: :class:`ResponsesRequest` -> :func:`input_messages` (the ``input`` items as
+``ChatMessage``\\ s) and :func:`to_chat_request` (with the stored conversation before them).
+Answer: :func:`output_items` (a whole ``ChatResult``) or :class:`ResponseStream` (``ChatDelta``
+in, the typed event stream out, each event with its ``sequence_number``), and
+:func:`response_object` for the ``response`` object itself. Field names follow OpenAI's API.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import time
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from jan.services.types import (
+    ChatDelta,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    ImagePart,
+    NamedToolChoice,
+    Part,
+    ReasoningOptions,
+    ResponseFormat,
+    SamplingOptions,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+__all__ = [
+    "ResponseStream",
+    "ResponsesRequest",
+    "input_items",
+    "input_messages",
+    "new_id",
+    "output_items",
+    "output_message",
+    "response_object",
+    "to_chat_request",
+    "valid_response_id",
+]
+
+_RESPONSE_ID = re.compile(r"^resp_[A-Za-z0-9]{1,64}$")
+
+
+def new_id(prefix: str) -> str:
+    """``resp``, ``msg``, ``fc``, ``rs``... followed by 32 hex digits."""
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+def valid_response_id(value: str) -> bool:
+    """Whether ``value`` can be a response id (so no id reaches outside the data folder)."""
+    return bool(_RESPONSE_ID.match(value))
+
+
+class _Wire(BaseModel):
+    # OpenAI adds request fields often (prompt_cache_key, safety_identifier, ...): unused ones are ignored.
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- request ------------------------------------------------------------------------------------
+class InputText(_Wire):
+    type: Literal["input_text"]
+    text: str
+
+
+class OutputText(_Wire):
+    type: Literal["output_text"]
+    text: str
+    annotations: list[Any] = Field(default_factory=list)
+
+
+class Refusal(_Wire):
+    type: Literal["refusal"]
+    refusal: str
+
+
+class InputImage(_Wire):
+    type: Literal["input_image"]
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: str | None = None
+
+
+ContentPart = Annotated[Union[InputText, OutputText, Refusal, InputImage], Field(discriminator="type")]
+
+
+class MessageItem(_Wire):
+    type: Literal["message"] = "message"
+    id: str | None = None
+    role: Literal["user", "assistant", "system", "developer"]
+    content: Union[str, list[ContentPart]]
+
+
+class FunctionCallItem(_Wire):
+    type: Literal["function_call"]
+    id: str | None = None
+    call_id: str
+    name: str
+    arguments: str
+
+
+class FunctionCallOutputItem(_Wire):
+    type: Literal["function_call_output"]
+    id: str | None = None
+    call_id: str
+    output: Union[str, list[Union[InputText, InputImage]]]
+
+
+class ReasoningText(_Wire):
+    type: str = "reasoning_text"
+    text: str
+
+
+class ReasoningItem(_Wire):
+    type: Literal["reasoning"]
+    id: str | None = None
+    summary: list[ReasoningText] = Field(default_factory=list)
+    content: list[ReasoningText] | None = None
+
+
+def _item_kind(value: Any) -> str:
+    return (value.get("type") if isinstance(value, dict) else getattr(value, "type", None)) or "message"
+
+
+InputItem = Annotated[
+    Union[Annotated[MessageItem, Tag("message")], Annotated[FunctionCallItem, Tag("function_call")],
+          Annotated[FunctionCallOutputItem, Tag("function_call_output")], Annotated[ReasoningItem, Tag("reasoning")]],
+    Discriminator(_item_kind),
+]
+
+
+class FunctionTool(_Wire):
+    type: Literal["function"]
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionChoice(_Wire):
+    type: Literal["function"]
+    name: str
+
+
+class ReasoningParam(_Wire):
+    effort: str | None = None
+    summary: str | None = None
+
+
+class TextFormat(_Wire):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class TextParam(_Wire):
+    format: TextFormat | None = None
+
+
+class ResponsesRequest(_Wire):
+    """The body of ``POST /v1/responses``."""
+
+    model: str | None = None
+    input: Union[str, list[InputItem], None] = None
+    instructions: str | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Union[Literal["auto", "none", "required"], FunctionChoice, None] = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    reasoning: ReasoningParam | None = None
+    text: TextParam | None = None
+    store: bool = True
+    previous_response_id: str | None = None
+    metadata: dict[str, str] | None = None
+    stream: bool = False
+    background: bool = False
+
+
+# -- request -> typed --------------------------------------------------------------------------
+def _image(part: InputImage) -> ImagePart:
+    url = part.image_url or ""
+    if not url.startswith("data:"):
+        raise ValueError("input_image: only data: URLs (base64) are accepted; jan fetches no URLs or files")
+    head, _, data = url.partition(",")
+    mime = head[5:].split(";")[0] or "application/octet-stream"
+    if not head.endswith(";base64"):
+        raise ValueError("input_image: the data: URL must be base64-encoded")
+    try:
+        return ImagePart(data=base64.b64decode(data, validate=True), mime_type=mime)
+    except (binascii.Error, ValueError):
+        raise ValueError("input_image: the data: URL holds invalid base64") from None
+
+
+def _parts(content: str | list) -> tuple[Part, ...]:
+    if isinstance(content, str):
+        return (TextPart(content),) if content else ()
+    parts: list[Part] = []
+    for part in content:
+        if isinstance(part, (InputText, OutputText)):
+            parts.append(TextPart(part.text))
+        elif isinstance(part, Refusal):
+            parts.append(TextPart(part.refusal))
+        else:
+            parts.append(_image(part))
+    return tuple(parts)
+
+
+def input_messages(items: str | list | None) -> list[ChatMessage]:
+    """The ``input`` as chat messages: a string is one user message; consecutive
+    ``function_call`` items join the assistant turn before them (as one message's tool calls),
+    a ``reasoning`` item goes to the assistant turn after it. Raises ``ValueError`` for content
+    jan cannot take (image URLs, file ids)."""
+    if items is None:
+        return []
+    if isinstance(items, str):
+        return [ChatMessage.of_text("user", items)]
+    out: list[ChatMessage] = []
+    reasoning: str | None = None
+    for item in items:
+        if isinstance(item, ReasoningItem):
+            reasoning = "".join(p.text for p in (item.content or item.summary)) or None
+        elif isinstance(item, MessageItem):
+            role = "system" if item.role == "developer" else item.role
+            out.append(ChatMessage(role, _parts(item.content),
+                                   reasoning=reasoning if role == "assistant" else None))
+            reasoning = None if role == "assistant" else reasoning
+        elif isinstance(item, FunctionCallItem):
+            call = ToolCall(item.call_id, item.name, item.arguments)
+            last = out[-1] if out else None
+            if last is not None and last.role == "assistant":
+                out[-1] = ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, call),
+                                      reasoning=last.reasoning)
+            else:
+                out.append(ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning))
+                reasoning = None
+        else:
+            out.append(ChatMessage("tool", _parts(item.output), tool_call_id=item.call_id))
+    return out
+
+
+def _item_id(item: Any) -> str:
+    prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}[item.type]
+    return item.id or new_id(prefix)
+
+
+def input_items(items: str | list | None) -> list[dict[str, Any]]:
+    """The ``input`` as the items ``GET /v1/responses/{id}/input_items`` lists (each with an id)."""
+    if items is None:
+        return []
+    if isinstance(items, str):
+        return [{"id": new_id("msg"), "type": "message", "role": "user", "status": "completed",
+                 "content": [{"type": "input_text", "text": items}]}]
+    out = []
+    for item in items:
+        data = item.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data["id"] = _item_id(item)
+        if isinstance(item, MessageItem):
+            data["status"] = "completed"
+            if isinstance(item.content, str):
+                kind = "output_text" if item.role == "assistant" else "input_text"
+                data["content"] = [{"type": kind, "text": item.content}]
+        elif not isinstance(item, ReasoningItem):
+            data["status"] = "completed"
+        out.append(data)
+    return out
+
+
+def _tool_choice(choice):
+    if isinstance(choice, FunctionChoice):
+        return NamedToolChoice(choice.name)
+    return choice
+
+
+def _response_format(text: TextParam | None) -> ResponseFormat | None:
+    if text is None or text.format is None:
+        return None
+    fmt = text.format
+    if fmt.type == "json_schema" and fmt.schema_ is None:
+        raise ValueError("text.format.schema: required when text.format.type is 'json_schema'")
+    return ResponseFormat(fmt.type, fmt.schema_, fmt.name, fmt.strict)
+
+
+def to_chat_request(body: ResponsesRequest, history: list[ChatMessage], inputs: list[ChatMessage]) -> ChatRequest:
+    """The typed chat request: ``instructions`` (as the system message), the stored
+    conversation ``history`` (from ``previous_response_id``), then this request's ``inputs``."""
+    messages = ([ChatMessage.of_text("system", body.instructions)] if body.instructions else []) + history + inputs
+    if not messages:
+        raise ValueError("input: required (a string or a list of items)")
+    sampling = SamplingOptions(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p)
+    tools = tuple(ToolSpec(t.name, t.description, t.parameters, t.strict) for t in body.tools or ())
+    reasoning = ReasoningOptions(effort=body.reasoning.effort) if body.reasoning and body.reasoning.effort else None
+    return ChatRequest(model=body.model, messages=tuple(messages), tools=tools,
+                       tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=body.parallel_tool_calls,
+                       response_format=_response_format(body.text), sampling=sampling, reasoning=reasoning)
+
+
+# -- answer ----------------------------------------------------------------------------------------
+def _usage(usage: Usage | None) -> dict[str, Any]:
+    usage = usage or Usage()
+    return {"input_tokens": usage.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
+            "output_tokens": usage.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+
+
+def _reasoning_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+    content = [{"type": "reasoning_text", "text": text}] if text or status == "completed" else []
+    return {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
+
+
+def _message_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
+    content = [] if text is None else [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+    return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
+
+
+def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {"id": item_id, "type": "function_call", "call_id": call_id, "name": name, "arguments": arguments,
+            "status": status}
+
+
+def _status(finish_reason: str | None) -> str:
+    return "incomplete" if finish_reason == "length" else "completed"
+
+
+def output_items(result: ChatResult) -> tuple[list[dict[str, Any]], str]:
+    """The ``output`` items of a whole answer (reasoning, message, function calls) and the
+    response's status (``completed``, or ``incomplete`` when it ran out of tokens)."""
+    choice = result.choices[0]
+    message = choice.message
+    status = _status(choice.finish_reason)
+    items: list[dict[str, Any]] = []
+    if message.reasoning:
+        items.append(_reasoning_item(new_id("rs"), message.reasoning, "completed"))
+    if message.text or not message.tool_calls:
+        items.append(_message_item(new_id("msg"), message.text, status))
+    for call in message.tool_calls:
+        items.append(_call_item(new_id("fc"), call.id, call.name, call.arguments, "completed"))
+    return items, status
+
+
+def output_message(items: list[dict[str, Any]]) -> ChatMessage:
+    """The assistant turn the ``output`` items make (what a later ``previous_response_id`` continues)."""
+    text, reasoning, calls = [], [], []
+    for item in items:
+        if item["type"] == "message":
+            text += [p["text"] for p in item["content"] if p.get("type") == "output_text"]
+        elif item["type"] == "reasoning":
+            reasoning += [p["text"] for p in item.get("content") or []]
+        elif item["type"] == "function_call":
+            calls.append(ToolCall(item["call_id"], item["name"], item["arguments"]))
+    joined = "".join(text)
+    return ChatMessage("assistant", (TextPart(joined),) if joined else (), tool_calls=tuple(calls),
+                       reasoning="".join(reasoning) or None)
+
+
+def response_object(response_id: str, body: ResponsesRequest, model: str, *, status: str,
+                    output: list[dict[str, Any]] | None = None, usage: Usage | None = None,
+                    created_at: int | None = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``response`` object (``object: "response"``) with the request's settings echoed."""
+    fmt = body.text.format if body.text and body.text.format else None
+    text = {"format": fmt.model_dump(mode="json", by_alias=True, exclude_none=True) if fmt else {"type": "text"}}
+    tool_choice = body.tool_choice or "auto"
+    if isinstance(tool_choice, FunctionChoice):
+        tool_choice = tool_choice.model_dump(mode="json")
+    final = status in ("completed", "incomplete", "failed", "cancelled")
+    return {
+        "id": response_id, "object": "response", "created_at": created_at or int(time.time()),
+        "status": status, "background": body.background, "error": error,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": body.instructions, "max_output_tokens": body.max_output_tokens, "model": model,
+        "output": output or [], "parallel_tool_calls": body.parallel_tool_calls is not False,
+        "previous_response_id": body.previous_response_id,
+        "reasoning": {"effort": body.reasoning.effort if body.reasoning else None, "summary": None},
+        "store": body.store, "temperature": body.temperature, "text": text, "tool_choice": tool_choice,
+        "tools": [t.model_dump(mode="json", exclude_none=True) for t in body.tools or ()],
+        "top_p": body.top_p, "truncation": "disabled",
+        "usage": _usage(usage) if final and usage is not None else None,
+        "metadata": body.metadata or {}, "completed_at": int(time.time()) if status == "completed" else None,
+    }
+
+
+class ResponseStream:
+    """Turns the chat path's deltas (choice 0) into the Responses event stream.
+
+    Each event is a dict with ``type`` and ``sequence_number`` (from 0, one per event).
+    An output item opens when the kind of output changes (reasoning, message text, a new
+    function call) and the open one is finished first: ``output_item.added``,
+    ``content_part.added``, deltas, ``..._text.done``/``function_call_arguments.done``,
+    ``content_part.done``, ``output_item.done``. :meth:`finish` closes the open item; the
+    items so far are in :attr:`output`. The route sends ``response.created``/``in_progress``
+    and ``response.completed``/``incomplete`` through :meth:`event` around them.
+    """
+
+    def __init__(self) -> None:
+        self.output: list[dict[str, Any]] = []
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self._seq = 0
+        self._open: str | None = None  # "reasoning", "message" or "call:<n>"
+        self._text = ""
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        data = {"type": kind, **fields, "sequence_number": self._seq}
+        self._seq += 1
+        return data
+
+    @property
+    def _item(self) -> dict[str, Any]:
+        return self.output[-1]
+
+    def _where(self) -> dict[str, Any]:
+        return {"item_id": self._item["id"], "output_index": len(self.output) - 1}
+
+    def _close(self) -> list[dict[str, Any]]:
+        if self._open is None:
+            return []
+        item, where, text = self._item, self._where(), self._text
+        events = []
+        if self._open == "reasoning":
+            part = {"type": "reasoning_text", "text": text}
+            events.append(self.event("response.reasoning_text.done", **where, content_index=0, text=text))
+            events.append(self.event("response.content_part.done", **where, content_index=0, part=part))
+            item.update(_reasoning_item(item["id"], text, "completed"))
+        elif self._open == "message":
+            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            events.append(self.event("response.output_text.done", **where, content_index=0, text=text, logprobs=[]))
+            events.append(self.event("response.content_part.done", **where, content_index=0, part=part))
+            item.update(_message_item(item["id"], text, _status(self.finish_reason)))
+        else:
+            events.append(self.event("response.function_call_arguments.done", **where, arguments=text))
+            item.update(arguments=text, status="completed")
+        events.append(self.event("response.output_item.done", output_index=where["output_index"], item=dict(item)))
+        self._open, self._text = None, ""
+        return events
+
+    def _start(self, key: str, item: dict[str, Any]) -> list[dict[str, Any]]:
+        events = self._close()
+        self.output.append(item)
+        self._open = key
+        events.append(self.event("response.output_item.added", output_index=len(self.output) - 1, item=dict(item)))
+        if key == "reasoning":
+            events.append(self.event("response.content_part.added", **self._where(), content_index=0,
+                                     part={"type": "reasoning_text", "text": ""}))
+        elif key == "message":
+            events.append(self.event("response.content_part.added", **self._where(), content_index=0,
+                                     part={"type": "output_text", "text": "", "annotations": [], "logprobs": []}))
+        return events
+
+    def feed(self, delta: ChatDelta) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        if delta.usage is not None:
+            self.usage = delta.usage
+        if delta.choice != 0:
+            return events
+        if delta.reasoning:
+            if self._open != "reasoning":
+                events += self._start("reasoning", _reasoning_item(new_id("rs"), "", "in_progress"))
+            self._text += delta.reasoning
+            events.append(self.event("response.reasoning_text.delta", **self._where(), content_index=0,
+                                     delta=delta.reasoning))
+        if delta.content:
+            if self._open != "message":
+                events += self._start("message", _message_item(new_id("msg"), None, "in_progress"))
+            self._text += delta.content
+            events.append(self.event("response.output_text.delta", **self._where(), content_index=0,
+                                     delta=delta.content, logprobs=[]))
+        for call in delta.tool_calls:
+            key = f"call:{call.index}"
+            if self._open != key:
+                events += self._start(key, _call_item(new_id("fc"), call.id or new_id("call"), call.name or "", "",
+                                                      "in_progress"))
+            if call.arguments:
+                self._text += call.arguments
+                events.append(self.event("response.function_call_arguments.delta", **self._where(),
+                                         delta=call.arguments))
+        if delta.finish_reason is not None:
+            self.finish_reason = delta.finish_reason
+        return events
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Close the open item; an answer with no output at all still gets its (empty) message."""
+        if not self.output:
+            events = self._start("message", _message_item(new_id("msg"), None, "in_progress"))
+            return events + self._close()
+        return self._close()
+
+    @property
+    def status(self) -> str:
+        return _status(self.finish_reason)

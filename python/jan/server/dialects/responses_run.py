@@ -1,0 +1,166 @@
+"""One response being generated, in its own task.
+
+A response runs apart from the request that made it, so a ``background`` response outlives
+that request, any in-flight response can be cancelled (``POST /v1/responses/{id}/cancel``)
+and ``GET /v1/responses/{id}`` can show it while it runs. The run formats the chat path's
+deltas with :class:`~jan.server.dialects.responses.ResponseStream`, hands the events to the
+one request that streams them (a queue), and saves the response when it is stored.
+No HTTP here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from jan.server.dialects.responses import ResponseStream, ResponsesRequest, output_message, response_object
+from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
+from jan.services.types import ChatDelta, ChatMessage
+
+log = logging.getLogger("jan.server")
+
+__all__ = ["ResponseRun"]
+
+# The event that ends a stream, per final status. There is no "cancelled" event in the
+# Responses stream: a cancelled response ends like one that did not complete.
+FINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incomplete",
+                "failed": "response.failed", "cancelled": "response.incomplete"}
+
+
+class ResponseRun:
+    """Generates response ``response_id`` from ``deltas`` (the chat service's stream);
+    ``model()`` names the model (the request's, or the one the service resolved).
+
+    ``events`` yields the stream's events in order (``response.created`` ... the final
+    event) for the request that streams them; :meth:`wait` returns the final ``response``
+    object; :meth:`cancel` stops the generation (status ``cancelled``). ``error_of`` turns an
+    exception into the ``error`` object of a failed response.
+    """
+
+    def __init__(self, response_id: str, body: ResponsesRequest, model: Callable[[], str | None],
+                 deltas: AsyncIterator[ChatDelta], *,
+                 store: ResponsesStore | None, previous: StoredResponse | None, inputs: list[ChatMessage],
+                 input_items: list[dict[str, Any]], error_of: Callable[[BaseException], dict[str, Any]],
+                 streamed: bool = True):
+        self.id = response_id
+        self.body = body
+        self._model = model  # the resolved model id, once the chat service has resolved it
+        self._deltas = deltas
+        self._store = store
+        self._previous = previous
+        self._inputs = inputs
+        self._input_items = input_items
+        self._error_of = error_of
+        # Nobody reads the events of a response that is not streamed: they are not kept.
+        self._streamed = streamed
+        self.encoder = ResponseStream()
+        self.created_at: int | None = None
+        self.status = "queued" if body.background else "in_progress"
+        self.final: dict[str, Any] | None = None
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._done = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._cancelled = False
+
+    def snapshot(self, status: str | None = None, **extra: Any) -> dict[str, Any]:
+        """The ``response`` object as it stands (the output so far, copied)."""
+        if self.final is not None and status is None:
+            return self.final
+        obj = response_object(self.id, self.body, self._model() or "", status=status or self.status,
+                              output=copy.deepcopy(self.encoder.output), created_at=self.created_at, **extra)
+        self.created_at = obj["created_at"]
+        return obj
+
+    def start(self, on_done: Callable[[], Any] | None = None) -> None:
+        """Start generating in a task of its own; ``on_done()`` is called when the run has ended."""
+        self.snapshot()  # fixes created_at
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"response {self.id}")
+        if on_done is not None:
+            self._task.add_done_callback(lambda _task: on_done())
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self._streamed:
+            self._queue.put_nowait(event)
+
+    async def _run(self) -> None:
+        try:
+            await self._generate()
+        finally:
+            if not self._done.is_set():  # torn down from outside: whoever waits must not hang
+                self.status = "failed"
+                self.final = self.snapshot("failed", error={"code": "server_error", "message": "The server stopped."})
+                self._queue.put_nowait(None)
+                self._done.set()
+
+    async def _generate(self) -> None:
+        encoder = self.encoder
+        self._emit(encoder.event("response.created", response=self.snapshot()))
+        self.status = "in_progress"
+        self._emit(encoder.event("response.in_progress", response=self.snapshot()))
+        error = None
+        stored = None
+        try:
+            try:
+                if self._store is not None:
+                    stored = await self._store.begin(self.snapshot(), self._input_items, self._inputs, self._previous)
+                async with contextlib.aclosing(self._deltas) as deltas:
+                    async for delta in deltas:
+                        for event in encoder.feed(delta):
+                            self._emit(event)
+                status = encoder.status
+            except asyncio.CancelledError:
+                if not self._cancelled:
+                    raise  # the server is going away, not a cancel request
+                status = "cancelled"
+            for event in encoder.finish():
+                self._emit(event)
+        except Exception as exc:  # noqa: BLE001 - a failed response carries its error
+            status, error = "failed", self._error_of(exc)
+        usage = encoder.usage
+        final = self.snapshot(status, usage=usage, error=error)
+        if self._store is not None and stored is not None:
+            try:
+                answer = output_message(encoder.output) if status != "failed" else None
+                await self._store.complete(stored, final, answer)
+            except Exception:  # noqa: BLE001 - the answer was given; saving it failed
+                log.exception("could not save response %s", self.id)
+        self.status, self.final = status, final
+        self._emit(encoder.event(FINAL_EVENTS[status], response=final))
+        self._queue.put_nowait(None)
+        self._done.set()
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """The stream's events, each once, until the final one."""
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                return
+            yield event
+
+    async def wait(self) -> dict[str, Any]:
+        await self._done.wait()
+        assert self.final is not None
+        return self.final
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    async def cancel(self) -> dict[str, Any]:
+        """Stop the generation; the response ends ``cancelled`` (saved, when stored) and is returned."""
+        if self._task is not None and not self._done.is_set():
+            self._cancelled = True
+            self._task.cancel()
+        return await self.wait()
+
+    async def abort(self) -> None:
+        """On server shutdown: cancel and wait for the run to end."""
+        if self._task is not None and not self._task.done():
+            self._cancelled = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

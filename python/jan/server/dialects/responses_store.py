@@ -1,0 +1,273 @@
+"""Stored Responses, kept as Jan threads and messages.
+
+A response that is stored (``store: true``, OpenAI's default) is written twice, each copy
+with one job:
+
+* its conversation goes into a Jan thread through the conversation store extension, so a
+  conversation an agent started shows up in the web page like any other: each input turn
+  and the answer are thread messages (tool calls, the tool call a tool message answers and
+  reasoning in ``metadata``);
+* a small index file ``<data>/responses/<response_id>.json`` holds the ``response`` object,
+  its input items (for ``input_items``), the thread and the thread's last message of that
+  response: ``previous_response_id`` continues the thread from that message.
+
+Continuing from a response that is not the thread's latest forks the conversation into a
+new thread (the earlier messages copied), so no two conversations ever share a thread.
+Index files are written atomically; a damaged one is set aside and reads as missing.
+Nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from jan.core import ConversationalExtension, NotFoundError
+from jan.core.fs import atomic_write_json, set_aside
+from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
+
+log = logging.getLogger("jan.server")
+
+__all__ = ["ResponsesStore", "StoredResponse", "from_thread_message", "to_thread_message"]
+
+TITLE_CHARS = 60
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """One index entry: the ``response`` object, its input items, its thread and the thread's
+    last message written for it (``None`` while a background response has no answer yet)."""
+
+    response: dict[str, Any]
+    input_items: list[dict[str, Any]] = field(default_factory=list)
+    thread_id: str | None = None
+    last_message_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.response["id"]
+
+
+# -- ChatMessage <-> Jan thread message ------------------------------------------------------------
+def _data_url(part: ImagePart) -> str:
+    return f"data:{part.mime_type};base64,{base64.b64encode(part.data).decode()}"
+
+
+def to_thread_message(message: ChatMessage, response_id: str) -> dict[str, Any]:
+    """A chat turn as a Jan message (``role``, ``content`` parts, ``metadata``)."""
+    content: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            content.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            content.append({"type": "image_url", "image_url": {"url": _data_url(part)}})
+    metadata: dict[str, Any] = {"response_id": response_id}
+    if message.tool_calls:
+        metadata["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                                  for c in message.tool_calls]
+    if message.tool_call_id:
+        metadata["tool_call_id"] = message.tool_call_id
+    if message.reasoning:
+        metadata["reasoning_content"] = message.reasoning
+    role = "system" if message.role == "developer" else message.role
+    return {"role": role, "content": content, "metadata": metadata}
+
+
+def _image(url: str) -> ImagePart | None:
+    head, _, data = url.partition(",")
+    if not head.startswith("data:") or not head.endswith(";base64"):
+        return None
+    try:
+        return ImagePart(base64.b64decode(data), head[5:].split(";")[0])
+    except (binascii.Error, ValueError):
+        return None
+
+
+def from_thread_message(message: dict[str, Any]) -> ChatMessage | None:
+    """A Jan message as a chat turn (``None`` for one that is no turn: pending, failed, unknown role)."""
+    role = message.get("role")
+    if role not in ("user", "assistant", "system", "tool") or message.get("status") in ("pending", "error"):
+        return None
+    parts: list[Part] = []
+    content = message.get("content")
+    if isinstance(content, str):
+        parts.append(TextPart(content))
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            text = part.get("text")
+            value = text.get("value") if isinstance(text, dict) else text
+            if isinstance(value, str) and value:
+                parts.append(TextPart(value))
+        elif part.get("type") == "image_url":
+            image = _image(str((part.get("image_url") or {}).get("url", "")))
+            if image is not None:
+                parts.append(image)
+    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    calls = []
+    for call in metadata.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and call.get("id") and function.get("name"):
+            calls.append(ToolCall(str(call["id"]), str(function["name"]), str(function.get("arguments") or "{}")))
+    return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
+                       tool_call_id=metadata.get("tool_call_id") if role == "tool" else None,
+                       reasoning=metadata.get("reasoning_content") or None)
+
+
+def _title(messages: list[ChatMessage]) -> str | None:
+    for message in messages:
+        if message.role == "user" and message.text.strip():
+            text = " ".join(message.text.split())
+            return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
+    return None
+
+
+# -- the store ---------------------------------------------------------------------------------------
+class ResponsesStore:
+    """Stored responses in ``folder`` (the index) and the conversation store (the threads).
+
+    ``conversations`` gives the enabled conversation store extension when asked (it may be
+    swapped while the server runs). Ids reaching here are checked by the caller (``resp_``
+    and letters/digits only). ``get``/``delete`` raise :class:`jan.core.NotFoundError` for an
+    unknown id.
+    """
+
+    def __init__(self, folder: Path, conversations: Callable[[], ConversationalExtension]):
+        self.folder = Path(folder)
+        self._conversations = conversations
+        # Deciding "append or fork" and appending must not interleave for one thread.
+        self._thread_locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def conversations(self) -> ConversationalExtension:
+        return self._conversations()
+
+    def _path(self, response_id: str) -> Path:
+        return self.folder / f"{response_id}.json"
+
+    # -- index files ---------------------------------------------------------------------------------
+    def _read(self, response_id: str) -> StoredResponse:
+        path = self._path(response_id)
+        try:
+            data = json.loads(path.read_bytes())
+            return StoredResponse(response=data["response"], input_items=list(data.get("input_items") or []),
+                                  thread_id=data.get("thread_id"), last_message_id=data.get("last_message_id"))
+        except FileNotFoundError:
+            raise NotFoundError(f"No response found with id '{response_id}'") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            moved = set_aside(path)
+            log.warning("stored response %s is damaged (%s); set aside as %s", path, exc, moved)
+            raise NotFoundError(f"No response found with id '{response_id}'") from None
+
+    def _write(self, stored: StoredResponse) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self._path(stored.id), {"response": stored.response, "input_items": stored.input_items,
+                                                  "thread_id": stored.thread_id,
+                                                  "last_message_id": stored.last_message_id})
+
+    async def get(self, response_id: str) -> StoredResponse:
+        return await asyncio.to_thread(self._read, response_id)
+
+    async def put(self, stored: StoredResponse) -> None:
+        await asyncio.to_thread(self._write, stored)
+
+    async def delete(self, response_id: str) -> None:
+        """Forget the response; its conversation stays a thread in Jan (deleted there, if wanted)."""
+        def remove() -> None:
+            try:
+                self._path(response_id).unlink()
+            except FileNotFoundError:
+                raise NotFoundError(f"No response found with id '{response_id}'") from None
+        await asyncio.to_thread(remove)
+
+    # -- conversations -------------------------------------------------------------------------------
+    async def _thread_messages(self, stored: StoredResponse) -> list[dict[str, Any]]:
+        """The thread's messages up to and including the response's last one."""
+        if stored.thread_id is None or stored.last_message_id is None:
+            raise NotFoundError(f"The response '{stored.id}' has no stored conversation to continue")
+        try:
+            messages = await self.conversations.list_messages(stored.thread_id, order="asc")
+        except NotFoundError:
+            raise NotFoundError(f"The conversation of response '{stored.id}' was deleted") from None
+        ids = [m.get("id") for m in messages]
+        if stored.last_message_id not in ids:
+            raise NotFoundError(f"The conversation of response '{stored.id}' no longer holds its messages")
+        return messages[: ids.index(stored.last_message_id) + 1]
+
+    async def history(self, stored: StoredResponse) -> list[ChatMessage]:
+        """The conversation a ``previous_response_id`` continues, as chat turns."""
+        turns = (from_thread_message(m) for m in await self._thread_messages(stored))
+        return [t for t in turns if t is not None]
+
+    def _lock(self, thread_id: str) -> asyncio.Lock:
+        return self._thread_locks.setdefault(thread_id, asyncio.Lock())
+
+    async def _append(self, thread_id: str, messages: list[ChatMessage], response_id: str) -> str | None:
+        last = None
+        for message in messages:
+            last = (await self.conversations.create_message(thread_id, to_thread_message(message, response_id)))["id"]
+        return last
+
+    async def begin(self, response: dict[str, Any], input_items: list[dict[str, Any]], inputs: list[ChatMessage],
+                    previous: StoredResponse | None) -> StoredResponse:
+        """Store a response that starts now: its input turns join the previous response's
+        thread (or a fork of it, or a new thread) and the index names them."""
+        response_id = response["id"]
+        if previous is None:
+            # Jan's default assistant with the response's model: the web page continues it with that model.
+            assistant = {"assistant_id": "jan", "assistant_name": "Jan"}
+            if response.get("model"):
+                assistant["model"] = {"id": response["model"]}
+            thread = await self.conversations.create_thread(
+                {"title": _title(inputs) or "New response", "assistants": [assistant],
+                 "metadata": {"source": "responses"}})
+            thread_id = thread["id"]
+            async with self._lock(thread_id):
+                last = await self._append(thread_id, inputs, response_id)
+        else:
+            earlier = await self._thread_messages(previous)
+            async with self._lock(previous.thread_id):
+                latest = await self.conversations.list_messages(previous.thread_id, order="desc", limit=1)
+                if latest and latest[0].get("id") == previous.last_message_id:
+                    thread_id = previous.thread_id
+                    last = await self._append(thread_id, inputs, response_id)
+                    return await self._index(response, input_items, thread_id, last or previous.last_message_id)
+            thread = await self.conversations.get_thread(previous.thread_id)
+            fork = await self.conversations.create_thread(
+                {"title": thread.get("title"), "assistants": thread.get("assistants"), "metadata": {**(thread.get("metadata") or {}),
+                                                            "forked_from": previous.thread_id}})
+            thread_id = fork["id"]
+            async with self._lock(thread_id):
+                for message in earlier:
+                    await self.conversations.create_message(thread_id, {
+                        k: v for k, v in message.items() if k in ("role", "content", "metadata", "status")})
+                last = await self._append(thread_id, inputs, response_id)
+                if last is None:
+                    last = (await self.conversations.list_messages(thread_id, order="desc", limit=1))[0]["id"]
+        return await self._index(response, input_items, thread_id, last)
+
+    async def _index(self, response, input_items, thread_id, last) -> StoredResponse:
+        stored = StoredResponse(response, input_items, thread_id, last)
+        await self.put(stored)
+        return stored
+
+    async def complete(self, stored: StoredResponse, response: dict[str, Any], output: ChatMessage | None) -> StoredResponse:
+        """The response finished (``response`` is its final object): its answer joins the thread."""
+        last = stored.last_message_id
+        if output is not None and stored.thread_id is not None and (output.content or output.tool_calls):
+            message = to_thread_message(output, stored.id)
+            if response.get("status") == "cancelled":
+                message["status"] = "stopped"  # Jan's word for an answer cut off
+            async with self._lock(stored.thread_id):
+                last = (await self.conversations.create_message(stored.thread_id, message))["id"]
+        done = replace(stored, response=response, last_message_id=last)
+        await self.put(done)
+        return done

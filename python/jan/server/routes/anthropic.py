@@ -1,0 +1,73 @@
+"""Anthropic Messages: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``.
+
+HTTP only: the body is parsed by :mod:`jan.server.dialects.anthropic` into the typed chat
+request, the chat service answers, the dialect module formats. Errors on these routes
+(including the key check's 401 and unknown routes under them) leave in Anthropic's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from jan.server.dialects import anthropic as wire
+from jan.server.errors import ERROR_SHAPES
+from jan.server.keys import SERVICES
+from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.streaming import Event, relay, started
+from jan.server.validation import parse_body
+from jan.services import ChatAggregator, ChatService
+
+routes = web.RouteTableDef()
+
+ERROR_SHAPES["/v1/messages"] = lambda err: wire.error_body(err.status, err.message)
+EXTRA_BODIES[("POST", "/v1/messages")] = wire.MessagesRequest
+EXTRA_BODIES[("POST", "/v1/messages/count_tokens")] = wire.CountTokensRequest
+
+
+def _chat(request: web.Request) -> ChatService:
+    return request.app[SERVICES].chat
+
+
+@routes.post("/v1/messages")
+async def messages(request: web.Request) -> web.StreamResponse:
+    """Create a message (Anthropic); ``stream: true`` sends Anthropic's named events."""
+    body = await parse_body(request, wire.MessagesRequest)
+    chat_request = wire.to_chat_request(body)
+    chat = _chat(request)
+    message_id = wire.new_message_id()
+    stop_sequences = body.stop_sequences or ()
+    stream = chat.stream(chat_request)
+    if not body.stream:
+        # The stream aggregated (what ChatService.complete does), keeping the stop string that ended it.
+        aggregator, stop = ChatAggregator(), None
+        async with stream:
+            async for delta in stream:
+                aggregator.add(delta)
+                if delta.choice == 0 and delta.finish_reason is not None:
+                    stop = delta.stop if delta.stop in stop_sequences else None
+        result = aggregator.result(stream.model or body.model or "")
+        return web.json_response(wire.message_from_result(result, message_id, body.model or result.model, stop))
+    deltas = await started(stream)
+
+    async def events() -> AsyncIterator[Event]:
+        encoder = wire.MessageStream(message_id, body.model or stream.model or "", stop_sequences)
+        for event in encoder.start():
+            yield event
+        async for delta in deltas:
+            for event in encoder.feed(delta):
+                yield event
+        for event in encoder.finish():
+            yield event
+
+    return await relay(request, events(), lambda err: ("error", wire.error_body(err.status, err.message)))
+
+
+@routes.post("/v1/messages/count_tokens")
+async def count_tokens(request: web.Request) -> web.Response:
+    """The prompt's token count as the model's chat template and vocabulary make it."""
+    body = await parse_body(request, wire.CountTokensRequest)
+    rendered = await _chat(request).render(wire.to_chat_request(body))
+    return web.json_response({"input_tokens": len(rendered.tokens)})
+

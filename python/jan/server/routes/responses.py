@@ -1,0 +1,217 @@
+"""OpenAI Responses: ``POST /v1/responses``, ``GET``/``DELETE /v1/responses/{id}``,
+``POST /v1/responses/{id}/cancel``, ``GET /v1/responses/{id}/input_items``.
+
+HTTP only: :mod:`jan.server.dialects.responses` parses and formats, the chat service
+answers, a :class:`~jan.server.dialects.responses_run.ResponseRun` generates each response in
+its own task, :class:`~jan.server.dialects.responses_store.ResponsesStore` keeps stored ones
+as Jan threads. Errors keep OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from jan.core import ConversationalExtension, NotFoundError
+from jan.server.dialects import responses as wire
+from jan.server.dialects.responses_run import ResponseRun
+from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
+from jan.server.errors import APIError, to_api_error
+from jan.server.keys import CONFIG, MANAGER, SERVICES
+from jan.server.resolve import service
+from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.streaming import Event, relay, started
+from jan.server.validation import parse_body
+from jan.services import ChatService
+
+routes = web.RouteTableDef()
+
+STORE = web.AppKey("responses_store", ResponsesStore)
+# Responses being generated, by id: what cancel and a GET while running reach.
+RUNS = web.AppKey("responses_runs", dict)
+DEFAULT_LIST_LIMIT = 20
+EXTRA_BODIES[("POST", "/v1/responses")] = wire.ResponsesRequest
+
+
+def setup(app: web.Application) -> None:
+    """The app's response store and in-flight registry; on shutdown, running responses are cancelled."""
+    manager = app[MANAGER]
+    app[STORE] = ResponsesStore(app[CONFIG].data_folder / "responses", lambda: manager.get(ConversationalExtension))
+    app[RUNS] = {}
+    app.on_shutdown.append(_cancel_runs)
+
+
+async def _cancel_runs(app: web.Application) -> None:
+    runs = list(app[RUNS].values())
+    if runs:
+        await asyncio.gather(*(run.abort() for run in runs), return_exceptions=True)
+
+
+def _chat(request: web.Request) -> ChatService:
+    return request.app[SERVICES].chat
+
+
+def _response_id(request: web.Request) -> str:
+    response_id = request.match_info["response_id"]
+    if not wire.valid_response_id(response_id):
+        raise APIError(404, f"No response found with id '{response_id}'", code="not_found")
+    return response_id
+
+
+def _failed(exc: BaseException) -> dict[str, Any]:
+    err = to_api_error(exc)
+    return {"code": "server_error" if err.status >= 500 else "invalid_prompt", "message": err.message}
+
+
+UNFINISHED = ("queued", "in_progress")
+
+
+async def _stored(request: web.Request, response_id: str) -> dict[str, Any]:
+    """A stored response object; one left unfinished by a server that stopped reads as failed."""
+    response = (await request.app[STORE].get(response_id)).response
+    if response.get("status") in UNFINISHED and response_id not in request.app[RUNS]:
+        return {**response, "status": "failed",
+                "error": {"code": "server_error", "message": "The server stopped while generating this response."}}
+    return response
+
+
+async def _previous(request: web.Request, response_id: str | None) -> StoredResponse | None:
+    if response_id is None:
+        return None
+    try:
+        if not wire.valid_response_id(response_id):
+            raise NotFoundError(response_id)
+        previous = await request.app[STORE].get(response_id)
+    except NotFoundError:
+        raise APIError(400, f"Previous response with id '{response_id}' not found.", param="previous_response_id",
+                       code="previous_response_not_found") from None
+    if response_id in request.app[RUNS]:
+        raise APIError(400, f"Previous response with id '{response_id}' is still in progress; continue it once it "
+                            "has finished", param="previous_response_id", code="previous_response_in_progress")
+    return previous
+
+
+@routes.post("/v1/responses")
+async def create_response(request: web.Request) -> web.StreamResponse:
+    """Create a response; ``stream: true`` sends the typed event stream, ``background: true``
+    answers at once (poll with GET, stop with cancel). Stored (``store``, the default) unless
+    ``store: false``; ``previous_response_id`` continues a stored one."""
+    body = await parse_body(request, wire.ResponsesRequest)
+    if body.background and not body.store:
+        raise APIError(400, "background responses must be stored (store: true)", param="background")
+    store = request.app[STORE]
+    if body.store or body.previous_response_id:
+        # Stored responses are threads: without a conversation store, a 503 now rather than a failed response later.
+        service(request, ConversationalExtension, "stores conversations", "conversational")
+    previous = await _previous(request, body.previous_response_id)
+    try:
+        history = await store.history(previous) if previous is not None else []
+    except NotFoundError as exc:
+        raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
+    inputs = wire.input_messages(body.input)
+    chat_request = wire.to_chat_request(body, history, inputs)
+    stream = _chat(request).stream(chat_request)
+    # setup errors are a plain 4xx (and nothing is stored), except for a background response: it fails
+    deltas = stream if body.background else await started(stream)
+    run = ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
+                      store=store if body.store else None,
+                      previous=previous, inputs=inputs, input_items=wire.input_items(body.input), error_of=_failed,
+                      streamed=body.stream)
+    runs = request.app[RUNS]
+    runs[run.id] = run
+    run.start(on_done=lambda: runs.pop(run.id, None))
+    if body.stream:
+        return await relay(request, _events(run, body.background), _error_event(run))
+    if body.background:
+        return web.json_response(run.snapshot("queued"))
+    try:
+        return web.json_response(await run.wait())
+    finally:
+        if not run.done:  # the client went away: a foreground response stops with it
+            await run.cancel()
+
+
+async def _events(run: ResponseRun, background: bool) -> AsyncIterator[Event]:
+    try:
+        async for event in run.events():
+            yield event["type"], event
+    finally:
+        if not background and not run.done:
+            await run.cancel()
+
+
+def _error_event(run: ResponseRun):
+    def event(err: APIError) -> Event:
+        data = run.encoder.event("error", code=err.code or err.type, message=err.message, param=err.param)
+        return "error", data
+    return event
+
+
+@routes.get("/v1/responses/{response_id}")
+async def get_response(request: web.Request) -> web.Response:
+    """A stored response (or one still running: as it stands)."""
+    response_id = _response_id(request)
+    run = request.app[RUNS].get(response_id)
+    if run is not None:
+        return web.json_response(run.snapshot())
+    return web.json_response(await _stored(request, response_id))
+
+
+@routes.delete("/v1/responses/{response_id}")
+async def delete_response(request: web.Request) -> web.Response:
+    """Forget a stored response (its conversation stays a thread in Jan)."""
+    response_id = _response_id(request)
+    run = request.app[RUNS].get(response_id)
+    if run is not None:
+        await run.cancel()
+    await request.app[STORE].delete(response_id)
+    return web.json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+@routes.post("/v1/responses/{response_id}/cancel")
+async def cancel_response(request: web.Request) -> web.Response:
+    """Stop a response that is still being generated; it ends ``cancelled``."""
+    response_id = _response_id(request)
+    run = request.app[RUNS].get(response_id)
+    if run is None:
+        stored = await _stored(request, response_id)
+        if stored.get("status") == "cancelled":
+            return web.json_response(stored)
+        raise APIError(400, f"Cannot cancel a response that is {stored.get('status')}; only a response "
+                            "in progress can be cancelled", code="invalid_state")
+    return web.json_response(await run.cancel())
+
+
+@routes.get("/v1/responses/{response_id}/input_items")
+async def list_input_items(request: web.Request) -> web.Response:
+    """The response's input items (``order`` ``desc`` by default, ``after``/``before`` ids, ``limit`` 1-100)."""
+    response_id = _response_id(request)
+    items = list((await request.app[STORE].get(response_id)).input_items)
+    query = request.query
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise APIError(400, "order: must be 'asc' or 'desc'", param="order")
+    try:
+        limit = int(query.get("limit", DEFAULT_LIST_LIMIT))
+    except ValueError:
+        raise APIError(400, "limit: must be an integer", param="limit") from None
+    if not 1 <= limit <= 100:
+        raise APIError(400, "limit: must be between 1 and 100", param="limit")
+    if order == "desc":
+        items.reverse()
+    def position(cursor: str) -> int:
+        ids = [item["id"] for item in items]
+        if query[cursor] not in ids:
+            raise APIError(400, f"{cursor}: no input item with id '{query[cursor]}'", param=cursor)
+        return ids.index(query[cursor])
+
+    if "after" in query:
+        items = items[position("after") + 1:]
+    if "before" in query:
+        items = items[:position("before")]
+    page = items[:limit]
+    return web.json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                              "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit})

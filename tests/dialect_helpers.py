@@ -1,0 +1,78 @@
+"""Shared pieces of the Anthropic / Responses server tests: models and named-event SSE parsing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jan.testing.gguf_models import TINY_CHAT_CONFIG, models_dir, vocab_path, write_llama_from_vocab, write_tool_template_model
+
+# A tool whose argument the grammar can only fill one of two ways: a tiny random model's call is short.
+WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Lyon"]}},
+                  "required": ["city"], "additionalProperties": False}
+
+
+def tool_model(tmp: Path) -> Path:
+    """Tiny llama with the phi-3 vocab and a ChatML + Hermes-style tool template."""
+    return write_tool_template_model(tmp / "tool-model.gguf")
+
+
+QWEN2_IM_END = 151645
+
+
+def reasoning_model(tmp: Path) -> Path:
+    """Tiny llama with the qwen2 vocab and QwQ's chat template, which opens ``<think>`` in the
+    generation prompt: everything the model writes is reasoning until ``</think>``."""
+    template = (models_dir().parent / "templates" / "Qwen-QwQ-32B.jinja").read_text(encoding="utf-8")
+    return write_llama_from_vocab(tmp / "qwq-tiny.gguf", vocab_path("ggml-vocab-qwen2.gguf"), **TINY_CHAT_CONFIG,
+                                  dtype="f32", chat_template=template,
+                                  extra_kv={"tokenizer.ggml.eos_token_id": QWEN2_IM_END,
+                                            "tokenizer.ggml.eot_token_id": QWEN2_IM_END})
+
+
+def has_reasoning_parser() -> bool:
+    """Whether this build parses reasoning out of model output (the chat formats of issue 12)."""
+    import jan.templates
+
+    return (Path(jan.templates.__file__).parent / "formats" / "__init__.py").is_file()
+
+
+def named_events(body: bytes) -> list[tuple[str, dict]]:
+    """``(event, data)`` pairs of an SSE body with named events (Anthropic, Responses)."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        name, data = None, None
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[len("event: "):]
+            elif line.startswith("data: "):
+                data = json.loads(line[len("data: "):])
+        if data is not None:
+            events.append((name, data))
+    return events
+
+
+def collapse(names: list) -> list:
+    """Runs of the same item as one (a golden sequence does not depend on how many tokens a delta is)."""
+    out: list = []
+    for name in names:
+        if not out or out[-1] != name:
+            out.append(name)
+    return out
+
+
+def http_body(raw: bytes) -> tuple[int, bytes]:
+    """Status and de-chunked body of a raw HTTP/1.1 response."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" not in head.lower():
+        return status, rest
+    body = b""
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        body += rest[:size]
+        rest = rest[size + 2:]
+    return status, body
