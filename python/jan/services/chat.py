@@ -9,6 +9,8 @@ which the runs service adds) > model.json ``parameters``.
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -116,23 +118,25 @@ class ChatService:
         parsers = [output_parser(request, plan, text) for _ in range(request.n)]
         started = [False] * request.n
         usages: list[Usage | None] = [None] * request.n
-        async for index, chunk in merged(requests):
-            parser = parsers[index]
-            deltas = parser.feed(chunk.text)
-            if chunk.finish_reason is not None:
-                deltas += parser.finish(chunk.finish_reason)
-            logprobs = tuple(chunk.logprobs) if request.logprobs and chunk.logprobs else None
-            if not deltas and (logprobs or not started[index]):
-                deltas = [ChatDelta()]
-            for k, delta in enumerate(deltas):
-                yield replace(delta, choice=index, logprobs=logprobs if k == 0 else None)
-            started[index] = True
-            if chunk.finish_reason is not None:
-                usages[index] = chunk.usage
-                finish = chunk.finish_reason
-                if finish == "stop" and parser.made_tool_calls:
-                    finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
-                yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop)
+        # closed here, not left to the garbage collector: the engine requests are cancelled at once
+        async with contextlib.aclosing(merged(requests)) as chunks:
+            async for index, chunk in chunks:
+                parser = parsers[index]
+                deltas = parser.feed(chunk.text)
+                if chunk.finish_reason is not None:
+                    deltas += parser.finish(chunk.finish_reason)
+                logprobs = tuple(chunk.logprobs) if request.logprobs and chunk.logprobs else None
+                if not deltas and (logprobs or not started[index]):
+                    deltas = [ChatDelta()]
+                for k, delta in enumerate(deltas):
+                    yield replace(delta, choice=index, logprobs=logprobs if k == 0 else None)
+                started[index] = True
+                if chunk.finish_reason is not None:
+                    usages[index] = chunk.usage
+                    finish = chunk.finish_reason
+                    if finish == "stop" and parser.made_tool_calls:
+                        finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
+                    yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop)
         yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]))
 
 

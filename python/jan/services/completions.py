@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -61,14 +63,16 @@ class CompletionService:
 
         requests, echo = await off_loop(submit)
         usages: dict[int, Usage] = {}
-        async for index, chunk in merged(requests):
-            if echo[index]:
-                yield CompletionDelta(choice=index, text=echo[index])
-                echo[index] = ""
-            logprobs = tuple(chunk.logprobs or ()) if want_logprobs else None
-            yield CompletionDelta(choice=index, text=chunk.text, logprobs=logprobs, finish_reason=chunk.finish_reason)
-            if chunk.finish_reason is not None:
-                usages[index] = chunk.usage
+        # closed here, not left to the garbage collector: the engine requests are cancelled at once
+        async with contextlib.aclosing(merged(requests)) as chunks:
+            async for index, chunk in chunks:
+                if echo[index]:
+                    yield CompletionDelta(choice=index, text=echo[index])
+                    echo[index] = ""
+                logprobs = tuple(chunk.logprobs or ()) if want_logprobs else None
+                yield CompletionDelta(choice=index, text=chunk.text, logprobs=logprobs, finish_reason=chunk.finish_reason)
+                if chunk.finish_reason is not None:
+                    usages[index] = chunk.usage
         yield CompletionDelta(choice=-1, usage=_usage(usages, request.n, len(request.prompts)))
 
 

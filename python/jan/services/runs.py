@@ -484,8 +484,8 @@ class _Execution:
         if status == "stopped":
             metadata["stop_reason"] = run.stop_reason
         self._thinking_done()
-        saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
-        run.message = saved or {**self._message_now(status), "metadata": metadata}
+        # The run's outcome is settled before the message is written, so whoever sees the final
+        # message also sees the finished run.
         run.ended_at = int(time.time())
         if status == "ready":
             run.status = "incomplete" if run.finish_reason == "length" else "completed"
@@ -496,5 +496,7 @@ class _Execution:
         else:
             run.status = "failed"
             run.last_error = {"code": error[1] or "server_error", "message": error[0]}
+        saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
+        run.message = saved or {**self._message_now(status), "metadata": metadata}
         self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, message=run.message))
         run.finished.set()
