@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import requests as httpx  # the HTTP client the test extra already has
+import urllib.error
+import urllib.request
 import openai
 import pytest
 
@@ -14,6 +15,29 @@ from jan.testing.gguf_models import vocab_path, write_llama_from_vocab
 
 from conftest import require_model
 from server_helpers import start_server
+
+class _Response:
+    def __init__(self, status_code: int, body: bytes):
+        self.status_code = status_code
+        self._body = body
+
+    def json(self):
+        return json.loads(self._body)
+
+
+class httpx:  # noqa: N801 - a two-line stand-in, so the test needs no HTTP client beyond the stdlib
+    @staticmethod
+    def post(url: str, json: dict) -> _Response:
+        import json as _json
+
+        request = urllib.request.Request(url, data=_json.dumps(json).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return _Response(response.status, response.read())
+        except urllib.error.HTTPError as exc:
+            return _Response(exc.code, exc.read())
+
 
 TEMPLATES = Path(__file__).resolve().parents[1].parent / "shared" / "templates"
 
