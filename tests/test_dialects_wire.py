@@ -109,7 +109,7 @@ def test_anthropic_stop_sequence_is_one_of_the_requests():
 def test_anthropic_message_object():
     message = ChatMessage("assistant", (TextPart("Hi"),), tool_calls=(ToolCall("c1", "f", '{"a": 1}'),),
                           reasoning="hmm")
-    result = ChatResult("m", (ChoiceResult(message, "tool_calls"),), Usage(3, 4))
+    result = ChatResult("m", (ChoiceResult(message, "tool_calls"),), Usage(prompt_tokens=3, completion_tokens=4))
     body = am.message_from_result(result, "msg_x", "m")
     assert body["content"] == [{"type": "thinking", "thinking": "hmm", "signature": ""},
                                {"type": "text", "text": "Hi"},
@@ -214,7 +214,7 @@ def test_responses_stream_reasoning_then_text_golden():
     assert message["type"] == "message" and message["status"] == "completed"
     assert message["content"] == [{"type": "output_text", "text": "Hello there", "annotations": [], "logprobs": []}]
     assert events[-1]["item"] == message and events[7]["item"]["status"] == "in_progress"
-    assert stream.status == "completed" and stream.usage == Usage(7, 5)
+    assert stream.status == "completed" and (stream.usage.prompt_tokens, stream.usage.completion_tokens) == (7, 5)
 
 
 def test_responses_stream_function_call_golden():

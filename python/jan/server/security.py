@@ -1,7 +1,8 @@
 """API key, CORS and the Host-header allowlist.
 
-The key is compared in constant time. ``/health``, the web page and CORS
-preflights stay open (the page asks for the key itself). When bound to
+The key (``Authorization: Bearer KEY`` or ``x-api-key: KEY``) is compared in constant
+time. ``/health``, the web page and CORS preflights stay open (the page asks for the key
+itself). When bound to
 loopback, only requests whose Host names the loopback interface are served:
 a web page on another origin that re-binds its DNS name to 127.0.0.1 still
 sends its own name as Host, and is refused.
@@ -20,7 +21,7 @@ from jan.server.errors import APIError, json_error
 OPEN_PATHS = ("/health", "/", "/favicon.ico", "/docs", "/openapi.json")
 OPEN_PREFIXES = ("/static/",)
 CORS_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
-CORS_HEADERS = "Authorization, Content-Type, OpenAI-Organization, OpenAI-Project, X-Stainless-*, *"
+CORS_HEADERS = "Authorization, X-Api-Key, Content-Type, OpenAI-Organization, OpenAI-Project, X-Stainless-*, *"
 
 
 def _is_open(path: str) -> bool:
@@ -105,8 +106,12 @@ def api_key_middleware(config: ServerConfig):
         if expected and not _is_open(request.path) and request.method != "OPTIONS":
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-                message = "Missing API key" if not header else "Incorrect API key provided"
+            # Anthropic's clients (Claude Code) send the key as x-api-key instead of a Bearer token.
+            x_api_key = request.headers.get("x-api-key")
+            bearer_ok = scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
+            x_api_key_ok = x_api_key is not None and hmac.compare_digest(x_api_key.strip().encode(), expected)
+            if not (bearer_ok or x_api_key_ok):
+                message = "Missing API key" if not header and x_api_key is None else "Incorrect API key provided"
                 return json_error(APIError(401, message, code="invalid_api_key"),
                                   headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
