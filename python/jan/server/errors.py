@@ -7,7 +7,6 @@ handlers raise exceptions and never build error responses themselves.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 
@@ -15,6 +14,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from jan.errors import ContextOverflowError, EngineError, JanError, ModelLoadError, ModelNotFoundError, QueueFullError
+from jan.server.jsonio import dumps as strict_dumps
 
 log = logging.getLogger("jan.server")
 
@@ -66,7 +66,7 @@ def to_api_error(exc: BaseException) -> APIError:
         return exc
     if isinstance(exc, ValidationError):
         return from_validation_error(exc)
-    if isinstance(exc, ContextOverflowError):
+    if isinstance(exc, ContextOverflowError):  # routes with another prompt field name it (prompt_param)
         return APIError(400, str(exc), param="messages", code="context_length_exceeded")
     if isinstance(exc, ModelNotFoundError):
         return APIError(404, str(exc), param="model", code="model_not_found")
@@ -121,7 +121,7 @@ class ErrorResponse(web.Response):
     dialect can re-render it in their clients' error shape (see :func:`dialect_error_middleware`)."""
 
     def __init__(self, err: APIError, headers: dict | None = None):
-        super().__init__(text=json.dumps(err.body()), status=err.status, headers=headers,
+        super().__init__(text=strict_dumps(err.body()), status=err.status, headers=headers,
                          content_type="application/json")
         self.api_error = err
 
@@ -152,7 +152,7 @@ async def dialect_error_middleware(request: web.Request, handler):
         return response
     headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
     return web.json_response(shape(response.api_error), status=response.status, headers=headers,
-                             dumps=json.dumps)
+                             dumps=strict_dumps)
 
 
 @web.middleware

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 import jan
+from jan.server.jsonio import json_response
 from jan.server import schemas
 
 routes = web.RouteTableDef()
@@ -75,7 +76,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 description of every endpoint."""
-    return web.json_response(build_openapi(request.app))
+    return json_response(build_openapi(request.app))
 
 
 @routes.get("/docs")

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from jan.downloads import DownloadCancelledError, DownloadError
 from jan.errors import ModelLoadError
+from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import MANAGER
 from jan.server.resolve import model_extension
@@ -153,7 +154,7 @@ async def create_model(request: web.Request) -> web.Response:
             raise APIError(501, "The model extension in use cannot add a model.json; import a file with 'path'",
                            type="server_error", code="not_supported")
         model = await create(body.model_dump(exclude_none=True))
-    return web.json_response(await with_state(request, model), status=201)
+    return json_response(await with_state(request, model), status=201)
 
 
 @routes.patch("/v1/models/{model_id}")
@@ -171,7 +172,7 @@ async def update_model(request: web.Request) -> web.Response:
     models = model_extension(request)
     model_id = request.match_info["model_id"]
     model = await models.update_model(model_id, patch) if patch else await models.get_model(model_id)
-    return web.json_response(await with_state(request, model))
+    return json_response(await with_state(request, model))
 
 
 @routes.delete("/v1/models/{model_id}")
@@ -186,7 +187,7 @@ async def delete_model(request: web.Request) -> web.Response:
     if engine is not None and model["id"] in await engine.loaded_models():
         await engine.unload_model(model["id"])
     await models.delete_model(model["id"])
-    return web.json_response({"id": model["id"], "object": "model", "deleted": True})
+    return json_response({"id": model["id"], "object": "model", "deleted": True})
 
 
 def _status(task: Any) -> dict[str, Any]:
@@ -210,7 +211,7 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
     except DownloadError as exc:
         raise _download_error(exc) from None
     if not body.stream:
-        return web.json_response(_status(task), status=202)
+        return json_response(_status(task), status=202)
 
     sse = SSEStream(request)
     waiter = asyncio.ensure_future(task.wait())
@@ -247,7 +248,7 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
 async def list_pulls(request: web.Request) -> web.Response:
     """Downloads running or ended recently."""
     tasks = await model_extension(request).list_downloads()
-    return web.json_response({"object": "list", "data": [_status(t) for t in tasks]})
+    return json_response({"object": "list", "data": [_status(t) for t in tasks]})
 
 
 @routes.delete("/v1/models/pull/{task_id}")
@@ -256,4 +257,4 @@ async def cancel_pull(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     if not await model_extension(request).cancel_pull(task_id):
         raise APIError(404, f"No running download '{task_id}'", param="task_id", code="not_found")
-    return web.json_response({"id": task_id, "object": "model.download", "state": "cancelled", "cancelled": True})
+    return json_response({"id": task_id, "object": "model.download", "state": "cancelled", "cancelled": True})

@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import Field
 
 from jan.server.errors import APIError
+from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
@@ -112,7 +113,7 @@ def run_object(run: Run, *, with_message: bool = False) -> dict[str, Any]:
 
 
 def _sse_text(event: str, data: Any) -> bytes:
-    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
@@ -158,7 +159,7 @@ async def create_run(request: web.Request) -> web.StreamResponse:
 
     if not body.stream:
         await runs.execute(run, listener_gone=client_gone)
-        return web.json_response(run_object(run, with_message=True))
+        return json_response(run_object(run, with_message=True))
 
     sse = SSEStream(request)
     response = sse.response
@@ -203,7 +204,7 @@ def _find_run(request: web.Request) -> Run:
 async def get_run(request: web.Request) -> web.Response:
     """Retrieve a run of this server (with its message once finished)."""
     run = _find_run(request)
-    return web.json_response(run_object(run, with_message=not run.active))
+    return json_response(run_object(run, with_message=not run.active))
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
@@ -213,4 +214,4 @@ async def cancel_run(request: web.Request) -> web.Response:
     if not run.active:
         raise APIError(400, f"Run '{run.id}' is already {run.status}", param="run_id", code="run_not_active")
     await request.app[SERVICES].runs.cancel(run)
-    return web.json_response(run_object(run, with_message=not run.active))
+    return json_response(run_object(run, with_message=not run.active))
