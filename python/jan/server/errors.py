@@ -49,11 +49,18 @@ def from_validation_error(err: ValidationError) -> APIError:
     first = err.errors()[0]
     param = _param_of(tuple(p for p in first.get("loc", ()) if not str(p).startswith("function-")))
     kind = first.get("type", "")
+    msg = first.get("msg", "invalid value")
+    if kind == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]  # our own validators' messages, as written
+    unsupported = kind == "value_error" and "not supported" in msg
     if kind == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
+    elif unsupported:
+        message = msg  # "<field> is not supported by jan (...)"
     else:
-        message = f"{param}: {first.get('msg', 'invalid value')}" if param else first.get("msg", "invalid request")
-    return APIError(400, message, param=param or None, code="invalid_value" if kind != "missing" else "missing_required_parameter")
+        message = f"{param}: {msg}" if param else msg
+    code = "missing_required_parameter" if kind == "missing" else "unsupported_parameter" if unsupported else "invalid_value"
+    return APIError(400, message, param=param or None, code=code)
 
 
 def to_api_error(exc: BaseException) -> APIError:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
+from jan.server.schemas import StrictModel
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
@@ -25,8 +26,7 @@ routes = web.RouteTableDef()
 _SAMPLING_TOP_LEVEL = ("temperature", "top_p", "response_format")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel  # unknown fields refused, no coercion, null means the default
 
 
 class AssistantFields(_Strict):

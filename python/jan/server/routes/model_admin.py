@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel
@@ -33,6 +33,7 @@ from jan.downloads import DownloadCancelledError, DownloadError
 from jan.errors import ModelLoadError
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
+from jan.server.schemas import StrictModel
 from jan.server.keys import MANAGER
 from jan.server.resolve import model_extension
 from jan.server.routes.docs import EXTRA_BODIES
@@ -47,8 +48,7 @@ PROGRESS_INTERVAL = 0.25
 FINAL_STATES = ("completed", "failed", "cancelled")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel  # unknown fields refused, no coercion, null means the default
 
 
 class ImportModelRequest(_Strict):
@@ -85,7 +85,7 @@ class ModelJsonRequest(_Strict):
     parameters: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     engine: str | None = None
-    created: int | None = None
+    created: Annotated[int, Field(ge=0, le=2**53)] | None = None  # milliseconds; JSON-safe integers
 
 
 class CreateModelRequest(RootModel[Union[ImportModelRequest, ModelJsonRequest]]):

@@ -22,7 +22,7 @@ from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import MessageCreate, _Strict, message_fields
-from jan.server.schemas import ResponseFormat, Stop
+from jan.server.schemas import INT32_MAX, Int32Count, ResponseFormat, Seed, Stop
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
 from jan.services.runs import Run, RunRequest
@@ -38,7 +38,7 @@ SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repea
 
 class TruncationStrategy(_Strict):
     type: str = Field("auto", pattern="^(auto|last_messages)$")
-    last_messages: int | None = Field(default=None, ge=1)
+    last_messages: Int32Count | None = None
 
 
 class RunCreate(_Strict):
@@ -49,23 +49,23 @@ class RunCreate(_Strict):
     instructions: str | None = None
     additional_instructions: str | None = None
     additional_messages: list[MessageCreate] | None = None
-    stream: bool = False
+    stream: bool | None = False
     metadata: dict[str, Any] | None = None
     truncation_strategy: TruncationStrategy | None = None
     response_format: Union[ResponseFormat, str, None] = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=INT32_MAX)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     typical_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    repeat_penalty: float | None = Field(default=None, gt=0.0)
-    repeat_last_n: int | None = Field(default=None, ge=-1)
+    repeat_penalty: float | None = Field(default=None, gt=0.0, le=INT32_MAX)
+    repeat_last_n: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    seed: int | None = None
+    seed: Seed | None = None
     stop: Stop = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Int32Count | None = None
+    max_completion_tokens: Int32Count | None = None
     ignore_eos: bool | None = None
 
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jan.core import AssistantExtension, ConversationalExtension
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
+from jan.server.schemas import StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.validation import parse_body
@@ -110,8 +111,7 @@ def page_of(items_asc: list[dict[str, Any]], q: dict[str, Any]) -> dict[str, Any
 
 
 # -- bodies -------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel  # unknown fields refused, no coercion, null means the default
 
 
 class JanText(_Strict):
