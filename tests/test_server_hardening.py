@@ -399,3 +399,22 @@ def test_no_extensions_still_loads_the_built_ins(tmp_path, stories_path):
         _, _, exts = call(srv, "GET", "/v1/extensions")
         names = {e["name"] for e in exts["data"]}
         assert {"llamacpp", "models", "conversational"} <= names
+
+
+# -- 22: jan serve checks and binds its port before loading anything -------------------------------
+def test_serve_binds_the_port_before_loading_models(tmp_path):
+    import socket
+
+    from test_cli_helpers import cli_env, jan
+
+    env = cli_env(tmp_path / "jan")
+    # a model spec that cannot load: had the load come first, its error would be the one reported
+    result = jan("serve", "--port", "99999", "-m", "does-not-exist", env=env)
+    assert result.returncode == 2 and "99999" in result.stderr and "does-not-exist" not in result.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = jan("serve", "--port", str(port), "-m", "does-not-exist", env=env)
+    assert result.returncode == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "does-not-exist" not in result.stderr

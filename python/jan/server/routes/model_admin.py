@@ -13,9 +13,11 @@ goes through ``manager.get(ModelExtension)`` and the model's engine.
   "downloaded_bytes", "total_bytes", ...}`` whenever it changes, at most 4 per second) until the state is
   ``completed`` (with ``model``), ``failed`` (with ``error``) or ``cancelled``, then ``data: [DONE]``.
   Closing the stream does **not** cancel the download (it goes on in the background; see
-  ``GET /v1/models/pull``). ``"stream": false`` answers ``202`` with the status at once.
-* ``GET /v1/models/pull`` — the downloads running or ended recently.
-* ``DELETE /v1/models/pull/{id}`` — cancel a running download (its partial file is removed).
+  ``GET /v1/downloads``). ``"stream": false`` answers ``202`` with the status at once.
+* ``GET /v1/downloads`` — the downloads running or ended recently.
+* ``DELETE /v1/downloads/{id}`` — cancel a running download (its partial file is removed).
+
+The model id ``pull`` is reserved (``POST /v1/models/pull`` starts a download).
 """
 
 from __future__ import annotations
@@ -116,6 +118,16 @@ EXTRA_BODIES[("PATCH", "/v1/models/{model_id}")] = ModelPatch
 EXTRA_BODIES[("POST", "/v1/models/pull")] = PullRequest
 
 
+#: Model ids that would be shadowed by a route under /v1/models (``GET /v1/models/pull`` lists downloads).
+RESERVED_IDS = ("pull",)
+
+
+def _allowed_id(model_id: str | None) -> None:
+    if model_id in RESERVED_IDS:
+        raise APIError(400, f"id: '{model_id}' is reserved (it names the route /v1/models/{model_id})", param="id",
+                       code="invalid_value")
+
+
 def _download_error(exc: DownloadError) -> APIError:
     status = {DownloadError.INVALID_URL: 400, DownloadError.CONFLICT: 409}.get(exc.reason, 502)
     return APIError(status, str(exc), param="url" if status == 400 else None, code=exc.reason,
@@ -131,6 +143,7 @@ async def create_model(request: web.Request) -> web.Response:
     models = model_extension(request)
     if "path" in data:
         body = ImportModelRequest.model_validate(data)
+        _allowed_id(body.id)
         path = os.path.expanduser(body.path)
         if not os.path.isabs(path):
             raise APIError(400, "path must be absolute", param="path", code="invalid_value")
@@ -149,6 +162,7 @@ async def create_model(request: web.Request) -> web.Response:
                 raise
     else:
         body = ModelJsonRequest.model_validate(data)
+        _allowed_id(body.id)
         create = getattr(models, "create_model", None)
         if create is None:
             raise APIError(501, "The model extension in use cannot add a model.json; import a file with 'path'",
@@ -204,6 +218,7 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
     if not isinstance(data, dict):
         raise APIError(400, "The request body must be a JSON object", code="invalid_json")
     body = PullRequest.model_validate(data)
+    _allowed_id(body.id)
     models = model_extension(request)
     kwargs = {"sha256": body.sha256} if body.sha256 else {}
     try:
@@ -244,14 +259,15 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
     return sse.response
 
 
-@routes.get("/v1/models/pull")
+# Not under /v1/models/: a literal there would shadow a model id (GET /v1/models/{model_id}).
+@routes.get("/v1/downloads")
 async def list_pulls(request: web.Request) -> web.Response:
     """Downloads running or ended recently."""
     tasks = await model_extension(request).list_downloads()
     return json_response({"object": "list", "data": [_status(t) for t in tasks]})
 
 
-@routes.delete("/v1/models/pull/{task_id}")
+@routes.delete("/v1/downloads/{task_id}")
 async def cancel_pull(request: web.Request) -> web.Response:
     """Cancel a running download (by download id or model id)."""
     task_id = request.match_info["task_id"]
