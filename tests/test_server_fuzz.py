@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
+import schemathesis  # noqa: E402  (in the test extra)
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402  (schemathesis depends on hypothesis)
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402

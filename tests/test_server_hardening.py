@@ -151,6 +151,13 @@ def test_two_host_headers_are_400(open_server):
 
 # -- 6 and 7: what the API key guards, and how it is sent ---------------------------------
 def test_what_stays_open_with_an_api_key(keyed):
+    from pathlib import Path
+
+    from jan.server.security import OPEN_PATHS, OPEN_PREFIXES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for path in (*OPEN_PATHS, *(p + "*" for p in OPEN_PREFIXES), "/docs", "/openapi.json"):
+        assert f"`{path}`" in readme, path  # the README says what the code does
     for path in ("/", "/favicon.ico", "/static/app.js", "/health"):
         assert call(keyed, "GET", path, key=False)[0] == 200, path
     status, _, health = call(keyed, "GET", "/health", key=False)
