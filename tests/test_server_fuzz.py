@@ -1,8 +1,9 @@
 """Issue 10 item 14: schemathesis over every operation of ``/openapi.json``, API key on, on a real server
 with stories260K. No 5xx, no response outside the documented statuses, media types and schemas.
 
-Bounded and reproducible: a fixed number of examples per operation, derandomized, no coverage or
-stateful phase (those multiply the cases; the fuzzing phase alone reaches every operation). Downloads
+Both schema-valid (positive) and schema-invalid (negative) requests. Bounded and reproducible: a fixed
+number of examples per operation, derandomized, no shrinking, no coverage or stateful phase (those
+multiply the cases; generation alone reaches every operation). Downloads
 (``POST /v1/models/pull``) go through a proxy that is not there, so a generated URL never leaves the machine.
 """
 
@@ -103,4 +104,5 @@ def test_every_operation_against_its_spec(api_schema, mode):
     assert len(operations) >= 40
     for operation in operations:
         _fuzz(operation.label, operation.as_strategy(generation_mode=GenerationMode(mode)), failures, sent)
-    assert sent[0] >= 2 * len(operations)  # the run really sent requests    assert not failures, "\n\n".join(f"{label}: {text}" for label, text in failures.items())
+    assert sent[0] >= 2 * len(operations)  # the run really sent requests
+    assert not failures, "\n\n".join(f"{label}: {text}" for label, text in failures.items())
