@@ -105,7 +105,8 @@ def test_cross_site_writes_are_refused_with_or_without_a_key(request, which):
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
                                           None])
 def test_json_routes_take_only_json(open_server, content_type):
-    ops = [op for op in spec_operations(open_server) if op[2]]
+    # Ollama's dialect (/api/*) takes any Content-Type, as Ollama does (its docs' `curl -d` sends a form type)
+    ops = [op for op in spec_operations(open_server) if op[2] and not op[1].startswith("/api/")]
     assert len(ops) >= 10
     for method, path, _ in ops:
         path = path.replace("{", "").replace("}", "")  # any value: the media type is checked first
@@ -252,7 +253,8 @@ def test_deeply_nested_json_is_400_on_every_json_route(keyed):
         path = path.replace("{", "").replace("}", "")
         for raw in (deep, deep_in_field):
             status, _, err = call(keyed, method, path, raw=raw)
-            assert status == 400 and "deeper" in err["error"]["message"], (method, path, status, err)
+            message = err["error"] if isinstance(err["error"], str) else err["error"]["message"]  # Ollama's or OpenAI's
+            assert status == 400 and "deeper" in message, (method, path, status, err)
     status, _, _ = call(keyed, "POST", "/v1/chat/completions", raw=b'{"x": NaN}')
     assert status == 400
 

@@ -77,7 +77,11 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     _configure_local_engine(manager, config)
 
     tables = _route_tables()
-    own_handlers = {route.handler for table in tables for route in table if isinstance(route, web.RouteDef)}
+    # Bodies sent to jan's own routes must say they are JSON (415 otherwise). Not the Ollama dialect's
+    # (/api/*): Ollama accepts any Content-Type and its documented `curl -d` examples send none; the
+    # Origin check still refuses cross-site writes there.
+    own_handlers = {route.handler for table in tables for route in table
+                    if isinstance(route, web.RouteDef) and not route.path.startswith("/api/")}
     app = web.Application(
         client_max_size=config.max_body_bytes,
         # Order matters: errors on a dialect's routes (Anthropic's) leave in that dialect's shape (outermost);

@@ -114,6 +114,8 @@ RESPONSES: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
     ("POST", "/v1/threads/{thread_id}/runs"): {"200": ("The run, or with stream: true its events",
                                                         {JSON: None, SSE: None})},
 }
+#: Error bodies of other dialects, by path prefix: ``{prefix: (schema name, schema)}`` (jan's own: OpenAI's).
+DIALECT_ERRORS: dict[str, tuple[str, dict[str, Any]]] = {}
 #: Paths also served without /v1 (as llama-server does); documented like their /v1 twin.
 UNPREFIXED = {"/chat/completions", "/completions", "/embeddings", "/models", "/tokenize", "/detokenize"}
 #: Paths open without the API key.
@@ -129,7 +131,8 @@ def _responses(method: str, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {status: {"description": desc, "content": {
         media: _content(media, schema)[media] for media, schema in contents.items()}}
         for status, (desc, contents) in ok.items()}
-    error = {"content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    error_name = next((name for prefix, (name, _) in DIALECT_ERRORS.items() if path.startswith(prefix)), "Error")
+    error = {"content": {JSON: {"schema": {"$ref": f"#/components/schemas/{error_name}"}}}}
     out["4XX"] = {"description": "The request cannot be served as sent (the body names the param)", **error}
     if path not in ("/", "/favicon.ico", "/health", "/docs", "/openapi.json"):
         out["503"] = {"description": "Busy (queue full), shutting down, or the extension that serves this is off",
@@ -153,7 +156,8 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
 
 def build_openapi(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict] = {}
-    components: dict[str, Any] = {"Error": ERROR_SCHEMA, **RESPONSE_SCHEMAS}
+    components: dict[str, Any] = {"Error": ERROR_SCHEMA, **RESPONSE_SCHEMAS,
+                                  **{name: schema for name, schema in DIALECT_ERRORS.values()}}
     for route in app.router.routes():
         method = route.method.upper()
         info = route.resource.get_info() if route.resource else {}
