@@ -113,8 +113,10 @@ async def _body(request: web.Request, model: type[B]) -> B:
         raise OllamaError(400, "missing request body")
     try:
         data = loads_bounded(raw)  # nested too deep is a 400 too, never a RecursionError
-    except APIError as exc:
-        raise OllamaError(400, exc.message) from None
+    except APIError as exc:  # not JSON (Ollama's wording), or nested too deep (said as is)
+        detail = exc.message.removeprefix("The request body is not valid JSON: ")
+        raise OllamaError(400, f"invalid JSON in the request body: {detail}" if detail != exc.message
+                          else exc.message) from None
     if not isinstance(data, dict):
         raise OllamaError(400, "the request body must be a JSON object")
     return model.model_validate(data)
