@@ -111,7 +111,7 @@ def test_json_routes_take_only_json(open_server, content_type):
     for method, path, _ in ops:
         path = path.replace("{", "").replace("}", "")  # any value: the media type is checked first
         status, _, err = call(open_server, method, path, raw=b'{"title": "x"}', content_type=content_type)
-        assert status == 415 and err["error"]["code"] == "unsupported_media_type", (method, path, status, err)
+        assert status == 415, (method, path, status, err)  # in the route's own dialect's error shape
     # a body-less POST stays fine, with or without a Content-Type
     assert call(open_server, "POST", "/v1/models/stories260K/start", content_type=None)[0] == 200
 

@@ -33,14 +33,14 @@ class ModelService:
     def __init__(self, manager: ExtensionManager, *, default_model: str | None = None):
         self.manager = manager
         self._transient: dict[str, dict[str, Any]] = {}
+        #: The model of requests that name none (``jan serve --default-model``); else the only loaded one.
+        self.default_model = default_model
 
     def add_transient(self, model: dict[str, Any]) -> None:
         """Make ``model`` (a model.json dict) known to this process only, in front of the data
         folder's: a .gguf file given by path (with ``file_path``), or a model.json with settings
         overridden for this process (the CLI's ``--ctx-size``)."""
         self._transient[model["id"]] = dict(model)
-        #: The model of requests that name none (``jan serve --default-model``); else the only loaded one.
-        self.default_model = default_model
 
     def model_extension(self) -> ModelExtension:
         """The enabled model manager; :class:`ServiceUnavailableError` when none is."""
