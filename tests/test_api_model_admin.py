@@ -198,9 +198,9 @@ async def test_pull_resumes_after_dropped_connection(server, tmp_path, stories_p
         assert listed["pulled"]["sources"][0]["url"] == files.url
         assert (await api.ok("POST", "/v1/models/pulled/start"))["state"] == "ready"
         assert isinstance(await chat(api, "pulled"), str)
-        downloads = await api.ok("GET", "/v1/models/pull")
+        downloads = await api.ok("GET", "/v1/downloads")
         assert [d["state"] for d in downloads["data"] if d["id"] == "pulled"] == ["completed"]
-        assert (await api.delete("/v1/models/pull/pulled"))[0] == 404  # finished: nothing to cancel
+        assert (await api.delete("/v1/downloads/pulled"))[0] == 404  # finished: nothing to cancel
 
 
 async def test_pull_cancel_and_errors(server, tmp_path, stories_path):
@@ -216,22 +216,22 @@ async def test_pull_cancel_and_errors(server, tmp_path, stories_path):
 
         follower = asyncio.create_task(follow())
         for _ in range(200):
-            running_ = [d for d in (await api.ok("GET", "/v1/models/pull"))["data"] if d["id"] == "slow"]
+            running_ = [d for d in (await api.ok("GET", "/v1/downloads"))["data"] if d["id"] == "slow"]
             if running_ and running_[0]["downloaded_bytes"] > 0:
                 break
             await asyncio.sleep(0.05)
         assert running_[0]["state"] == "downloading" and running_[0]["downloaded_bytes"] < len(blob)
-        cancelled = await api.ok("DELETE", "/v1/models/pull/slow")
+        cancelled = await api.ok("DELETE", "/v1/downloads/slow")
         assert cancelled["cancelled"] is True
         events = await asyncio.wait_for(follower, 30)
         assert events[-1] == (None, "[DONE]") and events[-2][1]["state"] == "cancelled"
-        listed = [d for d in (await api.ok("GET", "/v1/models/pull"))["data"] if d["id"] == "slow"]
+        listed = [d for d in (await api.ok("GET", "/v1/downloads"))["data"] if d["id"] == "slow"]
         assert listed[0]["state"] == "cancelled"
         folder = tmp_path / "data" / "models" / "slow"
         assert not list(folder.glob("*.part")) and not (folder / "model.json").exists()
         assert "slow" not in [m["id"] for m in (await api.ok("GET", "/v1/models"))["data"]]
-        assert (await api.delete("/v1/models/pull/slow"))[0] == 404
-        assert (await api.delete("/v1/models/pull/never-started"))[0] == 404
+        assert (await api.delete("/v1/downloads/slow"))[0] == 404
+        assert (await api.delete("/v1/downloads/never-started"))[0] == 404
 
         for body in ({"url": "ftp://example.com/x.gguf"}, {"url": "hf://only-owner"}, {"url": files.url, "x": 1},
                      {"url": files.url, "id": "../up"}, {"url": files.url, "sha256": "abc"}):

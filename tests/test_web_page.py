@@ -625,6 +625,6 @@ def test_download_a_model_with_progress_and_cancel(chat_server, new_page, file_s
     page.wait_for_function("document.getElementById('pull-status').textContent === 'Download cancelled.'")
     assert page.is_hidden("#pull-cancel") and page.is_enabled("#pull-go")
     assert call(chat_server, "GET", "/v1/models/stories-cancelled")[0] == 404
-    downloads = api(chat_server, "GET", "/v1/models/pull")["data"]
+    downloads = api(chat_server, "GET", "/v1/downloads")["data"]
     assert [d["state"] for d in downloads if d["model_id"] == "stories-cancelled"] == ["cancelled"]
     shot(page, "19-download-cancelled")

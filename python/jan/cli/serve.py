@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -16,16 +17,19 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
-@click.option("--port", "-p", default=DEFAULT_PORT, show_default=True, type=int)
-@click.option("--ollama-port", type=int, default=None, is_flag=False, flag_value=OLLAMA_PORT,
+@click.option("--port", "-p", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port (0: any free one).")
+@click.option("--ollama-port", type=click.IntRange(0, 65535), default=None, is_flag=False, flag_value=OLLAMA_PORT,
               help=f"Also listen on this port (bare flag: Ollama's {OLLAMA_PORT}) for Ollama clients that "
                    "hard-code it; the Ollama API (/api/*) is served on --port as well.")
 @click.option("--data-folder", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Jan data folder [default: $JAN_DATA_FOLDER or ~/jan]")
 @click.option("--model", "-m", "models", multiple=True,
               help="Model id or GGUF path to load at start (repeatable; paths are imported by reference).")
+@click.option("--default-model", default=None,
+              help="Model id used by requests that name none [default: the only loaded model].")
 @click.option("--api-key", envvar="JAN_API_KEY", default=None,
-              help="Require 'Authorization: Bearer KEY' [env JAN_API_KEY]")
+              help="Require 'Authorization: Bearer KEY' or 'x-api-key: KEY' [env JAN_API_KEY]")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed CORS origin (repeatable; '*' for any).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True,
               help="Extra Host header to accept when bound to loopback (repeatable).")
@@ -42,8 +46,9 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
 @click.option("--no-extensions", is_flag=True, help="Load only built-in extensions.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(host, port, ollama_port, data_folder, models, api_key, cors_origins, allowed_hosts, n_parallel, n_ctx, n_threads,
-          n_gpu_layers, max_queue, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
+def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
+          n_parallel, n_ctx, n_threads, n_gpu_layers, max_queue, keep_alive, max_loaded_models, no_extensions,
+          log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level != "debug":
@@ -51,6 +56,7 @@ def serve(host, port, ollama_port, data_folder, models, api_key, cors_origins, a
     config = ServerConfig(
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
+        default_model=default_model,
         n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, max_queue=max_queue,
         keep_alive=keep_alive, max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)
     try:
@@ -62,19 +68,37 @@ def serve(host, port, ollama_port, data_folder, models, api_key, cors_origins, a
         sys.exit(1)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """Bind and listen now, so a busy or forbidden port fails before any model is loaded.
+    Connections that arrive while models load wait in the backlog."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.create_server(address, family=family, backlog=128)
+    except OSError as exc:
+        raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
 async def run_server(config: ServerConfig) -> None:
     from jan.server.app import create_app
 
-    app = await create_app(config)
-    runner = web.AppRunner(app, shutdown_timeout=5.0, handle_signals=False, access_log=None)
-    await runner.setup()
+    # Every port is bound before any model loads: a busy or forbidden port fails at once.
     ports = [config.port] + ([config.ollama_port] if config.ollama_port and config.ollama_port != config.port else [])
-    for port in ports:
-        try:
-            await web.TCPSite(runner, config.host, port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise RuntimeError(f"cannot listen on {config.host}:{port}: {exc.strerror or exc}") from None
+    socks: list[socket.socket] = []
+    try:
+        for port in ports:
+            socks.append(listen(config.host, port))
+        config.port = socks[0].getsockname()[1]
+        app = await create_app(config)
+        runner = web.AppRunner(app, shutdown_timeout=5.0, handle_signals=False, access_log=None)
+        await runner.setup()  # loads the models given with --model
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    for sock in socks:
+        await web.SockSite(runner, sock).start()
     click.echo(f"jan is listening on {config.base_url}  (API: {config.base_url}/v1, data: {config.data_folder})",
                err=False)
     if len(ports) > 1:

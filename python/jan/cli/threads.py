@@ -147,7 +147,7 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
     """Export a thread as Markdown or JSON (thread.json plus its messages)."""
     thread, messages = fetch_thread(conn, thread_id)
     if fmt == "json":
-        text = json.dumps({"thread": thread, "messages": messages}, indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps({"thread": thread, "messages": messages}, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     else:
         text = to_markdown(thread, messages)
     if output is None:

@@ -80,8 +80,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """:func:`atomic_write_text` of ``data`` as indented JSON (non-ASCII kept, trailing newline)."""
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """:func:`atomic_write_text` of ``data`` as indented JSON (non-ASCII kept, trailing newline).
+
+    Strict JSON: ``NaN``/``Infinity`` raise ``ValueError`` and nothing is written."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def set_aside(path: str | os.PathLike[str], reason: str = "corrupt") -> Path | None:

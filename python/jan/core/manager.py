@@ -56,6 +56,9 @@ T = TypeVar("T")
 
 #: The entry-point group jan discovers extensions in.
 ENTRY_POINT_GROUP = "jan.extensions"
+#: Built-in extensions are jan's own entry points into this package.
+BUILTIN_MODULE_PREFIX = "jan.extensions."
+BUILTIN_DIST = "jan"
 
 STATE_FILE = "extensions/extensions.json"
 STATE_VERSION = 1
@@ -129,11 +132,18 @@ class _Entry:
         return (deps,) if isinstance(deps, str) else tuple(deps or ())
 
 
+def _is_builtin(candidate: Candidate) -> bool:
+    """Whether an entry point is one of jan's own (a module in ``jan.extensions`` of the ``jan`` distribution)."""
+    return candidate.source.split(" = ", 1)[-1].startswith(BUILTIN_MODULE_PREFIX) and (
+        "(" not in candidate.source or f"({BUILTIN_DIST} " in candidate.source)
+
+
 class ExtensionManager:
     """Finds, orders, loads and unloads extensions; answers "who implements X".
 
     ``bus`` defaults to a new :class:`~jan.core.LocalEventBus`. ``discover_entry_points=False``
-    limits the manager to objects given to :meth:`register` (tests).
+    limits the manager to objects given to :meth:`register` (tests); ``only_builtin=True`` discovers
+    only jan's own entry points (the built-in extensions; ``jan serve --no-extensions``).
     ``load_timeout`` bounds each ``on_load``/``on_unload`` (seconds; ``None``: no bound).
 
     Typical use::
@@ -152,6 +162,7 @@ class ExtensionManager:
         bus: EventBus | None = None,
         *,
         discover_entry_points: bool = True,
+        only_builtin: bool = False,
         entry_point_group: str = ENTRY_POINT_GROUP,
         api_version: str = API_VERSION,
         load_timeout: float | None = 60.0,
@@ -163,6 +174,7 @@ class ExtensionManager:
         self.api_version = api_version
         self.entry_point_group = entry_point_group
         self.discover_entry_points = discover_entry_points
+        self.only_builtin = only_builtin
         self.load_timeout = load_timeout
         self._pending: list[Candidate] = []
         self._entries: dict[str, _Entry] = {}
@@ -208,7 +220,8 @@ class ExtensionManager:
         self._discovered = True
         pending = list(self._pending)
         if self.discover_entry_points:
-            pending.extend(entry_point_candidates(self.entry_point_group))
+            found = entry_point_candidates(self.entry_point_group)
+            pending.extend(c for c in found if not self.only_builtin or _is_builtin(c))
         for item in pending:
             self._add_candidate(item)
         self._load_config()

@@ -97,7 +97,7 @@ class _AnySchema:
         errors = []
         for key, value in overrides.items():
             try:
-                json.dumps(value)
+                json.dumps(value, allow_nan=False)
             except (TypeError, ValueError):
                 errors.append({"field": key, "message": f"is not JSON-serializable ({type(value).__name__})"})
         if errors:
@@ -174,6 +174,18 @@ def _adapt(schema: Any) -> _AnySchema:
     if is_pydantic_model(schema):
         return _PydanticSchema(schema)
     raise TypeError(f"settings_schema must be a pydantic model class, a JSON schema dict or None, not {schema!r}")
+
+
+def _require_strict_json(values: Mapping[str, Any]) -> None:
+    """Settings are stored as JSON: ``NaN``/``Infinity`` (which JSON has no words for) are refused by name."""
+    errors = []
+    for key, value in values.items():
+        try:
+            json.dumps(value, allow_nan=False, default=lambda o: None)  # other types: the schema's business
+        except ValueError:
+            errors.append({"field": key, "message": "must be a finite number (NaN and Infinity are not JSON)"})
+    if errors:
+        raise _error(errors)
 
 
 def _error(errors: list[dict[str, Any]]) -> SettingsValidationError:
@@ -279,6 +291,7 @@ class ExtensionSettings:
     # writing -------------------------------------------------------------------
     def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The effective values if ``values`` were set on top of the current ones; raises if invalid. Writes nothing."""
+        _require_strict_json(values)
         effective, _ = self._schema.validate({**self._overrides, **dict(values)})
         return effective
 
@@ -290,6 +303,7 @@ class ExtensionSettings:
         """Validate and store several values at once (all or none); return ``{key: new}`` of what changed."""
         if not isinstance(values, Mapping):
             raise TypeError("settings values must be a mapping")
+        _require_strict_json(values)
         candidate = {**self._overrides, **copy.deepcopy(dict(values))}
         effective, model = self._schema.validate(candidate)
         # Store what validation made of the values (coerced by pydantic).

@@ -21,7 +21,13 @@ from jan.server.errors import describe_error, dialect_error_middleware, error_mi
 from jan.server.keys import BUS, CONFIG, MANAGER, SERVICES, SHUTTING_DOWN, STARTED_AT
 from jan.services.container import Services
 from jan.server.mount import mount_extensions
-from jan.server.security import api_key_middleware, cors_middleware, host_allowlist_middleware
+from jan.server.security import (
+    api_key_middleware,
+    cors_middleware,
+    cors_on_prepare,
+    cross_site_middleware,
+    host_allowlist_middleware,
+)
 
 log = logging.getLogger("jan.server")
 
@@ -61,7 +67,7 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     config.data_folder.mkdir(parents=True, exist_ok=True)
     if manager is None:
         manager = ExtensionManager(config.data_folder, LocalEventBus(),
-                                   discover_entry_points=config.enable_extensions)
+                                   only_builtin=not config.enable_extensions)
     for ext in extensions:
         manager.register(ext)
     await manager.start()
@@ -70,20 +76,29 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
             log.warning("extension %s is %s: %s", record.name, record.state, record.error)
     _configure_local_engine(manager, config)
 
+    tables = _route_tables()
+    # Bodies sent to jan's own routes must say they are JSON (415 otherwise). Not the Ollama dialect's
+    # (/api/*): Ollama accepts any Content-Type and its documented `curl -d` examples send none; the
+    # Origin check still refuses cross-site writes there.
+    own_handlers = {route.handler for table in tables for route in table
+                    if isinstance(route, web.RouteDef) and not route.path.startswith("/api/")}
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        # Outermost: errors on a dialect's routes (Anthropic's) leave in that dialect's shape.
+        # Order matters: errors on a dialect's routes (Anthropic's) leave in that dialect's shape (outermost);
+        # a bad Host is refused first, then CORS preflights are answered, then cross-site writes are
+        # refused (key or not), then the key is checked.
         middlewares=[dialect_error_middleware, error_middleware, host_allowlist_middleware(config),
-                     cors_middleware(config), api_key_middleware(config)],
+                     cors_middleware(config), cross_site_middleware(config, own_handlers), api_key_middleware(config)],
     )
+    app.on_response_prepare.append(cors_on_prepare(config))
     app[CONFIG] = config
     app[MANAGER] = manager
-    app[SERVICES] = Services.from_manager(manager, describe_error=describe_error)
+    app[SERVICES] = Services.from_manager(manager, describe_error=describe_error, default_model=config.default_model)
     app[BUS] = manager.bus
     app[STARTED_AT] = time.monotonic()
     app[SHUTTING_DOWN] = asyncio.Event()
     app.on_shutdown.append(_announce_shutdown)
-    for table in _route_tables():
+    for table in tables:
         app.add_routes(table)
     _setup_route_state(app)
     mount_extensions(manager, app)

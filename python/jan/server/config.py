@@ -29,6 +29,8 @@ class ServerConfig:
     # Extra Host header values accepted when bound to loopback (DNS-rebinding guard).
     allowed_hosts: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)  # GGUF paths or model ids to load at start
+    # The model of requests that name none (else: the only loaded model, else a 400).
+    default_model: str | None = None
     # Load options from the command line; None = not given (the llama.cpp extension's settings,
     # then jan.services.types.LOAD_DEFAULTS decide). A model.json's own settings win over these.
     n_parallel: int | None = None
@@ -39,7 +41,7 @@ class ServerConfig:
     max_loaded_models: int | None = None
     keep_alive: float | None = None
     max_body_bytes: int = 16 * 1024 * 1024
-    enable_extensions: bool = True  # discover third-party extensions through entry points
+    enable_extensions: bool = True  # False: only the built-in extensions (jan's own entry points)
 
     @property
     def bound_to_loopback(self) -> bool:

@@ -7,7 +7,6 @@ handlers raise exceptions and never build error responses themselves.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 
@@ -15,6 +14,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from jan.errors import ContextOverflowError, EngineError, JanError, ModelLoadError, ModelNotFoundError, QueueFullError
+from jan.server.jsonio import dumps as strict_dumps
 
 log = logging.getLogger("jan.server")
 
@@ -49,11 +49,18 @@ def from_validation_error(err: ValidationError) -> APIError:
     first = err.errors()[0]
     param = _param_of(tuple(p for p in first.get("loc", ()) if not str(p).startswith("function-")))
     kind = first.get("type", "")
+    msg = first.get("msg", "invalid value")
+    if kind == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]  # our own validators' messages, as written
+    unsupported = kind == "value_error" and "not supported" in msg
     if kind == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
+    elif unsupported:
+        message = msg  # "<field> is not supported by jan (...)"
     else:
-        message = f"{param}: {first.get('msg', 'invalid value')}" if param else first.get("msg", "invalid request")
-    return APIError(400, message, param=param or None, code="invalid_value" if kind != "missing" else "missing_required_parameter")
+        message = f"{param}: {msg}" if param else msg
+    code = "missing_required_parameter" if kind == "missing" else "unsupported_parameter" if unsupported else "invalid_value"
+    return APIError(400, message, param=param or None, code=code)
 
 
 def to_api_error(exc: BaseException) -> APIError:
@@ -66,7 +73,7 @@ def to_api_error(exc: BaseException) -> APIError:
         return exc
     if isinstance(exc, ValidationError):
         return from_validation_error(exc)
-    if isinstance(exc, ContextOverflowError):
+    if isinstance(exc, ContextOverflowError):  # routes with another prompt field name it (prompt_param)
         return APIError(400, str(exc), param="messages", code="context_length_exceeded")
     if isinstance(exc, ModelNotFoundError):
         return APIError(404, str(exc), param="model", code="model_not_found")
@@ -121,7 +128,7 @@ class ErrorResponse(web.Response):
     dialect can re-render it in their clients' error shape (see :func:`dialect_error_middleware`)."""
 
     def __init__(self, err: APIError, headers: dict | None = None):
-        super().__init__(text=json.dumps(err.body()), status=err.status, headers=headers,
+        super().__init__(text=strict_dumps(err.body()), status=err.status, headers=headers,
                          content_type="application/json")
         self.api_error = err
 
@@ -152,7 +159,7 @@ async def dialect_error_middleware(request: web.Request, handler):
         return response
     headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
     return web.json_response(shape(response.api_error), status=response.status, headers=headers,
-                             dumps=json.dumps)
+                             dumps=strict_dumps)
 
 
 @web.middleware

@@ -2,8 +2,16 @@
 
 Unknown fields are refused (``extra="forbid"``) so a typo such as
 ``max_token`` is a 400 naming the field, not a silently ignored option.
-Fields OpenAI clients send that change nothing here (``user``, ``store``,
-``metadata``, ...) are accepted.
+Fields of OpenAI's current reference that change nothing here (``user``,
+``store``, ``metadata``, ``prompt_cache_key``, ``safety_identifier``,
+``verbosity``, ``prediction``, ...) are accepted and ignored; those whose
+meaning jan does not implement (audio output, web search) are a 400 that
+says "not supported" and names the field.
+
+Every body is validated strictly (``false`` is not an integer, ``"1"`` is not
+a number), an explicit ``null`` for an optional field means its default, and
+every number is bounded by what the engine can hold (int32 counts, token
+ids), so the OpenAPI description shows exactly what the server accepts.
 """
 
 from __future__ import annotations
@@ -12,9 +20,44 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+INT32_MAX = 2**31 - 1
+INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
+#: A count or length the engine keeps in an int32 (tokens, positions).
+Int32Count = Annotated[int, Field(ge=1, le=INT32_MAX)]
+#: A token id: llama.cpp's ``llama_token`` is an int32; no vocabulary has a billion entries.
+TokenId = Annotated[int, Field(ge=0, le=INT32_MAX)]
+TokenList = list[TokenId]
+#: OpenAI's seed is an int64; llama.cpp keeps the low 32 bits.
+Seed = Annotated[int, Field(ge=INT64_MIN, le=UINT64_MAX)]
+#: ``logit_bias`` keys: token ids written as JSON object keys.
+TokenKey = Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,8})$")]
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+
+def not_supported(field: str, what: str) -> ValueError:
+    """The error for an OpenAI field whose meaning jan does not implement (a 400 naming ``field``)."""
+    return ValueError(f"{field} is not supported by jan ({what})")
+
+
+class StrictModel(BaseModel):
+    """Base of every request body: unknown fields refused, no type coercion, ``null`` means the default."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        # OpenAI marks its optional fields nullable: {"n": null} asks for the default n, like leaving it out.
+        if not isinstance(data, dict):
+            return data
+        defaulted = set()
+        for name, info in cls.model_fields.items():
+            if not info.is_required() and (info.default is not None or info.default_factory is not None):
+                defaulted.add(info.alias or name)
+                defaulted.add(name)
+        return {k: v for k, v in data.items() if not (v is None and k in defaulted)}
+
+
+_Strict = StrictModel
 
 
 class TextPart(_Strict):
@@ -46,6 +89,11 @@ class ToolCall(_Strict):
     function: FunctionCall
 
 
+def legacy_call_id(name: str) -> str:
+    """The tool call id a deprecated ``function_call`` gets, so the ``function`` reply can point at it."""
+    return f"call_{name}"
+
+
 class Message(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Union[str, list[ContentPart], None] = None
@@ -55,6 +103,24 @@ class Message(_Strict):
     refusal: str | None = None
     # an earlier assistant turn's thinking (llama-server/DeepSeek field); the template decides whether it is shown
     reasoning_content: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_functions(cls, data: Any) -> Any:
+        # OpenAI's deprecated function calling: an assistant's function_call is a tool call, and the
+        # "function" message answering it is a tool message for that call.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        call = data.pop("function_call", None)
+        if isinstance(call, dict) and data.get("role") == "assistant" and not data.get("tool_calls"):
+            data["tool_calls"] = [{"id": legacy_call_id(str(call.get("name"))), "type": "function", "function": call}]
+        elif call is not None:
+            data["function_call"] = call  # refused below as an unknown field
+        if data.get("role") == "function":
+            data["role"] = "tool"
+            data.setdefault("tool_call_id", legacy_call_id(str(data.get("name"))))
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "Message":
@@ -115,38 +181,43 @@ class ResponseFormat(_Strict):
 
 
 class StreamOptions(_Strict):
-    include_usage: bool = False
+    include_usage: bool | None = False
     include_obfuscation: bool | None = None
 
 
 Stop = Union[str, Annotated[list[str], Field(max_length=16)], None]
+#: A model id; omitted (or null) when exactly one model is loaded or a default model is configured.
+ModelId = Annotated[Union[str, None], Field(min_length=1,
+                                            description="Model id; may be omitted when exactly one model is "
+                                                        "loaded or the server has a default model")]
 
 
 class SamplingFields(_Strict):
     """Fields shared by chat and text completions (OpenAI's plus llama.cpp's extras)."""
 
-    model: str = Field(min_length=1)
-    stream: bool = False
+    model: ModelId = None
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
-    n: int = Field(default=1, ge=1, le=16)
+    n: int | None = Field(default=1, ge=1, le=16)
     stop: Stop = None
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Int32Count | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    seed: int | None = None
-    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    seed: Seed | None = None
+    logit_bias: dict[TokenKey, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    # accepted and ignored: they change nothing on a local server
     user: str | None = None
     metadata: dict[str, Any] | None = None
     store: bool | None = None
     service_tier: str | None = None
     # llama.cpp extras
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=INT32_MAX)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     typical_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    repeat_penalty: float | None = Field(default=None, gt=0.0)
-    repeat_last_n: int | None = Field(default=None, ge=-1)
+    repeat_penalty: float | None = Field(default=None, gt=0.0, le=INT32_MAX)
+    repeat_last_n: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     grammar: str | None = None
     ignore_eos: bool | None = None
 
@@ -158,18 +229,18 @@ class SamplingFields(_Strict):
             raise ValueError("stop strings must not be empty")
         return v
 
-    @field_validator("logit_bias")
-    @classmethod
-    def _token_keys(cls, v):
-        for key in v or {}:
-            if not key.lstrip("-").isdigit():
-                raise ValueError(f"logit_bias keys must be token ids, got '{key}'")
-        return v
+
+
+class PredictionContent(_Strict):
+    """OpenAI's predicted output: a speed hint only, so it is accepted and ignored."""
+
+    type: Literal["content"]
+    content: Union[str, list[TextPart]]
 
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: Int32Count | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
@@ -182,9 +253,58 @@ class ChatCompletionRequest(SamplingFields):
     # thinking control as llama-server / Ollama / Anthropic accept it (jan.templates.formats.ReasoningRequest)
     reasoning_format: Literal["none", "auto", "deepseek", "deepseek-legacy"] | None = None
     think: Union[bool, Literal["low", "medium", "high"], None] = None
-    reasoning_budget: int | None = Field(default=None, ge=-1)
-    thinking_budget_tokens: int | None = Field(default=None, ge=0)
-    modalities: list[str] | None = None
+    reasoning_budget: int | None = Field(default=None, ge=-1, le=INT32_MAX)
+    thinking_budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    modalities: list[Literal["text", "audio"]] | None = None
+    # OpenAI's, accepted and ignored: caching, abuse-tracking and length hints with no local meaning
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    safety_identifier: str | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    prediction: PredictionContent | None = None
+    # OpenAI's, refused unless null: jan produces no audio and has no web search
+    audio: dict[str, Any] | None = Field(default=None, description="Not supported (audio output); only null")
+    web_search_options: dict[str, Any] | None = Field(default=None, description="Not supported; only null")
+    # OpenAI's deprecated function calling, mapped onto tools / tool_choice
+    functions: list[FunctionDef] | None = Field(default=None, max_length=128, description="Deprecated: use tools")
+    function_call: Union[Literal["none", "auto"], NamedFunction, None] = Field(
+        default=None, description="Deprecated: use tool_choice")
+
+    @field_validator("audio")
+    @classmethod
+    def _no_audio(cls, v):
+        if v is not None:
+            raise not_supported("audio", "it generates text only")
+        return v
+
+    @field_validator("web_search_options")
+    @classmethod
+    def _no_web_search(cls, v):
+        if v is not None:
+            raise not_supported("web_search_options", "it has no web search")
+        return v
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_only(cls, v):
+        if v and "audio" in v:
+            raise not_supported("modalities", "it generates text only")
+        return v
+
+    @model_validator(mode="after")
+    def _legacy_functions(self) -> "ChatCompletionRequest":
+        if self.functions is not None:
+            if self.tools is not None:
+                raise ValueError("functions and tools cannot be used together (functions is the deprecated form)")
+            self.tools = [Tool(type="function", function=f) for f in self.functions] or None
+            self.functions = None
+        if self.function_call is not None:
+            if self.tool_choice is not None:
+                raise ValueError("function_call and tool_choice cannot be used together")
+            fc = self.function_call
+            self.tool_choice = fc if isinstance(fc, str) else NamedToolChoice(type="function", function=fc)
+            self.function_call = None
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> "ChatCompletionRequest":
@@ -199,21 +319,23 @@ class ChatCompletionRequest(SamplingFields):
         return self
 
 
-TokenList = list[Annotated[int, Field(ge=0)]]
-
-
 class CompletionRequest(SamplingFields):
     prompt: Union[str, list[str], TokenList, list[TokenList]]
-    max_tokens: int | None = Field(default=16, ge=1)
+    max_tokens: Int32Count | None = 16
     logprobs: int | None = Field(default=None, ge=0, le=20)
-    echo: bool = False
+    echo: bool | None = False
     best_of: int | None = Field(default=None, ge=1, le=16)
     suffix: str | None = None
 
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, v):
+        if v:
+            raise not_supported("suffix", "fill-in-the-middle")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> "CompletionRequest":
-        if self.suffix:
-            raise ValueError("suffix (fill-in-the-middle) is not supported")
         if self.best_of is not None and self.best_of != self.n:
             raise ValueError("best_of must equal n (each choice is generated once)")
         if isinstance(self.prompt, list) and len(self.prompt) == 0:
@@ -222,10 +344,10 @@ class CompletionRequest(SamplingFields):
 
 
 class EmbeddingRequest(_Strict):
-    model: str = Field(min_length=1)
+    model: ModelId = None
     input: Union[str, list[str], TokenList, list[TokenList]]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
+    encoding_format: Literal["float", "base64"] | None = "float"
+    dimensions: Int32Count | None = None
     user: str | None = None
 
     @field_validator("input")
@@ -243,12 +365,12 @@ class EmbeddingRequest(_Strict):
 
 
 class TokenizeRequest(_Strict):
-    model: str = Field(min_length=1)
+    model: ModelId = None
     content: str | None = None
     text: str | None = None
-    add_special: bool = False
-    parse_special: bool = True
-    with_pieces: bool = False
+    add_special: bool | None = False
+    parse_special: bool | None = True
+    with_pieces: bool | None = False
 
     @model_validator(mode="after")
     def _check(self) -> "TokenizeRequest":
@@ -258,5 +380,5 @@ class TokenizeRequest(_Strict):
 
 
 class DetokenizeRequest(_Strict):
-    model: str = Field(min_length=1)
+    model: ModelId = None
     tokens: TokenList

@@ -1,38 +1,72 @@
-"""API key, CORS and the Host-header allowlist.
+"""What every request passes before a handler sees it: Host, Origin, Content-Type, API key, CORS.
 
-The key (``Authorization: Bearer KEY`` or ``x-api-key: KEY``) is compared in constant
-time. ``/health``, the web page and CORS preflights stay open (the page asks for the key
-itself). When bound to
-loopback, only requests whose Host names the loopback interface are served:
-a web page on another origin that re-binds its DNS name to 127.0.0.1 still
-sends its own name as Host, and is refused.
+* **Host.** A ``Host`` that is not ``host[:port]`` (``127.0.0.1:80@evil.example``,
+  ``a, b``, two Host headers) is a 400. When bound to loopback, only Hosts
+  naming the loopback interface (or ``--allowed-host``) are served: a page on
+  another origin that re-binds its DNS name to 127.0.0.1 still sends its own
+  name as Host, and is refused (403).
+* **Cross-site requests.** A state-changing request (POST, PUT, PATCH,
+  DELETE) whose ``Origin`` is neither this server's own origin nor a
+  ``--cors-origin`` gets 403, with or without an API key; a body sent to one
+  of jan's own routes must be ``application/json`` (415 otherwise), which a
+  cross-site page cannot send without a CORS preflight.
+* **API key.** ``Authorization: Bearer KEY`` or ``x-api-key: KEY``, compared in
+  constant time. Open without it: the web page's shell (``/``, ``/favicon.ico``,
+  ``/static/*``; the page asks for the key itself), ``/health`` (status only:
+  the loaded models are listed only to a request with the key) and CORS
+  preflights. ``/docs`` and ``/openapi.json`` need the key: they describe the
+  installed extensions and the exact version.
+* **CORS.** Preflights for allowed origins are answered here; every other
+  response to an allowed origin — errors and streamed (SSE) ones included —
+  gets ``Access-Control-Allow-Origin`` from an ``on_response_prepare`` hook,
+  which runs for every response just before its headers are sent.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
+from collections.abc import Callable, Collection
 
 from aiohttp import web
+from yarl import URL
 
 from jan.server.config import ServerConfig
 from jan.server.errors import APIError, json_error
+from jan.server.validation import require_json_content_type
 
-OPEN_PATHS = ("/health", "/", "/favicon.ico", "/docs", "/openapi.json")
+OPEN_PATHS = ("/", "/favicon.ico", "/health")
 OPEN_PREFIXES = ("/static/",)
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 CORS_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
 CORS_HEADERS = "Authorization, X-Api-Key, Content-Type, OpenAI-Organization, OpenAI-Project, X-Stainless-*, *"
 
+# host[:port]: a DNS name / IPv4 address, or an IPv6 address in brackets; a decimal port.
+_HOST_RE = re.compile(r"^(?:(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}))|\[(?P<ip6>[0-9A-Fa-f:.]{2,45})\])"
+                      r"(?::(?P<port>[0-9]{1,5}))?$")
 
-def _is_open(path: str) -> bool:
+
+def is_open(path: str) -> bool:
+    """Paths served without the API key."""
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
-def _host_name(host_header: str) -> str:
-    host = host_header.strip().lower()
-    if host.startswith("["):  # [::1]:1337
-        return host[1 : host.index("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """``(lower-cased name, port)`` of a ``Host`` header value, or ``None`` if it is not ``host[:port]``."""
+    m = _HOST_RE.match(value.strip())
+    if m is None:
+        return None
+    port = int(m["port"]) if m["port"] else None
+    if port is not None and port > 65535:
+        return None
+    if m["ip6"] is not None:
+        try:
+            ipaddress.IPv6Address(m["ip6"])
+        except ValueError:
+            return None
+        return m["ip6"].lower(), port
+    return m["name"].lower().rstrip("."), port
 
 
 def _is_loopback_name(name: str) -> bool:
@@ -49,8 +83,14 @@ def host_allowlist_middleware(config: ServerConfig):
 
     @web.middleware
     async def middleware(request: web.Request, handler):
+        hosts = request.headers.getall("Host", [])
+        if len(hosts) > 1:
+            return json_error(APIError(400, "The request has more than one Host header", code="invalid_host"))
+        parsed = parse_host(hosts[0]) if hosts else None
+        if hosts and parsed is None:
+            return json_error(APIError(400, "The Host header must be host[:port]", code="invalid_host"))
         if config.bound_to_loopback:
-            name = _host_name(request.headers.get("Host", ""))
+            name = parsed[0] if parsed else ""
             if not (_is_loopback_name(name) or name in extra):
                 return json_error(APIError(403, f"Host '{name}' is not allowed (DNS rebinding protection); "
                                                 "use --allowed-host to permit it", code="host_not_allowed"))
@@ -59,7 +99,8 @@ def host_allowlist_middleware(config: ServerConfig):
     return middleware
 
 
-def cors_middleware(config: ServerConfig):
+def cors_allowed_origin(config: ServerConfig) -> Callable[[str | None], str | None]:
+    """``allowed(origin)`` -> the ``Access-Control-Allow-Origin`` value for it, or ``None``."""
     origins = set(config.cors_origins)
     any_origin = "*" in origins
 
@@ -70,11 +111,60 @@ def cors_middleware(config: ServerConfig):
             return "*" if not config.api_key else origin
         return origin if origin in origins else None
 
+    return allowed
+
+
+def _same_origin(request: web.Request, origin: str) -> bool:
+    """Whether ``origin`` is this server as the client reached it (the web page's own requests)."""
+    try:
+        url = URL(origin)
+    except ValueError:
+        return False
+    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/"):
+        return False
+    host = parse_host(request.headers.get("Host", ""))
+    if host is None:
+        return False
+    default = 443 if url.scheme == "https" else 80
+    origin_host = url.host.lower().strip("[]")
+    return origin_host == host[0] and (url.port or default) == (host[1] or default)
+
+
+def cross_site_middleware(config: ServerConfig, own_handlers: Collection[object]):
+    """403 for state-changing requests from a foreign ``Origin``; 415 for non-JSON bodies to jan's own routes.
+
+    ``own_handlers`` are the handlers of jan's route tables; extensions' routes choose their own body types.
+    """
+    allowed = cors_allowed_origin(config)
+    own = set(own_handlers)
+
     @web.middleware
     async def middleware(request: web.Request, handler):
-        origin = request.headers.get("Origin")
-        allow = allowed(origin)
+        if request.method in STATE_CHANGING:
+            origin = request.headers.get("Origin")
+            # Browsers send Origin on every cross-origin POST (also "null" from sandboxed frames and files).
+            if origin is not None and allowed(origin) is None and not _same_origin(request, origin):
+                return json_error(APIError(403, f"Origin '{origin}' may not change anything here; "
+                                                "use --cors-origin to permit it", code="origin_not_allowed"))
+            if request.match_info.handler in own and request.body_exists:  # an empty body is no body
+                try:
+                    require_json_content_type(request)
+                except APIError as exc:
+                    return json_error(exc)
+        return await handler(request)
+
+    return middleware
+
+
+def cors_middleware(config: ServerConfig):
+    """Answers CORS preflights; the headers of every other response come from :func:`cors_on_prepare`."""
+    allowed = cors_allowed_origin(config)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            origin = request.headers.get("Origin")
+            allow = allowed(origin)
             if allow is None:
                 return json_error(APIError(403, f"Origin '{origin}' is not allowed", code="cors_origin_not_allowed"))
             return web.Response(status=204, headers={
@@ -84,18 +174,40 @@ def cors_middleware(config: ServerConfig):
                 "Access-Control-Max-Age": "600",
                 "Vary": "Origin",
             })
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            response = exc
-        if allow is not None and not getattr(response, "prepared", False):
-            response.headers["Access-Control-Allow-Origin"] = allow
-            response.headers["Vary"] = "Origin"
-        if isinstance(response, web.HTTPException):
-            raise response
-        return response
+        return await handler(request)
 
     return middleware
+
+
+def cors_on_prepare(config: ServerConfig):
+    """An ``on_response_prepare`` hook: CORS headers on every response to an allowed origin, streamed or not."""
+    allowed = cors_allowed_origin(config)
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        allow = allowed(request.headers.get("Origin"))
+        if allow is not None and "Access-Control-Allow-Origin" not in response.headers:
+            response.headers["Access-Control-Allow-Origin"] = allow
+            response.headers.add("Vary", "Origin")
+
+    return on_prepare
+
+
+def key_matches(request: web.Request, expected: bytes) -> bool:
+    """Whether the request carries the key, as ``Authorization: Bearer KEY`` or ``x-api-key: KEY``.
+
+    Both candidates are always compared (constant time, no early exit that tells which one was tried).
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    bearer = token.strip().encode() if scheme.lower() == "bearer" else b""
+    x_api_key = request.headers.get("x-api-key", "").strip().encode()
+    by_bearer = hmac.compare_digest(bearer, expected)
+    by_header = hmac.compare_digest(x_api_key, expected)
+    return by_bearer or by_header
+
+
+def authorized(request: web.Request, config: ServerConfig) -> bool:
+    """True without ``--api-key``, else whether the request carries the key."""
+    return not config.api_key or key_matches(request, config.api_key.encode())
 
 
 def api_key_middleware(config: ServerConfig):
@@ -103,15 +215,10 @@ def api_key_middleware(config: ServerConfig):
 
     @web.middleware
     async def middleware(request: web.Request, handler):
-        if expected and not _is_open(request.path) and request.method != "OPTIONS":
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            # Anthropic's clients (Claude Code) send the key as x-api-key instead of a Bearer token.
-            x_api_key = request.headers.get("x-api-key")
-            bearer_ok = scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
-            x_api_key_ok = x_api_key is not None and hmac.compare_digest(x_api_key.strip().encode(), expected)
-            if not (bearer_ok or x_api_key_ok):
-                message = "Missing API key" if not header and x_api_key is None else "Incorrect API key provided"
+        if expected and not is_open(request.path) and request.method != "OPTIONS":
+            if not key_matches(request, expected):
+                sent = "Authorization" in request.headers or "x-api-key" in request.headers
+                message = "Incorrect API key provided" if sent else "Missing API key"
                 return json_error(APIError(401, message, code="invalid_api_key"),
                                   headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)

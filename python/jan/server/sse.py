@@ -30,9 +30,10 @@ class SSEStream:
             self.started = True
 
     async def send(self, data: dict, event: str | None = None) -> None:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # strict JSON
         await self.start()
         head = f"event: {event}\n" if event else ""
-        await self.response.write(f"{head}data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode())
+        await self.response.write(f"{head}data: {text}\n\n".encode())
 
     async def done(self) -> None:
         await self.start()

@@ -1,9 +1,17 @@
-"""Reading and validating JSON request bodies."""
+"""Reading and validating JSON request bodies.
+
+Every JSON body is checked in this order: the ``Content-Type`` is JSON (a
+cross-site form or ``text/plain`` POST gets 415, see ``security``), the
+bytes parse as JSON nested at most :data:`MAX_JSON_DEPTH` deep (a 10,000-deep
+body is a 400, never a ``RecursionError`` in the parser or in pydantic), and
+only then the pydantic model validates it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -12,15 +20,74 @@ from jan.server.errors import APIError
 
 M = TypeVar("M", bound=BaseModel)
 
+#: Deepest nesting of arrays/objects a request body may have (JSON schemas and tool parameters
+#: written by people stay far below; the recursive parsers behind them do not like much more).
+MAX_JSON_DEPTH = 64
+#: Bodies larger than this are parsed on a worker thread, so a big body never holds the event loop.
+PARSE_OFF_LOOP_BYTES = 256 * 1024
+
+
+def is_json_content_type(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` type (``application/merge-patch+json``), parameters ignored."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+def require_json_content_type(request: web.Request) -> None:
+    """415 unless the request says its body is JSON (browsers cannot send that cross-site without asking)."""
+    content_type = request.headers.get("Content-Type", "")
+    if not is_json_content_type(content_type):
+        got = f"'{content_type}'" if content_type else "no Content-Type"
+        raise APIError(415, f"The request body must be JSON sent with 'Content-Type: application/json' (got {got})",
+                       code="unsupported_media_type")
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` (parsed JSON) nests arrays/objects deeper than ``limit``; iterative, no recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def loads_bounded(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON bytes; :class:`APIError` 400 when they are not JSON or nest deeper than ``max_depth``."""
+    too_deep = APIError(400, f"The request body nests arrays/objects deeper than {max_depth} levels",
+                        code="invalid_json")
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise too_deep from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    if json_depth_exceeds(data, max_depth):
+        raise too_deep
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259); Python's parser accepts them unless told not to.
+    raise APIError(400, f"The request body is not valid JSON: {name} is not a JSON number", code="invalid_json")
+
 
 async def read_json(request: web.Request) -> object:
+    """The request's JSON body: 415 if it is not sent as JSON, 400 if empty, malformed or too deep."""
+    require_json_content_type(request)
     raw = await request.read()  # over the size limit: aiohttp raises 413 here
     if not raw:
         raise APIError(400, "The request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    if len(raw) > PARSE_OFF_LOOP_BYTES:
+        return await asyncio.to_thread(loads_bounded, raw)
+    return loads_bounded(raw)
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

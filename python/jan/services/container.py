@@ -28,10 +28,12 @@ class Services:
 
     @classmethod
     def from_manager(cls, manager: ExtensionManager, *,
-                     describe_error: Callable[[BaseException], tuple[str, str | None]] = describe_error) -> "Services":
+                     describe_error: Callable[[BaseException], tuple[str, str | None]] = describe_error,
+                     default_model: str | None = None) -> "Services":
         """Every service over ``manager`` (started or not). ``describe_error`` maps a failure to the
-        (message, code) a run records (the server passes its HTTP error mapping)."""
-        models = ModelService(manager)
+        (message, code) a run records (the server passes its HTTP error mapping); ``default_model`` is
+        the model of requests that name none (else the only loaded one)."""
+        models = ModelService(manager, default_model=default_model)
         chat = ChatService(models)
         return cls(manager=manager, models=models, chat=chat, completions=CompletionService(models),
                    embeddings=EmbeddingService(models), runs=RunService(manager, models, chat, describe_error=describe_error))

@@ -30,9 +30,11 @@ class Target:
 class ModelService:
     """Finds models and their engines through the extension manager — the one model→engine rule."""
 
-    def __init__(self, manager: ExtensionManager):
+    def __init__(self, manager: ExtensionManager, *, default_model: str | None = None):
         self.manager = manager
         self._transient: dict[str, dict[str, Any]] = {}
+        #: The model of requests that name none (``jan serve --default-model``); else the only loaded one.
+        self.default_model = default_model
 
     def add_transient(self, model: dict[str, Any]) -> None:
         """Make ``model`` (a model.json dict) known to this process only, in front of the data
@@ -64,7 +66,7 @@ class ModelService:
             raise ModelNotFoundError(f"The model '{model_id}' does not exist") from None
 
     async def resolve(self, model_id: str | None) -> Target:
-        """The model (``None``: the only loaded model) and its engine.
+        """The model (``None``: the default model if one is configured, else the only loaded model) and its engine.
 
         Raises ``ModelNotFoundError``, :class:`RequestError` (no model given and not exactly one
         loaded; engine not enabled) or :class:`ServiceUnavailableError`.
@@ -95,9 +97,12 @@ class ModelService:
         return ids
 
     async def default_model_id(self) -> str:
+        """The one rule for a request that names no model: the configured default, else the only loaded model."""
+        if self.default_model:
+            return self.default_model
         loaded = await self.loaded_model_ids()
         if len(loaded) == 1:
             return loaded[0]
-        detail = "none is loaded" if not loaded else f"{len(loaded)} are loaded"
-        raise RequestError(f"Name a model: 'model' may be left out only when exactly one model is loaded ({detail})",
-                           param="model", code="model_required")
+        detail = "none is loaded" if not loaded else f"{len(loaded)} are loaded: {', '.join(sorted(loaded))}"
+        raise RequestError("Name a model: 'model' may be left out only when exactly one model is loaded or a "
+                           f"default model is configured ({detail})", param="model", code="model_required")

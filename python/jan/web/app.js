@@ -1031,7 +1031,7 @@ async function cancelPull() {
   const id = pull.id || deriveModelId(ui.pullUrl.value.trim());
   try {
     // the progress stream then ends by itself with state "cancelled"
-    if (id) await api(`/v1/models/pull/${encodeURIComponent(id)}`, { method: "DELETE" });
+    if (id) await api(`/v1/downloads/${encodeURIComponent(id)}`, { method: "DELETE" });
     else pull.controller.abort();
   } catch (error) {
     if (error.status !== 404) toast(`Could not cancel: ${error.message}`);

@@ -14,7 +14,9 @@ from typing import Any, Union
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from jan.server.jsonio import json_response
 from jan.server.errors import APIError
+from jan.server.schemas import StrictModel
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
@@ -24,8 +26,7 @@ routes = web.RouteTableDef()
 _SAMPLING_TOP_LEVEL = ("temperature", "top_p", "response_format")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel  # unknown fields refused, no coercion, null means the default
 
 
 class AssistantFields(_Strict):
@@ -89,7 +90,7 @@ def _fields(body: AssistantFields, current_params: dict[str, Any] | None) -> dic
 async def create_assistant(request: web.Request) -> web.Response:
     """Create an assistant (``model`` defaults to ``"*"``: any model)."""
     body = await parse_body(request, AssistantCreate)
-    return web.json_response(present(await assistant_store(request).create_assistant(_fields(body, None))))
+    return json_response(present(await assistant_store(request).create_assistant(_fields(body, None))))
 
 
 @routes.get("/v1/assistants")
@@ -97,13 +98,13 @@ async def list_assistants(request: web.Request) -> web.Response:
     """List assistants, newest first by default."""
     q = list_query(request, default_order="desc")
     items = [present(a) for a in await assistant_store(request).list_assistants()]
-    return web.json_response(page_of(items, q))
+    return json_response(page_of(items, q))
 
 
 @routes.get("/v1/assistants/{assistant_id}")
 async def get_assistant(request: web.Request) -> web.Response:
     """Retrieve an assistant."""
-    return web.json_response(present(await assistant_store(request).get_assistant(request.match_info["assistant_id"])))
+    return json_response(present(await assistant_store(request).get_assistant(request.match_info["assistant_id"])))
 
 
 @routes.post("/v1/assistants/{assistant_id}")
@@ -115,7 +116,7 @@ async def modify_assistant(request: web.Request) -> web.Response:
     assistant_id = request.match_info["assistant_id"]
     current = await store.get_assistant(assistant_id)
     updated = await store.update_assistant(assistant_id, _fields(body, current.get("parameters")))
-    return web.json_response(present(updated))
+    return json_response(present(updated))
 
 
 @routes.delete("/v1/assistants/{assistant_id}")
@@ -123,4 +124,4 @@ async def delete_assistant(request: web.Request) -> web.Response:
     """Delete an assistant (the default ``jan`` comes back at the next start)."""
     assistant_id = request.match_info["assistant_id"]
     await assistant_store(request).delete_assistant(assistant_id)
-    return web.json_response({"id": assistant_id, "object": "assistant.deleted", "deleted": True})
+    return json_response({"id": assistant_id, "object": "assistant.deleted", "deleted": True})

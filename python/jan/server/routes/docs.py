@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 import jan
+from jan.server.jsonio import json_response
 from jan.server import schemas
 
 routes = web.RouteTableDef()
@@ -24,15 +25,139 @@ EXTRA_BODIES: dict[tuple[str, str], type] = {}  # other route modules add theirs
 
 ERROR_SCHEMA = {
     "type": "object",
-    "properties": {"error": {"type": "object", "properties": {
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["message", "type"], "properties": {
         "message": {"type": "string"}, "type": {"type": "string"},
         "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}},
 }
 
+_OBJECT = {"type": "object"}
+_USAGE = {"type": "object", "required": ["prompt_tokens", "total_tokens"], "properties": {
+    "prompt_tokens": {"type": "integer", "minimum": 0}, "completion_tokens": {"type": "integer", "minimum": 0},
+    "total_tokens": {"type": "integer", "minimum": 0}}}
+_TOOL_CALL = {"type": "object", "required": ["id", "type", "function"], "properties": {
+    "id": {"type": "string"}, "type": {"const": "function"},
+    "function": {"type": "object", "required": ["name", "arguments"],
+                 "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}}}}}
+_FINISH = {"type": ["string", "null"], "enum": ["stop", "length", "tool_calls", "content_filter", None]}
+#: Response bodies of the OpenAI routes (what clients parse); jan's own resources are JSON objects.
+RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ChatCompletion": {"type": "object", "required": ["id", "object", "created", "model", "choices"], "properties": {
+        "id": {"type": "string"}, "object": {"const": "chat.completion"}, "created": {"type": "integer"},
+        "model": {"type": "string"}, "usage": _USAGE,
+        "choices": {"type": "array", "items": {"type": "object", "required": ["index", "message", "finish_reason"],
+                                                "properties": {
+            "index": {"type": "integer", "minimum": 0}, "finish_reason": _FINISH,
+            "message": {"type": "object", "required": ["role"], "properties": {
+                "role": {"const": "assistant"}, "content": {"type": ["string", "null"]},
+                "reasoning_content": {"type": ["string", "null"]},
+                "tool_calls": {"type": "array", "items": _TOOL_CALL}}},
+            "logprobs": {"type": ["object", "null"]}}}}}},
+    "Completion": {"type": "object", "required": ["id", "object", "created", "model", "choices"], "properties": {
+        "id": {"type": "string"}, "object": {"const": "text_completion"}, "created": {"type": "integer"},
+        "model": {"type": "string"}, "usage": _USAGE,
+        "choices": {"type": "array", "items": {"type": "object", "required": ["index", "text", "finish_reason"],
+                                                "properties": {
+            "index": {"type": "integer", "minimum": 0}, "text": {"type": "string"}, "finish_reason": _FINISH,
+            "logprobs": {"type": ["object", "null"]}}}}}},
+    "EmbeddingList": {"type": "object", "required": ["object", "data", "model"], "properties": {
+        "object": {"const": "list"}, "model": {"type": "string"}, "usage": _USAGE,
+        "data": {"type": "array", "items": {"type": "object", "required": ["object", "index", "embedding"],
+                                             "properties": {
+            "object": {"const": "embedding"}, "index": {"type": "integer", "minimum": 0},
+            "embedding": {"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]}}}}}},
+    "Model": {"type": "object", "required": ["id", "object", "created", "owned_by"], "properties": {
+        "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+        "owned_by": {"type": "string"}, "state": {"type": ["string", "null"]}}},
+    "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
+        "object": {"const": "list"}, "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}},
+    "List": {"type": "object", "required": ["object", "data"], "properties": {
+        "object": {"const": "list"}, "data": {"type": "array", "items": _OBJECT}}},
+    "Tokens": {"type": "object", "required": ["tokens"], "properties": {"tokens": {"type": "array", "items": {
+        "oneOf": [{"type": "integer", "minimum": 0}, {"type": "object", "required": ["id", "piece"]}]}}}},
+    "Detokenized": {"type": "object", "required": ["content"], "properties": {"content": {"type": "string"}}},
+    "Health": {"type": "object", "required": ["status", "uptime_seconds"], "properties": {
+        "status": {"const": "ok"}, "uptime_seconds": {"type": "number", "minimum": 0},
+        "models": {"type": "array", "items": {"type": "string"},
+                   "description": "Loaded models; only to a request with the API key (or without --api-key)"}}},
+}
+
+JSON, SSE, HTML = "application/json", "text/event-stream", "text/html"
+
+
+def _content(media: str, schema: dict[str, Any] | str | None = None) -> dict[str, Any]:
+    if isinstance(schema, str):
+        schema = {"$ref": f"#/components/schemas/{schema}"}
+    return {media: {"schema": schema or ({"type": "string"} if media != JSON else _OBJECT)}}
+
+
+#: Successful answers by (method, path) where they are not a 200 JSON object:
+#: ``{status: (description, {media type: schema name, schema or None})}``.
+RESPONSES: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
+    ("GET", "/"): {"200": ("The chat page", {HTML: None})},
+    ("GET", "/favicon.ico"): {"200": ("The page's icon", {"image/svg+xml": None})},
+    ("GET", "/docs"): {"200": ("This documentation as a page", {HTML: None})},
+    ("GET", "/metrics"): {"200": ("Prometheus text format", {"text/plain": None})},
+    ("GET", "/health"): {"200": ("Ready", {JSON: "Health"})},
+    ("POST", "/v1/chat/completions"): {"200": ("A chat completion, or with stream: true its chunks as server-sent "
+                                                "events", {JSON: "ChatCompletion", SSE: None})},
+    ("POST", "/v1/completions"): {"200": ("A completion, or with stream: true its chunks as server-sent events",
+                                          {JSON: "Completion", SSE: None})},
+    ("POST", "/v1/embeddings"): {"200": ("One embedding per input", {JSON: "EmbeddingList"})},
+    ("POST", "/v1/tokenize"): {"200": ("Token ids", {JSON: "Tokens"})},
+    ("POST", "/v1/detokenize"): {"200": ("Text", {JSON: "Detokenized"})},
+    ("GET", "/v1/models"): {"200": ("The models in the data folder", {JSON: "ModelList"})},
+    ("GET", "/v1/models/{model_id}"): {"200": ("The model", {JSON: "Model"})},
+    ("POST", "/v1/models"): {"201": ("The model was added", {JSON: "Model"})},
+    ("POST", "/v1/models/pull"): {"200": ("Progress as server-sent events", {SSE: None}),
+                                  "202": ("Started (stream: false)", {JSON: None})},
+    ("POST", "/v1/threads/{thread_id}/runs"): {"200": ("The run, or with stream: true its events",
+                                                        {JSON: None, SSE: None})},
+}
+#: Error bodies of other dialects, by path prefix: ``{prefix: (schema name, schema)}`` (jan's own: OpenAI's).
+DIALECT_ERRORS: dict[str, tuple[str, dict[str, Any]]] = {}
+#: Paths also served without /v1 (as llama-server does); documented like their /v1 twin.
+UNPREFIXED = {"/chat/completions", "/completions", "/embeddings", "/models", "/tokenize", "/detokenize"}
+#: Paths open without the API key.
+OPEN = {"/", "/favicon.ico", "/health"}
+#: A path segment that is a literal next to a parameter at the same place (``/v1/models/pull`` and
+#: ``/v1/models/{model_id}``): the parameter's schema excludes it, so no two operations overlap.
+RESERVED_SEGMENTS = {"/v1/models/{model_id}": ("model_id", ["pull"])}
+
+
+def _responses(method: str, path: str) -> dict[str, Any]:
+    twin = "/v1" + path if path in UNPREFIXED else path
+    ok = RESPONSES.get((method, twin), {"200": ("OK", {JSON: None})})
+    out: dict[str, Any] = {status: {"description": desc, "content": {
+        media: _content(media, schema)[media] for media, schema in contents.items()}}
+        for status, (desc, contents) in ok.items()}
+    error_name = next((name for prefix, (name, _) in DIALECT_ERRORS.items() if path.startswith(prefix)), "Error")
+    error = {"content": {JSON: {"schema": {"$ref": f"#/components/schemas/{error_name}"}}}}
+    out["4XX"] = {"description": "The request cannot be served as sent (the body names the param)", **error}
+    if path not in ("/", "/favicon.ico", "/health", "/docs", "/openapi.json"):
+        out["503"] = {"description": "Busy (queue full), shutting down, or the extension that serves this is off",
+                      **error}
+    return out
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    params = []
+    for seg in path.split("/"):
+        if not (seg.startswith("{") and seg.endswith("}")):
+            continue
+        name = seg[1:-1]
+        schema: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}
+        for prefix, (param, words) in RESERVED_SEGMENTS.items():
+            if path.startswith(prefix) and param == name:
+                schema["not"] = {"enum": words}
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return params
+
 
 def build_openapi(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict] = {}
-    components: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    components: dict[str, Any] = {"Error": ERROR_SCHEMA, **RESPONSE_SCHEMAS,
+                                  **{name: schema for name, schema in DIALECT_ERRORS.values()}}
     for route in app.router.routes():
         method = route.method.upper()
         info = route.resource.get_info() if route.resource else {}
@@ -42,40 +167,42 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
         doc = (getattr(route.handler, "__doc__", None) or "").strip()
         op: dict[str, Any] = {
             "summary": doc.splitlines()[0] if doc else f"{method} {path}",
-            "responses": {"200": {"description": "OK"},
-                          "4XX": {"description": "Error", "content": {"application/json": {
-                              "schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "responses": _responses(method, path),
         }
         if doc:
             op["description"] = doc
-        params = [seg[1:-1] for seg in path.split("/") if seg.startswith("{") and seg.endswith("}")]
+        if path in OPEN:
+            op["security"] = []
+        params = _path_parameters(path)
         if params:
-            op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                                for p in params]
-        body = REQUEST_BODIES.get((method, path)) or EXTRA_BODIES.get((method, path))
+            op["parameters"] = params
+        twin = "/v1" + path if path in UNPREFIXED else path
+        body = REQUEST_BODIES.get((method, twin)) or EXTRA_BODIES.get((method, twin))
         if body is not None:
             schema = body.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
             for name, definition in schema.pop("$defs", {}).items():
                 components[name] = definition
             components[body.__name__] = schema
-            op["requestBody"] = {"required": True, "content": {"application/json": {
+            op["requestBody"] = {"required": True, "content": {JSON: {
                 "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
         paths.setdefault(path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "jan", "version": jan.__version__,
-                 "description": "OpenAI-compatible local API of jan, plus Jan's threads, assistants and models."},
+                 "description": "OpenAI-compatible local API of jan, plus Jan's threads, assistants and models. "
+                                "With --api-key, send the key as 'Authorization: Bearer KEY' or 'x-api-key: KEY'."},
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": components,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                           "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}},
+        "security": [{"bearer": []}, {"apiKey": []}],
     }
 
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 description of every endpoint."""
-    return web.json_response(build_openapi(request.app))
+    return json_response(build_openapi(request.app))
 
 
 @routes.get("/docs")

@@ -25,6 +25,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from jan.core import ExtensionManager, ExtensionNotFoundError, SettingsValidationError
+from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import MANAGER
 from jan.server.validation import parse_body, read_json
@@ -83,7 +84,7 @@ def _record(request: web.Request, name: str, mounted: set[tuple[str, str]] | Non
 async def list_extensions(request: web.Request) -> web.Response:
     names = [r.name for r in _manager(request).list()]
     mounted = _mounted(request.app)
-    return web.json_response({"object": "list", "data": [_record(request, n, mounted) for n in names]})
+    return json_response({"object": "list", "data": [_record(request, n, mounted) for n in names]})
 
 
 async def _switch(request: web.Request, name: str, enabled: bool) -> web.Response:
@@ -92,7 +93,7 @@ async def _switch(request: web.Request, name: str, enabled: bool) -> web.Respons
         await manager.enable(name)
     else:
         await manager.disable(name)
-    return web.json_response(_record(request, name))
+    return json_response(_record(request, name))
 
 
 @routes.post("/v1/extensions/{name}/enable")
@@ -143,7 +144,7 @@ def _invalid(exc: SettingsValidationError) -> APIError:
 @routes.get("/v1/extensions/{name}/settings")
 async def get_settings(request: web.Request) -> web.Response:
     name = _name(request)
-    return web.json_response(_settings_body(name, _settings(request, name)))
+    return json_response(_settings_body(name, _settings(request, name)))
 
 
 @routes.patch("/v1/extensions/{name}/settings")
@@ -170,7 +171,7 @@ async def patch_settings(request: web.Request) -> web.Response:
             settings.update(values)
     except SettingsValidationError as exc:
         raise _invalid(exc) from None
-    return web.json_response(_settings_body(name, settings))
+    return json_response(_settings_body(name, settings))
 
 
 @routes.delete("/v1/extensions/{name}/settings")
@@ -181,13 +182,13 @@ async def reset_settings(request: web.Request) -> web.Response:
         settings.reset()
     except SettingsValidationError as exc:  # a required setting has no default
         raise _invalid(exc) from None
-    return web.json_response(_settings_body(name, settings))
+    return json_response(_settings_body(name, settings))
 
 
 # The catch-all routes last, so that the more specific ones above win.
 @routes.get("/v1/extensions/{name}")
 async def get_extension(request: web.Request) -> web.Response:
-    return web.json_response(_record(request, _name(request)))
+    return json_response(_record(request, _name(request)))
 
 
 @routes.patch("/v1/extensions/{name}")

@@ -8,7 +8,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from jan.server.keys import MANAGER, STARTED_AT
+from jan.server.jsonio import json_response
+from jan.server.keys import CONFIG, MANAGER, STARTED_AT
+from jan.server.security import authorized
 
 routes = web.RouteTableDef()
 
@@ -19,16 +21,15 @@ def _local_engines(app: web.Application) -> list:
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    """Readiness and the loaded models (open without an API key)."""
+    """Readiness (open without an API key) and, to a request with the key (or without --api-key), the loaded models."""
     # Cheap on purpose: load balancers and `jan` itself poll it while streams run.
-    loaded = []
-    for engine in request.app[MANAGER].engines().values():
-        loaded += await engine.loaded_models()
-    return web.json_response({
-        "status": "ok",
-        "models": loaded,
-        "uptime_seconds": round(time.monotonic() - request.app[STARTED_AT], 3),
-    })
+    body: dict = {"status": "ok", "uptime_seconds": round(time.monotonic() - request.app[STARTED_AT], 3)}
+    if authorized(request, request.app[CONFIG]):  # which models run here is not for anyone who can reach the port
+        loaded = []
+        for engine in request.app[MANAGER].engines().values():
+            loaded += await engine.loaded_models()
+        body["models"] = loaded
+    return json_response(body)
 
 
 class EngineCollector:

@@ -13,9 +13,11 @@ goes through ``manager.get(ModelExtension)`` and the model's engine.
   "downloaded_bytes", "total_bytes", ...}`` whenever it changes, at most 4 per second) until the state is
   ``completed`` (with ``model``), ``failed`` (with ``error``) or ``cancelled``, then ``data: [DONE]``.
   Closing the stream does **not** cancel the download (it goes on in the background; see
-  ``GET /v1/models/pull``). ``"stream": false`` answers ``202`` with the status at once.
-* ``GET /v1/models/pull`` — the downloads running or ended recently.
-* ``DELETE /v1/models/pull/{id}`` — cancel a running download (its partial file is removed).
+  ``GET /v1/downloads``). ``"stream": false`` answers ``202`` with the status at once.
+* ``GET /v1/downloads`` — the downloads running or ended recently.
+* ``DELETE /v1/downloads/{id}`` — cancel a running download (its partial file is removed).
+
+The model id ``pull`` is reserved (``POST /v1/models/pull`` starts a download).
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from jan.downloads import DownloadCancelledError, DownloadError
 from jan.errors import ModelLoadError
+from jan.server.jsonio import json_response
 from jan.server.errors import APIError
+from jan.server.schemas import StrictModel
 from jan.server.keys import MANAGER
 from jan.server.resolve import model_extension
 from jan.server.routes.docs import EXTRA_BODIES
@@ -46,8 +50,7 @@ PROGRESS_INTERVAL = 0.25
 FINAL_STATES = ("completed", "failed", "cancelled")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel  # unknown fields refused, no coercion, null means the default
 
 
 class ImportModelRequest(_Strict):
@@ -84,7 +87,7 @@ class ModelJsonRequest(_Strict):
     parameters: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     engine: str | None = None
-    created: int | None = None
+    created: Annotated[int, Field(ge=0, le=2**53)] | None = None  # milliseconds; JSON-safe integers
 
 
 class CreateModelRequest(RootModel[Union[ImportModelRequest, ModelJsonRequest]]):
@@ -115,6 +118,16 @@ EXTRA_BODIES[("PATCH", "/v1/models/{model_id}")] = ModelPatch
 EXTRA_BODIES[("POST", "/v1/models/pull")] = PullRequest
 
 
+#: Model ids that would be shadowed by a route under /v1/models (``GET /v1/models/pull`` lists downloads).
+RESERVED_IDS = ("pull",)
+
+
+def _allowed_id(model_id: str | None) -> None:
+    if model_id in RESERVED_IDS:
+        raise APIError(400, f"id: '{model_id}' is reserved (it names the route /v1/models/{model_id})", param="id",
+                       code="invalid_value")
+
+
 def _download_error(exc: DownloadError) -> APIError:
     status = {DownloadError.INVALID_URL: 400, DownloadError.CONFLICT: 409}.get(exc.reason, 502)
     return APIError(status, str(exc), param="url" if status == 400 else None, code=exc.reason,
@@ -130,6 +143,7 @@ async def create_model(request: web.Request) -> web.Response:
     models = model_extension(request)
     if "path" in data:
         body = ImportModelRequest.model_validate(data)
+        _allowed_id(body.id)
         path = os.path.expanduser(body.path)
         if not os.path.isabs(path):
             raise APIError(400, "path must be absolute", param="path", code="invalid_value")
@@ -148,12 +162,13 @@ async def create_model(request: web.Request) -> web.Response:
                 raise
     else:
         body = ModelJsonRequest.model_validate(data)
+        _allowed_id(body.id)
         create = getattr(models, "create_model", None)
         if create is None:
             raise APIError(501, "The model extension in use cannot add a model.json; import a file with 'path'",
                            type="server_error", code="not_supported")
         model = await create(body.model_dump(exclude_none=True))
-    return web.json_response(await with_state(request, model), status=201)
+    return json_response(await with_state(request, model), status=201)
 
 
 @routes.patch("/v1/models/{model_id}")
@@ -171,7 +186,7 @@ async def update_model(request: web.Request) -> web.Response:
     models = model_extension(request)
     model_id = request.match_info["model_id"]
     model = await models.update_model(model_id, patch) if patch else await models.get_model(model_id)
-    return web.json_response(await with_state(request, model))
+    return json_response(await with_state(request, model))
 
 
 @routes.delete("/v1/models/{model_id}")
@@ -186,7 +201,7 @@ async def delete_model(request: web.Request) -> web.Response:
     if engine is not None and model["id"] in await engine.loaded_models():
         await engine.unload_model(model["id"])
     await models.delete_model(model["id"])
-    return web.json_response({"id": model["id"], "object": "model", "deleted": True})
+    return json_response({"id": model["id"], "object": "model", "deleted": True})
 
 
 def _status(task: Any) -> dict[str, Any]:
@@ -203,6 +218,7 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
     if not isinstance(data, dict):
         raise APIError(400, "The request body must be a JSON object", code="invalid_json")
     body = PullRequest.model_validate(data)
+    _allowed_id(body.id)
     models = model_extension(request)
     kwargs = {"sha256": body.sha256} if body.sha256 else {}
     try:
@@ -210,7 +226,7 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
     except DownloadError as exc:
         raise _download_error(exc) from None
     if not body.stream:
-        return web.json_response(_status(task), status=202)
+        return json_response(_status(task), status=202)
 
     sse = SSEStream(request)
     waiter = asyncio.ensure_future(task.wait())
@@ -243,17 +259,18 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
     return sse.response
 
 
-@routes.get("/v1/models/pull")
+# Not under /v1/models/: a literal there would shadow a model id (GET /v1/models/{model_id}).
+@routes.get("/v1/downloads")
 async def list_pulls(request: web.Request) -> web.Response:
     """Downloads running or ended recently."""
     tasks = await model_extension(request).list_downloads()
-    return web.json_response({"object": "list", "data": [_status(t) for t in tasks]})
+    return json_response({"object": "list", "data": [_status(t) for t in tasks]})
 
 
-@routes.delete("/v1/models/pull/{task_id}")
+@routes.delete("/v1/downloads/{task_id}")
 async def cancel_pull(request: web.Request) -> web.Response:
     """Cancel a running download (by download id or model id)."""
     task_id = request.match_info["task_id"]
     if not await model_extension(request).cancel_pull(task_id):
         raise APIError(404, f"No running download '{task_id}'", param="task_id", code="not_found")
-    return web.json_response({"id": task_id, "object": "model.download", "state": "cancelled", "cancelled": True})
+    return json_response({"id": task_id, "object": "model.download", "state": "cancelled", "cancelled": True})

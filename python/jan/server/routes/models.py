@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from jan.server.jsonio import json_response
 from jan.server.keys import MANAGER
 from jan.server.resolve import model_and_engine, model_extension
 
@@ -35,17 +36,18 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
 
 
 @routes.get("/v1/models")
+@routes.get("/models")  # as llama-server serves it
 async def list_models(request: web.Request) -> web.Response:
     """Models in the data folder (model.json fields) with their engine state."""
     models = await model_extension(request).list_models()
-    return web.json_response({"object": "list", "data": [await with_state(request, m) for m in models]})
+    return json_response({"object": "list", "data": [await with_state(request, m) for m in models]})
 
 
 @routes.get("/v1/models/{model_id}")
 async def get_model(request: web.Request) -> web.Response:
     """One model with its engine state."""
     model, _ = await model_and_engine(request, request.match_info["model_id"])
-    return web.json_response(await with_state(request, model))
+    return json_response(await with_state(request, model))
 
 
 @routes.post("/v1/models/{model_id}/start")
@@ -53,7 +55,7 @@ async def start_model(request: web.Request) -> web.Response:
     """Load a model in its engine."""
     model, engine = await model_and_engine(request, request.match_info["model_id"])
     await engine.load_model(model)
-    return web.json_response(await with_state(request, model))
+    return json_response(await with_state(request, model))
 
 
 @routes.post("/v1/models/{model_id}/stop")
@@ -62,4 +64,4 @@ async def stop_model(request: web.Request) -> web.Response:
     model, engine = await model_and_engine(request, request.match_info["model_id"])
     if model["id"] in await engine.loaded_models():
         await engine.unload_model(model["id"])
-    return web.json_response(await with_state(request, model))
+    return json_response(await with_state(request, model))

@@ -30,9 +30,10 @@ from jan.errors import ModelNotFoundError
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
-from jan.server.errors import to_api_error
+from jan.server.errors import APIError, to_api_error
 from jan.server.keys import SERVICES, SHUTTING_DOWN
-from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
+from jan.server.validation import loads_bounded
 from jan.services import Services, Target
 from jan.services.infill import infill_prompt
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
@@ -47,6 +48,13 @@ PULL_PROGRESS_INTERVAL = 0.25
 
 B = TypeVar("B", bound=BaseModel)
 
+DIALECT_ERRORS["/api/"] = ("OllamaError", {"type": "object", "required": ["error"],
+                                           "properties": {"error": {"type": "string"}}})
+RESPONSES.update({  # streamed by default (NDJSON); "stream": false answers one JSON object
+    ("POST", path): {"200": ("One JSON object, or with stream (the default) one per line", {
+        "application/json": None, NDJSON: None})}
+    for path in ("/api/chat", "/api/generate", "/api/pull")
+})
 EXTRA_BODIES.update({
     ("POST", "/api/chat"): wire.OllamaChatRequest,
     ("POST", "/api/generate"): wire.OllamaGenerateRequest,
@@ -104,16 +112,18 @@ async def _body(request: web.Request, model: type[B]) -> B:
     if not raw.strip():
         raise OllamaError(400, "missing request body")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise OllamaError(400, f"invalid JSON in the request body: {exc}") from None
+        data = loads_bounded(raw)  # nested too deep is a 400 too, never a RecursionError
+    except APIError as exc:  # not JSON (Ollama's wording), or nested too deep (said as is)
+        detail = exc.message.removeprefix("The request body is not valid JSON: ")
+        raise OllamaError(400, f"invalid JSON in the request body: {detail}" if detail != exc.message
+                          else exc.message) from None
     if not isinstance(data, dict):
         raise OllamaError(400, "the request body must be a JSON object")
     return model.model_validate(data)
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))  # compact, as Go writes JSON
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # compact, as Go writes JSON
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:

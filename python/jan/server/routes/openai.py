@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,8 +16,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from jan.core import InferenceStopped
+from jan.errors import ContextOverflowError
 from jan.server import openai_wire as wire
 from jan.server.errors import APIError, to_api_error
+from jan.server.jsonio import json_response
 from jan.server.keys import BUS, SERVICES, SHUTTING_DOWN
 from jan.server.resolve import model_and_engine
 from jan.server.schemas import (
@@ -124,7 +127,24 @@ async def stream_response(request: web.Request, body: Any, stream: DeltaStream,
     return await stream_sse(request, stream, first, encoder_for(stream.model or "", include_usage).encode)
 
 
+def prompt_param(name: str):
+    """A decorator: a prompt that does not fit the context is the fault of the field that carried it
+    (``messages``, ``prompt`` or ``input``), and the error names that one."""
+    def wrap(handler):
+        @functools.wraps(handler)
+        async def named(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except ContextOverflowError as exc:
+                raise APIError(400, str(exc), param=name, code="context_length_exceeded") from None
+        return named
+    return wrap
+
+
+# The OpenAI routes are also served without /v1, as llama-server does (many local clients rely on it).
 @routes.post("/v1/chat/completions")
+@routes.post("/chat/completions")
+@prompt_param("messages")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Chat completion (OpenAI); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, ChatCompletionRequest)
@@ -133,12 +153,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     top = chat.top_logprobs
     if not body.stream:
         result = await unless_disconnected(request, service.complete(chat), chat.model)
-        return web.json_response(wire.chat_completion(result, top_logprobs=top))
+        return json_response(wire.chat_completion(result, top_logprobs=top))
     return await stream_response(request, body, service.stream(chat),
                                  lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top, include_usage=usage))
 
 
 @routes.post("/v1/completions")
+@routes.post("/completions")
+@prompt_param("prompt")
 async def completions(request: web.Request) -> web.StreamResponse:
     """Text completion (OpenAI legacy); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, CompletionRequest)
@@ -154,18 +176,20 @@ async def completions(request: web.Request) -> web.StreamResponse:
                     encoder.encode(delta)
             return (encoder or wire.CompletionChunkEncoder(req.model or "")).response()
 
-        return web.json_response(await unless_disconnected(request, collect(), req.model))
+        return json_response(await unless_disconnected(request, collect(), req.model))
     return await stream_response(request, body, stream, lambda model, usage: wire.CompletionChunkEncoder(
         model, logprobs=want_logprobs, include_usage=usage))
 
 
 @routes.post("/v1/embeddings")
+@routes.post("/embeddings")
+@prompt_param("input")
 async def embeddings(request: web.Request) -> web.Response:
     """Embeddings (OpenAI): one vector per input, float or base64."""
     body = await parse_body(request, EmbeddingRequest)
     result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(wire.embedding_request(body)),
                                        body.model)
-    return web.json_response(wire.embeddings_response(result, body.encoding_format))
+    return json_response(wire.embeddings_response(result, body.encoding_format))
 
 
 @routes.post("/v1/tokenize")
@@ -180,7 +204,7 @@ async def tokenize(request: web.Request) -> web.Response:
     if body.with_pieces and hasattr(engine, "token_pieces"):
         pieces = await engine.token_pieces(model, tokens)
         result["tokens"] = [{"id": t, "piece": p} for t, p in zip(tokens, pieces)]
-    return web.json_response(result)
+    return json_response(result)
 
 
 @routes.post("/v1/detokenize")
@@ -189,7 +213,7 @@ async def detokenize(request: web.Request) -> web.Response:
     """Token ids to text."""
     body = await parse_body(request, DetokenizeRequest)
     model, engine = await model_and_engine(request, body.model)
-    return web.json_response({"content": await engine.detokenize(model, body.tokens)})
+    return json_response({"content": await engine.detokenize(model, body.tokens)})
 
 
 @routes.post("/v1/apply-template")
@@ -198,4 +222,4 @@ async def apply_template(request: web.Request) -> web.Response:
     """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
     body = await parse_body(request, ChatCompletionRequest)
     rendered = await request.app[SERVICES].chat.render(wire.chat_request(body))
-    return web.json_response({"prompt": rendered.text})
+    return json_response({"prompt": rendered.text})

@@ -17,11 +17,12 @@ from aiohttp import web
 from pydantic import Field
 
 from jan.server.errors import APIError
+from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import MessageCreate, _Strict, message_fields
-from jan.server.schemas import ResponseFormat, Stop
+from jan.server.schemas import INT32_MAX, Int32Count, ResponseFormat, Seed, Stop
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
 from jan.services.runs import Run, RunRequest
@@ -37,7 +38,7 @@ SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repea
 
 class TruncationStrategy(_Strict):
     type: str = Field("auto", pattern="^(auto|last_messages)$")
-    last_messages: int | None = Field(default=None, ge=1)
+    last_messages: Int32Count | None = None
 
 
 class RunCreate(_Strict):
@@ -48,23 +49,23 @@ class RunCreate(_Strict):
     instructions: str | None = None
     additional_instructions: str | None = None
     additional_messages: list[MessageCreate] | None = None
-    stream: bool = False
+    stream: bool | None = False
     metadata: dict[str, Any] | None = None
     truncation_strategy: TruncationStrategy | None = None
     response_format: Union[ResponseFormat, str, None] = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=INT32_MAX)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     typical_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    repeat_penalty: float | None = Field(default=None, gt=0.0)
-    repeat_last_n: int | None = Field(default=None, ge=-1)
+    repeat_penalty: float | None = Field(default=None, gt=0.0, le=INT32_MAX)
+    repeat_last_n: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    seed: int | None = None
+    seed: Seed | None = None
     stop: Stop = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Int32Count | None = None
+    max_completion_tokens: Int32Count | None = None
     ignore_eos: bool | None = None
 
 
@@ -112,7 +113,7 @@ def run_object(run: Run, *, with_message: bool = False) -> dict[str, Any]:
 
 
 def _sse_text(event: str, data: Any) -> bytes:
-    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
@@ -158,7 +159,7 @@ async def create_run(request: web.Request) -> web.StreamResponse:
 
     if not body.stream:
         await runs.execute(run, listener_gone=client_gone)
-        return web.json_response(run_object(run, with_message=True))
+        return json_response(run_object(run, with_message=True))
 
     sse = SSEStream(request)
     response = sse.response
@@ -203,7 +204,7 @@ def _find_run(request: web.Request) -> Run:
 async def get_run(request: web.Request) -> web.Response:
     """Retrieve a run of this server (with its message once finished)."""
     run = _find_run(request)
-    return web.json_response(run_object(run, with_message=not run.active))
+    return json_response(run_object(run, with_message=not run.active))
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
@@ -213,4 +214,4 @@ async def cancel_run(request: web.Request) -> web.Response:
     if not run.active:
         raise APIError(400, f"Run '{run.id}' is already {run.status}", param="run_id", code="run_not_active")
     await request.app[SERVICES].runs.cancel(run)
-    return web.json_response(run_object(run, with_message=not run.active))
+    return json_response(run_object(run, with_message=not run.active))

@@ -26,7 +26,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from jan.core import AssistantExtension, ConversationalExtension
+from jan.server.jsonio import json_response
 from jan.server.errors import APIError
+from jan.server.schemas import StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.validation import parse_body
@@ -109,8 +111,7 @@ def page_of(items_asc: list[dict[str, Any]], q: dict[str, Any]) -> dict[str, Any
 
 
 # -- bodies -------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel  # unknown fields refused, no coercion, null means the default
 
 
 class JanText(_Strict):
@@ -234,7 +235,7 @@ async def create_thread(request: web.Request) -> web.Response:
     if body.messages:
         thread["messages"] = [message_fields(m) for m in body.messages]
     created = await conversations(request).create_thread(thread)
-    return web.json_response(created)
+    return json_response(created)
 
 
 @routes.get("/v1/threads")
@@ -244,13 +245,13 @@ async def list_threads(request: web.Request) -> web.Response:
     result = await page(store.list_threads, list_query(request, default_order="desc"))
     problems = getattr(store, "problems", None)
     result["problems"] = problems("threads/") if callable(problems) else []
-    return web.json_response(result)
+    return json_response(result)
 
 
 @routes.get("/v1/threads/{thread_id}")
 async def get_thread(request: web.Request) -> web.Response:
     """Retrieve a thread."""
-    return web.json_response(await conversations(request).get_thread(request.match_info["thread_id"]))
+    return json_response(await conversations(request).get_thread(request.match_info["thread_id"]))
 
 
 @routes.post("/v1/threads/{thread_id}")
@@ -260,7 +261,7 @@ async def modify_thread(request: web.Request) -> web.Response:
     body = await parse_body(request, ThreadModify)
     changes = _changes(body, ("title", "assistants"))
     thread = await conversations(request).update_thread(request.match_info["thread_id"], changes)
-    return web.json_response(thread)
+    return json_response(thread)
 
 
 @routes.delete("/v1/threads/{thread_id}")
@@ -268,7 +269,7 @@ async def delete_thread(request: web.Request) -> web.Response:
     """Delete a thread and its messages."""
     thread_id = request.match_info["thread_id"]
     await conversations(request).delete_thread(thread_id)
-    return web.json_response({"id": thread_id, "object": "thread.deleted", "deleted": True})
+    return json_response({"id": thread_id, "object": "thread.deleted", "deleted": True})
 
 
 # -- messages -----------------------------------------------------------------
@@ -277,7 +278,7 @@ async def create_message(request: web.Request) -> web.Response:
     """Add a message to a thread (content: a string, Jan's parts or OpenAI's parts)."""
     body = await parse_body(request, MessageCreate)
     message = await conversations(request).create_message(request.match_info["thread_id"], message_fields(body))
-    return web.json_response(message)
+    return json_response(message)
 
 
 @routes.get("/v1/threads/{thread_id}/messages")
@@ -289,14 +290,14 @@ async def list_messages(request: web.Request) -> web.Response:
     async def fetch(**q: Any) -> list[dict[str, Any]]:
         return await store.list_messages(thread_id, **q)
 
-    return web.json_response(await page(fetch, list_query(request, default_order="desc")))
+    return json_response(await page(fetch, list_query(request, default_order="desc")))
 
 
 @routes.get("/v1/threads/{thread_id}/messages/{message_id}")
 async def get_message(request: web.Request) -> web.Response:
     """Retrieve one message."""
     info = request.match_info
-    return web.json_response(await conversations(request).get_message(info["thread_id"], info["message_id"]))
+    return json_response(await conversations(request).get_message(info["thread_id"], info["message_id"]))
 
 
 @routes.post("/v1/threads/{thread_id}/messages/{message_id}")
@@ -307,7 +308,7 @@ async def modify_message(request: web.Request) -> web.Response:
     changes = _changes(body, ("content", "status"))
     info = request.match_info
     message = await conversations(request).update_message(info["thread_id"], info["message_id"], changes)
-    return web.json_response(message)
+    return json_response(message)
 
 
 @routes.delete("/v1/threads/{thread_id}/messages/{message_id}")
@@ -315,4 +316,4 @@ async def delete_message(request: web.Request) -> web.Response:
     """Delete one message."""
     info = request.match_info
     await conversations(request).delete_message(info["thread_id"], info["message_id"])
-    return web.json_response({"id": info["message_id"], "object": "thread.message.deleted", "deleted": True})
+    return json_response({"id": info["message_id"], "object": "thread.message.deleted", "deleted": True})

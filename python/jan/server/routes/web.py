@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.resources
 import mimetypes
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -50,14 +51,24 @@ def web_root() -> Path:
     return Path(__file__).resolve().parents[2] / "web"
 
 
+#: What a page file's path may look like: short plain names only. Anything else (a 256-character name,
+#: a NUL byte, a backslash, a dotfile, ``..``) is a 404 before the file system is asked.
+_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+MAX_PARTS = 8
+
+
 def _asset(name: str) -> Path:
     """A file directly in (or below) the web folder; 404 for anything else (no ``..``, no dotfiles)."""
     root = web_root().resolve()
     parts = [p for p in name.split("/") if p]
-    if not parts or any(p in (".", "..") or p.startswith(".") or "\\" in p for p in parts):
+    if not parts or len(parts) > MAX_PARTS or not all(_PART.match(p) for p in parts):
         raise web.HTTPNotFound()
-    path = (root / Path(*parts)).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
+    try:
+        path = (root / Path(*parts)).resolve()
+        found = path.is_relative_to(root) and path.is_file()
+    except (OSError, ValueError):  # whatever the file system says about an odd name, it is not a page file
+        found = False
+    if not found:
         raise web.HTTPNotFound()
     return path
 
