@@ -6,6 +6,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 
 from jan import _engine
+from jan.templates.gbnf_check import check_gbnf
 
 # Defaults match llama.cpp's server, so results are comparable.
 DEFAULTS = {
@@ -63,6 +64,9 @@ def sampling_params(**options) -> _engine.SamplingParams:
     seed = o["seed"]
     p.seed = random.randrange(0, _UINT32) if seed is None else _int("seed", seed) & _UINT32
     p.logit_bias = _logit_bias(o["logit_bias"])
+    if o["grammar"]:
+        # llama.cpp's grammar parser recurses without bounds: check first (GrammarError, a ValueError).
+        check_gbnf(o["grammar"])
     p.grammar = o["grammar"] or ""
     p.grammar_triggers = _strings("grammar_triggers", o["grammar_triggers"])
     p.reasoning_budget = -1 if o["reasoning_budget"] is None else _int("reasoning_budget", o["reasoning_budget"], minimum=0)

@@ -25,11 +25,14 @@ from __future__ import annotations
 from .chat import (
     BUILTIN_TEMPLATES,
     ChatTemplate,
+    RenderBudget,
+    TemplateBudgetError,
     TemplateError,
     jan_prompt_template_to_jinja,
     normalize_messages,
     resolve_template,
     template_supports_tools,
+    template_variables,
 )
 from .grammar import (
     JSON_OBJECT_GRAMMAR,
@@ -39,17 +42,22 @@ from .grammar import (
     gbnf_literal,
     json_schema_to_grammar,
 )
+from .gbnf_check import GrammarLimits, check_gbnf
 from .tool_calls import ToolCallStreamParser, new_call_id, parse_tool_calls, tool_call_grammar, tool_names
 
 __all__ = [
     "BUILTIN_TEMPLATES",
     "ChatTemplate",
     "GrammarBuilder",
+    "RenderBudget",
+    "TemplateBudgetError",
     "GrammarError",
     "JSON_OBJECT_GRAMMAR",
     "JSON_VALUE_GRAMMAR",
     "TemplateError",
     "ToolCallStreamParser",
+    "GrammarLimits",
+    "check_gbnf",
     "gbnf_literal",
     "jan_prompt_template_to_jinja",
     "json_schema_to_grammar",
@@ -58,6 +66,7 @@ __all__ = [
     "parse_tool_calls",
     "resolve_template",
     "template_supports_tools",
+    "template_variables",
     "tool_call_grammar",
     "tool_names",
 ]
