@@ -20,7 +20,7 @@ from jan.core import (
     ModelState,
     ModelStopped,
 )
-from jan.errors import ModelLoadError, ModelNotFoundError
+from jan.errors import ModelFileError, ModelNotFoundError
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.templates import resolve_template
 
@@ -96,7 +96,7 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
         opens the data folder)."""
         if model.get("file_path"):
             return str(model["file_path"])
-        raise ModelLoadError(f"model '{model['id']}' has no weights file on disk; download or import it first")
+        raise ModelFileError(f"model '{model['id']}' has no weights file on disk; download or import it first")
 
     async def load_model(self, model: dict[str, Any]) -> None:
         await self._ensure_loaded(model)
@@ -201,15 +201,16 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
     async def tokenize(self, model: dict[str, Any], text: str, *, add_special: bool = True,
                        parse_special: bool = False) -> list[int]:
         loaded = await self._ensure_loaded(model)
-        return loaded.tokenize(text, add_special=add_special, parse_special=parse_special)
+        # megabytes of text take seconds: never on the event loop
+        return await asyncio.to_thread(loaded.tokenize, text, add_special=add_special, parse_special=parse_special)
 
     async def detokenize(self, model: dict[str, Any], tokens: list[int]) -> str:
         loaded = await self._ensure_loaded(model)
-        return loaded.detokenize(tokens)
+        return await asyncio.to_thread(loaded.detokenize, tokens)
 
     async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[str]:
         loaded = await self._ensure_loaded(model)
-        return [loaded.token_to_piece(t, special=True) for t in tokens]
+        return await asyncio.to_thread(lambda: [loaded.token_to_piece(t, special=True) for t in tokens])
 
 
 def _ends_turn_with_token(model: jan.Model, text: str) -> bool:
