@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import threading
@@ -249,8 +250,10 @@ class Model:
         return self.stream(prompt, add_special=add_special, **options).result()
 
     async def agenerate(self, prompt: str | Sequence[int], *, add_special: bool = True, **options) -> Completion:
-        """:meth:`generate` for asyncio code; never blocks the event loop."""
-        return await self.stream(prompt, add_special=add_special, **options).aresult()
+        """:meth:`generate` for asyncio code; never blocks the event loop (tokenizing the prompt and
+        parsing the grammar happen on a worker thread)."""
+        request = await asyncio.to_thread(functools.partial(self.stream, prompt, add_special=add_special, **options))
+        return await request.aresult()
 
     def _require_scheduler(self):
         if self._closed:
