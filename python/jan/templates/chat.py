@@ -531,6 +531,8 @@ class ChatTemplate:
         self.bos_token = bos_token or ""
         self.eos_token = eos_token or ""
         self.name = name
+        #: Why this template stands in for the model's own (None: it is the model's, or was chosen).
+        self.fallback: str | None = None
         #: A variant used instead when ``tools`` are given (GGUF ``tokenizer.chat_template.tool_use``).
         self.tool_use = tool_use
         self._template = _compile(source)
@@ -866,7 +868,9 @@ def resolve_template(
 
     Order: override, the model's template, fallback, ChatML. A model
     template that does not compile is skipped with a warning; a bad override
-    or fallback raises :class:`TemplateError`.
+    or fallback raises :class:`TemplateError`. When ChatML stands in as the
+    last resort, the template's ``fallback`` says why (the model was not
+    trained on it, so chat output is likely poor).
     """
     if override is not None and override.strip():
         return _named_or_source(override, metadata, bos_token, eos_token, "override")
@@ -884,7 +888,12 @@ def resolve_template(
             return ChatTemplate(source, bos_token, eos_token, name="model", tool_use=tool_use)
         except TemplateError as exc:
             log.warning("the model's chat template is unusable (%s); using the fallback", exc)
+            why = f"the model's chat template is unusable ({exc})"
+    else:
+        why = "the model has no chat template"
     if fallback is not None and fallback.strip():
         return _named_or_source(fallback, metadata, bos_token, eos_token, "fallback")
-    return ChatTemplate.chatml(bos_token, eos_token or "<|im_end|>")
+    template = ChatTemplate.chatml(bos_token, eos_token or "<|im_end|>")
+    template.fallback = why
+    return template
 
