@@ -202,8 +202,10 @@ async def test_missing_or_damaged_weights_are_a_4xx(server, stories_path, tmp_pa
             good.write_bytes(Path(stories_path).read_bytes()[: good.stat().st_size // 2])
         for model in ("no-weights", "damaged"):
             for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}),
-                               ("/v1/tokenize", {"content": "Hi"})):
-                async with s.post(base + path, json={"model": model, **body}) as resp:
+                               ("/v1/tokenize", {"content": "Hi"}),
+                               (f"/v1/models/{model}/start", None)):
+                kwargs = {"json": {"model": model, **body} if body is not None else {}}
+                async with s.post(base + path, **kwargs) as resp:
                     answer = await resp.json()
                     assert resp.status == 400, (model, path, answer)
                     assert answer["error"]["code"] == "invalid_model_file" and answer["error"]["param"] == "model"
