@@ -104,6 +104,7 @@ async def test_deeply_nested_grammar_is_a_400_and_the_server_survives(tmp_path, 
      "left-recursion check"),                                          # 2^40 calls in llama.cpp
     ('root ::= "a" b', "never defined"),
     ('root ::= root "a"', "left-recursive"),
+    ("root ::= [\\x00]", "cannot write anything"),                     # valid, but no token can start it
 ])
 async def test_bad_grammars_are_a_400_naming_the_field(server, grammar, why):
     body = {"model": "stories260K", "prompt": "Once", "max_tokens": 4, "grammar": grammar}

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import jan
 from jan.core import LocalModel
+from jan.engine.request import generation_error
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
 from jan.services.errors import RequestError
 from jan.templates import JSON_OBJECT_GRAMMAR, GrammarError, json_schema_to_grammar, template_variables
@@ -210,4 +211,4 @@ async def merged(requests: list[jan.Request]) -> AsyncIterator[tuple[int, jan.Ch
 
 def _check(chunk: jan.Chunk) -> None:
     if chunk.finish_reason == "error":
-        raise jan.EngineError(chunk.error or "generation failed")
+        raise generation_error(chunk.error)
