@@ -15,7 +15,15 @@
   (Hermes / Llama / Mistral) tool-call parser;
 * :mod:`jan.templates.grammar` turns JSON schemas into GBNF grammars for
   llama.cpp's grammar sampler (:func:`json_schema_to_grammar`,
-  :data:`JSON_OBJECT_GRAMMAR`).
+  :data:`JSON_OBJECT_GRAMMAR`);
+* :mod:`jan.templates.gbnf_check` bounds any GBNF grammar (depth, size,
+  rules, alternatives, left-recursion work, character ranges) before
+  llama.cpp's recursive parser sees it (:func:`check_gbnf`).
+
+Everything a client sends is bounded here: templates render within a
+:class:`RenderBudget`, schemas within the ``MAX_SCHEMA_*`` limits, grammars
+within :class:`GrammarLimits`; past a bound the error is a ``ValueError``
+naming the field (HTTP 400), never a crash or a stall.
 
 Pure Python (Jinja2 only); nothing here touches the engine.
 """
