@@ -166,7 +166,8 @@ class FileServer:
     """Serves one file over HTTP on 127.0.0.1 (Range requests included), in a thread.
 
     ``mode``: ``"ok"``; ``"drop"`` - the first response sends half the file, then the connection
-    is cut; ``"stall"`` - the first response sends half the file, then waits until :meth:`release`.
+    is cut; ``"stall"`` - the first response sends half the file, then waits until :meth:`release`;
+    ``"no_range"`` - Range headers are ignored (the whole file, 200), as some servers do.
     ``requests`` records each request's Range header (``None`` without one).
     """
 
@@ -222,7 +223,7 @@ class FileServer:
         self.requests.append(range_header)
         size = len(self.data)
         start = 0
-        if range_header:
+        if range_header and self.mode != "no_range":
             match = re.fullmatch(r"bytes=(\d+)-", range_header)
             start = int(match.group(1))
             if start >= size:

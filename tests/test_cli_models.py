@@ -76,7 +76,7 @@ def test_pull_shows_progress_and_registers_the_model(env, data, stories_bytes):
     digest = hashlib.sha256(stories_bytes).hexdigest()
     with FileServer(stories_bytes) as server:
         result = ok(jan("models", "pull", server.url, "--id", "pulled", "--sha256", digest, env=env))
-    assert "completed pulled: 1.1 MiB / 1.1 MiB (100%)" in result.stderr
+    assert "downloaded pulled: 1.1 MiB / 1.1 MiB (100%)" in result.stderr
     assert result.stdout.strip() == "pulled pulled (1.1 MiB)"
     weights = data / "models" / "pulled" / "stories260K.gguf"
     assert weights.read_bytes() == stories_bytes
@@ -136,3 +136,31 @@ def test_pull_errors(env, data, stories_bytes):
         fails(jan("models", "pull", server.url, "--sha256", "0" * 64, env=env), "sha256")
     fails(jan("models", "pull", "ftp://example.com/x.gguf", env=env), "ftp://")
     assert not (data / "models" / "missing").exists()
+
+
+# issue 10, item 27: the CLI says what really happens
+def test_pull_says_it_restarts_when_the_server_ignores_range(env, data, stories_bytes):
+    part = data / "models" / "stories" / "stories260K.gguf.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(stories_bytes[: len(stories_bytes) // 3])
+    with FileServer(stories_bytes, mode="no_range") as server:
+        result = ok(jan("models", "pull", server.url, "--id", "stories", env=env))
+    assert server.requests[0] is not None  # it was asked to resume...
+    assert "resuming" not in result.stderr  # ...but did not, and the CLI does not claim it
+    assert "cannot resume stories" in result.stderr
+    assert (data / "models" / "stories" / "stories260K.gguf").read_bytes() == stories_bytes
+
+
+def test_a_non_gguf_pull_never_claims_completion(env, data):
+    with FileServer(b"<html>not a model</html>\n" * 100, name="page.gguf") as server:
+        err = fails(jan("models", "pull", server.url, env=env), "not a GGUF")
+    assert "completed" not in err
+    assert not (data / "models" / "page").exists()
+
+
+def test_models_list_and_info_say_which_place_they_describe(env, data, stories_path):
+    ok(jan("models", "import", str(stories_path), env=env))
+    listed = ok(jan("models", "list", "--local", env=env))
+    assert f"models in the data folder {data}" in listed.stderr and "stories260K" in listed.stdout
+    info = ok(jan("info", "--local", env=env))
+    assert f"{data} on this computer" in info.stdout

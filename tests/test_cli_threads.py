@@ -122,3 +122,12 @@ def test_bench_errors(env, stories_path):
     fails(jan("bench", stories_path, "-p", "0", "-n", "0", env=env), "nothing to measure")
     bad = jan("bench", stories_path, "-p", "x", env=env)
     assert bad.returncode == 2 and "comma-separated integers" in bad.stderr
+
+
+def test_bench_warns_before_measuring_past_the_training_context(env, stories_path):
+    # stories260K was trained on 2,048 tokens; -p 100000 would run for minutes: the warning comes first
+    result = ok(jan("bench", stories_path, "--ctx", "4096", "-p", "16", "-n", "0", "-r", "1", "-t", "1",
+                    "--no-warmup", env=env))
+    assert "more than stories260K was trained for (2048)" in result.stderr
+    quiet = ok(jan("bench", stories_path, *BENCH, env=env))
+    assert "trained for" not in quiet.stderr

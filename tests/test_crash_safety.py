@@ -65,18 +65,58 @@ async def test_sigkill_mid_run_keeps_folder_consistent(tmp_path, stories_path):
     assert saved, "the throttled saves wrote the text generated before the kill"
     assert received.startswith(saved) or saved.startswith(received)  # both are prefixes of one reply
 
-    # a new server on the same folder: everything lists, and the thread can go on
-    with running(data, stories_path) as srv:
+    # a new server on the same folder: everything lists, and the thread can go on (with the
+    # interrupted reply in its history now, hence the same context size as before)
+    with running(data, stories_path, n_ctx=8192) as srv:
         async with Client(srv.base_url) as api:
             threads = await api.ok("GET", "/v1/threads?limit=100")
             assert {t["id"] for t in threads["data"]} == {tid, other} and threads["problems"] == []
             listed = await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc")
             assert [m["id"] for m in listed["data"]] == [m["id"] for m in lines]
+            # no process writes the reply any more: it is finished as stopped, reason recorded (issue 10, item 20)
+            interrupted = next(m for m in listed["data"] if m["id"] == message_id)
+            assert interrupted["status"] == "stopped" and interrupted["metadata"]["stop_reason"] == "interrupted"
+            assert message_text(interrupted) == saved
             assert message_text((await api.ok("GET", f"/v1/threads/{other}/messages"))["data"][0]) == "untouched"
             again = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 6})
             assert again["message"]["status"] == "ready"
             fixed = await api.ok("PATCH", f"/v1/threads/{tid}/messages/{message_id}", {"status": "stopped"})
             assert fixed["status"] == "stopped" and message_text(fixed) == saved
+
+
+async def test_a_live_reply_stays_pending_for_other_processes_until_its_writer_dies(tmp_path, stories_path):
+    """Two processes share a folder: the one reading never marks the other's live reply; once the
+    writer is SIGKILLed, the next read finishes the reply as ``stopped`` (``interrupted``), on disk too."""
+    from jan.store import DataFolder
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with ServerProcess(data, stories_path, n_ctx=8192) as proc:
+        async with Client(proc.base_url) as api:
+            tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": STORY}]}))["id"]
+        async with aiohttp.ClientSession() as session:
+            resp = await session.post(f"{proc.base_url}/v1/threads/{tid}/runs",
+                                      json={"stream": True, "max_tokens": 4000, "ignore_eos": True})
+            message_id = None
+            async for line in resp.content:
+                line = line.decode().strip()
+                if line.startswith("data: {") and '"thread.message.delta"' in line:
+                    message_id = parse_sse(line)[0][1]["id"]
+                    break
+            assert message_id
+            # this test process is the "other process": it reads while the server writes
+            other = DataFolder(data, ensure_default_assistant=False)
+            live = other.messages.get(tid, message_id)
+            assert live["status"] == "pending"
+            assert "stop_reason" not in (live.get("metadata") or {})
+            proc.kill()
+            resp.close()
+    assert proc.proc.returncode == -9
+    after = DataFolder(data, ensure_default_assistant=False).messages.get(tid, message_id)
+    assert after["status"] == "stopped" and after["metadata"]["stop_reason"] == "interrupted"
+    on_disk = {m["id"]: m for m in read_jsonl(data / "threads" / tid / "messages.jsonl")}
+    assert on_disk[message_id]["status"] == "stopped"
+    assert not list((data / ".live").glob("*.lock")), "the dead process's lease file was cleaned up"
 
 
 async def test_corrupt_thread_json_is_set_aside_and_reported(tmp_path):

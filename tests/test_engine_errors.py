@@ -92,3 +92,40 @@ def test_closed_model(stories_path):
     m.close()
     with pytest.raises(RuntimeError, match="closed"):
         m.generate("Once")
+
+
+# One table of bounds (jan.engine.params.RANGES) serves the Python API, the CLI and the server
+# (issue 10, item 23): what the server answers with a 400, the Python API refuses with ValueError.
+@pytest.mark.parametrize("options, field", [
+    ({"temperature": -1}, "temperature"),
+    ({"temperature": 2.5}, "temperature"),
+    ({"top_k": -5}, "top_k"),
+    ({"top_k": 2**31}, "top_k"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": 2**31}, "max_tokens"),
+    ({"top_p": float("nan")}, "top_p"),
+    ({"presence_penalty": 3}, "presence_penalty"),
+    ({"repeat_last_n": -2}, "repeat_last_n"),
+    ({"top_logprobs": 21}, "top_logprobs"),
+    ({"logit_bias": {1: 1000.0}}, "logit_bias"),
+])
+def test_python_api_refuses_what_the_server_refuses(stories, options, field):
+    with pytest.raises(ValueError, match=field):
+        stories.generate("Once", **options)
+
+
+def test_every_bound_in_the_table_is_enforced_at_its_edge(stories):
+    from jan.engine.params import RANGES
+
+    for name, rng in RANGES.items():
+        if name in ("n", "logit_bias"):
+            continue  # not a generate() keyword / checked per value above
+        for edge in (rng.ge, rng.le):
+            if edge is not None:
+                stories.stream("Once", **{name: rng.kind(edge), "max_tokens": 1}).cancel()
+        if rng.ge is not None:
+            with pytest.raises(ValueError, match=name):
+                stories.generate("Once", **{name: rng.kind(rng.ge) - 1})
+        if rng.le is not None:
+            with pytest.raises(ValueError, match=name):
+                stories.generate("Once", **{name: rng.kind(rng.le) + 1})

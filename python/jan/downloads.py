@@ -152,6 +152,9 @@ class DownloadProgress:
     eta: float | None
     error: str | None
     timestamp: float
+    #: Bytes kept from an earlier attempt that the server agreed to continue from (a 206 to a
+    #: Range request); None when the download starts from zero (or the server ignored Range).
+    resumed_from: int | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -173,6 +176,7 @@ class DownloadProgress:
             "eta": self.eta,
             "error": self.error,
             "timestamp": self.timestamp,
+            "resumed_from": self.resumed_from,
         }
 
 
@@ -489,6 +493,7 @@ class DownloadTask:
             eta=self.eta,
             error=str(self.error) if self.error is not None else None,
             timestamp=time.time(),
+            resumed_from=self.resumed_from if self.state is not DownloadState.QUEUED else None,
         )
 
     async def progress(self) -> AsyncIterator[DownloadProgress]:
@@ -738,8 +743,9 @@ class DownloadTask:
         if self.expected_size is not None and offset > self.expected_size:
             _unlink(self.part_path)
             offset = 0
-        if self.attempts == 0 and offset:
-            self.resumed_from = offset
+        # Only a 206 (or a 416 for a part that is already whole) makes it a resume: a server may
+        # ignore Range and send everything again.
+        resuming = offset if self.attempts == 0 and offset else None
         self.attempts += 1
         start_bytes = offset
         self.bytes_done = offset
@@ -748,13 +754,16 @@ class DownloadTask:
             async with session.get(self.url, headers=self._request_headers(offset), allow_redirects=True) as resp:
                 total: int | None
                 if resp.status == 416 and offset:
+                    self.resumed_from = resuming
                     await self._range_not_satisfiable(resp, offset)
                     return
                 if resp.status == 206 and offset:
                     match = _CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", ""))
                     if match is None or int(match.group(1)) != offset:
+                        self.resumed_from = None
                         await self._io(_unlink, self.part_path)
                         raise _Restart(f"asked for bytes {offset}- but got Content-Range {resp.headers.get('Content-Range')!r}")
+                    self.resumed_from = resuming if resuming is not None else self.resumed_from
                     total = None if match.group(3) == "*" else int(match.group(3))
                     if total is None and resp.content_length is not None:
                         total = offset + resp.content_length
@@ -763,6 +772,7 @@ class DownloadTask:
                         log.info("%s ignored the Range request; downloading from the start", self.url)
                         offset = start_bytes = 0
                         self.bytes_done = 0
+                        self.resumed_from = None  # nothing was resumed after all
                     encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
                     total = None if encoded else resp.content_length
                 else:

@@ -15,6 +15,25 @@ class ModelLoadError(JanError):
     """A model file is missing, not GGUF, truncated, or llama.cpp refused it."""
 
 
+class BadRequestError(JanError, ValueError):
+    """A request that can never succeed as sent (HTTP 400); ``param`` names the field at fault."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+class ModelFileError(ModelLoadError, ValueError):
+    """The model's weights are missing, not GGUF, or a GGUF llama.cpp cannot read.
+
+    A fact about the file the model points at, not a failure of the server:
+    the server answers it with HTTP 400 (``invalid_model_file``), as it does
+    when the same file is imported. Other load failures (no memory for the
+    context, a backend error) stay plain :class:`ModelLoadError`.
+    """
+
+
 class ContextOverflowError(JanError, ValueError):
     """The input does not fit in the context window.
 

@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 import jan
-from jan.cli.common import CLIError, Connection, connection_options, human_bytes
+from jan.cli.common import CLIError, Connection, connection_options, human_bytes, warn
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
 
 CSV_FIELDS = [
@@ -186,6 +186,11 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
             raise CLIError(f"cannot load {path}: {exc}") from None
         with loaded:
             info = loaded.info
+            if info.n_ctx_train and n_ctx > info.n_ctx_train and n_threads == threads[0]:
+                # Past its training context a model is slow (the KV cache grows) and its output
+                # meaningless; say so before the minutes of measuring, not after.
+                warn(f"these tests need a context of {n_ctx} tokens, more than {model_json['id']} was trained "
+                     f"for ({info.n_ctx_train}); the numbers will not reflect real use")
             rng = random.Random(seed)
             if not no_warmup:
                 run_pp(loaded, min(32, max(2, max((p for k, p in tests if k == "pp"), default=2))), rng)

@@ -102,14 +102,17 @@ def info(as_json: bool, conn) -> None:
     memory = data["memory"]
     rows.append(("memory", f"{human_bytes(memory['available'])} available of {human_bytes(memory['total'])}"))
     folder = data["data_folder"]
+    # `jan info` describes this computer: the data folder here, whatever a server uses
     if folder["exists"]:
-        rows.append(("data folder", f"{folder['path']} ({folder['models']} models, {folder['threads']} threads)"))
+        rows.append(("data folder", f"{folder['path']} on this computer ({folder['models']} models, "
+                                    f"{folder['threads']} threads)"))
     else:
-        rows.append(("data folder", f"{folder['path']} (not created yet)"))
+        rows.append(("data folder", f"{folder['path']} on this computer (not created yet)"))
     server = data["server"]
     if server["up"]:
         loaded = ", ".join(server["models_loaded"]) or "none"
-        rows.append(("server", f"running at {server['url']} (models loaded: {loaded})"))
+        rows.append(("server", f"running at {server['url']} (models loaded: {loaded}; its models: "
+                               "`jan models list`, this folder's: `jan models list --local`)"))
     else:
         checked = " (not checked: --local)" if conn.force_local else ""
         rows.append(("server", f"not running at {server['url']}{checked}"))

@@ -69,11 +69,15 @@ def list_models(as_json: bool, conn) -> None:
     client = conn.server()
     if client is not None:
         data = (client.get("/v1/models") or {}).get("data", [])
+        where = f"on the server at {client.base_url} (--local: the data folder {conn.data_folder})"
     else:
         data = sorted(conn.store().models.list(), key=lambda m: m["id"])
+        why = "--local" if conn.force_local or conn.data_explicit else f"no server running at {conn.url}"
+        where = f"in the data folder {conn.data_folder} ({why})"
     if as_json:
         print_json(data)
         return
+    click.echo(f"models {where}", err=True)  # stderr: the table itself stays pipeable
     columns = ["ID", "NAME", "SIZE", "ENGINE"] + (["STATE"] if client is not None else [])
     rows = []
     for m in data:
@@ -203,10 +207,23 @@ def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: D
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / filename
     part = part_path(dest)
-    if part.exists() and part.stat().st_size:
-        bar.note(f"resuming {model_id} at {human_bytes(part.stat().st_size)}")
+    kept = part.stat().st_size if part.exists() else 0
+    told = False
+
+    def progress(snap) -> None:
+        # Say "resuming" only once the server agreed to continue (a 206), not because a part exists.
+        nonlocal told
+        if kept and not told and snap.state.value in ("downloading", "verifying", "completed"):
+            if snap.resumed_from:
+                told = True
+                bar.note(f"resuming {model_id} at {human_bytes(snap.resumed_from)}")
+            elif snap.bytes_done != kept:  # (equal: the server has not answered yet)
+                told = True
+                bar.note(f"the server cannot resume {model_id}: downloading it again from the start")
+        bar.update(snap)
+
     try:
-        download(url, dest, sha256=sha256, progress=bar.update)
+        download(url, dest, sha256=sha256, progress=progress)
     except DownloadError as exc:
         hint = "; run the same command again to resume" if part.exists() else ""
         try:

@@ -29,6 +29,7 @@ class DownloadBar:
     def __enter__(self) -> "DownloadBar":
         if self.fancy:
             from rich.console import Console
+            from rich.text import Text
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -38,8 +39,14 @@ class DownloadBar:
                 TransferSpeedColumn,
             )
 
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-                                      TransferSpeedColumn(), TimeRemainingColumn(),
+            class BinarySpeedColumn(TransferSpeedColumn):
+                # rich's speed column is decimal (MB/s); jan writes sizes in binary units everywhere.
+                def render(self, task):
+                    speed = task.finished_speed or task.speed
+                    return Text("?" if speed is None else f"{human_bytes(speed)}/s", style="progress.data.speed")
+
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                      DownloadColumn(binary_units=True), BinarySpeedColumn(), TimeRemainingColumn(),
                                       console=Console(stderr=True), transient=False)
             self._progress.start()
             self._task = self._progress.add_task(self.label, total=None)
@@ -87,7 +94,10 @@ class DownloadBar:
             return
         self._last_plain = now
         amount = human_bytes(done) + (f" / {human_bytes(total)} ({100 * done / total:.0f}%)" if total else "")
-        line = f"{state} {self.label}: {amount}"
+        # The bytes are all here, but the pull is not done until the file proved to be a model:
+        # the command itself says "pulled" (or why not) next.
+        shown = "downloaded" if state == "completed" else state
+        line = f"{shown} {self.label}: {amount}"
         if line != self._last_line:
             click.echo(line, err=True)
             self._last_line = line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,7 +13,27 @@ from typing import Any
 from .exceptions import PathOutsideDataFolderError
 from .interfaces.modules import _MISSING, FileSystem
 
-__all__ = ["LocalFileSystem", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "fsync_dir", "set_aside"]
+__all__ = ["LocalFileSystem", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "fsync_dir", "set_aside",
+           "temp_prefix", "temp_writer_pid"]
+
+TEMP_SUFFIX = ".tmp"
+_TEMP_PID = re.compile(r"\.p(\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of a temporary file that will replace ``name``: hidden, and naming this process.
+
+    With the writer's PID in the name, a start-up sweep can tell a temporary
+    file a crash left behind (its process is gone) from one another live
+    process is still writing (a multi-GB model copy). Use with ``suffix=TEMP_SUFFIX``.
+    """
+    return f".{name}.p{os.getpid()}."
+
+
+def temp_writer_pid(filename: str) -> int | None:
+    """The PID :func:`temp_prefix` put in a temporary file's name (None for other names)."""
+    m = _TEMP_PID.search(filename)
+    return int(m.group(1)) if m else None
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
@@ -53,7 +74,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """
     target = Path(path)
     # Hidden and suffixed so listings skip it if a crash leaves it behind.
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from jan import _engine
-from jan.errors import ModelLoadError
+from jan.errors import ModelFileError, ModelLoadError
 from jan.engine.logs import forward_native_logs
 from jan.engine.params import sampling_params
 from jan.engine.request import Request
@@ -91,7 +92,7 @@ class Model:
         self.path = str(Path(path))
         self.id = model_id or Path(path).stem
         if not os.path.isfile(self.path):
-            raise ModelLoadError(f"model file not found: '{self.path}'")
+            raise ModelFileError(f"model file not found: '{self.path}'")
         mp = _engine.ModelParams()
         mp.n_gpu_layers = int(n_gpu_layers)
         mp.main_gpu = int(main_gpu)
@@ -103,7 +104,8 @@ class Model:
         except ModelLoadError as e:
             errors = [text for level, text in forward_native_logs() if level >= 40]
             detail = f": {errors[-1].strip()}" if errors else ""
-            raise ModelLoadError(f"{e}{detail}") from None
+            # llama.cpp refused the file itself (unreadable, not GGUF, truncated, unknown architecture)
+            raise ModelFileError(f"{e}{detail}") from None
         forward_native_logs()
 
         self.vocab_only = bool(vocab_only)
@@ -117,6 +119,8 @@ class Model:
         self._embedder_lock = threading.Lock()
         self._scheduler = None
         self._closed = False
+        #: Requests that may wait for a slot (beyond ``n_parallel`` running) before QueueFullError.
+        self.max_queue = int(max_queue)
         self._piece_cache = functools.lru_cache(maxsize=65536)(self._piece)
 
         if not self.vocab_only and not self.embedding_only:
@@ -246,8 +250,10 @@ class Model:
         return self.stream(prompt, add_special=add_special, **options).result()
 
     async def agenerate(self, prompt: str | Sequence[int], *, add_special: bool = True, **options) -> Completion:
-        """:meth:`generate` for asyncio code; never blocks the event loop."""
-        return await self.stream(prompt, add_special=add_special, **options).aresult()
+        """:meth:`generate` for asyncio code; never blocks the event loop (tokenizing the prompt and
+        parsing the grammar happen on a worker thread)."""
+        request = await asyncio.to_thread(functools.partial(self.stream, prompt, add_special=add_special, **options))
+        return await request.aresult()
 
     def _require_scheduler(self):
         if self._closed:

@@ -1,11 +1,21 @@
-"""Sampling options: one keyword API shared by generate/stream and the server."""
+"""Sampling options: one keyword API shared by generate/stream and the server.
+
+:data:`RANGES` is the one table of what each numeric option may be. The
+engine façade checks every call against it (``Model.generate(temperature=-1)``
+is a ``ValueError``, as the server's 400 is), the CLI goes through the
+façade, and the server's request schemas take their pydantic bounds from it
+(:meth:`Range.field`), so the three agree and the OpenAPI spec shows them.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from jan import _engine
+from jan.templates.gbnf_check import check_gbnf
 
 # Defaults match llama.cpp's server, so results are comparable.
 DEFAULTS = {
@@ -39,6 +49,59 @@ DEFAULTS = {
 }
 
 _UINT32 = 0xFFFFFFFF
+INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values one option accepts: ``kind`` (int or float) within the given bounds (None: open)."""
+
+    kind: type
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+
+    def field(self) -> dict[str, float]:
+        """The bounds as pydantic ``Field`` keywords: ``Field(None, **RANGES["top_k"].field())``."""
+        return {k: v for k, v in (("ge", self.ge), ("gt", self.gt), ("le", self.le)) if v is not None}
+
+    def describe(self) -> str:
+        lo = f">= {self.ge:g}" if self.ge is not None else (f"> {self.gt:g}" if self.gt is not None else "")
+        hi = f"<= {self.le:g}" if self.le is not None else ""
+        return " and ".join(p for p in (lo, hi) if p)
+
+    def check(self, name: str, value):
+        """``value`` as ``kind``; ValueError naming ``name`` if it is not one or is out of range."""
+        if self.kind is int:
+            value = _int(name, value)
+        else:
+            value = _float(name, value)
+            if math.isnan(value):
+                raise ValueError(f"{name}: must be a number, got NaN")
+        if ((self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
+                or (self.le is not None and value > self.le)):
+            raise ValueError(f"{name}: must be {self.describe()}, got {value!r}")
+        return value
+
+
+#: What each numeric option accepts: the one table for the Python API, the CLI and the server.
+#: (OpenAI's bounds where OpenAI has the option; llama.cpp's domain for its extras; int32 where
+#: the native engine stores an int32.)
+RANGES: dict[str, Range] = {
+    "max_tokens": Range(int, ge=1, le=INT32_MAX),
+    "temperature": Range(float, ge=0.0, le=2.0),          # 0: greedy
+    "top_k": Range(int, ge=0, le=INT32_MAX),               # 0: off
+    "top_p": Range(float, ge=0.0, le=1.0),
+    "min_p": Range(float, ge=0.0, le=1.0),
+    "typical_p": Range(float, gt=0.0, le=1.0),
+    "repeat_penalty": Range(float, gt=0.0, le=INT32_MAX),
+    "presence_penalty": Range(float, ge=-2.0, le=2.0),
+    "frequency_penalty": Range(float, ge=-2.0, le=2.0),
+    "repeat_last_n": Range(int, ge=-1, le=INT32_MAX),      # -1: the whole context
+    "top_logprobs": Range(int, ge=0, le=20),
+    "logit_bias": Range(float, ge=-100.0, le=100.0),       # each bias value
+    "n": Range(int, ge=1, le=16),                          # choices per request (server)
+}
 
 
 def sampling_params(**options) -> _engine.SamplingParams:
@@ -47,22 +110,26 @@ def sampling_params(**options) -> _engine.SamplingParams:
     if unknown:
         raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
     o = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    r = RANGES
     p = _engine.SamplingParams()
-    p.max_tokens = -1 if o["max_tokens"] is None else _int("max_tokens", o["max_tokens"], minimum=0)
-    p.temperature = _float("temperature", o["temperature"])
-    p.top_k = _int("top_k", o["top_k"])
-    p.top_p = _float("top_p", o["top_p"])
-    p.min_p = _float("min_p", o["min_p"])
-    p.typical_p = _float("typical_p", o["typical_p"])
-    p.repeat_penalty = _float("repeat_penalty", o["repeat_penalty"])
-    p.presence_penalty = _float("presence_penalty", o["presence_penalty"])
-    p.frequency_penalty = _float("frequency_penalty", o["frequency_penalty"])
-    p.repeat_last_n = _int("repeat_last_n", o["repeat_last_n"], minimum=-1)
+    p.max_tokens = -1 if o["max_tokens"] is None else r["max_tokens"].check("max_tokens", o["max_tokens"])
+    p.temperature = r["temperature"].check("temperature", o["temperature"])
+    p.top_k = r["top_k"].check("top_k", o["top_k"])
+    p.top_p = r["top_p"].check("top_p", o["top_p"])
+    p.min_p = r["min_p"].check("min_p", o["min_p"])
+    p.typical_p = r["typical_p"].check("typical_p", o["typical_p"])
+    p.repeat_penalty = r["repeat_penalty"].check("repeat_penalty", o["repeat_penalty"])
+    p.presence_penalty = r["presence_penalty"].check("presence_penalty", o["presence_penalty"])
+    p.frequency_penalty = r["frequency_penalty"].check("frequency_penalty", o["frequency_penalty"])
+    p.repeat_last_n = r["repeat_last_n"].check("repeat_last_n", o["repeat_last_n"])
     # A request without a seed still gets a definite one, so the same request
     # can be replayed exactly from the seed it reports.
     seed = o["seed"]
-    p.seed = random.randrange(0, _UINT32) if seed is None else _int("seed", seed) & _UINT32
+    p.seed = random.randrange(0, _UINT32) if seed is None else _int("seed", seed) & _UINT32  # any int: wraps
     p.logit_bias = _logit_bias(o["logit_bias"])
+    if o["grammar"]:
+        # llama.cpp's grammar parser recurses without bounds: check first (GrammarError, a ValueError).
+        check_gbnf(o["grammar"])
     p.grammar = o["grammar"] or ""
     p.grammar_triggers = _strings("grammar_triggers", o["grammar_triggers"])
     p.reasoning_budget = -1 if o["reasoning_budget"] is None else _int("reasoning_budget", o["reasoning_budget"], minimum=0)
@@ -74,7 +141,7 @@ def sampling_params(**options) -> _engine.SamplingParams:
     p.ignore_eos = bool(o["ignore_eos"])
     p.stop = _stops(o["stop"])
     p.logprobs = bool(o["logprobs"]) or bool(o["top_logprobs"])
-    p.n_probs = _int("top_logprobs", o["top_logprobs"], minimum=0)
+    p.n_probs = r["top_logprobs"].check("top_logprobs", o["top_logprobs"])
     return p
 
 
@@ -135,5 +202,7 @@ def _logit_bias(bias) -> list[tuple[int, float]]:
             token = int(key)
         except (TypeError, ValueError):
             raise ValueError(f"logit_bias: keys must be token ids, got {key!r}") from None
-        out.append((token, _float("logit_bias", value)))
+        if not 0 <= token <= INT32_MAX:
+            raise ValueError(f"logit_bias: token id {token} is out of range")
+        out.append((token, RANGES["logit_bias"].check(f"logit_bias[{token}]", value)))
     return out

@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING
 
-from jan.errors import EngineError
+from jan.errors import BadRequestError, EngineError, JanError
 from jan.engine.logs import forward_native_logs
 from jan.engine.results import Chunk, Completion, TokenLogprob, TopLogprob, Usage
 
@@ -98,7 +98,7 @@ class Request:
 
     def raise_for_error(self, chunk: Chunk) -> None:
         if chunk.finish_reason == "error":
-            raise EngineError(chunk.error or "generation failed")
+            raise generation_error(chunk.error)
 
     def _aggregate(self, chunks: list[Chunk]) -> Completion:
         final = self.final
@@ -164,3 +164,17 @@ class Request:
 
 def _text_and_bytes(piece: tuple[str, bytes]) -> tuple[str, list[int]]:
     return piece[0], list(piece[1])
+
+
+def generation_error(message: str | None) -> JanError:
+    """The exception for a generation that ended with ``finish_reason == "error"``.
+
+    A grammar the model's vocabulary cannot satisfy (llama.cpp: "empty grammar stack") is the
+    request's fault, found only once sampling starts: :class:`BadRequestError` naming
+    ``grammar`` (HTTP 400). Anything else is an :class:`EngineError`.
+    """
+    text = message or "generation failed"
+    if "grammar" in text:
+        return BadRequestError(f"grammar: the model cannot write anything this grammar allows ({text.strip()})",
+                               param="grammar", code="grammar_unsatisfiable")
+    return EngineError(text)

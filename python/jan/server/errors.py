@@ -13,7 +13,8 @@ from collections.abc import Callable
 from aiohttp import web
 from pydantic import ValidationError
 
-from jan.errors import ContextOverflowError, EngineError, JanError, ModelLoadError, ModelNotFoundError, QueueFullError
+from jan.errors import (ContextOverflowError, EngineError, JanError, ModelFileError, ModelLoadError, ModelNotFoundError,
+                        QueueFullError)
 from jan.server.jsonio import dumps as strict_dumps
 
 log = logging.getLogger("jan.server")
@@ -94,6 +95,8 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError(400, str(exc), code="invalid_settings")
     if isinstance(exc, ServiceUnavailableError):
         return APIError(503, str(exc), type="server_error", code=exc.code)
+    if isinstance(exc, ModelFileError):  # the weights the model points at are missing or damaged
+        return APIError(400, str(exc), param="model", code="invalid_model_file")
     if isinstance(exc, ModelLoadError):
         return APIError(500, str(exc), type="server_error", code="model_load_failed")
     if isinstance(exc, EngineError):  # its message is meant for users (e.g. a remote upstream is unreachable)

@@ -18,7 +18,7 @@ from typing import Any
 from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.results import Usage
 from jan.services.errors import RequestError
-from jan.services.local import chat_plan, chat_prompt, constraint_grammar, merged, off_loop, seeds
+from jan.services.local import chat_plan, chat_prompt, check_fan_out, constraint_grammar, merged, off_loop, seeds
 from jan.services.models import ModelService, Target
 from jan.services.output import output_parser
 from jan.services.streams import DeltaStream
@@ -102,6 +102,7 @@ class ChatService:
 
     async def _local(self, target: Target, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         local: LocalModel = await target.engine.acquire(target.model)
+        check_fan_out(local.model, request.n, param="n")
         plan = await off_loop(chat_plan, local, request, target.model.get("settings"))
         text, tokens = await off_loop(chat_prompt, local, request, plan)
         constraint = await off_loop(constraint_grammar, request, plan, text)

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
-from jan.services.local import merged, off_loop, seeds
+from jan.services.local import check_fan_out, merged, off_loop, seeds
 from jan.services.models import ModelService, Target
 from jan.services.streams import DeltaStream
 from jan.services.types import CompletionDelta, CompletionRequest, SamplingOptions, merge_options, resolve_sampling
@@ -41,6 +41,8 @@ class CompletionService:
     async def _local(self, target: Target, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
         local = await target.engine.acquire(target.model)
         model = local.model
+        n_prompts = len(request.prompts)
+        check_fan_out(model, n_prompts * request.n, param="prompt" if n_prompts > 1 else "n")
         options = resolve_sampling(request.sampling).given()
         seed = options.pop("seed", None)
         want_logprobs = request.logprobs is not None

@@ -15,13 +15,15 @@ from typing import Any, TypeVar
 
 import jan
 from jan.core import LocalModel
+from jan.engine.request import generation_error
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
-from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar
+from jan.services.errors import RequestError
+from jan.templates import JSON_OBJECT_GRAMMAR, GrammarError, json_schema_to_grammar, template_variables
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 
 T = TypeVar("T")
 
-__all__ = ["chat_plan", "chat_prompt", "constraint_grammar", "merged", "off_loop", "seeds", "template_messages", "template_tools"]
+__all__ = ["chat_plan", "chat_prompt", "check_fan_out", "constraint_grammar", "merged", "off_loop", "seeds", "template_messages", "template_tools"]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -86,7 +88,8 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=request.parallel_tool_calls is not False,
-        chat_template_kwargs=request.chat_template_kwargs,
+        # may not re-set messages/tools/add_generation_prompt: a 400 naming the key, not a TypeError
+        chat_template_kwargs=template_variables(request.chat_template_kwargs),
         constrained=bool(request.grammar) or (fmt is not None and fmt.type in ("json_schema", "json_object")),
     )
 
@@ -126,14 +129,30 @@ def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dic
     explicit = _explicit_grammar(request)
     if explicit is not None:
         return {"grammar": explicit}
-    return plan.grammar_options(prompt)
+    try:
+        return plan.grammar_options(prompt)
+    except GrammarError as exc:  # a tool's parameters schema over a bound
+        exc.param = exc.param or "tools"
+        raise
 
 
 def _explicit_grammar(request: ChatRequest) -> str | None:
     fmt = request.response_format
     if fmt is not None and fmt.type in ("json_schema", "json_object"):
-        return json_schema_to_grammar(dict(fmt.schema)) if fmt.schema else JSON_OBJECT_GRAMMAR
+        param = "response_format.json_schema.schema" if fmt.type == "json_schema" else "response_format.schema"
+        return json_schema_to_grammar(dict(fmt.schema), param=param) if fmt.schema else JSON_OBJECT_GRAMMAR
     return request.grammar or None
+
+
+# -- capacity ----------------------------------------------------------------------------
+def check_fan_out(model: jan.Model, count: int, *, param: str) -> None:
+    """A request needing more generations at once than the model has slots plus queue can never
+    be served, even on an idle server: the request's fault (RequestError, HTTP 400), not a 503."""
+    capacity = model.n_parallel + model.max_queue
+    if count > capacity:
+        raise RequestError(f"{param}: this request needs {count} generations at once, more than the model "
+                           f"can ever hold ({model.n_parallel} slots + {model.max_queue} queued)",
+                           param=param, code="too_many_generations")
 
 
 # -- n choices ---------------------------------------------------------------------------
@@ -192,4 +211,4 @@ async def merged(requests: list[jan.Request]) -> AsyncIterator[tuple[int, jan.Ch
 
 def _check(chunk: jan.Chunk) -> None:
     if chunk.finish_reason == "error":
-        raise jan.EngineError(chunk.error or "generation failed")
+        raise generation_error(chunk.error)

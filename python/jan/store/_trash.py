@@ -7,6 +7,10 @@ import os
 import shutil
 from pathlib import Path
 
+import time
+
+from jan.core.fs import TEMP_SUFFIX, temp_writer_pid
+
 from .atomic import fsync_dir
 from .ids import new_ulid
 
@@ -43,3 +47,60 @@ def sweep_trash(collection_dir: Path) -> None:
         if entry.name.startswith(TRASH_PREFIX) and entry.is_dir(follow_symlinks=False):
             logger.info("data folder: removing leftover %s", entry.path)
             shutil.rmtree(entry.path, ignore_errors=True)
+
+
+# A temporary file whose writer is alive is left alone, unless it is this old (a PID reused
+# after a reboot would otherwise protect it for ever); one without a PID in its name (written
+# before names carried one) is removed once this old.
+STALE_WITH_LIVE_PID_S = 7 * 24 * 3600
+STALE_WITHOUT_PID_S = 3600
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
+def _stale(entry: os.DirEntry, now: float) -> bool:
+    try:
+        age = now - entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return False
+    pid = temp_writer_pid(entry.name)
+    if pid is None:
+        return age > STALE_WITHOUT_PID_S
+    return not _pid_alive(pid) or age > STALE_WITH_LIVE_PID_S
+
+
+def sweep_temp_files(root: Path, *, depth: int = 3) -> list[Path]:
+    """Remove the hidden ``.*.tmp`` files interrupted atomic writes and model copies left
+    under ``root`` (down to ``depth`` folders: ``<collection>/<id>/<file>``); files whose
+    writing process is still alive are kept. Returns the removed paths."""
+    removed: list[Path] = []
+    now = time.time()
+    folders = [(root, 0)]
+    while folders:
+        folder, level = folders.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if level + 1 < depth and not entry.name.startswith("."):
+                    folders.append((Path(entry.path), level + 1))
+            elif entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and _stale(entry, now):
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    continue
+                logger.info("data folder: removed %s, left by an interrupted write", entry.path)
+                removed.append(Path(entry.path))
+    return removed

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from jan.core.fs import atomic_write_bytes, fsync_dir
+from jan.core.fs import TEMP_SUFFIX, atomic_write_bytes, fsync_dir, temp_prefix
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -27,12 +27,9 @@ __all__ = [
     "symlink_to_temp",
 ]
 
-TEMP_SUFFIX = ".tmp"
-
-
 def _temp_in(directory: Path, name: str) -> tuple[int, str]:
     # Hidden and suffixed so listings skip it if a crash leaves it behind.
-    return tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=directory)
+    return tempfile.mkstemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=directory)
 
 
 def _discard(tmp: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._trash import sweep_trash
+from ._trash import sweep_temp_files, sweep_trash
 from .assistants import AssistantStore
 from .context import LOCK_DIR_NAME, StoreContext
 from .errors import StoreError
@@ -70,6 +70,8 @@ class DataFolder:
             (self.root / name).mkdir(exist_ok=True)
         for name in COLLECTIONS:
             sweep_trash(self.root / name)
+        # Interrupted writes and killed model imports leave hidden temporary files (GBs for a model).
+        self.removed_temp_files = sweep_temp_files(self.root)
         self._problems = ProblemLog()
         self._ctx = StoreContext(self.root, migrations=migrations or DEFAULT_MIGRATIONS,
                                  problems=self._problems, lock_timeout=lock_timeout)
@@ -78,6 +80,7 @@ class DataFolder:
         self.assistants = AssistantStore(self._ctx)
         self.models = ModelStore(self._ctx)
         self.settings = SettingsStore(self._ctx)
+        self.messages.leases.sweep()  # lease files of dead processes
         if ensure_default_assistant:
             self.assistants.ensure_default()
 

@@ -5,6 +5,12 @@ threads and processes can add messages to one conversation without losing
 any. Updating or deleting a message rewrites the file atomically under the
 same lock; the file therefore always holds one line per message in creation
 order, which is also the format the Jan app reads.
+
+A ``pending`` message (a reply still being generated) is leased by the
+process that wrote it (:mod:`jan.store.leases`) until it reaches a final
+status. Reading a thread finishes the pending messages nobody holds any more
+(their process died): they become ``stopped`` with
+``metadata.stop_reason: "interrupted"``, keeping the text saved so far.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from .context import StoreContext, public
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .ids import new_message_id, validate_id
 from .jsonl import append_jsonl, parse_jsonl, rewrite_jsonl
+from .leases import LEASE_DIR_NAME, Leases
 from .migrations import text_part
 from .pagination import Order, Page, paginate
 
@@ -31,6 +38,8 @@ _RESERVED = frozenset({"id", "object", "thread_id", "created", "created_at", "up
 _MANAGED = frozenset({"role", "content", "status", "metadata", "assistant_id", "completed_at"})
 
 KIND = "message"
+#: ``metadata.stop_reason`` of a pending message whose writer died (crash, SIGKILL, power cut).
+INTERRUPTED = "interrupted"
 
 
 def normalize_content(content: Any) -> list[dict[str, Any]]:
@@ -80,6 +89,8 @@ class MessageStore:
         self._ctx = ctx
         # Lets the thread store bump ``updated``; called after the message lock is released.
         self._on_change = on_change
+        #: Which pending messages a live process is still writing.
+        self.leases = Leases(ctx.root / LEASE_DIR_NAME)
 
     # --- paths ---
 
@@ -135,14 +146,30 @@ class MessageStore:
         return records, data, bad, stale
 
     def _load(self, path: Path, thread_id: str) -> list[dict[str, Any]]:
-        """Lock-free read; old-version lines are upgraded and written back under the lock."""
+        """Lock-free read; old-version lines are upgraded and orphaned pending messages
+        finished, both written back under the lock."""
         records, _, _, stale = self._read(path, thread_id)
-        if stale:
+        if stale or self._orphans(records):
             with self._ctx.lock(path):
                 records, raw, bad, stale = self._read(path, thread_id)
-                if stale:
+                orphans = self._orphans(records)
+                for i in orphans:
+                    records[i] = self._interrupted(records[i])
+                if stale or orphans:
                     self._rewrite(path, records, raw, bad)
         return [public(r) for r in records]
+
+    def _orphans(self, records: list[dict[str, Any]]) -> list[int]:
+        """Positions of pending messages that no live process is writing."""
+        return [i for i, r in enumerate(records) if r.get("status") == "pending" and not self.leases.is_live(r["id"])]
+
+    @staticmethod
+    def _interrupted(record: dict[str, Any]) -> dict[str, Any]:
+        metadata = dict(record.get("metadata") or {}) if isinstance(record.get("metadata"), dict) else {}
+        metadata.setdefault("stop_reason", INTERRUPTED)
+        metadata["interrupted_at"] = now_s()
+        return {**record, "status": "stopped", "metadata": metadata, "updated": now_ms(),
+                "completed_at": record.get("completed_at") or now_s()}
 
     def _rewrite(self, path: Path, records: list[dict[str, Any]], raw: bytes, had_bad_lines: bool) -> None:
         # Lines that did not parse would vanish in the rewrite; keep the old file's bytes.
@@ -250,6 +277,20 @@ class MessageStore:
             return
         path = self._thread_dir(thread_id) / "messages.jsonl"
         stamped = [self._ctx.stamp(KIND, d) for d in docs]
+        # Lease pending replies before they exist on disk, so no reader ever sees one unleased.
+        pending = [d["id"] for d in docs if d.get("status") == "pending"]
+        for message_id in pending:
+            self.leases.take(message_id)
+        try:
+            self._append_locked(path, thread_id, docs, stamped, check_ids)
+        except BaseException:
+            for message_id in pending:
+                self.leases.release(message_id)
+            raise
+        self._changed(thread_id)
+
+    def _append_locked(self, path: Path, thread_id: str, docs: Sequence[dict[str, Any]],
+                       stamped: list[dict[str, Any]], check_ids: bool) -> None:
         with self._ctx.lock(path):
             self._require_thread(thread_id)
             if check_ids:
@@ -261,7 +302,6 @@ class MessageStore:
             repaired = append_jsonl(path, stamped)
             if repaired and repaired[0] == "truncated":
                 self._ctx.report(path, f"cut off {repaired[1]} bytes of an interrupted write before appending")
-        self._changed(thread_id)
 
     def update(self, thread_id: str, message_id: str, *, content: Any = UNSET, status: Any = UNSET,
                metadata: Any = UNSET, assistant_id: Any = UNSET, **extra: Any) -> dict[str, Any]:
@@ -293,7 +333,11 @@ class MessageStore:
             if updated.get("status") in FINAL_STATUSES and not updated.get("completed_at"):
                 updated["completed_at"] = now_s()
             records[i] = updated
+            if updated.get("status") == "pending":
+                self.leases.take(message_id)  # back to pending (e.g. a retried reply): this process writes it
             self._rewrite(path, records, raw, bad)
+        if updated.get("status") != "pending":
+            self.leases.release(message_id)
         self._changed(thread_id)
         return public(updated)
 
@@ -308,6 +352,7 @@ class MessageStore:
             if len(kept) == len(records):
                 raise NotFoundError("message", message_id)
             self._rewrite(path, kept, raw, bad)
+        self.leases.release(message_id)
         self._changed(thread_id)
         return {"id": message_id, "object": "thread.message.deleted", "deleted": True}
 

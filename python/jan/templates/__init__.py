@@ -15,7 +15,15 @@
   (Hermes / Llama / Mistral) tool-call parser;
 * :mod:`jan.templates.grammar` turns JSON schemas into GBNF grammars for
   llama.cpp's grammar sampler (:func:`json_schema_to_grammar`,
-  :data:`JSON_OBJECT_GRAMMAR`).
+  :data:`JSON_OBJECT_GRAMMAR`);
+* :mod:`jan.templates.gbnf_check` bounds any GBNF grammar (depth, size,
+  rules, alternatives, left-recursion work, character ranges) before
+  llama.cpp's recursive parser sees it (:func:`check_gbnf`).
+
+Everything a client sends is bounded here: templates render within a
+:class:`RenderBudget`, schemas within the ``MAX_SCHEMA_*`` limits, grammars
+within :class:`GrammarLimits`; past a bound the error is a ``ValueError``
+naming the field (HTTP 400), never a crash or a stall.
 
 Pure Python (Jinja2 only); nothing here touches the engine.
 """
@@ -25,11 +33,14 @@ from __future__ import annotations
 from .chat import (
     BUILTIN_TEMPLATES,
     ChatTemplate,
+    RenderBudget,
+    TemplateBudgetError,
     TemplateError,
     jan_prompt_template_to_jinja,
     normalize_messages,
     resolve_template,
     template_supports_tools,
+    template_variables,
 )
 from .grammar import (
     JSON_OBJECT_GRAMMAR,
@@ -39,17 +50,22 @@ from .grammar import (
     gbnf_literal,
     json_schema_to_grammar,
 )
+from .gbnf_check import GrammarLimits, check_gbnf
 from .tool_calls import ToolCallStreamParser, new_call_id, parse_tool_calls, tool_call_grammar, tool_names
 
 __all__ = [
     "BUILTIN_TEMPLATES",
     "ChatTemplate",
     "GrammarBuilder",
+    "RenderBudget",
+    "TemplateBudgetError",
     "GrammarError",
     "JSON_OBJECT_GRAMMAR",
     "JSON_VALUE_GRAMMAR",
     "TemplateError",
     "ToolCallStreamParser",
+    "GrammarLimits",
+    "check_gbnf",
     "gbnf_literal",
     "jan_prompt_template_to_jinja",
     "json_schema_to_grammar",
@@ -58,6 +74,7 @@ __all__ = [
     "parse_tool_calls",
     "resolve_template",
     "template_supports_tools",
+    "template_variables",
     "tool_call_grammar",
     "tool_names",
 ]

@@ -24,9 +24,14 @@ gaps over, unless called with ``polyfill=False`` (pure HF behaviour):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import operator
 import re
+import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
@@ -34,18 +39,22 @@ from typing import Any, Iterable, Mapping, Sequence
 import jinja2
 import jinja2.ext
 import jinja2.nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from ..errors import JanError
 
 __all__ = [
     "BUILTIN_TEMPLATES",
     "ChatTemplate",
+    "RESERVED_TEMPLATE_VARIABLES",
+    "RenderBudget",
+    "TemplateBudgetError",
     "TemplateError",
     "jan_prompt_template_to_jinja",
     "normalize_messages",
     "resolve_template",
     "template_supports_tools",
+    "template_variables",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,13 +67,104 @@ class TemplateError(JanError, ValueError):
 
     Raised for the template's own ``raise_exception(...)`` (for example
     "Conversation roles must alternate user/assistant"), which is the
-    caller's fault, so it is a ``ValueError`` and the server answers HTTP 400.
+    caller's fault, so it is a ``ValueError`` and the server answers HTTP 400
+    (naming ``param`` when set).
     """
+
+    param: str | None = None
+    code: str | None = None
 
 
 # --------------------------------------------------------------------------
 # The Jinja environment
 # --------------------------------------------------------------------------
+
+
+class TemplateBudgetError(TemplateError):
+    """A chat template ran past its :class:`RenderBudget` (time or output size).
+
+    Templates come from GGUF files and model.json, so a hostile or broken one
+    (a loop of 100,000 iterations, 100 M characters of output, endless macro
+    recursion) must end in a clear error, not stall the server.
+    """
+
+
+@dataclass(frozen=True)
+class RenderBudget:
+    """What one render may cost: ``seconds`` of wall time, ``max_chars`` of output
+    (and of any one string it builds). Checked inside the template (every
+    attribute/item access, call, filter, ``range`` step and output piece)."""
+
+    seconds: float = 5.0
+    max_chars: int = 16 << 20
+
+
+#: A render's default budget; probes (a few tiny renders at construction) get less.
+DEFAULT_BUDGET = RenderBudget()
+PROBE_BUDGET = RenderBudget(seconds=1.0, max_chars=1 << 20)
+#: Longest template source accepted (real ones are a few KiB; Jinja's parser recurses on nesting).
+MAX_TEMPLATE_CHARS = 1 << 20
+
+_budget = threading.local()  # .deadline (monotonic seconds) and .budget of the render on this thread
+
+
+def _tick() -> None:
+    deadline = getattr(_budget, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline:
+        raise TemplateBudgetError(f"chat template took longer than its budget of {_budget.budget.seconds:g} s")
+
+
+def _check_size(value: Any) -> Any:
+    budget = getattr(_budget, "budget", None)
+    if budget is not None and isinstance(value, (str, list, tuple)) and len(value) > budget.max_chars:
+        raise TemplateBudgetError(f"chat template built a value of {len(value):,} items; the limit is {budget.max_chars:,}")
+    return value
+
+
+def _budgeted_range(*args: int) -> Any:
+    for i, value in enumerate(safe_range(*args)):
+        if not i & 255:
+            _tick()
+        yield value
+
+
+class _BudgetedEnvironment(ImmutableSandboxedEnvironment):
+    """HF's sandbox, plus the render budget checked at every step the template takes."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _tick()
+        return super().getitem(obj, argument)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        _tick()
+        return _check_size(super().call(__context, __obj, *args, **kwargs))
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        _tick()
+        budget = getattr(_budget, "budget", None) or DEFAULT_BUDGET
+        if operator_ == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > budget.max_chars:
+                    raise TemplateBudgetError(f"chat template built a value of {len(seq) * n:,} items; "
+                                              f"the limit is {budget.max_chars:,}")
+        if operator_ == "**" and isinstance(right, int) and abs(right) > 4096:
+            raise TemplateBudgetError("chat template raised a number to a power over 4096")
+        return _check_size(super().call_binop(context, operator_, left, right))
+
+
+def _budgeted_filter(func: Any) -> Any:
+    @functools.wraps(func)  # keeps jinja_pass_arg, so context-taking filters still get it
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _tick()
+        return _check_size(func(*args, **kwargs))
+
+    return wrapper
 
 
 def _raise_exception(message: str) -> None:
@@ -97,14 +197,16 @@ class _GenerationExtension(jinja2.ext.Extension):
 
 
 def _make_env() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _BudgetedEnvironment(
         trim_blocks=True,
         lstrip_blocks=True,
         extensions=[jinja2.ext.loopcontrols, _GenerationExtension],
     )
     env.filters["tojson"] = _tojson
+    env.filters = {name: _budgeted_filter(f) for name, f in env.filters.items()}
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
+    env.globals["range"] = _budgeted_range
     return env
 
 
@@ -115,10 +217,37 @@ _ENV = _make_env()
 
 @lru_cache(maxsize=64)
 def _compile(source: str) -> jinja2.Template:
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise TemplateError(f"chat template is {len(source):,} characters long; the limit is {MAX_TEMPLATE_CHARS:,}")
     try:
         return _ENV.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"chat template does not compile: {exc} (line {exc.lineno})") from None
+    except RecursionError:
+        raise TemplateError("chat template nests too deeply to compile") from None
+
+
+def _render_budgeted(template: jinja2.Template, context: dict[str, Any], budget: RenderBudget) -> str:
+    """``template.render(**context)`` within ``budget``; raises TemplateBudgetError past it."""
+    outer = getattr(_budget, "deadline", None), getattr(_budget, "budget", None)
+    deadline = time.monotonic() + budget.seconds
+    if outer[0] is not None:
+        deadline = min(deadline, outer[0])  # a nested render (the tools preamble) shares the caller's budget
+    _budget.deadline, _budget.budget = deadline, budget
+    try:
+        parts: list[str] = []
+        size = 0
+        for piece in template.generate(**context):
+            size += len(piece)
+            if size > budget.max_chars:
+                raise TemplateBudgetError(f"chat template wrote more than {budget.max_chars:,} characters")
+            parts.append(piece)
+            _tick()
+        return "".join(parts)
+    except RecursionError:
+        raise TemplateError("chat template recursed too deeply (a macro calling itself?)") from None
+    finally:
+        _budget.deadline, _budget.budget = outer
 
 
 # --------------------------------------------------------------------------
@@ -330,6 +459,39 @@ def template_supports_tools(source: str) -> bool:
     return re.search(r"\btools\b", source) is not None
 
 
+#: Template variables a request's ``chat_template_kwargs`` may not set: the request itself says them.
+RESERVED_TEMPLATE_VARIABLES = frozenset({"messages", "tools", "add_generation_prompt", "polyfill", "budget"})
+
+
+def template_variables(kwargs: Mapping[str, Any] | None, *, param: str = "chat_template_kwargs") -> dict[str, Any]:
+    """Extra template variables from a request (OpenAI-compatible servers' ``chat_template_kwargs``).
+
+    The conversation, the tools and ``add_generation_prompt`` come from the
+    request's own fields; naming them here is ambiguous, so it raises
+    :class:`TemplateError` (HTTP 400) naming ``param.<key>`` rather than
+    picking one silently.
+    """
+    if not kwargs:
+        return {}
+    if not isinstance(kwargs, Mapping):
+        err = TemplateError(f"{param}: expected an object of template variables")
+        err.param = param
+        raise err
+    clash = sorted(k for k in kwargs if k in RESERVED_TEMPLATE_VARIABLES)
+    if clash:
+        err = TemplateError(f"{param}.{clash[0]}: set by the request itself (its messages, tools and "
+                            f"add_generation_prompt); {param} may not override it")
+        err.param = f"{param}.{clash[0]}"
+        err.code = "invalid_value"
+        raise err
+    bad = [k for k in kwargs if not isinstance(k, str) or not k.isidentifier()]
+    if bad:
+        err = TemplateError(f"{param}: {bad[0]!r} is not a valid template variable name")
+        err.param = param
+        raise err
+    return dict(kwargs)
+
+
 class ChatTemplate:
     """A compiled chat template; ``render`` turns messages into a prompt string.
 
@@ -369,6 +531,8 @@ class ChatTemplate:
         self.bos_token = bos_token or ""
         self.eos_token = eos_token or ""
         self.name = name
+        #: Why this template stands in for the model's own (None: it is the model's, or was chosen).
+        self.fallback: str | None = None
         #: A variant used instead when ``tools`` are given (GGUF ``tokenizer.chat_template.tool_use``).
         self.tool_use = tool_use
         self._template = _compile(source)
@@ -395,7 +559,10 @@ class ChatTemplate:
 
     def _try(self, messages: list[dict[str, Any]], **kw: Any) -> str | None:
         try:
-            return self._render_raw(messages, tools=kw.pop("tools", None), add_generation_prompt=True, **kw)
+            return self._render_raw(messages, tools=kw.pop("tools", None), add_generation_prompt=True,
+                                    budget=PROBE_BUDGET, **kw)
+        except TemplateBudgetError as exc:  # not "unsupported": the template is unusable
+            raise TemplateBudgetError(f"{exc} while rendering a two-message probe") from None
         except Exception:  # noqa: BLE001 - a probe failing just means "unsupported"
             return None
 
@@ -464,6 +631,7 @@ class ChatTemplate:
         *,
         tools: Sequence[Mapping[str, Any]] | None,
         add_generation_prompt: bool,
+        budget: RenderBudget = DEFAULT_BUDGET,
         **extra: Any,
     ) -> str:
         context = {"bos_token": self.bos_token, "eos_token": self.eos_token}
@@ -472,10 +640,11 @@ class ChatTemplate:
         if tools is not None or not self._omit_missing_tools:
             context["tools"] = tools
         try:
-            return self._template.render(**context)
+            return _render_budgeted(self._template, context, budget)
         except TemplateError:
             raise
-        except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError,
+                OverflowError, MemoryError) as exc:
             raise TemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from None
 
     def render(
@@ -485,6 +654,7 @@ class ChatTemplate:
         tools: Sequence[Any] | None = None,
         add_generation_prompt: bool = True,
         polyfill: bool = True,
+        budget: RenderBudget | None = None,
         **extra: Any,
     ) -> str:
         """Render ``messages`` (OpenAI chat format) into the prompt text.
@@ -493,13 +663,17 @@ class ChatTemplate:
         arguments become template variables (for example ``documents``,
         ``enable_thinking``, ``date_string``). With ``polyfill=False`` the
         messages go to the template as given (content parts still flattened),
-        like HF ``apply_chat_template``. Raises :class:`TemplateError` when
-        the template rejects the conversation.
+        like HF ``apply_chat_template``. ``budget`` bounds the render's time
+        and output (default :data:`DEFAULT_BUDGET`). Raises
+        :class:`TemplateError` when the template rejects the conversation,
+        :class:`TemplateBudgetError` past the budget.
         """
+        budget = budget or DEFAULT_BUDGET
         tools_list = [_plain(t) for t in tools] if tools else None
         if tools_list and self.tool_use is not None and not self.supports_tools:
             return self.tool_use.render(
-                messages, tools=tools_list, add_generation_prompt=add_generation_prompt, polyfill=polyfill, **extra
+                messages, tools=tools_list, add_generation_prompt=add_generation_prompt, polyfill=polyfill,
+                budget=budget, **extra
             )
         msgs = normalize_messages(
             messages,
@@ -509,7 +683,8 @@ class ChatTemplate:
         )
         if polyfill:
             msgs, tools_list = self._polyfill(msgs, tools_list)
-        return self._render_raw(msgs, tools=tools_list, add_generation_prompt=add_generation_prompt, **extra)
+        return self._render_raw(msgs, tools=tools_list, add_generation_prompt=add_generation_prompt, budget=budget,
+                                **extra)
 
     def _polyfill(
         self, msgs: list[dict[str, Any]], tools: list[Any] | None
@@ -532,7 +707,7 @@ class ChatTemplate:
 
 
 def _render_tools_preamble(tools: list[Any]) -> str:
-    return _compile(_TOOLS_PREAMBLE).render(tools=tools)
+    return _render_budgeted(_compile(_TOOLS_PREAMBLE), {"tools": tools}, DEFAULT_BUDGET)
 
 
 def _tool_call_json(call: Mapping[str, Any]) -> str:
@@ -693,7 +868,9 @@ def resolve_template(
 
     Order: override, the model's template, fallback, ChatML. A model
     template that does not compile is skipped with a warning; a bad override
-    or fallback raises :class:`TemplateError`.
+    or fallback raises :class:`TemplateError`. When ChatML stands in as the
+    last resort, the template's ``fallback`` says why (the model was not
+    trained on it, so chat output is likely poor).
     """
     if override is not None and override.strip():
         return _named_or_source(override, metadata, bos_token, eos_token, "override")
@@ -711,7 +888,12 @@ def resolve_template(
             return ChatTemplate(source, bos_token, eos_token, name="model", tool_use=tool_use)
         except TemplateError as exc:
             log.warning("the model's chat template is unusable (%s); using the fallback", exc)
+            why = f"the model's chat template is unusable ({exc})"
+    else:
+        why = "the model has no chat template"
     if fallback is not None and fallback.strip():
         return _named_or_source(fallback, metadata, bos_token, eos_token, "fallback")
-    return ChatTemplate.chatml(bos_token, eos_token or "<|im_end|>")
+    template = ChatTemplate.chatml(bos_token, eos_token or "<|im_end|>")
+    template.fallback = why
+    return template
 

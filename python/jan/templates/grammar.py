@@ -60,10 +60,33 @@ log = logging.getLogger(__name__)
 
 
 class GrammarError(JanError, ValueError):
-    """A JSON schema that cannot be turned into a grammar (bad ``$ref``, ``false``, ...).
+    """A JSON schema or grammar that cannot be used (bad ``$ref``, ``false``, over a bound, ...).
 
-    A ``ValueError``, so the server answers it with HTTP 400.
+    A ``ValueError``, so the server answers it with HTTP 400; ``param`` names
+    the request field when known, ``code`` says why (``invalid_grammar``,
+    ``grammar_too_complex``, ``invalid_schema``, ``schema_too_complex``).
     """
+
+    param: str | None = None
+    code: str | None = None
+
+
+# Bounds on what a client's schema may cost. Every schema jan itself builds
+# (tool parameters, response formats seen in practice) is far below them;
+# past them the conversion recurses without end (a recursive allOf), stalls
+# (a 100,000-value enum is seconds of Python and then of llama.cpp for every
+# token) or writes a grammar llama.cpp cannot parse safely.
+MAX_SCHEMA_DEPTH = 64          # nested sub-schemas being converted at once
+MAX_SCHEMA_NODES = 20_000      # sub-schemas visited in all
+MAX_ENUM_VALUES = 5_000        # values of one enum
+MAX_PATTERN_LENGTH = 4_096     # characters of one "pattern"
+MAX_PATTERN_DEPTH = 32         # nested groups in one "pattern"
+
+
+def _too_complex(message: str) -> GrammarError:
+    err = GrammarError(message)
+    err.code = "schema_too_complex"
+    return err
 
 
 # --------------------------------------------------------------------------
@@ -376,8 +399,11 @@ class _RegexToGbnf:
     """
 
     def __init__(self, pattern: str):
+        if len(pattern) > MAX_PATTERN_LENGTH:
+            raise _too_complex(f"pattern is {len(pattern):,} characters long; the limit is {MAX_PATTERN_LENGTH:,}")
         self.p = pattern
         self.i = 0
+        self.depth = 0
 
     def translate(self) -> str:
         p = self.p
@@ -434,6 +460,9 @@ class _RegexToGbnf:
         p = self.p
         c = p[self.i]
         if c == "(":
+            self.depth += 1
+            if self.depth > MAX_PATTERN_DEPTH:
+                raise _too_complex(f"pattern nests groups more than {MAX_PATTERN_DEPTH} deep")
             self.i += 1
             if p.startswith("?:", self.i):
                 self.i += 2
@@ -445,6 +474,7 @@ class _RegexToGbnf:
             if self.i >= len(p) or p[self.i] != ")":
                 raise _UnsupportedPattern("unbalanced parenthesis")
             self.i += 1
+            self.depth -= 1
             return f"({inner})"
         if c == "[":
             return self._class()
@@ -582,6 +612,8 @@ class GrammarBuilder:
         self._by_body: dict[str, str] = {}
         self._refs: dict[tuple[int, str], str] = {}
         self._docs: list[Any] = []
+        self._depth = 0
+        self._nodes = 0
 
     # -- rules ---------------------------------------------------------------
 
@@ -674,6 +706,19 @@ class GrammarBuilder:
         return schema
 
     def _visit(self, schema: Any, hint: str, doc: int) -> str:
+        self._nodes += 1
+        if self._nodes > MAX_SCHEMA_NODES:
+            raise _too_complex(f"the schema has more than {MAX_SCHEMA_NODES:,} sub-schemas")
+        self._depth += 1
+        try:
+            if self._depth > MAX_SCHEMA_DEPTH:
+                raise _too_complex(f"the schema nests more than {MAX_SCHEMA_DEPTH} levels deep at {hint!r} "
+                                   "(a recursive allOf or $ref chain?)")
+            return self._visit_node(schema, hint, doc)
+        finally:
+            self._depth -= 1
+
+    def _visit_node(self, schema: Any, hint: str, doc: int) -> str:
         if schema is True or schema == {}:
             return self.primitive("value")
         if schema is False:
@@ -700,6 +745,8 @@ class GrammarBuilder:
             values = schema["enum"]
             if not isinstance(values, list) or not values:
                 raise GrammarError(f"enum at {hint!r} must be a non-empty list")
+            if len(values) > MAX_ENUM_VALUES:
+                raise _too_complex(f"enum at {hint!r} has {len(values):,} values; the limit is {MAX_ENUM_VALUES:,}")
             return self._literal_values(values)
 
         if "allOf" in schema:
@@ -890,6 +937,8 @@ class GrammarBuilder:
             self.primitive("char")
             try:
                 body = _RegexToGbnf(pattern).translate()
+            except GrammarError:
+                raise
             except (_UnsupportedPattern, IndexError, ValueError) as exc:
                 # still produce valid JSON; the pattern just isn't enforced
                 log.warning("pattern %r is not enforced by the grammar: %s", pattern, exc)
@@ -933,22 +982,34 @@ def _merge(a: dict[str, Any], b: Any) -> dict[str, Any]:
     return out
 
 
-def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str) -> str:
+def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str, *, param: str | None = None) -> str:
     """GBNF grammar (root rule ``root``) that accepts JSON text valid for ``schema``.
 
     ``schema`` may also be given as JSON text. Raises :class:`GrammarError` for
     schemas that cannot be converted (``false``, unresolvable ``$ref``,
-    unknown ``type``). Keywords the converter does not enforce are ignored;
-    see the module docstring for the list of enforced ones.
+    unknown ``type``) or that exceed the bounds above (``MAX_SCHEMA_DEPTH``,
+    ``MAX_ENUM_VALUES``, ...); with ``param`` the error's message starts with
+    it and its ``param`` attribute names it. Keywords the converter does not
+    enforce are ignored; see the module docstring for the list of enforced ones.
     """
-    if isinstance(schema, (str, bytes)):
-        try:
-            schema = json.loads(schema)
-        except ValueError as exc:
-            raise GrammarError(f"schema is not valid JSON: {exc}") from None
-    b = GrammarBuilder()
-    b.add_schema(schema, "root")
-    return b.format()
+    try:
+        if isinstance(schema, (str, bytes)):
+            try:
+                schema = json.loads(schema)
+            except ValueError as exc:
+                raise GrammarError(f"schema is not valid JSON: {exc}") from None
+        b = GrammarBuilder()
+        b.add_schema(schema, "root")
+        return b.format()
+    except RecursionError:
+        err = _too_complex("the schema nests too deeply to convert")
+    except GrammarError as exc:
+        err = exc
+    if param:
+        wrapped = GrammarError(f"{param}: {err}")
+        wrapped.param, wrapped.code = param, err.code or "invalid_schema"
+        err = wrapped
+    raise err
 
 
 def _any_json_grammar(root_rule: str) -> str:

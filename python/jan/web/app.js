@@ -47,6 +47,8 @@ const ui = {
   keyCancel: $("key-cancel"),
   keyForget: $("key-forget"),
   openKey: $("open-key"),
+  keyNeeded: $("key-needed"),
+  keyNeededOpen: $("key-needed-open"),
   openModels: $("open-models"),
   modelsDialog: $("models-dialog"),
   modelsClose: $("models-close"),
@@ -78,6 +80,7 @@ const state = {
   run: null, // {controller, view} while an answer streams
   draftSettings: { instructions: "", temperature: null, max_tokens: null }, // for a thread not created yet
   pull: null, // {id, controller}
+  keyNeeded: false, // the server wants an API key and the user closed the dialog without one
 };
 
 // ------------------------------------------------------------------ helpers
@@ -182,6 +185,7 @@ function askForKey(message) {
         ui.keyDialog.removeEventListener("cancel", onCancel);
         if (ui.keyDialog.open) ui.keyDialog.close();
         keyPrompt = null;
+        setKeyNeeded(!ok);
         if (ok) resolve();
         else reject(new ApiError(401, "An API key is needed to use this server.", "invalid_api_key"));
       };
@@ -201,6 +205,15 @@ function askForKey(message) {
     });
   }
   return keyPrompt;
+}
+
+/** Without a key (the dialog was cancelled) the page says so, and how to give one, instead of
+ * looking like an empty server. */
+function setKeyNeeded(needed) {
+  state.keyNeeded = needed;
+  document.body.classList.toggle("key-needed", needed);
+  ui.keyNeeded.hidden = !needed;
+  updateEmptyState();
 }
 
 function setApiKey(key) {
@@ -318,7 +331,7 @@ async function loadThreads() {
       toast(`${page.problems.length} damaged thread file(s) were set aside; see the server's data folder.`);
     }
   } catch (error) {
-    toast(`Could not list threads: ${error.message}`);
+    if (error.status !== 401) toast(`Could not list threads: ${error.message}`);
   }
   renderThreads();
 }
@@ -504,7 +517,7 @@ function renderMessages() {
 }
 
 function updateEmptyState() {
-  ui.emptyState.hidden = ui.messages.childElementCount > 0;
+  ui.emptyState.hidden = ui.messages.childElementCount > 0 || state.keyNeeded;
 }
 
 /** An <article> for one message; returns handles to update it while it streams. */
@@ -537,6 +550,7 @@ function messageView(message) {
 
 function setViewText(view, text, plain = view.root.dataset.role === "user") {
   view.text = text;
+  view.root.dataset.chars = String(text.length); // the raw text's length (the body shows it rendered)
   if (plain) view.body.textContent = text;
   else view.body.replaceChildren(renderMarkdown(text));
 }
@@ -643,6 +657,7 @@ async function send() {
     scrollToBottom(true);
 
     view = messageView({ role: "assistant", content: [], status: "pending" });
+    view.threadId = threadId;
     view.body.classList.add("cursor");
     state.run.view = view;
     ui.messages.append(view.root);
@@ -716,6 +731,14 @@ async function send() {
       setViewStatus(view, finalMessage);
     } else if (stopped) {
       setViewStatus(view, { status: "stopped" });
+      // The server saves what it generated until it noticed the stop, which may be a few tokens
+      // more than was painted: show the saved text, so the page and the thread agree.
+      const saved = await savedReply(threadIdOf(view), view.root.dataset.messageId);
+      if (saved) {
+        state.messages.push(saved);
+        setViewText(view, messageText(saved), false);
+        setViewStatus(view, saved);
+      }
     } else if (failure) {
       setViewStatus(view, { status: "error", metadata: { error: failure } });
     }
@@ -727,6 +750,25 @@ async function send() {
   if (failure) toast(failure);
   loadThreads();
   ui.prompt.focus();
+}
+
+function threadIdOf(view) {
+  return view.threadId || (state.thread && state.thread.id) || "";
+}
+
+/** The reply as saved once its run ended (status no longer pending), or null if it cannot be read. */
+async function savedReply(threadId, messageId) {
+  if (!threadId || !messageId) return null;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      const message = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages/${encodeURIComponent(messageId)}`);
+      if (message.status !== "pending") return message;
+    } catch {
+      return null;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return null;
 }
 
 async function refreshThreadInfo(threadId) {
@@ -826,7 +868,7 @@ async function loadModels() {
     const page = await api("/v1/models");
     state.models = page.data || [];
   } catch (error) {
-    toast(`Could not list models: ${error.message}`);
+    if (error.status !== 401) toast(`Could not list models: ${error.message}`); // 401: the page says so
     state.models = [];
   }
   if (!state.models.some((m) => m.id === state.modelId)) {
@@ -844,7 +886,8 @@ function renderModels() {
   const select = ui.modelSelect;
   select.replaceChildren();
   if (!state.models.length) {
-    const option = el("option", "", "No models — open Models to add one");
+    const option = el("option", "", state.keyNeeded ? "API key needed — enter it to see the models"
+                                                    : "No models — open Models to add one");
     option.value = "";
     select.append(option);
     select.disabled = true;
@@ -1119,11 +1162,11 @@ function bind() {
   ui.pullForm.addEventListener("submit", (event) => { event.preventDefault(); pullModel(); });
   ui.pullCancel.addEventListener("click", cancelPull);
 
+  const enterKey = (message) => askForKey(message).then(() => refreshAll()).catch(() => {});
   ui.openKey.addEventListener("click", () => {
-    askForKey(state.apiKey ? "Change the API key this page sends." : "Set the API key this page sends.")
-      .then(() => refreshAll())
-      .catch(() => {});
+    enterKey(state.apiKey ? "Change the API key this page sends." : "Set the API key this page sends.");
   });
+  ui.keyNeededOpen.addEventListener("click", () => enterKey("This server needs an API key."));
   ui.keyForget.addEventListener("click", () => {
     setApiKey("");
     ui.keyInput.value = "";

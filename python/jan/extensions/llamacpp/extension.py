@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 from typing import Any
 
@@ -20,9 +22,11 @@ from jan.core import (
     ModelState,
     ModelStopped,
 )
-from jan.errors import ModelLoadError, ModelNotFoundError
+from jan.errors import ModelFileError, ModelNotFoundError
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.templates import resolve_template
+
+log = logging.getLogger("jan.llamacpp")
 
 
 class LlamaCppSettings(BaseModel):
@@ -96,7 +100,7 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
         opens the data folder)."""
         if model.get("file_path"):
             return str(model["file_path"])
-        raise ModelLoadError(f"model '{model['id']}' has no weights file on disk; download or import it first")
+        raise ModelFileError(f"model '{model['id']}' has no weights file on disk; download or import it first")
 
     async def load_model(self, model: dict[str, Any]) -> None:
         await self._ensure_loaded(model)
@@ -166,7 +170,15 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
             "memory_bytes": status.get("memory_bytes"),
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never
             "metrics": status.get("metrics", {}),
+            "chat_template": await self._chat_template_status(model_id),
         }
+
+    async def _chat_template_status(self, model_id: str) -> dict[str, Any] | None:
+        model = self._loaded_json.get(model_id)
+        if model_id not in self._lent and model is not None and not self.engine.get(model_id).embedding_only:
+            with contextlib.suppress(Exception):  # a broken template override shows up when chatting
+                await self.acquire(model)
+        return self.chat_template_info(model_id)
 
     def metrics(self) -> dict[str, dict]:
         """Per loaded model: the engine's counters (for /metrics)."""
@@ -179,7 +191,20 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
         if lent is None or lent.model is not loaded:
             lent = await asyncio.to_thread(self._lend, model, loaded)
             self._lent[model["id"]] = lent
+            if lent.template.fallback:
+                # Once per load: the user should know why the chat output is poor.
+                log.warning("model '%s': %s; chatting with it uses ChatML, which it was not trained on "
+                            "(expect poor replies; set settings.chat_template, or use /v1/completions)",
+                            model["id"], lent.template.fallback)
         return lent
+
+    def chat_template_info(self, model_id: str) -> dict[str, Any] | None:
+        """The chat template a loaded model chats with: ``{"name", "fallback"}`` (``fallback``: why
+        it stands in for the model's own, or None); None before the model was first lent."""
+        lent = self._lent.get(model_id)
+        if lent is None or self.engine is None or not self.engine.is_loaded(model_id):
+            return None
+        return {"name": lent.template.name, "fallback": lent.template.fallback}
 
     @staticmethod
     def _lend(model: dict[str, Any], loaded: jan.Model) -> LocalModel:
@@ -201,15 +226,16 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
     async def tokenize(self, model: dict[str, Any], text: str, *, add_special: bool = True,
                        parse_special: bool = False) -> list[int]:
         loaded = await self._ensure_loaded(model)
-        return loaded.tokenize(text, add_special=add_special, parse_special=parse_special)
+        # megabytes of text take seconds: never on the event loop
+        return await asyncio.to_thread(loaded.tokenize, text, add_special=add_special, parse_special=parse_special)
 
     async def detokenize(self, model: dict[str, Any], tokens: list[int]) -> str:
         loaded = await self._ensure_loaded(model)
-        return loaded.detokenize(tokens)
+        return await asyncio.to_thread(loaded.detokenize, tokens)
 
     async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[str]:
         loaded = await self._ensure_loaded(model)
-        return [loaded.token_to_piece(t, special=True) for t in tokens]
+        return await asyncio.to_thread(lambda: [loaded.token_to_piece(t, special=True) for t in tokens])
 
 
 def _ends_turn_with_token(model: jan.Model, text: str) -> bool:

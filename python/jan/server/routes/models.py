@@ -32,6 +32,9 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
     out["state"] = status.get("status")
     if status.get("error"):
         out["error"] = status["error"]
+    if status.get("chat_template"):
+        # {"name", "fallback"}: "fallback" says why a stand-in (ChatML) is used instead of the model's own
+        out["chat_template_in_use"] = status["chat_template"]
     return out
 
 

@@ -78,10 +78,12 @@ async def first_delta(stream: DeltaStream) -> tuple[Any, DeltaStream]:
 
 
 async def stream_sse(request: web.Request, stream: DeltaStream, first: Any,
-                     encode: Callable[[Any], dict[str, Any] | None]) -> web.StreamResponse:
+                     encode: Callable[[Any], dict[str, Any] | None],
+                     headers: dict[str, str] | None = None) -> web.StreamResponse:
     """Relay typed deltas as SSE chunks. A client that goes away, or a server shutting down,
     closes the stream, which cancels the generation."""
     sse = SSEStream(request)
+    sse.response.headers.update(headers or {})
     finished = False
     shutting_down = request.app[SHUTTING_DOWN]
 
@@ -120,11 +122,16 @@ async def stream_sse(request: web.Request, stream: DeltaStream, first: Any,
 
 
 async def stream_response(request: web.Request, body: Any, stream: DeltaStream,
-                          encoder_for: Callable[[str, bool], Any]) -> web.StreamResponse:
-    """Start ``stream`` and relay it as SSE through ``encoder_for(model_id, include_usage)``."""
+                          encoder_for: Callable[[str, bool], Any],
+                          headers_for: Callable[[str | None], Awaitable[dict[str, str]]] | None = None
+                          ) -> web.StreamResponse:
+    """Start ``stream`` and relay it as SSE through ``encoder_for(model_id, include_usage)``;
+    ``headers_for(model_id)`` adds response headers."""
     first, stream = await first_delta(stream)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await stream_sse(request, stream, first, encoder_for(stream.model or "", include_usage).encode)
+    headers = await headers_for(stream.model) if headers_for is not None else None
+    return await stream_sse(request, stream, first, encoder_for(stream.model or "", include_usage).encode,
+                            headers=headers)
 
 
 def prompt_param(name: str):
@@ -153,9 +160,26 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     top = chat.top_logprobs
     if not body.stream:
         result = await unless_disconnected(request, service.complete(chat), chat.model)
-        return json_response(wire.chat_completion(result, top_logprobs=top))
+        return json_response(wire.chat_completion(result, top_logprobs=top),
+                                 headers=await template_headers(request, result.model))
     return await stream_response(request, body, service.stream(chat),
-                                 lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top, include_usage=usage))
+                                 lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top, include_usage=usage),
+                                 headers_for=lambda model: template_headers(request, model))
+
+
+async def template_headers(request: web.Request, model_id: str | None) -> dict[str, str]:
+    """``X-Jan-Chat-Template`` on a chat reply rendered with a stand-in template (a model without one
+    of its own): the reason its output may be poor, where a client can see it."""
+    if not model_id:
+        return {}
+    with contextlib.suppress(Exception):  # a header, never a failure
+        _model, engine = await model_and_engine(request, model_id)
+        info_of = getattr(engine, "chat_template_info", None)
+        info = info_of(model_id) if info_of is not None else None
+        if info and info.get("fallback"):
+            text = f'{info["name"]}; fallback="{info["fallback"]}"'
+            return {"X-Jan-Chat-Template": text.encode("ascii", "replace").decode().replace("\n", " ")[:300]}
+    return {}
 
 
 @routes.post("/v1/completions")

@@ -1,0 +1,449 @@
+"""Bounds on a GBNF grammar before llama.cpp sees it.
+
+llama.cpp's grammar code is recursive in three places a client controls:
+the parser (one C++ frame pair per nested ``(``), the left-recursion check
+at ``llama_sampler_init_grammar`` (one frame per rule reached through the
+leftmost symbols, and no memo: a chain of rules each referring to the next
+twice costs 2^n calls) and the initial stacks. A grammar nested 30,000 deep
+overflows the C stack and kills the process; a short one can keep a thread
+busy for hours. Nothing of that can be caught after the fact, so
+:func:`check_gbnf` reads the grammar first — a small parser of the same
+syntax — and refuses, with a :class:`GrammarError` naming the field, any
+grammar over the bounds in :class:`GrammarLimits`:
+
+* size in bytes, number of rules, number of alternatives in all rules;
+* nesting depth of ``( ... )`` groups;
+* depth of the chains of leftmost rule references, and the number of calls
+  llama.cpp's left-recursion check would make (counted with a memo);
+* character classes: every range must be non-empty (``[\\uFFFF-\\u0000]``
+  matches nothing and would only fail mid-generation), code points at most
+  U+10FFFF, no NUL (llama.cpp reads the grammar as a C string).
+
+It also reports what llama.cpp would only print to its log: undefined
+rules, a missing root, left recursion and syntax errors, with their
+position. Pure Python, linear in the grammar's size.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .grammar import GrammarError
+
+__all__ = ["GrammarLimits", "GrammarStats", "check_gbnf"]
+
+
+@dataclass(frozen=True)
+class GrammarLimits:
+    """The bounds :func:`check_gbnf` enforces (defaults fit every grammar jan writes itself)."""
+
+    max_bytes: int = 1 << 20          # 1 MiB of GBNF text
+    max_depth: int = 64               # nested ( ... ) groups
+    max_rules: int = 20_000           # named rules plus groups and repetitions
+    max_alternatives: int = 10_000    # '|' branches in all rules together (each costs every token)
+    max_chain: int = 256              # leftmost rule references, one inside the other
+    max_left_visits: int = 1_000_000    # calls of llama.cpp's left-recursion check
+
+
+@dataclass
+class GrammarStats:
+    """What :func:`check_gbnf` counted (for tests and logs)."""
+
+    bytes: int = 0
+    rules: int = 0
+    alternatives: int = 0
+    depth: int = 0
+    chain: int = 0
+    left_visits: int = 0
+
+
+# An item of an alternative: ("ref", rule name), ("term", None); nullable marks x*, x?, x{0,n}
+@dataclass
+class _Item:
+    ref: str | None
+    nullable: bool = False
+
+
+@dataclass
+class _Rule:
+    alts: list[list[_Item]] = field(default_factory=list)
+
+
+_NAME = re.compile(r"[a-zA-Z0-9-]+")
+_INT = re.compile(r"[0-9]+")
+_MAX_CODEPOINT = 0x10FFFF
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SIMPLE_ESCAPES = {"t": 9, "r": 13, "n": 10, "\\": 92, '"': 34, "[": 91, "]": 93, "-": 45}
+_HEX = {"x": 2, "u": 4, "U": 8}
+
+
+class _Parser:
+    """GBNF as llama.cpp's ``llama_grammar_parser`` reads it (src/llama-grammar.cpp)."""
+
+    def __init__(self, text: str, limits: GrammarLimits, param: str):
+        self.s = text
+        self.i = 0
+        self.limits = limits
+        self.param = param
+        self.rules: dict[str, _Rule] = {}
+        self.defined: set[str] = set()
+        self.referenced: dict[str, int] = {}
+        self.stats = GrammarStats(bytes=len(text.encode("utf-8", "surrogatepass")))
+        self._synth = 0
+
+    # -- errors ----------------------------------------------------------------
+    def fail(self, why: str, at: int | None = None) -> GrammarError:
+        at = self.i if at is None else at
+        line = self.s.count("\n", 0, at) + 1
+        col = at - (self.s.rfind("\n", 0, at) + 1) + 1
+        err = GrammarError(f"{self.param}: {why} (line {line}, column {col})")
+        err.param = self.param
+        err.code = "invalid_grammar"
+        return err
+
+    def over(self, what: str, value: int, limit: int) -> GrammarError:
+        err = GrammarError(f"{self.param}: the grammar's {what} ({value:,}) exceeds the limit of {limit:,}")
+        err.param = self.param
+        err.code = "grammar_too_complex"
+        return err
+
+    # -- lexing ----------------------------------------------------------------
+    def peek(self) -> str:
+        return self.s[self.i] if self.i < len(self.s) else ""
+
+    def space(self, newline_ok: bool) -> None:
+        s, i, n = self.s, self.i, len(self.s)
+        while i < n:
+            c = s[i]
+            if c == " " or c == "\t" or (newline_ok and c in "\r\n"):
+                i += 1
+            elif c == "#":
+                while i < n and s[i] not in "\r\n":
+                    i += 1
+            else:
+                break
+        self.i = i
+
+    def name(self) -> str:
+        m = _NAME.match(self.s, self.i)
+        if not m:
+            raise self.fail("expecting a rule name")
+        self.i = m.end()
+        return m.group()
+
+    def char(self) -> int:
+        s, i = self.s, self.i
+        if i >= len(s):
+            raise self.fail("unexpected end of input")
+        c = s[i]
+        if c != "\\":
+            self.i = i + 1
+            return ord(c)
+        e = s[i + 1 : i + 2]
+        if e in _SIMPLE_ESCAPES:
+            self.i = i + 2
+            return _SIMPLE_ESCAPES[e]
+        if e in _HEX:
+            n = _HEX[e]
+            digits = s[i + 2 : i + 2 + n]
+            if len(digits) != n or not all(d in "0123456789abcdefABCDEF" for d in digits):
+                raise self.fail(f"expecting {n} hex digits after \\{e}")
+            value = int(digits, 16)
+            if value > _MAX_CODEPOINT:
+                raise self.fail(f"\\{e}{digits} is beyond U+10FFFF")
+            self.i = i + 2 + n
+            return value
+        raise self.fail(f"unknown escape \\{e}")
+
+    # -- grammar ---------------------------------------------------------------
+    def new_rule(self) -> tuple[str, _Rule]:
+        self._synth += 1
+        self.stats.rules += 1
+        if self.stats.rules > self.limits.max_rules:
+            raise self.over("number of rules", self.stats.rules, self.limits.max_rules)
+        name = f"\0{self._synth}"  # cannot clash with a GBNF name
+        rule = _Rule()
+        self.rules[name] = rule
+        return name, rule
+
+    def parse(self) -> None:
+        self.space(True)
+        while self.i < len(self.s):
+            start = self.i
+            name = self.name()
+            self.space(False)
+            if not self.s.startswith("::=", self.i):
+                raise self.fail("expecting ::=")
+            self.i += 3
+            self.space(True)
+            if name not in self.defined:
+                self.stats.rules += 1
+                if self.stats.rules > self.limits.max_rules:
+                    raise self.over("number of rules", self.stats.rules, self.limits.max_rules)
+            self.defined.add(name)
+            rule = self.rules.setdefault(name, _Rule())
+            self.alternates(rule, nested=False, depth=0)
+            c = self.peek()
+            if c == "\r":
+                self.i += 2 if self.s.startswith("\r\n", self.i) else 1
+            elif c == "\n":
+                self.i += 1
+            elif c:
+                raise self.fail(f"expecting a newline or the end after rule '{name}', got {c!r}")
+            if self.i == start:  # cannot happen, but never loop forever
+                raise self.fail("no progress")
+            self.space(True)
+
+    def alternates(self, rule: _Rule, nested: bool, depth: int) -> None:
+        rule.alts.append(self.sequence(nested, depth))
+        self.count_alternative()
+        while self.peek() == "|":
+            self.i += 1
+            self.space(True)
+            rule.alts.append(self.sequence(nested, depth))
+            self.count_alternative()
+
+    def count_alternative(self) -> None:
+        self.stats.alternatives += 1
+        if self.stats.alternatives > self.limits.max_alternatives:
+            raise self.over("number of alternatives", self.stats.alternatives, self.limits.max_alternatives)
+
+    def sequence(self, nested: bool, depth: int) -> list[_Item]:
+        items: list[_Item] = []
+        s = self.s
+        while self.i < len(s):
+            c = s[self.i]
+            if c == '"':
+                self.i += 1
+                while self.peek() != '"':
+                    if not self.peek():
+                        raise self.fail("unterminated string literal")
+                    self.char()
+                self.i += 1
+                items.append(_Item(None))
+            elif c == "[":
+                self.char_class()
+                items.append(_Item(None))
+            elif c == "<" or c == "!":
+                self.token()
+                items.append(_Item(None))
+            elif _NAME.match(c):
+                name = self.name()
+                self.referenced.setdefault(name, self.i)
+                items.append(_Item(name))
+            elif c == "(":
+                if depth + 1 > self.limits.max_depth:
+                    raise self.over("nesting depth of ( ... ) groups", depth + 1, self.limits.max_depth)
+                self.stats.depth = max(self.stats.depth, depth + 1)
+                open_at = self.i
+                self.i += 1
+                self.space(True)
+                name, sub = self.new_rule()
+                self.alternates(sub, nested=True, depth=depth + 1)
+                if self.peek() != ")":
+                    raise self.fail("expecting ')' to close the group", open_at)
+                self.i += 1
+                items.append(_Item(name))
+            elif c == ".":
+                self.i += 1
+                items.append(_Item(None))
+            elif c in "*+?{":
+                if not items:
+                    raise self.fail(f"nothing to repeat before {c!r}")
+                lo = self.repetition(nested)
+                self.repeat(items, lo)
+                continue  # repetition() consumed the trailing space
+            else:
+                break
+            self.space(nested)
+        return items
+
+    def repeat(self, items: list[_Item], lo: int) -> None:
+        # llama.cpp writes S{m,n} as S...S S' with S' ::= S S' | (a new rule): the
+        # item stays where it is, one level deeper, and may now be empty when m is 0.
+        prev = items.pop()
+        name, rule = self.new_rule()
+        rule.alts.append([_Item(prev.ref, prev.nullable)])
+        rule.alts.append([])
+        items.append(_Item(name, nullable=prev.nullable or lo == 0))
+
+    def repetition(self, nested: bool) -> int:
+        c = self.s[self.i]
+        self.i += 1
+        self.space(nested)
+        if c in "*?":
+            return 0
+        if c == "+":
+            return 1
+        m = _INT.match(self.s, self.i)
+        if not m:
+            raise self.fail("expecting a number after '{'")
+        lo = int(m.group())
+        self.i = m.end()
+        self.space(nested)
+        if self.peek() == ",":
+            self.i += 1
+            self.space(nested)
+            m = _INT.match(self.s, self.i)
+            if m:
+                hi = int(m.group())
+                if hi < lo:
+                    raise self.fail(f"repetition {{{lo},{hi}}} has its maximum below its minimum")
+                self.i = m.end()
+                self.space(nested)
+        if self.peek() != "}":
+            raise self.fail("expecting '}'")
+        self.i += 1
+        self.space(nested)
+        return lo
+
+    def char_class(self) -> None:
+        start = self.i
+        self.i += 1
+        negate = self.peek() == "^"
+        if negate:
+            self.i += 1
+        ranges: list[tuple[int, int]] = []
+        while self.peek() != "]":
+            if not self.peek():
+                raise self.fail("unterminated character class", start)
+            lo = self.char()
+            hi = lo
+            if self.peek() == "-" and self.s[self.i + 1 : self.i + 2] not in ("]", ""):
+                self.i += 1
+                hi = self.char()
+                if hi < lo:
+                    raise self.fail(f"empty character range U+{lo:04X}-U+{hi:04X} (its end is below its start)")
+            ranges.append((lo, hi))
+        self.i += 1
+        if not ranges and not negate:
+            raise self.fail("empty character class [] matches nothing", start)
+        if negate and _covers_everything(ranges):
+            raise self.fail("this negated character class excludes every character", start)
+
+    def token(self) -> None:
+        start = self.i
+        if self.peek() == "!":
+            self.i += 1
+        if self.peek() != "<":
+            raise self.fail("expecting '<' after '!'")
+        end = self.s.find(">", self.i)
+        if end < 0:
+            raise self.fail("unterminated <token>", start)
+        self.i = end + 1
+
+
+def _covers_everything(ranges: list[tuple[int, int]]) -> bool:
+    nxt = 0
+    for lo, hi in sorted(ranges):
+        if lo > nxt:
+            return False
+        nxt = max(nxt, hi + 1)
+    return nxt > _MAX_CODEPOINT
+
+
+def _leftmost(rules: dict[str, _Rule], nullable: dict[str, bool], rule: _Rule) -> list[str]:
+    """The rules llama.cpp's left-recursion check descends into from ``rule``."""
+    out = []
+    for alt in rule.alts:
+        for item in alt:
+            if item.ref is None:
+                break
+            out.append(item.ref)
+            if not (item.nullable or nullable.get(item.ref, False)):
+                break
+    return out
+
+
+def _nullable(rules: dict[str, _Rule]) -> dict[str, bool]:
+    nullable = {name: False for name in rules}
+    changed = True
+    while changed:
+        changed = False
+        for name, rule in rules.items():
+            if nullable[name]:
+                continue
+            if any(all(it.nullable or (it.ref is not None and nullable.get(it.ref, False)) for it in alt)
+                   for alt in rule.alts):
+                nullable[name] = changed = True
+    return nullable
+
+
+def check_gbnf(text: str, *, param: str = "grammar", root: str = "root",
+               limits: GrammarLimits | None = None) -> GrammarStats:
+    """Check ``text`` (GBNF) against ``limits``; return what was counted.
+
+    Raises :class:`GrammarError` (a ``ValueError``, HTTP 400) whose message
+    starts with ``param`` and whose ``param``/``code`` attributes name the
+    field and the reason (``invalid_grammar`` or ``grammar_too_complex``).
+    """
+    limits = limits or GrammarLimits()
+    if not isinstance(text, str):
+        raise _error(param, f"{param}: expected GBNF text, got {type(text).__name__}", "invalid_grammar")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.max_bytes:
+        raise _error(param, f"{param}: the grammar's size ({size:,} bytes) exceeds the limit of {limits.max_bytes:,}",
+                     "grammar_too_complex")
+    if "\0" in text:
+        raise _error(param, f"{param}: the grammar contains a NUL character (write \\x00 inside a literal)",
+                     "invalid_grammar")
+    if _SURROGATE.search(text):
+        raise _error(param, f"{param}: the grammar contains a lone UTF-16 surrogate", "invalid_grammar")
+    p = _Parser(text, limits, param)
+    p.parse()
+    stats = p.stats
+
+    for name, at in p.referenced.items():
+        if name not in p.defined:
+            raise p.fail(f"rule '{name}' is used but never defined", at)
+    if root not in p.defined:
+        raise _error(param, f"{param}: the grammar has no '{root}' rule", "invalid_grammar")
+
+    # Walk the leftmost references the way llama.cpp's left-recursion check
+    # does, but with a memo: count its calls and the longest chain, iteratively.
+    rules = p.rules
+    nullable = _nullable(rules)
+    edges = {name: _leftmost(rules, nullable, rule) for name, rule in rules.items()}
+    visits: dict[str, int] = {}
+    chain: dict[str, int] = {}
+    state: dict[str, int] = {}  # 1: in progress, 2: done
+    for start in rules:
+        if state.get(start) == 2:
+            continue
+        stack = [(start, 0)]
+        state[start] = 1
+        while stack:
+            name, k = stack[-1]
+            children = edges[name]
+            if k < len(children):
+                stack[-1] = (name, k + 1)
+                child = children[k]
+                s = state.get(child)
+                if s == 1:
+                    shown = child if not child.startswith("\0") else "a group inside it"
+                    raise _error(param, f"{param}: the grammar is left-recursive (through rule '{shown}'); "
+                                        "llama.cpp cannot use it", "invalid_grammar")
+                if s is None:
+                    state[child] = 1
+                    stack.append((child, 0))
+                continue
+            stack.pop()
+            state[name] = 2
+            visits[name] = min(1 + sum(visits[c] for c in children), 1 << 62)
+            chain[name] = 1 + max((chain[c] for c in children), default=0)
+    # llama.cpp starts its check from every rule that was not visited yet.
+    stats.left_visits = sum(visits.values())
+    stats.chain = max(chain.values(), default=0)
+    if stats.chain > limits.max_chain:
+        raise p.over("chain of leftmost rule references", stats.chain, limits.max_chain)
+    if stats.left_visits > limits.max_left_visits:
+        raise p.over("left-recursion check work", stats.left_visits, limits.max_left_visits)
+    return stats
+
+
+def _error(param: str, message: str, code: str) -> GrammarError:
+    err = GrammarError(message)
+    err.param = param
+    err.code = code
+    return err
