@@ -476,7 +476,7 @@ class RunService:
         else:
             instructions = assistant.get("instructions") or ""
         if req.additional_instructions:
-            instructions = f"{instructions}\\n\\n{req.additional_instructions}" if instructions \\
+            instructions = f"{instructions}\n\n{req.additional_instructions}" if instructions \
                 else req.additional_instructions
 
         sampling = merge_options(req.sampling, SamplingOptions.from_mapping(thread_model.get("parameters")),
@@ -849,19 +849,21 @@ class _Execution:
             metadata["error"], metadata["error_code"] = error
         if status == "stopped":
             metadata["stop_reason"] = run.stop_reason
-        saved = await self._save({"content": self.text, "status": status, "metadata": metadata})
-        run.message = saved or {**self._message_now(status), "metadata": metadata}
+        # The run's state first: whoever sees the final message also sees the finished run.
         run.ended_at = int(time.time())
         run.pending = []
         if status == "ready":
             run.status = "incomplete" if run.finish_reason == "length" else "completed"
         elif status == "stopped":
             run.status = "cancelled"
-            self.bus.emit_nowait(InferenceStopped(model_id=run.model_id, request_id=run.id,
-                                                  thread_id=run.thread_id, reason=run.stop_reason or "cancelled"))
         else:
             run.status = "failed"
             run.last_error = {"code": error[1] or "server_error", "message": error[0]}
+        saved = await self._save({"content": self.text, "status": status, "metadata": metadata})
+        run.message = saved or {**self._message_now(status), "metadata": metadata}
+        if status == "stopped":
+            self.bus.emit_nowait(InferenceStopped(model_id=run.model_id, request_id=run.id,
+                                                  thread_id=run.thread_id, reason=run.stop_reason or "cancelled"))
         self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, message=run.message))
         await self.service.persist(run)
         final = run.message
