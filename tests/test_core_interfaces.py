@@ -27,7 +27,7 @@ def all_interfaces() -> list[type]:
     """Every abstract class defined in jan.core.interfaces (so a new one cannot be forgotten)."""
     found = []
     for module in (interfaces.assistant, interfaces.conversational, interfaces.inference, interfaces.model,
-                   interfaces.monitoring, interfaces.modules, interfaces.base):
+                   interfaces.monitoring, interfaces.modules, interfaces.base, interfaces.tools, interfaces.mcp):
         for _, obj in inspect.getmembers(module, inspect.isclass):
             if obj.__module__ == module.__name__ and getattr(obj, "__abstractmethods__", None):
                 found.append(obj)

@@ -644,3 +644,61 @@ def test_download_a_model_with_progress_and_cancel(chat_server, new_page, file_s
     downloads = api(chat_server, "GET", "/v1/downloads")["data"]
     assert [d["state"] for d in downloads if d["model_id"] == "stories-cancelled"] == ["cancelled"]
     shot(page, "19-download-cancelled")
+
+
+# -- tools: approve a tool call in the page ---------------------------------------------
+@pytest.fixture(scope="module")
+def tools_server(tmp_path_factory, vocab_dir):
+    """A tiny model with Qwen3's tool-calling template and a real MCP server (tests/mcp_servers/notes_server.py)."""
+    from jan.testing.gguf_models import write_qwen3_tool_model
+    from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
+
+    tmp = tmp_path_factory.mktemp("web-tools")
+    model = write_qwen3_tool_model(tmp / "qwen3-tools.gguf")
+    root = notes_folder(tmp)
+    (root / "<i>zz.txt").write_text("markup in a name", encoding="utf-8")  # tool output is never markup
+    write_mcp_config(tmp / "data", {"notes": stdio_entry(root)})
+    config = ServerConfig(data_folder=tmp / "data", models=[str(model)], n_ctx=2048, n_parallel=1, n_threads=1)
+    with ServerThread(config) as srv:
+        yield srv
+
+
+@pytest.mark.timeout(600)
+def test_approve_a_tool_call_in_the_page(tools_server, new_page):
+    """A tool call waits for approval; the user approves it in the page; its result shows inline as text."""
+    server = tools_server
+    thread = api(server, "POST", "/v1/threads", {"title": "Notes", "assistants": [{
+        "assistant_id": "jan", "assistant_name": "Jan",
+        "model": {"id": "qwen3-tools", "parameters": {"max_tokens": 40, "temperature": 0}},
+        "tools": [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}],
+        "tool_policy": {"tool_choice": {"type": "function", "function": {"name": "notes__list_notes"}}}}]})
+    page = new_page()
+    open_page(page, server, f"#thread={thread['id']}")
+    page.fill("#prompt", "Which notes do I have?")
+    page.click("#send")
+    page.wait_for_selector(".approval #approve-tools")
+    assert "notes__list_notes" in page.inner_text(".approval")
+    shot(page, "tools-approval")
+    assert [m["role"] for m in messages_of(server, thread["id"])] == ["user", "assistant"]  # nothing ran yet
+    page.click("#approve-tools")
+    page.wait_for_selector("article.assistant[data-done=true]")
+    wait_until(lambda: page.query_selector(".tool-call .tool-result"))
+    result = page.query_selector(".tool-call .tool-result")
+    assert result.text_content() == "<i>zz.txt\nshopping.txt\ntodo.txt"
+    assert page.query_selector(".tool-call i") is None  # output is text, not HTML
+    page.click(".tool-call summary")
+    shot(page, "tools-result")
+    roles = [m["role"] for m in messages_of(server, thread["id"])]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    tool = messages_of(server, thread["id"])[2]
+    assert tool["metadata"]["approved_by"] == "user"
+
+    # the MCP server is listed in the thread settings, and can be switched off
+    page.click("#toggle-settings")
+    page.wait_for_selector(".mcp-server[data-server=notes]")
+    assert "running" in page.inner_text(".mcp-server[data-server=notes]")
+    page.click(".mcp-server[data-server=notes] button")
+    wait_until(lambda: "Enable" in page.inner_text(".mcp-server[data-server=notes] button"))
+    assert api(server, "GET", "/v1/mcp/servers")["data"][0]["enabled"] is False
+    page.click(".mcp-server[data-server=notes] button")
+    wait_until(lambda: "Disable" in page.inner_text(".mcp-server[data-server=notes] button"))

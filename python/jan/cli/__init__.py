@@ -24,6 +24,7 @@ COMMANDS = {
     "models": "jan.cli.models:models",
     "threads": "jan.cli.threads:threads",
     "extensions": "jan.cli.extensions:extensions",
+    "mcp": "jan.cli.mcp:mcp",
     "info": "jan.cli.info:info",
     "bench": "jan.cli.bench:bench",
 }
@@ -36,6 +37,7 @@ SUMMARIES = {
     "models": "List, show, import, pull, remove, start and stop models.",
     "threads": "List, show and export saved conversations.",
     "extensions": "List, enable and disable extensions.",
+    "mcp": "List, add and remove MCP servers (tools for assistants).",
     "info": "Show versions, the llama.cpp build, devices and where data lives.",
     "bench": "Measure prompt processing and generation speed (like llama-bench).",
 }

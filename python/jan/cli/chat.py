@@ -13,6 +13,7 @@ from jan.cli.common import CLIError, connection_options
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.inference import default_model, open_backend
 from jan.cli.run import collect_options, load_options, sampling_options, show_thought, think_option
+from jan.cli.tools import MAX_STEPS
 
 PROMPT = ">>> "
 CONTINUATION = "... "
@@ -50,6 +51,9 @@ class ChatSession:
         self.thread_id: str | None = None
         self.title: str | None = None
         self._threads = None
+        self.tools = None  # ChatTools when --tool/--mcp were given
+        self.tool_choice: Any = None
+        self.confirm = input
 
     # -- saving --------------------------------------------------------
     @property
@@ -86,7 +90,7 @@ class ChatSession:
             threads.update(self.thread_id, title=title)
         for i in range(self.saved, len(self.messages)):
             m = self.messages[i]
-            content = m["content"]
+            content = m["content"] or ""  # a turn of only tool calls keeps them in its metadata
             if m.get("reasoning_content"):  # saved as Jan's "reasoning" content part before the text
                 content = [{"type": "reasoning", "text": {"value": m["reasoning_content"], "annotations": []}},
                            *([{"type": "text", "text": {"value": content, "annotations": []}}] if content else [])]
@@ -106,13 +110,26 @@ class ChatSession:
         self.messages.append({"role": "user", "content": text})
         self.statuses.append("ready")
         self.meta.append({})
+        steps = MAX_STEPS if self.tools else 1
+        for step in range(steps):
+            if not self._turn(step, steps):
+                break
+        if self.autosave:
+            self.save_quietly()
+
+    def _turn(self, step: int, steps: int) -> bool:
+        """One model turn; True when it called tools (they ran or were denied) and the model goes on."""
         chat = ([{"role": "system", "content": self.system}] if self.system else []) + self.messages
         pieces: list[str] = []
         thoughts: list[str] = []
         status = "ready"
         generation = None
         try:
-            generation = self.backend.chat(chat, self.options)
+            if self.tools:
+                choice = "none" if step == steps - 1 else (self.tool_choice if step == 0 else None)
+                generation = self.backend.chat(chat, self.options, tools=self.tools.specs, tool_choice=choice)
+            else:
+                generation = self.backend.chat(chat, self.options)
             thinking = False
             for piece in generation:
                 if getattr(piece, "reasoning", False):
@@ -134,9 +151,23 @@ class ChatSession:
         except CLIError:
             if pieces:
                 sys.stdout.write("\n")
-            del self.messages[-1], self.statuses[-1], self.meta[-1]
+            if step == 0:
+                del self.messages[-1], self.statuses[-1], self.meta[-1]
             raise
         answer = "".join(pieces)
+        calls = list(generation.tool_calls or []) if generation is not None and status == "ready" and self.tools else []
+        meta = {"model": self.backend.model_id}
+        if generation is not None and generation.finish_reason:
+            meta["finish_reason"] = generation.finish_reason
+        if calls:
+            if answer:
+                sys.stdout.write("\n")
+            self.messages.append({"role": "assistant", "content": answer or None, "tool_calls": calls})
+            self.statuses.append("ready")
+            self.meta.append({**meta, "tool_calls": calls})
+            for call in calls:
+                self._run_call(call)
+            return True
         sys.stdout.write("\n" if answer.endswith("\n") or not answer else "\n\n")
         if status == "stopped":
             note("[answer stopped]")
@@ -146,12 +177,28 @@ class ChatSession:
             reply["reasoning_content"] = "".join(thoughts)
         self.messages.append(reply)
         self.statuses.append(status)
-        meta = {"model": self.backend.model_id}
-        if generation is not None and generation.finish_reason:
-            meta["finish_reason"] = generation.finish_reason
         self.meta.append(meta)
-        if self.autosave:
-            self.save_quietly()
+        return False
+
+    def _run_call(self, call: dict[str, Any]) -> None:
+        """Show a tool call, ask y/n, run it (or tell the model it was denied) and keep the result."""
+        fn = call.get("function") or {}
+        name, arguments = fn.get("name", ""), fn.get("arguments") or "{}"
+        click.secho(f"tool call: {name} {arguments}", fg="yellow")
+        try:
+            answer = (self.confirm(f"Run {name}? [y/N] ") or "").strip().lower()
+        except (EOFError, KeyboardInterrupt):
+            answer = "n"
+        if answer in ("y", "yes"):
+            output, is_error, duration = self.tools.call(name, arguments)
+            note(("error: " if is_error else "") + (output if len(output) <= 500 else output[:500] + " [...]"))
+        else:
+            output, is_error, duration = "The user denied this tool call.", True, 0
+            note("denied")
+        self.messages.append({"role": "tool", "tool_call_id": call.get("id"), "name": name, "content": output})
+        self.statuses.append("ready")
+        self.meta.append({"tool_call_id": call.get("id"), "name": name, "arguments": arguments,
+                          "duration_ms": duration, "approved_by": "user", "is_error": is_error})
 
     # -- commands ------------------------------------------------------
     def command(self, line: str) -> bool:
@@ -297,11 +344,17 @@ def read_message(ask: PromptReader) -> str:
 @click.option("--system", "-s", default=None, help="System prompt.")
 @click.option("--thread", "thread_id", default=None, metavar="ID", help="Continue a saved thread.")
 @click.option("--no-save", is_flag=True, help="Do not save the conversation automatically (/save still does).")
+@click.option("--tool", "tool_names", multiple=True, metavar="NAME",
+              help="Offer a tool to the model (see GET /v1/tools; repeatable). Each call asks y/n first.")
+@click.option("--mcp", "mcp_servers", multiple=True, metavar="SERVER",
+              help="Offer every tool of an MCP server from mcp.json (repeatable).")
+@click.option("--tool-choice", default=None, metavar="auto|required|NAME",
+              help="Make the model's first turn call a tool (required) or this one.")
 @sampling_options
 @think_option
 @load_options
 @connection_options
-def chat(model, system, thread_id, no_save, max_tokens, temperature, top_p, seed, stop, ignore_eos, think, n_ctx,
+def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice, max_tokens, temperature, top_p, seed, stop, ignore_eos, think, n_ctx,
          n_threads, n_gpu_layers, conn) -> None:
     """Chat with MODEL in the terminal, answers streaming as they are written.
 
@@ -317,6 +370,18 @@ def chat(model, system, thread_id, no_save, max_tokens, temperature, top_p, seed
         options["think"] = think
     session = ChatSession(conn, backend, options=options, system=system, autosave=not no_save,
                           load_kwargs=load_kwargs)
+    if tool_names or mcp_servers:
+        from jan.cli.tools import ChatTools
+
+        try:
+            session.tools = ChatTools(conn.data_folder, tuple(tool_names), tuple(mcp_servers))
+        except CLIError:
+            backend.close()
+            raise
+        if tool_choice in ("auto", "none", "required"):
+            session.tool_choice = tool_choice
+        elif tool_choice:
+            session.tool_choice = {"type": "function", "function": {"name": tool_choice}}
     interactive = sys.stdin.isatty()
     if interactive:
         try:
@@ -324,6 +389,7 @@ def chat(model, system, thread_id, no_save, max_tokens, temperature, top_p, seed
         except ImportError:
             pass
     ask = PromptReader(interactive)
+    session.confirm = ask
     try:
         if thread_id:
             session.resume(thread_id)
@@ -352,5 +418,7 @@ def chat(model, system, thread_id, no_save, max_tokens, temperature, top_p, seed
     finally:
         ask.restore_terminal()
         session.backend.close()
+        if session.tools is not None:
+            session.tools.close()
     if session.thread_id and session.saved == len(session.messages) and interactive:
         note(f"conversation saved as thread {session.thread_id}")

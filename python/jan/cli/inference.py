@@ -128,6 +128,8 @@ class Generation:
 
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
+    #: The calls the model made (OpenAI's message shape), once the generation has ended.
+    tool_calls: list[dict[str, Any]] = []
 
     def __iter__(self) -> Iterator[str]:
         raise NotImplementedError
@@ -141,6 +143,7 @@ class LocalGeneration(Generation):
 
     def __init__(self, stream):
         self._stream = stream
+        self.tool_calls = []
 
     def __iter__(self) -> Iterator[str]:
         from jan.errors import JanError
@@ -154,6 +157,8 @@ class LocalGeneration(Generation):
                                   "generation_ms": u.generation_ms, "tokens_per_second": u.tokens_per_second}
                 if delta.choice != 0:
                     continue
+                for call in getattr(delta, "tool_calls", ()) or ():
+                    _add_call(self.tool_calls, call.index, call.id, call.name, call.arguments)
                 thought = getattr(delta, "reasoning", "")
                 if thought:
                     yield Piece.thought(thought)
@@ -173,10 +178,21 @@ class LocalGeneration(Generation):
         self.finish_reason = "cancelled"
 
 
+def _add_call(calls: list[dict[str, Any]], index: int, call_id: str | None, name: str | None, arguments: str | None) -> None:
+    """Merge one streamed tool-call piece into ``calls`` (OpenAI's message shape)."""
+    while len(calls) <= index:
+        calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+    slot = calls[index]
+    slot["id"] = call_id or slot["id"]
+    slot["function"]["name"] += name or ""
+    slot["function"]["arguments"] += arguments or ""
+
+
 class ServerGeneration(Generation):
     def __init__(self, events, chat: bool):
         self._events = events
         self._chat = chat
+        self.tool_calls = []
 
     def __iter__(self) -> Iterator[str]:
         try:
@@ -184,6 +200,10 @@ class ServerGeneration(Generation):
                 if event.get("usage"):
                     self.usage = dict(event["usage"])
                 for choice in event.get("choices") or []:
+                    for call in (choice.get("delta") or {}).get("tool_calls") or []:
+                        fn = call.get("function") or {}
+                        _add_call(self.tool_calls, call.get("index", 0), call.get("id"), fn.get("name"),
+                                  fn.get("arguments"))
                     thought = (choice.get("delta") or {}).get("reasoning_content") if self._chat else None
                     if thought:
                         yield Piece.thought(thought)
@@ -250,8 +270,18 @@ class LocalBackend:
         raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
                        f"(see `jan models list`) nor a .gguf file")
 
-    def chat(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> Generation:
-        from jan.services.types import ChatMessage, ChatRequest, ReasoningOptions, SamplingOptions
+    def chat(self, messages: list[dict[str, Any]], options: dict[str, Any], *,
+             tools: list[dict[str, Any]] | None = None, tool_choice: Any = None) -> Generation:
+        from jan.services.types import (
+            ChatMessage,
+            ChatRequest,
+            NamedToolChoice,
+            ReasoningOptions,
+            SamplingOptions,
+            TextPart,
+            ToolCall,
+            ToolSpec,
+        )
 
         think = options.get("think")
         reasoning = None
@@ -259,10 +289,19 @@ class LocalBackend:
             reasoning = ReasoningOptions(effort=options.get("reasoning_effort"),
                                          enabled=think if isinstance(think, bool) else None)
         sampling = {k: v for k, v in options.items() if k not in REASONING_KEYS}
-        request = ChatRequest(model=self.model_id,
-                              messages=tuple(ChatMessage.of_text(m["role"], m["content"],
-                                                                 reasoning=m.get("reasoning_content"))
-                                             for m in messages),
+        typed = tuple(ChatMessage(m["role"], (TextPart(m["content"]),) if m.get("content") else (),
+                                  tool_calls=tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
+                                                   for c in m.get("tool_calls") or ()),
+                                  tool_call_id=m.get("tool_call_id"), name=m.get("name"),
+                                  reasoning=m.get("reasoning_content"))
+                      for m in messages)
+        specs = tuple(ToolSpec(t["function"]["name"], t["function"].get("description"), t["function"].get("parameters"))
+                      for t in tools or ())
+        choice = tool_choice
+        if isinstance(choice, dict):
+            choice = NamedToolChoice((choice.get("function") or {}).get("name") or "")
+        request = ChatRequest(model=self.model_id, messages=typed, tools=specs, tool_choice=choice,
+                              parallel_tool_calls=False if specs else None,
                               sampling=SamplingOptions.from_mapping(sampling), reasoning=reasoning)
         return LocalGeneration(self.runtime.iterate(self.runtime.services.chat.stream(request)))
 
@@ -293,8 +332,14 @@ class ServerBackend:
         body.update({k: v for k, v in options.items() if v is not None})
         return body
 
-    def chat(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> Generation:
+    def chat(self, messages: list[dict[str, Any]], options: dict[str, Any], *,
+             tools: list[dict[str, Any]] | None = None, tool_choice: Any = None) -> Generation:
         body = {**self._body(options), "messages": messages}
+        if tools:
+            body["tools"] = tools
+            body["parallel_tool_calls"] = False
+            if tool_choice is not None:
+                body["tool_choice"] = tool_choice
         return ServerGeneration(self.client.stream("/v1/chat/completions", body), chat=True)
 
     def complete(self, prompt: str, options: dict[str, Any]) -> Generation:

@@ -65,12 +65,23 @@ from .interfaces import (
     LocalInferenceExtension,
     LocalModel,
     ModelExtension,
+    McpHost,
+    McpServerState,
+    McpServerStatus,
     ModelState,
     MonitoringExtension,
     SettingsStore,
+    Tool,
+    ToolImage,
+    ToolJson,
+    ToolPart,
+    ToolProvider,
+    ToolResult,
+    ToolText,
 )
 from .manager import ENTRY_POINT_GROUP, ExtensionManager, ExtensionRecord, ExtensionState
 from .settings import ExtensionSettings, JsonSettingsStore
+from .tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome, ToolNotFoundError, ToolRegistry
 from .version import API_VERSION, check_api, version_matches
 
 __all__ = [
@@ -123,6 +134,9 @@ __all__ = [
     "ModelFailed",
     "ModelInit",
     "ModelReady",
+    "McpHost",
+    "McpServerState",
+    "McpServerStatus",
     "ModelState",
     "ModelStopped",
     "MonitoringExtension",
@@ -133,6 +147,17 @@ __all__ = [
     "SettingsStore",
     "SettingsValidationError",
     "SubAppSpec",
+    "DEFAULT_TOOL_TIMEOUT",
+    "Tool",
+    "ToolCallOutcome",
+    "ToolImage",
+    "ToolJson",
+    "ToolNotFoundError",
+    "ToolPart",
+    "ToolProvider",
+    "ToolRegistry",
+    "ToolResult",
+    "ToolText",
     "aggregate_chat_chunks",
     "aggregate_completion_chunks",
     "atomic_write_json",

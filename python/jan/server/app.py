@@ -37,8 +37,8 @@ def _route_tables() -> list[web.RouteTableDef]:
 
     tables = [openai.routes, models.routes, health.routes, docs.routes]
     # Jan's own resources, extension admin and the chat page live in their own modules.
-    for optional in ("model_admin", "threads", "assistants", "runs", "extensions", "web", "ollama", "anthropic",
-                     "responses"):
+    for optional in ("model_admin", "threads", "assistants", "runs", "extensions", "mcp", "web", "ollama",
+                     "anthropic", "responses"):
         try:
             module = __import__(f"jan.server.routes.{optional}", fromlist=["routes"])
         except ModuleNotFoundError as exc:
@@ -103,6 +103,7 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     _setup_route_state(app)
     mount_extensions(manager, app)
     app.cleanup_ctx.append(_lifetime)
+    await app[SERVICES].runs.recover_interrupted()  # runs cut off by the last stop: interrupted, never pending forever
     return app
 
 

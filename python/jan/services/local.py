@@ -112,8 +112,22 @@ def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None =
     """
     model = local.model
     plan = plan or chat_plan(local, request)
-    text = local.template.render(plan.messages(template_messages(request.messages)), tools=plan.tools,
-                                 add_generation_prompt=True, **plan.template_kwargs())
+    messages = plan.messages(template_messages(request.messages))
+    kwargs = plan.template_kwargs()
+    text = None
+    final = messages[-1] if messages else {}
+    if request.continue_final_message and final.get("role") == "assistant" and (final.get("content") or "").strip():
+        # Continue the last assistant message (a resumed reply): render it as the end of the conversation
+        # and cut whatever the template writes after its text (the end-of-turn marks).
+        partial = final["content"].strip()
+        whole = local.template.render(messages, tools=plan.tools, add_generation_prompt=False, **kwargs)
+        at = whole.rfind(partial)
+        if at >= 0:
+            text = whole[:at + len(partial)]
+        else:
+            messages = messages[:-1]  # the template rewrote it beyond recognition: answer afresh
+    if text is None:
+        text = local.template.render(messages, tools=plan.tools, add_generation_prompt=True, **kwargs)
     tokens = model.tokenize(text, add_special=False, parse_special=True)
     bos = model.info.special_tokens.get("bos")
     if bos is not None and model.add_bos and (not tokens or tokens[0] != bos):

@@ -25,7 +25,20 @@ What a run does
 
 Errors found before anything is written are raised (``NotFoundError``, ``ModelNotFoundError``,
 :class:`RequestError`). Once the reply exists a failure makes the message ``error`` and the run
-``failed``. Runs are kept in memory by the service (the messages are the durable record).
+``failed``.
+
+Tools (``docs/tools.md``): when the run's tools (run > thread > assistant, see
+:mod:`jan.services.tool_loop`) are called by the model, allowlisted calls run at once and the
+model continues with their results (up to a step limit); others stop the run in
+``requires_action`` until :meth:`RunService.submit` (approve / deny / give the output). Every
+call is saved in the thread (an assistant message with ``metadata.tool_calls``, a ``tool``
+message per result).
+
+Runs are saved under ``<data>/threads/<thread_id>/runs/`` whenever their state changes
+(:mod:`jan.services.run_records`): :meth:`RunService.load` finds them after a restart,
+:meth:`RunService.recover_interrupted` turns runs cut off by a stop into ``interrupted`` ones
+(partial reply kept, ``stopped``), :meth:`RunService.resume` continues one. A run's events are
+kept (``Run.events``) so a listener can re-attach and replay them.
 """
 
 from __future__ import annotations
@@ -49,15 +62,40 @@ from jan.core import (
     MessageSent,
     MessageUpdate,
     NotFoundError,
+    ToolRegistry,
 )
 from jan.services.chat import ChatService
 from jan.services.errors import RequestError, require
 from jan.services.models import ModelService
-from jan.services.types import ChatMessage, ChatRequest, ResponseFormat, SamplingOptions, Usage, merge_options
+from jan.services.run_records import load_record, mark_interrupted, save_record
+from jan.services.tool_loop import (
+    PendingCall,
+    ToolDecision,
+    ToolPolicy,
+    chat_messages,
+    parse_calls,
+    resolve_policy,
+    run_calls,
+    save_tool_messages,
+    text_of,
+    triage,
+)
+from jan.services.types import (
+    ChatMessage,
+    ChatRequest,
+    NamedToolChoice,
+    ResponseFormat,
+    SamplingOptions,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+    Usage,
+    merge_options,
+)
 
 log = logging.getLogger("jan.services.runs")
 
-__all__ = ["Run", "RunRequest", "RunService", "history_messages", "text_of", "title_from"]
+__all__ = ["Run", "RunRequest", "RunService", "ToolDecision", "history_messages", "text_of", "title_from"]
 
 #: Seconds between rewrites of a reply that is still streaming.
 SAVE_INTERVAL = 0.5
@@ -66,6 +104,10 @@ KEEP_RUNS = 256
 DEFAULT_TITLES = ("", "New Thread")
 TITLE_LENGTH = 40
 DEFAULT_ASSISTANT = "jan"
+#: Statuses of a run that is generating (a listener that goes away stops it, unless background).
+ACTIVE_STATUSES = ("queued", "in_progress")
+#: Statuses a run can be continued from (submit / resume).
+WAITING_STATUSES = ("requires_action", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -82,6 +124,11 @@ class RunRequest:
     last_messages: int | None = None  # truncation: only the last N messages of the history
     response_format: ResponseFormat | None = None
     sampling: SamplingOptions = SamplingOptions()
+    tools: tuple[dict[str, Any], ...] | None = None  # the run's own tools (OpenAI shapes), over the thread's
+    tool_choice: Any = None  # the first model turn's: "auto" | "none" | "required" | {"type": "function", ...}
+    tool_policy: dict[str, Any] | None = None  # {"auto_approve", "max_steps", "timeout", "tool_choice"}
+    parallel_tool_calls: bool | None = None
+    background: bool = False  # goes on when its listener goes away
 
 
 @dataclass(eq=False)
@@ -106,28 +153,57 @@ class Run:
     last_error: dict[str, Any] | None = None
     message: dict[str, Any] | None = None
     stop_reason: str | None = None
+    # tools
+    run_tools: list[dict[str, Any]] | None = None
+    tool_choice_request: Any = None
+    tool_policy: dict[str, Any] | None = None
+    tool_specs: list[dict[str, Any]] = field(default_factory=list)
+    parallel_tool_calls: bool | None = None
+    step: int = 0
+    pending: list[PendingCall] = field(default_factory=list)
+    background: bool = False
+    response_format: dict[str, Any] | None = None  # as recorded (see ResponseFormat)
+    last_messages: int | None = None
+    # the stream, for listeners that re-attach
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    task: asyncio.Task | None = None
+    _signal: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def active(self) -> bool:
-        return self.status in ("queued", "in_progress")
+        return self.status in ACTIVE_STATUSES
+
+    def publish(self, event: str, data: Any) -> None:
+        """Add an event (OpenAI's assistant-stream names and objects) to the run's stream; wake listeners."""
+        self.events.append((event, data))
+        signal, self._signal = self._signal, asyncio.Event()
+        signal.set()
+
+    async def next_events(self, after: int) -> list[tuple[int, str, Any]]:
+        """Events numbered above ``after`` (waiting for one unless the leg is over)."""
+        while len(self.events) <= after + 1 and not self.leg_over(after):
+            await self._signal.wait()
+        return [(i, *self.events[i]) for i in range(after + 1, len(self.events))]
+
+    def leg_over(self, after: int) -> bool:
+        """Nothing more will come for now: the run is not generating and every event up to its ``done`` was seen.
+
+        A run known only from its record (after a restart) has no events: it is over at once.
+        """
+        if self.active or after < len(self.events) - 1:
+            return False
+        return not self.events or self.events[-1][0] == "done" or self.task is None
+
+    def required_action(self) -> dict[str, Any] | None:
+        """OpenAI's ``required_action`` while the run waits for the user."""
+        if self.status != "requires_action" or not self.pending:
+            return None
+        return {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": [c.to_dict() for c in self.pending]}}
 
 
 # -- helpers -----------------------------------------------------------------
-def text_of(message: dict[str, Any]) -> str:
-    """The text of a stored message (its text parts, joined)."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    parts = []
-    for part in content or []:
-        if isinstance(part, dict) and part.get("type") == "text":
-            text = part.get("text")
-            parts.append(text.get("value", "") if isinstance(text, dict) else str(text or ""))
-    return "".join(parts)
-
-
 def title_from(text: str, limit: int = TITLE_LENGTH) -> str:
     """A thread title from a message: whitespace collapsed, cut at a word boundary near ``limit``."""
     text = " ".join(text.split())
@@ -139,17 +215,27 @@ def title_from(text: str, limit: int = TITLE_LENGTH) -> str:
 
 
 def history_messages(history: list[dict[str, Any]], system: str) -> tuple[ChatMessage, ...]:
-    """The thread as typed chat messages (finished text turns only), the system message first."""
-    out = [ChatMessage.of_text("system", system)] if system else []
-    for message in history:
-        if message.get("status") in ("pending", "error") or message.get("role") not in ("user", "assistant", "system"):
-            continue
-        text = text_of(message)
-        if text:
-            # earlier thinking goes back with its turn; the chat template keeps or drops it
-            reasoning = reasoning_of(message) if message["role"] == "assistant" else ""
-            out.append(ChatMessage.of_text(message["role"], text, reasoning=reasoning or None))
-    return tuple(out)
+    """The thread as typed chat messages (finished turns, tool calls and results), the system message first."""
+    return tuple(_typed_message(m) for m in chat_messages(history, system))
+
+
+def _typed_message(message: dict[str, Any]) -> ChatMessage:
+    """One of :func:`chat_messages`' OpenAI dicts as a typed message (earlier thinking goes back
+    with its turn as ``reasoning``; the chat template keeps or drops it)."""
+    content = message.get("content")
+    calls = tuple(ToolCall(id=c["id"], name=(c.get("function") or {}).get("name", ""),
+                           arguments=(c.get("function") or {}).get("arguments") or "{}")
+                  for c in message.get("tool_calls") or ())
+    return ChatMessage(role=message["role"], content=(TextPart(content),) if content else (), tool_calls=calls,
+                       tool_call_id=message.get("tool_call_id"), name=message.get("name"),
+                       reasoning=message.get("reasoning_content") or None)
+
+
+def _tool_choice(value: Any) -> Any:
+    """A run's ``tool_choice`` (OpenAI's shapes) as the typed request takes it."""
+    if isinstance(value, dict) and value.get("type") == "function":
+        return NamedToolChoice((value.get("function") or {}).get("name") or "")
+    return value if value in ("auto", "none", "required") else None
 
 
 def _content(text: str, reasoning: str = "", reasoning_ms: int | None = None) -> list[dict[str, Any]]:
@@ -163,14 +249,6 @@ def _content(text: str, reasoning: str = "", reasoning_ms: int | None = None) ->
     if text:
         parts.append({"type": "text", "text": {"value": text, "annotations": []}})
     return parts
-
-
-def reasoning_of(message: dict[str, Any]) -> str:
-    """The thinking saved with a message (its ``reasoning`` parts), or ""."""
-    return "".join(
-        (p.get("text") or {}).get("value", "") for p in message.get("content") or []
-        if isinstance(p, dict) and p.get("type") == "reasoning" and isinstance(p.get("text"), dict)
-    )
 
 
 def _thread_assistant(thread: dict[str, Any]) -> dict[str, Any]:
@@ -215,9 +293,61 @@ async def _ignore(_piece: str, _kind: str = "text") -> None:
     return None
 
 
+def run_record(run: Run) -> dict[str, Any]:
+    """What is saved of a run (see :mod:`jan.services.run_records`): its state and what continuing it needs."""
+    return {
+        "id": run.id, "object": "thread.run", "thread_id": run.thread_id, "assistant_id": run.assistant_id,
+        "model": run.model_id, "instructions": run.instructions, "parameters": run.parameters,
+        "metadata": run.metadata, "created_at": run.created_at, "started_at": run.started_at,
+        "ended_at": run.ended_at, "status": run.status, "usage": run.usage, "finish_reason": run.finish_reason,
+        "last_error": run.last_error, "stop_reason": run.stop_reason,
+        "message_id": run.message["id"] if run.message else None,
+        "run_tools": run.run_tools, "tool_choice_request": run.tool_choice_request, "tool_policy": run.tool_policy,
+        "tools": run.tool_specs, "parallel_tool_calls": run.parallel_tool_calls, "step": run.step,
+        "pending": [c.to_dict() for c in run.pending], "background": run.background,
+        "response_format": run.response_format, "last_messages": run.last_messages,
+    }
+
+
+def run_from_record(record: dict[str, Any]) -> Run:
+    """A :class:`Run` from its record (a run of an earlier process)."""
+    run = Run(record["thread_id"], record.get("assistant_id") or DEFAULT_ASSISTANT, record.get("model") or "",
+              record.get("instructions") or "", record.get("parameters") or {}, record.get("metadata") or {},
+              id=record["id"])
+    run.created_at = record.get("created_at") or run.created_at
+    run.started_at, run.ended_at = record.get("started_at"), record.get("ended_at")
+    run.status = record.get("status") or "interrupted"
+    run.usage, run.finish_reason, run.last_error = record.get("usage"), record.get("finish_reason"), record.get("last_error")
+    run.stop_reason = record.get("stop_reason")
+    run.run_tools, run.tool_choice_request = record.get("run_tools"), record.get("tool_choice_request")
+    run.tool_policy, run.tool_specs = record.get("tool_policy"), record.get("tools") or []
+    run.parallel_tool_calls, run.step = record.get("parallel_tool_calls"), int(record.get("step") or 0)
+    run.pending = [PendingCall.from_dict(c) for c in record.get("pending") or []]
+    run.background = bool(record.get("background"))
+    run.response_format, run.last_messages = record.get("response_format"), record.get("last_messages")
+    if record.get("message_id"):
+        run.message = {"id": record["message_id"]}
+    if not run.active:
+        run.finished.set()
+    return run
+
+
+def _format_record(fmt: ResponseFormat | None) -> dict[str, Any] | None:
+    if fmt is None:
+        return None
+    return {"type": fmt.type, "schema": dict(fmt.schema) if fmt.schema else None, "name": fmt.name, "strict": fmt.strict}
+
+
+def _format_of(record: dict[str, Any] | None) -> ResponseFormat | None:
+    if not record:
+        return None
+    return ResponseFormat(record.get("type") or "text", schema=record.get("schema"), name=record.get("name"),
+                          strict=record.get("strict"))
+
+
 class RunService:
-    """Prepares, executes, remembers and cancels runs. ``describe_error`` maps a failure to the
-    (message, code) recorded in the message and the run."""
+    """Prepares, executes, remembers, continues and cancels runs. ``describe_error`` maps a failure
+    to the (message, code) recorded in the message and the run."""
 
     def __init__(self, manager: ExtensionManager, models: ModelService, chat: ChatService, *,
                  describe_error: Callable[[BaseException], tuple[str, str | None]] = describe_error):
@@ -225,6 +355,7 @@ class RunService:
         self.models = models
         self.chat = chat
         self.describe_error = describe_error
+        self.tools = ToolRegistry(manager)
         self._runs: OrderedDict[str, Run] = OrderedDict()
 
     # -- stores ------------------------------------------------------------------
@@ -240,38 +371,92 @@ class RunService:
         run = self._runs.get(run_id)
         return run if run is not None and run.thread_id == thread_id else None
 
+    async def load(self, thread_id: str, run_id: str) -> Run | None:
+        """A run of this process, or one recorded on disk (an earlier process's), or None."""
+        run = self.get(thread_id, run_id)
+        if run is None:
+            record = await asyncio.to_thread(load_record, self.manager.data_folder, thread_id, run_id)
+            if record is not None and record.get("thread_id") == thread_id:
+                run = run_from_record(record)
+                self._remember(run)
+        return run
+
     def _remember(self, run: Run) -> None:
         self._runs[run.id] = run
         while len(self._runs) > KEEP_RUNS:
-            oldest = next((k for k, r in self._runs.items() if not r.active), None)
+            oldest = next((k for k, r in self._runs.items() if not r.active and r.status not in WAITING_STATUSES), None)
             if oldest is None:
                 break
             self._runs.pop(oldest)
 
+    async def persist(self, run: Run) -> None:
+        """Save the run's record (atomically; a failure is logged, the run goes on)."""
+        try:
+            await asyncio.to_thread(save_record, self.manager.data_folder, run_record(run))
+        except (OSError, ValueError) as exc:
+            log.warning("run %s: could not save its record: %s", run.id, exc)
+
     async def cancel(self, run: Run, timeout: float = 30) -> None:
-        """Ask a run in progress to stop and wait (at most ``timeout`` s) until it is saved."""
+        """Stop a run: one in progress is saved with what it has (a wait on a slow tool ends too);
+        one waiting for the user is cancelled at once."""
+        run.stop_reason = "cancelled"
+        if run.status in WAITING_STATUSES:
+            run.status, run.pending, run.ended_at = "cancelled", [], int(time.time())
+            await self.persist(run)
+            run.publish("thread.run.cancelled", run_record(run))
+            run.publish("done", "[DONE]")
+            return
         run.cancel_requested.set()
+        if run.task is not None and not run.task.done():
+            run.task.cancel()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(run.finished.wait(), timeout)
 
-    # -- starting a run -----------------------------------------------------------
-    async def start(self, req: RunRequest) -> Run:
-        """Everything up to the pending reply: checks (which raise before anything is written),
-        the additional messages, the pending assistant message, the title. Execute it with
-        :meth:`execute`."""
-        store = self.conversations()
-        thread = await store.get_thread(req.thread_id)
-        entry = _thread_assistant(thread)
-        thread_model = _thread_model(entry)
+    async def recover_interrupted(self) -> int:
+        """At start-up: runs that were generating when jan stopped become ``interrupted``, their reply ``stopped``
+        (``metadata.stop_reason: "interrupted"``) with its text. Returns how many."""
+        records = await asyncio.to_thread(mark_interrupted, self.manager.data_folder)
+        if not records:
+            return 0
+        try:
+            store = self.conversations()
+        except Exception:  # noqa: BLE001 - no store enabled: the records are marked all the same
+            return len(records)
+        for record in records:
+            message_id = record.get("message_id")
+            if not message_id:
+                continue
+            try:
+                message = await store.get_message(record["thread_id"], message_id)
+                if message.get("status") == "pending":
+                    metadata = {**(message.get("metadata") or {}), "stop_reason": "interrupted"}
+                    await store.update_message(record["thread_id"], message_id, {"status": "stopped", "metadata": metadata})
+            except Exception as exc:  # noqa: BLE001 - the thread may be gone
+                log.info("interrupted run %s: message %s not updated: %s", record.get("id"), message_id, exc)
+        log.info("%d run(s) were interrupted by the last stop; resume continues them", len(records))
+        return len(records)
 
-        assistant_id = req.assistant_id or entry.get("assistant_id") or DEFAULT_ASSISTANT
+    # -- starting a run -----------------------------------------------------------
+    async def _context(self, thread_id: str, assistant_id: str | None, *, explicit: bool):
+        store = self.conversations()
+        thread = await store.get_thread(thread_id)
+        entry = _thread_assistant(thread)
+        assistant_id = assistant_id or entry.get("assistant_id") or DEFAULT_ASSISTANT
         try:
             assistant = await self.assistants().get_assistant(assistant_id)
         except NotFoundError:
-            if req.assistant_id:
+            if explicit:
                 raise
             assistant = {"id": assistant_id, "model": "*", "instructions": "", "parameters": {}}
+        return store, thread, entry, assistant
 
+    async def start(self, req: RunRequest) -> Run:
+        """Everything up to the pending reply: checks (which raise before anything is written),
+        the tools, the additional messages, the pending assistant message, the title. Execute it
+        with :meth:`execute`."""
+        store, thread, entry, assistant = await self._context(req.thread_id, req.assistant_id,
+                                                              explicit=bool(req.assistant_id))
+        thread_model = _thread_model(entry)
         model_id = req.model or thread_model.get("id")
         if not model_id and assistant.get("model") not in (None, "", "*"):
             model_id = assistant["model"]
@@ -297,6 +482,8 @@ class RunService:
         sampling = merge_options(req.sampling, SamplingOptions.from_mapping(thread_model.get("parameters")),
                                  SamplingOptions.from_mapping(assistant.get("parameters")),
                                  SamplingOptions.from_mapping(model.get("parameters")))
+        policy = await resolve_policy(self.tools, run_tools=list(req.tools) if req.tools is not None else None,
+                                      thread_entry=entry, assistant=assistant, overrides=req.tool_policy)
 
         for extra in req.additional_messages:
             await store.create_message(req.thread_id, dict(extra))
@@ -310,16 +497,20 @@ class RunService:
         run = Run(req.thread_id, assistant["id"], model["id"], instructions, sampling.given(), req.metadata or {})
         run.chat_request = ChatRequest(model=model["id"], messages=messages, response_format=req.response_format,
                                        sampling=sampling)
+        run.run_tools = list(req.tools) if req.tools is not None else None
+        run.tool_choice_request, run.tool_policy, run.tool_specs = req.tool_choice, req.tool_policy, policy.specs
+        run.parallel_tool_calls, run.background = req.parallel_tool_calls, req.background
+        run.response_format, run.last_messages = _format_record(req.response_format), req.last_messages
         bus = self.manager.bus
         last_user = next((m for m in reversed(history) if m.get("role") == "user"), None)
         if last_user is not None:
             bus.emit_nowait(MessageSent(thread_id=req.thread_id, message=last_user))
-        run.message = await store.create_message(req.thread_id, {
-            "role": "assistant", "content": [], "status": "pending", "assistant_id": assistant["id"],
-            "metadata": {"run_id": run.id, "model": model["id"]}, "run_id": run.id,
-        })
         self._remember(run)
-        bus.emit_nowait(MessageResponse(thread_id=req.thread_id, message=run.message))
+        run.publish("thread.run.created", run_record(run))
+        run.status, run.started_at = "in_progress", int(time.time())
+        run.publish("thread.run.in_progress", run_record(run))
+        run._policy = policy  # type: ignore[attr-defined] - the leg's execution picks it up
+        await _Execution(self, run, policy).new_message()
         await self._after_first_exchange(store, thread, assistant, model, history)
         return run
 
@@ -344,19 +535,91 @@ class RunService:
 
     # -- executing it ------------------------------------------------------------------
     async def execute(self, run: Run, on_delta: OnDelta = _ignore, *,
-                      listener_gone: Callable[[], bool] = lambda: False) -> None:
-        """Stream the reply into the thread. ``on_delta`` hears each piece; ``listener_gone()``
-        true (checked per piece) stops the run as "client disconnected". Never raises but
-        ``CancelledError`` (the reply is saved as ``stopped`` first)."""
-        await _Execution(self, run, on_delta, listener_gone).generate()
+                      listener_gone: Callable[[], bool] = lambda: False, continue_text: str | None = None) -> None:
+        """Run the next leg: stream the reply into the thread, running tools as the policy allows, until the
+        model answers, the run needs the user (``requires_action``) or it stops. ``on_delta`` hears each
+        piece; ``listener_gone()`` true (checked per piece) stops the run as "client disconnected".
+        Never raises but ``CancelledError`` (the reply is saved as ``stopped`` first)."""
+        policy = getattr(run, "_policy", None)
+        if policy is None:
+            policy = await self._policy_of(run)
+        execution = _Execution(self, run, policy, on_delta=on_delta, listener_gone=listener_gone)
+        if continue_text is not None:
+            execution.text = continue_text
+        await execution.drive(continue_text=continue_text)
+
+    async def _policy_of(self, run: Run) -> ToolPolicy:
+        _store, _thread, entry, assistant = await self._context(run.thread_id, run.assistant_id, explicit=False)
+        policy = await resolve_policy(self.tools, run_tools=run.run_tools, thread_entry=entry, assistant=assistant,
+                                      overrides=run.tool_policy)
+        run.tool_specs = policy.specs
+        run._policy = policy  # type: ignore[attr-defined]
+        return policy
+
+    async def submit(self, run: Run, decisions: list[ToolDecision]) -> None:
+        """Answer a run in ``requires_action`` (every pending call; raises :class:`RequestError` otherwise):
+        run the approved calls, record all answers, and ready the next model turn (run it with :meth:`execute`)."""
+        if run.status != "requires_action":
+            raise RequestError(f"Run '{run.id}' is {run.status}, not requires_action", param="run_id",
+                               code="run_not_waiting")
+        pending = {c.id: c for c in run.pending}
+        answers: dict[str, ToolDecision] = {}
+        for decision in decisions:
+            if decision.call.id not in pending:
+                raise RequestError(f"'{decision.call.id}' is not a pending tool call of this run",
+                                   param="tool_outputs", code="invalid_tool_call_id")
+            answers[decision.call.id] = ToolDecision(pending[decision.call.id], decision.approve, decision.output,
+                                                     decision.reason)
+        missing = [c for c in pending if c not in answers]
+        if missing:
+            raise RequestError(f"Answer every pending tool call; missing: {', '.join(missing)}",
+                               param="tool_outputs", code="missing_tool_outputs")
+        await self.models.resolve(run.model_id)  # 404 now rather than a failed leg
+        policy = await self._policy_of(run)
+        run.status, run.pending = "in_progress", []  # claimed: a second submit is refused
+        run.finished.clear()
+        records = await run_calls(self.tools, policy, list(pending.values()), approved_by="user", decisions=answers)
+        await save_tool_messages(self.conversations(), run.thread_id, run.id, run.assistant_id, records, run.step)
+        run.publish("thread.run.in_progress", run_record(run))
+        await _Execution(self, run, policy).next_step()
+
+    async def resume(self, run: Run) -> str | None:
+        """Ready an ``interrupted`` run's next leg; returns the partial reply it continues (run it with
+        :meth:`execute` and ``continue_text``), or None when it starts a fresh reply."""
+        if run.status != "interrupted":
+            raise RequestError(f"Run '{run.id}' is {run.status}; only an interrupted run can be resumed",
+                               param="run_id", code="run_not_interrupted")
+        await self.models.resolve(run.model_id)
+        policy = await self._policy_of(run)
+        store = self.conversations()
+        partial = None
+        if run.message is not None:
+            try:
+                run.message = await store.get_message(run.thread_id, run.message["id"])
+            except NotFoundError:
+                run.message = None
+        run.status = "in_progress"
+        run.finished.clear()
+        run.publish("thread.run.in_progress", run_record(run))
+        execution = _Execution(self, run, policy)
+        message = run.message
+        if message is None or message.get("role") != "assistant" or (message.get("metadata") or {}).get("tool_calls"):
+            await execution.new_message()
+        else:
+            partial = text_of(message) or None
+            execution.text = partial or ""
+            await execution._save({"status": "pending"})
+        return partial
 
 
 class _Execution:
-    """Generates the reply of one run and keeps its message in the store up to date."""
+    """One leg of a run: a loop of model turns (streamed into the thread) and tool calls."""
 
-    def __init__(self, service: RunService, run: Run, on_delta: OnDelta, listener_gone: Callable[[], bool]):
+    def __init__(self, service: RunService, run: Run, policy: ToolPolicy, *, on_delta: OnDelta = _ignore,
+                 listener_gone: Callable[[], bool] = lambda: False):
         self.service = service
         self.run = run
+        self.policy = policy
         self.on_delta = on_delta
         self.listener_gone = listener_gone
         self.store = service.conversations()
@@ -365,6 +628,7 @@ class _Execution:
         self.reasoning = ""
         self._reasoning_started: float | None = None
         self.reasoning_ms: int | None = None
+        self.tool_calls: dict[int, dict[str, Any]] = {}
         self._pieces = 0
         self._saver: asyncio.Task | None = None
         self._last_save = 0.0
@@ -397,13 +661,53 @@ class _Execution:
         self._last_save = now
         self._saver = asyncio.ensure_future(self._save({"content": self._parts(), "status": "pending"}))
 
-    async def generate(self) -> None:
+    async def _chat_request(self, *, continue_text: str | None = None) -> ChatRequest:
         run = self.run
-        run.status = "in_progress"
-        run.started_at = run.started_at or int(time.time())
+        history = await self.store.list_messages(run.thread_id, order="asc")
+        if run.message is not None:
+            history = [m for m in history if m.get("id") != run.message["id"]]
+        if run.last_messages:
+            history = history[-run.last_messages:]
+        messages = list(history_messages(history, run.instructions))
+        if continue_text:
+            messages.append(ChatMessage.of_text("assistant", continue_text))
+        tools: tuple[ToolSpec, ...] = ()
+        tool_choice = None
+        if self.policy:
+            tools = tuple(ToolSpec(name=spec["function"]["name"], description=spec["function"].get("description"),
+                                   parameters=spec["function"].get("parameters")) for spec in self.policy.specs)
+            if run.step >= self.policy.max_steps - 1:
+                tool_choice = "none"  # the last step must answer
+            elif run.step == 0:
+                choice = run.tool_choice_request if run.tool_choice_request is not None else self.policy.tool_choice
+                tool_choice = _tool_choice(choice)
+        return ChatRequest(model=run.model_id, messages=tuple(messages), tools=tools, tool_choice=tool_choice,
+                           parallel_tool_calls=run.parallel_tool_calls if tools else None,
+                           response_format=_format_of(run.response_format),
+                           sampling=SamplingOptions.from_mapping(run.parameters),
+                           continue_final_message=bool(continue_text))
+
+    async def new_message(self) -> None:
+        """The pending assistant message of the next model turn."""
+        run = self.run
+        run.message = await self.store.create_message(run.thread_id, {
+            "role": "assistant", "content": [], "status": "pending", "assistant_id": run.assistant_id,
+            "metadata": {"run_id": run.id, "model": run.model_id, "step": run.step}, "run_id": run.id,
+        })
+        self.text, self.tool_calls, self._pieces = "", {}, 0
+        self.reasoning, self._reasoning_started, self.reasoning_ms = "", None, None
+        self.bus.emit_nowait(MessageResponse(thread_id=run.thread_id, message=run.message))
+        run.publish("thread.message.created", run.message)
+        run.publish("thread.message.in_progress", run.message)
+
+    async def _stream_step(self, request: ChatRequest) -> tuple[str, Any, bool]:
+        """Stream one model turn into ``run.message``; returns ``(status, error, cancelled)``."""
+        run = self.run
         self._last_save = time.monotonic()
+        run.finish_reason = None
         status, error, cancelled = "ready", None, False
-        stream = self.service.chat.stream(run.chat_request)
+        stream = self.service.chat.stream(request)
+        message_id = run.message["id"]
         try:
             async with stream:
                 async for delta in stream:
@@ -415,11 +719,7 @@ class _Execution:
                         if self._reasoning_started is None:
                             self._reasoning_started = time.monotonic()
                         self.reasoning += delta.reasoning
-                        try:
-                            await self.on_delta(delta.reasoning, "reasoning")
-                        except ConnectionError as exc:
-                            log.debug("run %s: listener gone: %s", run.id, exc)
-                            raise _Stop("client disconnected") from None
+                        await self._relay(message_id, delta.reasoning, "reasoning")
                     piece = delta.content
                     if piece or delta.tool_calls or delta.finish_reason:
                         self._thinking_done()
@@ -429,34 +729,124 @@ class _Execution:
                         if self._update_listeners():  # the whole message per token: only when heard
                             self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, delta=piece,
                                                                message=self._message_now("pending")))
-                        try:
-                            await self.on_delta(piece, "text")
-                        except ConnectionError as exc:  # writing to the listener failed: it is gone
-                            log.debug("run %s: listener gone: %s", run.id, exc)
-                            raise _Stop("client disconnected") from None
+                        await self._relay(message_id, piece, "text")
+                    for call in delta.tool_calls:
+                        slot = self.tool_calls.setdefault(call.index, {
+                            "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                        slot["id"] = call.id or slot["id"]
+                        slot["function"]["name"] += call.name or ""
+                        slot["function"]["arguments"] += call.arguments or ""
                     if delta.finish_reason:
                         run.finish_reason = delta.finish_reason
                     if run.finish_reason is None:  # once finished, only the usage is left
                         if run.cancel_requested.is_set():
-                            raise _Stop("cancelled")
+                            raise _Stop(run.stop_reason or "cancelled")
                         if self.listener_gone():
                             raise _Stop("client disconnected")
                         self._maybe_save()
         except _Stop as stop:
             status, run.stop_reason = "stopped", stop.reason
         except asyncio.CancelledError:
-            status, run.stop_reason, cancelled = "stopped", "cancelled", True
+            status, run.stop_reason, cancelled = "stopped", run.stop_reason or "cancelled", True
         except Exception as exc:  # noqa: BLE001 - recorded in the message and the run
             status, error = "error", self.service.describe_error(exc)
             log.info("run %s failed: %s", run.id, error[0])
-        finish = asyncio.ensure_future(self._finish(status, error))
+        if self._saver is not None:
+            await asyncio.wait([self._saver])
+        return status, error, cancelled
+
+    async def _relay(self, message_id: str, piece: str, kind: str) -> None:
+        """Publish a piece of the reply (thinking streams as ``reasoning`` parts, the type it is saved
+        under; the answer as ``text``) and hand it to ``on_delta``."""
+        self.run.publish("thread.message.delta", {
+            "id": message_id, "object": "thread.message.delta", "delta": {"content": [
+                {"index": 0, "type": kind, "text": {"value": piece, "annotations": []}}]}})
         try:
-            await asyncio.shield(finish)
+            await self.on_delta(piece, kind)
+        except ConnectionError as exc:  # writing to the listener failed: it is gone
+            log.debug("run %s: listener gone: %s", self.run.id, exc)
+            raise _Stop("client disconnected") from None
+
+    async def drive(self, *, continue_text: str | None = None) -> None:
+        """Run the leg to its end (answer, ``requires_action``, stop, error). Never raises but CancelledError."""
+        run = self.run
+        run.status = "in_progress"
+        run.started_at = run.started_at or int(time.time())
+        run.stop_reason = None
+        await self.service.persist(run)
+        cancelled = False
+        try:
+            while True:
+                request = await self._chat_request(continue_text=continue_text)
+                if continue_text:
+                    self.text = continue_text
+                continue_text = None
+                status, error, cancelled = await self._stream_step(request)
+                calls = parse_calls([self.tool_calls[i] for i in sorted(self.tool_calls)])
+                if status == "ready" and calls and self.policy:
+                    if await self._tool_step(calls):
+                        continue
+                    return  # requires_action
+                await self._finish(status, error)
+                return
         except asyncio.CancelledError:
             cancelled = True
-            await asyncio.wait([finish])
-        if cancelled:
-            raise asyncio.CancelledError
+        finally:
+            if cancelled:
+                if run.active:
+                    run.stop_reason = run.stop_reason or "cancelled"
+                    finish = asyncio.ensure_future(self._finish("stopped", None))
+                    await asyncio.wait([finish])
+                raise asyncio.CancelledError
+
+    async def _tool_step(self, calls: list[PendingCall]) -> bool:
+        """Save the tool-calling turn and run what the policy allows; ``False`` when the user must answer."""
+        run = self.run
+        metadata = {**((run.message or {}).get("metadata") or {}), "run_id": run.id, "model": run.model_id,
+                    "step": run.step, "tool_calls": [c.to_dict() for c in calls], "finish_reason": "tool_calls"}
+        self._thinking_done()
+        saved = await self._save({"content": self._parts(), "status": "ready", "metadata": metadata})
+        run.message = saved or {**self._message_now("ready"), "metadata": metadata}
+        run.publish("thread.message.completed", run.message)
+        step_id = f"step_{uuid.uuid4().hex[:24]}"
+        run.publish("thread.run.step.created", self._step_object(step_id, calls, None, "in_progress"))
+        auto, ask = triage(self.policy, calls)
+        records = await run_calls(self.service.tools, self.policy, auto, approved_by="policy") if auto else []
+        if records:
+            await save_tool_messages(self.store, run.thread_id, run.id, run.assistant_id, records, run.step)
+        run.publish("thread.run.step.completed", self._step_object(step_id, calls, records, "completed"))
+        if ask:
+            answered = {r.call.id for r in records}
+            run.pending = [c for c in calls if c.id not in answered]
+            run.status = "requires_action"
+            await self.service.persist(run)
+            run.publish("thread.run.requires_action", run_record(run))
+            run.publish("done", "[DONE]")
+            run.finished.set()
+            return False
+        await self.next_step()
+        return True
+
+    async def next_step(self) -> None:
+        """Start the model's next turn (after tool results were saved)."""
+        self.run.step += 1
+        self.run.pending = []
+        await self.service.persist(self.run)
+        await self.new_message()
+
+    def _step_object(self, step_id: str, calls: list[PendingCall], records, status: str) -> dict[str, Any]:
+        outputs = {r.call.id: r for r in records or []}
+        tool_calls = []
+        for call in calls:
+            item = call.to_dict()
+            record = outputs.get(call.id)
+            if record is not None:
+                item["function"]["output"] = record.result.as_text()
+                item["approved_by"], item["duration_ms"] = record.approved_by, record.duration_ms
+            tool_calls.append(item)
+        return {"id": step_id, "object": "thread.run.step", "run_id": self.run.id, "thread_id": self.run.thread_id,
+                "assistant_id": self.run.assistant_id, "type": "tool_calls", "status": status,
+                "step_details": {"type": "tool_calls", "tool_calls": tool_calls}}
 
     async def _usage_so_far(self) -> dict[str, Any]:
         """Usage of a reply cut off before the engine reported it: its text re-tokenized (a close count)."""
@@ -484,19 +874,25 @@ class _Execution:
         if status == "stopped":
             metadata["stop_reason"] = run.stop_reason
         self._thinking_done()
-        # The run's outcome is settled before the message is written, so whoever sees the final
-        # message also sees the finished run.
+        # The run's state first: whoever sees the final message also sees the finished run.
         run.ended_at = int(time.time())
+        run.pending = []
         if status == "ready":
             run.status = "incomplete" if run.finish_reason == "length" else "completed"
         elif status == "stopped":
             run.status = "cancelled"
-            self.bus.emit_nowait(InferenceStopped(model_id=run.model_id, request_id=run.id,
-                                                  thread_id=run.thread_id, reason=run.stop_reason or "cancelled"))
         else:
             run.status = "failed"
             run.last_error = {"code": error[1] or "server_error", "message": error[0]}
         saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
         run.message = saved or {**self._message_now(status), "metadata": metadata}
+        if status == "stopped":
+            self.bus.emit_nowait(InferenceStopped(model_id=run.model_id, request_id=run.id,
+                                                  thread_id=run.thread_id, reason=run.stop_reason or "cancelled"))
         self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, message=run.message))
+        await self.service.persist(run)
+        final = run.message
+        run.publish("thread.message.completed" if final.get("status") == "ready" else "thread.message.incomplete", final)
+        run.publish(f"thread.run.{run.status}", {**run_record(run), "message": run.message})
+        run.publish("done", "[DONE]")
         run.finished.set()

@@ -366,6 +366,8 @@ class ChatRequest:
     (seeds consecutive from ``sampling.seed``); ``top_logprobs`` alternatives per token when
     ``logprobs``. ``grammar`` (GBNF) applies when neither tools nor ``response_format``
     constrain the output. ``chat_template_kwargs`` become chat template variables.
+    ``continue_final_message``: the last message is an assistant reply cut off earlier; the
+    prompt ends inside it and generation continues its text.
     """
 
     model: str | None
@@ -381,6 +383,8 @@ class ChatRequest:
     top_logprobs: int = 0
     reasoning: ReasoningOptions | None = None
     chat_template_kwargs: Mapping[str, Any] | None = None
+    #: The last message is an assistant reply to continue (a resumed run), not a turn to answer.
+    continue_final_message: bool = False
 
     def with_sampling(self, *lower: SamplingOptions | None) -> "ChatRequest":
         """This request with lower layers (thread, assistant, ...) filled in under its own sampling."""

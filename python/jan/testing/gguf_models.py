@@ -40,6 +40,7 @@ __all__ = [
     "write_llama_from_vocab",
     "write_not_gguf",
     "write_phi3_chat_model",
+    "write_qwen3_tool_model",
     "write_tool_template_model",
     "write_truncated_copy",
 ]
@@ -571,6 +572,34 @@ def write_tool_template_model(
             "tokenizer.ggml.eos_token_id": im_end,
             "tokenizer.ggml.eot_token_id": im_end,
         },
+    )
+
+
+QWEN2_VOCAB = "ggml-vocab-qwen2.gguf"
+QWEN3_TEMPLATE = "Qwen-Qwen3-0.6B.jinja"
+
+
+def templates_dir() -> Path:
+    """Folder with the shared chat templates (``<models_dir()>/../templates``)."""
+    return models_dir().parent / "templates"
+
+
+def write_qwen3_tool_model(path: "str | os.PathLike[str]", *, seed: int = 0) -> Path:
+    """Tiny llama with the qwen2 vocabulary and Qwen3's real chat template (Hermes ``<tool_call>`` tools).
+
+    The qwen2 vocab already holds ``<|im_start|>``, ``<|im_end|>``,
+    ``<tool_call>`` and ``</tool_call>``; ``<|im_end|>`` is the EOS/EOT
+    token, as in Qwen's own files. Output is gibberish (random weights), so
+    tests force tool calls with ``tool_choice``.
+    """
+    template = (templates_dir() / QWEN3_TEMPLATE).read_text(encoding="utf-8")
+    vocab = vocab_path(QWEN2_VOCAB)
+    tokens = _read_tokenizer_kv(vocab)["tokenizer.ggml.tokens"].value
+    names = [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in tokens]
+    im_end = names.index("<|im_end|>")
+    return write_llama_from_vocab(
+        path, vocab, **TINY_CHAT_CONFIG, dtype="f32", seed=seed, chat_template=template,
+        extra_kv={"tokenizer.ggml.eos_token_id": im_end, "tokenizer.ggml.eot_token_id": im_end},
     )
 
 

@@ -33,6 +33,8 @@ const ui = {
   setTemperatureRange: $("set-temperature-range"),
   setMaxTokens: $("set-max-tokens"),
   settingsStatus: $("settings-status"),
+  mcpList: $("mcp-list"),
+  mcpEmpty: $("mcp-empty"),
   messages: $("messages"),
   emptyState: $("empty-state"),
   composer: $("composer"),
@@ -509,11 +511,79 @@ async function fetchMessages(threadId) {
 
 function renderMessages() {
   ui.messages.replaceChildren();
+  const results = new Map();
   for (const message of state.messages) {
-    if (message.role === "user" || message.role === "assistant") ui.messages.append(messageView(message).root);
+    if (message.role === "tool" && message.metadata?.tool_call_id) results.set(message.metadata.tool_call_id, message);
+  }
+  for (const message of state.messages) {
+    if (message.role !== "user" && message.role !== "assistant") continue;
+    const view = messageView(message);
+    const calls = message.metadata?.tool_calls;
+    if (Array.isArray(calls) && calls.length) view.root.append(toolCallsView(calls, results));
+    ui.messages.append(view.root);
   }
   updateEmptyState();
   scrollToBottom(true);
+}
+
+/** Tool calls shown inline and collapsible: name, arguments, result. Tool output is text, never HTML. */
+function toolCallsView(calls, results) {
+  const box = el("div", "tool-calls");
+  for (const call of calls) {
+    const fn = call.function || {};
+    const result = results.get(call.id);
+    const details = el("details", "tool-call");
+    details.dataset.toolCallId = call.id || "";
+    const meta = result?.metadata || {};
+    let state = "waiting";
+    if (result) state = meta.is_error ? "error" : "done";
+    details.dataset.state = state;
+    const summary = el("summary", "", `Tool: ${fn.name || "?"}`);
+    const badge = el("span", "tool-state", result ? (meta.is_error ? "failed" : `done${meta.duration_ms !== undefined ? ` · ${meta.duration_ms} ms` : ""}`) : (fn.output !== undefined ? "done" : "waiting"));
+    summary.append(" ", badge);
+    details.append(summary, el("div", "tool-label", "Arguments"), el("pre", "tool-args", fn.arguments || "{}"));
+    const output = result ? messageText(result) : fn.output;
+    if (output !== undefined) {
+      details.append(el("div", "tool-label", meta.approved_by ? `Result (approved by ${meta.approved_by})` : "Result"),
+        el("pre", "tool-result", output));
+    }
+    box.append(details);
+  }
+  return box;
+}
+
+/** Ask the user about pending tool calls; resolves to the tool_outputs to submit. */
+function askApproval(run, signal) {
+  const calls = run?.required_action?.submit_tool_outputs?.tool_calls || [];
+  return new Promise((resolve) => {
+    const box = el("div", "approval");
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", "Tool calls waiting for approval");
+    box.append(el("p", "approval-title", calls.length === 1 ? "The assistant wants to use a tool:" : `The assistant wants to use ${calls.length} tools:`));
+    for (const call of calls) {
+      const item = el("div", "approval-call");
+      item.append(el("strong", "", call.function?.name || "?"), el("pre", "tool-args", call.function?.arguments || "{}"));
+      box.append(item);
+    }
+    const row = el("div", "row");
+    const approve = el("button", "btn primary", "Approve");
+    const deny = el("button", "btn", "Deny");
+    approve.type = deny.type = "button";
+    approve.id = "approve-tools";
+    deny.id = "deny-tools";
+    const answer = (ok) => {
+      box.remove();
+      resolve(calls.map((c) => ({ tool_call_id: c.id, approve: ok })));
+    };
+    signal.addEventListener("abort", () => { box.remove(); resolve(null); }, { once: true });
+    approve.addEventListener("click", () => answer(true));
+    deny.addEventListener("click", () => answer(false));
+    row.append(approve, deny);
+    box.append(row);
+    ui.messages.append(box);
+    scrollToBottom(true);
+    approve.focus();
+  });
 }
 
 function updateEmptyState() {
@@ -663,7 +733,7 @@ async function send() {
     ui.messages.append(view.root);
     scrollToBottom(true);
 
-    const response = await api(`/v1/threads/${encodeURIComponent(threadId)}/runs`, {
+    let response = await api(`/v1/threads/${encodeURIComponent(threadId)}/runs`, {
       method: "POST", body: { stream: true, model: state.modelId }, signal: controller.signal, raw: true,
     });
     let frame = 0;
@@ -682,28 +752,66 @@ async function send() {
     view.pendingReasoning = "";
     view.thinkingMs = null;
     view.thinkingSince = null;
-    for await (const { event, data } of readSSE(response)) {
-      if (event === "thread.message.delta") {
-        for (const part of data?.delta?.content || []) {
-          if (part.type === "text") view.pending += part.text?.value ?? "";
-          else if (part.type === "reasoning") {
-            if (view.thinkingSince === null) view.thinkingSince = performance.now();
-            view.pendingReasoning += part.text?.value ?? "";
+    while (response) {
+      let waiting = null;
+      for await (const { event, data } of readSSE(response)) {
+        if (event === "thread.message.delta") {
+          for (const part of data?.delta?.content || []) {
+            if (part.type === "text") view.pending += part.text?.value ?? "";
+            else if (part.type === "reasoning") {
+              if (view.thinkingSince === null) view.thinkingSince = performance.now();
+              view.pendingReasoning += part.text?.value ?? "";
+            }
           }
+          if (!frame) frame = requestAnimationFrame(paint);
+        } else if (event === "thread.message.created") {
+          if (view.root.dataset.messageId && data?.id && data.id !== view.root.dataset.messageId) {
+            // the model's next turn after tool calls: a new message
+            if (frame) cancelAnimationFrame(frame);
+            paint();
+            view.body.classList.remove("cursor");
+            view = messageView({ role: "assistant", content: [], status: "pending" });
+            view.body.classList.add("cursor");
+            view.pending = "";
+            view.pendingReasoning = "";
+            view.thinkingMs = null;
+            view.thinkingSince = null;
+            state.run.view = view;
+            ui.messages.append(view.root);
+          }
+          if (data?.id) view.root.dataset.messageId = data.id;
+        } else if (event === "thread.run.step.completed") {
+          const calls = data?.step_details?.tool_calls || [];
+          if (frame) cancelAnimationFrame(frame);
+          paint();
+          view.root.append(toolCallsView(calls, new Map()));
+        } else if (event === "thread.run.requires_action") {
+          waiting = data;
+        } else if (event === "thread.run.created") {
+          refreshThreadInfo(threadId); // the server titles new threads after the first message
+        } else if (event === "thread.message.completed" || event === "thread.message.incomplete") {
+          finalMessage = data;
+        } else if (event === "thread.run.failed") {
+          failure = data?.last_error?.message || "the run failed";
+        } else if (event === "error") {
+          failure = data?.error?.message || data?.message || "the stream failed";
+        } else if (event === "done") {
+          break;
         }
-        if (!frame) frame = requestAnimationFrame(paint);
-      } else if (event === "thread.message.created") {
-        if (data?.id) view.root.dataset.messageId = data.id;
-      } else if (event === "thread.run.created") {
-        refreshThreadInfo(threadId); // the server titles new threads after the first message
-      } else if (event === "thread.message.completed" || event === "thread.message.incomplete") {
-        finalMessage = data;
-      } else if (event === "thread.run.failed") {
-        failure = data?.last_error?.message || "the run failed";
-      } else if (event === "error") {
-        failure = data?.error?.message || data?.message || "the stream failed";
-      } else if (event === "done") {
-        break;
+      }
+      response = null;
+      if (waiting) {
+        if (frame) cancelAnimationFrame(frame);
+        paint();
+        const outputs = await askApproval(waiting, controller.signal);
+        if (!outputs) {
+          stopped = true;
+          break;
+        }
+        finalMessage = null;
+        response = await api(`/v1/threads/${encodeURIComponent(threadId)}/runs/${encodeURIComponent(waiting.id)}/submit_tool_outputs`, {
+          method: "POST", body: { tool_outputs: outputs, stream: true }, signal: controller.signal, raw: true,
+        });
       }
     }
     if (frame) cancelAnimationFrame(frame);
@@ -748,6 +856,16 @@ async function send() {
     autosize();
   }
   if (failure) toast(failure);
+  if (state.thread && ui.messages.querySelector(".tool-calls")) {
+    try {
+      state.messages = await fetchMessages(state.thread.id); // tool results shown with their calls
+      renderMessages();
+      const last = [...ui.messages.querySelectorAll("article.assistant")].pop();
+      if (last) last.dataset.done = "true";
+    } catch {
+      // the page keeps what it streamed
+    }
+  }
   loadThreads();
   ui.prompt.focus();
 }
@@ -852,11 +970,43 @@ async function patchThreadAssistant(change) {
   }
 }
 
+async function loadMcpServers() {
+  let servers = [];
+  try {
+    servers = (await api("/v1/mcp/servers")).data || [];
+  } catch {
+    servers = [];
+  }
+  ui.mcpList.replaceChildren();
+  for (const server of servers) {
+    const li = el("li", "mcp-server");
+    li.dataset.server = server.name;
+    const label = el("div", "mcp-name");
+    label.append(el("strong", "", server.name), " ", el("span", "muted small", `${server.transport} · ${server.state}${server.tools?.length ? ` · ${server.tools.length} tools` : ""}`));
+    const button = el("button", "btn small", server.enabled ? "Disable" : "Enable");
+    button.type = "button";
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        await api(`/v1/mcp/servers/${encodeURIComponent(server.name)}/${server.enabled ? "disable" : "enable"}`, { method: "POST" });
+      } catch (error) {
+        toast(`Could not change ${server.name}: ${error.message}`);
+      }
+      loadMcpServers();
+    });
+    li.append(label, button);
+    if (server.error) li.append(el("div", "muted small", server.error));
+    ui.mcpList.append(li);
+  }
+  ui.mcpEmpty.hidden = servers.length > 0;
+}
+
 function setSettingsOpen(open) {
   ui.settings.hidden = !open;
   ui.toggleSettings.setAttribute("aria-expanded", String(open));
   if (open) {
     fillSettings();
+    loadMcpServers();
     ui.setInstructions.focus();
   }
 }

@@ -1,7 +1,8 @@
 """The interfaces (abstract base classes) of jan's extension API.
 
 Extension types: :class:`ConversationalExtension`, :class:`AssistantExtension`,
-:class:`InferenceExtension`, :class:`ModelExtension`, :class:`MonitoringExtension`.
+:class:`InferenceExtension`, :class:`ModelExtension`, :class:`MonitoringExtension`,
+:class:`ToolProvider` (tools a model may call, see :class:`Tool`).
 Module interfaces they use: :class:`FileSystem`, :class:`SettingsStore`,
 :class:`EventBus`. ``EXTENSION_INTERFACES`` and ``MODULE_INTERFACES`` list them.
 """
@@ -14,7 +15,9 @@ from .conversational import ConversationalExtension, SortOrder
 from .inference import InferenceExtension, LocalInferenceExtension, LocalModel, ModelState
 from .model import DownloadState, DownloadTask, ImportMode, ModelExtension
 from .modules import EventBus, EventHandler, FileSystem, SettingsStore, Unsubscribe
+from .mcp import McpHost, McpServerState, McpServerStatus
 from .monitoring import MonitoringExtension
+from .tools import TOOL_NAME_RE, Tool, ToolImage, ToolJson, ToolPart, ToolProvider, ToolResult, ToolText
 
 #: Interfaces an extension implements, each with an ``extension_type``.
 EXTENSION_INTERFACES: tuple[type[ExtensionInterface], ...] = (
@@ -24,10 +27,12 @@ EXTENSION_INTERFACES: tuple[type[ExtensionInterface], ...] = (
     LocalInferenceExtension,
     ModelExtension,
     MonitoringExtension,
+    ToolProvider,
+    McpHost,
 )
 
 #: Services core provides (abstract so they can be replaced or faked).
-MODULE_INTERFACES: tuple[type, ...] = (FileSystem, SettingsStore, EventBus, DownloadTask)
+MODULE_INTERFACES: tuple[type, ...] = (FileSystem, SettingsStore, EventBus, DownloadTask, Tool)
 
 __all__ = [
     "EXTENSION_INTERFACES",
@@ -46,9 +51,20 @@ __all__ = [
     "LocalInferenceExtension",
     "LocalModel",
     "ModelExtension",
+    "McpHost",
+    "McpServerState",
+    "McpServerStatus",
     "ModelState",
     "MonitoringExtension",
     "SettingsStore",
     "SortOrder",
+    "TOOL_NAME_RE",
+    "Tool",
+    "ToolImage",
+    "ToolJson",
+    "ToolPart",
+    "ToolProvider",
+    "ToolResult",
+    "ToolText",
     "Unsubscribe",
 ]

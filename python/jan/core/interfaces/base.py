@@ -20,6 +20,8 @@ class ExtensionType:
     INFERENCE = "inference"
     MODEL = "model"
     MONITORING = "monitoring"
+    TOOLS = "tools"
+    MCP = "mcp"
 
 
 class ExtensionInterface(ABC):

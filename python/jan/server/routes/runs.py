@@ -1,16 +1,21 @@
 """Runs over HTTP: ``POST /v1/threads/{thread_id}/runs`` and friends, in OpenAI's assistant shapes.
 
 HTTP only: the body is parsed into a :class:`jan.services.runs.RunRequest`; what a run does
-(history, precedence, saving, titles, events) is :mod:`jan.services.runs`. Runs live in the
-server's memory (the messages are the durable record): ``GET .../runs/{run_id}`` knows the
-runs of this process, ``POST .../runs/{run_id}/cancel`` stops one in progress.
+(history, precedence, tools and approval, saving, titles, events) is :mod:`jan.services.runs`.
+
+``POST .../runs``                              start a run (``stream`` for SSE; ``background`` to outlive the client)
+``GET  .../runs/{run_id}``                     a run (also one of an earlier process: runs are saved)
+``POST .../runs/{run_id}/cancel``              stop a run in progress, or one waiting for the user
+``POST .../runs/{run_id}/submit_tool_outputs`` approve / deny / answer the pending tool calls; the run goes on
+``POST .../runs/{run_id}/resume``              continue a run ``interrupted`` by a stop of jan
+``GET  .../runs/{run_id}/events?after=N``      replay a run's stream from event N + 1, then follow it live
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import time
 from typing import Any, Union
 
 from aiohttp import web
@@ -25,7 +30,8 @@ from jan.server.routes.threads import MessageCreate, _Strict, message_fields
 from jan.server.schemas import INT32_MAX, Int32Count, ResponseFormat, Seed, Stop
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
-from jan.services.runs import Run, RunRequest
+from jan.services.runs import Run, RunRequest, run_record
+from jan.services.tool_loop import PendingCall, ToolDecision
 from jan.services.types import SamplingOptions
 
 routes = web.RouteTableDef()
@@ -67,54 +73,168 @@ class RunCreate(_Strict):
     max_tokens: Int32Count | None = None
     max_completion_tokens: Int32Count | None = None
     ignore_eos: bool | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, description=(
+        "Tools of this run (overrides the thread's and the assistant's): {'type': 'function', 'function': "
+        "{'name'}, 'require_approval'} or {'type': 'mcp', 'server_label', 'allowed_tools', 'require_approval'}"))
+    tool_choice: Union[str, dict[str, Any], None] = Field(default=None, description=(
+        "For the run's first model turn: 'auto', 'none', 'required' or {'type': 'function', 'function': {'name'}}"))
+    tool_policy: dict[str, Any] | None = Field(default=None, description=(
+        "{'auto_approve': [tool names or patterns], 'max_steps': n, 'timeout': seconds, 'tool_choice': first turn's}"))
+    parallel_tool_calls: bool | None = Field(default=None, description="Whether one model turn may call several tools")
+    background: bool = Field(default=False, description=(
+        "Keep running when the client goes away (re-attach with GET .../runs/{run_id}/events)"))
+
+
+class ToolOutput(_Strict):
+    """An answer to one pending call: OpenAI's ``output``, or Jan's ``approve`` (``false`` denies; ``reason`` is told)."""
+
+    tool_call_id: str
+    output: str | None = None
+    approve: bool | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class SubmitToolOutputs(_Strict):
+    """Body of ``POST .../runs/{run_id}/submit_tool_outputs``."""
+
+    tool_outputs: list[ToolOutput]
+    stream: bool = False
+
+
+class ResumeRun(_Strict):
+    """Body of ``POST .../runs/{run_id}/resume``."""
+
+    stream: bool = False
 
 
 EXTRA_BODIES[("POST", "/v1/threads/{thread_id}/runs")] = RunCreate
+EXTRA_BODIES[("POST", "/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs")] = SubmitToolOutputs
+EXTRA_BODIES[("POST", "/v1/threads/{thread_id}/runs/{run_id}/resume")] = ResumeRun
 
 
-def run_object(run: Run, *, with_message: bool = False) -> dict[str, Any]:
-    """OpenAI's ``thread.run`` plus Jan's fields."""
+def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str, Any]:
+    """OpenAI's ``thread.run`` plus Jan's fields, from a run's record (:func:`jan.services.runs.run_record`)."""
+    status = record["status"]
+    params = record.get("parameters") or {}
+    ended = record.get("ended_at")
+    pending = record.get("pending") or []
+    tools = record.get("tools") or []
     out = {
-        "id": run.id,
+        "id": record["id"],
         "object": "thread.run",
-        "created_at": run.created_at,
-        "thread_id": run.thread_id,
-        "assistant_id": run.assistant_id,
-        "status": run.status,
-        "started_at": run.started_at,
+        "created_at": record.get("created_at"),
+        "thread_id": record["thread_id"],
+        "assistant_id": record.get("assistant_id"),
+        "status": status,
+        "started_at": record.get("started_at"),
         "expires_at": None,
-        "cancelled_at": run.ended_at if run.status == "cancelled" else None,
-        "failed_at": run.ended_at if run.status == "failed" else None,
-        "completed_at": run.ended_at if run.status in ("completed", "incomplete") else None,
-        "required_action": None,
-        "last_error": run.last_error,
-        "incomplete_details": {"reason": "max_completion_tokens"} if run.status == "incomplete" else None,
-        "model": run.model_id,
-        "instructions": run.instructions,
-        "tools": [],
-        "metadata": run.metadata,
-        "usage": run.usage,
-        "temperature": run.parameters.get("temperature"),
-        "top_p": run.parameters.get("top_p"),
-        "max_completion_tokens": run.parameters.get("max_tokens"),
+        "cancelled_at": ended if status == "cancelled" else None,
+        "failed_at": ended if status == "failed" else None,
+        "completed_at": ended if status in ("completed", "incomplete") else None,
+        "required_action": {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": pending}}
+        if status == "requires_action" and pending else None,
+        "last_error": record.get("last_error"),
+        "incomplete_details": {"reason": "max_completion_tokens"} if status == "incomplete" else None,
+        "model": record.get("model"),
+        "instructions": record.get("instructions"),
+        "tools": tools,
+        "metadata": record.get("metadata") or {},
+        "usage": record.get("usage"),
+        "temperature": params.get("temperature"),
+        "top_p": params.get("top_p"),
+        "max_completion_tokens": params.get("max_tokens"),
         "max_prompt_tokens": None,
         "truncation_strategy": {"type": "auto", "last_messages": None},
         "response_format": "auto",
-        "tool_choice": "none",
-        "parallel_tool_calls": False,
+        "tool_choice": record.get("tool_choice_request") if record.get("tool_choice_request") is not None
+        else ("auto" if tools else "none"),
+        "parallel_tool_calls": bool(tools) and record.get("parallel_tool_calls") is not False,
         # Jan's additions
-        "parameters": run.parameters,
-        "finish_reason": run.finish_reason,
-        "message_id": run.message["id"] if run.message else None,
+        "parameters": params,
+        "finish_reason": record.get("finish_reason"),
+        "message_id": record.get("message_id"),
+        "step": record.get("step", 0),
+        "background": bool(record.get("background")),
     }
+    if with_message or "message" in record:
+        out["message"] = record.get("message")
+    return out
+
+
+def run_object(run: Run, *, with_message: bool = False) -> dict[str, Any]:
+    """A run as the API shows it."""
+    out = object_of(run_record(run), with_message=with_message)
+    out["events"] = len(run.events)
     if with_message:
         out["message"] = run.message
     return out
 
 
-def _sse_text(event: str, data: Any) -> bytes:
+def _sse_text(event: str, data: Any, seq: int | None = None) -> bytes:
+    if isinstance(data, dict) and data.get("object") == "thread.run" and event.startswith("thread.run.") \
+            and not event.startswith("thread.run.step"):
+        data = object_of(data)
     payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return f"event: {event}\ndata: {payload}\n\n".encode()
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {event}\ndata: {payload}\n\n".encode()
+
+
+def _client_gone(request: web.Request):
+    def gone() -> bool:
+        transport = request.transport
+        return transport is None or transport.is_closing()
+
+    return gone
+
+
+async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int,
+                     continue_text: str | None = None) -> web.StreamResponse:
+    """Run one leg in its own task and answer: the run as JSON, or its events as SSE from event ``after + 1``.
+
+    A client that goes away stops the run, unless it is a ``background`` run, which goes on
+    (re-attach with ``GET .../events?after=N``).
+    """
+    runs = request.app[SERVICES].runs
+    gone = (lambda: False) if run.background else _client_gone(request)
+    task = asyncio.ensure_future(runs.execute(run, listener_gone=gone, continue_text=continue_text))
+    run.task = task
+    if not stream:
+        if run.background:
+            return json_response(run_object(run))
+        await _wait_leg(task)
+        return json_response(run_object(run, with_message=True))
+    sse = SSEStream(request)
+    try:
+        await _write_events(sse, run, after)
+    except ConnectionError:
+        if not run.background:
+            run.stop_reason = "client disconnected"
+            run.cancel_requested.set()
+    if not run.background:
+        await _wait_leg(task)
+    return sse.response
+
+
+async def _wait_leg(task: asyncio.Task) -> None:
+    """Wait for a leg (which may end cancelled by ``.../cancel``); if this handler is cancelled, so is the leg."""
+    try:
+        await asyncio.wait([task])
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+
+
+async def _write_events(sse: SSEStream, run: Run, after: int) -> None:
+    """Stream the run's events numbered above ``after`` until the current leg is over."""
+    await sse.start()
+    cursor = after
+    while True:
+        for seq, event, data in await run.next_events(cursor):
+            await sse.response.write(_sse_text(event, data, seq))
+            cursor = seq
+        if run.leg_over(cursor):
+            break
+    await sse.response.write_eof()
 
 
 @routes.post("/v1/threads/{thread_id}/runs")
@@ -130,15 +250,25 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     ``thread.message.completed`` (or ``.incomplete``) with the saved message
     and ``thread.run.completed`` / ``.incomplete`` / ``.cancelled`` /
     ``.failed`` with the run (its ``message`` included), then
-    ``event: done`` / ``data: [DONE]``. Without ``stream`` the answer is the
+    ``event: done`` / ``data: [DONE]``. Every event carries an SSE ``id``
+    (its number in the run's stream). Without ``stream`` the answer is the
     finished run with its ``message``.
+
+    **Tools.** When the assistant (or the thread, or the run's ``tools``)
+    lists tools, the model may call them: allowlisted calls run at once
+    (``thread.run.step.created``/``.completed`` events, a ``tool`` message
+    per result) and the model continues; otherwise the run ends this
+    request in ``requires_action`` (``thread.run.requires_action``), and
+    ``POST .../submit_tool_outputs`` continues it. See ``docs/tools.md``.
 
     **Client disconnect: the run stops.** When the client goes away mid-run
     (streaming or not), generation is cancelled at the next token, which
     frees the engine's slot, and the text generated so far is saved with
     status ``stopped`` (``metadata.stop_reason: "client disconnected"``);
     ``InferenceStopped`` is emitted. ``POST .../runs/{run_id}/cancel`` does
-    the same on purpose (``stop_reason: "cancelled"``).
+    the same on purpose (``stop_reason: "cancelled"``). A ``background: true``
+    run goes on without its client: the non-streaming answer is the run at
+    once, and ``GET .../runs/{run_id}/events?after=N`` re-attaches.
     """
     body = await parse_body(request, RunCreate)
     truncation = body.truncation_strategy
@@ -151,67 +281,84 @@ async def create_run(request: web.Request) -> web.StreamResponse:
         last_messages=truncation.last_messages if truncation is not None and truncation.type == "last_messages" else None,
         response_format=response_format_of(body.response_format) if isinstance(body.response_format, ResponseFormat)
         else None,
-        sampling=SamplingOptions.from_mapping(body.model_dump(include=set(SAMPLING_FIELDS), exclude_none=True))))
-
-    def client_gone() -> bool:
-        transport = request.transport
-        return transport is None or transport.is_closing()
-
-    if not body.stream:
-        await runs.execute(run, listener_gone=client_gone)
-        return json_response(run_object(run, with_message=True))
-
-    sse = SSEStream(request)
-    response = sse.response
-    message_id = run.message["id"]
-
-    async def send(event: str, data: Any) -> None:
-        await sse.start()
-        await response.write(_sse_text(event, data))
-
-    async def on_delta(piece: str, kind: str = "text") -> None:
-        # thinking streams as "reasoning" parts (the type it is saved under), the answer as "text"
-        await send("thread.message.delta", {"id": message_id, "object": "thread.message.delta", "delta": {
-            "content": [{"index": 0, "type": kind, "text": {"value": piece, "annotations": []}}]}})
-
-    try:
-        await send("thread.run.created", run_object(run))
-        run.status, run.started_at = "in_progress", int(time.time())
-        await send("thread.run.in_progress", run_object(run))
-        await send("thread.message.created", run.message)
-        await send("thread.message.in_progress", run.message)
-    except ConnectionError:
-        pass  # generate() notices the closed transport and stops at once
-    await runs.execute(run, on_delta, listener_gone=client_gone)
-    with contextlib.suppress(ConnectionError):
-        final = run.message
-        await send("thread.message.completed" if final.get("status") == "ready" else "thread.message.incomplete", final)
-        await send(f"thread.run.{run.status}", run_object(run, with_message=True))
-        await send("done", "[DONE]")
-        await response.write_eof()
-    return response
+        sampling=SamplingOptions.from_mapping(body.model_dump(include=set(SAMPLING_FIELDS), exclude_none=True)),
+        tools=tuple(body.tools) if body.tools is not None else None, tool_choice=body.tool_choice,
+        tool_policy=body.tool_policy, parallel_tool_calls=body.parallel_tool_calls, background=body.background))
+    return await _serve_leg(request, run, stream=body.stream, after=-1)
 
 
-def _find_run(request: web.Request) -> Run:
-    run = request.app[SERVICES].runs.get(request.match_info["thread_id"], request.match_info["run_id"])
+async def _find_run(request: web.Request) -> Run:
+    run = await request.app[SERVICES].runs.load(request.match_info["thread_id"], request.match_info["run_id"])
     if run is None:
-        raise APIError(404, f"No run '{request.match_info['run_id']}' in this thread (runs are kept in memory "
-                            "by the server that ran them)", param="run_id", code="not_found")
+        raise APIError(404, f"No run '{request.match_info['run_id']}' in this thread", param="run_id",
+                       code="not_found")
     return run
+
+
+@routes.post("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs")
+async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
+    """Answer a run in ``requires_action``: approve, deny or give the output of each pending tool call; the run goes on.
+
+    Every pending call (``required_action.submit_tool_outputs.tool_calls``)
+    must be answered: ``{"tool_call_id", "approve": true}`` runs the tool,
+    ``{"tool_call_id", "approve": false, "reason"?}`` tells the model the
+    user denied it, ``{"tool_call_id", "output": "..."}`` gives the result
+    (client tools). ``stream`` answers with the continuing run's events.
+    """
+    body = await parse_body(request, SubmitToolOutputs)
+    run = await _find_run(request)
+    decisions = []
+    for item in body.tool_outputs:
+        if item.output is None and item.approve is None:
+            raise APIError(400, f"Give 'output' or 'approve' for '{item.tool_call_id}'", param="tool_outputs",
+                           code="invalid_value")
+        decisions.append(ToolDecision(PendingCall(item.tool_call_id, "", ""), approve=bool(item.approve),
+                                      output=item.output, reason=item.reason))
+    after = len(run.events) - 1
+    await request.app[SERVICES].runs.submit(run, decisions)
+    return await _serve_leg(request, run, stream=body.stream, after=after)
+
+
+@routes.post("/v1/threads/{thread_id}/runs/{run_id}/resume")
+async def resume_run(request: web.Request) -> web.StreamResponse:
+    """Continue an ``interrupted`` run (jan stopped while it ran): its partial answer is kept and completed."""
+    body = await parse_body(request, ResumeRun)
+    run = await _find_run(request)
+    after = len(run.events) - 1
+    partial = await request.app[SERVICES].runs.resume(run)
+    return await _serve_leg(request, run, stream=body.stream, after=after, continue_text=partial)
+
+
+@routes.get("/v1/threads/{thread_id}/runs/{run_id}/events")
+async def run_events(request: web.Request) -> web.StreamResponse:
+    """Re-attach to a run's stream: its events numbered above ``after`` (default -1: all), then live ones.
+
+    The stream ends when the run stops generating (finished, or waiting in
+    ``requires_action``). Events are kept while the server runs.
+    """
+    run = await _find_run(request)
+    try:
+        after = int(request.query.get("after", "-1"))
+    except ValueError:
+        raise APIError(400, "'after' must be an integer", param="after", code="invalid_value") from None
+    sse = SSEStream(request)
+    with contextlib.suppress(ConnectionError):
+        await _write_events(sse, run, max(-1, after))
+    return sse.response
 
 
 @routes.get("/v1/threads/{thread_id}/runs/{run_id}")
 async def get_run(request: web.Request) -> web.Response:
-    """Retrieve a run of this server (with its message once finished)."""
-    run = _find_run(request)
+    """Retrieve a run (with its message once finished); runs are saved, so this works after a restart."""
+    run = await _find_run(request)
     return json_response(run_object(run, with_message=not run.active))
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
 async def cancel_run(request: web.Request) -> web.Response:
-    """Stop a run in progress: its reply is saved with what it has, status ``stopped``."""
-    run = _find_run(request)
-    if not run.active:
+    """Stop a run in progress (its reply is saved with what it has, status ``stopped``) or one waiting for the user."""
+    run = await _find_run(request)
+    if not run.active and run.status not in ("requires_action", "interrupted"):
         raise APIError(400, f"Run '{run.id}' is already {run.status}", param="run_id", code="run_not_active")
     await request.app[SERVICES].runs.cancel(run)
     return json_response(run_object(run, with_message=not run.active))

@@ -1,0 +1,110 @@
+"""``jan mcp``: list, add and remove the MCP servers of ``<data>/mcp.json``.
+
+``add``/``remove`` edit the file (atomically, under its lock); a running
+server notices the change on its next use of MCP. ``list`` asks a running
+server (which knows each server's state and tools) or reads the file.
+"""
+
+from __future__ import annotations
+
+import click
+
+from jan.cli.common import CLIError, connection_options, json_option, print_json, print_table
+
+
+@click.group()
+def mcp() -> None:
+    """List, add and remove MCP servers (tools for assistants), kept in <data>/mcp.json."""
+
+
+def _edit(conn, edit) -> None:
+    from jan.extensions.mcp import McpConfigError, edit_config
+
+    try:
+        edit_config(conn.data_folder, edit)
+    except McpConfigError as exc:
+        raise CLIError(str(exc)) from None
+
+
+@mcp.command("list")
+@json_option
+@connection_options
+def list_servers(as_json: bool, conn) -> None:
+    """Configured MCP servers: transport, command or URL, state and tool count."""
+    client = conn.server()
+    if client is not None:
+        servers = client.get("/v1/mcp/servers").get("data", [])
+    else:
+        from jan.extensions.mcp import McpConfigError, load_config
+
+        try:
+            configs = load_config(conn.data_folder)
+        except McpConfigError as exc:
+            raise CLIError(str(exc)) from None
+        servers = [{"name": n, "transport": c.transport, "target": c.target, "enabled": not c.disabled,
+                    "state": "disabled" if c.disabled else "stopped", "tools": []} for n, c in configs.items()]
+    if as_json:
+        print_json(servers)
+        return
+    rows = [[s["name"], s["transport"], s["target"], "yes" if s.get("enabled") else "no",
+             s.get("state", "") + (f": {s['error']}" if s.get("error") else ""), len(s.get("tools") or [])]
+            for s in servers]
+    print_table(["NAME", "TRANSPORT", "COMMAND / URL", "ENABLED", "STATE", "TOOLS"], rows)
+
+
+@mcp.command("add", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command_or_url")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of a stdio server (repeatable).")
+@click.option("--header", "headers", multiple=True, metavar="NAME=VALUE", help="HTTP header (repeatable).")
+@click.option("--timeout", type=float, default=None, help="Seconds a tool call may take.")
+@connection_options
+def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple[str, ...], headers: tuple[str, ...],
+               timeout: float | None, conn) -> None:
+    """Add a server: `jan mcp add files python files_server.py --root ~/notes` (stdio) or
+    `jan mcp add search http://127.0.0.1:8000/mcp` (streamable HTTP)."""
+    def pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
+        out = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise CLIError(f"{what} must look like NAME=VALUE, not {item!r}")
+            out[key] = value
+        return out
+
+    if command_or_url.startswith(("http://", "https://")):
+        if args or env:
+            raise CLIError("an HTTP server takes no command arguments or --env")
+        entry: dict = {"url": command_or_url}
+        if headers:
+            entry["headers"] = pairs(headers, "--header")
+    else:
+        if headers:
+            raise CLIError("--header is for HTTP servers")
+        entry = {"command": command_or_url, "args": list(args)}
+        if env:
+            entry["env"] = pairs(env, "--env")
+    if timeout is not None:
+        entry["timeout"] = timeout
+
+    def edit(servers: dict) -> None:
+        if name in servers:
+            raise CLIError(f"an MCP server named '{name}' already exists (remove it first)")
+        servers[name] = entry
+
+    _edit(conn, edit)
+    click.echo(f"{name}: added to {conn.data_folder / 'mcp.json'}")
+
+
+@mcp.command("remove")
+@click.argument("name")
+@connection_options
+def remove_server(name: str, conn) -> None:
+    """Remove a server from mcp.json (a running jan stops it)."""
+    def edit(servers: dict) -> None:
+        if servers.pop(name, None) is None:
+            raise CLIError(f"no MCP server named '{name}' (see `jan mcp list`)")
+
+    _edit(conn, edit)
+    click.echo(f"{name}: removed")

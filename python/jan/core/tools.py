@@ -1,0 +1,187 @@
+"""The tool registry: every enabled :class:`ToolProvider`'s tools, called with a timeout and a size limit.
+
+The registry holds no tools itself; it asks the extension manager for the
+providers each time, so enabling or disabling an extension (or an MCP
+server) changes the tools at once. Names are unique: when two providers
+offer the same name, the higher-ranked provider (the manager's order) wins
+and the other is logged and left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._jsonschema import validate
+from .exceptions import ExtensionNotFoundError, NotFoundError
+from .interfaces.tools import Tool, ToolImage, ToolJson, ToolProvider, ToolResult, ToolText
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .manager import ExtensionManager
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_CHARS",
+    "DEFAULT_TOOL_TIMEOUT",
+    "ToolCallOutcome",
+    "ToolNotFoundError",
+    "ToolRegistry",
+    "limit_result",
+]
+
+log = logging.getLogger("jan.core.tools")
+
+#: Seconds a tool call may take unless the caller says otherwise.
+DEFAULT_TOOL_TIMEOUT = 60.0
+#: Characters of tool output kept (text and serialized JSON together); the rest is cut.
+DEFAULT_MAX_OUTPUT_CHARS = 32_000
+#: Bytes of one image part kept; larger images are replaced by a note.
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+#: Seconds one provider may take to list its tools before it is skipped for that listing.
+LIST_TIMEOUT = 30.0
+
+
+class ToolNotFoundError(NotFoundError):
+    """No enabled provider offers a tool of this name."""
+
+    def __init__(self, name: str):
+        super().__init__(f"No tool named '{name}' is available", resource="tool", id=name)
+
+
+@dataclass(frozen=True)
+class ToolCallOutcome:
+    """A finished call: its result and how long it took (milliseconds, wall clock)."""
+
+    name: str
+    result: ToolResult
+    duration_ms: int
+
+
+def limit_result(result: ToolResult, max_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> ToolResult:
+    """``result`` with its text/JSON cut to ``max_chars`` characters in all and oversized images dropped."""
+    left = max_chars
+    parts: list[Any] = []
+    truncated = result.truncated
+    for part in result.parts:
+        if isinstance(part, ToolImage):
+            if len(part.data) > MAX_IMAGE_BYTES:
+                parts.append(ToolText(f"[image {part.mime_type} of {len(part.data)} bytes left out: over the limit]"))
+                truncated = True
+            else:
+                parts.append(part)
+            continue
+        text = part.text if isinstance(part, ToolText) else json.dumps(part.data, ensure_ascii=False)
+        if len(text) <= left:
+            parts.append(part)
+            left -= len(text)
+            continue
+        truncated = True
+        if left > 0:
+            parts.append(ToolText(text[:left] + f"\n[... cut: the output exceeded {max_chars} characters]"))
+        left = 0
+    if not truncated:
+        return result
+    return ToolResult(tuple(parts), is_error=result.is_error, truncated=True)
+
+
+def parse_arguments(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
+    """A call's arguments as a dict; raises ``ValueError`` for text that is not a JSON object."""
+    if arguments is None or arguments == "":
+        return {}
+    if isinstance(arguments, dict):
+        return arguments
+    value = json.loads(arguments)
+    if not isinstance(value, dict):
+        raise ValueError("tool arguments must be a JSON object")
+    return value
+
+
+class ToolRegistry:
+    """Tools of every enabled :class:`ToolProvider`, looked up through ``manager``.
+
+    ``max_output_chars`` bounds what a call returns (see :func:`limit_result`).
+    """
+
+    def __init__(self, manager: "ExtensionManager", *, max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS):
+        self.manager = manager
+        self.max_output_chars = max_output_chars
+
+    def providers(self) -> list[ToolProvider]:
+        """Enabled providers, best-ranked first."""
+        try:
+            return list(self.manager.get_all(ToolProvider))
+        except ExtensionNotFoundError:
+            return []
+
+    async def list_tools(self) -> list[Tool]:
+        """Every available tool, each name once. A provider that fails or hangs is skipped (and logged)."""
+
+        async def one(provider: ToolProvider) -> list[Tool]:
+            try:
+                return list(await asyncio.wait_for(provider.list_tools(), LIST_TIMEOUT))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one broken provider must not hide the others
+                log.warning("tool provider %r could not list its tools: %s", provider, exc)
+                return []
+
+        listings = await asyncio.gather(*(one(p) for p in self.providers()))
+        seen: dict[str, Tool] = {}
+        for tools in listings:
+            for tool in tools:
+                if tool.name in seen:
+                    log.info("tool %s from %s hidden by the one from %s", tool.name, tool.source, seen[tool.name].source)
+                    continue
+                seen[tool.name] = tool
+        return list(seen.values())
+
+    async def get(self, name: str) -> Tool:
+        """The tool called ``name``; raises :class:`ToolNotFoundError`."""
+        for tool in await self.list_tools():
+            if tool.name == name:
+                return tool
+        raise ToolNotFoundError(name)
+
+    async def call(self, name: str, arguments: str | dict[str, Any] | None, *,
+                   timeout: float | None = DEFAULT_TOOL_TIMEOUT, tool: Tool | None = None) -> ToolCallOutcome:
+        """Call a tool and always return an outcome: problems become error results the model can read.
+
+        ``arguments`` is the model's JSON text (or a dict). Unknown tools,
+        arguments that are not a JSON object or do not match the tool's
+        schema, exceptions, and running past ``timeout`` seconds all give
+        ``result.is_error``. Cancelling the caller cancels the call.
+        """
+        started = time.monotonic()
+
+        def done(result: ToolResult) -> ToolCallOutcome:
+            return ToolCallOutcome(name, limit_result(result, self.max_output_chars),
+                                   int((time.monotonic() - started) * 1000))
+
+        try:
+            args = parse_arguments(arguments)
+        except ValueError as exc:
+            return done(ToolResult.error(f"Invalid arguments for {name}: {exc}"))
+        if tool is None:
+            try:
+                tool = await self.get(name)
+            except ToolNotFoundError as exc:
+                return done(ToolResult.error(str(exc)))
+        problems = validate(args, tool.parameters) if isinstance(tool.parameters, dict) else []
+        if problems:
+            where, message = problems[0]
+            return done(ToolResult.error(f"Invalid arguments for {name}: {where or 'arguments'}: {message}"))
+        try:
+            result = await asyncio.wait_for(tool.call(args, timeout=timeout), timeout)
+        except asyncio.TimeoutError:
+            return done(ToolResult.error(f"The tool {name} did not answer within {timeout:g} seconds"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the model is told, the run goes on
+            log.info("tool %s failed: %s", name, exc)
+            return done(ToolResult.error(f"The tool {name} failed: {exc}"))
+        if not isinstance(result, ToolResult):
+            result = ToolResult((ToolJson(result),)) if not isinstance(result, str) else ToolResult.text(result)
+        return done(result)

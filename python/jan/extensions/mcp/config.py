@@ -1,0 +1,135 @@
+"""The MCP servers the user configured: ``<data>/mcp.json`` in Claude desktop's ``mcpServers`` shape.
+
+::
+
+    {"mcpServers": {
+        "files": {"command": "python", "args": ["files_server.py"], "env": {"ROOT": "/home/me/notes"}},
+        "search": {"url": "http://127.0.0.1:8000/mcp", "headers": {"Authorization": "Bearer ..."}},
+        "old": {"command": "old-server", "disabled": true}
+    }}
+
+A server has either ``command`` (+ ``args``, ``env``, ``cwd``: started as a
+child process speaking MCP over stdio) or ``url`` (+ ``headers``: streamable
+HTTP). ``disabled`` turns it off; ``timeout`` bounds its tool calls
+(seconds). Only this file starts servers; nothing from a request does.
+The file is written atomically under a lock; a file that cannot be parsed
+is reported, never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from jan.core.fs import atomic_write_text
+
+__all__ = ["CONFIG_FILE", "McpConfigError", "McpServerConfig", "load_config", "edit_config", "SERVER_NAME_RE"]
+
+CONFIG_FILE = "mcp.json"
+SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+
+
+class McpConfigError(ValueError):
+    """``mcp.json`` is not valid JSON or does not have the expected shape."""
+
+
+class McpServerConfig(BaseModel):
+    """One entry of ``mcpServers``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] | None = None
+    disabled: bool = False
+    timeout: float | None = Field(default=None, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> "McpServerConfig":
+        if bool(self.command) == bool(self.url):
+            raise ValueError("give either 'command' (stdio) or 'url' (streamable HTTP)")
+        if self.url and not re.match(r"^https?://", self.url):
+            raise ValueError("'url' must be an http:// or https:// URL")
+        return self
+
+    @property
+    def transport(self) -> str:
+        return "stdio" if self.command else "http"
+
+    @property
+    def target(self) -> str:
+        """The command line or URL, for listings (no env, no headers: they may hold secrets)."""
+        if self.command:
+            return " ".join([self.command, *self.args])
+        return self.url or ""
+
+    def launch_key(self) -> str:
+        """What decides whether a running server must be restarted after the file changed."""
+        return json.dumps(self.model_dump(exclude={"disabled", "timeout"}), sort_keys=True)
+
+
+def config_path(data_folder: str | os.PathLike[str]) -> Path:
+    return Path(data_folder) / CONFIG_FILE
+
+
+def _parse(text: str, where: Path) -> dict[str, McpServerConfig]:
+    try:
+        raw = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise McpConfigError(f"{where} is not valid JSON: {exc}") from None
+    servers = raw.get("mcpServers", {}) if isinstance(raw, dict) else None
+    if not isinstance(servers, dict):
+        raise McpConfigError(f"{where}: 'mcpServers' must be an object of servers by name")
+    out: dict[str, McpServerConfig] = {}
+    for name, entry in servers.items():
+        if not SERVER_NAME_RE.match(name):
+            raise McpConfigError(f"{where}: server name {name!r} must be letters, digits, '_' or '-' (at most 40)")
+        try:
+            out[name] = McpServerConfig.model_validate(entry)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            raise McpConfigError(f"{where}: server {name!r}: {problem['msg']}") from None
+    return out
+
+
+def load_config(data_folder: str | os.PathLike[str]) -> dict[str, McpServerConfig]:
+    """The configured servers by name (empty without a file); raises :class:`McpConfigError`."""
+    path = config_path(data_folder)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    return _parse(text, path)
+
+
+def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, McpServerConfig]:
+    """Apply ``edit(servers)`` (a dict of raw entries by name, changed in place) and save atomically.
+
+    Keys other than ``mcpServers`` in the file are kept. Returns the new
+    configuration; raises :class:`McpConfigError` if the file or the result
+    is invalid (the file is then left as it was).
+    """
+    path = config_path(data_folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=30):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        _parse(text, path)  # refuse to rewrite a file we cannot read
+        raw = json.loads(text) if text.strip() else {}
+        servers = raw.setdefault("mcpServers", {})
+        edit(servers)
+        new_text = json.dumps(raw, indent=2, ensure_ascii=False) + "\n"
+        parsed = _parse(new_text, path)
+        atomic_write_text(path, new_text)
+    return parsed

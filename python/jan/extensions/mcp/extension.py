@@ -1,0 +1,153 @@
+"""The built-in MCP host: the servers of ``<data>/mcp.json`` as jan tools.
+
+Servers start on first use (listing tools for a run, a call, or
+``GET /v1/mcp/servers/{name}``), are restarted with a backoff after a crash
+(on the next use), and stop when the extension unloads (jan stopping).
+The file is re-read when it changes: new servers appear, removed ones are
+stopped, changed ones restart on next use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from jan.core import BUILTIN_PRIORITY, Extension, McpHost, McpServerStatus, NotFoundError, Tool, ToolProvider
+
+from .config import McpConfigError, config_path, edit_config, load_config
+from .server import McpServer
+
+log = logging.getLogger("jan.extensions.mcp")
+
+
+class McpSettings(BaseModel):
+    start_timeout: float = Field(30.0, gt=0, le=600, description="Seconds a server may take to start")
+
+
+class McpHostExtension(Extension, ToolProvider, McpHost):
+    """Hosts the MCP servers the user configured and offers their tools (named ``<server>__<tool>``)."""
+
+    name = "mcp"
+    description = "MCP servers from <data>/mcp.json as tools for assistants (GET /v1/mcp/servers)"
+    requires_api = ">=1,<2"
+    priority = BUILTIN_PRIORITY
+    settings_schema = McpSettings
+
+    def __init__(self) -> None:
+        self._servers: dict[str, McpServer] = {}
+        self._stamp: tuple[float, int] | None = None
+        self._config_error: str | None = None
+        self._data_folder: Path | None = None
+        self._stopping: set[asyncio.Task] = set()  # servers being stopped after a config change
+
+    async def on_load(self, ctx) -> None:  # noqa: ANN001
+        self._data_folder = ctx.data_folder
+        self._sync()
+
+    async def on_unload(self) -> None:
+        servers, self._servers = list(self._servers.values()), {}
+        await asyncio.gather(*(s.stop() for s in servers), *self._stopping, return_exceptions=True)
+
+    # -- configuration --------------------------------------------------------------
+    @property
+    def config_error(self) -> str | None:
+        """Why ``mcp.json`` could not be read (``None`` when it is fine)."""
+        return self._config_error
+
+    def _sync(self) -> None:
+        """Re-read ``mcp.json`` if it changed since the last look; adds, drops and updates servers."""
+        assert self._data_folder is not None
+        path = config_path(self._data_folder)
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime, st.st_size)
+        except FileNotFoundError:
+            stamp = (0.0, -1)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            configs = load_config(self._data_folder)
+            self._config_error = None
+        except McpConfigError as exc:
+            self._config_error = str(exc)
+            log.warning("%s", exc)
+            return  # keep the servers we have
+        logs = self._data_folder / "logs" / "mcp"
+        for name in list(self._servers):
+            if name not in configs:
+                self._stop_later(self._servers.pop(name))
+        for name, config in configs.items():
+            server = self._servers.get(name)
+            if server is None:
+                self._servers[name] = McpServer(name, config, logs)
+            elif server.config.launch_key() != config.launch_key() or server.config.disabled != config.disabled:
+                self._servers[name] = McpServer(name, config, logs)
+                self._stop_later(server)
+            else:
+                server.config = config
+
+    def _stop_later(self, server: McpServer) -> None:
+        task = asyncio.ensure_future(server.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    def _server(self, name: str) -> McpServer:
+        self._sync()
+        server = self._servers.get(name)
+        if server is None:
+            raise NotFoundError(f"No MCP server named '{name}' in {config_path(self._data_folder or '.')}",
+                                resource="mcp_server", id=name)
+        return server
+
+    # -- ToolProvider -----------------------------------------------------------------
+    async def list_tools(self) -> list[Tool]:
+        """Tools of every enabled server, starting servers that have not run yet (each bounded by a timeout)."""
+        self._sync()
+        servers = [s for s in self._servers.values() if not s.config.disabled]
+
+        async def tools_of(server: McpServer) -> list[Tool]:
+            try:
+                await server.ensure_started()
+            except RuntimeError as exc:
+                log.info("%s", exc)
+                return list(server.tools)  # tools known from an earlier run still route to a restart
+            return list(server.tools)
+
+        listings = await asyncio.gather(*(tools_of(s) for s in servers))
+        return [tool for tools in listings for tool in tools]
+
+    # -- McpHost ---------------------------------------------------------------------
+    async def list_servers(self) -> list[McpServerStatus]:
+        self._sync()
+        return [s.status() for s in self._servers.values()]
+
+    async def server(self, name: str, *, connect: bool = True) -> McpServerStatus:
+        server = self._server(name)
+        if connect and not server.config.disabled:
+            try:
+                await server.ensure_started()
+            except RuntimeError:
+                pass  # the status says why
+        return server.status()
+
+    async def set_enabled(self, name: str, enabled: bool) -> McpServerStatus:
+        self._server(name)  # 404 before touching the file
+
+        def edit(servers: dict) -> None:
+            entry = servers[name]
+            if enabled:
+                entry.pop("disabled", None)
+            else:
+                entry["disabled"] = True
+
+        assert self._data_folder is not None
+        await asyncio.to_thread(edit_config, self._data_folder, edit)
+        old = self._servers.get(name)
+        self._sync()
+        if old is not None and old is not self._servers.get(name):
+            await old.stop()
+        return self._servers[name].status()

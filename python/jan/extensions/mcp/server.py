@@ -1,0 +1,288 @@
+"""One configured MCP server: started lazily, watched, restarted with backoff after a crash, stopped on unload.
+
+The SDK's ``Client`` is an async context manager whose task group must be
+entered and left by the same task, so each server has an *owner task* that
+holds the connection open until told to stop (or until the connection
+breaks); calls from any other task go through the connected client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import builtins
+import contextlib
+import logging
+import re
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from jan.core import McpServerState, McpServerStatus, Tool, ToolImage, ToolJson, ToolResult, ToolText
+
+from .config import McpServerConfig
+
+log = logging.getLogger("jan.extensions.mcp")
+
+#: Seconds a server may take to start and answer its first listings.
+START_TIMEOUT = 30.0
+#: Seconds the owner task gets to close a connection (and stop the process) before it is cancelled.
+STOP_TIMEOUT = 5.0
+#: Backoff after consecutive failures: BACKOFF_BASE * 2**(n-1), at most BACKOFF_MAX seconds.
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 30.0
+#: Items kept from a server's listings (a server cannot flood jan with millions of tools).
+MAX_LISTED = 500
+
+
+def tool_name(server: str, tool: str) -> str:
+    """The name jan gives an MCP tool: ``<server>__<tool>``, cut to OpenAI's 64-character function-name rule."""
+    clean = re.sub(r"[^A-Za-z0-9_-]", "_", tool)
+    return f"{server}__{clean}"[:64]
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import CONNECTION_CLOSED
+
+    if isinstance(exc, MCPError):
+        return exc.code == CONNECTION_CLOSED
+    import anyio
+
+    return isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream,
+                            ConnectionError, EOFError))
+
+
+def _result(call_result: Any) -> ToolResult:
+    """An MCP ``CallToolResult`` as jan's :class:`ToolResult`."""
+    parts: list[Any] = []
+    for block in call_result.content or []:
+        kind = getattr(block, "type", None)
+        if kind == "text":
+            parts.append(ToolText(block.text))
+        elif kind == "image":
+            try:
+                parts.append(ToolImage(base64.b64decode(block.data), block.mime_type))
+            except (ValueError, TypeError):
+                parts.append(ToolText(f"[undecodable image {getattr(block, 'mime_type', '')}]"))
+        elif kind == "resource":
+            resource = block.resource
+            text = getattr(resource, "text", None)
+            parts.append(ToolText(text if text is not None else f"[resource {resource.uri}]"))
+        elif kind == "resource_link":
+            parts.append(ToolText(f"[resource {block.uri}]"))
+        else:
+            parts.append(ToolText(f"[{kind} content]"))
+    structured = getattr(call_result, "structured_content", None)
+    if not parts and structured is not None:
+        parts.append(ToolJson(structured))
+    return ToolResult(tuple(parts), is_error=bool(call_result.is_error))
+
+
+class McpTool(Tool):
+    """A tool of an MCP server, called through its :class:`McpServer`."""
+
+    def __init__(self, server: "McpServer", mcp_name: str, description: str, parameters: dict[str, Any]):
+        self.server = server
+        self.mcp_name = mcp_name
+        self.name = tool_name(server.name, mcp_name)
+        self.description = description
+        self.parameters = parameters if isinstance(parameters, dict) else {"type": "object", "properties": {}}
+        self.source = f"mcp:{server.name}"
+
+    async def call(self, arguments: dict[str, Any], *, timeout: float | None = None) -> ToolResult:
+        return await self.server.call_tool(self.mcp_name, arguments, timeout=timeout)
+
+
+class McpServer:
+    """A configured server and its connection (if started)."""
+
+    def __init__(self, name: str, config: McpServerConfig, log_folder: Path):
+        self.name = name
+        self.config = config
+        self.log_folder = log_folder
+        self.state = McpServerState.DISABLED if config.disabled else McpServerState.STOPPED
+        self.error: str | None = None
+        self.restarts = 0
+        self._failures = 0
+        self._next_start = 0.0
+        self._client: Any = None
+        self._owner: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._lost: asyncio.Event | None = None
+        self._start_lock = asyncio.Lock()
+        self._ever_ran = False
+        self.tools: list[McpTool] = []
+        self.prompts: list[dict[str, Any]] = []
+        self.resources: list[dict[str, Any]] = []
+
+    # -- status -------------------------------------------------------------------
+    def status(self) -> McpServerStatus:
+        tools = tuple({"name": t.mcp_name, "tool_name": t.name, "description": t.description,
+                       "input_schema": t.parameters} for t in self.tools)
+        return McpServerStatus(name=self.name, transport=self.config.transport, target=self.config.target,
+                               enabled=not self.config.disabled, state=self.state, error=self.error,
+                               restarts=self.restarts, tools=tools, prompts=tuple(self.prompts),
+                               resources=tuple(self.resources),
+                               extra={"timeout": self.config.timeout})
+
+    @property
+    def running(self) -> bool:
+        return self._client is not None and self._lost is not None and not self._lost.is_set()
+
+    # -- lifecycle ----------------------------------------------------------------
+    def _transport(self, errlog: IO[str]) -> Any:
+        from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        if self.config.command:
+            params = StdioServerParameters(command=self.config.command, args=list(self.config.args),
+                                           env=self.config.env, cwd=self.config.cwd,
+                                           encoding_error_handler="replace")
+            return stdio_client(params, errlog=errlog)
+        http = create_mcp_http_client(headers=dict(self.config.headers or {}))
+        return streamable_http_client(self.config.url, http_client=http)
+
+    async def ensure_started(self) -> Any:
+        """The connected client, starting the server if needed; raises ``RuntimeError`` saying why it cannot run."""
+        if self.config.disabled:
+            raise RuntimeError(f"MCP server '{self.name}' is disabled")
+        if self.running:
+            return self._client
+        async with self._start_lock:
+            if self.running:
+                return self._client
+            await self._shutdown()  # a lost connection: let its owner finish
+            wait = self._next_start - time.monotonic()
+            if wait > 0:  # crashed recently: back off (bounded, so callers are never stuck long)
+                await asyncio.sleep(min(wait, BACKOFF_MAX))
+            if self._ever_ran:
+                self.restarts += 1
+            self.state, self.error = McpServerState.STARTING, None
+            ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._stop, self._lost = asyncio.Event(), asyncio.Event()
+            self._owner = asyncio.create_task(self._own(ready, self._stop, self._lost), name=f"mcp:{self.name}")
+            try:
+                return await asyncio.wait_for(asyncio.shield(ready), START_TIMEOUT)
+            except asyncio.TimeoutError:
+                self._failed(f"did not start within {START_TIMEOUT:g} seconds")
+                await self._shutdown()
+                raise RuntimeError(f"MCP server '{self.name}' {self.error}") from None
+            except Exception as exc:
+                raise RuntimeError(f"MCP server '{self.name}' could not start: {self.error or exc}") from None
+
+    def _failed(self, message: str) -> None:
+        self.state, self.error = McpServerState.FAILED, message
+        self._failures += 1
+        self._next_start = time.monotonic() + min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (self._failures - 1))
+        log.warning("MCP server %s: %s", self.name, message)
+
+    async def _own(self, ready: asyncio.Future[Any], stop: asyncio.Event, lost: asyncio.Event) -> None:
+        from mcp import Client
+
+        self.log_folder.mkdir(parents=True, exist_ok=True)
+        # The server's stderr goes to a file: a chatty (or flooding) server can't fill a pipe jan must drain.
+        errlog = open(self.log_folder / f"{self.name}.log", "a", encoding="utf-8")  # noqa: SIM115
+        try:
+            async with Client(self._transport(errlog), read_timeout_seconds=START_TIMEOUT) as client:
+                await self._refresh(client)
+                self._client = client
+                self._ever_ran = True
+                self.state, self.error = McpServerState.RUNNING, None
+                ready.set_result(client)
+                stopper = asyncio.ensure_future(stop.wait())
+                breaker = asyncio.ensure_future(lost.wait())
+                try:
+                    await asyncio.wait([stopper, breaker], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopper.cancel()
+                    breaker.cancel()
+        except asyncio.CancelledError:
+            if not ready.done():
+                ready.set_exception(RuntimeError("stopped while starting"))
+            raise
+        except BaseException as exc:  # noqa: BLE001 - an exception group from the SDK's task group, an OSError, ...
+            message = _describe(exc)
+            if not stop.is_set():
+                self._failed(message)
+            if not ready.done():
+                ready.set_exception(RuntimeError(message))
+        finally:
+            self._client = None
+            lost.set()
+            errlog.close()
+            if stop.is_set() and self.state != McpServerState.FAILED:
+                self.state = McpServerState.DISABLED if self.config.disabled else McpServerState.STOPPED
+            elif self.state == McpServerState.RUNNING:  # the connection broke
+                self._failed("the connection to the server was lost")
+
+    async def _refresh(self, client: Any) -> None:
+        listed = await client.list_tools()
+        self.tools = [McpTool(self, t.name, t.description or "", t.input_schema) for t in listed.tools[:MAX_LISTED]]
+        caps = client.server_capabilities
+        self.prompts, self.resources = [], []
+        if getattr(caps, "prompts", None) is not None:
+            with contextlib.suppress(Exception):
+                prompts = await client.list_prompts()
+                self.prompts = [{"name": p.name, "description": p.description or "",
+                                 "arguments": [a.name for a in (p.arguments or [])]} for p in prompts.prompts[:MAX_LISTED]]
+        if getattr(caps, "resources", None) is not None:
+            with contextlib.suppress(Exception):
+                resources = await client.list_resources()
+                self.resources = [{"uri": str(r.uri), "name": r.name, "description": r.description or "",
+                                   "mime_type": r.mime_type} for r in resources.resources[:MAX_LISTED]]
+
+    async def _shutdown(self) -> None:
+        owner = self._owner
+        if owner is None:
+            return
+        if self._stop is not None:
+            self._stop.set()
+        if not owner.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(owner), STOP_TIMEOUT)
+            except asyncio.TimeoutError:
+                owner.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(owner, STOP_TIMEOUT)
+        self._owner = None
+
+    async def stop(self) -> None:
+        """Close the connection and end the server's process (if it runs)."""
+        async with self._start_lock:
+            await self._shutdown()
+            self.state = McpServerState.DISABLED if self.config.disabled else McpServerState.STOPPED
+
+    # -- calls --------------------------------------------------------------------
+    async def call_tool(self, mcp_name: str, arguments: dict[str, Any], *, timeout: float | None) -> ToolResult:
+        timeout = self.config.timeout if self.config.timeout is not None else timeout
+        try:
+            client = await self.ensure_started()
+        except RuntimeError as exc:
+            return ToolResult.error(str(exc))
+        try:
+            result = await client.call_tool(mcp_name, arguments, read_timeout_seconds=timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if _connection_lost(exc):
+                if self.state == McpServerState.RUNNING:
+                    self._failed(f"the server stopped while running {mcp_name}")
+                if self._lost is not None:
+                    self._lost.set()  # the owner closes the connection; the next use restarts the server
+                return ToolResult.error(f"The MCP server '{self.name}' stopped while running {mcp_name} "
+                                        "(it will be restarted on next use)")
+            return ToolResult.error(f"The MCP server '{self.name}' answered {mcp_name} with an error: {_describe(exc)}")
+        self._failures = 0
+        return _result(result)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an exception, looking inside exception groups (the SDK's task groups raise them)."""
+    group = getattr(builtins, "BaseExceptionGroup", ())
+    while group and isinstance(exc, group) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:500]

@@ -1,0 +1,64 @@
+"""``/v1/mcp/servers`` (the MCP servers of ``<data>/mcp.json``) and ``/v1/tools`` (every tool a run may use).
+
+``GET  /v1/mcp/servers``                  every configured server (none is started by listing)
+``GET  /v1/mcp/servers/{name}``           one server, started if enabled, with its tools, prompts and resources
+``POST /v1/mcp/servers/{name}/enable``    turn a configured server on (saved in ``mcp.json``)
+``POST /v1/mcp/servers/{name}/disable``   turn it off and stop it
+``GET  /v1/tools``                        ``{"object": "list", "data": [{"type": "function", "function": {...},
+                                          "source": ...}]}``: what an assistant's ``tools`` may name
+
+Servers are added only by editing ``mcp.json`` (or ``jan mcp add``): no
+request can make jan start a program.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from jan.core import McpHost, ToolRegistry
+from jan.server.keys import MANAGER
+from jan.server.resolve import service
+
+routes = web.RouteTableDef()
+
+
+def _host(request: web.Request) -> McpHost:
+    return service(request, McpHost, "hosts MCP servers", "mcp")
+
+
+@routes.get("/v1/mcp/servers")
+async def list_servers(request: web.Request) -> web.Response:
+    """The configured MCP servers with their state (``config_error`` says why ``mcp.json`` could not be read)."""
+    host = _host(request)
+    servers = await host.list_servers()
+    body = {"object": "list", "data": [s.to_dict() for s in servers],
+            "config_error": getattr(host, "config_error", None)}
+    return web.json_response(body)
+
+
+@routes.get("/v1/mcp/servers/{name}")
+async def get_server(request: web.Request) -> web.Response:
+    """One server; an enabled one is started so its tools, prompts and resources are listed."""
+    status = await _host(request).server(request.match_info["name"], connect=True)
+    return web.json_response(status.to_dict())
+
+
+@routes.post("/v1/mcp/servers/{name}/enable")
+async def enable_server(request: web.Request) -> web.Response:
+    """Turn a configured server on (it starts on first use)."""
+    status = await _host(request).set_enabled(request.match_info["name"], True)
+    return web.json_response(status.to_dict())
+
+
+@routes.post("/v1/mcp/servers/{name}/disable")
+async def disable_server(request: web.Request) -> web.Response:
+    """Turn a configured server off; it stops at once."""
+    status = await _host(request).set_enabled(request.match_info["name"], False)
+    return web.json_response(status.to_dict())
+
+
+@routes.get("/v1/tools")
+async def list_tools(request: web.Request) -> web.Response:
+    """Every tool the enabled tool providers offer now (starting MCP servers that have not run yet)."""
+    tools = await ToolRegistry(request.app[MANAGER]).list_tools()
+    return web.json_response({"object": "list", "data": [{**t.spec(), "source": t.source} for t in tools]})

@@ -1,0 +1,84 @@
+"""Runs on disk: ``<data>/threads/<thread_id>/runs/<run_id>.json``, so a run outlives the process that ran it.
+
+A record is the run's OpenAI shape plus what is needed to continue it
+(``step``, the pending calls of ``required_action``, the run's own
+``tools``/``tool_choice``/``tool_policy``, ``background``). It is rewritten
+atomically whenever the run's state changes (not per token: the reply's
+text is in its message, saved every fraction of a second). At start-up,
+:func:`mark_interrupted` turns the records of runs that were ``queued`` or
+``in_progress`` when jan stopped into ``interrupted`` ones: their partial
+answer is kept and ``POST .../resume`` continues them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from jan.core.fs import atomic_write_text
+
+__all__ = ["RUN_ID_RE", "list_records", "load_record", "mark_interrupted", "record_path", "save_record"]
+
+log = logging.getLogger("jan.services.runs")
+
+RUN_ID_RE = re.compile(r"^run_[A-Za-z0-9]{1,64}$")
+_THREAD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: Statuses of a run that was generating when the process ended.
+LIVE_STATUSES = ("queued", "in_progress")
+
+
+def record_path(data_folder: str | Path, thread_id: str, run_id: str) -> Path:
+    """Where a run's record lives; ``ValueError`` for ids that could leave the data folder."""
+    if not RUN_ID_RE.match(run_id) or not _THREAD_ID_RE.match(thread_id) or ".." in thread_id:
+        raise ValueError(f"invalid thread or run id: {thread_id!r}/{run_id!r}")
+    return Path(data_folder) / "threads" / thread_id / "runs" / f"{run_id}.json"
+
+
+def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
+    """Write a run's record atomically (skipped if its thread's folder is gone: the thread was deleted)."""
+    path = record_path(data_folder, record["thread_id"], record["id"])
+    if not path.parent.parent.is_dir():
+        return
+    atomic_write_text(path, json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+
+
+def load_record(data_folder: str | Path, thread_id: str, run_id: str) -> dict[str, Any] | None:
+    """A run's record, or ``None`` (missing, unreadable ids, or a corrupt file, which is logged)."""
+    try:
+        path = record_path(data_folder, thread_id, run_id)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        if not isinstance(exc, (FileNotFoundError, ValueError)) or isinstance(exc, json.JSONDecodeError):
+            log.warning("run record %s/%s unreadable: %s", thread_id, run_id, exc)
+        return None
+
+
+def list_records(data_folder: str | Path) -> list[dict[str, Any]]:
+    """Every readable run record of every thread."""
+    out = []
+    for path in sorted(Path(data_folder).glob("threads/*/runs/run_*.json")):
+        try:
+            out.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            log.warning("run record %s unreadable: %s", path, exc)
+    return out
+
+
+def mark_interrupted(data_folder: str | Path) -> list[dict[str, Any]]:
+    """Turn the records of runs that were live when jan stopped into ``interrupted`` ones; returns them."""
+    changed = []
+    for record in list_records(data_folder):
+        if record.get("status") in LIVE_STATUSES:
+            record["status"] = "interrupted"
+            record["interrupted_at"] = int(time.time())
+            try:
+                save_record(data_folder, record)
+            except (OSError, ValueError) as exc:
+                log.warning("could not mark run %s interrupted: %s", record.get("id"), exc)
+                continue
+            changed.append(record)
+    return changed

@@ -1,0 +1,320 @@
+"""The tool loop of a run: which tools an assistant may use, who approves a call, running calls, recording them.
+
+No web framework here: the run's executor (``jan.server.routes.runs`` today)
+drives the loop — generate a step; if the model called tools, :func:`triage`
+them, run the approved ones with :func:`run_calls`, save them with
+:func:`save_tool_messages`, continue — and stops in ``requires_action`` when
+a call needs the user.
+
+**Which tools.** An assistant's ``tools`` (overridden by the thread's
+``assistants[0].tools``, then by a run's ``tools``) lists entries in
+OpenAI's shapes:
+
+* ``{"type": "function", "function": {"name": "current_time"}, "require_approval": "never"}``
+  — one tool of the registry (built-in or ``<server>__<tool>`` from MCP).
+  A function the registry does not have (it carries its own
+  ``description``/``parameters``) is a *client* tool: the run always stops
+  in ``requires_action`` and the caller submits its output.
+* ``{"type": "mcp", "server_label": "notes", "allowed_tools": ["read_note"], "require_approval": "never"}``
+  — the tools of one configured MCP server (all, or ``allowed_tools``).
+
+**Approval.** ``require_approval`` is ``"always"`` unless the entry says
+``"never"`` (or the tool's name is in the policy's ``auto_approve``
+list, which may use ``*`` wildcards): no tool runs without the user unless
+it is allowlisted. A call the policy does not allow is put to the user
+(``required_action.submit_tool_outputs``); they approve, deny (the model is
+told) or provide the output.
+
+**Records.** The assistant's tool-calling turn is saved as an assistant
+message with ``metadata.tool_calls`` (OpenAI's ``tool_calls`` list); each
+result as a ``role: "tool"`` message whose ``metadata`` holds
+``tool_call_id``, ``name``, ``arguments``, ``duration_ms``, ``approved_by``
+(``"policy"``, ``"user"`` or ``"client"``), ``is_error`` and ``run_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from jan.core import Tool, ToolRegistry, ToolResult
+from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
+
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "PendingCall",
+    "ToolDecision",
+    "ToolPolicy",
+    "chat_messages",
+    "resolve_policy",
+    "run_calls",
+    "save_tool_messages",
+    "triage",
+]
+
+#: Model turns a run may take (each tool round is one) before it must answer.
+DEFAULT_MAX_STEPS = 8
+DENIED = "The user denied this tool call."
+
+
+@dataclass(frozen=True)
+class ToolEntry:
+    """One usable tool of a run: its OpenAI spec, the registry tool (``None``: a client tool), auto-approval."""
+
+    name: str
+    spec: dict[str, Any]
+    tool: Tool | None
+    auto: bool
+
+
+@dataclass
+class ToolPolicy:
+    """The tools of a run and the rules for calling them (see the module docstring)."""
+
+    entries: dict[str, ToolEntry] = field(default_factory=dict)
+    #: The first model turn's ``tool_choice`` when the run gives none (e.g. always look something up first).
+    tool_choice: Any = None
+    max_steps: int = DEFAULT_MAX_STEPS
+    timeout: float = DEFAULT_TOOL_TIMEOUT
+
+    @property
+    def specs(self) -> list[dict[str, Any]]:
+        """The ``tools`` of the chat request."""
+        return [e.spec for e in self.entries.values()]
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    """A call waiting for the user: OpenAI's ``{"id", "type": "function", "function": {"name", "arguments"}}``."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PendingCall":
+        fn = data.get("function") or {}
+        return cls(str(data["id"]), str(fn.get("name", "")), str(fn.get("arguments", "") or ""))
+
+
+@dataclass(frozen=True)
+class ToolDecision:
+    """Outcome of a user's (or the client's) answer to one pending call."""
+
+    call: PendingCall
+    approve: bool = False
+    output: str | None = None  # the client's own output (approve is then irrelevant)
+    reason: str | None = None
+
+
+def _tool_list(value: Any) -> list[dict[str, Any]] | None:
+    return [t for t in value if isinstance(t, dict)] if isinstance(value, list) else None
+
+
+def _approval(entry: dict[str, Any]) -> str:
+    value = entry.get("require_approval", "always")
+    return "never" if value == "never" else "always"
+
+
+async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, thread_entry: dict[str, Any] | None = None,
+                         assistant: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> ToolPolicy:
+    """The tools a run may use: run ``tools`` > thread ``assistants[0].tools`` > assistant ``tools``.
+
+    ``tool_policy`` (``{"auto_approve": [...], "max_steps": n, "timeout": s, "tool_choice": ...}``)
+    is read the same way (run ``overrides`` > thread entry > assistant).
+    Tools the registry does not offer (a disabled or unknown MCP server)
+    are left out, except client function tools that describe themselves.
+    """
+    thread_entry = thread_entry or {}
+    assistant = assistant or {}
+    entries = _tool_list(run_tools)
+    if entries is None:
+        entries = _tool_list(thread_entry.get("tools"))
+    if entries is None:
+        entries = _tool_list(assistant.get("tools")) or []
+    policy_layers = [p for p in (overrides, thread_entry.get("tool_policy"), assistant.get("tool_policy"))
+                     if isinstance(p, dict)]
+
+    def setting(key: str, default: Any) -> Any:
+        return next((p[key] for p in policy_layers if p.get(key) is not None), default)
+
+    auto_patterns = [str(p) for p in setting("auto_approve", []) or []]
+    policy = ToolPolicy(max_steps=max(1, int(setting("max_steps", DEFAULT_MAX_STEPS))),
+                        timeout=float(setting("timeout", DEFAULT_TOOL_TIMEOUT)),
+                        tool_choice=setting("tool_choice", None))
+    if not entries:
+        return policy
+    available = {t.name: t for t in await registry.list_tools()}
+
+    def add(name: str, tool: Tool | None, spec: dict[str, Any], never: bool) -> None:
+        auto = tool is not None and (never or any(fnmatch.fnmatchcase(name, p) for p in auto_patterns))
+        policy.entries[name] = ToolEntry(name, spec, tool, auto)
+
+    for entry in entries:
+        kind = entry.get("type")
+        if kind == "function":
+            fn = entry.get("function") or {}
+            name = fn.get("name")
+            if not isinstance(name, str) or not name:
+                continue
+            tool = available.get(name)
+            if tool is not None:
+                add(name, tool, tool.spec(), _approval(entry) == "never")
+            elif isinstance(fn.get("parameters"), dict) or fn.get("description"):
+                add(name, None, {"type": "function", "function": {
+                    "name": name, "description": fn.get("description") or "",
+                    "parameters": fn.get("parameters") or {"type": "object", "properties": {}}}}, False)
+        elif kind == "mcp":
+            label = entry.get("server_label")
+            if not isinstance(label, str):
+                continue
+            allowed = entry.get("allowed_tools")
+            prefix = f"{label}__"
+            for name, tool in available.items():
+                if tool.source != f"mcp:{label}" or not name.startswith(prefix):
+                    continue
+                if isinstance(allowed, list) and getattr(tool, "mcp_name", name[len(prefix):]) not in allowed:
+                    continue
+                add(name, tool, tool.spec(), _approval(entry) == "never")
+    return policy
+
+
+def triage(policy: ToolPolicy, calls: Iterable[PendingCall]) -> tuple[list[PendingCall], list[PendingCall]]:
+    """Split a step's calls into ``(auto, ask)``: allowlisted calls of known tools run at once."""
+    auto: list[PendingCall] = []
+    ask: list[PendingCall] = []
+    for call in calls:
+        entry = policy.entries.get(call.name)
+        (auto if entry is not None and entry.auto else ask).append(call)
+    return auto, ask
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """A finished call as it is saved: the call, its result, duration and who approved it."""
+
+    call: PendingCall
+    result: ToolResult
+    duration_ms: int
+    approved_by: str
+
+
+async def run_calls(registry: ToolRegistry, policy: ToolPolicy, calls: list[PendingCall], *,
+                    approved_by: str, decisions: dict[str, ToolDecision] | None = None) -> list[CallRecord]:
+    """Run calls concurrently (each bounded by the policy's timeout); denied or client-answered ones don't run.
+
+    A call to a tool the run may not use gives an error result (the model is
+    told) — the model can only call what it was offered.
+    """
+    decisions = decisions or {}
+
+    async def one(call: PendingCall) -> CallRecord:
+        decision = decisions.get(call.id)
+        if decision is not None and decision.output is not None:
+            return CallRecord(call, ToolResult.text(decision.output), 0, "client")
+        if decision is not None and not decision.approve:
+            text = DENIED + (f" Reason: {decision.reason}" if decision.reason else "")
+            return CallRecord(call, ToolResult.error(text), 0, "user")
+        entry = policy.entries.get(call.name)
+        if entry is None or entry.tool is None:
+            reason = ("is not one of the tools this assistant may use" if entry is None
+                      else "is run by the client, which gave no output")
+            return CallRecord(call, ToolResult.error(f"The tool {call.name} {reason}."), 0, approved_by)
+        outcome: ToolCallOutcome = await registry.call(call.name, call.arguments, timeout=policy.timeout,
+                                                       tool=entry.tool)
+        return CallRecord(call, outcome.result, outcome.duration_ms, approved_by)
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
+
+
+async def save_tool_messages(store: Any, thread_id: str, run_id: str, assistant_id: str | None,
+                             records: list[CallRecord], step: int) -> list[dict[str, Any]]:
+    """Append one ``role: "tool"`` message per record (its text is never HTML: clients render it as text)."""
+    saved = []
+    for record in records:
+        saved.append(await store.create_message(thread_id, {
+            "role": "tool", "content": record.result.as_text(), "status": "ready",
+            **({"assistant_id": assistant_id} if assistant_id else {}),
+            "metadata": {"run_id": run_id, "step": step, "tool_call_id": record.call.id, "name": record.call.name,
+                         "arguments": record.call.arguments, "duration_ms": record.duration_ms,
+                         "approved_by": record.approved_by, "is_error": record.result.is_error,
+                         "truncated": record.result.truncated, "result": record.result.to_dict()},
+        }))
+    return saved
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """The text of a stored message (its text parts, joined)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content or []:
+        if isinstance(part, dict) and part.get("type") == "text":
+            text = part.get("text")
+            parts.append(text.get("value", "") if isinstance(text, dict) else str(text or ""))
+    return "".join(parts)
+
+
+def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, Any]]:
+    """A thread as OpenAI chat messages, tool calls and tool results included.
+
+    ``pending`` and ``error`` messages are skipped, and so are replies cut
+    off by a restart (``metadata.stop_reason: "interrupted"``: until resumed
+    they stand for the pending reply they were) and tool results whose call
+    is not in the history (a template would reject them).
+    """
+    out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    open_calls: set[str] = set()
+    for message in history:
+        role = message.get("role")
+        if message.get("status") in ("pending", "error") or role not in ("user", "assistant", "system", "tool"):
+            continue
+        metadata = message.get("metadata") or {}
+        if metadata.get("stop_reason") == "interrupted":
+            continue  # cut off by a restart: like the pending reply it was (resume continues it explicitly)
+        text = text_of(message)
+        if role == "assistant" and metadata.get("tool_calls"):
+            calls = [c for c in metadata["tool_calls"] if isinstance(c, dict) and c.get("id")]
+            open_calls.update(c["id"] for c in calls)
+            out.append({"role": "assistant", "content": text or None, "tool_calls": calls})
+        elif role == "tool":
+            call_id = metadata.get("tool_call_id")
+            if call_id in open_calls:
+                out.append({"role": "tool", "tool_call_id": call_id, "name": metadata.get("name"), "content": text})
+        elif text:
+            entry = {"role": role, "content": text}
+            thought = reasoning_of(message) if role == "assistant" else ""
+            if thought:  # earlier thinking goes back with its turn; the chat template keeps or drops it
+                entry["reasoning_content"] = thought
+            out.append(entry)
+    return out
+
+
+def reasoning_of(message: dict[str, Any]) -> str:
+    """The thinking saved with a message (its ``reasoning`` content parts), or ""."""
+    return "".join(
+        (p.get("text") or {}).get("value", "") for p in message.get("content") or []
+        if isinstance(p, dict) and p.get("type") == "reasoning" and isinstance(p.get("text"), dict)
+    )
+
+
+def parse_calls(tool_calls: list[dict[str, Any]] | None) -> list[PendingCall]:
+    """An aggregated message's ``tool_calls`` as :class:`PendingCall` objects."""
+    calls = []
+    for raw in tool_calls or []:
+        fn = raw.get("function") or {}
+        if raw.get("id") and fn.get("name"):
+            arguments = fn.get("arguments")
+            calls.append(PendingCall(str(raw["id"]), str(fn["name"]),
+                                     arguments if isinstance(arguments, str) else json.dumps(arguments or {})))
+    return calls

@@ -1,0 +1,67 @@
+"""Real MCP servers for the tests (``tests/mcp_servers/notes_server.py``, written with the mcp SDK)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+NOTES_SERVER = Path(__file__).parent / "mcp_servers" / "notes_server.py"
+
+
+def notes_folder(tmp: Path) -> Path:
+    root = tmp / "notes"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "shopping.txt").write_text("eggs, milk, bread\n", encoding="utf-8")
+    (root / "todo.txt").write_text("call the plumber\n", encoding="utf-8")
+    return root
+
+
+def stdio_entry(root: Path, stamp: Path | None = None, **extra) -> dict:
+    args = [str(NOTES_SERVER), "--root", str(root)]
+    if stamp is not None:
+        args += ["--stamp", str(stamp)]
+    return {"command": sys.executable, "args": args, **extra}
+
+
+def write_mcp_config(data_folder: Path, servers: dict) -> Path:
+    data_folder.mkdir(parents=True, exist_ok=True)
+    path = data_folder / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": servers}, indent=2), encoding="utf-8")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def http_notes_server(root: Path, log: Path) -> Iterator[str]:
+    """The notes server over streamable HTTP on 127.0.0.1; yields its URL."""
+    port = free_port()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, str(NOTES_SERVER), "--root", str(root), "--http", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the HTTP MCP server did not start: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

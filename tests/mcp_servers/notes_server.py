@@ -1,0 +1,91 @@
+"""A real MCP server for jan's tests, written with the official SDK: a filesystem-style "notes" server.
+
+Run ``python notes_server.py [--root DIR]`` for stdio, or add ``--http PORT`` for
+streamable HTTP on 127.0.0.1. ``--stamp FILE`` appends the process id to FILE
+at each start (tests count restarts with it).
+
+Tools: ``list_notes``, ``read_note(name)``, ``add(a, b)``, ``slow(seconds)``
+(sleeps: a hung server), ``hang()``, ``crash()`` (the process exits mid-call) and
+``flood(chars)`` (a huge answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--root", default=".")
+parser.add_argument("--http", type=int, default=None)
+parser.add_argument("--stamp", default=None)
+options = parser.parse_args()
+ROOT = Path(options.root).resolve()
+
+server = MCPServer("notes", instructions="Notes in a folder")
+
+
+@server.tool()
+def list_notes() -> str:
+    """Names of the notes in the folder, one per line."""
+    return "\n".join(sorted(p.name for p in ROOT.glob("*.txt")))
+
+
+@server.tool()
+def read_note(name: str) -> str:
+    """The text of one note (a file name from list_notes)."""
+    path = (ROOT / name).resolve()
+    if not path.is_relative_to(ROOT) or not path.is_file():
+        raise ValueError(f"no note called {name}")
+    return path.read_text(encoding="utf-8")
+
+
+@server.tool()
+def add(a: int, b: int) -> str:
+    """Add two integers."""
+    return str(a + b)
+
+
+@server.tool()
+def slow(seconds: float) -> str:
+    """Sleep for a number of seconds without answering anything (blocks this server)."""
+    time.sleep(seconds)
+    return "woke up"
+
+
+@server.tool()
+def hang() -> str:
+    """Never answer (sleeps two minutes)."""
+    time.sleep(120)
+    return "late"
+
+
+@server.tool()
+def crash() -> str:
+    """End the server process at once."""
+    os._exit(3)
+
+
+@server.tool()
+def flood(chars: int) -> str:
+    """A long answer of the letter x."""
+    return "x" * chars
+
+
+@server.prompt()
+def summarize(name: str) -> str:
+    """Ask for a summary of a note."""
+    return f"Summarize the note {name}."
+
+
+if __name__ == "__main__":
+    if options.stamp:
+        with open(options.stamp, "a", encoding="utf-8") as f:
+            f.write(f"{os.getpid()}\n")
+    if options.http:
+        server.run("streamable-http", host="127.0.0.1", port=options.http)
+    else:
+        server.run()

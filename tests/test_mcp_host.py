@@ -1,0 +1,150 @@
+"""The MCP host extension and the tool registry against real MCP servers (stdio and streamable HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from jan.core import ExtensionManager, McpHost, NotFoundError, ToolRegistry
+from jan.extensions.mcp import McpHostExtension, edit_config
+from jan.extensions.tools import BuiltinToolsExtension
+from mcp_helpers import http_notes_server, notes_folder, stdio_entry, write_mcp_config
+
+pytestmark = pytest.mark.timeout(300)
+
+
+async def started(data, *extensions):
+    manager = ExtensionManager(data, discover_entry_points=False)
+    for ext in extensions or (McpHostExtension(), BuiltinToolsExtension()):
+        manager.register(ext)
+    await manager.start()
+    return manager
+
+
+async def test_stdio_server_tools_are_listed_and_called(tmp_path):
+    root = notes_folder(tmp_path)
+    data = tmp_path / "data"
+    write_mcp_config(data, {"notes": stdio_entry(root)})
+    manager = await started(data)
+    try:
+        host = manager.get(McpHost)
+        [status] = await host.list_servers()
+        assert status.state == "stopped" and status.transport == "stdio"  # lazy: nothing started yet
+        registry = ToolRegistry(manager)
+        names = {t.name for t in await registry.list_tools()}
+        assert {"notes__read_note", "notes__add", "current_time"} <= names
+        outcome = await registry.call("notes__read_note", json.dumps({"name": "shopping.txt"}))
+        assert not outcome.result.is_error and outcome.result.as_text() == "eggs, milk, bread\n"
+        assert outcome.duration_ms >= 0
+        bad = await registry.call("notes__read_note", json.dumps({"name": "../../etc/passwd"}))
+        assert bad.result.is_error
+        wrong = await registry.call("notes__add", '{"a": "x"}')  # schema: b missing, a not an int
+        assert wrong.result.is_error and "Invalid arguments" in wrong.result.as_text()
+        status = await host.server("notes")
+        assert status.state == "running"
+        assert {t["name"] for t in status.tools} >= {"read_note", "list_notes"}
+        assert [p["name"] for p in status.prompts] == ["summarize"]
+    finally:
+        await manager.stop()
+
+
+async def test_http_server_tools(tmp_path):
+    root = notes_folder(tmp_path)
+    data = tmp_path / "data"
+    with http_notes_server(root, tmp_path / "http.log") as url:
+        write_mcp_config(data, {"web": {"url": url, "headers": {"X-Test": "1"}}})
+        manager = await started(data)
+        try:
+            registry = ToolRegistry(manager)
+            outcome = await registry.call("web__add", {"a": 2, "b": 40})
+            assert outcome.result.as_text() == "42" and not outcome.result.is_error
+            [status] = await manager.get(McpHost).list_servers()
+            assert status.transport == "http" and status.state == "running" and "X-Test" not in json.dumps(status.to_dict())
+        finally:
+            await manager.stop()
+
+
+async def test_timeout_crash_restart_and_flood(tmp_path):
+    root = notes_folder(tmp_path)
+    data = tmp_path / "data"
+    stamp = tmp_path / "starts.txt"
+    write_mcp_config(data, {"notes": stdio_entry(root, stamp)})
+    manager = await started(data)
+    try:
+        registry = ToolRegistry(manager, max_output_chars=1000)
+        slow = await registry.call("notes__slow", {"seconds": 30}, timeout=1)
+        assert slow.result.is_error and "did not answer" in slow.result.as_text()
+        # the event loop was never blocked: other work ran meanwhile
+        assert (await registry.call("current_time", {})).result.is_error is False
+
+        crashed = await registry.call("notes__crash", {})
+        assert crashed.result.is_error and "stopped" in crashed.result.as_text()
+        status = await manager.get(McpHost).server("notes", connect=False)
+        assert status.state == "failed"
+        again = await registry.call("notes__add", {"a": 1, "b": 1})  # restarted on next use (after a backoff)
+        assert again.result.as_text() == "2"
+        assert len(stamp.read_text().split()) == 2
+        assert (await manager.get(McpHost).server("notes", connect=False)).restarts == 1
+
+        flood = await registry.call("notes__flood", {"chars": 200_000})
+        assert flood.result.truncated and len(flood.result.as_text()) < 1200
+    finally:
+        await manager.stop()
+
+
+async def test_enable_disable_and_config_edits(tmp_path):
+    root = notes_folder(tmp_path)
+    data = tmp_path / "data"
+    write_mcp_config(data, {"notes": stdio_entry(root)})
+    manager = await started(data)
+    try:
+        host = manager.get(McpHost)
+        registry = ToolRegistry(manager)
+        assert "notes__add" in {t.name for t in await registry.list_tools()}
+        status = await host.set_enabled("notes", False)
+        assert status.state == "disabled" and not status.enabled
+        assert json.loads((data / "mcp.json").read_text())["mcpServers"]["notes"]["disabled"] is True
+        assert "notes__add" not in {t.name for t in await registry.list_tools()}
+        assert (await registry.call("notes__add", {"a": 1, "b": 2})).result.is_error
+        await host.set_enabled("notes", True)
+        assert "notes__add" in {t.name for t in await registry.list_tools()}
+        with pytest.raises(NotFoundError):
+            await host.server("nope")
+        # a second server appears when the file changes
+        await asyncio.to_thread(edit_config, data, lambda s: s.update(more=stdio_entry(root)))
+        assert {s.name for s in await host.list_servers()} == {"notes", "more"}
+    finally:
+        await manager.stop()
+
+
+async def test_bad_config_is_reported_not_fatal(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mcp.json").write_text("{not json", encoding="utf-8")
+    manager = await started(data)
+    try:
+        assert await manager.get(McpHost).list_servers() == []
+        assert "not valid JSON" in manager.get_extension("mcp").config_error
+        assert {t.name for t in await ToolRegistry(manager).list_tools()} == {"current_time"}
+    finally:
+        await manager.stop()
+
+
+async def test_builtin_read_file_stays_in_its_folder(tmp_path):
+    root = notes_folder(tmp_path)
+    (tmp_path / "secret.txt").write_text("no", encoding="utf-8")
+    data = tmp_path / "data"
+    manager = await started(data, BuiltinToolsExtension())
+    try:
+        registry = ToolRegistry(manager)
+        assert {t.name for t in await registry.list_tools()} == {"current_time"}  # read_file is off until a folder is set
+        manager.settings("tools").set("files_folder", str(root))
+        tools = {t.name for t in await registry.list_tools()}
+        assert "read_file" in tools and "fetch_url" not in tools
+        assert (await registry.call("read_file", {"path": "todo.txt"})).result.as_text() == "call the plumber\n"
+        for escape in ("../secret.txt", str(tmp_path / "secret.txt")):
+            assert (await registry.call("read_file", {"path": escape})).result.is_error
+    finally:
+        await manager.stop()

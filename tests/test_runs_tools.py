@@ -1,0 +1,224 @@
+"""Runs that call tools: a real MCP server (the SDK's, stdio and streamable HTTP), a tiny model with Qwen3's
+real tool-calling template (calls forced with ``tool_choice``), approval, deny, timeout, crash, event replay."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from api_helpers import Client, message_text, parse_sse, running
+
+from jan.services.tool_loop import chat_messages
+from jan.testing.gguf_models import write_qwen3_tool_model
+from mcp_helpers import http_notes_server, notes_folder, stdio_entry, write_mcp_config
+
+pytestmark = pytest.mark.timeout(600)
+
+LIST = {"type": "function", "function": {"name": "notes__list_notes"}}
+
+
+@pytest.fixture(scope="module")
+def tool_model(tmp_path_factory, vocab_dir):
+    return write_qwen3_tool_model(tmp_path_factory.mktemp("qwen3") / "qwen3-tools.gguf")
+
+
+@pytest.fixture
+def server(tmp_path, tool_model):
+    root = notes_folder(tmp_path)
+    write_mcp_config(tmp_path / "data", {"notes": stdio_entry(root, tmp_path / "starts.txt")})
+    with running(tmp_path / "data", tool_model, n_ctx=2048) as srv:
+        yield srv
+
+
+async def make_thread(api: Client, tools: list, policy: dict | None = None) -> str:
+    assistant = await api.ok("POST", "/v1/assistants", {"name": "Notes", "model": "qwen3-tools", "tools": tools,
+                                                        **({"metadata": {}} if policy is None else {})})
+    if policy is not None:  # the thread's policy overrides the assistant's
+        entry = {"assistant_id": assistant["id"], "tool_policy": policy}
+    else:
+        entry = {"assistant_id": assistant["id"]}
+    thread = await api.ok("POST", "/v1/threads", {"assistants": [entry],
+                                                  "messages": [{"role": "user", "content": "What notes do I have?"}]})
+    return thread["id"]
+
+
+async def messages_of(api: Client, tid: str) -> list[dict]:
+    return (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc&limit=100"))["data"]
+
+
+def run_body(**extra) -> dict:
+    return {"tool_choice": LIST, "max_tokens": 60, "temperature": 0, "parallel_tool_calls": False, **extra}
+
+
+async def test_auto_approved_call_runs_and_the_model_answers(server):
+    async with Client(server.base_url) as api:
+        listed = {t["function"]["name"]: t["source"] for t in (await api.ok("GET", "/v1/tools"))["data"]}
+        assert listed["notes__list_notes"] == "mcp:notes" and listed["current_time"] == "tools"
+        tid = await make_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"],
+                                       "require_approval": "never"}])
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        assert run["status"] in ("completed", "incomplete"), run
+        assert [t["function"]["name"] for t in run["tools"]] == ["notes__list_notes"]
+        msgs = await messages_of(api, tid)
+        assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
+        call = msgs[1]["metadata"]["tool_calls"][0]
+        assert call["function"]["name"] == "notes__list_notes" and msgs[1]["status"] == "ready"
+        result = msgs[2]
+        assert message_text(result) == "shopping.txt\ntodo.txt"
+        meta = result["metadata"]
+        assert meta["tool_call_id"] == call["id"] and meta["approved_by"] == "policy" and meta["is_error"] is False
+        assert meta["run_id"] == run["id"] and meta["duration_ms"] >= 0 and "arguments" in meta
+        assert msgs[3]["id"] == run["message_id"] and msgs[3]["status"] == "ready"
+        # the second turn saw the result: the thread renders with the tool message in place
+        rendered = chat_messages(msgs[:3], "")
+        assert rendered[-1] == {"role": "tool", "tool_call_id": call["id"], "name": "notes__list_notes",
+                                "content": "shopping.txt\ntodo.txt"}
+
+
+async def test_streamable_http_server_in_a_run(tmp_path, tool_model):
+    root = notes_folder(tmp_path)
+    with http_notes_server(root, tmp_path / "http.log") as url:
+        write_mcp_config(tmp_path / "data", {"web": {"url": url}})
+        with running(tmp_path / "data", tool_model, n_ctx=2048) as srv:
+            async with Client(srv.base_url) as api:
+                servers = await api.ok("GET", "/v1/mcp/servers")
+                assert [s["name"] for s in servers["data"]] == ["web"] and servers["data"][0]["transport"] == "http"
+                tid = await make_thread(api, [{"type": "function", "function": {"name": "web__list_notes"}}],
+                                        policy={"auto_approve": ["web__*"]})
+                run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+                    tool_choice={"type": "function", "function": {"name": "web__list_notes"}}))
+                assert run["status"] in ("completed", "incomplete"), run
+                tool = [m for m in await messages_of(api, tid) if m["role"] == "tool"]
+                assert message_text(tool[0]) == "shopping.txt\ntodo.txt"
+
+
+async def test_requires_action_then_approve_streams_the_answer(server):
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, [{"type": "mcp", "server_label": "notes"}])  # approval: always (the default)
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        assert run["status"] == "requires_action"
+        [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        assert run["required_action"]["type"] == "submit_tool_outputs" and call["function"]["name"] == "notes__list_notes"
+        assert [m["role"] for m in await messages_of(api, tid)] == ["user", "assistant"]  # nothing ran
+        fetched = await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
+        assert fetched["status"] == "requires_action" and fetched["required_action"] == run["required_action"]
+        # a wrong id is refused; the run still waits
+        got, err = await api.post(f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                                  {"tool_outputs": [{"tool_call_id": "call_nope", "approve": True}]})
+        assert got == 400 and err["error"]["code"] == "invalid_tool_call_id"
+        async with api.session.post(f"{server.base_url}/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                                    json={"tool_outputs": [{"tool_call_id": call["id"], "approve": True}],
+                                          "stream": True}) as resp:
+            assert resp.status == 200
+            events = parse_sse(await resp.text())
+        names = [e for e, _ in events]
+        assert names[0] == "thread.run.in_progress" and "thread.message.delta" in names
+        assert names[-2] in ("thread.run.completed", "thread.run.incomplete") and names[-1] == "done"
+        msgs = await messages_of(api, tid)
+        assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
+        assert msgs[2]["metadata"]["approved_by"] == "user" and message_text(msgs[2]) == "shopping.txt\ntodo.txt"
+        got, err = await api.post(f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                                  {"tool_outputs": [{"tool_call_id": call["id"], "approve": True}]})
+        assert got == 400 and err["error"]["code"] == "run_not_waiting"
+
+
+async def test_deny_tells_the_model(server, tmp_path):
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, [{"type": "mcp", "server_label": "notes"}])
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        done = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                            {"tool_outputs": [{"tool_call_id": call["id"], "approve": False, "reason": "private"}]})
+        assert done["status"] in ("completed", "incomplete")
+        msgs = await messages_of(api, tid)
+        denied = msgs[2]
+        assert denied["role"] == "tool" and denied["metadata"]["is_error"] and denied["metadata"]["approved_by"] == "user"
+        assert message_text(denied) == "The user denied this tool call. Reason: private"
+        rendered = chat_messages(msgs[:3], "")
+        assert rendered[-1]["role"] == "tool" and "denied" in rendered[-1]["content"]
+
+
+async def test_client_tool_output(server):
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                                "parameters": {"type": "object", "properties": {}}}}
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, [weather])
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+            tool_choice={"type": "function", "function": {"name": "get_weather"}}))
+        assert run["status"] == "requires_action"
+        [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        done = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                            {"tool_outputs": [{"tool_call_id": call["id"], "output": "sunny"}]})
+        assert done["status"] in ("completed", "incomplete")
+        tool = [m for m in await messages_of(api, tid) if m["role"] == "tool"][0]
+        assert message_text(tool) == "sunny" and tool["metadata"]["approved_by"] == "client"
+
+
+async def test_tool_timeout_and_server_crash_mid_call(server, tmp_path):
+    async with Client(server.base_url) as api:
+        for name, expected in (("hang", "did not answer within 2 seconds"), ("crash", "stopped while running crash")):
+            tid = await make_thread(api, [{"type": "mcp", "server_label": "notes", "require_approval": "never"}],
+                                    policy={"timeout": 2})
+            run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+                tool_choice={"type": "function", "function": {"name": f"notes__{name}"}}))
+            assert run["status"] in ("completed", "incomplete"), run
+            tool = [m for m in await messages_of(api, tid) if m["role"] == "tool"][0]
+            assert tool["metadata"]["is_error"] and expected in message_text(tool), message_text(tool)
+        status = await api.ok("GET", "/v1/mcp/servers/notes")  # restarted on next use
+        assert status["state"] == "running" and status["restarts"] >= 1
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        assert run["status"] in ("completed", "incomplete")
+
+
+async def test_reattach_replays_a_background_run(server):
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, [])
+        async with api.session.post(f"{server.base_url}/v1/threads/{tid}/runs",
+                                    json={"max_tokens": 200, "background": True, "stream": True,
+                                          "temperature": 0}) as resp:
+            seen = []
+            async for line in resp.content:
+                text = line.decode()
+                if text.startswith("id: "):
+                    seen.append(int(text[4:]))
+                if text.startswith("event: thread.message.delta"):
+                    break  # the client goes away mid-run
+        run_id = None
+        async with api.session.get(f"{server.base_url}/v1/threads/{tid}/runs?limit=1") as _:
+            pass
+        msgs = await messages_of(api, tid)
+        run_id = msgs[-1]["metadata"]["run_id"]
+        last = seen[-1]
+        async with api.session.get(f"{server.base_url}/v1/threads/{tid}/runs/{run_id}/events?after={last}") as resp:
+            body = await resp.text()
+        ids = [int(line[4:]) for line in body.splitlines() if line.startswith("id: ")]
+        assert ids[0] == last + 1 and ids == list(range(last + 1, last + 1 + len(ids)))
+        events = parse_sse(body)
+        assert events[-2][0] in ("thread.run.completed", "thread.run.incomplete") and events[-1][0] == "done"
+        final = await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}")
+        assert final["status"] in ("completed", "incomplete")  # not stopped by the disconnect
+        # a finished run replays from any point
+        async with api.session.get(f"{server.base_url}/v1/threads/{tid}/runs/{run_id}/events?after=-1") as resp:
+            replay = parse_sse(await resp.text())
+        assert replay[0][0] == "thread.run.created" and [e for e, _ in replay[-len(events):]] == [e for e, _ in events]
+        text = "".join(d["delta"]["content"][0]["text"]["value"] for e, d in replay if e == "thread.message.delta")
+        assert text == message_text(final["message"])
+
+
+async def test_a_hung_tool_stalls_nothing_else(server):
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, [{"type": "mcp", "server_label": "notes", "require_approval": "never"}],
+                                policy={"timeout": 120})
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+            background=True, tool_choice={"type": "function", "function": {"name": "notes__hang"}}))
+        assert run["status"] in ("queued", "in_progress")  # background: answered at once
+        # while the tool hangs, the server answers other requests and other runs
+        servers = await api.ok("GET", "/v1/mcp/servers")
+        assert servers["data"][0]["name"] == "notes"
+        other = await make_thread(api, [])
+        answered = await api.ok("POST", f"/v1/threads/{other}/runs", {"max_tokens": 4})
+        assert answered["status"] in ("completed", "incomplete")
+        waiting = await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
+        assert waiting["status"] == "in_progress"
+        cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
+        assert cancelled["status"] == "cancelled"
