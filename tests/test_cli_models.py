@@ -48,7 +48,7 @@ def test_import_list_show_rm(env, data, stories_path, tmp_path):
     assert shown["id"] == "tiny-stories" and shown["file_path"] == str(copied)
     assert shown["metadata"]["size"] == stories_path.stat().st_size
     text = ok(jan("models", "show", "stories260K", env=env)).stdout
-    assert f"file:" in text and str(stories_path) in text
+    assert "file:" in text and str(stories_path) in text
 
     # an imported model runs by id
     assert ok(jan("run", "tiny-stories", "--raw", "Once upon a time", "--temp", "0", "-n", "12",

@@ -3,7 +3,6 @@ real tool-calling template (calls forced with ``tool_choice``), approval, deny, 
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from api_helpers import Client, message_text, parse_sse, running

@@ -12,7 +12,7 @@ from jan.services.types import ChatDelta
 
 from jan.core import BUILTIN_PRIORITY, Extension, InferenceExtension
 from jan.store import DataFolder
-from server_helpers import http_post, raw_request, sse_events, start_server
+from server_helpers import http_post, raw_request, sse_events
 
 
 class BrokenEngine(Extension, InferenceExtension):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import operator
 import re
 import threading
 import time

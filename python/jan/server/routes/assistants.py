@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Union
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from .block_calls import parse_deepseek, parse_functionary_v32, parse_kimi
