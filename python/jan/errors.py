@@ -50,6 +50,8 @@ class MediaError(JanError, ValueError):
     ``no_projector`` (the model cannot take this kind of media).
     """
 
-    def __init__(self, message: str, reason: str = "unsupported_format"):
+    def __init__(self, message: str, reason: str = "unsupported_format", param: str | None = None):
         super().__init__(message)
         self.reason = reason
+        self.code = reason  # the error code the HTTP front ends report
+        self.param = param

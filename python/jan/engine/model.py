@@ -269,26 +269,30 @@ class Model:
         return list(prompt)
 
     def media_inputs(self, images: Sequence = (), audio: Sequence = ()) -> list:
-        """Decode and check media for this model: images (paths, file bytes, numpy arrays, PIL images)
-        then audio clips (paths or bytes of WAV/MP3/FLAC files). Slow: call it off the event loop.
+        """Decode and check media for this model: ``images`` (paths, file bytes, numpy arrays, PIL
+        images) then ``audio`` clips (paths or bytes of WAV/MP3/FLAC files); see :meth:`prepare_media`."""
+        return self.prepare_media([*(images or ()), *(AudioClip(a) for a in (audio or ()))])
+
+    def prepare_media(self, items: Sequence) -> list:
+        """Decode and check media in prompt order: an :class:`~jan.engine.media.AudioClip` is audio,
+        anything else an image. Slow (image decoding): call it off the event loop.
         Raises :class:`~jan.MediaError` (bad format, over :attr:`media_limits`, no projector for it)."""
-        images, audio = list(images or ()), list(audio or ())
-        if not images and not audio:
+        items = list(items or ())
+        if not items:
             return []
+        n_audio = sum(isinstance(x, AudioClip) for x in items)
         caps = self.capabilities
-        if images and not caps["vision"]:
+        if n_audio < len(items) and not caps["vision"]:
             raise MediaError(f"model '{self.id}' does not accept images (no vision projector loaded)",
                              reason="no_projector")
-        if audio and not caps["audio"]:
+        if n_audio and not caps["audio"]:
             raise MediaError(f"model '{self.id}' does not accept audio (no audio projector loaded)",
                              reason="no_projector")
         limit = self.media_limits.max_items
-        if len(images) + len(audio) > limit:
-            raise MediaError(f"{len(images) + len(audio)} images/audio clips; at most {limit} per request",
-                             reason="too_many")
-        inputs = [image_input(img, self.media_limits, f"image {i + 1}") for i, img in enumerate(images)]
-        inputs += [audio_input(clip, self.media_limits, f"audio {i + 1}") for i, clip in enumerate(audio)]
-        return inputs
+        if len(items) > limit:
+            raise MediaError(f"{len(items)} images/audio clips; at most {limit} per request", reason="too_many")
+        return [audio_input(x, self.media_limits, f"audio {i + 1}") if isinstance(x, AudioClip)
+                else image_input(x, self.media_limits, f"image {i + 1}") for i, x in enumerate(items)]
 
     def media_prompt(self, prompt: str, media: Sequence, *, add_special: bool = True):
         """Tokenize ``prompt`` with its media and run the vision/audio encoder: a prompt ready to submit.

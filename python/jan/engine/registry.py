@@ -151,6 +151,7 @@ class ModelPool:
                 "queue_depth": m.get("queue_depth", 0),
                 "memory_bytes": e.model.info.size_bytes + e.model.projector_memory_bytes,
                 "projector_memory_bytes": e.model.projector_memory_bytes,
+                "capabilities": e.model.capabilities,
                 "n_ctx": e.model.n_ctx,
                 "idle_seconds": idle,
                 "expires_in": None if limit is None else max(0.0, limit - idle),
