@@ -50,8 +50,10 @@ const MediaSpan * MediaTrack::containing(size_t index) const {
 }
 
 size_t MediaTrack::text_end(size_t from, size_t size) const {
-    for (const auto & s : spans_)
+    for (const auto & s : spans_) {
+        if (s.start <= from && from < s.end()) return from;  // inside a chunk still being evaluated
         if (s.start >= from) return std::min(s.start, size);
+    }
     return size;
 }
 

@@ -105,7 +105,7 @@ def test_two_image_requests_in_parallel_while_text_streams(client):
          "unsupported_format"),
         ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(b"plain text", "text/plain")}}],
          "unsupported_format"),
-        ("vision-chat", [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}], None),
+        ("vision-chat", [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}], "not_allowed"),
         ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(_png(), "image/png")}}] * 9,
          "too_many"),
         ("stories260K", [{"type": "image_url", "image_url": {"url": _data_url(_png(), "image/png")}}],
