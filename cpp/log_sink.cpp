@@ -41,6 +41,8 @@ void install_log_sink() {
     llama_log_set(on_log, nullptr);
 }
 
+ggml_log_callback log_sink_callback() { return on_log; }
+
 std::vector<LogRecord> drain_logs() {
     std::lock_guard<std::mutex> lock(g_mutex);
     std::vector<LogRecord> out(std::make_move_iterator(g_records.begin()),

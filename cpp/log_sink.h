@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "ggml.h"
+
 namespace jan {
 
 struct LogRecord {
@@ -15,6 +17,8 @@ struct LogRecord {
 };
 
 void install_log_sink();
+// The sink itself, for libraries with their own logger (libmtmd).
+ggml_log_callback log_sink_callback();
 std::vector<LogRecord> drain_logs();
 
 }  // namespace jan

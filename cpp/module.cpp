@@ -13,4 +13,5 @@ PYBIND11_MODULE(_engine, m) {
     jan::register_scheduler(m);
     jan::register_embedder(m);
     jan::register_system(m);
+    jan::register_media(m);
 }

@@ -79,7 +79,8 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
         llama_sampler * pen = llama_sampler_init_penalties(n_vocab, last_n, p.repeat_penalty, p.frequency_penalty,
                                                            p.presence_penalty);
         const size_t from = prompt.size() > (size_t)last_n ? prompt.size() - last_n : 0;
-        for (size_t i = from; i < prompt.size(); ++i) llama_sampler_accept(pen, prompt[i]);
+        for (size_t i = from; i < prompt.size(); ++i)
+            if (prompt[i] != LLAMA_TOKEN_NULL) llama_sampler_accept(pen, prompt[i]);  // NULL: image/audio
         llama_sampler_chain_add(chain.get(), pen);
     }
 

@@ -15,13 +15,6 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-size_t common_prefix(const std::vector<llama_token> & a, const std::vector<llama_token> & b) {
-    const size_t n = std::min(a.size(), b.size());
-    size_t i = 0;
-    while (i < n && a[i] == b[i]) ++i;
-    return i;
-}
-
 // Generation is memory-bound: past the physical cores (about half the
 // hardware threads) more threads only fight over the same bandwidth, and a
 // loaded machine turns the extra OpenMP barriers into stalls. Prompt
@@ -86,10 +79,13 @@ void Scheduler::shutdown() {
     if (thread_.joinable()) thread_.join();
 }
 
-std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt, const SamplingParams & params) {
+std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt, const SamplingParams & params,
+                                                MediaTrack media) {
     params.validate(*model_);
     if (prompt.empty()) throw std::invalid_argument("prompt: must contain at least one token");
-    for (auto t : prompt) model_->check_token(t);
+    for (auto t : prompt)
+        if (t != LLAMA_TOKEN_NULL) model_->check_token(t);  // [media] NULL entries are image/audio
+    media.validate(prompt, llama_model_n_embd_inp(model_->get()), params_.n_ubatch);
     if ((int64_t)prompt.size() >= params_.n_ctx)
         throw ContextOverflowError("the prompt has " + std::to_string(prompt.size()) +
                                        " tokens but the context holds " + std::to_string(params_.n_ctx) +
@@ -103,7 +99,7 @@ std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt,
         if ((int32_t)waiting_.size() - free_slots >= params_.max_queue)
             throw QueueFullError("all " + std::to_string(params_.n_parallel) + " slots are busy and " +
                                  std::to_string(waiting_.size()) + " requests are already waiting");
-        waiting_.push_back({request, std::move(prompt), params, Clock::now()});
+        waiting_.push_back({request, std::move(prompt), params, Clock::now(), std::move(media)});
         metrics_.requests_total++;
     }
     cv_.notify_all();
@@ -122,14 +118,14 @@ bool Scheduler::has_work_locked() const {
     return stopping_ || !waiting_.empty() || busy_.load() > 0;
 }
 
-Scheduler::Slot * Scheduler::pick_slot(const std::vector<llama_token> & prompt) {
+Scheduler::Slot * Scheduler::pick_slot(const Pending & pending) {
     // Longest cached prefix wins (only the rest is evaluated); ties go to the
     // least recently used slot so hot conversations keep their cache.
     Slot * best = nullptr;
     size_t best_prefix = 0;
     for (auto & slot : slots_) {
         if (slot.state != SlotState::Idle) continue;
-        const size_t prefix = common_prefix(slot.cache, prompt);
+        const size_t prefix = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
         if (!best || prefix > best_prefix || (prefix == best_prefix && slot.last_used < best->last_used)) {
             best = &slot;
             best_prefix = prefix;
@@ -139,14 +135,17 @@ Scheduler::Slot * Scheduler::pick_slot(const std::vector<llama_token> & prompt) 
 }
 
 void Scheduler::assign(Slot & slot, Pending && pending) {
-    size_t keep = common_prefix(slot.cache, pending.prompt);
+    size_t keep = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
     // The last prompt token is always evaluated: its logits pick the first token.
     if (keep >= pending.prompt.size()) keep = pending.prompt.size() - 1;
-    if (!llama_memory_seq_rm(memory_, slot.id, (llama_pos)keep, -1)) {
+    keep = pending.media.boundary_at_or_before(keep);  // [media] a chunk is evaluated whole
+    if (!llama_memory_seq_rm(memory_, slot.id, slot.cache_media.pos_at(keep), -1)) {
         llama_memory_seq_rm(memory_, slot.id, -1, -1);  // partial removal unsupported (recurrent models)
         keep = 0;
     }
     slot.cache.resize(keep);
+    slot.cache_media.truncate(keep);
+    slot.prompt_media = std::move(pending.media);
     slot.request = std::move(pending.request);
     slot.prompt = std::move(pending.prompt);
     slot.params = std::move(pending.params);
@@ -195,6 +194,7 @@ void Scheduler::finish(Slot & slot, const std::string & reason, const std::strin
     slot.sampler.reset();
     slot.stream.reset();
     slot.prompt.clear();
+    slot.prompt_media.clear();
     slot.state = SlotState::Idle;
     slot.i_batch = -1;
     busy_.fetch_sub(1);
@@ -264,7 +264,7 @@ void Scheduler::run() {
                     waiting_.pop_front();
                     continue;
                 }
-                Slot * slot = pick_slot(waiting_.front().prompt);
+                Slot * slot = pick_slot(waiting_.front());
                 if (!slot) break;
                 Pending pending = std::move(waiting_.front());
                 waiting_.pop_front();
@@ -286,6 +286,7 @@ void Scheduler::run() {
         for (auto & slot : slots_)
             if (slot.state != SlotState::Idle && slot.request->cancelled()) finish(slot, "cancelled");
         if (busy_.load() == 0) continue;
+        decode_media_step();  // [media] image/audio embeddings take their own llama_decode
 
         // Build one batch: every generating slot contributes its pending token,
         // then prompts fill what is left of n_batch, oldest request first.
@@ -293,7 +294,7 @@ void Scheduler::run() {
         auto add = [&](Slot & slot, llama_token token, bool logits) {
             const int32_t i = batch_.n_tokens++;
             batch_.token[i] = token;
-            batch_.pos[i] = (llama_pos)slot.cache.size();
+            batch_.pos[i] = slot.cache_media.pos_at(slot.cache.size());
             batch_.n_seq_id[i] = 1;
             batch_.seq_id[i][0] = slot.id;
             batch_.logits[i] = logits;
@@ -314,7 +315,10 @@ void Scheduler::run() {
         for (Slot * slot : prefilling) {
             const int32_t room = params_.n_batch - batch_.n_tokens;
             if (room <= 0) break;
-            const size_t take = std::min<size_t>(room, slot->prompt.size() - slot->prompt_done);
+            // [media] a text run stops at the next media chunk (decode_media_step's job)
+            const size_t text_end = slot->prompt_media.text_end(slot->prompt_done, slot->prompt.size());
+            const size_t take = std::min<size_t>(room, text_end - slot->prompt_done);
+            if (take == 0) continue;
             for (size_t k = 0; k < take; ++k) {
                 const bool last = slot->prompt_done + 1 == slot->prompt.size();
                 const int32_t i = add(*slot, slot->prompt[slot->prompt_done], last);
@@ -340,6 +344,7 @@ void Scheduler::run() {
             for (Slot * slot : in_batch) {
                 llama_memory_seq_rm(memory_, slot->id, -1, -1);
                 slot->cache.clear();
+                slot->cache_media.clear();
                 finish(*slot, "error", why);
             }
             continue;

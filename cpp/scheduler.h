@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "llama-cpp.h"
+#include "media.h"
 #include "model.h"
 #include "request.h"
 #include "sampling.h"
@@ -59,8 +60,10 @@ public:
     Scheduler & operator=(const Scheduler &) = delete;
 
     // Validates, then queues. Throws ContextOverflowError, QueueFullError,
-    // std::invalid_argument; never blocks on the engine thread.
-    std::shared_ptr<RequestState> submit(std::vector<llama_token> prompt, const SamplingParams & params);
+    // std::invalid_argument; never blocks on the engine thread. `media` says
+    // which LLAMA_TOKEN_NULL entries of `prompt` are encoded image/audio chunks.
+    std::shared_ptr<RequestState> submit(std::vector<llama_token> prompt, const SamplingParams & params,
+                                         MediaTrack media = {});
 
     SchedulerMetrics metrics() const;
     int32_t n_ctx_slot() const { return params_.n_ctx; }
@@ -74,6 +77,7 @@ private:
         std::vector<llama_token> prompt;
         SamplingParams params;
         std::chrono::steady_clock::time_point submitted;
+        MediaTrack media;
     };
     enum class SlotState { Idle, Prefill, Generate };
     struct Slot {
@@ -92,11 +96,14 @@ private:
         int32_t n_cached = 0;
         int32_t i_batch = -1;
         std::chrono::steady_clock::time_point t_submitted, t_started, t_first_token;
+        MediaTrack prompt_media;  // media chunks of `prompt`
+        MediaTrack cache_media;   // media chunks of `cache` (kept between requests)
     };
 
     void run();
     void assign(Slot & slot, Pending && pending);
-    Slot * pick_slot(const std::vector<llama_token> & prompt);
+    Slot * pick_slot(const Pending & pending);
+    void decode_media_step();  // scheduler_media.cpp
     void finish(Slot & slot, const std::string & reason, const std::string & error = {});
     void sample_slot(Slot & slot);
     bool has_work_locked() const;

@@ -54,3 +54,19 @@ def stories(stories_path):
     model = jan.Model(stories_path, n_parallel=4, n_ctx=1024, n_threads=1)
     yield model
     model.close()
+
+
+@pytest.fixture(scope="session")
+def vision_pair(tmp_path_factory):
+    """(model, mmproj) paths of the tiny random-weight vision pair (ChatML llama + LLaVA-style mlp projector)."""
+    pytest.importorskip("gguf", reason="the gguf package is not installed (test extra)")
+    require_model("vocab", "ggml-vocab-phi-3.gguf")
+    from jan.testing.gguf_models import write_vision_pair
+
+    return write_vision_pair(tmp_path_factory.mktemp("vision"))
+
+
+@pytest.fixture(scope="session")
+def test_image_path():
+    """A real photo (JPEG) from llama.cpp's mtmd tests, in ../shared/media."""
+    return require_model("..", "media", "test-1.jpeg")

@@ -59,3 +59,18 @@ class ModelNotFoundError(JanError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else "model not found"
+
+
+class MediaError(JanError, ValueError):
+    """An image or audio input cannot be used.
+
+    ``reason`` says why: ``unsupported_format``, ``too_large``, ``too_many``,
+    ``unreadable``, ``not_allowed`` (a URL or path the server may not fetch) or
+    ``no_projector`` (the model cannot take this kind of media).
+    """
+
+    def __init__(self, message: str, reason: str = "unsupported_format", param: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.code = reason  # the error code the HTTP front ends report
+        self.param = param

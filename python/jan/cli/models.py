@@ -131,7 +131,7 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
 # --------------------------------------------------------------------------- import
 
 
-def _import_local(conn, path: Path, model_id: str | None, mode: str) -> dict[str, Any]:
+def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Path | None = None) -> dict[str, Any]:
     from jan.extensions.models.gguf_info import describe_gguf
     from jan.store import AlreadyExistsError, StoreError, slugify_id, validate_id
 
@@ -142,8 +142,9 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str) -> dict[str
     model_id = model_id or slugify_id(path.stem)
     try:
         validate_id(model_id, "model id")
+        settings = {**info["settings"], **({"mmproj": str(mmproj)} if mmproj else {})}
         return conn.store().models.import_gguf(path, model_id=model_id, mode=mode, name=info["name"],
-                                               settings=info["settings"], metadata=info["metadata"])
+                                               settings=settings, metadata=info["metadata"])
     except AlreadyExistsError:
         raise CLIError(f"model '{model_id}' already exists "
                        f"(choose another --id, or `jan models rm {model_id}`)") from None
@@ -156,15 +157,22 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str) -> dict[str
 @click.option("--id", "model_id", default=None, help="Model id [default: from the file name].")
 @click.option("--mode", type=click.Choice(IMPORT_MODES), default="symlink", show_default=True,
               help="symlink/copy/hard-link the file into the data folder, or reference it where it is.")
+@click.option("--mmproj", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Its multimodal projector (images/audio), referenced where it is "
+                   "[default: mmproj-<file name> beside it, if there].")
 @json_option
 @connection_options
-def import_model(path: Path, model_id: str | None, mode: str, as_json: bool, conn) -> None:
+def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | None, as_json: bool, conn) -> None:
     """Add a local .gguf file as a model."""
     path = path.expanduser().absolute()
     check_gguf_file(path)
+    if mmproj is None and path.with_name("mmproj-" + path.name).is_file():
+        mmproj = path.with_name("mmproj-" + path.name)
+    mmproj = mmproj.expanduser().absolute() if mmproj else None
     client = conn.server()
     if client is not None:
-        body = {"path": str(path), "mode": mode, **({"id": model_id} if model_id else {})}
+        body = {"path": str(path), "mode": mode, **({"id": model_id} if model_id else {}),
+                **({"settings": {"mmproj": str(mmproj)}} if mmproj else {})}
         from jan.cli.client import ServerError
 
         try:
@@ -174,7 +182,7 @@ def import_model(path: Path, model_id: str | None, mode: str, as_json: bool, con
                 raise CLIError(f"model '{model_id or path.stem}' already exists (choose another --id)") from None
             raise
     else:
-        model = _import_local(conn, path, model_id, mode)
+        model = _import_local(conn, path, model_id, mode, mmproj)
     if as_json:
         print_json(model)
     else:

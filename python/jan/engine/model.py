@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from jan import _engine
-from jan.errors import ModelFileError, ModelLoadError
+from jan.errors import MediaError, ModelFileError, ModelLoadError
 from jan.engine.logs import forward_native_logs
+from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, image_input
 from jan.engine.params import sampling_params
 from jan.engine.request import Request
 from jan.engine.results import Completion
@@ -63,6 +64,11 @@ class Model:
     ``kv_unified`` puts all slots in one KV buffer (faster batched steps on
     some CPUs; separate buffers keep slots fully independent).
 
+    ``mmproj`` is a multimodal projector GGUF for this model (llama.cpp's
+    libmtmd loads it): prompts may then carry images (and audio, when the
+    projector has an audio encoder) — see :meth:`stream`. ``media_limits``
+    bounds what one request may carry.
+
     >>> m = Model("stories260K.gguf")
     >>> m.generate("Once upon a time", max_tokens=30, temperature=0).text
     """
@@ -88,6 +94,8 @@ class Model:
         pooling: str | None = None,
         vocab_only: bool = False,
         model_id: str | None = None,
+        mmproj: str | os.PathLike | None = None,
+        media_limits: MediaLimits | None = None,
     ):
         self.path = str(Path(path))
         self.id = model_id or Path(path).stem
@@ -143,6 +151,27 @@ class Model:
             finally:
                 forward_native_logs()
 
+        self._projector = None
+        self.media_limits = media_limits or DEFAULT_LIMITS
+        if mmproj is not None:
+            self._load_projector(str(Path(mmproj)), n_threads_batch, n_gpu_layers, flash_attn)
+
+    def _load_projector(self, path: str, n_threads_batch: int | None, n_gpu_layers: int, flash_attn: bool | None) -> None:
+        if self._scheduler is None:
+            raise ModelLoadError(f"model '{self.id}' cannot generate, so it takes no projector (mmproj)")
+        pp = _engine.ProjectorParams()
+        pp.n_threads = int(n_threads_batch or -1)
+        pp.use_gpu = n_gpu_layers != 0
+        pp.flash_attn = bool(flash_attn)
+        try:
+            self._projector = _engine.Projector(self._native, path, pp)
+        except ModelLoadError as e:
+            errors = [text for level, text in forward_native_logs() if level >= 40]
+            self.close()
+            detail = f": {errors[-1].strip()}" if errors else ""
+            raise ModelLoadError(f"{e}{detail}") from None
+        forward_native_logs()
+
     # -- description ---------------------------------------------------
     @functools.cached_property
     def info(self) -> ModelInfo:
@@ -186,6 +215,22 @@ class Model:
         return self._scheduler.n_parallel if self._scheduler else 0
 
     @property
+    def mmproj(self) -> str | None:
+        """Path of the loaded projector, or None."""
+        return self._projector.path if self._projector is not None else None
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        """What prompts may carry besides text: ``{"vision": bool, "audio": bool}``."""
+        p = self._projector
+        return {"vision": bool(p and p.vision), "audio": bool(p and p.audio)}
+
+    @property
+    def media_marker(self) -> str | None:
+        """The text standing for one image/audio item in a prompt (None without a projector)."""
+        return self._projector.marker if self._projector is not None else None
+
+    @property
     def add_bos(self) -> bool:
         """Whether the model expects a BOS token at the start of every prompt."""
         return self._native.add_bos
@@ -227,9 +272,63 @@ class Model:
             raise TypeError("prompt must be a string or a sequence of token ids")
         return list(prompt)
 
-    def stream(self, prompt: str | Sequence[int], *, add_special: bool = True, **options) -> Request:
+    def media_inputs(self, images: Sequence = (), audio: Sequence = ()) -> list:
+        """Decode and check media for this model: ``images`` (paths, file bytes, numpy arrays, PIL
+        images) then ``audio`` clips (paths or bytes of WAV/MP3/FLAC files); see :meth:`prepare_media`."""
+        return self.prepare_media([*(images or ()), *(AudioClip(a) for a in (audio or ()))])
+
+    def prepare_media(self, items: Sequence) -> list:
+        """Decode and check media in prompt order: an :class:`~jan.engine.media.AudioClip` is audio,
+        anything else an image. Slow (image decoding): call it off the event loop.
+        Raises :class:`~jan.MediaError` (bad format, over :attr:`media_limits`, no projector for it)."""
+        items = list(items or ())
+        if not items:
+            return []
+        n_audio = sum(isinstance(x, AudioClip) for x in items)
+        caps = self.capabilities
+        if n_audio < len(items) and not caps["vision"]:
+            raise MediaError(f"model '{self.id}' does not accept images (no vision projector loaded)",
+                             reason="no_projector")
+        if n_audio and not caps["audio"]:
+            raise MediaError(f"model '{self.id}' does not accept audio (no audio projector loaded)",
+                             reason="no_projector")
+        limit = self.media_limits.max_items
+        if len(items) > limit:
+            raise MediaError(f"{len(items)} images/audio clips; at most {limit} per request", reason="too_many")
+        return [audio_input(x, self.media_limits, f"audio {i + 1}") if isinstance(x, AudioClip)
+                else image_input(x, self.media_limits, f"image {i + 1}") for i, x in enumerate(items)]
+
+    def media_prompt(self, prompt: str, media: Sequence, *, add_special: bool = True):
+        """Tokenize ``prompt`` with its media and run the vision/audio encoder: a prompt ready to submit.
+
+        ``prompt`` holds one :attr:`media_marker` per item of ``media`` (from :meth:`media_inputs`),
+        in order; without any marker, one per item is put at the start. Slow (the encoder runs,
+        without the GIL): call it off the event loop. Raises :class:`~jan.MediaError`.
+        """
+        projector = self._projector
+        if projector is None:
+            raise MediaError(f"model '{self.id}' takes no images or audio (no projector loaded)",
+                             reason="no_projector")
+        marker = projector.marker
+        if media and marker not in prompt:
+            prompt = "".join(marker + "\n" for _ in media) + prompt
+        try:
+            mp = projector.tokenize(prompt, list(media), add_special, True)
+            projector.encode(mp)
+        except ValueError as e:
+            raise MediaError(str(e)) from None
+        finally:
+            forward_native_logs()
+        return mp
+
+    def stream(self, prompt, *, add_special: bool = True, images: Sequence = (), audio: Sequence = (),
+               **options) -> Request:
         """Start generating and return the request handle: iterate it (``for`` or ``async for``)
         for :class:`~jan.Chunk` pieces, ``cancel()`` it, or call ``result()``.
+
+        ``prompt`` is text, token ids, or a prompt from :meth:`media_prompt`. ``images`` / ``audio``
+        (models with a projector) are decoded, encoded and placed at the prompt's media markers
+        here, in the calling thread — see :meth:`media_inputs` and :meth:`media_prompt`.
 
         Options: max_tokens, temperature (<= 0: greedy), top_k, top_p, min_p, typical_p,
         repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, logit_bias,
@@ -238,20 +337,26 @@ class Model:
         queue is full, ValueError for bad options.
         """
         scheduler = self._require_scheduler()
-        tokens = self._prompt_tokens(prompt, add_special)
+        if images or audio:
+            if not isinstance(prompt, str):
+                raise TypeError("with images or audio the prompt must be text (holding media markers)")
+            prompt = self.media_prompt(prompt, self.media_inputs(images, audio), add_special=add_special)
         params = sampling_params(**options)
-        native = scheduler.submit(tokens, params)
+        if isinstance(prompt, _engine.MediaPrompt):
+            native = scheduler.submit_media(prompt, params)
+        else:
+            native = scheduler.submit(self._prompt_tokens(prompt, add_special), params)
         return Request(native, self, logprobs=params.logprobs, seed=params.seed)
 
     submit = stream
 
-    def generate(self, prompt: str | Sequence[int], *, add_special: bool = True, **options) -> Completion:
+    def generate(self, prompt, *, add_special: bool = True, **options) -> Completion:
         """Generate to the end and return the whole :class:`~jan.Completion` (same options as :meth:`stream`)."""
         return self.stream(prompt, add_special=add_special, **options).result()
 
-    async def agenerate(self, prompt: str | Sequence[int], *, add_special: bool = True, **options) -> Completion:
-        """:meth:`generate` for asyncio code; never blocks the event loop (tokenizing the prompt and
-        parsing the grammar happen on a worker thread)."""
+    async def agenerate(self, prompt, *, add_special: bool = True, **options) -> Completion:
+        """:meth:`generate` for asyncio code; never blocks the event loop (tokenizing the prompt,
+        preparing media and parsing the grammar happen on a worker thread)."""
         request = await asyncio.to_thread(functools.partial(self.stream, prompt, add_special=add_special, **options))
         return await request.aresult()
 
@@ -318,7 +423,15 @@ class Model:
         m = self._scheduler.metrics().to_dict()
         busy = m["busy_seconds"]
         m["generation_tokens_per_second"] = m["generated_tokens_total"] / busy if busy > 0 else 0.0
+        if self._projector is not None:
+            m["media_encodes_total"] = self._projector.encode_count
+            m["media_encode_seconds"] = self._projector.encode_seconds
         return m
+
+    @property
+    def projector_memory_bytes(self) -> int:
+        """Memory of the projector (weights and compute buffers), 0 without one."""
+        return self._projector.memory_bytes if self._projector is not None else 0
 
     @property
     def busy(self) -> bool:
@@ -335,6 +448,7 @@ class Model:
         if self._scheduler is not None:
             self._scheduler.shutdown()
         self._scheduler = None
+        self._projector = None
         self._embedder = None
         forward_native_logs()
 

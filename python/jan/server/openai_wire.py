@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 import jan
+from jan.errors import MediaError
 from jan.server import schemas
+from jan.errors import MediaError
 from jan.services.types import (
     AudioPart,
     ChatDelta,
@@ -59,11 +61,13 @@ __all__ = [
 def _data_url(url: str, what: str) -> tuple[bytes, str]:
     head, sep, data = url.partition(",")
     if not sep or not head.startswith("data:") or not head.endswith(";base64"):
-        raise ValueError(f"{what}: only base64 data URLs (data:<type>;base64,...) are accepted")
+        raise MediaError(f"{what}: only base64 data URLs (data:<type>;base64,...) are accepted", reason="not_allowed",
+                         param=what)
     try:
         return base64.b64decode(data, validate=True), head[5:-7]
     except (binascii.Error, ValueError):
-        raise ValueError(f"{what}: the data URL is not valid base64") from None
+        raise MediaError(f"{what}: the data URL is not valid base64", reason="unsupported_format",
+                         param=what) from None
 
 
 def _parts(content: Any, where: str) -> tuple[Part, ...]:

@@ -93,7 +93,7 @@ class ChatService:
         local = await target.engine.acquire(target.model)
         plan = await off_loop(chat_plan, local, request, target.model.get("settings"))
         text, tokens = await off_loop(chat_prompt, local, request, plan)
-        return RenderedPrompt(target.id, text, tuple(tokens))
+        return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media
 
     # -- internals -------------------------------------------------------------
     @staticmethod
@@ -141,7 +141,7 @@ class ChatService:
         yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]))
 
 
-def _submit(local: LocalModel, tokens: list[int], options: dict[str, Any], choice_seeds: list[int],
+def _submit(local: LocalModel, tokens: Any, options: dict[str, Any], choice_seeds: list[int],
             **extra: Any) -> list:
     """Blocking (llama.cpp parses the grammar): one engine request per choice; all or none."""
     requests = []

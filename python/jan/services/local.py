@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import jan
 from jan.core import LocalModel
 from jan.engine.request import generation_error
+from jan.engine.media import AudioClip
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
 from jan.services.errors import RequestError
 from jan.templates import JSON_OBJECT_GRAMMAR, GrammarError, json_schema_to_grammar, template_variables
@@ -32,14 +33,19 @@ async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
 
 
 # -- prompts ---------------------------------------------------------------------------
-def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Typed messages in the shape chat templates expect (OpenAI's message dicts)."""
+def template_messages(messages: Sequence[ChatMessage], media_marker: str | None = None) -> list[dict[str, Any]]:
+    """Typed messages in the shape chat templates expect (OpenAI's message dicts).
+
+    With a ``media_marker`` (a model with a projector) every image/audio part becomes that
+    marker, in place among the text parts; without one, media parts are a ``MediaError``.
+    """
     out: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
-        if any(isinstance(p, (ImagePart, AudioPart)) for p in m.content):
+        if media_marker is None and any(isinstance(p, (ImagePart, AudioPart)) for p in m.content):
             kinds = sorted({p.type for p in m.content if not isinstance(p, TextPart)})
-            raise ValueError(f"messages[{i}]: content parts of type {', '.join(kinds)} are not supported by this model")
-        texts = [p.text for p in m.content if isinstance(p, TextPart)]
+            raise jan.MediaError(f"messages[{i}]: content parts of type {', '.join(kinds)} are not supported by "
+                                 "this model (it has no projector, mmproj)", reason="no_projector", param="messages")
+        texts = [p.text if isinstance(p, TextPart) else media_marker for p in m.content]
         # an assistant turn may hold only tool calls; templates decide how to print None
         content = "\n".join(texts) if texts else (None if m.role == "assistant" else "")
         out.append(m.openai_dict(content))
@@ -102,8 +108,17 @@ def _budget(value: Any) -> int | None:
     return value
 
 
-def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None = None) -> tuple[str, list[int]]:
+def has_media(request: ChatRequest) -> bool:
+    """Whether any message carries an image or audio part."""
+    return any(isinstance(p, (ImagePart, AudioPart)) for m in request.messages for p in m.content)
+
+
+def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None = None) -> tuple[str, Any]:
     """Blocking: render the chat template and tokenize the result; returns (text, token ids).
+
+    A request with image/audio parts (a model with a projector) gets a ``MediaPrompt`` instead
+    of token ids: the media decoded and run through the vision/audio encoder here (slow), each
+    at its place in the conversation. Raises :class:`jan.MediaError` for bad or unsupported media.
 
     ``plan`` (default: :func:`chat_plan` without model settings) adds the format's template
     variables (thinking switches) under the request's own ``chat_template_kwargs``. The
@@ -112,11 +127,13 @@ def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None =
     """
     model = local.model
     plan = plan or chat_plan(local, request)
-    messages = plan.messages(template_messages(request.messages))
+    marker = model.media_marker if has_media(request) else None
+    messages = plan.messages(template_messages(request.messages, marker))
     kwargs = plan.template_kwargs()
     text = None
     final = messages[-1] if messages else {}
-    if request.continue_final_message and final.get("role") == "assistant" and (final.get("content") or "").strip():
+    if request.continue_final_message and final.get("role") == "assistant" and isinstance(final.get("content"), str) \
+            and final["content"].strip():
         # Continue the last assistant message (a resumed reply): render it as the end of the conversation
         # and cut whatever the template writes after its text (the end-of-turn marks).
         partial = final["content"].strip()
@@ -128,11 +145,26 @@ def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None =
             messages = messages[:-1]  # the template rewrote it beyond recognition: answer afresh
     if text is None:
         text = local.template.render(messages, tools=plan.tools, add_generation_prompt=True, **kwargs)
+    if marker is not None:
+        return text, _media_prompt(model, request, text, marker)
     tokens = model.tokenize(text, add_special=False, parse_special=True)
     bos = model.info.special_tokens.get("bos")
     if bos is not None and model.add_bos and (not tokens or tokens[0] != bos):
         tokens = [bos, *tokens]
     return text, tokens
+
+
+def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: str):
+    items = [p.data if isinstance(p, ImagePart) else AudioClip(p.data)
+             for m in request.messages for p in m.content if isinstance(p, (ImagePart, AudioPart))]
+    if text.count(marker) != len(items):
+        raise jan.MediaError(f"the conversation's text contains the media marker {marker!r} itself; remove it",
+                             reason="unsupported_format", param="messages")
+    prompt = model.media_prompt(text, model.prepare_media(items), add_special=False)
+    bos = model.info.special_tokens.get("bos")
+    if bos is not None and model.add_bos and (not prompt.tokens or prompt.tokens[0] != bos):
+        prompt.prepend(bos)
+    return prompt
 
 
 # -- constraints -----------------------------------------------------------------------

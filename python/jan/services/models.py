@@ -81,11 +81,16 @@ class ModelService:
 
     async def with_weights(self, model: dict[str, Any]) -> dict[str, Any]:
         """The model.json with ``file_path``: its weights as the model manager resolves them (resolved
-        once, here, so a local engine never looks into the data folder itself)."""
+        once, here, so a local engine never looks into the data folder itself), and ``mmproj_path``
+        for a model with a multimodal projector."""
         if model.get("file_path"):
             return model
         find = getattr(self.model_extension(), "model_file", None)
         path = await find(model["id"]) if find is not None else None
+        find_mmproj = getattr(self.model_extension(), "mmproj_file", None)
+        mmproj = await find_mmproj(model["id"]) if find_mmproj is not None else None
+        if mmproj:
+            model = {**model, "mmproj_path": str(mmproj)}
         return {**model, "file_path": str(path)} if path else model
 
     async def loaded_model_ids(self) -> list[str]:

@@ -184,6 +184,19 @@ class ModelStore:
                 return candidate
         return None
 
+    def mmproj_file(self, model_id: str) -> Path | None:
+        """The model's multimodal projector (Jan's ``settings.mmproj``: relative to the model
+        folder, or absolute), or ``None`` when it has none or the file is missing."""
+        doc = self.get(model_id)
+        name = (doc.get("settings") or {}).get("mmproj")
+        if not isinstance(name, str) or not name:
+            return None
+        folder = self.folder(model_id)
+        candidate = Path(os.path.normpath(os.path.join(folder, name)))
+        if not os.path.isabs(name) and os.path.commonpath([folder, candidate]) != str(folder):
+            return None  # a relative name must not climb out of the model folder
+        return candidate if candidate.is_file() else None
+
     def import_gguf(self, src: str | os.PathLike[str], *, model_id: str | None = None,
                     mode: ImportMode = "copy", name: str | None = None, description: str = "",
                     settings: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,

@@ -30,6 +30,8 @@ __all__ = [
     "BENCH_LLAMA_CONFIG",
     "BENCH_VOCAB",
     "CHATML_TOOL_TEMPLATE",
+    "TINY_VISION_CONFIG",
+    "VISION_CHAT_TEMPLATE",
     "bench_model_path",
     "gguf_param_count",
     "llama_param_count",
@@ -38,11 +40,14 @@ __all__ = [
     "vocab_path",
     "write_bench_llama",
     "write_llama_from_vocab",
+    "write_mlp_mmproj",
     "write_not_gguf",
     "write_phi3_chat_model",
     "write_qwen3_tool_model",
     "write_tool_template_model",
     "write_truncated_copy",
+    "write_vision_chat_model",
+    "write_vision_pair",
 ]
 
 # --------------------------------------------------------------------------
@@ -715,3 +720,201 @@ def write_not_gguf(dst: "str | os.PathLike[str]", size: int = 4096) -> Path:
         tmp.write_bytes(data)
     return Path(dst)
 
+
+
+# --------------------------------------------------------------------------
+# Vision pair: a tiny text model plus a LLaVA-style projector (mmproj)
+# --------------------------------------------------------------------------
+
+# ChatML whose turns take either a string or a list of content parts (the
+# text of each part joined by newlines, as jan flattens parts); the media
+# marker of an image arrives as a text part. Whitespace-controlled tags only,
+# so trim_blocks / lstrip_blocks settings do not change the output.
+VISION_CHAT_TEMPLATE = (
+    r"""{%- for message in messages -%}
+{{- '<|im_start|>' + message['role'] + '\n' -}}
+{%- if message['content'] is string -%}
+{{- message['content'] -}}
+{%- else -%}
+{%- for part in message['content'] -%}
+{%- if not loop.first -%}{{- '\n' -}}{%- endif -%}
+{{- part['text'] -}}
+{%- endfor -%}
+{%- endif -%}
+{{- '<|im_end|>\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"""
+)
+
+# The CLIP vision tower and projector of the test mmproj: 64x64 pixels in
+# 8x8 patches (64 image tokens), a 2-block ViT of width 32 (the LLaVA graph
+# stops one block early, as llava-1.5 does) and a 2-layer GELU MLP projecting
+# into the text model's n_embd.
+TINY_VISION_CONFIG: dict[str, Any] = dict(
+    image_size=64, patch_size=8, n_embd=32, n_head=4, n_ff=64, n_layer=2, n_mm_hidden=64
+)
+
+
+def write_vision_chat_model(
+    path: "str | os.PathLike[str]", *, vocab_gguf: "str | os.PathLike[str] | None" = None, seed: int = 0
+) -> Path:
+    """Tiny llama (the shape of :data:`TINY_CHAT_CONFIG`) for the vision pair.
+
+    phi-3 vocabulary with ``<|im_start|>``/``<|im_end|>`` appended as control
+    tokens (``<|im_end|>`` ends a turn) and :data:`VISION_CHAT_TEMPLATE`.
+    Its mmproj is written by :func:`write_mlp_mmproj` with ``n_embd_text=64``.
+    """
+    vocab = Path(vocab_gguf) if vocab_gguf is not None else vocab_path(PHI3_VOCAB)
+    n_source = len(_read_tokenizer_kv(vocab)["tokenizer.ggml.tokens"].value)
+    im_end = n_source + CHATML_SPECIAL_TOKENS.index("<|im_end|>")
+    return write_llama_from_vocab(
+        path,
+        vocab,
+        **TINY_CHAT_CONFIG,
+        dtype="f32",
+        seed=seed,
+        chat_template=VISION_CHAT_TEMPLATE,
+        extra_special_tokens=CHATML_SPECIAL_TOKENS,
+        extra_kv={"tokenizer.ggml.eos_token_id": im_end, "tokenizer.ggml.eot_token_id": im_end},
+    )
+
+
+def _mlp_mmproj_tensor_specs(
+    *, image_size: int, patch_size: int, n_embd: int, n_ff: int, n_layer: int, n_mm_hidden: int, n_embd_text: int,
+) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, numpy shape, kind) of every tensor of a LLaVA-1.5-style mmproj.
+
+    Names follow llama.cpp's clip loader (tools/mtmd/clip-impl.h); numpy
+    shapes are the reverse of ggml's ``ne``. ``kind`` is ``"w"`` (random
+    weight), ``"b"`` (zeros: a bias), ``"n"`` (ones: a norm scale) or
+    ``"p"`` (random, larger: the projector, so images move the text model).
+    """
+    n_patches = (image_size // patch_size) ** 2
+    specs: list[tuple[str, tuple[int, ...], str]] = [
+        ("v.patch_embd.weight", (n_embd, 3, patch_size, patch_size), "w"),
+        ("v.class_embd", (n_embd,), "w"),
+        ("v.position_embd.weight", (n_patches + 1, n_embd), "w"),
+        ("v.pre_ln.weight", (n_embd,), "n"),
+        ("v.pre_ln.bias", (n_embd,), "b"),
+    ]
+    for i in range(n_layer):
+        b = f"v.blk.{i}."
+        specs += [
+            (b + "ln1.weight", (n_embd,), "n"),
+            (b + "ln1.bias", (n_embd,), "b"),
+            (b + "attn_q.weight", (n_embd, n_embd), "w"),
+            (b + "attn_q.bias", (n_embd,), "b"),
+            (b + "attn_k.weight", (n_embd, n_embd), "w"),
+            (b + "attn_k.bias", (n_embd,), "b"),
+            (b + "attn_v.weight", (n_embd, n_embd), "w"),
+            (b + "attn_v.bias", (n_embd,), "b"),
+            (b + "attn_out.weight", (n_embd, n_embd), "w"),
+            (b + "attn_out.bias", (n_embd,), "b"),
+            (b + "ln2.weight", (n_embd,), "n"),
+            (b + "ln2.bias", (n_embd,), "b"),
+            (b + "ffn_up.weight", (n_ff, n_embd), "w"),
+            (b + "ffn_up.bias", (n_ff,), "b"),
+            (b + "ffn_down.weight", (n_embd, n_ff), "w"),
+            (b + "ffn_down.bias", (n_embd,), "b"),
+        ]
+    specs += [
+        ("mm.0.weight", (n_mm_hidden, n_embd), "p"),
+        ("mm.0.bias", (n_mm_hidden,), "b"),
+        ("mm.2.weight", (n_embd_text, n_mm_hidden), "p"),
+        ("mm.2.bias", (n_embd_text,), "b"),
+    ]
+    return specs
+
+
+def write_mlp_mmproj(
+    path: "str | os.PathLike[str]",
+    *,
+    n_embd_text: int,
+    image_size: int = TINY_VISION_CONFIG["image_size"],
+    patch_size: int = TINY_VISION_CONFIG["patch_size"],
+    n_embd: int = TINY_VISION_CONFIG["n_embd"],
+    n_head: int = TINY_VISION_CONFIG["n_head"],
+    n_ff: int = TINY_VISION_CONFIG["n_ff"],
+    n_layer: int = TINY_VISION_CONFIG["n_layer"],
+    n_mm_hidden: int = TINY_VISION_CONFIG["n_mm_hidden"],
+    seed: int = 0,
+    weight_std: float = 0.1,
+    projector_std: float = 0.3,
+) -> Path:
+    """Write a random-weight CLIP vision tower with an ``mlp`` projector (LLaVA-1.5 layout).
+
+    libmtmd loads it as a vision projector (``clip.projector_type = "mlp"``):
+    an ``image_size`` x ``image_size`` RGB image (resized and padded by
+    libmtmd) becomes ``(image_size // patch_size) ** 2`` embeddings of
+    ``n_embd_text`` floats, which must equal the text model's ``n_embd``.
+    All tensors are F32. Returns ``path``.
+    """
+    import numpy as np
+    from gguf import GGUFValueType, GGUFWriter
+
+    if image_size % patch_size:
+        raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
+    if n_embd % n_head:
+        raise ValueError(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
+    if n_ff == n_embd:
+        # clip.cpp swaps ffn up/down of old llava conversions when down's input width is n_embd.
+        raise ValueError("n_ff must differ from n_embd")
+    specs = _mlp_mmproj_tensor_specs(image_size=image_size, patch_size=patch_size, n_embd=n_embd, n_ff=n_ff,
+                                     n_layer=n_layer, n_mm_hidden=n_mm_hidden, n_embd_text=n_embd_text)
+    f32 = np.dtype(np.float32)
+    u32 = GGUFValueType.UINT32
+    kv: list[tuple[str, Any, Any, Any]] = [
+        ("general.name", "jan-test-mmproj", GGUFValueType.STRING, None),
+        ("general.file_type", _FILE_TYPES["f32"], u32, None),
+        ("clip.has_vision_encoder", True, GGUFValueType.BOOL, None),
+        ("clip.projector_type", "mlp", GGUFValueType.STRING, None),
+        ("clip.use_gelu", True, GGUFValueType.BOOL, None),
+        ("clip.vision.image_size", image_size, u32, None),
+        ("clip.vision.patch_size", patch_size, u32, None),
+        ("clip.vision.embedding_length", n_embd, u32, None),
+        ("clip.vision.feed_forward_length", n_ff, u32, None),
+        ("clip.vision.block_count", n_layer, u32, None),
+        ("clip.vision.projection_dim", n_embd_text, u32, None),
+        ("clip.vision.attention.head_count", n_head, u32, None),
+        ("clip.vision.attention.layer_norm_epsilon", 1e-5, GGUFValueType.FLOAT32, None),
+        # CLIP's own normalization constants, as the llava-1.5 conversions carry them.
+        ("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073], GGUFValueType.ARRAY, GGUFValueType.FLOAT32),
+        ("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711], GGUFValueType.ARRAY, GGUFValueType.FLOAT32),
+    ]
+    with _atomic_target(path) as tmp:
+        writer = GGUFWriter(None, "clip")
+        try:
+            for key, value, vtype, sub in kv:
+                writer.add_key_value(key, value, vtype, sub)
+            for name, shape, _ in specs:
+                writer.add_tensor_info(name, shape, f32, int(np.prod(shape)) * f32.itemsize)
+            writer.write_header_to_file(tmp)
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            rng = np.random.default_rng(seed)
+            for name, shape, kind in specs:
+                if kind == "n":
+                    data = np.ones(shape, dtype=f32)
+                elif kind == "b":
+                    data = np.zeros(shape, dtype=f32)
+                else:
+                    data = _random_tensor(rng, shape, projector_std if kind == "p" else weight_std, "float32")
+                writer.write_tensor_data(data)
+        finally:
+            writer.close()
+    return Path(path)
+
+
+def write_vision_pair(
+    folder: "str | os.PathLike[str]", *, vocab_gguf: "str | os.PathLike[str] | None" = None, seed: int = 0
+) -> tuple[Path, Path]:
+    """Write ``vision-chat.gguf`` and ``mmproj-vision-chat.gguf`` into ``folder``.
+
+    The text model is :func:`write_vision_chat_model`; the projector is
+    :func:`write_mlp_mmproj` sized to it. Returns ``(model, mmproj)``.
+    """
+    folder = Path(folder)
+    model = write_vision_chat_model(folder / "vision-chat.gguf", vocab_gguf=vocab_gguf, seed=seed)
+    mmproj = write_mlp_mmproj(folder / "mmproj-vision-chat.gguf", n_embd_text=TINY_CHAT_CONFIG["n_embd"],
+                              seed=seed + 1)
+    return model, mmproj

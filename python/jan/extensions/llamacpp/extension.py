@@ -119,6 +119,8 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
             try:
                 path = self._model_file(model)
                 opts = self.load_options(model).given()
+                if model.get("mmproj_path"):  # resolved by the model service, like file_path
+                    opts["mmproj"] = str(model["mmproj_path"])
                 loaded = await asyncio.to_thread(engine.load, model_id, path, **opts)
             except Exception as exc:
                 self._failures[model_id] = str(exc)
@@ -169,6 +171,8 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
             "queue_depth": status.get("queue_depth", 0),
             "memory_bytes": status.get("memory_bytes"),
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never
+            "projector_memory_bytes": status.get("projector_memory_bytes", 0),
+            "capabilities": status.get("capabilities", {}),
             "metrics": status.get("metrics", {}),
             "chat_template": await self._chat_template_status(model_id),
         }

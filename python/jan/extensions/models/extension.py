@@ -46,11 +46,27 @@ class ModelManagerExtension(Extension, ModelExtension):
         path = await self.store.models.model_file(model_id)
         return str(path) if path else None
 
+    async def mmproj_file(self, model_id: str) -> str | None:
+        path = await self.store.models.mmproj_file(model_id)
+        return str(path) if path else None
+
     async def import_model(self, path: str, *, model_id: str | None = None, mode: str = "symlink",
-                           **fields: Any) -> dict[str, Any]:
+                           mmproj: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Import a GGUF; ``mmproj``: its projector (referenced in place, ``settings.mmproj``). A
+        projector named ``mmproj-<model file name>`` beside the model is picked up by itself."""
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isfile(path):
             raise ValueError(f"path: no file at '{path}'")
+        if mmproj is None:
+            mmproj = (fields.get("settings") or {}).get("mmproj")
+        if mmproj is None:
+            sibling = os.path.join(os.path.dirname(path), "mmproj-" + os.path.basename(path))
+            mmproj = sibling if os.path.isfile(sibling) else None
+        if mmproj is not None:
+            mmproj = os.path.abspath(os.path.expanduser(mmproj))
+            if not os.path.isfile(mmproj):
+                raise ValueError(f"mmproj: no file at '{mmproj}'")
+            fields["settings"] = {**(fields.get("settings") or {}), "mmproj": mmproj}
         try:
             info = await asyncio.to_thread(describe_gguf, path)  # also proves it is a loadable GGUF
         except ModelLoadError as exc:

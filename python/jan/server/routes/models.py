@@ -35,7 +35,18 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
     if status.get("chat_template"):
         # {"name", "fallback"}: "fallback" says why a stand-in (ChatML) is used instead of the model's own
         out["chat_template_in_use"] = status["chat_template"]
+    out["capabilities"] = capabilities(model, status)
     return out
+
+
+def capabilities(model: dict[str, Any], status: dict[str, Any]) -> list[str]:
+    """What the model takes besides text: ``"vision"``/``"audio"`` as its loaded projector says,
+    or ``"vision"`` for a model.json with a projector (``settings.mmproj``) not loaded yet."""
+    loaded = status.get("capabilities")
+    if isinstance(loaded, dict) and (loaded.get("vision") or loaded.get("audio")):
+        return [kind for kind in ("vision", "audio") if loaded.get(kind)]
+    settings = model.get("settings")
+    return ["vision"] if isinstance(settings, dict) and settings.get("mmproj") else []
 
 
 @routes.get("/v1/models")

@@ -1,0 +1,348 @@
+#include "media.h"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include "errors.h"
+#include "log_sink.h"
+#include "model.h"
+#include "mtmd-helper.h"
+
+namespace jan {
+
+// ---------------------------------------------------------------------------
+// MediaChunk, MediaTrack
+
+std::vector<llama_pos> MediaChunk::positions(llama_pos pos_0, int32_t first, int32_t n, int32_t n_sections) const {
+    std::vector<llama_pos> pos((size_t)n * (size_t)n_sections, 0);
+    const mtmd_image_tokens * image = audio ? nullptr : mtmd_input_chunk_get_tokens_image(chunk.get());
+    for (int32_t r = 0; r < n; ++r) {
+        const int32_t row = first + r;
+        if (n_sections == 1) {
+            pos[r] = pos_0 + row;
+        } else if (image) {
+            // M-RoPE images: every patch shares the temporal position and gets its own (y, x).
+            const mtmd_decoder_pos d = mtmd_image_tokens_get_decoder_pos(image, pos_0, (size_t)row);
+            pos[r] = (llama_pos)d.t;
+            pos[(size_t)n + r] = (llama_pos)d.y;
+            pos[(size_t)2 * n + r] = (llama_pos)d.x;
+            pos[(size_t)3 * n + r] = (llama_pos)d.z;
+        } else {
+            // M-RoPE audio is a 1-D sequence: the same position in every section.
+            for (int32_t s = 0; s < n_sections; ++s) pos[(size_t)s * n + r] = pos_0 + row;
+        }
+    }
+    return pos;
+}
+
+void MediaTrack::add(size_t start, std::shared_ptr<const MediaChunk> chunk) {
+    spans_.push_back({start, std::move(chunk)});
+}
+
+const MediaSpan * MediaTrack::containing(size_t index) const {
+    for (const auto & s : spans_)
+        if (s.start <= index && index < s.end()) return &s;
+    return nullptr;
+}
+
+size_t MediaTrack::text_end(size_t from, size_t size) const {
+    for (const auto & s : spans_) {
+        if (s.start <= from && from < s.end()) return from;  // inside a chunk still being evaluated
+        if (s.start >= from) return std::min(s.start, size);
+    }
+    return size;
+}
+
+llama_pos MediaTrack::pos_at(size_t index) const {
+    llama_pos shift = 0;
+    for (const auto & s : spans_)
+        if (s.end() <= index) shift += s.chunk->n_pos - s.chunk->n_tokens;
+    return (llama_pos)index + shift;
+}
+
+size_t MediaTrack::boundary_at_or_before(size_t index) const {
+    const MediaSpan * s = containing(index);
+    return s ? s->start : index;
+}
+
+void MediaTrack::truncate(size_t size) {
+    spans_.erase(std::remove_if(spans_.begin(), spans_.end(), [&](const MediaSpan & s) { return s.end() > size; }),
+                 spans_.end());
+}
+
+void MediaTrack::validate(const std::vector<llama_token> & tokens, int32_t n_embd, int32_t n_ubatch) const {
+    size_t prev_end = 0, covered = 0;
+    for (const auto & s : spans_) {
+        const MediaChunk & c = *s.chunk;
+        if (s.start < prev_end || s.end() > tokens.size())
+            throw std::invalid_argument("prompt: media chunks overlap or lie outside the prompt");
+        for (size_t i = s.start; i < s.end(); ++i)
+            if (tokens[i] != LLAMA_TOKEN_NULL) throw std::invalid_argument("prompt: a media chunk overlaps text tokens");
+        if (!c.encoded()) throw std::invalid_argument("prompt: a media chunk was not encoded");
+        if (c.n_embd != n_embd)
+            throw std::invalid_argument("prompt: media embeddings have " + std::to_string(c.n_embd) +
+                                        " values per token but the model takes " + std::to_string(n_embd));
+        if (c.non_causal && c.n_tokens > n_ubatch)
+            throw std::invalid_argument("this model attends over a whole image at once: an image of " +
+                                        std::to_string(c.n_tokens) + " tokens needs n_ubatch >= " +
+                                        std::to_string(c.n_tokens) + " (it is " + std::to_string(n_ubatch) + ")");
+        prev_end = s.end();
+        covered += (size_t)c.n_tokens;
+    }
+    const size_t nulls = (size_t)std::count(tokens.begin(), tokens.end(), LLAMA_TOKEN_NULL);
+    if (nulls != covered) throw std::invalid_argument("prompt: token id -1 outside a media chunk");
+}
+
+size_t common_prefix(const std::vector<llama_token> & a, const MediaTrack & ma,
+                     const std::vector<llama_token> & b, const MediaTrack & mb) {
+    const size_t n = std::min(a.size(), b.size());
+    size_t i = 0;
+    while (i < n) {
+        if (a[i] != LLAMA_TOKEN_NULL || b[i] != LLAMA_TOKEN_NULL) {
+            if (a[i] != b[i]) break;
+            ++i;
+            continue;
+        }
+        // Both hold media here: reuse it only whole, and only the very same media.
+        const MediaSpan * sa = ma.containing(i);
+        const MediaSpan * sb = mb.containing(i);
+        if (!sa || !sb || sa->start != i || sb->start != i) break;
+        const MediaChunk & ca = *sa->chunk;
+        const MediaChunk & cb = *sb->chunk;
+        if (ca.id.empty() || ca.id != cb.id || ca.n_tokens != cb.n_tokens || ca.n_pos != cb.n_pos) break;
+        if (sa->end() > a.size() || sb->end() > b.size()) break;  // only partly evaluated
+        i = sa->end();
+    }
+    return i;
+}
+
+int32_t MediaPrompt::n_media_tokens() const {
+    int32_t n = 0;
+    for (const auto & c : chunks) n += c->n_tokens;
+    return n;
+}
+
+void MediaPrompt::prepend(llama_token token) {
+    tokens.insert(tokens.begin(), token);
+    MediaTrack shifted;
+    for (const auto & s : track.spans()) shifted.add(s.start + 1, s.chunk);
+    track = std::move(shifted);
+}
+
+// ---------------------------------------------------------------------------
+// Projector
+
+namespace {
+
+uint64_t file_size(const std::string & path) {
+    std::ifstream f(path, std::ios::binary | std::ios::ate);
+    return f ? (uint64_t)f.tellg() : 0;
+}
+
+size_t count_occurrences(const std::string & text, const std::string & needle) {
+    if (needle.empty()) return 0;
+    size_t n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+    return n;
+}
+
+mtmd_context_params context_params(const ProjectorParams & p) {
+    mtmd_context_params cp = mtmd_context_params_default();
+    cp.use_gpu = p.use_gpu;
+    cp.print_timings = false;
+    cp.n_threads = p.n_threads > 0 ? p.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
+    cp.flash_attn_type = p.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.warmup = true;
+    cp.image_min_tokens = p.image_min_tokens;
+    cp.image_max_tokens = p.image_max_tokens;
+    return cp;
+}
+
+}  // namespace
+
+Projector::Projector(std::shared_ptr<Model> model, const std::string & path, const ProjectorParams & params)
+    : model_(std::move(model)), path_(path), params_(params) {
+    ensure_backend_initialized();
+    mtmd_log_set(log_sink_callback(), nullptr);
+    {
+        std::ifstream probe(path, std::ios::binary);
+        if (!probe) throw ModelLoadError("projector (mmproj) file not found or unreadable: '" + path + "'");
+    }
+    const mtmd_context_params cp = context_params(params_);
+    ctx_.reset(mtmd_init_from_file(path.c_str(), model_->get(), cp));
+    if (!ctx_)
+        throw ModelLoadError("libmtmd could not load the projector '" + path + "' for '" + model_->path() +
+                             "' (not an mmproj GGUF, or made for another model; see the jan.llama log)");
+    if (!mtmd_support_vision(ctx_.get()) && !mtmd_support_audio(ctx_.get()))
+        throw ModelLoadError("projector '" + path + "' takes neither images nor audio");
+    // Weights plus compute buffers, as llama.cpp measures them; the file size if it cannot.
+    try {
+        for (const auto & [dev, bytes] : mtmd_get_memory_usage(path.c_str(), cp)) memory_bytes_ += bytes;
+    } catch (...) {
+        memory_bytes_ = 0;
+    }
+    mtmd_log_set(log_sink_callback(), nullptr);  // the measurement swaps the logger
+    if (memory_bytes_ == 0) memory_bytes_ = file_size(path);
+}
+
+bool Projector::supports_vision() const { return mtmd_support_vision(ctx_.get()); }
+bool Projector::supports_audio() const { return mtmd_support_audio(ctx_.get()); }
+int32_t Projector::audio_sample_rate() const { return mtmd_get_audio_sample_rate(ctx_.get()); }
+std::string Projector::marker() const { return mtmd_get_marker(ctx_.get()); }
+bool Projector::uses_mrope() const { return mtmd_decode_use_mrope(ctx_.get()); }
+
+MediaPrompt Projector::tokenize(const std::string & text, const std::vector<MediaInput> & media, bool add_special,
+                                bool parse_special) const {
+    const std::string mark = marker();
+    const size_t n_markers = count_occurrences(text, mark);
+    if (n_markers != media.size())
+        throw std::invalid_argument("the prompt has " + std::to_string(n_markers) + " media marker(s) '" + mark +
+                                    "' but " + std::to_string(media.size()) + " image(s)/audio clip(s) were given");
+
+    std::vector<mtmd::bitmap> bitmaps;
+    bitmaps.reserve(media.size());
+    for (size_t i = 0; i < media.size(); ++i) {
+        const MediaInput & m = media[i];
+        const std::string which = "media[" + std::to_string(i) + "]";
+        mtmd_bitmap * bm = nullptr;
+        if (m.audio) {
+            if (!supports_audio()) throw std::invalid_argument(which + ": this model's projector does not accept audio");
+            if (!m.audio_file.empty()) {
+                // WAV/MP3/FLAC decoding and resampling to the encoder's rate: libmtmd's own helper.
+                const auto wrapped = mtmd_helper_bitmap_init_from_buf(
+                    ctx_.get(), reinterpret_cast<const unsigned char *>(m.audio_file.data()), m.audio_file.size(),
+                    false, mtmd_helper_init_opt_default());
+                if (wrapped.video_ctx) mtmd_helper_video_free(wrapped.video_ctx);
+                bm = wrapped.bitmap;
+                if (bm && !mtmd_bitmap_is_audio(bm)) {
+                    mtmd_bitmap_free(bm);
+                    bm = nullptr;
+                }
+                if (!bm) throw std::invalid_argument(which + ": not a readable WAV, MP3 or FLAC file");
+            } else {
+                if (m.samples.empty()) throw std::invalid_argument(which + ": the audio has no samples");
+                bm = mtmd_bitmap_init_from_audio(m.samples.size(), m.samples.data());
+            }
+        } else {
+            if (!supports_vision()) throw std::invalid_argument(which + ": this model's projector does not accept images");
+            if (m.nx == 0 || m.ny == 0 || m.rgb.size() != (size_t)m.nx * m.ny * 3)
+                throw std::invalid_argument(which + ": expected " + std::to_string(m.nx) + "x" + std::to_string(m.ny) +
+                                            " RGB pixels (" + std::to_string((size_t)m.nx * m.ny * 3) + " bytes), got " +
+                                            std::to_string(m.rgb.size()) + " bytes");
+            bm = mtmd_bitmap_init(m.nx, m.ny, reinterpret_cast<const unsigned char *>(m.rgb.data()));
+        }
+        if (!bm) throw std::invalid_argument(which + ": libmtmd refused the media");
+        bitmaps.emplace_back(bm);
+        if (!m.id.empty()) bitmaps.back().set_id(m.id.c_str());
+    }
+    std::vector<const mtmd_bitmap *> ptrs;
+    for (auto & b : bitmaps) ptrs.push_back(b.ptr.get());
+
+    mtmd_input_text input{text.c_str(), text.size(), add_special, parse_special};
+    mtmd::input_chunks chunks(mtmd_input_chunks_init());
+    const int32_t rc = mtmd_tokenize(ctx_.get(), chunks.ptr.get(), &input, ptrs.data(), ptrs.size());
+    if (rc == 1) throw std::invalid_argument("the number of media markers does not match the media given");
+    if (rc != 0) throw std::invalid_argument("libmtmd could not preprocess the media (code " + std::to_string(rc) + ")");
+
+    MediaPrompt out;
+    const int32_t n_embd = llama_model_n_embd_inp(model_->get());
+    const bool mrope = mtmd_decode_use_mrope(ctx_.get());
+    std::unordered_map<std::string, int> seen;  // slices of one image share its id
+    for (size_t i = 0; i < chunks.size(); ++i) {
+        const mtmd_input_chunk * c = chunks[i];
+        const auto type = mtmd_input_chunk_get_type(c);
+        if (type == MTMD_INPUT_CHUNK_TYPE_TEXT) {
+            size_t n = 0;
+            const llama_token * t = mtmd_input_chunk_get_tokens_text(c, &n);
+            out.tokens.insert(out.tokens.end(), t, t + n);
+            continue;
+        }
+        auto mc = std::make_shared<MediaChunk>();
+        mc->chunk.reset(mtmd_input_chunk_copy(c));
+        const char * id = mtmd_input_chunk_get_id(c);
+        const std::string base = id ? id : "";
+        mc->id = base.empty() ? std::string() : base + "#" + std::to_string(seen[base]++);
+        mc->n_tokens = (int32_t)mtmd_input_chunk_get_n_tokens(c);
+        mc->n_pos = mtmd_input_chunk_get_n_pos(c);
+        mc->audio = type == MTMD_INPUT_CHUNK_TYPE_AUDIO;
+        mc->mrope = mrope;
+        mc->non_causal = mtmd_decode_use_non_causal(ctx_.get(), c);
+        mc->n_embd = n_embd;
+        out.track.add(out.tokens.size(), mc);
+        out.tokens.insert(out.tokens.end(), (size_t)mc->n_tokens, LLAMA_TOKEN_NULL);
+        out.chunks.push_back(std::move(mc));
+    }
+    return out;
+}
+
+std::shared_ptr<const std::vector<float>> Projector::cached(const std::string & key) {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    auto it = lru_index_.find(key);
+    if (it == lru_index_.end()) return nullptr;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return it->second->second;
+}
+
+void Projector::remember(const std::string & key, std::shared_ptr<const std::vector<float>> embd) {
+    const size_t bytes = embd->size() * sizeof(float);
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    if (key.empty() || bytes > params_.encode_cache_bytes || lru_index_.count(key)) return;
+    lru_.emplace_front(key, std::move(embd));
+    lru_index_[key] = lru_.begin();
+    lru_bytes_ += bytes;
+    while (lru_bytes_ > params_.encode_cache_bytes && !lru_.empty()) {
+        lru_bytes_ -= lru_.back().second->size() * sizeof(float);
+        lru_index_.erase(lru_.back().first);
+        lru_.pop_back();
+    }
+}
+
+void Projector::encode(MediaPrompt & prompt) {
+    for (auto & chunk : prompt.chunks) {
+        if (chunk->encoded()) continue;
+        if (!chunk->id.empty()) {
+            if (auto hit = cached(chunk->id)) {
+                chunk->embd = std::move(hit);
+                continue;
+            }
+        }
+        std::lock_guard<std::mutex> lock(encode_mutex_);
+        if (!chunk->id.empty()) {  // another request may have encoded it meanwhile
+            if (auto hit = cached(chunk->id)) {
+                chunk->embd = std::move(hit);
+                continue;
+            }
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        const int32_t rc = mtmd_encode_chunk(ctx_.get(), chunk->chunk.get());
+        if (rc != 0)
+            throw EngineError(std::string("the projector could not encode the ") + (chunk->audio ? "audio" : "image") +
+                              " (libmtmd code " + std::to_string(rc) + ")");
+        const float * out = mtmd_get_output_embd(ctx_.get());
+        auto embd = std::make_shared<const std::vector<float>>(out, out + (size_t)chunk->n_tokens * chunk->n_embd);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        {
+            std::lock_guard<std::mutex> stats(stats_mutex_);
+            encode_count_++;
+            encode_seconds_ += seconds;
+        }
+        chunk->embd = embd;
+        remember(chunk->id, std::move(embd));
+    }
+}
+
+uint64_t Projector::encode_count() const {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    return encode_count_;
+}
+
+double Projector::encode_seconds() const {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    return encode_seconds_;
+}
+
+}  // namespace jan

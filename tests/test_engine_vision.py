@@ -1,0 +1,335 @@
+"""Images through the native engine (libmtmd), checked against llama-cpp-python's own multimodal path.
+
+The model pair is tiny and random (tests/conftest.py: vision_pair), so the
+output is gibberish — but it depends on every pixel, every embedding and
+every position, which is what these tests compare.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import io
+import threading
+
+import numpy as np
+import pytest
+
+import jan
+
+N_GEN = 16
+QUESTION = "What is in this picture?"
+
+
+def _png(image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def photo_png(test_image_path):
+    """The JPEG photo decoded by Pillow, as a PNG: both sides then see the very same pixels
+    (llama.cpp's stb decoder and libjpeg-turbo may round a JPEG differently)."""
+    from PIL import Image
+
+    with Image.open(test_image_path) as im:
+        return _png(im.convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def vlm(vision_pair):
+    model_path, mmproj = vision_pair
+    model = jan.Model(model_path, mmproj=mmproj, n_ctx=512, n_parallel=3, n_threads=1, n_threads_batch=1)
+    yield model
+    model.close()
+
+
+def _chat_prompt(model: jan.Model, question: str = QUESTION, n_images: int = 1) -> str:
+    marker = model.media_marker
+    parts = "\n".join([question] + [marker] * n_images)
+    return f"<|im_start|>user\n{parts}<|im_end|>\n<|im_start|>assistant\n"
+
+
+# --------------------------------------------------------------------------
+# llama-cpp-python's multimodal path, the reference
+# --------------------------------------------------------------------------
+
+
+def llama_cpp_mtmd_greedy(model_path, mmproj, prompt: str, images: list[bytes], n: int) -> list[int]:
+    """Greedy tokens from llama-cpp-python's mtmd bindings: mtmd_tokenize, mtmd_helper_eval_chunks,
+    then one llama_decode per sampled token (argmax of the raw logits)."""
+    import llama_cpp
+    from llama_cpp import mtmd_cpp
+
+    llm = llama_cpp.Llama(str(model_path), n_ctx=512, n_batch=512, n_threads=1, n_threads_batch=1, verbose=False)
+    params = mtmd_cpp.mtmd_context_params_default()
+    params.use_gpu = False
+    params.n_threads = 1
+    params.print_timings = False
+    mctx = mtmd_cpp.mtmd_init_from_file(str(mmproj).encode(), llm.model, params)
+    assert mctx, "llama-cpp-python could not load the mmproj"
+    bitmaps, chunks = [], None
+    try:
+        for data in images:
+            buf = (ctypes.c_uint8 * len(data)).from_buffer(bytearray(data))
+            bitmap = mtmd_cpp.mtmd_helper_bitmap_init_from_buf(mctx, buf, len(data), False)
+            assert bitmap, "llama-cpp-python could not decode the image"
+            bitmaps.append(bitmap)
+        text = mtmd_cpp.mtmd_input_text()
+        raw = prompt.encode()
+        text.text, text.text_len, text.add_special, text.parse_special = raw, len(raw), True, True
+        chunks = mtmd_cpp.mtmd_input_chunks_init()
+        array = (mtmd_cpp.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
+        assert mtmd_cpp.mtmd_tokenize(mctx, chunks, ctypes.byref(text), array, len(bitmaps)) == 0
+        n_past = llama_cpp.llama_pos(0)
+        assert mtmd_cpp.mtmd_helper_eval_chunks(mctx, llm._ctx.ctx, chunks, 0, 0, 512, True,
+                                                ctypes.byref(n_past)) == 0
+        llm.n_tokens = n_past.value  # Llama.eval places the next token after what the helper evaluated
+        out = []
+        n_vocab = llm.n_vocab()
+        for _ in range(n):
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,))
+            token = int(np.argmax(logits))
+            out.append(token)
+            llm.eval([token])
+        return out
+    finally:
+        if chunks is not None:
+            mtmd_cpp.mtmd_input_chunks_free(chunks)
+        for bitmap in bitmaps:
+            mtmd_cpp.mtmd_bitmap_free(bitmap)
+        mtmd_cpp.mtmd_free(mctx)
+        llm.close()
+
+
+# --------------------------------------------------------------------------
+# the reference tests (done-when of issue 14)
+# --------------------------------------------------------------------------
+
+
+def test_greedy_image_tokens_equal_llama_cpp_python_mtmd(vlm, vision_pair, photo_png, test_image_path):
+    prompt = _chat_prompt(vlm)
+    ref = llama_cpp_mtmd_greedy(*vision_pair, prompt, [photo_png], N_GEN)
+    # jan gets the original JPEG: Pillow decodes it to the pixels the PNG holds
+    got = vlm.generate(prompt, images=[test_image_path], max_tokens=N_GEN, temperature=0, ignore_eos=True)
+    assert got.token_ids == ref
+    assert got.usage.prompt_tokens == len(vlm.tokenize(prompt.split(vlm.media_marker)[0], True, True)) + \
+        len(vlm.tokenize(prompt.split(vlm.media_marker)[1], False, True)) + 64
+
+
+def test_greedy_chat_text_equals_llama_cpp_python_mtmd_chat_handler(vlm, vision_pair, photo_png):
+    """The same through llama-cpp-python's MTMDChatHandler (its chat API, data URL in, text out)."""
+    import llama_cpp
+    from llama_cpp.llama_chat_format import MTMDChatHandler
+
+    model_path, mmproj = vision_pair
+    url = "data:image/png;base64," + base64.b64encode(photo_png).decode()
+    handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
+    llm = llama_cpp.Llama(str(model_path), chat_handler=handler, n_ctx=512, n_threads=1, verbose=False)
+    try:
+        messages = [{"role": "user", "content": [{"type": "text", "text": QUESTION},
+                                                 {"type": "image_url", "image_url": {"url": url}}]}]
+        ref = llm.create_chat_completion(messages=messages, temperature=0, max_tokens=N_GEN, repeat_penalty=1.0)
+    finally:
+        llm.close()
+    got = vlm.generate(_chat_prompt(vlm), images=[photo_png], max_tokens=N_GEN, temperature=0)
+    assert got.text == ref["choices"][0]["message"]["content"]
+    assert got.usage.prompt_tokens == ref["usage"]["prompt_tokens"]
+
+
+def test_two_images_in_one_prompt_match_the_reference(vlm, vision_pair, photo_png):
+    from PIL import Image
+
+    red = _png(Image.new("RGB", (40, 30), (200, 30, 30)))
+    prompt = _chat_prompt(vlm, "Compare", n_images=2)
+    ref = llama_cpp_mtmd_greedy(*vision_pair, prompt, [photo_png, red], 8)
+    got = vlm.generate(prompt, images=[photo_png, red], max_tokens=8, temperature=0, ignore_eos=True)
+    assert got.token_ids == ref
+
+
+# --------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------
+
+
+def test_image_sources_path_bytes_array_and_pil_agree(vlm, test_image_path):
+    from PIL import Image
+
+    prompt = _chat_prompt(vlm)
+    with Image.open(test_image_path) as im:
+        pil = im.convert("RGB")
+    outs = [
+        vlm.generate(prompt, images=[src], max_tokens=6, temperature=0, ignore_eos=True).token_ids
+        for src in (test_image_path, str(test_image_path), test_image_path.read_bytes(), np.asarray(pil), pil)
+    ]
+    assert all(o == outs[0] for o in outs)
+
+
+def test_the_image_changes_the_answer(vlm):
+    from PIL import Image
+
+    prompt = _chat_prompt(vlm)
+    a = vlm.generate(prompt, images=[Image.new("RGB", (32, 32), (255, 0, 0))], max_tokens=8, temperature=0,
+                     ignore_eos=True)
+    b = vlm.generate(prompt, images=[Image.new("RGB", (32, 32), (0, 0, 255))], max_tokens=8, temperature=0,
+                     ignore_eos=True)
+    assert a.token_ids != b.token_ids
+
+
+def test_gif_first_frame_and_webp(vlm):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (24, 24), c) for c in ((10, 200, 10), (200, 10, 10))]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    webp = io.BytesIO()
+    frames[0].save(webp, "WEBP", lossless=True)
+    prompt = _chat_prompt(vlm)
+    first = vlm.generate(prompt, images=[_png(frames[0])], max_tokens=6, temperature=0, ignore_eos=True).token_ids
+    for data in (gif.getvalue(), webp.getvalue()):
+        assert vlm.generate(prompt, images=[data], max_tokens=6, temperature=0, ignore_eos=True).token_ids == first
+
+
+@pytest.mark.parametrize(
+    "images, reason",
+    [
+        ([b"not an image at all"], "unsupported_format"),
+        ([b"BM" + b"\0" * 64], "unsupported_format"),  # BMP: decodable, but not accepted
+        ([np.zeros((4, 4, 5), np.uint8)], "unsupported_format"),
+        ([np.zeros((4, 4, 3), np.uint8)] * 9, "too_many"),
+    ],
+)
+def test_bad_images_raise_media_error(vlm, images, reason):
+    with pytest.raises(jan.MediaError) as info:
+        vlm.generate(_chat_prompt(vlm, n_images=0) + vlm.media_marker * len(images), images=images, max_tokens=1)
+    assert info.value.reason == reason
+
+
+def test_too_large_image_and_marker_mismatch(vision_pair):
+    from PIL import Image
+
+    model_path, mmproj = vision_pair
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=256, n_threads=1,
+                   media_limits=jan.engine.media.MediaLimits(max_pixels=100, max_bytes=10_000)) as small:
+        with pytest.raises(jan.MediaError, match="pixels") as info:
+            small.generate("x", images=[Image.new("RGB", (11, 10))], max_tokens=1)
+        assert info.value.reason == "too_large"
+        with pytest.raises(jan.MediaError, match="bytes") as info:
+            small.generate("x", images=[b"\x89PNG\r\n\x1a\n" + b"\0" * 20_000], max_tokens=1)
+        assert info.value.reason == "too_large"
+        with pytest.raises(jan.MediaError, match="marker"):
+            small.generate(f"{small.media_marker} {small.media_marker}", images=[Image.new("RGB", (8, 8))],
+                           max_tokens=1)
+
+
+def test_model_without_projector_refuses_images(stories):
+    assert stories.capabilities == {"vision": False, "audio": False}
+    with pytest.raises(jan.MediaError) as info:
+        stories.generate("Once", images=[np.zeros((8, 8, 3), np.uint8)], max_tokens=1)
+    assert info.value.reason == "no_projector"
+
+
+def test_audio_refused_by_a_vision_only_projector(vlm):
+    assert vlm.capabilities == {"vision": True, "audio": False}
+    with pytest.raises(jan.MediaError) as info:
+        vlm.generate("listen", audio=[b"RIFF\0\0\0\0WAVEfmt "], max_tokens=1)
+    assert info.value.reason == "no_projector"
+
+
+def test_bad_mmproj_is_a_model_load_error(vision_pair, tmp_path):
+    model_path, _ = vision_pair
+    with pytest.raises(jan.ModelLoadError):
+        jan.Model(model_path, mmproj=tmp_path / "missing.gguf", n_ctx=128, n_threads=1)
+    with pytest.raises(jan.ModelLoadError):
+        jan.Model(model_path, mmproj=model_path, n_ctx=128, n_threads=1)  # a text model is no projector
+
+
+# --------------------------------------------------------------------------
+# scheduling: slots, batching, prefix reuse
+# --------------------------------------------------------------------------
+
+
+def test_follow_up_about_the_same_image_reuses_its_kv_cache(vision_pair, photo_png):
+    model_path, mmproj = vision_pair
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=512, n_parallel=1, n_threads=1) as model:
+        first_turn = _chat_prompt(model)
+        first = model.generate(first_turn, images=[photo_png], max_tokens=4, temperature=0, ignore_eos=True)
+        assert first.usage.cached_tokens == 0
+        follow_up = (first_turn + first.text + "<|im_end|>\n<|im_start|>user\nAnd the colours?<|im_end|>\n"
+                     "<|im_start|>assistant\n")
+        second = model.generate(follow_up, images=[photo_png], max_tokens=4, temperature=0, ignore_eos=True)
+        # the whole first turn, image included, comes from the cache
+        assert second.usage.cached_tokens >= first.usage.prompt_tokens
+        fresh = jan.Model(model_path, mmproj=mmproj, n_ctx=512, n_parallel=1, n_threads=1)
+        try:
+            assert fresh.generate(follow_up, images=[photo_png], max_tokens=4, temperature=0,
+                                  ignore_eos=True).token_ids == second.token_ids
+        finally:
+            fresh.close()
+        # another image at the same place is evaluated again, not reused
+        from PIL import Image
+
+        third = model.generate(follow_up, images=[Image.new("RGB", (16, 16), (1, 2, 3))], max_tokens=2,
+                               temperature=0)
+        assert third.usage.cached_tokens < first.usage.prompt_tokens - 64
+        assert model.metrics()["media_encodes_total"] == 2  # the re-sent photo was not encoded again
+
+
+def test_image_requests_in_parallel_slots_while_text_streams(vlm, photo_png):
+    from PIL import Image
+
+    prompt = _chat_prompt(vlm)
+    blue = _png(Image.new("RGB", (20, 20), (0, 0, 255)))
+    alone = [vlm.generate(prompt, images=[img], max_tokens=8, temperature=0, ignore_eos=True).token_ids
+             for img in (photo_png, blue)]
+    text_alone = vlm.generate("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n", max_tokens=40,
+                              temperature=0, ignore_eos=True).token_ids
+
+    text = vlm.stream("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n", max_tokens=40, temperature=0,
+                      ignore_eos=True)
+    first_chunk = next(iter(text))  # the text request is generating before the images arrive
+    results: dict[int, list[int]] = {}
+
+    def run(i, img):
+        results[i] = vlm.generate(prompt, images=[img], max_tokens=8, temperature=0, ignore_eos=True).token_ids
+
+    threads = [threading.Thread(target=run, args=(i, img)) for i, img in enumerate((photo_png, blue))]
+    for t in threads:
+        t.start()
+    streamed = first_chunk.token_ids + [t for chunk in text for t in chunk.token_ids]
+    for t in threads:
+        t.join(timeout=300)
+        assert not t.is_alive()
+    assert results == {0: alone[0], 1: alone[1]}
+    assert streamed == text_alone
+
+
+def test_image_over_several_decode_steps_matches_the_reference(vision_pair, photo_png):
+    """n_batch 16 < 64 image tokens: the image's embeddings go in over four engine steps."""
+    model_path, mmproj = vision_pair
+    prompt = "Look: <__media__> What is it?"
+    ref = llama_cpp_mtmd_greedy(model_path, mmproj, prompt, [photo_png], 6)
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=256, n_batch=16, n_threads=1) as model:
+        assert model.media_marker == "<__media__>"
+        got = model.generate(prompt, images=[photo_png], max_tokens=6, temperature=0, ignore_eos=True)
+    assert got.token_ids == ref
+
+
+def test_prompt_ending_with_an_image(vlm, photo_png):
+    """The last prompt entry is an image embedding: its logits pick the first token
+    (llama-cpp-python's helper asks no logits of image chunks, so there is no reference here)."""
+    got = vlm.generate("Look: " + vlm.media_marker, images=[photo_png], max_tokens=6, temperature=0, ignore_eos=True)
+    assert len(got.token_ids) == 6 and got.finish_reason == "length"
+    again = vlm.generate("Look: " + vlm.media_marker, images=[photo_png], max_tokens=6, temperature=0,
+                         ignore_eos=True)
+    assert again.token_ids == got.token_ids  # the image re-evaluated from the cache boundary
+
+
+def test_status_reports_projector_memory(vision_pair):
+    model_path, mmproj = vision_pair
+    with jan.Engine() as engine:
+        engine.load("vlm", str(model_path), mmproj=str(mmproj), n_ctx=128, n_threads=1)
+        status = engine.status()["vlm"]
+        assert status["projector_memory_bytes"] > 100_000  # weights alone are ~128 kB
+        assert status["memory_bytes"] > status["projector_memory_bytes"]

@@ -1,0 +1,129 @@
+"""Images through the OpenAI-compatible server (official openai client), on the tiny vision pair."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+
+import openai
+import pytest
+
+from server_helpers import start_server
+
+
+def _data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def _png(color=(200, 20, 20), size=(24, 24)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, vision_pair, stories_path):
+    model_path, _mmproj = vision_pair  # mmproj-vision-chat.gguf beside it: picked up on import
+    srv = start_server(tmp_path_factory.mktemp("vision-server"), [model_path, stories_path])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def _ask(url: str, text: str = "What is in this picture?") -> list[dict]:
+    return [{"role": "user", "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]}]
+
+
+def test_models_report_vision(client):
+    models = {m.id: m for m in client.models.list()}
+    assert models["vision-chat"].model_extra["capabilities"] == ["vision"]
+    assert models["stories260K"].model_extra["capabilities"] == []
+
+
+def test_image_chat_with_a_data_url(client, test_image_path):
+    url = _data_url(test_image_path.read_bytes(), "image/jpeg")
+    result = client.chat.completions.create(model="vision-chat", messages=_ask(url), max_tokens=8, temperature=0)
+    assert result.choices[0].message.content
+    assert result.usage.prompt_tokens > 64  # the image is 64 tokens of the prompt
+    again = client.chat.completions.create(model="vision-chat", messages=_ask(url), max_tokens=8, temperature=0)
+    assert again.choices[0].message.content == result.choices[0].message.content
+
+
+def test_follow_up_turn_reuses_the_cached_image(client):
+    url = _data_url(_png((10, 120, 240)), "image/png")
+    first = client.chat.completions.create(model="vision-chat", messages=_ask(url), max_tokens=4, temperature=0)
+    history = _ask(url) + [{"role": "assistant", "content": first.choices[0].message.content},
+                           {"role": "user", "content": "Tell me more."}]
+    second = client.chat.completions.create(model="vision-chat", messages=history, max_tokens=4, temperature=0)
+    assert second.usage.prompt_tokens_details.cached_tokens > 64
+
+
+def test_streamed_image_chat(client):
+    stream = client.chat.completions.create(model="vision-chat", messages=_ask(_data_url(_png(), "image/png")),
+                                            max_tokens=6, temperature=0, stream=True)
+    chunks = list(stream)
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_two_image_requests_in_parallel_while_text_streams(client):
+    text_stream = client.chat.completions.create(
+        model="vision-chat", messages=[{"role": "user", "content": "Hello"}], max_tokens=40, temperature=0,
+        stream=True, extra_body={"ignore_eos": True})
+    pieces = iter(text_stream)
+    first = next(pieces)  # generating before the image requests arrive
+    results: dict[int, object] = {}
+
+    def ask(i: int) -> None:
+        url = _data_url(_png((40 * i, 200, 30), (16 + i, 16)), "image/png")
+        results[i] = client.chat.completions.create(model="vision-chat", messages=_ask(url), max_tokens=6,
+                                                    temperature=0)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    rest = list(pieces)
+    for t in threads:
+        t.join(timeout=300)
+        assert not t.is_alive()
+    assert set(results) == {0, 1}
+    assert all(r.usage.prompt_tokens > 64 and r.choices[0].finish_reason for r in results.values())
+    assert [first, *rest][-1].choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize(
+    "model, content, code",
+    [
+        ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(b"GIF89a-not-really", "image/gif")}}],
+         "unsupported_format"),
+        ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(b"plain text", "text/plain")}}],
+         "unsupported_format"),
+        ("vision-chat", [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}], "not_allowed"),
+        ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(_png(), "image/png")}}] * 9,
+         "too_many"),
+        ("stories260K", [{"type": "image_url", "image_url": {"url": _data_url(_png(), "image/png")}}],
+         "no_projector"),
+        ("vision-chat", [{"type": "input_audio", "input_audio": {"data": base64.b64encode(b"RIFF0000WAVE").decode(),
+                                                                "format": "wav"}}], "no_projector"),
+    ],
+)
+def test_bad_media_is_a_400(client, model, content, code):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}], max_tokens=2)
+    body = info.value.body if isinstance(info.value.body, dict) else json.loads(info.value.response.text)
+    error = body.get("error", body)
+    if code is not None:
+        assert error.get("code") == code, error
+
+
+def test_server_still_serves_after_bad_media(client):
+    ok = client.chat.completions.create(model="vision-chat", messages=_ask(_data_url(_png(), "image/png")),
+                                        max_tokens=2, temperature=0)
+    assert ok.choices[0].finish_reason in ("stop", "length")
