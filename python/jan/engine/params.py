@@ -36,7 +36,19 @@ DEFAULTS = {
     "reasoning_open": False,
     # Keep the text of control tokens in the output (formats whose markers are control tokens).
     "render_special": False,
+    # Speculative decoding (draft-free n-gram / prompt lookup; llama-server's names): off unless
+    # ``speculative`` is "ngram" (or True); then up to ``draft_max`` tokens are drafted per step
+    # from the earlier occurrence of the last ``ngram`` tokens, none when fewer than ``draft_min``.
+    "speculative": None,
+    "draft_max": 16,
+    "draft_min": 0,
+    "ngram": 3,
 }
+
+#: ``speculative`` values: None/False/"none" = off, True/"ngram" = n-gram drafting.
+SPECULATIVE = ("none", "ngram")
+#: The options :class:`jan.Model` takes as per-model defaults for every request.
+SPECULATIVE_OPTIONS = ("speculative", "draft_max", "draft_min", "ngram")
 
 _UINT32 = 0xFFFFFFFF
 
@@ -75,7 +87,21 @@ def sampling_params(**options) -> _engine.SamplingParams:
     p.stop = _stops(o["stop"])
     p.logprobs = bool(o["logprobs"]) or bool(o["top_logprobs"])
     p.n_probs = _int("top_logprobs", o["top_logprobs"], minimum=0)
+    draft_max = _int("draft_max", o["draft_max"], minimum=0)
+    p.draft_max = draft_max if _speculative(o["speculative"]) == "ngram" else 0
+    p.draft_min = _int("draft_min", o["draft_min"], minimum=0)
+    p.ngram = _int("ngram", o["ngram"], minimum=1)
     return p
+
+
+def _speculative(value) -> str:
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "ngram"
+    if isinstance(value, str) and value.lower() in SPECULATIVE:
+        return value.lower()
+    raise ValueError(f"speculative: expected one of {', '.join(SPECULATIVE)} (or a bool), got {value!r}")
 
 
 def _int(name: str, value, minimum: int | None = None) -> int:

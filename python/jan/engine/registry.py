@@ -149,7 +149,8 @@ class ModelPool:
                 "slots_busy": m.get("slots_busy", 0),
                 "slots_total": m.get("slots_total", 0),
                 "queue_depth": m.get("queue_depth", 0),
-                "memory_bytes": e.model.info.size_bytes,
+                "memory_bytes": e.model.info.size_bytes,  # the weights
+                "kv_cache_bytes": e.model.kv_cache_bytes,
                 "n_ctx": e.model.n_ctx,
                 "idle_seconds": idle,
                 "expires_in": None if limit is None else max(0.0, limit - idle),
