@@ -13,6 +13,8 @@ void register_metrics(py::module_ & m) {
         .def_readonly("prompt_tokens_total", &SchedulerMetrics::prompt_tokens_total, "Prompt tokens evaluated.")
         .def_readonly("cached_tokens_total", &SchedulerMetrics::cached_tokens_total, "Prompt tokens reused from cache.")
         .def_readonly("generated_tokens_total", &SchedulerMetrics::generated_tokens_total)
+        .def_readonly("draft_tokens_total", &SchedulerMetrics::draft_tokens_total, "Speculative decoding: tokens drafted.")
+        .def_readonly("draft_accepted_total", &SchedulerMetrics::draft_accepted_total, "Drafted tokens accepted.")
         .def_readonly("decode_calls", &SchedulerMetrics::decode_calls)
         .def_readonly("decode_seconds", &SchedulerMetrics::decode_seconds)
         .def_readonly("busy_seconds", &SchedulerMetrics::busy_seconds, "Wall time with at least one busy slot.")
@@ -28,6 +30,8 @@ void register_metrics(py::module_ & m) {
             d["prompt_tokens_total"] = mt.prompt_tokens_total;
             d["cached_tokens_total"] = mt.cached_tokens_total;
             d["generated_tokens_total"] = mt.generated_tokens_total;
+            d["draft_tokens_total"] = mt.draft_tokens_total;
+            d["draft_accepted_total"] = mt.draft_accepted_total;
             d["decode_calls"] = mt.decode_calls;
             d["decode_seconds"] = mt.decode_seconds;
             d["busy_seconds"] = mt.busy_seconds;

@@ -28,7 +28,9 @@ void register_params(py::module_ & m) {
         .def_readwrite("n_threads_batch", &ContextParams::n_threads_batch)
         .def_readwrite("flash_attn", &ContextParams::flash_attn)
         .def_readwrite("max_queue", &ContextParams::max_queue)
-        .def_readwrite("kv_unified", &ContextParams::kv_unified);
+        .def_readwrite("kv_unified", &ContextParams::kv_unified)
+        .def_readwrite("cache_type_k", &ContextParams::cache_type_k)
+        .def_readwrite("cache_type_v", &ContextParams::cache_type_v);
 
     py::class_<SamplingParams>(m, "SamplingParams")
         .def(py::init<>())
@@ -56,7 +58,10 @@ void register_params(py::module_ & m) {
         .def_readwrite("ignore_eos", &SamplingParams::ignore_eos)
         .def_readwrite("stop", &SamplingParams::stop)
         .def_readwrite("logprobs", &SamplingParams::logprobs)
-        .def_readwrite("n_probs", &SamplingParams::n_probs);
+        .def_readwrite("n_probs", &SamplingParams::n_probs)
+        .def_readwrite("draft_max", &SamplingParams::draft_max)
+        .def_readwrite("draft_min", &SamplingParams::draft_min)
+        .def_readwrite("ngram", &SamplingParams::ngram);
 
     py::class_<EmbedderParams>(m, "EmbedderParams")
         .def(py::init<>())

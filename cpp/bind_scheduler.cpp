@@ -24,6 +24,7 @@ void register_scheduler(py::module_ & m) {
         .def("metrics", &Scheduler::metrics, "The counters since load (a SchedulerMetrics).")
         .def_property_readonly("n_ctx_slot", &Scheduler::n_ctx_slot)
         .def_property_readonly("n_parallel", &Scheduler::n_parallel)
+        .def_property_readonly("kv_cache_bytes", &Scheduler::kv_cache_bytes, "Bytes of the KV cache (all slots).")
         .def("shutdown", &Scheduler::shutdown, release());
 }
 

@@ -9,7 +9,7 @@ namespace jan {
 void register_usage(py::module_ & m) {
     py::class_<Usage>(m, "Usage", "Token counts and timings of one finished request (read-only).")
         .def(py::init([](int32_t prompt_tokens, int32_t completion_tokens, int32_t cached_tokens, double queue_ms,
-                         double prompt_ms, double generation_ms) {
+                         double prompt_ms, double generation_ms, int32_t draft_tokens, int32_t draft_accepted) {
                  Usage u;
                  u.prompt_tokens = prompt_tokens;
                  u.completion_tokens = completion_tokens;
@@ -17,17 +17,21 @@ void register_usage(py::module_ & m) {
                  u.queue_ms = queue_ms;
                  u.prompt_ms = prompt_ms;
                  u.generation_ms = generation_ms;
+                 u.draft_tokens = draft_tokens;
+                 u.draft_accepted = draft_accepted;
                  return u;
              }),
              py::kw_only(), py::arg("prompt_tokens") = 0, py::arg("completion_tokens") = 0,
              py::arg("cached_tokens") = 0, py::arg("queue_ms") = 0.0, py::arg("prompt_ms") = 0.0,
-             py::arg("generation_ms") = 0.0)
+             py::arg("generation_ms") = 0.0, py::arg("draft_tokens") = 0, py::arg("draft_accepted") = 0)
         .def_readonly("prompt_tokens", &Usage::prompt_tokens)
         .def_readonly("completion_tokens", &Usage::completion_tokens)
         .def_readonly("cached_tokens", &Usage::cached_tokens, "Prompt tokens reused from the KV cache.")
         .def_readonly("queue_ms", &Usage::queue_ms, "Submit to slot assigned.")
         .def_readonly("prompt_ms", &Usage::prompt_ms, "Slot assigned to the first token sampled.")
         .def_readonly("generation_ms", &Usage::generation_ms, "First token to the finish.")
+        .def_readonly("draft_tokens", &Usage::draft_tokens, "Speculative decoding: tokens drafted.")
+        .def_readonly("draft_accepted", &Usage::draft_accepted, "Drafted tokens accepted.")
         .def_property_readonly("total_tokens", [](const Usage & u) { return u.prompt_tokens + u.completion_tokens; })
         .def_property_readonly(
             "tokens_per_second",
@@ -41,7 +45,8 @@ void register_usage(py::module_ & m) {
              [](const Usage & a, const Usage & b) {
                  return a.prompt_tokens == b.prompt_tokens && a.completion_tokens == b.completion_tokens &&
                         a.cached_tokens == b.cached_tokens && a.queue_ms == b.queue_ms && a.prompt_ms == b.prompt_ms &&
-                        a.generation_ms == b.generation_ms;
+                        a.generation_ms == b.generation_ms && a.draft_tokens == b.draft_tokens &&
+                        a.draft_accepted == b.draft_accepted;
              })
         .def("__repr__", [](const Usage & u) {
             char buf[256];

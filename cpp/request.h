@@ -30,6 +30,8 @@ struct Usage {
     double queue_ms = 0.0;         // submit -> slot assigned
     double prompt_ms = 0.0;        // slot assigned -> first token sampled
     double generation_ms = 0.0;    // first token -> finish
+    int32_t draft_tokens = 0;      // speculative decoding: tokens drafted
+    int32_t draft_accepted = 0;    // and accepted (emitted without a decode step of their own)
 };
 
 struct Event {

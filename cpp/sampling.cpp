@@ -36,6 +36,9 @@ void SamplingParams::validate(const Model & model) const {
         bad("reasoning_budget", "needs the end-of-thinking marker (reasoning_end)");
     if (!grammar_triggers.empty() && grammar.empty()) bad("grammar_triggers", "given without a grammar");
     if (n_probs < 0 || n_probs > 100) bad("n_probs", "must be between 0 and 100");
+    if (draft_max < 0 || draft_max > 256) bad("draft_max", "must be between 0 and 256");
+    if (draft_min < 0) bad("draft_min", "must be >= 0");
+    if (ngram < 1 || ngram > 64) bad("ngram", "must be between 1 and 64");
     for (const auto & s : stop)
         if (s.empty()) bad("stop", "stop strings must not be empty");
     for (const auto & [tok, bias] : logit_bias) {

@@ -46,6 +46,10 @@ struct SamplingParams {
     std::vector<std::string> stop;
     bool logprobs = false;            // report each generated token's log-probability
     int32_t n_probs = 0;              // and this many top alternatives (implies logprobs)
+    // Speculative decoding with n-gram (prompt lookup) drafts; see speculative.h.
+    int32_t draft_max = 0;            // tokens drafted per step; 0: off
+    int32_t draft_min = 0;            // fewer found: no draft this step
+    int32_t ngram = 3;                // tokens matched to find an earlier occurrence
 
     void validate(const Model & model) const;  // throws std::invalid_argument naming the parameter
 };

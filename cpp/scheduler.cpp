@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "errors.h"
+#include "kv_cache.h"
 
 namespace jan {
 
@@ -48,11 +49,23 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params)
                          : params_.flash_attn == 0 ? LLAMA_FLASH_ATTN_TYPE_DISABLED
                                                    : LLAMA_FLASH_ATTN_TYPE_ENABLED;
     cp.kv_unified = params_.kv_unified;
+    cp.type_k = kv_cache_type(params_.cache_type_k, "cache_type_k");
+    cp.type_v = kv_cache_type(params_.cache_type_v, "cache_type_v");
+    check_kv_cache_types(*model_, cp.type_k, cp.type_v);
+    // llama.cpp stores a quantized V cache only for flash attention (it is
+    // read transposed otherwise). As llama-server: auto turns it on, off is refused.
+    if (ggml_is_quantized(cp.type_v)) {
+        if (params_.flash_attn == 0)
+            throw std::invalid_argument("cache_type_v: a quantized V cache (" + params_.cache_type_v +
+                                        ") needs flash attention; flash_attn is off");
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    }
     cp.no_perf = true;
     ctx_.reset(llama_init_from_model(model_->get(), cp));
     if (!ctx_) throw ModelLoadError("llama.cpp could not create a context of " + std::to_string(cp.n_ctx) +
                                     " tokens for '" + model_->path() + "' (out of memory?)");
     memory_ = llama_get_memory(ctx_.get());
+    kv_cache_bytes_ = kv_cache_size(*model_, llama_n_ctx(ctx_.get()), cp.type_k, cp.type_v);
     // llama.cpp pads the context and caps the batch at it: a slot still gets
     // exactly what was asked for (when it fits), and batches stay decodable.
     params_.n_ctx = std::min<int32_t>(params_.n_ctx, (int32_t)(llama_n_ctx(ctx_.get()) / (uint32_t)params_.n_parallel));
@@ -177,6 +190,10 @@ void Scheduler::finish(Slot & slot, const std::string & reason, const std::strin
     ev.usage.prompt_tokens = (int32_t)slot.prompt.size();
     ev.usage.completion_tokens = slot.n_generated;
     ev.usage.cached_tokens = slot.n_cached;
+    ev.usage.draft_tokens = slot.n_drafted;
+    ev.usage.draft_accepted = slot.n_accepted;
+    slot.n_drafted = slot.n_accepted = 0;
+    slot.draft.clear();
     ev.usage.queue_ms = ms_between(slot.t_submitted, slot.t_started);
     const bool got_first = slot.n_generated > 0;
     ev.usage.prompt_ms = ms_between(slot.t_started, got_first ? slot.t_first_token : now);
@@ -302,10 +319,16 @@ void Scheduler::run() {
             return i;
         };
         std::vector<Slot *> in_batch;
+        int32_t n_generating = 0;
+        for (auto & slot : slots_) n_generating += slot.state == SlotState::Generate;
         for (auto & slot : slots_) {
             if (slot.state != SlotState::Generate || batch_.n_tokens >= params_.n_batch) continue;
             slot.i_batch = add(slot, slot.next_token, true);
             in_batch.push_back(&slot);
+            // Speculative decoding (speculative.cpp): drafts ride along, each with
+            // logits, leaving room for the other generating slots' pending tokens.
+            const int32_t room = params_.n_batch - batch_.n_tokens - (n_generating - (int32_t)in_batch.size());
+            for (llama_token d : plan_draft(slot, room)) add(slot, d, true);
         }
         std::vector<Slot *> prefilling;
         for (auto & slot : slots_)
@@ -352,7 +375,8 @@ void Scheduler::run() {
         for (Slot * slot : in_batch) {
             if (slot->i_batch < 0) continue;
             try {
-                sample_slot(*slot);
+                if (!slot->draft.empty()) verify_draft(*slot);
+                else sample_slot(*slot);
             } catch (const std::exception & e) {
                 // llama.cpp throws through its C API (e.g. a grammar that no token can continue).
                 if (slot->state != SlotState::Idle) finish(*slot, "error", e.what());

@@ -34,6 +34,10 @@ struct ContextParams {
     int32_t flash_attn = -1;     // -1 auto, 0 off, 1 on
     int32_t max_queue = 64;      // requests waiting for a slot before QueueFullError
     bool kv_unified = false;     // separate KV streams keep slots independent
+    // KV cache element types by ggml name (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl).
+    // A quantized V cache needs flash attention: auto turns it on, off is an error.
+    std::string cache_type_k = "f16";
+    std::string cache_type_v = "f16";
 };
 
 struct SchedulerMetrics {
@@ -44,6 +48,8 @@ struct SchedulerMetrics {
     uint64_t prompt_tokens_total = 0;     // prompt tokens evaluated
     uint64_t cached_tokens_total = 0;     // prompt tokens reused from cache
     uint64_t generated_tokens_total = 0;
+    uint64_t draft_tokens_total = 0;      // speculative decoding: tokens proposed
+    uint64_t draft_accepted_total = 0;    // and accepted
     uint64_t decode_calls = 0;
     double decode_seconds = 0.0;
     double busy_seconds = 0.0;            // wall time with at least one busy slot
@@ -68,6 +74,8 @@ public:
     SchedulerMetrics metrics() const;
     int32_t n_ctx_slot() const { return params_.n_ctx; }
     int32_t n_parallel() const { return params_.n_parallel; }
+    // Bytes the KV cache holds for all slots (K and V, every layer, every cell).
+    uint64_t kv_cache_bytes() const { return kv_cache_bytes_; }
     // Stops the thread; running and queued requests finish with "cancelled".
     void shutdown();
 
@@ -95,6 +103,10 @@ private:
         int32_t n_generated = 0;
         int32_t n_cached = 0;
         int32_t i_batch = -1;
+        // Speculative decoding (speculative.cpp): this step's draft, after the pending token in the batch.
+        std::vector<llama_token> draft;
+        int32_t n_drafted = 0;
+        int32_t n_accepted = 0;
         std::chrono::steady_clock::time_point t_submitted, t_started, t_first_token;
         MediaTrack prompt_media;  // media chunks of `prompt`
         MediaTrack cache_media;   // media chunks of `cache` (kept between requests)
@@ -106,6 +118,8 @@ private:
     void decode_media_step();  // scheduler_media.cpp
     void finish(Slot & slot, const std::string & reason, const std::string & error = {});
     void sample_slot(Slot & slot);
+    std::vector<llama_token> plan_draft(Slot & slot, int32_t room);  // speculative.cpp
+    void verify_draft(Slot & slot);                                  // speculative.cpp
     bool has_work_locked() const;
 
     std::shared_ptr<Model> model_;
@@ -115,6 +129,7 @@ private:
     llama_batch batch_{};
     std::vector<Slot> slots_;
     uint64_t use_counter_ = 0;
+    uint64_t kv_cache_bytes_ = 0;
     std::chrono::steady_clock::time_point busy_since_;
 
     mutable std::mutex mutex_;

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from jan.engine.model import CACHE_TYPES
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 
 
@@ -41,14 +42,25 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
               help="Layers to offload to the GPU (-1: all) [default: the llamacpp extension's setting, 0].")
 @click.option("--max-queue", default=None, type=click.IntRange(0),
               help="Requests waiting for a slot before 503 [default: the llamacpp extension's setting, 64].")
+@click.option("--cache-type-k", "-ctk", "cache_type_k", default=None, type=click.Choice(CACHE_TYPES),
+              help="KV cache type for K [default: f16].")
+@click.option("--cache-type-v", "-ctv", "cache_type_v", default=None, type=click.Choice(CACHE_TYPES),
+              help="KV cache type for V [default: f16; a quantized type turns flash attention on].")
+@click.option("--speculative", "--spec-type", "speculative", default=None, type=click.Choice(["none", "ngram"]),
+              help="Speculative decoding: 'ngram' drafts from earlier text (prompt lookup); output is unchanged.")
+@click.option("--draft-max", "--draft", "draft_max", default=None, type=click.IntRange(0, 256),
+              help="Tokens drafted per step at most [default: 16].")
+@click.option("--draft-min", "draft_min", default=None, type=click.IntRange(0), help="Fewer found: no draft [default: 0].")
+@click.option("--spec-ngram-size", "ngram", default=None, type=click.IntRange(1, 64),
+              help="Tokens matched to find an earlier occurrence [default: 3].")
 @click.option("--keep-alive", default=None, type=float, help="Seconds an idle model stays loaded.")
 @click.option("--max-loaded-models", default=None, type=click.IntRange(1))
 @click.option("--no-extensions", is_flag=True, help="Load only built-in extensions.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
-          n_parallel, n_ctx, n_threads, n_gpu_layers, max_queue, keep_alive, max_loaded_models, no_extensions,
-          log_level) -> None:
+          n_parallel, n_ctx, n_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v, speculative, draft_max,
+          draft_min, ngram, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level != "debug":
@@ -58,7 +70,9 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
         default_model=default_model,
         n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, max_queue=max_queue,
-        keep_alive=keep_alive, max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)
+        cache_type_k=cache_type_k, cache_type_v=cache_type_v,
+        speculative=speculative, draft_max=draft_max, draft_min=draft_min, ngram=ngram, keep_alive=keep_alive,
+        max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)
     try:
         asyncio.run(run_server(config))
     except KeyboardInterrupt:

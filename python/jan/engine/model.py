@@ -22,6 +22,16 @@ from jan.engine.results import Completion
 
 POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
 _DEFAULT_MAX_CTX = 4096
+#: KV cache element types llama.cpp can hold (``cache_type_k``/``cache_type_v``), as llama-server names them.
+CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
+
+
+def _cache_type(name: str, value: str | None) -> str:
+    if value is None:
+        return "f16"
+    if not isinstance(value, str) or value.lower() not in CACHE_TYPES:
+        raise ValueError(f"{name}: expected one of {', '.join(CACHE_TYPES)}, got {value!r}")
+    return value.lower()
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,10 @@ class Model:
     Generation runs on the model's own engine thread with ``n_parallel`` slots
     (each with ``n_ctx`` tokens of context); every call that can take long
     releases the GIL. Embeddings use a separate context created on first use.
-    ``kv_unified`` puts all slots in one KV buffer (faster batched steps on
+    ``cache_type_k``/``cache_type_v`` pick the KV cache's element type (``CACHE_TYPES``; default
+    f16; q8_0 halves the cache, a quantized V turns flash attention on and raises ValueError
+    when ``flash_attn=False``). ``speculative``/``draft_max``/``draft_min``/``ngram`` are every
+    request's defaults for n-gram speculative decoding (see :meth:`stream`). ``kv_unified`` puts all slots in one KV buffer (faster batched steps on
     some CPUs; separate buffers keep slots fully independent).
 
     ``mmproj`` is a multimodal projector GGUF for this model (llama.cpp's
@@ -90,6 +103,12 @@ class Model:
         flash_attn: bool | None = None,
         max_queue: int = 64,
         kv_unified: bool = False,
+        cache_type_k: str | None = None,
+        cache_type_v: str | None = None,
+        speculative: bool | str | None = None,
+        draft_max: int | None = None,
+        draft_min: int | None = None,
+        ngram: int | None = None,
         embedding: bool | None = None,
         pooling: str | None = None,
         vocab_only: bool = False,
@@ -122,6 +141,11 @@ class Model:
         if pooling is not None and pooling not in POOLING:
             raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {pooling!r}")
         self._pooling = pooling
+        # Per-model speculative-decoding defaults; a request's own options win.
+        self._request_defaults = {k: v for k, v in (("speculative", speculative), ("draft_max", draft_max),
+                                                     ("draft_min", draft_min), ("ngram", ngram)) if v is not None}
+        if self._request_defaults:
+            sampling_params(**self._request_defaults)  # bad values fail the load, not every request
         self._n_threads = n_threads
         self._embedder = None
         self._embedder_lock = threading.Lock()
@@ -146,6 +170,8 @@ class Model:
             cp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
             cp.max_queue = int(max_queue)
             cp.kv_unified = bool(kv_unified)
+            cp.cache_type_k = _cache_type("cache_type_k", cache_type_k)
+            cp.cache_type_v = _cache_type("cache_type_v", cache_type_v)
             try:
                 self._scheduler = _engine.Scheduler(self._native, cp)
             finally:
@@ -209,6 +235,11 @@ class Model:
     def n_ctx_embed(self) -> int:
         """Tokens one input to :meth:`embed` may have (the embedding context; made on first use)."""
         return self._get_embedder(None).n_ctx
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        """Bytes of the KV cache for all slots (0 for embedding and vocab-only models)."""
+        return self._scheduler.kv_cache_bytes if self._scheduler else 0
 
     @property
     def n_parallel(self) -> int:
@@ -332,7 +363,8 @@ class Model:
 
         Options: max_tokens, temperature (<= 0: greedy), top_k, top_p, min_p, typical_p,
         repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, logit_bias,
-        grammar (GBNF), ignore_eos, stop, logprobs, top_logprobs.
+        grammar (GBNF), ignore_eos, stop, logprobs, top_logprobs; speculative ("ngram" or True:
+        draft-free n-gram drafting, output unchanged), draft_max, draft_min, ngram (defaults: the model's).
         Raises ContextOverflowError when the prompt does not fit, QueueFullError when the wait
         queue is full, ValueError for bad options.
         """
@@ -341,6 +373,9 @@ class Model:
             if not isinstance(prompt, str):
                 raise TypeError("with images or audio the prompt must be text (holding media markers)")
             prompt = self.media_prompt(prompt, self.media_inputs(images, audio), add_special=add_special)
+        for key, value in self._request_defaults.items():
+            if options.get(key) is None:
+                options[key] = value
         params = sampling_params(**options)
         if isinstance(prompt, _engine.MediaPrompt):
             native = scheduler.submit_media(prompt, params)

@@ -46,7 +46,19 @@ DEFAULTS = {
     "reasoning_open": False,
     # Keep the text of control tokens in the output (formats whose markers are control tokens).
     "render_special": False,
+    # Speculative decoding (draft-free n-gram / prompt lookup; llama-server's names): off unless
+    # ``speculative`` is "ngram" (or True); then up to ``draft_max`` tokens are drafted per step
+    # from the earlier occurrence of the last ``ngram`` tokens, none when fewer than ``draft_min``.
+    "speculative": None,
+    "draft_max": 16,
+    "draft_min": 0,
+    "ngram": 3,
 }
+
+#: ``speculative`` values: None/False/"none" = off, True/"ngram" = n-gram drafting.
+SPECULATIVE = ("none", "ngram")
+#: The options :class:`jan.Model` takes as per-model defaults for every request.
+SPECULATIVE_OPTIONS = ("speculative", "draft_max", "draft_min", "ngram")
 
 _UINT32 = 0xFFFFFFFF
 INT32_MAX = 2**31 - 1
@@ -101,6 +113,9 @@ RANGES: dict[str, Range] = {
     "top_logprobs": Range(int, ge=0, le=20),
     "logit_bias": Range(float, ge=-100.0, le=100.0),       # each bias value
     "n": Range(int, ge=1, le=16),                          # choices per request (server)
+    "draft_max": Range(int, ge=0, le=1024),                # speculative decoding: tokens drafted per step
+    "draft_min": Range(int, ge=0, le=1024),
+    "ngram": Range(int, ge=1, le=1024),                    # n-gram length looked up in the context
 }
 
 
@@ -142,7 +157,21 @@ def sampling_params(**options) -> _engine.SamplingParams:
     p.stop = _stops(o["stop"])
     p.logprobs = bool(o["logprobs"]) or bool(o["top_logprobs"])
     p.n_probs = r["top_logprobs"].check("top_logprobs", o["top_logprobs"])
+    draft_max = r["draft_max"].check("draft_max", o["draft_max"])
+    p.draft_max = draft_max if _speculative(o["speculative"]) == "ngram" else 0
+    p.draft_min = r["draft_min"].check("draft_min", o["draft_min"])
+    p.ngram = r["ngram"].check("ngram", o["ngram"])
     return p
+
+
+def _speculative(value) -> str:
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "ngram"
+    if isinstance(value, str) and value.lower() in SPECULATIVE:
+        return value.lower()
+    raise ValueError(f"speculative: expected one of {', '.join(SPECULATIVE)} (or a bool), got {value!r}")
 
 
 def _int(name: str, value, minimum: int | None = None) -> int:

@@ -152,6 +152,7 @@ class ModelPool:
                 "memory_bytes": e.model.info.size_bytes + e.model.projector_memory_bytes,
                 "projector_memory_bytes": e.model.projector_memory_bytes,
                 "capabilities": e.model.capabilities,
+                "kv_cache_bytes": e.model.kv_cache_bytes,
                 "n_ctx": e.model.n_ctx,
                 "idle_seconds": idle,
                 "expires_in": None if limit is None else max(0.0, limit - idle),

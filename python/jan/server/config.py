@@ -38,6 +38,12 @@ class ServerConfig:
     n_threads: int | None = None
     n_gpu_layers: int | None = None
     max_queue: int | None = None
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
+    speculative: str | None = None  # "ngram": every request drafts with n-grams unless it says otherwise
+    draft_max: int | None = None
+    draft_min: int | None = None
+    ngram: int | None = None
     max_loaded_models: int | None = None
     keep_alive: float | None = None
     max_body_bytes: int = 16 * 1024 * 1024
@@ -55,5 +61,8 @@ class ServerConfig:
     def engine_defaults(self) -> dict:
         """The load options given on the command line (those not given are left out)."""
         opts = {"n_parallel": self.n_parallel, "max_queue": self.max_queue, "n_gpu_layers": self.n_gpu_layers,
-                "n_ctx": self.n_ctx or None, "n_threads": self.n_threads or None}
+                "n_ctx": self.n_ctx or None, "n_threads": self.n_threads or None,
+                "cache_type_k": self.cache_type_k, "cache_type_v": self.cache_type_v,
+                "speculative": self.speculative, "draft_max": self.draft_max, "draft_min": self.draft_min,
+                "ngram": self.ngram}
         return {k: v for k, v in opts.items() if v is not None}

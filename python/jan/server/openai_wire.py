@@ -182,12 +182,19 @@ def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:
 
 # -- responses -------------------------------------------------------------------------------
 def usage_dict(usage: Usage) -> dict[str, Any]:
-    return {
+    out = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }
+    draft = getattr(usage, "draft_tokens", 0)
+    if draft:
+        # Speculative decoding, in OpenAI's predicted-output terms (drafted tokens accepted/rejected).
+        accepted = getattr(usage, "draft_accepted", 0)
+        out["completion_tokens_details"] = {"accepted_prediction_tokens": accepted,
+                                            "rejected_prediction_tokens": draft - accepted}
+    return out
 
 
 def _header(kind: str, model_id: str) -> dict[str, Any]:

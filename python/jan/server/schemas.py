@@ -217,6 +217,11 @@ class SamplingFields(_Strict):
     repeat_last_n: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     grammar: str | None = None
     ignore_eos: bool | None = None
+    # speculative decoding (n-gram drafts; llama-server's names)
+    speculative: Union[bool, Literal["none", "ngram"], None] = None
+    draft_max: int | None = Field(default=None, ge=0, le=256)
+    draft_min: int | None = Field(default=None, ge=0)
+    ngram: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("stop")
     @classmethod

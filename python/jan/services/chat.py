@@ -45,7 +45,9 @@ def combined_usage(usages: list[Usage]) -> Usage:
     first = usages[0]
     return Usage(prompt_tokens=first.prompt_tokens, completion_tokens=sum(u.completion_tokens for u in usages),
                  cached_tokens=first.cached_tokens, queue_ms=first.queue_ms, prompt_ms=first.prompt_ms,
-                 generation_ms=first.generation_ms)
+                 generation_ms=first.generation_ms,
+                 draft_tokens=sum(u.draft_tokens for u in usages),
+                 draft_accepted=sum(u.draft_accepted for u in usages))
 
 
 class ChatService:

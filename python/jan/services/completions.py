@@ -90,4 +90,6 @@ def _usage(usages: dict[int, Usage], n: int, n_prompts: int) -> Usage:
     first = ordered[0]
     return Usage(prompt_tokens=prompt, completion_tokens=sum(u.completion_tokens for u in ordered),
                  cached_tokens=first.cached_tokens, queue_ms=first.queue_ms, prompt_ms=first.prompt_ms,
-                 generation_ms=first.generation_ms)
+                 generation_ms=first.generation_ms,
+                 draft_tokens=sum(u.draft_tokens for u in ordered),
+                 draft_accepted=sum(u.draft_accepted for u in ordered))

@@ -199,6 +199,12 @@ class SamplingOptions:
     logit_bias: Mapping[int, float] | None = None
     # reproducibility
     seed: int | None = None
+    # Speculative decoding with n-gram drafts (llama-server's names; see jan.engine.params):
+    # "ngram"/True turns it on; the output is the same as without it.
+    speculative: bool | str | None = None
+    draft_max: int | None = None
+    draft_min: int | None = None
+    ngram: int | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "SamplingOptions":
@@ -267,7 +273,8 @@ class LoadOptions:
 
     ``n_ctx``: context tokens per slot (``None``: the model's training context, at most 4096);
     ``n_parallel``: slots (requests served at once); ``max_queue``: requests that may wait for a
-    slot; ``n_gpu_layers``: layers offloaded (-1: all).
+    slot; ``n_gpu_layers``: layers offloaded (-1: all); ``cache_type_k``/``cache_type_v``: the KV
+    cache's element type (f16, q8_0, q4_0, ...; ``jan.engine.model.CACHE_TYPES``).
     """
 
     n_ctx: int | None = None
@@ -279,6 +286,13 @@ class LoadOptions:
     flash_attn: bool | None = None
     use_mmap: bool | None = None
     kv_unified: bool | None = None
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
+    # Every request's speculative-decoding defaults (a request's own options win).
+    speculative: bool | str | None = None
+    draft_max: int | None = None
+    draft_min: int | None = None
+    ngram: int | None = None
     embedding: bool | None = None
     pooling: str | None = None
 
@@ -295,6 +309,12 @@ class LoadOptions:
         "use_mmap": "use_mmap",
         "max_queue": "max_queue",
         "kv_unified": "kv_unified",
+        "cache_type_k": "cache_type_k",
+        "cache_type_v": "cache_type_v",
+        "speculative": "speculative",
+        "draft_max": "draft_max",
+        "draft_min": "draft_min",
+        "ngram": "ngram",
     }
 
     @classmethod
@@ -320,7 +340,8 @@ class LoadOptions:
 
 
 #: The built-in load defaults for served models (``jan serve``, ``jan chat``/``jan run``).
-LOAD_DEFAULTS = LoadOptions(n_parallel=4, max_queue=64, n_gpu_layers=0, n_batch=512)
+LOAD_DEFAULTS = LoadOptions(n_parallel=4, max_queue=64, n_gpu_layers=0, n_batch=512, cache_type_k="f16",
+                            cache_type_v="f16")
 
 _Options = Union[SamplingOptions, LoadOptions]
 

@@ -169,7 +169,8 @@ class LlamaCppExtension(Extension, LocalInferenceExtension):
             "n_parallel": status.get("slots_total"),
             "active_requests": status.get("slots_busy", 0),
             "queue_depth": status.get("queue_depth", 0),
-            "memory_bytes": status.get("memory_bytes"),
+            "memory_bytes": status.get("memory_bytes"),  # the weights
+            "kv_cache_bytes": status.get("kv_cache_bytes"),
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never
             "projector_memory_bytes": status.get("projector_memory_bytes", 0),
             "capabilities": status.get("capabilities", {}),

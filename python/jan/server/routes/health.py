@@ -47,6 +47,8 @@ class EngineCollector:
             "cached_tokens_total": ("jan_prompt_tokens_cached", "Prompt tokens reused from the KV cache"),
             "generated_tokens_total": ("jan_generated_tokens", "Tokens generated"),
             "decode_seconds": ("jan_decode_seconds", "Seconds spent in llama_decode"),
+            "draft_tokens_total": ("jan_draft_tokens", "Speculative decoding: tokens drafted"),
+            "draft_accepted_total": ("jan_draft_tokens_accepted", "Speculative decoding: drafted tokens accepted"),
         }
         gauges = {
             "slots_busy": ("jan_slots_busy", "Slots generating now"),
