@@ -8,6 +8,8 @@ model is a failure, so CI can never pass by skipping.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +72,58 @@ def vision_pair(tmp_path_factory):
 def test_image_path():
     """A real photo (JPEG) from llama.cpp's mtmd tests, in ../shared/media."""
     return require_model("..", "media", "test-1.jpeg")
+
+
+WEB_ARTIFACTS = Path(__file__).parent / "artifacts" / "web"
+
+
+# -- browser (tests/test_web_*.py) ---------------------------------------------------------------------
+def _unavailable(reason: str):
+    if os.environ.get("JAN_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser tests required (JAN_REQUIRE_BROWSER=1) but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium, one per test module: Playwright's sync API runs an event loop in this
+    thread while it is open, so it is closed before other modules' tests (which run their own loops)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright; no `playwright install` needed)")
+    executable = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
+    if executable is None:
+        _unavailable("no chromium on PATH (apt-get install chromium)")
+    WEB_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """Pages in fresh contexts (own localStorage); JS errors on any of them fail the test.
+
+    The server's Content-Security-Policy forbids eval, which Playwright's
+    ``wait_for_function`` polling uses, so pages bypass it unless ``csp=True``
+    (the page itself never needs eval: see test_page_runs_under_its_csp).
+    """
+    contexts, errors = [], []
+
+    def make(width: int = 1280, height: int = 820, csp: bool = False, **options):
+        context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=not csp, **options)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text)
+                if msg.type == "error" and "Content Security Policy" in msg.text else None)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

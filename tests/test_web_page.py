@@ -10,9 +10,7 @@ Chromium), where that is a failure. Screenshots of each step go to
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -29,54 +27,7 @@ XSS_SCRIPT = "<script>window.__pwned=1</script>"
 XSS_IMG = '<img src=x onerror="window.__pwned=1">'
 
 
-# -- browser ---------------------------------------------------------------------
-def _unavailable(reason: str):
-    if os.environ.get("JAN_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"browser tests required (JAN_REQUIRE_BROWSER=1) but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install playwright; no `playwright install` needed)")
-    executable = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
-    if executable is None:
-        _unavailable("no chromium on PATH (apt-get install chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable,
-                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def new_page(browser):
-    """Pages in fresh contexts (own localStorage); JS errors on any of them fail the test.
-
-    The server's Content-Security-Policy forbids eval, which Playwright's
-    ``wait_for_function`` polling uses, so pages bypass it unless ``csp=True``
-    (the page itself never needs eval: see test_page_runs_under_its_csp).
-    """
-    contexts, errors = [], []
-
-    def make(width: int = 1280, height: int = 820, csp: bool = False, **options):
-        context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=not csp, **options)
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda msg: errors.append(msg.text)
-                if msg.type == "error" and "Content Security Policy" in msg.text else None)
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+# -- browser: the `browser` and `new_page` fixtures are in conftest.py ---------------------
 
 
 def shot(page, name: str) -> None:

@@ -17,7 +17,7 @@ from jan.testing.gguf_models import vocab_path, write_llama_from_vocab
 from jan.testing.server import ServerThread
 
 from conftest import require_model
-from test_web_page import api, browser, messages_of, new_page, open_page, shot, thread_id_of  # noqa: F401 - fixtures
+from test_web_page import api, messages_of, open_page, shot, thread_id_of
 
 TEMPLATE = Path(__file__).resolve().parents[1].parent / "shared" / "templates" / "NVIDIA-Nemotron-Nano-v2.jinja"
 MODEL_ID = "thinker"
@@ -36,7 +36,7 @@ def thinking_server(tmp_path_factory):
         yield srv
 
 
-def test_thinking_is_shown_collapsed_with_its_duration_and_kept(thinking_server, new_page):  # noqa: F811
+def test_thinking_is_shown_collapsed_with_its_duration_and_kept(thinking_server, new_page):
     page = new_page()
     open_page(page, thinking_server)
     page.fill("#prompt", "Why is the sky blue?")

@@ -19,7 +19,6 @@ import numpy as np
 import jan
 from jan.errors import MediaError
 from jan.server import schemas
-from jan.errors import MediaError
 from jan.services.types import (
     AudioPart,
     ChatDelta,
