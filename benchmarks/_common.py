@@ -93,37 +93,23 @@ def threads_batch(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 
 
+def shared_load_settings(args: argparse.Namespace, n_ctx: int) -> dict:
+    """The load settings both engines take under the same names: one place, so they cannot drift apart."""
+    return {"n_ctx": n_ctx, "n_batch": args.n_batch, "n_ubatch": args.n_batch, "n_threads": args.threads,
+            "n_threads_batch": threads_batch(args), "flash_attn": args.flash_attn == "on"}
+
+
 def load_jan(path: Path, args: argparse.Namespace, *, n_ctx: int, n_parallel: int = 1):
     import jan
 
-    return jan.Model(
-        path,
-        n_ctx=n_ctx,
-        n_parallel=n_parallel,
-        n_batch=args.n_batch,
-        n_ubatch=args.n_batch,
-        n_threads=args.threads,
-        n_threads_batch=threads_batch(args),
-        flash_attn=args.flash_attn == "on",
-        kv_unified=getattr(args, "kv_unified", False),
-    )
+    return jan.Model(path, n_parallel=n_parallel, kv_unified=getattr(args, "kv_unified", False),
+                     **shared_load_settings(args, n_ctx))
 
 
 def load_llama_cpp(path: Path, args: argparse.Namespace, *, n_ctx: int):
     from llama_cpp import Llama
 
-    return Llama(
-        str(path),
-        n_ctx=n_ctx,
-        n_batch=args.n_batch,
-        n_ubatch=args.n_batch,
-        n_threads=args.threads,
-        n_threads_batch=threads_batch(args),
-        flash_attn=args.flash_attn == "on",
-        n_gpu_layers=0,
-        seed=0,
-        verbose=False,
-    )
+    return Llama(str(path), n_gpu_layers=0, seed=0, verbose=False, **shared_load_settings(args, n_ctx))
 
 
 # ---------------------------------------------------------------------------

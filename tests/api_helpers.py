@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -30,6 +32,19 @@ def config(data: Path, *models: Path | str, **kwargs: Any) -> ServerConfig:
 def running(data: Path, *models: Path | str, **kwargs: Any):
     with ServerThread(config(data, *models, **kwargs)) as srv:
         yield srv
+
+
+@contextlib.contextmanager
+def http_serving(handler):
+    """Serve an ``http.server`` request handler on 127.0.0.1 in a thread; yields the base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 class Client:
@@ -93,6 +108,33 @@ def parse_sse(text: str) -> list[tuple[str | None, Any]]:
         except json.JSONDecodeError:
             events.append((name, raw))
     return events
+
+
+async def post_streamed_run(session: aiohttp.ClientSession, base_url: str, thread_id: str,
+                            max_tokens: int) -> aiohttp.ClientResponse:
+    """Start a long streamed run (``ignore_eos``: it goes on until ``max_tokens``) and return its open response."""
+    return await session.post(f"{base_url}/v1/threads/{thread_id}/runs",
+                              json={"stream": True, "max_tokens": max_tokens, "ignore_eos": True})
+
+
+class RunStream:
+    """Follows a streamed run's SSE lines: the run's id, the reply's message id and its text so far."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.message_id: str | None = None
+        self.text = ""
+
+    def feed(self, raw: bytes) -> str:
+        """Take one line of the response body; returns it decoded and stripped."""
+        line = raw.decode().strip()
+        if line.startswith("data: {") and '"thread.run"' in line and self.run_id is None:
+            self.run_id = parse_sse(line)[0][1]["id"]
+        if line.startswith("data: {") and '"thread.message.delta"' in line:
+            delta = parse_sse(line)[0][1]
+            self.message_id = delta["id"]
+            self.text += delta["delta"]["content"][0]["text"]["value"]
+        return line
 
 
 def message_text(message: dict[str, Any]) -> str:

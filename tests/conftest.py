@@ -74,6 +74,31 @@ def test_image_path():
     return require_model("..", "media", "test-1.jpeg")
 
 
+# -- a fresh data folder: the CLI tests and the HTTP API tests ---------------------------------------
+@pytest.fixture
+def data(tmp_path):
+    """A data folder for one test, not created yet (``<tmp>/jan``); the CLI creates it on first use."""
+    return tmp_path / "jan"
+
+
+@pytest.fixture
+def env(data):
+    """The environment for ``jan`` subprocesses that use :func:`data` (see ``test_cli_helpers.cli_env``)."""
+    from test_cli_helpers import cli_env
+
+    return cli_env(data)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real server with no models over the data folder ``<tmp>/data`` (modules that need models
+    define their own ``server``)."""
+    from api_helpers import running
+
+    with running(tmp_path / "data") as srv:
+        yield srv
+
+
 WEB_ARTIFACTS = Path(__file__).parent / "artifacts" / "web"
 
 

@@ -9,12 +9,6 @@ import pytest
 from api_helpers import Client, running
 
 
-@pytest.fixture
-def server(tmp_path):
-    with running(tmp_path / "data") as srv:
-        yield srv
-
-
 async def test_default_assistant_and_crud(server, tmp_path):
     data = tmp_path / "data"
     async with Client(server.base_url) as api:

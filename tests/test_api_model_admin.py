@@ -16,12 +16,6 @@ from jan.server.keys import MANAGER
 
 
 @pytest.fixture
-def server(tmp_path):
-    with running(tmp_path / "data") as srv:
-        yield srv
-
-
-@pytest.fixture
 def gguf_copy(tmp_path, stories_path):
     path = tmp_path / "source" / "stories260K.gguf"
     path.parent.mkdir()

@@ -139,14 +139,18 @@ def test_function_tool_round_trip(client):
         client.responses.retrieve(manual.id)  # store: false keeps nothing
 
 
+def _as_chat(client, turns: list[str], max_tokens: int) -> str:
+    """The greedy reply of /v1/chat/completions to the same conversation (user, assistant, user, ...)."""
+    messages = [{"role": ("user", "assistant")[i % 2], "content": text} for i, text in enumerate(turns)]
+    chat = client.chat.completions.create(model="stories260K", max_tokens=max_tokens, temperature=0, messages=messages)
+    return chat.choices[0].message.content
+
+
 def test_previous_response_id_continues_the_conversation(client, server):
     first = client.responses.create(model="stories260K", input="Hi", max_output_tokens=8, temperature=0)
     second = client.responses.create(model="stories260K", input="Tell me more", previous_response_id=first.id,
                                      max_output_tokens=8, temperature=0)
-    chat = client.chat.completions.create(model="stories260K", max_tokens=8, temperature=0, messages=[
-        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": first.output_text},
-        {"role": "user", "content": "Tell me more"}])
-    assert second.output_text == chat.choices[0].message.content
+    assert second.output_text == _as_chat(client, ["Hi", first.output_text, "Tell me more"], max_tokens=8)
     items = client.responses.input_items.list(second.id)
     assert [(i.type, i.role, i.content[0].text) for i in items.data] == [("message", "user", "Tell me more")]
     # The conversation is one Jan thread, as the web page shows it.
@@ -186,10 +190,7 @@ def test_previous_response_id_across_a_restart(data, models):
         assert client.responses.retrieve(first.id).output_text == first.output_text
         second = client.responses.create(model="stories260K", input="After", previous_response_id=first.id,
                                          max_output_tokens=6, temperature=0)
-        chat = client.chat.completions.create(model="stories260K", max_tokens=6, temperature=0, messages=[
-            {"role": "user", "content": "Before the restart"}, {"role": "assistant", "content": first.output_text},
-            {"role": "user", "content": "After"}])
-        assert second.output_text == chat.choices[0].message.content
+        assert second.output_text == _as_chat(client, ["Before the restart", first.output_text, "After"], max_tokens=6)
     finally:
         srv.stop()
 

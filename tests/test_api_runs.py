@@ -9,7 +9,7 @@ import warnings
 
 import aiohttp
 import pytest
-from api_helpers import Client, message_text, parse_sse, read_jsonl, running
+from api_helpers import Client, RunStream, message_text, parse_sse, post_streamed_run, read_jsonl, running
 
 from jan.core import Event, InferenceStopped, MessageResponse, MessageSent, MessageUpdate
 from jan.server.keys import BUS, MANAGER
@@ -273,19 +273,13 @@ async def test_stream_disconnect_stops_and_saves_stopped(long_server, tmp_path):
     async with Client(srv.base_url) as api:
         tid = await new_thread(api)
         session = aiohttp.ClientSession()
-        resp = await session.post(f"{srv.base_url}/v1/threads/{tid}/runs",
-                                  json={"stream": True, "max_tokens": 3000, "ignore_eos": True})
-        received, message_id, run_id = "", None, None
+        resp = await post_streamed_run(session, srv.base_url, tid, 3000)
+        stream = RunStream()
         async for line in resp.content:
-            line = line.decode().strip()
-            if line.startswith("data: {") and '"thread.run"' in line and run_id is None:
-                run_id = parse_sse(line)[0][1]["id"]
-            if line.startswith("data: {") and '"thread.message.delta"' in line:
-                data = parse_sse(line)[0][1]
-                message_id = data["id"]
-                received += data["delta"]["content"][0]["text"]["value"]
-                if len(received) > 20:
-                    break
+            stream.feed(line)
+            if len(stream.text) > 20:
+                break
+        received, message_id, run_id = stream.text, stream.message_id, stream.run_id
         resp.close()  # the client goes away mid-stream
         await session.close()
 

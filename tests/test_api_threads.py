@@ -7,13 +7,7 @@ import json
 import warnings
 
 import pytest
-from api_helpers import Client, files_outside, message_text, read_jsonl, running
-
-
-@pytest.fixture
-def server(tmp_path):
-    with running(tmp_path / "data") as srv:
-        yield srv
+from api_helpers import Client, files_outside, message_text, read_jsonl
 
 
 async def test_thread_crud_and_files(server, tmp_path):

@@ -23,25 +23,14 @@ from jan.templates import gbnf_literal, resolve_template
 from jan.templates.formats import OutputParser, detect_format, parse_output
 from jan.testing.gguf_models import vocab_path, write_llama_from_vocab
 
-from chat_format_cases import CASES, TOOLS, Case, Output, case_id
+from chat_format_cases import CASES, TOOLS, WEATHER, Case, Output, case_id
 from conftest import require_model
 
 TEMPLATES = Path(__file__).resolve().parents[1].parent / "shared" / "templates"
 # Enum-only arguments, so a random model constrained by the grammar finishes a call quickly.
-ENUM_TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather for a city",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}, "days": {"enum": [1, 2, 3]}},
-                "required": ["city", "days"],
-            },
-        },
-    }
-]
+_ENUM_PROPERTIES = {"city": {"type": "string", "enum": ["Paris", "Rome"]}, "days": {"enum": [1, 2, 3]}}
+ENUM_TOOLS = [{**WEATHER, "function": {**WEATHER["function"], "parameters": {
+    **WEATHER["function"]["parameters"], "properties": _ENUM_PROPERTIES}}}]
 USER = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"}]
 
 
@@ -172,16 +161,21 @@ def _case(template: str) -> Case:
     return next(c for c in CASES if c.template == template)
 
 
+def _tool_call_token_model(case: Case, path: Path) -> jan.Model:
+    """A tiny model of ``case``'s vocabulary and template in which ``<tool_call>`` is one (added) token,
+    as in Qwen2.5's own vocabulary."""
+    require_model(f"vocab/ggml-vocab-{case.vocab}.gguf")
+    write_llama_from_vocab(
+        path, vocab_path(case.vocab), n_embd=16, n_layer=1, n_head=2, n_ff=32, n_ctx=8192,
+        chat_template=_template_source(case), extra_special_tokens=["<tool_call>", "</tool_call>"],
+    )
+    return jan.Model(path, n_ctx=8192, n_parallel=1, n_threads=1)
+
+
 def test_lazy_grammar_constrains_after_the_trigger(model_dir):
     """tool_choice auto: free text until <tool_call>, then the grammar makes it a valid call."""
     case = _case("Qwen-Qwen2.5-7B-Instruct")
-    require_model(f"vocab/ggml-vocab-{case.vocab}.gguf")
-    # Qwen2.5's own vocabulary has <tool_call> as one token; this test vocabulary gets it as an added one
-    path = write_llama_from_vocab(
-        model_dir / "lazy.gguf", vocab_path(case.vocab), n_embd=16, n_layer=1, n_head=2, n_ff=32, n_ctx=8192,
-        chat_template=_template_source(case), extra_special_tokens=["<tool_call>", "</tool_call>"],
-    )
-    with jan.Model(path, n_ctx=8192, n_parallel=1, n_threads=1) as model:
+    with _tool_call_token_model(case, model_dir / "lazy.gguf") as model:
         fmt = detect_format(model.chat_template)
         prompt = _render(model, fmt, None, tools=ENUM_TOOLS)
         options = fmt.grammar_options(ENUM_TOOLS, "auto", parallel=False, prompt=prompt)
@@ -238,12 +232,7 @@ def test_budget_left_alone_when_the_model_closes_thinking_itself(model_dir):
 def test_lazy_grammar_waits_for_the_end_of_thinking(model_dir):
     """A call marker inside thinking does not trigger the grammar; the first one after it does."""
     case = _case("Qwen-QwQ-32B")  # its prompt opens <think> when thinking is on
-    require_model(f"vocab/ggml-vocab-{case.vocab}.gguf")
-    path = write_llama_from_vocab(
-        model_dir / "lazy-think.gguf", vocab_path(case.vocab), n_embd=16, n_layer=1, n_head=2, n_ff=32, n_ctx=8192,
-        chat_template=_template_source(case), extra_special_tokens=["<tool_call>", "</tool_call>"],
-    )
-    with jan.Model(path, n_ctx=8192, n_parallel=1, n_threads=1) as model:
+    with _tool_call_token_model(case, model_dir / "lazy-think.gguf") as model:
         fmt = detect_format(model.chat_template)
         prompt = _render(model, fmt, True, tools=ENUM_TOOLS)
         assert fmt.starts_in_reasoning(prompt)

@@ -15,16 +15,6 @@ from test_cli_helpers import JAN, PtyProcess, cli_env, fails, free_port, jan, ok
 STORY = ", there was a little girl named Lily. She loved to play outside in the park. One day,"
 
 
-@pytest.fixture
-def data(tmp_path):
-    return tmp_path / "jan"
-
-
-@pytest.fixture
-def env(data):
-    return cli_env(data)
-
-
 # --------------------------------------------------------------------------- help, info
 
 

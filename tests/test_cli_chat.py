@@ -12,11 +12,6 @@ from test_cli_helpers import JAN, PtyProcess, cli_env, fails, jan, ok
 PROMPT = r">>> "
 
 
-@pytest.fixture
-def data(tmp_path):
-    return tmp_path / "jan"
-
-
 def threads_on_disk(data):
     out = []
     for folder in sorted((data / "threads").iterdir()):

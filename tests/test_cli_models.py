@@ -10,19 +10,9 @@ import time
 
 import pytest
 
-from test_cli_helpers import JAN, FileServer, cli_env, fails, jan, ok
+from test_cli_helpers import JAN, FileServer, fails, jan, ok
 
 STORY = ", there was a little girl named Lily"
-
-
-@pytest.fixture
-def data(tmp_path):
-    return tmp_path / "jan"
-
-
-@pytest.fixture
-def env(data):
-    return cli_env(data)
 
 
 @pytest.fixture(scope="module")

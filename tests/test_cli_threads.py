@@ -9,17 +9,7 @@ import json
 import pytest
 
 from jan.store import DataFolder
-from test_cli_helpers import cli_env, fails, jan, ok
-
-
-@pytest.fixture
-def data(tmp_path):
-    return tmp_path / "jan"
-
-
-@pytest.fixture
-def env(data):
-    return cli_env(data)
+from test_cli_helpers import fails, jan, ok
 
 
 @pytest.fixture

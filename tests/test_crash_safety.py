@@ -6,7 +6,8 @@ import json
 import time
 
 import aiohttp
-from api_helpers import Client, ServerProcess, message_text, parse_sse, read_jsonl, running
+from api_helpers import (Client, RunStream, ServerProcess, message_text, parse_sse, post_streamed_run, read_jsonl,
+                         running)
 
 STORY = "Once upon a time there was a little girl named Lily who loved to play outside"
 
@@ -95,14 +96,13 @@ async def test_a_live_reply_stays_pending_for_other_processes_until_its_writer_d
         async with Client(proc.base_url) as api:
             tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": STORY}]}))["id"]
         async with aiohttp.ClientSession() as session:
-            resp = await session.post(f"{proc.base_url}/v1/threads/{tid}/runs",
-                                      json={"stream": True, "max_tokens": 4000, "ignore_eos": True})
-            message_id = None
+            resp = await post_streamed_run(session, proc.base_url, tid, 4000)
+            stream = RunStream()
             async for line in resp.content:
-                line = line.decode().strip()
-                if line.startswith("data: {") and '"thread.message.delta"' in line:
-                    message_id = parse_sse(line)[0][1]["id"]
+                stream.feed(line)
+                if stream.message_id:
                     break
+            message_id = stream.message_id
             assert message_id
             # this test process is the "other process": it reads while the server writes
             other = DataFolder(data, ensure_default_assistant=False)

@@ -23,31 +23,37 @@ async def started(data, *extensions):
     return manager
 
 
-async def test_stdio_server_tools_are_listed_and_called(tmp_path):
-    root = notes_folder(tmp_path)
+@pytest.fixture
+async def notes(tmp_path):
+    """A started manager with the notes MCP server (stdio) configured as ``notes``: ``(manager, data folder)``."""
     data = tmp_path / "data"
-    write_mcp_config(data, {"notes": stdio_entry(root)})
+    write_mcp_config(data, {"notes": stdio_entry(notes_folder(tmp_path), tmp_path / "starts.txt")})
     manager = await started(data)
     try:
-        host = manager.get(McpHost)
-        [status] = await host.list_servers()
-        assert status.state == "stopped" and status.transport == "stdio"  # lazy: nothing started yet
-        registry = ToolRegistry(manager)
-        names = {t.name for t in await registry.list_tools()}
-        assert {"notes__read_note", "notes__add", "current_time"} <= names
-        outcome = await registry.call("notes__read_note", json.dumps({"name": "shopping.txt"}))
-        assert not outcome.result.is_error and outcome.result.as_text() == "eggs, milk, bread\n"
-        assert outcome.duration_ms >= 0
-        bad = await registry.call("notes__read_note", json.dumps({"name": "../../etc/passwd"}))
-        assert bad.result.is_error
-        wrong = await registry.call("notes__add", '{"a": "x"}')  # schema: b missing, a not an int
-        assert wrong.result.is_error and "Invalid arguments" in wrong.result.as_text()
-        status = await host.server("notes")
-        assert status.state == "running"
-        assert {t["name"] for t in status.tools} >= {"read_note", "list_notes"}
-        assert [p["name"] for p in status.prompts] == ["summarize"]
+        yield manager, data
     finally:
         await manager.stop()
+
+
+async def test_stdio_server_tools_are_listed_and_called(notes):
+    manager, _ = notes
+    host = manager.get(McpHost)
+    [status] = await host.list_servers()
+    assert status.state == "stopped" and status.transport == "stdio"  # lazy: nothing started yet
+    registry = ToolRegistry(manager)
+    names = {t.name for t in await registry.list_tools()}
+    assert {"notes__read_note", "notes__add", "current_time"} <= names
+    outcome = await registry.call("notes__read_note", json.dumps({"name": "shopping.txt"}))
+    assert not outcome.result.is_error and outcome.result.as_text() == "eggs, milk, bread\n"
+    assert outcome.duration_ms >= 0
+    bad = await registry.call("notes__read_note", json.dumps({"name": "../../etc/passwd"}))
+    assert bad.result.is_error
+    wrong = await registry.call("notes__add", '{"a": "x"}')  # schema: b missing, a not an int
+    assert wrong.result.is_error and "Invalid arguments" in wrong.result.as_text()
+    status = await host.server("notes")
+    assert status.state == "running"
+    assert {t["name"] for t in status.tools} >= {"read_note", "list_notes"}
+    assert [p["name"] for p in status.prompts] == ["summarize"]
 
 
 async def test_http_server_tools(tmp_path):
@@ -66,57 +72,46 @@ async def test_http_server_tools(tmp_path):
             await manager.stop()
 
 
-async def test_timeout_crash_restart_and_flood(tmp_path):
-    root = notes_folder(tmp_path)
-    data = tmp_path / "data"
+async def test_timeout_crash_restart_and_flood(notes, tmp_path):
+    manager, _ = notes
     stamp = tmp_path / "starts.txt"
-    write_mcp_config(data, {"notes": stdio_entry(root, stamp)})
-    manager = await started(data)
-    try:
-        registry = ToolRegistry(manager, max_output_chars=1000)
-        slow = await registry.call("notes__slow", {"seconds": 30}, timeout=1)
-        assert slow.result.is_error and "did not answer" in slow.result.as_text()
-        # the event loop was never blocked: other work ran meanwhile
-        assert (await registry.call("current_time", {})).result.is_error is False
+    registry = ToolRegistry(manager, max_output_chars=1000)
+    slow = await registry.call("notes__slow", {"seconds": 30}, timeout=1)
+    assert slow.result.is_error and "did not answer" in slow.result.as_text()
+    # the event loop was never blocked: other work ran meanwhile
+    assert (await registry.call("current_time", {})).result.is_error is False
 
-        crashed = await registry.call("notes__crash", {})
-        assert crashed.result.is_error and "stopped" in crashed.result.as_text()
-        status = await manager.get(McpHost).server("notes", connect=False)
-        assert status.state == "failed"
-        again = await registry.call("notes__add", {"a": 1, "b": 1})  # restarted on next use (after a backoff)
-        assert again.result.as_text() == "2"
-        assert len(stamp.read_text().split()) == 2
-        assert (await manager.get(McpHost).server("notes", connect=False)).restarts == 1
+    crashed = await registry.call("notes__crash", {})
+    assert crashed.result.is_error and "stopped" in crashed.result.as_text()
+    status = await manager.get(McpHost).server("notes", connect=False)
+    assert status.state == "failed"
+    again = await registry.call("notes__add", {"a": 1, "b": 1})  # restarted on next use (after a backoff)
+    assert again.result.as_text() == "2"
+    assert len(stamp.read_text().split()) == 2
+    assert (await manager.get(McpHost).server("notes", connect=False)).restarts == 1
 
-        flood = await registry.call("notes__flood", {"chars": 200_000})
-        assert flood.result.truncated and len(flood.result.as_text()) < 1200
-    finally:
-        await manager.stop()
+    flood = await registry.call("notes__flood", {"chars": 200_000})
+    assert flood.result.truncated and len(flood.result.as_text()) < 1200
 
 
-async def test_enable_disable_and_config_edits(tmp_path):
-    root = notes_folder(tmp_path)
-    data = tmp_path / "data"
-    write_mcp_config(data, {"notes": stdio_entry(root)})
-    manager = await started(data)
-    try:
-        host = manager.get(McpHost)
-        registry = ToolRegistry(manager)
-        assert "notes__add" in {t.name for t in await registry.list_tools()}
-        status = await host.set_enabled("notes", False)
-        assert status.state == "disabled" and not status.enabled
-        assert json.loads((data / "mcp.json").read_text())["mcpServers"]["notes"]["disabled"] is True
-        assert "notes__add" not in {t.name for t in await registry.list_tools()}
-        assert (await registry.call("notes__add", {"a": 1, "b": 2})).result.is_error
-        await host.set_enabled("notes", True)
-        assert "notes__add" in {t.name for t in await registry.list_tools()}
-        with pytest.raises(NotFoundError):
-            await host.server("nope")
-        # a second server appears when the file changes
-        await asyncio.to_thread(edit_config, data, lambda s: s.update(more=stdio_entry(root)))
-        assert {s.name for s in await host.list_servers()} == {"notes", "more"}
-    finally:
-        await manager.stop()
+async def test_enable_disable_and_config_edits(notes, tmp_path):
+    manager, data = notes
+    root = tmp_path / "notes"
+    host = manager.get(McpHost)
+    registry = ToolRegistry(manager)
+    assert "notes__add" in {t.name for t in await registry.list_tools()}
+    status = await host.set_enabled("notes", False)
+    assert status.state == "disabled" and not status.enabled
+    assert json.loads((data / "mcp.json").read_text())["mcpServers"]["notes"]["disabled"] is True
+    assert "notes__add" not in {t.name for t in await registry.list_tools()}
+    assert (await registry.call("notes__add", {"a": 1, "b": 2})).result.is_error
+    await host.set_enabled("notes", True)
+    assert "notes__add" in {t.name for t in await registry.list_tools()}
+    with pytest.raises(NotFoundError):
+        await host.server("nope")
+    # a second server appears when the file changes
+    await asyncio.to_thread(edit_config, data, lambda s: s.update(more=stdio_entry(root)))
+    assert {s.name for s in await host.list_servers()} == {"notes", "more"}
 
 
 async def test_bad_config_is_reported_not_fatal(tmp_path):

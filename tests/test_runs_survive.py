@@ -7,7 +7,7 @@ import time
 
 import aiohttp
 import pytest
-from api_helpers import Client, ServerProcess, message_text, parse_sse
+from api_helpers import Client, RunStream, ServerProcess, message_text, post_streamed_run
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -20,25 +20,20 @@ async def test_sigkill_mid_run_then_resume(tmp_path, stories_path):
     with ServerProcess(data, stories_path, n_ctx=8192) as proc:
         async with Client(proc.base_url) as api:
             tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": STORY}]}))["id"]
-        received, run_id, message_id = "", None, None
+        stream = RunStream()
         async with aiohttp.ClientSession() as session:
-            resp = await session.post(f"{proc.base_url}/v1/threads/{tid}/runs",
-                                      json={"stream": True, "max_tokens": 3000, "ignore_eos": True})
+            resp = await post_streamed_run(session, proc.base_url, tid, 3000)
             started = None
-            async for line in resp.content:
-                line = line.decode().strip()
-                if line.startswith("data: {") and '"thread.run"' in line and run_id is None:
-                    run_id = parse_sse(line)[0][1]["id"]
+            async for raw in resp.content:
+                line = stream.feed(raw)
                 if line.startswith("data: {") and '"thread.message.delta"' in line:
-                    delta = parse_sse(line)[0][1]
-                    message_id = delta["id"]
-                    received += delta["delta"]["content"][0]["text"]["value"]
                     started = started or time.monotonic()
                     if time.monotonic() - started > 1.6:  # past a few throttled saves
                         break
                 assert "thread.run.completed" not in line, "the run ended before the kill; make it longer"
             proc.kill()
             resp.close()
+    received, run_id, message_id = stream.text, stream.run_id, stream.message_id
     assert run_id and message_id and received
 
     with ServerProcess(data, stories_path, n_ctx=8192) as proc:

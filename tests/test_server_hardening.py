@@ -15,10 +15,9 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from api_helpers import running
 
-from jan.server.config import ServerConfig
 from jan.testing.gguf_models import write_tool_template_model
-from jan.testing.server import ServerThread
 
 KEY = "sk-hardening"
 APP = "http://app.example"
@@ -30,19 +29,15 @@ INT32_OVER = 2**31
 def keyed(tmp_path_factory, stories_path, minilm_path):
     tmp = tmp_path_factory.mktemp("hard")
     tool_model = write_tool_template_model(tmp / "tool-model.gguf")  # stories260K with a tool-calling template
-    cfg = ServerConfig(data_folder=tmp / "data", models=[str(stories_path), str(minilm_path), str(tool_model)],
-                       n_ctx=1024, n_parallel=2, n_threads=1,
-                       api_key=KEY, cors_origins=[APP])
-    with ServerThread(cfg) as srv:
+    with running(tmp / "data", stories_path, minilm_path, tool_model, n_ctx=1024, api_key=KEY,
+                 cors_origins=[APP]) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory, stories_path):
     """No API key, one model: the default set-up a cross-site page would aim at."""
-    cfg = ServerConfig(data_folder=tmp_path_factory.mktemp("hard-open") / "data", models=[str(stories_path)],
-                       n_ctx=256, n_parallel=2, n_threads=1)
-    with ServerThread(cfg) as srv:
+    with running(tmp_path_factory.mktemp("hard-open") / "data", stories_path, n_ctx=256) as srv:
         yield srv
 
 
@@ -382,9 +377,8 @@ def test_model_is_required_when_two_are_loaded(keyed):
 
 
 def test_a_default_model_decides(tmp_path, stories_path, minilm_path):
-    cfg = ServerConfig(data_folder=tmp_path / "data", models=[str(stories_path), str(minilm_path)], n_ctx=256,
-                       n_parallel=1, n_threads=1, default_model="stories260K")
-    with ServerThread(cfg) as srv:
+    with running(tmp_path / "data", stories_path, minilm_path, n_ctx=256, n_parallel=1,
+                 default_model="stories260K") as srv:
         status, _, out = call(srv, "POST", "/chat/completions", {"messages": CHAT["messages"], "max_tokens": 2})
         assert status == 200 and out["model"] == "stories260K"
 
@@ -402,9 +396,7 @@ def test_context_overflow_names_the_prompt_field(keyed):
 
 # -- 25: --no-extensions keeps the built-ins --------------------------------------------------
 def test_no_extensions_still_loads_the_built_ins(tmp_path, stories_path):
-    cfg = ServerConfig(data_folder=tmp_path / "data", models=[str(stories_path)], n_ctx=256, n_parallel=1,
-                       n_threads=1, enable_extensions=False)
-    with ServerThread(cfg) as srv:
+    with running(tmp_path / "data", stories_path, n_ctx=256, n_parallel=1, enable_extensions=False) as srv:
         status, _, out = call(srv, "POST", "/v1/completions", COMPLETION)
         assert status == 200 and out["choices"]
         _, _, exts = call(srv, "GET", "/v1/extensions")

@@ -11,18 +11,15 @@ import time
 import aiohttp
 import pytest
 
+from api_helpers import running
+
 from jan.server.keys import MANAGER
 from server_helpers import http_post
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, stories_path):
-    from jan.server.config import ServerConfig
-    from jan.testing.server import ServerThread
-
-    cfg = ServerConfig(data_folder=tmp_path_factory.mktemp("load") / "data", models=[str(stories_path)],
-                       n_ctx=4096, n_parallel=8, n_threads=1)
-    with ServerThread(cfg) as srv:
+    with running(tmp_path_factory.mktemp("load") / "data", stories_path, n_ctx=4096, n_parallel=8) as srv:
         yield srv
 
 

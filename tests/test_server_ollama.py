@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ import jan
 import jan.server.keys
 from jan.testing.gguf_models import TINY_CHAT_CONFIG, models_dir, vocab_path, write_llama_from_vocab
 from jan.testing.server import free_port
+from api_helpers import http_serving
 from server_helpers import start_server
 
 STORY = "Once upon a time"
@@ -299,12 +299,8 @@ class _SlowHandler(http.server.SimpleHTTPRequestHandler):
 def file_server(tmp_path_factory, stories_path):
     root = tmp_path_factory.mktemp("files")
     shutil.copy(stories_path, root / "pulled-stories.gguf")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_SlowHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with http_serving(functools.partial(_SlowHandler, directory=str(root))) as url:
+        yield url
 
 
 def test_pull_with_progress_then_copy_and_delete(client, file_server, stories_path):

@@ -72,6 +72,16 @@ def test_parallel_appends_from_threads_lose_nothing(tmp_path):
     _check_all_present(store, thread["id"], WRITERS)
 
 
+def _run_together(procs, start) -> None:
+    """Start the processes, release them at once through ``start``, and require each to succeed."""
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+
+
 def test_parallel_appends_from_processes_lose_nothing(tmp_path):
     store = DataFolder(tmp_path)
     thread = store.threads.create("busy")
@@ -79,12 +89,7 @@ def test_parallel_appends_from_processes_lose_nothing(tmp_path):
     start = ctx.Event()
     procs = [ctx.Process(target=_append_worker, args=(str(tmp_path), thread["id"], w, start))
              for w in range(WRITERS)]
-    for p in procs:
-        p.start()
-    start.set()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    _run_together(procs, start)
     _check_all_present(store, thread["id"], WRITERS)
 
 
@@ -100,12 +105,7 @@ def test_appends_survive_concurrent_rewrites_across_processes(tmp_path):
              for w in range(appenders)]
     procs += [ctx.Process(target=_update_worker, args=(str(tmp_path), thread["id"], first, w, start))
               for w in range(WRITERS - appenders)]
-    for p in procs:
-        p.start()
-    start.set()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    _run_together(procs, start)
     _check_all_present(store, thread["id"], appenders, extra=1)
     assert store.messages.get(thread["id"], first)["metadata"]["i"] == PER_WRITER - 1
 

@@ -7,17 +7,7 @@ import os
 import pytest
 
 from jan.errors import JanError
-from jan.store import (
-    DataFolder,
-    InvalidIdError,
-    new_assistant_id,
-    new_message_id,
-    new_thread_id,
-    new_ulid,
-    slugify_id,
-    validate_extension_name,
-    validate_id,
-)
+from jan.store import DataFolder, InvalidIdError, ids
 
 BAD_IDS = [
     "../x",
@@ -52,20 +42,20 @@ BAD_IDS = [
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_validate_id_rejects(bad):
     with pytest.raises(InvalidIdError) as err:
-        validate_id(bad)
+        ids.validate_id(bad)
     assert isinstance(err.value, ValueError) and isinstance(err.value, JanError)
 
 
 @pytest.mark.parametrize("bad", [None, 5, b"abc", ["a"]])
 def test_validate_id_rejects_non_strings(bad):
     with pytest.raises(InvalidIdError):
-        validate_id(bad)
+        ids.validate_id(bad)
 
 
 @pytest.mark.parametrize("good", ["jan", "a", "llama3.2-3b-instruct", "Meta-Llama-3-8B.Q4_K_M",
                                   "thread_01HX0000000000000000000000", "jan_1700000000000", "a" * 128])
 def test_validate_id_accepts(good):
-    assert validate_id(good) == good
+    assert ids.validate_id(good) == good
 
 
 def _snapshot(tmp_path):
@@ -118,26 +108,26 @@ def test_traversal_ids_touch_nothing(tmp_path, store, bad):
 
 
 def test_extension_names():
-    assert validate_extension_name("@janhq/inference-cortex-extension") == "@janhq/inference-cortex-extension"
-    assert validate_extension_name("jan-llamacpp") == "jan-llamacpp"
+    assert ids.validate_extension_name("@janhq/inference-cortex-extension") == "@janhq/inference-cortex-extension"
+    assert ids.validate_extension_name("jan-llamacpp") == "jan-llamacpp"
     for bad in ["@/x", "@a/../b", "a/b", "@a/b/c", "@a", "../x", "@../x", ""]:
         with pytest.raises(InvalidIdError):
-            validate_extension_name(bad)
+            ids.validate_extension_name(bad)
 
 
 def test_generated_ids_are_valid_unique_and_sorted():
-    made = [new_message_id() for _ in range(2000)]
+    made = [ids.new_message_id() for _ in range(2000)]
     assert len(set(made)) == len(made)
     assert made == sorted(made)
-    for value in (new_thread_id(), new_message_id(), new_assistant_id()):
-        validate_id(value)
-    assert new_thread_id().startswith("thread_")
-    assert new_assistant_id().startswith("asst_")
-    assert len(new_ulid()) == 26
+    for value in (ids.new_thread_id(), ids.new_message_id(), ids.new_assistant_id()):
+        ids.validate_id(value)
+    assert ids.new_thread_id().startswith("thread_")
+    assert ids.new_assistant_id().startswith("asst_")
+    assert len(ids.new_ulid()) == 26
 
 
 def test_slugify_id():
-    assert slugify_id("Meta Llama 3 (8B).Q4_K_M") == "Meta-Llama-3-8B-.Q4_K_M"
-    assert slugify_id("../../etc") == "etc"
-    assert slugify_id("...") == "model"
-    assert validate_id(slugify_id("x" * 300))
+    assert ids.slugify_id("Meta Llama 3 (8B).Q4_K_M") == "Meta-Llama-3-8B-.Q4_K_M"
+    assert ids.slugify_id("../../etc") == "etc"
+    assert ids.slugify_id("...") == "model"
+    assert ids.validate_id(ids.slugify_id("x" * 300))

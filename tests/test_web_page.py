@@ -500,7 +500,8 @@ def test_model_picker_start_stop(chat_server, new_page):
 def file_server(stories_path):
     """Serves the stories260K file over http://127.0.0.1 in 64 KiB pieces, slowly: /slow/ (~2 s), /crawl/ (~40 s)."""
     import http.server
-    import threading
+
+    from api_helpers import http_serving
 
     data = stories_path.read_bytes()
 
@@ -525,13 +526,8 @@ def file_server(stories_path):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_serving(Handler) as url:
+        yield url
 
 
 def test_import_a_model_from_a_path(chat_server, new_page, stories_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import queue
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import click
@@ -35,25 +37,28 @@ def note(text: str) -> None:
     click.secho(text, dim=True)
 
 
+@dataclass(eq=False)
 class ChatSession:
-    def __init__(self, conn, backend, *, options: dict[str, Any], system: str | None, autosave: bool,
-                 load_kwargs: dict[str, Any]):
-        self.conn = conn
-        self.backend = backend
-        self.options = options
-        self.system = system
-        self.autosave = autosave
-        self.load_kwargs = load_kwargs
-        self.messages: list[dict[str, str]] = []
-        self.saved = 0  # how many of self.messages are in the thread
-        self.statuses: list[str] = []
-        self.meta: list[dict[str, Any]] = []
-        self.thread_id: str | None = None
-        self.title: str | None = None
-        self._threads = None
-        self.tools = None  # ChatTools when --tool/--mcp were given
-        self.tool_choice: Any = None
-        self.confirm = input
+    """One ``jan chat``: the model (``backend``, reached through ``conn``), the conversation so far and
+    the thread it is saved in. ``load_kwargs`` load the model ``/model`` switches to."""
+
+    conn: Any
+    backend: Any
+    _: KW_ONLY
+    options: dict[str, Any]
+    system: str | None
+    autosave: bool
+    load_kwargs: dict[str, Any]
+    messages: list[dict[str, str]] = field(init=False, default_factory=list)
+    saved: int = field(init=False, default=0)  # how many of self.messages are in the thread
+    statuses: list[str] = field(init=False, default_factory=list)
+    meta: list[dict[str, Any]] = field(init=False, default_factory=list)
+    thread_id: str | None = field(init=False, default=None)
+    title: str | None = field(init=False, default=None)
+    _threads: Any = field(init=False, default=None)
+    tools: Any = field(init=False, default=None)  # ChatTools when --tool/--mcp were given
+    tool_choice: Any = field(init=False, default=None)
+    confirm: Callable[[str], str] = field(init=False, default=input)
 
     # -- saving --------------------------------------------------------
     @property

@@ -11,6 +11,7 @@ Supported keywords: ``type`` (a name or a list), ``enum``, ``const``,
 from __future__ import annotations
 
 import json
+import operator
 import re
 from typing import Any
 
@@ -32,6 +33,20 @@ def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     return f"{path}.{key}" if path else key
+
+
+# The bounds keywords: (keyword, whether the value fails it, the message for the bound).
+_NUMBER_BOUNDS = (("minimum", operator.lt, "must be >= {}"), ("maximum", operator.gt, "must be <= {}"),
+                  ("exclusiveMinimum", operator.le, "must be > {}"), ("exclusiveMaximum", operator.ge, "must be < {}"))
+_STRING_BOUNDS = (("minLength", operator.lt, "must be at least {} characters"),
+                  ("maxLength", operator.gt, "must be at most {} characters"))
+_LIST_BOUNDS = (("minItems", operator.lt, "must have at least {} items"),
+                ("maxItems", operator.gt, "must have at most {} items"))
+
+
+def _size_errors(path: str, size: int, schema: dict[str, Any], bounds) -> list[tuple[str, str]]:
+    return [(path, message.format(schema[key])) for key, fails, message in bounds
+            if key in schema and fails(size, schema[key])]
 
 
 def validate(value: Any, schema: Any, path: str = "") -> list[tuple[str, str]]:
@@ -59,31 +74,19 @@ def validate(value: Any, schema: Any, path: str = "") -> list[tuple[str, str]]:
         errors.append((path, f"must be one of {choices}, got {json.dumps(value, default=repr)}"))
 
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append((path, f"must be >= {schema['minimum']}, got {value}"))
-        if "maximum" in schema and value > schema["maximum"]:
-            errors.append((path, f"must be <= {schema['maximum']}, got {value}"))
-        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            errors.append((path, f"must be > {schema['exclusiveMinimum']}, got {value}"))
-        if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
-            errors.append((path, f"must be < {schema['exclusiveMaximum']}, got {value}"))
+        errors.extend((path, f"{message.format(schema[key])}, got {value}")
+                      for key, fails, message in _NUMBER_BOUNDS if key in schema and fails(value, schema[key]))
         m = schema.get("multipleOf")
         if m and abs(value / m - round(value / m)) > 1e-9:
             errors.append((path, f"must be a multiple of {m}"))
 
     if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            errors.append((path, f"must be at least {schema['minLength']} characters"))
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            errors.append((path, f"must be at most {schema['maxLength']} characters"))
+        errors.extend(_size_errors(path, len(value), schema, _STRING_BOUNDS))
         if "pattern" in schema and not re.search(schema["pattern"], value):
             errors.append((path, f"must match {schema['pattern']!r}"))
 
     if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            errors.append((path, f"must have at least {schema['minItems']} items"))
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            errors.append((path, f"must have at most {schema['maxItems']} items"))
+        errors.extend(_size_errors(path, len(value), schema, _LIST_BOUNDS))
         if schema.get("uniqueItems"):
             seen = [json.dumps(v, sort_keys=True, default=repr) for v in value]
             if len(set(seen)) != len(seen):

@@ -34,6 +34,10 @@ def _cache_type(name: str, value: str | None) -> str:
     return value.lower()
 
 
+# ModelInfo fields the native model has as attributes of the same name (sizes and counts).
+_NATIVE_SIZES = ("n_params", "size_bytes", "n_ctx_train", "n_embd", "n_layer", "n_vocab")
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the GGUF file says about the model."""
@@ -206,12 +210,7 @@ class Model:
             path=self.path,
             architecture=n.architecture(),
             description=n.description(),
-            n_params=n.n_params,
-            size_bytes=n.size_bytes,
-            n_ctx_train=n.n_ctx_train,
-            n_embd=n.n_embd,
-            n_layer=n.n_layer,
-            n_vocab=n.n_vocab,
+            **{name: getattr(n, name) for name in _NATIVE_SIZES},
             special_tokens={k: v for k, v in n.special_tokens().items() if v >= 0},
             chat_template=n.chat_template() or None,
             metadata=n.metadata(),

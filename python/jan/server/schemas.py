@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
@@ -240,6 +240,10 @@ class PredictionContent(_Strict):
     content: Union[str, list[TextPart]]
 
 
+# OpenAI's request fields jan refuses unless null, with why (the error says it).
+_REFUSED_UNLESS_NULL = {"audio": "it generates text only", "web_search_options": "it has no web search"}
+
+
 class ChatCompletionRequest(SamplingFields):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: Int32Count | None = None
@@ -272,18 +276,11 @@ class ChatCompletionRequest(SamplingFields):
     function_call: Union[Literal["none", "auto"], NamedFunction, None] = Field(
         default=None, description="Deprecated: use tool_choice")
 
-    @field_validator("audio")
+    @field_validator(*_REFUSED_UNLESS_NULL)
     @classmethod
-    def _no_audio(cls, v):
+    def _refused_unless_null(cls, v, info: ValidationInfo):
         if v is not None:
-            raise not_supported("audio", "it generates text only")
-        return v
-
-    @field_validator("web_search_options")
-    @classmethod
-    def _no_web_search(cls, v):
-        if v is not None:
-            raise not_supported("web_search_options", "it has no web search")
+            raise not_supported(info.field_name, _REFUSED_UNLESS_NULL[info.field_name])
         return v
 
     @field_validator("modalities")

@@ -10,7 +10,7 @@ from ._trash import remove_resource_dir
 from ._util import as_seconds, check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes
 from .context import StoreContext, read_collection
-from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, NotFoundError
+from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .ids import new_assistant_id, validate_id
 from .pagination import Order, Page, paginate
 
@@ -75,15 +75,7 @@ class AssistantStore:
 
     def get(self, assistant_id: str) -> dict[str, Any]:
         """One assistant; :class:`NotFoundError` if unknown (or damaged and moved aside)."""
-        path = self._path(assistant_id)
-        try:
-            doc = self._ctx.read_doc(path, KIND)
-        except CorruptFileError as exc:
-            raise NotFoundError(KIND, assistant_id, f"assistant {assistant_id!r} is damaged: {exc.error}") from exc
-        if doc is None:
-            raise NotFoundError(KIND, assistant_id)
-        doc["id"] = assistant_id
-        return doc
+        return self._ctx.get_doc(self._path(assistant_id), KIND, assistant_id)
 
     def exists(self, assistant_id: str) -> bool:
         return self._path(assistant_id).is_file()

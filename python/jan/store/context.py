@@ -15,7 +15,7 @@ from typing import Any
 
 from ._util import dumps_json
 from .atomic import atomic_write_bytes
-from .errors import CorruptFileError, InvalidIdError, NewerSchemaError
+from .errors import CorruptFileError, InvalidIdError, NewerSchemaError, NotFoundError
 from .ids import validate_id
 from .locks import LockManager
 from .migrations import SCHEMA_VERSION_KEY, MigrationError, MigrationRegistry
@@ -138,6 +138,19 @@ class StoreContext:
                 self._check_newer(path, kind, parsed)
                 doc = parsed
         return None if doc is None else public(doc)
+
+    def get_doc(self, path: Path, kind: str, doc_id: str,
+                not_found: type[NotFoundError] = NotFoundError) -> dict[str, Any]:
+        """One document (:meth:`read_doc`) with its ``id`` set; ``not_found(kind, doc_id)`` is raised when
+        it is missing or damaged (then moved aside, and the message says so)."""
+        try:
+            doc = self.read_doc(path, kind)
+        except CorruptFileError as exc:
+            raise not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged: {exc.error}") from exc
+        if doc is None:
+            raise not_found(kind, doc_id)
+        doc["id"] = doc_id
+        return doc
 
     def _read_locked(self, path: Path, kind: str) -> dict[str, Any] | None:
         # Slow path under the lock: confirm damage before moving a file aside

@@ -16,7 +16,7 @@ from ._trash import remove_resource_dir
 from ._util import check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
 from .context import StoreContext, read_collection
-from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, StoredModelNotFoundError
+from .errors import AlreadyExistsError, InvalidArgumentError, StoredModelNotFoundError
 from .ids import slugify_id, validate_id
 
 logger = logging.getLogger("jan.store")
@@ -93,14 +93,7 @@ class ModelStore:
 
     def get(self, model_id: str) -> dict[str, Any]:
         """One model; :class:`StoredModelNotFoundError` (a ``jan.errors.ModelNotFoundError``) if unknown."""
-        try:
-            doc = self._ctx.read_doc(self._path(model_id), KIND)
-        except CorruptFileError as exc:
-            raise StoredModelNotFoundError(KIND, model_id, f"model {model_id!r} is damaged: {exc.error}") from exc
-        if doc is None:
-            raise StoredModelNotFoundError(KIND, model_id)
-        doc["id"] = model_id
-        return doc
+        return self._ctx.get_doc(self._path(model_id), KIND, model_id, StoredModelNotFoundError)
 
     def exists(self, model_id: str) -> bool:
         return self._path(model_id).is_file()

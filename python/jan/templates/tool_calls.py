@@ -48,6 +48,7 @@ __all__ = [
     "ToolCallStreamParser",
     "new_call_id",
     "parse_tool_calls",
+    "partial_suffix",
     "tool_call_grammar",
     "tool_names",
 ]
@@ -336,7 +337,7 @@ class ToolCallStreamParser:
             self._text_out(buf[:pos])
             self._open(self._marker_region(marker), marker)
             return buf[pos + len(marker) :]
-        keep = _partial_marker_len(buf)
+        keep = partial_suffix(buf, _MARKERS)
         self._text_out(buf[: len(buf) - keep])
         self._pending = buf[len(buf) - keep :]
         return ""
@@ -810,12 +811,12 @@ def _earliest_marker(buf: str) -> tuple[int, str]:
     return best, which
 
 
-def _partial_marker_len(buf: str) -> int:
-    """Length of the longest suffix of ``buf`` that is a proper prefix of a marker."""
+def partial_suffix(text: str, markers: Iterable[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of one of ``markers``."""
     longest = 0
-    for m in _MARKERS:
-        for k in range(min(len(m) - 1, len(buf)), longest, -1):
-            if buf.endswith(m[:k]):
+    for m in markers:
+        for k in range(min(len(m) - 1, len(text)), longest, -1):
+            if text.endswith(m[:k]):
                 longest = k
                 break
     return longest

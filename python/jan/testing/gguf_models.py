@@ -562,6 +562,13 @@ def write_tool_template_model(
     ``<|im_end|>`` is the EOS/EOT token. Text without those markers tokenizes
     exactly as with the phi-3 vocab. The template is :data:`CHATML_TOOL_TEMPLATE`.
     """
+    return _write_chatml_phi3(path, vocab_gguf, seed, CHATML_TOOL_TEMPLATE)
+
+
+def _write_chatml_phi3(path: "str | os.PathLike[str]", vocab_gguf: "str | os.PathLike[str] | None", seed: int,
+                       chat_template: str) -> Path:
+    """Tiny llama (:data:`TINY_CHAT_CONFIG`) with the phi-3 vocab plus ChatML's two control tokens
+    (``<|im_end|>`` is the EOS/EOT token) and ``chat_template``."""
     vocab = Path(vocab_gguf) if vocab_gguf is not None else vocab_path(PHI3_VOCAB)
     n_source = len(_read_tokenizer_kv(vocab)["tokenizer.ggml.tokens"].value)
     im_end = n_source + CHATML_SPECIAL_TOKENS.index("<|im_end|>")
@@ -571,12 +578,9 @@ def write_tool_template_model(
         **TINY_CHAT_CONFIG,
         dtype="f32",
         seed=seed,
-        chat_template=CHATML_TOOL_TEMPLATE,
+        chat_template=chat_template,
         extra_special_tokens=CHATML_SPECIAL_TOKENS,
-        extra_kv={
-            "tokenizer.ggml.eos_token_id": im_end,
-            "tokenizer.ggml.eot_token_id": im_end,
-        },
+        extra_kv={"tokenizer.ggml.eos_token_id": im_end, "tokenizer.ggml.eot_token_id": im_end},
     )
 
 
@@ -764,19 +768,7 @@ def write_vision_chat_model(
     tokens (``<|im_end|>`` ends a turn) and :data:`VISION_CHAT_TEMPLATE`.
     Its mmproj is written by :func:`write_mlp_mmproj` with ``n_embd_text=64``.
     """
-    vocab = Path(vocab_gguf) if vocab_gguf is not None else vocab_path(PHI3_VOCAB)
-    n_source = len(_read_tokenizer_kv(vocab)["tokenizer.ggml.tokens"].value)
-    im_end = n_source + CHATML_SPECIAL_TOKENS.index("<|im_end|>")
-    return write_llama_from_vocab(
-        path,
-        vocab,
-        **TINY_CHAT_CONFIG,
-        dtype="f32",
-        seed=seed,
-        chat_template=VISION_CHAT_TEMPLATE,
-        extra_special_tokens=CHATML_SPECIAL_TOKENS,
-        extra_kv={"tokenizer.ggml.eos_token_id": im_end, "tokenizer.ggml.eot_token_id": im_end},
-    )
+    return _write_chatml_phi3(path, vocab_gguf, seed, VISION_CHAT_TEMPLATE)
 
 
 def _mlp_mmproj_tensor_specs(

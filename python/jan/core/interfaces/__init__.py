@@ -17,6 +17,7 @@ from .model import DownloadState, DownloadTask, ImportMode, ModelExtension
 from .modules import EventBus, EventHandler, FileSystem, SettingsStore, Unsubscribe
 from .mcp import McpHost, McpServerState, McpServerStatus
 from .monitoring import MonitoringExtension
+from . import tools as _tools
 from .tools import TOOL_NAME_RE, Tool, ToolImage, ToolJson, ToolPart, ToolProvider, ToolResult, ToolText
 
 #: Interfaces an extension implements, each with an ``extension_type``.
@@ -58,13 +59,6 @@ __all__ = [
     "MonitoringExtension",
     "SettingsStore",
     "SortOrder",
-    "TOOL_NAME_RE",
-    "Tool",
-    "ToolImage",
-    "ToolJson",
-    "ToolPart",
-    "ToolProvider",
-    "ToolResult",
-    "ToolText",
     "Unsubscribe",
+    *_tools.__all__,
 ]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jan.core import BUILTIN_PRIORITY, ConversationalExtension, Extension
+from jan.core import ConversationalExtension
+from jan.extensions._builtin import BuiltinExtension
 from jan.store import DEFAULT_ASSISTANT_ID, AsyncStore, InvalidArgumentError
 
 # Fields a stored document owns; callers may send them back (e.g. a whole
@@ -28,13 +29,11 @@ def _unknown(what: str, keys: set[str]) -> InvalidArgumentError:
     return InvalidArgumentError(f"unknown {what} field{'s' if len(keys) > 1 else ''}: {', '.join(sorted(keys))}")
 
 
-class ConversationalStoreExtension(Extension, ConversationalExtension):
+class ConversationalStoreExtension(BuiltinExtension, ConversationalExtension):
     """Jan's threads, messages and assistants as files under ``<data>/threads`` and ``<data>/assistants``."""
 
     name = "conversational"
     description = "Threads, messages and assistants stored as files in the data folder"
-    requires_api = ">=1,<2"
-    priority = BUILTIN_PRIORITY
 
     def __init__(self) -> None:
         self.store: AsyncStore | None = None

@@ -12,8 +12,6 @@ from pydantic import BaseModel, Field
 
 import jan
 from jan.core import (
-    BUILTIN_PRIORITY,
-    Extension,
     LocalInferenceExtension,
     LocalModel,
     ModelFailed,
@@ -22,6 +20,7 @@ from jan.core import (
     ModelState,
     ModelStopped,
 )
+from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelFileError, ModelNotFoundError
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.templates import resolve_template
@@ -42,11 +41,9 @@ class LlamaCppSettings(BaseModel):
     keep_alive: float | None = Field(None, ge=0, description="Seconds an idle model stays loaded (none: forever)")
 
 
-class LlamaCppExtension(Extension, LocalInferenceExtension):
+class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
     name = "llamacpp"
     description = "Local GGUF models on jan's native llama.cpp engine"
-    requires_api = ">=1,<2"
-    priority = BUILTIN_PRIORITY
     settings_schema = LlamaCppSettings
     engine_name = "llama.cpp"
 

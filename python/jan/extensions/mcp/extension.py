@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from jan.core import BUILTIN_PRIORITY, Extension, McpHost, McpServerStatus, NotFoundError, Tool, ToolProvider
+from jan.core import McpHost, McpServerStatus, NotFoundError, Tool, ToolProvider
+from jan.extensions._builtin import BuiltinExtension
 
 from .config import McpConfigError, config_path, edit_config, load_config
 from .server import McpServer
@@ -27,13 +28,11 @@ class McpSettings(BaseModel):
     start_timeout: float = Field(30.0, gt=0, le=600, description="Seconds a server may take to start")
 
 
-class McpHostExtension(Extension, ToolProvider, McpHost):
+class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
     """Hosts the MCP servers the user configured and offers their tools (named ``<server>__<tool>``)."""
 
     name = "mcp"
     description = "MCP servers from <data>/mcp.json as tools for assistants (GET /v1/mcp/servers)"
-    requires_api = ">=1,<2"
-    priority = BUILTIN_PRIORITY
     settings_schema = McpSettings
 
     def __init__(self) -> None:

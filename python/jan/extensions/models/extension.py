@@ -6,18 +6,17 @@ import asyncio
 import os
 from typing import Any
 
-from jan.core import BUILTIN_PRIORITY, Extension, ModelExtension
+from jan.core import ModelExtension
+from jan.extensions._builtin import BuiltinExtension
 from jan.downloads import Downloader, filename_from_url, resolve_url
 from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.extensions.models.downloads import ModelPull
 from jan.extensions.models.gguf_info import describe_gguf
 from jan.store import AsyncStore, DataFolder, NotFoundError, slugify_id, validate_id
 
-class ModelManagerExtension(Extension, ModelExtension):
+class ModelManagerExtension(BuiltinExtension, ModelExtension):
     name = "models"
     description = "Models in the data folder: import, edit, delete and download GGUF files"
-    requires_api = ">=1,<2"
-    priority = BUILTIN_PRIORITY
 
     def __init__(self) -> None:
         self.store: AsyncStore | None = None

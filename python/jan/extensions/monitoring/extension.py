@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from jan.core import BUILTIN_PRIORITY, Extension, MonitoringExtension
+from jan.core import MonitoringExtension
+from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelNotFoundError
 
 #: Substrings of a device's name/description -> vendor (first match wins).
@@ -42,13 +43,11 @@ def _vendor(text: str) -> str | None:
     return None
 
 
-class MonitoringExtensionImpl(Extension, MonitoringExtension):
+class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
     """CPU/memory through psutil, GPUs from ``jan.system_info()`` (plus nvidia-smi), models from the engines."""
 
     name = "monitoring"
     description = "System resources, GPUs, loaded models and their metrics (GET /v1/system)"
-    requires_api = ">=1,<2"
-    priority = BUILTIN_PRIORITY
     settings_schema = MonitoringSettings
 
     def __init__(self) -> None:

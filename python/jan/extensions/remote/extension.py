@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field
 
 from jan.extensions.remote import wire
 from jan.services import types as t
-from jan.core import BUILTIN_PRIORITY, Extension, InferenceExtension, ModelFailed, ModelInit, ModelReady, ModelState, ModelStopped
+from jan.core import InferenceExtension, ModelFailed, ModelInit, ModelReady, ModelState, ModelStopped
+from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.extensions.remote.sse import SSEParser
 from jan.extensions.remote.upstream import (
@@ -126,7 +127,7 @@ class _Request:
                     stats._rates.append(generated / elapsed)
 
 
-class RemoteInferenceExtension(Extension, InferenceExtension):
+class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
     """Serves ``"engine": "openai"`` models by proxying to an OpenAI-compatible server.
 
     The upstream of a model comes from its model.json ``settings``
@@ -137,8 +138,6 @@ class RemoteInferenceExtension(Extension, InferenceExtension):
 
     name = "remote"
     description = "Models served by an OpenAI-compatible server (another jan, llama.cpp, vLLM, OpenAI, ...)"
-    requires_api = ">=1,<2"
-    priority = BUILTIN_PRIORITY
     settings_schema = RemoteSettings
     engine_name = "openai"
 

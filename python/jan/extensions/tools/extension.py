@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from jan.core import BUILTIN_PRIORITY, Extension, Tool, ToolProvider, ToolResult
+from jan.core import Tool, ToolProvider, ToolResult
+from jan.extensions._builtin import BuiltinExtension
 
 #: Bytes read from a file or a URL at most.
 MAX_READ_BYTES = 256 * 1024
@@ -113,13 +114,11 @@ class FetchUrl(Tool):
         return ToolResult.text(f"HTTP {status}\n\n{text}", is_error=status >= 400)
 
 
-class BuiltinToolsExtension(Extension, ToolProvider):
+class BuiltinToolsExtension(BuiltinExtension, ToolProvider):
     """current_time, read_file (under ``files_folder``) and fetch_url (when ``fetch_enabled``)."""
 
     name = "tools"
     description = "Built-in tools: current_time, read_file (allowed folder), fetch_url (off by default)"
-    requires_api = ">=1,<2"
-    priority = BUILTIN_PRIORITY
     settings_schema = BuiltinToolsSettings
 
     async def list_tools(self) -> list[Tool]:

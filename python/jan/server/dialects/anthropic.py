@@ -18,22 +18,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jan.services.types import (
-    ChatDelta,
-    ChatMessage,
-    ChatRequest,
-    ChatResult,
-    ImagePart,
-    NamedToolChoice,
-    Part,
-    ReasoningOptions,
-    ResponseFormat,
-    SamplingOptions,
-    TextPart,
-    ToolCall,
-    ToolSpec,
-    Usage,
-)
+from jan.services import types as typed
 
 __all__ = [
     "CountTokensRequest",
@@ -176,7 +161,7 @@ class CountTokensRequest(_Prompt):
 
 
 # -- request -> ChatRequest -------------------------------------------------------------------
-def _image(block: ImageBlock) -> ImagePart:
+def _image(block: ImageBlock) -> typed.ImagePart:
     source = block.source
     if isinstance(source, URLSource):
         raise ValueError("image blocks with a 'url' source are not fetched by jan; send the image as base64")
@@ -184,68 +169,68 @@ def _image(block: ImageBlock) -> ImagePart:
         data = base64.b64decode(source.data, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("an image block's source.data is not valid base64") from None
-    return ImagePart(data=data, mime_type=source.media_type)
+    return typed.ImagePart(data=data, mime_type=source.media_type)
 
 
-def _tool_result(block: ToolResultBlock) -> ChatMessage:
+def _tool_result(block: ToolResultBlock) -> typed.ChatMessage:
     if isinstance(block.content, str):
-        parts: tuple[Part, ...] = (TextPart(block.content),) if block.content else ()
+        parts: tuple[typed.Part, ...] = (typed.TextPart(block.content),) if block.content else ()
     else:
-        parts = tuple(TextPart(b.text) if isinstance(b, TextBlock) else _image(b) for b in block.content)
+        parts = tuple(typed.TextPart(b.text) if isinstance(b, TextBlock) else _image(b) for b in block.content)
     if block.is_error:
         # The chat path has no error flag on a tool message: say it in the text the model reads.
-        parts = (TextPart("Error: "), *parts)
-    return ChatMessage("tool", parts, tool_call_id=block.tool_use_id)
+        parts = (typed.TextPart("Error: "), *parts)
+    return typed.ChatMessage("tool", parts, tool_call_id=block.tool_use_id)
 
 
-def _user_messages(content: list) -> list[ChatMessage]:
+def _user_messages(content: list) -> list[typed.ChatMessage]:
     """One Anthropic user turn: its tool results become tool messages (in order), the rest one user message."""
-    out: list[ChatMessage] = []
-    parts: list[Part] = []
+    out: list[typed.ChatMessage] = []
+    parts: list[typed.Part] = []
     for block in content:
         if isinstance(block, ToolResultBlock):
             if parts:
-                out.append(ChatMessage("user", tuple(parts)))
+                out.append(typed.ChatMessage("user", tuple(parts)))
                 parts = []
             out.append(_tool_result(block))
         elif isinstance(block, TextBlock):
-            parts.append(TextPart(block.text))
+            parts.append(typed.TextPart(block.text))
         elif isinstance(block, ImageBlock):
             parts.append(_image(block))
         else:
             raise ValueError(f"a user message cannot hold a '{block.type}' block")
     if parts:
-        out.append(ChatMessage("user", tuple(parts)))
+        out.append(typed.ChatMessage("user", tuple(parts)))
     return out
 
 
-def _assistant_message(content: list) -> ChatMessage:
-    text: list[Part] = []
+def _assistant_message(content: list) -> typed.ChatMessage:
+    text: list[typed.Part] = []
     reasoning: list[str] = []
-    calls: list[ToolCall] = []
+    calls: list[typed.ToolCall] = []
     for block in content:
         if isinstance(block, TextBlock):
-            text.append(TextPart(block.text))
+            text.append(typed.TextPart(block.text))
         elif isinstance(block, ThinkingBlock):
             reasoning.append(block.thinking)
         elif isinstance(block, ToolUseBlock):
-            calls.append(ToolCall(block.id, block.name, json.dumps(block.input, ensure_ascii=False)))
+            calls.append(typed.ToolCall(block.id, block.name, json.dumps(block.input, ensure_ascii=False)))
         elif isinstance(block, RedactedThinkingBlock):
             continue  # encrypted by another provider: nothing a local model can read
         else:
             raise ValueError(f"an assistant message cannot hold a '{block.type}' block")
-    return ChatMessage("assistant", tuple(text), tool_calls=tuple(calls),
+    return typed.ChatMessage("assistant", tuple(text), tool_calls=tuple(calls),
                        reasoning="".join(reasoning) or None)
 
 
-def _messages(body: _Prompt) -> tuple[ChatMessage, ...]:
-    out: list[ChatMessage] = []
+def _messages(body: _Prompt) -> tuple[typed.ChatMessage, ...]:
+    out: list[typed.ChatMessage] = []
     if body.system:
         system = body.system if isinstance(body.system, str) else "\n\n".join(b.text for b in body.system)
-        out.append(ChatMessage.of_text("system", system))
+        out.append(typed.ChatMessage.of_text("system", system))
     for message in body.messages:
         if isinstance(message.content, str):
-            out.append(ChatMessage.of_text(message.role, message.content))
+            out.append(typed.ChatMessage.of_text(message.role, message.content))
         elif message.role == "user":
             out.extend(_user_messages(message.content))
         else:
@@ -253,12 +238,12 @@ def _messages(body: _Prompt) -> tuple[ChatMessage, ...]:
     return tuple(out)
 
 
-def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> ReasoningOptions | None:
+def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> typed.ReasoningOptions | None:
     if thinking is None:
-        return ReasoningOptions(effort=effort) if effort else None
+        return typed.ReasoningOptions(effort=effort) if effort else None
     if thinking.type == "disabled":
-        return ReasoningOptions(enabled=False)
-    return ReasoningOptions(effort=effort, enabled=True,
+        return typed.ReasoningOptions(enabled=False)
+    return typed.ReasoningOptions(effort=effort, enabled=True,
                             budget_tokens=thinking.budget_tokens if thinking.type == "enabled" else None)
 
 
@@ -268,11 +253,11 @@ def _tool_choice(choice: ToolChoiceParam | None):
     if choice.type == "tool":
         if not choice.name:
             raise ValueError("tool_choice.name: required when tool_choice.type is 'tool'")
-        return NamedToolChoice(choice.name)
+        return typed.NamedToolChoice(choice.name)
     return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
 
 
-def _tools(tools: list[ToolParam]) -> tuple[ToolSpec, ...]:
+def _tools(tools: list[ToolParam]) -> tuple[typed.ToolSpec, ...]:
     specs = []
     for i, tool in enumerate(tools):
         if tool.type not in (None, "custom"):
@@ -280,19 +265,19 @@ def _tools(tools: list[ToolParam]) -> tuple[ToolSpec, ...]:
                              "send custom tools (name, description, input_schema)")
         if tool.input_schema is None:
             raise ValueError(f"tools[{i}].input_schema: required")
-        specs.append(ToolSpec(tool.name, tool.description, tool.input_schema))
+        specs.append(typed.ToolSpec(tool.name, tool.description, tool.input_schema))
     return tuple(specs)
 
 
-def to_chat_request(body: _Prompt) -> ChatRequest:
+def to_chat_request(body: _Prompt) -> typed.ChatRequest:
     """The typed chat request for a messages (or count_tokens) body.
 
     Raises ``ValueError`` for content jan cannot take (an image URL, invalid base64,
     a block in the wrong role, a named tool_choice without a name, Anthropic's server tools).
     """
-    sampling = SamplingOptions()
+    sampling = typed.SamplingOptions()
     if isinstance(body, MessagesRequest):
-        sampling = SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
+        sampling = typed.SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                                    top_k=body.top_k,
                                    stop=tuple(body.stop_sequences) if body.stop_sequences else None)
     tools = _tools(body.tools or ())
@@ -300,8 +285,8 @@ def to_chat_request(body: _Prompt) -> ChatRequest:
     if body.tool_choice is not None and body.tool_choice.disable_parallel_tool_use is not None:
         parallel = not body.tool_choice.disable_parallel_tool_use
     output = body.output_config or OutputConfig()
-    response_format = ResponseFormat("json_schema", output.format.schema_) if output.format else None
-    return ChatRequest(model=body.model, messages=_messages(body), tools=tools,
+    response_format = typed.ResponseFormat("json_schema", output.format.schema_) if output.format else None
+    return typed.ChatRequest(model=body.model, messages=_messages(body), tools=tools,
                        tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=parallel,
                        response_format=response_format, sampling=sampling,
                        reasoning=_reasoning(body.thinking, output.effort))
@@ -321,8 +306,8 @@ def stop_reason(finish_reason: str | None, stop_sequence: str | None = None) -> 
     return "stop_sequence" if stop_sequence else "end_turn"
 
 
-def _usage(usage: Usage | None) -> dict[str, int]:
-    usage = usage or Usage()
+def _usage(usage: typed.Usage | None) -> dict[str, int]:
+    usage = usage or typed.Usage()
     return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
             "cache_read_input_tokens": usage.cached_tokens, "cache_creation_input_tokens": 0}
 
@@ -335,7 +320,7 @@ def _tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def message_from_result(result: ChatResult, message_id: str, model: str,
+def message_from_result(result: typed.ChatResult, message_id: str, model: str,
                         stop_sequence: str | None = None) -> dict[str, Any]:
     """The ``message`` object for a whole (non-streamed) answer, content blocks in the order
     a model writes them: thinking, text, tool uses."""
@@ -374,7 +359,7 @@ class MessageStream:
         self._open: str | None = None  # "thinking", "text" or "tool:<n>"
         self._finish_reason: str | None = None
         self._stop_sequence: str | None = None
-        self._usage: Usage | None = None
+        self._usage: typed.Usage | None = None
 
     def start(self) -> list[tuple[str, dict[str, Any]]]:
         message = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
@@ -399,7 +384,7 @@ class MessageStream:
     def _delta(self, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return ("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta})
 
-    def feed(self, delta: ChatDelta) -> list[tuple[str, dict[str, Any]]]:
+    def feed(self, delta: typed.ChatDelta) -> list[tuple[str, dict[str, Any]]]:
         events: list[tuple[str, dict[str, Any]]] = []
         if delta.usage is not None:
             self._usage = delta.usage

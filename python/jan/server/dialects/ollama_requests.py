@@ -48,17 +48,9 @@ def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:
     o = options
     return SamplingOptions(
         max_tokens=o.num_predict if o.num_predict is not None and o.num_predict > 0 else None,
-        temperature=o.temperature,
-        top_k=o.top_k,
-        top_p=o.top_p,
-        min_p=o.min_p,
-        typical_p=o.typical_p,
-        repeat_penalty=o.repeat_penalty,
-        repeat_last_n=o.repeat_last_n,
-        presence_penalty=o.presence_penalty,
-        frequency_penalty=o.frequency_penalty,
         seed=o.seed if o.seed is not None and o.seed >= 0 else None,
         stop=tuple(o.stop) if o.stop else None,
+        **{name: getattr(o, name) for name in wire.SHARED_SAMPLING},
     )
 
 

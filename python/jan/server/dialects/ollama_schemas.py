@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator
+
+from jan.services.types import SamplingOptions
 
 FOREVER = math.inf
 
@@ -57,34 +59,37 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class OllamaOptions(_Body):
-    """``options``: the Modelfile parameters Ollama takes per request.
+#: Ollama ``options`` that are jan's :class:`~jan.services.types.SamplingOptions` fields as they are
+#: (same name, type and meaning); ``num_predict``, ``seed`` and ``stop`` are translated.
+SHARED_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p",
+                   "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty")
 
-    The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
-    ``num_gpu``, ``num_thread``, ``num_batch``, ``use_mmap``, ...) are jan's
-    ``jan serve`` flags and model.json settings instead (a model is loaded once for
-    every request it serves), so they are ignored here, as Ollama ignores options it
-    does not know; so are ``num_keep`` (jan never shifts the context) and
-    ``mirostat``/``penalize_newline``/``tfs_z``, which llama.cpp dropped.
-    """
 
+class _OptionsBase(_Body):
     num_predict: int | None = None
     seed: int | None = None
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    min_p: float | None = None
-    typical_p: float | None = None
-    repeat_penalty: float | None = None
-    repeat_last_n: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
     stop: list[str] | None = None
 
     @field_validator("stop", mode="before")
     @classmethod
     def _one_stop(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+
+_SAMPLING_TYPES = get_type_hints(SamplingOptions)
+# The shared fields take their types from SamplingOptions: one field list, not two to keep in step.
+OllamaOptions = create_model(
+    "OllamaOptions", __base__=_OptionsBase, __module__=__name__,
+    **{name: (_SAMPLING_TYPES[name], None) for name in SHARED_SAMPLING})
+OllamaOptions.__doc__ = """``options``: the Modelfile parameters Ollama takes per request.
+
+The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
+``num_gpu``, ``num_thread``, ``num_batch``, ``use_mmap``, ...) are jan's
+``jan serve`` flags and model.json settings instead (a model is loaded once for
+every request it serves), so they are ignored here, as Ollama ignores options it
+does not know; so are ``num_keep`` (jan never shifts the context) and
+``mirostat``/``penalize_newline``/``tfs_z``, which llama.cpp dropped.
+"""
 
 
 class OllamaToolCallFunction(_Body):

@@ -18,22 +18,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from jan.services.types import (
-    ChatDelta,
-    ChatMessage,
-    ChatRequest,
-    ChatResult,
-    ImagePart,
-    NamedToolChoice,
-    Part,
-    ReasoningOptions,
-    ResponseFormat,
-    SamplingOptions,
-    TextPart,
-    ToolCall,
-    ToolSpec,
-    Usage,
-)
+from jan.services import types as typed
 
 __all__ = [
     "ResponseStream",
@@ -190,7 +175,7 @@ class ResponsesRequest(_Wire):
 
 
 # -- request -> typed --------------------------------------------------------------------------
-def _image(part: InputImage) -> ImagePart:
+def _image(part: InputImage) -> typed.ImagePart:
     url = part.image_url or ""
     if not url.startswith("data:"):
         raise ValueError("input_image: only data: URLs (base64) are accepted; jan fetches no URLs or files")
@@ -199,26 +184,26 @@ def _image(part: InputImage) -> ImagePart:
     if not head.endswith(";base64"):
         raise ValueError("input_image: the data: URL must be base64-encoded")
     try:
-        return ImagePart(data=base64.b64decode(data, validate=True), mime_type=mime)
+        return typed.ImagePart(data=base64.b64decode(data, validate=True), mime_type=mime)
     except (binascii.Error, ValueError):
         raise ValueError("input_image: the data: URL holds invalid base64") from None
 
 
-def _parts(content: str | list) -> tuple[Part, ...]:
+def _parts(content: str | list) -> tuple[typed.Part, ...]:
     if isinstance(content, str):
-        return (TextPart(content),) if content else ()
-    parts: list[Part] = []
+        return (typed.TextPart(content),) if content else ()
+    parts: list[typed.Part] = []
     for part in content:
         if isinstance(part, (InputText, OutputText)):
-            parts.append(TextPart(part.text))
+            parts.append(typed.TextPart(part.text))
         elif isinstance(part, Refusal):
-            parts.append(TextPart(part.refusal))
+            parts.append(typed.TextPart(part.refusal))
         else:
             parts.append(_image(part))
     return tuple(parts)
 
 
-def input_messages(items: str | list | None) -> list[ChatMessage]:
+def input_messages(items: str | list | None) -> list[typed.ChatMessage]:
     """The ``input`` as chat messages: a string is one user message; consecutive
     ``function_call`` items join the assistant turn before them (as one message's tool calls),
     a ``reasoning`` item goes to the assistant turn after it. Raises ``ValueError`` for content
@@ -226,28 +211,28 @@ def input_messages(items: str | list | None) -> list[ChatMessage]:
     if items is None:
         return []
     if isinstance(items, str):
-        return [ChatMessage.of_text("user", items)]
-    out: list[ChatMessage] = []
+        return [typed.ChatMessage.of_text("user", items)]
+    out: list[typed.ChatMessage] = []
     reasoning: str | None = None
     for item in items:
         if isinstance(item, ReasoningItem):
             reasoning = "".join(p.text for p in (item.content or item.summary)) or None
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
-            out.append(ChatMessage(role, _parts(item.content),
+            out.append(typed.ChatMessage(role, _parts(item.content),
                                    reasoning=reasoning if role == "assistant" else None))
             reasoning = None if role == "assistant" else reasoning
         elif isinstance(item, FunctionCallItem):
-            call = ToolCall(item.call_id, item.name, item.arguments)
+            call = typed.ToolCall(item.call_id, item.name, item.arguments)
             last = out[-1] if out else None
             if last is not None and last.role == "assistant":
-                out[-1] = ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, call),
+                out[-1] = typed.ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, call),
                                       reasoning=last.reasoning)
             else:
-                out.append(ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning))
+                out.append(typed.ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning))
                 reasoning = None
         else:
-            out.append(ChatMessage("tool", _parts(item.output), tool_call_id=item.call_id))
+            out.append(typed.ChatMessage("tool", _parts(item.output), tool_call_id=item.call_id))
     return out
 
 
@@ -280,36 +265,40 @@ def input_items(items: str | list | None) -> list[dict[str, Any]]:
 
 def _tool_choice(choice):
     if isinstance(choice, FunctionChoice):
-        return NamedToolChoice(choice.name)
+        return typed.NamedToolChoice(choice.name)
     return choice
 
 
-def _response_format(text: TextParam | None) -> ResponseFormat | None:
+def _response_format(text: TextParam | None) -> typed.ResponseFormat | None:
     if text is None or text.format is None:
         return None
     fmt = text.format
     if fmt.type == "json_schema" and fmt.schema_ is None:
         raise ValueError("text.format.schema: required when text.format.type is 'json_schema'")
-    return ResponseFormat(fmt.type, fmt.schema_, fmt.name, fmt.strict)
+    return typed.ResponseFormat(fmt.type, fmt.schema_, fmt.name, fmt.strict)
 
 
-def to_chat_request(body: ResponsesRequest, history: list[ChatMessage], inputs: list[ChatMessage]) -> ChatRequest:
+def to_chat_request(body: ResponsesRequest, history: list[typed.ChatMessage],
+                    inputs: list[typed.ChatMessage]) -> typed.ChatRequest:
     """The typed chat request: ``instructions`` (as the system message), the stored
     conversation ``history`` (from ``previous_response_id``), then this request's ``inputs``."""
-    messages = ([ChatMessage.of_text("system", body.instructions)] if body.instructions else []) + history + inputs
+    system = [typed.ChatMessage.of_text("system", body.instructions)] if body.instructions else []
+    messages = system + history + inputs
     if not messages:
         raise ValueError("input: required (a string or a list of items)")
-    sampling = SamplingOptions(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p)
-    tools = tuple(ToolSpec(t.name, t.description, t.parameters, t.strict) for t in body.tools or ())
-    reasoning = ReasoningOptions(effort=body.reasoning.effort) if body.reasoning and body.reasoning.effort else None
-    return ChatRequest(model=body.model, messages=tuple(messages), tools=tools,
+    sampling = typed.SamplingOptions(max_tokens=body.max_output_tokens, temperature=body.temperature,
+                                     top_p=body.top_p)
+    tools = tuple(typed.ToolSpec(t.name, t.description, t.parameters, t.strict) for t in body.tools or ())
+    effort = body.reasoning.effort if body.reasoning else None
+    reasoning = typed.ReasoningOptions(effort=effort) if effort else None
+    return typed.ChatRequest(model=body.model, messages=tuple(messages), tools=tools,
                        tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=body.parallel_tool_calls,
                        response_format=_response_format(body.text), sampling=sampling, reasoning=reasoning)
 
 
 # -- answer ----------------------------------------------------------------------------------------
-def _usage(usage: Usage | None) -> dict[str, Any]:
-    usage = usage or Usage()
+def _usage(usage: typed.Usage | None) -> dict[str, Any]:
+    usage = usage or typed.Usage()
     return {"input_tokens": usage.prompt_tokens,
             "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
             "output_tokens": usage.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
@@ -335,7 +324,7 @@ def _status(finish_reason: str | None) -> str:
     return "incomplete" if finish_reason == "length" else "completed"
 
 
-def output_items(result: ChatResult) -> tuple[list[dict[str, Any]], str]:
+def output_items(result: typed.ChatResult) -> tuple[list[dict[str, Any]], str]:
     """The ``output`` items of a whole answer (reasoning, message, function calls) and the
     response's status (``completed``, or ``incomplete`` when it ran out of tokens)."""
     choice = result.choices[0]
@@ -351,7 +340,7 @@ def output_items(result: ChatResult) -> tuple[list[dict[str, Any]], str]:
     return items, status
 
 
-def output_message(items: list[dict[str, Any]]) -> ChatMessage:
+def output_message(items: list[dict[str, Any]]) -> typed.ChatMessage:
     """The assistant turn the ``output`` items make (what a later ``previous_response_id`` continues)."""
     text, reasoning, calls = [], [], []
     for item in items:
@@ -360,14 +349,14 @@ def output_message(items: list[dict[str, Any]]) -> ChatMessage:
         elif item["type"] == "reasoning":
             reasoning += [p["text"] for p in item.get("content") or []]
         elif item["type"] == "function_call":
-            calls.append(ToolCall(item["call_id"], item["name"], item["arguments"]))
+            calls.append(typed.ToolCall(item["call_id"], item["name"], item["arguments"]))
     joined = "".join(text)
-    return ChatMessage("assistant", (TextPart(joined),) if joined else (), tool_calls=tuple(calls),
+    return typed.ChatMessage("assistant", (typed.TextPart(joined),) if joined else (), tool_calls=tuple(calls),
                        reasoning="".join(reasoning) or None)
 
 
 def response_object(response_id: str, body: ResponsesRequest, model: str, *, status: str,
-                    output: list[dict[str, Any]] | None = None, usage: Usage | None = None,
+                    output: list[dict[str, Any]] | None = None, usage: typed.Usage | None = None,
                     created_at: int | None = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``response`` object (``object: "response"``) with the request's settings echoed."""
     fmt = body.text.format if body.text and body.text.format else None
@@ -407,7 +396,7 @@ class ResponseStream:
     def __init__(self) -> None:
         self.output: list[dict[str, Any]] = []
         self.finish_reason: str | None = None
-        self.usage: Usage | None = None
+        self.usage: typed.Usage | None = None
         self._seq = 0
         self._open: str | None = None  # "reasoning", "message" or "call:<n>"
         self._text = ""
@@ -459,7 +448,7 @@ class ResponseStream:
                                      part={"type": "output_text", "text": "", "annotations": [], "logprobs": []}))
         return events
 
-    def feed(self, delta: ChatDelta) -> list[dict[str, Any]]:
+    def feed(self, delta: typed.ChatDelta) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         if delta.usage is not None:
             self.usage = delta.usage

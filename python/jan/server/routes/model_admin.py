@@ -41,7 +41,7 @@ from jan.server.resolve import model_extension
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.models import with_state
 from jan.server.sse import SSEStream
-from jan.server.validation import read_json
+from jan.server.validation import parse_body, read_json
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -174,10 +174,7 @@ async def create_model(request: web.Request) -> web.Response:
 @routes.patch("/v1/models/{model_id}")
 async def update_model(request: web.Request) -> web.Response:
     """Change a model.json (``settings``, ``parameters`` and ``metadata`` merge one level deep)."""
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise APIError(400, "The request body must be a JSON object", code="invalid_json")
-    body = ModelPatch.model_validate(data)
+    body = await parse_body(request, ModelPatch)
     patch = body.model_dump(exclude_unset=True)
     for key, value in patch.items():
         if value is None and key not in ("settings", "parameters", "metadata"):
@@ -214,10 +211,7 @@ def _status(task: Any) -> dict[str, Any]:
 @routes.post("/v1/models/pull")
 async def pull_model(request: web.Request) -> web.StreamResponse:
     """Download a model (https:// or hf://); streams progress events until it ends."""
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise APIError(400, "The request body must be a JSON object", code="invalid_json")
-    body = PullRequest.model_validate(data)
+    body = await parse_body(request, PullRequest)
     _allowed_id(body.id)
     models = model_extension(request)
     kwargs = {"sha256": body.sha256} if body.sha256 else {}

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jan.core import AssistantExtension, ConversationalExtension
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
-from jan.server.schemas import StrictModel
+from jan.server.schemas import ImagePart, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.validation import parse_body
@@ -131,9 +131,8 @@ class ImageFileContent(_Strict):
     image_file: dict[str, Any]
 
 
-class ImageUrlContent(_Strict):
-    type: Literal["image_url"]
-    image_url: dict[str, Any]
+# OpenAI's image part, as a chat message takes it.
+ImageUrlContent = ImagePart
 
 
 class ReasoningContent(_Strict):

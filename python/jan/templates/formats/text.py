@@ -5,20 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping
 
+# One definition for the streaming tool-call parser and the format parsers.
+from ..tool_calls import partial_suffix
+
 __all__ = ["partial_suffix", "hold", "find_first", "tool_schemas", "json_value_text", "WS"]
 
 WS = " \t\r\n"
-
-
-def partial_suffix(text: str, markers: Iterable[str]) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of one of ``markers``."""
-    longest = 0
-    for m in markers:
-        for k in range(min(len(m) - 1, len(text)), longest, -1):
-            if text.endswith(m[:k]):
-                longest = k
-                break
-    return longest
 
 
 def hold(text: str, markers: Iterable[str], final: bool) -> str:
