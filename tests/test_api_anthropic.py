@@ -84,15 +84,23 @@ def test_stop_sequences(client):
     assert final.content[0].text == cut.content[0].text
 
 
+def _block_shapes(events) -> list:
+    """Each event's name with its content block's or delta's type, runs of the same one collapsed."""
+    return collapse([(n, (d.get("content_block") or d.get("delta") or {}).get("type")) for n, d in events])
+
+
+def _one_block(block: str, delta: str) -> list:
+    """The events of a stream with one content block of type ``block`` (deltas of type ``delta``)."""
+    return [("message_start", None), ("ping", None), ("content_block_start", block),
+            ("content_block_delta", delta), ("content_block_stop", None),
+            ("message_delta", None), ("message_stop", None)]
+
+
 def test_stream_golden_text_answer(server):
     events = _raw_stream(server, {"model": "stories260K", "max_tokens": 12, "temperature": 0,
                                   "messages": [{"role": "user", "content": "Hi"}]})
     assert all(name == data["type"] for name, data in events)
-    shapes = [(n, (d.get("content_block") or d.get("delta") or {}).get("type")) for n, d in events]
-    assert collapse(shapes) == [
-        ("message_start", None), ("ping", None), ("content_block_start", "text"),
-        ("content_block_delta", "text_delta"), ("content_block_stop", None),
-        ("message_delta", None), ("message_stop", None)]
+    assert _block_shapes(events) == _one_block("text", "text_delta")
     start = events[0][1]["message"]
     assert start["content"] == [] and start["stop_reason"] is None and start["model"] == "stories260K"
     assert events[-2][1]["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
@@ -104,11 +112,7 @@ def test_stream_golden_tool_call(server):
                                   "tool_choice": {"type": "tool", "name": "get_weather",
                                                   "disable_parallel_tool_use": True},
                                   "messages": [{"role": "user", "content": "Weather in Paris?"}]})
-    shapes = [(n, (d.get("content_block") or d.get("delta") or {}).get("type")) for n, d in events]
-    assert collapse(shapes) == [
-        ("message_start", None), ("ping", None), ("content_block_start", "tool_use"),
-        ("content_block_delta", "input_json_delta"), ("content_block_stop", None),
-        ("message_delta", None), ("message_stop", None)]
+    assert _block_shapes(events) == _one_block("tool_use", "input_json_delta")
     block = events[2][1]["content_block"]
     assert block["name"] == "get_weather" and block["input"] == {} and block["id"]
     arguments = "".join(d["delta"]["partial_json"] for n, d in events if n == "content_block_delta")

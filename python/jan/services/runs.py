@@ -396,6 +396,12 @@ class RunService:
         except (OSError, ValueError) as exc:
             log.warning("run %s: could not save its record: %s", run.id, exc)
 
+    def stop(self, run: Run, reason: str) -> None:
+        """Ask the leg in progress to stop at its next piece; the reply is saved with what it has,
+        ``metadata.stop_reason`` = ``reason`` (e.g. ``"client disconnected"``)."""
+        run.stop_reason = reason
+        run.cancel_requested.set()
+
     async def cancel(self, run: Run, timeout: float = 30) -> None:
         """Stop a run: one in progress is saved with what it has (a wait on a slow tool ends too);
         one waiting for the user is cancelled at once."""

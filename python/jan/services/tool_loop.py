@@ -1,6 +1,6 @@
 """The tool loop of a run: which tools an assistant may use, who approves a call, running calls, recording them.
 
-No web framework here: the run's executor (``jan.server.routes.runs`` today)
+No web framework here: the run's executor (:class:`jan.services.runs.RunService`)
 drives the loop — generate a step; if the model called tools, :func:`triage`
 them, run the approved ones with :func:`run_calls`, save them with
 :func:`save_tool_messages`, continue — and stops in ``requires_action`` when

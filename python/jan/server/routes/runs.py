@@ -208,8 +208,7 @@ async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int
         await _write_events(sse, run, after)
     except ConnectionError:
         if not run.background:
-            run.stop_reason = "client disconnected"
-            run.cancel_requested.set()
+            runs.stop(run, "client disconnected")
     if not run.background:
         await _wait_leg(task)
     return sse.response
