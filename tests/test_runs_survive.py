@@ -63,3 +63,51 @@ async def test_sigkill_mid_run_then_resume(tmp_path, stories_path):
             assert [m["role"] for m in msgs] == ["user", "assistant"]  # completed in place, no second reply
             got, err = await api.post(f"/v1/threads/{tid}/runs/{run_id}/resume", {})
             assert got == 400 and err["error"]["code"] == "run_not_interrupted"
+
+
+async def test_a_live_run_is_left_alone_by_another_process_until_its_runner_dies(tmp_path, stories_path):
+    """Issue 10 item 20 with runs: two processes share a folder. The other one's start-up sweep and its reads
+    never mark the live run (nor its pending reply); once the runner is SIGKILLed, the next reader sees the run
+    ``interrupted`` and its reply ``stopped`` (``interrupted``), and ``resume`` completes it."""
+    from jan.services.run_records import interrupt_if_orphaned, load_record, mark_interrupted
+    from jan.store import DataFolder
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with ServerProcess(data, stories_path, n_ctx=8192) as proc:
+        async with Client(proc.base_url) as api:
+            tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": STORY}]}))["id"]
+        run_id = message_id = None
+        async with aiohttp.ClientSession() as session:
+            resp = await session.post(f"{proc.base_url}/v1/threads/{tid}/runs",
+                                      json={"stream": True, "max_tokens": 4000, "ignore_eos": True})
+            async for line in resp.content:
+                line = line.decode().strip()
+                if line.startswith("data: {") and '"thread.run"' in line and run_id is None:
+                    run_id = parse_sse(line)[0][1]["id"]
+                if line.startswith("data: {") and '"thread.message.delta"' in line:
+                    message_id = parse_sse(line)[0][1]["id"]
+                    break
+            assert run_id and message_id
+            # this test process is the other process: what its start-up and its reads do
+            assert mark_interrupted(data) == []
+            record = load_record(data, tid, run_id)
+            assert interrupt_if_orphaned(data, record)["status"] == "in_progress"
+            assert load_record(data, tid, run_id)["status"] == "in_progress"  # nothing written
+            assert DataFolder(data, ensure_default_assistant=False).messages.get(tid, message_id)["status"] == "pending"
+            proc.kill()
+            resp.close()
+    assert proc.proc.returncode == -9
+
+    marked = mark_interrupted(data)  # the runner is dead: its lease is free
+    assert [r["id"] for r in marked] == [run_id] and load_record(data, tid, run_id)["status"] == "interrupted"
+    assert not list((data / ".live").glob(f"{run_id}.lock")), "the dead runner's lease file was cleaned up"
+    with ServerProcess(data, stories_path, n_ctx=8192) as proc:
+        async with Client(proc.base_url) as api:
+            run = await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}")
+            assert run["status"] == "interrupted"
+            message = await api.ok("GET", f"/v1/threads/{tid}/messages/{message_id}")
+            assert message["status"] == "stopped" and message["metadata"]["stop_reason"] == "interrupted"
+            resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/resume", {})
+            assert resumed["status"] in ("completed", "incomplete") and resumed["message"]["status"] == "ready"
+            assert not list((data / ".live").glob(f"{run_id}.lock")), "a finished run holds no lease"

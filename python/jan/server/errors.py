@@ -145,9 +145,15 @@ def json_error(err: APIError, headers: dict | None = None) -> web.Response:
 ERROR_SHAPES: dict[str, Callable[[APIError], dict]] = {}
 
 
+def under_prefix(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or below it (``/api`` and ``/api/`` both cover ``/api/chat``, not ``/apix``)."""
+    base = prefix.rstrip("/")
+    return path == base or path.startswith(base + "/")
+
+
 def _shape_for(path: str) -> Callable[[APIError], dict] | None:
     for prefix, shape in ERROR_SHAPES.items():
-        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+        if under_prefix(path, prefix):
             return shape
     return None
 

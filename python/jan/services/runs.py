@@ -67,7 +67,7 @@ from jan.core import (
 from jan.services.chat import ChatService
 from jan.services.errors import RequestError, require
 from jan.services.models import ModelService
-from jan.services.run_records import load_record, mark_interrupted, save_record
+from jan.services.run_records import interrupt_if_orphaned, load_record, mark_interrupted, save_record
 from jan.services.tool_loop import (
     PendingCall,
     ToolDecision,
@@ -375,11 +375,17 @@ class RunService:
         """A run of this process, or one recorded on disk (an earlier process's), or None."""
         run = self.get(thread_id, run_id)
         if run is None:
-            record = await asyncio.to_thread(load_record, self.manager.data_folder, thread_id, run_id)
+            record = await asyncio.to_thread(self._read_record, thread_id, run_id)
             if record is not None and record.get("thread_id") == thread_id:
                 run = run_from_record(record)
-                self._remember(run)
+                if not run.active:  # another live process's run is shown as it stands, never kept here
+                    self._remember(run)
         return run
+
+    def _read_record(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
+        record = load_record(self.manager.data_folder, thread_id, run_id)
+        # A run whose process died after the start-up sweep (another process sharing the folder): interrupted now.
+        return interrupt_if_orphaned(self.manager.data_folder, record) if record is not None else None
 
     def _remember(self, run: Run) -> None:
         self._runs[run.id] = run

@@ -14,6 +14,8 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
+from jan.server.schemas import INT32_MAX, NullMeansDefault, Seed, TokenList, bounded
+
 FOREVER = math.inf
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -52,9 +54,10 @@ def parse_keep_alive(value: Union[str, float, int, None]) -> float | None:
     return FOREVER if sign < 0 and total > 0 else total
 
 
-class _Body(BaseModel):
-    # Ollama ignores fields it does not know (clients send newer ones); so do we.
-    model_config = ConfigDict(extra="ignore")
+class _Body(NullMeansDefault):
+    # Ollama ignores fields it does not know (clients send newer ones); so do we. As Go's JSON decoder,
+    # a value of the wrong type is refused ("1" is no integer) and null leaves the field's default.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class OllamaOptions(_Body):
@@ -68,17 +71,18 @@ class OllamaOptions(_Body):
     ``mirostat``/``penalize_newline``/``tfs_z``, which llama.cpp dropped.
     """
 
-    num_predict: int | None = None
-    seed: int | None = None
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    min_p: float | None = None
-    typical_p: float | None = None
-    repeat_penalty: float | None = None
-    repeat_last_n: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    # -1: no limit, -2: fill the context (Ollama's); else at most what the engine holds.
+    num_predict: int | None = Field(None, ge=-2, le=INT32_MAX)
+    seed: Seed | None = None  # < 0: random
+    temperature: float | None = bounded("temperature")
+    top_k: int | None = bounded("top_k")
+    top_p: float | None = bounded("top_p")
+    min_p: float | None = bounded("min_p")
+    typical_p: float | None = bounded("typical_p")
+    repeat_penalty: float | None = bounded("repeat_penalty")
+    repeat_last_n: int | None = bounded("repeat_last_n")
+    presence_penalty: float | None = bounded("presence_penalty")
+    frequency_penalty: float | None = bounded("frequency_penalty")
     stop: list[str] | None = None
 
     @field_validator("stop", mode="before")
@@ -161,7 +165,7 @@ class _Inference(_ModelUse):
     format: Format = None
     think: Think = None
     logprobs: bool = False
-    top_logprobs: int = Field(0, ge=0, le=20)
+    top_logprobs: int = bounded("top_logprobs", 0)
 
     @property
     def streaming(self) -> bool:
@@ -182,7 +186,7 @@ class OllamaGenerateRequest(_Inference):
     suffix: str = ""
     system: str = ""
     template: str = ""
-    context: list[int] | None = None
+    context: TokenList | None = None
     raw: bool = False
     images: list[str] | None = None
 
@@ -192,7 +196,7 @@ class OllamaEmbedRequest(_ModelUse):
 
     input: Union[str, list[str], None] = None
     truncate: bool | None = None
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: int | None = Field(None, ge=1, le=INT32_MAX)
 
 
 class OllamaEmbeddingsRequest(_ModelUse):

@@ -14,7 +14,7 @@ from aiohttp import web
 from jan.server.dialects import anthropic as wire
 from jan.server.errors import ERROR_SHAPES
 from jan.server.keys import SERVICES
-from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatAggregator, ChatService
@@ -22,6 +22,11 @@ from jan.services import ChatAggregator, ChatService
 routes = web.RouteTableDef()
 
 ERROR_SHAPES["/v1/messages"] = lambda err: wire.error_body(err.status, err.message)
+DIALECT_ERRORS["/v1/messages"] = ("AnthropicError", {
+    "type": "object", "required": ["type", "error"], "properties": {
+        "type": {"const": "error"},
+        "error": {"type": "object", "required": ["type", "message"],
+                  "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}})
 EXTRA_BODIES[("POST", "/v1/messages")] = wire.MessagesRequest
 EXTRA_BODIES[("POST", "/v1/messages/count_tokens")] = wire.CountTokensRequest
 

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 import jan
+from jan.server.errors import under_prefix
 from jan.server.jsonio import json_response
 from jan.server import schemas
 
@@ -131,7 +132,7 @@ def _responses(method: str, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {status: {"description": desc, "content": {
         media: _content(media, schema)[media] for media, schema in contents.items()}}
         for status, (desc, contents) in ok.items()}
-    error_name = next((name for prefix, (name, _) in DIALECT_ERRORS.items() if path.startswith(prefix)), "Error")
+    error_name = next((name for prefix, (name, _) in DIALECT_ERRORS.items() if under_prefix(path, prefix)), "Error")
     error = {"content": {JSON: {"schema": {"$ref": f"#/components/schemas/{error_name}"}}}}
     out["4XX"] = {"description": "The request cannot be served as sent (the body names the param)", **error}
     if path not in ("/", "/favicon.ico", "/health", "/docs", "/openapi.json"):

@@ -30,7 +30,7 @@ from jan.errors import ModelNotFoundError
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
-from jan.server.errors import APIError, to_api_error
+from jan.server.errors import ERROR_SHAPES, APIError, to_api_error
 from jan.server.keys import SERVICES, SHUTTING_DOWN
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import loads_bounded
@@ -48,6 +48,9 @@ PULL_PROGRESS_INTERVAL = 0.25
 
 B = TypeVar("B", bound=BaseModel)
 
+# Errors raised before a handler runs (the key check's 401, a foreign Origin's 403, an unknown /api/ route's
+# 404, a body over the size limit) leave in Ollama's shape too, as the spec below declares.
+ERROR_SHAPES["/api"] = lambda err: {"error": err.message}
 DIALECT_ERRORS["/api/"] = ("OllamaError", {"type": "object", "required": ["error"],
                                            "properties": {"error": {"type": "string"}}})
 RESPONSES.update({  # streamed by default (NDJSON); "stream": false answers one JSON object
