@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
 from jan.server.schemas import INT32_MAX, NullMeansDefault, Seed, TokenList, bounded
 

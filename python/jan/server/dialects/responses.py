@@ -16,7 +16,7 @@ import secrets
 import time
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import ConfigDict, Discriminator, Field, Tag
 
 from jan.server.schemas import MaxTokens, NullMeansDefault, bounded
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from jan.server.dialects import anthropic as wire
+from jan.server.disconnect import unless_disconnected
 from jan.server.errors import ERROR_SHAPES
 from jan.server.keys import SERVICES
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
@@ -45,15 +46,19 @@ async def messages(request: web.Request) -> web.StreamResponse:
     stop_sequences = body.stop_sequences or ()
     stream = chat.stream(chat_request)
     if not body.stream:
-        # The stream aggregated (what ChatService.complete does), keeping the stop string that ended it.
-        aggregator, stop = ChatAggregator(), None
-        async with stream:
-            async for delta in stream:
-                aggregator.add(delta)
-                if delta.choice == 0 and delta.finish_reason is not None:
-                    stop = delta.stop if delta.stop in stop_sequences else None
-        result = aggregator.result(stream.model or body.model or "")
-        return web.json_response(wire.message_from_result(result, message_id, body.model or result.model, stop))
+        # The stream aggregated (what ChatService.complete does), keeping the stop string that ended it;
+        # cancelled (the engine's slot freed) when the client goes away first.
+        async def collect() -> dict:
+            aggregator, stop = ChatAggregator(), None
+            async with stream:
+                async for delta in stream:
+                    aggregator.add(delta)
+                    if delta.choice == 0 and delta.finish_reason is not None:
+                        stop = delta.stop if delta.stop in stop_sequences else None
+            result = aggregator.result(stream.model or body.model or "")
+            return wire.message_from_result(result, message_id, body.model or result.model, stop)
+
+        return web.json_response(await unless_disconnected(request, collect(), body.model))
     deltas = await started(stream)
 
     async def events() -> AsyncIterator[Event]:

@@ -6,7 +6,6 @@ calls a service and writes the service's typed deltas back as OpenAI JSON or SSE
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -18,6 +17,7 @@ from aiohttp import web
 from jan.core import InferenceStopped
 from jan.errors import ContextOverflowError
 from jan.server import openai_wire as wire
+from jan.server.disconnect import unless_disconnected
 from jan.server.errors import APIError, to_api_error
 from jan.server.jsonio import json_response
 from jan.server.keys import BUS, SERVICES, SHUTTING_DOWN
@@ -36,35 +36,6 @@ from jan.services.streams import DeltaStream
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 T = TypeVar("T")
-
-#: Seconds between checks that the client of a non-streaming request is still there.
-DISCONNECT_POLL_S = 0.25
-
-
-def client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id: str | None) -> T:
-    """Await ``work`` (a non-streaming generation); when the client goes away first, cancel it —
-    which closes its stream and frees the engine's slot — and drop the connection."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait([task], timeout=DISCONNECT_POLL_S)
-            if done:
-                return task.result()
-            if client_gone(request):
-                break
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="client disconnected"))
-    raise ConnectionResetError("the client disconnected before the response was ready")
-
 
 async def first_delta(stream: DeltaStream) -> tuple[Any, DeltaStream]:
     """Start the stream (so setup errors raise before any byte is sent); returns its first delta."""

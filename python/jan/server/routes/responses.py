@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from jan.core import ConversationalExtension, NotFoundError
+from jan.server.disconnect import unless_disconnected
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import ResponseRun
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
@@ -128,7 +129,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if body.background:
         return web.json_response(run.snapshot("queued"))
     try:
-        return web.json_response(await run.wait())
+        return web.json_response(await unless_disconnected(request, run.wait(), body.model))
     finally:
         if not run.done:  # the client went away: a foreground response stops with it
             await run.cancel()

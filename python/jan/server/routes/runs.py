@@ -27,7 +27,7 @@ from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import MessageCreate, _Strict, message_fields
-from jan.server.schemas import INT32_MAX, Int32Count, ResponseFormat, Seed, Stop, bounded
+from jan.server.schemas import Int32Count, ResponseFormat, Seed, Stop, bounded
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
 from jan.services.runs import Run, RunRequest, run_record
