@@ -106,20 +106,20 @@ def test_fixed_seed_reproduces_sampled_output(stories):
     assert len(others) > 1, "different seeds should give different stories"
 
 
-def _worker_calls_while_this_thread_takes_turns(call, turns: int = 100) -> int:
+def _worker_calls_while_this_thread_takes_turns(call, turns: int = 40) -> int:
     """Run ``call`` over and over in a worker thread until this thread has taken ``turns`` turns at the GIL
-    (each ``time.sleep(0)`` hands it over and takes it back); returns how many calls the worker completed
-    meanwhile (at most ``8 * turns``).
+    (each short sleep hands it over, and waking needs it back); returns how many calls the worker completed
+    meanwhile (at most ``4 * turns``).
 
     Ordering, not speed: a call that holds the GIL lets this thread take a turn only between two calls
-    (at most about one per call), so the worker completes about ``turns`` calls or more; a call that
+    (at most about one per call), so the worker completes a good share of ``turns`` calls; a call that
     releases it lets this thread take all its turns during the first calls, however loaded the machine.
     """
     stop = threading.Event()
     calls = [0]
 
     def worker():
-        while not stop.is_set() and calls[0] < 8 * turns:
+        while calls[0] == 0 or (not stop.is_set() and calls[0] < 4 * turns):  # at least one call
             call()
             calls[0] += 1
 
@@ -127,7 +127,7 @@ def _worker_calls_while_this_thread_takes_turns(call, turns: int = 100) -> int:
     thread.start()
     try:
         for _ in range(turns):
-            time.sleep(0)
+            time.sleep(0.0001)  # a real sleep: the GIL is released, and must be taken back
         return calls[0]
     finally:
         stop.set()
@@ -138,7 +138,7 @@ def test_generation_releases_the_gil(stories):
     """A second Python thread keeps running while one generates."""
     calls = _worker_calls_while_this_thread_takes_turns(
         lambda: stories.generate(PROMPT, max_tokens=200, temperature=0, ignore_eos=True))
-    assert calls < 15, f"this thread got the GIL only between generations ({calls} of them)"
+    assert calls < 10, f"this thread got the GIL only between generations ({calls} of them)"
 
 
 def test_tokenize_releases_the_gil(stories):
@@ -146,7 +146,7 @@ def test_tokenize_releases_the_gil(stories):
     counts = []
     calls = _worker_calls_while_this_thread_takes_turns(lambda: counts.append(len(stories.tokenize(text))))
     assert counts and counts[0] > 100_000
-    assert calls < 15, f"this thread got the GIL only between tokenizations ({calls} of them)"
+    assert calls < 10, f"this thread got the GIL only between tokenizations ({calls} of them)"
 
 
 def test_metadata(stories):
