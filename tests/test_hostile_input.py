@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import aiohttp
@@ -51,8 +50,9 @@ def server(tmp_path_factory, stories_path):
 
 async def _while_handling(base_url: str, method: str, path: str, body: dict) -> tuple[int, dict, list[float]]:
     """Send one request; until it is answered, keep asking /health. Returns its status, its JSON body
-    and the latency of every /health answered meanwhile."""
-    latencies: list[float] = []
+    and one entry per /health answered meanwhile (behaviour: the server answers others while it works on
+    the hostile request; no latency figure, which would not hold on a loaded machine)."""
+    answered: list[int] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as hostile, \
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as health:
         async def send():
@@ -62,14 +62,13 @@ async def _while_handling(base_url: str, method: str, path: str, body: dict) -> 
 
         task = asyncio.create_task(send())
         while not task.done():
-            t0 = time.monotonic()
             async with health.get(base_url + "/health") as resp:
                 assert resp.status == 200
                 await resp.read()
-            latencies.append(time.monotonic() - t0)
+            answered.append(resp.status)
             await asyncio.sleep(0.02)
         status, data = await task
-    return status, data, latencies
+    return status, data, answered
 
 
 def _error(data: dict) -> dict:
@@ -84,7 +83,7 @@ async def test_deeply_nested_grammar_is_a_400_and_the_server_survives(tmp_path, 
     data.mkdir()
     with ServerProcess(data, stories_path) as proc:
         body = {"model": "stories260K", "prompt": "Once", "max_tokens": 4, "grammar": DEEP_GRAMMAR}
-        status, answer, latencies = await _while_handling(proc.base_url, "POST", "/v1/completions", body)
+        status, answer, answered = await _while_handling(proc.base_url, "POST", "/v1/completions", body)
         assert status == 400, answer
         assert _error(answer)["param"] == "grammar" and "nesting depth" in _error(answer)["message"]
         # the same grammar inside a chat request, and again: the process is still there and answers
@@ -117,11 +116,11 @@ async def test_bad_grammars_are_a_400_naming_the_field(server, grammar, why):
 
 async def test_a_template_that_loops_for_ever_is_a_400_and_health_answers_meanwhile(server):
     body = {"model": "slow-template", "messages": [{"role": "user", "content": "x" * 600}], "max_tokens": 2}
-    status, answer, latencies = await _while_handling(server.base_url, "POST", "/v1/chat/completions", body)
+    status, answer, answered = await _while_handling(server.base_url, "POST", "/v1/chat/completions", body)
     assert status == 400, answer
     assert "budget" in _error(answer)["message"]
     # the render ran for its whole budget (seconds); the event loop kept answering all along
-    assert len(latencies) >= 5, latencies
+    assert len(answered) >= 5, answered
     # and a normal request to the same model still works
     ok = {"model": "slow-template", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     status, answer, _ = await _while_handling(server.base_url, "POST", "/v1/chat/completions", ok)
@@ -144,15 +143,15 @@ async def test_a_recursive_template_macro_is_a_400(server):
 
 async def test_tokenizing_5_mb_does_not_stall_other_requests(server):
     text = "Once upon a time there was a dog. " * 150_000  # 5.1 MB: seconds of tokenizing
-    status, answer, latencies = await _while_handling(server.base_url, "POST", "/v1/tokenize",
+    status, answer, answered = await _while_handling(server.base_url, "POST", "/v1/tokenize",
                                                       {"model": "stories260K", "content": text})
     assert status == 200 and len(answer["tokens"]) > 1_000_000
-    assert len(latencies) >= 3, latencies
+    assert len(answered) >= 3, answered
     # as a prompt it cannot fit: a 400 after tokenizing, with /health answered meanwhile
-    status, answer, latencies = await _while_handling(server.base_url, "POST", "/v1/completions",
+    status, answer, answered = await _while_handling(server.base_url, "POST", "/v1/completions",
                                                       {"model": "stories260K", "prompt": text, "max_tokens": 1})
     assert status == 400 and _error(answer)["code"] == "context_length_exceeded"
-    assert len(latencies) >= 3, latencies
+    assert len(answered) >= 3, answered
 
 
 @pytest.mark.parametrize("schema, why", [
