@@ -237,3 +237,17 @@ def test_a_tool_call_cut_off_by_the_limit_ends_with_the_limit_and_no_markup_resp
     streamed = "".join(d.get("delta", "") for n, d in events if n == "response.output_text.delta")
     assert "<tool_call>" not in streamed and "{" not in streamed
     assert events[-1][0] == "response.incomplete"
+
+
+# -- 19: a prompt too long for the context names the field that carried it ----------------------------
+def test_context_overflow_names_the_dialects_prompt_field(keyed):
+    long = "Once upon a time " * 400
+    status, _, err = call(keyed, "POST", "/v1/responses", RESPONSES | {"input": long})
+    assert status == 400 and err["error"]["param"] == "input" and err["error"]["code"] == "context_length_exceeded"
+    status, _, err = call(keyed, "POST", "/v1/responses", RESPONSES | {"input": [
+        {"role": "user", "content": [{"type": "input_text", "text": long}]}]})
+    assert status == 400 and err["error"]["param"] == "input", err
+    status, _, err = call(keyed, "POST", "/v1/messages", MESSAGES | {"messages": [{"role": "user", "content": long}]})
+    assert status == 400 and err["type"] == "error" and "context" in err["error"]["message"], err
+    status, _, err = call(keyed, "POST", "/api/chat", OLLAMA_CHAT | {"messages": [{"role": "user", "content": long}]})
+    assert status == 400 and "context" in err["error"], err

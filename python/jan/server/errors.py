@@ -7,6 +7,7 @@ handlers raise exceptions and never build error responses themselves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
@@ -109,6 +110,20 @@ def to_api_error(exc: BaseException) -> APIError:
     log.exception("internal error", exc_info=exc)
     return APIError(500, "The server had an error while processing your request.", type="server_error",
                     code="internal_error")
+
+
+def prompt_param(name: str):
+    """A decorator for routes: a prompt that does not fit the context is the fault of the field that carried
+    it (``messages``, ``prompt``, ``input``), and the error names that one (``param``)."""
+    def wrap(handler):
+        @functools.wraps(handler)
+        async def named(request):
+            try:
+                return await handler(request)
+            except ContextOverflowError as exc:
+                raise APIError(400, str(exc), param=name, code="context_length_exceeded") from None
+        return named
+    return wrap
 
 
 def describe_error(exc: BaseException) -> tuple[str, str | None]:

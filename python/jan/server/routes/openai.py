@@ -7,7 +7,6 @@ calls a service and writes the service's typed deltas back as OpenAI JSON or SSE
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,10 +14,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from jan.core import InferenceStopped
-from jan.errors import ContextOverflowError
 from jan.server import openai_wire as wire
 from jan.server.disconnect import unless_disconnected
-from jan.server.errors import APIError, to_api_error
+from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response
 from jan.server.keys import BUS, SERVICES, SHUTTING_DOWN
 from jan.server.resolve import model_and_engine
@@ -103,20 +101,6 @@ async def stream_response(request: web.Request, body: Any, stream: DeltaStream,
     headers = await headers_for(stream.model) if headers_for is not None else None
     return await stream_sse(request, stream, first, encoder_for(stream.model or "", include_usage).encode,
                             headers=headers)
-
-
-def prompt_param(name: str):
-    """A decorator: a prompt that does not fit the context is the fault of the field that carried it
-    (``messages``, ``prompt`` or ``input``), and the error names that one."""
-    def wrap(handler):
-        @functools.wraps(handler)
-        async def named(request: web.Request) -> web.StreamResponse:
-            try:
-                return await handler(request)
-            except ContextOverflowError as exc:
-                raise APIError(400, str(exc), param=name, code="context_length_exceeded") from None
-        return named
-    return wrap
 
 
 # The OpenAI routes are also served without /v1, as llama-server does (many local clients rely on it).

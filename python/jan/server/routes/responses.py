@@ -20,7 +20,7 @@ from jan.server.disconnect import unless_disconnected
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import ResponseRun
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
-from jan.server.errors import APIError, to_api_error
+from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.keys import CONFIG, MANAGER, SERVICES
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
@@ -96,6 +96,7 @@ async def _previous(request: web.Request, response_id: str | None) -> StoredResp
 
 
 @routes.post("/v1/responses")
+@prompt_param("input")
 async def create_response(request: web.Request) -> web.StreamResponse:
     """Create a response; ``stream: true`` sends the typed event stream, ``background: true``
     answers at once (poll with GET, stop with cancel). Stored (``store``, the default) unless
