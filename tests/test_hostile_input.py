@@ -154,6 +154,53 @@ async def test_tokenizing_5_mb_does_not_stall_other_requests(server):
     assert len(answered) >= 3, answered
 
 
+def _message(data: dict) -> str:
+    """The error message in any dialect's shape (OpenAI's, Anthropic's, Ollama's)."""
+    error = _error(data)
+    return error if isinstance(error, str) else error["message"]
+
+
+LONG = [{"role": "user", "content": "x" * 600}]
+ENUM_SCHEMA = {"enum": list(range(100_000))}
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/messages", {"model": "slow-template", "max_tokens": 2, "messages": LONG}),
+    ("/v1/messages/count_tokens", {"model": "slow-template", "messages": LONG}),
+    ("/v1/responses", {"model": "slow-template", "max_output_tokens": 2, "store": False, "input": LONG}),
+    ("/api/chat", {"model": "slow-template", "stream": False, "messages": LONG}),
+    ("/v1/threads/{thread}/runs", {"model": "slow-template", "max_tokens": 2,
+                                   "additional_messages": LONG}),
+], ids=["anthropic", "anthropic-count", "responses", "ollama", "runs"])
+async def test_an_endless_template_is_a_4xx_in_every_dialect_and_health_answers_meanwhile(server, path, body):
+    """Item 2 by its kind: the same hostile template through every front end ends within its budget."""
+    if "{thread}" in path:
+        async with aiohttp.ClientSession() as s, s.post(server.base_url + "/v1/threads", json={}) as resp:
+            path = path.replace("{thread}", (await resp.json())["id"])
+    status, answer, answered = await _while_handling(server.base_url, "POST", path, body)
+    if path.endswith("/runs"):  # a run is accepted, then fails with the reason recorded
+        assert status == 200 and answer["status"] == "failed" and "budget" in answer["last_error"]["message"]
+    else:
+        assert status == 400, answer
+        assert "budget" in _message(answer)
+    assert len(answered) >= 3, answered
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}],
+                      "output_config": {"format": {"type": "json_schema", "schema": ENUM_SCHEMA}}}),
+    ("/v1/responses", {"model": "stories260K", "max_output_tokens": 2, "store": False, "input": "x",
+                       "text": {"format": {"type": "json_schema", "name": "e", "schema": ENUM_SCHEMA}}}),
+    ("/api/chat", {"model": "stories260K", "stream": False, "messages": [{"role": "user", "content": "x"}],
+                   "format": ENUM_SCHEMA}),
+    ("/api/generate", {"model": "stories260K", "stream": False, "prompt": "x", "raw": True, "format": ENUM_SCHEMA}),
+], ids=["anthropic", "responses", "ollama-chat", "ollama-generate"])
+async def test_a_hostile_json_schema_is_a_400_in_every_dialect(server, path, body):
+    status, answer, _ = await _while_handling(server.base_url, "POST", path, body)
+    assert status == 400, answer
+    assert "100,000 values" in _message(answer)
+
+
 @pytest.mark.parametrize("schema, why", [
     ({"enum": list(range(100_000))}, "100,000 values"),
     ({"$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"}, "nests more than"),
