@@ -210,8 +210,9 @@ def test_golden_streams_on_the_server(server):
     text = normalized({"model": QWEN, "messages": [{"role": "user", "content": "Hi"}],
                        "options": {"temperature": 0, "num_predict": 3}})
     pieces = [line["message"]["content"] for line in text[:-1]]
-    assert len(text) == 4 and all(pieces)
-    assert [list(line) for line in text[:-1]] == [["model", "message", "done"]] * 3
+    # pieces the engine had ready together come as one line: 1 to 3 lines for 3 tokens, none empty
+    assert 1 <= len(pieces) <= 3 and all(pieces)
+    assert [list(line) for line in text[:-1]] == [["model", "message", "done"]] * len(pieces)
     assert text[:-1] == [{"model": QWEN, "message": {"role": "assistant", "content": p}, "done": False} for p in pieces]
     assert list(text[-1]) == ["model", "message", "done", "done_reason", "prompt_eval_count", "eval_count"]
     assert text[-1] == {"model": QWEN, "message": {"role": "assistant", "content": ""}, "done": True,
