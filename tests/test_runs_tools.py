@@ -224,3 +224,19 @@ async def test_a_hung_tool_stalls_nothing_else(server):
         assert waiting["status"] == "in_progress"
         cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
         assert cancelled["status"] == "cancelled"
+
+
+async def test_a_call_cut_off_by_max_tokens_is_not_run(server):
+    """The token limit inside a call's arguments ends the run ``incomplete``: a half-written call is neither run
+    nor put to the user, and none of its markup becomes text."""
+    async with Client(server.base_url) as api:
+        for tools in ([{"type": "mcp", "server_label": "notes", "require_approval": "never"}],  # would run at once
+                      [{"type": "mcp", "server_label": "notes"}]):                              # would ask
+            tid = await make_thread(api, tools)
+            # 30 tokens: the call's name is written, its string argument is not finished
+            run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+                max_tokens=30, tool_choice={"type": "function", "function": {"name": "notes__read_note"}}))
+            assert run["status"] == "incomplete" and run["required_action"] is None, run
+            msgs = await messages_of(api, tid)
+            assert [m["role"] for m in msgs] == ["user", "assistant"]
+            assert message_text(msgs[1]) == "" and msgs[1]["metadata"]["finish_reason"] == "length"

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -231,6 +232,14 @@ def _typed_message(message: dict[str, Any]) -> ChatMessage:
     return ChatMessage(role=message["role"], content=(TextPart(content),) if content else (), tool_calls=calls,
                        tool_call_id=message.get("tool_call_id"), name=message.get("name"),
                        reasoning=message.get("reasoning_content") or None)
+
+
+def _whole_arguments(arguments: str) -> bool:
+    """Whether a call's arguments are a whole JSON object (not cut off mid-way)."""
+    try:
+        return isinstance(json.loads(arguments or "{}"), dict)
+    except ValueError:
+        return False
 
 
 def _tool_choice(value: Any) -> Any:
@@ -803,6 +812,10 @@ class _Execution:
                 continue_text = None
                 status, error, cancelled = await self._stream_step(request)
                 calls = parse_calls([self.tool_calls[i] for i in sorted(self.tool_calls)])
+                if run.finish_reason == "length":
+                    # the token limit may have cut the last call's arguments: such a call is neither run nor
+                    # put to the user (one whose arguments are whole, its closing markup cut, still counts)
+                    calls = [c for c in calls if _whole_arguments(c.arguments)]
                 if status == "ready" and calls and self.policy:
                     if await self._tool_step(calls):
                         continue
