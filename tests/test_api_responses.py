@@ -359,6 +359,14 @@ def test_reasoning_on_a_reasoning_template(tmp_path_factory):
         follow = client.responses.create(model="qwq-tiny", input="More", previous_response_id=response.id,
                                          max_output_tokens=4, temperature=0)
         assert follow.status in ("completed", "incomplete")
+        # ... as a "reasoning" content part before the text, as runs save it (the web page shows it the same way)
+        [thread] = [t for t in _jan(srv, "/v1/threads")["data"] if t.get("title") == "Hi" and
+                    response.id in {m["metadata"].get("response_id") for m in
+                                    _jan(srv, f"/v1/threads/{t['id']}/messages")["data"]}]
+        answer = next(m for m in _jan(srv, f"/v1/threads/{thread['id']}/messages?order=asc")["data"]
+                      if m["metadata"].get("response_id") == response.id and m["role"] == "assistant")
+        assert answer["content"][0] == {"type": "reasoning", "text": {
+            "value": response.output[0].content[0].text, "annotations": []}}
     finally:
         srv.stop()
 
