@@ -115,7 +115,7 @@ RANGES: dict[str, Range] = {
     "n": Range(int, ge=1, le=16),                          # choices per request (server)
     "draft_max": Range(int, ge=0, le=1024),                # speculative decoding: tokens drafted per step
     "draft_min": Range(int, ge=0, le=1024),
-    "ngram": Range(int, ge=1, le=1024),                    # n-gram length looked up in the context
+    "ngram": Range(int, ge=1, le=64),                      # n-gram length looked up in the context (cpp/sampling.cpp)
 }
 
 
