@@ -630,6 +630,7 @@ def test_approve_a_tool_call_in_the_page(tools_server, new_page):
     page.click("#send")
     page.wait_for_selector(".approval #approve-tools")
     assert "notes__list_notes" in page.inner_text(".approval")
+    assert all("tool_call" not in a.inner_text() for a in page.query_selector_all("article.assistant"))  # no markup
     shot(page, "tools-approval")
     assert [m["role"] for m in messages_of(server, thread["id"])] == ["user", "assistant"]  # nothing ran yet
     page.click("#approve-tools")

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -161,6 +162,8 @@ class Run:
     parallel_tool_calls: bool | None = None
     step: int = 0
     pending: list[PendingCall] = field(default_factory=list)
+    #: Calls of a tool-calling turn that a stop of jan left without results: a resumed leg runs (or asks) them first.
+    resume_calls: list[PendingCall] = field(default_factory=list)
     background: bool = False
     response_format: dict[str, Any] | None = None  # as recorded (see ResponseFormat)
     last_messages: int | None = None
@@ -229,6 +232,14 @@ def _typed_message(message: dict[str, Any]) -> ChatMessage:
     return ChatMessage(role=message["role"], content=(TextPart(content),) if content else (), tool_calls=calls,
                        tool_call_id=message.get("tool_call_id"), name=message.get("name"),
                        reasoning=message.get("reasoning_content") or None)
+
+
+def _whole_arguments(arguments: str) -> bool:
+    """Whether a call's arguments are a whole JSON object (not cut off mid-way)."""
+    try:
+        return isinstance(json.loads(arguments or "{}"), dict)
+    except ValueError:
+        return False
 
 
 def _tool_choice(value: Any) -> Any:
@@ -589,6 +600,17 @@ class RunService:
         run.publish("thread.run.in_progress", run_record(run))
         await _Execution(self, run, policy).next_step()
 
+    async def _unanswered_calls(self, run: Run, message: dict[str, Any] | None) -> list[PendingCall]:
+        """The calls of ``message`` (a tool-calling turn) that have no result message in the thread."""
+        if message is None or message.get("role") != "assistant":
+            return []
+        calls = parse_calls((message.get("metadata") or {}).get("tool_calls"))
+        if not calls:
+            return []
+        history = await self.conversations().list_messages(run.thread_id, order="asc")
+        answered = {(m.get("metadata") or {}).get("tool_call_id") for m in history if m.get("role") == "tool"}
+        return [c for c in calls if c.id not in answered]
+
     async def resume(self, run: Run) -> str | None:
         """Ready an ``interrupted`` run's next leg; returns the partial reply it continues (run it with
         :meth:`execute` and ``continue_text``), or None when it starts a fresh reply."""
@@ -609,7 +631,10 @@ class RunService:
         run.publish("thread.run.in_progress", run_record(run))
         execution = _Execution(self, run, policy)
         message = run.message
-        if message is None or message.get("role") != "assistant" or (message.get("metadata") or {}).get("tool_calls"):
+        unanswered = await self._unanswered_calls(run, message)
+        if unanswered:
+            run.resume_calls = unanswered  # jan stopped while they ran (or before): the leg starts with them
+        elif message is None or message.get("role") != "assistant" or (message.get("metadata") or {}).get("tool_calls"):
             await execution.new_message()
         else:
             partial = text_of(message) or None
@@ -782,6 +807,10 @@ class _Execution:
         await self.service.persist(run)
         cancelled = False
         try:
+            if run.resume_calls:  # a resumed leg whose tool-calling turn is saved: its calls come first
+                calls, run.resume_calls = run.resume_calls, []
+                if not await self._tool_step(calls, saved=True):
+                    return  # requires_action
             while True:
                 request = await self._chat_request(continue_text=continue_text)
                 if continue_text:
@@ -789,6 +818,10 @@ class _Execution:
                 continue_text = None
                 status, error, cancelled = await self._stream_step(request)
                 calls = parse_calls([self.tool_calls[i] for i in sorted(self.tool_calls)])
+                if run.finish_reason == "length":
+                    # the token limit may have cut the last call's arguments: such a call is neither run nor
+                    # put to the user (one whose arguments are whole, its closing markup cut, still counts)
+                    calls = [c for c in calls if _whole_arguments(c.arguments)]
                 if status == "ready" and calls and self.policy:
                     if await self._tool_step(calls):
                         continue
@@ -805,15 +838,17 @@ class _Execution:
                     await asyncio.wait([finish])
                 raise asyncio.CancelledError
 
-    async def _tool_step(self, calls: list[PendingCall]) -> bool:
-        """Save the tool-calling turn and run what the policy allows; ``False`` when the user must answer."""
+    async def _tool_step(self, calls: list[PendingCall], *, saved: bool = False) -> bool:
+        """Save the tool-calling turn (unless it is ``saved`` already: a resumed leg) and run what the policy
+        allows; ``False`` when the user must answer."""
         run = self.run
-        metadata = {**((run.message or {}).get("metadata") or {}), "run_id": run.id, "model": run.model_id,
-                    "step": run.step, "tool_calls": [c.to_dict() for c in calls], "finish_reason": "tool_calls"}
-        self._thinking_done()
-        saved = await self._save({"content": self._parts(), "status": "ready", "metadata": metadata})
-        run.message = saved or {**self._message_now("ready"), "metadata": metadata}
-        run.publish("thread.message.completed", run.message)
+        if not saved:
+            metadata = {**((run.message or {}).get("metadata") or {}), "run_id": run.id, "model": run.model_id,
+                        "step": run.step, "tool_calls": [c.to_dict() for c in calls], "finish_reason": "tool_calls"}
+            self._thinking_done()
+            stored = await self._save({"content": self._parts(), "status": "ready", "metadata": metadata})
+            run.message = stored or {**self._message_now("ready"), "metadata": metadata}
+            run.publish("thread.message.completed", run.message)
         step_id = f"step_{uuid.uuid4().hex[:24]}"
         run.publish("thread.run.step.created", self._step_object(step_id, calls, None, "in_progress"))
         auto, ask = triage(self.policy, calls)

@@ -283,17 +283,20 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
         if metadata.get("stop_reason") == "interrupted":
             continue  # cut off by a restart: like the pending reply it was (resume continues it explicitly)
         text = text_of(message)
+        thought = reasoning_of(message) if role == "assistant" else ""
         if role == "assistant" and metadata.get("tool_calls"):
             calls = [c for c in metadata["tool_calls"] if isinstance(c, dict) and c.get("id")]
             open_calls.update(c["id"] for c in calls)
-            out.append({"role": "assistant", "content": text or None, "tool_calls": calls})
+            entry = {"role": "assistant", "content": text or None, "tool_calls": calls}
+            if thought:  # many templates keep the thinking of a tool loop's turns (Qwen3, gpt-oss, Nemotron 3)
+                entry["reasoning_content"] = thought
+            out.append(entry)
         elif role == "tool":
             call_id = metadata.get("tool_call_id")
             if call_id in open_calls:
                 out.append({"role": "tool", "tool_call_id": call_id, "name": metadata.get("name"), "content": text})
         elif text:
             entry = {"role": role, "content": text}
-            thought = reasoning_of(message) if role == "assistant" else ""
             if thought:  # earlier thinking goes back with its turn; the chat template keeps or drops it
                 entry["reasoning_content"] = thought
             out.append(entry)

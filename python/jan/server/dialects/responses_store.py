@@ -5,8 +5,8 @@ with one job:
 
 * its conversation goes into a Jan thread through the conversation store extension, so a
   conversation an agent started shows up in the web page like any other: each input turn
-  and the answer are thread messages (tool calls, the tool call a tool message answers and
-  reasoning in ``metadata``);
+  and the answer are thread messages (thinking as a ``reasoning`` content part before the text,
+  as runs save it; tool calls and the tool call a tool message answers in ``metadata``);
 * a small index file ``<data>/responses/<response_id>.json`` holds the ``response`` object,
   its input items (for ``input_items``), the thread and the thread's last message of that
   response: ``previous_response_id`` continues the thread from that message.
@@ -62,7 +62,8 @@ def _data_url(part: ImagePart) -> str:
 
 def to_thread_message(message: ChatMessage, response_id: str) -> dict[str, Any]:
     """A chat turn as a Jan message (``role``, ``content`` parts, ``metadata``)."""
-    content: list[dict[str, Any]] = []
+    # thinking is a ``reasoning`` part before the text, as runs save it: the web page shows it the same way
+    content: list[dict[str, Any]] = [{"type": "reasoning", "text": message.reasoning}] if message.reasoning else []
     for part in message.content:
         if isinstance(part, TextPart):
             content.append({"type": "text", "text": part.text})
@@ -74,8 +75,6 @@ def to_thread_message(message: ChatMessage, response_id: str) -> dict[str, Any]:
                                   for c in message.tool_calls]
     if message.tool_call_id:
         metadata["tool_call_id"] = message.tool_call_id
-    if message.reasoning:
-        metadata["reasoning_content"] = message.reasoning
     role = "system" if message.role == "developer" else message.role
     return {"role": role, "content": content, "metadata": metadata}
 
@@ -96,13 +95,19 @@ def from_thread_message(message: dict[str, Any]) -> ChatMessage | None:
     if role not in ("user", "assistant", "system", "tool") or message.get("status") in ("pending", "error"):
         return None
     parts: list[Part] = []
+    thinking: list[str] = []
     content = message.get("content")
     if isinstance(content, str):
         parts.append(TextPart(content))
     for part in content if isinstance(content, list) else ():
         if not isinstance(part, dict):
             continue
-        if part.get("type") == "text":
+        if part.get("type") == "reasoning":
+            text = part.get("text")
+            value = text.get("value") if isinstance(text, dict) else text
+            if isinstance(value, str):
+                thinking.append(value)
+        elif part.get("type") == "text":
             text = part.get("text")
             value = text.get("value") if isinstance(text, dict) else text
             if isinstance(value, str) and value:
@@ -119,7 +124,8 @@ def from_thread_message(message: dict[str, Any]) -> ChatMessage | None:
             calls.append(ToolCall(str(call["id"]), str(function["name"]), str(function.get("arguments") or "{}")))
     return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
                        tool_call_id=metadata.get("tool_call_id") if role == "tool" else None,
-                       reasoning=metadata.get("reasoning_content") or None)
+                       # metadata.reasoning_content: where responses stored before kept it
+                       reasoning="".join(thinking) or metadata.get("reasoning_content") or None)
 
 
 def _title(messages: list[ChatMessage]) -> str | None:
@@ -262,7 +268,7 @@ class ResponsesStore:
     async def complete(self, stored: StoredResponse, response: dict[str, Any], output: ChatMessage | None) -> StoredResponse:
         """The response finished (``response`` is its final object): its answer joins the thread."""
         last = stored.last_message_id
-        if output is not None and stored.thread_id is not None and (output.content or output.tool_calls):
+        if output is not None and stored.thread_id is not None and (output.content or output.tool_calls or output.reasoning):
             message = to_thread_message(output, stored.id)
             if response.get("status") == "cancelled":
                 message["status"] = "stopped"  # Jan's word for an answer cut off
