@@ -146,12 +146,12 @@ class Model:
             raise ModelFileError(f"{e}{detail}") from None
         forward_native_logs()
 
-        self.vocab_only = bool(vocab_only)
-        self.embedding_only = bool(embedding) if embedding is not None else (
-            not vocab_only and _is_embedding_model(self._native))
         if pooling is not None and pooling not in POOLING:
             raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {pooling!r}")
         self._pooling = pooling
+        self.vocab_only = bool(vocab_only)
+        self.embedding_only = bool(embedding) if embedding is not None else (
+            not vocab_only and _is_embedding_model(self._native))
         # Per-model speculative-decoding defaults; a request's own options win.
         if speculative is None and draft_model is not None:
             speculative = "draft"
@@ -164,7 +164,7 @@ class Model:
                 raise ValueError("speculative: 'draft' needs a draft_model")
         self.draft_model: str | None = None
         self._native_draft = None
-        if draft_model is not None and not vocab_only:
+        if draft_model is not None and not vocab_only and not self.embedding_only:
             self.draft_model = str(Path(draft_model))
             if not os.path.isfile(self.draft_model):
                 raise ModelFileError(f"draft model file not found: '{self.draft_model}'")

@@ -217,11 +217,12 @@ class SamplingFields(_Strict):
     repeat_last_n: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     grammar: str | None = None
     ignore_eos: bool | None = None
-    # speculative decoding (n-gram drafts; llama-server's names)
-    speculative: Union[bool, Literal["none", "ngram"], None] = None
+    # speculative decoding (n-gram drafts or the model's draft model; llama-server's names)
+    speculative: Union[bool, Literal["none", "ngram", "draft"], None] = None
     draft_max: int | None = Field(default=None, ge=0, le=256)
     draft_min: int | None = Field(default=None, ge=0)
     ngram: int | None = Field(default=None, ge=1, le=64)
+    draft_p_min: float | None = Field(default=None, ge=0.0, le=1.0)
 
     @field_validator("stop")
     @classmethod

@@ -199,12 +199,13 @@ class SamplingOptions:
     logit_bias: Mapping[int, float] | None = None
     # reproducibility
     seed: int | None = None
-    # Speculative decoding with n-gram drafts (llama-server's names; see jan.engine.params):
-    # "ngram"/True turns it on; the output is the same as without it.
+    # Speculative decoding (llama-server's names; see jan.engine.params): "ngram"/True drafts
+    # with n-grams, "draft" with the model's draft model; the output is the same as without it.
     speculative: bool | str | None = None
     draft_max: int | None = None
     draft_min: int | None = None
     ngram: int | None = None
+    draft_p_min: float | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "SamplingOptions":
@@ -293,6 +294,9 @@ class LoadOptions:
     draft_max: int | None = None
     draft_min: int | None = None
     ngram: int | None = None
+    draft_p_min: float | None = None
+    # A GGUF sharing the model's vocabulary that drafts for it (speculative "draft" by default).
+    draft_model: str | None = None
     embedding: bool | None = None
     pooling: str | None = None
 
@@ -315,6 +319,8 @@ class LoadOptions:
         "draft_max": "draft_max",
         "draft_min": "draft_min",
         "ngram": "ngram",
+        "draft_p_min": "draft_p_min",
+        # the draft model's file is resolved by the model service (``draft_model_path``)
     }
 
     @classmethod
