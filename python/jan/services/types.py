@@ -272,10 +272,12 @@ SAMPLING_DEFAULTS = SamplingOptions(
 class LoadOptions:
     """How a local model is loaded; ``None`` = not given at this layer.
 
-    ``n_ctx``: context tokens per slot (``None``: the model's training context, at most 4096);
+    ``n_ctx``: context tokens per slot (``None``: the model's training context, at most 4096, or
+    less when that KV cache would not fit in free memory — see :mod:`jan.engine.fit`);
     ``n_parallel``: slots (requests served at once); ``max_queue``: requests that may wait for a
     slot; ``n_gpu_layers``: layers offloaded (-1: all); ``cache_type_k``/``cache_type_v``: the KV
-    cache's element type (f16, q8_0, q4_0, ...; ``jan.engine.model.CACHE_TYPES``).
+    cache's element type (f16, q8_0, q4_0, ...; ``jan.engine.model.CACHE_TYPES``); ``draft_model``:
+    a GGUF sharing the model's vocabulary that drafts for it (speculative decoding).
     """
 
     n_ctx: int | None = None
