@@ -116,9 +116,10 @@ RANGES: dict[str, Range] = {
     "top_logprobs": Range(int, ge=0, le=20),
     "logit_bias": Range(float, ge=-100.0, le=100.0),       # each bias value
     "n": Range(int, ge=1, le=16),                          # choices per request (server)
-    "draft_max": Range(int, ge=0, le=1024),                # speculative decoding: tokens drafted per step
-    "draft_min": Range(int, ge=0, le=1024),
-    "ngram": Range(int, ge=1, le=1024),                    # n-gram length looked up in the context
+    # Speculative decoding (the native engine's bounds, cpp/sampling.cpp; the server's schema agrees)
+    "draft_max": Range(int, ge=0, le=256),                 # tokens drafted per step
+    "draft_min": Range(int, ge=0, le=256),
+    "ngram": Range(int, ge=1, le=64),                      # n-gram length looked up in the context
     "draft_p_min": Range(float, ge=0.0, le=1.0),           # draft model: least top-token probability drafted
 }
 
