@@ -67,11 +67,12 @@ def llama_server_binary() -> Path:
 
 
 @contextmanager
-def running(name: str, cmd: list[str], port: int, model_id: str, log: Path):
+def running(name: str, cmd: list[str], port: int, model_id: str, log: Path, env: dict | None = None):
     """Start a server, wait until it answers /v1/models with 200 (model loaded), stop it after."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -96,15 +97,17 @@ def running(name: str, cmd: list[str], port: int, model_id: str, log: Path):
 
 
 @contextmanager
-def both(model: Path, *, parallel: int, ctx: int, threads: int, work: Path, order: tuple[str, ...] = ("jan", "llama-server")):
-    """Both servers up at once (an idle server takes no CPU), as {name: Server}."""
+def both(model: Path, *, parallel: int, ctx: int, threads: int, work: Path, order: tuple[str, ...] = ("jan", "llama-server"),
+         jan_env: dict | None = None):
+    """Both servers up at once (an idle server takes no CPU), as {name: Server}. ``jan_env``: extra
+    environment for jan's process only (e.g. ``GOMP_SPINCOUNT=0`` to try OpenMP's waiting policy)."""
     binary = llama_server_binary()
     model_id = model.stem
     ports = {name: free_port() for name in order}
     cmds = {"jan": jan_cmd(model, ports["jan"], parallel=parallel, ctx=ctx, threads=threads, data=work / "data"),
             "llama-server": llama_server_cmd(binary, model, ports["llama-server"], parallel=parallel, ctx=ctx,
                                              threads=threads)}
-    with running("jan", cmds["jan"], ports["jan"], model_id, work / "jan.log") as a, \
+    with running("jan", cmds["jan"], ports["jan"], model_id, work / "jan.log", jan_env) as a, \
             running("llama-server", cmds["llama-server"], ports["llama-server"], model_id, work / "llama-server.log") as b:
         yield {"jan": a, "llama-server": b}
 

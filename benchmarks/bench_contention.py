@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--hogs", default="0,1,2", help="k values")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--hog-seconds", type=float, default=120.0, help="upper bound on each hog's life")
+    ap.add_argument("--jan-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment for jan's server only, e.g. GOMP_SPINCOUNT=0 (OpenMP waits passively)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--workdir", default=str(Path(__file__).resolve().parent / ".cache" / "contention-bench"))
     args = ap.parse_args()
@@ -69,7 +71,8 @@ def main() -> None:
     prompts = [f"{PROMPT} {i}" for i in range(args.streams)] if args.streams > 1 else [PROMPT]
     results: dict[int, dict[str, float]] = {}
     with _servers.both(bench.path, parallel=args.parallel, ctx=args.ctx, threads=args.threads,
-                       work=Path(args.workdir) / bench.name) as servers:
+                       work=Path(args.workdir) / bench.name,
+                       jan_env=dict(e.split("=", 1) for e in args.jan_env)) as servers:
         for name in ORDER:  # warm up
             _servers.run(_servers.streams(servers[name], prompts, 8))
         for i, k in enumerate(ks):
