@@ -90,7 +90,12 @@ void Scheduler::verify_draft(Slot & slot) {
     // The drafts' KV cells are written; they count as the slot's cache only once accepted.
     slot.cache.resize(slot.cache.size() - draft.size());
     slot.n_drafted += (int32_t)draft.size();
-    int32_t accepted = 0;
+    // Counted before sampling: sample_slot may finish the request, and whoever hears the end
+    // must already see every draft of it in the metrics.
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.draft_tokens_total += draft.size();
+    }
     for (size_t i = 0; i <= draft.size(); ++i) {
         slot.i_batch = base + (int32_t)i;
         sample_slot(slot);  // emits one token; may finish the request
@@ -100,13 +105,11 @@ void Scheduler::verify_draft(Slot & slot) {
         // logits at its position give the next token.
         slot.cache.push_back(draft[i]);
         slot.n_accepted++;
-        accepted++;
+        std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.draft_accepted_total++;
     }
     slot.i_batch = -1;
     llama_memory_seq_rm(memory_, slot.id, (llama_pos)slot.cache.size(), -1);
-    std::lock_guard<std::mutex> lock(mutex_);
-    metrics_.draft_tokens_total += draft.size();
-    metrics_.draft_accepted_total += (uint64_t)accepted;
 }
 
 }  // namespace jan
