@@ -240,11 +240,12 @@ class SamplingFields(_Strict):
     repeat_last_n: int | None = bounded("repeat_last_n")
     grammar: str | None = None
     ignore_eos: bool | None = None
-    # speculative decoding (n-gram drafts; llama-server's names)
-    speculative: Union[bool, Literal["none", "ngram"], None] = None
+    # speculative decoding (n-gram drafts or the model's draft model; llama-server's names)
+    speculative: Union[bool, Literal["none", "ngram", "draft"], None] = None
     draft_max: int | None = bounded("draft_max")
     draft_min: int | None = bounded("draft_min")
     ngram: int | None = bounded("ngram")
+    draft_p_min: float | None = bounded("draft_p_min")
 
     @field_validator("stop")
     @classmethod

@@ -50,6 +50,10 @@ class ModelManagerExtension(Extension, ModelExtension):
         path = await self.store.models.mmproj_file(model_id)
         return str(path) if path else None
 
+    async def draft_model_file(self, model_id: str) -> str | None:
+        path = await self.store.models.draft_model_file(model_id)
+        return str(path) if path else None
+
     async def import_model(self, path: str, *, model_id: str | None = None, mode: str = "symlink",
                            mmproj: str | None = None, **fields: Any) -> dict[str, Any]:
         """Import a GGUF; ``mmproj``: its projector (referenced in place, ``settings.mmproj``). A
