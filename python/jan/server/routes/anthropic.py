@@ -13,7 +13,8 @@ from aiohttp import web
 
 from jan.server.dialects import anthropic as wire
 from jan.server.errors import ERROR_SHAPES
-from jan.server.keys import SERVICES
+from jan.server.keys import MEDIA_FETCHER, SERVICES
+from jan.server.media_fetch import fetch_body_images
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
@@ -34,6 +35,7 @@ def _chat(request: web.Request) -> ChatService:
 async def messages(request: web.Request) -> web.StreamResponse:
     """Create a message (Anthropic); ``stream: true`` sends Anthropic's named events."""
     body = await parse_body(request, wire.MessagesRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     chat_request = wire.to_chat_request(body)
     chat = _chat(request)
     message_id = wire.new_message_id()

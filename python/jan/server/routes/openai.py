@@ -20,7 +20,8 @@ from jan.errors import ContextOverflowError
 from jan.server import openai_wire as wire
 from jan.server.errors import APIError, to_api_error
 from jan.server.jsonio import json_response
-from jan.server.keys import BUS, SERVICES, SHUTTING_DOWN
+from jan.server.keys import BUS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
+from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
 from jan.server.schemas import (
     ChatCompletionRequest,
@@ -155,6 +156,7 @@ def prompt_param(name: str):
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Chat completion (OpenAI); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, ChatCompletionRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     chat = wire.chat_request(body)
     service = request.app[SERVICES].chat
     top = chat.top_logprobs
