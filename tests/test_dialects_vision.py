@@ -89,3 +89,17 @@ def test_responses_input_image(server, png, reference):
             {"type": "input_text", "text": QUESTION},
             {"type": "input_image", "image_url": "data:image/png;base64," + base64.b64encode(png).decode()}]}])
     assert (reply.output_text, reply.usage.input_tokens) == reference
+
+
+def test_responses_previous_response_id_keeps_the_image(server, png):
+    """A stored response keeps its image as a file in its thread; continuing it sends the image again."""
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    first = client.responses.create(model="vision-chat", max_output_tokens=3, temperature=0, input=[{
+        "role": "user", "content": [
+            {"type": "input_text", "text": QUESTION},
+            {"type": "input_image", "image_url": "data:image/png;base64," + base64.b64encode(png).decode()}]}])
+    follow = client.responses.create(model="vision-chat", max_output_tokens=3, temperature=0,
+                                     previous_response_id=first.id, input="Tell me more.")
+    assert first.usage.input_tokens > 64
+    assert follow.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+    assert follow.usage.input_tokens_details.cached_tokens > 64  # the image's KV reused, not re-encoded
