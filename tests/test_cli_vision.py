@@ -60,3 +60,25 @@ def test_chat_image_command(env, vision_pair, test_image_path, tmp_path):
     assert (folder / "files" / first[1]["image_file"]["file_id"]).read_bytes() == test_image_path.read_bytes()
     assert all(p["type"] == "text" for p in messages[2]["content"])  # the image went with one message only
     assert json.loads((folder / "thread.json").read_text())["title"] == "What is in this picture?"
+
+    # resumed, the thread's image goes to the model again (read back from the thread folder)
+    ok(jan("chat", model, "--thread", folder.name, "--max-tokens", "4", "--temperature", "0", "--threads", "1",
+           input="Once more?\n/exit\n", env=env))
+    messages = [json.loads(line) for line in (folder / "messages.jsonl").read_text().splitlines() if line]
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 3
+
+
+def test_history_of_a_thread_with_images():
+    from jan.cli.conversation import history_of
+
+    stored = [
+        {"role": "user", "content": [{"type": "text", "text": {"value": "look", "annotations": []}},
+                                     {"type": "image_file", "image_file": {"file_id": "img-a.png"}}]},
+        {"role": "assistant", "content": [{"type": "text", "text": {"value": "a dog", "annotations": []}}]},
+    ]
+    files = {"img-a.png": (b"\x89PNG-bytes", "image/png")}
+    assert history_of(stored, files.__getitem__) == [
+        {"role": "user", "content": [{"type": "text", "text": "look"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORy1ieXRlcw=="}}]},
+        {"role": "assistant", "content": "a dog"}]
+    assert history_of(stored)[0] == {"role": "user", "content": "look"}  # without a reader: the text

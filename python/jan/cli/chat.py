@@ -72,7 +72,8 @@ class ChatSession:
         assistants = thread.get("assistants") or []
         if self.system is None and assistants and assistants[0].get("instructions"):
             self.system = assistants[0]["instructions"]
-        self.messages = [m for m in history_of(stored) if m["role"] != "system"]
+        self.messages = [m for m in history_of(stored, lambda file_id: self.threads.read_file(self.thread_id, file_id))
+                         if m["role"] != "system"]
         self.statuses = ["ready"] * len(self.messages)
         self.meta = [{}] * len(self.messages)
         self.saved = len(self.messages)
