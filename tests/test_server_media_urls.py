@@ -187,3 +187,11 @@ def test_urls_are_refused_by_default_naming_the_field(plain_server, host):
         _client(plain_server).responses.create(model="vision-chat", max_output_tokens=5, store=False, input=[
             {"role": "user", "content": [{"type": "input_image", "image_url": url}]}])
     assert "input[0].content[0].image_url" in str(info.value)
+
+
+def test_token_counts_fetch_allowed_urls_too(server, host):
+    url = host.base + "/img/photo.png"
+    count = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0).messages.count_tokens(
+        model="vision-chat", messages=[{"role": "user", "content": [
+            {"type": "text", "text": QUESTION}, {"type": "image", "source": {"type": "url", "url": url}}]}])
+    assert count.input_tokens > 64

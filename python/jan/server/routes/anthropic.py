@@ -70,6 +70,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.Response:
     """The prompt's token count as the model's chat template and vocabulary make it."""
     body = await parse_body(request, wire.CountTokensRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     rendered = await _chat(request).render(wire.to_chat_request(body))
     return web.json_response({"input_tokens": len(rendered.tokens)})
 

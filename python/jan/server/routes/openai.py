@@ -247,5 +247,6 @@ async def detokenize(request: web.Request) -> web.Response:
 async def apply_template(request: web.Request) -> web.Response:
     """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
     body = await parse_body(request, ChatCompletionRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     rendered = await request.app[SERVICES].chat.render(wire.chat_request(body))
     return json_response({"prompt": rendered.text})
