@@ -98,9 +98,23 @@ def test_two_image_requests_in_parallel_while_text_streams(client):
     assert [first, *rest][-1].choices[0].finish_reason == "length"
 
 
+def _huge_png_header() -> bytes:
+    """A PNG whose header says 8000x6000 pixels (over the 40-megapixel limit): refused before decoding."""
+    import struct
+    import zlib
+
+    png = bytearray(_png(size=(1, 1)))
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    png[ihdr:ihdr + 8] = struct.pack(">II", 8000, 6000)
+    png[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(png[ihdr - 4:ihdr + 13])))
+    return bytes(png)
+
+
 @pytest.mark.parametrize(
     "model, content, code",
     [
+        ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(_huge_png_header(), "image/png")}}],
+         "too_large"),
         ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(b"GIF89a-not-really", "image/gif")}}],
          "unsupported_format"),
         ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(b"plain text", "text/plain")}}],

@@ -127,6 +127,8 @@ def decode_image(source: ImageSource, limits: MediaLimits = DEFAULT_LIMITS, what
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             if isinstance(e, MediaError):
                 raise
+            if isinstance(e, Image.DecompressionBombError):  # Pillow's own bound on pixels, beyond ours
+                raise MediaError(f"{what}: {e}", reason="too_large") from None
             raise MediaError(f"{what}: cannot decode the image: {e}", reason="unsupported_format") from None
     _check_pixels(image.size, limits, what)
     if image.mode != "RGB":

@@ -50,6 +50,9 @@ class ServerConfig:
     max_loaded_models: int | None = None
     keep_alive: float | None = None
     max_body_bytes: int = 16 * 1024 * 1024
+    # Where images given by URL or path may come from (http(s) URL prefixes, local folders); empty:
+    # inline (data:) images only. See jan.server.media_fetch.
+    allow_media_from: list[str] = field(default_factory=list)
     enable_extensions: bool = True  # False: only the built-in extensions (jan's own entry points)
 
     @property

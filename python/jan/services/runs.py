@@ -50,7 +50,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,7 @@ from jan.services.tool_loop import (
     ToolDecision,
     ToolPolicy,
     chat_messages,
+    image_files_of,
     parse_calls,
     resolve_policy,
     run_calls,
@@ -84,6 +85,7 @@ from jan.services.tool_loop import (
 from jan.services.types import (
     ChatMessage,
     ChatRequest,
+    ImagePart,
     NamedToolChoice,
     ResponseFormat,
     SamplingOptions,
@@ -217,15 +219,41 @@ def title_from(text: str, limit: int = TITLE_LENGTH) -> str:
     return cut.rstrip(" ,.;:-") + "…"
 
 
-def history_messages(history: list[dict[str, Any]], system: str) -> tuple[ChatMessage, ...]:
-    """The thread as typed chat messages (finished turns, tool calls and results), the system message first."""
-    return tuple(_typed_message(m) for m in chat_messages(history, system))
+def history_messages(history: list[dict[str, Any]], system: str,
+                     images: Mapping[str, ImagePart] | None = None) -> tuple[ChatMessage, ...]:
+    """The thread as typed chat messages (finished turns, tool calls and results), the system message first.
+
+    ``images`` holds the thread's image files by id (:func:`thread_images`); a user turn's
+    ``image_file`` parts become :class:`ImagePart` s from it, in the order they were sent."""
+    return tuple(_typed_message(m, images or {}) for m in chat_messages(history, system))
 
 
-def _typed_message(message: dict[str, Any]) -> ChatMessage:
+async def thread_images(store: ConversationalExtension, thread_id: str,
+                        history: list[dict[str, Any]]) -> dict[str, ImagePart]:
+    """The image files the thread's messages reference, read from the store (so re-running a
+    thread re-sends its images). Raises :class:`RequestError` (``missing_file``) for one that is gone."""
+    out: dict[str, ImagePart] = {}
+    for message in history:
+        for file_id in image_files_of(message):
+            if file_id in out:
+                continue
+            try:
+                data, mime = await store.read_file(thread_id, file_id)
+            except NotFoundError:
+                raise RequestError(f"message {message.get('id')}: its image {file_id} is no longer in the thread",
+                                   param="thread_id", code="missing_file") from None
+            out[file_id] = ImagePart(data, mime)
+    return out
+
+
+def _typed_message(message: dict[str, Any], images: Mapping[str, ImagePart]) -> ChatMessage:
     """One of :func:`chat_messages`' OpenAI dicts as a typed message (earlier thinking goes back
     with its turn as ``reasoning``; the chat template keeps or drops it)."""
     content = message.get("content")
+    if isinstance(content, list):  # a user turn with images
+        parts = tuple(TextPart(p["text"]) if p["type"] == "text" else images[p["image_file"]["file_id"]]
+                      for p in content if p["type"] == "text" or p["image_file"]["file_id"] in images)
+        return ChatMessage(role=message["role"], content=parts)
     calls = tuple(ToolCall(id=c["id"], name=(c.get("function") or {}).get("name", ""),
                            arguments=(c.get("function") or {}).get("arguments") or "{}")
                   for c in message.get("tool_calls") or ())
@@ -507,7 +535,7 @@ class RunService:
         history = await store.list_messages(req.thread_id, order="asc")
         if req.last_messages:
             history = history[-req.last_messages:]
-        messages = history_messages(history, instructions)
+        messages = history_messages(history, instructions, await thread_images(store, req.thread_id, history))
         if not any(m.role != "system" for m in messages):
             raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
 
@@ -699,7 +727,8 @@ class _Execution:
             history = [m for m in history if m.get("id") != run.message["id"]]
         if run.last_messages:
             history = history[-run.last_messages:]
-        messages = list(history_messages(history, run.instructions))
+        messages = list(history_messages(history, run.instructions,
+                                         await thread_images(self.store, run.thread_id, history)))
         if continue_text:
             messages.append(ChatMessage.of_text("assistant", continue_text))
         tools: tuple[ToolSpec, ...] = ()

@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,10 @@ def _image(url: str) -> ImagePart | None:
         return None
 
 
-def from_thread_message(message: dict[str, Any]) -> ChatMessage | None:
-    """A Jan message as a chat turn (``None`` for one that is no turn: pending, failed, unknown role)."""
+def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart] | None = None) -> ChatMessage | None:
+    """A Jan message as a chat turn (``None`` for one that is no turn: pending, failed, unknown role).
+    ``images``: the thread's image files by id, for its ``image_file`` parts (the store keeps
+    images as files, see :mod:`jan.store.files`)."""
     role = message.get("role")
     if role not in ("user", "assistant", "system", "tool") or message.get("status") in ("pending", "error"):
         return None
@@ -114,6 +117,10 @@ def from_thread_message(message: dict[str, Any]) -> ChatMessage | None:
                 parts.append(TextPart(value))
         elif part.get("type") == "image_url":
             image = _image(str((part.get("image_url") or {}).get("url", "")))
+            if image is not None:
+                parts.append(image)
+        elif part.get("type") == "image_file" and images:
+            image = images.get(str((part.get("image_file") or {}).get("file_id", "")))
             if image is not None:
                 parts.append(image)
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
@@ -210,7 +217,15 @@ class ResponsesStore:
 
     async def history(self, stored: StoredResponse) -> list[ChatMessage]:
         """The conversation a ``previous_response_id`` continues, as chat turns."""
-        turns = (from_thread_message(m) for m in await self._thread_messages(stored))
+        messages = await self._thread_messages(stored)
+        images: dict[str, ImagePart] = {}
+        for message in messages:
+            for part in message.get("content") or ():
+                file_id = (part.get("image_file") or {}).get("file_id") if isinstance(part, dict) else None
+                if isinstance(file_id, str) and file_id not in images:
+                    with contextlib.suppress(NotFoundError):  # a file gone: the turn goes without it
+                        images[file_id] = ImagePart(*await self.conversations.read_file(stored.thread_id, file_id))
+        turns = (from_thread_message(m, images) for m in messages)
         return [t for t in turns if t is not None]
 
     def _lock(self, thread_id: str) -> asyncio.Lock:

@@ -14,7 +14,8 @@ from aiohttp import web
 from jan.server.dialects import anthropic as wire
 from jan.server.disconnect import unless_disconnected
 from jan.server.errors import ERROR_SHAPES
-from jan.server.keys import SERVICES
+from jan.server.keys import MEDIA_FETCHER, SERVICES
+from jan.server.media_fetch import fetch_body_images
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
@@ -40,6 +41,7 @@ def _chat(request: web.Request) -> ChatService:
 async def messages(request: web.Request) -> web.StreamResponse:
     """Create a message (Anthropic); ``stream: true`` sends Anthropic's named events."""
     body = await parse_body(request, wire.MessagesRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     chat_request = wire.to_chat_request(body)
     chat = _chat(request)
     message_id = wire.new_message_id()
@@ -78,6 +80,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.Response:
     """The prompt's token count as the model's chat template and vocabulary make it."""
     body = await parse_body(request, wire.CountTokensRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     rendered = await _chat(request).render(wire.to_chat_request(body))
     return web.json_response({"input_tokens": len(rendered.tokens)})
 

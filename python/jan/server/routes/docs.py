@@ -112,6 +112,8 @@ RESPONSES: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
     ("POST", "/v1/models"): {"201": ("The model was added", {JSON: "Model"})},
     ("POST", "/v1/models/pull"): {"200": ("Progress as server-sent events", {SSE: None}),
                                   "202": ("Started (stream: false)", {JSON: None})},
+    ("GET", "/v1/threads/{thread_id}/files/{file_id}"): {"200": ("The image file", {
+        "image/png": None, "image/jpeg": None, "image/webp": None, "image/gif": None})},
     ("POST", "/v1/threads/{thread_id}/runs"): {"200": ("The run, or with stream: true its events",
                                                         {JSON: None, SSE: None})},
 }

@@ -18,7 +18,8 @@ from jan.server import openai_wire as wire
 from jan.server.disconnect import unless_disconnected
 from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response
-from jan.server.keys import BUS, SERVICES, SHUTTING_DOWN
+from jan.server.keys import BUS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
+from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
 from jan.server.schemas import (
     ChatCompletionRequest,
@@ -110,6 +111,7 @@ async def stream_response(request: web.Request, body: Any, stream: DeltaStream,
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Chat completion (OpenAI); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, ChatCompletionRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     chat = wire.chat_request(body)
     service = request.app[SERVICES].chat
     top = chat.top_logprobs
@@ -200,5 +202,6 @@ async def detokenize(request: web.Request) -> web.Response:
 async def apply_template(request: web.Request) -> web.Response:
     """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
     body = await parse_body(request, ChatCompletionRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     rendered = await request.app[SERVICES].chat.render(wire.chat_request(body))
     return json_response({"prompt": rendered.text})

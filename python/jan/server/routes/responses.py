@@ -21,7 +21,8 @@ from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import ResponseRun
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
 from jan.server.errors import APIError, prompt_param, to_api_error
-from jan.server.keys import CONFIG, MANAGER, SERVICES
+from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
+from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
@@ -113,6 +114,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         history = await store.history(previous) if previous is not None else []
     except NotFoundError as exc:
         raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     inputs = wire.input_messages(body.input)
     chat_request = wire.to_chat_request(body, history, inputs)
     stream = _chat(request).stream(chat_request)
