@@ -302,7 +302,6 @@ class LocalBackend:
             NamedToolChoice,
             ReasoningOptions,
             SamplingOptions,
-            TextPart,
             ToolCall,
             ToolSpec,
         )
