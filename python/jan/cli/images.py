@@ -21,7 +21,7 @@ def image_part(path: str | Path) -> dict[str, Any]:
 
     Raises :class:`CLIError` for a missing or unreadable file, one over 20 MiB, or one that is
     not a PNG, JPEG, WebP or GIF image."""
-    from jan.store.files import sniff_image
+    from jan.image_types import sniff_image
 
     p = Path(path).expanduser()
     try:

@@ -20,6 +20,7 @@ from typing import Any, Union
 
 from jan import _engine
 from jan.errors import MediaError
+from jan.image_types import sniff_image as image_format  # MIME type from the magic bytes
 
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 AUDIO_FORMATS = ("wav", "mp3", "flac")
@@ -72,19 +73,6 @@ def _read(source: Union[str, os.PathLike, bytes, bytearray, memoryview], limits:
     if not data:
         raise MediaError(f"{what}: empty", reason="unsupported_format")
     return data
-
-
-def image_format(data: bytes) -> str | None:
-    """MIME type of an encoded image jan accepts (from its magic bytes), else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
 
 
 def audio_format(data: bytes) -> str | None:

@@ -32,7 +32,7 @@ import aiohttp
 from pydantic import BaseModel
 
 from jan.errors import MediaError
-from jan.store.files import sniff_image
+from jan.image_types import sniff_image
 
 MAX_REDIRECTS = 3
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # one image, as the engine's limit

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import atomic_write_bytes
+from jan.image_types import sniff_image
 
 from .errors import InvalidArgumentError, NotFoundError
 
@@ -33,19 +34,6 @@ MAX_FILE_BYTES = 20 * 1024 * 1024  # one image, as the engine's media limit
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 _MIME_OF = {ext: mime for mime, ext in _EXTENSIONS.items()}
 _FILE_ID = re.compile(r"^img-[0-9a-f]{32}\.(png|jpg|webp|gif)$")
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The MIME type of a PNG/JPEG/WebP/GIF file from its magic bytes, else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
 
 
 def file_id_of(data: bytes, mime_type: str) -> str:
