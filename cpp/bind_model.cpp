@@ -1,6 +1,7 @@
 #include <pybind11/stl.h>
 
 #include "bind_common.h"
+#include "kv_cache.h"
 #include "log_sink.h"
 #include "model.h"
 
@@ -43,6 +44,13 @@ void register_model(py::module_ & m) {
         .def_property_readonly("pooling_type", &Model::pooling_type)
         .def_property_readonly("add_bos", &Model::add_bos)
         .def("is_eog", &Model::is_eog, py::arg("token"))
+        .def("kv_cache_bytes",
+             [](const Model & self, uint32_t n_cells, const std::string & type_k, const std::string & type_v) {
+                 return kv_cache_size(self, n_cells, kv_cache_type(type_k, "cache_type_k"),
+                                      kv_cache_type(type_v, "cache_type_v"));
+             },
+             py::arg("n_cells"), py::arg("cache_type_k") = "f16", py::arg("cache_type_v") = "f16",
+             "Bytes of a KV cache of n_cells cells (all layers, K and V) with these element types.")
         .def("special_tokens", [](const Model & self) {
             const llama_vocab * v = self.vocab();
             py::dict d;

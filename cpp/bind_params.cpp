@@ -61,7 +61,9 @@ void register_params(py::module_ & m) {
         .def_readwrite("n_probs", &SamplingParams::n_probs)
         .def_readwrite("draft_max", &SamplingParams::draft_max)
         .def_readwrite("draft_min", &SamplingParams::draft_min)
-        .def_readwrite("ngram", &SamplingParams::ngram);
+        .def_readwrite("ngram", &SamplingParams::ngram)
+        .def_readwrite("use_draft_model", &SamplingParams::use_draft_model)
+        .def_readwrite("draft_p_min", &SamplingParams::draft_p_min);
 
     py::class_<EmbedderParams>(m, "EmbedderParams")
         .def(py::init<>())

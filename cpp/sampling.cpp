@@ -39,6 +39,7 @@ void SamplingParams::validate(const Model & model) const {
     if (draft_max < 0 || draft_max > 256) bad("draft_max", "must be between 0 and 256");
     if (draft_min < 0) bad("draft_min", "must be >= 0");
     if (ngram < 1 || ngram > 64) bad("ngram", "must be between 1 and 64");
+    if (!(draft_p_min >= 0.0f && draft_p_min <= 1.0f)) bad("draft_p_min", "must be between 0 and 1");
     for (const auto & s : stop)
         if (s.empty()) bad("stop", "stop strings must not be empty");
     for (const auto & [tok, bias] : logit_bias) {

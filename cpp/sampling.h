@@ -50,6 +50,9 @@ struct SamplingParams {
     int32_t draft_max = 0;            // tokens drafted per step; 0: off
     int32_t draft_min = 0;            // fewer found: no draft this step
     int32_t ngram = 3;                // tokens matched to find an earlier occurrence
+    // Draft with the scheduler's draft model (draft_model.h) instead of n-grams.
+    bool use_draft_model = false;
+    float draft_p_min = 0.75f;        // draft model: stop drafting below this top-token probability
 
     void validate(const Model & model) const;  // throws std::invalid_argument naming the parameter
 };

@@ -28,7 +28,7 @@ int32_t default_threads(int32_t requested, bool batch) {
 
 }  // namespace
 
-Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params)
+Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params, std::shared_ptr<Model> draft)
     : model_(std::move(model)), params_(params) {
     if (params_.n_parallel < 1) throw std::invalid_argument("n_parallel: must be >= 1");
     if (params_.n_ctx < 8) throw std::invalid_argument("n_ctx: must be >= 8");
@@ -71,6 +71,12 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params)
     params_.n_ctx = std::min<int32_t>(params_.n_ctx, (int32_t)(llama_n_ctx(ctx_.get()) / (uint32_t)params_.n_parallel));
     params_.n_batch = std::min<int32_t>(params_.n_batch, (int32_t)llama_n_batch(ctx_.get()));
 
+    if (draft) {
+        ContextParams dp = params_;
+        dp.n_threads = (int32_t)cp.n_threads;
+        dp.n_threads_batch = (int32_t)cp.n_threads_batch;
+        drafter_ = std::make_unique<DraftModel>(std::move(draft), *model_, dp);
+    }
     batch_ = llama_batch_init(params_.n_batch, 0, 1);
     slots_.resize(params_.n_parallel);
     for (int32_t i = 0; i < params_.n_parallel; ++i) slots_[i].id = i;
@@ -95,6 +101,8 @@ void Scheduler::shutdown() {
 std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt, const SamplingParams & params,
                                                 MediaTrack media) {
     params.validate(*model_);
+    if (params.use_draft_model && params.draft_max > 0 && !drafter_)
+        throw std::invalid_argument("speculative: 'draft' needs a draft model, and this model was loaded without one");
     if (prompt.empty()) throw std::invalid_argument("prompt: must contain at least one token");
     for (auto t : prompt)
         if (t != LLAMA_TOKEN_NULL) model_->check_token(t);  // [media] NULL entries are image/audio
@@ -304,6 +312,7 @@ void Scheduler::run() {
             if (slot.state != SlotState::Idle && slot.request->cancelled()) finish(slot, "cancelled");
         if (busy_.load() == 0) continue;
         decode_media_step();  // [media] image/audio embeddings take their own llama_decode
+        if (drafter_) draft_with_model();  // speculative.cpp: proposals for this step's batch
 
         // Build one batch: every generating slot contributes its pending token,
         // then prompts fill what is left of n_batch, oldest request first.

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "draft_model.h"
 #include "llama-cpp.h"
 #include "media.h"
 #include "model.h"
@@ -60,7 +61,9 @@ struct SchedulerMetrics {
 
 class Scheduler {
 public:
-    Scheduler(std::shared_ptr<Model> model, const ContextParams & params);
+    // `draft`: a draft model for speculative decoding (its own context, one
+    // sequence per slot); std::invalid_argument when its vocabulary differs.
+    Scheduler(std::shared_ptr<Model> model, const ContextParams & params, std::shared_ptr<Model> draft = nullptr);
     ~Scheduler();
     Scheduler(const Scheduler &) = delete;
     Scheduler & operator=(const Scheduler &) = delete;
@@ -76,6 +79,9 @@ public:
     int32_t n_parallel() const { return params_.n_parallel; }
     // Bytes the KV cache holds for all slots (K and V, every layer, every cell).
     uint64_t kv_cache_bytes() const { return kv_cache_bytes_; }
+    // Bytes of the draft model's KV cache (0 without a draft model).
+    uint64_t draft_kv_cache_bytes() const { return drafter_ ? drafter_->kv_cache_bytes() : 0; }
+    bool has_draft_model() const { return drafter_ != nullptr; }
     // Stops the thread; running and queued requests finish with "cancelled".
     void shutdown();
 
@@ -105,6 +111,7 @@ private:
         int32_t i_batch = -1;
         // Speculative decoding (speculative.cpp): this step's draft, after the pending token in the batch.
         std::vector<llama_token> draft;
+        std::vector<llama_token> model_draft;  // proposed by the draft model before the batch is built
         int32_t n_drafted = 0;
         int32_t n_accepted = 0;
         std::chrono::steady_clock::time_point t_submitted, t_started, t_first_token;
@@ -119,6 +126,8 @@ private:
     void finish(Slot & slot, const std::string & reason, const std::string & error = {});
     void sample_slot(Slot & slot);
     std::vector<llama_token> plan_draft(Slot & slot, int32_t room);  // speculative.cpp
+    int32_t draft_limit(const Slot & slot, int32_t room, size_t cache_size) const;  // speculative.cpp
+    void draft_with_model();                                         // speculative.cpp
     void verify_draft(Slot & slot);                                  // speculative.cpp
     bool has_work_locked() const;
 
@@ -127,6 +136,7 @@ private:
     llama_context_ptr ctx_;
     llama_memory_t memory_ = nullptr;
     llama_batch batch_{};
+    std::unique_ptr<DraftModel> drafter_;
     std::vector<Slot> slots_;
     uint64_t use_counter_ = 0;
     uint64_t kv_cache_bytes_ = 0;

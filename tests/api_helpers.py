@@ -146,6 +146,23 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def saved_text(data: Path, thread_id: str, message_id: str) -> str:
+    """The text of a message as its thread's file holds it now ("" while it is not there); a torn last
+    line (a write in progress) counts as not there yet."""
+    try:
+        lines = (data / "threads" / thread_id / "messages.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if message.get("id") == message_id:
+            return message_text(message)
+    return ""
+
+
 def files_outside(root: Path) -> set[str]:
     """Every path under ``root``'s parent that is not inside ``root`` (to prove nothing escaped)."""
     parent = root.parent

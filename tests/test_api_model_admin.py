@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 from aiohttp import web
-from api_helpers import Client, parse_sse, running
+from api_helpers import Client, parse_sse
 
 from jan.server.keys import MANAGER
 

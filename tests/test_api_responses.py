@@ -1,20 +1,25 @@
 """OpenAI Responses (/v1/responses), driven by the official openai client against a real server.
 
 Stored responses are Jan threads: the tests read them back through Jan's own thread API, and
-continue a conversation with ``previous_response_id`` across a server restart.
+continue a conversation with ``previous_response_id`` across a restart of ``jan serve`` (its own process).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
 from dialect_helpers import (WEATHER_SCHEMA, collapse, has_reasoning_parser, http_body, named_events, reasoning_model,
                              tool_model)
 from jan.server.config import ServerConfig
-from jan.testing.server import ServerThread
+from jan.testing.server import ServerThread, free_port
 from server_helpers import http_post, raw_request
 
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather in a city",
@@ -177,20 +182,60 @@ def test_branching_from_an_earlier_response_forks_the_thread(client, server):
     assert b.output_text and c.output_text
 
 
-def test_previous_response_id_across_a_restart(data, models):
-    srv = _start(data, models)
+class JanServe:
+    """``jan serve`` in its own process (a real restart: nothing survives but the data folder)."""
+
+    def __init__(self, data, models):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "jan.cli", "serve", "--port", str(self.port), "--data-folder", str(data),
+                "--threads", "1", "--ctx-size", "1024", "--parallel", "1"]
+        for model in models:
+            args += ["-m", str(model)]
+        self.log = open(Path(data).parent / f"jan-serve-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while True:
+            assert self.proc.poll() is None, Path(self.log.name).read_text(errors="replace")[-3000:]
+            try:
+                if httpx.get(self.base_url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "jan serve did not start"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()  # SIGTERM: jan serve's own shutdown
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def test_previous_response_id_across_a_restart(tmp_path, models):
+    data = tmp_path / "data"
+    srv = JanServe(data, models)
     try:
         first = _client(srv).responses.create(model="stories260K", input="Before the restart",
                                               max_output_tokens=6, temperature=0)
     finally:
         srv.stop()
-    srv = _start(data, models)
+    srv = JanServe(data, models)
     try:
         client = _client(srv)
         assert client.responses.retrieve(first.id).output_text == first.output_text
         second = client.responses.create(model="stories260K", input="After", previous_response_id=first.id,
                                          max_output_tokens=6, temperature=0)
-        assert second.output_text == _as_chat(client, ["Before the restart", first.output_text, "After"], max_tokens=6)
+        assert second.previous_response_id == first.id
+        chat = client.chat.completions.create(model="stories260K", max_tokens=6, temperature=0, messages=[
+            {"role": "user", "content": "Before the restart"}, {"role": "assistant", "content": first.output_text},
+            {"role": "user", "content": "After"}])
+        assert second.output_text == chat.choices[0].message.content
+        assert second.usage.input_tokens == chat.usage.prompt_tokens
+        assert [i.content[0].text for i in client.responses.input_items.list(second.id).data] == ["After"]
     finally:
         srv.stop()
 
@@ -318,6 +363,14 @@ def test_reasoning_on_a_reasoning_template(tmp_path_factory):
         follow = client.responses.create(model="qwq-tiny", input="More", previous_response_id=response.id,
                                          max_output_tokens=4, temperature=0)
         assert follow.status in ("completed", "incomplete")
+        # ... as a "reasoning" content part before the text, as runs save it (the web page shows it the same way)
+        [thread] = [t for t in _jan(srv, "/v1/threads")["data"] if t.get("title") == "Hi" and
+                    response.id in {m["metadata"].get("response_id") for m in
+                                    _jan(srv, f"/v1/threads/{t['id']}/messages")["data"]}]
+        answer = next(m for m in _jan(srv, f"/v1/threads/{thread['id']}/messages?order=asc")["data"]
+                      if m["metadata"].get("response_id") == response.id and m["role"] == "assistant")
+        assert answer["content"][0] == {"type": "reasoning", "text": {
+            "value": response.output[0].content[0].text, "annotations": []}}
     finally:
         srv.stop()
 

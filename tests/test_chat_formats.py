@@ -153,6 +153,7 @@ def test_required_grammar_makes_a_call_the_parser_reads(case: Case, model_dir):
     assert result.finish_reason == "stop", result.text
     parsed = parse_output(result.text, fmt, ENUM_TOOLS, open_at_start=fmt.starts_in_reasoning(prompt))
     assert [c.name for c in parsed.tool_calls] == ["get_weather"], result.text
+    assert parsed.content is None, parsed.content  # a forced call leaves none of its markup as content
     args = json.loads(parsed.tool_calls[0].arguments)
     assert args["city"] in ("Paris", "Rome") and args["days"] in (1, 2, 3)
 
@@ -216,6 +217,24 @@ def test_reasoning_budget_closes_thinking_in_the_engine(budget, model_dir):
     parsed = parse_output(text, fmt, open_at_start=True)
     assert parsed.content  # the answer follows the closed block
     assert (parsed.reasoning is None) == (budget == 0) or parsed.reasoning is not None
+
+
+def test_forced_call_follows_a_thinking_budget(model_dir):
+    """tool_choice required on a prompt that opens <think>: the budget closes the thinking, then the call comes
+    (the blank run after the end of thinking is bounded, so a model cannot write whitespace instead of calling)."""
+    case = _case("Qwen-QwQ-32B")
+    model = _model(case, model_dir)
+    fmt = detect_format(model.chat_template)
+    prompt = _render(model, fmt, True, tools=ENUM_TOOLS)
+    assert fmt.starts_in_reasoning(prompt)
+    options = {**fmt.grammar_options(ENUM_TOOLS, "required", parallel=False, prompt=prompt),
+               **fmt.budget_options(4, prompt)}
+    result = model.generate(prompt, add_special=False, temperature=0, max_tokens=300,
+                            render_special=fmt.render_special, **options)
+    assert result.finish_reason == "stop", result.text
+    parsed = parse_output(result.text, fmt, ENUM_TOOLS, open_at_start=True)
+    assert parsed.reasoning and "<tool_call>" not in parsed.reasoning
+    assert parsed.content is None and [c.name for c in parsed.tool_calls] == ["get_weather"], result.text
 
 
 def test_budget_left_alone_when_the_model_closes_thinking_itself(model_dir):

@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 import json
-import time
 
 import aiohttp
 from api_helpers import (Client, RunStream, ServerProcess, message_text, parse_sse, post_streamed_run, read_jsonl,
-                         running)
+                         running, saved_text)
 
 STORY = "Once upon a time there was a little girl named Lily who loved to play outside"
 
 
-async def _stream_then_kill(proc: ServerProcess, tid: str) -> tuple[str, str]:
-    """Start a long streaming run, read deltas for a while (past a few throttled saves), then SIGKILL."""
+async def _stream_then_kill(proc: ServerProcess, data, tid: str) -> tuple[str, str]:
+    """Start a long streaming run, read deltas until the reply's file holds a throttled save of it
+    (an event, not a clock), then SIGKILL."""
     received, message_id = "", None
     async with aiohttp.ClientSession() as session:
         resp = await session.post(f"{proc.base_url}/v1/threads/{tid}/runs",
                                   json={"stream": True, "max_tokens": 4000, "ignore_eos": True})
         assert resp.status == 200
-        started = None
+        deltas = 0
         async for line in resp.content:
             line = line.decode().strip()
             if line.startswith("data: {") and '"thread.message.delta"' in line:
-                data = parse_sse(line)[0][1]
-                message_id = data["id"]
-                received += data["delta"]["content"][0]["text"]["value"]
-                started = started or time.monotonic()
-                if time.monotonic() - started > 1.6:  # > 3 save intervals of 0.5 s
-                    break
+                event = parse_sse(line)[0][1]
+                message_id = event["id"]
+                received += event["delta"]["content"][0]["text"]["value"]
+                deltas += 1
+                if deltas % 20 == 0 and saved_text(data, tid, message_id):
+                    break  # some of the reply is on disk: the kill interrupts a reply with saved text
             assert "thread.run.completed" not in line and "thread.run.incomplete" not in line, \
                 "the run ended before the kill; make it longer"
         proc.kill()  # SIGKILL: no cleanup, no final save
@@ -47,7 +47,7 @@ async def test_sigkill_mid_run_keeps_folder_consistent(tmp_path, stories_path):
             first = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 12})
             assert first["message"]["status"] == "ready"
             await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Tell me more."})
-        message_id, received = await _stream_then_kill(proc, tid)
+        message_id, received = await _stream_then_kill(proc, data, tid)
     assert proc.proc.returncode == -9 and message_id and received
 
     # every file parses, strictly

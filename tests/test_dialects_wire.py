@@ -293,11 +293,15 @@ def test_thread_messages_round_trip():
              ChatMessage.of_text("assistant", "done")]
     stored = [to_thread_message(t, "resp_1") for t in turns]
     assert stored[1]["metadata"]["tool_calls"][0]["function"] == {"name": "f", "arguments": "{}"}
+    assert stored[1]["content"] == [{"type": "reasoning", "text": "why"}]  # thinking: a part, as runs save it
     assert all(m["metadata"]["response_id"] == "resp_1" for m in stored)
-    # what the store gives back: text parts as {"value", "annotations"}
+    # what the store gives back: text and reasoning parts as {"value", "annotations"}
     for m in stored:
         for part in m["content"]:
-            if part["type"] == "text":
+            if part["type"] in ("text", "reasoning"):
                 part["text"] = {"value": part["text"], "annotations": []}
     assert [from_thread_message(m) for m in stored] == turns
+    # a thread written before thinking was a part: metadata.reasoning_content still reads
+    assert from_thread_message({"role": "assistant", "content": [], "metadata": {
+        "reasoning_content": "old", "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{}"}}]}}).reasoning == "old"
     assert from_thread_message({"role": "assistant", "status": "pending", "content": []}) is None

@@ -106,44 +106,47 @@ def test_fixed_seed_reproduces_sampled_output(stories):
     assert len(others) > 1, "different seeds should give different stories"
 
 
+def _worker_calls_while_this_thread_takes_turns(call, turns: int = 40) -> int:
+    """Run ``call`` over and over in a worker thread until this thread has taken ``turns`` turns at the GIL
+    (each short sleep hands it over, and waking needs it back); returns how many calls the worker completed
+    meanwhile (at most ``4 * turns``).
+
+    Ordering, not speed: a call that holds the GIL lets this thread take a turn only between two calls
+    (at most about one per call), so the worker completes a good share of ``turns`` calls; a call that
+    releases it lets this thread take all its turns during the first calls, however loaded the machine.
+    """
+    stop = threading.Event()
+    calls = [0]
+
+    def worker():
+        while calls[0] == 0 or (not stop.is_set() and calls[0] < 4 * turns):  # at least one call
+            call()
+            calls[0] += 1
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        for _ in range(turns):
+            time.sleep(0.0001)  # a real sleep: the GIL is released, and must be taken back
+        return calls[0]
+    finally:
+        stop.set()
+        thread.join()
+
+
 def test_generation_releases_the_gil(stories):
     """A second Python thread keeps running while one generates."""
-    counts = []
-    done = threading.Event()
-
-    def generate():
-        try:
-            for _ in range(20):
-                stories.generate(PROMPT, max_tokens=200, temperature=0, ignore_eos=True)
-        finally:
-            done.set()
-
-    worker = threading.Thread(target=generate)
-    start = time.perf_counter()
-    worker.start()
-    n = 0
-    while not done.is_set():
-        n += 1
-    elapsed = time.perf_counter() - start
-    worker.join()
-    counts.append(n)
-    # A held GIL would leave this loop a few switch intervals; a free one spins freely.
-    assert elapsed > 0.05
-    assert n / elapsed > 100_000, f"main thread made only {n} iterations in {elapsed:.3f}s"
+    calls = _worker_calls_while_this_thread_takes_turns(
+        lambda: stories.generate(PROMPT, max_tokens=200, temperature=0, ignore_eos=True))
+    assert calls < 10, f"this thread got the GIL only between generations ({calls} of them)"
 
 
 def test_tokenize_releases_the_gil(stories):
-    text = "Once upon a time, there was a little girl. " * 100_000
-    result = {}
-    worker = threading.Thread(target=lambda: result.setdefault("n", len(stories.tokenize(text))))
-    start = time.perf_counter()
-    worker.start()
-    n = 0
-    while worker.is_alive():
-        n += 1
-    elapsed = time.perf_counter() - start
-    assert result["n"] > 100_000
-    assert n / max(elapsed, 1e-9) > 100_000
+    text = "Once upon a time, there was a little girl. " * 20_000
+    counts = []
+    calls = _worker_calls_while_this_thread_takes_turns(lambda: counts.append(len(stories.tokenize(text))))
+    assert counts and counts[0] > 100_000
+    assert calls < 10, f"this thread got the GIL only between tokenizations ({calls} of them)"
 
 
 def test_metadata(stories):

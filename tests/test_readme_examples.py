@@ -47,3 +47,35 @@ def test_openai_example_prints_what_the_readme_says(tmp_path, stories_path):
     assert out.strip() == _promised(section)[0]
     # and what it says about chatting with a model without a template is what the server sends
     assert 'X-Jan-Chat-Template: chatml; fallback="the model has no chat template"' in section
+
+
+def test_use_jan_from_examples_run_and_name_real_flags(tmp_path, stories_path):
+    """"Use jan from…": the Python snippets (Ollama, Responses, Anthropic) run against a real server, the Codex
+    config is valid TOML speaking the Responses API, and the flags and variables it names exist."""
+    import tomllib
+
+    from click.testing import CliRunner
+
+    from jan.cli import main
+
+    section = _section("Use jan from…")
+    snippets = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(snippets) == 2
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        for source in snippets:
+            # pulling from the Hugging Face hub needs the network; the pull itself is tested in test_server_ollama
+            source = "\n".join(line for line in source.splitlines() if "hf://" not in line)
+            out = _run(source.replace("http://127.0.0.1:1337", srv.base_url))
+            assert out.strip(), source
+    finally:
+        srv.stop()
+
+    codex = tomllib.loads(re.findall(r"```toml\n(.*?)```", section, flags=re.S)[0])
+    provider = codex["model_providers"][codex["model_provider"]]
+    assert provider["wire_api"] == "responses" and provider["base_url"] == "http://127.0.0.1:1337/v1"
+    claude = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0]
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:1337\n" in claude  # no /v1: the SDK adds /v1/messages
+    serve_help = CliRunner().invoke(main, ["serve", "--help"]).output
+    for flag in re.findall(r"`(--[a-z-]+)", section):
+        assert flag in serve_help, flag

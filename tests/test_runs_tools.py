@@ -62,6 +62,7 @@ async def test_auto_approved_call_runs_and_the_model_answers(server):
         assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
         call = msgs[1]["metadata"]["tool_calls"][0]
         assert call["function"]["name"] == "notes__list_notes" and msgs[1]["status"] == "ready"
+        assert message_text(msgs[1]) == ""  # the forced call's markup is never the turn's text
         result = msgs[2]
         assert message_text(result) == "shopping.txt\ntodo.txt"
         meta = result["metadata"]
@@ -98,7 +99,9 @@ async def test_requires_action_then_approve_streams_the_answer(server):
         assert run["status"] == "requires_action"
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
         assert run["required_action"]["type"] == "submit_tool_outputs" and call["function"]["name"] == "notes__list_notes"
-        assert [m["role"] for m in await messages_of(api, tid)] == ["user", "assistant"]  # nothing ran
+        calling = await messages_of(api, tid)
+        assert [m["role"] for m in calling] == ["user", "assistant"]  # nothing ran
+        assert message_text(calling[1]) == "" and calling[1]["metadata"]["tool_calls"][0]["id"] == call["id"]
         fetched = await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
         assert fetched["status"] == "requires_action" and fetched["required_action"] == run["required_action"]
         # a wrong id is refused; the run still waits
@@ -221,3 +224,19 @@ async def test_a_hung_tool_stalls_nothing_else(server):
         assert waiting["status"] == "in_progress"
         cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
         assert cancelled["status"] == "cancelled"
+
+
+async def test_a_call_cut_off_by_max_tokens_is_not_run(server):
+    """The token limit inside a call's arguments ends the run ``incomplete``: a half-written call is neither run
+    nor put to the user, and none of its markup becomes text."""
+    async with Client(server.base_url) as api:
+        for tools in ([{"type": "mcp", "server_label": "notes", "require_approval": "never"}],  # would run at once
+                      [{"type": "mcp", "server_label": "notes"}]):                              # would ask
+            tid = await make_thread(api, tools)
+            # 30 tokens: the call's name is written, its string argument is not finished
+            run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+                max_tokens=30, tool_choice={"type": "function", "function": {"name": "notes__read_note"}}))
+            assert run["status"] == "incomplete" and run["required_action"] is None, run
+            msgs = await messages_of(api, tid)
+            assert [m["role"] for m in msgs] == ["user", "assistant"]
+            assert message_text(msgs[1]) == "" and msgs[1]["metadata"]["finish_reason"] == "length"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import statistics
 import time
 
 import aiohttp
@@ -28,7 +27,8 @@ def metrics(server) -> dict:
     return local.metrics()["stories260K"]
 
 
-async def stream_completion(session, base_url, prompt, max_tokens):
+async def stream_completion(session, base_url, prompt, max_tokens, received: list[int] | None = None):
+    """Stream a completion; ``received[0]`` counts the chunks read so far (shared by several streams)."""
     body = {"model": "stories260K", "prompt": prompt, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
             "temperature": 0}
     text = []
@@ -37,41 +37,49 @@ async def stream_completion(session, base_url, prompt, max_tokens):
         async for line in resp.content:
             if line.startswith(b"data: {"):
                 text.append(json.loads(line[6:])["choices"][0]["text"])
+                if received is not None:
+                    received[0] += 1
     return "".join(text)
 
 
-def test_parallel_streams_all_complete_and_health_stays_fast(server):
+def test_parallel_streams_all_complete_and_health_answers_between_their_chunks(server):
+    """8 streams at once all complete, and /health is answered *while* they stream: between chunks, not
+    after them (behaviour, not a latency figure, so it holds on a loaded 2-core machine). A loop blocked by
+    generation would answer /health only before the first chunk or after the last."""
     async def main():
+        received = [0]
         async with aiohttp.ClientSession() as session:
-            streams = [asyncio.create_task(stream_completion(session, server.base_url, f"Story {i}:", 600))
+            streams = [asyncio.create_task(stream_completion(session, server.base_url, f"Story {i}:", 600, received))
                        for i in range(8)]
-            await asyncio.sleep(0.2)
-            latencies = []
-            while not all(s.done() for s in streams) and len(latencies) < 40:
-                t0 = time.perf_counter()
+            seen_at = []  # chunks received when each /health answer arrived
+            while not all(s.done() for s in streams) and len(seen_at) < 40:
                 async with session.get(server.base_url + "/health") as resp:
                     assert resp.status == 200
                     await resp.read()
-                latencies.append(time.perf_counter() - t0)
+                seen_at.append(received[0])
                 await asyncio.sleep(0.02)
             texts = await asyncio.gather(*streams)
-            return texts, latencies
+            return texts, seen_at, received[0]
 
     before = metrics(server)["requests_finished"]
-    texts, latencies = asyncio.run(main())
+    texts, seen_at, total = asyncio.run(main())
     assert all(len(t) > 100 for t in texts)
     assert metrics(server)["requests_finished"] - before == 8
-    assert len(latencies) >= 5, "the streams ended before health could be probed"
-    assert statistics.median(latencies) < 0.05, f"health took {statistics.median(latencies) * 1000:.1f} ms"
+    mid_stream = [n for n in seen_at if 0 < n < total]
+    assert len(mid_stream) >= 3, f"/health answered only before or after the streams: {seen_at} of {total} chunks"
+    assert len(set(mid_stream)) >= 2, "the streams made progress between /health answers"
 
 
-def disconnect_mid_generation(server, path: str, body: dict, *, streamed: bool) -> None:
-    """Start a (practically endless) generation, drop the connection mid-way, and check the slot is freed."""
+def disconnect_mid_generation(server, path: str, body: dict, *, streamed: bool, openai: bool = True) -> None:
+    """Start a (practically endless) generation, drop the connection mid-way, and check the slot is freed.
+
+    ``openai``: add OpenAI's token limit and llama.cpp's ``ignore_eos``; other dialects' bodies come whole
+    (stories260K rarely ends a story on its own before its context is full)."""
     before = metrics(server)
     host, port = server.base_url.split("//")[1].split(":")
     sock = socket.create_connection((host, int(port)))
-    sock.sendall(http_post(path, {"model": "stories260K", "max_tokens": 100_000, "ignore_eos": True,
-                                  **({"stream": True} if streamed else {}), **body}))
+    base = {"model": "stories260K", "max_tokens": 100_000, "ignore_eos": True} if openai else {}
+    sock.sendall(http_post(path, {**base, **({"stream": True} if streamed else {}), **body}))
     if streamed:
         assert b"200" in sock.recv(4096)
     deadline = time.monotonic() + 30
@@ -102,7 +110,7 @@ def test_keep_alive_and_max_loaded_from_the_command_line(tmp_path, stories_path,
     with ServerThread(cfg) as srv:
         local = srv.app[MANAGER].get_inference("llama.cpp")
         assert srv.call(local.loaded_models()) == ["llama-2-tiny-random"]  # the first was evicted
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 120  # a bound, not a measurement: keep_alive (0.5 s) unloads it first
         while srv.call(local.loaded_models()) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert srv.call(local.loaded_models()) == []
@@ -115,3 +123,18 @@ def test_keep_alive_and_max_loaded_from_the_command_line(tmp_path, stories_path,
 def test_disconnect_cancels_a_non_streaming_generation(server, path, body):
     """Issue 10 item 16: a client that goes away before its (non-streamed) answer frees the slot."""
     disconnect_mid_generation(server, path, body, streamed=False)
+
+
+_ONCE = [{"role": "user", "content": "Once"}]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/messages", {"model": "stories260K", "max_tokens": 100_000, "messages": _ONCE}),
+    ("/v1/responses", {"model": "stories260K", "max_output_tokens": 100_000, "input": "Once", "store": False}),
+    ("/api/chat", {"model": "stories260K", "stream": False, "messages": _ONCE, "options": {"num_predict": 100_000}}),
+    ("/api/generate", {"model": "stories260K", "stream": False, "prompt": "Once",
+                       "options": {"num_predict": 100_000}}),
+], ids=["anthropic", "responses", "ollama-chat", "ollama-generate"])
+def test_disconnect_cancels_a_non_streaming_generation_in_every_dialect(server, path, body):
+    """Issue 10 item 16, by its kind: every dialect's non-streamed request is cancelled when its client goes."""
+    disconnect_mid_generation(server, path, body, streamed=False, openai=False)

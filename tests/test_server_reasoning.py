@@ -157,3 +157,55 @@ def test_n_choices_each_split_their_thinking(client):
     for choice in whole.choices:
         assert choice.message.content == "Four."
         assert choice.message.model_extra["reasoning_content"] == "Two and two."
+
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]
+THEN_CALL = 'Need weather.\n</think>\n\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+
+
+def _streamed(client, **kwargs) -> dict:
+    """A streamed completion folded: reasoning, content, tool calls, logprobs count, finish_reason."""
+    out = {"reasoning": "", "content": "", "calls": {}, "logprobs": 0, "finish_reason": None}
+    for chunk in client.chat.completions.create(**kwargs, stream=True):
+        for choice in chunk.choices:
+            out["reasoning"] += (choice.delta.model_extra or {}).get("reasoning_content") or ""
+            out["content"] += choice.delta.content or ""
+            for call in choice.delta.tool_calls or []:
+                slot = out["calls"].setdefault(call.index, ["", ""])
+                slot[0] += call.function.name or ""
+                slot[1] += call.function.arguments or ""
+            if choice.logprobs and choice.logprobs.content:
+                out["logprobs"] += len(choice.logprobs.content)
+            out["finish_reason"] = choice.finish_reason or out["finish_reason"]
+    return out
+
+
+def test_thinking_then_a_tool_call_with_logprobs_streamed_and_whole(client):
+    kwargs = dict(model="qwq-tiny", messages=ASK, temperature=0, reasoning_effort="high", tools=WEATHER,
+                  logprobs=True, extra_body=_force(THEN_CALL))
+    whole = client.chat.completions.create(**kwargs)
+    choice = whole.choices[0]
+    assert choice.finish_reason == "tool_calls" and not choice.message.content
+    assert choice.message.model_extra["reasoning_content"] == "Need weather."
+    [call] = choice.message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
+    assert len(choice.logprobs.content) == whole.usage.completion_tokens  # one per token, thinking included
+    streamed = _streamed(client, **kwargs)
+    assert streamed == {"reasoning": "Need weather.", "content": "", "logprobs": whole.usage.completion_tokens,
+                        "calls": {0: ["get_weather", call.function.arguments]}, "finish_reason": "tool_calls"}
+
+
+@pytest.mark.parametrize(("stop", "reasoning", "content"), [
+    ("and two", "Two", ""),                  # a stop string inside the thinking ends it there
+    ("</think>", "Two and two.", ""),        # ... at its end marker, before any answer
+    ("more", "Two and two.", "Four and "),   # inside the answer: the thinking is whole
+])
+def test_stop_strings_with_thinking_streamed_and_whole(client, stop, reasoning, content):
+    kwargs = dict(model="qwq-tiny", messages=ASK, temperature=0, reasoning_effort="high", stop=[stop],
+                  extra_body=_force("Two and two.\n</think>\n\nFour and more."))
+    whole = client.chat.completions.create(**kwargs).choices[0]
+    assert whole.finish_reason == "stop"
+    assert (whole.message.model_extra["reasoning_content"], whole.message.content or "") == (reasoning, content)
+    streamed = _streamed(client, **kwargs)
+    assert (streamed["reasoning"], streamed["content"], streamed["finish_reason"]) == (reasoning, content, "stop")

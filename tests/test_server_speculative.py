@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 
 import openai
@@ -49,3 +50,51 @@ def test_bad_speculative_option_is_a_400(client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="stories260K", messages=[{"role": "user", "content": "hi"}],
                                        max_tokens=2, extra_body={"draft_max": -1})
+
+
+# -- a draft model -----------------------------------------------------------------------------
+
+def _assert_plain_greedy_with_accepted_drafts(base_url: str, model: str, stories_path) -> None:
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    with jan.Model(stories_path, n_ctx=512, n_threads=1) as m:
+        expected = m.generate("Once upon a time", max_tokens=60, temperature=0).text
+    result = client.completions.create(model=model, prompt="Once upon a time", max_tokens=60, temperature=0,
+                                       extra_body={"draft_p_min": 0.0})
+    assert result.choices[0].text == expected
+    details = result.usage.completion_tokens_details
+    assert details is not None and details.accepted_prediction_tokens > 0
+    metrics = urllib.request.urlopen(base_url + "/metrics").read().decode()
+    accepted = [line for line in metrics.splitlines()
+                if line.startswith("jan_draft_tokens_accepted_total{") and model in line]
+    assert accepted and float(accepted[0].rsplit(" ", 1)[1]) > 0
+
+
+def test_model_draft_flag_drafts_with_the_draft_model(tmp_path, stories_path):
+    # stories260K drafting for itself: the drafts agree, so they are accepted.
+    srv = start_server(tmp_path, [stories_path], draft_model=str(stories_path))
+    try:
+        _assert_plain_greedy_with_accepted_drafts(srv.base_url, "stories260K", stories_path)
+    finally:
+        srv.stop()
+
+
+def test_model_json_draft_model_names_another_model(tmp_path, stories_path):
+    from jan.store import DataFolder
+
+    store = DataFolder(tmp_path / "data")
+    store.models.import_gguf(stories_path, model_id="drafter", mode="reference")
+    store.models.import_gguf(stories_path, model_id="target", mode="reference",
+                             settings={"draft_model": "drafter", "ctx_len": 512})
+    srv = start_server(tmp_path, [], default_model="target")
+    try:
+        _assert_plain_greedy_with_accepted_drafts(srv.base_url, "target", stories_path)
+        status = json.loads(urllib.request.urlopen(srv.base_url + "/v1/models/target").read())
+        assert status["state"] == "ready"
+    finally:
+        srv.stop()
+
+
+def test_draft_speculation_on_a_model_without_one_is_a_400(client):
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="stories260K", prompt="Once", max_tokens=2,
+                                  extra_body={"speculative": "draft"})

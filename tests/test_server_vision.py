@@ -98,9 +98,23 @@ def test_two_image_requests_in_parallel_while_text_streams(client):
     assert [first, *rest][-1].choices[0].finish_reason == "length"
 
 
+def _huge_png_header() -> bytes:
+    """A PNG whose header says 8000x6000 pixels (over the 40-megapixel limit): refused before decoding."""
+    import struct
+    import zlib
+
+    png = bytearray(_png(size=(1, 1)))
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    png[ihdr:ihdr + 8] = struct.pack(">II", 8000, 6000)
+    png[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(png[ihdr - 4:ihdr + 13])))
+    return bytes(png)
+
+
 @pytest.mark.parametrize(
     "model, content, code",
     [
+        ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(_huge_png_header(), "image/png")}}],
+         "too_large"),
         ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(b"GIF89a-not-really", "image/gif")}}],
          "unsupported_format"),
         ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(b"plain text", "text/plain")}}],
@@ -127,3 +141,42 @@ def test_server_still_serves_after_bad_media(client):
     ok = client.chat.completions.create(model="vision-chat", messages=_ask(_data_url(_png(), "image/png")),
                                         max_tokens=2, temperature=0)
     assert ok.choices[0].finish_reason in ("stop", "length")
+
+
+def test_images_through_every_dialect(server, client):
+    """An image in Anthropic's, the Responses API's and Ollama's own shape gives the same answer from the same
+    prompt as the chat completion: each dialect is a thin layer over the one chat path."""
+    import anthropic
+    import ollama
+
+    png = _png((30, 160, 60))
+    b64 = base64.b64encode(png).decode()
+    text = "What is in this picture?"
+    chat = client.chat.completions.create(model="vision-chat", messages=_ask(_data_url(png, "image/png"), text),
+                                          max_tokens=8, temperature=0)
+    expected = chat.choices[0].message.content
+    assert chat.usage.prompt_tokens > 64
+
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+    message = claude.messages.create(model="vision-chat", max_tokens=8, extra_body={"temperature": 0}, messages=[
+        {"role": "user", "content": [{"type": "text", "text": text},
+                                     {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                                  "data": b64}}]}])
+    assert message.content[0].text == expected and message.usage.input_tokens == chat.usage.prompt_tokens
+
+    response = client.responses.create(model="vision-chat", max_output_tokens=8, temperature=0, store=False, input=[
+        {"role": "user", "content": [{"type": "input_text", "text": text},
+                                     {"type": "input_image", "image_url": _data_url(png, "image/png")}]}])
+    assert response.output_text == expected and response.usage.input_tokens == chat.usage.prompt_tokens
+
+    # Ollama puts a message's images before its text, as Ollama does
+    first = client.chat.completions.create(model="vision-chat", max_tokens=8, temperature=0, messages=[
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": _data_url(png, "image/png")}},
+                                     {"type": "text", "text": text}]}])
+    local = ollama.Client(host=server.base_url, timeout=120)
+    answer = local.chat(model="vision-chat", options={"temperature": 0, "num_predict": 8},
+                        messages=[{"role": "user", "content": text, "images": [b64]}])
+    assert answer.message.content == first.choices[0].message.content
+    assert answer.prompt_eval_count == first.usage.prompt_tokens
+    generated = local.generate(model="vision-chat", prompt=text, images=[b64], options={"temperature": 0, "num_predict": 8})
+    assert generated.response == answer.message.content

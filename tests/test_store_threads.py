@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 
 from jan.errors import JanError
 from jan.store import AlreadyExistsError, DataFolder, InvalidArgumentError, NotFoundError, SCHEMA_VERSION_KEY
+
+# a 1x1 PNG (what a client sends inline in an image_url part)
+PNG_1PX = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==")
 
 
 @pytest.fixture
@@ -109,10 +113,14 @@ def test_openai_style_content_parts(store):
     thread = store.threads.create("t")
     msg = store.messages.create(thread["id"], "user", [
         {"type": "text", "text": "describe"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG_1PX).decode()}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
     ])
     assert msg["content"][0] == {"type": "text", "text": {"value": "describe", "annotations": []}}
-    assert msg["content"][1]["type"] == "image_url"
+    # issue 14: an image sent inline is stored as a file in the thread folder, referenced by an image_file part
+    assert msg["content"][1]["type"] == "image_file"
+    assert store.messages.read_file(thread["id"], msg["content"][1]["image_file"]["file_id"]) == (PNG_1PX, "image/png")
+    assert msg["content"][2]["type"] == "image_url"  # a link is kept as it is
     with pytest.raises(InvalidArgumentError):
         store.messages.create(thread["id"], "user", [{"no": "type"}])
 

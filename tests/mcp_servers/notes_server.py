@@ -5,7 +5,7 @@ streamable HTTP on 127.0.0.1. ``--stamp FILE`` appends the process id to FILE
 at each start (tests count restarts with it).
 
 Tools: ``list_notes``, ``read_note(name)``, ``add(a, b)``, ``slow(seconds)``
-(sleeps: a hung server), ``hang()``, ``crash()`` (the process exits mid-call) and
+(sleeps: a hung server), ``hang()``, ``wait_for_go()`` (answers once a file ``go`` exists), ``crash()`` (the process exits mid-call) and
 ``flood(chars)`` (a huge answer).
 """
 
@@ -61,6 +61,16 @@ def hang() -> str:
     """Never answer (sleeps two minutes)."""
     time.sleep(120)
     return "late"
+
+
+@server.tool()
+def wait_for_go() -> str:
+    """Answer "go" once a file named go is in the folder (writes "waiting" there first; gives up after two minutes)."""
+    (ROOT / "waiting").write_text(str(os.getpid()), encoding="utf-8")
+    deadline = time.monotonic() + 120
+    while not (ROOT / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "go" if (ROOT / "go").exists() else "no go"
 
 
 @server.tool()

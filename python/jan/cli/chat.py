@@ -13,6 +13,7 @@ import click
 
 from jan.cli.common import CLIError, connection_options
 from jan.cli.conversation import history_of, open_threads, thread_assistants
+from jan.cli.images import content_text, image_part, user_content
 from jan.cli.inference import default_model, open_backend
 from jan.cli.run import collect_options, load_options, sampling_options, show_thought, think_option
 from jan.cli.tools import MAX_STEPS
@@ -27,6 +28,7 @@ HELP = f"""Commands:
   /system [TEXT]  set the system prompt (no TEXT: show it; /system - clears it)
   /model [ID]     switch to another model (no ID: show the current one)
   /save [TITLE]   save the conversation now (and set its title)
+  /image [PATH]   attach an image to your next message (no PATH: list them; /image - drops them)
   /help           this help
   /exit           leave (also /quit, Ctrl-D, or Ctrl-C at the prompt)
 Multi-line input: end a line with \\ to continue it, or wrap the text in {BLOCK} ... {BLOCK}.
@@ -59,6 +61,7 @@ class ChatSession:
     tools: Any = field(init=False, default=None)  # ChatTools when --tool/--mcp were given
     tool_choice: Any = field(init=False, default=None)
     confirm: Callable[[str], str] = field(init=False, default=input)
+    images: list[dict[str, Any]] = field(init=False, default_factory=list)  # image_url parts for the next user message
 
     # -- saving --------------------------------------------------------
     @property
@@ -74,7 +77,8 @@ class ChatSession:
         assistants = thread.get("assistants") or []
         if self.system is None and assistants and assistants[0].get("instructions"):
             self.system = assistants[0]["instructions"]
-        self.messages = [m for m in history_of(stored) if m["role"] != "system"]
+        self.messages = [m for m in history_of(stored, lambda file_id: self.threads.read_file(self.thread_id, file_id))
+                         if m["role"] != "system"]
         self.statuses = ["ready"] * len(self.messages)
         self.meta = [{}] * len(self.messages)
         self.saved = len(self.messages)
@@ -87,7 +91,7 @@ class ChatSession:
             return
         threads = self.threads
         if self.thread_id is None:
-            first = next((m["content"] for m in self.messages if m["role"] == "user"), "") or "New Thread"
+            first = next((content_text(m["content"]) for m in self.messages if m["role"] == "user"), "") or "New Thread"
             self.title = self.title or _title_from(first)
             self.thread_id = threads.create(self.title, thread_assistants(self.backend.model_id, self.system),
                                             {"created_by": "jan chat"})
@@ -112,7 +116,8 @@ class ChatSession:
 
     # -- talking -------------------------------------------------------
     def ask(self, text: str) -> None:
-        self.messages.append({"role": "user", "content": text})
+        content, self.images = user_content(text, self.images), []
+        self.messages.append({"role": "user", "content": content})
         self.statuses.append("ready")
         self.meta.append({})
         steps = MAX_STEPS if self.tools else 1
@@ -244,6 +249,20 @@ class ChatSession:
                     self.backend.close()
                     self.backend = backend
                     note(f"model: {backend.model_id}")
+        elif name == "image":
+            if not arg:
+                note(f"{len(self.images)} image(s) attached to the next message" if self.images
+                     else "no image attached; /image PATH attaches one")
+            elif arg == "-":
+                self.images = []
+                note("images dropped")
+            else:
+                try:
+                    self.images.append(image_part(arg))
+                except CLIError as exc:
+                    click.echo(f"jan: error: {exc.format_message()}", err=True)
+                else:
+                    note(f"image attached ({len(self.images)}); it goes with your next message")
         elif name == "save":
             if not self.messages:
                 note("nothing to save yet")

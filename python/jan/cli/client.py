@@ -97,6 +97,11 @@ class ApiClient:
     def get(self, path: str) -> Any:
         return self.call("GET", path)
 
+    def get_bytes(self, path: str) -> tuple[bytes, str]:
+        """A non-JSON resource (an image file): its bytes and Content-Type; :class:`ServerError` for an error."""
+        with self._open(self._request("GET", path, accept="*/*"), self.timeout) as resp:
+            return resp.read(), resp.headers.get("Content-Type", "application/octet-stream")
+
     def post(self, path: str, body: Any = None, timeout: float | None = None) -> Any:
         return self.call("POST", path, {} if body is None else body, timeout)
 

@@ -66,6 +66,10 @@ class LocalThreads:
     def path(self, thread_id: str) -> str:
         return str(self.runtime.manager.data_folder / "threads" / thread_id)
 
+    def read_file(self, thread_id: str, file_id: str) -> tuple[bytes, str]:
+        """An image saved with the thread's messages: (bytes, MIME type)."""
+        return self._call(self.store.read_file(thread_id, file_id))
+
 
 class ServerThreads:
     """Threads saved through a running server's ``/v1/threads`` API."""
@@ -114,6 +118,12 @@ class ServerThreads:
     def path(self, thread_id: str) -> str:
         return f"{self.client.base_url}/v1/threads/{thread_id}"
 
+    def read_file(self, thread_id: str, file_id: str) -> tuple[bytes, str]:
+        """An image saved with the thread's messages: (bytes, MIME type)."""
+        from jan.cli.client import path_part
+
+        return self.client.get_bytes(f"/v1/threads/{path_part(thread_id)}/files/{path_part(file_id)}")
+
 
 def list_messages(client, thread_id: str) -> list[dict[str, Any]]:
     """Every message of a thread from the server, oldest first (following the cursor)."""
@@ -147,10 +157,30 @@ def open_threads(conn: Connection):
     return LocalThreads(conn.runtime())
 
 
-def history_of(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Stored messages as chat messages for the model (text only)."""
-    out = []
+def history_of(messages: list[dict[str, Any]], read_image=None) -> list[dict[str, Any]]:
+    """Stored messages as chat messages for the model: their text, and with ``read_image``
+    (``file_id -> (bytes, mime)``) a user turn's images as ``data:`` URL parts, in stored order."""
+    import base64
+
+    out: list[dict[str, Any]] = []
     for m in messages:
-        if m.get("role") in ("user", "assistant", "system"):
+        if m.get("role") not in ("user", "assistant", "system"):
+            continue
+        files = [p["image_file"]["file_id"] for p in m.get("content") or []
+                 if isinstance(p, dict) and p.get("type") == "image_file" and isinstance(p.get("image_file"), dict)
+                 and isinstance(p["image_file"].get("file_id"), str)]
+        if m["role"] != "user" or not files or read_image is None:
             out.append({"role": m["role"], "content": message_text(m)})
+            continue
+        parts: list[dict[str, Any]] = []
+        for p in m.get("content") or []:
+            if not isinstance(p, dict):
+                continue
+            if p.get("type") == "text" and isinstance(p.get("text"), dict) and p["text"].get("value"):
+                parts.append({"type": "text", "text": p["text"]["value"]})
+            elif p.get("type") == "image_file" and isinstance(p.get("image_file"), dict):
+                data, mime = read_image(p["image_file"]["file_id"])
+                parts.append({"type": "image_url", "image_url": {
+                    "url": f"data:{mime};base64," + base64.b64encode(data).decode()}})
+        out.append({"role": "user", "content": parts})
     return out

@@ -225,6 +225,26 @@ class ServerGeneration(Generation):
 # --------------------------------------------------------------------------- backends
 
 
+def _typed_parts(content: Any) -> tuple:
+    """A chat message's content (a string, or OpenAI parts: text and ``data:`` URL images) as typed parts."""
+    import base64
+
+    from jan.services.types import ImagePart, TextPart
+
+    if not content:
+        return ()
+    if isinstance(content, str):
+        return (TextPart(content),)
+    parts = []
+    for part in content:
+        if part.get("type") == "text":
+            parts.append(TextPart(part["text"]))
+        elif part.get("type") == "image_url":
+            head, _, data = part["image_url"]["url"].partition(",")
+            parts.append(ImagePart(base64.b64decode(data), head[5:].split(";")[0]))
+    return tuple(parts)
+
+
 class LocalBackend:
     """A model served in this process by the same extensions and services as ``jan serve``.
 
@@ -265,8 +285,12 @@ class LocalBackend:
         path = Path(spec).expanduser()
         if path.is_file() or _looks_like_path(spec):
             check_gguf_file(path)
-            return {"id": path.stem, "engine": "llama.cpp", "file_path": str(path.resolve()), "settings": {},
-                    "parameters": {}}
+            model = {"id": path.stem, "engine": "llama.cpp", "file_path": str(path.resolve()), "settings": {},
+                     "parameters": {}}
+            projector = path.with_name("mmproj-" + path.name)  # as `jan models import` picks it up
+            if projector.is_file():
+                model["mmproj_path"] = str(projector.resolve())
+            return model
         raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
                        f"(see `jan models list`) nor a .gguf file")
 
@@ -278,7 +302,6 @@ class LocalBackend:
             NamedToolChoice,
             ReasoningOptions,
             SamplingOptions,
-            TextPart,
             ToolCall,
             ToolSpec,
         )
@@ -289,7 +312,7 @@ class LocalBackend:
             reasoning = ReasoningOptions(effort=options.get("reasoning_effort"),
                                          enabled=think if isinstance(think, bool) else None)
         sampling = {k: v for k, v in options.items() if k not in REASONING_KEYS}
-        typed = tuple(ChatMessage(m["role"], (TextPart(m["content"]),) if m.get("content") else (),
+        typed = tuple(ChatMessage(m["role"], _typed_parts(m.get("content")),
                                   tool_calls=tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
                                                    for c in m.get("tool_calls") or ()),
                                   tool_call_id=m.get("tool_call_id"), name=m.get("name"),

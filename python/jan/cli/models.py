@@ -193,13 +193,19 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
 
 
 def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: DownloadBar) -> dict[str, Any]:
+    import asyncio
+
     from jan.downloads import DownloadError, download, filename_from_url, part_path, resolve_url
     from jan.extensions.models.gguf_info import describe_gguf
+    from jan.hf_repo import plan_pull
     from jan.store import StoreError, slugify_id, validate_id
 
     try:
+        plan = asyncio.run(plan_pull(url))  # a whole hf://owner/repo: its model and projector
+        url = plan.model_url
         resolved = resolve_url(url)
         filename = filename_from_url(resolved)
+        mmproj_name = filename_from_url(resolve_url(plan.mmproj_url)) if plan.mmproj_url else None
     except DownloadError as exc:
         raise CLIError(str(exc)) from None
     model_id = model_id or slugify_id(os.path.splitext(filename)[0])
@@ -232,6 +238,9 @@ def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: D
 
     try:
         download(url, dest, sha256=sha256, progress=progress)
+        if plan.mmproj_url:
+            bar.note(f"and its projector {mmproj_name}")
+            download(plan.mmproj_url, folder / mmproj_name, progress=bar.update)
     except DownloadError as exc:
         hint = "; run the same command again to resume" if part.exists() else ""
         try:
@@ -246,11 +255,16 @@ def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: D
     except Exception as exc:  # noqa: BLE001
         shutil.rmtree(folder, ignore_errors=True)
         raise CLIError(f"{url} is not a GGUF model ({exc}); nothing was kept") from None
+    sources = [{"filename": filename, "url": url}]
+    settings = {**info["settings"], "llama_model_path": filename}
+    if plan.mmproj_url:
+        sources.append({"filename": mmproj_name, "url": plan.mmproj_url})
+        settings["mmproj"] = mmproj_name  # relative to the model folder
     doc = {
         "id": model_id,
         "name": info["name"],
-        "sources": [{"filename": filename, "url": url}],
-        "settings": {**info["settings"], "llama_model_path": filename},
+        "sources": sources,
+        "settings": settings,
         "metadata": info["metadata"],
         "engine": "llama.cpp",
     }

@@ -8,6 +8,7 @@ import time
 import click
 
 from jan.cli.common import CLIError, connection_options
+from jan.cli.images import image_part, user_content
 from jan.cli.inference import open_backend
 
 
@@ -75,6 +76,8 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @click.argument("prompt", nargs=-1)
 @click.option("--system", "-s", default=None, help="System prompt (chat mode).")
 @click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template).")
+@click.option("--image", "-i", "images", multiple=True, type=click.Path(dir_okay=False),
+              help="An image (PNG, JPEG, WebP, GIF) to ask about, for models with a projector (repeatable).")
 @sampling_options
 @load_options
 @click.option("--show-reasoning", is_flag=True,
@@ -82,7 +85,7 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @think_option
 @click.option("--verbose", "-v", is_flag=True, help="Print timings and token counts to stderr.")
 @connection_options
-def run(model, prompt, system, raw, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
+def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
         n_gpu_layers, show_reasoning, think, verbose, conn) -> None:
     """Answer one PROMPT with MODEL and exit.
 
@@ -91,10 +94,18 @@ def run(model, prompt, system, raw, max_tokens, temperature, top_p, seed, stop, 
     stdin is a pipe. Only the answer goes to stdout, so `jan run` pipes well:
 
         echo "Once upon a time" | jan run stories --raw -n 30 > story.txt
+
+    With --image, the model (one with a projector, see `jan models import --mmproj`) is asked
+    about the images:
+
+        jan run llava "What is in this picture?" --image photo.jpg
     """
     if raw and system:
         raise click.UsageError("--system applies to chat; with --raw the prompt is completed as it is")
+    if raw and images:
+        raise click.UsageError("--image applies to chat; a --raw prompt has no place for images")
     text = read_prompt(prompt)
+    parts = [image_part(path) for path in images]
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
     if think is not None and not raw:
         options["think"] = think
@@ -108,7 +119,7 @@ def run(model, prompt, system, raw, max_tokens, temperature, top_p, seed, stop, 
         if raw:
             generation = backend.complete(text, options)
         else:
-            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_content(text, parts)}]
             generation = backend.chat(messages, options)
         last = ""
         out = sys.stdout

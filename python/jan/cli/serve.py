@@ -34,6 +34,9 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed CORS origin (repeatable; '*' for any).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True,
               help="Extra Host header to accept when bound to loopback (repeatable).")
+@click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
+              help="Let requests give images by http(s) URL starting with URL_PREFIX ('https://' for any) or by "
+                   "path inside FOLDER (repeatable). Off by default: images only inline as data: URLs.")
 @click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, 64),
               help="Requests each model serves at once [default: the llamacpp extension's setting, 4].")
 @click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64), help="Context tokens per request.")
@@ -46,8 +49,15 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
               help="KV cache type for K [default: f16].")
 @click.option("--cache-type-v", "-ctv", "cache_type_v", default=None, type=click.Choice(CACHE_TYPES),
               help="KV cache type for V [default: f16; a quantized type turns flash attention on].")
-@click.option("--speculative", "--spec-type", "speculative", default=None, type=click.Choice(["none", "ngram"]),
-              help="Speculative decoding: 'ngram' drafts from earlier text (prompt lookup); output is unchanged.")
+@click.option("--speculative", "--spec-type", "speculative", default=None, type=click.Choice(["none", "ngram", "draft"]),
+              help="Speculative decoding: 'ngram' drafts from earlier text (prompt lookup), 'draft' with the "
+                   "draft model (the default with --model-draft); output is unchanged.")
+@click.option("--model-draft", "-md", "draft_model", default=None,
+              type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+              help="A GGUF sharing the models' vocabulary that drafts tokens for them (speculative decoding); "
+                   "a model.json's settings.draft_model wins.")
+@click.option("--draft-p-min", "draft_p_min", default=None, type=click.FloatRange(0.0, 1.0),
+              help="Draft model: stop drafting below this top-token probability [default: 0.75].")
 @click.option("--draft-max", "--draft", "draft_max", default=None, type=click.IntRange(0, 256),
               help="Tokens drafted per step at most [default: 16].")
 @click.option("--draft-min", "draft_min", default=None, type=click.IntRange(0), help="Fewer found: no draft [default: 0].")
@@ -59,19 +69,28 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
-          n_parallel, n_ctx, n_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v, speculative, draft_max,
-          draft_min, ngram, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
+          allow_media_from,
+          n_parallel, n_ctx, n_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v, speculative, draft_model,
+          draft_p_min, draft_max, draft_min, ngram, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level != "debug":
         logging.getLogger("jan.llama").setLevel(logging.WARNING)
+    from jan.server.media_fetch import MediaAllowlist
+
+    try:
+        MediaAllowlist.parse(allow_media_from)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--allow-media-from") from None
     config = ServerConfig(
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
+        allow_media_from=list(allow_media_from),
         default_model=default_model,
         n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, max_queue=max_queue,
         cache_type_k=cache_type_k, cache_type_v=cache_type_v,
-        speculative=speculative, draft_max=draft_max, draft_min=draft_min, ngram=ngram, keep_alive=keep_alive,
+        speculative=speculative, draft_max=draft_max, draft_min=draft_min, ngram=ngram, draft_p_min=draft_p_min,
+        draft_model=draft_model, keep_alive=keep_alive,
         max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)
     try:
         asyncio.run(run_server(config))

@@ -20,6 +20,7 @@ from typing import Any, Union
 
 from jan import _engine
 from jan.errors import MediaError
+from jan.image_types import sniff_image as image_format  # MIME type from the magic bytes
 
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 AUDIO_FORMATS = ("wav", "mp3", "flac")
@@ -74,19 +75,6 @@ def _read(source: Union[str, os.PathLike, bytes, bytearray, memoryview], limits:
     return data
 
 
-def image_format(data: bytes) -> str | None:
-    """MIME type of an encoded image jan accepts (from its magic bytes), else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
-
-
 def audio_format(data: bytes) -> str | None:
     """``wav``, ``mp3`` or ``flac`` from the magic bytes, else None."""
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
@@ -127,6 +115,8 @@ def decode_image(source: ImageSource, limits: MediaLimits = DEFAULT_LIMITS, what
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             if isinstance(e, MediaError):
                 raise
+            if isinstance(e, Image.DecompressionBombError):  # Pillow's own bound on pixels, beyond ours
+                raise MediaError(f"{what}: {e}", reason="too_large") from None
             raise MediaError(f"{what}: cannot decode the image: {e}", reason="unsupported_format") from None
     _check_pixels(image.size, limits, what)
     if image.mode != "RGB":

@@ -14,6 +14,7 @@ import numpy as np
 
 from jan import _engine
 from jan.errors import MediaError, ModelFileError, ModelLoadError
+from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
 from jan.engine.logs import forward_native_logs
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, image_input
 from jan.engine.params import sampling_params
@@ -21,7 +22,7 @@ from jan.engine.request import Request
 from jan.engine.results import Completion
 
 POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
-_DEFAULT_MAX_CTX = 4096
+_DEFAULT_MAX_CTX = DEFAULT_MAX_CTX
 #: KV cache element types llama.cpp can hold (``cache_type_k``/``cache_type_v``), as llama-server names them.
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 
@@ -78,8 +79,16 @@ class Model:
     ``cache_type_k``/``cache_type_v`` pick the KV cache's element type (``CACHE_TYPES``; default
     f16; q8_0 halves the cache, a quantized V turns flash attention on and raises ValueError
     when ``flash_attn=False``). ``speculative``/``draft_max``/``draft_min``/``ngram`` are every
-    request's defaults for n-gram speculative decoding (see :meth:`stream`). ``kv_unified`` puts all slots in one KV buffer (faster batched steps on
-    some CPUs; separate buffers keep slots fully independent).
+    request's defaults for speculative decoding (see :meth:`stream`). ``draft_model`` is a GGUF
+    with the same vocabulary (ValueError otherwise) that drafts for this one: loaded beside it,
+    with its own KV cache (as many slots and as much context), it makes ``speculative="draft"``
+    every request's default. ``kv_unified`` puts all slots in one KV buffer (faster batched steps
+    on some CPUs; separate buffers keep slots fully independent).
+
+    Without ``n_ctx`` every slot gets the model's training context, at most 4096 tokens — or, when
+    that KV cache would not fit in free memory, the largest multiple of 256 that does
+    (:mod:`jan.engine.fit`; :attr:`context_fit` says what was chosen). ModelLoadError when not
+    even 256 tokens fit.
 
     ``mmproj`` is a multimodal projector GGUF for this model (llama.cpp's
     libmtmd loads it): prompts may then carry images (and audio, when the
@@ -113,6 +122,8 @@ class Model:
         draft_max: int | None = None,
         draft_min: int | None = None,
         ngram: int | None = None,
+        draft_p_min: float | None = None,
+        draft_model: str | os.PathLike | None = None,
         embedding: bool | None = None,
         pooling: str | None = None,
         vocab_only: bool = False,
@@ -139,17 +150,37 @@ class Model:
             raise ModelFileError(f"{e}{detail}") from None
         forward_native_logs()
 
-        self.vocab_only = bool(vocab_only)
-        self.embedding_only = bool(embedding) if embedding is not None else (
-            not vocab_only and _is_embedding_model(self._native))
         if pooling is not None and pooling not in POOLING:
             raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {pooling!r}")
         self._pooling = pooling
+        self.vocab_only = bool(vocab_only)
+        self.embedding_only = bool(embedding) if embedding is not None else (
+            not vocab_only and _is_embedding_model(self._native))
         # Per-model speculative-decoding defaults; a request's own options win.
+        if speculative is None and draft_model is not None:
+            speculative = "draft"
         self._request_defaults = {k: v for k, v in (("speculative", speculative), ("draft_max", draft_max),
-                                                     ("draft_min", draft_min), ("ngram", ngram)) if v is not None}
+                                                     ("draft_min", draft_min), ("ngram", ngram),
+                                                     ("draft_p_min", draft_p_min)) if v is not None}
         if self._request_defaults:
-            sampling_params(**self._request_defaults)  # bad values fail the load, not every request
+            p = sampling_params(**self._request_defaults)  # bad values fail the load, not every request
+            if p.use_draft_model and draft_model is None:
+                raise ValueError("speculative: 'draft' needs a draft_model")
+        self.draft_model: str | None = None
+        self._native_draft = None
+        if draft_model is not None and not vocab_only and not self.embedding_only:
+            self.draft_model = str(Path(draft_model))
+            if not os.path.isfile(self.draft_model):
+                raise ModelFileError(f"draft model file not found: '{self.draft_model}'")
+            try:
+                self._native_draft = _engine.Model(self.draft_model, mp)
+            except ModelLoadError as e:
+                errors = [text for level, text in forward_native_logs() if level >= 40]
+                detail = f": {errors[-1].strip()}" if errors else ""
+                raise ModelFileError(f"draft_model: {e}{detail}") from None
+            forward_native_logs()
+        #: How the context size was chosen when ``n_ctx`` was not given (None when it was).
+        self.context_fit: ContextFit | None = None
         self._n_threads = n_threads
         self._embedder = None
         self._embedder_lock = threading.Lock()
@@ -161,8 +192,14 @@ class Model:
 
         if not self.vocab_only and not self.embedding_only:
             cp = _engine.ContextParams()
-            cp.n_ctx = int(n_ctx) if n_ctx else min(self._native.n_ctx_train or _DEFAULT_MAX_CTX, _DEFAULT_MAX_CTX)
             cp.n_parallel = int(n_parallel)
+            cp.cache_type_k = _cache_type("cache_type_k", cache_type_k)
+            cp.cache_type_v = _cache_type("cache_type_v", cache_type_v)
+            if n_ctx:
+                cp.n_ctx = int(n_ctx)
+            else:
+                self.context_fit = self._fit_context(cp)
+                cp.n_ctx = self.context_fit.n_ctx
             cp.n_batch = int(n_batch)
             cp.n_ubatch = int(n_ubatch or n_batch)
             cp.n_threads = int(n_threads or _physical_cores())
@@ -174,10 +211,8 @@ class Model:
             cp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
             cp.max_queue = int(max_queue)
             cp.kv_unified = bool(kv_unified)
-            cp.cache_type_k = _cache_type("cache_type_k", cache_type_k)
-            cp.cache_type_v = _cache_type("cache_type_v", cache_type_v)
             try:
-                self._scheduler = _engine.Scheduler(self._native, cp)
+                self._scheduler = _engine.Scheduler(self._native, cp, self._native_draft)
             finally:
                 forward_native_logs()
 
@@ -185,6 +220,14 @@ class Model:
         self.media_limits = media_limits or DEFAULT_LIMITS
         if mmproj is not None:
             self._load_projector(str(Path(mmproj)), n_threads_batch, n_gpu_layers, flash_attn)
+
+    def _fit_context(self, cp) -> ContextFit:
+        """The default context per slot, shrunk to what free memory holds (see :mod:`jan.engine.fit`)."""
+        wanted = min(self._native.n_ctx_train or _DEFAULT_MAX_CTX, _DEFAULT_MAX_CTX)
+        per_cell = self._native.kv_cache_bytes(1, cp.cache_type_k, cp.cache_type_v)
+        if self._native_draft is not None:
+            per_cell += self._native_draft.kv_cache_bytes(1, cp.cache_type_k, cp.cache_type_v)
+        return fit_n_ctx(wanted, cp.n_parallel, per_cell, free_memory_bytes())
 
     def _load_projector(self, path: str, n_threads_batch: int | None, n_gpu_layers: int, flash_attn: bool | None) -> None:
         if self._scheduler is None:
@@ -239,6 +282,11 @@ class Model:
     def kv_cache_bytes(self) -> int:
         """Bytes of the KV cache for all slots (0 for embedding and vocab-only models)."""
         return self._scheduler.kv_cache_bytes if self._scheduler else 0
+
+    @property
+    def draft_kv_cache_bytes(self) -> int:
+        """Bytes of the draft model's KV cache (0 without a draft model)."""
+        return self._scheduler.draft_kv_cache_bytes if self._scheduler else 0
 
     @property
     def n_parallel(self) -> int:
@@ -363,7 +411,8 @@ class Model:
         Options: max_tokens, temperature (<= 0: greedy), top_k, top_p, min_p, typical_p,
         repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, logit_bias,
         grammar (GBNF), ignore_eos, stop, logprobs, top_logprobs; speculative ("ngram" or True:
-        draft-free n-gram drafting, output unchanged), draft_max, draft_min, ngram (defaults: the model's).
+        draft-free n-gram drafting; "draft": the model's draft model; "none"; output unchanged),
+        draft_max, draft_min, ngram, draft_p_min (defaults: the model's).
         Raises ContextOverflowError when the prompt does not fit, QueueFullError when the wait
         queue is full, ValueError for bad options.
         """
@@ -482,6 +531,7 @@ class Model:
         if self._scheduler is not None:
             self._scheduler.shutdown()
         self._scheduler = None
+        self._native_draft = None
         self._projector = None
         self._embedder = None
         forward_native_logs()

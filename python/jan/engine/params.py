@@ -46,19 +46,22 @@ DEFAULTS = {
     "reasoning_open": False,
     # Keep the text of control tokens in the output (formats whose markers are control tokens).
     "render_special": False,
-    # Speculative decoding (draft-free n-gram / prompt lookup; llama-server's names): off unless
-    # ``speculative`` is "ngram" (or True); then up to ``draft_max`` tokens are drafted per step
-    # from the earlier occurrence of the last ``ngram`` tokens, none when fewer than ``draft_min``.
+    # Speculative decoding (llama-server's names): off unless ``speculative`` is "ngram" (or True:
+    # draft-free n-gram / prompt lookup) or "draft" (the model's draft model, see jan.Model's
+    # ``draft_model``); then up to ``draft_max`` tokens are drafted per step — from the earlier
+    # occurrence of the last ``ngram`` tokens, or greedily by the draft model while its top
+    # token's probability is at least ``draft_p_min`` — and none when fewer than ``draft_min``.
     "speculative": None,
     "draft_max": 16,
     "draft_min": 0,
     "ngram": 3,
+    "draft_p_min": 0.75,
 }
 
-#: ``speculative`` values: None/False/"none" = off, True/"ngram" = n-gram drafting.
-SPECULATIVE = ("none", "ngram")
+#: ``speculative`` values: None/False/"none" = off, True/"ngram" = n-gram drafting, "draft" = the draft model.
+SPECULATIVE = ("none", "ngram", "draft")
 #: The options :class:`jan.Model` takes as per-model defaults for every request.
-SPECULATIVE_OPTIONS = ("speculative", "draft_max", "draft_min", "ngram")
+SPECULATIVE_OPTIONS = ("speculative", "draft_max", "draft_min", "ngram", "draft_p_min")
 
 _UINT32 = 0xFFFFFFFF
 INT32_MAX = 2**31 - 1
@@ -113,9 +116,11 @@ RANGES: dict[str, Range] = {
     "top_logprobs": Range(int, ge=0, le=20),
     "logit_bias": Range(float, ge=-100.0, le=100.0),       # each bias value
     "n": Range(int, ge=1, le=16),                          # choices per request (server)
-    "draft_max": Range(int, ge=0, le=1024),                # speculative decoding: tokens drafted per step
-    "draft_min": Range(int, ge=0, le=1024),
-    "ngram": Range(int, ge=1, le=64),                      # n-gram length looked up in the context (native: 1..64)
+    # Speculative decoding (the native engine's bounds, cpp/sampling.cpp; the server's schema agrees)
+    "draft_max": Range(int, ge=0, le=256),                 # tokens drafted per step
+    "draft_min": Range(int, ge=0, le=256),
+    "ngram": Range(int, ge=1, le=64),                      # n-gram length looked up in the context
+    "draft_p_min": Range(float, ge=0.0, le=1.0),           # draft model: least top-token probability drafted
 }
 
 
@@ -158,9 +163,12 @@ def sampling_params(**options) -> _engine.SamplingParams:
     p.logprobs = bool(o["logprobs"]) or bool(o["top_logprobs"])
     p.n_probs = r["top_logprobs"].check("top_logprobs", o["top_logprobs"])
     draft_max = r["draft_max"].check("draft_max", o["draft_max"])
-    p.draft_max = draft_max if _speculative(o["speculative"]) == "ngram" else 0
+    speculative = _speculative(o["speculative"])
+    p.draft_max = draft_max if speculative != "none" else 0
+    p.use_draft_model = speculative == "draft"
     p.draft_min = r["draft_min"].check("draft_min", o["draft_min"])
     p.ngram = r["ngram"].check("ngram", o["ngram"])
+    p.draft_p_min = r["draft_p_min"].check("draft_p_min", o["draft_p_min"])
     return p
 
 

@@ -153,6 +153,8 @@ class ModelPool:
                 "projector_memory_bytes": e.model.projector_memory_bytes,
                 "capabilities": e.model.capabilities,
                 "kv_cache_bytes": e.model.kv_cache_bytes,
+                "draft_model": e.model.draft_model,
+                "draft_kv_cache_bytes": e.model.draft_kv_cache_bytes,
                 "n_ctx": e.model.n_ctx,
                 "idle_seconds": idle,
                 "expires_in": None if limit is None else max(0.0, limit - idle),

@@ -18,7 +18,8 @@ from aiohttp import web
 from jan.core import ExtensionManager, LocalEventBus
 from jan.server.config import ServerConfig
 from jan.server.errors import describe_error, dialect_error_middleware, error_middleware
-from jan.server.keys import BUS, CONFIG, MANAGER, SERVICES, SHUTTING_DOWN, STARTED_AT
+from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN, STARTED_AT
+from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 from jan.services.container import Services
 from jan.server.mount import mount_extensions
 from jan.server.security import (
@@ -97,6 +98,8 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     app[BUS] = manager.bus
     app[STARTED_AT] = time.monotonic()
     app[SHUTTING_DOWN] = asyncio.Event()
+    app[MEDIA_FETCHER] = MediaFetcher(MediaAllowlist.parse(config.allow_media_from))
+    app.on_cleanup.append(_close_media_fetcher)
     app.on_shutdown.append(_announce_shutdown)
     for table in tables:
         app.add_routes(table)
@@ -105,6 +108,10 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     app.cleanup_ctx.append(_lifetime)
     await app[SERVICES].runs.recover_interrupted()  # runs cut off by the last stop: interrupted, never pending forever
     return app
+
+
+async def _close_media_fetcher(app: web.Application) -> None:
+    await app[MEDIA_FETCHER].close()
 
 
 async def _announce_shutdown(app: web.Application) -> None:

@@ -40,13 +40,19 @@ class ServerConfig:
     max_queue: int | None = None
     cache_type_k: str | None = None
     cache_type_v: str | None = None
-    speculative: str | None = None  # "ngram": every request drafts with n-grams unless it says otherwise
+    # "ngram": every request drafts with n-grams unless it says otherwise; "draft": with the draft model
+    speculative: str | None = None
     draft_max: int | None = None
     draft_min: int | None = None
     ngram: int | None = None
+    draft_p_min: float | None = None
+    draft_model: str | None = None  # a GGUF drafting for the loaded models (a model.json's own wins)
     max_loaded_models: int | None = None
     keep_alive: float | None = None
     max_body_bytes: int = 16 * 1024 * 1024
+    # Where images given by URL or path may come from (http(s) URL prefixes, local folders); empty:
+    # inline (data:) images only. See jan.server.media_fetch.
+    allow_media_from: list[str] = field(default_factory=list)
     enable_extensions: bool = True  # False: only the built-in extensions (jan's own entry points)
 
     @property
@@ -64,5 +70,5 @@ class ServerConfig:
                 "n_ctx": self.n_ctx or None, "n_threads": self.n_threads or None,
                 "cache_type_k": self.cache_type_k, "cache_type_v": self.cache_type_v,
                 "speculative": self.speculative, "draft_max": self.draft_max, "draft_min": self.draft_min,
-                "ngram": self.ngram}
+                "ngram": self.ngram, "draft_p_min": self.draft_p_min, "draft_model": self.draft_model}
         return {k: v for k, v in opts.items() if v is not None}

@@ -7,6 +7,7 @@ handlers raise exceptions and never build error responses themselves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
@@ -111,6 +112,20 @@ def to_api_error(exc: BaseException) -> APIError:
                     code="internal_error")
 
 
+def prompt_param(name: str):
+    """A decorator for routes: a prompt that does not fit the context is the fault of the field that carried
+    it (``messages``, ``prompt``, ``input``), and the error names that one (``param``)."""
+    def wrap(handler):
+        @functools.wraps(handler)
+        async def named(request):
+            try:
+                return await handler(request)
+            except ContextOverflowError as exc:
+                raise APIError(400, str(exc), param=name, code="context_length_exceeded") from None
+        return named
+    return wrap
+
+
 def describe_error(exc: BaseException) -> tuple[str, str | None]:
     """(message, code) of a failure as a client would see it (what a failed run records)."""
     err = to_api_error(exc)
@@ -145,9 +160,15 @@ def json_error(err: APIError, headers: dict | None = None) -> web.Response:
 ERROR_SHAPES: dict[str, Callable[[APIError], dict]] = {}
 
 
+def under_prefix(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or below it (``/api`` and ``/api/`` both cover ``/api/chat``, not ``/apix``)."""
+    base = prefix.rstrip("/")
+    return path == base or path.startswith(base + "/")
+
+
 def _shape_for(path: str) -> Callable[[APIError], dict] | None:
     for prefix, shape in ERROR_SHAPES.items():
-        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+        if under_prefix(path, prefix):
             return shape
     return None
 

@@ -8,12 +8,15 @@ from aiohttp import web
 
 from jan.core import ExtensionManager, LocalEventBus
 from jan.server.config import ServerConfig
+from jan.server.media_fetch import MediaFetcher
 from jan.services.container import Services
 
 CONFIG = web.AppKey("config", ServerConfig)
 MANAGER = web.AppKey("manager", ExtensionManager)
 #: The typed services every route calls (built from the manager).
 SERVICES = web.AppKey("services", Services)
+#: Fetches images given by URL/path (an empty allowlist refuses them all).
+MEDIA_FETCHER = web.AppKey("media_fetcher", MediaFetcher)
 BUS = web.AppKey("bus", LocalEventBus)
 STARTED_AT = web.AppKey("started_at", float)
 # Set when the server starts shutting down: open streams end cleanly instead of being cut.

@@ -20,11 +20,15 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from jan.engine.params import RANGES
+
 INT32_MAX = 2**31 - 1
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 #: A count or length the engine keeps in an int32 (tokens, positions).
 Int32Count = Annotated[int, Field(ge=1, le=INT32_MAX)]
 #: A token id: llama.cpp's ``llama_token`` is an int32; no vocabulary has a billion entries.
+#: ``max_tokens`` and its other names in every dialect (``max_completion_tokens``, ``max_output_tokens``).
+MaxTokens = Annotated[int, Field(**RANGES["max_tokens"].field())]
 TokenId = Annotated[int, Field(ge=0, le=INT32_MAX)]
 TokenList = list[TokenId]
 #: OpenAI's seed is an int64; llama.cpp keeps the low 32 bits.
@@ -33,15 +37,28 @@ Seed = Annotated[int, Field(ge=INT64_MIN, le=UINT64_MAX)]
 TokenKey = Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,8})$")]
 
 
+def bounded(name: str, default: Any = None, **extra: Any) -> Any:
+    """A pydantic ``Field`` bounded by the engine's one table of ranges (:data:`jan.engine.params.RANGES`),
+    so every dialect's schema, the Python API and the CLI accept the same values for ``name``."""
+    return Field(default, **RANGES[name].field(), **extra)
+
+
+def required_bounded(name: str, **extra: Any) -> Any:
+    """:func:`bounded` for a required field."""
+    return Field(**RANGES[name].field(), **extra)
+
+
 def not_supported(field: str, what: str) -> ValueError:
     """The error for an OpenAI field whose meaning jan does not implement (a 400 naming ``field``)."""
     return ValueError(f"{field} is not supported by jan ({what})")
 
 
-class StrictModel(BaseModel):
-    """Base of every request body: unknown fields refused, no type coercion, ``null`` means the default."""
+class NullMeansDefault(BaseModel):
+    """No type coercion (``false`` is not an integer, ``"1"`` not a number), and an explicit ``null`` for an
+    optional field means its default. The base of every dialect's request bodies (OpenAI, Anthropic,
+    Responses, Ollama — Go's JSON decoder also leaves a field alone on ``null``)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -55,6 +72,12 @@ class StrictModel(BaseModel):
                 defaulted.add(info.alias or name)
                 defaulted.add(name)
         return {k: v for k, v in data.items() if not (v is None and k in defaulted)}
+
+
+class StrictModel(NullMeansDefault):
+    """Base of jan's own and the OpenAI request bodies: unknown fields refused as well."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 _Strict = StrictModel
@@ -195,33 +218,34 @@ class SamplingFields(_Strict):
     model: ModelId = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(default=1, ge=1, le=16)
+    n: int | None = bounded("n", 1)
     stop: Stop = None
-    max_tokens: Int32Count | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    max_tokens: MaxTokens | None = None
+    temperature: float | None = bounded("temperature")
+    top_p: float | None = bounded("top_p")
+    frequency_penalty: float | None = bounded("frequency_penalty")
+    presence_penalty: float | None = bounded("presence_penalty")
     seed: Seed | None = None
-    logit_bias: dict[TokenKey, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    logit_bias: dict[TokenKey, Annotated[float, Field(**RANGES["logit_bias"].field())]] | None = None
     # accepted and ignored: they change nothing on a local server
     user: str | None = None
     metadata: dict[str, Any] | None = None
     store: bool | None = None
     service_tier: str | None = None
     # llama.cpp extras
-    top_k: int | None = Field(default=None, ge=0, le=INT32_MAX)
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    typical_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    repeat_penalty: float | None = Field(default=None, gt=0.0, le=INT32_MAX)
-    repeat_last_n: int | None = Field(default=None, ge=-1, le=INT32_MAX)
+    top_k: int | None = bounded("top_k")
+    min_p: float | None = bounded("min_p")
+    typical_p: float | None = bounded("typical_p")
+    repeat_penalty: float | None = bounded("repeat_penalty")
+    repeat_last_n: int | None = bounded("repeat_last_n")
     grammar: str | None = None
     ignore_eos: bool | None = None
-    # speculative decoding (n-gram drafts; llama-server's names)
-    speculative: Union[bool, Literal["none", "ngram"], None] = None
-    draft_max: int | None = Field(default=None, ge=0, le=256)
-    draft_min: int | None = Field(default=None, ge=0)
-    ngram: int | None = Field(default=None, ge=1, le=64)
+    # speculative decoding (n-gram drafts or the model's draft model; llama-server's names)
+    speculative: Union[bool, Literal["none", "ngram", "draft"], None] = None
+    draft_max: int | None = bounded("draft_max")
+    draft_min: int | None = bounded("draft_min")
+    ngram: int | None = bounded("ngram")
+    draft_p_min: float | None = bounded("draft_p_min")
 
     @field_validator("stop")
     @classmethod
@@ -246,9 +270,9 @@ _REFUSED_UNLESS_NULL = {"audio": "it generates text only", "web_search_options":
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: Int32Count | None = None
+    max_completion_tokens: MaxTokens | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: int | None = bounded("top_logprobs")
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = None

@@ -81,8 +81,8 @@ class ModelService:
 
     async def with_weights(self, model: dict[str, Any]) -> dict[str, Any]:
         """The model.json with ``file_path``: its weights as the model manager resolves them (resolved
-        once, here, so a local engine never looks into the data folder itself), and ``mmproj_path``
-        for a model with a multimodal projector."""
+        once, here, so a local engine never looks into the data folder itself), ``mmproj_path``
+        for a model with a multimodal projector and ``draft_model_path`` for one with a draft model."""
         if model.get("file_path"):
             return model
         find = getattr(self.model_extension(), "model_file", None)
@@ -91,6 +91,10 @@ class ModelService:
         mmproj = await find_mmproj(model["id"]) if find_mmproj is not None else None
         if mmproj:
             model = {**model, "mmproj_path": str(mmproj)}
+        find_draft = getattr(self.model_extension(), "draft_model_file", None)
+        draft = await find_draft(model["id"]) if find_draft is not None else None
+        if draft:
+            model = {**model, "draft_model_path": str(draft)}
         return {**model, "file_path": str(path)} if path else model
 
     async def loaded_model_ids(self) -> list[str]:

@@ -4,10 +4,16 @@ A record is the run's OpenAI shape plus what is needed to continue it
 (``step``, the pending calls of ``required_action``, the run's own
 ``tools``/``tool_choice``/``tool_policy``, ``background``). It is rewritten
 atomically whenever the run's state changes (not per token: the reply's
-text is in its message, saved every fraction of a second). At start-up,
-:func:`mark_interrupted` turns the records of runs that were ``queued`` or
-``in_progress`` when jan stopped into ``interrupted`` ones: their partial
-answer is kept and ``POST .../resume`` continues them.
+text is in its message, saved every fraction of a second).
+
+A record saved as ``queued``/``in_progress`` is leased by the process running
+it (:mod:`jan.store.leases`, ``<data>/.live/<run_id>.lock``, the mechanism that
+also guards its ``pending`` reply) until the run leaves those statuses. A live
+record whose lease nobody holds belongs to a process that died: at start-up
+(:func:`mark_interrupted`) or when it is read (:func:`interrupt_if_orphaned`)
+it becomes ``interrupted`` — its partial answer is kept and ``POST .../resume``
+continues it. A run another live process is running is never marked, so
+processes sharing a data folder leave each other's runs alone.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import atomic_write_text
+from jan.store.leases import LEASE_DIR_NAME, Leases
 
-__all__ = ["RUN_ID_RE", "list_records", "load_record", "mark_interrupted", "record_path", "save_record"]
+__all__ = ["RUN_ID_RE", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "record_path",
+           "save_record"]
 
 log = logging.getLogger("jan.services.runs")
 
@@ -38,12 +46,45 @@ def record_path(data_folder: str | Path, thread_id: str, run_id: str) -> Path:
     return Path(data_folder) / "threads" / thread_id / "runs" / f"{run_id}.json"
 
 
+def _leases(data_folder: str | Path) -> Leases:
+    return Leases(Path(data_folder) / LEASE_DIR_NAME)
+
+
 def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
-    """Write a run's record atomically (skipped if its thread's folder is gone: the thread was deleted)."""
+    """Write a run's record atomically (skipped if its thread's folder is gone: the thread was deleted).
+
+    A live record (``queued``/``in_progress``) is leased by this process before it is written, so no
+    reader ever sees it unleased; the lease is given up once the record is written with another status.
+    """
     path = record_path(data_folder, record["thread_id"], record["id"])
+    leases = _leases(data_folder)
+    live = record.get("status") in LIVE_STATUSES
     if not path.parent.parent.is_dir():
+        leases.release(record["id"])
         return
+    if live:
+        leases.take(record["id"])
     atomic_write_text(path, json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+    if not live:
+        leases.release(record["id"])
+
+
+def _interrupt(data_folder: str | Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """Mark a live record nobody runs any more ``interrupted`` (saved); None if it is live or could not be saved."""
+    if record.get("status") not in LIVE_STATUSES or _leases(data_folder).is_live(str(record.get("id"))):
+        return None
+    record = {**record, "status": "interrupted", "interrupted_at": int(time.time())}
+    try:
+        save_record(data_folder, record)
+    except (OSError, ValueError) as exc:
+        log.warning("could not mark run %s interrupted: %s", record.get("id"), exc)
+        return None
+    return record
+
+
+def interrupt_if_orphaned(data_folder: str | Path, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as it stands: a live one whose process died comes back (and is saved) ``interrupted``."""
+    return _interrupt(data_folder, record) or record
 
 
 def load_record(data_folder: str | Path, thread_id: str, run_id: str) -> dict[str, Any] | None:
@@ -69,16 +110,13 @@ def list_records(data_folder: str | Path) -> list[dict[str, Any]]:
 
 
 def mark_interrupted(data_folder: str | Path) -> list[dict[str, Any]]:
-    """Turn the records of runs that were live when jan stopped into ``interrupted`` ones; returns them."""
+    """Turn the records of runs that were live when their process died into ``interrupted`` ones; returns them.
+
+    Runs some live process (this one or another sharing the folder) still holds are left alone.
+    """
     changed = []
     for record in list_records(data_folder):
-        if record.get("status") in LIVE_STATUSES:
-            record["status"] = "interrupted"
-            record["interrupted_at"] = int(time.time())
-            try:
-                save_record(data_folder, record)
-            except (OSError, ValueError) as exc:
-                log.warning("could not mark run %s interrupted: %s", record.get("id"), exc)
-                continue
-            changed.append(record)
+        marked = _interrupt(data_folder, record)
+        if marked is not None:
+            changed.append(marked)
     return changed

@@ -45,11 +45,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,12 +68,13 @@ from jan.core import (
 from jan.services.chat import ChatService
 from jan.services.errors import RequestError, require
 from jan.services.models import ModelService
-from jan.services.run_records import load_record, mark_interrupted, save_record
+from jan.services.run_records import interrupt_if_orphaned, load_record, mark_interrupted, save_record
 from jan.services.tool_loop import (
     PendingCall,
     ToolDecision,
     ToolPolicy,
     chat_messages,
+    image_files_of,
     parse_calls,
     resolve_policy,
     run_calls,
@@ -83,6 +85,7 @@ from jan.services.tool_loop import (
 from jan.services.types import (
     ChatMessage,
     ChatRequest,
+    ImagePart,
     NamedToolChoice,
     ResponseFormat,
     SamplingOptions,
@@ -161,6 +164,8 @@ class Run:
     parallel_tool_calls: bool | None = None
     step: int = 0
     pending: list[PendingCall] = field(default_factory=list)
+    #: Calls of a tool-calling turn that a stop of jan left without results: a resumed leg runs (or asks) them first.
+    resume_calls: list[PendingCall] = field(default_factory=list)
     background: bool = False
     response_format: dict[str, Any] | None = None  # as recorded (see ResponseFormat)
     last_messages: int | None = None
@@ -214,21 +219,55 @@ def title_from(text: str, limit: int = TITLE_LENGTH) -> str:
     return cut.rstrip(" ,.;:-") + "…"
 
 
-def history_messages(history: list[dict[str, Any]], system: str) -> tuple[ChatMessage, ...]:
-    """The thread as typed chat messages (finished turns, tool calls and results), the system message first."""
-    return tuple(_typed_message(m) for m in chat_messages(history, system))
+def history_messages(history: list[dict[str, Any]], system: str,
+                     images: Mapping[str, ImagePart] | None = None) -> tuple[ChatMessage, ...]:
+    """The thread as typed chat messages (finished turns, tool calls and results), the system message first.
+
+    ``images`` holds the thread's image files by id (:func:`thread_images`); a user turn's
+    ``image_file`` parts become :class:`ImagePart` s from it, in the order they were sent."""
+    return tuple(_typed_message(m, images or {}) for m in chat_messages(history, system))
 
 
-def _typed_message(message: dict[str, Any]) -> ChatMessage:
+async def thread_images(store: ConversationalExtension, thread_id: str,
+                        history: list[dict[str, Any]]) -> dict[str, ImagePart]:
+    """The image files the thread's messages reference, read from the store (so re-running a
+    thread re-sends its images). Raises :class:`RequestError` (``missing_file``) for one that is gone."""
+    out: dict[str, ImagePart] = {}
+    for message in history:
+        for file_id in image_files_of(message):
+            if file_id in out:
+                continue
+            try:
+                data, mime = await store.read_file(thread_id, file_id)
+            except NotFoundError:
+                raise RequestError(f"message {message.get('id')}: its image {file_id} is no longer in the thread",
+                                   param="thread_id", code="missing_file") from None
+            out[file_id] = ImagePart(data, mime)
+    return out
+
+
+def _typed_message(message: dict[str, Any], images: Mapping[str, ImagePart]) -> ChatMessage:
     """One of :func:`chat_messages`' OpenAI dicts as a typed message (earlier thinking goes back
     with its turn as ``reasoning``; the chat template keeps or drops it)."""
     content = message.get("content")
+    if isinstance(content, list):  # a user turn with images
+        parts = tuple(TextPart(p["text"]) if p["type"] == "text" else images[p["image_file"]["file_id"]]
+                      for p in content if p["type"] == "text" or p["image_file"]["file_id"] in images)
+        return ChatMessage(role=message["role"], content=parts)
     calls = tuple(ToolCall(id=c["id"], name=(c.get("function") or {}).get("name", ""),
                            arguments=(c.get("function") or {}).get("arguments") or "{}")
                   for c in message.get("tool_calls") or ())
     return ChatMessage(role=message["role"], content=(TextPart(content),) if content else (), tool_calls=calls,
                        tool_call_id=message.get("tool_call_id"), name=message.get("name"),
                        reasoning=message.get("reasoning_content") or None)
+
+
+def _whole_arguments(arguments: str) -> bool:
+    """Whether a call's arguments are a whole JSON object (not cut off mid-way)."""
+    try:
+        return isinstance(json.loads(arguments or "{}"), dict)
+    except ValueError:
+        return False
 
 
 def _tool_choice(value: Any) -> Any:
@@ -375,11 +414,17 @@ class RunService:
         """A run of this process, or one recorded on disk (an earlier process's), or None."""
         run = self.get(thread_id, run_id)
         if run is None:
-            record = await asyncio.to_thread(load_record, self.manager.data_folder, thread_id, run_id)
+            record = await asyncio.to_thread(self._read_record, thread_id, run_id)
             if record is not None and record.get("thread_id") == thread_id:
                 run = run_from_record(record)
-                self._remember(run)
+                if not run.active:  # another live process's run is shown as it stands, never kept here
+                    self._remember(run)
         return run
+
+    def _read_record(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
+        record = load_record(self.manager.data_folder, thread_id, run_id)
+        # A run whose process died after the start-up sweep (another process sharing the folder): interrupted now.
+        return interrupt_if_orphaned(self.manager.data_folder, record) if record is not None else None
 
     def _remember(self, run: Run) -> None:
         self._runs[run.id] = run
@@ -496,7 +541,7 @@ class RunService:
         history = await store.list_messages(req.thread_id, order="asc")
         if req.last_messages:
             history = history[-req.last_messages:]
-        messages = history_messages(history, instructions)
+        messages = history_messages(history, instructions, await thread_images(store, req.thread_id, history))
         if not any(m.role != "system" for m in messages):
             raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
 
@@ -589,6 +634,17 @@ class RunService:
         run.publish("thread.run.in_progress", run_record(run))
         await _Execution(self, run, policy).next_step()
 
+    async def _unanswered_calls(self, run: Run, message: dict[str, Any] | None) -> list[PendingCall]:
+        """The calls of ``message`` (a tool-calling turn) that have no result message in the thread."""
+        if message is None or message.get("role") != "assistant":
+            return []
+        calls = parse_calls((message.get("metadata") or {}).get("tool_calls"))
+        if not calls:
+            return []
+        history = await self.conversations().list_messages(run.thread_id, order="asc")
+        answered = {(m.get("metadata") or {}).get("tool_call_id") for m in history if m.get("role") == "tool"}
+        return [c for c in calls if c.id not in answered]
+
     async def resume(self, run: Run) -> str | None:
         """Ready an ``interrupted`` run's next leg; returns the partial reply it continues (run it with
         :meth:`execute` and ``continue_text``), or None when it starts a fresh reply."""
@@ -609,7 +665,10 @@ class RunService:
         run.publish("thread.run.in_progress", run_record(run))
         execution = _Execution(self, run, policy)
         message = run.message
-        if message is None or message.get("role") != "assistant" or (message.get("metadata") or {}).get("tool_calls"):
+        unanswered = await self._unanswered_calls(run, message)
+        if unanswered:
+            run.resume_calls = unanswered  # jan stopped while they ran (or before): the leg starts with them
+        elif message is None or message.get("role") != "assistant" or (message.get("metadata") or {}).get("tool_calls"):
             await execution.new_message()
         else:
             partial = text_of(message) or None
@@ -674,7 +733,8 @@ class _Execution:
             history = [m for m in history if m.get("id") != run.message["id"]]
         if run.last_messages:
             history = history[-run.last_messages:]
-        messages = list(history_messages(history, run.instructions))
+        messages = list(history_messages(history, run.instructions,
+                                         await thread_images(self.store, run.thread_id, history)))
         if continue_text:
             messages.append(ChatMessage.of_text("assistant", continue_text))
         tools: tuple[ToolSpec, ...] = ()
@@ -782,6 +842,10 @@ class _Execution:
         await self.service.persist(run)
         cancelled = False
         try:
+            if run.resume_calls:  # a resumed leg whose tool-calling turn is saved: its calls come first
+                calls, run.resume_calls = run.resume_calls, []
+                if not await self._tool_step(calls, saved=True):
+                    return  # requires_action
             while True:
                 request = await self._chat_request(continue_text=continue_text)
                 if continue_text:
@@ -789,6 +853,10 @@ class _Execution:
                 continue_text = None
                 status, error, cancelled = await self._stream_step(request)
                 calls = parse_calls([self.tool_calls[i] for i in sorted(self.tool_calls)])
+                if run.finish_reason == "length":
+                    # the token limit may have cut the last call's arguments: such a call is neither run nor
+                    # put to the user (one whose arguments are whole, its closing markup cut, still counts)
+                    calls = [c for c in calls if _whole_arguments(c.arguments)]
                 if status == "ready" and calls and self.policy:
                     if await self._tool_step(calls):
                         continue
@@ -805,15 +873,17 @@ class _Execution:
                     await asyncio.wait([finish])
                 raise asyncio.CancelledError
 
-    async def _tool_step(self, calls: list[PendingCall]) -> bool:
-        """Save the tool-calling turn and run what the policy allows; ``False`` when the user must answer."""
+    async def _tool_step(self, calls: list[PendingCall], *, saved: bool = False) -> bool:
+        """Save the tool-calling turn (unless it is ``saved`` already: a resumed leg) and run what the policy
+        allows; ``False`` when the user must answer."""
         run = self.run
-        metadata = {**((run.message or {}).get("metadata") or {}), "run_id": run.id, "model": run.model_id,
-                    "step": run.step, "tool_calls": [c.to_dict() for c in calls], "finish_reason": "tool_calls"}
-        self._thinking_done()
-        saved = await self._save({"content": self._parts(), "status": "ready", "metadata": metadata})
-        run.message = saved or {**self._message_now("ready"), "metadata": metadata}
-        run.publish("thread.message.completed", run.message)
+        if not saved:
+            metadata = {**((run.message or {}).get("metadata") or {}), "run_id": run.id, "model": run.model_id,
+                        "step": run.step, "tool_calls": [c.to_dict() for c in calls], "finish_reason": "tool_calls"}
+            self._thinking_done()
+            stored = await self._save({"content": self._parts(), "status": "ready", "metadata": metadata})
+            run.message = stored or {**self._message_now("ready"), "metadata": metadata}
+            run.publish("thread.message.completed", run.message)
         step_id = f"step_{uuid.uuid4().hex[:24]}"
         run.publish("thread.run.step.created", self._step_object(step_id, calls, None, "in_progress"))
         auto, ask = triage(self.policy, calls)

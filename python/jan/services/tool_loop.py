@@ -49,6 +49,7 @@ __all__ = [
     "ToolDecision",
     "ToolPolicy",
     "chat_messages",
+    "image_files_of",
     "resolve_policy",
     "run_calls",
     "save_tool_messages",
@@ -283,21 +284,46 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
         if metadata.get("stop_reason") == "interrupted":
             continue  # cut off by a restart: like the pending reply it was (resume continues it explicitly)
         text = text_of(message)
+        thought = reasoning_of(message) if role == "assistant" else ""
         if role == "assistant" and metadata.get("tool_calls"):
             calls = [c for c in metadata["tool_calls"] if isinstance(c, dict) and c.get("id")]
             open_calls.update(c["id"] for c in calls)
-            out.append({"role": "assistant", "content": text or None, "tool_calls": calls})
+            entry = {"role": "assistant", "content": text or None, "tool_calls": calls}
+            if thought:  # many templates keep the thinking of a tool loop's turns (Qwen3, gpt-oss, Nemotron 3)
+                entry["reasoning_content"] = thought
+            out.append(entry)
         elif role == "tool":
             call_id = metadata.get("tool_call_id")
             if call_id in open_calls:
                 out.append({"role": "tool", "tool_call_id": call_id, "name": metadata.get("name"), "content": text})
-        elif text:
-            entry = {"role": role, "content": text}
-            thought = reasoning_of(message) if role == "assistant" else ""
+        elif text or (role == "user" and image_files_of(message)):
+            entry = {"role": role, "content": _with_images(message, text) if role == "user" else text}
             if thought:  # earlier thinking goes back with its turn; the chat template keeps or drops it
                 entry["reasoning_content"] = thought
             out.append(entry)
     return out
+
+
+def image_files_of(message: dict[str, Any]) -> list[str]:
+    """The ids of the images a stored message references (its ``image_file`` parts), in order."""
+    return [p["image_file"]["file_id"] for p in message.get("content") or []
+            if isinstance(p, dict) and p.get("type") == "image_file" and isinstance(p.get("image_file"), dict)
+            and isinstance(p["image_file"].get("file_id"), str)]
+
+
+def _with_images(message: dict[str, Any], text: str) -> Any:
+    """A user turn's content: its text, or with images its text and ``image_file`` parts in stored order."""
+    if not image_files_of(message):
+        return text
+    parts: list[dict[str, Any]] = []
+    for p in message.get("content") or []:
+        if not isinstance(p, dict):
+            continue
+        if p.get("type") == "text" and isinstance(p.get("text"), dict) and p["text"].get("value"):
+            parts.append({"type": "text", "text": p["text"]["value"]})
+        elif p.get("type") == "image_file" and isinstance(p.get("image_file"), dict):
+            parts.append({"type": "image_file", "image_file": {"file_id": p["image_file"].get("file_id")}})
+    return parts
 
 
 def reasoning_of(message: dict[str, Any]) -> str:

@@ -199,12 +199,13 @@ class SamplingOptions:
     logit_bias: Mapping[int, float] | None = None
     # reproducibility
     seed: int | None = None
-    # Speculative decoding with n-gram drafts (llama-server's names; see jan.engine.params):
-    # "ngram"/True turns it on; the output is the same as without it.
+    # Speculative decoding (llama-server's names; see jan.engine.params): "ngram"/True drafts
+    # with n-grams, "draft" with the model's draft model; the output is the same as without it.
     speculative: bool | str | None = None
     draft_max: int | None = None
     draft_min: int | None = None
     ngram: int | None = None
+    draft_p_min: float | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "SamplingOptions":
@@ -271,10 +272,12 @@ SAMPLING_DEFAULTS = SamplingOptions(
 class LoadOptions:
     """How a local model is loaded; ``None`` = not given at this layer.
 
-    ``n_ctx``: context tokens per slot (``None``: the model's training context, at most 4096);
+    ``n_ctx``: context tokens per slot (``None``: the model's training context, at most 4096, or
+    less when that KV cache would not fit in free memory — see :mod:`jan.engine.fit`);
     ``n_parallel``: slots (requests served at once); ``max_queue``: requests that may wait for a
     slot; ``n_gpu_layers``: layers offloaded (-1: all); ``cache_type_k``/``cache_type_v``: the KV
-    cache's element type (f16, q8_0, q4_0, ...; ``jan.engine.model.CACHE_TYPES``).
+    cache's element type (f16, q8_0, q4_0, ...; ``jan.engine.model.CACHE_TYPES``); ``draft_model``:
+    a GGUF sharing the model's vocabulary that drafts for it (speculative decoding).
     """
 
     n_ctx: int | None = None
@@ -293,6 +296,9 @@ class LoadOptions:
     draft_max: int | None = None
     draft_min: int | None = None
     ngram: int | None = None
+    draft_p_min: float | None = None
+    # A GGUF sharing the model's vocabulary that drafts for it (speculative "draft" by default).
+    draft_model: str | None = None
     embedding: bool | None = None
     pooling: str | None = None
 
@@ -315,6 +321,8 @@ class LoadOptions:
         "draft_max": "draft_max",
         "draft_min": "draft_min",
         "ngram": "ngram",
+        "draft_p_min": "draft_p_min",
+        # the draft model's file is resolved by the model service (``draft_model_path``)
     }
 
     @classmethod

@@ -22,6 +22,7 @@ from typing import Any
 from ._util import UNSET, as_seconds, check_dict, now_ms, now_s
 from .context import StoreContext, public
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from .files import extract_images, read_file, write_files
 from .ids import new_message_id, validate_id
 from .jsonl import append_jsonl, parse_jsonl, rewrite_jsonl
 from .leases import LEASE_DIR_NAME, Leases
@@ -46,7 +47,9 @@ def normalize_content(content: Any) -> list[dict[str, Any]]:
     """Content as Jan stores it: a list of parts, text parts as ``{"value", "annotations"}``.
 
     A plain string becomes one text part; OpenAI's input shape
-    ``{"type": "text", "text": "..."}`` is accepted too.
+    ``{"type": "text", "text": "..."}`` is accepted too. Images sent as ``data:`` URLs are
+    turned into ``image_file`` parts (files in the thread folder) by :mod:`jan.store.files`
+    before this.
     """
     if isinstance(content, str):
         return [text_part(content)]
@@ -266,10 +269,26 @@ class MessageStore:
         thread, :class:`AlreadyExistsError` for a taken ``message_id``.
         """
         validate_id(thread_id, "thread id")
+        content, files = extract_images(content)
         doc = self.build(thread_id, role, content, assistant_id=assistant_id, status=status,
                          metadata=metadata, message_id=message_id, created_at=created_at, **extra)
+        self._write_files(thread_id, files)
         self.append(thread_id, [doc], check_ids=message_id is not None)
         return doc
+
+    def _write_files(self, thread_id: str, files: Mapping[str, bytes]) -> None:
+        # Images first: a message never references a file that is not there yet.
+        if files:
+            self._require_thread(thread_id)
+            write_files(self._thread_dir(thread_id), files)
+
+    def read_file(self, thread_id: str, file_id: str) -> tuple[bytes, str]:
+        """``(bytes, mime_type)`` of an image saved with one of the thread's messages
+        (:mod:`jan.store.files`). Raises :class:`NotFoundError` for an unknown thread or file,
+        :class:`InvalidArgumentError` for a malformed file id."""
+        validate_id(thread_id, "thread id")
+        self._require_thread(thread_id)
+        return read_file(self._thread_dir(thread_id), file_id)
 
     def append(self, thread_id: str, docs: Sequence[dict[str, Any]], *, check_ids: bool = True) -> None:
         """Append already-built documents (see :meth:`build`) in one write."""
@@ -313,7 +332,9 @@ class MessageStore:
         validate_id(message_id, "message id")
         changes: dict[str, Any] = _check_extra(extra)
         if content is not UNSET:
+            content, files = extract_images(content)
             changes["content"] = normalize_content(content)
+            self._write_files(thread_id, files)
         if status is not UNSET:
             changes["status"] = _check_status(status)
         if metadata is not UNSET:

@@ -190,6 +190,27 @@ class ModelStore:
             return None  # a relative name must not climb out of the model folder
         return candidate if candidate.is_file() else None
 
+    def draft_model_file(self, model_id: str) -> Path | None:
+        """The GGUF that drafts for this model in speculative decoding (``settings.draft_model``:
+        the id of another model here, a path relative to the model folder, or an absolute path),
+        or ``None`` when it has none. A name that resolves to no file comes back as the path it
+        names, so loading fails with a clear "not found" rather than silently without a draft."""
+        doc = self.get(model_id)
+        name = (doc.get("settings") or {}).get("draft_model")
+        if not isinstance(name, str) or not name:
+            return None
+        if name != model_id and not os.path.isabs(name) and self.exists(name):
+            other = self.model_file(name)
+            if other is not None:
+                return other
+        folder = self.folder(model_id)
+        if os.path.isabs(name):
+            return Path(name)
+        candidate = Path(os.path.normpath(os.path.join(folder, name)))
+        if os.path.commonpath([folder, candidate]) != str(folder):
+            raise ValueError(f"model '{model_id}': settings.draft_model '{name}' climbs out of the model folder")
+        return candidate
+
     def import_gguf(self, src: str | os.PathLike[str], *, model_id: str | None = None,
                     mode: ImportMode = "copy", name: str | None = None, description: str = "",
                     settings: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,

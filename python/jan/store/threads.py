@@ -12,6 +12,7 @@ from ._util import UNSET, as_millis, check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes
 from .context import StoreContext, read_collection
 from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, NotFoundError, StoreError
+from .files import extract_images, write_files
 from .ids import new_thread_id, validate_id
 from .jsonl import encode_lines
 from .messages import MessageStore
@@ -68,7 +69,14 @@ class ThreadStore:
             "updated": created,
             "metadata": check_dict("metadata", metadata),
         }
-        message_docs = [self._messages.build_from(thread_id, m) for m in check_list("messages", messages)]
+        files: dict[str, bytes] = {}
+        message_docs = []
+        for m in check_list("messages", messages):
+            if isinstance(m, Mapping) and "content" in m:
+                content, found = extract_images(m["content"])
+                m = {**m, "content": content}
+                files.update(found)
+            message_docs.append(self._messages.build_from(thread_id, m))
         if len({m["id"] for m in message_docs}) != len(message_docs):
             raise InvalidArgumentError("initial messages have duplicate ids")
         # Encode everything first: a bad value must fail before the folder exists.
@@ -83,6 +91,7 @@ class ThreadStore:
             except FileExistsError:
                 raise AlreadyExistsError(KIND, thread_id) from None
             try:
+                write_files(directory, files)
                 atomic_write_bytes(messages_path, lines)
                 atomic_write_bytes(thread_json, thread_bytes)
             except BaseException:

@@ -39,6 +39,9 @@ const ui = {
   emptyState: $("empty-state"),
   composer: $("composer"),
   prompt: $("prompt"),
+  attachments: $("attachments"),
+  attach: $("attach"),
+  attachInput: $("attach-input"),
   send: $("send"),
   stop: $("stop"),
   toast: $("toast"),
@@ -83,7 +86,15 @@ const state = {
   draftSettings: { instructions: "", temperature: null, max_tokens: null }, // for a thread not created yet
   pull: null, // {id, controller}
   keyNeeded: false, // the server wants an API key and the user closed the dialog without one
+  attachments: [], // images to send with the next message: {name, url (a data: URL)}
 };
+
+/** Images the server (and the model's projector) accept, and the most one may weigh. */
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
+const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
+const MAX_IMAGES = 8;
+/** Object URLs of thread images already fetched, by "<thread>/<file_id>" (files never change). */
+const imageUrls = new Map();
 
 // ------------------------------------------------------------------ helpers
 
@@ -144,6 +155,36 @@ function messageText(message) {
     .filter((part) => part && part.type === "text")
     .map((part) => (typeof part.text === "string" ? part.text : part.text?.value ?? ""))
     .join("\n");
+}
+
+/** The images a message holds: its image_file parts' {file_id, mime_type}. */
+function messageImages(message) {
+  if (!Array.isArray(message.content)) return [];
+  return message.content.filter((p) => p && p.type === "image_file" && typeof p.image_file?.file_id === "string")
+    .map((p) => p.image_file);
+}
+
+/** A thumbnail of an image stored in the thread folder, fetched with the API key (an <img src> could not send it). */
+function threadImage(threadId, ref) {
+  const img = el("img", "thumb");
+  img.alt = "Attached image";
+  img.dataset.fileId = ref.file_id;
+  const key = `${threadId}/${ref.file_id}`;
+  if (imageUrls.has(key)) {
+    img.src = imageUrls.get(key);
+    return img;
+  }
+  (async () => {
+    try {
+      const response = await api(`/v1/threads/${encodeURIComponent(threadId)}/files/${encodeURIComponent(ref.file_id)}`, { raw: true });
+      const url = URL.createObjectURL(await response.blob());
+      imageUrls.set(key, url);
+      img.src = url;
+    } catch (err) {
+      img.alt = `Image not available (${err.message})`;
+    }
+  })();
+  return img;
 }
 
 /** A message's thinking: its "reasoning" parts' text and how long it took (ms, when saved). */
@@ -611,6 +652,12 @@ function messageView(message) {
   status.hidden = true;
   root.append(head, thinking, body, status);
   const view = { root, body, status, text: "", thinking, thinkingSummary, thinkingBody };
+  const images = messageImages(message);
+  if (images.length) {
+    const box = el("div", "message-images");
+    for (const ref of images) box.append(threadImage(message.thread_id, ref));
+    root.insertBefore(box, body);
+  }
   const saved = messageReasoning(message);
   if (saved.text) setViewReasoning(view, saved.text, false, saved.ms);
   setViewText(view, messageText(message), user);
@@ -687,9 +734,58 @@ function assistantEntry(modelId, settings, base = null) {
   return entry;
 }
 
+// ------------------------------------------------------------------ attachments
+
+/** Add picked, pasted or dropped files as images to send (checked here so the user hears at once). */
+async function addImages(files) {
+  for (const file of files) {
+    if (!IMAGE_TYPES.includes(file.type)) {
+      toast(`${file.name || "That file"} is not a PNG, JPEG, WebP or GIF image.`);
+      continue;
+    }
+    if (file.size > MAX_IMAGE_BYTES) {
+      toast(`${file.name || "That image"} is ${formatBytes(file.size)}; at most ${formatBytes(MAX_IMAGE_BYTES)} per image.`);
+      continue;
+    }
+    if (state.attachments.length >= MAX_IMAGES) {
+      toast(`At most ${MAX_IMAGES} images per message.`);
+      break;
+    }
+    const url = await new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(file);
+    });
+    state.attachments.push({ name: file.name || "pasted image", url });
+  }
+  renderAttachments();
+}
+
+function renderAttachments() {
+  ui.attachments.replaceChildren();
+  state.attachments.forEach((item, i) => {
+    const box = el("div", "attachment");
+    const img = el("img", "thumb");
+    img.src = item.url;
+    img.alt = item.name;
+    const remove = el("button", "", "×");
+    remove.type = "button";
+    remove.setAttribute("aria-label", `Remove ${item.name}`);
+    remove.addEventListener("click", () => {
+      state.attachments.splice(i, 1);
+      renderAttachments();
+      ui.prompt.focus();
+    });
+    box.append(img, remove);
+    ui.attachments.append(box);
+  });
+  ui.attachments.hidden = state.attachments.length === 0;
+}
+
 async function send() {
   const text = ui.prompt.value.trim();
-  if (!text || state.run) return;
+  if ((!text && !state.attachments.length) || state.run) return;
   if (!state.modelId) {
     toast("No model to answer with: import or download one under Models.");
     return;
@@ -699,6 +795,13 @@ async function send() {
   setStreaming(true);
   ui.prompt.value = "";
   autosize();
+  const images = state.attachments;
+  state.attachments = [];
+  renderAttachments();
+  // Jan's shape for text; images as data URLs, which the server stores as files in the thread folder
+  const content = images.length
+    ? [...(text ? [{ type: "text", text }] : []), ...images.map((i) => ({ type: "image_url", image_url: { url: i.url } }))]
+    : text;
   let view = null;
   let finalMessage = null;
   let failure = null;
@@ -719,7 +822,7 @@ async function send() {
     }
     const threadId = state.thread.id;
     const userMessage = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages`, {
-      method: "POST", body: { role: "user", content: text },
+      method: "POST", body: { role: "user", content },
     });
     state.messages.push(userMessage);
     ui.messages.append(messageView(userMessage).root);
@@ -852,8 +955,12 @@ async function send() {
     }
     view.root.dataset.done = "true";
   } else if (failure) {
-    ui.prompt.value = ui.prompt.value || text; // nothing was sent: give the text back
+    ui.prompt.value = ui.prompt.value || text; // nothing was sent: give the text and images back
     autosize();
+    if (!state.attachments.length) {
+      state.attachments = images;
+      renderAttachments();
+    }
   }
   if (failure) toast(failure);
   if (state.thread && ui.messages.querySelector(".tool-calls")) {
@@ -1268,6 +1375,27 @@ function bind() {
     }
   });
   ui.prompt.addEventListener("input", autosize);
+  ui.attach.addEventListener("click", () => ui.attachInput.click());
+  ui.attachInput.addEventListener("change", async () => {
+    await addImages([...ui.attachInput.files]);
+    ui.attachInput.value = "";
+    ui.prompt.focus();
+  });
+  ui.prompt.addEventListener("paste", (event) => {
+    const files = [...(event.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
+    if (files.length) {
+      event.preventDefault();
+      addImages(files);
+    }
+  });
+  ui.composer.addEventListener("dragover", (event) => event.preventDefault());
+  ui.composer.addEventListener("drop", (event) => {
+    const files = [...(event.dataTransfer?.files || [])];
+    if (files.length) {
+      event.preventDefault();
+      addImages(files);
+    }
+  });
   ui.stop.addEventListener("click", () => { stopRun(); ui.prompt.focus(); });
 
   document.addEventListener("keydown", (event) => {

@@ -105,3 +105,15 @@ class ConversationalExtension(AssistantExtension):
     @abstractmethod
     async def delete_message(self, thread_id: str, message_id: str) -> None:
         """Remove one message; raises ``NotFoundError`` if the thread or message is missing."""
+
+    # -- files -----------------------------------------------------------
+    async def read_file(self, thread_id: str, file_id: str) -> tuple[bytes, str]:
+        """``(bytes, mime_type)`` of an image stored with one of the thread's messages.
+
+        Messages reference such files with Jan's ``{"type": "image_file", "image_file":
+        {"file_id", "mime_type"}}`` parts. Raises ``NotFoundError`` for an unknown thread
+        or file. The default (a store that keeps no files) finds none.
+        """
+        from jan.core.exceptions import NotFoundError
+
+        raise NotFoundError(f"file {file_id!r} not found", resource="file", id=file_id)

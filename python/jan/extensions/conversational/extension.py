@@ -131,6 +131,9 @@ class ConversationalStoreExtension(BuiltinExtension, ConversationalExtension):
     async def delete_message(self, thread_id: str, message_id: str) -> None:
         await self._store().messages.delete(thread_id, message_id)
 
+    async def read_file(self, thread_id: str, file_id: str) -> tuple[bytes, str]:
+        return await self._store().messages.read_file(thread_id, file_id)
+
     # -- assistants ----------------------------------------------------------
     async def list_assistants(self) -> list[dict[str, Any]]:
         page = await self._store().assistants.list(order="asc")

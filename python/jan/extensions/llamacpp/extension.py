@@ -118,6 +118,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 opts = self.load_options(model).given()
                 if model.get("mmproj_path"):  # resolved by the model service, like file_path
                     opts["mmproj"] = str(model["mmproj_path"])
+                if model.get("draft_model_path"):  # model.json's draft model wins over --model-draft
+                    opts["draft_model"] = str(model["draft_model_path"])
                 loaded = await asyncio.to_thread(engine.load, model_id, path, **opts)
             except Exception as exc:
                 self._failures[model_id] = str(exc)
@@ -168,6 +170,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             "queue_depth": status.get("queue_depth", 0),
             "memory_bytes": status.get("memory_bytes"),  # the weights
             "kv_cache_bytes": status.get("kv_cache_bytes"),
+            "draft_model": status.get("draft_model"),  # speculative decoding's draft GGUF, or None
+            "draft_kv_cache_bytes": status.get("draft_kv_cache_bytes", 0),
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never
             "projector_memory_bytes": status.get("projector_memory_bytes", 0),
             "capabilities": status.get("capabilities", {}),

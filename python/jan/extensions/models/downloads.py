@@ -11,12 +11,15 @@ from jan.downloads import DownloadState, DownloadTask as FileDownload
 
 
 class ModelPull(DownloadTask):
-    """Downloads the weights, then writes model.json; progress goes to the event bus."""
+    """Downloads the weights (and ``extra`` files beside them, such as the projector, at the same
+    time), then writes model.json; progress (all files together) goes to the event bus."""
 
-    def __init__(self, download: FileDownload, model_id: str, bus, register: Callable[[], Awaitable[dict]]):
+    def __init__(self, download: FileDownload, model_id: str, bus, register: Callable[[], Awaitable[dict]], *,
+                 extra: list[FileDownload] = ()):
         self.id = model_id
         self.model_id = model_id
         self._download = download
+        self._extra = list(extra)
         self._bus = bus
         self._register = register
         self._model: dict[str, Any] | None = None
@@ -27,12 +30,15 @@ class ModelPull(DownloadTask):
         async def publish():
             async for p in self._download.progress():
                 if p.state == DownloadState.DOWNLOADING:
+                    done, total = self._bytes()
                     self._bus.emit_nowait(DownloadProgress(task_id=self.id, model_id=self.model_id,
-                                                           downloaded_bytes=p.bytes_done, total_bytes=p.bytes_total))
+                                                           downloaded_bytes=done, total_bytes=total))
 
         publisher = asyncio.create_task(publish())
         try:
             await self._download.wait()
+            for download in self._extra:
+                await download.wait()
             self._model = await self._register()
             await self._bus.emit(DownloadComplete(task_id=self.id, model_id=self.model_id))
         except BaseException as exc:  # noqa: BLE001 - recorded, re-raised by wait()
@@ -42,8 +48,15 @@ class ModelPull(DownloadTask):
         finally:
             publisher.cancel()
 
+    def _bytes(self) -> tuple[int, int | None]:
+        """Bytes done and expected over every file (total None while one size is unknown)."""
+        files = [self._download, *self._extra]
+        totals = [d.bytes_total for d in files]
+        return sum(d.bytes_done for d in files), (None if any(t is None for t in totals) else sum(totals))
+
     def status(self) -> dict[str, Any]:
         d = self._download
+        done, total = self._bytes()
         state = d.state.value if hasattr(d.state, "value") else str(d.state)
         if state == "verifying":
             state = "downloading"
@@ -57,8 +70,8 @@ class ModelPull(DownloadTask):
             "model_id": self.model_id,
             "url": d.url,
             "state": state,
-            "downloaded_bytes": d.bytes_done,
-            "total_bytes": d.bytes_total,
+            "downloaded_bytes": done,
+            "total_bytes": total,
             "speed": d.speed,
             "eta": d.eta,
             "error": error,
@@ -72,6 +85,8 @@ class ModelPull(DownloadTask):
 
     async def cancel(self) -> None:
         self._download.cancel(discard=True)
+        for download in self._extra:
+            download.cancel(discard=True)
         try:
             await asyncio.shield(self._task)
         except BaseException:  # noqa: BLE001 - the cancellation itself

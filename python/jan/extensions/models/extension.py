@@ -12,6 +12,7 @@ from jan.downloads import Downloader, filename_from_url, resolve_url
 from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.extensions.models.downloads import ModelPull
 from jan.extensions.models.gguf_info import describe_gguf
+from jan.hf_repo import plan_pull, sibling_mmproj
 from jan.store import AsyncStore, DataFolder, NotFoundError, slugify_id, validate_id
 
 class ModelManagerExtension(BuiltinExtension, ModelExtension):
@@ -49,18 +50,22 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         path = await self.store.models.mmproj_file(model_id)
         return str(path) if path else None
 
+    async def draft_model_file(self, model_id: str) -> str | None:
+        path = await self.store.models.draft_model_file(model_id)
+        return str(path) if path else None
+
     async def import_model(self, path: str, *, model_id: str | None = None, mode: str = "symlink",
                            mmproj: str | None = None, **fields: Any) -> dict[str, Any]:
         """Import a GGUF; ``mmproj``: its projector (referenced in place, ``settings.mmproj``). A
-        projector named ``mmproj-<model file name>`` beside the model is picked up by itself."""
+        projector beside the model (``mmproj-<model file name>``, or the folder's only
+        ``*mmproj*.gguf``: :func:`jan.hf_repo.sibling_mmproj`) is picked up by itself."""
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isfile(path):
             raise ValueError(f"path: no file at '{path}'")
         if mmproj is None:
             mmproj = (fields.get("settings") or {}).get("mmproj")
-        if mmproj is None:
-            sibling = os.path.join(os.path.dirname(path), "mmproj-" + os.path.basename(path))
-            mmproj = sibling if os.path.isfile(sibling) else None
+        if mmproj is None and "mmproj" not in os.path.basename(path).lower():
+            mmproj = await asyncio.to_thread(sibling_mmproj, path)
         if mmproj is not None:
             mmproj = os.path.abspath(os.path.expanduser(mmproj))
             if not os.path.isfile(mmproj):
@@ -92,7 +97,12 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         await self.store.models.delete(model_id)
 
     async def pull(self, source: str, model_id: str | None = None, *, sha256: str | None = None) -> ModelPull:
-        url = resolve_url(source)
+        """Download a model: an http(s) URL or ``hf://`` file of a GGUF, or a whole
+        ``hf://owner/repo[:QUANT]`` (its model and projector chosen from its file list, as
+        llama-server's ``-hf`` does). A repository's ``mmproj`` GGUF comes along and is set as
+        the model's projector (:mod:`jan.hf_repo`); ``sha256`` checks the model file."""
+        plan = await plan_pull(source)
+        url = resolve_url(plan.model_url)
         filename = filename_from_url(url)
         model_id = model_id or slugify_id(os.path.splitext(filename)[0])
         validate_id(model_id)
@@ -103,16 +113,27 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         await asyncio.to_thread(os.makedirs, folder, exist_ok=True)
         dest = os.path.join(folder, filename)
         download = self.downloader.start(url, dest, sha256=sha256)
+        extra, mmproj = [], None
+        if plan.mmproj_url is not None:
+            mmproj_url = resolve_url(plan.mmproj_url)
+            mmproj = os.path.join(folder, filename_from_url(mmproj_url))
+            extra.append(self.downloader.start(mmproj_url, mmproj))
 
         async def register() -> dict[str, Any]:
             info = await asyncio.to_thread(describe_gguf, dest)
-            return await self._register_downloaded(model_id, dest, source, info)
+            return await self._register_downloaded(model_id, dest, plan.model_url, info, mmproj, plan.mmproj_url)
 
-        pull = ModelPull(download, model_id, self._ctx.bus, register)
+        pull = ModelPull(download, model_id, self._ctx.bus, register, extra=extra)
         self._pulls[model_id] = pull
         return pull
 
-    async def _register_downloaded(self, model_id: str, dest: str, source: str, info: dict) -> dict[str, Any]:
+    async def _register_downloaded(self, model_id: str, dest: str, source: str, info: dict,
+                                   mmproj: str | None = None, mmproj_source: str | None = None) -> dict[str, Any]:
+        settings = {**info["settings"], "llama_model_path": os.path.basename(dest)}
+        sources = [{"filename": os.path.basename(dest), "url": source}]
+        if mmproj is not None:
+            settings["mmproj"] = os.path.basename(mmproj)  # relative to the model folder
+            sources.append({"filename": os.path.basename(mmproj), "url": mmproj_source})
         doc = {
             "id": model_id,
             "object": "model",
@@ -120,8 +141,8 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             "version": "1.0",
             "description": "",
             "format": "gguf",
-            "sources": [{"filename": os.path.basename(dest), "url": source}],
-            "settings": {**info["settings"], "llama_model_path": os.path.basename(dest)},
+            "sources": sources,
+            "settings": settings,
             "parameters": {},
             "metadata": info["metadata"],
             "engine": "llama.cpp",

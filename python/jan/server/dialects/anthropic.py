@@ -16,7 +16,9 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from jan.server.schemas import INT32_MAX, MaxTokens, NullMeansDefault, bounded
 
 from jan.services import types as typed
 
@@ -33,9 +35,10 @@ __all__ = [
 ]
 
 
-class _Wire(BaseModel):
+class _Wire(NullMeansDefault):
     # Anthropic adds fields often (cache_control, citations, ...): what jan has no use for is ignored.
-    model_config = ConfigDict(extra="ignore")
+    # Values are not coerced ("1" is no integer) and null means the default, as on every jan route.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 # -- request ---------------------------------------------------------------------------------
@@ -113,7 +116,7 @@ class ToolChoiceParam(_Wire):
 
 class ThinkingParam(_Wire):
     type: Literal["enabled", "disabled", "adaptive"]
-    budget_tokens: int | None = Field(default=None, ge=0)
+    budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
 
 
 class JSONOutputFormat(_Wire):
@@ -147,11 +150,11 @@ class _Prompt(_Wire):
 class MessagesRequest(_Prompt):
     """The body of ``POST /v1/messages``. ``max_tokens`` is required, as Anthropic requires it."""
 
-    max_tokens: int = Field(ge=1)
+    max_tokens: MaxTokens
     stop_sequences: list[str] | None = None
-    temperature: float | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
+    temperature: float | None = bounded("temperature")
+    top_p: float | None = bounded("top_p")
+    top_k: int | None = bounded("top_k")
     stream: bool = False
     metadata: AnthropicMetadata | None = None
 

@@ -12,8 +12,9 @@ import math
 import re
 from typing import Any, Literal, Union, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator
 
+from jan.server.schemas import INT32_MAX, NullMeansDefault, Seed, TokenList, bounded
 from jan.services.types import SamplingOptions
 
 FOREVER = math.inf
@@ -54,9 +55,10 @@ def parse_keep_alive(value: Union[str, float, int, None]) -> float | None:
     return FOREVER if sign < 0 and total > 0 else total
 
 
-class _Body(BaseModel):
-    # Ollama ignores fields it does not know (clients send newer ones); so do we.
-    model_config = ConfigDict(extra="ignore")
+class _Body(NullMeansDefault):
+    # Ollama ignores fields it does not know (clients send newer ones); so do we. As Go's JSON decoder,
+    # a value of the wrong type is refused ("1" is no integer) and null leaves the field's default.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 #: Ollama ``options`` that are jan's :class:`~jan.services.types.SamplingOptions` fields as they are
@@ -66,8 +68,9 @@ SHARED_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p",
 
 
 class _OptionsBase(_Body):
-    num_predict: int | None = None
-    seed: int | None = None
+    # -1: no limit, -2: fill the context (Ollama's); else at most what the engine holds.
+    num_predict: int | None = Field(None, ge=-2, le=INT32_MAX)
+    seed: Seed | None = None  # < 0: random
     stop: list[str] | None = None
 
     @field_validator("stop", mode="before")
@@ -80,7 +83,7 @@ _SAMPLING_TYPES = get_type_hints(SamplingOptions)
 # The shared fields take their types from SamplingOptions: one field list, not two to keep in step.
 OllamaOptions = create_model(
     "OllamaOptions", __base__=_OptionsBase, __module__=__name__,
-    **{name: (_SAMPLING_TYPES[name], None) for name in SHARED_SAMPLING})
+    **{name: (_SAMPLING_TYPES[name], bounded(name)) for name in SHARED_SAMPLING})
 OllamaOptions.__doc__ = """``options``: the Modelfile parameters Ollama takes per request.
 
 The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
@@ -166,7 +169,7 @@ class _Inference(_ModelUse):
     format: Format = None
     think: Think = None
     logprobs: bool = False
-    top_logprobs: int = Field(0, ge=0, le=20)
+    top_logprobs: int = bounded("top_logprobs", 0)
 
     @property
     def streaming(self) -> bool:
@@ -187,7 +190,7 @@ class OllamaGenerateRequest(_Inference):
     suffix: str = ""
     system: str = ""
     template: str = ""
-    context: list[int] | None = None
+    context: TokenList | None = None
     raw: bool = False
     images: list[str] | None = None
 
@@ -197,7 +200,7 @@ class OllamaEmbedRequest(_ModelUse):
 
     input: Union[str, list[str], None] = None
     truncate: bool | None = None
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: int | None = Field(None, ge=1, le=INT32_MAX)
 
 
 class OllamaEmbeddingsRequest(_ModelUse):

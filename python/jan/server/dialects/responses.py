@@ -16,7 +16,9 @@ import secrets
 import time
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import ConfigDict, Discriminator, Field, Tag
+
+from jan.server.schemas import MaxTokens, NullMeansDefault, bounded
 
 from jan.services import types as typed
 
@@ -46,9 +48,10 @@ def valid_response_id(value: str) -> bool:
     return bool(_RESPONSE_ID.match(value))
 
 
-class _Wire(BaseModel):
+class _Wire(NullMeansDefault):
     # OpenAI adds request fields often (prompt_cache_key, safety_identifier, ...): unused ones are ignored.
-    model_config = ConfigDict(extra="ignore")
+    # Values are not coerced ("1" is no integer) and null means the default, as on every jan route.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 # -- request ------------------------------------------------------------------------------------
@@ -162,9 +165,9 @@ class ResponsesRequest(_Wire):
     tools: list[FunctionTool] | None = None
     tool_choice: Union[Literal["auto", "none", "required"], FunctionChoice, None] = None
     parallel_tool_calls: bool | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_output_tokens: MaxTokens | None = None
+    temperature: float | None = bounded("temperature")
+    top_p: float | None = bounded("top_p")
     reasoning: ReasoningParam | None = None
     text: TextParam | None = None
     store: bool = True

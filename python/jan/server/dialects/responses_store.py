@@ -5,8 +5,8 @@ with one job:
 
 * its conversation goes into a Jan thread through the conversation store extension, so a
   conversation an agent started shows up in the web page like any other: each input turn
-  and the answer are thread messages (tool calls, the tool call a tool message answers and
-  reasoning in ``metadata``);
+  and the answer are thread messages (thinking as a ``reasoning`` content part before the text,
+  as runs save it; tool calls and the tool call a tool message answers in ``metadata``);
 * a small index file ``<data>/responses/<response_id>.json`` holds the ``response`` object,
   its input items (for ``input_items``), the thread and the thread's last message of that
   response: ``previous_response_id`` continues the thread from that message.
@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ def _data_url(part: ImagePart) -> str:
 
 def to_thread_message(message: ChatMessage, response_id: str) -> dict[str, Any]:
     """A chat turn as a Jan message (``role``, ``content`` parts, ``metadata``)."""
-    content: list[dict[str, Any]] = []
+    # thinking is a ``reasoning`` part before the text, as runs save it: the web page shows it the same way
+    content: list[dict[str, Any]] = [{"type": "reasoning", "text": message.reasoning}] if message.reasoning else []
     for part in message.content:
         if isinstance(part, TextPart):
             content.append({"type": "text", "text": part.text})
@@ -74,8 +76,6 @@ def to_thread_message(message: ChatMessage, response_id: str) -> dict[str, Any]:
                                   for c in message.tool_calls]
     if message.tool_call_id:
         metadata["tool_call_id"] = message.tool_call_id
-    if message.reasoning:
-        metadata["reasoning_content"] = message.reasoning
     role = "system" if message.role == "developer" else message.role
     return {"role": role, "content": content, "metadata": metadata}
 
@@ -90,25 +90,37 @@ def _image(url: str) -> ImagePart | None:
         return None
 
 
-def from_thread_message(message: dict[str, Any]) -> ChatMessage | None:
-    """A Jan message as a chat turn (``None`` for one that is no turn: pending, failed, unknown role)."""
+def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart] | None = None) -> ChatMessage | None:
+    """A Jan message as a chat turn (``None`` for one that is no turn: pending, failed, unknown role).
+    ``images``: the thread's image files by id, for its ``image_file`` parts (the store keeps
+    images as files, see :mod:`jan.store.files`)."""
     role = message.get("role")
     if role not in ("user", "assistant", "system", "tool") or message.get("status") in ("pending", "error"):
         return None
     parts: list[Part] = []
+    thinking: list[str] = []
     content = message.get("content")
     if isinstance(content, str):
         parts.append(TextPart(content))
     for part in content if isinstance(content, list) else ():
         if not isinstance(part, dict):
             continue
-        if part.get("type") == "text":
+        if part.get("type") == "reasoning":
+            text = part.get("text")
+            value = text.get("value") if isinstance(text, dict) else text
+            if isinstance(value, str):
+                thinking.append(value)
+        elif part.get("type") == "text":
             text = part.get("text")
             value = text.get("value") if isinstance(text, dict) else text
             if isinstance(value, str) and value:
                 parts.append(TextPart(value))
         elif part.get("type") == "image_url":
             image = _image(str((part.get("image_url") or {}).get("url", "")))
+            if image is not None:
+                parts.append(image)
+        elif part.get("type") == "image_file" and images:
+            image = images.get(str((part.get("image_file") or {}).get("file_id", "")))
             if image is not None:
                 parts.append(image)
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
@@ -119,7 +131,8 @@ def from_thread_message(message: dict[str, Any]) -> ChatMessage | None:
             calls.append(ToolCall(str(call["id"]), str(function["name"]), str(function.get("arguments") or "{}")))
     return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
                        tool_call_id=metadata.get("tool_call_id") if role == "tool" else None,
-                       reasoning=metadata.get("reasoning_content") or None)
+                       # metadata.reasoning_content: where responses stored before kept it
+                       reasoning="".join(thinking) or metadata.get("reasoning_content") or None)
 
 
 def _title(messages: list[ChatMessage]) -> str | None:
@@ -204,7 +217,15 @@ class ResponsesStore:
 
     async def history(self, stored: StoredResponse) -> list[ChatMessage]:
         """The conversation a ``previous_response_id`` continues, as chat turns."""
-        turns = (from_thread_message(m) for m in await self._thread_messages(stored))
+        messages = await self._thread_messages(stored)
+        images: dict[str, ImagePart] = {}
+        for message in messages:
+            for part in message.get("content") or ():
+                file_id = (part.get("image_file") or {}).get("file_id") if isinstance(part, dict) else None
+                if isinstance(file_id, str) and file_id not in images:
+                    with contextlib.suppress(NotFoundError):  # a file gone: the turn goes without it
+                        images[file_id] = ImagePart(*await self.conversations.read_file(stored.thread_id, file_id))
+        turns = (from_thread_message(m, images) for m in messages)
         return [t for t in turns if t is not None]
 
     def _lock(self, thread_id: str) -> asyncio.Lock:
@@ -262,7 +283,7 @@ class ResponsesStore:
     async def complete(self, stored: StoredResponse, response: dict[str, Any], output: ChatMessage | None) -> StoredResponse:
         """The response finished (``response`` is its final object): its answer joins the thread."""
         last = stored.last_message_id
-        if output is not None and stored.thread_id is not None and (output.content or output.tool_calls):
+        if output is not None and stored.thread_id is not None and (output.content or output.tool_calls or output.reasoning):
             message = to_thread_message(output, stored.id)
             if response.get("status") == "cancelled":
                 message["status"] = "stopped"  # Jan's word for an answer cut off

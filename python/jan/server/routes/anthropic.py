@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from jan.server.dialects import anthropic as wire
+from jan.server.disconnect import unless_disconnected
 from jan.server.errors import ERROR_SHAPES
-from jan.server.keys import SERVICES
-from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.keys import MEDIA_FETCHER, SERVICES
+from jan.server.media_fetch import fetch_body_images
+from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatAggregator, ChatService
@@ -22,6 +24,11 @@ from jan.services import ChatAggregator, ChatService
 routes = web.RouteTableDef()
 
 ERROR_SHAPES["/v1/messages"] = lambda err: wire.error_body(err.status, err.message)
+DIALECT_ERRORS["/v1/messages"] = ("AnthropicError", {
+    "type": "object", "required": ["type", "error"], "properties": {
+        "type": {"const": "error"},
+        "error": {"type": "object", "required": ["type", "message"],
+                  "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}})
 EXTRA_BODIES[("POST", "/v1/messages")] = wire.MessagesRequest
 EXTRA_BODIES[("POST", "/v1/messages/count_tokens")] = wire.CountTokensRequest
 
@@ -34,21 +41,26 @@ def _chat(request: web.Request) -> ChatService:
 async def messages(request: web.Request) -> web.StreamResponse:
     """Create a message (Anthropic); ``stream: true`` sends Anthropic's named events."""
     body = await parse_body(request, wire.MessagesRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     chat_request = wire.to_chat_request(body)
     chat = _chat(request)
     message_id = wire.new_message_id()
     stop_sequences = body.stop_sequences or ()
     stream = chat.stream(chat_request)
     if not body.stream:
-        # The stream aggregated (what ChatService.complete does), keeping the stop string that ended it.
-        aggregator, stop = ChatAggregator(), None
-        async with stream:
-            async for delta in stream:
-                aggregator.add(delta)
-                if delta.choice == 0 and delta.finish_reason is not None:
-                    stop = delta.stop if delta.stop in stop_sequences else None
-        result = aggregator.result(stream.model or body.model or "")
-        return web.json_response(wire.message_from_result(result, message_id, body.model or result.model, stop))
+        # The stream aggregated (what ChatService.complete does), keeping the stop string that ended it;
+        # cancelled (the engine's slot freed) when the client goes away first.
+        async def collect() -> dict:
+            aggregator, stop = ChatAggregator(), None
+            async with stream:
+                async for delta in stream:
+                    aggregator.add(delta)
+                    if delta.choice == 0 and delta.finish_reason is not None:
+                        stop = delta.stop if delta.stop in stop_sequences else None
+            result = aggregator.result(stream.model or body.model or "")
+            return wire.message_from_result(result, message_id, body.model or result.model, stop)
+
+        return web.json_response(await unless_disconnected(request, collect(), body.model))
     deltas = await started(stream)
 
     async def events() -> AsyncIterator[Event]:
@@ -68,6 +80,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.Response:
     """The prompt's token count as the model's chat template and vocabulary make it."""
     body = await parse_body(request, wire.CountTokensRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     rendered = await _chat(request).render(wire.to_chat_request(body))
     return web.json_response({"input_tokens": len(rendered.tokens)})
 

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
-from jan.server.schemas import StrictModel
+from jan.server.schemas import StrictModel, bounded
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
@@ -39,8 +39,8 @@ class AssistantFields(_Strict):
     metadata: dict[str, Any] | None = None
     avatar: str | None = None
     parameters: dict[str, Any] | None = Field(default=None, description="Sampling parameters (Jan)")
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    temperature: float | None = bounded("temperature")
+    top_p: float | None = bounded("top_p")
     response_format: Union[str, dict[str, Any], None] = None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 import jan
+from jan.server.errors import under_prefix
 from jan.server.jsonio import json_response
 from jan.server import schemas
 
@@ -111,6 +112,8 @@ RESPONSES: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
     ("POST", "/v1/models"): {"201": ("The model was added", {JSON: "Model"})},
     ("POST", "/v1/models/pull"): {"200": ("Progress as server-sent events", {SSE: None}),
                                   "202": ("Started (stream: false)", {JSON: None})},
+    ("GET", "/v1/threads/{thread_id}/files/{file_id}"): {"200": ("The image file", {
+        "image/png": None, "image/jpeg": None, "image/webp": None, "image/gif": None})},
     ("POST", "/v1/threads/{thread_id}/runs"): {"200": ("The run, or with stream: true its events",
                                                         {JSON: None, SSE: None})},
 }
@@ -131,7 +134,7 @@ def _responses(method: str, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {status: {"description": desc, "content": {
         media: _content(media, schema)[media] for media, schema in contents.items()}}
         for status, (desc, contents) in ok.items()}
-    error_name = next((name for prefix, (name, _) in DIALECT_ERRORS.items() if path.startswith(prefix)), "Error")
+    error_name = next((name for prefix, (name, _) in DIALECT_ERRORS.items() if under_prefix(path, prefix)), "Error")
     error = {"content": {JSON: {"schema": {"$ref": f"#/components/schemas/{error_name}"}}}}
     out["4XX"] = {"description": "The request cannot be served as sent (the body names the param)", **error}
     if path not in ("/", "/favicon.ico", "/health", "/docs", "/openapi.json"):

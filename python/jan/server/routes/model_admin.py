@@ -107,7 +107,8 @@ class ModelPatch(_Strict):
 
 
 class PullRequest(_Strict):
-    url: str = Field(min_length=1, description="https:// (or http://) URL of a .gguf file, or hf://owner/repo/file.gguf")
+    url: str = Field(min_length=1, description="https:// (or http://) URL of a .gguf file, hf://owner/repo/file.gguf, "
+                     "or a whole hf://owner/repo[:QUANT] (its model and mmproj projector chosen from its files)")
     id: str | None = Field(default=None, description="Model id (default: from the file name)")
     sha256: str | None = Field(default=None, description="Expected SHA-256 of the file")
     stream: bool = Field(True, description="Stream progress as server-sent events; false: answer 202 at once")

@@ -30,7 +30,8 @@ from jan.errors import ModelNotFoundError
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
-from jan.server.errors import APIError, to_api_error
+from jan.server.disconnect import unless_disconnected
+from jan.server.errors import ERROR_SHAPES, APIError, to_api_error
 from jan.server.keys import SERVICES, SHUTTING_DOWN
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import loads_bounded
@@ -48,6 +49,9 @@ PULL_PROGRESS_INTERVAL = 0.25
 
 B = TypeVar("B", bound=BaseModel)
 
+# Errors raised before a handler runs (the key check's 401, a foreign Origin's 403, an unknown /api/ route's
+# 404, a body over the size limit) leave in Ollama's shape too, as the spec below declares.
+ERROR_SHAPES["/api"] = lambda err: {"error": err.message}
 DIALECT_ERRORS["/api/"] = ("OllamaError", {"type": "object", "required": ["error"],
                                            "properties": {"error": {"type": "string"}}})
 RESPONSES.update({  # streamed by default (NDJSON); "stream": false answers one JSON object
@@ -238,7 +242,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     service = _services(request).chat
     async with _model_in_use(target, keep_alive, timing):
         if not body.streaming:
-            return _json(encoder.whole(await service.complete(typed)))
+            return _json(encoder.whole(await unless_disconnected(request, service.complete(typed), target.id)))
         stream = service.stream(typed)
         first = await _first(stream)
         return await _ndjson(request, first, stream, encoder.delta, encoder.final)
@@ -279,12 +283,13 @@ async def generate(request: web.Request) -> web.StreamResponse:
             prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix) if body.suffix else None
             stream = services.completions.stream(ollama_requests.completion_request(body, target.id, prompt, grammar))
             if not body.streaming:
-                return _json(await _whole_completion(stream, encoder))
+                return _json(await unless_disconnected(request, _whole_completion(stream, encoder), target.id))
         else:
             typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) if body.images \
                 else ollama_requests.generate_chat_request(body, target.id)
             if not body.streaming:
-                return _json(encoder.whole(await services.chat.complete(typed)))
+                return _json(encoder.whole(await unless_disconnected(request, services.chat.complete(typed),
+                                                                     target.id)))
             stream = services.chat.stream(typed)
         first = await _first(stream)
         return await _ndjson(request, first, stream, encoder.delta, encoder.final)
@@ -332,7 +337,7 @@ async def embed(request: web.Request) -> web.Response:
         if not inputs:
             return _json({"model": body.model, "embeddings": []})
         typed = ollama_requests.embedding_request(target.id, inputs, body.truncate)
-        result = await _services(request).embeddings.embed(typed)
+        result = await unless_disconnected(request, _services(request).embeddings.embed(typed), target.id)
     out: dict[str, Any] = {"model": body.model,
                            "embeddings": [_truncated(v, body.dimensions) for v in result.vectors],
                            "total_duration": timing.total_ns(), "load_duration": timing.load_ns,
@@ -349,7 +354,8 @@ async def embeddings(request: web.Request) -> web.Response:
     async with _model_in_use(target, body.keep_alive_seconds, Timing()):
         if not body.prompt:
             return _json({"embedding": []})
-        result = await _services(request).embeddings.embed(ollama_requests.embedding_request(target.id, [body.prompt]))
+        typed = ollama_requests.embedding_request(target.id, [body.prompt])
+        result = await unless_disconnected(request, _services(request).embeddings.embed(typed), target.id)
     return _json({"embedding": _truncated(result.vectors[0], None)})
 
 

@@ -6,9 +6,7 @@ calls a service and writes the service's typed deltas back as OpenAI JSON or SSE
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -16,11 +14,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from jan.core import InferenceStopped
-from jan.errors import ContextOverflowError
 from jan.server import openai_wire as wire
-from jan.server.errors import APIError, to_api_error
+from jan.server.disconnect import unless_disconnected
+from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response
-from jan.server.keys import BUS, SERVICES, SHUTTING_DOWN
+from jan.server.keys import BUS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
+from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
 from jan.server.schemas import (
     ChatCompletionRequest,
@@ -36,35 +35,6 @@ from jan.services.streams import DeltaStream
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 T = TypeVar("T")
-
-#: Seconds between checks that the client of a non-streaming request is still there.
-DISCONNECT_POLL_S = 0.25
-
-
-def client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id: str | None) -> T:
-    """Await ``work`` (a non-streaming generation); when the client goes away first, cancel it —
-    which closes its stream and frees the engine's slot — and drop the connection."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait([task], timeout=DISCONNECT_POLL_S)
-            if done:
-                return task.result()
-            if client_gone(request):
-                break
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="client disconnected"))
-    raise ConnectionResetError("the client disconnected before the response was ready")
-
 
 async def first_delta(stream: DeltaStream) -> tuple[Any, DeltaStream]:
     """Start the stream (so setup errors raise before any byte is sent); returns its first delta."""
@@ -134,20 +104,6 @@ async def stream_response(request: web.Request, body: Any, stream: DeltaStream,
                             headers=headers)
 
 
-def prompt_param(name: str):
-    """A decorator: a prompt that does not fit the context is the fault of the field that carried it
-    (``messages``, ``prompt`` or ``input``), and the error names that one."""
-    def wrap(handler):
-        @functools.wraps(handler)
-        async def named(request: web.Request) -> web.StreamResponse:
-            try:
-                return await handler(request)
-            except ContextOverflowError as exc:
-                raise APIError(400, str(exc), param=name, code="context_length_exceeded") from None
-        return named
-    return wrap
-
-
 # The OpenAI routes are also served without /v1, as llama-server does (many local clients rely on it).
 @routes.post("/v1/chat/completions")
 @routes.post("/chat/completions")
@@ -155,6 +111,7 @@ def prompt_param(name: str):
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Chat completion (OpenAI); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, ChatCompletionRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     chat = wire.chat_request(body)
     service = request.app[SERVICES].chat
     top = chat.top_logprobs
@@ -245,5 +202,6 @@ async def detokenize(request: web.Request) -> web.Response:
 async def apply_template(request: web.Request) -> web.Response:
     """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
     body = await parse_body(request, ChatCompletionRequest)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     rendered = await request.app[SERVICES].chat.render(wire.chat_request(body))
     return json_response({"prompt": rendered.text})

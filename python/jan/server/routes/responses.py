@@ -16,11 +16,13 @@ from typing import Any
 from aiohttp import web
 
 from jan.core import ConversationalExtension, NotFoundError
+from jan.server.disconnect import unless_disconnected
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import ResponseRun
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
-from jan.server.errors import APIError, to_api_error
-from jan.server.keys import CONFIG, MANAGER, SERVICES
+from jan.server.errors import APIError, prompt_param, to_api_error
+from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
+from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
@@ -95,6 +97,7 @@ async def _previous(request: web.Request, response_id: str | None) -> StoredResp
 
 
 @routes.post("/v1/responses")
+@prompt_param("input")
 async def create_response(request: web.Request) -> web.StreamResponse:
     """Create a response; ``stream: true`` sends the typed event stream, ``background: true``
     answers at once (poll with GET, stop with cancel). Stored (``store``, the default) unless
@@ -111,6 +114,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         history = await store.history(previous) if previous is not None else []
     except NotFoundError as exc:
         raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
     inputs = wire.input_messages(body.input)
     chat_request = wire.to_chat_request(body, history, inputs)
     stream = _chat(request).stream(chat_request)
@@ -128,7 +132,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if body.background:
         return web.json_response(run.snapshot("queued"))
     try:
-        return web.json_response(await run.wait())
+        return web.json_response(await unless_disconnected(request, run.wait(), body.model))
     finally:
         if not run.done:  # the client went away: a foreground response stops with it
             await run.cancel()

@@ -27,7 +27,7 @@ from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import MessageCreate, _Strict, message_fields
-from jan.server.schemas import INT32_MAX, Int32Count, ResponseFormat, Seed, Stop
+from jan.server.schemas import Int32Count, ResponseFormat, Seed, Stop, bounded
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
 from jan.services.runs import Run, RunRequest, run_record
@@ -59,15 +59,15 @@ class RunCreate(_Strict):
     metadata: dict[str, Any] | None = None
     truncation_strategy: TruncationStrategy | None = None
     response_format: Union[ResponseFormat, str, None] = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0, le=INT32_MAX)
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    typical_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    repeat_penalty: float | None = Field(default=None, gt=0.0, le=INT32_MAX)
-    repeat_last_n: int | None = Field(default=None, ge=-1, le=INT32_MAX)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    temperature: float | None = bounded("temperature")
+    top_p: float | None = bounded("top_p")
+    top_k: int | None = bounded("top_k")
+    min_p: float | None = bounded("min_p")
+    typical_p: float | None = bounded("typical_p")
+    repeat_penalty: float | None = bounded("repeat_penalty")
+    repeat_last_n: int | None = bounded("repeat_last_n")
+    presence_penalty: float | None = bounded("presence_penalty")
+    frequency_penalty: float | None = bounded("frequency_penalty")
     seed: Seed | None = None
     stop: Stop = None
     max_tokens: Int32Count | None = None

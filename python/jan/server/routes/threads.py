@@ -8,6 +8,9 @@ folder, is a 400 ``invalid_id``); unknown ids are 404s.
 Lists follow OpenAI: ``?limit=`` (1-100, default 20), ``?order=asc|desc``,
 ``?after=`` / ``?before=`` (ids, exclusive cursors) and answer
 ``{"object": "list", "data", "first_id", "last_id", "has_more"}``.
+Images sent in a message (``image_url`` parts with ``data:`` URLs) are stored as
+files in the thread folder and the message keeps ``image_file`` parts naming
+them; ``GET /v1/threads/{thread_id}/files/{file_id}`` serves them back.
 ``GET /v1/threads`` adds ``"problems"``: the damaged thread files the store
 found and set aside (``{"path", "error", "time", "moved_to"}``, paths
 relative to the data folder), so a client can tell the user why a
@@ -308,6 +311,18 @@ async def modify_message(request: web.Request) -> web.Response:
     info = request.match_info
     message = await conversations(request).update_message(info["thread_id"], info["message_id"], changes)
     return json_response(message)
+
+
+# -- files --------------------------------------------------------------------
+@routes.get("/v1/threads/{thread_id}/files/{file_id}")
+async def get_file(request: web.Request) -> web.Response:
+    """An image saved with one of the thread's messages (what its ``image_file`` parts name), as stored."""
+    info = request.match_info
+    data, mime = await conversations(request).read_file(info["thread_id"], info["file_id"])
+    # content-addressed: the bytes behind an id never change
+    return web.Response(body=data, content_type=mime,
+                        headers={"Cache-Control": "private, max-age=31536000, immutable",
+                                 "X-Content-Type-Options": "nosniff"})
 
 
 @routes.delete("/v1/threads/{thread_id}/messages/{message_id}")

@@ -151,9 +151,11 @@ class ChatFormat:
                 return {"grammar": grammar, "grammar_triggers": [pattern]}
             return {"grammar": grammar, "grammar_triggers": ["(" + self.trigger + ")"]}
         if thinking_open and self.reasoning is not None:
-            # let the model finish the thinking it was made to start (without '<'), then call
+            # let the model finish the thinking it was made to start (without '<'), then call. The blank
+            # run after the end of thinking is bounded: unbounded, a model (or a budget that just closed
+            # the block) can write whitespace until max_tokens and never reach the call it was made to write.
             grammar = grammar.replace("root ::=", "root ::= think-body ", 1) + (
-                f'\nthink-body ::= [^<]* "{self.reasoning.end}" [ \\t\\n]*\n'
+                f'\nthink-body ::= [^<]* "{self.reasoning.end}" [ \\t\\n]{{0,4}}\n'
             )
         return {"grammar": grammar}
 

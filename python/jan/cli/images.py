@@ -1,0 +1,51 @@
+"""Images for ``jan run --image`` and ``jan chat``'s ``/image``: files read into OpenAI ``image_url``
+parts (base64 ``data:`` URLs), the shape both the server and the in-process services take.
+
+A thread saved from the chat keeps them as files in the thread folder (``jan.store.files``),
+never as base64 in ``messages.jsonl``.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from jan.cli.common import CLIError
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # as the engine's limit for one encoded file
+
+
+def image_part(path: str | Path) -> dict[str, Any]:
+    """An ``image_url`` content part holding the image file at ``path``.
+
+    Raises :class:`CLIError` for a missing or unreadable file, one over 20 MiB, or one that is
+    not a PNG, JPEG, WebP or GIF image."""
+    from jan.image_types import sniff_image
+
+    p = Path(path).expanduser()
+    try:
+        if p.stat().st_size > MAX_IMAGE_BYTES:
+            raise CLIError(f"image '{p}' is over {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
+        data = p.read_bytes()
+    except OSError as exc:
+        raise CLIError(f"cannot read image '{p}': {exc.strerror or exc}") from None
+    mime = sniff_image(data)
+    if mime is None:
+        raise CLIError(f"'{p}' is not a PNG, JPEG, WebP or GIF image")
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64," + base64.b64encode(data).decode()}}
+
+
+def user_content(text: str, images: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """A user turn's content: the text alone, or the text followed by the images."""
+    if not images:
+        return text
+    return ([{"type": "text", "text": text}] if text else []) + list(images)
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content, whether a string or a list of parts."""
+    if isinstance(content, str) or content is None:
+        return content or ""
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+                   and isinstance(p.get("text"), str))

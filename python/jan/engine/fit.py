@@ -1,0 +1,72 @@
+"""Choosing the context size to fit free memory (as llama-server's ``--fit``).
+
+When a model is loaded without ``n_ctx``, jan wants its default context (the
+model's training context, at most :data:`DEFAULT_MAX_CTX`) for every slot. The
+weights are loaded first; the KV cache is the part that grows with the context,
+so the default is kept when that cache fits in the memory left free, and
+otherwise shrunk to the largest multiple of :data:`CTX_STEP` that does. An
+explicit ``n_ctx`` is never changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jan.errors import ModelLoadError
+
+#: The default context per slot when the model's training context is larger (tokens).
+DEFAULT_MAX_CTX = 4096
+#: Fitted contexts are multiples of this (llama.cpp pads contexts to 256 cells).
+CTX_STEP = 256
+#: The smallest context a fit may choose; less memory than this needs is a load error.
+MIN_FIT_CTX = 256
+#: Memory left free beside the KV cache: llama.cpp's compute buffers, the
+#: server, and the rest of the machine (llama-server's --fit-target is 1 GiB per device).
+HEADROOM_BYTES = 512 * 1024 * 1024
+
+
+def free_memory_bytes() -> int:
+    """Memory the system can hand out now without swapping (``psutil``'s ``available``), in bytes."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+@dataclass(frozen=True)
+class ContextFit:
+    """The chosen context: ``n_ctx`` tokens per slot; ``fitted`` when it is below ``wanted``."""
+
+    n_ctx: int
+    wanted: int
+    kv_bytes: int      # KV cache of all slots at n_ctx (target and draft model)
+    free_bytes: int    # what was free when it was chosen
+
+    @property
+    def fitted(self) -> bool:
+        return self.n_ctx < self.wanted
+
+
+def fit_n_ctx(wanted: int, n_parallel: int, kv_bytes_per_cell: float, free_bytes: int,
+              headroom: int = HEADROOM_BYTES) -> ContextFit:
+    """The largest context per slot, at most ``wanted``, whose KV cache for ``n_parallel`` slots
+    fits in ``free_bytes - headroom``. ``kv_bytes_per_cell``: bytes one token of context takes in
+    one slot (all layers, K and V; the draft model's too). Raises :class:`~jan.ModelLoadError`
+    when not even :data:`MIN_FIT_CTX` tokens fit."""
+    cells = max(1, int(n_parallel))
+
+    def need(n_ctx: int) -> int:
+        return int(n_ctx * cells * kv_bytes_per_cell)
+
+    budget = free_bytes - headroom
+    if need(wanted) <= budget:
+        return ContextFit(wanted, wanted, need(wanted), free_bytes)
+    n_ctx = (int(budget / (cells * kv_bytes_per_cell)) // CTX_STEP * CTX_STEP) if budget > 0 else 0
+    n_ctx = min(n_ctx, wanted)
+    if n_ctx < min(MIN_FIT_CTX, wanted):
+        mib = 1024 * 1024
+        raise ModelLoadError(
+            f"not enough free memory for the KV cache: {min(MIN_FIT_CTX, wanted)} tokens of context for "
+            f"{cells} slot(s) need {need(min(MIN_FIT_CTX, wanted)) / mib:.0f} MiB plus {headroom / mib:.0f} MiB "
+            f"headroom, and {free_bytes / mib:.0f} MiB are free; pass a smaller n_ctx or n_parallel, or a "
+            f"quantized cache_type_k/cache_type_v")
+    return ContextFit(n_ctx, wanted, need(n_ctx), free_bytes)

@@ -1,0 +1,162 @@
+"""Which files of a Hugging Face repository to pull: the model GGUF and its projector (mmproj).
+
+``hf://owner/repo`` (optionally ``@revision`` and ``:QUANT``, e.g. ``hf://owner/repo:Q8_0``)
+names a whole repository, as llama-server's ``-hf owner/repo[:quant]`` does. The repository's
+file list (the Hub's ``/api/models/<owner>/<repo>/tree/<revision>`` listing) decides:
+
+* the model: a ``.gguf`` whose name does not contain ``mmproj`` — the one matching ``QUANT``
+  when given, else the first of :data:`PREFERRED_QUANTS` present (Q4_K_M first, llama.cpp's
+  default), else the first by name; split GGUFs are not handled (their first part only);
+* the projector: a ``.gguf`` whose name contains ``mmproj`` (F16 preferred, then by name), if any.
+
+A pull of one file (``hf://owner/repo/file.gguf``) also picks up the repository's projector.
+The endpoint and token are the downloader's (``JAN_HF_ENDPOINT``/``HF_ENDPOINT``, ``HF_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+import aiohttp
+
+from jan.downloads import DownloadError, _hf_token, hf_endpoint
+
+PREFERRED_QUANTS = ("Q4_K_M", "Q4_K_S", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0", "BF16", "F16", "F32")
+_REPO = re.compile(r"^hf://([^/@:\s]+)/([^/@:\s]+)(?:@([^/:\s]+))?(?::([A-Za-z0-9_.-]+))?/?$")
+_FILE = re.compile(r"^hf://([^/@\s]+)/([^/@\s]+)(?:@([^/\s]+))?/(.+)$")
+LIST_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class HFRepo:
+    owner: str
+    repo: str
+    revision: str = "main"
+    quant: str | None = None  # hf://owner/repo:QUANT
+    file: str | None = None  # hf://owner/repo/path/file.gguf
+
+    def file_url(self, path: str) -> str:
+        """The ``hf://`` URL of one file of the repository (what the downloader takes)."""
+        rev = "" if self.revision == "main" else "@" + quote(self.revision, safe="")
+        return f"hf://{self.owner}/{self.repo}{rev}/{path}"
+
+
+def parse_hf(url: str) -> HFRepo | None:
+    """``hf://owner/repo[@rev][:QUANT]`` or ``hf://owner/repo[@rev]/file`` as an :class:`HFRepo`; else None."""
+    url = url.strip()
+    found = _REPO.match(url)
+    if found:
+        owner, repo, rev, quant = found.groups()
+        return HFRepo(owner, repo, unquote(rev) if rev else "main", quant)
+    found = _FILE.match(url)
+    if found:
+        owner, repo, rev, path = found.groups()
+        return HFRepo(owner, repo, unquote(rev) if rev else "main", None, path)
+    return None
+
+
+async def list_files(repo: HFRepo, *, endpoint: str | None = None) -> list[str]:
+    """Paths of the repository's files (recursive). Raises :class:`DownloadError`."""
+    base = (endpoint or hf_endpoint()).rstrip("/")
+    url = (f"{base}/api/models/{quote(repo.owner, safe='')}/{quote(repo.repo, safe='')}/tree/"
+           f"{quote(repo.revision, safe='')}?recursive=true")
+    headers = {"Accept": "application/json"}
+    token = _hf_token()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=LIST_TIMEOUT_S)) as session:
+            async with session.get(url, headers=headers) as response:
+                if response.status in (401, 403, 404):
+                    raise DownloadError(f"hf://{repo.owner}/{repo.repo}: no such repository or revision, or it is "
+                                        f"private (HTTP {response.status}; set HF_TOKEN for gated models)",
+                                        DownloadError.INVALID_URL, url=url, status=response.status)
+                if response.status != 200:
+                    raise DownloadError(f"listing hf://{repo.owner}/{repo.repo} answered HTTP {response.status}",
+                                        DownloadError.HTTP_STATUS, url=url, status=response.status)
+                entries = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise DownloadError(f"cannot list hf://{repo.owner}/{repo.repo}: {exc or type(exc).__name__}", DownloadError.NETWORK,
+                            url=url) from None
+    if not isinstance(entries, list):
+        raise DownloadError(f"listing hf://{repo.owner}/{repo.repo}: unexpected answer", DownloadError.HTTP_STATUS,
+                            url=url)
+    return [e["path"] for e in entries if isinstance(e, dict) and e.get("type", "file") == "file"
+            and isinstance(e.get("path"), str)]
+
+
+def _is_gguf(path: str) -> bool:
+    return path.lower().endswith(".gguf")
+
+
+def pick_model(files: list[str], quant: str | None = None) -> str | None:
+    """The model GGUF to pull from a repository's files (see the module docstring)."""
+    models = sorted(f for f in files if _is_gguf(f) and "mmproj" not in f.lower().rsplit("/", 1)[-1])
+    if quant:
+        matching = [f for f in models if quant.lower() in f.lower()]
+        return matching[0] if matching else None
+    for preferred in PREFERRED_QUANTS:
+        matching = [f for f in models if preferred.lower() in f.lower()]
+        if matching:
+            return matching[0]
+    return models[0] if models else None
+
+
+def pick_mmproj(files: list[str]) -> str | None:
+    """The projector GGUF among a repository's files, or None."""
+    projectors = sorted(f for f in files if _is_gguf(f) and "mmproj" in f.lower().rsplit("/", 1)[-1])
+    f16 = [f for f in projectors if "f16" in f.lower()]
+    return (f16 or projectors or [None])[0]
+
+
+@dataclass(frozen=True)
+class PullPlan:
+    """What a pull downloads: the model's URL (http(s) or ``hf://.../file``) and its projector's, if any."""
+
+    model_url: str
+    mmproj_url: str | None = None
+
+
+async def plan_pull(source: str, *, endpoint: str | None = None) -> PullPlan:
+    """The files to download for ``source``: a whole ``hf://owner/repo[:QUANT]`` is listed and its
+    model and projector chosen; a single ``hf://`` file gets the repository's projector beside it
+    (when the listing fails, the file alone); other URLs are pulled as they are. Raises
+    :class:`DownloadError` (``invalid_url``) for a repository without a matching GGUF."""
+    repo = parse_hf(source)
+    if repo is None:
+        return PullPlan(source)
+    if repo.file is None:
+        files = await list_files(repo, endpoint=endpoint)
+        model = pick_model(files, repo.quant)
+        if model is None:
+            wanted = f" matching '{repo.quant}'" if repo.quant else ""
+            raise DownloadError(f"{source}: the repository has no GGUF model file{wanted}", DownloadError.INVALID_URL,
+                                url=source)
+        mmproj = pick_mmproj(files)
+        return PullPlan(repo.file_url(model), repo.file_url(mmproj) if mmproj else None)
+    if "mmproj" in repo.file.lower().rsplit("/", 1)[-1]:
+        return PullPlan(source)
+    try:
+        mmproj = pick_mmproj(await list_files(repo, endpoint=endpoint))
+    except DownloadError:
+        mmproj = None  # a mirror without the listing API: the model file alone, as asked
+    return PullPlan(source, repo.file_url(mmproj) if mmproj else None)
+
+
+def sibling_mmproj(model_path: str) -> str | None:
+    """A projector beside a model file: ``mmproj-<model file name>``, else the folder's only
+    ``*mmproj*.gguf`` (what a repository downloaded as a whole looks like), else None."""
+    import os
+
+    folder, name = os.path.split(os.path.abspath(model_path))
+    exact = os.path.join(folder, "mmproj-" + name)
+    if os.path.isfile(exact):
+        return exact
+    try:
+        found = [f for f in os.listdir(folder) if _is_gguf(f) and "mmproj" in f.lower() and f != name
+                 and os.path.isfile(os.path.join(folder, f))]
+    except OSError:
+        return None
+    return os.path.join(folder, found[0]) if len(found) == 1 else None

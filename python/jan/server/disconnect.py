@@ -1,0 +1,52 @@
+"""Non-streamed answers end when their client goes away (issue 10 item 16), in every dialect.
+
+aiohttp does not cancel a handler whose client disconnects (``handler_cancellation`` is off, so
+that writes already started are not torn). A streamed answer notices on its next write; a
+non-streamed one writes nothing until the end, so :func:`unless_disconnected` watches the
+connection while the generation runs and cancels it — which closes its delta stream and frees
+the engine's slot — when the client is gone. Runs are not cancelled this way: they are meant to
+finish and be saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from aiohttp import web
+
+from jan.core import InferenceStopped
+from jan.server.keys import BUS
+
+T = TypeVar("T")
+
+#: Seconds between checks that the client of a non-streaming request is still there.
+DISCONNECT_POLL_S = 0.25
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the request's connection is closed or closing."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id: str | None) -> T:
+    """Await ``work`` (a non-streaming generation); when the client goes away first, cancel it and raise
+    :class:`ConnectionResetError` (the connection is dropped; nobody is left to answer)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait([task], timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if client_gone(request):
+                break
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="client disconnected"))
+    raise ConnectionResetError("the client disconnected before the response was ready")

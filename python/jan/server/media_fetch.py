@@ -1,0 +1,219 @@
+"""Images given by URL or file path, for a server started with ``--allow-media-from``.
+
+By default the server takes images only inline (base64 ``data:`` URLs): fetching a URL a
+client names lets any client make the server read the network or its disk. With
+``jan serve --allow-media-from PREFIX`` (repeatable), an ``image_url`` (OpenAI), an image
+block's ``url`` source (Anthropic) or an ``input_image`` URL (Responses) may also be
+
+* an ``http(s)://`` URL starting with an allowed URL prefix (``https://`` allows every
+  https URL; ``https://images.example.com/`` one host), fetched with aiohttp — redirects are
+  followed only to URLs that are allowed too, at most :data:`MAX_REDIRECTS`;
+* a local file (``file:///abs/path`` or ``/abs/path``) inside an allowed folder (symlinks
+  resolved first, so none leads out of it), read in a worker thread.
+
+Either way the bytes are bounded (:attr:`MediaFetcher.max_bytes`, checked on the
+``Content-Length`` and again while reading) and so is the time; a refused or failed fetch is
+a :class:`jan.MediaError` (400) naming the field. The fetched file replaces the URL in the
+wire body as a ``data:`` URL, so the dialects' parsers and the typed path stay as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from dataclasses import dataclass
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+import aiohttp
+from pydantic import BaseModel
+
+from jan.errors import MediaError
+from jan.image_types import sniff_image
+
+MAX_REDIRECTS = 3
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # one image, as the engine's limit
+DEFAULT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class MediaAllowlist:
+    """Where images may come from: URL prefixes and local folders (empty: inline images only)."""
+
+    url_prefixes: tuple[str, ...] = ()
+    folders: tuple[Path, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: list[str] | tuple[str, ...]) -> "MediaAllowlist":
+        """From ``--allow-media-from`` values: ``http(s)://...`` prefixes or folders (made absolute).
+        Raises ``ValueError`` for anything else (another scheme, a folder that does not exist)."""
+        urls, folders = [], []
+        for entry in entries:
+            scheme = entry.split("://", 1)[0].lower() if "://" in entry else ""
+            if scheme in ("http", "https"):
+                rest = entry.split("://", 1)[1]
+                # a bare host ends at its "/": https://example.com must not allow https://example.com.evil.org
+                urls.append(entry + "/" if rest and "/" not in rest else entry)
+            elif scheme in ("", "file"):
+                path = Path(unquote(urlsplit(entry).path) if scheme == "file" else entry).expanduser()
+                if not path.is_dir():
+                    raise ValueError(f"--allow-media-from {entry!r}: not a folder")
+                folders.append(Path(os.path.realpath(path)))
+            else:
+                raise ValueError(f"--allow-media-from {entry!r}: give an http(s):// URL prefix or a folder")
+        return cls(tuple(urls), tuple(folders))
+
+    def __bool__(self) -> bool:
+        return bool(self.url_prefixes or self.folders)
+
+    def allows_url(self, url: str) -> bool:
+        return any(url.startswith(prefix) for prefix in self.url_prefixes)
+
+    def allows_path(self, path: Path) -> bool:
+        return any(path == folder or folder in path.parents for folder in self.folders)
+
+
+def is_data_url(url: str) -> bool:
+    return url[:5].lower() == "data:"
+
+
+class MediaFetcher:
+    """Fetches allowed image URLs and files into ``data:`` URLs; one aiohttp session, closed by :meth:`close`."""
+
+    def __init__(self, allowlist: MediaAllowlist, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.allowlist = allowlist
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def data_url(self, url: str, param: str) -> str:
+        """``url`` itself when it is a ``data:`` URL, else the allowed file it names as one.
+        Raises :class:`MediaError` (``not_allowed``, ``too_large``, ``fetch_failed``,
+        ``unsupported_format``) naming ``param``."""
+        if is_data_url(url):
+            return url
+        if not self.allowlist:
+            raise MediaError(f"{param}: only base64 data URLs (data:<type>;base64,...) are accepted; this server "
+                             "fetches no URLs or files (start it with --allow-media-from)",
+                             reason="not_allowed", param=param)
+        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+        if scheme in ("http", "https"):
+            data = await self._fetch(url, param)
+        elif scheme == "file" or (not scheme and url.startswith("/")):
+            data = await self._read(Path(unquote(urlsplit(url).path) if scheme == "file" else url), param)
+        else:
+            raise MediaError(f"{param}: expected a data:, http(s):// or file:// URL or an absolute path",
+                             reason="not_allowed", param=param)
+        mime = sniff_image(data)
+        if mime is None:
+            raise MediaError(f"{param}: {url} is not a PNG, JPEG, WebP or GIF image", reason="unsupported_format",
+                             param=param)
+        return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+    def _too_large(self, param: str, url: str) -> MediaError:
+        return MediaError(f"{param}: {url} is over {self.max_bytes} bytes", reason="too_large", param=param)
+
+    async def _read(self, path: Path, param: str) -> bytes:
+        def read() -> bytes:
+            real = Path(os.path.realpath(path))
+            if not self.allowlist.allows_path(real):
+                raise MediaError(f"{param}: {path} is not in a folder this server may read images from "
+                                 "(--allow-media-from)", reason="not_allowed", param=param)
+            try:
+                with open(real, "rb") as f:
+                    data = f.read(self.max_bytes + 1)
+            except OSError as exc:
+                raise MediaError(f"{param}: cannot read {path}: {exc.strerror or exc}", reason="fetch_failed",
+                                 param=param) from None
+            if len(data) > self.max_bytes:
+                raise self._too_large(param, str(path))
+            return data
+
+        return await asyncio.to_thread(read)
+
+    async def _fetch(self, url: str, param: str) -> bytes:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.allowlist.allows_url(url):
+                raise MediaError(f"{param}: {url} is not under a URL prefix this server may fetch from "
+                                 "(--allow-media-from)", reason="not_allowed", param=param)
+            try:
+                async with self._session.get(url, allow_redirects=False) as response:
+                    if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                        url = urljoin(url, response.headers["Location"])
+                        continue
+                    if response.status != 200:
+                        raise MediaError(f"{param}: fetching {url} answered HTTP {response.status}",
+                                         reason="fetch_failed", param=param)
+                    if (response.content_length or 0) > self.max_bytes:
+                        raise self._too_large(param, url)
+                    body = bytearray()
+                    async for chunk in response.content.iter_chunked(1 << 16):
+                        body += chunk
+                        if len(body) > self.max_bytes:
+                            raise self._too_large(param, url)
+                    return bytes(body)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise MediaError(f"{param}: cannot fetch {url}: {exc or type(exc).__name__}", reason="fetch_failed",
+                                 param=param) from None
+        raise MediaError(f"{param}: {url}: more than {MAX_REDIRECTS} redirects", reason="fetch_failed", param=param)
+
+
+# -- request bodies --------------------------------------------------------------------------
+def _image_urls(node: Any, where: str, found: list[tuple[Callable[[str], None], str, str]]) -> None:
+    """Every image given by URL in a validated wire body: (setter for its data: URL, url, param)."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _image_urls(item, f"{where}[{i}]", found)
+        return
+    if not isinstance(node, BaseModel):
+        return
+    kind = getattr(node, "type", None)
+    if kind == "image_url" and isinstance(getattr(node, "image_url", None), dict):  # OpenAI chat
+        url = node.image_url.get("url")
+        if isinstance(url, str) and not is_data_url(url):
+            found.append((lambda new, n=node: setattr(n, "image_url", {**n.image_url, "url": new}), url,
+                          f"{where}.image_url.url"))
+        return
+    if kind == "input_image" and isinstance(getattr(node, "image_url", None), str):  # Responses
+        if not is_data_url(node.image_url):
+            found.append((lambda new, n=node: setattr(n, "image_url", new), node.image_url, f"{where}.image_url"))
+        return
+    source = getattr(node, "source", None)
+    if kind == "image" and getattr(source, "type", None) == "url":  # Anthropic
+        from jan.server.dialects.anthropic import Base64Source
+
+        def to_base64(new: str, n=node) -> None:
+            head, _, data = new.partition(",")
+            n.source = Base64Source(type="base64", media_type=head[5:].split(";")[0], data=data)
+
+        found.append((to_base64, source.url, f"{where}.source.url"))
+        return
+    for name in type(node).model_fields:
+        value = getattr(node, name, None)
+        if isinstance(value, (list, BaseModel)):
+            _image_urls(value, f"{where}.{name}" if where else name, found)
+
+
+async def fetch_body_images(body: BaseModel, fetcher: MediaFetcher | None) -> None:
+    """Replace, in place, each image a request body gives by URL or path with a ``data:`` URL of
+    the file (fetched concurrently). Without a fetcher (or with an empty allowlist) any such URL
+    is a :class:`MediaError` ``not_allowed`` naming its field."""
+    found: list[tuple[Callable[[str], None], str, str]] = []
+    _image_urls(body, "", found)
+    if not found:
+        return
+    fetcher = fetcher or MediaFetcher(MediaAllowlist())
+    urls = await asyncio.gather(*(fetcher.data_url(url, param) for _, url, param in found))
+    for (set_url, _, _), url in zip(found, urls):
+        set_url(url)

@@ -1,0 +1,105 @@
+"""Images through every front end, on the tiny vision pair, each with its official client:
+Ollama (``images`` on /api/chat and /api/generate), Anthropic (image blocks) and OpenAI
+Responses (``input_image``) reach the model the way OpenAI's ``image_url`` does — the same
+prompt (64 image tokens in it), so the same greedy answer."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import anthropic
+import ollama
+import openai
+import pytest
+
+from server_helpers import start_server
+
+QUESTION = "What is in this picture?"
+N = 6
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, vision_pair):
+    srv = start_server(tmp_path_factory.mktemp("dialects-vision"), [vision_pair[0]])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (28, 20), (240, 180, 20)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _openai_reference(server, png, image_first: bool) -> tuple[str, int]:
+    """The answer and prompt size through OpenAI's chat completions."""
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    parts = [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": url}}]
+    result = client.chat.completions.create(model="vision-chat", max_tokens=N, temperature=0,
+                                            messages=[{"role": "user", "content": parts[::-1] if image_first else parts}])
+    assert result.usage.prompt_tokens > 64
+    return result.choices[0].message.content, result.usage.prompt_tokens
+
+
+@pytest.fixture(scope="module")
+def reference(server, png):
+    """Image after the text."""
+    return _openai_reference(server, png, image_first=False)
+
+
+@pytest.fixture(scope="module")
+def image_first_reference(server, png):
+    """Image before the text: where Ollama puts a message's images (its ``[img-N]`` prefix)."""
+    return _openai_reference(server, png, image_first=True)
+
+
+def test_ollama_chat_images(server, png, image_first_reference):
+    client = ollama.Client(host=server.base_url, timeout=120)
+    reply = client.chat(model="vision-chat", messages=[{"role": "user", "content": QUESTION, "images": [png]}],
+                        options={"temperature": 0, "num_predict": N})
+    assert (reply.message.content, reply.prompt_eval_count) == image_first_reference
+
+
+def test_ollama_generate_images(server, png, image_first_reference):
+    client = ollama.Client(host=server.base_url, timeout=120)
+    reply = client.generate(model="vision-chat", prompt=QUESTION, images=[png],
+                            options={"temperature": 0, "num_predict": N})
+    assert (reply.response, reply.prompt_eval_count) == image_first_reference
+
+
+def test_anthropic_image_blocks(server, png, reference):
+    client = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+    reply = client.messages.create(model="vision-chat", max_tokens=N, extra_body={"temperature": 0}, messages=[{
+        "role": "user", "content": [
+            {"type": "text", "text": QUESTION},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": base64.b64encode(png).decode()}}]}])
+    assert ("".join(b.text for b in reply.content if b.type == "text"), reply.usage.input_tokens) == reference
+
+
+def test_responses_input_image(server, png, reference):
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    reply = client.responses.create(model="vision-chat", max_output_tokens=N, temperature=0, store=False, input=[{
+        "role": "user", "content": [
+            {"type": "input_text", "text": QUESTION},
+            {"type": "input_image", "image_url": "data:image/png;base64," + base64.b64encode(png).decode()}]}])
+    assert (reply.output_text, reply.usage.input_tokens) == reference
+
+
+def test_responses_previous_response_id_keeps_the_image(server, png):
+    """A stored response keeps its image as a file in its thread; continuing it sends the image again."""
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    first = client.responses.create(model="vision-chat", max_output_tokens=3, temperature=0, input=[{
+        "role": "user", "content": [
+            {"type": "input_text", "text": QUESTION},
+            {"type": "input_image", "image_url": "data:image/png;base64," + base64.b64encode(png).decode()}]}])
+    follow = client.responses.create(model="vision-chat", max_output_tokens=3, temperature=0,
+                                     previous_response_id=first.id, input="Tell me more.")
+    assert first.usage.input_tokens > 64
+    assert follow.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+    assert follow.usage.input_tokens_details.cached_tokens > 64  # the image's KV reused, not re-encoded

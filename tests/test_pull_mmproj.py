@@ -1,0 +1,178 @@
+"""Pulls and imports pick up a model's projector: ``hf://owner/repo[:QUANT]`` chooses the model and
+the repository's ``mmproj-*.gguf`` from its file list (as llama-server's ``-hf``), an ``hf://`` file
+brings the repository's projector along, and importing a file finds the projector beside it.
+A fake Hugging Face hub (its listing API and resolve URLs) serves the tiny vision pair."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import shutil
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from aiohttp import web
+
+from api_helpers import parse_sse
+from jan.hf_repo import pick_mmproj, pick_model
+from jan.server.config import ServerConfig
+from jan.testing.server import ServerThread
+from test_cli_helpers import free_port
+
+
+class FakeHub:
+    """``/api/models/<owner>/<repo>/tree/<rev>`` and ``/<owner>/<repo>/resolve/<rev>/<file>`` for a few repos."""
+
+    def __init__(self, repos: dict[str, dict[str, bytes]]):
+        self.repos = repos
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.fetched: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "FakeHub":
+        self._thread.start()
+        assert self._ready.wait(30)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def tree(request):
+            files = self.repos.get(f"{request.match_info['owner']}/{request.match_info['repo']}")
+            if files is None:
+                raise web.HTTPNotFound()
+            return web.json_response([{"type": "file", "path": p, "size": len(d)} for p, d in files.items()])
+
+        async def resolve(request):
+            files = self.repos.get(f"{request.match_info['owner']}/{request.match_info['repo']}") or {}
+            data = files.get(request.match_info["path"])
+            if data is None:
+                raise web.HTTPNotFound()
+            self.fetched.append(request.match_info["path"])
+            return web.Response(body=data, content_type="application/octet-stream")
+
+        app = web.Application()
+        app.router.add_get("/api/models/{owner}/{repo}/tree/{rev}", tree)
+        app.router.add_get("/{owner}/{repo}/resolve/{rev}/{path:.+}", resolve)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+
+
+def call(srv, method: str, path: str, body=None):
+    request = urllib.request.Request(srv.base_url + path, method=method, headers={"Content-Type": "application/json"},
+                                     data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def pull(srv, url: str) -> dict:
+    status, text = call(srv, "POST", "/v1/models/pull", {"url": url})
+    assert status == 200, text
+    last = [data for _name, data in parse_sse(text) if isinstance(data, dict)][-1]
+    assert last.get("state") == "completed", last
+    return json.loads(call(srv, "GET", f"/v1/models/{last['model_id']}")[1])
+
+
+def test_picking_files():
+    files = ["README.md", "m-Q8_0.gguf", "m-Q4_K_M.gguf", "mmproj-m-f32.gguf", "mmproj-m-f16.gguf", "m-F16.gguf"]
+    assert pick_model(files) == "m-Q4_K_M.gguf"  # llama.cpp's default quant
+    assert pick_model(files, "q8_0") == "m-Q8_0.gguf"
+    assert pick_model(files, "Q2_K") is None
+    assert pick_model(["b.gguf", "a.gguf"]) == "a.gguf"
+    assert pick_mmproj(files) == "mmproj-m-f16.gguf"
+    assert pick_mmproj(["m.gguf"]) is None
+
+
+@pytest.fixture
+def hub(vision_pair):
+    model, mmproj = (p.read_bytes() for p in vision_pair)
+    with FakeHub({"test/tiny-vlm": {"tiny-Q8_0.gguf": model, "tiny-Q4_K_M.gguf": model,
+                                    "mmproj-tiny-f16.gguf": mmproj, "README.md": b"# tiny"},
+                  "test/no-gguf": {"README.md": b"nothing"}}) as h:
+        yield h
+
+
+@pytest.fixture
+def server(tmp_path, hub, monkeypatch):
+    monkeypatch.setenv("JAN_HF_ENDPOINT", hub.base)
+    with ServerThread(ServerConfig(data_folder=tmp_path / "data", n_ctx=512, n_threads=1)) as srv:
+        yield srv
+
+
+def _chat_with_image(srv, model_id: str) -> dict:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 200, 90)).save(out, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+    status, text = call(srv, "POST", "/v1/chat/completions", {"model": model_id, "max_tokens": 3, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": url}}]}]})
+    assert status == 200, text
+    return json.loads(text)
+
+
+def test_pull_a_whole_repo_brings_its_projector(server, hub):
+    model = pull(server, "hf://test/tiny-vlm")
+    assert model["settings"]["llama_model_path"] == "tiny-Q4_K_M.gguf"
+    assert model["settings"]["mmproj"] == "mmproj-tiny-f16.gguf"
+    assert [s["filename"] for s in model["sources"]] == ["tiny-Q4_K_M.gguf", "mmproj-tiny-f16.gguf"]
+    assert model["capabilities"] == ["vision"]
+    assert sorted(hub.fetched) == ["mmproj-tiny-f16.gguf", "tiny-Q4_K_M.gguf"]
+    assert _chat_with_image(server, model["id"])["usage"]["prompt_tokens"] > 64
+
+    quant = pull(server, "hf://test/tiny-vlm:Q8_0")  # a quant named as llama-server's -hf owner/repo:quant
+    assert (quant["settings"]["llama_model_path"], quant["settings"]["mmproj"]) == ("tiny-Q8_0.gguf",
+                                                                                    "mmproj-tiny-f16.gguf")
+
+
+def test_pull_one_file_brings_the_repos_projector(server, hub):
+    status, text = call(server, "POST", "/v1/models/pull", {"url": "hf://test/tiny-vlm/tiny-Q8_0.gguf", "id": "one"})
+    assert status == 200, text
+    model = json.loads(call(server, "GET", "/v1/models/one")[1])
+    assert model["settings"]["mmproj"] == "mmproj-tiny-f16.gguf" and model["capabilities"] == ["vision"]
+
+
+def test_pull_a_repo_without_a_model_is_a_400(server):
+    for url in ("hf://test/no-gguf", "hf://test/tiny-vlm:Q2_K", "hf://test/missing-repo"):
+        status, text = call(server, "POST", "/v1/models/pull", {"url": url})
+        assert status == 400, (url, status, text)
+
+
+def test_import_finds_a_projector_beside_the_model(server, vision_pair, tmp_path):
+    folder = tmp_path / "downloaded-repo"
+    folder.mkdir()
+    shutil.copy(vision_pair[0], folder / "gemma-like-Q4_K_M.gguf")
+    shutil.copy(vision_pair[1], folder / "mmproj-model-f16.gguf")  # named unlike the model, the folder's only one
+    status, text = call(server, "POST", "/v1/models", {"path": str(folder / "gemma-like-Q4_K_M.gguf"), "id": "beside"})
+    assert status in (200, 201), text
+    model = json.loads(call(server, "GET", "/v1/models/beside")[1])
+    assert model["capabilities"] == ["vision"]
+    assert _chat_with_image(server, "beside")["usage"]["prompt_tokens"] > 64
+
+
+def test_cli_pull_of_a_repo_brings_its_projector(hub, tmp_path):
+    from test_cli_helpers import cli_env, jan, ok
+
+    env = cli_env(tmp_path / "jan", JAN_HF_ENDPOINT=hub.base)
+    ok(jan("models", "pull", "hf://test/tiny-vlm:Q8_0", "--id", "cli-vlm", env=env))
+    doc = json.loads((tmp_path / "jan" / "models" / "cli-vlm" / "model.json").read_text())
+    assert (doc["settings"]["llama_model_path"], doc["settings"]["mmproj"]) == ("tiny-Q8_0.gguf", "mmproj-tiny-f16.gguf")
+    assert (tmp_path / "jan" / "models" / "cli-vlm" / "mmproj-tiny-f16.gguf").is_file()

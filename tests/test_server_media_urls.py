@@ -1,0 +1,197 @@
+"""Images by URL or path: refused by default (400 naming the field), fetched for a server started
+with ``--allow-media-from`` (``ServerConfig.allow_media_from``) — only from the allowed URL
+prefixes and folders, size-limited, redirects re-checked — through OpenAI, Anthropic and Responses."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import threading
+
+import anthropic
+import openai
+import pytest
+from aiohttp import web
+
+from server_helpers import start_server
+from test_cli_helpers import free_port
+
+QUESTION = "What is in this picture?"
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (22, 14), (90, 30, 160)).save(out, "PNG")
+    return out.getvalue()
+
+
+PNG = _png()
+
+
+class ImageHost:
+    """A tiny web server for images, in a thread: /img/photo.png, redirects, a 404, a huge file."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "ImageHost":
+        self._thread.start()
+        assert self._ready.wait(30)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def photo(_request):
+            return web.Response(body=PNG, content_type="image/png")
+
+        async def huge(_request):
+            response = web.StreamResponse()
+            response.content_length = 64 * 1024 * 1024  # announced: refused before it is read
+            await response.prepare(_request)
+            await response.write(PNG)
+            return response
+
+        def redirect(to: str):
+            async def handler(_request):
+                raise web.HTTPFound(to)
+            return handler
+
+        app = web.Application()
+        app.router.add_get("/img/photo.png", photo)
+        app.router.add_get("/img/moved.png", redirect("/img/photo.png"))
+        app.router.add_get("/img/away.png", redirect("/private/photo.png"))
+        app.router.add_get("/private/photo.png", photo)
+        app.router.add_get("/img/huge.png", huge)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+
+
+@pytest.fixture(scope="module")
+def host():
+    with ImageHost() as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pictures")
+    (path / "photo.png").write_bytes(PNG)
+    outside = tmp_path_factory.mktemp("elsewhere") / "secret.png"
+    outside.write_bytes(PNG)
+    os.symlink(outside, path / "link.png")  # inside the folder, pointing out of it
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, vision_pair, host, folder):
+    srv = start_server(tmp_path_factory.mktemp("media-urls"), [vision_pair[0]],
+                       allow_media_from=[host.base + "/img/", str(folder)])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def plain_server(tmp_path_factory, vision_pair):
+    srv = start_server(tmp_path_factory.mktemp("media-plain"), [vision_pair[0]])
+    yield srv
+    srv.stop()
+
+
+def _client(srv) -> openai.OpenAI:
+    return openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def _ask(client, url: str):
+    return client.chat.completions.create(model="vision-chat", max_tokens=5, temperature=0, messages=[
+        {"role": "user", "content": [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": url}}]}])
+
+
+def _error(exc) -> dict:
+    body = exc.body if isinstance(exc.body, dict) else json.loads(exc.response.text)
+    return body.get("error", body)
+
+
+@pytest.fixture(scope="module")
+def inline_answer(server):
+    return _ask(_client(server), "data:image/png;base64," + base64.b64encode(PNG).decode()).choices[0].message.content
+
+
+@pytest.mark.parametrize("where", ["/img/photo.png", "/img/moved.png", "file", "path"])
+def test_allowed_urls_and_paths_give_the_inline_answer(server, host, folder, inline_answer, where):
+    url = {"file": f"file://{folder}/photo.png", "path": str(folder / "photo.png")}.get(where, host.base + where)
+    result = _ask(_client(server), url)
+    assert result.choices[0].message.content == inline_answer and result.usage.prompt_tokens > 64
+
+
+@pytest.mark.parametrize("where, code", [
+    ("/private/photo.png", "not_allowed"),  # not under the allowed prefix
+    ("/img/away.png", "not_allowed"),  # redirected out of it
+    ("/img/missing.png", "fetch_failed"),
+    ("/img/huge.png", "too_large"),
+    ("link", "not_allowed"),  # a symlink out of the allowed folder
+    ("/etc/hostname", "not_allowed"),
+    ("ftp", "not_allowed"),
+])
+def test_refused_urls_and_paths(server, host, folder, where, code):
+    url = {"link": str(folder / "link.png"), "/etc/hostname": "/etc/hostname",
+           "ftp": "ftp://127.0.0.1/x.png"}.get(where, host.base + where)
+    with pytest.raises(openai.BadRequestError) as info:
+        _ask(_client(server), url)
+    error = _error(info.value)
+    assert error["code"] == code and error["param"] == "messages[0].content[1].image_url.url", error
+
+
+def test_anthropic_and_responses_fetch_allowed_urls(server, host, inline_answer):
+    url = host.base + "/img/photo.png"
+    reply = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120).messages.create(
+        model="vision-chat", max_tokens=5, extra_body={"temperature": 0}, messages=[{"role": "user", "content": [
+            {"type": "text", "text": QUESTION}, {"type": "image", "source": {"type": "url", "url": url}}]}])
+    assert reply.content[0].text == inline_answer
+    response = _client(server).responses.create(
+        model="vision-chat", max_output_tokens=5, temperature=0, store=False, input=[{"role": "user", "content": [
+            {"type": "input_text", "text": QUESTION}, {"type": "input_image", "image_url": url}]}])
+    assert response.output_text == inline_answer
+
+
+def test_urls_are_refused_by_default_naming_the_field(plain_server, host):
+    url = host.base + "/img/photo.png"
+    with pytest.raises(openai.BadRequestError) as info:
+        _ask(_client(plain_server), url)
+    error = _error(info.value)
+    assert (error["code"], error["param"]) == ("not_allowed", "messages[0].content[1].image_url.url")
+    assert "--allow-media-from" in error["message"]
+    with pytest.raises(anthropic.BadRequestError) as info:
+        anthropic.Anthropic(base_url=plain_server.base_url, api_key="unused", max_retries=0).messages.create(
+            model="vision-chat", max_tokens=5, messages=[{"role": "user", "content": [
+                {"type": "image", "source": {"type": "url", "url": url}}]}])
+    assert "messages[0].content[0].source.url" in str(info.value)
+    with pytest.raises(openai.BadRequestError) as info:
+        _client(plain_server).responses.create(model="vision-chat", max_output_tokens=5, store=False, input=[
+            {"role": "user", "content": [{"type": "input_image", "image_url": url}]}])
+    assert "input[0].content[0].image_url" in str(info.value)
+
+
+def test_token_counts_fetch_allowed_urls_too(server, host):
+    url = host.base + "/img/photo.png"
+    count = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0).messages.count_tokens(
+        model="vision-chat", messages=[{"role": "user", "content": [
+            {"type": "text", "text": QUESTION}, {"type": "image", "source": {"type": "url", "url": url}}]}])
+    assert count.input_tokens > 64
