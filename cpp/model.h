@@ -19,6 +19,9 @@ struct ModelParams {
     bool use_mlock = false;
     bool vocab_only = false;
     bool check_tensors = false;
+    // llama.cpp's extra weight buffer types (CPU_REPACK, AMX, KleidiAI): -1 = on unless the CPU has AMX
+    // (see model.cpp), 0 = off, 1 = on.
+    int32_t extra_buffers = -1;
 };
 
 class Model {

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from jan import _engine
 from jan.errors import MediaError, ModelFileError, ModelLoadError
@@ -20,6 +20,9 @@ from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input
 from jan.engine.params import sampling_params
 from jan.engine.request import Request
 from jan.engine.results import Completion
+
+if TYPE_CHECKING:  # numpy is imported by embeddings only, not by every server start (resident memory)
+    import numpy as np
 
 POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
 _DEFAULT_MAX_CTX = DEFAULT_MAX_CTX

@@ -14,8 +14,6 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
 import jan
 from jan.errors import MediaError
 from jan.server import schemas
@@ -338,6 +336,8 @@ class CompletionChunkEncoder:
 
 
 def embeddings_response(result: EmbeddingResult, encoding_format: str = "float") -> dict[str, Any]:
+    import numpy as np  # here, not at the top: a server that never embeds never loads numpy (resident memory)
+
     data = []
     for i, vec in enumerate(result.vectors):
         if encoding_format == "base64":

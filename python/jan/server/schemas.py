@@ -58,7 +58,9 @@ class NullMeansDefault(BaseModel):
     optional field means its default. The base of every dialect's request bodies (OpenAI, Anthropic,
     Responses, Ollama — Go's JSON decoder also leaves a field alone on ``null``)."""
 
-    model_config = ConfigDict(strict=True)
+    # defer_build: a body's validator is built when a request first needs it, so a server that never sees a
+    # dialect keeps none of its validators in memory (resident memory, issue 16).
+    model_config = ConfigDict(strict=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -93,9 +93,9 @@ def vocab_path(name: str) -> Path:
 # Small internals
 # --------------------------------------------------------------------------
 
-_DTYPES = {"f32": "float32", "f16": "float16"}
-# general.file_type values (llama.cpp's LLAMA_FTYPE_ALL_F32 / MOSTLY_F16)
-_FILE_TYPES = {"f32": 0, "f16": 1}
+_DTYPES = {"f32": "float32", "f16": "float16", "q8_0": "float32"}  # q8_0: generated as f32, then quantized
+# general.file_type values (llama.cpp's LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_Q8_0)
+_FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7}
 # tokenizer.ggml.token_type value of a control token (LLAMA_TOKEN_TYPE_CONTROL)
 _TOKEN_TYPE_CONTROL = 3
 # Weights are filled in chunks of this many elements to bound peak memory.
@@ -351,8 +351,8 @@ def write_llama_from_vocab(
     ffn_norm, ffn_gate/up/down) filled with ``normal * weight_std`` (norms are
     ones) and the ``llama.*`` hyperparameter keys.
 
-    ``dtype`` is ``"f32"`` or ``"f16"`` (norm vectors always stay F32, as in
-    llama.cpp's converters). ``chat_template`` sets/overrides
+    ``dtype`` is ``"f32"``, ``"f16"`` or ``"q8_0"`` (gguf's own Q8_0 quantizer; every row
+    length must be a multiple of 32). Norm vectors always stay F32, as in llama.cpp's converters. ``chat_template`` sets/overrides
     ``tokenizer.chat_template``. ``extra_kv`` adds or overrides keys last: the
     value keeps the type of the key it replaces, is guessed (int -> UINT32,
     float -> FLOAT32, str -> STRING, bool -> BOOL, list -> ARRAY), or is given as
@@ -436,12 +436,21 @@ def write_llama_from_vocab(
     np_dtype = np.dtype(_DTYPES[dtype])
     f32 = np.dtype(np.float32)
 
+    quantized = dtype == "q8_0"
+    if quantized:
+        from gguf import GGMLQuantizationType, quant_shape_to_byte_shape, quants
+
+        q8 = GGMLQuantizationType.Q8_0
     with _atomic_target(path) as tmp:
         writer = GGUFWriter(None, arch)
         try:
             for key, v in kv.items():
                 writer.add_key_value(key, v.value, v.vtype, v.sub_type)
             for tname, shape, is_norm in specs:
+                if quantized and not is_norm:
+                    byte_shape = quant_shape_to_byte_shape(shape, q8)
+                    writer.add_tensor_info(tname, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)), raw_dtype=q8)
+                    continue
                 dt = f32 if is_norm else np_dtype
                 nbytes = int(np.prod(shape)) * dt.itemsize
                 writer.add_tensor_info(tname, shape, dt, nbytes)
@@ -456,6 +465,8 @@ def write_llama_from_vocab(
                     data = np.ones(shape, dtype=f32)
                 else:
                     data = _random_tensor(rng, shape, weight_std, np_dtype.name)
+                    if quantized:
+                        data = quants.quantize(data, q8)
                 writer.write_tensor_data(data)
                 del data
         finally:

@@ -20,7 +20,6 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-import numpy as np
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -316,6 +315,8 @@ async def _whole_completion(stream: AsyncIterator[CompletionDelta], encoder: Oll
 # -- embeddings ----------------------------------------------------------------------------------
 def _truncated(vector: Any, dimensions: int | None) -> list[float]:
     """Ollama's ``dimensions``: the first N components, normalized again."""
+    import numpy as np  # only embeddings need numpy; a chat-only server never loads it (resident memory)
+
     v = np.asarray(vector, dtype=np.float32)
     if dimensions is not None and dimensions < v.shape[0]:
         v = v[:dimensions]
