@@ -88,12 +88,13 @@ def running(name: str, cmd: list[str], port: int, model_id: str, log: Path, env:
                 time.sleep(0.2)
         yield Server(name, f"http://127.0.0.1:{port}", proc.pid, model_id)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc.poll() is None:  # (one that exited early has no process group left to signal)
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 @contextmanager

@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -31,6 +28,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _servers  # noqa: E402
 from _common import resolve_model  # noqa: E402
 
 from jan.testing.server import free_port  # noqa: E402
@@ -40,31 +38,11 @@ EOS_BAN = {"2": -100}  # both models use the llama SentencePiece vocab: EOS is t
 
 
 @contextmanager
-def server_process(cmd: list[str], port: int, log: Path):
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited early; see {log}")
-            try:
-                import urllib.request
-
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.25)
-        else:
-            raise SystemExit(f"server did not come up; see {log}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def server_process(name: str, cmd: list[str], port: int, log: Path):
+    """The server up (its /v1/models answers), as its base URL; stopped after (the same start and stop as
+    the llama-server comparison's)."""
+    with _servers.running(name, cmd, port, "", log) as server:
+        yield server.base
 
 
 def jan_server_cmd(model: Path, port: int, args, data: Path) -> list[str]:
@@ -155,7 +133,7 @@ def run_model(name: str, args) -> list[dict]:
     http, direct = [], []
     port = free_port()
     engine = jan.Model(bench.path, n_ctx=args.ctx, n_threads=args.threads, n_threads_batch=args.threads)
-    with server_process(jan_server_cmd(bench.path, port, args, work / "data"), port, work / "jan.log") as base:
+    with server_process("jan", jan_server_cmd(bench.path, port, args, work / "data"), port, work / "jan.log") as base:
         asyncio.run(one_stream_tps(base, model_id, min(n_one, 32)))  # warm up both
         direct_tps(engine, min(n_one, 32))
         for rep in range(args.reps):
@@ -172,7 +150,7 @@ def run_model(name: str, args) -> list[dict]:
                  "jan": statistics.median(http), "other": statistics.median(direct), "ratio_label": "HTTP/direct"})
 
     port = free_port()
-    with server_process(llama_cpp_server_cmd(bench.path, port, args), port, work / "llama_cpp.log") as base:
+    with server_process("llama-cpp-python", llama_cpp_server_cmd(bench.path, port, args), port, work / "llama_cpp.log") as base:
         theirs = [asyncio.run(concurrent(base, model_id, n_conc, 8)) for _ in range(max(1, args.reps // 2))]
     rows.append({"model": bench.name, "test": f"8 streams x {n_conc} tokens: aggregate t/s",
                  "jan": statistics.median(r["tps"] for r in ours),

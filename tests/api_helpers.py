@@ -15,7 +15,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import asyncio
+
 import aiohttp
+from aiohttp import web
 
 from jan.server.config import ServerConfig
 from jan.testing.server import ServerThread, free_port
@@ -32,6 +35,41 @@ def config(data: Path, *models: Path | str, **kwargs: Any) -> ServerConfig:
 def running(data: Path, *models: Path | str, **kwargs: Any):
     with ServerThread(config(data, *models, **kwargs)) as srv:
         yield srv
+
+
+class AppThread:
+    """An aiohttp application (a fake upstream: a model hub, an image host) served on 127.0.0.1 from its own
+    thread and event loop, while the ``with`` block runs. Subclasses add their routes in :meth:`routes`."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        assert self._ready.wait(30)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        self.routes(app.router)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
 
 
 @contextlib.contextmanager

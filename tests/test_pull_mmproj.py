@@ -5,50 +5,31 @@ A fake Hugging Face hub (its listing API and resolve URLs) serves the tiny visio
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
 import shutil
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
 from aiohttp import web
 
-from api_helpers import parse_sse
+from api_helpers import AppThread, parse_sse
 from jan.hf_repo import pick_mmproj, pick_model
 from jan.server.config import ServerConfig
 from jan.testing.server import ServerThread
-from test_cli_helpers import free_port
 
 
-class FakeHub:
+class FakeHub(AppThread):
     """``/api/models/<owner>/<repo>/tree/<rev>`` and ``/<owner>/<repo>/resolve/<rev>/<file>`` for a few repos."""
 
     def __init__(self, repos: dict[str, dict[str, bytes]]):
+        super().__init__()
         self.repos = repos
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         self.fetched: list[str] = []
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "FakeHub":
-        self._thread.start()
-        assert self._ready.wait(30)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
+    def routes(self, router) -> None:
         async def tree(request):
             files = self.repos.get(f"{request.match_info['owner']}/{request.match_info['repo']}")
             if files is None:
@@ -63,14 +44,8 @@ class FakeHub:
             self.fetched.append(request.match_info["path"])
             return web.Response(body=data, content_type="application/octet-stream")
 
-        app = web.Application()
-        app.router.add_get("/api/models/{owner}/{repo}/tree/{rev}", tree)
-        app.router.add_get("/{owner}/{repo}/resolve/{rev}/{path:.+}", resolve)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
+        router.add_get("/api/models/{owner}/{repo}/tree/{rev}", tree)
+        router.add_get("/{owner}/{repo}/resolve/{rev}/{path:.+}", resolve)
 
 
 def call(srv, method: str, path: str, body=None):

@@ -15,12 +15,16 @@ pytestmark = pytest.mark.timeout(600)
 STORY = "Once upon a time there was a little girl named Lily who loved to play outside"
 
 
+async def story_thread(proc: ServerProcess) -> str:
+    """A new thread holding one user message (the story's start) on ``proc``; returns its id."""
+    async with Client(proc.base_url) as api:
+        return (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": STORY}]}))["id"]
+
+
 async def test_sigkill_mid_run_then_resume(tmp_path, stories_path):
     data = tmp_path / "data"
-    data.mkdir()
     with ServerProcess(data, stories_path, n_ctx=8192) as proc:
-        async with Client(proc.base_url) as api:
-            tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": STORY}]}))["id"]
+        tid = await story_thread(proc)
         stream = RunStream()
         async with aiohttp.ClientSession() as session:
             resp = await post_streamed_run(session, proc.base_url, tid, 3000)
@@ -69,10 +73,8 @@ async def test_a_live_run_is_left_alone_by_another_process_until_its_runner_dies
     from jan.store import DataFolder
 
     data = tmp_path / "data"
-    data.mkdir()
     with ServerProcess(data, stories_path, n_ctx=8192) as proc:
-        async with Client(proc.base_url) as api:
-            tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": STORY}]}))["id"]
+        tid = await story_thread(proc)
         stream = RunStream()
         async with aiohttp.ClientSession() as session:
             resp = await post_streamed_run(session, proc.base_url, tid, 4000)

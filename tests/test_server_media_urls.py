@@ -4,20 +4,18 @@ prefixes and folders, size-limited, redirects re-checked — through OpenAI, Ant
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
 import os
-import threading
 
 import anthropic
 import openai
 import pytest
 from aiohttp import web
 
+from api_helpers import AppThread
 from server_helpers import start_server
-from test_cli_helpers import free_port
 
 QUESTION = "What is in this picture?"
 
@@ -33,29 +31,10 @@ def _png() -> bytes:
 PNG = _png()
 
 
-class ImageHost:
+class ImageHost(AppThread):
     """A tiny web server for images, in a thread: /img/photo.png, redirects, a 404, a huge file."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "ImageHost":
-        self._thread.start()
-        assert self._ready.wait(30)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
+    def routes(self, router) -> None:
         async def photo(_request):
             return web.Response(body=PNG, content_type="image/png")
 
@@ -71,17 +50,11 @@ class ImageHost:
                 raise web.HTTPFound(to)
             return handler
 
-        app = web.Application()
-        app.router.add_get("/img/photo.png", photo)
-        app.router.add_get("/img/moved.png", redirect("/img/photo.png"))
-        app.router.add_get("/img/away.png", redirect("/private/photo.png"))
-        app.router.add_get("/private/photo.png", photo)
-        app.router.add_get("/img/huge.png", huge)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
+        router.add_get("/img/photo.png", photo)
+        router.add_get("/img/moved.png", redirect("/img/photo.png"))
+        router.add_get("/img/away.png", redirect("/private/photo.png"))
+        router.add_get("/private/photo.png", photo)
+        router.add_get("/img/huge.png", huge)
 
 
 @pytest.fixture(scope="module")

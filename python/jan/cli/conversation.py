@@ -162,25 +162,18 @@ def history_of(messages: list[dict[str, Any]], read_image=None) -> list[dict[str
     (``file_id -> (bytes, mime)``) a user turn's images as ``data:`` URL parts, in stored order."""
     import base64
 
+    from jan.services.tool_loop import content_parts, image_files_of
+
+    def data_url(file_id: str) -> dict[str, Any]:
+        data, mime = read_image(file_id)
+        return {"type": "image_url", "image_url": {"url": f"data:{mime};base64," + base64.b64encode(data).decode()}}
+
     out: list[dict[str, Any]] = []
     for m in messages:
         if m.get("role") not in ("user", "assistant", "system"):
             continue
-        files = [p["image_file"]["file_id"] for p in m.get("content") or []
-                 if isinstance(p, dict) and p.get("type") == "image_file" and isinstance(p.get("image_file"), dict)
-                 and isinstance(p["image_file"].get("file_id"), str)]
-        if m["role"] != "user" or not files or read_image is None:
+        if m["role"] != "user" or not image_files_of(m) or read_image is None:
             out.append({"role": m["role"], "content": message_text(m)})
-            continue
-        parts: list[dict[str, Any]] = []
-        for p in m.get("content") or []:
-            if not isinstance(p, dict):
-                continue
-            if p.get("type") == "text" and isinstance(p.get("text"), dict) and p["text"].get("value"):
-                parts.append({"type": "text", "text": p["text"]["value"]})
-            elif p.get("type") == "image_file" and isinstance(p.get("image_file"), dict):
-                data, mime = read_image(p["image_file"]["file_id"])
-                parts.append({"type": "image_url", "image_url": {
-                    "url": f"data:{mime};base64," + base64.b64encode(data).decode()}})
-        out.append({"role": "user", "content": parts})
+        else:
+            out.append({"role": "user", "content": content_parts(m, data_url)})
     return out

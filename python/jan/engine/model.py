@@ -42,6 +42,20 @@ def _cache_type(name: str, value: str | None) -> str:
 _NATIVE_SIZES = ("n_params", "size_bytes", "n_ctx_train", "n_embd", "n_layer", "n_vocab")
 
 
+def _load_weights(path: str, mp: "_engine.ModelParams", what: str = "") -> "_engine.Model":
+    """The native model for ``path``. llama.cpp refusing the file itself (unreadable, not GGUF, truncated,
+    unknown architecture) raises :class:`ModelFileError` with llama.cpp's last logged error; ``what``
+    prefixes the message (which file of a model it was)."""
+    try:
+        native = _engine.Model(path, mp)
+    except ModelLoadError as e:
+        errors = [text for level, text in forward_native_logs() if level >= 40]
+        detail = f": {errors[-1].strip()}" if errors else ""
+        raise ModelFileError(f"{what}{e}{detail}") from None
+    forward_native_logs()
+    return native
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the GGUF file says about the model."""
@@ -144,14 +158,7 @@ class Model:
         mp.use_mmap = bool(use_mmap)
         mp.use_mlock = bool(use_mlock)
         mp.vocab_only = bool(vocab_only)
-        try:
-            self._native = _engine.Model(self.path, mp)
-        except ModelLoadError as e:
-            errors = [text for level, text in forward_native_logs() if level >= 40]
-            detail = f": {errors[-1].strip()}" if errors else ""
-            # llama.cpp refused the file itself (unreadable, not GGUF, truncated, unknown architecture)
-            raise ModelFileError(f"{e}{detail}") from None
-        forward_native_logs()
+        self._native = _load_weights(self.path, mp)
 
         if pooling is not None and pooling not in POOLING:
             raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {pooling!r}")
@@ -175,13 +182,7 @@ class Model:
             self.draft_model = str(Path(draft_model))
             if not os.path.isfile(self.draft_model):
                 raise ModelFileError(f"draft model file not found: '{self.draft_model}'")
-            try:
-                self._native_draft = _engine.Model(self.draft_model, mp)
-            except ModelLoadError as e:
-                errors = [text for level, text in forward_native_logs() if level >= 40]
-                detail = f": {errors[-1].strip()}" if errors else ""
-                raise ModelFileError(f"draft_model: {e}{detail}") from None
-            forward_native_logs()
+            self._native_draft = _load_weights(self.draft_model, mp, what="draft_model: ")
         #: How the context size was chosen when ``n_ctx`` was not given (None when it was).
         self.context_fit: ContextFit | None = None
         self._n_threads = n_threads

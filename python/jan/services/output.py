@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from jan.services.types import ChatDelta, ChatRequest, ToolCallDelta
+from jan.services.types import ChatDelta, ChatRequest
 from jan.templates.formats import ChatPlan, OutputDelta
 from jan.templates.formats import OutputParser as FormatParser
 
@@ -52,8 +52,7 @@ class FormatOutput:
 
 
 def _delta(d: OutputDelta) -> ChatDelta:
-    calls = tuple(ToolCallDelta(index=c.index, id=c.id, name=c.name, arguments=c.arguments) for c in d.tool_calls)
-    return ChatDelta(content=d.content, reasoning=d.reasoning, tool_calls=calls)
+    return ChatDelta(content=d.content, reasoning=d.reasoning, tool_calls=d.tool_calls)
 
 
 def output_parser(request: ChatRequest, plan: ChatPlan, prompt: str) -> OutputParser:

@@ -38,7 +38,7 @@ import asyncio
 import fnmatch
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
@@ -315,14 +315,22 @@ def _with_images(message: dict[str, Any], text: str) -> Any:
     """A user turn's content: its text, or with images its text and ``image_file`` parts in stored order."""
     if not image_files_of(message):
         return text
+    return content_parts(message, lambda file_id: {"type": "image_file", "image_file": {"file_id": file_id}})
+
+
+def content_parts(message: dict[str, Any], image_part: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stored message's text and images as chat content parts, in stored order: ``{"type": "text", ...}``
+    for each text part and ``image_part(file_id)`` for each ``image_file`` part (the caller says how an
+    image travels: a file reference, or a ``data:`` URL for a client that cannot read the data folder)."""
     parts: list[dict[str, Any]] = []
     for p in message.get("content") or []:
         if not isinstance(p, dict):
             continue
         if p.get("type") == "text" and isinstance(p.get("text"), dict) and p["text"].get("value"):
             parts.append({"type": "text", "text": p["text"]["value"]})
-        elif p.get("type") == "image_file" and isinstance(p.get("image_file"), dict):
-            parts.append({"type": "image_file", "image_file": {"file_id": p["image_file"].get("file_id")}})
+        elif p.get("type") == "image_file" and isinstance(p.get("image_file"), dict) \
+                and isinstance(p["image_file"].get("file_id"), str):
+            parts.append(image_part(p["image_file"]["file_id"]))
     return parts
 
 

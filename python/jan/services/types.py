@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Union
 
 from jan.engine.results import TokenLogprob, TopLogprob, Usage
+from jan.templates.formats.types import CallDelta
 
 __all__ = [
     "AudioPart",
@@ -453,15 +454,9 @@ class EmbeddingRequest:
 
 
 # -- results ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ToolCallDelta:
-    """A piece of tool call ``index`` of a choice: the first piece has ``id`` and ``name``,
-    later ones append to ``arguments`` (JSON text)."""
-
-    index: int
-    id: str | None = None
-    name: str | None = None
-    arguments: str = ""
+#: A piece of tool call ``index`` of a choice: the first piece has ``id`` and ``name``, later ones append
+#: to ``arguments`` (JSON text). The chat-format parsers' own type, so their deltas pass through as they are.
+ToolCallDelta = CallDelta
 
 
 @dataclass(frozen=True)
