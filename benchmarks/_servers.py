@@ -52,10 +52,23 @@ def jan_cmd(model: Path, port: int, *, parallel: int, ctx: int, threads: int, da
             "--no-extensions"]
 
 
+def cpu_has_amx() -> bool:
+    """Whether this (Linux) CPU has AMX tiles (Intel Sapphire Rapids and later)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " amx_tile" in line for line in f)
+    except OSError:
+        return False
+
+
 def llama_server_cmd(binary: Path, model: Path, port: int, *, parallel: int, ctx: int, threads: int) -> list[str]:
     # -c is the whole context (llama-server splits it over the slots); jan's --ctx-size is per slot.
-    return [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np", str(parallel),
-            "-c", str(ctx * parallel), "-t", str(threads), "-tb", str(threads), "--no-webui"]
+    cmd = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np", str(parallel),
+           "-c", str(ctx * parallel), "-t", str(threads), "-tb", str(threads), "--no-webui"]
+    # On an AMX CPU jan keeps llama.cpp's extra weight buffers off (their AMX matmul crashes off the main
+    # thread; cpp/model.cpp), and llama-server itself dies with SIGSEGV at warm-up on Q4_K weights: the
+    # same weight layout on both sides.
+    return cmd + ["--no-repack"] if cpu_has_amx() else cmd
 
 
 def llama_server_binary() -> Path:
