@@ -23,10 +23,14 @@ def server(tmp_path, stories_path):
         yield srv
 
 
+LONG_RUN = 30000  # tokens: ~10 s of stories260K on a quiet 2-core machine
+
+
 @pytest.fixture
 def long_server(tmp_path, stories_path):
-    """A bigger context so a run lasts seconds (3000 tokens), long enough to disconnect in the middle."""
-    with running(tmp_path / "data", stories_path, n_ctx=4096, n_parallel=1) as srv:
+    """A big context, so a run lasts many seconds (LONG_RUN tokens) even on a quiet machine: a disconnect
+    lands in its middle however slowly a busy machine lets the client read."""
+    with running(tmp_path / "data", stories_path, n_ctx=LONG_RUN + 1024, n_parallel=1) as srv:
         yield srv
 
 
@@ -273,7 +277,7 @@ async def test_stream_disconnect_stops_and_saves_stopped(long_server, tmp_path):
     async with Client(srv.base_url) as api:
         tid = await new_thread(api)
         session = aiohttp.ClientSession()
-        resp = await post_streamed_run(session, srv.base_url, tid, 3000)
+        resp = await post_streamed_run(session, srv.base_url, tid, LONG_RUN)
         stream = RunStream()
         async for line in resp.content:
             stream.feed(line)
@@ -290,7 +294,7 @@ async def test_stream_disconnect_stops_and_saves_stopped(long_server, tmp_path):
         text = message_text(message)
         assert text.startswith(received)
         usage = message["metadata"]["usage"]  # counted from the saved text: the engine never reported it
-        assert usage["estimated"] is True and 0 < usage["completion_tokens"] < 3000  # stopped long before the end
+        assert usage["estimated"] is True and 0 < usage["completion_tokens"] < LONG_RUN  # stopped long before the end
         stored = read_jsonl(tmp_path / "data" / "threads" / tid / "messages.jsonl")[-1]
         assert stored["status"] == "stopped" and stored["content"][0]["text"]["value"] == text
         assert srv.call(_local_engine_busy(srv)) == 0  # the slot was freed
@@ -307,7 +311,7 @@ async def test_non_streaming_disconnect_also_stops(long_server):
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as session:
             with pytest.raises(asyncio.TimeoutError):
                 await session.post(f"{srv.base_url}/v1/threads/{tid}/runs",
-                                   json={"max_tokens": 3000, "ignore_eos": True})
+                                   json={"max_tokens": LONG_RUN, "ignore_eos": True})
         listed = await api.ok("GET", f"/v1/threads/{tid}/messages")
         reply = listed["data"][0]
         assert reply["role"] == "assistant"
@@ -320,7 +324,7 @@ async def test_cancel_run(long_server):
     async with Client(srv.base_url) as api:
         tid = await new_thread(api)
         async with api.session.post(f"{srv.base_url}/v1/threads/{tid}/runs",
-                                    json={"stream": True, "max_tokens": 3000, "ignore_eos": True}) as resp:
+                                    json={"stream": True, "max_tokens": LONG_RUN, "ignore_eos": True}) as resp:
             run_id = None
             async for line in resp.content:
                 line = line.decode().strip()
