@@ -58,6 +58,7 @@ DraftModel::DraftModel(std::shared_ptr<Model> draft, const Model & target, const
     if (params.n_threads > 0) cp.n_threads = params.n_threads;
     if (params.n_threads_batch > 0) cp.n_threads_batch = params.n_threads_batch;
     cp.kv_unified = params.kv_unified;
+    cp.swa_full = false;  // as the target's context (scheduler.cpp); draft() checks prefix_reusable
     cp.type_k = kv_cache_type(params.cache_type_k, "cache_type_k");
     cp.type_v = kv_cache_type(params.cache_type_v, "cache_type_v");
     try {
@@ -115,6 +116,7 @@ void DraftModel::draft(std::vector<Job> & jobs) {
         size_t keep = std::mismatch(cached.begin(), cached.begin() + (ptrdiff_t)std::min(cached.size(), h.size()),
                                     h.begin()).first - cached.begin();
         keep = std::min(keep, h.size() - 1);  // the last token is evaluated: its logits give the first draft
+        if (!prefix_reusable(memory_, job.seq, (llama_pos)keep, llama_model_n_swa(model_->get()))) keep = 0;
         if (!llama_memory_seq_rm(memory_, job.seq, (llama_pos)keep, -1)) {
             llama_memory_seq_rm(memory_, job.seq, -1, -1);  // partial removal unsupported (recurrent models)
             keep = 0;

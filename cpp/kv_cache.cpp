@@ -1,5 +1,7 @@
 #include "kv_cache.h"
 
+#include <algorithm>
+
 #include <stdexcept>
 
 namespace jan {
@@ -67,6 +69,12 @@ uint64_t kv_cache_size(const Model & model, uint32_t n_cells, ggml_type type_k, 
     if (d.n_head_kv == 0) return 0;
     const uint64_t row = ggml_row_size(type_k, d.k * d.n_head_kv) + ggml_row_size(type_v, d.v * d.n_head_kv);
     return (uint64_t)model.n_layer() * (uint64_t)n_cells * row;
+}
+
+bool prefix_reusable(llama_memory_t memory, llama_seq_id seq, llama_pos keep_pos, int32_t n_swa) {
+    if (n_swa <= 0 || keep_pos <= 0) return true;
+    const llama_pos pos_min = llama_memory_seq_pos_min(memory, seq);  // the window layers' oldest cell
+    return pos_min >= 0 && pos_min <= std::max<llama_pos>(0, keep_pos - n_swa);
 }
 
 }  // namespace jan

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ggml.h"
+#include "llama.h"
 #include "model.h"
 
 namespace jan {
@@ -23,5 +24,12 @@ void check_kv_cache_types(const Model & model, ggml_type type_k, ggml_type type_
 // is computed the way llama.cpp sizes its cache (models with sliding-window or
 // recurrent layers hold less than this).
 uint64_t kv_cache_size(const Model & model, uint32_t n_cells, ggml_type type_k, ggml_type type_v);
+
+// Whether sequence `seq` can go on from position `keep_pos` with the cells it holds below it. jan's
+// contexts keep a window-size cache for sliding-window layers (swa_full off, as llama-server), which
+// forgets positions more than n_swa behind its newest; a token at keep_pos attends to the n_swa
+// positions before it, so those must still be there (llama-server's test before reusing a slot's cache).
+// `n_swa` is llama_model_n_swa (0: no sliding window, always reusable).
+bool prefix_reusable(llama_memory_t memory, llama_seq_id seq, llama_pos keep_pos, int32_t n_swa);
 
 }  // namespace jan

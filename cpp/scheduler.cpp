@@ -49,6 +49,10 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params,
                          : params_.flash_attn == 0 ? LLAMA_FLASH_ATTN_TYPE_DISABLED
                                                    : LLAMA_FLASH_ATTN_TYPE_ENABLED;
     cp.kv_unified = params_.kv_unified;
+    // Sliding-window layers (Gemma 2/3, gpt-oss, Cohere 2, ...) keep a window-size cache, not a
+    // full-context one: a fraction of the memory (llama-server's default too). assign() then reuses a
+    // slot's prefix only while the window before it is still cached (prefix_reusable).
+    cp.swa_full = false;
     cp.type_k = kv_cache_type(params_.cache_type_k, "cache_type_k");
     cp.type_v = kv_cache_type(params_.cache_type_v, "cache_type_v");
     check_kv_cache_types(*model_, cp.type_k, cp.type_v);
@@ -65,6 +69,7 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params,
     if (!ctx_) throw ModelLoadError("llama.cpp could not create a context of " + std::to_string(cp.n_ctx) +
                                     " tokens for '" + model_->path() + "' (out of memory?)");
     memory_ = llama_get_memory(ctx_.get());
+    n_swa_ = llama_model_n_swa(model_->get());
     kv_cache_bytes_ = kv_cache_size(*model_, llama_n_ctx(ctx_.get()), cp.type_k, cp.type_v);
     // llama.cpp pads the context and caps the batch at it: a slot still gets
     // exactly what was asked for (when it fits), and batches stay decodable.
@@ -160,6 +165,7 @@ void Scheduler::assign(Slot & slot, Pending && pending) {
     // The last prompt token is always evaluated: its logits pick the first token.
     if (keep >= pending.prompt.size()) keep = pending.prompt.size() - 1;
     keep = pending.media.boundary_at_or_before(keep);  // [media] a chunk is evaluated whole
+    if (!prefix_reusable(memory_, slot.id, slot.cache_media.pos_at(keep), n_swa_)) keep = 0;
     if (!llama_memory_seq_rm(memory_, slot.id, slot.cache_media.pos_at(keep), -1)) {
         llama_memory_seq_rm(memory_, slot.id, -1, -1);  // partial removal unsupported (recurrent models)
         keep = 0;

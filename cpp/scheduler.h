@@ -135,6 +135,7 @@ private:
     ContextParams params_;
     llama_context_ptr ctx_;
     llama_memory_t memory_ = nullptr;
+    int32_t n_swa_ = 0;  // the model's sliding window (tokens); 0: none
     llama_batch batch_{};
     std::unique_ptr<DraftModel> drafter_;
     std::vector<Slot> slots_;

@@ -284,7 +284,9 @@ class Model:
 
     @property
     def kv_cache_bytes(self) -> int:
-        """Bytes of the KV cache for all slots (0 for embedding and vocab-only models)."""
+        """Bytes of the KV cache for all slots (0 for embedding and vocab-only models): every layer at the full
+        context. For sliding-window models (Gemma 2/3, gpt-oss, ...) an upper bound: their window layers hold
+        about window + n_ubatch cells per slot (llama.cpp's public API does not say which layers those are)."""
         return self._scheduler.kv_cache_bytes if self._scheduler else 0
 
     @property

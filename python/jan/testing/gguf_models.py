@@ -253,9 +253,10 @@ def _guess_scalar_type(value: Any) -> Any:
 
 
 def _llama_tensor_specs(
-    n_vocab: int, n_embd: int, n_layer: int, n_head: int, n_head_kv: int, n_ff: int
+    n_vocab: int, n_embd: int, n_layer: int, n_head: int, n_head_kv: int, n_ff: int, arch: str = "llama"
 ) -> list[tuple[str, tuple[int, ...], bool]]:
-    """(name, numpy shape, is_norm) of every llama tensor.
+    """(name, numpy shape, is_norm) of every llama tensor; for ``arch="gemma3"`` Gemma 3's as well
+    (per-head q/k norms, post-attention and post-FFN norms; the output matrix is the tied embedding).
 
     numpy shapes are row-major, i.e. the reverse of ggml's ``ne``: a weight
     mapping n_in -> n_out is stored as ``(n_out, n_in)``.
@@ -265,8 +266,9 @@ def _llama_tensor_specs(
     specs: list[tuple[str, tuple[int, ...], bool]] = [
         ("token_embd.weight", (n_vocab, n_embd), False),
         ("output_norm.weight", (n_embd,), True),
-        ("output.weight", (n_vocab, n_embd), False),
     ]
+    if arch == "llama":
+        specs.append(("output.weight", (n_vocab, n_embd), False))
     for i in range(n_layer):
         b = f"blk.{i}."
         specs += [
@@ -280,6 +282,13 @@ def _llama_tensor_specs(
             (b + "ffn_up.weight", (n_ff, n_embd), False),
             (b + "ffn_down.weight", (n_embd, n_ff), False),
         ]
+        if arch == "gemma3":
+            specs += [
+                (b + "attn_q_norm.weight", (head_dim,), True),
+                (b + "attn_k_norm.weight", (head_dim,), True),
+                (b + "post_attention_norm.weight", (n_embd,), True),
+                (b + "post_ffw_norm.weight", (n_embd,), True),
+            ]
     return specs
 
 
@@ -341,8 +350,14 @@ def write_llama_from_vocab(
     extra_special_tokens: Sequence[str] | None = None,
     name: str | None = None,
     weight_std: float = 0.02,
+    arch: str = "llama",
+    sliding_window: int | None = None,
 ) -> Path:
     """Write a random-weight llama GGUF that uses the tokenizer of ``vocab_gguf``.
+
+    ``arch="gemma3"`` writes Gemma 3's layout instead (llama.cpp's ``gemma3``: q/k norms, post norms,
+    tied output); with ``sliding_window`` (tokens) five of every six layers attend only to that many
+    recent positions, as Gemma 3 does, so its KV cache has sliding-window layers.
 
     Every ``tokenizer.*`` key of the vocab file is copied with its exact type
     (tokens, scores, token types, merges, special token ids, add_bos/eos flags,
@@ -406,7 +421,10 @@ def write_llama_from_vocab(
     if name is None:
         name = source_name.value if source_name is not None else f"jan-test-llama-{Path(vocab_gguf).stem}"
 
-    arch = "llama"
+    if arch not in ("llama", "gemma3"):
+        raise ValueError(f"arch must be 'llama' or 'gemma3', got {arch!r}")
+    if sliding_window is not None and arch != "gemma3":
+        raise ValueError("sliding_window needs arch='gemma3'")
     u32 = GGUFValueType.UINT32
     kv: dict[str, _KV] = {
         "general.name": _KV(name, GGUFValueType.STRING),
@@ -423,16 +441,22 @@ def write_llama_from_vocab(
         "general.file_type": _KV(_FILE_TYPES[dtype], u32),
         "general.quantization_version": _KV(2, u32),
     }
+    if arch == "gemma3":
+        del kv[f"{arch}.vocab_size"], kv[f"{arch}.rope.dimension_count"]
+        kv[f"{arch}.attention.key_length"] = _KV(head_dim, u32)
+        kv[f"{arch}.attention.value_length"] = _KV(head_dim, u32)
+        if sliding_window is not None:
+            kv[f"{arch}.attention.sliding_window"] = _KV(sliding_window, u32)
     kv.update(tok)
     for key, value in (extra_kv or {}).items():
         if key == "general.architecture":
-            raise ValueError("general.architecture is always 'llama'")
+            raise ValueError("general.architecture is set by arch")
         if value is None:
             kv.pop(key, None)
         else:
             kv[key] = _infer_kv(key, value, kv.get(key))
 
-    specs = _llama_tensor_specs(n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff)
+    specs = _llama_tensor_specs(n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, arch)
     np_dtype = np.dtype(_DTYPES[dtype])
     f32 = np.dtype(np.float32)
 
