@@ -166,3 +166,35 @@ def test_move_conflict_leaves_the_file_where_it_was(store, gguf):
     with pytest.raises(AlreadyExistsError):
         store.models.import_gguf(gguf, model_id="taken", mode="move")
     assert gguf.exists()
+
+
+def test_with_weights_resolves_every_file_from_one_read(store, gguf, tmp_path):
+    """The request path's lookup: the model.json with its weights, projector and draft model, as the
+    single-file lookups resolve them; an unknown id is the same not-found error."""
+    store.models.import_gguf(gguf, model_id="drafter")
+    projector = tmp_path / "mmproj-tiny.gguf"
+    projector.write_bytes(b"GGUF")
+    store.models.import_gguf(gguf, model_id="main", settings={"mmproj": str(projector), "draft_model": "drafter"})
+    doc = store.models.with_weights("main")
+    assert doc["id"] == "main"
+    assert doc["file_path"] == str(store.models.model_file("main"))
+    assert doc["mmproj_path"] == str(projector) == str(store.models.mmproj_file("main"))
+    assert doc["draft_model_path"] == str(store.models.model_file("drafter"))
+    plain = store.models.with_weights("drafter")
+    assert "mmproj_path" not in plain and "draft_model_path" not in plain
+    with pytest.raises(StoredModelNotFoundError):
+        store.models.with_weights("nope")
+
+
+def test_a_models_folder_moved_behind_a_symlink_is_followed(tmp_path, gguf):
+    """The collection's resolved path is remembered per request only while the folder entry is the same:
+    pointing ``models`` at another disk (a new symlink) is seen on the next lookup."""
+    data = tmp_path / "data"
+    store = DataFolder(data)
+    store.models.import_gguf(gguf, model_id="m")
+    first = store.models.model_file("m")
+    bigger = tmp_path / "bigger-disk"
+    os.rename(data / "models", bigger)
+    os.symlink(bigger, data / "models")
+    moved = store.models.model_file("m")
+    assert moved is not None and moved.parent.parent == bigger.resolve() and moved != first

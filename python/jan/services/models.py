@@ -73,6 +73,13 @@ class ModelService:
         """
         if not model_id:
             model_id = await self.default_model_id()
+        whole = getattr(self.model_extension(), "model_with_weights", None)
+        if whole is not None and model_id not in self._transient:
+            try:  # the model.json and its files from one read, the path of every request
+                model = await whole(model_id)
+            except (ModelNotFoundError, KeyError):
+                raise ModelNotFoundError(f"The model '{model_id}' does not exist") from None
+            return Target(model, self.engine_for(model))
         model = await self.get(model_id)
         engine = self.engine_for(model)
         if isinstance(engine, LocalInferenceExtension):

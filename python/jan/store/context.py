@@ -35,6 +35,8 @@ class StoreContext:
         self.migrations = migrations
         self.problems = problems
         self.locks = LockManager(root / LOCK_DIR_NAME, timeout=lock_timeout)
+        # collection -> ((st_dev, st_ino, st_mtime_ns) of <root>/<collection> from lstat, its realpath)
+        self._bases: dict[str, tuple[tuple[int, int, int], str]] = {}
         self._warned_newer: set[str] = set()
 
     # --- paths ---
@@ -48,11 +50,27 @@ class StoreContext:
         the resource path is compared lexically below it.
         """
         validate_id(resource_id, f"{kind} id")
-        base = os.path.realpath(self.root / collection)
+        base = self._collection_base(collection)
         target = os.path.normpath(os.path.join(base, resource_id))
         if os.path.dirname(target) != base or os.path.basename(target) != resource_id:
             raise InvalidIdError(f"{kind} id {resource_id!r} resolves outside {collection}/")
         return Path(base) / resource_id
+
+    def _collection_base(self, collection: str) -> str:
+        """``realpath(<root>/<collection>)``, remembered while that entry is the same one (one lstat per
+        call instead of one per path component: this runs on every request that names a model)."""
+        link = self.root / collection
+        try:
+            st = os.lstat(link)
+        except OSError:
+            return os.path.realpath(link)
+        stamp = (st.st_dev, st.st_ino, st.st_mtime_ns)
+        known = self._bases.get(collection)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        base = os.path.realpath(link)
+        self._bases[collection] = (stamp, base)
+        return base
 
     def key(self, path: Path) -> str:
         """The lock key of a file: its path relative to the data folder."""

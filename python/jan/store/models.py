@@ -147,15 +147,31 @@ class ModelStore:
             remove_resource_dir(path.parent)
         return {"id": model_id, "object": "model", "deleted": True}
 
-    def model_file(self, model_id: str) -> Path | None:
+    def with_weights(self, model_id: str) -> dict[str, Any]:
+        """The model.json (as :meth:`get`) with the files it names resolved, from one read of it:
+        ``file_path`` (:meth:`model_file`), ``mmproj_path`` (:meth:`mmproj_file`) and
+        ``draft_model_path`` (:meth:`draft_model_file`), each only when there is one."""
+        doc = self.get(model_id)
+        if doc.get("file_path"):  # named in the model.json itself: taken as it is
+            return doc
+        folder = self.folder(model_id)
+        for key, path in (("file_path", self.model_file(model_id, doc, folder)),
+                          ("mmproj_path", self.mmproj_file(model_id, doc, folder)),
+                          ("draft_model_path", self.draft_model_file(model_id, doc, folder))):
+            if path is not None:
+                doc[key] = str(path)
+        return doc
+
+    def model_file(self, model_id: str, doc: dict[str, Any] | None = None, folder: Path | None = None) -> Path | None:
         """The model's weights file, or ``None`` if it is missing.
 
         Looks at ``settings.llama_model_path`` (relative to the folder, or
         absolute for a model imported by reference), then at ``sources``
         (``filename`` in the folder, or a ``url`` that is an absolute local path).
+        ``doc`` / ``folder``: the model.json and folder when the caller has them already.
         """
-        doc = self.get(model_id)
-        folder = self.folder(model_id)
+        doc = self.get(model_id) if doc is None else doc
+        folder = self.folder(model_id) if folder is None else folder
 
         def inside(name: str) -> Path | None:
             # A relative name from model.json must not climb out of the model folder.
@@ -177,25 +193,26 @@ class ModelStore:
                 return candidate
         return None
 
-    def mmproj_file(self, model_id: str) -> Path | None:
+    def mmproj_file(self, model_id: str, doc: dict[str, Any] | None = None, folder: Path | None = None) -> Path | None:
         """The model's multimodal projector (Jan's ``settings.mmproj``: relative to the model
         folder, or absolute), or ``None`` when it has none or the file is missing."""
-        doc = self.get(model_id)
+        doc = self.get(model_id) if doc is None else doc
         name = (doc.get("settings") or {}).get("mmproj")
         if not isinstance(name, str) or not name:
             return None
-        folder = self.folder(model_id)
+        folder = self.folder(model_id) if folder is None else folder
         candidate = Path(os.path.normpath(os.path.join(folder, name)))
         if not os.path.isabs(name) and os.path.commonpath([folder, candidate]) != str(folder):
             return None  # a relative name must not climb out of the model folder
         return candidate if candidate.is_file() else None
 
-    def draft_model_file(self, model_id: str) -> Path | None:
+    def draft_model_file(self, model_id: str, doc: dict[str, Any] | None = None,
+                         folder: Path | None = None) -> Path | None:
         """The GGUF that drafts for this model in speculative decoding (``settings.draft_model``:
         the id of another model here, a path relative to the model folder, or an absolute path),
         or ``None`` when it has none. A name that resolves to no file comes back as the path it
         names, so loading fails with a clear "not found" rather than silently without a draft."""
-        doc = self.get(model_id)
+        doc = self.get(model_id) if doc is None else doc
         name = (doc.get("settings") or {}).get("draft_model")
         if not isinstance(name, str) or not name:
             return None
@@ -203,7 +220,7 @@ class ModelStore:
             other = self.model_file(name)
             if other is not None:
                 return other
-        folder = self.folder(model_id)
+        folder = self.folder(model_id) if folder is None else folder
         if os.path.isabs(name):
             return Path(name)
         candidate = Path(os.path.normpath(os.path.join(folder, name)))

@@ -42,6 +42,14 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         except NotFoundError:
             raise ModelNotFoundError(f"model '{model_id}' does not exist") from None
 
+    async def model_with_weights(self, model_id: str) -> dict[str, Any]:
+        """:meth:`get_model` with ``file_path``, ``mmproj_path`` and ``draft_model_path`` resolved, in one
+        read of the model.json (one hop to a worker thread per request, not four)."""
+        try:
+            return await self.store.models.with_weights(model_id)
+        except NotFoundError:
+            raise ModelNotFoundError(f"model '{model_id}' does not exist") from None
+
     async def model_file(self, model_id: str) -> str | None:
         path = await self.store.models.model_file(model_id)
         return str(path) if path else None
