@@ -44,6 +44,9 @@ def _dead_port() -> int:
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory, stories_path):
     dead = f"http://127.0.0.1:{_dead_port()}"
+    # urllib's global opener reads the proxy variables once, when the process first calls urlopen: made
+    # inside the block below, it would send every later test's loopback call to the dead proxy.
+    urllib.request.install_opener(urllib.request.build_opener(urllib.request.ProxyHandler({})))
     with pytest.MonkeyPatch.context() as env:
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
             env.setenv(name, dead)
