@@ -35,6 +35,8 @@ class Request:
         self._done = False
         self.seed = seed
         self.final: Chunk | None = None
+        self._watching: asyncio.AbstractEventLoop | None = None  # the loop watching the engine's fd
+        self._waiter: asyncio.Future | None = None
 
     # -- control -------------------------------------------------------
     def cancel(self) -> None:
@@ -61,29 +63,48 @@ class Request:
         return self
 
     async def __anext__(self) -> Chunk:
-        if not self._buffer and not self._done:
+        while not self._buffer and not self._done:
             self._accept(self._native.drain(self._logprobs))
             if not self._buffer and not self._done:
+                # A wake-up may be stale (readiness reported before the last drain): drain and look again.
                 await self._readable()
-                self._accept(self._native.drain(self._logprobs))
+        if self._done:
+            self._unwatch()  # the final event is in: nothing more will come
         if self._buffer:
             return self._buffer.popleft()
         raise StopAsyncIteration
 
     async def _readable(self) -> None:
+        # The fd stays watched from one wait to the next (no epoll_ctl pair per token); it is readable only
+        # from the engine's first event after a drain until the next drain (cpp/request.cpp).
         loop = asyncio.get_running_loop()
-        fd = self._native.fileno()
-        ready = loop.create_future()
-
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(fd, wake)
+        waiter = loop.create_future()
+        self._waiter = waiter
+        if self._watching is not loop:
+            self._unwatch()
+            loop.add_reader(self._native.fileno(), self._wake)
+            self._watching = loop
         try:
-            await ready
+            await waiter
+        except BaseException:  # the consumer was cancelled: let go now, so a dropped handle cancels at once
+            self._unwatch()
+            raise
         finally:
-            loop.remove_reader(fd)
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            # Readable while nobody waits (the consumer is writing, or has gone): stop watching until the
+            # next wait, so the level-triggered fd cannot spin the loop, and the loop drops this request.
+            self._unwatch()
+        elif not waiter.done():
+            waiter.set_result(None)
+
+    def _unwatch(self) -> None:
+        if self._watching is not None:
+            self._watching.remove_reader(self._native.fileno())
+            self._watching = None
 
     # -- whole result --------------------------------------------------
     def result(self) -> Completion:
