@@ -36,6 +36,7 @@ class Request:
         self.seed = seed
         self.final: Chunk | None = None
         self._watching: asyncio.AbstractEventLoop | None = None  # the loop watching the engine's fd
+        self._fd = -1  # that fd, while watched
         self._waiter: asyncio.Future | None = None
 
     # -- control -------------------------------------------------------
@@ -82,7 +83,8 @@ class Request:
         self._waiter = waiter
         if self._watching is not loop:
             self._unwatch()
-            loop.add_reader(self._native.fileno(), self._wake)
+            self._fd = self._native.fileno()  # (enables the engine's signal; it takes the request's lock)
+            loop.add_reader(self._fd, self._wake)
             self._watching = loop
         try:
             await waiter
@@ -103,7 +105,7 @@ class Request:
 
     def _unwatch(self) -> None:
         if self._watching is not None:
-            self._watching.remove_reader(self._native.fileno())
+            self._watching.remove_reader(self._fd)
             self._watching = None
 
     # -- whole result --------------------------------------------------
