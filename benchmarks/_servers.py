@@ -112,13 +112,15 @@ def running(name: str, cmd: list[str], port: int, model_id: str, log: Path, env:
 
 @contextmanager
 def both(model: Path, *, parallel: int, ctx: int, threads: int, work: Path, order: tuple[str, ...] = ("jan", "llama-server"),
-         jan_env: dict | None = None):
+         jan_env: dict | None = None, jan_args: list[str] | None = None):
     """Both servers up at once (an idle server takes no CPU), as {name: Server}. ``jan_env``: extra
-    environment for jan's process only (e.g. ``GOMP_SPINCOUNT=0`` to try OpenMP's waiting policy)."""
+    environment for jan's process only (e.g. ``GOMP_SPINCOUNT=0`` to try OpenMP's waiting policy);
+    ``jan_args``: extra ``jan serve`` arguments (e.g. ``--adaptive-threads=off``)."""
     binary = llama_server_binary()
     model_id = model.stem
     ports = {name: free_port() for name in order}
-    cmds = {"jan": jan_cmd(model, ports["jan"], parallel=parallel, ctx=ctx, threads=threads, data=work / "data"),
+    cmds = {"jan": jan_cmd(model, ports["jan"], parallel=parallel, ctx=ctx, threads=threads, data=work / "data")
+            + list(jan_args or ()),
             "llama-server": llama_server_cmd(binary, model, ports["llama-server"], parallel=parallel, ctx=ctx,
                                              threads=threads)}
     with running("jan", cmds["jan"], ports["jan"], model_id, work / "jan.log", jan_env) as a, \
@@ -126,10 +128,11 @@ def both(model: Path, *, parallel: int, ctx: int, threads: int, work: Path, orde
         yield {"jan": a, "llama-server": b}
 
 
-async def stream_one(session: aiohttp.ClientSession, server: Server, prompt: str, n: int, *, chat: bool = False) -> dict:
-    """One streamed greedy request of exactly ``n`` tokens (EOS ignored). Times: sent, first and
-    last content chunk (perf_counter seconds)."""
-    body = {"model": server.model_id, "max_tokens": n, "temperature": 0, "stream": True, "ignore_eos": True}
+async def stream_one(session: aiohttp.ClientSession, server: Server, prompt: str, n: int, *, chat: bool = False,
+                     temperature: float = 0.0) -> dict:
+    """One streamed request of exactly ``n`` tokens (EOS ignored; greedy unless ``temperature``). Times:
+    sent, first and last content chunk (perf_counter seconds)."""
+    body = {"model": server.model_id, "max_tokens": n, "temperature": temperature, "stream": True, "ignore_eos": True}
     if chat:
         body["messages"] = [{"role": "user", "content": prompt}]
         path = "/v1/chat/completions"
@@ -158,13 +161,14 @@ async def stream_one(session: aiohttp.ClientSession, server: Server, prompt: str
     return {"t0": t0, "t_first": t_first, "t_last": t_last, "n": n, "finish": finish}
 
 
-async def streams(server: Server, prompts: list[str], n: int, *, chat: bool = False) -> dict:
+async def streams(server: Server, prompts: list[str], n: int, *, chat: bool = False, temperature: float = 0.0) -> dict:
     """``len(prompts)`` concurrent streams: aggregate tokens/s (all tokens over the wall time),
     median time to first token (ms), and the server's CPU seconds per generated token."""
     cpu0 = server.cpu_seconds()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as session:
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(stream_one(session, server, p, n, chat=chat) for p in prompts))
+        results = await asyncio.gather(*(stream_one(session, server, p, n, chat=chat, temperature=temperature)
+                                         for p in prompts))
         wall = time.perf_counter() - t0
     cpu = server.cpu_seconds() - cpu0
     ttfts = sorted((r["t_first"] - r["t0"]) * 1000 for r in results)

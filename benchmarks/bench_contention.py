@@ -63,6 +63,11 @@ def main() -> None:
     ap.add_argument("--hog-seconds", type=float, default=120.0, help="upper bound on each hog's life")
     ap.add_argument("--jan-env", action="append", default=[], metavar="NAME=VALUE",
                     help="environment for jan's server only, e.g. GOMP_SPINCOUNT=0 (OpenMP waits passively)")
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="0: greedy (jan keeps greedy output load-independent, see --adaptive-threads); "
+                         "above: sampled without a seed, as a chat client sends")
+    ap.add_argument("--jan-arg", action="append", default=[], metavar="ARG",
+                    help="an extra `jan serve` argument, e.g. --jan-arg=--adaptive-threads=always")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--workdir", default=str(Path(__file__).resolve().parent / ".cache" / "contention-bench"))
     args = ap.parse_args()
@@ -72,7 +77,7 @@ def main() -> None:
     results: dict[int, dict[str, float]] = {}
     with _servers.both(bench.path, parallel=args.parallel, ctx=args.ctx, threads=args.threads,
                        work=Path(args.workdir) / bench.name,
-                       jan_env=dict(e.split("=", 1) for e in args.jan_env)) as servers:
+                       jan_env=dict(e.split("=", 1) for e in args.jan_env), jan_args=args.jan_arg) as servers:
         for name in ORDER:  # warm up
             _servers.run(_servers.streams(servers[name], prompts, 8))
         for i, k in enumerate(ks):
@@ -81,7 +86,8 @@ def main() -> None:
                 for rep in range(args.reps):
                     order = ORDER if (i + rep) % 2 == 0 else ORDER[::-1]
                     for name in order:
-                        tps[name].append(_servers.run(_servers.streams(servers[name], prompts, args.tokens))["tps"])
+                        tps[name].append(_servers.run(_servers.streams(servers[name], prompts, args.tokens,
+                                                                       temperature=args.temperature))["tps"])
             results[k] = {name: statistics.median(v) for name, v in tps.items()}
             print(f"# k={k}: {results[k]}", file=sys.stderr)
     quiet = results.get(0, {}).get("jan")

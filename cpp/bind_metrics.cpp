@@ -21,6 +21,12 @@ void register_metrics(py::module_ & m) {
         .def_readonly("slots_busy", &SchedulerMetrics::slots_busy)
         .def_readonly("slots_total", &SchedulerMetrics::slots_total)
         .def_readonly("queue_depth", &SchedulerMetrics::queue_depth)
+        .def_readonly("n_threads", &SchedulerMetrics::n_threads, "Threads a generation step uses now.")
+        .def_readonly("n_threads_batch", &SchedulerMetrics::n_threads_batch, "Threads a prompt-processing step uses now.")
+        .def_readonly("cpu_busy_elsewhere", &SchedulerMetrics::cpu_busy_elsewhere,
+                      "Cores other processes kept busy over the last sample (thread_governor.h).")
+        .def_readonly("thread_changes_total", &SchedulerMetrics::thread_changes_total,
+                      "Times the thread counts changed for other processes' load.")
         .def("to_dict", [](const SchedulerMetrics & mt) {
             py::dict d;
             d["requests_total"] = mt.requests_total;
@@ -38,6 +44,10 @@ void register_metrics(py::module_ & m) {
             d["slots_busy"] = mt.slots_busy;
             d["slots_total"] = mt.slots_total;
             d["queue_depth"] = mt.queue_depth;
+            d["n_threads"] = mt.n_threads;
+            d["n_threads_batch"] = mt.n_threads_batch;
+            d["cpu_busy_elsewhere"] = mt.cpu_busy_elsewhere;
+            d["thread_changes_total"] = mt.thread_changes_total;
             return d;
         }, "The counters as a dict (for JSON and /metrics).");
 }

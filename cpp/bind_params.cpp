@@ -30,6 +30,8 @@ void register_params(py::module_ & m) {
         .def_readwrite("flash_attn", &ContextParams::flash_attn)
         .def_readwrite("max_queue", &ContextParams::max_queue)
         .def_readwrite("kv_unified", &ContextParams::kv_unified)
+        .def_readwrite("adaptive_threads", &ContextParams::adaptive_threads)
+        .def_readwrite("exact_threads", &ContextParams::exact_threads)
         .def_readwrite("cache_type_k", &ContextParams::cache_type_k)
         .def_readwrite("cache_type_v", &ContextParams::cache_type_v);
 
@@ -56,6 +58,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("reasoning_close", &SamplingParams::reasoning_close)
         .def_readwrite("reasoning_open", &SamplingParams::reasoning_open)
         .def_readwrite("render_special", &SamplingParams::render_special)
+        .def_readwrite("reproducible", &SamplingParams::reproducible)
         .def_readwrite("ignore_eos", &SamplingParams::ignore_eos)
         .def_readwrite("stop", &SamplingParams::stop)
         .def_readwrite("logprobs", &SamplingParams::logprobs)
@@ -70,6 +73,7 @@ void register_params(py::module_ & m) {
         .def(py::init<>())
         .def_readwrite("n_ctx", &EmbedderParams::n_ctx)
         .def_readwrite("n_threads", &EmbedderParams::n_threads)
+        .def_readwrite("adaptive_threads", &EmbedderParams::adaptive_threads)
         .def_readwrite("pooling", &EmbedderParams::pooling)
         .def_readwrite("n_seq_max", &EmbedderParams::n_seq_max);
 }

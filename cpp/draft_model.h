@@ -46,6 +46,10 @@ public:
     void draft(std::vector<Job> & jobs);
 
     uint64_t kv_cache_bytes() const { return kv_cache_bytes_; }
+    // The target's thread counts, as its ThreadGovernor changes them.
+    void set_n_threads(int32_t n_threads, int32_t n_threads_batch) {
+        llama_set_n_threads(ctx_.get(), n_threads, n_threads_batch);
+    }
     const Model & model() const { return *model_; }
 
 private:

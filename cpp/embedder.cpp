@@ -32,6 +32,7 @@ Embedder::Embedder(std::shared_ptr<Model> model, const EmbedderParams & params) 
     cp.no_perf = true;
     ctx_.reset(llama_init_from_model(model_->get(), cp));
     if (!ctx_) throw ModelLoadError("llama.cpp could not create an embedding context for '" + model_->path() + "'");
+    governor_ = std::make_unique<ThreadGovernor>(threads, threads, params.adaptive_threads);
     n_embd_ = llama_model_n_embd_out(model_->get());
     if (n_embd_ <= 0) n_embd_ = model_->n_embd();
 }
@@ -75,6 +76,8 @@ std::vector<std::vector<float>> Embedder::embed(const std::vector<std::vector<ll
             members.push_back(next++);
         }
         if (memory) llama_memory_clear(memory, true);
+        if (governor_->update(ThreadGovernor::Clock::now()))
+            llama_set_n_threads(ctx_.get(), governor_->n_threads(), governor_->n_threads_batch());
         const int32_t rc = encoder_only ? llama_encode(ctx_.get(), batch) : llama_decode(ctx_.get(), batch);
         if (rc != 0) throw EngineError("embedding failed: llama.cpp returned " + std::to_string(rc));
         for (size_t s = 0; s < members.size(); ++s) {

@@ -10,12 +10,14 @@
 
 #include "llama-cpp.h"
 #include "model.h"
+#include "thread_governor.h"
 
 namespace jan {
 
 struct EmbedderParams {
     int32_t n_ctx = 0;        // tokens per decode (and the longest input); 0: the model's training context, capped
     int32_t n_threads = -1;
+    bool adaptive_threads = true;  // fewer threads while other processes keep cores busy (thread_governor.h)
     int32_t pooling = -1;     // enum llama_pooling_type; -1: the model's own (mean when it has none)
     int32_t n_seq_max = 64;   // inputs per decode
 };
@@ -35,7 +37,8 @@ private:
     int32_t n_seq_max_ = 0;
     int32_t pooling_ = 0;
     int32_t n_embd_ = 0;
-    std::mutex mutex_;
+    std::unique_ptr<ThreadGovernor> governor_;
+    std::mutex mutex_;  // one embed() at a time; guards ctx_ and governor_
 };
 
 }  // namespace jan

@@ -42,6 +42,9 @@ struct SamplingParams {
     // Output the text of control tokens (<|channel|>, <|START_ACTION|>...)
     // instead of dropping it, for formats whose markers are such tokens.
     bool render_special = false;
+    // Greedy, or a seed the caller chose: with ContextParams::exact_threads the engine keeps this
+    // request's output independent of other processes' load (Scheduler::thread_count_matters).
+    bool reproducible = true;
     bool ignore_eos = false;
     std::vector<std::string> stop;
     bool logprobs = false;            // report each generated token's log-probability

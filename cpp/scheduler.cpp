@@ -82,6 +82,16 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params,
         dp.n_threads_batch = (int32_t)cp.n_threads_batch;
         drafter_ = std::make_unique<DraftModel>(std::move(draft), *model_, dp);
     }
+    governor_ = std::make_unique<ThreadGovernor>((int32_t)cp.n_threads, (int32_t)cp.n_threads_batch,
+                                                 params_.adaptive_threads);
+    n_threads_set_ = (int32_t)cp.n_threads;
+    n_threads_batch_set_ = (int32_t)cp.n_threads_batch;
+    // flash attention's split-KV decode path (ggml-cpu ops.cpp) is taken only for f16/f32 caches of
+    // one type, and only when attention is (or may be, "auto") flash attention.
+    split_kv_possible_ = cp.flash_attn_type != LLAMA_FLASH_ATTN_TYPE_DISABLED && cp.type_k == cp.type_v &&
+                         (cp.type_k == GGML_TYPE_F16 || cp.type_k == GGML_TYPE_F32);
+    metrics_.n_threads = governor_->n_threads();
+    metrics_.n_threads_batch = governor_->n_threads_batch();
     batch_ = llama_batch_init(params_.n_batch, 0, 1);
     slots_.resize(params_.n_parallel);
     for (int32_t i = 0; i < params_.n_parallel; ++i) slots_[i].id = i;
@@ -138,6 +148,33 @@ SchedulerMetrics Scheduler::metrics() const {
     m.slots_busy = busy_.load();
     m.queue_depth = (int32_t)waiting_.size();
     return m;
+}
+
+void Scheduler::adapt_threads() {
+    if (!governor_->update(Clock::now())) return;
+    set_step_threads(governor_->n_threads());
+    // A draft only proposes tokens, which the target verifies: its thread count never changes output.
+    if (drafter_) drafter_->set_n_threads(governor_->n_threads(), governor_->n_threads_batch());
+}
+
+void Scheduler::set_step_threads(int32_t n_threads) {
+    if (n_threads == n_threads_set_ && governor_->n_threads_batch() == n_threads_batch_set_) return;
+    llama_set_n_threads(ctx_.get(), n_threads, governor_->n_threads_batch());
+    n_threads_set_ = n_threads;
+    n_threads_batch_set_ = governor_->n_threads_batch();
+}
+
+bool Scheduler::thread_count_matters(const Slot & slot) const {
+    // The only op whose result depends on the thread count: flash attention over one query token
+    // (a one-token ubatch, neq1 == 1) with a KV view of >= 512 cells sums per-thread chunks of the
+    // view, then merges them (ggml-cpu ops.cpp, use_split_kv_path). llama.cpp's view is the cells up
+    // to the highest one used, padded to 256 (llama_kv_cache::get_n_kv), so it reaches 512 once more
+    // than 256 cells are used. A slot's own KV stream fills its cells in order (freed cells at the end
+    // are reused first), so that is its cache length, this step's token included; a unified cache
+    // mixes all slots' cells.
+    if (!split_kv_possible_) return false;
+    if (params_.kv_unified) return llama_n_ctx(ctx_.get()) >= 512;
+    return slot.cache.size() > 256;
 }
 
 bool Scheduler::has_work_locked() const {
@@ -317,6 +354,7 @@ void Scheduler::run() {
         for (auto & slot : slots_)
             if (slot.state != SlotState::Idle && slot.request->cancelled()) finish(slot, "cancelled");
         if (busy_.load() == 0) continue;
+        adapt_threads();  // before this step's first decode (media, draft model, batch)
         decode_media_step();  // [media] image/audio embeddings take their own llama_decode
         if (drafter_) draft_with_model();  // speculative.cpp: proposals for this step's batch
 
@@ -368,6 +406,13 @@ void Scheduler::run() {
             metrics_.prompt_tokens_total += take;
         }
         if (batch_.n_tokens == 0) continue;
+        // One-token steps use n_threads (n_threads_batch otherwise): the configured count where fewer
+        // threads would change what is generated, else what the governor leaves.
+        if (batch_.n_tokens == 1)
+            set_step_threads(params_.exact_threads && in_batch.front()->params.reproducible &&
+                                     thread_count_matters(*in_batch.front())
+                                 ? governor_->configured_threads()
+                                 : governor_->n_threads());
 
         const auto t0 = Clock::now();
         const int32_t rc = llama_decode(ctx_.get(), batch_);
@@ -376,6 +421,10 @@ void Scheduler::run() {
             std::lock_guard<std::mutex> lock(mutex_);
             metrics_.decode_calls++;
             metrics_.decode_seconds += std::chrono::duration<double>(t1 - t0).count();
+            metrics_.n_threads = governor_->n_threads();
+            metrics_.n_threads_batch = governor_->n_threads_batch();
+            metrics_.cpu_busy_elsewhere = governor_->cpu_busy_elsewhere();
+            metrics_.thread_changes_total = governor_->changes();
         }
         if (rc != 0) {
             const std::string why = "llama_decode failed (code " + std::to_string(rc) + ")";

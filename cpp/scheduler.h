@@ -22,6 +22,7 @@
 #include "request.h"
 #include "sampling.h"
 #include "text_stream.h"
+#include "thread_governor.h"
 
 namespace jan {
 
@@ -35,6 +36,11 @@ struct ContextParams {
     int32_t flash_attn = -1;     // -1 auto, 0 off, 1 on
     int32_t max_queue = 64;      // requests waiting for a slot before QueueFullError
     bool kv_unified = false;     // separate KV streams keep slots independent
+    // Fewer threads while other processes keep cores busy (thread_governor.h); false: always n_threads.
+    bool adaptive_threads = true;
+    // ...except on steps where fewer threads would change what a reproducible request (greedy or
+    // seeded, SamplingParams::reproducible) generates (Scheduler::thread_count_matters).
+    bool exact_threads = true;
     // KV cache element types by ggml name (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl).
     // A quantized V cache needs flash attention: auto turns it on, off is an error.
     std::string cache_type_k = "f16";
@@ -57,6 +63,12 @@ struct SchedulerMetrics {
     int32_t slots_busy = 0;
     int32_t slots_total = 0;
     int32_t queue_depth = 0;
+    // threads a generation step uses now (thread_governor.h); a step whose output the count would
+    // change keeps the configured one (Scheduler::thread_count_matters)
+    int32_t n_threads = 0;
+    int32_t n_threads_batch = 0;          // and a prompt-processing step
+    double cpu_busy_elsewhere = 0.0;      // cores other processes kept busy, last sample
+    uint64_t thread_changes_total = 0;    // times the governor changed the thread counts
 };
 
 class Scheduler {
@@ -130,6 +142,10 @@ private:
     void draft_with_model();                                         // speculative.cpp
     void verify_draft(Slot & slot);                                  // speculative.cpp
     bool has_work_locked() const;
+    void adapt_threads();  // the governor's counts, applied to this context and the draft model's
+    void set_step_threads(int32_t n_threads);  // llama_set_n_threads when it changes
+    // Whether a one-token step of `slot` would generate differently with another thread count.
+    bool thread_count_matters(const Slot & slot) const;
 
     std::shared_ptr<Model> model_;
     ContextParams params_;
@@ -138,6 +154,9 @@ private:
     int32_t n_swa_ = 0;  // the model's sliding window (tokens); 0: none
     llama_batch batch_{};
     std::unique_ptr<DraftModel> drafter_;
+    std::unique_ptr<ThreadGovernor> governor_;  // made once the context's thread counts are known
+    int32_t n_threads_set_ = 0, n_threads_batch_set_ = 0;  // what the context was last given
+    bool split_kv_possible_ = false;  // see thread_count_matters
     std::vector<Slot> slots_;
     uint64_t use_counter_ = 0;
     uint64_t kv_cache_bytes_ = 0;

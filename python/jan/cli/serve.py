@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from jan.engine.model import CACHE_TYPES
+from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 
 
@@ -41,6 +41,10 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
               help="Requests each model serves at once [default: the llamacpp extension's setting, 4].")
 @click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64), help="Context tokens per request.")
 @click.option("--threads", "-t", "n_threads", default=None, type=click.IntRange(1), help="Generation threads.")
+@click.option("--adaptive-threads", "adaptive_threads", default=None, type=click.Choice(ADAPTIVE_THREADS),
+              help="Fewer threads while other processes keep cores busy: where the output stays the same "
+                   "(exact), on every step (always: fastest under load, a long lone generation may differ), "
+                   "or never (off) [default: exact].")
 @click.option("--gpu-layers", "-ngl", "n_gpu_layers", default=None, type=int,
               help="Layers to offload to the GPU (-1: all) [default: the llamacpp extension's setting, 0].")
 @click.option("--max-queue", default=None, type=click.IntRange(0),
@@ -70,7 +74,7 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
           allow_media_from,
-          n_parallel, n_ctx, n_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v, speculative, draft_model,
+          n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v, speculative, draft_model,
           draft_p_min, draft_max, draft_min, ngram, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -87,7 +91,8 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
         allow_media_from=list(allow_media_from),
         default_model=default_model,
-        n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, max_queue=max_queue,
+        n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, adaptive_threads=adaptive_threads,
+        n_gpu_layers=n_gpu_layers, max_queue=max_queue,
         cache_type_k=cache_type_k, cache_type_v=cache_type_v,
         speculative=speculative, draft_max=draft_max, draft_min=draft_min, ngram=ngram, draft_p_min=draft_p_min,
         draft_model=draft_model, keep_alive=keep_alive,

@@ -30,6 +30,19 @@ _DEFAULT_MAX_CTX = DEFAULT_MAX_CTX
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 
 
+#: ``adaptive_threads`` values: fewer threads while other processes keep cores busy, except where
+#: that would change the output ("exact"), on every step ("always"), or never ("off").
+ADAPTIVE_THREADS = ("exact", "always", "off")
+
+
+def _adaptive_threads(value: bool | str) -> str:
+    if value is True or value is False:
+        return "exact" if value else "off"
+    if not isinstance(value, str) or value.lower() not in ADAPTIVE_THREADS:
+        raise ValueError(f"adaptive_threads: expected one of {', '.join(ADAPTIVE_THREADS)} (or true/false), got {value!r}")
+    return value.lower()
+
+
 def _cache_type(name: str, value: str | None) -> str:
     if value is None:
         return "f16"
@@ -102,6 +115,17 @@ class Model:
     every request's default. ``kv_unified`` puts all slots in one KV buffer (faster batched steps
     on some CPUs; separate buffers keep slots fully independent).
 
+    ``n_threads`` (default: the physical cores) and ``n_threads_batch`` (prompt processing; default:
+    all hardware threads) are what a step uses on a quiet machine. ``adaptive_threads`` (Linux):
+    "exact" (the default, or True) lets a step use fewer while other processes keep cores busy — the
+    free cores, rounded — so that OpenMP threads do not spin waiting for one that lost its core (a
+    10-100x slowdown otherwise), except one-token steps over more than 256 cached tokens with flash
+    attention and an f16/f32 cache, whose attention sums depend on the thread count: output is the
+    same under any load. "always" adapts those steps too (fastest under load; a long lone generation
+    may then differ from a quiet one); "off" (or False) keeps the configured counts. A q8_0 cache
+    has no such steps. ``metrics()`` reports the governor's counts (``n_threads``,
+    ``n_threads_batch``) and ``cpu_busy_elsewhere`` (cores). See ``cpp/thread_governor.h``.
+
     Without ``n_ctx`` every slot gets the model's training context, at most 4096 tokens — or, when
     that KV cache would not fit in free memory, the largest multiple of 256 that does
     (:mod:`jan.engine.fit`; :attr:`context_fit` says what was chosen). ModelLoadError when not
@@ -126,6 +150,7 @@ class Model:
         n_ubatch: int | None = None,
         n_threads: int | None = None,
         n_threads_batch: int | None = None,
+        adaptive_threads: bool | str = "exact",
         n_gpu_layers: int = 0,
         main_gpu: int = 0,
         use_mmap: bool = True,
@@ -186,6 +211,8 @@ class Model:
         #: How the context size was chosen when ``n_ctx`` was not given (None when it was).
         self.context_fit: ContextFit | None = None
         self._n_threads = n_threads
+        #: "exact", "always" or "off" (``ADAPTIVE_THREADS``).
+        self.adaptive_threads = _adaptive_threads(adaptive_threads)
         self._embedder = None
         self._embedder_lock = threading.Lock()
         self._scheduler = None
@@ -208,10 +235,14 @@ class Model:
             cp.n_ubatch = int(n_ubatch or n_batch)
             cp.n_threads = int(n_threads or _physical_cores())
             cp.n_threads_batch = int(n_threads_batch or -1)
-            # None keeps llama.cpp's auto (on for CPU): its attention is computed row by row, so a
-            # request's attention does not depend on the other slots in its batch. Off is faster for
-            # tiny heads but mixes them. (The matmuls are still not batch-invariant on every CPU: two
-            # near-equal logits can swap between a lone and a batched step.)
+            cp.adaptive_threads = self.adaptive_threads != "off"
+            cp.exact_threads = self.adaptive_threads == "exact"
+            # None keeps llama.cpp's auto (on for CPU), as llama-server. Neither setting makes a
+            # request's output independent of the others in its steps: on CPU, flash attention sums a
+            # lone one-token step over > 256 cached tokens in per-thread chunks (the split-KV path),
+            # but a batched step row by row, and without flash attention the matmuls group sums by
+            # batch shape. Measured on Gemma 3 270M (2026-12-01, 80 greedy tokens after a 400-token
+            # prompt): lone and batched differed for 3 of 4 prompts with flash attention, none without.
             cp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
             cp.max_queue = int(max_queue)
             cp.kv_unified = bool(kv_unified)
@@ -418,7 +449,9 @@ class Model:
         repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, logit_bias,
         grammar (GBNF), ignore_eos, stop, logprobs, top_logprobs; speculative ("ngram" or True:
         draft-free n-gram drafting; "draft": the model's draft model; "none"; output unchanged),
-        draft_max, draft_min, ngram, draft_p_min (defaults: the model's).
+        draft_max, draft_min, ngram, draft_p_min (defaults: the model's); reproducible (whether the
+        same output is expected again, so it must not follow machine load — see ``adaptive_threads``;
+        default: when greedy or ``seed`` is given).
         Raises ContextOverflowError when the prompt does not fit, QueueFullError when the wait
         queue is full, ValueError for bad options.
         """
@@ -498,6 +531,7 @@ class Model:
                 ep = _engine.EmbedderParams()
                 ep.pooling = wanted
                 ep.n_threads = int(self._n_threads or -1)
+                ep.adaptive_threads = self.adaptive_threads != "off"  # embedding steps are thread-exact
                 try:
                     self._embedder = _engine.Embedder(self._native, ep)
                 finally:

@@ -56,6 +56,9 @@ DEFAULTS = {
     "draft_min": 0,
     "ngram": 3,
     "draft_p_min": 0.75,
+    # Whether the caller expects this output again (None: when it gave a seed; greedy always is). With
+    # jan.Model's adaptive_threads "exact" such a request's output stays independent of machine load.
+    "reproducible": None,
 }
 
 #: ``speculative`` values: None/False/"none" = off, True/"ngram" = n-gram drafting, "draft" = the draft model.
@@ -146,6 +149,10 @@ def sampling_params(**options) -> _engine.SamplingParams:
     # can be replayed exactly from the seed it reports.
     seed = o["seed"]
     p.seed = random.randrange(0, _UINT32) if seed is None else _int("seed", seed) & _UINT32  # any int: wraps
+    # What the caller can expect to get again: the engine then keeps it independent of machine load
+    # (jan.Model's adaptive_threads "exact"); a draw from a seed nobody chose may follow the load.
+    wanted = o["reproducible"]
+    p.reproducible = p.temperature <= 0 or bool(seed is not None if wanted is None else wanted)
     p.logit_bias = _logit_bias(o["logit_bias"])
     if o["grammar"]:
         # llama.cpp's grammar parser recurses without bounds: check first (GrammarError, a ValueError).

@@ -156,6 +156,7 @@ class ModelPool:
                 "draft_model": e.model.draft_model,
                 "draft_kv_cache_bytes": e.model.draft_kv_cache_bytes,
                 "n_ctx": e.model.n_ctx,
+                "adaptive_threads": e.model.adaptive_threads,
                 "idle_seconds": idle,
                 "expires_in": None if limit is None else max(0.0, limit - idle),
                 "options": dict(e.options),  # the load options it was loaded with

@@ -36,6 +36,7 @@ class ServerConfig:
     n_parallel: int | None = None
     n_ctx: int | None = None
     n_threads: int | None = None
+    adaptive_threads: str | None = None  # "exact", "always", "off" (jan.Model's adaptive_threads)
     n_gpu_layers: int | None = None
     max_queue: int | None = None
     cache_type_k: str | None = None
@@ -68,6 +69,7 @@ class ServerConfig:
         """The load options given on the command line (those not given are left out)."""
         opts = {"n_parallel": self.n_parallel, "max_queue": self.max_queue, "n_gpu_layers": self.n_gpu_layers,
                 "n_ctx": self.n_ctx or None, "n_threads": self.n_threads or None,
+                "adaptive_threads": self.adaptive_threads,
                 "cache_type_k": self.cache_type_k, "cache_type_v": self.cache_type_v,
                 "speculative": self.speculative, "draft_max": self.draft_max, "draft_min": self.draft_min,
                 "ngram": self.ngram, "draft_p_min": self.draft_p_min, "draft_model": self.draft_model}

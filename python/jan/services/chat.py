@@ -114,6 +114,7 @@ class ChatService:
         options.update(plan.engine_options(text))
         options.update(constraint)
         seed = options.pop("seed", None)
+        options["reproducible"] = seed is not None  # seeds() fills in the others' seeds
         if local.end_of_turn:
             options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
         requests = await off_loop(_submit, local, tokens, options, seeds(seed, request.n), grammar=grammar,

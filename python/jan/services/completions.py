@@ -45,6 +45,7 @@ class CompletionService:
         check_fan_out(model, n_prompts * request.n, param="prompt" if n_prompts > 1 else "n")
         options = resolve_sampling(request.sampling).given()
         seed = options.pop("seed", None)
+        options["reproducible"] = seed is not None  # seeds() fills in the others' seeds
         want_logprobs = request.logprobs is not None
 
         def submit() -> tuple[list, list[str]]:

@@ -285,6 +285,8 @@ class LoadOptions:
     n_parallel: int | None = None
     n_batch: int | None = None
     n_threads: int | None = None
+    # Fewer threads while other processes keep cores busy: "exact", "always", "off" (jan.Model's).
+    adaptive_threads: bool | str | None = None
     n_gpu_layers: int | None = None
     max_queue: int | None = None
     flash_attn: bool | None = None
@@ -309,6 +311,7 @@ class LoadOptions:
         "ngl": "n_gpu_layers",
         "n_parallel": "n_parallel",
         "cpu_threads": "n_threads",
+        "adaptive_threads": "adaptive_threads",
         "n_batch": "n_batch",
         "embedding": "embedding",
         "pooling": "pooling",
@@ -350,7 +353,7 @@ class LoadOptions:
 
 #: The built-in load defaults for served models (``jan serve``, ``jan chat``/``jan run``).
 LOAD_DEFAULTS = LoadOptions(n_parallel=4, max_queue=64, n_gpu_layers=0, n_batch=512, cache_type_k="f16",
-                            cache_type_v="f16")
+                            cache_type_v="f16", adaptive_threads="exact")
 
 _Options = Union[SamplingOptions, LoadOptions]
 

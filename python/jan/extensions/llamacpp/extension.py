@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +35,10 @@ class LlamaCppSettings(BaseModel):
     n_parallel: int = Field(LOAD_DEFAULTS.n_parallel, ge=1, le=64, description="Requests each model serves at once (slots)")
     n_ctx: int | None = Field(None, ge=64, description="Context tokens per request; default: the model's, up to 4096")
     n_threads: int | None = Field(None, ge=1, description="Generation threads; default: about the physical cores")
+    adaptive_threads: Literal["exact", "always", "off"] = Field(
+        LOAD_DEFAULTS.adaptive_threads,
+        description="Fewer threads while other processes keep cores busy: where output stays the same "
+                    "(exact), on every step (always), or never (off)")
     n_gpu_layers: int = Field(LOAD_DEFAULTS.n_gpu_layers, ge=-1, description="Layers to offload to the GPU (-1: all)")
     max_queue: int = Field(LOAD_DEFAULTS.max_queue, ge=0, description="Requests that may wait for a slot before 503")
     max_loaded_models: int | None = Field(None, ge=1, description="Least recently used models unload past this")
@@ -86,7 +90,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         """model.json ``settings`` > command-line flags > this extension's settings > the defaults."""
         s = self._ctx.settings
         settings = LoadOptions(n_parallel=s.get("n_parallel"), n_ctx=s.get("n_ctx"), n_threads=s.get("n_threads"),
-                               n_gpu_layers=s.get("n_gpu_layers"), max_queue=s.get("max_queue"))
+                               adaptive_threads=s.get("adaptive_threads"), n_gpu_layers=s.get("n_gpu_layers"),
+                               max_queue=s.get("max_queue"))
         return resolve_load(LoadOptions.from_model_settings(model.get("settings")),
                             LoadOptions.from_mapping(self._overrides), settings)
 
@@ -170,6 +175,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             "queue_depth": status.get("queue_depth", 0),
             "memory_bytes": status.get("memory_bytes"),  # the weights
             "kv_cache_bytes": status.get("kv_cache_bytes"),
+            # "exact" / "always" / "off"; the counts in use are in metrics (n_threads, n_threads_batch)
+            "adaptive_threads": status.get("adaptive_threads"),
             "draft_model": status.get("draft_model"),  # speculative decoding's draft GGUF, or None
             "draft_kv_cache_bytes": status.get("draft_kv_cache_bytes", 0),
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never

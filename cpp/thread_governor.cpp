@@ -1,0 +1,100 @@
+#include "thread_governor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#ifdef __linux__
+#include <sched.h>
+#include <unistd.h>
+#endif
+
+namespace jan {
+
+ThreadGovernor::ThreadGovernor(int32_t n_threads, int32_t n_threads_batch, bool adaptive)
+    : configured_(std::max(1, n_threads)),
+      configured_batch_(std::max(1, n_threads_batch)),
+      n_threads_(configured_),
+      n_threads_batch_(configured_batch_) {
+#ifdef __linux__
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (adaptive && sched_getaffinity(0, sizeof(set), &set) == 0) {
+        for (int c = 0; c < CPU_SETSIZE; ++c)
+            if (CPU_ISSET(c, &set)) cpus_.push_back(c);
+        const long hz = sysconf(_SC_CLK_TCK);
+        if (hz > 0) tick_s_ = 1.0 / (double)hz;
+    }
+    // One thread has nothing to give back.
+    adaptive_ = adaptive && !cpus_.empty() && std::max(configured_, configured_batch_) > 1;
+#else
+    (void)adaptive;
+#endif
+}
+
+int32_t ThreadGovernor::threads_for(int32_t configured, double free_cores) {
+    const double rounded = std::floor(free_cores + 0.5);
+    return (int32_t)std::clamp<double>(rounded, 1.0, (double)std::max(1, configured));
+}
+
+ThreadGovernor::Sample ThreadGovernor::sample(Clock::time_point now) const {
+    Sample s;
+    s.at = now;
+#ifdef __linux__
+    timespec ts{};
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return s;
+    s.self_s = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    // The per-CPU lines come first in /proc/stat, one per online CPU: "cpuN user nice system idle
+    // iowait irq softirq steal guest guest_nice" in USER_HZ ticks (proc(5); guest time is already
+    // inside user). Parsed by hand: it is read up to five times a second on the engine thread.
+    FILE * f = std::fopen("/proc/stat", "re");
+    if (!f) return s;
+    char line[512];
+    size_t next = 0;  // cpus_ is sorted
+    unsigned long long busy = 0;
+    while (next < cpus_.size() && std::fgets(line, sizeof line, f)) {
+        if (std::strncmp(line, "cpu", 3) != 0) break;
+        if (line[3] < '0' || line[3] > '9') continue;  // the all-CPUs line ("cpu  ...")
+        int cpu = -1;
+        unsigned long long v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        if (std::sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &v[0], &v[1], &v[2], &v[3],
+                        &v[4], &v[5], &v[6], &v[7]) < 5)
+            continue;
+        while (next < cpus_.size() && cpus_[next] < cpu) ++next;
+        if (next < cpus_.size() && cpus_[next] == cpu) {
+            busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7];  // not idle (v[3]) nor iowait (v[4])
+            ++next;
+        }
+    }
+    std::fclose(f);
+    s.cpus_busy_s = (double)busy * tick_s_;
+    s.ok = true;
+#endif
+    return s;
+}
+
+bool ThreadGovernor::update(Clock::time_point now) {
+    if (!adaptive_) return false;
+    if (last_.ok && now - last_.at < kInterval) return false;
+    const Sample s = sample(now);
+    if (!s.ok) return false;
+    const Sample prev = last_;
+    last_ = s;
+    if (!prev.ok) return false;
+    const double wall = std::chrono::duration<double>(s.at - prev.at).count();
+    if (wall <= 0) return false;
+    const double elsewhere = ((s.cpus_busy_s - prev.cpus_busy_s) - (s.self_s - prev.self_s)) / wall;
+    busy_elsewhere_ = std::clamp(elsewhere, 0.0, (double)cpus_.size());
+    const double free_cores = (double)cpus_.size() - busy_elsewhere_;
+    const int32_t n = threads_for(configured_, free_cores);
+    const int32_t nb = threads_for(configured_batch_, free_cores);
+    if (n == n_threads_ && nb == n_threads_batch_) return false;
+    n_threads_ = n;
+    n_threads_batch_ = nb;
+    ++changes_;
+    return true;
+}
+
+}  // namespace jan

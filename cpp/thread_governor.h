@@ -1,0 +1,88 @@
+// How many threads each llama_decode may use while other processes keep cores busy.
+//
+// Why: llama.cpp's CPU backend runs a graph on OpenMP threads that meet at a
+// barrier after every op and spin there. When another process holds one of
+// the cores, the thread that lost its core holds up the rest, which spin
+// through their time slices: on a 2-core machine with one CPU-bound process
+// beside it, 2-thread decoding of stories260K fell from ~2,300 to 25 t/s
+// (issue 16), while 1 thread kept 0.8-0.9x its quiet speed. Passive OpenMP
+// waiting (OMP_WAIT_POLICY, GOMP_SPINCOUNT) avoids the collapse but costs up
+// to 90% on a quiet machine, so the thread count adapts instead.
+//
+// How: at most every `kInterval` (checked before a decode, so an idle model
+// reads nothing), the governor reads the busy time of the CPUs this process
+// may run on (/proc/stat, user+nice+system+irq+softirq+steal) and subtracts
+// this process's own CPU time (all its threads, spinning ones included). What
+// is left is what other processes, or in a VM the host ("steal"), used, in
+// cores. Threads = the free cores rounded to nearest, between 1 and the
+// configured count: a core counts as taken once others use more than half of
+// it, so light background work changes nothing. Counting only other
+// processes keeps the decision free of feedback from jan's own spinning.
+//
+// Outputs: the CPU matmuls, norms and row-wise attention give the same result
+// for any thread count; flash attention's split-KV path (one-token batches
+// over >= 512 KV cells, ggml-cpu ops.cpp) sums per-thread chunks, so there
+// fewer threads would change what is generated. For requests whose output is
+// meant to come out the same again (greedy, or a seed the caller chose) the
+// scheduler keeps the configured count on exactly those steps
+// (Scheduler::thread_count_matters): their output is the same under any load
+// (tests/test_thread_governor.py). A sampled request with a seed nobody chose
+// adapts on every step. ContextParams::exact_threads = false ("always" in
+// Python) adapts every request's steps: fastest under load, but a long lone
+// greedy generation may then differ.
+//
+// Linux only (reads /proc); elsewhere the configured count is kept.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+namespace jan {
+
+class ThreadGovernor {
+public:
+    using Clock = std::chrono::steady_clock;
+    static constexpr std::chrono::milliseconds kInterval{200};
+
+    // `n_threads`/`n_threads_batch`: the configured counts (>= 1), used on a
+    // quiet machine; `adaptive` false keeps them always.
+    ThreadGovernor(int32_t n_threads, int32_t n_threads_batch, bool adaptive);
+
+    // Samples when kInterval has passed since the last sample; true when the
+    // counts changed (the caller then calls llama_set_n_threads).
+    bool update(Clock::time_point now);
+
+    int32_t n_threads() const { return n_threads_; }
+    int32_t configured_threads() const { return configured_; }
+    int32_t n_threads_batch() const { return n_threads_batch_; }
+    // Cores other processes kept busy over the last interval (0 before the first, or when not adaptive).
+    double cpu_busy_elsewhere() const { return busy_elsewhere_; }
+    // Times the counts changed since start.
+    uint64_t changes() const { return changes_; }
+
+    // The rule, alone (for tests): threads for `configured` when `free_cores` are free.
+    static int32_t threads_for(int32_t configured, double free_cores);
+
+private:
+    struct Sample {
+        Clock::time_point at;
+        double cpus_busy_s = 0;  // busy seconds of the allowed CPUs, summed
+        double self_s = 0;       // this process's CPU seconds
+        bool ok = false;
+    };
+    Sample sample(Clock::time_point now) const;
+
+    int32_t configured_ = 1;
+    int32_t configured_batch_ = 1;
+    int32_t n_threads_ = 1;
+    int32_t n_threads_batch_ = 1;
+    bool adaptive_ = false;
+    std::vector<int> cpus_;  // the CPUs this process may run on (sched_getaffinity)
+    double tick_s_ = 0.01;   // one /proc/stat unit (USER_HZ)
+    Sample last_;
+    double busy_elsewhere_ = 0;
+    uint64_t changes_ = 0;
+};
+
+}  // namespace jan
