@@ -93,8 +93,7 @@ class ChatService:
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
                                "renders its prompts itself", param="model", code="not_supported")
         local = await target.engine.acquire(target.model)
-        plan = await off_loop(chat_plan, local, request, target.model.get("settings"))
-        text, tokens = await off_loop(chat_prompt, local, request, plan)
+        _, text, tokens = await off_loop(_prompt, local, request, target.model.get("settings"))
         return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media
 
     # -- internals -------------------------------------------------------------
@@ -105,20 +104,7 @@ class ChatService:
     async def _local(self, target: Target, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         local: LocalModel = await target.engine.acquire(target.model)
         check_fan_out(local.model, request.n, param="n")
-        plan = await off_loop(chat_plan, local, request, target.model.get("settings"))
-        text, tokens = await off_loop(chat_prompt, local, request, plan)
-        constraint = await off_loop(constraint_grammar, request, plan, text)
-        grammar = constraint.pop("grammar", None)
-        options = resolve_sampling(request.sampling).given()
-        # the chat format's engine options: control-token text, thinking budget, lazy-grammar triggers
-        options.update(plan.engine_options(text))
-        options.update(constraint)
-        seed = options.pop("seed", None)
-        options["reproducible"] = seed is not None  # seeds() fills in the others' seeds
-        if local.end_of_turn:
-            options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
-        requests = await off_loop(_submit, local, tokens, options, seeds(seed, request.n), grammar=grammar,
-                                  logprobs=request.logprobs, top_logprobs=request.top_logprobs)
+        text, plan, requests = await off_loop(_start, local, request, target.model.get("settings"))
         parsers = [output_parser(request, plan, text) for _ in range(request.n)]
         started = [False] * request.n
         usages: list[Usage | None] = [None] * request.n
@@ -142,6 +128,35 @@ class ChatService:
                         finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
                     yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop)
         yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]))
+
+
+def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any]:
+    """Blocking (the chat template, tokenizing): the chat plan, the prompt text and its tokens."""
+    plan = chat_plan(local, request, settings)
+    text, tokens = chat_prompt(local, request, plan)
+    return plan, text, tokens
+
+
+def _start(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[str, Any, list]:
+    """Blocking, in one worker call: the chat template, the constraint grammar (llama.cpp parses it)
+    and one engine request per choice. One hop, not one per step: each hop costs the event loop a
+    wake-up, and under load a request's first token waits behind every one of them.
+
+    Returns the prompt text, the chat plan and the engine requests."""
+    plan, text, tokens = _prompt(local, request, settings)
+    constraint = constraint_grammar(request, plan, text)
+    grammar = constraint.pop("grammar", None)
+    options = resolve_sampling(request.sampling).given()
+    # the chat format's engine options: control-token text, thinking budget, lazy-grammar triggers
+    options.update(plan.engine_options(text))
+    options.update(constraint)
+    seed = options.pop("seed", None)
+    options["reproducible"] = seed is not None  # seeds() fills in the others' seeds
+    if local.end_of_turn:
+        options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
+    requests = _submit(local, tokens, options, seeds(seed, request.n), grammar=grammar,
+                       logprobs=request.logprobs, top_logprobs=request.top_logprobs)
+    return text, plan, requests
 
 
 def _submit(local: LocalModel, tokens: Any, options: dict[str, Any], choice_seeds: list[int],
