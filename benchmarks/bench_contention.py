@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -30,24 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _servers  # noqa: E402
 from _common import resolve_model  # noqa: E402
 
+from jan.testing.cpu_hogs import cpu_hogs
+
 PROMPT = "Once upon a time"
 ORDER = ("jan", "llama-server")
-HOG = "import time\nend = time.monotonic() + {seconds}\nx = 0\nwhile time.monotonic() < end:\n    x += 1\n"
 
 
 @contextmanager
 def hogs(k: int, seconds: float):
     """k busy-looping processes, each ending by itself after ``seconds`` at the latest."""
-    procs = [subprocess.Popen([sys.executable, "-c", HOG.format(seconds=seconds)], start_new_session=True)
-             for _ in range(k)]
-    try:
+    with cpu_hogs(k, seconds):
         time.sleep(0.5 if k else 0)  # let the scheduler see them running
         yield
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 def main() -> None:
@@ -91,7 +82,7 @@ def main() -> None:
             results[k] = {name: statistics.median(v) for name, v in tps.items()}
             print(f"# k={k}: {results[k]}", file=sys.stderr)
     quiet = results.get(0, {}).get("jan")
-    print(f"| model | CPU hogs | jan t/s | llama-server t/s | jan / llama-server | jan / jan quiet |")
+    print("| model | CPU hogs | jan t/s | llama-server t/s | jan / llama-server | jan / jan quiet |")
     print("|---|---|---|---|---|---|")
     for k in ks:
         j, l = results[k]["jan"], results[k]["llama-server"]

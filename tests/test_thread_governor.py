@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
 
 import pytest
 
@@ -23,6 +20,7 @@ from jan import _engine
 from jan.server.keys import MANAGER
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.testing import gguf_models as gm
+from jan.testing.cpu_hogs import cpu_hogs
 
 from conftest import require_model
 from server_helpers import start_server
@@ -31,25 +29,10 @@ PROMPT = "Once upon a time"
 # Past 512 KV cells, so one-token steps take flash attention's split-KV path (ggml-cpu ops.cpp),
 # the one place where the thread count changes how sums are grouped.
 LONG = 600
-HOG = "import time\nend = time.monotonic() + {seconds}\nx = 0\nwhile time.monotonic() < end:\n    x += 1\n"
 
 
 def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-@contextmanager
-def hogs(k: int, seconds: float = 240.0):
-    """k busy-looping processes, each ending by itself after ``seconds`` at the latest."""
-    procs = [subprocess.Popen([sys.executable, "-c", HOG.format(seconds=seconds)], start_new_session=True)
-             for _ in range(k)]
-    try:
-        yield
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 def _greedy(model, max_tokens: int) -> str:
@@ -120,7 +103,7 @@ def test_busy_processes_beside_it_take_threads_away_and_greedy_output_stays_the_
     try:
         quiet = _greedy(model, LONG)
         seen = []
-        with hogs(cpus):  # every core this process may use has a busy process on it
+        with cpu_hogs(cpus):  # every core this process may use has a busy process on it
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 assert _greedy(model, LONG) == quiet
@@ -145,7 +128,7 @@ def test_fixed_threads_keep_the_configured_count_under_load(stories_path):
         pytest.skip("one CPU: there is no thread to give back")
     model = jan.Model(stories_path, n_ctx=256, n_threads=cpus, adaptive_threads="off")
     try:
-        with hogs(cpus):
+        with cpu_hogs(cpus):
             # past several of the governor's sampling intervals (200 ms): the hogs hold the cores meanwhile
             end = time.monotonic() + 1.0
             while time.monotonic() < end:
