@@ -119,11 +119,12 @@ class Model:
     all hardware threads) are what a step uses on a quiet machine. ``adaptive_threads`` (Linux):
     "exact" (the default, or True) lets a step use fewer while other processes keep cores busy — the
     free cores, rounded — so that OpenMP threads do not spin waiting for one that lost its core (a
-    10-100x slowdown otherwise), except one-token steps over more than 256 cached tokens with flash
-    attention and an f16/f32 cache, whose attention sums depend on the thread count: output is the
-    same under any load. "always" adapts those steps too (fastest under load; a long lone generation
-    may then differ from a quiet one); "off" (or False) keeps the configured counts. A q8_0 cache
-    has no such steps. ``metrics()`` reports the governor's counts (``n_threads``,
+    10-100x slowdown otherwise), except, for a request that expects its output again (greedy, or a
+    seed the caller chose: the ``reproducible`` option), one-token steps over more than 256 cached
+    tokens with flash attention and an f16/f32 cache, whose attention sums depend on the thread
+    count: such output is the same under any load. "always" adapts those steps too (fastest under
+    load; a long lone generation may then differ from a quiet one); "off" (or False) keeps the
+    configured counts. A q8_0 cache has no such steps. ``metrics()`` reports the governor's counts (``n_threads``,
     ``n_threads_batch``) and ``cpu_busy_elsewhere`` (cores). See ``cpp/thread_governor.h``.
 
     Without ``n_ctx`` every slot gets the model's training context, at most 4096 tokens — or, when
