@@ -12,6 +12,9 @@ from jan.services.errors import RequestError, require
 
 __all__ = ["ModelService", "Target"]
 
+#: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
+_WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
+
 DEFAULT_ENGINE = "llama.cpp"
 
 
@@ -92,6 +95,14 @@ class ModelService:
         for a model with a multimodal projector and ``draft_model_path`` for one with a draft model."""
         if model.get("file_path"):
             return model
+        whole = getattr(self.model_extension(), "model_with_weights", None)
+        if whole is not None and model.get("id") not in self._transient:
+            try:  # one read of the model.json for all three files, not one each
+                resolved = await whole(model["id"])
+            except (ModelNotFoundError, KeyError):
+                pass  # not in the data folder: the per-file lookups below say what they find
+            else:
+                return {**model, **{key: resolved[key] for key in _WEIGHT_KEYS if resolved.get(key)}}
         find = getattr(self.model_extension(), "model_file", None)
         path = await find(model["id"]) if find is not None else None
         find_mmproj = getattr(self.model_extension(), "mmproj_file", None)
