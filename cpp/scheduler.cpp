@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <stdexcept>
 
+#ifdef __linux__
+#include <pthread.h>
+#endif
+
 #include "errors.h"
 #include "kv_cache.h"
 
@@ -82,8 +86,11 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params,
         dp.n_threads_batch = (int32_t)cp.n_threads_batch;
         drafter_ = std::make_unique<DraftModel>(std::move(draft), *model_, dp);
     }
+    // The engine thread and the OpenMP workers it starts (they inherit its name) are this model's
+    // compute threads; the governor counts every other thread, jan's own included, as load.
+    thread_name_ = ThreadGovernor::next_thread_name();
     governor_ = std::make_unique<ThreadGovernor>((int32_t)cp.n_threads, (int32_t)cp.n_threads_batch,
-                                                 params_.adaptive_threads);
+                                                 params_.adaptive_threads, thread_name_);
     n_threads_set_ = (int32_t)cp.n_threads;
     n_threads_batch_set_ = (int32_t)cp.n_threads_batch;
     // flash attention's split-KV decode path (ggml-cpu ops.cpp) is taken only for f16/f32 caches of
@@ -313,6 +320,9 @@ void Scheduler::sample_slot(Slot & slot) {
 }
 
 void Scheduler::run() {
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), thread_name_.c_str());
+#endif
     while (true) {
         {
             std::unique_lock<std::mutex> lock(mutex_);

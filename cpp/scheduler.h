@@ -155,6 +155,7 @@ private:
     llama_batch batch_{};
     std::unique_ptr<DraftModel> drafter_;
     std::unique_ptr<ThreadGovernor> governor_;  // made once the context's thread counts are known
+    std::string thread_name_;  // the engine thread's, inherited by its OpenMP workers
     int32_t n_threads_set_ = 0, n_threads_batch_set_ = 0;  // what the context was last given
     bool split_kv_possible_ = false;  // see thread_count_matters
     std::vector<Slot> slots_;

@@ -6,18 +6,65 @@
 #include <cstring>
 #include <ctime>
 
+#include <atomic>
+#include <string>
+#include <utility>
+
 #ifdef __linux__
+#include <dirent.h>
 #include <sched.h>
 #include <unistd.h>
 #endif
 
 namespace jan {
 
-ThreadGovernor::ThreadGovernor(int32_t n_threads, int32_t n_threads_batch, bool adaptive)
+namespace {
+
+#ifdef __linux__
+// CPU seconds of this process's threads whose name is `name` (/proc/self/task/<tid>/stat: "tid
+// (comm) state ..." with utime and stime, in USER_HZ ticks, as fields 14 and 15; proc(5)).
+double threads_cpu_seconds(const std::string & name, double tick_s) {
+    DIR * dir = opendir("/proc/self/task");
+    if (!dir) return 0;
+    unsigned long long ticks = 0;
+    char path[64];
+    char buf[512];
+    while (const dirent * entry = readdir(dir)) {
+        if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+        std::snprintf(path, sizeof path, "/proc/self/task/%s/stat", entry->d_name);
+        FILE * f = std::fopen(path, "re");
+        if (!f) continue;  // the thread ended meanwhile
+        const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+        std::fclose(f);
+        buf[n] = '\0';
+        const char * open = std::strchr(buf, '(');
+        const char * close = std::strrchr(buf, ')');
+        if (!open || !close || close < open) continue;
+        if ((size_t)(close - open - 1) != name.size() || std::strncmp(open + 1, name.data(), name.size()) != 0) continue;
+        // after ") ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+        unsigned long long utime = 0, stime = 0;
+        if (std::sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) == 2)
+            ticks += utime + stime;
+    }
+    closedir(dir);
+    return (double)ticks * tick_s;
+}
+#endif
+
+}  // namespace
+
+std::string ThreadGovernor::next_thread_name() {
+    static std::atomic<unsigned> counter{0};
+    return "jan-gen-" + std::to_string(counter.fetch_add(1) % 10000000u);
+}
+
+ThreadGovernor::ThreadGovernor(int32_t n_threads, int32_t n_threads_batch, bool adaptive,
+                               std::string compute_thread_name)
     : configured_(std::max(1, n_threads)),
       configured_batch_(std::max(1, n_threads_batch)),
       n_threads_(configured_),
-      n_threads_batch_(configured_batch_) {
+      n_threads_batch_(configured_batch_),
+      thread_name_(std::move(compute_thread_name)) {
 #ifdef __linux__
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -43,9 +90,13 @@ ThreadGovernor::Sample ThreadGovernor::sample(Clock::time_point now) const {
     Sample s;
     s.at = now;
 #ifdef __linux__
-    timespec ts{};
-    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return s;
-    s.self_s = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    if (thread_name_.empty()) {
+        timespec ts{};
+        if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return s;
+        s.self_s = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    } else {
+        s.self_s = threads_cpu_seconds(thread_name_, tick_s_);
+    }
     // The per-CPU lines come first in /proc/stat, one per online CPU: "cpuN user nice system idle
     // iowait irq softirq steal guest guest_nice" in USER_HZ ticks (proc(5); guest time is already
     // inside user). Parsed by hand: it is read up to five times a second on the engine thread.

@@ -12,9 +12,13 @@
 // How: at most every `kInterval` (checked before a decode, so an idle model
 // reads nothing), the governor reads the busy time of the CPUs this process
 // may run on (/proc/stat, user+nice+system+irq+softirq+steal) and subtracts
-// this process's own CPU time (all its threads, spinning ones included). What
-// is left is what other processes, or in a VM the host ("steal"), used, in
-// cores. Threads = the free cores rounded to nearest, between 1 and the
+// what its own compute threads used: the threads named `compute_thread_name`
+// (a scheduler names its engine thread, and the OpenMP workers that thread
+// starts inherit the name), from /proc/self/task/*/stat. What is left is what
+// everything else used, in cores: other processes, in a VM the host ("steal"),
+// and jan's own other threads — another model's engine, an embedding, the
+// event loop. Without a name (the embedder, which runs on its caller's thread)
+// the whole process's CPU time is subtracted instead. Threads = the free cores rounded to nearest, between 1 and the
 // configured count: a core counts as taken once others use more than half of
 // it, so light background work changes nothing. Counting only other
 // processes keeps the decision free of feedback from jan's own spinning.
@@ -36,6 +40,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace jan {
@@ -46,8 +51,12 @@ public:
     static constexpr std::chrono::milliseconds kInterval{200};
 
     // `n_threads`/`n_threads_batch`: the configured counts (>= 1), used on a
-    // quiet machine; `adaptive` false keeps them always.
-    ThreadGovernor(int32_t n_threads, int32_t n_threads_batch, bool adaptive);
+    // quiet machine; `adaptive` false keeps them always. `compute_thread_name`:
+    // see above ("" : the whole process counts as its own).
+    ThreadGovernor(int32_t n_threads, int32_t n_threads_batch, bool adaptive, std::string compute_thread_name = {});
+
+    // A name for a new engine thread (at most 15 characters, unique in this process): "jan-gen-<n>".
+    static std::string next_thread_name();
 
     // Samples when kInterval has passed since the last sample; true when the
     // counts changed (the caller then calls llama_set_n_threads).
@@ -68,7 +77,7 @@ private:
     struct Sample {
         Clock::time_point at;
         double cpus_busy_s = 0;  // busy seconds of the allowed CPUs, summed
-        double self_s = 0;       // this process's CPU seconds
+        double self_s = 0;       // CPU seconds of this governor's compute threads (or of the process)
         bool ok = false;
     };
     Sample sample(Clock::time_point now) const;
@@ -80,6 +89,7 @@ private:
     bool adaptive_ = false;
     std::vector<int> cpus_;  // the CPUs this process may run on (sched_getaffinity)
     double tick_s_ = 0.01;   // one /proc/stat unit (USER_HZ)
+    std::string thread_name_;
     Sample last_;
     double busy_elsewhere_ = 0;
     uint64_t changes_ = 0;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import urllib.request
 
@@ -119,6 +120,41 @@ def test_busy_processes_beside_it_take_threads_away_and_greedy_output_stays_the_
         assert m["n_threads_batch"] <= cpus
     finally:
         model.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
+def test_two_models_generating_at_once_share_the_cores(stories_path):
+    """The load can be jan's own: another model's engine threads count as busy cores, so two models
+    generating at once split the machine instead of spinning for each other's cores."""
+    cpus = _cpus()
+    if cpus < 2:
+        pytest.skip("one CPU: there is no thread to give back")
+    a = jan.Model(stories_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
+    b = jan.Model(stories_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
+    stop = threading.Event()
+
+    def other_model() -> None:
+        while not stop.is_set():
+            b.generate(PROMPT, max_tokens=200, temperature=0.8, ignore_eos=True)
+
+    try:
+        quiet = _greedy(a, LONG)
+        worker = threading.Thread(target=other_model, daemon=True)
+        worker.start()
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                assert _greedy(a, LONG) == quiet
+                if a.metrics()["n_threads"] < cpus and b.metrics()["n_threads"] < cpus:
+                    break
+        finally:
+            stop.set()
+            worker.join(timeout=120)
+        assert a.metrics()["n_threads"] < cpus and b.metrics()["n_threads"] < cpus, (a.metrics(), b.metrics())
+        assert a.metrics()["cpu_busy_elsewhere"] > 0.5
+    finally:
+        a.close()
+        b.close()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
