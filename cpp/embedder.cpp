@@ -32,7 +32,8 @@ Embedder::Embedder(std::shared_ptr<Model> model, const EmbedderParams & params) 
     cp.no_perf = true;
     ctx_.reset(llama_init_from_model(model_->get(), cp));
     if (!ctx_) throw ModelLoadError("llama.cpp could not create an embedding context for '" + model_->path() + "'");
-    governor_ = std::make_unique<ThreadGovernor>(threads, threads, params.adaptive_threads);
+    thread_name_ = ThreadGovernor::next_thread_name("jan-emb");
+    governor_ = std::make_unique<ThreadGovernor>(threads, threads, params.adaptive_threads, thread_name_);
     n_embd_ = llama_model_n_embd_out(model_->get());
     if (n_embd_ <= 0) n_embd_ = model_->n_embd();
 }
@@ -47,6 +48,7 @@ std::vector<std::vector<float>> Embedder::embed(const std::vector<std::vector<ll
         for (auto t : inputs[i]) model_->check_token(t);
     }
     std::lock_guard<std::mutex> lock(mutex_);
+    const ScopedThreadName compute_thread(thread_name_);  // see thread_governor.h
     std::vector<std::vector<float>> out(inputs.size());
     llama_batch batch = llama_batch_init(n_ctx_, 0, 1);
     struct BatchFree {

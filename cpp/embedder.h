@@ -38,6 +38,7 @@ private:
     int32_t pooling_ = 0;
     int32_t n_embd_ = 0;
     std::unique_ptr<ThreadGovernor> governor_;
+    std::string thread_name_;  // the caller's thread's during embed() (its OpenMP workers inherit it)
     std::mutex mutex_;  // one embed() at a time; guards ctx_ and governor_
 };
 

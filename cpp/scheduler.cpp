@@ -88,7 +88,7 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params,
     }
     // The engine thread and the OpenMP workers it starts (they inherit its name) are this model's
     // compute threads; the governor counts every other thread, jan's own included, as load.
-    thread_name_ = ThreadGovernor::next_thread_name();
+    thread_name_ = ThreadGovernor::next_thread_name("jan-gen");
     governor_ = std::make_unique<ThreadGovernor>((int32_t)cp.n_threads, (int32_t)cp.n_threads_batch,
                                                  params_.adaptive_threads, thread_name_);
     n_threads_set_ = (int32_t)cp.n_threads;

@@ -12,6 +12,7 @@
 
 #ifdef __linux__
 #include <dirent.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 #endif
@@ -53,9 +54,24 @@ double threads_cpu_seconds(const std::string & name, double tick_s) {
 
 }  // namespace
 
-std::string ThreadGovernor::next_thread_name() {
+std::string ThreadGovernor::next_thread_name(const char * prefix) {
     static std::atomic<unsigned> counter{0};
-    return "jan-gen-" + std::to_string(counter.fetch_add(1) % 10000000u);
+    return std::string(prefix).substr(0, 7) + "-" + std::to_string(counter.fetch_add(1) % 10000000u);
+}
+
+ScopedThreadName::ScopedThreadName(const std::string & name) {
+#ifdef __linux__
+    restore_ = pthread_getname_np(pthread_self(), saved_, sizeof saved_) == 0 &&
+               pthread_setname_np(pthread_self(), name.c_str()) == 0;
+#else
+    (void)name;
+#endif
+}
+
+ScopedThreadName::~ScopedThreadName() {
+#ifdef __linux__
+    if (restore_) pthread_setname_np(pthread_self(), saved_);
+#endif
 }
 
 ThreadGovernor::ThreadGovernor(int32_t n_threads, int32_t n_threads_batch, bool adaptive,

@@ -17,8 +17,9 @@
 // starts inherit the name), from /proc/self/task/*/stat. What is left is what
 // everything else used, in cores: other processes, in a VM the host ("steal"),
 // and jan's own other threads — another model's engine, an embedding, the
-// event loop. Without a name (the embedder, which runs on its caller's thread)
-// the whole process's CPU time is subtracted instead. Threads = the free cores rounded to nearest, between 1 and the
+// event loop. The embedder computes on its caller's thread, so it names that
+// thread for the call (ScopedThreadName). Without a name the whole process's
+// CPU time is subtracted instead. Threads = the free cores rounded to nearest, between 1 and the
 // configured count: a core counts as taken once others use more than half of
 // it, so light background work changes nothing. Counting only other
 // processes keeps the decision free of feedback from jan's own spinning.
@@ -55,8 +56,9 @@ public:
     // see above ("" : the whole process counts as its own).
     ThreadGovernor(int32_t n_threads, int32_t n_threads_batch, bool adaptive, std::string compute_thread_name = {});
 
-    // A name for a new engine thread (at most 15 characters, unique in this process): "jan-gen-<n>".
-    static std::string next_thread_name();
+    // A name for a new set of compute threads (at most 15 characters, unique in this process):
+    // "<prefix>-<n>", prefix up to 7 characters ("jan-gen", "jan-emb").
+    static std::string next_thread_name(const char * prefix);
 
     // Samples when kInterval has passed since the last sample; true when the
     // counts changed (the caller then calls llama_set_n_threads).
@@ -93,6 +95,21 @@ private:
     Sample last_;
     double busy_elsewhere_ = 0;
     uint64_t changes_ = 0;
+};
+
+// Names the calling thread for a scope (Linux), then gives it back its name. OpenMP workers take
+// their name from the thread that first starts them (a pool per thread), so a caller's workers keep
+// the name of the first embedder it ran: they then count as another's load, which is the safe side.
+class ScopedThreadName {
+public:
+    explicit ScopedThreadName(const std::string & name);
+    ~ScopedThreadName();
+    ScopedThreadName(const ScopedThreadName &) = delete;
+    ScopedThreadName & operator=(const ScopedThreadName &) = delete;
+
+private:
+    char saved_[16] = {0};
+    bool restore_ = false;
 };
 
 }  // namespace jan

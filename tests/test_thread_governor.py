@@ -158,6 +158,41 @@ def test_two_models_generating_at_once_share_the_cores(stories_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
+def test_a_generation_gives_way_to_embeddings_beside_it(stories_path, minilm_path):
+    cpus = _cpus()
+    if cpus < 2:
+        pytest.skip("one CPU: there is no thread to give back")
+    gen = jan.Model(stories_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
+    emb = jan.Model(minilm_path, n_threads=cpus)
+    stop = threading.Event()
+    texts = [f"sentence number {i} about local models on a busy laptop" for i in range(32)]
+
+    def embedder() -> None:
+        while not stop.is_set():
+            emb.embed(texts)
+
+    try:
+        quiet = _greedy(gen, LONG)
+        emb.embed(texts[:1])
+        # the embedder names the calling thread only while it computes
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm") as comm:
+            assert not comm.read().startswith("jan-emb")
+        worker = threading.Thread(target=embedder, daemon=True)
+        worker.start()
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and gen.metrics()["n_threads"] == cpus:
+                assert _greedy(gen, LONG) == quiet
+        finally:
+            stop.set()
+            worker.join(timeout=120)
+        assert gen.metrics()["n_threads"] < cpus, gen.metrics()
+    finally:
+        gen.close()
+        emb.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
 def test_fixed_threads_keep_the_configured_count_under_load(stories_path):
     cpus = _cpus()
     if cpus < 2:
