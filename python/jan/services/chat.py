@@ -18,7 +18,8 @@ from typing import Any
 from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.results import Usage
 from jan.services.errors import RequestError
-from jan.services.local import chat_plan, chat_prompt, check_fan_out, constraint_grammar, merged, off_loop, seeds
+from jan.services.local import (chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar, merged,
+                                off_loop, seeds)
 from jan.services.models import ModelService, Target
 from jan.services.output import output_parser
 from jan.services.streams import DeltaStream
@@ -150,8 +151,7 @@ def _start(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[str,
     # the chat format's engine options: control-token text, thinking budget, lazy-grammar triggers
     options.update(plan.engine_options(text))
     options.update(constraint)
-    seed = options.pop("seed", None)
-    options["reproducible"] = seed is not None  # seeds() fills in the others' seeds
+    seed = client_seed(options)
     if local.end_of_turn:
         options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
     requests = _submit(local, tokens, options, seeds(seed, request.n), grammar=grammar,

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
-from jan.services.local import check_fan_out, merged, off_loop, seeds
+from jan.services.local import check_fan_out, client_seed, merged, off_loop, seeds
 from jan.services.models import ModelService, Target
 from jan.services.streams import DeltaStream
 from jan.services.types import CompletionDelta, CompletionRequest, SamplingOptions, merge_options, resolve_sampling
@@ -44,8 +44,7 @@ class CompletionService:
         n_prompts = len(request.prompts)
         check_fan_out(model, n_prompts * request.n, param="prompt" if n_prompts > 1 else "n")
         options = resolve_sampling(request.sampling).given()
-        seed = options.pop("seed", None)
-        options["reproducible"] = seed is not None  # seeds() fills in the others' seeds
+        seed = client_seed(options)
         want_logprobs = request.logprobs is not None
 
         def submit() -> tuple[list, list[str]]:

@@ -24,7 +24,7 @@ from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_templat
 
 T = TypeVar("T")
 
-__all__ = ["chat_plan", "chat_prompt", "check_fan_out", "constraint_grammar", "merged", "off_loop", "seeds", "template_messages", "template_tools"]
+__all__ = ["chat_plan", "chat_prompt", "check_fan_out", "constraint_grammar", "merged", "off_loop", "seeds", "client_seed", "template_messages", "template_tools"]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -206,6 +206,16 @@ def seeds(seed: int | None, n: int) -> list[int]:
     """One seed per choice: consecutive from the request's seed (reproducible), else fresh ones."""
     base = seed if seed is not None else random.randrange(2**32)
     return [(base + i) & 0xFFFFFFFF for i in range(n)]
+
+
+def client_seed(options: dict[str, Any]) -> int | None:
+    """Takes the request's ``seed`` out of ``options`` (engine options, before :func:`seeds` gives
+    every choice one) and sets ``options["reproducible"]`` to whether the client chose it: a seed
+    picked by :func:`seeds` lets a request be replayed, but promises no load-independent output
+    (jan.Model's ``adaptive_threads``)."""
+    seed = options.pop("seed", None)
+    options["reproducible"] = seed is not None
+    return seed
 
 
 async def merged(requests: list[jan.Request]) -> AsyncIterator[tuple[int, jan.Chunk]]:
