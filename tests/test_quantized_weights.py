@@ -20,7 +20,8 @@ from jan.testing.gguf_models import write_llama_from_vocab
 CHILD = textwrap.dedent("""
     import sys
     import jan
-    with jan.Model(sys.argv[1], n_ctx=256, n_threads=2, n_parallel=2) as model:
+    extra = {"default": None, "off": False}[sys.argv[2]]
+    with jan.Model(sys.argv[1], n_ctx=256, n_threads=2, n_parallel=2, extra_buffers=extra) as model:
         one = model.generate("Hello world", max_tokens=8, temperature=0, ignore_eos=True)
         prompt = model.generate(" ".join(["Hello world"] * 40), max_tokens=4, temperature=0, ignore_eos=True)
         again = model.generate("Hello world", max_tokens=8, temperature=0, ignore_eos=True)
@@ -35,9 +36,12 @@ def q8_model(tmp_path_factory, vocab_dir):
                                   n_embd=128, n_layer=2, n_head=4, n_ff=256, dtype="q8_0")
 
 
-def test_q8_0_weights_generate_on_the_scheduler_thread(q8_model):
-    """One-token steps and a multi-token prompt (the batched matmul path) both decode, greedily repeatable."""
-    done = subprocess.run([sys.executable, "-c", CHILD, str(q8_model)], capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("extra_buffers", ["default", "off"])
+def test_q8_0_weights_generate_on_the_scheduler_thread(q8_model, extra_buffers):
+    """One-token steps and a multi-token prompt (the batched matmul path) both decode, greedily repeatable,
+    with llama.cpp's extra weight layouts as jan picks them (off on AMX CPUs) and turned off."""
+    done = subprocess.run([sys.executable, "-c", CHILD, str(q8_model), extra_buffers], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, f"the child died (code {done.returncode}): {done.stderr[-2000:]}"
     assert done.stdout.split() == ["8", "4", "True"]
 

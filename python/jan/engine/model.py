@@ -132,6 +132,11 @@ class Model:
     (:mod:`jan.engine.fit`; :attr:`context_fit` says what was chosen). ModelLoadError when not
     even 256 tokens fit.
 
+    ``extra_buffers``: llama.cpp's extra weight layouts for the CPU (repacked quants, AMX tiles,
+    KleidiAI). None (the default) uses them except on CPUs with AMX, where this llama.cpp's AMX
+    matmul crashes off the process's main thread (ggml-org/llama.cpp#20824; see cpp/model.cpp);
+    True forces them on (for a llama.cpp with the fix), False off.
+
     ``mmproj`` is a multimodal projector GGUF for this model (llama.cpp's
     libmtmd loads it): prompts may then carry images (and audio, when the
     projector has an audio encoder) — see :meth:`stream`. ``media_limits``
@@ -156,6 +161,7 @@ class Model:
         main_gpu: int = 0,
         use_mmap: bool = True,
         use_mlock: bool = False,
+        extra_buffers: bool | None = None,
         flash_attn: bool | None = None,
         max_queue: int = 64,
         kv_unified: bool = False,
@@ -184,6 +190,7 @@ class Model:
         mp.use_mmap = bool(use_mmap)
         mp.use_mlock = bool(use_mlock)
         mp.vocab_only = bool(vocab_only)
+        mp.extra_buffers = -1 if extra_buffers is None else int(bool(extra_buffers))
         self._native = _load_weights(self.path, mp)
 
         if pooling is not None and pooling not in POOLING:
