@@ -160,8 +160,11 @@ SchedulerMetrics Scheduler::metrics() const {
 void Scheduler::adapt_threads() {
     if (!governor_->update(Clock::now())) return;
     set_step_threads(governor_->n_threads());
-    // A draft only proposes tokens, which the target verifies: its thread count never changes output.
-    if (drafter_) drafter_->set_n_threads(governor_->n_threads(), governor_->n_threads_batch());
+    // A draft only proposes tokens, which the target verifies; but other drafts make other target
+    // batches, and whether llama.cpp's CPU matmuls give the same sums for every batch shape is not
+    // something jan can promise. "exact" keeps the draft model's count, "always" adapts it.
+    if (drafter_ && !params_.exact_threads)
+        drafter_->set_n_threads(governor_->n_threads(), governor_->n_threads_batch());
 }
 
 void Scheduler::set_step_threads(int32_t n_threads) {

@@ -34,7 +34,9 @@
 // (tests/test_thread_governor.py). A sampled request with a seed nobody chose
 // adapts on every step. ContextParams::exact_threads = false ("always" in
 // Python) adapts every request's steps: fastest under load, but a long lone
-// greedy generation may then differ.
+// greedy generation may then differ. A draft model's context (speculative
+// decoding) keeps its count in "exact" mode: other drafts make other target
+// batches (Scheduler::adapt_threads).
 //
 // Linux only (reads /proc); elsewhere the configured count is kept.
 #pragma once
