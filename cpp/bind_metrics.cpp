@@ -24,9 +24,10 @@ void register_metrics(py::module_ & m) {
         .def_readonly("n_threads", &SchedulerMetrics::n_threads, "Threads a generation step uses now.")
         .def_readonly("n_threads_batch", &SchedulerMetrics::n_threads_batch, "Threads a prompt-processing step uses now.")
         .def_readonly("cpu_busy_elsewhere", &SchedulerMetrics::cpu_busy_elsewhere,
-                      "Cores other processes kept busy over the last sample (thread_governor.h).")
+                      "Cores busy with anything but this model's compute threads (other processes, jan's other "
+                      "threads) over the last sample (thread_governor.h).")
         .def_readonly("thread_changes_total", &SchedulerMetrics::thread_changes_total,
-                      "Times the thread counts changed for other processes' load.")
+                      "Times the thread counts changed for the load beside this model.")
         .def("to_dict", [](const SchedulerMetrics & mt) {
             py::dict d;
             d["requests_total"] = mt.requests_total;

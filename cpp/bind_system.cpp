@@ -18,7 +18,7 @@ namespace jan {
 void register_system(py::module_ & m) {
     m.def("threads_for", &ThreadGovernor::threads_for, py::arg("configured"), py::arg("free_cores"),
           "The thread governor's rule (thread_governor.h): threads for a step when `free_cores` cores are left free "
-          "by other processes, between 1 and `configured`.");
+          "by other work, between 1 and `configured`.");
     m.def("system_info", [] {
         ensure_backend_initialized();
         py::dict info;

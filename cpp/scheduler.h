@@ -67,7 +67,7 @@ struct SchedulerMetrics {
     // change keeps the configured one (Scheduler::thread_count_matters)
     int32_t n_threads = 0;
     int32_t n_threads_batch = 0;          // and a prompt-processing step
-    double cpu_busy_elsewhere = 0.0;      // cores other processes kept busy, last sample
+    double cpu_busy_elsewhere = 0.0;      // cores busy with anything but this model's compute threads, last sample
     uint64_t thread_changes_total = 0;    // times the governor changed the thread counts
 };
 

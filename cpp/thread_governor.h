@@ -19,10 +19,12 @@
 // and jan's own other threads — another model's engine, an embedding, the
 // event loop. The embedder computes on its caller's thread, so it names that
 // thread for the call (ScopedThreadName). Without a name the whole process's
-// CPU time is subtracted instead. Threads = the free cores rounded to nearest, between 1 and the
-// configured count: a core counts as taken once others use more than half of
-// it, so light background work changes nothing. Counting only other
-// processes keeps the decision free of feedback from jan's own spinning.
+// CPU time is subtracted instead. Threads = the free cores rounded to nearest,
+// between 1 and the configured count: a core counts as taken once the rest
+// use more than half of it, so light background work changes nothing.
+// Subtracting the compute threads' own time (spinning included) keeps the
+// decision free of feedback: using fewer threads does not change what the
+// rest uses.
 //
 // Outputs: the CPU matmuls, norms and row-wise attention give the same result
 // for any thread count; flash attention's split-KV path (one-token batches

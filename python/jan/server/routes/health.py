@@ -49,7 +49,7 @@ class EngineCollector:
             "decode_seconds": ("jan_decode_seconds", "Seconds spent in llama_decode"),
             "draft_tokens_total": ("jan_draft_tokens", "Speculative decoding: tokens drafted"),
             "draft_accepted_total": ("jan_draft_tokens_accepted", "Speculative decoding: drafted tokens accepted"),
-            "thread_changes_total": ("jan_thread_changes", "Times the thread counts changed for other processes' load"),
+            "thread_changes_total": ("jan_thread_changes", "Times the thread counts changed for the load beside the model"),
         }
         gauges = {
             "slots_busy": ("jan_slots_busy", "Slots generating now"),
@@ -59,7 +59,7 @@ class EngineCollector:
                                              "Generated tokens per busy second since load"),
             "n_threads": ("jan_threads", "Threads a generation step uses now (fewer while other processes are busy)"),
             "n_threads_batch": ("jan_threads_batch", "Threads a prompt-processing step uses now"),
-            "cpu_busy_elsewhere": ("jan_cpu_busy_elsewhere", "Cores other processes kept busy, last sample"),
+            "cpu_busy_elsewhere": ("jan_cpu_busy_elsewhere", "Cores busy with other work (other processes, jan's other threads), last sample"),
         }
         per_model: dict[str, dict] = {}
         for engine in _local_engines(self.app):
