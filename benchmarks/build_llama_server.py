@@ -54,7 +54,9 @@ def _sdist() -> Path:
     if shared.is_file():
         shutil.copy2(shared, dest / shared.name)
         return dest / shared.name
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+    # Only llama-cpp-python itself as source: with ":all:" pip also builds the sdist's build tools from
+    # source to read its metadata (CMake's bootstrap alone takes an hour on two cores).
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python",
                     f"llama-cpp-python=={VERSION}", "-d", str(dest)], check=True)
     return next(dest.glob(f"llama_cpp_python-{VERSION}.tar.gz"))
 

@@ -14,6 +14,7 @@ HTTP (mounted through ``ctx.add_route``):
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import shutil
 import time
@@ -55,17 +56,29 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
         self._gpu_cache: tuple[float, list[dict[str, Any]]] | None = None
 
     async def on_load(self, ctx) -> None:
-        """Prime the CPU counters and add the ``/v1/system`` routes."""
-        try:
-            import psutil
-        except ImportError:  # a declared dependency, but keep serving without it
-            ctx.logger.warning("psutil is not installed: CPU and memory figures are unavailable")
-        else:
-            self._process = psutil.Process(os.getpid())
-            psutil.cpu_percent(interval=None)  # the first reading is meaningless; later ones cover the interval
-            self._process.cpu_percent(interval=None)
+        """Add the ``/v1/system`` routes (psutil loads with the first reading: see :meth:`_process_handle`)."""
         ctx.add_route("GET", "/v1/system", self._system_route)
         ctx.add_route("GET", "/v1/system/models/{model_id}", self._model_route)
+
+    async def _process_handle(self) -> Any:
+        """This process's ``psutil.Process`` with primed CPU counters, or None without psutil.
+
+        psutil (~1 MiB resident) loads with the first reading rather than at start-up: most servers are never
+        asked. CPU percentages cover the time since the previous reading, so the first one primes the
+        counters and waits 0.1 s to have an interval to report."""
+        if self._process is None:
+            try:  # (an import of ~20 ms: off the event loop)
+                psutil = await asyncio.to_thread(importlib.import_module, "psutil")
+            except ImportError:  # a declared dependency, but keep serving without it
+                self.ctx.logger.warning("psutil is not installed: CPU and memory figures are unavailable")
+                self._process = False
+                return None
+            process = psutil.Process(os.getpid())
+            psutil.cpu_percent(interval=None)
+            process.cpu_percent(interval=None)
+            await asyncio.sleep(0.1)
+            self._process = process
+        return self._process or None
 
     async def on_unload(self) -> None:
         """Drop cached readings."""
@@ -76,7 +89,8 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
     async def resource_usage(self) -> dict[str, Any]:
         """``cpu`` (``usage`` %, ``cores``, ``physical_cores``, ``process_usage`` %, ``load_average``) and
         ``memory`` (``total``, ``used``, ``available``, ``usage`` %, ``process_rss``) in bytes."""
-        if self._process is None:
+        process = await self._process_handle()
+        if process is None:
             return {"cpu": {"usage": None, "cores": os.cpu_count()},
                     "memory": {"total": None, "used": None, "process_rss": None},
                     "error": "psutil is not installed"}
@@ -87,9 +101,9 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
             load = [round(x, 2) for x in os.getloadavg()]
         except (AttributeError, OSError):
             load = None
-        with self._process.oneshot():
-            rss = self._process.memory_info().rss
-            process_cpu = self._process.cpu_percent(interval=None)
+        with process.oneshot():
+            rss = process.memory_info().rss
+            process_cpu = process.cpu_percent(interval=None)
         return {
             "cpu": {"usage": psutil.cpu_percent(interval=None), "cores": psutil.cpu_count(logical=True),
                     "physical_cores": psutil.cpu_count(logical=False), "process_usage": process_cpu,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from jan.server.jsonio import json_response
 from jan.server.keys import CONFIG, MANAGER, STARTED_AT
@@ -39,6 +37,8 @@ class EngineCollector:
         self.app = app
 
     def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         counters = {
             "requests_total": ("jan_requests", "Generation requests submitted"),
             "requests_cancelled": ("jan_requests_cancelled", "Generation requests cancelled"),
@@ -84,6 +84,10 @@ class EngineCollector:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics per model: requests, tokens, decode time, slots, queue."""
+    # prometheus_client (with the http.server, wsgiref and gzip modules it brings, ~1 MiB resident) loads
+    # with the first scrape: most servers are never scraped.
+    from prometheus_client import CollectorRegistry, generate_latest
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EngineCollector(request.app))
     return web.Response(body=generate_latest(registry),
