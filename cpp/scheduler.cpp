@@ -332,6 +332,7 @@ void Scheduler::run() {
             if (busy_.load() == 0) {
                 cv_.wait(lock, [&] { return has_work_locked(); });
                 busy_since_ = Clock::now();
+                governor_->resume();  // what ran while this model was idle says little about now
             }
             if (stopping_) break;
             while (!waiting_.empty()) {

@@ -50,6 +50,38 @@ double threads_cpu_seconds(const std::string & name, double tick_s) {
     closedir(dir);
     return (double)ticks * tick_s;
 }
+
+// Threads of this process runnable right now (state 'R' in /proc/self/task/<tid>/stat), the caller included.
+int own_running_threads() {
+    DIR * dir = opendir("/proc/self/task");
+    if (!dir) return 1;
+    int running = 0;
+    char path[64];
+    char buf[512];
+    while (const dirent * entry = readdir(dir)) {
+        if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+        std::snprintf(path, sizeof path, "/proc/self/task/%s/stat", entry->d_name);
+        FILE * f = std::fopen(path, "re");
+        if (!f) continue;
+        const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+        std::fclose(f);
+        buf[n] = '\0';
+        const char * close = std::strrchr(buf, ')');
+        if (close && close[1] == ' ' && close[2] == 'R') ++running;
+    }
+    closedir(dir);
+    return std::max(running, 1);
+}
+
+// Tasks runnable on the whole machine right now: /proc/loadavg's fourth field, "running/total" (proc(5)).
+int machine_running_tasks() {
+    FILE * f = std::fopen("/proc/loadavg", "re");
+    if (!f) return -1;
+    int running = -1;
+    if (std::fscanf(f, "%*f %*f %*f %d/", &running) != 1) running = -1;
+    std::fclose(f);
+    return running;
+}
 #endif
 
 }  // namespace
@@ -142,17 +174,44 @@ ThreadGovernor::Sample ThreadGovernor::sample(Clock::time_point now) const {
     return s;
 }
 
+double ThreadGovernor::running_elsewhere_now() const {
+#ifdef __linux__
+    const int machine = machine_running_tasks();
+    if (machine < 0) return -1;
+    // Other processes' runnable tasks, as a share of the CPUs this process may use (in a container on a
+    // large host /proc/loadavg counts the host's tasks). jan's own threads are left out here: the ones
+    // that handed this work over are about to block.
+    const double others = (double)std::max(0, machine - own_running_threads());
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    const double share = online > (long)cpus_.size() ? (double)cpus_.size() / (double)online : 1.0;
+    return others * share;
+#else
+    return -1;
+#endif
+}
+
 bool ThreadGovernor::update(Clock::time_point now) {
     if (!adaptive_) return false;
+    const bool resumed = resumed_;
+    resumed_ = false;
     if (last_.ok && now - last_.at < kInterval) return false;
     const Sample s = sample(now);
     if (!s.ok) return false;
     const Sample prev = last_;
     last_ = s;
     if (!prev.ok) return false;
-    const double wall = std::chrono::duration<double>(s.at - prev.at).count();
-    if (wall <= 0) return false;
-    const double elsewhere = ((s.cpus_busy_s - prev.cpus_busy_s) - (s.self_s - prev.self_s)) / wall;
+    double elsewhere = -1;
+    if (resumed) {
+        // Back from idle: the window since the last sample is mostly time this model did not run, and
+        // what kept the CPUs busy then (a build, another server's benchmark) says little about now. The
+        // tasks runnable this instant decide the first steps; the next window corrects them.
+        elsewhere = running_elsewhere_now();
+    }
+    if (elsewhere < 0) {
+        const double wall = std::chrono::duration<double>(s.at - prev.at).count();
+        if (wall <= 0) return false;
+        elsewhere = ((s.cpus_busy_s - prev.cpus_busy_s) - (s.self_s - prev.self_s)) / wall;
+    }
     busy_elsewhere_ = std::clamp(elsewhere, 0.0, (double)cpus_.size());
     const double free_cores = (double)cpus_.size() - busy_elsewhere_;
     const int32_t n = threads_for(configured_, free_cores);

@@ -22,6 +22,12 @@
 // CPU time is subtracted instead. Threads = the free cores rounded to nearest,
 // between 1 and the configured count: a core counts as taken once the rest
 // use more than half of it, so light background work changes nothing.
+// Coming back from idle (resume()), the window since the last sample is
+// mostly time the model did not run, and its average stale: another server's
+// benchmark that just ended held a long prompt that followed to one thread
+// (322 vs 208 ms, bench_llama_server). Then the tasks runnable at that instant
+// (/proc/loadavg, less jan's own running threads, scaled to the CPUs allowed)
+// decide, until the next window.
 // Subtracting the compute threads' own time (spinning included) keeps the
 // decision free of feedback: using fewer threads does not change what the
 // rest uses.
@@ -67,6 +73,9 @@ public:
     // Samples when kInterval has passed since the last sample; true when the
     // counts changed (the caller then calls llama_set_n_threads).
     bool update(Clock::time_point now);
+    // The model went idle and now has work again: the next update (when a full interval has passed
+    // since the last sample) decides from the tasks runnable at that instant, not from the window.
+    void resume() { resumed_ = true; }
 
     int32_t n_threads() const { return n_threads_; }
     int32_t configured_threads() const { return configured_; }
@@ -87,6 +96,8 @@ private:
         bool ok = false;
     };
     Sample sample(Clock::time_point now) const;
+    // Other processes' tasks runnable now, in cores of this process's CPUs (-1: unknown).
+    double running_elsewhere_now() const;
 
     int32_t configured_ = 1;
     int32_t configured_batch_ = 1;
@@ -99,6 +110,7 @@ private:
     Sample last_;
     double busy_elsewhere_ = 0;
     uint64_t changes_ = 0;
+    bool resumed_ = false;
 };
 
 // Names the calling thread for a scope (Linux), then gives it back its name. OpenMP workers take

@@ -123,6 +123,41 @@ def test_busy_processes_beside_it_take_threads_away_and_greedy_output_stays_the_
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (/proc/<pid>/stat fields 14 and 15, proc(5))."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
+def test_a_busy_spell_while_the_model_was_idle_does_not_hold_its_threads_down(stories_path):
+    """Busy processes that ran and ended while the model sat idle fill most of the window since its
+    last sample; the first steps back decide from the machine as it is now (tasks runnable this
+    instant), not from that stale average (which said every core was taken)."""
+    cpus = _cpus()
+    if cpus < 2:
+        pytest.skip("one CPU: there is no thread to give back")
+    model = jan.Model(stories_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
+    try:
+        _greedy(model, 8)  # the governor's first sample: the window below starts here
+        for _attempt in range(5):  # another process may be runnable at that instant on a shared machine
+            with cpu_hogs(cpus) as hogs:
+                deadline = time.monotonic() + 120
+                while min(_cpu_seconds(h.pid) for h in hogs) < 1.0 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            # the hogs are gone (killed and reaped); the window since the last sample is mostly theirs
+            _greedy(model, 4)
+            m = model.metrics()
+            assert m["n_threads"] == _engine.threads_for(cpus, cpus - m["cpu_busy_elsewhere"])
+            if m["cpu_busy_elsewhere"] < cpus - 0.5:
+                break
+        assert m["cpu_busy_elsewhere"] < cpus - 0.5, m
+        assert m["n_threads"] > 1, m
+    finally:
+        model.close()
+
+
 def test_two_models_generating_at_once_share_the_cores(stories_path):
     """The load can be jan's own: another model's engine threads count as busy cores, so two models
     generating at once split the machine instead of spinning for each other's cores."""
