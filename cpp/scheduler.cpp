@@ -167,6 +167,13 @@ void Scheduler::adapt_threads() {
         drafter_->set_n_threads(governor_->n_threads(), governor_->n_threads_batch());
 }
 
+void Scheduler::record_thread_metrics_locked() {
+    metrics_.n_threads = governor_->n_threads();
+    metrics_.n_threads_batch = governor_->n_threads_batch();
+    metrics_.cpu_busy_elsewhere = governor_->cpu_busy_elsewhere();
+    metrics_.thread_changes_total = governor_->changes();
+}
+
 void Scheduler::set_step_threads(int32_t n_threads) {
     if (n_threads == n_threads_set_ && governor_->n_threads_batch() == n_threads_batch_set_) return;
     llama_set_n_threads(ctx_.get(), n_threads, governor_->n_threads_batch());
@@ -330,9 +337,19 @@ void Scheduler::run() {
         {
             std::unique_lock<std::mutex> lock(mutex_);
             if (busy_.load() == 0) {
+                // Idle: keep the governor's reading recent for a while (thread_governor.h), then sleep
+                // until there is work.
+                const int samples = governor_->adaptive() ? ThreadGovernor::kIdleSamples : 0;
+                for (int i = 0; i < samples && !has_work_locked(); ++i) {
+                    if (cv_.wait_for(lock, ThreadGovernor::kInterval, [&] { return has_work_locked(); })) break;
+                    lock.unlock();
+                    adapt_threads();
+                    lock.lock();
+                    record_thread_metrics_locked();
+                }
                 cv_.wait(lock, [&] { return has_work_locked(); });
                 busy_since_ = Clock::now();
-                governor_->resume();  // what ran while this model was idle says little about now
+                governor_->resume();
             }
             if (stopping_) break;
             while (!waiting_.empty()) {
@@ -435,10 +452,7 @@ void Scheduler::run() {
             std::lock_guard<std::mutex> lock(mutex_);
             metrics_.decode_calls++;
             metrics_.decode_seconds += std::chrono::duration<double>(t1 - t0).count();
-            metrics_.n_threads = governor_->n_threads();
-            metrics_.n_threads_batch = governor_->n_threads_batch();
-            metrics_.cpu_busy_elsewhere = governor_->cpu_busy_elsewhere();
-            metrics_.thread_changes_total = governor_->changes();
+            record_thread_metrics_locked();
         }
         if (rc != 0) {
             const std::string why = "llama_decode failed (code " + std::to_string(rc) + ")";

@@ -144,6 +144,7 @@ private:
     bool has_work_locked() const;
     void adapt_threads();  // the governor's counts, applied to this context and the draft model's
     void set_step_threads(int32_t n_threads);  // llama_set_n_threads when it changes
+    void record_thread_metrics_locked();  // the governor's counts into metrics_ (mutex_ held)
     // Whether a one-token step of `slot` would generate differently with another thread count.
     bool thread_count_matters(const Slot & slot) const;
 

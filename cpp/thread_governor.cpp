@@ -51,6 +51,7 @@ double threads_cpu_seconds(const std::string & name, double tick_s) {
     return (double)ticks * tick_s;
 }
 
+
 // Threads of this process runnable right now (state 'R' in /proc/self/task/<tid>/stat), the caller included.
 int own_running_threads() {
     DIR * dir = opendir("/proc/self/task");
@@ -62,7 +63,7 @@ int own_running_threads() {
         if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
         std::snprintf(path, sizeof path, "/proc/self/task/%s/stat", entry->d_name);
         FILE * f = std::fopen(path, "re");
-        if (!f) continue;
+        if (!f) continue;  // the thread ended meanwhile
         const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
         std::fclose(f);
         buf[n] = '\0';
@@ -174,44 +175,69 @@ ThreadGovernor::Sample ThreadGovernor::sample(Clock::time_point now) const {
     return s;
 }
 
-double ThreadGovernor::running_elsewhere_now() const {
+double ThreadGovernor::others_running_now() const {
 #ifdef __linux__
     const int machine = machine_running_tasks();
     if (machine < 0) return -1;
-    // Other processes' runnable tasks, as a share of the CPUs this process may use (in a container on a
-    // large host /proc/loadavg counts the host's tasks). jan's own threads are left out here: the ones
-    // that handed this work over are about to block.
+    // jan's own threads are left out: the ones that handed this work over are about to block. In a
+    // container on a large host /proc/loadavg counts the host's tasks: scaled to the CPUs allowed.
     const double others = (double)std::max(0, machine - own_running_threads());
     const long online = sysconf(_SC_NPROCESSORS_ONLN);
-    const double share = online > (long)cpus_.size() ? (double)cpus_.size() / (double)online : 1.0;
-    return others * share;
+    return online > (long)cpus_.size() ? others * (double)cpus_.size() / (double)online : others;
 #else
     return -1;
 #endif
 }
 
+bool ThreadGovernor::resume_now(Clock::time_point now) {
+    const bool recent = last_.ok && now - last_.at <= kRecent;
+    bool changed = false;
+    if (n_threads_ < configured_ || n_threads_batch_ < configured_batch_) {
+        // Fewer threads than configured, from a window that may have ended with a busy spell (another
+        // server's benchmark, a build step) rather than a lasting load. If nothing else is runnable at
+        // this instant, start with the count that allows; never fewer than the window's.
+        const double others = others_running_now();
+        if (others >= 0) {
+            const double free_cores = (double)cpus_.size() - others;
+            const int32_t n = std::max(n_threads_, threads_for(configured_, free_cores));
+            const int32_t nb = std::max(n_threads_batch_, threads_for(configured_batch_, free_cores));
+            if (n != n_threads_ || nb != n_threads_batch_) {
+                n_threads_ = n;
+                n_threads_batch_ = nb;
+                busy_elsewhere_ = std::clamp(others, 0.0, (double)cpus_.size());
+                ++changes_;
+                changed = true;
+            }
+        }
+    }
+    if (changed || !recent) {
+        // A fresh window from now, short, so the first decision about the machine as it is now (or a
+        // check of the optimistic count just taken) comes soon; the idle time is not averaged in.
+        const Sample s = sample(now);
+        if (s.ok) {
+            last_ = s;
+            next_after_ = kResumeWindow;
+        }
+    }
+    return changed;
+}
+
 bool ThreadGovernor::update(Clock::time_point now) {
     if (!adaptive_) return false;
-    const bool resumed = resumed_;
-    resumed_ = false;
-    if (last_.ok && now - last_.at < kInterval) return false;
+    if (resumed_) {
+        resumed_ = false;
+        if (last_.ok) return resume_now(now);
+    }
+    if (last_.ok && now - last_.at < next_after_) return false;
     const Sample s = sample(now);
     if (!s.ok) return false;
     const Sample prev = last_;
     last_ = s;
+    next_after_ = kInterval;
     if (!prev.ok) return false;
-    double elsewhere = -1;
-    if (resumed) {
-        // Back from idle: the window since the last sample is mostly time this model did not run, and
-        // what kept the CPUs busy then (a build, another server's benchmark) says little about now. The
-        // tasks runnable this instant decide the first steps; the next window corrects them.
-        elsewhere = running_elsewhere_now();
-    }
-    if (elsewhere < 0) {
-        const double wall = std::chrono::duration<double>(s.at - prev.at).count();
-        if (wall <= 0) return false;
-        elsewhere = ((s.cpus_busy_s - prev.cpus_busy_s) - (s.self_s - prev.self_s)) / wall;
-    }
+    const double wall = std::chrono::duration<double>(s.at - prev.at).count();
+    if (wall <= 0) return false;
+    const double elsewhere = ((s.cpus_busy_s - prev.cpus_busy_s) - (s.self_s - prev.self_s)) / wall;
     busy_elsewhere_ = std::clamp(elsewhere, 0.0, (double)cpus_.size());
     const double free_cores = (double)cpus_.size() - busy_elsewhere_;
     const int32_t n = threads_for(configured_, free_cores);

@@ -22,12 +22,17 @@
 // CPU time is subtracted instead. Threads = the free cores rounded to nearest,
 // between 1 and the configured count: a core counts as taken once the rest
 // use more than half of it, so light background work changes nothing.
-// Coming back from idle (resume()), the window since the last sample is
-// mostly time the model did not run, and its average stale: another server's
-// benchmark that just ended held a long prompt that followed to one thread
-// (322 vs 208 ms, bench_llama_server). Then the tasks runnable at that instant
-// (/proc/loadavg, less jan's own running threads, scaled to the CPUs allowed)
-// decide, until the next window.
+// A model keeps sampling for kIdleSamples intervals after it goes idle (the
+// scheduler wakes for it), so a request that follows within ~2 s starts
+// from a reading of the last 200 ms rather than from an average over the
+// idle time. A window still lags: a busy spell that ended just before the
+// request (in the benchmark, llama-server's turn) would hold it to fewer
+// threads for up to 200 ms (a 1,450-token prompt: 316 vs 166 ms). So a
+// model that resumes with fewer threads than configured looks at the
+// tasks runnable at that instant (/proc/loadavg, less jan's own running
+// threads, which handed the work over and are about to block): when they
+// leave cores free it starts with more threads, never with fewer than the
+// window said, and a short first window (kResumeWindow) checks it.
 // Subtracting the compute threads' own time (spinning included) keeps the
 // decision free of feedback: using fewer threads does not change what the
 // rest uses.
@@ -60,6 +65,11 @@ class ThreadGovernor {
 public:
     using Clock = std::chrono::steady_clock;
     static constexpr std::chrono::milliseconds kInterval{200};
+    // Samples a model takes at kInterval after going idle (see above), and the oldest sample a
+    // resumed model still builds on; past that, the first window back is kResumeWindow.
+    static constexpr int kIdleSamples = 10;
+    static constexpr std::chrono::milliseconds kRecent{2 * kInterval};
+    static constexpr std::chrono::milliseconds kResumeWindow{50};
 
     // `n_threads`/`n_threads_batch`: the configured counts (>= 1), used on a
     // quiet machine; `adaptive` false keeps them always. `compute_thread_name`:
@@ -73,10 +83,10 @@ public:
     // Samples when kInterval has passed since the last sample; true when the
     // counts changed (the caller then calls llama_set_n_threads).
     bool update(Clock::time_point now);
-    // The model went idle and now has work again: the next update (when a full interval has passed
-    // since the last sample) decides from the tasks runnable at that instant, not from the window.
+    // The model has work again after being idle; the next update handles it (see above).
     void resume() { resumed_ = true; }
 
+    bool adaptive() const { return adaptive_; }
     int32_t n_threads() const { return n_threads_; }
     int32_t configured_threads() const { return configured_; }
     int32_t n_threads_batch() const { return n_threads_batch_; }
@@ -96,8 +106,9 @@ private:
         bool ok = false;
     };
     Sample sample(Clock::time_point now) const;
-    // Other processes' tasks runnable now, in cores of this process's CPUs (-1: unknown).
-    double running_elsewhere_now() const;
+    // Other processes' tasks runnable this instant, in cores of this process's CPUs (-1: unknown).
+    double others_running_now() const;
+    bool resume_now(Clock::time_point now);
 
     int32_t configured_ = 1;
     int32_t configured_batch_ = 1;
@@ -111,6 +122,7 @@ private:
     double busy_elsewhere_ = 0;
     uint64_t changes_ = 0;
     bool resumed_ = false;
+    std::chrono::milliseconds next_after_{kInterval};  // the current window's length
 };
 
 // Names the calling thread for a scope (Linux), then gives it back its name. OpenMP workers take
