@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <string>
+#include <thread>
 #include <utility>
 
 #ifdef __linux__
@@ -177,11 +178,21 @@ ThreadGovernor::Sample ThreadGovernor::sample(Clock::time_point now) const {
 
 double ThreadGovernor::others_running_now() const {
 #ifdef __linux__
-    const int machine = machine_running_tasks();
-    if (machine < 0) return -1;
-    // jan's own threads are left out: the ones that handed this work over are about to block. In a
-    // container on a large host /proc/loadavg counts the host's tasks: scaled to the CPUs allowed.
-    const double others = (double)std::max(0, machine - own_running_threads());
+    // jan's own threads are left out: the ones that handed this work over are about to block. So is,
+    // usually, the process that sent the request (it is still sending, then waits for the answer): the
+    // least of three readings half a millisecond apart counts what stays runnable, as a CPU-bound
+    // process does. In a container on a large host /proc/loadavg counts the host's tasks: scaled to
+    // the CPUs allowed.
+    int least = -1;
+    for (int i = 0; i < 3; ++i) {
+        if (i) std::this_thread::sleep_for(std::chrono::microseconds(500));
+        const int machine = machine_running_tasks();
+        if (machine < 0) return -1;
+        const int others = std::max(0, machine - own_running_threads());
+        least = least < 0 ? others : std::min(least, others);
+        if (least == 0) break;
+    }
+    const double others = (double)least;
     const long online = sysconf(_SC_NPROCESSORS_ONLN);
     return online > (long)cpus_.size() ? others * (double)cpus_.size() / (double)online : others;
 #else
