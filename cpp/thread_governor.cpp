@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -23,55 +24,48 @@ namespace jan {
 namespace {
 
 #ifdef __linux__
-// CPU seconds of this process's threads whose name is `name` (/proc/self/task/<tid>/stat: "tid
-// (comm) state ..." with utime and stime, in USER_HZ ticks, as fields 14 and 15; proc(5)).
-double threads_cpu_seconds(const std::string & name, double tick_s) {
+// Calls fn(comm, rest) for each thread of this process, from /proc/self/task/<tid>/stat ("tid (comm) state
+// ppid ...", proc(5)): `comm` is the thread's name, `rest` points at the state field. Threads that end
+// meanwhile are skipped.
+template <typename Fn> void for_each_own_thread(Fn && fn) {
     DIR * dir = opendir("/proc/self/task");
-    if (!dir) return 0;
-    unsigned long long ticks = 0;
+    if (!dir) return;
     char path[64];
     char buf[512];
     while (const dirent * entry = readdir(dir)) {
         if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
         std::snprintf(path, sizeof path, "/proc/self/task/%s/stat", entry->d_name);
         FILE * f = std::fopen(path, "re");
-        if (!f) continue;  // the thread ended meanwhile
+        if (!f) continue;
         const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
         std::fclose(f);
         buf[n] = '\0';
         const char * open = std::strchr(buf, '(');
         const char * close = std::strrchr(buf, ')');
-        if (!open || !close || close < open) continue;
-        if ((size_t)(close - open - 1) != name.size() || std::strncmp(open + 1, name.data(), name.size()) != 0) continue;
-        // after ") ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
-        unsigned long long utime = 0, stime = 0;
-        if (std::sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) == 2)
-            ticks += utime + stime;
+        if (!open || !close || close < open || close[1] != ' ') continue;
+        fn(std::string_view(open + 1, (size_t)(close - open - 1)), close + 2);
     }
     closedir(dir);
+}
+
+// CPU seconds of this process's threads whose name is `name` (utime and stime, in USER_HZ ticks, are
+// the 12th and 13th fields from the state on).
+double threads_cpu_seconds(const std::string & name, double tick_s) {
+    unsigned long long ticks = 0;
+    for_each_own_thread([&](std::string_view comm, const char * rest) {
+        if (comm != name) return;
+        // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+        unsigned long long utime = 0, stime = 0;
+        if (std::sscanf(rest, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) == 2)
+            ticks += utime + stime;
+    });
     return (double)ticks * tick_s;
 }
 
-
-// Threads of this process runnable right now (state 'R' in /proc/self/task/<tid>/stat), the caller included.
+// Threads of this process runnable right now (state 'R'), the caller included.
 int own_running_threads() {
-    DIR * dir = opendir("/proc/self/task");
-    if (!dir) return 1;
     int running = 0;
-    char path[64];
-    char buf[512];
-    while (const dirent * entry = readdir(dir)) {
-        if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
-        std::snprintf(path, sizeof path, "/proc/self/task/%s/stat", entry->d_name);
-        FILE * f = std::fopen(path, "re");
-        if (!f) continue;  // the thread ended meanwhile
-        const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-        std::fclose(f);
-        buf[n] = '\0';
-        const char * close = std::strrchr(buf, ')');
-        if (close && close[1] == ' ' && close[2] == 'R') ++running;
-    }
-    closedir(dir);
+    for_each_own_thread([&](std::string_view, const char * rest) { running += rest[0] == 'R'; });
     return std::max(running, 1);
 }
 

@@ -130,36 +130,51 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _wait_for(cond, until: float) -> bool:
+    while not cond():
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
-def test_a_busy_spell_while_the_model_was_idle_does_not_hold_its_threads_down(stories_path):
-    """Busy processes that ran and ended while the model sat idle: it keeps sampling for a while after
-    its last step, so the next request starts from the machine of the last 200 ms (all cores free
-    again), not from an average over the idle time that the busy spell fills."""
+def test_an_idle_model_sees_a_busy_spell_come_and_go(stories_path):
+    """A model keeps sampling for 2 s after its last step (thread_governor.h), so busy processes that
+    start and end while it sits idle show in its reading, and the next request starts from the machine
+    as it was in the last 200 ms instead of from an average over the idle time that the spell fills.
+    Before, the reading froze at the last step: the request after a busy spell began on one thread."""
     cpus = _cpus()
     if cpus < 2:
         pytest.skip("one CPU: there is no thread to give back")
     model = jan.Model(stories_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
+
+    def elsewhere() -> float:
+        return model.metrics()["cpu_busy_elsewhere"]
+
     try:
-        for _attempt in range(5):  # other processes may be busy too on a shared machine
-            _greedy(model, 8)  # the last work before the idle spell
-            with cpu_hogs(cpus) as hogs:
-                deadline = time.monotonic() + 60
-                while min(_cpu_seconds(h.pid) for h in hogs) < 0.5 and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                while model.metrics()["n_threads"] == cpus and time.monotonic() < deadline:
-                    time.sleep(0.02)  # the idle model saw them
-                busy = model.metrics()
-            assert busy["n_threads"] < cpus and busy["cpu_busy_elsewhere"] > 0.5, busy
-            # the hogs are gone (killed and reaped): the idle model's next samples see free cores
-            deadline = time.monotonic() + 5
-            while model.metrics()["n_threads"] < cpus and time.monotonic() < deadline:
-                time.sleep(0.02)
-            _greedy(model, 4)
-            m = model.metrics()
-            assert m["n_threads"] == _engine.threads_for(cpus, cpus - m["cpu_busy_elsewhere"])
-            if m["n_threads"] == cpus:
+        observable = False
+        for _attempt in range(5):  # other processes may come and go on a shared machine
+            _greedy(model, 8)  # the last step: the idle sampling runs for the next 2 s
+            idle_from = time.monotonic()
+            time.sleep(0.3)  # (not an assertion: lets at least one idle sample in)
+            before = elsewhere()
+            if before > cpus - 1:
+                continue  # the machine is already too busy for two more busy processes to show
+            observable = True
+            with cpu_hogs(cpus):
+                saw_busy = _wait_for(lambda: elsewhere() > before + 0.5, idle_from + 1.8)
+            # the hogs are gone (killed and reaped)
+            saw_free = saw_busy and _wait_for(lambda: elsewhere() <= before + 0.5, idle_from + 2.5)
+            if saw_busy and saw_free:
                 break
-        assert m["n_threads"] == cpus and m["cpu_busy_elsewhere"] < cpus - 0.5, m
+        else:
+            if not observable:
+                pytest.skip("other processes kept this machine's cores busy; the test needs one core free")
+            pytest.fail(f"the idle model's reading did not follow the busy processes: {model.metrics()}")
+        _greedy(model, 4)
+        m = model.metrics()
+        assert m["n_threads"] == _engine.threads_for(cpus, cpus - m["cpu_busy_elsewhere"])
     finally:
         model.close()
 
