@@ -67,6 +67,18 @@ def fails(result: subprocess.CompletedProcess, *needles: str) -> str:
     return err
 
 
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+def sigint_as_at_a_terminal() -> None:
+    """For a child process (``preexec_fn``): Ctrl-C at its default, as a command typed at a terminal has it.
+
+    A test run started in the background of a non-interactive shell (``pytest &``, ``nohup``) inherits
+    SIGINT ignored; Python then installs no KeyboardInterrupt handler, and a child `jan` rightly leaves
+    Ctrl-C alone. The Ctrl-C tests are about a user at a terminal, so their children start from that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # --------------------------------------------------------------------------- a pseudo-terminal
 
 
@@ -79,6 +91,7 @@ class PtyProcess:
         pid, fd = pty.fork()
         if pid == 0:  # child: becomes the session leader with the pty as its terminal
             try:
+                sigint_as_at_a_terminal()
                 os.execve(argv[0], argv, env)
             finally:
                 os._exit(127)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from test_cli_helpers import JAN, FileServer, fails, jan, ok
+from test_cli_helpers import JAN, FileServer, fails, jan, ok, sigint_as_at_a_terminal
 
 STORY = ", there was a little girl named Lily"
 
@@ -94,7 +94,7 @@ def test_an_interrupted_pull_resumes_when_run_again(env, data, stories_bytes):
     with FileServer(stories_bytes, mode="stall") as server:
         proc = subprocess.Popen([*JAN, "models", "pull", server.url, "--id", "stories", "--sha256", digest],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, preexec_fn=sigint_as_at_a_terminal)
         try:
             assert server.half_sent.wait(60), "the download never started"
             time.sleep(0.3)
