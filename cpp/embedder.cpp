@@ -49,7 +49,7 @@ std::vector<std::vector<float>> Embedder::embed(const std::vector<std::vector<ll
     }
     std::lock_guard<std::mutex> lock(mutex_);
     const ScopedThreadName compute_thread(thread_name_);  // see thread_governor.h
-    governor_->resume();  // calls come and go: the first batch decides from the machine as it is now
+    governor_->resume();  // calls come and go: a call after a pause does not average the pause in
     std::vector<std::vector<float>> out(inputs.size());
     llama_batch batch = llama_batch_init(n_ctx_, 0, 1);
     struct BatchFree {
