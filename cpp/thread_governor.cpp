@@ -204,15 +204,9 @@ bool ThreadGovernor::resume_now(Clock::time_point now) {
         const double others = others_running_now();
         if (others >= 0) {
             const double free_cores = (double)cpus_.size() - others;
-            const int32_t n = std::max(n_threads_, threads_for(configured_, free_cores));
-            const int32_t nb = std::max(n_threads_batch_, threads_for(configured_batch_, free_cores));
-            if (n != n_threads_ || nb != n_threads_batch_) {
-                n_threads_ = n;
-                n_threads_batch_ = nb;
-                busy_elsewhere_ = std::clamp(others, 0.0, (double)cpus_.size());
-                ++changes_;
-                changed = true;
-            }
+            changed = set_counts(std::max(n_threads_, threads_for(configured_, free_cores)),
+                                 std::max(n_threads_batch_, threads_for(configured_batch_, free_cores)));
+            if (changed) busy_elsewhere_ = std::clamp(others, 0.0, (double)cpus_.size());
         }
     }
     if (changed || !recent) {
@@ -245,8 +239,10 @@ bool ThreadGovernor::update(Clock::time_point now) {
     const double elsewhere = ((s.cpus_busy_s - prev.cpus_busy_s) - (s.self_s - prev.self_s)) / wall;
     busy_elsewhere_ = std::clamp(elsewhere, 0.0, (double)cpus_.size());
     const double free_cores = (double)cpus_.size() - busy_elsewhere_;
-    const int32_t n = threads_for(configured_, free_cores);
-    const int32_t nb = threads_for(configured_batch_, free_cores);
+    return set_counts(threads_for(configured_, free_cores), threads_for(configured_batch_, free_cores));
+}
+
+bool ThreadGovernor::set_counts(int32_t n, int32_t nb) {
     if (n == n_threads_ && nb == n_threads_batch_) return false;
     n_threads_ = n;
     n_threads_batch_ = nb;

@@ -9,9 +9,10 @@
 // waiting (OMP_WAIT_POLICY, GOMP_SPINCOUNT) avoids the collapse but costs up
 // to 90% on a quiet machine, so the thread count adapts instead.
 //
-// How: at most every `kInterval` (checked before a decode, so an idle model
-// reads nothing), the governor reads the busy time of the CPUs this process
-// may run on (/proc/stat, user+nice+system+irq+softirq+steal) and subtracts
+// How: at most every `kInterval` (checked before a decode, and for a while
+// after the model goes idle; see below), the governor reads the busy time of
+// the CPUs this process may run on (/proc/stat, user+nice+system+irq+softirq+
+// steal) and subtracts
 // what its own compute threads used: the threads named `compute_thread_name`
 // (a scheduler names its engine thread, and the OpenMP workers that thread
 // starts inherit the name), from /proc/self/task/*/stat. What is left is what
@@ -80,8 +81,8 @@ public:
     // "<prefix>-<n>", prefix up to 7 characters ("jan-gen", "jan-emb").
     static std::string next_thread_name(const char * prefix);
 
-    // Samples when kInterval has passed since the last sample; true when the
-    // counts changed (the caller then calls llama_set_n_threads).
+    // Samples when the current window (kInterval, or kResumeWindow right after a resume) has passed
+    // since the last sample; true when the counts changed (the caller then calls llama_set_n_threads).
     bool update(Clock::time_point now);
     // The model has work again after being idle; the next update handles it (see above).
     void resume() { resumed_ = true; }
@@ -109,6 +110,7 @@ private:
     // Other processes' tasks runnable this instant, in cores of this process's CPUs (-1: unknown).
     double others_running_now() const;
     bool resume_now(Clock::time_point now);
+    bool set_counts(int32_t n, int32_t nb);  // true (and counted in changes_) when they differ
 
     int32_t configured_ = 1;
     int32_t configured_batch_ = 1;
