@@ -28,6 +28,9 @@ void register_metrics(py::module_ & m) {
                       "threads) over the last sample (thread_governor.h).")
         .def_readonly("thread_changes_total", &SchedulerMetrics::thread_changes_total,
                       "Times the thread counts changed for the load beside this model.")
+        .def_readonly("threads_apart", &SchedulerMetrics::threads_apart,
+                      "Compute threads held to their own CPUs now: while steps run more threads than the free "
+                      "cores (thread_governor.h).")
         .def("to_dict", [](const SchedulerMetrics & mt) {
             py::dict d;
             d["requests_total"] = mt.requests_total;
@@ -49,6 +52,7 @@ void register_metrics(py::module_ & m) {
             d["n_threads_batch"] = mt.n_threads_batch;
             d["cpu_busy_elsewhere"] = mt.cpu_busy_elsewhere;
             d["thread_changes_total"] = mt.thread_changes_total;
+            d["threads_apart"] = mt.threads_apart;
             return d;
         }, "The counters as a dict (for JSON and /metrics).");
 }

@@ -172,6 +172,7 @@ void Scheduler::record_thread_metrics_locked() {
     metrics_.n_threads_batch = governor_->n_threads_batch();
     metrics_.cpu_busy_elsewhere = governor_->cpu_busy_elsewhere();
     metrics_.thread_changes_total = governor_->changes();
+    metrics_.threads_apart = governor_->threads_apart();
 }
 
 void Scheduler::set_step_threads(int32_t n_threads) {
@@ -448,6 +449,13 @@ void Scheduler::run() {
         const auto t0 = Clock::now();
         const int32_t rc = llama_decode(ctx_.get(), batch_);
         const auto t1 = Clock::now();
+        // More threads than the free cores (kept for exactness, here or in the draft model): hold them
+        // on different CPUs (thread_governor.h, "Keeping a team apart").
+        governor_->place_threads((batch_.n_tokens == 1 ? n_threads_set_ > governor_->n_threads()
+                                                       : n_threads_batch_set_ > governor_->n_threads_batch()) ||
+                                     (drafter_ && params_.exact_threads &&
+                                      governor_->n_threads() < governor_->configured_threads()),
+                                 t1);
         {
             std::lock_guard<std::mutex> lock(mutex_);
             metrics_.decode_calls++;

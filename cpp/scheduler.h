@@ -69,6 +69,7 @@ struct SchedulerMetrics {
     int32_t n_threads_batch = 0;          // and a prompt-processing step
     double cpu_busy_elsewhere = 0.0;      // cores busy with anything but this model's compute threads, last sample
     uint64_t thread_changes_total = 0;    // times the governor changed the thread counts
+    int32_t threads_apart = 0;            // compute threads held to their own CPUs now (thread_governor.h)
 };
 
 class Scheduler {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -24,9 +25,9 @@ namespace jan {
 namespace {
 
 #ifdef __linux__
-// Calls fn(comm, rest) for each thread of this process, from /proc/self/task/<tid>/stat ("tid (comm) state
-// ppid ...", proc(5)): `comm` is the thread's name, `rest` points at the state field. Threads that end
-// meanwhile are skipped.
+// Calls fn(tid, comm, rest) for each thread of this process, from /proc/self/task/<tid>/stat ("tid (comm)
+// state ppid ...", proc(5)): `comm` is the thread's name, `rest` points at the state field. Threads that
+// end meanwhile are skipped.
 template <typename Fn> void for_each_own_thread(Fn && fn) {
     DIR * dir = opendir("/proc/self/task");
     if (!dir) return;
@@ -43,7 +44,7 @@ template <typename Fn> void for_each_own_thread(Fn && fn) {
         const char * open = std::strchr(buf, '(');
         const char * close = std::strrchr(buf, ')');
         if (!open || !close || close < open || close[1] != ' ') continue;
-        fn(std::string_view(open + 1, (size_t)(close - open - 1)), close + 2);
+        fn((pid_t)std::atoi(entry->d_name), std::string_view(open + 1, (size_t)(close - open - 1)), close + 2);
     }
     closedir(dir);
 }
@@ -52,7 +53,7 @@ template <typename Fn> void for_each_own_thread(Fn && fn) {
 // the 12th and 13th fields from the state on).
 double threads_cpu_seconds(const std::string & name, double tick_s) {
     unsigned long long ticks = 0;
-    for_each_own_thread([&](std::string_view comm, const char * rest) {
+    for_each_own_thread([&](pid_t, std::string_view comm, const char * rest) {
         if (comm != name) return;
         // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
         unsigned long long utime = 0, stime = 0;
@@ -65,7 +66,7 @@ double threads_cpu_seconds(const std::string & name, double tick_s) {
 // Threads of this process runnable right now (state 'R'), the caller included.
 int own_running_threads() {
     int running = 0;
-    for_each_own_thread([&](std::string_view, const char * rest) { running += rest[0] == 'R'; });
+    for_each_own_thread([&](pid_t, std::string_view, const char * rest) { running += rest[0] == 'R'; });
     return std::max(running, 1);
 }
 
@@ -77,6 +78,15 @@ int machine_running_tasks() {
     if (std::fscanf(f, "%*f %*f %*f %d/", &running) != 1) running = -1;
     std::fclose(f);
     return running;
+}
+#endif
+
+#ifdef __linux__
+bool set_thread_cpus(pid_t tid, const std::vector<int> & cpus) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int c : cpus) CPU_SET(c, &set);
+    return sched_setaffinity(tid, sizeof(set), &set) == 0;
 }
 #endif
 
@@ -120,6 +130,8 @@ ThreadGovernor::ThreadGovernor(int32_t n_threads, int32_t n_threads_batch, bool 
     }
     // One thread has nothing to give back.
     adaptive_ = adaptive && !cpus_.empty() && std::max(configured_, configured_batch_) > 1;
+    static std::atomic<unsigned> governors{0};  // where this one's threads start when kept apart
+    first_cpu_ = cpus_.empty() ? 0 : (int)((governors.fetch_add(1) * (unsigned)configured_) % cpus_.size());
 #else
     (void)adaptive;
 #endif
@@ -248,6 +260,46 @@ bool ThreadGovernor::set_counts(int32_t n, int32_t nb) {
     n_threads_batch_ = nb;
     ++changes_;
     return true;
+}
+
+void ThreadGovernor::place_threads(bool oversubscribed, Clock::time_point now) {
+#ifdef __linux__
+    if (!adaptive_ || thread_name_.empty()) return;
+    if (!oversubscribed) {
+        if (!apart_.empty() && now - last_oversubscribed_ >= kInterval) {
+            for (int tid : apart_) set_thread_cpus(tid, cpus_);  // ended threads: ESRCH, nothing to undo
+            apart_.clear();
+        }
+        return;
+    }
+    last_oversubscribed_ = now;
+    if (!apart_.empty() && now - placed_at_ < kInterval) return;
+    placed_at_ = now;
+    // The team: the engine thread and the OpenMP workers it started (they carry its name). A team
+    // that grew since the last look has threads nobody placed yet.
+    std::vector<int> team;
+    for_each_own_thread([&](pid_t tid, std::string_view comm, const char *) {
+        if (comm == thread_name_) team.push_back(tid);
+    });
+    std::sort(team.begin(), team.end());
+    if (team.empty() || team == apart_) return;
+    // k threads on m CPUs: k <= m gives each thread its own run of m/k CPUs (the kernel may still
+    // move it within the run); more threads than CPUs go round the CPUs.
+    const size_t m = cpus_.size();
+    const size_t k = team.size();
+    std::vector<int> mine;
+    for (size_t i = 0; i < k; ++i) {
+        mine.clear();
+        const size_t from = k <= m ? i * m / k : i % m;
+        const size_t to = k <= m ? (i + 1) * m / k : from + 1;
+        for (size_t c = from; c < to; ++c) mine.push_back(cpus_[(first_cpu_ + c) % m]);
+        set_thread_cpus(team[i], mine);
+    }
+    apart_ = std::move(team);
+#else
+    (void)oversubscribed;
+    (void)now;
+#endif
 }
 
 }  // namespace jan

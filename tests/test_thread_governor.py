@@ -122,6 +122,59 @@ def test_busy_processes_beside_it_take_threads_away_and_greedy_output_stays_the_
         model.close()
 
 
+def _held_threads(prefix: str = "jan-gen-") -> dict[int, set[int]]:
+    """This process's compute threads that are held to fewer CPUs than the process may use: tid -> CPUs."""
+    allowed = os.sched_getaffinity(0)
+    held = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if not f.read().startswith(prefix):
+                    continue
+            cpus = os.sched_getaffinity(int(tid))
+        except OSError:  # ended meanwhile
+            continue
+        if cpus != allowed:
+            held[int(tid)] = cpus
+    return held
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
+def test_threads_kept_for_exact_output_under_load_are_held_to_different_cpus(stories_path):
+    """A greedy generation past 256 cached tokens keeps the configured count under load (exact output).
+    Two of those threads sharing a core while the other core runs the busy process made every barrier
+    wait for a time slice (49-53 t/s instead of ~600, thread_governor.h); they are held to different CPUs
+    while such steps run, and let go once they stop."""
+    cpus = _cpus()
+    if cpus < 2:
+        pytest.skip("one CPU: there is no thread to give back")
+    model = jan.Model(stories_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
+    try:
+        quiet = _greedy(model, LONG)
+        assert model.metrics()["threads_apart"] == 0 or model.metrics()["n_threads"] < cpus
+        with cpu_hogs(cpus):
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                assert _greedy(model, LONG) == quiet  # the same count on those steps: the same text
+                m = model.metrics()
+                if m["n_threads"] < cpus and m["threads_apart"] > 0:
+                    break
+            assert m["n_threads"] < cpus and m["threads_apart"] >= 2, m
+            held = _held_threads()  # the model is idle now: its threads stay where they were put
+            assert len(held) == m["threads_apart"], held
+            if len(held) <= cpus:  # each has CPUs of its own
+                sets = list(held.values())
+                assert all(a.isdisjoint(b) for i, a in enumerate(sets) for b in sets[i + 1:]), held
+        # steps that use no more threads than are free (short generations stay off the split path)
+        # let the team go once a sampling interval has passed without one that needed it
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and model.metrics()["threads_apart"]:
+            _greedy(model, 32)
+        assert model.metrics()["threads_apart"] == 0 and not _held_threads(), model.metrics()
+    finally:
+        model.close()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
 def _cpu_seconds(pid: int) -> float:
     """utime + stime of a process (/proc/<pid>/stat fields 14 and 15, proc(5))."""

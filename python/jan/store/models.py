@@ -18,6 +18,7 @@ from .atomic import atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, s
 from .context import StoreContext, read_collection
 from .errors import AlreadyExistsError, InvalidArgumentError, StoredModelNotFoundError
 from .ids import slugify_id, validate_id
+from .stamps import FileStamp, stamps
 
 logger = logging.getLogger("jan.store")
 
@@ -161,6 +162,28 @@ class ModelStore:
             if path is not None:
                 doc[key] = str(path)
         return doc
+
+    def with_weights_stamped(self, model_id: str) -> tuple[dict[str, Any], tuple[Path, ...], tuple[FileStamp, ...] | None]:
+        """:meth:`with_weights`, with the files its answer depends on and their stamps
+        (:mod:`jan.store.stamps`), so a caller may keep the answer while :func:`stamps` of those paths
+        stays the same: the model.json and its folder, each file it resolved to, and for a draft model
+        named by id that model's model.json and folder. The stamps are ``None`` when the answer must not
+        be kept: a file it names is missing (it may appear later where no stamp would notice), or the
+        files changed while they were read."""
+        doc = self.with_weights(model_id)
+        deps = [self._path(model_id), self.folder(model_id)]
+        settings = doc.get("settings") or {}
+        draft = settings.get("draft_model")
+        if isinstance(draft, str) and draft and draft != model_id and not os.path.isabs(draft) and self.exists(draft):
+            deps += [self._path(draft), self.folder(draft)]
+        deps += [Path(doc[key]) for key in ("file_path", "mmproj_path", "draft_model_path") if doc.get(key)]
+        taken = stamps(deps)
+        complete = doc.get("file_path") and (not settings.get("mmproj") or doc.get("mmproj_path"))
+        # Read again after stamping: an answer equal to one read after the stamps were taken is no older
+        # than they are, so a later change cannot hide behind them.
+        if not complete or None in taken or self.with_weights(model_id) != doc:
+            return doc, tuple(deps), None
+        return doc, tuple(deps), taken  # type: ignore[return-value]  # no None in it
 
     def model_file(self, model_id: str, doc: dict[str, Any] | None = None, folder: Path | None = None) -> Path | None:
         """The model's weights file, or ``None`` if it is missing.

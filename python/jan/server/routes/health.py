@@ -60,6 +60,7 @@ class EngineCollector:
             "n_threads": ("jan_threads", "Threads a generation step uses now (fewer while other processes are busy)"),
             "n_threads_batch": ("jan_threads_batch", "Threads a prompt-processing step uses now"),
             "cpu_busy_elsewhere": ("jan_cpu_busy_elsewhere", "Cores busy with other work (other processes, jan's other threads), last sample"),
+            "threads_apart": ("jan_threads_apart", "Compute threads held to their own CPUs (steps running more threads than the free cores)"),
         }
         per_model: dict[str, dict] = {}
         for engine in _local_engines(self.app):
