@@ -359,3 +359,70 @@ async def test_additional_messages_and_truncation(server, tmp_path):
         assert cut["usage"]["prompt_tokens"] < full
         got, _ = await api.post(f"/v1/threads/{tid}/runs", {"additional_messages": [{"role": "user"}]})
         assert got == 400
+
+
+# -- resume: the partial reply counts against max_tokens and in the usage ------------------------------
+PARTIAL = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
+
+
+async def token_count(api: Client, text: str) -> int:
+    body = {"model": "stories260K", "content": text, "add_special": False}
+    return len((await api.ok("POST", "/tokenize", body))["tokens"])
+
+
+async def interrupted_run(api: Client, data, parameters: dict) -> tuple[str, str]:
+    """A run as jan's start-up leaves one that a stop cut off mid-reply (its record ``interrupted``, its reply
+    ``stopped`` with the text saved so far), without killing a process; returns (thread id, run id)."""
+    from jan.services.run_records import save_record
+
+    tid = await new_thread(api)
+    message = await api.ok("POST", f"/v1/threads/{tid}/messages", {
+        "role": "assistant", "content": PARTIAL, "status": "stopped", "metadata": {"stop_reason": "interrupted"}})
+    run_id = f"run_{message['id'][-12:]}resumed"
+    save_record(data, {"id": run_id, "object": "thread.run", "thread_id": tid, "assistant_id": "jan",
+                       "model": "stories260K", "instructions": "", "parameters": parameters, "metadata": {},
+                       "status": "interrupted", "message_id": message["id"], "step": 0, "pending": []})
+    return tid, run_id
+
+
+async def test_resume_spends_only_what_the_partial_reply_left_of_max_tokens(server, tmp_path):
+    async with Client(server.base_url) as api:
+        already = await token_count(api, PARTIAL)
+        max_tokens = already + 20
+        tid, run_id = await interrupted_run(api, tmp_path / "data",
+                                            {"max_tokens": max_tokens, "ignore_eos": True, "temperature": 0})
+        resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/resume", {})
+        assert resumed["status"] == "incomplete" and resumed["finish_reason"] == "length", resumed
+        assert resumed["max_completion_tokens"] == max_tokens
+        text = message_text(resumed["message"])
+        assert text.startswith(PARTIAL) and len(text) > len(PARTIAL)
+        # the resumed leg generated only what the limit left: the whole reply (counted again) fits in max_tokens
+        assert already < await token_count(api, text) <= max_tokens
+        # the run's usage is the whole reply's, both legs, and the prompt the conversation before the reply
+        usage = resumed["usage"]
+        assert usage["completion_tokens"] == max_tokens
+        assert usage["total_tokens"] == usage["prompt_tokens"] + max_tokens
+        fresh = await api.ok("POST", f"/v1/threads/{await new_thread(api)}/runs", {"max_tokens": 1})
+        assert abs(usage["prompt_tokens"] - fresh["usage"]["prompt_tokens"]) <= 2  # the partial's seam tokenizes alike
+        saved = await api.ok("GET", f"/v1/threads/{tid}/messages/{resumed['message_id']}")
+        assert saved["status"] == "ready" and saved["metadata"]["usage"] == usage
+        assert saved["metadata"]["finish_reason"] == "length"
+
+
+async def test_resume_with_no_tokens_left_ends_the_reply_without_generating(server, tmp_path):
+    async with Client(server.base_url) as api:
+        already = await token_count(api, PARTIAL)
+        tid, run_id = await interrupted_run(api, tmp_path / "data",
+                                            {"max_tokens": already - 3, "ignore_eos": True, "temperature": 0})
+        async with api.session.post(f"{server.base_url}/v1/threads/{tid}/runs/{run_id}/resume",
+                                    json={"stream": True}) as resp:
+            assert resp.status == 200
+            events = parse_sse(await resp.text())
+        names = [name for name, _ in events]
+        assert "thread.message.delta" not in names, names
+        assert names[-3:] == ["thread.message.completed", "thread.run.incomplete", "done"], names
+        run = await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}")
+        assert run["status"] == "incomplete" and run["finish_reason"] == "length"
+        assert run["message"]["status"] == "ready" and message_text(run["message"]) == PARTIAL
+        assert run["usage"]["completion_tokens"] == already
+        assert run["usage"]["total_tokens"] == run["usage"]["prompt_tokens"] + already

@@ -80,6 +80,39 @@ def test_run_errors_are_one_clear_line_with_a_non_zero_exit(env, tmp_path):
     assert usage.returncode == 2 and "Missing argument" in usage.stderr
 
 
+def jan_bytes(*args: str | bytes, env: dict[str, str], input: bytes | None = None) -> subprocess.CompletedProcess:
+    """`jan` with arguments and stdin as raw bytes (what a shell passes on: not always UTF-8)."""
+    return subprocess.run([*JAN, *args], env=env, input=input, capture_output=True, timeout=120, check=False,
+                          stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def exported_user_text(env: dict[str, str]) -> str:
+    """The first message of the newest saved thread, as `jan threads export` gives it."""
+    threads = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)
+    exported = json.loads(ok(jan("threads", "export", threads[0]["id"], "--format", "json", env=env)).stdout)
+    return exported["messages"][0]["content"][0]["text"]["value"]
+
+
+def check_undecodable_input_is_replaced(model: str, env: dict[str, str]) -> None:
+    """Bytes that are not UTF-8 in arguments and stdin become U+FFFD: answered, no traceback, whether stdin
+    decodes with surrogateescape (a C locale) or strictly (PYTHONIOENCODING=utf-8:strict)."""
+    def answered(result: subprocess.CompletedProcess) -> None:
+        stderr = result.stderr.decode(errors="replace")
+        assert result.returncode == 0 and "Traceback" not in stderr, stderr
+        assert result.stdout.strip()
+
+    answered(jan_bytes("run", model, b"\xff\xfe", "-n", "3", env=env))
+    answered(jan_bytes("run", model, "hi", "--system", b"\xfe", "--stop", b"\xff", "-n", "3", env=env))
+    for strict in ({}, {"PYTHONIOENCODING": "utf-8:strict"}):
+        answered(jan_bytes("run", model, "-n", "3", env={**env, **strict}, input=b"hi \xff\n"))
+        answered(jan_bytes("chat", model, "-n", "3", env={**env, **strict}, input=b"hi \xff\n"))
+        assert exported_user_text(env) == "hi \ufffd"  # what the model was asked, as saved
+
+
+def test_bytes_that_are_not_utf8_in_the_input_become_replacement_characters(env, stories_path):
+    check_undecodable_input_is_replaced(str(stories_path), env)
+
+
 # --------------------------------------------------------------------------- serve + server mode
 
 
@@ -150,6 +183,11 @@ def test_commands_use_the_running_server(served, stories_path, tmp_path):
     # --local reads the same data folder directly: no engine state there
     local = json.loads(ok(jan("models", "list", "--json", "--local", env=env)).stdout)
     assert [m["id"] for m in local] == ["stories260K"] and "state" not in local[0]
+
+
+def test_bytes_that_are_not_utf8_in_the_input_become_replacement_characters_through_the_server(served):
+    _, _, _, env = served
+    check_undecodable_input_is_replaced("stories260K", env)
 
 
 def test_ctrl_c_in_a_chat_through_the_server_cancels_the_generation(served):

@@ -129,3 +129,48 @@ def test_every_bound_in_the_table_is_enforced_at_its_edge(stories):
         if rng.le is not None:
             with pytest.raises(ValueError, match=name):
                 stories.generate("Once", **{name: rng.kind(rng.le) + 1})
+
+
+# A lone UTF-16 surrogate (a JSON "\ud800" escape, or a byte that is not UTF-8 read with surrogateescape)
+# cannot go to the native engine as UTF-8: BadRequestError naming the argument, not pybind11's TypeError.
+@pytest.mark.parametrize("call, field", [
+    (lambda m: m.tokenize("Once \ud800"), "text"),
+    (lambda m: m.generate("Once \udcff", max_tokens=1), "prompt"),
+    (lambda m: m.stream("Once \udcff", max_tokens=1), "prompt"),
+    (lambda m: m.generate("Once", max_tokens=1, stop=["a", "\udfff"]), "stop[1]"),
+    (lambda m: m.generate("Once", max_tokens=1, grammar_triggers=["\ud800"]), "grammar_triggers[0]"),
+    (lambda m: m.generate("Once", max_tokens=1, reasoning_start="<think>\ud800"), "reasoning_start"),
+    (lambda m: m.generate("Once", max_tokens=1, grammar='root ::= "\ud800"'), "grammar"),
+], ids=["tokenize", "generate", "stream", "stop", "grammar_triggers", "reasoning_start", "grammar"])
+def test_a_lone_surrogate_is_a_value_error_naming_the_argument(stories, call, field):
+    with pytest.raises(ValueError, match="surrogate") as info:
+        call(stories)
+    assert str(info.value).startswith(f"{field}: ")
+    if field != "grammar":  # the grammar check's own GrammarError says it the same way
+        assert isinstance(info.value, jan.BadRequestError)
+        assert info.value.param == field and info.value.code == "invalid_unicode"
+
+
+def test_a_character_outside_the_bmp_is_text(stories):
+    """What a valid surrogate pair escape decodes to (one character) goes through."""
+    assert stories.tokenize("Once \U0001F600")
+    assert stories.generate("\U0001F600", max_tokens=1, temperature=0).usage.completion_tokens == 1
+
+
+def test_a_lone_surrogate_to_embed_names_the_input(minilm_path):
+    with jan.Model(minilm_path, n_threads=1) as model, pytest.raises(jan.BadRequestError, match="surrogate") as info:
+        model.embed(["fine", "not \ud800 fine"])
+    assert info.value.param == "input[1]"
+
+
+def test_a_file_name_that_is_not_utf8_is_a_model_file_error(stories_path, tmp_path):
+    import os
+    import shutil
+
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/stories\xff.gguf")  # '\udcff' in the str
+    try:
+        shutil.copyfile(stories_path, name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system does not take a file name that is not UTF-8")
+    with pytest.raises(jan.ModelFileError, match="not valid UTF-8"):
+        jan.Model(name, n_ctx=64, n_threads=1)

@@ -267,3 +267,65 @@ async def test_a_request_larger_than_slots_plus_queue_is_a_400(server):
     body = {"model": "stories260K", "prompt": ["Once"] * 4, "max_tokens": 1}
     status, answer, _ = await _while_handling(server.base_url, "POST", "/v1/completions", body)
     assert status == 200, answer
+
+
+# -- a lone UTF-16 surrogate ("\ud800" in JSON) is not text: a 400 naming the field, never a 500 -----
+
+LONE = "Hi \ud800"  # json.dumps writes it as the escape "\ud800", as a hostile client would
+_LONE_CHAT = [{"role": "user", "content": LONE}]
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/chat/completions", {"model": "stories260K", "max_tokens": 2, "messages": _LONE_CHAT}, "messages[0].content"),
+    ("/v1/completions", {"model": "stories260K", "max_tokens": 2, "prompt": LONE}, "prompt"),
+    ("/v1/completions", {"model": "stories260K", "max_tokens": 2, "prompt": "Hi", "stop": ["a", "\udfff"]}, "stop[1]"),
+    ("/v1/embeddings", {"model": "stories260K", "input": ["a", LONE]}, "input[1]"),
+    ("/tokenize", {"model": "stories260K", "content": LONE}, "content"),
+    ("/v1/tokenize", {"model": "stories260K", "content": LONE}, "content"),
+    ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": _LONE_CHAT}, "messages[0].content"),
+    ("/v1/messages/count_tokens", {"model": "stories260K", "messages": _LONE_CHAT}, "messages[0].content"),
+    ("/v1/responses", {"model": "stories260K", "max_output_tokens": 2, "store": False, "input": LONE}, "input"),
+    ("/api/generate", {"model": "stories260K", "stream": False, "prompt": LONE}, "prompt"),
+    ("/api/chat", {"model": "stories260K", "stream": False, "messages": _LONE_CHAT}, "messages[0].content"),
+    ("/api/embed", {"model": "stories260K", "input": LONE}, "input"),
+    ("/v1/threads", {"metadata": {"note": LONE}}, "metadata.note"),
+], ids=["chat", "completions", "completions-stop", "embeddings", "tokenize", "v1-tokenize", "anthropic",
+        "anthropic-count", "responses", "ollama-generate", "ollama-chat", "ollama-embed", "threads"])
+async def test_a_lone_surrogate_is_a_400_naming_the_field_in_every_dialect(server, path, body, field):
+    raw = json.dumps(body)
+    assert "\\ud" in raw  # the escape itself goes over the wire
+    async with aiohttp.ClientSession() as s, \
+            s.post(server.base_url + path, data=raw, headers={"Content-Type": "application/json"}) as resp:
+        status, answer = resp.status, await resp.json()
+    assert status == 400, answer
+    assert _message(answer).startswith(f"{field}: ") and "surrogate" in _message(answer)
+    if path.startswith("/api/"):
+        assert isinstance(answer["error"], str)  # Ollama's shape
+    elif path.startswith("/v1/messages"):
+        assert answer["type"] == "error"  # Anthropic's shape
+    else:
+        assert answer["error"]["param"] == field and answer["error"]["code"] == "invalid_unicode"
+
+
+async def test_a_lone_surrogate_in_a_key_is_a_400_naming_its_object(server):
+    raw = json.dumps({"model": "stories260K", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}],
+                      "metadata": {"\udc80": "x"}})
+    async with aiohttp.ClientSession() as s, \
+            s.post(server.base_url + "/v1/chat/completions", data=raw,
+                   headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"]["param"] == "metadata"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "stories260K", "max_tokens": 2,
+                              "messages": [{"role": "user", "content": "Hi \U0001F600"}]}),
+    ("/api/generate", {"model": "stories260K", "stream": False, "prompt": "Hi \U0001F600",
+                       "options": {"num_predict": 2}}),
+], ids=["chat", "ollama-generate"])
+async def test_a_surrogate_pair_escape_is_one_character_and_works(server, path, body):
+    raw = json.dumps(body)
+    assert "\\ud83d\\ude00" in raw  # json.dumps writes an emoji as a surrogate pair escape
+    async with aiohttp.ClientSession() as s, \
+            s.post(server.base_url + path, data=raw, headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 200, await resp.text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 
@@ -97,6 +98,21 @@ def disconnect_mid_generation(server, path: str, body: dict, *, streamed: bool, 
     assert after["generated_tokens_total"] - before["generated_tokens_total"] < 50_000
 
 
+def assert_quiet_disconnect(caplog, path: str) -> None:
+    """The server noted that the client of ``path`` left (a DEBUG line) and logged no ERROR or traceback
+    for it: a client that goes away is no server failure. Waits (bounded) for the note, which comes when
+    the handler ends, after the generation was cancelled."""
+    def noted() -> bool:
+        return any(f"{path}: the client disconnected" in r.getMessage() for r in caplog.records)
+
+    deadline = time.monotonic() + 30
+    while not noted() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert noted(), [r.getMessage() for r in caplog.records]
+    loud = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, loud
+
+
 def test_disconnect_cancels_the_generation(server):
     disconnect_mid_generation(server, "/v1/completions", {"prompt": "Once"}, streamed=True)
 
@@ -120,9 +136,11 @@ def test_keep_alive_and_max_loaded_from_the_command_line(tmp_path, stories_path,
     ("/v1/completions", {"prompt": "Once"}),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Once"}]}),
 ])
-def test_disconnect_cancels_a_non_streaming_generation(server, path, body):
+def test_disconnect_cancels_a_non_streaming_generation(server, path, body, caplog):
     """Issue 10 item 16: a client that goes away before its (non-streamed) answer frees the slot."""
+    caplog.set_level(logging.DEBUG, logger="jan.server")
     disconnect_mid_generation(server, path, body, streamed=False)
+    assert_quiet_disconnect(caplog, path)
 
 
 _ONCE = [{"role": "user", "content": "Once"}]
@@ -135,6 +153,27 @@ _ONCE = [{"role": "user", "content": "Once"}]
     ("/api/generate", {"model": "stories260K", "stream": False, "prompt": "Once",
                        "options": {"num_predict": 100_000}}),
 ], ids=["anthropic", "responses", "ollama-chat", "ollama-generate"])
-def test_disconnect_cancels_a_non_streaming_generation_in_every_dialect(server, path, body):
+def test_disconnect_cancels_a_non_streaming_generation_in_every_dialect(server, path, body, caplog):
     """Issue 10 item 16, by its kind: every dialect's non-streamed request is cancelled when its client goes."""
+    caplog.set_level(logging.DEBUG, logger="jan.server")
     disconnect_mid_generation(server, path, body, streamed=False, openai=False)
+    assert_quiet_disconnect(caplog, path)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/api/chat",
+                                  "/v1/threads"])
+def test_a_client_that_leaves_while_sending_its_body_is_no_error(server, path, caplog):
+    """The body announced (Content-Length 1000) never comes whole: reading it fails; that is noted, not an ERROR."""
+    caplog.set_level(logging.DEBUG, logger="jan.server")
+    host, port = server.base_url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        # "100 Continue" comes once the handler runs, so the body is cut off while the handler waits for it
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100")
+        sock.sendall(b'{"model": ')
+    assert_quiet_disconnect(caplog, path)
+    # the server goes on answering
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: " + host.encode() + b"\r\nConnection: close\r\n\r\n")
+        assert b" 200 " in sock.recv(4096)

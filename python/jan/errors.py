@@ -54,6 +54,14 @@ class EngineError(JanError):
     """llama.cpp failed while evaluating (decode error, out of memory)."""
 
 
+class ModelClosedError(EngineError, RuntimeError):
+    """The model was unloaded before it could serve the request (an admin's stop, shutdown): the
+    client may try again, which loads it anew (the server's 503)."""
+
+    http_status = 503
+    code = "model_unloaded"
+
+
 class ModelNotFoundError(JanError, KeyError):
     """No model with that id is known or loaded."""
 

@@ -61,8 +61,9 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx):
-        from jan.cli.common import CLIError
+        from jan.cli.common import CLIError, lenient_stdin
 
+        lenient_stdin()  # whatever a command reads from stdin: bytes that are not UTF-8 become U+FFFD
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from jan.cli.common import CLIError, connection_options
+from jan.cli.common import CLIError, connection_options, lenient_stdin, replace_undecodable, text_param
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.images import content_text, image_part, user_content
 from jan.cli.inference import default_model, open_backend
@@ -305,8 +305,9 @@ class PromptReader:
                 pass
 
     def __call__(self, prompt: str) -> str:
+        """The line read, undecodable bytes as U+FFFD (see :func:`~jan.cli.common.replace_undecodable`)."""
         if not self.interactive:
-            return input("")
+            return replace_undecodable(input(""))
         box: queue.Queue = queue.Queue()
 
         def read() -> None:
@@ -322,7 +323,7 @@ class PromptReader:
             except queue.Empty:
                 continue
             if ok:
-                return value
+                return replace_undecodable(value)
             raise value
 
     def restore_terminal(self) -> None:
@@ -365,7 +366,7 @@ def read_message(ask: PromptReader) -> str:
 
 @click.command()
 @click.argument("model", required=False)
-@click.option("--system", "-s", default=None, help="System prompt.")
+@click.option("--system", "-s", default=None, callback=text_param, help="System prompt.")
 @click.option("--thread", "thread_id", default=None, metavar="ID", help="Continue a saved thread.")
 @click.option("--no-save", is_flag=True, help="Do not save the conversation automatically (/save still does).")
 @click.option("--tool", "tool_names", multiple=True, metavar="NAME",
@@ -406,6 +407,7 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
             session.tool_choice = tool_choice
         elif tool_choice:
             session.tool_choice = {"type": "function", "function": {"name": tool_choice}}
+    lenient_stdin()  # also when this command is invoked on its own, not through `jan`
     interactive = sys.stdin.isatty()
     if interactive:
         try:

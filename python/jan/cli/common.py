@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +41,41 @@ class CLIError(click.ClickException):
 
 def warn(message: str) -> None:
     click.echo(f"jan: {message}", err=True)
+
+
+# --------------------------------------------------------------------------- text typed by the user
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def replace_undecodable(text: str) -> str:
+    """``text`` with U+FFFD for each lone UTF-16 surrogate. Python decodes command-line arguments (and
+    stdin, in the C locale) with ``surrogateescape``: a byte that is not UTF-8 becomes a lone surrogate,
+    which neither a server (400) nor the native engine (BadRequestError) takes as text; whoever typed or
+    piped it expects the usual replacement character, as any text tool shows."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def text_param(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """click callback for free text sent to a model (prompts, system prompts, stop strings): the value,
+    or each of a tuple of them (``nargs=-1``, ``multiple=True``), through :func:`replace_undecodable`.
+    Not for file names, which must keep their bytes to be found."""
+    if isinstance(value, str):
+        return replace_undecodable(value)
+    if isinstance(value, tuple):
+        return tuple(replace_undecodable(v) if isinstance(v, str) else v for v in value)
+    return value
+
+
+def lenient_stdin() -> None:
+    """Decode stdin with U+FFFD for bytes that are not UTF-8, not with UnicodeDecodeError (a UTF-8
+    locale's "strict") or lone surrogates (the C locale's "surrogateescape"), whatever reads it."""
+    reconfigure = getattr(sys.stdin, "reconfigure", None)  # None: no stdin, or not a text file
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="replace")
+        except (AttributeError, ValueError, OSError):  # a stream that cannot change it: used as it is
+            pass
 
 
 # --------------------------------------------------------------------------- server or local

@@ -7,7 +7,13 @@ import time
 
 import click
 
-from jan.cli.common import CLIError, connection_options
+from jan.cli.common import (
+    CLIError,
+    connection_options,
+    lenient_stdin,
+    replace_undecodable,
+    text_param,
+)
 from jan.cli.images import image_part, user_content
 from jan.cli.inference import open_backend
 
@@ -20,7 +26,7 @@ def sampling_options(func):
                      help="Sampling temperature (0: greedy, deterministic)."),
         click.option("--top-p", type=click.FloatRange(0, 1), default=None, help="Nucleus sampling threshold."),
         click.option("--seed", type=int, default=None, help="Sampling seed, for repeatable answers."),
-        click.option("--stop", "stop", multiple=True, help="Stop at this text (repeatable)."),
+        click.option("--stop", "stop", multiple=True, callback=text_param, help="Stop at this text (repeatable)."),
         click.option("--ignore-eos", is_flag=True, default=None,
                      help="Keep writing past the end-of-text token (until --max-tokens or the context is full)."),
     ]):
@@ -65,7 +71,8 @@ def read_prompt(words: tuple[str, ...]) -> str:
         return " ".join(words)
     if not words and sys.stdin.isatty():
         raise CLIError("no prompt: give it as an argument, pipe it in, or use `jan chat` to talk")
-    prompt = sys.stdin.read()
+    lenient_stdin()
+    prompt = replace_undecodable(sys.stdin.read())  # a stdin that keeps lone surrogates all the same
     if not prompt.strip():
         raise CLIError("the prompt read from stdin is empty")
     return prompt
@@ -73,8 +80,8 @@ def read_prompt(words: tuple[str, ...]) -> str:
 
 @click.command()
 @click.argument("model")
-@click.argument("prompt", nargs=-1)
-@click.option("--system", "-s", default=None, help="System prompt (chat mode).")
+@click.argument("prompt", nargs=-1, callback=text_param)
+@click.option("--system", "-s", default=None, callback=text_param, help="System prompt (chat mode).")
 @click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template).")
 @click.option("--image", "-i", "images", multiple=True, type=click.Path(dir_okay=False),
               help="An image (PNG, JPEG, WebP, GIF) to ask about, for models with a projector (repeatable).")

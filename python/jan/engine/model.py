@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jan import _engine
-from jan.errors import MediaError, ModelFileError, ModelLoadError
+from jan.errors import MediaError, ModelClosedError, ModelFileError, ModelLoadError
 from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
 from jan.engine.logs import forward_native_logs
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, image_input
-from jan.engine.params import sampling_params
+from jan.engine.params import INT32_MAX, SPECULATIVE_OPTIONS, Range, sampling_params
+from jan.engine.params import engine_text
 from jan.engine.request import Request
 from jan.engine.results import Completion
 
@@ -51,14 +52,76 @@ def _cache_type(name: str, value: str | None) -> str:
     return value.lower()
 
 
+#: What each numeric load option of :class:`Model` accepts (the native engine's bounds, cpp/scheduler.cpp,
+#: and llama.cpp's: at most 256 sequences; int32 where it stores an int32). ``n_ctx`` 0/None is the
+#: model's own context; ``n_threads`` <= 0 the default count; ``n_gpu_layers`` -1 all layers.
+LOAD_RANGES: dict[str, Range] = {
+    "n_ctx": Range(int, ge=8, le=INT32_MAX),
+    "n_parallel": Range(int, ge=1, le=256),
+    "n_batch": Range(int, ge=1, le=INT32_MAX),
+    "n_ubatch": Range(int, ge=1, le=INT32_MAX),
+    "n_threads": Range(int, ge=-1, le=INT32_MAX),
+    "n_threads_batch": Range(int, ge=-1, le=INT32_MAX),
+    "n_gpu_layers": Range(int, ge=-1, le=INT32_MAX),
+    "max_queue": Range(int, ge=0, le=INT32_MAX),
+}
+_LOAD_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "kv_unified", "embedding")
+
+
+def check_load_option(name: str, value):
+    """``value`` checked as :class:`Model`'s load option ``name`` (None: not given, always fine);
+    ValueError naming it otherwise. The one rule for load options: :class:`Model` checks its
+    arguments with it, and the server checks a model.json's ``settings`` with it before storing
+    them (a bad value there would fail every request to the model)."""
+    if value is None:
+        return None
+    if name == "n_ctx" and value == 0 and not isinstance(value, bool):
+        return 0  # the model's own context
+    if name in LOAD_RANGES:
+        return LOAD_RANGES[name].check(name, value)
+    if name in _LOAD_FLAGS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if name == "adaptive_threads":
+        return _adaptive_threads(value)
+    if name in ("cache_type_k", "cache_type_v"):
+        return _cache_type(name, value)
+    if name == "pooling":
+        if value not in POOLING:
+            raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {value!r}")
+        return value
+    if name in SPECULATIVE_OPTIONS:
+        sampling_params(**{name: value})  # the request's rules: every request's default
+        return value
+    if name in ("draft_model", "mmproj"):
+        if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+            raise ValueError(f"{name}: expected a file path, got {value!r}")
+        return value
+    raise TypeError(f"unknown load option: {name}")
+
+
 # ModelInfo fields the native model has as attributes of the same name (sizes and counts).
 _NATIVE_SIZES = ("n_params", "size_bytes", "n_ctx_train", "n_embd", "n_layer", "n_vocab")
+
+
+def _native_path(path: str, what: str = "") -> str:
+    """``path`` as the native engine takes it (UTF-8 text). A file name whose bytes are not UTF-8 comes
+    back from the file system as lone surrogates, which pybind11 would refuse with a TypeError that
+    names no file: :class:`ModelFileError` instead."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ModelFileError(f"{what}the file name {path!r} is not valid UTF-8, so llama.cpp cannot open it "
+                             "(rename the file)") from None
+    return path
 
 
 def _load_weights(path: str, mp: "_engine.ModelParams", what: str = "") -> "_engine.Model":
     """The native model for ``path``. llama.cpp refusing the file itself (unreadable, not GGUF, truncated,
     unknown architecture) raises :class:`ModelFileError` with llama.cpp's last logged error; ``what``
     prefixes the message (which file of a model it was)."""
+    _native_path(path, what)
     try:
         native = _engine.Model(path, mp)
     except ModelLoadError as e:
@@ -182,6 +245,10 @@ class Model:
     ):
         self.path = str(Path(path))
         self.id = model_id or Path(path).stem
+        for name, value in (("n_ctx", n_ctx), ("n_parallel", n_parallel), ("n_batch", n_batch),
+                            ("n_ubatch", n_ubatch), ("n_threads", n_threads), ("n_threads_batch", n_threads_batch),
+                            ("n_gpu_layers", n_gpu_layers), ("max_queue", max_queue), ("pooling", pooling)):
+            check_load_option(name, value)  # before the weights are read: a bad option costs no load
         if not os.path.isfile(self.path):
             raise ModelFileError(f"model file not found: '{self.path}'")
         mp = _engine.ModelParams()
@@ -275,6 +342,11 @@ class Model:
     def _load_projector(self, path: str, n_threads_batch: int | None, n_gpu_layers: int, flash_attn: bool | None) -> None:
         if self._scheduler is None:
             raise ModelLoadError(f"model '{self.id}' cannot generate, so it takes no projector (mmproj)")
+        try:
+            _native_path(path, "mmproj: ")
+        except ModelFileError:
+            self.close()  # as when llama.cpp refuses the projector: no half-loaded model is left running
+            raise
         pp = _engine.ProjectorParams()
         pp.n_threads = int(n_threads_batch or -1)
         pp.use_gpu = n_gpu_layers != 0
@@ -368,7 +440,7 @@ class Model:
         special-token text like ``<|im_start|>`` into the special token instead of plain text."""
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
-        return self._native.tokenize(text, add_special, parse_special)
+        return self._native.tokenize(engine_text("text", text), add_special, parse_special)
 
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
         """Token ids to text (invalid UTF-8 shows as U+FFFD). Ids outside the vocabulary raise ValueError."""
@@ -390,7 +462,7 @@ class Model:
     def _prompt_tokens(self, prompt: str | Sequence[int], add_special: bool) -> list[int]:
         if isinstance(prompt, str):
             # Prompts come from chat templates, which write special tokens as text.
-            return self._native.tokenize(prompt, add_special, True)
+            return self._native.tokenize(engine_text("prompt", prompt), add_special, True)
         if not isinstance(prompt, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
             raise TypeError("prompt must be a string or a sequence of token ids")
         return list(prompt)
@@ -433,6 +505,7 @@ class Model:
             raise MediaError(f"model '{self.id}' takes no images or audio (no projector loaded)",
                              reason="no_projector")
         marker = projector.marker
+        engine_text("prompt", prompt)  # before the try below: a bad prompt is no MediaError
         if media and marker not in prompt:
             prompt = "".join(marker + "\n" for _ in media) + prompt
         try:
@@ -492,7 +565,7 @@ class Model:
 
     def _require_scheduler(self):
         if self._closed:
-            raise RuntimeError(f"model '{self.id}' is closed")
+            raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
         if self._scheduler is None:
             kind = "vocab-only" if self.vocab_only else "an embedding model"
             raise ValueError(f"model '{self.id}' is {kind}; it cannot generate text")
@@ -512,7 +585,7 @@ class Model:
         (mean, cls, last) overrides the model's own for this model's embedding context.
         """
         if self._closed:
-            raise RuntimeError(f"model '{self.id}' is closed")
+            raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
         if self.vocab_only:
             raise ValueError(f"model '{self.id}' is vocab-only; it cannot embed")
         if isinstance(inputs, str):
@@ -520,7 +593,7 @@ class Model:
         batch = []
         for i, item in enumerate(inputs):
             if isinstance(item, str):
-                batch.append(self._native.tokenize(item, True, False))
+                batch.append(self._native.tokenize(engine_text(f"input[{i}]", item), True, False))
             elif isinstance(item, Sequence) and all(isinstance(t, int) for t in item):
                 batch.append(list(item))
             else:

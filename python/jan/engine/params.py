@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from jan import _engine
+from jan.errors import BadRequestError
 from jan.templates.gbnf_check import check_gbnf
 
 # Defaults match llama.cpp's server, so results are comparable.
@@ -206,10 +207,26 @@ def _float(name: str, value) -> float:
     return float(value)
 
 
+def engine_text(name: str, text: str) -> str:
+    """``text`` as the native engine can take it (UTF-8); :class:`~jan.BadRequestError` naming ``name``
+    when it holds a lone UTF-16 surrogate — what a JSON ``"\\ud800"`` escape or an undecodable byte read
+    with ``surrogateescape`` (argv, stdin, file names) becomes — instead of pybind11's TypeError
+    ("incompatible function arguments"), which says nothing about the text."""
+    if text.isascii():  # the common case, without a copy
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequestError(f"{name}: the text holds a lone UTF-16 surrogate ({text[exc.start]!r} at position "
+                              f"{exc.start}), which is not a Unicode character", param=name,
+                              code="invalid_unicode") from None
+    return text
+
+
 def _string(name: str, value) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name}: expected a string, got {value!r}")
-    return value
+    return engine_text(name, value)
 
 
 def _strings(name: str, value) -> list[str]:
@@ -217,7 +234,7 @@ def _strings(name: str, value) -> list[str]:
         return []
     if isinstance(value, str) or not all(isinstance(s, str) for s in value):
         raise ValueError(f"{name}: expected a list of strings")
-    return list(value)
+    return [engine_text(f"{name}[{i}]", s) for i, s in enumerate(value)]
 
 
 def _stops(stop) -> list[str]:
@@ -227,7 +244,7 @@ def _stops(stop) -> list[str]:
         stop = [stop]
     if not isinstance(stop, Iterable) or not all(isinstance(s, str) for s in stop):
         raise ValueError("stop: expected a string or a list of strings")
-    stops = list(stop)
+    stops = [engine_text(f"stop[{i}]", s) for i, s in enumerate(stop)]
     if any(s == "" for s in stops):
         raise ValueError("stop: stop strings must not be empty")
     return stops

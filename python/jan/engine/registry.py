@@ -123,6 +123,26 @@ class ModelPool:
             raise ModelNotFoundError(f"model '{model_id}' is not loaded")
         entry.model.close()
 
+    def unload_when_idle(self, model_id: str) -> bool:
+        """Unload the model now if no request runs on it (True); else once the last one ends (False):
+        its keep-alive becomes 0, and the reaper unloads it when idle — running requests are never
+        cancelled (Ollama's ``keep_alive: 0``; :meth:`unload` cancels them). Raises ModelNotFoundError
+        if it is not loaded."""
+        with self._lock:
+            entry = self._models.get(model_id)
+            if entry is None:
+                raise ModelNotFoundError(f"model '{model_id}' is not loaded")
+            idle = not entry.model.busy
+            if idle:
+                del self._models[model_id]
+            else:
+                entry.keep_alive = 0.0
+        if idle:
+            entry.model.close()
+        else:
+            self._start_reaper()
+        return idle
+
     def is_loaded(self, model_id: str) -> bool:
         with self._lock:
             return model_id in self._models

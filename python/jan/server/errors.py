@@ -16,9 +16,13 @@ from pydantic import ValidationError
 
 from jan.errors import (ContextOverflowError, EngineError, JanError, ModelFileError, ModelLoadError, ModelNotFoundError,
                         QueueFullError)
+from jan.server.disconnect import client_gone
 from jan.server.jsonio import dumps as strict_dumps
 
 log = logging.getLogger("jan.server")
+
+#: The status the access log shows for a request whose client left before its answer (nginx's 499).
+CLIENT_CLOSED_REQUEST = 499
 
 
 class APIError(Exception):
@@ -197,7 +201,15 @@ async def error_middleware(request: web.Request, handler):
             raise  # already an OpenAI body
         return json_error(_http_error(exc), headers={k: v for k, v in exc.headers.items()
                                                       if k.lower() in ("allow", "www-authenticate")})
-    except (ConnectionResetError, asyncio.CancelledError):
+    except asyncio.CancelledError:
         raise
+    except ConnectionError as exc:
+        if not client_gone(request):  # another connection failed (an upstream's), not the client's: an error
+            return json_error(to_api_error(exc))
+        # The client went away (before its answer, or while sending its body): nobody is left to answer and
+        # nothing went wrong here. Raised on, aiohttp would log it as an ERROR with a traceback; this
+        # response is never sent (aiohttp notes the closed connection), only the access log shows it.
+        log.debug("%s %s: the client disconnected: %s", request.method, request.path, exc)
+        return web.Response(status=CLIENT_CLOSED_REQUEST, reason="Client Closed Request")
     except Exception as exc:  # noqa: BLE001 - this is the one place that maps every error
         return json_error(to_api_error(exc))

@@ -38,6 +38,7 @@ from jan.services.types import (
     ToolCall,
     ToolSpec,
     Usage,
+    ends_in_prefill,
 )
 
 __all__ = [
@@ -138,9 +139,10 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         choice = NamedToolChoice(choice.function.name)
     tools = tuple(ToolSpec(t.function.name, t.function.description, t.function.parameters, t.function.strict)
                   for t in body.tools or ())
+    messages = tuple(message_from_openai(m, f"messages[{i}]") for i, m in enumerate(body.messages))
     return ChatRequest(
         model=body.model,
-        messages=tuple(message_from_openai(m, f"messages[{i}]") for i, m in enumerate(body.messages)),
+        messages=messages,
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=body.parallel_tool_calls,
@@ -152,6 +154,8 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         top_logprobs=body.top_logprobs or 0,
         reasoning=reasoning_of(body),
         chat_template_kwargs=body.chat_template_kwargs,
+        # a final assistant message is continued, as llama-server's "prefill assistant" does
+        continue_final_message=ends_in_prefill(messages),
     )
 
 

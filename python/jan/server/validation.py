@@ -3,14 +3,16 @@
 Every JSON body is checked in this order: the ``Content-Type`` is JSON (a
 cross-site form or ``text/plain`` POST gets 415, see ``security``), the
 bytes parse as JSON nested at most :data:`MAX_JSON_DEPTH` deep (a 10,000-deep
-body is a 400, never a ``RecursionError`` in the parser or in pydantic), and
-only then the pydantic model validates it.
+body is a 400, never a ``RecursionError`` in the parser or in pydantic), no
+string holds a lone UTF-16 surrogate (a 400 naming the field), and only then
+the pydantic model validates it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -25,6 +27,13 @@ M = TypeVar("M", bound=BaseModel)
 MAX_JSON_DEPTH = 64
 #: Bodies larger than this are parsed on a worker thread, so a big body never holds the event loop.
 PARSE_OFF_LOOP_BYTES = 256 * 1024
+
+# JSON may escape half of a UTF-16 surrogate pair on its own ("\ud800"); Python's parser accepts it and
+# gives a str that no UTF-8 encoder takes (not the native engine's, not the store's). A valid pair
+# ("\ud83d\ude00", json.dumps' way of writing an emoji) parses into one character. The bytes are
+# searched for such an escape first, so only a body that has one is walked.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def is_json_content_type(content_type: str) -> bool:
@@ -71,7 +80,35 @@ def loads_bounded(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise APIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     if json_depth_exceeds(data, max_depth):
         raise too_deep
+    if _SURROGATE_ESCAPE.search(raw):
+        found = lone_surrogate_at(data)
+        if found is not None:
+            where, in_key = found
+            what = "a key of this object" if in_key else "the text"
+            raise APIError(400, f"{where or 'The request body'}: {what} holds a lone UTF-16 surrogate escape "
+                                "(\\ud800-\\udfff without its pair), which is not a Unicode character",
+                           param=where or None, code="invalid_unicode")
     return data
+
+
+def lone_surrogate_at(value: Any) -> tuple[str, bool] | None:
+    """Where in ``value`` (parsed JSON) a string or key first holds a lone surrogate: its field path
+    (``messages[0].content``; ``""`` for the top level) and whether a key of the object there does, or
+    None; iterative, in document order."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return path, False
+        elif isinstance(item, dict):
+            for key in item:
+                if _SURROGATE.search(key):
+                    return path, True
+            stack.extend((child, f"{path}.{key}" if path else key) for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in reversed(list(enumerate(item))))
+    return None
 
 
 def _no_constant(name: str) -> Any:

@@ -132,17 +132,20 @@ def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None =
     kwargs = plan.template_kwargs()
     text = None
     final = messages[-1] if messages else {}
-    if request.continue_final_message and final.get("role") == "assistant" and isinstance(final.get("content"), str) \
-            and final["content"].strip():
-        # Continue the last assistant message (a resumed reply): render it as the end of the conversation
-        # and cut whatever the template writes after its text (the end-of-turn marks).
-        partial = final["content"].strip()
-        whole = local.template.render(messages, tools=plan.tools, add_generation_prompt=False, **kwargs)
-        at = whole.rfind(partial)
-        if at >= 0:
-            text = whole[:at + len(partial)]
-        else:
-            messages = messages[:-1]  # the template rewrote it beyond recognition: answer afresh
+    if request.continues and isinstance(final.get("content") or "", str):
+        # Continue the last assistant message (a resumed reply, a client's prefill): render it as the end of
+        # the conversation and cut whatever the template writes after its text (the end-of-turn marks).
+        partial = (final.get("content") or "").strip()
+        if partial:
+            whole = local.template.render(messages, tools=plan.tools, add_generation_prompt=False, **kwargs)
+            at = whole.rfind(partial)
+            if at >= 0:
+                text = whole[:at + len(partial)]
+        if text is None:
+            # Empty, or rewritten by the template beyond recognition: a new assistant turn opened and the text
+            # written after it, as llama-server prefills (the reply still continues that text).
+            text = local.template.render(messages[:-1], tools=plan.tools, add_generation_prompt=True,
+                                         **kwargs) + partial
     if text is None:
         text = local.template.render(messages, tools=plan.tools, add_generation_prompt=True, **kwargs)
     if marker is not None:

@@ -3,19 +3,88 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension
+from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
+from jan.engine.model import check_load_option
+from jan.engine.params import sampling_params
 from jan.errors import ModelNotFoundError
 from jan.services.errors import RequestError, require
+from jan.services.types import LoadOptions, SamplingOptions
 
-__all__ = ["ModelService", "Target"]
+__all__ = ["ModelService", "Target", "check_parameters", "check_settings", "unload_now"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
 _WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
 
 DEFAULT_ENGINE = "llama.cpp"
+
+
+#: model.json ``settings`` a local engine reads as text (file names, templates) besides the load options.
+_TEXT_SETTINGS = ("llama_model_path", "mmproj", "draft_model", "chat_template", "prompt_template")
+
+
+def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = None) -> None:
+    """Check a local model's model.json ``settings`` (only ``keys`` of them when given) as loading the
+    model reads them — :meth:`LoadOptions.from_model_settings`, then the engine's own
+    :func:`jan.engine.model.check_load_option` — so a value that would fail every load of the model is
+    refused before it is stored. :class:`RequestError` naming the field (``settings.ctx_len``)."""
+    for key in settings if keys is None else keys:
+        value = settings.get(key)
+        if value is None:
+            continue  # not set (a PATCH's null removes the key)
+        param = f"settings.{key}"
+        if key in _TEXT_SETTINGS:
+            if not isinstance(value, str):
+                raise RequestError(f"{param}: expected a string, got {value!r}", param=param, code="invalid_value")
+            continue
+        try:
+            for name, option in LoadOptions.from_model_settings({key: value}).given().items():
+                check_load_option(name, option)
+        except (TypeError, ValueError) as exc:
+            raise RequestError(f"{param}: {_detail(exc)}", param=param, code="invalid_value") from None
+
+
+def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None = None) -> None:
+    """Check model.json ``parameters`` (only ``keys`` of them when given) as every request reads them —
+    :meth:`SamplingOptions.from_mapping`, then the engine's :func:`jan.engine.params.sampling_params` —
+    so a value that would fail every request to the model is refused before it is stored.
+    :class:`RequestError` naming the field (``parameters.temperature``). Keys that are no sampling
+    option (``stream``, ...) are not read by requests and pass."""
+    for key in parameters if keys is None else keys:
+        value = parameters.get(key)
+        if value is None:
+            continue
+        param = f"parameters.{key}"
+        try:
+            sampling_params(**SamplingOptions.from_mapping({key: value}).given())
+        except (TypeError, ValueError) as exc:
+            raise RequestError(f"{param}: {_detail(exc)}", param=param, code="invalid_value") from None
+
+
+def _detail(exc: BaseException) -> str:
+    """The engine's message without its own field name (the caller names the model.json field)."""
+    text = str(exc) or type(exc).__name__
+    head, sep, rest = text.partition(": ")
+    return rest if sep and " " not in head else text
+
+
+async def unload_now(engine: InferenceExtension, model_id: str) -> bool:
+    """Unload ``model_id`` from ``engine`` if it is loaded or being loaded (a load in progress is
+    waited for, then undone: the engine's ``unload_model``); requests running on it end as cancelled.
+    True when it was unloaded. For the admin's stop, delete and the like; a client's "done with it"
+    (Ollama's ``keep_alive: 0``) waits for running requests instead (``unload_when_idle``)."""
+    if model_id not in await engine.loaded_models():
+        status = await engine.model_status(model_id)
+        if status.get("status") != ModelState.LOADING:
+            return False
+    try:
+        await engine.unload_model(model_id)
+    except ModelNotFoundError:  # the load failed, or another stop came first
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -58,6 +127,38 @@ class ModelService:
         except LookupError:
             raise RequestError(f"No enabled extension provides the engine '{name}' for model '{model['id']}'",
                                param="model", code="engine_unavailable") from None
+
+    def check_model(self, model: Mapping[str, Any], changed: Iterable[str] | None = None) -> None:
+        """Check a model.json before it is stored, as the request path will read it: its ``engine``
+        must be one an enabled extension provides, its ``parameters`` and (for a local engine) its
+        ``settings`` must be values every request can use. ``changed``: the top-level fields a PATCH
+        sets, with ``settings.KEY``/``parameters.KEY`` for merged keys (None: check everything).
+        :class:`RequestError` naming the field."""
+        changed = None if changed is None else set(changed)
+        settings = model.get("settings") or {}
+        parameters = model.get("parameters") or {}
+        engine_changed = changed is None or "engine" in changed
+        engine: InferenceExtension | None = None
+        try:
+            engine = self.engine_for(dict(model))
+        except RequestError as exc:
+            if engine_changed:
+                raise RequestError(str(exc).replace(f" for model '{model.get('id')}'", ""), param="engine",
+                                   code="engine_unavailable") from None
+            # else the engine it had stays; its extension is off now, which the user may change later
+
+        def keys(field: str) -> Iterable[str] | None:
+            if engine_changed:
+                return None  # a new model or another engine: every value is read anew
+            return [k.split(".", 1)[1] for k in changed if k.startswith(field + ".")]
+
+        if not isinstance(parameters, Mapping) or not isinstance(settings, Mapping):
+            return  # not objects: the store refuses them with its own message
+        check_parameters(parameters, keys("parameters"))
+        local = isinstance(engine, LocalInferenceExtension) if engine is not None \
+            else (model.get("engine") or DEFAULT_ENGINE) == DEFAULT_ENGINE
+        if local:
+            check_settings(settings, keys("settings"))
 
     async def get(self, model_id: str) -> dict[str, Any]:
         """The model.json of ``model_id``; ``ModelNotFoundError`` when there is none."""

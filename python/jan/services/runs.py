@@ -51,7 +51,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jan.core import (
@@ -695,6 +695,9 @@ class _Execution:
         self.reasoning_ms: int | None = None
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self._pieces = 0
+        #: Tokens of the reply written before this leg (a resumed reply's partial text): they count against
+        #: the run's ``max_tokens`` and in its usage.
+        self.continued_tokens = 0
         self._saver: asyncio.Task | None = None
         self._last_save = 0.0
 
@@ -747,11 +750,41 @@ class _Execution:
             elif run.step == 0:
                 choice = run.tool_choice_request if run.tool_choice_request is not None else self.policy.tool_choice
                 tool_choice = _tool_choice(choice)
+        sampling = SamplingOptions.from_mapping(run.parameters)
+        left = self._tokens_left(sampling)
+        if left is not None:
+            sampling = replace(sampling, max_tokens=left)  # the reply's earlier leg spent the rest
         return ChatRequest(model=run.model_id, messages=tuple(messages), tools=tools, tool_choice=tool_choice,
                            parallel_tool_calls=run.parallel_tool_calls if tools else None,
-                           response_format=_format_of(run.response_format),
-                           sampling=SamplingOptions.from_mapping(run.parameters),
+                           response_format=_format_of(run.response_format), sampling=sampling,
                            continue_final_message=bool(continue_text))
+
+    def _tokens_left(self, sampling: SamplingOptions) -> int | None:
+        """What a continued reply may still generate under ``max_tokens`` (None: no limit, or nothing continued)."""
+        if not self.continued_tokens or sampling.max_tokens is None:
+            return None
+        return sampling.max_tokens - self.continued_tokens
+
+    async def _token_count(self, text: str) -> int:
+        """Tokens of a reply's text, counted again with the model's vocabulary: what an interrupted leg generated
+        is known only as its saved text (the engine's count died with the process)."""
+        try:
+            target = await self.service.models.resolve(self.run.model_id)
+            return len(await target.engine.tokenize(target.model, text, add_special=False))
+        except Exception as exc:  # noqa: BLE001 - an engine that cannot count: the budget is not reduced
+            log.warning("run %s: could not count the tokens of its partial reply: %s", self.run.id, exc)
+            return 0
+
+    def _reply_usage(self, usage: Usage) -> dict[str, Any]:
+        """The run's usage from a leg's: a continued reply counts its earlier tokens too, and its prompt is the
+        conversation before the reply (this leg's prompt also held the partial reply)."""
+        fields = usage_fields(usage)
+        if self.continued_tokens:
+            prompt = max(0, usage.prompt_tokens - self.continued_tokens)
+            completion = usage.completion_tokens + self.continued_tokens
+            fields.update(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                          prompt_tokens_details={"cached_tokens": min(usage.cached_tokens, prompt)})
+        return fields
 
     async def new_message(self) -> None:
         """The pending assistant message of the next model turn."""
@@ -760,7 +793,7 @@ class _Execution:
             "role": "assistant", "content": [], "status": "pending", "assistant_id": run.assistant_id,
             "metadata": {"run_id": run.id, "model": run.model_id, "step": run.step}, "run_id": run.id,
         })
-        self.text, self.tool_calls, self._pieces = "", {}, 0
+        self.text, self.tool_calls, self._pieces, self.continued_tokens = "", {}, 0, 0
         self.reasoning, self._reasoning_started, self.reasoning_ms = "", None, None
         self.bus.emit_nowait(MessageResponse(thread_id=run.thread_id, message=run.message))
         run.publish("thread.message.created", run.message)
@@ -778,7 +811,7 @@ class _Execution:
             async with stream:
                 async for delta in stream:
                     if delta.usage is not None:
-                        run.usage = usage_fields(delta.usage)
+                        run.usage = self._reply_usage(delta.usage)
                     if delta.choice != 0:
                         continue
                     if delta.reasoning:
@@ -847,10 +880,18 @@ class _Execution:
                 if not await self._tool_step(calls, saved=True):
                     return  # requires_action
             while True:
-                request = await self._chat_request(continue_text=continue_text)
                 if continue_text:
                     self.text = continue_text
+                    self.continued_tokens = await self._token_count(continue_text)
+                request = await self._chat_request(continue_text=continue_text)
                 continue_text = None
+                if self.continued_tokens and request.sampling.max_tokens is not None \
+                        and request.sampling.max_tokens <= 0:
+                    # the partial reply already holds max_tokens tokens: it ends as the limit would have ended it
+                    run.finish_reason = "length"
+                    run.usage = await self._usage_without_generating(request)
+                    await self._finish("ready", None)
+                    return
                 status, error, cancelled = await self._stream_step(request)
                 calls = parse_calls([self.tool_calls[i] for i in sorted(self.tool_calls)])
                 if run.finish_reason == "length":
@@ -932,6 +973,15 @@ class _Execution:
         except Exception:  # noqa: BLE001 - an estimate is all this is
             completion = self._pieces
         return {"prompt_tokens": None, "completion_tokens": completion, "total_tokens": None, "estimated": True}
+
+    async def _usage_without_generating(self, request: ChatRequest) -> dict[str, Any]:
+        """The usage of a continued reply that had no tokens left to generate: its prompt as rendered."""
+        try:
+            prompt = len((await self.service.chat.render(request)).tokens)
+        except Exception:  # noqa: BLE001 - e.g. a remote engine renders its own prompts: the prompt is unknown
+            return {"prompt_tokens": None, "completion_tokens": self.continued_tokens, "total_tokens": None,
+                    "estimated": True}
+        return self._reply_usage(Usage(prompt_tokens=prompt, completion_tokens=0))
 
     async def _finish(self, status: str, error: tuple[str, str | None] | None) -> None:
         run = self.run

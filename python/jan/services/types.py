@@ -51,6 +51,7 @@ __all__ = [
     "ToolSpec",
     "TopLogprob",
     "Usage",
+    "ends_in_prefill",
     "merge_options",
     "resolve_load",
     "resolve_sampling",
@@ -391,6 +392,13 @@ def resolve_load(*layers: LoadOptions | None) -> LoadOptions:
 
 
 # -- requests ---------------------------------------------------------------------------
+def ends_in_prefill(messages: tuple[ChatMessage, ...] | list[ChatMessage]) -> bool:
+    """Whether a conversation ends in an assistant turn to continue rather than answer: a prefill (text, or
+    nothing, but no tool calls). llama-server (/v1/chat/completions), Ollama (/api/chat) and Anthropic
+    (/v1/messages) all continue such a turn; its text is not repeated in the reply."""
+    return bool(messages) and messages[-1].role == "assistant" and not messages[-1].tool_calls
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     """A chat completion request, whatever front end it came from.
@@ -399,8 +407,9 @@ class ChatRequest:
     (seeds consecutive from ``sampling.seed``); ``top_logprobs`` alternatives per token when
     ``logprobs``. ``grammar`` (GBNF) applies when neither tools nor ``response_format``
     constrain the output. ``chat_template_kwargs`` become chat template variables.
-    ``continue_final_message``: the last message is an assistant reply cut off earlier; the
-    prompt ends inside it and generation continues its text.
+    ``continue_final_message``: the last message is an assistant reply to continue (cut off
+    earlier, or a client's prefill); the prompt ends inside it and generation continues its
+    text, which the output does not repeat. Set it with :func:`ends_in_prefill`.
     """
 
     model: str | None
@@ -416,8 +425,13 @@ class ChatRequest:
     top_logprobs: int = 0
     reasoning: ReasoningOptions | None = None
     chat_template_kwargs: Mapping[str, Any] | None = None
-    #: The last message is an assistant reply to continue (a resumed run), not a turn to answer.
+    #: The last message is an assistant reply to continue (a resumed run, a prefill), not a turn to answer.
     continue_final_message: bool = False
+
+    @property
+    def continues(self) -> bool:
+        """Whether the prompt ends inside the last message (asked for, and that message can be continued)."""
+        return self.continue_final_message and ends_in_prefill(self.messages)
 
     def with_sampling(self, *lower: SamplingOptions | None) -> "ChatRequest":
         """This request with lower layers (thread, assistant, ...) filled in under its own sampling."""

@@ -235,8 +235,10 @@ def normalize_messages(
     * ``content`` lists of text parts become one string (parts joined with
       ``"\\n"``); with ``keep_parts`` a list holding non-text parts is kept
       as a list, otherwise non-text parts raise :class:`TemplateError`;
-    * a missing ``content`` is ``None`` for assistant turns (they may hold
-      only tool calls) when ``null_content``, else ``""``;
+    * a missing ``content`` is ``None`` for assistant turns that hold tool
+      calls (OpenAI's shape, which some templates test for) when
+      ``null_content``, else ``""`` — a turn without calls is empty text, as
+      templates that concatenate ``content`` need;
     * role ``developer`` becomes ``system``;
     * tool call ``arguments`` become objects (``object_arguments``) or JSON
       strings, whichever the template wants.
@@ -250,7 +252,9 @@ def normalize_messages(
             msg["role"] = "system"
         content = msg.get("content")
         if content is None:
-            msg["content"] = None if null_content and msg["role"] == "assistant" else ""
+            # None only where the probes saw the template take it: beside tool calls (a plain empty
+            # assistant turn, e.g. Anthropic's `content: []`, would reach a `+ content` otherwise)
+            msg["content"] = None if null_content and msg["role"] == "assistant" and msg.get("tool_calls") else ""
         elif isinstance(content, list):
             texts = [_part_text(p) for p in content]
             if all(t is not None for t in texts):

@@ -55,6 +55,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         self.engine: jan.ModelPool | None = None
         self._overrides: dict[str, Any] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
+        self._loading: set[str] = set()  # ids being loaded now (a held lock may be an unload's)
         self._lent: dict[str, LocalModel] = {}
         self._loaded_json: dict[str, dict[str, Any]] = {}
         self._failures: dict[str, str] = {}
@@ -117,6 +118,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             if engine.is_loaded(model_id) and self._loaded_json.get(model_id) == model:
                 return engine.get(model_id)
             bus = self._ctx.bus
+            self._loading.add(model_id)
             await bus.emit(ModelInit(model_id=model_id, engine=self.engine_name))
             try:
                 path = self._model_file(model)
@@ -130,6 +132,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 self._failures[model_id] = str(exc)
                 await bus.emit(ModelFailed(model_id=model_id, engine=self.engine_name, error=str(exc)))
                 raise
+            finally:
+                self._loading.discard(model_id)
             self._failures.pop(model_id, None)
             self._loaded_json[model_id] = model
             self._lent.pop(model_id, None)
@@ -142,12 +146,29 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         return self.engine
 
     async def unload_model(self, model_id: str) -> None:
+        """Unload now: requests running on the model end as ``cancelled`` (an admin's stop). A load in
+        progress is waited for first and then undone, so a stop during a load does not leave the model
+        loaded; ModelNotFoundError when it is not loaded (or its load failed)."""
         engine = self._engine()
-        if not engine.is_loaded(model_id):
-            raise ModelNotFoundError(f"model '{model_id}' is not loaded")
-        await asyncio.to_thread(engine.unload, model_id)
-        self._loaded_json.pop(model_id, None)
+        async with self._load_locks.setdefault(model_id, asyncio.Lock()):  # after a load in progress
+            if not engine.is_loaded(model_id):
+                raise ModelNotFoundError(f"model '{model_id}' is not loaded")
+            await asyncio.to_thread(engine.unload, model_id)
+            self._loaded_json.pop(model_id, None)
         await self._ctx.bus.emit(ModelStopped(model_id=model_id, engine=self.engine_name, reason="requested"))
+
+    async def unload_when_idle(self, model_id: str) -> bool:
+        """Unload once no request runs on the model (now, if none does: True) without cancelling any —
+        Ollama's ``keep_alive: 0``; :meth:`unload_model` is the stop that cancels. A load in progress is
+        waited for first. ModelNotFoundError when it is not loaded."""
+        engine = self._engine()
+        async with self._load_locks.setdefault(model_id, asyncio.Lock()):
+            now = await asyncio.to_thread(engine.unload_when_idle, model_id)
+            if now:
+                self._loaded_json.pop(model_id, None)
+        if now:
+            await self._ctx.bus.emit(ModelStopped(model_id=model_id, engine=self.engine_name, reason="keep_alive"))
+        return now
 
     async def loaded_models(self) -> list[str]:
         return self._engine().loaded() if self.engine else []
@@ -159,8 +180,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
 
     async def model_status(self, model_id: str) -> dict[str, Any]:
         if self.engine is None or not self.engine.is_loaded(model_id):
-            lock = self._load_locks.get(model_id)
-            if lock is not None and lock.locked():
+            if model_id in self._loading:
                 return {"id": model_id, "status": ModelState.LOADING}
             if model_id in self._failures:
                 return {"id": model_id, "status": ModelState.FAILED, "error": self._failures[model_id]}

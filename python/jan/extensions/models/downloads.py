@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jan.core import DownloadComplete, DownloadFailed, DownloadProgress, DownloadTask
 from jan.downloads import DownloadState, DownloadTask as FileDownload
+
+log = logging.getLogger("jan.models")
 
 
 class ModelPull(DownloadTask):
@@ -15,9 +19,12 @@ class ModelPull(DownloadTask):
     time), then writes model.json; progress (all files together) goes to the event bus."""
 
     def __init__(self, download: FileDownload, model_id: str, bus, register: Callable[[], Awaitable[dict]], *,
-                 extra: list[FileDownload] = ()):
+                 extra: list[FileDownload] = (), cleanup: Callable[[], Awaitable[None]] | None = None):
         self.id = model_id
         self.model_id = model_id
+        #: What is being pulled (the model file's URL as given), set by the model manager.
+        self.source: str | None = None
+        self._cleanup = cleanup  # after a failure or cancel: removes what the pull left behind
         self._download = download
         self._extra = list(extra)
         self._bus = bus
@@ -43,6 +50,16 @@ class ModelPull(DownloadTask):
             await self._bus.emit(DownloadComplete(task_id=self.id, model_id=self.model_id))
         except BaseException as exc:  # noqa: BLE001 - recorded, re-raised by wait()
             self._error = exc
+            for download in (self._download, *self._extra):
+                if not download.done:  # one file failed: the others are of no use either
+                    download.cancel(discard=True)
+                    with contextlib.suppress(BaseException):
+                        await download.wait()
+            if self._cleanup is not None:
+                try:
+                    await self._cleanup()
+                except Exception:  # the pull's own error is the one to report
+                    log.warning("pull of %s: could not remove what it left behind", self.model_id, exc_info=True)
             if not isinstance(exc, asyncio.CancelledError):
                 await self._bus.emit(DownloadFailed(task_id=self.id, model_id=self.model_id, error=str(exc)))
         finally:

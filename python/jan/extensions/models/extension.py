@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -10,12 +11,13 @@ from typing import Any
 
 from jan.core import ModelExtension
 from jan.extensions._builtin import BuiltinExtension
-from jan.downloads import Downloader, filename_from_url, resolve_url
+from jan.downloads import Downloader, filename_from_url, part_path, resolve_url
 from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.extensions.models.downloads import ModelPull
 from jan.extensions.models.gguf_info import describe_gguf
 from jan.hf_repo import plan_pull, sibling_mmproj
-from jan.store import AsyncStore, DataFolder, NotFoundError, slugify_id, validate_id
+from jan.store import AlreadyExistsError, AsyncStore, DataFolder, NotFoundError, slugify_id, validate_id
+from jan.store.models import check_gguf
 from jan.store.stamps import FileStamp, stamps
 
 class ModelManagerExtension(BuiltinExtension, ModelExtension):
@@ -127,7 +129,13 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         """Download a model: an http(s) URL or ``hf://`` file of a GGUF, or a whole
         ``hf://owner/repo[:QUANT]`` (its model and projector chosen from its file list, as
         llama-server's ``-hf`` does). A repository's ``mmproj`` GGUF comes along and is set as
-        the model's projector (:mod:`jan.hf_repo`); ``sha256`` checks the model file."""
+        the model's projector (:mod:`jan.hf_repo`); ``sha256`` checks the model file.
+
+        An id that holds a model from another source is :class:`AlreadyExistsError` (the API's 409):
+        a pull never replaces someone's model. Pulling a model's own source again is an update (as
+        Ollama's pull is): the files are downloaded beside the old ones and swapped in once they
+        prove to be GGUF, and the user's name, description, settings and parameters are kept. A
+        failed pull leaves nothing behind but a partial file to resume from."""
         plan = await plan_pull(source)
         url = resolve_url(plan.model_url)
         filename = filename_from_url(url)
@@ -135,27 +143,58 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         validate_id(model_id)
         running = self._pulls.get(model_id)
         if running is not None and running.status()["state"] in ("queued", "downloading"):
+            if getattr(running, "source", plan.model_url) != plan.model_url:
+                raise ModelIdTakenError(model_id, f"model '{model_id}' is being pulled from "
+                                         f"{running.source}; pull {source} under another id")
             return running
+        try:
+            existing: dict[str, Any] | None = await self.store.models.get(model_id)
+        except NotFoundError:
+            existing = None
+        if existing is not None and not _pulled_from(existing, plan.model_url, source):
+            raise ModelIdTakenError(model_id, f"model '{model_id}' already exists and was not pulled from "
+                                     f"{plan.model_url}; pull it under another id, or delete '{model_id}' first")
         folder = await self.store.models.folder(model_id)
+        made_folder = not await asyncio.to_thread(os.path.isdir, folder)
         await asyncio.to_thread(os.makedirs, folder, exist_ok=True)
         dest = os.path.join(folder, filename)
-        download = self.downloader.start(url, dest, sha256=sha256)
-        extra, mmproj = [], None
-        if plan.mmproj_url is not None:
-            mmproj_url = resolve_url(plan.mmproj_url)
-            mmproj = os.path.join(folder, filename_from_url(mmproj_url))
-            extra.append(self.downloader.start(mmproj_url, mmproj))
+        # Over files that are there already (an update), download beside them: the old weights stay
+        # until the new ones prove to be GGUF, and a failed update takes nothing away.
+        staged = {dest: _staging(dest) if await asyncio.to_thread(os.path.exists, dest) else dest}
+        try:
+            download = self.downloader.start(url, staged[dest], sha256=sha256)
+            extra, mmproj = [], None
+            if plan.mmproj_url is not None:
+                mmproj_url = resolve_url(plan.mmproj_url)
+                mmproj = os.path.join(folder, filename_from_url(mmproj_url))
+                staged[mmproj] = _staging(mmproj) if await asyncio.to_thread(os.path.exists, mmproj) else mmproj
+                extra.append(self.downloader.start(mmproj_url, staged[mmproj]))
+        except BaseException:
+            if made_folder:
+                await asyncio.to_thread(_remove_leftovers, [], folder)
+            raise
 
         async def register() -> dict[str, Any]:
-            info = await asyncio.to_thread(describe_gguf, dest)
-            return await self._register_downloaded(model_id, dest, plan.model_url, info, mmproj, plan.mmproj_url)
+            info = await asyncio.to_thread(describe_gguf, staged[dest])
+            if mmproj is not None:  # a projector does not load as a model: its header is what can be checked
+                await asyncio.to_thread(check_gguf, staged[mmproj])
+            for final, path in staged.items():
+                if path != final:
+                    await asyncio.to_thread(os.replace, path, final)
+            return await self._register_downloaded(model_id, dest, plan.model_url, info, mmproj, plan.mmproj_url,
+                                                   update=existing is not None)
 
-        pull = ModelPull(download, model_id, self._ctx.bus, register, extra=extra)
+        async def cleanup() -> None:
+            await asyncio.to_thread(_remove_leftovers, list(staged.values()), folder if made_folder else None)
+
+        pull = ModelPull(download, model_id, self._ctx.bus, register, extra=extra, cleanup=cleanup)
+        pull.source = plan.model_url
         self._pulls[model_id] = pull
         return pull
 
     async def _register_downloaded(self, model_id: str, dest: str, source: str, info: dict,
-                                   mmproj: str | None = None, mmproj_source: str | None = None) -> dict[str, Any]:
+                                   mmproj: str | None = None, mmproj_source: str | None = None, *,
+                                   update: bool = False) -> dict[str, Any]:
         settings = {**info["settings"], "llama_model_path": os.path.basename(dest)}
         sources = [{"filename": os.path.basename(dest), "url": source}]
         if mmproj is not None:
@@ -174,7 +213,22 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             "metadata": info["metadata"],
             "engine": "llama.cpp",
         }
-        return await self.store.models.create(doc, overwrite=True)
+        if not update:
+            return await self.store.models.create(doc)  # an id taken meanwhile: AlreadyExistsError
+        try:
+            old = await self.store.models.get(model_id)
+        except NotFoundError:  # deleted meanwhile: the update is a new pull
+            return await self.store.models.create(doc)
+        if not _pulled_from(old, source):
+            raise ModelIdTakenError(model_id, f"model '{model_id}' was replaced by another model "
+                                     "while it was being pulled; nothing was changed")
+        # An update: what the user set stays (name, description, settings, parameters, their metadata);
+        # the files, their sources and what the file says about itself are the new ones.
+        files = {"llama_model_path": settings["llama_model_path"], **({"mmproj": settings["mmproj"]} if mmproj else {})}
+        merged = {**old, "sources": sources,
+                  "settings": {**info["settings"], **(old.get("settings") or {}), **files},
+                  "metadata": {**(old.get("metadata") or {}), **info["metadata"]}}
+        return await self.store.models.create(merged, overwrite=True)
 
     async def cancel_pull(self, task_id: str) -> bool:
         pull = self._pulls.get(task_id)
@@ -185,3 +239,44 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
 
     async def list_downloads(self) -> list[ModelPull]:
         return list(self._pulls.values())
+
+
+class ModelIdTakenError(AlreadyExistsError):
+    """A pull into an id that holds another model (the API's 409), with what to do instead."""
+
+    def __init__(self, model_id: str, message: str):
+        super().__init__("model", model_id)
+        self.args = (message,)
+
+    def __reduce__(self):
+        return (type(self), (self.id, self.args[0]))
+
+
+def _pulled_from(model: dict[str, Any], *urls: str) -> bool:
+    """Whether ``model`` comes from one of ``urls`` (its first download source, the one a pull by id
+    downloads), so pulling it into its id is an update rather than another model taking its place."""
+    sources = [s.get("url") for s in model.get("sources") or () if isinstance(s, dict) and s.get("url")]
+    return bool(sources) and sources[0] in urls
+
+
+def _staging(path: str) -> str:
+    """Where a file that is there already is downloaded again: hidden beside it, a stable name (so an
+    interrupted update resumes), swapped in only once it proves to be GGUF."""
+    head, name = os.path.split(path)
+    return os.path.join(head, f".{name}.pulling")
+
+
+def _remove_leftovers(paths: list[str], folder: str | None) -> None:
+    """After a failed or cancelled pull: the files it downloaded and never registered, and the folder
+    it made for them when nothing else is in it. A partial file with bytes in it stays, for the same
+    pull to resume; an empty one is junk."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        part = str(part_path(path))
+        with contextlib.suppress(OSError):
+            if os.path.getsize(part) == 0:
+                os.remove(part)
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # only when empty

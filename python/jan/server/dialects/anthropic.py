@@ -289,10 +289,13 @@ def to_chat_request(body: _Prompt) -> typed.ChatRequest:
         parallel = not body.tool_choice.disable_parallel_tool_use
     output = body.output_config or OutputConfig()
     response_format = typed.ResponseFormat("json_schema", output.format.schema_) if output.format else None
-    return typed.ChatRequest(model=body.model, messages=_messages(body), tools=tools,
+    messages = _messages(body)
+    # A final assistant message is a prefill: the answer continues it (Anthropic's documented behaviour)
+    return typed.ChatRequest(model=body.model, messages=messages, tools=tools,
                        tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=parallel,
                        response_format=response_format, sampling=sampling,
-                       reasoning=_reasoning(body.thinking, output.effort))
+                       reasoning=_reasoning(body.thinking, output.effort),
+                       continue_final_message=typed.ends_in_prefill(messages))
 
 
 # -- answer -----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from jan.services.types import (
     TextPart,
     ToolCall,
     ToolSpec,
+    ends_in_prefill,
 )
 
 __all__ = ["OllamaRequestError", "chat_request", "completion_request", "embedding_request", "format_grammar", "generate_chat_request",
@@ -151,15 +152,18 @@ def chat_request(body: wire.OllamaChatRequest, model: str) -> ChatRequest:
     """``/api/chat`` as a typed chat request for ``model`` (a jan model id)."""
     tools = tuple(ToolSpec(name=t.function.name, description=t.function.description,
                            parameters=t.function.parameters) for t in body.tools or ())
+    messages = _messages(body.messages)
     return ChatRequest(
         model=model,
-        messages=_messages(body.messages),
+        messages=messages,
         tools=tools,
         response_format=response_format(body.format),
         sampling=sampling(body.options),
         logprobs=body.logprobs,
         top_logprobs=body.top_logprobs if body.logprobs else 0,
         reasoning=reasoning(body.think),
+        # a final assistant message is continued, as Ollama's templates leave the last assistant turn open
+        continue_final_message=ends_in_prefill(messages),
     )
 
 

@@ -7,13 +7,18 @@ goes through ``manager.get(ModelExtension)`` and the model's engine.
   imports a local GGUF file; a body without ``path`` is a model.json
   (``{"id", "name", "sources", "settings", "parameters", "engine", ...}``) to add as is.
 * ``PATCH /v1/models/{id}`` — merge into model.json (``settings``/``parameters``/``metadata`` one level deep).
+  What it sets in ``settings``/``parameters``/``engine`` is checked as requests will read it (a 400 naming
+  the field, nothing stored); so is a new model's (``POST /v1/models``).
 * ``DELETE /v1/models/{id}`` — unload it if loaded, then delete its folder.
 * ``POST /v1/models/pull`` — ``{"url": "https://...|hf://owner/repo/file.gguf", "id"?, "sha256"?, "stream"?}``.
   Streams the download's status as server-sent events (``data: {"id", "model_id", "url", "state",
   "downloaded_bytes", "total_bytes", ...}`` whenever it changes, at most 4 per second) until the state is
   ``completed`` (with ``model``), ``failed`` (with ``error``) or ``cancelled``, then ``data: [DONE]``.
   Closing the stream does **not** cancel the download (it goes on in the background; see
-  ``GET /v1/downloads``). ``"stream": false`` answers ``202`` with the status at once.
+  ``GET /v1/downloads``). ``"stream": false`` answers ``202`` with the status at once. An id holding a
+  model from another source is a 409; the same source again updates the files and keeps the user's
+  settings, parameters, name and description. A failed pull leaves no files behind (bar a partial one
+  to resume from).
 * ``GET /v1/downloads`` — the downloads running or ended recently.
 * ``DELETE /v1/downloads/{id}`` — cancel a running download (its partial file is removed).
 
@@ -36,12 +41,13 @@ from jan.errors import ModelLoadError
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.schemas import StrictModel
-from jan.server.keys import MANAGER
+from jan.server.keys import MANAGER, SERVICES
 from jan.server.resolve import model_extension
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.models import with_state
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body, read_json
+from jan.services.models import unload_now
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -145,6 +151,9 @@ async def create_model(request: web.Request) -> web.Response:
     if "path" in data:
         body = ImportModelRequest.model_validate(data)
         _allowed_id(body.id)
+        # checked before anything is written: an import that fails here leaves no model behind
+        request.app[SERVICES].models.check_model({"id": body.id or "", "engine": "llama.cpp",
+                                                  "settings": body.settings, "parameters": body.parameters})
         path = os.path.expanduser(body.path)
         if not os.path.isabs(path):
             raise APIError(400, "path must be absolute", param="path", code="invalid_value")
@@ -164,6 +173,7 @@ async def create_model(request: web.Request) -> web.Response:
     else:
         body = ModelJsonRequest.model_validate(data)
         _allowed_id(body.id)
+        request.app[SERVICES].models.check_model(body.model_dump(exclude_none=True))
         create = getattr(models, "create_model", None)
         if create is None:
             raise APIError(501, "The model extension in use cannot add a model.json; import a file with 'path'",
@@ -183,7 +193,18 @@ async def update_model(request: web.Request) -> web.Response:
     patch = {k: v for k, v in patch.items() if v is not None}
     models = model_extension(request)
     model_id = request.match_info["model_id"]
-    model = await models.update_model(model_id, patch) if patch else await models.get_model(model_id)
+    model = await models.get_model(model_id)
+    if patch:
+        # The model.json as the PATCH would leave it, checked as requests will read it: a value that
+        # fails every request to the model (ctx_len -5, temperature "hot") is a 400 and is not stored.
+        merged = {**model, **{k: v for k, v in patch.items() if k not in ("settings", "parameters", "metadata")}}
+        changed = [k for k in patch if k not in ("settings", "parameters")]
+        for field in ("settings", "parameters"):
+            if field in patch:
+                merged[field] = {**(model.get(field) or {}), **patch[field]}
+                changed += [f"{field}.{key}" for key, value in patch[field].items() if value is not None]
+        request.app[SERVICES].models.check_model(merged, changed)
+        model = await models.update_model(model_id, patch)
     return json_response(await with_state(request, model))
 
 
@@ -196,8 +217,8 @@ async def delete_model(request: web.Request) -> web.Response:
         engine = request.app[MANAGER].get_inference(model.get("engine") or "llama.cpp")
     except LookupError:
         engine = None
-    if engine is not None and model["id"] in await engine.loaded_models():
-        await engine.unload_model(model["id"])
+    if engine is not None:  # a load in progress is waited for and undone too: never serve deleted weights
+        await unload_now(engine, model["id"])
     await models.delete_model(model["id"])
     return json_response({"id": model["id"], "object": "model", "deleted": True})
 

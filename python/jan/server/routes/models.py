@@ -9,6 +9,7 @@ from aiohttp import web
 from jan.server.jsonio import json_response
 from jan.server.keys import MANAGER
 from jan.server.resolve import model_and_engine, model_extension
+from jan.services.models import unload_now
 
 routes = web.RouteTableDef()
 
@@ -74,8 +75,9 @@ async def start_model(request: web.Request) -> web.Response:
 
 @routes.post("/v1/models/{model_id}/stop")
 async def stop_model(request: web.Request) -> web.Response:
-    """Unload a model."""
+    """Unload a model now: requests running on it end as ``cancelled`` (an admin's stop; Ollama's
+    ``keep_alive: 0`` instead waits for them). A load in progress is waited for, then undone, so the
+    answer's ``state`` is the final one (``unloaded``)."""
     model, engine = await model_and_engine(request, request.match_info["model_id"])
-    if model["id"] in await engine.loaded_models():
-        await engine.unload_model(model["id"])
+    await unload_now(engine, model["id"])
     return json_response(await with_state(request, model))

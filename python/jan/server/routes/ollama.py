@@ -36,6 +36,7 @@ from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import loads_bounded
 from jan.services import Services, Target
 from jan.services.infill import infill_prompt
+from jan.services.models import unload_now
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
 
 log = logging.getLogger("jan.server")
@@ -101,8 +102,8 @@ def ollama_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]
             return await handler(request)
         except web.HTTPException:
             raise
-        except (asyncio.CancelledError, ConnectionResetError):
-            raise
+        except (asyncio.CancelledError, ConnectionError):
+            raise  # the error middleware tells a client that left (noted quietly) from a failed upstream
         except Exception as exc:  # noqa: BLE001 - the dialect's one error mapping
             err = _error_of(exc)
             return _json({"error": err.message}, status=err.status)
@@ -170,8 +171,19 @@ async def _set_keep_alive(target: Target, seconds: float) -> None:
 
 
 async def _unload(target: Target) -> None:
-    if target.id in await target.engine.loaded_models():
-        await target.engine.unload_model(target.id)
+    """Unload now (``/api/delete``): running requests end, a load in progress is waited for and undone."""
+    await unload_now(target.engine, target.id)
+
+
+async def _unload_when_idle(target: Target) -> None:
+    """Ollama's ``keep_alive: 0``: unload once the requests running on the model end, as Ollama does —
+    never cancel another client's generation (an admin's ``POST /v1/models/{id}/stop`` does that)."""
+    when_idle = getattr(target.engine, "unload_when_idle", None)
+    if when_idle is None:  # an engine without running requests to wait for (remote ones)
+        await _unload(target)
+        return
+    with contextlib.suppress(ModelNotFoundError):  # not loaded: nothing to unload
+        await when_idle(target.id)
 
 
 # -- streaming ---------------------------------------------------------------------------
@@ -251,7 +263,7 @@ async def _load_or_unload(target: Target, keep_alive: float | None, timing: Timi
                           encoder: OllamaEncoder) -> web.Response:
     """A request with nothing to generate loads the model (or unloads it with ``keep_alive: 0``)."""
     if keep_alive == 0:
-        await _unload(target)
+        await _unload_when_idle(target)
         reason = "unload"
     else:
         async with _model_in_use(target, keep_alive, timing):
