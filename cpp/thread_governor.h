@@ -60,9 +60,10 @@
 // it on 2 cores: 49-53 t/s against ~600 quiet. With each thread of the team
 // held to its own CPUs (sched_setaffinity, place_threads) the thread sharing a
 // CPU with the other process runs in whole slices while the rest wait at most
-// one: 290-530 t/s, same thread count, same output. The team is let go
-// kInterval after its last such step, so on a quiet machine the kernel places
-// every thread as before.
+// one: 290-530 t/s, same thread count, same output. Only while the rest leave
+// a core free: with every core busy each thread shares a CPU either way. The
+// team is let go kInterval after its last such step, so on a quiet machine the
+// kernel places every thread as before.
 //
 // Linux only (reads /proc); elsewhere the configured count is kept.
 #pragma once

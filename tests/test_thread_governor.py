@@ -152,13 +152,18 @@ def test_threads_kept_for_exact_output_under_load_are_held_to_different_cpus(sto
     try:
         quiet = _greedy(model, LONG)
         assert model.metrics()["threads_apart"] == 0 or model.metrics()["n_threads"] < cpus
-        with cpu_hogs(cpus):
+        # one core left free: the case it is for (with every core busy the team is left to the kernel)
+        with cpu_hogs(cpus - 1):
             deadline = time.monotonic() + 120
+            free_core_seen = False
             while time.monotonic() < deadline:
                 assert _greedy(model, LONG) == quiet  # the same count on those steps: the same text
                 m = model.metrics()
                 if m["n_threads"] < cpus and m["threads_apart"] > 0:
                     break
+                free_core_seen |= m["cpu_busy_elsewhere"] < cpus - 0.5
+            if not (m["threads_apart"] or free_core_seen):
+                pytest.skip("other processes kept every core busy: no core was left free for the team")
             assert m["n_threads"] < cpus and m["threads_apart"] >= 2, m
             held = _held_threads()  # the model is idle now: its threads stay where they were put
             assert len(held) == m["threads_apart"], held
