@@ -33,6 +33,15 @@ def stories_path():
     return require_model("stories260K.gguf")
 
 
+@pytest.fixture
+def gguf_copy(tmp_path, stories_path):
+    """A copy of stories260K.gguf of the test's own (``<tmp>/source/stories260K.gguf``), to import, move or damage."""
+    path = tmp_path / "source" / "stories260K.gguf"
+    path.parent.mkdir()
+    shutil.copyfile(stories_path, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_random_path():
     return require_model("llama-2-tiny-random.gguf")

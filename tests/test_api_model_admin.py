@@ -6,21 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import shutil
 
 import pytest
 from aiohttp import web
 from api_helpers import Client, parse_sse
 
 from jan.server.keys import MANAGER
-
-
-@pytest.fixture
-def gguf_copy(tmp_path, stories_path):
-    path = tmp_path / "source" / "stories260K.gguf"
-    path.parent.mkdir()
-    shutil.copyfile(stories_path, path)
-    return path
 
 
 async def chat(api: Client, model: str) -> str:

@@ -39,14 +39,6 @@ def files(tmp_path, stories_path):
         yield url, root
 
 
-@pytest.fixture
-def gguf_copy(tmp_path, stories_path):
-    path = tmp_path / "source" / "stories260K.gguf"
-    path.parent.mkdir()
-    shutil.copyfile(stories_path, path)
-    return path
-
-
 def model_json(data, model_id: str) -> dict:
     return json.loads((data / "models" / model_id / "model.json").read_text())
 
