@@ -300,6 +300,11 @@ async def test_stream_disconnect_stops_and_saves_stopped(long_server, tmp_path):
         assert srv.call(_local_engine_busy(srv)) == 0  # the slot was freed
         run = await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}")
         assert run["status"] == "cancelled"
+        # announced right after the message is saved: the GET above may have read the file first
+        deadline = asyncio.get_running_loop().time() + 30
+        while not any(isinstance(e, InferenceStopped) and e.request_id == run_id for e in events) \
+                and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
     stopped = [e for e in events if isinstance(e, InferenceStopped)]
     assert stopped and stopped[-1].request_id == run_id and stopped[-1].reason == "client disconnected"
 

@@ -151,7 +151,6 @@ def test_threads_kept_for_exact_output_under_load_are_held_to_different_cpus(sto
     model = jan.Model(stories_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
     try:
         quiet = _greedy(model, LONG)
-        assert model.metrics()["threads_apart"] == 0 or model.metrics()["n_threads"] < cpus
         # one core left free: the case it is for (with every core busy the team is left to the kernel)
         with cpu_hogs(cpus - 1):
             deadline = time.monotonic() + 120
