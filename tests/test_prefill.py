@@ -6,12 +6,11 @@ template's internal TypeError in an error body."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 from conftest import require_model
 from dialect_helpers import has_reasoning_parser, reasoning_model
+from extension_helpers import call
 from jan.templates import ChatTemplate, gbnf_literal
 from jan.templates.chat import TemplateError
 from jan.testing.gguf_models import templates_dir
@@ -30,18 +29,8 @@ def server(tmp_path_factory, stories_path):
     srv.stop()
 
 
-def post(server, path: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(server.base_url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def ok(server, path: str, body: dict) -> dict:
-    status, out = post(server, path, body)
+    status, out = call(server, "POST", path, body)
     assert status == 200, (path, body, out)
     return out
 
@@ -121,7 +110,7 @@ def test_a_prefill_on_a_reasoning_template_continues_the_answer(server):
                    "messages": [HI, {"role": "assistant"}, HI]}),
 ])
 def test_an_assistant_message_without_content_is_empty_text(server, path, body):
-    status, out = post(server, path, body)
+    status, out = call(server, "POST", path, body)
     assert status == 200, out
     assert "TypeError" not in json.dumps(out)
 
