@@ -450,9 +450,9 @@ void Scheduler::run() {
         const int32_t rc = llama_decode(ctx_.get(), batch_);
         const auto t1 = Clock::now();
         // More threads than the free cores (kept for exactness, here or in the draft model): hold them
-        // on different CPUs (thread_governor.h, "Keeping a team apart").
-        governor_->place_threads((batch_.n_tokens == 1 ? n_threads_set_ > governor_->n_threads()
-                                                       : n_threads_batch_set_ > governor_->n_threads_batch()) ||
+        // on different CPUs (thread_governor.h, "Keeping a team apart"). Steps of several tokens always
+        // take the governor's batch count (adapt_threads above), so only a one-token step can exceed it.
+        governor_->place_threads((batch_.n_tokens == 1 && n_threads_set_ > governor_->n_threads()) ||
                                      (drafter_ && params_.exact_threads &&
                                       governor_->n_threads() < governor_->configured_threads()),
                                  t1);
