@@ -11,8 +11,8 @@ from jan.testing.server import ServerThread
 
 
 def start_server(tmp: Path, models: list[Path], **config) -> ServerThread:
-    cfg = ServerConfig(data_folder=tmp / "data", models=[str(m) for m in models], n_ctx=512, n_parallel=4,
-                       n_threads=1, **config)
+    cfg = ServerConfig(data_folder=tmp / "data", models=[str(m) for m in models],
+                       **{"n_ctx": 512, "n_parallel": 4, "n_threads": 1, **config})
     return ServerThread(cfg).__enter__()
 
 

@@ -139,3 +139,23 @@ def test_chat_without_a_model_uses_the_only_one(data, stories_path):
     assert len(messages) == 2
     ok(jan("models", "import", stories_path, "--id", "second", env=env))
     fails(jan("chat", env=env, input="Hi\n"), "which model?", "only-one", "second")
+
+
+def test_local_chat_adds_no_turn_to_a_thread_a_run_holds(data, stories_path):
+    """`jan chat --thread` without a server adds its turns through the run service, as the server adds a message:
+    refused while a run holds the thread (here one a server left waiting for approval), the thread untouched."""
+    from jan.services.run_records import save_record
+
+    env = cli_env(data)
+    ok(jan("chat", stories_path, "--temp", "0", "-n", "4", env=env, input="First question\n"))
+    (thread, before), = threads_on_disk(data)
+    save_record(data, {"id": "run_waitingforapproval", "object": "thread.run", "thread_id": thread["id"],
+                       "assistant_id": "jan", "model": "stories260K", "instructions": "", "parameters": {},
+                       "metadata": {}, "status": "requires_action", "step": 0, "pending": [
+                           {"id": "call_1", "type": "function", "function": {"name": "current_time", "arguments": "{}"}}]})
+    result = jan("chat", stories_path, "--thread", thread["id"], "--temp", "0", "-n", "4", env=env,
+                 input="Second question\n")
+    assert "could not save the conversation" in result.stderr and "run_waitingforapproval" in result.stderr, \
+        result.stderr
+    (_, after), = threads_on_disk(data)
+    assert after == before

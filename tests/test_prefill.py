@@ -8,11 +8,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from api_helpers import parse_sse
 from conftest import require_model
 from dialect_helpers import has_reasoning_parser, reasoning_model
 from extension_helpers import call
+from jan.core import LocalModel
+from jan.engine.model import Model
+from jan.services.local import chat_plan, chat_prompt
+from jan.services.output import output_parser
+from jan.services.types import ChatMessage, ChatRequest, ReasoningOptions, ends_in_prefill
 from jan.templates import ChatTemplate, gbnf_literal
 from jan.templates.chat import TemplateError
+from jan.templates.formats import detect_format
 from jan.testing.gguf_models import templates_dir
 from server_helpers import start_server
 
@@ -90,6 +97,166 @@ def test_a_prefill_on_a_reasoning_template_continues_the_answer(server):
     assert prompt.endswith(f"<|im_start|>assistant\n{PREFILL}")
     message = ok(server, "/v1/chat/completions", {**forced, "messages": messages})["choices"][0]["message"]
     assert message.get("content") == " time there was" and not message.get("reasoning_content")
+
+
+# -- a prefill that ends inside a thinking block --------------------------------------------------
+# What the model writes after an open thought: the rest of it, the end marker, the answer. The reply holds
+# only this continuation (the prefill is the client's own text, as Anthropic and OpenAI return it).
+THOUGHT_GOES_ON = " more.</think>\n\nFour."
+OPEN_THOUGHT = "<think>\nLet me see"
+CLOSED_THOUGHT = "<think>x</think>The answer is"
+ANSWER_GOES_ON = " four."
+
+
+@pytest.fixture
+def forced_output(monkeypatch):
+    """``force(text)``: every generation in this process (the test server runs in it) writes ``text``. A
+    grammar does it, put in where the engine is called: /v1/messages and /api/chat take no grammar."""
+    original = Model.stream
+
+    def force(text: str) -> None:
+        def stream(self, prompt, **kw):
+            return original(self, prompt, **{**kw, "grammar": "root ::= " + gbnf_literal(text)})
+
+        monkeypatch.setattr(Model, "stream", stream)
+
+    return force
+
+
+def _dialect_body(path: str, messages: list, stream: bool) -> dict:
+    if path == "/api/chat":
+        return {"model": "qwq-tiny", "stream": stream, "messages": messages,
+                "options": {"num_predict": 32, "temperature": 0}}
+    return {"model": "qwq-tiny", "temperature": 0, "max_tokens": 32, "stream": stream, "messages": messages}
+
+
+def _thinking_and_text(server, path: str, body: dict) -> tuple[str, str]:
+    """``(thinking, text)`` of one reply in the dialect's own fields, folded from its stream or read whole."""
+    status, out = call(server, "POST", path, body)
+    assert status == 200, out
+    thinking, text = [], []
+    if path == "/api/chat":
+        # NDJSON when streamed (several objects: not JSON as a whole), one object otherwise
+        for obj in ([json.loads(line) for line in out.splitlines() if line] if body["stream"] else [out]):
+            thinking.append(obj["message"].get("thinking") or "")
+            text.append(obj["message"].get("content") or "")
+    elif not body["stream"] and path == "/v1/messages":
+        for block in out["content"]:
+            thinking.append(block.get("thinking") or "")
+            text.append(block.get("text") or "")
+    elif not body["stream"]:
+        message = out["choices"][0]["message"]
+        thinking.append(message.get("reasoning_content") or "")
+        text.append(message.get("content") or "")
+    else:
+        for name, data in parse_sse(out):
+            if path == "/v1/messages" and name == "content_block_delta":
+                thinking.append(data["delta"].get("thinking") or "")
+                text.append(data["delta"].get("text") or "")
+            elif path == "/v1/chat/completions" and isinstance(data, dict) and data.get("choices"):
+                delta = data["choices"][0]["delta"]
+                thinking.append(delta.get("reasoning_content") or "")
+                text.append(delta.get("content") or "")
+    return "".join(thinking), "".join(text)
+
+
+DIALECTS = [pytest.param(path, stream, id=f"{path}{'-stream' if stream else ''}")
+            for path in ("/v1/chat/completions", "/v1/messages", "/api/chat") for stream in (False, True)]
+
+
+@pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")
+@pytest.mark.parametrize("path, stream", DIALECTS)
+def test_a_prefill_inside_an_open_thought_continues_the_thought(server, forced_output, path, stream):
+    """The prompt ends inside the prefill's ``<think>``: the model goes on thinking, so what it writes up to
+    ``</think>`` is the reply's reasoning (thinking), the rest its answer, on every dialect, streamed or not."""
+    forced_output(THOUGHT_GOES_ON)
+    messages = [HI, {"role": "assistant", "content": OPEN_THOUGHT}]
+    prompt = ok(server, "/apply-template", {"model": "qwq-tiny", "messages": messages})["prompt"]
+    assert prompt.endswith(f"<|im_start|>assistant\n{OPEN_THOUGHT}")
+    assert _thinking_and_text(server, path, _dialect_body(path, messages, stream)) == ("more.", "Four.")
+
+
+@pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")
+@pytest.mark.parametrize("path, stream", DIALECTS)
+def test_a_prefill_that_closed_its_thought_continues_the_answer(server, forced_output, path, stream):
+    """The prefill closed its block: what follows is answer, even on QwQ, whose generation prompt opens one."""
+    forced_output(ANSWER_GOES_ON)
+    messages = [HI, {"role": "assistant", "content": CLOSED_THOUGHT}]
+    assert _thinking_and_text(server, path, _dialect_body(path, messages, stream)) == ("", ANSWER_GOES_ON)
+
+
+@pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_anthropic_prefill_after_a_thinking_block_continues_the_answer(server, forced_output, stream):
+    forced_output(ANSWER_GOES_ON)
+    messages = [HI, {"role": "assistant", "content": [{"type": "thinking", "thinking": "x", "signature": ""},
+                                                      {"type": "text", "text": "The answer is"}]}]
+    body = _dialect_body("/v1/messages", messages, stream)
+    assert _thinking_and_text(server, "/v1/messages", body) == ("", ANSWER_GOES_ON)
+
+
+@pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")
+def test_raw_reasoning_after_an_open_prefill_is_the_continuation_verbatim(server, forced_output):
+    """reasoning_format none keeps thinking in the content as written; after a fresh generation prompt that
+    means the swallowed ``<think>`` first, but a prefill's ``<think>`` is in the client's text already."""
+    forced_output(THOUGHT_GOES_ON)
+    body = {**_dialect_body("/v1/chat/completions", [HI, {"role": "assistant", "content": OPEN_THOUGHT}], False),
+            "reasoning_format": "none"}
+    assert _thinking_and_text(server, "/v1/chat/completions", body) == ("", THOUGHT_GOES_ON)
+
+
+def _reply(local: LocalModel, messages: list[ChatMessage], output: str) -> tuple[str, str]:
+    """``(reasoning, content)`` the chat path (plan, prompt, output parser) makes of ``output`` written after
+    ``messages``; a final assistant message is continued, as every dialect asks."""
+    request = ChatRequest(model=None, messages=tuple(messages), continue_final_message=ends_in_prefill(messages),
+                          reasoning=ReasoningOptions(enabled=True))
+    plan = chat_plan(local, request)
+    prompt, _ = chat_prompt(local, request, plan)
+    parser = output_parser(request, plan, prompt)
+    deltas = parser.feed(output) + parser.finish("stop")
+    return "".join(d.reasoning or "" for d in deltas), "".join(d.content or "" for d in deltas)
+
+
+@pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")
+def test_every_shared_thinking_template_starts_a_continued_reply_where_its_prefill_left_off(stories):
+    """The kind, on every real template that marks thinking (whatever its markers, whether its generation
+    prompt opens a block, whether it rewrites the prefill): an open thought in the prefill is continued as
+    reasoning, a closed one as answer; and a marker elsewhere in the conversation (a user quoting it, an
+    earlier reply cut off mid-thought) leaves the reply as a fresh prompt would."""
+    folder = templates_dir()
+    if not folder.is_dir():
+        require_model("..", "templates")
+    user = ChatMessage.of_text("user", "hi")
+    checked = 0
+    for path in sorted(folder.glob("*.jinja")):
+        source = path.read_text(encoding="utf-8")
+        fmt = detect_format(source)
+        if fmt.reasoning is None or fmt.whole_output is not None:
+            continue
+        start, end = fmt.reasoning.start, fmt.reasoning.end
+        local = LocalModel(stories, ChatTemplate(source, "<s>", "</s>"))
+        thought = THOUGHT_GOES_ON.replace("</think>", end)
+        try:
+            opened = _reply(local, [user, ChatMessage.of_text("assistant", f"{start}\nLet me see")], thought)
+            closed = _reply(local, [user, ChatMessage.of_text("assistant", f"{start}x{end}The answer is")],
+                            ANSWER_GOES_ON)
+        except TemplateError:
+            continue  # the template's own refusal of a final assistant message
+        assert opened == ("more.", "Four."), path.name
+        assert closed == ("", ANSWER_GOES_ON), path.name
+        fresh = _reply(local, [user], thought)
+        assert _reply(local, [ChatMessage.of_text("user", f"What does {start} mean?")], thought) == fresh, path.name
+        cut_off = [user, ChatMessage.of_text("assistant", f"{start}\nhmm"), ChatMessage.of_text("user", "go on")]
+        assert _reply(local, cut_off, thought) == fresh, path.name
+        if fresh[0]:
+            # the generation prompt opens the block: text continued after it (where a template rewrote the
+            # prefill and jan wrote it after a fresh generation prompt) stays inside until it closes it
+            request = ChatRequest(model=None, messages=(user,), reasoning=ReasoningOptions(enabled=True))
+            prompt, _ = chat_prompt(local, request, chat_plan(local, request))
+            assert fmt.starts_in_reasoning(prompt + "Let me see", "Let me see"), path.name
+            assert not fmt.starts_in_reasoning(prompt + f"x{end}The answer is", f"x{end}The answer is"), path.name
+        checked += 1
+    assert checked >= 10  # the shared set has a few dozen thinking templates
 
 
 # -- an assistant message without content --------------------------------------------------------

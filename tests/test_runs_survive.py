@@ -147,6 +147,9 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
 
     with ServerProcess(data, model, n_ctx=2048) as proc:
         async with Client(proc.base_url) as api:
+            # still waiting, the earlier process's run holds its thread (found from its record, asked first thing)
+            got, err = await api.post(f"/v1/threads/{ask_tid}/runs", _forced("notes__list_notes"))
+            assert got == 400 and err["error"]["code"] == "run_active" and asked["id"] in err["error"]["message"], err
             still = await api.ok("GET", f"/v1/threads/{ask_tid}/runs/{asked['id']}")
             assert still["status"] == "requires_action" and still["required_action"] == asked["required_action"]
             cut = await api.ok("GET", f"/v1/threads/{go_tid}/runs/{going['id']}")

@@ -3,6 +3,7 @@ real tool-calling template (calls forced with ``tool_choice``), approval, deny, 
 
 from __future__ import annotations
 
+import asyncio
 
 import pytest
 from api_helpers import Client, message_text, parse_sse, running
@@ -240,3 +241,123 @@ async def test_a_call_cut_off_by_max_tokens_is_not_run(server):
             msgs = await messages_of(api, tid)
             assert [m["role"] for m in msgs] == ["user", "assistant"]
             assert message_text(msgs[1]) == "" and msgs[1]["metadata"]["finish_reason"] == "length"
+
+
+# -- one run at a time per thread (OpenAI: "Thread ... already has an active run ...") ---------------------------
+ASK = [{"type": "mcp", "server_label": "notes"}]  # approval: always (the default): the run waits in requires_action
+
+
+def assert_held(answer: tuple[int, dict], tid: str, run_id: str) -> str:
+    """The refusal, in OpenAI's error shape, naming the thread and the run that holds it; returns its message."""
+    got, err = answer
+    assert got == 400, err
+    error = err["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "run_active" and error["param"] == "thread_id"
+    assert tid in error["message"] and run_id in error["message"], error
+    return error["message"]
+
+
+async def test_a_waiting_run_holds_its_thread_until_it_is_answered_or_cancelled(server):
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, ASK)
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        assert run["status"] == "requires_action", run
+        before = await messages_of(api, tid)
+        message = assert_held(await api.post(f"/v1/threads/{tid}/runs", run_body()), tid, run["id"])
+        assert message.startswith(f"Thread {tid} already has an active run {run['id']}"), message
+        # refused before anything is written: not even a run's additional messages
+        assert_held(await api.post(f"/v1/threads/{tid}/runs", run_body(
+            additional_messages=[{"role": "user", "content": "And the other notes?"}])), tid, run["id"])
+        message = assert_held(await api.post(f"/v1/threads/{tid}/messages", {"role": "user", "content": "Hello?"}),
+                              tid, run["id"])
+        assert message.startswith(f"Can't add messages to {tid} while a run {run['id']} is active"), message
+        assert await messages_of(api, tid) == before
+        # another thread is not held
+        other = await make_thread(api, ASK)
+        assert (await api.ok("POST", f"/v1/threads/{other}/runs", run_body()))["status"] == "requires_action"
+
+        # answered, the run goes on to its end: then the thread takes a message and a run again
+        [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        done = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                            {"tool_outputs": [{"tool_call_id": call["id"], "approve": True}]})
+        assert done["status"] in ("completed", "incomplete"), done
+        await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Read me the first one."})
+        again = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        assert again["status"] == "requires_action", again
+        assert_held(await api.post(f"/v1/threads/{tid}/runs", run_body()), tid, again["id"])
+        # cancelled, likewise
+        assert (await api.ok("POST", f"/v1/threads/{tid}/runs/{again['id']}/cancel"))["status"] == "cancelled"
+        third = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(tool_choice="none"))
+        assert third["status"] in ("completed", "incomplete"), third
+
+
+async def test_a_run_in_progress_holds_its_thread(server, tmp_path):
+    root = tmp_path / "notes"  # the server fixture's notes folder: wait_for_go answers once "go" is there
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["wait_for_go"],
+                                       "require_approval": "never"}])
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+            background=True, tool_choice={"type": "function", "function": {"name": "notes__wait_for_go"}}))
+        # inside the tool call (an event, not a clock): the run is in progress until "go" is written
+        deadline = asyncio.get_running_loop().time() + 120
+        while not (root / "waiting").exists():
+            assert asyncio.get_running_loop().time() < deadline, "the tool was never called"
+            await asyncio.sleep(0.05)
+        assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}"))["status"] == "in_progress"
+        assert_held(await api.post(f"/v1/threads/{tid}/runs", run_body()), tid, run["id"])
+        assert_held(await api.post(f"/v1/threads/{tid}/messages", {"role": "user", "content": "Still there?"}),
+                    tid, run["id"])
+        (root / "go").write_text("", encoding="utf-8")
+        deadline = asyncio.get_running_loop().time() + 120
+        while (status := (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}"))["status"]) == "in_progress":
+            assert asyncio.get_running_loop().time() < deadline, "the run never ended"
+            await asyncio.sleep(0.05)
+        assert status in ("completed", "incomplete"), status
+        await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Thanks."})
+        after = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(tool_choice="none"))
+        assert after["status"] in ("completed", "incomplete"), after
+
+
+async def test_runs_and_answers_sent_at_once_yield_one_run(server):
+    """Several POSTs at once on one thread: the check and the claim are one step, so exactly one run starts (the
+    others are refused, naming it) and one submit of its tool outputs goes on (the other finds it claimed)."""
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, ASK)
+        answers = await asyncio.gather(*(api.post(f"/v1/threads/{tid}/runs", run_body()) for _ in range(4)))
+        started = [body for got, body in answers if got == 200]
+        assert len(started) == 1 and started[0]["status"] == "requires_action", answers
+        for answer in answers:
+            if answer[0] != 200:
+                assert_held(answer, tid, started[0]["id"])
+        assert [m["role"] for m in await messages_of(api, tid)] == ["user", "assistant"]  # one reply
+
+        [call] = started[0]["required_action"]["submit_tool_outputs"]["tool_calls"]
+        submit = f"/v1/threads/{tid}/runs/{started[0]['id']}/submit_tool_outputs"
+        answers = await asyncio.gather(*(api.post(submit, {"tool_outputs": [
+            {"tool_call_id": call["id"], "approve": True}]}) for _ in range(2)))
+        assert sorted(got for got, _ in answers) == [200, 400], answers
+        refused = next(body for got, body in answers if got == 400)
+        assert refused["error"]["code"] == "run_not_waiting"
+        assert [m["role"] for m in await messages_of(api, tid)] == ["user", "assistant", "tool", "assistant"]
+
+
+async def test_an_interrupted_run_does_not_hold_its_thread_and_resumes_only_when_it_is_free(server, tmp_path):
+    """``interrupted`` (cut off by a stop of jan) is not a holding status: a crash never locks a conversation.
+    Resuming such a run starts it again, so it is refused while another run holds the thread."""
+    from jan.services.run_records import save_record
+
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, ASK)
+        cut = "run_cutoffbyastop"  # as jan's start-up leaves a run stopped before it wrote its reply
+        save_record(tmp_path / "data", {
+            "id": cut, "object": "thread.run", "thread_id": tid, "assistant_id": "jan", "model": "qwen3-tools",
+            "instructions": "", "parameters": {"max_tokens": 20, "temperature": 0}, "metadata": {},
+            "status": "interrupted", "step": 0, "pending": []})
+        waiting = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        assert waiting["status"] == "requires_action", waiting
+        assert_held(await api.post(f"/v1/threads/{tid}/runs/{cut}/resume", {}), tid, waiting["id"])
+        assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{cut}"))["status"] == "interrupted"  # untouched
+        await api.ok("POST", f"/v1/threads/{tid}/runs/{waiting['id']}/cancel")
+        resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{cut}/resume", {})
+        assert resumed["status"] in ("completed", "incomplete"), resumed
+        await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Thanks."})

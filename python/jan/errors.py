@@ -24,6 +24,13 @@ class BadRequestError(JanError, ValueError):
         self.code = code
 
 
+class ModelSettingError(BadRequestError):
+    """A load option (a model.json setting) that this model's file cannot use: a KV cache type its
+    attention heads cannot hold, a quantized V cache without flash attention. Raised before the
+    context is made, so the model is not loaded; ``param`` names the option (``cache_type_v``), and
+    the server answers HTTP 400 as it does when the same setting is refused by a PATCH."""
+
+
 class ModelFileError(ModelLoadError, ValueError):
     """The model's weights are missing, not GGUF, or a GGUF llama.cpp cannot read.
 

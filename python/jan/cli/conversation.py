@@ -49,7 +49,9 @@ class LocalThreads:
         message: dict[str, Any] = {"role": role, "content": text, "status": status, "metadata": metadata or {}}
         if role == "assistant":
             message["assistant_id"] = "jan"
-        self._call(self.store.create_message(thread_id, message))
+        # through the run service, as the server adds a message: refused while a run (of a server that
+        # shares the data folder, or one left waiting for approval) holds the thread
+        self._call(self.runtime.services.runs.add_message(thread_id, message))
 
     def update(self, thread_id: str, **fields: Any) -> None:
         self._call(self.store.update_thread(thread_id, fields))

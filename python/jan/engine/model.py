@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jan import _engine
-from jan.errors import MediaError, ModelClosedError, ModelFileError, ModelLoadError
+from jan.errors import MediaError, ModelClosedError, ModelFileError, ModelLoadError, ModelSettingError
 from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
+from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.logs import forward_native_logs
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, image_input
 from jan.engine.params import INT32_MAX, SPECULATIVE_OPTIONS, Range, sampling_params
 from jan.engine.params import engine_text
 from jan.engine.request import Request
+from jan.engine.room import RoomSignal
 from jan.engine.results import Completion
 
 if TYPE_CHECKING:  # numpy is imported by embeddings only, not by every server start (resident memory)
@@ -159,8 +161,18 @@ def _physical_cores() -> int:
 
 
 def _is_embedding_model(native) -> bool:
-    arch = native.architecture()
-    return bool(native.meta(f"{arch}.pooling_type")) or "bert" in arch
+    return is_embedding_metadata(native.metadata())
+
+
+def _check_cache_types(native, cache_type_k, cache_type_v, flash_attn, what: str = "") -> None:
+    """:class:`ModelSettingError` when the model cannot hold these KV cache types (the rules of
+    :mod:`jan.engine.kv_cache`, the very ones the server applies to a model.json before storing it):
+    said here, before llama.cpp is asked, because some of its refusals (K and V of different types
+    for latent attention, a quantized V for Grok) come back only as a context it could not create,
+    which reads as running out of memory. ``what`` prefixes the message (the draft model)."""
+    problem = cache_type_problem(native.metadata(), cache_type_k, cache_type_v, flash_attn)
+    if problem is not None:
+        raise ModelSettingError(f"{what}{problem}", param=problem.option, code="unsupported_cache_type")
 
 
 class Model:
@@ -266,6 +278,9 @@ class Model:
         self.vocab_only = bool(vocab_only)
         self.embedding_only = bool(embedding) if embedding is not None else (
             not vocab_only and _is_embedding_model(self._native))
+        if not self.vocab_only and not self.embedding_only:  # only a generation context has a KV cache
+            kv_types = (_cache_type("cache_type_k", cache_type_k), _cache_type("cache_type_v", cache_type_v))
+            _check_cache_types(self._native, *kv_types, flash_attn)  # before a draft model is read too
         # Per-model speculative-decoding defaults; a request's own options win.
         if speculative is None and draft_model is not None:
             speculative = "draft"
@@ -283,6 +298,8 @@ class Model:
             if not os.path.isfile(self.draft_model):
                 raise ModelFileError(f"draft model file not found: '{self.draft_model}'")
             self._native_draft = _load_weights(self.draft_model, mp, what="draft_model: ")
+            # the draft's own cache has the same types (cpp/draft_model.cpp)
+            _check_cache_types(self._native_draft, *kv_types, flash_attn, what="draft_model: ")
         #: How the context size was chosen when ``n_ctx`` was not given (None when it was).
         self.context_fit: ContextFit | None = None
         self._n_threads = n_threads
@@ -294,6 +311,7 @@ class Model:
         self._closed = False
         #: Requests that may wait for a slot (beyond ``n_parallel`` running) before QueueFullError.
         self.max_queue = int(max_queue)
+        self._room = RoomSignal()  # told when one of this model's requests ends
         self._piece_cache = functools.lru_cache(maxsize=65536)(self._piece)
 
         if not self.vocab_only and not self.embedding_only:
@@ -552,6 +570,12 @@ class Model:
         return Request(native, self, logprobs=params.logprobs, seed=params.seed)
 
     submit = stream
+
+    async def wait_for_room(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until one of this model's requests ends, which may make
+        room in a full wait queue: for a caller that got ``QueueFullError`` and would rather queue
+        than fail. Returns either way; submitting again tells whether there is room now."""
+        await self._room.wait(timeout)
 
     def generate(self, prompt, *, add_special: bool = True, **options) -> Completion:
         """Generate to the end and return the whole :class:`~jan.Completion` (same options as :meth:`stream`)."""

@@ -161,6 +161,7 @@ class Request:
             if final:
                 self._done = True
                 self.final = chunk
+                self._model._room.notify()
                 forward_native_logs()
 
     def _convert_logprobs(self, ids: list[int], logprobs: list) -> list[TokenLogprob]:

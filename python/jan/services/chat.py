@@ -9,14 +9,16 @@ which the runs service adds) > model.json ``parameters``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.results import Usage
+from jan.errors import QueueFullError
 from jan.services.errors import RequestError
 from jan.services.local import (chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar, merged,
                                 off_loop, seeds)
@@ -37,6 +39,13 @@ from jan.services.types import (
 )
 
 __all__ = ["ChatAggregator", "ChatService", "combined_usage"]
+
+# A queued request whose model's queue is full tries again when one of the model's requests ends, and
+# at least this often (seconds): an end it was not told of (a request cancelled unread) is seen then.
+ROOM_RECHECK_S = 1.0
+# A queued request to a busy remote server tries again after 0.5 s, 1 s, 2 s, ... and then every 30 s.
+REMOTE_RETRY_FIRST_S = 0.5
+REMOTE_RETRY_MAX_S = 30.0
 
 
 def combined_usage(usages: list[Usage]) -> Usage:
@@ -71,6 +80,8 @@ class ChatService:
             layered = self._layered(request, target)
             if isinstance(target.engine, LocalInferenceExtension):
                 return target.id, self._local(target, layered)
+            if layered.wait_for_room:
+                return target.id, self._remote_when_free(target, layered)
             return target.id, target.engine.chat(target.model, layered)
 
         return DeltaStream(open_)
@@ -102,10 +113,36 @@ class ChatService:
     def _layered(request: ChatRequest, target: Target) -> ChatRequest:
         return request.with_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
 
+    @staticmethod
+    async def _remote_when_free(target: Target, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        """A queued request to a message engine whose server is busy (429/503: QueueFullError) tries
+        again, waiting longer each time (up to REMOTE_RETRY_MAX_S): that server is someone else's, so
+        there is no signal to wait on. Errors other than busy end it as they would any request."""
+        delay = REMOTE_RETRY_FIRST_S
+        while True:
+            deltas = target.engine.chat(target.model, request)
+            try:
+                first = await anext(deltas)
+                break
+            except QueueFullError:
+                await deltas.aclose()
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, REMOTE_RETRY_MAX_S)
+            except StopAsyncIteration:
+                return
+        async with contextlib.aclosing(deltas):
+            yield first
+            async for delta in deltas:
+                yield delta
+
     async def _local(self, target: Target, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         local: LocalModel = await target.engine.acquire(target.model)
         check_fan_out(local.model, request.n, param="n")
-        text, plan, requests = await off_loop(_start, local, request, target.model.get("settings"))
+        start = await off_loop(_start, local, request, target.model.get("settings"))
+        text, plan, requests = start.text, start.plan, start.requests
+        while requests is None:  # a queued request, and the engine's queue was full: wait for room
+            await local.model.wait_for_room(ROOM_RECHECK_S)
+            requests = await off_loop(start.submit, local, request)
         parsers = [output_parser(request, plan, text) for _ in range(request.n)]
         started = [False] * request.n
         usages: list[Usage | None] = [None] * request.n
@@ -138,12 +175,34 @@ def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any
     return plan, text, tokens
 
 
-def _start(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[str, Any, list]:
+@dataclass
+class _Start:
+    """A chat request made ready for the engine: the prompt, its plan and the engine options; the
+    engine requests once submitted (``None`` while a queued request waits for room)."""
+
+    text: str
+    plan: Any
+    tokens: Any
+    options: dict[str, Any]
+    seeds: list[int]
+    extra: dict[str, Any]
+    requests: list | None = None
+
+    def submit(self, local: LocalModel, request: ChatRequest) -> list | None:
+        """Blocking (llama.cpp parses the grammar): the engine requests; ``None`` when the queue is
+        full and the request is one that waits (``ChatRequest.wait_for_room``)."""
+        try:
+            return _submit(local, self.tokens, self.options, self.seeds, **self.extra)
+        except QueueFullError:
+            if request.wait_for_room:
+                return None
+            raise
+
+
+def _start(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:
     """Blocking, in one worker call: the chat template, the constraint grammar (llama.cpp parses it)
     and one engine request per choice. One hop, not one per step: each hop costs the event loop a
-    wake-up, and under load a request's first token waits behind every one of them.
-
-    Returns the prompt text, the chat plan and the engine requests."""
+    wake-up, and under load a request's first token waits behind every one of them."""
     plan, text, tokens = _prompt(local, request, settings)
     constraint = constraint_grammar(request, plan, text)
     grammar = constraint.pop("grammar", None)
@@ -154,9 +213,10 @@ def _start(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[str,
     seed = client_seed(options)
     if local.end_of_turn:
         options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
-    requests = _submit(local, tokens, options, seeds(seed, request.n), grammar=grammar,
-                       logprobs=request.logprobs, top_logprobs=request.top_logprobs)
-    return text, plan, requests
+    start = _Start(text, plan, tokens, options, seeds(seed, request.n),
+                   {"grammar": grammar, "logprobs": request.logprobs, "top_logprobs": request.top_logprobs})
+    start.requests = start.submit(local, request)
+    return start
 
 
 def _submit(local: LocalModel, tokens: Any, options: dict[str, Any], choice_seeds: list[int],

@@ -97,7 +97,17 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
         # may not re-set messages/tools/add_generation_prompt: a 400 naming the key, not a TypeError
         chat_template_kwargs=template_variables(request.chat_template_kwargs),
         constrained=bool(request.grammar) or (fmt is not None and fmt.type in ("json_schema", "json_object")),
+        continued=_continued(request),
     )
+
+
+def _continued(request: ChatRequest) -> str:
+    """The reply text a continuing request's prompt ends in (the final message's text, as
+    :func:`chat_prompt` writes it last), else "". Media parts are left out: where a marker written
+    for one makes this text not the prompt's end, the plan ignores it (the template's tail decides)."""
+    if not request.continues:
+        return ""
+    return "\n".join(p.text for p in request.messages[-1].content if isinstance(p, TextPart)).strip()
 
 
 def _budget(value: Any) -> int | None:

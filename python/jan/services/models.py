@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+import functools
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
+from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
 from jan.engine.params import sampling_params
-from jan.errors import ModelNotFoundError
+from jan.errors import JanError, ModelNotFoundError
 from jan.services.errors import RequestError, require
-from jan.services.types import LoadOptions, SamplingOptions
+from jan.services.types import LoadOptions, SamplingOptions, resolve_load
+from jan.templates import TemplateError, resolve_template
 
-__all__ = ["ModelService", "Target", "check_parameters", "check_settings", "unload_now"]
+__all__ = ["ModelService", "Target", "check_parameters", "check_settings", "gguf_header", "unload_now"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
 _WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
@@ -62,6 +68,107 @@ def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None =
             sampling_params(**SamplingOptions.from_mapping({key: value}).given())
         except (TypeError, ValueError) as exc:
             raise RequestError(f"{param}: {_detail(exc)}", param=param, code="invalid_value") from None
+
+
+#: model.json ``settings`` whose validity depends on the model's file: the KV cache types (with flash
+#: attention, which a quantized V cache needs), and the chat template.
+_CACHE_SETTINGS = ("cache_type_k", "cache_type_v", "flash_attn")
+_TEMPLATE_SETTINGS = ("chat_template", "prompt_template")
+#: Fields that name the weights: when a PATCH changes them, every setting is judged against the new file.
+_WEIGHT_FIELDS = frozenset({"sources", "settings.llama_model_path"})
+#: A ``chat_template`` that may name one of the file's variants (``tokenizer.chat_template.<name>``).
+_TEMPLATE_NAME = re.compile(r"[\w.\-]+")
+
+
+@functools.lru_cache(maxsize=32)
+def _read_header(path: str, mtime_ns: int, size: int) -> dict[str, str]:
+    from jan.engine.model import Model
+
+    with Model(path, vocab_only=True) as model:  # the header and vocabulary only: no weights are read
+        return dict(model.metadata)
+
+
+def gguf_header(path: str | os.PathLike[str]) -> dict[str, str] | None:
+    """The GGUF key/values of the file at ``path`` as llama.cpp reads them (jan's own reader: a
+    vocab-only load; arrays left out, numbers as text), kept per file version. Blocking: call it off
+    the event loop. None when there is no readable GGUF there (a download still running, a damaged
+    file): loading the model reports those with their own error."""
+    try:
+        st = os.stat(path)
+        return _read_header(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    except (OSError, JanError, ValueError):
+        return None
+
+
+def _named_weights(model: Mapping[str, Any]) -> str | None:
+    """The weights a model.json that is not stored yet names by absolute path (``settings.llama_model_path``,
+    a ``sources`` url), as the store reads them; a relative name needs the model's folder, which it does
+    not have yet. Blocking (stats files)."""
+    settings = model.get("settings") if isinstance(model.get("settings"), Mapping) else {}
+    sources = model.get("sources") if isinstance(model.get("sources"), list) else []
+    for name in [settings.get("llama_model_path"), *(s.get("url") for s in sources if isinstance(s, Mapping))]:
+        if isinstance(name, str) and os.path.isabs(name) and os.path.isfile(name):
+            return name
+    return None
+
+
+def _template_problem(settings: Mapping[str, Any],
+                      read: Callable[[], Mapping[str, str] | None]) -> tuple[str, str] | None:
+    """(setting, why) when the chat template the engine would chat with cannot be made: resolved as
+    the engine resolves it (:func:`jan.templates.resolve_template`: ``chat_template`` overrides the
+    file's own template, ``prompt_template`` stands in when the file has none), so a name must be a
+    built-in or one of the file's variants, and source must compile. ``read()``: the file's header.
+    Without it only ``chat_template`` source is judged: a bare name may be one of the file's
+    variants, and whether ``prompt_template`` is ever used depends on the file."""
+    def text(key: str) -> str | None:
+        value = settings.get(key)
+        return value if isinstance(value, str) and value.strip() else None
+
+    override, fallback = text("chat_template"), text("prompt_template")
+    if override is None and fallback is None:
+        return None  # the file's own template, else ChatML: nothing of the model.json's to judge
+    header = read()
+    if header is None:
+        if override is None or _TEMPLATE_NAME.fullmatch(override.strip()):
+            return None
+        header, fallback = {}, None
+    try:
+        resolve_template(header, override, fallback=fallback)
+    except TemplateError as exc:
+        return ("chat_template" if override is not None else "prompt_template"), str(exc)
+    return None
+
+
+def _file_problems(settings: Mapping[str, Any], opts: LoadOptions | None, weights: str | None, draft: str | None,
+                   templates: bool) -> list[tuple[tuple[str, ...], str]]:
+    """What the model's files say against its settings (blocking: reads the GGUF headers): a list of
+    (the settings at fault, most to least, why). ``opts``: the effective load options when the KV cache
+    types are to be judged; ``templates``: whether the chat template is."""
+    @functools.cache
+    def read(path: str | None) -> dict[str, str] | None:  # only when a rule needs it: a vocab-only load
+        return gguf_header(path) if path else None
+
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if opts is not None and any(_quantized(t) for t in (opts.cache_type_k, opts.cache_type_v)):  # else all fits
+        header = read(weights)
+        embedding = opts.embedding if opts.embedding is not None else bool(header and is_embedding_metadata(header))
+        if not embedding:  # an embedding model has no KV cache (jan.Model makes no generation context)
+            draft_header = read(draft)
+            # no header: the rules that need no file still apply (a quantized V cache without flash attention)
+            for meta, what in ((header or {}, ""), (draft_header, "the draft model: ")):
+                problem = cache_type_problem(meta, opts.cache_type_k, opts.cache_type_v, opts.flash_attn) \
+                    if meta is not None else None
+                if problem is not None:
+                    problems.append(((problem.option, *problem.related), what + problem.reason))
+    if templates:
+        found = _template_problem(settings, lambda: read(weights))
+        if found is not None:
+            problems.append(((found[0],), found[1]))
+    return problems
+
+
+def _quantized(cache_type: Any) -> bool:
+    return isinstance(cache_type, str) and cache_type.lower() not in ("f32", "f16", "bf16")
 
 
 def _detail(exc: BaseException) -> str:
@@ -155,10 +262,74 @@ class ModelService:
         if not isinstance(parameters, Mapping) or not isinstance(settings, Mapping):
             return  # not objects: the store refuses them with its own message
         check_parameters(parameters, keys("parameters"))
-        local = isinstance(engine, LocalInferenceExtension) if engine is not None \
-            else (model.get("engine") or DEFAULT_ENGINE) == DEFAULT_ENGINE
-        if local:
+        if self._is_local(model, engine):
             check_settings(settings, keys("settings"))
+
+    def _is_local(self, model: Mapping[str, Any], engine: InferenceExtension | None = None) -> bool:
+        """Whether the model runs on a local engine (its ``settings`` are load options); an engine whose
+        extension is off counts as local when it is llama.cpp."""
+        if engine is None:
+            with contextlib.suppress(RequestError):
+                engine = self.engine_for(dict(model))
+        if engine is not None:
+            return isinstance(engine, LocalInferenceExtension)
+        return (model.get("engine") or DEFAULT_ENGINE) == DEFAULT_ENGINE
+
+    async def check_model_and_file(self, model: Mapping[str, Any], changed: Iterable[str] | None = None) -> None:
+        """:meth:`check_model`, then the ``settings`` whose validity depends on the model's GGUF file, read
+        from its header (off the event loop) when its weights are on disk — ``file_path`` (a file being
+        imported), else the stored model's (a PATCH that keeps them), else an absolute path the
+        model.json names: a KV cache type the model's heads cannot hold (``cache_type_k`` q4_0 on
+        heads of 48 values), or one its attention cannot use (K and V of different types with latent
+        attention); a quantized V cache with flash attention off (no file needed); a ``chat_template``
+        that is no built-in, none of the file's variants and no template that compiles, or a
+        ``prompt_template`` the model would fall back to that cannot be used. The rules are the ones a
+        load applies (:mod:`jan.engine.kv_cache`, :func:`jan.templates.resolve_template`), against the
+        effective load options (the engine's defaults under the model.json's). Every entry that stores
+        a model.json calls this. :class:`RequestError` naming the field; as in :meth:`check_model`, a
+        PATCH is judged on what it sets (a bad stored value may stay, or be removed), a new model, a
+        new engine or new weights on everything."""
+        self.check_model(model, changed)
+        settings = model.get("settings") or {}
+        if not isinstance(settings, Mapping) or not isinstance(model.get("parameters") or {}, Mapping) \
+                or not self._is_local(model):
+            return
+        changed = None if changed is None else set(changed)
+        everything = changed is None or "engine" in changed or bool(changed & _WEIGHT_FIELDS)
+
+        def touched(key: str) -> bool:
+            return everything or f"settings.{key}" in changed
+
+        cache = any(touched(key) for key in _CACHE_SETTINGS)
+        templates = any(touched(key) for key in _TEMPLATE_SETTINGS)
+        if not cache and not templates:
+            return
+        weights, draft = await self._files_of(model, changed)
+        opts = self._load_options(model) if cache else None
+        for keys, reason in await asyncio.to_thread(_file_problems, settings, opts, weights, draft, templates):
+            blamed = [key for key in keys if touched(key)]
+            if blamed:  # else a stored value (or the engine's default) this PATCH leaves as it is
+                param = f"settings.{blamed[0]}"
+                raise RequestError(f"{param}: {reason}", param=param, code="invalid_value")
+
+    async def _files_of(self, model: Mapping[str, Any], changed: set[str] | None) -> tuple[str | None, str | None]:
+        """The weights and draft model files :meth:`check_model_and_file` reads (None: none on disk)."""
+        if model.get("file_path"):
+            return str(model["file_path"]), model.get("draft_model_path")
+        if changed is not None and not changed & _WEIGHT_FIELDS:
+            try:  # a PATCH that keeps the weights: the stored model's files, as requests resolve them
+                stored = await self.with_weights({"id": model["id"]})
+            except (JanError, KeyError, OSError, ValueError):
+                return None, None
+            draft = None if "settings.draft_model" in changed else stored.get("draft_model_path")
+            return stored.get("file_path"), draft
+        return await asyncio.to_thread(_named_weights, model), None
+
+    def _load_options(self, model: Mapping[str, Any]) -> LoadOptions:
+        """The load options the model's engine would load it with (its defaults under the model.json's)."""
+        with contextlib.suppress(Exception):  # an engine that is off, or no engine with layers of its own
+            return self.engine_for(dict(model)).load_options(dict(model))  # type: ignore[attr-defined]
+        return resolve_load(LoadOptions.from_model_settings(model.get("settings")))
 
     async def get(self, model_id: str) -> dict[str, Any]:
         """The model.json of ``model_id``; ``ModelNotFoundError`` when there is none."""

@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from jan.core.fs import atomic_write_text
 from jan.store.leases import LEASE_DIR_NAME, Leases
 
 __all__ = ["RUN_ID_RE", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "record_path",
-           "save_record"]
+           "save_record", "thread_records"]
 
 log = logging.getLogger("jan.services.runs")
 
@@ -106,6 +107,27 @@ def list_records(data_folder: str | Path) -> list[dict[str, Any]]:
             out.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
             log.warning("run record %s unreadable: %s", path, exc)
+    return out
+
+
+def thread_records(data_folder: str | Path, thread_id: str, skip: Container[str] = ()) -> list[dict[str, Any]]:
+    """The readable records of one thread's runs, but those whose id is in ``skip``; a live one whose process
+    died comes back ``interrupted`` (:func:`interrupt_if_orphaned`). An id that could leave the data folder
+    has no records (``[]``: the store answers for such an id)."""
+    if not _THREAD_ID_RE.match(thread_id) or ".." in thread_id:
+        return []
+    out = []
+    for path in sorted((Path(data_folder) / "threads" / thread_id / "runs").glob("run_*.json")):
+        if path.stem in skip:
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            if not isinstance(exc, FileNotFoundError):  # deleted meanwhile: no run
+                log.warning("run record %s unreadable: %s", path, exc)
+            continue
+        if isinstance(record, dict) and record.get("thread_id") == thread_id:
+            out.append(interrupt_if_orphaned(data_folder, record))
     return out
 
 

@@ -39,6 +39,12 @@ Runs are saved under ``<data>/threads/<thread_id>/runs/`` whenever their state c
 :meth:`RunService.recover_interrupted` turns runs cut off by a stop into ``interrupted`` ones
 (partial reply kept, ``stopped``), :meth:`RunService.resume` continues one. A run's events are
 kept (``Run.events``) so a listener can re-attach and replay them.
+
+One run at a time per thread, as OpenAI's Assistants API: while a run holds its thread (``queued``,
+``in_progress``, ``requires_action``: :data:`HOLDING_STATUSES`) another run is refused, and so is a new
+message (:meth:`RunService.add_message`), with a :class:`RequestError` (``code: "run_active"``). Every way
+a run starts or goes on (:meth:`RunService.start`, ``submit``, ``resume``) and every message a front end adds
+checks and claims the thread under one per-thread lock, so two requests at once never both pass.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -68,7 +75,8 @@ from jan.core import (
 from jan.services.chat import ChatService
 from jan.services.errors import RequestError, require
 from jan.services.models import ModelService
-from jan.services.run_records import interrupt_if_orphaned, load_record, mark_interrupted, save_record
+from jan.services.run_records import (interrupt_if_orphaned, load_record, mark_interrupted, save_record,
+                                      thread_records)
 from jan.services.tool_loop import (
     PendingCall,
     ToolDecision,
@@ -111,6 +119,15 @@ DEFAULT_ASSISTANT = "jan"
 ACTIVE_STATUSES = ("queued", "in_progress")
 #: Statuses a run can be continued from (submit / resume).
 WAITING_STATUSES = ("requires_action", "interrupted")
+#: Statuses of a run that holds its thread (OpenAI's "active" run): until it leaves them no other run starts
+#: there and no message is added. Jan has no ``cancelling``: a run being cancelled stays ``in_progress``, still
+#: holding the thread, until its reply is saved. ``interrupted`` (cut off by a stop of jan) does not hold it:
+#: nobody may ever resume such a run (the user moved on, the model is gone), and a crash must not lock a
+#: conversation until someone finds the run and cancels it. Resuming one is a start like any other: refused
+#: while another run holds the thread.
+HOLDING_STATUSES = ("queued", "in_progress", "requires_action")
+#: Statuses a run never leaves: its record need not be read again to know it holds nothing.
+FINAL_STATUSES = ("completed", "incomplete", "cancelled", "failed")
 
 
 @dataclass(frozen=True)
@@ -396,6 +413,11 @@ class RunService:
         self.describe_error = describe_error
         self.tools = ToolRegistry(manager)
         self._runs: OrderedDict[str, Run] = OrderedDict()
+        #: One lock per thread in use (gone with its last holder): see :meth:`_thread_lock`.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        #: Ids of finished runs not kept in ``_runs`` (records read finished, runs forgotten): never to hold a
+        #: thread again, so :meth:`holder` does not read their records again.
+        self._settled: set[str] = set()
 
     # -- stores ------------------------------------------------------------------
     def conversations(self) -> ConversationalExtension:
@@ -432,7 +454,9 @@ class RunService:
             oldest = next((k for k, r in self._runs.items() if not r.active and r.status not in WAITING_STATUSES), None)
             if oldest is None:
                 break
-            self._runs.pop(oldest)
+            forgotten = self._runs.pop(oldest)
+            if forgotten.status in FINAL_STATUSES:  # its record need not be read to know it holds no thread
+                self._settled.add(oldest)
 
     async def persist(self, run: Run) -> None:
         """Save the run's record (atomically; a failure is logged, the run goes on)."""
@@ -451,12 +475,15 @@ class RunService:
         """Stop a run: one in progress is saved with what it has (a wait on a slow tool ends too);
         one waiting for the user is cancelled at once."""
         run.stop_reason = "cancelled"
-        if run.status in WAITING_STATUSES:
-            run.status, run.pending, run.ended_at = "cancelled", [], int(time.time())
-            await self.persist(run)
-            run.publish("thread.run.cancelled", run_record(run))
-            run.publish("done", "[DONE]")
-            return
+        # Under the thread's lock: a submit or resume claiming this run at the same moment either went first (the
+        # run is in progress now, and stopped below) or finds it cancelled, never brings a cancelled run back.
+        async with self._thread_lock(run.thread_id):
+            if run.status in WAITING_STATUSES:
+                run.status, run.pending, run.ended_at = "cancelled", [], int(time.time())
+                await self.persist(run)
+                run.publish("thread.run.cancelled", run_record(run))
+                run.publish("done", "[DONE]")
+                return
         run.cancel_requested.set()
         if run.task is not None and not run.task.done():
             run.task.cancel()
@@ -487,6 +514,85 @@ class RunService:
         log.info("%d run(s) were interrupted by the last stop; resume continues them", len(records))
         return len(records)
 
+    # -- one run at a time per thread -------------------------------------------------
+    def _thread_lock(self, thread_id: str) -> asyncio.Lock:
+        """The lock under which a request checks that no run holds the thread and claims it (a run starts,
+        resumes or goes on after its tool calls; a message is added): the check and the claim are one step, so
+        two requests at once never both pass it."""
+        lock = self._locks.get(thread_id)
+        if lock is None:
+            lock = self._locks[thread_id] = asyncio.Lock()
+        return lock
+
+    async def holder(self, thread_id: str, *, other_than: Run | None = None) -> Run | None:
+        """The run that holds the thread (:data:`HOLDING_STATUSES`) but ``other_than``, or None.
+
+        This process's runs first; then the thread's records of runs it does not know: a run of an earlier
+        process still waiting in ``requires_action`` holds its thread after a restart (kept here, as
+        :meth:`load` keeps it, so that submit and cancel act on this object), and so does a run another live
+        process sharing the data folder is running. Records of dead processes' live runs read ``interrupted``.
+        """
+        for run in self._runs.values():
+            if run.thread_id == thread_id and run is not other_than and run.status in HOLDING_STATUSES:
+                return run
+        skip = {run_id for run_id, run in self._runs.items() if run.thread_id == thread_id} | self._settled
+        if other_than is not None:
+            skip.add(other_than.id)
+        records = await asyncio.to_thread(thread_records, self.manager.data_folder, thread_id, skip)
+        for record in records:
+            if record.get("status") in FINAL_STATUSES:
+                self._settled.add(record["id"])
+        for record in records:
+            if record.get("status") in HOLDING_STATUSES:
+                run = run_from_record(record)
+                if not run.active:
+                    self._remember(run)
+                return run
+        return None
+
+    async def _refuse_if_held(self, thread_id: str, *, adding_message: bool = False,
+                              other_than: Run | None = None) -> None:
+        """:class:`RequestError` (``run_active``, OpenAI's messages) when a run holds the thread. Call it
+        holding :meth:`_thread_lock` and claim the thread before letting go."""
+        run = await self.holder(thread_id, other_than=other_than)
+        if run is None:
+            return
+        what = "answer its tool calls or cancel it" if run.status == "requires_action" \
+            else "wait for it to end or cancel it"
+        if adding_message:
+            message = f"Can't add messages to {thread_id} while a run {run.id} is active"
+        else:
+            message = f"Thread {thread_id} already has an active run {run.id}"
+        raise RequestError(f"{message} (it is {run.status}: {what} first).", param="thread_id", code="run_active")
+
+    async def add_message(self, thread_id: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Add a message to a thread (as the conversational extension creates it) — refused with
+        :class:`RequestError` (``run_active``) while a run holds the thread: the run answers the conversation
+        it was started with, and a turn written into its middle would land before or after its reply (and
+        its tool results) by chance."""
+        store = self.conversations()
+        async with self._thread_lock(thread_id):
+            await self._refuse_if_held(thread_id, adding_message=True)
+            return await store.create_message(thread_id, message)
+
+    async def _abandon(self, run: Run, exc: BaseException) -> None:
+        """A run that claimed its thread but cannot go on (a failure outside a model turn) ends ``failed`` (or
+        ``cancelled``, when its request was): an active run holds its thread, and this one would hold it until
+        jan stops."""
+        if run.status not in HOLDING_STATUSES:
+            return
+        run.pending, run.ended_at = [], int(time.time())
+        if isinstance(exc, Exception):
+            message, code = self.describe_error(exc)
+            run.status, run.last_error = "failed", {"code": code or "server_error", "message": message}
+        else:
+            run.status, run.stop_reason = "cancelled", run.stop_reason or "cancelled"
+        run.publish(f"thread.run.{run.status}", run_record(run))
+        run.publish("done", "[DONE]")
+        run.finished.set()
+        with contextlib.suppress(Exception):  # in a failure already (persist logs its own)
+            await self.persist(run)
+
     # -- starting a run -----------------------------------------------------------
     async def _context(self, thread_id: str, assistant_id: str | None, *, explicit: bool):
         store = self.conversations()
@@ -502,9 +608,15 @@ class RunService:
         return store, thread, entry, assistant
 
     async def start(self, req: RunRequest) -> Run:
-        """Everything up to the pending reply: checks (which raise before anything is written),
-        the tools, the additional messages, the pending assistant message, the title. Execute it
-        with :meth:`execute`."""
+        """Everything up to the pending reply: checks (which raise before anything is written; a run
+        holding the thread is a :class:`RequestError`, ``run_active``), the tools, the additional messages,
+        the pending assistant message, the title. Execute it with :meth:`execute`."""
+        async with self._thread_lock(req.thread_id):
+            # checked and claimed in one step: the new run holds the thread (in_progress) before the lock goes
+            await self._refuse_if_held(req.thread_id)
+            return await self._start(req)
+
+    async def _start(self, req: RunRequest) -> Run:
         store, thread, entry, assistant = await self._context(req.thread_id, req.assistant_id,
                                                               explicit=bool(req.assistant_id))
         thread_model = _thread_model(entry)
@@ -561,7 +673,11 @@ class RunService:
         run.status, run.started_at = "in_progress", int(time.time())
         run.publish("thread.run.in_progress", run_record(run))
         run._policy = policy  # type: ignore[attr-defined] - the leg's execution picks it up
-        await _Execution(self, run, policy).new_message()
+        try:
+            await _Execution(self, run, policy).new_message()
+        except BaseException as exc:
+            await asyncio.shield(self._abandon(run, exc))  # never executed: it must not hold the thread
+            raise
         await self._after_first_exchange(store, thread, assistant, model, history)
         return run
 
@@ -597,7 +713,15 @@ class RunService:
         execution = _Execution(self, run, policy, on_delta=on_delta, listener_gone=listener_gone)
         if continue_text is not None:
             execution.text = continue_text
-        await execution.drive(continue_text=continue_text)
+        try:
+            await execution.drive(continue_text=continue_text)
+        except Exception as exc:  # a failure outside a model turn (the store, a tool's bookkeeping)
+            # drive() ends the legs it knows how to; this one must end too, or the run holds its thread for good
+            log.exception("run %s: its leg failed", run.id)
+            if run.active and run.message is not None:
+                with contextlib.suppress(Exception):
+                    await execution._finish("error", self.describe_error(exc))
+            await self._abandon(run, exc)
 
     async def _policy_of(self, run: Run) -> ToolPolicy:
         _store, _thread, entry, assistant = await self._context(run.thread_id, run.assistant_id, explicit=False)
@@ -610,29 +734,39 @@ class RunService:
     async def submit(self, run: Run, decisions: list[ToolDecision]) -> None:
         """Answer a run in ``requires_action`` (every pending call; raises :class:`RequestError` otherwise):
         run the approved calls, record all answers, and ready the next model turn (run it with :meth:`execute`)."""
-        if run.status != "requires_action":
-            raise RequestError(f"Run '{run.id}' is {run.status}, not requires_action", param="run_id",
-                               code="run_not_waiting")
-        pending = {c.id: c for c in run.pending}
-        answers: dict[str, ToolDecision] = {}
-        for decision in decisions:
-            if decision.call.id not in pending:
-                raise RequestError(f"'{decision.call.id}' is not a pending tool call of this run",
-                                   param="tool_outputs", code="invalid_tool_call_id")
-            answers[decision.call.id] = ToolDecision(pending[decision.call.id], decision.approve, decision.output,
-                                                     decision.reason)
-        missing = [c for c in pending if c not in answers]
-        if missing:
-            raise RequestError(f"Answer every pending tool call; missing: {', '.join(missing)}",
-                               param="tool_outputs", code="missing_tool_outputs")
-        await self.models.resolve(run.model_id)  # 404 now rather than a failed leg
-        policy = await self._policy_of(run)
-        run.status, run.pending = "in_progress", []  # claimed: a second submit is refused
-        run.finished.clear()
-        records = await run_calls(self.tools, policy, list(pending.values()), approved_by="user", decisions=answers)
-        await save_tool_messages(self.conversations(), run.thread_id, run.id, run.assistant_id, records, run.step)
-        run.publish("thread.run.in_progress", run_record(run))
-        await _Execution(self, run, policy).next_step()
+        async with self._thread_lock(run.thread_id):  # two submits at once: one claims the run, the other is refused
+            if run.status != "requires_action":
+                raise RequestError(f"Run '{run.id}' is {run.status}, not requires_action", param="run_id",
+                                   code="run_not_waiting")
+            pending = {c.id: c for c in run.pending}
+            answers: dict[str, ToolDecision] = {}
+            for decision in decisions:
+                if decision.call.id not in pending:
+                    raise RequestError(f"'{decision.call.id}' is not a pending tool call of this run",
+                                       param="tool_outputs", code="invalid_tool_call_id")
+                answers[decision.call.id] = ToolDecision(pending[decision.call.id], decision.approve,
+                                                         decision.output, decision.reason)
+            missing = [c for c in pending if c not in answers]
+            if missing:
+                raise RequestError(f"Answer every pending tool call; missing: {', '.join(missing)}",
+                                   param="tool_outputs", code="missing_tool_outputs")
+            # a waiting run holds its thread, so no other run should; one that does (a record of another
+            # process, of an older jan) must not be joined by a second leg writing into the same thread
+            await self._refuse_if_held(run.thread_id, other_than=run)
+            await self.models.resolve(run.model_id)  # 404 now rather than a failed leg
+            policy = await self._policy_of(run)
+            run.status, run.pending = "in_progress", []  # claimed: a second submit is refused
+            run.finished.clear()
+        try:
+            records = await run_calls(self.tools, policy, list(pending.values()), approved_by="user",
+                                      decisions=answers)
+            await save_tool_messages(self.conversations(), run.thread_id, run.id, run.assistant_id, records,
+                                     run.step)
+            run.publish("thread.run.in_progress", run_record(run))
+            await _Execution(self, run, policy).next_step()
+        except BaseException as exc:
+            await asyncio.shield(self._abandon(run, exc))  # claimed but never executed: it must let the thread go
+            raise
 
     async def _unanswered_calls(self, run: Run, message: dict[str, Any] | None) -> list[PendingCall]:
         """The calls of ``message`` (a tool-calling turn) that have no result message in the thread."""
@@ -648,20 +782,30 @@ class RunService:
     async def resume(self, run: Run) -> str | None:
         """Ready an ``interrupted`` run's next leg; returns the partial reply it continues (run it with
         :meth:`execute` and ``continue_text``), or None when it starts a fresh reply."""
-        if run.status != "interrupted":
-            raise RequestError(f"Run '{run.id}' is {run.status}; only an interrupted run can be resumed",
-                               param="run_id", code="run_not_interrupted")
-        await self.models.resolve(run.model_id)
-        policy = await self._policy_of(run)
-        store = self.conversations()
+        async with self._thread_lock(run.thread_id):
+            if run.status != "interrupted":
+                raise RequestError(f"Run '{run.id}' is {run.status}; only an interrupted run can be resumed",
+                                   param="run_id", code="run_not_interrupted")
+            # an interrupted run does not hold its thread (HOLDING_STATUSES): another may have started since
+            await self._refuse_if_held(run.thread_id, other_than=run)
+            await self.models.resolve(run.model_id)
+            policy = await self._policy_of(run)
+            store = self.conversations()
+            if run.message is not None:
+                try:
+                    run.message = await store.get_message(run.thread_id, run.message["id"])
+                except NotFoundError:
+                    run.message = None
+            run.status = "in_progress"
+            run.finished.clear()
+        try:
+            return await self._ready_resumed(run, policy, store)
+        except BaseException as exc:
+            await asyncio.shield(self._abandon(run, exc))  # claimed but never executed: it must let the thread go
+            raise
+
+    async def _ready_resumed(self, run: Run, policy: ToolPolicy, store: ConversationalExtension) -> str | None:
         partial = None
-        if run.message is not None:
-            try:
-                run.message = await store.get_message(run.thread_id, run.message["id"])
-            except NotFoundError:
-                run.message = None
-        run.status = "in_progress"
-        run.finished.clear()
         run.publish("thread.run.in_progress", run_record(run))
         execution = _Execution(self, run, policy)
         message = run.message
@@ -757,7 +901,9 @@ class _Execution:
         return ChatRequest(model=run.model_id, messages=tuple(messages), tools=tools, tool_choice=tool_choice,
                            parallel_tool_calls=run.parallel_tool_calls if tools else None,
                            response_format=_format_of(run.response_format), sampling=sampling,
-                           continue_final_message=bool(continue_text))
+                           continue_final_message=bool(continue_text),
+                           # a background run is queued work: it waits for room rather than fail when the model is busy
+                           wait_for_room=run.background)
 
     def _tokens_left(self, sampling: SamplingOptions) -> int | None:
         """What a continued reply may still generate under ``max_tokens`` (None: no limit, or nothing continued)."""

@@ -806,6 +806,7 @@ async function send() {
   let finalMessage = null;
   let failure = null;
   let stopped = false;
+  let saved = null;
   try {
     if (!state.thread) {
       const thread = await api("/v1/threads", {
@@ -909,6 +910,8 @@ async function send() {
         const outputs = await askApproval(waiting, controller.signal);
         if (!outputs) {
           stopped = true;
+          // a run waiting for approval holds its thread (the server refuses the next message): cancel it
+          await cancelRun(threadId, waiting.id);
           break;
         }
         finalMessage = null;
@@ -923,6 +926,11 @@ async function send() {
     if (error.name === "AbortError") stopped = true;
     else failure = error.message;
   } finally {
+    if (stopped && view) {
+      // The server ends the run when it notices the stop, and until it has saved the reply the run holds the
+      // thread (a new message would be refused): sending waits for the saved reply.
+      saved = await savedReply(threadIdOf(view), view.root.dataset.messageId);
+    }
     state.run = null;
     setStreaming(false);
   }
@@ -943,8 +951,7 @@ async function send() {
     } else if (stopped) {
       setViewStatus(view, { status: "stopped" });
       // The server saves what it generated until it noticed the stop, which may be a few tokens
-      // more than was painted: show the saved text, so the page and the thread agree.
-      const saved = await savedReply(threadIdOf(view), view.root.dataset.messageId);
+      // more than was painted: show the saved text (fetched above), so the page and the thread agree.
       if (saved) {
         state.messages.push(saved);
         setViewText(view, messageText(saved), false);
@@ -979,6 +986,15 @@ async function send() {
 
 function threadIdOf(view) {
   return view.threadId || (state.thread && state.thread.id) || "";
+}
+
+/** Cancel a run (one left waiting for approval), best effort: one already over holds nothing. */
+async function cancelRun(threadId, runId) {
+  try {
+    await api(`/v1/threads/${encodeURIComponent(threadId)}/runs/${encodeURIComponent(runId)}/cancel`, { method: "POST" });
+  } catch {
+    // already cancelled or finished
+  }
 }
 
 /** The reply as saved once its run ended (status no longer pending), or null if it cannot be read. */

@@ -21,9 +21,9 @@ from jan.core import (
     ModelStopped,
 )
 from jan.extensions._builtin import BuiltinExtension
-from jan.errors import ModelFileError, ModelNotFoundError
+from jan.errors import ModelFileError, ModelNotFoundError, ModelSettingError
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
-from jan.templates import resolve_template
+from jan.templates import TemplateError, resolve_template
 
 log = logging.getLogger("jan.llamacpp")
 
@@ -129,9 +129,12 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                     opts["draft_model"] = str(model["draft_model_path"])
                 loaded = await asyncio.to_thread(engine.load, model_id, path, **opts)
             except Exception as exc:
-                self._failures[model_id] = str(exc)
-                await bus.emit(ModelFailed(model_id=model_id, engine=self.engine_name, error=str(exc)))
-                raise
+                error = _setting_named(exc, model)
+                self._failures[model_id] = str(error)
+                await bus.emit(ModelFailed(model_id=model_id, engine=self.engine_name, error=str(error)))
+                if error is exc:
+                    raise
+                raise error from None
             finally:
                 self._loading.discard(model_id)
             self._failures.pop(model_id, None)
@@ -248,8 +251,17 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         eos = loaded.token_to_piece(special["eos"], special=True) if "eos" in special else ""
         # Jan's model.json always carries a prompt_template: it only stands in when the
         # GGUF has no template of its own; an explicit chat_template overrides.
-        template = resolve_template(loaded.metadata, settings.get("chat_template"),
-                                    fallback=settings.get("prompt_template"), bos_token=bos, eos_token=eos)
+        override = settings.get("chat_template")
+        try:
+            template = resolve_template(loaded.metadata, override, fallback=settings.get("prompt_template"),
+                                        bos_token=bos, eos_token=eos)
+        except TemplateError as exc:
+            # only the model.json's own templates raise (the file's is skipped with a warning): name the
+            # field, as a PATCH setting it is refused (jan.services.models.check_model_and_file)
+            key = "chat_template" if isinstance(override, str) and override.strip() else "prompt_template"
+            error = TemplateError(f"settings.{key}: {exc}")
+            error.param, error.code = f"settings.{key}", "invalid_value"
+            raise error from None
         end_of_turn: tuple[str, ...] = ()
         if template.name == "chatml" and not _ends_turn_with_token(loaded, "<|im_end|>"):
             # ChatML stands in for a missing template: the model may spell the end of turn as text.
@@ -269,6 +281,18 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
     async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[str]:
         loaded = await self._ensure_loaded(model)
         return await asyncio.to_thread(lambda: [loaded.token_to_piece(t, special=True) for t in tokens])
+
+
+def _setting_named(exc: Exception, model: dict[str, Any]) -> Exception:
+    """A load option the file cannot use (:class:`ModelSettingError`, ``cache_type_v``) that came from
+    the model.json: the same error naming its field (``settings.cache_type_v``), as a PATCH setting it
+    is refused; any other error (or an option from the server's defaults) as it is."""
+    key = getattr(exc, "param", None)
+    if not isinstance(exc, ModelSettingError) or key not in (model.get("settings") or {}):
+        return exc
+    text = str(exc)
+    text = f"settings.{text}" if text.startswith(f"{key}: ") else text  # the draft model's says whose it is
+    return ModelSettingError(text, param=f"settings.{key}", code=exc.code)
 
 
 def _ends_turn_with_token(model: jan.Model, text: str) -> bool:

@@ -296,7 +296,8 @@ def to_chat_request(body: ResponsesRequest, history: list[typed.ChatMessage],
     reasoning = typed.ReasoningOptions(effort=effort) if effort else None
     return typed.ChatRequest(model=body.model, messages=tuple(messages), tools=tools,
                        tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=body.parallel_tool_calls,
-                       response_format=_response_format(body.text), sampling=sampling, reasoning=reasoning)
+                       response_format=_response_format(body.text), sampling=sampling, reasoning=reasoning,
+                       wait_for_room=body.background)
 
 
 # -- answer ----------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class ResponseRun:
         self._done = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._cancelled = False
+        self._generating = False  # the deltas are being read: a cancel interrupts the task
 
     def snapshot(self, status: str | None = None, **extra: Any) -> dict[str, Any]:
         """The ``response`` object as it stands (the output so far, copied)."""
@@ -99,8 +100,8 @@ class ResponseRun:
     async def _generate(self) -> None:
         encoder = self.encoder
         self._emit(encoder.event("response.created", response=self.snapshot()))
-        self.status = "in_progress"
-        self._emit(encoder.event("response.in_progress", response=self.snapshot()))
+        if self.status != "queued":
+            self._in_progress()
         error = None
         stored = None
         try:
@@ -108,11 +109,19 @@ class ResponseRun:
                 if self._store is not None:
                     stored = await self._store.begin(self.snapshot(), self._input_items, self._inputs, self._previous)
                 async with contextlib.aclosing(self._deltas) as deltas:
-                    async for delta in deltas:
-                        for event in encoder.feed(delta):
-                            self._emit(event)
-                status = encoder.status
+                    # From here a cancel interrupts the generation; one asked while the response was
+                    # being stored waited for that (interrupted, it would leave the response unsaved).
+                    self._generating = True
+                    if not self._cancelled:
+                        async for delta in deltas:
+                            if self.status == "queued":  # a background response waited for the model until now
+                                self._in_progress()
+                            for event in encoder.feed(delta):
+                                self._emit(event)
+                self._generating = False
+                status = "cancelled" if self._cancelled else encoder.status
             except asyncio.CancelledError:
+                self._generating = False
                 if not self._cancelled:
                     raise  # the server is going away, not a cancel request
                 status = "cancelled"
@@ -132,6 +141,10 @@ class ResponseRun:
         self._emit(encoder.event(FINAL_EVENTS[status], response=final))
         self._queue.put_nowait(None)
         self._done.set()
+
+    def _in_progress(self) -> None:
+        self.status = "in_progress"
+        self._emit(self.encoder.event("response.in_progress", response=self.snapshot()))
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """The stream's events, each once, until the final one."""
@@ -154,7 +167,8 @@ class ResponseRun:
         """Stop the generation; the response ends ``cancelled`` (saved, when stored) and is returned."""
         if self._task is not None and not self._done.is_set():
             self._cancelled = True
-            self._task.cancel()
+            if self._generating:  # else the run sees the flag when it gets there
+                self._task.cancel()
         return await self.wait()
 
     async def abort(self) -> None:

@@ -8,7 +8,8 @@ goes through ``manager.get(ModelExtension)`` and the model's engine.
   (``{"id", "name", "sources", "settings", "parameters", "engine", ...}``) to add as is.
 * ``PATCH /v1/models/{id}`` — merge into model.json (``settings``/``parameters``/``metadata`` one level deep).
   What it sets in ``settings``/``parameters``/``engine`` is checked as requests will read it (a 400 naming
-  the field, nothing stored); so is a new model's (``POST /v1/models``).
+  the field, nothing stored), against the model's GGUF header where the setting depends on it (KV cache
+  types, chat template); so is a new model's (``POST /v1/models``).
 * ``DELETE /v1/models/{id}`` — unload it if loaded, then delete its folder.
 * ``POST /v1/models/pull`` — ``{"url": "https://...|hf://owner/repo/file.gguf", "id"?, "sha256"?, "stream"?}``.
   Streams the download's status as server-sent events (``data: {"id", "model_id", "url", "state",
@@ -151,10 +152,12 @@ async def create_model(request: web.Request) -> web.Response:
     if "path" in data:
         body = ImportModelRequest.model_validate(data)
         _allowed_id(body.id)
-        # checked before anything is written: an import that fails here leaves no model behind
-        request.app[SERVICES].models.check_model({"id": body.id or "", "engine": "llama.cpp",
-                                                  "settings": body.settings, "parameters": body.parameters})
         path = os.path.expanduser(body.path)
+        # checked before anything is written: an import that fails here leaves no model behind; settings
+        # that depend on the file (KV cache types, chat template) are judged against the file itself
+        await request.app[SERVICES].models.check_model_and_file({
+            "id": body.id or "", "engine": "llama.cpp", "settings": body.settings, "parameters": body.parameters,
+            **({"file_path": path} if os.path.isabs(path) else {})})
         if not os.path.isabs(path):
             raise APIError(400, "path must be absolute", param="path", code="invalid_value")
         try:
@@ -173,7 +176,7 @@ async def create_model(request: web.Request) -> web.Response:
     else:
         body = ModelJsonRequest.model_validate(data)
         _allowed_id(body.id)
-        request.app[SERVICES].models.check_model(body.model_dump(exclude_none=True))
+        await request.app[SERVICES].models.check_model_and_file(body.model_dump(exclude_none=True))
         create = getattr(models, "create_model", None)
         if create is None:
             raise APIError(501, "The model extension in use cannot add a model.json; import a file with 'path'",
@@ -203,7 +206,7 @@ async def update_model(request: web.Request) -> web.Response:
             if field in patch:
                 merged[field] = {**(model.get(field) or {}), **patch[field]}
                 changed += [f"{field}.{key}" for key, value in patch[field].items() if value is not None]
-        request.app[SERVICES].models.check_model(merged, changed)
+        await request.app[SERVICES].models.check_model_and_file(merged, changed)
         model = await models.update_model(model_id, patch)
     return json_response(await with_state(request, model))
 

@@ -268,6 +268,12 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     the same on purpose (``stop_reason: "cancelled"``). A ``background: true``
     run goes on without its client: the non-streaming answer is the run at
     once, and ``GET .../runs/{run_id}/events?after=N`` re-attaches.
+
+    **One run at a time.** While another run holds the thread (``queued``,
+    ``in_progress`` or ``requires_action``) the answer is a 400 with
+    ``code: "run_active"`` naming it, and nothing is written; an
+    ``interrupted`` run does not hold its thread (resuming it is refused
+    while another run does).
     """
     body = await parse_body(request, RunCreate)
     truncation = body.truncation_strategy

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jan.core import AssistantExtension, ConversationalExtension
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
+from jan.server.keys import SERVICES
 from jan.server.schemas import ImagePart, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
@@ -277,9 +278,13 @@ async def delete_thread(request: web.Request) -> web.Response:
 # -- messages -----------------------------------------------------------------
 @routes.post("/v1/threads/{thread_id}/messages")
 async def create_message(request: web.Request) -> web.Response:
-    """Add a message to a thread (content: a string, Jan's parts or OpenAI's parts)."""
+    """Add a message to a thread (content: a string, Jan's parts or OpenAI's parts).
+
+    Refused (400, ``code: "run_active"``) while a run holds the thread (``queued``, ``in_progress`` or
+    ``requires_action``), as OpenAI refuses it: end the run (finish, answer its tool calls, or cancel it) first.
+    """
     body = await parse_body(request, MessageCreate)
-    message = await conversations(request).create_message(request.match_info["thread_id"], message_fields(body))
+    message = await request.app[SERVICES].runs.add_message(request.match_info["thread_id"], message_fields(body))
     return json_response(message)
 
 

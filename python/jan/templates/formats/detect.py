@@ -106,16 +106,33 @@ class ChatFormat:
             msgs.insert(0, {"role": "system", "content": flag})
         return msgs
 
-    def starts_in_reasoning(self, prompt: str) -> bool:
-        """Whether the rendered ``prompt`` ends inside an open thinking block (the output continues it)."""
+    def starts_in_reasoning(self, prompt: str, continued: str = "") -> bool:
+        """Whether the rendered ``prompt`` ends inside an open thinking block: the output continues it,
+        so what it writes up to the end marker is reasoning (the parser, the thinking budget and the
+        tool grammar all start from this one answer).
+
+        Only the reply's own tail of the prompt decides. ``continued`` is the reply text the prompt
+        ends in, when the request continues a final assistant message (a client's prefill, a resumed
+        reply): its last marker wins, as it would in the output (``<think>Let me see`` is open,
+        ``<think>x</think>The answer is`` closed). Without one (or a continued text that has no
+        marker), the template's own tail decides: a generation prompt that ends in the start marker
+        (QwQ, R1 distills, thinking switched on) opened the block. The rest of the conversation never
+        does: a user quoting ``<think>`` or an earlier reply cut off mid-thought has no unclosed
+        marker in the reply's tail, so it cannot turn the whole answer into reasoning.
+        """
         if self.reasoning is None:
             return False
-        tail = prompt.rstrip()
-        start = tail.rfind(self.reasoning.start)
-        return start >= 0 and tail.find(self.reasoning.end, start) < 0 and tail.endswith(self.reasoning.start)
+        start, end = self.reasoning.start, self.reasoning.end
+        if continued and prompt.endswith(continued):
+            opened, closed = continued.rfind(start), continued.rfind(end)
+            if opened >= 0 or closed >= 0:
+                return opened > closed
+            prompt = prompt[:-len(continued)]  # no marker in it: the block is whatever the template left
+        return prompt.rstrip().endswith(start)
 
-    def budget_options(self, budget: int | None, prompt: str) -> dict[str, Any]:
-        """Engine sampling options that cap thinking at ``budget`` tokens (empty when no cap applies)."""
+    def budget_options(self, budget: int | None, prompt: str, continued: str = "") -> dict[str, Any]:
+        """Engine sampling options that cap thinking at ``budget`` tokens (empty when no cap applies).
+        ``continued``: as for :meth:`starts_in_reasoning`."""
         if budget is None or budget < 0 or self.reasoning is None:
             return {}
         return {
@@ -123,11 +140,12 @@ class ChatFormat:
             "reasoning_start": self.reasoning.start,
             "reasoning_end": self.reasoning.end,
             "reasoning_close": self.budget_close or self.reasoning.end,
-            "reasoning_open": self.starts_in_reasoning(prompt),
+            "reasoning_open": self.starts_in_reasoning(prompt, continued),
         }
 
     def grammar_options(
-        self, tools: Sequence[Any], tool_choice: Any, *, parallel: bool = True, prompt: str = ""
+        self, tools: Sequence[Any], tool_choice: Any, *, parallel: bool = True, prompt: str = "",
+        continued: str = "",
     ) -> dict[str, Any]:
         """Engine options that constrain tool calls: ``grammar`` (+ ``grammar_triggers`` for ``auto``).
 
@@ -139,7 +157,7 @@ class ChatFormat:
         if not tools or tool_choice == "none":
             return {}
         grammar = call_grammar(self.tool_grammar, tools, "required" if tool_choice == "auto" else tool_choice, parallel=parallel)
-        thinking_open = self.starts_in_reasoning(prompt)
+        thinking_open = self.starts_in_reasoning(prompt, continued)
         if tool_choice == "auto":
             if self.trigger is None:
                 return {}

@@ -93,6 +93,12 @@ class ChatPlan:
     parallel_tool_calls: bool = True
     chat_template_kwargs: Mapping[str, Any] | None = None
     constrained: bool = False  # another grammar (response_format, grammar) already applies
+    # The reply text the prompt ends in when the request continues a final assistant message (a
+    # prefill, a resumed reply), "" otherwise: whether it left a thinking block open decides where the
+    # output starts (ChatFormat.starts_in_reasoning). The output, and so the reply, is only what the
+    # model adds to it: the client already has this text (Anthropic and OpenAI prefills return only
+    # the new text), so a thought it opened goes on in ``reasoning`` without the text before.
+    continued: str = ""
 
     def template_kwargs(self) -> dict[str, Any]:
         """Template variables: the format's switches, then the request's own chat_template_kwargs (they win)."""
@@ -120,7 +126,7 @@ class ChatPlan:
         opts: dict[str, Any] = {}
         if self.fmt.render_special and (self.tools or self.fmt.reasoning is not None or self.fmt.whole_output):
             opts["render_special"] = True
-        opts.update(self.fmt.budget_options(self.reasoning.budget_tokens, prompt))
+        opts.update(self.fmt.budget_options(self.reasoning.budget_tokens, prompt, self.continued))
         return opts
 
     def grammar_options(self, prompt: str) -> dict[str, Any]:
@@ -130,14 +136,19 @@ class ChatPlan:
         if not self.tools or self.constrained or self.tool_choice == "none":
             return {}
         return self.fmt.grammar_options(self.tools, self.tool_choice or "auto", parallel=self.parallel_tool_calls,
-                                        prompt=prompt)
+                                        prompt=prompt, continued=self.continued)
 
     def parser(self, prompt: str, **kw: Any) -> OutputParser:
         """A fresh output parser for one choice of this request."""
         tools = self.tools if self.tool_choice != "none" else None
+        open_at_start = self.fmt.starts_in_reasoning(prompt, self.continued)
+        if self.raw_reasoning and self.continued:
+            # raw output is verbatim, and the parser would start it with the start marker the prompt
+            # swallowed; a continued reply's text (the marker in it, or before it) is the client's own
+            open_at_start = False
         return OutputParser(
             self.fmt, tools, reasoning_format="none" if self.raw_reasoning else "auto",
-            open_at_start=self.fmt.starts_in_reasoning(prompt), **kw,
+            open_at_start=open_at_start, **kw,
         )
 
 

@@ -1,0 +1,166 @@
+"""Work the API models as queued waits for room when the model's wait queue is full; interactive
+requests still hear "busy" at once (503 ``queue_full``).
+
+One slot, no wait queue: a streamed completion that runs until the test lets it go fills the model."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from extension_helpers import call
+from server_helpers import start_server
+
+WAIT_S = 120  # generous: a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    srv = start_server(tmp_path_factory.mktemp("queued"), [stories_path], n_parallel=1, max_queue=0)
+    yield srv
+    srv.stop()
+
+
+class Blocker:
+    """A streamed completion holding the only slot until :meth:`release` (it cancels it)."""
+
+    def __init__(self, server, max_tokens: int = 400):
+        self.stream = _until(lambda: _open_stream(server, max_tokens), "the slot is free for the blocker")
+        self.stream.readline()  # the first event: the slot is generating now
+
+    def release(self) -> None:
+        self.stream.close()
+
+
+def _open_stream(server, max_tokens: int):
+    """A streamed completion, or None while the slot is still taken (an earlier test's last request
+    may not have left it yet when its answer arrived)."""
+    try:
+        return urllib.request.urlopen(urllib.request.Request(
+            server.base_url + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"model": "stories260K", "prompt": "Once", "max_tokens": max_tokens, "stream": True,
+                             "ignore_eos": True}).encode()), timeout=WAIT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:
+            raise
+        return None
+
+
+def _until(predicate, what: str):
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {WAIT_S} s: {what}")
+
+
+def _response(server, response_id: str) -> dict:
+    status, body = call(server, "GET", f"/v1/responses/{response_id}")
+    assert status == 200, body
+    return body
+
+
+def test_a_background_response_waits_for_room_and_then_answers(server):
+    blocker = Blocker(server)
+    try:
+        # an interactive request with the queue full: busy now, as before
+        status, body = call(server, "POST", "/v1/responses", {"model": "stories260K", "input": "Hi",
+                                                               "max_output_tokens": 4})
+        assert status == 503 and body["error"]["code"] == "queue_full"
+        status, created = call(server, "POST", "/v1/responses", {"model": "stories260K", "input": "Hi",
+                                                                  "max_output_tokens": 8, "background": True})
+        assert status == 200 and created["status"] == "queued", created
+        # still waiting while the slot is taken: neither failed nor started
+        assert _response(server, created["id"])["status"] == "queued"
+    finally:
+        blocker.release()
+    done = _until(lambda: (r := _response(server, created["id"]))["status"] not in ("queued", "in_progress") and r,
+                  "the background response finishes")
+    assert done["status"] == "incomplete" and done["incomplete_details"]["reason"] == "max_output_tokens", done
+    assert done["usage"]["output_tokens"] == 8 and done["output"][0]["content"][0]["text"]
+
+
+def test_a_background_response_started_when_the_blocker_ends_by_itself(server):
+    # the room is made by a request read to its end (the engine's own signal, not the periodic recheck)
+    blocker = Blocker(server, max_tokens=60)
+    with blocker.stream as stream:
+        status, created = call(server, "POST", "/v1/responses", {"model": "stories260K", "input": "Hi",
+                                                                  "max_output_tokens": 4, "background": True})
+        assert status == 200, created
+        stream.read()  # the blocker runs to its end
+    done = _until(lambda: (r := _response(server, created["id"]))["status"] not in ("queued", "in_progress") and r,
+                  "the background response finishes")
+    assert done["status"] == "incomplete" and done["usage"]["output_tokens"] == 4
+
+
+def test_a_queued_background_response_can_be_cancelled(server):
+    blocker = Blocker(server)
+    try:
+        status, created = call(server, "POST", "/v1/responses", {"model": "stories260K", "input": "Hi",
+                                                                  "max_output_tokens": 4, "background": True})
+        assert status == 200 and created["status"] == "queued"
+        status, cancelled = call(server, "POST", f"/v1/responses/{created['id']}/cancel")
+        assert status == 200 and cancelled["status"] == "cancelled", cancelled
+    finally:
+        blocker.release()
+    assert _response(server, created["id"])["status"] == "cancelled"
+    # the model serves the next one normally (queued too: the blocker's slot is freed at the engine's next step)
+    status, created = call(server, "POST", "/v1/responses", {"model": "stories260K", "input": "Hi",
+                                                              "max_output_tokens": 2, "background": True})
+    assert status == 200
+    done = _until(lambda: (r := _response(server, created["id"]))["status"] not in ("queued", "in_progress") and r,
+                  "the next response finishes")
+    assert done["usage"]["output_tokens"] == 2
+
+
+def test_a_background_response_to_a_busy_remote_server_waits_for_it(server, tmp_path):
+    # the front proxies to this module's server (one slot, no queue): busy there is a 503 queue_full
+    from jan.store import DataFolder
+
+    data = tmp_path / "front"
+    DataFolder(data / "data").models.create({
+        "id": "remote-stories", "engine": "openai",
+        "settings": {"base_url": server.base_url + "/v1", "model": "stories260K", "api_key": "unused"}})
+    front = start_server(data, [])
+    try:
+        blocker = Blocker(server)
+        try:
+            status, body = call(front, "POST", "/v1/responses", {"model": "remote-stories", "input": "Hi",
+                                                                  "max_output_tokens": 4})
+            assert status == 503 and body["error"]["code"] == "queue_full", body
+            status, created = call(front, "POST", "/v1/responses", {"model": "remote-stories", "input": "Hi",
+                                                                     "max_output_tokens": 4, "background": True})
+            assert status == 200 and created["status"] == "queued", created
+            assert _response(front, created["id"])["status"] == "queued"
+        finally:
+            blocker.release()
+        done = _until(lambda: (r := _response(front, created["id"]))["status"] not in ("queued", "in_progress") and r,
+                      "the background response finishes")
+        assert done["status"] == "incomplete" and done["usage"]["output_tokens"] == 4, done
+    finally:
+        front.stop()
+
+
+def test_a_background_run_waits_for_room_and_a_foreground_one_fails_busy(server):
+    status, thread = call(server, "POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon"}]})
+    assert status == 200, thread
+    tid = thread["id"]
+    blocker = Blocker(server)
+    try:
+        status, run = call(server, "POST", f"/v1/threads/{tid}/runs", {"max_tokens": 4})
+        assert status == 200 and run["status"] == "failed" and run["last_error"]["code"] == "queue_full", run
+        status, run = call(server, "POST", f"/v1/threads/{tid}/runs", {"max_tokens": 4, "background": True})
+        assert status == 200 and run["status"] in ("queued", "in_progress"), run
+        status, fetched = call(server, "GET", f"/v1/threads/{tid}/runs/{run['id']}")
+        assert fetched["status"] in ("queued", "in_progress"), fetched  # waiting, not failed
+    finally:
+        blocker.release()
+    done = _until(lambda: (r := call(server, "GET", f"/v1/threads/{tid}/runs/{run['id']}")[1])["status"]
+                  not in ("queued", "in_progress") and r, "the background run finishes")
+    assert done["status"] == "incomplete" and done["usage"]["completion_tokens"] == 4, done
