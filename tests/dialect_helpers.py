@@ -37,6 +37,13 @@ def has_reasoning_parser() -> bool:
     return (Path(jan.templates.__file__).parent / "formats" / "__init__.py").is_file()
 
 
+def anthropic_prompt_tokens(usage) -> int:
+    """The prompt size an Anthropic ``usage`` (SDK object or dict) reports: its ``input_tokens`` are only
+    the tokens not read from the cache, so the prompt is input + cache_read + cache_creation."""
+    get = usage.get if isinstance(usage, dict) else lambda key: getattr(usage, key, None)
+    return sum(get(key) or 0 for key in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))
+
+
 def named_events(body: bytes) -> list[tuple[str, dict]]:
     """``(event, data)`` pairs of an SSE body with named events (Anthropic, Responses)."""
     events = []

@@ -13,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from dialect_helpers import (WEATHER_SCHEMA, collapse, has_reasoning_parser, http_body, named_events, reasoning_model,
+from dialect_helpers import (WEATHER_SCHEMA, anthropic_prompt_tokens, collapse, has_reasoning_parser, http_body, named_events, reasoning_model,
                              tool_model)
 from jan.testing.gguf_models import models_dir
 from server_helpers import http_post, raw_request, start_server
@@ -57,7 +57,7 @@ def test_message_plain_equals_the_chat_completion(client, server):
         model="stories260K", max_tokens=20, temperature=0,
         messages=[{"role": "system", "content": "You tell stories."}, {"role": "user", "content": "Hello"}])
     assert message.content[0].text == chat.choices[0].message.content
-    assert message.usage.input_tokens == chat.usage.prompt_tokens
+    assert anthropic_prompt_tokens(message.usage) == chat.usage.prompt_tokens
 
 
 def test_message_stream_matches_plain(client):
@@ -68,7 +68,10 @@ def test_message_stream_matches_plain(client):
         final = stream.get_final_message()
     assert text == plain.content[0].text == final.content[0].text
     assert final.stop_reason == "max_tokens" and final.usage.output_tokens == 25
-    assert final.usage.input_tokens == plain.usage.input_tokens
+    assert anthropic_prompt_tokens(final.usage) == anthropic_prompt_tokens(plain.usage)
+    # the same prompt again: its prefix is read from the cache and counted once, not twice
+    assert final.usage.cache_read_input_tokens > 0
+    assert final.usage.input_tokens + final.usage.cache_read_input_tokens == anthropic_prompt_tokens(plain.usage)
 
 
 def test_stop_sequences(client):
@@ -104,7 +107,10 @@ def test_stream_golden_text_answer(server):
     start = events[0][1]["message"]
     assert start["content"] == [] and start["stop_reason"] is None and start["model"] == "stories260K"
     assert events[-2][1]["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
-    assert events[-2][1]["usage"]["output_tokens"] == 12
+    usage = events[-2][1]["usage"]
+    assert usage["output_tokens"] == 12
+    # message_start tells the prompt's size, as Anthropic does (clients read the context used from it)
+    assert start["usage"]["input_tokens"] == usage["input_tokens"] + usage["cache_read_input_tokens"] > 0
 
 
 def test_stream_golden_tool_call(server):
@@ -136,7 +142,7 @@ def test_tool_use_round_trip_with_tool_result(client):
     assert second.stop_reason in ("end_turn", "max_tokens")
     assert all(block.type == "text" for block in second.content)
     # the tool result reached the prompt: the conversation is longer than the question alone
-    assert second.usage.input_tokens > first.usage.input_tokens
+    assert anthropic_prompt_tokens(second.usage) > anthropic_prompt_tokens(first.usage)
 
 
 def test_tool_choice_none_answers_in_text(client):
@@ -150,7 +156,7 @@ def test_count_tokens_equals_the_prompt_tokens(client):
                   messages=[{"role": "user", "content": "Weather in Paris?"}])
     count = client.messages.count_tokens(**kwargs)
     message = client.messages.create(max_tokens=1, extra_body=GREEDY, **kwargs)
-    assert count.input_tokens == message.usage.input_tokens > 0
+    assert count.input_tokens == anthropic_prompt_tokens(message.usage) > 0
 
 
 def test_x_api_key(server):

@@ -4,6 +4,7 @@ parameter precedence, client disconnect (the run stops), cancel, errors, titles,
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import warnings
 
@@ -145,6 +146,16 @@ async def test_openai_client_runs(server):
         messages = await client.beta.threads.messages.list(thread.id, order="asc")
         assert [m.role for m in messages.data] == ["user", "assistant", "assistant"]
         assert messages.data[1].content[0].text.value == text
+        # the thread's runs, newest first, as the client pages them (three: the streamed one, the polled one)
+        third = await client.beta.threads.runs.create(thread.id, assistant_id="jan", max_completion_tokens=2)
+        listed = await client.beta.threads.runs.list(thread.id)
+        assert [r.id for r in listed.data][:2] == [third.id, run.id] and len(listed.data) == 3
+        page = await client.beta.threads.runs.list(thread.id, limit=1, order="asc")
+        assert page.has_more and page.data[0].status in ("completed", "incomplete")
+        nxt = await client.beta.threads.runs.list(thread.id, limit=2, order="asc", after=page.data[0].id)
+        assert [r.id for r in nxt.data] == [run.id, third.id] and not nxt.has_more
+        with pytest.raises(openai.NotFoundError):
+            await client.beta.threads.runs.list("thread_nope")
     await client.close()
 
 
@@ -264,6 +275,73 @@ async def test_run_errors(server, tmp_path):
         await api.ok("DELETE", f"/v1/threads/{huge}/messages/{read_jsonl(tmp_path / 'data' / 'threads' / huge / 'messages.jsonl')[0]['id']}")
         await api.ok("POST", f"/v1/threads/{huge}/messages", {"role": "user", "content": "Hi"})
         assert (await api.ok("POST", f"/v1/threads/{huge}/runs", {"max_tokens": 2}))["status"] != "failed"
+
+
+async def test_stored_layers_and_tool_choice_are_checked(server, tmp_path):
+    """An assistant's / a thread's parameters that no run could use are refused when written, and a stored
+    one (a hand-edited file) is the run's 400 naming it — never a 500 or a failed run; a run's tool_choice
+    is one of OpenAI's shapes naming one of its tools; the assistant's response_format applies to its runs."""
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        for body, param in [({"parameters": {"stop": 5}}, "parameters.stop"),
+                            ({"parameters": {"temperature": "hot"}}, "parameters.temperature"),
+                            ({"parameters": {"logit_bias": [1]}}, "parameters.logit_bias"),
+                            ({"response_format": "json"}, "response_format"),
+                            ({"response_format": {"type": "json_schema"}}, "response_format.json_schema")]:
+            status, err = await api.post("/v1/assistants", {"model": "stories260K", **body})
+            assert status == 400 and err["error"]["param"] == param, (body, err)
+        await api.ok("POST", "/v1/assistants", {"id": "fine", "model": "stories260K"})
+        status, err = await api.post("/v1/assistants/fine", {"parameters": {"stop": {"a": 1}}})
+        assert status == 400 and err["error"]["param"] == "parameters.stop"
+        bad_thread = [{"assistant_id": "fine", "model": {"id": "stories260K", "parameters": {"stop": 5}}}]
+        status, err = await api.post("/v1/threads", {"assistants": bad_thread})
+        assert status == 400 and err["error"]["param"] == "assistants[0].model.parameters.stop", err
+        tid = await new_thread(api)
+        status, err = await api.post(f"/v1/threads/{tid}", {"assistants": bad_thread})
+        assert status == 400 and err["error"]["param"] == "assistants[0].model.parameters.stop", err
+
+        # a file written by hand (or an older client) with a value no run can use
+        path = data / "assistants" / "fine" / "assistant.json"
+        stored = json.loads(path.read_text())
+        path.write_text(json.dumps({**stored, "parameters": {"stop": 5}}))
+        count = lambda: len(read_jsonl(data / "threads" / tid / "messages.jsonl"))  # noqa: E731
+        status, err = await api.post(f"/v1/threads/{tid}/runs", {"assistant_id": "fine", "max_tokens": 2})
+        assert status == 400 and err["error"]["param"] == "parameters.stop" and "'fine'" in err["error"]["message"]
+        path.write_text(json.dumps(stored))
+
+        tool = {"type": "function", "function": {"name": "lookup", "description": "Look it up"}}
+        for body in [{"tool_choice": "bogus"}, {"tool_choice": {"type": "function", "function": {"name": "nope"}}},
+                     {"tools": [tool], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+                     {"tool_choice": "required"}, {"response_format": "json"}]:
+            status, err = await api.post(f"/v1/threads/{tid}/runs", {"assistant_id": "fine", "max_tokens": 2, **body})
+            assert status == 400 and err["error"]["param"].startswith(next(iter(body.keys() - {"tools"}))), (body, err)
+        assert count() == 1  # nothing was written
+
+        await api.ok("POST", "/v1/assistants/fine", {"response_format": {"type": "json_object"}})
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"assistant_id": "fine", "max_tokens": 4})
+        assert run["response_format"] == {"type": "json_object"}, run
+        assert message_text(run["message"]).lstrip().startswith("{"), run["message"]
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"assistant_id": "fine", "max_tokens": 2,
+                                                                "response_format": {"type": "text"}})
+        assert run["response_format"] == {"type": "text"}  # the run's own wins
+
+
+async def test_run_naming_no_model_uses_the_default_or_a_model_that_generates_text(tmp_path, stories_path,
+                                                                                    minilm_path):
+    """A run that nothing names a model for ("jan" says "*") answers with the configured default model, else a
+    loaded model that generates text — not an embedding model loaded beside it (whose run could only fail)."""
+    # the embedding model's id sorts first: it is the first loaded model
+    with running(tmp_path / "data", minilm_path, stories_path) as srv:
+        async with Client(srv.base_url) as api:
+            run = await api.ok("POST", f"/v1/threads/{await new_thread(api)}/runs", {"max_tokens": 2})
+            assert run["model"] == "stories260K" and run["status"] != "failed", run
+    with running(tmp_path / "data2", stories_path, minilm_path, default_model="stories260K") as srv:
+        async with Client(srv.base_url) as api:
+            await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": "stories-b", "mode": "reference"},
+                         201)
+            await api.ok("POST", "/v1/models/stories-b/start", {})
+            run = await api.ok("POST", f"/v1/threads/{await new_thread(api)}/runs", {"max_tokens": 2})
+            assert run["model"] == "stories260K", run  # the configured default, not the first model loaded
 
 
 async def _local_engine_busy(srv) -> int:
@@ -431,3 +509,207 @@ async def test_resume_with_no_tokens_left_ends_the_reply_without_generating(serv
         assert run["message"]["status"] == "ready" and message_text(run["message"]) == PARTIAL
         assert run["usage"]["completion_tokens"] == already
         assert run["usage"]["total_tokens"] == run["usage"]["prompt_tokens"] + already
+
+
+# -- POST /v1/threads/runs (create a thread and run it) and ?run_id= on a thread's messages ---------------------
+def stored_threads(data) -> list[str]:
+    """Ids of the threads the data folder holds (a deleted one is gone, not in a trash folder's name)."""
+    root = data / "threads"
+    return sorted(p.name for p in root.iterdir() if (p / "thread.json").is_file()) if root.is_dir() else []
+
+
+async def test_create_thread_and_run_over_http(server, tmp_path):
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        run = await api.ok("POST", "/v1/threads/runs", {
+            "thread": {"messages": [{"role": "user", "content": STORY}], "metadata": {"topic": "lily"}},
+            "max_completion_tokens": 8, "metadata": {"via": "create_and_run"}})
+        assert run["object"] == "thread.run" and run["status"] in ("completed", "incomplete"), run
+        assert run["assistant_id"] == "jan" and run["model"] == "stories260K" and run["metadata"] == {"via": "create_and_run"}
+        tid = run["thread_id"]
+        assert tid.startswith("thread_") and stored_threads(data) == [tid]
+        thread = await api.ok("GET", f"/v1/threads/{tid}")
+        assert thread["metadata"] == {"topic": "lily"} and thread["title"] == "Once upon a time there was a little girl…"
+        listed = await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc")
+        assert [m["role"] for m in listed["data"]] == ["user", "assistant"]
+        assert message_text(listed["data"][0]) == STORY and listed["data"][1]["id"] == run["message"]["id"]
+        assert listed["data"][1]["run_id"] == run["id"]
+        assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}"))["status"] == run["status"]
+        # the thread goes on like any other
+        assert (await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2}))["thread_id"] == tid
+
+        # streamed: thread.created, then the run's own events on that thread
+        async with api.session.post(f"{server.base_url}/v1/threads/runs", json={
+                "stream": True, "max_tokens": 6, "thread": {"messages": [{"role": "user", "content": "Once"}]}}) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+            events = parse_sse(await resp.text())
+        names = [name for name, _ in events]
+        assert names[:3] == ["thread.created", "thread.run.created", "thread.run.in_progress"], names
+        assert events[-1] == ("done", "[DONE]") and names[-2] in ("thread.run.completed", "thread.run.incomplete")
+        created, final = events[0][1], events[-2][1]
+        assert created["object"] == "thread" and created["id"] == final["thread_id"] != tid
+        assert final["message"]["status"] == "ready"
+        assert set(stored_threads(data)) == {tid, created["id"]}
+
+        # background: answered at once; the run goes on and its events can be followed
+        run = await api.ok("POST", "/v1/threads/runs", {
+            "background": True, "max_tokens": 4, "thread": {"messages": [{"role": "user", "content": "Once"}]}})
+        assert run["background"] is True and run["thread_id"] not in (tid, created["id"])
+        async with api.session.get(f"{server.base_url}/v1/threads/{run['thread_id']}/runs/{run['id']}/events") as resp:
+            names = [name for name, _ in parse_sse(await resp.text())]
+        assert names[0] == "thread.run.created" and names[-1] == "done"  # thread.created is not the run's
+        done = await api.ok("GET", f"/v1/threads/{run['thread_id']}/runs/{run['id']}")
+        assert done["status"] in ("completed", "incomplete") and done["message"]["status"] == "ready"
+
+
+async def test_create_thread_and_run_refused_leaves_no_thread(server, tmp_path):
+    """Every refusal is a 4xx in OpenAI's error shape and writes nothing: the body's own checks run before the
+    thread exists; what only the run service can check (assistant, model, tools, an empty thread) removes it."""
+    data = tmp_path / "data"
+    hello = {"messages": [{"role": "user", "content": "Once"}]}
+    bad_params = [{"assistant_id": "jan", "model": {"id": "stories260K", "parameters": {"stop": 5}}}]
+    async with Client(server.base_url) as api:
+        for body, status, param, code in [
+            ({"colour": "red", "thread": hello}, 400, "colour", None),
+            ({"thread": {"messages": [{"role": "user"}]}}, 400, None, None),
+            ({"thread": {**hello, "tool_resources": {"code_interpreter": {}}}}, 400, None, None),
+            ({"thread": "hello"}, 400, "thread", None),
+            ({"thread": {**hello, "id": "runs"}}, 400, "thread.id", "invalid_value"),
+            ({"thread": {**hello, "assistants": bad_params}}, 400, "thread.assistants[0].model.parameters.stop", None),
+            ({"max_tokens": 0, "thread": hello}, 400, "max_tokens", None),
+            ({"assistant_id": "nobody", "thread": hello}, 404, None, "not_found"),
+            ({"model": "no-such-model", "thread": hello}, 404, None, "model_not_found"),
+            ({"tool_choice": "required", "thread": hello}, 400, "tool_choice", None),
+            ({}, 400, None, "empty_thread"),
+            ({"thread": {"messages": []}, "stream": True}, 400, None, "empty_thread"),
+        ]:
+            got, err = await api.post("/v1/threads/runs", body)
+            assert got == status, (body, got, err)
+            assert isinstance(err["error"]["message"], str) and err["error"]["type"], err
+            assert param is None or (err["error"]["param"] or "").startswith(param), (body, err)
+            assert code is None or err["error"]["code"] == code, (body, err)
+            assert stored_threads(data) == [], body
+        assert (await api.ok("GET", "/v1/threads"))["data"] == []
+
+
+async def test_threads_runs_route_leaves_the_thread_routes_alone(server):
+    async with Client(server.base_url) as api:
+        resources = [r.canonical for r in server.app.router.resources()]
+        # matched first on an aiohttp that matches in registration order, not taken for a thread named "runs"
+        assert resources.index("/v1/threads/runs") < resources.index("/v1/threads/{thread_id}")
+        tid = await new_thread(api)
+        assert (await api.ok("GET", f"/v1/threads/{tid}"))["id"] == tid
+        assert (await api.ok("POST", f"/v1/threads/{tid}", {"title": "Renamed"}))["title"] == "Renamed"
+        assert (await api.ok("PATCH", f"/v1/threads/{tid}", {"metadata": {"a": "b"}}))["metadata"] == {"a": "b"}
+        assert (await api.ok("DELETE", f"/v1/threads/{tid}"))["deleted"] is True
+        assert (await api.get(f"/v1/threads/{tid}"))[0] == 404
+        # "runs" is no thread: reserved, so no thread can be named after the route
+        status, err = await api.post("/v1/threads", {"id": "runs"})
+        assert status == 400 and err["error"]["param"] == "id", err
+        for method in ("GET", "DELETE"):
+            assert (await api.call(method, "/v1/threads/runs"))[0] == 404, method
+        assert (await api.get("/v1/threads/runs/messages"))[0] == 404
+        spec = await api.ok("GET", "/openapi.json")
+        op = spec["paths"]["/v1/threads/runs"]["post"]
+        assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ThreadAndRunCreate")
+        props = spec["components"]["schemas"]["ThreadAndRunCreate"]["properties"]
+        assert {"thread", "assistant_id", "stream", "max_completion_tokens", "tools"} <= set(props)
+        thread_param = next(p for p in spec["paths"]["/v1/threads/{thread_id}"]["get"]["parameters"])
+        assert thread_param["schema"]["not"] == {"enum": ["runs"]}
+
+
+async def test_openai_client_create_and_run(server):
+    openai = pytest.importorskip("openai")
+    client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused")
+    beta = client.beta
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        run = await beta.threads.create_and_run(
+            assistant_id="jan", thread={"messages": [{"role": "user", "content": STORY}], "metadata": {"k": "v"}},
+            max_completion_tokens=8, temperature=0.0, metadata={"run": "one"})
+        assert run.object == "thread.run" and run.status in ("completed", "incomplete") and run.metadata == {"run": "one"}
+        assert run.usage.completion_tokens <= 8 and run.temperature == 0.0
+        thread = await beta.threads.retrieve(run.thread_id)
+        assert thread.metadata == {"k": "v"}
+        messages = await beta.threads.messages.list(run.thread_id, order="asc")
+        assert [m.role for m in messages.data] == ["user", "assistant"]
+        assert messages.data[0].content[0].text.value == STORY
+        only = await beta.threads.messages.list(run.thread_id, run_id=run.id)
+        assert [m.id for m in only.data] == [messages.data[1].id] and only.data[0].run_id == run.id
+
+        polled = await beta.threads.create_and_run_poll(
+            assistant_id="jan", thread={"messages": [{"role": "user", "content": "Once"}]}, max_completion_tokens=4,
+            poll_interval_ms=50)
+        assert polled.status in ("completed", "incomplete") and polled.thread_id != run.thread_id
+
+        stream = await beta.threads.create_and_run(
+            assistant_id="jan", thread={"messages": [{"role": "user", "content": "Once"}]}, stream=True,
+            max_completion_tokens=6)
+        kinds, text, created = [], "", None
+        async for event in stream:
+            kinds.append(event.event)
+            if event.event == "thread.created":
+                created = event.data
+            elif event.event == "thread.message.delta":
+                text += event.data.delta.content[0].text.value
+        assert kinds[0] == "thread.created" and kinds[-1] in ("thread.run.completed", "thread.run.incomplete"), kinds
+        assert created.id and created.metadata == {}
+        streamed = await beta.threads.messages.list(created.id, order="asc")
+        assert [m.role for m in streamed.data] == ["user", "assistant"] and streamed.data[1].content[0].text.value == text
+
+        async with beta.threads.create_and_run_stream(
+                assistant_id="jan", thread={"messages": [{"role": "user", "content": "Once"}]},
+                max_completion_tokens=4) as handler:
+            final = await handler.get_final_run()
+        assert final.status in ("completed", "incomplete") and final.thread_id not in (run.thread_id, created.id)
+
+        with pytest.raises(openai.NotFoundError):
+            await beta.threads.create_and_run(assistant_id="nobody", thread={"messages": [{"role": "user",
+                                                                                       "content": "Once"}]})
+    await client.close()
+
+
+async def test_messages_filtered_by_run_id_page_the_filtered_list(server, tmp_path):
+    """?run_id= keeps the messages that run wrote (its replies, its tool results, a tool result saved before
+    tool messages carried their run_id too) and pages them as any list: limit/after/before/order apply to the
+    filtered list, not the thread's."""
+    from jan.store import DataFolder
+
+    async with Client(server.base_url) as api:
+        tid = await new_thread(api, content="Once")
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        other = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        # more of the first run's messages, interleaved with others (as a run with tool calls writes them)
+        messages = DataFolder(tmp_path / "data").messages
+        mine = [run["message"]["id"]]
+        for i in range(4):
+            messages.create(tid, "user", f"between {i}")
+            if i % 2:
+                mine.append(messages.create(tid, "tool", f"result {i}", run_id=run["id"],
+                                            metadata={"run_id": run["id"]})["id"])
+            else:  # saved before tool messages carried their run_id: only metadata.run_id says whose it is
+                mine.append(messages.create(tid, "tool", f"old result {i}", metadata={"run_id": run["id"]})["id"])
+            messages.create(tid, "assistant", f"spoof {i}", metadata={"run_id": run["id"]})  # not a run's
+
+        async def ids(query: str) -> tuple[list[str], bool]:
+            page = await api.ok("GET", f"/v1/threads/{tid}/messages?run_id={run['id']}&{query}")
+            assert page["first_id"] == (page["data"][0]["id"] if page["data"] else None)
+            return [m["id"] for m in page["data"]], page["has_more"]
+
+        assert await ids("order=asc&limit=100") == (mine, False)
+        assert await ids("") == (mine[::-1], False)  # newest first by default
+        assert await ids("order=asc&limit=2") == (mine[:2], True)
+        assert await ids(f"order=asc&limit=2&after={mine[1]}") == (mine[2:4], True)
+        assert await ids(f"order=asc&limit=2&after={mine[3]}") == (mine[4:], False)
+        assert await ids(f"order=desc&limit=2&after={mine[4]}") == ([mine[3], mine[2]], True)
+        assert await ids(f"order=asc&limit=2&before={mine[4]}") == (mine[2:4], True)
+        assert await ids(f"order=asc&after={mine[0]}&before={mine[3]}") == (mine[1:3], False)
+        # a cursor outside the filtered list is refused as any unknown cursor
+        status, err = await api.get(f"/v1/threads/{tid}/messages?run_id={run['id']}&after={other['message']['id']}")
+        assert status == 400 and "after=" in err["error"]["message"], err
+        page = await api.ok("GET", f"/v1/threads/{tid}/messages?run_id={other['id']}")
+        assert [m["id"] for m in page["data"]] == [other["message"]["id"]]
+        assert (await api.ok("GET", f"/v1/threads/{tid}/messages?run_id=run_nobody"))["data"] == []
+        everything = await api.ok("GET", f"/v1/threads/{tid}/messages?limit=100")
+        assert len(everything["data"]) == 1 + 2 + 4 * 3  # no run_id: the whole thread
+        assert (await api.get(f"/v1/threads/thread_nope/messages?run_id={run['id']}"))[0] == 404

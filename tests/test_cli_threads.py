@@ -36,6 +36,21 @@ def test_threads_list(env, saved):
     assert [t["id"] for t in newest] == [thread["id"]]
 
 
+def test_threads_list_keeps_one_row_per_line(env, data):
+    """A title a client wrote (newlines, tabs, any length) stays in its row: one line per thread, columns
+    aligned; --json has it whole."""
+    store = DataFolder(data)
+    long_title = "Very long " * 1000
+    first = store.threads.create("line one\nline two\ttabbed\r")
+    second = store.threads.create(long_title)
+    lines = ok(jan("threads", "list", env=env)).stdout.splitlines()
+    assert len(lines) == 3 and [line.split()[0] for line in lines[1:]] == [second["id"], first["id"]]
+    assert "line one line two tabbed" in lines[2]
+    assert max(len(line) for line in lines) < 200 and "…" in lines[1]
+    listed = json.loads(ok(jan("threads", "list", "--json", env=env)).stdout)
+    assert [t["title"] for t in listed] == [long_title, "line one\nline two\ttabbed\r"]
+
+
 def test_threads_export_markdown_and_json(env, saved, tmp_path):
     _, thread = saved
     markdown = ok(jan("threads", "export", thread["id"], env=env)).stdout

@@ -13,6 +13,7 @@ import ollama
 import openai
 import pytest
 
+from dialect_helpers import anthropic_prompt_tokens
 from server_helpers import start_server
 
 QUESTION = "What is in this picture?"
@@ -79,7 +80,7 @@ def test_anthropic_image_blocks(server, png, reference):
             {"type": "text", "text": QUESTION},
             {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                          "data": base64.b64encode(png).decode()}}]}])
-    assert ("".join(b.text for b in reply.content if b.type == "text"), reply.usage.input_tokens) == reference
+    assert ("".join(b.text for b in reply.content if b.type == "text"), anthropic_prompt_tokens(reply.usage)) == reference
 
 
 def test_responses_input_image(server, png, reference):

@@ -119,6 +119,21 @@ def test_anthropic_message_object():
     assert body["type"] == "message" and body["role"] == "assistant"
 
 
+def test_anthropic_usage_counts_a_cached_prefix_once():
+    # Anthropic's input_tokens are the prompt tokens not read from the cache: the prompt is the sum
+    # input + cache_read + cache_creation (what Claude Code adds up as the context used).
+    usage = Usage(prompt_tokens=42, completion_tokens=5, cached_tokens=41)
+    result = ChatResult("m", (ChoiceResult(ChatMessage.of_text("assistant", "Hi"), "stop"),), usage)
+    body = am.message_from_result(result, "msg_x", "m")["usage"]
+    assert (body["input_tokens"], body["cache_read_input_tokens"], body["cache_creation_input_tokens"]) == (1, 41, 0)
+    stream = am.MessageStream("msg_1", "m")
+    stream.feed(ChatDelta(content="Hi"))
+    stream.feed(ChatDelta(finish_reason="stop"))
+    stream.feed(ChatDelta(choice=-1, usage=usage))
+    final = stream.finish()[-2][1]["usage"]
+    assert (final["input_tokens"], final["cache_read_input_tokens"], final["output_tokens"]) == (1, 41, 5)
+
+
 def test_anthropic_request_mapping():
     body = am.MessagesRequest.model_validate({
         "model": "m", "max_tokens": 50, "system": [{"type": "text", "text": "Be brief."}],

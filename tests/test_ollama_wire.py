@@ -41,7 +41,7 @@ def test_keep_alive_is_ollamas_duration(value, seconds):
     assert wire.parse_keep_alive(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["abc", "5x", "m5", "", True])
+@pytest.mark.parametrize("value", ["abc", "5x", "m5", "", True, "nan", "NaN"])
 def test_bad_keep_alive_is_refused(value):
     with pytest.raises((ValueError, ValidationError)):
         wire.OllamaChatRequest.model_validate({"model": "m", "keep_alive": value})
@@ -111,6 +111,9 @@ def test_bad_requests_are_clear():
     raw = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "images": [PNG]})
     with pytest.raises(convert.OllamaRequestError, match="images"):
         convert.completion_request(raw, "m")
+    raw = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "system": "S"})
+    with pytest.raises(convert.OllamaRequestError, match="raw mode does not support template, system, or context"):
+        convert.completion_request(raw, "m")  # no template wraps a raw prompt: the system prompt would be lost
 
 
 def test_generate_is_one_user_turn_or_a_raw_prompt():

@@ -210,6 +210,32 @@ def test_numbers_outside_native_ranges_are_400_naming_the_field(keyed, path, bod
     assert err["error"]["param"].startswith(field), err
 
 
+EXACT_PARAM_CASES = [
+    # a union field (a string or a list, a literal or an object): the alternative that got furthest says what
+    # is wrong, named by its path in the body, never by pydantic's member names ("stop.str", "content.str")
+    ("/v1/chat/completions", CHAT | {"stop": ["a", 5]}, "stop[1]"),
+    ("/v1/chat/completions", CHAT | {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+     "messages[0].content[0].text"),
+    ("/v1/chat/completions", CHAT | {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+     "messages[0].content[0].text"),
+    ("/v1/chat/completions", CHAT | {"tool_choice": {"type": "function", "function": {}}}, "tool_choice.function.name"),
+    ("/v1/chat/completions", CHAT | {"tool_choice": {"type": "allowed_tools"}}, "tool_choice.type"),
+    ("/v1/chat/completions", CHAT | {"tool_choice": 5}, "tool_choice"),
+    ("/v1/completions", COMPLETION | {"prompt": {"a": 1}}, "prompt"),
+    # errors the engine and the services find name their field too
+    ("/v1/chat/completions", CHAT | {"logit_bias": {"99999999": 1}}, "logit_bias"),
+    ("/v1/chat/completions", CHAT | {"model": "all-MiniLM-L6-v2-f32"}, "model"),
+    ("/v1/embeddings", {"model": "all-MiniLM-L6-v2-f32", "input": "x", "dimensions": 8}, "dimensions"),
+]
+
+
+@pytest.mark.parametrize("path,body,param", EXACT_PARAM_CASES, ids=[c[2] for c in EXACT_PARAM_CASES])
+def test_errors_name_the_exact_field(keyed, path, body, param):
+    status, _, err = call(keyed, "POST", path, body)
+    assert status == 400 and err["error"]["param"] == param, err
+    assert err["error"]["message"].startswith(param) or param in err["error"]["message"], err
+
+
 def test_numbers_are_bounded_in_the_openapi_spec(keyed):
     _, _, spec = call(keyed, "GET", "/openapi.json")
     schemas = spec["components"]["schemas"]

@@ -354,6 +354,44 @@ def test_pull_with_progress_then_copy_and_delete(client, file_server, stories_pa
     assert err.value.status_code == 404
 
 
+def test_create_from_a_model_with_its_own_parameters(client):
+    """Ollama's /api/create (the official client's create(from_=...)): a new model whose model.json
+    parameters are the Ollama options given, which its requests then use."""
+    done = client.create(model="stories-short", from_="stories260K:latest",
+                         parameters={"num_predict": 3, "temperature": 0, "num_ctx": 64})  # num_ctx: load-time, ignored
+    assert done.status == "success"
+    try:
+        assert "stories-short" in {m.model for m in client.list().models}
+        assert "max_tokens" in client.show("stories-short").parameters
+        reply = client.generate(model="stories-short", prompt=STORY, raw=True)
+        assert reply.eval_count == 3 and reply.done_reason == "length"  # the stored num_predict applies
+        assert reply.response == client.generate(model="stories260K", prompt=STORY, raw=True,
+                                                 options={"num_predict": 3, "temperature": 0}).response
+        streamed = [e.status for e in client.create(model="stories-short-2", from_="stories-short", stream=True)]
+        assert streamed[-1] == "success"
+        client.delete("stories-short-2")
+        with pytest.raises(ollama.ResponseError) as err:
+            client.create(model="stories-short", from_="stories260K")
+        assert err.value.status_code == 409  # never overwritten
+    finally:
+        client.delete("stories-short")
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"model": "x", "from": "stories260K", "system": "Talk like a pirate."}, "system: not supported"),
+    ({"model": "x", "files": {"m.gguf": "sha256:" + "0" * 64}}, "files: not supported"),
+    ({"model": "x"}, "from: required"),
+    ({"from": "stories260K"}, "model is required"),
+    ({"model": "x", "from": "stories260K", "parameters": {"temperature": -1}}, "parameters.temperature"),
+])
+def test_create_refuses_what_it_cannot_keep(server, body, message):
+    response = _post(server, "/api/create", body)
+    assert response.status_code == 400 and list(response.json()) == ["error"]
+    assert message in response.json()["error"]
+    assert _post(server, "/api/create", {"model": "x", "from": "no-such-model"}).status_code == 404
+    assert "x" not in {m["model"] for m in httpx.get(server.base_url + "/api/tags").json()["models"]}
+
+
 def test_pull_errors(client, file_server):
     with pytest.raises(ollama.ResponseError) as err:
         list(client.pull(f"{file_server}/missing.gguf", stream=True))
@@ -373,10 +411,25 @@ def test_pull_errors(client, file_server):
     ("/api/chat", b"", 400, "missing request body"),
     ("/api/embed", {"model": "stories260K", "input": 5}, 400, "input"),
     ("/api/generate", {"model": "stories260K", "prompt": "x", "template": "{{ .Prompt }}"}, 400, "template"),
+    # Ollama's own 400: a raw prompt has no template to put the system prompt in (never silently dropped)
+    ("/api/generate", {"model": "stories260K", "prompt": "x", "raw": True, "system": "S"}, 400,
+     "raw mode does not support template, system, or context"),
+    # the field by its name in the body, not pydantic's union members (think.bool, format.literal[...])
+    ("/api/chat", {"model": "stories260K", "think": "hardest"}, 400, "think: invalid think value 'hardest'"),
+    ("/api/generate", {"model": "stories260K", "prompt": "x", "format": "xml"}, 400, "format: invalid format 'xml'"),
+    ("/api/generate", {"model": "stories260K", "keep_alive": "nan"}, 400, "keep_alive: invalid duration 'nan'"),
+    ("/api/generate", {"model": "stories260K", "keep_alive": True}, 400, "keep_alive: invalid duration"),
+    ("/api/embed", {"model": "stories260K", "input": [1]}, 400, "input[0]: "),
     ("/api/show", {"model": ""}, 400, "model is required"),
     ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "content": "x", "images": [JPEG]}]}, 400,
      "image"),  # images reach the chat service, which knows this model cannot see
     ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "images": ["not base64!"]}]}, 400, "base64"),
+    # Ollama's own 400 for thinking asked of a model whose template cannot think (never silently answered without)
+    ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "think": True}, 400,
+     '"stories260K" does not support thinking'),
+    ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "think": "low",
+                   "stream": True}, 400, "does not support thinking"),
+    ("/api/generate", {"model": "stories260K", "prompt": "x", "think": True}, 400, "does not support thinking"),
 ])
 def test_errors_in_ollamas_shape(server, path, body, status, message):
     response = _post(server, path, body)

@@ -10,6 +10,7 @@ import threading
 import openai
 import pytest
 
+from dialect_helpers import anthropic_prompt_tokens
 from server_helpers import start_server
 
 
@@ -162,7 +163,7 @@ def test_images_through_every_dialect(server, client):
         {"role": "user", "content": [{"type": "text", "text": text},
                                      {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                                                   "data": b64}}]}])
-    assert message.content[0].text == expected and message.usage.input_tokens == chat.usage.prompt_tokens
+    assert message.content[0].text == expected and anthropic_prompt_tokens(message.usage) == chat.usage.prompt_tokens
 
     response = client.responses.create(model="vision-chat", max_output_tokens=8, temperature=0, store=False, input=[
         {"role": "user", "content": [{"type": "input_text", "text": text},

@@ -651,3 +651,31 @@ def test_approve_a_tool_call_in_the_page(tools_server, new_page):
     assert api(server, "GET", "/v1/mcp/servers")["data"][0]["enabled"] is False
     page.click(".mcp-server[data-server=notes] button")
     wait_until(lambda: "Disable" in page.inner_text(".mcp-server[data-server=notes] button"))
+
+
+@pytest.mark.timeout(600)
+def test_a_run_left_waiting_for_approval_does_not_lock_the_thread(tools_server, new_page):
+    """A run waiting for approval holds its thread (no new message while it waits), but one whose approval
+    box is gone (the page was closed, or its client walked away) must not lock the conversation: sending a
+    new message from the page cancels it and goes on."""
+    server = tools_server
+    thread = api(server, "POST", "/v1/threads", {"title": "Left waiting", "assistants": [{
+        "assistant_id": "jan", "assistant_name": "Jan",
+        "model": {"id": "qwen3-tools", "parameters": {"max_tokens": 40, "temperature": 0}},
+        "tools": [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}],
+        "tool_policy": {"tool_choice": {"type": "function", "function": {"name": "notes__list_notes"}}}}]})
+    tid = thread["id"]
+    api(server, "POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Which notes do I have?"})
+    waiting = api(server, "POST", f"/v1/threads/{tid}/runs", {})
+    assert waiting["status"] == "requires_action"
+    status, _ = call(server, "POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "hello?"})
+    assert status == 400  # held: the API refuses a message in the middle of the run
+    page = new_page()
+    open_page(page, server, f"#thread={tid}")
+    page.fill("#prompt", "Never mind, tell me a story")
+    page.click("#send")
+    page.wait_for_selector(".approval #approve-tools")  # the new run asks too (its tool choice is forced)
+    assert api(server, "GET", f"/v1/threads/{tid}/runs/{waiting['id']}")["status"] == "cancelled"
+    assert [text_of(m) for m in messages_of(server, tid) if m["role"] == "user"][-1] == "Never mind, tell me a story"
+    page.click("#stop")  # stopping at the approval box cancels that run too: the thread is left free
+    wait_until(lambda: api(server, "GET", f"/v1/threads/{tid}/runs?limit=1")["data"][0]["status"] == "cancelled")

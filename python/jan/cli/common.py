@@ -207,9 +207,25 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None = None) -> None:
-    """A rich table for people at a terminal; aligned plain columns for pipes."""
-    rows = [["" if v is None else str(v) for v in row] for row in rows]
+#: Control characters (a newline in a thread's title): a table cell shows each as one space.
+_CELL_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def table_cell(value: Any, max_width: int | None = None) -> str:
+    """One cell of a table: on one line (control characters as spaces), at most ``max_width`` characters
+    (the rest as "…"). Free text (a title a client wrote) must not break the one-row-per-line output."""
+    text = "" if value is None else _CELL_CONTROLS.sub(" ", str(value))
+    if max_width is not None and len(text) > max_width:
+        text = text[:max_width - 1].rstrip() + "…"
+    return text
+
+
+def print_table(columns: list[str], rows: list[list[Any]], *, title: str | None = None,
+                max_widths: dict[str, int] | None = None) -> None:
+    """A rich table for people at a terminal; aligned plain columns for pipes. Every cell is on one line;
+    ``max_widths`` clips the free-text columns it names (``--json`` gives the whole values)."""
+    limits = [(max_widths or {}).get(name) for name in columns]
+    rows = [[table_cell(v, limit) for v, limit in zip(row, limits)] for row in rows]
     if stdout_is_tty():
         from rich.console import Console
         from rich.table import Table

@@ -50,6 +50,10 @@ def _model_of(thread: dict[str, Any]) -> str:
     return model.get("id", "") if isinstance(model, dict) else ""
 
 
+#: Characters of a title `jan threads list` shows (a title can be any length; --json has it whole).
+TITLE_WIDTH = 60
+
+
 @threads.command("list")
 @click.option("--limit", "-n", type=click.IntRange(1), default=None, help="Show only the most recent N.")
 @json_option
@@ -84,7 +88,7 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
         return
     rows = [[t["id"], t.get("title", ""), _model_of(t), human_time(t.get("updated") or t.get("created_at"))]
             for t in data]
-    print_table(["ID", "TITLE", "MODEL", "UPDATED"], rows)
+    print_table(["ID", "TITLE", "MODEL", "UPDATED"], rows, max_widths={"TITLE": TITLE_WIDTH})
 
 
 @threads.command("show")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jan import _engine
-from jan.errors import MediaError, ModelClosedError, ModelFileError, ModelLoadError, ModelSettingError
+from jan.errors import BadRequestError, MediaError, ModelClosedError, ModelFileError, ModelLoadError, ModelSettingError
 from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.logs import forward_native_logs
@@ -592,7 +592,8 @@ class Model:
             raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
         if self._scheduler is None:
             kind = "vocab-only" if self.vocab_only else "an embedding model"
-            raise ValueError(f"model '{self.id}' is {kind}; it cannot generate text")
+            raise BadRequestError(f"model '{self.id}' is {kind}; it cannot generate text", param="model",
+                                  code="model_not_supported")
         return self._scheduler
 
     # -- embeddings ----------------------------------------------------
@@ -611,7 +612,8 @@ class Model:
         if self._closed:
             raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
         if self.vocab_only:
-            raise ValueError(f"model '{self.id}' is vocab-only; it cannot embed")
+            raise BadRequestError(f"model '{self.id}' is vocab-only; it cannot embed", param="model",
+                                  code="model_not_supported")
         if isinstance(inputs, str):
             inputs = [inputs]
         batch = []

@@ -37,8 +37,10 @@ def _route_tables() -> list[web.RouteTableDef]:
     from jan.server.routes import docs, health, models, openai
 
     tables = [openai.routes, models.routes, health.routes, docs.routes]
-    # Jan's own resources, extension admin and the chat page live in their own modules.
-    for optional in ("model_admin", "threads", "assistants", "runs", "extensions", "mcp", "web", "ollama",
+    # Jan's own resources, extension admin and the chat page live in their own modules. "runs" comes before
+    # "threads": its static POST /v1/threads/runs must be registered before /v1/threads/{thread_id}, which an
+    # aiohttp that matches in registration order (before 3.10) would otherwise give it to.
+    for optional in ("model_admin", "runs", "threads", "assistants", "extensions", "mcp", "web", "ollama",
                      "anthropic", "responses"):
         try:
             module = __import__(f"jan.server.routes.{optional}", fromlist=["routes"])

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -20,6 +22,8 @@ from jan.server.disconnect import client_gone
 from jan.server.jsonio import dumps as strict_dumps
 
 log = logging.getLogger("jan.server")
+
+_NO_DATA: Any = object()  # from_validation_error without the request's data
 
 #: The status the access log shows for a request whose client left before its answer (nginx's 499).
 CLIENT_CLOSED_REQUEST = 499
@@ -41,6 +45,10 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+#: A message that begins with the field it is about: ``logit_bias: ...``, ``messages[0].content: ...``.
+_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*(?:\[\d+\])*(?:\.[a-z_][a-z0-9_]*(?:\[\d+\])*)*): ")
+
+
 def _param_of(loc: tuple) -> str:
     parts = []
     for p in loc:
@@ -51,9 +59,58 @@ def _param_of(loc: tuple) -> str:
     return "".join(parts)
 
 
-def from_validation_error(err: ValidationError) -> APIError:
-    first = err.errors()[0]
-    param = _param_of(tuple(p for p in first.get("loc", ()) if not str(p).startswith("function-")))
+# What pydantic puts in an error's ``loc`` besides field names and indexes: the union member it tried
+# ("str", "list[str]", "literal['none','auto']", "NamedToolChoice", "tagged-union[...]"), a validator
+# ("function-after[...]"), a dict key's own check ("[key]").
+_MEMBER = re.compile(r"^(str|int|float|bool|none|list|dict)$|[\[\](]|^[A-Z]|^function-")
+
+
+def field_path(loc: tuple, data: Any = _NO_DATA) -> tuple:
+    """The fields and indexes of a pydantic error's ``loc``, without the union members, tags and validators
+    pydantic adds: ``("stop", "list[str]", 1)`` is ``stop[1]``. With the request ``data`` the path is walked
+    through it (exact: a member's or a tag's name is no key there); without, names that look like members
+    are dropped."""
+    if data is _NO_DATA:
+        return tuple(p for p in loc if isinstance(p, int) or not _MEMBER.search(str(p)))
+    out: list[Any] = []
+    cur = data
+    for i, p in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(p, int):
+            out.append(p)
+            cur = cur[p] if isinstance(cur, list) and 0 <= p < len(cur) else None
+        elif isinstance(cur, dict):
+            nxt = None if last else loc[i + 1]
+            if p in cur:
+                child = cur[p]
+                # a tagged union's tag is the value of "type" and precedes the field: {"type": "text", "text": 5}
+                # fails at ("text", "text"); {"type": "function", "function": {}} at ("function", "name")
+                if (not last and p == cur.get("type") and isinstance(nxt, str) and nxt in cur
+                        and not (isinstance(child, dict) and nxt in child)):
+                    continue
+                out.append(p)
+                cur = child
+            elif last and not _MEMBER.search(str(p)):  # a missing field, named where it belongs
+                out.append(p)
+                cur = None
+            # else: a union member's or a tag's name
+        elif cur is None and not _MEMBER.search(str(p)):
+            out.append(p)  # below a missing value: only names pydantic gave
+        # else: inside a scalar or a list, a name is a member's
+    return tuple(out)
+
+
+def from_validation_error(err: ValidationError, data: Any = _NO_DATA) -> APIError:
+    """The 400 for a body that does not validate: the first failing field's error, named by its path in the
+    body. When that field is a union (a string or a list, ...), the error of the alternative that got
+    furthest into the value is the one that says what is wrong (``messages[0].content[0].text: Field
+    required``, not ``content: Input should be a valid string``)."""
+    errors = err.errors()
+    paths = [field_path(tuple(e.get("loc", ())), data) for e in errors]
+    head = paths[0]
+    best = max((i for i, path in enumerate(paths) if path[:len(head)] == head), key=lambda i: (len(paths[i]), -i))
+    first = errors[best]
+    param = _param_of(paths[best])
     kind = first.get("type", "")
     msg = first.get("msg", "invalid value")
     if kind == "value_error" and msg.startswith("Value error, "):
@@ -108,9 +165,12 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError(getattr(exc, "http_status", 500), str(exc), type="server_error",
                         code=getattr(exc, "code", None) or "engine_error")
     if isinstance(exc, ValueError):  # engine and template argument errors (TemplateError too)
+        # the engine's and the stores' messages begin with the field at fault ("logit_bias: token id ...")
+        named = _FIELD_PREFIX.match(str(exc))
+        param = getattr(exc, "param", None) or (named.group(1) if named else None)
         if isinstance(exc, JanError):  # e.g. a remote upstream's 400, with the field it named
-            return APIError(400, str(exc), param=getattr(exc, "param", None), code=getattr(exc, "code", None))
-        return APIError(400, str(exc))
+            return APIError(400, str(exc), param=param, code=getattr(exc, "code", None))
+        return APIError(400, str(exc), param=param)
     log.exception("internal error", exc_info=exc)
     return APIError(500, "The server had an error while processing your request.", type="server_error",
                     code="internal_error")

@@ -16,9 +16,9 @@ import re
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from jan.server.errors import APIError
+from jan.server.errors import APIError, from_validation_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -131,4 +131,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     data = await read_json(request)
     if not isinstance(data, dict):
         raise APIError(400, "The request body must be a JSON object", code="invalid_json")
-    return model.model_validate(data)  # ValidationError -> 400 naming the param (error middleware)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:  # a 400 naming the field by its path in this body
+        raise from_validation_error(exc, data) from None

@@ -144,6 +144,8 @@ class ChatService:
             await local.model.wait_for_room(ROOM_RECHECK_S)
             requests = await off_loop(start.submit, local, request)
         parsers = [output_parser(request, plan, text) for _ in range(request.n)]
+        # the prompt's length, told on the first delta (a prompt with media is no plain token list)
+        prompt_tokens = len(start.tokens) if isinstance(start.tokens, (list, tuple)) else None
         started = [False] * request.n
         usages: list[Usage | None] = [None] * request.n
         # closed here, not left to the garbage collector: the engine requests are cancelled at once
@@ -157,7 +159,9 @@ class ChatService:
                 if not deltas and (logprobs or not started[index]):
                     deltas = [ChatDelta()]
                 for k, delta in enumerate(deltas):
-                    yield replace(delta, choice=index, logprobs=logprobs if k == 0 else None)
+                    yield replace(delta, choice=index, logprobs=logprobs if k == 0 else None,
+                                  prompt_tokens=prompt_tokens)
+                    prompt_tokens = None
                 started[index] = True
                 if chunk.finish_reason is not None:
                     usages[index] = chunk.usage

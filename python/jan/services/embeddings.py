@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jan.core import LocalInferenceExtension
+from jan.services.errors import RequestError
 from jan.services.local import off_loop
 from jan.services.models import ModelService
 from jan.services.types import EmbeddingRequest, EmbeddingResult
@@ -26,7 +27,8 @@ class EmbeddingService:
         local = await target.engine.acquire(target.model)
         model = local.model
         if request.dimensions is not None and request.dimensions != model.info.n_embd:
-            raise ValueError(f"dimensions: this model returns {model.info.n_embd}-dimensional embeddings")
+            raise RequestError(f"dimensions: this model returns {model.info.n_embd}-dimensional embeddings "
+                               f"(it cannot shorten them)", param="dimensions", code="invalid_value")
 
         def run() -> tuple[list[list[int]], object]:
             tokens = [model.tokenize(x) if isinstance(x, str) else list(x) for x in request.inputs]

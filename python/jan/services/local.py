@@ -88,8 +88,11 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
     if isinstance(choice, NamedToolChoice):
         choice = {"type": "function", "function": {"name": choice.name}}
     fmt = request.response_format
+    chat_format = format_for_template(local.template, bool(tools))
+    if r is not None and r.required and r.enabled and chat_format.reasoning is None:
+        raise RequestError(f'"{local.model.id}" does not support thinking', param="think", code="not_supported")
     return ChatPlan(
-        format_for_template(local.template, bool(tools)),
+        chat_format,
         reasoning,
         tools=tools,
         tool_choice=choice,

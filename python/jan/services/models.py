@@ -17,7 +17,7 @@ from jan.engine.model import check_load_option
 from jan.engine.params import sampling_params
 from jan.errors import JanError, ModelNotFoundError
 from jan.services.errors import RequestError, require
-from jan.services.types import LoadOptions, SamplingOptions, resolve_load
+from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, resolve_load
 from jan.templates import TemplateError, resolve_template
 
 __all__ = ["ModelService", "Target", "check_parameters", "check_settings", "gguf_header", "unload_now"]
@@ -53,20 +53,31 @@ def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = Non
             raise RequestError(f"{param}: {_detail(exc)}", param=param, code="invalid_value") from None
 
 
-def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None = None) -> None:
-    """Check model.json ``parameters`` (only ``keys`` of them when given) as every request reads them —
-    :meth:`SamplingOptions.from_mapping`, then the engine's :func:`jan.engine.params.sampling_params` —
-    so a value that would fail every request to the model is refused before it is stored.
-    :class:`RequestError` naming the field (``parameters.temperature``). Keys that are no sampling
-    option (``stream``, ...) are not read by requests and pass."""
+def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None = None, *,
+                     prefix: str | None = "parameters") -> None:
+    """Check a layer's ``parameters`` (model.json's, an assistant's, a thread's; only ``keys`` of them
+    when given) as every request reads them — :meth:`SamplingOptions.from_mapping`, then the engine's
+    :func:`jan.engine.params.sampling_params`; ``response_format`` as runs read it
+    (:meth:`ResponseFormat.from_mapping`) — so a value that would fail every request is refused before
+    it is stored. :class:`RequestError` naming the field (``<prefix>.temperature``; without a prefix, the key:
+    top-level fields of a body). Keys that are no sampling option (``stream``, ...) are not read by requests
+    and pass."""
+    if not isinstance(parameters, Mapping):
+        raise RequestError(f"{prefix}: expected an object, got {parameters!r}", param=prefix, code="invalid_value")
     for key in parameters if keys is None else keys:
         value = parameters.get(key)
         if value is None:
             continue
-        param = f"parameters.{key}"
+        param = f"{prefix}.{key}" if prefix else key
         try:
+            if key == "response_format":
+                ResponseFormat.from_mapping(value, param)
+                continue
             sampling_params(**SamplingOptions.from_mapping({key: value}).given())
         except (TypeError, ValueError) as exc:
+            text = str(exc)
+            if text.startswith(param):  # it names the field itself, perhaps one inside it
+                raise RequestError(text, param=text.partition(": ")[0], code="invalid_value") from None
             raise RequestError(f"{param}: {_detail(exc)}", param=param, code="invalid_value") from None
 
 
@@ -394,6 +405,22 @@ class ModelService:
             with contextlib.suppress(Exception):
                 ids += [m for m in await engine.loaded_models() if m not in ids]
         return ids
+
+    async def answering_model_id(self) -> str | None:
+        """The model of a run that nothing names (neither the run, its thread nor its assistant): the configured
+        default model, else the first loaded model that generates text — an embedding model loaded beside it
+        cannot answer; None when there is none."""
+        if self.default_model:
+            return self.default_model
+        for model_id in await self.loaded_model_ids():
+            try:
+                target = await self.resolve(model_id)
+            except Exception:  # noqa: BLE001 - a model that cannot be resolved cannot answer either
+                continue
+            settings = target.model.get("settings")
+            if not (isinstance(settings, Mapping) and settings.get("embedding") is True):
+                return model_id
+        return None
 
     async def default_model_id(self) -> str:
         """The one rule for a request that names no model: the configured default, else the only loaded model."""

@@ -74,7 +74,7 @@ from jan.core import (
 )
 from jan.services.chat import ChatService
 from jan.services.errors import RequestError, require
-from jan.services.models import ModelService
+from jan.services.models import ModelService, check_parameters
 from jan.services.run_records import (interrupt_if_orphaned, load_record, mark_interrupted, save_record,
                                       thread_records)
 from jan.services.tool_loop import (
@@ -294,6 +294,29 @@ def _tool_choice(value: Any) -> Any:
     return value if value in ("auto", "none", "required") else None
 
 
+def _check_tool_choice(choice: Any, policy: ToolPolicy) -> None:
+    """A run's first-turn ``tool_choice`` (the request's, else the stored ``tool_policy``'s): one of OpenAI's
+    shapes, naming a tool the run has; :class:`RequestError` (400) before anything is written otherwise,
+    rather than a choice quietly read as ``auto`` or a run that fails at its first turn."""
+    if choice is None or choice in ("auto", "none"):
+        return
+    if choice == "required":
+        if not policy:
+            raise RequestError("tool_choice 'required' needs tools: the run has none", param="tool_choice",
+                               code="invalid_value")
+        return
+    name = choice.get("function", {}).get("name") if isinstance(choice, dict) and choice.get("type") == "function" \
+        and isinstance(choice.get("function"), dict) else None
+    if not isinstance(name, str):
+        raise RequestError(f"tool_choice: expected 'auto', 'none', 'required' or {{\"type\": \"function\", "
+                           f"\"function\": {{\"name\": ...}}}}, got {choice!r}", param="tool_choice",
+                           code="invalid_value")
+    if name not in policy.entries:
+        have = ", ".join(sorted(policy.entries)) or "none"
+        raise RequestError(f"tool_choice names '{name}', which is not among the run's tools ({have})",
+                           param="tool_choice", code="invalid_value")
+
+
 def _content(text: str, reasoning: str = "", reasoning_ms: int | None = None) -> list[dict[str, Any]]:
     """A reply's content parts: its thinking (a ``reasoning`` part, with how long it took) before its text."""
     parts: list[dict[str, Any]] = []
@@ -431,6 +454,17 @@ class RunService:
         """A run of this service in that thread, or None."""
         run = self._runs.get(run_id)
         return run if run is not None and run.thread_id == thread_id else None
+
+    async def list_runs(self, thread_id: str) -> list[dict[str, Any]]:
+        """The records of a thread's runs, oldest first: this process's runs as they stand, and those recorded
+        on disk (earlier processes'; a live one whose process died reads ``interrupted``). The thread's
+        ``NotFoundError`` when it does not exist."""
+        await self.conversations().get_thread(thread_id)
+        mine = {run.id: run_record(run) for run in self._runs.values() if run.thread_id == thread_id}
+        records = await asyncio.to_thread(thread_records, self.manager.data_folder, thread_id, set(mine))
+        # created_at is in seconds; the reply's message id (a ULID) orders runs started within one second
+        return sorted([*mine.values(), *records],
+                      key=lambda r: (r.get("created_at") or 0, r.get("message_id") or "", r["id"]))
 
     async def load(self, thread_id: str, run_id: str) -> Run | None:
         """A run of this process, or one recorded on disk (an earlier process's), or None."""
@@ -616,6 +650,23 @@ class RunService:
             await self._refuse_if_held(req.thread_id)
             return await self._start(req)
 
+    async def start_on_new_thread(self, thread: dict[str, Any], req: RunRequest) -> tuple[dict[str, Any], Run]:
+        """Create ``thread`` (as the conversational extension's ``create_thread`` takes it) and :meth:`start`
+        ``req`` on it (``req.thread_id`` is replaced by the new thread's): OpenAI's create-thread-and-run.
+        Returns the thread as created and the run."""
+        store = self.conversations()
+        created = await store.create_thread(thread)
+        try:
+            return created, await self.start(replace(req, thread_id=created["id"]))
+        except BaseException:
+            # Refused by start's checks (assistant, model, tools, stored parameters, nothing to answer), which
+            # raise before it writes: the request failed as a whole and its error cannot name the thread, which
+            # nobody would ever find, so it goes too. OpenAI keeps a thread whose run fails; so does jan once
+            # the run has started: a run that fails, is cancelled or stops later keeps its thread.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(store.delete_thread(created["id"]))
+            raise
+
     async def _start(self, req: RunRequest) -> Run:
         store, thread, entry, assistant = await self._context(req.thread_id, req.assistant_id,
                                                               explicit=bool(req.assistant_id))
@@ -624,11 +675,10 @@ class RunService:
         if not model_id and assistant.get("model") not in (None, "", "*"):
             model_id = assistant["model"]
         if not model_id:
-            loaded = await self.models.loaded_model_ids()
-            model_id = loaded[0] if loaded else None
+            model_id = await self.models.answering_model_id()
         if not model_id:
             raise RequestError("No model for this run: pass 'model', set the thread's or the assistant's model, "
-                               "or load a model", param="model", code="model_required")
+                               "or load a model that generates text", param="model", code="model_required")
         target = await self.models.resolve(model_id)
         model = target.model
 
@@ -642,11 +692,28 @@ class RunService:
             instructions = f"{instructions}\n\n{req.additional_instructions}" if instructions \
                 else req.additional_instructions
 
+        # The stored layers were written by any client (or by hand): one no request could use is the
+        # request's 400 naming where it lives, before anything is written — not a 500, nor a failed run.
+        layers = ((f"thread '{req.thread_id}'", "assistants[0].model.parameters", thread_model.get("parameters")),
+                  (f"assistant '{assistant['id']}'", "parameters", assistant.get("parameters")))
+        for owner, prefix, params in layers:
+            if params is None:
+                continue
+            try:
+                check_parameters(params, prefix=prefix)
+            except RequestError as exc:
+                raise RequestError(f"{owner} has unusable {exc}", param=exc.param, code=exc.code) from None
         sampling = merge_options(req.sampling, SamplingOptions.from_mapping(thread_model.get("parameters")),
                                  SamplingOptions.from_mapping(assistant.get("parameters")),
                                  SamplingOptions.from_mapping(model.get("parameters")))
+        # response_format: the run's, else the thread's, else the assistant's (OpenAI's "auto": the assistant's)
+        response_format = req.response_format
+        for _owner, _prefix, params in layers:
+            if response_format is None and isinstance(params, Mapping):
+                response_format = ResponseFormat.from_mapping(params.get("response_format"))
         policy = await resolve_policy(self.tools, run_tools=list(req.tools) if req.tools is not None else None,
                                       thread_entry=entry, assistant=assistant, overrides=req.tool_policy)
+        _check_tool_choice(req.tool_choice if req.tool_choice is not None else policy.tool_choice, policy)
 
         for extra in req.additional_messages:
             await store.create_message(req.thread_id, dict(extra))
@@ -658,12 +725,12 @@ class RunService:
             raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
 
         run = Run(req.thread_id, assistant["id"], model["id"], instructions, sampling.given(), req.metadata or {})
-        run.chat_request = ChatRequest(model=model["id"], messages=messages, response_format=req.response_format,
+        run.chat_request = ChatRequest(model=model["id"], messages=messages, response_format=response_format,
                                        sampling=sampling)
         run.run_tools = list(req.tools) if req.tools is not None else None
         run.tool_choice_request, run.tool_policy, run.tool_specs = req.tool_choice, req.tool_policy, policy.specs
         run.parallel_tool_calls, run.background = req.parallel_tool_calls, req.background
-        run.response_format, run.last_messages = _format_record(req.response_format), req.last_messages
+        run.response_format, run.last_messages = _format_record(response_format), req.last_messages
         bus = self.manager.bus
         last_user = next((m for m in reversed(history) if m.get("role") == "user"), None)
         if last_user is not None:

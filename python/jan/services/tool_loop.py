@@ -29,7 +29,8 @@ told) or provide the output.
 message with ``metadata.tool_calls`` (OpenAI's ``tool_calls`` list); each
 result as a ``role: "tool"`` message whose ``metadata`` holds
 ``tool_call_id``, ``name``, ``arguments``, ``duration_ms``, ``approved_by``
-(``"policy"``, ``"user"`` or ``"client"``), ``is_error`` and ``run_id``.
+(``"policy"``, ``"user"`` or ``"client"``), ``is_error`` and ``run_id`` (also the message's own
+``run_id``, as the run's replies carry it: ``?run_id=`` lists a run's messages).
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ async def save_tool_messages(store: Any, thread_id: str, run_id: str, assistant_
     saved = []
     for record in records:
         saved.append(await store.create_message(thread_id, {
-            "role": "tool", "content": record.result.as_text(), "status": "ready",
+            "role": "tool", "content": record.result.as_text(), "status": "ready", "run_id": run_id,
             **({"assistant_id": assistant_id} if assistant_id else {}),
             "metadata": {"run_id": run_id, "step": step, "tool_call_id": record.call.id, "name": record.call.name,
                          "arguments": record.call.arguments, "duration_ms": record.duration_ms,

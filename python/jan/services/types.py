@@ -162,6 +162,36 @@ class ResponseFormat:
     name: str | None = None
     strict: bool | None = None
 
+    @classmethod
+    def from_mapping(cls, value: Any, param: str = "response_format") -> "ResponseFormat | None":
+        """A stored layer's ``response_format`` in OpenAI's shape (an assistant's or a thread's
+        ``parameters``): ``"auto"``/``None`` is not given; ``{"type": "text" | "json_object" (with
+        llama.cpp's optional ``schema``) | "json_schema", "json_schema": {"name", "schema", "strict"}}``.
+        :class:`ValueError` naming ``param`` for any other value."""
+        if value is None or value == "auto":
+            return None
+        if not isinstance(value, Mapping) or value.get("type") not in ("text", "json_object", "json_schema"):
+            raise ValueError(f"{param}: expected \"auto\" or {{\"type\": \"text\" | \"json_object\" | "
+                             f"\"json_schema\", ...}}, got {value!r}")
+        kind = value["type"]
+        if kind == "json_schema":
+            spec = value.get("json_schema")
+            if not isinstance(spec, Mapping):
+                raise ValueError(f"{param}.json_schema: required when type is 'json_schema'")
+            schema, name, strict = spec.get("schema"), spec.get("name"), spec.get("strict")
+            if schema is not None and not isinstance(schema, Mapping):
+                raise ValueError(f"{param}.json_schema.schema: expected an object, got {schema!r}")
+            if name is not None and not isinstance(name, str):
+                raise ValueError(f"{param}.json_schema.name: expected a string, got {name!r}")
+            if strict is not None and not isinstance(strict, bool):
+                raise ValueError(f"{param}.json_schema.strict: expected true or false, got {strict!r}")
+            return cls("json_schema", schema=dict(schema) if schema else None, name=name or "response",
+                       strict=strict)
+        schema = value.get("schema")
+        if schema is not None and not isinstance(schema, Mapping):
+            raise ValueError(f"{param}.schema: expected an object, got {schema!r}")
+        return cls(kind, schema=dict(schema) if schema and kind == "json_object" else None)
+
 
 @dataclass(frozen=True)
 class ReasoningOptions:
@@ -171,6 +201,9 @@ class ReasoningOptions:
     format: str | None = None
     budget_tokens: int | None = None
     enabled: bool | None = None
+    #: The client insists on thinking (Ollama's ``think: true``): a model whose chat format cannot think is
+    #: the request's 400 (Ollama's own answer), where by default it just answers without thinking.
+    required: bool = False
 
 
 # -- options: one defaults table and one precedence function per kind -----------------------
@@ -226,8 +259,12 @@ class SamplingOptions:
             kw["max_tokens"] = values["max_completion_tokens"]
         if isinstance(kw.get("max_tokens"), int) and not isinstance(kw["max_tokens"], bool) and kw["max_tokens"] <= 0:
             del kw["max_tokens"]
+        # A stored layer (a hand-edited file, an older client's) may hold any JSON: a wrong shape is a
+        # ValueError naming the field, as the engine's own checks of the other fields are, never a TypeError.
         stop = kw.get("stop")
         if stop is not None:
+            if not isinstance(stop, (str, list, tuple)) or not all(isinstance(s, str) for s in stop):
+                raise ValueError(f"stop: expected a string or a list of strings, got {stop!r}")
             stops = (stop,) if isinstance(stop, str) else tuple(stop)
             if stops:
                 kw["stop"] = stops
@@ -235,8 +272,14 @@ class SamplingOptions:
                 del kw["stop"]
         bias = kw.get("logit_bias")
         if bias is not None:
+            if not isinstance(bias, Mapping):
+                raise ValueError(f"logit_bias: expected an object of token ids to biases, got {bias!r}")
+            try:
+                bias = {int(k): float(v) for k, v in bias.items()}
+            except (TypeError, ValueError):
+                raise ValueError(f"logit_bias: expected an object of token ids to biases, got {bias!r}") from None
             if bias:
-                kw["logit_bias"] = {int(k): float(v) for k, v in dict(bias).items()}
+                kw["logit_bias"] = bias
             else:
                 del kw["logit_bias"]
         return cls(**kw)
@@ -488,6 +531,9 @@ class ChatDelta:
     ``tool_calls``) marks the choice's last delta; with ``stop``, the stop string that ended it
     (one of the request's, or the model's end-of-turn text), where the engine reports it. A delta
     with ``usage`` and ``choice == -1`` comes after every choice finished: the whole request's tokens.
+    ``prompt_tokens``: on a local generation's first delta, the prompt's length in tokens, known
+    before the usage (a dialect that announces it at the start can: Anthropic's ``message_start``);
+    ``None`` elsewhere, and where it is not known then (a prompt with images, a remote engine).
     """
 
     choice: int = 0
@@ -498,6 +544,7 @@ class ChatDelta:
     finish_reason: str | None = None
     usage: Usage | None = None
     stop: str | None = None
+    prompt_tokens: int | None = None
 
 
 @dataclass(frozen=True)

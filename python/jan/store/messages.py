@@ -181,15 +181,21 @@ class MessageStore:
         rewrite_jsonl(path, [self._ctx.stamp(KIND, r) for r in records])
 
     def list(self, thread_id: str, *, limit: int | None = None, order: Order = "asc",
-             after: str | None = None, before: str | None = None) -> Page:
+             after: str | None = None, before: str | None = None,
+             where: Callable[[dict[str, Any]], bool] | None = None) -> Page:
         """Messages of a thread in creation order (``order="asc"``, the default) or newest first.
 
         ``limit=None`` returns all; ``after``/``before`` are message ids (see
-        :func:`jan.store.pagination.paginate`). Raises :class:`NotFoundError`
+        :func:`jan.store.pagination.paginate`). ``where`` keeps only the messages
+        it accepts, before the page is cut (the whole file is read anyway), so the
+        cursors and ``limit`` page the filtered list. Raises :class:`NotFoundError`
         for an unknown thread.
         """
         path = self._require_thread(thread_id)
-        return paginate(self._load(path, thread_id), limit=limit, order=order, after=after, before=before)
+        records = self._load(path, thread_id)
+        if where is not None:
+            records = [r for r in records if where(r)]
+        return paginate(records, limit=limit, order=order, after=after, before=before)
 
     def get(self, thread_id: str, message_id: str) -> dict[str, Any]:
         """One message; :class:`NotFoundError` if the thread or the message is unknown."""

@@ -822,6 +822,7 @@ async function send() {
       renderThreads();
     }
     const threadId = state.thread.id;
+    await releaseWaitingRun(threadId);
     const userMessage = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages`, {
       method: "POST", body: { role: "user", content },
     });
@@ -986,6 +987,21 @@ async function send() {
 
 function threadIdOf(view) {
   return view.threadId || (state.thread && state.thread.id) || "";
+}
+
+/**
+ * A run of this thread left waiting for approval (its page was closed or reloaded while the approval box
+ * showed) holds the thread: the server refuses a new message until it ends. Sending a new message moves on
+ * from it, so it is cancelled; a run still generating (another client's) is left alone, and the send says so.
+ */
+async function releaseWaitingRun(threadId) {
+  let last = null;
+  try {
+    last = (await api(`/v1/threads/${encodeURIComponent(threadId)}/runs?limit=1`))?.data?.[0];
+  } catch {
+    return; // the thread's runs cannot be listed: the send itself says what holds the thread
+  }
+  if (last && last.status === "requires_action") await cancelRun(threadId, last.id);
 }
 
 /** Cancel a run (one left waiting for approval), best effort: one already over holds nothing. */

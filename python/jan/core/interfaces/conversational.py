@@ -79,9 +79,12 @@ class ConversationalExtension(AssistantExtension):
         order: SortOrder = "asc",
         after: str | None = None,
         before: str | None = None,
+        run_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """Messages of a thread sorted by creation in ``order``, paginated by ``after``/``before`` ids and ``limit``.
 
+        ``run_id`` keeps only the messages that run wrote (their ``run_id``; a ``tool`` message's may be
+        under ``metadata``), filtered before paging: the cursors and ``limit`` apply to the filtered list.
         Raises ``NotFoundError`` if the thread does not exist.
         """
 

@@ -29,6 +29,19 @@ def _unknown(what: str, keys: set[str]) -> InvalidArgumentError:
     return InvalidArgumentError(f"unknown {what} field{'s' if len(keys) > 1 else ''}: {', '.join(sorted(keys))}")
 
 
+def _written_by(run_id: str):
+    """Whether a message was written by the run ``run_id``: its ``run_id``, or (a tool result saved before tool
+    messages carried one) its ``metadata.run_id`` — only a run writes ``tool`` messages."""
+
+    def test(message: dict[str, Any]) -> bool:
+        if "run_id" in message:
+            return message["run_id"] == run_id
+        metadata = message.get("metadata")
+        return message.get("role") == "tool" and isinstance(metadata, dict) and metadata.get("run_id") == run_id
+
+    return test
+
+
 class ConversationalStoreExtension(BuiltinExtension, ConversationalExtension):
     """Jan's threads, messages and assistants as files under ``<data>/threads`` and ``<data>/assistants``."""
 
@@ -103,8 +116,10 @@ class ConversationalStoreExtension(BuiltinExtension, ConversationalExtension):
 
     # -- messages ------------------------------------------------------------
     async def list_messages(self, thread_id: str, *, limit: int | None = None, order: str = "asc",
-                            after: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
-        page = await self._store().messages.list(thread_id, limit=limit, order=order, after=after, before=before)
+                            after: str | None = None, before: str | None = None,
+                            run_id: str | None = None) -> list[dict[str, Any]]:
+        page = await self._store().messages.list(thread_id, limit=limit, order=order, after=after, before=before,
+                                                 where=None if run_id is None else _written_by(run_id))
         return page.data
 
     async def get_message(self, thread_id: str, message_id: str) -> dict[str, Any]:

@@ -313,9 +313,13 @@ def stop_reason(finish_reason: str | None, stop_sequence: str | None = None) -> 
 
 
 def _usage(usage: typed.Usage | None) -> dict[str, int]:
+    """Anthropic's usage: ``input_tokens`` are the prompt tokens *not* read from the cache; the prompt is
+    ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens`` (what Claude Code adds up as
+    the context used), so a reused prefix is counted once, as ``cache_read_input_tokens``."""
     usage = usage or typed.Usage()
-    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
-            "cache_read_input_tokens": usage.cached_tokens, "cache_creation_input_tokens": 0}
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    return {"input_tokens": usage.prompt_tokens - cached, "output_tokens": usage.completion_tokens,
+            "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}
 
 
 def _tool_input(arguments: str) -> dict[str, Any]:
@@ -367,10 +371,13 @@ class MessageStream:
         self._stop_sequence: str | None = None
         self._usage: typed.Usage | None = None
 
-    def start(self) -> list[tuple[str, dict[str, Any]]]:
+    def start(self, prompt_tokens: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """``message_start`` (with the prompt's size as ``input_tokens`` where known, as Anthropic sends it:
+        clients read the context used from it; how much of it the cache held comes in ``message_delta``)
+        and a ``ping``."""
         message = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 0, "output_tokens": 0}}
+                   "usage": {"input_tokens": prompt_tokens or 0, "output_tokens": 0}}
         return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]
 
     def _close(self) -> list[tuple[str, dict[str, Any]]]:

@@ -81,9 +81,10 @@ def reasoning(think: wire.Think) -> ReasoningOptions | None:
     """``think``: ``true``/``false`` turns thinking on/off; a level also sets the effort (``max`` is the highest, ``high``)."""
     if think is None:
         return None
+    # Ollama refuses thinking asked of a model that cannot think (400 "... does not support thinking")
     if isinstance(think, bool):
-        return ReasoningOptions(enabled=think)
-    return ReasoningOptions(enabled=True, effort="high" if think == "max" else think)
+        return ReasoningOptions(enabled=think, required=think)
+    return ReasoningOptions(enabled=True, effort="high" if think == "max" else think, required=True)
 
 
 _IMAGE_SIGNATURES = (
@@ -191,6 +192,9 @@ def completion_request(body: wire.OllamaGenerateRequest, model: str, prompt: str
     _refuse_go_features(body)
     if body.images:
         raise OllamaRequestError("images cannot be sent with raw: true (a raw prompt has no place for them)")
+    if body.raw and body.system:  # Ollama's own 400: no template wraps a raw prompt, so the system prompt would be lost
+        raise OllamaRequestError("raw mode does not support template, system, or context (a raw prompt goes to the "
+                                 "model as is: write the system prompt into it)")
     return CompletionRequest(model=model, prompts=(body.prompt if prompt is None else prompt,),
                              sampling=sampling(body.options), logprobs=body.top_logprobs if body.logprobs else None,
                              grammar=grammar)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal, Union, get_type_hints
+from typing import Any, ClassVar, Literal, Union, get_type_hints
 
 from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator
 
@@ -32,8 +32,10 @@ def parse_keep_alive(value: Union[str, float, int, None]) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValueError("keep_alive must be a duration string or a number of seconds")
+        raise ValueError(f"invalid duration {value!r}: a duration string (\"5m\") or a number of seconds")
     if isinstance(value, (int, float)):
+        if math.isnan(value):  # "nan" as text parses as a float; no duration
+            raise ValueError(f"invalid duration {value!r} (expected e.g. \"5m\", \"30s\", \"-1\" or seconds)")
         return FOREVER if value < 0 else float(value)
     text = value.strip()
     try:  # a bare number: seconds (Go would refuse it; clients send it anyway)
@@ -51,7 +53,7 @@ def parse_keep_alive(value: Union[str, float, int, None]) -> float | None:
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
     if not body or pos != len(body):
-        raise ValueError(f"keep_alive: invalid duration {value!r} (expected e.g. \"5m\", \"30s\", \"-1\" or seconds)")
+        raise ValueError(f"invalid duration {value!r} (expected e.g. \"5m\", \"30s\", \"-1\" or seconds)")
     return FOREVER if sign < 0 and total > 0 else total
 
 
@@ -152,9 +154,9 @@ class _ModelUse(_Body):
     keep_alive: KeepAlive = None
     options: OllamaOptions | None = None
 
-    @field_validator("keep_alive")
+    @field_validator("keep_alive", mode="before")  # before: a bool is no duration, said as one
     @classmethod
-    def _duration(cls, value: KeepAlive) -> KeepAlive:
+    def _duration(cls, value: Any) -> Any:
         parse_keep_alive(value)
         return value
 
@@ -170,6 +172,20 @@ class _Inference(_ModelUse):
     think: Think = None
     logprobs: bool = False
     top_logprobs: int = bounded("top_logprobs", 0)
+
+    @field_validator("think", mode="before")
+    @classmethod
+    def _think(cls, value: Any) -> Any:
+        if value is None or isinstance(value, bool) or value in ("low", "medium", "high", "max"):
+            return value
+        raise ValueError(f"invalid think value {value!r} (must be true, false, \"low\", \"medium\", \"high\" or \"max\")")
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        if value is None or value in ("", "json") or isinstance(value, dict):
+            return value
+        raise ValueError(f"invalid format {value!r}: expected \"json\" or a JSON schema object")
 
     @property
     def streaming(self) -> bool:
@@ -226,6 +242,30 @@ class OllamaPullRequest(OllamaModelRequest):
 
     insecure: bool = False
     stream: bool | None = None
+
+
+class OllamaCreateRequest(_Body):
+    """``POST /api/create``: a new model ``from`` an existing one with other default ``parameters`` (Ollama's
+    option names). What needs Ollama's blob store or Go templates (``files``, ``adapters``, ``quantize``,
+    ``template``, a ``modelfile``) and what jan's model.json cannot hold (``system``, ``messages``,
+    ``license``) is refused with a 400 by the route, never dropped."""
+
+    model: str = ""
+    from_: str = Field("", alias="from")
+    parameters: OllamaOptions | None = None
+    stream: bool | None = None
+    # refused when given (see above)
+    files: dict[str, Any] | None = None
+    adapters: dict[str, Any] | None = None
+    quantize: str | None = None
+    template: str | None = None
+    system: str | None = None
+    messages: list[Any] | None = None
+    license: Union[str, list[str], None] = None
+    modelfile: str | None = None
+    path: str | None = None
+
+    UNSUPPORTED: ClassVar[tuple[str, ...]] = ("files", "adapters", "quantize", "template", "system", "messages", "license", "modelfile", "path")
 
 
 class OllamaCopyRequest(_Body):

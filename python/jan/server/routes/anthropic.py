@@ -65,10 +65,16 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
     async def events() -> AsyncIterator[Event]:
         encoder = wire.MessageStream(message_id, body.model or stream.model or "", stop_sequences)
-        for event in encoder.start():
-            yield event
+        begun = False
         async for delta in deltas:
+            if not begun:  # message_start tells the prompt's size, which the first delta knows
+                begun = True
+                for event in encoder.start(delta.prompt_tokens):
+                    yield event
             for event in encoder.feed(delta):
+                yield event
+        if not begun:
+            for event in encoder.start():
                 yield event
         for event in encoder.finish():
             yield event

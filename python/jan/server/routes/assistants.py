@@ -20,6 +20,7 @@ from jan.server.schemas import StrictModel, bounded
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
+from jan.services.models import check_parameters
 
 routes = web.RouteTableDef()
 
@@ -75,6 +76,10 @@ def _fields(body: AssistantFields, current_params: dict[str, Any] | None) -> dic
     for key, value in fields.items():
         if value is None and key not in ("metadata",):
             raise APIError(400, f"{key} cannot be null", param=key, code="invalid_value")
+    # what every run of this assistant reads: refused now, not when a run fails on it
+    check_parameters(top, prefix=None)
+    if fields.get("parameters") is not None:
+        check_parameters(fields["parameters"])
     if top or "parameters" in fields:
         params = dict(fields.get("parameters", current_params) or {})
         for key, value in top.items():

@@ -116,6 +116,8 @@ RESPONSES: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
         "image/png": None, "image/jpeg": None, "image/webp": None, "image/gif": None})},
     ("POST", "/v1/threads/{thread_id}/runs"): {"200": ("The run, or with stream: true its events",
                                                         {JSON: None, SSE: None})},
+    ("POST", "/v1/threads/runs"): {"200": ("The run on the new thread, or with stream: true thread.created and "
+                                           "the run's events", {JSON: None, SSE: None})},
 }
 #: Error bodies of other dialects, by path prefix: ``{prefix: (schema name, schema)}`` (jan's own: OpenAI's).
 DIALECT_ERRORS: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -125,7 +127,8 @@ UNPREFIXED = {"/chat/completions", "/completions", "/embeddings", "/models", "/t
 OPEN = {"/", "/favicon.ico", "/health"}
 #: A path segment that is a literal next to a parameter at the same place (``/v1/models/pull`` and
 #: ``/v1/models/{model_id}``): the parameter's schema excludes it, so no two operations overlap.
-RESERVED_SEGMENTS = {"/v1/models/{model_id}": ("model_id", ["pull"])}
+RESERVED_SEGMENTS = {"/v1/models/{model_id}": ("model_id", ["pull"]),
+                     "/v1/threads/{thread_id}": ("thread_id", ["runs"])}
 
 
 def _responses(method: str, path: str) -> dict[str, Any]:

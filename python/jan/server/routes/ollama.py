@@ -30,10 +30,10 @@ from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
 from jan.server.disconnect import unless_disconnected
-from jan.server.errors import ERROR_SHAPES, APIError, to_api_error
+from jan.server.errors import ERROR_SHAPES, APIError, from_validation_error, to_api_error
 from jan.server.keys import SERVICES, SHUTTING_DOWN
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
-from jan.server.validation import loads_bounded
+from jan.server.validation import PARSE_OFF_LOOP_BYTES, loads_bounded
 from jan.services import Services, Target
 from jan.services.infill import infill_prompt
 from jan.services.models import unload_now
@@ -57,7 +57,7 @@ DIALECT_ERRORS["/api/"] = ("OllamaError", {"type": "object", "required": ["error
 RESPONSES.update({  # streamed by default (NDJSON); "stream": false answers one JSON object
     ("POST", path): {"200": ("One JSON object, or with stream (the default) one per line", {
         "application/json": None, NDJSON: None})}
-    for path in ("/api/chat", "/api/generate", "/api/pull")
+    for path in ("/api/chat", "/api/generate", "/api/pull", "/api/create")
 })
 EXTRA_BODIES.update({
     ("POST", "/api/chat"): wire.OllamaChatRequest,
@@ -67,6 +67,7 @@ EXTRA_BODIES.update({
     ("POST", "/api/show"): wire.OllamaModelRequest,
     ("DELETE", "/api/delete"): wire.OllamaModelRequest,
     ("POST", "/api/copy"): wire.OllamaCopyRequest,
+    ("POST", "/api/create"): wire.OllamaCreateRequest,
     ("POST", "/api/pull"): wire.OllamaPullRequest,
 })
 
@@ -116,14 +117,18 @@ async def _body(request: web.Request, model: type[B]) -> B:
     if not raw.strip():
         raise OllamaError(400, "missing request body")
     try:
-        data = loads_bounded(raw)  # nested too deep is a 400 too, never a RecursionError
+        # nested too deep is a 400 too, never a RecursionError; a big body (base64 images) parses off the event loop
+        data = await asyncio.to_thread(loads_bounded, raw) if len(raw) > PARSE_OFF_LOOP_BYTES else loads_bounded(raw)
     except APIError as exc:  # not JSON (Ollama's wording), or nested too deep (said as is)
         detail = exc.message.removeprefix("The request body is not valid JSON: ")
         raise OllamaError(400, f"invalid JSON in the request body: {detail}" if detail != exc.message
                           else exc.message) from None
     if not isinstance(data, dict):
         raise OllamaError(400, "the request body must be a JSON object")
-    return model.model_validate(data)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:  # the field named by its path in this body, as on every route
+        raise OllamaError(400, from_validation_error(exc, data).message) from None
 
 
 def _dumps(obj: Any) -> str:
@@ -443,12 +448,19 @@ async def copy(request: web.Request) -> web.Response:
     body = await _body(request, wire.OllamaCopyRequest)
     if not body.destination:
         raise OllamaError(400, f"destination {body.destination!r} is invalid")
-    services = _services(request)
     source = await _target(request, body.source)
-    destination = ollama_requests.strip_latest(body.destination)
+    await _copy_model(_services(request), source, ollama_requests.strip_latest(body.destination))
+    return web.Response(status=200)
+
+
+async def _copy_model(services: Services, source: Target, destination: str,
+                      parameters: dict[str, Any] | None = None) -> None:
+    """``source`` as the new model ``destination`` (409 if it exists); ``parameters`` over the source's."""
     models = services.models.model_extension()
     path = source.model.get("file_path")
     doc = {k: v for k, v in source.model.items() if k not in ("id", "file_path")}
+    if parameters:
+        doc["parameters"] = {**(doc.get("parameters") or {}), **parameters}
     if path:
         copied = await models.import_model(path, model_id=destination, mode="link")
         keep = {k: doc[k] for k in ("name", "description", "parameters", "metadata") if doc.get(k)}
@@ -456,7 +468,35 @@ async def copy(request: web.Request) -> web.Response:
         await models.update_model(copied["id"], {**keep, "settings": settings})
     else:
         await models.create_model({**doc, "id": destination})
-    return web.Response(status=200)
+
+
+@routes.post("/api/create")
+@ollama_errors
+async def create(request: web.Request) -> web.StreamResponse:
+    """Create a model ``from`` an existing one with its own default ``parameters`` (Ollama's option names,
+    stored as the new model.json's ``parameters``). Ollama's blob uploads, quantizing, Go templates and
+    a stored system prompt or messages have no place in jan's models: asked for, they are a 400."""
+    body = await _body(request, wire.OllamaCreateRequest)
+    if not body.model:
+        raise OllamaError(400, "model is required")
+    given = [name for name in body.UNSUPPORTED if getattr(body, name)]
+    if given:
+        raise OllamaError(400, f"{given[0]}: not supported by jan's /api/create, which makes a model from an "
+                               "existing one (from) with other default parameters; import GGUF files with "
+                               "/api/pull or `jan models import`")
+    if not body.from_:
+        raise OllamaError(400, "from: required (the existing model to create the new one from)")
+    parameters = ollama_requests.sampling(body.parameters).given() if body.parameters else {}
+    source = await _target(request, body.from_)
+    await _copy_model(_services(request), source, ollama_requests.strip_latest(body.model), parameters)
+    if body.stream is False:
+        return _json({"status": "success"})
+    response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    for status in (f"using existing model {source.id}", "writing manifest", "success"):
+        await response.write(_dumps({"status": status}).encode() + b"\n")
+    await response.write_eof()
+    return response
 
 
 @routes.post("/api/pull")

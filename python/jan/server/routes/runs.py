@@ -3,7 +3,9 @@
 HTTP only: the body is parsed into a :class:`jan.services.runs.RunRequest`; what a run does
 (history, precedence, tools and approval, saving, titles, events) is :mod:`jan.services.runs`.
 
+``POST /v1/threads/runs``                      create a thread and run it (OpenAI's createThreadAndRun)
 ``POST .../runs``                              start a run (``stream`` for SSE; ``background`` to outlive the client)
+``GET  .../runs``                              the thread's runs, newest first (OpenAI's list parameters)
 ``GET  .../runs/{run_id}``                     a run (also one of an earlier process: runs are saved)
 ``POST .../runs/{run_id}/cancel``              stop a run in progress, or one waiting for the user
 ``POST .../runs/{run_id}/submit_tool_outputs`` approve / deny / answer the pending tool calls; the run goes on
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from aiohttp import web
 from pydantic import Field
@@ -26,8 +28,9 @@ from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.routes.threads import MessageCreate, _Strict, message_fields
-from jan.server.schemas import Int32Count, ResponseFormat, Seed, Stop, bounded
+from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, list_query, message_fields, page_of,
+                                      thread_fields)
+from jan.server.schemas import Int32Count, NamedToolChoice, ResponseFormat, Seed, Stop, bounded
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
 from jan.services.runs import Run, RunRequest, run_record
@@ -58,7 +61,8 @@ class RunCreate(_Strict):
     stream: bool | None = False
     metadata: dict[str, Any] | None = None
     truncation_strategy: TruncationStrategy | None = None
-    response_format: Union[ResponseFormat, str, None] = None
+    response_format: Union[Literal["auto"], ResponseFormat, None] = Field(default=None, description=(
+        "'auto' (the default: the thread's, else the assistant's) or a response format as chat completions take it"))
     temperature: float | None = bounded("temperature")
     top_p: float | None = bounded("top_p")
     top_k: int | None = bounded("top_k")
@@ -76,13 +80,21 @@ class RunCreate(_Strict):
     tools: list[dict[str, Any]] | None = Field(default=None, description=(
         "Tools of this run (overrides the thread's and the assistant's): {'type': 'function', 'function': "
         "{'name'}, 'require_approval'} or {'type': 'mcp', 'server_label', 'allowed_tools', 'require_approval'}"))
-    tool_choice: Union[str, dict[str, Any], None] = Field(default=None, description=(
+    tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = Field(default=None, description=(
         "For the run's first model turn: 'auto', 'none', 'required' or {'type': 'function', 'function': {'name'}}"))
     tool_policy: dict[str, Any] | None = Field(default=None, description=(
         "{'auto_approve': [tool names or patterns], 'max_steps': n, 'timeout': seconds, 'tool_choice': first turn's}"))
     parallel_tool_calls: bool | None = Field(default=None, description="Whether one model turn may call several tools")
     background: bool = Field(default=False, description=(
         "Keep running when the client goes away (re-attach with GET .../runs/{run_id}/events)"))
+
+
+class ThreadAndRunCreate(RunCreate):
+    """Body of ``POST /v1/threads/runs``: a run's fields plus the ``thread`` to create and run (OpenAI's
+    createThreadAndRun)."""
+
+    thread: ThreadCreate | None = Field(default=None, description=(
+        "The new thread, as POST /v1/threads takes it: messages, metadata (and Jan's title, assistants, id)"))
 
 
 class ToolOutput(_Strict):
@@ -108,6 +120,7 @@ class ResumeRun(_Strict):
 
 
 EXTRA_BODIES[("POST", "/v1/threads/{thread_id}/runs")] = RunCreate
+EXTRA_BODIES[("POST", "/v1/threads/runs")] = ThreadAndRunCreate
 EXTRA_BODIES[("POST", "/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs")] = SubmitToolOutputs
 EXTRA_BODIES[("POST", "/v1/threads/{thread_id}/runs/{run_id}/resume")] = ResumeRun
 
@@ -145,7 +158,7 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "max_completion_tokens": params.get("max_tokens"),
         "max_prompt_tokens": None,
         "truncation_strategy": {"type": "auto", "last_messages": None},
-        "response_format": "auto",
+        "response_format": _format_object(record.get("response_format")),
         "tool_choice": record.get("tool_choice_request") if record.get("tool_choice_request") is not None
         else ("auto" if tools else "none"),
         "parallel_tool_calls": bool(tools) and record.get("parallel_tool_calls") is not False,
@@ -159,6 +172,16 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
     if with_message or "message" in record:
         out["message"] = record.get("message")
     return out
+
+
+def _format_object(fmt: dict[str, Any] | None) -> Any:
+    """The response format a run used (its record's), in OpenAI's shape; ``"auto"`` when it had none."""
+    if not isinstance(fmt, dict) or not fmt.get("type"):
+        return "auto"
+    if fmt["type"] == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": fmt.get("name") or "response",
+                                                       "schema": fmt.get("schema") or {}, "strict": fmt.get("strict")}}
+    return {"type": fmt["type"]}
 
 
 def run_object(run: Run, *, with_message: bool = False) -> dict[str, Any]:
@@ -188,11 +211,13 @@ def _client_gone(request: web.Request):
 
 
 async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int,
-                     continue_text: str | None = None) -> web.StreamResponse:
+                     continue_text: str | None = None,
+                     prelude: tuple[tuple[str, Any], ...] = ()) -> web.StreamResponse:
     """Run one leg in its own task and answer: the run as JSON, or its events as SSE from event ``after + 1``.
 
     A client that goes away stops the run, unless it is a ``background`` run, which goes on
-    (re-attach with ``GET .../events?after=N``).
+    (re-attach with ``GET .../events?after=N``). ``prelude``: events streamed before the run's own, without
+    an SSE ``id`` (they are not the run's, and ``.../events`` does not replay them).
     """
     runs = request.app[SERVICES].runs
     gone = (lambda: False) if run.background else _client_gone(request)
@@ -205,7 +230,7 @@ async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int
         return json_response(run_object(run, with_message=True))
     sse = SSEStream(request)
     try:
-        await _write_events(sse, run, after)
+        await _write_events(sse, run, after, prelude)
     except ConnectionError:
         if not run.background:
             runs.stop(run, "client disconnected")
@@ -223,9 +248,11 @@ async def _wait_leg(task: asyncio.Task) -> None:
         raise
 
 
-async def _write_events(sse: SSEStream, run: Run, after: int) -> None:
-    """Stream the run's events numbered above ``after`` until the current leg is over."""
+async def _write_events(sse: SSEStream, run: Run, after: int, prelude: tuple[tuple[str, Any], ...] = ()) -> None:
+    """Stream the run's events numbered above ``after`` (after ``prelude``'s) until the current leg is over."""
     await sse.start()
+    for event, data in prelude:
+        await sse.response.write(_sse_text(event, data))
     cursor = after
     while True:
         for seq, event, data in await run.next_events(cursor):
@@ -276,10 +303,15 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     while another run does).
     """
     body = await parse_body(request, RunCreate)
+    run = await request.app[SERVICES].runs.start(run_request(body, request.match_info["thread_id"]))
+    return await _serve_leg(request, run, stream=body.stream, after=-1)
+
+
+def run_request(body: RunCreate, thread_id: str) -> RunRequest:
+    """A validated run body as the run service takes it."""
     truncation = body.truncation_strategy
-    runs = request.app[SERVICES].runs
-    run = await runs.start(RunRequest(
-        thread_id=request.match_info["thread_id"], assistant_id=body.assistant_id, model=body.model,
+    return RunRequest(
+        thread_id=thread_id, assistant_id=body.assistant_id, model=body.model,
         instructions=body.instructions, additional_instructions=body.additional_instructions,
         additional_messages=tuple(message_fields(m) for m in body.additional_messages or ()),
         metadata=body.metadata,
@@ -287,9 +319,36 @@ async def create_run(request: web.Request) -> web.StreamResponse:
         response_format=response_format_of(body.response_format) if isinstance(body.response_format, ResponseFormat)
         else None,
         sampling=SamplingOptions.from_mapping(body.model_dump(include=set(SAMPLING_FIELDS), exclude_none=True)),
-        tools=tuple(body.tools) if body.tools is not None else None, tool_choice=body.tool_choice,
-        tool_policy=body.tool_policy, parallel_tool_calls=body.parallel_tool_calls, background=body.background))
-    return await _serve_leg(request, run, stream=body.stream, after=-1)
+        tools=tuple(body.tools) if body.tools is not None else None,
+        tool_choice=body.tool_choice.model_dump() if isinstance(body.tool_choice, NamedToolChoice) else body.tool_choice,
+        tool_policy=body.tool_policy, parallel_tool_calls=body.parallel_tool_calls, background=body.background)
+
+
+# Registered before /v1/threads/{thread_id} (app.py adds this module's routes first): on an aiohttp that
+# matches in registration order, POST /v1/threads/runs would otherwise modify a thread named "runs".
+@routes.post("/v1/threads/runs")
+async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
+    """Create a thread and run it in one request (OpenAI's createThreadAndRun): the answer is the run.
+
+    The body is a run's (as ``POST /v1/threads/{thread_id}/runs`` takes it) plus ``thread``: the new
+    thread as ``POST /v1/threads`` takes it (``messages``, ``metadata``; Jan's ``title``, ``assistants``).
+    The run starts as on an existing thread, ``stream`` and ``background`` included; a streamed answer
+    begins with ``thread.created`` (the new thread), then the run's events. A body that is refused (a 4xx:
+    a bad field, an unknown assistant or model, a thread with nothing to answer) leaves no thread behind.
+    """
+    body = await parse_body(request, ThreadAndRunCreate)
+    fields = thread_fields(body.thread or ThreadCreate(), where="thread.")  # every body check before a write
+    # the thread exists for the run only: refused by the run service's own checks, it is removed again
+    thread, run = await request.app[SERVICES].runs.start_on_new_thread(fields, run_request(body, thread_id=""))
+    return await _serve_leg(request, run, stream=body.stream, after=-1, prelude=(("thread.created", thread),))
+
+
+@routes.get("/v1/threads/{thread_id}/runs")
+async def list_runs(request: web.Request) -> web.Response:
+    """List a thread's runs, newest first by default (``limit``/``order``/``after``/``before`` as every list)."""
+    q = list_query(request, default_order="desc")
+    records = await request.app[SERVICES].runs.list_runs(request.match_info["thread_id"])
+    return json_response(page_of([object_of(r) for r in records], q))
 
 
 async def _find_run(request: web.Request) -> Run:

@@ -7,7 +7,11 @@ folder, is a 400 ``invalid_id``); unknown ids are 404s.
 
 Lists follow OpenAI: ``?limit=`` (1-100, default 20), ``?order=asc|desc``,
 ``?after=`` / ``?before=`` (ids, exclusive cursors) and answer
-``{"object": "list", "data", "first_id", "last_id", "has_more"}``.
+``{"object": "list", "data", "first_id", "last_id", "has_more"}``. A thread's
+messages also take ``?run_id=``: only the messages that run wrote (its replies
+and tool results), filtered before the page is cut, so the cursors page the
+filtered list. The thread id ``runs`` is reserved: ``POST /v1/threads/runs``
+creates a thread and runs it (``runs.py``).
 Images sent in a message (``image_url`` parts with ``data:`` URLs) are stored as
 files in the thread folder and the message keeps ``image_file`` parts naming
 them; ``GET /v1/threads/{thread_id}/files/{file_id}`` serves them back.
@@ -21,6 +25,8 @@ the message body models) are shared with ``assistants.py`` and ``runs.py``.
 """
 
 from __future__ import annotations
+
+import inspect
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, Union
@@ -36,6 +42,7 @@ from jan.server.schemas import ImagePart, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.validation import parse_body
+from jan.services.models import check_parameters
 
 routes = web.RouteTableDef()
 
@@ -221,6 +228,32 @@ def message_fields(body: MessageCreate) -> dict[str, Any]:
     return fields
 
 
+def check_thread_parameters(assistants: list[ThreadAssistant] | None, *, where: str = "") -> None:
+    """A thread's ``assistants[i].model.parameters`` are a layer every run of the thread reads: a value
+    no run could use is a 400 naming it now, not a failed run later (``where``: the body's path to the thread)."""
+    for i, entry in enumerate(assistants or ()):
+        if entry.model is not None:
+            check_parameters(entry.model.parameters, prefix=f"{where}assistants[{i}].model.parameters")
+
+
+#: Thread ids that a route under /v1/threads would shadow (``POST /v1/threads/runs`` creates a thread and runs it).
+RESERVED_IDS = ("runs",)
+
+
+def thread_fields(body: ThreadCreate, *, where: str = "") -> dict[str, Any]:
+    """A validated new thread as the extension's ``create_thread`` takes it — every check of ``POST /v1/threads``
+    done, nothing written (``POST /v1/threads/runs`` checks its ``thread`` this way before it creates anything;
+    ``where`` is the body's path to the thread, for the 400's ``param``)."""
+    if body.id in RESERVED_IDS:
+        raise APIError(400, f"id: '{body.id}' is reserved (it names the route /v1/threads/{body.id})",
+                       param=f"{where}id", code="invalid_value")
+    check_thread_parameters(body.assistants, where=where)
+    thread: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"messages"})
+    if body.messages:
+        thread["messages"] = [message_fields(m) for m in body.messages]
+    return thread
+
+
 def _changes(body: BaseModel, required_non_null: tuple[str, ...]) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
     for key in required_non_null:
@@ -234,11 +267,7 @@ def _changes(body: BaseModel, required_non_null: tuple[str, ...]) -> dict[str, A
 async def create_thread(request: web.Request) -> web.Response:
     """Create a thread (title, assistants, metadata, initial messages)."""
     body = await parse_body(request, ThreadCreate)
-    thread: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"messages"})
-    if body.messages:
-        thread["messages"] = [message_fields(m) for m in body.messages]
-    created = await conversations(request).create_thread(thread)
-    return json_response(created)
+    return json_response(await conversations(request).create_thread(thread_fields(body)))
 
 
 @routes.get("/v1/threads")
@@ -262,6 +291,7 @@ async def get_thread(request: web.Request) -> web.Response:
 async def modify_thread(request: web.Request) -> web.Response:
     """Modify a thread's title, assistants or metadata (metadata is replaced)."""
     body = await parse_body(request, ThreadModify)
+    check_thread_parameters(body.assistants)
     changes = _changes(body, ("title", "assistants"))
     thread = await conversations(request).update_thread(request.match_info["thread_id"], changes)
     return json_response(thread)
@@ -288,14 +318,27 @@ async def create_message(request: web.Request) -> web.Response:
     return json_response(message)
 
 
+def _takes(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` accepts the keyword argument ``name`` (by name or through ``**kwargs``)."""
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 @routes.get("/v1/threads/{thread_id}/messages")
 async def list_messages(request: web.Request) -> web.Response:
-    """List a thread's messages (``order`` defaults to ``desc``, as OpenAI's)."""
+    """List a thread's messages (``order`` defaults to ``desc``, as OpenAI's); ``?run_id=`` keeps the messages
+    that run wrote (its replies and tool results), filtered before the page is cut."""
     store = conversations(request)
     thread_id = request.match_info["thread_id"]
+    # passed only when asked: a third-party store written before the filter still serves unfiltered lists,
+    # and one asked to filter that cannot says so (a 400) rather than failing on the argument (a 500)
+    by_run = {"run_id": request.query["run_id"]} if request.query.get("run_id") else {}
+    if by_run and not _takes(store.list_messages, "run_id"):
+        raise APIError(400, f"The conversation store in use ({type(store).__name__}) cannot filter messages by "
+                            "run_id", param="run_id", code="not_supported")
 
     async def fetch(**q: Any) -> list[dict[str, Any]]:
-        return await store.list_messages(thread_id, **q)
+        return await store.list_messages(thread_id, **q, **by_run)
 
     return json_response(await page(fetch, list_query(request, default_order="desc")))
 
