@@ -6,8 +6,10 @@
 // through their time slices: on a 2-core machine with one CPU-bound process
 // beside it, 2-thread decoding of stories260K fell from ~2,300 to 25 t/s
 // (issue 16), while 1 thread kept 0.8-0.9x its quiet speed. Passive OpenMP
-// waiting (OMP_WAIT_POLICY, GOMP_SPINCOUNT) avoids the collapse but costs up
-// to 90% on a quiet machine, so the thread count adapts instead.
+// waiting (OMP_WAIT_POLICY, GOMP_SPINCOUNT=0) avoids the collapse but costs up
+// to 90% on a quiet machine, so the thread count adapts instead; a shorter spin
+// (jan/engine/openmp.py: 30,000, not libgomp's 300,000) keeps the quiet speed
+// and softens what is left (steps that must keep every thread, every core busy).
 //
 // How: at most every `kInterval` (checked before a decode, and for a while
 // after the model goes idle; see below), the governor reads the busy time of

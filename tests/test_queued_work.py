@@ -60,6 +60,10 @@ def _until(predicate, what: str):
     raise AssertionError(f"not within {WAIT_S} s: {what}")
 
 
+def _finished(server, response_id: str, what: str = "the background response finishes") -> dict:
+    return _until(lambda: (r := _response(server, response_id))["status"] not in ("queued", "in_progress") and r, what)
+
+
 def _response(server, response_id: str) -> dict:
     status, body = call(server, "GET", f"/v1/responses/{response_id}")
     assert status == 200, body
@@ -80,8 +84,7 @@ def test_a_background_response_waits_for_room_and_then_answers(server):
         assert _response(server, created["id"])["status"] == "queued"
     finally:
         blocker.release()
-    done = _until(lambda: (r := _response(server, created["id"]))["status"] not in ("queued", "in_progress") and r,
-                  "the background response finishes")
+    done = _finished(server, created["id"])
     assert done["status"] == "incomplete" and done["incomplete_details"]["reason"] == "max_output_tokens", done
     assert done["usage"]["output_tokens"] == 8 and done["output"][0]["content"][0]["text"]
 
@@ -94,8 +97,7 @@ def test_a_background_response_started_when_the_blocker_ends_by_itself(server):
                                                                   "max_output_tokens": 4, "background": True})
         assert status == 200, created
         stream.read()  # the blocker runs to its end
-    done = _until(lambda: (r := _response(server, created["id"]))["status"] not in ("queued", "in_progress") and r,
-                  "the background response finishes")
+    done = _finished(server, created["id"])
     assert done["status"] == "incomplete" and done["usage"]["output_tokens"] == 4
 
 
@@ -114,8 +116,7 @@ def test_a_queued_background_response_can_be_cancelled(server):
     status, created = call(server, "POST", "/v1/responses", {"model": "stories260K", "input": "Hi",
                                                               "max_output_tokens": 2, "background": True})
     assert status == 200
-    done = _until(lambda: (r := _response(server, created["id"]))["status"] not in ("queued", "in_progress") and r,
-                  "the next response finishes")
+    done = _finished(server, created["id"], "the next response finishes")
     assert done["usage"]["output_tokens"] == 2
 
 
@@ -140,8 +141,7 @@ def test_a_background_response_to_a_busy_remote_server_waits_for_it(server, tmp_
             assert _response(front, created["id"])["status"] == "queued"
         finally:
             blocker.release()
-        done = _until(lambda: (r := _response(front, created["id"]))["status"] not in ("queued", "in_progress") and r,
-                      "the background response finishes")
+        done = _finished(front, created["id"])
         assert done["status"] == "incomplete" and done["usage"]["output_tokens"] == 4, done
     finally:
         front.stop()

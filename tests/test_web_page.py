@@ -611,15 +611,20 @@ def tools_server(tmp_path_factory, vocab_dir):
         yield srv
 
 
-@pytest.mark.timeout(600)
-def test_approve_a_tool_call_in_the_page(tools_server, new_page):
-    """A tool call waits for approval; the user approves it in the page; its result shows inline as text."""
-    server = tools_server
-    thread = api(server, "POST", "/v1/threads", {"title": "Notes", "assistants": [{
+def _notes_thread(server, title: str) -> dict:
+    """A thread whose assistant must call notes__list_notes first (its tool choice), which needs approval."""
+    return api(server, "POST", "/v1/threads", {"title": title, "assistants": [{
         "assistant_id": "jan", "assistant_name": "Jan",
         "model": {"id": "qwen3-tools", "parameters": {"max_tokens": 40, "temperature": 0}},
         "tools": [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}],
         "tool_policy": {"tool_choice": {"type": "function", "function": {"name": "notes__list_notes"}}}}]})
+
+
+@pytest.mark.timeout(600)
+def test_approve_a_tool_call_in_the_page(tools_server, new_page):
+    """A tool call waits for approval; the user approves it in the page; its result shows inline as text."""
+    server = tools_server
+    thread = _notes_thread(server, "Notes")
     page = new_page()
     open_page(page, server, f"#thread={thread['id']}")
     page.fill("#prompt", "Which notes do I have?")
@@ -659,11 +664,7 @@ def test_a_run_left_waiting_for_approval_does_not_lock_the_thread(tools_server, 
     box is gone (the page was closed, or its client walked away) must not lock the conversation: sending a
     new message from the page cancels it and goes on."""
     server = tools_server
-    thread = api(server, "POST", "/v1/threads", {"title": "Left waiting", "assistants": [{
-        "assistant_id": "jan", "assistant_name": "Jan",
-        "model": {"id": "qwen3-tools", "parameters": {"max_tokens": 40, "temperature": 0}},
-        "tools": [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}],
-        "tool_policy": {"tool_choice": {"type": "function", "function": {"name": "notes__list_notes"}}}}]})
+    thread = _notes_thread(server, "Left waiting")
     tid = thread["id"]
     api(server, "POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Which notes do I have?"})
     waiting = api(server, "POST", f"/v1/threads/{tid}/runs", {})

@@ -14,6 +14,11 @@ if sys.platform.startswith("linux"):
     except OSError:
         pass
 
+from jan.engine.openmp import spin_count_for_load
+
+with spin_count_for_load():  # libgomp, loaded with the native module, reads its spin count once (openmp.py)
+    from jan import _engine  # noqa: F401
+
 from jan.engine.model import Model, ModelInfo
 from jan.engine.registry import Engine, ModelPool
 from jan.engine.request import Request
