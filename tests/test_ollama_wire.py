@@ -90,7 +90,8 @@ def test_chat_request_is_typed():
     assert tool.tool_call_id == assistant.tool_calls[0].id and tool.name == "get_weather"
     assert req.tools[0].name == "get_weather" and req.tools[0].parameters == {"type": "object"}
     assert req.response_format == ResponseFormat(type="json_schema", schema={"type": "object"})
-    assert req.reasoning == ReasoningOptions(enabled=True, effort="high")
+    # Ollama's think insists: a model that cannot think is a 400, not an answer without thinking
+    assert req.reasoning == ReasoningOptions(enabled=True, effort="high", required=True)
     assert req.logprobs and req.top_logprobs == 2
     assert convert.response_format("json") == ResponseFormat(type="json_object")
     assert convert.response_format("") is None
