@@ -60,6 +60,18 @@ def _until(predicate, what: str):
     raise AssertionError(f"not within {WAIT_S} s: {what}")
 
 
+def _busy_then_queued(server, model: str, max_tokens: int) -> dict:
+    """With the model's queue full: an interactive response is refused at once (503 ``queue_full``, as
+    before), a background one is accepted ``queued`` and stays so (neither failed nor started)."""
+    status, body = call(server, "POST", "/v1/responses", {"model": model, "input": "Hi", "max_output_tokens": 4})
+    assert status == 503 and body["error"]["code"] == "queue_full", body
+    status, created = call(server, "POST", "/v1/responses", {"model": model, "input": "Hi",
+                                                              "max_output_tokens": max_tokens, "background": True})
+    assert status == 200 and created["status"] == "queued", created
+    assert _response(server, created["id"])["status"] == "queued"
+    return created
+
+
 def _finished(server, response_id: str, what: str = "the background response finishes") -> dict:
     return _until(lambda: (r := _response(server, response_id))["status"] not in ("queued", "in_progress") and r, what)
 
@@ -73,15 +85,7 @@ def _response(server, response_id: str) -> dict:
 def test_a_background_response_waits_for_room_and_then_answers(server):
     blocker = Blocker(server)
     try:
-        # an interactive request with the queue full: busy now, as before
-        status, body = call(server, "POST", "/v1/responses", {"model": "stories260K", "input": "Hi",
-                                                               "max_output_tokens": 4})
-        assert status == 503 and body["error"]["code"] == "queue_full"
-        status, created = call(server, "POST", "/v1/responses", {"model": "stories260K", "input": "Hi",
-                                                                  "max_output_tokens": 8, "background": True})
-        assert status == 200 and created["status"] == "queued", created
-        # still waiting while the slot is taken: neither failed nor started
-        assert _response(server, created["id"])["status"] == "queued"
+        created = _busy_then_queued(server, "stories260K", 8)
     finally:
         blocker.release()
     done = _finished(server, created["id"])
@@ -132,13 +136,7 @@ def test_a_background_response_to_a_busy_remote_server_waits_for_it(server, tmp_
     try:
         blocker = Blocker(server)
         try:
-            status, body = call(front, "POST", "/v1/responses", {"model": "remote-stories", "input": "Hi",
-                                                                  "max_output_tokens": 4})
-            assert status == 503 and body["error"]["code"] == "queue_full", body
-            status, created = call(front, "POST", "/v1/responses", {"model": "remote-stories", "input": "Hi",
-                                                                     "max_output_tokens": 4, "background": True})
-            assert status == 200 and created["status"] == "queued", created
-            assert _response(front, created["id"])["status"] == "queued"
+            created = _busy_then_queued(front, "remote-stories", 4)
         finally:
             blocker.release()
         done = _finished(front, created["id"])
