@@ -325,7 +325,8 @@ class LocalBackend:
             choice = NamedToolChoice((choice.get("function") or {}).get("name") or "")
         request = ChatRequest(model=self.model_id, messages=typed, tools=specs, tool_choice=choice,
                               parallel_tool_calls=False if specs else None,
-                              sampling=SamplingOptions.from_mapping(sampling), reasoning=reasoning)
+                              sampling=SamplingOptions.from_mapping(sampling), reasoning=reasoning,
+                              truncation="auto")  # a long chat keeps going: its oldest turns give way
         return LocalGeneration(self.runtime.iterate(self.runtime.services.chat.stream(request)))
 
     def complete(self, prompt: str, options: dict[str, Any]) -> Generation:
@@ -357,7 +358,8 @@ class ServerBackend:
 
     def chat(self, messages: list[dict[str, Any]], options: dict[str, Any], *,
              tools: list[dict[str, Any]] | None = None, tool_choice: Any = None) -> Generation:
-        body = {**self._body(options), "messages": messages}
+        # a long chat keeps going: the server drops its oldest turns (jan's "truncation", as the Responses API's)
+        body = {**self._body(options), "messages": messages, "truncation": "auto"}
         if tools:
             body["tools"] = tools
             body["parallel_tool_calls"] = False

@@ -156,6 +156,7 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         chat_template_kwargs=body.chat_template_kwargs,
         # a final assistant message is continued, as llama-server's "prefill assistant" does
         continue_final_message=ends_in_prefill(messages),
+        truncation=body.truncation or "disabled",
     )
 
 

@@ -288,6 +288,9 @@ class ChatCompletionRequest(SamplingFields):
     reasoning_budget: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     thinking_budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
     modalities: list[Literal["text", "audio"]] | None = None
+    # jan's, named and valued as the Responses API's: "auto" drops the oldest turns of a conversation longer than
+    # the context (jan.services.fit); "disabled" (the default, as OpenAI's chat completions) answers 400
+    truncation: Literal["auto", "disabled"] | None = None
     # OpenAI's, accepted and ignored: caching, abuse-tracking and length hints with no local meaning
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None

@@ -24,7 +24,7 @@ from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_templat
 
 T = TypeVar("T")
 
-__all__ = ["chat_plan", "chat_prompt", "check_fan_out", "constraint_grammar", "merged", "off_loop", "seeds", "client_seed", "template_messages", "template_tools"]
+__all__ = ["chat_plan", "chat_prompt", "render_chat", "check_fan_out", "constraint_grammar", "merged", "off_loop", "seeds", "client_seed", "template_messages", "template_tools"]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -141,6 +141,20 @@ def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None =
     model = local.model
     plan = plan or chat_plan(local, request)
     marker = model.media_marker if has_media(request) else None
+    text = render_chat(local, request, plan, marker)
+    if marker is not None:
+        return text, _media_prompt(model, request, text, marker)
+    tokens = model.tokenize(text, add_special=False, parse_special=True)
+    bos = model.info.special_tokens.get("bos")
+    if bos is not None and model.add_bos and (not tokens or tokens[0] != bos):
+        tokens = [bos, *tokens]
+    return text, tokens
+
+
+def render_chat(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None) -> str:
+    """Blocking: the chat template rendered for ``request`` (the prompt's text; each image/audio part
+    as ``marker``), ending in the assistant turn to write, or inside the final message when the
+    request continues it."""
     messages = plan.messages(template_messages(request.messages, marker))
     kwargs = plan.template_kwargs()
     text = None
@@ -161,13 +175,7 @@ def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None =
                                          **kwargs) + partial
     if text is None:
         text = local.template.render(messages, tools=plan.tools, add_generation_prompt=True, **kwargs)
-    if marker is not None:
-        return text, _media_prompt(model, request, text, marker)
-    tokens = model.tokenize(text, add_special=False, parse_special=True)
-    bos = model.info.special_tokens.get("bos")
-    if bos is not None and model.add_bos and (not tokens or tokens[0] != bos):
-        tokens = [bos, *tokens]
-    return text, tokens
+    return text
 
 
 def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: str):

@@ -100,6 +100,7 @@ from jan.services.types import (
     TextPart,
     ToolCall,
     ToolSpec,
+    Truncation,
     Usage,
     merge_options,
 )
@@ -386,6 +387,12 @@ def run_record(run: Run) -> dict[str, Any]:
         "pending": [c.to_dict() for c in run.pending], "background": run.background,
         "response_format": run.response_format, "last_messages": run.last_messages,
     }
+
+
+def run_truncation(last_messages: int | None) -> Truncation:
+    """A run's ``truncation_strategy`` for its chat turns: ``auto`` (OpenAI's default) drops the oldest turns of a
+    thread longer than the context; ``last_messages`` keeps exactly the last N messages, and no more is dropped."""
+    return "disabled" if last_messages else "auto"
 
 
 def run_from_record(record: dict[str, Any]) -> Run:
@@ -726,7 +733,7 @@ class RunService:
 
         run = Run(req.thread_id, assistant["id"], model["id"], instructions, sampling.given(), req.metadata or {})
         run.chat_request = ChatRequest(model=model["id"], messages=messages, response_format=response_format,
-                                       sampling=sampling)
+                                       sampling=sampling, truncation=run_truncation(req.last_messages))
         run.run_tools = list(req.tools) if req.tools is not None else None
         run.tool_choice_request, run.tool_policy, run.tool_specs = req.tool_choice, req.tool_policy, policy.specs
         run.parallel_tool_calls, run.background = req.parallel_tool_calls, req.background
@@ -970,7 +977,7 @@ class _Execution:
                            response_format=_format_of(run.response_format), sampling=sampling,
                            continue_final_message=bool(continue_text),
                            # a background run is queued work: it waits for room rather than fail when the model is busy
-                           wait_for_room=run.background)
+                           wait_for_room=run.background, truncation=run_truncation(run.last_messages))
 
     def _tokens_left(self, sampling: SamplingOptions) -> int | None:
         """What a continued reply may still generate under ``max_tokens`` (None: no limit, or nothing continued)."""

@@ -50,6 +50,7 @@ __all__ = [
     "ToolChoice",
     "ToolSpec",
     "TopLogprob",
+    "Truncation",
     "Usage",
     "ends_in_prefill",
     "merge_options",
@@ -151,6 +152,8 @@ class NamedToolChoice:
 
 
 ToolChoice = Union[Literal["auto", "none", "required"], NamedToolChoice]
+#: How a conversation longer than the context is treated (``ChatRequest.truncation``).
+Truncation = Literal["disabled", "auto"]
 
 
 @dataclass(frozen=True)
@@ -473,6 +476,11 @@ class ChatRequest:
     #: Queued work (a background response, an assistant run): when the model's wait queue is full it
     #: waits for room, as the API's ``queued`` status promises, instead of failing with QueueFullError.
     wait_for_room: bool = False
+    #: A conversation longer than the model's context: ``"disabled"`` refuses it (ContextOverflowError);
+    #: ``"auto"`` drops its oldest turns (system messages stay, the last turn always) until the prompt
+    #: fits, as Ollama's ``truncate``, the Responses API's ``truncation`` and a run's
+    #: ``truncation_strategy`` ask. See :func:`jan.services.fit.fit_history`.
+    truncation: Truncation = "disabled"
 
     @property
     def continues(self) -> bool:

@@ -25,11 +25,12 @@ from jan.services.types import (
     TextPart,
     ToolCall,
     ToolSpec,
+    Truncation,
     ends_in_prefill,
 )
 
 __all__ = ["OllamaRequestError", "chat_request", "completion_request", "embedding_request", "format_grammar", "generate_chat_request",
-           "sampling", "strip_latest"]
+           "sampling", "strip_latest", "truncation"]
 
 
 class OllamaRequestError(ValueError):
@@ -165,7 +166,13 @@ def chat_request(body: wire.OllamaChatRequest, model: str) -> ChatRequest:
         reasoning=reasoning(body.think),
         # a final assistant message is continued, as Ollama's templates leave the last assistant turn open
         continue_final_message=ends_in_prefill(messages),
+        truncation=truncation(body.truncate),
     )
+
+
+def truncation(truncate: bool | None) -> Truncation:
+    """Ollama truncates a chat history longer than the context unless told ``truncate: false``."""
+    return "disabled" if truncate is False else "auto"
 
 
 def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatRequest:
@@ -183,6 +190,7 @@ def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatR
         logprobs=body.logprobs,
         top_logprobs=body.top_logprobs if body.logprobs else 0,
         reasoning=reasoning(body.think),
+        truncation=truncation(body.truncate),
     )
 
 

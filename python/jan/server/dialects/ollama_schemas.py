@@ -92,7 +92,8 @@ The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
 ``num_gpu``, ``num_thread``, ``num_batch``, ``use_mmap``, ...) are jan's
 ``jan serve`` flags and model.json settings instead (a model is loaded once for
 every request it serves), so they are ignored here, as Ollama ignores options it
-does not know; so are ``num_keep`` (jan never shifts the context) and
+does not know; so are ``num_keep`` (jan never shifts the context; a history longer
+than the context loses whole turns, see the requests' ``truncate``) and
 ``mirostat``/``penalize_newline``/``tfs_z``, which llama.cpp dropped.
 """
 
@@ -172,6 +173,11 @@ class _Inference(_ModelUse):
     think: Think = None
     logprobs: bool = False
     top_logprobs: int = bounded("top_logprobs", 0)
+    #: A history longer than the context loses its oldest turns (jan.services.fit); ``false``: a 400 instead.
+    truncate: bool | None = None
+    #: Ollama's context shift (keep generating past a full context by dropping old tokens). jan does not shift,
+    #: as llama-server by default: a reply that fills the context ends with done_reason "length".
+    shift: bool | None = None
 
     @field_validator("think", mode="before")
     @classmethod

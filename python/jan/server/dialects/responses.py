@@ -175,6 +175,9 @@ class ResponsesRequest(_Wire):
     metadata: dict[str, str] | None = None
     stream: bool = False
     background: bool = False
+    #: "auto": a conversation longer than the context loses its oldest turns (jan.services.fit); "disabled"
+    #: (the default, as OpenAI's): it is a 400.
+    truncation: Literal["auto", "disabled"] | None = None
 
 
 # -- request -> typed --------------------------------------------------------------------------
@@ -297,7 +300,7 @@ def to_chat_request(body: ResponsesRequest, history: list[typed.ChatMessage],
     return typed.ChatRequest(model=body.model, messages=tuple(messages), tools=tools,
                        tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=body.parallel_tool_calls,
                        response_format=_response_format(body.text), sampling=sampling, reasoning=reasoning,
-                       wait_for_room=body.background)
+                       wait_for_room=body.background, truncation=body.truncation or "disabled")
 
 
 # -- answer ----------------------------------------------------------------------------------------
@@ -379,7 +382,7 @@ def response_object(response_id: str, body: ResponsesRequest, model: str, *, sta
         "reasoning": {"effort": body.reasoning.effort if body.reasoning else None, "summary": None},
         "store": body.store, "temperature": body.temperature, "text": text, "tool_choice": tool_choice,
         "tools": [t.model_dump(mode="json", exclude_none=True) for t in body.tools or ()],
-        "top_p": body.top_p, "truncation": "disabled",
+        "top_p": body.top_p, "truncation": body.truncation or "disabled",
         "usage": _usage(usage) if final and usage is not None else None,
         "metadata": body.metadata or {}, "completed_at": int(time.time()) if status == "completed" else None,
     }

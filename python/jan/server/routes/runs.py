@@ -21,7 +21,7 @@ import json
 from typing import Any, Literal, Union
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from jan.server.errors import APIError
 from jan.server.jsonio import json_response
@@ -46,8 +46,17 @@ SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repea
 
 
 class TruncationStrategy(_Strict):
+    """``auto``: a thread longer than the model's context loses its oldest turns (jan.services.fit);
+    ``last_messages``: only the thread's last ``last_messages`` messages are sent."""
+
     type: str = Field("auto", pattern="^(auto|last_messages)$")
     last_messages: Int32Count | None = None
+
+    @model_validator(mode="after")
+    def _count_given(self) -> "TruncationStrategy":
+        if self.type == "last_messages" and self.last_messages is None:
+            raise ValueError("last_messages: required when type is 'last_messages'")
+        return self
 
 
 class RunCreate(_Strict):
@@ -157,7 +166,8 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "top_p": params.get("top_p"),
         "max_completion_tokens": params.get("max_tokens"),
         "max_prompt_tokens": None,
-        "truncation_strategy": {"type": "auto", "last_messages": None},
+        "truncation_strategy": ({"type": "last_messages", "last_messages": record["last_messages"]}
+                                if record.get("last_messages") else {"type": "auto", "last_messages": None}),
         "response_format": _format_object(record.get("response_format")),
         "tool_choice": record.get("tool_choice_request") if record.get("tool_choice_request") is not None
         else ("auto" if tools else "none"),
