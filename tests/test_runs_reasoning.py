@@ -123,3 +123,37 @@ async def test_a_tool_loop_keeps_its_thinking_as_the_template_expects(server):
                                       [WEATHER])
         assert with_thinking > without
         assert done["usage"]["prompt_tokens"] == with_thinking
+
+
+async def test_reasoning_effort_of_a_run_and_of_its_assistant(server):
+    """OpenAI's ``reasoning_effort`` on runs and assistants: ``"none"`` turns thinking off (the template closes
+    the thinking block itself), a run's own wins over its assistant's, and both are shown back."""
+    async with Client(server.base_url) as api:
+        await api.ok("PATCH", f"/v1/models/{MODEL}", {"settings": {"reasoning_budget": 4}})
+        body = {"max_tokens": 8, "temperature": 0, "ignore_eos": True}
+
+        async def reply_kinds(tid: str, run: dict) -> list[str]:
+            assert run["status"] in ("completed", "incomplete"), run
+            [reply] = [m for m in await messages_of(api, tid) if m["role"] == "assistant" and m["run_id"] == run["id"]]
+            return kinds(reply)
+
+        tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Hi"}]}))["id"]
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**body, "reasoning_effort": "none"})
+        assert run["reasoning_effort"] == "none"
+        assert await reply_kinds(tid, run) == ["text"]
+
+        quiet = await api.ok("POST", "/v1/assistants", {"name": "Quiet", "model": MODEL, "reasoning_effort": "none"})
+        assert quiet["reasoning_effort"] == "none"
+        assert (await api.ok("GET", f"/v1/assistants/{quiet['id']}"))["reasoning_effort"] == "none"
+        tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Hi"}]}))["id"]
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**body, "assistant_id": quiet["id"]})
+        assert run["reasoning_effort"] == "none" and await reply_kinds(tid, run) == ["text"]
+        await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "And?"})
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**body, "assistant_id": quiet["id"],
+                                                               "reasoning_effort": "high"})
+        assert run["reasoning_effort"] == "high" and (await reply_kinds(tid, run))[0] == "reasoning"
+
+        cleared = await api.ok("POST", f"/v1/assistants/{quiet['id']}", {"reasoning_effort": None})
+        assert cleared["reasoning_effort"] is None
+        status, error = await api.call("POST", f"/v1/threads/{tid}/runs", {**body, "reasoning_effort": "max"})
+        assert status == 400 and error["error"]["param"] == "reasoning_effort"

@@ -26,6 +26,8 @@ INT32_MAX = 2**31 - 1
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 #: A count or length the engine keeps in an int32 (tokens, positions).
 Int32Count = Annotated[int, Field(ge=1, le=INT32_MAX)]
+#: OpenAI's ``reasoning_effort`` values (chat completions, assistants, runs).
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
 #: A token id: llama.cpp's ``llama_token`` is an int32; no vocabulary has a billion entries.
 #: ``max_tokens`` and its other names in every dialect (``max_completion_tokens``, ``max_output_tokens``).
 MaxTokens = Annotated[int, Field(**RANGES["max_tokens"].field())]
@@ -281,7 +283,7 @@ class ChatCompletionRequest(SamplingFields):
     parallel_tool_calls: bool | None = None
     # chat template variables (llama.cpp's server calls it chat_template_kwargs)
     chat_template_kwargs: dict[str, Any] | None = None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
     # thinking control as llama-server / Ollama / Anthropic accept it (jan.templates.formats.ReasoningRequest)
     reasoning_format: Literal["none", "auto", "deepseek", "deepseek-legacy"] | None = None
     think: Union[bool, Literal["low", "medium", "high"], None] = None

@@ -95,6 +95,7 @@ from jan.services.types import (
     ChatRequest,
     ImagePart,
     NamedToolChoice,
+    ReasoningOptions,
     ResponseFormat,
     SamplingOptions,
     TextPart,
@@ -144,6 +145,7 @@ class RunRequest:
     metadata: dict[str, Any] | None = None
     last_messages: int | None = None  # truncation: only the last N messages of the history
     response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = None  # the run's, else the assistant's (OpenAI's reasoning_effort)
     sampling: SamplingOptions = SamplingOptions()
     tools: tuple[dict[str, Any], ...] | None = None  # the run's own tools (OpenAI shapes), over the thread's
     tool_choice: Any = None  # the first model turn's: "auto" | "none" | "required" | {"type": "function", ...}
@@ -187,6 +189,7 @@ class Run:
     background: bool = False
     response_format: dict[str, Any] | None = None  # as recorded (see ResponseFormat)
     last_messages: int | None = None
+    reasoning_effort: str | None = None
     # the stream, for listeners that re-attach
     events: list[tuple[str, Any]] = field(default_factory=list)
     task: asyncio.Task | None = None
@@ -386,7 +389,13 @@ def run_record(run: Run) -> dict[str, Any]:
         "tools": run.tool_specs, "parallel_tool_calls": run.parallel_tool_calls, "step": run.step,
         "pending": [c.to_dict() for c in run.pending], "background": run.background,
         "response_format": run.response_format, "last_messages": run.last_messages,
+        "reasoning_effort": run.reasoning_effort,
     }
+
+
+def _reasoning(effort: str | None) -> ReasoningOptions | None:
+    """A run's ``reasoning_effort`` as the chat path takes it (``"none"`` turns thinking off)."""
+    return ReasoningOptions(effort=effort) if effort else None
 
 
 def run_truncation(last_messages: int | None) -> Truncation:
@@ -411,6 +420,7 @@ def run_from_record(record: dict[str, Any]) -> Run:
     run.pending = [PendingCall.from_dict(c) for c in record.get("pending") or []]
     run.background = bool(record.get("background"))
     run.response_format, run.last_messages = record.get("response_format"), record.get("last_messages")
+    run.reasoning_effort = record.get("reasoning_effort")
     if record.get("message_id"):
         run.message = {"id": record["message_id"]}
     if not run.active:
@@ -732,12 +742,15 @@ class RunService:
             raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
 
         run = Run(req.thread_id, assistant["id"], model["id"], instructions, sampling.given(), req.metadata or {})
+        effort = req.reasoning_effort or assistant.get("reasoning_effort") or None
         run.chat_request = ChatRequest(model=model["id"], messages=messages, response_format=response_format,
-                                       sampling=sampling, truncation=run_truncation(req.last_messages))
+                                       sampling=sampling, truncation=run_truncation(req.last_messages),
+                                       reasoning=_reasoning(effort))
         run.run_tools = list(req.tools) if req.tools is not None else None
         run.tool_choice_request, run.tool_policy, run.tool_specs = req.tool_choice, req.tool_policy, policy.specs
         run.parallel_tool_calls, run.background = req.parallel_tool_calls, req.background
         run.response_format, run.last_messages = _format_record(response_format), req.last_messages
+        run.reasoning_effort = effort
         bus = self.manager.bus
         last_user = next((m for m in reversed(history) if m.get("role") == "user"), None)
         if last_user is not None:
@@ -977,7 +990,8 @@ class _Execution:
                            response_format=_format_of(run.response_format), sampling=sampling,
                            continue_final_message=bool(continue_text),
                            # a background run is queued work: it waits for room rather than fail when the model is busy
-                           wait_for_room=run.background, truncation=run_truncation(run.last_messages))
+                           wait_for_room=run.background, truncation=run_truncation(run.last_messages),
+                           reasoning=_reasoning(run.reasoning_effort))
 
     def _tokens_left(self, sampling: SamplingOptions) -> int | None:
         """What a continued reply may still generate under ``max_tokens`` (None: no limit, or nothing continued)."""

@@ -17,7 +17,8 @@ from .pagination import Order, Page, paginate
 KIND = "assistant"
 DEFAULT_ASSISTANT_ID = "jan"
 
-_FIELDS = ("name", "description", "model", "instructions", "tools", "file_ids", "metadata", "avatar", "parameters")
+_FIELDS = ("name", "description", "model", "instructions", "tools", "file_ids", "metadata", "avatar", "parameters",
+           "reasoning_effort")
 
 
 def _check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def _check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
                     validate_id(file_id, "file id")
         elif key in ("metadata", "parameters"):
             value = check_dict(key, value)
+        elif key == "reasoning_effort" and value is None:
+            pass  # unset: the model's own default
         else:
             value = check_str(key, value)
         out[key] = value
@@ -88,7 +91,8 @@ class AssistantStore:
         return paginate(items, limit=limit, order=order, after=after, before=before)
 
     def update(self, assistant_id: str, **changes: Any) -> dict[str, Any]:
-        """Change any of ``name, description, model, instructions, tools, file_ids, metadata, avatar``.
+        """Change any of ``name, description, model, instructions, tools, file_ids, metadata, avatar, parameters,
+        reasoning_effort``.
 
         ``metadata`` is replaced, not merged.
         """

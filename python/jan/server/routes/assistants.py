@@ -16,7 +16,7 @@ from pydantic import Field
 
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
-from jan.server.schemas import StrictModel, bounded
+from jan.server.schemas import ReasoningEffort, StrictModel, bounded
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
@@ -43,6 +43,8 @@ class AssistantFields(_Strict):
     temperature: float | None = bounded("temperature")
     top_p: float | None = bounded("top_p")
     response_format: Union[str, dict[str, Any], None] = None
+    reasoning_effort: ReasoningEffort | None = Field(default=None, description=(
+        "How hard a reasoning model thinks in this assistant's runs ('none' turns thinking off); a run's own wins"))
 
 
 class AssistantCreate(AssistantFields):
@@ -67,6 +69,7 @@ def present(assistant: dict[str, Any]) -> dict[str, Any]:
         out[key] = params.get(key, "auto" if key == "response_format" else None)
     out.setdefault("tools", [])
     out.setdefault("metadata", {})
+    out.setdefault("reasoning_effort", None)
     return out
 
 
@@ -74,7 +77,7 @@ def _fields(body: AssistantFields, current_params: dict[str, Any] | None) -> dic
     fields = body.model_dump(exclude_unset=True)
     top = {k: fields.pop(k) for k in _SAMPLING_TOP_LEVEL if k in fields}
     for key, value in fields.items():
-        if value is None and key not in ("metadata",):
+        if value is None and key not in ("metadata", "reasoning_effort"):
             raise APIError(400, f"{key} cannot be null", param=key, code="invalid_value")
     # what every run of this assistant reads: refused now, not when a run fails on it
     check_parameters(top, prefix=None)

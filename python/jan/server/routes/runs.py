@@ -30,7 +30,7 @@ from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, list_query, message_fields, page_of,
                                       thread_fields)
-from jan.server.schemas import Int32Count, NamedToolChoice, ResponseFormat, Seed, Stop, bounded
+from jan.server.schemas import Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop, bounded
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
 from jan.services.runs import Run, RunRequest, run_record
@@ -70,6 +70,8 @@ class RunCreate(_Strict):
     stream: bool | None = False
     metadata: dict[str, Any] | None = None
     truncation_strategy: TruncationStrategy | None = None
+    reasoning_effort: ReasoningEffort | None = Field(default=None, description=(
+        "How hard a reasoning model thinks ('none' turns thinking off); default: the assistant's, else the model's"))
     response_format: Union[Literal["auto"], ResponseFormat, None] = Field(default=None, description=(
         "'auto' (the default: the thread's, else the assistant's) or a response format as chat completions take it"))
     temperature: float | None = bounded("temperature")
@@ -166,6 +168,7 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "top_p": params.get("top_p"),
         "max_completion_tokens": params.get("max_tokens"),
         "max_prompt_tokens": None,
+        "reasoning_effort": record.get("reasoning_effort"),
         "truncation_strategy": ({"type": "last_messages", "last_messages": record["last_messages"]}
                                 if record.get("last_messages") else {"type": "auto", "last_messages": None}),
         "response_format": _format_object(record.get("response_format")),
@@ -326,6 +329,7 @@ def run_request(body: RunCreate, thread_id: str) -> RunRequest:
         additional_messages=tuple(message_fields(m) for m in body.additional_messages or ()),
         metadata=body.metadata,
         last_messages=truncation.last_messages if truncation is not None and truncation.type == "last_messages" else None,
+        reasoning_effort=body.reasoning_effort,
         response_format=response_format_of(body.response_format) if isinstance(body.response_format, ResponseFormat)
         else None,
         sampling=SamplingOptions.from_mapping(body.model_dump(include=set(SAMPLING_FIELDS), exclude_none=True)),
