@@ -251,3 +251,26 @@ def test_context_overflow_names_the_dialects_prompt_field(keyed):
     assert status == 400 and err["type"] == "error" and "context" in err["error"]["message"], err
     status, _, err = call(keyed, "POST", "/api/chat", OLLAMA_CHAT | {"messages": [{"role": "user", "content": long}]})
     assert status == 400 and "context" in err["error"], err
+
+
+def test_a_tool_name_given_twice_is_a_400_in_every_dialect(keyed):
+    """The model's call could not say which of two same-named tools it means: refused before any work, in the
+    route's own error shape, naming the second one."""
+    params = WEATHER["parameters"]
+    openai_tool = {"type": "function", "function": WEATHER}
+    cases = [
+        ("/v1/chat/completions", MESSAGES | {"tools": [openai_tool, openai_tool]}),
+        ("/v1/apply-template", {"model": "stories260K", "messages": ONCE, "tools": [openai_tool, openai_tool]}),
+        ("/v1/messages", MESSAGES | {"tools": [{"name": "get_weather", "input_schema": params}] * 2}),
+        ("/v1/messages/count_tokens", {"model": "stories260K", "messages": ONCE,
+                                       "tools": [{"name": "get_weather", "input_schema": params}] * 2}),
+        ("/v1/responses", RESPONSES | {"tools": [{"type": "function", "name": "get_weather", "parameters": params}] * 2}),
+        ("/api/chat", OLLAMA_CHAT | {"tools": [openai_tool, openai_tool]}),
+    ]
+    for path, body in cases:
+        status, _, err = call(keyed, "POST", path, body)
+        assert status == 400, (path, status, err)
+        assert "get_weather" in error_text(path, err) and "unique" in error_text(path, err), (path, err)
+    # one of each is fine
+    status, _, err = call(keyed, "POST", "/v1/chat/completions", MESSAGES | {"tools": [openai_tool]})
+    assert status == 200, err
