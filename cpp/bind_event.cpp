@@ -1,4 +1,6 @@
 // jan._engine.Event and jan._engine.FinishReason: what a request streams to Python, read-only.
+#include <cmath>
+
 #include <pybind11/stl.h>
 
 #include "bind_common.h"
@@ -47,6 +49,18 @@ void register_event(py::module_ & m) {
             }
             return std::move(out);
         }, "None, or one (logprob, [(token_id, logprob), ...]) per token when asked for.")
+        .def_property_readonly("prompt_logprobs", [](const PyEvent & e) -> py::object {
+            if (e.event.prompt_tokens.empty()) return py::none();
+            py::list out;
+            for (const auto & t : e.event.prompt_tokens) {
+                py::list top;
+                for (const auto & alt : t.top) top.append(py::make_tuple(alt.token, alt.logprob));
+                py::object lp = std::isnan(t.logprob) ? py::none() : py::object(py::float_(t.logprob));
+                out.append(py::make_tuple(t.id, lp, top));
+            }
+            return std::move(out);
+        }, "None, or one (token_id, logprob or None, [(token_id, logprob), ...]) per prompt token evaluated "
+           "since the previous event (SamplingParams.prompt_logprobs; the first prompt token has no logprob).")
         .def_property_readonly("final", [](const PyEvent & e) { return e.event.final; })
         .def_property_readonly("finish_reason", [](const PyEvent & e) { return finish_reason_of(e.event); },
                                "A FinishReason on the final event, else None.")

@@ -63,6 +63,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("stop", &SamplingParams::stop)
         .def_readwrite("logprobs", &SamplingParams::logprobs)
         .def_readwrite("n_probs", &SamplingParams::n_probs)
+        .def_readwrite("prompt_logprobs", &SamplingParams::prompt_logprobs)
         .def_readwrite("draft_max", &SamplingParams::draft_max)
         .def_readwrite("draft_min", &SamplingParams::draft_min)
         .def_readwrite("ngram", &SamplingParams::ngram)

@@ -69,6 +69,7 @@ void RequestState::push(Event && event) {
         Event & last = events_.back();
         last.text += event.text;
         for (auto & t : event.tokens) last.tokens.push_back(std::move(t));
+        for (auto & t : event.prompt_tokens) last.prompt_tokens.push_back(std::move(t));
         if (event.final) {
             last.final = true;
             last.finish_reason = std::move(event.finish_reason);

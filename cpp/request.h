@@ -37,6 +37,9 @@ struct Usage {
 struct Event {
     std::string text;                    // complete UTF-8 released since the last event
     std::vector<GeneratedToken> tokens;  // tokens sampled since the last event
+    // SamplingParams::prompt_logprobs: prompt tokens evaluated since the last event, in order, each with
+    // its log-probability given the ones before it (the first prompt token has none: NaN).
+    std::vector<GeneratedToken> prompt_tokens;
     bool final = false;
     std::string finish_reason;           // stop | length | cancelled | error (final only)
     std::string error;                   // message when finish_reason == error

@@ -49,6 +49,9 @@ struct SamplingParams {
     std::vector<std::string> stop;
     bool logprobs = false;            // report each generated token's log-probability
     int32_t n_probs = 0;              // and this many top alternatives (implies logprobs)
+    // Also each prompt token's log-probability given the tokens before it (OpenAI's `echo` with
+    // `logprobs`): every prompt token is evaluated (no prefix reuse), and its logits are read.
+    bool prompt_logprobs = false;
     // Speculative decoding with n-gram (prompt lookup) drafts; see speculative.h.
     int32_t draft_max = 0;            // tokens drafted per step; 0: off
     int32_t draft_min = 0;            // fewer found: no draft this step

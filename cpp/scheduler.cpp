@@ -1,6 +1,7 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <limits>
 #include <stdexcept>
 
 #ifdef __linux__
@@ -15,6 +16,11 @@ namespace jan {
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// SamplingParams::prompt_logprobs: prompt tokens evaluated with logits per step, at most. llama.cpp's
+// output buffer holds one row of n_vocab floats per output of the largest step (~19 MiB at 128 tokens
+// of a 38k vocabulary, ~78 MiB of a 152k one) and keeps it; 128 rows keep that bounded.
+constexpr size_t kPromptLogprobsPerStep = 128;
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -126,6 +132,8 @@ std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt,
     if (params.use_draft_model && params.draft_max > 0 && !drafter_)
         throw std::invalid_argument("speculative: 'draft' needs a draft model, and this model was loaded without one");
     if (prompt.empty()) throw std::invalid_argument("prompt: must contain at least one token");
+    if (params.prompt_logprobs && !media.empty())
+        throw std::invalid_argument("prompt_logprobs: not available for a prompt with images or audio");
     for (auto t : prompt)
         if (t != LLAMA_TOKEN_NULL) model_->check_token(t);  // [media] NULL entries are image/audio
     media.validate(prompt, llama_model_n_embd_inp(model_->get()), params_.n_ubatch);
@@ -219,6 +227,7 @@ void Scheduler::assign(Slot & slot, Pending && pending) {
     size_t keep = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
     // The last prompt token is always evaluated: its logits pick the first token.
     if (keep >= pending.prompt.size()) keep = pending.prompt.size() - 1;
+    if (pending.params.prompt_logprobs) keep = 0;  // every prompt token's logits are wanted
     keep = pending.media.boundary_at_or_before(keep);  // [media] a chunk is evaluated whole
     if (!prefix_reusable(memory_, slot.id, slot.cache_media.pos_at(keep), n_swa_)) keep = 0;
     if (!llama_memory_seq_rm(memory_, slot.id, slot.cache_media.pos_at(keep), -1)) {
@@ -239,6 +248,7 @@ void Scheduler::assign(Slot & slot, Pending && pending) {
     }
     slot.n_generated = 0;
     slot.i_batch = -1;
+    slot.lp_count = 0;
     slot.sampler = build_sampler(*model_, slot.params, params_.n_ctx, slot.prompt);
     slot.stream = std::make_unique<TextStream>(slot.params.stop);
     slot.t_submitted = pending.submitted;
@@ -285,6 +295,32 @@ void Scheduler::finish(Slot & slot, const std::string & reason, const std::strin
     slot.i_batch = -1;
     busy_.fetch_sub(1);
     request->push(std::move(ev));
+}
+
+void Scheduler::emit_prompt_logprobs(Slot & slot) {
+    // The logits at prompt position p score the token at p + 1 (log-softmax over the raw logits, as for
+    // generated tokens); the last prompt token's score the first generated token, which sample_slot reports.
+    Event ev;
+    const int32_t n_vocab = model_->n_vocab();
+    for (int32_t k = 0; k < slot.lp_count; ++k) {
+        const size_t pos = slot.lp_pos + (size_t)k;
+        if (pos == 0) {
+            GeneratedToken first;
+            first.id = slot.prompt[0];
+            first.logprob = std::numeric_limits<float>::quiet_NaN();  // nothing before it to score it
+            ev.prompt_tokens.push_back(std::move(first));
+        }
+        if (pos + 1 >= slot.prompt.size()) continue;
+        GeneratedToken t;
+        t.id = slot.prompt[pos + 1];
+        const float * logits = llama_get_logits_ith(ctx_.get(), slot.lp_batch + k);
+        float log_z = 0.0f;
+        t.logprob = logprob_of(logits, n_vocab, t.id, &log_z);
+        if (slot.params.n_probs > 0) t.top = top_logprobs(logits, n_vocab, slot.params.n_probs, log_z);
+        ev.prompt_tokens.push_back(std::move(t));
+    }
+    slot.lp_count = 0;
+    slot.request->push(std::move(ev));
 }
 
 void Scheduler::sample_slot(Slot & slot) {
@@ -425,11 +461,20 @@ void Scheduler::run() {
             if (room <= 0) break;
             // [media] a text run stops at the next media chunk (decode_media_step's job)
             const size_t text_end = slot->prompt_media.text_end(slot->prompt_done, slot->prompt.size());
-            const size_t take = std::min<size_t>(room, text_end - slot->prompt_done);
+            const bool all_logits = slot->params.prompt_logprobs;
+            size_t take = std::min<size_t>(room, text_end - slot->prompt_done);
+            // Logits for every token: a bounded share per step keeps llama.cpp's output buffer (which
+            // grows to the largest step's outputs x n_vocab floats, and stays) small.
+            if (all_logits) take = std::min<size_t>(take, kPromptLogprobsPerStep);
             if (take == 0) continue;
+            if (all_logits) {
+                slot->lp_batch = batch_.n_tokens;
+                slot->lp_pos = slot->prompt_done;
+                slot->lp_count = (int32_t)take;
+            }
             for (size_t k = 0; k < take; ++k) {
                 const bool last = slot->prompt_done + 1 == slot->prompt.size();
-                const int32_t i = add(*slot, slot->prompt[slot->prompt_done], last);
+                const int32_t i = add(*slot, slot->prompt[slot->prompt_done], last || all_logits);
                 slot->prompt_done++;
                 if (last) slot->i_batch = i;
             }
@@ -473,6 +518,7 @@ void Scheduler::run() {
             continue;
         }
         for (Slot * slot : in_batch) {
+            if (slot->lp_count > 0) emit_prompt_logprobs(*slot);  // before the first token it may sample
             if (slot->i_batch < 0) continue;
             try {
                 if (!slot->draft.empty()) verify_draft(*slot);

@@ -122,6 +122,11 @@ private:
         int32_t n_generated = 0;
         int32_t n_cached = 0;
         int32_t i_batch = -1;
+        // SamplingParams::prompt_logprobs: this step's prompt tokens with logits, from batch index
+        // lp_batch on, prompt positions lp_pos .. lp_pos + lp_count - 1.
+        int32_t lp_batch = -1;
+        size_t lp_pos = 0;
+        int32_t lp_count = 0;
         // Speculative decoding (speculative.cpp): this step's draft, after the pending token in the batch.
         std::vector<llama_token> draft;
         std::vector<llama_token> model_draft;  // proposed by the draft model before the batch is built
@@ -138,6 +143,7 @@ private:
     void decode_media_step();  // scheduler_media.cpp
     void finish(Slot & slot, const std::string & reason, const std::string & error = {});
     void sample_slot(Slot & slot);
+    void emit_prompt_logprobs(Slot & slot);
     std::vector<llama_token> plan_draft(Slot & slot, int32_t room);  // speculative.cpp
     int32_t draft_limit(const Slot & slot, int32_t room, size_t cache_size) const;  // speculative.cpp
     void draft_with_model();                                         // speculative.cpp

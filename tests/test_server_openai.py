@@ -51,8 +51,10 @@ def test_completion_echo_and_logprobs(client):
                                        logprobs=3)
     choice = result.choices[0]
     assert choice.text.startswith(STORY)
-    assert len(choice.logprobs.tokens) == 5
-    assert all(len(top) == 3 for top in choice.logprobs.top_logprobs)
+    # as OpenAI's: the echoed prompt's tokens (5, BOS included) are scored too, the first one with null
+    assert len(choice.logprobs.tokens) == 5 + 5
+    assert choice.logprobs.token_logprobs[0] is None and choice.logprobs.top_logprobs[0] is None
+    assert all(len(top) == 3 for top in choice.logprobs.top_logprobs[1:])
 
 
 def test_completion_with_prompt_list_and_tokens(client):

@@ -55,6 +55,7 @@ class SamplingParams:
     stop: list[str]
     logprobs: bool
     n_probs: int
+    prompt_logprobs: bool
     draft_max: int
     draft_min: int
     ngram: int
@@ -140,6 +141,8 @@ class Event:
     def token_ids(self) -> list[int]: ...
     @property
     def logprobs(self) -> list[tuple[float, list[tuple[int, float]]]] | None: ...
+    @property
+    def prompt_logprobs(self) -> list[tuple[int, float | None, list[tuple[int, float]]]] | None: ...
     @property
     def final(self) -> bool: ...
     @property

@@ -546,7 +546,10 @@ class Model:
 
         Options: max_tokens, temperature (<= 0: greedy), top_k, top_p, min_p, typical_p,
         repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, logit_bias,
-        grammar (GBNF), ignore_eos, stop, logprobs, top_logprobs; speculative ("ngram" or True:
+        grammar (GBNF), ignore_eos, stop, logprobs, top_logprobs, prompt_logprobs (each prompt token's
+        log-probability given the ones before it, on the first chunks' ``prompt_logprobs``, with
+        ``top_logprobs`` alternatives; the prompt is evaluated whole, no prefix reuse; not for media
+        prompts); speculative ("ngram" or True:
         draft-free n-gram drafting; "draft": the model's draft model; "none"; output unchanged),
         draft_max, draft_min, ngram, draft_p_min (defaults: the model's); reproducible (whether the
         same output is expected again, so it must not follow machine load — see ``adaptive_threads``;

@@ -37,6 +37,8 @@ DEFAULTS = {
     "stop": None,
     "logprobs": False,
     "top_logprobs": 0,
+    # Also each prompt token's log-probability (OpenAI's echo with logprobs; no prefix reuse for the request).
+    "prompt_logprobs": False,
     # Lazy grammar: regexes that switch the grammar on (see SamplingParams in cpp/sampling.h).
     "grammar_triggers": None,
     # Thinking budget (cpp/reasoning_budget.h): -1/None = no cap; the markers come from the chat format.
@@ -170,6 +172,7 @@ def sampling_params(**options) -> _engine.SamplingParams:
     p.stop = _stops(o["stop"])
     p.logprobs = bool(o["logprobs"]) or bool(o["top_logprobs"])
     p.n_probs = r["top_logprobs"].check("top_logprobs", o["top_logprobs"])
+    p.prompt_logprobs = bool(o["prompt_logprobs"])
     draft_max = r["draft_max"].check("draft_max", o["draft_max"])
     speculative = _speculative(o["speculative"])
     p.draft_max = draft_max if speculative != "none" else 0

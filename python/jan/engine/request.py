@@ -139,6 +139,8 @@ class Request:
             logprobs=logprobs,
             stop=final.stop,
             seed=self.seed,
+            prompt_logprobs=[lp for c in chunks for lp in (c.prompt_logprobs or [])]
+            if any(c.prompt_logprobs for c in chunks) else None,
         )
 
     # -- conversion ----------------------------------------------------
@@ -148,10 +150,13 @@ class Request:
             final = ev.final
             logprobs = ev.logprobs
             ids = ev.token_ids
+            prompt = ev.prompt_logprobs
             chunk = Chunk(
                 text=ev.text,
                 token_ids=ids,
                 logprobs=self._convert_logprobs(ids, logprobs) if logprobs is not None else None,
+                prompt_logprobs=self._convert_logprobs([t for t, _, _ in prompt], [(lp, top) for _, lp, top in prompt])
+                if prompt is not None else None,
                 finish_reason=ev.finish_reason.name if final else None,
                 usage=ev.usage,
                 error=ev.error,

@@ -22,7 +22,7 @@ class TokenLogprob:
     token_id: int
     token: str
     bytes: list[int]
-    logprob: float
+    logprob: float | None  # None: a prompt's first token, which nothing before it scores
     top: list[TopLogprob] = field(default_factory=list)
 
 
@@ -44,6 +44,9 @@ class Chunk:
     text: str
     token_ids: list[int]
     logprobs: list[TokenLogprob] | None = None
+    #: With ``prompt_logprobs``: the prompt tokens evaluated since the previous chunk, each scored given the
+    #: ones before it (the first prompt token's ``logprob`` is None). All come before the first generated token.
+    prompt_logprobs: list[TokenLogprob] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
     error: str | None = None
@@ -59,3 +62,5 @@ class Completion:
     logprobs: list[TokenLogprob] | None = None
     stop: str | None = None
     seed: int | None = None
+    #: With ``prompt_logprobs``: every prompt token, scored given the ones before it (the first's logprob is None).
+    prompt_logprobs: list[TokenLogprob] | None = None

@@ -314,8 +314,10 @@ class CompletionChunkEncoder:
                 offset += len(lp.token)
             if delta.logprobs is None:
                 offset += len(delta.text)  # echoed prompt text: no tokens, but it moves the offsets
+            # an echoed prompt's first token has no logprob, and no alternatives (null, as OpenAI's)
             logprobs = {"tokens": [lp.token for lp in items], "token_logprobs": [lp.logprob for lp in items],
-                        "top_logprobs": [{t.token: t.logprob for t in lp.top} for lp in items],
+                        "top_logprobs": [{t.token: t.logprob for t in lp.top} if lp.logprob is not None else None
+                                         for lp in items],
                         "text_offset": offsets}
             self._offsets[delta.choice] = offset
         choice = {"index": delta.choice, "text": delta.text, "logprobs": logprobs,

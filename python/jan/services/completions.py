@@ -46,6 +46,8 @@ class CompletionService:
         options = resolve_sampling(request.sampling).given()
         seed = client_seed(options)
         want_logprobs = request.logprobs is not None
+        # echo with logprobs: the prompt's tokens are scored too (OpenAI's; what evaluation harnesses read)
+        want_prompt = request.echo and want_logprobs
 
         def submit() -> tuple[list, list[str]]:
             requests, echo = [], []
@@ -55,7 +57,8 @@ class CompletionService:
                     for s in seeds(seed, request.n):
                         requests.append(model.stream(prompt if isinstance(prompt, str) else list(prompt), **options,
                                                      seed=s, grammar=request.grammar, logprobs=want_logprobs,
-                                                     top_logprobs=request.logprobs or 0))
+                                                     top_logprobs=request.logprobs or 0,
+                                                     prompt_logprobs=want_prompt))
                         echo.append(text if request.echo else "")
             except BaseException:
                 for r in requests:
@@ -66,10 +69,17 @@ class CompletionService:
         requests, echo = await off_loop(submit)
         usages: dict[int, Usage] = {}
         # closed here, not left to the garbage collector: the engine requests are cancelled at once
+        scored: dict[int, list] = {}  # choice -> its prompt's scored tokens so far (want_prompt)
         async with contextlib.aclosing(merged(requests)) as chunks:
             async for index, chunk in chunks:
+                if chunk.prompt_logprobs:
+                    scored.setdefault(index, []).extend(chunk.prompt_logprobs)
+                generated = bool(chunk.token_ids or chunk.text) or chunk.finish_reason is not None
+                if want_prompt and not generated:
+                    continue  # the prompt is still being scored: its echo waits for all of it
                 if echo[index]:
-                    yield CompletionDelta(choice=index, text=echo[index])
+                    yield CompletionDelta(choice=index, text=echo[index],
+                                          logprobs=tuple(scored.pop(index, ())) if want_prompt else None)
                     echo[index] = ""
                 logprobs = tuple(chunk.logprobs or ()) if want_logprobs else None
                 yield CompletionDelta(choice=index, text=chunk.text, logprobs=logprobs, finish_reason=chunk.finish_reason)
