@@ -16,20 +16,22 @@ import secrets
 import time
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Discriminator, Field, Tag
+from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
 
-from jan.server.schemas import MaxTokens, NullMeansDefault, bounded
+from jan.server.schemas import MaxTokens, NullMeansDefault, bounded, not_supported
 
 from jan.services import types as typed
 
 __all__ = [
     "ResponseStream",
     "ResponsesRequest",
+    "encrypted_reasoning",
     "input_items",
     "input_messages",
     "new_id",
     "output_items",
     "output_message",
+    "reasoning_of_encrypted",
     "response_object",
     "to_chat_request",
     "valid_response_id",
@@ -113,6 +115,9 @@ class ReasoningItem(_Wire):
     id: str | None = None
     summary: list[ReasoningText] = Field(default_factory=list)
     content: list[ReasoningText] | None = None
+    #: What ``include: ["reasoning.encrypted_content"]`` returned (:func:`encrypted_reasoning`): stateless
+    #: clients (Codex, ``store: false``) send a reasoning item back with only this, its text left out.
+    encrypted_content: str | None = None
 
 
 def _item_kind(value: Any) -> str:
@@ -139,9 +144,30 @@ class FunctionChoice(_Wire):
     name: str
 
 
+class AllowedTool(_Wire):
+    # jan's only tools are functions: any other kind is a 400, as in ``tools``
+    type: Literal["function"]
+    name: str
+
+
+class AllowedToolsChoice(_Wire):
+    """``{"type": "allowed_tools", "mode": "auto" | "required", "tools": [...]}``: only these of ``tools``
+    may be called (OpenAI keeps the full list in the prompt for its cache; jan shows the model only these)."""
+
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[AllowedTool]
+
+
+ReasoningSummary = Literal["auto", "concise", "detailed"]
+
+
 class ReasoningParam(_Wire):
     effort: str | None = None
-    summary: str | None = None
+    # Asks for a summary of the reasoning; jan's models give their reasoning itself (``reasoning_text``
+    # content) and no summary, so the value is only echoed.
+    summary: ReasoningSummary | None = None
+    generate_summary: ReasoningSummary | None = None  # its older name
 
 
 class TextFormat(_Wire):
@@ -154,6 +180,33 @@ class TextFormat(_Wire):
 
 class TextParam(_Wire):
     format: TextFormat | None = None
+    # A length hint for OpenAI's GPT-5 models, no setting of a local model: accepted and echoed, as
+    # /v1/chat/completions accepts its ``verbosity``.
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class StreamOptions(_Wire):
+    # OpenAI pads stream events with an ``obfuscation`` field against network side channels; jan's events
+    # carry none, so there is nothing to turn off. The text is the same either way.
+    include_obfuscation: bool | None = None
+
+
+#: ``include`` values (OpenAI's whole list). jan produces the two marked; the others name output of
+#: built-in tools jan does not have or input echoes it keeps anyway, so asking for them changes nothing.
+Includable = Literal[
+    "message.output_text.logprobs",  # logprobs on output_text parts and deltas (with top_logprobs alternatives)
+    "reasoning.encrypted_content",  # reasoning items carry encrypted_content, to be sent back statelessly
+    "file_search_call.results", "web_search_call.results", "web_search_call.action.sources",
+    "message.input_image.image_url", "computer_call_output.output.image_url", "code_interpreter_call.outputs",
+]
+LOGPROBS = "message.output_text.logprobs"
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+
+# Request fields jan refuses unless null, with why: ignoring them would answer a different request.
+_REFUSED_UNLESS_NULL = {
+    "conversation": "it has no Conversations API; continue a conversation with previous_response_id",
+    "prompt": "it stores no prompt templates; send the prompt as instructions and input",
+}
 
 
 class ResponsesRequest(_Wire):
@@ -163,7 +216,7 @@ class ResponsesRequest(_Wire):
     input: Union[str, list[InputItem], None] = None
     instructions: str | None = None
     tools: list[FunctionTool] | None = None
-    tool_choice: Union[Literal["auto", "none", "required"], FunctionChoice, None] = None
+    tool_choice: Union[Literal["auto", "none", "required"], FunctionChoice, AllowedToolsChoice, None] = None
     parallel_tool_calls: bool | None = None
     max_output_tokens: MaxTokens | None = None
     temperature: float | None = bounded("temperature")
@@ -178,6 +231,34 @@ class ResponsesRequest(_Wire):
     #: "auto": a conversation longer than the context loses its oldest turns (jan.services.fit); "disabled"
     #: (the default, as OpenAI's): it is a 400.
     truncation: Literal["auto", "disabled"] | None = None
+    include: list[Includable] | None = None
+    #: Alternatives per token in the logprobs that ``include: ["message.output_text.logprobs"]`` asks for
+    #: (without that, none are returned, as OpenAI's).
+    top_logprobs: int | None = bounded("top_logprobs")
+    #: A cap on calls to built-in tools (web search, ...), which jan does not have; function calls are not
+    #: counted by OpenAI either. Echoed.
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    stream_options: StreamOptions | None = None
+    # OpenAI's caching, abuse-tracking and billing hints, with no local meaning: accepted and echoed
+    # (service_tier as the tier that served the request, "default").
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    service_tier: str | None = None
+    # refused unless null (_REFUSED_UNLESS_NULL)
+    conversation: str | dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
+
+    @field_validator(*_REFUSED_UNLESS_NULL)
+    @classmethod
+    def _refused_unless_null(cls, v, info):
+        if v is not None:
+            raise not_supported(info.field_name, _REFUSED_UNLESS_NULL[info.field_name])
+        return v
+
+    def includes(self, value: str) -> bool:
+        return value in (self.include or ())
 
 
 # -- request -> typed --------------------------------------------------------------------------
@@ -222,7 +303,8 @@ def input_messages(items: str | list | None) -> list[typed.ChatMessage]:
     reasoning: str | None = None
     for item in items:
         if isinstance(item, ReasoningItem):
-            reasoning = "".join(p.text for p in (item.content or item.summary)) or None
+            reasoning = ("".join(p.text for p in (item.content or item.summary))
+                         or reasoning_of_encrypted(item.encrypted_content))
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
             out.append(typed.ChatMessage(role, _parts(item.content),
@@ -240,6 +322,27 @@ def input_messages(items: str | list | None) -> list[typed.ChatMessage]:
         else:
             out.append(typed.ChatMessage("tool", _parts(item.output), tool_call_id=item.call_id))
     return out
+
+
+# jan's ``encrypted_content``: the reasoning text itself, encoded, not encrypted (the client has the text in
+# ``content`` anyway), and marked as jan's so another server's blob is told apart.
+_ENCRYPTED_PREFIX = "jan-reasoning-v1:"
+
+
+def encrypted_reasoning(text: str) -> str:
+    """The ``encrypted_content`` of a reasoning item whose text is ``text``."""
+    return _ENCRYPTED_PREFIX + base64.b64encode(text.encode()).decode()
+
+
+def reasoning_of_encrypted(value: str | None) -> str | None:
+    """The reasoning text of jan's ``encrypted_content``; ``None`` for none, or for another server's
+    (OpenAI's is encrypted with its own keys: that reasoning is lost, as it is to any server but OpenAI)."""
+    if not value or not value.startswith(_ENCRYPTED_PREFIX):
+        return None
+    try:
+        return base64.b64decode(value[len(_ENCRYPTED_PREFIX):], validate=True).decode() or None
+    except (binascii.Error, ValueError):
+        raise ValueError("input: a reasoning item's encrypted_content is damaged") from None
 
 
 def _item_id(item: Any) -> str:
@@ -269,10 +372,21 @@ def input_items(items: str | list | None) -> list[dict[str, Any]]:
     return out
 
 
-def _tool_choice(choice):
+def _tools(body: ResponsesRequest) -> tuple[tuple[typed.ToolSpec, ...], typed.ToolChoice | None]:
+    """The tools the model is shown and the tool choice. ``allowed_tools`` narrows ``tools`` to the ones it
+    names (a name not among them is a 400) and its ``mode`` is the choice."""
+    tools = tuple(typed.ToolSpec(t.name, t.description, t.parameters, t.strict) for t in body.tools or ())
+    choice = body.tool_choice
     if isinstance(choice, FunctionChoice):
-        return typed.NamedToolChoice(choice.name)
-    return choice
+        return tools, typed.NamedToolChoice(choice.name)
+    if isinstance(choice, AllowedToolsChoice):
+        names = {t.name for t in tools}
+        for i, allowed in enumerate(choice.tools):
+            if allowed.name not in names:
+                raise ValueError(f"tool_choice.tools[{i}].name: no function '{allowed.name}' in tools")
+        allowed_names = {t.name for t in choice.tools}
+        return tuple(t for t in tools if t.name in allowed_names), choice.mode
+    return tools, choice
 
 
 def _response_format(text: TextParam | None) -> typed.ResponseFormat | None:
@@ -294,12 +408,14 @@ def to_chat_request(body: ResponsesRequest, history: list[typed.ChatMessage],
         raise ValueError("input: required (a string or a list of items)")
     sampling = typed.SamplingOptions(max_tokens=body.max_output_tokens, temperature=body.temperature,
                                      top_p=body.top_p)
-    tools = tuple(typed.ToolSpec(t.name, t.description, t.parameters, t.strict) for t in body.tools or ())
+    tools, tool_choice = _tools(body)
     effort = body.reasoning.effort if body.reasoning else None
     reasoning = typed.ReasoningOptions(effort=effort) if effort else None
+    # logprobs only when included, as OpenAI's (top_logprobs alone returns none)
     return typed.ChatRequest(model=body.model, messages=tuple(messages), tools=tools,
-                       tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=body.parallel_tool_calls,
+                       tool_choice=tool_choice, parallel_tool_calls=body.parallel_tool_calls,
                        response_format=_response_format(body.text), sampling=sampling, reasoning=reasoning,
+                       logprobs=body.includes(LOGPROBS), top_logprobs=body.top_logprobs or 0,
                        wait_for_room=body.background, truncation=body.truncation or "disabled")
 
 
@@ -312,13 +428,26 @@ def _usage(usage: typed.Usage | None) -> dict[str, Any]:
             "total_tokens": usage.prompt_tokens + usage.completion_tokens}
 
 
-def _reasoning_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+def _reasoning_item(item_id: str, text: str, status: str, encrypted: bool = False) -> dict[str, Any]:
     content = [{"type": "reasoning_text", "text": text}] if text or status == "completed" else []
-    return {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
+    item = {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
+    if encrypted:  # include: ["reasoning.encrypted_content"]; known once the reasoning is complete
+        item["encrypted_content"] = encrypted_reasoning(text) if status == "completed" else None
+    return item
 
 
-def _message_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
-    content = [] if text is None else [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+def _logprobs(items: Any, top: int, *, with_bytes: bool = True) -> list[dict[str, Any]]:
+    """Tokens' logprobs in the Responses shape, ``top`` alternatives each. An ``output_text`` part's carry
+    ``bytes``; a ``response.output_text.delta`` event's do not (OpenAI's two shapes)."""
+    def entry(t: Any) -> dict[str, Any]:
+        return {"token": t.token, **({"bytes": list(t.bytes)} if with_bytes else {}), "logprob": t.logprob}
+    return [{**entry(lp), "top_logprobs": [entry(t) for t in lp.top[:top]]} for lp in items]
+
+
+def _message_item(item_id: str, text: str | None, status: str,
+                  logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    content = [] if text is None else [{"type": "output_text", "text": text, "annotations": [],
+                                        "logprobs": logprobs or []}]
     return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
 
 
@@ -331,17 +460,21 @@ def _status(finish_reason: str | None) -> str:
     return "incomplete" if finish_reason == "length" else "completed"
 
 
-def output_items(result: typed.ChatResult) -> tuple[list[dict[str, Any]], str]:
+def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None,
+                 encrypted_reasoning: bool = False) -> tuple[list[dict[str, Any]], str]:
     """The ``output`` items of a whole answer (reasoning, message, function calls) and the
-    response's status (``completed``, or ``incomplete`` when it ran out of tokens)."""
+    response's status (``completed``, or ``incomplete`` when it ran out of tokens). ``top_logprobs``:
+    the message's logprobs are included, with that many alternatives (``None``: not included);
+    ``encrypted_reasoning``: reasoning items carry ``encrypted_content``."""
     choice = result.choices[0]
     message = choice.message
     status = _status(choice.finish_reason)
     items: list[dict[str, Any]] = []
     if message.reasoning:
-        items.append(_reasoning_item(new_id("rs"), message.reasoning, "completed"))
+        items.append(_reasoning_item(new_id("rs"), message.reasoning, "completed", encrypted_reasoning))
     if message.text or not message.tool_calls:
-        items.append(_message_item(new_id("msg"), message.text, status))
+        logprobs = _logprobs(choice.logprobs or (), top_logprobs) if top_logprobs is not None else None
+        items.append(_message_item(new_id("msg"), message.text, status, logprobs))
     for call in message.tool_calls:
         items.append(_call_item(new_id("fc"), call.id, call.name, call.arguments, "completed"))
     return items, status
@@ -367,10 +500,12 @@ def response_object(response_id: str, body: ResponsesRequest, model: str, *, sta
                     created_at: int | None = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``response`` object (``object: "response"``) with the request's settings echoed."""
     fmt = body.text.format if body.text and body.text.format else None
-    text = {"format": fmt.model_dump(mode="json", by_alias=True, exclude_none=True) if fmt else {"type": "text"}}
+    text = {"format": fmt.model_dump(mode="json", by_alias=True, exclude_none=True) if fmt else {"type": "text"},
+            "verbosity": (body.text.verbosity if body.text else None) or "medium"}
     tool_choice = body.tool_choice or "auto"
-    if isinstance(tool_choice, FunctionChoice):
+    if isinstance(tool_choice, (FunctionChoice, AllowedToolsChoice)):
         tool_choice = tool_choice.model_dump(mode="json")
+    reasoning = body.reasoning or ReasoningParam()
     final = status in ("completed", "incomplete", "failed", "cancelled")
     return {
         "id": response_id, "object": "response", "created_at": created_at or int(time.time()),
@@ -379,10 +514,16 @@ def response_object(response_id: str, body: ResponsesRequest, model: str, *, sta
         "instructions": body.instructions, "max_output_tokens": body.max_output_tokens, "model": model,
         "output": output or [], "parallel_tool_calls": body.parallel_tool_calls is not False,
         "previous_response_id": body.previous_response_id,
-        "reasoning": {"effort": body.reasoning.effort if body.reasoning else None, "summary": None},
+        "reasoning": {"effort": reasoning.effort, "summary": reasoning.summary,
+                      "generate_summary": reasoning.generate_summary},
         "store": body.store, "temperature": body.temperature, "text": text, "tool_choice": tool_choice,
         "tools": [t.model_dump(mode="json", exclude_none=True) for t in body.tools or ()],
         "top_p": body.top_p, "truncation": body.truncation or "disabled",
+        "top_logprobs": body.top_logprobs or 0, "max_tool_calls": body.max_tool_calls,
+        "user": body.user, "safety_identifier": body.safety_identifier, "prompt_cache_key": body.prompt_cache_key,
+        "prompt_cache_retention": body.prompt_cache_retention,
+        # every request is served the same way: the tier that served it, whatever was asked
+        "service_tier": "default", "conversation": None, "prompt": None,
         "usage": _usage(usage) if final and usage is not None else None,
         "metadata": body.metadata or {}, "completed_at": int(time.time()) if status == "completed" else None,
     }
@@ -398,15 +539,28 @@ class ResponseStream:
     ``content_part.done``, ``output_item.done``. :meth:`finish` closes the open item; the
     items so far are in :attr:`output`. The route sends ``response.created``/``in_progress``
     and ``response.completed``/``incomplete`` through :meth:`event` around them.
+
+    ``top_logprobs`` (not ``None``: ``include`` asked for logprobs): each text delta carries its tokens'
+    logprobs and the finished ``output_text`` part all of them; ``encrypted_reasoning``: a finished
+    reasoning item carries ``encrypted_content``. :meth:`for_request` reads both from the request.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, top_logprobs: int | None = None, encrypted_reasoning: bool = False) -> None:
         self.output: list[dict[str, Any]] = []
         self.finish_reason: str | None = None
         self.usage: typed.Usage | None = None
+        self._top = top_logprobs
+        self._encrypted = encrypted_reasoning
         self._seq = 0
         self._open: str | None = None  # "reasoning", "message" or "call:<n>"
         self._text = ""
+        self._logprobs: list[Any] = []  # the open message's tokens (TokenLogprob)
+        self._pending: list[Any] = []  # tokens whose text the chat path still holds back (a possible stop string)
+
+    @classmethod
+    def for_request(cls, body: ResponsesRequest) -> ResponseStream:
+        top = (body.top_logprobs or 0) if body.includes(LOGPROBS) else None
+        return cls(top_logprobs=top, encrypted_reasoning=body.includes(ENCRYPTED_REASONING))
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         data = {"type": kind, **fields, "sequence_number": self._seq}
@@ -429,17 +583,20 @@ class ResponseStream:
             part = {"type": "reasoning_text", "text": text}
             events.append(self.event("response.reasoning_text.done", **where, content_index=0, text=text))
             events.append(self.event("response.content_part.done", **where, content_index=0, part=part))
-            item.update(_reasoning_item(item["id"], text, "completed"))
+            item.update(_reasoning_item(item["id"], text, "completed", self._encrypted))
         elif self._open == "message":
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            events.append(self.event("response.output_text.done", **where, content_index=0, text=text, logprobs=[]))
+            logprobs = _logprobs(self._logprobs, self._top) if self._top is not None else []
+            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
+            events.append(self.event("response.output_text.done", **where, content_index=0, text=text,
+                                     logprobs=logprobs))
             events.append(self.event("response.content_part.done", **where, content_index=0, part=part))
-            item.update(_message_item(item["id"], text, _status(self.finish_reason)))
+            item.update(_message_item(item["id"], text, _status(self.finish_reason), logprobs))
+            self._logprobs = []
         else:
             events.append(self.event("response.function_call_arguments.done", **where, arguments=text))
             item.update(arguments=text, status="completed")
         events.append(self.event("response.output_item.done", output_index=where["output_index"], item=dict(item)))
-        self._open, self._text = None, ""
+        self._open, self._text, self._pending = None, "", []  # tokens still held back made no text (a stop string)
         return events
 
     def _start(self, key: str, item: dict[str, Any]) -> list[dict[str, Any]]:
@@ -461,9 +618,17 @@ class ResponseStream:
             self.usage = delta.usage
         if delta.choice != 0:
             return events
+        if self._top is not None and delta.logprobs:
+            # A token's logprob comes with the delta that holds its text; one whose text is held back (it may
+            # begin a stop string) waits for the text delta that releases it. Reasoning and tool-call tokens
+            # get none, as OpenAI gives logprobs of output_text only.
+            if delta.content or not (delta.reasoning or delta.tool_calls):
+                self._pending += delta.logprobs
+            else:
+                self._pending = []  # the held-back text was this reasoning's or call's
         if delta.reasoning:
             if self._open != "reasoning":
-                events += self._start("reasoning", _reasoning_item(new_id("rs"), "", "in_progress"))
+                events += self._start("reasoning", _reasoning_item(new_id("rs"), "", "in_progress", self._encrypted))
             self._text += delta.reasoning
             events.append(self.event("response.reasoning_text.delta", **self._where(), content_index=0,
                                      delta=delta.reasoning))
@@ -471,8 +636,11 @@ class ResponseStream:
             if self._open != "message":
                 events += self._start("message", _message_item(new_id("msg"), None, "in_progress"))
             self._text += delta.content
+            tokens, self._pending = self._pending, []
+            self._logprobs += tokens
+            logprobs = _logprobs(tokens, self._top, with_bytes=False) if self._top is not None else []
             events.append(self.event("response.output_text.delta", **self._where(), content_index=0,
-                                     delta=delta.content, logprobs=[]))
+                                     delta=delta.content, logprobs=logprobs))
         for call in delta.tool_calls:
             key = f"call:{call.index}"
             if self._open != key:

@@ -57,7 +57,7 @@ class ResponseRun:
         self._error_of = error_of
         # Nobody reads the events of a response that is not streamed: they are not kept.
         self._streamed = streamed
-        self.encoder = ResponseStream()
+        self.encoder = ResponseStream.for_request(body)
         self.created_at: int | None = None
         self.status = "queued" if body.background else "in_progress"
         self.final: dict[str, Any] | None = None
