@@ -254,7 +254,8 @@ class ModelStore:
     def import_gguf(self, src: str | os.PathLike[str], *, model_id: str | None = None,
                     mode: ImportMode = "copy", name: str | None = None, description: str = "",
                     settings: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
-                    metadata: Mapping[str, Any] | None = None, engine: str = DEFAULT_ENGINE) -> dict[str, Any]:
+                    metadata: Mapping[str, Any] | None = None, engine: str = DEFAULT_ENGINE,
+                    filename: str | None = None) -> dict[str, Any]:
         """Make a local ``.gguf`` file a model and return its model.json.
 
         ``mode`` says where the weights end up:
@@ -268,7 +269,8 @@ class ModelStore:
           ``settings.llama_model_path`` hold its absolute path;
         * ``"move"``: moved there (a rename, or copy-then-delete across filesystems).
 
-        ``model_id`` defaults to a slug of the file name. ``settings``,
+        ``model_id`` defaults to a slug of the file name; ``filename`` names the weights in the model
+        folder (default: the source's name; a blob's ``sha256-<hex>`` is no name for them). ``settings``,
         ``parameters`` and ``metadata`` come from the caller (e.g. read from
         the GGUF header); ``metadata.size`` defaults to the file size.
         Raises :class:`AlreadyExistsError` if the id is taken and
@@ -284,7 +286,7 @@ class ModelStore:
         model_id = slugify_id(source.stem) if model_id is None else validate_id(model_id, "model id")
         folder = self.folder(model_id)
         path = folder / "model.json"
-        filename = slugify_id(source.name, "model.gguf")
+        filename = slugify_id(filename or source.name, "model.gguf")
         size = source.stat().st_size
 
         with self._ctx.lock(path):

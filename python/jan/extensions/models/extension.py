@@ -87,7 +87,8 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
                            mmproj: str | None = None, **fields: Any) -> dict[str, Any]:
         """Import a GGUF; ``mmproj``: its projector (referenced in place, ``settings.mmproj``). A
         projector beside the model (``mmproj-<model file name>``, or the folder's only
-        ``*mmproj*.gguf``: :func:`jan.hf_repo.sibling_mmproj`) is picked up by itself."""
+        ``*mmproj*.gguf``: :func:`jan.hf_repo.sibling_mmproj`) is picked up by itself. ``filename``:
+        the weights' name in the model folder (default: the file's own)."""
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isfile(path):
             raise ValueError(f"path: no file at '{path}'")
@@ -111,7 +112,7 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             path, model_id=model_id, mode=mode, name=fields.pop("name", None) or info["name"],
             description=fields.pop("description", ""), settings=settings,
             parameters=fields.pop("parameters", None), metadata={**info["metadata"], **(fields.pop("metadata", None) or {})},
-            engine=fields.pop("engine", "llama.cpp"))
+            engine=fields.pop("engine", "llama.cpp"), filename=fields.pop("filename", None))
 
     async def create_model(self, model: dict[str, Any]) -> dict[str, Any]:
         """Add a model.json as given (e.g. from a model hub); ``AlreadyExistsError`` if the id is taken."""

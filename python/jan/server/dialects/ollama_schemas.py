@@ -251,17 +251,19 @@ class OllamaPullRequest(OllamaModelRequest):
 
 
 class OllamaCreateRequest(_Body):
-    """``POST /api/create``: a new model ``from`` an existing one with other default ``parameters`` (Ollama's
-    option names). What needs Ollama's blob store or Go templates (``files``, ``adapters``, ``quantize``,
-    ``template``, a ``modelfile``) and what jan's model.json cannot hold (``system``, ``messages``,
-    ``license``) is refused with a 400 by the route, never dropped."""
+    """``POST /api/create``: a new model ``from`` an existing one, or from ``files`` — one GGUF pushed
+    with ``POST /api/blobs/sha256:<hex>`` (``{"model.gguf": "sha256:<hex>"}``), and optionally its
+    projector (a file whose name contains ``mmproj``) — with its own default ``parameters`` (Ollama's
+    option names). What jan cannot make or keep (``adapters``, ``quantize``, a Go ``template``, a
+    ``modelfile``, a stored ``system`` prompt or ``messages``, ``license``) is refused with a 400 by the
+    route, never dropped."""
 
     model: str = ""
     from_: str = Field("", alias="from")
+    files: dict[str, str] | None = None
     parameters: OllamaOptions | None = None
     stream: bool | None = None
     # refused when given (see above)
-    files: dict[str, Any] | None = None
     adapters: dict[str, Any] | None = None
     quantize: str | None = None
     template: str | None = None
@@ -271,7 +273,7 @@ class OllamaCreateRequest(_Body):
     modelfile: str | None = None
     path: str | None = None
 
-    UNSUPPORTED: ClassVar[tuple[str, ...]] = ("files", "adapters", "quantize", "template", "system", "messages", "license", "modelfile", "path")
+    UNSUPPORTED: ClassVar[tuple[str, ...]] = ("adapters", "quantize", "template", "system", "messages", "license", "modelfile", "path")
 
 
 class OllamaCopyRequest(_Body):

@@ -17,7 +17,9 @@ import functools
 import json
 import logging
 import math
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -31,13 +33,16 @@ from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
 from jan.server.disconnect import unless_disconnected
 from jan.server.errors import ERROR_SHAPES, APIError, from_validation_error, to_api_error
-from jan.server.keys import SERVICES, SHUTTING_DOWN
+from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import PARSE_OFF_LOOP_BYTES, loads_bounded
 from jan.services import Services, Target
 from jan.services.infill import infill_prompt
 from jan.services.models import unload_now
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
+from jan.store import InvalidArgumentError
+from jan.store.blobs import BlobStore, InvalidDigestError
+from jan.store.models import check_gguf
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -59,6 +64,9 @@ RESPONSES.update({  # streamed by default (NDJSON); "stream": false answers one 
         "application/json": None, NDJSON: None})}
     for path in ("/api/chat", "/api/generate", "/api/pull", "/api/create")
 })
+RESPONSES[("POST", "/api/blobs/{digest}")] = {  # the body is the file itself (any Content-Type), no JSON
+    "201": ("The blob was stored (its SHA-256 is the digest)", {}),
+    "200": ("The blob was already here", {})}
 EXTRA_BODIES.update({
     ("POST", "/api/chat"): wire.OllamaChatRequest,
     ("POST", "/api/generate"): wire.OllamaGenerateRequest,
@@ -473,30 +481,156 @@ async def _copy_model(services: Services, source: Target, destination: str,
 @routes.post("/api/create")
 @ollama_errors
 async def create(request: web.Request) -> web.StreamResponse:
-    """Create a model ``from`` an existing one with its own default ``parameters`` (Ollama's option names,
-    stored as the new model.json's ``parameters``). Ollama's blob uploads, quantizing, Go templates and
-    a stored system prompt or messages have no place in jan's models: asked for, they are a 400."""
+    """Create a model ``from`` an existing one, or from ``files``: one GGUF pushed with ``POST
+    /api/blobs/sha256:<hex>`` (``{"model.gguf": "sha256:<hex>"}``, hard-linked into the new model's
+    folder), plus optionally its projector (a file whose name contains ``mmproj``). ``parameters`` (Ollama's
+    option names) become the new model.json's ``parameters``. Adapters, quantizing, Go templates and a
+    stored system prompt or messages have no place in jan's models: asked for, they are a 400."""
     body = await _body(request, wire.OllamaCreateRequest)
     if not body.model:
         raise OllamaError(400, "model is required")
     given = [name for name in body.UNSUPPORTED if getattr(body, name)]
     if given:
         raise OllamaError(400, f"{given[0]}: not supported by jan's /api/create, which makes a model from an "
-                               "existing one (from) with other default parameters; import GGUF files with "
-                               "/api/pull or `jan models import`")
-    if not body.from_:
-        raise OllamaError(400, "from: required (the existing model to create the new one from)")
+                               "existing one (from) or from one GGUF file pushed as a blob (files), with other "
+                               "default parameters")
+    if body.from_ and body.files is not None:
+        raise OllamaError(400, "from and files: give one of them (the model to start from, or the GGUF blob)")
+    if not body.from_ and body.files is None:
+        raise OllamaError(400, "from: required (the existing model to create the new one from), or files "
+                               "(a GGUF file pushed with POST /api/blobs/sha256:<hex>)")
     parameters = ollama_requests.sampling(body.parameters).given() if body.parameters else {}
-    source = await _target(request, body.from_)
-    await _copy_model(_services(request), source, ollama_requests.strip_latest(body.model), parameters)
+    model_id = ollama_requests.strip_latest(body.model)
+    if body.files is not None:
+        statuses = await _create_from_files(request, body.files, model_id, parameters)
+    else:
+        source = await _target(request, body.from_)
+        await _copy_model(_services(request), source, model_id, parameters)
+        statuses = [f"using existing model {source.id}", "writing manifest", "success"]
     if body.stream is False:
         return _json({"status": "success"})
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
     await response.prepare(request)
-    for status in (f"using existing model {source.id}", "writing manifest", "success"):
+    for status in statuses:
         await response.write(_dumps({"status": status}).encode() + b"\n")
     await response.write_eof()
     return response
+
+
+async def _create_from_files(request: web.Request, files: dict[str, str], model_id: str,
+                             parameters: dict[str, Any]) -> list[str]:
+    """Import the GGUF blob ``files`` names as the model ``model_id`` (its projector attached); the
+    progress lines Ollama sends for it. Every check comes first, so a refusal is a plain 400."""
+    if not files:
+        raise OllamaError(400, "files: no files provided to convert")
+    projectors = [name for name in files if "mmproj" in os.path.basename(name).lower()]
+    weights = [name for name in files if name not in projectors]
+    if len(weights) != 1 or len(projectors) > 1:
+        raise OllamaError(400, f"files: jan makes a model from one GGUF file and at most one projector (a file "
+                               f"whose name contains 'mmproj'), not from {', '.join(sorted(files))}")
+    paths: dict[str, Path] = {}
+    for name, digest in files.items():
+        path = _blob_path(request, digest)
+        if not await asyncio.to_thread(path.is_file):
+            raise OllamaError(400, f"files: {name}: blob \"{digest}\" not found (push it first with "
+                                   f"POST /api/blobs/{digest})")
+        try:
+            await asyncio.to_thread(check_gguf, path)
+        except InvalidArgumentError:
+            raise OllamaError(400, f"files: {name}: supplied file was not in GGUF format") from None
+        paths[name] = path
+    models = _services(request).models.model_extension()
+    mmproj = str(paths[projectors[0]]) if projectors else None
+    # Hard-linked (copied across filesystems) under the name the client gave it: deleting the model later
+    # leaves the blob; the projector is referenced where it is, as `jan models import --mmproj` does.
+    await models.import_model(str(paths[weights[0]]), model_id=model_id, mode="link",
+                              filename=os.path.basename(weights[0]), mmproj=mmproj, name=model_id,
+                              parameters=parameters or None)
+    return ["parsing GGUF", *(f"using existing layer sha256:{path.name.removeprefix('sha256-')}"
+                              for path in paths.values()), "writing manifest", "success"]
+
+
+# -- blobs -------------------------------------------------------------------------------------------
+#: Bytes of an upload gathered before a worker thread hashes and writes them (one chunk in flight while
+#: the next is read).
+BLOB_WRITE_BYTES = 4 * 1024 * 1024
+
+
+def _blobs(request: web.Request) -> BlobStore:
+    return BlobStore(request.app[CONFIG].data_folder)
+
+
+def _blob_path(request: web.Request, digest: str) -> Path:
+    try:
+        return _blobs(request).path(digest)
+    except InvalidDigestError:
+        raise OllamaError(400, "invalid digest format") from None
+
+
+@routes.head("/api/blobs/{digest}")
+@ollama_errors
+async def head_blob(request: web.Request) -> web.Response:
+    """Whether jan holds the blob ``sha256:<hex>``: 200, or 404 (400 for a malformed digest)."""
+    digest = request.match_info["digest"]
+    path = _blob_path(request, digest)
+    if not await asyncio.to_thread(path.is_file):
+        raise OllamaError(404, f"blob \"{digest}\" not found")
+    return web.Response(status=200)
+
+
+@routes.post("/api/blobs/{digest}")
+@ollama_errors
+async def push_blob(request: web.Request) -> web.Response:
+    """Store the request body as the blob ``sha256:<hex>`` (for ``/api/create``'s ``files``): streamed to a
+    temporary file in ``<data>/blobs`` while hashed, renamed into place when the SHA-256 matches (201), else
+    removed (400). 200 when the blob is already here (the body read and dropped). Not bound by the server's body size limit
+    (``max_body_bytes``): a body that does not fit in the disk's free space, by its Content-Length, is a 413."""
+    digest = request.match_info["digest"]
+    blobs = _blobs(request)
+    path = _blob_path(request, digest)
+    if await asyncio.to_thread(path.is_file):
+        # Not written again. The body is drained (not stored) so that a client that sent it without asking
+        # first (the ollama Python client's create_blob) ends its upload cleanly instead of a broken pipe.
+        async for _ in request.content.iter_any():
+            pass
+        return web.Response(status=200)
+    size = request.content_length
+    if size is not None:
+        free = await asyncio.to_thread(blobs.free_bytes)
+        if size > free:
+            refused = _json({"error": f"the blob is {size} bytes and only {free} bytes are free in {blobs.folder}"},
+                            status=413)
+            refused.force_close()  # the body is not wanted: the connection ends with the answer
+            return refused
+    writer = await asyncio.to_thread(blobs.writer, digest)
+    committed = False
+    pending: asyncio.Future[None] | None = None
+    try:
+        chunks: list[bytes] = []
+        gathered = 0
+        async for chunk in request.content.iter_any():  # never the whole body in memory
+            chunks.append(chunk)
+            gathered += len(chunk)
+            if gathered >= BLOB_WRITE_BYTES:
+                if pending is not None:
+                    await pending  # in order: the hash sees the bytes as they came
+                pending = asyncio.ensure_future(asyncio.to_thread(writer.write, b"".join(chunks)))
+                chunks, gathered = [], 0
+        if pending is not None:
+            await pending
+        pending = None
+        if chunks:
+            await asyncio.to_thread(writer.write, b"".join(chunks))
+        committed = await asyncio.to_thread(writer.commit)
+    finally:
+        if pending is not None and not pending.done():  # the upload broke off: let the write end quietly
+            pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if not committed:
+            writer.discard()
+    if not committed:
+        raise OllamaError(400, f"digest mismatch, expected \"{digest}\", got \"sha256:{writer.hexdigest}\"")
+    log.info("ollama: stored blob %s (%d bytes)", path.name, writer.size)
+    return web.Response(status=201)
 
 
 @routes.post("/api/pull")

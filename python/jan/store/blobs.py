@@ -1,0 +1,128 @@
+"""Blobs: ``blobs/sha256-<hex>``, files pushed by digest (Ollama's ``POST /api/blobs/sha256:<hex>``).
+
+A blob is written to a hidden temporary file in ``blobs/`` while its SHA-256 is
+computed, and renamed into place only when the digest matches: a blob under
+its real name is always whole and always what its name says. A temporary
+file a crash leaves behind carries the writer's PID and is swept at the next
+start (:func:`jan.store._trash.sweep_temp_files`). Models made from a blob
+hard-link it into their folder (a copy across filesystems), so deleting a
+model never touches the blob and a blob holds no model's only copy.
+
+Every method here does file I/O: call them from a worker thread in asyncio code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from jan.core.fs import TEMP_SUFFIX, fsync_dir, temp_prefix
+
+from .errors import InvalidArgumentError
+
+__all__ = ["BLOBS_DIR_NAME", "BlobStore", "BlobWriter", "InvalidDigestError", "parse_digest"]
+
+BLOBS_DIR_NAME = "blobs"
+# Ollama's digests: sha256, then ':' (or '-', as in its file names), then 64 hex digits.
+_DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
+
+
+class InvalidDigestError(InvalidArgumentError):
+    """Not a ``sha256:<64 hex digits>`` digest."""
+
+    def __init__(self, digest: object) -> None:
+        super().__init__("invalid digest format")
+        self.digest = digest
+
+
+def parse_digest(digest: object) -> str:
+    """The 64 lower-case hex digits of a ``sha256:<hex>`` (or ``sha256-<hex>``) digest;
+    :class:`InvalidDigestError` for anything else."""
+    match = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
+    if match is None:
+        raise InvalidDigestError(digest)
+    return match.group(1).lower()
+
+
+class BlobStore:
+    """The blobs of one data folder (``<root>/blobs``; made when the first blob is written)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.folder = Path(root) / BLOBS_DIR_NAME
+
+    def path(self, digest: str) -> Path:
+        """Where the blob ``digest`` lives (whether or not it is there); raises on a malformed digest."""
+        return self.folder / f"sha256-{parse_digest(digest)}"
+
+    def find(self, digest: str) -> Path | None:
+        """The blob's file, or ``None`` if it is not here."""
+        path = self.path(digest)
+        return path if path.is_file() else None
+
+    def free_bytes(self) -> int:
+        """Bytes free on the blobs' filesystem."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.folder).free
+
+    def writer(self, digest: str) -> BlobWriter:
+        """A :class:`BlobWriter` for the blob ``digest`` (a temporary file until committed)."""
+        target = self.path(digest)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return BlobWriter(target, parse_digest(digest))
+
+
+class BlobWriter:
+    """Bytes written here are hashed as they go into a hidden temporary file next to the blob;
+    :meth:`commit` renames it into place when the SHA-256 matches, :meth:`discard` removes it.
+    Not thread-safe: one writer, one thread at a time (calls may come from different threads in turn)."""
+
+    def __init__(self, target: Path, expected_hex: str) -> None:
+        self.target = target
+        self.expected_hex = expected_hex
+        self._hash = hashlib.sha256()
+        self.size = 0
+        fd, self.temp_path = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX,
+                                              dir=target.parent)
+        self._file = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._hash.update(data)  # hashlib lets go of the GIL for large buffers
+        self._file.write(data)
+        self.size += len(data)
+
+    @property
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def commit(self) -> bool:
+        """Flush, fsync and rename into place when the content's digest is the expected one
+        (``True``); otherwise discard the file (``False``)."""
+        if self.hexdigest != self.expected_hex:
+            self.discard()
+            return False
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            # A concurrent upload of the same blob may have landed first: same bytes, replacing is harmless.
+            os.replace(self.temp_path, self.target)
+        except BaseException:
+            self.discard()
+            raise
+        fsync_dir(self.target.parent)
+        return True
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (safe to call more than once)."""
+        try:
+            self._file.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            os.unlink(self.temp_path)
+        except OSError:
+            pass
