@@ -20,8 +20,9 @@ async def test_default_assistant_and_crud(server, tmp_path):
         made = await api.ok("POST", "/v1/assistants", {
             "id": "coder", "name": "Coder", "instructions": "Write code.", "model": "stories260K",
             "temperature": 0.3, "parameters": {"max_tokens": 64}, "metadata": {"team": "a"},
-            "tools": [{"type": "code_interpreter"}]})
+            "tools": [{"type": "function", "function": {"name": "run_code", "parameters": {"type": "object"}}}]})
         assert made["id"] == "coder" and made["temperature"] == 0.3 and made["top_p"] is None
+        assert made["tools"][0]["function"]["name"] == "run_code"
         assert made["parameters"] == {"max_tokens": 64, "temperature": 0.3}
         on_disk = json.loads((data / "assistants" / "coder" / "assistant.json").read_text())
         assert on_disk["instructions"] == "Write code." and on_disk["parameters"] == {"max_tokens": 64, "temperature": 0.3}
@@ -107,3 +108,32 @@ def test_default_assistant_comes_back_after_restart(tmp_path):
         assert asyncio.run(delete_it(srv.base_url)) == 404
     with running(tmp_path / "data") as srv:
         assert asyncio.run(get_it(srv.base_url))["name"] == "Jan"
+
+
+async def test_tools_no_run_could_use_are_refused_where_they_are_given(server):
+    """OpenAI's hosted tools have nothing behind them in jan, and a function name given twice leaves the model's
+    call ambiguous: an assistant, a thread's assistant entry and a run refuse them (400 naming the entry), rather
+    than a run that silently goes without them. Jan desktop's disabled retrieval entry is kept."""
+    fn = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    async with Client(server.base_url) as api:
+        threads_before = len((await api.ok("GET", "/v1/threads?limit=100"))["data"])
+        for tools, param in (([{"type": "code_interpreter"}], "tools[0].type"),
+                             ([fn, {"type": "file_search"}], "tools[1].type"),
+                             ([fn, fn], "tools[1]"),
+                             ([{"type": "function", "function": {}}], "tools[0].function.name"),
+                             ([{"type": "mcp"}], "tools[0].server_label")):
+            status, err = await api.post("/v1/assistants", {"name": "x", "tools": tools})
+            assert status == 400 and err["error"]["param"] == param, (tools, err)
+            status, err = await api.post("/v1/threads", {"assistants": [{"assistant_id": "jan", "tools": tools}]})
+            assert status == 400 and err["error"]["param"] == f"assistants[0].{param}", (tools, err)
+            tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Hi"}]}))["id"]
+            status, err = await api.post(f"/v1/threads/{tid}/runs", {"model": "stories260K", "tools": tools})
+            assert status == 400 and err["error"]["param"] == param, (tools, err)
+            status, err = await api.post("/v1/threads/runs", {"model": "stories260K", "tools": tools,
+                                                              "thread": {"messages": [{"role": "user", "content": "Hi"}]}})
+            assert status == 400 and err["error"]["param"] == param, (tools, err)
+        kept = await api.ok("POST", "/v1/assistants", {"name": "desktop", "tools": [
+            {"type": "retrieval", "enabled": False, "settings": {"top_k": 2}}, fn]})
+        assert kept["tools"][0]["type"] == "retrieval"
+        # the five threads made for the runs, and none from the refused create-and-runs
+        assert len((await api.ok("GET", "/v1/threads?limit=100"))["data"]) == threads_before + 5

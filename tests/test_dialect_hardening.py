@@ -265,6 +265,9 @@ def test_a_tool_name_given_twice_is_a_400_in_every_dialect(keyed):
         ("/v1/messages/count_tokens", {"model": "stories260K", "messages": ONCE,
                                        "tools": [{"name": "get_weather", "input_schema": params}] * 2}),
         ("/v1/responses", RESPONSES | {"tools": [{"type": "function", "name": "get_weather", "parameters": params}] * 2}),
+        # queued work too: refused when asked, not failed later
+        ("/v1/responses", RESPONSES | {"background": True, "store": True,
+                                       "tools": [{"type": "function", "name": "get_weather", "parameters": params}] * 2}),
         ("/api/chat", OLLAMA_CHAT | {"tools": [openai_tool, openai_tool]}),
     ]
     for path, body in cases:

@@ -77,7 +77,6 @@ class ChatService:
         ``ContextOverflowError``, ``QueueFullError``. Closing the stream cancels the generation.
         """
         async def open_() -> tuple[str, AsyncIterator[ChatDelta]]:
-            check_tool_names(request)
             target = await self.models.resolve(request.model)
             layered = self._layered(request, target)
             if isinstance(target.engine, LocalInferenceExtension):
@@ -102,7 +101,6 @@ class ChatService:
 
         ``RequestError`` for a model whose engine renders prompts itself (a remote one).
         """
-        check_tool_names(request)
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
@@ -173,17 +171,6 @@ class ChatService:
                         finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
                     yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop)
         yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]))
-
-
-def check_tool_names(request: ChatRequest) -> None:
-    """A tool name given twice is the request's 400 (as Anthropic's "Tool names must be unique"): the model's
-    call could not tell which one it means, and a client mapping calls back by name would pick either."""
-    seen: set[str] = set()
-    for i, tool in enumerate(request.tools):
-        if tool.name in seen:
-            raise RequestError(f"tools[{i}]: the tool name {tool.name!r} is given twice; tool names must be unique",
-                               param=f"tools[{i}]", code="invalid_value")
-        seen.add(tool.name)
 
 
 def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any]:

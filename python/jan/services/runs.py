@@ -82,6 +82,7 @@ from jan.services.tool_loop import (
     ToolDecision,
     ToolPolicy,
     chat_messages,
+    check_tool_entries,
     image_files_of,
     parse_calls,
     resolve_policy,
@@ -662,6 +663,7 @@ class RunService:
         """Everything up to the pending reply: checks (which raise before anything is written; a run
         holding the thread is a :class:`RequestError`, ``run_active``), the tools, the additional messages,
         the pending assistant message, the title. Execute it with :meth:`execute`."""
+        check_tool_entries(list(req.tools) if req.tools is not None else None, param="tools")
         async with self._thread_lock(req.thread_id):
             # checked and claimed in one step: the new run holds the thread (in_progress) before the lock goes
             await self._refuse_if_held(req.thread_id)
@@ -671,6 +673,7 @@ class RunService:
         """Create ``thread`` (as the conversational extension's ``create_thread`` takes it) and :meth:`start`
         ``req`` on it (``req.thread_id`` is replaced by the new thread's): OpenAI's create-thread-and-run.
         Returns the thread as created and the run."""
+        check_tool_entries(list(req.tools) if req.tools is not None else None, param="tools")
         store = self.conversations()
         created = await store.create_thread(thread)
         try:

@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterable
 
 from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
+from jan.services.errors import RequestError
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
@@ -116,6 +117,45 @@ class ToolDecision:
     approve: bool = False
     output: str | None = None  # the client's own output (approve is then irrelevant)
     reason: str | None = None
+
+
+#: Tool kinds a run can use: functions (a client's, or a built-in/MCP tool by name) and MCP servers.
+TOOL_KINDS = ("function", "mcp")
+
+
+def check_tool_entries(tools: Any, *, param: str) -> None:
+    """The ``tools`` of an assistant, a thread's assistant entry or a run, as stored and read by
+    :func:`resolve_policy`: each an object of a kind jan can run, function names unique. OpenAI's hosted
+    tools (``code_interpreter``, ``file_search``, ``web_search``...) have nothing behind them here: asking for
+    one is the request's 400 (``RequestError``), not a run that silently goes without it. An entry of another
+    kind that says ``enabled: false`` (Jan desktop's assistants carry a disabled ``retrieval``) is kept."""
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise RequestError(f"{param}: must be a list of tools", param=param, code="invalid_value")
+    names: set[str] = set()
+    for i, entry in enumerate(tools):
+        where = f"{param}[{i}]"
+        if not isinstance(entry, dict):
+            raise RequestError(f"{where}: must be an object", param=where, code="invalid_value")
+        kind = entry.get("type")
+        if kind == "function":
+            name = (entry.get("function") or {}).get("name") if isinstance(entry.get("function"), dict) else None
+            if not isinstance(name, str) or not name:
+                raise RequestError(f"{where}.function.name: required (a non-empty string)",
+                                   param=f"{where}.function.name", code="invalid_value")
+            if name in names:
+                raise RequestError(f"{where}: the tool name {name!r} is given twice; tool names must be unique",
+                                   param=where, code="invalid_value")
+            names.add(name)
+        elif kind == "mcp":
+            if not isinstance(entry.get("server_label"), str) or not entry["server_label"]:
+                raise RequestError(f"{where}.server_label: required (an MCP server's name, see GET /v1/mcp/servers)",
+                                   param=f"{where}.server_label", code="invalid_value")
+        elif entry.get("enabled") is not False:
+            raise RequestError(f"{where}.type: {kind!r} is not a tool jan can run (it has no hosted tools such as a "
+                               "code interpreter, file search or web search); give function tools or MCP servers "
+                               "({'type': 'mcp', 'server_label': ...})", param=f"{where}.type", code="unsupported_tool")
 
 
 def _tool_list(value: Any) -> list[dict[str, Any]] | None:

@@ -482,6 +482,18 @@ class ChatRequest:
     #: ``truncation_strategy`` ask. See :func:`jan.services.fit.fit_history`.
     truncation: Truncation = "disabled"
 
+    def __post_init__(self) -> None:
+        # A tool name given twice (as Anthropic's "Tool names must be unique"): the model's call could not say
+        # which one it means. Refused when the request is made, so queued work (a background response) is too.
+        seen: set[str] = set()
+        for i, tool in enumerate(self.tools):
+            if tool.name in seen:
+                from jan.services.errors import RequestError  # (jan.services imports this module)
+
+                raise RequestError(f"tools[{i}]: the tool name {tool.name!r} is given twice; tool names must be "
+                                   "unique", param=f"tools[{i}]", code="invalid_value")
+            seen.add(tool.name)
+
     @property
     def continues(self) -> bool:
         """Whether the prompt ends inside the last message (asked for, and that message can be continued)."""

@@ -21,6 +21,7 @@ from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
 from jan.services.models import check_parameters
+from jan.services.tool_loop import check_tool_entries
 
 routes = web.RouteTableDef()
 
@@ -81,6 +82,7 @@ def _fields(body: AssistantFields, current_params: dict[str, Any] | None) -> dic
             raise APIError(400, f"{key} cannot be null", param=key, code="invalid_value")
     # what every run of this assistant reads: refused now, not when a run fails on it
     check_parameters(top, prefix=None)
+    check_tool_entries(fields.get("tools"), param="tools")
     if fields.get("parameters") is not None:
         check_parameters(fields["parameters"])
     if top or "parameters" in fields:

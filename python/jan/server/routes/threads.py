@@ -43,6 +43,7 @@ from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.validation import parse_body
 from jan.services.models import check_parameters
+from jan.services.tool_loop import check_tool_entries
 
 routes = web.RouteTableDef()
 
@@ -234,6 +235,7 @@ def check_thread_parameters(assistants: list[ThreadAssistant] | None, *, where: 
     for i, entry in enumerate(assistants or ()):
         if entry.model is not None:
             check_parameters(entry.model.parameters, prefix=f"{where}assistants[{i}].model.parameters")
+        check_tool_entries((entry.model_extra or {}).get("tools"), param=f"{where}assistants[{i}].tools")
 
 
 #: Thread ids that a route under /v1/threads would shadow (``POST /v1/threads/runs`` creates a thread and runs it).
