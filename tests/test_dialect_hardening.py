@@ -237,6 +237,14 @@ def test_a_tool_call_cut_off_by_the_limit_ends_with_the_limit_and_no_markup_resp
     streamed = "".join(d.get("delta", "") for n, d in events if n == "response.output_text.delta")
     assert "<tool_call>" not in streamed and "{" not in streamed
     assert events[-1][0] == "response.incomplete"
+    # a call the limit cut off is an incomplete item, never a completed one (OpenAI's), the calls before it
+    # complete: whole and streamed (this model makes calls until 200 tokens cut one)
+    body["max_output_tokens"] = 200
+    status, _, out = call(keyed, "POST", "/v1/responses", body)
+    status, _, raw = call(keyed, "POST", "/v1/responses", body | {"stream": True})
+    for output in (out["output"], _sse(raw)[-1][1]["response"]["output"]):
+        calls = [item["status"] for item in output if item["type"] == "function_call"]
+        assert calls and calls[-1] == "incomplete" and set(calls[:-1]) <= {"completed"}, output
 
 
 # -- 19: a prompt too long for the context names the field that carried it ----------------------------

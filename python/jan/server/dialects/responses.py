@@ -475,8 +475,10 @@ def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None,
     if message.text or not message.tool_calls:
         logprobs = _logprobs(choice.logprobs or (), top_logprobs) if top_logprobs is not None else None
         items.append(_message_item(new_id("msg"), message.text, status, logprobs))
-    for call in message.tool_calls:
-        items.append(_call_item(new_id("fc"), call.id, call.name, call.arguments, "completed"))
+    for k, call in enumerate(message.tool_calls):
+        # the last call is the one the token limit can have cut off (OpenAI marks it incomplete)
+        last = k == len(message.tool_calls) - 1
+        items.append(_call_item(new_id("fc"), call.id, call.name, call.arguments, status if last else "completed"))
     return items, status
 
 
@@ -594,7 +596,8 @@ class ResponseStream:
             self._logprobs = []
         else:
             events.append(self.event("response.function_call_arguments.done", **where, arguments=text))
-            item.update(arguments=text, status="completed")
+            # closed by the next item: complete; closed at the end: cut off when the token limit ended it
+            item.update(arguments=text, status=_status(self.finish_reason))
         events.append(self.event("response.output_item.done", output_index=where["output_index"], item=dict(item)))
         self._open, self._text, self._pending = None, "", []  # tokens still held back made no text (a stop string)
         return events
