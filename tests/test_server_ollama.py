@@ -362,7 +362,10 @@ def test_create_from_a_model_with_its_own_parameters(client):
     assert done.status == "success"
     try:
         assert "stories-short" in {m.model for m in client.list().models}
-        assert "max_tokens" in client.show("stories-short").parameters
+        # shown in Ollama's Modelfile names and quoting, so the modelfile can go back to `ollama create`
+        shown = client.show("stories-short")
+        assert "num_predict" in shown.parameters and "max_tokens" not in shown.parameters
+        assert "PARAMETER num_predict" in shown.modelfile
         reply = client.generate(model="stories-short", prompt=STORY, raw=True)
         assert reply.eval_count == 3 and reply.done_reason == "length"  # the stored num_predict applies
         assert reply.response == client.generate(model="stories260K", prompt=STORY, raw=True,

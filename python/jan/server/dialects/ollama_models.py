@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -199,6 +200,10 @@ def capabilities(model: dict[str, Any], gguf: GGUFDetails) -> list[str]:
     return caps
 
 
+#: jan's parameter names where Ollama's Modelfile says otherwise (the reverse of ollama_requests.sampling).
+OLLAMA_PARAMETER_NAMES = {"max_tokens": "num_predict"}
+
+
 def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> dict[str, Any]:
     """``/api/show`` for one model (blocking: reads the file's header)."""
     gguf = gguf_details(path)
@@ -206,8 +211,11 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
     params = {k: v for k, v in (model.get("parameters") or {}).items() if v is not None}
     parameter_lines = []
     for key, value in params.items():
+        # Ollama's Modelfile names (jan's max_tokens is its num_predict) and Go-quoted strings, so that the
+        # modelfile shown can be given back to `ollama create`
+        name = OLLAMA_PARAMETER_NAMES.get(key, key)
         for v in value if isinstance(value, list) else [value]:
-            parameter_lines.append(f"{key:<30} {v if not isinstance(v, str) else repr(v)}")
+            parameter_lines.append(f"{name:<30} {json.dumps(v) if isinstance(v, str) else v}")
     template = settings.get("chat_template") or gguf.chat_template or settings.get("prompt_template") or ""
     model_info: dict[str, Any] = {}
     for key, value in sorted(gguf.metadata.items()):
