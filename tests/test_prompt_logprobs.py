@@ -96,3 +96,34 @@ def test_prompt_logprobs_are_refused_for_a_media_prompt(vision_pair, test_image_
         prompt = model.media_prompt(model.media_marker + " what?", model.media_inputs([test_image_path]))
         with pytest.raises(ValueError, match="prompt_logprobs"):
             model.stream(prompt, max_tokens=1, prompt_logprobs=True)
+
+
+def test_max_tokens_0_with_echo_scores_the_prompt_alone(server, stories):
+    """OpenAI's legacy completions (HELM, older lm-evaluation-harness): ``max_tokens: 0`` with ``echo`` and
+    ``logprobs`` is the prompt, scored, and nothing generated."""
+    tokens = stories.tokenize(TEXT)
+    body = {"model": "stories260K", "prompt": tokens, "max_tokens": 0, "temperature": 0, "echo": True, "logprobs": 2}
+    r = httpx.post(server.base_url + "/v1/completions", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    choice = out["choices"][0]
+    assert choice["text"] == stories.detokenize(tokens) and choice["finish_reason"] == "length"
+    assert len(choice["logprobs"]["tokens"]) == len(tokens) and choice["logprobs"]["token_logprobs"][0] is None
+    assert out["usage"]["completion_tokens"] == 0 and out["usage"]["prompt_tokens"] == len(tokens)
+    with httpx.stream("POST", server.base_url + "/v1/completions", json={**body, "stream": True}, timeout=120) as r:
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    streamed = [t for c in chunks for ch in c["choices"] for t in (ch["logprobs"] or {}).get("tokens", [])]
+    assert len(streamed) == len(tokens)
+    # without echo: an empty completion; below 0 is still a 400
+    plain = httpx.post(server.base_url + "/v1/completions", json={**body, "echo": False}, timeout=120).json()
+    assert plain["choices"][0]["text"] == "" and plain["usage"]["completion_tokens"] == 0
+    r = httpx.post(server.base_url + "/v1/completions", json={**body, "max_tokens": -1}, timeout=120)
+    assert r.status_code == 400
+
+
+def test_an_empty_prompt_is_echoed_with_its_tokens_scores(server):
+    body = {"model": "stories260K", "prompt": "", "max_tokens": 2, "temperature": 0, "echo": True, "logprobs": 1}
+    choice = httpx.post(server.base_url + "/v1/completions", json=body, timeout=120).json()["choices"][0]
+    lp = choice["logprobs"]
+    # the prompt is the model's BOS alone: one prompt token (null), then the two generated ones
+    assert lp["token_logprobs"][0] is None and len(lp["tokens"]) == 3

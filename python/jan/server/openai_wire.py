@@ -170,7 +170,8 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
     else:
         prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
     return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
-                             logprobs=body.logprobs, echo=body.echo, grammar=body.grammar)
+                             logprobs=body.logprobs, echo=body.echo, grammar=body.grammar,
+                             prompt_only=body.max_tokens == 0)
 
 
 def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:

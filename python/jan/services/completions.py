@@ -48,6 +48,8 @@ class CompletionService:
         want_logprobs = request.logprobs is not None
         # echo with logprobs: the prompt's tokens are scored too (OpenAI's; what evaluation harnesses read)
         want_prompt = request.echo and want_logprobs
+        if request.prompt_only:
+            options["max_tokens"] = 1  # the prompt is evaluated (and scored); the one token sampled is not shown
 
         def submit() -> tuple[list, list[str]]:
             requests, echo = [], []
@@ -70,6 +72,7 @@ class CompletionService:
         usages: dict[int, Usage] = {}
         # closed here, not left to the garbage collector: the engine requests are cancelled at once
         scored: dict[int, list] = {}  # choice -> its prompt's scored tokens so far (want_prompt)
+        to_echo = set(range(len(requests))) if request.echo else set()  # (an empty prompt is echoed too)
         async with contextlib.aclosing(merged(requests)) as chunks:
             async for index, chunk in chunks:
                 if chunk.prompt_logprobs:
@@ -77,15 +80,27 @@ class CompletionService:
                 generated = bool(chunk.token_ids or chunk.text) or chunk.finish_reason is not None
                 if want_prompt and not generated:
                     continue  # the prompt is still being scored: its echo waits for all of it
-                if echo[index]:
+                if index in to_echo:
+                    to_echo.discard(index)
                     yield CompletionDelta(choice=index, text=echo[index],
                                           logprobs=tuple(scored.pop(index, ())) if want_prompt else None)
-                    echo[index] = ""
+                if request.prompt_only:  # nothing generated is shown: the choice ends with its prompt
+                    if chunk.finish_reason is not None:
+                        usages[index] = _prompt_only(chunk.usage)  # (errors raise in merged())
+                        yield CompletionDelta(choice=index, text="", logprobs=() if want_logprobs else None,
+                                              finish_reason="length")
+                    continue
                 logprobs = tuple(chunk.logprobs or ()) if want_logprobs else None
                 yield CompletionDelta(choice=index, text=chunk.text, logprobs=logprobs, finish_reason=chunk.finish_reason)
                 if chunk.finish_reason is not None:
                     usages[index] = chunk.usage
         yield CompletionDelta(choice=-1, usage=_usage(usages, request.n, len(request.prompts)))
+
+
+def _prompt_only(usage: Usage) -> Usage:
+    """A prompt-only choice's usage: the prompt, and no completion (its one sampled token is not shown)."""
+    return Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=0, cached_tokens=usage.cached_tokens,
+                 queue_ms=usage.queue_ms, prompt_ms=usage.prompt_ms, generation_ms=0.0)
 
 
 def _layer(request: CompletionRequest, target: Target) -> SamplingOptions:

@@ -513,7 +513,8 @@ class ChatRequest:
 class CompletionRequest:
     """A text completion: each prompt (text, or token ids) gets ``n`` choices, numbered
     prompt-major. ``logprobs``: alternatives per token (``None``: no logprobs); ``echo`` puts
-    the prompt's text before the completion."""
+    the prompt's text before the completion. ``prompt_only`` (OpenAI's ``max_tokens: 0``): nothing is
+    generated; with ``echo`` and ``logprobs`` the choice is the prompt, scored (what evaluation harnesses ask)."""
 
     model: str | None
     prompts: tuple[Union[str, tuple[int, ...]], ...]
@@ -522,6 +523,7 @@ class CompletionRequest:
     logprobs: int | None = None
     echo: bool = False
     grammar: str | None = None
+    prompt_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,8 @@ def completion_body(request: CompletionRequest) -> dict[str, Any]:
         body["logprobs"] = request.logprobs
     if request.echo:
         body["echo"] = True
+    if request.prompt_only:
+        body["max_tokens"] = 0
     if request.grammar:
         body["grammar"] = request.grammar
     return body
