@@ -16,7 +16,7 @@ import json
 import httpx
 import pytest
 
-from jan.services.fit import _kept, _starts
+from jan.services.fit import _candidates, _starts
 from jan.services.types import ChatMessage, ToolCall
 from jan.testing.gguf_models import TINY_CHAT_CONFIG, templates_dir, vocab_path, write_llama_from_vocab
 from server_helpers import start_server
@@ -81,9 +81,20 @@ def test_a_shortened_conversation_starts_at_a_user_turn_and_keeps_its_system_mes
                 ChatMessage.of_text("user", "u2"))
     # never at the first turn (nothing would be dropped), never at a tool result or an assistant turn
     assert _starts(messages) == [6, 8]
-    kept = [m for _, m in _kept(messages, 8)]
-    assert [m.role for m in kept] == ["system", "developer", "user"]
+    assert _candidates(messages) == [[0, 5, 6, 7, 8], [0, 5, 8]]  # longest first; system and developer stay
     assert _starts((ChatMessage.of_text("system", "s"), ChatMessage.of_text("user", "only"))) == []
+    assert _candidates((ChatMessage.of_text("system", "s"), ChatMessage.of_text("user", "only"))) == []
+
+
+def test_an_agents_tool_loop_is_shortened_by_whole_rounds_after_its_last_user_turn():
+    def round_(k: int) -> tuple[ChatMessage, ChatMessage]:
+        call = ToolCall(f"c{k}", "lookup", "{}")
+        return ChatMessage("assistant", (), tool_calls=(call,)), ChatMessage.of_text("tool", "r", tool_call_id=f"c{k}")
+
+    messages = (ChatMessage.of_text("system", "s"), ChatMessage.of_text("user", "task"),
+                *round_(1), *round_(2), *round_(3))
+    # the user's task stays; the oldest rounds go, a call never without its result
+    assert _candidates(messages) == [[0, 1, 4, 5, 6, 7], [0, 1, 6, 7]]
 
 
 # -- chat completions (jan's "truncation", as the Responses API names it) ---------------------------
@@ -116,6 +127,38 @@ def test_auto_truncation_answers(client):
     body = r.json()
     assert 0 < body["usage"]["prompt_tokens"] < N_CTX
     assert body["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_an_agent_loop_longer_than_the_context_keeps_its_task_and_latest_rounds(client):
+    tool = {"type": "function", "function": {"name": "lookup", "description": "Look a word up",
+                                             "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": LAST}]
+    for k in range(12):  # Mistral's template wants 9-character call ids
+        call_id = f"call{k:05d}"
+        messages += [{"role": "assistant", "content": None, "tool_calls": [
+                         {"id": call_id, "type": "function", "function": {"name": "lookup", "arguments": f'{{"q": "w{k}"}}'}}]},
+                     {"role": "tool", "tool_call_id": call_id, "content": _turn(k)}]
+    body = {"model": MODEL, "messages": messages, "tools": [tool]}
+    r = client.post("/v1/apply-template", json=body)
+    assert r.status_code == 200 and n_tokens(client, r.json()["prompt"]) >= N_CTX  # too long as it is
+    prompt = rendered(client, messages, tools=[tool], truncation="auto")
+    # (Mistral's template writes the system message only into a final user turn: not checked here)
+    assert LAST in prompt and _turn(11) in prompt and _turn(0) not in prompt
+    assert n_tokens(client, prompt) < N_CTX
+    r = client.post("/v1/chat/completions", json={**body, "truncation": "auto", "max_tokens": 2})
+    assert r.status_code == 200, r.text
+
+
+def test_a_truncated_conversation_keeps_room_for_max_tokens(client):
+    body = {"model": MODEL, "messages": conversation(), "temperature": 0, "ignore_eos": True, "truncation": "auto"}
+    r = client.post("/v1/chat/completions", json={**body, "max_tokens": 40})
+    assert r.status_code == 200, r.text
+    usage = r.json()["usage"]
+    assert usage["prompt_tokens"] + 40 <= N_CTX and usage["completion_tokens"] == 40
+    assert r.json()["choices"][0]["finish_reason"] == "length"
+    # room for at most half the context: a bigger max_tokens does not empty the history
+    r = client.post("/v1/chat/completions", json={**body, "max_tokens": 10_000})
+    assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] > N_CTX // 4
 
 
 def test_a_last_turn_that_does_not_fit_alone_is_still_a_400(client):

@@ -20,7 +20,7 @@ from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.results import Usage
 from jan.errors import QueueFullError
 from jan.services.errors import RequestError
-from jan.services.fit import fit_history, fits
+from jan.services.fit import fit_history, fits, reply_room
 from jan.services.local import (chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar, merged,
                                 off_loop, seeds)
 from jan.services.models import ModelService, Target
@@ -177,8 +177,11 @@ def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any
     """Blocking (the chat template, tokenizing): the chat plan, the prompt text and its tokens."""
     plan = chat_plan(local, request, settings)
     text, tokens = chat_prompt(local, request, plan)
-    if request.truncation == "auto" and not fits(local, tokens):
-        text, tokens = chat_prompt(local, fit_history(local, request, plan, tokens), plan)
+    room = reply_room(local, request)
+    if request.truncation == "auto" and not fits(local, tokens, room):
+        fitted = fit_history(local, request, plan, tokens, room)
+        if fitted is not request:
+            text, tokens = chat_prompt(local, fitted, plan)
     return plan, text, tokens
 
 

@@ -10,8 +10,12 @@ templates insist on (Mistral's and Gemma's raise an error otherwise). As Ollama'
 (``server/prompt.go``), the last turn always stays: a conversation that does not fit even from its
 last user turn is refused (``ContextOverflowError``), never cut inside a message.
 
-The fit only makes the prompt fit; room for the reply is what the context has left (generation
-ends with ``finish_reason: "length"`` when it runs out), as Ollama and the Responses API do.
+An agent's long tool loop after its last user turn is shortened too: that turn stays, followed by its most
+recent tool rounds (an assistant turn with tool calls and their results), the oldest rounds dropped.
+
+A request with ``max_tokens`` that is shortened anyway keeps that much room for the reply (at most half the
+context): the answer asked for is not cut off by the history. Without ``max_tokens``, the reply has what the
+context has left (generation ends with ``finish_reason: "length"`` when it runs out), as Ollama does.
 """
 
 from __future__ import annotations
@@ -37,48 +41,89 @@ def prompt_size(tokens: Any) -> int:
     return tokens.n_tokens if hasattr(tokens, "n_tokens") else len(tokens)
 
 
-def fits(local: LocalModel, tokens: Any) -> bool:
-    """Whether the engine takes this prompt: one position must stay free to generate (the scheduler's rule)."""
-    return prompt_size(tokens) < local.model.n_ctx
+def reply_room(local: LocalModel, request: ChatRequest) -> int:
+    """Positions a truncated conversation leaves for the reply: its ``max_tokens``, at most half the context
+    (dropping turns anyway, it drops enough for the answer asked for); 0 without ``max_tokens``."""
+    max_tokens = request.sampling.max_tokens
+    return min(max_tokens, local.model.n_ctx // 2) if max_tokens else 0
 
 
-def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens: Any) -> ChatRequest:
+def fits(local: LocalModel, tokens: Any, room: int = 0) -> bool:
+    """Whether the engine takes this prompt with ``room`` positions after it (at least one stays free to
+    generate: the scheduler's rule)."""
+    return prompt_size(tokens) + max(room, 1) <= local.model.n_ctx
+
+
+def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens: Any, room: int = 0) -> ChatRequest:
     """Blocking (renders and tokenizes a few times): ``request`` with its oldest turns dropped so that its
-    prompt fits ``local``'s context. ``tokens``: the whole conversation's prompt, already found too long
-    (its media chunks tell each image's size). Raises ``ContextOverflowError`` when even the last user turn
-    (with the system messages) does not fit, or the conversation has no later turn to start from."""
+    prompt fits ``local``'s context with ``room`` positions left for the reply (or, where no shortening
+    leaves that much, with the most room one does). ``tokens``: the whole conversation's prompt, already
+    found too long (its media chunks tell each image's size). The conversation is unchanged when it fits
+    without the room and no shortening makes any; ``ContextOverflowError`` when even the shortest one does not
+    fit (the system messages, the last user turn and its last tool round)."""
     messages = request.messages
     n_ctx = local.model.n_ctx
-    starts = _starts(messages)
+    candidates = _candidates(messages)
     media = _media_tokens(messages, tokens)
     marker = local.model.media_marker if has_media(request) else None
+    sizes: dict[int, int] = {}
 
-    def size(start: int) -> int:
-        kept = _kept(messages, start)
-        text = render_chat(local, replace(request, messages=tuple(m for _, m in kept)), plan, marker)
-        # +1: a BOS the model may add; each media marker's own text tokens overcount a little (on the safe side)
-        n = len(local.model.tokenize(text, add_special=False, parse_special=True)) + 1
-        return n + sum(media[i] for i, _ in kept)
+    def size(k: int) -> int:
+        if k not in sizes:
+            kept = [messages[i] for i in candidates[k]]
+            text = render_chat(local, replace(request, messages=tuple(kept)), plan, marker)
+            # +1: a BOS the model may add; each media marker's own text tokens overcount a little (the safe side)
+            sizes[k] = (len(local.model.tokenize(text, add_special=False, parse_special=True)) + 1
+                        + sum(media[i] for i in candidates[k]))
+        return sizes[k]
 
     whole = prompt_size(tokens)
-    if not starts or size(starts[-1]) >= n_ctx:
+    for want in dict.fromkeys((max(room, 1), 1)):  # the reply's room if any shortening leaves it, else one position
+        if not candidates or size(len(candidates) - 1) + want > n_ctx:
+            continue
+        # The prompt shrinks along the candidates (fewer turns): binary search for the first that fits.
+        lo, hi = 0, len(candidates) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if size(mid) + want <= n_ctx:
+                hi = mid
+            else:
+                lo = mid + 1
+        kept = candidates[lo]
+        log.info("conversation of %d tokens, context %d: %d of %d messages dropped to fit",
+                 whole, n_ctx, len(messages) - len(kept), len(messages))
+        return replace(request, messages=tuple(messages[i] for i in kept))
+    if fits(local, tokens):
+        return request  # it fits as it is; no shortening leaves the reply more room
+    if not candidates:
         raise ContextOverflowError(
-            f"the conversation has {whole} tokens but the context holds {n_ctx}, and it does not fit even from its "
-            "last user turn on (with its system messages); shorten that turn or use a larger context (ctx_len)",
-            whole, n_ctx)
-    # The prompt shrinks as the start moves later (fewer turns): binary search for the earliest start that fits.
-    lo, hi = 0, len(starts) - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if size(starts[mid]) < n_ctx:
-            hi = mid
-        else:
-            lo = mid + 1
-    start = starts[lo]
-    kept = _kept(messages, start)
-    log.info("conversation of %d tokens over the context (%d): %d of %d messages dropped to fit",
-             whole, n_ctx, len(messages) - len(kept), len(messages))
-    return replace(request, messages=tuple(m for _, m in kept))
+            f"the prompt has {whole} tokens but the context holds {n_ctx}, and there is no earlier turn to drop; "
+            "shorten it or use a larger context (ctx_len)", whole, n_ctx)
+    raise ContextOverflowError(
+        f"the conversation has {whole} tokens but the context holds {n_ctx}, and it does not fit even from its last "
+        "user turn (and that turn's last tool round) with its system messages; shorten that turn or use a larger "
+        "context (ctx_len)", whole, n_ctx)
+
+
+def _candidates(messages: tuple[ChatMessage, ...]) -> list[list[int]]:
+    """The shortened conversations to choose from, as message indices, longest first (each keeps every
+    system/developer message): starting at each later user turn; then the last user turn followed by its
+    later tool rounds only (an agent's long tool loop), each round an assistant turn with tool calls and
+    what follows it. Never the whole conversation."""
+    n = len(messages)
+    kept_roles = [i for i, m in enumerate(messages) if m.role in KEPT_ROLES]
+
+    def from_(start: int, head: tuple[int, ...] = ()) -> list[int]:
+        return sorted({*(i for i in kept_roles if i < start), *head, *range(start, n)})
+
+    out = [from_(s) for s in _starts(messages)]
+    users = [i for i, m in enumerate(messages) if m.role == "user"]
+    if users:
+        last = users[-1]
+        rounds = [i for i in range(last + 1, n) if messages[i].role == "assistant" and messages[i].tool_calls]
+        # dropping the rounds before each later one (the first round's start would drop nothing)
+        out += [from_(r, (last,)) for r in rounds[1:]]
+    return out
 
 
 def _starts(messages: tuple[ChatMessage, ...]) -> list[int]:
@@ -91,11 +136,6 @@ def _starts(messages: tuple[ChatMessage, ...]) -> list[int]:
         if m.role not in KEPT_ROLES:
             seen_turn = True
     return starts
-
-
-def _kept(messages: tuple[ChatMessage, ...], start: int) -> list[tuple[int, ChatMessage]]:
-    """The system/developer messages before ``start``, then everything from ``start`` on, with their indices."""
-    return [(i, m) for i, m in enumerate(messages) if i >= start or m.role in KEPT_ROLES]
 
 
 def _media_tokens(messages: tuple[ChatMessage, ...], tokens: Any) -> list[int]:
