@@ -303,3 +303,26 @@ def test_a_tool_call_cut_off_by_max_tokens_ends_with_length_and_no_markup(server
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "<tool_call>" not in content and "{" not in content
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+
+
+def test_allowed_tools_tool_choice(server, client):
+    """OpenAI's ``{"type": "allowed_tools", "allowed_tools": {"mode", "tools"}}``: the model is shown only the
+    tools named (with the mode as the choice), as on the Responses API; a name not in ``tools`` is a 400."""
+    other = {"type": "function", "function": {"name": "get_time", "description": "The time in a city",
+                                              "parameters": {"type": "object", "properties": {}}}}
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+        {"type": "function", "function": {"name": "get_weather"}}]}}
+    body = {"model": "tool-model", "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [WEATHER, other], "tool_choice": choice}
+    prompt = json.loads(raw_request(server.base_url, http_post("/v1/apply-template", body)).split(b"\r\n\r\n", 1)[1])
+    assert "get_weather" in prompt["prompt"] and "get_time" not in prompt["prompt"]
+    result = client.chat.completions.create(model="tool-model", messages=body["messages"], tools=body["tools"],
+                                            tool_choice=choice, max_tokens=120, temperature=0)
+    calls = result.choices[0].message.tool_calls
+    assert calls and {c.function.name for c in calls} == {"get_weather"}  # "required": a call, of the one allowed
+    bad = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
+        {"type": "function", "function": {"name": "get_news"}}]}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="tool-model", messages=body["messages"], tools=body["tools"],
+                                       tool_choice=bad, max_tokens=4)
+    assert err.value.body["param"] == "tool_choice.allowed_tools.tools[0]"

@@ -19,6 +19,7 @@ from jan.errors import MediaError
 from jan.server import schemas
 from jan.services.types import (
     AudioPart,
+    allowed_tools,
     ChatDelta,
     ChatMessage,
     ChatRequest,
@@ -135,10 +136,14 @@ def sampling_of(body: Any) -> SamplingOptions:
 def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
     """``POST /v1/chat/completions`` as a typed :class:`ChatRequest`."""
     choice: Any = body.tool_choice
-    if isinstance(choice, schemas.NamedToolChoice):
-        choice = NamedToolChoice(choice.function.name)
     tools = tuple(ToolSpec(t.function.name, t.function.description, t.function.parameters, t.function.strict)
                   for t in body.tools or ())
+    if isinstance(choice, schemas.NamedToolChoice):
+        choice = NamedToolChoice(choice.function.name)
+    elif isinstance(choice, schemas.AllowedToolsChoice):
+        allowed = choice.allowed_tools
+        tools = allowed_tools(tools, [t.function.name for t in allowed.tools], param="tool_choice.allowed_tools.tools")
+        choice = allowed.mode
     messages = tuple(message_from_openai(m, f"messages[{i}]") for i, m in enumerate(body.messages))
     return ChatRequest(
         model=body.model,

@@ -180,6 +180,24 @@ class NamedToolChoice(_Strict):
     function: NamedFunction
 
 
+class AllowedFunction(_Strict):
+    type: Literal["function"]  # jan's only tools are functions
+    function: NamedFunction
+
+
+class AllowedToolsSpec(_Strict):
+    mode: Literal["auto", "required"]
+    tools: list[AllowedFunction]
+
+
+class AllowedToolsChoice(_Strict):
+    """``{"type": "allowed_tools", "allowed_tools": {"mode": ..., "tools": [...]}}``: only these of ``tools``
+    may be called, with ``mode`` as the choice (OpenAI's chat completions shape)."""
+
+    type: Literal["allowed_tools"]
+    allowed_tools: AllowedToolsSpec
+
+
 class JSONSchemaFormat(_Strict):
     name: str = "response"
     description: str | None = None
@@ -279,7 +297,7 @@ class ChatCompletionRequest(SamplingFields):
     top_logprobs: int | None = bounded("top_logprobs")
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
-    tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = None
+    tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, AllowedToolsChoice, None] = None
     parallel_tool_calls: bool | None = None
     # chat template variables (llama.cpp's server calls it chat_template_kwargs)
     chat_template_kwargs: dict[str, Any] | None = None

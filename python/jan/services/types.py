@@ -51,6 +51,7 @@ __all__ = [
     "ToolSpec",
     "TopLogprob",
     "Truncation",
+    "allowed_tools",
     "Usage",
     "ends_in_prefill",
     "merge_options",
@@ -152,6 +153,18 @@ class NamedToolChoice:
 
 
 ToolChoice = Union[Literal["auto", "none", "required"], NamedToolChoice]
+def allowed_tools(tools: tuple["ToolSpec", ...], names: list[str], *, param: str) -> tuple["ToolSpec", ...]:
+    """OpenAI's ``allowed_tools`` tool choice: only the ``tools`` that ``names`` lists, in their order (OpenAI
+    keeps the whole list in the prompt for its cache; the model is shown only these). A name not among
+    ``tools`` is a ``ValueError`` naming ``param[i]``."""
+    known = {t.name for t in tools}
+    for i, name in enumerate(names):
+        if name not in known:
+            raise ValueError(f"{param}[{i}]: no function '{name}' in tools")
+    wanted = set(names)
+    return tuple(t for t in tools if t.name in wanted)
+
+
 #: How a conversation longer than the context is treated (``ChatRequest.truncation``).
 Truncation = Literal["disabled", "auto"]
 

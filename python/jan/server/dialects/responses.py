@@ -380,12 +380,7 @@ def _tools(body: ResponsesRequest) -> tuple[tuple[typed.ToolSpec, ...], typed.To
     if isinstance(choice, FunctionChoice):
         return tools, typed.NamedToolChoice(choice.name)
     if isinstance(choice, AllowedToolsChoice):
-        names = {t.name for t in tools}
-        for i, allowed in enumerate(choice.tools):
-            if allowed.name not in names:
-                raise ValueError(f"tool_choice.tools[{i}].name: no function '{allowed.name}' in tools")
-        allowed_names = {t.name for t in choice.tools}
-        return tuple(t for t in tools if t.name in allowed_names), choice.mode
+        return typed.allowed_tools(tools, [t.name for t in choice.tools], param="tool_choice.tools"), choice.mode
     return tools, choice
 
 
