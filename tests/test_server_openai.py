@@ -325,4 +325,4 @@ def test_allowed_tools_tool_choice(server, client):
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="tool-model", messages=body["messages"], tools=body["tools"],
                                        tool_choice=bad, max_tokens=4)
-    assert err.value.body["param"] == "tool_choice.allowed_tools.tools[0]"
+    assert err.value.body["param"] == "tool_choice.allowed_tools.tools[0].function.name"

@@ -142,7 +142,7 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         choice = NamedToolChoice(choice.function.name)
     elif isinstance(choice, schemas.AllowedToolsChoice):
         allowed = choice.allowed_tools
-        tools = allowed_tools(tools, [t.function.name for t in allowed.tools], param="tool_choice.allowed_tools.tools")
+        tools = allowed_tools(tools, [t.function.name for t in allowed.tools], param="tool_choice.allowed_tools.tools[{i}].function.name")
         choice = allowed.mode
     messages = tuple(message_from_openai(m, f"messages[{i}]") for i, m in enumerate(body.messages))
     return ChatRequest(

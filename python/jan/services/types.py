@@ -156,11 +156,11 @@ ToolChoice = Union[Literal["auto", "none", "required"], NamedToolChoice]
 def allowed_tools(tools: tuple["ToolSpec", ...], names: list[str], *, param: str) -> tuple["ToolSpec", ...]:
     """OpenAI's ``allowed_tools`` tool choice: only the ``tools`` that ``names`` lists, in their order (OpenAI
     keeps the whole list in the prompt for its cache; the model is shown only these). A name not among
-    ``tools`` is a ``ValueError`` naming ``param[i]``."""
+    ``tools`` is a ``ValueError`` naming the field: ``param`` with ``{i}`` for the name's index."""
     known = {t.name for t in tools}
     for i, name in enumerate(names):
         if name not in known:
-            raise ValueError(f"{param}[{i}]: no function '{name}' in tools")
+            raise ValueError(f"{param.format(i=i)}: no function '{name}' in tools")
     wanted = set(names)
     return tuple(t for t in tools if t.name in wanted)
 

@@ -380,7 +380,7 @@ def _tools(body: ResponsesRequest) -> tuple[tuple[typed.ToolSpec, ...], typed.To
     if isinstance(choice, FunctionChoice):
         return tools, typed.NamedToolChoice(choice.name)
     if isinstance(choice, AllowedToolsChoice):
-        return typed.allowed_tools(tools, [t.name for t in choice.tools], param="tool_choice.tools"), choice.mode
+        return typed.allowed_tools(tools, [t.name for t in choice.tools], param="tool_choice.tools[{i}].name"), choice.mode
     return tools, choice
 
 
