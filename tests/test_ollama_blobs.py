@@ -235,3 +235,57 @@ def test_create_with_a_projector(client, server, vision_pair):
         assert reply.done
     finally:
         client.delete("vision-blob")
+
+
+def _age(path: Path, seconds: float = 3600) -> None:
+    """Make a blob look pushed ``seconds`` ago (past the prune grace, for an /api/create on its way)."""
+    old = path.stat().st_mtime - seconds
+    os.utime(path, (old, old))
+
+
+def test_blobs_no_model_uses_are_pruned(client, server, blobs, stories_path, vision_pair):
+    """As Ollama prunes unused layers: after /api/delete (and at start), a blob no model uses goes — one
+    whose model was deleted, one whose create failed — while a blob a model is made from, a projector a model
+    uses in place and a blob pushed moments ago (its /api/create may be on its way) stay."""
+    data = stories_path.read_bytes()
+    digest = _digest(data)
+    weights = blobs / f"sha256-{digest[7:]}"
+    assert _http(server, "POST", f"/api/blobs/{digest}", content=data).status_code in (200, 201)
+    assert _create(server, {"model": "prune-me", "files": {"s.gguf": digest}, "stream": False}).status_code == 200
+    junk = b"not a model" * 10
+    assert _http(server, "POST", f"/api/blobs/{_digest(junk)}", content=junk).status_code == 201
+    assert _create(server, {"model": "junk", "files": {"j.gguf": _digest(junk)}}).status_code == 400
+    fresh = b"pushed just now"
+    assert _http(server, "POST", f"/api/blobs/{_digest(fresh)}", content=fresh).status_code == 201
+    model_path, mmproj_path = vision_pair
+    files = {model_path.name: client.create_blob(model_path), mmproj_path.name: client.create_blob(mmproj_path)}
+    assert client.create(model="vision-kept", files=files).status == "success"
+    try:
+        for path in blobs.iterdir():
+            if path.name != f"sha256-{_digest(fresh)[7:]}" and not path.name.startswith("."):
+                _age(path)
+        assert _http(server, "DELETE", "/api/delete", content=b'{"model": "prune-me"}').status_code == 200
+        present = {p.name for p in blobs.iterdir()}
+        assert weights.name not in present  # its model is gone
+        assert f"sha256-{_digest(junk)[7:]}" not in present  # its create failed
+        assert f"sha256-{_digest(fresh)[7:]}" in present  # pushed moments ago
+        for name, blob_digest in files.items():  # hard-linked weights, and the projector used in place
+            assert f"sha256-{blob_digest[7:]}" in present, name
+        assert "vision" in client.show("vision-kept").capabilities
+    finally:
+        client.delete("vision-kept")
+
+
+def test_unused_blobs_are_pruned_at_start(tmp_path, stories_path):
+    blobs = tmp_path / "data" / "blobs"
+    blobs.mkdir(parents=True)
+    old, new = b"an old upload", b"a new upload"
+    for data in (old, new):
+        (blobs / f"sha256-{_digest(data)[7:]}").write_bytes(data)
+    _age(blobs / f"sha256-{_digest(old)[7:]}")
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        assert _http(srv, "HEAD", f"/api/blobs/{_digest(old)}").status_code == 404
+        assert _http(srv, "HEAD", f"/api/blobs/{_digest(new)}").status_code == 200
+    finally:
+        srv.stop()

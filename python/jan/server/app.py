@@ -54,9 +54,10 @@ def _route_tables() -> list[web.RouteTableDef]:
 
 def _setup_route_state(app: web.Application) -> None:
     """Route modules with state of their own (stored responses, in-flight runs) set it up before the app starts."""
-    from jan.server.routes import responses
+    from jan.server.routes import ollama, responses
 
     responses.setup(app)
+    ollama.setup(app)
 
 
 async def create_app(config: ServerConfig | None = None, *, extensions: Iterable[object] = (),

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from jan.core.fs import TEMP_SUFFIX, fsync_dir, temp_prefix
@@ -27,6 +28,8 @@ from .errors import InvalidArgumentError
 __all__ = ["BLOBS_DIR_NAME", "BlobStore", "BlobWriter", "InvalidDigestError", "parse_digest"]
 
 BLOBS_DIR_NAME = "blobs"
+#: Seconds a blob no model uses is kept after it was pushed: the ``/api/create`` that uses it may be on its way.
+PRUNE_GRACE_S = 600.0
 # Ollama's digests: sha256, then ':' (or '-', as in its file names), then 64 hex digits.
 _DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
 
@@ -62,6 +65,31 @@ class BlobStore:
         """The blob's file, or ``None`` if it is not here."""
         path = self.path(digest)
         return path if path.is_file() else None
+
+    def prune(self, referenced: set[Path], *, grace_s: float = PRUNE_GRACE_S) -> list[Path]:
+        """Remove the blobs no model uses, as Ollama prunes unused layers: not hard-linked into a model's
+        folder (one link left: a model copied across filesystems has its own copy), not a file a model
+        names where it is (``referenced``, resolved paths: a projector), and not pushed in the last
+        ``grace_s`` seconds. Returns the removed paths."""
+        removed: list[Path] = []
+        now = time.time()
+        try:
+            entries = list(os.scandir(self.folder))
+        except FileNotFoundError:
+            return removed
+        for entry in entries:
+            if not _DIGEST.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue  # (temporary files of uploads in progress are hidden and named otherwise)
+            stat = entry.stat(follow_symlinks=False)
+            path = Path(entry.path)
+            if stat.st_nlink > 1 or now - stat.st_mtime < grace_s or path.resolve() in referenced:
+                continue
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+        return removed
 
     def free_bytes(self) -> int:
         """Bytes free on the blobs' filesystem."""

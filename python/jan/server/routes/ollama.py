@@ -445,6 +445,7 @@ async def delete(request: web.Request) -> web.Response:
     target = await _target(request, body.model_name)
     await _unload(target)
     await _services(request).models.model_extension().delete_model(target.id)
+    await prune_blobs(request.app)  # the blob the model was made from, if no other model uses it (Ollama's)
     return web.Response(status=200)
 
 
@@ -558,6 +559,33 @@ BLOB_WRITE_BYTES = 4 * 1024 * 1024
 
 def _blobs(request: web.Request) -> BlobStore:
     return BlobStore(request.app[CONFIG].data_folder)
+
+
+def setup(app: web.Application) -> None:
+    """Blobs no model uses are removed at start (as Ollama prunes unused layers) and after ``/api/delete``."""
+    app.on_startup.append(prune_blobs)
+
+
+async def prune_blobs(app: web.Application) -> list[Path]:
+    """Remove the blobs no model uses (:meth:`BlobStore.prune`); a failure is logged, never the request's."""
+    blobs = BlobStore(app[CONFIG].data_folder)
+    if not await asyncio.to_thread(blobs.folder.is_dir):
+        return []
+    try:
+        models = app[SERVICES].models.model_extension()
+        referenced: set[Path] = set()
+        for model in await models.list_models():
+            for find in (models.model_file, models.mmproj_file, models.draft_model_file):
+                path = await find(model["id"])
+                if path:
+                    referenced.add(await asyncio.to_thread(Path(path).resolve))
+        removed = await asyncio.to_thread(blobs.prune, referenced)
+    except Exception:  # noqa: BLE001 - housekeeping: the blobs stay until the next try
+        log.warning("ollama: could not prune unused blobs", exc_info=True)
+        return []
+    for path in removed:
+        log.info("ollama: removed unused blob %s", path.name)
+    return removed
 
 
 def _blob_path(request: web.Request, digest: str) -> Path:
