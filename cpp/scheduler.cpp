@@ -22,6 +22,10 @@ namespace {
 // of a 38k vocabulary, ~78 MiB of a 152k one) and keeps it; 128 rows keep that bounded.
 constexpr size_t kPromptLogprobsPerStep = 128;
 
+// Batches at least this long take ThreadGovernor::recheck_after_resume's few milliseconds (a 64-token
+// batch of stories260K on one thread takes about as long; of a real model, much longer).
+constexpr int32_t kRecheckBatchTokens = 64;
+
 double ms_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -483,6 +487,10 @@ void Scheduler::run() {
             metrics_.prompt_tokens_total += take;
         }
         if (batch_.n_tokens == 0) continue;
+        // A long prompt batch right after a resume with fewer threads: worth a few milliseconds' look at
+        // whether the cores are free by now (ThreadGovernor::recheck_after_resume).
+        if (batch_.n_tokens >= kRecheckBatchTokens && governor_->recheck_after_resume(Clock::now()))
+            set_step_threads(governor_->n_threads());
         // One-token steps use n_threads (n_threads_batch otherwise): the configured count where fewer
         // threads would change what is generated, else what the governor leaves.
         if (batch_.n_tokens == 1)

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -182,7 +180,7 @@ ThreadGovernor::Sample ThreadGovernor::sample(Clock::time_point now) const {
     return s;
 }
 
-double ThreadGovernor::others_running_now() const {
+double ThreadGovernor::others_running_now(int readings) const {
 #ifdef __linux__
     // jan's own threads are left out: the ones that handed this work over are about to block. So is,
     // usually, the process that sent the request (it is still sending, then waits for the answer): the
@@ -190,7 +188,7 @@ double ThreadGovernor::others_running_now() const {
     // process does. In a container on a large host /proc/loadavg counts the host's tasks: scaled to
     // the CPUs allowed.
     int least = -1;
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < readings; ++i) {
         if (i) std::this_thread::sleep_for(std::chrono::microseconds(500));
         const int machine = machine_running_tasks();
         if (machine < 0) return -1;
@@ -221,6 +219,8 @@ bool ThreadGovernor::resume_now(Clock::time_point now) {
             if (changed) busy_elsewhere_ = std::clamp(others, 0.0, (double)cpus_.size());
         }
     }
+    recheck_due_ = n_threads_ < configured_ || n_threads_batch_ < configured_batch_;
+    resumed_at_ = now;
     if (changed || !recent) {
         // A fresh window from now, short, so the first decision about the machine as it is now (or a
         // check of the optimistic count just taken) comes soon; the idle time is not averaged in.
@@ -229,7 +229,29 @@ bool ThreadGovernor::resume_now(Clock::time_point now) {
             last_ = s;
             next_after_ = kResumeWindow;
         }
+    } else {
+        // The count taken stands on the recent window; the next window must still start here, or a busy
+        // spell that ended before this request (the window's tail) would be judged as happening during its
+        // work: a 1,450-token prompt right after llama-server's lost a thread after its first batch. The
+        // sample is taken at the next update (after this step: the first token does not wait for it).
+        baseline_due_ = true;
     }
+    return changed;
+}
+
+bool ThreadGovernor::recheck_after_resume(Clock::time_point now) {
+    if (!recheck_due_) return false;
+    recheck_due_ = false;
+    if (now - resumed_at_ > kResumeWindow) return false;  // the window's own reading is near anyway
+    // others_running_now's readings are 0.5 ms apart, and it stops at the first that finds nothing else
+    // runnable: a machine that stays busy costs the whole span, once, before a step of many tokens.
+    const int readings = 1 + (int)(kRecheckSpan / std::chrono::microseconds(500));
+    const double others = others_running_now(readings);
+    if (others < 0) return false;
+    const double free_cores = (double)cpus_.size() - others;
+    const bool changed = set_counts(std::max(n_threads_, threads_for(configured_, free_cores)),
+                                    std::max(n_threads_batch_, threads_for(configured_batch_, free_cores)));
+    if (changed) busy_elsewhere_ = std::clamp(others, 0.0, (double)cpus_.size());
     return changed;
 }
 
@@ -238,6 +260,15 @@ bool ThreadGovernor::update(Clock::time_point now) {
     if (resumed_) {
         resumed_ = false;
         if (last_.ok) return resume_now(now);
+    }
+    if (baseline_due_) {  // (resume_now) the window since the resume starts now
+        baseline_due_ = false;
+        const Sample s = sample(now);
+        if (s.ok) {
+            last_ = s;
+            next_after_ = kResumeWindow;
+        }
+        return false;
     }
     if (last_.ok && now - last_.at < next_after_) return false;
     const Sample s = sample(now);

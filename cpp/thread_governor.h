@@ -101,6 +101,14 @@ public:
     bool update(Clock::time_point now);
     // The model has work again after being idle; the next update handles it (see above).
     void resume() { resumed_ = true; }
+    // Right after a resume that kept fewer threads than configured, for a step worth waiting for (a long
+    // prompt batch): look at the runnable tasks again for up to kRecheckSpan, since what looked busy may be
+    // another process's OpenMP threads spinning out after its own burst (libgomp's default spin lasts a
+    // few milliseconds) — a 1,450-token prompt right after llama-server's took 1.6x its time on one
+    // thread. Raises the counts if cores are free now (never lowers them); true when they changed.
+    // Once per resume; false (no wait) otherwise.
+    bool recheck_after_resume(Clock::time_point now);
+    static constexpr std::chrono::milliseconds kRecheckSpan{4};
 
     bool adaptive() const { return adaptive_; }
     int32_t n_threads() const { return n_threads_; }
@@ -131,7 +139,7 @@ private:
     };
     Sample sample(Clock::time_point now) const;
     // Other processes' tasks runnable this instant, in cores of this process's CPUs (-1: unknown).
-    double others_running_now() const;
+    double others_running_now(int readings = 3) const;
     bool resume_now(Clock::time_point now);
     bool set_counts(int32_t n, int32_t nb);  // true (and counted in changes_) when they differ
 
@@ -147,6 +155,9 @@ private:
     double busy_elsewhere_ = 0;
     uint64_t changes_ = 0;
     bool resumed_ = false;
+    bool recheck_due_ = false;  // resumed with fewer threads than configured (recheck_after_resume)
+    bool baseline_due_ = false;  // resumed on a recent window: the next update starts a fresh one
+    Clock::time_point resumed_at_{};
     std::chrono::milliseconds next_after_{kInterval};  // the current window's length
     std::vector<int> apart_;  // thread ids held to their own CPUs, sorted (place_threads)
     int first_cpu_ = 0;       // index into cpus_ where this governor's team starts (models spread out)
