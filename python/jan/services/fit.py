@@ -57,7 +57,7 @@ def fits(local: LocalModel, tokens: Any, room: int = 0) -> bool:
 def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens: Any, room: int = 0) -> ChatRequest:
     """Blocking (renders and tokenizes a few times): ``request`` with its oldest turns dropped so that its
     prompt fits ``local``'s context with ``room`` positions left for the reply (or, where no shortening
-    leaves that much, with the most room one does). ``tokens``: the whole conversation's prompt, already
+    leaves that much, the longest shortening that fits at all). ``tokens``: the whole conversation's prompt, already
     found too long (its media chunks tell each image's size). The conversation is unchanged when it fits
     without the room and no shortening makes any; ``ContextOverflowError`` when even the shortest one does not
     fit (the system messages, the last user turn and its last tool round)."""
