@@ -246,3 +246,44 @@ def test_image_blocks_reach_the_chat_path(client):
             {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": image}},
             {"type": "text", "text": "What is this?"}]}])
     assert err.value.body["error"]["type"] == "invalid_request_error" and "image" in err.value.body["error"]["message"]
+
+
+def test_request_fields_anthropic_clients_send_are_honoured_or_refused(client):
+    """Fields a real client sends: the structured-outputs beta's ``output_format`` works as
+    ``output_config.format``; every documented ``effort`` level is taken (``xhigh``/``max`` as the most a
+    local template offers); plain-text ``document`` blocks are read (in a turn and in a tool result); what jan
+    cannot do is a 400 in Anthropic's shape, never dropped: per-request ``mcp_servers``, a PDF document; and
+    what Anthropic refuses is refused: ``tool_choice`` any/tool without tools, an empty non-final message."""
+    ask = [{"role": "user", "content": "A pet?"}]
+    message = client.messages.create(model="stories260K", max_tokens=40, messages=ask, extra_body={
+        **GREEDY, "output_format": {"type": "json_schema", "schema": PET}})
+    assert json.loads(message.content[0].text)["pet"] in ("cat", "dog")
+    for effort in ("low", "medium", "high", "xhigh", "max"):
+        assert client.messages.create(model="stories260K", max_tokens=2, messages=ask,
+                                      extra_body={"output_config": {"effort": effort}}).content is not None
+    secret = "The lighthouse keeper's cat is called Moss."
+    doc = {"type": "document", "title": "Notes", "source": {"type": "text", "media_type": "text/plain", "data": secret}}
+    counted = client.messages.count_tokens(model="stories260K", messages=[
+        {"role": "user", "content": [doc, {"type": "text", "text": "What is the cat called?"}]}]).input_tokens
+    plain = client.messages.count_tokens(model="stories260K", messages=[
+        {"role": "user", "content": "What is the cat called?"}]).input_tokens
+    assert counted > plain + 8  # the document's text reached the prompt
+    content_doc = {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": secret}]}}
+    assert client.messages.count_tokens(model="stories260K", messages=[
+        {"role": "user", "content": [content_doc]}]).input_tokens > 8
+    refused = [
+        {"mcp_servers": [{"type": "url", "url": "https://example.com/sse", "name": "ex"}]},
+        {"output_config": {"effort": "extreme"}},
+        {"messages": [{"role": "user", "content": [{"type": "document", "source": {
+            "type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}]}]},
+        {"tool_choice": {"type": "any"}},
+        {"messages": [{"role": "user", "content": []}, {"role": "assistant", "content": "Hi"},
+                      {"role": "user", "content": "Hello"}]},
+        {"output_format": {"type": "json_schema", "schema": PET},
+         "output_config": {"format": {"type": "json_schema", "schema": PET}}},
+    ]
+    for extra in refused:
+        messages = extra.pop("messages", ask)
+        with pytest.raises(anthropic.BadRequestError) as err:  # (extra_body: fields this SDK has no argument for)
+            client.messages.create(model="stories260K", max_tokens=2, messages=messages, extra_body=extra)
+        assert err.value.body["type"] == "error" and err.value.body["error"]["type"] == "invalid_request_error", extra

@@ -434,6 +434,9 @@ def test_pull_errors(client, file_server):
     ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "think": "low",
                    "stream": True}, 400, "does not support thinking"),
     ("/api/generate", {"model": "stories260K", "prompt": "x", "think": True}, 400, "does not support thinking"),
+    # and for tools given to a model whose template has none (the OpenAI dialect writes them in generically)
+    ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "tools": [WEATHER]}, 400,
+     '"stories260K" does not support tools'),
 ])
 def test_errors_in_ollamas_shape(server, path, body, status, message):
     response = _post(server, path, body)

@@ -494,6 +494,9 @@ class ChatRequest:
     #: fits, as Ollama's ``truncate``, the Responses API's ``truncation`` and a run's
     #: ``truncation_strategy`` ask. See :func:`jan.services.fit.fit_history`.
     truncation: Truncation = "disabled"
+    #: The client insists that the model's chat template knows tools (Ollama's 400 "does not support
+    #: tools"); by default tools given to one that does not are written into the prompt in a generic format.
+    tools_need_template: bool = False
 
     def __post_init__(self) -> None:
         # A tool name given twice (as Anthropic's "Tool names must be unique"): the model's call could not say

@@ -16,9 +16,9 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
-from jan.server.schemas import INT32_MAX, MaxTokens, NullMeansDefault, bounded
+from jan.server.schemas import INT32_MAX, MaxTokens, NullMeansDefault, bounded, not_supported
 
 from jan.services import types as typed
 
@@ -73,8 +73,29 @@ class ToolUseBlock(_Wire):
 class ToolResultBlock(_Wire):
     type: Literal["tool_result"]
     tool_use_id: str
-    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock], Field(discriminator="type")]]] = ""
+    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock, DocumentBlock], Field(discriminator="type")]]] = ""
     is_error: bool | None = None
+
+
+class PlainTextSource(_Wire):
+    type: Literal["text"]
+    media_type: str = "text/plain"
+    data: str
+
+
+class ContentSource(_Wire):
+    type: Literal["content"]
+    content: Union[str, list[TextBlock]]
+
+
+class DocumentBlock(_Wire):
+    """A ``document`` block: plain text (``text`` or ``content`` sources) is read; a PDF (``base64``) or a
+    ``url`` / ``file`` source is refused (jan reads no PDFs and fetches nothing)."""
+
+    type: Literal["document"]
+    source: dict[str, Any]
+    title: str | None = None
+    context: str | None = None
 
 
 class ThinkingBlock(_Wire):
@@ -89,7 +110,7 @@ class RedactedThinkingBlock(_Wire):
 
 
 ContentBlock = Annotated[
-    Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock, RedactedThinkingBlock],
+    Union[TextBlock, ImageBlock, DocumentBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock, RedactedThinkingBlock],
     Field(discriminator="type"),
 ]
 
@@ -124,10 +145,15 @@ class JSONOutputFormat(_Wire):
     schema_: dict[str, Any] = Field(alias="schema")
 
 
+#: Anthropic's ``effort`` levels as the chat path's: its two above ``high`` are the most a local model's
+#: template offers (as Ollama's ``think: "max"``).
+EFFORT_LEVELS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
 class OutputConfig(_Wire):
     """Structured output (``format``) and how hard a reasoning model thinks (``effort``)."""
 
-    effort: str | None = None
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
     format: JSONOutputFormat | None = None
 
 
@@ -145,6 +171,18 @@ class _Prompt(_Wire):
     tool_choice: ToolChoiceParam | None = None
     thinking: ThinkingParam | None = None
     output_config: OutputConfig | None = None
+    # the structured-outputs beta's name for output_config.format (older SDKs and agents send it)
+    output_format: JSONOutputFormat | None = None
+    # remote MCP servers per request (the MCP connector beta): jan runs only the servers of <data>/mcp.json
+    mcp_servers: list[dict[str, Any]] | None = None
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _no_mcp_servers(cls, value: Any) -> Any:
+        if value:
+            raise not_supported("mcp_servers", "per-request MCP servers; jan's runs use the servers of "
+                                "<data>/mcp.json (`jan mcp add`), and /v1/messages takes custom tools")
+        return value
 
 
 class MessagesRequest(_Prompt):
@@ -179,11 +217,29 @@ def _tool_result(block: ToolResultBlock) -> typed.ChatMessage:
     if isinstance(block.content, str):
         parts: tuple[typed.Part, ...] = (typed.TextPart(block.content),) if block.content else ()
     else:
-        parts = tuple(typed.TextPart(b.text) if isinstance(b, TextBlock) else _image(b) for b in block.content)
+        parts = tuple(typed.TextPart(b.text) if isinstance(b, TextBlock)
+                      else _document(b) if isinstance(b, DocumentBlock) else _image(b) for b in block.content)
     if block.is_error:
         # The chat path has no error flag on a tool message: say it in the text the model reads.
         parts = (typed.TextPart("Error: "), *parts)
     return typed.ChatMessage("tool", parts, tool_call_id=block.tool_use_id)
+
+
+def _document(block: DocumentBlock) -> typed.TextPart:
+    """A plain-text document as the text the model reads: its title and context, then its text."""
+    source = block.source
+    kind = source.get("type")
+    if kind == "text" and isinstance(source.get("data"), str):
+        text = source["data"]
+    elif kind == "content" and isinstance(source.get("content"), (str, list)):
+        content = source["content"]
+        text = content if isinstance(content, str) else "\n\n".join(
+            b.get("text", "") for b in content if isinstance(b, Mapping) and b.get("type") == "text")
+    else:
+        raise ValueError(f"document: a '{kind}' source is not read by jan (it reads no PDFs and fetches no URLs "
+                         "or files); send the document as plain text (source type 'text' or 'content')")
+    head = "\n".join(x for x in (block.title, block.context) if x)
+    return typed.TextPart(f"{head}\n\n{text}" if head else text)
 
 
 def _user_messages(content: list) -> list[typed.ChatMessage]:
@@ -200,6 +256,8 @@ def _user_messages(content: list) -> list[typed.ChatMessage]:
             parts.append(typed.TextPart(block.text))
         elif isinstance(block, ImageBlock):
             parts.append(_image(block))
+        elif isinstance(block, DocumentBlock):
+            parts.append(_document(block))
         else:
             raise ValueError(f"a user message cannot hold a '{block.type}' block")
     if parts:
@@ -231,7 +289,11 @@ def _messages(body: _Prompt) -> tuple[typed.ChatMessage, ...]:
     if body.system:
         system = body.system if isinstance(body.system, str) else "\n\n".join(b.text for b in body.system)
         out.append(typed.ChatMessage.of_text("system", system))
-    for message in body.messages:
+    last = len(body.messages) - 1
+    for i, message in enumerate(body.messages):
+        if not message.content and not (i == last and message.role == "assistant"):
+            # (Anthropic's rule: only a final assistant message, a prefill, may be empty)
+            raise ValueError(f"messages[{i}].content: must not be empty (only the final assistant message may be)")
         if isinstance(message.content, str):
             out.append(typed.ChatMessage.of_text(message.role, message.content))
         elif message.role == "user":
@@ -284,17 +346,22 @@ def to_chat_request(body: _Prompt) -> typed.ChatRequest:
                                    top_k=body.top_k,
                                    stop=tuple(body.stop_sequences) if body.stop_sequences else None)
     tools = _tools(body.tools or ())
+    if body.tool_choice is not None and body.tool_choice.type in ("any", "tool") and not tools:
+        raise ValueError(f"tool_choice: '{body.tool_choice.type}' needs tools")
     parallel = None
     if body.tool_choice is not None and body.tool_choice.disable_parallel_tool_use is not None:
         parallel = not body.tool_choice.disable_parallel_tool_use
     output = body.output_config or OutputConfig()
-    response_format = typed.ResponseFormat("json_schema", output.format.schema_) if output.format else None
+    if output.format is not None and body.output_format is not None:
+        raise ValueError("output_format: give output_config.format or output_format (its beta name), not both")
+    fmt = output.format or body.output_format
+    response_format = typed.ResponseFormat("json_schema", fmt.schema_) if fmt else None
     messages = _messages(body)
     # A final assistant message is a prefill: the answer continues it (Anthropic's documented behaviour)
     return typed.ChatRequest(model=body.model, messages=messages, tools=tools,
                        tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=parallel,
                        response_format=response_format, sampling=sampling,
-                       reasoning=_reasoning(body.thinking, output.effort),
+                       reasoning=_reasoning(body.thinking, EFFORT_LEVELS.get(output.effort or "")),
                        continue_final_message=typed.ends_in_prefill(messages))
 
 

@@ -167,6 +167,7 @@ def chat_request(body: wire.OllamaChatRequest, model: str) -> ChatRequest:
         # a final assistant message is continued, as Ollama's templates leave the last assistant turn open
         continue_final_message=ends_in_prefill(messages),
         truncation=truncation(body.truncate),
+        tools_need_template=True,  # Ollama refuses tools for a model whose template has none
     )
 
 
