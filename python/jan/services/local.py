@@ -91,7 +91,8 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
     chat_format = format_for_template(local.template, bool(tools))
     if r is not None and r.required and r.enabled and chat_format.reasoning is None:
         raise RequestError(f'"{local.model.id}" does not support thinking', param="think", code="not_supported")
-    if tools and request.tools_need_template and not local.template.supports_tools:
+    # (a fallback template, ChatML for a model without its own, is no tool support the model was trained on)
+    if tools and request.tools_need_template and (not local.template.supports_tools or local.template.fallback):
         raise RequestError(f'"{local.model.id}" does not support tools', param="tools", code="not_supported")
     return ChatPlan(
         chat_format,
