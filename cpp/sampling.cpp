@@ -36,6 +36,9 @@ void SamplingParams::validate(const Model & model) const {
         bad("reasoning_budget", "needs the end-of-thinking marker (reasoning_end)");
     if (!grammar_triggers.empty() && grammar.empty()) bad("grammar_triggers", "given without a grammar");
     if (n_probs < 0 || n_probs > 100) bad("n_probs", "must be between 0 and 100");
+    if (mirostat < 0 || mirostat > 2) bad("mirostat", "must be 0 (off), 1 or 2");
+    if (!(mirostat_tau >= 0.0f) || !std::isfinite(mirostat_tau)) bad("mirostat_tau", "must be a finite number >= 0");
+    if (!(mirostat_eta > 0.0f) || !std::isfinite(mirostat_eta)) bad("mirostat_eta", "must be a finite number > 0");
     if (draft_max < 0 || draft_max > 256) bad("draft_max", "must be between 0 and 256");
     if (draft_min < 0) bad("draft_min", "must be >= 0");
     if (ngram < 1 || ngram > 64) bad("ngram", "must be between 1 and 64");
@@ -94,6 +97,14 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
 
     if (p.temperature <= 0.0f) {
         llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
+        return chain;
+    }
+    if (p.mirostat != 0) {
+        // Mirostat picks the token itself from the temperature-scaled distribution (it sets its own top-k).
+        llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(p.temperature));
+        llama_sampler_chain_add(chain.get(), p.mirostat == 1
+            ? llama_sampler_init_mirostat(n_vocab, p.seed, p.mirostat_tau, p.mirostat_eta, 100)  // m = 100: the paper's
+            : llama_sampler_init_mirostat_v2(p.seed, p.mirostat_tau, p.mirostat_eta));
         return chain;
     }
     if (p.top_k > 0) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(p.top_k));

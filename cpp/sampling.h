@@ -49,6 +49,12 @@ struct SamplingParams {
     std::vector<std::string> stop;
     bool logprobs = false;            // report each generated token's log-probability
     int32_t n_probs = 0;              // and this many top alternatives (implies logprobs)
+    // Mirostat (https://arxiv.org/abs/2007.14966): 1 or 2 replaces top-k/top-p/min-p/typical-p and the
+    // final draw with llama.cpp's Mirostat sampler, which keeps the text's surprise near `mirostat_tau`
+    // (learning rate `mirostat_eta`); 0: off. Ollama's and llama-server's option names.
+    int32_t mirostat = 0;
+    float mirostat_tau = 5.0f;
+    float mirostat_eta = 0.1f;
     // Also each prompt token's log-probability given the tokens before it (OpenAI's `echo` with
     // `logprobs`): every prompt token is evaluated (no prefix reuse), and its logits are read.
     bool prompt_logprobs = false;

@@ -179,7 +179,8 @@ def test_anthropic_output_config():
 @pytest.mark.parametrize("choice, expected", [({"type": "auto"}, "auto"), ({"type": "any"}, "required"),
                                               ({"type": "none"}, "none")])
 def test_anthropic_tool_choices(choice, expected):
-    body = am.MessagesRequest.model_validate({"model": "m", "max_tokens": 5, "tool_choice": choice,
+    tools = [{"name": "f", "input_schema": {"type": "object"}}]  # ("any" without tools is Anthropic's 400)
+    body = am.MessagesRequest.model_validate({"model": "m", "max_tokens": 5, "tool_choice": choice, "tools": tools,
                                               "messages": [{"role": "user", "content": "x"}]})
     assert am.to_chat_request(body).tool_choice == expected
 

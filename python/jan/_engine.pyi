@@ -56,6 +56,9 @@ class SamplingParams:
     logprobs: bool
     n_probs: int
     prompt_logprobs: bool
+    mirostat: int
+    mirostat_tau: float
+    mirostat_eta: float
     draft_max: int
     draft_min: int
     ngram: int

@@ -26,6 +26,10 @@ DEFAULTS = {
     "top_p": 0.95,
     "min_p": 0.05,
     "typical_p": 1.0,
+    # Mirostat 1 or 2 (0: off) in place of top-k/top-p/min-p/typical-p: the surprise target and learning rate.
+    "mirostat": 0,
+    "mirostat_tau": 5.0,
+    "mirostat_eta": 0.1,
     "repeat_penalty": 1.0,
     "presence_penalty": 0.0,
     "frequency_penalty": 0.0,
@@ -120,6 +124,9 @@ RANGES: dict[str, Range] = {
     "frequency_penalty": Range(float, ge=-2.0, le=2.0),
     "repeat_last_n": Range(int, ge=-1, le=INT32_MAX),      # -1: the whole context
     "top_logprobs": Range(int, ge=0, le=20),
+    "mirostat": Range(int, ge=0, le=2),                    # 0: off; 1 or 2: the algorithm's version
+    "mirostat_tau": Range(float, ge=0.0, le=100.0),        # target surprise (bits)
+    "mirostat_eta": Range(float, gt=0.0, le=1.0),          # learning rate
     "logit_bias": Range(float, ge=-100.0, le=100.0),       # each bias value
     "n": Range(int, ge=1, le=16),                          # choices per request (server)
     # Speculative decoding (the native engine's bounds, cpp/sampling.cpp; the server's schema agrees)
@@ -173,6 +180,9 @@ def sampling_params(**options) -> _engine.SamplingParams:
     p.logprobs = bool(o["logprobs"]) or bool(o["top_logprobs"])
     p.n_probs = r["top_logprobs"].check("top_logprobs", o["top_logprobs"])
     p.prompt_logprobs = bool(o["prompt_logprobs"])
+    p.mirostat = r["mirostat"].check("mirostat", o["mirostat"])
+    p.mirostat_tau = r["mirostat_tau"].check("mirostat_tau", o["mirostat_tau"])
+    p.mirostat_eta = r["mirostat_eta"].check("mirostat_eta", o["mirostat_eta"])
     draft_max = r["draft_max"].check("draft_max", o["draft_max"])
     speculative = _speculative(o["speculative"])
     p.draft_max = draft_max if speculative != "none" else 0

@@ -258,6 +258,9 @@ class SamplingFields(_Strict):
     top_k: int | None = bounded("top_k")
     min_p: float | None = bounded("min_p")
     typical_p: float | None = bounded("typical_p")
+    mirostat: int | None = bounded("mirostat")
+    mirostat_tau: float | None = bounded("mirostat_tau")
+    mirostat_eta: float | None = bounded("mirostat_eta")
     repeat_penalty: float | None = bounded("repeat_penalty")
     repeat_last_n: int | None = bounded("repeat_last_n")
     grammar: str | None = None

@@ -242,6 +242,9 @@ class SamplingOptions:
     top_p: float | None = None
     min_p: float | None = None
     typical_p: float | None = None
+    mirostat: int | None = None  # 1 or 2: Mirostat in place of top-k/top-p/min-p/typical-p; 0: off
+    mirostat_tau: float | None = None
+    mirostat_eta: float | None = None
     # penalties and biases
     repeat_penalty: float | None = None
     repeat_last_n: int | None = None
@@ -318,6 +321,9 @@ SAMPLING_DEFAULTS = SamplingOptions(
     top_p=0.95,
     min_p=0.05,
     typical_p=1.0,
+    mirostat=0,
+    mirostat_tau=5.0,
+    mirostat_eta=0.1,
     repeat_penalty=1.0,
     repeat_last_n=64,
     presence_penalty=0.0,

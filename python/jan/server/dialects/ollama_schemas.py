@@ -65,7 +65,7 @@ class _Body(NullMeansDefault):
 
 #: Ollama ``options`` that are jan's :class:`~jan.services.types.SamplingOptions` fields as they are
 #: (same name, type and meaning); ``num_predict``, ``seed`` and ``stop`` are translated.
-SHARED_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p",
+SHARED_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "mirostat", "mirostat_tau", "mirostat_eta",
                    "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty")
 
 
@@ -94,7 +94,7 @@ The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
 every request it serves), so they are ignored here, as Ollama ignores options it
 does not know; so are ``num_keep`` (jan never shifts the context; a history longer
 than the context loses whole turns, see the requests' ``truncate``) and
-``mirostat``/``penalize_newline``/``tfs_z``, which llama.cpp dropped.
+``penalize_newline``/``tfs_z``, which llama.cpp dropped.
 """
 
 
