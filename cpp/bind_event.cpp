@@ -61,6 +61,10 @@ void register_event(py::module_ & m) {
             return std::move(out);
         }, "None, or one (token_id, logprob or None, [(token_id, logprob), ...]) per prompt token evaluated "
            "since the previous event (SamplingParams.prompt_logprobs; the first prompt token has no logprob).")
+        .def_property_readonly("cached_tokens", [](const PyEvent & e) -> py::object {
+            if (e.event.cached_tokens < 0) return py::none();
+            return py::int_(e.event.cached_tokens);
+        }, "On the event with the first generated token: prompt tokens reused from the KV cache; else None.")
         .def_property_readonly("final", [](const PyEvent & e) { return e.event.final; })
         .def_property_readonly("finish_reason", [](const PyEvent & e) { return finish_reason_of(e.event); },
                                "A FinishReason on the final event, else None.")

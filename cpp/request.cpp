@@ -70,6 +70,7 @@ void RequestState::push(Event && event) {
         last.text += event.text;
         for (auto & t : event.tokens) last.tokens.push_back(std::move(t));
         for (auto & t : event.prompt_tokens) last.prompt_tokens.push_back(std::move(t));
+        if (last.cached_tokens < 0) last.cached_tokens = event.cached_tokens;
         if (event.final) {
             last.final = true;
             last.finish_reason = std::move(event.finish_reason);

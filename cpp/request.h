@@ -40,6 +40,9 @@ struct Event {
     // SamplingParams::prompt_logprobs: prompt tokens evaluated since the last event, in order, each with
     // its log-probability given the ones before it (the first prompt token has none: NaN).
     std::vector<GeneratedToken> prompt_tokens;
+    // On the event with a request's first generated token: prompt tokens the slot's KV cache already held
+    // (reused, not evaluated), known before the final usage; -1 elsewhere.
+    int32_t cached_tokens = -1;
     bool final = false;
     std::string finish_reason;           // stop | length | cancelled | error (final only)
     std::string error;                   // message when finish_reason == error

@@ -356,6 +356,7 @@ void Scheduler::sample_slot(Slot & slot) {
     Event ev;
     ev.text = slot.stream->push(out.piece);
     ev.tokens.push_back(std::move(out));
+    if (slot.n_generated == 1) ev.cached_tokens = slot.n_cached;
     slot.request->push(std::move(ev));
 
     if (slot.stream->stopped()) {

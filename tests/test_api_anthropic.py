@@ -109,8 +109,15 @@ def test_stream_golden_text_answer(server):
     assert events[-2][1]["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
     usage = events[-2][1]["usage"]
     assert usage["output_tokens"] == 12
-    # message_start tells the prompt's size, as Anthropic does (clients read the context used from it)
-    assert start["usage"]["input_tokens"] == usage["input_tokens"] + usage["cache_read_input_tokens"] > 0
+    # message_start tells the prompt's size, as Anthropic does (clients read the context used from it), split as
+    # Anthropic's is and as message_delta's: evaluated (input_tokens) and held by the cache (cache_read_input_tokens)
+    split = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    assert [start["usage"][k] for k in split] == [usage[k] for k in split]
+    assert start["usage"]["input_tokens"] + start["usage"]["cache_read_input_tokens"] > 0
+    again = _raw_stream(server, {"model": "stories260K", "max_tokens": 2, "temperature": 0,
+                                 "messages": [{"role": "user", "content": "Hi"}]})  # the prompt is cached now
+    first, last = again[0][1]["message"]["usage"], again[-2][1]["usage"]
+    assert first["cache_read_input_tokens"] > 0 and [first[k] for k in split] == [last[k] for k in split]
 
 
 def test_stream_golden_tool_call(server):

@@ -157,6 +157,7 @@ class Request:
                 logprobs=self._convert_logprobs(ids, logprobs) if logprobs is not None else None,
                 prompt_logprobs=self._convert_logprobs([t for t, _, _ in prompt], [(lp, top) for _, lp, top in prompt])
                 if prompt is not None else None,
+                cached_tokens=ev.cached_tokens,
                 finish_reason=ev.finish_reason.name if final else None,
                 usage=ev.usage,
                 error=ev.error,

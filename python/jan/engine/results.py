@@ -47,6 +47,9 @@ class Chunk:
     #: With ``prompt_logprobs``: the prompt tokens evaluated since the previous chunk, each scored given the
     #: ones before it (the first prompt token's ``logprob`` is None). All come before the first generated token.
     prompt_logprobs: list[TokenLogprob] | None = None
+    #: On the chunk with the first generated token: prompt tokens reused from the KV cache (the final
+    #: ``usage.cached_tokens``, known at the start).
+    cached_tokens: int | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
     error: str | None = None

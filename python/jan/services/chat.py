@@ -20,7 +20,7 @@ from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.results import Usage
 from jan.errors import QueueFullError
 from jan.services.errors import RequestError
-from jan.services.fit import fit_history, fits, reply_room
+from jan.services.fit import fit_history, fits, prompt_size, reply_room
 from jan.services.local import (chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar, merged,
                                 off_loop, seeds)
 from jan.services.models import ModelService, Target
@@ -145,8 +145,8 @@ class ChatService:
             await local.model.wait_for_room(ROOM_RECHECK_S)
             requests = await off_loop(start.submit, local, request)
         parsers = [output_parser(request, plan, text) for _ in range(request.n)]
-        # the prompt's length, told on the first delta (a prompt with media is no plain token list)
-        prompt_tokens = len(start.tokens) if isinstance(start.tokens, (list, tuple)) else None
+        # the prompt's length (its images' and audio's tokens included), told on the first delta
+        prompt_tokens: int | None = prompt_size(start.tokens)
         started = [False] * request.n
         usages: list[Usage | None] = [None] * request.n
         # closed here, not left to the garbage collector: the engine requests are cancelled at once
@@ -159,9 +159,12 @@ class ChatService:
                 logprobs = tuple(chunk.logprobs) if request.logprobs and chunk.logprobs else None
                 if not deltas and (logprobs or not started[index]):
                     deltas = [ChatDelta()]
+                # and how much of it the KV cache held (the first token's chunk says; one that ends at once, its usage)
+                cached = chunk.cached_tokens if chunk.cached_tokens is not None else (
+                    chunk.usage.cached_tokens if chunk.usage is not None else None)
                 for k, delta in enumerate(deltas):
                     yield replace(delta, choice=index, logprobs=logprobs if k == 0 else None,
-                                  prompt_tokens=prompt_tokens)
+                                  prompt_tokens=prompt_tokens, cached_tokens=cached if prompt_tokens is not None else None)
                     prompt_tokens = None
                 started[index] = True
                 if chunk.finish_reason is not None:

@@ -578,6 +578,7 @@ class ChatDelta:
     ``prompt_tokens``: on a local generation's first delta, the prompt's length in tokens, known
     before the usage (a dialect that announces it at the start can: Anthropic's ``message_start``);
     ``None`` elsewhere, and where it is not known then (a prompt with images, a remote engine).
+    ``cached_tokens``: with ``prompt_tokens``, how many of them the KV cache held (the final usage's).
     """
 
     choice: int = 0
@@ -589,6 +590,7 @@ class ChatDelta:
     usage: Usage | None = None
     stop: str | None = None
     prompt_tokens: int | None = None
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True)

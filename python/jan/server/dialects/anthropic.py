@@ -438,13 +438,16 @@ class MessageStream:
         self._stop_sequence: str | None = None
         self._usage: typed.Usage | None = None
 
-    def start(self, prompt_tokens: int | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """``message_start`` (with the prompt's size as ``input_tokens`` where known, as Anthropic sends it:
-        clients read the context used from it; how much of it the cache held comes in ``message_delta``)
-        and a ``ping``."""
+    def start(self, prompt_tokens: int | None = None, cached_tokens: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """``message_start`` (with the prompt's size where known, as Anthropic sends it: clients read the
+        context used from it) and a ``ping``. The size is split as in ``message_delta`` (the same numbers):
+        ``input_tokens`` what was evaluated, ``cache_read_input_tokens`` what the KV cache held."""
+        cached = min(cached_tokens or 0, prompt_tokens or 0)
+        usage = {"input_tokens": (prompt_tokens or 0) - cached, "output_tokens": 0}
+        if cached_tokens is not None:
+            usage.update(cache_read_input_tokens=cached, cache_creation_input_tokens=0)
         message = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": prompt_tokens or 0, "output_tokens": 0}}
+                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
         return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]
 
     def _close(self) -> list[tuple[str, dict[str, Any]]]:
@@ -498,7 +501,8 @@ class MessageStream:
             "type": "message_delta",
             "delta": {"stop_reason": reason, "stop_sequence": self._stop_sequence if reason == "stop_sequence" else None},
             "usage": {"output_tokens": usage["output_tokens"], "input_tokens": usage["input_tokens"],
-                      "cache_read_input_tokens": usage["cache_read_input_tokens"]},
+                      "cache_read_input_tokens": usage["cache_read_input_tokens"],
+                      "cache_creation_input_tokens": usage["cache_creation_input_tokens"]},
         }))
         events.append(("message_stop", {"type": "message_stop"}))
         return events

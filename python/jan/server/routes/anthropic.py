@@ -69,7 +69,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         async for delta in deltas:
             if not begun:  # message_start tells the prompt's size, which the first delta knows
                 begun = True
-                for event in encoder.start(delta.prompt_tokens):
+                for event in encoder.start(delta.prompt_tokens, delta.cached_tokens):
                     yield event
             for event in encoder.feed(delta):
                 yield event
