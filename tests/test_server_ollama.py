@@ -423,6 +423,8 @@ def test_pull_errors(client, file_server):
     ("/api/generate", {"model": "stories260K", "prompt": "x", "format": "xml"}, 400, "format: invalid format 'xml'"),
     ("/api/generate", {"model": "stories260K", "keep_alive": "nan"}, 400, "keep_alive: invalid duration 'nan'"),
     ("/api/generate", {"model": "stories260K", "keep_alive": True}, 400, "keep_alive: invalid duration"),
+    ("/api/embeddings", {"model": "stories260K", "keep_alive": {"m": 5}}, 400, "keep_alive: invalid duration"),
+    ("/api/chat", {"model": "stories260K", "keep_alive": ["5m"]}, 400, "keep_alive: invalid duration"),
     ("/api/embed", {"model": "stories260K", "input": [1]}, 400, "input[0]: "),
     ("/api/show", {"model": ""}, 400, "model is required"),
     ("/api/chat", {"model": "stories260K", "messages": [{"role": "user", "content": "x", "images": [JPEG]}]}, 400,

@@ -289,11 +289,7 @@ def _messages(body: _Prompt) -> tuple[typed.ChatMessage, ...]:
     if body.system:
         system = body.system if isinstance(body.system, str) else "\n\n".join(b.text for b in body.system)
         out.append(typed.ChatMessage.of_text("system", system))
-    last = len(body.messages) - 1
-    for i, message in enumerate(body.messages):
-        if not message.content and not (i == last and message.role == "assistant"):
-            # (Anthropic's rule: only a final assistant message, a prefill, may be empty)
-            raise ValueError(f"messages[{i}].content: must not be empty (only the final assistant message may be)")
+    for message in body.messages:
         if isinstance(message.content, str):
             out.append(typed.ChatMessage.of_text(message.role, message.content))
         elif message.role == "user":

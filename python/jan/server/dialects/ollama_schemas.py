@@ -31,7 +31,7 @@ def parse_keep_alive(value: Union[str, float, int, None]) -> float | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # (a list or an object is no duration)
         raise ValueError(f"invalid duration {value!r}: a duration string (\"5m\") or a number of seconds")
     if isinstance(value, (int, float)):
         if math.isnan(value):  # "nan" as text parses as a float; no duration
