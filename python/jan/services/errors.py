@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from jan.errors import JanError
 
-__all__ = ["RequestError", "ServiceUnavailableError", "require"]
+__all__ = ["RequestError", "ServiceUnavailableError", "check_unique_tool_names", "require"]
 
 T = TypeVar("T")
 
@@ -19,6 +20,17 @@ class RequestError(JanError, ValueError):
         super().__init__(message)
         self.param = param
         self.code = code
+
+
+def check_unique_tool_names(named: Iterable[tuple[int, str]], *, param: str = "tools") -> None:
+    """A tool name given twice (``named``: each tool's index and name) is a :class:`RequestError` naming the
+    second (as Anthropic's "Tool names must be unique"): a model's call could not say which one it means."""
+    seen: set[str] = set()
+    for i, name in named:
+        if name in seen:
+            raise RequestError(f"{param}[{i}]: the tool name {name!r} is given twice; tool names must be unique",
+                               param=f"{param}[{i}]", code="invalid_value")
+        seen.add(name)
 
 
 class ServiceUnavailableError(JanError):

@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable
 
 from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
-from jan.services.errors import RequestError
+from jan.services.errors import RequestError, check_unique_tool_names
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
@@ -133,7 +133,7 @@ def check_tool_entries(tools: Any, *, param: str) -> None:
         return
     if not isinstance(tools, list):
         raise RequestError(f"{param}: must be a list of tools", param=param, code="invalid_value")
-    names: set[str] = set()
+    functions: list[tuple[int, str]] = []
     for i, entry in enumerate(tools):
         where = f"{param}[{i}]"
         if not isinstance(entry, dict):
@@ -144,10 +144,7 @@ def check_tool_entries(tools: Any, *, param: str) -> None:
             if not isinstance(name, str) or not name:
                 raise RequestError(f"{where}.function.name: required (a non-empty string)",
                                    param=f"{where}.function.name", code="invalid_value")
-            if name in names:
-                raise RequestError(f"{where}: the tool name {name!r} is given twice; tool names must be unique",
-                                   param=where, code="invalid_value")
-            names.add(name)
+            functions.append((i, name))
         elif kind == "mcp":
             if not isinstance(entry.get("server_label"), str) or not entry["server_label"]:
                 raise RequestError(f"{where}.server_label: required (an MCP server's name, see GET /v1/mcp/servers)",
@@ -156,6 +153,7 @@ def check_tool_entries(tools: Any, *, param: str) -> None:
             raise RequestError(f"{where}.type: {kind!r} is not a tool jan can run (it has no hosted tools such as a "
                                "code interpreter, file search or web search); give function tools or MCP servers "
                                "({'type': 'mcp', 'server_label': ...})", param=f"{where}.type", code="unsupported_tool")
+    check_unique_tool_names(functions, param=param)
 
 
 def _tool_list(value: Any) -> list[dict[str, Any]] | None:

@@ -507,14 +507,9 @@ class ChatRequest:
     def __post_init__(self) -> None:
         # A tool name given twice (as Anthropic's "Tool names must be unique"): the model's call could not say
         # which one it means. Refused when the request is made, so queued work (a background response) is too.
-        seen: set[str] = set()
-        for i, tool in enumerate(self.tools):
-            if tool.name in seen:
-                from jan.services.errors import RequestError  # (jan.services imports this module)
+        from jan.services.errors import check_unique_tool_names  # (jan.services imports this module)
 
-                raise RequestError(f"tools[{i}]: the tool name {tool.name!r} is given twice; tool names must be "
-                                   "unique", param=f"tools[{i}]", code="invalid_value")
-            seen.add(tool.name)
+        check_unique_tool_names(enumerate(t.name for t in self.tools))
 
     @property
     def continues(self) -> bool:
