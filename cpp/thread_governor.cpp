@@ -61,10 +61,13 @@ double threads_cpu_seconds(const std::string & name, double tick_s) {
     return (double)ticks * tick_s;
 }
 
-// Threads of this process runnable right now (state 'R'), the caller included.
-int own_running_threads() {
+// Threads of this process runnable right now (state 'R'), the caller included; with a `team` name, only
+// that team's.
+int own_running_threads(const std::string * team) {
     int running = 0;
-    for_each_own_thread([&](pid_t, std::string_view, const char * rest) { running += rest[0] == 'R'; });
+    for_each_own_thread([&](pid_t, std::string_view comm, const char * rest) {
+        running += rest[0] == 'R' && (!team || comm == *team);
+    });
     return std::max(running, 1);
 }
 
@@ -158,7 +161,7 @@ ThreadGovernor::Sample ThreadGovernor::sample(Clock::time_point now) const {
     if (!f) return s;
     char line[512];
     size_t next = 0;  // cpus_ is sorted
-    unsigned long long busy = 0;
+    unsigned long long busy = 0, steal = 0;
     while (next < cpus_.size() && std::fgets(line, sizeof line, f)) {
         if (std::strncmp(line, "cpu", 3) != 0) break;
         if (line[3] < '0' || line[3] > '9') continue;  // the all-CPUs line ("cpu  ...")
@@ -170,19 +173,22 @@ ThreadGovernor::Sample ThreadGovernor::sample(Clock::time_point now) const {
         while (next < cpus_.size() && cpus_[next] < cpu) ++next;
         if (next < cpus_.size() && cpus_[next] == cpu) {
             busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7];  // not idle (v[3]) nor iowait (v[4])
+            steal += v[7];
             ++next;
         }
     }
     std::fclose(f);
     s.cpus_busy_s = (double)busy * tick_s_;
+    s.steal_s = (double)steal * tick_s_;
     s.ok = true;
 #endif
     return s;
 }
 
-double ThreadGovernor::others_running_now(int readings) const {
+double ThreadGovernor::others_running_now(int readings, bool own_team_only) const {
 #ifdef __linux__
-    // jan's own threads are left out: the ones that handed this work over are about to block. So is,
+    // jan's own threads are left out (at a resume: the ones that handed this work over are about to
+    // block; with `own_team_only`, only this governor's compute threads, when the rest may be load). So is,
     // usually, the process that sent the request (it is still sending, then waits for the answer): the
     // least of three readings half a millisecond apart counts what stays runnable, as a CPU-bound
     // process does. In a container on a large host /proc/loadavg counts the host's tasks: scaled to
@@ -192,7 +198,8 @@ double ThreadGovernor::others_running_now(int readings) const {
         if (i) std::this_thread::sleep_for(std::chrono::microseconds(500));
         const int machine = machine_running_tasks();
         if (machine < 0) return -1;
-        const int others = std::max(0, machine - own_running_threads());
+        const int others =
+            std::max(0, machine - own_running_threads(own_team_only && !thread_name_.empty() ? &thread_name_ : nullptr));
         least = least < 0 ? others : std::min(least, others);
         if (least == 0) break;
     }
@@ -282,7 +289,28 @@ bool ThreadGovernor::update(Clock::time_point now) {
     const double elsewhere = ((s.cpus_busy_s - prev.cpus_busy_s) - (s.self_s - prev.self_s)) / wall;
     busy_elsewhere_ = std::clamp(elsewhere, 0.0, (double)cpus_.size());
     const double free_cores = (double)cpus_.size() - busy_elsewhere_;
-    return set_counts(threads_for(configured_, free_cores), threads_for(configured_batch_, free_cores));
+    int32_t n = threads_for(configured_, free_cores);
+    int32_t nb = threads_for(configured_batch_, free_cores);
+    if (n != n_threads_ || nb != n_threads_batch_) {
+        // A window's share cannot tell work that comes in bursts from a process that computes all along:
+        // the event loop and a client reading 8 streams of stories260K at ~3,000 t/s kept 0.4-0.6 cores
+        // busy, so the model went down to 1 thread (0.8x llama-server, where 2 threads gave 1.0x); and a
+        // CPU-bound process sharing a core with one of two threads held apart got ~0.5 of it, which reads
+        // as a free core. What stays runnable tells them apart: the count changes only as far as the
+        // tasks runnable now (other than this team) agree with the window, down or up.
+        const double others = others_running_now(3, /*own_team_only=*/true);
+        if (others >= 0) {
+            // (time the host took from this VM's CPUs shows as no task here: it counts from the window)
+            const double steal = std::max(0.0, (s.steal_s - prev.steal_s) / wall);
+            const double free_now = (double)cpus_.size() - others - steal;
+            const int32_t n_now = threads_for(configured_, free_now);
+            const int32_t nb_now = threads_for(configured_batch_, free_now);
+            n = n < n_threads_ ? std::min(n_threads_, std::max(n, n_now)) : std::max(n_threads_, std::min(n, n_now));
+            nb = nb < n_threads_batch_ ? std::min(n_threads_batch_, std::max(nb, nb_now))
+                                       : std::max(n_threads_batch_, std::min(nb, nb_now));
+        }
+    }
+    return set_counts(n, nb);
 }
 
 bool ThreadGovernor::set_counts(int32_t n, int32_t nb) {

@@ -25,6 +25,16 @@
 // CPU time is subtracted instead. Threads = the free cores rounded to nearest,
 // between 1 and the configured count: a core counts as taken once the rest
 // use more than half of it, so light background work changes nothing.
+// A window's share alone cannot tell work that comes in bursts from a process
+// that computes all along: the event loop and a client reading 8 streams of
+// stories260K at ~3,000 t/s kept 0.4-0.6 cores busy, which took the model to
+// 1 thread (0.8x llama-server, where 2 threads gave 1.0x); and a CPU-bound
+// process sharing a core with one of two threads held apart (below) got ~0.5
+// of it, which reads as a free core. So a change the window asks for is made
+// only as far as the tasks runnable at that instant agree (others_running_now:
+// the least of up to three readings 0.5 ms apart, this team left out, the
+// host's steal over the window added): bursts mostly read as nothing there, a
+// CPU-bound process as one core.
 // A model keeps sampling for kIdleSamples intervals after it goes idle (the
 // scheduler wakes for it), so a request that follows within ~2 s starts
 // from a reading of the last 200 ms rather than from an average over the
@@ -134,12 +144,15 @@ private:
     struct Sample {
         Clock::time_point at;
         double cpus_busy_s = 0;  // busy seconds of the allowed CPUs, summed
+        double steal_s = 0;      // of which taken by the host (a VM's "steal")
         double self_s = 0;       // CPU seconds of this governor's compute threads (or of the process)
         bool ok = false;
     };
     Sample sample(Clock::time_point now) const;
-    // Other processes' tasks runnable this instant, in cores of this process's CPUs (-1: unknown).
-    double others_running_now(int readings = 3) const;
+    // Other tasks runnable this instant, in cores of this process's CPUs (-1: unknown): other processes',
+    // and with `own_team_only` this process's threads other than this governor's team too. The least
+    // of `readings` 0.5 ms apart, so work that comes in bursts mostly reads as nothing.
+    double others_running_now(int readings = 3, bool own_team_only = false) const;
     bool resume_now(Clock::time_point now);
     bool set_counts(int32_t n, int32_t nb);  // true (and counted in changes_) when they differ
 
