@@ -140,10 +140,10 @@ def _lines(encoder: OllamaEncoder, deltas) -> list[str]:
     return [json.dumps(o, separators=(",", ":")) for o in objects]
 
 
-def _encoder(kind="chat") -> OllamaEncoder:
+def _encoder(kind="chat", context=False) -> OllamaEncoder:
     timing = Timing(started_ns=0, load_ns=1_000)
     timing.total_ns = lambda: 9_000_000  # a fixed clock: the golden bytes must not depend on speed
-    return OllamaEncoder(kind, "m", timing, clock=lambda: CLOCK)
+    return OllamaEncoder(kind, "m", timing, clock=lambda: CLOCK, context=context)
 
 
 USAGE = Usage(prompt_tokens=5, completion_tokens=2, prompt_ms=1.5, generation_ms=2.0)
@@ -190,3 +190,44 @@ def test_golden_generate_and_whole_objects():
     assert whole["message"] == {"role": "assistant", "content": "Hi", "thinking": "hmm", "tool_calls": [
         {"id": "c1", "function": {"index": 0, "name": "f", "arguments": {"a": 1}}}]}
     assert whole["done"] is True and whole["done_reason"] == "stop" and whole["eval_count"] == 2
+
+
+# -- context (/api/generate) -------------------------------------------------------------------------
+def test_context_continues_a_generate_and_raw_refuses_it():
+    body = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "Hi", "context": [1, 5, 9]})
+    assert convert.generate_chat_request(body, "m").context == (1, 5, 9)
+    assert convert.generate_chat_request(wire.OllamaGenerateRequest(model="m", prompt="Hi"), "m").context == ()
+    raw = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "context": [1]})
+    with pytest.raises(convert.OllamaRequestError, match="raw mode does not support template, system, or context"):
+        convert.completion_request(raw, "m")
+    # as Ollama counts it, an empty list is no context
+    empty = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "context": []})
+    assert convert.completion_request(empty, "m").prompts == ("p",)
+    for bad in (["1"], [True], [-1], [1.5], "1 2"):
+        with pytest.raises(ValidationError, match="context"):
+            wire.OllamaGenerateRequest.model_validate({"model": "m", "context": bad})
+
+
+def test_the_done_object_of_a_generate_carries_the_exchange():
+    deltas = [ChatDelta(content="Hel", prompt_tokens=3, prompt_token_ids=(1, 7, 8), token_ids=(20,)),
+              ChatDelta(content="lo", token_ids=(21, 22)), ChatDelta(finish_reason="stop", token_ids=(23,)),
+              ChatDelta(choice=-1, usage=USAGE)]
+    lines = _lines(_encoder("generate", context=True), deltas)
+    assert all("context" not in json.loads(line) for line in lines[:-1])
+    assert lines[-1] == (f'{{"model":"m","created_at":"{CLOCK}","response":"","done":true,"done_reason":"stop",'
+                         '"context":[1,7,8,20,21,22,23],"total_duration":9000000,"load_duration":1000,'
+                         '"prompt_eval_count":5,"prompt_eval_duration":1500000,"eval_count":2,'
+                         '"eval_duration":2000000}')
+    # a raw prompt (context=False), a chat reply and deltas without the prompt's ids (a remote engine) have none
+    for kind, context, first in (("generate", False, deltas[0]), ("chat", True, deltas[0]),
+                                 ("generate", True, ChatDelta(content="Hel", token_ids=(20,)))):
+        assert "context" not in json.loads(_lines(_encoder(kind, context), [first, *deltas[1:]])[-1])
+    # the whole object of a "stream": false request: from the chat result, or from a completion's ids
+    result = ChatResult("m", (ChoiceResult(ChatMessage("assistant", (TextPart("Hi"),)), "stop",
+                                           prompt_token_ids=(1, 7), token_ids=(30, 31)),), USAGE)
+    whole = OllamaEncoder("generate", "m", Timing(), context=True).whole(result)
+    assert whole["context"] == [1, 7, 30, 31] and list(whole).index("context") == list(whole).index("done_reason") + 1
+    whole = OllamaEncoder("generate", "m", Timing(), context=True).whole(text="x", prompt_token_ids=(1, 2),
+                                                                        token_ids=(3,))
+    assert whole["context"] == [1, 2, 3]
+    assert "context" not in OllamaEncoder("generate", "m", Timing(), context=True).whole(text="")  # a load

@@ -112,6 +112,8 @@ async def test_a_tool_loop_keeps_its_thinking_as_the_template_expects(server):
         # the thinking before the call is saved with the calling turn; none of the call's markup is text
         assert kinds(calling) == ["reasoning"] and reasoning_text(calling)
         assert calling["metadata"]["tool_calls"][0]["id"] == call["id"]
+        first = calling["metadata"]["usage"]  # the calling turn's own, and so far the run's
+        assert run["usage"] == first and first["prompt_tokens"] > 0
         done = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
                             {"tool_outputs": [{"tool_call_id": call["id"], "output": "Sunny"}]})
         assert done["status"] in ("completed", "incomplete"), done
@@ -122,7 +124,13 @@ async def test_a_tool_loop_keeps_its_thinking_as_the_template_expects(server):
         without = await prompt_tokens(api, [{k: v for k, v in m.items() if k != "reasoning_content"} for m in history],
                                       [WEATHER])
         assert with_thinking > without
-        assert done["usage"]["prompt_tokens"] == with_thinking
+        answer = (await messages_of(api, tid))[3]
+        assert answer["id"] == done["message_id"] and answer["metadata"]["usage"]["prompt_tokens"] == with_thinking
+        # the run's usage is both turns' (OpenAI's: "over the course of the run"), not the last turn's
+        assert done["usage"]["prompt_tokens"] == first["prompt_tokens"] + with_thinking
+        assert done["usage"]["completion_tokens"] == first["completion_tokens"] + \
+            answer["metadata"]["usage"]["completion_tokens"]
+        assert done["usage"]["total_tokens"] == done["usage"]["prompt_tokens"] + done["usage"]["completion_tokens"]
 
 
 async def test_reasoning_effort_of_a_run_and_of_its_assistant(server):

@@ -58,6 +58,8 @@ async def test_sigkill_mid_run_then_resume(tmp_path, stories_path):
             assert resumed["status"] in ("completed", "incomplete") and resumed["message_id"] == message_id
             final = resumed["message"]
             assert final["status"] == "ready" and message_text(final).startswith(partial)
+            # one turn, both legs: the reply's usage (its earlier tokens counted again) is the run's
+            assert resumed["usage"] == final["metadata"]["usage"] and resumed["usage"]["completion_tokens"] > 0
             assert len(message_text(final)) > len(partial)
             msgs = (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc"))["data"]
             assert [m["role"] for m in msgs] == ["user", "assistant"]  # completed in place, no second reply
@@ -108,6 +110,15 @@ async def test_a_live_run_is_left_alone_by_another_process_until_its_runner_dies
             assert not list((data / ".live").glob(f"{run_id}.lock")), "a finished run holds no lease"
 
 
+def summed(usages: list[dict]) -> dict:
+    """Model turns' usages added up, as a run reports its own (OpenAI's: "over the course of the run")."""
+    prompt = sum(u["prompt_tokens"] for u in usages)
+    completion = sum(u["completion_tokens"] for u in usages)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": sum(u["prompt_tokens_details"]["cached_tokens"]
+                                                           for u in usages)}}
+
+
 def _forced(name: str, **extra) -> dict:
     return {"tool_choice": {"type": "function", "function": {"name": name}}, "parallel_tool_calls": False,
             "max_tokens": 60, "temperature": 0, **extra}
@@ -152,8 +163,12 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
             assert got == 400 and err["error"]["code"] == "run_active" and asked["id"] in err["error"]["message"], err
             still = await api.ok("GET", f"/v1/threads/{ask_tid}/runs/{asked['id']}")
             assert still["status"] == "requires_action" and still["required_action"] == asked["required_action"]
+            assert still["usage"] == asked["usage"] and asked["usage"]["prompt_tokens"] > 0  # the calling turn's
             cut = await api.ok("GET", f"/v1/threads/{go_tid}/runs/{going['id']}")
             assert cut["status"] == "interrupted"
+            # the calling turn was counted in the record before its call ran (and jan stopped inside it)
+            calling = (await api.ok("GET", f"/v1/threads/{go_tid}/messages?order=asc"))["data"][1]
+            assert cut["usage"] == calling["metadata"]["usage"] and cut["usage"]["prompt_tokens"] > 0
             (root / "go").write_text("", encoding="utf-8")
             # a background run: resume answers at once; its stream goes to the end of the leg
             async with api.session.post(f"{proc.base_url}/v1/threads/{go_tid}/runs/{going['id']}/resume",
@@ -170,6 +185,8 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
             assert call["function"]["name"] == "notes__wait_for_go" and message_text(msgs[1]) == ""
             assert msgs[2]["metadata"]["tool_call_id"] == call["id"] and message_text(msgs[2]) == "go"
             assert msgs[2]["metadata"]["approved_by"] == "policy" and msgs[3]["id"] == resumed["message_id"]
+            # the run's usage is both turns', across the restart: the one before it and the one after
+            assert resumed["usage"] == summed([msgs[1]["metadata"]["usage"], msgs[3]["metadata"]["usage"]])
 
             [pending] = still["required_action"]["submit_tool_outputs"]["tool_calls"]
             done = await api.ok("POST", f"/v1/threads/{ask_tid}/runs/{asked['id']}/submit_tool_outputs",
@@ -178,3 +195,5 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
             msgs = (await api.ok("GET", f"/v1/threads/{ask_tid}/messages?order=asc"))["data"]
             assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
             assert message_text(msgs[2]) == "shopping.txt\ntodo.txt" and msgs[2]["metadata"]["approved_by"] == "user"
+            assert msgs[1]["metadata"]["usage"] == asked["usage"]
+            assert done["usage"] == summed([asked["usage"], msgs[3]["metadata"]["usage"]])

@@ -361,3 +361,103 @@ async def test_an_interrupted_run_does_not_hold_its_thread_and_resumes_only_when
         resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{cut}/resume", {})
         assert resumed["status"] in ("completed", "incomplete"), resumed
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Thanks."})
+
+
+# -- usage: the whole run's, as OpenAI's ("over the course of the run") ---------------------------------------------
+def summed(usages: list[dict]) -> dict:
+    """The usages of a run's model turns added up, as the run reports them."""
+    prompt = sum(u["prompt_tokens"] for u in usages)
+    completion = sum(u["completion_tokens"] for u in usages)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": sum(u["prompt_tokens_details"]["cached_tokens"]
+                                                           for u in usages)}}
+
+
+async def turn_usages(api: Client, tid: str) -> list[dict]:
+    """Each model turn's own usage: its assistant message's ``metadata.usage`` (the calling turns' too)."""
+    turns = [m["metadata"]["usage"] for m in await messages_of(api, tid) if m["role"] == "assistant"]
+    assert all(t["prompt_tokens"] > 0 and t["total_tokens"] == t["prompt_tokens"] + t["completion_tokens"]
+               for t in turns), turns
+    return turns
+
+
+async def test_a_runs_usage_is_the_sum_of_its_model_turns(server):
+    """A tool loop's two turns (the call, then the answer after its result): the run's usage adds them up, streamed
+    or not, and read back; each reply message keeps its own turn's, and the tool_calls step the calling turn's."""
+    auto = [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"], "require_approval": "never"}]
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, auto)
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        assert run["status"] in ("completed", "incomplete") and run["step"] == 1, run
+        turns = await turn_usages(api, tid)
+        assert len(turns) == 2 and turns[0]["prompt_tokens"] < turns[1]["prompt_tokens"]  # the answer saw the call
+        assert run["usage"] == summed(turns) and run["message"]["metadata"]["usage"] == turns[1]
+        assert run["usage"]["prompt_tokens"] > turns[1]["prompt_tokens"]  # not the last turn's alone
+        assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}"))["usage"] == run["usage"]
+        [listed] = (await api.ok("GET", f"/v1/threads/{tid}/runs"))["data"]
+        assert listed["usage"] == run["usage"] and "prompt_tokens_used" not in listed
+
+        tid = await make_thread(api, auto)
+        async with api.session.post(f"{server.base_url}/v1/threads/{tid}/runs",
+                                    json={**run_body(), "stream": True}) as resp:
+            assert resp.status == 200
+            events = parse_sse(await resp.text())
+        turns = await turn_usages(api, tid)
+        assert len(turns) == 2
+        by_name = {}
+        for name, data in events:
+            by_name.setdefault(name, []).append(data)
+        assert [s["usage"] for s in by_name["thread.run.step.created"]] == [None]  # null while in_progress
+        assert [s["usage"] for s in by_name["thread.run.step.completed"]] == [turns[0]]
+        assert [m["metadata"]["usage"] for m in by_name["thread.message.completed"]] == turns
+        name, final = events[-2]
+        assert name in ("thread.run.completed", "thread.run.incomplete") and final["usage"] == summed(turns)
+        assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{final['id']}"))["usage"] == final["usage"]
+
+
+async def test_usage_adds_up_over_submit_tool_outputs(server):
+    """A run that waits for the client: its usage so far is the calling turn's; the leg after the output adds the
+    answer's (streamed: ``thread.run.completed`` carries the sum)."""
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                                "parameters": {"type": "object", "properties": {}}}}
+    async with Client(server.base_url) as api:
+        for stream in (False, True):
+            tid = await make_thread(api, [weather])
+            run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+                tool_choice={"type": "function", "function": {"name": "get_weather"}}))
+            assert run["status"] == "requires_action", run
+            [calling] = await turn_usages(api, tid)
+            assert run["usage"] == calling
+            [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+            body = {"tool_outputs": [{"tool_call_id": call["id"], "output": "sunny"}]}
+            path = f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs"
+            if stream:
+                async with api.session.post(server.base_url + path, json={**body, "stream": True}) as resp:
+                    assert resp.status == 200
+                    events = parse_sse(await resp.text())
+                name, done = events[-2]
+                assert name in ("thread.run.completed", "thread.run.incomplete"), events
+            else:
+                done = await api.ok("POST", path, body)
+            assert done["status"] in ("completed", "incomplete"), done
+            turns = await turn_usages(api, tid)
+            assert len(turns) == 2 and turns[0] == calling
+            assert done["usage"] == summed(turns)
+            assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}"))["usage"] == done["usage"]
+
+
+def test_add_usage_sums_each_count_and_keeps_an_unknown_one_unknown():
+    from jan.services.runs import add_usage
+
+    first = {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12,
+             "prompt_tokens_details": {"cached_tokens": 0}}
+    second = {"prompt_tokens": 30, "completion_tokens": 5, "total_tokens": 35,
+              "prompt_tokens_details": {"cached_tokens": 9}}
+    assert add_usage(None, first) == first and add_usage(first, None) == first
+    assert add_usage(first, second) == {"prompt_tokens": 40, "completion_tokens": 7, "total_tokens": 47,
+                                        "prompt_tokens_details": {"cached_tokens": 9}}
+    # a reply cut off before the engine told its usage: re-counted, its prompt maybe unknown
+    cut = {"prompt_tokens": None, "completion_tokens": 4, "total_tokens": None, "estimated": True}
+    assert add_usage(None, cut) == cut
+    assert add_usage(first, cut) == {"prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16,
+                                     "prompt_tokens_details": {"cached_tokens": 0}, "estimated": True}

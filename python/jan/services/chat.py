@@ -20,7 +20,7 @@ from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.results import Usage
 from jan.errors import QueueFullError
 from jan.services.errors import RequestError
-from jan.services.fit import fit_history, fits, prompt_size, reply_room
+from jan.services.fit import PromptBudgetError, fit_history, fits, prompt_size, reply_room
 from jan.services.local import (chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar, merged,
                                 off_loop, seeds)
 from jan.services.models import ModelService, Target
@@ -73,7 +73,8 @@ class ChatService:
         its ``finish_reason``; last a ``choice == -1`` delta with the request's ``usage``.
 
         Setup errors raise from the first ``__anext__``: ``ModelNotFoundError``,
-        ``ModelLoadError``, ``TemplateError``/``GrammarError``/``ValueError`` (bad input),
+        ``ModelLoadError``, ``TemplateError``/``GrammarError``/``ValueError`` (bad input; a
+        ``RequestError`` for a ``context`` outside the vocabulary or sent to a message engine),
         ``ContextOverflowError``, ``QueueFullError``. Closing the stream cancels the generation.
         """
         async def open_() -> tuple[str, AsyncIterator[ChatDelta]]:
@@ -81,6 +82,10 @@ class ChatService:
             layered = self._layered(request, target)
             if isinstance(target.engine, LocalInferenceExtension):
                 return target.id, self._local(target, layered)
+            if layered.context:  # token ids mean nothing to an engine that takes messages: never silently dropped
+                raise RequestError(f"context: the model '{target.id}' runs on the '{target.engine.engine_name}' "
+                                   "engine, which takes messages, not token ids; send the conversation as messages",
+                                   param="context", code="not_supported")
             if layered.wait_for_room:
                 return target.id, self._remote_when_free(target, layered)
             return target.id, target.engine.chat(target.model, layered)
@@ -147,7 +152,10 @@ class ChatService:
         parsers = [output_parser(request, plan, text) for _ in range(request.n)]
         # the prompt's length (its images' and audio's tokens included), told on the first delta
         prompt_tokens: int | None = prompt_size(start.tokens)
+        prompt_ids = _token_ids(start.tokens)  # on each choice's first delta
         started = [False] * request.n
+        # generated token ids not on a delta yet (the parser holds some text back): on the choice's next one
+        held: list[list[int]] = [[] for _ in range(request.n)]
         usages: list[Usage | None] = [None] * request.n
         # closed here, not left to the garbage collector: the engine requests are cancelled at once
         async with contextlib.aclosing(merged(requests)) as chunks:
@@ -162,9 +170,16 @@ class ChatService:
                 # and how much of it the KV cache held (the first token's chunk says; one that ends at once, its usage)
                 cached = chunk.cached_tokens if chunk.cached_tokens is not None else (
                     chunk.usage.cached_tokens if chunk.usage is not None else None)
+                held[index] += chunk.token_ids
+                ids = ()
+                if deltas:
+                    ids = tuple(held[index])
+                    held[index].clear()
                 for k, delta in enumerate(deltas):
                     yield replace(delta, choice=index, logprobs=logprobs if k == 0 else None,
-                                  prompt_tokens=prompt_tokens, cached_tokens=cached if prompt_tokens is not None else None)
+                                  prompt_tokens=prompt_tokens, cached_tokens=cached if prompt_tokens is not None else None,
+                                  prompt_token_ids=prompt_ids if k == 0 and not started[index] else None,
+                                  token_ids=ids if k == 0 else ())
                     prompt_tokens = None
                 started[index] = True
                 if chunk.finish_reason is not None:
@@ -172,19 +187,33 @@ class ChatService:
                     finish = chunk.finish_reason
                     if finish == "stop" and parser.made_tool_calls:
                         finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
-                    yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop)
+                    yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop, token_ids=tuple(held[index]))
         yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]))
 
 
+def _token_ids(tokens: Any) -> tuple[int, ...]:
+    """A prompt's token ids: a token list, or a ``MediaPrompt``'s text tokens (its media positions hold no id)."""
+    media = getattr(tokens, "tokens", None)
+    return tuple(tokens) if media is None else tuple(t for t in media if t >= 0)
+
+
 def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any]:
-    """Blocking (the chat template, tokenizing): the chat plan, the prompt text and its tokens."""
+    """Blocking (the chat template, tokenizing): the chat plan, the prompt text and its tokens.
+
+    ``PromptBudgetError`` (before anything reaches the engine) for a prompt over ``request.max_prompt_tokens``
+    that truncation could not shorten enough; one over the context is left to the engine's own error."""
     plan = chat_plan(local, request, settings)
     text, tokens = chat_prompt(local, request, plan)
     room = reply_room(local, request)
-    if request.truncation == "auto" and not fits(local, tokens, room):
-        fitted = fit_history(local, request, plan, tokens, room)
+    budget = request.max_prompt_tokens
+    if request.truncation == "auto" and not fits(local, tokens, room, budget):
+        fitted = fit_history(local, request, plan, tokens, room, budget)
         if fitted is not request:
             text, tokens = chat_prompt(local, fitted, plan)
+    size = prompt_size(tokens)
+    if budget is not None and size > budget and fits(local, tokens):  # truncation disabled: nothing was dropped
+        raise PromptBudgetError(f"the prompt has {size} tokens but only {budget} are left of max_prompt_tokens",
+                                size, budget)
     return plan, text, tokens
 
 
@@ -247,8 +276,9 @@ def _submit(local: LocalModel, tokens: Any, options: dict[str, Any], choice_seed
 
 
 class ChatAggregator:
-    """Folds :class:`ChatDelta` pieces into a :class:`ChatResult`: text and reasoning appended,
-    tool calls merged by index, logprobs appended, the last finish_reason and usage kept."""
+    """Folds :class:`ChatDelta` pieces into a :class:`ChatResult`: text, reasoning and token ids
+    appended, tool calls merged by index, logprobs appended, the prompt's token ids, the last
+    finish_reason and usage kept."""
 
     def __init__(self) -> None:
         self._choices: dict[int, dict[str, Any]] = {}
@@ -262,7 +292,7 @@ class ChatAggregator:
         state = self._choices.get(delta.choice)
         if state is None:
             state = self._choices[delta.choice] = {"content": [], "reasoning": [], "calls": {}, "logprobs": None,
-                                                   "finish_reason": None}
+                                                   "finish_reason": None, "prompt_token_ids": None, "token_ids": []}
         if delta.content:
             state["content"].append(delta.content)
         if delta.reasoning:
@@ -279,6 +309,9 @@ class ChatAggregator:
             state["logprobs"] = (state["logprobs"] or ()) + tuple(delta.logprobs)
         if delta.finish_reason:
             state["finish_reason"] = delta.finish_reason
+        if delta.prompt_token_ids is not None:
+            state["prompt_token_ids"] = delta.prompt_token_ids
+        state["token_ids"] += delta.token_ids
 
     def result(self, model: str) -> ChatResult:
         choices = []
@@ -289,6 +322,7 @@ class ChatAggregator:
                           for _, c in sorted(s["calls"].items()))
             message = ChatMessage("assistant", (TextPart(text),) if text or not calls else (), tool_calls=calls,
                                   reasoning="".join(s["reasoning"]) or None)
-            choices.append(ChoiceResult(message, s["finish_reason"] or "stop", s["logprobs"]))
+            choices.append(ChoiceResult(message, s["finish_reason"] or "stop", s["logprobs"],
+                                        prompt_token_ids=s["prompt_token_ids"], token_ids=tuple(s["token_ids"])))
         return ChatResult(model, tuple(choices), self.usage or Usage())
 

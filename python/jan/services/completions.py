@@ -27,8 +27,9 @@ class CompletionService:
     def stream(self, request: CompletionRequest) -> DeltaStream[CompletionDelta]:
         """Per choice text pieces (with ``echo``, the prompt's text first, as its own delta),
         the last one with its ``finish_reason``; then ``choice == -1`` with ``usage`` (each
-        prompt's tokens once, every choice's generated tokens). Errors as
-        :meth:`ChatService.stream`."""
+        prompt's tokens once, every choice's generated tokens). Local engines tell each piece's
+        ``token_ids``, and a prompt given as token ids on its choices' first deltas
+        (``prompt_token_ids``). Errors as :meth:`ChatService.stream`."""
         async def open_() -> tuple[str, AsyncIterator[CompletionDelta]]:
             target = await self.models.resolve(request.model)
             layered = replace(request, sampling=_layer(request, target))
@@ -51,8 +52,8 @@ class CompletionService:
         if request.prompt_only:
             options["max_tokens"] = 1  # the prompt is evaluated (and scored); the one token sampled is not shown
 
-        def submit() -> tuple[list, list[str]]:
-            requests, echo = [], []
+        def submit() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
+            requests, echo, prompt_ids = [], [], []
             try:
                 for prompt in request.prompts:
                     text = prompt if isinstance(prompt, str) else model.detokenize(list(prompt))
@@ -62,13 +63,23 @@ class CompletionService:
                                                      top_logprobs=request.logprobs or 0,
                                                      prompt_logprobs=want_prompt))
                         echo.append(text if request.echo else "")
+                        prompt_ids.append(None if isinstance(prompt, str) else tuple(prompt))
             except BaseException:
                 for r in requests:
                     r.cancel()
                 raise
-            return requests, echo
+            return requests, echo, prompt_ids
 
-        requests, echo = await off_loop(submit)
+        requests, echo, prompt_ids = await off_loop(submit)
+        unstarted = set(range(len(requests)))  # choices whose first delta is still to come
+
+        def first_ids(index: int) -> tuple[int, ...] | None:
+            """The prompt's token ids on a choice's first delta (when given as ids), else None."""
+            if index not in unstarted:
+                return None
+            unstarted.discard(index)
+            return prompt_ids[index]
+
         usages: dict[int, Usage] = {}
         # closed here, not left to the garbage collector: the engine requests are cancelled at once
         scored: dict[int, list] = {}  # choice -> its prompt's scored tokens so far (want_prompt)
@@ -83,15 +94,18 @@ class CompletionService:
                 if index in to_echo:
                     to_echo.discard(index)
                     yield CompletionDelta(choice=index, text=echo[index],
-                                          logprobs=tuple(scored.pop(index, ())) if want_prompt else None)
+                                          logprobs=tuple(scored.pop(index, ())) if want_prompt else None,
+                                          prompt_token_ids=first_ids(index))
                 if request.prompt_only:  # nothing generated is shown: the choice ends with its prompt
                     if chunk.finish_reason is not None:
                         usages[index] = _prompt_only(chunk.usage)  # (errors raise in merged())
                         yield CompletionDelta(choice=index, text="", logprobs=() if want_logprobs else None,
-                                              finish_reason="length")
+                                              finish_reason="length", prompt_token_ids=first_ids(index))
                     continue
                 logprobs = tuple(chunk.logprobs or ()) if want_logprobs else None
-                yield CompletionDelta(choice=index, text=chunk.text, logprobs=logprobs, finish_reason=chunk.finish_reason)
+                yield CompletionDelta(choice=index, text=chunk.text, logprobs=logprobs, finish_reason=chunk.finish_reason,
+                                      token_ids=tuple(chunk.token_ids),
+                                      prompt_token_ids=first_ids(index))
                 if chunk.finish_reason is not None:
                     usages[index] = chunk.usage
         yield CompletionDelta(choice=-1, usage=_usage(usages, request.n, len(request.prompts)))

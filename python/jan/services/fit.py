@@ -16,6 +16,12 @@ recent tool rounds (an assistant turn with tool calls and their results), the ol
 A request with ``max_tokens`` that is shortened anyway keeps that much room for the reply (at most half the
 context): the answer asked for is not cut off by the history. Without ``max_tokens``, the reply has what the
 context has left (generation ends with ``finish_reason: "length"`` when it runs out), as Ollama does.
+
+A token budget (``ChatRequest.max_prompt_tokens``: what an assistant run's ``max_prompt_tokens`` leaves for its
+next model turn) is a second limit on the prompt, under the context: the conversation is shortened the same way
+until its prompt holds at most that many tokens. One that does not fit it even from its last turn is refused with
+:class:`PromptBudgetError` (the run ends ``incomplete``), unless it does not fit the context either: that stays a
+``ContextOverflowError``, as without a budget (no budget would let that prompt run).
 """
 
 from __future__ import annotations
@@ -36,6 +42,17 @@ log = logging.getLogger("jan.services")
 KEPT_ROLES = ("system", "developer")
 
 
+class PromptBudgetError(ContextOverflowError):
+    """Even the shortest prompt a request allows holds more than its token budget (``max_prompt_tokens``) though
+    it fits the context. ``n_tokens``: that prompt's size; ``budget``: the budget. A ``ContextOverflowError`` (an
+    HTTP front end answers 400 ``context_length_exceeded``) for callers that do not tell the two apart; a run
+    ends ``incomplete`` on it, with ``incomplete_details.reason`` ``"max_prompt_tokens"``."""
+
+    def __init__(self, message: str, n_tokens: int, budget: int):
+        super().__init__(message, n_tokens, None)
+        self.budget = budget
+
+
 def prompt_size(tokens: Any) -> int:
     """Tokens in a prompt: a token list, or a ``MediaPrompt`` (its image/audio tokens included)."""
     return tokens.n_tokens if hasattr(tokens, "n_tokens") else len(tokens)
@@ -48,19 +65,22 @@ def reply_room(local: LocalModel, request: ChatRequest) -> int:
     return min(max_tokens, local.model.n_ctx // 2) if max_tokens else 0
 
 
-def fits(local: LocalModel, tokens: Any, room: int = 0) -> bool:
+def fits(local: LocalModel, tokens: Any, room: int = 0, budget: int | None = None) -> bool:
     """Whether the engine takes this prompt with ``room`` positions after it (at least one stays free to
-    generate: the scheduler's rule)."""
-    return prompt_size(tokens) + max(room, 1) <= local.model.n_ctx
+    generate: the scheduler's rule), and it holds at most ``budget`` tokens (None: no budget)."""
+    size = prompt_size(tokens)
+    return size + max(room, 1) <= local.model.n_ctx and (budget is None or size <= budget)
 
 
-def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens: Any, room: int = 0) -> ChatRequest:
+def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens: Any, room: int = 0,
+                budget: int | None = None) -> ChatRequest:
     """Blocking (renders and tokenizes a few times): ``request`` with its oldest turns dropped so that its
     prompt fits ``local``'s context with ``room`` positions left for the reply (or, where no shortening
-    leaves that much, the longest shortening that fits at all). ``tokens``: the whole conversation's prompt, already
-    found too long (its media chunks tell each image's size). The conversation is unchanged when it fits
-    without the room and no shortening makes any; ``ContextOverflowError`` when even the shortest one does not
-    fit (the system messages, the last user turn and its last tool round)."""
+    leaves that much, the longest shortening that fits at all), and holds at most ``budget`` tokens (None: no
+    budget). ``tokens``: the whole conversation's prompt, already found too long (its media chunks tell each
+    image's size). The conversation is unchanged when it fits (context and budget) without the room and no
+    shortening makes any. When even the shortest one (the system messages, the last user turn and its last tool
+    round) does not fit: ``ContextOverflowError`` if it is over the context, else :class:`PromptBudgetError`."""
     messages = request.messages
     n_ctx = local.model.n_ctx
     candidates = _candidates(messages)
@@ -77,24 +97,40 @@ def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens:
                         + sum(media[i] for i in candidates[k]))
         return sizes[k]
 
+    def ok(k: int, want: int) -> bool:
+        return size(k) + want <= n_ctx and (budget is None or size(k) <= budget)
+
     whole = prompt_size(tokens)
     for want in dict.fromkeys((max(room, 1), 1)):  # the reply's room if any shortening leaves it, else one position
-        if not candidates or size(len(candidates) - 1) + want > n_ctx:
+        if not candidates or not ok(len(candidates) - 1, want):
             continue
         # The prompt shrinks along the candidates (fewer turns): binary search for the first that fits.
         lo, hi = 0, len(candidates) - 1
         while lo < hi:
             mid = (lo + hi) // 2
-            if size(mid) + want <= n_ctx:
+            if ok(mid, want):
                 hi = mid
             else:
                 lo = mid + 1
         kept = candidates[lo]
-        log.info("conversation of %d tokens, context %d: %d of %d messages dropped to fit",
-                 whole, n_ctx, len(messages) - len(kept), len(messages))
+        log.info("conversation of %d tokens, context %d%s: %d of %d messages dropped to fit",
+                 whole, n_ctx, f", budget {budget}" if budget is not None else "", len(messages) - len(kept),
+                 len(messages))
         return replace(request, messages=tuple(messages[i] for i in kept))
-    if fits(local, tokens):
+    if fits(local, tokens, budget=budget):
         return request  # it fits as it is; no shortening leaves the reply more room
+    # The shortest prompt allowed: over the context, no budget would let it run (the request's own error, as
+    # without one); within the context, it is the budget that refuses it.
+    shortest = size(len(candidates) - 1) if candidates else whole
+    if budget is not None and shortest + 1 <= n_ctx:
+        if not candidates:
+            raise PromptBudgetError(
+                f"the prompt has {whole} tokens but only {budget} are left of max_prompt_tokens, and there is no "
+                "earlier turn to drop", whole, budget)
+        raise PromptBudgetError(
+            f"the conversation has {whole} tokens but only {budget} are left of max_prompt_tokens, and it does not "
+            f"fit even from its last user turn (and that turn's last tool round) with its system messages "
+            f"({shortest} tokens)", shortest, budget)
     if not candidates:
         raise ContextOverflowError(
             f"the prompt has {whole} tokens but the context holds {n_ctx}, and there is no earlier turn to drop; "

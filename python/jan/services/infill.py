@@ -6,17 +6,22 @@ import asyncio
 
 from jan.core import LocalInferenceExtension
 from jan.services.errors import RequestError
+from jan.services.local import continued_prompt
 from jan.services.models import ModelService
 
 __all__ = ["infill_prompt"]
 
 
-async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix: str) -> tuple[int, ...]:
+async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix: str,
+                       context: tuple[int, ...] = ()) -> tuple[int, ...]:
     """Token ids ``[BOS] <fim_pre> prefix <fim_suf> suffix <fim_mid>`` (prefix-suffix-middle order,
-    as llama.cpp's server builds them) for a :class:`~jan.services.types.CompletionRequest`.
+    as llama.cpp's server builds them) for a :class:`~jan.services.types.CompletionRequest`; after
+    ``context`` (an earlier exchange's token ids, Ollama's ``context``) when given, as
+    :func:`~jan.services.local.continued_prompt` joins them.
 
-    The FIM tokens are the model's own (``llama_vocab_fim_pre/suf/mid``). Raises
-    :class:`RequestError` (``param="suffix"``) for a model without them or one on a remote engine.
+    The FIM tokens are the model's own (``llama_vocab_fim_pre/suf/mid``). Raises :class:`RequestError`:
+    ``param="suffix"`` for a model without them or one on a remote engine, ``param="context"`` for a
+    context id outside the vocabulary.
     """
     target = await models.resolve(model_id)
     if not isinstance(target.engine, LocalInferenceExtension):
@@ -31,8 +36,6 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
     def build() -> tuple[int, ...]:
         tokens = [special["fim_pre"], *model.tokenize(prefix, add_special=False), special["fim_suf"],
                   *model.tokenize(suffix, add_special=False), special["fim_mid"]]
-        if model.add_bos and "bos" in special:
-            tokens.insert(0, special["bos"])
-        return tuple(tokens)
+        return tuple(continued_prompt(model, context, tokens))
 
     return await asyncio.to_thread(build)

@@ -24,7 +24,7 @@ from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_templat
 
 T = TypeVar("T")
 
-__all__ = ["chat_plan", "chat_prompt", "render_chat", "check_fan_out", "constraint_grammar", "merged", "off_loop", "seeds", "client_seed", "template_messages", "template_tools"]
+__all__ = ["chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat", "check_fan_out", "constraint_grammar", "merged", "off_loop", "seeds", "client_seed", "template_messages", "template_tools"]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -139,7 +139,8 @@ def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None =
     ``plan`` (default: :func:`chat_plan` without model settings) adds the format's template
     variables (thinking switches) under the request's own ``chat_template_kwargs``. The
     template writes BOS itself where the model wants it; one is added only when the model
-    wants BOS and the template did not write it.
+    wants BOS and the template did not write it. A request's ``context`` comes first, as
+    :func:`continued_prompt` joins it (the text returned is the rendered template's alone).
     """
     model = local.model
     plan = plan or chat_plan(local, request)
@@ -147,11 +148,39 @@ def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None =
     text = render_chat(local, request, plan, marker)
     if marker is not None:
         return text, _media_prompt(model, request, text, marker)
-    tokens = model.tokenize(text, add_special=False, parse_special=True)
+    return text, continued_prompt(model, request.context, model.tokenize(text, add_special=False, parse_special=True))
+
+
+def continued_prompt(model: jan.Model, context: Sequence[int], tokens: list[int]) -> list[int]:
+    """A prompt's ``tokens`` (tokenized without special tokens of their own, but for a BOS its template
+    may write) after ``context``, the token ids of an earlier exchange (Ollama's ``context``), with a
+    BOS first where the model wants one. :class:`RequestError` (``param="context"``) for an id outside
+    the vocabulary.
+
+    Ollama detokenizes the context and puts the text before the prompt; joining the ids themselves says
+    the same, but evaluates again exactly what the model saw and wrote: no re-tokenizing that could
+    merge differently at the seam, and a slot whose KV cache still holds that exchange reuses it. The
+    prompt's own BOS is dropped after a context: a second one mid-prompt would tell the model a new
+    document starts.
+    """
     bos = model.info.special_tokens.get("bos")
+    if context:
+        check_context(model, context)
+        if tokens and tokens[0] == bos:
+            tokens = tokens[1:]
+        tokens = [*context, *tokens]
     if bos is not None and model.add_bos and (not tokens or tokens[0] != bos):
         tokens = [bos, *tokens]
-    return text, tokens
+    return tokens
+
+
+def check_context(model: jan.Model, context: Sequence[int]) -> None:
+    """:class:`RequestError` (``param="context"``) for a token id that is not in ``model``'s vocabulary."""
+    n_vocab = model.info.n_vocab
+    for i, token in enumerate(context):
+        if not 0 <= token < n_vocab:
+            raise RequestError(f"context[{i}]: token id {token} is outside the model's vocabulary (0..{n_vocab - 1})",
+                               param="context", code="invalid_value")
 
 
 def render_chat(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None) -> str:
@@ -187,8 +216,14 @@ def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: s
     if text.count(marker) != len(items):
         raise jan.MediaError(f"the conversation's text contains the media marker {marker!r} itself; remove it",
                              reason="unsupported_format", param="messages")
-    prompt = model.media_prompt(text, model.prepare_media(items), add_special=False)
     bos = model.info.special_tokens.get("bos")
+    if request.context:  # as continued_prompt: the template's own BOS (written as text) is dropped after a context
+        check_context(model, request.context)
+        if bos is not None:
+            text = text.removeprefix(model.token_to_piece(bos, special=True))
+    prompt = model.media_prompt(text, model.prepare_media(items), add_special=False)
+    for token in reversed(request.context):  # (a MediaPrompt takes tokens before it one at a time)
+        prompt.prepend(token)
     if bos is not None and model.add_bos and (not prompt.tokens or prompt.tokens[0] != bos):
         prompt.prepend(bos)
     return prompt

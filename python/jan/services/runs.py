@@ -23,6 +23,22 @@ What a run does
     6. Events: ``MessageSent``, ``MessageResponse``, ``MessageUpdate`` (each piece, then the
        final message), ``InferenceStopped`` (cut off).
 
+Token limits (OpenAI's, over the whole run: every model turn of it, tool loops included): ``max_tokens`` /
+``max_completion_tokens`` ends a reply it cuts off ``incomplete`` (``incomplete_details.reason``
+``"max_completion_tokens"``). ``max_prompt_tokens`` is a budget the turns' prompts draw on, as usage counts
+them (the whole prompt, cached tokens included): each turn's prompt is fitted to what the earlier turns left of
+it with the run's truncation strategy (:mod:`jan.services.fit`; ``last_messages`` takes its messages, which are
+then fitted too); when even the shortest prompt allowed does not fit, that turn is not started and the run ends
+``incomplete`` (``"max_prompt_tokens"``), its reply message ``stopped`` and empty (``metadata.stop_reason:
+"max_prompt_tokens"``). An engine that renders its own prompts (a remote one) cannot be fitted: there the run
+stops once its turns have reported using the budget up, and ends ``incomplete`` when they went over it.
+
+Usage (OpenAI's run ``usage``: the tokens used "over the course of the run"): every model turn's usage, tool loops
+and ``submit_tool_outputs`` legs included, summed (:func:`add_usage`) and saved in the run's record, so a resumed
+run or one read back from disk keeps the totals; ``max_prompt_tokens`` is spent on its ``prompt_tokens``. Each
+assistant message the run writes has its own turn's usage in ``metadata.usage``, and a ``tool_calls`` step event's
+``usage`` (once ``completed``) is the usage of the turn that made the calls.
+
 Errors found before anything is written are raised (``NotFoundError``, ``ModelNotFoundError``,
 :class:`RequestError`). Once the reply exists a failure makes the message ``error`` and the run
 ``failed``.
@@ -74,6 +90,7 @@ from jan.core import (
 )
 from jan.services.chat import ChatService
 from jan.services.errors import RequestError, require
+from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_parameters
 from jan.services.run_records import (interrupt_if_orphaned, load_record, mark_interrupted, save_record,
                                       thread_records)
@@ -131,6 +148,9 @@ WAITING_STATUSES = ("requires_action", "interrupted")
 HOLDING_STATUSES = ("queued", "in_progress", "requires_action")
 #: Statuses a run never leaves: its record need not be read again to know it holds nothing.
 FINAL_STATUSES = ("completed", "incomplete", "cancelled", "failed")
+#: ``stop_reason`` of a reply whose turn was not started because the run's ``max_prompt_tokens`` had too little
+#: left for its prompt (the run ends ``incomplete``; OpenAI's ``incomplete_details.reason``).
+PROMPT_BUDGET = "max_prompt_tokens"
 
 
 @dataclass(frozen=True)
@@ -145,6 +165,7 @@ class RunRequest:
     additional_messages: tuple[dict[str, Any], ...] = ()  # as the conversational extension creates them
     metadata: dict[str, Any] | None = None
     last_messages: int | None = None  # truncation: only the last N messages of the history
+    max_prompt_tokens: int | None = None  # the prompt tokens all the run's model turns together may use
     response_format: ResponseFormat | None = None
     reasoning_effort: str | None = None  # the run's, else the assistant's (OpenAI's reasoning_effort)
     sampling: SamplingOptions = SamplingOptions()
@@ -158,7 +179,7 @@ class RunRequest:
 @dataclass(eq=False)
 class Run:
     """One run's state (its wire shape is the front end's business). ``status``: queued,
-    in_progress, completed, incomplete (the token limit), cancelled or failed."""
+    in_progress, completed, incomplete (a token limit: ``incomplete_reason``), cancelled or failed."""
 
     thread_id: str
     assistant_id: str
@@ -172,6 +193,7 @@ class Run:
     started_at: int | None = None
     ended_at: int | None = None
     status: str = "queued"
+    #: The run's usage so far: all its model turns' summed (:func:`add_usage`); None until a turn reports one.
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     last_error: dict[str, Any] | None = None
@@ -191,6 +213,10 @@ class Run:
     response_format: dict[str, Any] | None = None  # as recorded (see ResponseFormat)
     last_messages: int | None = None
     reasoning_effort: str | None = None
+    #: The prompt tokens all the run's model turns together may use: spent on ``usage["prompt_tokens"]``.
+    max_prompt_tokens: int | None = None
+    #: Why an ``incomplete`` run is: ``"max_completion_tokens"`` or ``"max_prompt_tokens"`` (OpenAI's reasons).
+    incomplete_reason: str | None = None
     # the stream, for listeners that re-attach
     events: list[tuple[str, Any]] = field(default_factory=list)
     task: asyncio.Task | None = None
@@ -354,6 +380,29 @@ def usage_fields(usage: Usage) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
 
 
+def add_usage(total: dict[str, Any] | None, turn: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run's usage after one more model turn's (both as :func:`usage_fields` writes them): each count summed, as
+    OpenAI's run ``usage`` counts "over the course of the run". A count no turn knew stays None (a cut reply's
+    estimate may not know its prompt); ``estimated`` when any turn's count was."""
+    if turn is None:
+        return total
+    if total is None:
+        return {**turn, **({"prompt_tokens_details": dict(turn["prompt_tokens_details"])}
+                           if isinstance(turn.get("prompt_tokens_details"), dict) else {})}
+    out: dict[str, Any] = {}
+    for key in ("prompt_tokens", "completion_tokens"):
+        a, b = total.get(key), turn.get(key)
+        out[key] = None if a is None and b is None else (a or 0) + (b or 0)
+    out["total_tokens"] = None if out["prompt_tokens"] is None or out["completion_tokens"] is None \
+        else out["prompt_tokens"] + out["completion_tokens"]
+    cached = [(u.get("prompt_tokens_details") or {}).get("cached_tokens") for u in (total, turn)]
+    if any(c is not None for c in cached):
+        out["prompt_tokens_details"] = {"cached_tokens": sum(c or 0 for c in cached)}
+    if total.get("estimated") or turn.get("estimated"):
+        out["estimated"] = True
+    return out
+
+
 def describe_error(exc: BaseException) -> tuple[str, str | None]:
     """(message, code) of a failure, as a run records it; front ends may pass their own mapping."""
     return str(exc) or type(exc).__name__, getattr(exc, "code", None)
@@ -390,7 +439,8 @@ def run_record(run: Run) -> dict[str, Any]:
         "tools": run.tool_specs, "parallel_tool_calls": run.parallel_tool_calls, "step": run.step,
         "pending": [c.to_dict() for c in run.pending], "background": run.background,
         "response_format": run.response_format, "last_messages": run.last_messages,
-        "reasoning_effort": run.reasoning_effort,
+        "reasoning_effort": run.reasoning_effort, "max_prompt_tokens": run.max_prompt_tokens,
+        "incomplete_reason": run.incomplete_reason,
     }
 
 
@@ -399,10 +449,12 @@ def _reasoning(effort: str | None) -> ReasoningOptions | None:
     return ReasoningOptions(effort=effort) if effort else None
 
 
-def run_truncation(last_messages: int | None) -> Truncation:
+def run_truncation(last_messages: int | None, max_prompt_tokens: int | None = None) -> Truncation:
     """A run's ``truncation_strategy`` for its chat turns: ``auto`` (OpenAI's default) drops the oldest turns of a
-    thread longer than the context; ``last_messages`` keeps exactly the last N messages, and no more is dropped."""
-    return "disabled" if last_messages else "auto"
+    thread longer than the context; ``last_messages`` keeps exactly the last N messages, and no more is dropped —
+    unless the run has a ``max_prompt_tokens`` budget: its best effort to stay within it (OpenAI's promise) drops
+    the oldest of those N too when they do not fit what is left of it."""
+    return "disabled" if last_messages and max_prompt_tokens is None else "auto"
 
 
 def run_from_record(record: dict[str, Any]) -> Run:
@@ -422,6 +474,9 @@ def run_from_record(record: dict[str, Any]) -> Run:
     run.background = bool(record.get("background"))
     run.response_format, run.last_messages = record.get("response_format"), record.get("last_messages")
     run.reasoning_effort = record.get("reasoning_effort")
+    run.max_prompt_tokens = record.get("max_prompt_tokens")
+    # a record of an older jan has no reason: its only limit then was max_completion_tokens
+    run.incomplete_reason = record.get("incomplete_reason") or ("max_completion_tokens" if run.status == "incomplete" else None)
     if record.get("message_id"):
         run.message = {"id": record["message_id"]}
     if not run.active:
@@ -747,13 +802,14 @@ class RunService:
         run = Run(req.thread_id, assistant["id"], model["id"], instructions, sampling.given(), req.metadata or {})
         effort = req.reasoning_effort or assistant.get("reasoning_effort") or None
         run.chat_request = ChatRequest(model=model["id"], messages=messages, response_format=response_format,
-                                       sampling=sampling, truncation=run_truncation(req.last_messages),
-                                       reasoning=_reasoning(effort))
+                                       sampling=sampling,
+                                       truncation=run_truncation(req.last_messages, req.max_prompt_tokens),
+                                       reasoning=_reasoning(effort), max_prompt_tokens=req.max_prompt_tokens)
         run.run_tools = list(req.tools) if req.tools is not None else None
         run.tool_choice_request, run.tool_policy, run.tool_specs = req.tool_choice, req.tool_policy, policy.specs
         run.parallel_tool_calls, run.background = req.parallel_tool_calls, req.background
         run.response_format, run.last_messages = _format_record(response_format), req.last_messages
-        run.reasoning_effort = effort
+        run.reasoning_effort, run.max_prompt_tokens = effort, req.max_prompt_tokens
         bus = self.manager.bus
         last_user = next((m for m in reversed(history) if m.get("role") == "user"), None)
         if last_user is not None:
@@ -932,6 +988,11 @@ class _Execution:
         #: Tokens of the reply written before this leg (a resumed reply's partial text): they count against
         #: the run's ``max_tokens`` and in its usage.
         self.continued_tokens = 0
+        #: The model turn's own usage (its reply's ``metadata.usage``; None until told), the run's usage before
+        #: the turn (what the turn's is added to), and the prompt's length told with its first token.
+        self.turn_usage: dict[str, Any] | None = None
+        self._usage_before: dict[str, Any] | None = run.usage
+        self._turn_prompt: int | None = None
         self._saver: asyncio.Task | None = None
         self._last_save = 0.0
 
@@ -993,8 +1054,17 @@ class _Execution:
                            response_format=_format_of(run.response_format), sampling=sampling,
                            continue_final_message=bool(continue_text),
                            # a background run is queued work: it waits for room rather than fail when the model is busy
-                           wait_for_room=run.background, truncation=run_truncation(run.last_messages),
-                           reasoning=_reasoning(run.reasoning_effort))
+                           wait_for_room=run.background,
+                           truncation=run_truncation(run.last_messages, run.max_prompt_tokens),
+                           reasoning=_reasoning(run.reasoning_effort), max_prompt_tokens=self._prompt_tokens_left())
+
+    def _prompt_tokens_left(self) -> int | None:
+        """What the run's earlier turns left of its ``max_prompt_tokens`` for the next turn's prompt (None: no
+        budget; 0 or less: spent)."""
+        run = self.run
+        if run.max_prompt_tokens is None:
+            return None
+        return run.max_prompt_tokens - int((run.usage or {}).get("prompt_tokens") or 0)
 
     def _tokens_left(self, sampling: SamplingOptions) -> int | None:
         """What a continued reply may still generate under ``max_tokens`` (None: no limit, or nothing continued)."""
@@ -1013,8 +1083,13 @@ class _Execution:
             return 0
 
     def _reply_usage(self, usage: Usage) -> dict[str, Any]:
-        """The run's usage from a leg's: a continued reply counts its earlier tokens too, and its prompt is the
-        conversation before the reply (this leg's prompt also held the partial reply)."""
+        """A turn's usage (its reply's) from its leg's: a continued reply counts its earlier tokens too, and its
+        prompt is the conversation before the reply (this leg's prompt also held the partial reply). The turn of
+        the interrupted leg that wrote those tokens never counted in the run (its process died before it ended),
+        so the run adds the whole reply's once, as this."""
+        if not usage.prompt_tokens and self._turn_prompt:  # an engine's usage without the prompt it was told
+            usage = Usage(prompt_tokens=self._turn_prompt, completion_tokens=usage.completion_tokens,
+                          cached_tokens=usage.cached_tokens)
         fields = usage_fields(usage)
         if self.continued_tokens:
             prompt = max(0, usage.prompt_tokens - self.continued_tokens)
@@ -1032,23 +1107,36 @@ class _Execution:
         })
         self.text, self.tool_calls, self._pieces, self.continued_tokens = "", {}, 0, 0
         self.reasoning, self._reasoning_started, self.reasoning_ms = "", None, None
+        self._begin_turn()  # a new reply: none of the previous turn's usage is its
         self.bus.emit_nowait(MessageResponse(thread_id=run.thread_id, message=run.message))
         run.publish("thread.message.created", run.message)
         run.publish("thread.message.in_progress", run.message)
+
+    def _begin_turn(self) -> None:
+        """A model turn starts: its usage is added to what the run used before it."""
+        self.turn_usage, self._usage_before, self._turn_prompt = None, self.run.usage, None
+
+    def _count_turn(self, usage: dict[str, Any]) -> None:
+        """The turn's usage (told again, it replaces what it said before): the reply's, added to the run's."""
+        self.turn_usage = usage
+        self.run.usage = add_usage(self._usage_before, usage)
 
     async def _stream_step(self, request: ChatRequest) -> tuple[str, Any, bool]:
         """Stream one model turn into ``run.message``; returns ``(status, error, cancelled)``."""
         run = self.run
         self._last_save = time.monotonic()
         run.finish_reason = None
+        self._begin_turn()
         status, error, cancelled = "ready", None, False
         stream = self.service.chat.stream(request)
         message_id = run.message["id"]
         try:
             async with stream:
                 async for delta in stream:
+                    if delta.prompt_tokens is not None:
+                        self._turn_prompt = delta.prompt_tokens  # told with the first token: a cut turn spent it
                     if delta.usage is not None:
-                        run.usage = self._reply_usage(delta.usage)
+                        self._count_turn(self._reply_usage(delta.usage))
                     if delta.choice != 0:
                         continue
                     if delta.reasoning:
@@ -1084,6 +1172,9 @@ class _Execution:
             status, run.stop_reason = "stopped", stop.reason
         except asyncio.CancelledError:
             status, run.stop_reason, cancelled = "stopped", run.stop_reason or "cancelled", True
+        except PromptBudgetError as exc:  # refused before the engine saw it: no turn started, nothing spent
+            status, run.stop_reason = "stopped", PROMPT_BUDGET
+            log.info("run %s: turn %d not started: %s", run.id, run.step, exc)
         except Exception as exc:  # noqa: BLE001 - recorded in the message and the run
             status, error = "error", self.service.describe_error(exc)
             log.info("run %s failed: %s", run.id, error[0])
@@ -1126,8 +1217,14 @@ class _Execution:
                         and request.sampling.max_tokens <= 0:
                     # the partial reply already holds max_tokens tokens: it ends as the limit would have ended it
                     run.finish_reason = "length"
-                    run.usage = await self._usage_without_generating(request)
+                    self._begin_turn()
+                    self._count_turn(await self._usage_without_generating(request))
                     await self._finish("ready", None)
+                    return
+                if request.max_prompt_tokens is not None and request.max_prompt_tokens <= 0:
+                    # the earlier turns spent the budget (a remote engine's may overspend it): none is started
+                    run.finish_reason, run.stop_reason = None, PROMPT_BUDGET
+                    await self._finish("stopped", None)
                     return
                 status, error, cancelled = await self._stream_step(request)
                 calls = parse_calls([self.tool_calls[i] for i in sorted(self.tool_calls)])
@@ -1158,17 +1255,24 @@ class _Execution:
         if not saved:
             metadata = {**((run.message or {}).get("metadata") or {}), "run_id": run.id, "model": run.model_id,
                         "step": run.step, "tool_calls": [c.to_dict() for c in calls], "finish_reason": "tool_calls"}
+            if self.turn_usage:
+                metadata["usage"] = self.turn_usage
             self._thinking_done()
             stored = await self._save({"content": self._parts(), "status": "ready", "metadata": metadata})
             run.message = stored or {**self._message_now("ready"), "metadata": metadata}
+            # the turn's usage is in the run's record before its calls run: a stop of jan inside one keeps it
+            await self.service.persist(run)
             run.publish("thread.message.completed", run.message)
+            usage = self.turn_usage
+        else:
+            usage = ((run.message or {}).get("metadata") or {}).get("usage")
         step_id = f"step_{uuid.uuid4().hex[:24]}"
         run.publish("thread.run.step.created", self._step_object(step_id, calls, None, "in_progress"))
         auto, ask = triage(self.policy, calls)
         records = await run_calls(self.service.tools, self.policy, auto, approved_by="policy") if auto else []
         if records:
             await save_tool_messages(self.store, run.thread_id, run.id, run.assistant_id, records, run.step)
-        run.publish("thread.run.step.completed", self._step_object(step_id, calls, records, "completed"))
+        run.publish("thread.run.step.completed", self._step_object(step_id, calls, records, "completed", usage))
         if ask:
             answered = {r.call.id for r in records}
             run.pending = [c for c in calls if c.id not in answered]
@@ -1188,7 +1292,10 @@ class _Execution:
         await self.service.persist(self.run)
         await self.new_message()
 
-    def _step_object(self, step_id: str, calls: list[PendingCall], records, status: str) -> dict[str, Any]:
+    def _step_object(self, step_id: str, calls: list[PendingCall], records, status: str,
+                     usage: dict[str, Any] | None = None) -> dict[str, Any]:
+        """OpenAI's ``tool_calls`` run step; its ``usage`` (the turn that made the calls) is null while
+        ``in_progress``, as OpenAI's."""
         outputs = {r.call.id: r for r in records or []}
         tool_calls = []
         for call in calls:
@@ -1200,16 +1307,27 @@ class _Execution:
             tool_calls.append(item)
         return {"id": step_id, "object": "thread.run.step", "run_id": self.run.id, "thread_id": self.run.thread_id,
                 "assistant_id": self.run.assistant_id, "type": "tool_calls", "status": status,
-                "step_details": {"type": "tool_calls", "tool_calls": tool_calls}}
+                "step_details": {"type": "tool_calls", "tool_calls": tool_calls},
+                "usage": usage if status != "in_progress" else None}
+
+    def _over_budget(self) -> bool:
+        """Whether the run's turns used more prompt tokens than its ``max_prompt_tokens``: only an engine that
+        renders its own prompts can (a local one fits each prompt to what is left)."""
+        left = self._prompt_tokens_left()
+        return left is not None and left < 0
 
     async def _usage_so_far(self) -> dict[str, Any]:
-        """Usage of a reply cut off before the engine reported it: its text re-tokenized (a close count)."""
+        """Usage of a reply cut off before the engine reported it: its text re-tokenized (a close count), and its
+        prompt as the engine told it with the first token (None when it did not: a remote engine, or none came;
+        a continued reply's, less the partial reply it held, as :meth:`_reply_usage`)."""
         try:
             target = await self.service.models.resolve(self.run.model_id)
             completion = len(await target.engine.tokenize(target.model, self.text, add_special=False))
         except Exception:  # noqa: BLE001 - an estimate is all this is
             completion = self._pieces
-        return {"prompt_tokens": None, "completion_tokens": completion, "total_tokens": None, "estimated": True}
+        prompt = None if self._turn_prompt is None else max(0, self._turn_prompt - self.continued_tokens)
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": None if prompt is None else prompt + completion, "estimated": True}
 
     async def _usage_without_generating(self, request: ChatRequest) -> dict[str, Any]:
         """The usage of a continued reply that had no tokens left to generate: its prompt as rendered."""
@@ -1221,17 +1339,24 @@ class _Execution:
         return self._reply_usage(Usage(prompt_tokens=prompt, completion_tokens=0))
 
     async def _finish(self, status: str, error: tuple[str, str | None] | None) -> None:
+        """End the leg and the run (not one going on in ``requires_action``): the reply saved as ``status``, the
+        run's status from it. A reply ``stopped`` for :data:`PROMPT_BUDGET` never had a turn: the run is
+        ``incomplete``, not ``cancelled``."""
         run = self.run
         if self._saver is not None:
             await asyncio.wait([self._saver])
+        over_budget = status == "stopped" and run.stop_reason == PROMPT_BUDGET
         metadata = dict((run.message or {}).get("metadata") or {})
         metadata.update({"run_id": run.id, "model": run.model_id})
         if run.finish_reason:
             metadata["finish_reason"] = run.finish_reason
-        if run.usage is None and status == "stopped" and self.text:
-            run.usage = await self._usage_so_far()
-        if run.usage:
-            metadata["usage"] = run.usage
+        if self.turn_usage is None and status == "stopped" and self.text:
+            self._count_turn(await self._usage_so_far())
+        if over_budget:
+            # this reply used nothing (its message says no usage); a terminal run tells its usage, as OpenAI's
+            run.usage = run.usage or usage_fields(Usage())
+        elif self.turn_usage:
+            metadata["usage"] = self.turn_usage  # the reply's own turn (the run's usage sums all of them)
         if error is not None:
             metadata["error"], metadata["error_code"] = error
         if status == "stopped":
@@ -1240,8 +1365,11 @@ class _Execution:
         # The run's state first: whoever sees the final message also sees the finished run.
         run.ended_at = int(time.time())
         run.pending = []
-        if status == "ready":
+        if over_budget or (status == "ready" and self._over_budget()):
+            run.status, run.incomplete_reason = "incomplete", PROMPT_BUDGET
+        elif status == "ready":
             run.status = "incomplete" if run.finish_reason == "length" else "completed"
+            run.incomplete_reason = "max_completion_tokens" if run.status == "incomplete" else None
         elif status == "stopped":
             run.status = "cancelled"
         else:
@@ -1249,7 +1377,7 @@ class _Execution:
             run.last_error = {"code": error[1] or "server_error", "message": error[0]}
         saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
         run.message = saved or {**self._message_now(status), "metadata": metadata}
-        if status == "stopped":
+        if status == "stopped" and not over_budget:  # (a turn not started was no inference)
             self.bus.emit_nowait(InferenceStopped(model_id=run.model_id, request_id=run.id,
                                                   thread_id=run.thread_id, reason=run.stop_reason or "cancelled"))
         self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, message=run.message))

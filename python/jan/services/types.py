@@ -500,9 +500,20 @@ class ChatRequest:
     #: fits, as Ollama's ``truncate``, the Responses API's ``truncation`` and a run's
     #: ``truncation_strategy`` ask. See :func:`jan.services.fit.fit_history`.
     truncation: Truncation = "disabled"
+    #: The most tokens the prompt may hold (None: the context is the only limit): what an assistant run's
+    #: ``max_prompt_tokens`` leaves for this turn. With ``truncation="auto"`` the oldest turns are dropped to fit
+    #: it too; a prompt that still holds more is refused before it reaches the engine
+    #: (:class:`jan.services.fit.PromptBudgetError`). Local engines only: one that renders its own prompts is
+    #: not told (the run checks what its turns reported using instead).
+    max_prompt_tokens: int | None = None
     #: The client insists that the model's chat template knows tools (Ollama's 400 "does not support
     #: tools"); by default tools given to one that does not are written into the prompt in a generic format.
     tools_need_template: bool = False
+    #: Token ids of an earlier exchange that this prompt continues (Ollama's ``context`` on ``/api/generate``:
+    #: what a reply's :attr:`ChatDelta.prompt_token_ids` and ``token_ids`` were): the rendered prompt follows
+    #: them, with no BOS of its own. Local engines only; an id outside the vocabulary is a ``RequestError``
+    #: (``param="context"``). Truncation never drops them.
+    context: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # A tool name given twice (as Anthropic's "Tool names must be unique"): the model's call could not say
@@ -574,6 +585,11 @@ class ChatDelta:
     before the usage (a dialect that announces it at the start can: Anthropic's ``message_start``);
     ``None`` elsewhere, and where it is not known then (a prompt with images, a remote engine).
     ``cached_tokens``: with ``prompt_tokens``, how many of them the KV cache held (the final usage's).
+    ``prompt_token_ids``: on each choice's first delta from a local engine, the prompt's token ids as the
+    model evaluated them (an image's or audio clip's positions left out: no token id holds them); ``None``
+    elsewhere. ``token_ids``: the choice's tokens generated since its previous delta (a stop string's
+    included; an end-of-generation token is not generated), where the engine tells them; the choice's
+    last delta has any still held back. Together: the exchange, which :attr:`ChatRequest.context` continues.
     """
 
     choice: int = 0
@@ -586,13 +602,19 @@ class ChatDelta:
     stop: str | None = None
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
+    token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class ChoiceResult:
+    """One choice of a :class:`ChatResult`; ``prompt_token_ids`` and ``token_ids`` as its deltas had them."""
+
     message: ChatMessage
     finish_reason: str
     logprobs: tuple[TokenLogprob, ...] | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
+    token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -606,13 +628,19 @@ class ChatResult:
 
 @dataclass(frozen=True)
 class CompletionDelta:
-    """A piece of one choice of a text completion (``usage`` with ``choice == -1`` at the end)."""
+    """A piece of one choice of a text completion (``usage`` with ``choice == -1`` at the end).
+
+    ``token_ids``: the tokens generated for this piece, where the engine tells them. ``prompt_token_ids``:
+    on each choice's first delta, the prompt's token ids when it was given as token ids (``None`` for a
+    text prompt, which the engine tokenizes)."""
 
     choice: int = 0
     text: str = ""
     logprobs: tuple[TokenLogprob, ...] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
+    token_ids: tuple[int, ...] = ()
+    prompt_token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -177,8 +177,9 @@ def truncation(truncate: bool | None) -> Truncation:
 
 
 def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatRequest:
-    """``/api/generate`` without ``raw``: the prompt is one user turn (after ``system``) in the model's template."""
-    _refuse_go_features(body)
+    """``/api/generate`` without ``raw``: the prompt is one user turn (after ``system``) in the model's template,
+    after ``context`` (an earlier reply's token ids) when given."""
+    _refuse_template(body)
     messages: list[ChatMessage] = []
     if body.system:
         messages.append(ChatMessage.of_text("system", body.system))
@@ -192,30 +193,34 @@ def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatR
         top_logprobs=body.top_logprobs if body.logprobs else 0,
         reasoning=reasoning(body.think),
         truncation=truncation(body.truncate),
+        context=tuple(body.context or ()),
     )
 
 
 def completion_request(body: wire.OllamaGenerateRequest, model: str, prompt: str | tuple[int, ...] | None = None,
                        grammar: str | None = None) -> CompletionRequest:
-    """``/api/generate`` with ``raw`` (the prompt goes to the model as is), or an infill prompt's token ids."""
-    _refuse_go_features(body)
+    """``/api/generate`` with ``raw`` (the prompt goes to the model as is), or an infill prompt's token ids
+    (which hold ``context`` already: :func:`jan.services.infill.infill_prompt`)."""
+    _refuse_template(body)
     if body.images:
         raise OllamaRequestError("images cannot be sent with raw: true (a raw prompt has no place for them)")
-    if body.raw and body.system:  # Ollama's own 400: no template wraps a raw prompt, so the system prompt would be lost
+    # Ollama's own 400: no template wraps a raw prompt, so the system prompt would be lost, and a raw reply has no
+    # context to give back either (an empty list is no context, as Ollama counts it)
+    if body.raw and body.system:
         raise OllamaRequestError("raw mode does not support template, system, or context (a raw prompt goes to the "
                                  "model as is: write the system prompt into it)")
+    if body.raw and body.context:
+        raise OllamaRequestError("raw mode does not support template, system, or context (a raw prompt goes to the "
+                                 "model as is: send the conversation's text in it, or drop raw)")
     return CompletionRequest(model=model, prompts=(body.prompt if prompt is None else prompt,),
                              sampling=sampling(body.options), logprobs=body.top_logprobs if body.logprobs else None,
                              grammar=grammar)
 
 
-def _refuse_go_features(body: wire.OllamaGenerateRequest) -> None:
+def _refuse_template(body: wire.OllamaGenerateRequest) -> None:
     if body.template:
         raise OllamaRequestError("template: Ollama's Go templates are not supported; jan uses the model's own "
                                  "chat template (send raw: true with a prompt you formatted yourself)")
-    if body.context:
-        raise OllamaRequestError("context: the deprecated token context is not supported; use /api/chat with "
-                                 "the conversation's messages")
 
 
 def embedding_request(model: str, inputs: list[str], truncate: bool | None = None) -> EmbeddingRequest:

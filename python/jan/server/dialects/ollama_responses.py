@@ -5,7 +5,10 @@ Field names and order follow Ollama's ``api/types.go`` (``ChatResponse``,
 ``created_at``, the text piece (``message`` or ``response``) and ``done``; the
 last one adds ``done_reason`` and the statistics, durations in nanoseconds.
 Tool calls are whole objects with parsed ``arguments``, as Ollama sends them,
-so they go out once a call is complete (when the choice finishes).
+so they go out once a call is complete (when the choice finishes). The last
+``/api/generate`` object also has ``context``: the exchange's token ids (the
+prompt as evaluated, then the generated tokens), which a next request sends
+back to continue it.
 """
 
 from __future__ import annotations
@@ -99,17 +102,21 @@ class OllamaEncoder:
 
     Feed the service's deltas to :meth:`delta` (streaming) and send what it returns, then
     :meth:`final`; or turn a whole result into one object with :meth:`whole`. Only choice 0
-    exists (Ollama has no ``n``).
+    exists (Ollama has no ``n``). With ``context`` (a generate request that is not ``raw``, as
+    Ollama), the done object carries the exchange's token ids when the deltas told them (the
+    prompt's on the first one: local engines); left out otherwise, as Go's ``omitempty`` does.
     """
 
-    def __init__(self, kind: Kind, model: str, timing: Timing, *, clock: Clock = created_at):
+    def __init__(self, kind: Kind, model: str, timing: Timing, *, clock: Clock = created_at, context: bool = False):
         self.kind = kind
         self.model = model
         self.timing = timing
         self.clock = clock
+        self.context = context and kind == "generate"  # Ollama's chat replies have none
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish: str | None = None
         self._usage: Usage | None = None
+        self._tokens: list[int] | None = None  # the exchange so far; None until the prompt's ids come
 
     # -- streaming -------------------------------------------------------------
     def delta(self, delta: ChatDelta | CompletionDelta) -> list[dict[str, Any]]:
@@ -118,6 +125,8 @@ class OllamaEncoder:
             self._usage = delta.usage
         if delta.choice != 0:
             return []
+        if self.context:
+            self._add_tokens(delta.prompt_token_ids, delta.token_ids)
         out: list[dict[str, Any]] = []
         text = delta.content if isinstance(delta, ChatDelta) else delta.text
         thinking = delta.reasoning if isinstance(delta, ChatDelta) else ""
@@ -138,20 +147,31 @@ class OllamaEncoder:
         return out
 
     def final(self) -> dict[str, Any]:
-        """The last object: ``done``, ``done_reason`` and the statistics."""
+        """The last object: ``done``, ``done_reason``, ``context`` and the statistics."""
         return self._object("", "", done=True, stats=metrics(self._usage, self.timing))
+
+    def _add_tokens(self, prompt: tuple[int, ...] | None, generated: tuple[int, ...]) -> None:
+        if prompt is not None:
+            self._tokens = list(prompt)
+        if self._tokens is not None:
+            self._tokens += generated
 
     # -- one object --------------------------------------------------------------
     def whole(self, result: ChatResult | None = None, *, text: str = "", finish_reason: str | None = None,
-              usage: Usage | None = None, token_logprobs: tuple[TokenLogprob, ...] | None = None) -> dict[str, Any]:
-        """The single object of a ``"stream": false`` request, from a chat result (or generated text)."""
+              usage: Usage | None = None, token_logprobs: tuple[TokenLogprob, ...] | None = None,
+              prompt_token_ids: tuple[int, ...] | None = None, token_ids: tuple[int, ...] = ()) -> dict[str, Any]:
+        """The single object of a ``"stream": false`` request, from a chat result (or generated text,
+        with the prompt's and the generated token ids where known)."""
         thinking, calls = "", []
         if result is not None:
             choice = result.choices[0]
             text, thinking = choice.message.text, choice.message.reasoning or ""
             calls = list(choice.message.tool_calls)
             finish_reason, usage, token_logprobs = choice.finish_reason, result.usage, choice.logprobs
+            prompt_token_ids, token_ids = choice.prompt_token_ids, choice.token_ids
         self._finish, self._usage = finish_reason, usage
+        if self.context:
+            self._add_tokens(prompt_token_ids, token_ids)
         return self._object(text, thinking, calls=calls, lp=logprobs(token_logprobs), done=True,
                             stats=metrics(usage, self.timing))
 
@@ -176,6 +196,8 @@ class OllamaEncoder:
         obj["done"] = done
         if done:
             obj["done_reason"] = done_reason(self._finish)
+            if self.context and self._tokens:  # after done_reason, before the metrics: GenerateResponse's order
+                obj["context"] = self._tokens
         if self.kind == "chat":
             if lp:
                 obj["logprobs"] = lp

@@ -212,6 +212,7 @@ class OllamaGenerateRequest(_Inference):
     suffix: str = ""
     system: str = ""
     template: str = ""
+    #: The token ids an earlier reply's last object gave (its ``context``): the new prompt continues them.
     context: TokenList | None = None
     raw: bool = False
     images: list[str] | None = None

@@ -292,19 +292,21 @@ async def _load_or_unload(target: Target, keep_alive: float | None, timing: Timi
 @ollama_errors
 async def generate(request: web.Request) -> web.StreamResponse:
     """Ollama generate: ``prompt`` (+ ``system``, ``images``) in the model's chat template, or as is
-    with ``raw``; ``suffix`` fills in the middle on models with FIM tokens."""
+    with ``raw``; ``suffix`` fills in the middle on models with FIM tokens. ``context`` (token ids that
+    the last object of an earlier reply gave, unless ``raw``) is continued: the new prompt follows it."""
     timing = Timing()
     body = await _body(request, wire.OllamaGenerateRequest)
     target = await _target(request, body.model)
     keep_alive = body.keep_alive_seconds
-    encoder = OllamaEncoder("generate", body.model, timing)
+    encoder = OllamaEncoder("generate", body.model, timing, context=not body.raw)
     if not body.prompt and not body.suffix and not body.images:
         return await _load_or_unload(target, keep_alive, timing, encoder)
     services = _services(request)
     async with _model_in_use(target, keep_alive, timing):
         if body.suffix or body.raw:
             grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)
-            prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix) if body.suffix else None
+            prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix,
+                                         tuple(body.context or ())) if body.suffix else None
             stream = services.completions.stream(ollama_requests.completion_request(body, target.id, prompt, grammar))
             if not body.streaming:
                 return _json(await unless_disconnected(request, _whole_completion(stream, encoder), target.id))
@@ -324,6 +326,8 @@ async def _whole_completion(stream: AsyncIterator[CompletionDelta], encoder: Oll
     finish: str | None = None
     usage: Usage | None = None
     logprobs: list[TokenLogprob] = []
+    prompt_ids: tuple[int, ...] | None = None
+    token_ids: list[int] = []
     async with contextlib.aclosing(stream):
         async for delta in stream:
             if delta.usage is not None:
@@ -333,8 +337,11 @@ async def _whole_completion(stream: AsyncIterator[CompletionDelta], encoder: Oll
             text.append(delta.text)
             logprobs += delta.logprobs or ()
             finish = delta.finish_reason or finish
+            prompt_ids = delta.prompt_token_ids if delta.prompt_token_ids is not None else prompt_ids
+            token_ids += delta.token_ids
     return encoder.whole(text="".join(text), finish_reason=finish, usage=usage,
-                         token_logprobs=tuple(logprobs) or None)
+                         token_logprobs=tuple(logprobs) or None, prompt_token_ids=prompt_ids,
+                         token_ids=tuple(token_ids))
 
 
 # -- embeddings ----------------------------------------------------------------------------------

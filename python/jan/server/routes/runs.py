@@ -30,7 +30,8 @@ from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, list_query, message_fields, page_of,
                                       thread_fields)
-from jan.server.schemas import Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop, bounded
+from jan.server.schemas import (INT32_MAX, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
+                                bounded)
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
 from jan.services.runs import Run, RunRequest, run_record
@@ -43,6 +44,8 @@ routes = web.RouteTableDef()
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repeat_penalty", "repeat_last_n",
                    "presence_penalty", "frequency_penalty", "seed", "stop", "max_tokens", "max_completion_tokens",
                    "ignore_eos")
+#: OpenAI's least ``max_prompt_tokens`` (its API answers a smaller one with a 400 naming the field).
+MIN_PROMPT_TOKENS = 256
 
 
 class TruncationStrategy(_Strict):
@@ -87,6 +90,10 @@ class RunCreate(_Strict):
     stop: Stop = None
     max_tokens: Int32Count | None = None
     max_completion_tokens: Int32Count | None = None
+    max_prompt_tokens: int | None = Field(default=None, ge=MIN_PROMPT_TOKENS, le=INT32_MAX, description=(
+        "The prompt tokens all the run's model turns together may use (at least 256, as OpenAI): each turn's "
+        "prompt is shortened to what is left (truncation_strategy), and the run ends 'incomplete' (reason "
+        "'max_prompt_tokens') when even the shortest does not fit"))
     ignore_eos: bool | None = None
     tools: list[dict[str, Any]] | None = Field(default=None, description=(
         "Tools of this run (overrides the thread's and the assistant's): {'type': 'function', 'function': "
@@ -158,16 +165,19 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "required_action": {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": pending}}
         if status == "requires_action" and pending else None,
         "last_error": record.get("last_error"),
-        "incomplete_details": {"reason": "max_completion_tokens"} if status == "incomplete" else None,
+        # an older jan's record has no reason: its only limit then was max_completion_tokens
+        "incomplete_details": {"reason": record.get("incomplete_reason") or "max_completion_tokens"}
+        if status == "incomplete" else None,
         "model": record.get("model"),
         "instructions": record.get("instructions"),
         "tools": tools,
         "metadata": record.get("metadata") or {},
+        # every model turn's, summed (OpenAI's "over the course of the run"); so far, while the run goes on
         "usage": record.get("usage"),
         "temperature": params.get("temperature"),
         "top_p": params.get("top_p"),
         "max_completion_tokens": params.get("max_tokens"),
-        "max_prompt_tokens": None,
+        "max_prompt_tokens": record.get("max_prompt_tokens"),
         "reasoning_effort": record.get("reasoning_effort"),
         "truncation_strategy": ({"type": "last_messages", "last_messages": record["last_messages"]}
                                 if record.get("last_messages") else {"type": "auto", "last_messages": None}),
@@ -300,6 +310,27 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     request in ``requires_action`` (``thread.run.requires_action``), and
     ``POST .../submit_tool_outputs`` continues it. See ``docs/tools.md``.
 
+    **Token limits** cover the whole run (every model turn, tool loops
+    included). ``max_completion_tokens`` (or ``max_tokens``) cuts the reply
+    off: the run ends ``incomplete``, ``incomplete_details: {"reason":
+    "max_completion_tokens"}``. ``max_prompt_tokens`` (at least 256, as
+    OpenAI; a smaller one is a 400 naming it) is a budget the turns' prompts
+    draw on (what they used is ``usage.prompt_tokens``): each prompt is
+    shortened to what is left with the run's ``truncation_strategy`` (the
+    oldest turns dropped; ``last_messages`` too). When even the shortest
+    prompt does not fit, that turn is not started: its reply message ends
+    ``stopped``, empty, with ``metadata.stop_reason: "max_prompt_tokens"``
+    (``thread.message.incomplete``) and the run ``incomplete`` with
+    ``{"reason": "max_prompt_tokens"}``.
+
+    **Usage** is the whole run's, as OpenAI's: ``prompt_tokens``,
+    ``completion_tokens``, ``total_tokens`` and
+    ``prompt_tokens_details.cached_tokens`` summed over every model turn
+    (tool loops and ``submit_tool_outputs`` legs included; kept across a
+    restart and a resume). Each assistant message the run writes holds its
+    own turn's usage in ``metadata.usage``; a ``thread.run.step.completed``
+    event's ``usage`` is that of the turn that made its tool calls.
+
     **Client disconnect: the run stops.** When the client goes away mid-run
     (streaming or not), generation is cancelled at the next token, which
     frees the engine's slot, and the text generated so far is saved with
@@ -329,7 +360,7 @@ def run_request(body: RunCreate, thread_id: str) -> RunRequest:
         additional_messages=tuple(message_fields(m) for m in body.additional_messages or ()),
         metadata=body.metadata,
         last_messages=truncation.last_messages if truncation is not None and truncation.type == "last_messages" else None,
-        reasoning_effort=body.reasoning_effort,
+        max_prompt_tokens=body.max_prompt_tokens, reasoning_effort=body.reasoning_effort,
         response_format=response_format_of(body.response_format) if isinstance(body.response_format, ResponseFormat)
         else None,
         sampling=SamplingOptions.from_mapping(body.model_dump(include=set(SAMPLING_FIELDS), exclude_none=True)),
