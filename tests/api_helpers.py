@@ -179,6 +179,15 @@ def message_text(message: dict[str, Any]) -> str:
     return "".join(p["text"]["value"] for p in message["content"] if p["type"] == "text")
 
 
+def summed_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Model turns' usages added up, as a run reports its own (OpenAI's: "over the course of the run")."""
+    prompt = sum(u["prompt_tokens"] for u in usages)
+    completion = sum(u["completion_tokens"] for u in usages)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": sum(u["prompt_tokens_details"]["cached_tokens"]
+                                                           for u in usages)}}
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every line of a JSONL file, strictly parsed (a torn line fails the test)."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

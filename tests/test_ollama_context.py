@@ -11,7 +11,7 @@ import ollama
 import openai
 import pytest
 from server_helpers import start_server
-from test_server_ollama import FIM, write_fim_model
+from test_server_ollama import FIM, JPEG, write_fim_model
 
 STORY = "Once upon a time"
 GREEDY = {"temperature": 0, "num_predict": 8}
@@ -160,9 +160,195 @@ def test_raw_mode_refuses_a_context_as_ollama(server):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_context_longer_than_the_window_is_the_routes_400(server, stream):
-    # 600 tokens in a 512-token context: refused as any over-long prompt is (the context is never cut)
+def test_with_truncate_false_a_context_longer_than_the_window_is_a_400(server, stream):
+    # 600 tokens in a 512-token context: refused as any over-long prompt is when truncation is off
     response = _post(server, "/api/generate", {"model": "stories260K", "prompt": STORY, "context": [1] + [403] * 600,
-                                               "stream": stream})
+                                               "truncate": False, "stream": stream})
     assert response.status_code == 400
     assert list(response.json()) == ["error"] and "512" in response.json()["error"]
+
+
+# -- a context that fills the window: its oldest tokens dropped, as Ollama's truncate -------------------------
+N_CTX = 1024
+
+
+@pytest.fixture(scope="module")
+def window(tmp_path_factory, stories_path):
+    """A server whose slots hold 1024 tokens (as ``jan serve --ctx-size 1024``)."""
+    srv = start_server(tmp_path_factory.mktemp("ollama-context-window"), [stories_path], n_ctx=N_CTX)
+    yield srv
+    srv.stop()
+
+
+def _generate(server, body: dict, stream: bool) -> dict:
+    """The done object of one /api/generate (streamed: the last line, with the pieces' text as its response)."""
+    response = _post(server, "/api/generate", {"model": "stories260K", **body, "stream": stream})
+    assert response.status_code == 200, response.text
+    if not stream:
+        return response.json()
+    objects = _lines(response)
+    return {**objects[-1], "response": "".join(o["response"] for o in objects)}
+
+
+def _check_cut(server, sent: list[int], reply: dict, turn: str) -> list[int]:
+    """The reply's prompt is a BOS, the newest of the ``sent`` context's tokens, then the new turn whole."""
+    bos, new_turn = _bos(server, "stories260K"), _rendered(server, turn)
+    prompt = reply["context"][:reply["prompt_eval_count"]]
+    kept = prompt[1:len(prompt) - len(new_turn)]
+    assert prompt[0] == bos and prompt[len(prompt) - len(new_turn):] == new_turn
+    assert 0 < len(kept) < len(sent) and kept == sent[len(sent) - len(kept):]
+    return prompt
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_conversation_carried_in_context_goes_on_past_the_window(window, stream):
+    # the tester's case: a context that ends "length" with more ids than the window holds, sent back
+    options = {"temperature": 0, "num_predict": 200}
+    first = _generate(window, {"prompt": "Hi", "context": [5] * 950, "options": options}, stream)
+    # the first request too: its context (no BOS of its own: one comes first) cut to leave num_predict's room
+    assert first["context"][0] == _bos(window, "stories260K") and first["prompt_eval_count"] + 200 <= N_CTX
+    assert first["done_reason"] == "length" and first["eval_count"] == 200
+    context = first["context"]
+    for turn in ("more", "and more", "the end"):  # each turn continues the last, never a lasting 400
+        reply = _generate(window, {"prompt": turn, "context": context, "options": options}, stream)
+        _check_cut(window, context, reply, turn)
+        # as much of the context as leaves the reply its num_predict (the BOS, kept, counted)
+        assert reply["prompt_eval_count"] == N_CTX - 200 and reply["eval_count"] == 200
+        assert reply["context"][reply["prompt_eval_count"]:] and len(reply["context"]) >= N_CTX
+        context = reply["context"]
+    # streamed or not, the same cut and the same reply
+    again = _generate(window, {"prompt": "the end", "context": context, "options": options}, not stream)
+    assert again["context"] == _generate(window, {"prompt": "the end", "context": context, "options": options},
+                                         stream)["context"]
+
+
+def test_without_num_predict_the_cut_leaves_half_the_window_for_the_reply(window):
+    # as Ollama's runner frees half the context when it truncates: a reply of one token would end every later turn
+    full = _generate(window, {"prompt": "Hi", "context": [5] * 1100, "options": {"temperature": 0}}, False)
+    assert full["prompt_eval_count"] <= N_CTX // 2 and full["eval_count"] > 1
+    reply = _generate(window, {"prompt": "more", "context": full["context"], "options": {"temperature": 0}}, False)
+    _check_cut(window, full["context"], reply, "more")
+    assert reply["prompt_eval_count"] <= N_CTX // 2 and reply["eval_count"] > 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_with_truncate_false_the_full_context_stays_a_400(window, stream):
+    full = _generate(window, {"prompt": "Hi", "context": [5] * 950, "options": {"num_predict": 200}}, False)
+    response = _post(window, "/api/generate", {"model": "stories260K", "prompt": "more", "context": full["context"],
+                                               "truncate": False, "stream": stream})
+    assert response.status_code == 400 and list(response.json()) == ["error"]
+    assert f"the context holds {N_CTX}" in response.json()["error"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_new_turn_too_long_by_itself_is_still_a_400(window, stream):
+    # the whole context dropped leaves the new turn, which does not fit either: the over-long prompt's 400
+    prompt = "one two three " * 400
+    response = _post(window, "/api/generate", {"model": "stories260K", "prompt": prompt, "context": [1] + [5] * 300,
+                                               "stream": stream})
+    assert response.status_code == 400 and list(response.json()) == ["error"]
+    error = response.json()["error"]
+    assert f"the context holds {N_CTX}" in error and "no earlier turn to drop" in error
+
+
+def test_a_context_over_the_small_window_is_cut_by_default(server):
+    sent = [1] + [403] * 600  # 600 tokens in a 512-token context: truncate is on unless a request says false
+    reply = _generate(server, {"prompt": STORY, "context": sent, "options": GREEDY}, False)
+    prompt = reply["context"][:reply["prompt_eval_count"]]
+    assert prompt[0] == 1 and prompt[1:-len(_rendered(server, STORY))] == [403] * (len(prompt) - 1
+                                                                                    - len(_rendered(server, STORY)))
+    assert reply["prompt_eval_count"] + GREEDY["num_predict"] <= 512
+
+
+# -- a stop string: not in the context, as not in the response -------------------------------------------------
+def _pieces(server, model: str, prompt: str, options: dict, **extra) -> tuple[dict, list[str]]:
+    """A greedy reply without stop strings and its generated tokens' text (from logprobs)."""
+    reply = _post(server, "/api/generate", {"model": model, "prompt": prompt, "options": options, "logprobs": True,
+                                            "stream": False, **extra}).json()
+    pieces = [lp["token"] for lp in reply["logprobs"]]
+    assert "".join(pieces) == reply["response"]
+    return reply, pieces
+
+
+def _detokenized(server, model: str, tokens: list[int]) -> str:
+    return _post(server, "/v1/detokenize", {"model": model, "tokens": tokens}).json()["content"]
+
+
+def _stops(pieces: list[str]) -> tuple[str, int, str, int]:
+    """Two stop strings from a reply's tokens, each found first where it is cut: one that starts inside a
+    token (after its leading space, as the tester's "scary" after " s") and one that starts with a token."""
+    text = "".join(pieces)
+    starts = [sum(len(p) for p in pieces[:j]) for j in range(len(pieces))]
+    inside = next((j for j in range(2, len(pieces) - 1) if pieces[j].startswith(" ") and len(pieces[j]) >= 2
+                   and text.find(pieces[j][1:] + pieces[j + 1]) == starts[j] + 1), None)
+    whole = next((j for j in range(2, len(pieces) - 1) if len(pieces[j]) >= 2
+                  and text.find(pieces[j] + pieces[j + 1]) == starts[j]), None)
+    assert inside is not None and whole is not None, pieces
+    return pieces[inside][1:] + pieces[inside + 1], inside, pieces[whole] + pieces[whole + 1], whole
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_context_leaves_out_a_matched_stop_string(server, stream):
+    options = {"temperature": 0, "num_predict": 60}
+    plain, pieces = _pieces(server, "stories260K", STORY, options)
+    generated = plain["context"][plain["prompt_eval_count"]:]
+    inside, j, whole, k = _stops(pieces)
+    # a stop string starting inside a token: the tokens before it exactly, then that token's shown part
+    # (its leading space) spelled again, so the context's reply reads as the response the client saw
+    cut = _generate(server, {"prompt": STORY, "options": {**options, "stop": [inside]}}, stream)
+    assert cut["done_reason"] == "stop" and cut["response"] == "".join(pieces[:j]) + " "
+    ids = cut["context"][cut["prompt_eval_count"]:]
+    assert _detokenized(server, "stories260K", ids) == cut["response"]
+    assert ids[:j] == generated[:j] and len(ids) == j + 1
+    assert cut["context"][:cut["prompt_eval_count"]] == plain["context"][:plain["prompt_eval_count"]]
+    # one at a token's start: exactly the tokens generated before it
+    cut = _generate(server, {"prompt": STORY, "options": {**options, "stop": [whole]}}, stream)
+    assert cut["response"] == "".join(pieces[:k])
+    assert cut["context"][cut["prompt_eval_count"]:] == generated[:k]
+    # and the exchange continues from what the client saw
+    more = _generate(server, {"prompt": "Then", "context": cut["context"], "options": GREEDY}, stream)
+    assert more["context"][:len(cut["context"])] == cut["context"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reply_cut_by_length_or_ended_by_the_model_keeps_every_token(server, stream):
+    plain = _generate(server, {"prompt": STORY, "options": {"temperature": 0, "num_predict": 40}}, stream)
+    assert plain["done_reason"] == "length"
+    assert len(plain["context"]) == plain["prompt_eval_count"] + plain["eval_count"]
+    assert _detokenized(server, "stories260K", plain["context"][plain["prompt_eval_count"]:]) == plain["response"]
+    # a reply that ends with the model's end-of-generation token (never part of the reply): a grammar that is
+    # complete lets nothing else be sampled (stories260K, free, writes on until the limit)
+    ended = _generate(server, {"prompt": STORY, "format": {"type": "string", "enum": ["once", "twice"]},
+                               "options": {"temperature": 0, "num_predict": 40}}, stream)
+    assert ended["done_reason"] == "stop" and ended["response"].strip() in ('"once"', '"twice"')
+    assert len(ended["context"]) == ended["prompt_eval_count"] + ended["eval_count"]
+    assert _detokenized(server, "stories260K", ended["context"][ended["prompt_eval_count"]:]) == ended["response"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_fill_in_the_middle_leaves_a_stop_string_out_of_the_context_too(server, stream):
+    options = {"temperature": 0, "num_predict": 20}
+    body = {"prompt": "def add(a, b):", "suffix": "    return c"}
+    plain, pieces = _pieces(server, FIM, body["prompt"], options, suffix=body["suffix"])
+    generated = plain["context"][plain["prompt_eval_count"]:]
+    _, _, whole, k = _stops(pieces)
+    cut = _generate(server, {**body, "model": FIM, "options": {**options, "stop": [whole]}}, stream)
+    assert cut["response"] == "".join(pieces[:k]) and cut["context"][cut["prompt_eval_count"]:] == generated[:k]
+
+
+# -- images: named by the fields that sent them --------------------------------------------------------------
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("path, body, message", [
+    ("/api/generate", {"prompt": "x", "images": [JPEG]}, "images: this model cannot take images"),
+    ("/api/generate", {"prompt": "x", "images": [JPEG, "not base64!"]}, "images[1]: invalid base64 image data"),
+    ("/api/chat", {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                                {"role": "user", "content": "x", "images": [JPEG]}]},
+     "messages[2].images: this model cannot take images"),
+    ("/api/chat", {"messages": [{"role": "user", "content": "a"}, {"role": "user", "images": [JPEG, "%%"]}]},
+     "messages[1].images[1]: invalid base64 image data"),
+])
+def test_images_errors_name_the_ollama_field(server, path, body, message, stream):
+    response = _post(server, path, {"model": "stories260K", **body, "stream": stream})
+    assert response.status_code == 400 and list(response.json()) == ["error"]
+    error = response.json()["error"]
+    assert error.startswith(message) and "content parts" not in error and "prompt." not in error

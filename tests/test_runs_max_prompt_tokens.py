@@ -357,3 +357,71 @@ async def test_a_remote_model_cannot_be_fitted_and_a_run_over_its_budget_ends_in
             run = await api.ok("POST", f"/v1/threads/{await new_thread(api, conversation(1))}/runs", body)
             assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), run
             assert 0 < run["usage"]["prompt_tokens"] <= BUDGET
+
+
+# -- max_completion_tokens: also the whole run's ---------------------------------------------------------------
+async def test_max_completion_tokens_is_shared_by_a_tool_loops_turns(tool_server):
+    """OpenAI's ``max_completion_tokens``: "the maximum number of completion tokens that may be used over the course
+    of the run". Each turn may generate what the earlier ones left; a turn with nothing left is not started."""
+    async with Client(tool_server.base_url) as api:
+        mcp = [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"], "require_approval": "never"}]
+        tid = await new_thread(api, ASK)
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run(mcp, "notes__list_notes"))
+        calling, answer = [m for m in await messages_of(api, tid) if m["role"] == "assistant"]
+        first = calling["metadata"]["usage"]["completion_tokens"]
+        second = answer["metadata"]["usage"]["completion_tokens"]
+        assert run["usage"]["completion_tokens"] == first + second and second > 3, run
+
+        # room for the call and 3 tokens more: the answer gets those 3, and the run ends cut by the limit
+        limit = first + 3
+        tid = await new_thread(api, ASK)
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**tool_run(mcp, "notes__list_notes"),
+                                                               "max_completion_tokens": limit})
+        assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_completion_tokens"}, run
+        assert run["max_completion_tokens"] == limit and run["usage"]["completion_tokens"] == limit
+        saved = await messages_of(api, tid)
+        assert [m["role"] for m in saved] == ["user", "assistant", "tool", "assistant"]
+        assert saved[3]["metadata"]["usage"]["completion_tokens"] == 3 and saved[3]["status"] == "ready"
+        assert saved[3]["metadata"]["finish_reason"] == "length"
+
+        # room for the call only: the call runs, the turn after its result is not started
+        tid = await new_thread(api, ASK)
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**tool_run(mcp, "notes__list_notes"),
+                                                               "max_completion_tokens": first})
+        assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_completion_tokens"}, run
+        assert run["usage"]["completion_tokens"] == first <= run["max_completion_tokens"]
+        assert run["last_error"] is None and run["required_action"] is None and run["step"] == 1
+        saved = await messages_of(api, tid)
+        assert [m["role"] for m in saved] == ["user", "assistant", "tool", "assistant"]
+        assert saved[1]["metadata"]["tool_calls"] and message_text(saved[2]) == "shopping.txt\ntodo.txt"
+        reply = saved[3]
+        assert reply["id"] == run["message_id"] and reply["status"] == "stopped" and reply["content"] == []
+        assert reply["metadata"]["stop_reason"] == "max_completion_tokens" and "usage" not in reply["metadata"]
+        assert not [m for m in saved if m["status"] == "pending"]
+        # the thread is free: a question and a run answer it (the empty reply left out of the prompt)
+        await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "And now?"})
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run(mcp, "notes__list_notes", tool_choice="none"))
+        assert run["status"] in ("completed", "incomplete") and run["last_error"] is None, run
+
+
+async def test_max_completion_tokens_holds_across_submit_tool_outputs(tool_server):
+    async with Client(tool_server.base_url) as api:
+        tid = await new_thread(api, ASK)
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run([PING], "ping"))
+        assert run["status"] == "requires_action", run
+        first = run["usage"]["completion_tokens"]
+        # a second run whose limit the calling turn spends: after the outputs, nothing is left
+        tid = await new_thread(api, ASK)
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**tool_run([PING], "ping"),
+                                                               "max_completion_tokens": first})
+        assert run["status"] == "requires_action" and run["usage"]["completion_tokens"] == first, run
+        [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        events = await streamed(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                                {"tool_outputs": [{"tool_call_id": call["id"], "output": "up"}]})
+        assert [name for name, _ in events] == ["thread.run.in_progress", "thread.message.created",
+                                                "thread.message.in_progress", "thread.message.incomplete",
+                                                "thread.run.incomplete", "done"]
+        done = events[-2][1]
+        assert done["incomplete_details"] == {"reason": "max_completion_tokens"}
+        assert done["usage"]["completion_tokens"] == first
+        assert events[3][1]["metadata"]["stop_reason"] == "max_completion_tokens"

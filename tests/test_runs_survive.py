@@ -8,7 +8,8 @@ import time
 
 import aiohttp
 import pytest
-from api_helpers import Client, RunStream, ServerProcess, message_text, parse_sse, post_streamed_run, saved_text
+from api_helpers import (Client, RunStream, ServerProcess, message_text, parse_sse, post_streamed_run, saved_text,
+                         summed_usage)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -110,15 +111,6 @@ async def test_a_live_run_is_left_alone_by_another_process_until_its_runner_dies
             assert not list((data / ".live").glob(f"{run_id}.lock")), "a finished run holds no lease"
 
 
-def summed(usages: list[dict]) -> dict:
-    """Model turns' usages added up, as a run reports its own (OpenAI's: "over the course of the run")."""
-    prompt = sum(u["prompt_tokens"] for u in usages)
-    completion = sum(u["completion_tokens"] for u in usages)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": sum(u["prompt_tokens_details"]["cached_tokens"]
-                                                           for u in usages)}}
-
-
 def _forced(name: str, **extra) -> dict:
     return {"tool_choice": {"type": "function", "function": {"name": name}}, "parallel_tool_calls": False,
             "max_tokens": 60, "temperature": 0, **extra}
@@ -186,7 +178,7 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
             assert msgs[2]["metadata"]["tool_call_id"] == call["id"] and message_text(msgs[2]) == "go"
             assert msgs[2]["metadata"]["approved_by"] == "policy" and msgs[3]["id"] == resumed["message_id"]
             # the run's usage is both turns', across the restart: the one before it and the one after
-            assert resumed["usage"] == summed([msgs[1]["metadata"]["usage"], msgs[3]["metadata"]["usage"]])
+            assert resumed["usage"] == summed_usage([msgs[1]["metadata"]["usage"], msgs[3]["metadata"]["usage"]])
 
             [pending] = still["required_action"]["submit_tool_outputs"]["tool_calls"]
             done = await api.ok("POST", f"/v1/threads/{ask_tid}/runs/{asked['id']}/submit_tool_outputs",
@@ -196,4 +188,4 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
             assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
             assert message_text(msgs[2]) == "shopping.txt\ntodo.txt" and msgs[2]["metadata"]["approved_by"] == "user"
             assert msgs[1]["metadata"]["usage"] == asked["usage"]
-            assert done["usage"] == summed([asked["usage"], msgs[3]["metadata"]["usage"]])
+            assert done["usage"] == summed_usage([asked["usage"], msgs[3]["metadata"]["usage"]])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from api_helpers import Client, message_text, parse_sse, running
+from api_helpers import Client, message_text, parse_sse, running, summed_usage
 
 from jan.services.tool_loop import chat_messages
 from jan.testing.gguf_models import write_qwen3_tool_model
@@ -364,15 +364,6 @@ async def test_an_interrupted_run_does_not_hold_its_thread_and_resumes_only_when
 
 
 # -- usage: the whole run's, as OpenAI's ("over the course of the run") ---------------------------------------------
-def summed(usages: list[dict]) -> dict:
-    """The usages of a run's model turns added up, as the run reports them."""
-    prompt = sum(u["prompt_tokens"] for u in usages)
-    completion = sum(u["completion_tokens"] for u in usages)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": sum(u["prompt_tokens_details"]["cached_tokens"]
-                                                           for u in usages)}}
-
-
 async def turn_usages(api: Client, tid: str) -> list[dict]:
     """Each model turn's own usage: its assistant message's ``metadata.usage`` (the calling turns' too)."""
     turns = [m["metadata"]["usage"] for m in await messages_of(api, tid) if m["role"] == "assistant"]
@@ -391,7 +382,7 @@ async def test_a_runs_usage_is_the_sum_of_its_model_turns(server):
         assert run["status"] in ("completed", "incomplete") and run["step"] == 1, run
         turns = await turn_usages(api, tid)
         assert len(turns) == 2 and turns[0]["prompt_tokens"] < turns[1]["prompt_tokens"]  # the answer saw the call
-        assert run["usage"] == summed(turns) and run["message"]["metadata"]["usage"] == turns[1]
+        assert run["usage"] == summed_usage(turns) and run["message"]["metadata"]["usage"] == turns[1]
         assert run["usage"]["prompt_tokens"] > turns[1]["prompt_tokens"]  # not the last turn's alone
         assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}"))["usage"] == run["usage"]
         [listed] = (await api.ok("GET", f"/v1/threads/{tid}/runs"))["data"]
@@ -411,7 +402,7 @@ async def test_a_runs_usage_is_the_sum_of_its_model_turns(server):
         assert [s["usage"] for s in by_name["thread.run.step.completed"]] == [turns[0]]
         assert [m["metadata"]["usage"] for m in by_name["thread.message.completed"]] == turns
         name, final = events[-2]
-        assert name in ("thread.run.completed", "thread.run.incomplete") and final["usage"] == summed(turns)
+        assert name in ("thread.run.completed", "thread.run.incomplete") and final["usage"] == summed_usage(turns)
         assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{final['id']}"))["usage"] == final["usage"]
 
 
@@ -442,7 +433,7 @@ async def test_usage_adds_up_over_submit_tool_outputs(server):
             assert done["status"] in ("completed", "incomplete"), done
             turns = await turn_usages(api, tid)
             assert len(turns) == 2 and turns[0] == calling
-            assert done["usage"] == summed(turns)
+            assert done["usage"] == summed_usage(turns)
             assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}"))["usage"] == done["usage"]
 
 

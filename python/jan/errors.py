@@ -81,11 +81,15 @@ class MediaError(JanError, ValueError):
 
     ``reason`` says why: ``unsupported_format``, ``too_large``, ``too_many``,
     ``unreadable``, ``not_allowed`` (a URL or path the server may not fetch) or
-    ``no_projector`` (the model cannot take this kind of media).
+    ``no_projector`` (the model cannot take this kind of media). ``message_index``: the
+    typed request's message whose media it is, where one is (a front end names that message's
+    field in its own body's terms).
     """
 
-    def __init__(self, message: str, reason: str = "unsupported_format", param: str | None = None):
+    def __init__(self, message: str, reason: str = "unsupported_format", param: str | None = None,
+                 message_index: int | None = None):
         super().__init__(message)
         self.reason = reason
         self.code = reason  # the error code the HTTP front ends report
         self.param = param
+        self.message_index = message_index

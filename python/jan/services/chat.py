@@ -20,9 +20,10 @@ from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.results import Usage
 from jan.errors import QueueFullError
 from jan.services.errors import RequestError
-from jan.services.fit import PromptBudgetError, fit_history, fits, prompt_size, reply_room
-from jan.services.local import (chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar, merged,
-                                off_loop, seeds)
+from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
+                              reply_room)
+from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
+                                merged, off_loop, seeds)
 from jan.services.models import ModelService, Target
 from jan.services.output import output_parser
 from jan.services.streams import DeltaStream
@@ -152,10 +153,14 @@ class ChatService:
         parsers = [output_parser(request, plan, text) for _ in range(request.n)]
         # the prompt's length (its images' and audio's tokens included), told on the first delta
         prompt_tokens: int | None = prompt_size(start.tokens)
-        prompt_ids = _token_ids(start.tokens)  # on each choice's first delta
+        want_ids = request.token_ids
+        prompt_ids = _token_ids(start.tokens) if want_ids else None  # on each choice's first delta
         started = [False] * request.n
         # generated token ids not on a delta yet (the parser holds some text back): on the choice's next one
         held: list[list[int]] = [[] for _ in range(request.n)]
+        # each choice's ids let out as their text is shown: a matched stop string's are left out
+        shown = [ShownTokens(local.model, bool(start.options.get("render_special"))) for _ in range(request.n)] \
+            if want_ids else []
         usages: list[Usage | None] = [None] * request.n
         # closed here, not left to the garbage collector: the engine requests are cancelled at once
         async with contextlib.aclosing(merged(requests)) as chunks:
@@ -170,7 +175,10 @@ class ChatService:
                 # and how much of it the KV cache held (the first token's chunk says; one that ends at once, its usage)
                 cached = chunk.cached_tokens if chunk.cached_tokens is not None else (
                     chunk.usage.cached_tokens if chunk.usage is not None else None)
-                held[index] += chunk.token_ids
+                if want_ids:
+                    held[index] += shown[index].add(chunk.text, chunk.token_ids)
+                    if chunk.finish_reason is not None:
+                        held[index] += shown[index].finish(chunk.stop)
                 ids = ()
                 if deltas:
                     ids = tuple(held[index])
@@ -200,12 +208,20 @@ def _token_ids(tokens: Any) -> tuple[int, ...]:
 def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any]:
     """Blocking (the chat template, tokenizing): the chat plan, the prompt text and its tokens.
 
+    With ``truncation="auto"``, a prompt over the context (or budget) loses the oldest tokens of its ``context``
+    first (:func:`fit_context`), then its oldest turns (:func:`fit_history`).
     ``PromptBudgetError`` (before anything reaches the engine) for a prompt over ``request.max_prompt_tokens``
     that truncation could not shorten enough; one over the context is left to the engine's own error."""
     plan = chat_plan(local, request, settings)
     text, tokens = chat_prompt(local, request, plan)
     room = reply_room(local, request)
     budget = request.max_prompt_tokens
+    if request.truncation == "auto" and request.context and not fits(local, tokens, room, budget):
+        # the oldest part of the prompt is the earlier exchange's token ids: dropped first, token by token
+        trimmed = fit_context(local, request, tokens, context_room(local, request), budget)
+        if trimmed is not request:
+            request = trimmed
+            text, tokens = chat_prompt(local, request, plan)
     if request.truncation == "auto" and not fits(local, tokens, room, budget):
         fitted = fit_history(local, request, plan, tokens, room, budget)
         if fitted is not request:

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
-from jan.services.local import check_fan_out, client_seed, merged, off_loop, seeds
+from jan.services.local import ShownTokens, check_fan_out, client_seed, merged, off_loop, seeds
 from jan.services.models import ModelService, Target
 from jan.services.streams import DeltaStream
 from jan.services.types import CompletionDelta, CompletionRequest, SamplingOptions, merge_options, resolve_sampling
@@ -63,7 +63,7 @@ class CompletionService:
                                                      top_logprobs=request.logprobs or 0,
                                                      prompt_logprobs=want_prompt))
                         echo.append(text if request.echo else "")
-                        prompt_ids.append(None if isinstance(prompt, str) else tuple(prompt))
+                        prompt_ids.append(None if isinstance(prompt, str) or not request.token_ids else tuple(prompt))
             except BaseException:
                 for r in requests:
                     r.cancel()
@@ -71,6 +71,8 @@ class CompletionService:
             return requests, echo, prompt_ids
 
         requests, echo, prompt_ids = await off_loop(submit)
+        # each choice's ids let out as their text is shown: a matched stop string's are left out
+        shown = [ShownTokens(model, bool(options.get("render_special"))) for _ in requests] if request.token_ids else []
         unstarted = set(range(len(requests)))  # choices whose first delta is still to come
 
         def first_ids(index: int) -> tuple[int, ...] | None:
@@ -103,8 +105,11 @@ class CompletionService:
                                               finish_reason="length", prompt_token_ids=first_ids(index))
                     continue
                 logprobs = tuple(chunk.logprobs or ()) if want_logprobs else None
+                ids = shown[index].add(chunk.text, chunk.token_ids) if shown else []
+                if shown and chunk.finish_reason is not None:
+                    ids += shown[index].finish(chunk.stop)
                 yield CompletionDelta(choice=index, text=chunk.text, logprobs=logprobs, finish_reason=chunk.finish_reason,
-                                      token_ids=tuple(chunk.token_ids),
+                                      token_ids=tuple(ids),
                                       prompt_token_ids=first_ids(index))
                 if chunk.finish_reason is not None:
                     usages[index] = chunk.usage

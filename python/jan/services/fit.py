@@ -22,6 +22,11 @@ next model turn) is a second limit on the prompt, under the context: the convers
 until its prompt holds at most that many tokens. One that does not fit it even from its last turn is refused with
 :class:`PromptBudgetError` (the run ends ``incomplete``), unless it does not fit the context either: that stays a
 ``ContextOverflowError``, as without a budget (no budget would let that prompt run).
+
+A prompt that continues an earlier exchange's token ids (``ChatRequest.context``: Ollama's ``context`` on
+``/api/generate``) loses the oldest of those ids first, as Ollama's runner truncates an input prompt
+(:func:`fit_context`): a BOS that starts them stays, the new turn stays whole, and the reply keeps its room.
+A new turn that does not fit even after the whole context is refused as any over-long last turn.
 """
 
 from __future__ import annotations
@@ -70,6 +75,49 @@ def fits(local: LocalModel, tokens: Any, room: int = 0, budget: int | None = Non
     generate: the scheduler's rule), and it holds at most ``budget`` tokens (None: no budget)."""
     size = prompt_size(tokens)
     return size + max(room, 1) <= local.model.n_ctx and (budget is None or size <= budget)
+
+
+def context_room(local: LocalModel, request: ChatRequest) -> int:
+    """Positions a prompt shortened by dropping ``context`` tokens leaves for the reply: :func:`reply_room` with
+    ``max_tokens``; without it half the context, as Ollama's runner frees when it truncates an input prompt
+    (``contextShiftPromptLimit``). Cut at any token, a context filled to the last position would otherwise leave
+    the reply one token, and every later turn of a conversation carried that way would end at once."""
+    return reply_room(local, request) or local.model.n_ctx // 2
+
+
+def fit_context(local: LocalModel, request: ChatRequest, tokens: Any, room: int = 0,
+                budget: int | None = None) -> ChatRequest:
+    """``request`` with the oldest tokens of its ``context`` dropped so that its prompt (``tokens``: the whole
+    one, the context first, already found too long) fits ``local``'s context with ``room`` positions left for the
+    reply (or, where the new turn leaves less, one), and holds at most ``budget`` tokens (None: no budget).
+
+    As Ollama's runner (``llm/llama_server.go``: it keeps the first ``num_keep`` tokens, BOS included, and drops
+    the ones after them) the cut is inside the context, token by token: a BOS that starts the context stays (the
+    model reads the rest as the same document), then its newest tokens, then the new turn whole (the rendered
+    prompt after the context is never cut). Ollama's ``num_keep`` is not taken (jan keeps the BOS only): the
+    tokens after it are the start of an exchange the cut has already broken.
+
+    Arithmetic only (the prompt is rebuilt by the caller). Where the new turn does not fit even without any of
+    the context, the context is left at its BOS: the caller's prompt is then the new turn's alone, which the
+    usual checks refuse (``ContextOverflowError``) or, for a conversation with earlier turns, shorten."""
+    context = request.context
+    n_ctx = local.model.n_ctx
+    bos = local.model.info.special_tokens.get("bos")
+    head = 1 if bos is not None and context[:1] == (bos,) else 0
+    # everything in the prompt but the context: the rendered new turn (and a BOS the model adds before it); one
+    # more where the context has no BOS to keep, for the one the new turn's template may write once no context
+    # is left before it (the safe side)
+    rest = prompt_size(tokens) - len(context) + (1 if bos is not None and not head else 0)
+    for want in dict.fromkeys((max(room, 1), 1)):  # the reply's room if the new turn leaves it, else one position
+        limit = n_ctx - want if budget is None else min(n_ctx - want, budget)
+        keep = limit - rest - head  # the newest context tokens that fit after the head
+        if keep >= len(context) - head:
+            return request
+        if keep >= 0:
+            log.info("prompt of %d tokens, context %d: the oldest %d of its %d context tokens dropped to fit",
+                     prompt_size(tokens), n_ctx, len(context) - head - keep, len(context))
+            return replace(request, context=context[:head] + context[len(context) - keep:])
+    return replace(request, context=context[:head])
 
 
 def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens: Any, room: int = 0,

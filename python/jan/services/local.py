@@ -24,7 +24,8 @@ from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_templat
 
 T = TypeVar("T")
 
-__all__ = ["chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat", "check_fan_out", "constraint_grammar", "merged", "off_loop", "seeds", "client_seed", "template_messages", "template_tools"]
+__all__ = ["ShownTokens", "chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat", "check_fan_out",
+           "constraint_grammar", "merged", "off_loop", "seeds", "client_seed", "template_messages", "template_tools"]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -44,7 +45,8 @@ def template_messages(messages: Sequence[ChatMessage], media_marker: str | None 
         if media_marker is None and any(isinstance(p, (ImagePart, AudioPart)) for p in m.content):
             kinds = sorted({p.type for p in m.content if not isinstance(p, TextPart)})
             raise jan.MediaError(f"messages[{i}]: content parts of type {', '.join(kinds)} are not supported by "
-                                 "this model (it has no projector, mmproj)", reason="no_projector", param="messages")
+                                 "this model (it has no projector, mmproj)", reason="no_projector", param="messages",
+                                 message_index=i)
         texts = [p.text if isinstance(p, TextPart) else media_marker for p in m.content]
         # an assistant turn may hold only tool calls; templates decide how to print None
         content = "\n".join(texts) if texts else (None if m.role == "assistant" else "")
@@ -181,6 +183,72 @@ def check_context(model: jan.Model, context: Sequence[int]) -> None:
         if not 0 <= token < n_vocab:
             raise RequestError(f"context[{i}]: token id {token} is outside the model's vocabulary (0..{n_vocab - 1})",
                                param="context", code="invalid_value")
+
+
+class ShownTokens:
+    """One choice's generated token ids, each let out once all the text it makes has been shown.
+
+    The engine tells every token as it samples it, but holds back text that may be the start of a stop string
+    (and a torn UTF-8 character); a stop string that matches is cut, with whatever follows it, and never shown.
+    The tokens that made it are left out here too (:meth:`finish`), so the ids a reply tells
+    (:attr:`~jan.services.types.ChatDelta.token_ids`) are the text the client saw: what Ollama's ``context``
+    holds (the prompt, then the response as returned) and what a next turn sent with it continues from.
+    A generation that ends otherwise (an end-of-generation token, ``length``) lets every token out.
+    """
+
+    def __init__(self, model: jan.Model, render_special: bool = False):
+        self._model = model
+        self._special = render_special  # as the engine renders control tokens' text (the chat format asks)
+        self._held: list[tuple[int, bytes]] = []  # sampled, their text not all shown yet; oldest first
+        self._shown = 0  # bytes of the held tokens' text already shown (of the first one's, in part)
+
+    def add(self, text: str, token_ids: Sequence[int]) -> list[int]:
+        """A chunk's shown ``text`` and sampled ids: the ids whose text has now all been shown, in order."""
+        self._held += [(t, self._model.token_to_bytes(t, self._special)) for t in token_ids]
+        # the engine shows exactly the bytes of the pieces, in order (a byte that is no UTF-8 reaches us as
+        # U+FFFD, three bytes: its token then goes out a little early, which only a stop string would notice)
+        self._shown += len(text.encode("utf-8"))
+        out = []
+        while self._held and len(self._held[0][1]) <= self._shown:
+            token, piece = self._held.pop(0)
+            self._shown -= len(piece)
+            out.append(token)
+        return out
+
+    def finish(self, stop: str | None) -> list[int]:
+        """The end of the choice (after its last chunk's :meth:`add`); ``stop``: the stop string that ended it
+        (the chunk's ``stop``), None for any other end. The ids still held: all of them, or after a stop string,
+        none but the shown part of the one token that straddles the cut."""
+        held, shown = self._held, self._shown
+        self._held, self._shown = [], 0
+        if not stop:
+            return [t for t, _ in held]
+        if not held or shown <= 0:
+            return []  # the cut fell between tokens: each held one's text lies within the stop string
+        # Only the first held token can be partly shown (the others' text all lies within the cut). Its sampled
+        # id would hold text the client never saw, and leaving it out would lose text it did see: its shown
+        # part is tokenized again instead, and kept only where those ids spell exactly that text (no exact
+        # tokenization, it is left out: the context ends a few characters early, never beyond the reply).
+        return self._respelled(held[0][1][:shown])
+
+    def _respelled(self, raw: bytes) -> list[int]:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:  # the cut fell inside a character this token only finished
+            return []
+        model = self._model
+        ids = model.tokenize(text, add_special=False, parse_special=False)
+        candidates = [ids]
+        # SentencePiece tokenizers write a space before the text they start with ("," -> " ,"): without the
+        # token of that space alone, or with the text's own leading space left to it
+        if ids and model.token_to_bytes(ids[0], self._special) == b" ":
+            candidates.append(ids[1:])
+        if text.startswith(" "):
+            candidates.append(model.tokenize(text[1:], add_special=False, parse_special=False))
+        for ids in candidates:
+            if b"".join(model.token_to_bytes(t, self._special) for t in ids) == raw:
+                return list(ids)
+        return []
 
 
 def render_chat(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None) -> str:

@@ -5,10 +5,12 @@ What a run does
        model (request ``model`` > thread ``assistants[0].model.id`` > the assistant's ``model``
        unless ``"*"`` > the first model loaded in an engine).
     2. Appends ``additional_messages``, then turns the thread's history (``ready``/``stopped``
-       messages with text; ``pending`` and ``error`` ones are skipped) into a typed
+       messages with text; ``pending`` and ``error`` ones and empty replies are skipped) into a typed
        :class:`ChatRequest`, with the instructions (request > thread ``assistants[0]`` > the
        assistant's, plus ``additional_instructions``) as the system message, and streams it
-       through the chat service.
+       through the chat service. Every model turn's history is one that chat templates insisting on
+       user/assistant alternation render (:func:`prompt_window`, :func:`renderable`): it begins at a user
+       turn, and consecutive messages of one role (two user messages sent before a run) are one turn.
     3. Sampling, key by key: **request > thread (``assistants[0].model.parameters``) > assistant
        (``parameters``) > model.json ``parameters`` > defaults** — the one precedence rule
        (:func:`jan.services.types.merge_options`). The effective values are the run's
@@ -24,8 +26,10 @@ What a run does
        final message), ``InferenceStopped`` (cut off).
 
 Token limits (OpenAI's, over the whole run: every model turn of it, tool loops included): ``max_tokens`` /
-``max_completion_tokens`` ends a reply it cuts off ``incomplete`` (``incomplete_details.reason``
-``"max_completion_tokens"``). ``max_prompt_tokens`` is a budget the turns' prompts draw on, as usage counts
+``max_completion_tokens`` is what all the turns together may generate: each turn may generate what the earlier
+ones left of it (the run's ``usage.completion_tokens``); a reply it cuts off ends the run ``incomplete``
+(``incomplete_details.reason`` ``"max_completion_tokens"``), and so does a turn with nothing left, which is not
+started (its reply ``stopped`` and empty, ``metadata.stop_reason: "max_completion_tokens"``). ``max_prompt_tokens`` is a budget the turns' prompts draw on, as usage counts
 them (the whole prompt, cached tokens included): each turn's prompt is fitted to what the earlier turns left of
 it with the run's truncation strategy (:mod:`jan.services.fit`; ``last_messages`` takes its messages, which are
 then fitted too); when even the shortest prompt allowed does not fit, that turn is not started and the run ends
@@ -35,7 +39,9 @@ stops once its turns have reported using the budget up, and ends ``incomplete`` 
 
 Usage (OpenAI's run ``usage``: the tokens used "over the course of the run"): every model turn's usage, tool loops
 and ``submit_tool_outputs`` legs included, summed (:func:`add_usage`) and saved in the run's record, so a resumed
-run or one read back from disk keeps the totals; ``max_prompt_tokens`` is spent on its ``prompt_tokens``. Each
+run or one read back from disk keeps the totals; ``max_prompt_tokens`` is spent on its ``prompt_tokens``,
+``max_completion_tokens`` on its ``completion_tokens``. A run that ends before any turn used tokens (failed,
+cancelled, a turn not started) has zero usage, never none. Each
 assistant message the run writes has its own turn's usage in ``metadata.usage``, and a ``tool_calls`` step event's
 ``usage`` (once ``completed``) is the usage of the turn that made the calls.
 
@@ -126,7 +132,8 @@ from jan.services.types import (
 
 log = logging.getLogger("jan.services.runs")
 
-__all__ = ["Run", "RunRequest", "RunService", "ToolDecision", "history_messages", "text_of", "title_from"]
+__all__ = ["Run", "RunRequest", "RunService", "ToolDecision", "history_messages", "prompt_window", "renderable",
+           "text_of", "title_from"]
 
 #: Seconds between rewrites of a reply that is still streaming.
 SAVE_INTERVAL = 0.5
@@ -151,6 +158,11 @@ FINAL_STATUSES = ("completed", "incomplete", "cancelled", "failed")
 #: ``stop_reason`` of a reply whose turn was not started because the run's ``max_prompt_tokens`` had too little
 #: left for its prompt (the run ends ``incomplete``; OpenAI's ``incomplete_details.reason``).
 PROMPT_BUDGET = "max_prompt_tokens"
+#: ``stop_reason`` of a reply whose turn was not started because the run's earlier turns had generated its
+#: ``max_completion_tokens`` (``max_tokens``) already (the run ends ``incomplete``, for that reason).
+COMPLETION_BUDGET = "max_completion_tokens"
+#: Why a turn was not started: a token limit of the run spent (the run ends ``incomplete``, for that reason).
+BUDGET_STOPS = (PROMPT_BUDGET, COMPLETION_BUDGET)
 
 
 @dataclass(frozen=True)
@@ -268,12 +280,116 @@ def title_from(text: str, limit: int = TITLE_LENGTH) -> str:
 
 
 def history_messages(history: list[dict[str, Any]], system: str,
-                     images: Mapping[str, ImagePart] | None = None) -> tuple[ChatMessage, ...]:
-    """The thread as typed chat messages (finished turns, tool calls and results), the system message first.
+                     images: Mapping[str, ImagePart] | None = None, *,
+                     continue_text: str | None = None) -> tuple[ChatMessage, ...]:
+    """The thread as typed chat messages (finished turns, tool calls and results), the system message first,
+    made renderable by a chat template that insists on user/assistant alternation (:func:`renderable`).
 
     ``images`` holds the thread's image files by id (:func:`thread_images`); a user turn's
-    ``image_file`` parts become :class:`ImagePart` s from it, in the order they were sent."""
-    return tuple(_typed_message(m, images or {}) for m in chat_messages(history, system))
+    ``image_file`` parts become :class:`ImagePart` s from it, in the order they were sent. ``continue_text``: a
+    partial reply the turn continues, the final message."""
+    messages = chat_messages(history, system)
+    if continue_text:
+        messages.append({"role": "assistant", "content": continue_text})
+    return tuple(_typed_message(m, images or {}) for m in renderable(messages))
+
+
+def _in_prompt(message: dict[str, Any]) -> bool:
+    """Whether a stored message has a place in a run's prompt (:func:`chat_messages`' rules: not ``pending`` or
+    ``error``, not a reply cut off by a restart, and with content: an empty reply — a run cancelled before its
+    first token, a turn refused for a token limit — has none). A tool result counts as long as it is finished
+    (whether its call is in the prompt is :func:`chat_messages`' to tell)."""
+    if message.get("role") == "tool":
+        return message.get("status") not in ("pending", "error")
+    return bool(chat_messages([message], ""))
+
+
+def prompt_window(history: list[dict[str, Any]], last_messages: int | None = None) -> list[dict[str, Any]]:
+    """The stored messages a run's prompt is made of: those with a place in it (:func:`_in_prompt`), and with
+    ``last_messages`` (OpenAI's ``truncation_strategy``: "the number of most recent messages from the thread when
+    constructing the context for the run") the last N of them.
+
+    The N are counted among the messages that reach the prompt, so an empty reply (which never does) does not
+    take a place. A window that holds no user turn (e.g. ``last_messages: 1`` on a thread ending with a reply, or
+    a run's own tool rounds) is widened back to the latest user turn before it: a conversation without one cannot
+    be rendered by many chat templates (Mistral's, Llama 2's, Gemma's refuse it) and the model would have nothing
+    to answer; this keeps the N most recent messages, with the least added that makes them a prompt. A window
+    that starts with assistant turns before its first user turn loses those (:func:`renderable`)."""
+    visible = [m for m in history if _in_prompt(m)]
+    if not last_messages or len(visible) <= last_messages:
+        return visible
+    start = len(visible) - last_messages
+    if not any(m.get("role") == "user" for m in visible[start:]):
+        start = next((i for i in range(start - 1, -1, -1) if visible[i].get("role") == "user"), start)
+    return visible[start:]
+
+
+def renderable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages (OpenAI dicts, as :func:`chat_messages` writes them) as a strict chat template takes them,
+    nothing said lost: after the leading system messages the conversation begins at a user turn (turns before
+    the first one are dropped: Mistral's, Llama 2's and Gemma's templates raise on a conversation that does not),
+    and consecutive messages of one role are joined into one turn (two user messages sent before a run, a reply
+    next to a cut one whose turn left no reply): user and assistant texts with a blank line between, images kept in
+    order. An assistant turn with tool calls and the tool results after it are never joined nor moved; a user turn
+    right after a tool round gets an empty assistant turn before it."""
+    out: list[dict[str, Any]] = []
+    started = False
+    for message in messages:
+        role = message.get("role")
+        if role not in KEPT_PROMPT_ROLES and not started:
+            if role != "user":
+                continue  # before the first user turn: a strict template refuses it
+            started = True
+        if out and _joinable(out[-1], message):
+            out[-1] = _joined(out[-1], message)
+            continue
+        if role == "user" and out and out[-1].get("role") == "tool":
+            # A tool round no reply answered (the run ended after it: a token limit, a cancel, a failure). Mistral's
+            # templates leave tool rounds out of their alternation check, so the user turn after it reads as a
+            # second one in a row: an empty reply closes the round, as the run's own reply was empty.
+            out.append({"role": "assistant", "content": [{"type": "text", "text": ""}]})
+        out.append(message)
+    return out
+
+
+#: Roles that stay where they are when a conversation is made to begin at a user turn.
+KEPT_PROMPT_ROLES = ("system", "developer")
+
+
+def _joinable(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (a.get("role") == b.get("role") and a.get("role") in ("user", "assistant", "system", "developer")
+            and not a.get("tool_calls") and not b.get("tool_calls"))
+
+
+def _joined(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two turns of one role as one: their texts with a blank line between, their parts (images) in order."""
+    out = {**a, "content": _joined_content(a.get("content"), b.get("content"))}
+    thoughts = [t for t in (a.get("reasoning_content"), b.get("reasoning_content")) if t]
+    if thoughts:
+        out["reasoning_content"] = "\n\n".join(thoughts)
+    return out
+
+
+def _joined_content(a: Any, b: Any) -> Any:
+    if not isinstance(a, list) and not isinstance(b, list):
+        return "\n\n".join(t for t in (a, b) if t)
+    parts = [*_as_parts(a)]
+    rest = [*_as_parts(b)]
+    if any(p.get("type") == "text" for p in parts) and any(p.get("type") == "text" for p in rest):
+        # a blank line between the two texts, in a text part of their own only between two images
+        if parts[-1].get("type") == "text":
+            parts[-1] = {"type": "text", "text": parts[-1]["text"] + "\n\n"}
+        else:
+            parts.append({"type": "text", "text": "\n\n"})
+        if rest[0].get("type") == "text":
+            parts[-1] = {"type": "text", "text": parts[-1]["text"] + rest.pop(0)["text"]}
+    return parts + rest
+
+
+def _as_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, list):
+        return [dict(p) for p in content]
+    return [{"type": "text", "text": content}] if content else []
 
 
 async def thread_images(store: ConversationalExtension, thread_id: str,
@@ -587,6 +703,7 @@ class RunService:
         async with self._thread_lock(run.thread_id):
             if run.status in WAITING_STATUSES:
                 run.status, run.pending, run.ended_at = "cancelled", [], int(time.time())
+                run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage, as OpenAI's
                 await self.persist(run)
                 run.publish("thread.run.cancelled", run_record(run))
                 run.publish("done", "[DONE]")
@@ -689,6 +806,7 @@ class RunService:
         if run.status not in HOLDING_STATUSES:
             return
         run.pending, run.ended_at = [], int(time.time())
+        run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage, as OpenAI's
         if isinstance(exc, Exception):
             message, code = self.describe_error(exc)
             run.status, run.last_error = "failed", {"code": code or "server_error", "message": message}
@@ -793,9 +911,8 @@ class RunService:
         for extra in req.additional_messages:
             await store.create_message(req.thread_id, dict(extra))
         history = await store.list_messages(req.thread_id, order="asc")
-        if req.last_messages:
-            history = history[-req.last_messages:]
-        messages = history_messages(history, instructions, await thread_images(store, req.thread_id, history))
+        window = prompt_window(history, req.last_messages)
+        messages = history_messages(window, instructions, await thread_images(store, req.thread_id, window))
         if not any(m.role != "system" for m in messages):
             raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
 
@@ -1029,12 +1146,9 @@ class _Execution:
         history = await self.store.list_messages(run.thread_id, order="asc")
         if run.message is not None:
             history = [m for m in history if m.get("id") != run.message["id"]]
-        if run.last_messages:
-            history = history[-run.last_messages:]
-        messages = list(history_messages(history, run.instructions,
-                                         await thread_images(self.store, run.thread_id, history)))
-        if continue_text:
-            messages.append(ChatMessage.of_text("assistant", continue_text))
+        window = prompt_window(history, run.last_messages)
+        messages = history_messages(window, run.instructions, await thread_images(self.store, run.thread_id, window),
+                                    continue_text=continue_text)
         tools: tuple[ToolSpec, ...] = ()
         tool_choice = None
         if self.policy:
@@ -1048,8 +1162,8 @@ class _Execution:
         sampling = SamplingOptions.from_mapping(run.parameters)
         left = self._tokens_left(sampling)
         if left is not None:
-            sampling = replace(sampling, max_tokens=left)  # the reply's earlier leg spent the rest
-        return ChatRequest(model=run.model_id, messages=tuple(messages), tools=tools, tool_choice=tool_choice,
+            sampling = replace(sampling, max_tokens=left)  # the run's earlier turns (or the reply's leg) spent the rest
+        return ChatRequest(model=run.model_id, messages=messages, tools=tools, tool_choice=tool_choice,
                            parallel_tool_calls=run.parallel_tool_calls if tools else None,
                            response_format=_format_of(run.response_format), sampling=sampling,
                            continue_final_message=bool(continue_text),
@@ -1067,10 +1181,14 @@ class _Execution:
         return run.max_prompt_tokens - int((run.usage or {}).get("prompt_tokens") or 0)
 
     def _tokens_left(self, sampling: SamplingOptions) -> int | None:
-        """What a continued reply may still generate under ``max_tokens`` (None: no limit, or nothing continued)."""
-        if not self.continued_tokens or sampling.max_tokens is None:
+        """What the next turn may still generate under the run's ``max_tokens`` (``max_completion_tokens``: OpenAI's
+        limit on the completion tokens "used over the course of the run"): what the earlier turns left of it, as
+        the run's usage counts them, less a continued reply's partial text (its leg never counted in the run's
+        usage: :meth:`_reply_usage`). None: no limit, or nothing spent yet (the limit as it is); 0 or less: spent."""
+        if sampling.max_tokens is None:
             return None
-        return sampling.max_tokens - self.continued_tokens
+        spent = int((self.run.usage or {}).get("completion_tokens") or 0) + self.continued_tokens
+        return sampling.max_tokens - spent if spent else None
 
     async def _token_count(self, text: str) -> int:
         """Tokens of a reply's text, counted again with the model's vocabulary: what an interrupted leg generated
@@ -1200,9 +1318,11 @@ class _Execution:
         run.status = "in_progress"
         run.started_at = run.started_at or int(time.time())
         run.stop_reason = None
-        await self.service.persist(run)
         cancelled = False
         try:
+            # (inside the try: a cancel that comes while the record is written ends the run as any cancel does,
+            # rather than leave it in progress, holding its thread, with its reply pending)
+            await self.service.persist(run)
             if run.resume_calls:  # a resumed leg whose tool-calling turn is saved: its calls come first
                 calls, run.resume_calls = run.resume_calls, []
                 if not await self._tool_step(calls, saved=True):
@@ -1213,13 +1333,19 @@ class _Execution:
                     self.continued_tokens = await self._token_count(continue_text)
                 request = await self._chat_request(continue_text=continue_text)
                 continue_text = None
-                if self.continued_tokens and request.sampling.max_tokens is not None \
-                        and request.sampling.max_tokens <= 0:
+                spent = request.sampling.max_tokens is not None and request.sampling.max_tokens <= 0
+                if spent and self.continued_tokens:
                     # the partial reply already holds max_tokens tokens: it ends as the limit would have ended it
                     run.finish_reason = "length"
                     self._begin_turn()
                     self._count_turn(await self._usage_without_generating(request))
                     await self._finish("ready", None)
+                    return
+                if spent:
+                    # the earlier turns (a tool loop's, a submit_tool_outputs leg's) generated max_completion_tokens
+                    # tokens: none is started, the run ends incomplete as OpenAI's, its reply empty
+                    run.finish_reason, run.stop_reason = None, COMPLETION_BUDGET
+                    await self._finish("stopped", None)
                     return
                 if request.max_prompt_tokens is not None and request.max_prompt_tokens <= 0:
                     # the earlier turns spent the budget (a remote engine's may overspend it): none is started
@@ -1340,22 +1466,19 @@ class _Execution:
 
     async def _finish(self, status: str, error: tuple[str, str | None] | None) -> None:
         """End the leg and the run (not one going on in ``requires_action``): the reply saved as ``status``, the
-        run's status from it. A reply ``stopped`` for :data:`PROMPT_BUDGET` never had a turn: the run is
-        ``incomplete``, not ``cancelled``."""
+        run's status from it. A reply ``stopped`` for one of :data:`BUDGET_STOPS` never had a turn: the run is
+        ``incomplete`` (for that reason), not ``cancelled``."""
         run = self.run
         if self._saver is not None:
             await asyncio.wait([self._saver])
-        over_budget = status == "stopped" and run.stop_reason == PROMPT_BUDGET
+        over_budget = status == "stopped" and run.stop_reason in BUDGET_STOPS
         metadata = dict((run.message or {}).get("metadata") or {})
         metadata.update({"run_id": run.id, "model": run.model_id})
         if run.finish_reason:
             metadata["finish_reason"] = run.finish_reason
         if self.turn_usage is None and status == "stopped" and self.text:
             self._count_turn(await self._usage_so_far())
-        if over_budget:
-            # this reply used nothing (its message says no usage); a terminal run tells its usage, as OpenAI's
-            run.usage = run.usage or usage_fields(Usage())
-        elif self.turn_usage:
+        if self.turn_usage and not over_budget:
             metadata["usage"] = self.turn_usage  # the reply's own turn (the run's usage sums all of them)
         if error is not None:
             metadata["error"], metadata["error_code"] = error
@@ -1365,7 +1488,12 @@ class _Execution:
         # The run's state first: whoever sees the final message also sees the finished run.
         run.ended_at = int(time.time())
         run.pending = []
-        if over_budget or (status == "ready" and self._over_budget()):
+        # a terminal run tells its usage, as OpenAI's, also when no turn used any (none started, cancelled or
+        # failed before its first token); a reply that used none has no usage in its message
+        run.usage = run.usage or usage_fields(Usage())
+        if over_budget:
+            run.status, run.incomplete_reason = "incomplete", run.stop_reason
+        elif status == "ready" and self._over_budget():
             run.status, run.incomplete_reason = "incomplete", PROMPT_BUDGET
         elif status == "ready":
             run.status = "incomplete" if run.finish_reason == "length" else "completed"

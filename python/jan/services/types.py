@@ -512,8 +512,13 @@ class ChatRequest:
     #: Token ids of an earlier exchange that this prompt continues (Ollama's ``context`` on ``/api/generate``:
     #: what a reply's :attr:`ChatDelta.prompt_token_ids` and ``token_ids`` were): the rendered prompt follows
     #: them, with no BOS of its own. Local engines only; an id outside the vocabulary is a ``RequestError``
-    #: (``param="context"``). Truncation never drops them.
+    #: (``param="context"``). With ``truncation="auto"``, a prompt over the context loses the oldest of them
+    #: (a BOS that starts them stays; the new turn stays whole): :func:`jan.services.fit.fit_context`.
     context: tuple[int, ...] = ()
+    #: Tell token ids on the deltas (:attr:`ChatDelta.prompt_token_ids`, :attr:`ChatDelta.token_ids`): what a
+    #: front end that gives them back asks (Ollama's ``context``). Off by default: following which ids have been
+    #: shown costs a little on every token, which no other front end needs to pay.
+    token_ids: bool = False
 
     def __post_init__(self) -> None:
         # A tool name given twice (as Anthropic's "Tool names must be unique"): the model's call could not say
@@ -552,6 +557,9 @@ class CompletionRequest:
     echo: bool = False
     grammar: str | None = None
     prompt_only: bool = False
+    #: Tell token ids on the deltas (:attr:`CompletionDelta.token_ids`, ``prompt_token_ids``), as
+    #: :attr:`ChatRequest.token_ids`.
+    token_ids: bool = False
 
 
 @dataclass(frozen=True)
@@ -585,11 +593,12 @@ class ChatDelta:
     before the usage (a dialect that announces it at the start can: Anthropic's ``message_start``);
     ``None`` elsewhere, and where it is not known then (a prompt with images, a remote engine).
     ``cached_tokens``: with ``prompt_tokens``, how many of them the KV cache held (the final usage's).
-    ``prompt_token_ids``: on each choice's first delta from a local engine, the prompt's token ids as the
-    model evaluated them (an image's or audio clip's positions left out: no token id holds them); ``None``
-    elsewhere. ``token_ids``: the choice's tokens generated since its previous delta (a stop string's
-    included; an end-of-generation token is not generated), where the engine tells them; the choice's
-    last delta has any still held back. Together: the exchange, which :attr:`ChatRequest.context` continues.
+    Token ids only where the request asks (:attr:`ChatRequest.token_ids`): ``prompt_token_ids``: on each
+    choice's first delta from a local engine, the prompt's token ids as the model evaluated them (an image's or audio clip's positions left out: no token id holds them); ``None``
+    elsewhere. ``token_ids``: the choice's tokens generated since its previous delta, each once its text
+    has been shown (a matched stop string's left out, as its text is; an end-of-generation token is not
+    generated), where the engine tells them; the choice's last delta has any still held back. Together:
+    the exchange, which :attr:`ChatRequest.context` continues.
     """
 
     choice: int = 0
@@ -630,7 +639,9 @@ class ChatResult:
 class CompletionDelta:
     """A piece of one choice of a text completion (``usage`` with ``choice == -1`` at the end).
 
-    ``token_ids``: the tokens generated for this piece, where the engine tells them. ``prompt_token_ids``:
+    Where the request asks (:attr:`CompletionRequest.token_ids`): ``token_ids``: the tokens generated for this
+    piece, where the engine tells them (each once its text has
+    been shown; a matched stop string's left out, as its text is). ``prompt_token_ids``:
     on each choice's first delta, the prompt's token ids when it was given as token ids (``None`` for a
     text prompt, which the engine tokenizes)."""
 

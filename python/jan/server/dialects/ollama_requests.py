@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 
+from jan.errors import MediaError
 from jan.server.dialects import ollama_schemas as wire
 from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar
 from jan.services.types import (
@@ -30,7 +31,7 @@ from jan.services.types import (
 )
 
 __all__ = ["OllamaRequestError", "chat_request", "completion_request", "embedding_request", "format_grammar", "generate_chat_request",
-           "sampling", "strip_latest", "truncation"]
+           "media_error", "sampling", "strip_latest", "truncation"]
 
 
 class OllamaRequestError(ValueError):
@@ -114,7 +115,8 @@ def image_part(data: str, where: str) -> ImagePart:
 
 
 def _content(text: str | None, images: list[str] | None, where: str) -> tuple[Part, ...]:
-    parts: list[Part] = [image_part(img, f"{where}.images[{i}]") for i, img in enumerate(images or ())]
+    """A message's parts: its images (``where``: their field, e.g. ``messages[0].images``), then its text."""
+    parts: list[Part] = [image_part(img, f"{where}[{i}]") for i, img in enumerate(images or ())]
     if text:
         parts.append(TextPart(text))
     return tuple(parts)
@@ -133,7 +135,7 @@ def _messages(messages: list[wire.OllamaMessage]) -> tuple[ChatMessage, ...]:
                          arguments=json.dumps(c.function.arguments, ensure_ascii=False))
                 for k, c in enumerate(m.tool_calls or ()))
             unanswered = list(calls)
-            out.append(ChatMessage("assistant", _content(m.content, m.images, where), tool_calls=calls,
+            out.append(ChatMessage("assistant", _content(m.content, m.images, f"{where}.images"), tool_calls=calls,
                                    reasoning=m.thinking or None))
         elif m.role == "tool":
             call_id = m.tool_call_id
@@ -143,10 +145,10 @@ def _messages(messages: list[wire.OllamaMessage]) -> tuple[ChatMessage, ...]:
             if match is not None:
                 unanswered.remove(match)
                 call_id = call_id or match.id
-            out.append(ChatMessage("tool", _content(m.content, None, where), tool_call_id=call_id,
+            out.append(ChatMessage("tool", _content(m.content, None, f"{where}.images"), tool_call_id=call_id,
                                    name=m.tool_name or (match.name if match else None)))
         else:
-            out.append(ChatMessage(m.role, _content(m.content, m.images, where)))
+            out.append(ChatMessage(m.role, _content(m.content, m.images, f"{where}.images")))
     return tuple(out)
 
 
@@ -183,7 +185,7 @@ def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatR
     messages: list[ChatMessage] = []
     if body.system:
         messages.append(ChatMessage.of_text("system", body.system))
-    messages.append(ChatMessage("user", _content(body.prompt, body.images, "prompt")))
+    messages.append(ChatMessage("user", _content(body.prompt, body.images, "images")))  # (a top-level field)
     return ChatRequest(
         model=model,
         messages=tuple(messages),
@@ -194,7 +196,24 @@ def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatR
         reasoning=reasoning(body.think),
         truncation=truncation(body.truncate),
         context=tuple(body.context or ()),
+        token_ids=True,  # the reply's context
     )
+
+
+def media_error(exc: MediaError, path: str) -> OllamaRequestError | None:
+    """A typed chat request's refusal of its images, said of the field that sent them: ``images`` on
+    ``/api/generate`` (its prompt's one user turn), ``messages[i].images`` on ``/api/chat`` (Ollama's messages
+    are the typed ones, one for one) -- not the typed messages' content parts, which no Ollama body has.
+    ``None`` for an error that names no message (the exception says it as it is)."""
+    if exc.reason != "no_projector" or exc.message_index is None:
+        return None
+    if path == "/api/generate":
+        field = "images"
+    elif path == "/api/chat":
+        field = f"messages[{exc.message_index}].images"
+    else:
+        return None
+    return OllamaRequestError(f"{field}: this model cannot take images (it has no projector, mmproj)")
 
 
 def completion_request(body: wire.OllamaGenerateRequest, model: str, prompt: str | tuple[int, ...] | None = None,
@@ -214,7 +233,7 @@ def completion_request(body: wire.OllamaGenerateRequest, model: str, prompt: str
                                  "model as is: send the conversation's text in it, or drop raw)")
     return CompletionRequest(model=model, prompts=(body.prompt if prompt is None else prompt,),
                              sampling=sampling(body.options), logprobs=body.top_logprobs if body.logprobs else None,
-                             grammar=grammar)
+                             grammar=grammar, token_ids=not body.raw)  # (a raw reply has no context)
 
 
 def _refuse_template(body: wire.OllamaGenerateRequest) -> None:

@@ -93,7 +93,8 @@ The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
 ``jan serve`` flags and model.json settings instead (a model is loaded once for
 every request it serves), so they are ignored here, as Ollama ignores options it
 does not know; so are ``num_keep`` (jan never shifts the context; a history longer
-than the context loses whole turns, see the requests' ``truncate``) and
+than the context loses whole turns, and a generate ``context`` its oldest tokens but a
+first BOS, see the requests' ``truncate``) and
 ``penalize_newline``/``tfs_z``, which llama.cpp dropped.
 """
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from jan.core import LocalInferenceExtension
 from jan.downloads import DownloadCancelledError, DownloadError, filename_from_url
-from jan.errors import ModelNotFoundError
+from jan.errors import MediaError, ModelNotFoundError
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
@@ -89,9 +89,12 @@ class OllamaError(Exception):
         self.message = message
 
 
-def _error_of(exc: BaseException) -> OllamaError:
+def _error_of(exc: BaseException, path: str = "") -> OllamaError:
+    """``exc`` as Ollama's error for a request to ``path`` (fields named as that route's body names them)."""
     if isinstance(exc, OllamaError):
         return exc
+    if isinstance(exc, MediaError):
+        exc = ollama_requests.media_error(exc, path) or exc
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
@@ -114,7 +117,7 @@ def ollama_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]
         except (asyncio.CancelledError, ConnectionError):
             raise  # the error middleware tells a client that left (noted quietly) from a failed upstream
         except Exception as exc:  # noqa: BLE001 - the dialect's one error mapping
-            err = _error_of(exc)
+            err = _error_of(exc, request.path)
             return _json({"error": err.message}, status=err.status)
 
     return wrapped

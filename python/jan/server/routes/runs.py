@@ -34,9 +34,9 @@ from jan.server.schemas import (INT32_MAX, Int32Count, NamedToolChoice, Reasonin
                                 bounded)
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
-from jan.services.runs import Run, RunRequest, run_record
+from jan.services.runs import FINAL_STATUSES, Run, RunRequest, run_record, usage_fields
 from jan.services.tool_loop import PendingCall, ToolDecision
-from jan.services.types import SamplingOptions
+from jan.services.types import SamplingOptions, Usage
 
 routes = web.RouteTableDef()
 
@@ -172,8 +172,9 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "instructions": record.get("instructions"),
         "tools": tools,
         "metadata": record.get("metadata") or {},
-        # every model turn's, summed (OpenAI's "over the course of the run"); so far, while the run goes on
-        "usage": record.get("usage"),
+        # every model turn's, summed (OpenAI's "over the course of the run"); so far, while the run goes on. A
+        # terminal run always tells one, as OpenAI's (zero when no turn used any: an older jan's record had none)
+        "usage": record.get("usage") or (usage_fields(Usage()) if status in FINAL_STATUSES else None),
         "temperature": params.get("temperature"),
         "top_p": params.get("top_p"),
         "max_completion_tokens": params.get("max_tokens"),
@@ -311,9 +312,13 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     ``POST .../submit_tool_outputs`` continues it. See ``docs/tools.md``.
 
     **Token limits** cover the whole run (every model turn, tool loops
-    included). ``max_completion_tokens`` (or ``max_tokens``) cuts the reply
-    off: the run ends ``incomplete``, ``incomplete_details: {"reason":
-    "max_completion_tokens"}``. ``max_prompt_tokens`` (at least 256, as
+    included). ``max_completion_tokens`` (or ``max_tokens``) is what all the
+    turns together may generate: each turn gets what the earlier ones left
+    (``usage.completion_tokens``); the reply it cuts off ends the run
+    ``incomplete``, ``incomplete_details: {"reason":
+    "max_completion_tokens"}``, and so does a turn with nothing left, which
+    is not started (its reply ``stopped`` and empty, ``metadata.stop_reason:
+    "max_completion_tokens"``). ``max_prompt_tokens`` (at least 256, as
     OpenAI; a smaller one is a 400 naming it) is a budget the turns' prompts
     draw on (what they used is ``usage.prompt_tokens``): each prompt is
     shortened to what is left with the run's ``truncation_strategy`` (the
@@ -327,9 +332,11 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     ``completion_tokens``, ``total_tokens`` and
     ``prompt_tokens_details.cached_tokens`` summed over every model turn
     (tool loops and ``submit_tool_outputs`` legs included; kept across a
-    restart and a resume). Each assistant message the run writes holds its
-    own turn's usage in ``metadata.usage``; a ``thread.run.step.completed``
-    event's ``usage`` is that of the turn that made its tool calls.
+    restart and a resume); a run that ends before any turn used tokens
+    (failed, cancelled) tells zero usage. Each assistant message the run
+    writes holds its own turn's usage in ``metadata.usage``; a
+    ``thread.run.step.completed`` event's ``usage`` is that of the turn that
+    made its tool calls.
 
     **Client disconnect: the run stops.** When the client goes away mid-run
     (streaming or not), generation is cancelled at the next token, which
