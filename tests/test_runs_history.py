@@ -20,12 +20,7 @@ from jan.server.keys import SERVICES
 from jan.services.chat import ChatService
 from jan.services.runs import prompt_window, renderable
 from jan.services.types import ImagePart, TextPart
-from jan.testing.gguf_models import (
-    TINY_CHAT_CONFIG,
-    templates_dir,
-    vocab_path,
-    write_llama_from_vocab,
-)
+from jan.testing.gguf_models import write_strict_chat_model
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -38,9 +33,7 @@ LONG = " ".join(["lighthouse keeper"] * 60)  # ~300 tokens: over a 256 budget, w
 def server(tmp_path_factory, vocab_dir):
     pytest.importorskip("gguf", reason="the gguf package is not installed (test extra)")
     tmp = tmp_path_factory.mktemp("history")
-    template = (templates_dir() / "mistralai-Mistral-Nemo-Instruct-2407.jinja").read_text(encoding="utf-8")
-    path = write_llama_from_vocab(tmp / f"{MODEL}.gguf", vocab_path("phi-3"), **TINY_CHAT_CONFIG,
-                                  chat_template=template)
+    path = write_strict_chat_model(tmp / f"{MODEL}.gguf")
     with running(tmp / "data", path, n_ctx=N_CTX) as srv:
         yield srv
 
@@ -150,26 +143,33 @@ async def test_after_a_run_refused_for_its_budget_the_next_question_is_answered(
         assert roles(seen[0]) == ["user", "assistant", "user"]
 
 
+async def cancel_before_first_token(api: Client, srv, tid: str) -> dict:
+    """A streamed run on ``tid`` whose model turn hangs, cancelled once its reply exists (before any token):
+    the cancel's answer (the run)."""
+    with next_turn(srv, "hang"):
+        async with api.session.post(f"{api.base}/v1/threads/{tid}/runs", json={**BODY, "stream": True}) as resp:
+            run_id = None
+            async for line in resp.content:
+                line = line.decode().strip()
+                if run_id is None and line.startswith("data: {") and '"thread.run"' in line:
+                    run_id = parse_sse(line)[0][1]["id"]
+                if line == "event: thread.message.in_progress":
+                    break
+            cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/cancel")
+            await resp.read()
+    return cancelled
+
+
 # -- (b) a run cancelled before its first token leaves an empty reply; (f) its usage is zero, not null -------------
 async def test_after_a_run_cancelled_before_its_first_token_the_next_run_is_answered(server):
     async with Client(server.base_url) as api:
         tid = await new_thread(api, [{"role": "user", "content": "Tell me a story."}])
-        with next_turn(server, "hang"):
-            async with api.session.post(f"{api.base}/v1/threads/{tid}/runs", json={**BODY, "stream": True}) as resp:
-                run_id = None
-                async for line in resp.content:
-                    line = line.decode().strip()
-                    if run_id is None and line.startswith("data: {") and '"thread.run"' in line:
-                        run_id = parse_sse(line)[0][1]["id"]
-                    if line == "event: thread.message.in_progress":
-                        break
-                cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/cancel")
-                await resp.read()
+        cancelled = await cancel_before_first_token(api, server, tid)
         assert cancelled["status"] == "cancelled" and cancelled["message"]["content"] == []
         assert cancelled["message"]["status"] == "stopped"
         zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         assert cancelled["usage"] is not None and {k: cancelled["usage"][k] for k in zero} == zero
-        fetched = await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}")
+        fetched = await api.ok("GET", f"/v1/threads/{tid}/runs/{cancelled['id']}")
         assert {k: fetched["usage"][k] for k in zero} == zero
         [listed] = (await api.ok("GET", f"/v1/threads/{tid}/runs"))["data"]
         assert listed["usage"] is not None
@@ -182,17 +182,7 @@ async def test_after_a_run_cancelled_before_its_first_token_the_next_run_is_answ
         answered(await api.ok("POST", f"/v1/threads/{tid}/runs", BODY))
         # and a question, a run cancelled before its first token, a question (two user turns around the empty reply)
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "More?"})
-        with next_turn(server, "hang"):
-            async with api.session.post(f"{api.base}/v1/threads/{tid}/runs", json={**BODY, "stream": True}) as resp:
-                run_id = None
-                async for line in resp.content:
-                    line = line.decode().strip()
-                    if run_id is None and line.startswith("data: {") and '"thread.run"' in line:
-                        run_id = parse_sse(line)[0][1]["id"]
-                    if line == "event: thread.message.in_progress":
-                        break
-                await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/cancel")
-                await resp.read()
+        await cancel_before_first_token(api, server, tid)
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Hello?"})
         with spied(server) as seen:
             answered(await api.ok("POST", f"/v1/threads/{tid}/runs", BODY))

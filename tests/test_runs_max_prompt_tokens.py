@@ -18,13 +18,7 @@ import pytest
 from api_helpers import Client, message_text, parse_sse, running
 from jan.server.routes.runs import object_of
 from jan.services.runs import run_from_record, run_record
-from jan.testing.gguf_models import (
-    TINY_CHAT_CONFIG,
-    templates_dir,
-    vocab_path,
-    write_llama_from_vocab,
-    write_qwen3_tool_model,
-)
+from jan.testing.gguf_models import write_qwen3_tool_model, write_strict_chat_model
 from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
 
 pytestmark = pytest.mark.timeout(600)
@@ -56,9 +50,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(data, vocab_dir):
     pytest.importorskip("gguf", reason="the gguf package is not installed (test extra)")
-    template = (templates_dir() / "mistralai-Mistral-Nemo-Instruct-2407.jinja").read_text(encoding="utf-8")
-    path = write_llama_from_vocab(data.parent / f"{MODEL}.gguf", vocab_path("phi-3"), **TINY_CHAT_CONFIG,
-                                  chat_template=template)
+    path = write_strict_chat_model(data.parent / f"{MODEL}.gguf")
     with running(data, path, n_ctx=N_CTX) as srv:
         yield srv
 
@@ -266,24 +258,36 @@ def tool_run(tools: list, choice: str, **extra) -> dict:
             "parallel_tool_calls": False, "max_tokens": 60, "temperature": 0, **extra}
 
 
+#: The notes MCP server's list_notes, run without approval: a run of two model turns (the call, the answer).
+NOTES = [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"], "require_approval": "never"}]
+
+
+def notes_run(**extra) -> dict:
+    return tool_run(NOTES, "notes__list_notes", **extra)
+
+
+async def unlimited_notes_run(api: Client) -> tuple[dict, dict, dict]:
+    """A notes run on a new thread without limits: the run, and its two turns' own usages (the calling reply's,
+    the answer's)."""
+    tid = await new_thread(api, ASK)
+    run = await api.ok("POST", f"/v1/threads/{tid}/runs", notes_run())
+    calling, answer = [m for m in await messages_of(api, tid) if m["role"] == "assistant"]
+    return run, calling["metadata"]["usage"], answer["metadata"]["usage"]
+
+
 async def test_a_tool_loop_spends_the_budget_over_its_turns_and_stops_before_one_that_does_not_fit(tool_server):
     async with Client(tool_server.base_url) as api:
-        mcp = [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"], "require_approval": "never"}]
         # without a budget: two turns, the call and the answer after its result; each reply tells its own turn's
         # usage, the run's is their sum (OpenAI's: "over the course of the run")
-        tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run(mcp, "notes__list_notes"))
-        calling, answer = [m for m in await messages_of(api, tid) if m["role"] == "assistant"]
-        first = calling["metadata"]["usage"]["prompt_tokens"]
-        second = answer["metadata"]["usage"]["prompt_tokens"]
+        run, calling, answer = await unlimited_notes_run(api)
+        first, second = calling["prompt_tokens"], answer["prompt_tokens"]
         assert run["step"] == 1 and 0 < first < second, run
         assert run["usage"]["prompt_tokens"] == first + second
         budget = max(BUDGET, first + second // 2)  # room for the first turn, not for both
         assert budget < first + second
 
         tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run(mcp, "notes__list_notes",
-                                                                       max_prompt_tokens=budget))
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", notes_run(max_prompt_tokens=budget))
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_prompt_tokens"}, run
         assert run["usage"]["prompt_tokens"] == first <= budget and run["step"] == 1
         saved = await messages_of(api, tid)
@@ -295,7 +299,7 @@ async def test_a_tool_loop_spends_the_budget_over_its_turns_and_stops_before_one
 
         # with room for both, the same run answers, and the budget counted both prompts
         run = await api.ok("POST", f"/v1/threads/{await new_thread(api, ASK)}/runs",
-                           tool_run(mcp, "notes__list_notes", max_prompt_tokens=first + second + 64))
+                           notes_run(max_prompt_tokens=first + second + 64))
         assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), run
         last = run["message"]["metadata"]["usage"]["prompt_tokens"]
         assert run["usage"]["prompt_tokens"] == first + last <= first + second + 64
@@ -364,18 +368,14 @@ async def test_max_completion_tokens_is_shared_by_a_tool_loops_turns(tool_server
     """OpenAI's ``max_completion_tokens``: "the maximum number of completion tokens that may be used over the course
     of the run". Each turn may generate what the earlier ones left; a turn with nothing left is not started."""
     async with Client(tool_server.base_url) as api:
-        mcp = [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"], "require_approval": "never"}]
-        tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run(mcp, "notes__list_notes"))
-        calling, answer = [m for m in await messages_of(api, tid) if m["role"] == "assistant"]
-        first = calling["metadata"]["usage"]["completion_tokens"]
-        second = answer["metadata"]["usage"]["completion_tokens"]
+        run, calling, answer = await unlimited_notes_run(api)
+        first, second = calling["completion_tokens"], answer["completion_tokens"]
         assert run["usage"]["completion_tokens"] == first + second and second > 3, run
 
         # room for the call and 3 tokens more: the answer gets those 3, and the run ends cut by the limit
         limit = first + 3
         tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**tool_run(mcp, "notes__list_notes"),
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**notes_run(),
                                                                "max_completion_tokens": limit})
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_completion_tokens"}, run
         assert run["max_completion_tokens"] == limit and run["usage"]["completion_tokens"] == limit
@@ -386,7 +386,7 @@ async def test_max_completion_tokens_is_shared_by_a_tool_loops_turns(tool_server
 
         # room for the call only: the call runs, the turn after its result is not started
         tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**tool_run(mcp, "notes__list_notes"),
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**notes_run(),
                                                                "max_completion_tokens": first})
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_completion_tokens"}, run
         assert run["usage"]["completion_tokens"] == first <= run["max_completion_tokens"]
@@ -400,7 +400,7 @@ async def test_max_completion_tokens_is_shared_by_a_tool_loops_turns(tool_server
         assert not [m for m in saved if m["status"] == "pending"]
         # the thread is free: a question and a run answer it (the empty reply left out of the prompt)
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "And now?"})
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run(mcp, "notes__list_notes", tool_choice="none"))
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", notes_run(tool_choice="none"))
         assert run["status"] in ("completed", "incomplete") and run["last_error"] is None, run
 
 

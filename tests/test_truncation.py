@@ -15,10 +15,9 @@ import json
 
 import httpx
 import pytest
-
 from jan.services.fit import _candidates, _starts
 from jan.services.types import ChatMessage, ToolCall
-from jan.testing.gguf_models import TINY_CHAT_CONFIG, templates_dir, vocab_path, write_llama_from_vocab
+from jan.testing.gguf_models import write_strict_chat_model
 from server_helpers import start_server
 
 N_CTX = 256
@@ -44,9 +43,7 @@ def conversation(pairs: int = 12) -> list[dict]:
 def server(tmp_path_factory, vocab_dir):
     pytest.importorskip("gguf", reason="the gguf package is not installed (test extra)")
     tmp = tmp_path_factory.mktemp("truncation")
-    template = (templates_dir() / "mistralai-Mistral-Nemo-Instruct-2407.jinja").read_text(encoding="utf-8")
-    path = write_llama_from_vocab(tmp / f"{MODEL}.gguf", vocab_path("phi-3"), **TINY_CHAT_CONFIG,
-                                  chat_template=template)
+    path = write_strict_chat_model(tmp / f"{MODEL}.gguf")
     srv = start_server(tmp, [path], n_ctx=N_CTX, n_parallel=2)
     yield srv
     srv.stop()

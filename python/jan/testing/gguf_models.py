@@ -44,6 +44,7 @@ __all__ = [
     "write_not_gguf",
     "write_phi3_chat_model",
     "write_qwen3_tool_model",
+    "write_strict_chat_model",
     "write_tool_template_model",
     "write_truncated_copy",
     "write_vision_chat_model",
@@ -626,6 +627,18 @@ QWEN3_TEMPLATE = "Qwen-Qwen3-0.6B.jinja"
 def templates_dir() -> Path:
     """Folder with the shared chat templates (``<models_dir()>/../templates``)."""
     return models_dir().parent / "templates"
+
+
+MISTRAL_NEMO_TEMPLATE = "mistralai-Mistral-Nemo-Instruct-2407.jinja"
+
+
+def write_strict_chat_model(path: "str | os.PathLike[str]", *, seed: int = 0) -> Path:
+    """Tiny llama (:data:`TINY_CHAT_CONFIG`) with the phi-3 vocabulary and Mistral Nemo's real chat template,
+    which raises unless user and assistant turns alternate (as Llama 2's and Gemma's do): for tests of what
+    jan sends such templates (truncation, run histories, prompt budgets)."""
+    template = (templates_dir() / MISTRAL_NEMO_TEMPLATE).read_text(encoding="utf-8")
+    return write_llama_from_vocab(path, vocab_path(PHI3_VOCAB), **TINY_CHAT_CONFIG, seed=seed,
+                                  chat_template=template)
 
 
 def write_qwen3_tool_model(path: "str | os.PathLike[str]", *, seed: int = 0) -> Path:
