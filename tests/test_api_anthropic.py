@@ -215,11 +215,14 @@ def test_output_config_format_gives_json_matching_the_schema(client):
 def test_thinking_with_a_budget_on_a_reasoning_template(tmp_path_factory, server):
     # A separate server: the reasoning model is only needed here.
     tmp = tmp_path_factory.mktemp("thinking")
-    srv = start_server(tmp, [reasoning_model(tmp)], api_key=KEY)
+    srv = start_server(tmp, [reasoning_model(tmp)], api_key=KEY, n_ctx=2048)
     try:
-        client = anthropic.Anthropic(base_url=srv.base_url, auth_token=KEY, api_key=None, max_retries=0, timeout=120)
-        kwargs = dict(model="qwq-tiny", max_tokens=24, extra_body=GREEDY,
-                      thinking={"type": "enabled", "budget_tokens": 8}, messages=[{"role": "user", "content": "Hi"}])
+        client = anthropic.Anthropic(base_url=srv.base_url, auth_token=KEY, api_key=None, max_retries=0, timeout=240)
+        # Anthropic's least budget is 1024, and less than max_tokens, except with interleaved thinking (its budget
+        # spans a tool loop's turns): here max_tokens cuts the thinking off first
+        interleaved = {"anthropic-beta": "interleaved-thinking-2025-05-14"}
+        kwargs = dict(model="qwq-tiny", max_tokens=24, extra_body=GREEDY, extra_headers=interleaved,
+                      thinking={"type": "enabled", "budget_tokens": 1024}, messages=[{"role": "user", "content": "Hi"}])
         message = client.messages.create(**kwargs)
         assert [block.type for block in message.content][:1] == ["thinking"]
         assert message.content[0].thinking and message.content[0].signature == ""
@@ -227,16 +230,17 @@ def test_thinking_with_a_budget_on_a_reasoning_template(tmp_path_factory, server
             final = stream.get_final_message()
         assert [b.type for b in final.content] == [b.type for b in message.content]
         assert final.content[0].thinking == message.content[0].thinking
+        kwargs.pop("extra_headers")
         raw = raw_request(srv.base_url, http_post("/v1/messages", {**kwargs.pop("extra_body"), **kwargs, "stream": True},
-                                                  headers={"Authorization": f"Bearer {KEY}"}))
+                                                  headers={"Authorization": f"Bearer {KEY}", **interleaved}))
         events = named_events(http_body(raw)[1])
         shapes = collapse([(n, (d.get("content_block") or d.get("delta") or {}).get("type")) for n, d in events])
         assert shapes[:5] == [("message_start", None), ("ping", None), ("content_block_start", "thinking"),
                               ("content_block_delta", "thinking_delta"), ("content_block_stop", None)]
         # thinking, then the call tool_choice forces: the budget closes the thinking, the call follows
-        calling = client.messages.create(model="qwq-tiny", max_tokens=200, extra_body=GREEDY, tools=TOOLS,
+        calling = client.messages.create(model="qwq-tiny", max_tokens=1200, extra_body=GREEDY, tools=TOOLS,
                                          tool_choice={"type": "any", "disable_parallel_tool_use": True},
-                                         thinking={"type": "enabled", "budget_tokens": 4},
+                                         thinking={"type": "enabled", "budget_tokens": 1024},
                                          messages=[{"role": "user", "content": "Weather in Paris?"}])
         assert [b.type for b in calling.content] == ["thinking", "tool_use"] and calling.stop_reason == "tool_use"
         assert calling.content[1].name == "get_weather" and calling.content[1].input["city"] in ("Paris", "Lyon")

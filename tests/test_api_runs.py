@@ -107,17 +107,24 @@ async def test_run_streaming_events(server, tmp_path):
             assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
             events = parse_sse(await resp.text())
         names = [name for name, _ in events]
-        assert names[:4] == ["thread.run.created", "thread.run.in_progress", "thread.message.created",
-                             "thread.message.in_progress"]
+        # OpenAI's order: the reply's message_creation step opens before its message and ends after it
+        assert names[:6] == ["thread.run.created", "thread.run.in_progress", "thread.run.step.created",
+                             "thread.run.step.in_progress", "thread.message.created", "thread.message.in_progress"]
         assert events[-1] == ("done", "[DONE]")
-        assert names[-3] == "thread.message.completed" and names[-2] in ("thread.run.completed", "thread.run.incomplete")
-        created = events[2][1]
+        assert names[-4:-2] == ["thread.message.completed", "thread.run.step.completed"]
+        assert names[-2] in ("thread.run.completed", "thread.run.incomplete")
+        created = events[4][1]
         assert created["status"] == "pending" and created["role"] == "assistant"
+        step = events[2][1]
+        assert step["object"] == "thread.run.step" and step["type"] == "message_creation"
+        assert step["step_details"]["message_creation"]["message_id"] == created["id"] and step["usage"] is None
         deltas = [data for name, data in events if name == "thread.message.delta"]
         assert deltas and all(d["object"] == "thread.message.delta" and d["id"] == created["id"] for d in deltas)
         text = "".join(d["delta"]["content"][0]["text"]["value"] for d in deltas)
-        final_message = events[-3][1]
+        final_message = events[-4][1]
         assert final_message["status"] == "ready" and message_text(final_message) == text
+        ended = events[-3][1]
+        assert ended["id"] == step["id"] and ended["status"] == "completed" and ended["usage"]["completion_tokens"] > 0
         final_run = events[-2][1]
         assert final_run["message"]["id"] == created["id"] and final_run["usage"]["completion_tokens"] <= 20
         stored = read_jsonl(tmp_path / "data" / "threads" / tid / "messages.jsonl")[-1]
@@ -270,7 +277,8 @@ async def test_run_errors(server, tmp_path):
         assert stored["status"] == "error" and stored["metadata"]["error_code"] == "context_length_exceeded"
         async with api.session.post(f"{server.base_url}/v1/threads/{huge}/runs", json={"stream": True}) as resp:
             events = parse_sse(await resp.text())
-        assert [n for n, _ in events][-3:] == ["thread.message.incomplete", "thread.run.failed", "done"]
+        assert [n for n, _ in events][-4:] == ["thread.message.incomplete", "thread.run.step.failed", "thread.run.failed",
+                                               "done"]
         # error replies are not sent back to the model: the next run on a fitting thread works
         await api.ok("DELETE", f"/v1/threads/{huge}/messages/{read_jsonl(tmp_path / 'data' / 'threads' / huge / 'messages.jsonl')[0]['id']}")
         await api.ok("POST", f"/v1/threads/{huge}/messages", {"role": "user", "content": "Hi"})
@@ -420,7 +428,8 @@ async def test_cancel_run(long_server):
             assert cancelled["message"]["status"] == "stopped"
             assert cancelled["message"]["metadata"]["stop_reason"] == "cancelled"
             rest = parse_sse((await resp.read()).decode())
-        assert [n for n, _ in rest][-3:] == ["thread.message.incomplete", "thread.run.cancelled", "done"]
+        assert [n for n, _ in rest][-4:] == ["thread.message.incomplete", "thread.run.step.cancelled",
+                                             "thread.run.cancelled", "done"]
         got, err = await api.post(f"/v1/threads/{tid}/runs/{run_id}/cancel")
         assert got == 400 and err["error"]["code"] == "run_not_active"
 
@@ -503,7 +512,8 @@ async def test_resume_with_no_tokens_left_ends_the_reply_without_generating(serv
             events = parse_sse(await resp.text())
         names = [name for name, _ in events]
         assert "thread.message.delta" not in names, names
-        assert names[-3:] == ["thread.message.completed", "thread.run.incomplete", "done"], names
+        assert names[-4:] == ["thread.message.completed", "thread.run.step.completed", "thread.run.incomplete",
+                              "done"], names
         run = await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}")
         assert run["status"] == "incomplete" and run["finish_reason"] == "length"
         assert run["message"]["status"] == "ready" and message_text(run["message"]) == PARTIAL

@@ -107,7 +107,7 @@ def test_request_kwargs_win_and_bad_values_are_value_errors():
     plan = ChatPlan(fmt, ReasoningRequest(effort="high"), chat_template_kwargs={"enable_thinking": False})
     assert plan.template_kwargs()["enable_thinking"] is False
     with pytest.raises(ValueError):
-        ReasoningRequest(effort="max")
+        ReasoningRequest(effort="extreme")
     with pytest.raises(ValueError):
         ReasoningRequest(format="xml")
     assert ReasoningRequest.from_request({"think": "low", "reasoning_budget": -1}).budget_tokens is None

@@ -30,7 +30,7 @@ from jan.services.types import (
     Usage,
 )
 
-PNG = base64.b64encode(b"\x89PNG fake").decode()
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake").decode()  # a PNG's magic bytes (Anthropic checks them)
 
 THINK_THEN_TEXT = [ChatDelta(reasoning="Let me "), ChatDelta(reasoning="think."), ChatDelta(content="Hello"),
                    ChatDelta(content=" there"), ChatDelta(finish_reason="stop"),
@@ -160,7 +160,7 @@ def test_anthropic_request_mapping():
     roles = [m.role for m in req.messages]
     assert roles == ["system", "user", "assistant", "tool", "user"]
     user = req.messages[1]
-    assert user.content[0] == TextPart("look") and user.content[1] == ImagePart(b"\x89PNG fake", "image/png")
+    assert user.content[0] == TextPart("look") and user.content[1] == ImagePart(b"\x89PNG\r\n\x1a\n fake", "image/png")
     assistant = req.messages[2]
     assert assistant.reasoning == "t" and assistant.text == "calling"
     assert assistant.tool_calls == (ToolCall("c1", "f", '{"x": 1}'),)
@@ -277,7 +277,7 @@ def test_responses_input_items_to_messages():
     req = rs.to_chat_request(body, [ChatMessage.of_text("user", "before")], inputs)
     assert [m.role for m in req.messages] == ["system", "user", "user", "system", "user", "assistant", "tool", "tool"]
     assert req.messages[0].text == "Be brief." and req.messages[1].text == "before"
-    assert req.messages[4].content[1] == ImagePart(b"\x89PNG fake", "image/png")
+    assert req.messages[4].content[1] == ImagePart(b"\x89PNG\r\n\x1a\n fake", "image/png")
     assistant = req.messages[5]
     assert assistant.text == "calling" and assistant.reasoning == "r"
     assert [c.id for c in assistant.tool_calls] == ["c1", "c2"]
@@ -292,7 +292,7 @@ def test_responses_input_items_to_messages():
 
 
 def test_responses_bad_input():
-    with pytest.raises(ValueError, match="data: URLs"):
+    with pytest.raises(ValueError, match=r"input\[0\].content\[0\].image_url: only base64 data URLs"):
         rs.input_messages(rs.ResponsesRequest.model_validate({"input": [
             {"role": "user", "content": [{"type": "input_image", "image_url": "https://x/y.png"}]}]}).input)
     with pytest.raises(ValidationError):

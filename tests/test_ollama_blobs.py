@@ -160,8 +160,10 @@ def test_create_from_a_blob_then_chat(server, blobs, stories_path):
         answer = chat.json()
         assert answer["message"]["role"] == "assistant" and answer["message"]["content"]
         assert answer["eval_count"] == 4 and answer["done_reason"] == "length"  # the stored num_predict
+        # made again over itself: replaced, as Ollama writes the manifest again (the same weights, kept in place)
         again = _create(server, {"model": "story-blob", "files": {"stories.gguf": digest}, "stream": False})
-        assert again.status_code == 409  # never overwritten
+        assert again.status_code == 200 and again.json() == {"status": "success"}
+        assert os.path.samefile(weights, blobs / f"sha256-{digest[7:]}")
     finally:
         assert _http(server, "DELETE", "/api/delete", content=b'{"model": "story-blob"}').status_code == 200
     assert (blobs / f"sha256-{digest[7:]}").read_bytes() == data  # the blob outlives the model

@@ -212,16 +212,21 @@ async def test_a_streamed_run_over_its_budget_ends_as_a_run_cut_by_max_completio
         tid = await new_thread(api, long_last_turn())
         events = await streamed(api, f"/v1/threads/{tid}/runs", {"model": MODEL, "max_prompt_tokens": BUDGET})
         names = [name for name, _ in events]
-        assert names == ["thread.run.created", "thread.run.in_progress", "thread.message.created",
-                         "thread.message.in_progress", "thread.message.incomplete", "thread.run.incomplete", "done"]
-        message, run = events[4][1], events[5][1]
+        assert names == ["thread.run.created", "thread.run.in_progress", "thread.run.step.created",
+                         "thread.run.step.in_progress", "thread.message.created", "thread.message.in_progress",
+                         "thread.message.incomplete", "thread.run.step.completed", "thread.run.incomplete", "done"]
+        message, step, run = events[6][1], events[7][1], events[8][1]
+        # the turn was never started: its step ends with the run, having used nothing
+        assert step["step_details"]["message_creation"]["message_id"] == message["id"] and step["status"] == "completed"
+        assert step["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         assert message["status"] == "stopped" and message["metadata"]["stop_reason"] == "max_prompt_tokens"
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_prompt_tokens"}
         assert run["message"]["id"] == message["id"]
         # a run cut by its other limit ends the same way: the message, then thread.run.incomplete, then done
         cut = await streamed(api, f"/v1/threads/{await new_thread(api, conversation(1))}/runs",
                              {"model": MODEL, "max_tokens": 2, "ignore_eos": True})
-        assert [name for name, _ in cut][-3:] == ["thread.message.completed", "thread.run.incomplete", "done"]
+        assert [name for name, _ in cut][-4:] == ["thread.message.completed", "thread.run.step.completed",
+                                                  "thread.run.incomplete", "done"]
         assert cut[-2][1]["incomplete_details"] == {"reason": "max_completion_tokens"}
 
 
@@ -305,6 +310,14 @@ async def test_a_tool_loop_spends_the_budget_over_its_turns_and_stops_before_one
         assert run["usage"]["prompt_tokens"] == first + last <= first + second + 64
 
 
+#: A submit_tool_outputs leg whose next turn is not started: the tool_calls step the run waited in completes, the
+#: turn's message_creation step and its (empty) message come and go, the run ends.
+SUBMITTED_THEN_NOT_STARTED = ["thread.run.in_progress", "thread.run.step.completed", "thread.run.step.created",
+                              "thread.run.step.in_progress", "thread.message.created", "thread.message.in_progress",
+                              "thread.message.incomplete", "thread.run.step.completed", "thread.run.incomplete",
+                              "done"]
+
+
 async def test_the_budget_holds_across_submit_tool_outputs(tool_server):
     async with Client(tool_server.base_url) as api:
         first_estimate = await n_tokens(api, TOOL_MODEL, ASK, [PING])
@@ -318,9 +331,7 @@ async def test_the_budget_holds_across_submit_tool_outputs(tool_server):
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
         events = await streamed(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
                                 {"tool_outputs": [{"tool_call_id": call["id"], "output": output}]})
-        assert [name for name, _ in events] == ["thread.run.in_progress", "thread.message.created",
-                                                "thread.message.in_progress", "thread.message.incomplete",
-                                                "thread.run.incomplete", "done"]
+        assert [name for name, _ in events] == SUBMITTED_THEN_NOT_STARTED
         done = await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
         assert done["status"] == "incomplete" and done["incomplete_details"] == {"reason": "max_prompt_tokens"}
         assert done["usage"]["prompt_tokens"] == first  # the turn not started used nothing
@@ -418,10 +429,8 @@ async def test_max_completion_tokens_holds_across_submit_tool_outputs(tool_serve
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
         events = await streamed(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
                                 {"tool_outputs": [{"tool_call_id": call["id"], "output": "up"}]})
-        assert [name for name, _ in events] == ["thread.run.in_progress", "thread.message.created",
-                                                "thread.message.in_progress", "thread.message.incomplete",
-                                                "thread.run.incomplete", "done"]
+        assert [name for name, _ in events] == SUBMITTED_THEN_NOT_STARTED
         done = events[-2][1]
         assert done["incomplete_details"] == {"reason": "max_completion_tokens"}
         assert done["usage"]["completion_tokens"] == first
-        assert events[3][1]["metadata"]["stop_reason"] == "max_completion_tokens"
+        assert events[6][1]["metadata"]["stop_reason"] == "max_completion_tokens"  # thread.message.incomplete

@@ -163,5 +163,5 @@ async def test_reasoning_effort_of_a_run_and_of_its_assistant(server):
 
         cleared = await api.ok("POST", f"/v1/assistants/{quiet['id']}", {"reasoning_effort": None})
         assert cleared["reasoning_effort"] is None
-        status, error = await api.call("POST", f"/v1/threads/{tid}/runs", {**body, "reasoning_effort": "max"})
+        status, error = await api.call("POST", f"/v1/threads/{tid}/runs", {**body, "reasoning_effort": "extreme"})
         assert status == 400 and error["error"]["param"] == "reasoning_effort"

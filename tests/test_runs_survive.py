@@ -111,6 +111,10 @@ async def test_a_live_run_is_left_alone_by_another_process_until_its_runner_dies
             assert not list((data / ".live").glob(f"{run_id}.lock")), "a finished run holds no lease"
 
 
+async def _steps(api: Client, tid: str, run_id: str) -> list[dict]:
+    return (await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}/steps?order=asc"))["data"]
+
+
 def _forced(name: str, **extra) -> dict:
     return {"tool_choice": {"type": "function", "function": {"name": name}}, "parallel_tool_calls": False,
             "max_tokens": 60, "temperature": 0, **extra}
@@ -146,6 +150,12 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
             while not (root / "waiting").exists():  # the MCP server is inside the call
                 assert time.monotonic() < deadline, "the tool was never called"
                 await asyncio.sleep(0.05)
+            waited = await _steps(api, ask_tid, asked["id"])
+            assert [(s["type"], s["status"]) for s in waited] == [("message_creation", "completed"),
+                                                                  ("tool_calls", "in_progress")]
+            inside = await _steps(api, go_tid, going["id"])
+            assert [(s["type"], s["status"]) for s in inside] == [("message_creation", "completed"),
+                                                                  ("tool_calls", "in_progress")]
         proc.kill()
 
     with ServerProcess(data, model, n_ctx=2048) as proc:
@@ -158,6 +168,10 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
             assert still["usage"] == asked["usage"] and asked["usage"]["prompt_tokens"] > 0  # the calling turn's
             cut = await api.ok("GET", f"/v1/threads/{go_tid}/runs/{going['id']}")
             assert cut["status"] == "interrupted"
+            # the steps as they were saved: the waiting run's still waits; the call jan stopped inside is over
+            assert await _steps(api, ask_tid, asked["id"]) == waited
+            wrote, stopped = await _steps(api, go_tid, going["id"])
+            assert wrote == inside[0] and stopped["id"] == inside[1]["id"] and stopped["status"] == "cancelled"
             # the calling turn was counted in the record before its call ran (and jan stopped inside it)
             calling = (await api.ok("GET", f"/v1/threads/{go_tid}/messages?order=asc"))["data"][1]
             assert cut["usage"] == calling["metadata"]["usage"] and cut["usage"]["prompt_tokens"] > 0
@@ -168,6 +182,11 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
                 assert resp.status == 200
                 names = [name for name, _ in parse_sse(await resp.text())]
             assert "thread.run.step.completed" in names, names  # the call it was in ran again
+            steps = await _steps(api, go_tid, going["id"])
+            assert [(s["type"], s["status"]) for s in steps] == [
+                ("message_creation", "completed"), ("tool_calls", "cancelled"), ("tool_calls", "completed"),
+                ("message_creation", "completed")] and steps[:2] == [wrote, stopped]
+            assert steps[2]["step_details"]["tool_calls"][0]["function"]["output"] == "go"
             assert names[-2] in ("thread.run.completed", "thread.run.incomplete"), names
             resumed = await api.ok("GET", f"/v1/threads/{go_tid}/runs/{going['id']}")
             assert resumed["status"] in ("completed", "incomplete"), resumed
@@ -184,6 +203,9 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
             done = await api.ok("POST", f"/v1/threads/{ask_tid}/runs/{asked['id']}/submit_tool_outputs",
                                 {"tool_outputs": [{"tool_call_id": pending["id"], "approve": True}]})
             assert done["status"] in ("completed", "incomplete"), done
+            steps = await _steps(api, ask_tid, asked["id"])  # the step it waited in, across the restart, completes
+            assert [s["id"] for s in steps[:2]] == [s["id"] for s in waited] and steps[1]["status"] == "completed"
+            assert steps[1]["step_details"]["tool_calls"][0]["function"]["output"] == "shopping.txt\ntodo.txt"
             msgs = (await api.ok("GET", f"/v1/threads/{ask_tid}/messages?order=asc"))["data"]
             assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
             assert message_text(msgs[2]) == "shopping.txt\ntodo.txt" and msgs[2]["metadata"]["approved_by"] == "user"

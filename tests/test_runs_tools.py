@@ -397,9 +397,15 @@ async def test_a_runs_usage_is_the_sum_of_its_model_turns(server):
         assert len(turns) == 2
         by_name = {}
         for name, data in events:
+            if name.startswith("thread.run.step.") and data["type"] == "message_creation":
+                name = name.replace("thread.run.step.", "message step ")
             by_name.setdefault(name, []).append(data)
         assert [s["usage"] for s in by_name["thread.run.step.created"]] == [None]  # null while in_progress
         assert [s["usage"] for s in by_name["thread.run.step.completed"]] == [turns[0]]
+        # each turn counted once: the calling turn's in its tool_calls step, the answer's in its message's step
+        assert [s["usage"] for s in by_name["message step created"]] == [None, None]
+        assert [s["usage"] for s in by_name["message step completed"]] == [
+            {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, turns[1]]
         assert [m["metadata"]["usage"] for m in by_name["thread.message.completed"]] == turns
         name, final = events[-2]
         assert name in ("thread.run.completed", "thread.run.incomplete") and final["usage"] == summed_usage(turns)

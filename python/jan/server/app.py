@@ -54,10 +54,11 @@ def _route_tables() -> list[web.RouteTableDef]:
 
 def _setup_route_state(app: web.Application) -> None:
     """Route modules with state of their own (stored responses, in-flight runs) set it up before the app starts."""
-    from jan.server.routes import ollama, responses
+    from jan.server.routes import anthropic, ollama, responses
 
     responses.setup(app)
     ollama.setup(app)
+    anthropic.setup(app)
 
 
 async def create_app(config: ServerConfig | None = None, *, extensions: Iterable[object] = (),

@@ -27,19 +27,24 @@ _NO_DATA: Any = object()  # from_validation_error without the request's data
 
 #: The status the access log shows for a request whose client left before its answer (nginx's 499).
 CLIENT_CLOSED_REQUEST = 499
+#: Seconds a client told the model's queue is full (503 ``queue_full``) waits before trying again (``Retry-After``):
+#: about one short generation; the SDKs (OpenAI's, Anthropic's) wait this long between their retries.
+QUEUE_FULL_RETRY_AFTER_S = 2
 
 
 class APIError(Exception):
     """An error with its HTTP status and OpenAI fields."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
         self.param = param
         self.code = code
+        #: Response headers the error comes with, in every dialect's shape (``Retry-After`` on a full queue).
+        self.headers = dict(headers or {})
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -116,6 +121,12 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA) -> APIErro
     if kind == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]  # our own validators' messages, as written
     unsupported = kind == "value_error" and "not supported" in msg
+    named = _FIELD_PREFIX.match(msg) if kind == "value_error" and not unsupported else None
+    if named:  # a check of the object as a whole that names its field at fault ("budget_tokens: required ...")
+        inner = named.group(1)
+        if param != inner and not param.endswith("." + inner):  # (a field's own check naming it again: once)
+            param = f"{param}.{inner}" if param else inner
+        msg = msg[named.end():]
     if kind == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
     elif unsupported:
@@ -146,7 +157,9 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError(503, f"No enabled extension provides this service: {exc}", type="server_error",
                         code="extension_unavailable")
     if isinstance(exc, QueueFullError):
-        return APIError(503, str(exc), type="server_error", code="queue_full")
+        # every slot busy and the wait queue full: try again once a generation has ended (SDKs honour Retry-After)
+        return APIError(503, str(exc), type="server_error", code="queue_full",
+                        headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
     if isinstance(exc, AlreadyExistsError):
         return APIError(409, str(exc), code="already_exists")
     if isinstance(exc, LockTimeoutError):
@@ -216,12 +229,16 @@ class ErrorResponse(web.Response):
 
 
 def json_error(err: APIError, headers: dict | None = None) -> web.Response:
-    return ErrorResponse(err, headers)
+    """The error's response, with the headers it comes with (:attr:`APIError.headers`) and ``headers``."""
+    return ErrorResponse(err, {**err.headers, **(headers or {})} or None)
 
 
 # Route prefix -> the error body its clients expect (Anthropic's ``{"type": "error", ...}``, ...).
 # Dialect route modules register here; every other path keeps OpenAI's shape.
 ERROR_SHAPES: dict[str, Callable[[APIError], dict]] = {}
+# Route prefix -> the HTTP status its clients expect for an error, where it is not jan's (Anthropic's 529 for an
+# overloaded server). Only prefixes with a shape are looked at.
+ERROR_STATUSES: dict[str, Callable[[APIError], int]] = {}
 
 
 def under_prefix(path: str, prefix: str) -> bool:
@@ -231,9 +248,13 @@ def under_prefix(path: str, prefix: str) -> bool:
 
 
 def _shape_for(path: str) -> Callable[[APIError], dict] | None:
-    for prefix, shape in ERROR_SHAPES.items():
+    return _for_path(ERROR_SHAPES, path)
+
+
+def _for_path(table: dict[str, Any], path: str) -> Any:
+    for prefix, value in table.items():
         if under_prefix(path, prefix):
-            return shape
+            return value
     return None
 
 
@@ -246,8 +267,9 @@ async def dialect_error_middleware(request: web.Request, handler):
     if shape is None:
         return response
     headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
-    return web.json_response(shape(response.api_error), status=response.status, headers=headers,
-                             dumps=strict_dumps)
+    status_of = _for_path(ERROR_STATUSES, request.path)
+    status = status_of(response.api_error) if status_of is not None else response.status
+    return web.json_response(shape(response.api_error), status=status, headers=headers, dumps=strict_dumps)
 
 
 @web.middleware

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import time
 import uuid
 from collections.abc import Iterable
@@ -50,7 +51,9 @@ __all__ = [
     "completion_request",
     "embedding_request",
     "embeddings_response",
+    "media_error",
     "message_from_openai",
+    "pieces_in",
     "response_format_of",
     "usage_dict",
 ]
@@ -96,6 +99,16 @@ def message_from_openai(message: schemas.Message, where: str = "messages") -> Ch
     return ChatMessage(message.role, _parts(message.content, where), tool_calls=calls,
                        tool_call_id=message.tool_call_id, name=message.name,
                        reasoning=message.reasoning_content or None)
+
+
+def media_error(exc: MediaError) -> MediaError:
+    """A refusal of a chat request's media (a model without a projector) naming the field: the typed messages
+    are the body's, one for one, so typed message ``i`` is ``messages[i].content``."""
+    if exc.message_index is None:
+        return exc
+    field = f"messages[{exc.message_index}].content"
+    _, sep, why = str(exc).partition(": ")
+    return MediaError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field)
 
 
 def reasoning_of(body: schemas.ChatCompletionRequest) -> ReasoningOptions | None:
@@ -314,18 +327,17 @@ class CompletionChunkEncoder:
         offset = self._offsets.get(delta.choice, 0)
         if self.logprobs:
             items = list(delta.logprobs or ())
-            offsets = []
-            for lp in items:
-                offsets.append(offset)
-                offset += len(lp.token)
-            if delta.logprobs is None:
-                offset += len(delta.text)  # echoed prompt text: no tokens, but it moves the offsets
+            # OpenAI's text_offset: where each token is in the choice's text as returned (the echoed prompt, then
+            # what was generated), and each token as that text spells it (pieces_in)
+            pieces = pieces_in(delta.text, items)
             # an echoed prompt's first token has no logprob, and no alternatives (null, as OpenAI's)
-            logprobs = {"tokens": [lp.token for lp in items], "token_logprobs": [lp.logprob for lp in items],
-                        "top_logprobs": [{t.token: t.logprob for t in lp.top} if lp.logprob is not None else None
-                                         for lp in items],
-                        "text_offset": offsets}
-            self._offsets[delta.choice] = offset
+            logprobs = {"tokens": [piece for _, piece in pieces], "token_logprobs": [lp.logprob for lp in items],
+                        # the token's own alternative keyed as it is spelled (greedy checks compare the two)
+                        "top_logprobs": [{piece if (t.token_id, t.token) == (lp.token_id, lp.token) else t.token:
+                                          t.logprob for t in lp.top}
+                                         if lp.logprob is not None else None for lp, (_, piece) in zip(items, pieces)],
+                        "text_offset": [offset + at for at, _ in pieces]}
+            self._offsets[delta.choice] = offset + len(delta.text)
         choice = {"index": delta.choice, "text": delta.text, "logprobs": logprobs,
                   "finish_reason": delta.finish_reason}
         self._fold(choice)
@@ -346,6 +358,54 @@ class CompletionChunkEncoder:
         """The whole ``text_completion`` (every delta encoded so far, folded)."""
         return {**self.header, "choices": [self._choices[i] for i in sorted(self._choices)],
                 "usage": usage_dict(self.usage) if self.usage is not None else None}
+
+
+def pieces_in(text: str, tokens: list[TokenLogprob]) -> list[tuple[int, str]]:
+    """Each token's ``(offset, piece)`` in ``text``, the text the tokens made (a completion delta's: the service
+    gives a delta the tokens whose text it shows): where it starts (in characters) and the text it spells there,
+    so that ``text[offset:]`` starts with its piece and the pieces make ``text`` (OpenAI's ``tokens`` and
+    ``text_offset``, whose tokens are the text's own pieces).
+
+    A token's piece is its bytes where ``text`` has them next. What ``text`` lacks spells nothing there: a BOS
+    an echoed prompt begins with, an end-of-generation token (control tokens the text does not show), anything
+    that does not match (a mismatch never moves the tokens after it). SentencePiece writes a space before the
+    text it tokenizes that the text does not have: the token it went to spells its text without it. A token a
+    stop string cut spells the part the text kept. A token holding part of a UTF-8 character spells nothing but
+    from where that character starts, the one that completes it the character: each piece is whole characters.
+    """
+    raw = text.encode("utf-8")
+    decode = codecs.getincrementaldecoder("utf-8")().decode
+    out: list[tuple[int, str]] = []
+    at = chars = 0  # bytes of text spelled so far, and the characters they make whole
+    for token in tokens:
+        piece = bytes(token.bytes)
+        left = len(raw) - at
+        if piece and raw.startswith(piece, at):
+            used = len(piece)
+        elif piece.startswith(b" ") and len(piece) > 1 and raw.startswith(piece[1:], at):
+            used = len(piece) - 1  # SentencePiece's space before the text
+        elif 0 < left < len(piece) and piece.startswith(raw[at:]):
+            used = left  # the text ends inside the token: a stop string cut it
+        elif raw.startswith(_REPLACEMENT, at) and _torn(piece):
+            used = len(_REPLACEMENT)  # bytes that are no UTF-8 character: the engine shows U+FFFD for them
+        else:
+            used = 0
+        spelled = decode(raw[at:at + used])
+        out.append((chars, spelled))
+        at, chars = at + used, chars + len(spelled)
+    return out
+
+
+_REPLACEMENT = "\ufffd".encode("utf-8")
+
+
+def _torn(piece: bytes) -> bool:
+    """Whether a token's bytes are no whole UTF-8 text."""
+    try:
+        piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def embeddings_response(result: EmbeddingResult, encoding_format: str = "float") -> dict[str, Any]:

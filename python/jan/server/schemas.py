@@ -26,8 +26,9 @@ INT32_MAX = 2**31 - 1
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 #: A count or length the engine keeps in an int32 (tokens, positions).
 Int32Count = Annotated[int, Field(ge=1, le=INT32_MAX)]
-#: OpenAI's ``reasoning_effort`` values (chat completions, assistants, runs).
-ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+#: OpenAI's ``reasoning_effort`` values (chat completions, assistants, runs; the Responses API's ``reasoning.effort``):
+#: the keys of jan.templates.formats.plan.EFFORT_LEVELS, the one table (``xhigh`` and ``max`` mean ``high`` locally).
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 #: A token id: llama.cpp's ``llama_token`` is an int32; no vocabulary has a billion entries.
 #: ``max_tokens`` and its other names in every dialect (``max_completion_tokens``, ``max_output_tokens``).
 MaxTokens = Annotated[int, Field(**RANGES["max_tokens"].field())]
@@ -148,6 +149,15 @@ class Message(_Strict):
             data["role"] = "tool"
             data.setdefault("tool_call_id", legacy_call_id(str(data.get("name"))))
         return data
+
+    @field_validator("content")
+    @classmethod
+    def _some_content(cls, value: Any, info: ValidationInfo) -> Any:
+        # OpenAI's 400 (an empty array): no parts is no message. An assistant's is an empty turn, as its null is
+        # (a final one prefills nothing: tests/test_prefill.py).
+        if isinstance(value, list) and not value and info.data.get("role") != "assistant":
+            raise ValueError("must hold at least one content part (or be a string)")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> "Message":
@@ -364,9 +374,10 @@ class ChatCompletionRequest(SamplingFields):
         if isinstance(self.tool_choice, NamedToolChoice):
             names = {t.function.name for t in self.tools or []}
             if self.tool_choice.function.name not in names:
-                raise ValueError(f"tool_choice names '{self.tool_choice.function.name}', which is not in tools")
+                raise ValueError(f"tool_choice: names the function '{self.tool_choice.function.name}', "
+                                 "which is not in tools")
         if self.tool_choice == "required" and not self.tools:
-            raise ValueError("tool_choice 'required' needs tools")
+            raise ValueError("tool_choice: 'required' needs tools (the request has none)")
         return self
 
 

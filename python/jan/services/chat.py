@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,7 +23,7 @@ from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
                               reply_room)
 from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
-                                merged, off_loop, seeds)
+                                merged, off_loop, prompted_as, seeds)
 from jan.services.models import ModelService, Target
 from jan.services.output import output_parser
 from jan.services.streams import DeltaStream
@@ -37,6 +37,7 @@ from jan.services.types import (
     SamplingOptions,
     TextPart,
     ToolCall,
+    check_context_keep,
     resolve_sampling,
 )
 
@@ -111,14 +112,21 @@ class ChatService:
         if not isinstance(target.engine, LocalInferenceExtension):
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
                                "renders its prompts itself", param="model", code="not_supported")
-        local = await target.engine.acquire(target.model)
+        local = prompted_as(await target.engine.acquire(target.model), request)
         _, text, tokens = await off_loop(_prompt, local, request, target.model.get("settings"))
         return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media
 
     # -- internals -------------------------------------------------------------
     @staticmethod
     def _layered(request: ChatRequest, target: Target) -> ChatRequest:
-        return request.with_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
+        parameters = target.model.get("parameters")
+        layered = request.with_sampling(SamplingOptions.from_mapping(parameters))
+        # the model's own num_keep (Ollama's /api/create parameters) under the request's; read only where a context
+        # may be cut (a bad stored value fails those requests alone)
+        stored = parameters.get("num_keep") if isinstance(parameters, Mapping) else None
+        if layered.context and layered.context_keep is None and stored is not None:
+            layered = replace(layered, context_keep=check_context_keep(stored, "parameters.num_keep"))
+        return layered
 
     @staticmethod
     async def _remote_when_free(target: Target, request: ChatRequest) -> AsyncIterator[ChatDelta]:
@@ -143,7 +151,7 @@ class ChatService:
                 yield delta
 
     async def _local(self, target: Target, request: ChatRequest) -> AsyncIterator[ChatDelta]:
-        local: LocalModel = await target.engine.acquire(target.model)
+        local: LocalModel = prompted_as(await target.engine.acquire(target.model), request)
         check_fan_out(local.model, request.n, param="n")
         start = await off_loop(_start, local, request, target.model.get("settings"))
         text, plan, requests = start.text, start.plan, start.requests

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
-from jan.services.local import ShownTokens, check_fan_out, client_seed, merged, off_loop, seeds
+from jan.services.local import ShownLogprobs, ShownTokens, check_fan_out, client_seed, merged, off_loop, seeds
 from jan.services.models import ModelService, Target
 from jan.services.streams import DeltaStream
 from jan.services.types import CompletionDelta, CompletionRequest, SamplingOptions, merge_options, resolve_sampling
@@ -29,7 +29,10 @@ class CompletionService:
         the last one with its ``finish_reason``; then ``choice == -1`` with ``usage`` (each
         prompt's tokens once, every choice's generated tokens). Local engines tell each piece's
         ``token_ids``, and a prompt given as token ids on its choices' first deltas
-        (``prompt_token_ids``). Errors as :meth:`ChatService.stream`."""
+        (``prompt_token_ids``). With ``logprobs`` a local engine's delta holds the tokens of its text, each piece
+        of text told with the tokens that make it (the echo: every prompt token, its BOS too; a matched stop
+        string's are left out, as its text is).
+        Errors as :meth:`ChatService.stream`."""
         async def open_() -> tuple[str, AsyncIterator[CompletionDelta]]:
             target = await self.models.resolve(request.model)
             layered = replace(request, sampling=_layer(request, target))
@@ -73,6 +76,8 @@ class CompletionService:
         requests, echo, prompt_ids = await off_loop(submit)
         # each choice's ids let out as their text is shown: a matched stop string's are left out
         shown = [ShownTokens(model, bool(options.get("render_special"))) for _ in requests] if request.token_ids else []
+        # with logprobs, the text told with the tokens that make it: a delta's logprobs are the tokens of its text
+        scores = [ShownLogprobs(model, bool(options.get("render_special"))) for _ in requests] if want_logprobs else []
         unstarted = set(range(len(requests)))  # choices whose first delta is still to come
 
         def first_ids(index: int) -> tuple[int, ...] | None:
@@ -104,11 +109,17 @@ class CompletionService:
                         yield CompletionDelta(choice=index, text="", logprobs=() if want_logprobs else None,
                                               finish_reason="length", prompt_token_ids=first_ids(index))
                     continue
-                logprobs = tuple(chunk.logprobs or ()) if want_logprobs else None
+                text, logprobs = chunk.text, None
+                if scores:  # the text goes out with its tokens' logprobs
+                    text, told = scores[index].add(chunk.text, chunk.logprobs or ())
+                    if chunk.finish_reason is not None:
+                        rest, more = scores[index].finish(chunk.stop)
+                        text, told = text + rest, told + more
+                    logprobs = tuple(told)
                 ids = shown[index].add(chunk.text, chunk.token_ids) if shown else []
                 if shown and chunk.finish_reason is not None:
                     ids += shown[index].finish(chunk.stop)
-                yield CompletionDelta(choice=index, text=chunk.text, logprobs=logprobs, finish_reason=chunk.finish_reason,
+                yield CompletionDelta(choice=index, text=text, logprobs=logprobs, finish_reason=chunk.finish_reason,
                                       token_ids=tuple(ids),
                                       prompt_token_ids=first_ids(index))
                 if chunk.finish_reason is not None:

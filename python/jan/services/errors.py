@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from jan.errors import JanError
+from jan.errors import JanError, ModelClosedError
 
-__all__ = ["RequestError", "ServiceUnavailableError", "check_unique_tool_names", "require"]
+__all__ = ["GenerationCancelledError", "RequestError", "ServiceUnavailableError", "check_unique_tool_names", "require"]
 
 T = TypeVar("T")
 
@@ -31,6 +31,19 @@ def check_unique_tool_names(named: Iterable[tuple[int, str]], *, param: str = "t
             raise RequestError(f"{param}[{i}]: the tool name {name!r} is given twice; tool names must be unique",
                                param=f"{param}[{i}]", code="invalid_value")
         seen.add(name)
+
+
+class GenerationCancelledError(ModelClosedError):
+    """A generation the server cut off before it finished (``finish_reason`` ``cancelled``: the model was stopped or
+    unloaded under it, or the server is shutting down), told as an error by a front end whose wire format has no
+    such end: Anthropic's ``stop_reason`` has none, and ``end_turn`` would pass a cut-off answer for a whole one.
+    The client may try again, which loads the model anew (the server's 503, as :class:`ModelClosedError`)."""
+
+    code = "generation_cancelled"
+
+    def __init__(self, message: str = "The generation was stopped before it finished: the model was stopped or "
+                                      "unloaded on the server (or the server is shutting down). Try again."):
+        super().__init__(message)
 
 
 class ServiceUnavailableError(JanError):

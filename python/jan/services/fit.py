@@ -25,7 +25,8 @@ until its prompt holds at most that many tokens. One that does not fit it even f
 
 A prompt that continues an earlier exchange's token ids (``ChatRequest.context``: Ollama's ``context`` on
 ``/api/generate``) loses the oldest of those ids first, as Ollama's runner truncates an input prompt
-(:func:`fit_context`): a BOS that starts them stays, the new turn stays whole, and the reply keeps its room.
+(:func:`fit_context`): a BOS that starts them stays, and the ``num_keep`` tokens after it
+(``ChatRequest.context_keep``), the new turn stays whole, and the reply keeps its room.
 A new turn that does not fit even after the whole context is refused as any over-long last turn.
 """
 
@@ -45,6 +46,10 @@ log = logging.getLogger("jan.services")
 
 #: Roles that stay however much of the conversation is dropped.
 KEPT_ROLES = ("system", "developer")
+
+#: Tokens at the start of a context that a cut keeps after its BOS when neither the request nor the model says
+#: (``ChatRequest.context_keep``): Ollama's default ``num_keep`` (``api.DefaultOptions``).
+DEFAULT_KEEP = 4
 
 
 class PromptBudgetError(ContextOverflowError):
@@ -77,12 +82,27 @@ def fits(local: LocalModel, tokens: Any, room: int = 0, budget: int | None = Non
     return size + max(room, 1) <= local.model.n_ctx and (budget is None or size <= budget)
 
 
+def kept_start(local: LocalModel, request: ChatRequest) -> int:
+    """How many tokens at the start of ``request.context`` a cut keeps, as Ollama's runner counts its ``num_keep``
+    (``llm/llama_server.go``): a BOS that starts the context is not counted and always stays; then
+    ``context_keep`` tokens (-1: all of them; None: :data:`DEFAULT_KEEP`), at most the whole context and at most
+    one position short of the model's context (Ollama's clamp: at least one token can go)."""
+    context = request.context
+    bos = local.model.info.special_tokens.get("bos")
+    head = 1 if bos is not None and context[:1] == (bos,) else 0
+    keep = DEFAULT_KEEP if request.context_keep is None else request.context_keep
+    kept = len(context) if keep < 0 else head + keep
+    return max(head, min(kept, len(context), local.model.n_ctx - 1))
+
+
 def context_room(local: LocalModel, request: ChatRequest) -> int:
     """Positions a prompt shortened by dropping ``context`` tokens leaves for the reply: :func:`reply_room` with
-    ``max_tokens``; without it half the context, as Ollama's runner frees when it truncates an input prompt
-    (``contextShiftPromptLimit``). Cut at any token, a context filled to the last position would otherwise leave
-    the reply one token, and every later turn of a conversation carried that way would end at once."""
-    return reply_room(local, request) or local.model.n_ctx // 2
+    ``max_tokens``; without it half of what the kept start leaves, as Ollama's runner frees when it truncates an
+    input prompt (``contextShiftPromptLimit``: ``n_ctx - max((n_ctx - num_keep) / 2, 1)`` positions for the
+    prompt). Cut at any token, a context filled to the last position would otherwise leave the reply one token,
+    and every later turn of a conversation carried that way would end at once."""
+    n_ctx = local.model.n_ctx
+    return reply_room(local, request) or max((n_ctx - kept_start(local, request)) // 2, 1)
 
 
 def fit_context(local: LocalModel, request: ChatRequest, tokens: Any, room: int = 0,
@@ -91,11 +111,12 @@ def fit_context(local: LocalModel, request: ChatRequest, tokens: Any, room: int 
     one, the context first, already found too long) fits ``local``'s context with ``room`` positions left for the
     reply (or, where the new turn leaves less, one), and holds at most ``budget`` tokens (None: no budget).
 
-    As Ollama's runner (``llm/llama_server.go``: it keeps the first ``num_keep`` tokens, BOS included, and drops
-    the ones after them) the cut is inside the context, token by token: a BOS that starts the context stays (the
-    model reads the rest as the same document), then its newest tokens, then the new turn whole (the rendered
-    prompt after the context is never cut). Ollama's ``num_keep`` is not taken (jan keeps the BOS only): the
-    tokens after it are the start of an exchange the cut has already broken.
+    As Ollama's runner (``llm/llama_server.go``: it keeps the first ``num_keep`` tokens after the BOS and drops
+    the ones after them) the cut is inside the context, token by token: its start stays (:func:`kept_start`: the
+    BOS and the ``context_keep`` tokens after it), then its newest tokens, then the new turn whole (the rendered
+    prompt after the context is never cut, where Ollama cuts the whole prompt; so a ``num_keep`` of -1 drops the
+    context's newest tokens, where Ollama's would drop the new turn's). Where the new turn leaves the reply its
+    room but no room for the whole kept start, the start is cut short rather than the reply's room.
 
     Arithmetic only (the prompt is rebuilt by the caller). Where the new turn does not fit even without any of
     the context, the context is left at its BOS: the caller's prompt is then the new turn's alone, which the
@@ -104,19 +125,22 @@ def fit_context(local: LocalModel, request: ChatRequest, tokens: Any, room: int 
     n_ctx = local.model.n_ctx
     bos = local.model.info.special_tokens.get("bos")
     head = 1 if bos is not None and context[:1] == (bos,) else 0
+    kept = kept_start(local, request)
     # everything in the prompt but the context: the rendered new turn (and a BOS the model adds before it); one
     # more where the context has no BOS to keep, for the one the new turn's template may write once no context
     # is left before it (the safe side)
     rest = prompt_size(tokens) - len(context) + (1 if bos is not None and not head else 0)
     for want in dict.fromkeys((max(room, 1), 1)):  # the reply's room if the new turn leaves it, else one position
         limit = n_ctx - want if budget is None else min(n_ctx - want, budget)
-        keep = limit - rest - head  # the newest context tokens that fit after the head
-        if keep >= len(context) - head:
+        fit = limit - rest  # the context tokens that fit before the new turn
+        if fit >= len(context):
             return request
-        if keep >= 0:
-            log.info("prompt of %d tokens, context %d: the oldest %d of its %d context tokens dropped to fit",
-                     prompt_size(tokens), n_ctx, len(context) - head - keep, len(context))
-            return replace(request, context=context[:head] + context[len(context) - keep:])
+        if fit >= head:
+            start = min(kept, fit)
+            newest = fit - start
+            log.info("prompt of %d tokens, context %d: %d of its %d context tokens dropped to fit (the first %d "
+                     "kept)", prompt_size(tokens), n_ctx, len(context) - fit, len(context), start)
+            return replace(request, context=context[:start] + context[len(context) - newest:len(context)])
     return replace(request, context=context[:head])
 
 

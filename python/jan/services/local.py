@@ -8,24 +8,29 @@ serving other requests meanwhile.
 from __future__ import annotations
 
 import asyncio
+import codecs
+import functools
 import json
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar
+from dataclasses import replace
+from typing import Any, Generic, TypeVar
 
 import jan
 from jan.core import LocalModel
 from jan.engine.request import generation_error
 from jan.engine.media import AudioClip
+from jan.engine.results import TokenLogprob
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
 from jan.services.errors import RequestError
-from jan.templates import JSON_OBJECT_GRAMMAR, GrammarError, json_schema_to_grammar, template_variables
+from jan.templates import JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, json_schema_to_grammar, template_variables
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 
 T = TypeVar("T")
 
-__all__ = ["ShownTokens", "chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat", "check_fan_out",
-           "constraint_grammar", "merged", "off_loop", "seeds", "client_seed", "template_messages", "template_tools"]
+__all__ = ["ShownLogprobs", "ShownTokens", "chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat", "check_fan_out",
+           "constraint_grammar", "merged", "off_loop", "prompted_as", "seeds", "client_seed", "template_messages",
+           "template_tools"]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -68,6 +73,24 @@ def template_tools(request: ChatRequest) -> list[dict[str, Any]] | None:
             fn["parameters"] = json.loads(json.dumps(t.parameters))
         out.append({"type": "function", "function": fn})
     return out
+
+
+def prompted_as(local: LocalModel, request: ChatRequest) -> LocalModel:
+    """``local`` with the chat template ``request`` is prompted in: the model's own, except that a model with none
+    (ChatML stands in for it: ``template.fallback``) gets Ollama's default template, and none of ChatML's end-of-turn
+    stop strings, when the request asks (``ChatRequest.fallback_template``: Ollama's API). A template the model.json
+    names (``chat_template``, ``prompt_template``) is the user's choice and stays on every front end."""
+    if request.fallback_template == "ollama" and local.template.fallback:
+        return replace(local, template=_ollama_default(local.template.fallback), end_of_turn=())
+    return local
+
+
+@functools.lru_cache(maxsize=8)
+def _ollama_default(why: str) -> ChatTemplate:
+    # compiled once per reason, not per request; it still says why it stands in (no tools were trained for it)
+    template = ChatTemplate.ollama_default()
+    template.fallback = why
+    return template
 
 
 def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> ChatPlan:
@@ -185,42 +208,60 @@ def check_context(model: jan.Model, context: Sequence[int]) -> None:
                                param="context", code="invalid_value")
 
 
-class ShownTokens:
-    """One choice's generated token ids, each let out once all the text it makes has been shown.
+class _ShownGate(Generic[T]):
+    """What one choice's generated tokens carry (ids, logprobs), each let out once all the text its token makes
+    has been shown (:class:`ShownTokens`, :class:`ShownLogprobs`).
 
     The engine tells every token as it samples it, but holds back text that may be the start of a stop string
     (and a torn UTF-8 character); a stop string that matches is cut, with whatever follows it, and never shown.
-    The tokens that made it are left out here too (:meth:`finish`), so the ids a reply tells
-    (:attr:`~jan.services.types.ChatDelta.token_ids`) are the text the client saw: what Ollama's ``context``
-    holds (the prompt, then the response as returned) and what a next turn sent with it continues from.
-    A generation that ends otherwise (an end-of-generation token, ``length``) lets every token out.
     """
 
     def __init__(self, model: jan.Model, render_special: bool = False):
         self._model = model
         self._special = render_special  # as the engine renders control tokens' text (the chat format asks)
-        self._held: list[tuple[int, bytes]] = []  # sampled, their text not all shown yet; oldest first
+        self._held: list[tuple[T, bytes]] = []  # sampled, their text not all shown yet; oldest first
         self._shown = 0  # bytes of the held tokens' text already shown (of the first one's, in part)
 
-    def add(self, text: str, token_ids: Sequence[int]) -> list[int]:
-        """A chunk's shown ``text`` and sampled ids: the ids whose text has now all been shown, in order."""
-        self._held += [(t, self._model.token_to_bytes(t, self._special)) for t in token_ids]
+    def _let_out(self, text: str, items: Sequence[tuple[T, int]]) -> list[tuple[T, bytes]]:
+        """A chunk's shown ``text`` and its sampled tokens' items (with their ids): the items whose token's text
+        has now all been shown, in order (with that text)."""
+        self._held += [(item, self._model.token_to_bytes(t, self._special)) for item, t in items]
         # the engine shows exactly the bytes of the pieces, in order (a byte that is no UTF-8 reaches us as
         # U+FFFD, three bytes: its token then goes out a little early, which only a stop string would notice)
         self._shown += len(text.encode("utf-8"))
         out = []
         while self._held and len(self._held[0][1]) <= self._shown:
-            token, piece = self._held.pop(0)
+            item, piece = self._held.pop(0)
             self._shown -= len(piece)
-            out.append(token)
+            out.append((item, piece))
         return out
+
+    def _rest(self) -> tuple[list[tuple[T, bytes]], int]:
+        """The end of the choice: the items still held (with their tokens' text) and how many bytes of the first
+        one's text were shown."""
+        held, shown = self._held, self._shown
+        self._held, self._shown = [], 0
+        return held, shown
+
+
+class ShownTokens(_ShownGate[int]):
+    """One choice's generated token ids, each let out once all the text it makes has been shown.
+
+    A matched stop string's tokens are left out (:meth:`finish`), so the ids a reply tells
+    (:attr:`~jan.services.types.ChatDelta.token_ids`) are the text the client saw: what Ollama's ``context``
+    holds (the prompt, then the response as returned) and what a next turn sent with it continues from.
+    A generation that ends otherwise (an end-of-generation token, ``length``) lets every token out.
+    """
+
+    def add(self, text: str, token_ids: Sequence[int]) -> list[int]:
+        """A chunk's shown ``text`` and sampled ids: the ids whose text has now all been shown, in order."""
+        return [t for t, _ in self._let_out(text, [(t, t) for t in token_ids])]
 
     def finish(self, stop: str | None) -> list[int]:
         """The end of the choice (after its last chunk's :meth:`add`); ``stop``: the stop string that ended it
         (the chunk's ``stop``), None for any other end. The ids still held: all of them, or after a stop string,
         none but the shown part of the one token that straddles the cut."""
-        held, shown = self._held, self._shown
-        self._held, self._shown = [], 0
+        held, shown = self._rest()
         if not stop:
             return [t for t, _ in held]
         if not held or shown <= 0:
@@ -249,6 +290,39 @@ class ShownTokens:
             if b"".join(model.token_to_bytes(t, self._special) for t in ids) == raw:
                 return list(ids)
         return []
+
+
+class ShownLogprobs(_ShownGate[TokenLogprob]):
+    """One choice's generated tokens' log-probabilities and its text, told together token by token: each piece
+    of text goes out with the tokens that make it (as :class:`ShownTokens` lets ids out), so a delta's logprobs
+    are exactly the tokens of its text and a client that lays them over the text (OpenAI's ``text_offset``) finds
+    each where its text is. The text the engine showed of a token it has not shown all of waits for the rest
+    (the start of what may be a stop string). A matched stop string's tokens are left out, as its text is; the
+    one token the cut falls inside goes out with the part of its text that was kept (it was sampled as it is:
+    its log-probability is that token's)."""
+
+    def __init__(self, model: jan.Model, render_special: bool = False):
+        super().__init__(model, render_special)
+        self._text = b""  # shown by the engine, not told yet: the start of the first held token's text
+        self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
+
+    def add(self, text: str, logprobs: Sequence[TokenLogprob]) -> tuple[str, list[TokenLogprob]]:
+        """A chunk's shown ``text`` and its sampled tokens' logprobs: the text to tell now and its tokens."""
+        self._text += text.encode("utf-8")
+        out = self._let_out(text, [(lp, lp.token_id) for lp in logprobs])
+        told = sum(len(piece) for _, piece in out)
+        told, self._text = self._text[:told], self._text[told:]
+        return self._decode(told), [lp for lp, _ in out]
+
+    def finish(self, stop: str | None) -> tuple[str, list[TokenLogprob]]:
+        """The end of the choice (after its last chunk's :meth:`add`; ``stop`` as :meth:`ShownTokens.finish`'s):
+        the text not told yet, and the logprobs still held — all of them, or after a stop string the one whose
+        text the cut falls inside."""
+        held, shown = self._rest()
+        text, self._text = self._decode(self._text, True), b""
+        if not stop:
+            return text, [lp for lp, _ in held]
+        return text, [held[0][0]] if held and shown > 0 else []
 
 
 def render_chat(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None) -> str:

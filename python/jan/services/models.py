@@ -17,10 +17,11 @@ from jan.engine.model import check_load_option
 from jan.engine.params import sampling_params
 from jan.errors import JanError, ModelNotFoundError
 from jan.services.errors import RequestError, require
-from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, resolve_load
+from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
 from jan.templates import TemplateError, resolve_template
 
-__all__ = ["ModelService", "Target", "check_parameters", "check_settings", "gguf_header", "unload_now"]
+__all__ = ["ModelService", "Target", "check_parameters", "check_settings", "gguf_header", "unload_now",
+           "unload_replaced"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
 _WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
@@ -58,10 +59,11 @@ def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None =
     """Check a layer's ``parameters`` (model.json's, an assistant's, a thread's; only ``keys`` of them
     when given) as every request reads them — :meth:`SamplingOptions.from_mapping`, then the engine's
     :func:`jan.engine.params.sampling_params`; ``response_format`` as runs read it
-    (:meth:`ResponseFormat.from_mapping`) — so a value that would fail every request is refused before
-    it is stored. :class:`RequestError` naming the field (``<prefix>.temperature``; without a prefix, the key:
-    top-level fields of a body). Keys that are no sampling option (``stream``, ...) are not read by requests
-    and pass."""
+    (:meth:`ResponseFormat.from_mapping`), ``num_keep`` (Ollama's, for a context's cut) as the chat service
+    reads it (:func:`~jan.services.types.check_context_keep`) — so a value that would fail every request is
+    refused before it is stored. :class:`RequestError` naming the field (``<prefix>.temperature``; without a
+    prefix, the key: top-level fields of a body). Keys that are no sampling option (``stream``, ...) are not
+    read by requests and pass."""
     if not isinstance(parameters, Mapping):
         raise RequestError(f"{prefix}: expected an object, got {parameters!r}", param=prefix, code="invalid_value")
     for key in parameters if keys is None else keys:
@@ -72,6 +74,9 @@ def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None =
         try:
             if key == "response_format":
                 ResponseFormat.from_mapping(value, param)
+                continue
+            if key == "num_keep":  # what a cut of an Ollama context keeps (the chat service reads it)
+                check_context_keep(value, param)
                 continue
             sampling_params(**SamplingOptions.from_mapping({key: value}).given())
         except (TypeError, ValueError) as exc:
@@ -202,6 +207,31 @@ async def unload_now(engine: InferenceExtension, model_id: str) -> bool:
         await engine.unload_model(model_id)
     except ModelNotFoundError:  # the load failed, or another stop came first
         return False
+    return True
+
+
+async def unload_replaced(before: Target, after: Mapping[str, Any] | None) -> bool:
+    """After the model.json of ``before`` (the model as it was resolved) was written over by ``after`` (the new
+    one, resolved; None: gone), as Ollama's ``/api/create`` replaces a model: a loaded copy of the old model is
+    unloaded once the requests running on it end (not cancelled here: Ollama lets them finish on the old runner),
+    unless the new model.json loads the same files with the same settings (new ``parameters`` reach each request
+    as it reads the model.json). A request meanwhile does not get the old model: a local engine loads the model
+    again when its model.json changed (in the old one's place: requests still running on that end then), and new
+    weights never take the old ones' name (:meth:`jan.store.models.ModelStore.import_gguf`). True when it was (or
+    will be) unloaded."""
+    def loads(model: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (*(model.get(key) for key in _WEIGHT_KEYS), model.get("settings") or {}, model.get("engine"))
+
+    if after is not None and loads(after) == loads(before.model):
+        return False
+    engine = before.engine
+    when_idle = getattr(engine, "unload_when_idle", None)
+    if when_idle is None:  # an engine without running requests to wait for (remote ones)
+        return await unload_now(engine, before.id)
+    try:
+        await when_idle(before.id)  # (a load in progress is waited for first)
+    except ModelNotFoundError:
+        return False  # not loaded
     return True
 
 

@@ -2,9 +2,10 @@
 
 A record is the run's OpenAI shape plus what is needed to continue it
 (``step``, the pending calls of ``required_action``, the run's own
-``tools``/``tool_choice``/``tool_policy``, ``background``). It is rewritten
-atomically whenever the run's state changes (not per token: the reply's
-text is in its message, saved every fraction of a second).
+``tools``/``tool_choice``/``tool_policy``, ``background``) and the run's
+steps (``steps``: OpenAI's run step objects). It is rewritten
+atomically whenever the run's state changes, a step's included (not per
+token: the reply's text is in its message, saved every fraction of a second).
 
 A record saved as ``queued``/``in_progress`` is leased by the process running
 it (:mod:`jan.store.leases`, ``<data>/.live/<run_id>.lock``, the mechanism that
@@ -12,7 +13,7 @@ also guards its ``pending`` reply) until the run leaves those statuses. A live
 record whose lease nobody holds belongs to a process that died: at start-up
 (:func:`mark_interrupted`) or when it is read (:func:`interrupt_if_orphaned`)
 it becomes ``interrupted`` — its partial answer is kept and ``POST .../resume``
-continues it. A run another live process is running is never marked, so
+continues it; the steps it was in (``steps``, :mod:`jan.services.run_steps`) end ``cancelled``. A run another live process is running is never marked, so
 processes sharing a data folder leave each other's runs alone.
 """
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import atomic_write_text
+from jan.services.run_steps import interrupted_steps
 from jan.store.leases import LEASE_DIR_NAME, Leases
 
 __all__ = ["RUN_ID_RE", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "record_path",
@@ -74,7 +76,10 @@ def _interrupt(data_folder: str | Path, record: dict[str, Any]) -> dict[str, Any
     """Mark a live record nobody runs any more ``interrupted`` (saved); None if it is live or could not be saved."""
     if record.get("status") not in LIVE_STATUSES or _leases(data_folder).is_live(str(record.get("id"))):
         return None
-    record = {**record, "status": "interrupted", "interrupted_at": int(time.time())}
+    at = int(time.time())
+    record = {**record, "status": "interrupted", "interrupted_at": at}
+    if "steps" in record:  # the steps it was in are over too: none is left in_progress that nobody runs
+        record["steps"] = interrupted_steps(record["steps"], at)
     try:
         save_record(data_folder, record)
     except (OSError, ValueError) as exc:

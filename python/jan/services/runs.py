@@ -56,6 +56,11 @@ model continues with their results (up to a step limit); others stop the run in
 call is saved in the thread (an assistant message with ``metadata.tool_calls``, a ``tool``
 message per result).
 
+Steps (OpenAI's run steps, :mod:`jan.services.run_steps`): each model turn is a ``message_creation`` step (its
+reply message), and the calls a turn makes a ``tool_calls`` step; they are streamed as ``thread.run.step.*`` events
+(created and in progress before the message or the calls, ended after) and kept in the run's record
+(:meth:`RunService.steps`), saved before each event, so the stream and the record tell the same steps.
+
 Runs are saved under ``<data>/threads/<thread_id>/runs/`` whenever their state changes
 (:mod:`jan.services.run_records`): :meth:`RunService.load` finds them after a restart,
 :meth:`RunService.recover_interrupted` turns runs cut off by a stop into ``interrupted`` ones
@@ -100,6 +105,7 @@ from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_parameters
 from jan.services.run_records import (interrupt_if_orphaned, load_record, mark_interrupted, save_record,
                                       thread_records)
+from jan.services.run_steps import RunStep, end_status, zero_usage
 from jan.services.tool_loop import (
     PendingCall,
     ToolDecision,
@@ -221,6 +227,8 @@ class Run:
     pending: list[PendingCall] = field(default_factory=list)
     #: Calls of a tool-calling turn that a stop of jan left without results: a resumed leg runs (or asks) them first.
     resume_calls: list[PendingCall] = field(default_factory=list)
+    #: What the run did, oldest first (:mod:`jan.services.run_steps`): saved with its record.
+    steps: list[RunStep] = field(default_factory=list)
     background: bool = False
     response_format: dict[str, Any] | None = None  # as recorded (see ResponseFormat)
     last_messages: int | None = None
@@ -260,6 +268,23 @@ class Run:
         if self.active or after < len(self.events) - 1:
             return False
         return not self.events or self.events[-1][0] == "done" or self.task is None
+
+    def open_steps(self) -> list[RunStep]:
+        return [step for step in self.steps if step.open]
+
+    def end_steps(self) -> list[RunStep]:
+        """End the steps still open as the run ended (its status; a failed run's ``last_error``): its turn and its
+        tool calls are over. Returns them, for their events."""
+        status = end_status(self.status)
+        ended = self.open_steps()
+        for step in ended:
+            step.end(status, last_error=self.last_error if status == "failed" else None, at=self.ended_at)
+        return ended
+
+    def publish_step(self, step: RunStep, *events: str) -> None:
+        """Publish ``thread.run.step.<event>`` for each of ``events`` with the step as it stands now."""
+        for event in events:
+            self.publish(f"thread.run.step.{event}", step.snapshot())
 
     def required_action(self) -> dict[str, Any] | None:
         """OpenAI's ``required_action`` while the run waits for the user."""
@@ -556,7 +581,7 @@ def run_record(run: Run) -> dict[str, Any]:
         "pending": [c.to_dict() for c in run.pending], "background": run.background,
         "response_format": run.response_format, "last_messages": run.last_messages,
         "reasoning_effort": run.reasoning_effort, "max_prompt_tokens": run.max_prompt_tokens,
-        "incomplete_reason": run.incomplete_reason,
+        "incomplete_reason": run.incomplete_reason, "steps": [step.to_record() for step in run.steps],
     }
 
 
@@ -593,6 +618,7 @@ def run_from_record(record: dict[str, Any]) -> Run:
     run.max_prompt_tokens = record.get("max_prompt_tokens")
     # a record of an older jan has no reason: its only limit then was max_completion_tokens
     run.incomplete_reason = record.get("incomplete_reason") or ("max_completion_tokens" if run.status == "incomplete" else None)
+    run.steps = [RunStep.from_record(s) for s in record.get("steps") or () if isinstance(s, dict) and s.get("id")]
     if record.get("message_id"):
         run.message = {"id": record["message_id"]}
     if not run.active:
@@ -655,6 +681,13 @@ class RunService:
         return sorted([*mine.values(), *records],
                       key=lambda r: (r.get("created_at") or 0, r.get("message_id") or "", r["id"]))
 
+    async def steps(self, thread_id: str, run_id: str) -> list[RunStep] | None:
+        """A run's steps, oldest first, as they stand (its record's, for a run of an earlier process); None when
+        the thread has no such run, the thread's ``NotFoundError`` when it does not exist."""
+        await self.conversations().get_thread(thread_id)
+        run = await self.load(thread_id, run_id)
+        return None if run is None else [step.snapshot() for step in run.steps]
+
     async def load(self, thread_id: str, run_id: str) -> Run | None:
         """A run of this process, or one recorded on disk (an earlier process's), or None."""
         run = self.get(thread_id, run_id)
@@ -704,7 +737,10 @@ class RunService:
             if run.status in WAITING_STATUSES:
                 run.status, run.pending, run.ended_at = "cancelled", [], int(time.time())
                 run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage, as OpenAI's
+                ended = run.end_steps()  # the tool calls it waited on
                 await self.persist(run)
+                for step in ended:
+                    run.publish_step(step, step.status)
                 run.publish("thread.run.cancelled", run_record(run))
                 run.publish("done", "[DONE]")
                 return
@@ -812,6 +848,8 @@ class RunService:
             run.status, run.last_error = "failed", {"code": code or "server_error", "message": message}
         else:
             run.status, run.stop_reason = "cancelled", run.stop_reason or "cancelled"
+        for step in run.end_steps():
+            run.publish_step(step, step.status)
         run.publish(f"thread.run.{run.status}", run_record(run))
         run.publish("done", "[DONE]")
         run.finished.set()
@@ -1026,6 +1064,15 @@ class RunService:
             await save_tool_messages(self.conversations(), run.thread_id, run.id, run.assistant_id, records,
                                      run.step)
             run.publish("thread.run.in_progress", run_record(run))
+            # the tool_calls step the run waited in has every output now (a record of an older jan has none)
+            waited = next((s for s in reversed(run.steps) if s.type == "tool_calls" and s.open), None)
+            if waited is not None:
+                for record in records:
+                    waited.answer(record.call.id, record.result.as_text(), approved_by=record.approved_by,
+                                  duration_ms=record.duration_ms)
+                waited.end("completed")
+                await self.persist(run)
+                run.publish_step(waited, "completed")
             await _Execution(self, run, policy).next_step()
         except BaseException as exc:
             await asyncio.shield(self._abandon(run, exc))  # claimed but never executed: it must let the thread go
@@ -1081,6 +1128,7 @@ class RunService:
             partial = text_of(message) or None
             execution.text = partial or ""
             await execution._save({"status": "pending"})
+            await execution.open_message_step()  # the turn goes on in its message: a step of this leg's
         return partial
 
 
@@ -1226,9 +1274,23 @@ class _Execution:
         self.text, self.tool_calls, self._pieces, self.continued_tokens = "", {}, 0, 0
         self.reasoning, self._reasoning_started, self.reasoning_ms = "", None, None
         self._begin_turn()  # a new reply: none of the previous turn's usage is its
+        await self.open_message_step()
         self.bus.emit_nowait(MessageResponse(thread_id=run.thread_id, message=run.message))
         run.publish("thread.message.created", run.message)
         run.publish("thread.message.in_progress", run.message)
+
+    async def open_message_step(self) -> None:
+        """The ``message_creation`` step of the turn that writes ``run.message``: saved, then published (OpenAI's
+        stream tells it before the message it creates)."""
+        run = self.run
+        step = RunStep(run.id, run.thread_id, run.assistant_id, "message_creation", message_id=run.message["id"])
+        run.steps.append(step)
+        await self.service.persist(run)
+        run.publish_step(step, "created", "in_progress")
+
+    def message_step(self) -> RunStep | None:
+        """The open ``message_creation`` step of this leg's turn, if any."""
+        return next((s for s in reversed(self.run.steps) if s.type == "message_creation" and s.open), None)
 
     def _begin_turn(self) -> None:
         """A model turn starts: its usage is added to what the run used before it."""
@@ -1376,8 +1438,10 @@ class _Execution:
 
     async def _tool_step(self, calls: list[PendingCall], *, saved: bool = False) -> bool:
         """Save the tool-calling turn (unless it is ``saved`` already: a resumed leg) and run what the policy
-        allows; ``False`` when the user must answer."""
+        allows; ``False`` when the user must answer. The calls are a ``tool_calls`` step, which ends once every
+        call has its output (while the user has to answer some, it stays in progress)."""
         run = self.run
+        ended: list[RunStep] = []
         if not saved:
             metadata = {**((run.message or {}).get("metadata") or {}), "run_id": run.id, "model": run.model_id,
                         "step": run.step, "tool_calls": [c.to_dict() for c in calls], "finish_reason": "tool_calls"}
@@ -1386,19 +1450,31 @@ class _Execution:
             self._thinking_done()
             stored = await self._save({"content": self._parts(), "status": "ready", "metadata": metadata})
             run.message = stored or {**self._message_now("ready"), "metadata": metadata}
-            # the turn's usage is in the run's record before its calls run: a stop of jan inside one keeps it
-            await self.service.persist(run)
-            run.publish("thread.message.completed", run.message)
             usage = self.turn_usage
+            written = self.message_step()
+            if written is not None:
+                written.end("completed", usage=zero_usage())  # the turn's usage is its tool_calls step's
+                ended.append(written)
         else:
             usage = ((run.message or {}).get("metadata") or {}).get("usage")
-        step_id = f"step_{uuid.uuid4().hex[:24]}"
-        run.publish("thread.run.step.created", self._step_object(step_id, calls, None, "in_progress"))
+        step = RunStep(run.id, run.thread_id, run.assistant_id, "tool_calls", usage=usage,
+                       tool_calls=[{**c.to_dict(), "function": {**c.to_dict()["function"], "output": None}}
+                                   for c in calls])
+        run.steps.append(step)
+        # the turn's usage is in the run's record before its calls run: a stop of jan inside one keeps it
+        await self.service.persist(run)
+        if not saved:
+            run.publish("thread.message.completed", run.message)
+        for written in ended:
+            run.publish_step(written, "completed")
+        run.publish_step(step, "created", "in_progress")
         auto, ask = triage(self.policy, calls)
         records = await run_calls(self.service.tools, self.policy, auto, approved_by="policy") if auto else []
         if records:
             await save_tool_messages(self.store, run.thread_id, run.id, run.assistant_id, records, run.step)
-        run.publish("thread.run.step.completed", self._step_object(step_id, calls, records, "completed", usage))
+        for record in records:
+            step.answer(record.call.id, record.result.as_text(), approved_by=record.approved_by,
+                        duration_ms=record.duration_ms)
         if ask:
             answered = {r.call.id for r in records}
             run.pending = [c for c in calls if c.id not in answered]
@@ -1408,6 +1484,9 @@ class _Execution:
             run.publish("done", "[DONE]")
             run.finished.set()
             return False
+        step.end("completed")
+        await self.service.persist(run)
+        run.publish_step(step, "completed")
         await self.next_step()
         return True
 
@@ -1417,24 +1496,6 @@ class _Execution:
         self.run.pending = []
         await self.service.persist(self.run)
         await self.new_message()
-
-    def _step_object(self, step_id: str, calls: list[PendingCall], records, status: str,
-                     usage: dict[str, Any] | None = None) -> dict[str, Any]:
-        """OpenAI's ``tool_calls`` run step; its ``usage`` (the turn that made the calls) is null while
-        ``in_progress``, as OpenAI's."""
-        outputs = {r.call.id: r for r in records or []}
-        tool_calls = []
-        for call in calls:
-            item = call.to_dict()
-            record = outputs.get(call.id)
-            if record is not None:
-                item["function"]["output"] = record.result.as_text()
-                item["approved_by"], item["duration_ms"] = record.approved_by, record.duration_ms
-            tool_calls.append(item)
-        return {"id": step_id, "object": "thread.run.step", "run_id": self.run.id, "thread_id": self.run.thread_id,
-                "assistant_id": self.run.assistant_id, "type": "tool_calls", "status": status,
-                "step_details": {"type": "tool_calls", "tool_calls": tool_calls},
-                "usage": usage if status != "in_progress" else None}
 
     def _over_budget(self) -> bool:
         """Whether the run's turns used more prompt tokens than its ``max_prompt_tokens``: only an engine that
@@ -1503,6 +1564,12 @@ class _Execution:
         else:
             run.status = "failed"
             run.last_error = {"code": error[1] or "server_error", "message": error[0]}
+        written = self.message_step()
+        if written is not None:  # the turn's step, with its usage (none for a turn not started)
+            written.end(end_status(run.status), usage=self.turn_usage if self.turn_usage and not over_budget else None,
+                        last_error=run.last_error if run.status == "failed" else None, at=run.ended_at)
+        ended = [written] if written is not None else []
+        ended += run.end_steps()
         saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
         run.message = saved or {**self._message_now(status), "metadata": metadata}
         if status == "stopped" and not over_budget:  # (a turn not started was no inference)
@@ -1512,6 +1579,8 @@ class _Execution:
         await self.service.persist(run)
         final = run.message
         run.publish("thread.message.completed" if final.get("status") == "ready" else "thread.message.incomplete", final)
+        for step in ended:
+            run.publish_step(step, step.status)
         run.publish(f"thread.run.{run.status}", {**run_record(run), "message": run.message})
         run.publish("done", "[DONE]")
         run.finished.set()

@@ -33,6 +33,9 @@ __all__ = [
     "CompletionRequest",
     "EmbeddingRequest",
     "EmbeddingResult",
+    "FINISH_REASONS",
+    "FallbackTemplate",
+    "FinishReason",
     "ImagePart",
     "LOAD_DEFAULTS",
     "LoadOptions",
@@ -52,6 +55,7 @@ __all__ = [
     "TopLogprob",
     "Truncation",
     "allowed_tools",
+    "check_context_keep",
     "Usage",
     "ends_in_prefill",
     "merge_options",
@@ -167,6 +171,9 @@ def allowed_tools(tools: tuple["ToolSpec", ...], names: list[str], *, param: str
 
 #: How a conversation longer than the context is treated (``ChatRequest.truncation``).
 Truncation = Literal["disabled", "auto"]
+
+#: What prompts a model that has no chat template of its own (``ChatRequest.fallback_template``).
+FallbackTemplate = Literal["chatml", "ollama"]
 
 
 @dataclass(frozen=True)
@@ -457,6 +464,17 @@ def resolve_load(*layers: LoadOptions | None) -> LoadOptions:
 
 
 # -- requests ---------------------------------------------------------------------------
+def check_context_keep(value: Any, param: str) -> int:
+    """``value`` as a :attr:`ChatRequest.context_keep` (Ollama's ``num_keep``): -1 or a count of tokens >= 0;
+    else a ``RequestError`` naming ``param`` (Ollama treats any negative as -1; jan says so instead)."""
+    from jan.services.errors import RequestError  # (jan.services imports this module)
+
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise RequestError(f"{param}: expected -1 (keep all of the context) or a number of tokens >= 0, got "
+                           f"{value!r}", param=param, code="invalid_value")
+    return value
+
+
 def ends_in_prefill(messages: tuple[ChatMessage, ...] | list[ChatMessage]) -> bool:
     """Whether a conversation ends in an assistant turn to continue rather than answer: a prefill (text, or
     nothing, but no tool calls). llama-server (/v1/chat/completions), Ollama (/api/chat) and Anthropic
@@ -513,8 +531,19 @@ class ChatRequest:
     #: what a reply's :attr:`ChatDelta.prompt_token_ids` and ``token_ids`` were): the rendered prompt follows
     #: them, with no BOS of its own. Local engines only; an id outside the vocabulary is a ``RequestError``
     #: (``param="context"``). With ``truncation="auto"``, a prompt over the context loses the oldest of them
-    #: (a BOS that starts them stays; the new turn stays whole): :func:`jan.services.fit.fit_context`.
+    #: (a BOS that starts them and the ``context_keep`` after it stay, the new turn whole):
+    #: :func:`jan.services.fit.fit_context`.
     context: tuple[int, ...] = ()
+    #: How many tokens at the start of ``context`` (after a BOS that starts it, which always stays) a cut that
+    #: drops its oldest tokens keeps: Ollama's ``num_keep``; -1 keeps all of them (the cut then drops the context's
+    #: newest tokens). None: the model.json ``parameters.num_keep``, else :data:`jan.services.fit.DEFAULT_KEEP`.
+    #: Where the new turn leaves no room for them all, fewer stay (:func:`jan.services.fit.fit_context`).
+    context_keep: int | None = None
+    #: The prompt of a model whose GGUF has no (usable) chat template and whose model.json names none:
+    #: ``"chatml"`` (ChatML stands in, as llama-server's chat endpoint does) or ``"ollama"`` (Ollama's default
+    #: template ``{{ .Prompt }}``: the turns' text as it is, system messages left out; what Ollama's API does
+    #: for a base model). See :meth:`jan.templates.ChatTemplate.ollama_default`.
+    fallback_template: FallbackTemplate = "chatml"
     #: Tell token ids on the deltas (:attr:`ChatDelta.prompt_token_ids`, :attr:`ChatDelta.token_ids`): what a
     #: front end that gives them back asks (Ollama's ``context``). Off by default: following which ids have been
     #: shown costs a little on every token, which no other front end needs to pay.
@@ -526,6 +555,8 @@ class ChatRequest:
         from jan.services.errors import check_unique_tool_names  # (jan.services imports this module)
 
         check_unique_tool_names(enumerate(t.name for t in self.tools))
+        if self.context_keep is not None:
+            check_context_keep(self.context_keep, "context_keep")
 
     @property
     def continues(self) -> bool:
@@ -575,6 +606,15 @@ class EmbeddingRequest:
 
 
 # -- results ------------------------------------------------------------------------------
+#: How a choice of a chat completion ends (:attr:`ChatDelta.finish_reason`, :attr:`ChoiceResult.finish_reason`), the
+#: closed set every front end maps, each reason explicitly: ``stop`` (the model's end of turn, or a stop string),
+#: ``length`` (the token limit cut it off), ``tool_calls`` (it called tools), ``content_filter`` (a remote upstream's
+#: filter withheld the rest: OpenAI's), ``cancelled`` (the server cut it off before it finished: the model was
+#: stopped or unloaded under it, or the server shut down; the engine's ``FinishReason.cancelled``). An engine's
+#: ``error`` is raised, never a finish reason.
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "cancelled"]
+FINISH_REASONS: tuple[str, ...] = FinishReason.__args__  # type: ignore[attr-defined]
+
 #: A piece of tool call ``index`` of a choice: the first piece has ``id`` and ``name``, later ones append
 #: to ``arguments`` (JSON text). The chat-format parsers' own type, so their deltas pass through as they are.
 ToolCallDelta = CallDelta

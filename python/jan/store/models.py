@@ -6,6 +6,7 @@ GGUF header (context length, chat template, ...) are passed in by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -75,6 +76,26 @@ def check_gguf(path: str | os.PathLike[str]) -> None:
         raise InvalidArgumentError(f"{path} is not a GGUF file")
 
 
+def _holds_other(target: Path, new: str | os.PathLike[str]) -> bool:
+    """Whether ``target`` is taken by something that is not the file ``new`` (the same file by another link is
+    no other content: a model made again from the weights it has)."""
+    if not os.path.lexists(target):
+        return False
+    try:
+        return not os.path.samefile(target, new)
+    except OSError:  # a dangling link, say: still a name that is taken
+        return True
+
+
+def _free_name(folder: Path, filename: str) -> str:
+    """``filename``, numbered (``model-2.gguf``, ``model-3.gguf``, ...) to the first name free in ``folder``."""
+    stem, suffix = os.path.splitext(filename)
+    n = 2
+    while os.path.lexists(folder / f"{stem}-{n}{suffix}"):
+        n += 1
+    return f"{stem}-{n}{suffix}"
+
+
 class ModelStore:
     """Model definitions and their files."""
 
@@ -102,17 +123,48 @@ class ModelStore:
     def create(self, model: Mapping[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
         """Write a model.json (e.g. from a model hub); fills Jan's defaults. Returns the stored document.
 
-        Raises :class:`AlreadyExistsError` if the id is taken and ``overwrite`` is false.
+        Raises :class:`AlreadyExistsError` if the id is taken and ``overwrite`` is false. With ``overwrite`` the
+        model.json is replaced at once (never half-written), and the files the model it replaced kept in its
+        folder, which the new one does not name, are removed after.
         """
         doc = normalize_model(model)
         data = self._ctx.encode_doc(KIND, doc)
         path = self._path(doc["id"])
         with self._ctx.lock(path):
-            if path.exists() and not overwrite:
+            exists = path.exists()
+            if exists and not overwrite:
                 raise AlreadyExistsError(KIND, doc["id"])
+            replaced = self._own_files(doc["id"]) if exists else set()
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, data)
+            self._remove_unnamed(doc["id"], replaced)
         return doc
+
+    def _own_files(self, model_id: str, doc: dict[str, Any] | None = None) -> set[Path]:
+        """The files in the model's folder its model.json names (weights, projector, draft model): what a model
+        that replaces it leaves behind unless it names them too. Empty for a model.json that cannot be read."""
+        folder = self.folder(model_id)
+        try:
+            doc = self.get(model_id) if doc is None else doc
+            found = [self.model_file(model_id, doc, folder), self.mmproj_file(model_id, doc, folder)]
+            draft = (doc.get("settings") or {}).get("draft_model")
+            if not (isinstance(draft, str) and draft != model_id and not os.path.isabs(draft) and self.exists(draft)):
+                found.append(self.draft_model_file(model_id, doc, folder))  # (not another model's weights)
+        except (StoredModelNotFoundError, ValueError):
+            return set()
+        return {p for p in found if p is not None and os.path.dirname(os.path.normpath(p)) == os.path.normpath(folder)}
+
+    def _remove_unnamed(self, model_id: str, files: set[Path]) -> None:
+        """Remove those of ``files`` (a replaced model's, :meth:`_own_files`) that the model.json now in place
+        does not name (its own files are kept, whatever their name). A file that cannot go is logged and left."""
+        keep = self._own_files(model_id)
+        for path in files - keep:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.warning("model '%s': could not remove %s, which the model replaced: %s", model_id, path, exc)
 
     def update(self, model_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply ``changes``: ``settings``, ``parameters`` and ``metadata`` are merged key by key
@@ -255,7 +307,7 @@ class ModelStore:
                     mode: ImportMode = "copy", name: str | None = None, description: str = "",
                     settings: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
                     metadata: Mapping[str, Any] | None = None, engine: str = DEFAULT_ENGINE,
-                    filename: str | None = None) -> dict[str, Any]:
+                    filename: str | None = None, overwrite: bool = False) -> dict[str, Any]:
         """Make a local ``.gguf`` file a model and return its model.json.
 
         ``mode`` says where the weights end up:
@@ -273,9 +325,15 @@ class ModelStore:
         folder (default: the source's name; a blob's ``sha256-<hex>`` is no name for them). ``settings``,
         ``parameters`` and ``metadata`` come from the caller (e.g. read from
         the GGUF header); ``metadata.size`` defaults to the file size.
-        Raises :class:`AlreadyExistsError` if the id is taken and
+        Raises :class:`AlreadyExistsError` if the id is taken and ``overwrite`` is false, and
         :class:`InvalidArgumentError` if the file is missing or not GGUF.
         Deleting the model later never touches a referenced or symlinked file.
+
+        ``overwrite`` replaces a model of that id (Ollama's ``/api/create`` does): the model changes in one step,
+        the rename of its new model.json. Until then the old model.json and the weights it names stay as they
+        are: new weights never take a name that holds other content (they get a free one, ``<name>-2.gguf``), so
+        no moment (and no crash) pairs the old model.json with the new weights. The old model's files that the
+        new one does not name are removed after.
         """
         if mode not in IMPORT_MODES:
             raise InvalidArgumentError(f"mode must be one of {', '.join(IMPORT_MODES)}, not {mode!r}")
@@ -290,7 +348,7 @@ class ModelStore:
         size = source.stat().st_size
 
         with self._ctx.lock(path):
-            if path.exists():
+            if path.exists() and not overwrite:
                 raise AlreadyExistsError(KIND, model_id)
             folder.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -320,26 +378,39 @@ class ModelStore:
             if tmp is None and mode != "reference" and not rename:
                 tmp = copy_to_temp(source, folder, filename)
 
-            model_settings = check_dict("settings", settings)
-            model_settings["llama_model_path"] = str(source) if mode == "reference" else filename
-            doc = normalize_model({
-                "id": model_id,
-                "name": name if name is not None else source.stem,
-                "description": description,
-                "sources": [{"filename": source.name if mode == "reference" else filename, "url": str(source)}],
-                "settings": model_settings,
-                "parameters": check_dict("parameters", parameters),
-                "metadata": {"size": size, **check_dict("metadata", metadata)},
-                "engine": engine,
-            })
+            def document(filename: str) -> dict[str, Any]:
+                model_settings = check_dict("settings", settings)
+                model_settings["llama_model_path"] = str(source) if mode == "reference" else filename
+                return normalize_model({
+                    "id": model_id,
+                    "name": name if name is not None else source.stem,
+                    "description": description,
+                    "sources": [{"filename": source.name if mode == "reference" else filename, "url": str(source)}],
+                    "settings": model_settings,
+                    "parameters": check_dict("parameters", parameters),
+                    "metadata": {"size": size, **check_dict("metadata", metadata)},
+                    "engine": engine,
+                })
+
+            doc = document(filename)
             data = self._ctx.encode_doc(KIND, doc)
 
             with self._ctx.lock(path):
-                if path.exists():
+                exists = path.exists()
+                if exists and not overwrite:
                     raise AlreadyExistsError(KIND, model_id)
+                replaced = self._own_files(model_id) if exists else set()
+                if exists and mode != "reference" and _holds_other(folder / filename, tmp or source):
+                    filename = _free_name(folder, filename)
+                    doc = document(filename)
+                    data = self._ctx.encode_doc(KIND, doc)
                 target = folder / filename
+                placed = mode != "reference" and not os.path.lexists(target)  # a name this call takes
                 if tmp is not None:
-                    os.replace(tmp, target)
+                    if os.path.lexists(target) and not _holds_other(target, tmp):
+                        os.unlink(tmp)  # the weights are there already (rename() of two links to one file is a no-op)
+                    else:
+                        os.replace(tmp, target)
                     tmp = None
                 elif rename:
                     os.replace(source, target)
@@ -350,7 +421,11 @@ class ModelStore:
                 except BaseException:
                     if rename:
                         os.replace(target, source)  # give the user their file back
+                    elif placed:
+                        with contextlib.suppress(OSError):
+                            os.unlink(target)  # weights no model.json names (the old model's are untouched)
                     raise
+                self._remove_unnamed(model_id, replaced)
         except BaseException:
             if tmp is not None:
                 try:

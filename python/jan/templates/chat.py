@@ -183,6 +183,34 @@ MISTRAL_TEMPLATE = (
     "{%- endfor -%}"
 )
 
+# Ollama's default template, ``{{ .Prompt }}``, which a model without a template of its own is prompted with on
+# Ollama's API, as Ollama renders it over a conversation (``template.Execute``'s legacy path): consecutive messages
+# of one role are joined with a blank line; then each user turn's text and the assistant reply after it are written
+# as they are, with nothing around or between them. System messages are left out (the template has no
+# ``.System``), and so are tool messages; a user turn that no reply follows is replaced by the next one unless a
+# system message comes between them (Ollama writes the pending turn out only then).
+OLLAMA_DEFAULT_TEMPLATE = (
+    "{%- set ns = namespace(out='', prompt='', response='', role='') -%}"
+    "{%- for message in messages -%}"
+    "{%- set content = message['content'] if message['content'] is string else '' -%}"
+    "{%- set role = message['role'] -%}"
+    "{%- if role == ns.role and role in ('user', 'assistant') -%}"
+    "{%- if role == 'user' -%}{%- set ns.prompt = ns.prompt + '\\n\\n' + content -%}"
+    "{%- else -%}{%- set ns.response = ns.response + '\\n\\n' + content -%}{%- endif -%}"
+    "{%- elif role == 'system' -%}"
+    "{%- set ns.out = ns.out + ns.prompt + ns.response -%}{%- set ns.prompt = '' -%}{%- set ns.response = '' -%}"
+    "{%- elif role == 'user' -%}"
+    "{%- if ns.response -%}"
+    "{%- set ns.out = ns.out + ns.prompt + ns.response -%}{%- set ns.response = '' -%}"
+    "{%- endif -%}"
+    "{%- set ns.prompt = content -%}"
+    "{%- elif role == 'assistant' -%}{%- set ns.response = content -%}"
+    "{%- endif -%}"
+    "{%- set ns.role = role -%}"
+    "{%- endfor -%}"
+    "{{- ns.out + ns.prompt + ns.response -}}"
+)
+
 #: Templates selectable by name (``resolve_template(..., override="llama3")``).
 BUILTIN_TEMPLATES: dict[str, str] = {
     "chatml": CHATML_TEMPLATE,
@@ -395,6 +423,12 @@ class ChatTemplate:
         return cls(CHATML_TEMPLATE, bos_token, eos_token, name="chatml")
 
     @classmethod
+    def ollama_default(cls) -> "ChatTemplate":
+        """Ollama's default template ``{{ .Prompt }}`` (:data:`OLLAMA_DEFAULT_TEMPLATE`): the conversation's
+        text as it is, what Ollama prompts a model without a template of its own with."""
+        return _OllamaDefaultTemplate(OLLAMA_DEFAULT_TEMPLATE, name="ollama-default")
+
+    @classmethod
     def builtin(cls, name: str, bos_token: str = "", eos_token: str = "") -> "ChatTemplate":
         """A template from :data:`BUILTIN_TEMPLATES` by name."""
         try:
@@ -557,6 +591,15 @@ class ChatTemplate:
         if not self.supports_system_role and any(m["role"] == "system" for m in msgs):
             msgs = _merge_system(msgs)
         return msgs, tools
+
+
+class _OllamaDefaultTemplate(ChatTemplate):
+    """Ollama's default template. Its rules leave system and tool messages out (as Ollama does), so they are not
+    written into the user turns first, as for a template that lacks a system role or tool calls."""
+
+    def _polyfill(self, msgs: list[dict[str, Any]], tools: list[Any] | None
+                  ) -> tuple[list[dict[str, Any]], list[Any] | None]:
+        return msgs, None  # (a request that needs tools is refused before: Ollama's template has none)
 
 
 def _render_tools_preamble(tools: list[Any]) -> str:

@@ -885,7 +885,8 @@ async function send() {
             ui.messages.append(view.root);
           }
           if (data?.id) view.root.dataset.messageId = data.id;
-        } else if (event === "thread.run.step.completed") {
+        } else if (event === "thread.run.step.completed" && data?.type === "tool_calls") {
+          // (a message_creation step is its message, shown already)
           const calls = data?.step_details?.tool_calls || [];
           if (frame) cancelAnimationFrame(frame);
           paint();

@@ -230,7 +230,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             if lent.template.fallback:
                 # Once per load: the user should know why the chat output is poor.
                 log.warning("model '%s': %s; chatting with it uses ChatML, which it was not trained on "
-                            "(expect poor replies; set settings.chat_template, or use /v1/completions)",
+                            "(expect poor replies; set settings.chat_template, or use /v1/completions; Ollama's "
+                            "/api/chat and /api/generate give it the text as it is, as Ollama does)",
                             model["id"], lent.template.fallback)
         return lent
 

@@ -84,11 +84,12 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         return str(path) if path else None
 
     async def import_model(self, path: str, *, model_id: str | None = None, mode: str = "symlink",
-                           mmproj: str | None = None, **fields: Any) -> dict[str, Any]:
+                           mmproj: str | None = None, overwrite: bool = False, **fields: Any) -> dict[str, Any]:
         """Import a GGUF; ``mmproj``: its projector (referenced in place, ``settings.mmproj``). A
         projector beside the model (``mmproj-<model file name>``, or the folder's only
         ``*mmproj*.gguf``: :func:`jan.hf_repo.sibling_mmproj`) is picked up by itself. ``filename``:
-        the weights' name in the model folder (default: the file's own)."""
+        the weights' name in the model folder (default: the file's own). ``overwrite``: replace a model of
+        that id, in one step (:meth:`jan.store.models.ModelStore.import_gguf`), not ``AlreadyExistsError``."""
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isfile(path):
             raise ValueError(f"path: no file at '{path}'")
@@ -112,11 +113,12 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             path, model_id=model_id, mode=mode, name=fields.pop("name", None) or info["name"],
             description=fields.pop("description", ""), settings=settings,
             parameters=fields.pop("parameters", None), metadata={**info["metadata"], **(fields.pop("metadata", None) or {})},
-            engine=fields.pop("engine", "llama.cpp"), filename=fields.pop("filename", None))
+            engine=fields.pop("engine", "llama.cpp"), filename=fields.pop("filename", None), overwrite=overwrite)
 
-    async def create_model(self, model: dict[str, Any]) -> dict[str, Any]:
-        """Add a model.json as given (e.g. from a model hub); ``AlreadyExistsError`` if the id is taken."""
-        return await self.store.models.create(model)
+    async def create_model(self, model: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
+        """Add a model.json as given (e.g. from a model hub); ``AlreadyExistsError`` if the id is taken, unless
+        ``overwrite`` (the model.json replaced at once, the old model's files it no longer names removed)."""
+        return await self.store.models.create(model, overwrite=overwrite)
 
     async def update_model(self, model_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         await self.get_model(model_id)

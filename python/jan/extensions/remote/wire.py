@@ -6,7 +6,9 @@ import base64
 import json
 from typing import Any
 
+from jan.extensions.remote.upstream import UpstreamError
 from jan.services.types import (
+    FINISH_REASONS,
     ChatDelta,
     ChatMessage,
     ChatRequest,
@@ -128,6 +130,22 @@ def _chat_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
     )
 
 
+#: Upstream finish reasons that are another name of one of jan's (``FINISH_REASONS``): OpenAI's deprecated
+#: ``function_call``; Mistral's ``model_length`` (the context ran out); vLLM's ``abort`` (its server cut it off).
+_FINISH_SYNONYMS = {"function_call": "tool_calls", "model_length": "length", "abort": "cancelled"}
+
+
+def finish_reason_of(value: Any) -> str | None:
+    """An upstream choice's ``finish_reason`` as one of jan's (``FINISH_REASONS``), which every front end maps;
+    one jan does not know is the upstream's fault (an :class:`UpstreamError`), never passed off as a normal end."""
+    if value is None:
+        return None
+    reason = _FINISH_SYNONYMS.get(value, value)
+    if reason not in FINISH_REASONS:
+        raise UpstreamError(f"the upstream ended a choice with finish_reason {value!r}, which is none of OpenAI's")
+    return reason
+
+
 def chat_deltas(chunk: dict[str, Any]) -> list[ChatDelta]:
     """One upstream ``chat.completion.chunk`` as typed deltas (``usage`` as a ``choice=-1`` delta)."""
     out = []
@@ -143,7 +161,7 @@ def chat_deltas(chunk: dict[str, Any]) -> list[ChatDelta]:
         out.append(ChatDelta(choice=int(choice.get("index", 0)), content=delta.get("content") or "",
                              reasoning=delta.get("reasoning_content") or delta.get("reasoning") or "",
                              tool_calls=calls, logprobs=_chat_logprobs(choice.get("logprobs")),
-                             finish_reason=choice.get("finish_reason")))
+                             finish_reason=finish_reason_of(choice.get("finish_reason"))))
     usage = usage_of(chunk.get("usage"))
     if usage is not None:
         out.append(ChatDelta(choice=-1, usage=usage))

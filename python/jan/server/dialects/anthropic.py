@@ -16,11 +16,15 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from jan.image_types import sniff_image
 from jan.server.schemas import INT32_MAX, MaxTokens, NullMeansDefault, bounded, not_supported
 
+from jan.errors import EngineError, MediaError
+from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted
 from jan.services import types as typed
+from jan.services.errors import GenerationCancelledError
 
 __all__ = [
     "CountTokensRequest",
@@ -47,10 +51,30 @@ class TextBlock(_Wire):
     text: str
 
 
+#: The image types Anthropic takes (and the engine decodes): an image block's ``source.media_type``.
+ImageMediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+
+
 class Base64Source(_Wire):
     type: Literal["base64"]
-    media_type: str
+    media_type: ImageMediaType
     data: str
+
+    @field_validator("data")
+    @classmethod
+    def _data_is_that_image(cls, data: str, info: Any) -> str:
+        # As Anthropic: the data must be an image of the type it is said to be (its magic bytes, which the first
+        # 16 base64 characters hold). Data that is no base64 at all is told by the decoding (_image).
+        media_type = info.data.get("media_type")
+        try:
+            head = base64.b64decode(data[:16], validate=True)
+        except (binascii.Error, ValueError):
+            return data
+        found = sniff_image(head)
+        if media_type is not None and found != media_type:
+            what = f"{found} data" if found else "no JPEG, PNG, GIF or WebP image"
+            raise ValueError(f"the image is sent as media_type {media_type}, but the data is {what}")
+        return data
 
 
 class URLSource(_Wire):
@@ -119,6 +143,15 @@ class MessageParam(_Wire):
     role: Literal["user", "assistant"]
     content: Union[str, list[ContentBlock]]
 
+    @field_validator("content")
+    @classmethod
+    def _some_content(cls, value: Any, info: Any) -> Any:
+        # A user turn of no blocks is no turn (Anthropic's 400); an assistant one is an empty turn (a final one
+        # a prefill of nothing), as an empty string is on every jan route (tests/test_prefill.py).
+        if isinstance(value, list) and not value and info.data.get("role") == "user":
+            raise ValueError("a user message must hold at least one content block (or a string)")
+        return value
+
 
 class ToolParam(_Wire):
     name: str = Field(min_length=1)
@@ -135,19 +168,31 @@ class ToolChoiceParam(_Wire):
     disable_parallel_tool_use: bool | None = None
 
 
+#: Anthropic's least ``thinking.budget_tokens``.
+MIN_THINKING_BUDGET = 1024
+
+
 class ThinkingParam(_Wire):
-    type: Literal["enabled", "disabled", "adaptive"]
-    budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    """``thinking``: ``enabled`` (with a ``budget_tokens`` cap), ``adaptive`` (the model decides: thinking on, no
+    cap), ``disabled``, and ``between_tools`` (Anthropic's: thinking off, only short progress notes between tool
+    calls, which a local model does not write: off). ``display: "omitted"`` returns thinking blocks without their
+    text, its ``signature`` carrying it for the next turn (Anthropic's way); ``summarized`` (and the beta's
+    ``updates``) returns the thinking itself, which is what a local model's is."""
+
+    type: Literal["enabled", "disabled", "adaptive", "between_tools"]
+    budget_tokens: int | None = Field(default=None, ge=MIN_THINKING_BUDGET, le=INT32_MAX)
+    display: Literal["summarized", "omitted", "updates"] | None = None
+
+    @model_validator(mode="after")
+    def _budget_when_enabled(self) -> "ThinkingParam":
+        if self.type == "enabled" and self.budget_tokens is None:
+            raise ValueError("budget_tokens: required when thinking.type is 'enabled'")
+        return self
 
 
 class JSONOutputFormat(_Wire):
     type: Literal["json_schema"]
     schema_: dict[str, Any] = Field(alias="schema")
-
-
-#: Anthropic's ``effort`` levels as the chat path's: its two above ``high`` are the most a local model's
-#: template offers (as Ollama's ``think: "max"``).
-EFFORT_LEVELS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
 class OutputConfig(_Wire):
@@ -161,11 +206,27 @@ class AnthropicMetadata(_Wire):
     user_id: str | None = None
 
 
+class ThreadCreate(_Wire):
+    """``thread: {"type": "create"}`` (beta ``message-threads-2026-08-12``): hold this conversation under the reply's id."""
+
+    type: Literal["create"]
+
+
+class ThreadContinue(_Wire):
+    """``thread: {"type": "continue", "previous_message_id"}``: go on from a held reply; only the new turn is sent."""
+
+    type: Literal["continue"]
+    previous_message_id: str
+
+
+ThreadParam = Annotated[Union[ThreadCreate, ThreadContinue], Field(discriminator="type")]
+
+
 class _Prompt(_Wire):
     """What a prompt is made of: shared by a message request and a token count."""
 
     model: str | None = None
-    messages: list[MessageParam] = Field(min_length=1)
+    messages: list[MessageParam]
     system: Union[str, list[TextBlock], None] = None
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoiceParam | None = None
@@ -175,6 +236,15 @@ class _Prompt(_Wire):
     output_format: JSONOutputFormat | None = None
     # remote MCP servers per request (the MCP connector beta): jan runs only the servers of <data>/mcp.json
     mcp_servers: list[dict[str, Any]] | None = None
+    # server-held conversation state (see jan.server.dialects.anthropic_threads)
+    thread: ThreadParam | None = None
+
+    @model_validator(mode="after")
+    def _some_messages(self) -> _Prompt:
+        # a thread's `continue` may send none: after a `pause_turn` it resumes the held reply
+        if not self.messages and not isinstance(self.thread, ThreadContinue):
+            raise ValueError("messages: at least one message is required")
+        return self
 
     @field_validator("mcp_servers")
     @classmethod
@@ -273,7 +343,8 @@ def _assistant_message(content: list) -> typed.ChatMessage:
         if isinstance(block, TextBlock):
             text.append(typed.TextPart(block.text))
         elif isinstance(block, ThinkingBlock):
-            reasoning.append(block.thinking)
+            # sent back without its text (display "omitted"): jan's signature holds it
+            reasoning.append(block.thinking or _thinking_of_signature(block.signature))
         elif isinstance(block, ToolUseBlock):
             calls.append(typed.ToolCall(block.id, block.name, json.dumps(block.input, ensure_ascii=False)))
         elif isinstance(block, RedactedThinkingBlock):
@@ -284,36 +355,82 @@ def _assistant_message(content: list) -> typed.ChatMessage:
                        reasoning="".join(reasoning) or None)
 
 
+def _thinking_of_signature(signature: str | None) -> str:
+    """The thinking a thinking block's ``signature`` carries: jan's (display ``omitted``) has its text; another
+    server's (Anthropic's, encrypted with its keys) or a damaged one none a local model can read."""
+    try:
+        return reasoning_of_encrypted(signature) or ""
+    except ValueError:
+        return ""
+
+
+def _turn(message: MessageParam) -> list[typed.ChatMessage]:
+    """One Anthropic message as chat messages (a user turn's tool results are messages of their own)."""
+    if isinstance(message.content, str):
+        return [typed.ChatMessage.of_text(message.role, message.content)]
+    if message.role == "user":
+        return _user_messages(message.content)
+    return [_assistant_message(message.content)]
+
+
 def _messages(body: _Prompt) -> tuple[typed.ChatMessage, ...]:
     out: list[typed.ChatMessage] = []
     if body.system:
         system = body.system if isinstance(body.system, str) else "\n\n".join(b.text for b in body.system)
         out.append(typed.ChatMessage.of_text("system", system))
-    for message in body.messages:
-        if isinstance(message.content, str):
-            out.append(typed.ChatMessage.of_text(message.role, message.content))
-        elif message.role == "user":
-            out.extend(_user_messages(message.content))
-        else:
-            out.append(_assistant_message(message.content))
+    for i, message in enumerate(body.messages):
+        try:
+            out.extend(_turn(message))
+        except ValueError as exc:
+            if type(exc) is not ValueError:
+                raise
+            raise ValueError(f"messages[{i}].content: {exc}") from None  # the message at fault, by its field
     return tuple(out)
 
 
+def message_field(body: _Prompt, index: int) -> str:
+    """The field of ``body`` the typed request's message ``index`` came from (what an error about it names):
+    ``system``, or ``messages[i].content`` (a user turn with tool results is several typed messages)."""
+    at = 1 if body.system else 0
+    if index < at:
+        return "system"
+    for i, message in enumerate(body.messages):
+        at += len(_turn(message))
+        if index < at:
+            return f"messages[{i}].content"
+    return "messages"
+
+
+def media_error(exc: MediaError, body: _Prompt, chat_request: typed.ChatRequest) -> MediaError:
+    """A refusal of ``chat_request``'s media (a model without a projector) naming the field of ``body`` it came
+    from, not the typed message it became. Messages before the body's own are a thread's held conversation
+    (``thread.previous_message_id`` names them)."""
+    if exc.message_index is None:
+        return exc
+    index = exc.message_index - (len(chat_request.messages) - len(_messages(body)))
+    field = "thread.previous_message_id" if index < 0 else message_field(body, index)
+    _, sep, why = str(exc).partition(": ")
+    return MediaError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field)
+
+
 def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> typed.ReasoningOptions | None:
+    """``effort`` as the client gave it (a local template's levels are chat plan's business: EFFORT_LEVELS)."""
     if thinking is None:
         return typed.ReasoningOptions(effort=effort) if effort else None
-    if thinking.type == "disabled":
+    if thinking.type in ("disabled", "between_tools"):
         return typed.ReasoningOptions(enabled=False)
     return typed.ReasoningOptions(effort=effort, enabled=True,
                             budget_tokens=thinking.budget_tokens if thinking.type == "enabled" else None)
 
 
-def _tool_choice(choice: ToolChoiceParam | None):
+def _tool_choice(choice: ToolChoiceParam | None, names: Sequence[str] = ()):
     if choice is None:
         return None
     if choice.type == "tool":
         if not choice.name:
             raise ValueError("tool_choice.name: required when tool_choice.type is 'tool'")
+        if choice.name not in names:
+            raise ValueError(f"tool_choice.name: no tool named '{choice.name}' in tools")
         return typed.NamedToolChoice(choice.name)
     return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
 
@@ -355,9 +472,10 @@ def to_chat_request(body: _Prompt) -> typed.ChatRequest:
     messages = _messages(body)
     # A final assistant message is a prefill: the answer continues it (Anthropic's documented behaviour)
     return typed.ChatRequest(model=body.model, messages=messages, tools=tools,
-                       tool_choice=_tool_choice(body.tool_choice), parallel_tool_calls=parallel,
+                       tool_choice=_tool_choice(body.tool_choice, [t.name for t in tools]),
+                       parallel_tool_calls=parallel,
                        response_format=response_format, sampling=sampling,
-                       reasoning=_reasoning(body.thinking, EFFORT_LEVELS.get(output.effort or "")),
+                       reasoning=_reasoning(body.thinking, output.effort),
                        continue_final_message=typed.ends_in_prefill(messages))
 
 
@@ -366,13 +484,41 @@ def new_message_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
+#: Anthropic's ``stop_reason`` for each way the chat path ends a choice (``typed.FINISH_REASONS``) but ``cancelled``:
+#: Anthropic has no stop reason for an answer the server cut off, and any would pass it for a whole one, so it is
+#: an error (:class:`GenerationCancelledError`: a streamed message's ``error`` event after what was sent, else the
+#: error response). ``stop`` is ``stop_sequence`` when one of the request's ``stop_sequences`` ended it; a remote
+#: upstream's ``content_filter`` is Anthropic's ``refusal`` (its classifiers stopped the answer).
+STOP_REASONS: Mapping[str, str] = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                                   "content_filter": "refusal"}
+
+
 def stop_reason(finish_reason: str | None, stop_sequence: str | None = None) -> str:
-    """Anthropic's ``stop_reason`` for the chat path's ``finish_reason``."""
-    if finish_reason == "length":
-        return "max_tokens"
-    if finish_reason == "tool_calls":
-        return "tool_use"
-    return "stop_sequence" if stop_sequence else "end_turn"
+    """Anthropic's ``stop_reason`` for the chat path's ``finish_reason`` (None, a stream that told none, reads as
+    ``stop``, as the chat path's aggregate does). Raises :class:`GenerationCancelledError` for ``cancelled``."""
+    reason = finish_reason or "stop"
+    if reason == "cancelled":
+        raise GenerationCancelledError()
+    if reason not in STOP_REASONS:
+        raise EngineError(f"the generation ended with finish_reason {reason!r}, which jan does not know")
+    return "stop_sequence" if reason == "stop" and stop_sequence else STOP_REASONS[reason]
+
+
+def thinking_omitted(body: _Prompt) -> bool:
+    """Whether the request asks for thinking blocks without their text (``thinking.display: "omitted"``)."""
+    return body.thinking is not None and body.thinking.display == "omitted"
+
+
+def check_thinking_budget(body: MessagesRequest, betas: str = "") -> None:
+    """Anthropic's rule: ``thinking.budget_tokens`` is less than ``max_tokens`` (thinking is part of the answer),
+    except with interleaved thinking (the ``anthropic-beta`` header's ``interleaved-thinking-...``), where the budget
+    spans the tool calls' turns. ``ValueError`` naming the field otherwise."""
+    thinking = body.thinking
+    if thinking is None or thinking.type != "enabled" or thinking.budget_tokens is None:
+        return
+    if thinking.budget_tokens >= body.max_tokens and "interleaved-thinking" not in betas:
+        raise ValueError(f"thinking.budget_tokens: must be less than max_tokens ({body.max_tokens}), "
+                         f"got {thinking.budget_tokens}")
 
 
 def _usage(usage: typed.Usage | None) -> dict[str, int]:
@@ -393,20 +539,28 @@ def _tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _thinking_block(text: str, omitted: bool) -> dict[str, Any]:
+    """A thinking block; ``omitted`` (display "omitted"): without its text, which its signature carries, so the
+    block sent back in the next turn gives the model its thinking again."""
+    if omitted:
+        return {"type": "thinking", "thinking": "", "signature": encrypted_reasoning(text)}
+    return {"type": "thinking", "thinking": text, "signature": ""}
+
+
 def message_from_result(result: typed.ChatResult, message_id: str, model: str,
-                        stop_sequence: str | None = None) -> dict[str, Any]:
+                        stop_sequence: str | None = None, *, omit_thinking: bool = False) -> dict[str, Any]:
     """The ``message`` object for a whole (non-streamed) answer, content blocks in the order
     a model writes them: thinking, text, tool uses."""
     choice = result.choices[0]
     message = choice.message
     content: list[dict[str, Any]] = []
+    reason = stop_reason(choice.finish_reason, stop_sequence)  # (a cut-off answer is no message: raises)
     if message.reasoning:
-        content.append({"type": "thinking", "thinking": message.reasoning, "signature": ""})
+        content.append(_thinking_block(message.reasoning, omit_thinking))
     if message.text:
         content.append({"type": "text", "text": message.text})
     for call in message.tool_calls:
         content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call.arguments)})
-    reason = stop_reason(choice.finish_reason, stop_sequence)
     return {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": reason, "stop_sequence": stop_sequence if reason == "stop_sequence" else None,
             "usage": _usage(result.usage)}
@@ -419,13 +573,19 @@ class MessageStream:
     delta (a content block opens when the kind of output changes: thinking, text, or a new
     tool call, and the open one closes first); :meth:`finish` closes the open block and gives
     ``message_delta`` (stop reason, usage) and ``message_stop``; with the request's
-    ``stop_sequences``, the one that ended the answer is reported. Events are ``(name, data)``
-    pairs; ``data["type"]`` equals the name, as Anthropic sends them.
+    ``stop_sequences``, the one that ended the answer is reported. An answer the server cut off
+    (``cancelled``) ends with an ``error`` event instead, after what was sent (Anthropic's stop
+    reasons have none for it). Events are ``(name, data)`` pairs; ``data["type"]`` equals the
+    name, as Anthropic sends them. ``omit_thinking`` (display ``omitted``): thinking blocks carry
+    no ``thinking_delta``, only a ``signature_delta`` (the thinking, for the next turn) before they close.
     """
 
-    def __init__(self, message_id: str, model: str, stop_sequences: Sequence[str] = ()):
+    def __init__(self, message_id: str, model: str, stop_sequences: Sequence[str] = (), *,
+                 omit_thinking: bool = False):
         self.message_id = message_id
         self.model = model
+        self.omit_thinking = omit_thinking
+        self._thinking = ""  # the open thinking block's text (sent as its signature when omitted)
         # Only these count as Anthropic's stop_sequence (not the model's own end-of-turn text).
         self.stop_sequences = tuple(stop_sequences)
         self._index = -1
@@ -449,8 +609,11 @@ class MessageStream:
     def _close(self) -> list[tuple[str, dict[str, Any]]]:
         if self._open is None:
             return []
-        self._open = None
-        return [("content_block_stop", {"type": "content_block_stop", "index": self._index})]
+        events = []
+        if self._open == "thinking" and self.omit_thinking:
+            events.append(self._delta({"type": "signature_delta", "signature": encrypted_reasoning(self._thinking)}))
+        self._open, self._thinking = None, ""
+        return events + [("content_block_stop", {"type": "content_block_stop", "index": self._index})]
 
     def _open_block(self, key: str, block: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         events = self._close()
@@ -472,7 +635,10 @@ class MessageStream:
         if delta.reasoning:
             if self._open != "thinking":
                 events += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-            events.append(self._delta({"type": "thinking_delta", "thinking": delta.reasoning}))
+            if self.omit_thinking:
+                self._thinking += delta.reasoning
+            else:
+                events.append(self._delta({"type": "thinking_delta", "thinking": delta.reasoning}))
         if delta.content:
             if self._open != "text":
                 events += self._open_block("text", {"type": "text", "text": ""})
@@ -491,6 +657,9 @@ class MessageStream:
 
     def finish(self) -> list[tuple[str, dict[str, Any]]]:
         events = self._close()
+        if self._finish_reason == "cancelled":
+            err = GenerationCancelledError()
+            return events + [("error", error_body(err.http_status, str(err)))]
         reason = stop_reason(self._finish_reason, self._stop_sequence)
         usage = _usage(self._usage)
         events.append(("message_delta", {
@@ -509,6 +678,13 @@ _ERROR_TYPES: Mapping[int, str] = {400: "invalid_request_error", 401: "authentic
                                    403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
                                    413: "request_too_large", 422: "invalid_request_error", 429: "rate_limit_error",
                                    503: "overloaded_error", 529: "overloaded_error"}
+
+
+def error_status(status: int, code: str | None) -> int:
+    """The HTTP status Anthropic's clients expect for jan's error: 529 ``overloaded_error`` when the model's
+    queue is full (Anthropic's answer when its servers are overloaded, which its SDKs and Claude Code retry as
+    such), else jan's own."""
+    return 529 if code == "queue_full" else status
 
 
 def error_type(status: int) -> str:

@@ -200,6 +200,10 @@ def capabilities(model: dict[str, Any], gguf: GGUFDetails) -> list[str]:
     return caps
 
 
+#: Ollama's default template, what a model without one of its own is prompted with on Ollama's API (the
+#: conversation's text as it is: :meth:`jan.templates.ChatTemplate.ollama_default`).
+OLLAMA_DEFAULT_TEMPLATE = "{{ .Prompt }}"
+
 #: jan's parameter names where Ollama's Modelfile says otherwise (the reverse of ollama_requests.sampling).
 OLLAMA_PARAMETER_NAMES = {"max_tokens": "num_predict"}
 
@@ -217,6 +221,8 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         for v in value if isinstance(value, list) else [value]:
             parameter_lines.append(f"{name:<30} {json.dumps(v) if isinstance(v, str) else v}")
     template = settings.get("chat_template") or gguf.chat_template or settings.get("prompt_template") or ""
+    if not template and gguf.architecture:  # a GGUF without a template: Ollama's API prompts it as Ollama does
+        template = OLLAMA_DEFAULT_TEMPLATE
     model_info: dict[str, Any] = {}
     for key, value in sorted(gguf.metadata.items()):
         if key == "tokenizer.chat_template":

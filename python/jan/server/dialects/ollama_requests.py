@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from typing import Any
 
 from jan.errors import MediaError
 from jan.server.dialects import ollama_schemas as wire
@@ -31,7 +32,7 @@ from jan.services.types import (
 )
 
 __all__ = ["OllamaRequestError", "chat_request", "completion_request", "embedding_request", "format_grammar", "generate_chat_request",
-           "media_error", "sampling", "strip_latest", "truncation"]
+           "media_error", "model_parameters", "sampling", "strip_latest", "truncation"]
 
 
 class OllamaRequestError(ValueError):
@@ -55,6 +56,17 @@ def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:
         stop=tuple(o.stop) if o.stop else None,
         **{name: getattr(o, name) for name in wire.SHARED_SAMPLING},
     )
+
+
+def model_parameters(options: wire.OllamaOptions | None) -> dict[str, Any]:
+    """``/api/create``'s ``parameters`` as a model.json's: the sampling layer's (:func:`sampling`), and
+    ``num_keep`` by its own name (the chat service reads it for a context's cut, under a request's own)."""
+    if options is None:
+        return {}
+    parameters = sampling(options).given()
+    if options.num_keep is not None:
+        parameters["num_keep"] = options.num_keep
+    return parameters
 
 
 def response_format(fmt: wire.Format) -> ResponseFormat | None:
@@ -170,6 +182,7 @@ def chat_request(body: wire.OllamaChatRequest, model: str) -> ChatRequest:
         continue_final_message=ends_in_prefill(messages),
         truncation=truncation(body.truncate),
         tools_need_template=True,  # Ollama refuses tools for a model whose template has none
+        fallback_template="ollama",  # and writes a model without one the turns' text as it is ({{ .Prompt }})
     )
 
 
@@ -196,6 +209,8 @@ def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatR
         reasoning=reasoning(body.think),
         truncation=truncation(body.truncate),
         context=tuple(body.context or ()),
+        context_keep=body.options.num_keep if body.options else None,
+        fallback_template="ollama",  # a model without a template: its prompt as it is, as Ollama's {{ .Prompt }}
         token_ids=True,  # the reply's context
     )
 

@@ -74,6 +74,9 @@ class _OptionsBase(_Body):
     num_predict: int | None = Field(None, ge=-2, le=INT32_MAX)
     seed: Seed | None = None  # < 0: random
     stop: list[str] | None = None
+    # tokens at the start of a generate context that a cut keeps (after its BOS); -1: all of it. Ollama reads any
+    # negative as -1; other negatives are refused here rather than guessed at.
+    num_keep: int | None = Field(None, ge=-1, le=INT32_MAX)
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -92,10 +95,14 @@ The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
 ``num_gpu``, ``num_thread``, ``num_batch``, ``use_mmap``, ...) are jan's
 ``jan serve`` flags and model.json settings instead (a model is loaded once for
 every request it serves), so they are ignored here, as Ollama ignores options it
-does not know; so are ``num_keep`` (jan never shifts the context; a history longer
-than the context loses whole turns, and a generate ``context`` its oldest tokens but a
-first BOS, see the requests' ``truncate``) and
-``penalize_newline``/``tfs_z``, which llama.cpp dropped.
+does not know; so are ``penalize_newline``/``tfs_z``, which llama.cpp dropped.
+
+``num_keep`` is what a ``/api/generate`` ``context`` too long for the window keeps
+of its start (after its BOS; -1 all of it, default 4, as Ollama's runner) when its
+oldest tokens are dropped (``truncate``). It is checked on every request, and does
+nothing where jan cuts no tokens: a chat history loses whole turns, a raw or
+fill-in-the-middle prompt too long is a 400, and jan never shifts the context while
+it generates.
 """
 
 

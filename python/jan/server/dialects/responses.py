@@ -18,9 +18,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
 
-from jan.server.schemas import MaxTokens, NullMeansDefault, bounded, not_supported
+from jan.errors import EngineError, MediaError
+from jan.server.schemas import MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported
 
 from jan.services import types as typed
+from jan.services.errors import RequestError
 
 __all__ = [
     "ResponseStream",
@@ -88,6 +90,15 @@ class MessageItem(_Wire):
     id: str | None = None
     role: Literal["user", "assistant", "system", "developer"]
     content: Union[str, list[ContentPart]]
+
+    @field_validator("content")
+    @classmethod
+    def _some_content(cls, value: Any, info: Any) -> Any:
+        # OpenAI's 400 (an empty array): no parts is no message. An assistant's is an empty turn (as on every jan
+        # route, tests/test_prefill.py).
+        if isinstance(value, list) and not value and info.data.get("role") != "assistant":
+            raise ValueError("must hold at least one content part (or be a string)")
+        return value
 
 
 class FunctionCallItem(_Wire):
@@ -163,7 +174,8 @@ ReasoningSummary = Literal["auto", "concise", "detailed"]
 
 
 class ReasoningParam(_Wire):
-    effort: str | None = None
+    # every level of the one table (jan.templates.formats.plan.EFFORT_LEVELS): Codex sends xhigh
+    effort: ReasoningEffort | None = None
     # Asks for a summary of the reasoning; jan's models give their reasoning itself (``reasoning_text``
     # content) and no summary, so the value is only echoed.
     summary: ReasoningSummary | None = None
@@ -262,66 +274,109 @@ class ResponsesRequest(_Wire):
 
 
 # -- request -> typed --------------------------------------------------------------------------
-def _image(part: InputImage) -> typed.ImagePart:
-    url = part.image_url or ""
-    if not url.startswith("data:"):
-        raise ValueError("input_image: only data: URLs (base64) are accepted; jan fetches no URLs or files")
+def _image(part: InputImage, where: str) -> typed.ImagePart:
+    r"""An ``input_image`` (at ``where``) as an image part: a base64 ``data:`` URL; any other URL was fetched or
+    refused before (jan.server.media_fetch), and a ``file_id`` names a file of a Files API jan does not have.
+    Refusals are :class:`MediaError`\ s naming the field, with the codes every dialect gives them."""
+    if part.image_url is None:
+        if part.file_id is not None:
+            raise MediaError(f"{where}.file_id: jan has no Files API; send the image as a base64 data: URL "
+                             "(image_url)", reason="not_allowed", param=f"{where}.file_id")
+        raise MediaError(f"{where}: an input_image needs image_url (a base64 data: URL)", reason="unsupported_format",
+                         param=f"{where}.image_url")
+    url, param = part.image_url, f"{where}.image_url"
     head, _, data = url.partition(",")
-    mime = head[5:].split(";")[0] or "application/octet-stream"
+    if not head.startswith("data:"):
+        raise MediaError(f"{param}: only base64 data URLs (data:<type>;base64,...) are accepted", reason="not_allowed",
+                         param=param)
     if not head.endswith(";base64"):
-        raise ValueError("input_image: the data: URL must be base64-encoded")
+        raise MediaError(f"{param}: the data: URL must be base64-encoded", reason="unsupported_format", param=param)
     try:
-        return typed.ImagePart(data=base64.b64decode(data, validate=True), mime_type=mime)
+        return typed.ImagePart(data=base64.b64decode(data, validate=True),
+                               mime_type=head[5:].split(";")[0] or "application/octet-stream")
     except (binascii.Error, ValueError):
-        raise ValueError("input_image: the data: URL holds invalid base64") from None
+        raise MediaError(f"{param}: the data URL is not valid base64", reason="unsupported_format",
+                         param=param) from None
 
 
-def _parts(content: str | list) -> tuple[typed.Part, ...]:
+def _parts(content: str | list, where: str) -> tuple[typed.Part, ...]:
     if isinstance(content, str):
         return (typed.TextPart(content),) if content else ()
     parts: list[typed.Part] = []
-    for part in content:
+    for j, part in enumerate(content):
         if isinstance(part, (InputText, OutputText)):
             parts.append(typed.TextPart(part.text))
         elif isinstance(part, Refusal):
             parts.append(typed.TextPart(part.refusal))
         else:
-            parts.append(_image(part))
+            parts.append(_image(part, f"{where}[{j}]"))
     return tuple(parts)
+
+
+def _input_turns(items: str | list | None) -> list[tuple[typed.ChatMessage, str]]:
+    """:func:`input_messages`, each with the field of ``input`` it came from (what an error about it names)."""
+    if items is None:
+        return []
+    if isinstance(items, str):
+        return [(typed.ChatMessage.of_text("user", items), "input")]
+    out: list[tuple[typed.ChatMessage, str]] = []
+    reasoning: str | None = None
+    for i, item in enumerate(items):
+        if isinstance(item, ReasoningItem):
+            try:
+                encrypted = reasoning_of_encrypted(item.encrypted_content)
+            except ValueError:
+                raise ValueError(f"input[{i}].encrypted_content: damaged (it is not the one jan gave)") from None
+            reasoning = "".join(p.text for p in (item.content or item.summary)) or encrypted
+        elif isinstance(item, MessageItem):
+            role = "system" if item.role == "developer" else item.role
+            out.append((typed.ChatMessage(role, _parts(item.content, f"input[{i}].content"),
+                                          reasoning=reasoning if role == "assistant" else None),
+                        f"input[{i}].content"))
+            reasoning = None if role == "assistant" else reasoning
+        elif isinstance(item, FunctionCallItem):
+            call = typed.ToolCall(item.call_id, item.name, item.arguments)
+            last, field = out[-1] if out else (None, "")
+            if last is not None and last.role == "assistant":
+                out[-1] = (typed.ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, call),
+                                             reasoning=last.reasoning), field)
+            else:
+                out.append((typed.ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning),
+                            f"input[{i}]"))
+                reasoning = None
+        else:
+            out.append((typed.ChatMessage("tool", _parts(item.output, f"input[{i}].output"),
+                                          tool_call_id=item.call_id), f"input[{i}].output"))
+    return out
 
 
 def input_messages(items: str | list | None) -> list[typed.ChatMessage]:
     """The ``input`` as chat messages: a string is one user message; consecutive
     ``function_call`` items join the assistant turn before them (as one message's tool calls),
-    a ``reasoning`` item goes to the assistant turn after it. Raises ``ValueError`` for content
-    jan cannot take (image URLs, file ids)."""
-    if items is None:
-        return []
-    if isinstance(items, str):
-        return [typed.ChatMessage.of_text("user", items)]
-    out: list[typed.ChatMessage] = []
-    reasoning: str | None = None
-    for item in items:
-        if isinstance(item, ReasoningItem):
-            reasoning = ("".join(p.text for p in (item.content or item.summary))
-                         or reasoning_of_encrypted(item.encrypted_content))
-        elif isinstance(item, MessageItem):
-            role = "system" if item.role == "developer" else item.role
-            out.append(typed.ChatMessage(role, _parts(item.content),
-                                   reasoning=reasoning if role == "assistant" else None))
-            reasoning = None if role == "assistant" else reasoning
-        elif isinstance(item, FunctionCallItem):
-            call = typed.ToolCall(item.call_id, item.name, item.arguments)
-            last = out[-1] if out else None
-            if last is not None and last.role == "assistant":
-                out[-1] = typed.ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, call),
-                                      reasoning=last.reasoning)
-            else:
-                out.append(typed.ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning))
-                reasoning = None
-        else:
-            out.append(typed.ChatMessage("tool", _parts(item.output), tool_call_id=item.call_id))
-    return out
+    a ``reasoning`` item goes to the assistant turn after it. Raises ``ValueError`` (a
+    :class:`MediaError` for images) naming the field for content jan cannot take (image URLs, file ids)."""
+    return [message for message, _ in _input_turns(items)]
+
+
+def media_error(exc: MediaError, body: ResponsesRequest, history: int) -> MediaError:
+    """A refusal of the typed request's media (a model without a projector) naming the field it came from in
+    the Responses API's terms: ``input[i].content`` (or ``.output``), ``previous_response_id`` for a turn of the
+    stored conversation (``history`` turns of it come after the ``instructions``), not the typed message."""
+    if exc.message_index is None:
+        return exc
+    index = exc.message_index - (1 if body.instructions else 0)
+    if index < 0:
+        field = "instructions"
+    elif index < history:
+        field = "previous_response_id"
+    else:
+        turns = _input_turns(body.input)
+        field = turns[index - history][1] if index - history < len(turns) else "input"
+    _, sep, why = str(exc).partition(": ")
+    why = why if sep else str(exc)
+    if field == "previous_response_id":
+        why = f"in the stored conversation, {why}"
+    return MediaError(f"{field}: {why}", reason=exc.reason, param=field)
 
 
 # jan's ``encrypted_content``: the reasoning text itself, encoded, not encrypted (the client has the text in
@@ -377,7 +432,14 @@ def _tools(body: ResponsesRequest) -> tuple[tuple[typed.ToolSpec, ...], typed.To
     names (a name not among them is a 400) and its ``mode`` is the choice."""
     tools = tuple(typed.ToolSpec(t.name, t.description, t.parameters, t.strict) for t in body.tools or ())
     choice = body.tool_choice
+    # as OpenAI's: a choice that makes the model call a tool needs one to call
+    if choice == "required" and not tools:
+        raise RequestError("tool_choice: 'required' needs tools (the request has none)", param="tool_choice",
+                           code="invalid_value")
     if isinstance(choice, FunctionChoice):
+        if choice.name not in {t.name for t in tools}:
+            raise RequestError(f"tool_choice: names the function '{choice.name}', which is not in tools",
+                               param="tool_choice", code="invalid_value")
         return tools, typed.NamedToolChoice(choice.name)
     if isinstance(choice, AllowedToolsChoice):
         return typed.allowed_tools(tools, [t.name for t in choice.tools], param="tool_choice.tools[{i}].name"), choice.mode
@@ -451,8 +513,27 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: st
             "status": status}
 
 
+#: The response's status for each way the chat path ends a choice (``typed.FINISH_REASONS``): cut off by the token
+#: limit or a remote upstream's filter, ``incomplete``; cut off by the server (the model stopped or unloaded under
+#: it), ``cancelled``, as a cancel request's: never ``completed``, which would pass a cut-off answer for a whole one.
+STATUSES = {"stop": "completed", "tool_calls": "completed", "length": "incomplete", "content_filter": "incomplete",
+            "cancelled": "cancelled"}
+#: An incomplete response's ``incomplete_details.reason``, per finish reason (OpenAI's two).
+INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
 def _status(finish_reason: str | None) -> str:
-    return "incomplete" if finish_reason == "length" else "completed"
+    """The response's status for the chat path's ``finish_reason`` (None, a stream that told none, reads as
+    ``stop``, as the chat path's aggregate does)."""
+    reason = finish_reason or "stop"
+    if reason not in STATUSES:
+        raise EngineError(f"the generation ended with finish_reason {reason!r}, which jan does not know")
+    return STATUSES[reason]
+
+
+def _item_status(finish_reason: str | None) -> str:
+    """An output item's status: ``completed``, or ``incomplete`` when the answer was cut off (however)."""
+    return "completed" if _status(finish_reason) == "completed" else "incomplete"
 
 
 def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None,
@@ -463,17 +544,18 @@ def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None,
     ``encrypted_reasoning``: reasoning items carry ``encrypted_content``."""
     choice = result.choices[0]
     message = choice.message
-    status = _status(choice.finish_reason)
+    status, item_status = _status(choice.finish_reason), _item_status(choice.finish_reason)
     items: list[dict[str, Any]] = []
     if message.reasoning:
         items.append(_reasoning_item(new_id("rs"), message.reasoning, "completed", encrypted_reasoning))
     if message.text or not message.tool_calls:
         logprobs = _logprobs(choice.logprobs or (), top_logprobs) if top_logprobs is not None else None
-        items.append(_message_item(new_id("msg"), message.text, status, logprobs))
+        items.append(_message_item(new_id("msg"), message.text, item_status, logprobs))
     for k, call in enumerate(message.tool_calls):
         # the last call is the one the token limit can have cut off (OpenAI marks it incomplete)
         last = k == len(message.tool_calls) - 1
-        items.append(_call_item(new_id("fc"), call.id, call.name, call.arguments, status if last else "completed"))
+        items.append(_call_item(new_id("fc"), call.id, call.name, call.arguments,
+                                item_status if last else "completed"))
     return items, status
 
 
@@ -494,8 +576,10 @@ def output_message(items: list[dict[str, Any]]) -> typed.ChatMessage:
 
 def response_object(response_id: str, body: ResponsesRequest, model: str, *, status: str,
                     output: list[dict[str, Any]] | None = None, usage: typed.Usage | None = None,
-                    created_at: int | None = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``response`` object (``object: "response"``) with the request's settings echoed."""
+                    created_at: int | None = None, error: dict[str, Any] | None = None,
+                    incomplete_reason: str = "max_output_tokens") -> dict[str, Any]:
+    """The ``response`` object (``object: "response"``) with the request's settings echoed; an ``incomplete``
+    one says why (``incomplete_reason``)."""
     fmt = body.text.format if body.text and body.text.format else None
     text = {"format": fmt.model_dump(mode="json", by_alias=True, exclude_none=True) if fmt else {"type": "text"},
             "verbosity": (body.text.verbosity if body.text else None) or "medium"}
@@ -507,7 +591,7 @@ def response_object(response_id: str, body: ResponsesRequest, model: str, *, sta
     return {
         "id": response_id, "object": "response", "created_at": created_at or int(time.time()),
         "status": status, "background": body.background, "error": error,
-        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "incomplete_details": {"reason": incomplete_reason} if status == "incomplete" else None,
         "instructions": body.instructions, "max_output_tokens": body.max_output_tokens, "model": model,
         "output": output or [], "parallel_tool_calls": body.parallel_tool_calls is not False,
         "previous_response_id": body.previous_response_id,
@@ -587,12 +671,12 @@ class ResponseStream:
             events.append(self.event("response.output_text.done", **where, content_index=0, text=text,
                                      logprobs=logprobs))
             events.append(self.event("response.content_part.done", **where, content_index=0, part=part))
-            item.update(_message_item(item["id"], text, _status(self.finish_reason), logprobs))
+            item.update(_message_item(item["id"], text, _item_status(self.finish_reason), logprobs))
             self._logprobs = []
         else:
             events.append(self.event("response.function_call_arguments.done", **where, arguments=text))
             # closed by the next item: complete; closed at the end: cut off when the token limit ended it
-            item.update(arguments=text, status=_status(self.finish_reason))
+            item.update(arguments=text, status=_item_status(self.finish_reason))
         events.append(self.event("response.output_item.done", output_index=where["output_index"], item=dict(item)))
         self._open, self._text, self._pending = None, "", []  # tokens still held back made no text (a stop string)
         return events
@@ -659,6 +743,17 @@ class ResponseStream:
             return events + self._close()
         return self._close()
 
+    def cancelled(self) -> None:
+        """The generation was cancelled (a cancel request, a shutdown) before it told how it ended: the items
+        still open close ``incomplete``."""
+        if self.finish_reason is None:
+            self.finish_reason = "cancelled"
+
     @property
     def status(self) -> str:
         return _status(self.finish_reason)
+
+    @property
+    def incomplete_reason(self) -> str:
+        """``incomplete_details.reason`` when :attr:`status` is ``incomplete``."""
+        return INCOMPLETE_REASONS.get(self.finish_reason or "", "max_output_tokens")

@@ -25,8 +25,11 @@ log = logging.getLogger("jan.server")
 
 __all__ = ["ResponseRun"]
 
-# The event that ends a stream, per final status. There is no "cancelled" event in the
-# Responses stream: a cancelled response ends like one that did not complete.
+# The event that ends a stream, per final status. The Responses stream has no "cancelled" event (the SDK's
+# ResponseStreamEvent has completed, failed and incomplete): a cancelled response (a cancel request's, or one the
+# server cut off: its model stopped or unloaded) ends as one that did not complete, ``response.incomplete`` carrying
+# the response with status "cancelled", which clients (the SDK's stream, Codex) take as a turn that ended early,
+# never as a whole answer. (response.failed would say the model failed, with an error, which it did not.)
 FINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incomplete",
                 "failed": "response.failed", "cancelled": "response.incomplete"}
 
@@ -119,18 +122,22 @@ class ResponseRun:
                             for event in encoder.feed(delta):
                                 self._emit(event)
                 self._generating = False
+                if self._cancelled:  # asked before the generation began
+                    encoder.cancelled()
+                # the engine's own cancel (the model stopped or unloaded under it) reads "cancelled" too
                 status = "cancelled" if self._cancelled else encoder.status
             except asyncio.CancelledError:
                 self._generating = False
                 if not self._cancelled:
                     raise  # the server is going away, not a cancel request
                 status = "cancelled"
+                encoder.cancelled()  # the items it cut off close incomplete
             for event in encoder.finish():
                 self._emit(event)
         except Exception as exc:  # noqa: BLE001 - a failed response carries its error
             status, error = "failed", self._error_of(exc)
         usage = encoder.usage
-        final = self.snapshot(status, usage=usage, error=error)
+        final = self.snapshot(status, usage=usage, error=error, incomplete_reason=encoder.incomplete_reason)
         if self._store is not None and stored is not None:
             try:
                 answer = output_message(encoder.output) if status != "failed" else None

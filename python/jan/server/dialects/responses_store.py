@@ -36,7 +36,7 @@ from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
 
 log = logging.getLogger("jan.server")
 
-__all__ = ["ResponsesStore", "StoredResponse", "from_thread_message", "to_thread_message"]
+__all__ = ["NotLatestError", "ResponsesStore", "StoredResponse", "from_thread_message", "to_thread_message"]
 
 TITLE_CHARS = 60
 
@@ -144,6 +144,10 @@ def _title(messages: list[ChatMessage]) -> str | None:
 
 
 # -- the store ---------------------------------------------------------------------------------------
+class NotLatestError(Exception):
+    """The response to continue is no longer its thread's latest (see ``ResponsesStore.begin(allow_fork=False)``)."""
+
+
 class ResponsesStore:
     """Stored responses in ``folder`` (the index) and the conversation store (the threads).
 
@@ -238,9 +242,12 @@ class ResponsesStore:
         return last
 
     async def begin(self, response: dict[str, Any], input_items: list[dict[str, Any]], inputs: list[ChatMessage],
-                    previous: StoredResponse | None) -> StoredResponse:
+                    previous: StoredResponse | None, *, allow_fork: bool = True,
+                    source: str = "responses") -> StoredResponse:
         """Store a response that starts now: its input turns join the previous response's
-        thread (or a fork of it, or a new thread) and the index names them."""
+        thread (or a fork of it, or a new thread, its ``metadata.source`` ``source``) and the index
+        names them. ``allow_fork=False``: a previous response that is no longer its thread's latest raises
+        :class:`NotLatestError` instead (nothing is written)."""
         response_id = response["id"]
         if previous is None:
             # Jan's default assistant with the response's model: the web page continues it with that model.
@@ -249,7 +256,7 @@ class ResponsesStore:
                 assistant["model"] = {"id": response["model"]}
             thread = await self.conversations.create_thread(
                 {"title": _title(inputs) or "New response", "assistants": [assistant],
-                 "metadata": {"source": "responses"}})
+                 "metadata": {"source": source}})
             thread_id = thread["id"]
             async with self._lock(thread_id):
                 last = await self._append(thread_id, inputs, response_id)
@@ -261,6 +268,8 @@ class ResponsesStore:
                     thread_id = previous.thread_id
                     last = await self._append(thread_id, inputs, response_id)
                     return await self._index(response, input_items, thread_id, last or previous.last_message_id)
+            if not allow_fork:
+                raise NotLatestError(f"The conversation of response '{previous.id}' went on after it")
             thread = await self.conversations.get_thread(previous.thread_id)
             fork = await self.conversations.create_thread(
                 {"title": thread.get("title"), "assistants": thread.get("assistants"), "metadata": {**(thread.get("metadata") or {}),

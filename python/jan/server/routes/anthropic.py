@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from jan.core import ConversationalExtension
+from jan.errors import MediaError
 from jan.server.dialects import anthropic as wire
+from jan.server.dialects.anthropic_threads import MessageThreads, Turn, error_shape
 from jan.server.disconnect import unless_disconnected
-from jan.server.errors import ERROR_SHAPES
-from jan.server.keys import MEDIA_FETCHER, SERVICES
+from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES
+from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
@@ -23,14 +26,26 @@ from jan.services import ChatAggregator, ChatService
 
 routes = web.RouteTableDef()
 
-ERROR_SHAPES["/v1/messages"] = lambda err: wire.error_body(err.status, err.message)
+# Threads' refusals carry error.details (error_code, ...), which the SDK branches on.
+ERROR_SHAPES["/v1/messages"] = error_shape
+ERROR_STATUSES["/v1/messages"] = lambda err: wire.error_status(err.status, err.code)  # a full queue: 529
 DIALECT_ERRORS["/v1/messages"] = ("AnthropicError", {
     "type": "object", "required": ["type", "error"], "properties": {
         "type": {"const": "error"},
         "error": {"type": "object", "required": ["type", "message"],
-                  "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}})
+                  "properties": {"type": {"type": "string"}, "message": {"type": "string"},
+                                 "details": {"type": "object", "required": ["error_code"],
+                                             "properties": {"error_code": {"type": "string"}}}}}}})
 EXTRA_BODIES[("POST", "/v1/messages")] = wire.MessagesRequest
 EXTRA_BODIES[("POST", "/v1/messages/count_tokens")] = wire.CountTokensRequest
+# Message threads (thread: create / continue): held as Jan threads, see dialects/anthropic_threads.py.
+THREADS = web.AppKey("anthropic_threads", MessageThreads)
+
+
+def setup(app: web.Application) -> None:
+    manager = app[MANAGER]
+    app[THREADS] = MessageThreads(app[CONFIG].data_folder / "message_threads",
+                                  lambda: manager.get(ConversationalExtension))
 
 
 def _chat(request: web.Request) -> ChatService:
@@ -41,8 +56,18 @@ def _chat(request: web.Request) -> ChatService:
 async def messages(request: web.Request) -> web.StreamResponse:
     """Create a message (Anthropic); ``stream: true`` sends Anthropic's named events."""
     body = await parse_body(request, wire.MessagesRequest)
+    wire.check_thinking_budget(body, request.headers.get("anthropic-beta", ""))
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
-    chat_request = wire.to_chat_request(body)
+    # With `thread`, the conversation the server holds: a `continue` is in flight until its answer is sent.
+    async with request.app[THREADS].turn(body) as turn:
+        try:
+            return await _answer(request, body, turn)
+        except MediaError as exc:  # said of the body's field, not of the typed message it became
+            raise wire.media_error(exc, body, turn.chat_request) from None
+
+
+async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) -> web.StreamResponse:
+    chat_request = turn.chat_request
     chat = _chat(request)
     message_id = wire.new_message_id()
     stop_sequences = body.stop_sequences or ()
@@ -58,13 +83,15 @@ async def messages(request: web.Request) -> web.StreamResponse:
                     if delta.choice == 0 and delta.finish_reason is not None:
                         stop = delta.stop if delta.stop in stop_sequences else None
             result = aggregator.result(stream.model or body.model or "")
-            return wire.message_from_result(result, message_id, body.model or result.model, stop)
+            return await turn.commit(wire.message_from_result(result, message_id, body.model or result.model, stop,
+                                                              omit_thinking=wire.thinking_omitted(body)))
 
         return web.json_response(await unless_disconnected(request, collect(), body.model))
     deltas = await started(stream)
 
     async def events() -> AsyncIterator[Event]:
-        encoder = wire.MessageStream(message_id, body.model or stream.model or "", stop_sequences)
+        encoder = wire.MessageStream(message_id, body.model or stream.model or "", stop_sequences,
+                                     omit_thinking=wire.thinking_omitted(body))
         begun = False
         async for delta in deltas:
             if not begun:  # message_start tells the prompt's size, which the first delta knows
@@ -79,7 +106,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         for event in encoder.finish():
             yield event
 
-    return await relay(request, events(), lambda err: ("error", wire.error_body(err.status, err.message)))
+    return await relay(request, turn.stream(events()), lambda err: ("error", wire.error_body(err.status, err.message)))
 
 
 @routes.post("/v1/messages/count_tokens")
@@ -87,6 +114,11 @@ async def count_tokens(request: web.Request) -> web.Response:
     """The prompt's token count as the model's chat template and vocabulary make it."""
     body = await parse_body(request, wire.CountTokensRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
-    rendered = await _chat(request).render(wire.to_chat_request(body))
+    # a thread's `continue` counts the held conversation with the new turn (jan's; the SDK sends no `thread` here)
+    chat_request = await request.app[THREADS].prompt(body)
+    try:
+        rendered = await _chat(request).render(chat_request)
+    except MediaError as exc:
+        raise wire.media_error(exc, body, chat_request) from None
     return web.json_response({"input_tokens": len(rendered.tokens)})
 

@@ -37,8 +37,9 @@ from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import PARSE_OFF_LOOP_BYTES, loads_bounded
 from jan.services import Services, Target
+from jan.services.errors import RequestError
 from jan.services.infill import infill_prompt
-from jan.services.models import unload_now
+from jan.services.models import unload_now, unload_replaced
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
 from jan.store import InvalidArgumentError
 from jan.store.blobs import BlobStore, InvalidDigestError
@@ -463,30 +464,50 @@ async def delete(request: web.Request) -> web.Response:
 @ollama_errors
 async def copy(request: web.Request) -> web.Response:
     """Copy a model under a new name: the weights are hard-linked (copied across file systems),
-    model.json settings and parameters carried over."""
+    model.json settings and parameters carried over. A model of that name is replaced, as Ollama's
+    ``CopyModel`` writes the manifest over the old one."""
     body = await _body(request, wire.OllamaCopyRequest)
     if not body.destination:
         raise OllamaError(400, f"destination {body.destination!r} is invalid")
     source = await _target(request, body.source)
-    await _copy_model(_services(request), source, ollama_requests.strip_latest(body.destination))
+    destination = ollama_requests.strip_latest(body.destination)
+    services = _services(request)
+    before = await _existing(services, destination)
+    await _copy_model(services, source, destination, overwrite=True)
+    await _replaced(request, before)
     return web.Response(status=200)
 
 
+async def _replaced(request: web.Request, before: Target | None) -> None:
+    """After a model named like ``before`` was written over: the old model is not served again (unloaded once
+    idle, unless the new model.json loads the same), and the blob it was made from goes if nothing uses it now
+    (Ollama's RemoveLayers)."""
+    if before is None:
+        return
+    after = await _existing(_services(request), before.id)
+    await unload_replaced(before, after.model if after is not None else None)
+    await prune_blobs(request.app)
+
+
 async def _copy_model(services: Services, source: Target, destination: str,
-                      parameters: dict[str, Any] | None = None) -> None:
-    """``source`` as the new model ``destination`` (409 if it exists); ``parameters`` over the source's."""
+                      parameters: dict[str, Any] | None = None, *, overwrite: bool = False) -> None:
+    """``source`` as the new model ``destination`` (409 if it exists, unless ``overwrite``: replaced);
+    ``parameters`` over the source's. The new model.json is written once, whole: one that replaces a model is
+    never seen half made (the new weights with the old settings)."""
     models = services.models.model_extension()
     path = source.model.get("file_path")
-    doc = {k: v for k, v in source.model.items() if k not in ("id", "file_path")}
+    # (the files the model service resolved are no model.json fields)
+    doc = {k: v for k, v in source.model.items() if k not in ("id", "file_path", "mmproj_path", "draft_model_path")}
     if parameters:
         doc["parameters"] = {**(doc.get("parameters") or {}), **parameters}
     if path:
-        copied = await models.import_model(path, model_id=destination, mode="link")
         keep = {k: doc[k] for k in ("name", "description", "parameters", "metadata") if doc.get(k)}
-        settings = {k: v for k, v in (doc.get("settings") or {}).items() if k != "llama_model_path"}
-        await models.update_model(copied["id"], {**keep, "settings": settings})
+        # the projector as the source resolved it: a name relative to the source's folder would not be the copy's
+        settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in ("llama_model_path", "mmproj")}
+        await models.import_model(path, model_id=destination, mode="link", mmproj=source.model.get("mmproj_path"),
+                                  settings=settings, overwrite=overwrite, **keep)
     else:
-        await models.create_model({**doc, "id": destination})
+        await models.create_model({**doc, "id": destination}, **({"overwrite": True} if overwrite else {}))
 
 
 @routes.post("/api/create")
@@ -496,7 +517,11 @@ async def create(request: web.Request) -> web.StreamResponse:
     /api/blobs/sha256:<hex>`` (``{"model.gguf": "sha256:<hex>"}``, hard-linked into the new model's
     folder), plus optionally its projector (a file whose name contains ``mmproj``). ``parameters`` (Ollama's
     option names) become the new model.json's ``parameters``. Adapters, quantizing, Go templates and a
-    stored system prompt or messages have no place in jan's models: asked for, they are a 400."""
+    stored system prompt or messages have no place in jan's models: asked for, they are a 400.
+
+    A model of that name is replaced, as Ollama's manifest is: its model.json is written over at once, when every
+    check has passed (a refused request leaves it as it was), and a loaded copy of the old model is unloaded once
+    the requests running on it end (:func:`~jan.services.models.unload_replaced`)."""
     body = await _body(request, wire.OllamaCreateRequest)
     if not body.model:
         raise OllamaError(400, "model is required")
@@ -510,14 +535,18 @@ async def create(request: web.Request) -> web.StreamResponse:
     if not body.from_ and body.files is None:
         raise OllamaError(400, "from: required (the existing model to create the new one from), or files "
                                "(a GGUF file pushed with POST /api/blobs/sha256:<hex>)")
-    parameters = ollama_requests.sampling(body.parameters).given() if body.parameters else {}
+    parameters = ollama_requests.model_parameters(body.parameters)
     model_id = ollama_requests.strip_latest(body.model)
+    services = _services(request)
+    # a model of that name is replaced, as Ollama writes its manifest over the old one
+    before = await _existing(services, model_id)
     if body.files is not None:
         statuses = await _create_from_files(request, body.files, model_id, parameters)
     else:
         source = await _target(request, body.from_)
-        await _copy_model(_services(request), source, model_id, parameters)
+        await _copy_model(services, source, model_id, parameters, overwrite=True)
         statuses = [f"using existing model {source.id}", "writing manifest", "success"]
+    await _replaced(request, before)
     if body.stream is False:
         return _json({"status": "success"})
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
@@ -526,6 +555,15 @@ async def create(request: web.Request) -> web.StreamResponse:
         await response.write(_dumps({"status": status}).encode() + b"\n")
     await response.write_eof()
     return response
+
+
+async def _existing(services: Services, model_id: str) -> Target | None:
+    """The model ``model_id`` as requests resolve it (its files found); None when there is none, or its engine
+    is not enabled (nothing of it can be loaded then)."""
+    try:
+        return await services.models.resolve(model_id)
+    except (ModelNotFoundError, RequestError):
+        return None
 
 
 async def _create_from_files(request: web.Request, files: dict[str, str], model_id: str,
@@ -556,7 +594,7 @@ async def _create_from_files(request: web.Request, files: dict[str, str], model_
     # leaves the blob; the projector is referenced where it is, as `jan models import --mmproj` does.
     await models.import_model(str(paths[weights[0]]), model_id=model_id, mode="link",
                               filename=os.path.basename(weights[0]), mmproj=mmproj, name=model_id,
-                              parameters=parameters or None)
+                              parameters=parameters or None, overwrite=True)
     return ["parsing GGUF", *(f"using existing layer sha256:{path.name.removeprefix('sha256-')}"
                               for path in paths.values()), "writing manifest", "success"]
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from jan.core import InferenceStopped
+from jan.errors import MediaError
 from jan.server import openai_wire as wire
 from jan.server.disconnect import unless_disconnected
 from jan.server.errors import APIError, prompt_param, to_api_error
@@ -115,13 +116,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = wire.chat_request(body)
     service = request.app[SERVICES].chat
     top = chat.top_logprobs
-    if not body.stream:
-        result = await unless_disconnected(request, service.complete(chat), chat.model)
-        return json_response(wire.chat_completion(result, top_logprobs=top),
+    try:
+        if not body.stream:
+            result = await unless_disconnected(request, service.complete(chat), chat.model)
+            return json_response(wire.chat_completion(result, top_logprobs=top),
                                  headers=await template_headers(request, result.model))
-    return await stream_response(request, body, service.stream(chat),
-                                 lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top, include_usage=usage),
-                                 headers_for=lambda model: template_headers(request, model))
+        return await stream_response(request, body, service.stream(chat),
+                                     lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top,
+                                                                                include_usage=usage),
+                                     headers_for=lambda model: template_headers(request, model))
+    except MediaError as exc:  # (before any byte is sent) said of the message's field
+        raise wire.media_error(exc) from None
 
 
 async def template_headers(request: web.Request, model_id: str | None) -> dict[str, str]:

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from jan.core import ConversationalExtension, NotFoundError
+from jan.errors import MediaError
 from jan.server.disconnect import unless_disconnected
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import ResponseRun
@@ -118,12 +119,19 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     inputs = wire.input_messages(body.input)
     chat_request = wire.to_chat_request(body, history, inputs)
     stream = _chat(request).stream(chat_request)
+
+    def named(exc: BaseException) -> BaseException:  # media refused: said of the Responses field that sent it
+        return wire.media_error(exc, body, len(history)) if isinstance(exc, MediaError) else exc
+
     # setup errors are a plain 4xx (and nothing is stored), except for a background response: it fails
-    deltas = stream if body.background else await started(stream)
+    try:
+        deltas = stream if body.background else await started(stream)
+    except MediaError as exc:
+        raise named(exc) from None
     run = ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
                       store=store if body.store else None,
-                      previous=previous, inputs=inputs, input_items=wire.input_items(body.input), error_of=_failed,
-                      streamed=body.stream)
+                      previous=previous, inputs=inputs, input_items=wire.input_items(body.input),
+                      error_of=lambda exc: _failed(named(exc)), streamed=body.stream)
     runs = request.app[RUNS]
     runs[run.id] = run
     run.start(on_done=lambda: runs.pop(run.id, None))

@@ -11,6 +11,8 @@ HTTP only: the body is parsed into a :class:`jan.services.runs.RunRequest`; what
 ``POST .../runs/{run_id}/submit_tool_outputs`` approve / deny / answer the pending tool calls; the run goes on
 ``POST .../runs/{run_id}/resume``              continue a run ``interrupted`` by a stop of jan
 ``GET  .../runs/{run_id}/events?after=N``      replay a run's stream from event N + 1, then follow it live
+``GET  .../runs/{run_id}/steps``               the run's steps, newest first (OpenAI's list parameters)
+``GET  .../runs/{run_id}/steps/{step_id}``     one step (the object its ``thread.run.step.*`` events carry)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from jan.server.schemas import (INT32_MAX, Int32Count, NamedToolChoice, Reasonin
                                 bounded)
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
+from jan.services.run_steps import RunStep
 from jan.services.runs import FINAL_STATUSES, Run, RunRequest, run_record, usage_fields
 from jan.services.tool_loop import PendingCall, ToolDecision
 from jan.services.types import SamplingOptions, Usage
@@ -217,7 +220,18 @@ def run_object(run: Run, *, with_message: bool = False) -> dict[str, Any]:
     return out
 
 
+def step_object(step: RunStep) -> dict[str, Any]:
+    """OpenAI's ``thread.run.step``, as the stream's ``thread.run.step.*`` events carry it and the steps routes
+    answer: the step's record, its ``usage`` null while it is ``in_progress`` (OpenAI's)."""
+    out = step.to_record()
+    if step.open:
+        out["usage"] = None
+    return out
+
+
 def _sse_text(event: str, data: Any, seq: int | None = None) -> bytes:
+    if isinstance(data, RunStep):
+        data = step_object(data)
     if isinstance(data, dict) and data.get("object") == "thread.run" and event.startswith("thread.run.") \
             and not event.startswith("thread.run.step"):
         data = object_of(data)
@@ -293,23 +307,29 @@ async def create_run(request: web.Request) -> web.StreamResponse:
 
     ``stream: true`` answers with server-sent events in OpenAI's assistant
     stream shape: ``thread.run.created``, ``thread.run.in_progress``,
-    ``thread.message.created``, ``thread.message.in_progress``, one
+    ``thread.run.step.created`` and ``thread.run.step.in_progress`` (the
+    reply's ``message_creation`` step), ``thread.message.created``,
+    ``thread.message.in_progress``, one
     ``thread.message.delta`` per piece of text (``{"id", "object":
     "thread.message.delta", "delta": {"content": [{"index": 0, "type":
     "text", "text": {"value", "annotations"}}]}}``), then
-    ``thread.message.completed`` (or ``.incomplete``) with the saved message
-    and ``thread.run.completed`` / ``.incomplete`` / ``.cancelled`` /
+    ``thread.message.completed`` (or ``.incomplete``) with the saved message,
+    ``thread.run.step.completed`` (``.cancelled``, ``.failed``) and
+    ``thread.run.completed`` / ``.incomplete`` / ``.cancelled`` /
     ``.failed`` with the run (its ``message`` included), then
     ``event: done`` / ``data: [DONE]``. Every event carries an SSE ``id``
     (its number in the run's stream). Without ``stream`` the answer is the
-    finished run with its ``message``.
+    finished run with its ``message``. The steps are kept with the run:
+    ``GET .../runs/{run_id}/steps`` lists the objects the step events carried.
 
     **Tools.** When the assistant (or the thread, or the run's ``tools``)
     lists tools, the model may call them: allowlisted calls run at once
-    (``thread.run.step.created``/``.completed`` events, a ``tool`` message
-    per result) and the model continues; otherwise the run ends this
-    request in ``requires_action`` (``thread.run.requires_action``), and
-    ``POST .../submit_tool_outputs`` continues it. See ``docs/tools.md``.
+    (a ``tool_calls`` step: ``thread.run.step.created``/``.completed``
+    events, a ``tool`` message per result) and the model continues;
+    otherwise the run ends this request in ``requires_action``
+    (``thread.run.requires_action``; its ``tool_calls`` step stays in
+    progress), and ``POST .../submit_tool_outputs`` continues it (the step
+    completes with every output). See ``docs/tools.md``.
 
     **Token limits** cover the whole run (every model turn, tool loops
     included). ``max_completion_tokens`` (or ``max_tokens``) is what all the
@@ -461,6 +481,42 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(ConnectionError):
         await _write_events(sse, run, max(-1, after))
     return sse.response
+
+
+async def _steps(request: web.Request) -> list[RunStep]:
+    info = request.match_info
+    steps = await request.app[SERVICES].runs.steps(info["thread_id"], info["run_id"])
+    if steps is None:
+        raise APIError(404, f"No run '{info['run_id']}' in this thread", param="run_id", code="not_found")
+    return steps
+
+
+@routes.get("/v1/threads/{thread_id}/runs/{run_id}/steps")
+async def list_run_steps(request: web.Request) -> web.Response:
+    """List a run's steps, newest first by default (``limit``/``order``/``after``/``before`` as every list).
+
+    Each model turn of the run is a ``message_creation`` step (``step_details.message_creation.message_id``: the
+    reply it wrote) and the calls a turn made a ``tool_calls`` step (each call's ``function.output`` once it has
+    one; Jan adds ``approved_by`` and ``duration_ms``). A ``tool_calls`` step stays ``in_progress`` while the run
+    waits for ``submit_tool_outputs``. Steps end as their run does: ``completed``, ``cancelled`` (a run cancelled,
+    or ``interrupted`` by a stop of jan) or ``failed`` (the run's ``last_error``). ``usage`` is null while a step
+    is in progress, then its model turn's (a calling turn's in its ``tool_calls`` step, zero in its
+    ``message_creation`` step): the steps' usage adds up to the run's. These are the objects the run's stream
+    carried (``thread.run.step.*``), kept with the run, so they are listed after a restart too.
+    """
+    q = list_query(request, default_order="desc")
+    return json_response(page_of([step_object(step) for step in await _steps(request)], q))
+
+
+@routes.get("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
+async def get_run_step(request: web.Request) -> web.Response:
+    """Retrieve one step of a run."""
+    step_id = request.match_info["step_id"]
+    step = next((s for s in await _steps(request) if s.id == step_id), None)
+    if step is None:
+        raise APIError(404, f"No step '{step_id}' in run '{request.match_info['run_id']}'", param="step_id",
+                       code="not_found")
+    return json_response(step_object(step))
 
 
 @routes.get("/v1/threads/{thread_id}/runs/{run_id}")

@@ -16,9 +16,16 @@ from typing import Any, Iterable, Mapping, Sequence
 from .detect import ChatFormat
 from .parser import OutputParser
 
-__all__ = ["ChatPlan", "ReasoningRequest", "EFFORTS", "REASONING_FORMATS", "format_for_template"]
+__all__ = ["ChatPlan", "ReasoningRequest", "EFFORTS", "EFFORT_LEVELS", "REASONING_FORMATS", "format_for_template"]
 
+#: The reasoning efforts a chat template is given (what templates test ``reasoning_effort`` for).
 EFFORTS = ("none", "minimal", "low", "medium", "high")
+#: The one table of effort levels a client may ask for, in every dialect (OpenAI's ``reasoning_effort`` and the
+#: Responses API's ``reasoning.effort``, whose SDK has ``xhigh`` and ``max``; Anthropic's ``output_config.effort``;
+#: Ollama's ``think`` levels), each as the template level it means: the two above ``high`` are the most a local
+#: template offers, ``high``. The typed request keeps the level asked (a remote upstream gets it as is).
+EFFORT_LEVELS = {"none": "none", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high",
+                 "xhigh": "high", "max": "high"}
 REASONING_FORMATS = ("none", "auto", "deepseek", "deepseek-legacy")
 
 
@@ -38,8 +45,10 @@ class ReasoningRequest:
     budget_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        if self.effort is not None and self.effort not in EFFORTS:
-            raise ValueError(f"reasoning_effort must be one of {', '.join(EFFORTS)}, got {self.effort!r}")
+        if self.effort is not None:
+            if self.effort not in EFFORT_LEVELS:
+                raise ValueError(f"reasoning_effort must be one of {', '.join(EFFORT_LEVELS)}, got {self.effort!r}")
+            object.__setattr__(self, "effort", EFFORT_LEVELS[self.effort])  # as a template knows it
         if self.format is not None and self.format not in REASONING_FORMATS:
             raise ValueError(f"reasoning_format must be one of {', '.join(REASONING_FORMATS)}, got {self.format!r}")
         if self.budget_tokens is not None and (isinstance(self.budget_tokens, bool) or self.budget_tokens < -1):

@@ -1,0 +1,302 @@
+"""Anthropic's message threads (beta ``message-threads-2026-08-12``): conversations the server holds.
+
+``thread: {"type": "create"}`` on ``POST /v1/messages``: the server keeps the conversation (the
+request's ``system`` and ``messages``, its ``tools``, and the reply) under the reply's ``id``.
+``thread: {"type": "continue", "previous_message_id": ...}``: the request sends only the new turn's
+messages (none, to resume the held reply as a prefill, what a ``pause_turn`` asks for) and no
+``system`` or ``tools`` (refused: the thread's are used); the reply is the thread's new head.
+Threads are linear: a reply can be continued once.
+
+Storage is the Responses store's (:class:`~jan.server.dialects.responses_store.ResponsesStore`):
+each conversation is a Jan thread (``metadata.source`` ``anthropic``; it shows in the web page like
+any other, the system prompt as its first message), and ``<data>/message_threads/<msg_id>.json``
+(written atomically, set aside when damaged) holds the reply and names its Jan thread and that
+thread's last message of the turn. The thread's first reply (its root) also keeps the ``system`` and
+``tools``; later ones name the root (``root``), so an agent's large tool list is stored once, and a
+lost root loses the thread. A turn is written once its reply is whole, never before: a failed, cancelled or
+disconnected turn leaves nothing (the SDK replays such a turn), and a crash while one is written
+leaves at most messages no index names, which makes the previous reply read as already continued
+(the SDK replays then as well). The held history is exactly what a full replay would send: the new
+turn's messages as the dialect converts them, and the reply as its client received it, converted back
+the way a replay converts it.
+
+Errors carry ``error.details.error_code`` as the SDK reads them (it replays the whole conversation on
+the first three): ``thread_not_found`` (404), ``thread_already_continued``,
+``thread_continue_in_flight``, ``thread_unsupported_request`` (400; no conversation store enabled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from jan.core import ConversationalExtension, ExtensionNotFoundError, NotFoundError
+from jan.server.dialects import anthropic as wire
+from jan.server.dialects.responses_store import NotLatestError, ResponsesStore, StoredResponse
+from jan.server.errors import APIError
+from jan.services import types as typed
+
+log = logging.getLogger("jan.server")
+
+__all__ = ["MESSAGE_THREADS_BETA", "MessageThreads", "ThreadError", "Turn", "error_shape"]
+
+MESSAGE_THREADS_BETA = "message-threads-2026-08-12"
+#: An id that can name an index file: what jan hands out (``msg_`` and hex) and Anthropic's own shape.
+_MESSAGE_ID = re.compile(r"msg_[A-Za-z0-9]{1,100}")
+Event = tuple[str, dict[str, Any]]
+Prompt = wire.MessagesRequest | wire.CountTokensRequest
+
+
+# -- errors -------------------------------------------------------------------------------------------
+class ThreadError(APIError):
+    """A thread refusal: Anthropic's error with ``details`` (``error_code`` and its fields)."""
+
+    def __init__(self, status: int, message: str, error_code: str, **details: Any):
+        super().__init__(status, message, type=wire.error_type(status), param="thread", code=error_code)
+        self.details = {"error_code": error_code, **details}
+
+
+def error_shape(err: APIError) -> dict[str, Any]:
+    """Anthropic's error body for ``err``, with ``error.details`` for a thread refusal."""
+    body = wire.error_body(err.status, err.message)
+    details = getattr(err, "details", None)
+    if details:
+        body["error"]["details"] = details
+    return body
+
+
+def _not_found(message_id: str) -> ThreadError:
+    return ThreadError(404, f"No thread holds the message '{message_id}'; send the whole conversation with "
+                            'thread: {"type": "create"}', "thread_not_found")
+
+
+def _already_continued(message_id: str) -> ThreadError:
+    return ThreadError(400, f"The message '{message_id}' was already continued (a thread goes on from its latest "
+                            "reply only); continue from the thread's latest reply, or send the whole conversation "
+                            'with thread: {"type": "create"}', "thread_already_continued")
+
+
+def _in_flight(message_id: str) -> ThreadError:
+    return ThreadError(400, f"Another request is continuing from '{message_id}'; wait for its reply and continue from "
+                            'that, or send the whole conversation with thread: {"type": "create"}',
+                       "thread_continue_in_flight")
+
+
+def _unsupported(reason: str) -> ThreadError:
+    return ThreadError(400, f"This server cannot hold threads: {reason}; send the whole conversation without "
+                            "`thread`", "thread_unsupported_request")
+
+
+# -- one turn -------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Turn:
+    """One ``/v1/messages`` request as the chat path answers it: ``chat_request`` (with a ``continue``: the
+    held conversation, then the new turn). :meth:`commit` (a whole answer) or :meth:`stream` (events) store
+    a threaded turn once its reply is whole; for a request without ``thread`` both pass the answer on."""
+
+    chat_request: typed.ChatRequest
+    threads: MessageThreads | None = None
+    inputs: tuple[typed.ChatMessage, ...] = ()
+    previous: StoredResponse | None = None
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    async def commit(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Store the turn with ``message`` (the ``message`` object the client gets) as its reply; returns it.
+        A failure to store is logged, never the client's: its next ``continue`` finds no thread and replays."""
+        if self.threads is not None:
+            try:
+                # not cut in half by a client that leaves meanwhile: the turn is stored whole or not at all
+                await asyncio.shield(self.threads.save(self, message))
+            except Exception:  # the answer stands; the thread does not go on from it
+                log.exception("could not hold message %s in its thread", message.get("id"))
+        return message
+
+    async def stream(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        """``events`` passed on; a threaded turn is stored just before ``message_stop`` (so a client that
+        continues as soon as it has the whole reply finds it). A stream that ends before then stores nothing."""
+        if self.threads is None:
+            async for event in events:
+                yield event
+            return
+        snapshot = _Snapshot()
+        async with contextlib.aclosing(events) as source:
+            async for name, data in source:
+                if name == "message_stop" and snapshot.message is not None:
+                    await self.commit(snapshot.message)
+                else:
+                    snapshot.add(name, data)
+                yield name, data
+
+
+class _Snapshot:
+    """A streamed reply folded back into the ``message`` object, as the client's SDK folds it."""
+
+    def __init__(self) -> None:
+        self.message: dict[str, Any] | None = None
+        self._json: dict[int, list[str]] = {}
+
+    def add(self, name: str, data: dict[str, Any]) -> None:
+        if name == "message_start":
+            self.message = copy.deepcopy(data["message"])
+            return
+        if self.message is None:
+            return
+        content = self.message["content"]
+        if name == "content_block_start":
+            content.append(copy.deepcopy(data["content_block"]))
+        elif name == "content_block_delta" and 0 <= data["index"] < len(content):
+            block, delta = content[data["index"]], data["delta"]
+            kind = delta.get("type")
+            if kind == "text_delta":
+                block["text"] = block.get("text", "") + delta["text"]
+            elif kind == "thinking_delta":
+                block["thinking"] = block.get("thinking", "") + delta["thinking"]
+            elif kind == "signature_delta":
+                block["signature"] = delta["signature"]
+            elif kind == "input_json_delta":
+                self._json.setdefault(data["index"], []).append(delta["partial_json"])
+        elif name == "content_block_stop" and data["index"] in self._json:
+            content[data["index"]]["input"] = _tool_input("".join(self._json.pop(data["index"])))
+        elif name == "message_delta":
+            self.message.update(data.get("delta") or {})
+            self.message["usage"] = {**self.message.get("usage", {}), **(data.get("usage") or {})}
+
+
+def _tool_input(arguments: str) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _reply(message: dict[str, Any]) -> typed.ChatMessage:
+    """The reply as a chat turn, converted as a replay converts it (the client sends its content back)."""
+    param = wire.MessageParam.model_validate({"role": "assistant", "content": message["content"]})
+    return wire._assistant_message(param.content)
+
+
+def _create_only_fields(body: Prompt) -> None:
+    for name in ("system", "tools"):
+        if getattr(body, name) is not None:
+            raise APIError(400, f"{name}: not allowed on a thread's `continue`: the thread keeps the {name} it was "
+                                "created with (start a new thread to change it)", param=name)
+
+
+# -- the threads ----------------------------------------------------------------------------------------
+class MessageThreads:
+    """The held threads: index files in ``folder``, conversations in the conversation store
+    (``conversations()``; it may be disabled or swapped while the server runs)."""
+
+    def __init__(self, folder: Path, conversations: Callable[[], ConversationalExtension]):
+        self.store = ResponsesStore(folder, conversations)
+        # replies a request is continuing from right now (threads are linear: one at a time)
+        self._continuing: set[str] = set()
+
+    def _check_store(self) -> None:
+        try:
+            _ = self.store.conversations
+        except ExtensionNotFoundError:
+            raise _unsupported("no conversation store is enabled (enable 'conversational')") from None
+
+    async def _held(self, message_id: str, *, latest: bool) -> _Held:
+        """The held reply ``message_id``, its thread's create-only fields and its conversation up to it
+        (``latest``: it must be its thread's head)."""
+        if not _MESSAGE_ID.fullmatch(message_id):
+            raise _not_found(message_id)
+        try:
+            held = await self.store.get(message_id)
+            root_id = held.response.get("root")
+            if root_id is None:
+                root = held
+            elif isinstance(root_id, str) and _MESSAGE_ID.fullmatch(root_id):
+                root = await self.store.get(root_id)
+            else:
+                raise NotFoundError(root_id)
+            history = await self.store.history(held)
+            if latest:
+                newest = await self.store.conversations.list_messages(held.thread_id, order="desc", limit=1)
+                if not newest or newest[0].get("id") != held.last_message_id:
+                    raise _already_continued(message_id)
+        except NotFoundError:
+            raise _not_found(message_id) from None
+        return _Held(held, root, history)
+
+    def _continued(self, body: Prompt, held: _Held) -> typed.ChatRequest:
+        """The chat request of a ``continue``: the held conversation, then the new turn, with the thread's tools."""
+        _create_only_fields(body)
+        tools = held.root.response.get("tools")
+        new_turn = wire.to_chat_request(body.model_copy(update={
+            "tools": None if tools is None else [wire.ToolParam.model_validate(t) for t in tools]}))
+        messages = (*held.history, *new_turn.messages)
+        return dataclasses.replace(new_turn, model=body.model or held.reply.response.get("model"), messages=messages,
+                                   continue_final_message=typed.ends_in_prefill(messages))
+
+    async def prompt(self, body: Prompt) -> typed.ChatRequest:
+        """The chat request a body stands for, a ``continue`` with its thread (``count_tokens``: nothing is held)."""
+        if not isinstance(body.thread, wire.ThreadContinue):
+            return wire.to_chat_request(body)
+        _create_only_fields(body)
+        self._check_store()
+        return self._continued(body, await self._held(body.thread.previous_message_id, latest=False))
+
+    @contextlib.asynccontextmanager
+    async def turn(self, body: wire.MessagesRequest) -> AsyncIterator[Turn]:
+        """The :class:`Turn` of a messages request; a ``continue`` is in flight until the block ends."""
+        thread = body.thread
+        if thread is None:
+            yield Turn(wire.to_chat_request(body))
+            return
+        if isinstance(thread, wire.ThreadCreate):
+            self._check_store()
+            chat_request = wire.to_chat_request(body)
+            # the create-only fields, kept by the thread's first reply (its root) only
+            fields = {"model": body.model,
+                      "system": body.system if isinstance(body.system, str) or body.system is None
+                      else [block.model_dump() for block in body.system],
+                      "tools": None if body.tools is None else [t.model_dump(exclude_none=True) for t in body.tools]}
+            yield Turn(chat_request, self, chat_request.messages, None, fields)
+            return
+        _create_only_fields(body)
+        self._check_store()
+        previous_id = thread.previous_message_id
+        if previous_id in self._continuing:
+            raise _in_flight(previous_id)
+        self._continuing.add(previous_id)  # no await since the check: one request wins
+        try:
+            held = await self._held(previous_id, latest=True)
+            chat_request = self._continued(body, held)
+            fields = {"root": held.root.id, "model": body.model or held.reply.response.get("model")}
+            yield Turn(chat_request, self, chat_request.messages[len(held.history):], held.reply, fields)
+        finally:
+            self._continuing.discard(previous_id)
+
+    async def save(self, turn: Turn, message: dict[str, Any]) -> None:
+        """Write the turn (its new messages and the reply) to the conversation, then the reply's index file."""
+        held = {"id": message["id"], "object": "message_thread.reply", "created_at": int(time.time()),
+                "previous_message_id": turn.previous.id if turn.previous else None, **turn.fields,
+                "message": message}
+        held["model"] = held.get("model") or message.get("model")
+        try:
+            await self.store.begin(held, [], [*turn.inputs, _reply(message)], turn.previous, allow_fork=False,
+                                   source="anthropic")
+        except NotLatestError:  # the conversation went on meanwhile (the web page): this reply starts nothing
+            log.warning("message %s not held: its thread went on while it was generated", message["id"])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Held:
+    """A held reply (``reply``), its thread's first one (``root``: the create-only fields) and the conversation."""
+
+    reply: StoredResponse
+    root: StoredResponse
+    history: list[typed.ChatMessage]
