@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import json
@@ -12,14 +13,12 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import asyncio
-
 import aiohttp
 from aiohttp import web
-
 from jan.server.config import ServerConfig
 from jan.testing.server import ServerThread, free_port
 
@@ -278,3 +277,15 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.kill()
+
+
+def until(predicate: Callable[[], Any], what: str, wait_s: float = 120.0) -> Any:
+    """``predicate()``'s first truthy value, asked every 50 ms; AssertionError naming ``what`` after ``wait_s``
+    (generous: a busy 2-core machine)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {wait_s} s: {what}")

@@ -18,22 +18,35 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import time
 import urllib.error
 import urllib.request
-from typing import Any, get_args
+from typing import get_args
 
 import aiohttp
 import anthropic
 import openai
 import pytest
-
-from dialect_helpers import has_reasoning_parser, named_events, reasoning_model
+from api_helpers import until
+from cut_off_helpers import (
+    LONG,
+    MODEL,
+    ONCE,
+    WAIT_S,
+    busy,
+    cut_off_stream,
+    cut_off_whole,
+    png_bytes,
+    post,
+    request,
+    start_model,
+    stop_model,
+)
+from dialect_helpers import has_reasoning_parser, reasoning_model
+from jan.errors import EngineError
 from jan.extensions.remote.upstream import UpstreamError
 from jan.extensions.remote.wire import finish_reason_of
-from jan.errors import EngineError
 from jan.server import schemas
 from jan.server.dialects import anthropic as am
 from jan.server.dialects import responses as rs
@@ -41,11 +54,6 @@ from jan.services.errors import GenerationCancelledError
 from jan.services.types import FINISH_REASONS, ChatDelta, ToolCallDelta
 from jan.templates.formats.plan import EFFORT_LEVELS, EFFORTS, ReasoningRequest
 from server_helpers import start_server
-
-WAIT_S = 120  # generous: a busy 2-core machine
-MODEL = "stories260K"
-LONG = 1500  # tokens: a generation the test stops long before it ends (several seconds of stories260K)
-ONCE = [{"role": "user", "content": "Once"}]
 
 
 @pytest.fixture(scope="module")
@@ -59,91 +67,7 @@ def server(tmp_path_factory, stories_path):
     srv.stop()
 
 
-def request(srv, method: str, path: str, body: Any = None,
-            headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
-    """``(status, headers, parsed JSON body)`` of one request."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(srv.base_url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=WAIT_S) as resp:
-            raw, status, got = resp.read(), resp.status, resp.headers
-    except urllib.error.HTTPError as exc:
-        raw, status, got = exc.read(), exc.code, exc.headers
-    return status, got, json.loads(raw) if raw.strip().startswith((b"{", b"[")) else raw.decode()
-
-
-def post(srv, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    status, _, data = request(srv, "POST", path, body, headers)
-    return status, data
-
-
-def until(predicate, what: str):
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {WAIT_S} s: {what}")
-
-
 # -- 1. a generation the server cuts off ---------------------------------------------------------------------------
-async def _stop_model(session: aiohttp.ClientSession, srv) -> None:
-    """``POST /v1/models/{id}/stop``: the model is unloaded now, its running generations end ``cancelled``."""
-    async with session.post(f"{srv.base_url}/v1/models/{MODEL}/stop", json={}) as resp:
-        assert resp.status == 200, await resp.text()
-
-
-async def _start_model(session: aiohttp.ClientSession, srv) -> None:
-    async with session.post(f"{srv.base_url}/v1/models/{MODEL}/start", json={}) as resp:
-        assert resp.status == 200, await resp.text()
-
-
-async def cut_off_stream(srv, path: str, body: dict, first: bytes) -> list[tuple[str, dict]]:
-    """Stream ``body``; once the line holding ``first`` (a text delta) came, stop the model; the stream's events."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S)) as session:
-        try:
-            async with session.post(srv.base_url + path, json={**body, "stream": True}) as resp:
-                assert resp.status == 200, await resp.text()
-                head = b""
-                while first not in head:  # generating now
-                    line = await resp.content.readline()
-                    assert line, head
-                    head += line
-                await _stop_model(session, srv)
-                return named_events(head + await resp.read())
-        finally:
-            await _start_model(session, srv)
-
-
-async def _busy(session: aiohttp.ClientSession, srv) -> bool:
-    async with session.get(srv.base_url + "/metrics") as resp:
-        text = await resp.text()
-    return any(line.startswith(f'jan_slots_busy{{model="{MODEL}"}}') and float(line.split()[-1]) >= 1
-               for line in text.splitlines())
-
-
-async def cut_off_whole(srv, path: str, body: dict) -> tuple[int, Any]:
-    """Send ``body`` (not streamed); once the model is generating it, stop the model; the answer."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S)) as session:
-        async def send() -> tuple[int, Any]:
-            async with session.post(srv.base_url + path, json=body) as resp:
-                return resp.status, await resp.json()
-
-        try:
-            answer = asyncio.create_task(send())
-            deadline = time.monotonic() + WAIT_S
-            while not await _busy(session, srv):
-                assert not answer.done(), answer.result()
-                assert time.monotonic() < deadline, "the model never got the request"
-                await asyncio.sleep(0.05)
-            await _stop_model(session, srv)
-            return await answer
-        finally:
-            await _start_model(session, srv)
-
-
 async def test_a_streamed_message_cut_off_ends_with_an_error_event(server):
     events = await cut_off_stream(server, "/v1/messages", {"model": MODEL, "max_tokens": LONG, "messages": ONCE},
                                   b"content_block_delta")
@@ -198,12 +122,12 @@ async def test_a_background_response_cut_off_is_stored_cancelled(server):
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S)) as session:
         try:
             deadline = time.monotonic() + WAIT_S
-            while not await _busy(session, server):
+            while not await busy(session, server):
                 assert time.monotonic() < deadline, "the background response never started"
                 await asyncio.sleep(0.05)
-            await _stop_model(session, server)
+            await stop_model(session, server)
         finally:
-            await _start_model(session, server)
+            await start_model(session, server)
 
     def final() -> dict | None:
         got = request(server, "GET", f"/v1/responses/{created['id']}")[2]
@@ -304,14 +228,6 @@ def test_an_unknown_effort_is_named_as_the_dialect_names_it(server):
 
 
 # -- 3. Anthropic's own checks -------------------------------------------------------------------------------------
-def _png() -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.new("RGB", (4, 4), (200, 10, 10)).save(out, "PNG")
-    return out.getvalue()
-
-
 def _image_message(media_type: str, data: bytes) -> list[dict]:
     block = {"type": "image", "source": {"type": "base64", "media_type": media_type,
                                          "data": base64.b64encode(data).decode()}}
@@ -365,7 +281,7 @@ def test_thinking_types_mean_what_anthropic_says():
     ("image/png", b"not an image at all", "source.data", "no JPEG, PNG, GIF or WebP"),
 ])
 def test_an_image_block_is_the_image_it_says(server, media_type, data, field, says):
-    raw = _png() if data == "png" else data
+    raw = png_bytes() if data == "png" else data
     status, body = post(server, "/v1/messages", {"model": MODEL, "max_tokens": 2,
                                                  "messages": _image_message(media_type, raw)})
     assert status == 400, body
@@ -461,7 +377,7 @@ def test_an_image_jan_does_not_fetch_has_one_code(server, part, field):
 
 
 def test_media_a_model_cannot_take_is_said_of_the_field_that_sent_it(server):
-    png = "data:image/png;base64," + base64.b64encode(_png()).decode()
+    png = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
     status, body = post(server, "/v1/responses", {
         "model": MODEL, "max_output_tokens": 2, "instructions": "Be brief.",
         "input": [*ONCE, {"role": "user", "content": [{"type": "input_image", "image_url": png}]}]})
@@ -474,7 +390,7 @@ def test_media_a_model_cannot_take_is_said_of_the_field_that_sent_it(server):
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "42"},
                                      {"type": "text", "text": "What is it?"}]},
         {"role": "assistant", "content": "Hm."},
-        *_image_message("image/png", _png())]})
+        *_image_message("image/png", png_bytes())]})
     assert status == 400 and body["error"]["message"].startswith("messages[4].content: "), body
     status, body = post(server, "/v1/chat/completions", {"model": MODEL, "max_tokens": 2, "messages": [
         *ONCE, {"role": "user", "content": [{"type": "image_url", "image_url": {"url": png}}]}]})
@@ -484,7 +400,7 @@ def test_media_a_model_cannot_take_is_said_of_the_field_that_sent_it(server):
 def test_an_image_of_a_stored_turn_is_said_of_previous_response_id(tmp_path, stories_path, vision_pair):
     srv = start_server(tmp_path, [stories_path, vision_pair[0]], n_ctx=1024, n_parallel=1)
     try:
-        png = "data:image/png;base64," + base64.b64encode(_png()).decode()
+        png = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
         status, first = post(srv, "/v1/responses", {"model": "vision-chat", "max_output_tokens": 2, "input": [
             {"role": "user", "content": [{"type": "input_text", "text": "What is it?"},
                                          {"type": "input_image", "image_url": png}]}]})

@@ -6,12 +6,11 @@ One slot, no wait queue: a streamed completion that runs until the test lets it 
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 
 import pytest
-
+from api_helpers import until
 from extension_helpers import call
 from server_helpers import start_server
 
@@ -51,13 +50,7 @@ def _open_stream(server, max_tokens: int):
 
 
 def _until(predicate, what: str):
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {WAIT_S} s: {what}")
+    return until(predicate, what, WAIT_S)
 
 
 def _busy_then_queued(server, model: str, max_tokens: int) -> dict:

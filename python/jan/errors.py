@@ -83,13 +83,18 @@ class MediaError(JanError, ValueError):
     ``unreadable``, ``not_allowed`` (a URL or path the server may not fetch) or
     ``no_projector`` (the model cannot take this kind of media). ``message_index``: the
     typed request's message whose media it is, where one is (a front end names that message's
-    field in its own body's terms).
+    field in its own body's terms); ``part_index``: the part of that message's content at fault,
+    where one is. ``item_index``: which of the media items given to
+    :meth:`jan.Model.prepare_media` (in prompt order) could not be used, where one could not.
     """
 
+    item_index: int | None = None
+
     def __init__(self, message: str, reason: str = "unsupported_format", param: str | None = None,
-                 message_index: int | None = None):
+                 message_index: int | None = None, part_index: int | None = None):
         super().__init__(message)
         self.reason = reason
         self.code = reason  # the error code the HTTP front ends report
         self.param = param
         self.message_index = message_index
+        self.part_index = part_index

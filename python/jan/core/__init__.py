@@ -40,6 +40,7 @@ from .events import (
     ModelReady,
     ModelStopped,
     SettingsChanged,
+    ThreadDeleted,
 )
 from .exceptions import (
     ExtensionError,
@@ -147,6 +148,7 @@ __all__ = [
     "SettingsStore",
     "SettingsValidationError",
     "SubAppSpec",
+    "ThreadDeleted",
     "DEFAULT_TOOL_TIMEOUT",
     "Tool",
     "ToolCallOutcome",

@@ -49,6 +49,7 @@ __all__ = [
     "ModelReady",
     "ModelStopped",
     "SettingsChanged",
+    "ThreadDeleted",
 ]
 
 logger = logging.getLogger("jan.core.events")
@@ -109,6 +110,15 @@ class MessageUpdate(MessageEvent):
 
     event_name: ClassVar[str] = "OnMessageUpdate"
     delta: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThreadDeleted(Event):
+    """A thread and its messages were deleted (by the conversation store, after the deletion): what holds data
+    about a thread elsewhere (an API's index of it) forgets it. jan's own event, named as its others."""
+
+    event_name: ClassVar[str] = "OnThreadDeleted"
+    thread_id: str
 
 
 # -- models ---------------------------------------------------------------

@@ -508,8 +508,15 @@ class Model:
         limit = self.media_limits.max_items
         if len(items) > limit:
             raise MediaError(f"{len(items)} images/audio clips; at most {limit} per request", reason="too_many")
-        return [audio_input(x, self.media_limits, f"audio {i + 1}") if isinstance(x, AudioClip)
-                else image_input(x, self.media_limits, f"image {i + 1}") for i, x in enumerate(items)]
+        prepared = []
+        for i, x in enumerate(items):
+            try:
+                prepared.append(audio_input(x, self.media_limits, f"audio {i + 1}") if isinstance(x, AudioClip)
+                                else image_input(x, self.media_limits, f"image {i + 1}"))
+            except MediaError as exc:
+                exc.item_index = i  # which item: a caller names the field it came from
+                raise
+        return prepared
 
     def media_prompt(self, prompt: str, media: Sequence, *, add_special: bool = True):
         """Tokenize ``prompt`` with its media and run the vision/audio encoder: a prompt ready to submit.

@@ -101,12 +101,18 @@ def message_from_openai(message: schemas.Message, where: str = "messages") -> Ch
                        reasoning=message.reasoning_content or None)
 
 
-def media_error(exc: MediaError) -> MediaError:
-    """A refusal of a chat request's media (a model without a projector) naming the field: the typed messages
-    are the body's, one for one, so typed message ``i`` is ``messages[i].content``."""
+def media_error(exc: MediaError, body: schemas.ChatCompletionRequest | None = None) -> MediaError:
+    """A refusal of a chat request's media (a model without a projector, an image that does not decode, a media
+    marker in the text) naming the field: the typed messages are the body's, one for one, so typed message ``i``
+    is ``messages[i].content``, and its part ``j`` (where the error names one) ``messages[i].content[j]`` when that
+    content is a list of parts (one for one too; a string is the one text part)."""
     if exc.message_index is None:
         return exc
     field = f"messages[{exc.message_index}].content"
+    messages = body.messages if body is not None else []
+    if exc.part_index is not None and exc.message_index < len(messages) \
+            and isinstance(messages[exc.message_index].content, list):
+        field += f"[{exc.part_index}]"
     _, sep, why = str(exc).partition(": ")
     return MediaError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field)
 
@@ -202,19 +208,25 @@ def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:
 
 
 # -- responses -------------------------------------------------------------------------------
-def usage_dict(usage: Usage) -> dict[str, Any]:
+def usage_dict(usage: Usage, reasoning_tokens: int | None = None) -> dict[str, Any]:
+    """OpenAI's ``usage``; with ``reasoning_tokens`` (a chat completion's: :attr:`ChatDelta.reasoning_tokens`) its
+    ``completion_tokens_details`` tell them, as OpenAI's chat completions always do."""
     out = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }
+    details: dict[str, int] = {}
+    if reasoning_tokens is not None:
+        details["reasoning_tokens"] = reasoning_tokens
     draft = getattr(usage, "draft_tokens", 0)
     if draft:
         # Speculative decoding, in OpenAI's predicted-output terms (drafted tokens accepted/rejected).
         accepted = getattr(usage, "draft_accepted", 0)
-        out["completion_tokens_details"] = {"accepted_prediction_tokens": accepted,
-                                            "rejected_prediction_tokens": draft - accepted}
+        details.update(accepted_prediction_tokens=accepted, rejected_prediction_tokens=draft - accepted)
+    if details:
+        out["completion_tokens_details"] = details
     return out
 
 
@@ -273,7 +285,7 @@ class ChatChunkEncoder:
         if delta.choice < 0:
             if delta.usage is None or not self.include_usage:
                 return None
-            return {**self.header, "choices": [], "usage": usage_dict(delta.usage)}
+            return {**self.header, "choices": [], "usage": usage_dict(delta.usage, delta.reasoning_tokens)}
         fields = _delta_fields(delta)
         first = delta.choice not in self._started
         if not fields and not first and delta.logprobs is None and delta.finish_reason is None:
@@ -303,7 +315,8 @@ def chat_completion(result: ChatResult, *, top_logprobs: int = 0) -> dict[str, A
         logprobs = {"content": _chat_logprobs(choice.logprobs, top_logprobs)} if choice.logprobs else None
         choices.append({"index": index, "message": message, "logprobs": logprobs,
                         "finish_reason": choice.finish_reason})
-    return {**_header("chat.completion", result.model), "choices": choices, "usage": usage_dict(result.usage)}
+    return {**_header("chat.completion", result.model), "choices": choices,
+            "usage": usage_dict(result.usage, result.reasoning_tokens)}
 
 
 class CompletionChunkEncoder:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from jan.engine.params import RANGES
+from jan.templates.formats.plan import THINK_LEVELS
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
@@ -49,6 +50,15 @@ def bounded(name: str, default: Any = None, **extra: Any) -> Any:
 def required_bounded(name: str, **extra: Any) -> Any:
     """:func:`bounded` for a required field."""
     return Field(**RANGES[name].field(), **extra)
+
+
+def some_content(value: Any, info: ValidationInfo, part: str = "content part") -> Any:
+    """A ``content`` validator's check, shared by every dialect: a non-assistant message of an empty list is no
+    message (OpenAI's and Anthropic's 400); an assistant's is an empty turn, as its empty string or null is on
+    every jan route (a final one prefills nothing: tests/test_prefill.py)."""
+    if isinstance(value, list) and not value and info.data.get("role") != "assistant":
+        raise ValueError(f"must hold at least one {part} (or be a string)")
+    return value
 
 
 def not_supported(field: str, what: str) -> ValueError:
@@ -153,11 +163,7 @@ class Message(_Strict):
     @field_validator("content")
     @classmethod
     def _some_content(cls, value: Any, info: ValidationInfo) -> Any:
-        # OpenAI's 400 (an empty array): no parts is no message. An assistant's is an empty turn, as its null is
-        # (a final one prefills nothing: tests/test_prefill.py).
-        if isinstance(value, list) and not value and info.data.get("role") != "assistant":
-            raise ValueError("must hold at least one content part (or be a string)")
-        return value
+        return some_content(value, info)
 
     @model_validator(mode="after")
     def _check(self) -> "Message":
@@ -317,7 +323,7 @@ class ChatCompletionRequest(SamplingFields):
     reasoning_effort: ReasoningEffort | None = None
     # thinking control as llama-server / Ollama / Anthropic accept it (jan.templates.formats.ReasoningRequest)
     reasoning_format: Literal["none", "auto", "deepseek", "deepseek-legacy"] | None = None
-    think: Union[bool, Literal["low", "medium", "high"], None] = None
+    think: Union[bool, Literal[THINK_LEVELS], None] = None  # type: ignore[valid-type]  # (Ollama's levels)
     reasoning_budget: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     thinking_budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
     modalities: list[Literal["text", "audio"]] | None = None

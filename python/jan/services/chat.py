@@ -25,7 +25,7 @@ from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_
 from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
                                 merged, off_loop, prompted_as, seeds)
 from jan.services.models import ModelService, Target
-from jan.services.output import output_parser
+from jan.services.output import ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
 from jan.services.types import (
     ChatDelta,
@@ -170,10 +170,17 @@ class ChatService:
         shown = [ShownTokens(local.model, bool(start.options.get("render_special"))) for _ in range(request.n)] \
             if want_ids else []
         usages: list[Usage | None] = [None] * request.n
+        # which generated tokens went to thinking (the usage's reasoning tokens), counted as each choice ends
+        special = bool(start.options.get("render_special"))
+        tallies = [ReasoningTokens(lambda t: local.model.token_to_bytes(t, special)) for _ in range(request.n)]
+        reasoning_tokens = 0
+        # the token limit the engine was given: a "length" end short of it (or with none) is the context's
+        limit = start.options.get("max_tokens")
         # closed here, not left to the garbage collector: the engine requests are cancelled at once
         async with contextlib.aclosing(merged(requests)) as chunks:
             async for index, chunk in chunks:
                 parser = parsers[index]
+                tallies[index].add(chunk.text, chunk.token_ids)
                 deltas = parser.feed(chunk.text)
                 if chunk.finish_reason is not None:
                     deltas += parser.finish(chunk.finish_reason)
@@ -200,11 +207,20 @@ class ChatService:
                 started[index] = True
                 if chunk.finish_reason is not None:
                     usages[index] = chunk.usage
+                    reasoning_tokens += tallies[index].count(parser)
                     finish = chunk.finish_reason
                     if finish == "stop" and parser.made_tool_calls:
                         finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
-                    yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop, token_ids=tuple(held[index]))
-        yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]))
+                    yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop, token_ids=tuple(held[index]),
+                                    context_full=finish == "length" and _short_of(chunk.usage, limit))
+        yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]),
+                        reasoning_tokens=reasoning_tokens)
+
+
+def _short_of(usage: Usage | None, limit: Any) -> bool:
+    """Whether a choice that ended ``length`` with ``usage`` stopped short of the token ``limit`` it was given (None:
+    no limit): the engine ends one at its limit first, so short of it (or without one) the context was full."""
+    return limit is None or (usage is not None and usage.completion_tokens < limit)
 
 
 def _token_ids(tokens: Any) -> tuple[int, ...]:
@@ -302,21 +318,24 @@ def _submit(local: LocalModel, tokens: Any, options: dict[str, Any], choice_seed
 class ChatAggregator:
     """Folds :class:`ChatDelta` pieces into a :class:`ChatResult`: text, reasoning and token ids
     appended, tool calls merged by index, logprobs appended, the prompt's token ids, the last
-    finish_reason and usage kept."""
+    finish_reason (and whether the context filled up), usage and its reasoning tokens kept."""
 
     def __init__(self) -> None:
         self._choices: dict[int, dict[str, Any]] = {}
         self.usage: Usage | None = None
+        self.reasoning_tokens = 0
 
     def add(self, delta: ChatDelta) -> None:
         if delta.usage is not None:
             self.usage = delta.usage
+            self.reasoning_tokens = delta.reasoning_tokens
         if delta.choice < 0:
             return
         state = self._choices.get(delta.choice)
         if state is None:
             state = self._choices[delta.choice] = {"content": [], "reasoning": [], "calls": {}, "logprobs": None,
-                                                   "finish_reason": None, "prompt_token_ids": None, "token_ids": []}
+                                                   "finish_reason": None, "prompt_token_ids": None, "token_ids": [],
+                                                   "context_full": False}
         if delta.content:
             state["content"].append(delta.content)
         if delta.reasoning:
@@ -333,6 +352,7 @@ class ChatAggregator:
             state["logprobs"] = (state["logprobs"] or ()) + tuple(delta.logprobs)
         if delta.finish_reason:
             state["finish_reason"] = delta.finish_reason
+            state["context_full"] = delta.context_full
         if delta.prompt_token_ids is not None:
             state["prompt_token_ids"] = delta.prompt_token_ids
         state["token_ids"] += delta.token_ids
@@ -347,6 +367,7 @@ class ChatAggregator:
             message = ChatMessage("assistant", (TextPart(text),) if text or not calls else (), tool_calls=calls,
                                   reasoning="".join(s["reasoning"]) or None)
             choices.append(ChoiceResult(message, s["finish_reason"] or "stop", s["logprobs"],
-                                        prompt_token_ids=s["prompt_token_ids"], token_ids=tuple(s["token_ids"])))
-        return ChatResult(model, tuple(choices), self.usage or Usage())
+                                        prompt_token_ids=s["prompt_token_ids"], token_ids=tuple(s["token_ids"]),
+                                        context_full=s["context_full"]))
+        return ChatResult(model, tuple(choices), self.usage or Usage(), reasoning_tokens=self.reasoning_tokens)
 

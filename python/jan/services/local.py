@@ -353,22 +353,54 @@ def render_chat(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker:
 
 
 def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: str):
+    # each media part with its place in the conversation (message i, part j): what an error about it names
+    places = [(i, j) for i, m in enumerate(request.messages) for j, p in enumerate(m.content)
+              if isinstance(p, (ImagePart, AudioPart))]
     items = [p.data if isinstance(p, ImagePart) else AudioClip(p.data)
              for m in request.messages for p in m.content if isinstance(p, (ImagePart, AudioPart))]
     if text.count(marker) != len(items):
-        raise jan.MediaError(f"the conversation's text contains the media marker {marker!r} itself; remove it",
-                             reason="unsupported_format", param="messages")
+        raise _marker_error(request, marker)
+    try:
+        media = model.prepare_media(items)
+    except jan.MediaError as exc:  # (an image that does not decode) said of the part that sent it
+        if exc.item_index is None or exc.item_index >= len(places):
+            raise
+        i, j = places[exc.item_index]
+        where = f"messages[{i}].content[{j}]"
+        _, sep, why = str(exc).partition(": ")  # (the engine's "image 2: ...": its place among the media)
+        raise jan.MediaError(f"{where}: {why if sep else exc}", reason=exc.reason, param=where, message_index=i,
+                             part_index=j) from None
     bos = model.info.special_tokens.get("bos")
     if request.context:  # as continued_prompt: the template's own BOS (written as text) is dropped after a context
         check_context(model, request.context)
         if bos is not None:
             text = text.removeprefix(model.token_to_piece(bos, special=True))
-    prompt = model.media_prompt(text, model.prepare_media(items), add_special=False)
+    prompt = model.media_prompt(text, media, add_special=False)
     for token in reversed(request.context):  # (a MediaPrompt takes tokens before it one at a time)
         prompt.prepend(token)
     if bos is not None and model.add_bos and (not prompt.tokens or prompt.tokens[0] != bos):
         prompt.prepend(bos)
     return prompt
+
+
+def _marker_error(request: ChatRequest, marker: str) -> jan.MediaError:
+    """The conversation's text holds the projector's media marker itself (it would stand for media nobody sent):
+    said of the text part holding it (``messages[i].content[j]``), else of the message (its reasoning or tool
+    calls), else of the messages."""
+    why = f"the text contains the media marker {marker!r} itself; remove it"
+    for i, m in enumerate(request.messages):
+        for j, p in enumerate(m.content):
+            if isinstance(p, TextPart) and marker in p.text:
+                where = f"messages[{i}].content[{j}]"
+                return jan.MediaError(f"{where}: {why}", reason="unsupported_format", param=where, message_index=i,
+                                      part_index=j)
+    for i, m in enumerate(request.messages):
+        if marker in (m.reasoning or "") or any(marker in c.arguments for c in m.tool_calls):
+            return jan.MediaError(f"messages[{i}]: {why}", reason="unsupported_format", param=f"messages[{i}]",
+                                  message_index=i)
+    return jan.MediaError(f"messages: the conversation's text contains the media marker {marker!r} itself, or its "
+                          "template left out media it was sent; remove the marker", reason="unsupported_format",
+                          param="messages")
 
 
 # -- constraints -----------------------------------------------------------------------

@@ -47,7 +47,9 @@ assistant message the run writes has its own turn's usage in ``metadata.usage``,
 
 Errors found before anything is written are raised (``NotFoundError``, ``ModelNotFoundError``,
 :class:`RequestError`). Once the reply exists a failure makes the message ``error`` and the run
-``failed``.
+``failed``; so does a turn the server cut off (the model stopped or unloaded under it: finish reason
+``cancelled``, never passed off as a whole reply; ``last_error.code`` ``server_error``), unless the user's cancel
+did (the run ``cancelled``). Every finish reason ends a run explicitly (:data:`TURN_ENDS`).
 
 Tools (``docs/tools.md``): when the run's tools (run > thread > assistant, see
 :mod:`jan.services.tool_loop`) are called by the model, allowlisted calls run at once and the
@@ -100,7 +102,7 @@ from jan.core import (
     ToolRegistry,
 )
 from jan.services.chat import ChatService
-from jan.services.errors import RequestError, require
+from jan.services.errors import GenerationCancelledError, RequestError, require
 from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_parameters
 from jan.services.run_records import (interrupt_if_orphaned, load_record, mark_interrupted, save_record,
@@ -169,6 +171,17 @@ PROMPT_BUDGET = "max_prompt_tokens"
 COMPLETION_BUDGET = "max_completion_tokens"
 #: Why a turn was not started: a token limit of the run spent (the run ends ``incomplete``, for that reason).
 BUDGET_STOPS = (PROMPT_BUDGET, COMPLETION_BUDGET)
+#: How a model turn that ended with a finish reason of the typed path (:data:`~jan.services.types.FINISH_REASONS`)
+#: ends its run, each reason explicitly: the run's status and its ``incomplete_details.reason``. ``stop`` and
+#: ``tool_calls`` (calls the run does not run itself: none allowed) complete it; ``length`` (the run's
+#: ``max_completion_tokens`` cut the reply) leaves it ``incomplete``, as OpenAI's, and so does a remote upstream's
+#: ``content_filter`` (its filter withheld the rest: the Responses API's reason for it). ``cancelled`` (the server cut
+#: the turn off: the model was stopped or unloaded under it) is no end of a turn: the run ``failed``, its
+#: ``last_error`` OpenAI's ``server_error``, unless the user's cancel stopped it (``cancelled``, as any cancel):
+#: :func:`cut_turn_error`. A reason jan does not know fails the run too, never passes for an end.
+TURN_ENDS: Mapping[str, tuple[str, str | None]] = {
+    "stop": ("completed", None), "tool_calls": ("completed", None),
+    "length": ("incomplete", COMPLETION_BUDGET), "content_filter": ("incomplete", "content_filter")}
 
 
 @dataclass(frozen=True)
@@ -547,6 +560,19 @@ def add_usage(total: dict[str, Any] | None, turn: dict[str, Any] | None) -> dict
 def describe_error(exc: BaseException) -> tuple[str, str | None]:
     """(message, code) of a failure, as a run records it; front ends may pass their own mapping."""
     return str(exc) or type(exc).__name__, getattr(exc, "code", None)
+
+
+def cut_turn_error(finish_reason: str | None) -> tuple[str, str] | None:
+    """``(message, code)`` of the failure a model turn that ended with ``finish_reason`` is (its run ``failed``
+    with that ``last_error``), None for a turn that ended (:data:`TURN_ENDS`; None, a stream that told none, reads
+    as ``stop``): ``cancelled`` (the server cut it off) is a server-side failure, OpenAI's ``server_error``, as a
+    reason jan does not know is."""
+    reason = finish_reason or "stop"
+    if reason in TURN_ENDS:
+        return None
+    if reason == "cancelled":
+        return str(GenerationCancelledError()), "server_error"
+    return f"the model turn ended with finish_reason {reason!r}, which jan does not know", "server_error"
 
 
 class _Stop(Exception):
@@ -1358,6 +1384,13 @@ class _Execution:
         except Exception as exc:  # noqa: BLE001 - recorded in the message and the run
             status, error = "error", self.service.describe_error(exc)
             log.info("run %s failed: %s", run.id, error[0])
+        cut = cut_turn_error(run.finish_reason) if status == "ready" else None
+        if cut is not None and run.finish_reason == "cancelled" and run.cancel_requested.is_set():
+            # the user's cancel (or its listener gone) stopped the model under the turn: a cancel, as any
+            status, run.stop_reason = "stopped", run.stop_reason or "cancelled"
+        elif cut is not None:  # the server cut the turn off: no reply to pass off as whole, the run fails
+            status, error = "error", cut
+            log.info("run %s failed: %s", run.id, error[0])
         if self._saver is not None:
             await asyncio.wait([self._saver])
         return status, error, cancelled
@@ -1416,9 +1449,9 @@ class _Execution:
                     return
                 status, error, cancelled = await self._stream_step(request)
                 calls = parse_calls([self.tool_calls[i] for i in sorted(self.tool_calls)])
-                if run.finish_reason == "length":
-                    # the token limit may have cut the last call's arguments: such a call is neither run nor
-                    # put to the user (one whose arguments are whole, its closing markup cut, still counts)
+                if run.finish_reason in ("length", "content_filter"):
+                    # the token limit (an upstream's filter) may have cut the last call's arguments: such a call is
+                    # neither run nor put to the user (one whose arguments are whole, its closing markup cut, counts)
                     calls = [c for c in calls if _whole_arguments(c.arguments)]
                 if status == "ready" and calls and self.policy:
                     if await self._tool_step(calls):
@@ -1556,9 +1589,8 @@ class _Execution:
             run.status, run.incomplete_reason = "incomplete", run.stop_reason
         elif status == "ready" and self._over_budget():
             run.status, run.incomplete_reason = "incomplete", PROMPT_BUDGET
-        elif status == "ready":
-            run.status = "incomplete" if run.finish_reason == "length" else "completed"
-            run.incomplete_reason = "max_completion_tokens" if run.status == "incomplete" else None
+        elif status == "ready":  # (a turn the server cut off is an "error": _stream_step)
+            run.status, run.incomplete_reason = TURN_ENDS[run.finish_reason or "stop"]
         elif status == "stopped":
             run.status = "cancelled"
         else:

@@ -639,6 +639,13 @@ class ChatDelta:
     has been shown (a matched stop string's left out, as its text is; an end-of-generation token is not
     generated), where the engine tells them; the choice's last delta has any still held back. Together:
     the exchange, which :attr:`ChatRequest.context` continues.
+    ``context_full``: on a choice's ``length`` finish, whether the context window filled up before the token limit
+    was reached (or with no limit given), where the engine can tell (a local one); ``False`` for the token limit
+    and every other end. ``finish_reason`` stays ``length`` either way; a dialect that tells them apart reads this
+    (Anthropic's ``model_context_window_exceeded``).
+    ``reasoning_tokens``: with ``usage``, how many of its ``completion_tokens`` went to thinking (OpenAI's
+    ``reasoning_tokens``): a local engine's are counted by :class:`jan.services.output.ReasoningTokens` (its rule),
+    a remote one's are what the upstream said (0 where it said nothing).
     """
 
     choice: int = 0
@@ -653,26 +660,32 @@ class ChatDelta:
     cached_tokens: int | None = None
     prompt_token_ids: tuple[int, ...] | None = None
     token_ids: tuple[int, ...] = ()
+    context_full: bool = False
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)
 class ChoiceResult:
-    """One choice of a :class:`ChatResult`; ``prompt_token_ids`` and ``token_ids`` as its deltas had them."""
+    """One choice of a :class:`ChatResult`; ``prompt_token_ids``, ``token_ids`` and ``context_full`` as its deltas
+    had them."""
 
     message: ChatMessage
     finish_reason: str
     logprobs: tuple[TokenLogprob, ...] | None = None
     prompt_token_ids: tuple[int, ...] | None = None
     token_ids: tuple[int, ...] = ()
+    context_full: bool = False
 
 
 @dataclass(frozen=True)
 class ChatResult:
-    """A whole chat completion: one :class:`ChoiceResult` per choice, and the request's usage."""
+    """A whole chat completion: one :class:`ChoiceResult` per choice, and the request's usage;
+    ``reasoning_tokens`` as its usage delta had them (:attr:`ChatDelta.reasoning_tokens`)."""
 
     model: str
     choices: tuple[ChoiceResult, ...]
     usage: Usage
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)

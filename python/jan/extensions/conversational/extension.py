@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jan.core import ConversationalExtension
+from jan.core import ConversationalExtension, ThreadDeleted
 from jan.extensions._builtin import BuiltinExtension
 from jan.store import DEFAULT_ASSISTANT_ID, AsyncStore, InvalidArgumentError
 
@@ -50,13 +50,16 @@ class ConversationalStoreExtension(BuiltinExtension, ConversationalExtension):
 
     def __init__(self) -> None:
         self.store: AsyncStore | None = None
+        self._bus = None
 
     async def on_load(self, ctx) -> None:
         # Opening creates the layout and the default "jan" assistant (file work: off the loop).
         self.store = await AsyncStore.open(ctx.data_folder)
+        self._bus = ctx.bus
 
     async def on_unload(self) -> None:
         self.store = None
+        self._bus = None
 
     def _store(self) -> AsyncStore:
         if self.store is None:
@@ -113,6 +116,8 @@ class ConversationalStoreExtension(BuiltinExtension, ConversationalExtension):
 
     async def delete_thread(self, thread_id: str) -> None:
         await self._store().threads.delete(thread_id)
+        if self._bus is not None:  # what keeps data about the thread elsewhere forgets it (awaited: done on return)
+            await self._bus.emit(ThreadDeleted(thread_id=thread_id))
 
     # -- messages ------------------------------------------------------------
     async def list_messages(self, thread_id: str, *, limit: int | None = None, order: str = "asc",

@@ -115,6 +115,13 @@ def usage_of(raw: Any) -> Usage | None:
                  cached_tokens=int(details.get("cached_tokens") or 0))
 
 
+def reasoning_tokens_of(raw: Any) -> int:
+    """An upstream usage's ``completion_tokens_details.reasoning_tokens`` (0 where it tells none)."""
+    details = raw.get("completion_tokens_details") if isinstance(raw, dict) else None
+    value = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def _bytes(raw: Any) -> list[int]:
     return list(raw) if isinstance(raw, list) else []
 
@@ -164,7 +171,7 @@ def chat_deltas(chunk: dict[str, Any]) -> list[ChatDelta]:
                              finish_reason=finish_reason_of(choice.get("finish_reason"))))
     usage = usage_of(chunk.get("usage"))
     if usage is not None:
-        out.append(ChatDelta(choice=-1, usage=usage))
+        out.append(ChatDelta(choice=-1, usage=usage, reasoning_tokens=reasoning_tokens_of(chunk.get("usage"))))
     return out
 
 
@@ -182,12 +189,14 @@ def _completion_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
 
 
 def completion_deltas(chunk: dict[str, Any]) -> list[CompletionDelta]:
+    """One upstream ``text_completion`` chunk as typed deltas (``usage`` as a ``choice=-1`` delta); its finish
+    reasons made jan's (:func:`finish_reason_of`), as a chat chunk's."""
     out = []
     for choice in chunk.get("choices") or ():
         if isinstance(choice, dict):
             out.append(CompletionDelta(choice=int(choice.get("index", 0)), text=choice.get("text") or "",
                                        logprobs=_completion_logprobs(choice.get("logprobs")),
-                                       finish_reason=choice.get("finish_reason")))
+                                       finish_reason=finish_reason_of(choice.get("finish_reason"))))
     usage = usage_of(chunk.get("usage"))
     if usage is not None:
         out.append(CompletionDelta(choice=-1, usage=usage))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import secrets
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.image_types import sniff_image
-from jan.server.schemas import INT32_MAX, MaxTokens, NullMeansDefault, bounded, not_supported
+from jan.server.schemas import INT32_MAX, MaxTokens, NullMeansDefault, bounded, not_supported, some_content
 
 from jan.errors import EngineError, MediaError
 from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted
@@ -30,12 +31,15 @@ __all__ = [
     "CountTokensRequest",
     "MessageStream",
     "MessagesRequest",
+    "SystemMessageParam",
+    "ToolSet",
     "error_body",
     "error_type",
     "message_from_result",
     "new_message_id",
     "stop_reason",
     "to_chat_request",
+    "tool_set",
 ]
 
 
@@ -146,11 +150,7 @@ class MessageParam(_Wire):
     @field_validator("content")
     @classmethod
     def _some_content(cls, value: Any, info: Any) -> Any:
-        # A user turn of no blocks is no turn (Anthropic's 400); an assistant one is an empty turn (a final one
-        # a prefill of nothing), as an empty string is on every jan route (tests/test_prefill.py).
-        if isinstance(value, list) and not value and info.data.get("role") == "user":
-            raise ValueError("a user message must hold at least one content block (or a string)")
-        return value
+        return some_content(value, info, "content block")
 
 
 class ToolParam(_Wire):
@@ -160,6 +160,92 @@ class ToolParam(_Wire):
     # Anthropic's own tools (web search, bash, text editor, ...) carry a versioned type; jan runs none
     # of them, and says so (see _tools).
     type: str | None = None
+
+
+# -- system-role messages: text, and the tool set changed mid-conversation ----------------------------
+class ToolReference(_Wire):
+    """A tool by its name: one of ``tools`` (or the thread's) or one defined or removed earlier."""
+
+    type: Literal["tool_reference"]
+    name: str = Field(min_length=1)
+
+
+class ToolDefinition(_Wire):
+    """A tool by value (the SDK tool runner's ``add_tools()``): a ``tools`` entry."""
+
+    type: Literal["tool_definition"]
+    definition: ToolParam
+
+
+class MCPToolReference(_Wire):
+    type: Literal["mcp_tool_reference"]
+    server_name: str | None = None
+    name: str | None = None
+
+
+class MCPToolsetReference(_Wire):
+    type: Literal["mcp_toolset_reference"]
+    server_name: str | None = None
+
+
+class ToolAdditionBlock(_Wire):
+    """``tool_addition``: the tool is offered from here on (a definition replaces a tool of its name)."""
+
+    type: Literal["tool_addition"]
+    tool: Annotated[Union[ToolReference, ToolDefinition, MCPToolReference, MCPToolsetReference],
+                    Field(discriminator="type")]
+
+
+class ToolRemovalBlock(_Wire):
+    """``tool_removal``: the tool is no longer offered from here on."""
+
+    type: Literal["tool_removal"]
+    tool: Annotated[Union[ToolReference, MCPToolReference, MCPToolsetReference], Field(discriminator="type")]
+
+
+SystemContentBlock = Annotated[Union[TextBlock, ToolAdditionBlock, ToolRemovalBlock], Field(discriminator="type")]
+
+
+class SystemOutputConfig(_Wire):
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+
+    @field_validator("effort")
+    @classmethod
+    def _no_effort(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError("jan takes effort for the whole request only: set the request's output_config.effort")
+        return value
+
+
+class SystemMessageParam(_Wire):
+    """A ``system``-role message in ``messages`` (what the SDK's tool runner sends for ``add_tools()`` /
+    ``remove_tools()``). Its text is a system message at its place in the conversation (as on the chat completions
+    route; a chat template that takes a system message only first refuses it); its ``tool_addition`` /
+    ``tool_removal`` blocks change the tools offered (:func:`tool_set`), and are no message of their own."""
+
+    role: Literal["system"]
+    content: Union[str, list[SystemContentBlock]]
+    clear_at: Literal["next_user_message", "never"] | None = None
+    output_config: SystemOutputConfig | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _some_blocks(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("a system message must hold at least one content block (or a string)")
+        return value
+
+    @field_validator("clear_at")
+    @classmethod
+    def _shown_on_every_turn(cls, value: Any) -> Any:
+        if value == "next_user_message":
+            raise ValueError("jan shows a system message's text on every turn that holds it ('never'), and a "
+                             "thread holds it; 'next_user_message' is not taken: send such text only with its turn, "
+                             "without a thread")
+        return value
+
+
+AnyMessageParam = Annotated[Union[MessageParam, SystemMessageParam], Field(discriminator="role")]
 
 
 class ToolChoiceParam(_Wire):
@@ -226,7 +312,7 @@ class _Prompt(_Wire):
     """What a prompt is made of: shared by a message request and a token count."""
 
     model: str | None = None
-    messages: list[MessageParam]
+    messages: list[AnyMessageParam]
     system: Union[str, list[TextBlock], None] = None
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoiceParam | None = None
@@ -364,8 +450,13 @@ def _thinking_of_signature(signature: str | None) -> str:
         return ""
 
 
-def _turn(message: MessageParam) -> list[typed.ChatMessage]:
-    """One Anthropic message as chat messages (a user turn's tool results are messages of their own)."""
+def _turn(message: MessageParam | SystemMessageParam) -> list[typed.ChatMessage]:
+    """One Anthropic message as chat messages (a user turn's tool results are messages of their own; a system
+    message's tool changes none: they change the tools, see :func:`tool_set`)."""
+    if isinstance(message, SystemMessageParam):
+        text = message.content if isinstance(message.content, str) else "\n\n".join(
+            block.text for block in message.content if isinstance(block, TextBlock))
+        return [typed.ChatMessage.of_text("system", text)] if text else []
     if isinstance(message.content, str):
         return [typed.ChatMessage.of_text(message.role, message.content)]
     if message.role == "user":
@@ -388,27 +479,60 @@ def _messages(body: _Prompt) -> tuple[typed.ChatMessage, ...]:
     return tuple(out)
 
 
-def message_field(body: _Prompt, index: int) -> str:
+def message_field(body: _Prompt, index: int, part: int | None = None) -> str:
     """The field of ``body`` the typed request's message ``index`` came from (what an error about it names):
-    ``system``, or ``messages[i].content`` (a user turn with tool results is several typed messages)."""
+    ``system``, or ``messages[i].content`` (a user turn with tool results is several typed messages); with
+    ``part`` (that typed message's part at fault) the block: ``messages[i].content[j]``, a tool result's
+    ``messages[i].content[j].content[k]``."""
     at = 1 if body.system else 0
     if index < at:
         return "system"
     for i, message in enumerate(body.messages):
-        at += len(_turn(message))
+        turn = _turn(message)
+        at += len(turn)
         if index < at:
-            return f"messages[{i}].content"
+            return f"messages[{i}].content" + _block_path(message, index - (at - len(turn)), part)
     return "messages"
 
 
+def _block_path(message: MessageParam, sub: int, part: int | None) -> str:
+    """Where under a message's ``content`` the part ``part`` of the ``sub``-th typed message it became came from
+    (:func:`_turn`'s grouping): ``[j]``, ``[j].content[k]`` (a tool result's block), ``[j].content`` (a tool
+    result's string); "" for no part, or a string content."""
+    if part is None or isinstance(message.content, str):
+        return ""
+    if message.role != "user":  # one typed message, of the text blocks in order
+        texts = [j for j, block in enumerate(message.content) if isinstance(block, TextBlock)]
+        return f"[{texts[part]}]" if part < len(texts) else ""
+    groups: list[int | list[int]] = []  # each typed message: a tool result's block, or the other blocks' list
+    for j, block in enumerate(message.content):
+        if isinstance(block, ToolResultBlock):
+            groups.append(j)
+        elif groups and isinstance(groups[-1], list):
+            groups[-1].append(j)
+        else:
+            groups.append([j])
+    if sub >= len(groups):
+        return ""
+    group = groups[sub]
+    if isinstance(group, list):
+        return f"[{group[part]}]" if part < len(group) else ""
+    result = message.content[group]
+    k = part - (1 if result.is_error else 0)  # (an error's "Error: " part comes first)
+    if isinstance(result.content, list) and 0 <= k < len(result.content):
+        return f"[{group}].content[{k}]"
+    return f"[{group}].content" if k >= 0 else f"[{group}]"
+
+
 def media_error(exc: MediaError, body: _Prompt, chat_request: typed.ChatRequest) -> MediaError:
-    """A refusal of ``chat_request``'s media (a model without a projector) naming the field of ``body`` it came
-    from, not the typed message it became. Messages before the body's own are a thread's held conversation
+    """A refusal of ``chat_request``'s media (a model without a projector, an image that does not decode, a media
+    marker in the text) naming the field of ``body`` it came from (its block, where the error names a part), not
+    the typed message it became. Messages before the body's own are a thread's held conversation
     (``thread.previous_message_id`` names them)."""
     if exc.message_index is None:
         return exc
     index = exc.message_index - (len(chat_request.messages) - len(_messages(body)))
-    field = "thread.previous_message_id" if index < 0 else message_field(body, index)
+    field = "thread.previous_message_id" if index < 0 else message_field(body, index, exc.part_index)
     _, sep, why = str(exc).partition(": ")
     return MediaError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field)
 
@@ -435,30 +559,76 @@ def _tool_choice(choice: ToolChoiceParam | None, names: Sequence[str] = ()):
     return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
 
 
-def _tools(tools: list[ToolParam]) -> tuple[typed.ToolSpec, ...]:
-    specs = []
-    for i, tool in enumerate(tools):
-        if tool.type not in (None, "custom"):
-            raise ValueError(f"tools[{i}]: '{tool.type}' is one of Anthropic's own tools, which jan does not run; "
-                             "send custom tools (name, description, input_schema)")
-        if tool.input_schema is None:
-            raise ValueError(f"tools[{i}].input_schema: required")
-        specs.append(typed.ToolSpec(tool.name, tool.description, tool.input_schema))
-    return tuple(specs)
+def _check_tool(tool: ToolParam, field: str) -> None:
+    if tool.type not in (None, "custom"):
+        raise ValueError(f"{field}: '{tool.type}' is one of Anthropic's own tools, which jan does not run; "
+                         "send custom tools (name, description, input_schema)")
+    if tool.input_schema is None:
+        raise ValueError(f"{field}.input_schema: required")
 
 
-def to_chat_request(body: _Prompt) -> typed.ChatRequest:
-    """The typed chat request for a messages (or count_tokens) body.
+def _tools(tools: Sequence[ToolParam]) -> tuple[typed.ToolSpec, ...]:
+    """The tools offered, each checked already (:func:`tool_set`)."""
+    return tuple(typed.ToolSpec(tool.name, tool.description, tool.input_schema) for tool in tools)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolSet:
+    """The tools a turn offers (``tools``; None: the request has none and changes none) and the ones removed on the
+    way (``removed``: a ``tool_reference`` addition offers one again). A thread keeps both for its later turns."""
+
+    tools: list[ToolParam] | None
+    removed: list[ToolParam] = dataclasses.field(default_factory=list)
+
+
+def tool_set(body: _Prompt, removed: Sequence[ToolParam] = ()) -> ToolSet:
+    """The tools the turn offers: ``tools`` (a thread's ``continue``: the thread's), then the ``tool_addition`` /
+    ``tool_removal`` blocks of the ``system`` messages in message order. A local chat template shows the tools once
+    (in the system prompt, mostly), so the prompt is rendered with this set, the last one. An addition by definition
+    replaces a tool of its name in place, or comes last; one by reference offers a tool of ``tools``, of ``removed``
+    or defined earlier again; a removal takes a known tool away (twice is nothing). ``ValueError`` naming the field
+    for a block that names no known tool or one of an MCP server (jan runs none per request), or a tool jan does not
+    run."""
+    for i, tool in enumerate(body.tools or ()):
+        _check_tool(tool, f"tools[{i}]")
+    changes = [(f"messages[{i}].content[{j}].tool", block) for i, message in enumerate(body.messages)
+               if isinstance(message, SystemMessageParam) and not isinstance(message.content, str)
+               for j, block in enumerate(message.content) if isinstance(block, (ToolAdditionBlock, ToolRemovalBlock))]
+    if not changes:
+        return ToolSet(body.tools, list(removed))
+    offered = {tool.name: tool for tool in body.tools or ()}
+    known = {**{tool.name: tool for tool in removed}, **offered}
+    for field, block in changes:
+        tool = block.tool
+        if isinstance(tool, (MCPToolReference, MCPToolsetReference)):
+            raise ValueError(f"{field}: '{tool.type}' names tools of an MCP server; jan runs no MCP servers per "
+                             "request (the ones of <data>/mcp.json are its runs' tools): add custom tools")
+        if isinstance(tool, ToolDefinition):
+            _check_tool(tool.definition, f"{field}.definition")
+            known[tool.definition.name] = offered[tool.definition.name] = tool.definition
+        elif tool.name not in known:
+            raise ValueError(f"{field}.name: no tool named '{tool.name}' in tools or added earlier")
+        elif isinstance(block, ToolAdditionBlock):
+            offered.setdefault(tool.name, known[tool.name])
+        else:
+            offered.pop(tool.name, None)
+    return ToolSet(list(offered.values()), [tool for name, tool in known.items() if name not in offered])
+
+
+def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = ()) -> typed.ChatRequest:
+    """The typed chat request for a messages (or count_tokens) body; its tools: :func:`tool_set` (``removed_tools``:
+    a thread's, that a ``tool_reference`` addition may offer again).
 
     Raises ``ValueError`` for content jan cannot take (an image URL, invalid base64,
-    a block in the wrong role, a named tool_choice without a name, Anthropic's server tools).
+    a block in the wrong role, a named tool_choice without a name, Anthropic's server tools,
+    a tool change naming no known tool).
     """
     sampling = typed.SamplingOptions()
     if isinstance(body, MessagesRequest):
         sampling = typed.SamplingOptions(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                                    top_k=body.top_k,
                                    stop=tuple(body.stop_sequences) if body.stop_sequences else None)
-    tools = _tools(body.tools or ())
+    tools = _tools(tool_set(body, removed_tools).tools or ())
     if body.tool_choice is not None and body.tool_choice.type in ("any", "tool") and not tools:
         raise ValueError(f"tool_choice: '{body.tool_choice.type}' needs tools")
     parallel = None
@@ -488,19 +658,23 @@ def new_message_id() -> str:
 #: Anthropic has no stop reason for an answer the server cut off, and any would pass it for a whole one, so it is
 #: an error (:class:`GenerationCancelledError`: a streamed message's ``error`` event after what was sent, else the
 #: error response). ``stop`` is ``stop_sequence`` when one of the request's ``stop_sequences`` ended it; a remote
-#: upstream's ``content_filter`` is Anthropic's ``refusal`` (its classifiers stopped the answer).
+#: upstream's ``content_filter`` is Anthropic's ``refusal`` (its classifiers stopped the answer). A ``length`` end
+#: because the context window filled up (:attr:`typed.ChatDelta.context_full`) is ``model_context_window_exceeded``.
 STOP_REASONS: Mapping[str, str] = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                                    "content_filter": "refusal"}
 
 
-def stop_reason(finish_reason: str | None, stop_sequence: str | None = None) -> str:
+def stop_reason(finish_reason: str | None, stop_sequence: str | None = None, *, context_full: bool = False) -> str:
     """Anthropic's ``stop_reason`` for the chat path's ``finish_reason`` (None, a stream that told none, reads as
-    ``stop``, as the chat path's aggregate does). Raises :class:`GenerationCancelledError` for ``cancelled``."""
+    ``stop``, as the chat path's aggregate does); ``context_full``: a ``length`` end came from the context window,
+    not ``max_tokens``. Raises :class:`GenerationCancelledError` for ``cancelled``."""
     reason = finish_reason or "stop"
     if reason == "cancelled":
         raise GenerationCancelledError()
     if reason not in STOP_REASONS:
         raise EngineError(f"the generation ended with finish_reason {reason!r}, which jan does not know")
+    if reason == "length" and context_full:
+        return "model_context_window_exceeded"
     return "stop_sequence" if reason == "stop" and stop_sequence else STOP_REASONS[reason]
 
 
@@ -554,7 +728,8 @@ def message_from_result(result: typed.ChatResult, message_id: str, model: str,
     choice = result.choices[0]
     message = choice.message
     content: list[dict[str, Any]] = []
-    reason = stop_reason(choice.finish_reason, stop_sequence)  # (a cut-off answer is no message: raises)
+    # (a cut-off answer is no message: raises)
+    reason = stop_reason(choice.finish_reason, stop_sequence, context_full=choice.context_full)
     if message.reasoning:
         content.append(_thinking_block(message.reasoning, omit_thinking))
     if message.text:
@@ -591,6 +766,7 @@ class MessageStream:
         self._index = -1
         self._open: str | None = None  # "thinking", "text" or "tool:<n>"
         self._finish_reason: str | None = None
+        self._context_full = False
         self._stop_sequence: str | None = None
         self._usage: typed.Usage | None = None
 
@@ -651,7 +827,7 @@ class MessageStream:
             if call.arguments:
                 events.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
         if delta.finish_reason is not None:
-            self._finish_reason = delta.finish_reason
+            self._finish_reason, self._context_full = delta.finish_reason, delta.context_full
             self._stop_sequence = delta.stop if delta.stop in self.stop_sequences else None
         return events
 
@@ -660,7 +836,7 @@ class MessageStream:
         if self._finish_reason == "cancelled":
             err = GenerationCancelledError()
             return events + [("error", error_body(err.http_status, str(err)))]
-        reason = stop_reason(self._finish_reason, self._stop_sequence)
+        reason = stop_reason(self._finish_reason, self._stop_sequence, context_full=self._context_full)
         usage = _usage(self._usage)
         events.append(("message_delta", {
             "type": "message_delta",

@@ -10,10 +10,25 @@ Threads are linear: a reply can be continued once.
 Storage is the Responses store's (:class:`~jan.server.dialects.responses_store.ResponsesStore`):
 each conversation is a Jan thread (``metadata.source`` ``anthropic``; it shows in the web page like
 any other, the system prompt as its first message), and ``<data>/message_threads/<msg_id>.json``
-(written atomically, set aside when damaged) holds the reply and names its Jan thread and that
-thread's last message of the turn. The thread's first reply (its root) also keeps the ``system`` and
+(written atomically under its per-file lock, set aside when damaged) holds the reply and names its Jan thread
+and that thread's last message of the turn. The thread's first reply (its root) also keeps the ``system`` and
 ``tools``; later ones name the root (``root``), so an agent's large tool list is stored once, and a
-lost root loses the thread. A turn is written once its reply is whole, never before: a failed, cancelled or
+lost root loses the thread.
+
+Tools change mid-thread with ``tool_addition`` / ``tool_removal`` blocks in a ``system``-role message (the SDK tool
+runner's ``add_tools()`` / ``remove_tools()``): the turn offers the thread's tools with them applied in message order
+(:func:`jan.server.dialects.anthropic.tool_set`), and the thread keeps the changed set for its later turns. A reply
+whose turn changed it keeps the set (``tools``, and ``removed_tools`` that a ``tool_reference`` may offer again);
+the later ones name that reply (``tools_at``); a reply naming neither has the root's.
+
+An index file lives as long as its Jan thread (Anthropic's threads expire; jan's never do, and nothing here
+invents an expiry): deleting the Jan thread (``DELETE /v1/threads/{id}``, the web page, anything that deletes
+through the conversation store, which announces it with :class:`~jan.core.ThreadDeleted`) removes its index files,
+and at server start a sweep removes the ones whose thread is gone (deleted by another process, or while jan was
+stopped), whose root or tool set is lost (damaged and set aside: the thread can no longer go on), and the temporary
+files interrupted writes left. A damaged file set aside is kept, as the store keeps its own.
+
+A turn is written once its reply is whole, never before: a failed, cancelled or
 disconnected turn leaves nothing (the SDK replays such a turn), and a crash while one is written
 leaves at most messages no index names, which makes the previous reply read as already continued
 (the SDK replays then as well). The held history is exactly what a full replay would send: the new
@@ -39,7 +54,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from jan.core import ConversationalExtension, ExtensionNotFoundError, NotFoundError
+from jan.core import ConversationalExtension, ExtensionNotFoundError, NotFoundError, ThreadDeleted
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.responses_store import NotLatestError, ResponsesStore, StoredResponse
 from jan.server.errors import APIError
@@ -185,11 +200,22 @@ def _reply(message: dict[str, Any]) -> typed.ChatMessage:
     return wire._assistant_message(param.content)
 
 
+def _tool_fields(tools: wire.ToolSet) -> dict[str, Any]:
+    """A thread's tool set as its index file keeps it."""
+    fields: dict[str, Any] = {"tools": None if tools.tools is None else [t.model_dump(exclude_none=True)
+                                                                         for t in tools.tools]}
+    if tools.removed:
+        fields["removed_tools"] = [t.model_dump(exclude_none=True) for t in tools.removed]
+    return fields
+
+
 def _create_only_fields(body: Prompt) -> None:
     for name in ("system", "tools"):
         if getattr(body, name) is not None:
+            how = ("; or send tool_addition / tool_removal blocks in a system message" if name == "tools"
+                   else "; or send a system-role message in messages")
             raise APIError(400, f"{name}: not allowed on a thread's `continue`: the thread keeps the {name} it was "
-                                "created with (start a new thread to change it)", param=name)
+                                f"created with (start a new thread to change it{how})", param=name)
 
 
 # -- the threads ----------------------------------------------------------------------------------------
@@ -201,6 +227,46 @@ class MessageThreads:
         self.store = ResponsesStore(folder, conversations)
         # replies a request is continuing from right now (threads are linear: one at a time)
         self._continuing: set[str] = set()
+        # the index files of each Jan thread (what the sweep found, and what this process wrote since)
+        self._by_thread: dict[str | None, set[str]] = {}
+
+    # -- the index follows its threads -------------------------------------------------------------------
+    async def sweep(self) -> list[str]:
+        """At server start: remove the index files whose Jan thread is gone (when a conversation store is enabled
+        to tell), or whose root or tool set is lost, and the temporary files interrupted writes left; remember the
+        others' threads (:meth:`thread_deleted`). Returns the ids removed."""
+        entries = await self.store.entries(_MESSAGE_ID.fullmatch)
+        gone: set[str | None] = {None}  # an index naming no thread is no thread
+        try:
+            conversations: ConversationalExtension | None = self.store.conversations
+        except ExtensionNotFoundError:
+            conversations = None  # nothing tells which threads are gone: they all stay
+        threads = {e.thread_id for e in entries if e.thread_id is not None} if conversations is not None else set()
+        for thread_id in threads:
+            try:
+                await conversations.get_thread(thread_id)
+            except NotFoundError:
+                gone.add(thread_id)
+            except Exception:  # unreadable now: kept
+                log.exception("could not look up thread %s of held messages", thread_id)
+        kept = {e.id for e in entries if e.thread_id not in gone}
+        removed, self._by_thread = [], {}
+        for entry in entries:
+            lost = entry.thread_id in gone or any(
+                entry.response.get(key) is not None and entry.response.get(key) not in kept
+                for key in ("root", "tools_at"))
+            if not lost:
+                self._by_thread.setdefault(entry.thread_id, set()).add(entry.id)
+            elif await self.store.forget(entry.id, entry.thread_id):
+                removed.append(entry.id)
+        if removed:
+            log.info("removed %d held message(s) whose thread is gone", len(removed))
+        return removed
+
+    async def thread_deleted(self, event: ThreadDeleted) -> None:
+        """A Jan thread was deleted: its index files go too (each checked again under its lock)."""
+        for message_id in sorted(self._by_thread.pop(event.thread_id, ())):
+            await self.store.forget(message_id, event.thread_id)
 
     def _check_store(self) -> None:
         try:
@@ -215,13 +281,9 @@ class MessageThreads:
             raise _not_found(message_id)
         try:
             held = await self.store.get(message_id)
-            root_id = held.response.get("root")
-            if root_id is None:
-                root = held
-            elif isinstance(root_id, str) and _MESSAGE_ID.fullmatch(root_id):
-                root = await self.store.get(root_id)
-            else:
-                raise NotFoundError(root_id)
+            root = await self._named(held, "root", held)
+            # the thread's tool set: this reply's (its turn changed it), the one it names, or the root's
+            tools = held if "tools" in held.response else await self._named(held, "tools_at", root)
             history = await self.store.history(held)
             if latest:
                 newest = await self.store.conversations.list_messages(held.thread_id, order="desc", limit=1)
@@ -229,17 +291,30 @@ class MessageThreads:
                     raise _already_continued(message_id)
         except NotFoundError:
             raise _not_found(message_id) from None
-        return _Held(held, root, history)
+        return _Held(held, root, tools, history)
 
-    def _continued(self, body: Prompt, held: _Held) -> typed.ChatRequest:
-        """The chat request of a ``continue``: the held conversation, then the new turn, with the thread's tools."""
+    async def _named(self, held: StoredResponse, key: str, default: StoredResponse) -> StoredResponse:
+        """The reply ``held`` names under ``key`` (``default`` when it names none); ``NotFoundError`` when lost."""
+        named = held.response.get(key)
+        if named is None:
+            return default
+        if isinstance(named, str) and _MESSAGE_ID.fullmatch(named):
+            return default if named == default.id else await self.store.get(named)
+        raise NotFoundError(named)
+
+    def _continued(self, body: Prompt, held: _Held) -> tuple[typed.ChatRequest, wire.ToolSet]:
+        """The chat request of a ``continue``: the held conversation, then the new turn, with the thread's tools
+        and the new turn's tool changes; and the tool set the thread has after the turn."""
         _create_only_fields(body)
-        tools = held.root.response.get("tools")
-        new_turn = wire.to_chat_request(body.model_copy(update={
-            "tools": None if tools is None else [wire.ToolParam.model_validate(t) for t in tools]}))
+        tools, removed = held.tools.response.get("tools"), held.tools.response.get("removed_tools") or []
+        body = body.model_copy(update={
+            "tools": None if tools is None else [wire.ToolParam.model_validate(t) for t in tools]})
+        removed_tools = [wire.ToolParam.model_validate(t) for t in removed]
+        new_turn = wire.to_chat_request(body, removed_tools)
         messages = (*held.history, *new_turn.messages)
-        return dataclasses.replace(new_turn, model=body.model or held.reply.response.get("model"), messages=messages,
-                                   continue_final_message=typed.ends_in_prefill(messages))
+        return (dataclasses.replace(new_turn, model=body.model or held.reply.response.get("model"), messages=messages,
+                                    continue_final_message=typed.ends_in_prefill(messages)),
+                wire.tool_set(body, removed_tools))
 
     async def prompt(self, body: Prompt) -> typed.ChatRequest:
         """The chat request a body stands for, a ``continue`` with its thread (``count_tokens``: nothing is held)."""
@@ -247,7 +322,7 @@ class MessageThreads:
             return wire.to_chat_request(body)
         _create_only_fields(body)
         self._check_store()
-        return self._continued(body, await self._held(body.thread.previous_message_id, latest=False))
+        return self._continued(body, await self._held(body.thread.previous_message_id, latest=False))[0]
 
     @contextlib.asynccontextmanager
     async def turn(self, body: wire.MessagesRequest) -> AsyncIterator[Turn]:
@@ -259,11 +334,10 @@ class MessageThreads:
         if isinstance(thread, wire.ThreadCreate):
             self._check_store()
             chat_request = wire.to_chat_request(body)
-            # the create-only fields, kept by the thread's first reply (its root) only
+            # the create-only fields, kept by the thread's first reply (its root) only; its tools as the turn left them
             fields = {"model": body.model,
                       "system": body.system if isinstance(body.system, str) or body.system is None
-                      else [block.model_dump() for block in body.system],
-                      "tools": None if body.tools is None else [t.model_dump(exclude_none=True) for t in body.tools]}
+                      else [block.model_dump() for block in body.system], **_tool_fields(wire.tool_set(body))}
             yield Turn(chat_request, self, chat_request.messages, None, fields)
             return
         _create_only_fields(body)
@@ -274,8 +348,14 @@ class MessageThreads:
         self._continuing.add(previous_id)  # no await since the check: one request wins
         try:
             held = await self._held(previous_id, latest=True)
-            chat_request = self._continued(body, held)
+            chat_request, tools = self._continued(body, held)
             fields = {"root": held.root.id, "model": body.model or held.reply.response.get("model")}
+            changed = _tool_fields(tools)
+            if (changed["tools"] != held.tools.response.get("tools")
+                    or changed.get("removed_tools", []) != (held.tools.response.get("removed_tools") or [])):
+                fields.update(changed)  # this turn changed the thread's tools: its reply keeps them
+            else:
+                fields["tools_at"] = held.tools.id
             yield Turn(chat_request, self, chat_request.messages[len(held.history):], held.reply, fields)
         finally:
             self._continuing.discard(previous_id)
@@ -287,16 +367,19 @@ class MessageThreads:
                 "message": message}
         held["model"] = held.get("model") or message.get("model")
         try:
-            await self.store.begin(held, [], [*turn.inputs, _reply(message)], turn.previous, allow_fork=False,
-                                   source="anthropic")
+            stored = await self.store.begin(held, [], [*turn.inputs, _reply(message)], turn.previous,
+                                            allow_fork=False, source="anthropic")
+            self._by_thread.setdefault(stored.thread_id, set()).add(stored.id)
         except NotLatestError:  # the conversation went on meanwhile (the web page): this reply starts nothing
             log.warning("message %s not held: its thread went on while it was generated", message["id"])
 
 
 @dataclasses.dataclass(frozen=True)
 class _Held:
-    """A held reply (``reply``), its thread's first one (``root``: the create-only fields) and the conversation."""
+    """A held reply (``reply``), its thread's first one (``root``: the create-only fields), the one that keeps the
+    thread's tool set (``tools``) and the conversation."""
 
     reply: StoredResponse
     root: StoredResponse
+    tools: StoredResponse
     history: list[typed.ChatMessage]

@@ -92,13 +92,15 @@ def format_grammar(fmt: wire.Format) -> str | None:
 
 
 def reasoning(think: wire.Think) -> ReasoningOptions | None:
-    """``think``: ``true``/``false`` turns thinking on/off; a level also sets the effort (``max`` is the highest, ``high``)."""
+    """``think``: ``true``/``false`` turns thinking on/off; a level (:data:`~jan.templates.formats.plan.THINK_LEVELS`)
+    also sets the effort, kept as asked: the one table (``EFFORT_LEVELS``) says what a template makes of it (``max``
+    is the highest, ``high``) and a remote upstream gets it as is."""
     if think is None:
         return None
     # Ollama refuses thinking asked of a model that cannot think (400 "... does not support thinking")
     if isinstance(think, bool):
         return ReasoningOptions(enabled=think, required=think)
-    return ReasoningOptions(enabled=True, effort="high" if think == "max" else think, required=True)
+    return ReasoningOptions(enabled=True, effort=think, required=True)
 
 
 _IMAGE_SIGNATURES = (
@@ -215,20 +217,32 @@ def generate_chat_request(body: wire.OllamaGenerateRequest, model: str) -> ChatR
     )
 
 
-def media_error(exc: MediaError, path: str) -> OllamaRequestError | None:
-    """A typed chat request's refusal of its images, said of the field that sent them: ``images`` on
-    ``/api/generate`` (its prompt's one user turn), ``messages[i].images`` on ``/api/chat`` (Ollama's messages
-    are the typed ones, one for one) -- not the typed messages' content parts, which no Ollama body has.
-    ``None`` for an error that names no message (the exception says it as it is)."""
-    if exc.reason != "no_projector" or exc.message_index is None:
+def media_error(exc: MediaError, body: wire.OllamaChatRequest | wire.OllamaGenerateRequest) -> OllamaRequestError | None:
+    """A typed chat request's refusal of its media, said of the field of ``body`` that sent it -- not the typed
+    messages' content parts, which no Ollama body has. Each typed message is its images, then its text: on
+    ``/api/chat`` message ``i`` is ``messages[i]`` (one for one), its part ``j`` ``messages[i].images[j]`` or its
+    ``messages[i].content``; on ``/api/generate`` the prompt's one user turn (after ``system``) is ``images[j]`` or
+    ``prompt``. A model without a projector is said of the message's ``images``. ``None`` for an error that names
+    no message (the exception says it as it is)."""
+    index, part = exc.message_index, exc.part_index
+    if index is None:
         return None
-    if path == "/api/generate":
-        field = "images"
-    elif path == "/api/chat":
-        field = f"messages[{exc.message_index}].images"
+    if isinstance(body, wire.OllamaChatRequest):
+        if index >= len(body.messages):
+            return None
+        images, prefix, text = body.messages[index].images or [], f"messages[{index}].", f"messages[{index}].content"
+    elif body.system and index == 0:
+        images, prefix, text = [], "", "system"
     else:
-        return None
-    return OllamaRequestError(f"{field}: this model cannot take images (it has no projector, mmproj)")
+        images, prefix, text = body.images or [], "", "prompt"
+    if exc.reason == "no_projector":
+        return OllamaRequestError(f"{prefix}images: this model cannot take images (it has no projector, mmproj)")
+    if part is None:
+        field = text if not images else f"{prefix}images"
+    else:
+        field = f"{prefix}images[{part}]" if part < len(images) else text
+    _, sep, why = str(exc).partition(": ")
+    return OllamaRequestError(f"{field}: {why if sep else exc}")
 
 
 def completion_request(body: wire.OllamaGenerateRequest, model: str, prompt: str | tuple[int, ...] | None = None,

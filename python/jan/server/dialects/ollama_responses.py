@@ -3,7 +3,9 @@
 Field names and order follow Ollama's ``api/types.go`` (``ChatResponse``,
 ``GenerateResponse``, ``Metrics``): every streamed object has ``model``,
 ``created_at``, the text piece (``message`` or ``response``) and ``done``; the
-last one adds ``done_reason`` and the statistics, durations in nanoseconds.
+last one adds ``done_reason`` and the statistics, durations in nanoseconds. A
+generation the server cut off ends as Ollama's does when it fails mid-way: an
+``{"error": ...}`` line after what was streamed, or an error status.
 Tool calls are whole objects with parsed ``arguments``, as Ollama sends them,
 so they go out once a call is complete (when the choice finishes). The last
 ``/api/generate`` object also has ``context``: the exchange's token ids (the
@@ -21,9 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 
+from jan.errors import EngineError
+from jan.services.errors import GenerationCancelledError
 from jan.services.types import ChatDelta, ChatResult, CompletionDelta, TokenLogprob, ToolCall, Usage
 
-__all__ = ["Clock", "OllamaEncoder", "Timing", "created_at", "metrics", "tool_call"]
+__all__ = ["DONE_REASONS", "Clock", "OllamaEncoder", "Timing", "created_at", "done_reason", "metrics", "tool_call"]
 
 Kind = Literal["chat", "generate"]
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -91,9 +95,27 @@ def logprobs(tokens: tuple[TokenLogprob, ...] | None) -> list[dict[str, Any]] | 
     return out
 
 
+#: Ollama's ``done_reason`` for each finish reason of the typed path (:data:`~jan.services.types.FINISH_REASONS`),
+#: but ``cancelled``: Ollama says ``stop`` and ``length``; a turn that ends in tool calls is a ``stop``, as Ollama's;
+#: a remote upstream's ``content_filter`` (its filter withheld the rest) is said as it is: Ollama's ``done_reason``
+#: is free text (``load`` and ``unload`` too), and ``stop`` would pass a withheld answer for a whole one. A
+#: generation the server cut off (``cancelled``: the model stopped or unloaded under it) has no done reason: it
+#: fails as Ollama's does when the runner goes away mid-generation (:func:`done_reason`).
+DONE_REASONS: dict[str, str] = {"stop": "stop", "length": "length", "tool_calls": "stop",
+                                "content_filter": "content_filter"}
+
+
 def done_reason(finish_reason: str | None) -> str:
-    """Ollama knows ``stop`` and ``length``; a turn that ends in tool calls is a ``stop``."""
-    return "length" if finish_reason == "length" else "stop"
+    """Ollama's ``done_reason`` for the typed path's ``finish_reason`` (None, a stream that told none, reads as
+    ``stop``). A generation the server cut off raises :class:`GenerationCancelledError`: Ollama's answer is then an
+    ``{"error": ...}`` line after what was streamed, or an error status with ``{"error": ...}``, never a ``done``
+    object; a reason jan does not know is an :class:`EngineError`, never a normal end."""
+    reason = finish_reason or "stop"
+    if reason == "cancelled":
+        raise GenerationCancelledError()
+    if reason not in DONE_REASONS:
+        raise EngineError(f"the generation ended with finish_reason {reason!r}, which jan does not know")
+    return DONE_REASONS[reason]
 
 
 class OllamaEncoder:
@@ -140,6 +162,8 @@ class OllamaEncoder:
             call["arguments"] += piece.arguments
         if delta.finish_reason is not None:
             self._finish = delta.finish_reason
+            if self._calls and delta.finish_reason == "cancelled":
+                self._calls.clear()  # cut off mid-call, perhaps: never sent (final() fails the stream)
             if self._calls:
                 calls = [ToolCall(c["id"] or "", c["name"], c["arguments"]) for _, c in sorted(self._calls.items())]
                 out.append(self._object("", "", calls=calls))
@@ -147,7 +171,9 @@ class OllamaEncoder:
         return out
 
     def final(self) -> dict[str, Any]:
-        """The last object: ``done``, ``done_reason``, ``context`` and the statistics."""
+        """The last object: ``done``, ``done_reason``, ``context`` and the statistics. Raises
+        :class:`GenerationCancelledError` for a generation the server cut off (:func:`done_reason`): the stream
+        ends in Ollama's ``{"error": ...}`` line instead."""
         return self._object("", "", done=True, stats=metrics(self._usage, self.timing))
 
     def _add_tokens(self, prompt: tuple[int, ...] | None, generated: tuple[int, ...]) -> None:
@@ -161,7 +187,8 @@ class OllamaEncoder:
               usage: Usage | None = None, token_logprobs: tuple[TokenLogprob, ...] | None = None,
               prompt_token_ids: tuple[int, ...] | None = None, token_ids: tuple[int, ...] = ()) -> dict[str, Any]:
         """The single object of a ``"stream": false`` request, from a chat result (or generated text,
-        with the prompt's and the generated token ids where known)."""
+        with the prompt's and the generated token ids where known). Raises :class:`GenerationCancelledError` for
+        a generation the server cut off: Ollama answers an error status then (:func:`done_reason`)."""
         thinking, calls = "", []
         if result is not None:
             choice = result.choices[0]

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, creat
 
 from jan.server.schemas import INT32_MAX, NullMeansDefault, Seed, TokenList, bounded
 from jan.services.types import SamplingOptions
+from jan.templates.formats.plan import THINK_LEVELS
 
 FOREVER = math.inf
 
@@ -151,7 +152,8 @@ class OllamaTool(_Body):
     function: OllamaToolFunction
 
 
-Think = Union[bool, Literal["low", "medium", "high", "max"], None]
+#: Ollama's ``think``: true/false, or a level of the one effort table (THINK_LEVELS, Ollama's own levels).
+Think = Union[bool, Literal[THINK_LEVELS], None]  # type: ignore[valid-type]
 Format = Union[Literal["", "json"], dict[str, Any], None]
 KeepAlive = Union[StrictStr, StrictInt, StrictFloat, None]  # not a bool
 
@@ -190,9 +192,10 @@ class _Inference(_ModelUse):
     @field_validator("think", mode="before")
     @classmethod
     def _think(cls, value: Any) -> Any:
-        if value is None or isinstance(value, bool) or value in ("low", "medium", "high", "max"):
+        if value is None or isinstance(value, bool) or (isinstance(value, str) and value in THINK_LEVELS):
             return value
-        raise ValueError(f"invalid think value {value!r} (must be true, false, \"low\", \"medium\", \"high\" or \"max\")")
+        levels = ", ".join(f'"{level}"' for level in THINK_LEVELS)
+        raise ValueError(f"invalid think value {value!r} (must be true, false, {levels})")
 
     @field_validator("format", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
 
 from jan.errors import EngineError, MediaError
-from jan.server.schemas import MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported
+from jan.server.schemas import MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported, some_content
 
 from jan.services import types as typed
 from jan.services.errors import RequestError
@@ -94,11 +94,7 @@ class MessageItem(_Wire):
     @field_validator("content")
     @classmethod
     def _some_content(cls, value: Any, info: Any) -> Any:
-        # OpenAI's 400 (an empty array): no parts is no message. An assistant's is an empty turn (as on every jan
-        # route, tests/test_prefill.py).
-        if isinstance(value, list) and not value and info.data.get("role") != "assistant":
-            raise ValueError("must hold at least one content part (or be a string)")
-        return value
+        return some_content(value, info)
 
 
 class FunctionCallItem(_Wire):
@@ -358,9 +354,20 @@ def input_messages(items: str | list | None) -> list[typed.ChatMessage]:
     return [message for message, _ in _input_turns(items)]
 
 
+def _part_of(body: ResponsesRequest, field: str, part: int | None) -> str:
+    """``[j]``: the index of the part at fault (``part``, the typed message's) of the list of parts at ``field``
+    (``input[i].content`` or ``.output``: one typed part each, in order); "" for none, or a string's one part."""
+    match = re.fullmatch(r"input\[(\d+)\]\.(content|output)", field)
+    if part is None or match is None or not isinstance(body.input, list):
+        return ""
+    content = getattr(body.input[int(match.group(1))], match.group(2), None)
+    return f"[{part}]" if isinstance(content, list) and part < len(content) else ""
+
+
 def media_error(exc: MediaError, body: ResponsesRequest, history: int) -> MediaError:
-    """A refusal of the typed request's media (a model without a projector) naming the field it came from in
-    the Responses API's terms: ``input[i].content`` (or ``.output``), ``previous_response_id`` for a turn of the
+    """A refusal of the typed request's media (a model without a projector, an image that does not decode, a
+    media marker in the text) naming the field it came from in the Responses API's terms: ``input[i].content``
+    (or ``.output``; ``[j]`` the part, where the error names one), ``previous_response_id`` for a turn of the
     stored conversation (``history`` turns of it come after the ``instructions``), not the typed message."""
     if exc.message_index is None:
         return exc
@@ -372,6 +379,7 @@ def media_error(exc: MediaError, body: ResponsesRequest, history: int) -> MediaE
     else:
         turns = _input_turns(body.input)
         field = turns[index - history][1] if index - history < len(turns) else "input"
+        field += _part_of(body, field, exc.part_index)
     _, sep, why = str(exc).partition(": ")
     why = why if sep else str(exc)
     if field == "previous_response_id":
@@ -477,11 +485,11 @@ def to_chat_request(body: ResponsesRequest, history: list[typed.ChatMessage],
 
 
 # -- answer ----------------------------------------------------------------------------------------
-def _usage(usage: typed.Usage | None) -> dict[str, Any]:
+def _usage(usage: typed.Usage | None, reasoning_tokens: int = 0) -> dict[str, Any]:
     usage = usage or typed.Usage()
     return {"input_tokens": usage.prompt_tokens,
             "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
-            "output_tokens": usage.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens": usage.completion_tokens, "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
             "total_tokens": usage.prompt_tokens + usage.completion_tokens}
 
 
@@ -577,9 +585,9 @@ def output_message(items: list[dict[str, Any]]) -> typed.ChatMessage:
 def response_object(response_id: str, body: ResponsesRequest, model: str, *, status: str,
                     output: list[dict[str, Any]] | None = None, usage: typed.Usage | None = None,
                     created_at: int | None = None, error: dict[str, Any] | None = None,
-                    incomplete_reason: str = "max_output_tokens") -> dict[str, Any]:
+                    incomplete_reason: str = "max_output_tokens", reasoning_tokens: int = 0) -> dict[str, Any]:
     """The ``response`` object (``object: "response"``) with the request's settings echoed; an ``incomplete``
-    one says why (``incomplete_reason``)."""
+    one says why (``incomplete_reason``). ``reasoning_tokens``: of the usage's output tokens, the thinking's."""
     fmt = body.text.format if body.text and body.text.format else None
     text = {"format": fmt.model_dump(mode="json", by_alias=True, exclude_none=True) if fmt else {"type": "text"},
             "verbosity": (body.text.verbosity if body.text else None) or "medium"}
@@ -605,7 +613,7 @@ def response_object(response_id: str, body: ResponsesRequest, model: str, *, sta
         "prompt_cache_retention": body.prompt_cache_retention,
         # every request is served the same way: the tier that served it, whatever was asked
         "service_tier": "default", "conversation": None, "prompt": None,
-        "usage": _usage(usage) if final and usage is not None else None,
+        "usage": _usage(usage, reasoning_tokens) if final and usage is not None else None,
         "metadata": body.metadata or {}, "completed_at": int(time.time()) if status == "completed" else None,
     }
 
@@ -630,6 +638,7 @@ class ResponseStream:
         self.output: list[dict[str, Any]] = []
         self.finish_reason: str | None = None
         self.usage: typed.Usage | None = None
+        self.reasoning_tokens = 0  # of the usage's output tokens, the thinking's
         self._top = top_logprobs
         self._encrypted = encrypted_reasoning
         self._seq = 0
@@ -697,7 +706,7 @@ class ResponseStream:
     def feed(self, delta: typed.ChatDelta) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         if delta.usage is not None:
-            self.usage = delta.usage
+            self.usage, self.reasoning_tokens = delta.usage, delta.reasoning_tokens
         if delta.choice != 0:
             return events
         if self._top is not None and delta.logprobs:

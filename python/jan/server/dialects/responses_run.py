@@ -137,7 +137,8 @@ class ResponseRun:
         except Exception as exc:  # noqa: BLE001 - a failed response carries its error
             status, error = "failed", self._error_of(exc)
         usage = encoder.usage
-        final = self.snapshot(status, usage=usage, error=error, incomplete_reason=encoder.incomplete_reason)
+        final = self.snapshot(status, usage=usage, error=error, incomplete_reason=encoder.incomplete_reason,
+                              reasoning_tokens=encoder.reasoning_tokens)
         if self._store is not None and stored is not None:
             try:
                 answer = output_message(encoder.output) if status != "failed" else None

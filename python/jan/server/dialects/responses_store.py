@@ -13,8 +13,10 @@ with one job:
 
 Continuing from a response that is not the thread's latest forks the conversation into a
 new thread (the earlier messages copied), so no two conversations ever share a thread.
-Index files are written atomically; a damaged one is set aside and reads as missing.
-Nothing here knows HTTP.
+Index files are written atomically under their per-file lock (the data folder's, as the store's own
+files); a damaged one is set aside and reads as missing. :meth:`ResponsesStore.entries` and
+:meth:`ResponsesStore.forget` let the index follow its threads (an index file whose thread was deleted
+is removed, see :mod:`jan.server.dialects.anthropic_threads`). Nothing here knows HTTP.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from typing import Any
 
 from jan.core import ConversationalExtension, NotFoundError
 from jan.core.fs import atomic_write_json, set_aside
+from jan.store._trash import sweep_temp_files
+from jan.store.context import LOCK_DIR_NAME
+from jan.store.locks import LockManager
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
 
 log = logging.getLogger("jan.server")
@@ -160,6 +165,8 @@ class ResponsesStore:
     def __init__(self, folder: Path, conversations: Callable[[], ConversationalExtension]):
         self.folder = Path(folder)
         self._conversations = conversations
+        # the data folder's per-file locks (the store's own), keyed by the path in the data folder
+        self._locks: LockManager | None = None
         # Deciding "append or fork" and appending must not interleave for one thread.
         self._thread_locks: dict[str, asyncio.Lock] = {}
 
@@ -170,25 +177,81 @@ class ResponsesStore:
     def _path(self, response_id: str) -> Path:
         return self.folder / f"{response_id}.json"
 
+    def _file_lock(self, response_id: str):
+        """The per-file lock of an index file (other threads and processes on the data folder)."""
+        if self._locks is None:
+            self._locks = LockManager(self.folder.parent / LOCK_DIR_NAME)
+        return self._locks.hold(f"{self.folder.name}/{response_id}.json")
+
     # -- index files ---------------------------------------------------------------------------------
+    @staticmethod
+    def _parse(raw: bytes) -> StoredResponse:
+        data = json.loads(raw)
+        return StoredResponse(response=data["response"], input_items=list(data.get("input_items") or []),
+                              thread_id=data.get("thread_id"), last_message_id=data.get("last_message_id"))
+
     def _read(self, response_id: str) -> StoredResponse:
         path = self._path(response_id)
+        missing = NotFoundError(f"No response found with id '{response_id}'")
         try:
-            data = json.loads(path.read_bytes())
-            return StoredResponse(response=data["response"], input_items=list(data.get("input_items") or []),
-                                  thread_id=data.get("thread_id"), last_message_id=data.get("last_message_id"))
+            return self._parse(path.read_bytes())
         except FileNotFoundError:
-            raise NotFoundError(f"No response found with id '{response_id}'") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            moved = set_aside(path)
-            log.warning("stored response %s is damaged (%s); set aside as %s", path, exc, moved)
-            raise NotFoundError(f"No response found with id '{response_id}'") from None
+            raise missing from None
+        except (ValueError, KeyError, TypeError):
+            pass
+        with self._file_lock(response_id):  # the damage confirmed under the lock before the file is set aside
+            try:
+                return self._parse(path.read_bytes())
+            except FileNotFoundError:
+                raise missing from None
+            except (ValueError, KeyError, TypeError) as exc:
+                moved = set_aside(path)
+                log.warning("stored response %s is damaged (%s); set aside as %s", path, exc, moved)
+        raise missing
 
     def _write(self, stored: StoredResponse) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self._path(stored.id), {"response": stored.response, "input_items": stored.input_items,
-                                                  "thread_id": stored.thread_id,
-                                                  "last_message_id": stored.last_message_id})
+        with self._file_lock(stored.id):
+            atomic_write_json(self._path(stored.id), {"response": stored.response, "input_items": stored.input_items,
+                                                      "thread_id": stored.thread_id,
+                                                      "last_message_id": stored.last_message_id})
+
+    def _entries(self, is_id: Callable[[str], bool]) -> list[StoredResponse]:
+        # leftovers of interrupted writes first: a writer that is still alive keeps its temporary file
+        sweep_temp_files(self.folder, depth=1)
+        try:
+            names = sorted(p.stem for p in self.folder.glob("*.json"))
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            if is_id(name):
+                with contextlib.suppress(NotFoundError):  # gone meanwhile, or damaged (set aside)
+                    out.append(self._read(name))
+        return out
+
+    async def entries(self, is_id: Callable[[str], bool]) -> list[StoredResponse]:
+        """Every readable index entry whose id ``is_id`` accepts (a damaged file is set aside), after removing the
+        temporary files interrupted writes left (the store's rule: a live writer's are kept)."""
+        return await asyncio.to_thread(self._entries, is_id)
+
+    def _forget(self, response_id: str, thread_id: str | None) -> bool:
+        with self._file_lock(response_id):
+            try:
+                data = json.loads(self._path(response_id).read_bytes())
+            except FileNotFoundError:
+                return False
+            except ValueError:
+                data = None  # damaged since it was read: left for the next read to set aside
+            if not isinstance(data, dict) or data.get("thread_id") != thread_id:
+                return False
+            self._path(response_id).unlink()
+        return True
+
+    async def forget(self, response_id: str, thread_id: str | None) -> bool:
+        """Remove the index file ``response_id`` if it still names the thread ``thread_id`` (checked under its
+        lock, so a file written again meanwhile stays); whether it was removed. The thread is left as it is."""
+        return await asyncio.to_thread(self._forget, response_id, thread_id)
 
     async def get(self, response_id: str) -> StoredResponse:
         return await asyncio.to_thread(self._read, response_id)
@@ -200,7 +263,8 @@ class ResponsesStore:
         """Forget the response; its conversation stays a thread in Jan (deleted there, if wanted)."""
         def remove() -> None:
             try:
-                self._path(response_id).unlink()
+                with self._file_lock(response_id):
+                    self._path(response_id).unlink()
             except FileNotFoundError:
                 raise NotFoundError(f"No response found with id '{response_id}'") from None
         await asyncio.to_thread(remove)

@@ -7,23 +7,25 @@ request, the chat service answers, the dialect module formats. Errors on these r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from jan.core import ConversationalExtension
+from jan.core import ConversationalExtension, ThreadDeleted
 from jan.errors import MediaError
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.anthropic_threads import MessageThreads, Turn, error_shape
 from jan.server.disconnect import unless_disconnected
 from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES
-from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
+from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatAggregator, ChatService
 
+log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 
 # Threads' refusals carry error.details (error_code, ...), which the SDK branches on.
@@ -46,6 +48,21 @@ def setup(app: web.Application) -> None:
     manager = app[MANAGER]
     app[THREADS] = MessageThreads(app[CONFIG].data_folder / "message_threads",
                                   lambda: manager.get(ConversationalExtension))
+    app.cleanup_ctx.append(_threads_lifetime)
+
+
+async def _threads_lifetime(app: web.Application) -> AsyncIterator[None]:
+    """Held threads follow their Jan threads: swept at start, and forgotten when one is deleted."""
+    threads = app[THREADS]
+    try:
+        await threads.sweep()
+    except Exception:  # the server starts all the same; the next start sweeps again
+        log.exception("could not sweep the held message threads")
+    unsubscribe = app[BUS].subscribe(ThreadDeleted, threads.thread_deleted)
+    try:
+        yield
+    finally:
+        unsubscribe()
 
 
 def _chat(request: web.Request) -> ChatService:

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,28 +82,41 @@ EXTRA_BODIES.update({
 
 
 class OllamaError(Exception):
-    """An error to answer as Ollama does: ``{"error": message}`` with ``status``."""
+    """An error to answer as Ollama does: ``{"error": message}`` with ``status`` (and ``headers``: the ones jan's
+    error comes with, ``Retry-After`` on a full queue)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})
 
 
-def _error_of(exc: BaseException, path: str = "") -> OllamaError:
-    """``exc`` as Ollama's error for a request to ``path`` (fields named as that route's body names them)."""
+def _error_of(exc: BaseException) -> OllamaError:
+    """``exc`` as Ollama's error (a refusal of media is named in the body's terms by :func:`_media_named`)."""
     if isinstance(exc, OllamaError):
         return exc
-    if isinstance(exc, MediaError):
-        exc = ollama_requests.media_error(exc, path) or exc
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         return OllamaError(400, f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", ""))
     if isinstance(exc, ollama_requests.OllamaRequestError):
         return OllamaError(400, str(exc))
-    err = to_api_error(exc)  # the one mapping of jan's exceptions to statuses
-    return OllamaError(err.status, err.message)
+    err = to_api_error(exc)  # the one mapping of jan's exceptions to statuses (and the headers they come with)
+    return OllamaError(err.status, err.message, err.headers)
+
+
+@contextlib.contextmanager
+def _media_named(body: wire.OllamaChatRequest | wire.OllamaGenerateRequest) -> Iterator[None]:
+    """A refusal of the request's media (a model without a projector, an image that does not decode, a media marker
+    in the text) said of the field of ``body`` that sent it: ``messages[i].images[j]``, ``images[j]``, ``prompt``."""
+    try:
+        yield
+    except MediaError as exc:
+        named = ollama_requests.media_error(exc, body)
+        if named is None:
+            raise
+        raise named from None
 
 
 def ollama_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
@@ -118,8 +131,8 @@ def ollama_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]
         except (asyncio.CancelledError, ConnectionError):
             raise  # the error middleware tells a client that left (noted quietly) from a failed upstream
         except Exception as exc:  # noqa: BLE001 - the dialect's one error mapping
-            err = _error_of(exc, request.path)
-            return _json({"error": err.message}, status=err.status)
+            err = _error_of(exc)
+            return _json({"error": err.message}, status=err.status, headers=err.headers)
 
     return wrapped
 
@@ -147,8 +160,8 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # compact, as Go writes JSON
 
 
-def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.json_response(obj, status=status, dumps=_dumps)
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(obj, status=status, headers=headers or None, dumps=_dumps)
 
 
 def _services(request: web.Request) -> Services:
@@ -218,7 +231,8 @@ async def _first(stream: AsyncIterator[Any]) -> Any:
 async def _ndjson(request: web.Request, first: Any, stream: AsyncIterator[Any],
                   lines: Callable[[Any], list[dict[str, Any]]], final: Callable[[], dict[str, Any]]) -> web.StreamResponse:
     """Send each item's objects as NDJSON lines, then the final object. Closing the stream (on a
-    client that went away, or shutdown) cancels the generation."""
+    client that went away, or shutdown) cancels the generation. A failure once the status line is sent (a
+    generation the server cut off: ``final`` raises) is the last line, ``{"error": ...}``, as Ollama's."""
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
@@ -268,12 +282,13 @@ async def chat(request: web.Request) -> web.StreamResponse:
     else:
         typed = ollama_requests.chat_request(body, target.id)
     service = _services(request).chat
-    async with _model_in_use(target, keep_alive, timing):
-        if not body.streaming:
-            return _json(encoder.whole(await unless_disconnected(request, service.complete(typed), target.id)))
-        stream = service.stream(typed)
-        first = await _first(stream)
-        return await _ndjson(request, first, stream, encoder.delta, encoder.final)
+    with _media_named(body):
+        async with _model_in_use(target, keep_alive, timing):
+            if not body.streaming:
+                return _json(encoder.whole(await unless_disconnected(request, service.complete(typed), target.id)))
+            stream = service.stream(typed)
+            first = await _first(stream)
+            return await _ndjson(request, first, stream, encoder.delta, encoder.final)
 
 
 async def _load_or_unload(target: Target, keep_alive: float | None, timing: Timing,
@@ -306,23 +321,25 @@ async def generate(request: web.Request) -> web.StreamResponse:
     if not body.prompt and not body.suffix and not body.images:
         return await _load_or_unload(target, keep_alive, timing, encoder)
     services = _services(request)
-    async with _model_in_use(target, keep_alive, timing):
-        if body.suffix or body.raw:
-            grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)
-            prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix,
-                                         tuple(body.context or ())) if body.suffix else None
-            stream = services.completions.stream(ollama_requests.completion_request(body, target.id, prompt, grammar))
-            if not body.streaming:
-                return _json(await unless_disconnected(request, _whole_completion(stream, encoder), target.id))
-        else:
-            typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) if body.images \
-                else ollama_requests.generate_chat_request(body, target.id)
-            if not body.streaming:
-                return _json(encoder.whole(await unless_disconnected(request, services.chat.complete(typed),
-                                                                     target.id)))
-            stream = services.chat.stream(typed)
-        first = await _first(stream)
-        return await _ndjson(request, first, stream, encoder.delta, encoder.final)
+    with _media_named(body):
+        async with _model_in_use(target, keep_alive, timing):
+            if body.suffix or body.raw:
+                grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)
+                prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix,
+                                             tuple(body.context or ())) if body.suffix else None
+                stream = services.completions.stream(ollama_requests.completion_request(body, target.id, prompt,
+                                                                                        grammar))
+                if not body.streaming:
+                    return _json(await unless_disconnected(request, _whole_completion(stream, encoder), target.id))
+            else:
+                typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
+                    if body.images else ollama_requests.generate_chat_request(body, target.id)
+                if not body.streaming:
+                    return _json(encoder.whole(await unless_disconnected(request, services.chat.complete(typed),
+                                                                         target.id)))
+                stream = services.chat.stream(typed)
+            first = await _first(stream)
+            return await _ndjson(request, first, stream, encoder.delta, encoder.final)
 
 
 async def _whole_completion(stream: AsyncIterator[CompletionDelta], encoder: OllamaEncoder) -> dict[str, Any]:

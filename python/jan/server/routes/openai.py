@@ -126,7 +126,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                                                                                 include_usage=usage),
                                      headers_for=lambda model: template_headers(request, model))
     except MediaError as exc:  # (before any byte is sent) said of the message's field
-        raise wire.media_error(exc) from None
+        raise wire.media_error(exc, body) from None
 
 
 async def template_headers(request: web.Request, model_id: str | None) -> dict[str, str]:
@@ -208,5 +208,8 @@ async def apply_template(request: web.Request) -> web.Response:
     """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
     body = await parse_body(request, ChatCompletionRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
-    rendered = await request.app[SERVICES].chat.render(wire.chat_request(body))
+    try:
+        rendered = await request.app[SERVICES].chat.render(wire.chat_request(body))
+    except MediaError as exc:  # said of the message's field, as the chat completion it renders would say it
+        raise wire.media_error(exc, body) from None
     return json_response({"prompt": rendered.text})

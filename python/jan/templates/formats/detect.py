@@ -18,9 +18,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .block_calls import parse_deepseek, parse_functionary_v32, parse_kimi
 from .grammars import call_grammar
-from .harmony import parse_harmony
+from .harmony import harmony_reasoning_spans, parse_harmony
 from .json_list_calls import parse_command_r, parse_firefunction
-from .reasoning import ReasoningMarkers
+from .reasoning import ReasoningMarkers, reasoning_spans
 from .types import Snapshot
 from .xml_calls import parse_glm, parse_qwen3_coder
 
@@ -39,7 +39,8 @@ class ChatFormat:
     ``name``: the family (see docs/chat-formats.md). ``reasoning``: its
     thinking markers, or None. ``tool_calls``: its tool-call parser (None:
     the generic one). ``whole_output``: a parser for formats where channels
-    carry everything (gpt-oss Harmony). ``tool_grammar``: the
+    carry everything (gpt-oss Harmony), and ``whole_output_spans`` where its
+    thinking lies (see :meth:`reasoning_spans`). ``tool_grammar``: the
     :func:`call_grammar` key. ``trigger``: regex of the text that opens a
     call (for the lazy grammar of ``tool_choice: auto``). ``switches``: the
     template variables that turn thinking on/off or set its effort
@@ -53,6 +54,7 @@ class ChatFormat:
     reasoning: ReasoningMarkers | None = None
     tool_calls: SnapshotFn | None = None
     whole_output: SnapshotFn | None = None
+    whole_output_spans: Callable[[str], list[tuple[int, int]]] | None = None
     tool_grammar: str = "hermes"
     trigger: str | None = None
     switches: tuple[str, ...] = ()
@@ -130,6 +132,15 @@ class ChatFormat:
             prompt = prompt[:-len(continued)]  # no marker in it: the block is whatever the template left
         return prompt.rstrip().endswith(start)
 
+    def reasoning_spans(self, text: str, open_at_start: bool = False) -> list[tuple[int, int]]:
+        """Where thinking lies in an output ``text`` as the model wrote it: ``(start, end)`` character ranges, its
+        markup included (a marker pair's blocks: :func:`~jan.templates.formats.reasoning.reasoning_spans`;
+        Harmony's ``analysis`` messages). ``open_at_start``: the prompt opened a block (see
+        :meth:`starts_in_reasoning`). The same whether the output is shown split or raw."""
+        if self.reasoning is not None:
+            return reasoning_spans(text, self.reasoning, open_at_start=open_at_start)
+        return self.whole_output_spans(text) if self.whole_output_spans is not None else []
+
     def budget_options(self, budget: int | None, prompt: str, continued: str = "") -> dict[str, Any]:
         """Engine sampling options that cap thinking at ``budget`` tokens (empty when no cap applies).
         ``continued``: as for :meth:`starts_in_reasoning`."""
@@ -200,8 +211,8 @@ def detect_format(source: str | None) -> ChatFormat:
     think = THINK_TAGS if "<think>" in src else None
     if "<|channel|>" in src:
         return ChatFormat(
-            "gpt-oss", whole_output=parse_harmony, tool_grammar="harmony", trigger=r"<\|channel\|>commentary to=",
-            switches=sw or ("reasoning_effort",), render_special=True,
+            "gpt-oss", whole_output=parse_harmony, whole_output_spans=harmony_reasoning_spans, tool_grammar="harmony",
+            trigger=r"<\|channel\|>commentary to=", switches=sw or ("reasoning_effort",), render_special=True,
         )
     if "<|tool_calls_section_begin|>" in src:
         return ChatFormat("kimi-k2", think, parse_kimi, tool_grammar="kimi", trigger=r"<\|tool_calls_section_begin\|>",

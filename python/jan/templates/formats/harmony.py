@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from .text import WS, hold
 from .types import Snapshot
 
-__all__ = ["parse_harmony", "HARMONY_MARKERS"]
+__all__ = ["parse_harmony", "harmony_reasoning_spans", "HARMONY_MARKERS"]
 
 START, CHANNEL, MESSAGE, END, CALL, RETURN = "<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|call|>", "<|return|>"
 HARMONY_MARKERS = (START, CHANNEL, MESSAGE, END, CALL, RETURN)
@@ -77,3 +77,26 @@ def parse_harmony(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any
     text_out = "".join(content).lstrip(WS)
     snap.content = text_out if final and not snap.calls else text_out.rstrip(WS)
     return snap
+
+
+def harmony_reasoning_spans(text: str) -> list[tuple[int, int]]:
+    """Where thinking lies in Harmony output ``text``: ``(start, end)`` character ranges, one per ``analysis``
+    message, from its header through its end marker (a message never ended runs to the end of ``text``).
+    Messages are found as :func:`parse_harmony` finds them; a header the output never finished is none."""
+    spans: list[tuple[int, int]] = []
+    pos, n = 0, len(text)
+    while pos < n:
+        head_at = min(x for x in (text.find(CHANNEL, pos), text.find(START, pos), n) if x >= 0)
+        m = text.find(MESSAGE, head_at)
+        if head_at == n or m < 0:
+            break
+        after = text[head_at:m].split(CHANNEL, 1)[1].split() if CHANNEL in text[head_at:m] else []
+        bs = m + len(MESSAGE)
+        e = min((x for x in (text.find(t, bs) for t in _BODY_END) if x >= 0), default=-1)
+        end = n if e < 0 else e + next((len(t) for t in (END, CALL, RETURN) if text.startswith(t, e)), 0)
+        if after[:1] == ["analysis"] and not _RECIPIENT.search(text[head_at:m]):
+            spans.append((head_at, end))
+        if e < 0:
+            break
+        pos = end
+    return spans

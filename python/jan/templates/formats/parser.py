@@ -128,6 +128,8 @@ class OutputParser:
         new_id = id_factory or new_call_id
         tools = list(tools or ())
         self._raw = reasoning_format == "none"
+        self._fmt = fmt
+        self._open_at_start = open_at_start
         self._splitter = None
         self._prefix = ""
         if fmt.whole_output is not None and not self._raw:
@@ -168,6 +170,12 @@ class OutputParser:
     @property
     def made_tool_calls(self) -> bool:
         return bool(self._calls)
+
+    def reasoning_spans(self, text: str) -> list[tuple[int, int]]:
+        """Where thinking lies in ``text``, this parser's output as the model wrote it (the pieces fed, joined):
+        ``(start, end)`` character ranges, markup included (:meth:`ChatFormat.reasoning_spans`), whether the
+        thinking is split off or left in the content (``reasoning_format="none"``)."""
+        return self._fmt.reasoning_spans(text, self._open_at_start)
 
     def _stage(self, piece: str, final: bool, truncated: bool = False) -> list[OutputDelta]:
         out: list[OutputDelta] = []

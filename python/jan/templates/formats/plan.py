@@ -16,7 +16,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from .detect import ChatFormat
 from .parser import OutputParser
 
-__all__ = ["ChatPlan", "ReasoningRequest", "EFFORTS", "EFFORT_LEVELS", "REASONING_FORMATS", "format_for_template"]
+__all__ = ["ChatPlan", "ReasoningRequest", "EFFORTS", "EFFORT_LEVELS", "REASONING_FORMATS", "THINK_LEVELS",
+           "format_for_template"]
 
 #: The reasoning efforts a chat template is given (what templates test ``reasoning_effort`` for).
 EFFORTS = ("none", "minimal", "low", "medium", "high")
@@ -26,6 +27,10 @@ EFFORTS = ("none", "minimal", "low", "medium", "high")
 #: template offers, ``high``. The typed request keeps the level asked (a remote upstream gets it as is).
 EFFORT_LEVELS = {"none": "none", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high",
                  "xhigh": "high", "max": "high"}
+#: Ollama's ``think`` levels (its ``api/types.go`` ``ThinkValue``, besides ``true`` and ``false``): levels of the one
+#: table, :data:`EFFORT_LEVELS` (``max`` means ``high`` locally). Ollama's ``/api/chat`` and ``/api/generate`` and the
+#: chat completions' ``think`` take them.
+THINK_LEVELS = ("low", "medium", "high", "max")
 REASONING_FORMATS = ("none", "auto", "deepseek", "deepseek-legacy")
 
 

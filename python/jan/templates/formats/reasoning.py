@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .text import WS, hold
 
-__all__ = ["ReasoningMarkers", "ReasoningSplitter", "split_reasoning"]
+__all__ = ["ReasoningMarkers", "ReasoningSplitter", "reasoning_spans", "split_reasoning"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,33 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     for m in markers.strip:
         answer = answer.replace(m, "")
     return reasoning, answer
+
+
+def reasoning_spans(text: str, markers: ReasoningMarkers, *, open_at_start: bool) -> list[tuple[int, int]]:
+    """Where thinking lies in an output ``text``: ``(start, end)`` character ranges, one per thinking block,
+    each from its opening marker through its closing marker (both included) and the whitespace after it (which
+    :func:`split_reasoning` drops: the block's markup, not the answer's). A block the prompt opened
+    (``open_at_start``) starts at 0; one never closed runs to the end of ``text``. Blocks are found as
+    :func:`split_reasoning` finds them (the spans' text, markers and whitespace aside, is its ``reasoning``)."""
+    spans: list[tuple[int, int]] = []
+    pos, n = 0, len(text)
+    opened: int | None = 0 if open_at_start else None
+    while True:
+        if opened is not None:
+            j = text.find(markers.end, pos)
+            end = n if j < 0 else j + len(markers.end)
+            while end < n and text[end] in WS:
+                end += 1
+            if end > opened:
+                spans.append((opened, end))
+            if j < 0:
+                return spans
+            pos, opened = end, None
+        else:
+            i = text.find(markers.start, pos)
+            if i < 0:
+                return spans
+            opened, pos = i, i + len(markers.start)
 
 
 class ReasoningSplitter:

@@ -1,0 +1,102 @@
+"""Requests to a test server, and generations the server cuts off (its model stopped while it generates):
+what tests of every dialect's answer to a cut-off generation share. Waits are bounded, never timed."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import aiohttp
+from dialect_helpers import named_events
+
+WAIT_S = 120  # generous: a busy 2-core machine
+MODEL = "stories260K"
+LONG = 1500  # tokens: a generation the test stops long before it ends (several seconds of stories260K)
+ONCE = [{"role": "user", "content": "Once"}]
+
+
+def request(srv, method: str, path: str, body: Any = None,
+            headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+    """``(status, headers, parsed JSON body)`` of one request."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(srv.base_url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=WAIT_S) as resp:
+            raw, status, got = resp.read(), resp.status, resp.headers
+    except urllib.error.HTTPError as exc:
+        raw, status, got = exc.read(), exc.code, exc.headers
+    return status, got, json.loads(raw) if raw.strip().startswith((b"{", b"[")) else raw.decode()
+
+
+def post(srv, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    status, _, data = request(srv, "POST", path, body, headers)
+    return status, data
+
+
+async def stop_model(session: aiohttp.ClientSession, srv) -> None:
+    """``POST /v1/models/{id}/stop``: the model is unloaded now, its running generations end ``cancelled``."""
+    async with session.post(f"{srv.base_url}/v1/models/{MODEL}/stop", json={}) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def start_model(session: aiohttp.ClientSession, srv) -> None:
+    async with session.post(f"{srv.base_url}/v1/models/{MODEL}/start", json={}) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def cut_off_stream(srv, path: str, body: dict, first: bytes) -> list[tuple[str, dict]]:
+    """Stream ``body``; once the line holding ``first`` (a text delta) came, stop the model; the stream's events."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S)) as session:
+        try:
+            async with session.post(srv.base_url + path, json={**body, "stream": True}) as resp:
+                assert resp.status == 200, await resp.text()
+                head = b""
+                while first not in head:  # generating now
+                    line = await resp.content.readline()
+                    assert line, head
+                    head += line
+                await stop_model(session, srv)
+                return named_events(head + await resp.read())
+        finally:
+            await start_model(session, srv)
+
+
+async def busy(session: aiohttp.ClientSession, srv) -> bool:
+    async with session.get(srv.base_url + "/metrics") as resp:
+        text = await resp.text()
+    return any(line.startswith(f'jan_slots_busy{{model="{MODEL}"}}') and float(line.split()[-1]) >= 1
+               for line in text.splitlines())
+
+
+async def cut_off_whole(srv, path: str, body: dict) -> tuple[int, Any]:
+    """Send ``body`` (not streamed); once the model is generating it, stop the model; the answer."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S)) as session:
+        async def send() -> tuple[int, Any]:
+            async with session.post(srv.base_url + path, json=body) as resp:
+                return resp.status, await resp.json()
+
+        try:
+            answer = asyncio.create_task(send())
+            deadline = time.monotonic() + WAIT_S
+            while not await busy(session, srv):
+                assert not answer.done(), answer.result()
+                assert time.monotonic() < deadline, "the model never got the request"
+                await asyncio.sleep(0.05)
+            await stop_model(session, srv)
+            return await answer
+        finally:
+            await start_model(session, srv)
+
+
+def png_bytes() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 10, 10)).save(out, "PNG")
+    return out.getvalue()
