@@ -270,7 +270,13 @@ class ServerProcess:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
+
+    def terminate(self) -> None:
+        """SIGTERM: the server's own graceful stop (``web.run_app`` handles it as ``jan serve`` does)."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
 
     def __enter__(self) -> "ServerProcess":
         return self

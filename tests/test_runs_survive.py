@@ -68,6 +68,47 @@ async def test_sigkill_mid_run_then_resume(tmp_path, stories_path):
             assert got == 400 and err["error"]["code"] == "run_not_interrupted"
 
 
+async def test_sigterm_mid_run_leaves_it_interrupted_and_its_stream_told(tmp_path, stories_path):
+    """A stop of jan (SIGTERM) is no client going away: the streamed run and a background run queued behind it
+    end ``interrupted`` (resumable, as after a crash), the stream ends with an ``error`` event saying why, and
+    nothing is left cancelled or in progress."""
+    data = tmp_path / "data"
+    with ServerProcess(data, stories_path, n_ctx=8192) as proc:
+        tid = await story_thread(proc)
+        queued_tid = await story_thread(proc)
+        stream = RunStream()
+        events: list[str] = []
+        async with aiohttp.ClientSession() as session:
+            resp = await post_streamed_run(session, proc.base_url, tid, 3000)
+            async with Client(proc.base_url) as api:  # behind the streamed one (one slot): queued
+                queued = await api.ok("POST", f"/v1/threads/{queued_tid}/runs",
+                                      {"background": True, "max_tokens": 50, "ignore_eos": True})
+            async for raw in resp.content:
+                line = stream.feed(raw)
+                if line.startswith("event: "):
+                    events.append(line[len("event: "):])
+                if line == "event: thread.message.delta" and events.count("thread.message.delta") == 5:
+                    proc.terminate()  # once: a second signal is a hurried stop
+                assert "thread.run.completed" not in line, "the run ended before the stop; make it longer"
+            resp.close()
+        proc.proc.wait(120)
+    assert events[-2:] == ["error", "done"], events[-6:]
+    run_id, message_id = stream.run_id, stream.message_id
+
+    with ServerProcess(data, stories_path, n_ctx=8192) as proc:
+        async with Client(proc.base_url) as api:
+            run = await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}")
+            assert run["status"] == "interrupted" and run["message_id"] == message_id, run
+            assert all(step["status"] != "in_progress" for step in await _steps(api, tid, run_id))
+            message = await api.ok("GET", f"/v1/threads/{tid}/messages/{message_id}")
+            assert message["status"] == "stopped" and message["metadata"]["stop_reason"] == "interrupted"
+            assert stream.text.startswith(message_text(message))
+            other = await api.ok("GET", f"/v1/threads/{queued_tid}/runs/{queued['id']}")
+            assert other["status"] == "interrupted", other
+            resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/resume", {})
+            assert resumed["status"] in ("completed", "incomplete") and resumed["message_id"] == message_id
+
+
 async def test_a_live_run_is_left_alone_by_another_process_until_its_runner_dies(tmp_path, stories_path):
     """Issue 10 item 20 with runs: two processes share a folder. The other one's start-up sweep and its reads
     never mark the live run (nor its pending reply); once the runner is SIGKILLed, the next reader sees the run

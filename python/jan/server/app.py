@@ -120,6 +120,8 @@ async def _close_media_fetcher(app: web.Application) -> None:
 
 async def _announce_shutdown(app: web.Application) -> None:
     app[SHUTTING_DOWN].set()
+    # runs are no streams of one request: each is stopped here and saved interrupted (resumable), its listeners told
+    app[SERVICES].runs.interrupt_all()
 
 
 def _configure_local_engine(manager: ExtensionManager, config: ServerConfig) -> None:

@@ -170,9 +170,11 @@ class ChatService:
         shown = [ShownTokens(local.model, bool(start.options.get("render_special"))) for _ in range(request.n)] \
             if want_ids else []
         usages: list[Usage | None] = [None] * request.n
-        # which generated tokens went to thinking (the usage's reasoning tokens), counted as each choice ends
+        # which generated tokens went to thinking (the usage's reasoning tokens), counted as each choice ends; none
+        # kept for an output that cannot think (no cost per token)
         special = bool(start.options.get("render_special"))
-        tallies = [ReasoningTokens(lambda t: local.model.token_to_bytes(t, special)) for _ in range(request.n)]
+        tallies = [ReasoningTokens(lambda t: local.model.token_to_bytes(t, special)) if parser.thinks else None
+                   for parser in parsers]
         reasoning_tokens = 0
         # the token limit the engine was given: a "length" end short of it (or with none) is the context's
         limit = start.options.get("max_tokens")
@@ -180,7 +182,9 @@ class ChatService:
         async with contextlib.aclosing(merged(requests)) as chunks:
             async for index, chunk in chunks:
                 parser = parsers[index]
-                tallies[index].add(chunk.text, chunk.token_ids)
+                tally = tallies[index]
+                if tally is not None:
+                    tally.add(chunk.text, chunk.token_ids)
                 deltas = parser.feed(chunk.text)
                 if chunk.finish_reason is not None:
                     deltas += parser.finish(chunk.finish_reason)
@@ -207,7 +211,7 @@ class ChatService:
                 started[index] = True
                 if chunk.finish_reason is not None:
                     usages[index] = chunk.usage
-                    reasoning_tokens += tallies[index].count(parser)
+                    reasoning_tokens += tally.count(parser) if tally is not None else 0
                     finish = chunk.finish_reason
                     if finish == "stop" and parser.made_tool_calls:
                         finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays

@@ -333,7 +333,7 @@ def render_chat(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker:
     kwargs = plan.template_kwargs()
     text = None
     final = messages[-1] if messages else {}
-    if request.continues and isinstance(final.get("content") or "", str):
+    if request.continues and local.template.continues_replies and isinstance(final.get("content") or "", str):
         # Continue the last assistant message (a resumed reply, a client's prefill): render it as the end of
         # the conversation and cut whatever the template writes after its text (the end-of-turn marks).
         partial = (final.get("content") or "").strip()

@@ -30,6 +30,10 @@ class OutputParser(Protocol):
     @property
     def made_tool_calls(self) -> bool: ...
 
+    @property
+    def thinks(self) -> bool:
+        """Whether the output can hold thinking at all (else it has no reasoning tokens to count)."""
+
     def reasoning_spans(self, text: str) -> list[tuple[int, int]]:
         """Where thinking lies in ``text``, the whole output as generated (the pieces fed, joined): ``(start, end)``
         character ranges, its markers included."""
@@ -54,6 +58,10 @@ class FormatOutput:
 
     def finish(self, finish_reason: str | None) -> list[ChatDelta]:
         return [_delta(d) for d in self._parser.finish(truncated=finish_reason == "length")]
+
+    @property
+    def thinks(self) -> bool:
+        return self._parser.thinks
 
     def reasoning_spans(self, text: str) -> list[tuple[int, int]]:
         return self._parser.reasoning_spans(text)

@@ -152,6 +152,9 @@ TITLE_LENGTH = 40
 DEFAULT_ASSISTANT = "jan"
 #: Statuses of a run that is generating (a listener that goes away stops it, unless background).
 ACTIVE_STATUSES = ("queued", "in_progress")
+#: The ``stop_reason`` of a run a stop of jan cut off (:meth:`RunService.interrupt_all`, and at the next start
+#: :meth:`RunService.recover_interrupted` for one a crash cut off): the run ``interrupted``, resumable.
+INTERRUPTED = "interrupted"
 #: Statuses a run can be continued from (submit / resume).
 WAITING_STATUSES = ("requires_action", "interrupted")
 #: Statuses of a run that holds its thread (OpenAI's "active" run): until it leaves them no other run starts
@@ -747,6 +750,16 @@ class RunService:
         except (OSError, ValueError) as exc:
             log.warning("run %s: could not save its record: %s", run.id, exc)
 
+    def interrupt_all(self) -> int:
+        """At a stop of jan: every run generating (or queued) in this process ends at its next piece as a crash
+        would leave it, but saved: ``interrupted`` (resumable), its reply ``stopped`` with what it has
+        (``metadata.stop_reason: "interrupted"``), its stream told (an ``error`` event, ``server_shutdown``).
+        Returns how many were asked to stop."""
+        running = [run for run in self._runs.values() if run.active]
+        for run in running:
+            self.stop(run, INTERRUPTED)
+        return len(running)
+
     def stop(self, run: Run, reason: str) -> None:
         """Ask the leg in progress to stop at its next piece; the reply is saved with what it has,
         ``metadata.stop_reason`` = ``reason`` (e.g. ``"client disconnected"``)."""
@@ -793,7 +806,7 @@ class RunService:
             try:
                 message = await store.get_message(record["thread_id"], message_id)
                 if message.get("status") == "pending":
-                    metadata = {**(message.get("metadata") or {}), "stop_reason": "interrupted"}
+                    metadata = {**(message.get("metadata") or {}), "stop_reason": INTERRUPTED}
                     await store.update_message(record["thread_id"], message_id, {"status": "stopped", "metadata": metadata})
             except Exception as exc:  # noqa: BLE001 - the thread may be gone
                 log.info("interrupted run %s: message %s not updated: %s", record.get("id"), message_id, exc)
@@ -1412,7 +1425,8 @@ class _Execution:
         run = self.run
         run.status = "in_progress"
         run.started_at = run.started_at or int(time.time())
-        run.stop_reason = None
+        if not run.cancel_requested.is_set():  # (a stop asked for before the leg began keeps its reason)
+            run.stop_reason = None
         cancelled = False
         try:
             # (inside the try: a cancel that comes while the record is written ends the run as any cancel does,
@@ -1592,7 +1606,8 @@ class _Execution:
         elif status == "ready":  # (a turn the server cut off is an "error": _stream_step)
             run.status, run.incomplete_reason = TURN_ENDS[run.finish_reason or "stop"]
         elif status == "stopped":
-            run.status = "cancelled"
+            # a stop of jan (interrupt_all) leaves the run as a crash would, only sooner: interrupted, resumable
+            run.status = "interrupted" if run.stop_reason == INTERRUPTED else "cancelled"
         else:
             run.status = "failed"
             run.last_error = {"code": error[1] or "server_error", "message": error[0]}
@@ -1613,6 +1628,11 @@ class _Execution:
         run.publish("thread.message.completed" if final.get("status") == "ready" else "thread.message.incomplete", final)
         for step in ended:
             run.publish_step(step, step.status)
-        run.publish(f"thread.run.{run.status}", {**run_record(run), "message": run.message})
+        if run.status == "interrupted":  # no OpenAI run event says so: the stream's error event (ErrorObject) does
+            run.publish("error", {"code": "server_shutdown", "type": "server_error", "param": None, "message": (
+                f"The server is shutting down; run '{run.id}' was interrupted with the reply it had (resume it once "
+                "jan is back: POST /v1/threads/{thread_id}/runs/{run_id}/resume).")})
+        else:
+            run.publish(f"thread.run.{run.status}", {**run_record(run), "message": run.message})
         run.publish("done", "[DONE]")
         run.finished.set()

@@ -185,8 +185,10 @@ MISTRAL_TEMPLATE = (
 
 # Ollama's default template, ``{{ .Prompt }}``, which a model without a template of its own is prompted with on
 # Ollama's API, as Ollama renders it over a conversation (``template.Execute``'s legacy path): consecutive messages
-# of one role are joined with a blank line; then each user turn's text and the assistant reply after it are written
-# as they are, with nothing around or between them. System messages are left out (the template has no
+# of one role are joined with a blank line; the template runs once per turn with that turn's ``.Prompt`` and
+# ``.Response``, and prints only the prompt, so each user turn's text is written as it is, with nothing around or
+# between them, and the assistant replies are not written at all (nor is a final one continued: the last run cuts
+# the template at ``.Response``, which this one does not have). System messages are left out (the template has no
 # ``.System``), and so are tool messages; a user turn that no reply follows is replaced by the next one unless a
 # system message comes between them (Ollama writes the pending turn out only then).
 OLLAMA_DEFAULT_TEMPLATE = (
@@ -198,17 +200,17 @@ OLLAMA_DEFAULT_TEMPLATE = (
     "{%- if role == 'user' -%}{%- set ns.prompt = ns.prompt + '\\n\\n' + content -%}"
     "{%- else -%}{%- set ns.response = ns.response + '\\n\\n' + content -%}{%- endif -%}"
     "{%- elif role == 'system' -%}"
-    "{%- set ns.out = ns.out + ns.prompt + ns.response -%}{%- set ns.prompt = '' -%}{%- set ns.response = '' -%}"
+    "{%- set ns.out = ns.out + ns.prompt -%}{%- set ns.prompt = '' -%}{%- set ns.response = '' -%}"
     "{%- elif role == 'user' -%}"
     "{%- if ns.response -%}"
-    "{%- set ns.out = ns.out + ns.prompt + ns.response -%}{%- set ns.response = '' -%}"
+    "{%- set ns.out = ns.out + ns.prompt -%}{%- set ns.response = '' -%}"
     "{%- endif -%}"
     "{%- set ns.prompt = content -%}"
     "{%- elif role == 'assistant' -%}{%- set ns.response = content -%}"
     "{%- endif -%}"
     "{%- set ns.role = role -%}"
     "{%- endfor -%}"
-    "{{- ns.out + ns.prompt + ns.response -}}"
+    "{{- ns.out + ns.prompt -}}"
 )
 
 #: Templates selectable by name (``resolve_template(..., override="llama3")``).
@@ -391,7 +393,12 @@ class ChatTemplate:
         an assistant turn with ``content: None`` renders (else ``""`` is passed);
     ``supports_content_parts``
         content given as a list of parts is understood (multimodal templates).
+
+    ``continues_replies`` (a class attribute): a final assistant message is continued (a prefill, a resumed
+    reply), its text the end of the prompt; False for a template that writes no replies (Ollama's default).
     """
+
+    continues_replies = True
 
     def __init__(
         self,
@@ -595,7 +602,10 @@ class ChatTemplate:
 
 class _OllamaDefaultTemplate(ChatTemplate):
     """Ollama's default template. Its rules leave system and tool messages out (as Ollama does), so they are not
-    written into the user turns first, as for a template that lacks a system role or tool calls."""
+    written into the user turns first, as for a template that lacks a system role or tool calls; and it writes no
+    reply, a final one included, so none is continued (:attr:`ChatTemplate.continues_replies`)."""
+
+    continues_replies = False
 
     def _polyfill(self, msgs: list[dict[str, Any]], tools: list[Any] | None
                   ) -> tuple[list[dict[str, Any]], list[Any] | None]:

@@ -132,6 +132,11 @@ class ChatFormat:
             prompt = prompt[:-len(continued)]  # no marker in it: the block is whatever the template left
         return prompt.rstrip().endswith(start)
 
+    @property
+    def thinks(self) -> bool:
+        """Whether outputs of this format can hold thinking (:meth:`reasoning_spans` can find any)."""
+        return self.reasoning is not None or self.whole_output_spans is not None
+
     def reasoning_spans(self, text: str, open_at_start: bool = False) -> list[tuple[int, int]]:
         """Where thinking lies in an output ``text`` as the model wrote it: ``(start, end)`` character ranges, its
         markup included (a marker pair's blocks: :func:`~jan.templates.formats.reasoning.reasoning_spans`;

@@ -171,6 +171,11 @@ class OutputParser:
     def made_tool_calls(self) -> bool:
         return bool(self._calls)
 
+    @property
+    def thinks(self) -> bool:
+        """Whether this output can hold thinking at all (its format has thinking markers or channels)."""
+        return self._fmt.thinks
+
     def reasoning_spans(self, text: str) -> list[tuple[int, int]]:
         """Where thinking lies in ``text``, this parser's output as the model wrote it (the pieces fed, joined):
         ``(start, end)`` character ranges, markup included (:meth:`ChatFormat.reasoning_spans`), whether the
