@@ -81,15 +81,22 @@ async def cut_off_whole(srv, path: str, body: dict) -> tuple[int, Any]:
             async with session.post(srv.base_url + path, json=body) as resp:
                 return resp.status, await resp.json()
 
+        answer = asyncio.create_task(send())
+        await stop_once_generating(srv, "the model never got the request", answer)
+        return await answer
+
+
+async def stop_once_generating(srv, what: str, answer: asyncio.Task | None = None) -> None:
+    """Once the model is generating (a busy slot), stop it (its generations end ``cancelled``), then start it
+    again for the next test; ``what`` names what never came, ``answer`` a request that must not end before."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S)) as session:
         try:
-            answer = asyncio.create_task(send())
             deadline = time.monotonic() + WAIT_S
             while not await busy(session, srv):
-                assert not answer.done(), answer.result()
-                assert time.monotonic() < deadline, "the model never got the request"
+                assert answer is None or not answer.done(), answer.result()
+                assert time.monotonic() < deadline, what
                 await asyncio.sleep(0.05)
             await stop_model(session, srv)
-            return await answer
         finally:
             await start_model(session, srv)
 

@@ -29,13 +29,13 @@ from cut_off_helpers import (
     MODEL,
     ONCE,
     WAIT_S,
-    busy,
     cut_off_whole,
     png_bytes,
     post,
     request,
     start_model,
     stop_model,
+    stop_once_generating,
 )
 from jan.errors import EngineError
 from jan.extensions.remote.upstream import UpstreamError
@@ -205,15 +205,7 @@ async def test_a_background_run_whose_model_is_stopped_fails(server):
     status, run = post(server, f"/v1/threads/{tid}/runs", {"model": MODEL, "max_tokens": LONG, "ignore_eos": True,
                                                            "background": True})
     assert status == 200, run
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S)) as session:
-        try:
-            deadline = time.monotonic() + WAIT_S
-            while not await busy(session, server):
-                assert time.monotonic() < deadline, "the run never started generating"
-                await asyncio.sleep(0.05)
-            await stop_model(session, server)
-        finally:
-            await start_model(session, server)
+    await stop_once_generating(server, "the run never started generating")
     deadline = time.monotonic() + WAIT_S
     while (got := request(server, "GET", f"/v1/threads/{tid}/runs/{run['id']}")[2])["status"] in (
             "queued", "in_progress"):
@@ -292,14 +284,22 @@ MARKED = f"What is {MARKER} here?"
     ("/api/generate", {"stream": False, "prompt": MARKED, "images": ["PNG"]}, "prompt"),
 ])
 def test_a_media_marker_in_the_text_is_said_of_its_part(server, path, body, field):
-    body = json.loads(json.dumps(body).replace('"PNG"', json.dumps(_png_b64())).replace(
-        json.dumps(_data_url("PNG")), json.dumps(_data_url(_png_b64()))))
+    answer, message = _refused_media(server, path, body, "PNG", field)
+    assert MARKER in message, message
+    if not path.startswith(("/api/", "/v1/messages")):
+        assert answer["error"]["param"] == field and answer["error"]["code"] == "unsupported_format", answer
+
+
+def _refused_media(server, path: str, body: dict, placeholder: str, field: str) -> tuple[dict, str]:
+    """``body`` (``placeholder`` standing for a real PNG, bare or as a data URL) sent to the vision model: its 400
+    answer and error message, which must start with ``field``."""
+    body = json.loads(json.dumps(body).replace(f'"{placeholder}"', json.dumps(_png_b64())).replace(
+        json.dumps(_data_url(placeholder)), json.dumps(_data_url(_png_b64()))))
     status, answer = post(server, path, {"model": VISION, **body})
     assert status == 400, answer
     message = answer["error"] if path.startswith("/api/") else answer["error"]["message"]
-    assert message.startswith(f"{field}: ") and MARKER in message, message
-    if not path.startswith(("/api/", "/v1/messages")):
-        assert answer["error"]["param"] == field and answer["error"]["code"] == "unsupported_format", answer
+    assert message.startswith(f"{field}: "), message
+    return answer, message
 
 
 @pytest.mark.parametrize("path, body, field", [
@@ -317,12 +317,8 @@ def test_a_media_marker_in_the_text_is_said_of_its_part(server, path, body, fiel
     ("/api/generate", {"stream": False, "prompt": "Look", "images": [BROKEN_PNG]}, "images[0]"),
 ])
 def test_an_image_that_does_not_decode_is_said_of_its_part(server, path, body, field):
-    body = json.loads(json.dumps(body).replace('"GOOD"', json.dumps(_png_b64())).replace(
-        json.dumps(_data_url("GOOD")), json.dumps(_data_url(_png_b64()))))
-    status, answer = post(server, path, {"model": VISION, **body})
-    assert status == 400, answer
-    message = answer["error"] if path.startswith("/api/") else answer["error"]["message"]
-    assert message.startswith(f"{field}: ") and "image" in message, message
+    answer, message = _refused_media(server, path, body, "GOOD", field)
+    assert "image" in message, message
     if not path.startswith(("/api/", "/v1/messages")):
         assert answer["error"]["param"] == field, answer
 

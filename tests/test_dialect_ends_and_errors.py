@@ -16,15 +16,12 @@ on it runs to its token limit: ``ignore_eos`` in its parameters) and a tiny reas
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 import urllib.error
 import urllib.request
 from typing import get_args
 
-import aiohttp
 import anthropic
 import openai
 import pytest
@@ -34,14 +31,12 @@ from cut_off_helpers import (
     MODEL,
     ONCE,
     WAIT_S,
-    busy,
     cut_off_stream,
     cut_off_whole,
     png_bytes,
     post,
     request,
-    start_model,
-    stop_model,
+    stop_once_generating,
 )
 from dialect_helpers import has_reasoning_parser, reasoning_model
 from jan.errors import EngineError
@@ -119,15 +114,7 @@ async def test_a_background_response_cut_off_is_stored_cancelled(server):
     status, created = post(server, "/v1/responses", {"model": MODEL, "max_output_tokens": LONG, "input": "Once",
                                                      "background": True})
     assert status == 200, created
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S)) as session:
-        try:
-            deadline = time.monotonic() + WAIT_S
-            while not await busy(session, server):
-                assert time.monotonic() < deadline, "the background response never started"
-                await asyncio.sleep(0.05)
-            await stop_model(session, server)
-        finally:
-            await start_model(session, server)
+    await stop_once_generating(server, "the background response never started")
 
     def final() -> dict | None:
         got = request(server, "GET", f"/v1/responses/{created['id']}")[2]

@@ -80,13 +80,16 @@ async def test_sigterm_mid_run_leaves_it_interrupted_and_its_stream_told(tmp_pat
         events: list[str] = []
         async with aiohttp.ClientSession() as session:
             resp = await post_streamed_run(session, proc.base_url, tid, 3000)
-            async with Client(proc.base_url) as api:  # behind the streamed one (one slot): queued
-                queued = await api.ok("POST", f"/v1/threads/{queued_tid}/runs",
-                                      {"background": True, "max_tokens": 50, "ignore_eos": True})
+            queued = None
             async for raw in resp.content:
                 line = stream.feed(raw)
                 if line.startswith("event: "):
                     events.append(line[len("event: "):])
+                if queued is None and line == "event: thread.message.delta":
+                    # the streamed run holds the one slot now: this one waits behind it
+                    async with Client(proc.base_url) as api:
+                        queued = await api.ok("POST", f"/v1/threads/{queued_tid}/runs",
+                                              {"background": True, "max_tokens": 50, "ignore_eos": True})
                 if line == "event: thread.message.delta" and events.count("thread.message.delta") == 5:
                     proc.terminate()  # once: a second signal is a hurried stop
                 assert "thread.run.completed" not in line, "the run ended before the stop; make it longer"
