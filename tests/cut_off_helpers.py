@@ -4,6 +4,7 @@ what tests of every dialect's answer to a cut-off generation share. Waits are bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import time
@@ -107,3 +108,16 @@ def png_bytes() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (4, 4), (200, 10, 10)).save(out, "PNG")
     return out.getvalue()
+
+
+@contextlib.contextmanager
+def only_slot_held(srv):
+    """A long streamed completion that holds a one-slot server's only slot (generating) while the block runs:
+    with ``max_queue=0``, every other generation request is refused as queue-full."""
+    blocker = urllib.request.urlopen(urllib.request.Request(
+        srv.base_url + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"model": MODEL, "prompt": "Once", "max_tokens": LONG, "stream": True,
+                         "ignore_eos": True}).encode()), timeout=WAIT_S)
+    with blocker:
+        blocker.readline()  # the only slot is generating now
+        yield

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import json
 import time
-import urllib.request
 from typing import get_args
 
 import aiohttp
@@ -30,6 +29,7 @@ from cut_off_helpers import (
     ONCE,
     WAIT_S,
     cut_off_whole,
+    only_slot_held,
     png_bytes,
     post,
     request,
@@ -118,12 +118,7 @@ def test_every_finish_reason_has_its_done_reason():
 def test_a_full_ollama_queue_says_when_to_try_again(tmp_path, stories_path):
     srv = start_server(tmp_path, [stories_path], n_parallel=1, max_queue=0)
     try:
-        blocker = urllib.request.urlopen(urllib.request.Request(
-            srv.base_url + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
-            data=json.dumps({"model": MODEL, "prompt": "Once", "max_tokens": LONG, "stream": True,
-                             "ignore_eos": True}).encode()), timeout=WAIT_S)
-        with blocker:
-            blocker.readline()  # the only slot is generating now
+        with only_slot_held(srv):
             for stream in (False, True):
                 status, headers, answer = request(srv, "POST", "/api/chat", {
                     "model": MODEL, "messages": ONCE, "stream": stream, "options": {"num_predict": 2}})

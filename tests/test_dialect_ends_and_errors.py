@@ -17,9 +17,6 @@ on it runs to its token limit: ``ignore_eos`` in its parameters) and a tiny reas
 from __future__ import annotations
 
 import base64
-import json
-import urllib.error
-import urllib.request
 from typing import get_args
 
 import anthropic
@@ -33,6 +30,7 @@ from cut_off_helpers import (
     WAIT_S,
     cut_off_stream,
     cut_off_whole,
+    only_slot_held,
     png_bytes,
     post,
     request,
@@ -404,12 +402,7 @@ def test_an_image_of_a_stored_turn_is_said_of_previous_response_id(tmp_path, sto
 def test_a_full_queue_says_when_to_try_again(tmp_path, stories_path):
     srv = start_server(tmp_path, [stories_path], n_parallel=1, max_queue=0)
     try:
-        blocker = urllib.request.urlopen(urllib.request.Request(
-            srv.base_url + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
-            data=json.dumps({"model": MODEL, "prompt": "Once", "max_tokens": LONG, "stream": True,
-                             "ignore_eos": True}).encode()), timeout=WAIT_S)
-        with blocker:
-            blocker.readline()  # the only slot is generating now
+        with only_slot_held(srv):
             for path, body in (("/v1/chat/completions", {"model": MODEL, "max_tokens": 2, "messages": ONCE}),
                                ("/v1/responses", {"model": MODEL, "max_output_tokens": 2, "input": "Hi"})):
                 status, headers, answer = request(srv, "POST", path, body)
