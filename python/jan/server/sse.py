@@ -13,7 +13,12 @@ _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",",
 
 class SSEStream:
     """A prepared streaming response. Errors after the first byte are sent as an
-    ``error`` event (the status line is already gone), then the stream ends."""
+    ``error`` event (the status line is already gone), then the stream ends.
+
+    A chunk sent with ``hold=True`` (one that ends a choice: what follows it comes at once — a usage
+    chunk, ``[DONE]``) waits for the next write and goes out with it: each write is a ``send()`` on the
+    socket, and a stream's last chunks, ``[DONE]`` and the end of the chunked body in one write save two
+    system calls (and two client wake-ups) per request."""
 
     def __init__(self, request: web.Request):
         self.request = request
@@ -27,23 +32,35 @@ class SSEStream:
             },
         )
         self.started = False
+        self._held = b""
 
     async def start(self) -> None:
         if not self.started:
             await self.response.prepare(self.request)
             self.started = True
 
-    async def send(self, data: dict, event: str | None = None) -> None:
+    async def send(self, data: dict, event: str | None = None, *, hold: bool = False) -> None:
         text = _encode(data)
         await self.start()
         head = f"event: {event}\n" if event else ""
-        await self.response.write(f"{head}data: {text}\n\n".encode())
+        payload = self._held + f"{head}data: {text}\n\n".encode()
+        if hold:
+            self._held = payload
+            return
+        self._held = b""
+        await self.response.write(payload)
 
     async def done(self) -> None:
         await self.start()
-        await self.response.write(b"data: [DONE]\n\n")
-        await self.response.write_eof()
+        held, self._held = self._held, b""
+        await self.response.write_eof(held + b"data: [DONE]\n\n")
 
     async def error(self, body: dict) -> None:
-        await self.send(body, event="error")
-        await self.response.write_eof()
+        await self.send(body, event="error", hold=True)
+        await self.end()
+
+    async def end(self) -> None:
+        """End the stream (with any held chunk)."""
+        await self.start()
+        held, self._held = self._held, b""
+        await self.response.write_eof(held)

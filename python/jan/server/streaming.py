@@ -68,7 +68,7 @@ async def relay(request: web.Request, events: AsyncIterator[Event],
                 await sse.send(data, event=name)
                 if shutting_down.is_set():
                     raise APIError(503, SHUTDOWN, type="server_error", code="server_shutdown")
-        await sse.response.write_eof()
+        await sse.end()
     except (ConnectionResetError, OSError) as exc:
         log.debug("client disconnected mid-stream: %s", exc)
     except Exception as exc:  # noqa: BLE001 - becomes the dialect's error event
@@ -76,6 +76,6 @@ async def relay(request: web.Request, events: AsyncIterator[Event],
             raise
         name, data = error_event(to_api_error(exc))
         with contextlib.suppress(ConnectionResetError, OSError):
-            await sse.send(data, event=name)
-            await sse.response.write_eof()
+            await sse.send(data, event=name, hold=True)
+            await sse.end()
     return sse.response

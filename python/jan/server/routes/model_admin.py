@@ -266,7 +266,7 @@ async def pull_model(request: web.Request) -> web.StreamResponse:
         else:
             final["state"] = "completed"
             final["model"] = await with_state(request, waiter.result())
-        await sse.send(final)
+        await sse.send(final, hold=True)
         await sse.done()
     except ConnectionError:
         log.debug("pull %s: client stopped listening; the download goes on", task.id)

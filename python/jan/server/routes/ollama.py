@@ -238,30 +238,41 @@ async def _ndjson(request: web.Request, first: Any, stream: AsyncIterator[Any],
     await response.prepare(request)
     shutting_down = request.app[SHUTTING_DOWN]
 
-    async def send(obj: dict[str, Any]) -> None:
-        await response.write(_dumps(obj).encode() + b"\n")
+    # One write per item (each write is a send() on the socket); an item that ends its reply is held and goes
+    # out with the final line and the end of the body.
+    held = b""
+
+    async def send(objs: list[dict[str, Any]], *, hold: bool = False, last: bool = False) -> None:
+        nonlocal held
+        text = held + b"".join(_dumps(obj).encode() + b"\n" for obj in objs)
+        held = text if hold else b""
+        if last:
+            await response.write_eof(text)
+        elif text and not hold:
+            await response.write(text)
 
     try:
         async with contextlib.aclosing(stream):
             if first is not None:
-                for obj in lines(first):
-                    await send(obj)
+                await send(lines(first), hold=_ends(first))
             async for item in stream:
-                for obj in lines(item):
-                    await send(obj)
+                await send(lines(item), hold=_ends(item))
                 if shutting_down.is_set():
-                    await send({"error": "the server is shutting down; the generation was stopped"})
+                    await send([{"error": "the server is shutting down; the generation was stopped"}], last=True)
                     break
             else:
-                await send(final())
-        await response.write_eof()
+                await send([final()], last=True)
     except (ConnectionResetError, OSError) as exc:
         log.debug("ollama stream: client went away: %s", exc)
     except Exception as exc:  # noqa: BLE001 - the status line is gone: the error is the last line
         with contextlib.suppress(ConnectionResetError, OSError):
-            await send({"error": _error_of(exc).message})
-            await response.write_eof()
+            await send([{"error": _error_of(exc).message}], last=True)
     return response
+
+
+def _ends(item: Any) -> bool:
+    """Whether a streamed delta ends its reply (what follows it comes at once)."""
+    return getattr(item, "finish_reason", None) is not None
 
 
 # -- chat and generate ---------------------------------------------------------------------

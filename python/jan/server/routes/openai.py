@@ -68,8 +68,8 @@ async def stream_sse(request: web.Request, stream: DeltaStream, first: Any,
         async with stream:
             async for delta in deltas():
                 chunk = encode(delta)
-                if chunk is not None:
-                    await sse.send(chunk)
+                if chunk is not None:  # a choice's last chunk goes out with what follows it (SSEStream)
+                    await sse.send(chunk, hold=getattr(delta, "finish_reason", None) is not None)
                 if shutting_down.is_set():
                     break  # leaving the block closes the stream, which cancels the generation
             else:

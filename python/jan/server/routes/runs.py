@@ -288,17 +288,22 @@ async def _wait_leg(task: asyncio.Task) -> None:
 
 async def _write_events(sse: SSEStream, run: Run, after: int, prelude: tuple[tuple[str, Any], ...] = ()) -> None:
     """Stream the run's events numbered above ``after`` (after ``prelude``'s) until the current leg is over."""
+    # Events that are in together go out in one write (one send() on the socket, one client wake-up); the
+    # leg's last ones with the end of the body.
     await sse.start()
-    for event, data in prelude:
-        await sse.response.write(_sse_text(event, data))
+    if prelude:
+        await sse.response.write(b"".join(_sse_text(event, data) for event, data in prelude))
     cursor = after
     while True:
-        for seq, event, data in await run.next_events(cursor):
-            await sse.response.write(_sse_text(event, data, seq))
-            cursor = seq
+        batch = await run.next_events(cursor)
+        text = b"".join(_sse_text(event, data, seq) for seq, event, data in batch)
+        if batch:
+            cursor = batch[-1][0]
         if run.leg_over(cursor):
-            break
-    await sse.response.write_eof()
+            await sse.response.write_eof(text)
+            return
+        if text:
+            await sse.response.write(text)
 
 
 @routes.post("/v1/threads/{thread_id}/runs")
