@@ -29,6 +29,7 @@ from jan.server.security import (
     cross_site_middleware,
     host_allowlist_middleware,
 )
+from jan.server.validation import end_unreadable_body
 
 log = logging.getLogger("jan.server")
 
@@ -96,6 +97,7 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
                      cors_middleware(config), cross_site_middleware(config, own_handlers), api_key_middleware(config)],
     )
     app.on_response_prepare.append(cors_on_prepare(config))
+    app.on_response_prepare.append(end_unreadable_body)
     app[CONFIG] = config
     app[MANAGER] = manager
     app[SERVICES] = Services.from_manager(manager, describe_error=describe_error, default_model=config.default_model)

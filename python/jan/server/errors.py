@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from jan.errors import (ContextOverflowError, EngineError, JanError, ModelFileError, ModelLoadError, ModelNotFoundError,
@@ -145,6 +147,12 @@ def to_api_error(exc: BaseException) -> APIError:
 
     if isinstance(exc, APIError):
         return exc
+    if isinstance(exc, (RequestPayloadError, HttpProcessingError)):
+        # the body could not be read as sent: a Content-Encoding it does not follow (gzip that is not gzip), a
+        # chunked body cut short; aiohttp raises these from request.read(), the client's fault
+        cause = exc.__cause__ or exc
+        detail = getattr(cause, "message", None) or str(cause)
+        return APIError(400, f"The request body could not be read: {detail}", code="invalid_body")
     if isinstance(exc, ValidationError):
         return from_validation_error(exc)
     if isinstance(exc, ContextOverflowError):  # routes with another prompt field name it (prompt_param)

@@ -116,6 +116,22 @@ def _no_constant(name: str) -> Any:
     raise APIError(400, f"The request body is not valid JSON: {name} is not a JSON number", code="invalid_json")
 
 
+async def end_unreadable_body(request: web.Request, response: web.StreamResponse) -> None:
+    """An ``on_response_prepare`` hook: a request whose body could not be read (a Content-Encoding it does not
+    follow, a chunked body cut short; answered 400 ``invalid_body``, :func:`jan.server.errors.to_api_error`)
+    ends its connection with the answer.
+
+    What is left of such a body cannot be framed, so the connection is not kept alive; and aiohttp, which
+    reads an unread body to its end after a response to keep the connection, would read the broken body
+    again and log the client's error as an unhandled server exception (with a traceback): the body is marked
+    ended instead."""
+    body = request.content
+    if body.exception() is not None and not body.is_eof():
+        response.force_close()
+        response.headers["Connection"] = "close"  # (aiohttp has decided its headers before this hook)
+        body.feed_eof()
+
+
 async def read_json(request: web.Request) -> object:
     """The request's JSON body: 415 if it is not sent as JSON, 400 if empty, malformed or too deep."""
     require_json_content_type(request)
