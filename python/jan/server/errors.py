@@ -173,7 +173,7 @@ def to_api_error(exc: BaseException) -> APIError:
     if isinstance(exc, LockTimeoutError):
         return APIError(503, str(exc), type="server_error", code="busy")
     if isinstance(exc, InvalidIdError):
-        return APIError(400, str(exc), code="invalid_id")
+        return APIError(400, str(exc), param=getattr(exc, "param", None), code="invalid_id")
     if isinstance(exc, SettingsValidationError):
         return APIError(400, str(exc), code="invalid_settings")
     if isinstance(exc, ServiceUnavailableError):

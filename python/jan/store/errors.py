@@ -16,7 +16,13 @@ class StoreError(JanError):
 
 
 class InvalidArgumentError(StoreError, ValueError):
-    """A request carried a value the store refuses (bad type, bad limit, ...)."""
+    """A request carried a value the store refuses (bad type, bad limit, ...); ``param`` names the field at
+    fault where the store knows it, ``code`` says what is wrong (the server's error ``param`` / ``code``)."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.param = param
+        self.code = code
 
 
 class InvalidIdError(InvalidArgumentError):

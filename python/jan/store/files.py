@@ -41,10 +41,12 @@ def file_id_of(data: bytes, mime_type: str) -> str:
     return f"img-{hashlib.sha256(data).hexdigest()[:32]}.{_EXTENSIONS[mime_type]}"
 
 
-def check_file_id(file_id: Any) -> str:
-    """``file_id`` if it names a thread file (no path can be built from anything else)."""
+def check_file_id(file_id: Any, param: str | None = None) -> str:
+    """``file_id`` if it names a thread file (no path can be built from anything else); ``param``: the request
+    field that carried it, named by the error."""
     if not isinstance(file_id, str) or not _FILE_ID.match(file_id):
-        raise InvalidArgumentError(f"invalid file id {file_id!r} (expected img-<32 hex digits>.<png|jpg|webp|gif>)")
+        raise InvalidArgumentError(f"invalid file id {file_id!r} (expected img-<32 hex digits>.<png|jpg|webp|gif>)",
+                                   param=param, code="invalid_id")
     return file_id
 
 
@@ -69,8 +71,9 @@ def extract_images(content: Any) -> tuple[Any, dict[str, bytes]]:
         if isinstance(part, Mapping) and part.get("type") == "image_file":
             ref = part.get("image_file")
             if not isinstance(ref, Mapping):
-                raise InvalidArgumentError(f"content[{i}].image_file must be an object with a file_id")
-            check_file_id(ref.get("file_id"))
+                raise InvalidArgumentError(f"content[{i}].image_file must be an object with a file_id",
+                                           param=f"content[{i}].image_file")
+            check_file_id(ref.get("file_id"), f"content[{i}].image_file.file_id")
         if not (isinstance(part, Mapping) and part.get("type") == "image_url"):
             out.append(part)
             continue
@@ -97,6 +100,25 @@ def extract_images(content: Any) -> tuple[Any, dict[str, bytes]]:
         files[file_id] = data
         out.append(image_file_part(file_id, mime))
     return out, files
+
+
+def check_references(content: Any, files: Mapping[str, bytes], thread_dir: Path | None) -> None:
+    """Every ``image_file`` part of ``content`` (as :func:`extract_images` returns it) names an image that is
+    in the thread (``thread_dir``; ``None``: a thread not made yet, which has none) or comes with the message
+    (``files``). A message naming one that is not would make every later run of its thread fail, so it is
+    refused when written: :class:`InvalidArgumentError` (``code`` ``file_not_found``, ``param`` the part)."""
+    if not isinstance(content, (list, tuple)):
+        return
+    for i, part in enumerate(content):
+        if not (isinstance(part, Mapping) and part.get("type") == "image_file"):
+            continue
+        file_id = part["image_file"]["file_id"]  # (checked by extract_images)
+        if file_id in files or (thread_dir is not None and (thread_dir / FILES_DIR / file_id).is_file()):
+            continue
+        raise InvalidArgumentError(f"content[{i}].image_file.file_id: there is no image {file_id!r} in this thread "
+                                   "(an image_file part names an image saved with one of the thread's messages; "
+                                   "send a new image as an image_url data URL)",
+                                   param=f"content[{i}].image_file.file_id", code="file_not_found")
 
 
 def write_files(thread_dir: Path, files: Mapping[str, bytes]) -> None:

@@ -34,22 +34,23 @@ _WINDOWS_RESERVED: Final = frozenset(
 _EXTENSION_SCOPE: Final = re.compile(r"@[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-def validate_id(value: Any, kind: str = "id") -> str:
-    """Return ``value`` if it is a safe resource id, else raise :class:`InvalidIdError`.
+def validate_id(value: Any, kind: str = "id", *, param: str | None = None) -> str:
+    """Return ``value`` if it is a safe resource id, else raise :class:`InvalidIdError` (naming ``param``, the
+    request field that carried it, where the caller knows it).
 
     Allowed: 1-128 characters from ``A-Z a-z 0-9 . _ -``, starting with a letter
     or digit, without ``..``, not ending with ``.`` and not a Windows device name.
     """
     if not isinstance(value, str):
-        raise InvalidIdError(f"{kind} must be a string, not {type(value).__name__}")
+        raise InvalidIdError(f"{kind} must be a string, not {type(value).__name__}", param=param)
     if not ID_PATTERN.fullmatch(value):
         raise InvalidIdError(
-            f"invalid {kind} {value!r}: use 1-{ID_MAX_LENGTH} of A-Z a-z 0-9 . _ - starting with a letter or digit"
-        )
+            f"invalid {kind} {value!r}: use 1-{ID_MAX_LENGTH} of A-Z a-z 0-9 . _ - starting with a letter or digit",
+            param=param)
     if ".." in value or value.endswith("."):
-        raise InvalidIdError(f"invalid {kind} {value!r}: '..' and a trailing '.' are not allowed")
+        raise InvalidIdError(f"invalid {kind} {value!r}: '..' and a trailing '.' are not allowed", param=param)
     if value.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
-        raise InvalidIdError(f"invalid {kind} {value!r}: reserved device name")
+        raise InvalidIdError(f"invalid {kind} {value!r}: reserved device name", param=param)
     return value
 
 

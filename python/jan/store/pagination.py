@@ -43,13 +43,15 @@ def check_limit(limit: Any) -> int | None:
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidArgumentError(f"limit must be a positive integer, not {limit!r}")
+        raise InvalidArgumentError(f"limit must be a positive integer, not {limit!r}", param="limit",
+                                   code="invalid_value")
     return limit
 
 
 def check_order(order: Any) -> Order:
     if order not in ("asc", "desc"):
-        raise InvalidArgumentError(f"order must be 'asc' or 'desc', not {order!r}")
+        raise InvalidArgumentError(f"order must be 'asc' or 'desc', not {order!r}", param="order",
+                                   code="invalid_value")
     return order
 
 
@@ -69,9 +71,9 @@ def paginate(items_asc: Sequence[dict[str, Any]], *, limit: int | None, order: O
     index = {item["id"]: i for i, item in enumerate(ordered)}
 
     def position(cursor: str, name: str) -> int:
-        validate_id(cursor, name)
+        validate_id(cursor, name, param=name)
         if cursor not in index:
-            raise InvalidArgumentError(f"{name}={cursor!r} is not in this list")
+            raise InvalidArgumentError(f"{name}={cursor!r} is not in this list", param=name, code="invalid_value")
         return index[cursor]
 
     start = position(after, "after") + 1 if after is not None else 0

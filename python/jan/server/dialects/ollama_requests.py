@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from jan.errors import MediaError
+from jan.image_types import sniff_image
 from jan.server.dialects import ollama_schemas as wire
 from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar
 from jan.services.types import (
@@ -103,15 +104,6 @@ def reasoning(think: wire.Think) -> ReasoningOptions | None:
     return ReasoningOptions(enabled=True, effort=think, required=True)
 
 
-_IMAGE_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"BM", "image/bmp"),
-)
-
-
 def image_part(data: str, where: str) -> ImagePart:
     """A base64 image (Ollama sends bare base64, no data: URL) as typed bytes with its MIME type."""
     if data.startswith("data:") and "," in data:  # some clients send data URLs anyway
@@ -120,12 +112,10 @@ def image_part(data: str, where: str) -> ImagePart:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise OllamaRequestError(f"{where}: invalid base64 image data") from None
-    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
-        return ImagePart(raw, "image/webp")
-    for signature, mime in _IMAGE_SIGNATURES:
-        if raw.startswith(signature):
-            return ImagePart(raw, mime)
-    raise OllamaRequestError(f"{where}: unsupported image format (expected PNG, JPEG, GIF, WebP or BMP)")
+    mime = sniff_image(raw)  # the formats every front end takes (jan.image_types)
+    if mime is None:
+        raise OllamaRequestError(f"{where}: unsupported image format (expected PNG, JPEG, WebP or GIF)")
+    return ImagePart(raw, mime)
 
 
 def _content(text: str | None, images: list[str] | None, where: str) -> tuple[Part, ...]:

@@ -134,7 +134,11 @@ def _item_kind(value: Any) -> str:
 InputItem = Annotated[
     Union[Annotated[MessageItem, Tag("message")], Annotated[FunctionCallItem, Tag("function_call")],
           Annotated[FunctionCallOutputItem, Tag("function_call_output")], Annotated[ReasoningItem, Tag("reasoning")]],
-    Discriminator(_item_kind),
+    # (pydantic's own message would name the function above; a client needs the types it may send)
+    Discriminator(_item_kind, custom_error_type="invalid_item_type",
+                  custom_error_message="unknown input item type: expected 'message', 'function_call', "
+                                       "'function_call_output' or 'reasoning' (an item_reference is not taken: send "
+                                       "the item itself, or previous_response_id)"),
 ]
 
 
@@ -469,8 +473,10 @@ def to_chat_request(body: ResponsesRequest, history: list[typed.ChatMessage],
     conversation ``history`` (from ``previous_response_id``), then this request's ``inputs``."""
     system = [typed.ChatMessage.of_text("system", body.instructions)] if body.instructions else []
     messages = system + history + inputs
-    if not messages:
-        raise ValueError("input: required (a string or a list of items)")
+    if not messages:  # none given, or only items that are no turn of the conversation (reasoning alone)
+        raise ValueError("input: no message to answer (a string, or a list of items with at least one message or "
+                         "function_call_output; reasoning items only go with the turns they belong to)"
+                         if body.input else "input: required (a string or a list of items)")
     sampling = typed.SamplingOptions(max_tokens=body.max_output_tokens, temperature=body.temperature,
                                      top_p=body.top_p)
     tools, tool_choice = _tools(body)

@@ -1,0 +1,45 @@
+"""Error messages speak the client's language: the formats and types it may send, never jan's internal names
+(a validator's function name), never a format that is then refused elsewhere."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cut_off_helpers import post
+from server_helpers import start_server
+
+BMP = b"BM" + b"\0" * 64
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    srv = start_server(tmp_path_factory.mktemp("wording"), [stories_path])
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/generate", {"model": "stories260K", "prompt": "hi", "images": [base64.b64encode(BMP).decode()]}),
+    ("/api/chat", {"model": "stories260K", "messages": [
+        {"role": "user", "content": "hi", "images": [base64.b64encode(BMP).decode()]}]}),
+])
+def test_ollama_names_the_image_formats_every_front_end_takes(server, path, body):
+    status, data = post(server, path, {**body, "stream": False})
+    assert status == 400, data
+    assert "expected PNG, JPEG, WebP or GIF" in data["error"] and "BMP" not in data["error"], data
+
+
+def test_an_unknown_responses_item_type_lists_the_types_taken(server):
+    status, data = post(server, "/v1/responses", {"model": "stories260K",
+                                                  "input": [{"type": "item_reference", "id": "msg_1"}]})
+    assert status == 400, data
+    message = data["error"]["message"]
+    assert "_item_kind" not in message and "'function_call_output'" in message and "item_reference" in message
+
+
+def test_reasoning_items_alone_are_no_turn_to_answer(server):
+    status, data = post(server, "/v1/responses", {"model": "stories260K", "input": [
+        {"type": "reasoning", "summary": []}]})
+    assert status == 400, data
+    assert data["error"]["param"] == "input" and "no message to answer" in data["error"]["message"], data

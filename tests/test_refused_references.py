@@ -1,0 +1,96 @@
+"""What a request names that is not there, or not well formed, is refused when the request is made, naming the
+field (``param``) and what is wrong (``code``) — never accepted into the data folder to break what comes later.
+
+The example found by outside testing: a thread message whose ``image_file`` part named an image that is not in
+the thread was stored, and from then on every run of the thread failed until the message was found and deleted.
+Its kind: a reference (an image, a list cursor) checked late or named vaguely, in every place that takes one.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cut_off_helpers import png_bytes, post, request
+from server_helpers import start_server
+
+MISSING = "img-" + "0" * 32 + ".png"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    srv = start_server(tmp_path_factory.mktemp("refs"), [stories_path])
+    yield srv
+    srv.stop()
+
+
+def _thread(srv, **body) -> str:
+    status, data = post(srv, "/v1/threads", body)
+    assert status == 200, data
+    return data["id"]
+
+
+def _image_file(file_id: str) -> dict:
+    return {"type": "image_file", "image_file": {"file_id": file_id}}
+
+
+def _error(data: dict) -> tuple[str | None, str | None]:
+    return data["error"]["param"], data["error"]["code"]
+
+
+def test_a_message_naming_an_image_that_is_not_in_the_thread_is_refused(server):
+    thread = _thread(server)
+    status, data = post(server, f"/v1/threads/{thread}/messages",
+                        {"role": "user", "content": [{"type": "text", "text": "hi"}, _image_file(MISSING)]})
+    assert status == 400, data
+    assert _error(data) == ("content[1].image_file.file_id", "file_not_found")
+    status, _, page = request(server, "GET", f"/v1/threads/{thread}/messages")
+    assert status == 200 and page["data"] == []  # nothing was stored
+
+
+def test_a_new_thread_naming_an_image_it_does_not_come_with_is_refused(server):
+    status, data = post(server, "/v1/threads", {"messages": [
+        {"role": "user", "content": "first"},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}, _image_file(MISSING)]}]})
+    assert status == 400, data
+    assert _error(data) == ("messages[1].content[1].image_file.file_id", "file_not_found")
+
+
+def test_an_edit_naming_an_image_that_is_not_in_the_thread_is_refused(server):
+    thread = _thread(server, messages=[{"role": "user", "content": "hi"}])
+    _, _, page = request(server, "GET", f"/v1/threads/{thread}/messages")
+    message = page["data"][0]["id"]
+    status, data = post(server, f"/v1/threads/{thread}/messages/{message}",
+                        {"content": [{"type": "text", "text": "hi"}, _image_file(MISSING)]})
+    assert status == 400, data
+    assert _error(data) == ("content[1].image_file.file_id", "file_not_found")
+
+
+def test_an_image_saved_with_the_thread_can_be_named_again(server):
+    url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    thread = _thread(server, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]}])
+    _, _, page = request(server, "GET", f"/v1/threads/{thread}/messages")
+    saved = [p for p in page["data"][0]["content"] if p["type"] == "image_file"][0]["image_file"]["file_id"]
+    status, data = post(server, f"/v1/threads/{thread}/messages",
+                        {"role": "user", "content": [{"type": "text", "text": "again"}, _image_file(saved)]})
+    assert status == 200, data
+
+
+@pytest.mark.parametrize("file_id", ["../../x", "img-1.png", 7])
+def test_a_malformed_image_id_names_its_part(server, file_id):
+    thread = _thread(server)
+    status, data = post(server, f"/v1/threads/{thread}/messages",
+                        {"role": "user", "content": [{"type": "text", "text": "hi"}, _image_file(file_id)]})
+    assert status == 400, data
+    assert _error(data) == ("content[1].image_file.file_id", "invalid_id")
+
+
+@pytest.mark.parametrize("query, param", [("after=nonexist", "after"), ("before=nonexist", "before"),
+                                          ("after=..%2Fx", "after"), ("limit=0", "limit"), ("order=up", "order")])
+@pytest.mark.parametrize("listing", ["messages", "runs"])
+def test_list_cursors_and_limits_name_the_parameter(server, listing, query, param):
+    thread = _thread(server, messages=[{"role": "user", "content": "hi"}])
+    status, _, data = request(server, "GET", f"/v1/threads/{thread}/{listing}?{query}")
+    assert status == 400, data
+    assert data["error"]["param"] == param and data["error"]["code"] in ("invalid_value", "invalid_id"), data
