@@ -43,3 +43,28 @@ def test_reasoning_items_alone_are_no_turn_to_answer(server):
         {"type": "reasoning", "summary": []}]})
     assert status == 400, data
     assert data["error"]["param"] == "input" and "no message to answer" in data["error"]["message"], data
+
+
+@pytest.fixture(scope="module")
+def embedding_server(tmp_path_factory, minilm_path):
+    srv = start_server(tmp_path_factory.mktemp("embed-only"), [minilm_path])
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("path, body, error_of", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "truncation": "auto"},
+     lambda d: (d["error"]["code"], d["error"]["message"])),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]},
+     lambda d: (d["error"]["code"], d["error"]["message"])),
+    ("/v1/responses", {"input": "hi", "truncation": "auto"}, lambda d: (d["error"]["code"], d["error"]["message"])),
+    ("/api/chat", {"messages": [{"role": "user", "content": "hi"}], "stream": False},
+     lambda d: ("model_not_supported" if "embedding model" in d["error"] else None, d["error"])),
+])
+def test_chatting_with_an_embedding_model_says_so_whether_or_not_the_prompt_is_fitted(embedding_server, path, body,
+                                                                                   error_of):
+    """(Fitting a prompt to the context ran first and told of a context that holds 0 tokens.)"""
+    status, data = post(embedding_server, path, {"model": "all-MiniLM-L6-v2-f32", **body})
+    assert status == 400, data
+    code, message = error_of(data)
+    assert code == "model_not_supported" and "embedding model" in message, data

@@ -94,3 +94,15 @@ def test_list_cursors_and_limits_name_the_parameter(server, listing, query, para
     status, _, data = request(server, "GET", f"/v1/threads/{thread}/{listing}?{query}")
     assert status == 400, data
     assert data["error"]["param"] == param and data["error"]["code"] in ("invalid_value", "invalid_id"), data
+
+
+@pytest.mark.parametrize("url, code", [("data:image/png;base64,%%%", "unsupported_format"),
+                                       ("data:image/png;base64," + base64.b64encode(b"BM" + b"\0" * 64).decode(),
+                                        "unsupported_format")])
+def test_a_bad_image_in_a_thread_message_has_the_code_chat_gives_it(server, url, code):
+    """(The same image sent to /v1/chat/completions is a 400 with that code; the thread route said ``code: null``.)"""
+    thread = _thread(server)
+    status, data = post(server, f"/v1/threads/{thread}/messages", {"role": "user", "content": [
+        {"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": url}}]})
+    assert status == 400, data
+    assert _error(data) == ("content[1].image_url.url", code)

@@ -597,6 +597,12 @@ class Model:
         request = await asyncio.to_thread(functools.partial(self.stream, prompt, add_special=add_special, **options))
         return await request.aresult()
 
+    def require_generation(self) -> None:
+        """Raise now what generating would: ``BadRequestError`` (``model_not_supported``) for an embedding or
+        vocab-only model, ``ModelClosedError`` for one unloaded — for callers that do work before submitting
+        (templates, fitting the prompt to the context), so that work never hides the real error."""
+        self._require_scheduler()
+
     def _require_scheduler(self):
         if self._closed:
             raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")

@@ -240,6 +240,8 @@ def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any
     first (:func:`fit_context`), then its oldest turns (:func:`fit_history`).
     ``PromptBudgetError`` (before anything reaches the engine) for a prompt over ``request.max_prompt_tokens``
     that truncation could not shorten enough; one over the context is left to the engine's own error."""
+    # an embedding model has no context to fit a prompt to: say what it is before the template and the fit run
+    local.model.require_generation()
     plan = chat_plan(local, request, settings)
     text, tokens = chat_prompt(local, request, plan)
     room = reply_room(local, request)

@@ -80,7 +80,7 @@ def extract_images(content: Any) -> tuple[Any, dict[str, bytes]]:
         image_url = part.get("image_url")
         url = image_url.get("url") if isinstance(image_url, Mapping) else None
         if not isinstance(url, str):
-            raise InvalidArgumentError(f"content[{i}].image_url.url must be a string")
+            raise InvalidArgumentError(f"content[{i}].image_url.url must be a string", param=f"content[{i}].image_url.url")
         head, sep, payload = url.partition(",")
         if not (sep and head.startswith("data:") and head.endswith(";base64")):
             out.append(part)  # a link, not the image itself: kept as it is
@@ -88,14 +88,17 @@ def extract_images(content: Any) -> tuple[Any, dict[str, bytes]]:
         try:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidArgumentError(f"content[{i}].image_url.url: the data URL is not valid base64") from None
+            raise InvalidArgumentError(f"content[{i}].image_url.url: the data URL is not valid base64",
+                                       param=f"content[{i}].image_url.url", code="unsupported_format") from None
         if len(data) > MAX_FILE_BYTES:
             raise InvalidArgumentError(f"content[{i}].image_url.url: {len(data)} bytes; at most "
-                                       f"{MAX_FILE_BYTES} are stored")
+                                       f"{MAX_FILE_BYTES} are stored", param=f"content[{i}].image_url.url",
+                                       code="too_large")
         mime = sniff_image(data)
         if mime is None:
             raise InvalidArgumentError(f"content[{i}].image_url.url: unsupported image format "
-                                       "(expected PNG, JPEG, WebP or GIF)")
+                                       "(expected PNG, JPEG, WebP or GIF)", param=f"content[{i}].image_url.url",
+                                       code="unsupported_format")
         file_id = file_id_of(data, mime)
         files[file_id] = data
         out.append(image_file_part(file_id, mime))
