@@ -71,3 +71,18 @@ def test_a_body_that_follows_its_content_encoding_is_read(server):
     status, _, payload, _ = _exchange(server.base_url, "/v1/completions", body, "gzip", until_closed=False)
     assert status == 200, payload
     assert json.loads(payload)["object"] == "text_completion"
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # a URL over aiohttp's line limit
+    b"FO\x01O / HTTP/1.1\r\nHost: x\r\n\r\n",  # not an HTTP method
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",  # a header over the limit
+])
+def test_a_request_that_cannot_be_parsed_is_a_400_and_no_server_error_in_the_log(server, raw, caplog):
+    """(aiohttp logged each as an ERROR with a traceback: the client's fault, what port scanners send.)"""
+    host, port = server.base_url.split("//")[1].split(":")
+    with caplog.at_level(logging.INFO), socket.create_connection((host, int(port)), timeout=60) as s:
+        s.sendall(raw)
+        status_line = s.makefile("rb").readline()
+    assert status_line.split()[1] == b"400", status_line
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from jan.core import ExtensionManager, LocalEventBus
 from jan.server.config import ServerConfig
-from jan.server.errors import describe_error, dialect_error_middleware, error_middleware
+from jan.server.errors import describe_error, dialect_error_middleware, error_middleware, quiet_client_protocol_errors
 from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN, STARTED_AT
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 from jan.services.container import Services
@@ -98,6 +98,7 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     )
     app.on_response_prepare.append(cors_on_prepare(config))
     app.on_response_prepare.append(end_unreadable_body)
+    quiet_client_protocol_errors()
     app[CONFIG] = config
     app[MANAGER] = manager
     app[SERVICES] = Services.from_manager(manager, describe_error=describe_error, default_model=config.default_model)
@@ -122,8 +123,10 @@ async def _close_media_fetcher(app: web.Application) -> None:
 
 async def _announce_shutdown(app: web.Application) -> None:
     app[SHUTTING_DOWN].set()
-    # runs are no streams of one request: each is stopped here and saved interrupted (resumable), its listeners told
-    app[SERVICES].runs.interrupt_all()
+    # Runs are no streams of one request: each is stopped here and saved interrupted (resumable), its listeners
+    # told — awaited, so that every run is settled before cleanup stops the extensions (_lifetime): a leg still
+    # going then would save its tool call's failure as the result and start a model turn with no model.
+    await app[SERVICES].runs.interrupt_all()
 
 
 def _configure_local_engine(manager: ExtensionManager, config: ServerConfig) -> None:

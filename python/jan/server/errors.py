@@ -303,3 +303,25 @@ async def error_middleware(request: web.Request, handler):
         return web.Response(status=CLIENT_CLOSED_REQUEST, reason="Client Closed Request")
     except Exception as exc:  # noqa: BLE001 - this is the one place that maps every error
         return json_error(to_api_error(exc))
+
+
+class ClientProtocolErrorFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse (a URL or header over its limits, a bad method, broken framing) as
+    an ERROR with a traceback: the client's fault, answered 400 already, and what port scanners send all day.
+    Such records are told in one line at INFO instead; every other record of aiohttp's passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and record.levelno >= logging.ERROR:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "%s: %s", (record.getMessage(), " ".join(str(exc).split()))
+            record.exc_info = record.exc_text = None
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
+def quiet_client_protocol_errors() -> None:
+    """Install :class:`ClientProtocolErrorFilter` on aiohttp's server logger (once per process)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientProtocolErrorFilter) for f in logger.filters):
+        logger.addFilter(ClientProtocolErrorFilter())
