@@ -576,15 +576,34 @@ class ChatTemplate:
             null_content=self.null_content,
         )
         if polyfill:
-            msgs, tools_list = self._polyfill(msgs, tools_list)
+            msgs, tools_list = self._polyfill(msgs, tools_list, extra)
         return self._render_raw(msgs, tools=tools_list, add_generation_prompt=add_generation_prompt, budget=budget,
                                 **extra)
 
+    @property
+    def native_tool_format(self) -> str:
+        """The call syntax this template's family writes (the ``call_grammar`` key of
+        :func:`jan.templates.formats.detect_format`), ``"hermes"`` when unknown: what the tool polyfill asks
+        a template that does not render ``tools`` for, since that is what the model was trained to write and
+        what its parser reads."""
+        fmt = getattr(self, "_native_tool_format", None)
+        if fmt is None:
+            from .formats.detect import detect_format
+
+            d = detect_format(self.source)
+            # only families with a parser of their own; the generic parser reads Hermes and the rest
+            fmt = d.tool_grammar if (d.tool_calls is not None or d.whole_output is not None) else "hermes"
+            self._native_tool_format = fmt
+        return fmt
+
     def _polyfill(
-        self, msgs: list[dict[str, Any]], tools: list[Any] | None
+        self, msgs: list[dict[str, Any]], tools: list[Any] | None, extra: Mapping[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], list[Any] | None]:
+        native = self.native_tool_format
+        if tools and not self.supports_tools and native == "firefunction" and (extra or {}).get("functions"):
+            tools = None  # firefunction-v2 describes them itself, from its own `functions` variable
         if tools and not self.supports_tools:
-            preamble = _render_tools_preamble(tools)
+            preamble = _render_tools_preamble(tools, native)
             if msgs and msgs[0]["role"] == "system" and isinstance(msgs[0]["content"], str):
                 text = msgs[0]["content"]
                 msgs[0]["content"] = f"{text}\n\n{preamble}" if text else preamble
@@ -593,7 +612,7 @@ class ChatTemplate:
             tools = None  # described already; don't let the template print them a second time
 
         if not self.supports_tool_calls and any(m.get("tool_calls") or m["role"] == "tool" for m in msgs):
-            msgs = _tool_history_as_text(msgs)
+            msgs = _tool_history_as_text(msgs, native)
 
         if not self.supports_system_role and any(m["role"] == "system" for m in msgs):
             msgs = _merge_system(msgs)
@@ -607,15 +626,39 @@ class _OllamaDefaultTemplate(ChatTemplate):
 
     continues_replies = False
 
-    def _polyfill(self, msgs: list[dict[str, Any]], tools: list[Any] | None
-                  ) -> tuple[list[dict[str, Any]], list[Any] | None]:
+    def _polyfill(self, msgs: list[dict[str, Any]], tools: list[Any] | None,
+                  extra: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[Any] | None]:
         return msgs, None  # (a request that needs tools is refused before: Ollama's template has none)
 
 
-def _render_tools_preamble(tools: list[Any]) -> str:
+# How each family writes a call, for the polyfilled tool instructions of templates that do not render `tools`
+# themselves: the model is asked for its own syntax (which its parser reads), not for Hermes tags beside it.
+_NATIVE_CALL_EXAMPLES = {
+    "deepseek-r1": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜><function name>\n```json\n"
+                   "{<arguments as JSON>}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+    "deepseek-v3.1": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜><function name><｜tool▁sep｜>{<arguments as JSON>}"
+                     "<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+    "kimi": "<|tool_calls_section_begin|><|tool_call_begin|>functions.<function name>:0<|tool_call_argument_begin|>"
+            "{<arguments as JSON>}<|tool_call_end|><|tool_calls_section_end|>",
+    "glm": "<tool_call><function name>\n<arg_key><argument name></arg_key>\n<arg_value><value></arg_value>\n</tool_call>",
+    "qwen3-coder": "<tool_call>\n<function=<function name>>\n<parameter=<argument name>>\n<value>\n</parameter>\n"
+                   "</function>\n</tool_call>",
+    "command-r7b": '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "<function name>", "parameters": '
+                   "{<arguments as JSON>}}]<|END_ACTION|>",
+    "firefunction": ' functools[{"name": "<function name>", "arguments": {<arguments as JSON>}}]',
+    "functionary-v3.2": "<function name>\n{<arguments as JSON>}",
+}
+
+
+def _render_tools_preamble(tools: list[Any], native: str = "hermes") -> str:
     from .jinja_env import compile_template, render_budgeted
 
-    return render_budgeted(compile_template(_TOOLS_PREAMBLE), {"tools": tools}, DEFAULT_BUDGET)
+    text = render_budgeted(compile_template(_TOOLS_PREAMBLE), {"tools": tools}, DEFAULT_BUDGET)
+    example = _NATIVE_CALL_EXAMPLES.get(native)
+    if example is None:
+        return text
+    head = text[: text.rindex("</tools>") + len("</tools>")]  # the list, without the Hermes instructions
+    return f"{head}\n\nTo call a function, reply with it in this form, one per call:\n{example}"
 
 
 def _tool_call_json(call: Mapping[str, Any]) -> str:
@@ -626,13 +669,28 @@ def _tool_call_json(call: Mapping[str, Any]) -> str:
     return '<tool_call>\n{"name": ' + json.dumps(fn.get("name"), ensure_ascii=False) + ', "arguments": ' + args + "}\n</tool_call>"
 
 
-def _tool_history_as_text(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Write tool calls and results as plain assistant/user text (Hermes tags)."""
+def _tool_calls_text(calls: list[Any], native: str) -> list[str]:
+    """Earlier calls as the model writes them: firefunction-v2's one `` functools[…]`` list, else Hermes tags."""
+    calls = [c for c in calls if isinstance(c, Mapping)]
+    if native == "firefunction" and calls:
+        items = []
+        for c in calls:
+            fn = c.get("function", c)
+            args = fn.get("arguments", {})
+            if not isinstance(args, str):
+                args = json.dumps(args, ensure_ascii=False)
+            items.append('{"name": ' + json.dumps(fn.get("name"), ensure_ascii=False) + ', "arguments": ' + args + "}")
+        return [" functools[" + ", ".join(items) + "]"]
+    return [_tool_call_json(c) for c in calls]
+
+
+def _tool_history_as_text(msgs: list[dict[str, Any]], native: str = "hermes") -> list[dict[str, Any]]:
+    """Write tool calls and results as plain assistant/user text (Hermes tags, or the family's own calls)."""
     out: list[dict[str, Any]] = []
     for m in msgs:
         if m["role"] == "assistant" and m.get("tool_calls"):
             parts = [m["content"]] if m["content"] else []
-            parts += [_tool_call_json(c) for c in m["tool_calls"] if isinstance(c, Mapping)]
+            parts += _tool_calls_text(m["tool_calls"], native)
             m = {k: v for k, v in m.items() if k != "tool_calls"}
             m["content"] = "\n".join(parts)
             out.append(m)

@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 import jinja2.ext
 import jinja2.nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, modifies_known_mutable, safe_range
 
 from .chat import DEFAULT_BUDGET, MAX_TEMPLATE_CHARS, RenderBudget, TemplateBudgetError, TemplateError
 
@@ -49,10 +49,33 @@ def _budgeted_range(*args: int) -> Any:
         yield value
 
 
+def _input_ids(value: Any, seen: set[int], depth: int = 0) -> None:
+    """The ids of every list, dict and set reachable from a render's inputs."""
+    if isinstance(value, (list, dict, set, tuple)) and id(value) not in seen and depth < 64:
+        seen.add(id(value))
+        items = value.values() if isinstance(value, dict) else value
+        for v in items:
+            _input_ids(v, seen, depth + 1)
+
+
 class _BudgetedEnvironment(ImmutableSandboxedEnvironment):
-    """HF's sandbox, plus the render budget checked at every step the template takes."""
+    """HF's sandbox, plus the render budget checked at every step the template takes.
+
+    One difference from HF's: a template may change the lists, dicts and sets it built itself (Kimi-K2 queues
+    tool call ids with ``ns.ids.append(...)`` and takes them back with ``pop(0)``), as llama.cpp's template
+    engine lets it. What the caller passed in (messages, tools, variables) stays immutable: those objects are
+    known by id for the length of the render (they are alive throughout, so no new object can take an id).
+    """
 
     intercepted_binops = frozenset({"*", "**", "+"})
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if not SandboxedEnvironment.is_safe_attribute(self, obj, attr, value):
+            return False
+        if not modifies_known_mutable(obj, attr):
+            return True
+        inputs = getattr(_budget, "inputs", None)
+        return inputs is not None and id(obj) not in inputs
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         _tick()
@@ -64,7 +87,11 @@ class _BudgetedEnvironment(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
         _tick()
-        return _check_size(super().call(__context, __obj, *args, **kwargs))
+        out = _check_size(super().call(__context, __obj, *args, **kwargs))
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, (list, dict, set)):
+            _check_size(list(owner) if not isinstance(owner, list) else owner)  # a list grown by append/extend
+        return out
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
         _tick()
@@ -156,7 +183,10 @@ def render_budgeted(template: jinja2.Template, context: dict[str, Any], budget: 
     deadline = time.monotonic() + budget.seconds
     if outer[0] is not None:
         deadline = min(deadline, outer[0])  # a nested render (the tools preamble) shares the caller's budget
-    _budget.deadline, _budget.budget = deadline, budget
+    outer_inputs = getattr(_budget, "inputs", None)
+    inputs: set[int] = set(outer_inputs or ())
+    _input_ids(context, inputs)
+    _budget.deadline, _budget.budget, _budget.inputs = deadline, budget, inputs
     try:
         parts: list[str] = []
         size = 0
@@ -171,3 +201,4 @@ def render_budgeted(template: jinja2.Template, context: dict[str, Any], budget: 
         raise TemplateError("chat template recursed too deeply (a macro calling itself?)") from None
     finally:
         _budget.deadline, _budget.budget = outer
+        _budget.inputs = outer_inputs

@@ -65,6 +65,9 @@ _NAME_CHARS = set(string.ascii_letters + string.digits + "_.-")
 _MAX_NAME = 256
 
 _ID_ALPHABET = string.ascii_letters + string.digits
+_VALUE_START = set('{["-0123456789tfn')
+_ESCAPES = set('"\\/bfnrtu')
+_HEX = set(string.hexdigits)
 
 # A region generator gets one character per send() (None = end of text) and
 # returns (ok, n_unused): ok=False means "not (the rest of) a call" and the
@@ -126,6 +129,8 @@ class ToolCallStreamParser:
         self._ws = ""  # trailing whitespace held until we know what follows it
         self._at_start = True  # nothing but whitespace seen so far
         self._after_call = False  # drop whitespace that directly follows a call
+        self._sep = ""  # whitespace written after the last call (the separator, if text follows)
+        self._ws_before = ""  # whitespace written before the first of the last calls
         # call-region state
         self._region: _Gen | None = None
         self._raw = ""  # region text not yet committed to a call
@@ -215,10 +220,16 @@ class ToolCallStreamParser:
     def _text_out(self, text: str) -> None:
         """Emit ordinary text, holding back trailing whitespace and dropping it after calls."""
         if self._after_call:
-            text = text.lstrip(_WS)
-            if not text:
+            body = text.lstrip(_WS)
+            self._sep += text[: len(text) - len(body)]
+            if not body:
                 return
             self._after_call = False
+            # text on both sides of a call stays apart: the whitespace written after the call (else before it,
+            # else a newline) separates them, where gluing them would run two sentences together
+            sep = self._sep or self._ws_before or "\n"
+            self._sep = ""
+            text = (sep + body) if self._content else body
         body = text.rstrip(_WS)
         if body:
             self._push_content(self._ws + body)
@@ -227,6 +238,9 @@ class ToolCallStreamParser:
 
     def _begin_call(self, name: str) -> None:
         self._flush_args()
+        if not self._after_call:
+            self._ws_before = self._ws
+        self._sep = ""
         self._ws = ""  # whitespace before a call is not content
         call = {"id": self._new_id(), "name": name, "arguments": []}
         self._calls.append(call)
@@ -375,10 +389,12 @@ class ToolCallStreamParser:
                 return False, _n(ch)
             ok, ch = yield from self._json_calls(ch, pythonic=False)
             if not ok:
+                if self._broke(ch):
+                    return (yield from self._swallow(ch, "```"))
                 return False, _n(ch)
             return (yield from self._closing(ch, "```"))
         ok, ch = yield from self._json_calls(ch, pythonic=True)
-        return ok, _n(ch)
+        return ok or self._broke(ch), _n(ch)
 
     def _tagged_json_region(self, closing: str) -> _Gen:
         ch = yield
@@ -387,15 +403,45 @@ class ToolCallStreamParser:
             return False, _n(ch)
         ok, ch = yield from self._json_calls(ch, pythonic=False)
         if not ok:
+            if self._broke(ch):
+                return (yield from self._swallow(ch, closing))
             return False, _n(ch)
         return (yield from self._closing(ch, closing))
+
+    def _broke(self, ch: str | None) -> bool:
+        """A call of this region had begun when its markup broke off at ``ch`` (None: the output ended, which is
+        a cut, not a break). Its arguments are then finished into valid JSON: they were streamed, and cannot be
+        taken back, and a finished block never yields invalid JSON arguments."""
+        if ch is None or not self._region_calls:
+            return False
+        args = "".join(self._calls[-1]["arguments"])
+        rest = _finish_json(args)
+        if rest:
+            self._calls[-1]["arguments"].append(rest)
+            self._args_buf.append(rest)
+        return True
+
+    def _swallow(self, ch: str | None, closing: str) -> _Gen:
+        """The rest of a broken call block, through its closing tag, is its markup, not text: drop it. A new
+        marker ends it too (handed back: the model may go on with a good call)."""
+        seen = ""
+        while ch is not None:
+            seen += ch
+            if seen.endswith(closing):
+                self._consume()
+                return True, 0
+            for m in _MARKERS:
+                if seen.endswith(m):
+                    return True, len(m)
+            ch = yield
+        return True, 0
 
     def _mistral_region(self) -> _Gen:
         ch = yield
         ch = yield from self._skip_ws(ch)
         if ch in ("{", "["):
             ok, ch = yield from self._json_calls(ch, pythonic=False)
-            return ok, _n(ch)
+            return ok or self._broke(ch), _n(ch)
         # [TOOL_CALLS]name[ARGS]{...}  (optionally name[CALL_ID]id[ARGS]{...})
         name, ch = yield from self._read_name(ch, "[")
         if name not in self._names:
@@ -419,7 +465,7 @@ class ToolCallStreamParser:
         self._begin_call(name)
         # the _args sink has taken every character of the value
         ok, ch = yield from self._json_value(ch, self._args)
-        return ok, _n(ch)
+        return ok or self._broke(ch), _n(ch)
 
     def _function_tag_region(self) -> _Gen:
         """``<function=name>{...}</function>`` (Llama 3.1 custom tools, functionary)."""
@@ -436,6 +482,8 @@ class ToolCallStreamParser:
             self._begin_call(name)
             ok, ch = yield from self._json_value(ch, self._args)
             if not ok:
+                if self._broke(ch):
+                    return (yield from self._swallow(ch, "</function>"))
                 return False, _n(ch)
         else:
             return False, _n(ch)
@@ -449,7 +497,7 @@ class ToolCallStreamParser:
             while True:
                 ok, ch = yield from self._call_object(ch)
                 if not ok:
-                    return False, _n(ch)
+                    return self._broke(ch), _n(ch)
                 ch = yield from self._skip_ws(ch)
                 if ch != ";":
                     return True, _n(ch)
@@ -688,7 +736,10 @@ class ToolCallStreamParser:
     def _json_value(self, ch: str | None, sink: Callable[[str], None] | None) -> _Gen:
         """Scan one JSON value starting at ``ch``; feed its characters to ``sink``.
 
-        Returns ``(ok, next_char)``.
+        Returns ``(ok, next_char)``. What reaches ``sink`` can always be finished into valid JSON by appending
+        (see :func:`_finish_json`): a comma waits for the member after it, a number or literal until it is
+        whole, an escape until it is complete. So a call whose JSON breaks off after its arguments began to
+        stream still gets valid arguments.
         """
         if ch == "{" or ch == "[":
             close = "}" if ch == "{" else "]"
@@ -721,10 +772,14 @@ class ToolCallStreamParser:
                     return False, ch
                 ch = yield from self._skip_ws_into(ch, sink)
                 if ch == ",":
-                    if sink:
-                        sink(ch)
+                    held = [ch]
                     ch = yield
-                    ch = yield from self._skip_ws_into(ch, sink)
+                    ch = yield from self._skip_ws_into(ch, held.append)
+                    # the comma shows only once what follows it can start a member
+                    if ch is None or (ch != '"' if is_obj else ch not in _VALUE_START):
+                        return False, ch
+                    if sink:
+                        sink("".join(held))
                     continue
                 if ch == close:
                     if sink:
@@ -742,9 +797,9 @@ class ToolCallStreamParser:
                 for c in literal:
                     if ch != c:
                         return False, ch
-                    if sink:
-                        sink(ch)
                     ch = yield
+                if sink:
+                    sink(literal)
                 return True, ch
         return False, ch
 
@@ -756,25 +811,36 @@ class ToolCallStreamParser:
         return ch
 
     def _json_string(self, ch: str | None, sink: Callable[[str], None] | None) -> _Gen:
-        """Scan a JSON string; returns ``(ok, next_char, decoded)``."""
+        """Scan a JSON string; returns ``(ok, next_char, decoded)``. Escapes are checked as they come and
+        reach ``sink`` whole."""
         raw = [ch]
         if sink:
             sink(ch)
         ch = yield
-        escaped = False
         while True:
-            if ch is None:
+            if ch is None or ord(ch) < 0x20:
                 return False, ch, ""
-            if not escaped and ord(ch) < 0x20:
-                return False, ch, ""
+            if ch == "\\":
+                esc = [ch]
+                ch = yield
+                if ch is None or ch not in _ESCAPES:
+                    return False, ch, ""
+                esc.append(ch)
+                if ch == "u":
+                    for _ in range(4):
+                        ch = yield
+                        if ch is None or ch not in _HEX:
+                            return False, ch, ""
+                        esc.append(ch)
+                raw += esc
+                if sink:
+                    sink("".join(esc))
+                ch = yield
+                continue
             raw.append(ch)
             if sink:
                 sink(ch)
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
+            if ch == '"':
                 break
             ch = yield
         ch = yield
@@ -787,13 +853,13 @@ class ToolCallStreamParser:
         text = ""
         while ch is not None and ch in "+-0123456789.eE":
             text += ch
-            if sink:
-                sink(ch)
             ch = yield
         try:
             json.loads(text)
         except ValueError:
             return False, ch
+        if sink:
+            sink(text)  # whole: a cut number (``1.``) is not JSON
         return True, ch
 
 
@@ -820,6 +886,27 @@ def partial_suffix(text: str, markers: Iterable[str]) -> int:
                 longest = k
                 break
     return longest
+
+
+def _finish_json(args: str) -> str:
+    """What to append to streamed JSON ``args`` (a prefix of a JSON value, as the scanner passes it on) to make
+    it complete: a key being written gets its quote and a null value, then the open strings and containers
+    close. "" when it is complete already."""
+    from .formats.text import scan_json
+
+    safe, end, _, closure = scan_json(args)
+    if end >= 0 or not args.strip(_WS):
+        return ""
+    tail = args[safe:].strip(_WS)  # a member whose value has not started (the scanner holds those back)
+    if not tail:
+        return closure
+    if tail.endswith(":"):
+        return " null" + closure
+    try:
+        json.loads(tail)
+        return ": null" + closure
+    except ValueError:
+        return '": null' + closure
 
 
 def _is_json_object(text: str) -> bool:

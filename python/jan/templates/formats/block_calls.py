@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .text import WS, find_first, hold
+from .marked import PENDING, Block, add_text, name_so_far, parse_marked
+from .text import WS, hold, json_arguments, scan_json
 from .types import Snapshot
 
 __all__ = ["parse_deepseek", "parse_kimi", "parse_functionary_v32"]
@@ -28,123 +29,177 @@ KIMI_CALL_END = "<|tool_call_end|>"
 KIMI_SECTION_END = "<|tool_calls_section_end|>"
 
 
-def _content(text: str, first: int, final: bool, markers: tuple[str, ...]) -> str:
-    if first >= 0:
-        return text[:first].rstrip(WS)
-    held = hold(text, markers, final)
-    return held if final else held.rstrip(WS)
+def _section_marker(text: str, at: int, marker: str) -> Block:
+    """A section's begin/end marker: markup around calls, dropped (they are control tokens, never prose)."""
+    return Block(at + len(marker))
 
 
-def _args(body: str, terminators: tuple[str, ...], closed: bool, final: bool) -> str:
-    """The arguments text of a call body: stripped, without a held-back partial terminator."""
-    if not closed:
-        body = hold(body, terminators, final)
-    body = body.lstrip(WS)
-    return body.rstrip(WS) if (closed or final) else body.rstrip(WS)
+def _json_call(text: str, body_start: int, end_marker: str, name: str, final: bool,
+               schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    """A call whose JSON arguments run from ``body_start`` to ``end_marker``. Not a call when the body is
+    something other than a JSON object, or the tool is not declared (decided before waiting for the body)."""
+    if name not in schemas:
+        return None
+    end = text.find(end_marker, body_start)
+    body = text[body_start : end if end >= 0 else len(text)]
+    if end < 0:
+        body = hold(body, (end_marker,), final)
+    lead = body.lstrip(WS)
+    if lead and lead[0] != "{":
+        return None
+    args, _ = json_arguments(body, end >= 0, final)
+    if end < 0 and not final and not args:
+        return PENDING  # nothing of the arguments yet
+    return Block(end + len(end_marker) if end >= 0 else len(text), [(name, args)], end >= 0 or final)
+
+
+def _scan_deepseek(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    if marker != DS_CALL_BEGIN:
+        return _section_marker(text, at, marker)
+    hs = at + len(DS_CALL_BEGIN)
+    sep = text.find(DS_SEP, hs)
+    if sep < 0:
+        head = hold(text[hs:], (DS_SEP,), final)
+        return PENDING if not final and "function".startswith(head.strip(WS)) else name_so_far(head, schemas, final)
+    head = text[hs:sep].strip(WS)
+    bs = sep + len(DS_SEP)
+    if head != "function":  # V3.1: NAME<｜tool▁sep｜>{…}
+        return _json_call(text, bs, DS_CALL_END, head, final, schemas)
+    # R1: the name on its own line, then a ```json fenced object, then the end marker
+    end = text.find(DS_CALL_END, bs)
+    stop = end if end >= 0 else len(text)
+    nl = text.find("\n", bs, stop)
+    if nl < 0:
+        if end < 0 and not final:
+            return name_so_far(hold(text[bs:], (DS_CALL_END,), False), schemas, False)
+        if end >= 0 or final:
+            name = text[bs:stop].strip(WS)
+            return Block(end + len(DS_CALL_END) if end >= 0 else len(text), [(name, "{}")]) if name else None
+        return PENDING
+    name = text[bs:nl].strip(WS)
+    if name not in schemas:
+        return None
+    rest = text[nl + 1 : stop]
+    lead = rest.lstrip(WS)
+    if end < 0 and not final and len(lead) < 3 and "```".startswith(lead):
+        return PENDING  # a fence may be starting
+    if not lead.startswith("```"):  # no fence: the JSON itself
+        return _json_call(text, nl + 1, DS_CALL_END, name, final, schemas)
+    fence = nl + 1 + rest.find("```")
+    line = text.find("\n", fence, stop)
+    if line < 0:
+        if end >= 0 or final:
+            return Block(end + len(DS_CALL_END) if end >= 0 else len(text), [(name, "{}")])
+        return PENDING  # the fence line is still being written
+    # The value ends where its JSON ends, not at the first ``` (a string may hold one): scan it, then the
+    # closing fence and the end marker follow.
+    body = text[line + 1 : stop]
+    if end < 0:
+        body = hold(body, (DS_CALL_END,), final)
+    args, _ = json_arguments(body, end >= 0, final)
+    if end < 0 and not final and not args:
+        return PENDING
+    return Block(end + len(DS_CALL_END) if end >= 0 else len(text), [(name, args)], end >= 0 or final)
 
 
 def parse_deepseek(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
     """DeepSeek R1 and V3.1 tool-call blocks (both shapes are accepted)."""
-    markers = (DS_CALLS_BEGIN, DS_CALL_BEGIN)
-    first, _ = find_first(text, markers)
-    snap = Snapshot(content=_content(text, first, final, markers))
-    pos = max(first, 0)
-    while first >= 0:
-        b = text.find(DS_CALL_BEGIN, pos)
-        if b < 0:
-            break
-        hs = b + len(DS_CALL_BEGIN)
-        sep = text.find(DS_SEP, hs)
-        if sep < 0:
-            break
-        head = text[hs:sep].strip()
-        body_start = sep + len(DS_SEP)
-        end = text.find(DS_CALL_END, body_start)
-        body = text[body_start : end if end >= 0 else len(text)]
-        if head == "function":  # R1: the name follows on its own line, then a ```json fence
-            nl = body.find("\n")
-            if nl < 0:
-                if end >= 0 or final:
-                    snap.calls.append((body.strip(), "{}"))
-                break
-            name = body[:nl].strip()
-            rest = body[nl + 1 :]
-            lead = rest.lstrip(WS)
-            if end < 0 and not final and len(lead) < 3 and "```".startswith(lead):
-                break  # a fence may be starting
-            if lead.startswith("```"):
-                fence = rest.find("```")
-                line = rest.find("\n", fence)
-                if line < 0:
-                    if end >= 0 or final:
-                        snap.calls.append((name, "{}"))
-                    break  # the fence line is still being written
-                rest = rest[line + 1 :]
-                close = rest.find("```")
-                args = rest[:close] if close >= 0 else rest
-                done = close >= 0 or end >= 0
-                snap.calls.append((name, _args(args, ("```", "\n```"), done, final)))
-            else:
-                snap.calls.append((name, _args(rest, (DS_CALL_END,), end >= 0, final)))
-        else:
-            snap.calls.append((head, _args(body, (DS_CALL_END,), end >= 0, final)))
-        if end < 0:
-            break
-        pos = end + len(DS_CALL_END)
-    return snap
+    return parse_marked(text, final, schemas, (DS_CALLS_BEGIN, DS_CALL_BEGIN, DS_CALLS_END), _scan_deepseek)
+
+
+def _scan_kimi(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    if marker != KIMI_CALL_BEGIN:
+        return _section_marker(text, at, marker)
+    hs = at + len(KIMI_CALL_BEGIN)
+    a = text.find(KIMI_ARGS_BEGIN, hs)
+    if a < 0:
+        head = hold(text[hs:], (KIMI_ARGS_BEGIN,), final).lstrip(WS)
+        if not final and "functions.".startswith(head):
+            return PENDING
+        return name_so_far(head.removeprefix("functions.").split(":")[0], schemas, final)
+    head = text[hs:a].strip(WS)
+    name = head.rsplit(":", 1)[0] if ":" in head else head  # ids are functions.NAME:N
+    return _json_call(text, a + len(KIMI_ARGS_BEGIN), KIMI_CALL_END, name.removeprefix("functions."), final, schemas)
 
 
 def parse_kimi(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
     """Kimi-K2 tool-call sections (ids ``functions.NAME:N``)."""
-    markers = (KIMI_SECTION_BEGIN, KIMI_CALL_BEGIN)
-    first, _ = find_first(text, markers)
-    snap = Snapshot(content=_content(text, first, final, markers))
-    pos = max(first, 0)
-    while first >= 0:
-        b = text.find(KIMI_CALL_BEGIN, pos)
-        if b < 0:
-            break
-        hs = b + len(KIMI_CALL_BEGIN)
-        a = text.find(KIMI_ARGS_BEGIN, hs)
-        if a < 0:
-            break
-        head = text[hs:a].strip()
-        name = head.rsplit(":", 1)[0] if ":" in head else head
-        name = name.removeprefix("functions.")
-        bs = a + len(KIMI_ARGS_BEGIN)
-        end = text.find(KIMI_CALL_END, bs)
-        body = text[bs : end if end >= 0 else len(text)]
-        snap.calls.append((name, _args(body, (KIMI_CALL_END,), end >= 0, final)))
-        if end < 0:
-            break
-        pos = end + len(KIMI_CALL_END)
-    return snap
+    return parse_marked(text, final, schemas, (KIMI_SECTION_BEGIN, KIMI_CALL_BEGIN, KIMI_SECTION_END), _scan_kimi)
+
+
+def _fv32_recipient(text: str, s: int, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    """The recipient line at a functionary v3.2 segment start: ``(recipient, body_start)``, :data:`PENDING`, or
+    ``None`` when the text there is not a recipient. Only ``all`` (the answer) and the declared tools are
+    recipients: ``>>>`` in prose (Python's prompt) does not start a segment."""
+    nl = text.find("\n", s)
+    if nl < 0:
+        head = text[s:].strip(WS)
+        if not final:
+            return PENDING if any(r.startswith(head) for r in ("all", *schemas)) else None
+        return (head, len(text)) if head == "all" or head in schemas else None
+    head = text[s:nl].strip(WS)
+    return (head, nl + 1) if head == "all" or head in schemas else None
+
+
+def _fv32_next(text: str, q: int, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> tuple[int, Any]:
+    """The next ``>>>`` from ``q`` that starts a segment, and its recipient (or PENDING); ``(-1, None)``: none yet."""
+    while True:
+        k = text.find(">>>", q)
+        if k < 0:
+            return -1, None
+        r = _fv32_recipient(text, k + 3, final, schemas)
+        if r is not None:
+            return k, r
+        q = k + 3
 
 
 def parse_functionary_v32(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
-    """functionary v3.2: segments ``RECIPIENT\\nBODY`` separated by ``>>>``; recipient ``all`` is the answer."""
+    """functionary v3.2: segments ``RECIPIENT\\nBODY`` separated by ``>>>`` (the prompt wrote the first one);
+    recipient ``all`` is the answer, a declared tool's name a call with JSON arguments. Runs without tools
+    too: the ``all`` line is the format's framing, never the answer's text."""
     snap = Snapshot()
-    segments = text.split(">>>")
-    content: list[str] = []
-    for i, seg in enumerate(segments):
-        last = i == len(segments) - 1
-        body_text = hold(seg, (">>>",), final) if last else seg
-        nl = body_text.find("\n")
-        if nl < 0:
-            if last and not final:
-                break  # the recipient is still being written
-            recipient, body = body_text.strip(), ""
-        else:
-            recipient, body = body_text[:nl].strip(), body_text[nl + 1 :]
-        if recipient == "all" or (not recipient and body):
-            if snap.calls:
-                continue  # text after calls: functionary puts it in its own turn; ignore stray text
-            content.append(body if (final or not last) else body.rstrip(WS))
-        elif recipient:
-            done = final or not last
-            args = body.strip(WS) if done else body.lstrip(WS).rstrip(WS)
-            snap.calls.append((recipient, args if args or not done else "{}"))
-    snap.content = "".join(content)
-    if snap.calls:
-        snap.content = snap.content.rstrip(WS)
+    r = _fv32_recipient(text, 0, final, schemas)
+    if r is None:  # the model did not write a recipient: its text is the answer, as written
+        held = hold(text, (">>>",), final)
+        snap.content = held if final else held.rstrip(WS)
+        return snap
+    content = ""
+    after_call = False
+    ws_before = ""
+    while r is not PENDING:
+        recipient, bs = r
+        if recipient == "all":
+            k, r = _fv32_next(text, bs, final, schemas)
+            body = text[bs:k] if k >= 0 else hold(text[bs:], (">>>",), final)
+            if body.strip(WS) or not after_call:
+                content = add_text(content, body, after_call, ws_before)
+                after_call = False
+            if k < 0:
+                break
+            continue
+        lead = text[bs:].lstrip(WS)
+        if not lead:
+            if final:
+                snap.calls.append((recipient, "{}"))
+            break
+        if lead[0] != "{":  # not JSON arguments: not a call after all; its text is the answer's
+            content = add_text(content, recipient + "\n" + text[bs:], after_call, ws_before)
+            break
+        _, vend, broken, _ = scan_json(text, bs, ended=final)
+        if vend < 0 and not broken and not final:
+            args, _ = json_arguments(text[bs:], False, False)
+            if not after_call:
+                ws_before = content[len(content.rstrip(WS)):]
+            snap.calls.append((recipient, args))
+            break
+        k, r = _fv32_next(text, vend if vend >= 0 else bs, final, schemas)
+        body = text[bs:k] if k >= 0 else text[bs:]
+        args, _ = json_arguments(body, k >= 0 or final, final)
+        if not after_call:
+            ws_before = content[len(content.rstrip(WS)):]
+        after_call = True
+        snap.calls.append((recipient, args))
+        if k < 0:
+            break
+    snap.content = content.rstrip(WS) if (not final or snap.calls) else content
     return snap

@@ -60,6 +60,9 @@ class ChatFormat:
     switches: tuple[str, ...] = ()
     render_special: bool = False
     budget_close: str | None = None
+    # The tool-call parser also reads the framing of plain answers (functionary v3.2 writes ``all\n`` before
+    # its answer), so it runs even when a request has no tools.
+    frames_answer: bool = False
 
     # -- request side -------------------------------------------------------
 
@@ -241,7 +244,8 @@ def detect_format(source: str | None) -> ChatFormat:
         return ChatFormat("qwen3-coder", think, parse_qwen3_coder, tool_grammar="qwen3-coder",
                           trigger=r"<tool_call>|<function=", switches=sw)
     if ">>>all" in src:
-        return ChatFormat("functionary-v3.2", None, parse_functionary_v32, tool_grammar="functionary-v3.2", switches=sw)
+        return ChatFormat("functionary-v3.2", None, parse_functionary_v32, tool_grammar="functionary-v3.2", switches=sw,
+                          frames_answer=True)
     if "functools[" in src:
         return ChatFormat("firefunction-v2", None, parse_firefunction, tool_grammar="firefunction", trigger=r" ?functools\[",
                           switches=sw)

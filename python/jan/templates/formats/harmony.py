@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from .text import WS, hold
+from .text import WS, hold, json_arguments
 from .types import Snapshot
 
 __all__ = ["parse_harmony", "harmony_reasoning_spans", "HARMONY_MARKERS"]
@@ -27,10 +27,25 @@ START, CHANNEL, MESSAGE, END, CALL, RETURN = "<|start|>", "<|channel|>", "<|mess
 HARMONY_MARKERS = (START, CHANNEL, MESSAGE, END, CALL, RETURN)
 _BODY_END = (END, CALL, RETURN, START)
 _RECIPIENT = re.compile(r"to=functions\.([^\s<]+)")
+_ANY_RECIPIENT = re.compile(r"\bto=\S")
+
+
+def _join(blocks: list[str], final: bool, keep_tail: bool) -> str:
+    """Message bodies joined as one text: each stripped, a blank line between them (two analysis messages are two
+    paragraphs of thinking, not one run-on sentence). The last may still be growing: its trailing whitespace
+    waits, unless the output is over and ``keep_tail``."""
+    parts = [b.strip(WS) for b in blocks[:-1]] + [blocks[-1].lstrip(WS)] if blocks else []
+    if parts and not (final and keep_tail):
+        parts[-1] = parts[-1].rstrip(WS)
+    return "\n\n".join(p for p in parts if p.strip(WS))
 
 
 def parse_harmony(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
-    """Split Harmony output into reasoning (analysis), content (final/commentary) and calls."""
+    """Split Harmony output into reasoning (analysis), content (final/commentary) and calls.
+
+    A message addressed to anything but a declared function (a built-in ``browser.search``, an unknown
+    ``functions.X``) is not a call jan can make: its text stays content as the model wrote it, as every family
+    keeps a call to an undeclared tool (``formats/marked.py``)."""
     snap = Snapshot()
     reasoning: list[str] = []
     content: list[str] = []
@@ -55,27 +70,32 @@ def parse_harmony(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any
         if CHANNEL in header:
             channel = header.split(CHANNEL, 1)[1].strip().split()[0] if header.split(CHANNEL, 1)[1].strip() else ""
         recipient = _RECIPIENT.search(header)
+        addressed = _ANY_RECIPIENT.search(header)
         bs = m + len(MESSAGE)
         e = min((x for x in (text.find(t, bs) for t in _BODY_END) if x >= 0), default=-1)
         closed = e >= 0
         body = text[bs:e] if closed else hold(text[bs:], _BODY_END, final)
-        if recipient:
-            args = body.strip(WS) if (closed or final) else body.lstrip(WS).rstrip(WS)
-            snap.calls.append((recipient.group(1), args if args or not (closed or final) else "{}"))
+        after = e
+        if closed:
+            after += next((len(t) for t in (END, CALL, RETURN) if text.startswith(t, e)), 0)
+        if addressed and not (recipient and recipient.group(1) in schemas):
+            if not (closed or final):
+                break  # shown once the message ends
+            content.append(text[head_at:after if closed else n])
+        elif recipient:
+            if not body.strip(WS) and not (closed or final):
+                break  # the arguments decide nothing yet
+            args, _ = json_arguments(body, closed, final)
+            snap.calls.append((recipient.group(1), args))
         elif channel == "analysis":
             reasoning.append(body)
         else:
             content.append(body)
         if not closed:
             break
-        pos = e
-        for t in (END, CALL, RETURN):
-            if text.startswith(t, pos):
-                pos += len(t)
-                break
-    snap.reasoning = "".join(reasoning).strip(WS) if final else "".join(reasoning).lstrip(WS).rstrip(WS)
-    text_out = "".join(content).lstrip(WS)
-    snap.content = text_out if final and not snap.calls else text_out.rstrip(WS)
+        pos = after
+    snap.reasoning = _join(reasoning, final, True) if reasoning else ""
+    snap.content = _join(content, final, not snap.calls) if content else ""
     return snap
 
 
@@ -94,7 +114,7 @@ def harmony_reasoning_spans(text: str) -> list[tuple[int, int]]:
         bs = m + len(MESSAGE)
         e = min((x for x in (text.find(t, bs) for t in _BODY_END) if x >= 0), default=-1)
         end = n if e < 0 else e + next((len(t) for t in (END, CALL, RETURN) if text.startswith(t, e)), 0)
-        if after[:1] == ["analysis"] and not _RECIPIENT.search(text[head_at:m]):
+        if after[:1] == ["analysis"] and not _ANY_RECIPIENT.search(text[head_at:m]):
             spans.append((head_at, end))
         if e < 0:
             break

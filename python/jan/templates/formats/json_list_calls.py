@@ -1,4 +1,4 @@
-"""Tool calls written as one JSON list after a marker; each call appears once its object is complete.
+"""Tool calls written as one JSON list after a marker; a call shows once its name is read, its arguments streaming.
 
 * Command-R7B: ``<|START_ACTION|>[{"tool_call_id": "0", "tool_name": NAME, "parameters": {…}}, …]<|END_ACTION|>``
 * firefunction-v2: `` functools[{"name": NAME, "arguments": {…}}, …]``
@@ -7,59 +7,112 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Mapping
 
-from .text import WS, hold
+from .marked import PENDING, Block, parse_marked
+from .text import WS, hold, json_arguments, scan_json
 from .types import Snapshot
 
 __all__ = ["parse_command_r", "parse_firefunction"]
 
-_DECODER = json.JSONDecoder()
+# A call object's name member, then its arguments member (scalar members such as ``tool_call_id`` may come before
+# or between): what lets a call show, and its arguments stream, before its object is complete.
+_SCALAR_MEMBER = r'"[^"\\]*"\s*:\s*(?:"(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*|true|false|null)\s*,\s*'
+_HEAD = re.compile(
+    r'\{\s*(?:' + _SCALAR_MEMBER + r')*?"(?:tool_name|name)"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*(?:'
+    + _SCALAR_MEMBER + r')*?"(?:parameters|arguments)"\s*:\s*'
+)
 
 
-def _list_calls(text: str, start: int, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]) -> list[tuple[str, str]]:
+def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]) -> tuple[str, str] | None:
+    if not isinstance(obj, dict):
+        return None
+    name = next((obj[k] for k in name_keys if isinstance(obj.get(k), str)), None)
+    if not name:
+        return None
+    args = next((obj[k] for k in arg_keys if k in obj), {})
+    return name, args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+
+
+def _scan_list(
+    text: str, at: int, marker: str, final: bool, end_marker: str | None, name_keys: tuple[str, ...],
+    arg_keys: tuple[str, ...], list_at: int,
+) -> Any:
+    """A JSON list of call objects from ``list_at`` (up to ``end_marker``, when the family has one).
+
+    Calls show as soon as their name is read, their arguments streaming (:func:`json_arguments`). A list that
+    breaks off keeps the calls read before the break (the one being written finished with closers); one
+    where no call could be read is text."""
+    end = text.find(end_marker, list_at) if end_marker else -1
+    stop = end if end >= 0 else len(text)
+    region = text[:stop] if end >= 0 or not end_marker else hold(text[:stop], (end_marker,), final)
+    stop = len(region)
+    i = list_at
+    while i < stop and region[i] in WS:
+        i += 1
+    if i >= stop:
+        return None if final or end >= 0 else PENDING
+    if region[i] != "[":
+        return None
+    ended = end >= 0 or final
     calls: list[tuple[str, str]] = []
-    pos = start
-    n = len(text)
-    while pos < n and text[pos] in WS:
-        pos += 1
-    if pos >= n or text[pos] != "[":
-        return calls
-    pos += 1
+    list_end = -1
+    i += 1
     while True:
-        while pos < n and text[pos] in WS + ",":
-            pos += 1
-        if pos >= n or text[pos] == "]":
-            return calls
-        try:
-            obj, pos = _DECODER.raw_decode(text, pos)
-        except ValueError:
-            return calls
-        if not isinstance(obj, dict):
-            return calls
-        name = next((obj[k] for k in name_keys if isinstance(obj.get(k), str)), None)
-        args = next((obj[k] for k in arg_keys if k in obj), {})
-        if isinstance(args, str):
-            text_args = args
-        else:
-            text_args = json.dumps(args, ensure_ascii=False)
-        if name:
-            calls.append((name, text_args))
+        while i < stop and region[i] in WS + ",":
+            i += 1
+        if i >= stop:
+            break
+        if region[i] == "]":
+            list_end = i + 1
+            break
+        if region[i] != "{":
+            break  # not a call object: the list breaks off here
+        _, oend, broken, _ = scan_json(region, i, ended=ended)
+        head = _HEAD.match(region, i)
+        if head is not None:
+            try:
+                name = json.loads('"' + head.group(1) + '"')
+            except ValueError:
+                break
+            args, _ = json_arguments(region[head.end():], ended or broken, final)
+            calls.append((name, args))
+        elif oend >= 0:
+            call = _object_call(json.loads(region[i:oend]), name_keys, arg_keys)
+            if call is None:
+                break
+            calls.append(call)
+        if oend < 0:
+            break
+        i = oend
+    if not calls:
+        return None if ended or list_end >= 0 or (i < stop and region[i] not in "{") else PENDING
+    if end_marker:
+        block_end = end + len(end_marker) if end >= 0 else len(text)
+        return Block(block_end, calls, ended)
+    # no end marker (firefunction): the block is the list; text after it is the model's again
+    if list_end >= 0:
+        return Block(list_end, calls, True)
+    return Block(len(text), calls, final)
 
 
-def _parse(text: str, final: bool, marker: str, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]) -> Snapshot:
-    i = text.find(marker)
-    if i < 0:
-        held = hold(text, (marker,), final)
-        return Snapshot(content=held if final else held.rstrip(WS))
-    return Snapshot(content=text[:i].rstrip(WS), calls=_list_calls(text, i + len(marker), name_keys, arg_keys))
+def _scan_command_r(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    return _scan_list(text, at, marker, final, "<|END_ACTION|>", ("tool_name", "name"), ("parameters", "arguments"),
+                      at + len(marker))
+
+
+def _scan_firefunction(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    # the marker ends in the list's "[": read the list from there
+    return _scan_list(text, at, marker, final, None, ("name",), ("arguments", "parameters"), at + len(marker) - 1)
 
 
 def parse_command_r(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
     """Command-R7B ``<|START_ACTION|>`` lists."""
-    return _parse(text, final, "<|START_ACTION|>", ("tool_name", "name"), ("parameters", "arguments"))
+    return parse_marked(text, final, schemas, ("<|START_ACTION|>",), _scan_command_r)
 
 
 def parse_firefunction(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
-    """firefunction-v2 ``functools[...]`` lists."""
-    return _parse(text, final, "functools", ("name",), ("arguments", "parameters"))
+    """firefunction-v2 `` functools[...]`` lists. The marker is ``functools[``, not the word alone: prose about
+    Python's functools module is not a call."""
+    return parse_marked(text, final, schemas, ("functools[",), _scan_firefunction)

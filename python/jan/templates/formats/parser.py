@@ -140,7 +140,9 @@ class OutputParser:
             elif self._raw and open_at_start and fmt.reasoning is not None:
                 # raw text: show the opening marker the prompt swallowed, as llama-server does
                 self._prefix = fmt.reasoning.start
-            if not tools:
+            if fmt.frames_answer and fmt.tool_calls is not None:
+                self._tools = SnapshotStream(fmt.tool_calls, tools, new_id)  # no tools: no calls, but framing read
+            elif not tools:
                 self._tools = None
             elif fmt.tool_calls is None:
                 self._tools = _GenericTools(tools, new_id)

@@ -169,9 +169,13 @@ class ChatPlan:
 def format_for_template(template: Any, with_tools: bool) -> ChatFormat:
     """The :class:`ChatFormat` of a :class:`~jan.templates.ChatTemplate` for a request with or without tools.
 
-    A ``tool_use`` variant that renders the tools decides the tool format; a
-    template that ignores tools gets jan's Hermes-style tool polyfill, so its
-    calls are parsed (and forced) in that format, while thinking keeps the
+    A ``tool_use`` variant that renders the tools decides the tool format. A
+    template that ignores tools but whose family's own call syntax is known
+    from it (DeepSeek R1 distills and V3.1, firefunction-v2, ...) keeps that
+    format: jan's tool polyfill asks the model for that syntax
+    (:attr:`ChatTemplate.native_tool_format`), and its own parser and grammar
+    read and force it. Any other template gets the Hermes-style polyfill, so
+    its calls are parsed (and forced) in that format, while thinking keeps the
     template's own markers.
     """
     from dataclasses import replace
@@ -183,5 +187,8 @@ def format_for_template(template: Any, with_tools: bool) -> ChatFormat:
         tool_use = getattr(template, "tool_use", None)
         if tool_use is not None and tool_use.supports_tools:
             return detect_format(tool_use.source)
-        return replace(detect_format(source), tool_calls=None, tool_grammar="hermes", trigger="<tool_call>")
+        fmt = detect_format(source)
+        if fmt.tool_calls is not None or fmt.whole_output is not None:
+            return fmt  # the family's own syntax: what the polyfilled prompt asks for (ChatTemplate._polyfill)
+        return replace(fmt, tool_calls=None, tool_grammar="hermes", trigger="<tool_call>")
     return detect_format(source)

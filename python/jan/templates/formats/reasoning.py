@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .text import WS, hold
+from .text import WS, hold, partial_suffix
 
 __all__ = ["ReasoningMarkers", "ReasoningSplitter", "reasoning_spans", "split_reasoning"]
 
@@ -24,8 +24,9 @@ __all__ = ["ReasoningMarkers", "ReasoningSplitter", "reasoning_spans", "split_re
 class ReasoningMarkers:
     """The markers of one reasoning format.
 
-    ``strip`` lists markers that wrap the answer and are dropped from it
-    (Granite's ``<response>``, Command-R7B's ``<|START_RESPONSE|>``).
+    ``strip`` is the pair of markers that wrap the answer (Granite's ``<response>`` / ``</response>``,
+    Command-R7B's ``<|START_RESPONSE|>`` / ``<|END_RESPONSE|>``): dropped only where they wrap it, at its
+    start and its end; the same text inside the answer ("put it in a <response> tag") is the answer's.
     """
 
     start: str
@@ -70,9 +71,26 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
         blocks.append("".join(cur).strip(WS) if final else "".join(cur).lstrip(WS).rstrip(WS))
     reasoning = "\n\n".join(b for b in blocks if b)
     answer = "".join(rest)
-    for m in markers.strip:
-        answer = answer.replace(m, "")
+    if markers.strip:
+        answer = _unwrap(answer, markers.strip[0], markers.strip[-1], final)
     return reasoning, answer
+
+
+def _unwrap(answer: str, opening: str, closing: str, final: bool) -> str:
+    """``answer`` without the markers that wrap it. The opening one counts only at its start; the closing one
+    only at its end, which is known once the output is over: until then a closing marker with nothing but
+    whitespace after it is held back (text after it makes it the answer's own)."""
+    body = answer.lstrip(WS)
+    if body.startswith(opening):
+        answer = body[len(opening):]
+    elif not final and body and opening.startswith(body):
+        return ""  # the opening marker may still be coming
+    end = answer.rstrip(WS)
+    if end.endswith(closing):
+        return end[: len(end) - len(closing)]
+    if not final:
+        answer = answer[: len(answer) - partial_suffix(end, (closing,))] if end == answer else answer
+    return answer
 
 
 def reasoning_spans(text: str, markers: ReasoningMarkers, *, open_at_start: bool) -> list[tuple[int, int]]:

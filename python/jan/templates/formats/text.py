@@ -73,3 +73,184 @@ def json_value_text(schema: Mapping[str, Any], key: str, raw: str) -> str:
 def partial_json_string(raw: str) -> str:
     """JSON text of the string ``raw`` without its closing quote: a prefix of the finished value's text."""
     return json.dumps(raw, ensure_ascii=False)[:-1]
+
+
+# -- JSON arguments written between markers ------------------------------------------------------------------------
+
+_HEX = set("0123456789abcdefABCDEF")
+_ESCAPES = set('"\\/bfnrtu')
+_NUMBER_CHARS = set("+-0123456789.eE")
+_LITERALS = ("true", "false", "null")
+
+
+def _valid_number(s: str) -> bool:
+    try:
+        json.loads(s)
+    except ValueError:
+        return False
+    return True
+
+
+def scan_json(s: str, start: int = 0, *, ended: bool = False) -> tuple[int, int, bool, str]:
+    """Scan the JSON value in ``s`` from ``start`` (leading whitespace skipped), as far as it is written.
+
+    Returns ``(safe, end, broken, closure)``: ``s[start:safe]`` is the part that can be shown while the value is
+    still being written; ``end`` is the index after the complete value (-1 while it is not complete); ``broken``:
+    a character that no JSON value can continue with was met; ``closure``: the text that, appended to
+    ``s[start:safe]``, makes it a complete value.
+
+    Why hold back: arguments only grow once shown (a stream cannot take text back), and a call whose JSON breaks
+    off must still end with valid JSON arguments. So the shown part always stops where appending closers alone
+    (a quote, brackets) finishes it: a member's key and colon wait for the value, a comma for the next member,
+    a number or ``true``/``false``/``null`` until it is whole, an escape until it is complete.
+    """
+    n = len(s)
+    i = start
+    while i < n and s[i] in WS:
+        i += 1
+    lead = i
+    stack: list[str] = []      # "{" / "[" of the open containers
+    expect = "value"           # value | key | colon | comma (after a value inside a container)
+    safe = lead
+    in_str = False
+    is_key = False
+    esc = 0                    # 0: none; 1: after a backslash; 2-5: reading \\u hex digits
+    token_start = -1           # where the pending number or literal began
+    literal = ""
+    if i >= n:
+        return safe, -1, False, ""
+    while i < n:
+        c = s[i]
+        if in_str:
+            if esc == 1:
+                if c not in _ESCAPES:
+                    return safe, -1, True, _closing(stack, True, is_key)
+                esc = 2 if c == "u" else 0
+            elif esc >= 2:
+                if c not in _HEX:
+                    return safe, -1, True, _closing(stack, True, is_key)
+                esc = 0 if esc == 5 else esc + 1
+            elif c == "\\":
+                esc = 1
+            elif c == '"':
+                in_str = False
+                if is_key:
+                    expect = "colon"
+                else:
+                    expect = "comma"
+                    safe = i + 1
+                    if not stack:
+                        return safe, i + 1, False, ""
+                i += 1
+                continue
+            elif ord(c) < 0x20:
+                return safe, -1, True, _closing(stack, True, is_key)
+            if not is_key and esc == 0:
+                safe = i + 1
+            i += 1
+            continue
+        if token_start >= 0:  # a number or literal being written
+            if literal:
+                if c == literal[i - token_start]:
+                    i += 1
+                    if i - token_start == len(literal):
+                        token_start, literal = -1, ""
+                        expect, safe = "comma", i
+                        if not stack:
+                            return safe, i, False, ""
+                    continue
+                return safe, -1, True, _closing(stack, False, False)
+            if c in _NUMBER_CHARS:
+                i += 1
+                continue
+            if not _valid_number(s[token_start:i]):
+                return safe, -1, True, _closing(stack, False, False)
+            token_start = -1
+            expect, safe = "comma", i
+            if not stack:
+                return safe, i, False, ""
+            continue  # the character after the number is read as structure
+        if c in WS:
+            i += 1
+            continue
+        if expect == "value":
+            if c in "{[":
+                stack.append(c)
+                expect = "key" if c == "{" else "value"
+                safe = i + 1
+            elif c == '"':
+                in_str, is_key = True, False
+                safe = i + 1
+            elif c == "-" or c.isdigit():
+                token_start = i
+            elif c in "tfn":
+                literal = next(w for w in _LITERALS if w[0] == c)
+                token_start = i
+            elif c == "]" and stack and stack[-1] == "[" and s[safe - 1] == "[":  # an empty array
+                stack.pop()
+                expect, safe = "comma", i + 1
+                if not stack:
+                    return safe, i + 1, False, ""
+            else:
+                return safe, -1, True, _closing(stack, False, False)
+            i += 1
+            continue
+        if expect == "key":
+            if c == '"':
+                in_str, is_key = True, True
+            elif c == "}" and s[safe - 1] == "{":
+                stack.pop()
+                expect, safe = "comma", i + 1
+                if not stack:
+                    return safe, i + 1, False, ""
+            else:
+                return safe, -1, True, _closing(stack, False, False)
+            i += 1
+            continue
+        if expect == "colon":
+            if c != ":":
+                return safe, -1, True, _closing(stack, False, False)
+            expect = "value"
+            i += 1
+            continue
+        # expect == "comma": after a value inside a container
+        if c == ",":
+            expect = "key" if stack[-1] == "{" else "value"
+        elif c == "}]"[stack[-1] == "["]:
+            stack.pop()
+            expect, safe = "comma", i + 1
+            if not stack:
+                return safe, i + 1, False, ""
+        else:
+            return safe, -1, True, _closing(stack, False, False)
+        i += 1
+    if token_start >= 0 and not literal and ended and _valid_number(s[token_start:]):
+        safe = n
+        if not stack:
+            return safe, n, False, ""
+    return safe, -1, False, _closing(stack, in_str and not is_key, False)
+
+
+def _closing(stack: list[str], in_value_string: bool, _in_key: bool) -> str:
+    """What finishes the shown part: the quote of a value string, then the open containers' closers."""
+    return ('"' if in_value_string else "") + "".join("}" if c == "{" else "]" for c in reversed(stack))
+
+
+def json_arguments(body: str, closed: bool, final: bool) -> tuple[str, int]:
+    """The arguments to show for the JSON ``body`` of a call, and where its value ends in ``body`` (-1: not yet).
+
+    A complete value is shown as written. One that breaks off (a character no JSON can continue with) or whose
+    call closed before it was complete is shown up to the break, finished with closers: a closed call never has
+    invalid JSON arguments. An output that simply ended (``final``) shows what was written, as a cut-off call
+    does; otherwise the part that can be shown so far (:func:`scan_json`). Empty ``body``: ``{}`` once closed.
+    """
+    safe, end, broken, closure = scan_json(body, ended=closed)
+    lead = len(body) - len(body.lstrip(WS))
+    if end >= 0:
+        return body[lead:end], end
+    if broken or closed:
+        text = body[lead:safe] + closure
+        return (text if text else "{}"), (len(body) if closed else -1)
+    if final:
+        return body.strip(WS), -1
+    return body[lead:safe], -1

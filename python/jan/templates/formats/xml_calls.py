@@ -14,52 +14,53 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from .marked import PENDING, Block, name_so_far, parse_marked
 from .text import WS, find_first, hold, is_string_param, json_value_text, partial_json_string
 from .types import Snapshot
 
 __all__ = ["parse_qwen3_coder", "parse_glm"]
 
 
-def _content_before(text: str, first_call: int, final: bool, markers: tuple[str, ...]) -> str:
-    if first_call >= 0:
-        return text[:first_call].rstrip(WS)
-    held = hold(text, markers, final)
-    return held if final else held.rstrip(WS)
-
-
 def _params(
-    body: str, schema: Mapping[str, Any], key_open: str, key_close: str, val_open: str, val_close: str, final: bool
-) -> tuple[list[str], str, bool]:
-    """Complete ``"key": value`` items, the partial item text (may be ""), and whether all was consumed."""
+    body: str, schema: Mapping[str, Any], key_open: str, key_close: str, val_open: str, val_close: str, final: bool,
+    stops: tuple[str, ...] = (),
+) -> tuple[list[str], str]:
+    """Complete ``"key": value`` items, and the partial item text (may be "").
+
+    A value ends at its closing tag, or where the next parameter starts when the model left the closing tag out;
+    ``stops`` are the block's own end tags, held back while partial so that a streamed value never shows a
+    piece of markup the whole output would not (the body already ends at a complete one).
+    """
     items: list[str] = []
     pos = 0
     while True:
         k = body.find(key_open, pos)
         if k < 0:
-            return items, "", True
+            return items, ""
         ks = k + len(key_open)
         ke = body.find(key_close, ks)
         if ke < 0:
-            return items, "", False
+            return items, ""
         key = body[ks:ke].strip()
         vs = body.find(val_open, ke + len(key_close)) if val_open else ke + len(key_close)
         if vs < 0:
-            return items, "", False
+            return items, ""
         vs += len(val_open)
-        ve = body.find(val_close, vs)
+        ve, which = find_first(body, (val_close, key_open), vs)
         if ve < 0:
             raw = body[vs:]
             if final:
                 items.append(f"{json.dumps(key, ensure_ascii=False)}: {json_value_text(schema, key, _trim_nl(raw))}")
-                return items, "", True
+                return items, ""
             if is_string_param(schema, key):
-                raw = hold(raw, (val_close, "\n" + val_close), False)
+                raw = hold(raw, (val_close, "\n" + val_close, key_open, "\n" + key_open, *stops,
+                                 *("\n" + t for t in stops)), False)
                 if raw.endswith("\n"):
                     raw = raw[:-1]  # may be the newline before the closing tag
-                return items, f"{json.dumps(key, ensure_ascii=False)}: {partial_json_string(_trim_nl(raw, end=False))}", False
-            return items, "", False
+                return items, f"{json.dumps(key, ensure_ascii=False)}: {partial_json_string(_trim_nl(raw, end=False))}"
+            return items, ""
         items.append(f"{json.dumps(key, ensure_ascii=False)}: {json_value_text(schema, key, _trim_nl(body[vs:ve]))}")
-        pos = ve + len(val_close)
+        pos = ve + len(val_close) if which == val_close else ve
 
 
 def _trim_nl(raw: str, end: bool = True) -> str:
@@ -75,61 +76,70 @@ def _args_text(items: list[str], partial: str, closed: bool) -> str:
     return "{" + ", ".join(parts) + ("}" if closed else "")
 
 
+_QC_STOPS = ("</function>", "</tool_call>")
+
+
+def _scan_qwen3_coder(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    f = at
+    if marker == "<tool_call>":  # the wrapper must hold a <function=…> call, else it is text
+        rest = text[at + len(marker):]
+        lead = rest.lstrip(WS)
+        if not lead:
+            return None if final else PENDING
+        if not lead.startswith("<function="):
+            return None if final or not "<function=".startswith(lead) else PENDING
+        f = at + len(marker) + (len(rest) - len(lead))
+    ns = f + len("<function=")
+    ne = text.find(">", ns)
+    name = text[ns:ne if ne >= 0 else len(text)]
+    if ne < 0:
+        return name_so_far(name, schemas, final)
+    name = name.strip()
+    end = text.find("</function>", ne)
+    body = text[ne + 1 : end if end >= 0 else len(text)]
+    closed = end >= 0
+    items, partial = _params(body, schemas.get(name, {}), "<parameter=", ">", "", "</parameter>",
+                             final or closed, _QC_STOPS)
+    stop = len(text)
+    if closed:
+        stop = end + len("</function>")
+        after = text[stop:]
+        tail = after.lstrip(WS)
+        if marker == "<tool_call>":
+            if tail.startswith("</tool_call>"):
+                stop += len(after) - len(tail) + len("</tool_call>")
+            elif not final and "</tool_call>".startswith(tail):
+                # the wrapper's end tag may be coming: the call is whole, its block not yet
+                return Block(len(text), [(name, _args_text(items, partial, True))], False)
+    return Block(stop, [(name, _args_text(items, partial, closed or final))], closed or final)
+
+
 def parse_qwen3_coder(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
     """Parse Qwen3-Coder XML calls (see the module docstring) from the output so far."""
-    markers = ("<tool_call>", "<function=")
-    first, _ = find_first(text, markers)
-    snap = Snapshot(content=_content_before(text, first, final, markers))
-    if first < 0:
-        return snap
-    pos = first
-    while True:
-        f = text.find("<function=", pos)
-        if f < 0:
-            break
-        ns = f + len("<function=")
-        ne = text.find(">", ns)
-        if ne < 0:
-            break
-        name = text[ns:ne].strip()
-        end = text.find("</function>", ne)
-        body = text[ne + 1 : end if end >= 0 else len(text)]
-        items, partial, _ = _params(
-            body, schemas.get(name, {}), "<parameter=", ">", "", "</parameter>", final or end >= 0
-        )
-        snap.calls.append((name, _args_text(items, partial, end >= 0 or final)))
-        if end < 0:
-            break
-        pos = end + len("</function>")
-    return snap
+    return parse_marked(text, final, schemas, ("<tool_call>", "<function="), _scan_qwen3_coder)
+
+
+_GLM_STOPS = ("</tool_call>",)
+
+
+def _scan_glm(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    ns = at + len("<tool_call>")
+    ne, _ = find_first(text, ("\n", "<arg_key>", "</tool_call>"), ns)
+    if ne < 0:
+        name = text[ns:].strip()
+        if not final:  # (a partial "</tool_call>" or "<arg_key>" after the name is not part of it)
+            return name_so_far(hold(text[ns:], ("<arg_key>", "</tool_call>"), False), schemas, final)
+        return Block(len(text), [(name, "{}")]) if name else None
+    name = text[ns:ne].strip()
+    end = text.find("</tool_call>", ne)
+    body = text[ne : end if end >= 0 else len(text)]
+    closed = end >= 0
+    items, partial = _params(body, schemas.get(name, {}), "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>",
+                             final or closed, _GLM_STOPS)
+    stop = end + len("</tool_call>") if closed else len(text)
+    return Block(stop, [(name, _args_text(items, partial, closed or final))], closed or final)
 
 
 def parse_glm(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
     """Parse GLM-4.5+ calls (``<tool_call>NAME<arg_key>…``) from the output so far."""
-    markers = ("<tool_call>",)
-    first = text.find("<tool_call>")
-    snap = Snapshot(content=_content_before(text, first, final, markers))
-    if first < 0:
-        return snap
-    pos = first
-    while True:
-        s = text.find("<tool_call>", pos)
-        if s < 0:
-            break
-        ns = s + len("<tool_call>")
-        ne, _ = find_first(text, ("\n", "<arg_key>", "</tool_call>"), ns)
-        if ne < 0:
-            if final and text[ns:].strip():
-                snap.calls.append((text[ns:].strip(), "{}"))
-            break
-        name = text[ns:ne].strip()
-        end = text.find("</tool_call>", ne)
-        body = text[ne : end if end >= 0 else len(text)]
-        items, partial, _ = _params(
-            body, schemas.get(name, {}), "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>", final or end >= 0
-        )
-        snap.calls.append((name, _args_text(items, partial, end >= 0 or final)))
-        if end < 0:
-            break
-        pos = end + len("</tool_call>")
-    return snap
+    return parse_marked(text, final, schemas, ("<tool_call>",), _scan_glm)

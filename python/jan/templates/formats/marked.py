@@ -1,0 +1,114 @@
+"""One driver for the families whose calls start at a marker in free text (DeepSeek, Kimi, Qwen3-Coder, GLM,
+Command-R7B, firefunction-v2).
+
+Each family gives a *scan* that reads the one call block starting at a marker; this driver walks the output
+from marker to marker and applies the rules every family shares, so they cannot drift apart:
+
+* a marker that does not start a call in the family's syntax is text (prose may say ``functools`` or
+  ``<tool_call>``), and so is a whole block that calls a tool the request did not declare: the text stays
+  content as the model wrote it, the rule of the generic parser (``templates/tool_calls.py``);
+* whitespace around calls is not content, but text on both sides of a call keeps a separator (the whitespace
+  the model wrote after the call, else before it, else a newline) instead of being glued together;
+* undecided text (a partial marker, a block whose name is still being written) is held back, so the result
+  only grows and a streamed output parses exactly like the whole one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Union
+
+from .text import WS, find_first, hold
+from .types import Snapshot
+
+__all__ = ["Block", "PENDING", "add_text", "parse_marked", "name_so_far"]
+
+
+class _Pending:
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+#: A scan's answer while the block cannot be decided from the text so far.
+PENDING: Any = _Pending()
+
+
+@dataclass
+class Block:
+    """A call block read by a scan: ``end`` is the index after its markup (``len(text)`` while it is open);
+    ``calls`` its ``(name, arguments so far)``; ``closed``: its end was seen. An empty ``calls`` with ``closed``
+    is markup around calls (a section marker) that is dropped."""
+
+    end: int
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    closed: bool = True
+
+
+#: ``scan(text, at, marker, final, schemas)``: the block at ``text[at:]`` (which starts with ``marker``):
+#: a :class:`Block`, ``None`` (not a call: the marker is text) or :data:`PENDING`.
+ScanFn = Callable[[str, int, str, bool, Mapping[str, Mapping[str, Any]]], Union[Block, None, Any]]
+
+
+def parse_marked(
+    text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]], markers: tuple[str, ...], scan: ScanFn
+) -> Snapshot:
+    """The snapshot of ``text`` for a family whose blocks start at ``markers`` (see the module docstring)."""
+    snap = Snapshot()
+    content = ""
+    after_call = False   # the last thing read was a call (or markup around calls)
+    ws_before = ""       # the whitespace the model wrote before that call
+    span = search = 0    # the text span being read starts at span; markers are searched from search
+    while True:
+        at, marker = find_first(text, markers, search)
+        if at < 0:
+            content = add_text(content, hold(text[span:], markers, final), after_call, ws_before)
+            break
+        block = scan(text, at, marker, final, schemas)
+        if block is None:  # not a call: the marker is text
+            search = at + len(marker)
+            continue
+        if block is not PENDING and not all(name in schemas for name, _ in block.calls):
+            search = at + len(marker)  # a call to a tool not declared: not a call, its text stays as written
+            continue
+        piece = text[span:at]
+        content = add_text(content, piece, after_call, ws_before)
+        if block is PENDING:
+            break  # undecided until more text comes
+        if not block.calls:  # markup around calls (a section marker): dropped, the text on either side joins
+            if piece.strip(WS):
+                after_call = False
+            span = search = block.end
+            continue
+        if piece.strip(WS) or not after_call:
+            ws_before = piece[len(piece.rstrip(WS)):]
+        after_call = True
+        snap.calls.extend(block.calls)
+        if not block.closed:
+            break
+        span = search = block.end
+    # trailing whitespace waits: a call may follow it (and text that ends in calls keeps none)
+    snap.content = content.rstrip(WS) if (not final or snap.calls) else content
+    return snap
+
+
+def name_so_far(partial: str, schemas: Mapping[str, Mapping[str, Any]], final: bool) -> Any:
+    """For a scan reading a tool name that is not finished yet: :data:`PENDING` while it can still become a
+    declared name, else ``None`` (text: no declared tool starts so)."""
+    partial = partial.lstrip(WS)
+    if not final and any(name.startswith(partial) for name in schemas):
+        return PENDING
+    return None
+
+
+def add_text(content: str, piece: str, after_call: bool, ws_before: str) -> str:
+    """``content`` with ``piece`` added. After a call, the piece's leading whitespace becomes the separator from
+    the text before the call (or the whitespace before the call, or a newline), when there is text on both sides."""
+    if not after_call:
+        return content + piece
+    body = piece.lstrip(WS)
+    if not body.strip(WS):
+        return content
+    lead = piece[: len(piece) - len(body)]
+    if content.strip(WS):
+        return content.rstrip(WS) + (lead or ws_before or "\n") + body
+    return body
