@@ -76,6 +76,13 @@ class LazyGroup(click.Group):
             sys.exit(0)
         except jan.JanError as exc:
             raise CLIError(str(exc)) from None
+        except OSError as exc:
+            # A file jan could not read or write (a read-only data folder, a full disk, a file where a folder
+            # should be): the path and the reason on one line, never a traceback. Commands that know better
+            # say more first (CLIError).
+            from jan.cli.common import os_error_message
+
+            raise CLIError(os_error_message(exc)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -162,7 +162,7 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
     """Benchmark MODEL (an id or a .gguf path) in this process: prompt processing (pp)
     and generation (tg) in tokens per second, mean ± sd over -r runs.
 
-        jan bench stories -p 512 -n 128 -r 5 -o md
+        jan bench stories260K -p 512 -n 128 -r 5 -o md
     """
     tests = [("pp", p) for p in n_prompt if p > 0] + [("tg", n) for n in n_gen if n > 0]
     if not tests:

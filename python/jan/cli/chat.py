@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
 import threading
@@ -11,10 +12,17 @@ from typing import Any
 
 import click
 
-from jan.cli.common import CLIError, connection_options, lenient_stdin, replace_undecodable, text_param
+from jan.cli.common import (
+    CLIError,
+    connection_options,
+    lenient_stdin,
+    os_error_message,
+    replace_undecodable,
+    text_param,
+)
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.images import content_text, image_part, user_content
-from jan.cli.inference import default_model, open_backend
+from jan.cli.inference import StopSignals, default_model, open_backend, refuse_images
 from jan.cli.run import collect_options, load_options, sampling_options, show_thought, think_option
 from jan.cli.tools import MAX_STEPS
 
@@ -62,6 +70,12 @@ class ChatSession:
     tool_choice: Any = field(init=False, default=None)
     confirm: Callable[[str], str] = field(init=False, default=input)
     images: list[dict[str, Any]] = field(init=False, default_factory=list)  # image_url parts for the next user message
+    stops: StopSignals | None = field(init=False, default=None)  # SIGTERM/SIGHUP: stop as Ctrl-C does, then leave
+
+    @property
+    def stopping(self) -> bool:
+        """Whether SIGTERM or SIGHUP came: the turn in progress is saved, and the chat ends."""
+        return self.stops is not None and self.stops.signum is not None
 
     # -- saving --------------------------------------------------------
     @property
@@ -85,6 +99,11 @@ class ChatSession:
         note(f"resumed thread {self.thread_id} ({len(self.messages)} messages)")
 
     def save(self, title: str | None = None) -> None:
+        # a stop signal waits for the save: the thread is written whole, the reason the signal is handled at all
+        with self.stops.held() if self.stops is not None else contextlib.nullcontext():
+            self._save(title)
+
+    def _save(self, title: str | None) -> None:
         if title:
             self.title = title
         if not self.messages and not title:
@@ -111,6 +130,8 @@ class ChatSession:
             self.save()
         except CLIError as exc:
             click.echo(f"jan: could not save the conversation: {exc.format_message()}", err=True)
+        except OSError as exc:  # a read-only data folder, a full disk: the path and the reason, not an errno
+            click.echo(f"jan: could not save the conversation: {os_error_message(exc)}", err=True)
         except Exception as exc:  # noqa: BLE001 - a failed save must not end the chat
             click.echo(f"jan: could not save the conversation: {exc}", err=True)
 
@@ -122,7 +143,7 @@ class ChatSession:
         self.meta.append({})
         steps = MAX_STEPS if self.tools else 1
         for step in range(steps):
-            if not self._turn(step, steps):
+            if not self._turn(step, steps) or self.stopping:
                 break
         if self.autosave:
             self.save_quietly()
@@ -258,6 +279,7 @@ class ChatSession:
                 note("images dropped")
             else:
                 try:
+                    refuse_images(self.backend)
                     self.images.append(image_part(arg))
                 except CLIError as exc:
                     click.echo(f"jan: error: {exc.format_message()}", err=True)
@@ -342,13 +364,18 @@ def read_message(ask: PromptReader) -> str:
 
     line = ask(PROMPT)
     stripped = line.strip()
+    # The input may end (Ctrl-D, the end of a pipe) inside a block or after a trailing backslash: what was typed
+    # is sent all the same, as the end of the input ends the message too; the next read then sees the end.
     if stripped.startswith(BLOCK):
         rest = stripped[len(BLOCK):]
         if rest.endswith(BLOCK) and len(rest) >= len(BLOCK):
             return rest[: -len(BLOCK)]
         lines = [rest] if rest else []
         for _ in range(100_000):
-            more = ask(CONTINUATION)
+            try:
+                more = ask(CONTINUATION)
+            except EOFError:
+                break
             if more.rstrip().endswith(BLOCK):
                 lines.append(more.rstrip()[: -len(BLOCK)])
                 break
@@ -359,7 +386,10 @@ def read_message(ask: PromptReader) -> str:
         if not line.endswith("\\"):
             break
         lines.append(line[:-1])
-        line = ask(CONTINUATION)
+        try:
+            line = ask(CONTINUATION)
+        except EOFError:
+            return "\n".join(lines)
     lines.append(line)
     return "\n".join(lines)
 
@@ -416,12 +446,13 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
             pass
     ask = PromptReader(interactive)
     session.confirm = ask
+    stops = session.stops = StopSignals().__enter__()
     try:
         if thread_id:
             session.resume(thread_id)
         if interactive:
             note(f"jan chat with {backend.model_id} - /help for commands, Ctrl-D to leave")
-        while True:  # until /exit, Ctrl-D or Ctrl-C at the prompt
+        while not session.stopping:  # until /exit, Ctrl-D or Ctrl-C at the prompt, or SIGTERM/SIGHUP
             try:
                 text = read_message(ask)
             except (EOFError, KeyboardInterrupt):
@@ -441,10 +472,15 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
                 session.ask(text)
             except CLIError as exc:
                 click.echo(f"jan: error: {exc.format_message()}", err=True)
+            if session.stopping:  # SIGTERM/SIGHUP: the turn it stopped is saved; leave now
+                break
     finally:
         ask.restore_terminal()
         session.backend.close()
         if session.tools is not None:
             session.tools.close()
+        stops.__exit__(None, None, None)
+    if stops.exit_code is not None:
+        sys.exit(stops.exit_code)
     if session.thread_id and session.saved == len(session.messages) and interactive:
         note(f"conversation saved as thread {session.thread_id}")

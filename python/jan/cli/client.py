@@ -81,7 +81,8 @@ class ApiClient:
                 data = json.loads(resp.read())
         except (OSError, ValueError, urllib.error.URLError):
             return None
-        return data if isinstance(data, dict) and data.get("status") == "ok" else None
+        # "degraded": a jan server whose extension failed to load; its answers say why (not "no server")
+        return data if isinstance(data, dict) and data.get("status") in ("ok", "degraded") else None
 
     def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
         """One JSON request; raises :class:`ServerError` for an error status."""

@@ -43,6 +43,29 @@ def warn(message: str) -> None:
     click.echo(f"jan: {message}", err=True)
 
 
+def warn_problems(problems: list[dict[str, Any]]) -> None:
+    """Say which damaged files the store set aside (``problems``: the store's or the API's list), so a
+    conversation or model missing from a listing is explained, on stderr (the listing itself stays clean)."""
+    for problem in problems:
+        where = f" was moved to {problem.get('moved_to')}" if problem.get("moved_to") else " could not be moved aside"
+        warn(f"damaged file {problem.get('path')} ({problem.get('error')}){where}")
+
+
+def os_error_message(exc: OSError) -> str:
+    """An ``OSError`` as one line a user can act on: the path and the system's words (``[Errno 30]`` and a
+    traceback say nothing more to them). A hidden temporary file's name (an atomic write's) is told as its
+    folder, the place the user knows."""
+    from jan.core.fs import temp_writer_pid
+
+    where = exc.filename
+    if isinstance(where, str) and temp_writer_pid(os.path.basename(where)) is not None:
+        where = os.path.dirname(where)
+    text = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename2:
+        return f"{where} -> {exc.filename2}: {text}"
+    return f"{where}: {text}" if where else text
+
+
 # --------------------------------------------------------------------------- text typed by the user
 
 _SURROGATES = re.compile("[\ud800-\udfff]")

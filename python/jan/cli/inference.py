@@ -34,11 +34,91 @@ def interrupts_stay_on_this_thread():
     if mask is None or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = mask(signal.SIG_BLOCK, {signal.SIGINT})
+    # SIGTERM and SIGHUP too: `jan chat` handles them as it does Ctrl-C (StopSignals), on this thread.
+    previous = mask(signal.SIG_BLOCK, {signal.SIGINT, *STOP_SIGNALS})
     try:
         yield
     finally:
         mask(signal.SIG_SETMASK, previous)  # a Ctrl-C that came meanwhile is delivered now
+
+
+#: What a terminal that closes (SIGHUP) or a service manager / `kill` (SIGTERM) sends a command.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C's KeyboardInterrupt would be, so every place that stops a
+    generation and keeps its partial reply for Ctrl-C does the same for them."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StopSignals:
+    """SIGTERM and SIGHUP handled as Ctrl-C while a command that writes a conversation runs (``with
+    StopSignals() as stops:``): the answer being written is stopped and saved as ``stopped`` with the user's
+    message, instead of the process dying with the turn unsaved. The command checks :attr:`signum` and ends
+    with :attr:`exit_code` (128 + the signal, as a shell reports one).
+
+    Inside :meth:`held` (a save in progress), a signal is only noted: a save cut in half would lose what the
+    signal handling is there to keep. A second signal is ignored for the same reason. On SIGHUP the terminal is
+    gone: output goes to /dev/null from then on, or the first write (EIO) would end the command before the save.
+    Installed only on the main thread (Python runs handlers there); elsewhere it does nothing."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._held = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                with contextlib.suppress(OSError, ValueError):
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(sig, handler)
+        self._previous.clear()
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.signum is None else 128 + self.signum
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            return  # stopping already: let the save finish
+        self.signum = signum
+        if signum == getattr(signal, "SIGHUP", None):
+            _silence_output()
+        if not self._held:
+            raise Terminated(signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A block no stop signal interrupts (it is noted, and :attr:`signum` says so after)."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+
+
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null (the terminal they wrote to is gone)."""
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 # --------------------------------------------------------------------------- which model
@@ -54,6 +134,8 @@ def check_gguf_file(path: Path) -> None:
 
     if not path.exists():
         raise CLIError(f"no such file: {path}")
+    if path.is_dir():
+        raise CLIError(f"{path} is a directory, not a GGUF file")
     if not path.is_file():
         raise CLIError(f"not a file: {path}")
     try:
@@ -82,6 +164,14 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
     if path.is_file() or _looks_like_path(spec):
         check_gguf_file(path)
         return {"id": path.stem, "settings": {}, "parameters": {}}, path.resolve()
+    if is_valid_id(spec):
+        from jan.store import NotFoundError
+
+        try:
+            conn.store().models.get(spec)
+        except NotFoundError as exc:
+            if exc.damaged:  # its model.json was set aside as damaged: that, not "not found", is the news
+                raise CLIError(str(exc)) from None
     raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
                    f"(see `jan models list`) nor a .gguf file")
 
@@ -267,6 +357,9 @@ class LocalBackend:
         try:
             target = self.runtime.call(services.models.resolve(self.model_id))
             self.path = target.model.get("file_path") or f"the '{target.engine.engine_name}' engine"
+            # A GGUF model takes images only with a projector; another engine's model: not known here.
+            local = (target.model.get("engine") or "llama.cpp") == "llama.cpp"
+            self.takes_images = bool(target.model.get("mmproj_path")) if local else None
             self._engine = target.engine
             self.runtime.call(target.engine.load_model(target.model))
         except (jan.JanError, ValueError) as exc:
@@ -277,11 +370,12 @@ class LocalBackend:
         from jan.errors import ModelNotFoundError
         from jan.store import is_valid_id
 
+        damaged = None
         if not _looks_like_path(spec) and is_valid_id(spec):
             try:
                 return self.runtime.call(self.runtime.services.models.get(spec))
-            except ModelNotFoundError:
-                pass
+            except ModelNotFoundError as exc:
+                damaged = str(exc) if getattr(exc, "damaged", None) else None  # its model.json was set aside
         path = Path(spec).expanduser()
         if path.is_file() or _looks_like_path(spec):
             check_gguf_file(path)
@@ -291,6 +385,8 @@ class LocalBackend:
             if projector.is_file():
                 model["mmproj_path"] = str(projector.resolve())
             return model
+        if damaged:
+            raise CLIError(damaged)
         raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
                        f"(see `jan models list`) nor a .gguf file")
 
@@ -345,11 +441,16 @@ class LocalBackend:
 class ServerBackend:
     """A model served by a running jan server (loaded there on first use)."""
 
-    def __init__(self, client, model_id: str):
+    def __init__(self, client, model_id: str, model: dict[str, Any] | None = None):
         self.client = client
         self.model_id = model_id
         self.path = None
         self.load_seconds = 0.0
+        # From /v1/models/{id}: a GGUF model without "vision" has no projector; another engine's: not known.
+        caps = (model or {}).get("capabilities")
+        local = ((model or {}).get("engine") or "llama.cpp") == "llama.cpp"
+        self.takes_images = True if isinstance(caps, list) and "vision" in caps else (
+            False if isinstance(caps, list) and local else None)
 
     def _body(self, options: dict[str, Any]) -> dict[str, Any]:
         body = {"model": self.model_id, "stream": True, "stream_options": {"include_usage": True}}
@@ -375,6 +476,14 @@ class ServerBackend:
         pass
 
 
+def refuse_images(backend) -> None:
+    """CLIError when the backend's model surely takes no images (a GGUF model without a projector): said when
+    the image is attached, not after a message was typed and sent."""
+    if getattr(backend, "takes_images", None) is False:
+        raise CLIError(f"model '{backend.model_id}' takes no images: it has no multimodal projector "
+                       f"(import its mmproj GGUF with `jan models import MODEL.gguf --mmproj MMPROJ.gguf`)")
+
+
 def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_threads: int | None = None,
                  n_gpu_layers: int | None = None):
     """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process."""
@@ -383,11 +492,11 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
         from jan.cli.client import ServerError, path_part
 
         try:
-            client.get(f"/v1/models/{path_part(spec)}")
+            model = client.get(f"/v1/models/{path_part(spec)}")
         except ServerError as exc:
-            if exc.status == 404:
+            if exc.status == 404 and "damaged" not in str(exc):  # a damaged model.json: the server's words
                 raise CLIError(f"model '{spec}' not found on the server at {client.base_url} "
                                f"(see `jan models list`)") from None
             raise
-        return ServerBackend(client, spec)
+        return ServerBackend(client, spec, model if isinstance(model, dict) else None)
     return LocalBackend(conn, spec, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)

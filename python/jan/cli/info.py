@@ -59,7 +59,10 @@ def gather(conn) -> dict[str, Any]:
         "cpu": cpus,
         "data_folder": folder,
         "server": {"url": conn.url, "up": health is not None,
-                   **({"models_loaded": health.get("models", []), "uptime_seconds": health.get("uptime_seconds")}
+                   # /health lists the loaded models only to a request with the key: None when it kept them back
+                   **({"models_loaded": health.get("models"), "uptime_seconds": health.get("uptime_seconds"),
+                       "status": health.get("status"),
+                       **({"failed_extensions": health["failed_extensions"]} if health.get("failed_extensions") else {})}
                       if health else {})},
     }
 
@@ -110,9 +113,15 @@ def info(as_json: bool, conn) -> None:
         rows.append(("data folder", f"{folder['path']} on this computer (not created yet)"))
     server = data["server"]
     if server["up"]:
-        loaded = ", ".join(server["models_loaded"]) or "none"
+        if server["models_loaded"] is None:  # not "none": the server would not say without its API key
+            loaded = "not shown: the server needs its API key (401; set JAN_API_KEY or pass --api-key)"
+        else:
+            loaded = ", ".join(server["models_loaded"]) or "none"
         rows.append(("server", f"running at {server['url']} (models loaded: {loaded}; its models: "
                                "`jan models list`, this folder's: `jan models list --local`)"))
+        if server.get("status") == "degraded":
+            failed = "; ".join(f"{e.get('name')}: {e.get('error')}" for e in server.get("failed_extensions") or [])
+            rows.append(("server problem", "extensions failed to load" + (f" ({failed})" if failed else "")))
     else:
         checked = " (not checked: --local)" if conn.force_local else ""
         rows.append(("server", f"not running at {server['url']}{checked}"))

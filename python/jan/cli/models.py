@@ -18,6 +18,7 @@ from jan.cli.common import (
     print_json,
     print_table,
     warn,
+    warn_problems,
 )
 from jan.cli.inference import check_gguf_file
 from jan.cli.progress import DownloadBar
@@ -40,7 +41,7 @@ def _server_model(client, model_id: str) -> dict[str, Any]:
     try:
         return client.get(f"/v1/models/{path_part(model_id)}")
     except ServerError as exc:
-        if exc.status == 404:
+        if exc.status == 404 and "damaged" not in str(exc):  # a damaged model.json: the server's words say where
             raise _not_found(model_id, f"on the server at {client.base_url}") from None
         raise
 
@@ -50,7 +51,11 @@ def _local_model(conn, model_id: str) -> dict[str, Any]:
 
     try:
         return conn.store().models.get(model_id)
-    except (StoredModelNotFoundError, InvalidIdError):
+    except StoredModelNotFoundError as exc:
+        if exc.damaged:  # its model.json was set aside: say so, and where (not just "not found")
+            raise CLIError(f"{exc} (in {conn.data_folder})") from None
+        raise _not_found(model_id, f"in {conn.data_folder}") from None
+    except InvalidIdError:
         raise _not_found(model_id, f"in {conn.data_folder}") from None
 
 
@@ -68,12 +73,16 @@ def list_models(as_json: bool, conn) -> None:
     """List the models (with their state when a server runs)."""
     client = conn.server()
     if client is not None:
-        data = (client.get("/v1/models") or {}).get("data", [])
+        page = client.get("/v1/models") or {}
+        data, problems = page.get("data", []), page.get("problems") or []
         where = f"on the server at {client.base_url} (--local: the data folder {conn.data_folder})"
     else:
-        data = sorted(conn.store().models.list(), key=lambda m: m["id"])
+        store = conn.store()
+        data = sorted(store.models.list(), key=lambda m: m["id"])
+        problems = [p.to_dict() for p in store.problems if p.path.startswith("models/")]
         why = "--local" if conn.force_local or conn.data_explicit else f"no server running at {conn.url}"
         where = f"in the data folder {conn.data_folder} ({why})"
+    warn_problems(problems)  # a model.json set aside as damaged: say why that model is missing
     if as_json:
         print_json(data)
         return
@@ -169,6 +178,13 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
     if mmproj is None and path.with_name("mmproj-" + path.name).is_file():
         mmproj = path.with_name("mmproj-" + path.name)
     mmproj = mmproj.expanduser().absolute() if mmproj else None
+    if mmproj is not None:  # checked now, not first when the model loads and fails on it
+        from jan.extensions.models.gguf_info import check_projector
+
+        try:
+            check_projector(str(mmproj))
+        except ValueError as exc:
+            raise CLIError(f"--mmproj: {exc}") from None
     client = conn.server()
     if client is not None:
         body = {"path": str(path), "mode": mode, **({"id": model_id} if model_id else {}),
@@ -237,10 +253,16 @@ def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: D
         bar.update(snap)
 
     try:
-        download(url, dest, sha256=sha256, progress=progress)
+        # A file already at its place was completed by an earlier pull that stopped before its model.json was
+        # written (Ctrl-C as it finished): downloads reach that name only whole, so it is kept, not fetched again.
+        if _left_whole(dest, sha256, bar):
+            bar.note(f"{model_id}: using {filename}, downloaded whole by an earlier pull")
+        else:
+            download(url, dest, sha256=sha256, progress=progress)
         if plan.mmproj_url:
             bar.note(f"and its projector {mmproj_name}")
-            download(plan.mmproj_url, folder / mmproj_name, progress=bar.update)
+            if not _left_whole(folder / mmproj_name, None, bar):
+                download(plan.mmproj_url, folder / mmproj_name, progress=bar.update)
     except DownloadError as exc:
         hint = "; run the same command again to resume" if part.exists() else ""
         try:
@@ -269,6 +291,23 @@ def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: D
         "engine": "llama.cpp",
     }
     return store.models.create(doc, overwrite=True)
+
+
+def _left_whole(dest: Path, sha256: str | None, bar: DownloadBar) -> bool:
+    """Whether ``dest`` is there, whole (a download puts a file at its final name only once complete) and, when
+    the pull names a ``sha256``, with that hash; one with another hash is downloaded again."""
+    if not dest.is_file():
+        return False
+    if sha256 is None:
+        return True
+    import hashlib
+
+    bar.note(f"checking {dest.name}, left by an earlier pull")
+    digest = hashlib.sha256()
+    with open(dest, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == sha256.strip().lower().removeprefix("sha256:")
 
 
 def _pull_server(client, url: str, model_id: str | None, sha256: str | None, bar: DownloadBar) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from jan.cli.common import (
     text_param,
 )
 from jan.cli.images import image_part, user_content
-from jan.cli.inference import open_backend
+from jan.cli.inference import open_backend, refuse_images
 
 
 def sampling_options(func):
@@ -75,7 +75,10 @@ def read_prompt(words: tuple[str, ...]) -> str:
     prompt = replace_undecodable(sys.stdin.read())  # a stdin that keeps lone surrogates all the same
     if not prompt.strip():
         raise CLIError("the prompt read from stdin is empty")
-    return prompt
+    # `echo TEXT |` ends the text with a newline nobody typed as part of the prompt; for a --raw completion it
+    # would be the text to continue from. One is dropped, as llama.cpp's own CLI does for a prompt file (-f);
+    # more than one was meant.
+    return prompt[:-2] if prompt.endswith("\r\n") else prompt[:-1] if prompt.endswith("\n") else prompt
 
 
 @click.command()
@@ -98,9 +101,10 @@ def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed
 
     MODEL is a model id (see `jan models list`) or a path to a .gguf file.
     PROMPT is read from stdin when it is `-`, or when it is left out and
-    stdin is a pipe. Only the answer goes to stdout, so `jan run` pipes well:
+    stdin is a pipe (one trailing newline dropped, as `echo` adds it). Only the
+    answer goes to stdout, so `jan run` pipes well:
 
-        echo "Once upon a time" | jan run stories --raw -n 30 > story.txt
+        echo "Once upon a time" | jan run stories260K --raw -n 30 > story.txt
 
     With --image, the model (one with a projector, see `jan models import --mmproj`) is asked
     about the images:
@@ -117,6 +121,12 @@ def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed
     if think is not None and not raw:
         options["think"] = think
     backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+    if parts:
+        try:
+            refuse_images(backend)
+        except CLIError:
+            backend.close()
+            raise
     if verbose:
         where = (f"server {conn.url}" if backend.path is None
                  else f"{backend.path} (loaded in {backend.load_seconds:.2f} s)")

@@ -21,8 +21,9 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
 @click.option("--port", "-p", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
               help="TCP port (0: any free one).")
 @click.option("--ollama-port", type=click.IntRange(0, 65535), default=None, is_flag=False, flag_value=OLLAMA_PORT,
-              help=f"Also listen on this port (bare flag: Ollama's {OLLAMA_PORT}) for Ollama clients that "
-                   "hard-code it; the Ollama API (/api/*) is served on --port as well.")
+              help=f"Also listen on this port (bare flag: Ollama's {OLLAMA_PORT}; 0: any free one, as for --port) "
+                   "for Ollama clients that hard-code it; the Ollama API (/api/*) is served on --port as well, so "
+                   "the same port as --port adds nothing.")
 @click.option("--data-folder", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Jan data folder [default: $JAN_DATA_FOLDER or ~/jan]")
 @click.option("--model", "-m", "models", multiple=True,
@@ -139,13 +140,22 @@ def listen(host: str, port: int) -> socket.socket:
 async def run_server(config: ServerConfig) -> None:
     from jan.server.app import create_app
 
-    # Every port is bound before any model loads: a busy or forbidden port fails at once.
-    ports = [config.port] + ([config.ollama_port] if config.ollama_port and config.ollama_port != config.port else [])
+    # Every port is bound before any model loads: a busy or forbidden port fails at once. The Ollama API is
+    # served on --port anyway, so an --ollama-port equal to it is no second port: dropped here, so that nothing
+    # (GET / answering "Ollama is running" instead of the chat page) treats jan's own port as Ollama's. 0 is
+    # any free port, for either option.
+    if config.ollama_port is not None and config.ollama_port == config.port and config.port != 0:
+        click.echo(f"jan: --ollama-port is --port ({config.port}), which serves the Ollama API (/api) already",
+                   err=True)
+        config.ollama_port = None
+    ports = [config.port] + ([config.ollama_port] if config.ollama_port is not None else [])
     socks: list[socket.socket] = []
     try:
         for port in ports:
             socks.append(listen(config.host, port))
         config.port = socks[0].getsockname()[1]
+        if len(socks) > 1:
+            config.ollama_port = socks[1].getsockname()[1]
         app = await create_app(config)
         runner = web.AppRunner(app, shutdown_timeout=5.0, handle_signals=False, access_log=None)
         await runner.setup()  # loads the models given with --model

@@ -17,6 +17,7 @@ from jan.cli.common import (
     print_json,
     print_table,
     warn,
+    warn_problems,
 )
 
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
@@ -76,9 +77,8 @@ def list_threads(limit: int | None, as_json: bool, conn) -> None:
     else:
         store = conn.store()
         data = store.threads.list(limit=limit).data
-        problems = [p.to_dict() for p in store.problems]
-    for problem in problems:  # damaged files the store set aside: say why a conversation is missing
-        warn(f"damaged file {problem.get('path')} ({problem.get('error')}) was moved to {problem.get('moved_to')}")
+        problems = [p.to_dict() for p in store.problems if p.path.startswith("threads/")]
+    warn_problems(problems)  # damaged files the store set aside: say why a conversation is missing
     data = data[:limit] if limit else data
     if as_json:
         print_json(data)

@@ -20,7 +20,20 @@ class ExtensionError(JanError):
 
 
 class ExtensionNotFoundError(ExtensionError, LookupError):
-    """No loaded extension provides what was asked for (a name, a type, an engine)."""
+    """No loaded extension provides what was asked for (a name, a type, an engine).
+
+    ``failed`` lists ``(name, error)`` of the enabled extensions that would provide it but failed to load
+    (the message says so too): "enable it" is the wrong advice for an extension that is enabled already.
+    """
+
+    def __init__(self, message: str, *, failed: tuple[tuple[str, str], ...] = ()):
+        super().__init__(message)
+        self.failed = tuple(failed)
+
+
+def describe_failed(failed: tuple[tuple[str, str], ...]) -> str:
+    """``failed`` (:attr:`ExtensionNotFoundError.failed`) in words: "'models' is enabled but failed to load: ..."."""
+    return "; ".join(f"{name!r} is enabled but failed to load: {error}" for name, error in failed)
 
 
 class NotFoundError(JanError, KeyError):

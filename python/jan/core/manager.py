@@ -39,7 +39,7 @@ from typing import Any, Callable, TypeVar
 from .dependencies import dependency_order
 from .discovery import Candidate, entry_point_candidates, instantiate
 from .events import ExtensionFailed, ExtensionLoaded, ExtensionUnloaded, LocalEventBus
-from .exceptions import ExtensionError, ExtensionNotFoundError
+from .exceptions import ExtensionError, ExtensionNotFoundError, describe_failed
 from .extension import Extension, ExtensionContext, RouteSpec, SubAppSpec
 from .fs import LocalFileSystem, set_aside
 from .interfaces.base import ExtensionInterface
@@ -597,7 +597,10 @@ class ExtensionManager:
         """The loaded extension object called ``name``; raises :class:`ExtensionNotFoundError` otherwise."""
         entry = self._entry(name)
         if not entry.loaded or entry.instance is None:
-            raise ExtensionNotFoundError(f"extension {name!r} is not loaded ({self._state(entry)})")
+            error = entry.broken or entry.incompatible or entry.error
+            failed = ((name, error),) if error and self._is_enabled(entry) else ()
+            raise ExtensionNotFoundError(f"extension {name!r} is not loaded ({self._state(entry)}"
+                                         + (f": {error})" if error else ")"), failed=failed)
         return entry.instance
 
     def _ranked(self, candidates: list[tuple[str, int, Any]], preference_key: str) -> list[Any]:
@@ -641,8 +644,28 @@ class ExtensionManager:
         found = self.get_all(extension_type)
         if not found:
             type_name, _ = _type_key(extension_type)
-            raise ExtensionNotFoundError(f"no loaded extension provides {type_name!r}")
+            failed = self.failed_providers(type_name)
+            message = f"no loaded extension provides {type_name!r}"
+            raise ExtensionNotFoundError(message + (f": {describe_failed(failed)}" if failed else ""), failed=failed)
         return found[0]
+
+    def failed_providers(self, type_name: str) -> tuple[tuple[str, str], ...]:
+        """``(name, error)`` of each enabled extension that implements ``type_name`` but is not loaded because it
+        failed (its ``on_load`` raised, a dependency failed, it is incompatible): the real cause to report where
+        that service is asked for, instead of "enable it"."""
+        out = []
+        for name in sorted(self._entries):
+            entry = self._entries[name]
+            if entry.loaded or entry.instance is None or not self._is_enabled(entry):
+                continue
+            error = entry.incompatible or entry.error
+            if error and type_name in entry.instance.extension_types:
+                out.append((name, error))
+        return tuple(out)
+
+    def failed_extensions(self) -> list[ExtensionRecord]:
+        """Records of the enabled extensions that failed (to import, to load, or are incompatible)."""
+        return [r for r in self.list() if r.enabled and r.state in (ExtensionState.FAILED, ExtensionState.INCOMPATIBLE)]
 
     def engines(self) -> dict[str, InferenceExtension]:
         """Every registered engine name with the engine :meth:`get_inference` would return."""
@@ -667,9 +690,10 @@ class ExtensionManager:
         found = self._ranked(candidates, f"inference:{engine_name}")
         if not found:
             known = sorted({n for ctx in self._contexts() for n, _, _ in ctx._engines})
+            failed = self.failed_providers("inference")
             raise ExtensionNotFoundError(
                 f"no inference engine {engine_name!r} is loaded (loaded engines: {', '.join(known) or 'none'})"
-            )
+                + (f"; {describe_failed(failed)}" if failed else ""), failed=failed)
         return found[0]
 
     def set_preferred(self, key: str | type, name: str | None) -> None:

@@ -262,7 +262,7 @@ class Model:
                             ("n_gpu_layers", n_gpu_layers), ("max_queue", max_queue), ("pooling", pooling)):
             check_load_option(name, value)  # before the weights are read: a bad option costs no load
         if not os.path.isfile(self.path):
-            raise ModelFileError(f"model file not found: '{self.path}'")
+            raise ModelFileError(_not_a_file("model file", self.path))
         mp = _engine.ModelParams()
         mp.n_gpu_layers = int(n_gpu_layers)
         mp.main_gpu = int(main_gpu)
@@ -296,7 +296,7 @@ class Model:
         if draft_model is not None and not vocab_only and not self.embedding_only:
             self.draft_model = str(Path(draft_model))
             if not os.path.isfile(self.draft_model):
-                raise ModelFileError(f"draft model file not found: '{self.draft_model}'")
+                raise ModelFileError(_not_a_file("draft model file", self.draft_model))
             self._native_draft = _load_weights(self.draft_model, mp, what="draft_model: ")
             # the draft's own cache has the same types (cpp/draft_model.cpp)
             _check_cache_types(self._native_draft, *kv_types, flash_attn, what="draft_model: ")
@@ -707,3 +707,10 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<jan.Model {self.id!r} path={self.path!r}>"
+
+
+def _not_a_file(what: str, path: str) -> str:
+    """Why ``path`` is no weights file: a directory (a folder given where its GGUF was meant) or nothing."""
+    if os.path.isdir(path):
+        return f"{what} '{path}' is a directory, not a GGUF file"
+    return f"{what} not found: '{path}'"

@@ -80,6 +80,7 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     for record in manager.list():
         if record.error:
             log.warning("extension %s is %s: %s", record.name, record.state, record.error)
+    await _report_damaged_models(manager)
     _configure_local_engine(manager, config)
 
     tables = _route_tables()
@@ -115,6 +116,21 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     app.cleanup_ctx.append(_lifetime)
     await app[SERVICES].runs.recover_interrupted()  # runs cut off by the last stop: interrupted, never pending forever
     return app
+
+
+async def _report_damaged_models(manager: ExtensionManager) -> None:
+    """List the models once at start, so that a damaged model.json is set aside and logged now (the store logs
+    each one it finds, and one an earlier command set aside), not first noticed as a model gone missing."""
+    from jan.core import ModelExtension
+
+    try:
+        models = manager.get(ModelExtension)
+    except LookupError:
+        return  # none loaded: said above, with the cause, when it failed
+    try:
+        await models.list_models()
+    except Exception as exc:  # noqa: BLE001 - a look at the folder for the log, never a reason not to start
+        log.warning("could not list the models: %s", exc)
 
 
 async def _close_media_fetcher(app: web.Application) -> None:

@@ -6,21 +6,40 @@ import logging
 import os
 
 from jan.core import ExtensionManager, ModelExtension
-from jan.errors import ModelNotFoundError
+from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.services.models import ModelService
 
 log = logging.getLogger("jan.server")
 
 
+def _looks_like_path(spec: str) -> bool:
+    """A ``--model`` that names a file rather than an id (what ``jan run`` takes for a path, too)."""
+    return spec.lower().endswith(".gguf") or os.sep in spec or "/" in spec or spec.startswith(("~", "."))
+
+
 async def resolve_model(models: ModelExtension, spec: str) -> dict:
-    """The model.json for a model id, or for a GGUF path (imported by reference on first use)."""
-    if os.path.isfile(os.path.expanduser(spec)):
-        path = os.path.abspath(os.path.expanduser(spec))
+    """The model.json for a model id, or for a GGUF path (imported by reference on first use).
+
+    A spec that is a path (or looks like one) is told as a file: "no such file", "is a directory", or why
+    llama.cpp could not load it; never as an invalid model id."""
+    expanded = os.path.expanduser(spec)
+    if os.path.isfile(expanded):
+        path = os.path.abspath(expanded)
         for model in await models.list_models():
             settings = model.get("settings") or {}
             if settings.get("llama_model_path") == path:
                 return model
-        return await models.import_model(path, mode="reference")
+        try:
+            return await models.import_model(path, mode="reference")
+        except ValueError as exc:
+            # The model manager names the request field ("path: ..."), which means nothing on a command line.
+            message = str(exc)
+            message = message[len("path: "):] if message.startswith("path: ") else message
+            raise ModelLoadError(message) from None
+    if os.path.isdir(expanded):
+        raise ModelNotFoundError(f"{spec} is a directory, not a GGUF file")
+    if _looks_like_path(spec):
+        raise ModelNotFoundError(f"no such file: {spec}")
     try:
         return await models.get_model(spec)
     except ModelNotFoundError:

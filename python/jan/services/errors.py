@@ -63,7 +63,13 @@ def require(manager: Any, interface: type[T], provides: str, builtin: str) -> T:
     built-in to enable when there is none (``provides``: "manages models", "stores threads", ...)."""
     from jan.core import ExtensionNotFoundError
 
+    from jan.core.exceptions import describe_failed
+
     try:
         return manager.get(interface)
-    except ExtensionNotFoundError:
+    except ExtensionNotFoundError as exc:
+        failed = getattr(exc, "failed", ())
+        if failed:  # enabled already: "enable it" would send the user the wrong way; the cause is what helps
+            raise ServiceUnavailableError(f"No extension {provides}: {describe_failed(failed)}",
+                                          builtin=builtin) from None
         raise ServiceUnavailableError(f"No enabled extension {provides} (enable '{builtin}')", builtin=builtin) from None

@@ -155,6 +155,14 @@ def _template_problem(settings: Mapping[str, Any],
     return None
 
 
+def _missing(model_id: str, exc: BaseException) -> ModelNotFoundError:
+    """"The model does not exist" — or, when its model.json was damaged and set aside (the model manager's error
+    says so, with ``damaged``), that error itself: "does not exist" would hide a model the user has."""
+    if isinstance(exc, ModelNotFoundError) and getattr(exc, "damaged", None):
+        return exc
+    return ModelNotFoundError(f"The model '{model_id}' does not exist")
+
+
 def _file_problems(settings: Mapping[str, Any], opts: LoadOptions | None, weights: str | None, draft: str | None,
                    templates: bool) -> list[tuple[tuple[str, ...], str]]:
     """What the model's files say against its settings (blocking: reads the GGUF headers): a list of
@@ -272,8 +280,12 @@ class ModelService:
         name = model.get("engine") or DEFAULT_ENGINE
         try:
             return self.manager.get_inference(name)
-        except LookupError:
-            raise RequestError(f"No enabled extension provides the engine '{name}' for model '{model['id']}'",
+        except LookupError as exc:
+            from jan.core.exceptions import describe_failed
+
+            failed = getattr(exc, "failed", ())  # enabled but failed to load: its cause, not "not enabled"
+            raise RequestError(f"No enabled extension provides the engine '{name}' for model '{model['id']}'"
+                               + (f" ({describe_failed(failed)})" if failed else ""),
                                param="model", code="engine_unavailable") from None
 
     def check_model(self, model: Mapping[str, Any], changed: Iterable[str] | None = None) -> None:
@@ -378,8 +390,8 @@ class ModelService:
             return dict(self._transient[model_id])
         try:
             return await self.model_extension().get_model(model_id)
-        except (ModelNotFoundError, KeyError):
-            raise ModelNotFoundError(f"The model '{model_id}' does not exist") from None
+        except (ModelNotFoundError, KeyError) as exc:
+            raise _missing(model_id, exc) from None
 
     async def resolve(self, model_id: str | None) -> Target:
         """The model (``None``: the default model if one is configured, else the only loaded model) and its engine.
@@ -393,8 +405,8 @@ class ModelService:
         if whole is not None and model_id not in self._transient:
             try:  # the model.json and its files from one read, the path of every request
                 model = await whole(model_id)
-            except (ModelNotFoundError, KeyError):
-                raise ModelNotFoundError(f"The model '{model_id}' does not exist") from None
+            except (ModelNotFoundError, KeyError) as exc:
+                raise _missing(model_id, exc) from None
             return Target(model, self.engine_for(model))
         model = await self.get(model_id)
         engine = self.engine_for(model)

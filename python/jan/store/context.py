@@ -90,8 +90,27 @@ class StoreContext:
 
     # --- problems ---
 
-    def report(self, path: Path, error: str, moved_to: Path | None = None) -> None:
-        self.problems.add(self.relpath(path), error, self.relpath(moved_to) if moved_to else None)
+    def report(self, path: Path, error: str, moved_to: Path | None = None, *, once: bool = False) -> None:
+        self.problems.add(self.relpath(path), error, self.relpath(moved_to) if moved_to else None, once=once)
+
+    @staticmethod
+    def set_aside_copy(path: Path) -> Path | None:
+        """The newest ``<name>.corrupt-*`` beside a missing ``path``: the damaged file an earlier read moved
+        aside (maybe in another process, which alone saw it happen), or ``None``."""
+        try:
+            names = [e.name for e in os.scandir(path.parent) if e.name.startswith(f"{path.name}.corrupt-")]
+        except OSError:
+            return None
+        return path.with_name(max(names)) if names else None  # the stamp sorts by time
+
+    def report_set_aside(self, path: Path) -> Path | None:
+        """Report the damaged copy of a missing ``path`` (:meth:`set_aside_copy`), once per process: without it
+        a resource whose file was set aside by an earlier command just vanishes from every listing."""
+        moved = self.set_aside_copy(path)
+        if moved is not None and not self.problems.moved(self.relpath(moved)):  # (not when we moved it: told)
+            self.report(path, "did not parse; set aside earlier, so it is left out: repair it and rename it "
+                              "back, or remove it", moved, once=True)
+        return moved
 
     @staticmethod
     def aside_path(path: Path) -> Path:
@@ -164,8 +183,17 @@ class StoreContext:
         try:
             doc = self.read_doc(path, kind)
         except CorruptFileError as exc:
-            raise not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged: {exc.error}") from exc
+            where = f"; it was moved to {self.relpath(Path(exc.moved_to))}" if exc.moved_to else ""
+            err = not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged ({exc.error}){where}")
+            err.damaged = self.relpath(Path(exc.moved_to)) if exc.moved_to else self.relpath(path)
+            raise err from exc
         if doc is None:
+            moved = self.report_set_aside(path)
+            if moved is not None:
+                err = not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged: its {path.name} did not parse and "
+                                              f"was set aside as {self.relpath(moved)}")
+                err.damaged = self.relpath(moved)
+                raise err
             raise not_found(kind, doc_id)
         doc["id"] = doc_id
         return doc
@@ -265,8 +293,17 @@ def read_collection(ctx: StoreContext, collection: str, filename: str, kind: str
     damaged files are reported and left out."""
     docs = []
     for directory in iter_resource_dirs(ctx.root / collection):
-        doc = read_doc_or_none(ctx, directory / filename, kind)
-        if doc is not None:
-            doc["id"] = directory.name
-            docs.append(doc)
+        path = directory / filename
+        try:
+            doc = ctx.read_doc(path, kind)
+        except CorruptFileError:
+            continue  # moved aside and reported just now
+        except (OSError, MigrationError) as exc:
+            ctx.report(path, f"{type(exc).__name__}: {exc}")
+            continue
+        if doc is None:
+            ctx.report_set_aside(path)  # no file: one set aside by an earlier command is reported all the same
+            continue
+        doc["id"] = directory.name
+        docs.append(doc)
     return docs

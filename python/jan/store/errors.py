@@ -38,6 +38,10 @@ class NotFoundError(StoreError, CoreNotFoundError):
     error body without parsing the message.
     """
 
+    #: It is not found because its file was damaged: this is where that file was set aside (relative to
+    #: the data folder), so a caller can say so instead of "not found".
+    damaged: str | None = None
+
     def __init__(self, kind: str, resource_id: str, message: str | None = None):
         super().__init__(message or f"{kind} {resource_id!r} not found", resource=kind, id=resource_id)
         self.kind = kind

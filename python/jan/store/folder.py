@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from .models import ModelStore
 from .problems import Problem, ProblemLog
 from .settings import SettingsStore
 from .threads import ThreadStore
+
+logger = logging.getLogger("jan.store")
 
 ENV_VAR = "JAN_DATA_FOLDER"
 DEFAULT_FOLDER_NAME = "jan"
@@ -66,8 +69,23 @@ class DataFolder:
             if not create:
                 raise StoreError(f"data folder {self.root} does not exist")
             self.root.mkdir(parents=True, exist_ok=True)
+        # Folders are made here when they can be; a read-only data folder (a read-only mount, a backup, another
+        # user's folder) must still be readable, so one that cannot be made is left for the first write, which
+        # makes its parents itself and fails there with its own clear error. A file in a folder's place is no
+        # such case: every store would fail on it with a puzzling errno, so it is refused here, by name.
+        self.unwritable: str | None = None  # why the layout could not be made (None: it could)
         for name in (*LAYOUT, LOCK_DIR_NAME):
-            (self.root / name).mkdir(exist_ok=True)
+            path = self.root / name
+            try:
+                path.mkdir(exist_ok=True)
+            except FileExistsError:
+                raise StoreError(f"{path} is not a folder (jan keeps its {name} there): "
+                                 "move that file away, or choose another data folder") from None
+            except OSError as exc:
+                if os.path.lexists(path) and not path.is_dir():
+                    raise StoreError(f"{path} is not a folder (jan keeps its {name} there): "
+                                     "move that file away, or choose another data folder") from None
+                self.unwritable = self.unwritable or f"{path}: {exc.strerror or exc}"
         for name in COLLECTIONS:
             sweep_trash(self.root / name)
         # Interrupted writes and killed model imports leave hidden temporary files (GBs for a model).
@@ -82,7 +100,11 @@ class DataFolder:
         self.settings = SettingsStore(self._ctx)
         self.messages.leases.sweep()  # lease files of dead processes
         if ensure_default_assistant:
-            self.assistants.ensure_default()
+            try:
+                self.assistants.ensure_default()
+            except OSError as exc:
+                # Read-only: there is no default assistant to read then, but everything else is there to read.
+                logger.info("data folder %s: could not create the default assistant: %s", self.root, exc)
 
     def _touch_thread(self, thread_id: str) -> None:
         self.threads.touch(thread_id)

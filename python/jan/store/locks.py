@@ -20,6 +20,7 @@ takes all the locks it needs in one :meth:`LockManager.hold` call cannot deadloc
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -33,11 +34,26 @@ import filelock
 from .errors import LockTimeoutError
 
 DEFAULT_STRIPES = 256
+# A lock file cannot be made: the folder is read-only (a mount, or not ours) or the lock folder is not there.
+_UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.ENOENT})
+
+
+def _writable(lock_path: str) -> bool:
+    """Whether this process could make files beside ``lock_path`` (or the folder that would hold it)."""
+    folder = os.path.dirname(lock_path)
+    while folder and not os.path.isdir(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return os.access(folder, os.W_OK)
+
+
 DEFAULT_TIMEOUT = 30.0
 
 
 class _Stripe:
-    __slots__ = ("path", "rlock", "file_lock", "depth")
+    __slots__ = ("path", "rlock", "file_lock", "depth", "unlocked")
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -46,6 +62,7 @@ class _Stripe:
         # nested acquisitions on that thread must count against the same lock.
         self.file_lock = filelock.FileLock(path, thread_local=False)
         self.depth = 0
+        self.unlocked = False  # held without its file (a read-only folder)
 
     def acquire(self, deadline: float | None) -> None:
         remaining = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
@@ -58,6 +75,13 @@ class _Stripe:
                     self.file_lock.acquire(timeout=remaining)
                 except filelock.Timeout as exc:
                     raise LockTimeoutError(f"timed out waiting for lock {self.path} (held by another process)") from exc
+                except OSError as exc:
+                    if exc.errno != errno.EROFS and not (exc.errno in _UNWRITABLE and not _writable(self.path)):
+                        raise
+                    # A read-only data folder has no room for a lock file. Nobody can write there either (not
+                    # this process: its write fails on its own, with its own error), so what a lock guards
+                    # against cannot happen: reading goes on under the in-process lock alone.
+                    self.unlocked = True
             self.depth += 1
         except BaseException:
             self.rlock.release()
@@ -67,7 +91,10 @@ class _Stripe:
         try:
             self.depth -= 1
             if self.depth == 0:
-                self.file_lock.release()
+                if self.unlocked:
+                    self.unlocked = False
+                else:
+                    self.file_lock.release()
         finally:
             self.rlock.release()
 
@@ -111,7 +138,10 @@ class LockManager:
         if stripes < 1:
             raise ValueError("stripes must be >= 1")
         self.lock_dir = Path(lock_dir)
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # a read-only data folder: see _Stripe.acquire
         self.stripes = stripes
         self.timeout = timeout
         self._width = max(2, len(f"{stripes - 1:x}"))

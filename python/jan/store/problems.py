@@ -39,11 +39,14 @@ class ProblemLog:
         self._seen: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def add(self, path: str, error: str, moved_to: str | None = None) -> Problem | None:
-        """Record and log a problem; returns it, or ``None`` if it was already known."""
+    def add(self, path: str, error: str, moved_to: str | None = None, *, once: bool = False) -> Problem | None:
+        """Record and log a problem; returns it, or ``None`` if it was already known.
+
+        A file moved aside is a new event each time (the same path can be damaged again), unless ``once``:
+        a finding that every listing repeats (a file set aside by an earlier process) is recorded once."""
         key = (path, error)
         with self._lock:
-            if key in self._seen and moved_to is None:
+            if key in self._seen and (moved_to is None or once):
                 return None
             if len(self._items) == self._items.maxlen:
                 old = self._items[0]
@@ -56,6 +59,11 @@ class ProblemLog:
         else:
             logger.warning("data folder: %s: %s", path, error)
         return problem
+
+    def moved(self, moved_to: str) -> bool:
+        """Whether a problem recorded here already names ``moved_to`` (this process set that file aside)."""
+        with self._lock:
+            return any(p.moved_to == moved_to for p in self._items)
 
     def snapshot(self) -> list[Problem]:
         """A copy of the problems, oldest first."""

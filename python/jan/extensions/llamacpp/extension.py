@@ -227,8 +227,9 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         if lent is None or lent.model is not loaded:
             lent = await asyncio.to_thread(self._lend, model, loaded)
             self._lent[model["id"]] = lent
-            if lent.template.fallback:
-                # Once per load: the user should know why the chat output is poor.
+            if lent.template.fallback and not loaded.embedding_only:
+                # Once per load: the user should know why the chat output is poor. Not for an embedding model,
+                # which is never chatted with (embeddings borrow it here too): the warning would be noise.
                 log.warning("model '%s': %s; chatting with it uses ChatML, which it was not trained on "
                             "(expect poor replies; set settings.chat_template, or use /v1/completions; Ollama's "
                             "/api/chat and /api/generate give it the text as it is, as Ollama does)",

@@ -14,7 +14,7 @@ from jan.extensions._builtin import BuiltinExtension
 from jan.downloads import Downloader, filename_from_url, part_path, resolve_url
 from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.extensions.models.downloads import ModelPull
-from jan.extensions.models.gguf_info import describe_gguf
+from jan.extensions.models.gguf_info import check_projector, describe_gguf
 from jan.hf_repo import plan_pull, sibling_mmproj
 from jan.store import AlreadyExistsError, AsyncStore, DataFolder, NotFoundError, slugify_id, validate_id
 from jan.store.models import check_gguf
@@ -43,11 +43,21 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
     async def list_models(self) -> list[dict[str, Any]]:
         return await self.store.models.list()
 
+    def problems(self, prefix: str | None = "models/") -> list[dict[str, Any]]:
+        """Damaged files this extension's store found (and set aside) so far, oldest first: ``{"path", "error",
+        "time", "moved_to"}``, paths relative to the data folder; ``prefix`` filters by path. What
+        ``/v1/models`` and ``jan models list`` report, so a model whose model.json was set aside does not just
+        vanish."""
+        if self.store is None:
+            return []
+        items = [p.to_dict() for p in self.store.problems]
+        return [p for p in items if prefix is None or p["path"].startswith(prefix)]
+
     async def get_model(self, model_id: str) -> dict[str, Any]:
         try:
             return await self.store.models.get(model_id)
-        except NotFoundError:
-            raise ModelNotFoundError(f"model '{model_id}' does not exist") from None
+        except NotFoundError as exc:
+            raise _not_found(model_id, exc) from None
 
     async def model_with_weights(self, model_id: str) -> dict[str, Any]:
         """:meth:`get_model` with ``file_path``, ``mmproj_path`` and ``draft_model_path`` resolved, in one
@@ -62,9 +72,9 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             return copy.deepcopy(kept[0])
         try:
             doc, paths, taken = await self.store.models.with_weights_stamped(model_id)
-        except NotFoundError:
+        except NotFoundError as exc:
             self._resolved.pop(model_id, None)
-            raise ModelNotFoundError(f"model '{model_id}' does not exist") from None
+            raise _not_found(model_id, exc) from None
         if taken is None:
             self._resolved.pop(model_id, None)
         else:
@@ -101,6 +111,10 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             mmproj = os.path.abspath(os.path.expanduser(mmproj))
             if not os.path.isfile(mmproj):
                 raise ValueError(f"mmproj: no file at '{mmproj}'")
+            try:  # a projector is checked now, not first when the model loads (and fails there)
+                await asyncio.to_thread(check_projector, mmproj)
+            except ValueError as exc:
+                raise ValueError(f"mmproj: {exc}") from None
             fields["settings"] = {**(fields.get("settings") or {}), "mmproj": mmproj}
         try:
             info = await asyncio.to_thread(describe_gguf, path)  # also proves it is a loadable GGUF
@@ -181,6 +195,7 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             info = await asyncio.to_thread(describe_gguf, staged[dest])
             if mmproj is not None:  # a projector does not load as a model: its header is what can be checked
                 await asyncio.to_thread(check_gguf, staged[mmproj])
+                await asyncio.to_thread(check_projector, staged[mmproj])
             for final, path in staged.items():
                 if path != final:
                     await asyncio.to_thread(os.replace, path, final)
@@ -253,6 +268,16 @@ class ModelIdTakenError(AlreadyExistsError):
 
     def __reduce__(self):
         return (type(self), (self.id, self.args[0]))
+
+
+def _not_found(model_id: str, exc: NotFoundError) -> ModelNotFoundError:
+    """The API's "model does not exist", or the store's own words when its model.json was damaged and set
+    aside (where it went), which "does not exist" would hide."""
+    if getattr(exc, "damaged", None):
+        err = ModelNotFoundError(str(exc))
+        err.damaged = exc.damaged  # type: ignore[attr-defined]  # (where it went: for callers that word it)
+        return err
+    return ModelNotFoundError(f"model '{model_id}' does not exist")
 
 
 def _pulled_from(model: dict[str, Any], *urls: str) -> bool:

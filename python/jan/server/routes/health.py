@@ -21,10 +21,17 @@ def _local_engines(app: web.Application) -> list:
 async def health(request: web.Request) -> web.Response:
     """Readiness (open without an API key) and, to a request with the key (or without --api-key), the loaded models."""
     # Cheap on purpose: load balancers and `jan` itself poll it while streams run.
-    body: dict = {"status": "ok", "uptime_seconds": round(time.monotonic() - request.app[STARTED_AT], 3)}
+    manager = request.app[MANAGER]
+    failed = manager.failed_extensions()
+    # "degraded": up, but an enabled extension failed to load, so what it provides answers 503 (a data folder
+    # it could not open, say). Still 200: the server itself runs, and a probe that restarts it would not help.
+    body: dict = {"status": "degraded" if failed else "ok",
+                  "uptime_seconds": round(time.monotonic() - request.app[STARTED_AT], 3)}
     if authorized(request, request.app[CONFIG]):  # which models run here is not for anyone who can reach the port
+        if failed:  # why (paths in the errors: only to a request with the key)
+            body["failed_extensions"] = [{"name": r.name, "state": r.state, "error": r.error} for r in failed]
         loaded = []
-        for engine in request.app[MANAGER].engines().values():
+        for engine in manager.engines().values():
             loaded += await engine.loaded_models()
         body["models"] = loaded
     return json_response(body)

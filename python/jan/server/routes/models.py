@@ -53,9 +53,14 @@ def capabilities(model: dict[str, Any], status: dict[str, Any]) -> list[str]:
 @routes.get("/v1/models")
 @routes.get("/models")  # as llama-server serves it
 async def list_models(request: web.Request) -> web.Response:
-    """Models in the data folder (model.json fields) with their engine state."""
-    models = await model_extension(request).list_models()
-    return json_response({"object": "list", "data": [await with_state(request, m) for m in models]})
+    """Models in the data folder (model.json fields) with their engine state; ``problems`` lists the damaged
+    model.json files set aside (a model missing from ``data`` for that reason is named there, as
+    ``/v1/threads`` does for threads)."""
+    extension = model_extension(request)
+    models = await extension.list_models()
+    problems = getattr(extension, "problems", None)
+    return json_response({"object": "list", "data": [await with_state(request, m) for m in models],
+                          "problems": problems("models/") if callable(problems) else []})
 
 
 @routes.get("/v1/models/{model_id}")

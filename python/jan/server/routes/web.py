@@ -84,10 +84,15 @@ def _file_response(request: web.Request, path: Path, *, cache: str) -> web.Respo
 
 
 def _on_ollama_port(request: web.Request) -> bool:
-    """Whether the request came in on ``jan serve --ollama-port`` (Ollama's port, not jan's own)."""
-    port = request.app[CONFIG].ollama_port
+    """Whether the request came in on ``jan serve --ollama-port`` (Ollama's port, not jan's own). On a port that is
+    both (``--ollama-port`` = ``--port``), jan's own: the chat page must stay reachable, and Ollama clients find a
+    server by any 200 at ``/`` (``HEAD /`` in Ollama's own client; most use ``/api/version`` or ``/api/tags``)."""
+    config = request.app[CONFIG]
+    port = config.ollama_port
+    if not port or port == config.port:
+        return False
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    return bool(port) and isinstance(sockname, tuple) and len(sockname) >= 2 and sockname[1] == port
+    return isinstance(sockname, tuple) and len(sockname) >= 2 and sockname[1] == port
 
 
 @routes.get("/")
