@@ -9,6 +9,7 @@ Its kind: a reference (an image, a list cursor) checked late or named vaguely, i
 from __future__ import annotations
 
 import base64
+import urllib.request
 
 import pytest
 from cut_off_helpers import png_bytes, post, request
@@ -106,3 +107,45 @@ def test_a_bad_image_in_a_thread_message_has_the_code_chat_gives_it(server, url,
         {"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": url}}]})
     assert status == 400, data
     assert _error(data) == ("content[1].image_url.url", code)
+
+
+@pytest.mark.parametrize("url", ["https://example.com/cat.png", "file:///etc/hosts", "/tmp/x.png"])
+def test_a_linked_image_the_server_may_not_read_is_refused_when_the_message_is_written(server, url):
+    """(It was stored as a link, which no run reads: the model never saw the image.)"""
+    thread = _thread(server)
+    status, data = post(server, f"/v1/threads/{thread}/messages", {"role": "user", "content": [
+        {"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": url}}]})
+    assert status == 400, data
+    assert _error(data) == ("content[1].image_url.url", "not_allowed")
+
+
+@pytest.fixture(scope="module")
+def media_server(tmp_path_factory, stories_path):
+    tmp = tmp_path_factory.mktemp("refs-media")
+    (tmp / "media").mkdir()
+    (tmp / "media" / "cat.png").write_bytes(png_bytes())
+    srv = start_server(tmp, [stories_path], allow_media_from=[str(tmp / "media")])
+    srv.media = tmp / "media"
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("where", ["message", "thread", "edit"])
+def test_a_linked_image_the_server_may_read_is_kept_in_the_thread(media_server, where):
+    srv = media_server
+    link = [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": str(srv.media / "cat.png")}}]
+    if where == "thread":
+        thread = _thread(srv, messages=[{"role": "user", "content": link}])
+    else:
+        thread = _thread(srv, messages=[{"role": "user", "content": "hi"}] if where == "edit" else [])
+        if where == "message":
+            status, data = post(srv, f"/v1/threads/{thread}/messages", {"role": "user", "content": link})
+        else:
+            _, _, page = request(srv, "GET", f"/v1/threads/{thread}/messages")
+            status, data = post(srv, f"/v1/threads/{thread}/messages/{page['data'][0]['id']}", {"content": link})
+        assert status == 200, data
+    _, _, page = request(srv, "GET", f"/v1/threads/{thread}/messages")
+    files = [p["image_file"]["file_id"] for p in page["data"][0]["content"] if p["type"] == "image_file"]
+    assert len(files) == 1
+    with urllib.request.urlopen(f"{srv.base_url}/v1/threads/{thread}/files/{files[0]}", timeout=60) as resp:
+        assert resp.read() == png_bytes()

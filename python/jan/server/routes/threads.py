@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jan.core import AssistantExtension, ConversationalExtension
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
-from jan.server.keys import SERVICES
+from jan.server.keys import MEDIA_FETCHER, SERVICES
 from jan.server.schemas import ImagePart, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
@@ -238,6 +238,28 @@ def check_thread_parameters(assistants: list[ThreadAssistant] | None, *, where: 
         check_tool_entries((entry.model_extra or {}).get("tools"), param=f"{where}assistants[{i}].tools")
 
 
+async def fetch_linked_images(request: web.Request, content: Any, where: str = "") -> Any:
+    """``content`` with each ``image_url`` part that links to an image (an http(s) URL, a file) replaced by the
+    image itself, as a ``data:`` URL, which the store keeps as a thread file; ``where``: the body's path to the
+    content, for errors.
+
+    A thread keeps its images, so a run reads them from the data folder: a link kept as it was would be skipped by
+    every run (the model never seeing the image) or break once its target moved. A link the server may not follow
+    (``--allow-media-from``) is a 400 now, as in a chat completion (:class:`jan.MediaError`, ``not_allowed``)."""
+    if not isinstance(content, list):
+        return content
+    fetcher = request.app[MEDIA_FETCHER]
+    out = []
+    for i, part in enumerate(content):
+        url = part.get("image_url", {}).get("url") if isinstance(part, dict) and part.get("type") == "image_url" \
+            else None
+        if isinstance(url, str) and not url[:5].lower() == "data:":
+            part = {**part, "image_url": {**part["image_url"],
+                                          "url": await fetcher.data_url(url, f"{where}content[{i}].image_url.url")}}
+        out.append(part)
+    return out
+
+
 #: Thread ids that a route under /v1/threads would shadow (``POST /v1/threads/runs`` creates a thread and runs it).
 RESERVED_IDS = ("runs",)
 
@@ -269,7 +291,10 @@ def _changes(body: BaseModel, required_non_null: tuple[str, ...]) -> dict[str, A
 async def create_thread(request: web.Request) -> web.Response:
     """Create a thread (title, assistants, metadata, initial messages)."""
     body = await parse_body(request, ThreadCreate)
-    return json_response(await conversations(request).create_thread(thread_fields(body)))
+    fields = thread_fields(body)
+    for k, message in enumerate(fields.get("messages") or ()):
+        message["content"] = await fetch_linked_images(request, message.get("content"), f"messages[{k}].")
+    return json_response(await conversations(request).create_thread(fields))
 
 
 @routes.get("/v1/threads")
@@ -316,7 +341,9 @@ async def create_message(request: web.Request) -> web.Response:
     ``requires_action``), as OpenAI refuses it: end the run (finish, answer its tool calls, or cancel it) first.
     """
     body = await parse_body(request, MessageCreate)
-    message = await request.app[SERVICES].runs.add_message(request.match_info["thread_id"], message_fields(body))
+    fields = message_fields(body)
+    fields["content"] = await fetch_linked_images(request, fields["content"])
+    message = await request.app[SERVICES].runs.add_message(request.match_info["thread_id"], fields)
     return json_response(message)
 
 
@@ -358,6 +385,8 @@ async def modify_message(request: web.Request) -> web.Response:
     """Modify a message's content, status or metadata."""
     body = await parse_body(request, MessageModify)
     changes = _changes(body, ("content", "status"))
+    if "content" in changes:
+        changes["content"] = await fetch_linked_images(request, changes["content"])
     info = request.match_info
     message = await conversations(request).update_message(info["thread_id"], info["message_id"], changes)
     return json_response(message)
