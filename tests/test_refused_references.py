@@ -149,3 +149,20 @@ def test_a_linked_image_the_server_may_read_is_kept_in_the_thread(media_server, 
     assert len(files) == 1
     with urllib.request.urlopen(f"{srv.base_url}/v1/threads/{thread}/files/{files[0]}", timeout=60) as resp:
         assert resp.read() == png_bytes()
+
+
+@pytest.mark.parametrize("route", ["run", "thread-and-run"])
+def test_a_runs_messages_link_images_as_thread_messages_do(server, route):
+    """``additional_messages`` (and createThreadAndRun's ``thread.messages``) are thread messages too."""
+    link = [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}}]
+    if route == "run":
+        thread = _thread(server)
+        status, data = post(server, f"/v1/threads/{thread}/runs", {"model": "stories260K", "additional_messages": [
+            {"role": "user", "content": link}]})
+        where = "additional_messages[0].content[1].image_url.url"
+    else:
+        status, data = post(server, "/v1/threads/runs", {"model": "stories260K", "thread": {"messages": [
+            {"role": "user", "content": link}]}})
+        where = "thread.messages[0].content[1].image_url.url"
+    assert status == 400, data
+    assert _error(data) == (where, "not_allowed")

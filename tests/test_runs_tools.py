@@ -356,7 +356,8 @@ async def test_an_interrupted_run_does_not_hold_its_thread_and_resumes_only_when
         waiting = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
         assert waiting["status"] == "requires_action", waiting
         assert_held(await api.post(f"/v1/threads/{tid}/runs/{cut}/resume", {}), tid, waiting["id"])
-        assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{cut}"))["status"] == "interrupted"  # untouched
+        untouched = await api.ok("GET", f"/v1/threads/{tid}/runs/{cut}")  # interrupted, on the wire incomplete
+        assert untouched["status"] == "incomplete" and untouched["incomplete_details"] == {"reason": "interrupted"}
         await api.ok("POST", f"/v1/threads/{tid}/runs/{waiting['id']}/cancel")
         resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{cut}/resume", {})
         assert resumed["status"] in ("completed", "incomplete"), resumed

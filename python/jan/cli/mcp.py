@@ -1,7 +1,8 @@
 """``jan mcp``: list, add and remove the MCP servers of ``<data>/mcp.json``.
 
 ``add``/``remove`` edit the file (atomically, under its lock); a running
-server notices the change on its next use of MCP. ``list`` asks a running
+server notices the change on its next use of MCP. They refuse ``--url``: no API
+changes a server's MCP servers (only mcp.json starts programs). ``list`` asks a running
 server (which knows each server's state and tools) or reads the file.
 """
 
@@ -20,6 +21,12 @@ def mcp() -> None:
 def _edit(conn, edit) -> None:
     from jan.extensions.mcp import McpConfigError, edit_config
 
+    if conn.url_explicit:
+        # No API adds or removes MCP servers, on purpose: only mcp.json starts programs, never a request. So
+        # --url cannot be honoured, and editing this machine's data folder instead would change another jan.
+        raise CLIError(f"jan mcp add/remove edit the mcp.json of a data folder; a server's MCP servers cannot be "
+                       f"changed over its API (--url {conn.url}). Run it where that jan runs, with --data-folder "
+                       "<its data folder> (a running jan notices the change)")
     try:
         edit_config(conn.data_folder, edit)
     except McpConfigError as exc:
@@ -64,6 +71,12 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
                timeout: float | None, conn) -> None:
     """Add a server: `jan mcp add files python files_server.py --root ~/notes` (stdio) or
     `jan mcp add search http://127.0.0.1:8000/mcp` (streamable HTTP)."""
+    from jan.extensions.mcp.config import NAME_RULE, valid_name
+
+    if not valid_name(name):
+        raise CLIError(f"an MCP server's name must be {NAME_RULE}, not {name!r} (its tools are named "
+                       "<server>__<tool>)")
+
     def pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
         out = {}
         for item in items:

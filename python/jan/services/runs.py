@@ -67,7 +67,12 @@ Runs are saved under ``<data>/threads/<thread_id>/runs/`` whenever their state c
 (:mod:`jan.services.run_records`): :meth:`RunService.load` finds them after a restart,
 :meth:`RunService.recover_interrupted` turns runs cut off by a stop into ``interrupted`` ones
 (partial reply kept, ``stopped``), :meth:`RunService.resume` continues one. A run's events are
-kept (``Run.events``) so a listener can re-attach and replay them.
+kept (``Run.events``) so a listener can re-attach and replay them. A graceful stop of jan
+(:meth:`RunService.interrupt_all`, awaited before the extensions stop) leaves each active run as a crash would:
+a model turn cut at its next piece, a tool call cut off at once with no result kept (resume runs it again), a
+``submit_tool_outputs`` leg's calls cut off with the run back in ``requires_action``. Deleting a thread cancels its
+active runs and forgets its runs (:class:`~jan.core.ThreadDeleted`); deleting an assistant does not stop its runs,
+whose later legs keep the tools it had (``Run.assistant_tools``).
 
 One run at a time per thread, as OpenAI's Assistants API: while a run holds its thread (``queued``,
 ``in_progress``, ``requires_action``: :data:`HOLDING_STATUSES`) another run is refused, and so is a new
@@ -99,10 +104,11 @@ from jan.core import (
     MessageSent,
     MessageUpdate,
     NotFoundError,
+    ThreadDeleted,
     ToolRegistry,
 )
 from jan.services.chat import ChatService
-from jan.services.errors import GenerationCancelledError, RequestError, require
+from jan.services.errors import GenerationCancelledError, RequestError, ServiceUnavailableError, require
 from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_parameters
 from jan.services.run_records import (interrupt_if_orphaned, load_record, mark_interrupted, save_record,
@@ -116,6 +122,7 @@ from jan.services.tool_loop import (
     check_tool_entries,
     image_files_of,
     parse_calls,
+    reasoning_of,
     resolve_policy,
     run_calls,
     save_tool_messages,
@@ -147,9 +154,17 @@ __all__ = ["Run", "RunRequest", "RunService", "ToolDecision", "history_messages"
 SAVE_INTERVAL = 0.5
 #: Finished runs remembered per service.
 KEEP_RUNS = 256
+#: Seconds a stop of jan lets its runs stop on their own (at their next piece; a tool call at once) before it
+#: cancels the legs still going (:meth:`RunService.interrupt_all`), and the most it waits for them in all.
+INTERRUPT_GRACE = 3.0
+INTERRUPT_BOUND = 15.0
+#: Seconds a cut-off tool call is given to end once cancelled (a provider that ignores the cancel is left behind).
+CALL_CANCEL_BOUND = 5.0
 DEFAULT_TITLES = ("", "New Thread")
 TITLE_LENGTH = 40
 DEFAULT_ASSISTANT = "jan"
+#: Marks the stand-in for an assistant that is not there (deleted): see :meth:`RunService._policy_of`.
+_GONE = "__gone__"
 #: Statuses of a run that is generating (a listener that goes away stops it, unless background).
 ACTIVE_STATUSES = ("queued", "in_progress")
 #: The ``stop_reason`` of a run a stop of jan cut off (:meth:`RunService.interrupt_all`, and at the next start
@@ -245,6 +260,11 @@ class Run:
     resume_calls: list[PendingCall] = field(default_factory=list)
     #: What the run did, oldest first (:mod:`jan.services.run_steps`): saved with its record.
     steps: list[RunStep] = field(default_factory=list)
+    #: Tool entries of the run that give it nothing now (a server disabled or down), as its leg found them.
+    warnings: list[str] = field(default_factory=list)
+    #: The assistant's ``tools`` and ``tool_policy`` as the run started with them: its later legs' if the assistant
+    #: is deleted meanwhile.
+    assistant_tools: dict[str, Any] | None = None
     background: bool = False
     response_format: dict[str, Any] | None = None  # as recorded (see ResponseFormat)
     last_messages: int | None = None
@@ -578,6 +598,53 @@ def cut_turn_error(finish_reason: str | None) -> tuple[str, str] | None:
     return f"the model turn ended with finish_reason {reason!r}, which jan does not know", "server_error"
 
 
+def _weak_handler(owner: Any, method: str) -> Callable[[Any], Awaitable[None]]:
+    """An event handler calling ``owner.method`` that does not keep ``owner`` alive (a service made and dropped,
+    as tests do, leaves a handler that does nothing rather than a service the bus holds for good)."""
+    ref = weakref.ref(owner)
+
+    async def handler(event: Any) -> None:
+        target = ref()
+        if target is not None:
+            await getattr(target, method)(event)
+
+    return handler
+
+
+async def _unless_stopped(run: Run, work: Awaitable[Any]) -> Any:
+    """Await ``work`` (a run's tool calls) unless the run is asked to stop first (a cancel, a stop of jan): then
+    the work is cancelled (an MCP call is cut off) and :class:`_Stop` raised, with nothing of it kept. A tool
+    call gives no pieces at which a run could notice a stop as a model turn does, and a stop of jan must not
+    wait for a slow tool, nor let the tool's failure when its server stops be saved as its result."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(run.cancel_requested.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if task.done():  # (done as the stop came: its results are kept, the stop is noticed next)
+        return task.result()
+    task.cancel()
+    await asyncio.wait([task], timeout=CALL_CANCEL_BOUND)
+    raise _Stop(run.stop_reason or "cancelled")
+
+
+def _publish_interrupted(run: Run) -> None:
+    """Tell a run's stream that a stop of jan interrupted it (no OpenAI run event says so: the stream's ``error``
+    event, an ErrorObject, does), then end the leg's stream."""
+    if run.status == "requires_action":
+        what = "it waits for its tool calls to be answered again (POST .../submit_tool_outputs once jan is back)"
+    else:
+        what = ("it was interrupted with the reply it had (resume it once jan is back: "
+                "POST /v1/threads/{thread_id}/runs/{run_id}/resume)")
+    run.publish("error", {"code": "server_shutdown", "type": "server_error", "param": None,
+                          "message": f"The server is shutting down; run '{run.id}': {what}."})
+    run.publish("done", "[DONE]")
+
+
 class _Stop(Exception):
     """The run was cut off (``reason``: client disconnected / cancelled)."""
 
@@ -611,6 +678,7 @@ def run_record(run: Run) -> dict[str, Any]:
         "response_format": run.response_format, "last_messages": run.last_messages,
         "reasoning_effort": run.reasoning_effort, "max_prompt_tokens": run.max_prompt_tokens,
         "incomplete_reason": run.incomplete_reason, "steps": [step.to_record() for step in run.steps],
+        "warnings": run.warnings, "assistant_tools": run.assistant_tools,
     }
 
 
@@ -648,6 +716,8 @@ def run_from_record(record: dict[str, Any]) -> Run:
     # a record of an older jan has no reason: its only limit then was max_completion_tokens
     run.incomplete_reason = record.get("incomplete_reason") or ("max_completion_tokens" if run.status == "incomplete" else None)
     run.steps = [RunStep.from_record(s) for s in record.get("steps") or () if isinstance(s, dict) and s.get("id")]
+    run.warnings = [str(w) for w in record.get("warnings") or ()]
+    run.assistant_tools = record.get("assistant_tools") if isinstance(record.get("assistant_tools"), dict) else None
     if record.get("message_id"):
         run.message = {"id": record["message_id"]}
     if not run.active:
@@ -685,6 +755,13 @@ class RunService:
         #: Ids of finished runs not kept in ``_runs`` (records read finished, runs forgotten): never to hold a
         #: thread again, so :meth:`holder` does not read their records again.
         self._settled: set[str] = set()
+        #: Set by :meth:`interrupt_all`: jan is stopping, no run starts or goes on any more.
+        self._stopping = False
+        # A deleted thread takes its runs with it: the active ones are cancelled (their model slot freed at once)
+        # and all are forgotten (404 afterwards, as their records went with the thread's folder).
+        bus = getattr(manager, "bus", None)
+        if bus is not None:
+            self._unsubscribe_thread_deleted = bus.subscribe(ThreadDeleted, _weak_handler(self, "_thread_deleted"))
 
     # -- stores ------------------------------------------------------------------
     def conversations(self) -> ConversationalExtension:
@@ -750,14 +827,38 @@ class RunService:
         except (OSError, ValueError) as exc:
             log.warning("run %s: could not save its record: %s", run.id, exc)
 
-    def interrupt_all(self) -> int:
-        """At a stop of jan: every run generating (or queued) in this process ends at its next piece as a crash
-        would leave it, but saved: ``interrupted`` (resumable), its reply ``stopped`` with what it has
-        (``metadata.stop_reason: "interrupted"``), its stream told (an ``error`` event, ``server_shutdown``).
-        Returns how many were asked to stop."""
+    async def interrupt_all(self, *, grace: float = INTERRUPT_GRACE, bound: float = INTERRUPT_BOUND) -> int:
+        """At a stop of jan, before its extensions stop: every run generating, queued or inside a tool call in this
+        process ends as a crash would leave it, but saved at once: ``interrupted`` (resumable), its reply
+        ``stopped`` with what it has (``metadata.stop_reason: "interrupted"``), a tool call it was in cut off with
+        no result saved (resume runs it again), its stream told (an ``error`` event, ``server_shutdown``). A run
+        answering ``submit_tool_outputs`` when its calls are cut off waits in ``requires_action`` again, as its
+        record says. Returns how many were asked to stop; they are settled when it returns.
+
+        Settled *here*, awaited: once the extensions stop (models unloaded, MCP servers gone) a leg still going
+        would save a tool's failure as its result and start a model turn with no model. A run stops at its next
+        piece, a tool call at once; one still going after ``grace`` seconds (waiting for room in a busy model's
+        queue, where no piece comes) has its task cancelled; none is waited for longer than ``bound`` in all."""
+        self._stopping = True
         running = [run for run in self._runs.values() if run.active]
         for run in running:
             self.stop(run, INTERRUPTED)
+        if not running:
+            return 0
+        finished = [asyncio.ensure_future(run.finished.wait()) for run in running]
+        try:
+            _done, late = await asyncio.wait(finished, timeout=grace)
+            if late:
+                for run in running:
+                    if not run.finished.is_set() and run.task is not None and not run.task.done():
+                        run.task.cancel()  # (the leg's CancelledError path saves it interrupted all the same)
+                await asyncio.wait(late, timeout=max(0.0, bound - grace))
+        finally:
+            for waiter in finished:
+                waiter.cancel()
+        for run in running:
+            if not run.finished.is_set():
+                log.warning("run %s did not settle before jan stopped; the next start marks it interrupted", run.id)
         return len(running)
 
     def stop(self, run: Run, reason: str) -> None:
@@ -774,20 +875,30 @@ class RunService:
         # run is in progress now, and stopped below) or finds it cancelled, never brings a cancelled run back.
         async with self._thread_lock(run.thread_id):
             if run.status in WAITING_STATUSES:
-                run.status, run.pending, run.ended_at = "cancelled", [], int(time.time())
-                run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage, as OpenAI's
-                ended = run.end_steps()  # the tool calls it waited on
-                await self.persist(run)
-                for step in ended:
-                    run.publish_step(step, step.status)
-                run.publish("thread.run.cancelled", run_record(run))
-                run.publish("done", "[DONE]")
+                await self._end_cancelled(run)
                 return
         run.cancel_requested.set()
         if run.task is not None and not run.task.done():
             run.task.cancel()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(run.finished.wait(), timeout)
+
+    async def _thread_deleted(self, event: ThreadDeleted) -> None:
+        """A thread was deleted (the conversation store tells it, after the deletion): its active runs are cancelled
+        at once (a model turn's slot freed, a tool call cut off) rather than go on generating into a thread that
+        is gone, and its runs are forgotten (their records went with the thread's folder: 404 from now on)."""
+        runs = [run for run in self._runs.values() if run.thread_id == event.thread_id]
+        for run in runs:
+            self._runs.pop(run.id, None)
+            self._settled.discard(run.id)
+        live = [run for run in runs if run.active]
+        for run in live:
+            run.stop_reason = "thread deleted"
+            run.cancel_requested.set()
+            if run.task is not None and not run.task.done():
+                run.task.cancel()
+        if live:
+            await asyncio.wait([asyncio.ensure_future(run.finished.wait()) for run in live], timeout=30)
 
     async def recover_interrupted(self) -> int:
         """At start-up: runs that were generating when jan stopped become ``interrupted``, their reply ``stopped``
@@ -906,7 +1017,7 @@ class RunService:
         except NotFoundError:
             if explicit:
                 raise
-            assistant = {"id": assistant_id, "model": "*", "instructions": "", "parameters": {}}
+            assistant = {"id": assistant_id, "model": "*", "instructions": "", "parameters": {}, _GONE: True}
         return store, thread, entry, assistant
 
     async def start(self, req: RunRequest) -> Run:
@@ -915,6 +1026,7 @@ class RunService:
         the pending assistant message, the title. Execute it with :meth:`execute`."""
         check_tool_entries(list(req.tools) if req.tools is not None else None, param="tools")
         async with self._thread_lock(req.thread_id):
+            self._refuse_if_stopping()
             # checked and claimed in one step: the new run holds the thread (in_progress) before the lock goes
             await self._refuse_if_held(req.thread_id)
             return await self._start(req)
@@ -983,6 +1095,7 @@ class RunService:
                 response_format = ResponseFormat.from_mapping(params.get("response_format"))
         policy = await resolve_policy(self.tools, run_tools=list(req.tools) if req.tools is not None else None,
                                       thread_entry=entry, assistant=assistant, overrides=req.tool_policy)
+        policy.check()  # an entry naming nothing jan has: the request's 400, never a run quietly without it
         _check_tool_choice(req.tool_choice if req.tool_choice is not None else policy.tool_choice, policy)
 
         for extra in req.additional_messages:
@@ -1001,6 +1114,8 @@ class RunService:
                                        reasoning=_reasoning(effort), max_prompt_tokens=req.max_prompt_tokens)
         run.run_tools = list(req.tools) if req.tools is not None else None
         run.tool_choice_request, run.tool_policy, run.tool_specs = req.tool_choice, req.tool_policy, policy.specs
+        run.warnings = policy.warnings
+        run.assistant_tools = {k: assistant[k] for k in ("tools", "tool_policy") if assistant.get(k) is not None}
         run.parallel_tool_calls, run.background = req.parallel_tool_calls, req.background
         run.response_format, run.last_messages = _format_record(response_format), req.last_messages
         run.reasoning_effort, run.max_prompt_tokens = effort, req.max_prompt_tokens
@@ -1065,25 +1180,40 @@ class RunService:
 
     async def _policy_of(self, run: Run) -> ToolPolicy:
         _store, _thread, entry, assistant = await self._context(run.thread_id, run.assistant_id, explicit=False)
+        if assistant.get(_GONE):
+            # Deleted while the run went on: the run keeps its tools (their approval rules included) as the assistant
+            # had them, as it keeps its instructions and model, rather than go on with none.
+            assistant = {**assistant, **(run.assistant_tools or {})}
         policy = await resolve_policy(self.tools, run_tools=run.run_tools, thread_entry=entry, assistant=assistant,
                                       overrides=run.tool_policy)
         run.tool_specs = policy.specs
+        # (a leg of a run that started is never refused for its tools: a server gone since is told, and its calls'
+        # results say why they cannot run)
+        run.warnings = policy.warnings
         run._policy = policy  # type: ignore[attr-defined]
         return policy
 
-    async def submit(self, run: Run, decisions: list[ToolDecision]) -> None:
-        """Answer a run in ``requires_action`` (every pending call; raises :class:`RequestError` otherwise):
-        run the approved calls, record all answers, and ready the next model turn (run it with :meth:`execute`)."""
+    async def submit(self, run: Run, decisions: list[ToolDecision]) -> bool:
+        """Answer a run in ``requires_action`` (every pending call, each once; raises :class:`RequestError`
+        otherwise): run the approved calls, record all answers, and ready the next model turn (run it with
+        :meth:`execute`). Returns False when the run does not go on: stopped while the approved calls ran (a
+        cancel: ``cancelled``; a stop of jan: back in ``requires_action``, as a crash would leave its record, the
+        calls cut off and none of their results kept), its events told."""
         async with self._thread_lock(run.thread_id):  # two submits at once: one claims the run, the other is refused
+            self._refuse_if_stopping()
             if run.status != "requires_action":
                 raise RequestError(f"Run '{run.id}' is {run.status}, not requires_action", param="run_id",
                                    code="run_not_waiting")
             pending = {c.id: c for c in run.pending}
             answers: dict[str, ToolDecision] = {}
-            for decision in decisions:
+            for i, decision in enumerate(decisions):
                 if decision.call.id not in pending:
                     raise RequestError(f"'{decision.call.id}' is not a pending tool call of this run",
                                        param="tool_outputs", code="invalid_tool_call_id")
+                if decision.call.id in answers:  # two answers to one call: which one holds would be a guess
+                    raise RequestError(f"tool_outputs[{i}]: '{decision.call.id}' is answered twice; answer each "
+                                       "pending tool call once", param=f"tool_outputs[{i}].tool_call_id",
+                                       code="duplicate_tool_call_id")
                 answers[decision.call.id] = ToolDecision(pending[decision.call.id], decision.approve,
                                                          decision.output, decision.reason)
             missing = [c for c in pending if c not in answers]
@@ -1096,10 +1226,14 @@ class RunService:
             await self.models.resolve(run.model_id)  # 404 now rather than a failed leg
             policy = await self._policy_of(run)
             run.status, run.pending = "in_progress", []  # claimed: a second submit is refused
-            run.finished.clear()
+            self._new_leg(run)
         try:
-            records = await run_calls(self.tools, policy, list(pending.values()), approved_by="user",
-                                      decisions=answers)
+            try:
+                records = await _unless_stopped(run, run_calls(self.tools, policy, list(pending.values()),
+                                                               approved_by="user", decisions=answers))
+            except _Stop:
+                await self._stopped_answering(run, list(pending.values()))
+                return False
             await save_tool_messages(self.conversations(), run.thread_id, run.id, run.assistant_id, records,
                                      run.step)
             run.publish("thread.run.in_progress", run_record(run))
@@ -1116,6 +1250,48 @@ class RunService:
         except BaseException as exc:
             await asyncio.shield(self._abandon(run, exc))  # claimed but never executed: it must let the thread go
             raise
+        return True
+
+    async def _stopped_answering(self, run: Run, calls: list[PendingCall]) -> None:
+        """End a ``submit_tool_outputs`` leg stopped while the approved calls ran (none of their results kept). A
+        stop of jan leaves the run as a crash would leave its record (saved ``requires_action`` with these calls:
+        nothing of the leg was saved yet): waiting for the answers again, the tool step still open. A cancel ends
+        it ``cancelled``."""
+        if run.stop_reason == INTERRUPTED:
+            run.status, run.pending = "requires_action", calls
+            await self.persist(run)
+            _publish_interrupted(run)
+            run.finished.set()
+            return
+        await self._end_cancelled(run)
+
+    async def _end_cancelled(self, run: Run) -> None:
+        """End a run that runs no model turn (waiting for the user, or its answered calls cut off) ``cancelled``:
+        saved, its open steps ended, its stream told."""
+        run.status, run.pending, run.ended_at = "cancelled", [], int(time.time())
+        run.stop_reason = run.stop_reason or "cancelled"
+        run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage, as OpenAI's
+        ended = run.end_steps()  # the tool calls it waited on
+        await self.persist(run)
+        for step in ended:
+            run.publish_step(step, step.status)
+        run.publish("thread.run.cancelled", run_record(run))
+        run.publish("done", "[DONE]")
+        run.finished.set()
+
+    def _new_leg(self, run: Run) -> None:
+        """A run claimed for a new leg (submit, resume): a stop asked of an earlier leg (its listener gone after it
+        ended) is not this one's."""
+        run.finished.clear()
+        run.cancel_requested.clear()
+        run.stop_reason = None
+
+    def _refuse_if_stopping(self) -> None:
+        """:class:`ServiceUnavailableError` (503) once jan is stopping (:meth:`interrupt_all`): a run started or
+        claimed then would run while the extensions stop under it."""
+        if self._stopping:
+            raise ServiceUnavailableError("jan is shutting down: no run starts or goes on now; try again once it "
+                                          "is back")
 
     async def _unanswered_calls(self, run: Run, message: dict[str, Any] | None) -> list[PendingCall]:
         """The calls of ``message`` (a tool-calling turn) that have no result message in the thread."""
@@ -1132,9 +1308,11 @@ class RunService:
         """Ready an ``interrupted`` run's next leg; returns the partial reply it continues (run it with
         :meth:`execute` and ``continue_text``), or None when it starts a fresh reply."""
         async with self._thread_lock(run.thread_id):
+            self._refuse_if_stopping()
             if run.status != "interrupted":
-                raise RequestError(f"Run '{run.id}' is {run.status}; only an interrupted run can be resumed",
-                                   param="run_id", code="run_not_interrupted")
+                raise RequestError(f"Run '{run.id}' is {run.status}; only a run a stop of jan interrupted (incomplete, "
+                                   "incomplete_details.reason 'interrupted') can be resumed", param="run_id",
+                                   code="run_not_interrupted")
             # an interrupted run does not hold its thread (HOLDING_STATUSES): another may have started since
             await self._refuse_if_held(run.thread_id, other_than=run)
             await self.models.resolve(run.model_id)
@@ -1146,7 +1324,7 @@ class RunService:
                 except NotFoundError:
                     run.message = None
             run.status = "in_progress"
-            run.finished.clear()
+            self._new_leg(run)
         try:
             return await self._ready_resumed(run, policy, store)
         except BaseException as exc:
@@ -1199,6 +1377,8 @@ class _Execution:
         self._turn_prompt: int | None = None
         self._saver: asyncio.Task | None = None
         self._last_save = 0.0
+        #: Inside a tool step: its calling turn is saved and its results are not (a stop then keeps the turn).
+        self.in_calls = False
 
     def _update_listeners(self) -> bool:
         count = getattr(self.bus, "subscriber_count", None)
@@ -1217,7 +1397,10 @@ class _Execution:
     async def _save(self, patch: dict[str, Any]) -> dict[str, Any] | None:
         try:
             return await self.store.update_message(self.run.thread_id, self.run.message["id"], patch)
-        except Exception as exc:  # noqa: BLE001 - e.g. the thread was deleted meanwhile
+        except NotFoundError as exc:  # the thread (or the message) was deleted meanwhile: nothing to save it in
+            log.info("run %s: message %s is gone: %s", self.run.id, self.run.message["id"], exc)
+            return None
+        except Exception as exc:  # noqa: BLE001
             log.warning("run %s: could not save message %s: %s", self.run.id, self.run.message["id"], exc)
             return None
 
@@ -1473,15 +1656,35 @@ class _Execution:
                     return  # requires_action
                 await self._finish(status, error)
                 return
+        except _Stop:  # a stop asked for while the run's tool calls ran: they were cut off, no result kept
+            await self._stopped_in_calls()
         except asyncio.CancelledError:
             cancelled = True
         finally:
             if cancelled:
                 if run.active:
                     run.stop_reason = run.stop_reason or "cancelled"
-                    finish = asyncio.ensure_future(self._finish("stopped", None))
+                    finish = asyncio.ensure_future(self._stopped_in_calls() if self.in_calls
+                                                   else self._finish("stopped", None))
                     await asyncio.wait([finish])
                 raise asyncio.CancelledError
+
+    async def _stopped_in_calls(self) -> None:
+        """End a leg stopped while its tool calls ran. A stop of jan leaves the run as a crash would: its calling
+        turn saved as it was, no result for the calls cut off, the tool step ``cancelled``, the run
+        ``interrupted`` (resume runs those calls again). A cancel ends the run ``cancelled`` as it ends a turn."""
+        run = self.run
+        self.in_calls = False
+        if run.stop_reason != INTERRUPTED:
+            await self._finish("stopped", None)
+            return
+        run.status, run.pending, run.ended_at = "interrupted", [], int(time.time())
+        ended = run.end_steps()
+        await self.service.persist(run)
+        for step in ended:
+            run.publish_step(step, step.status)
+        _publish_interrupted(run)
+        run.finished.set()
 
     async def _tool_step(self, calls: list[PendingCall], *, saved: bool = False) -> bool:
         """Save the tool-calling turn (unless it is ``saved`` already: a resumed leg) and run what the policy
@@ -1489,6 +1692,8 @@ class _Execution:
         call has its output (while the user has to answer some, it stays in progress)."""
         run = self.run
         ended: list[RunStep] = []
+        # from here until the results are saved a stop leaves the calling turn as it is (_stopped_in_calls)
+        self.in_calls = True
         if not saved:
             metadata = {**((run.message or {}).get("metadata") or {}), "run_id": run.id, "model": run.model_id,
                         "step": run.step, "tool_calls": [c.to_dict() for c in calls], "finish_reason": "tool_calls"}
@@ -1503,7 +1708,13 @@ class _Execution:
                 written.end("completed", usage=zero_usage())  # the turn's usage is its tool_calls step's
                 ended.append(written)
         else:
-            usage = ((run.message or {}).get("metadata") or {}).get("usage")
+            # the saved turn's text and thinking: a cancel that ends the run here saves the message with them
+            self.text, self.reasoning = text_of(run.message or {}), reasoning_of(run.message or {})
+            # A resumed leg runs again the calls a stop cut off: the turn that made them is counted by the step they
+            # were in (ended cancelled, with its usage); counted here too, the steps would tell it twice.
+            ids = {c.id for c in calls}
+            counted = any(s.type == "tool_calls" and ids & {c.get("id") for c in s.tool_calls} for s in run.steps)
+            usage = zero_usage() if counted else ((run.message or {}).get("metadata") or {}).get("usage")
         step = RunStep(run.id, run.thread_id, run.assistant_id, "tool_calls", usage=usage,
                        tool_calls=[{**c.to_dict(), "function": {**c.to_dict()["function"], "output": None}}
                                    for c in calls])
@@ -1516,9 +1727,11 @@ class _Execution:
             run.publish_step(written, "completed")
         run.publish_step(step, "created", "in_progress")
         auto, ask = triage(self.policy, calls)
-        records = await run_calls(self.service.tools, self.policy, auto, approved_by="policy") if auto else []
+        records = await _unless_stopped(run, run_calls(self.service.tools, self.policy, auto, approved_by="policy")) \
+            if auto else []
         if records:
             await save_tool_messages(self.store, run.thread_id, run.id, run.assistant_id, records, run.step)
+        self.in_calls = False
         for record in records:
             step.answer(record.call.id, record.result.as_text(), approved_by=record.approved_by,
                         duration_ms=record.duration_ms)
@@ -1584,7 +1797,12 @@ class _Execution:
         metadata.update({"run_id": run.id, "model": run.model_id})
         if run.finish_reason:
             metadata["finish_reason"] = run.finish_reason
-        if self.turn_usage is None and status == "stopped" and self.text:
+        if status == "stopped" and run.stop_reason == INTERRUPTED:
+            # As a crash leaves it: the cut turn is not counted now. Its leg is counted once, by the leg that resumes
+            # the reply (which counts the reply's earlier tokens again: _reply_usage); counted here too, the run's
+            # usage (and its steps') would hold those tokens twice.
+            self.turn_usage, run.usage = None, self._usage_before
+        elif self.turn_usage is None and status == "stopped" and self.text:
             self._count_turn(await self._usage_so_far())
         if self.turn_usage and not over_budget:
             metadata["usage"] = self.turn_usage  # the reply's own turn (the run's usage sums all of them)
@@ -1628,11 +1846,9 @@ class _Execution:
         run.publish("thread.message.completed" if final.get("status") == "ready" else "thread.message.incomplete", final)
         for step in ended:
             run.publish_step(step, step.status)
-        if run.status == "interrupted":  # no OpenAI run event says so: the stream's error event (ErrorObject) does
-            run.publish("error", {"code": "server_shutdown", "type": "server_error", "param": None, "message": (
-                f"The server is shutting down; run '{run.id}' was interrupted with the reply it had (resume it once "
-                "jan is back: POST /v1/threads/{thread_id}/runs/{run_id}/resume).")})
+        if run.status == "interrupted":
+            _publish_interrupted(run)
         else:
             run.publish(f"thread.run.{run.status}", {**run_record(run), "message": run.message})
-        run.publish("done", "[DONE]")
+            run.publish("done", "[DONE]")
         run.finished.set()

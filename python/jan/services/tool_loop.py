@@ -45,6 +45,17 @@ from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
 from jan.services.errors import RequestError, check_unique_tool_names
 
+#: What an MCP server's name may be (as ``mcp.json`` takes it): ``__`` is no part of one, it separates a server's
+#: name from its tool's in the names jan gives MCP tools (``<server>__<tool>``).
+SERVER_NAME_RULE = "letters, digits, '_' or '-', at most 40, starting with a letter or digit, without '__'"
+
+
+def valid_server_name(name: str) -> bool:
+    """Whether ``name`` can name an MCP server (:data:`SERVER_NAME_RULE`)."""
+    import re
+
+    return bool(re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$", name)) and "__" not in name
+
 __all__ = [
     "DEFAULT_MAX_STEPS",
     "PendingCall",
@@ -82,6 +93,23 @@ class ToolPolicy:
     tool_choice: Any = None
     max_steps: int = DEFAULT_MAX_STEPS
     timeout: float = DEFAULT_TOOL_TIMEOUT
+    #: Entries that name nothing the run can use (:class:`ToolProblem`): a run refuses to start with a ``hard`` one,
+    #: and tells the others in its ``warnings``.
+    problems: list[ToolProblem] = field(default_factory=list)
+    #: MCP servers whose tools the run lacks, by name: why (a call of one of their tools is told that, not that the
+    #: run may not use it).
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [p.message for p in self.problems]
+
+    def check(self) -> None:
+        """:class:`RequestError` for the first entry that names nothing jan has (a server not configured, a tool no
+        provider offers): a run would go on without it, which is no run the user asked for."""
+        hard = next((p for p in self.problems if p.hard), None)
+        if hard is not None:
+            raise RequestError(hard.message, param=hard.param, code=hard.code)
 
     @property
     def specs(self) -> list[dict[str, Any]]:
@@ -90,6 +118,18 @@ class ToolPolicy:
 
     def __bool__(self) -> bool:
         return bool(self.entries)
+
+
+@dataclass(frozen=True)
+class ToolProblem:
+    """A tool entry that gives the run nothing: ``hard`` when it names nothing jan has (a run refuses to start:
+    the request's 400, ``code`` ``unknown_mcp_server`` or ``unknown_tool``), otherwise a server that is there but
+    off or down now (the run goes on without its tools and says so in its ``warnings``)."""
+
+    message: str
+    param: str
+    code: str
+    hard: bool
 
 
 @dataclass(frozen=True)
@@ -146,9 +186,17 @@ def check_tool_entries(tools: Any, *, param: str) -> None:
                                    param=f"{where}.function.name", code="invalid_value")
             functions.append((i, name))
         elif kind == "mcp":
-            if not isinstance(entry.get("server_label"), str) or not entry["server_label"]:
+            label = entry.get("server_label")
+            if not isinstance(label, str) or not label:
                 raise RequestError(f"{where}.server_label: required (an MCP server's name, see GET /v1/mcp/servers)",
                                    param=f"{where}.server_label", code="invalid_value")
+            if not valid_server_name(label):
+                raise RequestError(f"{where}.server_label: {label!r} can be no MCP server's name ({SERVER_NAME_RULE})",
+                                   param=f"{where}.server_label", code="invalid_value")
+            allowed = entry.get("allowed_tools")
+            if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(t, str) for t in allowed)):
+                raise RequestError(f"{where}.allowed_tools: must be a list of the server's tool names",
+                                   param=f"{where}.allowed_tools", code="invalid_value")
         elif entry.get("enabled") is not False:
             raise RequestError(f"{where}.type: {kind!r} is not a tool jan can run (it has no hosted tools such as a "
                                "code interpreter, file search or web search); give function tools or MCP servers "
@@ -171,16 +219,21 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
 
     ``tool_policy`` (``{"auto_approve": [...], "max_steps": n, "timeout": s, "tool_choice": ...}``)
     is read the same way (run ``overrides`` > thread entry > assistant).
-    Tools the registry does not offer (a disabled or unknown MCP server)
-    are left out, except client function tools that describe themselves.
+    Tools the registry does not offer are left out, never silently: an entry naming nothing jan has (an MCP
+    server that is not configured, an ``allowed_tools`` name its server lacks, a function that is neither a tool
+    of the registry nor a client tool describing itself) is a hard :class:`ToolProblem` (the run's start refuses
+    it: :meth:`ToolPolicy.check`); one whose server is configured but disabled or down now is a warning, and the
+    server's calls are told why (``policy.unavailable``).
     """
     thread_entry = thread_entry or {}
     assistant = assistant or {}
-    entries = _tool_list(run_tools)
+    # where the entries come from, for the problems found in them
+    entries, owner, prefix = _tool_list(run_tools), "", "tools"
     if entries is None:
-        entries = _tool_list(thread_entry.get("tools"))
+        entries, owner, prefix = _tool_list(thread_entry.get("tools")), "the thread's ", "assistants[0].tools"
     if entries is None:
         entries = _tool_list(assistant.get("tools")) or []
+        owner, prefix = f"assistant '{assistant.get('id') or '?'}' ", "tools"
     policy_layers = [p for p in (overrides, thread_entry.get("tool_policy"), assistant.get("tool_policy"))
                      if isinstance(p, dict)]
 
@@ -194,12 +247,36 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
     if not entries:
         return policy
     available = {t.name: t for t in await registry.list_tools()}
+    servers = await _mcp_servers(registry)
 
     def add(name: str, tool: Tool | None, spec: dict[str, Any], never: bool) -> None:
         auto = tool is not None and (never or any(fnmatch.fnmatchcase(name, p) for p in auto_patterns))
         policy.entries[name] = ToolEntry(name, spec, tool, auto)
 
-    for entry in entries:
+    def problem(where: str, message: str, code: str, *, hard: bool) -> None:
+        policy.problems.append(ToolProblem(f"{owner}{where}: {message}", where, code, hard))
+
+    def server_down(label: str, where: str) -> bool:
+        """Whether ``label`` names a configured server that is off or down now (told as a warning); one that is not
+        configured is the entry's hard problem."""
+        status = servers.get(label)
+        if status is None:
+            policy.unavailable[label] = f"no MCP server '{label}' is configured"
+            problem(where, f"names MCP server '{label}', which is not configured (GET /v1/mcp/servers lists "
+                           "them)", "unknown_mcp_server", hard=True)
+            return True
+        if not status.enabled:
+            why = f"MCP server '{label}' is disabled (POST /v1/mcp/servers/{label}/enable)"
+        elif not any(t.source == f"mcp:{label}" for t in available.values()):
+            why = f"MCP server '{label}' is not available ({status.error or status.state})"
+        else:
+            return False
+        policy.unavailable[label] = why
+        problem(where, f"{why}: its tools are not offered to this run", "mcp_server_unavailable", hard=False)
+        return True
+
+    for i, entry in enumerate(entries):
+        where = f"{prefix}[{i}]"
         kind = entry.get("type")
         if kind == "function":
             fn = entry.get("function") or {}
@@ -213,19 +290,54 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
                 add(name, None, {"type": "function", "function": {
                     "name": name, "description": fn.get("description") or "",
                     "parameters": fn.get("parameters") or {"type": "object", "properties": {}}}}, False)
+            else:
+                label = name.split("__", 1)[0] if "__" in name else None
+                if label is not None and servers and server_down(label, f"{where}.function.name"):
+                    continue
+                problem(f"{where}.function.name", f"names '{name}', which is no tool jan has (GET /v1/tools lists "
+                        "them; a client's own tool gives its description and parameters)", "unknown_tool", hard=True)
         elif kind == "mcp":
             label = entry.get("server_label")
             if not isinstance(label, str):
                 continue
+            if servers is None:  # no MCP host enabled (the mcp extension turned off)
+                policy.unavailable[label] = "no MCP host is enabled (the 'mcp' extension)"
+                problem(f"{where}.server_label", f"MCP server '{label}': no MCP host is enabled (the 'mcp' "
+                        "extension): its tools are not offered to this run", "mcp_server_unavailable", hard=False)
+                continue
+            if server_down(label, f"{where}.server_label"):
+                continue
             allowed = entry.get("allowed_tools")
-            prefix = f"{label}__"
-            for name, tool in available.items():
-                if tool.source != f"mcp:{label}" or not name.startswith(prefix):
-                    continue
-                if isinstance(allowed, list) and getattr(tool, "mcp_name", name[len(prefix):]) not in allowed:
+            prefix_ = f"{label}__"
+            offered = {getattr(tool, "mcp_name", name[len(prefix_):]): (name, tool) for name, tool in available.items()
+                       if tool.source == f"mcp:{label}" and name.startswith(prefix_)}
+            if isinstance(allowed, list):
+                unknown = [t for t in allowed if t not in offered]
+                if unknown and offered:
+                    problem(f"{where}.allowed_tools", f"MCP server '{label}' has no tool {', '.join(map(repr, unknown))} "
+                            f"(it has {', '.join(sorted(offered))})", "unknown_tool", hard=True)
+            for mcp_name, (name, tool) in offered.items():
+                if isinstance(allowed, list) and mcp_name not in allowed:
                     continue
                 add(name, tool, tool.spec(), _approval(entry) == "never")
     return policy
+
+
+async def _mcp_servers(registry: ToolRegistry) -> dict[str, Any] | None:
+    """The configured MCP servers by name (their status, none started), or None without an MCP host."""
+    from jan.core import McpHost
+
+    manager = getattr(registry, "manager", None)
+    try:
+        host = manager.get(McpHost) if manager is not None else None
+    except Exception:  # noqa: BLE001 - no MCP host enabled: nothing to tell about servers
+        return None
+    if host is None:
+        return None
+    try:
+        return {s.name: s for s in await host.list_servers()}
+    except Exception:  # noqa: BLE001 - e.g. an unreadable mcp.json (the host reports it)
+        return None
 
 
 def triage(policy: ToolPolicy, calls: Iterable[PendingCall]) -> tuple[list[PendingCall], list[PendingCall]]:
@@ -266,8 +378,13 @@ async def run_calls(registry: ToolRegistry, policy: ToolPolicy, calls: list[Pend
             return CallRecord(call, ToolResult.error(text), 0, "user")
         entry = policy.entries.get(call.name)
         if entry is None or entry.tool is None:
-            reason = ("is not one of the tools this assistant may use" if entry is None
-                      else "is run by the client, which gave no output")
+            down = policy.unavailable.get(call.name.split("__", 1)[0]) if "__" in call.name else None
+            if down is not None:  # its server went away since the call was made (disabled, removed, down)
+                reason = f"cannot run: {down}"
+            elif entry is None:
+                reason = "is not one of the tools this assistant may use"
+            else:
+                reason = "is run by the client, which gave no output"
             return CallRecord(call, ToolResult.error(f"The tool {call.name} {reason}."), 0, approved_by)
         outcome: ToolCallOutcome = await registry.call(call.name, call.arguments, timeout=policy.timeout,
                                                        tool=entry.tool)

@@ -29,10 +29,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from jan.core.fs import atomic_write_text
 
-__all__ = ["CONFIG_FILE", "McpConfigError", "McpServerConfig", "load_config", "edit_config", "SERVER_NAME_RE"]
+__all__ = ["CONFIG_FILE", "NAME_RULE", "McpConfigError", "McpServerConfig", "load_config", "edit_config",
+           "SERVER_NAME_RE", "valid_name"]
 
 CONFIG_FILE = "mcp.json"
 SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+
+
+#: ``__`` separates a server's name from its tool's in the names jan gives MCP tools (``<server>__<tool>``): a
+#: server named ``a__b`` would make ``a__b__t`` read as tool ``b__t`` of a server ``a``.
+NAME_RULE = "letters, digits, '_' or '-' (at most 40, starting with a letter or digit), without '__'"
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` can name an MCP server (:data:`NAME_RULE`)."""
+    return bool(SERVER_NAME_RE.match(name)) and "__" not in name
 
 
 class McpConfigError(ValueError):
@@ -91,8 +102,8 @@ def _parse(text: str, where: Path) -> dict[str, McpServerConfig]:
         raise McpConfigError(f"{where}: 'mcpServers' must be an object of servers by name")
     out: dict[str, McpServerConfig] = {}
     for name, entry in servers.items():
-        if not SERVER_NAME_RE.match(name):
-            raise McpConfigError(f"{where}: server name {name!r} must be letters, digits, '_' or '-' (at most 40)")
+        if not valid_name(name):
+            raise McpConfigError(f"{where}: server name {name!r} must be {NAME_RULE}")
         try:
             out[name] = McpServerConfig.model_validate(entry)
         except ValidationError as exc:

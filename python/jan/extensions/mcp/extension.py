@@ -109,10 +109,15 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         servers = [s for s in self._servers.values() if not s.config.disabled]
 
         async def tools_of(server: McpServer) -> list[Tool]:
+            # A server that failed lately is not tried again (nor waited for) by a listing: every run start lists
+            # tools, and a server that cannot start would be tried, and logged, at each. A call of one of its
+            # tools, or GET /v1/mcp/servers/{name}, tries it; a listing after the backoff does too.
+            if server.backing_off:
+                return list(server.tools)
             try:
                 await server.ensure_started()
             except RuntimeError as exc:
-                log.info("%s", exc)
+                log.debug("%s", exc)  # (the server logged the failure once, as its kind)
                 return list(server.tools)  # tools known from an earlier run still route to a restart
             return list(server.tools)
 

@@ -12,8 +12,11 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import errno
 import logging
+import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +42,35 @@ def tool_name(server: str, tool: str) -> str:
     """The name jan gives an MCP tool: ``<server>__<tool>``, cut to OpenAI's 64-character function-name rule."""
     clean = re.sub(r"[^A-Za-z0-9_-]", "_", tool)
     return f"{server}__{clean}"[:64]
+
+
+#: Starts a stdio server so that it dies with jan (Linux): see the script.
+ORPHAN_GUARD = Path(__file__).with_name("_orphan_guard.py")
+
+
+def guarded_command(command: str, args: list[str], env: dict[str, str] | None,
+                    cwd: str | None) -> tuple[str, list[str]]:
+    """The command line that starts a stdio server: on Linux through :data:`ORPHAN_GUARD`, which has the kernel
+    kill the server when jan dies however it dies (``PR_SET_PDEATHSIG``; the mcp SDK takes no spawn hook to set it
+    on the child itself), then becomes the server. Elsewhere the command as it is.
+
+    A command that is not there is the start's ``FileNotFoundError`` here, as a direct spawn would raise it: once
+    the guard runs, the failure would only be a connection closed."""
+    if not sys.platform.startswith("linux"):
+        return command, args
+    import shutil
+
+    from mcp.client.stdio import get_default_environment
+
+    path = (get_default_environment() | (env or {})).get("PATH")
+    found = command if os.sep in command else shutil.which(command, path=path)
+    if os.sep in command:
+        target = Path(cwd or ".", command) if not os.path.isabs(command) else Path(command)
+        if not (target.is_file() and os.access(target, os.X_OK)):
+            found = None
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+    return sys.executable, ["-I", str(ORPHAN_GUARD), str(os.getpid()), command, *args]
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -112,6 +144,8 @@ class McpServer:
         self._lost: asyncio.Event | None = None
         self._start_lock = asyncio.Lock()
         self._ever_ran = False
+        #: The last failure logged (:meth:`_failed`); None once the server runs.
+        self._told: str | None = None
         self.tools: list[McpTool] = []
         self.prompts: list[dict[str, Any]] = []
         self.resources: list[dict[str, Any]] = []
@@ -138,8 +172,9 @@ class McpServer:
         from mcp.shared._httpx_utils import create_mcp_http_client
 
         if self.config.command:
-            params = StdioServerParameters(command=self.config.command, args=list(self.config.args),
-                                           env=self.config.env, cwd=self.config.cwd,
+            command, args = guarded_command(self.config.command, list(self.config.args), self.config.env,
+                                            self.config.cwd)
+            params = StdioServerParameters(command=command, args=args, env=self.config.env, cwd=self.config.cwd,
                                            encoding_error_handler="replace")
             return stdio_client(params, errlog=errlog)
         http = create_mcp_http_client(headers=dict(self.config.headers or {}))
@@ -177,7 +212,19 @@ class McpServer:
         self.state, self.error = McpServerState.FAILED, message
         self._failures += 1
         self._next_start = time.monotonic() + min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (self._failures - 1))
-        log.warning("MCP server %s: %s", self.name, message)
+        # Once per kind of failure: a server that cannot start fails the same way at each use (every run start
+        # lists tools), and a line per try would bury the log. A new failure, or one after it ran, is told again.
+        if message != self._told:
+            self._told = message
+            log.warning("MCP server %s: %s (retried on its next use; GET /v1/mcp/servers/%s tells its state)",
+                        self.name, message, self.name)
+        else:
+            log.debug("MCP server %s: %s (again)", self.name, message)
+
+    @property
+    def backing_off(self) -> bool:
+        """Whether the server failed lately and its backoff has not run out: a listing leaves it be."""
+        return self.state == McpServerState.FAILED and time.monotonic() < self._next_start
 
     async def _own(self, ready: asyncio.Future[Any], stop: asyncio.Event, lost: asyncio.Event) -> None:
         from mcp import Client
@@ -190,7 +237,7 @@ class McpServer:
                 await self._refresh(client)
                 self._client = client
                 self._ever_ran = True
-                self.state, self.error = McpServerState.RUNNING, None
+                self.state, self.error, self._told = McpServerState.RUNNING, None, None
                 ready.set_result(client)
                 stopper = asyncio.ensure_future(stop.wait())
                 breaker = asyncio.ensure_future(lost.wait())

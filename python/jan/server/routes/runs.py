@@ -30,14 +30,14 @@ from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, list_query, message_fields, page_of,
-                                      thread_fields)
+from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, fetch_linked_images, list_query,
+                                      message_fields, page_of, thread_fields)
 from jan.server.schemas import (INT32_MAX, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
                                 bounded)
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
 from jan.services.run_steps import RunStep
-from jan.services.runs import FINAL_STATUSES, Run, RunRequest, run_record, usage_fields
+from jan.services.runs import FINAL_STATUSES, INTERRUPTED, Run, RunRequest, run_record, usage_fields
 from jan.services.tool_loop import PendingCall, ToolDecision
 from jan.services.types import SamplingOptions, Usage
 
@@ -147,8 +147,14 @@ EXTRA_BODIES[("POST", "/v1/threads/{thread_id}/runs/{run_id}/resume")] = ResumeR
 
 
 def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str, Any]:
-    """OpenAI's ``thread.run`` plus Jan's fields, from a run's record (:func:`jan.services.runs.run_record`)."""
-    status = record["status"]
+    """OpenAI's ``thread.run`` plus Jan's fields, from a run's record (:func:`jan.services.runs.run_record`).
+
+    A run a stop of jan cut off (``interrupted`` in jan's record, resumable) is ``incomplete`` on the wire, with
+    ``incomplete_details: {"reason": "interrupted"}``: OpenAI has no status for it, and its SDK's polling helpers
+    (``runs.poll``, ``create_and_poll``, ``submit_tool_outputs_and_poll``) wait for one of their terminal statuses
+    — an unknown ``interrupted`` would have them poll for ever. ``POST .../resume`` takes such a run."""
+    status = "incomplete" if record["status"] == INTERRUPTED else record["status"]
+    interrupted = record["status"] == INTERRUPTED
     params = record.get("parameters") or {}
     ended = record.get("ended_at")
     pending = record.get("pending") or []
@@ -164,12 +170,13 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "expires_at": None,
         "cancelled_at": ended if status == "cancelled" else None,
         "failed_at": ended if status == "failed" else None,
-        "completed_at": ended if status in ("completed", "incomplete") else None,
+        "completed_at": ended if status in ("completed", "incomplete") and not interrupted else None,
         "required_action": {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": pending}}
         if status == "requires_action" and pending else None,
         "last_error": record.get("last_error"),
         # an older jan's record has no reason: its only limit then was max_completion_tokens
-        "incomplete_details": {"reason": record.get("incomplete_reason") or "max_completion_tokens"}
+        "incomplete_details": {"reason": INTERRUPTED if interrupted
+                               else record.get("incomplete_reason") or "max_completion_tokens"}
         if status == "incomplete" else None,
         "model": record.get("model"),
         "instructions": record.get("instructions"),
@@ -195,6 +202,8 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "message_id": record.get("message_id"),
         "step": record.get("step", 0),
         "background": bool(record.get("background")),
+        # tool entries that give the run nothing now (an MCP server disabled or down): it goes on without them
+        "warnings": list(record.get("warnings") or ()),
     }
     if with_message or "message" in record:
         out["message"] = record.get("message")
@@ -379,17 +388,29 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     while another run does).
     """
     body = await parse_body(request, RunCreate)
-    run = await request.app[SERVICES].runs.start(run_request(body, request.match_info["thread_id"]))
+    req = run_request(body, request.match_info["thread_id"], await _additional_messages(request, body))
+    run = await request.app[SERVICES].runs.start(req)
     return await _serve_leg(request, run, stream=body.stream, after=-1)
 
 
-def run_request(body: RunCreate, thread_id: str) -> RunRequest:
+async def _additional_messages(request: web.Request, body: RunCreate) -> tuple[dict[str, Any], ...]:
+    """The body's ``additional_messages`` as the store takes them, linked images fetched into them (as a message
+    added to the thread has them: :func:`fetch_linked_images`)."""
+    messages = []
+    for k, m in enumerate(body.additional_messages or ()):
+        fields = message_fields(m)
+        fields["content"] = await fetch_linked_images(request, fields["content"], f"additional_messages[{k}].")
+        messages.append(fields)
+    return tuple(messages)
+
+
+def run_request(body: RunCreate, thread_id: str, additional_messages: tuple[dict[str, Any], ...]) -> RunRequest:
     """A validated run body as the run service takes it."""
     truncation = body.truncation_strategy
     return RunRequest(
         thread_id=thread_id, assistant_id=body.assistant_id, model=body.model,
         instructions=body.instructions, additional_instructions=body.additional_instructions,
-        additional_messages=tuple(message_fields(m) for m in body.additional_messages or ()),
+        additional_messages=additional_messages,
         metadata=body.metadata,
         last_messages=truncation.last_messages if truncation is not None and truncation.type == "last_messages" else None,
         max_prompt_tokens=body.max_prompt_tokens, reasoning_effort=body.reasoning_effort,
@@ -415,8 +436,11 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     """
     body = await parse_body(request, ThreadAndRunCreate)
     fields = thread_fields(body.thread or ThreadCreate(), where="thread.")  # every body check before a write
+    for k, message in enumerate(fields.get("messages") or ()):
+        message["content"] = await fetch_linked_images(request, message.get("content"), f"thread.messages[{k}].")
+    req = run_request(body, "", await _additional_messages(request, body))
     # the thread exists for the run only: refused by the run service's own checks, it is removed again
-    thread, run = await request.app[SERVICES].runs.start_on_new_thread(fields, run_request(body, thread_id=""))
+    thread, run = await request.app[SERVICES].runs.start_on_new_thread(fields, req)
     return await _serve_leg(request, run, stream=body.stream, after=-1, prelude=(("thread.created", thread),))
 
 
@@ -456,8 +480,20 @@ async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
         decisions.append(ToolDecision(PendingCall(item.tool_call_id, "", ""), approve=bool(item.approve),
                                       output=item.output, reason=item.reason))
     after = len(run.events) - 1
-    await request.app[SERVICES].runs.submit(run, decisions)
+    if not await request.app[SERVICES].runs.submit(run, decisions):
+        # stopped while the approved calls ran (a cancel; a stop of jan): no leg to run, the run as it ended
+        return await _answer_ended(request, run, stream=body.stream, after=after)
     return await _serve_leg(request, run, stream=body.stream, after=after)
+
+
+async def _answer_ended(request: web.Request, run: Run, *, stream: bool, after: int) -> web.StreamResponse:
+    """Answer a request whose leg ended before it ran (its events are in the run's stream already)."""
+    if not stream:
+        return json_response(run_object(run, with_message=not run.active))
+    sse = SSEStream(request)
+    with contextlib.suppress(ConnectionError):
+        await _write_events(sse, run, after)
+    return sse.response
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/resume")

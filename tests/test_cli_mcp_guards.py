@@ -1,0 +1,31 @@
+"""`jan mcp add/remove` refuse what they cannot do as asked: ``--url`` (no API changes a server's MCP servers:
+only mcp.json starts programs, so they would edit this machine's folder instead of that server's) and a server
+name holding ``__`` (the separator of ``<server>__<tool>``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from test_cli_helpers import cli_env, fails, jan, ok
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_add_and_remove_refuse_url_and_leave_every_folder_alone(tmp_path):
+    data = tmp_path / "jan"
+    env = cli_env(data, local=False)
+    for args in (("add", "notes", sys.executable, "server.py"), ("remove", "notes")):
+        fails(jan("mcp", *args, "--url", "http://127.0.0.1:9", env=env), "--url", "cannot be changed over its API",
+              "--data-folder")
+    assert not data.exists()  # no folder made, no mcp.json written
+
+
+def test_a_server_name_with_double_underscore_is_refused(tmp_path):
+    data = tmp_path / "jan"
+    env = cli_env(data)
+    fails(jan("mcp", "add", "a__b", sys.executable, "server.py", env=env), "a__b", "without '__'")
+    assert not (data / "mcp.json").exists()
+    ok(jan("mcp", "add", "a_b", sys.executable, "server.py", env=env))
+    assert list(json.loads((data / "mcp.json").read_text())["mcpServers"]) == ["a_b"]
