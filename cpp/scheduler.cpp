@@ -212,19 +212,34 @@ bool Scheduler::has_work_locked() const {
 }
 
 Scheduler::Slot * Scheduler::pick_slot(const Pending & pending) {
-    // Longest cached prefix wins (only the rest is evaluated); ties go to the
-    // least recently used slot so hot conversations keep their cache.
-    Slot * best = nullptr;
-    size_t best_prefix = 0;
+    // A slot whose cache this prompt continues is taken, the longest shared prefix first (only the rest is
+    // evaluated): "continues" means the shared prefix is at least half of what the slot holds, or half of the
+    // prompt — a next turn of that conversation, or the same long document with a new question. A prefix that
+    // is only a shared start (BOS, a chat template's header, a short system prompt) is no reason to overwrite
+    // another conversation's cache: then an empty slot is taken, else the least recently used one, so that
+    // with N slots the N most recent conversations all keep their caches. (Taking the longest prefix always
+    // made every new conversation overwrite the last one's slot, since a used slot shares at least the BOS.)
+    Slot * reuse = nullptr;
+    size_t reuse_prefix = 0;
+    Slot * empty = nullptr;
+    Slot * lru = nullptr;
     for (auto & slot : slots_) {
         if (slot.state != SlotState::Idle) continue;
+        if (!lru || slot.last_used < lru->last_used) lru = &slot;
+        const size_t cached = slot.cache.size();
+        if (cached == 0) {
+            if (!empty || slot.last_used < empty->last_used) empty = &slot;
+            continue;
+        }
         const size_t prefix = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
-        if (!best || prefix > best_prefix || (prefix == best_prefix && slot.last_used < best->last_used)) {
-            best = &slot;
-            best_prefix = prefix;
+        const bool continues = prefix > 0 && (2 * prefix >= cached || 2 * prefix >= pending.prompt.size());
+        if (continues && (!reuse || prefix > reuse_prefix || (prefix == reuse_prefix && slot.last_used < reuse->last_used))) {
+            reuse = &slot;
+            reuse_prefix = prefix;
         }
     }
-    return best;
+    if (reuse) return reuse;
+    return empty ? empty : lru;
 }
 
 void Scheduler::assign(Slot & slot, Pending && pending) {

@@ -74,6 +74,28 @@ def test_follow_up_sharing_a_prefix_evaluates_only_new_tokens(stories_path):
         assert first.usage.cached_tokens >= 200 - 1
 
 
+@pytest.mark.parametrize("together", [False, True], ids=["one after another", "submitted together"])
+def test_each_of_n_conversations_keeps_its_own_slots_cache(stories_path, together):
+    """With 3 slots, 3 conversations taking turns each find their own earlier tokens cached (found by outside
+    testing: a used slot shares at least the BOS with any prompt, so the longest-prefix pick always overwrote
+    the last conversation's slot instead of an empty one, and every turn evaluated its whole history again)."""
+    starts = ["Once upon a time, there was a little girl named Lily. She loved to play outside",
+              "Tom had a big red ball. He liked to throw it high in the sky and catch it",
+              "The sun was hot and the birds were singing in the tall green trees by the river"]
+    with jan.Model(stories_path, n_parallel=3, n_ctx=256, n_threads=1) as model:
+        first = [model.generate(p, max_tokens=8, temperature=0) for p in starts]
+        histories = [model.tokenize(p) + r.token_ids for p, r in zip(starts, first)]
+        tails = [h + model.tokenize(" Then", add_special=False) for h in histories]
+        if together:
+            requests = [model.stream(t, max_tokens=4, temperature=0) for t in tails]
+            seconds = [r.result() for r in requests]
+        else:
+            seconds = [model.generate(t, max_tokens=4, temperature=0) for t in tails]
+        for history, second in zip(histories, seconds):
+            # the conversation's prompt and the reply it was given, but the reply's last token (never decoded)
+            assert second.usage.cached_tokens >= len(history) - 1, (second.usage, len(history))
+
+
 def test_cancel_mid_stream_lets_a_queued_request_start(stories_path):
     with jan.Model(stories_path, n_parallel=1, n_ctx=2048, n_threads=1) as model:
         running = model.stream("Once upon a time", max_tokens=100_000, ignore_eos=True, temperature=0)
