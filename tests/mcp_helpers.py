@@ -65,3 +65,18 @@ def http_notes_server(root: Path, log: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def forced_call(name: str, **extra) -> dict:
+    """A run body that makes the model call the tool ``name`` (one call, greedy, a few tokens)."""
+    return {"tool_choice": {"type": "function", "function": {"name": name}}, "parallel_tool_calls": False,
+            "max_tokens": 60, "temperature": 0, **extra}
+
+
+async def tool_thread(api, tools: list) -> str:
+    """A thread of a new "Notes" assistant (the ``qwen3-tools`` model with ``tools``) holding one user question;
+    ``api``: an ``api_helpers.Client``. Returns the thread's id."""
+    assistant = await api.ok("POST", "/v1/assistants", {"name": "Notes", "model": "qwen3-tools", "tools": tools})
+    thread = await api.ok("POST", "/v1/threads", {"assistants": [{"assistant_id": assistant["id"]}],
+                                                  "messages": [{"role": "user", "content": "What notes do I have?"}]})
+    return thread["id"]

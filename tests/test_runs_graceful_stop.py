@@ -12,20 +12,11 @@ import asyncio
 import aiohttp
 import pytest
 from api_helpers import Client, ServerProcess, message_text, parse_sse, summed_usage
+from mcp_helpers import forced_call, tool_thread
 
 pytestmark = pytest.mark.timeout(600)
 
 
-def _forced(name: str, **extra) -> dict:
-    return {"tool_choice": {"type": "function", "function": {"name": name}}, "parallel_tool_calls": False,
-            "max_tokens": 60, "temperature": 0, **extra}
-
-
-async def _tool_thread(api: Client, tools: list) -> str:
-    assistant = await api.ok("POST", "/v1/assistants", {"name": "Notes", "model": "qwen3-tools", "tools": tools})
-    thread = await api.ok("POST", "/v1/threads", {"assistants": [{"assistant_id": assistant["id"]}],
-                                                  "messages": [{"role": "user", "content": "What notes do I have?"}]})
-    return thread["id"]
 
 
 async def _steps(api: Client, tid: str, run_id: str) -> list[dict]:
@@ -65,16 +56,16 @@ async def test_sigterm_inside_tool_calls_leaves_the_runs_as_a_crash_would(tmp_pa
     with ServerProcess(data, model, n_ctx=2048) as proc:
         async with Client(proc.base_url) as api:
             # waiting for approval when jan stops
-            wait_tid = await _tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}])
-            waiting = await api.ok("POST", f"/v1/threads/{wait_tid}/runs", _forced("notes__list_notes"))
+            wait_tid = await tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}])
+            waiting = await api.ok("POST", f"/v1/threads/{wait_tid}/runs", forced_call("notes__list_notes"))
             assert waiting["status"] == "requires_action", waiting
             # inside an allowlisted call when jan stops
-            auto_tid = await _tool_thread(api, [{"type": "mcp", "server_label": "notes",
+            auto_tid = await tool_thread(api, [{"type": "mcp", "server_label": "notes",
                                                  "allowed_tools": ["wait_for_go"], "require_approval": "never"}])
-            inside = await api.ok("POST", f"/v1/threads/{auto_tid}/runs", _forced("notes__wait_for_go", background=True))
+            inside = await api.ok("POST", f"/v1/threads/{auto_tid}/runs", forced_call("notes__wait_for_go", background=True))
             # inside a call the user approved (submit_tool_outputs) when jan stops
-            asked_tid = await _tool_thread(api, [{"type": "mcp", "server_label": "other", "allowed_tools": ["wait_for_go"]}])
-            asked = await api.ok("POST", f"/v1/threads/{asked_tid}/runs", _forced("other__wait_for_go"))
+            asked_tid = await tool_thread(api, [{"type": "mcp", "server_label": "other", "allowed_tools": ["wait_for_go"]}])
+            asked = await api.ok("POST", f"/v1/threads/{asked_tid}/runs", forced_call("other__wait_for_go"))
             assert asked["status"] == "requires_action", asked
             [asked_call] = asked["required_action"]["submit_tool_outputs"]["tool_calls"]
             async with aiohttp.ClientSession() as session:

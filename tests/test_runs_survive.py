@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from api_helpers import (Client, RunStream, ServerProcess, message_text, parse_sse, post_streamed_run, saved_text,
                          summed_usage)
+from mcp_helpers import forced_call, tool_thread
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -173,16 +174,6 @@ async def _steps(api: Client, tid: str, run_id: str) -> list[dict]:
     return (await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}/steps?order=asc"))["data"]
 
 
-def _forced(name: str, **extra) -> dict:
-    return {"tool_choice": {"type": "function", "function": {"name": name}}, "parallel_tool_calls": False,
-            "max_tokens": 60, "temperature": 0, **extra}
-
-
-async def _tool_thread(api: Client, tools: list) -> str:
-    assistant = await api.ok("POST", "/v1/assistants", {"name": "Notes", "model": "qwen3-tools", "tools": tools})
-    thread = await api.ok("POST", "/v1/threads", {"assistants": [{"assistant_id": assistant["id"]}],
-                                                  "messages": [{"role": "user", "content": "What notes do I have?"}]})
-    return thread["id"]
 
 
 async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
@@ -198,12 +189,12 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
     write_mcp_config(data, {"notes": stdio_entry(root)})
     with ServerProcess(data, model, n_ctx=2048) as proc:
         async with Client(proc.base_url) as api:
-            ask_tid = await _tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}])
-            asked = await api.ok("POST", f"/v1/threads/{ask_tid}/runs", _forced("notes__list_notes"))
+            ask_tid = await tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}])
+            asked = await api.ok("POST", f"/v1/threads/{ask_tid}/runs", forced_call("notes__list_notes"))
             assert asked["status"] == "requires_action", asked
-            go_tid = await _tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["wait_for_go"],
+            go_tid = await tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["wait_for_go"],
                                                "require_approval": "never"}])
-            going = await api.ok("POST", f"/v1/threads/{go_tid}/runs", _forced("notes__wait_for_go", background=True))
+            going = await api.ok("POST", f"/v1/threads/{go_tid}/runs", forced_call("notes__wait_for_go", background=True))
             deadline = time.monotonic() + 120
             while not (root / "waiting").exists():  # the MCP server is inside the call
                 assert time.monotonic() < deadline, "the tool was never called"
@@ -219,7 +210,7 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
     with ServerProcess(data, model, n_ctx=2048) as proc:
         async with Client(proc.base_url) as api:
             # still waiting, the earlier process's run holds its thread (found from its record, asked first thing)
-            got, err = await api.post(f"/v1/threads/{ask_tid}/runs", _forced("notes__list_notes"))
+            got, err = await api.post(f"/v1/threads/{ask_tid}/runs", forced_call("notes__list_notes"))
             assert got == 400 and err["error"]["code"] == "run_active" and asked["id"] in err["error"]["message"], err
             still = await api.ok("GET", f"/v1/threads/{ask_tid}/runs/{asked['id']}")
             assert still["status"] == "requires_action" and still["required_action"] == asked["required_action"]
