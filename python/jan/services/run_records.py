@@ -15,10 +15,17 @@ record whose lease nobody holds belongs to a process that died: at start-up
 it becomes ``interrupted`` — its partial answer is kept and ``POST .../resume``
 continues it; the steps it was in (``steps``, :mod:`jan.services.run_steps`) end ``cancelled``. A run another live process is running is never marked, so
 processes sharing a data folder leave each other's runs alone.
+
+Claiming a thread (:meth:`jan.services.runs.RunService._thread_lock`) is checked and claimed under a lock that
+other processes sharing the folder respect too: an OS file lock (flock/LockFileEx, through ``filelock``) on
+:func:`claim_lock_path`, held until the claiming run's record is on disk, whence every process reads it as
+holding the thread (a live record leased by a live process, see above).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
 import re
@@ -27,12 +34,15 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
+import filelock
+
 from jan.core.fs import atomic_write_text
 from jan.services.run_steps import interrupted_steps
+from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
 
-__all__ = ["RUN_ID_RE", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "record_path",
-           "save_record", "thread_records"]
+__all__ = ["RUN_ID_RE", "claim_lock_path", "held_elsewhere", "interrupt_if_orphaned", "list_records", "load_record",
+           "mark_interrupted", "record_path", "save_record", "take_lease", "thread_records", "try_lock"]
 
 log = logging.getLogger("jan.services.runs")
 
@@ -51,6 +61,59 @@ def record_path(data_folder: str | Path, thread_id: str, run_id: str) -> Path:
 
 def _leases(data_folder: str | Path) -> Leases:
     return Leases(Path(data_folder) / LEASE_DIR_NAME)
+
+
+#: Lock files guarding the claim of a thread: a fixed set of stripes (as :mod:`jan.store.locks`, and for its
+#: reasons: a lock file is never deleted while anyone may wait on it, and one per thread would pile up forever), in
+#: their own folder so that a claim, held across awaits, never shares a file with the store's per-file locks, which
+#: the claim's own writes take (in the same process they would wait on each other).
+CLAIM_LOCK_DIR = Path(LOCK_DIR_NAME) / "runs"
+CLAIM_STRIPES = 256
+# The lock file cannot be made: a read-only data folder (where no run can be saved either, so nothing to exclude).
+_UNLOCKABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def claim_lock_path(data_folder: str | Path, thread_id: str) -> Path:
+    """The lock file under which any process checks and claims ``thread_id`` (two threads may share one)."""
+    digest = hashlib.blake2b(f"threads/{thread_id}".encode(), digest_size=8).digest()
+    return Path(data_folder) / CLAIM_LOCK_DIR / f"{int.from_bytes(digest, 'big') % CLAIM_STRIPES:02x}.lock"
+
+
+def try_lock(path: Path) -> filelock.BaseFileLock | None | bool:
+    """Take the OS lock on ``path`` without waiting: the held lock (release it), ``None`` when another process holds
+    it, or ``True`` when the folder cannot hold a lock file (read-only: nothing to exclude, go on unlocked)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # thread_local=False: taken in a worker thread, released from the event loop's
+        lock = filelock.FileLock(str(path), thread_local=False)
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return None
+    except OSError as exc:
+        if exc.errno in _UNLOCKABLE:
+            return True
+        raise
+    return lock
+
+
+def take_lease(data_folder: str | Path, run_id: str) -> None:
+    """Lease run ``run_id`` for this process before its record says so (a leg claimed under the thread's lock;
+    saving the record with a status that is not live gives it up, as always)."""
+    _leases(data_folder).take(run_id)
+
+
+def held_elsewhere(data_folder: str | Path, thread_id: str, run_id: str, status: str) -> str | None:
+    """The status another process gave run ``run_id`` since this one last read it (believing it ``status``), or
+    None: a live process holds its lease (it is running a leg of it), or its record says otherwise. A copy of a
+    run read from disk must never be claimed (submitted, resumed, cancelled) over another process's claim."""
+    leases = _leases(data_folder)
+    if leases.is_live(run_id) and not leases.holds(run_id):
+        return "in_progress"
+    record = load_record(data_folder, thread_id, run_id)
+    if record is None:
+        return None
+    record = interrupt_if_orphaned(data_folder, record)  # a claim whose process died is no claim
+    return record.get("status") if record.get("status") != status else None
 
 
 def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:

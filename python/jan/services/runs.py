@@ -78,7 +78,9 @@ One run at a time per thread, as OpenAI's Assistants API: while a run holds its 
 ``in_progress``, ``requires_action``: :data:`HOLDING_STATUSES`) another run is refused, and so is a new
 message (:meth:`RunService.add_message`), with a :class:`RequestError` (``code: "run_active"``). Every way
 a run starts or goes on (:meth:`RunService.start`, ``submit``, ``resume``) and every message a front end adds
-checks and claims the thread under one per-thread lock, so two requests at once never both pass.
+checks and claims the thread under one per-thread lock, so two requests at once never both pass — in one process
+or in several sharing the data folder (:meth:`RunService._thread_lock`: a file lock held until the claim is on
+disk, where the other processes' checks read it).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -111,8 +113,8 @@ from jan.services.chat import ChatService
 from jan.services.errors import GenerationCancelledError, RequestError, ServiceUnavailableError, require
 from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_parameters
-from jan.services.run_records import (interrupt_if_orphaned, load_record, mark_interrupted, save_record,
-                                      thread_records)
+from jan.services.run_records import (claim_lock_path, held_elsewhere, interrupt_if_orphaned, load_record,
+                                      mark_interrupted, save_record, take_lease, thread_records, try_lock)
 from jan.services.run_steps import RunStep, end_status, zero_usage
 from jan.services.tool_loop import (
     PendingCall,
@@ -144,6 +146,7 @@ from jan.services.types import (
     Usage,
     merge_options,
 )
+from jan.store.errors import LockTimeoutError
 
 log = logging.getLogger("jan.services.runs")
 
@@ -738,6 +741,19 @@ def _format_of(record: dict[str, Any] | None) -> ResponseFormat | None:
                           strict=record.get("strict"))
 
 
+#: How long a claim waits for another process's claim of a thread (sharing its lock file) before ``busy``.
+CLAIM_WAIT = 60.0
+
+
+def _release_lock(attempt: asyncio.Future) -> None:
+    """A lock file taken by an attempt whose waiter was cancelled: nobody holds it for real, let it go."""
+    if attempt.cancelled() or attempt.exception() is not None:
+        return
+    held = attempt.result()
+    if held is not None and held is not True:
+        held.release()
+
+
 class RunService:
     """Prepares, executes, remembers, continues and cancels runs. ``describe_error`` maps a failure
     to the (message, code) recorded in the message and the run."""
@@ -750,7 +766,7 @@ class RunService:
         self.describe_error = describe_error
         self.tools = ToolRegistry(manager)
         self._runs: OrderedDict[str, Run] = OrderedDict()
-        #: One lock per thread in use (gone with its last holder): see :meth:`_thread_lock`.
+        #: One lock per claim lock file in use (gone with its last holder): see :meth:`_thread_lock`.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         #: Ids of finished runs not kept in ``_runs`` (records read finished, runs forgotten): never to hold a
         #: thread again, so :meth:`holder` does not read their records again.
@@ -875,6 +891,8 @@ class RunService:
         # run is in progress now, and stopped below) or finds it cancelled, never brings a cancelled run back.
         async with self._thread_lock(run.thread_id):
             if run.status in WAITING_STATUSES:
+                # a copy read from disk: another process may have taken the run on (or ended it) since
+                await self._refuse_if_claimed_elsewhere(run, code="run_active")
                 await self._end_cancelled(run)
                 return
         run.cancel_requested.set()
@@ -925,14 +943,58 @@ class RunService:
         return len(records)
 
     # -- one run at a time per thread -------------------------------------------------
-    def _thread_lock(self, thread_id: str) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def _thread_lock(self, thread_id: str) -> AsyncIterator[None]:
         """The lock under which a request checks that no run holds the thread and claims it (a run starts,
         resumes or goes on after its tool calls; a message is added): the check and the claim are one step, so
-        two requests at once never both pass it."""
-        lock = self._locks.get(thread_id)
-        if lock is None:
-            lock = self._locks[thread_id] = asyncio.Lock()
-        return lock
+        two requests at once never both pass it — nor two in processes sharing the data folder.
+
+        A claim is on disk before the lock goes (the run's record, live and leased: what :meth:`holder` reads in
+        every process), so the lock is an asyncio lock (this process's requests, waiting without a thread) and an
+        OS file lock (:func:`~jan.services.run_records.claim_lock_path`) taken without blocking, in a worker
+        thread, retried until :data:`CLAIM_WAIT` s (``LockTimeoutError``, busy): another process holds it only for
+        the moment of a claim. Threads sharing a lock file share the asyncio lock too: this process never waits on
+        a file it holds itself."""
+        path = claim_lock_path(self.manager.data_folder, thread_id)
+        local = self._locks.get(str(path))
+        if local is None:
+            local = self._locks[str(path)] = asyncio.Lock()
+        async with local:
+            held = await self._lock_file(path)
+            try:
+                yield
+            finally:
+                # released at once, never after an await a cancel could cut short: a lock file left held would
+                # refuse this thread in every process until this one ends (unlocking does not block)
+                if held is not True:
+                    held.release()
+
+    async def _lock_file(self, path: Any) -> Any:
+        """Hold the OS lock on ``path`` (see :meth:`_thread_lock`); returns it (``True``: a read-only folder)."""
+        deadline = time.monotonic() + CLAIM_WAIT
+        pause = 0.005
+        while True:
+            attempt = asyncio.ensure_future(asyncio.to_thread(try_lock, path))
+            try:
+                held = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                attempt.add_done_callback(_release_lock)  # the worker may still take it: let it go again then
+                raise
+            if held is not None:
+                return held
+            if time.monotonic() >= deadline:
+                raise LockTimeoutError(f"timed out waiting for {path} (another jan process sharing the data folder "
+                                       "is claiming this thread)")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    async def _refuse_if_claimed_elsewhere(self, run: Run, *, code: str) -> None:
+        """Under :meth:`_thread_lock`: :class:`RequestError` when another process sharing the data folder claimed
+        ``run`` since this process read it (it runs a leg of it, or ended it): this copy must not be claimed too."""
+        now = await asyncio.to_thread(held_elsewhere, self.manager.data_folder, run.thread_id, run.id, run.status)
+        if now is not None:
+            raise RequestError(f"Run '{run.id}' is {now} in another jan process sharing the data folder",
+                               param="run_id", code=code)
 
     async def holder(self, thread_id: str, *, other_than: Run | None = None) -> Run | None:
         """The run that holds the thread (:data:`HOLDING_STATUSES`) but ``other_than``, or None.
@@ -1204,6 +1266,7 @@ class RunService:
             if run.status != "requires_action":
                 raise RequestError(f"Run '{run.id}' is {run.status}, not requires_action", param="run_id",
                                    code="run_not_waiting")
+            await self._refuse_if_claimed_elsewhere(run, code="run_not_waiting")
             pending = {c.id: c for c in run.pending}
             answers: dict[str, ToolDecision] = {}
             for i, decision in enumerate(decisions):
@@ -1225,7 +1288,11 @@ class RunService:
             await self._refuse_if_held(run.thread_id, other_than=run)
             await self.models.resolve(run.model_id)  # 404 now rather than a failed leg
             policy = await self._policy_of(run)
-            run.status, run.pending = "in_progress", []  # claimed: a second submit is refused
+            # Claimed: a second submit is refused, here and (the run's lease held: held_elsewhere) in any process
+            # sharing the folder. The record stays requires_action until the leg saves, so a crash leaves the
+            # run waiting for these answers again, as it would have before; the lease dies with this process.
+            await asyncio.to_thread(take_lease, self.manager.data_folder, run.id)
+            run.status, run.pending = "in_progress", []
             self._new_leg(run)
         try:
             try:
@@ -1313,6 +1380,7 @@ class RunService:
                 raise RequestError(f"Run '{run.id}' is {run.status}; only a run a stop of jan interrupted (incomplete, "
                                    "incomplete_details.reason 'interrupted') can be resumed", param="run_id",
                                    code="run_not_interrupted")
+            await self._refuse_if_claimed_elsewhere(run, code="run_not_interrupted")
             # an interrupted run does not hold its thread (HOLDING_STATUSES): another may have started since
             await self._refuse_if_held(run.thread_id, other_than=run)
             await self.models.resolve(run.model_id)
@@ -1325,6 +1393,9 @@ class RunService:
                     run.message = None
             run.status = "in_progress"
             self._new_leg(run)
+            # on disk before the lock goes: an interrupted record holds no thread, and another process's check
+            # must read this one as holding it (live, leased)
+            await self.persist(run)
         try:
             return await self._ready_resumed(run, policy, store)
         except BaseException as exc:
