@@ -224,7 +224,7 @@ async def unload_replaced(before: Target, after: Mapping[str, Any] | None) -> bo
     unloaded once the requests running on it end (not cancelled here: Ollama lets them finish on the old runner),
     unless the new model.json loads the same files with the same settings (new ``parameters`` reach each request
     as it reads the model.json). A request meanwhile does not get the old model: a local engine loads the model
-    again when its model.json changed (in the old one's place: requests still running on that end then), and new
+    again when its model.json changed (in the old one's place, once the requests running on it have ended), and new
     weights never take the old ones' name (:meth:`jan.store.models.ModelStore.import_gguf`). True when it was (or
     will be) unloaded."""
     def loads(model: Mapping[str, Any]) -> tuple[Any, ...]:

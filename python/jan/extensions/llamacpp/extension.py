@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from typing import Any, Literal
@@ -11,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 import jan
+from jan.errors import ModelClosedError
 from jan.core import (
     LocalInferenceExtension,
     LocalModel,
@@ -108,15 +110,20 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
     async def load_model(self, model: dict[str, Any]) -> None:
         await self._ensure_loaded(model)
 
-    async def _ensure_loaded(self, model: dict[str, Any]) -> jan.Model:
+    async def _ensure_loaded(self, model: dict[str, Any], *, claim: bool = False) -> jan.Model:
+        """The model, loaded if need be. ``claim`` (a request is about to be submitted to it): the pool
+        holds it for that request from here on, so that a load of another model cannot unload it before
+        the request is submitted (atomic with the look-up: a claim made after it could come too late)."""
         model_id = model["id"]
         engine = self._engine()
-        if engine.is_loaded(model_id) and self._loaded_json.get(model_id) == model:
-            return engine.get(model_id)
+        if self._loaded_json.get(model_id) == model:
+            with contextlib.suppress(ModelNotFoundError):  # unloaded meanwhile: loaded again below
+                return engine.get(model_id, claim=claim)
         lock = self._load_locks.setdefault(model_id, asyncio.Lock())
         async with lock:
-            if engine.is_loaded(model_id) and self._loaded_json.get(model_id) == model:
-                return engine.get(model_id)
+            if self._loaded_json.get(model_id) == model:
+                with contextlib.suppress(ModelNotFoundError):
+                    return engine.get(model_id, claim=claim)
             bus = self._ctx.bus
             self._loading.add(model_id)
             await bus.emit(ModelInit(model_id=model_id, engine=self.engine_name))
@@ -127,7 +134,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                     opts["mmproj"] = str(model["mmproj_path"])
                 if model.get("draft_model_path"):  # model.json's draft model wins over --model-draft
                     opts["draft_model"] = str(model["draft_model_path"])
-                loaded = await asyncio.to_thread(engine.load, model_id, path, **opts)
+                loaded = await asyncio.to_thread(functools.partial(engine.load, model_id, path, claim=claim, **opts))
             except Exception as exc:
                 error = _setting_named(exc, model)
                 self._failures[model_id] = str(error)
@@ -145,7 +152,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
 
     def _engine(self) -> jan.ModelPool:
         if self.engine is None:
-            raise jan.ModelPoolError("the llama.cpp engine is not running")
+            raise ModelClosedError("the llama.cpp engine is not running (its extension is stopped)")  # a 503
         return self.engine
 
     async def unload_model(self, model_id: str) -> None:
@@ -213,7 +220,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         model = self._loaded_json.get(model_id)
         if model_id not in self._lent and model is not None and not self.engine.get(model_id).embedding_only:
             with contextlib.suppress(Exception):  # a broken template override shows up when chatting
-                await self.acquire(model)
+                await self._acquire(model, claim=False)  # a status read submits nothing
         return self.chat_template_info(model_id)
 
     def metrics(self) -> dict[str, dict]:
@@ -222,7 +229,10 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
 
     # -- lending models to the services ---------------------------------------
     async def acquire(self, model: dict[str, Any]) -> LocalModel:
-        loaded = await self._ensure_loaded(model)
+        return await self._acquire(model, claim=True)  # the caller submits a request to it next
+
+    async def _acquire(self, model: dict[str, Any], *, claim: bool) -> LocalModel:
+        loaded = await self._ensure_loaded(model, claim=claim)
         lent = self._lent.get(model["id"])
         if lent is None or lent.model is not loaded:
             lent = await asyncio.to_thread(self._lend, model, loaded)
