@@ -16,7 +16,6 @@ from jan.cli.common import (
     message_text,
     print_json,
     print_table,
-    warn,
     warn_problems,
 )
 
