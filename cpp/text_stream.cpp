@@ -66,7 +66,11 @@ std::string TextStream::flush() {
     if (stopped_) return {};
     std::string out = std::move(pending_);
     pending_.clear();
-    return out;  // the binding decodes with errors="replace": a torn tail shows as U+FFFD
+    // A generation cut off (max_tokens, the context) inside a character — its first bytes sampled, the rest
+    // never — ends at the last whole character: the torn bytes would decode as U+FFFD, a character the model
+    // never wrote. (Invalid bytes inside the text still show as U+FFFD: the binding decodes with "replace".)
+    out.resize(utf8_complete_prefix(out));
+    return out;
 }
 
 }  // namespace jan
