@@ -754,6 +754,19 @@ def _release_lock(attempt: asyncio.Future) -> None:
         held.release()
 
 
+async def _whole(end: Awaitable[None]) -> None:
+    """Run ``end`` — a leg's end: the run's final status saved, its events told, ``finished`` set — to its end even
+    when the leg is cancelled meanwhile (a cancel that arrives as the run ends by itself). Cut midway, it left the
+    run ended in memory, ``in_progress`` on disk with its lease held, and ``finished`` unset: the cancel waited its
+    30 s, and after a restart the finished run read ``interrupted``. The cancel is raised once ``end`` is done."""
+    task = asyncio.ensure_future(end)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
 class RunService:
     """Prepares, executes, remembers, continues and cancels runs. ``describe_error`` maps a failure
     to the (message, code) recorded in the message and the run."""
@@ -896,7 +909,7 @@ class RunService:
                 await self._end_cancelled(run)
                 return
         run.cancel_requested.set()
-        if run.task is not None and not run.task.done():
+        if run.active and run.task is not None and not run.task.done():  # (one that ended meanwhile is left be)
             run.task.cancel()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(run.finished.wait(), timeout)
@@ -1808,12 +1821,16 @@ class _Execution:
                         duration_ms=record.duration_ms)
         if ask:
             answered = {r.call.id for r in records}
-            run.pending = [c for c in calls if c.id not in answered]
-            run.status = "requires_action"
-            await self.service.persist(run)
-            run.publish("thread.run.requires_action", run_record(run))
-            run.publish("done", "[DONE]")
-            run.finished.set()
+
+            async def wait_for_the_user() -> None:
+                run.pending = [c for c in calls if c.id not in answered]
+                run.status = "requires_action"
+                await self.service.persist(run)
+                run.publish("thread.run.requires_action", run_record(run))
+                run.publish("done", "[DONE]")
+                run.finished.set()
+
+            await _whole(wait_for_the_user())
             return False
         step.end("completed")
         await self.service.persist(run)
@@ -1859,7 +1876,11 @@ class _Execution:
     async def _finish(self, status: str, error: tuple[str, str | None] | None) -> None:
         """End the leg and the run (not one going on in ``requires_action``): the reply saved as ``status``, the
         run's status from it. A reply ``stopped`` for one of :data:`BUDGET_STOPS` never had a turn: the run is
-        ``incomplete`` (for that reason), not ``cancelled``."""
+        ``incomplete`` (for that reason), not ``cancelled``. Written whole even when a cancel arrives meanwhile
+        (:func:`_whole`)."""
+        await _whole(self._finish_now(status, error))
+
+    async def _finish_now(self, status: str, error: tuple[str, str | None] | None) -> None:
         run = self.run
         if self._saver is not None:
             await asyncio.wait([self._saver])

@@ -172,5 +172,19 @@ class ThreadStore:
         with self._ctx.lock(directory / "thread.json", directory / "messages.jsonl"):
             if not directory.is_dir():
                 raise NotFoundError(KIND, thread_id)
+            pending = self._pending_replies(directory / "messages.jsonl", thread_id)
             remove_resource_dir(directory)
+        # A reply this process was writing when its thread went: its lease (which tells other processes it is being
+        # written) goes too, or its file outlived the thread until this process ended.
+        for message_id in pending:
+            if self._messages.leases.holds(message_id):
+                self._messages.leases.release(message_id)
         return {"id": thread_id, "object": "thread.deleted", "deleted": True}
+
+    def _pending_replies(self, path: Path, thread_id: str) -> list[str]:
+        """Ids of the thread's messages still being written (``pending``); none when they cannot be read."""
+        try:
+            records = self._messages._read(path, thread_id)[0]
+        except (OSError, StoreError):
+            return []
+        return [r["id"] for r in records if r.get("status") == "pending" and isinstance(r.get("id"), str)]
