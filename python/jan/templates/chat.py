@@ -331,6 +331,7 @@ _PROBE_ARG = "jan_probe_arg"
 _PROBE_RESULT = "\u2063jan-probe-result\u2063"
 # Mistral's templates insist on 9-character alphanumeric call ids.
 _PROBE_CALL_ID = "call12345"
+_PROBE_LONG_CALL_ID = "call_janprobe0123456789abcdef"
 
 
 def template_supports_tools(source: str) -> bool:
@@ -483,12 +484,12 @@ class ChatTemplate:
             out = self._try([user], tools=[tool])
             self.supports_tools = out is not None and _PROBE_TOOL in out
 
-        def conversation(arguments: Any, content: str | None) -> list[dict[str, Any]]:
-            call = {"id": _PROBE_CALL_ID, "type": "function", "function": {"name": _PROBE_CALL, "arguments": arguments}}
+        def conversation(arguments: Any, content: str | None, call_id: str = _PROBE_CALL_ID) -> list[dict[str, Any]]:
+            call = {"id": call_id, "type": "function", "function": {"name": _PROBE_CALL, "arguments": arguments}}
             return [
                 user,
                 {"role": "assistant", "content": content, "tool_calls": [call]},
-                {"role": "tool", "tool_call_id": _PROBE_CALL_ID, "name": _PROBE_CALL, "content": _PROBE_RESULT},
+                {"role": "tool", "tool_call_id": call_id, "name": _PROBE_CALL, "content": _PROBE_RESULT},
             ]
 
         # OpenAI clients send `content: null` next to tool calls; some templates
@@ -507,6 +508,13 @@ class ChatTemplate:
                 self.object_arguments = object_args
                 self.null_content = content is None
                 break
+        # Mistral's templates raise on call ids other than 9 alphanumerics, and jan's own (and other APIs')
+        # ids are longer: when the 9-character probe id renders but a long one does not, render() maps ids.
+        self.short_call_ids = False
+        if self.supports_tool_calls:
+            args = {_PROBE_ARG: 1} if self.object_arguments else json.dumps({_PROBE_ARG: 1})
+            content = None if self.null_content else ""
+            self.short_call_ids = self._try(conversation(args, content, _PROBE_LONG_CALL_ID)) is None
         if not self.supports_tool_calls:
             # history gets written as text, but a null content may still reach it
             out = self._try([user, {"role": "assistant", "content": None}, user])
@@ -575,6 +583,8 @@ class ChatTemplate:
             object_arguments=self.object_arguments,
             null_content=self.null_content,
         )
+        if self.short_call_ids:
+            msgs = _shorten_call_ids(msgs)
         if polyfill:
             msgs, tools_list = self._polyfill(msgs, tools_list, extra)
         return self._render_raw(msgs, tools=tools_list, add_generation_prompt=add_generation_prompt, budget=budget,
@@ -648,6 +658,59 @@ _NATIVE_CALL_EXAMPLES = {
     "firefunction": ' functools[{"name": "<function name>", "arguments": {<arguments as JSON>}}]',
     "functionary-v3.2": "<function name>\n{<arguments as JSON>}",
 }
+
+
+def _shorten_call_ids(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give tool calls and results the 9-character alphanumeric ids a template such as Mistral's demands
+    (:attr:`ChatTemplate.short_call_ids`), in place on ``normalize_messages``' copies.
+
+    Clients send back whatever ids they were given (jan's ``call_`` + 24, Anthropic's ``toolu_...``) or
+    none (Ollama): an id that fits already is kept; any other becomes one derived from its hash, so a
+    call and its result get the same one and an id maps the same way in every render; one that would
+    clash with a different id already used gets a rehash. A call without an id gets one from its place
+    in the conversation, and a result without ``tool_call_id`` takes the earliest unanswered call's, as
+    Ollama pairs them in order.
+    """
+    from .tool_calls import is_short_call_id, short_call_id
+
+    mapping: dict[str, str] = {}
+    used: set[str] = {str(v) for m in msgs for v in
+                      [m.get("tool_call_id")] + [c.get("id") for c in m.get("tool_calls") or () if isinstance(c, dict)]
+                      if is_short_call_id(v)}
+
+    def fit(original: str) -> str:
+        if is_short_call_id(original):
+            return original
+        if original not in mapping:
+            new, salt = short_call_id(original), 0
+            while new in used:  # another id already has this one: keep the pairs apart
+                salt += 1
+                new = short_call_id(f"{salt}:{original}")
+            used.add(new)
+            mapping[original] = new
+        return mapping[original]
+
+    pending: list[str] = []  # calls not answered yet, in order, for results that name none
+    for i, msg in enumerate(msgs):
+        calls = msg.get("tool_calls")
+        if calls:
+            for j, call in enumerate(calls):
+                if not isinstance(call, dict):
+                    continue
+                cid = call.get("id")
+                call["id"] = fit(cid) if isinstance(cid, str) and cid else fit(f"\0jan-call:{i}:{j}")
+                pending.append(call["id"])
+        if msg.get("role") == "tool":
+            tid = msg.get("tool_call_id")
+            if isinstance(tid, str) and tid:
+                msg["tool_call_id"] = fit(tid)
+            elif pending:
+                msg["tool_call_id"] = pending[0]
+            else:
+                msg["tool_call_id"] = fit(f"\0jan-result:{i}")
+            if msg["tool_call_id"] in pending:
+                pending.remove(msg["tool_call_id"])
+    return msgs
 
 
 def _render_tools_preamble(tools: list[Any], native: str = "hermes") -> str:

@@ -37,6 +37,7 @@ truncated arguments, as with OpenAI). Whitespace around calls is dropped.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import secrets
 import string
@@ -47,6 +48,8 @@ from .grammar import GrammarBuilder, GrammarError, gbnf_literal
 __all__ = [
     "ToolCallStreamParser",
     "new_call_id",
+    "new_short_call_id",
+    "short_call_id",
     "parse_tool_calls",
     "partial_suffix",
     "tool_call_grammar",
@@ -79,6 +82,33 @@ _Gen = Generator[None, "str | None", Any]
 def new_call_id() -> str:
     """A fresh OpenAI-style tool call id: ``call_`` and 24 random letters/digits."""
     return "call_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+
+
+#: Length of the call ids Mistral's templates demand (they raise on any other: "Tool call IDs should be
+#: alphanumeric strings with length 9!"); llama.cpp gives Mistral Nemo's calls ids of this shape too.
+SHORT_CALL_ID_LENGTH = 9
+
+
+def new_short_call_id() -> str:
+    """A fresh 9-character alphanumeric tool call id, the shape Mistral's templates accept."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(SHORT_CALL_ID_LENGTH))
+
+
+def is_short_call_id(value: Any) -> bool:
+    """Whether ``value`` already has the 9-character alphanumeric shape (ASCII letters and digits)."""
+    return (isinstance(value, str) and len(value) == SHORT_CALL_ID_LENGTH
+            and all(c in _ID_ALPHABET for c in value))
+
+
+def short_call_id(key: str) -> str:
+    """A 9-character alphanumeric id derived from ``key`` (a hash): the same key always gives the same id,
+    so a call and the result that names it still match after both are rewritten, in any request."""
+    n = int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest(), "big")
+    out = []
+    for _ in range(SHORT_CALL_ID_LENGTH):
+        n, r = divmod(n, len(_ID_ALPHABET))
+        out.append(_ID_ALPHABET[r])
+    return "".join(out)
 
 
 def tool_names(tools: Iterable[Any] | None) -> list[str]:

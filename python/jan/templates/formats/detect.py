@@ -28,6 +28,8 @@ __all__ = ["ChatFormat", "detect_format", "THINK_TAGS"]
 
 THINK_TAGS = ReasoningMarkers("<think>", "</think>")
 _EFFORTS = ("low", "medium", "high")
+# Mistral's templates check `tool_call.id|length != 9` (and `tool_call_id`) and raise otherwise.
+_SHORT_ID_CHECK = re.compile(r"""(?:\.id|tool_call_id['"]?\]?)\s*\|\s*length\s*!=\s*9\b""")
 
 SnapshotFn = Callable[[str, bool, Mapping[str, Mapping[str, Any]]], Snapshot]
 
@@ -63,6 +65,9 @@ class ChatFormat:
     # The tool-call parser also reads the framing of plain answers (functionary v3.2 writes ``all\n`` before
     # its answer), so it runs even when a request has no tools.
     frames_answer: bool = False
+    # The template raises on call ids other than 9 alphanumerics (Mistral's), so the ids jan gives parsed
+    # calls have that shape: a client sends them back, and the render must take them.
+    short_call_ids: bool = False
 
     # -- request side -------------------------------------------------------
 
@@ -254,7 +259,8 @@ def detect_format(source: str | None) -> ChatFormat:
         reasoning = ReasoningMarkers("[THINK]", "[/THINK]") if "[THINK]" in src else None
         return ChatFormat("mistral-reasoning" if reasoning else "mistral", reasoning, None,
                           tool_grammar="mistral-args" if args else "mistral-json", trigger=r"\[TOOL_CALLS\]",
-                          switches=sw, render_special=True)
+                          switches=sw, render_special=True,
+                          short_call_ids=_SHORT_ID_CHECK.search(src) is not None)
     if "<function=" in src:
         return ChatFormat("functionary-v3.1", None, None, tool_grammar="functionary-v3.1", trigger=r"<function=", switches=sw)
     if "<|python_tag|>" in src or ("<|start_header_id|>" in src and "tools" in src and "<tool_call>" not in src):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
 
-from ..tool_calls import ToolCallStreamParser, new_call_id
+from ..tool_calls import ToolCallStreamParser, new_call_id, new_short_call_id
 from .reasoning import ReasoningSplitter
 from .text import tool_schemas
 from .types import CallDelta, OutputDelta, ParsedCall, ParsedOutput, Snapshot
@@ -125,7 +125,8 @@ class OutputParser:
         open_at_start: bool = False,
         id_factory: Callable[[], str] | None = None,
     ):
-        new_id = id_factory or new_call_id
+        # a template that demands 9-alphanumeric ids would reject the client sending jan's id back
+        new_id = id_factory or (new_short_call_id if getattr(fmt, "short_call_ids", False) else new_call_id)
         tools = list(tools or ())
         self._raw = reasoning_format == "none"
         self._fmt = fmt

@@ -254,3 +254,23 @@ def json_arguments(body: str, closed: bool, final: bool) -> tuple[str, int]:
     if final:
         return body.strip(WS), -1
     return body[lead:safe], -1
+
+
+def shown_json(text: str) -> str:
+    """The part of ``text`` (a JSON value as far as it is written) that can be streamed now and only ever grows
+    as more is written: the complete value, else the part :func:`scan_json` lets out (closers alone finish it)."""
+    safe, end, _, _ = scan_json(text)
+    lead = len(text) - len(text.lstrip(WS))
+    return text[lead:end] if end >= 0 else text[lead:safe]
+
+
+def closed_json(text: str) -> str:
+    """``text`` (a JSON value as far as it is written: a call's arguments cut off by the token limit, say) as a
+    complete value: :func:`shown_json` finished with closers; ``"{}"`` when nothing of it can be shown. For the
+    dialects whose tool input is an object, not text (Anthropic's ``input``, Ollama's ``arguments``): the
+    streamed pieces (:func:`shown_json`, then the closers at the block's end) and the whole answer agree."""
+    safe, end, _, closure = scan_json(text)
+    lead = len(text) - len(text.lstrip(WS))
+    if end >= 0:
+        return text[lead:end]
+    return (text[lead:safe] + closure) or "{}"
