@@ -26,6 +26,7 @@ from jan.errors import EngineError, MediaError
 from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted
 from jan.services import types as typed
 from jan.services.errors import GenerationCancelledError
+from jan.templates.formats.text import closed_json, shown_json
 
 __all__ = [
     "CountTokensRequest",
@@ -706,10 +707,12 @@ def _usage(usage: typed.Usage | None) -> dict[str, int]:
 
 
 def _tool_input(arguments: str) -> dict[str, Any]:
+    """A call's ``input`` object. Arguments a token limit cut off are closed (:func:`closed_json`): the input the
+    stream's ``input_json_delta`` pieces add up to (:class:`MessageStream`), not ``{}``."""
     try:
-        value = json.loads(arguments) if arguments.strip() else {}
+        value = json.loads(closed_json(arguments)) if arguments.strip() else {}
     except json.JSONDecodeError:
-        return {}  # the parser only emits complete calls; an unparsable one carries no usable input
+        return {}
     return value if isinstance(value, dict) else {}
 
 
@@ -765,6 +768,8 @@ class MessageStream:
         self.stop_sequences = tuple(stop_sequences)
         self._index = -1
         self._open: str | None = None  # "thinking", "text" or "tool:<n>"
+        self._args = ""  # the open tool_use block's arguments as written so far
+        self._args_sent = 0  # how much of them went out (input_json_delta)
         self._finish_reason: str | None = None
         self._context_full = False
         self._stop_sequence: str | None = None
@@ -788,7 +793,13 @@ class MessageStream:
         events = []
         if self._open == "thinking" and self.omit_thinking:
             events.append(self._delta({"type": "signature_delta", "signature": encrypted_reasoning(self._thinking)}))
-        self._open, self._thinking = None, ""
+        if self._open.startswith("tool:") and self._args.strip():
+            # a call cut off mid-arguments: what was held back goes out closed, so that the pieces add up to valid
+            # JSON, the input a whole answer gives (:func:`_tool_input`)
+            rest = closed_json(self._args)[self._args_sent:]
+            if rest:
+                events.append(self._delta({"type": "input_json_delta", "partial_json": rest}))
+        self._open, self._thinking, self._args, self._args_sent = None, "", "", 0
         return events + [("content_block_stop", {"type": "content_block_stop", "index": self._index})]
 
     def _open_block(self, key: str, block: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -825,7 +836,13 @@ class MessageStream:
                 events += self._open_block(key, {"type": "tool_use", "id": call.id or f"toolu_{secrets.token_hex(12)}",
                                                  "name": call.name or "", "input": {}})
             if call.arguments:
-                events.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
+                # only what can be finished by closers alone goes out (arguments cut off by the token limit are
+                # kept as written by the parser: a stream could not take their broken tail back)
+                self._args += call.arguments
+                shown = shown_json(self._args)
+                if len(shown) > self._args_sent:
+                    events.append(self._delta({"type": "input_json_delta", "partial_json": shown[self._args_sent:]}))
+                    self._args_sent = len(shown)
         if delta.finish_reason is not None:
             self._finish_reason, self._context_full = delta.finish_reason, delta.context_full
             self._stop_sequence = delta.stop if delta.stop in self.stop_sequences else None

@@ -26,6 +26,7 @@ from typing import Any, Callable, Literal
 from jan.errors import EngineError
 from jan.services.errors import GenerationCancelledError
 from jan.services.types import ChatDelta, ChatResult, CompletionDelta, TokenLogprob, ToolCall, Usage
+from jan.templates.formats.text import closed_json
 
 __all__ = ["DONE_REASONS", "Clock", "OllamaEncoder", "Timing", "created_at", "done_reason", "metrics", "tool_call"]
 
@@ -72,8 +73,8 @@ def _call_id() -> str:
 
 def tool_call(call: ToolCall, index: int) -> dict[str, Any]:
     """A tool call in Ollama's shape: ``arguments`` as a JSON object, not text."""
-    try:
-        arguments = json.loads(call.arguments) if call.arguments else {}
+    try:  # arguments a token limit cut off are closed (closed_json), as Anthropic's input is
+        arguments = json.loads(closed_json(call.arguments)) if call.arguments.strip() else {}
     except json.JSONDecodeError:
         arguments = None
     if not isinstance(arguments, dict):
