@@ -68,3 +68,24 @@ def test_chatting_with_an_embedding_model_says_so_whether_or_not_the_prompt_is_f
     assert status == 400, data
     code, message = error_of(data)
     assert code == "model_not_supported" and "embedding model" in message, data
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                              "tools": [{"type": "function", "function": {"name": "bad name!"}}]}),
+    ("/v1/messages", {"max_tokens": 4, "messages": [{"role": "user", "content": "hi"}],
+                      "tools": [{"name": "bad name!", "input_schema": {"type": "object"}}]}),
+    ("/v1/responses", {"input": "hi", "tools": [{"type": "function", "name": "bad name!"}]}),
+    ("/api/chat", {"messages": [{"role": "user", "content": "hi"}], "stream": False,
+                   "tools": [{"type": "function", "function": {"name": "bad name!"}}]}),
+])
+def test_a_tool_name_one_dialect_refuses_every_dialect_refuses(server, path, body):
+    status, data = post(server, path, {"model": "stories260K", **body})
+    assert status == 400, data
+
+
+def test_an_anthropic_tool_input_is_an_object(server):
+    status, data = post(server, "/v1/messages", {"model": "stories260K", "max_tokens": 4,
+                                                 "messages": [{"role": "user", "content": "hi"}],
+                                                 "tools": [{"name": "t", "input_schema": {"type": "string"}}]})
+    assert status == 400 and "input_schema.type" in data["error"]["message"], data

@@ -175,8 +175,13 @@ class Message(_Strict):
         return self
 
 
+#: A tool's name, as OpenAI and Anthropic take it (and so every dialect here: a name one route refuses is refused by
+#: all; templates and the tool-call parsers rely on it too).
+TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
 class FunctionDef(_Strict):
-    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None

@@ -20,7 +20,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.image_types import sniff_image
-from jan.server.schemas import INT32_MAX, MaxTokens, NullMeansDefault, bounded, not_supported, some_content
+from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, bounded, not_supported,
+                                some_content)
 
 from jan.errors import EngineError, MediaError
 from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted
@@ -155,7 +156,7 @@ class MessageParam(_Wire):
 
 
 class ToolParam(_Wire):
-    name: str = Field(min_length=1)
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     input_schema: dict[str, Any] | None = None
     # Anthropic's own tools (web search, bash, text editor, ...) carry a versioned type; jan runs none
@@ -566,6 +567,8 @@ def _check_tool(tool: ToolParam, field: str) -> None:
                          "send custom tools (name, description, input_schema)")
     if tool.input_schema is None:
         raise ValueError(f"{field}.input_schema: required")
+    if tool.input_schema.get("type", "object") != "object":  # a tool's input is an object (Anthropic's rule)
+        raise ValueError(f"{field}.input_schema.type: must be 'object', got {tool.input_schema.get('type')!r}")
 
 
 def _tools(tools: Sequence[ToolParam]) -> tuple[typed.ToolSpec, ...]:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, Union, get_type_hints
 
 from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator
 
-from jan.server.schemas import INT32_MAX, NullMeansDefault, Seed, TokenList, bounded
+from jan.server.schemas import INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, TokenList, bounded
 from jan.services.types import SamplingOptions
 from jan.templates.formats.plan import THINK_LEVELS
 
@@ -142,7 +142,7 @@ class OllamaMessage(_Body):
 
 
 class OllamaToolFunction(_Body):
-    name: str = Field(min_length=1)
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     parameters: dict[str, Any] | None = None
 

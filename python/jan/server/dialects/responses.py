@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
 
 from jan.errors import EngineError, MediaError
-from jan.server.schemas import MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported, some_content
+from jan.server.schemas import (TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
+                                some_content)
 
 from jan.services import types as typed
 from jan.services.errors import RequestError
@@ -144,7 +145,7 @@ InputItem = Annotated[
 
 class FunctionTool(_Wire):
     type: Literal["function"]
-    name: str = Field(min_length=1)
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
