@@ -110,10 +110,18 @@ def png_bytes() -> bytes:
     return out.getvalue()
 
 
+#: The context a server started for :func:`only_slot_held` needs: the blocker's LONG tokens fit, so it generates for
+#: seconds (with the tests' default 512 it ended at the context within a fraction of one, before the requests it
+#: was to block on a busy machine).
+HOLD_N_CTX = LONG + 64
+
+
 @contextlib.contextmanager
 def only_slot_held(srv):
     """A long streamed completion that holds a one-slot server's only slot (generating) while the block runs:
-    with ``max_queue=0``, every other generation request is refused as queue-full."""
+    with ``max_queue=0``, every other generation request is refused as queue-full. Start the server with
+    ``n_ctx=HOLD_N_CTX``."""
+    assert srv.config.n_ctx >= HOLD_N_CTX, "start the server with n_ctx=HOLD_N_CTX: the blocker must not end early"
     blocker = urllib.request.urlopen(urllib.request.Request(
         srv.base_url + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
         data=json.dumps({"model": MODEL, "prompt": "Once", "max_tokens": LONG, "stream": True,

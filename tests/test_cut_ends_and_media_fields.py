@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 from api_helpers import parse_sse
 from cut_off_helpers import (
+    HOLD_N_CTX,
     LONG,
     MODEL,
     ONCE,
@@ -116,7 +117,7 @@ def test_every_finish_reason_has_its_done_reason():
 
 
 def test_a_full_ollama_queue_says_when_to_try_again(tmp_path, stories_path):
-    srv = start_server(tmp_path, [stories_path], n_parallel=1, max_queue=0)
+    srv = start_server(tmp_path, [stories_path], n_parallel=1, max_queue=0, n_ctx=HOLD_N_CTX)
     try:
         with only_slot_held(srv):
             for stream in (False, True):

@@ -24,6 +24,7 @@ import openai
 import pytest
 from api_helpers import until
 from cut_off_helpers import (
+    HOLD_N_CTX,
     LONG,
     MODEL,
     ONCE,
@@ -400,7 +401,7 @@ def test_an_image_of_a_stored_turn_is_said_of_previous_response_id(tmp_path, sto
 
 # -- 7. a full queue -----------------------------------------------------------------------------------------------
 def test_a_full_queue_says_when_to_try_again(tmp_path, stories_path):
-    srv = start_server(tmp_path, [stories_path], n_parallel=1, max_queue=0)
+    srv = start_server(tmp_path, [stories_path], n_parallel=1, max_queue=0, n_ctx=HOLD_N_CTX)
     try:
         with only_slot_held(srv):
             for path, body in (("/v1/chat/completions", {"model": MODEL, "max_tokens": 2, "messages": ONCE}),

@@ -790,13 +790,15 @@ class MessageStream:
                    "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
         return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]
 
-    def _close(self) -> list[tuple[str, dict[str, Any]]]:
+    def _close(self, *, whole: bool = True) -> list[tuple[str, dict[str, Any]]]:
+        """Close the open block; ``whole`` False: the answer was cut off (an ``error`` event follows), and a tool
+        call's held-back arguments are not closed for it."""
         if self._open is None:
             return []
         events = []
         if self._open == "thinking" and self.omit_thinking:
             events.append(self._delta({"type": "signature_delta", "signature": encrypted_reasoning(self._thinking)}))
-        if self._open.startswith("tool:") and self._args.strip():
+        if whole and self._open.startswith("tool:") and self._args.strip():
             # a call cut off mid-arguments: what was held back goes out closed, so that the pieces add up to valid
             # JSON, the input a whole answer gives (:func:`_tool_input`)
             rest = closed_json(self._args)[self._args_sent:]
@@ -852,7 +854,7 @@ class MessageStream:
         return events
 
     def finish(self) -> list[tuple[str, dict[str, Any]]]:
-        events = self._close()
+        events = self._close(whole=self._finish_reason != "cancelled")
         if self._finish_reason == "cancelled":
             err = GenerationCancelledError()
             return events + [("error", error_body(err.http_status, str(err)))]
