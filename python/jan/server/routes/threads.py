@@ -38,6 +38,7 @@ from jan.core import AssistantExtension, ConversationalExtension
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import MEDIA_FETCHER, SERVICES
+from jan.server.media_fetch import is_data_url
 from jan.server.schemas import ImagePart, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
@@ -253,7 +254,7 @@ async def fetch_linked_images(request: web.Request, content: Any, where: str = "
     for i, part in enumerate(content):
         url = part.get("image_url", {}).get("url") if isinstance(part, dict) and part.get("type") == "image_url" \
             else None
-        if isinstance(url, str) and not url[:5].lower() == "data:":
+        if isinstance(url, str) and not is_data_url(url):
             part = {**part, "image_url": {**part["image_url"],
                                           "url": await fetcher.data_url(url, f"{where}content[{i}].image_url.url")}}
         out.append(part)
