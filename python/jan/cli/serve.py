@@ -139,6 +139,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 async def run_server(config: ServerConfig) -> None:
     from jan.server.app import create_app
+    from jan.server.protocol import AppRunner
 
     # Every port is bound before any model loads: a busy or forbidden port fails at once. The Ollama API is
     # served on --port anyway, so an --ollama-port equal to it is no second port: dropped here, so that nothing
@@ -157,7 +158,7 @@ async def run_server(config: ServerConfig) -> None:
         if len(socks) > 1:
             config.ollama_port = socks[1].getsockname()[1]
         app = await create_app(config)
-        runner = web.AppRunner(app, shutdown_timeout=5.0, handle_signals=False, access_log=None)
+        runner = AppRunner(app, shutdown_timeout=5.0, handle_signals=False, access_log=None)
         await runner.setup()  # loads the models given with --model
     except BaseException:
         for sock in socks:

@@ -29,7 +29,7 @@ from jan.server.security import (
     cross_site_middleware,
     host_allowlist_middleware,
 )
-from jan.server.validation import end_unreadable_body
+from jan.server.validation import body_codings_middleware, end_unreadable_body
 
 log = logging.getLogger("jan.server")
 
@@ -93,9 +93,11 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
         client_max_size=config.max_body_bytes,
         # Order matters: errors on a dialect's routes (Anthropic's) leave in that dialect's shape (outermost);
         # a bad Host is refused first, then CORS preflights are answered, then cross-site writes are
-        # refused (key or not), then the key is checked.
+        # refused (key or not), then the key is checked, then a body in codings not undone here is refused.
+        # (What aiohttp refuses before these run is shaped by the runner: jan.server.protocol.AppRunner.)
         middlewares=[dialect_error_middleware, error_middleware, host_allowlist_middleware(config),
-                     cors_middleware(config), cross_site_middleware(config, own_handlers), api_key_middleware(config)],
+                     cors_middleware(config), cross_site_middleware(config, own_handlers), api_key_middleware(config),
+                     body_codings_middleware],
     )
     app.on_response_prepare.append(cors_on_prepare(config))
     app.on_response_prepare.append(end_unreadable_body)

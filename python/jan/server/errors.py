@@ -218,10 +218,13 @@ def describe_error(exc: BaseException) -> tuple[str, str | None]:
 
 
 def _http_error(exc: web.HTTPException) -> APIError:
-    codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 401: "invalid_api_key"}
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 401: "invalid_api_key",
+             417: "expectation_failed"}
     message = {404: "Unknown route", 405: "Method not allowed", 413: "Request body too large"}.get(exc.status, exc.reason)
     if exc.status == 413:
         message = f"Request body too large: {exc.text}" if exc.text else message
+    elif exc.status == 417 and exc.text:  # aiohttp's Expect check names the expectation: "Unknown Expect: 200-ok"
+        message = f"Expectation failed: {exc.text}; jan knows only 'Expect: 100-continue'"
     kind = "invalid_request_error" if exc.status < 500 else "server_error"
     return APIError(exc.status, message, type=kind, code=codes.get(exc.status))
 
@@ -271,13 +274,25 @@ async def dialect_error_middleware(request: web.Request, handler):
     """Outermost: an error produced anywhere below (a handler, the key check, an unknown route)
     on a dialect's routes leaves in that dialect's error shape, headers (CORS, ...) kept."""
     response = await handler(request)
-    shape = _shape_for(request.path) if isinstance(response, ErrorResponse) else None
-    if shape is None:
+    if not isinstance(response, ErrorResponse) or _shape_for(request.path) is None:
         return response
     headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
-    status_of = _for_path(ERROR_STATUSES, request.path)
-    status = status_of(response.api_error) if status_of is not None else response.status
-    return web.json_response(shape(response.api_error), status=status, headers=headers, dumps=strict_dumps)
+    shaped = error_response(response.api_error, request.path, headers)
+    if response.keep_alive is False:  # an answer that ends its connection (force_close) still does
+        shaped.force_close()
+    return shaped
+
+
+def error_response(err: APIError, path: str, headers: dict | None = None) -> web.Response:
+    """The error's response to a request for ``path``: in the error shape and status of the dialect that serves
+    the path (OpenAI's for every other path), with the headers the error comes with and ``headers``."""
+    shape = _shape_for(path)
+    if shape is None:
+        return json_error(err, headers)
+    status_of = _for_path(ERROR_STATUSES, path)
+    status = status_of(err) if status_of is not None else err.status
+    return web.json_response(shape(err), status=status, headers={**err.headers, **(headers or {})} or None,
+                             dumps=strict_dumps)
 
 
 @web.middleware

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from jan.server.errors import APIError, from_validation_error
+from jan.server.errors import APIError, from_validation_error, json_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -130,6 +130,64 @@ async def end_unreadable_body(request: web.Request, response: web.StreamResponse
         response.force_close()
         response.headers["Connection"] = "close"  # (aiohttp has decided its headers before this hook)
         body.feed_eof()
+
+
+def decoded_content_codings() -> tuple[str, ...]:
+    """The ``Content-Encoding`` values whose bodies aiohttp decodes as it reads them: gzip and deflate always,
+    br and zstd only with their optional packages (``Brotli``, ``backports.zstd``; not dependencies of jan)."""
+    from aiohttp import compression_utils
+
+    optional = (("br", "HAS_BROTLI"), ("zstd", "HAS_ZSTD"))
+    return ("gzip", "deflate") + tuple(name for name, flag in optional if getattr(compression_utils, flag, False))
+
+
+def unsupported_content_encoding(value: str | None) -> APIError:
+    """The 415 for a body sent in a ``Content-Encoding`` (``value``; None: not known) that is not decoded here."""
+    *others, last = ("identity",) + decoded_content_codings()
+    what = f"Content-Encoding '{value}'" if value else "The request's Content-Encoding"
+    stacked = " (one coding at most)" if value and "," in value else ""
+    return APIError(415, f"{what} is not supported{stacked}; send {', '.join(others)} or {last}",
+                    code="unsupported_content_encoding")
+
+
+def check_body_codings(request: web.Request) -> None:
+    """Refuse a body whose codings would not be undone before it is read.
+
+    aiohttp decodes one ``Content-Encoding`` it knows (:func:`decoded_content_codings`) and passes any other
+    (``foo``, ``x-gzip``, stacked ``gzip, br``) through undecoded, so the route would parse compressed bytes
+    as JSON (a misleading 400) or store them as they came (an Ollama blob): 415 instead, as RFC 9110 (15.5.16)
+    asks. Likewise it frames a ``Transfer-Encoding: gzip, chunked`` body by its chunks and leaves the gzip in:
+    501, RFC 9112 (6.1)'s answer to a transfer coding the server does not know. (A br or zstd body without its
+    package never gets here: aiohttp refuses it while parsing the headers, see :mod:`jan.server.protocol`.)"""
+    if not request.body_exists:
+        return
+    values = request.headers.getall("Content-Encoding", ())
+    if values:
+        codings = [c.strip().lower() for value in values for c in value.split(",") if c.strip()]
+        # (aiohttp decodes when the header's whole value is one coding it knows: the test it makes itself)
+        decoded = len(values) == 1 and values[0].isascii() and values[0].lower() in decoded_content_codings()
+        if not decoded and any(c != "identity" for c in codings):
+            raise unsupported_content_encoding(", ".join(values))
+    transfer = [c.strip() for value in request.headers.getall("Transfer-Encoding", ()) for c in value.split(",")
+                if c.strip()]
+    if any(c.lower() != "chunked" for c in transfer):
+        raise APIError(501, f"Transfer-Encoding '{', '.join(transfer)}' is not supported; send the body chunked or "
+                            "with a Content-Length", code="unsupported_transfer_encoding")
+
+
+@web.middleware
+async def body_codings_middleware(request: web.Request, handler):
+    """:func:`check_body_codings` before any route reads the body (jan's, a dialect's, an extension's).
+
+    The refusal closes the connection: the body is left unread, not read to its end to keep the connection (which
+    would decode it where aiohttp does, and fail: two ``gzip`` headers, one undone)."""
+    try:
+        check_body_codings(request)
+    except APIError as err:
+        response = json_error(err, {"Connection": "close"})
+        response.force_close()
+        return response
+    return await handler(request)
 
 
 async def read_json(request: web.Request) -> object:

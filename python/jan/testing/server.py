@@ -12,6 +12,7 @@ from aiohttp import web
 
 from jan.server.app import create_app
 from jan.server.config import ServerConfig
+from jan.server.protocol import AppRunner
 
 
 def free_port() -> int:
@@ -72,7 +73,7 @@ class ServerThread:
 
     async def _start(self) -> None:
         self.app = await create_app(self.config, extensions=self.extensions)
-        self._runner = web.AppRunner(self.app, shutdown_timeout=self.shutdown_timeout, handle_signals=False)
+        self._runner = AppRunner(self.app, shutdown_timeout=self.shutdown_timeout, handle_signals=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.config.host, self.config.port).start()
 

@@ -1,0 +1,139 @@
+"""The connection layer: what aiohttp answers before any route or middleware runs, in jan's error shapes.
+
+aiohttp refuses some requests itself, with a plain-text body: one its parser cannot take (a bad request line,
+a URL or header over its limits, invalid characters, broken chunked framing, Content-Length with
+Transfer-Encoding, a Content-Encoding it has no decoder for) and an ``Expect`` it does not know. Served through
+:class:`AppRunner`, they leave like every other error: the body of the dialect whose path the request was for
+(OpenAI's where that is unknown), aiohttp's status (415 for the Content-Encoding), ``Connection: close``.
+
+A request whose chunked body breaks off in a later packet would otherwise wait forever: aiohttp queues the
+parser's error behind it and never ends its body. The body is failed instead, and its route answers the 400.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+
+from jan.server.errors import APIError, dialect_error_middleware, error_middleware, error_response
+from jan.server.validation import unsupported_content_encoding
+
+#: Bytes of a connection's input kept to find a refused request's line (its path) and its Content-Encoding:
+#: aiohttp refuses a request line at 8190 bytes, so its start is at most that far before the packet that did.
+SEEN_BYTES = 8 * 1024
+
+# A request line (origin form, the path up to its query) and a Content-Encoding header, in raw input.
+_REQUEST_LINE = re.compile(rb"(?:^|\n)[!#$%&'*+\-.^_`|~0-9A-Za-z]+ (/[^ \t\r\n?#]*)")
+_CONTENT_ENCODING = re.compile(rb"\ncontent-encoding[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_ENCODING_IN_MESSAGE = re.compile(r"\((\w+)\)")  # aiohttp's "Can not decode content-encoding: brotli (br)"
+
+
+class AppRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer aiohttp's own refusals in jan's error shapes.
+
+    aiohttp has no option for the connection class its server makes, so this overrides ``_make_server``,
+    BaseRunner's one step for making that server, and hands aiohttp's arguments on unchanged."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()  # starts and freezes the app, then aiohttp's Server for it
+        try:
+            return _Server(server.request_handler, request_factory=server.request_factory,
+                           handler_cancellation=server.handler_cancellation, loop=server._loop, **server._kwargs)
+        except (AttributeError, TypeError):  # an aiohttp whose Server is made otherwise: its own answers, still served
+            return server
+
+
+class _Server(web.Server):
+    """aiohttp's server with jan's connection class (``__call__`` makes each connection; aiohttp's makes its own
+    class, with no option). Its handler runs the app inside the app's two outermost middlewares once more: they
+    also catch what aiohttp raises before the app's middlewares run (its ``Expect`` check's 417)."""
+
+    def __init__(self, handler, **kwargs):
+        inner = functools.partial(error_middleware, handler=handler)
+        super().__init__(functools.partial(dialect_error_middleware, handler=inner), **kwargs)
+
+    def __call__(self) -> web.RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+
+class _Connection(web.RequestHandler):
+    """One connection. aiohttp answers what its parser refuses (and an error no route caught) from
+    ``handle_error``, a method of this class with no hook: overridden here, with ``data_received`` to note the
+    input a refused request came in (aiohttp keeps none of it). Both read aiohttp's private ``_messages`` queue
+    and ``_current_request``, with defaults: without them the answers are only aiohttp's again."""
+
+    __slots__ = ("_refused", "_seen")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._seen = b""  # the end of this connection's input before the packet at hand
+        self._refused: dict[BaseException, bytes] = {}  # the parser's error -> the input it was found in
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # aiohttp catches its parser's error and queues it as a message of its own (status, exc, message)
+        queued = getattr(self, "_messages", None)
+        exc = getattr(queued[-1][0], "exc", None) if queued else None
+        if isinstance(exc, HttpProcessingError) and exc not in self._refused:
+            self._refused[exc] = self._seen + data
+            self._fail_unfinished_body(queued, exc)
+        self._seen = data[-SEEN_BYTES:] if len(data) >= SEEN_BYTES else (self._seen + data)[-SEEN_BYTES:]
+
+    def _fail_unfinished_body(self, queued, exc: HttpProcessingError) -> None:
+        """The parser failed inside a body it had begun to deliver (a chunk size that is no number, a packet
+        after the headers): that body would never end, its route would wait for it and the error queued behind
+        it would never be answered. It ends with the error instead; the route answers its 400
+        (``invalid_body``, in its dialect's shape) and the connection closes with it
+        (:func:`jan.server.validation.end_unreadable_body`)."""
+        bodies = [payload for message, payload in queued if not hasattr(message, "exc")]
+        current = getattr(self, "_current_request", None)
+        body = bodies[-1] if bodies else current.content if current is not None else None
+        if body is not None and not body.is_eof() and body.exception() is None:
+            body.set_exception(RequestPayloadError(_one_line(exc.message)))
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        # aiohttp's own method logs it (one INFO line for a client's fault: errors.ClientProtocolErrorFilter) and raises
+        # when an answer has begun already; only its plain-text body is replaced
+        super().handle_error(request, status, exc, message)
+        seen = self._refused.pop(exc, None) if exc is not None else None
+        path, content_encoding = _refused_request(seen) if seen is not None else (request.path, None)
+        response = error_response(_refusal(status, exc, content_encoding), path or "/", {"Connection": "close"})
+        response.force_close()
+        return response
+
+
+def _refusal(status: int, exc: BaseException | None, content_encoding: str | None) -> APIError:
+    if isinstance(exc, ContentEncodingError):  # br or zstd without its package: refused with the headers
+        named = _ENCODING_IN_MESSAGE.search(exc.message or "")
+        return unsupported_content_encoding(content_encoding or (named.group(1) if named else None))
+    if isinstance(exc, HttpProcessingError):
+        return APIError(status, f"The request is not valid HTTP: {_one_line(exc.message)}", code="invalid_http")
+    if status == 504:
+        return APIError(504, "The request timed out", type="server_error", code="timeout")
+    return APIError(status, "The server had an error while processing your request.", type="server_error",
+                    code="internal_error")
+
+
+def _refused_request(seen: bytes) -> tuple[str | None, str | None]:
+    """The path and the Content-Encoding of the last request line in ``seen`` (the input a refused request
+    came in), or None each; a guess for choosing the error's shape, never trusted for more."""
+    line = None
+    for line in _REQUEST_LINE.finditer(seen):
+        pass
+    if line is None:
+        return None, None
+    end = seen.find(b"\r\n\r\n", line.end())
+    head = seen[line.end():end if end >= 0 else len(seen)]
+    encodings = [m.group(1).strip().decode("latin-1") for m in _CONTENT_ENCODING.finditer(head)]
+    return line.group(1).decode("latin-1"), ", ".join(encodings) or None
+
+
+def _one_line(message: str) -> str:
+    """aiohttp's parser message on one line, without the caret line that points into the quoted input."""
+    lines = (line.strip() for line in (message or "").splitlines())
+    return " ".join(line for line in lines if line.strip("^ ")) or "malformed request"
