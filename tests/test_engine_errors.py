@@ -79,6 +79,16 @@ def test_bad_token_ids(stories):
         stories.generate([1, -3])
     with pytest.raises(TypeError):
         stories.generate([1, "a"])
+    # -1 is the engine's media placeholder; in a plain prompt it is one more id out of range, said so
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        stories.generate([1, -1])
+
+
+@pytest.mark.parametrize("prompt", [b"Once", bytearray(b"Once"), memoryview(b"Once")])
+def test_bytes_are_not_token_ids(stories, prompt):
+    # bytes are a sequence of ints, so they passed as token ids and generated from nonsense
+    with pytest.raises(TypeError, match="bytes are not a prompt"):
+        stories.generate(prompt, max_tokens=1)
 
 
 def test_vocab_only_model_cannot_generate(vocab_dir):

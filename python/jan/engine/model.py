@@ -103,6 +103,9 @@ def check_load_option(name: str, value):
     raise TypeError(f"unknown load option: {name}")
 
 
+#: llama.h's LLAMA_TOKEN_NULL: no token; the engine's placeholder for a media chunk's positions in a prompt.
+LLAMA_TOKEN_NULL = -1
+
 # ModelInfo fields the native model has as attributes of the same name (sizes and counts).
 _NATIVE_SIZES = ("n_params", "size_bytes", "n_ctx_train", "n_embd", "n_layer", "n_vocab")
 
@@ -481,9 +484,14 @@ class Model:
         if isinstance(prompt, str):
             # Prompts come from chat templates, which write special tokens as text.
             return self._native.tokenize(engine_text("prompt", prompt), add_special, True)
+        if isinstance(prompt, (bytes, bytearray, memoryview)):  # a Sequence of ints, but surely meant as text
+            raise TypeError("prompt: bytes are not a prompt; decode them to a string (or pass a list of token ids)")
         if not isinstance(prompt, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
             raise TypeError("prompt must be a string or a sequence of token ids")
-        return list(prompt)
+        tokens = list(prompt)
+        if LLAMA_TOKEN_NULL in tokens:  # the engine's media placeholder: in a plain prompt, just an id out of range
+            raise ValueError(f"token id {LLAMA_TOKEN_NULL} is outside the vocabulary (0..{self._native.n_vocab - 1})")
+        return tokens
 
     def media_inputs(self, images: Sequence = (), audio: Sequence = ()) -> list:
         """Decode and check media for this model: ``images`` (paths, file bytes, numpy arrays, PIL
