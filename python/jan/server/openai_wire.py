@@ -18,6 +18,8 @@ from typing import Any
 import jan
 from jan.errors import MediaError
 from jan.server import schemas
+from jan.services.errors import RequestError
+from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 from jan.services.types import (
     AudioPart,
     allowed_tools,
@@ -55,6 +57,7 @@ __all__ = [
     "message_from_openai",
     "pieces_in",
     "response_format_of",
+    "tool_pair_error",
     "usage_dict",
 ]
 
@@ -117,6 +120,21 @@ def media_error(exc: MediaError, body: schemas.ChatCompletionRequest | None = No
     return MediaError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field)
 
 
+def tool_pair_error(exc: ToolPairError) -> RequestError:
+    """Tool calls and results that do not pair up, in OpenAI's words (clients and agent frameworks match them, the
+    misspelt "preceeding" included) and fields: the typed messages are the body's, one for one. The ``param`` of
+    unanswered calls is the role of the message that came where their results belong (none: the conversation
+    ends with them)."""
+    if exc.kind == "unexpected":
+        return RequestError("Invalid parameter: messages with role 'tool' must be a response to a preceeding "
+                            "message with 'tool_calls'.", param=f"messages.[{exc.index}].role", code=exc.code)
+    return RequestError("An assistant message with 'tool_calls' must be followed by tool messages responding to "
+                        "each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+                        + ", ".join(exc.ids),
+                        param="messages" if exc.next_index is None else f"messages.[{exc.next_index}].role",
+                        code=exc.code)
+
+
 def reasoning_of(body: schemas.ChatCompletionRequest) -> ReasoningOptions | None:
     """The thinking controls of a request, as llama-server, Ollama and Anthropic spell them:
     ``reasoning_effort``, ``think`` (true/false or an effort), ``chat_template_kwargs.enable_thinking``,
@@ -164,6 +182,10 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         tools = allowed_tools(tools, [t.function.name for t in allowed.tools], param="tool_choice.allowed_tools.tools[{i}].function.name")
         choice = allowed.mode
     messages = tuple(message_from_openai(m, f"messages[{i}]") for i, m in enumerate(body.messages))
+    try:
+        check_tool_pairs(messages)
+    except ToolPairError as exc:
+        raise tool_pair_error(exc) from None
     return ChatRequest(
         model=body.model,
         messages=messages,

@@ -26,7 +26,8 @@ from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMea
 from jan.errors import EngineError, MediaError
 from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted
 from jan.services import types as typed
-from jan.services.errors import GenerationCancelledError
+from jan.services.errors import GenerationCancelledError, RequestError
+from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 from jan.templates.formats.text import closed_json, shown_json
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "new_message_id",
     "stop_reason",
     "to_chat_request",
+    "tool_pair_error",
     "tool_set",
 ]
 
@@ -486,15 +488,41 @@ def message_field(body: _Prompt, index: int, part: int | None = None) -> str:
     ``system``, or ``messages[i].content`` (a user turn with tool results is several typed messages); with
     ``part`` (that typed message's part at fault) the block: ``messages[i].content[j]``, a tool result's
     ``messages[i].content[j].content[k]``."""
+    if index < (1 if body.system else 0):
+        return "system"
+    origin = _origin(body, index)
+    if origin is None:
+        return "messages"
+    i, sub = origin
+    return f"messages[{i}].content" + _block_path(body.messages[i], sub, part)
+
+
+def _origin(body: _Prompt, index: int) -> tuple[int, int] | None:
+    """Which of ``body.messages`` the typed request's message ``index`` came from, and which of the typed messages
+    it became (:func:`_turn`) that one is; None for the system prompt, or past the end."""
     at = 1 if body.system else 0
     if index < at:
-        return "system"
+        return None
     for i, message in enumerate(body.messages):
         turn = _turn(message)
         at += len(turn)
         if index < at:
-            return f"messages[{i}].content" + _block_path(message, index - (at - len(turn)), part)
-    return "messages"
+            return i, index - (at - len(turn))
+    return None
+
+
+def _groups(content: list) -> list[int | list[int]]:
+    """A user turn's blocks as the typed messages they became (:func:`_user_messages`): each a tool result's block
+    index, or the list of the other blocks' indexes between them."""
+    groups: list[int | list[int]] = []
+    for j, block in enumerate(content):
+        if isinstance(block, ToolResultBlock):
+            groups.append(j)
+        elif groups and isinstance(groups[-1], list):
+            groups[-1].append(j)
+        else:
+            groups.append([j])
+    return groups
 
 
 def _block_path(message: MessageParam, sub: int, part: int | None) -> str:
@@ -506,14 +534,7 @@ def _block_path(message: MessageParam, sub: int, part: int | None) -> str:
     if message.role != "user":  # one typed message, of the text blocks in order
         texts = [j for j, block in enumerate(message.content) if isinstance(block, TextBlock)]
         return f"[{texts[part]}]" if part < len(texts) else ""
-    groups: list[int | list[int]] = []  # each typed message: a tool result's block, or the other blocks' list
-    for j, block in enumerate(message.content):
-        if isinstance(block, ToolResultBlock):
-            groups.append(j)
-        elif groups and isinstance(groups[-1], list):
-            groups[-1].append(j)
-        else:
-            groups.append([j])
+    groups = _groups(message.content)
     if sub >= len(groups):
         return ""
     group = groups[sub]
@@ -524,6 +545,29 @@ def _block_path(message: MessageParam, sub: int, part: int | None) -> str:
     if isinstance(result.content, list) and 0 <= k < len(result.content):
         return f"[{group}].content[{k}]"
     return f"[{group}].content" if k >= 0 else f"[{group}]"
+
+
+def tool_pair_error(exc: ToolPairError, body: _Prompt, held: int = 0) -> RequestError:
+    """Tool calls and results that do not pair up, in Anthropic's words and its dotted field paths (what clients
+    see and match; ``param`` names the same field in jan's terms). ``held``: the typed messages before the body's
+    own, a thread's held conversation (``thread.previous_message_id`` names them)."""
+    ids = ", ".join(exc.ids)
+    origin = _origin(body, exc.index - held) if exc.index >= held else None
+    if origin is None:
+        where, param = "thread.previous_message_id", "thread.previous_message_id"
+    elif exc.kind == "unexpected":
+        i, sub = origin
+        j = _groups(body.messages[i].content)[sub]  # a tool message is a user turn's tool_result block
+        where, param = f"messages.{i}.content.{j}", f"messages[{i}].content[{j}]"
+    else:
+        where, param = f"messages.{origin[0]}", f"messages[{origin[0]}]"
+    if exc.kind == "unexpected":
+        message = (f"{where}: unexpected `tool_use_id` found in `tool_result` blocks: {ids}. Each `tool_result` "
+                   "block must have a corresponding `tool_use` block in the previous message.")
+    else:
+        message = (f"{where}: `tool_use` ids were found without `tool_result` blocks immediately after: {ids}. "
+                   "Each `tool_use` block must have a corresponding `tool_result` block in the next message.")
+    return RequestError(message, param=param, code=exc.code)
 
 
 def media_error(exc: MediaError, body: _Prompt, chat_request: typed.ChatRequest) -> MediaError:
@@ -619,13 +663,15 @@ def tool_set(body: _Prompt, removed: Sequence[ToolParam] = ()) -> ToolSet:
     return ToolSet(list(offered.values()), [tool for name, tool in known.items() if name not in offered])
 
 
-def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = ()) -> typed.ChatRequest:
-    """The typed chat request for a messages (or count_tokens) body; its tools: :func:`tool_set` (``removed_tools``:
-    a thread's, that a ``tool_reference`` addition may offer again).
+def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
+                    history: Sequence[typed.ChatMessage] = ()) -> typed.ChatRequest:
+    """The typed chat request for a messages (or count_tokens) body, after ``history`` (a thread's held
+    conversation); its tools: :func:`tool_set` (``removed_tools``: a thread's, that a ``tool_reference`` addition
+    may offer again).
 
     Raises ``ValueError`` for content jan cannot take (an image URL, invalid base64,
     a block in the wrong role, a named tool_choice without a name, Anthropic's server tools,
-    a tool change naming no known tool).
+    a tool change naming no known tool, tool uses and results that do not pair up).
     """
     sampling = typed.SamplingOptions()
     if isinstance(body, MessagesRequest):
@@ -643,7 +689,11 @@ def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = ()) -> t
         raise ValueError("output_format: give output_config.format or output_format (its beta name), not both")
     fmt = output.format or body.output_format
     response_format = typed.ResponseFormat("json_schema", fmt.schema_) if fmt else None
-    messages = _messages(body)
+    messages = (*history, *_messages(body))
+    try:  # checked with the held conversation: a continued thread's results answer the held reply's tool uses
+        check_tool_pairs(messages)
+    except ToolPairError as exc:
+        raise tool_pair_error(exc, body, len(history)) from None
     # A final assistant message is a prefill: the answer continues it (Anthropic's documented behaviour)
     return typed.ChatRequest(model=body.model, messages=messages, tools=tools,
                        tool_choice=_tool_choice(body.tool_choice, [t.name for t in tools]),

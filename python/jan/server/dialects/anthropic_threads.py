@@ -310,10 +310,8 @@ class MessageThreads:
         body = body.model_copy(update={
             "tools": None if tools is None else [wire.ToolParam.model_validate(t) for t in tools]})
         removed_tools = [wire.ToolParam.model_validate(t) for t in removed]
-        new_turn = wire.to_chat_request(body, removed_tools)
-        messages = (*held.history, *new_turn.messages)
-        return (dataclasses.replace(new_turn, model=body.model or held.reply.response.get("model"), messages=messages,
-                                    continue_final_message=typed.ends_in_prefill(messages)),
+        chat_request = wire.to_chat_request(body, removed_tools, held.history)
+        return (dataclasses.replace(chat_request, model=body.model or held.reply.response.get("model")),
                 wire.tool_set(body, removed_tools))
 
     async def prompt(self, body: Prompt) -> typed.ChatRequest:

@@ -24,6 +24,7 @@ from jan.server.schemas import (TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, 
 
 from jan.services import types as typed
 from jan.services.errors import RequestError
+from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 
 __all__ = [
     "ResponseStream",
@@ -37,6 +38,7 @@ __all__ = [
     "reasoning_of_encrypted",
     "response_object",
     "to_chat_request",
+    "tool_pair_error",
     "valid_response_id",
 ]
 
@@ -468,6 +470,15 @@ def _response_format(text: TextParam | None) -> typed.ResponseFormat | None:
     return typed.ResponseFormat(fmt.type, fmt.schema_, fmt.name, fmt.strict)
 
 
+def tool_pair_error(exc: ToolPairError) -> RequestError:
+    """Function calls and their outputs that do not pair up, in OpenAI's words (``param``: ``input``, as its own)."""
+    if exc.kind == "unexpected":
+        return RequestError(f"No tool call found for function call output with call_id {exc.ids[0]}.", param="input",
+                            code=exc.code)
+    return RequestError(f"No tool output found for function call {', '.join(exc.ids)}.", param="input",
+                        code=exc.code)
+
+
 def to_chat_request(body: ResponsesRequest, history: list[typed.ChatMessage],
                     inputs: list[typed.ChatMessage]) -> typed.ChatRequest:
     """The typed chat request: ``instructions`` (as the system message), the stored
@@ -478,6 +489,10 @@ def to_chat_request(body: ResponsesRequest, history: list[typed.ChatMessage],
         raise ValueError("input: no message to answer (a string, or a list of items with at least one message or "
                          "function_call_output; reasoning items only go with the turns they belong to)"
                          if body.input else "input: required (a string or a list of items)")
+    try:  # with the stored conversation: an output may answer a call of the previous response
+        check_tool_pairs(messages, "earlier")
+    except ToolPairError as exc:
+        raise tool_pair_error(exc) from None
     sampling = typed.SamplingOptions(max_tokens=body.max_output_tokens, temperature=body.temperature,
                                      top_p=body.top_p)
     tools, tool_choice = _tools(body)
