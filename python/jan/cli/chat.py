@@ -43,8 +43,38 @@ Multi-line input: end a line with \\ to continue it, or wrap the text in {BLOCK}
 Ctrl-C while the answer is streaming stops the answer. Start a line with // to send a literal /."""
 
 
+#: The result the model is told for a tool call that was stopped (Ctrl-C) or cut off (a chat saved mid-call).
+STOPPED_CALL = "The user stopped this tool call before it returned a result."
+
+
 def note(text: str) -> None:
     click.secho(text, dim=True)
+
+
+def answered(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with a result for every tool call that has none right after its turn (:data:`STOPPED_CALL`).
+
+    A chat saved while a call ran (jan stopped by a signal mid-call, a thread from an older jan) keeps the calling
+    turn without its results; the servers, as the upstream APIs, refuse a conversation with unanswered calls
+    (``jan.services.tool_pairs``), so the history sent says the calls were stopped instead."""
+    out: list[dict[str, Any]] = []
+    open_calls: list[dict[str, Any]] = []
+
+    def close_open() -> None:
+        out.extend({"role": "tool", "tool_call_id": c.get("id"), "name": (c.get("function") or {}).get("name"),
+                    "content": STOPPED_CALL} for c in open_calls)
+        open_calls.clear()
+
+    for m in messages:
+        if m.get("role") == "tool":
+            open_calls[:] = [c for c in open_calls if c.get("id") != m.get("tool_call_id")]
+        else:
+            close_open()
+            if m.get("role") == "assistant":
+                open_calls.extend(m.get("tool_calls") or ())
+        out.append(m)
+    close_open()
+    return out
 
 
 @dataclass(eq=False)
@@ -150,7 +180,7 @@ class ChatSession:
 
     def _turn(self, step: int, steps: int) -> bool:
         """One model turn; True when it called tools (they ran or were denied) and the model goes on."""
-        chat = ([{"role": "system", "content": self.system}] if self.system else []) + self.messages
+        chat = ([{"role": "system", "content": self.system}] if self.system else []) + answered(self.messages)
         pieces: list[str] = []
         thoughts: list[str] = []
         status = "ready"
@@ -221,8 +251,12 @@ class ChatSession:
         except (EOFError, KeyboardInterrupt):
             answer = "n"
         if answer in ("y", "yes"):
-            output, is_error, duration = self.tools.call(name, arguments)
-            note(("error: " if is_error else "") + (output if len(output) <= 500 else output[:500] + " [...]"))
+            try:
+                output, is_error, duration = self.tools.call(name, arguments)
+                note(("error: " if is_error else "") + (output if len(output) <= 500 else output[:500] + " [...]"))
+            except KeyboardInterrupt:  # Ctrl-C in a slow tool stops the call, not the chat: the model is told
+                output, is_error, duration = STOPPED_CALL, True, 0
+                note("stopped")
         else:
             output, is_error, duration = "The user denied this tool call.", True, 0
             note("denied")
