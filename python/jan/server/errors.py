@@ -252,6 +252,21 @@ ERROR_SHAPES: dict[str, Callable[[APIError], dict]] = {}
 ERROR_STATUSES: dict[str, Callable[[APIError], int]] = {}
 
 
+# Requests that speak a dialect on paths another dialect shares (Anthropic's SDK on /v1/models, which OpenAI's
+# clients read too): request -> the path prefix whose error shape and status it gets instead of its own path's,
+# or None. Dialect route modules register here.
+ERROR_DIALECTS: list[Callable[[web.Request], str | None]] = []
+
+
+def _error_path(request: web.Request) -> str:
+    """The path whose dialect's error shape a request's errors take: its own, unless a dialect claims it."""
+    for dialect in ERROR_DIALECTS:
+        path = dialect(request)
+        if path is not None:
+            return path
+    return request.path
+
+
 def under_prefix(path: str, prefix: str) -> bool:
     """Whether ``path`` is ``prefix`` or below it (``/api`` and ``/api/`` both cover ``/api/chat``, not ``/apix``)."""
     base = prefix.rstrip("/")
@@ -274,10 +289,13 @@ async def dialect_error_middleware(request: web.Request, handler):
     """Outermost: an error produced anywhere below (a handler, the key check, an unknown route)
     on a dialect's routes leaves in that dialect's error shape, headers (CORS, ...) kept."""
     response = await handler(request)
-    if not isinstance(response, ErrorResponse) or _shape_for(request.path) is None:
+    if not isinstance(response, ErrorResponse):
+        return response
+    path = _error_path(request)
+    if _shape_for(path) is None:
         return response
     headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
-    shaped = error_response(response.api_error, request.path, headers)
+    shaped = error_response(response.api_error, path, headers)
     if response.keep_alive is False:  # an answer that ends its connection (force_close) still does
         shaped.force_close()
     return shaped

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import datetime
 import json
 import secrets
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encr
 from jan.services import types as typed
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
+from jan.store._util import as_seconds
 from jan.templates.formats.text import closed_json, shown_json
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "error_body",
     "error_type",
     "message_from_result",
+    "model_info",
+    "model_page",
     "new_message_id",
     "stop_reason",
     "to_chat_request",
@@ -919,6 +923,52 @@ class MessageStream:
         }))
         events.append(("message_stop", {"type": "message_stop"}))
         return events
+
+
+# -- models (GET /v1/models, /v1/models/{id} as Anthropic's SDK asks) ---------------------------------
+#: ``limit`` of a model list page: Anthropic's default and bounds.
+MODELS_DEFAULT_LIMIT, MODELS_MAX_LIMIT = 20, 1000
+#: A model's ``lifecycle`` stages; jan serves what it has, so all of its models are ``active``.
+LIFECYCLES = ("active", "deprecated", "retired")
+
+
+def model_info(model: Mapping[str, Any]) -> dict[str, Any]:
+    """Anthropic's ``ModelInfo`` for a model.json: ``display_name`` its ``name``; ``created_at`` (RFC 3339) its
+    ``created``, the epoch when it has none (Anthropic's own answer for an unknown release date)."""
+    try:
+        created = datetime.datetime.fromtimestamp(max(as_seconds(model.get("created")) or 0, 0), datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):  # a model.json's nonsense date reads as unknown
+        created = datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
+    return {"type": "model", "id": model["id"], "display_name": str(model.get("name") or model["id"]),
+            "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "lifecycle": "active",
+            "deprecated_at": None, "retires_at": None}
+
+
+def model_page(models: Sequence[Mapping[str, Any]], *, limit: int = MODELS_DEFAULT_LIMIT,
+               after_id: str | None = None, before_id: str | None = None,
+               lifecycle: Sequence[str] | None = None) -> dict[str, Any]:
+    """One page of Anthropic's model list: newest first (as Anthropic lists), ``limit`` models after the one
+    ``after_id`` names or right before ``before_id`` (``has_more``: more lie that way); ``lifecycle`` keeps the
+    stages asked for (Anthropic's default: active and deprecated). ``ValueError`` naming the field for a cursor
+    that names no model, or both cursors."""
+    if after_id is not None and before_id is not None:
+        raise ValueError("before_id: give after_id or before_id, not both")
+    listed = [model_info(m) for m in models]
+    listed.sort(key=lambda info: info["created_at"], reverse=True)  # stable: the store's order among equals
+    if lifecycle is not None:
+        listed = [info for info in listed if info["lifecycle"] in lifecycle]
+    ids = [info["id"] for info in listed]
+    for name, cursor in (("after_id", after_id), ("before_id", before_id)):
+        if cursor is not None and cursor not in ids:
+            raise ValueError(f"{name}: no model '{cursor}' in the list")
+    if before_id is not None:
+        end = ids.index(before_id)
+        page, has_more = listed[max(0, end - limit):end], end > limit
+    else:
+        start = ids.index(after_id) + 1 if after_id is not None else 0
+        page, has_more = listed[start:start + limit], len(listed) > start + limit
+    return {"data": page, "has_more": has_more, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None}
 
 
 # -- errors ---------------------------------------------------------------------------------

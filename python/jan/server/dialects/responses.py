@@ -27,6 +27,7 @@ from jan.services.errors import RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 
 __all__ = [
+    "InputTokensRequest",
     "ResponseStream",
     "ResponsesRequest",
     "encrypted_reasoning",
@@ -224,8 +225,8 @@ _REFUSED_UNLESS_NULL = {
 }
 
 
-class ResponsesRequest(_Wire):
-    """The body of ``POST /v1/responses``."""
+class _Prompt(_Wire):
+    """What a prompt is made of: shared by a response request and an input token count."""
 
     model: str | None = None
     input: Union[str, list[InputItem], None] = None
@@ -233,19 +234,39 @@ class ResponsesRequest(_Wire):
     tools: list[FunctionTool] | None = None
     tool_choice: Union[Literal["auto", "none", "required"], FunctionChoice, AllowedToolsChoice, None] = None
     parallel_tool_calls: bool | None = None
-    max_output_tokens: MaxTokens | None = None
-    temperature: float | None = bounded("temperature")
-    top_p: float | None = bounded("top_p")
     reasoning: ReasoningParam | None = None
     text: TextParam | None = None
-    store: bool = True
     previous_response_id: str | None = None
-    metadata: dict[str, str] | None = None
-    stream: bool = False
-    background: bool = False
     #: "auto": a conversation longer than the context loses its oldest turns (jan.services.fit); "disabled"
     #: (the default, as OpenAI's): it is a 400.
     truncation: Literal["auto", "disabled"] | None = None
+    # refused unless null (_REFUSED_UNLESS_NULL)
+    conversation: str | dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
+
+    @field_validator(*_REFUSED_UNLESS_NULL)
+    @classmethod
+    def _refused_unless_null(cls, v, info):
+        if v is not None:
+            raise not_supported(info.field_name, _REFUSED_UNLESS_NULL[info.field_name])
+        return v
+
+
+class InputTokensRequest(_Prompt):
+    """The body of ``POST /v1/responses/input_tokens``: a response request's prompt, counted, not answered
+    (``personality``, a style preset of OpenAI's own models, is ignored as every unknown field)."""
+
+
+class ResponsesRequest(_Prompt):
+    """The body of ``POST /v1/responses``."""
+
+    max_output_tokens: MaxTokens | None = None
+    temperature: float | None = bounded("temperature")
+    top_p: float | None = bounded("top_p")
+    store: bool = True
+    metadata: dict[str, str] | None = None
+    stream: bool = False
+    background: bool = False
     include: list[Includable] | None = None
     #: Alternatives per token in the logprobs that ``include: ["message.output_text.logprobs"]`` asks for
     #: (without that, none are returned, as OpenAI's).
@@ -261,16 +282,6 @@ class ResponsesRequest(_Wire):
     prompt_cache_key: str | None = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     service_tier: str | None = None
-    # refused unless null (_REFUSED_UNLESS_NULL)
-    conversation: str | dict[str, Any] | None = None
-    prompt: dict[str, Any] | None = None
-
-    @field_validator(*_REFUSED_UNLESS_NULL)
-    @classmethod
-    def _refused_unless_null(cls, v, info):
-        if v is not None:
-            raise not_supported(info.field_name, _REFUSED_UNLESS_NULL[info.field_name])
-        return v
 
     def includes(self, value: str) -> bool:
         return value in (self.include or ())
@@ -361,7 +372,7 @@ def input_messages(items: str | list | None) -> list[typed.ChatMessage]:
     return [message for message, _ in _input_turns(items)]
 
 
-def _part_of(body: ResponsesRequest, field: str, part: int | None) -> str:
+def _part_of(body: _Prompt, field: str, part: int | None) -> str:
     """``[j]``: the index of the part at fault (``part``, the typed message's) of the list of parts at ``field``
     (``input[i].content`` or ``.output``: one typed part each, in order); "" for none, or a string's one part."""
     match = re.fullmatch(r"input\[(\d+)\]\.(content|output)", field)
@@ -371,7 +382,7 @@ def _part_of(body: ResponsesRequest, field: str, part: int | None) -> str:
     return f"[{part}]" if isinstance(content, list) and part < len(content) else ""
 
 
-def media_error(exc: MediaError, body: ResponsesRequest, history: int) -> MediaError:
+def media_error(exc: MediaError, body: _Prompt, history: int) -> MediaError:
     """A refusal of the typed request's media (a model without a projector, an image that does not decode, a
     media marker in the text) naming the field it came from in the Responses API's terms: ``input[i].content``
     (or ``.output``; ``[j]`` the part, where the error names one), ``previous_response_id`` for a turn of the
@@ -442,7 +453,7 @@ def input_items(items: str | list | None) -> list[dict[str, Any]]:
     return out
 
 
-def _tools(body: ResponsesRequest) -> tuple[tuple[typed.ToolSpec, ...], typed.ToolChoice | None]:
+def _tools(body: _Prompt) -> tuple[tuple[typed.ToolSpec, ...], typed.ToolChoice | None]:
     """The tools the model is shown and the tool choice. ``allowed_tools`` narrows ``tools`` to the ones it
     names (a name not among them is a 400) and its ``mode`` is the choice."""
     tools = tuple(typed.ToolSpec(t.name, t.description, t.parameters, t.strict) for t in body.tools or ())
@@ -479,10 +490,11 @@ def tool_pair_error(exc: ToolPairError) -> RequestError:
                         code=exc.code)
 
 
-def to_chat_request(body: ResponsesRequest, history: list[typed.ChatMessage],
+def to_chat_request(body: _Prompt, history: list[typed.ChatMessage],
                     inputs: list[typed.ChatMessage]) -> typed.ChatRequest:
-    """The typed chat request: ``instructions`` (as the system message), the stored
-    conversation ``history`` (from ``previous_response_id``), then this request's ``inputs``."""
+    """The typed chat request for a response (or input token count) body: ``instructions`` (as the system
+    message), the stored conversation ``history`` (from ``previous_response_id``), then this request's
+    ``inputs``."""
     system = [typed.ChatMessage.of_text("system", body.instructions)] if body.instructions else []
     messages = system + history + inputs
     if not messages:  # none given, or only items that are no turn of the conversation (reasoning alone)
@@ -493,17 +505,20 @@ def to_chat_request(body: ResponsesRequest, history: list[typed.ChatMessage],
         check_tool_pairs(messages, "earlier")
     except ToolPairError as exc:
         raise tool_pair_error(exc) from None
-    sampling = typed.SamplingOptions(max_tokens=body.max_output_tokens, temperature=body.temperature,
-                                     top_p=body.top_p)
     tools, tool_choice = _tools(body)
     effort = body.reasoning.effort if body.reasoning else None
     reasoning = typed.ReasoningOptions(effort=effort) if effort else None
-    # logprobs only when included, as OpenAI's (top_logprobs alone returns none)
+    answer: dict[str, Any] = {}  # what only a request to answer has (a count is of the prompt alone)
+    if isinstance(body, ResponsesRequest):
+        # logprobs only when included, as OpenAI's (top_logprobs alone returns none)
+        answer = {"sampling": typed.SamplingOptions(max_tokens=body.max_output_tokens, temperature=body.temperature,
+                                                    top_p=body.top_p),
+                  "logprobs": body.includes(LOGPROBS), "top_logprobs": body.top_logprobs or 0,
+                  "wait_for_room": body.background}
     return typed.ChatRequest(model=body.model, messages=tuple(messages), tools=tools,
-                       tool_choice=tool_choice, parallel_tool_calls=body.parallel_tool_calls,
-                       response_format=_response_format(body.text), sampling=sampling, reasoning=reasoning,
-                       logprobs=body.includes(LOGPROBS), top_logprobs=body.top_logprobs or 0,
-                       wait_for_room=body.background, truncation=body.truncation or "disabled")
+                             tool_choice=tool_choice, parallel_tool_calls=body.parallel_tool_calls,
+                             response_format=_response_format(body.text), reasoning=reasoning,
+                             truncation=body.truncation or "disabled", **answer)
 
 
 # -- answer ----------------------------------------------------------------------------------------

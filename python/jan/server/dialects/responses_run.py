@@ -3,9 +3,11 @@
 A response runs apart from the request that made it, so a ``background`` response outlives
 that request, any in-flight response can be cancelled (``POST /v1/responses/{id}/cancel``)
 and ``GET /v1/responses/{id}`` can show it while it runs. The run formats the chat path's
-deltas with :class:`~jan.server.dialects.responses.ResponseStream`, hands the events to the
-one request that streams them (a queue), and saves the response when it is stored.
-No HTTP here.
+deltas with :class:`~jan.server.dialects.responses.ResponseStream`, keeps the events of a streamed
+response for the requests that read them (the one that created it; for a ``background`` one, also
+``GET /v1/responses/{id}?stream=true&starting_after=N``, which replays them and follows on), and saves
+the response when it is stored. :class:`ReplayableStreams` holds the background streams while they run and
+a while after, to be replayed. No HTTP here.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,7 +26,7 @@ from jan.services.types import ChatDelta, ChatMessage
 
 log = logging.getLogger("jan.server")
 
-__all__ = ["ResponseRun"]
+__all__ = ["STREAM_KEPT_S", "ReplayableStreams", "ResponseRun"]
 
 # The event that ends a stream, per final status. The Responses stream has no "cancelled" event (the SDK's
 # ResponseStreamEvent has completed, failed and incomplete): a cancelled response (a cancel request's, or one the
@@ -39,7 +42,7 @@ class ResponseRun:
     ``model()`` names the model (the request's, or the one the service resolved).
 
     ``events`` yields the stream's events in order (``response.created`` ... the final
-    event) for the request that streams them; :meth:`wait` returns the final ``response``
+    event), from any point, to each request that reads them; :meth:`wait` returns the final ``response``
     object; :meth:`cancel` stops the generation (status ``cancelled``). ``error_of`` turns an
     exception into the ``error`` object of a failed response.
     """
@@ -60,12 +63,14 @@ class ResponseRun:
         self._error_of = error_of
         # Nobody reads the events of a response that is not streamed: they are not kept.
         self._streamed = streamed
+        self._events: list[dict[str, Any]] = []
+        self._more = asyncio.Event()  # set (and replaced) when an event is added or the run ends
         self.encoder = ResponseStream.for_request(body)
         self.created_at: int | None = None
         self.status = "queued" if body.background else "in_progress"
         self.final: dict[str, Any] | None = None
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._done = asyncio.Event()
+        self.ended_at: float | None = None  # time.monotonic() when the run ended
         self._task: asyncio.Task | None = None
         self._cancelled = False
         self._generating = False  # the deltas are being read: a cancel interrupts the task
@@ -86,9 +91,25 @@ class ResponseRun:
         if on_done is not None:
             self._task.add_done_callback(lambda _task: on_done())
 
+    @property
+    def replayable(self) -> bool:
+        """Whether its stream can be read again (OpenAI's rule: a ``background`` response created with
+        ``stream: true``); a foreground stream is its one request's."""
+        return self.body.background and self._streamed
+
     def _emit(self, event: dict[str, Any]) -> None:
         if self._streamed:
-            self._queue.put_nowait(event)
+            self._events.append(event)
+            self._wake()
+
+    def _wake(self) -> None:
+        more, self._more = self._more, asyncio.Event()
+        more.set()
+
+    def _end(self) -> None:
+        self.ended_at = time.monotonic()
+        self._done.set()
+        self._wake()
 
     async def _run(self) -> None:
         try:
@@ -97,8 +118,7 @@ class ResponseRun:
             if not self._done.is_set():  # torn down from outside: whoever waits must not hang
                 self.status = "failed"
                 self.final = self.snapshot("failed", error={"code": "server_error", "message": "The server stopped."})
-                self._queue.put_nowait(None)
-                self._done.set()
+                self._end()
 
     async def _generate(self) -> None:
         encoder = self.encoder
@@ -147,20 +167,26 @@ class ResponseRun:
                 log.exception("could not save response %s", self.id)
         self.status, self.final = status, final
         self._emit(encoder.event(FINAL_EVENTS[status], response=final))
-        self._queue.put_nowait(None)
-        self._done.set()
+        self._end()
 
     def _in_progress(self) -> None:
         self.status = "in_progress"
         self._emit(self.encoder.event("response.in_progress", response=self.snapshot()))
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """The stream's events, each once, until the final one."""
+    async def events(self, after: int = -1) -> AsyncIterator[dict[str, Any]]:
+        """The stream's events whose ``sequence_number`` is above ``after`` (all of them: -1), those kept first,
+        then each as it comes, until the final one. Any number of readers; one leaving stops nothing."""
+        seen = 0
         while True:
-            event = await self._queue.get()
-            if event is None:
+            more = self._more  # taken before looking: an event added meanwhile sets this one
+            while seen < len(self._events):
+                event = self._events[seen]
+                seen += 1
+                if event["sequence_number"] > after:
+                    yield event
+            if self._done.is_set():  # (set after the final event is added: every event was read)
                 return
-            yield event
+            await more.wait()
 
     async def wait(self) -> dict[str, Any]:
         await self._done.wait()
@@ -186,3 +212,36 @@ class ResponseRun:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+#: How long an ended background stream stays replayable: OpenAI's window (a stream "more than 5 minutes old can no
+#: longer be streamed"), long enough for a client whose connection dropped to come back. Kept in memory only.
+STREAM_KEPT_S = 300.0
+
+
+class ReplayableStreams:
+    """The background streamed responses (:attr:`ResponseRun.replayable`) by id, from their start until
+    ``kept_s`` seconds after their end, so that ``GET /v1/responses/{id}?stream=true`` can replay them."""
+
+    def __init__(self, kept_s: float = STREAM_KEPT_S):
+        self.kept_s = kept_s
+        self._runs: dict[str, ResponseRun] = {}
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for response_id, run in list(self._runs.items()):
+            if run.ended_at is not None and now - run.ended_at > self.kept_s:
+                del self._runs[response_id]
+
+    def add(self, run: ResponseRun) -> None:
+        """Hold ``run``, if its stream can be replayed."""
+        self._prune()
+        if run.replayable:
+            self._runs[run.id] = run
+
+    def get(self, response_id: str) -> ResponseRun | None:
+        self._prune()
+        return self._runs.get(response_id)
+
+    def forget(self, response_id: str) -> None:
+        self._runs.pop(response_id, None)

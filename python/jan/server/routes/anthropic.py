@@ -1,4 +1,6 @@
-"""Anthropic Messages: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``.
+"""Anthropic Messages: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``; and Anthropic's
+``GET /v1/models`` and ``GET /v1/models/{id}``, which share their paths with OpenAI's (``routes/models.py``
+hands over a request of Anthropic's SDK, told by its ``anthropic-version`` header).
 
 HTTP only: the body is parsed by :mod:`jan.server.dialects.anthropic` into the typed chat
 request, the chat service answers, the dialect module formats. Errors on these routes
@@ -17,9 +19,10 @@ from jan.errors import MediaError
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.anthropic_threads import MessageThreads, Turn, error_shape
 from jan.server.disconnect import unless_disconnected
-from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES
+from jan.server.errors import ERROR_DIALECTS, ERROR_SHAPES, ERROR_STATUSES, APIError, under_prefix
 from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
+from jan.server.resolve import model_and_engine, model_extension
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
@@ -38,6 +41,17 @@ DIALECT_ERRORS["/v1/messages"] = ("AnthropicError", {
                   "properties": {"type": {"type": "string"}, "message": {"type": "string"},
                                  "details": {"type": "object", "required": ["error_code"],
                                              "properties": {"error_code": {"type": "string"}}}}}}})
+
+
+def from_anthropic_sdk(request: web.Request) -> bool:
+    """Whether a request on a path both dialects serve (``/v1/models``) is Anthropic's: its SDKs (and Claude
+    Code) send ``anthropic-version`` on every request, OpenAI's never do."""
+    return "anthropic-version" in request.headers
+
+
+# Anthropic's model requests get Anthropic's errors there, the key check's 401 and an unknown model's 404 included.
+ERROR_DIALECTS.append(lambda request: "/v1/messages"
+                      if under_prefix(request.path, "/v1/models") and from_anthropic_sdk(request) else None)
 EXTRA_BODIES[("POST", "/v1/messages")] = wire.MessagesRequest
 EXTRA_BODIES[("POST", "/v1/messages/count_tokens")] = wire.CountTokensRequest
 # Message threads (thread: create / continue): held as Jan threads, see dialects/anthropic_threads.py.
@@ -139,3 +153,41 @@ async def count_tokens(request: web.Request) -> web.Response:
         raise wire.media_error(exc, body, chat_request) from None
     return web.json_response({"input_tokens": len(rendered.tokens)})
 
+
+# -- models: called by routes/models.py for a request from Anthropic's SDK ---------------------------------
+def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise APIError(400, f"{name}: must be an integer, not {raw!r}", param=name) from None
+    if not low <= value <= high:
+        raise APIError(400, f"{name}: must be between {low} and {high}, got {value}", param=name)
+    return value
+
+
+def _lifecycle(request: web.Request) -> list[str] | None:
+    # the SDK writes a list as lifecycle[]=a&lifecycle[]=b; a hand-written query may say lifecycle=a
+    stages = request.query.getall("lifecycle[]", []) + request.query.getall("lifecycle", [])
+    for stage in stages:
+        if stage not in wire.LIFECYCLES:
+            raise APIError(400, f"lifecycle: must be one of {', '.join(wire.LIFECYCLES)}, not {stage!r}",
+                           param="lifecycle")
+    return stages or None
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """Anthropic's model list: ``limit`` (1-1000, 20), ``after_id``/``before_id`` cursors, ``lifecycle``."""
+    limit = _query_int(request, "limit", wire.MODELS_DEFAULT_LIMIT, 1, wire.MODELS_MAX_LIMIT)
+    query = request.query
+    models = await model_extension(request).list_models()
+    return web.json_response(wire.model_page(models, limit=limit, after_id=query.get("after_id") or None,
+                                             before_id=query.get("before_id") or None, lifecycle=_lifecycle(request)))
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """One model as Anthropic's ``ModelInfo`` (an unknown one: Anthropic's 404)."""
+    model, _ = await model_and_engine(request, request.match_info["model_id"])
+    return web.json_response(wire.model_info(model))

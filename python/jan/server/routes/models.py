@@ -9,6 +9,7 @@ from aiohttp import web
 from jan.server.jsonio import json_response
 from jan.server.keys import MANAGER
 from jan.server.resolve import model_and_engine, model_extension
+from jan.server.routes import anthropic
 from jan.services.models import unload_now
 
 routes = web.RouteTableDef()
@@ -55,7 +56,9 @@ def capabilities(model: dict[str, Any], status: dict[str, Any]) -> list[str]:
 async def list_models(request: web.Request) -> web.Response:
     """Models in the data folder (model.json fields) with their engine state; ``problems`` lists the damaged
     model.json files set aside (a model missing from ``data`` for that reason is named there, as
-    ``/v1/threads`` does for threads)."""
+    ``/v1/threads`` does for threads). Anthropic's SDK gets its own list (``routes/anthropic.py``)."""
+    if anthropic.from_anthropic_sdk(request) and request.path == "/v1/models":
+        return await anthropic.list_models(request)
     extension = model_extension(request)
     models = await extension.list_models()
     problems = getattr(extension, "problems", None)
@@ -65,7 +68,9 @@ async def list_models(request: web.Request) -> web.Response:
 
 @routes.get("/v1/models/{model_id}")
 async def get_model(request: web.Request) -> web.Response:
-    """One model with its engine state."""
+    """One model with its engine state; Anthropic's ``ModelInfo`` for Anthropic's SDK."""
+    if anthropic.from_anthropic_sdk(request):
+        return await anthropic.get_model(request)
     model, _ = await model_and_engine(request, request.match_info["model_id"])
     return json_response(await with_state(request, model))
 

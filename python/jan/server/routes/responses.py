@@ -1,5 +1,6 @@
-"""OpenAI Responses: ``POST /v1/responses``, ``GET``/``DELETE /v1/responses/{id}``,
-``POST /v1/responses/{id}/cancel``, ``GET /v1/responses/{id}/input_items``.
+"""OpenAI Responses: ``POST /v1/responses``, ``GET``/``DELETE /v1/responses/{id}`` (``GET ...?stream=true``
+replays a background stream), ``POST /v1/responses/{id}/cancel``, ``GET /v1/responses/{id}/input_items``,
+``POST /v1/responses/input_tokens``.
 
 HTTP only: :mod:`jan.server.dialects.responses` parses and formats, the chat service
 answers, a :class:`~jan.server.dialects.responses_run.ResponseRun` generates each response in
@@ -19,7 +20,7 @@ from jan.core import ConversationalExtension, NotFoundError
 from jan.errors import MediaError
 from jan.server.disconnect import unless_disconnected
 from jan.server.dialects import responses as wire
-from jan.server.dialects.responses_run import ResponseRun
+from jan.server.dialects.responses_run import STREAM_KEPT_S, ReplayableStreams, ResponseRun
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
 from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
@@ -29,14 +30,18 @@ from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatService
+from jan.services.types import ChatMessage
 
 routes = web.RouteTableDef()
 
 STORE = web.AppKey("responses_store", ResponsesStore)
 # Responses being generated, by id: what cancel and a GET while running reach.
 RUNS = web.AppKey("responses_runs", dict)
+# Background streams, running or ended a short while ago: what GET /v1/responses/{id}?stream=true replays.
+STREAMS = web.AppKey("responses_streams", ReplayableStreams)
 DEFAULT_LIST_LIMIT = 20
 EXTRA_BODIES[("POST", "/v1/responses")] = wire.ResponsesRequest
+EXTRA_BODIES[("POST", "/v1/responses/input_tokens")] = wire.InputTokensRequest
 
 
 def setup(app: web.Application) -> None:
@@ -44,6 +49,7 @@ def setup(app: web.Application) -> None:
     manager = app[MANAGER]
     app[STORE] = ResponsesStore(app[CONFIG].data_folder / "responses", lambda: manager.get(ConversationalExtension))
     app[RUNS] = {}
+    app[STREAMS] = ReplayableStreams()
     app.on_shutdown.append(_cancel_runs)
 
 
@@ -82,6 +88,8 @@ async def _stored(request: web.Request, response_id: str) -> dict[str, Any]:
 
 
 async def _previous(request: web.Request, response_id: str | None) -> StoredResponse | None:
+    """The stored response ``previous_response_id`` names (None without one); a 400 for one that is unknown or
+    still running."""
     if response_id is None:
         return None
     try:
@@ -95,6 +103,16 @@ async def _previous(request: web.Request, response_id: str | None) -> StoredResp
         raise APIError(400, f"Previous response with id '{response_id}' is still in progress; continue it once it "
                             "has finished", param="previous_response_id", code="previous_response_in_progress")
     return previous
+
+
+async def _history(request: web.Request, previous: StoredResponse | None) -> list[ChatMessage]:
+    """The stored conversation ``previous`` continues, as chat turns (none without one)."""
+    if previous is None:
+        return []
+    try:
+        return await request.app[STORE].history(previous)
+    except NotFoundError as exc:
+        raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
 
 
 @routes.post("/v1/responses")
@@ -111,10 +129,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         # Stored responses are threads: without a conversation store, a 503 now rather than a failed response later.
         service(request, ConversationalExtension, "stores conversations", "conversational")
     previous = await _previous(request, body.previous_response_id)
-    try:
-        history = await store.history(previous) if previous is not None else []
-    except NotFoundError as exc:
-        raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
+    history = await _history(request, previous)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     inputs = wire.input_messages(body.input)
     chat_request = wire.to_chat_request(body, history, inputs)
@@ -134,6 +149,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                       error_of=lambda exc: _failed(named(exc)), streamed=body.stream)
     runs = request.app[RUNS]
     runs[run.id] = run
+    request.app[STREAMS].add(run)
     run.start(on_done=lambda: runs.pop(run.id, None))
     if body.stream:
         return await relay(request, _events(run, body.background), _error_event(run))
@@ -146,9 +162,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             await run.cancel()
 
 
-async def _events(run: ResponseRun, background: bool) -> AsyncIterator[Event]:
+async def _events(run: ResponseRun, background: bool, after: int = -1) -> AsyncIterator[Event]:
     try:
-        async for event in run.events():
+        async for event in run.events(after):
             yield event["type"], event
     finally:
         if not background and not run.done:
@@ -162,11 +178,70 @@ def _error_event(run: ResponseRun):
     return event
 
 
+@routes.post("/v1/responses/input_tokens")
+@prompt_param("input")
+async def count_input_tokens(request: web.Request) -> web.Response:
+    """Count the input tokens of a response request, as the model's chat template and vocabulary make them.
+
+    The prompt is the one ``POST /v1/responses`` would make of the same body (``instructions``, the conversation
+    ``previous_response_id`` continues, ``input``, ``tools``...): the same typed request and rendering, nothing
+    generated or stored."""
+    body = await parse_body(request, wire.InputTokensRequest)
+    if body.previous_response_id:  # the conversation is a thread: without a conversation store, a 503
+        service(request, ConversationalExtension, "stores conversations", "conversational")
+    history = await _history(request, await _previous(request, body.previous_response_id))
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    chat_request = wire.to_chat_request(body, history, wire.input_messages(body.input))
+    try:
+        rendered = await _chat(request).render(chat_request)
+    except MediaError as exc:  # said of the body's field, as a response request's
+        raise wire.media_error(exc, body, len(history)) from None
+    return web.json_response({"object": "response.input_tokens", "input_tokens": len(rendered.tokens)})
+
+
+def _query_bool(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "false")
+    if raw not in ("true", "false"):  # what the SDKs send for a boolean in a query
+        raise APIError(400, f"{name}: must be 'true' or 'false', not {raw!r}", param=name, code="invalid_value")
+    return raw == "true"
+
+
+def _starting_after(request: web.Request) -> int:
+    raw = request.query.get("starting_after")
+    if raw is None or raw == "":
+        return -1
+    try:
+        return int(raw)
+    except ValueError:
+        raise APIError(400, f"starting_after: must be an integer (an event's sequence_number), not {raw!r}",
+                       param="starting_after", code="invalid_value") from None
+
+
+def _not_streamable(why: str) -> APIError:
+    return APIError(400, f"This response cannot be streamed because {why}.", param="stream", code="invalid_value")
+
+
 @routes.get("/v1/responses/{response_id}")
-async def get_response(request: web.Request) -> web.Response:
-    """A stored response (or one still running: as it stands)."""
+async def get_response(request: web.Request) -> web.StreamResponse:
+    """A stored response (or one still running: as it stands). ``stream=true``: the stream of a background
+    response created with ``stream: true``, its events after ``starting_after`` (a ``sequence_number``) replayed,
+    then followed live until it ends; kept while it runs and for a while after (``STREAM_KEPT_S``), in memory."""
     response_id = _response_id(request)
+    stream, after = _query_bool(request, "stream"), _starting_after(request)
     run = request.app[RUNS].get(response_id)
+    if stream:
+        run = request.app[STREAMS].get(response_id) or run
+        if run is not None and run.replayable:
+            return await relay(request, _events(run, True, after), _error_event(run))
+        response = run.snapshot() if run is not None else await _stored(request, response_id)
+        if not response.get("background"):
+            raise _not_streamable("it was not created with background=true")
+        if run is not None:
+            raise _not_streamable("it was not created with stream=true")
+        # ended over STREAM_KEPT_S ago, or before a restart, or never streamed: no events to replay
+        raise _not_streamable(f"its events are not kept (a background response created with stream=true is "
+                              f"streamed while it runs and for {int(STREAM_KEPT_S // 60)} minutes after it ends, "
+                              "until the server stops)")
     if run is not None:
         return web.json_response(run.snapshot())
     return web.json_response(await _stored(request, response_id))
@@ -179,6 +254,7 @@ async def delete_response(request: web.Request) -> web.Response:
     run = request.app[RUNS].get(response_id)
     if run is not None:
         await run.cancel()
+    request.app[STREAMS].forget(response_id)
     await request.app[STORE].delete(response_id)
     return web.json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
