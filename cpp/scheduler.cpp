@@ -165,7 +165,7 @@ SchedulerMetrics Scheduler::metrics() const {
     std::lock_guard<std::mutex> lock(mutex_);
     SchedulerMetrics m = metrics_;
     m.slots_busy = busy_.load();
-    m.queue_depth = (int32_t)waiting_.size();
+    m.queue_depth = (int32_t)waiting_.size() + starting_;
     return m;
 }
 
@@ -424,8 +424,10 @@ void Scheduler::run() {
                 if (!slot) break;
                 Pending pending = std::move(waiting_.front());
                 waiting_.pop_front();
+                ++starting_;
                 lock.unlock();
                 auto request = pending.request;
+                bool failed = false;
                 try {
                     assign(*slot, std::move(pending));
                 } catch (const std::exception & e) {
@@ -434,8 +436,11 @@ void Scheduler::run() {
                     ev.finish_reason = "error";
                     ev.error = e.what();
                     request->push(std::move(ev));
+                    failed = true;
                 }
                 lock.lock();
+                --starting_;
+                if (failed) metrics_.requests_finished++;  // it ended here: never in a slot, finished all the same
             }
         }
 

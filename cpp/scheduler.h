@@ -174,6 +174,9 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<Pending> waiting_;
+    // Requests taken out of waiting_ whose slot is being set up (outside the lock): still counted as queued, so
+    // that no moment shows a request neither queued nor in a slot (a pool would unload the model under it).
+    int32_t starting_ = 0;  // guarded by mutex_
     bool stopping_ = false;
     std::atomic<int32_t> busy_{0};
     SchedulerMetrics metrics_;  // guarded by mutex_

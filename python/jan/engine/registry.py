@@ -5,14 +5,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from jan.errors import ModelClosedError, ModelNotFoundError, QueueFullError
 from jan.engine.model import Model
+from jan.errors import ModelClosedError, ModelNotFoundError, QueueFullError
 
 #: Seconds a load waits, by default, for a loaded model to finish its running requests so that it can
 #: be unloaded to make room (as Ollama's load timeout, 5 minutes): a long generation must be able to end.
@@ -34,6 +37,16 @@ class ModelPoolBusyError(QueueFullError):
     whole; the client may try again once they end (the server's 503 with ``Retry-After``, as a full queue)."""
 
 
+@dataclass(eq=False)
+class Turn:
+    """A request's place in the pool's arrival order (:meth:`ModelPool.turn`): taken when the request arrives,
+    before anything it waits on, so that a load waiting for room and the hand-outs of the model it unloads are
+    served in the order their requests came — not in the order they happened to reach the pool."""
+
+    model_id: str
+    seq: int
+
+
 @dataclass
 class _Entry:
     model: Model
@@ -46,6 +59,10 @@ class _Entry:
     claims: int = 0
     claim_base: int = 0
     claim_until: float = 0.0  # monotonic time the claims lapse at, submitted or not
+    # the turn (seq) of the earliest waiting load that unloads this model once it is idle: hand-outs for requests
+    # that came after that load are refused meanwhile (they queue behind it), so a steady stream of them cannot
+    # keep it busy forever; None: not on its way out
+    drain_for: int | None = None
 
 
 class ModelPool:
@@ -55,8 +72,13 @@ class ModelPool:
     least recently used idle one. A model with running or queued requests is
     never unloaded to make room (nor when its keep-alive expires, nor to be
     loaded again with other options): the load waits until one is idle, up to
-    ``room_timeout`` seconds, then raises :class:`ModelPoolBusyError`; the
-    loaded models keep serving meanwhile. Only :meth:`unload` (and
+    ``room_timeout`` seconds, then raises :class:`ModelPoolBusyError`. Loads
+    waiting for room are served first come, first served (as Ollama's
+    scheduler): the first one picks the least recently used model(s) to
+    unload, which finish their running requests but are handed out no more to
+    requests that came after it (:meth:`get` with ``claim`` refuses them,
+    :meth:`load` queues them behind it, and they load the model again in their
+    turn); the other loaded models keep serving. Only :meth:`unload` (and
     :meth:`close`) cancel running requests. ``keep_alive`` (seconds) unloads a
     model that has had no request for that long; ``None`` keeps models
     loaded until unloaded. :meth:`set_keep_alive` gives one model its own
@@ -82,6 +104,11 @@ class ModelPool:
         # ids being loaded now: their room is taken already (the bound counts them), and a second load
         # of the same id waits for the first instead of loading a copy
         self._pending: set[str] = set()
+        # arrival order: turns not handed their model yet (seq -> model id), and the loads among them that wait
+        # for room or for their turn (seq -> model id); the earliest waiting load is the one that makes room
+        self._seqs = itertools.count()
+        self._arrived: dict[int, str] = {}
+        self._waiting: dict[int, str] = {}
         self._closed = threading.Event()
         self._reap_interval = reap_interval
         self._reaper: threading.Thread | None = None
@@ -95,41 +122,61 @@ class ModelPool:
                                                 name="jan-keep-alive", daemon=True)
                 self._reaper.start()
 
-    def load(self, model_id: str, path: str, *, claim: bool = False, **options) -> Model:
+    @contextlib.contextmanager
+    def turn(self, model_id: str) -> Iterator[Turn]:
+        """A request for ``model_id`` arrives: its place in line, for :meth:`get` and :meth:`load` (``turn=``).
+        Take it before anything the request waits on (a server's own per-model lock): while it is held, a load
+        that came later never unloads the model before it is handed out, and one that came earlier gets the
+        room first. Without a turn, a request's place is the moment it calls :meth:`get` or :meth:`load`."""
+        with self._lock:
+            turn = self._arrive(model_id)
+        try:
+            yield turn
+        finally:
+            with self._changed:
+                self._leave(turn)
+
+    def _arrive(self, model_id: str) -> Turn:
+        turn = Turn(model_id, next(self._seqs))
+        self._arrived[turn.seq] = model_id
+        return turn
+
+    def _leave(self, turn: Turn) -> None:
+        """Under the lock: the turn was served (or gave up); a load waiting behind it may use its model now."""
+        if self._arrived.pop(turn.seq, None) is not None:
+            self._changed.notify_all()
+
+    def load(self, model_id: str, path: str, *, claim: bool = False, turn: Turn | None = None, **options) -> Model:
         """Load (or return the already loaded) model under ``model_id``.
 
         ``claim``: the caller is about to submit a request to it (a server handing the model to a request):
         it is held as if that request were running until one is submitted, or :data:`CLAIM_GRACE_S` pass —
         otherwise a load of another model could unload it in between, and the request would fail.
+        ``turn``: the request's place in line (:meth:`turn`); by default, now.
 
         When the pool is full, the least recently used idle model is unloaded first; while every loaded
         model has requests running or queued, this waits (at most ``room_timeout`` seconds, then
-        :class:`ModelPoolBusyError`) rather than cut them off. A model loaded under the same id with other
-        options is replaced the same way, once its own requests end."""
+        :class:`ModelPoolBusyError`) rather than cut them off, and the model it will unload takes no request
+        that came after this load. A model loaded under the same id with other options is replaced the same
+        way, once its own requests end. A load of a model on its way out for an earlier load waits behind that
+        one and loads it again. Loads that wait are served in the order they came."""
         deadline = time.monotonic() + self.room_timeout
         with self._changed:
-            while True:
-                if self._closed.is_set():
-                    raise ModelClosedError(f"model '{model_id}' cannot be loaded: the model pool is closed")
-                entry = self._models.get(model_id)
-                if entry is not None and entry.model.path == str(path) and entry.options == options:
-                    return self._touch(model_id, claim)
-                freed = None if model_id in self._pending else self._make_room(model_id, entry)
-                if freed is not None:
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    if entry is not None and self._in_use(entry):
-                        why = (f"it is loaded with other options and its running requests went on for "
-                               f"{self.room_timeout:g} s (they are never cut off to load it again)")
-                    else:
-                        why = (f"{self.max_loaded} model(s) may be loaded at once and every loaded one kept "
-                               f"running requests for {self.room_timeout:g} s (they are never cut off to make room)")
-                    raise ModelPoolBusyError(f"model '{model_id}' cannot be loaded now: {why}; try again when they end")
-                self._changed.wait(min(_ROOM_POLL_S, remaining))
+            mine = turn if turn is not None else self._arrive(model_id)
+            self._check_turn(mine, model_id)
+            try:
+                got = self._wait_for_turn(model_id, str(path), options, claim, mine, deadline)
+            finally:
+                self._waiting.pop(mine.seq, None)
+                self._undrain(mine.seq)
+                if turn is None:
+                    self._leave(mine)
+                self._changed.notify_all()  # the next load in line goes ahead
+            if isinstance(got, Model):
+                return got
             self._pending.add(model_id)
         try:
-            for m in freed:
+            for m in got:
                 m.close()  # idle: nothing is cancelled
             opts = {**self.default_options, **options}
             model = Model(path, model_id=model_id, **opts)  # slow: outside the lock
@@ -147,40 +194,132 @@ class ModelPool:
                 self._models[model_id] = _Entry(model, options, now, now)
                 if claim:
                     self._claim(self._models[model_id], now)
+                self._leave(mine)  # handed out: a load that came after it may unload it once it is idle
         if closed:  # closed while loading: nobody would ever unload it
             model.close()
             raise ModelClosedError(f"model '{model_id}' cannot be loaded: the model pool is closed")
         return model
 
-    def _make_room(self, model_id: str, replaced: _Entry | None) -> list[Model] | None:
-        """Under the lock: take out of the pool the models that must go before ``model_id`` loads (the
-        old copy it replaces, and the least recently used idle ones past ``max_loaded``) and return
-        them, to be closed outside the lock; None, leaving the pool as it is, while a model that must go
-        has requests running or queued (unloading it would end them as cancelled)."""
+    @staticmethod
+    def _check_turn(turn: Turn, model_id: str) -> None:
+        if turn.model_id != model_id:
+            raise ValueError(f"turn: taken for model '{turn.model_id}', not '{model_id}'")
+
+    def _wait_for_turn(self, model_id: str, path: str, options: dict, claim: bool, turn: Turn,
+                       deadline: float) -> Model | list[Model]:
+        """Under the lock: wait until the model is loaded and may be handed to ``turn`` (returned, handed out),
+        or until this load is first in line and has room (the models to close before it loads, returned)."""
+        while True:
+            if self._closed.is_set():
+                raise ModelClosedError(f"model '{model_id}' cannot be loaded: the model pool is closed")
+            entry = self._models.get(model_id)
+            if (entry is not None and entry.model.path == path and entry.options == options
+                    and not self._refused(entry, turn.seq)):
+                model = self._touch(model_id, claim)
+                self._leave(turn)
+                return model
+            if model_id in self._pending:
+                # a load of this id is under way: wait for it rather than for room (no place in line is held,
+                # and its turn, still out, keeps the model from a later load until it is handed out here)
+                self._waiting.pop(turn.seq, None)
+            else:
+                if turn.seq not in self._waiting:
+                    self._waiting[turn.seq] = model_id
+                    self._changed.notify_all()  # it joins the line
+                if min(self._waiting) == turn.seq:
+                    freed = self._make_room(model_id, entry, turn.seq)
+                    if freed is not None:
+                        return freed
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ModelPoolBusyError(f"model '{model_id}' cannot be loaded now: {self._why_busy(model_id, entry, turn)}; "
+                                         f"try again when they end")
+            self._changed.wait(min(_ROOM_POLL_S, remaining))
+
+    def _why_busy(self, model_id: str, entry: _Entry | None, turn: Turn) -> str:
+        if model_id in self._pending:
+            return f"a load of it already under way did not end within {self.room_timeout:g} s"
+        if min(self._waiting) != turn.seq:
+            return (f"the loads ahead of it in line (first come, first served) were not all served within "
+                    f"{self.room_timeout:g} s")
+        if entry is not None and not self._refused(entry, turn.seq) and self._in_use(entry):
+            return (f"it is loaded with other options and its running requests went on for "
+                    f"{self.room_timeout:g} s (they are never cut off to load it again)")
+        return (f"{self.max_loaded} model(s) may be loaded at once and every loaded one kept "
+                f"running requests for {self.room_timeout:g} s (they are never cut off to make room)")
+
+    def _refused(self, entry: _Entry, seq: int) -> bool:
+        """Under the lock: whether the model is on its way out for a load that came before the request of turn
+        ``seq`` (that request waits behind the load, then loads the model again)."""
+        return entry.drain_for is not None and entry.drain_for in self._waiting and seq > entry.drain_for
+
+    def _free(self, model_id: str, entry: _Entry, seq: int) -> bool:
+        """Under the lock: whether the load of turn ``seq`` may unload this model now: nothing runs on it, and no
+        request that came before that load is on its way to it (it was there first)."""
+        if self._in_use(entry):
+            return False
+        return not any(s < seq and mid == model_id for s, mid in self._arrived.items())
+
+    def _make_room(self, model_id: str, replaced: _Entry | None, seq: int) -> list[Model] | None:
+        """Under the lock, for the load first in line (turn ``seq``): take out of the pool the models that must
+        go before ``model_id`` loads (the old copy it replaces, and the least recently used free ones past
+        ``max_loaded``) and return them, to be closed outside the lock; None, leaving the pool as it is, while a
+        model that must go is not free — those are marked to take no later request, so that they end."""
         going = []
         if replaced is not None:
-            if self._in_use(replaced):
+            if not self._free(model_id, replaced, seq):
+                self._drain([replaced], seq)
                 return None
             going.append(model_id)
         if self.max_loaded is not None:
             # loads in progress count: their room was taken when they started
             need = len(self._models) - len(going) + len(self._pending) + 1 - self.max_loaded
             if need > 0:
-                idle = [mid for mid in self._models  # least recently used first
-                        if mid != model_id and not self._in_use(self._models[mid])]
-                if len(idle) < need:
+                others = [(mid, e) for mid, e in self._models.items() if mid != model_id]  # least recently used first
+                free = [mid for mid, e in others if self._free(mid, e, seq)]
+                if len(free) < need:
+                    # those on their way out already first (their refusals stand), then the least recently used
+                    busy = sorted((e for mid, e in others if mid not in free), key=lambda e: e.drain_for is None)
+                    self._drain(busy[:need - len(free)], seq)
                     return None
-                going += idle[:need]
+                going += free[:need]
         freed = [self._models.pop(mid).model for mid in going]
         if freed:
             self._changed.notify_all()
         return freed
 
-    def get(self, model_id: str, *, claim: bool = False) -> Model:
+    def _drain(self, entries: list[_Entry], seq: int) -> None:
+        """Under the lock: these models go once idle, for the load of turn ``seq``; requests that came after it
+        are no longer handed them."""
+        for e in entries:
+            # a mark stands only for a load still waiting that came earlier (it has the older claim to the room)
+            if e.drain_for is None or e.drain_for not in self._waiting or e.drain_for > seq:
+                e.drain_for = seq
+                self._changed.notify_all()  # whoever watches the pool sees it go
+
+    def _undrain(self, seq: int) -> None:
+        """Under the lock: the load of turn ``seq`` is no longer waiting; the models it marked serve again (a load
+        still waiting marks them again if it needs them)."""
+        for e in self._models.values():
+            if e.drain_for == seq:
+                e.drain_for = None
+
+    def get(self, model_id: str, *, claim: bool = False, turn: Turn | None = None) -> Model:
         """The loaded model; marks it as used (``claim``: held for a request about to be submitted, as
-        :meth:`load`'s). Raises ModelNotFoundError."""
-        with self._lock:
-            return self._touch(model_id, claim)
+        :meth:`load`'s; ``turn``: that request's place in line, by default now). Raises ModelNotFoundError,
+        also for a claim on a model on its way out for a load that came before the request: that request
+        waits in line with :meth:`load` (which loads the model again in its turn)."""
+        with self._changed:
+            if turn is not None:
+                self._check_turn(turn, model_id)
+            entry = self._models.get(model_id)
+            if claim and entry is not None and self._refused(entry, turn.seq if turn else next(self._seqs)):
+                raise ModelNotFoundError(f"model '{model_id}' is being unloaded to make room for a load that came "
+                                         f"first; load it again to wait for it in line")
+            model = self._touch(model_id, claim)
+            if turn is not None:
+                self._leave(turn)
+            return model
 
     def _touch(self, model_id: str, claim: bool = False) -> Model:
         entry = self._models.get(model_id)
@@ -207,13 +346,19 @@ class ModelPool:
     def _in_use(self, entry: _Entry) -> bool:
         """Under the lock: whether unloading the model now would fail a request — one running or queued, or
         one it was handed out for (``claim``) and not submitted yet."""
-        if entry.model.busy:
+        if self._running(entry):
             return True
         if entry.claims:
             if time.monotonic() < entry.claim_until and self._submitted(entry.model) < entry.claim_base + entry.claims:
                 return True
             entry.claims = 0  # all submitted (and ended), or lapsed
         return False
+
+    @staticmethod
+    def _running(entry: _Entry) -> bool:
+        """Under the lock: whether a request is queued or running on the model (``Model.busy``: the engine counts a
+        request taken from its queue as queued until it holds its slot, so no moment shows it as neither)."""
+        return entry.model.busy
 
     def set_keep_alive(self, model_id: str, seconds: float | None) -> None:
         """How long this loaded model stays loaded once idle, from its last use on: ``seconds``
@@ -255,7 +400,7 @@ class ModelPool:
                 raise ModelNotFoundError(f"model '{model_id}' is not loaded")
             # running requests only, not hand-outs (claims): this is a client's explicit "unload", and a claim
             # whose request failed before its submit would hold the model for CLAIM_GRACE_S
-            idle = not entry.model.busy
+            idle = not self._running(entry)
             if idle:
                 del self._models[model_id]
                 self._changed.notify_all()
@@ -277,10 +422,13 @@ class ModelPool:
             return list(self._models)
 
     def status(self) -> dict[str, dict]:
-        """Per model: path, slots busy/total, queue depth, memory, idle time, keep-alive expiry."""
+        """Per model: path, slots busy/total, queue depth, memory, idle time, keep-alive expiry, and whether it is
+        ``unloading`` (for a load waiting in line: it finishes its requests and takes no later one)."""
         now = time.monotonic()
         with self._lock:
             entries = list(self._models.items())
+            # on its way out for a load waiting in line: it finishes what runs and takes no later request
+            unloading = {mid for mid, e in entries if e.drain_for is not None and e.drain_for in self._waiting}
         out = {}
         for mid, e in entries:
             m = e.model.metrics()
@@ -290,6 +438,7 @@ class ModelPool:
                 "id": mid,
                 "path": e.model.path,
                 "state": "loaded",
+                "unloading": mid in unloading,
                 "slots_busy": m.get("slots_busy", 0),
                 "slots_total": m.get("slots_total", 0),
                 "queue_depth": m.get("queue_depth", 0),
@@ -321,7 +470,7 @@ class ModelPool:
                 limit = self._limit(e)
                 if limit is None:
                     continue
-                if e.model.busy:
+                if self._running(e):
                     e.last_used = now  # a long generation counts as use
                 elif self._in_use(e):
                     continue  # handed out for a request not submitted yet

@@ -22,6 +22,7 @@ from jan.core import (
     ModelState,
     ModelStopped,
 )
+from jan.engine.registry import Turn
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelFileError, ModelNotFoundError, ModelSettingError
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
@@ -114,16 +115,24 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         """The model, loaded if need be. ``claim`` (a request is about to be submitted to it): the pool
         holds it for that request from here on, so that a load of another model cannot unload it before
         the request is submitted (atomic with the look-up: a claim made after it could come too late)."""
-        model_id = model["id"]
         engine = self._engine()
+        # the request's place in line, taken before it waits on the lock below: the pool serves loads waiting
+        # for room, and the models they unload, in the order requests came (not the order they got past it)
+        with engine.turn(model["id"]) as turn:
+            return await self._ensure_loaded_in_turn(engine, model, claim, turn)
+
+    async def _ensure_loaded_in_turn(self, engine: jan.ModelPool, model: dict[str, Any], claim: bool,
+                                     turn: Turn) -> jan.Model:
+        model_id = model["id"]
         if self._loaded_json.get(model_id) == model:
-            with contextlib.suppress(ModelNotFoundError):  # unloaded meanwhile: loaded again below
-                return engine.get(model_id, claim=claim)
+            # unloaded meanwhile, or on its way out for a load that came first: loaded again below, in line
+            with contextlib.suppress(ModelNotFoundError):
+                return engine.get(model_id, claim=claim, turn=turn)
         lock = self._load_locks.setdefault(model_id, asyncio.Lock())
         async with lock:
             if self._loaded_json.get(model_id) == model:
                 with contextlib.suppress(ModelNotFoundError):
-                    return engine.get(model_id, claim=claim)
+                    return engine.get(model_id, claim=claim, turn=turn)
             bus = self._ctx.bus
             self._loading.add(model_id)
             await bus.emit(ModelInit(model_id=model_id, engine=self.engine_name))
@@ -134,7 +143,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                     opts["mmproj"] = str(model["mmproj_path"])
                 if model.get("draft_model_path"):  # model.json's draft model wins over --model-draft
                     opts["draft_model"] = str(model["draft_model_path"])
-                loaded = await asyncio.to_thread(functools.partial(engine.load, model_id, path, claim=claim, **opts))
+                loaded = await asyncio.to_thread(functools.partial(engine.load, model_id, path, claim=claim,
+                                                                         turn=turn, **opts))
             except Exception as exc:
                 error = _setting_named(exc, model)
                 self._failures[model_id] = str(error)

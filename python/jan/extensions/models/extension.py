@@ -11,9 +11,10 @@ from typing import Any
 
 from jan.core import ModelExtension
 from jan.extensions._builtin import BuiltinExtension
-from jan.downloads import Downloader, filename_from_url, part_path, resolve_url
+from jan.downloads import Downloader, DownloadTask as FileDownload, filename_from_url, part_path, resolve_url
+from jan.downloads import _normalize_sha256  # the downloader's own rule, checked before a pull that hashes first
 from jan.errors import ModelLoadError, ModelNotFoundError
-from jan.extensions.models.downloads import ModelPull
+from jan.extensions.models.downloads import ModelPull, PullFile
 from jan.extensions.models.gguf_info import check_projector, describe_gguf
 from jan.hf_repo import plan_pull, sibling_mmproj
 from jan.store import AlreadyExistsError, AsyncStore, DataFolder, NotFoundError, slugify_id, validate_id
@@ -158,6 +159,7 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         filename = filename_from_url(url)
         model_id = model_id or slugify_id(os.path.splitext(filename)[0])
         validate_id(model_id)
+        digest = _normalize_sha256(sha256)  # a bad one is the caller's error, also where the hash is taken first
         running = self._pulls.get(model_id)
         if running is not None and running.status()["state"] in ("queued", "downloading"):
             if getattr(running, "source", plan.model_url) != plan.model_url:
@@ -175,37 +177,37 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         made_folder = not await asyncio.to_thread(os.path.isdir, folder)
         await asyncio.to_thread(os.makedirs, folder, exist_ok=True)
         dest = os.path.join(folder, filename)
-        # Over files that are there already (an update), download beside them: the old weights stay
-        # until the new ones prove to be GGUF, and a failed update takes nothing away.
-        staged = {dest: _staging(dest) if await asyncio.to_thread(os.path.exists, dest) else dest}
-        try:
-            download = self.downloader.start(url, staged[dest], sha256=sha256)
-            extra, mmproj = [], None
-            if plan.mmproj_url is not None:
-                mmproj_url = resolve_url(plan.mmproj_url)
-                mmproj = os.path.join(folder, filename_from_url(mmproj_url))
-                staged[mmproj] = _staging(mmproj) if await asyncio.to_thread(os.path.exists, mmproj) else mmproj
-                extra.append(self.downloader.start(mmproj_url, staged[mmproj]))
-        except BaseException:
-            if made_folder:
-                await asyncio.to_thread(_remove_leftovers, [], folder)
-            raise
+        model_file = await _pull_file(url, dest, digest, left_behind=existing is None)
+        extra, mmproj = [], None
+        if plan.mmproj_url is not None:
+            mmproj_url = resolve_url(plan.mmproj_url)
+            mmproj = os.path.join(folder, filename_from_url(mmproj_url))
+            extra.append(await _pull_file(mmproj_url, mmproj, None, left_behind=existing is None))
+        staged = [f.staged for f in (model_file, *extra)]
 
-        async def register() -> dict[str, Any]:
-            info = await asyncio.to_thread(describe_gguf, staged[dest])
+        def start(file: PullFile) -> FileDownload:
+            return self.downloader.start(file.url, file.staged, sha256=file.sha256)
+
+        async def register(found: dict[str, str]) -> dict[str, Any]:
+            info = await asyncio.to_thread(describe_gguf, found[dest])
             if mmproj is not None:  # a projector does not load as a model: its header is what can be checked
-                await asyncio.to_thread(check_gguf, staged[mmproj])
-                await asyncio.to_thread(check_projector, staged[mmproj])
-            for final, path in staged.items():
+                await asyncio.to_thread(check_gguf, found[mmproj])
+                await asyncio.to_thread(check_projector, found[mmproj])
+            for final, path in found.items():
                 if path != final:
                     await asyncio.to_thread(os.replace, path, final)
             return await self._register_downloaded(model_id, dest, plan.model_url, info, mmproj, plan.mmproj_url,
                                                    update=existing is not None)
 
         async def cleanup() -> None:
-            await asyncio.to_thread(_remove_leftovers, list(staged.values()), folder if made_folder else None)
+            await asyncio.to_thread(_remove_leftovers, staged, folder if made_folder else None)
 
-        pull = ModelPull(download, model_id, self._ctx.bus, register, extra=extra, cleanup=cleanup)
+        try:
+            pull = ModelPull(start, model_file, model_id, self._ctx.bus, register, extra=extra, cleanup=cleanup)
+        except BaseException:
+            if made_folder:
+                await asyncio.to_thread(_remove_leftovers, [], folder)
+            raise
         pull.source = plan.model_url
         self._pulls[model_id] = pull
         return pull
@@ -285,6 +287,16 @@ def _pulled_from(model: dict[str, Any], *urls: str) -> bool:
     downloads), so pulling it into its id is an update rather than another model taking its place."""
     sources = [s.get("url") for s in model.get("sources") or () if isinstance(s, dict) and s.get("url")]
     return bool(sources) and sources[0] in urls
+
+
+async def _pull_file(url: str, dest: str, sha256: str | None, *, left_behind: bool) -> PullFile:
+    """Where a pulled file goes. Over a file that is there already it downloads beside it: for an update, the old
+    one stays until the new one proves to be GGUF, and a failed update takes nothing away. With no model.json
+    (``left_behind``), that file was left whole by a pull that stopped before writing one: it is used as it is when
+    it matches the source (:class:`PullFile`). A partial download (``.part``) resumes either way."""
+    there = await asyncio.to_thread(os.path.isfile, dest)
+    taken = there or await asyncio.to_thread(os.path.lexists, dest)
+    return PullFile(url, dest, _staging(dest) if taken else dest, sha256, left=left_behind and there)
 
 
 def _staging(path: str) -> str:
