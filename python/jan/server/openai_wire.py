@@ -84,6 +84,8 @@ def _parts(content: Any, where: str) -> tuple[Part, ...]:
     for i, part in enumerate(content):
         if isinstance(part, schemas.TextPart):
             parts.append(TextPart(part.text))
+        elif isinstance(part, schemas.RefusalPart):  # (an assistant's) what the model said: the turn's text
+            parts.append(TextPart(part.refusal))
         elif isinstance(part, schemas.ImagePart):
             data, mime = _data_url(str(part.image_url.get("url", "")), f"{where}.content[{i}].image_url.url")
             parts.append(ImagePart(data, mime))
@@ -97,9 +99,13 @@ def _parts(content: Any, where: str) -> tuple[Part, ...]:
 
 
 def message_from_openai(message: schemas.Message, where: str = "messages") -> ChatMessage:
-    """One OpenAI chat message as a typed :class:`ChatMessage`."""
+    """One OpenAI chat message as a typed :class:`ChatMessage`; an assistant's ``refusal`` is text it said,
+    after its content (an OpenAI reply has one or the other)."""
     calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ())
-    return ChatMessage(message.role, _parts(message.content, where), tool_calls=calls,
+    parts = _parts(message.content, where)
+    if message.refusal:
+        parts += (TextPart(message.refusal),)
+    return ChatMessage(message.role, parts, tool_calls=calls,
                        tool_call_id=message.tool_call_id, name=message.name,
                        reasoning=message.reasoning_content or None)
 
@@ -191,7 +197,8 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         messages=messages,
         tools=tools,
         tool_choice=choice,
-        parallel_tool_calls=body.parallel_tool_calls,
+        # the deprecated functions make one call at most: their reply's function_call holds one
+        parallel_tool_calls=False if body.legacy_functions else body.parallel_tool_calls,
         response_format=response_format_of(body.response_format),
         grammar=body.grammar,
         sampling=sampling_of(body),
@@ -275,13 +282,41 @@ def _chat_logprobs(items: Iterable[TokenLogprob], top: int) -> list[dict[str, An
     ]
 
 
-def _delta_fields(delta: ChatDelta) -> dict[str, Any]:
+def _finish_reason(reason: str | None, legacy_functions: bool) -> str | None:
+    """A choice's ``finish_reason``; a call answering the deprecated ``functions`` ends it ``function_call``."""
+    return "function_call" if legacy_functions and reason == "tool_calls" else reason
+
+
+# A reply to the deprecated ``functions`` holds one call (``function_call``). The request asked for no parallel
+# calls (chat_request), so a local model makes one at most; of an engine that made more anyway (a remote upstream
+# that ignores parallel_tool_calls), the first is the one this shape can hold.
+def _legacy_call(call: ToolCall) -> dict[str, Any]:
+    """A whole call as the deprecated ``message.function_call``."""
+    return {"name": call.name, "arguments": call.arguments}
+
+
+def _legacy_call_piece(pieces: Iterable[Any]) -> dict[str, Any] | None:
+    """The first call's piece of a streamed delta as the deprecated ``delta.function_call`` (its name with its
+    first piece, as a tool call's), or None when the delta has none of it."""
+    piece = next((c for c in pieces if c.index == 0), None)
+    if piece is None:
+        return None
+    if piece.id is not None or piece.name is not None:
+        return {"name": piece.name or "", "arguments": piece.arguments}
+    return {"arguments": piece.arguments}
+
+
+def _delta_fields(delta: ChatDelta, legacy_functions: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if delta.content:
         out["content"] = delta.content
     if delta.reasoning:
         out["reasoning_content"] = delta.reasoning
-    if delta.tool_calls:
+    if delta.tool_calls and legacy_functions:
+        call = _legacy_call_piece(delta.tool_calls)
+        if call is not None:
+            out["function_call"] = call
+    elif delta.tool_calls:
         calls = []
         for c in delta.tool_calls:
             if c.id is not None or c.name is not None:
@@ -296,10 +331,13 @@ def _delta_fields(delta: ChatDelta) -> dict[str, Any]:
 class ChatChunkEncoder:
     """Typed deltas to ``chat.completion.chunk`` dicts (one id and timestamp per response)."""
 
-    def __init__(self, model_id: str, *, top_logprobs: int = 0, include_usage: bool = False):
+    def __init__(self, model_id: str, *, top_logprobs: int = 0, include_usage: bool = False,
+                 legacy_functions: bool = False):
         self.header = _header("chat.completion.chunk", model_id)
         self.top_logprobs = top_logprobs
         self.include_usage = include_usage
+        #: the request offered the deprecated ``functions``: calls go out as ``delta.function_call`` pieces
+        self.legacy_functions = legacy_functions
         self._started: set[int] = set()
 
     def encode(self, delta: ChatDelta) -> dict[str, Any] | None:
@@ -308,7 +346,7 @@ class ChatChunkEncoder:
             if delta.usage is None or not self.include_usage:
                 return None
             return {**self.header, "choices": [], "usage": usage_dict(delta.usage, delta.reasoning_tokens)}
-        fields = _delta_fields(delta)
+        fields = _delta_fields(delta, self.legacy_functions)
         first = delta.choice not in self._started
         if not fields and not first and delta.logprobs is None and delta.finish_reason is None:
             return None
@@ -319,24 +357,28 @@ class ChatChunkEncoder:
         if delta.logprobs is not None:
             logprobs = {"content": _chat_logprobs(delta.logprobs, self.top_logprobs), "refusal": None}
         return {**self.header, "choices": [{"index": delta.choice, "delta": fields, "logprobs": logprobs,
-                                            "finish_reason": delta.finish_reason}]}
+                                            "finish_reason": _finish_reason(delta.finish_reason,
+                                                                            self.legacy_functions)}]}
 
 
-def chat_completion(result: ChatResult, *, top_logprobs: int = 0) -> dict[str, Any]:
-    """A ``chat.completion`` response body."""
+def chat_completion(result: ChatResult, *, top_logprobs: int = 0, legacy_functions: bool = False) -> dict[str, Any]:
+    """A ``chat.completion`` response body; with ``legacy_functions`` (the request offered the deprecated
+    ``functions``) a call is the message's ``function_call``, as OpenAI answers such a request."""
     choices = []
     for index, choice in enumerate(result.choices):
         m = choice.message
         message: dict[str, Any] = {"role": m.role, "content": m.text if m.content else None}
         if m.reasoning:
             message["reasoning_content"] = m.reasoning
-        if m.tool_calls:
+        if m.tool_calls and legacy_functions:
+            message["function_call"] = _legacy_call(m.tool_calls[0])
+        elif m.tool_calls:
             message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name,
                                                                                    "arguments": c.arguments}}
                                      for c in m.tool_calls]
         logprobs = {"content": _chat_logprobs(choice.logprobs, top_logprobs)} if choice.logprobs else None
         choices.append({"index": index, "message": message, "logprobs": logprobs,
-                        "finish_reason": choice.finish_reason})
+                        "finish_reason": _finish_reason(choice.finish_reason, legacy_functions)})
     return {**_header("chat.completion", result.model), "choices": choices,
             "usage": usage_dict(result.usage, result.reasoning_tokens)}
 

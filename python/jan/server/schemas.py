@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from jan.engine.params import RANGES
 from jan.templates.formats.plan import THINK_LEVELS
@@ -98,33 +98,73 @@ class StrictModel(NullMeansDefault):
 _Strict = StrictModel
 
 
-class TextPart(_Strict):
+class _Part(_Strict):
+    # OpenAI's prompt-caching hint ({"mode": "explicit", "ttl": ...}): accepted and ignored, as the request's
+    # prompt_cache_key is; jan's KV cache reuses any prefix a slot already holds, with no breakpoints to mark
+    prompt_cache_breakpoint: dict[str, Any] | None = None
+
+
+class TextPart(_Part):
     type: Literal["text"]
     text: str
 
 
-class ImagePart(_Strict):
+class ImagePart(_Part):
     type: Literal["image_url"]
     image_url: dict[str, Any]
 
 
-class InputAudioPart(_Strict):
+class InputAudioPart(_Part):
     type: Literal["input_audio"]
     input_audio: dict[str, Any]
 
 
-ContentPart = Annotated[Union[TextPart, ImagePart, InputAudioPart], Field(discriminator="type")]
+class RefusalPart(_Strict):
+    """An assistant's refusal (an earlier reply's, sent back as history): what the model said, so its text is the
+    turn's text for the template. Only an assistant's content holds one (OpenAI's content types)."""
+
+    type: Literal["refusal"]
+    refusal: str
+
+
+class FilePart(_Part):
+    """OpenAI's file input (a PDF by ``file_data`` or an uploaded ``file_id``): refused, whatever it holds."""
+
+    type: Literal["file"]
+    file: dict[str, Any]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refused(cls, data: Any) -> Any:
+        raise ValueError("file content parts are not supported by jan (it reads text, images and audio; send a "
+                         "document's text as a text part)")
+
+
+ContentPart = Annotated[Union[TextPart, ImagePart, InputAudioPart, FilePart, RefusalPart], Field(discriminator="type")]
 
 
 class FunctionCall(_Strict):
     name: str
     arguments: str
+    # the openai SDK's own parse of ``arguments`` (its parse/stream helpers keep it on the message they return):
+    # the arguments text is what the model said, so the copy is ignored
+    parsed_arguments: Any = None
 
 
 class ToolCall(_Strict):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    # a streamed call's position, which a client that accumulated the chunks may keep: the list's order says it
+    index: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _functions_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") == "custom":
+            raise ValueError("custom tool calls are not supported by jan (its tools are functions, called with "
+                             "JSON arguments)")
+        return data
 
 
 def legacy_call_id(name: str) -> str:
@@ -133,14 +173,26 @@ def legacy_call_id(name: str) -> str:
 
 
 class Message(_Strict):
+    """One message as the openai SDK's message params have it (system, developer, user, assistant, tool, and the
+    deprecated function), and as it gives an earlier reply back (``ChatCompletionMessage.model_dump()``, which
+    adds the reply's ``annotations``, ``audio``, ``function_call`` and its helpers' ``parsed``)."""
+
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Union[str, list[ContentPart], None] = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    # what an assistant said instead of an answer: its text is the turn's (openai_wire.message_from_openai)
     refusal: str | None = None
     # an earlier assistant turn's thinking (llama-server/DeepSeek field); the template decides whether it is shown
     reasoning_content: str | None = None
+    # an earlier reply's audio, by id: jan generates none, so only null (no audio) refers to anything
+    audio: dict[str, Any] | None = None
+    # an earlier reply's web-search citations: positions in its content for the client to show, not a part of
+    # the conversation (the content itself is what the model said), so they are ignored
+    annotations: list[dict[str, Any]] | None = None
+    # the openai SDK's own parse of the content (its parse/stream helpers): the content is the source; ignored
+    parsed: Any = None
 
     @model_validator(mode="before")
     @classmethod
@@ -151,19 +203,40 @@ class Message(_Strict):
             return data
         data = dict(data)
         call = data.pop("function_call", None)
-        if isinstance(call, dict) and data.get("role") == "assistant" and not data.get("tool_calls"):
+        if call is not None and data.get("role") == "assistant":
+            if data.get("tool_calls"):
+                raise ValueError("function_call: an assistant message makes its calls in tool_calls or (deprecated) "
+                                 "function_call, not both")
+            if not isinstance(call, dict):
+                raise ValueError("function_call: expected an object with the called function's name and arguments")
             data["tool_calls"] = [{"id": legacy_call_id(str(call.get("name"))), "type": "function", "function": call}]
         elif call is not None:
             data["function_call"] = call  # refused below as an unknown field
         if data.get("role") == "function":
+            if not isinstance(data.get("name"), str):
+                raise ValueError("name: a function message names the function whose result it holds")
             data["role"] = "tool"
-            data.setdefault("tool_call_id", legacy_call_id(str(data.get("name"))))
+            data.setdefault("tool_call_id", legacy_call_id(data["name"]))
+            if data.get("content") is None:  # (the SDK's FunctionMessageParam allows null: an empty result)
+                data["content"] = ""
         return data
 
     @field_validator("content")
     @classmethod
     def _some_content(cls, value: Any, info: ValidationInfo) -> Any:
-        return some_content(value, info)
+        value = some_content(value, info)
+        if isinstance(value, list) and info.data.get("role") != "assistant" \
+                and any(isinstance(part, RefusalPart) for part in value):
+            raise ValueError("a refusal content part is an assistant's (what the model said)")
+        return value
+
+    @field_validator("audio")
+    @classmethod
+    def _no_audio(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError(f"refers to an earlier audio reply ({value.get('id')!r}), but jan generates text only, "
+                             "so there is none; send null or leave it out")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> "Message":
@@ -172,6 +245,8 @@ class Message(_Strict):
             raise ValueError("tool messages need a tool_call_id")
         if self.content is None and not self.tool_calls and self.role != "assistant":
             raise ValueError(f"{self.role} messages need content")
+        if self.refusal is not None and self.role != "assistant":
+            raise ValueError("refusal: only an assistant message has one (what the model said)")
         return self
 
 
@@ -311,7 +386,8 @@ class PredictionContent(_Strict):
 
 
 # OpenAI's request fields jan refuses unless null, with why (the error says it).
-_REFUSED_UNLESS_NULL = {"audio": "it generates text only", "web_search_options": "it has no web search"}
+_REFUSED_UNLESS_NULL = {"audio": "it generates text only", "web_search_options": "it has no web search",
+                        "moderation": "it has no moderation model"}
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -338,13 +414,16 @@ class ChatCompletionRequest(SamplingFields):
     # OpenAI's, accepted and ignored: caching, abuse-tracking and length hints with no local meaning
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
     safety_identifier: str | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
     prediction: PredictionContent | None = None
-    # OpenAI's, refused unless null: jan produces no audio and has no web search
+    # OpenAI's, refused unless null: jan produces no audio, has no web search and no moderation model
     audio: dict[str, Any] | None = Field(default=None, description="Not supported (audio output); only null")
     web_search_options: dict[str, Any] | None = Field(default=None, description="Not supported; only null")
-    # OpenAI's deprecated function calling, mapped onto tools / tool_choice
+    moderation: dict[str, Any] | None = Field(default=None, description="Not supported; only null")
+    # OpenAI's deprecated function calling, mapped onto tools / tool_choice (and answered in its own shape:
+    # legacy_functions)
     functions: list[FunctionDef] | None = Field(default=None, max_length=128, description="Deprecated: use tools")
     function_call: Union[Literal["none", "auto"], NamedFunction, None] = Field(
         default=None, description="Deprecated: use tool_choice")
@@ -363,13 +442,23 @@ class ChatCompletionRequest(SamplingFields):
             raise not_supported("modalities", "it generates text only")
         return v
 
+    _legacy_functions: bool = PrivateAttr(default=False)
+
+    @property
+    def legacy_functions(self) -> bool:
+        """Whether the request offered its tools as the deprecated ``functions``: the reply then calls one in the
+        same deprecated shape (``message.function_call``, finish_reason ``function_call``), as OpenAI answers;
+        it has no parallel calls."""
+        return self._legacy_functions
+
     @model_validator(mode="after")
-    def _legacy_functions(self) -> "ChatCompletionRequest":
+    def _map_legacy_functions(self) -> "ChatCompletionRequest":
         if self.functions is not None:
             if self.tools is not None:
                 raise ValueError("functions and tools cannot be used together (functions is the deprecated form)")
             self.tools = [Tool(type="function", function=f) for f in self.functions] or None
             self.functions = None
+            self._legacy_functions = True
         if self.function_call is not None:
             if self.tool_choice is not None:
                 raise ValueError("function_call and tool_choice cannot be used together")

@@ -78,7 +78,11 @@ class ChatService:
         ``ModelLoadError``, ``TemplateError``/``GrammarError``/``ValueError`` (bad input; a
         ``RequestError`` for a ``context`` outside the vocabulary or sent to a message engine),
         ``ContextOverflowError``, ``QueueFullError``. Closing the stream cancels the generation.
+        A request's own fields were checked when it was made (:class:`ChatRequest`: a wrong type, or no
+        messages, is a ``RequestError`` naming the field); anything but a ``ChatRequest`` is a ``TypeError`` here.
         """
+        _require_request(request)
+
         async def open_() -> tuple[str, AsyncIterator[ChatDelta]]:
             target = await self.models.resolve(request.model)
             layered = self._layered(request, target)
@@ -108,6 +112,7 @@ class ChatService:
 
         ``RequestError`` for a model whose engine renders prompts itself (a remote one).
         """
+        _require_request(request)
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
@@ -219,6 +224,13 @@ class ChatService:
                                     context_full=finish == "length" and _short_of(chunk.usage, limit))
         yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]),
                         reasoning_tokens=reasoning_tokens)
+
+
+def _require_request(request: Any) -> None:
+    """The service's entry takes a :class:`ChatRequest` (which checked its own fields when it was made); a dict or
+    an OpenAI body would fail later as an AttributeError that says nothing of the call."""
+    if not isinstance(request, ChatRequest):
+        raise TypeError(f"the chat service takes a jan.services.types.ChatRequest, got {type(request).__name__}")
 
 
 def _short_of(usage: Usage | None, limit: Any) -> bool:

@@ -15,9 +15,11 @@ settings > built-in defaults.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import functools
+import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from jan.engine.results import TokenLogprob, TopLogprob, Usage
 from jan.templates.formats.types import CallDelta
@@ -64,11 +66,170 @@ __all__ = [
 ]
 
 
+# -- checks of what a caller builds ----------------------------------------------------------
+# The HTTP front ends validate their bodies before they build these types; a Python caller (the services API
+# of the README) builds them by hand. So each checks its fields against its own annotations when it is made, in
+# one rule: a wrong type is a RequestError naming the field (a ValueError, which every front end answers as a
+# 400), not an AttributeError or TypeError deep in a template or the engine. A list given for a tuple is taken
+# as the tuple. The checks are built once per class from its annotations and are isinstance tests only, so a
+# request a route validated already costs next to nothing more (microseconds).
+
+#: Where a value is not of its type: (the path below the field: "", "[2]", " key 'x'"; what it should be; the value).
+_Fault = tuple[str, str, Any]
+_Check = Callable[[Any], "_Fault | None"]
+
+_TYPE_WORDS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+               str: ("a string", "strings"), bytes: ("bytes", "bytes"), type(None): ("None", "None")}
+
+
+def _is_union(hint: Any) -> bool:
+    return get_origin(hint) in (Union, types.UnionType)
+
+
+def _words(hint: Any, plural: bool = False) -> str:
+    """What a value of the type ``hint`` is, in words (for the error)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if _is_union(hint):
+        return " or ".join(_words(a, plural) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        return ("tuples" if plural else "a tuple") + (f" of {_words(args[0], True)}" if args else "")
+    if origin is Mapping:
+        return ("mappings" if plural else "a mapping") + (f" with {_words(args[0], True)} as keys" if args else "")
+    if hint in _TYPE_WORDS:
+        return _TYPE_WORDS[hint][plural]
+    name = getattr(hint, "__name__", str(hint))
+    return name if plural else ("an " if name[:1] in "AEIOU" else "a ") + name
+
+
+def _plain_check(hint: type) -> _Check:
+    wanted = _words(hint)
+    if hint is float:  # an int is a number too; a bool is neither here (nor in JSON)
+        kinds: Any = (int, float)
+    elif hint is bytes:
+        kinds = (bytes, bytearray, memoryview)
+    else:
+        kinds = hint
+    strict = hint in (int, float)
+    # a whole float is an integer to the engine (jan.engine.params._int), as JSON has it: model.json's "top_k": 40.0
+    whole_floats = hint is int
+
+    def check(value: Any) -> _Fault | None:
+        if isinstance(value, kinds) and not (strict and isinstance(value, bool)):
+            return None
+        if whole_floats and isinstance(value, float) and value.is_integer():
+            return None
+        return "", wanted, value
+    return check
+
+
+def _checker(hint: Any) -> _Check:
+    """A check of a value against the type ``hint``, in the forms these dataclasses use (classes, unions,
+    ``Literal``, ``tuple[X, ...]``, ``Mapping[K, V]``); any other form is not checked."""
+    origin, args = get_origin(hint), get_args(hint)
+    wanted = _words(hint)
+    if _is_union(hint):
+        arms = [_checker(a) for a in args if a is not type(None)]
+        optional = type(None) in args
+
+        def union(value: Any) -> _Fault | None:
+            if value is None and optional:
+                return None
+            faults = [arm(value) for arm in arms]
+            if None in faults:
+                return None
+            # an arm of the value's own kind that failed inside it (a tuple with a wrong item) says more
+            return next((f for f in faults if f[0]), ("", wanted, value))
+        return union
+    if origin is Literal:
+        return lambda value: None if any(type(value) is type(a) and value == a for a in args) else ("", wanted, value)
+    if origin is tuple:
+        item = _checker(args[0]) if len(args) == 2 and args[1] is Ellipsis else (lambda value: None)
+
+        def tuple_of(value: Any) -> _Fault | None:
+            if not isinstance(value, tuple):
+                return "", wanted, value
+            for i, element in enumerate(value):
+                fault = item(element)
+                if fault is not None:
+                    return f"[{i}]{fault[0]}", fault[1], fault[2]
+            return None
+        return tuple_of
+    if origin is Mapping:
+        key_check, value_check = (_checker(a) for a in (args or (Any, Any)))
+
+        def mapping(value: Any) -> _Fault | None:
+            if not isinstance(value, Mapping):
+                return "", wanted, value
+            for key, element in value.items():
+                fault = key_check(key)
+                if fault is not None:
+                    return f" key {key!r}", fault[1], fault[2]
+                fault = value_check(element)
+                if fault is not None:
+                    return f"[{key!r}]{fault[0]}", fault[1], fault[2]
+            return None
+        return mapping
+    if isinstance(hint, type) and hint is not Any:
+        return _plain_check(hint)
+    return lambda value: None
+
+
+def _as_tuples(value: list, hint: Any) -> Any:
+    """A list given where ``hint`` wants a tuple, as that tuple (lists in it that should be tuples too)."""
+    for arm in get_args(hint) if _is_union(hint) else (hint,):
+        if get_origin(arm) is tuple:
+            item = get_args(arm)[0] if get_args(arm) else Any
+            return tuple(_as_tuples(v, item) if isinstance(v, list) else v for v in value)
+    return value
+
+
+@functools.cache
+def _field_checks(cls: type) -> tuple[tuple[str, _Check, Any], ...]:
+    """``(name, check, annotation)`` of each init field of a dataclass of this module (built once per class)."""
+    hints = get_type_hints(cls)
+    return tuple((f.name, _checker(hints[f.name]), hints[f.name]) for f in fields(cls) if f.init)
+
+
+def _misuse(where: str, message: str, param: str | None = None) -> ValueError:
+    from jan.services.errors import RequestError  # (jan.services imports this module)
+
+    return RequestError(f"{where}: {message}", param=param or where, code="invalid_value")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_fields(obj: Any) -> None:
+    """Each field of the frozen dataclass ``obj`` of its annotated type (lists given for tuples made tuples), or a
+    ``RequestError`` naming the field (the item within it) and what it should be."""
+    for name, check, hint in _field_checks(type(obj)):
+        value = getattr(obj, name)
+        if type(value) is list:
+            value = _as_tuples(value, hint)
+            object.__setattr__(obj, name, value)
+        fault = check(value)
+        if fault is not None:
+            where, wanted, got = fault
+            raise _misuse(name + where, f"expected {wanted}, got {_shown(got)}", param=name + where.partition(" ")[0])
+
+
+def _not_empty(obj: Any, name: str, what: str) -> None:
+    if not getattr(obj, name):
+        raise _misuse(name, f"must hold at least one {what}")
+
+
 # -- content parts -------------------------------------------------------------------
 @dataclass(frozen=True)
 class TextPart:
     text: str
     type: Literal["text"] = field(default="text", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -79,6 +240,9 @@ class ImagePart:
     mime_type: str
     type: Literal["image"] = field(default="image", init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
 
 @dataclass(frozen=True)
 class AudioPart:
@@ -87,6 +251,9 @@ class AudioPart:
     data: bytes
     format: str
     type: Literal["audio"] = field(default="audio", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
 
 
 Part = Union[TextPart, ImagePart, AudioPart]
@@ -101,10 +268,19 @@ class ToolCall:
     name: str
     arguments: str
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+
+#: The roles of a :class:`ChatMessage`.
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One turn. ``role``: system, developer, user, assistant or tool."""
+    """One turn. ``role``: system, developer, user, assistant or tool; ``content``: its parts (a string is
+    taken as its one text part, as :meth:`of_text` makes it). A wrong type or role is a ``RequestError``
+    naming the field."""
 
     role: str
     content: tuple[Part, ...] = ()
@@ -112,6 +288,13 @@ class ChatMessage:
     tool_call_id: str | None = None
     name: str | None = None
     reasoning: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.content, str):  # a text turn, as of_text makes it (not a tuple of characters)
+            object.__setattr__(self, "content", (TextPart(self.content),) if self.content else ())
+        _check_fields(self)
+        if self.role not in ROLES:
+            raise _misuse("role", f"expected one of {', '.join(ROLES)}, got {self.role!r}")
 
     @classmethod
     def of_text(cls, role: str, text: str, **kw: Any) -> "ChatMessage":
@@ -148,12 +331,18 @@ class ToolSpec:
     parameters: Mapping[str, Any] | None = None
     strict: bool | None = None
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
 
 @dataclass(frozen=True)
 class NamedToolChoice:
     """Force a call of this one tool."""
 
     name: str
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
 
 
 ToolChoice = Union[Literal["auto", "none", "required"], NamedToolChoice]
@@ -184,6 +373,9 @@ class ResponseFormat:
     schema: Mapping[str, Any] | None = None
     name: str | None = None
     strict: bool | None = None
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
 
     @classmethod
     def from_mapping(cls, value: Any, param: str = "response_format") -> "ResponseFormat | None":
@@ -228,6 +420,9 @@ class ReasoningOptions:
     #: the request's 400 (Ollama's own answer), where by default it just answers without thinking.
     required: bool = False
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
 
 # -- options: one defaults table and one precedence function per kind -----------------------
 @dataclass(frozen=True)
@@ -235,8 +430,12 @@ class SamplingOptions:
     """Sampling for one request; ``None`` = not given here (a lower layer or the default decides).
 
     ``max_tokens``: generated tokens at most (``None``: until the end of the context);
-    ``temperature`` <= 0 is greedy; ``stop`` strings end generation and are not returned;
-    ``logit_bias`` maps token ids to additive biases.
+    ``temperature`` <= 0 is greedy; ``stop`` strings end generation and are not returned (one
+    string is taken as the one stop); ``logit_bias`` maps token ids to additive biases.
+
+    A value of the wrong type (``max_tokens="3"``) is a ``RequestError`` (a ``ValueError``) naming the
+    field when the options are made; a value out of range is the engine's ``ValueError`` naming it
+    (:data:`jan.engine.params.RANGES`, the one table of ranges).
     """
 
     # when to stop
@@ -267,6 +466,11 @@ class SamplingOptions:
     draft_min: int | None = None
     ngram: int | None = None
     draft_p_min: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):  # one stop string, not its characters
+            object.__setattr__(self, "stop", (self.stop,))
+        _check_fields(self)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "SamplingOptions":
@@ -550,6 +754,9 @@ class ChatRequest:
     token_ids: bool = False
 
     def __post_init__(self) -> None:
+        _check_fields(self)
+        # (what a template would take as "no element 0")
+        _not_empty(self, "messages", "message (ChatMessage.of_text(\"user\", text) makes one)")
         # A tool name given twice (as Anthropic's "Tool names must be unique"): the model's call could not say
         # which one it means. Refused when the request is made, so queued work (a background response) is too.
         from jan.services.errors import check_unique_tool_names  # (jan.services imports this module)
@@ -592,6 +799,10 @@ class CompletionRequest:
     #: :attr:`ChatRequest.token_ids`.
     token_ids: bool = False
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        _not_empty(self, "prompts", "prompt (a string, or a tuple of token ids)")
+
 
 @dataclass(frozen=True)
 class EmbeddingRequest:
@@ -603,6 +814,10 @@ class EmbeddingRequest:
     inputs: tuple[Union[str, tuple[int, ...]], ...]
     dimensions: int | None = None
     truncate: bool = False
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        _not_empty(self, "inputs", "input (a string, or a tuple of token ids)")
 
 
 # -- results ------------------------------------------------------------------------------

@@ -115,15 +115,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     chat = wire.chat_request(body)
     service = request.app[SERVICES].chat
-    top = chat.top_logprobs
+    top, legacy = chat.top_logprobs, body.legacy_functions
     try:
         if not body.stream:
             result = await unless_disconnected(request, service.complete(chat), chat.model)
-            return json_response(wire.chat_completion(result, top_logprobs=top),
+            return json_response(wire.chat_completion(result, top_logprobs=top, legacy_functions=legacy),
                                  headers=await template_headers(request, result.model))
         return await stream_response(request, body, service.stream(chat),
                                      lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top,
-                                                                                include_usage=usage),
+                                                                                include_usage=usage,
+                                                                                legacy_functions=legacy),
                                      headers_for=lambda model: template_headers(request, model))
     except MediaError as exc:  # (before any byte is sent) said of the message's field
         raise wire.media_error(exc, body) from None
