@@ -345,7 +345,8 @@ def test_the_tool_runner_threads_a_tool_round_trip(server):
     prompts = [anthropic_prompt_tokens(reply.usage) for reply in replies]
     assert prompts == sorted(set(prompts))
     conversation = [t for t in _jan(server, "/v1/threads?limit=100")["data"] if t.get("title") == "Weather in Paris?"]
-    messages = _jan(server, f"/v1/threads/{conversation[0]['id']}/messages?order=asc")["data"]
+    # (all: the tool results too, which OpenAI's list leaves to the run steps)
+    messages = _jan(server, f"/v1/threads/{conversation[0]['id']}/messages?order=asc&all=true")["data"]
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "assistant", "tool", "assistant"]
     assert messages[3]["metadata"]["tool_call_id"] == replies[0].content[-1].id
 

@@ -49,7 +49,7 @@ async def wait_final(api: Client, tid: str, mid: str, timeout: float = 30) -> di
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         message = await api.ok("GET", f"/v1/threads/{tid}/messages/{mid}")
-        if message["status"] != "pending":
+        if message["status"] != "in_progress":  # (OpenAI's name for a pending reply)
             return message
         assert asyncio.get_running_loop().time() < deadline, message
         await asyncio.sleep(0.05)
@@ -64,7 +64,8 @@ async def test_run_non_streaming_saves_reply(server, tmp_path):
         assert run["model"] == "stories260K" and run["assistant_id"] == "jan"
         assert run["status"] in ("completed", "incomplete") and run["usage"]["completion_tokens"] <= 24
         message = run["message"]
-        assert message["role"] == "assistant" and message["status"] == "ready" and message["run_id"] == run["id"]
+        # OpenAI's status on the wire (stored "ready"): completed, or incomplete when max_tokens cut it, as its run
+        assert message["role"] == "assistant" and message["status"] == run["status"] and message["run_id"] == run["id"]
         text = message_text(message)
         assert re.search(r"[A-Za-z]{2,}", text), text  # stories260K writes English
         assert message["metadata"]["finish_reason"] in ("stop", "length") and message["metadata"]["model"] == "stories260K"
@@ -111,10 +112,11 @@ async def test_run_streaming_events(server, tmp_path):
         assert names[:6] == ["thread.run.created", "thread.run.in_progress", "thread.run.step.created",
                              "thread.run.step.in_progress", "thread.message.created", "thread.message.in_progress"]
         assert events[-1] == ("done", "[DONE]")
-        assert names[-4:-2] == ["thread.message.completed", "thread.run.step.completed"]
         assert names[-2] in ("thread.run.completed", "thread.run.incomplete")
+        ended_as = events[-2][1]["status"]  # the reply's message too: whole, or cut by max_tokens
+        assert names[-4:-2] == [f"thread.message.{ended_as}", "thread.run.step.completed"]
         created = events[4][1]
-        assert created["status"] == "pending" and created["role"] == "assistant"
+        assert created["status"] == "in_progress" and created["role"] == "assistant"
         step = events[2][1]
         assert step["object"] == "thread.run.step" and step["type"] == "message_creation"
         assert step["step_details"]["message_creation"]["message_id"] == created["id"] and step["usage"] is None
@@ -122,7 +124,7 @@ async def test_run_streaming_events(server, tmp_path):
         assert deltas and all(d["object"] == "thread.message.delta" and d["id"] == created["id"] for d in deltas)
         text = "".join(d["delta"]["content"][0]["text"]["value"] for d in deltas)
         final_message = events[-4][1]
-        assert final_message["status"] == "ready" and message_text(final_message) == text
+        assert final_message["status"] == ended_as and message_text(final_message) == text
         ended = events[-3][1]
         assert ended["id"] == step["id"] and ended["status"] == "completed" and ended["usage"]["completion_tokens"] > 0
         final_run = events[-2][1]
@@ -272,7 +274,8 @@ async def test_run_errors(server, tmp_path):
         huge = await new_thread(api, content="the cat sat on the mat and " * 120)
         run = await api.ok("POST", f"/v1/threads/{huge}/runs", {})
         assert run["status"] == "failed" and run["last_error"]["code"] == "context_length_exceeded"
-        assert run["message"]["status"] == "error" and run["message"]["metadata"]["error"]
+        assert run["message"]["status"] == "incomplete" and run["message"]["metadata"]["error"]
+        assert run["message"]["incomplete_details"] == {"reason": "run_failed"}  # stored "error"
         stored = read_jsonl(tmp_path / "data" / "threads" / huge / "messages.jsonl")[-1]
         assert stored["status"] == "error" and stored["metadata"]["error_code"] == "context_length_exceeded"
         async with api.session.post(f"{server.base_url}/v1/threads/{huge}/runs", json={"stream": True}) as resp:
@@ -374,7 +377,7 @@ async def test_stream_disconnect_stops_and_saves_stopped(long_server, tmp_path):
         await session.close()
 
         message = await wait_final(api, tid, message_id)
-        assert message["status"] == "stopped"
+        assert message["status"] == "incomplete" and message["incomplete_details"] == {"reason": "run_cancelled"}
         assert message["metadata"]["stop_reason"] == "client disconnected"
         assert "finish_reason" not in message["metadata"]
         text = message_text(message)
@@ -407,7 +410,7 @@ async def test_non_streaming_disconnect_also_stops(long_server):
         reply = listed["data"][0]
         assert reply["role"] == "assistant"
         reply = await wait_final(api, tid, reply["id"])
-        assert reply["status"] == "stopped" and reply["metadata"]["stop_reason"] == "client disconnected"
+        assert reply["status"] == "incomplete" and reply["metadata"]["stop_reason"] == "client disconnected"
 
 
 async def test_cancel_run(long_server):
@@ -425,7 +428,8 @@ async def test_cancel_run(long_server):
                     break
             cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/cancel")
             assert cancelled["status"] == "cancelled"
-            assert cancelled["message"]["status"] == "stopped"
+            assert cancelled["message"]["status"] == "incomplete"
+            assert cancelled["message"]["incomplete_details"] == {"reason": "run_cancelled"}
             assert cancelled["message"]["metadata"]["stop_reason"] == "cancelled"
             rest = parse_sse((await resp.read()).decode())
         assert [n for n, _ in rest][-4:] == ["thread.message.incomplete", "thread.run.step.cancelled",
@@ -497,8 +501,9 @@ async def test_resume_spends_only_what_the_partial_reply_left_of_max_tokens(serv
         fresh = await api.ok("POST", f"/v1/threads/{await new_thread(api)}/runs", {"max_tokens": 1})
         assert abs(usage["prompt_tokens"] - fresh["usage"]["prompt_tokens"]) <= 2  # the partial's seam tokenizes alike
         saved = await api.ok("GET", f"/v1/threads/{tid}/messages/{resumed['message_id']}")
-        assert saved["status"] == "ready" and saved["metadata"]["usage"] == usage
-        assert saved["metadata"]["finish_reason"] == "length"
+        # (stored "ready", finish_reason "length": OpenAI's incomplete reply, cut by the token limit)
+        assert saved["status"] == "incomplete" and saved["incomplete_details"] == {"reason": "max_tokens"}
+        assert saved["metadata"]["usage"] == usage and saved["metadata"]["finish_reason"] == "length"
 
 
 async def test_resume_with_no_tokens_left_ends_the_reply_without_generating(server, tmp_path):
@@ -512,11 +517,12 @@ async def test_resume_with_no_tokens_left_ends_the_reply_without_generating(serv
             events = parse_sse(await resp.text())
         names = [name for name, _ in events]
         assert "thread.message.delta" not in names, names
-        assert names[-4:] == ["thread.message.completed", "thread.run.step.completed", "thread.run.incomplete",
+        assert names[-4:] == ["thread.message.incomplete", "thread.run.step.completed", "thread.run.incomplete",
                               "done"], names
         run = await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}")
         assert run["status"] == "incomplete" and run["finish_reason"] == "length"
-        assert run["message"]["status"] == "ready" and message_text(run["message"]) == PARTIAL
+        assert run["message"]["status"] == "incomplete" and message_text(run["message"]) == PARTIAL
+        assert run["message"]["incomplete_details"] == {"reason": "max_tokens"}
         assert run["usage"]["completion_tokens"] == already
         assert run["usage"]["total_tokens"] == run["usage"]["prompt_tokens"] + already
 
@@ -558,7 +564,7 @@ async def test_create_thread_and_run_over_http(server, tmp_path):
         assert events[-1] == ("done", "[DONE]") and names[-2] in ("thread.run.completed", "thread.run.incomplete")
         created, final = events[0][1], events[-2][1]
         assert created["object"] == "thread" and created["id"] == final["thread_id"] != tid
-        assert final["message"]["status"] == "ready"
+        assert final["message"]["status"] == final["status"]  # completed, or cut by max_tokens: incomplete
         assert set(stored_threads(data)) == {tid, created["id"]}
 
         # background: answered at once; the run goes on and its events can be followed
@@ -569,7 +575,7 @@ async def test_create_thread_and_run_over_http(server, tmp_path):
             names = [name for name, _ in parse_sse(await resp.text())]
         assert names[0] == "thread.run.created" and names[-1] == "done"  # thread.created is not the run's
         done = await api.ok("GET", f"/v1/threads/{run['thread_id']}/runs/{run['id']}")
-        assert done["status"] in ("completed", "incomplete") and done["message"]["status"] == "ready"
+        assert done["status"] in ("completed", "incomplete") and done["message"]["status"] == done["status"]
 
 
 async def test_create_thread_and_run_refused_leaves_no_thread(server, tmp_path):
@@ -680,9 +686,9 @@ async def test_openai_client_create_and_run(server):
 
 
 async def test_messages_filtered_by_run_id_page_the_filtered_list(server, tmp_path):
-    """?run_id= keeps the messages that run wrote (its replies, its tool results, a tool result saved before
-    tool messages carried their run_id too) and pages them as any list: limit/after/before/order apply to the
-    filtered list, not the thread's."""
+    """?run_id= keeps the messages that run wrote (its replies, and with ?all=true its tool results, a tool result
+    saved before tool messages carried their run_id too) and pages them as any list: limit/after/before/order apply
+    to the filtered list, not the thread's."""
     from jan.store import DataFolder
 
     async with Client(server.base_url) as api:
@@ -702,7 +708,7 @@ async def test_messages_filtered_by_run_id_page_the_filtered_list(server, tmp_pa
             messages.create(tid, "assistant", f"spoof {i}", metadata={"run_id": run["id"]})  # not a run's
 
         async def ids(query: str) -> tuple[list[str], bool]:
-            page = await api.ok("GET", f"/v1/threads/{tid}/messages?run_id={run['id']}&{query}")
+            page = await api.ok("GET", f"/v1/threads/{tid}/messages?run_id={run['id']}&all=true&{query}")
             assert page["first_id"] == (page["data"][0]["id"] if page["data"] else None)
             return [m["id"] for m in page["data"]], page["has_more"]
 
@@ -715,11 +721,17 @@ async def test_messages_filtered_by_run_id_page_the_filtered_list(server, tmp_pa
         assert await ids(f"order=asc&limit=2&before={mine[4]}") == (mine[2:4], True)
         assert await ids(f"order=asc&after={mine[0]}&before={mine[3]}") == (mine[1:3], False)
         # a cursor outside the filtered list is refused as any unknown cursor
-        status, err = await api.get(f"/v1/threads/{tid}/messages?run_id={run['id']}&after={other['message']['id']}")
-        assert status == 400 and "after=" in err["error"]["message"], err
+        for shown in ("&all=true", ""):
+            status, err = await api.get(f"/v1/threads/{tid}/messages?run_id={run['id']}{shown}"
+                                        f"&after={other['message']['id']}")
+            assert status == 400 and "after=" in err["error"]["message"], err
+        # OpenAI's list (no all): the run's replies only, its tool results being its steps'
+        page = await api.ok("GET", f"/v1/threads/{tid}/messages?run_id={run['id']}")
+        assert [m["id"] for m in page["data"]] == [run["message"]["id"]]
         page = await api.ok("GET", f"/v1/threads/{tid}/messages?run_id={other['id']}")
         assert [m["id"] for m in page["data"]] == [other["message"]["id"]]
         assert (await api.ok("GET", f"/v1/threads/{tid}/messages?run_id=run_nobody"))["data"] == []
-        everything = await api.ok("GET", f"/v1/threads/{tid}/messages?limit=100")
+        everything = await api.ok("GET", f"/v1/threads/{tid}/messages?limit=100&all=true")
         assert len(everything["data"]) == 1 + 2 + 4 * 3  # no run_id: the whole thread
+        assert len((await api.ok("GET", f"/v1/threads/{tid}/messages?limit=100"))["data"]) == 1 + 2 + 4 * 2
         assert (await api.get(f"/v1/threads/thread_nope/messages?run_id={run['id']}"))[0] == 404

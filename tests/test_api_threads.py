@@ -104,7 +104,7 @@ async def test_messages_crud_content_shapes(server, tmp_path):
         assert jan_parts["content"] == [{"type": "text", "text": {"value": "jan shape", "annotations": []}}]
         assert message_text(openai_parts) == "openai shape" and openai_parts["metadata"] == {"a": "b"}
         for m in (as_string, jan_parts, openai_parts):
-            assert m["object"] == "thread.message" and m["thread_id"] == tid and m["status"] == "ready"
+            assert m["object"] == "thread.message" and m["thread_id"] == tid and m["status"] == "completed"
             assert m["id"].startswith("msg_")
         stored = read_jsonl(data / "threads" / tid / "messages.jsonl")
         assert [s["id"] for s in stored] == [as_string["id"], jan_parts["id"], openai_parts["id"]]
@@ -113,7 +113,8 @@ async def test_messages_crud_content_shapes(server, tmp_path):
         got = await api.ok("GET", f"{base}/{jan_parts['id']}")
         assert got == jan_parts
         edited = await api.ok("POST", f"{base}/{jan_parts['id']}", {"content": "edited", "status": "stopped"})
-        assert message_text(edited) == "edited" and edited["status"] == "stopped"
+        assert message_text(edited) == "edited" and edited["status"] == "incomplete"  # Jan's stopped, on OpenAI's wire
+        assert read_jsonl(data / "threads" / tid / "messages.jsonl")[1]["status"] == "stopped"
         meta = await api.ok("PATCH", f"{base}/{jan_parts['id']}", {"metadata": {"note": 1}})
         assert meta["metadata"] == {"note": 1} and message_text(meta) == "edited"
         assert read_jsonl(data / "threads" / tid / "messages.jsonl")[1]["metadata"] == {"note": 1}

@@ -191,7 +191,8 @@ async def test_a_run_whose_model_is_stopped_mid_turn_fails(server):
     _, _, steps = request(server, "GET", f"/v1/threads/{tid}/runs/{run['id']}/steps")
     assert [s["status"] for s in steps["data"]] == ["failed"], steps
     _, _, message = request(server, "GET", f"/v1/threads/{tid}/messages/{events[-4][1]['id']}")
-    assert message["status"] == "error" and message["content"][0]["text"]["value"], message
+    assert message["status"] == "incomplete" and message["content"][0]["text"]["value"], message
+    assert message["incomplete_details"] == {"reason": "run_failed"}  # stored: error
     assert message["metadata"]["finish_reason"] == "cancelled"
 
 

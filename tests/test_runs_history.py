@@ -111,7 +111,8 @@ def answered(run: dict) -> None:
     """The run was answered (a reply cut by max_tokens is an answer too), not refused or failed."""
     assert run["status"] in ("completed", "incomplete"), run
     assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), run
-    assert run["message"]["status"] == "ready" and run["last_error"] is None, run
+    # (OpenAI's statuses on the wire: a reply max_tokens cut is incomplete, as its run)
+    assert run["message"]["status"] == run["status"] and run["last_error"] is None, run
 
 
 def roles(request) -> list[str]:
@@ -127,7 +128,8 @@ async def test_after_a_run_refused_for_its_budget_the_next_question_is_answered(
         tid = await new_thread(api, [{"role": "user", "content": LONG}])
         run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**BODY, "max_prompt_tokens": 256})
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_prompt_tokens"}
-        assert run["message"]["content"] == [] and run["message"]["status"] == "stopped"
+        assert run["message"]["content"] == [] and run["message"]["status"] == "incomplete"
+        assert run["message"]["incomplete_details"] == {"reason": "max_tokens"}  # stored: stopped, max_prompt_tokens
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Tell me a short one."})
         with spied(server) as seen:
             run = await api.ok("POST", f"/v1/threads/{tid}/runs", BODY)
@@ -144,8 +146,9 @@ async def test_after_a_run_refused_for_its_budget_the_next_question_is_answered(
 
 
 async def cancel_before_first_token(api: Client, srv, tid: str) -> dict:
-    """A streamed run on ``tid`` whose model turn hangs, cancelled once its reply exists (before any token):
-    the cancel's answer (the run)."""
+    """A streamed run on ``tid`` whose model turn hangs, cancelled once its reply exists (before any token: the
+    reply is saved before the run's stream begins, and told on it only with its first token): the cancel's answer
+    (the run)."""
     with next_turn(srv, "hang"):
         async with api.session.post(f"{api.base}/v1/threads/{tid}/runs", json={**BODY, "stream": True}) as resp:
             run_id = None
@@ -153,7 +156,7 @@ async def cancel_before_first_token(api: Client, srv, tid: str) -> dict:
                 line = line.decode().strip()
                 if run_id is None and line.startswith("data: {") and '"thread.run"' in line:
                     run_id = parse_sse(line)[0][1]["id"]
-                if line == "event: thread.message.in_progress":
+                if line == "event: thread.run.in_progress":
                     break
             cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/cancel")
             await resp.read()
@@ -166,7 +169,8 @@ async def test_after_a_run_cancelled_before_its_first_token_the_next_run_is_answ
         tid = await new_thread(api, [{"role": "user", "content": "Tell me a story."}])
         cancelled = await cancel_before_first_token(api, server, tid)
         assert cancelled["status"] == "cancelled" and cancelled["message"]["content"] == []
-        assert cancelled["message"]["status"] == "stopped"
+        assert cancelled["message"]["status"] == "incomplete"
+        assert cancelled["message"]["incomplete_details"] == {"reason": "run_cancelled"}
         zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         assert cancelled["usage"] is not None and {k: cancelled["usage"][k] for k in zero} == zero
         fetched = await api.ok("GET", f"/v1/threads/{tid}/runs/{cancelled['id']}")

@@ -97,7 +97,8 @@ async def test_a_deleted_assistants_run_keeps_its_tools(server):
         done = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
                             {"tool_outputs": [{"tool_call_id": call["id"], "approve": True}]})
         assert done["status"] in ("completed", "incomplete"), done
-        tool = [m for m in (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc"))["data"] if m["role"] == "tool"]
+        tool = [m for m in (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc&all=true"))["data"]
+                if m["role"] == "tool"]
         assert message_text(tool[0]) == "shopping.txt\ntodo.txt" and not tool[0]["metadata"]["is_error"]
         assert [t["function"]["name"] for t in done["tools"]] == ["notes__list_notes"]
 
@@ -113,7 +114,9 @@ async def test_each_call_is_answered_once(server):
         assert err["error"]["param"] == "tool_outputs[1].tool_call_id" and err["error"]["type"] == "invalid_request_error"
         still = await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
         assert still["status"] == "requires_action"  # nothing ran
-        assert [m["role"] for m in (await api.ok("GET", f"/v1/threads/{tid}/messages"))["data"]] == ["assistant", "user"]
+        # (the calling turn is kept, listed with all=true: OpenAI's list leaves it to the run steps)
+        listed = (await api.ok("GET", f"/v1/threads/{tid}/messages?all=true"))["data"]
+        assert [m["role"] for m in listed] == ["assistant", "user"]
 
 
 def test_an_interrupted_run_ends_the_sdk_polling_and_resumes(server, tmp_path):
@@ -173,7 +176,7 @@ async def test_tool_entries_that_name_nothing_are_refused_or_told(server):
                                 {"tool_outputs": [{"tool_call_id": call["id"], "approve": True}]})
             assert done["status"] in ("completed", "incomplete"), done
             assert any("'notes' is disabled" in w for w in done["warnings"]), done["warnings"]
-            tool = next(m for m in (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc"))["data"]
+            tool = next(m for m in (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc&all=true"))["data"]
                         if m["role"] == "tool")
             assert tool["metadata"]["is_error"] and "MCP server 'notes' is disabled" in message_text(tool), tool
             _aid, tid = await thread_with(api, [{"type": "mcp", "server_label": "notes"}])

@@ -60,7 +60,8 @@ async def new_thread(api: Client, messages: list[dict]) -> str:
 
 
 async def messages_of(api: Client, tid: str) -> list[dict]:
-    return (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc&limit=100"))["data"]
+    # all: the calling turns and tool results too (OpenAI's list leaves them to the run steps)
+    return (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc&limit=100&all=true"))["data"]
 
 
 async def n_tokens(api: Client, model: str, messages: list[dict], tools: list | None = None) -> int:
@@ -146,7 +147,7 @@ async def test_a_long_thread_is_shortened_to_the_budget_and_answered(server):
         run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**body, "max_prompt_tokens": BUDGET})
         assert run["status"] in ("completed", "incomplete"), run
         assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"})  # answered, not refused
-        assert run["message"]["status"] == "ready"
+        assert run["message"]["status"] == run["status"]  # (a reply max_tokens cut is incomplete, as its run)
         used = run["usage"]["prompt_tokens"]
         assert 0 < used <= BUDGET and run["message"]["metadata"]["usage"] == run["usage"]  # one turn
         # it starts at the earliest user turn whose prompt fits (the system message and the last turn kept)
@@ -193,18 +194,19 @@ async def test_a_budget_too_small_for_the_last_turn_ends_the_run_incomplete(serv
         assert run["usage"]["prompt_tokens"] == 0 and run["usage"]["completion_tokens"] == 0
         # the reply was never started: its message is empty and says why, and nothing is left pending
         reply = run["message"]
-        assert reply["id"] == run["message_id"] and reply["status"] == "stopped" and reply["content"] == []
+        assert reply["id"] == run["message_id"] and reply["status"] == "incomplete" and reply["content"] == []
+        assert reply["incomplete_details"] == {"reason": "max_tokens"}  # (stored: stopped)
         assert reply["metadata"]["stop_reason"] == "max_prompt_tokens" and "usage" not in reply["metadata"]
         saved = await messages_of(api, tid)
         assert [m["role"] for m in saved] == [m["role"] for m in messages] + ["assistant"]
-        assert not [m for m in saved if m["status"] == "pending"] and saved[-1]["id"] == reply["id"]
+        assert not [m for m in saved if m["status"] == "in_progress"] and saved[-1]["id"] == reply["id"]
         fetched = await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
         assert fetched["status"] == "incomplete" and fetched["incomplete_details"] == {"reason": "max_prompt_tokens"}
         # the thread is free and answerable: a run with room for the turn answers it
         run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"model": MODEL, "max_prompt_tokens": 512,
                                                                "max_tokens": 2})
         assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), run
-        assert BUDGET < run["usage"]["prompt_tokens"] <= 512 and run["message"]["status"] == "ready"
+        assert BUDGET < run["usage"]["prompt_tokens"] <= 512 and run["message"]["status"] == run["status"]
 
 
 async def test_a_streamed_run_over_its_budget_ends_as_a_run_cut_by_max_completion_tokens(server):
@@ -219,13 +221,13 @@ async def test_a_streamed_run_over_its_budget_ends_as_a_run_cut_by_max_completio
         # the turn was never started: its step ends with the run, having used nothing
         assert step["step_details"]["message_creation"]["message_id"] == message["id"] and step["status"] == "completed"
         assert step["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        assert message["status"] == "stopped" and message["metadata"]["stop_reason"] == "max_prompt_tokens"
+        assert message["status"] == "incomplete" and message["metadata"]["stop_reason"] == "max_prompt_tokens"
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_prompt_tokens"}
         assert run["message"]["id"] == message["id"]
         # a run cut by its other limit ends the same way: the message, then thread.run.incomplete, then done
         cut = await streamed(api, f"/v1/threads/{await new_thread(api, conversation(1))}/runs",
                              {"model": MODEL, "max_tokens": 2, "ignore_eos": True})
-        assert [name for name, _ in cut][-4:] == ["thread.message.completed", "thread.run.step.completed",
+        assert [name for name, _ in cut][-4:] == ["thread.message.incomplete", "thread.run.step.completed",
                                                   "thread.run.incomplete", "done"]
         assert cut[-2][1]["incomplete_details"] == {"reason": "max_completion_tokens"}
 
@@ -299,8 +301,8 @@ async def test_a_tool_loop_spends_the_budget_over_its_turns_and_stops_before_one
         # the call was made and answered; the turn after it was not started
         assert [m["role"] for m in saved] == ["user", "assistant", "tool", "assistant"]
         assert saved[1]["metadata"]["tool_calls"] and message_text(saved[2]) == "shopping.txt\ntodo.txt"
-        assert saved[3]["status"] == "stopped" and saved[3]["content"] == [] and saved[3]["id"] == run["message_id"]
-        assert not [m for m in saved if m["status"] == "pending"]
+        assert saved[3]["status"] == "incomplete" and saved[3]["content"] == [] and saved[3]["id"] == run["message_id"]
+        assert not [m for m in saved if m["status"] == "in_progress"]
 
         # with room for both, the same run answers, and the budget counted both prompts
         run = await api.ok("POST", f"/v1/threads/{await new_thread(api, ASK)}/runs",
@@ -337,7 +339,7 @@ async def test_the_budget_holds_across_submit_tool_outputs(tool_server):
         assert done["usage"]["prompt_tokens"] == first  # the turn not started used nothing
         saved = await messages_of(api, tid)
         assert [m["role"] for m in saved] == ["user", "assistant", "tool", "assistant"]
-        assert message_text(saved[2]) == output and saved[3]["status"] == "stopped"
+        assert message_text(saved[2]) == output and saved[3]["status"] == "incomplete"
 
         # a short result fits what is left: the run answers, both prompts counted
         tid = await new_thread(api, ASK)
@@ -367,7 +369,10 @@ async def test_a_remote_model_cannot_be_fitted_and_a_run_over_its_budget_ends_in
             run = await api.ok("POST", f"/v1/threads/{await new_thread(api, conversation())}/runs", body)
             assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_prompt_tokens"}, run
             assert run["usage"]["prompt_tokens"] > BUDGET and "prompt_tokens_used" not in run
-            assert run["message"]["status"] == "ready" and run["message"]["metadata"]["usage"] == run["usage"]
+            # the reply is whole or cut by max_tokens (OpenAI's incomplete): the prompt budget did not cut it
+            cut = run["message"]["metadata"]["finish_reason"] == "length"
+            assert run["message"]["status"] == ("incomplete" if cut else "completed")
+            assert run["message"]["metadata"]["usage"] == run["usage"]
             # within its budget, the same model answers as any run
             run = await api.ok("POST", f"/v1/threads/{await new_thread(api, conversation(1))}/runs", body)
             assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), run
@@ -392,7 +397,7 @@ async def test_max_completion_tokens_is_shared_by_a_tool_loops_turns(tool_server
         assert run["max_completion_tokens"] == limit and run["usage"]["completion_tokens"] == limit
         saved = await messages_of(api, tid)
         assert [m["role"] for m in saved] == ["user", "assistant", "tool", "assistant"]
-        assert saved[3]["metadata"]["usage"]["completion_tokens"] == 3 and saved[3]["status"] == "ready"
+        assert saved[3]["metadata"]["usage"]["completion_tokens"] == 3 and saved[3]["status"] == "incomplete"
         assert saved[3]["metadata"]["finish_reason"] == "length"
 
         # room for the call only: the call runs, the turn after its result is not started
@@ -406,9 +411,9 @@ async def test_max_completion_tokens_is_shared_by_a_tool_loops_turns(tool_server
         assert [m["role"] for m in saved] == ["user", "assistant", "tool", "assistant"]
         assert saved[1]["metadata"]["tool_calls"] and message_text(saved[2]) == "shopping.txt\ntodo.txt"
         reply = saved[3]
-        assert reply["id"] == run["message_id"] and reply["status"] == "stopped" and reply["content"] == []
+        assert reply["id"] == run["message_id"] and reply["status"] == "incomplete" and reply["content"] == []
         assert reply["metadata"]["stop_reason"] == "max_completion_tokens" and "usage" not in reply["metadata"]
-        assert not [m for m in saved if m["status"] == "pending"]
+        assert not [m for m in saved if m["status"] == "in_progress"]
         # the thread is free: a question and a run answer it (the empty reply left out of the prompt)
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "And now?"})
         run = await api.ok("POST", f"/v1/threads/{tid}/runs", notes_run(tool_choice="none"))

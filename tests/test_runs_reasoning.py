@@ -64,7 +64,8 @@ async def prompt_tokens(api: Client, messages: list[dict], tools: list | None = 
 
 
 async def messages_of(api: Client, tid: str) -> list[dict]:
-    return (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc&limit=100"))["data"]
+    # all: the tool results too (OpenAI's list leaves them to the run steps), as a run's history has them
+    return (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc&limit=100&all=true"))["data"]
 
 
 async def test_thinking_streams_and_is_saved_then_goes_back_with_its_turn(server):
@@ -80,8 +81,10 @@ async def test_thinking_streams_and_is_saved_then_goes_back_with_its_turn(server
         streamed = [p["type"] for p in parts]
         assert streamed[0] == "reasoning" and "text" in streamed
         assert streamed == sorted(streamed, key=lambda k: k != "reasoning")  # all the thinking, then the answer
+        # each piece's index is its part's in the saved reply (which the SDK's stream helpers merge it into)
+        assert [p["index"] for p in parts] == [1 if kind == "text" else 0 for kind in streamed]
         [reply] = [m for m in await messages_of(api, tid) if m["role"] == "assistant"]
-        assert kinds(reply) == ["reasoning", "text"] and reply["status"] == "ready"
+        assert kinds(reply) == ["reasoning", "text"] and reply["status"] == "incomplete"  # max_tokens cut it
         assert reasoning_text(reply) == "".join(p["text"]["value"] for p in parts if p["type"] == "reasoning")
         assert message_text(reply) == "".join(p["text"]["value"] for p in parts if p["type"] == "text")
         assert reply["content"][0]["duration_ms"] >= 0

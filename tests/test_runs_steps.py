@@ -1,5 +1,6 @@
-"""Run steps (OpenAI's ``GET /v1/threads/{thread_id}/runs/{run_id}/steps[/{step_id}]``): each model turn's
-``message_creation`` step and the ``tool_calls`` step of the calls it made, the very objects the run's stream
+"""Run steps (OpenAI's ``GET /v1/threads/{thread_id}/runs/{run_id}/steps[/{step_id}]``): the ``message_creation``
+step of each model turn that writes a message and the ``tool_calls`` step of the calls a turn made (a turn that only
+calls tools has that step alone, as OpenAI's), the very objects the run's stream
 carried (``thread.run.step.*``), kept with the run's record — after a restart too, none left ``in_progress`` that
 nobody runs. Raw HTTP and the ``openai`` SDK; stories260K for plain runs, a tiny model with Qwen3's tool-calling
 template and a real MCP server for tool runs."""
@@ -132,18 +133,20 @@ async def test_a_failed_and_a_cancelled_run_end_their_step_so(story_server):
 
 
 # -- tool runs: both kinds of step ----------------------------------------------------------------------------------
-async def test_a_tool_loop_is_message_tool_calls_message_as_streamed(tool_server):
+async def test_a_tool_loop_is_tool_calls_then_message_as_streamed(tool_server):
     async with Client(tool_server.base_url) as api:
         tid = await notes_thread(api)
         events = await streamed(api, f"/v1/threads/{tid}/runs", tool_run())
         run = events[-2][1]
         assert run["status"] in ("completed", "incomplete"), run
-        calling, tools, answer = await assert_routes_tell(api, tid, run["id"], streamed_steps(events))
-        msgs = (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc"))["data"]
+        tools, answer = await assert_routes_tell(api, tid, run["id"], streamed_steps(events))
+        # the thread keeps the calling turn and the result (the next turn's history): Jan's ?all=true lists them
+        msgs = (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc&all=true"))["data"]
         assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
-        assert [s["type"] for s in (calling, tools, answer)] == ["message_creation", "tool_calls", "message_creation"]
-        assert all(s["status"] == "completed" for s in (calling, tools, answer))
-        assert calling["step_details"]["message_creation"]["message_id"] == msgs[1]["id"]
+        # the calling turn wrote nothing but its call: no message_creation step, no message event (OpenAI's runs)
+        assert [s["type"] for s in (tools, answer)] == ["tool_calls", "message_creation"]
+        assert all(s["status"] == "completed" for s in (tools, answer))
+        assert not [n for n, d in events if n.startswith("thread.message.") and d.get("id") == msgs[1]["id"]]
         assert answer["step_details"]["message_creation"]["message_id"] == msgs[3]["id"] == run["message_id"]
         [call] = tools["step_details"]["tool_calls"]
         assert call["id"] == msgs[1]["metadata"]["tool_calls"][0]["id"] == msgs[2]["metadata"]["tool_call_id"]
@@ -151,14 +154,16 @@ async def test_a_tool_loop_is_message_tool_calls_message_as_streamed(tool_server
         assert call["function"]["output"] == message_text(msgs[2]) == "shopping.txt\ntodo.txt"
         assert call["approved_by"] == "policy" and call["duration_ms"] >= 0
         # each turn counted once: the calling turn's usage is its tool_calls step's
-        assert tools["usage"] == msgs[1]["metadata"]["usage"] and calling["usage"] == ZERO
+        assert tools["usage"] == msgs[1]["metadata"]["usage"]
         assert answer["usage"] == msgs[3]["metadata"]["usage"]
-        summed = {k: sum(s["usage"][k] for s in (calling, tools, answer)) for k in ZERO}
+        summed = {k: sum(s["usage"][k] for s in (tools, answer)) for k in ZERO}
         assert summed == {k: run["usage"][k] for k in ZERO}
         # the stream's order: each step is created before what it makes
         names = [(n, d.get("id") if isinstance(d, dict) else d) for n, d in events]
-        assert names.index(("thread.run.step.created", calling["id"])) < names.index(("thread.message.created", msgs[1]["id"]))
-        assert names.index(("thread.message.completed", msgs[1]["id"])) < names.index(("thread.run.step.completed", calling["id"]))
+        assert names.index(("thread.run.step.created", answer["id"])) < names.index(("thread.message.created", msgs[3]["id"]))
+        assert names.index(("thread.message.created", msgs[3]["id"])) < names.index(("thread.message.delta", msgs[3]["id"]))
+        assert names.index(("thread.message.incomplete" if run["status"] == "incomplete" else "thread.message.completed",
+                            msgs[3]["id"])) < names.index(("thread.run.step.completed", answer["id"]))
 
 
 async def test_a_tool_calls_step_waits_with_its_run_and_completes_with_the_outputs(tool_server):
@@ -167,8 +172,8 @@ async def test_a_tool_calls_step_waits_with_its_run_and_completes_with_the_outpu
         events = await streamed(api, f"/v1/threads/{tid}/runs", tool_run())
         run = events[-2][1]
         assert events[-2][0] == "thread.run.requires_action"
-        calling, waiting = await assert_routes_tell(api, tid, run["id"], streamed_steps(events))
-        assert calling["status"] == "completed" and waiting["status"] == "in_progress"
+        [waiting] = await assert_routes_tell(api, tid, run["id"], streamed_steps(events))
+        assert waiting["status"] == "in_progress"
         [call] = waiting["step_details"]["tool_calls"]
         assert call["id"] == run["required_action"]["submit_tool_outputs"]["tool_calls"][0]["id"]
         assert call["function"]["output"] is None and waiting["usage"] is None and waiting["completed_at"] is None
@@ -178,20 +183,20 @@ async def test_a_tool_calls_step_waits_with_its_run_and_completes_with_the_outpu
         assert submitted[-2][0] in ("thread.run.completed", "thread.run.incomplete")
         later = streamed_steps(submitted)
         assert list(later)[0] == waiting["id"]  # the step the run waited in completes first
-        steps = await assert_routes_tell(api, tid, run["id"], {calling["id"]: calling, **later})
-        done = steps[1]
+        steps = await assert_routes_tell(api, tid, run["id"], later)
+        done = steps[0]
         assert done["status"] == "completed" and done["completed_at"] >= done["created_at"]
         assert done["step_details"]["tool_calls"][0]["function"]["output"] == "shopping.txt\ntodo.txt"
         assert done["step_details"]["tool_calls"][0]["approved_by"] == "user"
         assert done["usage"] == run["usage"]  # the calling turn's: all the run had used while it waited
-        assert [s["type"] for s in steps] == ["message_creation", "tool_calls", "message_creation"]
+        assert [s["type"] for s in steps] == ["tool_calls", "message_creation"]
 
         # cancelled while it waits: the step ends cancelled
         tid = await notes_thread(api, approval=None)
         run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run())
         assert run["status"] == "requires_action"
         await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
-        calling, waiting = await steps_of(api, tid, run["id"])
+        [waiting] = await steps_of(api, tid, run["id"])
         assert waiting["status"] == "cancelled" and waiting["cancelled_at"] and waiting["completed_at"] is None
         assert waiting["step_details"]["tool_calls"][0]["function"]["output"] is None
 
@@ -203,20 +208,22 @@ async def test_listing_pages_as_openai_lists_and_refuses_what_it_cannot_answer(t
         base = f"/v1/threads/{tid}/runs/{run['id']}/steps"
         oldest_first = await steps_of(api, tid, run["id"])
         ids = [s["id"] for s in oldest_first]
-        assert len(ids) == 3
+        assert len(ids) == 2  # the calls' tool_calls step, the answer's message_creation step
         page = await api.ok("GET", base)  # newest first, as OpenAI's
         assert page["object"] == "list" and [s["id"] for s in page["data"]] == ids[::-1]
-        assert (page["first_id"], page["last_id"], page["has_more"]) == (ids[2], ids[0], False)
+        assert (page["first_id"], page["last_id"], page["has_more"]) == (ids[1], ids[0], False)
         page = await api.ok("GET", f"{base}?limit=1")
-        assert [s["id"] for s in page["data"]] == [ids[2]] and page["has_more"] is True
-        page = await api.ok("GET", f"{base}?limit=1&after={ids[2]}")
         assert [s["id"] for s in page["data"]] == [ids[1]] and page["has_more"] is True
+        page = await api.ok("GET", f"{base}?limit=1&after={ids[1]}")
+        assert [s["id"] for s in page["data"]] == [ids[0]] and page["has_more"] is False
         page = await api.ok("GET", f"{base}?order=asc&after={ids[0]}")
         assert [s["id"] for s in page["data"]] == ids[1:] and page["has_more"] is False
-        page = await api.ok("GET", f"{base}?order=asc&before={ids[2]}&limit=1")
-        assert [s["id"] for s in page["data"]] == [ids[1]] and page["has_more"] is True
+        page = await api.ok("GET", f"{base}?order=asc&before={ids[1]}&limit=1")
+        assert [s["id"] for s in page["data"]] == [ids[0]] and page["has_more"] is False
+        page = await api.ok("GET", f"{base}?before={ids[0]}&limit=1")
+        assert [s["id"] for s in page["data"]] == [ids[1]] and page["has_more"] is False
         page = await api.ok("GET", f"{base}?include[]=step_details.tool_calls[*].file_search.results[*].content")
-        assert len(page["data"]) == 3  # OpenAI's file_search results: a run of jan has none
+        assert len(page["data"]) == 2  # OpenAI's file_search results: a run of jan has none
 
         for query, param in (("limit=0", "limit"), ("limit=101", "limit"), ("limit=ten", "limit"),
                              ("order=sideways", "order"), ("after=step_nope", "after"), ("before=step_nope", "before")):
@@ -250,8 +257,8 @@ async def test_the_openai_sdk_lists_and_retrieves_steps(tool_server):
         # the SDK's pagination follows the cursors one step at a time
         assert [s.id async for s in steps.list(run["id"], thread_id=tid, limit=1)] == [s["id"] for s in raw]
         assert [s.id async for s in steps.list(run["id"], thread_id=tid, order="asc")] == [s["id"] for s in raw][::-1]
-        answer, tools, calling = page.data
-        assert answer.type == calling.type == "message_creation" and tools.type == "tool_calls"
+        answer, tools = page.data
+        assert answer.type == "message_creation" and tools.type == "tool_calls"
         assert answer.step_details.message_creation.message_id == run["message_id"]
         [call] = tools.step_details.tool_calls
         assert call.type == "function" and call.function.name == "notes__list_notes"

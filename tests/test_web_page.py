@@ -71,7 +71,8 @@ def api(server, method: str, path: str, body=None, key: str | None = None):
 
 
 def messages_of(server, thread_id: str, key: str | None = None) -> list[dict]:
-    return api(server, "GET", f"/v1/threads/{thread_id}/messages?order=asc&limit=100", key=key)["data"]
+    # all: the calling turns and tool results too, as the page reads a thread (OpenAI's list leaves them out)
+    return api(server, "GET", f"/v1/threads/{thread_id}/messages?order=asc&limit=100&all=true", key=key)["data"]
 
 
 def text_of(message: dict) -> str:
@@ -152,7 +153,7 @@ def test_send_stream_stop_and_reload(chat_server, new_page):
     assert page.evaluate("document.activeElement.id") == "prompt"
     wait_until(lambda: busy_slots(chat_server) == 0, timeout=30)
     saved = wait_until(lambda: [m for m in messages_of(chat_server, thread_id)
-                                if m["role"] == "assistant" and m["status"] == "stopped"], timeout=30)
+                                if m["role"] == "assistant" and m["status"] == "incomplete"], timeout=30)
     # cut off by the stop (not run to its end), and saved exactly as shown
     assert saved[0]["metadata"]["stop_reason"] == "client disconnected"
     saved_text = text_of(saved[0])
@@ -195,7 +196,7 @@ def test_send_stream_stop_and_reload(chat_server, new_page):
     assert page.text_content("article.assistant:last-of-type .message-status") == "Stopped"
     wait_until(lambda: busy_slots(chat_server) == 0, timeout=10)
     roles = [(m["role"], m["status"]) for m in messages_of(chat_server, thread_id)]
-    assert roles == [("user", "ready"), ("assistant", "stopped"), ("user", "ready"), ("assistant", "stopped")]
+    assert roles == [("user", "completed"), ("assistant", "incomplete")] * 2  # (stored: ready, stopped)
 
 
 @pytest.mark.parametrize("csp", [False, True], ids=["renderer-alone", "with-csp"])
@@ -330,7 +331,8 @@ def test_thread_settings_rename_and_delete(chat_server, new_page):
     assert entry["model"]["id"] == MODEL_ID
     assert entry["model"]["parameters"] == {"temperature": 0.3, "max_tokens": 6}
     reply = [m for m in messages_of(chat_server, thread_id) if m["role"] == "assistant"][-1]
-    assert reply["status"] == "ready" and reply["metadata"]["usage"]["completion_tokens"] <= 6
+    assert reply["status"] == "incomplete" and reply["incomplete_details"] == {"reason": "max_tokens"}
+    assert reply["metadata"]["usage"]["completion_tokens"] <= 6
     assert page.text_content("article.assistant .message-status") == "Cut off at the max tokens limit"
 
     # change them on the existing thread: saved to the thread, shown again after a reload

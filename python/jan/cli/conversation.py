@@ -134,7 +134,8 @@ def list_messages(client, thread_id: str) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     after = None
     for _ in range(10_000):  # bounded: 100 per page
-        query = "?order=asc&limit=100" + (f"&after={path_part(after)}" if after else "")
+        # all: the tool results and calling turns too, which OpenAI's list leaves to the run steps
+        query = "?order=asc&limit=100&all=true" + (f"&after={path_part(after)}" if after else "")
         page = client.get(f"/v1/threads/{path_part(thread_id)}/messages{query}") or {}
         messages += page.get("data") or []
         if not page.get("has_more") or not page.get("data"):

@@ -111,9 +111,18 @@ def show_thread(thread_id: str, as_json: bool, conn) -> None:
     for m in messages:
         click.echo()
         role = ROLE_NAMES.get(m.get("role"), str(m.get("role")))
-        status = m.get("status")
-        click.secho(role + (f" ({status})" if status and status != "ready" else ""), bold=True)
+        click.secho(role + _status_note(m), bold=True)
         click.echo(message_text(m))
+
+
+def _status_note(message: dict[str, Any]) -> str:
+    """What a message's status adds to its heading: nothing for a whole one. The data folder keeps Jan's statuses
+    (``ready``, ``stopped``, ...); a server answers OpenAI's (``completed``, ``incomplete`` with its reason)."""
+    status = message.get("status")
+    if not status or status in ("ready", "completed"):
+        return ""
+    reason = (message.get("incomplete_details") or {}).get("reason")
+    return f" ({status}: {reason})" if reason else f" ({status})"
 
 
 def _instructions(thread: dict[str, Any]) -> str | None:
@@ -135,8 +144,7 @@ def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
         lines += ["## System", "", instructions, ""]
     for m in messages:
         role = ROLE_NAMES.get(m.get("role"), str(m.get("role")))
-        status = m.get("status")
-        lines += [f"## {role}" + (f" ({status})" if status and status != "ready" else ""), "", message_text(m), ""]
+        lines += [f"## {role}" + _status_note(m), "", message_text(m), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

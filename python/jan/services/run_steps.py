@@ -1,10 +1,11 @@
 """A run's steps: what each part of a run did, as OpenAI's run step objects tell it.
 
-Every model turn of a run writes an assistant message, and that is a ``message_creation`` step, created with
-the message (``in_progress``) and ended with the turn. A turn that calls tools is followed by a ``tool_calls``
-step holding its calls, each with its ``output`` once it has one: it ends when every call has one — at once for
-the calls the run's policy runs, after ``submit_tool_outputs`` for those the user answers (until then it stays
-``in_progress``, its run in ``requires_action``, as OpenAI's).
+A model turn that writes a message (text or thinking; or nothing, as it ends without calling tools) is a
+``message_creation`` step, created as the stream tells the message (``in_progress``) and ended with the turn; a turn
+that only calls tools writes no message on OpenAI's wire and has no such step. A turn that calls tools is followed by
+a ``tool_calls`` step holding its calls, each with its ``output`` once it has one: it ends when every call has one —
+at once for the calls the run's policy runs, after ``submit_tool_outputs`` for those the user answers (until then it
+stays ``in_progress``, its run in ``requires_action``, as OpenAI's).
 
 A step ends as its turn or its run does: ``completed`` (also in a run ``incomplete``: the step did what it was
 for), ``cancelled`` (a cancelled run, and one a stop of jan interrupted: nothing is left ``in_progress`` that
@@ -12,8 +13,9 @@ nobody runs; resuming the run starts steps of its own) or ``failed`` (with the r
 
 Usage: each model turn is counted once, so the steps' usage adds up to the run's. A ``message_creation`` step's
 is its turn's; a turn that called tools tells its usage in its ``tool_calls`` step (as jan's stream did before
-steps could be listed), its ``message_creation`` step zero. ``null`` while a step is ``in_progress`` (OpenAI's
-rule, applied where the object is made: the record keeps a waiting tool step's usage for when it ends).
+steps could be listed), its ``message_creation`` step (if it wrote something) zero. ``null`` while a step is
+``in_progress`` (OpenAI's rule, applied where the object is made: the record keeps a waiting tool step's usage for
+when it ends).
 
 Steps are kept in their run's record (``steps``, :mod:`jan.services.run_records`), saved before each step's
 event is published, so a client that lists them after an event, or after a restart, finds what was streamed.

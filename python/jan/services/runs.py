@@ -58,10 +58,14 @@ model continues with their results (up to a step limit); others stop the run in
 call is saved in the thread (an assistant message with ``metadata.tool_calls``, a ``tool``
 message per result).
 
-Steps (OpenAI's run steps, :mod:`jan.services.run_steps`): each model turn is a ``message_creation`` step (its
-reply message), and the calls a turn makes a ``tool_calls`` step; they are streamed as ``thread.run.step.*`` events
-(created and in progress before the message or the calls, ended after) and kept in the run's record
-(:meth:`RunService.steps`), saved before each event, so the stream and the record tell the same steps.
+Steps (OpenAI's run steps, :mod:`jan.services.run_steps`): a model turn that writes a message is a
+``message_creation`` step (its reply message), and the calls a turn makes a ``tool_calls`` step; they are streamed
+as ``thread.run.step.*`` events (created and in progress before the message or the calls, ended after) and kept in
+the run's record (:meth:`RunService.steps`), saved before each event, so the stream and the record tell the same
+steps. A turn's message is saved (``pending``) when the turn starts, but the stream announces it — its step,
+``thread.message.created`` — only with its first piece of text or thinking, or as the turn ends without calls: a
+turn that only calls tools writes no message on OpenAI's wire (:func:`~jan.services.tool_loop.tool_bookkeeping`),
+only its ``tool_calls`` step, as OpenAI's runs.
 
 Runs are saved under ``<data>/threads/<thread_id>/runs/`` whenever their state changes
 (:mod:`jan.services.run_records`): :meth:`RunService.load` finds them after a restart,
@@ -129,6 +133,7 @@ from jan.services.tool_loop import (
     run_calls,
     save_tool_messages,
     text_of,
+    tool_bookkeeping,
     triage,
 )
 from jan.services.types import (
@@ -263,6 +268,9 @@ class Run:
     resume_calls: list[PendingCall] = field(default_factory=list)
     #: What the run did, oldest first (:mod:`jan.services.run_steps`): saved with its record.
     steps: list[RunStep] = field(default_factory=list)
+    #: ``message`` is saved but the stream has not told it yet (``_Execution.announce_message``): it is a turn's
+    #: that has written nothing so far (a leg that readies the turn hands it to the leg that runs it).
+    unannounced: bool = False
     #: Tool entries of the run that give it nothing now (a server disabled or down), as its leg found them.
     warnings: list[str] = field(default_factory=list)
     #: The assistant's ``tools`` and ``tool_policy`` as the run started with them: its later legs' if the assistant
@@ -1204,7 +1212,7 @@ class RunService:
         run.publish("thread.run.in_progress", run_record(run))
         run._policy = policy  # type: ignore[attr-defined] - the leg's execution picks it up
         try:
-            await _Execution(self, run, policy).new_message()
+            await _Execution(self, run, policy).new_message()  # (saved: the claim on the thread, on disk)
         except BaseException as exc:
             await asyncio.shield(self._abandon(run, exc))  # never executed: it must not hold the thread
             raise
@@ -1580,10 +1588,22 @@ class _Execution:
         self.text, self.tool_calls, self._pieces, self.continued_tokens = "", {}, 0, 0
         self.reasoning, self._reasoning_started, self.reasoning_ms = "", None, None
         self._begin_turn()  # a new reply: none of the previous turn's usage is its
-        await self.open_message_step()
+        # told once the turn writes something: a turn that only calls tools is no message (OpenAI's runs)
+        run.unannounced = True
+        # on disk at once: the record names its reply (what a restart finishes as interrupted), and a run that
+        # start() readies claims its thread there before the lock goes (another process's check reads it)
+        await self.service.persist(run)
         self.bus.emit_nowait(MessageResponse(thread_id=run.thread_id, message=run.message))
-        run.publish("thread.message.created", run.message)
-        run.publish("thread.message.in_progress", run.message)
+
+    async def announce_message(self) -> None:
+        """Tell the stream of the turn's message (its ``message_creation`` step first, as OpenAI's stream does),
+        once: at the turn's first piece of text or thinking, or as it ends without calling tools."""
+        if not self.run.unannounced:
+            return
+        self.run.unannounced = False
+        await self.open_message_step()
+        self.run.publish("thread.message.created", self.run.message)
+        self.run.publish("thread.message.in_progress", self.run.message)
 
     async def open_message_step(self) -> None:
         """The ``message_creation`` step of the turn that writes ``run.message``: saved, then published (OpenAI's
@@ -1677,10 +1697,13 @@ class _Execution:
 
     async def _relay(self, message_id: str, piece: str, kind: str) -> None:
         """Publish a piece of the reply (thinking streams as ``reasoning`` parts, the type it is saved
-        under; the answer as ``text``) and hand it to ``on_delta``."""
+        under; the answer as ``text``) and hand it to ``on_delta``. A piece's ``index`` is its part's in the saved
+        content (:func:`_content`: the thinking first), which the SDK's stream helpers merge it into."""
+        await self.announce_message()
+        index = 1 if kind == "text" and self.reasoning else 0
         self.run.publish("thread.message.delta", {
             "id": message_id, "object": "thread.message.delta", "delta": {"content": [
-                {"index": 0, "type": kind, "text": {"value": piece, "annotations": []}}]}})
+                {"index": index, "type": kind, "text": {"value": piece, "annotations": []}}]}})
         try:
             await self.on_delta(piece, kind)
         except ConnectionError as exc:  # writing to the listener failed: it is gone
@@ -1787,6 +1810,7 @@ class _Execution:
             stored = await self._save({"content": self._parts(), "status": "ready", "metadata": metadata})
             run.message = stored or {**self._message_now("ready"), "metadata": metadata}
             usage = self.turn_usage
+            run.unannounced = False  # a turn that wrote nothing before its calls: no message, its calls the step
             written = self.message_step()
             if written is not None:
                 written.end("completed", usage=zero_usage())  # the turn's usage is its tool_calls step's
@@ -1805,7 +1829,7 @@ class _Execution:
         run.steps.append(step)
         # the turn's usage is in the run's record before its calls run: a stop of jan inside one keeps it
         await self.service.persist(run)
-        if not saved:
+        if ended:  # (the message of a turn that wrote something before its calls)
             run.publish("thread.message.completed", run.message)
         for written in ended:
             run.publish_step(written, "completed")
@@ -1884,6 +1908,7 @@ class _Execution:
         run = self.run
         if self._saver is not None:
             await asyncio.wait([self._saver])
+        await self.announce_message()  # a turn that ends with nothing written (cut, failed, not started) still made it
         over_budget = status == "stopped" and run.stop_reason in BUDGET_STOPS
         metadata = dict((run.message or {}).get("metadata") or {})
         metadata.update({"run_id": run.id, "model": run.model_id})
@@ -1935,7 +1960,9 @@ class _Execution:
         self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, message=run.message))
         await self.service.persist(run)
         final = run.message
-        run.publish("thread.message.completed" if final.get("status") == "ready" else "thread.message.incomplete", final)
+        if not tool_bookkeeping(final):  # (a calling turn cut off in its calls was never a message on the wire)
+            run.publish("thread.message.completed" if final.get("status") == "ready" else "thread.message.incomplete",
+                        final)
         for step in ended:
             run.publish_step(step, step.status)
         if run.status == "interrupted":

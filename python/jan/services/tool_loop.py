@@ -66,6 +66,7 @@ __all__ = [
     "resolve_policy",
     "run_calls",
     "save_tool_messages",
+    "tool_bookkeeping",
     "triage",
 ]
 
@@ -407,6 +408,18 @@ async def save_tool_messages(store: Any, thread_id: str, run_id: str, assistant_
                          "truncated": record.result.truncated, "result": record.result.to_dict()},
         }))
     return saved
+
+
+def tool_bookkeeping(message: dict[str, Any]) -> bool:
+    """Whether a stored message only records a run's use of tools: a tool's result (``role: "tool"``) or a model
+    turn that only called tools (an assistant message with ``metadata.tool_calls`` and no content). OpenAI's
+    threads have no such messages (its run's ``tool_calls`` step tells the calls and their outputs), so jan's run
+    stream never announces one and the OpenAI message routes leave them out; the thread keeps them, as the history
+    the model's next turns read."""
+    if message.get("role") == "tool":
+        return True
+    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    return message.get("role") == "assistant" and bool(metadata.get("tool_calls")) and not message.get("content")
 
 
 def text_of(message: dict[str, Any]) -> str:

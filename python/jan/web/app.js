@@ -540,7 +540,8 @@ async function fetchMessages(threadId) {
   const all = [];
   let after = null;
   for (;;) {
-    const query = new URLSearchParams({ limit: "100", order: "asc" });
+    // all: the tool results and calling turns too (OpenAI's list leaves them to the run steps), shown with their calls
+    const query = new URLSearchParams({ limit: "100", order: "asc", all: "true" });
     if (after) query.set("after", after);
     const page = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages?${query}`);
     all.push(...(page.data || []));
@@ -681,16 +682,17 @@ function setViewReasoning(view, text, streaming, ms = null) {
   else view.thinkingSummary.textContent = "Thoughts";
 }
 
+/** The note under a reply: why it is not whole, from OpenAI's status and incomplete_details (as the API tells it). */
 function setViewStatus(view, message) {
-  const status = message.status;
+  const reason = message.status === "incomplete" ? message.incomplete_details?.reason || "run_cancelled" : null;
   let note = "";
   let error = false;
-  if (status === "stopped") note = "Stopped";
-  else if (status === "error") {
+  if (reason === "run_failed") {
     note = `Error: ${(message.metadata && message.metadata.error) || "the answer failed"}`;
     error = true;
-  } else if (status === "pending" && !state.run) note = "Still being written (or interrupted)…";
-  else if (message.metadata && message.metadata.finish_reason === "length") note = "Cut off at the max tokens limit";
+  } else if (reason === "max_tokens") note = "Cut off at the max tokens limit";
+  else if (reason) note = "Stopped";
+  else if (message.status === "in_progress" && !state.run) note = "Still being written (or interrupted)…";
   view.status.textContent = note;
   view.status.classList.toggle("error", error);
   view.status.hidden = !note;
@@ -831,7 +833,7 @@ async function send() {
     updateEmptyState();
     scrollToBottom(true);
 
-    view = messageView({ role: "assistant", content: [], status: "pending" });
+    view = messageView({ role: "assistant", content: [], status: "in_progress" });
     view.threadId = threadId;
     view.body.classList.add("cursor");
     state.run.view = view;
@@ -870,12 +872,15 @@ async function send() {
           }
           if (!frame) frame = requestAnimationFrame(paint);
         } else if (event === "thread.message.created") {
-          if (view.root.dataset.messageId && data?.id && data.id !== view.root.dataset.messageId) {
+          // a turn that only called tools is no message (its calls show in the view as their step ends)
+          const earlier = view.root.dataset.messageId ? data?.id !== view.root.dataset.messageId
+            : Boolean(view.root.querySelector(".tool-calls"));
+          if (data?.id && earlier) {
             // the model's next turn after tool calls: a new message
             if (frame) cancelAnimationFrame(frame);
             paint();
             view.body.classList.remove("cursor");
-            view = messageView({ role: "assistant", content: [], status: "pending" });
+            view = messageView({ role: "assistant", content: [], status: "in_progress" });
             view.body.classList.add("cursor");
             view.pending = "";
             view.pendingReasoning = "";
@@ -951,7 +956,7 @@ async function send() {
       setViewText(view, messageText(finalMessage), false);
       setViewStatus(view, finalMessage);
     } else if (stopped) {
-      setViewStatus(view, { status: "stopped" });
+      setViewStatus(view, { status: "incomplete", incomplete_details: { reason: "run_cancelled" } });
       // The server saves what it generated until it noticed the stop, which may be a few tokens
       // more than was painted: show the saved text (fetched above), so the page and the thread agree.
       if (saved) {
@@ -960,7 +965,7 @@ async function send() {
         setViewStatus(view, saved);
       }
     } else if (failure) {
-      setViewStatus(view, { status: "error", metadata: { error: failure } });
+      setViewStatus(view, { status: "incomplete", incomplete_details: { reason: "run_failed" }, metadata: { error: failure } });
     }
     view.root.dataset.done = "true";
   } else if (failure) {
@@ -1014,13 +1019,13 @@ async function cancelRun(threadId, runId) {
   }
 }
 
-/** The reply as saved once its run ended (status no longer pending), or null if it cannot be read. */
+/** The reply as saved once its run ended (status no longer in_progress), or null if it cannot be read. */
 async function savedReply(threadId, messageId) {
   if (!threadId || !messageId) return null;
   for (let attempt = 0; attempt < 50; attempt++) {
     try {
       const message = await api(`/v1/threads/${encodeURIComponent(threadId)}/messages/${encodeURIComponent(messageId)}`);
-      if (message.status !== "pending") return message;
+      if (message.status !== "in_progress") return message;
     } catch {
       return null;
     }

@@ -31,7 +31,7 @@ from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, fetch_linked_images, list_query,
-                                      message_fields, page_of, thread_fields)
+                                      message_fields, message_object, page_of, thread_fields)
 from jan.server.schemas import (INT32_MAX, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
                                 bounded)
 from jan.server.sse import SSEStream
@@ -167,6 +167,7 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "assistant_id": record.get("assistant_id"),
         "status": status,
         "started_at": record.get("started_at"),
+        # jan never expires a run (one in requires_action waits until it is answered or cancelled): none to tell
         "expires_at": None,
         "cancelled_at": ended if status == "cancelled" else None,
         "failed_at": ended if status == "failed" else None,
@@ -206,8 +207,12 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "warnings": list(record.get("warnings") or ()),
     }
     if with_message or "message" in record:
-        out["message"] = record.get("message")
+        out["message"] = _message_or_none(record.get("message"))
     return out
+
+
+def _message_or_none(message: dict[str, Any] | None) -> dict[str, Any] | None:
+    return message_object(message) if message else None
 
 
 def _format_object(fmt: dict[str, Any] | None) -> Any:
@@ -225,7 +230,7 @@ def run_object(run: Run, *, with_message: bool = False) -> dict[str, Any]:
     out = object_of(run_record(run), with_message=with_message)
     out["events"] = len(run.events)
     if with_message:
-        out["message"] = run.message
+        out["message"] = _message_or_none(run.message)
     return out
 
 
@@ -238,12 +243,23 @@ def step_object(step: RunStep) -> dict[str, Any]:
     return out
 
 
+#: The stream's events whose data is a thread message (``thread.message.delta`` carries a delta), and those of them
+#: that tell its end.
+_ENDED_MESSAGE_EVENTS = ("thread.message.completed", "thread.message.incomplete")
+_MESSAGE_EVENTS = ("thread.message.created", "thread.message.in_progress", *_ENDED_MESSAGE_EVENTS)
+
+
 def _sse_text(event: str, data: Any, seq: int | None = None) -> bytes:
     if isinstance(data, RunStep):
         data = step_object(data)
     if isinstance(data, dict) and data.get("object") == "thread.run" and event.startswith("thread.run.") \
             and not event.startswith("thread.run.step"):
         data = object_of(data)
+    if event in _MESSAGE_EVENTS and isinstance(data, dict):
+        data = message_object(data)
+        if event in _ENDED_MESSAGE_EVENTS and data["status"] in ("completed", "incomplete"):
+            # named for the wire's status: a reply the token limit cut (stored "ready") is OpenAI's incomplete one
+            event = f"thread.message.{data['status']}"
     payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     head = f"id: {seq}\n" if seq is not None else ""
     return f"{head}event: {event}\ndata: {payload}\n\n".encode()
@@ -323,11 +339,15 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     stream shape: ``thread.run.created``, ``thread.run.in_progress``,
     ``thread.run.step.created`` and ``thread.run.step.in_progress`` (the
     reply's ``message_creation`` step), ``thread.message.created``,
-    ``thread.message.in_progress``, one
+    ``thread.message.in_progress`` (told with the reply's first piece, or as
+    a turn that wrote none ends: a turn that only calls tools is no message,
+    only its ``tool_calls`` step, as OpenAI's), one
     ``thread.message.delta`` per piece of text (``{"id", "object":
     "thread.message.delta", "delta": {"content": [{"index": 0, "type":
     "text", "text": {"value", "annotations"}}]}}``), then
-    ``thread.message.completed`` (or ``.incomplete``) with the saved message,
+    ``thread.message.completed`` (or ``.incomplete``: a reply cut by a token
+    limit, stopped or failed) with the saved message (``status``
+    ``completed`` or ``incomplete``, with ``incomplete_details``),
     ``thread.run.step.completed`` (``.cancelled``, ``.failed``) and
     ``thread.run.completed`` / ``.incomplete`` / ``.cancelled`` /
     ``.failed`` with the run (its ``message`` included), then
@@ -339,7 +359,8 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     **Tools.** When the assistant (or the thread, or the run's ``tools``)
     lists tools, the model may call them: allowlisted calls run at once
     (a ``tool_calls`` step: ``thread.run.step.created``/``.completed``
-    events, a ``tool`` message per result) and the model continues;
+    events; the thread keeps a ``tool`` message per result, listed with
+    ``?all=true``) and the model continues;
     otherwise the run ends this request in ``requires_action``
     (``thread.run.requires_action``; its ``tool_calls`` step stays in
     progress), and ``POST .../submit_tool_outputs`` continues it (the step
@@ -536,13 +557,14 @@ async def _steps(request: web.Request) -> list[RunStep]:
 async def list_run_steps(request: web.Request) -> web.Response:
     """List a run's steps, newest first by default (``limit``/``order``/``after``/``before`` as every list).
 
-    Each model turn of the run is a ``message_creation`` step (``step_details.message_creation.message_id``: the
-    reply it wrote) and the calls a turn made a ``tool_calls`` step (each call's ``function.output`` once it has
-    one; Jan adds ``approved_by`` and ``duration_ms``). A ``tool_calls`` step stays ``in_progress`` while the run
-    waits for ``submit_tool_outputs``. Steps end as their run does: ``completed``, ``cancelled`` (a run cancelled,
-    or ``interrupted`` by a stop of jan) or ``failed`` (the run's ``last_error``). ``usage`` is null while a step
-    is in progress, then its model turn's (a calling turn's in its ``tool_calls`` step, zero in its
-    ``message_creation`` step): the steps' usage adds up to the run's. These are the objects the run's stream
+    A model turn that writes a message is a ``message_creation`` step (``step_details.message_creation.message_id``:
+    the reply it wrote) and the calls a turn made a ``tool_calls`` step (each call's ``function.output`` once it has
+    one; Jan adds ``approved_by`` and ``duration_ms``); a turn that only called tools has its ``tool_calls`` step
+    alone, as OpenAI's. A ``tool_calls`` step stays ``in_progress`` while the run waits for ``submit_tool_outputs``.
+    Steps end as their run does: ``completed``, ``cancelled`` (a run cancelled, or ``interrupted`` by a stop of jan)
+    or ``failed`` (the run's ``last_error``). ``usage`` is null while a step is in progress, then its model turn's (a
+    calling turn's in its ``tool_calls`` step, zero in a ``message_creation`` step of that turn): the steps' usage
+    adds up to the run's. These are the objects the run's stream
     carried (``thread.run.step.*``), kept with the run, so they are listed after a restart too.
     """
     q = list_query(request, default_order="desc")

@@ -8,10 +8,19 @@ folder, is a 400 ``invalid_id``); unknown ids are 404s.
 Lists follow OpenAI: ``?limit=`` (1-100, default 20), ``?order=asc|desc``,
 ``?after=`` / ``?before=`` (ids, exclusive cursors) and answer
 ``{"object": "list", "data", "first_id", "last_id", "has_more"}``. A thread's
-messages also take ``?run_id=``: only the messages that run wrote (its replies
-and tool results), filtered before the page is cut, so the cursors page the
-filtered list. The thread id ``runs`` is reserved: ``POST /v1/threads/runs``
+messages also take ``?run_id=``: only the messages that run wrote (its replies,
+and with ``?all=true`` its tool results), filtered before the page is cut, so
+the cursors page the filtered list. The thread id ``runs`` is reserved: ``POST /v1/threads/runs``
 creates a thread and runs it (``runs.py``).
+Messages are OpenAI's objects (:func:`message_object`): ``status`` is
+``in_progress``, ``completed`` or ``incomplete`` (with ``incomplete_details``),
+mapped from the status the store keeps (``pending``, ``ready``, ``stopped``,
+``error``), which a message body may still set. The list and the retrieve
+route show the user's and the assistant's messages only, as OpenAI's: a tool's
+result and a model turn that only called tools are told by the run's
+``tool_calls`` step (:func:`jan.services.tool_loop.tool_bookkeeping`);
+``?all=true`` (Jan's) shows every stored message, as Jan's web page and CLI
+read a conversation.
 Images sent in a message (``image_url`` parts with ``data:`` URLs) are stored as
 files in the thread folder and the message keeps ``image_file`` parts naming
 them; ``GET /v1/threads/{thread_id}/files/{file_id}`` serves them back.
@@ -34,7 +43,7 @@ from typing import Annotated, Any, Literal, Union
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from jan.core import AssistantExtension, ConversationalExtension
+from jan.core import AssistantExtension, ConversationalExtension, NotFoundError
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import MEDIA_FETCHER, SERVICES
@@ -44,7 +53,8 @@ from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.validation import parse_body
 from jan.services.models import check_parameters
-from jan.services.tool_loop import check_tool_entries
+from jan.services.runs import BUDGET_STOPS
+from jan.services.tool_loop import check_tool_entries, tool_bookkeeping
 
 routes = web.RouteTableDef()
 
@@ -123,6 +133,53 @@ def page_of(items_asc: list[dict[str, Any]], q: dict[str, Any]) -> dict[str, Any
     return list_body(window[:limit], True)
 
 
+# -- messages on the wire ------------------------------------------------------
+def _incomplete_reason(message: dict[str, Any]) -> str | None:
+    """OpenAI's ``incomplete_details.reason`` of a stored message, None when it is whole: a failed reply is
+    ``run_failed``; a token limit's cut (a reply the model's ``length`` ended, a turn a spent budget never started)
+    ``max_tokens``; an upstream's filter ``content_filter``; any other stop (a cancel, a client gone, a stop of jan)
+    ``run_cancelled``."""
+    status = message.get("status")
+    metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
+    if status == "error":
+        return "run_failed"
+    if status == "stopped":
+        return "max_tokens" if metadata.get("stop_reason") in BUDGET_STOPS else "run_cancelled"
+    if status == "ready":
+        return {"length": "max_tokens", "content_filter": "content_filter"}.get(metadata.get("finish_reason"))
+    return None
+
+
+def message_object(message: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as OpenAI's ``thread.message``: its status one of OpenAI's (``pending`` is ``in_progress``;
+    a whole reply ``completed``; a cut or failed one ``incomplete``, with ``incomplete_details`` and
+    ``incomplete_at``), the optional fields present. Jan's own fields (``metadata.stop_reason``, ``.error``,
+    ``.finish_reason``, ``.tool_calls``) stay as stored: they say more than OpenAI's status can."""
+    out = dict(message)
+    reason = _incomplete_reason(message)
+    ended_at = message.get("completed_at")
+    if message.get("status") == "pending":
+        status = "in_progress"
+    else:
+        status = "incomplete" if reason else "completed"
+    out.update(status=status, incomplete_details={"reason": reason} if reason else None,
+               completed_at=ended_at if status == "completed" else None,
+               incomplete_at=ended_at if status == "incomplete" else None)
+    for key in ("assistant_id", "run_id", "attachments"):
+        out.setdefault(key, None)
+    out.setdefault("metadata", {})
+    return out
+
+
+def _all_messages(request: web.Request) -> bool:
+    """Jan's ``?all=true``: every stored message, tool bookkeeping included (Jan's clients show a tool's call and
+    result with the turn that made it); OpenAI's list and retrieve leave them out."""
+    raw = request.query.get("all") or "false"
+    if raw not in ("true", "false"):
+        raise APIError(400, f"all must be 'true' or 'false', not {raw!r}", param="all", code="invalid_value")
+    return raw == "true"
+
+
 # -- bodies -------------------------------------------------------------------
 _Strict = StrictModel  # unknown fields refused, no coercion, null means the default
 
@@ -161,7 +218,8 @@ MessageContent = Annotated[Union[TextContent, ReasoningContent, ImageFileContent
 
 
 class MessageCreate(_Strict):
-    """A new message: ``content`` is a string or a list of parts (stored in Jan's shape)."""
+    """A new message: ``content`` is a string or a list of parts (stored in Jan's shape); ``status`` (Jan's) is the
+    stored one, which the answer tells as OpenAI's (:func:`message_object`)."""
 
     role: Literal["user", "assistant", "system"]
     content: Union[str, list[MessageContent]]
@@ -345,7 +403,7 @@ async def create_message(request: web.Request) -> web.Response:
     fields = message_fields(body)
     fields["content"] = await fetch_linked_images(request, fields["content"])
     message = await request.app[SERVICES].runs.add_message(request.match_info["thread_id"], fields)
-    return json_response(message)
+    return json_response(message_object(message))
 
 
 def _takes(fn: Callable[..., Any], name: str) -> bool:
@@ -356,8 +414,9 @@ def _takes(fn: Callable[..., Any], name: str) -> bool:
 
 @routes.get("/v1/threads/{thread_id}/messages")
 async def list_messages(request: web.Request) -> web.Response:
-    """List a thread's messages (``order`` defaults to ``desc``, as OpenAI's); ``?run_id=`` keeps the messages
-    that run wrote (its replies and tool results), filtered before the page is cut."""
+    """List a thread's messages (``order`` defaults to ``desc``, as OpenAI's): the user's and the assistant's, or with
+    ``?all=true`` every stored one; ``?run_id=`` keeps the messages that run wrote (its replies, and with ``all`` its
+    tool results). Both filters act before the page is cut, so the cursors page the filtered list."""
     store = conversations(request)
     thread_id = request.match_info["thread_id"]
     # passed only when asked: a third-party store written before the filter still serves unfiltered lists,
@@ -367,17 +426,28 @@ async def list_messages(request: web.Request) -> web.Response:
         raise APIError(400, f"The conversation store in use ({type(store).__name__}) cannot filter messages by "
                             "run_id", param="run_id", code="not_supported")
 
-    async def fetch(**q: Any) -> list[dict[str, Any]]:
-        return await store.list_messages(thread_id, **q, **by_run)
+    q = list_query(request, default_order="desc")
+    if _all_messages(request):
+        async def fetch(**cut: Any) -> list[dict[str, Any]]:
+            return await store.list_messages(thread_id, **cut, **by_run)
 
-    return json_response(await page(fetch, list_query(request, default_order="desc")))
+        result = await page(fetch, q)
+    else:
+        shown = [m for m in await store.list_messages(thread_id, order="asc", **by_run) if not tool_bookkeeping(m)]
+        result = page_of(shown, q)
+    result["data"] = [message_object(m) for m in result["data"]]
+    return json_response(result)
 
 
 @routes.get("/v1/threads/{thread_id}/messages/{message_id}")
 async def get_message(request: web.Request) -> web.Response:
-    """Retrieve one message."""
+    """Retrieve one message (a tool's result, or a turn that only called tools, is not found unless ``?all=true``,
+    as it is not listed)."""
     info = request.match_info
-    return json_response(await conversations(request).get_message(info["thread_id"], info["message_id"]))
+    message = await conversations(request).get_message(info["thread_id"], info["message_id"])
+    if tool_bookkeeping(message) and not _all_messages(request):
+        raise NotFoundError(f"message {info['message_id']!r} not found", resource="message", id=info["message_id"])
+    return json_response(message_object(message))
 
 
 @routes.post("/v1/threads/{thread_id}/messages/{message_id}")
@@ -390,7 +460,7 @@ async def modify_message(request: web.Request) -> web.Response:
         changes["content"] = await fetch_linked_images(request, changes["content"])
     info = request.match_info
     message = await conversations(request).update_message(info["thread_id"], info["message_id"], changes)
-    return json_response(message)
+    return json_response(message_object(message))
 
 
 # -- files --------------------------------------------------------------------
