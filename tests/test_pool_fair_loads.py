@@ -22,6 +22,7 @@ from jan.errors import ModelNotFoundError
 from jan.server.keys import MANAGER
 
 from server_helpers import start_server
+from test_pool_busy_eviction import _in_thread, _joined
 
 PROMPT = "Once upon a time"
 GENEROUS_S = 300  # bounds for joins and waits: a busy 2-core machine, never a pacing
@@ -31,29 +32,6 @@ GENEROUS_S = 300  # bounds for joins and waits: a busy 2-core machine, never a p
 def claims_hold(monkeypatch):
     """A hand-out holds its model until the test submits its request (never lapses during a test)."""
     monkeypatch.setattr(registry, "CLAIM_GRACE_S", 10 * GENEROUS_S)
-
-
-def _in_thread(fn) -> tuple[threading.Thread, dict]:
-    """Run ``fn`` on a thread; the returned dict gets its ``result`` or its ``error``."""
-    out: dict = {}
-
-    def run():
-        try:
-            out["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
-
-
-def _joined(thread: threading.Thread, out: dict):
-    thread.join(GENEROUS_S)
-    assert not thread.is_alive(), "the call never returned"
-    if "error" in out:
-        raise out["error"]
-    return out["result"]
 
 
 def _wait_until(pool: jan.ModelPool, predicate) -> None:

@@ -12,11 +12,12 @@ import json
 import pytest
 from aiohttp import web
 from api_helpers import Client, parse_sse
+from test_api_model_admin import FileServer
 
 MODEL = "left"
 
 
-class Source:
+class Source(FileServer):  # (its start and its URL are FileServer's)
     """Serves one file with Range support. ``hold``: the body waits until the test ends (the headers, with the
     size, come at once), so a pull that fetched the file a second time could not end; ``hold_headers``: the whole
     answer waits (a pull waiting for the size stays there)."""
@@ -55,17 +56,6 @@ class Source:
         except ConnectionResetError:
             pass  # the downloader went away (cancelled)
         return resp
-
-    async def __aenter__(self) -> "Source":
-        app = web.Application()
-        app.router.add_get("/files/{name}", self.handle)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/files/stories260K.gguf"
-        return self
 
     async def __aexit__(self, *exc) -> None:
         self._release.set()
