@@ -353,7 +353,7 @@ def test_anthropic_names_a_tool_choice_not_among_the_tools(server):
 
 # -- 6. errors in the dialect's own terms --------------------------------------------------------------------------
 @pytest.mark.parametrize("part, field", [
-    ({"type": "input_image", "file_id": "file-abc"}, "input[1].content[0].file_id"),
+    # (a file_id names an upload of the Files API: one that is not there is file_not_found, test_files_api.py)
     ({"type": "input_image", "image_url": "https://example.com/a.png"}, "input[1].content[0].image_url"),
 ])
 def test_an_image_jan_does_not_fetch_has_one_code(server, part, field):

@@ -41,7 +41,7 @@ def _route_tables() -> list[web.RouteTableDef]:
     # Jan's own resources, extension admin and the chat page live in their own modules. "runs" comes before
     # "threads": its static POST /v1/threads/runs must be registered before /v1/threads/{thread_id}, which an
     # aiohttp that matches in registration order (before 3.10) would otherwise give it to.
-    for optional in ("model_admin", "runs", "threads", "assistants", "extensions", "mcp", "web", "ollama",
+    for optional in ("model_admin", "runs", "threads", "assistants", "files", "extensions", "mcp", "web", "ollama",
                      "anthropic", "responses"):
         try:
             module = __import__(f"jan.server.routes.{optional}", fromlist=["routes"])
@@ -55,8 +55,9 @@ def _route_tables() -> list[web.RouteTableDef]:
 
 def _setup_route_state(app: web.Application) -> None:
     """Route modules with state of their own (stored responses, in-flight runs) set it up before the app starts."""
-    from jan.server.routes import anthropic, ollama, responses
+    from jan.server.routes import anthropic, files, ollama, responses
 
+    files.setup(app)
     responses.setup(app)
     ollama.setup(app)
     anthropic.setup(app)
@@ -85,10 +86,12 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
 
     tables = _route_tables()
     # Bodies sent to jan's own routes must say they are JSON (415 otherwise). Not the Ollama dialect's
-    # (/api/*): Ollama accepts any Content-Type and its documented `curl -d` examples send none; the
-    # Origin check still refuses cross-site writes there.
+    # (/api/*): Ollama accepts any Content-Type and its documented `curl -d` examples send none; nor the
+    # Files API's upload, a multipart form (it refuses any other body itself). The Origin check still
+    # refuses cross-site writes there.
     own_handlers = {route.handler for table in tables for route in table
-                    if isinstance(route, web.RouteDef) and not route.path.startswith("/api/")}
+                    if isinstance(route, web.RouteDef) and not route.path.startswith("/api/")
+                    and (route.method, route.path) != ("POST", "/v1/files")}
     app = web.Application(
         client_max_size=config.max_body_bytes,
         # Order matters: errors on a dialect's routes (Anthropic's) leave in that dialect's shape (outermost);

@@ -51,6 +51,9 @@ class ServerConfig:
     max_loaded_models: int | None = None
     keep_alive: float | None = None
     max_body_bytes: int = 16 * 1024 * 1024
+    # The largest file POST /v1/files stores (OpenAI's limit); a larger one is a 413. Uploads stream to disk,
+    # so this bounds the disk a client may fill, not memory.
+    max_upload_bytes: int = 512 * 1024 * 1024
     # Where images given by URL or path may come from (http(s) URL prefixes, local folders); empty:
     # inline (data:) images only. See jan.server.media_fetch.
     allow_media_from: list[str] = field(default_factory=list)

@@ -14,9 +14,10 @@ import binascii
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator
 
 from jan.errors import EngineError, MediaError
 from jan.server.schemas import (TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
@@ -37,6 +38,7 @@ __all__ = [
     "output_items",
     "output_message",
     "reasoning_of_encrypted",
+    "resolve_file_images",
     "response_object",
     "to_chat_request",
     "tool_pair_error",
@@ -84,6 +86,8 @@ class InputImage(_Wire):
     image_url: str | None = None
     file_id: str | None = None
     detail: str | None = None
+    #: ``(bytes, media type)`` of the upload ``file_id`` names, read by the route (:func:`resolve_file_images`).
+    _file: tuple[bytes, str] | None = PrivateAttr(default=None)
 
 
 ContentPart = Annotated[Union[InputText, OutputText, Refusal, InputImage], Field(discriminator="type")]
@@ -288,13 +292,33 @@ class ResponsesRequest(_Prompt):
 
 
 # -- request -> typed --------------------------------------------------------------------------
+async def resolve_file_images(body: _Prompt, read: Callable[[str, str], Awaitable[tuple[bytes, str]]]) -> None:
+    """Read, into each ``input_image`` of ``input`` given by ``file_id`` alone, the upload it names (OpenAI's Files
+    API), with ``read(file_id, param)``: the route's, which refuses (a 400 naming ``param``) a file that is not
+    there or is no image. Done before :func:`input_messages`, which turns them into image parts."""
+    if not isinstance(body.input, list):
+        return
+    for i, item in enumerate(body.input):
+        if isinstance(item, MessageItem):
+            parts, field = item.content, f"input[{i}].content"
+        elif isinstance(item, FunctionCallOutputItem):
+            parts, field = item.output, f"input[{i}].output"
+        else:
+            continue
+        for j, part in enumerate(parts if isinstance(parts, list) else ()):
+            if isinstance(part, InputImage) and part.image_url is None and part.file_id is not None:
+                part._file = await read(part.file_id, f"{field}[{j}].file_id")
+
+
 def _image(part: InputImage, where: str) -> typed.ImagePart:
-    r"""An ``input_image`` (at ``where``) as an image part: a base64 ``data:`` URL; any other URL was fetched or
-    refused before (jan.server.media_fetch), and a ``file_id`` names a file of a Files API jan does not have.
+    r"""An ``input_image`` (at ``where``) as an image part: a base64 ``data:`` URL, or the upload ``file_id`` names
+    (read before, :func:`resolve_file_images`); any other URL was fetched or refused before (jan.server.media_fetch).
     Refusals are :class:`MediaError`\ s naming the field, with the codes every dialect gives them."""
     if part.image_url is None:
-        if part.file_id is not None:
-            raise MediaError(f"{where}.file_id: jan has no Files API; send the image as a base64 data: URL "
+        if part._file is not None:
+            return typed.ImagePart(data=part._file[0], mime_type=part._file[1])
+        if part.file_id is not None:  # (a caller that did not read the uploads first)
+            raise MediaError(f"{where}.file_id: the file was not read; send the image as a base64 data: URL "
                              "(image_url)", reason="not_allowed", param=f"{where}.file_id")
         raise MediaError(f"{where}: an input_image needs image_url (a base64 data: URL)", reason="unsupported_format",
                          param=f"{where}.image_url")

@@ -11,6 +11,7 @@ as Jan threads. Errors keep OpenAI's shape.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.routes.files import upload_image
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatService
@@ -131,6 +133,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     previous = await _previous(request, body.previous_response_id)
     history = await _history(request, previous)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     inputs = wire.input_messages(body.input)
     chat_request = wire.to_chat_request(body, history, inputs)
     stream = _chat(request).stream(chat_request)
@@ -191,6 +194,7 @@ async def count_input_tokens(request: web.Request) -> web.Response:
         service(request, ConversationalExtension, "stores conversations", "conversational")
     history = await _history(request, await _previous(request, body.previous_response_id))
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     chat_request = wire.to_chat_request(body, history, wire.input_messages(body.input))
     try:
         rendered = await _chat(request).render(chat_request)

@@ -21,7 +21,8 @@ result and a model turn that only called tools are told by the run's
 ``tool_calls`` step (:func:`jan.services.tool_loop.tool_bookkeeping`);
 ``?all=true`` (Jan's) shows every stored message, as Jan's web page and CLI
 read a conversation.
-Images sent in a message (``image_url`` parts with ``data:`` URLs) are stored as
+Images sent in a message (``image_url`` parts with ``data:`` URLs, or ``image_file``
+parts naming a ``file-...`` uploaded with ``POST /v1/files``) are stored as
 files in the thread folder and the message keeps ``image_file`` parts naming
 them; ``GET /v1/threads/{thread_id}/files/{file_id}`` serves them back.
 ``GET /v1/threads`` adds ``"problems"``: the damaged thread files the store
@@ -51,6 +52,7 @@ from jan.server.media_fetch import is_data_url
 from jan.server.schemas import ImagePart, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.routes.files import upload_data_url
 from jan.server.validation import parse_body
 from jan.services.models import check_parameters
 from jan.services.runs import BUDGET_STOPS
@@ -298,13 +300,16 @@ def check_thread_parameters(assistants: list[ThreadAssistant] | None, *, where: 
 
 
 async def fetch_linked_images(request: web.Request, content: Any, where: str = "") -> Any:
-    """``content`` with each ``image_url`` part that links to an image (an http(s) URL, a file) replaced by the
-    image itself, as a ``data:`` URL, which the store keeps as a thread file; ``where``: the body's path to the
-    content, for errors.
+    """``content`` with each image it names rather than holds replaced by the image itself, as a ``data:`` URL,
+    which the store keeps as a thread file: an ``image_url`` part that links to an image (an http(s) URL, a file),
+    and an ``image_file`` part naming a Files API upload (``file-...``, OpenAI's way to send an uploaded image in
+    a thread); ``where``: the body's path to the content, for errors.
 
     A thread keeps its images, so a run reads them from the data folder: a link kept as it was would be skipped by
-    every run (the model never seeing the image) or break once its target moved. A link the server may not follow
-    (``--allow-media-from``) is a 400 now, as in a chat completion (:class:`jan.MediaError`, ``not_allowed``)."""
+    every run (the model never seeing the image) or break once its target moved, and an upload may be deleted. A
+    link the server may not follow (``--allow-media-from``) is a 400 now, as in a chat completion
+    (:class:`jan.MediaError`, ``not_allowed``); so is an upload that is not there or is no image (naming the part).
+    """
     if not isinstance(content, list):
         return content
     fetcher = request.app[MEDIA_FETCHER]
@@ -315,6 +320,11 @@ async def fetch_linked_images(request: web.Request, content: Any, where: str = "
         if isinstance(url, str) and not is_data_url(url):
             part = {**part, "image_url": {**part["image_url"],
                                           "url": await fetcher.data_url(url, f"{where}content[{i}].image_url.url")}}
+        file_id = part.get("image_file", {}).get("file_id") if isinstance(part, dict) \
+            and part.get("type") == "image_file" and isinstance(part.get("image_file"), dict) else None
+        if isinstance(file_id, str) and file_id.startswith("file-"):  # (a thread's own images are img-...)
+            part = {"type": "image_url", "image_url": {
+                "url": await upload_data_url(request, file_id, f"{where}content[{i}].image_file.file_id")}}
         out.append(part)
     return out
 

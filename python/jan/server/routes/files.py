@@ -1,0 +1,356 @@
+"""``/v1/files``: OpenAI's Files API, over the data folder's ``files/`` (:mod:`jan.store.uploads`).
+
+``POST /v1/files`` takes ``multipart/form-data`` (what the SDKs' ``client.files.create`` sends): a ``file``
+part, a ``purpose`` (OpenAI's: ``assistants``, ``vision``, ``user_data``, ``batch``, ``fine-tune``, ``evals``)
+and optionally ``expires_after[anchor]=created_at`` with ``expires_after[seconds]`` (3600 to 2592000). The file
+streams to disk as it arrives, hashed as it goes, never whole in memory; past ``max_upload_bytes`` (a server
+setting, 512 MB by default) it is a 413. ``GET /v1/files`` lists them (``purpose``, ``limit`` 1-10000,
+``order``, ``after``: OpenAI's cursor paging), ``GET /v1/files/{file_id}`` and ``DELETE`` are OpenAI's, and
+``GET /v1/files/{file_id}/content`` sends the bytes back (as a download: ``Content-Disposition: attachment``).
+
+Images among the files are what jan reads: an ``image_file`` part naming a ``file-...`` id in a thread message
+is copied into the thread's own images when the message is written (:func:`upload_data_url`, used by
+``threads.fetch_linked_images``), and a Responses ``input_image`` with a ``file_id`` is read the same way
+(:func:`upload_image`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import urllib.parse
+
+from aiohttp import MultipartReader, web
+from aiohttp.multipart import BodyPartReader
+
+from jan.image_types import sniff_image
+from jan.server.errors import APIError, json_error
+from jan.server.jsonio import json_response
+from jan.server.keys import CONFIG
+from jan.server.routes.docs import JSON, RESPONSE_SCHEMAS, RESPONSES
+from jan.store.errors import InvalidArgumentError, NotFoundError
+from jan.store.files import MAX_FILE_BYTES
+from jan.store.uploads import PURPOSES, UploadStore, UploadTooLargeError, UploadWriter
+
+log = logging.getLogger("jan.server")
+
+routes = web.RouteTableDef()
+
+#: The data folder's uploaded files.
+UPLOADS = web.AppKey("uploads", UploadStore)
+
+#: What a form holds besides the file's own bytes (part headers, the boundaries, the small fields): a body whose
+#: Content-Length passes the limit by more than this cannot hold an allowed file, and is refused unread.
+FORM_OVERHEAD_BYTES = 64 * 1024
+#: Bytes asked of the form per read, and gathered before a worker thread hashes and writes them (one write in
+#: flight while the next bytes are read).
+READ_BYTES = 256 * 1024
+WRITE_BYTES = 4 * 1024 * 1024
+#: The form's other fields are short words and numbers.
+MAX_FIELD_BYTES = 1024
+#: Bytes of an upload too large still read (and dropped) so that the client can read its 413 on a connection that
+#: stays open; past them the connection is closed instead.
+DRAIN_BYTES = 1024 * 1024
+EXPIRY_SECONDS = (3600, 2_592_000)  # OpenAI's bounds of expires_after[seconds]
+DEFAULT_LIMIT, MAX_LIMIT = 10_000, 10_000  # OpenAI's list limit
+_FIELDS = ("purpose", "expires_after[anchor]", "expires_after[seconds]")
+
+RESPONSE_SCHEMAS["FileObject"] = {
+    "type": "object", "required": ["id", "object", "bytes", "created_at", "filename", "purpose", "status"],
+    "properties": {"id": {"type": "string"}, "object": {"const": "file"}, "bytes": {"type": "integer", "minimum": 0},
+                   "created_at": {"type": "integer"}, "filename": {"type": "string"},
+                   "purpose": {"enum": list(PURPOSES)}, "status": {"const": "processed"},
+                   "expires_at": {"type": ["integer", "null"]}, "status_details": {"type": ["string", "null"]}}}
+# (The upload's multipart form is described in its docstring: the spec's requestBody is JSON on every jan route.)
+RESPONSES[("POST", "/v1/files")] = {"200": ("The stored file", {JSON: "FileObject"})}
+RESPONSES[("GET", "/v1/files/{file_id}")] = {"200": ("The file", {JSON: "FileObject"})}
+RESPONSES[("GET", "/v1/files")] = {"200": ("The files", {JSON: "List"})}
+RESPONSES[("GET", "/v1/files/{file_id}/content")] = {"200": ("The file's bytes", {"application/octet-stream": None})}
+
+
+def setup(app: web.Application) -> None:
+    """The store of uploads; at start, what a crash left of an upload or a deletion is cleared away."""
+    app[UPLOADS] = UploadStore(app[CONFIG].data_folder)
+    app.on_startup.append(_sweep)
+
+
+async def _sweep(app: web.Application) -> None:
+    try:
+        await asyncio.to_thread(app[UPLOADS].sweep)
+    except OSError as exc:  # housekeeping (a read-only folder): never a reason not to start
+        log.warning("files: could not sweep %s: %s", app[UPLOADS].folder, exc)
+
+
+def uploads(request: web.Request) -> UploadStore:
+    return request.app[UPLOADS]
+
+
+# -- upload ------------------------------------------------------------------------------------------
+async def _form(request: web.Request) -> MultipartReader:
+    """The body as a multipart form: 415 for any other media type (a JSON body included), or a form without the
+    boundary that frames its parts."""
+    content_type = request.headers.get("Content-Type", "")
+    if request.content_type != "multipart/form-data" or "boundary=" not in content_type.lower():
+        got = f"'{content_type}'" if content_type else "no Content-Type"
+        raise APIError(415, f"Upload a file as multipart/form-data with a boundary (got {got}), with the parts "
+                            "'file' and 'purpose'", code="unsupported_media_type")
+    try:
+        return await request.multipart()
+    except (ValueError, AssertionError) as exc:
+        raise APIError(415, f"The multipart/form-data body cannot be read: {exc}",
+                       code="unsupported_media_type") from None
+
+
+def _malformed(exc: ValueError) -> APIError:
+    return APIError(400, f"The multipart/form-data body is malformed: {exc}", code="invalid_body")
+
+
+async def _next(reader: MultipartReader) -> object:
+    try:
+        return await reader.next()
+    except ValueError as exc:
+        raise _malformed(exc) from None
+
+
+async def _read(part: BodyPartReader, size: int) -> bytes:
+    try:
+        return await part.read_chunk(size)
+    except ValueError as exc:  # (a bad frame: the writer's own ValueErrors are not read here)
+        raise _malformed(exc) from None
+
+
+def _plain(part: BodyPartReader, name: str) -> None:
+    """A part whose bytes are sent as they are: a transfer or content encoding (deprecated in forms, RFC 7578) would
+    have to be undone first, which is not done here."""
+    for header in ("Content-Transfer-Encoding", "Content-Encoding"):
+        value = part.headers.get(header, "").strip().lower()
+        if value and value not in ("binary", "8bit", "7bit", "identity"):
+            raise APIError(400, f"{name}: {header} '{value}' is not supported; send the part's bytes as they are",
+                           param=name, code="invalid_value")
+
+
+async def _field(part: BodyPartReader, name: str) -> str:
+    _plain(part, name)
+    data = b""
+    while chunk := await _read(part, MAX_FIELD_BYTES + 1):
+        data += chunk
+        if len(data) > MAX_FIELD_BYTES:
+            raise APIError(400, f"{name}: longer than {MAX_FIELD_BYTES} bytes", param=name, code="invalid_value")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise APIError(400, f"{name}: not UTF-8 text", param=name, code="invalid_value") from None
+
+
+async def _stream(part: BodyPartReader, writer: UploadWriter) -> None:
+    """The part's bytes into ``writer``, in order, off the event loop (:class:`UploadTooLargeError` past its limit)."""
+    pending: asyncio.Future[None] | None = None
+    chunks: list[bytes] = []
+    gathered = 0
+    try:
+        while chunk := await _read(part, READ_BYTES):
+            chunks.append(chunk)
+            gathered += len(chunk)
+            if gathered >= WRITE_BYTES:
+                if pending is not None:
+                    await pending  # in order: the hash sees the bytes as they came
+                pending = asyncio.ensure_future(asyncio.to_thread(writer.write, b"".join(chunks)))
+                chunks, gathered = [], 0
+        if pending is not None:
+            await pending
+            pending = None
+        if chunks:
+            await asyncio.to_thread(writer.write, b"".join(chunks))
+    finally:
+        if pending is not None and not pending.done():  # the upload broke off: the write ends quietly (and the
+            pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # writer's discard waits for it)
+
+
+def _expiry(fields: dict[str, str]) -> int | None:
+    """``expires_after[seconds]`` (counted from ``created_at``, the one anchor), or None for a file kept until
+    deleted."""
+    anchor, seconds = fields.get("expires_after[anchor]"), fields.get("expires_after[seconds]")
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at":
+        raise APIError(400, f"expires_after[anchor]: must be 'created_at', not {anchor!r}",
+                       param="expires_after.anchor", code="invalid_value")
+    low, high = EXPIRY_SECONDS
+    if seconds is None or not seconds.isdigit() or not low <= int(seconds) <= high:
+        raise APIError(400, f"expires_after[seconds]: must be a whole number of seconds from {low} to {high}, "
+                            f"not {seconds!r}", param="expires_after.seconds", code="invalid_value")
+    return int(seconds)
+
+
+def _check_purpose(purpose: str) -> str:
+    if purpose not in PURPOSES:
+        raise APIError(400, f"purpose: must be one of {', '.join(PURPOSES)}, not {purpose!r}", param="purpose",
+                       code="invalid_value")
+    return purpose
+
+
+async def _too_large(request: web.Request, limit: int, *, drain: bool) -> web.Response:
+    """The 413. What is left of the body is read and dropped when it is short (``drain``), so the client reads the
+    answer on a connection that stays open; a longer rest is not waited for: the connection ends with the answer."""
+    response = json_error(APIError(413, f"file: larger than {limit} bytes, the most this server stores (its "
+                                        "max_upload_bytes)", param="file", code="file_too_large"))
+    left = DRAIN_BYTES if drain else 0
+    while left > 0 and not request.content.at_eof():
+        chunk = await request.content.read(min(left, READ_BYTES))
+        if not chunk:
+            break
+        left -= len(chunk)
+    if not request.content.at_eof():
+        response.force_close()
+    return response
+
+
+@routes.post("/v1/files")
+async def upload_file(request: web.Request) -> web.Response:
+    """Upload a file: multipart/form-data with ``file`` (its bytes and file name), ``purpose`` (assistants, vision,
+    user_data, batch, fine-tune or evals) and optionally ``expires_after[anchor]=created_at`` with
+    ``expires_after[seconds]``. Answers the file object (``file-...``); 413 past the server's max_upload_bytes."""
+    limit = request.app[CONFIG].max_upload_bytes
+    reader = await _form(request)
+    if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD_BYTES:
+        return await _too_large(request, limit, drain=False)  # refused by its length, before a byte is stored
+    store = uploads(request)
+    fields: dict[str, str] = {}
+    writer: UploadWriter | None = None
+    filename = ""
+    try:
+        while (part := await _next(reader)) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise APIError(400, "A part of the form is itself multipart; send 'file' and 'purpose' as plain "
+                                    "parts", code="invalid_value")
+            name = part.name or ""
+            if name == "file":
+                if writer is not None:
+                    raise APIError(400, "file: given more than once (one file per upload)", param="file",
+                                   code="invalid_value")
+                _plain(part, "file")
+                filename = part.filename or ""
+                writer = await asyncio.to_thread(store.writer, limit)
+                await _stream(part, writer)
+            elif name in _FIELDS:
+                if name in fields:
+                    raise APIError(400, f"{name}: given more than once", param=name, code="invalid_value")
+                fields[name] = await _field(part, name)
+                if name == "purpose":
+                    _check_purpose(fields[name])  # before a file that follows is stored for nothing
+            else:
+                raise APIError(400, f"Unrecognized request argument supplied: {name or '(a part without a name)'}",
+                               param=name or None, code="unknown_parameter")
+        if "purpose" not in fields:
+            raise APIError(400, "purpose: required (assistants, vision, user_data, batch, fine-tune or evals)",
+                           param="purpose", code="missing_required_parameter")
+        if writer is None:
+            raise APIError(400, "file: required (the file's bytes, as a part with a file name)", param="file",
+                           code="missing_required_parameter")
+        purpose, expiry = _check_purpose(fields["purpose"]), _expiry(fields)
+        committing, writer = writer, None  # commit() removes the temporary file, whatever happens
+        file = await asyncio.to_thread(store.commit, committing, filename=filename, purpose=purpose,
+                                       expires_after=expiry)
+    except UploadTooLargeError:
+        return await _too_large(request, limit, drain=True)
+    finally:
+        if writer is not None:
+            await asyncio.to_thread(writer.discard)  # waits for a write still in flight
+    log.info("files: stored %s (%d bytes, %s)", file["id"], file["bytes"], file["purpose"])
+    return json_response(file)
+
+
+# -- read, list, delete --------------------------------------------------------------------------------
+def _list_query(request: web.Request) -> dict:
+    query = request.query
+    raw = query.get("limit") or ""
+    limit = DEFAULT_LIMIT
+    if raw:
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            raise APIError(400, f"limit: must be an integer from 1 to {MAX_LIMIT}, not {raw!r}", param="limit",
+                           code="invalid_value")
+        limit = int(raw)
+    order = query.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise APIError(400, f"order: must be 'asc' or 'desc', not {order!r}", param="order", code="invalid_value")
+    return {"purpose": query.get("purpose") or None, "limit": limit, "order": order,
+            "after": query.get("after") or None, "before": query.get("before") or None}
+
+
+@routes.get("/v1/files")
+async def list_files(request: web.Request) -> web.Response:
+    """List the uploaded files, newest first (``order``), only one ``purpose``'s when given; ``limit`` (1-10000,
+    default 10000) and ``after`` (a file id) page them as OpenAI's cursors."""
+    page = await asyncio.to_thread(uploads(request).list, **_list_query(request))
+    return json_response(page.to_dict())
+
+
+@routes.get("/v1/files/{file_id}")
+async def get_file(request: web.Request) -> web.Response:
+    """Retrieve a file object."""
+    return json_response(await asyncio.to_thread(uploads(request).get, request.match_info["file_id"]))
+
+
+@routes.delete("/v1/files/{file_id}")
+async def delete_file(request: web.Request) -> web.Response:
+    """Delete a file: its bytes are gone, and so is its id (a thread image copied from it stays with the thread)."""
+    return json_response(await asyncio.to_thread(uploads(request).delete, request.match_info["file_id"]))
+
+
+def _attachment(filename: str) -> str:
+    """``Content-Disposition`` naming the download: an ASCII fallback and the exact name (RFC 6266, RFC 8187)."""
+    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename) or "file"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
+
+
+@routes.get("/v1/files/{file_id}/content")
+async def file_content(request: web.Request) -> web.StreamResponse:
+    """The file's bytes, as uploaded, with its media type (an image's own; else the one its name's extension
+    gives, else application/octet-stream), as a download."""
+    handle, doc = await asyncio.to_thread(uploads(request).open, request.match_info["file_id"])
+    try:
+        size = (await asyncio.to_thread(os.fstat, handle.fileno())).st_size
+        # A download, never a page of this origin (which holds the API key in the web page): whatever a client
+        # uploaded (HTML, SVG) is not rendered, sniffed or run.
+        response = web.StreamResponse(headers={
+            "Content-Disposition": _attachment(str(doc.get("filename") or "file")),
+            "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
+            "Cache-Control": "private, no-cache"})
+        response.content_type = str(doc.get("media_type") or "application/octet-stream")
+        response.content_length = size
+        await response.prepare(request)
+        if request.method != "HEAD":
+            while chunk := await asyncio.to_thread(handle.read, READ_BYTES):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+# -- images for messages ------------------------------------------------------------------------------
+async def upload_image(request: web.Request, file_id: str, param: str) -> tuple[bytes, str]:
+    """``(bytes, media type)`` of the uploaded image ``file_id`` (what a message part names at ``param``): a 400
+    naming ``param`` when there is no such file (``file_not_found``), it is over the size of one image
+    (``too_large``), or it is no image jan can decode (``unsupported_format``)."""
+    try:
+        data, doc = await asyncio.to_thread(uploads(request).read_bytes, file_id, MAX_FILE_BYTES)
+    except NotFoundError:
+        raise APIError(400, f"{param}: there is no file {file_id!r} (upload one with POST /v1/files)", param=param,
+                       code="file_not_found") from None
+    except InvalidArgumentError as exc:
+        raise APIError(400, f"{param}: {exc}", param=param, code=exc.code or "invalid_value") from None
+    mime = sniff_image(data)
+    if mime is None:
+        raise APIError(400, f"{param}: file {file_id!r} ({doc.get('filename')}) is not a PNG, JPEG, WebP or GIF "
+                            "image", param=param, code="unsupported_format")
+    return data, mime
+
+
+async def upload_data_url(request: web.Request, file_id: str, param: str) -> str:
+    """The uploaded image ``file_id`` as a ``data:`` URL (:func:`upload_image`), as a thread message takes it."""
+    data, mime = await upload_image(request, file_id, param)
+    encoded = await asyncio.to_thread(base64.b64encode, data)  # up to 20 MB: not on the event loop
+    return f"data:{mime};base64,{encoded.decode()}"
