@@ -131,6 +131,10 @@ def tool_pair_error(exc: ToolPairError) -> RequestError:
     misspelt "preceeding" included) and fields: the typed messages are the body's, one for one. The ``param`` of
     unanswered calls is the role of the message that came where their results belong (none: the conversation
     ends with them)."""
+    if exc.kind == "duplicate":  # (worded as OpenAI words a repeated tool message's id)
+        return RequestError(f"Invalid parameter: Duplicate value for 'id' of '{exc.ids[0]}' in "
+                            f"messages[{exc.index}].tool_calls.",
+                            param=f"messages.[{exc.index}].tool_calls.[{exc.call_index}].id", code=exc.code)
     if exc.kind == "unexpected":
         return RequestError("Invalid parameter: messages with role 'tool' must be a response to a preceeding "
                             "message with 'tool_calls'.", param=f"messages.[{exc.index}].role", code=exc.code)

@@ -20,7 +20,7 @@ from jan.services.errors import RequestError, require
 from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
 from jan.templates import TemplateError, resolve_template
 
-__all__ = ["ModelService", "Target", "check_parameters", "check_settings", "gguf_header", "unload_now",
+__all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header", "unload_now",
            "unload_replaced"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
@@ -114,6 +114,32 @@ def gguf_header(path: str | os.PathLike[str]) -> dict[str, str] | None:
         return _read_header(os.path.realpath(path), st.st_mtime_ns, st.st_size)
     except (OSError, JanError, ValueError):
         return None
+
+
+def capabilities(model: Mapping[str, Any], *, chat_template: str | None = None, embedding: bool = False,
+                 fim: bool = False, loaded: Mapping[str, Any] | None = None) -> list[str]:
+    """What a model can do, in Ollama's names, the one answer every dialect gives (``/api/show``, ``/v1/models``):
+    ``completion`` or ``embedding``, ``tools`` and ``thinking`` (its chat template, model.json's over the GGUF's
+    ``chat_template``, renders them), ``insert`` (``fim``: the GGUF has fill-in-the-middle tokens), ``vision`` and
+    ``audio`` (``loaded``: the engine's status ``capabilities`` of a loaded projector; else ``vision`` for a
+    model.json with a projector, ``settings.mmproj``, not loaded yet)."""
+    settings = model.get("settings")
+    settings = settings if isinstance(settings, Mapping) else {}
+    if embedding or settings.get("embedding"):
+        return ["embedding"]
+    template = settings.get("chat_template") or chat_template or ""
+    caps = ["completion"]
+    if "tools" in template:
+        caps.append("tools")
+    if "<think>" in template or "enable_thinking" in template or "reasoning_content" in template:
+        caps.append("thinking")
+    if fim:
+        caps.append("insert")
+    if isinstance(loaded, Mapping) and (loaded.get("vision") or loaded.get("audio")):
+        caps += [kind for kind in ("vision", "audio") if loaded.get(kind)]
+    elif settings.get("mmproj"):
+        caps.append("vision")
+    return caps
 
 
 def _named_weights(model: Mapping[str, Any]) -> str | None:

@@ -9,7 +9,9 @@ words (its messages are not the typed request's one for one).
 
 Two orders, as the APIs have them: ``"adjacent"`` (Chat Completions, Anthropic Messages): an assistant message's
 calls are answered by the tool messages right after it, before any other message; ``"earlier"`` (Responses): a
-result answers any unanswered call before it, and every call is answered somewhere after it.
+result answers any unanswered call before it, and every call is answered somewhere after it. In both, a call may
+not take the id of a call still unanswered (two in one assistant message, mostly): which of them a result answers
+would be a guess, so the APIs refuse it as a duplicate id.
 
 A result without a call id (Ollama's, which name a tool if anything) answers the earliest unanswered call, as
 :mod:`jan.templates.chat` pairs them for templates that need ids; the dialects whose results always carry ids are
@@ -35,27 +37,33 @@ class ToolPairError(RequestError):
     ``kind``: ``"unanswered"``: the assistant message ``index`` made the calls ``ids``, which no result answers
     (``next_index``: the message that came where their results belong, in the ``"adjacent"`` order; None when the
     conversation ends there); ``"unexpected"``: the tool message ``index`` answers ``ids`` (its one id), a call
-    that was not made (or not there, or answered already). The message and ``param`` name the typed messages,
-    for a front end that has no words of its own."""
+    that was not made (or not there, or answered already); ``"duplicate"``: the assistant message ``index`` makes
+    a call (``call_index``: its place in the message's ``tool_calls``) whose id ``ids`` (one) a call not answered yet
+    has already. The message and ``param`` name the typed messages, for a front end that has no words of its
+    own."""
 
-    def __init__(self, kind: Literal["unanswered", "unexpected"], index: int, ids: tuple[str, ...],
-                 next_index: int | None = None):
+    def __init__(self, kind: Literal["unanswered", "unexpected", "duplicate"], index: int, ids: tuple[str, ...],
+                 next_index: int | None = None, call_index: int | None = None):
         named = ", ".join(repr(cid) for cid in ids)
         if kind == "unanswered":
             message = f"messages[{index}]: no tool message answers the call(s) {named}"
+        elif kind == "duplicate":
+            message = f"messages[{index}]: the tool call id {named} is already the id of a call not answered yet"
         else:
             message = f"messages[{index}]: the tool result for {named} answers no tool call before it"
-        super().__init__(message, param=f"messages[{index}]",
-                         code="unanswered_tool_calls" if kind == "unanswered" else "unexpected_tool_result")
+        codes = {"unanswered": "unanswered_tool_calls", "unexpected": "unexpected_tool_result",
+                 "duplicate": "duplicate_tool_call_id"}
+        super().__init__(message, param=f"messages[{index}]", code=codes[kind])
         self.kind = kind
         self.index = index
         self.ids = ids
         self.next_index = next_index
+        self.call_index = call_index
 
 
 def check_tool_pairs(messages: Sequence[ChatMessage], order: ToolPairOrder = "adjacent") -> None:
-    """:class:`ToolPairError` for the first place in ``messages`` where a result answers no call, or calls go
-    unanswered (see the module docstring for ``order``); a conversation ending in unanswered calls is refused
+    """:class:`ToolPairError` for the first place in ``messages`` where a result answers no call, a call repeats
+    the id of one not answered yet, or calls go unanswered (see the module docstring for ``order``); a conversation ending in unanswered calls is refused
     too (there is nothing to continue: a turn with calls is answered by their results)."""
     pending: list[tuple[str, int]] = []  # calls not answered yet, in order: (id, the assistant message's index)
 
@@ -74,6 +82,9 @@ def check_tool_pairs(messages: Sequence[ChatMessage], order: ToolPairOrder = "ad
         if pending and order == "adjacent":  # any other message ends the results of the calls before it
             raise unanswered(i)
         if message.role == "assistant":
-            pending += [(call.id, i) for call in message.tool_calls]
+            for k, call in enumerate(message.tool_calls):
+                if any(cid == call.id for cid, _ in pending):
+                    raise ToolPairError("duplicate", i, (call.id,), call_index=k)
+                pending.append((call.id, i))
     if pending:
         raise unanswered(None)

@@ -563,9 +563,15 @@ def tool_pair_error(exc: ToolPairError, body: _Prompt, held: int = 0) -> Request
         i, sub = origin
         j = _groups(body.messages[i].content)[sub]  # a tool message is a user turn's tool_result block
         where, param = f"messages.{i}.content.{j}", f"messages[{i}].content[{j}]"
+    elif exc.kind == "duplicate":  # the call's tool_use block (an assistant turn is one typed message)
+        i = origin[0]
+        j = [j for j, block in enumerate(body.messages[i].content) if isinstance(block, ToolUseBlock)][exc.call_index]
+        where, param = f"messages.{i}.content.{j}", f"messages[{i}].content[{j}]"
     else:
         where, param = f"messages.{origin[0]}", f"messages[{origin[0]}]"
-    if exc.kind == "unexpected":
+    if exc.kind == "duplicate":
+        message = f"{where}: `tool_use` ids must be unique"
+    elif exc.kind == "unexpected":
         message = (f"{where}: unexpected `tool_use_id` found in `tool_result` blocks: {ids}. Each `tool_result` "
                    "block must have a corresponding `tool_use` block in the previous message.")
     else:
@@ -587,12 +593,14 @@ def media_error(exc: MediaError, body: _Prompt, chat_request: typed.ChatRequest)
     return MediaError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field)
 
 
-def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> typed.ReasoningOptions | None:
-    """``effort`` as the client gave it (a local template's levels are chat plan's business: EFFORT_LEVELS)."""
-    if thinking is None:
-        return typed.ReasoningOptions(effort=effort) if effort else None
-    if thinking.type in ("disabled", "between_tools"):
-        return typed.ReasoningOptions(enabled=False)
+def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> typed.ReasoningOptions:
+    """``effort`` as the client gave it (a local template's levels are chat plan's business: EFFORT_LEVELS).
+    In Anthropic's API thinking is off unless ``thinking`` turns it on, so a model that thinks by default (Qwen3)
+    does not think for a request that leaves it out; ``output_config.effort`` alone does not turn it on either
+    (Anthropic's effort "doesn't require thinking to be enabled": it spends more or fewer tokens on the answer,
+    and on thinking when that is on)."""
+    if thinking is None or thinking.type in ("disabled", "between_tools"):
+        return typed.ReasoningOptions(effort=effort, enabled=False)
     return typed.ReasoningOptions(effort=effort, enabled=True,
                             budget_tokens=thinking.budget_tokens if thinking.type == "enabled" else None)
 
@@ -683,8 +691,11 @@ def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
                                    top_k=body.top_k,
                                    stop=tuple(body.stop_sequences) if body.stop_sequences else None)
     tools = _tools(tool_set(body, removed_tools).tools or ())
-    if body.tool_choice is not None and body.tool_choice.type in ("any", "tool") and not tools:
+    forced = body.tool_choice is not None and body.tool_choice.type in ("any", "tool")
+    if forced and not tools:
         raise ValueError(f"tool_choice: '{body.tool_choice.type}' needs tools")
+    if forced and body.thinking is not None and body.thinking.type in ("enabled", "adaptive"):
+        raise RequestError("Thinking may not be enabled when tool_choice forces tool use.", param="thinking")
     parallel = None
     if body.tool_choice is not None and body.tool_choice.disable_parallel_tool_use is not None:
         parallel = not body.tool_choice.disable_parallel_tool_use
@@ -694,6 +705,10 @@ def to_chat_request(body: _Prompt, removed_tools: Sequence[ToolParam] = (),
     fmt = output.format or body.output_format
     response_format = typed.ResponseFormat("json_schema", fmt.schema_) if fmt else None
     messages = (*history, *_messages(body))
+    if not tools and any(m.role == "tool" or m.tool_calls for m in messages):
+        # (a template shows tool calls and results with the tools they belong to; Anthropic's rule besides)
+        raise RequestError("Requests which include `tool_use` or `tool_result` blocks must define tools.",
+                           param="tools")
     try:  # checked with the held conversation: a continued thread's results answer the held reply's tool uses
         check_tool_pairs(messages)
     except ToolPairError as exc:
@@ -932,28 +947,34 @@ MODELS_DEFAULT_LIMIT, MODELS_MAX_LIMIT = 20, 1000
 LIFECYCLES = ("active", "deprecated", "retired")
 
 
-def model_info(model: Mapping[str, Any]) -> dict[str, Any]:
+def model_info(model: Mapping[str, Any], context_window: int | None = None) -> dict[str, Any]:
     """Anthropic's ``ModelInfo`` for a model.json: ``display_name`` its ``name``; ``created_at`` (RFC 3339) its
-    ``created``, the epoch when it has none (Anthropic's own answer for an unknown release date)."""
+    ``created``, the epoch when it has none (Anthropic's own answer for an unknown release date);
+    ``max_input_tokens`` and ``max_tokens`` the model's ``context_window`` (None: unknown), as a local model's
+    prompt and answer share its context. ``capabilities`` (Anthropic's table of its own features, server tools
+    and PDFs among them) is left out: jan says what a model can do in ``/v1/models``' OpenAI answer."""
     try:
         created = datetime.datetime.fromtimestamp(max(as_seconds(model.get("created")) or 0, 0), datetime.timezone.utc)
     except (OverflowError, OSError, ValueError):  # a model.json's nonsense date reads as unknown
         created = datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
     return {"type": "model", "id": model["id"], "display_name": str(model.get("name") or model["id"]),
             "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "lifecycle": "active",
-            "deprecated_at": None, "retires_at": None}
+            "deprecated_at": None, "retires_at": None,
+            "max_input_tokens": context_window, "max_tokens": context_window}
 
 
-def model_page(models: Sequence[Mapping[str, Any]], *, limit: int = MODELS_DEFAULT_LIMIT,
+def model_page(models: Sequence[Mapping[str, Any]], *, context_windows: Mapping[str, int | None] | None = None,
+               limit: int = MODELS_DEFAULT_LIMIT,
                after_id: str | None = None, before_id: str | None = None,
                lifecycle: Sequence[str] | None = None) -> dict[str, Any]:
     """One page of Anthropic's model list: newest first (as Anthropic lists), ``limit`` models after the one
     ``after_id`` names or right before ``before_id`` (``has_more``: more lie that way); ``lifecycle`` keeps the
-    stages asked for (Anthropic's default: active and deprecated). ``ValueError`` naming the field for a cursor
+    stages asked for (Anthropic's default: active and deprecated); ``context_windows``: each model's by id
+    (:func:`model_info`). ``ValueError`` naming the field for a cursor
     that names no model, or both cursors."""
     if after_id is not None and before_id is not None:
         raise ValueError("before_id: give after_id or before_id, not both")
-    listed = [model_info(m) for m in models]
+    listed = [model_info(m, (context_windows or {}).get(m["id"])) for m in models]
     listed.sort(key=lambda info: info["created_at"], reverse=True)  # stable: the store's order among equals
     if lifecycle is not None:
         listed = [info for info in listed if info["lifecycle"] in lifecycle]

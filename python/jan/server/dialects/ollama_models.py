@@ -17,9 +17,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import jan
+from jan.services.models import capabilities as model_capabilities
 
-__all__ = ["GGUFDetails", "format_time", "gguf_details", "model_digest", "model_entry", "parameter_size", "running_entry",
-           "show"]
+__all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "model_digest", "model_entry",
+           "parameter_size", "running_entry", "show"]
 
 # llama.cpp's ``general.file_type`` values (enum llama_ftype) and their names
 FILE_TYPES = {
@@ -182,22 +183,24 @@ def _typed(value: str) -> Any:
     return value
 
 
-def capabilities(model: dict[str, Any], gguf: GGUFDetails) -> list[str]:
-    """Ollama's capability names: ``completion`` or ``embedding``, ``tools``, ``thinking``, ``insert``, ``vision``."""
-    settings = model.get("settings") or {}
-    template = settings.get("chat_template") or gguf.chat_template or ""
-    if gguf.embedding or settings.get("embedding"):
-        return ["embedding"]
-    caps = ["completion"]
-    if "tools" in template:
-        caps.append("tools")
-    if "<think>" in template or "enable_thinking" in template or "reasoning_content" in template:
-        caps.append("thinking")
-    if gguf.has_fim:
-        caps.append("insert")
-    if settings.get("mmproj"):
-        caps.append("vision")
-    return caps
+def capabilities(model: dict[str, Any], gguf: GGUFDetails, status: dict[str, Any] | None = None) -> list[str]:
+    """Ollama's capability names for a model and its GGUF's header (the model service's one answer,
+    :func:`jan.services.models.capabilities`; ``status``: a loaded model's engine status)."""
+    return model_capabilities(model, chat_template=gguf.chat_template, embedding=gguf.embedding, fim=gguf.has_fim,
+                              loaded=(status or {}).get("capabilities"))
+
+
+def context_window(gguf: GGUFDetails, status: dict[str, Any] | None = None) -> int | None:
+    """The tokens a model's context holds: a loaded model's ``n_ctx``, else what it was trained with (the GGUF's
+    ``<arch>.context_length``, llama.cpp's n_ctx_train); None when neither is known (a remote model)."""
+    n_ctx = (status or {}).get("n_ctx")
+    if isinstance(n_ctx, int) and n_ctx > 0:
+        return n_ctx
+    try:
+        trained = int(gguf.metadata.get(f"{gguf.architecture}.context_length", ""))
+    except ValueError:
+        return None
+    return trained if trained > 0 else None
 
 
 #: Ollama's default template, what a model without one of its own is prompted with on Ollama's API (the

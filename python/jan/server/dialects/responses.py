@@ -507,6 +507,9 @@ def _response_format(text: TextParam | None) -> typed.ResponseFormat | None:
 
 def tool_pair_error(exc: ToolPairError) -> RequestError:
     """Function calls and their outputs that do not pair up, in OpenAI's words (``param``: ``input``, as its own)."""
+    if exc.kind == "duplicate":
+        return RequestError(f"Duplicate value for 'call_id' of '{exc.ids[0]}' in input: a function call's call_id "
+                            "must differ from every call not answered yet.", param="input", code=exc.code)
     if exc.kind == "unexpected":
         return RequestError(f"No tool call found for function call output with call_id {exc.ids[0]}.", param="input",
                             code=exc.code)

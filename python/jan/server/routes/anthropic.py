@@ -183,11 +183,21 @@ async def list_models(request: web.Request) -> web.Response:
     limit = _query_int(request, "limit", wire.MODELS_DEFAULT_LIMIT, 1, wire.MODELS_MAX_LIMIT)
     query = request.query
     models = await model_extension(request).list_models()
-    return web.json_response(wire.model_page(models, limit=limit, after_id=query.get("after_id") or None,
-                                             before_id=query.get("before_id") or None, lifecycle=_lifecycle(request)))
+    lifecycle = _lifecycle(request)
+    windows = {m["id"]: (await model_facts(request, m)).context_window for m in models}
+    return web.json_response(wire.model_page(models, context_windows=windows, limit=limit,
+                                             after_id=query.get("after_id") or None,
+                                             before_id=query.get("before_id") or None, lifecycle=lifecycle))
 
 
 async def get_model(request: web.Request) -> web.Response:
     """One model as Anthropic's ``ModelInfo`` (an unknown one: Anthropic's 404)."""
     model, _ = await model_and_engine(request, request.match_info["model_id"])
-    return web.json_response(wire.model_info(model))
+    return web.json_response(wire.model_info(model, (await model_facts(request, model)).context_window))
+
+
+async def model_facts(request: web.Request, model: dict):
+    """The model's facts as ``/v1/models`` knows them (imported here: that module imports this one)."""
+    from jan.server.routes.models import model_facts as facts
+
+    return await facts(request, model)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from jan.core import LocalInferenceExtension
+from jan.server.dialects import ollama_models
 from jan.server.jsonio import json_response
-from jan.server.keys import MANAGER
+from jan.server.keys import MANAGER, SERVICES
 from jan.server.resolve import model_and_engine, model_extension
 from jan.server.routes import anthropic
 from jan.services.models import unload_now
@@ -26,29 +31,42 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
     out.setdefault("owned_by", (model.get("metadata") or {}).get("author") or "jan")
     created = model.get("created")
     out["created"] = int(created / 1000) if isinstance(created, (int, float)) and created > 1e11 else int(created or 0)
-    try:
-        engine = request.app[MANAGER].get_inference(model.get("engine") or "llama.cpp")
-        status = await engine.model_status(model["id"])
-    except LookupError:
-        status = {"status": "unavailable"}
+    facts = await model_facts(request, model)
+    status = facts.status
     out["state"] = status.get("status")
     if status.get("error"):
         out["error"] = status["error"]
     if status.get("chat_template"):
         # {"name", "fallback"}: "fallback" says why a stand-in (ChatML) is used instead of the model's own
         out["chat_template_in_use"] = status["chat_template"]
-    out["capabilities"] = capabilities(model, status)
+    out["capabilities"] = facts.capabilities
     return out
 
 
-def capabilities(model: dict[str, Any], status: dict[str, Any]) -> list[str]:
-    """What the model takes besides text: ``"vision"``/``"audio"`` as its loaded projector says,
-    or ``"vision"`` for a model.json with a projector (``settings.mmproj``) not loaded yet."""
-    loaded = status.get("capabilities")
-    if isinstance(loaded, dict) and (loaded.get("vision") or loaded.get("audio")):
-        return [kind for kind in ("vision", "audio") if loaded.get(kind)]
-    settings = model.get("settings")
-    return ["vision"] if isinstance(settings, dict) and settings.get("mmproj") else []
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the dialects' model lists say of a model besides its model.json: the engine's ``status``, its
+    ``capabilities`` (the model service's one answer, as ``/api/show`` gives them) and the tokens its
+    ``context_window`` holds (loaded: its n_ctx; else the GGUF's n_ctx_train; None: unknown)."""
+
+    status: dict[str, Any]
+    capabilities: list[str]
+    context_window: int | None
+
+
+async def model_facts(request: web.Request, model: dict[str, Any]) -> ModelFacts:
+    try:
+        engine = request.app[MANAGER].get_inference(model.get("engine") or "llama.cpp")
+        status = await engine.model_status(model["id"])
+    except LookupError:
+        engine, status = None, {"status": "unavailable"}
+    path = model.get("file_path")
+    if not path and isinstance(engine, LocalInferenceExtension):  # (a remote model has no GGUF to read)
+        with contextlib.suppress(Exception):  # a model not downloaded (yet): listed without the file's facts
+            path = (await request.app[SERVICES].models.with_weights(model)).get("file_path")
+    gguf = await asyncio.to_thread(ollama_models.gguf_details, path)  # (a header read once per file version)
+    return ModelFacts(status, ollama_models.capabilities(model, gguf, status),
+                      ollama_models.context_window(gguf, status))
 
 
 @routes.get("/v1/models")
