@@ -370,7 +370,8 @@ def test_media_a_model_cannot_take_is_said_of_the_field_that_sent_it(server):
     assert status == 400 and body["error"]["code"] == "no_projector", body
     assert body["error"]["param"] == "input[1].content" and body["error"]["message"].startswith("input[1].content: ")
     # Anthropic: a system prompt and a turn of tool results are no messages[i] of their own
-    status, body = post(server, "/v1/messages", {"model": MODEL, "max_tokens": 2, "system": "Be brief.", "messages": [
+    status, body = post(server, "/v1/messages", {"model": MODEL, "max_tokens": 2, "system": "Be brief.",
+                                                 "tools": [{"name": "f", "input_schema": {"type": "object"}}], "messages": [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "f", "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "42"},
