@@ -164,6 +164,7 @@ class ChatService:
             await local.model.wait_for_room(ROOM_RECHECK_S)
             requests = await off_loop(start.submit, local, request)
         parsers = [output_parser(request, plan, text) for _ in range(request.n)]
+        client_stops = set(request.sampling.stop or ()) if plan.tools else set()  # (not the model's end of turn)
         # the prompt's length (its images' and audio's tokens included), told on the first delta
         prompt_tokens: int | None = prompt_size(start.tokens)
         want_ids = request.token_ids
@@ -192,7 +193,7 @@ class ChatService:
                     tally.add(chunk.text, chunk.token_ids)
                 deltas = parser.feed(chunk.text)
                 if chunk.finish_reason is not None:
-                    deltas += parser.finish(chunk.finish_reason)
+                    deltas += parser.finish(chunk.finish_reason, cut=chunk.stop is not None and chunk.stop in client_stops)
                 logprobs = tuple(chunk.logprobs) if request.logprobs and chunk.logprobs else None
                 if not deltas and (logprobs or not started[index]):
                     deltas = [ChatDelta()]
@@ -307,6 +308,10 @@ def _start(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:
     constraint = constraint_grammar(request, plan, text)
     grammar = constraint.pop("grammar", None)
     options = resolve_sampling(request.sampling).given()
+    if plan.forced_call:
+        # stop strings end the answer's text; a forced output is all call markup and JSON, which one would cut
+        # (a "\n" right after "<tool_call>"): the call ends where its grammar does
+        options.pop("stop", None)
     # the chat format's engine options: control-token text, thinking budget, lazy-grammar triggers
     options.update(plan.engine_options(text))
     options.update(constraint)

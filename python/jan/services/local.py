@@ -405,14 +405,13 @@ def _marker_error(request: ChatRequest, marker: str) -> jan.MediaError:
 
 # -- constraints -----------------------------------------------------------------------
 def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dict[str, Any]:
-    """Blocking: the grammar options (``grammar``, ``grammar_triggers``) that enforce
-    response_format / an explicit grammar, else tool_choice in the chat format's own call
-    syntax (``auto``: a lazy grammar that waits for the format's call marker)."""
-    explicit = _explicit_grammar(request)
-    if explicit is not None:
-        return {"grammar": explicit}
+    """Blocking: the grammar options (``grammar``, ``grammar_triggers``) that enforce tool_choice in the
+    chat format's own call syntax and response_format / an explicit grammar on the answer. The format is
+    the answer's, never a call's (OpenAI's and Anthropic's rule): a forced call ignores it, ``auto`` allows
+    a call or a formatted answer, ``none`` the answer alone (:meth:`ChatPlan.grammar_options`)."""
+    answer = _explicit_grammar(request)
     try:
-        return plan.grammar_options(prompt)
+        return plan.grammar_options(prompt, answer=answer)
     except GrammarError as exc:  # a tool's parameters schema over a bound
         exc.param = exc.param or "tools"
         raise

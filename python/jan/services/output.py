@@ -24,8 +24,9 @@ class OutputParser(Protocol):
 
     def feed(self, text: str) -> list[ChatDelta]: ...
 
-    def finish(self, finish_reason: str | None) -> list[ChatDelta]:
-        """End of output; ``finish_reason`` ``"length"`` means it was cut off mid-way."""
+    def finish(self, finish_reason: str | None, *, cut: bool = False) -> list[ChatDelta]:
+        """End of output; ``finish_reason`` ``"length"``, or ``cut`` (a client's stop string ended it), means it
+        was cut off mid-way."""
 
     @property
     def made_tool_calls(self) -> bool: ...
@@ -42,8 +43,8 @@ class OutputParser(Protocol):
 class FormatOutput:
     """A :class:`jan.templates.formats.OutputParser` speaking :class:`ChatDelta`.
 
-    Output cut off by the token limit inside a call's markup never shows that markup as
-    content: the unfinished region is dropped (calls already begun keep what was streamed).
+    Output cut off by the token limit (or a client's stop string) inside a call's markup never shows that
+    markup as content: the unfinished region is dropped (calls already begun keep what was streamed).
     """
 
     def __init__(self, parser: FormatParser):
@@ -56,8 +57,9 @@ class FormatOutput:
     def feed(self, text: str) -> list[ChatDelta]:
         return [_delta(d) for d in self._parser.feed(text)] if text else []
 
-    def finish(self, finish_reason: str | None) -> list[ChatDelta]:
-        return [_delta(d) for d in self._parser.finish(truncated=finish_reason == "length")]
+    def finish(self, finish_reason: str | None, *, cut: bool = False) -> list[ChatDelta]:
+        # a stop string is cut like the token limit: inside a call's markup it leaves no markup as content
+        return [_delta(d) for d in self._parser.finish(truncated=cut or finish_reason == "length")]
 
     @property
     def thinks(self) -> bool:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .grammar import GrammarError
+from .grammar import MAX_REPETITION, GrammarError
 
 __all__ = ["GrammarLimits", "GrammarStats", "check_gbnf"]
 
@@ -280,6 +280,8 @@ class _Parser:
         if not m:
             raise self.fail("expecting a number after '{'")
         lo = int(m.group())
+        if lo > MAX_REPETITION:  # llama.cpp's own bound: past it the grammar does not parse
+            raise self.over("repetition minimum", lo, MAX_REPETITION)
         self.i = m.end()
         self.space(nested)
         if self.peek() == ",":

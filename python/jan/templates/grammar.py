@@ -52,8 +52,10 @@ __all__ = [
     "GrammarBuilder",
     "JSON_OBJECT_GRAMMAR",
     "JSON_VALUE_GRAMMAR",
+    "either_grammar",
     "gbnf_literal",
     "json_schema_to_grammar",
+    "prefixed_rules",
 ]
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,10 @@ MAX_SCHEMA_NODES = 20_000      # sub-schemas visited in all
 MAX_ENUM_VALUES = 5_000        # values of one enum
 MAX_PATTERN_LENGTH = 4_096     # characters of one "pattern"
 MAX_PATTERN_DEPTH = 32         # nested groups in one "pattern"
+# llama.cpp refuses a grammar whose repetition minimum ({m,}) is over 2,000 (its MAX_REPETITION_THRESHOLD):
+# minItems/minLength past it is refused here, naming the schema, instead of as an unparsable grammar there.
+# A maximum past it is no error: llama.cpp reads it as unbounded.
+MAX_REPETITION = 2_000
 
 
 def _too_complex(message: str) -> GrammarError:
@@ -136,6 +142,9 @@ def _repeat(expr: str, lo: int, hi: int | None) -> str:
     """``expr`` repeated lo..hi times (hi None = unbounded), in GBNF syntax."""
     if hi is not None and hi < lo:
         raise GrammarError(f"invalid repetition bounds {lo}..{hi}")
+    if lo > MAX_REPETITION:
+        raise _too_complex(f"a minimum of {lo:,} repetitions (minItems/minLength) is too large a repetition count "
+                           f"for the grammar; the limit is {MAX_REPETITION:,}")
     if hi == 0:
         return '""'
     if (lo, hi) == (0, None):
@@ -591,6 +600,22 @@ def _number_bound(schema: Mapping[str, Any], key: str, excl_key: str, lower: boo
     if not candidates:
         return None
     return max(candidates) if lower else min(candidates)
+
+
+_GBNF_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|#[^\n]*|\{[^}]*\}|[a-zA-Z0-9-]+|.', re.S)
+
+
+def prefixed_rules(text: str, prefix: str) -> str:
+    """GBNF ``text`` with every rule name (definitions and references) given ``prefix``, so it can share one
+    grammar with another (``root`` becomes ``{prefix}root``). Literals, classes, comments and ``{m,n}`` stay."""
+    return "".join(prefix + t if t[0].isalnum() or t[0] == "-" else t for t in _GBNF_TOKEN.findall(text))
+
+
+def either_grammar(first: str, second: str, *, head: str = "") -> str:
+    """One GBNF grammar matching what ``first`` or ``second`` (whole grammars, root ``root``) matches, after
+    ``head`` (a GBNF expression using rules defined in neither, appended by the caller; "" for none)."""
+    root = f"root ::= {head + ' ' if head else ''}( a-root | b-root )\n"
+    return root + prefixed_rules(first, "a-") + "\n" + prefixed_rules(second, "b-")
 
 
 class GrammarBuilder:

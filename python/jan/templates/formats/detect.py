@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from .block_calls import parse_deepseek, parse_functionary_v32, parse_kimi
+from ..grammar import either_grammar
 from .grammars import call_grammar
 from .harmony import harmony_reasoning_spans, parse_harmony
 from .json_list_calls import parse_command_r, parse_firefunction
@@ -169,7 +170,7 @@ class ChatFormat:
 
     def grammar_options(
         self, tools: Sequence[Any], tool_choice: Any, *, parallel: bool = True, prompt: str = "",
-        continued: str = "",
+        continued: str = "", answer: str | None = None,
     ) -> dict[str, Any]:
         """Engine options that constrain tool calls: ``grammar`` (+ ``grammar_triggers`` for ``auto``).
 
@@ -177,12 +178,19 @@ class ChatFormat:
         thinking block the prompt left open, if any). ``auto``: a lazy grammar
         that waits for the format's call marker outside thinking. ``none`` or
         no tools: nothing. Raises GrammarError for a bad tool_choice.
+
+        ``answer``: a GBNF grammar the answer must match (a response format). It applies to the answer, never
+        to a call: ``required``/named ignore it (the answer is a later turn's), ``none`` is the answer alone, and
+        ``auto`` is one grammar, from the first token, of either the call(s) or the answer (a lazy grammar
+        leaves everything before its trigger free, so it cannot hold the answer to the format).
         """
         if not tools or tool_choice == "none":
-            return {}
+            return {"grammar": answer} if answer else {}
         grammar = call_grammar(self.tool_grammar, tools, "required" if tool_choice == "auto" else tool_choice, parallel=parallel)
         thinking_open = self.starts_in_reasoning(prompt, continued)
-        if tool_choice == "auto":
+        if tool_choice == "auto" and answer is not None:
+            grammar = either_grammar(grammar, answer)
+        elif tool_choice == "auto":
             if self.trigger is None:
                 return {}
             if thinking_open and self.reasoning is not None:

@@ -56,6 +56,15 @@ def _params_schema(fn: Mapping[str, Any]) -> Any:
     return params
 
 
+def _named(exc: GrammarError, tools: Sequence[Any], fn: Mapping[str, Any]) -> GrammarError:
+    """``exc`` (a tool's parameters schema that does not convert) naming the field the client sent it in."""
+    i = next((k for k, t in enumerate(tools) if t is fn or (isinstance(t, Mapping) and t.get("function") is fn)), None)
+    param = f"tools[{i}].function.parameters" if i is not None else "tools"
+    err = GrammarError(f"{param}: {exc}")
+    err.param, err.code = param, exc.code or "invalid_schema"
+    return err
+
+
 def _rule_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", name) or "fn"
 
@@ -93,7 +102,13 @@ def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "requir
         return gbnf_literal(json.dumps(fn["name"], ensure_ascii=False))
 
     def alt(body_of) -> str:
-        alts = [b.add_rule(f"{_rule_name(f['name'])}-call", body_of(f)) for f in funcs]
+        alts = []
+        for f in funcs:
+            try:
+                body = body_of(f)
+            except GrammarError as exc:
+                raise _named(exc, tools, f) from None
+            alts.append(b.add_rule(f"{_rule_name(f['name'])}-call", body))
         return alts[0] if len(alts) == 1 else "( " + " | ".join(alts) + " )"
 
     def repeat(call: str, sep: str = ws) -> str:

@@ -132,6 +132,11 @@ class ChatPlan:
         return self.fmt.apply_switch(out, r.effort, r.enabled)
 
     @property
+    def forced_call(self) -> bool:
+        """Whether the whole output is tool call(s): tools with ``required``/``any`` or a named one."""
+        return bool(self.tools) and self.tool_choice not in ("auto", "none", None)
+
+    @property
     def raw_reasoning(self) -> bool:
         return self.reasoning.format == "none"
 
@@ -143,14 +148,18 @@ class ChatPlan:
         opts.update(self.fmt.budget_options(self.reasoning.budget_tokens, prompt, self.continued))
         return opts
 
-    def grammar_options(self, prompt: str) -> dict[str, Any]:
-        """Blocking (builds a grammar): ``grammar`` (+ ``grammar_triggers`` for ``auto``) that makes
-        tool calls in the format's own syntax; empty without tools or when another grammar applies.
+    def grammar_options(self, prompt: str, answer: str | None = None) -> dict[str, Any]:
+        """Blocking (builds a grammar): ``grammar`` (+ ``grammar_triggers`` for a lazy ``auto``) that makes
+        tool calls in the format's own syntax and holds the answer to ``answer`` (the GBNF of a response
+        format or a client grammar; :meth:`ChatFormat.grammar_options` says how they combine per tool_choice).
+        Without ``answer`` but ``constrained`` (the caller applies its own grammar): empty.
         Raises GrammarError for a bad tool_choice or schema."""
-        if not self.tools or self.constrained or self.tool_choice == "none":
+        if answer is None and self.constrained:
             return {}
+        if not self.tools or self.tool_choice == "none":
+            return {"grammar": answer} if answer else {}
         return self.fmt.grammar_options(self.tools, self.tool_choice or "auto", parallel=self.parallel_tool_calls,
-                                        prompt=prompt, continued=self.continued)
+                                        prompt=prompt, continued=self.continued, answer=answer)
 
     def parser(self, prompt: str, **kw: Any) -> OutputParser:
         """A fresh output parser for one choice of this request."""
