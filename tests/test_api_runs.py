@@ -11,6 +11,7 @@ import warnings
 import aiohttp
 import pytest
 from api_helpers import Client, RunStream, message_text, parse_sse, post_streamed_run, read_jsonl, running
+from run_helpers import run_to_end, wait_for_run
 
 from jan.core import Event, InferenceStopped, MessageResponse, MessageSent, MessageUpdate
 from jan.server.keys import BUS, MANAGER
@@ -59,7 +60,7 @@ async def test_run_non_streaming_saves_reply(server, tmp_path):
     events = record_events(server)
     async with Client(server.base_url) as api:
         tid = await new_thread(api)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 24})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 24})
         assert run["object"] == "thread.run" and run["id"].startswith("run_") and run["thread_id"] == tid
         assert run["model"] == "stories260K" and run["assistant_id"] == "jan"
         assert run["status"] in ("completed", "incomplete") and run["usage"]["completion_tokens"] <= 24
@@ -85,7 +86,7 @@ async def test_run_non_streaming_saves_reply(server, tmp_path):
         assert fetched["status"] == run["status"] and fetched["message"]["id"] == message["id"]
 
         # a second run answers with the whole history, the first reply included
-        run2 = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 8})
+        run2 = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 8})
         assert run2["usage"]["prompt_tokens"] > run["usage"]["prompt_tokens"] + run["usage"]["completion_tokens"] - 1
         assert (await api.ok("GET", f"/v1/threads/{tid}"))["title"] == thread["title"]
 
@@ -157,6 +158,8 @@ async def test_openai_client_runs(server):
         assert messages.data[1].content[0].text.value == text
         # the thread's runs, newest first, as the client pages them (three: the streamed one, the polled one)
         third = await client.beta.threads.runs.create(thread.id, assistant_id="jan", max_completion_tokens=2)
+        assert third.status in ("queued", "in_progress")  # answered at once, as OpenAI's
+        await client.beta.threads.runs.poll(third.id, thread_id=thread.id, poll_interval_ms=50)
         listed = await client.beta.threads.runs.list(thread.id)
         assert [r.id for r in listed.data][:2] == [third.id, run.id] and len(listed.data) == 3
         page = await client.beta.threads.runs.list(thread.id, limit=1, order="asc")
@@ -182,7 +185,7 @@ async def test_parameter_precedence(server):
         tid = await new_thread(api, assistants=thread_assistants({"max_tokens": 7, "temperature": 0.5}))
 
         async def run(body=None):
-            result = await api.ok("POST", f"/v1/threads/{tid}/runs", body or {})
+            result = await run_to_end(api, f"/v1/threads/{tid}/runs", body or {})
             assert result["status"] == "incomplete", result  # ignore_eos: only max_tokens ends it
             return result
 
@@ -210,27 +213,27 @@ async def test_parameter_precedence(server):
 async def test_model_and_instructions_precedence(server, stories_path):
     async with Client(server.base_url) as api:
         tid = await new_thread(api)
-        r = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        r = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2})
         assert r["model"] == "stories260K"  # "jan" says "*": the loaded model
         await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": "stories-b", "mode": "reference"}, 201)
         await api.ok("POST", "/v1/assistants", {"id": "b-user", "model": "stories-b", "instructions": "Be brief."})
 
         tid = await new_thread(api)
-        r = await api.ok("POST", f"/v1/threads/{tid}/runs", {"assistant_id": "b-user", "max_tokens": 2})
+        r = await run_to_end(api, f"/v1/threads/{tid}/runs", {"assistant_id": "b-user", "max_tokens": 2})
         assert r["model"] == "stories-b" and r["instructions"] == "Be brief."
         with_system = r["usage"]["prompt_tokens"]
-        r = await api.ok("POST", f"/v1/threads/{tid}/runs", {"assistant_id": "b-user", "max_tokens": 2,
+        r = await run_to_end(api, f"/v1/threads/{tid}/runs", {"assistant_id": "b-user", "max_tokens": 2,
                                                               "instructions": "", "model": "stories260K"})
         assert r["model"] == "stories260K" and r["instructions"] == ""
         assert (await api.ok("GET", f"/v1/threads/{tid}"))["assistants"][0]["model"]["id"] == "stories-b"
 
         tid = await new_thread(api, assistants=[{"assistant_id": "b-user", "instructions": "Thread says hi.",
                                                  "model": {"id": "stories260K"}}])
-        r = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2, "additional_instructions": "More."})
+        r = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2, "additional_instructions": "More."})
         assert r["model"] == "stories260K" and r["assistant_id"] == "b-user"
         assert r["instructions"] == "Thread says hi.\n\nMore."
         tid2 = await new_thread(api)
-        r = await api.ok("POST", f"/v1/threads/{tid2}/runs", {"max_tokens": 2, "instructions": ""})
+        r = await run_to_end(api, f"/v1/threads/{tid2}/runs", {"max_tokens": 2, "instructions": ""})
         assert r["usage"]["prompt_tokens"] < with_system  # the system message reached the template
 
 
@@ -238,15 +241,15 @@ async def test_title_only_for_default_titles(server):
     async with Client(server.base_url) as api:
         long_words = "word " * 30
         tid = await new_thread(api, content=long_words)
-        await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2})
         title = (await api.ok("GET", f"/v1/threads/{tid}"))["title"]
         assert title.endswith("…") and len(title) <= 41 and long_words.startswith(title[:-1])
         assert not title[:-1].endswith(" ") and title[:-1].split(" ")[-1] == "word"
         tid = await new_thread(api, title="My own title")
-        await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2})
         assert (await api.ok("GET", f"/v1/threads/{tid}"))["title"] == "My own title"
         tid = await new_thread(api, content="Short one")
-        await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2})
         assert (await api.ok("GET", f"/v1/threads/{tid}"))["title"] == "Short one"
 
 
@@ -272,7 +275,7 @@ async def test_run_errors(server, tmp_path):
 
         # a prompt that does not fit the 512-token context: the reply exists, marked "error"
         huge = await new_thread(api, content="the cat sat on the mat and " * 120)
-        run = await api.ok("POST", f"/v1/threads/{huge}/runs", {})
+        run = await run_to_end(api, f"/v1/threads/{huge}/runs", {})
         assert run["status"] == "failed" and run["last_error"]["code"] == "context_length_exceeded"
         assert run["message"]["status"] == "incomplete" and run["message"]["metadata"]["error"]
         assert run["message"]["incomplete_details"] == {"reason": "run_failed"}  # stored "error"
@@ -285,7 +288,7 @@ async def test_run_errors(server, tmp_path):
         # error replies are not sent back to the model: the next run on a fitting thread works
         await api.ok("DELETE", f"/v1/threads/{huge}/messages/{read_jsonl(tmp_path / 'data' / 'threads' / huge / 'messages.jsonl')[0]['id']}")
         await api.ok("POST", f"/v1/threads/{huge}/messages", {"role": "user", "content": "Hi"})
-        assert (await api.ok("POST", f"/v1/threads/{huge}/runs", {"max_tokens": 2}))["status"] != "failed"
+        assert (await run_to_end(api, f"/v1/threads/{huge}/runs", {"max_tokens": 2}))["status"] != "failed"
 
 
 async def test_stored_layers_and_tool_choice_are_checked(server, tmp_path):
@@ -329,10 +332,10 @@ async def test_stored_layers_and_tool_choice_are_checked(server, tmp_path):
         assert count() == 1  # nothing was written
 
         await api.ok("POST", "/v1/assistants/fine", {"response_format": {"type": "json_object"}})
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"assistant_id": "fine", "max_tokens": 4})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"assistant_id": "fine", "max_tokens": 4})
         assert run["response_format"] == {"type": "json_object"}, run
         assert message_text(run["message"]).lstrip().startswith("{"), run["message"]
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"assistant_id": "fine", "max_tokens": 2,
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"assistant_id": "fine", "max_tokens": 2,
                                                                 "response_format": {"type": "text"}})
         assert run["response_format"] == {"type": "text"}  # the run's own wins
 
@@ -344,14 +347,14 @@ async def test_run_naming_no_model_uses_the_default_or_a_model_that_generates_te
     # the embedding model's id sorts first: it is the first loaded model
     with running(tmp_path / "data", minilm_path, stories_path) as srv:
         async with Client(srv.base_url) as api:
-            run = await api.ok("POST", f"/v1/threads/{await new_thread(api)}/runs", {"max_tokens": 2})
+            run = await run_to_end(api, f"/v1/threads/{await new_thread(api)}/runs", {"max_tokens": 2})
             assert run["model"] == "stories260K" and run["status"] != "failed", run
     with running(tmp_path / "data2", stories_path, minilm_path, default_model="stories260K") as srv:
         async with Client(srv.base_url) as api:
             await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": "stories-b", "mode": "reference"},
                          201)
             await api.ok("POST", "/v1/models/stories-b/start", {})
-            run = await api.ok("POST", f"/v1/threads/{await new_thread(api)}/runs", {"max_tokens": 2})
+            run = await run_to_end(api, f"/v1/threads/{await new_thread(api)}/runs", {"max_tokens": 2})
             assert run["model"] == "stories260K", run  # the configured default, not the first model loaded
 
 
@@ -398,19 +401,20 @@ async def test_stream_disconnect_stops_and_saves_stopped(long_server, tmp_path):
     assert stopped and stopped[-1].request_id == run_id and stopped[-1].reason == "client disconnected"
 
 
-async def test_non_streaming_disconnect_also_stops(long_server):
+async def test_a_run_not_streamed_goes_on_without_its_client(long_server):
+    """As OpenAI's: the answer is the run at once, and the run goes on whatever its client does (it polls the run or
+    cancels it); only a streamed run's client going away stops it."""
     srv = long_server
     async with Client(srv.base_url) as api:
         tid = await new_thread(api)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as session:
-            with pytest.raises(asyncio.TimeoutError):
-                await session.post(f"{srv.base_url}/v1/threads/{tid}/runs",
-                                   json={"max_tokens": LONG_RUN, "ignore_eos": True})
-        listed = await api.ok("GET", f"/v1/threads/{tid}/messages")
-        reply = listed["data"][0]
-        assert reply["role"] == "assistant"
-        reply = await wait_final(api, tid, reply["id"])
-        assert reply["status"] == "incomplete" and reply["metadata"]["stop_reason"] == "client disconnected"
+        async with aiohttp.ClientSession() as session:  # a client that goes away once answered
+            async with session.post(f"{srv.base_url}/v1/threads/{tid}/runs",
+                                    json={"max_tokens": 200, "ignore_eos": True}) as resp:
+                run = await resp.json()
+        assert run["status"] in ("queued", "in_progress") and "message" not in run, run
+        done = await wait_for_run(api, tid, run["id"])
+        assert done["status"] == "incomplete" and done["usage"]["completion_tokens"] == 200, done
+        assert "stop_reason" not in done["message"]["metadata"]
 
 
 async def test_cancel_run(long_server):
@@ -441,7 +445,7 @@ async def test_cancel_run(long_server):
 async def test_additional_messages_and_truncation(server, tmp_path):
     async with Client(server.base_url) as api:
         tid = (await api.ok("POST", "/v1/threads", {}))["id"]
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2, "additional_messages": [
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2, "additional_messages": [
             {"role": "user", "content": "Lily had a big red ball."},
             {"role": "assistant", "content": [{"type": "text", "text": "She loved it."}]},
             {"role": "user", "content": STORY}]})
@@ -450,7 +454,7 @@ async def test_additional_messages_and_truncation(server, tmp_path):
         assert stored[-1]["id"] == run["message"]["id"]
         assert (await api.ok("GET", f"/v1/threads/{tid}"))["title"] == "Lily had a big red ball."
         full = run["usage"]["prompt_tokens"]
-        cut = await api.ok("POST", f"/v1/threads/{tid}/runs", {
+        cut = await run_to_end(api, f"/v1/threads/{tid}/runs", {
             "max_tokens": 2, "truncation_strategy": {"type": "last_messages", "last_messages": 1}})
         assert cut["usage"]["prompt_tokens"] < full
         got, _ = await api.post(f"/v1/threads/{tid}/runs", {"additional_messages": [{"role": "user"}]})
@@ -487,7 +491,7 @@ async def test_resume_spends_only_what_the_partial_reply_left_of_max_tokens(serv
         max_tokens = already + 20
         tid, run_id = await interrupted_run(api, tmp_path / "data",
                                             {"max_tokens": max_tokens, "ignore_eos": True, "temperature": 0})
-        resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/resume", {})
+        resumed = await run_to_end(api, f"/v1/threads/{tid}/runs/{run_id}/resume", {})
         assert resumed["status"] == "incomplete" and resumed["finish_reason"] == "length", resumed
         assert resumed["max_completion_tokens"] == max_tokens
         text = message_text(resumed["message"])
@@ -498,7 +502,7 @@ async def test_resume_spends_only_what_the_partial_reply_left_of_max_tokens(serv
         usage = resumed["usage"]
         assert usage["completion_tokens"] == max_tokens
         assert usage["total_tokens"] == usage["prompt_tokens"] + max_tokens
-        fresh = await api.ok("POST", f"/v1/threads/{await new_thread(api)}/runs", {"max_tokens": 1})
+        fresh = await run_to_end(api, f"/v1/threads/{await new_thread(api)}/runs", {"max_tokens": 1})
         assert abs(usage["prompt_tokens"] - fresh["usage"]["prompt_tokens"]) <= 2  # the partial's seam tokenizes alike
         saved = await api.ok("GET", f"/v1/threads/{tid}/messages/{resumed['message_id']}")
         # (stored "ready", finish_reason "length": OpenAI's incomplete reply, cut by the token limit)
@@ -537,7 +541,7 @@ def stored_threads(data) -> list[str]:
 async def test_create_thread_and_run_over_http(server, tmp_path):
     data = tmp_path / "data"
     async with Client(server.base_url) as api:
-        run = await api.ok("POST", "/v1/threads/runs", {
+        run = await run_to_end(api, "/v1/threads/runs", {
             "thread": {"messages": [{"role": "user", "content": STORY}], "metadata": {"topic": "lily"}},
             "max_completion_tokens": 8, "metadata": {"via": "create_and_run"}})
         assert run["object"] == "thread.run" and run["status"] in ("completed", "incomplete"), run
@@ -552,7 +556,7 @@ async def test_create_thread_and_run_over_http(server, tmp_path):
         assert listed["data"][1]["run_id"] == run["id"]
         assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}"))["status"] == run["status"]
         # the thread goes on like any other
-        assert (await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2}))["thread_id"] == tid
+        assert (await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2}))["thread_id"] == tid
 
         # streamed: thread.created, then the run's own events on that thread
         async with api.session.post(f"{server.base_url}/v1/threads/runs", json={
@@ -643,7 +647,9 @@ async def test_openai_client_create_and_run(server):
         run = await beta.threads.create_and_run(
             assistant_id="jan", thread={"messages": [{"role": "user", "content": STORY}], "metadata": {"k": "v"}},
             max_completion_tokens=8, temperature=0.0, metadata={"run": "one"})
-        assert run.object == "thread.run" and run.status in ("completed", "incomplete") and run.metadata == {"run": "one"}
+        assert run.object == "thread.run" and run.status in ("queued", "in_progress")  # answered at once
+        run = await beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=50)
+        assert run.status in ("completed", "incomplete") and run.metadata == {"run": "one"}
         assert run.usage.completion_tokens <= 8 and run.temperature == 0.0
         thread = await beta.threads.retrieve(run.thread_id)
         assert thread.metadata == {"k": "v"}
@@ -693,8 +699,8 @@ async def test_messages_filtered_by_run_id_page_the_filtered_list(server, tmp_pa
 
     async with Client(server.base_url) as api:
         tid = await new_thread(api, content="Once")
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
-        other = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+        other = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2})
         # more of the first run's messages, interleaved with others (as a run with tool calls writes them)
         messages = DataFolder(tmp_path / "data").messages
         mine = [run["message"]["id"]]

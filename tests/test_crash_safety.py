@@ -7,6 +7,7 @@ import json
 import aiohttp
 from api_helpers import (Client, RunStream, ServerProcess, message_text, parse_sse, post_streamed_run, read_jsonl,
                          running, saved_text)
+from run_helpers import run_to_end
 
 STORY = "Once upon a time there was a little girl named Lily who loved to play outside"
 
@@ -44,7 +45,7 @@ async def test_sigkill_mid_run_keeps_folder_consistent(tmp_path, stories_path):
             other = (await api.ok("POST", "/v1/threads", {"title": "Bystander", "messages": [
                 {"role": "user", "content": "untouched"}]}))["id"]
             tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": STORY}]}))["id"]
-            first = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 12})
+            first = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 12})
             assert first["message"]["status"] == first["status"]  # OpenAI's on the wire: whole, or cut by max_tokens
             await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Tell me more."})
         message_id, received = await _stream_then_kill(proc, data, tid)
@@ -79,7 +80,7 @@ async def test_sigkill_mid_run_keeps_folder_consistent(tmp_path, stories_path):
             assert interrupted["status"] == "incomplete" and interrupted["metadata"]["stop_reason"] == "interrupted"
             assert message_text(interrupted) == saved
             assert message_text((await api.ok("GET", f"/v1/threads/{other}/messages"))["data"][0]) == "untouched"
-            again = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 6})
+            again = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 6})
             assert again["message"]["status"] == again["status"]
             fixed = await api.ok("PATCH", f"/v1/threads/{tid}/messages/{message_id}", {"status": "stopped"})
             assert fixed["status"] == "incomplete" and message_text(fixed) == saved

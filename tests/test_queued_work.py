@@ -138,20 +138,29 @@ def test_a_background_response_to_a_busy_remote_server_waits_for_it(server, tmp_
         front.stop()
 
 
-def test_a_background_run_waits_for_room_and_a_foreground_one_fails_busy(server):
+def test_a_run_nobody_waits_on_waits_for_room_and_a_streamed_one_fails_busy(server):
     status, thread = call(server, "POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon"}]})
     assert status == 200, thread
     tid = thread["id"]
     blocker = Blocker(server)
     try:
-        status, run = call(server, "POST", f"/v1/threads/{tid}/runs", {"max_tokens": 4})
-        assert status == 200 and run["status"] == "failed" and run["last_error"]["code"] == "queue_full", run
-        status, run = call(server, "POST", f"/v1/threads/{tid}/runs", {"max_tokens": 4, "background": True})
-        assert status == 200 and run["status"] in ("queued", "in_progress"), run
-        status, fetched = call(server, "GET", f"/v1/threads/{tid}/runs/{run['id']}")
-        assert fetched["status"] in ("queued", "in_progress"), fetched  # waiting, not failed
+        # streamed: its client is there to hear "busy", as an interactive request
+        with urllib.request.urlopen(urllib.request.Request(
+                f"{server.base_url}/v1/threads/{tid}/runs", method="POST",
+                headers={"Content-Type": "application/json"},
+                data=json.dumps({"max_tokens": 4, "stream": True}).encode()), timeout=WAIT_S) as resp:
+            events = resp.read().decode()
+        assert "thread.run.failed" in events and "queue_full" in events, events
+        # not streamed (answered at once, polled), or background: queued work, nobody waits on it
+        for body in ({"max_tokens": 4}, {"max_tokens": 4, "background": True}):
+            status, run = call(server, "POST", f"/v1/threads/{tid}/runs", body)
+            assert status == 200 and run["status"] in ("queued", "in_progress"), run
+            status, fetched = call(server, "GET", f"/v1/threads/{tid}/runs/{run['id']}")
+            assert fetched["status"] in ("queued", "in_progress"), fetched  # waiting, not failed
+            blocker.release()
+            done = _until(lambda: (r := call(server, "GET", f"/v1/threads/{tid}/runs/{run['id']}")[1])["status"]
+                          not in ("queued", "in_progress") and r, "the run finishes once there is room")
+            assert done["status"] == "incomplete" and done["usage"]["completion_tokens"] == 4, done
+            blocker = Blocker(server)
     finally:
         blocker.release()
-    done = _until(lambda: (r := call(server, "GET", f"/v1/threads/{tid}/runs/{run['id']}")[1])["status"]
-                  not in ("queued", "in_progress") and r, "the background run finishes")
-    assert done["status"] == "incomplete" and done["usage"]["completion_tokens"] == 4, done

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from api_helpers import Client, ServerProcess, message_text, parse_sse, summed_usage
 from mcp_helpers import forced_call, tool_thread
+from run_helpers import run_to_end
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -58,7 +59,7 @@ async def test_sigterm_inside_tool_calls_leaves_the_runs_as_a_crash_would(tmp_pa
         async with Client(proc.base_url) as api:
             # waiting for approval when jan stops
             wait_tid = await tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}])
-            waiting = await api.ok("POST", f"/v1/threads/{wait_tid}/runs", forced_call("notes__list_notes"))
+            waiting = await run_to_end(api, f"/v1/threads/{wait_tid}/runs", forced_call("notes__list_notes"))
             assert waiting["status"] == "requires_action", waiting
             # inside an allowlisted call when jan stops
             auto_tid = await tool_thread(api, [{"type": "mcp", "server_label": "notes",
@@ -66,13 +67,14 @@ async def test_sigterm_inside_tool_calls_leaves_the_runs_as_a_crash_would(tmp_pa
             inside = await api.ok("POST", f"/v1/threads/{auto_tid}/runs", forced_call("notes__wait_for_go", background=True))
             # inside a call the user approved (submit_tool_outputs) when jan stops
             asked_tid = await tool_thread(api, [{"type": "mcp", "server_label": "other", "allowed_tools": ["wait_for_go"]}])
-            asked = await api.ok("POST", f"/v1/threads/{asked_tid}/runs", forced_call("other__wait_for_go"))
+            asked = await run_to_end(api, f"/v1/threads/{asked_tid}/runs", forced_call("other__wait_for_go"))
             assert asked["status"] == "requires_action", asked
             [asked_call] = asked["required_action"]["submit_tool_outputs"]["tool_calls"]
             async with aiohttp.ClientSession() as session:
 
                 async def submit() -> tuple[int, list]:
-                    # (its answer starts once the approved call is over: it is awaited in a task of its own)
+                    # (streamed: its answer ends with the leg, which stops inside the approved call; awaited in a
+                    # task of its own)
                     async with session.post(
                             f"{proc.base_url}/v1/threads/{asked_tid}/runs/{asked['id']}/submit_tool_outputs",
                             json={"tool_outputs": [{"tool_call_id": asked_call["id"], "approve": True}],
@@ -127,8 +129,8 @@ async def test_sigterm_inside_tool_calls_leaves_the_runs_as_a_crash_would(tmp_pa
             assert again["status"] == "requires_action" and again["required_action"] == asked["required_action"]
             assert [m["role"] for m in await _messages(api, asked_tid)] == ["user", "assistant"]
             (asked_root / "go").write_text("", encoding="utf-8")
-            answered = await api.ok("POST", f"/v1/threads/{asked_tid}/runs/{asked['id']}/submit_tool_outputs",
-                                    {"tool_outputs": [{"tool_call_id": asked_call["id"], "approve": True}]})
+            answered = await run_to_end(api, f"/v1/threads/{asked_tid}/runs/{asked['id']}/submit_tool_outputs",
+                                        {"tool_outputs": [{"tool_call_id": asked_call["id"], "approve": True}]})
             assert answered["status"] in ("completed", "incomplete"), answered
             msgs = await _messages(api, asked_tid)
             assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]

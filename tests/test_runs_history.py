@@ -21,6 +21,7 @@ from jan.services.chat import ChatService
 from jan.services.runs import prompt_window, renderable
 from jan.services.types import ImagePart, TextPart
 from jan.testing.gguf_models import write_strict_chat_model
+from run_helpers import run_to_end
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -126,13 +127,13 @@ BODY = {"model": MODEL, "max_tokens": 2, "temperature": 0}
 async def test_after_a_run_refused_for_its_budget_the_next_question_is_answered(server):
     async with Client(server.base_url) as api:
         tid = await new_thread(api, [{"role": "user", "content": LONG}])
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**BODY, "max_prompt_tokens": 256})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {**BODY, "max_prompt_tokens": 256})
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_prompt_tokens"}
         assert run["message"]["content"] == [] and run["message"]["status"] == "incomplete"
         assert run["message"]["incomplete_details"] == {"reason": "max_tokens"}  # stored: stopped, max_prompt_tokens
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Tell me a short one."})
         with spied(server) as seen:
-            run = await api.ok("POST", f"/v1/threads/{tid}/runs", BODY)
+            run = await run_to_end(api, f"/v1/threads/{tid}/runs", BODY)
         answered(run)
         # the empty reply is left out and the two questions are one user turn: nothing said is lost
         [request] = seen
@@ -141,7 +142,7 @@ async def test_after_a_run_refused_for_its_budget_the_next_question_is_answered(
         # and the thread goes on as any: the answer, a question, an answer
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Another?"})
         with spied(server) as seen:
-            answered(await api.ok("POST", f"/v1/threads/{tid}/runs", BODY))
+            answered(await run_to_end(api, f"/v1/threads/{tid}/runs", BODY))
         assert roles(seen[0]) == ["user", "assistant", "user"]
 
 
@@ -180,16 +181,16 @@ async def test_after_a_run_cancelled_before_its_first_token_the_next_run_is_answ
 
         # a new run on the same thread (no message in between), then a question after it
         with spied(server) as seen:
-            answered(await api.ok("POST", f"/v1/threads/{tid}/runs", BODY))
+            answered(await run_to_end(api, f"/v1/threads/{tid}/runs", BODY))
         assert roles(seen[0]) == ["user"]
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "And then?"})
-        answered(await api.ok("POST", f"/v1/threads/{tid}/runs", BODY))
+        answered(await run_to_end(api, f"/v1/threads/{tid}/runs", BODY))
         # and a question, a run cancelled before its first token, a question (two user turns around the empty reply)
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "More?"})
         await cancel_before_first_token(api, server, tid)
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Hello?"})
         with spied(server) as seen:
-            answered(await api.ok("POST", f"/v1/threads/{tid}/runs", BODY))
+            answered(await run_to_end(api, f"/v1/threads/{tid}/runs", BODY))
         assert roles(seen[0]) == ["user", "assistant", "user", "assistant", "user"]
         assert seen[0].messages[-1].text == "More?\n\nHello?"
 
@@ -198,14 +199,14 @@ async def test_a_failed_run_tells_zero_usage(server):
     async with Client(server.base_url) as api:
         tid = await new_thread(api, [{"role": "user", "content": "Hi"}])
         with next_turn(server, "fail"):
-            run = await api.ok("POST", f"/v1/threads/{tid}/runs", BODY)
+            run = await run_to_end(api, f"/v1/threads/{tid}/runs", BODY)
         assert run["status"] == "failed" and run["last_error"] is not None, run
         assert run["usage"] is not None and run["usage"]["prompt_tokens"] == 0
         assert run["usage"]["completion_tokens"] == 0 and run["usage"]["total_tokens"] == 0
         assert (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}"))["usage"]["total_tokens"] == 0
         # the failed reply is not in the next prompt either
         with spied(server) as seen:
-            answered(await api.ok("POST", f"/v1/threads/{tid}/runs", BODY))
+            answered(await run_to_end(api, f"/v1/threads/{tid}/runs", BODY))
         assert roles(seen[0]) == ["user"]
 
 
@@ -215,8 +216,8 @@ async def test_user_messages_in_a_row_are_one_turn_and_all_reach_the_prompt(serv
         first, second, third = "My cat is called Biscuit.", "She is orange.", "What colour is my cat?"
         tid = await new_thread(api, [{"role": "user", "content": first}, {"role": "user", "content": second}])
         with spied(server) as seen:
-            run = await api.ok("POST", f"/v1/threads/{tid}/runs",
-                               {**BODY, "instructions": "Be brief.",
+            run = await run_to_end(api, f"/v1/threads/{tid}/runs",
+                                   {**BODY, "instructions": "Be brief.",
                                 "additional_messages": [{"role": "user", "content": third}]})
         answered(run)
         [request] = seen
@@ -247,7 +248,7 @@ async def test_last_messages_windows_that_start_at_a_reply_are_answered(server):
         for n in (1, 2, 3, 4, 7, 100):
             tid = await new_thread(api, conversation(3))
             with spied(server) as seen:
-                run = await api.ok("POST", f"/v1/threads/{tid}/runs", {
+                run = await run_to_end(api, f"/v1/threads/{tid}/runs", {
                     **BODY, "truncation_strategy": {"type": "last_messages", "last_messages": n}})
             answered(run)
             texts[n] = [m.text for m in seen[0].messages]
@@ -260,16 +261,16 @@ async def test_last_messages_windows_that_start_at_a_reply_are_answered(server):
 async def test_last_messages_count_the_messages_that_reach_the_prompt(server):
     async with Client(server.base_url) as api:
         tid = await new_thread(api, [{"role": "user", "content": LONG}])
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**BODY, "max_prompt_tokens": 256})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {**BODY, "max_prompt_tokens": 256})
         assert run["incomplete_details"] == {"reason": "max_prompt_tokens"}  # an empty reply, last in the thread
         one = {**BODY, "truncation_strategy": {"type": "last_messages", "last_messages": 1}}
         with spied(server) as seen:
-            run = await api.ok("POST", f"/v1/threads/{tid}/runs", one)  # was a 400: the window held only that reply
+            run = await run_to_end(api, f"/v1/threads/{tid}/runs", one)  # was a 400: the window held only that reply
         answered(run)
         assert [m.text for m in seen[0].messages] == [LONG]
         # a window of a reply alone is widened back to its question: a prompt needs a user turn
         with spied(server) as seen:
-            answered(await api.ok("POST", f"/v1/threads/{tid}/runs", one))
+            answered(await run_to_end(api, f"/v1/threads/{tid}/runs", one))
         assert roles(seen[0]) == ["user", "assistant"]
         # a thread with nothing to answer stays a clear 400
         empty = await new_thread(api, [{"role": "assistant", "content": "Hello! Ask me anything."}])
@@ -282,7 +283,7 @@ async def test_a_thread_opened_by_an_assistant_greeting_is_answered(server):
         tid = await new_thread(api, [{"role": "assistant", "content": "Hello! Ask me anything."},
                                      {"role": "user", "content": "Why is the sea salty?"}])
         with spied(server) as seen:
-            answered(await api.ok("POST", f"/v1/threads/{tid}/runs", {**BODY, "instructions": "Be brief."}))
+            answered(await run_to_end(api, f"/v1/threads/{tid}/runs", {**BODY, "instructions": "Be brief."}))
         assert roles(seen[0]) == ["system", "user"]
 
 

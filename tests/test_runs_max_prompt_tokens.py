@@ -20,6 +20,7 @@ from jan.server.routes.runs import object_of
 from jan.services.runs import run_from_record, run_record
 from jan.testing.gguf_models import write_qwen3_tool_model, write_strict_chat_model
 from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
+from run_helpers import run_to_end
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -97,7 +98,7 @@ async def test_a_budget_under_256_is_a_400_naming_the_field_and_nothing_is_writt
         assert got == 400 and err["error"]["param"] == "max_prompt_tokens"
         assert len((await api.ok("GET", "/v1/threads?limit=100"))["data"]) == threads  # no thread left behind
         # null is "not given", as for every optional field
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"model": MODEL, "max_prompt_tokens": None,
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"model": MODEL, "max_prompt_tokens": None,
                                                                "max_tokens": 2})
         assert run["max_prompt_tokens"] is None
 
@@ -131,7 +132,7 @@ async def test_the_budget_is_echoed_and_kept_in_the_run_store(server, data):
             assert again["incomplete_details"] == (None if run["status"] == "completed"
                                                    else {"reason": "max_completion_tokens"})
         # and a run without one says so
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"model": MODEL, "max_tokens": 2})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"model": MODEL, "max_tokens": 2})
         assert run["max_prompt_tokens"] is None and run["usage"]["prompt_tokens"] > 0
 
 
@@ -140,11 +141,11 @@ async def test_a_long_thread_is_shortened_to_the_budget_and_answered(server):
     async with Client(server.base_url) as api:
         messages = conversation()
         body = {"model": MODEL, "instructions": SYSTEM, "max_tokens": 2, "temperature": 0}
-        whole = await api.ok("POST", f"/v1/threads/{await new_thread(api, messages)}/runs", body)
+        whole = await run_to_end(api, f"/v1/threads/{await new_thread(api, messages)}/runs", body)
         assert whole["usage"]["prompt_tokens"] > BUDGET  # the context holds it all: no budget, nothing dropped
 
         tid = await new_thread(api, messages)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**body, "max_prompt_tokens": BUDGET})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {**body, "max_prompt_tokens": BUDGET})
         assert run["status"] in ("completed", "incomplete"), run
         assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"})  # answered, not refused
         assert run["message"]["status"] == run["status"]  # (a reply max_tokens cut is incomplete, as its run)
@@ -165,10 +166,10 @@ async def test_last_messages_are_fitted_to_the_budget_too(server):
         body = {"model": MODEL, "instructions": SYSTEM, "max_tokens": 2, "temperature": 0,
                 "truncation_strategy": {"type": "last_messages", "last_messages": 21}}
         # (a thread each: Mistral's template refuses a conversation that a previous reply makes start with it)
-        run = await api.ok("POST", f"/v1/threads/{await new_thread(api, conversation())}/runs", body)
+        run = await run_to_end(api, f"/v1/threads/{await new_thread(api, conversation())}/runs", body)
         assert run["usage"]["prompt_tokens"] > BUDGET, run  # 21 messages, as many as asked
-        run = await api.ok("POST", f"/v1/threads/{await new_thread(api, conversation())}/runs",
-                           {**body, "max_prompt_tokens": BUDGET})
+        run = await run_to_end(api, f"/v1/threads/{await new_thread(api, conversation())}/runs",
+                               {**body, "max_prompt_tokens": BUDGET})
         assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), run
         assert 0 < run["usage"]["prompt_tokens"] <= BUDGET
         assert run["truncation_strategy"] == {"type": "last_messages", "last_messages": 21}
@@ -186,7 +187,7 @@ async def test_a_budget_too_small_for_the_last_turn_ends_the_run_incomplete(serv
         messages = long_last_turn()
         tid = await new_thread(api, messages)
         assert BUDGET < await n_tokens(api, MODEL, messages[-1:]) < N_CTX // 2  # over the budget, not the context
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"model": MODEL, "max_prompt_tokens": BUDGET,
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"model": MODEL, "max_prompt_tokens": BUDGET,
                                                                "max_tokens": 2})
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_prompt_tokens"}
         assert run["completed_at"] is not None and run["last_error"] is None and run["required_action"] is None
@@ -203,7 +204,7 @@ async def test_a_budget_too_small_for_the_last_turn_ends_the_run_incomplete(serv
         fetched = await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
         assert fetched["status"] == "incomplete" and fetched["incomplete_details"] == {"reason": "max_prompt_tokens"}
         # the thread is free and answerable: a run with room for the turn answers it
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"model": MODEL, "max_prompt_tokens": 512,
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"model": MODEL, "max_prompt_tokens": 512,
                                                                "max_tokens": 2})
         assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), run
         assert BUDGET < run["usage"]["prompt_tokens"] <= 512 and run["message"]["status"] == run["status"]
@@ -277,7 +278,7 @@ async def unlimited_notes_run(api: Client) -> tuple[dict, dict, dict]:
     """A notes run on a new thread without limits: the run, and its two turns' own usages (the calling reply's,
     the answer's)."""
     tid = await new_thread(api, ASK)
-    run = await api.ok("POST", f"/v1/threads/{tid}/runs", notes_run())
+    run = await run_to_end(api, f"/v1/threads/{tid}/runs", notes_run())
     calling, answer = [m for m in await messages_of(api, tid) if m["role"] == "assistant"]
     return run, calling["metadata"]["usage"], answer["metadata"]["usage"]
 
@@ -294,7 +295,7 @@ async def test_a_tool_loop_spends_the_budget_over_its_turns_and_stops_before_one
         assert budget < first + second
 
         tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", notes_run(max_prompt_tokens=budget))
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", notes_run(max_prompt_tokens=budget))
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_prompt_tokens"}, run
         assert run["usage"]["prompt_tokens"] == first <= budget and run["step"] == 1
         saved = await messages_of(api, tid)
@@ -305,8 +306,8 @@ async def test_a_tool_loop_spends_the_budget_over_its_turns_and_stops_before_one
         assert not [m for m in saved if m["status"] == "in_progress"]
 
         # with room for both, the same run answers, and the budget counted both prompts
-        run = await api.ok("POST", f"/v1/threads/{await new_thread(api, ASK)}/runs",
-                           notes_run(max_prompt_tokens=first + second + 64))
+        run = await run_to_end(api, f"/v1/threads/{await new_thread(api, ASK)}/runs",
+                               notes_run(max_prompt_tokens=first + second + 64))
         assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), run
         last = run["message"]["metadata"]["usage"]["prompt_tokens"]
         assert run["usage"]["prompt_tokens"] == first + last <= first + second + 64
@@ -326,7 +327,7 @@ async def test_the_budget_holds_across_submit_tool_outputs(tool_server):
         output = " ".join(f"host {k} answered in {k} ms" for k in range(120))  # a long result: ~700 tokens
         budget = max(BUDGET, first_estimate + 300)  # the first prompt and 300 more: not the result
         tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run([PING], "ping", max_prompt_tokens=budget))
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", tool_run([PING], "ping", max_prompt_tokens=budget))
         assert run["status"] == "requires_action", run
         first = run["usage"]["prompt_tokens"]  # the calling turn's: so far the run's
         assert 0 < first <= budget and run["max_prompt_tokens"] == budget
@@ -343,10 +344,10 @@ async def test_the_budget_holds_across_submit_tool_outputs(tool_server):
 
         # a short result fits what is left: the run answers, both prompts counted
         tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run([PING], "ping", max_prompt_tokens=budget))
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", tool_run([PING], "ping", max_prompt_tokens=budget))
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
-        done = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
-                            {"tool_outputs": [{"tool_call_id": call["id"], "output": "up"}]})
+        done = await run_to_end(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                                {"tool_outputs": [{"tool_call_id": call["id"], "output": "up"}]})
         assert done["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), done
         last = done["message"]["metadata"]["usage"]["prompt_tokens"]
         assert done["usage"]["prompt_tokens"] == run["usage"]["prompt_tokens"] + last <= budget
@@ -366,7 +367,7 @@ async def test_a_remote_model_cannot_be_fitted_and_a_run_over_its_budget_ends_in
     with running(front_data) as front:
         async with Client(front.base_url) as api:
             body = {"model": "remote-nemo", "max_tokens": 2, "max_prompt_tokens": BUDGET}
-            run = await api.ok("POST", f"/v1/threads/{await new_thread(api, conversation())}/runs", body)
+            run = await run_to_end(api, f"/v1/threads/{await new_thread(api, conversation())}/runs", body)
             assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_prompt_tokens"}, run
             assert run["usage"]["prompt_tokens"] > BUDGET and "prompt_tokens_used" not in run
             # the reply is whole or cut by max_tokens (OpenAI's incomplete): the prompt budget did not cut it
@@ -374,7 +375,7 @@ async def test_a_remote_model_cannot_be_fitted_and_a_run_over_its_budget_ends_in
             assert run["message"]["status"] == ("incomplete" if cut else "completed")
             assert run["message"]["metadata"]["usage"] == run["usage"]
             # within its budget, the same model answers as any run
-            run = await api.ok("POST", f"/v1/threads/{await new_thread(api, conversation(1))}/runs", body)
+            run = await run_to_end(api, f"/v1/threads/{await new_thread(api, conversation(1))}/runs", body)
             assert run["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), run
             assert 0 < run["usage"]["prompt_tokens"] <= BUDGET
 
@@ -391,7 +392,7 @@ async def test_max_completion_tokens_is_shared_by_a_tool_loops_turns(tool_server
         # room for the call and 3 tokens more: the answer gets those 3, and the run ends cut by the limit
         limit = first + 3
         tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**notes_run(),
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {**notes_run(),
                                                                "max_completion_tokens": limit})
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_completion_tokens"}, run
         assert run["max_completion_tokens"] == limit and run["usage"]["completion_tokens"] == limit
@@ -402,7 +403,7 @@ async def test_max_completion_tokens_is_shared_by_a_tool_loops_turns(tool_server
 
         # room for the call only: the call runs, the turn after its result is not started
         tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**notes_run(),
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {**notes_run(),
                                                                "max_completion_tokens": first})
         assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_completion_tokens"}, run
         assert run["usage"]["completion_tokens"] == first <= run["max_completion_tokens"]
@@ -416,19 +417,19 @@ async def test_max_completion_tokens_is_shared_by_a_tool_loops_turns(tool_server
         assert not [m for m in saved if m["status"] == "in_progress"]
         # the thread is free: a question and a run answer it (the empty reply left out of the prompt)
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "And now?"})
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", notes_run(tool_choice="none"))
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", notes_run(tool_choice="none"))
         assert run["status"] in ("completed", "incomplete") and run["last_error"] is None, run
 
 
 async def test_max_completion_tokens_holds_across_submit_tool_outputs(tool_server):
     async with Client(tool_server.base_url) as api:
         tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run([PING], "ping"))
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", tool_run([PING], "ping"))
         assert run["status"] == "requires_action", run
         first = run["usage"]["completion_tokens"]
         # a second run whose limit the calling turn spends: after the outputs, nothing is left
         tid = await new_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**tool_run([PING], "ping"),
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {**tool_run([PING], "ping"),
                                                                "max_completion_tokens": first})
         assert run["status"] == "requires_action" and run["usage"]["completion_tokens"] == first, run
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]

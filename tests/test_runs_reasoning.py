@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 from api_helpers import Client, message_text, parse_sse, running
+from run_helpers import run_to_end
 
 from conftest import require_model
 from jan.services.tool_loop import chat_messages
@@ -92,7 +93,7 @@ async def test_thinking_streams_and_is_saved_then_goes_back_with_its_turn(server
 
         # the next run's history: the earlier turn goes back with its thinking; the template decides
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "And?"})
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2, "temperature": 0})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2, "temperature": 0})
         history = chat_messages(await messages_of(api, tid), "")[:3]
         assert history[1] == {"role": "assistant", "content": message_text(reply),
                               "reasoning_content": reasoning_text(reply)}
@@ -105,7 +106,7 @@ async def test_a_tool_loop_keeps_its_thinking_as_the_template_expects(server):
         assistant = await api.ok("POST", "/v1/assistants", {"name": "Weather", "model": MODEL, "tools": [WEATHER]})
         tid = (await api.ok("POST", "/v1/threads", {"assistants": [{"assistant_id": assistant["id"]}], "messages": [
             {"role": "user", "content": "Weather in Paris?"}]}))["id"]
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {
             "tool_choice": {"type": "function", "function": {"name": "get_weather"}}, "parallel_tool_calls": False,
             "max_tokens": 200, "temperature": 0})
         assert run["status"] == "requires_action", run
@@ -117,8 +118,8 @@ async def test_a_tool_loop_keeps_its_thinking_as_the_template_expects(server):
         assert calling["metadata"]["tool_calls"][0]["id"] == call["id"]
         first = calling["metadata"]["usage"]  # the calling turn's own, and so far the run's
         assert run["usage"] == first and first["prompt_tokens"] > 0
-        done = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
-                            {"tool_outputs": [{"tool_call_id": call["id"], "output": "Sunny"}]})
+        done = await run_to_end(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                                {"tool_outputs": [{"tool_call_id": call["id"], "output": "Sunny"}]})
         assert done["status"] in ("completed", "incomplete"), done
         history = chat_messages((await messages_of(api, tid))[:3], "")
         assert history[1]["reasoning_content"] == reasoning_text(calling)
@@ -149,7 +150,7 @@ async def test_reasoning_effort_of_a_run_and_of_its_assistant(server):
             return kinds(reply)
 
         tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Hi"}]}))["id"]
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**body, "reasoning_effort": "none"})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {**body, "reasoning_effort": "none"})
         assert run["reasoning_effort"] == "none"
         assert await reply_kinds(tid, run) == ["text"]
 
@@ -157,10 +158,10 @@ async def test_reasoning_effort_of_a_run_and_of_its_assistant(server):
         assert quiet["reasoning_effort"] == "none"
         assert (await api.ok("GET", f"/v1/assistants/{quiet['id']}"))["reasoning_effort"] == "none"
         tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Hi"}]}))["id"]
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**body, "assistant_id": quiet["id"]})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {**body, "assistant_id": quiet["id"]})
         assert run["reasoning_effort"] == "none" and await reply_kinds(tid, run) == ["text"]
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "And?"})
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {**body, "assistant_id": quiet["id"],
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {**body, "assistant_id": quiet["id"],
                                                                "reasoning_effort": "high"})
         assert run["reasoning_effort"] == "high" and (await reply_kinds(tid, run))[0] == "reasoning"
 

@@ -12,6 +12,7 @@ import warnings
 import aiohttp
 import pytest
 from api_helpers import Client, RunStream, ServerProcess, message_text, parse_sse, post_streamed_run, running
+from run_helpers import run_to_end
 
 from jan.testing.gguf_models import write_qwen3_tool_model
 from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
@@ -68,9 +69,20 @@ async def streamed(api: Client, path: str, body: dict) -> list[tuple[str, dict]]
 
 
 def streamed_steps(events: list[tuple[str, dict]]) -> dict[str, dict]:
-    """Each step the stream told of, as its last event left it (by id, in the order they were created)."""
+    """Each step the stream told of, as its last event left it (by id, in the order they were created), its tool
+    calls' ``thread.run.step.delta`` pieces added up as the SDK's stream helpers add them."""
     out: dict[str, dict] = {}
     for name, data in events:
+        if name == "thread.run.step.delta":
+            assert data["object"] == "thread.run.step.delta" and set(data) == {"id", "object", "delta"}, data
+            calls = out[data["id"]]["step_details"]["tool_calls"]
+            for piece in data["delta"]["step_details"]["tool_calls"]:
+                if piece["index"] == len(calls):  # a call's first piece: its id, type and name
+                    head = {k: v for k, v in piece.items() if k != "index"}
+                    calls.append({**head, "function": dict(piece["function"])})
+                else:  # then pieces of its arguments
+                    calls[piece["index"]]["function"]["arguments"] += piece["function"]["arguments"]
+            continue
         if name and name.startswith("thread.run.step."):
             assert data["object"] == "thread.run.step" and set(data) == STEP_FIELDS, data
             assert name == f"thread.run.step.{data['status']}" or name == "thread.run.step.created", (name, data)
@@ -107,7 +119,7 @@ async def test_a_runs_one_turn_is_a_message_creation_step_as_streamed(story_serv
         assert step["usage"] == run["message"]["metadata"]["usage"] == run["usage"]  # one turn: the run's
 
         # not streamed: the same, read back after the answer
-        run = await api.ok("POST", f"/v1/threads/{await story_thread(api)}/runs", {"max_tokens": 4})
+        run = await run_to_end(api, f"/v1/threads/{await story_thread(api)}/runs", {"max_tokens": 4})
         [step] = await steps_of(api, run["thread_id"], run["id"])
         assert step["step_details"]["message_creation"]["message_id"] == run["message_id"]
         assert step["status"] == "completed" and step["usage"] == run["usage"]
@@ -193,7 +205,7 @@ async def test_a_tool_calls_step_waits_with_its_run_and_completes_with_the_outpu
 
         # cancelled while it waits: the step ends cancelled
         tid = await notes_thread(api, approval=None)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run())
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", tool_run())
         assert run["status"] == "requires_action"
         await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
         [waiting] = await steps_of(api, tid, run["id"])
@@ -204,7 +216,7 @@ async def test_a_tool_calls_step_waits_with_its_run_and_completes_with_the_outpu
 async def test_listing_pages_as_openai_lists_and_refuses_what_it_cannot_answer(tool_server):
     async with Client(tool_server.base_url) as api:
         tid = await notes_thread(api)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run())
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", tool_run())
         base = f"/v1/threads/{tid}/runs/{run['id']}/steps"
         oldest_first = await steps_of(api, tid, run["id"])
         ids = [s["id"] for s in oldest_first]
@@ -247,7 +259,7 @@ async def test_the_openai_sdk_lists_and_retrieves_steps(tool_server):
     client = openai.AsyncOpenAI(base_url=tool_server.base_url + "/v1", api_key="unused")
     async with Client(tool_server.base_url) as api:
         tid = await notes_thread(api)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", tool_run())
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", tool_run())
         raw = await steps_of(api, tid, run["id"], "?order=desc")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -277,7 +289,7 @@ async def test_steps_outlive_the_process_and_a_killed_runs_step_is_not_left_in_p
     with ServerProcess(data, stories_path, n_ctx=8192) as proc:
         async with Client(proc.base_url) as api:
             tid = await story_thread(api)
-            done = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 8})
+            done = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 8})
             before = await steps_of(api, tid, done["id"])
             cut_tid = await story_thread(api)
         stream, started = RunStream(), None
@@ -305,7 +317,7 @@ async def test_steps_outlive_the_process_and_a_killed_runs_step_is_not_left_in_p
             assert cut["status"] == "cancelled" and cut["cancelled_at"] and cut["completed_at"] is None
             assert cut["usage"] is not None
             # resuming goes on in the same message: a step of its own, which completes
-            resumed = await api.ok("POST", f"/v1/threads/{cut_tid}/runs/{stream.run_id}/resume", {})
+            resumed = await run_to_end(api, f"/v1/threads/{cut_tid}/runs/{stream.run_id}/resume", {})
             assert resumed["status"] in ("completed", "incomplete"), resumed
             first, second = await steps_of(api, cut_tid, stream.run_id)
             assert first == cut and second["status"] == "completed"

@@ -11,6 +11,7 @@ import pytest
 from api_helpers import (Client, RunStream, ServerProcess, message_text, parse_sse, post_streamed_run, saved_text,
                          summed_usage)
 from mcp_helpers import forced_call, tool_thread
+from run_helpers import run_to_end
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -63,7 +64,7 @@ async def test_sigkill_mid_run_then_resume(tmp_path, stories_path):
             got, err = await api.post(f"/v1/threads/{tid}/runs/{run_id}/submit_tool_outputs",
                                       {"tool_outputs": []})
             assert got == 400
-            resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/resume", {})
+            resumed = await run_to_end(api, f"/v1/threads/{tid}/runs/{run_id}/resume", {})
             assert resumed["status"] in ("completed", "incomplete") and resumed["message_id"] == message_id
             final = resumed["message"]
             assert final["status"] == resumed["status"] and message_text(final).startswith(partial)
@@ -116,7 +117,7 @@ async def test_sigterm_mid_run_leaves_it_interrupted_and_its_stream_told(tmp_pat
             assert stream.text.startswith(message_text(message))
             other = await api.ok("GET", f"/v1/threads/{queued_tid}/runs/{queued['id']}")
             assert interrupted(other), other
-            resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/resume", {})
+            resumed = await run_to_end(api, f"/v1/threads/{tid}/runs/{run_id}/resume", {})
             assert resumed["status"] in ("completed", "incomplete") and resumed["message_id"] == message_id
             # as after a crash, the reply's tokens are counted once, by the leg that finished it (its earlier ones
             # counted again), never also when the stop cut it: the run's usage is the reply's, and so is the steps'
@@ -165,7 +166,7 @@ async def test_a_live_run_is_left_alone_by_another_process_until_its_runner_dies
             assert interrupted(run)
             message = await api.ok("GET", f"/v1/threads/{tid}/messages/{message_id}")
             assert message["status"] == "incomplete" and message["metadata"]["stop_reason"] == "interrupted"
-            resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/resume", {})
+            resumed = await run_to_end(api, f"/v1/threads/{tid}/runs/{run_id}/resume", {})
             assert resumed["status"] in ("completed", "incomplete") and resumed["message"]["status"] == resumed["status"]
             assert not list((data / ".live").glob(f"{run_id}.lock")), "a finished run holds no lease"
 
@@ -190,7 +191,7 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
     with ServerProcess(data, model, n_ctx=2048) as proc:
         async with Client(proc.base_url) as api:
             ask_tid = await tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"]}])
-            asked = await api.ok("POST", f"/v1/threads/{ask_tid}/runs", forced_call("notes__list_notes"))
+            asked = await run_to_end(api, f"/v1/threads/{ask_tid}/runs", forced_call("notes__list_notes"))
             assert asked["status"] == "requires_action", asked
             go_tid = await tool_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["wait_for_go"],
                                                "require_approval": "never"}])
@@ -247,8 +248,8 @@ async def test_tool_runs_survive_sigkill(tmp_path, vocab_dir):
             assert resumed["usage"] == summed_usage([msgs[1]["metadata"]["usage"], msgs[3]["metadata"]["usage"]])
 
             [pending] = still["required_action"]["submit_tool_outputs"]["tool_calls"]
-            done = await api.ok("POST", f"/v1/threads/{ask_tid}/runs/{asked['id']}/submit_tool_outputs",
-                                {"tool_outputs": [{"tool_call_id": pending["id"], "approve": True}]})
+            done = await run_to_end(api, f"/v1/threads/{ask_tid}/runs/{asked['id']}/submit_tool_outputs",
+                                    {"tool_outputs": [{"tool_call_id": pending["id"], "approve": True}]})
             assert done["status"] in ("completed", "incomplete"), done
             steps = await _steps(api, ask_tid, asked["id"])  # the step it waited in, across the restart, completes
             assert [s["id"] for s in steps[:1]] == [s["id"] for s in waited] and steps[0]["status"] == "completed"

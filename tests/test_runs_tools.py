@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from api_helpers import Client, message_text, parse_sse, running, summed_usage
+from run_helpers import run_to_end, wait_for_run
 
 from jan.services.tool_loop import chat_messages
 from jan.testing.gguf_models import write_qwen3_tool_model
@@ -57,7 +58,7 @@ async def test_auto_approved_call_runs_and_the_model_answers(server):
         assert listed["notes__list_notes"] == "mcp:notes" and listed["current_time"] == "tools"
         tid = await make_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"],
                                        "require_approval": "never"}])
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body())
         assert run["status"] in ("completed", "incomplete"), run
         assert [t["function"]["name"] for t in run["tools"]] == ["notes__list_notes"]
         msgs = await messages_of(api, tid)
@@ -87,7 +88,7 @@ async def test_streamable_http_server_in_a_run(tmp_path, tool_model):
                 assert [s["name"] for s in servers["data"]] == ["web"] and servers["data"][0]["transport"] == "http"
                 tid = await make_thread(api, [{"type": "function", "function": {"name": "web__list_notes"}}],
                                         policy={"auto_approve": ["web__*"]})
-                run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+                run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(
                     tool_choice={"type": "function", "function": {"name": "web__list_notes"}}))
                 assert run["status"] in ("completed", "incomplete"), run
                 tool = [m for m in await messages_of(api, tid) if m["role"] == "tool"]
@@ -97,7 +98,7 @@ async def test_streamable_http_server_in_a_run(tmp_path, tool_model):
 async def test_requires_action_then_approve_streams_the_answer(server):
     async with Client(server.base_url) as api:
         tid = await make_thread(api, [{"type": "mcp", "server_label": "notes"}])  # approval: always (the default)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body())
         assert run["status"] == "requires_action"
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
         assert run["required_action"]["type"] == "submit_tool_outputs" and call["function"]["name"] == "notes__list_notes"
@@ -129,10 +130,10 @@ async def test_requires_action_then_approve_streams_the_answer(server):
 async def test_deny_tells_the_model(server, tmp_path):
     async with Client(server.base_url) as api:
         tid = await make_thread(api, [{"type": "mcp", "server_label": "notes"}])
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body())
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
-        done = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
-                            {"tool_outputs": [{"tool_call_id": call["id"], "approve": False, "reason": "private"}]})
+        done = await run_to_end(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                                {"tool_outputs": [{"tool_call_id": call["id"], "approve": False, "reason": "private"}]})
         assert done["status"] in ("completed", "incomplete")
         msgs = await messages_of(api, tid)
         denied = msgs[2]
@@ -147,12 +148,12 @@ async def test_client_tool_output(server):
                                                 "parameters": {"type": "object", "properties": {}}}}
     async with Client(server.base_url) as api:
         tid = await make_thread(api, [weather])
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(
             tool_choice={"type": "function", "function": {"name": "get_weather"}}))
         assert run["status"] == "requires_action"
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
-        done = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
-                            {"tool_outputs": [{"tool_call_id": call["id"], "output": "sunny"}]})
+        done = await run_to_end(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                                {"tool_outputs": [{"tool_call_id": call["id"], "output": "sunny"}]})
         assert done["status"] in ("completed", "incomplete")
         tool = [m for m in await messages_of(api, tid) if m["role"] == "tool"][0]
         assert message_text(tool) == "sunny" and tool["metadata"]["approved_by"] == "client"
@@ -163,14 +164,14 @@ async def test_tool_timeout_and_server_crash_mid_call(server, tmp_path):
         for name, expected in (("hang", "did not answer within 2 seconds"), ("crash", "stopped while running crash")):
             tid = await make_thread(api, [{"type": "mcp", "server_label": "notes", "require_approval": "never"}],
                                     policy={"timeout": 2})
-            run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+            run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(
                 tool_choice={"type": "function", "function": {"name": f"notes__{name}"}}))
             assert run["status"] in ("completed", "incomplete"), run
             tool = [m for m in await messages_of(api, tid) if m["role"] == "tool"][0]
             assert tool["metadata"]["is_error"] and expected in message_text(tool), message_text(tool)
         status = await api.ok("GET", "/v1/mcp/servers/notes")  # restarted on next use
         assert status["state"] == "running" and status["restarts"] >= 1
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body())
         assert run["status"] in ("completed", "incomplete")
 
 
@@ -220,7 +221,7 @@ async def test_a_hung_tool_stalls_nothing_else(server):
         servers = await api.ok("GET", "/v1/mcp/servers")
         assert servers["data"][0]["name"] == "notes"
         other = await make_thread(api, [])
-        answered = await api.ok("POST", f"/v1/threads/{other}/runs", {"max_tokens": 4})
+        answered = await run_to_end(api, f"/v1/threads/{other}/runs", {"max_tokens": 4})
         assert answered["status"] in ("completed", "incomplete")
         waiting = await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
         assert waiting["status"] == "in_progress"
@@ -236,7 +237,7 @@ async def test_a_call_cut_off_by_max_tokens_is_not_run(server):
                       [{"type": "mcp", "server_label": "notes"}]):                              # would ask
             tid = await make_thread(api, tools)
             # 30 tokens: the call's name is written, its string argument is not finished
-            run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+            run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(
                 max_tokens=30, tool_choice={"type": "function", "function": {"name": "notes__read_note"}}))
             assert run["status"] == "incomplete" and run["required_action"] is None, run
             msgs = await messages_of(api, tid)
@@ -261,7 +262,7 @@ def assert_held(answer: tuple[int, dict], tid: str, run_id: str) -> str:
 async def test_a_waiting_run_holds_its_thread_until_it_is_answered_or_cancelled(server):
     async with Client(server.base_url) as api:
         tid = await make_thread(api, ASK)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body())
         assert run["status"] == "requires_action", run
         before = await messages_of(api, tid)
         message = assert_held(await api.post(f"/v1/threads/{tid}/runs", run_body()), tid, run["id"])
@@ -275,20 +276,20 @@ async def test_a_waiting_run_holds_its_thread_until_it_is_answered_or_cancelled(
         assert await messages_of(api, tid) == before
         # another thread is not held
         other = await make_thread(api, ASK)
-        assert (await api.ok("POST", f"/v1/threads/{other}/runs", run_body()))["status"] == "requires_action"
+        assert (await run_to_end(api, f"/v1/threads/{other}/runs", run_body()))["status"] == "requires_action"
 
         # answered, the run goes on to its end: then the thread takes a message and a run again
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
-        done = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
-                            {"tool_outputs": [{"tool_call_id": call["id"], "approve": True}]})
+        done = await run_to_end(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                                {"tool_outputs": [{"tool_call_id": call["id"], "approve": True}]})
         assert done["status"] in ("completed", "incomplete"), done
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Read me the first one."})
-        again = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        again = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body())
         assert again["status"] == "requires_action", again
         assert_held(await api.post(f"/v1/threads/{tid}/runs", run_body()), tid, again["id"])
         # cancelled, likewise
         assert (await api.ok("POST", f"/v1/threads/{tid}/runs/{again['id']}/cancel"))["status"] == "cancelled"
-        third = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(tool_choice="none"))
+        third = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(tool_choice="none"))
         assert third["status"] in ("completed", "incomplete"), third
 
 
@@ -315,7 +316,7 @@ async def test_a_run_in_progress_holds_its_thread(server, tmp_path):
             await asyncio.sleep(0.05)
         assert status in ("completed", "incomplete"), status
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Thanks."})
-        after = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(tool_choice="none"))
+        after = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(tool_choice="none"))
         assert after["status"] in ("completed", "incomplete"), after
 
 
@@ -326,19 +327,22 @@ async def test_runs_and_answers_sent_at_once_yield_one_run(server):
         tid = await make_thread(api, ASK)
         answers = await asyncio.gather(*(api.post(f"/v1/threads/{tid}/runs", run_body()) for _ in range(4)))
         started = [body for got, body in answers if got == 200]
-        assert len(started) == 1 and started[0]["status"] == "requires_action", answers
+        assert len(started) == 1, answers
         for answer in answers:
             if answer[0] != 200:
                 assert_held(answer, tid, started[0]["id"])
+        run = await wait_for_run(api, tid, started[0]["id"])
+        assert run["status"] == "requires_action", run
         assert [m["role"] for m in await messages_of(api, tid)] == ["user", "assistant"]  # one reply
 
-        [call] = started[0]["required_action"]["submit_tool_outputs"]["tool_calls"]
-        submit = f"/v1/threads/{tid}/runs/{started[0]['id']}/submit_tool_outputs"
+        [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        submit = f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs"
         answers = await asyncio.gather(*(api.post(submit, {"tool_outputs": [
             {"tool_call_id": call["id"], "approve": True}]}) for _ in range(2)))
         assert sorted(got for got, _ in answers) == [200, 400], answers
         refused = next(body for got, body in answers if got == 400)
         assert refused["error"]["code"] == "run_not_waiting"
+        assert (await wait_for_run(api, tid, run["id"]))["status"] in ("completed", "incomplete")
         assert [m["role"] for m in await messages_of(api, tid)] == ["user", "assistant", "tool", "assistant"]
 
 
@@ -354,13 +358,13 @@ async def test_an_interrupted_run_does_not_hold_its_thread_and_resumes_only_when
             "id": cut, "object": "thread.run", "thread_id": tid, "assistant_id": "jan", "model": "qwen3-tools",
             "instructions": "", "parameters": {"max_tokens": 20, "temperature": 0}, "metadata": {},
             "status": "interrupted", "step": 0, "pending": []})
-        waiting = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        waiting = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body())
         assert waiting["status"] == "requires_action", waiting
         assert_held(await api.post(f"/v1/threads/{tid}/runs/{cut}/resume", {}), tid, waiting["id"])
         untouched = await api.ok("GET", f"/v1/threads/{tid}/runs/{cut}")  # interrupted, on the wire incomplete
         assert untouched["status"] == "incomplete" and untouched["incomplete_details"] == {"reason": "interrupted"}
         await api.ok("POST", f"/v1/threads/{tid}/runs/{waiting['id']}/cancel")
-        resumed = await api.ok("POST", f"/v1/threads/{tid}/runs/{cut}/resume", {})
+        resumed = await run_to_end(api, f"/v1/threads/{tid}/runs/{cut}/resume", {})
         assert resumed["status"] in ("completed", "incomplete"), resumed
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Thanks."})
 
@@ -380,7 +384,7 @@ async def test_a_runs_usage_is_the_sum_of_its_model_turns(server):
     auto = [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"], "require_approval": "never"}]
     async with Client(server.base_url) as api:
         tid = await make_thread(api, auto)
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body())
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body())
         assert run["status"] in ("completed", "incomplete") and run["step"] == 1, run
         turns = await turn_usages(api, tid)
         assert len(turns) == 2 and turns[0]["prompt_tokens"] < turns[1]["prompt_tokens"]  # the answer saw the call
@@ -399,7 +403,7 @@ async def test_a_runs_usage_is_the_sum_of_its_model_turns(server):
         assert len(turns) == 2
         by_name = {}
         for name, data in events:
-            if name.startswith("thread.run.step.") and data["type"] == "message_creation":
+            if name.startswith("thread.run.step.") and data.get("type") == "message_creation":  # (a delta: none)
                 name = name.replace("thread.run.step.", "message step ")
             by_name.setdefault(name, []).append(data)
         assert [s["usage"] for s in by_name["thread.run.step.created"]] == [None]  # null while in_progress
@@ -423,7 +427,7 @@ async def test_usage_adds_up_over_submit_tool_outputs(server):
     async with Client(server.base_url) as api:
         for stream in (False, True):
             tid = await make_thread(api, [weather])
-            run = await api.ok("POST", f"/v1/threads/{tid}/runs", run_body(
+            run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(
                 tool_choice={"type": "function", "function": {"name": "get_weather"}}))
             assert run["status"] == "requires_action", run
             [calling] = await turn_usages(api, tid)
@@ -438,7 +442,7 @@ async def test_usage_adds_up_over_submit_tool_outputs(server):
                 name, done = events[-2]
                 assert name in ("thread.run.completed", "thread.run.incomplete"), events
             else:
-                done = await api.ok("POST", path, body)
+                done = await run_to_end(api, path, body)
             assert done["status"] in ("completed", "incomplete"), done
             turns = await turn_usages(api, tid)
             assert len(turns) == 2 and turns[0] == calling

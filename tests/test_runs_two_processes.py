@@ -65,3 +65,36 @@ async def test_two_servers_never_both_start_a_run_on_one_thread(tmp_path, storie
                 assert stored[1]["run_id"] == run["id"]
                 runs = await apis[loser].ok("GET", f"/v1/threads/{tid}/runs")
                 assert [r["id"] for r in runs["data"]] == [run["id"]], (round_, runs)
+
+
+async def test_a_cancel_sent_to_the_other_server_stops_the_run(tmp_path, stories_path):
+    """The server not running the run records the cancel on disk; the one running it hears it and stops the run;
+    the cancel is answered with the run as it ended (its reply saved with what it had), and the thread is free."""
+    data = tmp_path / "data"
+    with ServerProcess(data, stories_path, n_ctx=8192) as one, ServerProcess(data, stories_path, n_ctx=8192) as two:
+        async with Client(one.base_url) as api_one, Client(two.base_url) as api_two:
+            thread = await api_one.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": STORY}]})
+            tid = thread["id"]
+            # not streamed: answered at once, it runs on in server one
+            run = await api_one.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 8000, "ignore_eos": True})
+            assert run["status"] in ("queued", "in_progress"), run
+            seen = await api_two.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
+            assert seen["status"] in ("queued", "in_progress"), seen  # server two reads it as live, not orphaned
+
+            answer = await api_two.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
+            # (answered once the run ended; on a machine too busy for the bounded wait, it ends soon after)
+            ended = answer if answer["status"] not in ("queued", "in_progress") \
+                else await until_ended(api_two, tid, run["id"])
+            assert ended["status"] == "cancelled", ended
+            if answer is ended:
+                assert answer["message"]["status"] == "incomplete", answer
+                assert answer["message"]["metadata"]["stop_reason"] == "cancelled", answer
+            assert (await until_ended(api_one, tid, run["id"]))["status"] == "cancelled"
+            stored = read_jsonl(data / "threads" / tid / "messages.jsonl")
+            assert [m["role"] for m in stored] == ["user", "assistant"]
+            assert stored[1]["status"] == "stopped" and stored[1]["metadata"]["stop_reason"] == "cancelled", stored
+            assert not list((data / "threads" / tid / "runs").glob("*.cancel"))  # heard, and gone
+
+            # the thread is free, in either server
+            again = await api_two.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+            assert (await until_ended(api_two, tid, again["id"]))["status"] in ("completed", "incomplete")

@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from jan.store import DataFolder, InvalidArgumentError
+from run_helpers import wait_for_run_sync
 from server_helpers import start_server
 
 
@@ -42,6 +43,11 @@ def _ok(base_url: str, method: str, path: str, body=None):
     status, _, raw = _call(base_url, method, path, body)
     assert status == 200, f"{method} {path}: {status} {raw[:300]!r}"
     return json.loads(raw)
+
+
+def _run(base_url: str, path: str, body: dict) -> dict:
+    """A run not streamed (answered at once) once it ended, with its message."""
+    return wait_for_run_sync(lambda get: _ok(base_url, "GET", get), _ok(base_url, "POST", path, body))
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -94,8 +100,8 @@ def test_thread_with_an_image_survives_a_restart_and_its_run_resends_it(tmp_path
             {"type": "text", "text": "What is in this picture?"},
             {"type": "image_url", "image_url": {"url": _data_url(png)}}]})
         file_id = message["content"][1]["image_file"]["file_id"]
-        first = _ok(srv.base_url, "POST", f"/v1/threads/{tid}/runs",
-                    {"model": "vision-chat", "max_tokens": 4, "temperature": 0})
+        first = _run(srv.base_url, f"/v1/threads/{tid}/runs",
+                     {"model": "vision-chat", "max_tokens": 4, "temperature": 0})
         assert first["status"] in ("completed", "incomplete"), first  # incomplete: max_tokens
     finally:
         srv.stop()
@@ -116,8 +122,8 @@ def test_thread_with_an_image_survives_a_restart_and_its_run_resends_it(tmp_path
         # re-running the thread after the restart sends the image again: the prompt is as long as the
         # first run's (64 image tokens in it), and the answer, greedy, is the same
         _ok(srv.base_url, "DELETE", f"/v1/threads/{tid}/messages/{messages[1]['id']}")
-        again = _ok(srv.base_url, "POST", f"/v1/threads/{tid}/runs",
-                    {"model": "vision-chat", "max_tokens": 4, "temperature": 0})
+        again = _run(srv.base_url, f"/v1/threads/{tid}/runs",
+                     {"model": "vision-chat", "max_tokens": 4, "temperature": 0})
         assert again["status"] in ("completed", "incomplete"), again
         assert again["usage"]["prompt_tokens"] == first["usage"]["prompt_tokens"] > 64
         replies = [m for m in _ok(srv.base_url, "GET", f"/v1/threads/{tid}/messages?order=asc")["data"]
@@ -125,8 +131,8 @@ def test_thread_with_an_image_survives_a_restart_and_its_run_resends_it(tmp_path
         assert len(replies) == 1
         text_only = _ok(srv.base_url, "POST", "/v1/threads", {"messages": [
             {"role": "user", "content": "What is in this picture?"}]})
-        plain = _ok(srv.base_url, "POST", f"/v1/threads/{text_only['id']}/runs",
-                    {"model": "vision-chat", "max_tokens": 4, "temperature": 0})
+        plain = _run(srv.base_url, f"/v1/threads/{text_only['id']}/runs",
+                     {"model": "vision-chat", "max_tokens": 4, "temperature": 0})
         assert plain["usage"]["prompt_tokens"] <= first["usage"]["prompt_tokens"] - 64
     finally:
         srv.stop()

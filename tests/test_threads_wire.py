@@ -18,6 +18,7 @@ from api_helpers import Client, message_text, parse_sse, running
 from jan.server.routes.threads import message_object
 from jan.testing.gguf_models import write_qwen3_tool_model
 from pydantic import TypeAdapter, ValidationError
+from run_helpers import run_to_end
 
 openai = pytest.importorskip("openai")
 from openai.types.beta import Assistant, AssistantStreamEvent, Thread
@@ -165,10 +166,10 @@ async def test_the_message_list_pages_what_it_shows(server):
         assistant = await api.ok("POST", "/v1/assistants", {"model": MODEL, "tools": [WEATHER]})
         thread = await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Weather?"}]})
         tid = thread["id"]
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"assistant_id": assistant["id"], **CALL})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"assistant_id": assistant["id"], **CALL})
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
-        run = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
-                           {"tool_outputs": [{"tool_call_id": call["id"], "output": OUTPUT}]})
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                               {"tool_outputs": [{"tool_call_id": call["id"], "output": OUTPUT}]})
         shown = [m["id"] for m in await messages_of(api, tid)]
         assert len(shown) == 2 and len(await messages_of(api, tid, "&all=true")) == 4
         base = f"/v1/threads/{tid}/messages"

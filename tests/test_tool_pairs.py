@@ -13,6 +13,7 @@ from dialect_helpers import WEATHER_SCHEMA, tool_model
 from jan.services.tool_loop import chat_messages
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 from jan.services.types import ChatMessage, ToolCall
+from run_helpers import wait_for_run_sync
 from server_helpers import start_server
 
 pytestmark = pytest.mark.timeout(600)
@@ -296,6 +297,7 @@ def test_a_run_with_tools_still_works_and_its_history_pairs(server):
         run = api.post(f"/v1/threads/{thread['id']}/runs", json={
             "tool_choice": {"type": "function", "function": {"name": "current_time"}}, "max_tokens": 60,
             "temperature": 0, "parallel_tool_calls": False}).json()
+        run = wait_for_run_sync(lambda path: api.get(path).json(), run)  # (answered at once: polled to its end)
         assert run["status"] in ("completed", "incomplete"), run
         # (all=true: every stored message, the tool rounds included)
         history = api.get(f"/v1/threads/{thread['id']}/messages?order=asc&limit=100&all=true").json()["data"]

@@ -20,6 +20,7 @@ import pytest
 
 from jan.server.config import ServerConfig
 from jan.testing.server import ServerThread
+from run_helpers import wait_for_run_sync
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "web"
 MODEL_ID = "stories260K"
@@ -669,7 +670,8 @@ def test_a_run_left_waiting_for_approval_does_not_lock_the_thread(tools_server, 
     thread = _notes_thread(server, "Left waiting")
     tid = thread["id"]
     api(server, "POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Which notes do I have?"})
-    waiting = api(server, "POST", f"/v1/threads/{tid}/runs", {})
+    waiting = api(server, "POST", f"/v1/threads/{tid}/runs", {})  # answered at once: polled to requires_action
+    waiting = wait_for_run_sync(lambda path: api(server, "GET", path), waiting)
     assert waiting["status"] == "requires_action"
     status, _ = call(server, "POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "hello?"})
     assert status == 400  # held: the API refuses a message in the middle of the run

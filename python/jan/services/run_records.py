@@ -20,6 +20,12 @@ Claiming a thread (:meth:`jan.services.runs.RunService._thread_lock`) is checked
 other processes sharing the folder respect too: an OS file lock (flock/LockFileEx, through ``filelock``) on
 :func:`claim_lock_path`, held until the claiming run's record is on disk, whence every process reads it as
 holding the thread (a live record leased by a live process, see above).
+
+A cancel sent to a process that is not running the run (:meth:`jan.services.runs.RunService.cancel`) is a marker
+next to its record (``<run_id>.cancel``, :func:`ask_cancel`), written atomically: the process running the run looks
+for its active runs' markers a few times a second (:func:`cancels_asked`: one ``stat`` per active run, never per
+token), stops the run as a cancel of its own would, and removes the marker (:func:`clear_cancel`); the cancelling
+process waits for the run's lease to go (:func:`running_elsewhere`), then reads what the record says.
 """
 
 from __future__ import annotations
@@ -41,8 +47,9 @@ from jan.services.run_steps import interrupted_steps
 from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
 
-__all__ = ["RUN_ID_RE", "claim_lock_path", "held_elsewhere", "interrupt_if_orphaned", "list_records", "load_record",
-           "mark_interrupted", "record_path", "save_record", "take_lease", "thread_records", "try_lock"]
+__all__ = ["RUN_ID_RE", "ask_cancel", "cancel_marker_path", "cancels_asked", "claim_lock_path", "clear_cancel",
+           "held_elsewhere", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "record_path",
+           "running_elsewhere", "save_record", "take_lease", "thread_records", "try_lock"]
 
 log = logging.getLogger("jan.services.runs")
 
@@ -114,6 +121,46 @@ def held_elsewhere(data_folder: str | Path, thread_id: str, run_id: str, status:
         return None
     record = interrupt_if_orphaned(data_folder, record)  # a claim whose process died is no claim
     return record.get("status") if record.get("status") != status else None
+
+
+def running_elsewhere(data_folder: str | Path, run_id: str) -> bool:
+    """Whether another live process is running a leg of run ``run_id`` (it holds the run's lease)."""
+    leases = _leases(data_folder)
+    return leases.is_live(run_id) and not leases.holds(run_id)
+
+
+def cancel_marker_path(data_folder: str | Path, thread_id: str, run_id: str) -> Path:
+    """The marker that asks whichever process runs ``run_id`` to cancel it (next to its record)."""
+    return record_path(data_folder, thread_id, run_id).with_suffix(".cancel")
+
+
+def ask_cancel(data_folder: str | Path, thread_id: str, run_id: str) -> None:
+    """Ask the process running ``run_id`` to cancel it: the marker, written atomically (skipped when the thread's
+    folder is gone: the thread was deleted, and its runs with it)."""
+    path = cancel_marker_path(data_folder, thread_id, run_id)
+    if not path.parent.parent.is_dir():
+        return
+    atomic_write_text(path, json.dumps({"run_id": run_id, "asked_at": int(time.time())}))
+
+
+def cancels_asked(data_folder: str | Path, runs: list[tuple[str, str]]) -> set[str]:
+    """The ids of ``runs`` (``(thread_id, run_id)`` pairs) whose cancel another process asked for."""
+    asked = set()
+    for thread_id, run_id in runs:
+        try:
+            if cancel_marker_path(data_folder, thread_id, run_id).exists():
+                asked.add(run_id)
+        except (OSError, ValueError):
+            continue
+    return asked
+
+
+def clear_cancel(data_folder: str | Path, thread_id: str, run_id: str) -> None:
+    """Remove ``run_id``'s cancel marker (heard, or left by a cancel whose run had ended already)."""
+    try:
+        cancel_marker_path(data_folder, thread_id, run_id).unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:

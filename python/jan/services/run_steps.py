@@ -7,9 +7,12 @@ a ``tool_calls`` step holding its calls, each with its ``output`` once it has on
 at once for the calls the run's policy runs, after ``submit_tool_outputs`` for those the user answers (until then it
 stays ``in_progress``, its run in ``requires_action``, as OpenAI's).
 
-A step ends as its turn or its run does: ``completed`` (also in a run ``incomplete``: the step did what it was
-for), ``cancelled`` (a cancelled run, and one a stop of jan interrupted: nothing is left ``in_progress`` that
-nobody runs; resuming the run starts steps of its own) or ``failed`` (with the run's ``last_error``).
+A ``tool_calls`` step is created as its turn's first call piece streams (told with no calls; each piece a
+``thread.run.step.delta``); one whose calls never ran (the token limit cut them, so none was run or asked about)
+ends ``cancelled``. A step ends as its turn or its run does: ``completed`` (also in a run ``incomplete``: the step
+did what it was for), ``cancelled`` (a cancelled run, and one a stop of jan interrupted: nothing is left
+``in_progress`` that nobody runs; resuming the run starts steps of its own) or ``failed`` (with the run's
+``last_error``).
 
 Usage: each model turn is counted once, so the steps' usage adds up to the run's. A ``message_creation`` step's
 is its turn's; a turn that called tools tells its usage in its ``tool_calls`` step (as jan's stream did before

@@ -65,7 +65,9 @@ the run's record (:meth:`RunService.steps`), saved before each event, so the str
 steps. A turn's message is saved (``pending``) when the turn starts, but the stream announces it — its step,
 ``thread.message.created`` — only with its first piece of text or thinking, or as the turn ends without calls: a
 turn that only calls tools writes no message on OpenAI's wire (:func:`~jan.services.tool_loop.tool_bookkeeping`),
-only its ``tool_calls`` step, as OpenAI's runs.
+only its ``tool_calls`` step, as OpenAI's runs. A turn's calls stream as the model writes them: their ``tool_calls``
+step is created (saved) at the first call piece and told with no calls, then each piece is a
+``thread.run.step.delta`` (:meth:`_Execution._relay_calls`), which the SDK's stream helpers add up into the calls.
 
 Runs are saved under ``<data>/threads/<thread_id>/runs/`` whenever their state changes
 (:mod:`jan.services.run_records`): :meth:`RunService.load` finds them after a restart,
@@ -74,7 +76,12 @@ Runs are saved under ``<data>/threads/<thread_id>/runs/`` whenever their state c
 kept (``Run.events``) so a listener can re-attach and replay them. A graceful stop of jan
 (:meth:`RunService.interrupt_all`, awaited before the extensions stop) leaves each active run as a crash would:
 a model turn cut at its next piece, a tool call cut off at once with no result kept (resume runs it again), a
-``submit_tool_outputs`` leg's calls cut off with the run back in ``requires_action``. Deleting a thread cancels its
+``submit_tool_outputs`` leg's calls cut off with the run back in ``requires_action``. A leg runs in a task of its
+own, independent of the request that started it (the front end decides whether its listener going away stops it);
+:meth:`RunService.submit` only claims the run with its answers, which the leg runs first. A cancel reaches a run
+that another process sharing the data folder runs through a marker next to its record: that process looks for
+its active runs' markers a few times a second (:meth:`RunService._cancel_watch`) and the cancelling one answers
+once the record says the run ended (:meth:`RunService._cancel_elsewhere`). Deleting a thread cancels its
 active runs and forgets its runs (:class:`~jan.core.ThreadDeleted`); deleting an assistant does not stop its runs,
 whose later legs keep the tools it had (``Run.assistant_tools``).
 
@@ -117,8 +124,9 @@ from jan.services.chat import ChatService
 from jan.services.errors import GenerationCancelledError, RequestError, ServiceUnavailableError, require
 from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_parameters
-from jan.services.run_records import (claim_lock_path, held_elsewhere, interrupt_if_orphaned, load_record,
-                                      mark_interrupted, save_record, take_lease, thread_records, try_lock)
+from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
+                                      interrupt_if_orphaned, load_record, mark_interrupted, running_elsewhere,
+                                      save_record, take_lease, thread_records, try_lock)
 from jan.services.run_steps import RunStep, end_status, zero_usage
 from jan.services.tool_loop import (
     PendingCall,
@@ -146,6 +154,7 @@ from jan.services.types import (
     SamplingOptions,
     TextPart,
     ToolCall,
+    ToolCallDelta,
     ToolSpec,
     Truncation,
     Usage,
@@ -168,6 +177,11 @@ INTERRUPT_GRACE = 3.0
 INTERRUPT_BOUND = 15.0
 #: Seconds a cut-off tool call is given to end once cancelled (a provider that ignores the cancel is left behind).
 CALL_CANCEL_BOUND = 5.0
+#: Seconds a reader of a run whose leg is ending waits for that end to be whole (:meth:`RunService._ended_whole`).
+ENDING_BOUND = 10.0
+#: Seconds between looks for the cancels other processes sharing the data folder ask for (while runs are active
+#: here), and between a cancelling process's looks at whether the run ended there.
+CANCEL_POLL = 0.25
 DEFAULT_TITLES = ("", "New Thread")
 TITLE_LENGTH = 40
 DEFAULT_ASSISTANT = "jan"
@@ -266,6 +280,9 @@ class Run:
     pending: list[PendingCall] = field(default_factory=list)
     #: Calls of a tool-calling turn that a stop of jan left without results: a resumed leg runs (or asks) them first.
     resume_calls: list[PendingCall] = field(default_factory=list)
+    #: The calls a ``submit_tool_outputs`` claimed the run with and their answers: its leg runs them first
+    #: (:meth:`_Execution.answer_calls`), so that the request is answered before a slow tool runs.
+    answers: tuple[list[PendingCall], dict[str, ToolDecision]] | None = None
     #: What the run did, oldest first (:mod:`jan.services.run_steps`): saved with its record.
     steps: list[RunStep] = field(default_factory=list)
     #: ``message`` is saved but the stream has not told it yet (``_Execution.announce_message``): it is a turn's
@@ -277,6 +294,8 @@ class Run:
     #: is deleted meanwhile.
     assistant_tools: dict[str, Any] | None = None
     background: bool = False
+    # this leg answers no listener (a run not streamed: polled): queued work, as background, for it nobody waits
+    detached: bool = False
     response_format: dict[str, Any] | None = None  # as recorded (see ResponseFormat)
     last_messages: int | None = None
     reasoning_effort: str | None = None
@@ -643,6 +662,29 @@ async def _unless_stopped(run: Run, work: Awaitable[Any]) -> Any:
     raise _Stop(run.stop_reason or "cancelled")
 
 
+def _publish_call_delta(run: Run, step: RunStep, place: int, fields: dict[str, Any]) -> None:
+    """Publish a ``thread.run.step.delta`` of ``step``: a piece of its call number ``place`` (OpenAI's
+    ``RunStepDelta`` with one ``FunctionToolCallDelta``)."""
+    run.publish("thread.run.step.delta", {"id": step.id, "object": "thread.run.step.delta", "delta": {
+        "step_details": {"type": "tool_calls", "tool_calls": [{"index": place, "type": "function", **fields}]}}})
+
+
+def _announce_calls(run: Run, step: RunStep) -> None:
+    """Tell a ``tool_calls`` step whose calls were not streamed (a resumed leg runs again the calls a stop cut off)
+    as a streamed one is told (:meth:`_Execution._relay_calls`): created with no calls, then each call's head and
+    arguments as deltas, so a stream's listener builds the calls alike."""
+    told = step.snapshot()
+    told.tool_calls = []
+    run.publish("thread.run.step.created", told)
+    run.publish("thread.run.step.in_progress", told)
+    for place, call in enumerate(step.tool_calls):
+        function = call.get("function") or {}
+        _publish_call_delta(run, step, place, {"id": call.get("id") or "", "function": {
+            "name": function.get("name") or "", "arguments": "", "output": None}})
+        if function.get("arguments"):
+            _publish_call_delta(run, step, place, {"function": {"arguments": function["arguments"]}})
+
+
 def _publish_interrupted(run: Run) -> None:
     """Tell a run's stream that a stop of jan interrupted it (no OpenAI run event says so: the stream's ``error``
     event, an ErrorObject, does), then end the leg's stream."""
@@ -794,6 +836,8 @@ class RunService:
         self._settled: set[str] = set()
         #: Set by :meth:`interrupt_all`: jan is stopping, no run starts or goes on any more.
         self._stopping = False
+        #: Looks for cancels asked by other processes while runs are active here (:meth:`_watch_cancels`).
+        self._watcher: asyncio.Task | None = None
         # A deleted thread takes its runs with it: the active ones are cancelled (their model slot freed at once)
         # and all are forgotten (404 afterwards, as their records went with the thread's folder).
         bus = getattr(manager, "bus", None)
@@ -832,8 +876,11 @@ class RunService:
         return None if run is None else [step.snapshot() for step in run.steps]
 
     async def load(self, thread_id: str, run_id: str) -> Run | None:
-        """A run of this process, or one recorded on disk (an earlier process's), or None."""
+        """A run of this process, or one recorded on disk (an earlier process's), or None. A run whose leg is ending
+        is read once that end is whole (:meth:`_ended_whole`)."""
         run = self.get(thread_id, run_id)
+        if run is not None:
+            await self._ended_whole(run)
         if run is None:
             record = await asyncio.to_thread(self._read_record, thread_id, run_id)
             if record is not None and record.get("thread_id") == thread_id:
@@ -841,6 +888,21 @@ class RunService:
                 if not run.active:  # another live process's run is shown as it stands, never kept here
                     self._remember(run)
         return run
+
+    @staticmethod
+    async def _ended_whole(run: Run) -> None:
+        """Wait (a moment, at most :data:`ENDING_BOUND` s) for a leg that is ending — the run's status no longer
+        active, its reply, record and events still being written (the run's state goes first, so that whoever sees
+        its reply saved finds the thread free) — to end whole: a client polling the run that reads it ended then
+        finds its reply saved (as OpenAI's pollers expect), and a submit never claims a run whose leg has not let
+        it go."""
+        if run.active or run.finished.is_set():
+            return
+        waiter = asyncio.ensure_future(run.finished.wait())
+        try:
+            await asyncio.wait([waiter], timeout=ENDING_BOUND)
+        finally:
+            waiter.cancel()
 
     def _read_record(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
         record = load_record(self.manager.data_folder, thread_id, run_id)
@@ -877,6 +939,8 @@ class RunService:
         piece, a tool call at once; one still going after ``grace`` seconds (waiting for room in a busy model's
         queue, where no piece comes) has its task cancelled; none is waited for longer than ``bound`` in all."""
         self._stopping = True
+        if self._watcher is not None:  # every run here stops now: no cancel of another process's to hear
+            self._watcher.cancel()
         running = [run for run in self._runs.values() if run.active]
         for run in running:
             self.stop(run, INTERRUPTED)
@@ -904,23 +968,111 @@ class RunService:
         run.stop_reason = reason
         run.cancel_requested.set()
 
-    async def cancel(self, run: Run, timeout: float = 30) -> None:
-        """Stop a run: one in progress is saved with what it has (a wait on a slow tool ends too);
-        one waiting for the user is cancelled at once."""
+    async def cancel(self, run: Run, timeout: float = 30) -> Run:
+        """Stop a run: one in progress here is saved with what it has (a wait on a slow tool ends too); one waiting
+        for the user is cancelled at once; one another process sharing the data folder is running (a copy read from
+        disk) is asked to stop there (:meth:`_cancel_elsewhere`). Returns the run as it stands once it ended, or
+        after ``timeout`` s."""
         run.stop_reason = "cancelled"
         # Under the thread's lock: a submit or resume claiming this run at the same moment either went first (the
         # run is in progress now, and stopped below) or finds it cancelled, never brings a cancelled run back.
         async with self._thread_lock(run.thread_id):
-            if run.status in WAITING_STATUSES:
+            elsewhere = self._runs.get(run.id) is not run or run.status in WAITING_STATUSES
+            if elsewhere:
                 # a copy read from disk: another process may have taken the run on (or ended it) since
-                await self._refuse_if_claimed_elsewhere(run, code="run_active")
-                await self._end_cancelled(run)
-                return
-        run.cancel_requested.set()
-        if run.active and run.task is not None and not run.task.done():  # (one that ended meanwhile is left be)
-            run.task.cancel()
+                if not await asyncio.to_thread(running_elsewhere, self.manager.data_folder, run.id):
+                    return await self._cancel_here(run)
+                # (asked under the lock: a claim of the run's next leg there, which clears the marker, comes after)
+                await asyncio.to_thread(ask_cancel, self.manager.data_folder, run.thread_id, run.id)
+        if elsewhere:
+            return await self._cancel_elsewhere(run, timeout)
+        self._cancel_leg(run)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(run.finished.wait(), timeout)
+        return run
+
+    def _cancel_leg(self, run: Run) -> None:
+        """Stop this process's leg of ``run`` as a cancel: at its next piece, a tool call or a wait for room at
+        once (the leg's task is cancelled; one that ended meanwhile is left be)."""
+        run.stop_reason = "cancelled"
+        run.cancel_requested.set()
+        if run.active and run.task is not None and not run.task.done():
+            run.task.cancel()
+
+    async def _cancel_here(self, run: Run) -> Run:
+        """Under the thread's lock, no process running ``run``: cancel a waiting run (``requires_action``, or
+        ``interrupted``: one whose process died reads so, :func:`interrupt_if_orphaned`) here; one that ended
+        meanwhile is answered as it stands."""
+        if self._runs.get(run.id) is not run:
+            run = await self._fresh_copy(run) or run
+        if run.status not in WAITING_STATUSES:
+            return run
+        await self._refuse_if_claimed_elsewhere(run, code="run_active")
+        run.stop_reason = "cancelled"
+        await self._end_cancelled(run)
+        return run
+
+    async def _cancel_elsewhere(self, run: Run, timeout: float) -> Run:
+        """Wait (at most ``timeout`` s) for the process running ``run`` to hear the cancel asked of it (the marker,
+        :func:`~jan.services.run_records.ask_cancel`) and end it; returns the run as its record says then. A run
+        whose leg ended waiting before it heard (or whose process died) is cancelled here. A run still going at the
+        end of the wait keeps its marker: its process stops it when it looks next."""
+        data = self.manager.data_folder
+        deadline = time.monotonic() + timeout
+        while await asyncio.to_thread(running_elsewhere, data, run.id):
+            if time.monotonic() >= deadline:
+                return await self._fresh_copy(run) or run
+            await asyncio.sleep(CANCEL_POLL)
+        await asyncio.to_thread(clear_cancel, data, run.thread_id, run.id)  # heard, or the leg ended before
+        fresh = await self._fresh_copy(run)
+        if fresh is None:
+            return run
+        if fresh.status in WAITING_STATUSES:
+            return await self.cancel(fresh, max(0.0, deadline - time.monotonic()))
+        return fresh
+
+    async def _fresh_copy(self, run: Run) -> Run | None:
+        """``run`` as its record says now (with its reply, to answer with), kept here unless it is live; None when
+        it has no record (its thread deleted)."""
+        record = await asyncio.to_thread(self._read_record, run.thread_id, run.id)
+        if record is None:
+            return None
+        fresh = run_from_record(record)
+        if fresh.message is not None:
+            with contextlib.suppress(Exception):  # the answer tells the run either way
+                fresh.message = await self.conversations().get_message(fresh.thread_id, fresh.message["id"])
+        if not fresh.active:
+            self._remember(fresh)
+        return fresh
+
+    def _watch_cancels(self) -> None:
+        """Look for the cancels other processes ask for (:meth:`_cancel_elsewhere`) while runs are active here."""
+        watcher = self._watcher
+        # (one left by an event loop that is gone never ends: this loop needs its own)
+        if watcher is None or watcher.done() or watcher.get_loop() is not asyncio.get_running_loop():
+            self._watcher = asyncio.ensure_future(self._cancel_watch())
+
+    async def _cancel_watch(self) -> None:
+        """Every :data:`CANCEL_POLL` s while this process runs legs: one ``stat`` per active run (never per token)
+        for a cancel marker; a run asked to stop is cancelled as :meth:`cancel` cancels it here, its marker removed.
+        Ends with the last active run (the next leg starts it again)."""
+        data = self.manager.data_folder
+        while True:
+            await asyncio.sleep(CANCEL_POLL)
+            # an active run of this service is this process's (another's live run is never kept: :meth:`load`)
+            live = [run for run in self._runs.values() if run.active and not run.cancel_requested.is_set()]
+            if not live:
+                return
+            try:
+                asked = await asyncio.to_thread(cancels_asked, data, [(run.thread_id, run.id) for run in live])
+            except Exception as exc:  # noqa: BLE001 - looked for again next time
+                log.warning("could not look for cancels asked by other processes: %s", exc)
+                continue
+            for run in live:
+                if run.id in asked:
+                    log.info("run %s: cancelled by another jan process sharing the data folder", run.id)
+                    self._cancel_leg(run)
+                    await asyncio.to_thread(clear_cancel, data, run.thread_id, run.id)
 
     async def _thread_deleted(self, event: ThreadDeleted) -> None:
         """A thread was deleted (the conversation store tells it, after the deletion): its active runs are cancelled
@@ -1245,6 +1397,7 @@ class RunService:
         model answers, the run needs the user (``requires_action``) or it stops. ``on_delta`` hears each
         piece; ``listener_gone()`` true (checked per piece) stops the run as "client disconnected".
         Never raises but ``CancelledError`` (the reply is saved as ``stopped`` first)."""
+        self._watch_cancels()  # a cancel another process asks for must reach this leg
         policy = getattr(run, "_policy", None)
         if policy is None:
             policy = await self._policy_of(run)
@@ -1256,7 +1409,8 @@ class RunService:
         except Exception as exc:  # a failure outside a model turn (the store, a tool's bookkeeping)
             # drive() ends the legs it knows how to; this one must end too, or the run holds its thread for good
             log.exception("run %s: its leg failed", run.id)
-            if run.active and run.message is not None:
+            # (while a submit's answers are taken in, run.message is the calling turn's, saved: not this leg's)
+            if run.active and run.message is not None and not execution.answering_phase:
                 with contextlib.suppress(Exception):
                     await execution._finish("error", self.describe_error(exc))
             await self._abandon(run, exc)
@@ -1276,12 +1430,13 @@ class RunService:
         run._policy = policy  # type: ignore[attr-defined]
         return policy
 
-    async def submit(self, run: Run, decisions: list[ToolDecision]) -> bool:
+    async def submit(self, run: Run, decisions: list[ToolDecision]) -> None:
         """Answer a run in ``requires_action`` (every pending call, each once; raises :class:`RequestError`
-        otherwise): run the approved calls, record all answers, and ready the next model turn (run it with
-        :meth:`execute`). Returns False when the run does not go on: stopped while the approved calls ran (a
-        cancel: ``cancelled``; a stop of jan: back in ``requires_action``, as a crash would leave its record, the
-        calls cut off and none of their results kept), its events told."""
+        otherwise): the run is claimed with the answers, which its next leg (:meth:`execute`) runs first — the
+        approved calls, every answer recorded — before the model's next turn. Returns once claimed: a slow tool
+        runs in the leg, never in the request. A leg stopped while the approved calls run (a cancel: ``cancelled``;
+        a stop of jan: back in ``requires_action``, as a crash would leave its record, the calls cut off and none of
+        their results kept) ends with its events told."""
         async with self._thread_lock(run.thread_id):  # two submits at once: one claims the run, the other is refused
             self._refuse_if_stopping()
             if run.status != "requires_action":
@@ -1308,37 +1463,14 @@ class RunService:
             # process, of an older jan) must not be joined by a second leg writing into the same thread
             await self._refuse_if_held(run.thread_id, other_than=run)
             await self.models.resolve(run.model_id)  # 404 now rather than a failed leg
-            policy = await self._policy_of(run)
+            await self._policy_of(run)
             # Claimed: a second submit is refused, here and (the run's lease held: held_elsewhere) in any process
             # sharing the folder. The record stays requires_action until the leg saves, so a crash leaves the
             # run waiting for these answers again, as it would have before; the lease dies with this process.
             await asyncio.to_thread(take_lease, self.manager.data_folder, run.id)
             run.status, run.pending = "in_progress", []
-            self._new_leg(run)
-        try:
-            try:
-                records = await _unless_stopped(run, run_calls(self.tools, policy, list(pending.values()),
-                                                               approved_by="user", decisions=answers))
-            except _Stop:
-                await self._stopped_answering(run, list(pending.values()))
-                return False
-            await save_tool_messages(self.conversations(), run.thread_id, run.id, run.assistant_id, records,
-                                     run.step)
-            run.publish("thread.run.in_progress", run_record(run))
-            # the tool_calls step the run waited in has every output now (a record of an older jan has none)
-            waited = next((s for s in reversed(run.steps) if s.type == "tool_calls" and s.open), None)
-            if waited is not None:
-                for record in records:
-                    waited.answer(record.call.id, record.result.as_text(), approved_by=record.approved_by,
-                                  duration_ms=record.duration_ms)
-                waited.end("completed")
-                await self.persist(run)
-                run.publish_step(waited, "completed")
-            await _Execution(self, run, policy).next_step()
-        except BaseException as exc:
-            await asyncio.shield(self._abandon(run, exc))  # claimed but never executed: it must let the thread go
-            raise
-        return True
+            run.answers = (list(pending.values()), answers)
+            await self._new_leg(run)
 
     async def _stopped_answering(self, run: Run, calls: list[PendingCall]) -> None:
         """End a ``submit_tool_outputs`` leg stopped while the approved calls ran (none of their results kept). A
@@ -1367,12 +1499,13 @@ class RunService:
         run.publish("done", "[DONE]")
         run.finished.set()
 
-    def _new_leg(self, run: Run) -> None:
-        """A run claimed for a new leg (submit, resume): a stop asked of an earlier leg (its listener gone after it
-        ended) is not this one's."""
+    async def _new_leg(self, run: Run) -> None:
+        """A run claimed for a new leg (submit, resume; under the thread's lock): a stop asked of an earlier leg (its
+        listener gone after it ended; another process's cancel it ended before hearing) is not this one's."""
         run.finished.clear()
         run.cancel_requested.clear()
         run.stop_reason = None
+        await asyncio.to_thread(clear_cancel, self.manager.data_folder, run.thread_id, run.id)
 
     def _refuse_if_stopping(self) -> None:
         """:class:`ServiceUnavailableError` (503) once jan is stopping (:meth:`interrupt_all`): a run started or
@@ -1413,7 +1546,7 @@ class RunService:
                 except NotFoundError:
                     run.message = None
             run.status = "in_progress"
-            self._new_leg(run)
+            await self._new_leg(run)
             # on disk before the lock goes: an interrupted record holds no thread, and another process's check
             # must read this one as holding it (live, leased)
             await self.persist(run)
@@ -1471,6 +1604,14 @@ class _Execution:
         self._last_save = 0.0
         #: Inside a tool step: its calling turn is saved and its results are not (a stop then keeps the turn).
         self.in_calls = False
+        #: The calls a submit's answers are being run for (:meth:`answer_calls`), until their results are saved;
+        #: then, until the next turn's message exists, ``_readying``.
+        self.answering: list[PendingCall] | None = None
+        self._readying = False
+        #: The ``tool_calls`` step of the turn streaming now, told as its first call piece came (None until then),
+        #: and each call's place in it by the engine's index.
+        self.call_step: RunStep | None = None
+        self._call_places: dict[int, int] = {}
 
     def _update_listeners(self) -> bool:
         count = getattr(self.bus, "subscriber_count", None)
@@ -1529,8 +1670,9 @@ class _Execution:
                            parallel_tool_calls=run.parallel_tool_calls if tools else None,
                            response_format=_format_of(run.response_format), sampling=sampling,
                            continue_final_message=bool(continue_text),
-                           # a background run is queued work: it waits for room rather than fail when the model is busy
-                           wait_for_room=run.background,
+                           # a background run, or a leg nobody waits on (not streamed: polled), is queued work: it waits
+                           # for room rather than fail when the model is busy (OpenAI's runs stay queued)
+                           wait_for_room=run.background or run.detached,
                            truncation=run_truncation(run.last_messages, run.max_prompt_tokens),
                            reasoning=_reasoning(run.reasoning_effort), max_prompt_tokens=self._prompt_tokens_left())
 
@@ -1586,6 +1728,7 @@ class _Execution:
             "metadata": {"run_id": run.id, "model": run.model_id, "step": run.step}, "run_id": run.id,
         })
         self.text, self.tool_calls, self._pieces, self.continued_tokens = "", {}, 0, 0
+        self.call_step, self._call_places = None, {}
         self.reasoning, self._reasoning_started, self.reasoning_ms = "", None, None
         self._begin_turn()  # a new reply: none of the previous turn's usage is its
         # told once the turn writes something: a turn that only calls tools is no message (OpenAI's runs)
@@ -1666,6 +1809,8 @@ class _Execution:
                         slot["id"] = call.id or slot["id"]
                         slot["function"]["name"] += call.name or ""
                         slot["function"]["arguments"] += call.arguments or ""
+                    if delta.tool_calls and self.policy:  # (a call with no tools is never run: no step)
+                        await self._relay_calls(delta.tool_calls)
                     if delta.finish_reason:
                         run.finish_reason = delta.finish_reason
                     if run.finish_reason is None:  # once finished, only the usage is left
@@ -1710,6 +1855,32 @@ class _Execution:
             log.debug("run %s: listener gone: %s", self.run.id, exc)
             raise _Stop("client disconnected") from None
 
+    async def _relay_calls(self, pieces: tuple[ToolCallDelta, ...]) -> None:
+        """Stream the turn's tool calls as they are generated, as OpenAI's runs do: the turn's ``tool_calls`` step
+        is created (saved, then told with no calls) at its first call piece, and each piece is a
+        ``thread.run.step.delta`` — a call's first one its ``id``, ``type`` and ``name`` (``arguments`` ``""``,
+        ``output`` null), the next ones pieces of its ``arguments`` — which the SDK's stream helpers add up into
+        the step (``on_tool_call_created`` / ``_delta`` / ``_done``). The step ends after the turn
+        (:meth:`_tool_step`), or with the run (a turn cut off, failed)."""
+        run = self.run
+        step = self.call_step
+        if step is None:
+            step = self.call_step = RunStep(run.id, run.thread_id, run.assistant_id, "tool_calls")
+            run.steps.append(step)
+            await self.service.persist(run)
+            run.publish_step(step, "created", "in_progress")
+        for piece in pieces:
+            place = self._call_places.get(piece.index)
+            if place is None:
+                place = self._call_places[piece.index] = len(step.tool_calls)
+                step.tool_calls.append({"id": piece.id or "", "type": "function",
+                                        "function": {"name": piece.name or "", "arguments": "", "output": None}})
+                _publish_call_delta(run, step, place, {"id": piece.id or "", "function": {
+                    "name": piece.name or "", "arguments": "", "output": None}})
+            if piece.arguments:
+                step.tool_calls[place]["function"]["arguments"] += piece.arguments
+                _publish_call_delta(run, step, place, {"function": {"arguments": piece.arguments}})
+
     async def drive(self, *, continue_text: str | None = None) -> None:
         """Run the leg to its end (answer, ``requires_action``, stop, error). Never raises but CancelledError."""
         run = self.run
@@ -1719,6 +1890,9 @@ class _Execution:
             run.stop_reason = None
         cancelled = False
         try:
+            # a submit_tool_outputs leg takes its answers in first (the record stays requires_action until they are)
+            if run.answers is not None and not await self.answer_calls():
+                return  # stopped while the approved calls ran
             # (inside the try: a cancel that comes while the record is written ends the run as any cancel does,
             # rather than leave it in progress, holding its thread, with its reply pending)
             await self.service.persist(run)
@@ -1771,10 +1945,60 @@ class _Execution:
             if cancelled:
                 if run.active:
                     run.stop_reason = run.stop_reason or "cancelled"
-                    finish = asyncio.ensure_future(self._stopped_in_calls() if self.in_calls
-                                                   else self._finish("stopped", None))
+                    finish = asyncio.ensure_future(self._cancelled_now())
                     await asyncio.wait([finish])
                 raise asyncio.CancelledError
+
+    async def _cancelled_now(self) -> None:
+        """End a leg whose task was cancelled, as where it was allows: its answered calls cut off (a
+        ``submit_tool_outputs`` leg), ready for the next turn with no message of its own yet (the run abandoned, the
+        calling turn's message left as saved), inside its tool calls, or in a model turn."""
+        if self.answering is not None:
+            await self.service._stopped_answering(self.run, self.answering)
+        elif self.answering_phase:
+            await self.service._abandon(self.run, asyncio.CancelledError())
+        elif self.in_calls:
+            await self._stopped_in_calls()
+        else:
+            await self._finish("stopped", None)
+
+    @property
+    def answering_phase(self) -> bool:
+        """Whether the leg is still taking a submit's answers in (its calls run, their results saved, the next turn
+        readied): ``run.message`` is the calling turn's then, saved, never this leg's to end."""
+        return self.answering is not None or self._readying
+
+    async def answer_calls(self) -> bool:
+        """Take in the answers a ``submit_tool_outputs`` claimed the run with: run the approved calls, save every
+        answer, end the ``tool_calls`` step the run waited in, ready the next model turn. False when the leg stopped
+        while the calls ran (:meth:`RunService._stopped_answering`: a cancel, a stop of jan), its events told."""
+        run = self.run
+        calls, answers = run.answers or ([], {})
+        run.answers = None
+        self.answering = calls
+        try:
+            records = await _unless_stopped(run, run_calls(self.service.tools, self.policy, calls,
+                                                           approved_by="user", decisions=answers))
+        except _Stop:
+            self.answering = None
+            await self.service._stopped_answering(run, calls)
+            return False
+        # the results are in hand: a failure or a cancel from here on abandons the run (RunService._abandon)
+        self.answering, self._readying = None, True
+        await save_tool_messages(self.store, run.thread_id, run.id, run.assistant_id, records, run.step)
+        run.publish("thread.run.in_progress", run_record(run))
+        # the tool_calls step the run waited in has every output now (a record of an older jan has none)
+        waited = next((s for s in reversed(run.steps) if s.type == "tool_calls" and s.open), None)
+        if waited is not None:
+            for record in records:
+                waited.answer(record.call.id, record.result.as_text(), approved_by=record.approved_by,
+                              duration_ms=record.duration_ms)
+            waited.end("completed")
+            await self.service.persist(run)
+            run.publish_step(waited, "completed")
+        await self.next_step()
+        self._readying = False
+        return True
 
     async def _stopped_in_calls(self) -> None:
         """End a leg stopped while its tool calls ran. A stop of jan leaves the run as a crash would: its calling
@@ -1823,17 +2047,23 @@ class _Execution:
             ids = {c.id for c in calls}
             counted = any(s.type == "tool_calls" and ids & {c.get("id") for c in s.tool_calls} for s in run.steps)
             usage = zero_usage() if counted else ((run.message or {}).get("metadata") or {}).get("usage")
-        step = RunStep(run.id, run.thread_id, run.assistant_id, "tool_calls", usage=usage,
-                       tool_calls=[{**c.to_dict(), "function": {**c.to_dict()["function"], "output": None}}
-                                   for c in calls])
-        run.steps.append(step)
+        # the step the turn's call pieces streamed in (None: a resumed leg's calls, told whole below)
+        step, streamed = (self.call_step, True) if self.call_step is not None and not saved else (None, False)
+        self.call_step, self._call_places = None, {}
+        if step is None:
+            step = RunStep(run.id, run.thread_id, run.assistant_id, "tool_calls")
+            run.steps.append(step)
+        step.usage = usage
+        # the calls as parsed whole (a call cut by the token limit left out; its id given if it streamed none)
+        step.tool_calls = [{**c.to_dict(), "function": {**c.to_dict()["function"], "output": None}} for c in calls]
         # the turn's usage is in the run's record before its calls run: a stop of jan inside one keeps it
         await self.service.persist(run)
         if ended:  # (the message of a turn that wrote something before its calls)
             run.publish("thread.message.completed", run.message)
         for written in ended:
             run.publish_step(written, "completed")
-        run.publish_step(step, "created", "in_progress")
+        if not streamed:
+            _announce_calls(run, step)
         auto, ask = triage(self.policy, calls)
         records = await _unless_stopped(run, run_calls(self.service.tools, self.policy, auto, approved_by="policy")) \
             if auto else []
@@ -1951,6 +2181,11 @@ class _Execution:
             written.end(end_status(run.status), usage=self.turn_usage if self.turn_usage and not over_budget else None,
                         last_error=run.last_error if run.status == "failed" else None, at=run.ended_at)
         ended = [written] if written is not None else []
+        if self.call_step is not None and self.call_step.open and run.status in ("completed", "incomplete"):
+            # calls that streamed but never ran (the token limit cut them: left out, never run nor asked about): their
+            # step did nothing, it is no completed one
+            self.call_step.end("cancelled", at=run.ended_at)
+            ended.append(self.call_step)
         ended += run.end_steps()
         saved = await self._save({"content": self._parts(), "status": status, "metadata": metadata})
         run.message = saved or {**self._message_now(status), "metadata": metadata}

@@ -4,7 +4,7 @@ HTTP only: the body is parsed into a :class:`jan.services.runs.RunRequest`; what
 (history, precedence, tools and approval, saving, titles, events) is :mod:`jan.services.runs`.
 
 ``POST /v1/threads/runs``                      create a thread and run it (OpenAI's createThreadAndRun)
-``POST .../runs``                              start a run (``stream`` for SSE; ``background`` to outlive the client)
+``POST .../runs``                              start a run: the run at once (poll it), or ``stream`` for SSE
 ``GET  .../runs``                              the thread's runs, newest first (OpenAI's list parameters)
 ``GET  .../runs/{run_id}``                     a run (also one of an earlier process: runs are saved)
 ``POST .../runs/{run_id}/cancel``              stop a run in progress, or one waiting for the user
@@ -107,7 +107,9 @@ class RunCreate(_Strict):
         "{'auto_approve': [tool names or patterns], 'max_steps': n, 'timeout': seconds, 'tool_choice': first turn's}"))
     parallel_tool_calls: bool | None = Field(default=None, description="Whether one model turn may call several tools")
     background: bool = Field(default=False, description=(
-        "Keep running when the client goes away (re-attach with GET .../runs/{run_id}/events)"))
+        "Streamed, keep running when the client goes away (re-attach with GET .../runs/{run_id}/events); a run not "
+        "streamed always goes on without its client. Either is queued work: when the model is busy it waits for "
+        "room rather than fail"))
 
 
 class ThreadAndRunCreate(RunCreate):
@@ -276,21 +278,22 @@ def _client_gone(request: web.Request):
 async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int,
                      continue_text: str | None = None,
                      prelude: tuple[tuple[str, Any], ...] = ()) -> web.StreamResponse:
-    """Run one leg in its own task and answer: the run as JSON, or its events as SSE from event ``after + 1``.
+    """Run one leg in its own task and answer: the run as JSON at once, or its events as SSE from event ``after + 1``.
 
-    A client that goes away stops the run, unless it is a ``background`` run, which goes on
-    (re-attach with ``GET .../events?after=N``). ``prelude``: events streamed before the run's own, without
-    an SSE ``id`` (they are not the run's, and ``.../events`` does not replay them).
+    Not streamed, the leg goes on whatever the client does, as OpenAI's runs (poll ``GET .../runs/{run_id}``,
+    cancel with ``POST .../cancel``): a client that waited for the end would be cut off by its own timeout, and
+    its retries would each start a run. Streamed, a client that goes away stops the run, unless it is a
+    ``background`` run, which goes on (re-attach with ``GET .../events?after=N``). ``prelude``: events streamed
+    before the run's own, without an SSE ``id`` (they are not the run's, and ``.../events`` does not replay them).
     """
     runs = request.app[SERVICES].runs
-    gone = (lambda: False) if run.background else _client_gone(request)
+    run.detached = not stream
+    detached = run.background or not stream
+    gone = (lambda: False) if detached else _client_gone(request)
     task = asyncio.ensure_future(runs.execute(run, listener_gone=gone, continue_text=continue_text))
     run.task = task
     if not stream:
-        if run.background:
-            return json_response(run_object(run))
-        await _wait_leg(task)
-        return json_response(run_object(run, with_message=True))
+        return json_response(run_object(run))
     sse = SSEStream(request)
     try:
         await _write_events(sse, run, after, prelude)
@@ -353,15 +356,24 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     ``.failed`` with the run (its ``message`` included), then
     ``event: done`` / ``data: [DONE]``. Every event carries an SSE ``id``
     (its number in the run's stream). Without ``stream`` the answer is the
-    finished run with its ``message``. The steps are kept with the run:
-    ``GET .../runs/{run_id}/steps`` lists the objects the step events carried.
+    run at once (``in_progress``), as OpenAI's: it goes on server-side
+    whatever the client does; poll ``GET .../runs/{run_id}`` (the SDK's
+    ``runs.poll``, ``create_and_poll``) for its end (the finished run has
+    its ``message``), or ``POST .../cancel`` it. The steps are kept with the
+    run: ``GET .../runs/{run_id}/steps`` lists the objects the step events
+    carried.
 
     **Tools.** When the assistant (or the thread, or the run's ``tools``)
-    lists tools, the model may call them: allowlisted calls run at once
-    (a ``tool_calls`` step: ``thread.run.step.created``/``.completed``
-    events; the thread keeps a ``tool`` message per result, listed with
-    ``?all=true``) and the model continues;
-    otherwise the run ends this request in ``requires_action``
+    lists tools, the model may call them. The calls stream as they are
+    generated, as OpenAI's: their ``tool_calls`` step is created with no
+    calls, then each piece is a ``thread.run.step.delta`` (``delta:
+    {"step_details": {"type": "tool_calls", "tool_calls": [{"index", "id",
+    "type": "function", "function": {"name", "arguments", "output":
+    null}}]}}``: a call's first delta its id and name, the next ones pieces
+    of its arguments). Allowlisted calls run at once
+    (``thread.run.step.completed`` with their outputs; the thread keeps a
+    ``tool`` message per result, listed with ``?all=true``) and the model
+    continues; otherwise the run's leg ends in ``requires_action``
     (``thread.run.requires_action``; its ``tool_calls`` step stays in
     progress), and ``POST .../submit_tool_outputs`` continues it (the step
     completes with every output). See ``docs/tools.md``.
@@ -393,14 +405,18 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     ``thread.run.step.completed`` event's ``usage`` is that of the turn that
     made its tool calls.
 
-    **Client disconnect: the run stops.** When the client goes away mid-run
-    (streaming or not), generation is cancelled at the next token, which
-    frees the engine's slot, and the text generated so far is saved with
-    status ``stopped`` (``metadata.stop_reason: "client disconnected"``);
-    ``InferenceStopped`` is emitted. ``POST .../runs/{run_id}/cancel`` does
-    the same on purpose (``stop_reason: "cancelled"``). A ``background: true``
-    run goes on without its client: the non-streaming answer is the run at
-    once, and ``GET .../runs/{run_id}/events?after=N`` re-attaches.
+    **A streamed run stops with its client.** When the client of a
+    streamed run goes away mid-run, generation is cancelled at the next
+    token, which frees the engine's slot, and the text generated so far is
+    saved with status ``stopped`` (``metadata.stop_reason: "client
+    disconnected"``); ``InferenceStopped`` is emitted. ``POST
+    .../runs/{run_id}/cancel`` does the same on purpose (``stop_reason:
+    "cancelled"``), from any client — and from any jan process sharing the
+    data folder: the process running the run hears of it within a fraction
+    of a second, and the answer is the run once it ended. A ``background:
+    true`` run (and every run not streamed) goes on without its client;
+    ``GET .../runs/{run_id}/events?after=N`` re-attaches. Both are queued
+    work: they wait for room in a busy model rather than fail.
 
     **One run at a time.** While another run holds the thread (``queued``,
     ``in_progress`` or ``requires_action``) the answer is a 400 with
@@ -489,7 +505,9 @@ async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
     must be answered: ``{"tool_call_id", "approve": true}`` runs the tool,
     ``{"tool_call_id", "approve": false, "reason"?}`` tells the model the
     user denied it, ``{"tool_call_id", "output": "..."}`` gives the result
-    (client tools). ``stream`` answers with the continuing run's events.
+    (client tools). ``stream`` answers with the continuing run's events;
+    without it the answer is the run at once (``in_progress``: the approved
+    tools and the model's next turn run on server-side; poll the run).
     """
     body = await parse_body(request, SubmitToolOutputs)
     run = await _find_run(request)
@@ -501,20 +519,9 @@ async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
         decisions.append(ToolDecision(PendingCall(item.tool_call_id, "", ""), approve=bool(item.approve),
                                       output=item.output, reason=item.reason))
     after = len(run.events) - 1
-    if not await request.app[SERVICES].runs.submit(run, decisions):
-        # stopped while the approved calls ran (a cancel; a stop of jan): no leg to run, the run as it ended
-        return await _answer_ended(request, run, stream=body.stream, after=after)
+    # claimed with the answers; the leg runs the approved calls, then the model's next turn
+    await request.app[SERVICES].runs.submit(run, decisions)
     return await _serve_leg(request, run, stream=body.stream, after=after)
-
-
-async def _answer_ended(request: web.Request, run: Run, *, stream: bool, after: int) -> web.StreamResponse:
-    """Answer a request whose leg ended before it ran (its events are in the run's stream already)."""
-    if not stream:
-        return json_response(run_object(run, with_message=not run.active))
-    sse = SSEStream(request)
-    with contextlib.suppress(ConnectionError):
-        await _write_events(sse, run, after)
-    return sse.response
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/resume")
@@ -595,5 +602,6 @@ async def cancel_run(request: web.Request) -> web.Response:
     run = await _find_run(request)
     if not run.active and run.status not in ("requires_action", "interrupted"):
         raise APIError(400, f"Run '{run.id}' is already {run.status}", param="run_id", code="run_not_active")
-    await request.app[SERVICES].runs.cancel(run)
+    # (a run another jan process sharing the data folder runs is asked to stop there: the answer is its record's)
+    run = await request.app[SERVICES].runs.cancel(run)
     return json_response(run_object(run, with_message=not run.active))
