@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +72,30 @@ class AsyncStore:
 
     def __repr__(self) -> str:
         return f"AsyncStore({str(self.sync.root)!r})"
+
+
+async def write_through(chunks: AsyncIterable[bytes], write: Callable[[bytes], Any], batch_bytes: int) -> None:
+    """An upload's ``chunks`` written with ``write`` in a worker thread, in order, about ``batch_bytes`` at a time:
+    one batch is written while the next arrives, so the event loop never waits on the disk and memory holds two
+    batches at most. Errors of ``chunks`` or ``write`` are raised; a write still in flight when the upload breaks
+    off ends quietly (the caller discards what it wrote, after it)."""
+    pending: asyncio.Future[Any] | None = None
+    batch: list[bytes] = []
+    gathered = 0
+    try:
+        async for chunk in chunks:
+            batch.append(chunk)
+            gathered += len(chunk)
+            if gathered >= batch_bytes:
+                if pending is not None:
+                    await pending  # in order: a hash taken as the bytes are written sees them as they came
+                pending = asyncio.ensure_future(asyncio.to_thread(write, b"".join(batch)))
+                batch, gathered = [], 0
+        if pending is not None:
+            await pending
+            pending = None
+        if batch:
+            await asyncio.to_thread(write, b"".join(batch))
+    finally:
+        if pending is not None and not pending.done():
+            pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # (its error: nobody's to hear)

@@ -21,6 +21,7 @@ import base64
 import logging
 import os
 import urllib.parse
+from collections.abc import AsyncIterator
 
 from aiohttp import MultipartReader, web
 from aiohttp.multipart import BodyPartReader
@@ -30,6 +31,7 @@ from jan.server.errors import APIError, json_error
 from jan.server.jsonio import json_response
 from jan.server.keys import CONFIG
 from jan.server.routes.docs import JSON, RESPONSE_SCHEMAS, RESPONSES
+from jan.store.aio import write_through
 from jan.store.errors import InvalidArgumentError, NotFoundError
 from jan.store.files import MAX_FILE_BYTES
 from jan.store.uploads import PURPOSES, UploadStore, UploadTooLargeError, UploadWriter
@@ -146,26 +148,11 @@ async def _field(part: BodyPartReader, name: str) -> str:
 
 async def _stream(part: BodyPartReader, writer: UploadWriter) -> None:
     """The part's bytes into ``writer``, in order, off the event loop (:class:`UploadTooLargeError` past its limit)."""
-    pending: asyncio.Future[None] | None = None
-    chunks: list[bytes] = []
-    gathered = 0
-    try:
+    async def chunks() -> AsyncIterator[bytes]:
         while chunk := await _read(part, READ_BYTES):
-            chunks.append(chunk)
-            gathered += len(chunk)
-            if gathered >= WRITE_BYTES:
-                if pending is not None:
-                    await pending  # in order: the hash sees the bytes as they came
-                pending = asyncio.ensure_future(asyncio.to_thread(writer.write, b"".join(chunks)))
-                chunks, gathered = [], 0
-        if pending is not None:
-            await pending
-            pending = None
-        if chunks:
-            await asyncio.to_thread(writer.write, b"".join(chunks))
-    finally:
-        if pending is not None and not pending.done():  # the upload broke off: the write ends quietly (and the
-            pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # writer's discard waits for it)
+            yield chunk
+
+    await write_through(chunks(), writer.write, WRITE_BYTES)
 
 
 def _expiry(fields: dict[str, str]) -> int | None:

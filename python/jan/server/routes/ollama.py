@@ -36,6 +36,7 @@ from jan.server.errors import ERROR_SHAPES, APIError, from_validation_error, to_
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import PARSE_OFF_LOOP_BYTES, loads_bounded
+from jan.store.aio import write_through
 from jan.services import Services, Target
 from jan.services.errors import RequestError
 from jan.services.infill import infill_prompt
@@ -708,27 +709,11 @@ async def push_blob(request: web.Request) -> web.Response:
             return refused
     writer = await asyncio.to_thread(blobs.writer, digest)
     committed = False
-    pending: asyncio.Future[None] | None = None
     try:
-        chunks: list[bytes] = []
-        gathered = 0
-        async for chunk in request.content.iter_any():  # never the whole body in memory
-            chunks.append(chunk)
-            gathered += len(chunk)
-            if gathered >= BLOB_WRITE_BYTES:
-                if pending is not None:
-                    await pending  # in order: the hash sees the bytes as they came
-                pending = asyncio.ensure_future(asyncio.to_thread(writer.write, b"".join(chunks)))
-                chunks, gathered = [], 0
-        if pending is not None:
-            await pending
-        pending = None
-        if chunks:
-            await asyncio.to_thread(writer.write, b"".join(chunks))
+        # never the whole body in memory
+        await write_through(request.content.iter_any(), writer.write, BLOB_WRITE_BYTES)
         committed = await asyncio.to_thread(writer.commit)
     finally:
-        if pending is not None and not pending.done():  # the upload broke off: let the write end quietly
-            pending.add_done_callback(lambda f: f.cancelled() or f.exception())
         if not committed:
             writer.discard()
     if not committed:
