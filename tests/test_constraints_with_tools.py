@@ -145,12 +145,16 @@ def test_tool_schema_too_large_names_the_tool(oai, anth):
     assert err["param"] == "tools[0].function.parameters" and "repetition" in err["message"], err
     with pytest.raises(openai.BadRequestError) as caught:
         oai.responses.create(model=MODEL, input=ASK, max_output_tokens=5, tool_choice="required",
-                             tools=[{"type": "function", "name": "f", "parameters": BIG_TOOL}])
-    assert "repetition" in str(caught.value)
+                             tools=[{"type": "function", "name": "g", "parameters": PARAMS},
+                                    {"type": "function", "name": "f", "parameters": BIG_TOOL}])
+    err = caught.value.body
+    assert err["param"] == "tools[1].parameters" and err["code"] == "schema_too_complex", err
+    assert err["message"].startswith("tools[1].parameters:") and "repetition" in err["message"], err
     with pytest.raises(anthropic.BadRequestError) as caught:
         anth.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": ASK}],
                              tools=[{"name": "f", "input_schema": BIG_TOOL}], tool_choice={"type": "any"})
     assert "repetition" in str(caught.value)
+    assert "tools[0].input_schema" in str(caught.value) and "function.parameters" not in str(caught.value)
 
 
 def test_format_schema_too_large_names_the_format(oai, anth):
@@ -163,8 +167,11 @@ def test_format_schema_too_large_names_the_format(oai, anth):
     with pytest.raises(openai.BadRequestError) as caught:
         oai.responses.create(model=MODEL, input=ASK, max_output_tokens=5,
                              text={"format": {"type": "json_schema", "name": "a", "schema": BIG_ANSWER}})
-    assert "repetition" in str(caught.value)
+    err = caught.value.body
+    assert err["param"] == "text.format.schema" and err["code"] == "schema_too_complex", err
+    assert "repetition" in err["message"] and "response_format" not in err["message"], err
     with pytest.raises(anthropic.BadRequestError) as caught:
         anth.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": ASK}],
                              extra_body={"output_config": {"format": {"type": "json_schema", "schema": BIG_ANSWER}}})
     assert "repetition" in str(caught.value)
+    assert "output_config.format.schema" in str(caught.value) and "response_format" not in str(caught.value)

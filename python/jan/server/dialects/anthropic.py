@@ -25,7 +25,8 @@ from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMea
                                 some_content)
 
 from jan.errors import EngineError, MediaError
-from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted
+from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted, renamed_schema_error
+from jan.templates.grammar import GrammarError
 from jan.services import types as typed
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
@@ -43,6 +44,7 @@ __all__ = [
     "message_from_result",
     "model_info",
     "model_page",
+    "schema_error",
     "new_message_id",
     "stop_reason",
     "to_chat_request",
@@ -591,6 +593,13 @@ def media_error(exc: MediaError, body: _Prompt, chat_request: typed.ChatRequest)
     field = "thread.previous_message_id" if index < 0 else message_field(body, index, exc.part_index)
     _, sep, why = str(exc).partition(": ")
     return MediaError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field)
+
+
+def schema_error(exc: GrammarError, body: _Prompt, chat_request: typed.ChatRequest) -> GrammarError:
+    """A schema the grammar cannot take (``schema_too_complex``...) naming its field in Anthropic's terms: a
+    tool's ``tools[i].input_schema``, the format's ``output_config.format.schema``."""
+    return renamed_schema_error(exc, getattr(body, "tools", None), chat_request, "tools[{i}].input_schema",
+                                "output_config.format.schema")
 
 
 def _reasoning(thinking: ThinkingParam | None, effort: str | None) -> typed.ReasoningOptions:

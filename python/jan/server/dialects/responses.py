@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator
 
 from jan.errors import EngineError, MediaError
+from jan.templates.grammar import GrammarError
 from jan.server.schemas import (TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
 
@@ -40,6 +41,7 @@ __all__ = [
     "reasoning_of_encrypted",
     "resolve_file_images",
     "response_object",
+    "schema_error",
     "to_chat_request",
     "tool_pair_error",
     "valid_response_id",
@@ -427,6 +429,34 @@ def media_error(exc: MediaError, body: _Prompt, history: int) -> MediaError:
     if field == "previous_response_id":
         why = f"in the stored conversation, {why}"
     return MediaError(f"{field}: {why}", reason=exc.reason, param=field)
+
+
+def schema_error(exc: GrammarError, body: ResponsesRequest, chat_request: typed.ChatRequest) -> GrammarError:
+    """A schema the grammar cannot take (``schema_too_complex``...) naming its field in the Responses API's terms:
+    a tool's ``tools[i].parameters``, the format's ``text.format.schema``; the typed request names OpenAI chat's."""
+    return renamed_schema_error(exc, body.tools, chat_request, "tools[{i}].parameters", "text.format.schema")
+
+
+def renamed_schema_error(exc: GrammarError, body_tools: Any, chat_request: typed.ChatRequest, tool_field: str,
+                         format_field: str) -> GrammarError:
+    """``exc`` with its OpenAI chat field (``tools[i].function.parameters``, ``response_format...schema``) said as
+    ``tool_field`` (``{i}``: the tool's index among the body's own tools, found by name, as the typed request may
+    hold fewer) or ``format_field``; any other field as it was."""
+    param = exc.param or ""
+    tool = re.fullmatch(r"tools\[(\d+)\]\.function\.parameters", param)
+    if tool:
+        i, typed_tools = int(tool[1]), chat_request.tools
+        name = typed_tools[i].name if i < len(typed_tools) else None
+        i = next((k for k, t in enumerate(body_tools or ()) if getattr(t, "name", None) == name), i)
+        field = tool_field.format(i=i)
+    elif param.startswith("response_format"):
+        field = format_field
+    else:
+        return exc
+    _, sep, why = str(exc).partition(": ")
+    err = GrammarError(f"{field}: {why if sep else exc}")
+    err.param, err.code = field, exc.code
+    return err
 
 
 # jan's ``encrypted_content``: the reasoning text itself, encoded, not encrypted (the client has the text in

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from jan.core import ConversationalExtension, ThreadDeleted
 from jan.errors import MediaError
+from jan.templates.grammar import GrammarError
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.anthropic_threads import MessageThreads, Turn, error_shape
 from jan.server.disconnect import unless_disconnected
@@ -95,6 +96,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
             return await _answer(request, body, turn)
         except MediaError as exc:  # said of the body's field, not of the typed message it became
             raise wire.media_error(exc, body, turn.chat_request) from None
+        except GrammarError as exc:  # a schema too complex: said of the Anthropic field that sent it
+            raise wire.schema_error(exc, body, turn.chat_request) from None
 
 
 async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) -> web.StreamResponse:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from jan.core import ConversationalExtension, NotFoundError
 from jan.errors import MediaError
+from jan.templates.grammar import GrammarError
 from jan.server.disconnect import unless_disconnected
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import STREAM_KEPT_S, ReplayableStreams, ResponseRun
@@ -138,13 +139,15 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     chat_request = wire.to_chat_request(body, history, inputs)
     stream = _chat(request).stream(chat_request)
 
-    def named(exc: BaseException) -> BaseException:  # media refused: said of the Responses field that sent it
+    def named(exc: BaseException) -> BaseException:  # media or a schema refused: said of the Responses field
+        if isinstance(exc, GrammarError):
+            return wire.schema_error(exc, body, chat_request)
         return wire.media_error(exc, body, len(history)) if isinstance(exc, MediaError) else exc
 
     # setup errors are a plain 4xx (and nothing is stored), except for a background response: it fails
     try:
         deltas = stream if body.background else await started(stream)
-    except MediaError as exc:
+    except (MediaError, GrammarError) as exc:
         raise named(exc) from None
     run = ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
                       store=store if body.store else None,
