@@ -245,6 +245,7 @@ def _data_url(b64: str) -> str:
 
 
 MARKED = f"What is {MARKER} here?"
+TOOLS = [{"name": "f", "input_schema": {"type": "object"}}]  # (a turn with tool blocks defines its tools, as upstream asks)
 
 
 @pytest.mark.parametrize("path, body, field", [
@@ -261,7 +262,7 @@ MARKED = f"What is {MARKER} here?"
     ("/v1/responses", {"max_output_tokens": 2, "instructions": "Be brief.", "input": [{"role": "user", "content": [
         {"type": "input_image", "image_url": _data_url("PNG")}, {"type": "input_text", "text": MARKED}]}]},
      "input[0].content[1]"),
-    ("/v1/messages", {"max_tokens": 2, "system": "Be brief.", "messages": [
+    ("/v1/messages", {"max_tokens": 2, "system": "Be brief.", "tools": TOOLS, "messages": [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "f", "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "42"},
@@ -269,7 +270,7 @@ MARKED = f"What is {MARKER} here?"
                                                                   "data": "PNG"}},
                                      {"type": "text", "text": MARKED}]}]},
      "messages[2].content[2]"),
-    ("/v1/messages", {"max_tokens": 2, "messages": [
+    ("/v1/messages", {"max_tokens": 2, "tools": TOOLS, "messages": [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "f", "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "is_error": True, "content": [

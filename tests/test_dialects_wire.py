@@ -140,7 +140,8 @@ def test_anthropic_request_mapping():
         "stop_sequences": ["END"], "temperature": 0.2, "top_p": 0.9, "top_k": 5,
         "thinking": {"type": "enabled", "budget_tokens": 1024}, "metadata": {"user_id": "u"},
         "tools": [{"name": "f", "description": "d", "input_schema": {"type": "object"}}],
-        "tool_choice": {"type": "tool", "name": "f", "disable_parallel_tool_use": True},
+        # (not a forced tool: with thinking on that is Anthropic's 400, tests/test_anthropic_refusals.py)
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
         "messages": [
             {"role": "user", "content": [{"type": "text", "text": "look"},
                                          {"type": "image", "source": {"type": "base64", "media_type": "image/png",
@@ -155,7 +156,7 @@ def test_anthropic_request_mapping():
     assert req.model == "m"
     assert req.sampling.max_tokens == 50 and req.sampling.stop == ("END",) and req.sampling.top_k == 5
     assert req.reasoning == ReasoningOptions(enabled=True, budget_tokens=1024)
-    assert req.tool_choice == NamedToolChoice("f") and req.parallel_tool_calls is False
+    assert req.tool_choice == "auto" and req.parallel_tool_calls is False
     assert req.tools[0].parameters == {"type": "object"}
     roles = [m.role for m in req.messages]
     assert roles == ["system", "user", "assistant", "tool", "user"]
@@ -173,7 +174,8 @@ def test_anthropic_output_config():
         "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}}})
     req = am.to_chat_request(body)
     assert req.response_format == ResponseFormat("json_schema", {"type": "object"})
-    assert req.reasoning == ReasoningOptions(effort="low")
+    # an effort alone does not turn thinking on (Anthropic: thinking only when `thinking` asks for it)
+    assert req.reasoning == ReasoningOptions(effort="low", enabled=False)
 
 
 @pytest.mark.parametrize("choice, expected", [({"type": "auto"}, "auto"), ({"type": "any"}, "required"),
