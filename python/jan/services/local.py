@@ -408,8 +408,12 @@ def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dic
     """Blocking: the grammar options (``grammar``, ``grammar_triggers``) that enforce tool_choice in the
     chat format's own call syntax and response_format / an explicit grammar on the answer. The format is
     the answer's, never a call's (OpenAI's and Anthropic's rule): a forced call ignores it, ``auto`` allows
-    a call or a formatted answer, ``none`` the answer alone (:meth:`ChatPlan.grammar_options`)."""
+    a call or a formatted answer, ``none`` the answer alone (:meth:`ChatPlan.grammar_options`). A client's raw
+    GBNF ``grammar`` (llama.cpp's extra) is the whole output's, as llama-server takes it: its writer spells out any
+    thinking and call markup it wants (which the output parser still reads as such), so tools add nothing to it."""
     answer = _explicit_grammar(request)
+    if answer is not None and answer is request.grammar:
+        return {"grammar": answer}
     try:
         return plan.grammar_options(prompt, answer=answer)
     except GrammarError as exc:  # a tool's parameters schema over a bound
