@@ -13,17 +13,16 @@ Every method here does file I/O: call them from a worker thread in asyncio code.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from jan.core.fs import TEMP_SUFFIX, fsync_dir, temp_prefix
+from jan.core.fs import fsync_dir
 
 from .errors import InvalidArgumentError
+from .hashed_file import HashedTempFile
 
 __all__ = ["BLOBS_DIR_NAME", "BlobStore", "BlobWriter", "InvalidDigestError", "parse_digest"]
 
@@ -103,28 +102,15 @@ class BlobStore:
         return BlobWriter(target, parse_digest(digest))
 
 
-class BlobWriter:
+class BlobWriter(HashedTempFile):
     """Bytes written here are hashed as they go into a hidden temporary file next to the blob;
     :meth:`commit` renames it into place when the SHA-256 matches, :meth:`discard` removes it.
     Not thread-safe: one writer, one thread at a time (calls may come from different threads in turn)."""
 
     def __init__(self, target: Path, expected_hex: str) -> None:
+        super().__init__(target.parent, target.name)
         self.target = target
         self.expected_hex = expected_hex
-        self._hash = hashlib.sha256()
-        self.size = 0
-        fd, self.temp_path = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX,
-                                              dir=target.parent)
-        self._file = os.fdopen(fd, "wb")
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._hash.update(data)  # hashlib lets go of the GIL for large buffers
-        self._file.write(data)
-        self.size += len(data)
-
-    @property
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
     def commit(self) -> bool:
         """Flush, fsync and rename into place when the content's digest is the expected one
@@ -133,9 +119,7 @@ class BlobWriter:
             self.discard()
             return False
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            self.sync()
             # A concurrent upload of the same blob may have landed first: same bytes, replacing is harmless.
             os.replace(self.temp_path, self.target)
         except BaseException:
@@ -146,11 +130,4 @@ class BlobWriter:
 
     def discard(self) -> None:
         """Close and remove the temporary file (safe to call more than once)."""
-        try:
-            self._file.close()
-        except (OSError, ValueError):
-            pass
-        try:
-            os.unlink(self.temp_path)
-        except OSError:
-            pass
+        self.remove()

@@ -21,17 +21,15 @@ Every method here does file I/O: call them from a worker thread in asyncio code.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import mimetypes
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from jan.core.fs import TEMP_SUFFIX, fsync_dir, temp_prefix
+from jan.core.fs import fsync_dir
 from jan.image_types import sniff_image
 
 from ._trash import remove_resource_dir, sweep_trash
@@ -39,6 +37,7 @@ from ._util import now_s
 from .atomic import atomic_write_bytes
 from .context import StoreContext, iter_resource_dirs, read_doc_or_none
 from .errors import InvalidArgumentError, NotFoundError
+from .hashed_file import HashedTempFile
 from .ids import new_ulid
 from .locks import DEFAULT_TIMEOUT
 from .migrations import DEFAULT_MIGRATIONS
@@ -94,20 +93,17 @@ class UploadTooLargeError(InvalidArgumentError):
         self.limit = limit
 
 
-class UploadWriter:
+class UploadWriter(HashedTempFile):
     """Bytes written here go to a hidden temporary file in ``files/``, hashed and counted as they come;
     past ``max_bytes`` a write raises :class:`UploadTooLargeError` (and the file is removed). Hand it to
     :meth:`UploadStore.commit` when the upload is whole, or :meth:`discard` it.
     Not thread-safe: one writer, one thread at a time (calls may come from different threads in turn)."""
 
     def __init__(self, folder: Path, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.size = 0
-        self.head = b""
-        self._hash = hashlib.sha256()
         folder.mkdir(parents=True, exist_ok=True)
-        fd, self.temp_path = tempfile.mkstemp(prefix=temp_prefix("upload"), suffix=TEMP_SUFFIX, dir=folder)
-        self._file: BinaryIO = os.fdopen(fd, "wb")
+        super().__init__(folder, "upload")
+        self.max_bytes = max_bytes
+        self.head = b""
         self.closed = False
         # A write may still be running in a worker thread when the upload breaks off: discard() waits for it
         # rather than closing the file under it.
@@ -122,20 +118,12 @@ class UploadWriter:
                 raise UploadTooLargeError(self.max_bytes)
             if len(self.head) < _HEAD_BYTES:
                 self.head += bytes(data[:_HEAD_BYTES - len(self.head)])
-            self._hash.update(data)  # hashlib lets go of the GIL for large buffers
-            self._file.write(data)
-            self.size += len(data)
-
-    @property
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+            super().write(data)
 
     def finish(self) -> None:
         """Flush and fsync the bytes (before they are renamed into place)."""
         with self._lock:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            self.sync()
 
     def committed(self) -> None:
         """The temporary file was renamed into place: nothing is left to discard."""
@@ -145,17 +133,9 @@ class UploadWriter:
     def discard(self) -> None:
         """Close and remove the temporary file (safe to call more than once, and after a commit)."""
         with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-            try:
-                self._file.close()
-            except (OSError, ValueError):
-                pass
-            try:
-                os.unlink(self.temp_path)
-            except OSError:
-                pass
+            if not self.closed:
+                self.closed = True
+                self.remove()
 
 
 class UploadStore:
