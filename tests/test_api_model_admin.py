@@ -7,9 +7,8 @@ import asyncio
 import hashlib
 import json
 
-import pytest
-from aiohttp import web
 from api_helpers import Client, parse_sse
+from range_server import FileServer
 
 from jan.server.keys import MANAGER
 
@@ -107,55 +106,6 @@ async def test_add_model_json(server, gguf_copy):
         assert (await api.ok("POST", "/v1/models/from-json/start"))["state"] == "ready"
         assert isinstance(await chat(api, "from-json"), str)
         assert (await api.post("/v1/models", {"id": "from-json"}))[0] == 409
-
-
-class FileServer:
-    """Serves one file on 127.0.0.1 with Range support; can drop the first connection or go slowly."""
-
-    def __init__(self, blob: bytes, *, drop_first: bool = False, chunk: int = 1 << 16, delay: float = 0.0):
-        self.blob, self.drop_first, self.chunk, self.delay = blob, drop_first, chunk, delay
-        self.requests: list[str | None] = []
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        header = request.headers.get("Range")
-        self.requests.append(header)
-        start = int(header.split("=")[1].split("-")[0]) if header else 0
-        resp = web.StreamResponse(status=206 if header else 200)
-        resp.content_length = len(self.blob) - start
-        resp.headers["Accept-Ranges"] = "bytes"
-        resp.headers["ETag"] = '"stories"'
-        if header:
-            resp.headers["Content-Range"] = f"bytes {start}-{len(self.blob) - 1}/{len(self.blob)}"
-        await resp.prepare(request)
-        if self.drop_first and len(self.requests) == 1:
-            await resp.write(self.blob[: len(self.blob) // 2])
-            await asyncio.sleep(0.05)
-            request.transport.close()  # the connection drops in the middle of the file
-            return resp
-        try:
-            for offset in range(start, len(self.blob), self.chunk):
-                await resp.write(self.blob[offset:offset + self.chunk])
-                if self.delay:
-                    await asyncio.sleep(self.delay)
-        except ConnectionResetError:
-            pass  # the downloader went away (cancelled)
-        return resp
-
-    async def __aenter__(self) -> "FileServer":
-        app = web.Application()
-        app.router.add_get("/files/{name}", self.handle)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/files/stories260K.gguf"
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.runner.cleanup()
 
 
 async def test_pull_resumes_after_dropped_connection(server, tmp_path, stories_path):

@@ -10,56 +10,15 @@ import hashlib
 import json
 
 import pytest
-from aiohttp import web
 from api_helpers import Client, parse_sse
-from test_api_model_admin import FileServer
+from range_server import FileServer
 
 MODEL = "left"
 
 
-class Source(FileServer):  # (its start and its URL are FileServer's)
-    """Serves one file with Range support. ``hold``: the body waits until the test ends (the headers, with the
-    size, come at once), so a pull that fetched the file a second time could not end; ``hold_headers``: the whole
-    answer waits (a pull waiting for the size stays there)."""
-
-    def __init__(self, blob: bytes, *, hold: bool = False, hold_headers: bool = False):
-        self.blob, self.hold, self.hold_headers = blob, hold, hold_headers
-        self.asked = asyncio.Event()
-        self.requests: list[str | None] = []  # each GET's Range header
-        self.sent = 0  # body bytes written
-        self._release = asyncio.Event()
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        header = request.headers.get("Range")
-        self.requests.append(header)
-        self.asked.set()
-        if self.hold_headers:
-            await self._release.wait()
-        start = int(header.split("=")[1].split("-")[0]) if header else 0
-        if start >= len(self.blob) and header:
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{len(self.blob)}"})
-        resp = web.StreamResponse(status=206 if header else 200)
-        resp.content_length = len(self.blob) - start
-        resp.headers["Accept-Ranges"] = "bytes"
-        resp.headers["ETag"] = '"v1"'
-        if header:
-            resp.headers["Content-Range"] = f"bytes {start}-{len(self.blob) - 1}/{len(self.blob)}"
-        await resp.prepare(request)
-        if self.hold:
-            await self._release.wait()
-        try:
-            for offset in range(start, len(self.blob), 1 << 16):
-                await resp.write(self.blob[offset:offset + (1 << 16)])
-                self.sent += min(1 << 16, len(self.blob) - offset)
-        except ConnectionResetError:
-            pass  # the downloader went away (cancelled)
-        return resp
-
-    async def __aexit__(self, *exc) -> None:
-        self._release.set()
-        await self.runner.cleanup()
+def Source(blob: bytes, **kw) -> FileServer:
+    """The pull's source: the file with an ETag of its own (``hold``/``hold_headers``: see FileServer)."""
+    return FileServer(blob, etag='"v1"', **kw)
 
 
 async def pull(api: Client, base: str, body: dict) -> dict:
