@@ -176,8 +176,9 @@ REFUSED = {
                                  "messages[0].content", "assistant"),
     "refusal field on a user": ([{"role": "user", "content": "Hi", "refusal": "no"}], "messages[0].refusal",
                                 "assistant"),
-    "file part": ([{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}],
-                  "messages[0].content[0].file", "not supported"),
+    # (file parts are read: tests/test_documents.py; one naming no upload is refused)
+    "file part of no upload": ([{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}],
+                               "messages[0].content[0].file.file_id", "no file"),
     "custom tool call": ([ASK, {"role": "assistant", "tool_calls": [
         {"id": "c1", "type": "custom", "custom": {"name": "grep", "input": "x"}}]}], "messages[1].tool_calls[0]",
         "not supported"),

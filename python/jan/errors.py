@@ -77,7 +77,7 @@ class ModelNotFoundError(JanError, KeyError):
 
 
 class MediaError(JanError, ValueError):
-    """An image or audio input cannot be used.
+    """An image, audio or document input cannot be used.
 
     ``reason`` says why: ``unsupported_format``, ``too_large``, ``too_many``,
     ``unreadable``, ``not_allowed`` (a URL or path the server may not fetch) or
@@ -98,3 +98,15 @@ class MediaError(JanError, ValueError):
         self.param = param
         self.message_index = message_index
         self.part_index = part_index
+
+
+class DocumentError(MediaError):
+    """A document (a PDF, a text file) that cannot be read as text: HTTP 400.
+
+    ``reason`` (also the error ``code``) says why: ``encrypted`` (a PDF locked by a password),
+    ``damaged`` (a PDF that does not parse), ``no_text`` (a PDF without a text layer: likely
+    scanned), ``unsupported_format`` (a binary type jan does not read, or text that is not UTF-8),
+    ``too_large``, ``not_allowed`` (a URL the server may not fetch) or ``file_not_found``.
+    A :class:`MediaError`, so every front end names the field at fault as it does for images
+    (``message_index``, ``part_index``).
+    """

@@ -101,6 +101,17 @@ class MediaFetcher:
         ``unsupported_format``) naming ``param``."""
         if is_data_url(url):
             return url
+        data = await self.fetch(url, param)
+        mime = sniff_image(data)
+        if mime is None:
+            raise MediaError(f"{param}: {url} is not a PNG, JPEG, WebP or GIF image", reason="unsupported_format",
+                             param=param)
+        return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+    async def fetch(self, url: str, param: str) -> bytes:
+        """The bytes of the allowed ``http(s)://`` URL or local file (``file://`` or an absolute path) ``url``
+        names, whatever they are (a document's as well as an image's; the caller tells their type). Raises
+        :class:`MediaError` (``not_allowed``, ``too_large``, ``fetch_failed``) naming ``param``."""
         if not self.allowlist:
             raise MediaError(f"{param}: only base64 data URLs (data:<type>;base64,...) are accepted; this server "
                              "fetches no URLs or files (start it with --allow-media-from)",
@@ -113,11 +124,7 @@ class MediaFetcher:
         else:
             raise MediaError(f"{param}: expected a data:, http(s):// or file:// URL or an absolute path",
                              reason="not_allowed", param=param)
-        mime = sniff_image(data)
-        if mime is None:
-            raise MediaError(f"{param}: {url} is not a PNG, JPEG, WebP or GIF image", reason="unsupported_format",
-                             param=param)
-        return f"data:{mime};base64," + base64.b64encode(data).decode()
+        return data
 
     def _too_large(self, param: str, url: str) -> MediaError:
         return MediaError(f"{param}: {url} is over {self.max_bytes} bytes", reason="too_large", param=param)
@@ -126,7 +133,7 @@ class MediaFetcher:
         def read() -> bytes:
             real = Path(os.path.realpath(path))
             if not self.allowlist.allows_path(real):
-                raise MediaError(f"{param}: {path} is not in a folder this server may read images from "
+                raise MediaError(f"{param}: {path} is not in a folder this server may read media from "
                                  "(--allow-media-from)", reason="not_allowed", param=param)
             try:
                 with open(real, "rb") as f:

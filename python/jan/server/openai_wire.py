@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import jan
-from jan.errors import MediaError
+from jan.errors import DocumentError, MediaError
 from jan.server import schemas
+from jan.server.document_inputs import data_url_bytes
 from jan.services.errors import RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 from jan.services.types import (
@@ -29,6 +30,7 @@ from jan.services.types import (
     ChatResult,
     CompletionDelta,
     CompletionRequest,
+    DocumentPart,
     EmbeddingRequest,
     EmbeddingResult,
     ImagePart,
@@ -95,7 +97,24 @@ def _parts(content: Any, where: str) -> tuple[Part, ...]:
             except (binascii.Error, ValueError):
                 raise ValueError(f"{where}.content[{i}].input_audio.data: not valid base64") from None
             parts.append(AudioPart(data, str(part.input_audio.get("format", ""))))
+        elif isinstance(part, schemas.FilePart):
+            parts.append(_document(part, f"{where}.content[{i}].file"))
     return tuple(parts)
+
+
+def _document(part: schemas.FilePart, where: str) -> DocumentPart:
+    """A ``file`` part (at ``where``) as a document: ``file_data`` (a base64 ``data:`` URL, or bare base64, as
+    the SDKs send it), or the upload ``file_id`` names (read by the route first:
+    :func:`jan.server.document_inputs.read_body_documents`)."""
+    file = part.file
+    if file.file_data is not None:
+        data, media_type = data_url_bytes(file.file_data, f"{where}.file_data", raw_base64=True)
+        return DocumentPart(data, media_type, title=file.filename)
+    if part._file is None:  # (a caller that did not read the uploads first)
+        raise DocumentError(f"{where}.file_id: the file was not read; send the file as file_data",
+                            reason="not_allowed", param=f"{where}.file_id")
+    data, media_type, filename = part._file
+    return DocumentPart(data, media_type, title=file.filename or filename)
 
 
 def message_from_openai(message: schemas.Message, where: str = "messages") -> ChatMessage:
@@ -114,7 +133,8 @@ def media_error(exc: MediaError, body: schemas.ChatCompletionRequest | None = No
     """A refusal of a chat request's media (a model without a projector, an image that does not decode, a media
     marker in the text) naming the field: the typed messages are the body's, one for one, so typed message ``i``
     is ``messages[i].content``, and its part ``j`` (where the error names one) ``messages[i].content[j]`` when that
-    content is a list of parts (one for one too; a string is the one text part)."""
+    content is a list of parts (one for one too; a string is the one text part); a document's, the field that held
+    it (``messages[i].content[j].file.file_data`` or ``.file_id``)."""
     if exc.message_index is None:
         return exc
     field = f"messages[{exc.message_index}].content"
@@ -122,6 +142,10 @@ def media_error(exc: MediaError, body: schemas.ChatCompletionRequest | None = No
     if exc.part_index is not None and exc.message_index < len(messages) \
             and isinstance(messages[exc.message_index].content, list):
         field += f"[{exc.part_index}]"
+        content = messages[exc.message_index].content
+        part = content[exc.part_index] if exc.part_index < len(content) else None
+        if isinstance(part, schemas.FilePart):  # a document that cannot be read: the field that held it
+            field += ".file.file_data" if part.file.file_data is not None else ".file.file_id"
     _, sep, why = str(exc).partition(": ")
     return MediaError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field)
 

@@ -20,11 +20,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from jan.engine.params import RANGES
+from jan.engine.params import RANGES, SEED_MAX, SEED_MIN
 from jan.templates.formats.plan import THINK_LEVELS
 
 INT32_MAX = 2**31 - 1
-INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 #: A count or length the engine keeps in an int32 (tokens, positions).
 Int32Count = Annotated[int, Field(ge=1, le=INT32_MAX)]
 #: OpenAI's ``reasoning_effort`` values (chat completions, assistants, runs; the Responses API's ``reasoning.effort``):
@@ -35,8 +34,8 @@ ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "
 MaxTokens = Annotated[int, Field(**RANGES["max_tokens"].field())]
 TokenId = Annotated[int, Field(ge=0, le=INT32_MAX)]
 TokenList = list[TokenId]
-#: OpenAI's seed is an int64; llama.cpp keeps the low 32 bits.
-Seed = Annotated[int, Field(ge=INT64_MIN, le=UINT64_MAX)]
+#: OpenAI's seed is an int64 (Ollama's too); jan.engine.params.engine_seed folds it into llama.cpp's 32 bits.
+Seed = Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)]
 #: ``logit_bias`` keys: token ids written as JSON object keys.
 TokenKey = Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,8})$")]
 
@@ -127,17 +126,29 @@ class RefusalPart(_Strict):
     refusal: str
 
 
+class FileInput(_Strict):
+    """A file part's ``file``: the document inline (``file_data``: a base64 ``data:`` URL, or bare base64) with
+    its ``filename``, or an upload of the Files API by ``file_id``."""
+
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "FileInput":
+        if self.file_data is None and self.file_id is None:
+            raise ValueError("give file_data (the file, base64) or file_id (an uploaded file's id)")
+        return self
+
+
 class FilePart(_Part):
-    """OpenAI's file input (a PDF by ``file_data`` or an uploaded ``file_id``): refused, whatever it holds."""
+    """OpenAI's file input: a PDF or text file, read as text (:mod:`jan.services.documents`)."""
 
     type: Literal["file"]
-    file: dict[str, Any]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refused(cls, data: Any) -> Any:
-        raise ValueError("file content parts are not supported by jan (it reads text, images and audio; send a "
-                         "document's text as a text part)")
+    file: FileInput
+    #: ``(bytes, media type, file name)`` of the upload ``file.file_id`` names, read by the route
+    #: (:func:`jan.server.document_inputs.read_body_documents`).
+    _file: tuple[bytes, str, str | None] | None = PrivateAttr(default=None)
 
 
 ContentPart = Annotated[Union[TextPart, ImagePart, InputAudioPart, FilePart, RefusalPart], Field(discriminator="type")]

@@ -33,6 +33,7 @@ __all__ = [
     "ChoiceResult",
     "CompletionDelta",
     "CompletionRequest",
+    "DocumentPart",
     "EmbeddingRequest",
     "EmbeddingResult",
     "FINISH_REASONS",
@@ -256,7 +257,27 @@ class AudioPart:
         _check_fields(self)
 
 
-Part = Union[TextPart, ImagePart, AudioPart]
+@dataclass(frozen=True)
+class DocumentPart:
+    """A document (a PDF, a text file) as its file bytes: what every dialect's file or document input becomes.
+
+    A local text model cannot see pages, so the chat service reads it as text before the prompt is made
+    (:func:`jan.services.documents.read_documents`, in a worker thread); what the model reads is ``title``
+    and ``context``, then the text. ``media_type``: the type the client gave (``""``: unknown, told by the
+    bytes); ``title``: its file name or title. A document that cannot be read is a
+    :class:`jan.DocumentError` naming its message and part."""
+
+    data: bytes
+    media_type: str = ""
+    title: str | None = None
+    context: str | None = None
+    type: Literal["document"] = field(default="document", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+
+Part = Union[TextPart, ImagePart, AudioPart, DocumentPart]
 
 
 # -- messages and tools ----------------------------------------------------------------

@@ -14,11 +14,12 @@ import binascii
 import dataclasses
 import datetime
 import json
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from jan.image_types import sniff_image
 from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, bounded, not_supported,
@@ -123,17 +124,38 @@ class PlainTextSource(_Wire):
 
 class ContentSource(_Wire):
     type: Literal["content"]
-    content: Union[str, list[TextBlock]]
+    # (Anthropic's blocks: text is read; other blocks, images among them, are left out as before)
+    content: Union[str, list[dict[str, Any]]]
+
+
+class DocumentBase64Source(_Wire):
+    """A document's bytes, base64 (Anthropic's: a PDF, ``application/pdf``; a text file is read as well)."""
+
+    type: Literal["base64"]
+    media_type: str = "application/pdf"
+    data: str
+
+
+class FileSource(_Wire):
+    """An upload of jan's Files API (``POST /v1/files``) by its id."""
+
+    type: Literal["file"]
+    file_id: str
 
 
 class DocumentBlock(_Wire):
-    """A ``document`` block: plain text (``text`` or ``content`` sources) is read; a PDF (``base64``) or a
-    ``url`` / ``file`` source is refused (jan reads no PDFs and fetches nothing)."""
+    """A ``document`` block, read as text (:mod:`jan.services.documents`): a PDF or text file (``base64``),
+    plain text (``text`` or ``content`` sources), an upload (``file``), or a ``url`` (fetched only where image
+    URLs are: ``--allow-media-from``). ``title`` and ``context`` come before the text the model reads."""
 
     type: Literal["document"]
-    source: dict[str, Any]
+    source: Annotated[Union[DocumentBase64Source, PlainTextSource, ContentSource, URLSource, FileSource],
+                      Field(discriminator="type")]
     title: str | None = None
     context: str | None = None
+    #: ``(bytes, media type, file name)`` of the upload or URL the source names, read by the route
+    #: (:func:`jan.server.document_inputs.read_body_documents`).
+    _file: tuple[bytes, str, str | None] | None = PrivateAttr(default=None)
 
 
 class ThinkingBlock(_Wire):
@@ -391,21 +413,30 @@ def _tool_result(block: ToolResultBlock) -> typed.ChatMessage:
     return typed.ChatMessage("tool", parts, tool_call_id=block.tool_use_id)
 
 
-def _document(block: DocumentBlock) -> typed.TextPart:
-    """A plain-text document as the text the model reads: its title and context, then its text."""
+def _document(block: DocumentBlock) -> typed.DocumentPart:
+    """A document block as a document part, read as text on the typed path (title and context first); a
+    ``file`` or ``url`` source's bytes were read by the route (:func:`jan.server.document_inputs.read_body_documents`).
+    Base64 that does not decode is a ``ValueError`` (the caller names the message)."""
     source = block.source
-    kind = source.get("type")
-    if kind == "text" and isinstance(source.get("data"), str):
-        text = source["data"]
-    elif kind == "content" and isinstance(source.get("content"), (str, list)):
-        content = source["content"]
+    if isinstance(source, PlainTextSource):
+        data, media_type = source.data.encode(), source.media_type
+    elif isinstance(source, ContentSource):
+        content = source.content
         text = content if isinstance(content, str) else "\n\n".join(
-            b.get("text", "") for b in content if isinstance(b, Mapping) and b.get("type") == "text")
-    else:
-        raise ValueError(f"document: a '{kind}' source is not read by jan (it reads no PDFs and fetches no URLs "
-                         "or files); send the document as plain text (source type 'text' or 'content')")
-    head = "\n".join(x for x in (block.title, block.context) if x)
-    return typed.TextPart(f"{head}\n\n{text}" if head else text)
+            str(b.get("text", "")) for b in content if b.get("type") == "text")
+        data, media_type = text.encode(), "text/plain"
+    elif isinstance(source, DocumentBase64Source):
+        try:
+            data = base64.b64decode(source.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("a document block's source.data is not valid base64") from None
+        media_type = source.media_type
+    elif block._file is not None:
+        data, media_type, filename = block._file
+        return typed.DocumentPart(data, media_type, title=block.title or filename, context=block.context)
+    else:  # (a caller that did not read them first)
+        raise ValueError(f"a document block's '{source.type}' source was not read; send the document as base64")
+    return typed.DocumentPart(data, media_type, title=block.title, context=block.context)
 
 
 def _user_messages(content: list) -> list[typed.ChatMessage]:
@@ -591,8 +622,25 @@ def media_error(exc: MediaError, body: _Prompt, chat_request: typed.ChatRequest)
         return exc
     index = exc.message_index - (len(chat_request.messages) - len(_messages(body)))
     field = "thread.previous_message_id" if index < 0 else message_field(body, index, exc.part_index)
+    field += _source_field(body, field)
     _, sep, why = str(exc).partition(": ")
     return MediaError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field)
+
+
+def _source_field(body: _Prompt, field: str) -> str:
+    """Where in the document block at ``field`` (``messages[i].content[j]``, or a tool result's
+    ``...content[j].content[k]``) its document was: ``.source.data``, ``.source.file_id``, ``.source.url``; ""
+    for a block that is no document."""
+    match = re.fullmatch(r"messages\[(\d+)\]\.content\[(\d+)\](?:\.content\[(\d+)\])?", field)
+    if match is None:
+        return ""
+    block: Any = body.messages[int(match.group(1))].content[int(match.group(2))]
+    if match.group(3) is not None:
+        block = block.content[int(match.group(3))]
+    if not isinstance(block, DocumentBlock):
+        return ""
+    return {"file": ".source.file_id", "url": ".source.url", "content": ".source.content"}.get(
+        block.source.type, ".source.data")
 
 
 def schema_error(exc: GrammarError, body: _Prompt, chat_request: typed.ChatRequest) -> GrammarError:

@@ -59,6 +59,7 @@ from jan.server.dialects import anthropic as wire
 from jan.server.dialects.responses_store import NotLatestError, ResponsesStore, StoredResponse
 from jan.server.errors import APIError
 from jan.services import types as typed
+from jan.services.documents import read_documents
 
 log = logging.getLogger("jan.server")
 
@@ -123,6 +124,15 @@ class Turn:
     inputs: tuple[typed.ChatMessage, ...] = ()
     previous: StoredResponse | None = None
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    async def read_documents(self) -> None:
+        """The turn's documents (PDFs, text files) as the text the model reads, in the request and in the new
+        messages a thread holds (a later turn reads the text, not the file again). Raises
+        :class:`jan.DocumentError` naming the typed message and part."""
+        read = await read_documents(self.chat_request)
+        if read is not self.chat_request:  # (the same messages, one for one: the new ones are the last)
+            self.inputs = read.messages[len(read.messages) - len(self.inputs):]
+            self.chat_request = read
 
     async def commit(self, message: dict[str, Any]) -> dict[str, Any]:
         """Store the turn with ``message`` (the ``message`` object the client gets) as its reply; returns it.

@@ -17,9 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator
+from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
-from jan.errors import EngineError, MediaError
+from jan.errors import DocumentError, EngineError, MediaError
+from jan.server.document_inputs import data_url_bytes
 from jan.templates.grammar import GrammarError
 from jan.server.schemas import (TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
@@ -92,7 +93,29 @@ class InputImage(_Wire):
     _file: tuple[bytes, str] | None = PrivateAttr(default=None)
 
 
-ContentPart = Annotated[Union[InputText, OutputText, Refusal, InputImage], Field(discriminator="type")]
+class InputFile(_Wire):
+    """A document (a PDF, a text file), read as text (:mod:`jan.services.documents`): inline as ``file_data``
+    (a base64 ``data:`` URL, or bare base64) with its ``filename``, an upload by ``file_id``, or by ``file_url``
+    (fetched only where image URLs are: ``--allow-media-from``)."""
+
+    type: Literal["input_file"]
+    file_data: str | None = None
+    file_id: str | None = None
+    file_url: str | None = None
+    filename: str | None = None
+    detail: str | None = None
+    #: ``(bytes, media type, file name)`` of the upload or URL named, read by the route
+    #: (:func:`jan.server.document_inputs.read_body_documents`).
+    _file: tuple[bytes, str, str | None] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "InputFile":
+        if self.file_data is None and self.file_id is None and self.file_url is None:
+            raise ValueError("give file_data (the file, base64), file_id (an uploaded file's id) or file_url")
+        return self
+
+
+ContentPart = Annotated[Union[InputText, OutputText, Refusal, InputImage, InputFile], Field(discriminator="type")]
 
 
 class MessageItem(_Wire):
@@ -119,7 +142,7 @@ class FunctionCallOutputItem(_Wire):
     type: Literal["function_call_output"]
     id: str | None = None
     call_id: str
-    output: Union[str, list[Union[InputText, InputImage]]]
+    output: Union[str, list[Annotated[Union[InputText, InputImage, InputFile], Field(discriminator="type")]]]
 
 
 class ReasoningText(_Wire):
@@ -339,6 +362,27 @@ def _image(part: InputImage, where: str) -> typed.ImagePart:
                          param=param) from None
 
 
+def _document(part: InputFile, where: str) -> typed.DocumentPart:
+    """An ``input_file`` (at ``where``) as a document: its ``file_data``, or what ``file_id`` / ``file_url`` name
+    (read by the route first: :func:`jan.server.document_inputs.read_body_documents`)."""
+    if part.file_data is not None:
+        data, media_type = data_url_bytes(part.file_data, f"{where}.file_data", raw_base64=True)
+        return typed.DocumentPart(data, media_type, title=part.filename)
+    if part._file is None:  # (a caller that did not read them first)
+        field = f"{where}.file_id" if part.file_id is not None else f"{where}.file_url"
+        raise DocumentError(f"{field}: the file was not read; send it as file_data", reason="not_allowed",
+                            param=field)
+    data, media_type, filename = part._file
+    return typed.DocumentPart(data, media_type, title=part.filename or filename)
+
+
+def _document_field(part: Any) -> str:
+    """The field of an ``input_file`` that held its document (what a refusal of it names); "" for another part."""
+    if not isinstance(part, InputFile):
+        return ""
+    return ".file_data" if part.file_data is not None else ".file_id" if part.file_id is not None else ".file_url"
+
+
 def _parts(content: str | list, where: str) -> tuple[typed.Part, ...]:
     if isinstance(content, str):
         return (typed.TextPart(content),) if content else ()
@@ -348,6 +392,8 @@ def _parts(content: str | list, where: str) -> tuple[typed.Part, ...]:
             parts.append(typed.TextPart(part.text))
         elif isinstance(part, Refusal):
             parts.append(typed.TextPart(part.refusal))
+        elif isinstance(part, InputFile):
+            parts.append(_document(part, f"{where}[{j}]"))
         else:
             parts.append(_image(part, f"{where}[{j}]"))
     return tuple(parts)
@@ -405,7 +451,7 @@ def _part_of(body: _Prompt, field: str, part: int | None) -> str:
     if part is None or match is None or not isinstance(body.input, list):
         return ""
     content = getattr(body.input[int(match.group(1))], match.group(2), None)
-    return f"[{part}]" if isinstance(content, list) and part < len(content) else ""
+    return f"[{part}]{_document_field(content[part])}" if isinstance(content, list) and part < len(content) else ""
 
 
 def media_error(exc: MediaError, body: _Prompt, history: int) -> MediaError:
@@ -840,8 +886,11 @@ class ResponseStream:
         return events
 
     def finish(self) -> list[dict[str, Any]]:
-        """Close the open item; an answer with no output at all still gets its (empty) message."""
-        if not self.output:
+        """Close the open item; an answer with no output at all still gets its (empty) message — unless it was
+        cancelled (a cancel request, the model stopped under it) before producing anything: then its ``output`` is
+        empty, as OpenAI's (a response cancelled while ``queued`` wrote nothing), never an empty ``incomplete``
+        message a client would read as a cut-off answer."""
+        if not self.output and self.finish_reason != "cancelled":
             events = self._start("message", _message_item(new_id("msg"), None, "in_progress"))
             return events + self._close()
         return self._close()

@@ -20,11 +20,13 @@ from jan.templates.grammar import GrammarError
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.anthropic_threads import MessageThreads, Turn, error_shape
 from jan.server.disconnect import unless_disconnected
+from jan.server.document_inputs import read_body_documents
 from jan.server.errors import ERROR_DIALECTS, ERROR_SHAPES, ERROR_STATUSES, APIError, under_prefix
 from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine, model_extension
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
+from jan.server.routes.files import UPLOADS
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatAggregator, ChatService
@@ -90,6 +92,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, wire.MessagesRequest)
     wire.check_thinking_budget(body, request.headers.get("anthropic-beta", ""))
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # file and url sources
     # With `thread`, the conversation the server holds: a `continue` is in flight until its answer is sent.
     async with request.app[THREADS].turn(body) as turn:
         try:
@@ -101,6 +104,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) -> web.StreamResponse:
+    await turn.read_documents()  # before the turn is answered and held: a thread keeps their text
     chat_request = turn.chat_request
     chat = _chat(request)
     message_id = wire.new_message_id()
@@ -148,6 +152,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     """The prompt's token count as the model's chat template and vocabulary make it."""
     body = await parse_body(request, wire.CountTokensRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     # a thread's `continue` counts the held conversation with the new turn (jan's; the SDK sends no `thread` here)
     chat_request = await request.app[THREADS].prompt(body)
     try:

@@ -17,11 +17,13 @@ from jan.core import InferenceStopped
 from jan.errors import MediaError
 from jan.server import openai_wire as wire
 from jan.server.disconnect import unless_disconnected
+from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response
 from jan.server.keys import BUS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
+from jan.server.routes.files import UPLOADS
 from jan.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -113,6 +115,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Chat completion (OpenAI); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, ChatCompletionRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # file parts' file_id
     chat = wire.chat_request(body)
     service = request.app[SERVICES].chat
     top, legacy = chat.top_logprobs, body.legacy_functions
@@ -209,6 +212,7 @@ async def apply_template(request: web.Request) -> web.Response:
     """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
     body = await parse_body(request, ChatCompletionRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     try:
         rendered = await request.app[SERVICES].chat.render(wire.chat_request(body))
     except MediaError as exc:  # said of the message's field, as the chat completion it renders would say it

@@ -21,6 +21,7 @@ from jan.core import ConversationalExtension, NotFoundError
 from jan.errors import MediaError
 from jan.templates.grammar import GrammarError
 from jan.server.disconnect import unless_disconnected
+from jan.server.document_inputs import read_body_documents
 from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import STREAM_KEPT_S, ReplayableStreams, ResponseRun
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
@@ -29,10 +30,11 @@ from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.routes.files import upload_image
+from jan.server.routes.files import UPLOADS, upload_image
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatService
+from jan.services.documents import read_documents
 from jan.services.types import ChatMessage
 
 routes = web.RouteTableDef()
@@ -135,14 +137,21 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     history = await _history(request, previous)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
+    await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # input_file by id, URL
     inputs = wire.input_messages(body.input)
     chat_request = wire.to_chat_request(body, history, inputs)
-    stream = _chat(request).stream(chat_request)
 
     def named(exc: BaseException) -> BaseException:  # media or a schema refused: said of the Responses field
         if isinstance(exc, GrammarError):
             return wire.schema_error(exc, body, chat_request)
         return wire.media_error(exc, body, len(history)) if isinstance(exc, MediaError) else exc
+
+    try:  # documents as the text the model reads, now: the stored input keeps that text for later turns
+        chat_request = await read_documents(chat_request)
+    except MediaError as exc:
+        raise named(exc) from None
+    inputs = list(chat_request.messages[len(chat_request.messages) - len(inputs):])
+    stream = _chat(request).stream(chat_request)
 
     # setup errors are a plain 4xx (and nothing is stored), except for a background response: it fails
     try:
@@ -198,6 +207,7 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     history = await _history(request, await _previous(request, body.previous_response_id))
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
+    await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     chat_request = wire.to_chat_request(body, history, wire.input_messages(body.input))
     try:
         rendered = await _chat(request).render(chat_request)
