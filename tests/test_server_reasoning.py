@@ -197,9 +197,10 @@ def test_thinking_then_a_tool_call_with_logprobs_streamed_and_whole(client):
 
 
 @pytest.mark.parametrize(("stop", "reasoning", "content"), [
-    ("and two", "Two", ""),                  # a stop string inside the thinking ends it there
-    ("</think>", "Two and two.", ""),        # ... at its end marker, before any answer
-    ("more", "Two and two.", "Four and "),   # inside the answer: the thinking is whole
+    # a client's stop strings match the answer's text only: never inside the thinking ...
+    ("and two", "Two and two.", "Four and more."),
+    ("</think>", "Two and two.", "Four and more."),  # ... nor at its end marker (markup, not answer)
+    ("more", "Two and two.", "Four and "),           # inside the answer: it ends there, the thinking whole
 ])
 def test_stop_strings_with_thinking_streamed_and_whole(client, stop, reasoning, content):
     kwargs = dict(model="qwq-tiny", messages=ASK, temperature=0, reasoning_effort="high", stop=[stop],

@@ -19,13 +19,14 @@ from typing import Any
 from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.results import Usage
 from jan.errors import QueueFullError
+from jan.services.documents import read_documents
 from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
                               reply_room)
 from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
                                 merged, off_loop, prompted_as, seeds)
 from jan.services.models import ModelService, Target
-from jan.services.output import ReasoningTokens, output_parser
+from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
 from jan.services.types import (
     ChatDelta,
@@ -77,7 +78,8 @@ class ChatService:
         Setup errors raise from the first ``__anext__``: ``ModelNotFoundError``,
         ``ModelLoadError``, ``TemplateError``/``GrammarError``/``ValueError`` (bad input; a
         ``RequestError`` for a ``context`` outside the vocabulary or sent to a message engine),
-        ``ContextOverflowError``, ``QueueFullError``. Closing the stream cancels the generation.
+        ``ContextOverflowError``, ``QueueFullError``, ``DocumentError`` (a document that cannot be read as text:
+        :mod:`jan.services.documents`). Closing the stream cancels the generation.
         A request's own fields were checked when it was made (:class:`ChatRequest`: a wrong type, or no
         messages, is a ``RequestError`` naming the field); anything but a ``ChatRequest`` is a ``TypeError`` here.
         """
@@ -85,7 +87,8 @@ class ChatService:
 
         async def open_() -> tuple[str, AsyncIterator[ChatDelta]]:
             target = await self.models.resolve(request.model)
-            layered = self._layered(request, target)
+            # documents (PDFs, text files) as the text the model reads, for every engine (a worker thread)
+            layered = self._layered(await read_documents(request), target)
             if isinstance(target.engine, LocalInferenceExtension):
                 return target.id, self._local(target, layered)
             if layered.context:  # token ids mean nothing to an engine that takes messages: never silently dropped
@@ -117,6 +120,7 @@ class ChatService:
         if not isinstance(target.engine, LocalInferenceExtension):
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
                                "renders its prompts itself", param="model", code="not_supported")
+        request = await read_documents(request)
         local = prompted_as(await target.engine.acquire(target.model), request)
         _, text, tokens = await off_loop(_prompt, local, request, target.model.get("settings"))
         return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media
@@ -159,12 +163,13 @@ class ChatService:
         local: LocalModel = prompted_as(await target.engine.acquire(target.model), request)
         check_fan_out(local.model, request.n, param="n")
         start = await off_loop(_start, local, request, target.model.get("settings"))
-        text, plan, requests = start.text, start.plan, start.requests
+        requests = start.requests
         while requests is None:  # a queued request, and the engine's queue was full: wait for room
             await local.model.wait_for_room(ROOM_RECHECK_S)
             requests = await off_loop(start.submit, local, request)
-        parsers = [output_parser(request, plan, text) for _ in range(request.n)]
-        client_stops = set(request.sampling.stop or ()) if plan.tools else set()  # (not the model's end of turn)
+        parsers = start.parsers
+        # a parsed choice's client stop strings, matched on its answer text alone (the engine was not given them)
+        stops = [AnswerStops(start.answer_stops) for _ in range(request.n)]
         # the prompt's length (its images' and audio's tokens included), told on the first delta
         prompt_tokens: int | None = prompt_size(start.tokens)
         want_ids = request.token_ids
@@ -175,6 +180,11 @@ class ChatService:
         # each choice's ids let out as their text is shown: a matched stop string's are left out
         shown = [ShownTokens(local.model, bool(start.options.get("render_special"))) for _ in range(request.n)] \
             if want_ids else []
+        # with answer stop strings, a choice's ids wait for its end (where a stop string cuts its output is known
+        # only once it matched): its output as generated, its ids, and where the matched stop string starts in it
+        outputs: list[list[str]] = [[] for _ in range(request.n)]
+        generated: list[list[int]] = [[] for _ in range(request.n)]
+        cuts: list[int | None] = [None] * request.n
         usages: list[Usage | None] = [None] * request.n
         # which generated tokens went to thinking (the usage's reasoning tokens), counted as each choice ends; none
         # kept for an output that cannot think (no cost per token)
@@ -189,40 +199,69 @@ class ChatService:
             async for index, chunk in chunks:
                 parser = parsers[index]
                 tally = tallies[index]
-                if tally is not None:
+                stop = stops[index]
+                if tally is not None:  # (tokens generated after a stop string matched are the reply's too)
                     tally.add(chunk.text, chunk.token_ids)
-                deltas = parser.feed(chunk.text)
-                if chunk.finish_reason is not None:
-                    deltas += parser.finish(chunk.finish_reason, cut=chunk.stop is not None and chunk.stop in client_stops)
-                logprobs = tuple(chunk.logprobs) if request.logprobs and chunk.logprobs else None
-                if not deltas and (logprobs or not started[index]):
-                    deltas = [ChatDelta()]
-                # and how much of it the KV cache held (the first token's chunk says; one that ends at once, its usage)
-                cached = chunk.cached_tokens if chunk.cached_tokens is not None else (
-                    chunk.usage.cached_tokens if chunk.usage is not None else None)
-                if want_ids:
-                    held[index] += shown[index].add(chunk.text, chunk.token_ids)
+                if want_ids and stop:
+                    outputs[index].append(chunk.text)
+                    generated[index] += chunk.token_ids
+                if stop.matched is not None:
+                    # the answer ended at a stop string: what the engine made before the cancel reached it is
+                    # dropped; only its end (the usage) is waited for
+                    if chunk.finish_reason is None:
+                        continue
+                else:
+                    deltas = parser.feed(chunk.text)
                     if chunk.finish_reason is not None:
+                        deltas += parser.finish(chunk.finish_reason)
+                    if stop:
+                        deltas = stop.feed(deltas)
+                        if stop.matched is not None:
+                            # no token more is generated (nor billed) for this choice; the others go on
+                            requests[index].cancel()
+                            if want_ids:
+                                cuts[index] = _cut_at("".join(outputs[index]), stop)
+                        elif chunk.finish_reason is not None:
+                            deltas += stop.finish()
+                    logprobs = tuple(chunk.logprobs) if request.logprobs and chunk.logprobs else None
+                    if not deltas and (logprobs or not started[index]):
+                        deltas = [ChatDelta()]
+                    if want_ids and not stop:
+                        held[index] += shown[index].add(chunk.text, chunk.token_ids)
+                        if chunk.finish_reason is not None:
+                            held[index] += shown[index].finish(chunk.stop)
+                    elif want_ids and chunk.finish_reason is not None and stop.matched is None:
+                        held[index] += shown[index].add("".join(outputs[index]), generated[index])
                         held[index] += shown[index].finish(chunk.stop)
-                ids = ()
-                if deltas:
-                    ids = tuple(held[index])
-                    held[index].clear()
-                for k, delta in enumerate(deltas):
-                    yield replace(delta, choice=index, logprobs=logprobs if k == 0 else None,
-                                  prompt_tokens=prompt_tokens, cached_tokens=cached if prompt_tokens is not None else None,
-                                  prompt_token_ids=prompt_ids if k == 0 and not started[index] else None,
-                                  token_ids=ids if k == 0 else ())
-                    prompt_tokens = None
-                started[index] = True
-                if chunk.finish_reason is not None:
-                    usages[index] = chunk.usage
-                    reasoning_tokens += tally.count(parser) if tally is not None else 0
-                    finish = chunk.finish_reason
-                    if finish == "stop" and parser.made_tool_calls:
-                        finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
-                    yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop, token_ids=tuple(held[index]),
-                                    context_full=finish == "length" and _short_of(chunk.usage, limit))
+                    ids: tuple[int, ...] = ()
+                    if deltas:
+                        ids = tuple(held[index])
+                        held[index].clear()
+                    # and how much of it the KV cache held (the first token's chunk says; one that ends at once, its
+                    # usage)
+                    cached = chunk.cached_tokens if chunk.cached_tokens is not None else (
+                        chunk.usage.cached_tokens if chunk.usage is not None else None)
+                    for k, delta in enumerate(deltas):
+                        yield replace(delta, choice=index, logprobs=logprobs if k == 0 else None,
+                                      prompt_tokens=prompt_tokens,
+                                      cached_tokens=cached if prompt_tokens is not None else None,
+                                      prompt_token_ids=prompt_ids if k == 0 and not started[index] else None,
+                                      token_ids=ids if k == 0 else ())
+                        prompt_tokens = None
+                    started[index] = True
+                if chunk.finish_reason is None:
+                    continue
+                usages[index] = chunk.usage
+                reasoning_tokens += tally.count(parser) if tally is not None else 0
+                if stop.matched is not None:
+                    yield _stopped(index, stop, shown[index] if want_ids else None, outputs[index],
+                                   generated[index], cuts[index])
+                    continue
+                finish = chunk.finish_reason
+                if finish == "stop" and parser.made_tool_calls:
+                    finish = "tool_calls"  # the token limit wins over a cut-off call: "length" stays
+                yield ChatDelta(choice=index, finish_reason=finish, stop=chunk.stop, token_ids=tuple(held[index]),
+                                context_full=finish == "length" and _short_of(chunk.usage, limit))
         yield ChatDelta(choice=-1, usage=combined_usage([u for u in usages if u is not None]),
                         reasoning_tokens=reasoning_tokens)
 
@@ -232,6 +271,28 @@ def _require_request(request: Any) -> None:
     an OpenAI body would fail later as an AttributeError that says nothing of the call."""
     if not isinstance(request, ChatRequest):
         raise TypeError(f"the chat service takes a jan.services.types.ChatRequest, got {type(request).__name__}")
+
+
+def _stopped(index: int, stop: AnswerStops, shown: ShownTokens | None, output: list[str], ids: list[int],
+             cut: int | None) -> ChatDelta:
+    """The last delta of a choice whose answer a client's stop string ended (:class:`AnswerStops`): ``stop``
+    (or ``tool_calls`` where it had made calls), the matched string, and with token ids the ones of its output
+    before that string (the output after it was never shown)."""
+    token_ids: tuple[int, ...] = ()
+    if shown is not None:
+        text = "".join(output)
+        token_ids = tuple(shown.add(text[:len(text) if cut is None else cut], ids) + shown.finish(stop.matched))
+    return ChatDelta(choice=index, finish_reason="tool_calls" if stop.made_tool_calls else "stop",
+                     stop=stop.matched, token_ids=token_ids)
+
+
+def _cut_at(output: str, stop: AnswerStops) -> int:
+    """Where the stop string ``stop`` matched starts in a choice's ``output`` as generated so far: answer text is
+    the output's own text, so the last place that holds the string with the content the match dropped after it."""
+    at = output.rfind(stop.dropped)
+    if at < 0:
+        at = output.rfind(stop.matched or "")
+    return at if at >= 0 else len(output)
 
 
 def _short_of(usage: Usage | None, limit: Any) -> bool:
@@ -278,13 +339,16 @@ def _prompt(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any
 
 @dataclass
 class _Start:
-    """A chat request made ready for the engine: the prompt, its plan and the engine options; the
-    engine requests once submitted (``None`` while a queued request waits for room)."""
+    """A chat request made ready for the engine: the prompt, its plan, each choice's output parser, the engine
+    options and the client's stop strings matched on the answer's text (not given to the engine); the engine
+    requests once submitted (``None`` while a queued request waits for room)."""
 
     text: str
     plan: Any
     tokens: Any
+    parsers: list[Any]
     options: dict[str, Any]
+    answer_stops: tuple[str, ...]
     seeds: list[int]
     extra: dict[str, Any]
     requests: list | None = None
@@ -305,20 +369,24 @@ def _start(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:
     and one engine request per choice. One hop, not one per step: each hop costs the event loop a
     wake-up, and under load a request's first token waits behind every one of them."""
     plan, text, tokens = _prompt(local, request, settings)
+    parsers = [output_parser(request, plan, text) for _ in range(request.n)]
     constraint = constraint_grammar(request, plan, text)
     grammar = constraint.pop("grammar", None)
     options = resolve_sampling(request.sampling).given()
-    if plan.forced_call:
-        # stop strings end the answer's text; a forced output is all call markup and JSON, which one would cut
-        # (a "\n" right after "<tool_call>"): the call ends where its grammar does
-        options.pop("stop", None)
+    answer_stops: tuple[str, ...] = ()
+    if not parsers[0].plain:
+        # a client's stop strings end the answer's text, never its thinking nor a call's markup or arguments (a
+        # "\n\n", "}" or "Observation:" there would cut the call, or end the reply before it answered): the engine
+        # sees only raw output, so the service matches them on the parsed content (AnswerStops); a forced call's
+        # output is all call, so nothing there ever matches
+        answer_stops = tuple(options.pop("stop", None) or ())
     # the chat format's engine options: control-token text, thinking budget, lazy-grammar triggers
-    options.update(plan.engine_options(text))
+    options.update(plan.engine_options(text, options.get("logit_bias")))
     options.update(constraint)
     seed = client_seed(options)
     if local.end_of_turn:
         options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
-    start = _Start(text, plan, tokens, options, seeds(seed, request.n),
+    start = _Start(text, plan, tokens, parsers, options, answer_stops, seeds(seed, request.n),
                    {"grammar": grammar, "logprobs": request.logprobs, "top_logprobs": request.top_logprobs})
     start.requests = start.submit(local, request)
     return start

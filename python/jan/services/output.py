@@ -3,19 +3,21 @@
 This is the one place where a model's raw output is read. :func:`output_parser` builds the
 parser for one choice of a request from its chat plan (:mod:`jan.templates.formats`): the
 format's thinking markers split ``reasoning`` off first, then the format's tool-call parser
-reads the rest. :class:`ReasoningTokens` counts which of a choice's generated tokens went to its thinking.
+reads the rest. :class:`AnswerStops` matches a client's stop strings on a parsed choice's answer text alone;
+:class:`ReasoningTokens` counts which of a choice's generated tokens went to its thinking.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from jan.services.types import ChatDelta, ChatRequest
 from jan.templates.formats import ChatPlan, OutputDelta
 from jan.templates.formats import OutputParser as FormatParser
 
-__all__ = ["FormatOutput", "OutputParser", "ReasoningTokens", "output_parser"]
+__all__ = ["AnswerStops", "FormatOutput", "OutputParser", "ReasoningTokens", "output_parser"]
 
 
 class OutputParser(Protocol):
@@ -24,12 +26,15 @@ class OutputParser(Protocol):
 
     def feed(self, text: str) -> list[ChatDelta]: ...
 
-    def finish(self, finish_reason: str | None, *, cut: bool = False) -> list[ChatDelta]:
-        """End of output; ``finish_reason`` ``"length"``, or ``cut`` (a client's stop string ended it), means it
-        was cut off mid-way."""
+    def finish(self, finish_reason: str | None) -> list[ChatDelta]:
+        """End of output; ``finish_reason`` ``"length"`` means it was cut off mid-way."""
 
     @property
     def made_tool_calls(self) -> bool: ...
+
+    @property
+    def plain(self) -> bool:
+        """Whether all of the output is content, verbatim (no thinking, tool calls or framing read out of it)."""
 
     @property
     def thinks(self) -> bool:
@@ -43,8 +48,9 @@ class OutputParser(Protocol):
 class FormatOutput:
     """A :class:`jan.templates.formats.OutputParser` speaking :class:`ChatDelta`.
 
-    Output cut off by the token limit (or a client's stop string) inside a call's markup never shows that
-    markup as content: the unfinished region is dropped (calls already begun keep what was streamed).
+    Output cut off by the token limit inside a call's markup never shows that markup as content: the
+    unfinished region is dropped (calls already begun keep what was streamed). (A client's stop string never
+    cuts a parsed output: it is matched on the answer's text, :class:`AnswerStops`.)
     """
 
     def __init__(self, parser: FormatParser):
@@ -57,9 +63,12 @@ class FormatOutput:
     def feed(self, text: str) -> list[ChatDelta]:
         return [_delta(d) for d in self._parser.feed(text)] if text else []
 
-    def finish(self, finish_reason: str | None, *, cut: bool = False) -> list[ChatDelta]:
-        # a stop string is cut like the token limit: inside a call's markup it leaves no markup as content
-        return [_delta(d) for d in self._parser.finish(truncated=cut or finish_reason == "length")]
+    def finish(self, finish_reason: str | None) -> list[ChatDelta]:
+        return [_delta(d) for d in self._parser.finish(truncated=finish_reason == "length")]
+
+    @property
+    def plain(self) -> bool:
+        return self._parser.plain
 
     @property
     def thinks(self) -> bool:
@@ -76,6 +85,79 @@ def _delta(d: OutputDelta) -> ChatDelta:
 def output_parser(request: ChatRequest, plan: ChatPlan, prompt: str) -> OutputParser:
     """The parser for one choice of ``request`` rendered to ``prompt`` with ``plan``."""
     return FormatOutput(plan.parser(prompt))
+
+
+class AnswerStops:
+    """A client's stop strings matched on one parsed choice's answer text: its content deltas, never its thinking
+    or a tool call's markup and arguments (where a ``"\\n\\n"``, ``"}"`` or ``"Observation:"`` would cut a call, or
+    end a reply before it answered). The engine is not given them for such a choice; the chat service runs the
+    parser's deltas through :meth:`feed` and cancels the choice's generation once :attr:`matched` is set.
+
+    The rule, as the engine's on raw text: content that may be the start of a stop string is held back until it
+    is known not to be one (its run of content goes on otherwise, or ends); a stop string matches within one run
+    of content (thinking or a call between two pieces of content parts them, as the markup does in the output),
+    the earliest one first; the content ends just before it, and nothing of the choice after it is told (a
+    call or thinking the same piece of output held after it included). Held-back content is released at a normal
+    end (:meth:`finish`).
+    """
+
+    def __init__(self, stops: Iterable[str]):
+        self._stops = tuple(s for s in stops if s)
+        self._longest = max((len(s) for s in self._stops), default=0)
+        self._held = ""  # content that may begin a stop string: told once it is known not to
+        self.matched: str | None = None
+        # the matched stop string with the content after it in the same delta (dropped): where it lies in the output
+        self.dropped = ""
+        self.made_tool_calls = False  # calls told before any match (ones after it never are)
+
+    def __bool__(self) -> bool:
+        return bool(self._stops)
+
+    def feed(self, deltas: Iterable[ChatDelta]) -> list[ChatDelta]:
+        """A parser's deltas (in order) as the client may see them: the content held back or cut at a stop string."""
+        out: list[ChatDelta] = []
+        for delta in deltas:
+            if self.matched is not None:
+                break
+            if delta.reasoning and self._held:  # thinking after content ends its run: what was held is content
+                out.append(ChatDelta(content=self._release()))
+            content = self._match(delta.content) if delta.content else ""
+            if self.matched is not None:
+                if content or delta.reasoning:  # (a delta's thinking comes before its content)
+                    out.append(replace(delta, content=content, tool_calls=()))
+                break
+            if delta.tool_calls:  # so does a call: the held text goes before it
+                content += self._release()
+                self.made_tool_calls = True
+            if content or delta.reasoning or delta.tool_calls:
+                out.append(replace(delta, content=content))
+        return out
+
+    def finish(self) -> list[ChatDelta]:
+        """A normal end (no stop string matched): the content still held back."""
+        rest = self._release() if self.matched is None else ""
+        return [ChatDelta(content=rest)] if rest else []
+
+    def _release(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+    def _match(self, piece: str) -> str:
+        """The content to tell now of ``piece`` (after what was held); sets :attr:`matched` on a stop string."""
+        text = self._held + piece
+        found = [(at, i) for i, stop in enumerate(self._stops) if (at := text.find(stop)) >= 0]
+        if found:
+            at, i = min(found)  # the earliest, and of two at one place the one the client listed first
+            self._held, self.matched, self.dropped = "", self._stops[i], text[at:]
+            return text[:at]
+        keep = len(text)
+        for size in range(min(len(text), self._longest - 1), 0, -1):
+            tail = text[-size:]
+            if any(stop.startswith(tail) for stop in self._stops):
+                keep = len(text) - size
+                break
+        self._held = text[keep:]
+        return text[:keep]
 
 
 class ReasoningTokens:

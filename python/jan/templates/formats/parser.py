@@ -179,6 +179,12 @@ class OutputParser:
         """Whether this output can hold thinking at all (its format has thinking markers or channels)."""
         return self._fmt.thinks
 
+    @property
+    def plain(self) -> bool:
+        """Whether all of the output is content, verbatim: no thinking split off, no tool calls or answer framing
+        read out of it (a client's stop strings may then be matched on the raw output, as the engine does)."""
+        return self._tools is None and self._splitter is None
+
     def reasoning_spans(self, text: str) -> list[tuple[int, int]]:
         """Where thinking lies in ``text``, this parser's output as the model wrote it (the pieces fed, joined):
         ``(start, end)`` character ranges, markup included (:meth:`ChatFormat.reasoning_spans`), whether the
