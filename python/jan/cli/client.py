@@ -6,13 +6,16 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 from jan.cli.common import CLIError
 
 STREAM_READ_TIMEOUT_S = 600.0
+#: Bytes read from a file (or the network) at a time in an upload or a download: neither is ever whole in memory.
+CHUNK_BYTES = 1024 * 1024
 
 
 class ServerError(CLIError):
@@ -105,6 +108,61 @@ class ApiClient:
 
     def post(self, path: str, body: Any = None, timeout: float | None = None) -> Any:
         return self.call("POST", path, {} if body is None else body, timeout)
+
+    def upload(self, path: str, fields: dict[str, str], *, filename: str, source: BinaryIO, size: int) -> Any:
+        """POST a multipart/form-data upload: ``fields`` as plain parts, then ``size`` bytes of ``source`` as the
+        part ``file`` named ``filename``, streamed (never whole in memory). Returns the JSON answer;
+        :class:`ServerError` for an error status, :class:`CLIError` when the server ends the connection before the
+        file is sent (a server refuses an upload over its limit by its length, without reading it)."""
+        boundary = f"jan-{uuid.uuid4().hex}"
+        head = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+                        for name, value in fields.items())
+        # the exact name (RFC 7578 allows RFC 5987's filename*), and an ASCII one for servers that read only that
+        fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename) or "file"
+        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{fallback}"; '
+                 f"filename*=UTF-8''{quote(filename, safe='')}\r\n"
+                 "Content-Type: application/octet-stream\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+
+        def body() -> Iterator[bytes]:
+            yield head
+            left = size
+            while left > 0 and (chunk := source.read(min(CHUNK_BYTES, left))):
+                left -= len(chunk)
+                yield chunk
+            if left:  # the file shrank while it was sent: the length told is wrong, the upload must not pass
+                raise CLIError(f"{filename}: the file changed while it was uploaded ({left} bytes fewer)")
+            yield tail
+
+        req = urllib.request.Request(self.base_url + path, data=body(), method="POST")
+        req.add_header("Accept", "application/json")
+        req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+        req.add_header("Content-Length", str(len(head) + size + len(tail)))
+        if self.api_key:
+            req.add_header("Authorization", f"Bearer {self.api_key}")
+        try:
+            with self._opener.open(req, timeout=STREAM_READ_TIMEOUT_S) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                raise _error_from(exc.code, exc.read()) from None
+        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CLIError(f"the jan server at {self.base_url} ended the upload of {size} bytes before it was sent "
+                           f"({reason}); a file larger than its max_upload_bytes (jan serve --max-upload-bytes) is "
+                           "refused so") from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise CLIError(f"the server at {self.base_url} sent a response that is not JSON") from None
+
+    def download(self, path: str, write: Callable[[bytes], Any]) -> str:
+        """GET a resource's bytes into ``write``, a chunk at a time; returns its Content-Type. :class:`ServerError`
+        for an error status."""
+        with self._open(self._request("GET", path, accept="*/*"), STREAM_READ_TIMEOUT_S) as resp:
+            while chunk := resp.read(CHUNK_BYTES):
+                write(chunk)
+            return resp.headers.get("Content-Type", "application/octet-stream")
 
     def stream(self, path: str, body: Any) -> "EventStream":
         """POST and read Server-Sent Events; iterate for the decoded ``data:`` payloads."""

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
+from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
 
 
 @click.command()
@@ -38,6 +39,10 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
 @click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
               help="Let requests give images by http(s) URL starting with URL_PREFIX ('https://' for any) or by "
                    "path inside FOLDER (repeatable). Off by default: images only inline as data: URLs.")
+@click.option("--max-upload-bytes", "max_upload_bytes", default=DEFAULT_MAX_UPLOAD_BYTES, show_default=True,
+              type=click.IntRange(1), metavar="N",
+              help="The largest file POST /v1/files stores, in bytes; a larger upload is refused (413). "
+                   "Uploads stream to disk: this bounds the disk a client may fill.")
 @click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, 64),
               help="Requests each model serves at once [default: the llamacpp extension's setting, 4].")
 @click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64), help="Context tokens per request.")
@@ -74,7 +79,7 @@ from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_d
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
-          allow_media_from,
+          allow_media_from, max_upload_bytes,
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v, speculative, draft_model,
           draft_p_min, draft_max, draft_min, ngram, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
@@ -90,7 +95,7 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
     config = ServerConfig(
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),
-        allow_media_from=list(allow_media_from),
+        allow_media_from=list(allow_media_from), max_upload_bytes=max_upload_bytes,
         default_model=default_model,
         n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, adaptive_threads=adaptive_threads,
         n_gpu_layers=n_gpu_layers, max_queue=max_queue,

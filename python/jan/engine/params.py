@@ -75,6 +75,50 @@ SPECULATIVE_OPTIONS = ("speculative", "draft_max", "draft_min", "ngram", "draft_
 
 _UINT32 = 0xFFFFFFFF
 INT32_MAX = 2**31 - 1
+#: The seeds a client may send: OpenAI's ``seed`` is an int64 (so are Ollama's and llama-server's).
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+#: The seed that means "pick one for me": llama.cpp's, llama-server's and Ollama's convention.
+RANDOM_SEED = -1
+
+
+def _mix32(x: int) -> int:
+    """MurmurHash3's 32-bit finalizer: a bijection on 32 bits that spreads every input bit over
+    the output, and maps 0 to 0 (so a seed whose high word is 0 folds to itself)."""
+    x ^= x >> 16
+    x = (x * 0x85EBCA6B) & _UINT32
+    x ^= x >> 13
+    x = (x * 0xC2B2AE35) & _UINT32
+    x ^= x >> 16
+    return x
+
+
+def engine_seed(seed: int | None, name: str = "seed") -> int | None:
+    """A client's seed as the native engine's 32-bit one (llama.cpp seeds its samplers with a
+    ``uint32_t``). ``None`` and ``-1`` (:data:`RANDOM_SEED`) are None: no seed chosen, one is drawn.
+    Seeds in ``[0, 2**32)`` are kept exactly (a seed's output never changes); any other int64 is its
+    low word XOR a mix of its high word, so ``1`` and ``2**32 + 1`` (or ``-2`` and ``2**32 - 2``) sample
+    differently where plain truncation made them the same seed. A fold that lands on ``2**32 - 1``
+    (llama.cpp's LLAMA_DEFAULT_SEED, which it takes as "random") moves one below.
+
+    Raises :class:`~jan.BadRequestError` naming ``name`` for a non-integer or one outside
+    ``[-2**63, 2**63)``: one function for every dialect, the Python API and the CLI."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        if isinstance(seed, float) and seed.is_integer():
+            seed = int(seed)
+        else:
+            raise BadRequestError(f"{name}: expected an integer, got {seed!r}", param=name)
+    if not SEED_MIN <= seed <= SEED_MAX:
+        raise BadRequestError(f"{name}: must be a 64-bit signed integer (>= {SEED_MIN} and <= {SEED_MAX}), "
+                              f"got {seed}", param=name)
+    if seed == RANDOM_SEED:
+        return None
+    if 0 <= seed <= _UINT32:
+        return seed
+    bits = seed & 0xFFFFFFFFFFFFFFFF  # a negative seed as its two's complement, as a C int64 holds it
+    folded = (bits & _UINT32) ^ _mix32(bits >> 32)
+    return folded - 1 if folded == _UINT32 else folded
 
 
 @dataclass(frozen=True)
@@ -157,8 +201,8 @@ def sampling_params(**options) -> _engine.SamplingParams:
     p.repeat_last_n = r["repeat_last_n"].check("repeat_last_n", o["repeat_last_n"])
     # A request without a seed still gets a definite one, so the same request
     # can be replayed exactly from the seed it reports.
-    seed = o["seed"]
-    p.seed = random.randrange(0, _UINT32) if seed is None else _int("seed", seed) & _UINT32  # any int: wraps
+    seed = engine_seed(o["seed"])
+    p.seed = random.randrange(0, _UINT32) if seed is None else seed
     # What the caller can expect to get again: the engine then keeps it independent of machine load
     # (jan.Model's adaptive_threads "exact"); a draw from a seed nobody chose may follow the load.
     wanted = o["reproducible"]

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
+
 DEFAULT_PORT = 1337
 OLLAMA_PORT = 11434  # Ollama's default, which some Ollama clients hard-code
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -53,7 +55,7 @@ class ServerConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     # The largest file POST /v1/files stores (OpenAI's limit); a larger one is a 413. Uploads stream to disk,
     # so this bounds the disk a client may fill, not memory.
-    max_upload_bytes: int = 512 * 1024 * 1024
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # `jan serve --max-upload-bytes`
     # Where images given by URL or path may come from (http(s) URL prefixes, local folders); empty:
     # inline (data:) images only. See jan.server.media_fetch.
     allow_media_from: list[str] = field(default_factory=list)

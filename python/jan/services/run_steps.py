@@ -33,11 +33,39 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["STEP_ID_RE", "RunStep", "end_status", "interrupted_steps", "zero_usage"]
+__all__ = ["LAST_ERROR_CODES", "STEP_ID_RE", "RunStep", "end_status", "interrupted_steps", "last_error",
+           "openai_last_error", "zero_usage"]
 
 STEP_ID_RE = re.compile(r"^step_[A-Za-z0-9]{1,64}$")
 #: Statuses a step never leaves.
 ENDED_STATUSES = ("completed", "cancelled", "failed", "expired")
+#: OpenAI's documented values of a failed run's (and run step's) ``last_error.code``: clients switch on them, so
+#: jan's own, finer codes (``context_length_exceeded``, ``queue_full``, ...) go into the ``message`` instead.
+LAST_ERROR_CODES = ("server_error", "rate_limit_exceeded", "invalid_prompt")
+#: jan's codes that are no server error, as OpenAI's vocabulary has them: for a ``last_error`` saved by a jan that
+#: kept its own code there (a new failure is classified by its exception: jan.services.runs.failure_kind).
+_OLD_CODES = {"queue_full": "rate_limit_exceeded", "model_pool_busy": "rate_limit_exceeded",
+              "context_length_exceeded": "invalid_prompt"}
+
+
+def last_error(message: str, code: str | None, kind: str) -> dict[str, str]:
+    """A failed run's (step's) ``last_error``: ``{"code": kind, "message": ...}``, ``kind`` one of
+    :data:`LAST_ERROR_CODES`, jan's own ``code`` kept at the end of the message when it says more
+    (``"The prompt has 900 tokens, ... (context_length_exceeded)"``). ValueError for another ``kind``."""
+    if kind not in LAST_ERROR_CODES:
+        raise ValueError(f"last_error code must be one of {', '.join(LAST_ERROR_CODES)}, got {kind!r}")
+    detail = f" ({code})" if code and code != kind and not message.endswith(f"({code})") else ""
+    return {"code": kind, "message": f"{message}{detail}"}
+
+
+def openai_last_error(value: Any) -> dict[str, Any] | None:
+    """A saved ``last_error`` in OpenAI's vocabulary (:func:`last_error`): what a record an older jan wrote holds
+    (jan's own code) is mapped as it is read; one already in it, or None, is returned as it is."""
+    if not isinstance(value, dict) or value.get("code") in LAST_ERROR_CODES:
+        return value
+    code = value.get("code")
+    kind = _OLD_CODES.get(code, "server_error") if isinstance(code, str) else "server_error"
+    return last_error(str(value.get("message") or "The run failed"), code if isinstance(code, str) else None, kind)
 
 
 def zero_usage() -> dict[str, Any]:
@@ -133,7 +161,7 @@ class RunStep:
                    created_at=int(record.get("created_at") or 0), status=record.get("status") or "in_progress",
                    completed_at=record.get("completed_at"), cancelled_at=record.get("cancelled_at"),
                    failed_at=record.get("failed_at"), expired_at=record.get("expired_at"),
-                   last_error=record.get("last_error"), usage=record.get("usage"),
+                   last_error=openai_last_error(record.get("last_error")), usage=record.get("usage"),
                    metadata=record.get("metadata") or {})
 
 

@@ -120,6 +120,7 @@ from jan.core import (
     ThreadDeleted,
     ToolRegistry,
 )
+from jan.errors import ModelLoadError, ModelSettingError, QueueFullError
 from jan.services.chat import ChatService
 from jan.services.errors import GenerationCancelledError, RequestError, ServiceUnavailableError, require
 from jan.services.fit import PromptBudgetError
@@ -127,7 +128,7 @@ from jan.services.models import ModelService, check_parameters
 from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
                                       interrupt_if_orphaned, load_record, mark_interrupted, running_elsewhere,
                                       save_record, take_lease, thread_records, try_lock)
-from jan.services.run_steps import RunStep, end_status, zero_usage
+from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
 from jan.services.tool_loop import (
     PendingCall,
     ToolDecision,
@@ -164,8 +165,8 @@ from jan.store.errors import LockTimeoutError
 
 log = logging.getLogger("jan.services.runs")
 
-__all__ = ["Run", "RunRequest", "RunService", "ToolDecision", "history_messages", "prompt_window", "renderable",
-           "text_of", "title_from"]
+__all__ = ["Run", "RunFailure", "RunRequest", "RunService", "ToolDecision", "failure_kind", "history_messages",
+           "prompt_window", "renderable", "text_of", "title_from"]
 
 #: Seconds between rewrites of a reply that is still streaming.
 SAVE_INTERVAL = 0.5
@@ -615,6 +616,34 @@ def describe_error(exc: BaseException) -> tuple[str, str | None]:
     return str(exc) or type(exc).__name__, getattr(exc, "code", None)
 
 
+def failure_kind(exc: BaseException) -> str:
+    """The OpenAI ``last_error.code`` (:data:`~jan.services.run_steps.LAST_ERROR_CODES`) of a run that failed with
+    ``exc``, told by the kind of failure, whatever code a front end's ``describe_error`` gives it:
+    ``rate_limit_exceeded`` for a model too busy to take the turn (:class:`~jan.QueueFullError`, an upstream's
+    429), ``invalid_prompt`` for a thread the model cannot be given as it is (too long for the context, media or a
+    template or schema it cannot take: the bad-input ``ValueError`` family, not a model's own file or setting), and
+    ``server_error`` for everything else."""
+    if isinstance(exc, QueueFullError) or getattr(exc, "http_status", None) == 429:
+        return "rate_limit_exceeded"
+    if isinstance(exc, ValueError) and not isinstance(exc, (ModelLoadError, ModelSettingError)):
+        return "invalid_prompt"
+    return "server_error"
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """Why a run failed: jan's ``message`` and ``code`` (kept in the reply's ``metadata.error``/``error_code``)
+    and ``kind``, OpenAI's code for it (its ``last_error.code``)."""
+
+    message: str
+    code: str | None
+    kind: str = "server_error"
+
+    def last_error(self) -> dict[str, str]:
+        """The run's (and its failed steps') ``last_error``: :func:`jan.services.run_steps.last_error`."""
+        return last_error(self.message, self.code, self.kind)
+
+
 def cut_turn_error(finish_reason: str | None) -> tuple[str, str] | None:
     """``(message, code)`` of the failure a model turn that ended with ``finish_reason`` is (its run ``failed``
     with that ``last_error``), None for a turn that ended (:data:`TURN_ENDS`; None, a stream that told none, reads
@@ -756,7 +785,8 @@ def run_from_record(record: dict[str, Any]) -> Run:
     run.created_at = record.get("created_at") or run.created_at
     run.started_at, run.ended_at = record.get("started_at"), record.get("ended_at")
     run.status = record.get("status") or "interrupted"
-    run.usage, run.finish_reason, run.last_error = record.get("usage"), record.get("finish_reason"), record.get("last_error")
+    run.usage, run.finish_reason = record.get("usage"), record.get("finish_reason")
+    run.last_error = openai_last_error(record.get("last_error"))  # a record of an older jan: jan's own code
     run.stop_reason = record.get("stop_reason")
     run.run_tools, run.tool_choice_request = record.get("run_tools"), record.get("tool_choice_request")
     run.tool_policy, run.tool_specs = record.get("tool_policy"), record.get("tools") or []
@@ -1161,6 +1191,11 @@ class RunService:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
 
+    def failure(self, exc: BaseException) -> RunFailure:
+        """How a run failed with ``exc``: jan's message and code (``describe_error``) and OpenAI's (:func:`failure_kind`)."""
+        message, code = self.describe_error(exc)
+        return RunFailure(message, code, failure_kind(exc))
+
     async def _refuse_if_claimed_elsewhere(self, run: Run, *, code: str) -> None:
         """Under :meth:`_thread_lock`: :class:`RequestError` when another process sharing the data folder claimed
         ``run`` since this process read it (it runs a leg of it, or ended it): this copy must not be claimed too."""
@@ -1229,8 +1264,7 @@ class RunService:
         run.pending, run.ended_at = [], int(time.time())
         run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage, as OpenAI's
         if isinstance(exc, Exception):
-            message, code = self.describe_error(exc)
-            run.status, run.last_error = "failed", {"code": code or "server_error", "message": message}
+            run.status, run.last_error = "failed", self.failure(exc).last_error()
         else:
             run.status, run.stop_reason = "cancelled", run.stop_reason or "cancelled"
         for step in run.end_steps():
@@ -1412,7 +1446,7 @@ class RunService:
             # (while a submit's answers are taken in, run.message is the calling turn's, saved: not this leg's)
             if run.active and run.message is not None and not execution.answering_phase:
                 with contextlib.suppress(Exception):
-                    await execution._finish("error", self.describe_error(exc))
+                    await execution._finish("error", self.failure(exc))
             await self._abandon(run, exc)
 
     async def _policy_of(self, run: Run) -> ToolPolicy:
@@ -1827,15 +1861,15 @@ class _Execution:
             status, run.stop_reason = "stopped", PROMPT_BUDGET
             log.info("run %s: turn %d not started: %s", run.id, run.step, exc)
         except Exception as exc:  # noqa: BLE001 - recorded in the message and the run
-            status, error = "error", self.service.describe_error(exc)
-            log.info("run %s failed: %s", run.id, error[0])
+            status, error = "error", self.service.failure(exc)
+            log.info("run %s failed: %s", run.id, error.message)
         cut = cut_turn_error(run.finish_reason) if status == "ready" else None
         if cut is not None and run.finish_reason == "cancelled" and run.cancel_requested.is_set():
             # the user's cancel (or its listener gone) stopped the model under the turn: a cancel, as any
             status, run.stop_reason = "stopped", run.stop_reason or "cancelled"
         elif cut is not None:  # the server cut the turn off: no reply to pass off as whole, the run fails
-            status, error = "error", cut
-            log.info("run %s failed: %s", run.id, error[0])
+            status, error = "error", RunFailure(*cut)
+            log.info("run %s failed: %s", run.id, error.message)
         if self._saver is not None:
             await asyncio.wait([self._saver])
         return status, error, cancelled
@@ -2127,14 +2161,14 @@ class _Execution:
                     "estimated": True}
         return self._reply_usage(Usage(prompt_tokens=prompt, completion_tokens=0))
 
-    async def _finish(self, status: str, error: tuple[str, str | None] | None) -> None:
+    async def _finish(self, status: str, error: RunFailure | None) -> None:
         """End the leg and the run (not one going on in ``requires_action``): the reply saved as ``status``, the
         run's status from it. A reply ``stopped`` for one of :data:`BUDGET_STOPS` never had a turn: the run is
         ``incomplete`` (for that reason), not ``cancelled``. Written whole even when a cancel arrives meanwhile
         (:func:`_whole`)."""
         await _whole(self._finish_now(status, error))
 
-    async def _finish_now(self, status: str, error: tuple[str, str | None] | None) -> None:
+    async def _finish_now(self, status: str, error: RunFailure | None) -> None:
         run = self.run
         if self._saver is not None:
             await asyncio.wait([self._saver])
@@ -2154,7 +2188,7 @@ class _Execution:
         if self.turn_usage and not over_budget:
             metadata["usage"] = self.turn_usage  # the reply's own turn (the run's usage sums all of them)
         if error is not None:
-            metadata["error"], metadata["error_code"] = error
+            metadata["error"], metadata["error_code"] = error.message, error.code
         if status == "stopped":
             metadata["stop_reason"] = run.stop_reason
         self._thinking_done()
@@ -2175,7 +2209,7 @@ class _Execution:
             run.status = "interrupted" if run.stop_reason == INTERRUPTED else "cancelled"
         else:
             run.status = "failed"
-            run.last_error = {"code": error[1] or "server_error", "message": error[0]}
+            run.last_error = error.last_error()
         written = self.message_step()
         if written is not None:  # the turn's step, with its usage (none for a turn not started)
             written.end(end_status(run.status), usage=self.turn_usage if self.turn_usage and not over_budget else None,

@@ -44,7 +44,7 @@ from .migrations import DEFAULT_MIGRATIONS
 from .pagination import Order, Page, paginate
 from .problems import ProblemLog
 
-__all__ = ["PURPOSES", "UPLOADS_DIR", "UploadStore", "UploadTooLargeError", "UploadWriter", "clean_filename",
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "PURPOSES", "UPLOADS_DIR", "UploadStore", "UploadTooLargeError", "UploadWriter", "clean_filename",
            "is_upload_id", "new_upload_id"]
 
 logger = logging.getLogger("jan.store")
@@ -53,6 +53,9 @@ UPLOADS_DIR = "files"
 KIND = "file"
 CONTENT = "content"
 META = "file.json"
+#: The largest upload kept unless told otherwise (OpenAI's limit): ``jan serve --max-upload-bytes`` sets the
+#: server's (ServerConfig.max_upload_bytes), and `jan files upload` without a server keeps to this one.
+DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 #: OpenAI's upload purposes (jan itself reads the files of ``assistants``, ``vision`` and ``user_data``).
 PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune", "evals")
 #: The fields of OpenAI's file object; ``file.json`` keeps jan's own beside them.

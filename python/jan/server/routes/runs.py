@@ -36,7 +36,7 @@ from jan.server.schemas import (INT32_MAX, Int32Count, NamedToolChoice, Reasonin
                                 bounded)
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
-from jan.services.run_steps import RunStep
+from jan.services.run_steps import RunStep, openai_last_error
 from jan.services.runs import FINAL_STATUSES, INTERRUPTED, Run, RunRequest, run_record, usage_fields
 from jan.services.tool_loop import PendingCall, ToolDecision
 from jan.services.types import SamplingOptions, Usage
@@ -176,7 +176,8 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "completed_at": ended if status in ("completed", "incomplete") and not interrupted else None,
         "required_action": {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": pending}}
         if status == "requires_action" and pending else None,
-        "last_error": record.get("last_error"),
+        # OpenAI's codes only (jan's own is in the message); an older jan's record kept jan's own code here
+        "last_error": openai_last_error(record.get("last_error")),
         # an older jan's record has no reason: its only limit then was max_completion_tokens
         "incomplete_details": {"reason": INTERRUPTED if interrupted
                                else record.get("incomplete_reason") or "max_completion_tokens"}

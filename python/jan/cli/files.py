@@ -1,0 +1,262 @@
+"""``jan files``: list, show, upload, download and delete the files of OpenAI's Files API.
+
+Through a running server the commands use its ``/v1/files`` routes; without one they work on the data folder's
+``files/`` with the very store the server uses (:class:`jan.store.uploads.UploadStore`), so an upload made either
+way is the same file to the other. Neither way holds a file whole in memory: an upload streams from disk (to the
+server, or into the store's temporary file), a download streams into a hidden temporary file beside its target,
+renamed over it once whole (a crash never leaves half a file under the name asked for).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+
+from jan.cli.common import CLIError, connection_options, human_bytes, human_time, json_option, print_json, print_table
+from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, PURPOSES
+
+#: Bytes read from a file at a time (an upload, a download): never a whole file in memory.
+CHUNK_BYTES = 1024 * 1024
+#: Characters of a file name `jan files list` shows (--json has it whole).
+NAME_WIDTH = 48
+#: The purpose of an upload that names none: files for the user's own use (OpenAI's ``user_data``).
+DEFAULT_PURPOSE = "user_data"
+
+
+@click.group()
+def files() -> None:
+    """List, show, upload, download and delete files (OpenAI's Files API)."""
+
+
+def _not_found(conn, file_id: str) -> CLIError:
+    return CLIError(f"file '{file_id}' not found in {conn.data_folder} (see `jan files list`)")
+
+
+def _uploads(conn):
+    """The data folder's upload store (created with the first upload)."""
+    from jan.store.uploads import UploadStore
+
+    try:
+        return UploadStore(conn.data_folder)
+    except OSError as exc:
+        raise CLIError(f"cannot open the data folder {conn.data_folder}: {exc.strerror or exc}") from None
+
+
+def _local(conn, file_id: str, action: Callable[[Any], Any]) -> Any:
+    """``action(store)`` on the data folder, its store errors as one line (an unknown id: not found)."""
+    from jan.store import NotFoundError, StoreError
+
+    store = _uploads(conn)
+    try:
+        return action(store)
+    except NotFoundError:
+        raise _not_found(conn, file_id) from None
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _file_path(file_id: str, tail: str = "") -> str:
+    from jan.cli.client import path_part
+
+    return f"/v1/files/{path_part(file_id)}{tail}"
+
+
+def _row(f: dict[str, Any]) -> list[Any]:
+    return [f.get("id"), f.get("filename"), f.get("purpose"), human_bytes(f.get("bytes")), human_time(f.get("created_at"))]
+
+
+@files.command("list")
+@click.option("--purpose", type=click.Choice(PURPOSES), default=None, help="Only the files uploaded for PURPOSE.")
+@json_option
+@connection_options
+def list_files(purpose: str | None, as_json: bool, conn) -> None:
+    """List the uploaded files, newest first."""
+    client = conn.server()
+    if client is not None:
+        from urllib.parse import urlencode
+
+        data: list[dict[str, Any]] = []
+        after = None
+        for _ in range(10_000):  # bounded: a page per round (the server's default page is 10000 files)
+            query = {k: v for k, v in (("purpose", purpose), ("after", after)) if v}
+            page = client.get("/v1/files" + (f"?{urlencode(query)}" if query else "")) or {}
+            data += page.get("data") or []
+            if not page.get("has_more") or not page.get("data"):
+                break
+            after = page["data"][-1]["id"]
+    else:
+        from jan.store import StoreError
+
+        store = _uploads(conn)
+        try:
+            data = store.list(purpose=purpose).data
+        except StoreError as exc:
+            raise CLIError(str(exc)) from None
+        from jan.cli.common import warn_problems
+
+        warn_problems([p.to_dict() for p in store.problems.snapshot()])  # a damaged file.json: why a file is missing
+    if as_json:
+        print_json(data)
+        return
+    if not data:
+        what = f"no files uploaded for {purpose}" if purpose else "no files uploaded yet"
+        click.echo(f"{what}: `jan files upload PATH` keeps one", err=True)
+        return
+    print_table(["ID", "FILENAME", "PURPOSE", "SIZE", "CREATED"], [_row(f) for f in data],
+                max_widths={"FILENAME": NAME_WIDTH})
+
+
+def _get(conn, file_id: str) -> dict[str, Any]:
+    client = conn.server()
+    if client is not None:
+        return client.get(_file_path(file_id))
+    return _local(conn, file_id, lambda store: store.get(file_id))
+
+
+@files.command("show")
+@click.argument("file_id")
+@json_option
+@connection_options
+def show_file(file_id: str, as_json: bool, conn) -> None:
+    """Show a file's details (its file object)."""
+    f = _get(conn, file_id)
+    if as_json:
+        print_json(f)
+        return
+    expires = human_time(f.get("expires_at")) or "never"
+    for label, value in (("id", f.get("id")), ("filename", f.get("filename")), ("purpose", f.get("purpose")),
+                         ("bytes", f"{f.get('bytes')} ({human_bytes(f.get('bytes'))})"),
+                         ("created", human_time(f.get("created_at"))), ("expires", expires),
+                         ("status", f.get("status"))):
+        click.echo(f"{label + ':':<10} {value}")
+
+
+@files.command("upload")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.option("--purpose", type=click.Choice(PURPOSES), default=DEFAULT_PURPOSE, show_default=True,
+              help="What the file is for (OpenAI's purposes; an image for messages: vision).")
+@click.option("--name", "filename", default=None, help="The name to keep the file under [default: PATH's name].")
+@json_option
+@connection_options
+def upload_file(path: Path, purpose: str, filename: str | None, as_json: bool, conn) -> None:
+    """Upload a file; prints its id (file-...)."""
+    name = filename or path.name
+    try:
+        source = open(path, "rb")
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with source:
+        size = os.fstat(source.fileno()).st_size
+        client = conn.server()
+        if client is not None:
+            f = client.upload("/v1/files", {"purpose": purpose}, filename=name, source=source, size=size)
+        else:
+            f = _local(conn, "", lambda store: _store_upload(store, source, name, purpose))
+    if as_json:
+        print_json(f)
+        return
+    click.echo(f["id"])
+    click.echo(f"uploaded {path} as {f['id']} ({human_bytes(f.get('bytes'))}, {f.get('purpose')})", err=True)
+
+
+def _store_upload(store, source: BinaryIO, filename: str, purpose: str) -> dict[str, Any]:
+    """``source``'s bytes kept as a new file of the store, as the server keeps an upload (at most
+    :data:`~jan.store.uploads.DEFAULT_MAX_UPLOAD_BYTES`); the store's errors (too large) propagate."""
+    writer = store.writer(DEFAULT_MAX_UPLOAD_BYTES)
+    try:
+        while chunk := source.read(CHUNK_BYTES):
+            writer.write(chunk)
+        return store.commit(writer, filename=filename, purpose=purpose)
+    finally:
+        writer.discard()  # (nothing left to remove after a commit)
+
+
+@files.command("delete")
+@click.argument("file_id")
+@json_option
+@connection_options
+def delete_file(file_id: str, as_json: bool, conn) -> None:
+    """Delete a file (a thread image copied from it stays with its thread)."""
+    client = conn.server()
+    if client is not None:
+        result = client.call("DELETE", _file_path(file_id))
+    else:
+        result = _local(conn, file_id, lambda store: store.delete(file_id))
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"{file_id}: deleted")
+
+
+@files.command("download")
+@click.argument("file_id")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default=None,
+              help="Write to FILE ('-': stdout) [default: stdout, unless it is a terminal].")
+@connection_options
+def download_file(file_id: str, output: Path | None, conn) -> None:
+    """Write a file's bytes, as uploaded, to FILE or stdout."""
+    to_stdout = output is None or str(output) == "-"
+    if to_stdout and output is None and sys.stdout.isatty():
+        raise CLIError("the file's bytes would go to the terminal; give --output FILE (or pipe them)")
+    client = conn.server()
+
+    def copy(write: Callable[[bytes], Any]) -> None:
+        if client is not None:
+            client.download(_file_path(file_id, "/content"), write)
+            return
+
+        def read(store) -> None:
+            handle, _doc = store.open(file_id)
+            with handle:
+                while chunk := handle.read(CHUNK_BYTES):
+                    write(chunk)
+
+        _local(conn, file_id, read)
+
+    if to_stdout:
+        out = sys.stdout.buffer
+        copy(out.write)
+        out.flush()
+        return
+    target = output.expanduser()
+    _write_atomically(target, copy)
+    click.echo(f"downloaded {file_id} to {target}", err=True)
+
+
+def _write_atomically(target: Path, copy: Callable[[Callable[[bytes], Any]], None]) -> None:
+    """``copy(write)``'s bytes as ``target``: into a hidden temporary file beside it, fsynced, then renamed over it,
+    so ``target`` is either as it was or whole (a failed or interrupted download leaves it untouched)."""
+    from jan.core.fs import fsync_dir
+    from jan.store.hashed_file import HashedTempFile
+
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        temp = HashedTempFile(folder, target.name)
+    except OSError as exc:
+        raise CLIError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        copy(temp.write)
+        temp.sync()
+        # a temporary file is private (0600); the download gets what a file made here gets, or the one it replaces
+        os.chmod(temp.temp_path, _mode_of(target))
+        os.replace(temp.temp_path, target)
+    except OSError as exc:
+        raise CLIError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        temp.remove()  # (after the rename: nothing left to remove)
+    fsync_dir(folder)
+
+
+def _mode_of(target: Path) -> int:
+    """The permissions ``target`` has, or those a new file gets (0666 less the umask)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
