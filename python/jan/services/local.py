@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import jan
 from jan.core import LocalModel
+from jan.engine.params import engine_seed
 from jan.engine.request import generation_error
 from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
@@ -25,6 +26,7 @@ from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, N
 from jan.services.errors import RequestError
 from jan.templates import JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, json_schema_to_grammar, template_variables
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
+from jan.templates.formats.call_start import call_start_tokens
 
 T = TypeVar("T")
 
@@ -59,9 +61,10 @@ def template_messages(messages: Sequence[ChatMessage], media_marker: str | None 
     return out
 
 
-def template_tools(request: ChatRequest) -> list[dict[str, Any]] | None:
-    """The request's active tools as OpenAI tool dicts (what templates print), or None."""
-    tools = request.active_tools
+def template_tools(request: ChatRequest, *, every: bool = False) -> list[dict[str, Any]] | None:
+    """The request's active tools as OpenAI tool dicts (what templates print), or None. ``every``: its
+    tools even when ``tool_choice`` is ``"none"`` (:func:`chat_plan` keeps them where calls can be banned)."""
+    tools = request.tools if every else request.active_tools
     if not tools:
         return None
     out = []
@@ -114,6 +117,15 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
         choice = {"type": "function", "function": {"name": choice.name}}
     fmt = request.response_format
     chat_format = format_for_template(local.template, bool(tools))
+    banned: tuple[int, ...] = ()
+    if choice == "none" and request.tools and local.template.supports_tools and not local.template.fallback:
+        # the prompt keeps the tools (and with them the KV cache of an agent's earlier turns) where the tokens
+        # that open a call can be banned instead (jan.templates.formats.call_start)
+        with_tools = format_for_template(local.template, True)
+        opening = call_start_tokens(with_tools, lambda text: local.model.tokenize(text, add_special=False,
+                                                                                  parse_special=True))
+        if opening:
+            tools, chat_format, banned = template_tools(request, every=True), with_tools, opening
     if r is not None and r.required and r.enabled and chat_format.reasoning is None:
         raise RequestError(f'"{local.model.id}" does not support thinking', param="think", code="not_supported")
     # (a fallback template, ChatML for a model without its own, is no tool support the model was trained on)
@@ -129,6 +141,7 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
         chat_template_kwargs=template_variables(request.chat_template_kwargs),
         constrained=bool(request.grammar) or (fmt is not None and fmt.type in ("json_schema", "json_object")),
         continued=_continued(request),
+        banned_tokens=banned,
     )
 
 
@@ -442,17 +455,22 @@ def check_fan_out(model: jan.Model, count: int, *, param: str) -> None:
 
 # -- n choices ---------------------------------------------------------------------------
 def seeds(seed: int | None, n: int) -> list[int]:
-    """One seed per choice: consecutive from the request's seed (reproducible), else fresh ones."""
-    base = seed if seed is not None else random.randrange(2**32)
+    """One 32-bit seed per choice: consecutive from the request's seed (reproducible), else fresh ones.
+    ``seed`` is folded by :func:`jan.engine.params.engine_seed` first, so the choices of seed ``2**32 + 1``
+    are not those of seed ``1``. Raises BadRequestError (``param="seed"``) for a seed outside int64."""
+    base = engine_seed(seed)
+    if base is None:
+        base = random.randrange(2**32 - 1)  # never 2**32 - 1: llama.cpp's "random" seed, not replayable
     return [(base + i) & 0xFFFFFFFF for i in range(n)]
 
 
 def client_seed(options: dict[str, Any]) -> int | None:
     """Takes the request's ``seed`` out of ``options`` (engine options, before :func:`seeds` gives
-    every choice one) and sets ``options["reproducible"]`` to whether the client chose it: a seed
+    every choice one), folded to the engine's 32 bits (:func:`jan.engine.params.engine_seed`: ``-1`` is
+    None, "no seed"), and sets ``options["reproducible"]`` to whether the client chose one: a seed
     picked by :func:`seeds` lets a request be replayed, but promises no load-independent output
-    (jan.Model's ``adaptive_threads``)."""
-    seed = options.pop("seed", None)
+    (jan.Model's ``adaptive_threads``). Raises BadRequestError (``param="seed"``) for a seed outside int64."""
+    seed = engine_seed(options.pop("seed", None))
     options["reproducible"] = seed is not None
     return seed
 

@@ -99,6 +99,9 @@ _DTYPES = {"f32": "float32", "f16": "float16", "q8_0": "float32"}  # q8_0: gener
 _FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7}
 # tokenizer.ggml.token_type value of a control token (LLAMA_TOKEN_TYPE_CONTROL)
 _TOKEN_TYPE_CONTROL = 3
+# ... and of a user-defined one (LLAMA_TOKEN_TYPE_USER_DEFINED): an added token matched in any text and shown
+# as text, as Qwen's own <tool_call> is in its GGUFs
+_TOKEN_TYPE_USER_DEFINED = 4
 # Weights are filled in chunks of this many elements to bound peak memory.
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -349,6 +352,7 @@ def write_llama_from_vocab(
     chat_template: str | None = None,
     extra_kv: Mapping[str, Any] | None = None,
     extra_special_tokens: Sequence[str] | None = None,
+    user_defined_tokens: Sequence[str] = (),
     name: str | None = None,
     weight_std: float = 0.02,
     arch: str = "llama",
@@ -374,7 +378,8 @@ def write_llama_from_vocab(
     float -> FLOAT32, str -> STRING, bool -> BOOL, list -> ARRAY), or is given as
     ``(value, gguf.GGUFValueType.X)``; ``None`` removes the key.
     ``extra_special_tokens`` appends control tokens (e.g. ``"<|im_start|>"``)
-    to the vocabulary; their ids are ``n_vocab_source + i``. ``name`` is
+    to the vocabulary; their ids are ``n_vocab_source + i``; ``user_defined_tokens`` then appends
+    user-defined ones (matched in text as one token, shown as text). ``name`` is
     ``general.name``; it defaults to the vocab file's, because llama.cpp picks
     some tokenizer quirks by model name (phi-3's special tokens eat the
     whitespace after them), and a different name would tokenize differently.
@@ -399,9 +404,11 @@ def write_llama_from_vocab(
 
     tok = _read_tokenizer_kv(vocab_gguf)
 
-    if extra_special_tokens:
+    added = [(text, _TOKEN_TYPE_CONTROL) for text in extra_special_tokens or ()]
+    added += [(text, _TOKEN_TYPE_USER_DEFINED) for text in user_defined_tokens]
+    if added:
         existing = set(tok["tokenizer.ggml.tokens"].value)
-        for text in extra_special_tokens:
+        for text, kind in added:
             raw = text.encode("utf-8")
             if raw in existing:
                 raise ValueError(f"token {text!r} is already in {vocab_gguf}")
@@ -410,7 +417,7 @@ def write_llama_from_vocab(
             if "tokenizer.ggml.scores" in tok:
                 tok["tokenizer.ggml.scores"].value.append(0.0)
             if "tokenizer.ggml.token_type" in tok:
-                tok["tokenizer.ggml.token_type"].value.append(_TOKEN_TYPE_CONTROL)
+                tok["tokenizer.ggml.token_type"].value.append(kind)
     n_vocab = len(tok["tokenizer.ggml.tokens"].value)
 
     if chat_template is not None:
@@ -641,13 +648,13 @@ def write_strict_chat_model(path: "str | os.PathLike[str]", *, seed: int = 0) ->
                                   chat_template=template)
 
 
-def write_qwen3_tool_model(path: "str | os.PathLike[str]", *, seed: int = 0) -> Path:
+def write_qwen3_tool_model(path: "str | os.PathLike[str]", *, seed: int = 0, tool_tokens: bool = False) -> Path:
     """Tiny llama with the qwen2 vocabulary and Qwen3's real chat template (Hermes ``<tool_call>`` tools).
 
-    The qwen2 vocab already holds ``<|im_start|>``, ``<|im_end|>``,
-    ``<tool_call>`` and ``</tool_call>``; ``<|im_end|>`` is the EOS/EOT
-    token, as in Qwen's own files. Output is gibberish (random weights), so
-    tests force tool calls with ``tool_choice``.
+    The qwen2 vocab holds ``<|im_start|>`` and ``<|im_end|>`` (the EOS/EOT token, as in Qwen's own files) but
+    not Qwen 2.5/3's ``<tool_call>`` and ``</tool_call>``, which it spells in several tokens; ``tool_tokens``
+    adds them as the user-defined tokens Qwen's own files have (ids 151936 and 151937). Output is gibberish
+    (random weights), so tests force tool calls with ``tool_choice``.
     """
     template = (templates_dir() / QWEN3_TEMPLATE).read_text(encoding="utf-8")
     vocab = vocab_path(QWEN2_VOCAB)
@@ -657,6 +664,7 @@ def write_qwen3_tool_model(path: "str | os.PathLike[str]", *, seed: int = 0) -> 
     return write_llama_from_vocab(
         path, vocab, **TINY_CHAT_CONFIG, dtype="f32", seed=seed, chat_template=template,
         extra_kv={"tokenizer.ggml.eos_token_id": im_end, "tokenizer.ggml.eot_token_id": im_end},
+        user_defined_tokens=("<tool_call>", "</tool_call>") if tool_tokens else (),
     )
 
 

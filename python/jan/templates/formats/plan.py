@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from .call_start import BAN
 from .detect import ChatFormat
 from .parser import OutputParser
 
@@ -113,6 +114,9 @@ class ChatPlan:
     # model adds to it: the client already has this text (Anthropic and OpenAI prefills return only
     # the new text), so a thought it opened goes on in ``reasoning`` without the text before.
     continued: str = ""
+    # tool_choice "none" with the tools kept in the prompt: the tokens that open a call, banned
+    # (jan.templates.formats.call_start); empty where the tools were left out of the prompt instead
+    banned_tokens: tuple[int, ...] = ()
 
     def template_kwargs(self) -> dict[str, Any]:
         """Template variables: the format's switches, then the request's own chat_template_kwargs (they win)."""
@@ -140,12 +144,18 @@ class ChatPlan:
     def raw_reasoning(self) -> bool:
         return self.reasoning.format == "none"
 
-    def engine_options(self, prompt: str) -> dict[str, Any]:
-        """Sampling options for the engine (cheap): control-token text and the thinking budget."""
+    def engine_options(self, prompt: str, logit_bias: Mapping[int, float] | None = None) -> dict[str, Any]:
+        """Sampling options for the engine (cheap): control-token text, the thinking budget and, for
+        ``tool_choice: "none"`` with the tools in the prompt, ``logit_bias`` banning the tokens that open a
+        call over the client's own ``logit_bias`` (which it is given here so that a client's bias on those
+        tokens cannot lift the ban)."""
         opts: dict[str, Any] = {}
-        if self.fmt.render_special and (self.tools or self.fmt.reasoning is not None or self.fmt.whole_output):
+        calls = bool(self.tools) and self.tool_choice != "none"
+        if self.fmt.render_special and (calls or self.fmt.reasoning is not None or self.fmt.whole_output):
             opts["render_special"] = True
         opts.update(self.fmt.budget_options(self.reasoning.budget_tokens, prompt, self.continued))
+        if self.banned_tokens:
+            opts["logit_bias"] = {**(logit_bias or {}), **{token: BAN for token in self.banned_tokens}}
         return opts
 
     def grammar_options(self, prompt: str, answer: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,69 @@
+"""The tokens that open a tool call, for ``tool_choice: "none"`` with the tools kept in the prompt.
+
+OpenAI's ``none`` means the model answers in text; the tools are still the conversation's. Rendering the
+prompt without them (as jan did) changes its text from the system prompt on, so an agent loop that
+alternates ``auto`` and ``none`` (a final answer after tool turns) prefills its whole conversation again:
+thousands of tokens of tool definitions on a CPU are seconds. Keeping the tools keeps the prefix; the model,
+shown them, may then start a call, which ``none`` forbids. A grammar cannot say "anything but this marker"
+cheaply, but where every marker that opens a call is one token of the vocabulary (Qwen's ``<tool_call>``,
+Mistral's ``[TOOL_CALLS]``, Kimi's ``<|tool_calls_section_begin|>``...), a logit bias of -100 on those
+tokens keeps the model from ever writing one (OpenAI's documented meaning of -100: a ban). Formats whose
+call opens with ordinary text (Llama 3's JSON, firefunction's `` functools[``, gpt-oss's channels) cannot be
+held so, and keep the prompt without tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .detect import ChatFormat
+
+#: OpenAI's strongest logit bias, which it documents as banning the token.
+BAN = -100.0
+
+_META = set(".^$*+?{}[]()")
+
+
+def trigger_literals(trigger: str | None) -> list[str] | None:
+    """The literal texts a format's call ``trigger`` regex (:attr:`ChatFormat.trigger`) is an alternation of,
+    e.g. ``r"<tool_call>|<function="`` -> ``["<tool_call>", "<function="]``; None when it is not only
+    escaped literals joined by ``|`` (an optional character, a class, a group) or there is none."""
+    if not trigger:
+        return None
+    out, text, i = [], "", 0
+    while i < len(trigger):
+        c = trigger[i]
+        if c == "\\":
+            if i + 1 >= len(trigger) or trigger[i + 1].isalnum():  # \s, \d, \b...: a class, not a character
+                return None
+            text += trigger[i + 1]
+            i += 2
+            continue
+        if c == "|":
+            out.append(text)
+            text = ""
+        elif c in _META:
+            return None
+        else:
+            text += c
+        i += 1
+    out.append(text)
+    return out if all(out) else None
+
+
+def call_start_tokens(fmt: ChatFormat, tokenize: Callable[[str], list[int]]) -> tuple[int, ...] | None:
+    """The token ids that open a call in ``fmt``'s syntax when each of its openings is a single token
+    (``tokenize``: the model's tokenizer with special tokens parsed, no BOS), else None. Formats whose whole
+    output is channels (gpt-oss) have none: their calls open with text."""
+    if fmt.whole_output is not None:
+        return None
+    literals = trigger_literals(fmt.trigger)
+    if literals is None:
+        return None
+    ids = []
+    for literal in literals:
+        tokens = tokenize(literal)
+        if len(tokens) != 1:
+            return None
+        ids.append(tokens[0])
+    return tuple(dict.fromkeys(ids))
