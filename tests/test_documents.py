@@ -125,6 +125,19 @@ def test_too_large(monkeypatch):
     assert info.value.reason == "too_large"
 
 
+def test_too_many_pages(monkeypatch):
+    writer = pypdf.PdfWriter()
+    for _ in range(4):
+        writer.add_page(pypdf.PdfReader(io.BytesIO(PDF)).pages[0])
+    out = io.BytesIO()
+    writer.write(out)
+    assert SECRET in document_text(DocumentPart(out.getvalue(), "application/pdf"))
+    monkeypatch.setattr("jan.services.documents.MAX_DOCUMENT_PAGES", 3)
+    with pytest.raises(DocumentError) as info:
+        document_text(DocumentPart(out.getvalue(), "application/pdf"))
+    assert info.value.reason == "too_large" and "4 pages" in str(info.value)
+
+
 def test_pypdf_is_not_loaded_at_server_start():
     code = ("import sys, jan.server.app, jan.services.documents, jan.server.document_inputs; "
             "sys.exit('pypdf' in sys.modules)")

@@ -13,7 +13,8 @@ cannot see pages, so a document is its text layer:
 
 What the model reads is the title (a file name), the context (Anthropic's), then the text. Anything else is a
 :class:`jan.DocumentError` (400) naming the message and part: an encrypted PDF, a damaged one, one with no text
-layer (likely scanned), a binary type jan does not read, more than :data:`MAX_DOCUMENT_BYTES`.
+layer (likely scanned), a binary type jan does not read, more than :data:`MAX_DOCUMENT_BYTES` or (a PDF) more
+than :data:`MAX_DOCUMENT_PAGES` pages.
 """
 
 from __future__ import annotations
@@ -27,12 +28,17 @@ from dataclasses import replace
 from jan.errors import DocumentError
 from jan.services.types import ChatMessage, ChatRequest, DocumentPart, Part, TextPart
 
-__all__ = ["MAX_DOCUMENT_BYTES", "SUPPORTED_KINDS", "document_text", "has_documents", "is_pdf", "read_documents",
+__all__ = ["MAX_DOCUMENT_BYTES", "MAX_DOCUMENT_PAGES", "SUPPORTED_KINDS", "document_text", "has_documents", "is_pdf", "read_documents",
            "read_messages"]
 
 #: The most bytes one document may have (Anthropic's whole-request limit, 32 MB; a PDF beyond it would not fit
 #: a local model's context as text anyway).
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+#: The most pages of a PDF that are read. Parsing runs in a worker thread that cannot be stopped, and the default
+#: executor's few threads serve every request's tokenizing too: a bound on the pages bounds how long one document
+#: can hold one (pypdf bounds each stream's decompressed size itself). A thousand pages of text is far more than
+#: any local model's context.
+MAX_DOCUMENT_PAGES = 1000
 #: What jan reads, in words (errors name them).
 SUPPORTED_KINDS = "PDF (with a text layer) and text files (plain text, Markdown, JSON, CSV, XML, YAML, source code)"
 
@@ -89,6 +95,9 @@ def _pdf_text(data: bytes) -> str:
             if not opened:
                 raise _refused("the PDF is encrypted (it needs a password to be read); send it unencrypted",
                                "encrypted")
+        if len(reader.pages) > MAX_DOCUMENT_PAGES:
+            raise _refused(f"the PDF has {len(reader.pages)} pages; at most {MAX_DOCUMENT_PAGES} are read (send the "
+                           "part the question is about)", "too_large")
         pages = [page.extract_text() or "" for page in reader.pages]
     except DocumentError:
         raise

@@ -8,10 +8,11 @@ setting, 512 MB by default) it is a 413. ``GET /v1/files`` lists them (``purpose
 ``order``, ``after``: OpenAI's cursor paging), ``GET /v1/files/{file_id}`` and ``DELETE`` are OpenAI's, and
 ``GET /v1/files/{file_id}/content`` sends the bytes back (as a download: ``Content-Disposition: attachment``).
 
-Images among the files are what jan reads: an ``image_file`` part naming a ``file-...`` id in a thread message
-is copied into the thread's own images when the message is written (:func:`upload_data_url`, used by
-``threads.fetch_linked_images``), and a Responses ``input_image`` with a ``file_id`` is read the same way
-(:func:`upload_image`).
+Images and documents among the files are what jan reads: an ``image_file`` part naming a ``file-...`` id in a
+thread message is copied into the thread's own images when the message is written (:func:`upload_data_url`, used
+by ``threads.fetch_linked_images``), and a Responses ``input_image`` with a ``file_id`` is read the same way
+(:func:`upload_image`); a PDF or text file named by a chat ``file`` part, a Responses ``input_file`` or an
+Anthropic ``document``'s ``file`` source is read as text (:mod:`jan.server.document_inputs`).
 """
 
 from __future__ import annotations
