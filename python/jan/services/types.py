@@ -863,7 +863,8 @@ class ChatDelta:
     ``content``/``reasoning`` are text to append; ``tool_calls`` pieces of calls; ``logprobs``
     the tokens behind this piece (when asked for). ``finish_reason`` (``stop``, ``length``,
     ``tool_calls``) marks the choice's last delta; with ``stop``, the stop string that ended it
-    (one of the request's, or the model's end-of-turn text), where the engine reports it. A delta
+    (one of the request's, matched on the answer's text where the output is parsed, or the model's
+    end-of-turn text the engine matched; None where neither says, e.g. an end-of-generation token). A delta
     with ``usage`` and ``choice == -1`` comes after every choice finished: the whole request's tokens.
     ``prompt_tokens``: on a local generation's first delta, the prompt's length in tokens, known
     before the usage (a dialect that announces it at the start can: Anthropic's ``message_start``);
