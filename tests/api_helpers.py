@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -125,6 +126,27 @@ class Client:
         got, data = await self.call(method, path, body)
         assert got == status, (method, path, got, data)
         return data
+
+
+def post_form(base_url: str, fields: dict[str, str], *, with_file: bool = True, filename: str = "x.txt",
+              content: bytes = b"x", path: str = "/v1/files") -> tuple[int, dict]:
+    """A ``multipart/form-data`` POST written by hand (the Files API's upload: ``fields`` as plain parts, then the
+    file part), so a test controls every byte; (status, JSON body), errors included."""
+    boundary = "jan-test-boundary"
+    body = b""
+    for name, value in fields.items():
+        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+    if with_file:
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    req = urllib.request.Request(base_url + path, data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def parse_sse(text: str) -> list[tuple[str | None, Any]]:

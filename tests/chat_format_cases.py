@@ -8,7 +8,10 @@ the family's own markup, with the parse they must give.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 WEATHER = {
     "type": "function",
@@ -137,3 +140,22 @@ CASES = [
 
 def case_id(case: Case) -> str:
     return case.template
+
+
+TEMPLATES = Path(__file__).resolve().parents[1].parent / "shared" / "templates"
+
+
+def template_format(template: str):
+    """The :class:`ChatFormat` jan detects for a template of ../shared/templates (the test skips without it)."""
+    from jan.templates.formats import detect_format
+
+    path = TEMPLATES / f"{template}.jinja"
+    if not path.is_file():
+        pytest.skip(f"template {path} missing")
+    return detect_format(path.read_text())
+
+
+def call_ids():
+    """An id factory for output parsers: ``call_0``, ``call_1``... (the same ids on every run)."""
+    n = iter(range(1000))
+    return lambda: f"call_{next(n)}"

@@ -4,27 +4,15 @@ back while partial, cut-off output shows no markup, and the request switches map
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
 from jan.templates.formats import ChatPlan, OutputParser, ReasoningRequest, detect_format, parse_output
 
-from chat_format_cases import CASES, TOOLS, Case, case_id
-
-TEMPLATES = Path(__file__).resolve().parents[1].parent / "shared" / "templates"
-
+from chat_format_cases import CASES, TEMPLATES, TOOLS, Case, call_ids as _ids, case_id, template_format
 
 def _fmt(case: Case):
-    path = TEMPLATES / f"{case.template}.jinja"
-    if not path.is_file():
-        pytest.skip(f"template {path} missing")
-    return detect_format(path.read_text())
-
-
-def _ids():
-    n = iter(range(1000))
-    return lambda: f"call_{next(n)}"
+    return template_format(case.template)
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)

@@ -7,9 +7,9 @@ import json
 import subprocess
 import urllib.error
 import urllib.request
-import uuid
 
 import pytest
+from api_helpers import post_form
 
 from test_cli_helpers import JAN, cli_env, fails, jan, ok
 
@@ -127,17 +127,7 @@ def served(tmp_path):
 
 
 def _raw_upload(url: str, content: bytes, purpose: str = "user_data") -> tuple[int, dict]:
-    boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n{purpose}\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(f"{url}/v1/files", data=body, method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return post_form(url, {"purpose": purpose}, filename="x.bin", content=content)
 
 
 def test_serve_max_upload_bytes_refuses_a_larger_upload(served):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from api_helpers import running
+from api_helpers import post_form, running
 from cut_off_helpers import png_bytes, post, request
 
 from jan.store.uploads import UploadStore, clean_filename
@@ -121,9 +121,9 @@ def test_upload_form_is_checked(srv):
     assert info.value.body["param"] == "colour" and "Unrecognized" in info.value.body["message"]
     status, err = post(srv, "/v1/files", {"purpose": "user_data"})  # JSON is no upload
     assert status == 415 and err["error"]["code"] == "unsupported_media_type"
-    status, err = _form_post(srv, {"purpose": "user_data"}, with_file=False)
+    status, err = post_form(srv.base_url, {"purpose": "user_data"}, with_file=False)
     assert status == 400 and (err["error"]["param"], err["error"]["code"]) == ("file", "missing_required_parameter")
-    status, err = _form_post(srv, {}, with_file=True)
+    status, err = post_form(srv.base_url, {}, with_file=True)
     assert status == 400 and (err["error"]["param"], err["error"]["code"]) == ("purpose", "missing_required_parameter")
     # OpenAI's expires_after: counted from created_at, between an hour and 30 days
     expiring = client.files.create(file=("x.txt", b"x"), purpose="user_data",
@@ -137,29 +137,10 @@ def test_upload_form_is_checked(srv):
     assert _leftovers(srv.config.data_folder) == []
 
 
-def _form_post(srv, fields: dict[str, str], *, with_file: bool, filename: str = "x.txt",
-               content: bytes = b"x") -> tuple[int, dict]:
-    boundary = "jan-test-boundary"
-    body = b""
-    for name, value in fields.items():
-        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    if with_file:
-        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + b"\r\n"
-    body += f"--{boundary}--\r\n".encode()
-    req = urllib.request.Request(srv.base_url + "/v1/files", data=body, method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_client_file_names_are_data_never_paths(srv):
     data = srv.config.data_folder
     before = sorted(p.name for p in data.iterdir())
-    status, file = _form_post(srv, {"purpose": "user_data"}, with_file=True, filename="../../etc/x.txt")
+    status, file = post_form(srv.base_url, {"purpose": "user_data"}, with_file=True, filename="../../etc/x.txt")
     assert status == 200 and file["filename"] == "x.txt"
     assert sorted(p.name for p in data.iterdir()) == before  # nothing written beside the files folder
     assert sorted(p.name for p in (data / "files" / file["id"]).iterdir()) == ["content", "file.json"]

@@ -18,12 +18,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from pathlib import Path
 
 import anthropic
 import openai
 import pytest
-from chat_format_cases import CASES, TOOLS, Output, case_id
+from chat_format_cases import CASES, TOOLS, Output, call_ids as _ids, case_id, template_format as _fmt
 from dialect_helpers import reasoning_model
 from jan.engine.model import Model
 from jan.services.output import AnswerStops, FormatOutput
@@ -36,7 +35,7 @@ from jan.services.types import (
     ToolSpec,
 )
 from jan.templates import gbnf_literal
-from jan.templates.formats import OutputParser, detect_format
+from jan.templates.formats import OutputParser
 from server_helpers import start_server
 
 STORIES = "stories260K"
@@ -47,23 +46,10 @@ CHAT_TOOLS = [{"type": "function", "function": {"name": "get_weather", "paramete
 ANTH_TOOLS = [{"name": "get_weather", "input_schema": WEATHER}]
 # stories260K with a tool it never calls: its greedy English reply, parsed (the Hermes parser of jan's polyfill)
 LONG = 1500  # a reply the stop string cuts long before it ends
-TEMPLATES = Path(__file__).resolve().parents[1].parent / "shared" / "templates"
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 
 # -- parser level: every family's thinking and calls -------------------------------------------------------
-def _fmt(template: str):
-    path = TEMPLATES / f"{template}.jinja"
-    if not path.is_file():
-        pytest.skip(f"template {path} missing")
-    return detect_format(path.read_text())
-
-
-def _ids():
-    n = iter(range(1000))
-    return lambda: f"call_{next(n)}"
-
-
 def _run(fmt, out: Output, text: str, stops: list[str], pieces: list[str]) -> tuple[dict, AnswerStops]:
     """``pieces`` of ``text`` through the family's parser and the answer's stop strings: what the client sees."""
     open_at_start = out.reasoning is not None and fmt.reasoning is not None and not text.startswith(fmt.reasoning.start)
