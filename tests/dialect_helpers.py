@@ -1,9 +1,15 @@
-"""Shared pieces of the Anthropic / Responses server tests: models and named-event SSE parsing."""
+"""Shared pieces of the Anthropic / Responses server tests: models, named-event SSE parsing and the official SDKs'
+clients of a test server."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
 
 from jan.testing.gguf_models import TINY_CHAT_CONFIG, models_dir, vocab_path, write_llama_from_vocab, write_tool_template_model
 
@@ -15,6 +21,21 @@ WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "e
 def tool_model(tmp: Path) -> Path:
     """Tiny llama with the phi-3 vocab and a ChatML + Hermes-style tool template."""
     return write_tool_template_model(tmp / "tool-model.gguf")
+
+
+def openai_client(server, timeout: float = 120) -> openai.OpenAI:
+    """The official ``openai`` SDK's client of a test server (its ``/v1``): no retries (a test sees the first answer,
+    never a retried one), ``timeout`` seconds a request (generous: a busy 2-core machine)."""
+    import openai  # (a test extra: only the tests that use the SDK import it)
+
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=timeout)
+
+
+def anthropic_client(server, timeout: float = 120) -> anthropic.Anthropic:
+    """The official ``anthropic`` SDK's client of a test server, as :func:`openai_client`."""
+    import anthropic
+
+    return anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=timeout)
 
 
 QWEN2_IM_END = 151645

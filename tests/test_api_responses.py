@@ -16,8 +16,8 @@ import httpx
 import openai
 import pytest
 
-from dialect_helpers import (WEATHER_SCHEMA, collapse, has_reasoning_parser, http_body, named_events, reasoning_model,
-                             tool_model)
+from dialect_helpers import (WEATHER_SCHEMA, collapse, has_reasoning_parser, http_body, named_events, openai_client,
+                             reasoning_model, tool_model)
 from jan.server.config import ServerConfig
 from jan.testing.server import ServerThread, free_port
 from server_helpers import http_post, raw_request
@@ -50,7 +50,7 @@ def server(data, models):
 
 
 def _client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai_client(server)
 
 
 @pytest.fixture(scope="module")

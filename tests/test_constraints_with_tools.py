@@ -14,6 +14,7 @@ import anthropic
 import openai
 import pytest
 
+from dialect_helpers import anthropic_client, openai_client
 from jan.testing.gguf_models import write_qwen3_tool_model
 from server_helpers import start_server
 
@@ -41,12 +42,12 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def oai(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    return openai_client(server, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def anth(server):
-    return anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=300)
+    return anthropic_client(server, timeout=300)
 
 
 def chat(oai, choice, **extra):

@@ -14,6 +14,7 @@ import urllib.request
 import openai
 import pytest
 
+from dialect_helpers import openai_client
 from jan.store import DataFolder
 from jan.testing.server import free_port
 from server_helpers import start_server
@@ -47,7 +48,7 @@ def front(tmp_path_factory, stories_path, upstream):
 
 
 def client(srv) -> openai.OpenAI:
-    return openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
+    return openai_client(srv, timeout=60)
 
 
 def call(srv, method: str, path: str, body=None) -> tuple[int, dict]:

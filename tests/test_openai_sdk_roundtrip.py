@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from dialect_helpers import openai_client
 from jan.testing.gguf_models import write_qwen3_tool_model
 from server_helpers import start_server
 
@@ -41,7 +42,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    return openai_client(server, timeout=300)
 
 
 def rendered(server, messages: list, **extra) -> str:

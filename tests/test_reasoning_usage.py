@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import anthropic
 import httpx
-import openai
 import pytest
 
-from dialect_helpers import http_body, named_events, reasoning_model
+from dialect_helpers import anthropic_client, http_body, named_events, openai_client, reasoning_model
 from jan.services.output import ReasoningTokens
 from jan.templates import gbnf_literal
 from jan.templates.formats.harmony import harmony_reasoning_spans
@@ -80,7 +79,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai_client(server)
 
 
 def _force(text: str) -> dict:
@@ -171,7 +170,7 @@ def test_no_thinking_no_reasoning_tokens(client):
 
 # -- a full context is not max_tokens -----------------------------------------------------------
 def _anthropic(server) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+    return anthropic_client(server)
 
 
 def test_anthropic_tells_a_full_context_from_max_tokens(client, server):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from dialect_helpers import WEATHER_SCHEMA, tool_model
+from dialect_helpers import WEATHER_SCHEMA, openai_client, tool_model
 from jan.server.routes.responses import STREAMS
 from server_helpers import start_server
 
@@ -26,7 +26,7 @@ def server(tmp_path_factory, stories_path):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai_client(server)
 
 
 # -- input token counts ------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import math
 import openai
 import pytest
 
-from dialect_helpers import (WEATHER_SCHEMA, collapse, has_reasoning_parser, http_body, named_events, reasoning_model,
-                             tool_model)
+from dialect_helpers import (WEATHER_SCHEMA, collapse, has_reasoning_parser, http_body, named_events, openai_client,
+                             reasoning_model, tool_model)
 from jan.server.dialects import responses as rs
 from jan.services.types import ChatDelta, TokenLogprob, TopLogprob
 from server_helpers import http_post, raw_request, start_server
@@ -34,7 +34,7 @@ def server(tmp_path_factory, stories_path):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai_client(server)
 
 
 def _raw(server, body: dict) -> tuple[int, dict | list]:
@@ -206,7 +206,7 @@ def test_encrypted_reasoning_on_a_reasoning_model(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("encrypted")
     srv = start_server(tmp, [reasoning_model(tmp)], n_ctx=1024, n_parallel=1)
     try:
-        client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        client = openai_client(srv)
         kwargs = dict(model="qwq-tiny", input="Hi", max_output_tokens=16, temperature=0, store=False,
                       reasoning={"effort": "low"}, include=["reasoning.encrypted_content"])
         response = client.responses.create(**kwargs)

@@ -18,7 +18,7 @@ import warnings
 
 import pytest
 from api_helpers import Client, parse_sse, running
-from run_helpers import run_to_end, wait_for_run
+from run_helpers import run_to_end, streamed, told_calls, until_writing, wait_for_run
 
 from jan.testing.gguf_models import write_qwen3_tool_model
 
@@ -72,6 +72,7 @@ async def test_a_run_not_streamed_is_answered_at_once_and_can_be_cancelled(story
         # it goes on without the client that started it: the thread is held meanwhile
         status, err = await api.post(f"/v1/threads/{tid}/runs", {"max_tokens": 2})
         assert status == 400 and err["error"]["code"] == "run_active" and run["id"] in err["error"]["message"]
+        await until_writing(api, tid, run["id"])  # (cancelled before it wrote anything, it would keep no reply)
         cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
         assert cancelled["status"] == "cancelled", cancelled
         assert cancelled["message"]["status"] == "incomplete"
@@ -183,10 +184,10 @@ async def test_the_sdk_hears_a_client_tool_call_generated(tool_server):
             async with api.session.get(f"{api.base}/v1/threads/{thread.id}/runs/{waiting.id}/events") as resp:
                 replayed = parse_sse(await resp.text())
         deltas = [data for name, data in replayed if name == "thread.run.step.delta"]
-        pieces = [d["delta"]["step_details"]["tool_calls"][0] for d in deltas]
-        assert pieces[0] == {"index": 0, "type": "function", "id": call.id,
-                             "function": {"name": "get_weather", "arguments": "", "output": None}}
-        assert "".join(p["function"]["arguments"] for p in pieces[1:]) == call.function.arguments
+        assert deltas[0]["delta"]["step_details"]["tool_calls"][0] == {
+            "index": 0, "type": "function", "id": call.id,
+            "function": {"name": "get_weather", "arguments": "", "output": None}}
+        assert told_calls(replayed)[step.id][0]["function"]["arguments"] == call.function.arguments
         created = next(data for name, data in replayed if name == "thread.run.step.created")
         assert created["step_details"] == {"type": "tool_calls", "tool_calls": []}
 
@@ -229,10 +230,8 @@ async def test_calls_the_token_limit_cut_end_their_step_cancelled(tool_server):
         "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}
     async with Client(tool_server.base_url) as api:
         tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Note it"}]}))["id"]
-        status, text = await api.post(f"/v1/threads/{tid}/runs", {
-            "model": TOOL_MODEL, "tools": [note], **forced("save_note"), "max_completion_tokens": 30, "stream": True})
-        assert status == 200, text
-        events = parse_sse(text)
+        events = await streamed(api, f"/v1/threads/{tid}/runs", {
+            "model": TOOL_MODEL, "tools": [note], **forced("save_note"), "max_completion_tokens": 30})
         run = events[-2][1]
         assert events[-2][0] == "thread.run.incomplete" and run["required_action"] is None, events[-2]
         steps = (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}/steps?order=asc"))["data"]
@@ -240,10 +239,9 @@ async def test_calls_the_token_limit_cut_end_their_step_cancelled(tool_server):
                                                              ("message_creation", "completed")], steps
         [call] = steps[0]["step_details"]["tool_calls"]
         assert call["function"]["name"] == "save_note" and call["function"]["output"] is None
-        told = [data["delta"]["step_details"]["tool_calls"][0] for name, data in events
-                if name == "thread.run.step.delta"]
-        assert told[0]["function"]["name"] == "save_note"
-        assert "".join(t["function"]["arguments"] for t in told) == call["function"]["arguments"]
+        [told] = told_calls(events)[steps[0]["id"]]
+        assert told["function"]["name"] == "save_note"
+        assert told["function"]["arguments"] == call["function"]["arguments"]
         told_ends = [(name, data["id"]) for name, data in events if name.startswith("thread.run.step.")]
         assert ("thread.run.step.cancelled", steps[0]["id"]) in told_ends
         assert steps[1]["usage"] == run["usage"] and steps[0]["usage"]["total_tokens"] == 0  # counted once

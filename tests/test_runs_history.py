@@ -3,8 +3,8 @@ render, nothing said lost.
 
 A tiny random-weight model with Mistral Nemo's real chat template, which raises "conversation roles must alternate
 user/assistant/..." on two user turns in a row or a conversation that starts with an assistant turn (Llama 2's and
-Gemma's do too). An empty reply (a run that ended ``incomplete`` before its turn, one cancelled before its first
-token) is left out of the prompt, consecutive messages of one role are one turn, and the conversation begins at a
+Gemma's do too). An empty reply (a run that ended ``incomplete`` before its turn) is left out of the prompt (a run
+cancelled before its first token leaves none), consecutive messages of one role are one turn, and the conversation begins at a
 user turn, ``truncation_strategy: last_messages`` included. The ChatService of the server (in this process) is
 spied on to read each turn's request, and patched to hang or fail where a test needs a turn to.
 """
@@ -147,9 +147,8 @@ async def test_after_a_run_refused_for_its_budget_the_next_question_is_answered(
 
 
 async def cancel_before_first_token(api: Client, srv, tid: str) -> dict:
-    """A streamed run on ``tid`` whose model turn hangs, cancelled once its reply exists (before any token: the
-    reply is saved before the run's stream begins, and told on it only with its first token): the cancel's answer
-    (the run)."""
+    """A streamed run on ``tid`` whose model turn hangs, cancelled once it is in progress, before any token (its
+    pending reply, saved before the run's stream begins, is removed then): the cancel's answer (the run)."""
     with next_turn(srv, "hang"):
         async with api.session.post(f"{api.base}/v1/threads/{tid}/runs", json={**BODY, "stream": True}) as resp:
             run_id = None
@@ -164,14 +163,14 @@ async def cancel_before_first_token(api: Client, srv, tid: str) -> dict:
     return cancelled
 
 
-# -- (b) a run cancelled before its first token leaves an empty reply; (f) its usage is zero, not null -------------
+# -- (b) a run cancelled before its first token leaves no reply (OpenAI's); (f) its usage is zero, not null --------
 async def test_after_a_run_cancelled_before_its_first_token_the_next_run_is_answered(server):
     async with Client(server.base_url) as api:
         tid = await new_thread(api, [{"role": "user", "content": "Tell me a story."}])
         cancelled = await cancel_before_first_token(api, server, tid)
-        assert cancelled["status"] == "cancelled" and cancelled["message"]["content"] == []
-        assert cancelled["message"]["status"] == "incomplete"
-        assert cancelled["message"]["incomplete_details"] == {"reason": "run_cancelled"}
+        assert cancelled["status"] == "cancelled" and cancelled["message"] is None
+        assert cancelled["message_id"] is None
+        assert [m["role"] for m in await messages_of(api, tid)] == ["user"]
         zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         assert cancelled["usage"] is not None and {k: cancelled["usage"][k] for k in zero} == zero
         fetched = await api.ok("GET", f"/v1/threads/{tid}/runs/{cancelled['id']}")
@@ -185,7 +184,7 @@ async def test_after_a_run_cancelled_before_its_first_token_the_next_run_is_answ
         assert roles(seen[0]) == ["user"]
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "And then?"})
         answered(await run_to_end(api, f"/v1/threads/{tid}/runs", BODY))
-        # and a question, a run cancelled before its first token, a question (two user turns around the empty reply)
+        # and a question, a run cancelled before its first token, a question (two user turns in a row: no reply between)
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "More?"})
         await cancel_before_first_token(api, server, tid)
         await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "Hello?"})

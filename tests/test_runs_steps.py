@@ -12,7 +12,7 @@ import warnings
 import aiohttp
 import pytest
 from api_helpers import Client, RunStream, ServerProcess, message_text, parse_sse, post_streamed_run, running
-from run_helpers import run_to_end
+from run_helpers import run_to_end, streamed, streamed_steps, until_writing
 
 from jan.testing.gguf_models import write_qwen3_tool_model
 from mcp_helpers import notes_folder, stdio_entry, write_mcp_config
@@ -62,34 +62,6 @@ def tool_run(**extra) -> dict:
     return {"tool_choice": LIST, "max_tokens": 60, "temperature": 0, "parallel_tool_calls": False, **extra}
 
 
-async def streamed(api: Client, path: str, body: dict) -> list[tuple[str, dict]]:
-    async with api.session.post(api.base + path, json={**body, "stream": True}) as resp:
-        assert resp.status == 200
-        return parse_sse(await resp.text())
-
-
-def streamed_steps(events: list[tuple[str, dict]]) -> dict[str, dict]:
-    """Each step the stream told of, as its last event left it (by id, in the order they were created), its tool
-    calls' ``thread.run.step.delta`` pieces added up as the SDK's stream helpers add them."""
-    out: dict[str, dict] = {}
-    for name, data in events:
-        if name == "thread.run.step.delta":
-            assert data["object"] == "thread.run.step.delta" and set(data) == {"id", "object", "delta"}, data
-            calls = out[data["id"]]["step_details"]["tool_calls"]
-            for piece in data["delta"]["step_details"]["tool_calls"]:
-                if piece["index"] == len(calls):  # a call's first piece: its id, type and name
-                    head = {k: v for k, v in piece.items() if k != "index"}
-                    calls.append({**head, "function": dict(piece["function"])})
-                else:  # then pieces of its arguments
-                    calls[piece["index"]]["function"]["arguments"] += piece["function"]["arguments"]
-            continue
-        if name and name.startswith("thread.run.step."):
-            assert data["object"] == "thread.run.step" and set(data) == STEP_FIELDS, data
-            assert name == f"thread.run.step.{data['status']}" or name == "thread.run.step.created", (name, data)
-            out[data["id"]] = data
-    return out
-
-
 async def steps_of(api: Client, tid: str, run_id: str, query: str = "?order=asc") -> list[dict]:
     return (await api.ok("GET", f"/v1/threads/{tid}/runs/{run_id}/steps{query}"))["data"]
 
@@ -110,7 +82,7 @@ async def test_a_runs_one_turn_is_a_message_creation_step_as_streamed(story_serv
         tid = await story_thread(api)
         events = await streamed(api, f"/v1/threads/{tid}/runs", {"max_tokens": 12})
         run = events[-2][1]
-        [step] = await assert_routes_tell(api, tid, run["id"], streamed_steps(events))
+        [step] = await assert_routes_tell(api, tid, run["id"], streamed_steps(events, STEP_FIELDS))
         assert step["id"].startswith("step_") and step["type"] == "message_creation" and step["status"] == "completed"
         assert (step["thread_id"], step["run_id"], step["assistant_id"]) == (tid, run["id"], "jan")
         assert step["step_details"] == {"type": "message_creation", "message_creation": {"message_id": run["message_id"]}}
@@ -132,13 +104,14 @@ async def test_a_failed_and_a_cancelled_run_end_their_step_so(story_server):
         events = await streamed(api, f"/v1/threads/{tid}/runs", {})  # over the context
         run = events[-2][1]
         assert run["status"] == "failed"
-        [step] = await assert_routes_tell(api, tid, run["id"], streamed_steps(events))
+        [step] = await assert_routes_tell(api, tid, run["id"], streamed_steps(events, STEP_FIELDS))
         assert step["status"] == "failed" and step["failed_at"] and step["last_error"] == run["last_error"]
         assert step["completed_at"] is None and step["usage"] == ZERO
 
         tid = await story_thread(api)
         run = await api.ok("POST", f"/v1/threads/{tid}/runs", {"max_tokens": 20000, "ignore_eos": True,
                                                                "background": True})
+        await until_writing(api, tid, run["id"])  # (cancelled before it wrote anything, it would have no step)
         await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
         [step] = await steps_of(api, tid, run["id"])
         assert step["status"] == "cancelled" and step["cancelled_at"] and step["completed_at"] is None
@@ -151,7 +124,7 @@ async def test_a_tool_loop_is_tool_calls_then_message_as_streamed(tool_server):
         events = await streamed(api, f"/v1/threads/{tid}/runs", tool_run())
         run = events[-2][1]
         assert run["status"] in ("completed", "incomplete"), run
-        tools, answer = await assert_routes_tell(api, tid, run["id"], streamed_steps(events))
+        tools, answer = await assert_routes_tell(api, tid, run["id"], streamed_steps(events, STEP_FIELDS))
         # the thread keeps the calling turn and the result (the next turn's history): Jan's ?all=true lists them
         msgs = (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc&all=true"))["data"]
         assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
@@ -184,7 +157,7 @@ async def test_a_tool_calls_step_waits_with_its_run_and_completes_with_the_outpu
         events = await streamed(api, f"/v1/threads/{tid}/runs", tool_run())
         run = events[-2][1]
         assert events[-2][0] == "thread.run.requires_action"
-        [waiting] = await assert_routes_tell(api, tid, run["id"], streamed_steps(events))
+        [waiting] = await assert_routes_tell(api, tid, run["id"], streamed_steps(events, STEP_FIELDS))
         assert waiting["status"] == "in_progress"
         [call] = waiting["step_details"]["tool_calls"]
         assert call["id"] == run["required_action"]["submit_tool_outputs"]["tool_calls"][0]["id"]
@@ -193,7 +166,7 @@ async def test_a_tool_calls_step_waits_with_its_run_and_completes_with_the_outpu
         submitted = await streamed(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
                                    {"tool_outputs": [{"tool_call_id": call["id"], "approve": True}]})
         assert submitted[-2][0] in ("thread.run.completed", "thread.run.incomplete")
-        later = streamed_steps(submitted)
+        later = streamed_steps(submitted, STEP_FIELDS)
         assert list(later)[0] == waiting["id"]  # the step the run waited in completes first
         steps = await assert_routes_tell(api, tid, run["id"], later)
         done = steps[0]

@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 from api_helpers import Client, ServerProcess, read_jsonl
+from run_helpers import until_writing
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -56,6 +57,7 @@ async def test_two_servers_never_both_start_a_run_on_one_thread(tmp_path, storie
                 again, body = await apis[loser].post(f"/v1/threads/{tid}/runs", LONG_RUN)
                 assert again == 400 and body["error"]["code"] == "run_active", (round_, body)
 
+                await until_writing(apis[winner], tid, run["id"])  # (cancelled before, it would keep no reply)
                 await apis[winner].ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
                 ended = await until_ended(apis[winner], tid, run["id"])
                 assert ended["status"] == "cancelled", ended
@@ -80,6 +82,7 @@ async def test_a_cancel_sent_to_the_other_server_stops_the_run(tmp_path, stories
             assert run["status"] in ("queued", "in_progress"), run
             seen = await api_two.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
             assert seen["status"] in ("queued", "in_progress"), seen  # server two reads it as live, not orphaned
+            await until_writing(api_one, tid, run["id"])  # (cancelled before it wrote anything, it keeps no reply)
 
             answer = await api_two.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
             # (answered once the run ended; on a machine too busy for the bounded wait, it ends soon after)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from jan.errors import JanError, ModelClosedError
+from jan.errors import JanError, ModelClosedError, ModelLoadError, ModelSettingError, QueueFullError
 
-__all__ = ["GenerationCancelledError", "RequestError", "ServiceUnavailableError", "check_unique_tool_names", "require"]
+__all__ = ["FAILURE_KINDS", "GenerationCancelledError", "RequestError", "ServiceUnavailableError", "check_unique_tool_names",
+           "failure_kind", "require"]
 
 T = TypeVar("T")
 
@@ -31,6 +32,26 @@ def check_unique_tool_names(named: Iterable[tuple[int, str]], *, param: str = "t
             raise RequestError(f"{param}[{i}]: the tool name {name!r} is given twice; tool names must be unique",
                                param=f"{param}[{i}]", code="invalid_value")
         seen.add(name)
+
+
+#: OpenAI's codes for a generation that failed once accepted: an Assistants run's ``last_error.code`` and a Responses
+#: response's ``error.code`` (``status: "failed"``) alike (:func:`failure_kind`).
+FAILURE_KINDS = ("server_error", "rate_limit_exceeded", "invalid_prompt")
+
+
+def failure_kind(exc: BaseException) -> str:
+    """OpenAI's code (:data:`FAILURE_KINDS`) for a generation that failed with ``exc`` once it was accepted — an
+    Assistants run's ``last_error.code``, a failed Responses response's ``error.code`` — told by the kind of failure,
+    never by the HTTP status a front end would answer it with (a full queue is a 503, yet the client's to retry):
+    ``rate_limit_exceeded`` for a model too busy to take it (:class:`~jan.QueueFullError`, an upstream's 429),
+    ``invalid_prompt`` for input the model cannot be given as it is (too long for the context, media or a template
+    or schema it cannot take: the bad-input ``ValueError`` family, not a model's own file or setting), and
+    ``server_error`` for everything else. One mapping, so that every front end names a failure alike."""
+    if isinstance(exc, QueueFullError) or getattr(exc, "http_status", None) == 429:
+        return "rate_limit_exceeded"
+    if isinstance(exc, ValueError) and not isinstance(exc, (ModelLoadError, ModelSettingError)):
+        return "invalid_prompt"
+    return "server_error"
 
 
 class GenerationCancelledError(ModelClosedError):

@@ -33,6 +33,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from jan.services.errors import FAILURE_KINDS
+
 __all__ = ["LAST_ERROR_CODES", "STEP_ID_RE", "RunStep", "end_status", "interrupted_steps", "last_error",
            "openai_last_error", "zero_usage"]
 
@@ -41,9 +43,9 @@ STEP_ID_RE = re.compile(r"^step_[A-Za-z0-9]{1,64}$")
 ENDED_STATUSES = ("completed", "cancelled", "failed", "expired")
 #: OpenAI's documented values of a failed run's (and run step's) ``last_error.code``: clients switch on them, so
 #: jan's own, finer codes (``context_length_exceeded``, ``queue_full``, ...) go into the ``message`` instead.
-LAST_ERROR_CODES = ("server_error", "rate_limit_exceeded", "invalid_prompt")
+LAST_ERROR_CODES = FAILURE_KINDS
 #: jan's codes that are no server error, as OpenAI's vocabulary has them: for a ``last_error`` saved by a jan that
-#: kept its own code there (a new failure is classified by its exception: jan.services.runs.failure_kind).
+#: kept its own code there (a new failure is classified by its exception: jan.services.errors.failure_kind).
 _OLD_CODES = {"queue_full": "rate_limit_exceeded", "model_pool_busy": "rate_limit_exceeded",
               "context_length_exceeded": "invalid_prompt"}
 

@@ -19,7 +19,10 @@ What a run does
        text so far at most every :data:`SAVE_INTERVAL` s while tokens arrive, then finished as
        ``ready`` (``metadata.finish_reason``), ``stopped`` (cut off; ``metadata.stop_reason``,
        usage counted from the saved text with ``"estimated": true``) or ``error``
-       (``metadata.error``, ``metadata.error_code``).
+       (``metadata.error``, ``metadata.error_code``). A run stopped (cancelled, its listener gone) before its
+       turn wrote anything — waiting for its model, or for its first token — ends ``cancelled`` as OpenAI's: its
+       pending reply is removed from the thread, and it has no ``message_creation`` step and no message events
+       (:meth:`_Execution._end_unwritten`).
     5. A thread still titled ``New Thread`` (or untitled) is renamed after its first user
        message; a thread without assistants records the assistant and model used.
     6. Events: ``MessageSent``, ``MessageResponse``, ``MessageUpdate`` (each piece, then the
@@ -120,9 +123,9 @@ from jan.core import (
     ThreadDeleted,
     ToolRegistry,
 )
-from jan.errors import ModelLoadError, ModelSettingError, QueueFullError
 from jan.services.chat import ChatService
-from jan.services.errors import GenerationCancelledError, RequestError, ServiceUnavailableError, require
+from jan.services.errors import (GenerationCancelledError, RequestError, ServiceUnavailableError, failure_kind,
+                                 require)
 from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_parameters
 from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
@@ -614,20 +617,6 @@ def add_usage(total: dict[str, Any] | None, turn: dict[str, Any] | None) -> dict
 def describe_error(exc: BaseException) -> tuple[str, str | None]:
     """(message, code) of a failure, as a run records it; front ends may pass their own mapping."""
     return str(exc) or type(exc).__name__, getattr(exc, "code", None)
-
-
-def failure_kind(exc: BaseException) -> str:
-    """The OpenAI ``last_error.code`` (:data:`~jan.services.run_steps.LAST_ERROR_CODES`) of a run that failed with
-    ``exc``, told by the kind of failure, whatever code a front end's ``describe_error`` gives it:
-    ``rate_limit_exceeded`` for a model too busy to take the turn (:class:`~jan.QueueFullError`, an upstream's
-    429), ``invalid_prompt`` for a thread the model cannot be given as it is (too long for the context, media or a
-    template or schema it cannot take: the bad-input ``ValueError`` family, not a model's own file or setting), and
-    ``server_error`` for everything else."""
-    if isinstance(exc, QueueFullError) or getattr(exc, "http_status", None) == 429:
-        return "rate_limit_exceeded"
-    if isinstance(exc, ValueError) and not isinstance(exc, (ModelLoadError, ModelSettingError)):
-        return "invalid_prompt"
-    return "server_error"
 
 
 @dataclass(frozen=True)
@@ -2168,12 +2157,55 @@ class _Execution:
         (:func:`_whole`)."""
         await _whole(self._finish_now(status, error))
 
+    def _wrote_nothing(self) -> bool:
+        """Whether the turn has written nothing at all: no text, thinking or call piece came (it waited for its model,
+        queued, or for its first token) and its message was never told on the stream (``run.unannounced``)."""
+        return self.run.unannounced and not (self.text or self.reasoning or self.tool_calls)
+
+    async def _end_unwritten(self) -> None:
+        """End a run stopped (a cancel, from here or another process; its listener gone) before its turn wrote
+        anything, as OpenAI's run cancelled before it produced anything: ``cancelled``, no message and no
+        ``message_creation`` step. The pending reply saved as the turn began (what a restart finishes as
+        interrupted) is removed from the thread: kept, it was an empty "incomplete" message that every listing,
+        step and replayed stream told as a cut-off answer. Its stream never told it (``run.unannounced``), so it
+        tells no message event now either."""
+        run = self.run
+        message, run.message = run.message, None
+        run.unannounced = False
+        # The run's state first, as any end (_finish_now): whoever finds the reply gone finds the run ended.
+        run.status, run.ended_at, run.pending = "cancelled", int(time.time()), []
+        run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage (zero here), as OpenAI's
+        ended = run.end_steps()  # none of this turn's: steps of earlier turns still open, if any
+        if message is not None:
+            try:
+                await self.store.delete_message(run.thread_id, message["id"])
+            except NotFoundError:  # its thread deleted meanwhile: nothing to remove it from
+                pass
+            except Exception as exc:  # noqa: BLE001 - the run ends all the same (the reply is left out of prompts)
+                log.warning("run %s: could not remove its empty reply %s: %s", run.id, message["id"], exc)
+            # listeners of the bus heard of the pending reply (MessageResponse): they hear it ended, never left pending
+            self.bus.emit_nowait(MessageUpdate(thread_id=run.thread_id, message={
+                **message, "status": "stopped",
+                "metadata": {**(message.get("metadata") or {}), "stop_reason": run.stop_reason}}))
+        self.bus.emit_nowait(InferenceStopped(model_id=run.model_id, request_id=run.id, thread_id=run.thread_id,
+                                              reason=run.stop_reason or "cancelled"))
+        await self.service.persist(run)
+        for step in ended:
+            run.publish_step(step, step.status)
+        run.publish("thread.run.cancelled", {**run_record(run), "message": None})
+        run.publish("done", "[DONE]")
+        run.finished.set()
+
     async def _finish_now(self, status: str, error: RunFailure | None) -> None:
         run = self.run
         if self._saver is not None:
             await asyncio.wait([self._saver])
-        await self.announce_message()  # a turn that ends with nothing written (cut, failed, not started) still made it
         over_budget = status == "stopped" and run.stop_reason in BUDGET_STOPS
+        if status == "stopped" and not over_budget and run.stop_reason != INTERRUPTED and self._wrote_nothing():
+            await self._end_unwritten()
+            return
+        # a turn that ends with nothing written (failed, not started for a token limit) still made its message
+        await self.announce_message()
         metadata = dict((run.message or {}).get("metadata") or {})
         metadata.update({"run_id": run.id, "model": run.model_id})
         if run.finish_reason:

@@ -35,6 +35,7 @@ from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatService
 from jan.services.documents import read_documents
+from jan.services.errors import failure_kind
 from jan.services.types import ChatMessage
 
 routes = web.RouteTableDef()
@@ -76,8 +77,10 @@ def _response_id(request: web.Request) -> str:
 
 
 def _failed(exc: BaseException) -> dict[str, Any]:
-    err = to_api_error(exc)
-    return {"code": "server_error" if err.status >= 500 else "invalid_prompt", "message": err.message}
+    """The ``error`` of a response that failed with ``exc``: OpenAI's code as an Assistants run's ``last_error`` has
+    it (one mapping, by the kind of failure: :func:`~jan.services.errors.failure_kind`), never read off the HTTP
+    status (a full queue is a 503, yet ``rate_limit_exceeded``: the client's to retry); the message the HTTP error's."""
+    return {"code": failure_kind(exc), "message": to_api_error(exc).message}
 
 
 UNFINISHED = ("queued", "in_progress")

@@ -345,7 +345,9 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     reply's ``message_creation`` step), ``thread.message.created``,
     ``thread.message.in_progress`` (told with the reply's first piece, or as
     a turn that wrote none ends: a turn that only calls tools is no message,
-    only its ``tool_calls`` step, as OpenAI's), one
+    only its ``tool_calls`` step, as OpenAI's; a run cancelled before its turn
+    wrote anything — still waiting for the model — has no message and no
+    step at all, as OpenAI's: it ends ``thread.run.cancelled``), one
     ``thread.message.delta`` per piece of text (``{"id", "object":
     "thread.message.delta", "delta": {"content": [{"index": 0, "type":
     "text", "text": {"value", "annotations"}}]}}``), then
@@ -599,7 +601,8 @@ async def get_run(request: web.Request) -> web.Response:
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
 async def cancel_run(request: web.Request) -> web.Response:
-    """Stop a run in progress (its reply is saved with what it has, status ``stopped``) or one waiting for the user."""
+    """Stop a run in progress (its reply is saved with what it has, status ``stopped``; a run that wrote nothing yet,
+    waiting for its model, keeps no reply, as OpenAI's) or one waiting for the user."""
     run = await _find_run(request)
     if not run.active and run.status not in ("requires_action", "interrupted"):
         raise APIError(400, f"Run '{run.id}' is already {run.status}", param="run_id", code="run_not_active")
