@@ -38,6 +38,26 @@ def anthropic_client(server, timeout: float = 120) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=timeout)
 
 
+def folded_chat_stream(client, **kwargs) -> dict:
+    """A streamed chat completion (``client``: the openai SDK's) folded into one choice's whole: ``reasoning``,
+    ``content``, ``calls`` (a list of (name, arguments) in call order), ``logprobs`` (how many tokens had them) and
+    ``finish_reason``."""
+    out = {"reasoning": "", "content": "", "calls": {}, "logprobs": 0, "finish_reason": None}
+    for chunk in client.chat.completions.create(**kwargs, stream=True):
+        for choice in chunk.choices:
+            out["reasoning"] += (choice.delta.model_extra or {}).get("reasoning_content") or ""
+            out["content"] += choice.delta.content or ""
+            for call in choice.delta.tool_calls or []:
+                slot = out["calls"].setdefault(call.index, ["", ""])
+                slot[0] += call.function.name or ""
+                slot[1] += call.function.arguments or ""
+            if choice.logprobs and choice.logprobs.content:
+                out["logprobs"] += len(choice.logprobs.content)
+            out["finish_reason"] = choice.finish_reason or out["finish_reason"]
+    out["calls"] = [tuple(c) for _, c in sorted(out["calls"].items())]
+    return out
+
+
 QWEN2_IM_END = 151645
 
 

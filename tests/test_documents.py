@@ -18,6 +18,7 @@ import anthropic
 import openai
 import pypdf
 import pytest
+from dialect_helpers import anthropic_client, openai_client
 from api_helpers import running
 from jan.errors import DocumentError
 from jan.services.documents import document_text, read_messages
@@ -162,12 +163,12 @@ def srv(tmp_path_factory, stories_path, media):
 
 @pytest.fixture(scope="module")
 def oai(srv):
-    return openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai_client(srv, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def claude(srv):
-    return anthropic.Anthropic(base_url=srv.base_url, api_key="unused", max_retries=0, timeout=120)
+    return anthropic_client(srv, timeout=120)
 
 
 @pytest.fixture(scope="module")

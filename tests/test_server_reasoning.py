@@ -14,6 +14,7 @@ from jan.templates import gbnf_literal
 from jan.testing.gguf_models import vocab_path, write_llama_from_vocab
 
 from conftest import require_model
+from dialect_helpers import folded_chat_stream
 from server_helpers import start_server
 
 class _Response:
@@ -164,23 +165,6 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters"
 THEN_CALL = 'Need weather.\n</think>\n\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 
-def _streamed(client, **kwargs) -> dict:
-    """A streamed completion folded: reasoning, content, tool calls, logprobs count, finish_reason."""
-    out = {"reasoning": "", "content": "", "calls": {}, "logprobs": 0, "finish_reason": None}
-    for chunk in client.chat.completions.create(**kwargs, stream=True):
-        for choice in chunk.choices:
-            out["reasoning"] += (choice.delta.model_extra or {}).get("reasoning_content") or ""
-            out["content"] += choice.delta.content or ""
-            for call in choice.delta.tool_calls or []:
-                slot = out["calls"].setdefault(call.index, ["", ""])
-                slot[0] += call.function.name or ""
-                slot[1] += call.function.arguments or ""
-            if choice.logprobs and choice.logprobs.content:
-                out["logprobs"] += len(choice.logprobs.content)
-            out["finish_reason"] = choice.finish_reason or out["finish_reason"]
-    return out
-
-
 def test_thinking_then_a_tool_call_with_logprobs_streamed_and_whole(client):
     kwargs = dict(model="qwq-tiny", messages=ASK, temperature=0, reasoning_effort="high", tools=WEATHER,
                   logprobs=True, extra_body=_force(THEN_CALL))
@@ -191,9 +175,9 @@ def test_thinking_then_a_tool_call_with_logprobs_streamed_and_whole(client):
     [call] = choice.message.tool_calls
     assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
     assert len(choice.logprobs.content) == whole.usage.completion_tokens  # one per token, thinking included
-    streamed = _streamed(client, **kwargs)
+    streamed = folded_chat_stream(client, **kwargs)
     assert streamed == {"reasoning": "Need weather.", "content": "", "logprobs": whole.usage.completion_tokens,
-                        "calls": {0: ["get_weather", call.function.arguments]}, "finish_reason": "tool_calls"}
+                        "calls": [("get_weather", call.function.arguments)], "finish_reason": "tool_calls"}
 
 
 @pytest.mark.parametrize(("stop", "reasoning", "content"), [
@@ -208,5 +192,5 @@ def test_stop_strings_with_thinking_streamed_and_whole(client, stop, reasoning, 
     whole = client.chat.completions.create(**kwargs).choices[0]
     assert whole.finish_reason == "stop"
     assert (whole.message.model_extra["reasoning_content"], whole.message.content or "") == (reasoning, content)
-    streamed = _streamed(client, **kwargs)
+    streamed = folded_chat_stream(client, **kwargs)
     assert (streamed["reasoning"], streamed["content"], streamed["finish_reason"]) == (reasoning, content, "stop")

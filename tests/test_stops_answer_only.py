@@ -19,11 +19,9 @@ import asyncio
 import json
 import random
 
-import anthropic
-import openai
 import pytest
 from chat_format_cases import CASES, TOOLS, Output, call_ids as _ids, case_id, template_format as _fmt
-from dialect_helpers import reasoning_model
+from dialect_helpers import anthropic_client, folded_chat_stream, openai_client, reasoning_model
 from jan.engine.model import Model
 from jan.services.output import AnswerStops, FormatOutput
 from jan.services.types import (
@@ -153,7 +151,7 @@ def server(tmp_path_factory, stories_path):
 
 @pytest.fixture(scope="module")
 def oai(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    return openai_client(server, timeout=300)
 
 
 @pytest.fixture
@@ -248,18 +246,9 @@ def _thinking(oai, text: str, stops: list[str], stream: bool, **extra) -> dict:
     kwargs = dict(model=THINKER, messages=[{"role": "user", "content": "Weather?"}], temperature=0,
                   reasoning_effort="high", stop=stops, extra_body={"grammar": "root ::= " + gbnf_literal(text)}, **extra)
     if stream:
-        out = {"reasoning": "", "content": "", "calls": {}, "finish": None}
-        for chunk in oai.chat.completions.create(**kwargs, stream=True):
-            for choice in chunk.choices:
-                out["reasoning"] += (choice.delta.model_extra or {}).get("reasoning_content") or ""
-                out["content"] += choice.delta.content or ""
-                for call in choice.delta.tool_calls or []:
-                    slot = out["calls"].setdefault(call.index, ["", ""])
-                    slot[0] += call.function.name or ""
-                    slot[1] += call.function.arguments or ""
-                out["finish"] = choice.finish_reason or out["finish"]
-        out["calls"] = [tuple(c) for _, c in sorted(out["calls"].items())]
-        return out
+        out = folded_chat_stream(oai, **kwargs)
+        return {"reasoning": out["reasoning"], "content": out["content"], "calls": out["calls"],
+                "finish": out["finish_reason"]}
     choice = oai.chat.completions.create(**kwargs).choices[0]
     return {"reasoning": choice.message.model_extra.get("reasoning_content") or "",
             "content": choice.message.content or "",
@@ -288,7 +277,7 @@ def test_openai_a_stop_in_a_thinking_models_answer_ends_it(oai, stream):
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_anthropic_stop_sequence(server, story, stream):
-    client = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=300)
+    client = anthropic_client(server, timeout=300)
     stop = _straddling(story)
     kwargs = dict(model=STORIES, max_tokens=LONG, messages=ASK, tools=ANTH_TOOLS, stop_sequences=[stop, "never seen"],
                   extra_body={"temperature": 0})

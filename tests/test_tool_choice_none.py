@@ -11,9 +11,8 @@ template over the phi-3 vocabulary (``<tool_call>`` is several tokens there).
 
 from __future__ import annotations
 
-import anthropic
-import openai
 import pytest
+from dialect_helpers import anthropic_client, openai_client
 
 import jan
 from jan.templates.formats.call_start import call_start_tokens, trigger_literals
@@ -47,7 +46,7 @@ def server(paths):
 
 @pytest.fixture(scope="module")
 def oai(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    return openai_client(server, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +111,7 @@ def test_a_call_opened_by_several_tokens_leaves_the_tools_out(oai):
 
 
 def test_every_dialect_keeps_the_tools_with_none(server):
-    client = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=300)
+    client = anthropic_client(server, timeout=300)
     tools = [{"name": "get_weather", "description": TOOLS[0]["function"]["description"], "input_schema": PARAMS}]
     ask = [{"role": "user", "content": "Weather in Paris?"}]
     first = client.messages.create(model=QWEN, max_tokens=4, tools=tools, tool_choice={"type": "auto"},
@@ -124,7 +123,7 @@ def test_every_dialect_keeps_the_tools_with_none(server):
     assert (second.usage.cache_read_input_tokens or 0) >= total - 2
     assert not [b for b in second.content if b.type == "tool_use"]
 
-    oai = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    oai = openai_client(server, timeout=300)
     resp_tools = [{"type": "function", "name": "get_weather", "parameters": PARAMS,
                    "description": TOOLS[0]["function"]["description"]}]
     r1 = oai.responses.create(model=QWEN, input="Weather in Rome?", tools=resp_tools, tool_choice="auto",
