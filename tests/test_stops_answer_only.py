@@ -169,6 +169,46 @@ def engine_requests(monkeypatch):
     return made
 
 
+class _Late:
+    """An engine request whose reader is late: it reads nothing until the engine has finished generating (as a
+    loop busy with other work would read a fast model's tokens), so a cancel sent at a stop string's match comes
+    after every token was made."""
+
+    def __init__(self, request):
+        self._request, self._chunks = request, None
+
+    def __getattr__(self, name):
+        return getattr(self._request, name)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._chunks is None:
+            self._chunks = iter(await asyncio.to_thread(list, self._request))  # (the sync reader waits for the end)
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+@pytest.fixture
+def late_reader(monkeypatch):
+    original = Model.stream
+    monkeypatch.setattr(Model, "stream", lambda self, prompt, **kw: _Late(original(self, prompt, **kw)))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_stopped_reply_counts_its_tokens_through_the_stop_however_late_the_cancel(oai, story, late_reader, stream):
+    stop = _straddling(story)
+    kwargs = dict(model=STORIES, messages=ASK, tools=CHAT_TOOLS, temperature=0, max_tokens=200, stop=[stop])
+    if stream:
+        used = _streamed_chat(oai, **kwargs)["usage"]
+    else:
+        used = oai.chat.completions.create(**kwargs).usage.completion_tokens
+    assert used == _tokens_through(story, stop) < 200  # not the 200 the engine made before it saw the cancel
+
+
 @pytest.fixture(scope="module")
 def story(oai):
     """stories260K's greedy reply with a tool (its first 80 tokens, no stop strings) and its tokens' text."""
@@ -188,6 +228,18 @@ def _straddling(story) -> str:
         if at > 0 and any(at < e < at + len(word) for e in ends):
             return word
     pytest.fail(f"no stop string spanning tokens in {text!r}")
+
+
+def _tokens_through(story, stop: str) -> int:
+    """How many of the story's tokens it takes to write it up to the end of ``stop``: a stopped choice's usage, the
+    same however late the cancel reached the engine (the tokens made meanwhile are not the reply's)."""
+    text, tokens = story
+    end, written = text.index(stop) + len(stop), 0
+    for n, token in enumerate(tokens):
+        if written >= end:
+            return n
+        written += len(token)
+    return len(tokens)
 
 
 def _streamed_chat(oai, **kwargs) -> dict:
@@ -218,9 +270,10 @@ def test_openai_a_stop_in_the_answer_ends_it_and_the_generation(oai, story, engi
         content, finish, used = reply.choices[0].message.content, reply.choices[0].finish_reason, \
             reply.usage.completion_tokens
     assert (content, finish) == (before, "stop")
-    # the engine request was cancelled at the match: it did not go on to its token limit
+    # the engine request was cancelled at the match: it did not go on to its token limit, and the reply counts the
+    # tokens through the stop string, streamed or not
     [request] = engine_requests
-    assert request.final.finish_reason == "cancelled" and used < LONG
+    assert request.final.finish_reason == "cancelled" and used == _tokens_through(story, stop)
 
 
 def test_openai_each_of_n_choices_stops_on_its_own(oai, story, engine_requests):
@@ -230,7 +283,7 @@ def test_openai_each_of_n_choices_stops_on_its_own(oai, story, engine_requests):
     before = story[0][:story[0].index(stop)]
     assert [(c.message.content, c.finish_reason) for c in reply.choices] == [(before, "stop")] * 2
     assert len(engine_requests) == 2 and all(r.final.finish_reason == "cancelled" for r in engine_requests)
-    assert reply.usage.completion_tokens < 2 * LONG
+    assert reply.usage.completion_tokens == 2 * _tokens_through(story, stop)
 
 
 def test_plain_output_keeps_the_engines_matching(oai, story, engine_requests):

@@ -185,6 +185,7 @@ class ChatService:
         outputs: list[list[str]] = [[] for _ in range(request.n)]
         generated: list[list[int]] = [[] for _ in range(request.n)]
         cuts: list[int | None] = [None] * request.n
+        through: list[int | None] = [None] * request.n  # a stopped choice's tokens through its stop string
         usages: list[Usage | None] = [None] * request.n
         # which generated tokens went to thinking (the usage's reasoning tokens), counted as each choice ends; none
         # kept for an output that cannot think (no cost per token)
@@ -202,7 +203,7 @@ class ChatService:
                 stop = stops[index]
                 if tally is not None:  # (tokens generated after a stop string matched are the reply's too)
                     tally.add(chunk.text, chunk.token_ids)
-                if want_ids and stop:
+                if stop:
                     outputs[index].append(chunk.text)
                     generated[index] += chunk.token_ids
                 if stop.matched is not None:
@@ -219,8 +220,12 @@ class ChatService:
                         if stop.matched is not None:
                             # no token more is generated (nor billed) for this choice; the others go on
                             requests[index].cancel()
-                            if want_ids:
-                                cuts[index] = _cut_at("".join(outputs[index]), stop)
+                            output = "".join(outputs[index])
+                            cuts[index] = _cut_at(output, stop)
+                            # billed: the tokens through the stop string, as the engine counts its own stops —
+                            # not what it made before the cancel reached it (as many as the loop was late by)
+                            through[index] = _tokens_through(local.model, special, generated[index], output,
+                                                             cuts[index] + len(stop.matched))
                         elif chunk.finish_reason is not None:
                             deltas += stop.finish()
                     logprobs = tuple(chunk.logprobs) if request.logprobs and chunk.logprobs else None
@@ -251,7 +256,7 @@ class ChatService:
                     started[index] = True
                 if chunk.finish_reason is None:
                     continue
-                usages[index] = chunk.usage
+                usages[index] = chunk.usage if through[index] is None else _billed(chunk.usage, through[index])
                 reasoning_tokens += tally.count(parser) if tally is not None else 0
                 if stop.matched is not None:
                     yield _stopped(index, stop, shown[index] if want_ids else None, outputs[index],
@@ -284,6 +289,27 @@ def _stopped(index: int, stop: AnswerStops, shown: ShownTokens | None, output: l
         token_ids = tuple(shown.add(text[:len(text) if cut is None else cut], ids) + shown.finish(stop.matched))
     return ChatDelta(choice=index, finish_reason="tool_calls" if stop.made_tool_calls else "stop",
                      stop=stop.matched, token_ids=token_ids)
+
+
+def _tokens_through(model: Any, special: bool, ids: list[int], output: str, end: int) -> int:
+    """How many of a choice's generated ``ids`` (whose text is ``output``) it took to write ``output[:end]``."""
+    target = len(output[:end].encode("utf-8", "surrogatepass"))
+    written = 0
+    for n, token in enumerate(ids):
+        if written >= target:
+            return n
+        written += len(model.token_to_bytes(token, special))
+    return len(ids)
+
+
+def _billed(usage: Usage | None, completion_tokens: int) -> Usage | None:
+    """``usage`` with at most ``completion_tokens`` generated tokens."""
+    if usage is None or usage.completion_tokens <= completion_tokens:
+        return usage
+    return Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=completion_tokens,
+                 cached_tokens=usage.cached_tokens, queue_ms=usage.queue_ms, prompt_ms=usage.prompt_ms,
+                 generation_ms=usage.generation_ms, draft_tokens=usage.draft_tokens,
+                 draft_accepted=usage.draft_accepted)
 
 
 def _cut_at(output: str, stop: AnswerStops) -> int:
