@@ -124,8 +124,9 @@ class PlainTextSource(_Wire):
 
 class ContentSource(_Wire):
     type: Literal["content"]
-    # (Anthropic's blocks: text is read; other blocks, images among them, are left out as before)
-    content: Union[str, list[dict[str, Any]]]
+    # Anthropic's custom-content document: text and image blocks (the images go to the model as images, after the
+    # document's text: a model without a projector refuses them as it refuses any image, never drops them)
+    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock], Field(discriminator="type")]]]
 
 
 class DocumentBase64Source(_Wire):
@@ -405,26 +406,33 @@ def _tool_result(block: ToolResultBlock) -> typed.ChatMessage:
     if isinstance(block.content, str):
         parts: tuple[typed.Part, ...] = (typed.TextPart(block.content),) if block.content else ()
     else:
-        parts = tuple(typed.TextPart(b.text) if isinstance(b, TextBlock)
-                      else _document(b) if isinstance(b, DocumentBlock) else _image(b) for b in block.content)
+        parts = tuple(part for b in block.content for part in (
+            (typed.TextPart(b.text),) if isinstance(b, TextBlock) else _document(b) if isinstance(b, DocumentBlock)
+            else (_image(b),)))
     if block.is_error:
         # The chat path has no error flag on a tool message: say it in the text the model reads.
         parts = (typed.TextPart("Error: "), *parts)
     return typed.ChatMessage("tool", parts, tool_call_id=block.tool_use_id)
 
 
-def _document(block: DocumentBlock) -> typed.DocumentPart:
-    """A document block as a document part, read as text on the typed path (title and context first); a
-    ``file`` or ``url`` source's bytes were read by the route (:func:`jan.server.document_inputs.read_body_documents`).
-    Base64 that does not decode is a ``ValueError`` (the caller names the message)."""
+def _document(block: DocumentBlock) -> tuple[typed.Part, ...]:
+    """A document block as a document part, read as text on the typed path (title and context first), and a
+    ``content`` source's images after it; a ``file`` or ``url`` source's bytes were read by the route
+    (:func:`jan.server.document_inputs.read_body_documents`). Base64 that does not decode is a ``ValueError``
+    (the caller names the message)."""
+    source = block.source
+    if isinstance(source, ContentSource):
+        blocks = [TextBlock(type="text", text=source.content)] if isinstance(source.content, str) else source.content
+        text = "\n\n".join(b.text for b in blocks if isinstance(b, TextBlock))
+        images = tuple(_image(b) for b in blocks if isinstance(b, ImageBlock))
+        return (typed.DocumentPart(text.encode(), "text/plain", title=block.title, context=block.context), *images)
+    return (_document_part(block),)
+
+
+def _document_part(block: DocumentBlock) -> typed.DocumentPart:
     source = block.source
     if isinstance(source, PlainTextSource):
         data, media_type = source.data.encode(), source.media_type
-    elif isinstance(source, ContentSource):
-        content = source.content
-        text = content if isinstance(content, str) else "\n\n".join(
-            str(b.get("text", "")) for b in content if b.get("type") == "text")
-        data, media_type = text.encode(), "text/plain"
     elif isinstance(source, DocumentBase64Source):
         try:
             data = base64.b64decode(source.data, validate=True)
@@ -454,7 +462,7 @@ def _user_messages(content: list) -> list[typed.ChatMessage]:
         elif isinstance(block, ImageBlock):
             parts.append(_image(block))
         elif isinstance(block, DocumentBlock):
-            parts.append(_document(block))
+            parts += _document(block)
         else:
             raise ValueError(f"a user message cannot hold a '{block.type}' block")
     if parts:
@@ -576,12 +584,29 @@ def _block_path(message: MessageParam, sub: int, part: int | None) -> str:
         return ""
     group = groups[sub]
     if isinstance(group, list):
-        return f"[{group[part]}]" if part < len(group) else ""
+        owners = _part_owners(message.content, group)
+        return f"[{owners[part]}]" if part < len(owners) else ""
     result = message.content[group]
     k = part - (1 if result.is_error else 0)  # (an error's "Error: " part comes first)
-    if isinstance(result.content, list) and 0 <= k < len(result.content):
-        return f"[{group}].content[{k}]"
+    if isinstance(result.content, list):
+        owners = _part_owners(result.content, range(len(result.content)))
+        if 0 <= k < len(owners):
+            return f"[{group}].content[{owners[k]}]"
     return f"[{group}].content" if k >= 0 else f"[{group}]"
+
+
+def _part_owners(blocks: list, indexes) -> list[int]:
+    """The block index of each typed part the blocks at ``indexes`` became, in order: one part a block, but a
+    document with a ``content`` source is its text and then each of its images (:func:`_document`)."""
+    owners = []
+    for j in indexes:
+        block = blocks[j]
+        parts = 1
+        if isinstance(block, DocumentBlock) and isinstance(block.source, ContentSource) \
+                and not isinstance(block.source.content, str):
+            parts += sum(isinstance(b, ImageBlock) for b in block.source.content)
+        owners += [j] * parts
+    return owners
 
 
 def tool_pair_error(exc: ToolPairError, body: _Prompt, held: int = 0) -> RequestError:
