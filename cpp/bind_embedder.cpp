@@ -25,6 +25,7 @@ void register_embedder(py::module_ & m) {
                  return out;
              },
              py::arg("inputs"), py::arg("normalize"))
+        .def("cancel", &Embedder::cancel)  // an atomic store: no GIL to release, safe while embed() runs
         .def_property_readonly("n_ctx", &Embedder::n_ctx)
         .def_property_readonly("pooling", &Embedder::pooling)
         .def_property_readonly("n_embd", &Embedder::n_embd);

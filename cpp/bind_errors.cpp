@@ -23,6 +23,8 @@ void register_errors(py::module_ & m) {
             raise_from("ModelLoadError", e.what());
         } catch (const QueueFullError & e) {
             raise_from("QueueFullError", e.what());
+        } catch (const EmbedCancelledError & e) {
+            raise_from("ModelClosedError", e.what());  // (before EngineError, its base)
         } catch (const EngineError & e) {
             raise_from("EngineError", e.what());
         } catch (const std::out_of_range & e) {

@@ -78,6 +78,8 @@ std::vector<std::vector<float>> Embedder::embed(const std::vector<std::vector<ll
             }
             members.push_back(next++);
         }
+        if (cancelled_.load())  // checked before each decode: a stop waits at most one decode for the compute to end
+            throw EmbedCancelledError("the embedding was stopped before it finished: its model was unloaded");
         if (memory) llama_memory_clear(memory, true);
         if (governor_->update(ThreadGovernor::Clock::now()))
             llama_set_n_threads(ctx_.get(), governor_->n_threads(), governor_->n_threads_batch());

@@ -3,6 +3,7 @@
 // serialized by a mutex; callers run it off the event loop.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,9 @@ public:
     int32_t n_ctx() const { return n_ctx_; }
     int32_t pooling() const { return pooling_; }
     int32_t n_embd() const { return n_embd_; }
+    // Ends a running embed() before its next decode (EmbedCancelledError), and every later one: the model is being
+    // unloaded, and a stopped model must not keep computing (nor holding its memory) for a request it dropped.
+    void cancel() { cancelled_.store(true); }
 
 private:
     std::shared_ptr<Model> model_;
@@ -40,6 +44,7 @@ private:
     std::unique_ptr<ThreadGovernor> governor_;
     std::string thread_name_;  // the caller's thread's during embed() (its OpenMP workers inherit it)
     std::mutex mutex_;  // one embed() at a time; guards ctx_ and governor_
+    std::atomic<bool> cancelled_{false};  // set by cancel(), from any thread, without the mutex
 };
 
 }  // namespace jan

@@ -26,4 +26,9 @@ struct EngineError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// A running embedding ended by Embedder::cancel() (its model was unloaded): jan.ModelClosedError in Python.
+struct EmbedCancelledError : EngineError {
+    using EngineError::EngineError;
+};
+
 }  // namespace jan

@@ -106,6 +106,23 @@ class DownloadError(JanError):
         self.url = url
         self.status = status
 
+    @property
+    def http_status(self) -> int:
+        """The HTTP status a server answers a failed pull with, the same on every pull route (Ollama's ``/api/pull``,
+        ``POST /v1/models/pull``): the client's bad URL is a 400, a source that says the file is not there (404,
+        410) a 404 as an unknown model name is, a pull of another source under the same id a 409; a source that
+        fails otherwise (a 5xx, a refused connection, a file of the wrong size or hash) is a 502, since the fault
+        is upstream, not the client's nor jan's. Only the local disk (IO) and jan's own bugs are a 500."""
+        if self.status in (404, 410):  # (an hf:// repository that is not there is also an INVALID_URL)
+            return 404
+        if self.reason == DownloadError.INVALID_URL:
+            return 400
+        if self.reason in (DownloadError.CONFLICT, DownloadError.CANCELLED):
+            return 409  # (cancelled: another request stopped this pull)
+        if self.reason in (DownloadError.IO, DownloadError.INTERNAL):
+            return 500
+        return 502
+
 
 class DownloadCancelledError(DownloadError):
     """Raised by :meth:`DownloadTask.wait` when the task was cancelled."""

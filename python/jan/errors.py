@@ -69,6 +69,11 @@ class ModelClosedError(EngineError, RuntimeError):
     code = "model_unloaded"
 
 
+class EmbeddingCancelledError(ModelClosedError):
+    """An embedding that was running when its model was unloaded (an admin's stop, shutdown): it ended between two
+    batches, unfinished. (A request that had not started when the model went is a plain :class:`ModelClosedError`.)"""
+
+
 class ModelNotFoundError(JanError, KeyError):
     """No model with that id is known or loaded."""
 

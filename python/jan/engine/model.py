@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jan import _engine
-from jan.errors import BadRequestError, MediaError, ModelClosedError, ModelFileError, ModelLoadError, ModelSettingError
+from jan.errors import (BadRequestError, EmbeddingCancelledError, MediaError, ModelClosedError, ModelFileError,
+                        ModelLoadError, ModelSettingError)
 from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.logs import forward_native_logs
@@ -53,6 +54,9 @@ def _cache_type(name: str, value: str | None) -> str:
         raise ValueError(f"{name}: expected one of {', '.join(CACHE_TYPES)}, got {value!r}")
     return value.lower()
 
+
+#: The largest embedding context cpp/embedder.cpp makes when none is given (keep the two in step).
+EMBED_MAX_CTX = 8192
 
 #: What each numeric load option of :class:`Model` accepts (the native engine's bounds, cpp/scheduler.cpp,
 #: and llama.cpp's: at most 256 sequences; int32 where it stores an int32). ``n_ctx`` 0/None is the
@@ -310,6 +314,8 @@ class Model:
         self.adaptive_threads = _adaptive_threads(adaptive_threads)
         self._embedder = None
         self._embedder_lock = threading.Lock()
+        self._embeds_running = 0  # embed() calls computing now (they have no scheduler to count them)
+        self._embeds_lock = threading.Lock()
         self._scheduler = None
         self._closed = False
         #: Requests that may wait for a slot (beyond ``n_parallel`` running) before QueueFullError.
@@ -406,8 +412,17 @@ class Model:
 
     @property
     def n_ctx(self) -> int:
-        """Context tokens available to one request (one slot)."""
-        return self._scheduler.n_ctx_slot if self._scheduler else 0
+        """Context tokens available to one request (one slot); for an embedding model, to one input (its
+        embedding context, made on first use: the size it will have until then). 0 once closed, or vocab-only."""
+        if self._scheduler is not None:
+            return self._scheduler.n_ctx_slot
+        if self.embedding_only and not self.vocab_only and not self._closed:
+            embedder = self._embedder
+            if embedder is not None:
+                return embedder.n_ctx
+            # cpp/embedder.cpp's choice without making the context: the training context, 8 to 8192 tokens
+            return min(max(self._native.n_ctx_train, 8), EMBED_MAX_CTX)
+        return 0
 
     @property
     def n_ctx_embed(self) -> int:
@@ -650,7 +665,17 @@ class Model:
                 raise TypeError(f"input[{i}]: expected a string or a list of token ids")
         if not batch:
             raise ValueError("inputs: at least one input is required")
-        return self._get_embedder(pooling).embed(batch, bool(normalize))
+        embedder = self._get_embedder(pooling)
+        with self._embeds_lock:
+            self._embeds_running += 1  # counted as busy: no keep-alive or room-making unload cancels it
+        try:
+            return embedder.embed(batch, bool(normalize))
+        except ModelClosedError:  # close() cancelled it between two decodes (an admin's stop, shutdown)
+            raise EmbeddingCancelledError(f"model '{self.id}' was unloaded while embedding: the embedding was "
+                                          "stopped before it finished") from None
+        finally:
+            with self._embeds_lock:
+                self._embeds_running -= 1
 
     def _get_embedder(self, pooling: str | None):
         pooling = pooling or self._pooling
@@ -658,6 +683,8 @@ class Model:
             raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {pooling!r}")
         wanted = -1 if pooling is None else POOLING[pooling]
         with self._embedder_lock:
+            if self._closed:  # close() cancels only the embedder it finds: none is made after it
+                raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
             if self._embedder is None or (wanted >= 0 and self._embedder.pooling != wanted):
                 ep = _engine.EmbedderParams()
                 ep.pooling = wanted
@@ -689,6 +716,10 @@ class Model:
 
     @property
     def busy(self) -> bool:
+        """Whether a request is queued or running: a generation, or an embedding (the pool never unloads a busy
+        model but by an explicit stop)."""
+        if self._embeds_running:
+            return True
         if self._scheduler is None:
             return False
         m = self._scheduler.metrics()
@@ -704,7 +735,12 @@ class Model:
         self._scheduler = None
         self._native_draft = None
         self._projector = None
-        self._embedder = None
+        with self._embedder_lock:  # (not while one is being made: that one is cancelled too)
+            embedder, self._embedder = self._embedder, None
+        if embedder is not None:
+            # a running embed() ends before its next decode, as running generations end cancelled: the stopped
+            # model frees its memory once that call returns, not after the whole batch
+            embedder.cancel()
         forward_native_logs()
 
     def __enter__(self) -> "Model":

@@ -144,6 +144,7 @@ def to_api_error(exc: BaseException) -> APIError:
     from jan.store.errors import AlreadyExistsError, InvalidIdError, LockTimeoutError, NotFoundError as StoreNotFound
     from jan.core.exceptions import ExtensionNotFoundError, NotFoundError as CoreNotFound, SettingsValidationError
     from jan.services.errors import ServiceUnavailableError
+    from jan.downloads import DownloadError
 
     if isinstance(exc, APIError):
         return exc
@@ -161,6 +162,9 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, (StoreNotFound, CoreNotFound)):
         return APIError(404, str(exc), code="not_found")
+    if isinstance(exc, DownloadError):  # a pull's failure: the client's URL (400), the source's not-found (404) or fault (502)
+        return APIError(exc.http_status, str(exc), code=exc.reason,
+                        type="invalid_request_error" if exc.http_status < 500 else "server_error")
     if isinstance(exc, ExtensionNotFoundError):
         return APIError(503, f"No enabled extension provides this service: {exc}", type="server_error",
                         code="extension_unavailable")

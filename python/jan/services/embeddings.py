@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from jan.core import LocalInferenceExtension
-from jan.services.errors import RequestError
+from jan.errors import EmbeddingCancelledError
+from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.local import off_loop
 from jan.services.models import ModelService
 from jan.services.types import EmbeddingRequest, EmbeddingResult
 
-__all__ = ["EmbeddingService"]
+__all__ = ["EMBEDDING_CANCELLED", "EmbeddingService"]
+
+#: What a client is told of an embedding its model's stop cut off (GenerationCancelledError's wording, said of it).
+EMBEDDING_CANCELLED = ("The embedding was stopped before it finished: the model was stopped or unloaded on the server "
+                       "(or the server is shutting down). Try again.")
 
 
 class EmbeddingService:
@@ -36,5 +41,11 @@ class EmbeddingService:
                 tokens = [t[: model.n_ctx_embed] for t in tokens]
             return tokens, model.embed(tokens)
 
-        tokens, vectors = await off_loop(run)
+        try:
+            tokens, vectors = await off_loop(run)
+        except EmbeddingCancelledError:
+            # stopped or unloaded under the running embedding (an admin's stop, shutdown): the error a cut-off
+            # generation gets (503, try again), never a normal end, and never vectors from a model reported gone.
+            # (Unloaded before it began: the engine's ModelClosedError, "model_unloaded", as for a generation.)
+            raise GenerationCancelledError(EMBEDDING_CANCELLED) from None
         return EmbeddingResult(target.id, tuple(vectors), sum(len(t) for t in tokens))

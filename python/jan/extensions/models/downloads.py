@@ -79,6 +79,12 @@ class ModelPull(DownloadTask):
             raise
         self._task = asyncio.create_task(self._run())
 
+    @property
+    def sha256(self) -> str | None:
+        """The model file's SHA-256 (lowercase hex) when known before it is fetched (the pull named one), else None:
+        what Ollama's pull progress calls the layer's ``digest``."""
+        return self._files[0].sha256
+
     def _abandon(self) -> None:
         """A file could not even start: the ones that did are of no use (their partial files stay, to resume)."""
         for download in self._downloads.values():

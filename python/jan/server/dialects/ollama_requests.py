@@ -33,7 +33,7 @@ from jan.services.types import (
 )
 
 __all__ = ["OllamaRequestError", "chat_request", "completion_request", "embedding_request", "format_grammar", "generate_chat_request",
-           "media_error", "model_parameters", "sampling", "strip_latest", "truncation"]
+           "media_error", "model_parameters", "model_settings", "sampling", "strip_latest", "truncation"]
 
 
 class OllamaRequestError(ValueError):
@@ -51,11 +51,18 @@ def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:
     if options is None:
         return SamplingOptions()
     o = options
+    shared = {name: getattr(o, name) for name in wire.SHARED_SAMPLING}
+    # Ollama's "off" values as jan's (wire.OLLAMA_BOUNDS): top_k <= 0 (llama.cpp's own reading) is 0, typical_p 0
+    # is 1; said explicitly, so that they turn off a model.json default too
+    if o.top_k is not None and o.top_k < 0:
+        shared["top_k"] = 0
+    if o.typical_p == 0:
+        shared["typical_p"] = 1.0
     return SamplingOptions(
         max_tokens=o.num_predict if o.num_predict is not None and o.num_predict > 0 else None,
         seed=o.seed if o.seed is not None and o.seed >= 0 else None,
         stop=tuple(o.stop) if o.stop else None,
-        **{name: getattr(o, name) for name in wire.SHARED_SAMPLING},
+        **shared,
     )
 
 
@@ -68,6 +75,21 @@ def model_parameters(options: wire.OllamaOptions | None) -> dict[str, Any]:
     if options.num_keep is not None:
         parameters["num_keep"] = options.num_keep
     return parameters
+
+
+def model_settings(parameters: wire.OllamaCreateParameters | None) -> dict[str, Any]:
+    """``/api/create``'s load-time ``parameters`` (``num_ctx``, ``num_gpu``, ...) as the new model.json's
+    ``settings`` (:data:`~jan.server.dialects.ollama_schemas.LOAD_PARAMETERS`); the values that leave the choice to
+    the server (``num_gpu`` -1, ``num_thread`` 0) are left out, so jan's own choice stands."""
+    if parameters is None:
+        return {}
+    settings: dict[str, Any] = {}
+    for name, key in wire.LOAD_PARAMETERS.items():
+        value = getattr(parameters, name)
+        if value is None or (name == "num_gpu" and value == -1) or (name == "num_thread" and value == 0):
+            continue
+        settings[key] = value
+    return settings
 
 
 def response_format(fmt: wire.Format) -> ResponseFormat | None:

@@ -12,8 +12,9 @@ import math
 import re
 from typing import Any, ClassVar, Literal, Union, get_type_hints
 
-from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator, model_validator
 
+from jan.server.jsonio import json_text
 from jan.server.schemas import INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, TokenList, bounded
 from jan.services.types import SamplingOptions
 from jan.templates.formats.plan import THINK_LEVELS
@@ -33,10 +34,10 @@ def parse_keep_alive(value: Union[str, float, int, None]) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # (a list or an object is no duration)
-        raise ValueError(f"invalid duration {value!r}: a duration string (\"5m\") or a number of seconds")
+        raise ValueError(f"invalid duration {json_text(value)}: a duration string (\"5m\") or a number of seconds")
     if isinstance(value, (int, float)):
         if math.isnan(value):  # "nan" as text parses as a float; no duration
-            raise ValueError(f"invalid duration {value!r} (expected e.g. \"5m\", \"30s\", \"-1\" or seconds)")
+            raise ValueError(f"invalid duration {json_text(value)} (expected e.g. \"5m\", \"30s\", \"-1\" or seconds)")
         return FOREVER if value < 0 else float(value)
     text = value.strip()
     try:  # a bare number: seconds (Go would refuse it; clients send it anyway)
@@ -54,7 +55,7 @@ def parse_keep_alive(value: Union[str, float, int, None]) -> float | None:
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
     if not body or pos != len(body):
-        raise ValueError(f"invalid duration {value!r} (expected e.g. \"5m\", \"30s\", \"-1\" or seconds)")
+        raise ValueError(f"invalid duration {json_text(value)} (expected e.g. \"5m\", \"30s\", \"-1\" or seconds)")
     return FOREVER if sign < 0 and total > 0 else total
 
 
@@ -86,10 +87,18 @@ class _OptionsBase(_Body):
 
 
 _SAMPLING_TYPES = get_type_hints(SamplingOptions)
+#: Where Ollama takes more than jan's one table of ranges (jan.engine.params.RANGES, OpenAI's where OpenAI has the
+#: option, which the other dialects keep): values that mean "off" to Ollama and llama.cpp, mapped to jan's "off" by
+#: ollama_requests.sampling. ``top_k`` <= 0 is no top-k (any Go int); ``typical_p`` 0 is Go's zero value, "not set":
+#: typical sampling stays off (1), as a mass of 0 would mean nothing.
+OLLAMA_BOUNDS = {
+    "top_k": Field(None, ge=-(2**63), le=INT32_MAX),
+    "typical_p": Field(None, ge=0.0, le=1.0),
+}
 # The shared fields take their types from SamplingOptions: one field list, not two to keep in step.
 OllamaOptions = create_model(
     "OllamaOptions", __base__=_OptionsBase, __module__=__name__,
-    **{name: (_SAMPLING_TYPES[name], bounded(name)) for name in SHARED_SAMPLING})
+    **{name: (_SAMPLING_TYPES[name], OLLAMA_BOUNDS.get(name) or bounded(name)) for name in SHARED_SAMPLING})
 OllamaOptions.__doc__ = """``options``: the Modelfile parameters Ollama takes per request.
 
 The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
@@ -105,6 +114,46 @@ nothing where jan cuts no tokens: a chat history loses whole turns, a raw or
 fill-in-the-middle prompt too long is a 400, and jan never shifts the context while
 it generates.
 """
+
+
+#: Ollama's load-time options (its ``Runner``) that ``/api/create``'s ``parameters`` may set, as the created model.json's
+#: ``settings`` (a model is loaded once for every request it serves, so per request they are ignored): Ollama's name
+#: -> jan's. ``num_gpu`` -1 (Ollama: "decide for me") and ``num_thread`` 0 leave jan's own choice.
+LOAD_PARAMETERS = {"num_ctx": "ctx_len", "num_batch": "n_batch", "num_gpu": "ngl", "num_thread": "cpu_threads",
+                   "use_mmap": "use_mmap", "draft_num_predict": "draft_max"}
+#: Ollama options jan has nothing to do with: named, they are a 400 on /api/create (a model.json cannot keep them).
+UNSUPPORTED_PARAMETERS = {
+    "main_gpu": "jan has no main GPU setting (llama.cpp's default device is used)",
+    "penalize_newline": "llama.cpp dropped it", "tfs_z": "llama.cpp dropped it",
+    "numa": "jan has no NUMA setting", "low_vram": "llama.cpp dropped it", "vocab_only": "not a model's setting",
+    "use_mlock": "not a model.json setting", "num_gqa": "read from the GGUF", "rope_frequency_base": "read from the GGUF",
+    "rope_frequency_scale": "read from the GGUF",
+}
+
+
+class OllamaCreateParameters(OllamaOptions):  # type: ignore[misc,valid-type]
+    """``/api/create``'s ``parameters``: Ollama's option names, each stored in the new model.json — the sampling
+    ones as its ``parameters``, the load-time ones (:data:`LOAD_PARAMETERS`) as its ``settings``. Unlike a request's
+    ``options`` (where Ollama skips names it does not know), a name that is no Ollama parameter is a 400, as
+    Ollama's Modelfile parser refuses it ("unknown parameter"): a model made without it would silently differ."""
+
+    num_ctx: int | None = Field(None, ge=0, le=INT32_MAX)  # 0: the model's own
+    num_batch: int | None = Field(None, ge=1, le=INT32_MAX)
+    num_gpu: int | None = Field(None, ge=-1, le=INT32_MAX)
+    num_thread: int | None = Field(None, ge=0, le=INT32_MAX)
+    use_mmap: bool | None = None
+    draft_num_predict: int | None = Field(None, ge=0, le=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in UNSUPPORTED_PARAMETERS:
+                    raise ValueError(f"parameter '{key}' is not supported by jan ({UNSUPPORTED_PARAMETERS[key]})")
+                if key not in cls.model_fields:
+                    raise ValueError(f"unknown parameter '{key}'")
+        return data
 
 
 class OllamaToolCallFunction(_Body):
@@ -137,7 +186,7 @@ class OllamaMessage(_Body):
     def _lower_role(cls, value: str) -> str:
         role = value.lower()  # Ollama lower-cases the role
         if role not in ("system", "user", "assistant", "tool"):
-            raise ValueError(f"role must be system, user, assistant or tool, not {value!r}")
+            raise ValueError(f"role must be system, user, assistant or tool, not {json_text(value)}")
         return role
 
 
@@ -195,14 +244,14 @@ class _Inference(_ModelUse):
         if value is None or isinstance(value, bool) or (isinstance(value, str) and value in THINK_LEVELS):
             return value
         levels = ", ".join(f'"{level}"' for level in THINK_LEVELS)
-        raise ValueError(f"invalid think value {value!r} (must be true, false, {levels})")
+        raise ValueError(f"invalid think value {json_text(value)} (must be true, false, {levels})")
 
     @field_validator("format", mode="before")
     @classmethod
     def _format(cls, value: Any) -> Any:
         if value is None or value in ("", "json") or isinstance(value, dict):
             return value
-        raise ValueError(f"invalid format {value!r}: expected \"json\" or a JSON schema object")
+        raise ValueError(f"invalid format {json_text(value)}: expected \"json\" or a JSON schema object")
 
     @property
     def streaming(self) -> bool:
@@ -262,6 +311,10 @@ class OllamaPullRequest(OllamaModelRequest):
     stream: bool | None = None
 
 
+class OllamaPushRequest(OllamaPullRequest):
+    """``POST /api/push`` (refused: jan has no registry to push to)."""
+
+
 class OllamaCreateRequest(_Body):
     """``POST /api/create``: a new model ``from`` an existing one, or from ``files`` — one GGUF pushed
     with ``POST /api/blobs/sha256:<hex>`` (``{"model.gguf": "sha256:<hex>"}``), and optionally its
@@ -271,9 +324,10 @@ class OllamaCreateRequest(_Body):
     route, never dropped."""
 
     model: str = ""
+    name: str = ""  # Ollama's deprecated name for ``model`` (its create reads cmp.Or(r.Model, r.Name))
     from_: str = Field("", alias="from")
     files: dict[str, str] | None = None
-    parameters: OllamaOptions | None = None
+    parameters: OllamaCreateParameters | None = None
     stream: bool | None = None
     # refused when given (see above)
     adapters: dict[str, Any] | None = None
@@ -286,6 +340,10 @@ class OllamaCreateRequest(_Body):
     path: str | None = None
 
     UNSUPPORTED: ClassVar[tuple[str, ...]] = ("adapters", "quantize", "template", "system", "messages", "license", "modelfile", "path")
+
+    @property
+    def model_name(self) -> str:
+        return self.model or self.name
 
 
 class OllamaCopyRequest(_Body):

@@ -137,8 +137,8 @@ def _allowed_id(model_id: str | None) -> None:
 
 
 def _download_error(exc: DownloadError) -> APIError:
-    status = {DownloadError.INVALID_URL: 400, DownloadError.CONFLICT: 409}.get(exc.reason, 502)
-    return APIError(status, str(exc), param="url" if status == 400 else None, code=exc.reason,
+    status = exc.http_status  # the one mapping every pull route shares (404: the source has no such file)
+    return APIError(status, str(exc), param="url" if status in (400, 404) else None, code=exc.reason,
                     type="invalid_request_error" if status < 500 else "server_error")
 
 

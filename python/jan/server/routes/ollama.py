@@ -27,15 +27,16 @@ from pydantic import BaseModel, ValidationError
 
 from jan.core import LocalInferenceExtension
 from jan.downloads import DownloadCancelledError, DownloadError, filename_from_url
-from jan.errors import MediaError, ModelNotFoundError
+from jan.errors import MediaError, ModelLoadError, ModelNotFoundError
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
 from jan.server.disconnect import unless_disconnected
 from jan.server.errors import ERROR_SHAPES, APIError, from_validation_error, to_api_error
+from jan.server.jsonio import json_text
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
-from jan.server.validation import PARSE_OFF_LOOP_BYTES, loads_bounded
+from jan.server.validation import body_is_large, body_step, loads_bounded
 from jan.store.aio import write_through
 from jan.services import Services, Target
 from jan.services.errors import RequestError
@@ -79,6 +80,7 @@ EXTRA_BODIES.update({
     ("POST", "/api/copy"): wire.OllamaCopyRequest,
     ("POST", "/api/create"): wire.OllamaCreateRequest,
     ("POST", "/api/pull"): wire.OllamaPullRequest,
+    ("POST", "/api/push"): wire.OllamaPushRequest,
 })
 
 
@@ -103,6 +105,11 @@ def _error_of(exc: BaseException) -> OllamaError:
         return OllamaError(400, f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", ""))
     if isinstance(exc, ollama_requests.OllamaRequestError):
         return OllamaError(400, str(exc))
+    param = getattr(exc, "param", None)
+    if isinstance(param, str) and param.startswith("response_format"):
+        # the typed request's format is OpenAI's response_format; an Ollama body sent it as `format`
+        _, sep, why = str(exc).partition(": ")
+        return OllamaError(400, f"format: {why if sep else exc}")
     err = to_api_error(exc)  # the one mapping of jan's exceptions to statuses (and the headers they come with)
     return OllamaError(err.status, err.message, err.headers)
 
@@ -142,9 +149,13 @@ async def _body(request: web.Request, model: type[B]) -> B:
     raw = await request.read()
     if not raw.strip():
         raise OllamaError(400, "missing request body")
+    body_is_large(len(raw))  # a big body (base64 images, 470,000 messages) is parsed and validated off the loop
+    return await body_step(_decoded, raw, model)
+
+
+def _decoded(raw: bytes, model: type[B]) -> B:
     try:
-        # nested too deep is a 400 too, never a RecursionError; a big body (base64 images) parses off the event loop
-        data = await asyncio.to_thread(loads_bounded, raw) if len(raw) > PARSE_OFF_LOOP_BYTES else loads_bounded(raw)
+        data = loads_bounded(raw)  # nested too deep is a 400 too, never a RecursionError
     except APIError as exc:  # not JSON (Ollama's wording), or nested too deep (said as is)
         detail = exc.message.removeprefix("The request body is not valid JSON: ")
         raise OllamaError(400, f"invalid JSON in the request body: {detail}" if detail != exc.message
@@ -292,7 +303,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if any(m.images for m in body.messages):  # decoding megabytes of base64 stays off the event loop
         typed = await asyncio.to_thread(ollama_requests.chat_request, body, target.id)
     else:
-        typed = ollama_requests.chat_request(body, target.id)
+        typed = await body_step(ollama_requests.chat_request, body, target.id)  # off the loop for a big body
     service = _services(request).chat
     with _media_named(body):
         async with _model_in_use(target, keep_alive, timing):
@@ -497,7 +508,7 @@ async def copy(request: web.Request) -> web.Response:
     ``CopyModel`` writes the manifest over the old one."""
     body = await _body(request, wire.OllamaCopyRequest)
     if not body.destination:
-        raise OllamaError(400, f"destination {body.destination!r} is invalid")
+        raise OllamaError(400, f"destination {json_text(body.destination)} is invalid")
     source = await _target(request, body.source)
     destination = ollama_requests.strip_latest(body.destination)
     services = _services(request)
@@ -519,16 +530,19 @@ async def _replaced(request: web.Request, before: Target | None) -> None:
 
 
 async def _copy_model(services: Services, source: Target, destination: str,
-                      parameters: dict[str, Any] | None = None, *, overwrite: bool = False) -> None:
+                      parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None, *,
+                      overwrite: bool = False) -> None:
     """``source`` as the new model ``destination`` (409 if it exists, unless ``overwrite``: replaced);
-    ``parameters`` over the source's. The new model.json is written once, whole: one that replaces a model is
-    never seen half made (the new weights with the old settings)."""
+    ``parameters`` and ``settings`` over the source's. The new model.json is written once, whole: one that replaces
+    a model is never seen half made (the new weights with the old settings)."""
     models = services.models.model_extension()
     path = source.model.get("file_path")
     # (the files the model service resolved are no model.json fields)
     doc = {k: v for k, v in source.model.items() if k not in ("id", "file_path", "mmproj_path", "draft_model_path")}
     if parameters:
         doc["parameters"] = {**(doc.get("parameters") or {}), **parameters}
+    if settings:
+        doc["settings"] = {**(doc.get("settings") or {}), **settings}
     if path:
         keep = {k: doc[k] for k in ("name", "description", "parameters", "metadata") if doc.get(k)}
         # the projector as the source resolved it: a name relative to the source's folder would not be the copy's
@@ -552,7 +566,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     check has passed (a refused request leaves it as it was), and a loaded copy of the old model is unloaded once
     the requests running on it end (:func:`~jan.services.models.unload_replaced`)."""
     body = await _body(request, wire.OllamaCreateRequest)
-    if not body.model:
+    if not body.model_name:
         raise OllamaError(400, "model is required")
     given = [name for name in body.UNSUPPORTED if getattr(body, name)]
     if given:
@@ -565,15 +579,16 @@ async def create(request: web.Request) -> web.StreamResponse:
         raise OllamaError(400, "from: required (the existing model to create the new one from), or files "
                                "(a GGUF file pushed with POST /api/blobs/sha256:<hex>)")
     parameters = ollama_requests.model_parameters(body.parameters)
-    model_id = ollama_requests.strip_latest(body.model)
+    settings = ollama_requests.model_settings(body.parameters)
+    model_id = ollama_requests.strip_latest(body.model_name)
     services = _services(request)
     # a model of that name is replaced, as Ollama writes its manifest over the old one
     before = await _existing(services, model_id)
     if body.files is not None:
-        statuses = await _create_from_files(request, body.files, model_id, parameters)
+        statuses = await _create_from_files(request, body.files, model_id, parameters, settings)
     else:
         source = await _target(request, body.from_)
-        await _copy_model(services, source, model_id, parameters, overwrite=True)
+        await _copy_model(services, source, model_id, parameters, settings, overwrite=True)
         statuses = [f"using existing model {source.id}", "writing manifest", "success"]
     await _replaced(request, before)
     if body.stream is False:
@@ -596,7 +611,7 @@ async def _existing(services: Services, model_id: str) -> Target | None:
 
 
 async def _create_from_files(request: web.Request, files: dict[str, str], model_id: str,
-                             parameters: dict[str, Any]) -> list[str]:
+                             parameters: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     """Import the GGUF blob ``files`` names as the model ``model_id`` (its projector attached); the
     progress lines Ollama sends for it. Every check comes first, so a refusal is a plain 400."""
     if not files:
@@ -623,7 +638,8 @@ async def _create_from_files(request: web.Request, files: dict[str, str], model_
     # leaves the blob; the projector is referenced where it is, as `jan models import --mmproj` does.
     await models.import_model(str(paths[weights[0]]), model_id=model_id, mode="link",
                               filename=os.path.basename(weights[0]), mmproj=mmproj, name=model_id,
-                              parameters=parameters or None, overwrite=True)
+                              parameters=parameters or None, overwrite=True,
+                              **({"settings": settings} if settings else {}))
     return ["parsing GGUF", *(f"using existing layer sha256:{path.name.removeprefix('sha256-')}"
                               for path in paths.values()), "writing manifest", "success"]
 
@@ -741,9 +757,20 @@ async def pull(request: web.Request) -> web.StreamResponse:
     try:
         task = await models.pull(source, model_id)
     except DownloadError as exc:
-        status = 400 if exc.reason == DownloadError.INVALID_URL else 409 if exc.reason == DownloadError.CONFLICT else 502
-        raise OllamaError(status, f"pull model manifest: {exc}") from None
+        raise OllamaError(exc.http_status, f"pull model manifest: {exc}") from None
     return await _pull_reply(request, body, task, model_id)
+
+
+def _pull_failure(exc: BaseException) -> OllamaError:
+    """A pull that started and failed, as the error its answer carries: the status every pull route gives a
+    download's failure (:attr:`DownloadError.http_status`: 404 when the source has no such file, 502 when it fails
+    otherwise); a file that came whole but is no GGUF model is the source's fault too (502), never a 500."""
+    if isinstance(exc, DownloadError):
+        return OllamaError(exc.http_status, f"pull model: {exc}")
+    if isinstance(exc, (ModelLoadError, InvalidArgumentError)):
+        return OllamaError(502, f"pull model: the downloaded file is not a usable GGUF model: {exc}")
+    err = _error_of(exc)
+    return OllamaError(err.status, f"pull model: {err.message}", err.headers)
 
 
 async def _pull_source(services: Services, name: str) -> tuple[str | None, str | None]:
@@ -771,16 +798,17 @@ async def _pull_reply(request: web.Request, body: wire.OllamaPullRequest, task: 
         events = _pull_events(task)
     if body.stream is False:
         last: dict[str, Any] = {}
-        async for event in events:
-            if "error" in event:
-                raise OllamaError(500, event["error"])
+        async for event in events:  # a failure raises its OllamaError: the answer's status says what failed
             last = event
         return _json(last)
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
     await response.prepare(request)
     try:
-        async for event in events:
-            await response.write(_dumps(event).encode() + b"\n")
+        try:
+            async for event in events:
+                await response.write(_dumps(event).encode() + b"\n")
+        except OllamaError as exc:  # the status line is gone: the error is the last line, as Ollama's
+            await response.write(_dumps({"error": exc.message}).encode() + b"\n")
         await response.write_eof()
     except (ConnectionResetError, OSError):
         log.debug("ollama pull: the client stopped listening; the download goes on")
@@ -793,40 +821,58 @@ async def _already_there() -> AsyncIterator[dict[str, Any]]:
 
 
 async def _pull_events(task: Any) -> AsyncIterator[dict[str, Any]]:
-    """Ollama's pull progress from a download task: one object per change, at most 4 a second."""
+    """Ollama's pull progress from a download task: one object per change, at most 4 a second. A failed pull
+    raises its :class:`OllamaError` (:func:`_pull_failure`) after the progress told so far.
+
+    Ollama's ``digest`` is the layer's ``sha256:<hex>``, and clients group progress bars by it: it is sent only
+    when the file's hash is known before it is fetched (a pull that names one), never a file name in its place;
+    the ``status`` line names the file (Ollama's names the digest's first hex digits)."""
     yield {"status": "pulling manifest"}
     status = task.status()
     try:
-        digest = filename_from_url(status.get("url") or "")
+        name = filename_from_url(status.get("url") or "")
     except DownloadError:
-        digest = task.model_id
+        name = task.model_id
+    sha256 = getattr(task, "sha256", None)
+    head = {"status": f"pulling {name}", **({"digest": f"sha256:{sha256}"} if sha256 else {})}
     waiter = asyncio.ensure_future(task.wait())
     last = None
     try:
         while not waiter.done():
             status = task.status()
-            event = {"status": f"pulling {digest}", "digest": digest}
+            event = dict(head)
             if status.get("total_bytes"):
                 event["total"] = status["total_bytes"]
             if status.get("downloaded_bytes"):
                 event["completed"] = status["downloaded_bytes"]
-            if event != last and len(event) > 2:  # something known beyond the name
+            if event != last and ("total" in event or "completed" in event):  # something known beyond the name
                 yield event
                 last = event
             await asyncio.wait([waiter], timeout=PULL_PROGRESS_INTERVAL)
         error = waiter.exception() if not waiter.cancelled() else DownloadCancelledError()
         if error is not None:
-            yield {"error": f"pull model: {error}"}
-            return
+            raise _pull_failure(error)
         status = task.status()
         if status.get("total_bytes"):
-            yield {"status": f"pulling {digest}", "digest": digest, "total": status["total_bytes"],
-                   "completed": status["total_bytes"]}
+            yield {**head, "total": status["total_bytes"], "completed": status["total_bytes"]}
         yield {"status": "writing manifest"}
         yield {"status": "success"}
     finally:
         if not waiter.done():
             waiter.cancel()  # stops waiting only; the download itself continues
+
+
+@routes.post("/api/push")
+@ollama_errors
+async def push(request: web.Request) -> web.Response:
+    """Ollama's push uploads a model to a registry (ollama.com); jan has no registry to push to. The body is
+    read as Ollama reads it (its errors first), then the push is refused with a 400 that says so, streamed or
+    not (no progress has been sent yet), rather than a 404 that would read as a jan too old for the route."""
+    body = await _body(request, wire.OllamaPushRequest)
+    if not body.model_name:
+        raise OllamaError(400, "model is required")
+    raise OllamaError(400, f"push model: jan does not push models to a registry; '{body.model_name}' stays in this "
+                           "data folder (copy its folder, or share the GGUF file it was made from)")
 
 
 # -- the rest ------------------------------------------------------------------------------------------
