@@ -111,6 +111,10 @@ def test_the_dialects_fold_wide_seeds(srv, stories):
     assert _completion(srv, 2**32 + 1) != _completion(srv, 1)
     assert _ollama(srv, 2**32 + 1) != _ollama(srv, 1)
     assert _ollama(srv, 2**32 + 1) == _ollama(srv, 2**32 + 1)
+    # a negative seed other than -1 is a seed in Ollama's options too, the same one as OpenAI's
+    for seed in (-3, -(2**63)):
+        assert _ollama(srv, seed) == _ollama(srv, seed)
+        assert _ollama(srv, seed) == stories.generate(PROMPT, temperature=1.0, max_tokens=60, seed=seed).text
 
 
 @pytest.mark.parametrize("seed", [2**64, 2**63, -(2**63) - 1])

@@ -47,7 +47,8 @@ def strip_latest(name: str) -> str:
 
 def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:
     """Ollama ``options`` as a sampling layer. ``num_predict`` <= 0 (-1: no limit, -2: fill the
-    context) and ``seed`` < 0 (random) mean "not given"."""
+    context) and ``seed`` -1 (llama.cpp's "random") mean "not given"; another negative seed is a seed, folded into
+    32 bits as every dialect's is (:func:`jan.engine.params.engine_seed`)."""
     if options is None:
         return SamplingOptions()
     o = options
@@ -60,7 +61,7 @@ def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:
         shared["typical_p"] = 1.0
     return SamplingOptions(
         max_tokens=o.num_predict if o.num_predict is not None and o.num_predict > 0 else None,
-        seed=o.seed if o.seed is not None and o.seed >= 0 else None,
+        seed=o.seed if o.seed != -1 else None,
         stop=tuple(o.stop) if o.stop else None,
         **shared,
     )

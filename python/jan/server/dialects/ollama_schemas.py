@@ -74,7 +74,7 @@ SHARED_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "miros
 class _OptionsBase(_Body):
     # -1: no limit, -2: fill the context (Ollama's); else at most what the engine holds.
     num_predict: int | None = Field(None, ge=-2, le=INT32_MAX)
-    seed: Seed | None = None  # < 0: random
+    seed: Seed | None = None  # -1: random
     stop: list[str] | None = None
     # tokens at the start of a generate context that a cut keeps (after its BOS); -1: all of it. Ollama reads any
     # negative as -1; other negatives are refused here rather than guessed at.
