@@ -20,6 +20,7 @@ import json
 import random
 
 import pytest
+from cut_off_helpers import post
 from chat_format_cases import CASES, TOOLS, Output, call_ids as _ids, case_id, template_format as _fmt
 from dialect_helpers import anthropic_client, folded_chat_stream, openai_client, reasoning_model
 from jan.engine.model import Model
@@ -404,3 +405,22 @@ def test_token_ids_leave_out_the_stop_string_and_what_follows(tmp_path, stories_
         while shared < len(cut.token_ids) and cut.token_ids[shared] == whole.token_ids[shared]:
             shared += 1
         assert shared >= len(cut.token_ids) - 2, (cut.token_ids, whole.token_ids)
+
+
+def test_an_empty_stop_string_is_a_400_in_every_dialect_parsed_or_not(server):
+    """An empty stop string would end every answer before it began. The engine refuses one it is given; a parsed
+    reply's stop strings never reach it, so each dialect refuses one itself, naming its own field."""
+    tools = {"tools": CHAT_TOOLS}
+    for extra in ({}, tools):  # plain (the engine's matching) and parsed (the answer's)
+        status, err = post(server, "/v1/chat/completions", {"model": STORIES, "messages": ASK, "stop": ["a", ""],
+                                                            "max_tokens": 4, **extra})
+        assert status == 400 and err["error"]["param"] == "stop", err
+        status, err = post(server, "/v1/messages", {"model": STORIES, "max_tokens": 4, "stop_sequences": [""],
+                                                    "messages": ASK, **({"tools": ANTH_TOOLS} if extra else {})})
+        assert status == 400 and "stop_sequences[0]" in err["error"]["message"], err
+        status, err = post(server, "/api/chat", {"model": STORIES, "messages": ASK, "stream": False, **extra,
+                                                 "options": {"stop": ["x", ""], "num_predict": 4}})
+        assert status == 400 and "options.stop[1]" in err["error"], err
+    # and the typed path's own sampling options (the Python services API, stored parameters)
+    with pytest.raises(ValueError, match="stop strings must not be empty"):
+        SamplingOptions(stop=("x", ""))

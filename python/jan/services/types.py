@@ -502,6 +502,10 @@ class SamplingOptions:
         if isinstance(self.stop, str):  # one stop string, not its characters
             object.__setattr__(self, "stop", (self.stop,))
         _check_fields(self)
+        if self.stop and "" in self.stop:
+            # here, not only in the engine's parameters: a parsed reply's stop strings never reach the engine
+            # (services/output.AnswerStops), and an empty one would end every answer before it began
+            raise _misuse("stop", "stop strings must not be empty")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "SamplingOptions":

@@ -378,7 +378,7 @@ class MessagesRequest(_Prompt):
     """The body of ``POST /v1/messages``. ``max_tokens`` is required, as Anthropic requires it."""
 
     max_tokens: MaxTokens
-    stop_sequences: list[str] | None = None
+    stop_sequences: list[Annotated[str, Field(min_length=1)]] | None = None  # (an empty one would end every answer)
     temperature: float | None = bounded("temperature")
     top_p: float | None = bounded("top_p")
     top_k: int | None = bounded("top_k")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, ClassVar, Literal, Union, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, Union, get_type_hints
 
 from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator, model_validator
 
@@ -75,7 +75,7 @@ class _OptionsBase(_Body):
     # -1: no limit, -2: fill the context (Ollama's); else at most what the engine holds.
     num_predict: int | None = Field(None, ge=-2, le=INT32_MAX)
     seed: Seed | None = None  # -1: random
-    stop: list[str] | None = None
+    stop: list[Annotated[str, Field(min_length=1)]] | None = None  # (an empty one would end every answer)
     # tokens at the start of a generate context that a cut keeps (after its BOS); -1: all of it. Ollama reads any
     # negative as -1; other negatives are refused here rather than guessed at.
     num_keep: int | None = Field(None, ge=-1, le=INT32_MAX)
