@@ -101,6 +101,7 @@ class ChatSession:
     confirm: Callable[[str], str] = field(init=False, default=input)
     images: list[dict[str, Any]] = field(init=False, default_factory=list)  # image_url parts for the next user message
     stops: StopSignals | None = field(init=False, default=None)  # SIGTERM/SIGHUP: stop as Ctrl-C does, then leave
+    failed_turns: int = field(init=False, default=0)  # piped input then ends with a failure status
 
     @property
     def stopping(self) -> bool:
@@ -448,7 +449,8 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
     """Chat with MODEL in the terminal, answers streaming as they are written.
 
     MODEL is a model id or a .gguf path; without it, the model the server
-    has loaded (or the only model in the data folder) is used. Each exchange
+    has loaded (or the only model there is) is used, embedding models left
+    out; with several to choose from, name one. Each exchange
     is saved as a thread (through the server's /v1/threads when a server
     runs, else in the data folder). Type /help for the commands.
     """
@@ -506,6 +508,7 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
                 session.ask(text)
             except CLIError as exc:
                 click.echo(f"jan: error: {exc.format_message()}", err=True)
+                session.failed_turns += 1
             if session.stopping:  # SIGTERM/SIGHUP: the turn it stopped is saved; leave now
                 break
     finally:
@@ -518,3 +521,7 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
         sys.exit(stops.exit_code)
     if session.thread_id and session.saved == len(session.messages) and interactive:
         note(f"conversation saved as thread {session.thread_id}")
+    if session.failed_turns and not interactive:
+        # at a terminal the user saw each failed answer and went on; a script reading the status has only this.
+        # (A /command's error, as at a terminal, is told and the chat goes on: its turns still answer.)
+        sys.exit(1)

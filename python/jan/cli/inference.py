@@ -176,22 +176,50 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
                    f"(see `jan models list`) nor a .gguf file")
 
 
+def generates_text(model: dict[str, Any]) -> bool:
+    """Whether a model (a model.json, or an entry of ``/v1/models``) can be chatted with: not an embedding
+    model, which the engine refuses to generate with (a 400 on every turn)."""
+    settings = model.get("settings")
+    if isinstance(settings, dict) and settings.get("embedding") is True:
+        return False
+    caps = model.get("capabilities")
+    return not (isinstance(caps, list) and caps and all(c == "embedding" for c in caps))
+
+
 def default_model(conn: Connection) -> str:
-    """The model `jan chat` uses when none is named: the server's loaded one, or the only one there is."""
+    """The model `jan chat` uses when none is named: the one loaded on the server that writes text, else the
+    only such model there is. Several to choose from is a question for the user, with or without a server."""
     client = conn.server()
     if client is not None:
-        loaded = (conn.health or {}).get("models") or []
-        if loaded:
+        listed = [m for m in (client.get("/v1/models") or {}).get("data", []) if isinstance(m, dict)]
+        known = {m.get("id"): m for m in listed}
+        # a loaded id the listing does not show (a race with a removal) is taken as one that writes text
+        loaded = [i for i in (conn.health or {}).get("models") or [] if generates_text(known.get(i) or {})]
+        if len(loaded) == 1:
             return loaded[0]
-        ids = [m["id"] for m in (client.get("/v1/models") or {}).get("data", [])]
+        if loaded:
+            raise CLIError(f"which model? several are loaded: {', '.join(sorted(loaded))}")
+        models = listed
     else:
-        ids = sorted(m["id"] for m in conn.store().models.list())
+        models = list(conn.store().models.list())
+    ids = sorted(m["id"] for m in models if generates_text(m))
     if len(ids) == 1:
         return ids[0]
     if not ids:
-        raise CLIError("no models yet: name a .gguf file, or add one with `jan models pull URL` "
-                       "or `jan models import PATH`")
+        embedders = sorted(m["id"] for m in models if not generates_text(m))
+        what = (f"no models that write text yet ({', '.join(embedders)} only make embeddings)" if embedders
+                else "no models yet")
+        raise CLIError(f"{what}: name a .gguf file, or add one with `jan models pull URL` "
+                       f"or `jan models import PATH`")
     raise CLIError(f"which model? several are available: {', '.join(ids)}")
+
+
+def refuse_embedding(backend) -> None:
+    """CLIError when the backend's model only makes embeddings: said when it is chosen, not as a failure of
+    every turn after it. The backend is closed first."""
+    if getattr(backend, "embedding_only", False):
+        backend.close()
+        raise CLIError(f"model '{backend.model_id}' is an embedding model; it cannot generate text")
 
 
 # --------------------------------------------------------------------------- generations
@@ -365,6 +393,14 @@ class LocalBackend:
         except (jan.JanError, ValueError) as exc:
             raise CLIError(f"cannot load {spec}: {exc}") from None
         self.load_seconds = time.perf_counter() - started
+        # what the engine made of the file: a .gguf given by path has no model.json saying it embeds
+        self.embedding_only = not generates_text(target.model) or self._loaded_embeds()
+
+    def _loaded_embeds(self) -> bool:
+        pool = getattr(self._engine, "engine", None)  # the llama.cpp extension's model pool
+        with contextlib.suppress(Exception):
+            return bool(pool.get(self.model_id).embedding_only)
+        return False
 
     def _model_json(self, conn: Connection, spec: str) -> dict[str, Any]:
         from jan.errors import ModelNotFoundError
@@ -451,6 +487,7 @@ class ServerBackend:
         local = ((model or {}).get("engine") or "llama.cpp") == "llama.cpp"
         self.takes_images = True if isinstance(caps, list) and "vision" in caps else (
             False if isinstance(caps, list) and local else None)
+        self.embedding_only = not generates_text(model or {})
 
     def _body(self, options: dict[str, Any]) -> dict[str, Any]:
         body = {"model": self.model_id, "stream": True, "stream_options": {"include_usage": True}}
@@ -486,7 +523,8 @@ def refuse_images(backend) -> None:
 
 def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_threads: int | None = None,
                  n_gpu_layers: int | None = None):
-    """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process."""
+    """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process.
+    An embedding model is refused (CLIError): every caller generates text with it."""
     client = None if _looks_like_path(spec) else conn.server()
     if client is not None:
         from jan.cli.client import ServerError, path_part
@@ -498,5 +536,8 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
                 raise CLIError(f"model '{spec}' not found on the server at {client.base_url} "
                                f"(see `jan models list`)") from None
             raise
-        return ServerBackend(client, spec, model if isinstance(model, dict) else None)
-    return LocalBackend(conn, spec, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+        backend = ServerBackend(client, spec, model if isinstance(model, dict) else None)
+    else:
+        backend = LocalBackend(conn, spec, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+    refuse_embedding(backend)  # `jan run` and `jan chat` (and its /model) only generate
+    return backend

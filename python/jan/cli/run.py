@@ -68,7 +68,11 @@ def collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos=None)
 
 def read_prompt(words: tuple[str, ...]) -> str:
     if words and words != ("-",):
-        return " ".join(words)
+        prompt = " ".join(words)
+        # as an empty stdin: a model given nothing to answer writes until the context is full
+        if not prompt.strip():
+            raise CLIError("the prompt given as an argument is empty")
+        return prompt
     if not words and sys.stdin.isatty():
         raise CLIError("no prompt: give it as an argument, pipe it in, or use `jan chat` to talk")
     lenient_stdin()

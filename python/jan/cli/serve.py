@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import signal
 import socket
 import sys
@@ -15,6 +17,14 @@ from aiohttp import web
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A duration in seconds, checked here, before anything starts (the engine refuses it only after every
+    extension is loaded): not negative, and a number (click's FloatRange lets NaN through)."""
+    if value is not None and (math.isnan(value) or value < 0):
+        raise click.BadParameter(f"{value} is not a number of seconds >= 0")
+    return value
 
 
 @click.command()
@@ -73,7 +83,8 @@ from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
 @click.option("--draft-min", "draft_min", default=None, type=click.IntRange(0), help="Fewer found: no draft [default: 0].")
 @click.option("--spec-ngram-size", "ngram", default=None, type=click.IntRange(1, 64),
               help="Tokens matched to find an earlier occurrence [default: 3].")
-@click.option("--keep-alive", default=None, type=float, help="Seconds an idle model stays loaded.")
+@click.option("--keep-alive", default=None, type=float, callback=_seconds,
+              help="Seconds an idle model stays loaded [default: until unloaded].")
 @click.option("--max-loaded-models", default=None, type=click.IntRange(1))
 @click.option("--no-extensions", is_flag=True, help="Load only built-in extensions.")
 @click.option("--log-level", default="info", show_default=True,
@@ -130,6 +141,31 @@ def release_startup_memory() -> None:
         pass
 
 
+async def _check_default_model(app: web.Application, config: ServerConfig, *, loaded: bool = False) -> bool:
+    """RuntimeError when ``--default-model`` names no model of the data folder (remote ones included) nor one a
+    ``--model`` loads. True when it may be one a ``--model`` GGUF path imports, known only once it is loaded:
+    called again then with ``loaded``."""
+    from jan.errors import ModelNotFoundError
+    from jan.server.keys import SERVICES
+    from jan.store import is_valid_id
+
+    name = config.default_model
+    if not name:
+        return False
+    if not is_valid_id(name):
+        raise RuntimeError(f"--default-model '{name}' is no model id (1-128 of A-Z a-z 0-9 . _ - starting with "
+                           f"a letter or digit; see `jan models list`)")
+    try:
+        await app[SERVICES].models.get(name)
+        return False
+    except ModelNotFoundError:
+        pass
+    if not loaded and any(os.path.isfile(os.path.expanduser(spec)) for spec in config.models):
+        return True  # a GGUF path's model is imported (and named) by its load: asked again then
+    raise RuntimeError(f"--default-model '{name}' is no model in {config.data_folder} nor one given with "
+                       f"--model (see `jan models list`)")
+
+
 def listen(host: str, port: int) -> socket.socket:
     """Bind and listen now, so a busy or forbidden port fails before any model is loaded.
     Connections that arrive while models load wait in the backlog."""
@@ -144,6 +180,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 async def run_server(config: ServerConfig) -> None:
     from jan.server.app import create_app
+    from jan.server.keys import MANAGER
     from jan.server.protocol import AppRunner
 
     # Every port is bound before any model loads: a busy or forbidden port fails at once. The Ollama API is
@@ -163,8 +200,21 @@ async def run_server(config: ServerConfig) -> None:
         if len(socks) > 1:
             config.ollama_port = socks[1].getsockname()[1]
         app = await create_app(config)
-        runner = AppRunner(app, shutdown_timeout=5.0, handle_signals=False, access_log=None)
-        await runner.setup()  # loads the models given with --model
+        runner = None
+        try:
+            # known before the models load: a default naming nothing would turn every request that names no
+            # model into a 404, noticed only then
+            later = await _check_default_model(app, config)
+            runner = AppRunner(app, shutdown_timeout=5.0, handle_signals=False, access_log=None)
+            await runner.setup()  # loads the models given with --model (its cleanup stops the extensions)
+            if later:
+                await _check_default_model(app, config, loaded=True)
+        except BaseException:
+            if runner is None:
+                await app[MANAGER].stop()  # the extensions create_app started (sessions, engines) are closed
+            else:
+                await runner.cleanup()
+            raise
     except BaseException:
         for sock in socks:
             sock.close()

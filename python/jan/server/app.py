@@ -78,6 +78,16 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     for ext in extensions:
         manager.register(ext)
     await manager.start()
+    try:
+        return await _build_app(config, manager)
+    except BaseException:
+        # nothing will stop the extensions started above (an app that was not made has no cleanup): stopped
+        # here, or their sessions and engines leak ("Unclosed client session" at exit)
+        await manager.stop()
+        raise
+
+
+async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.Application:
     for record in manager.list():
         if record.error:
             log.warning("extension %s is %s: %s", record.name, record.state, record.error)

@@ -334,7 +334,7 @@ class StreamOptions(_Strict):
     include_obfuscation: bool | None = None
 
 
-Stop = Union[str, Annotated[list[str], Field(max_length=16)], None]
+Stop = Union[Annotated[list[str], Field(max_length=16)], str, None]  # (the list first: its error says "at most 16")
 #: A model id; omitted (or null) when exactly one model is loaded or a default model is configured.
 ModelId = Annotated[Union[str, None], Field(min_length=1,
                                             description="Model id; may be omitted when exactly one model is "
