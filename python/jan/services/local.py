@@ -11,7 +11,10 @@ import asyncio
 import codecs
 import functools
 import json
+import logging
 import random
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
@@ -338,10 +341,35 @@ class ShownLogprobs(_ShownGate[TokenLogprob]):
         return text, [held[0][0]] if held and shown > 0 else []
 
 
+log = logging.getLogger("jan.llamacpp")  # (the stand-in warning is the engine's, as it always was)
+
+#: The stand-in templates (ChatML, compiled once per load of a model without a template of its own) whose first
+#: chat was told of: once per load, not per request (:func:`_tell_stand_in`).
+_TOLD_STAND_INS: "weakref.WeakSet[ChatTemplate]" = weakref.WeakSet()
+_TOLD_LOCK = threading.Lock()
+
+
+def _tell_stand_in(local: LocalModel) -> None:
+    """Log, at the first chat a load renders with ChatML standing in for the model's own template, why its replies
+    may be poor. Here, where a chat renders, not where a model is lent: completions, Ollama's generate and chat (their
+    own stand-in, :func:`prompted_as`), embeddings and status reads borrow the model too and render no ChatML."""
+    template = local.template
+    if not template.fallback or template.name != "chatml" or template in _TOLD_STAND_INS:
+        return
+    with _TOLD_LOCK:  # chats render on worker threads at once
+        if template in _TOLD_STAND_INS:
+            return
+        _TOLD_STAND_INS.add(template)
+    log.warning("model '%s': %s; chatting with it uses ChatML, which it was not trained on (expect poor replies; set "
+                "settings.chat_template, or use /v1/completions; Ollama's /api/chat and /api/generate give it the text "
+                "as it is, as Ollama does)", local.model.id, template.fallback)
+
+
 def render_chat(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None) -> str:
     """Blocking: the chat template rendered for ``request`` (the prompt's text; each image/audio part
     as ``marker``), ending in the assistant turn to write, or inside the final message when the
     request continues it."""
+    _tell_stand_in(local)
     messages = plan.messages(template_messages(request.messages, marker))
     kwargs = plan.template_kwargs()
     text = None

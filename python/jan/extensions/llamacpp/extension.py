@@ -7,7 +7,6 @@ import contextlib
 import functools
 import logging
 import math
-import threading
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -249,11 +248,9 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             made = await asyncio.to_thread(self._lend, model, loaded)
             lent = self._lent.get(model["id"])
             # requests that came together after a load each lent it meanwhile: the first one lent is kept, so that
-            # the load has one template (and tells of its stand-in once)
+            # the load has one template (whose first chat tells of a stand-in once: services.local.render_chat)
             if lent is None or lent.model is not loaded:
                 lent = made
-                if lent.template.fallback and not loaded.embedding_only:
-                    _tell_on_first_chat(model["id"], lent.template)
                 self._lent[model["id"]] = lent
         return lent
 
@@ -304,31 +301,6 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
     async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[str]:
         loaded = await self._ensure_loaded(model)
         return await asyncio.to_thread(lambda: [loaded.token_to_piece(t, special=True) for t in tokens])
-
-
-def _tell_on_first_chat(model_id: str, template: Any) -> None:
-    """Log once, when the first chat is rendered with it, that ``template`` (ChatML) stands in for the model's
-    own: the user should know why the chat output is poor. Lending is no chat: completions, Ollama's generate
-    and chat (their own stand-in: :func:`jan.services.local.prompted_as`), embeddings and a status read borrow
-    the model too, and render no ChatML. ``template`` is this load's own instance (the lender compiles one per
-    load), so its ``render`` is wrapped in place; a lock, since chats render on worker threads at once."""
-    render = template.render
-    lock = threading.Lock()
-    told = False
-
-    def render_and_tell(*args: Any, **kwargs: Any) -> str:
-        nonlocal told
-        if not told:
-            with lock:
-                first, told = not told, True
-            if first:
-                log.warning("model '%s': %s; chatting with it uses ChatML, which it was not trained on "
-                            "(expect poor replies; set settings.chat_template, or use /v1/completions; Ollama's "
-                            "/api/chat and /api/generate give it the text as it is, as Ollama does)",
-                            model_id, template.fallback)
-        return render(*args, **kwargs)
-
-    template.render = render_and_tell
 
 
 def _setting_named(exc: Exception, model: dict[str, Any]) -> Exception:
