@@ -7,14 +7,21 @@ to report (a 500 through the error middleware), never a body a client chokes on.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 #: ``json.dumps`` that refuses NaN and the infinities.
 dumps = functools.partial(json.dumps, allow_nan=False)
+
+#: A response body holding more JSON values than this is built and encoded on a worker thread
+#: (:func:`json_response_built`): 20,000 embeddings of 384 floats took 12 s to encode, and the event loop, with
+#: every other request, waited for it. Smaller bodies stay on the loop, where a hop would cost more.
+ENCODE_OFF_LOOP_VALUES = 100_000
 
 
 def json_response(data: Any, *, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -34,3 +41,13 @@ def json_text(value: Any) -> str:
     except (TypeError, ValueError):  # (a value no JSON body could hold: said as Python writes it)
         text = str(value)
     return text if len(text) <= QUOTED_VALUE_CHARS else text[:QUOTED_VALUE_CHARS] + "..."
+
+
+async def json_response_built(build: Callable[[], Any], *, values: int, status: int = 200,
+                              headers: dict | None = None) -> web.Response:
+    """:func:`json_response` of ``build()``; ``values``: about how many JSON values it holds (the floats of an
+    embeddings list). Past :data:`ENCODE_OFF_LOOP_VALUES` the body is built and encoded on a worker thread."""
+    if values <= ENCODE_OFF_LOOP_VALUES:
+        return json_response(build(), status=status, headers=headers)
+    text = await asyncio.to_thread(lambda: dumps(build()))
+    return web.Response(text=text, status=status, headers=headers, content_type="application/json")

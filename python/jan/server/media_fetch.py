@@ -33,6 +33,7 @@ from pydantic import BaseModel
 
 from jan.errors import MediaError
 from jan.image_types import sniff_image
+from jan.server.body_size import body_step
 
 MAX_REDIRECTS = 3
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # one image, as the engine's limit
@@ -185,7 +186,7 @@ def _image_urls(node: Any, where: str, found: list[tuple[Callable[[str], None], 
         return
     if not isinstance(node, BaseModel):
         return
-    kind = getattr(node, "type", None)
+    kind = wire_type(node)
     if kind == "image_url" and isinstance(getattr(node, "image_url", None), dict):  # OpenAI chat
         url = node.image_url.get("url")
         if isinstance(url, str) and not is_data_url(url):
@@ -196,8 +197,8 @@ def _image_urls(node: Any, where: str, found: list[tuple[Callable[[str], None], 
         if not is_data_url(node.image_url):
             found.append((lambda new, n=node: setattr(n, "image_url", new), node.image_url, f"{where}.image_url"))
         return
-    source = getattr(node, "source", None)
-    if kind == "image" and getattr(source, "type", None) == "url":  # Anthropic
+    source = getattr(node, "source", None) if kind == "image" else None
+    if getattr(source, "type", None) == "url":  # Anthropic
         from jan.server.dialects.anthropic import Base64Source
 
         def to_base64(new: str, n=node) -> None:
@@ -212,12 +213,19 @@ def _image_urls(node: Any, where: str, found: list[tuple[Callable[[str], None], 
             _image_urls(value, f"{where}.{name}" if where else name, found)
 
 
+def wire_type(node: BaseModel) -> Any:
+    """A wire model's ``type`` field, None for a model without one. (Not ``getattr(node, "type", None)``: on a
+    model without the field that goes through pydantic's ``__getattr__`` and an AttributeError, which made
+    walking 470,000 messages take seconds.)"""
+    return getattr(node, "type", None) if "type" in type(node).model_fields else None
+
+
 async def fetch_body_images(body: BaseModel, fetcher: MediaFetcher | None) -> None:
     """Replace, in place, each image a request body gives by URL or path with a ``data:`` URL of
     the file (fetched concurrently). Without a fetcher (or with an empty allowlist) any such URL
     is a :class:`MediaError` ``not_allowed`` naming its field."""
     found: list[tuple[Callable[[str], None], str, str]] = []
-    _image_urls(body, "", found)
+    await body_step(_image_urls, body, "", found)  # a walk over the whole body: off the loop for a big one
     if not found:
         return
     fetcher = fetcher or MediaFetcher(MediaAllowlist())

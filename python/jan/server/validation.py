@@ -10,7 +10,6 @@ the pydantic model validates it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any, TypeVar
@@ -18,15 +17,17 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from jan.server.body_size import PARSE_OFF_LOOP_BYTES, body_is_large, body_step
 from jan.server.errors import APIError, from_validation_error, json_error
 
 M = TypeVar("M", bound=BaseModel)
 
+__all__ = ["MAX_JSON_DEPTH", "PARSE_OFF_LOOP_BYTES", "body_is_large", "body_step", "loads_bounded", "parse_body",
+           "read_json", "validate_json"]
+
 #: Deepest nesting of arrays/objects a request body may have (JSON schemas and tool parameters
 #: written by people stay far below; the recursive parsers behind them do not like much more).
 MAX_JSON_DEPTH = 64
-#: Bodies larger than this are parsed on a worker thread, so a big body never holds the event loop.
-PARSE_OFF_LOOP_BYTES = 256 * 1024
 
 # JSON may escape half of a UTF-16 surrogate pair on its own ("\ud800"); Python's parser accepts it and
 # gives a str that no UTF-8 encoder takes (not the native engine's, not the store's). A valid pair
@@ -190,22 +191,33 @@ async def body_codings_middleware(request: web.Request, handler):
     return await handler(request)
 
 
-async def read_json(request: web.Request) -> object:
-    """The request's JSON body: 415 if it is not sent as JSON, 400 if empty, malformed or too deep."""
+async def _read_raw(request: web.Request) -> bytes:
     require_json_content_type(request)
     raw = await request.read()  # over the size limit: aiohttp raises 413 here
     if not raw:
         raise APIError(400, "The request body is empty; expected a JSON object", code="invalid_json")
-    if len(raw) > PARSE_OFF_LOOP_BYTES:
-        return await asyncio.to_thread(loads_bounded, raw)
-    return loads_bounded(raw)
+    body_is_large(len(raw))  # this request's later steps on its body (body_step) run where its size says
+    return raw
 
 
-async def parse_body(request: web.Request, model: type[M]) -> M:
-    data = await read_json(request)
+async def read_json(request: web.Request) -> object:
+    """The request's JSON body: 415 if it is not sent as JSON, 400 if empty, malformed or too deep."""
+    return await body_step(loads_bounded, await _read_raw(request))
+
+
+def validate_json(raw: bytes, model: type[M]) -> M:
+    """Blocking: ``raw`` parsed (:func:`loads_bounded`) and validated as ``model``; :class:`APIError` 400 when it
+    is not JSON, not an object, or not a valid ``model`` (naming the field by its path in this body)."""
+    data = loads_bounded(raw)
     if not isinstance(data, dict):
         raise APIError(400, "The request body must be a JSON object", code="invalid_json")
     try:
         return model.model_validate(data)
     except ValidationError as exc:  # a 400 naming the field by its path in this body
         raise from_validation_error(exc, data) from None
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body validated as ``model``: :func:`read_json`'s errors, then :func:`validate_json`'s.
+    A large body is parsed and validated in one worker hop."""
+    return await body_step(validate_json, await _read_raw(request), model)

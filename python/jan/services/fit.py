@@ -33,6 +33,7 @@ A new turn that does not fit even after the whole context is refused as any over
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -213,25 +214,46 @@ def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens:
         "context (ctx_len)", whole, n_ctx)
 
 
-def _candidates(messages: tuple[ChatMessage, ...]) -> list[list[int]]:
+def _candidates(messages: tuple[ChatMessage, ...]) -> _Candidates:
     """The shortened conversations to choose from, as message indices, longest first (each keeps every
     system/developer message): starting at each later user turn; then the last user turn followed by its
     later tool rounds only (an agent's long tool loop), each round an assistant turn with tool calls and
     what follows it. Never the whole conversation."""
     n = len(messages)
-    kept_roles = [i for i, m in enumerate(messages) if m.role in KEPT_ROLES]
-
-    def from_(start: int, head: tuple[int, ...] = ()) -> list[int]:
-        return sorted({*(i for i in kept_roles if i < start), *head, *range(start, n)})
-
-    out = [from_(s) for s in _starts(messages)]
+    specs: list[tuple[int, tuple[int, ...]]] = [(s, ()) for s in _starts(messages)]
     users = [i for i, m in enumerate(messages) if m.role == "user"]
     if users:
         last = users[-1]
         rounds = [i for i in range(last + 1, n) if messages[i].role == "assistant" and messages[i].tool_calls]
         # dropping the rounds before each later one (the first round's start would drop nothing)
-        out += [from_(r, (last,)) for r in rounds[1:]]
-    return out
+        specs += [(r, (last,)) for r in rounds[1:]]
+    return _Candidates(n, [i for i, m in enumerate(messages) if m.role in KEPT_ROLES], specs)
+
+
+class _Candidates(Sequence[list[int]]):
+    """:func:`_candidates`' list, each candidate's indices made when it is read: a conversation of n turns has
+    up to n candidates of up to n indices, and the binary search reads O(log n) of them, so making them all
+    (O(n²): 16 s and gigabytes for 20,000 turns) is what would take the time, not the fitting."""
+
+    def __init__(self, n: int, kept_roles: list[int], specs: list[tuple[int, tuple[int, ...]]]):
+        self._n, self._kept, self._specs = n, kept_roles, specs
+        #: candidates made so far (a test counts them: reading O(log n) of them is the point)
+        self.made = 0
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        start, head = self._specs[k]
+        self.made += 1
+        return sorted({*(i for i in self._kept if i < start), *head, *range(start, self._n)})
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == other if isinstance(other, list) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _starts(messages: tuple[ChatMessage, ...]) -> list[int]:

@@ -91,6 +91,9 @@ class RenderBudget:
 #: A render's default budget; probes (a few tiny renders at construction) get less.
 DEFAULT_BUDGET = RenderBudget()
 PROBE_BUDGET = RenderBudget(seconds=1.0, max_chars=1 << 20)
+#: A conversation this long that overruns the render budget is told to send fewer messages (a shorter one
+#: that overruns it points at the template instead).
+MANY_MESSAGES = 1000
 #: Longest template source accepted (real ones are a few KiB; Jinja's parser recurses on nesting).
 MAX_TEMPLATE_CHARS = 1 << 20
 
@@ -587,8 +590,14 @@ class ChatTemplate:
             msgs = _shorten_call_ids(msgs)
         if polyfill:
             msgs, tools_list = self._polyfill(msgs, tools_list, extra)
-        return self._render_raw(msgs, tools=tools_list, add_generation_prompt=add_generation_prompt, budget=budget,
-                                **extra)
+        try:
+            return self._render_raw(msgs, tools=tools_list, add_generation_prompt=add_generation_prompt,
+                                    budget=budget, **extra)
+        except TemplateBudgetError as exc:  # what to change: a huge conversation is the client's to shorten
+            many = len(msgs) >= MANY_MESSAGES
+            raise TemplateBudgetError(f"{exc} rendering {len(msgs):,} messages"
+                                      + ("; send fewer (drop the oldest turns) or shorter ones" if many else "")
+                                      ) from None
 
     @property
     def native_tool_format(self) -> str:

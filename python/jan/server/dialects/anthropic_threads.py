@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core import ConversationalExtension, ExtensionNotFoundError, NotFoundError, ThreadDeleted
+from jan.server.body_size import body_step
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.responses_store import NotLatestError, ResponsesStore, StoredResponse
 from jan.server.errors import APIError
@@ -327,21 +328,22 @@ class MessageThreads:
     async def prompt(self, body: Prompt) -> typed.ChatRequest:
         """The chat request a body stands for, a ``continue`` with its thread (``count_tokens``: nothing is held)."""
         if not isinstance(body.thread, wire.ThreadContinue):
-            return wire.to_chat_request(body)
+            return await body_step(wire.to_chat_request, body)  # grows with the body: off the loop for a big one
         _create_only_fields(body)
         self._check_store()
-        return self._continued(body, await self._held(body.thread.previous_message_id, latest=False))[0]
+        return (await body_step(self._continued, body,
+                                await self._held(body.thread.previous_message_id, latest=False)))[0]
 
     @contextlib.asynccontextmanager
     async def turn(self, body: wire.MessagesRequest) -> AsyncIterator[Turn]:
         """The :class:`Turn` of a messages request; a ``continue`` is in flight until the block ends."""
         thread = body.thread
         if thread is None:
-            yield Turn(wire.to_chat_request(body))
+            yield Turn(await body_step(wire.to_chat_request, body))  # off the loop for a big body
             return
         if isinstance(thread, wire.ThreadCreate):
             self._check_store()
-            chat_request = wire.to_chat_request(body)
+            chat_request = await body_step(wire.to_chat_request, body)
             # the create-only fields, kept by the thread's first reply (its root) only; its tools as the turn left them
             fields = {"model": body.model,
                       "system": body.system if isinstance(body.system, str) or body.system is None
@@ -356,7 +358,7 @@ class MessageThreads:
         self._continuing.add(previous_id)  # no await since the check: one request wins
         try:
             held = await self._held(previous_id, latest=True)
-            chat_request, tools = self._continued(body, held)
+            chat_request, tools = await body_step(self._continued, body, held)
             fields = {"root": held.root.id, "model": body.model or held.reply.response.get("model")}
             changed = _tool_fields(tools)
             if (changed["tools"] != held.tools.response.get("tools")

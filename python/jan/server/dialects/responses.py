@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from jan.errors import DocumentError, EngineError, MediaError
+from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
 from jan.templates.grammar import GrammarError
 from jan.server.schemas import (TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
@@ -321,8 +322,15 @@ async def resolve_file_images(body: _Prompt, read: Callable[[str, str], Awaitabl
     """Read, into each ``input_image`` of ``input`` given by ``file_id`` alone, the upload it names (OpenAI's Files
     API), with ``read(file_id, param)``: the route's, which refuses (a 400 naming ``param``) a file that is not
     there or is no image. Done before :func:`input_messages`, which turns them into image parts."""
+    for part, param in await body_step(_file_images, body):  # a walk over the whole input: off the loop when big
+        part._file = await read(part.file_id, param)
+
+
+def _file_images(body: _Prompt) -> list[tuple[InputImage, str]]:
+    """Each ``input_image`` of ``input`` given by ``file_id`` alone, with the field that names it."""
     if not isinstance(body.input, list):
-        return
+        return []
+    found = []
     for i, item in enumerate(body.input):
         if isinstance(item, MessageItem):
             parts, field = item.content, f"input[{i}].content"
@@ -332,7 +340,8 @@ async def resolve_file_images(body: _Prompt, read: Callable[[str, str], Awaitabl
             continue
         for j, part in enumerate(parts if isinstance(parts, list) else ()):
             if isinstance(part, InputImage) and part.image_url is None and part.file_id is not None:
-                part._file = await read(part.file_id, f"{field}[{j}].file_id")
+                found.append((part, f"{field}[{j}].file_id"))
+    return found
 
 
 def _image(part: InputImage, where: str) -> typed.ImagePart:

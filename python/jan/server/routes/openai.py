@@ -19,7 +19,7 @@ from jan.server import openai_wire as wire
 from jan.server.disconnect import unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError, prompt_param, to_api_error
-from jan.server.jsonio import json_response
+from jan.server.jsonio import json_response, json_response_built
 from jan.server.keys import BUS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
@@ -32,7 +32,7 @@ from jan.server.schemas import (
     TokenizeRequest,
 )
 from jan.server.sse import SSEStream
-from jan.server.validation import parse_body
+from jan.server.validation import body_step, parse_body
 from jan.services.streams import DeltaStream
 
 log = logging.getLogger("jan.server")
@@ -116,7 +116,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, ChatCompletionRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # file parts' file_id
-    chat = wire.chat_request(body)
+    chat = await body_step(wire.chat_request, body)  # (off the loop for a big body, as parsing it was)
     service = request.app[SERVICES].chat
     top, legacy = chat.top_logprobs, body.legacy_functions
     try:
@@ -154,7 +154,7 @@ async def template_headers(request: web.Request, model_id: str | None) -> dict[s
 async def completions(request: web.Request) -> web.StreamResponse:
     """Text completion (OpenAI legacy); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, CompletionRequest)
-    req = wire.completion_request(body)
+    req = await body_step(wire.completion_request, body)
     stream = request.app[SERVICES].completions.stream(req)
     want_logprobs = req.logprobs is not None
     if not body.stream:
@@ -177,9 +177,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
 async def embeddings(request: web.Request) -> web.Response:
     """Embeddings (OpenAI): one vector per input, float or base64."""
     body = await parse_body(request, EmbeddingRequest)
-    result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(wire.embedding_request(body)),
-                                       body.model)
-    return json_response(wire.embeddings_response(result, body.encoding_format))
+    typed = await body_step(wire.embedding_request, body)
+    result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)
+    return await json_response_built(lambda: wire.embeddings_response(result, body.encoding_format),
+                                     values=sum(len(v) for v in result.vectors))
 
 
 @routes.post("/v1/tokenize")
@@ -214,7 +215,7 @@ async def apply_template(request: web.Request) -> web.Response:
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     try:
-        rendered = await request.app[SERVICES].chat.render(wire.chat_request(body))
+        rendered = await request.app[SERVICES].chat.render(await body_step(wire.chat_request, body))
     except MediaError as exc:  # said of the message's field, as the chat completion it renders would say it
         raise wire.media_error(exc, body) from None
     return json_response({"prompt": rendered.text})

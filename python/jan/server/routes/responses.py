@@ -32,7 +32,7 @@ from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.files import UPLOADS, upload_image
 from jan.server.streaming import Event, relay, started
-from jan.server.validation import parse_body
+from jan.server.validation import body_step, parse_body
 from jan.services import ChatService
 from jan.services.documents import read_documents
 from jan.services.errors import failure_kind
@@ -141,8 +141,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # input_file by id, URL
-    inputs = wire.input_messages(body.input)
-    chat_request = wire.to_chat_request(body, history, inputs)
+    inputs = await body_step(wire.input_messages, body.input)  # (these grow with the body: off the loop for a big one)
+    chat_request = await body_step(wire.to_chat_request, body, history, inputs)
 
     def named(exc: BaseException) -> BaseException:  # media or a schema refused: said of the Responses field
         if isinstance(exc, GrammarError):
@@ -161,9 +161,10 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         deltas = stream if body.background else await started(stream)
     except (MediaError, GrammarError) as exc:
         raise named(exc) from None
+    input_items = await body_step(wire.input_items, body.input)
     run = ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
                       store=store if body.store else None,
-                      previous=previous, inputs=inputs, input_items=wire.input_items(body.input),
+                      previous=previous, inputs=inputs, input_items=input_items,
                       error_of=lambda exc: _failed(named(exc)), streamed=body.stream)
     runs = request.app[RUNS]
     runs[run.id] = run
@@ -211,7 +212,8 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
-    chat_request = wire.to_chat_request(body, history, wire.input_messages(body.input))
+    chat_request = await body_step(wire.to_chat_request, body, history,
+                                   await body_step(wire.input_messages, body.input))
     try:
         rendered = await _chat(request).render(chat_request)
     except MediaError as exc:  # said of the body's field, as a response request's

@@ -1,0 +1,248 @@
+"""Big request bodies (hundreds of KiB to 16 MB of messages) never hold the event loop, and nothing done with a
+conversation grows with the square of its length.
+
+Each work step on a big body (parsing and validating it, walking it for images and documents, converting it to
+the typed request) is held at a gate inside the step while another request is sent: that request is answered
+while the big one is still held, so the step did not run on the event loop. No timing is measured anywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from api_helpers import running
+from jan.server import (
+    body_size,
+    document_inputs,
+    jsonio,
+    media_fetch,
+    openai_wire,
+    validation,
+)
+from jan.server.dialects import anthropic as anthropic_wire
+from jan.server.dialects import ollama_requests
+from jan.server.dialects import responses as responses_wire
+from jan.server.routes import ollama as ollama_routes
+from jan.services import fit
+from jan.services.types import ChatMessage
+from jan.templates.chat import (
+    MANY_MESSAGES,
+    ChatTemplate,
+    RenderBudget,
+    TemplateBudgetError,
+)
+
+WAIT_S = 300  # a guard against a hung test, never a measure: every wait ends on an event first
+
+# 5,000 messages of 50 letters: ~350 KB, over the 256 KiB past which body work leaves the event loop
+N_BIG = 5000
+BIG_MESSAGES = [{"role": "user", "content": "a" * 50}] * N_BIG
+assert len(json.dumps(BIG_MESSAGES)) > body_size.PARSE_OFF_LOOP_BYTES
+
+BIG_BODIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "openai": ("/v1/chat/completions", {"model": "stories260K", "messages": BIG_MESSAGES, "max_tokens": 2}),
+    "anthropic": ("/v1/messages", {"model": "stories260K", "messages": BIG_MESSAGES, "max_tokens": 2}),
+    "responses": ("/v1/responses", {"model": "stories260K", "input": BIG_MESSAGES, "max_output_tokens": 2,
+                                    "store": False}),
+    "ollama": ("/api/chat", {"model": "stories260K", "messages": BIG_MESSAGES, "stream": False,
+                             "options": {"num_predict": 2}}),
+    "completions": ("/v1/completions", {"model": "stories260K", "prompt": ["a" * 50] * N_BIG, "max_tokens": 1}),
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path, minilm_path):
+    with running(tmp_path_factory.mktemp("big") / "data", stories_path, minilm_path) as srv:
+        yield srv
+
+
+def post(server, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    req = urllib.request.Request(server.base_url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=WAIT_S) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def get_version(server) -> int:
+    with urllib.request.urlopen(server.base_url + "/api/version", timeout=WAIT_S) as resp:
+        return resp.status
+
+
+@dataclass
+class Gate:
+    """Wraps a body step: its first call waits for :attr:`release` (after setting :attr:`entered`), unless it was
+    made on the event loop, where waiting would freeze the server: that call is noted (:attr:`on_loop`) and goes
+    on."""
+
+    fn: Callable[..., Any]
+    entered: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    on_loop: bool | None = None
+
+    def __call__(self, *args: Any, **kw: Any) -> Any:
+        if self.on_loop is None:
+            try:
+                asyncio.get_running_loop()
+                self.on_loop = True
+            except RuntimeError:  # a worker thread: no loop runs here
+                self.on_loop = False
+            self.entered.set()
+            if not self.on_loop:
+                assert self.release.wait(WAIT_S)
+        return self.fn(*args, **kw)
+
+
+def held_while_answered(server, monkeypatch, target: Any, name: str, path: str, body: dict[str, Any]):
+    """Send ``body`` with ``target.name`` gated; while the big request is held in it, another request is answered.
+    Returns the big request's answer."""
+    gate = Gate(getattr(target, name))
+    monkeypatch.setattr(target, name, gate)
+    answer: list[tuple[int, Any]] = []
+    big = threading.Thread(target=lambda: answer.append(post(server, path, body)))
+    big.start()
+    try:
+        assert gate.entered.wait(WAIT_S), f"{name} was never called"
+        assert gate.on_loop is False, f"{name} ran on the event loop for a big body"
+        assert get_version(server) == 200  # answered while the big request is still held in the step
+        assert not answer  # (still held: the gate is not released yet)
+    finally:
+        gate.release.set()
+        big.join(WAIT_S)
+    assert answer, "the big request never ended"
+    return answer[0]
+
+
+def _too_long(status: int, body: Any) -> None:
+    assert status == 400
+    assert "context holds 512" in json.dumps(body)
+
+
+# -- each dialect's steps on a big body run off the event loop ---------------------------------------------
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "responses", "completions"])
+def test_big_body_validates_off_the_loop(server, monkeypatch, dialect):
+    path, body = BIG_BODIES[dialect]
+    status, answer = held_while_answered(server, monkeypatch, validation, "validate_json", path, body)
+    if dialect == "completions":  # 5,000 prompts at once: more than the model can ever hold (the same 400 as ever)
+        assert status == 400 and "generations at once" in json.dumps(answer)
+    else:
+        _too_long(status, answer)
+
+
+def test_big_ollama_body_validates_and_converts_off_the_loop(server, monkeypatch):
+    path, body = BIG_BODIES["ollama"]
+    status, answer = held_while_answered(server, monkeypatch, ollama_routes, "_decoded", path, body)
+    assert status == 200 and answer["done"] is True  # the oldest turns dropped to fit, as before
+    status, answer = held_while_answered(server, monkeypatch, ollama_requests, "chat_request", path, body)
+    assert status == 200 and answer["done"] is True
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "responses"])
+def test_big_body_walks_off_the_loop(server, monkeypatch, dialect):
+    path, body = BIG_BODIES[dialect]
+    _too_long(*held_while_answered(server, monkeypatch, media_fetch, "_image_urls", path, body))
+    _too_long(*held_while_answered(server, monkeypatch, document_inputs, "_document_inputs", path, body))
+
+
+@pytest.mark.parametrize(("dialect", "target", "name"), [
+    ("openai", openai_wire, "chat_request"),
+    ("anthropic", anthropic_wire, "to_chat_request"),
+    ("responses", responses_wire, "input_messages"),
+    ("responses", responses_wire, "to_chat_request"),
+    ("completions", openai_wire, "completion_request"),
+])
+def test_big_body_converts_off_the_loop(server, monkeypatch, dialect, target, name):
+    path, body = BIG_BODIES[dialect]
+    status, _ = held_while_answered(server, monkeypatch, target, name, path, body)
+    assert status == 400
+
+
+def test_small_body_stays_on_the_loop(server, monkeypatch):
+    """A small body's steps are not worth a hop to a worker thread."""
+    gate = Gate(validation.validate_json)
+    monkeypatch.setattr(validation, "validate_json", gate)
+    status, _ = post(server, "/v1/chat/completions", {"model": "stories260K", "max_tokens": 1,
+                                                      "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 200 and gate.on_loop is True
+
+
+def test_big_embeddings_answer_is_encoded_off_the_loop(server, monkeypatch):
+    """300 embeddings of 384 floats: a body of 115,200 numbers, built and encoded off the event loop."""
+    inputs = [f"word {i}" for i in range(300)]
+    status, answer = held_while_answered(server, monkeypatch, jsonio, "dumps", "/v1/embeddings",
+                                         {"model": "all-MiniLM-L6-v2-f32", "input": inputs})
+    assert status == 200
+    assert [d["index"] for d in answer["data"]] == list(range(300))
+    assert {len(d["embedding"]) for d in answer["data"]} == {384}
+
+
+# -- the same answers on and off the loop --------------------------------------------------------------------
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/v1/chat/completions", {"model": "stories260K", "messages": BIG_MESSAGES + [{"role": "bogus", "content": "a"}]},
+     f"messages[{N_BIG}].role"),
+    ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": BIG_MESSAGES + [{"role": "bogus"}]},
+     f"messages[{N_BIG}]"),
+    ("/api/chat", {"model": "stories260K", "messages": BIG_MESSAGES + [{"role": "user", "content": 5}]},
+     f"messages[{N_BIG}].content"),
+])
+def test_errors_are_the_same_off_the_loop(server, monkeypatch, path, body, field):
+    """A bad field deep in a big body is the same 400, naming it, whether the body is worked on the loop or off."""
+    off = post(server, path, body)
+    monkeypatch.setattr(body_size, "PARSE_OFF_LOOP_BYTES", 1 << 30)  # every body small: all on the loop
+    on = post(server, path, body)
+    assert off == on
+    assert off[0] == 400 and field in json.dumps(off[1])
+
+
+def test_big_body_answers_are_the_same_off_the_loop(server, monkeypatch):
+    path, body = BIG_BODIES["openai"]
+    off = post(server, path, body)
+    monkeypatch.setattr(body_size, "PARSE_OFF_LOOP_BYTES", 1 << 30)
+    assert post(server, path, body) == off
+    _too_long(*off)
+
+
+# -- nothing quadratic in the number of messages ---------------------------------------------------------------
+def test_history_fitting_reads_few_candidates(server, monkeypatch):
+    """Dropping the oldest turns of a 3,000-turn conversation to fit (Ollama's /api/chat does) makes the
+    shortened conversations it tries only: O(log n) of them, each O(n), never all n of them."""
+    made = []
+    original = fit._Candidates.__getitem__
+    monkeypatch.setattr(fit._Candidates, "__getitem__", lambda self, k: made.append(k) or original(self, k))
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": "a b c"} for i in range(3001)]
+    status, answer = post(server, "/api/chat", {"model": "stories260K", "messages": messages, "stream": False,
+                                                "options": {"num_predict": 2}})
+    assert status == 200 and answer["done"] is True
+    # a binary search over the ~1,500 candidates reads a few dozen of them at most (making them all read each one)
+    assert 0 < len(made) < 100
+
+
+def test_candidates_are_made_when_read():
+    messages = tuple(ChatMessage.of_text("user" if i % 2 == 0 else "assistant", "a") for i in range(20001))
+    messages = (ChatMessage.of_text("system", "s"),) + messages
+    candidates = fit._candidates(messages)
+    assert len(candidates) == 10000  # a candidate from each user turn but the first
+    assert candidates.made == 0
+    assert candidates[0] == [0, *range(3, 20002)]  # the system message, then from the second user turn
+    assert candidates[-1] == [0, 20001]
+    assert candidates.made == 2
+
+
+# -- a huge conversation past the template's budget says what to do --------------------------------------------
+def test_template_budget_error_says_send_fewer_messages():
+    template = ChatTemplate.builtin("chatml")
+    many = [{"role": "user", "content": "a"}] * MANY_MESSAGES
+    with pytest.raises(TemplateBudgetError, match=f"rendering {MANY_MESSAGES:,} messages; send fewer"):
+        template.render(many, budget=RenderBudget(seconds=-1.0))
+    with pytest.raises(TemplateBudgetError) as err:
+        template.render(many[:2], budget=RenderBudget(seconds=-1.0))
+    assert "rendering 2 messages" in str(err.value) and "send fewer" not in str(err.value)
