@@ -6,13 +6,17 @@ by hand (one page, a Helvetica text object); the prompt is observed as the serve
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
+import zlib
 
 import anthropic
 import openai
@@ -21,8 +25,9 @@ import pytest
 from dialect_helpers import anthropic_client, openai_client
 from api_helpers import running
 from jan.errors import DocumentError
-from jan.services.documents import document_text, read_messages
-from jan.services.types import ChatMessage, DocumentPart, TextPart
+from jan.services import documents
+from jan.services.documents import ReadCancelled, document_text, read_documents, read_messages
+from jan.services.types import ChatMessage, ChatRequest, DocumentPart, TextPart
 
 SECRET = "The lighthouse cat is called Moss."  # (no quote: Helvetica's is a curly one)
 MODEL = "stories260K"
@@ -35,12 +40,57 @@ def make_pdf(lines: list[str]) -> bytes:
         return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
     ops = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({esc(line)}) Tj T*" for line in lines) + " ET"
     stream = ops.encode("latin-1")
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
-               b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> "
-                b"/Contents 5 0 R >>"),
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-               b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"]
+    return pdf_of([b"<< /Type /Catalog /Pages 2 0 R >>",
+                   b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                   (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> "
+                    b"/Contents 5 0 R >>"),
+                   b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                   b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"])
+
+
+def flate(data: bytes, extra: bytes = b"") -> bytes:
+    """A FlateDecode stream object of ``data`` (``extra``: more of its dictionary)."""
+    packed = zlib.compress(data, 9)
+    return b"<< %s/Length %d /Filter /FlateDecode >>\nstream\n" % (extra, len(packed)) + packed + b"\nendstream"
+
+
+def shared_content_pdf(pages: int, spaces: int) -> bytes:
+    """What an outside tester sent: ``pages`` pages whose ``/Contents`` are all ONE compressed content stream of
+    ``spaces`` spaces then a line of text (some KB of file for MBs of content that each page parses anew)."""
+    page = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+            b"/Contents 4 0 R >>")
+    return pdf_of([b"<< /Type /Catalog /Pages 2 0 R >>",
+                   b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
+                       b" ".join(b"%d 0 R" % (5 + i) for i in range(pages)), pages),
+                   b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                   flate(b" " * spaces + b"BT /F1 12 Tf 72 720 Td (BOMBTEXT) Tj ET")] + [page] * pages)
+
+
+def form_pdf(invocations: int, spaces: int) -> bytes:
+    """One page whose content invokes one form XObject (``spaces`` spaces, then text) ``invocations`` times:
+    pypdf parses the form anew at each."""
+    return pdf_of([b"<< /Type /Catalog /Pages 2 0 R >>",
+                   b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
+                   b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                   flate(b" " * spaces + b"BT /F1 12 Tf 72 720 Td (FORMTEXT) Tj ET",
+                         b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "),
+                   (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> "
+                    b"/XObject << /X0 4 0 R >> >> /Contents 6 0 R >>"),
+                   flate(b"/X0 Do " * invocations)])
+
+
+def pages_pdf(count: int) -> bytes:
+    """A PDF of ``count`` pages, each with its own text (``Page 1 of the book.``...)."""
+    writer = pypdf.PdfWriter()
+    for n in range(1, count + 1):
+        writer.add_page(pypdf.PdfReader(io.BytesIO(make_pdf([f"Page {n} of the book."]))).pages[0])
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def pdf_of(objects: list[bytes]) -> bytes:
+    """A PDF of ``objects`` (numbered from 1, the first the catalog), with a correct xref."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for n, body in enumerate(objects, 1):
@@ -137,6 +187,107 @@ def test_too_many_pages(monkeypatch):
     with pytest.raises(DocumentError) as info:
         document_text(DocumentPart(out.getvalue(), "application/pdf"))
     assert info.value.reason == "too_large" and "4 pages" in str(info.value)
+
+
+def test_a_pdf_of_many_pages_is_read_whole():
+    text = document_text(DocumentPart(pages_pdf(30), "application/pdf"))
+    assert text == "\n\n".join(f"Page {n} of the book." for n in range(1, 31))
+    # content shared by pages, within the bounds: each page's text, as before
+    assert document_text(DocumentPart(shared_content_pdf(3, 10_000), "application/pdf")) == \
+        "BOMBTEXT\n\nBOMBTEXT\n\nBOMBTEXT"
+
+
+def refused(data: bytes) -> DocumentError:
+    with pytest.raises(DocumentError) as info:
+        document_text(DocumentPart(data, "application/pdf"))
+    return info.value
+
+
+def test_content_shared_by_pages_is_counted_for_each_page(monkeypatch):
+    """The fault: one compressed stream of spaces that every page points to (pypdf parses it for each page)."""
+    monkeypatch.setattr(documents, "MAX_CONTENT_BYTES", 500_000)
+    parsed = []
+    real = documents._page_text
+    monkeypatch.setattr(documents, "_page_text", lambda page, reading: parsed.append(page) or real(page, reading))
+    error = refused(shared_content_pdf(40, 100_000))  # 100 KB a page: the 5th page passes 500 KB
+    assert error.reason == "too_large" and "by page 5" in str(error) and "pages share" in str(error), str(error)
+    assert len(parsed) == 5  # (the 5th counted before pypdf parses it: refused there, never parsed)
+
+
+def test_a_page_of_too_much_content_is_refused(monkeypatch):
+    monkeypatch.setattr(documents, "MAX_PAGE_CONTENT_BYTES", 50_000)
+    error = refused(shared_content_pdf(2, 100_000))
+    assert error.reason == "too_large" and "page 1 " in str(error) and "content" in str(error), str(error)
+
+
+def test_a_form_invoked_again_and_again_is_counted_at_each_invocation(monkeypatch):
+    assert document_text(DocumentPart(form_pdf(2, 10_000), "application/pdf")) == "FORMTEXT\nFORMTEXT"
+    monkeypatch.setattr(documents, "MAX_PAGE_CONTENT_BYTES", 250_000)
+    error = refused(form_pdf(1000, 100_000))  # 100 KB, parsed at each of 1000 invocations
+    assert error.reason == "too_large" and "form XObject /X0" in str(error), str(error)
+
+
+@pytest.mark.skipif(not hasattr(pypdf, "apply_configuration"), reason="a pypdf without its Configuration")
+def test_a_stream_decompressing_past_its_bound_is_refused_and_pypdf_limits_stay_jans(monkeypatch):
+    monkeypatch.setattr(documents, "MAX_STREAM_BYTES", 50_000)
+    error = refused(shared_content_pdf(1, 100_000))
+    assert error.reason == "too_large" and "decompresses to over 50000 bytes" in str(error), str(error)
+    # set for jan's reading only (a ContextVar, reset after it), not for the process
+    assert pypdf.get_configuration().zlib_maximum_output_length == pypdf.Configuration().zlib_maximum_output_length
+
+
+def test_too_much_text_is_refused(monkeypatch):
+    monkeypatch.setattr(documents, "MAX_TEXT_CHARS", 50)
+    error = refused(pages_pdf(10))
+    assert error.reason == "too_large" and "characters" in str(error), str(error)
+
+
+def test_a_document_past_its_deadline_is_refused(monkeypatch):
+    with pytest.raises(DocumentError) as info:  # (a deadline already past: the first check between pages stops)
+        document_text(DocumentPart(pages_pdf(3), "application/pdf"), deadline=time.monotonic() - 1)
+    assert info.value.reason == "too_large" and "too long to read" in str(info.value), str(info.value)
+    # a request's documents share one deadline; its refusal names the part, as every refusal does
+    monkeypatch.setattr(documents, "MAX_READ_SECONDS", -1)
+    with pytest.raises(DocumentError) as info:
+        read_messages((ChatMessage("user", (TextPart("Read this"), DocumentPart(PDF, "application/pdf"))),))
+    assert (info.value.reason, info.value.message_index, info.value.part_index) == ("too_large", 0, 1)
+
+
+def test_reading_stops_at_the_next_page_when_its_request_is_cancelled(monkeypatch):
+    """The client left (its task cancelled): the worker thread stops at the next page, not at the last one."""
+    on_page_2, cancelled = threading.Event(), threading.Event()
+    pages, outcome = [], []
+    real_page, real_read = documents._page_text, documents.read_messages
+
+    def page_text(page, reading):
+        pages.append(reading.page)
+        if reading.page == 2:  # hold the worker mid-document until its request is cancelled
+            on_page_2.set()
+            assert cancelled.wait(60)
+        return real_page(page, reading)
+
+    def read(*args, **kwargs):
+        try:
+            return real_read(*args, **kwargs)
+        except BaseException as exc:
+            outcome.append(exc)
+            raise
+
+    monkeypatch.setattr(documents, "_page_text", page_text)
+    monkeypatch.setattr(documents, "read_messages", read)
+    book = DocumentPart(pages_pdf(10), "application/pdf")
+    request = ChatRequest(model=None, messages=(ChatMessage("user", (book,)),))
+
+    async def cancel_it() -> None:
+        task = asyncio.create_task(read_documents(request))
+        assert await asyncio.to_thread(on_page_2.wait, 60)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        cancelled.set()  # the worker reads page 2 on, then checks before page 3
+
+    asyncio.run(cancel_it())  # (which joins the executor's threads: the worker has ended)
+    assert pages == [1, 2] and len(outcome) == 1 and isinstance(outcome[0], ReadCancelled), (pages, outcome)
 
 
 def test_pypdf_is_not_loaded_at_server_start():
@@ -240,6 +391,17 @@ def test_openai_unreadable_documents_are_400s_naming_the_field(oai, uploads, nam
         error = info.value.body
         assert (error["param"], error["code"]) == (f"messages[0].content[1].file.{field}", code), error
         assert error["message"].startswith(f"messages[0].content[1].file.{field}: ") and said in error["message"]
+
+
+def test_openai_a_pdf_of_shared_content_is_a_400_naming_the_field(srv, monkeypatch):
+    monkeypatch.setattr(documents, "MAX_CONTENT_BYTES", 500_000)  # (the server runs in this process)
+    data = f"data:application/pdf;base64,{b64(shared_content_pdf(40, 100_000))}"
+    status, body = post(srv, "/v1/chat/completions", {"model": MODEL, "max_tokens": 1, "messages": [
+        {"role": "user", "content": [ASK, {"type": "file", "file": {"file_data": data, "filename": "x.pdf"}}]}]})
+    error = body["error"]
+    assert status == 400 and (error["param"], error["code"]) == ("messages[0].content[1].file.file_data",
+                                                                 "too_large"), body
+    assert "pages share" in error["message"], body
 
 
 def test_openai_bad_file_inputs_are_400s_naming_the_field(srv):
@@ -363,6 +525,17 @@ def test_anthropic_unreadable_documents_are_400s_in_its_shape(claude, uploads, n
             body = info.value.body
             assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error", body
             assert body["error"]["message"].startswith(f"{where}.{field}: ") and said in body["error"]["message"], body
+
+
+def test_anthropic_the_testers_pdf_is_refused_at_once(claude):
+    """The outside tester's shape, at jan's own bounds: 40 pages of one stream of 20 MB of spaces (some 20 KB of
+    file) counted once (a page's content over its bound) and refused before pypdf parses any."""
+    document = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                               "data": b64(shared_content_pdf(40, 20_000_000))}}
+    with pytest.raises(anthropic.BadRequestError) as info:
+        count(claude, [document, TEXT])
+    message = info.value.body["error"]["message"]
+    assert message.startswith("messages[0].content[0].source.data: ") and "page 1 " in message, message
 
 
 def test_anthropic_file_and_url_sources_not_there_or_not_allowed(claude):

@@ -26,7 +26,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from jan.errors import DocumentError, MediaError
-from jan.server.media_fetch import MediaFetcher, is_data_url
+from jan.server.body_size import body_step
+from jan.server.media_fetch import MediaFetcher, is_data_url, wire_type
 from jan.services.documents import MAX_DOCUMENT_BYTES
 from jan.store.errors import InvalidArgumentError, NotFoundError
 from jan.store.uploads import UploadStore
@@ -103,7 +104,7 @@ def _document_inputs(node: Any, where: str, found: list[tuple[BaseModel, Callabl
         return
     if not isinstance(node, BaseModel):
         return
-    kind = getattr(node, "type", None)
+    kind = wire_type(node)
     if kind == "file" and isinstance(getattr(node, "file", None), BaseModel):  # OpenAI chat
         file = node.file
         if file.file_data is None and file.file_id is not None:
@@ -134,7 +135,7 @@ async def read_body_documents(body: BaseModel, uploads: UploadStore | None, fetc
     ``fetcher``: the server's media fetcher (None or no allowlist: URLs are refused). Raises
     :class:`jan.DocumentError` naming the field (``messages[0].content[1].file.file_id``...)."""
     found: list[tuple[BaseModel, Callable[[], Awaitable[FileBytes]]]] = []
-    _document_inputs(body, "", found, uploads, fetcher)
+    await body_step(_document_inputs, body, "", found, uploads, fetcher)  # a walk over the whole body
     if not found:
         return
     read = await asyncio.gather(*(reader() for _, reader in found))
