@@ -185,6 +185,17 @@ def test_big_embeddings_answer_is_encoded_off_the_loop(server, monkeypatch):
     assert {len(d["embedding"]) for d in answer["data"]} == {384}
 
 
+def test_big_ollama_embed_answer_is_encoded_off_the_loop(server, monkeypatch):
+    """Ollama's /api/embed alike (its compact JSON writer)."""
+    from jan.server.routes import ollama
+
+    inputs = [f"word {i}" for i in range(300)]
+    status, answer = held_while_answered(server, monkeypatch, ollama, "_dumps", "/api/embed",
+                                         {"model": "all-MiniLM-L6-v2-f32", "input": inputs})
+    assert status == 200
+    assert len(answer["embeddings"]) == 300 and {len(v) for v in answer["embeddings"]} == {384}
+
+
 # -- the same answers on and off the loop --------------------------------------------------------------------
 @pytest.mark.parametrize(("path", "body", "field"), [
     ("/v1/chat/completions", {"model": "stories260K", "messages": BIG_MESSAGES + [{"role": "bogus", "content": "a"}]},

@@ -44,10 +44,12 @@ def json_text(value: Any) -> str:
 
 
 async def json_response_built(build: Callable[[], Any], *, values: int, status: int = 200,
-                              headers: dict | None = None) -> web.Response:
+                              headers: dict | None = None, encode: Callable[[Any], str] | None = None) -> web.Response:
     """:func:`json_response` of ``build()``; ``values``: about how many JSON values it holds (the floats of an
-    embeddings list). Past :data:`ENCODE_OFF_LOOP_VALUES` the body is built and encoded on a worker thread."""
+    embeddings list). Past :data:`ENCODE_OFF_LOOP_VALUES` the body is built and encoded on a worker thread.
+    ``encode``: the dialect's JSON writer (strict JSON, :data:`dumps`, by default)."""
+    encode = encode or dumps
     if values <= ENCODE_OFF_LOOP_VALUES:
-        return json_response(build(), status=status, headers=headers)
-    text = await asyncio.to_thread(lambda: dumps(build()))
+        return web.json_response(build(), status=status, headers=headers, dumps=encode)
+    text = await asyncio.to_thread(lambda: encode(build()))
     return web.Response(text=text, status=status, headers=headers, content_type="application/json")

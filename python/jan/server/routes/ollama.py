@@ -33,7 +33,7 @@ from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
 from jan.server.disconnect import unless_disconnected
 from jan.server.errors import ERROR_SHAPES, APIError, from_validation_error, to_api_error
-from jan.server.jsonio import json_text
+from jan.server.jsonio import json_response_built, json_text
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import body_is_large, body_step, loads_bounded
@@ -415,11 +415,15 @@ async def embed(request: web.Request) -> web.Response:
             return _json({"model": body.model, "embeddings": []})
         typed = ollama_requests.embedding_request(target.id, inputs, body.truncate)
         result = await unless_disconnected(request, _services(request).embeddings.embed(typed), target.id)
-    out: dict[str, Any] = {"model": body.model,
-                           "embeddings": [_truncated(v, body.dimensions) for v in result.vectors],
-                           "total_duration": timing.total_ns(), "load_duration": timing.load_ns,
-                           "prompt_eval_count": result.prompt_tokens}
-    return _json({k: v for k, v in out.items() if v or k == "embeddings"})
+    total_ns = timing.total_ns()
+
+    def answer() -> dict[str, Any]:  # (built off the event loop when large: thousands of vectors to write)
+        out: dict[str, Any] = {"model": body.model,
+                               "embeddings": [_truncated(v, body.dimensions) for v in result.vectors],
+                               "total_duration": total_ns, "load_duration": timing.load_ns,
+                               "prompt_eval_count": result.prompt_tokens}
+        return {k: v for k, v in out.items() if v or k == "embeddings"}
+    return await json_response_built(answer, values=sum(len(v) for v in result.vectors), encode=_dumps)
 
 
 @routes.post("/api/embeddings")
