@@ -138,6 +138,7 @@ from jan.services.tool_loop import (
     ToolPolicy,
     chat_messages,
     check_tool_entries,
+    documents_of,
     image_files_of,
     parse_calls,
     reasoning_of,
@@ -151,6 +152,7 @@ from jan.services.tool_loop import (
 from jan.services.types import (
     ChatMessage,
     ChatRequest,
+    DocumentPart,
     ImagePart,
     NamedToolChoice,
     ReasoningOptions,
@@ -375,18 +377,20 @@ def title_from(text: str, limit: int = TITLE_LENGTH) -> str:
 
 
 def history_messages(history: list[dict[str, Any]], system: str,
-                     images: Mapping[str, ImagePart] | None = None, *,
+                     files: Mapping[str, ImagePart | DocumentPart] | None = None, *,
                      continue_text: str | None = None) -> tuple[ChatMessage, ...]:
     """The thread as typed chat messages (finished turns, tool calls and results), the system message first,
     made renderable by a chat template that insists on user/assistant alternation (:func:`renderable`).
 
-    ``images`` holds the thread's image files by id (:func:`thread_images`); a user turn's
-    ``image_file`` parts become :class:`ImagePart` s from it, in the order they were sent. ``continue_text``: a
-    partial reply the turn continues, the final message."""
+    ``files`` holds the thread's image files and attached documents' text by id (:func:`thread_files`); a user
+    turn's ``image_file`` parts become :class:`ImagePart` s from it, in the order they were sent, and its
+    attachments :class:`DocumentPart` s before them (titled with the upload's file name; the chat service reads
+    them as text, as it reads every dialect's documents). ``continue_text``: a partial reply the turn continues,
+    the final message."""
     messages = chat_messages(history, system)
     if continue_text:
         messages.append({"role": "assistant", "content": continue_text})
-    return tuple(_typed_message(m, images or {}) for m in renderable(messages))
+    return tuple(_typed_message(m, files or {}) for m in renderable(messages))
 
 
 def _in_prompt(message: dict[str, Any]) -> bool:
@@ -487,31 +491,48 @@ def _as_parts(content: Any) -> list[dict[str, Any]]:
     return [{"type": "text", "text": content}] if content else []
 
 
-async def thread_images(store: ConversationalExtension, thread_id: str,
-                        history: list[dict[str, Any]]) -> dict[str, ImagePart]:
-    """The image files the thread's messages reference, read from the store (so re-running a
-    thread re-sends its images). Raises :class:`RequestError` (``missing_file``) for one that is gone."""
-    out: dict[str, ImagePart] = {}
+async def thread_files(store: ConversationalExtension, thread_id: str,
+                       history: list[dict[str, Any]]) -> dict[str, ImagePart | DocumentPart]:
+    """The image files and the attached documents' text the thread's messages reference, read from the store (so
+    re-running a thread re-sends its images and re-reads its documents; a document's upload may be long deleted).
+    Raises :class:`RequestError` (``missing_file``) for one that is gone."""
+    out: dict[str, ImagePart | DocumentPart] = {}
     for message in history:
-        for file_id in image_files_of(message):
+        wanted = [*image_files_of(message)]
+        if message.get("role") == "user":
+            wanted += [d["file_id"] for d in documents_of(message)]
+        for file_id in wanted:
             if file_id in out:
                 continue
             try:
                 data, mime = await store.read_file(thread_id, file_id)
             except NotFoundError:
-                raise RequestError(f"message {message.get('id')}: its image {file_id} is no longer in the thread",
+                kind = "image" if file_id.startswith("img-") else "attached document"
+                raise RequestError(f"message {message.get('id')}: its {kind} {file_id} is no longer in the thread",
                                    param="thread_id", code="missing_file") from None
-            out[file_id] = ImagePart(data, mime)
+            # a document's text (UTF-8, as the server read it from the upload); its title is the message's
+            out[file_id] = ImagePart(data, mime) if file_id.startswith("img-") else DocumentPart(data, "text/plain")
     return out
 
 
-def _typed_message(message: dict[str, Any], images: Mapping[str, ImagePart]) -> ChatMessage:
+def _typed_part(part: dict[str, Any],
+                files: Mapping[str, ImagePart | DocumentPart]) -> TextPart | ImagePart | DocumentPart | None:
+    """One of a user turn's parts (:func:`chat_messages`' ``_with_images``) as a typed part; None for a file the
+    thread does not have (left out, as it always was for images)."""
+    if part["type"] == "text":
+        return TextPart(part["text"])
+    if part["type"] == "document":
+        document = files.get(part["document"]["file_id"])
+        return replace(document, title=part["document"].get("title")) if isinstance(document, DocumentPart) else None
+    return files.get(part["image_file"]["file_id"])
+
+
+def _typed_message(message: dict[str, Any], files: Mapping[str, ImagePart | DocumentPart]) -> ChatMessage:
     """One of :func:`chat_messages`' OpenAI dicts as a typed message (earlier thinking goes back
     with its turn as ``reasoning``; the chat template keeps or drops it)."""
     content = message.get("content")
-    if isinstance(content, list):  # a user turn with images
-        parts = tuple(TextPart(p["text"]) if p["type"] == "text" else images[p["image_file"]["file_id"]]
-                      for p in content if p["type"] == "text" or p["image_file"]["file_id"] in images)
+    if isinstance(content, list):  # a user turn with images or attached documents
+        parts = tuple(p for p in (_typed_part(part, files) for part in content) if p is not None)
         return ChatMessage(role=message["role"], content=parts)
     calls = tuple(ToolCall(id=c["id"], name=(c.get("function") or {}).get("name", ""),
                            arguments=(c.get("function") or {}).get("arguments") or "{}")
@@ -1360,7 +1381,7 @@ class RunService:
             await store.create_message(req.thread_id, dict(extra))
         history = await store.list_messages(req.thread_id, order="asc")
         window = prompt_window(history, req.last_messages)
-        messages = history_messages(window, instructions, await thread_images(store, req.thread_id, window))
+        messages = history_messages(window, instructions, await thread_files(store, req.thread_id, window))
         if not any(m.role != "system" for m in messages):
             raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
 
@@ -1673,7 +1694,7 @@ class _Execution:
         if run.message is not None:
             history = [m for m in history if m.get("id") != run.message["id"]]
         window = prompt_window(history, run.last_messages)
-        messages = history_messages(window, run.instructions, await thread_images(self.store, run.thread_id, window),
+        messages = history_messages(window, run.instructions, await thread_files(self.store, run.thread_id, window),
                                     continue_text=continue_text)
         tools: tuple[ToolSpec, ...] = ()
         tool_choice = None

@@ -62,6 +62,7 @@ __all__ = [
     "ToolDecision",
     "ToolPolicy",
     "chat_messages",
+    "documents_of",
     "image_files_of",
     "resolve_policy",
     "run_calls",
@@ -465,7 +466,7 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
             call_id = metadata.get("tool_call_id")
             if call_id in open_calls:
                 out.append({"role": "tool", "tool_call_id": call_id, "name": metadata.get("name"), "content": text})
-        elif text or (role == "user" and image_files_of(message)):
+        elif text or (role == "user" and (image_files_of(message) or documents_of(message))):
             entry = {"role": role, "content": _with_images(message, text) if role == "user" else text}
             if thought:  # earlier thinking goes back with its turn; the chat template keeps or drops it
                 entry["reasoning_content"] = thought
@@ -480,11 +481,28 @@ def image_files_of(message: dict[str, Any]) -> list[str]:
             and isinstance(p["image_file"].get("file_id"), str)]
 
 
+def documents_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The documents a stored message's ``attachments`` hold, in order: ``{"file_id", "title"}`` (the thread file
+    keeping the text the server read from the upload, and the upload's file name). Attachments without one
+    (written by an older jan, or by a store user that gave none) are data only."""
+    out = []
+    for attachment in message.get("attachments") or []:
+        document = attachment.get("document") if isinstance(attachment, dict) else None
+        if isinstance(document, dict) and isinstance(document.get("file_id"), str):
+            title = document.get("filename")
+            out.append({"file_id": document["file_id"], "title": title if isinstance(title, str) else None})
+    return out
+
+
 def _with_images(message: dict[str, Any], text: str) -> Any:
-    """A user turn's content: its text, or with images its text and ``image_file`` parts in stored order."""
-    if not image_files_of(message):
+    """A user turn's content: its text, or with images or attached documents its parts: the documents first
+    (``{"type": "document", "document": {"file_id", "title"}}``; the question after the long text it is about,
+    where models answer it best), then its text and ``image_file`` parts in stored order."""
+    documents = [{"type": "document", "document": d} for d in documents_of(message)]
+    if not image_files_of(message) and not documents:
         return text
-    return content_parts(message, lambda file_id: {"type": "image_file", "image_file": {"file_id": file_id}})
+    return documents + content_parts(message,
+                                     lambda file_id: {"type": "image_file", "image_file": {"file_id": file_id}})
 
 
 def content_parts(message: dict[str, Any], image_part: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:

@@ -11,6 +11,13 @@ File ids are content hashes: the same picture sent twice is one file, and writin
 a no-op. Writes are atomic; files go with the thread when it is deleted. Only images jan can
 decode are accepted (PNG, JPEG, WebP, GIF: recognised by their magic bytes, which is all the
 store checks — decoding is the engine's business).
+
+Documents attached to a message (OpenAI's ``attachments``) are kept the same way, as the text the model reads
+(``doc-<sha256[:32]>.txt``, UTF-8): the server reads an upload when the message is written and hands the store
+``{"file_id", "tools", "document": {"filename", "text"}}``; the store writes the text as a file and keeps
+``"document": {"filename", "file_id": "doc-..."}`` in the attachment (:func:`extract_documents`). So a thread
+keeps what its messages attached (the upload may be deleted later) without holding megabytes of text in
+``messages.jsonl``, which every turn reads whole.
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ FILES_DIR = "files"
 MAX_FILE_BYTES = 20 * 1024 * 1024  # one image, as the engine's media limit
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
-_MIME_OF = {ext: mime for mime, ext in _EXTENSIONS.items()}
-_FILE_ID = re.compile(r"^img-[0-9a-f]{32}\.(png|jpg|webp|gif)$")
+_MIME_OF = {**{ext: mime for mime, ext in _EXTENSIONS.items()}, "txt": "text/plain"}  # (txt: a document's text)
+_FILE_ID = re.compile(r"^(img-[0-9a-f]{32}\.(png|jpg|webp|gif)|doc-[0-9a-f]{32}\.txt)$")
 
 
 def file_id_of(data: bytes, mime_type: str) -> str:
@@ -41,13 +48,63 @@ def file_id_of(data: bytes, mime_type: str) -> str:
     return f"img-{hashlib.sha256(data).hexdigest()[:32]}.{_EXTENSIONS[mime_type]}"
 
 
-def check_file_id(file_id: Any, param: str | None = None) -> str:
+def check_file_id(file_id: Any, param: str | None = None, *, kind: str | None = None) -> str:
     """``file_id`` if it names a thread file (no path can be built from anything else); ``param``: the request
-    field that carried it, named by the error."""
-    if not isinstance(file_id, str) or not _FILE_ID.match(file_id):
-        raise InvalidArgumentError(f"invalid file id {file_id!r} (expected img-<32 hex digits>.<png|jpg|webp|gif>)",
-                                   param=param, code="invalid_id")
+    field that carried it, named by the error; ``kind``: ``"img"`` or ``"doc"``, the only kind it may name (an
+    ``image_file`` part naming a document's text would send text as an image)."""
+    if not isinstance(file_id, str) or not _FILE_ID.match(file_id) or (kind and not file_id.startswith(f"{kind}-")):
+        expected = {"img": "img-<32 hex digits>.<png|jpg|webp|gif>", "doc": "doc-<32 hex digits>.txt"}
+        said = expected.get(kind or "") or f"{expected['img']} or {expected['doc']}"
+        raise InvalidArgumentError(f"invalid file id {file_id!r} (expected {said})", param=param, code="invalid_id")
     return file_id
+
+
+def document_file_id(data: bytes) -> str:
+    """The content-addressed id of a document's text kept in a thread (``doc-<hash>.txt``)."""
+    return f"doc-{hashlib.sha256(data).hexdigest()[:32]}.txt"
+
+
+def extract_documents(attachments: Any, files: Mapping[str, bytes],
+                      thread_dir: Path | None) -> tuple[Any, dict[str, bytes]]:
+    """``(attachments, new files)``: each attachment whose ``document`` holds its ``text`` (as the server read
+    it from the upload) with the text replaced by the ``file_id`` of a thread file, and those files' bytes by
+    id (to be written with :func:`write_files`, before the message).
+
+    An attachment whose ``document`` already names a ``file_id`` must name one the thread has (``thread_dir``;
+    ``None``: a thread not made yet) or that ``files`` brings: a message naming one that is not would make every
+    later run of its thread fail, so it is refused now (:class:`InvalidArgumentError`, ``file_not_found``).
+    Attachments without ``document`` are kept as they are (data only: nothing the model reads)."""
+    if attachments is None:
+        return None, {}
+    if not isinstance(attachments, (list, tuple)):
+        raise InvalidArgumentError("attachments must be a list of objects", param="attachments")
+    found: dict[str, bytes] = {}
+    out: list[Any] = []
+    for j, attachment in enumerate(attachments):
+        if not isinstance(attachment, Mapping):
+            raise InvalidArgumentError(f"attachments[{j}] must be an object", param=f"attachments[{j}]")
+        document = attachment.get("document")
+        if document is None:
+            out.append(dict(attachment))
+            continue
+        where = f"attachments[{j}].document"
+        if not isinstance(document, Mapping):
+            raise InvalidArgumentError(f"{where} must be an object", param=where)
+        filename = document.get("filename")
+        if filename is not None and not isinstance(filename, str):
+            raise InvalidArgumentError(f"{where}.filename must be a string", param=f"{where}.filename")
+        if isinstance(document.get("text"), str):
+            data = document["text"].encode("utf-8")
+            file_id = document_file_id(data)
+            found[file_id] = data
+        else:
+            file_id = check_file_id(document.get("file_id"), f"{where}.file_id", kind="doc")
+            if file_id not in files and file_id not in found and not (
+                    thread_dir is not None and (thread_dir / FILES_DIR / file_id).is_file()):
+                raise InvalidArgumentError(f"{where}.file_id: there is no document {file_id!r} in this thread",
+                                           param=f"{where}.file_id", code="file_not_found")
+        out.append({**attachment, "document": {"filename": filename, "file_id": file_id}})
+    return out, found
 
 
 def image_file_part(file_id: str, mime_type: str) -> dict[str, Any]:
@@ -73,7 +130,7 @@ def extract_images(content: Any) -> tuple[Any, dict[str, bytes]]:
             if not isinstance(ref, Mapping):
                 raise InvalidArgumentError(f"content[{i}].image_file must be an object with a file_id",
                                            param=f"content[{i}].image_file")
-            check_file_id(ref.get("file_id"), f"content[{i}].image_file.file_id")
+            check_file_id(ref.get("file_id"), f"content[{i}].image_file.file_id", kind="img")
         if not (isinstance(part, Mapping) and part.get("type") == "image_url"):
             out.append(part)
             continue

@@ -22,7 +22,7 @@ from typing import Any
 from ._util import UNSET, as_seconds, check_dict, now_ms, now_s
 from .context import StoreContext, public
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from .files import check_references, extract_images, read_file, write_files
+from .files import check_references, extract_documents, extract_images, read_file, write_files
 from .ids import new_message_id, validate_id
 from .jsonl import append_jsonl, parse_jsonl, rewrite_jsonl
 from .leases import LEASE_DIR_NAME, Leases
@@ -277,6 +277,10 @@ class MessageStore:
         validate_id(thread_id, "thread id")
         content, files = extract_images(content)
         check_references(content, files, self._thread_dir(thread_id))
+        if extra.get("attachments") is not None:  # documents' text kept as thread files, as images are
+            extra["attachments"], documents = extract_documents(extra["attachments"], files,
+                                                                self._thread_dir(thread_id))
+            files.update(documents)
         doc = self.build(thread_id, role, content, assistant_id=assistant_id, status=status,
                          metadata=metadata, message_id=message_id, created_at=created_at, **extra)
         self._write_files(thread_id, files)

@@ -12,7 +12,7 @@ from ._util import UNSET, as_millis, check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes
 from .context import StoreContext, read_collection
 from .errors import AlreadyExistsError, CorruptFileError, InvalidArgumentError, NotFoundError, StoreError
-from .files import check_references, extract_images, write_files
+from .files import check_references, extract_documents, extract_images, write_files
 from .ids import new_thread_id, validate_id
 from .jsonl import encode_lines
 from .messages import MessageStore
@@ -77,10 +77,14 @@ class ThreadStore:
                     content, found = extract_images(m["content"])
                     files.update(found)
                     check_references(content, files, None)  # a new thread has no images but the ones it comes with
+                    attachments, found = extract_documents(m.get("attachments"), files, None)
+                    files.update(found)
                 except InvalidArgumentError as exc:  # named as the request has it: messages[k].content[i]...
                     raise InvalidArgumentError(f"messages[{k}].{exc}", param=exc.param and f"messages[{k}].{exc.param}",
                                                code=exc.code) from None
                 m = {**m, "content": content}
+                if attachments is not None:
+                    m["attachments"] = attachments
             message_docs.append(self._messages.build_from(thread_id, m))
         if len({m["id"] for m in message_docs}) != len(message_docs):
             raise InvalidArgumentError("initial messages have duplicate ids")

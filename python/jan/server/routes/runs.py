@@ -30,8 +30,8 @@ from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, fetch_linked_images, list_query,
-                                      message_fields, message_object, page_of, thread_fields)
+from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, list_query, message_fields,
+                                      message_inputs, message_object, page_of, thread_fields)
 from jan.server.schemas import (INT32_MAX, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
                                 bounded)
 from jan.server.sse import SSEStream
@@ -434,14 +434,10 @@ async def create_run(request: web.Request) -> web.StreamResponse:
 
 
 async def _additional_messages(request: web.Request, body: RunCreate) -> tuple[dict[str, Any], ...]:
-    """The body's ``additional_messages`` as the store takes them, linked images fetched into them (as a message
-    added to the thread has them: :func:`fetch_linked_images`)."""
-    messages = []
-    for k, m in enumerate(body.additional_messages or ()):
-        fields = message_fields(m)
-        fields["content"] = await fetch_linked_images(request, fields["content"], f"additional_messages[{k}].")
-        messages.append(fields)
-    return tuple(messages)
+    """The body's ``additional_messages`` as the store takes them, linked images and attached documents read into
+    them (as a message added to the thread has them: :func:`message_inputs`)."""
+    return tuple([await message_inputs(request, message_fields(m), f"additional_messages[{k}].")
+                  for k, m in enumerate(body.additional_messages or ())])
 
 
 def run_request(body: RunCreate, thread_id: str, additional_messages: tuple[dict[str, Any], ...]) -> RunRequest:
@@ -477,7 +473,7 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, ThreadAndRunCreate)
     fields = thread_fields(body.thread or ThreadCreate(), where="thread.")  # every body check before a write
     for k, message in enumerate(fields.get("messages") or ()):
-        message["content"] = await fetch_linked_images(request, message.get("content"), f"thread.messages[{k}].")
+        await message_inputs(request, message, f"thread.messages[{k}].")
     req = run_request(body, "", await _additional_messages(request, body))
     # the thread exists for the run only: refused by the run service's own checks, it is removed again
     thread, run = await request.app[SERVICES].runs.start_on_new_thread(fields, req)

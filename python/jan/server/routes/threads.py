@@ -25,6 +25,12 @@ Images sent in a message (``image_url`` parts with ``data:`` URLs, or ``image_fi
 parts naming a ``file-...`` uploaded with ``POST /v1/files``) are stored as
 files in the thread folder and the message keeps ``image_file`` parts naming
 them; ``GET /v1/threads/{thread_id}/files/{file_id}`` serves them back.
+A message's ``attachments`` (OpenAI's ``[{"file_id": "file-...", "tools": [{"type": "file_search"}]}]``) name
+uploads jan reads as documents (PDFs, text files): each is read when the message is written (an upload that is
+not there or cannot be read is a 400 naming ``attachments[j].file_id``) and its text kept as a thread file, which
+every run of the thread reads into that message (:func:`read_attachments`). jan has no vector store, so an
+attached file is read whole, never searched; ``tools`` are kept as sent. A ``{"type": "file"}`` content part is
+no Assistants content type (OpenAI's are text, image_file and image_url): a 400 that points to ``attachments``.
 ``GET /v1/threads`` adds ``"problems"``: the damaged thread files the store
 found and set aside (``{"path", "error", "time", "moved_to"}``, paths
 relative to the data folder), so a client can tell the user why a
@@ -36,15 +42,17 @@ the message body models) are shared with ``assistants.py`` and ``runs.py``.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, Union
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from jan.core import AssistantExtension, ConversationalExtension, NotFoundError
+from jan.errors import DocumentError
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import MEDIA_FETCHER, SERVICES
@@ -52,10 +60,13 @@ from jan.server.media_fetch import is_data_url
 from jan.server.schemas import ImagePart, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.routes.files import upload_data_url
+from jan.server.document_inputs import _upload
+from jan.server.routes.files import upload_data_url, uploads
 from jan.server.validation import parse_body
 from jan.services.models import check_parameters
+from jan.services.documents import document_text
 from jan.services.runs import BUDGET_STOPS
+from jan.services.types import DocumentPart
 from jan.services.tool_loop import check_tool_entries, tool_bookkeeping
 
 routes = web.RouteTableDef()
@@ -169,6 +180,11 @@ def message_object(message: dict[str, Any]) -> dict[str, Any]:
                incomplete_at=ended_at if status == "incomplete" else None)
     for key in ("assistant_id", "run_id", "attachments"):
         out.setdefault(key, None)
+    if isinstance(out["attachments"], list):
+        # as the client sent them (OpenAI's {"file_id", "tools"}): the thread file holding the text the model
+        # reads is jan's own bookkeeping (a client that sends an attachment back must not send it too)
+        out["attachments"] = [{k: v for k, v in a.items() if k != "document"} if isinstance(a, dict) else a
+                              for a in out["attachments"]]
     out.setdefault("metadata", {})
     return out
 
@@ -218,14 +234,47 @@ class ReasoningContent(_Strict):
 MessageContent = Annotated[Union[TextContent, ReasoningContent, ImageFileContent, ImageUrlContent],
                            Field(discriminator="type")]
 
+#: Other APIs' document parts (chat's ``file``, the Responses API's ``input_file``, Anthropic's ``document``).
+_DOCUMENT_PART_TYPES = ("file", "input_file", "document")
+
+
+def _no_document_part(part: Any) -> Any:
+    """A document sent as a content part is no Assistants content type: refused with words that say where a
+    thread takes documents (``attachments``), rather than only the list of the part types it takes."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind in _DOCUMENT_PART_TYPES:
+        raise ValueError(f"a part of type {kind!r} is not a thread message content type (those are 'text', "
+                         "'image_file' and 'image_url'); attach a document (a PDF, a text file) as an uploaded "
+                         "file instead: \"attachments\": [{\"file_id\": \"file-...\", \"tools\": [{\"type\": \"file_search\"}]}] "
+                         "(upload it with POST /v1/files)")
+    return part
+
+
+#: A message's ``content``: a string or a list of parts.
+Content = Union[str, list[Annotated[MessageContent, BeforeValidator(_no_document_part)]]]
+
+
+class AttachmentTool(_Strict):
+    """An attachment's tool (OpenAI's ``file_search``, ``code_interpreter``): kept as data. jan has no vector
+    store nor sandbox: the file is read whole into the message whichever tool is named."""
+
+    type: Literal["file_search", "code_interpreter"]
+
+
+class Attachment(_Strict):
+    """OpenAI's message attachment: an uploaded file (``POST /v1/files``) jan reads as a document."""
+
+    file_id: str = Field(min_length=1)
+    tools: list[AttachmentTool] | None = None
+
 
 class MessageCreate(_Strict):
     """A new message: ``content`` is a string or a list of parts (stored in Jan's shape); ``status`` (Jan's) is the
     stored one, which the answer tells as OpenAI's (:func:`message_object`)."""
 
     role: Literal["user", "assistant", "system"]
-    content: Union[str, list[MessageContent]]
-    attachments: list[dict[str, Any]] | None = None
+    content: Content
+    attachments: list[Attachment] | None = None
     metadata: dict[str, Any] | None = None
     assistant_id: str | None = None
     status: Literal["pending", "ready", "stopped", "error"] | None = None
@@ -234,7 +283,7 @@ class MessageCreate(_Strict):
 class MessageModify(_Strict):
     """Fields a message can change (OpenAI allows ``metadata``; Jan also edits ``content`` and ``status``)."""
 
-    content: Union[str, list[MessageContent], None] = None
+    content: Content | None = None
     status: Literal["pending", "ready", "stopped", "error"] | None = None
     metadata: dict[str, Any] | None = None
 
@@ -329,6 +378,45 @@ async def fetch_linked_images(request: web.Request, content: Any, where: str = "
     return out
 
 
+async def read_attachments(request: web.Request, fields: dict[str, Any], where: str = "") -> None:
+    """Read, into each of the message's ``attachments`` (``fields`` as :func:`message_fields` made them), the
+    uploaded file's text as the model reads it (``document``: ``{"filename", "text"}``, which the store keeps as
+    a thread file); ``where``: the body's path to the message, for errors.
+
+    Read now, not when a run reads the thread: a file that is not there, or is no document jan reads (an image, a
+    scanned PDF, an encrypted one...) is the request's 400 naming ``attachments[j].file_id``, with the documents
+    module's code (``file_not_found``, ``unsupported_format``, ``no_text``...), never a run that fails later; and
+    the thread keeps the text, as it keeps its images, so deleting the upload leaves the thread whole. The text
+    is the one path's (:func:`jan.services.documents.document_text`, in a worker thread: a PDF takes a while)."""
+    attachments = fields.get("attachments")
+    if not attachments:
+        return
+    if fields.get("role") != "user":
+        # the prompt reads documents into user turns only: an attachment elsewhere would be stored and never read
+        raise APIError(400, f"{where}attachments: only a user message takes attachments (this one is "
+                            f"{fields.get('role')!r})", param=f"{where}attachments", code="invalid_value")
+    store = uploads(request)
+    read = []
+    for j, attachment in enumerate(attachments):
+        param = f"{where}attachments[{j}].file_id"
+        data, media_type, filename = await _upload(store, attachment["file_id"], param)
+        try:
+            text = await asyncio.to_thread(document_text, DocumentPart(data, media_type))
+        except DocumentError as exc:
+            raise DocumentError(f"{param}: file {attachment['file_id']!r} ({filename}): {exc}", reason=exc.reason,
+                                param=param) from None
+        read.append({**attachment, "document": {"filename": filename or attachment["file_id"], "text": text}})
+    fields["attachments"] = read
+
+
+async def message_inputs(request: web.Request, fields: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """A new message's fields with what it names fetched into it, as the thread keeps them: its linked images
+    (:func:`fetch_linked_images`) and its attached documents' text (:func:`read_attachments`)."""
+    fields["content"] = await fetch_linked_images(request, fields.get("content"), where)
+    await read_attachments(request, fields, where)
+    return fields
+
+
 #: Thread ids that a route under /v1/threads would shadow (``POST /v1/threads/runs`` creates a thread and runs it).
 RESERVED_IDS = ("runs",)
 
@@ -362,7 +450,7 @@ async def create_thread(request: web.Request) -> web.Response:
     body = await parse_body(request, ThreadCreate)
     fields = thread_fields(body)
     for k, message in enumerate(fields.get("messages") or ()):
-        message["content"] = await fetch_linked_images(request, message.get("content"), f"messages[{k}].")
+        await message_inputs(request, message, f"messages[{k}].")
     return json_response(await conversations(request).create_thread(fields))
 
 
@@ -410,8 +498,7 @@ async def create_message(request: web.Request) -> web.Response:
     ``requires_action``), as OpenAI refuses it: end the run (finish, answer its tool calls, or cancel it) first.
     """
     body = await parse_body(request, MessageCreate)
-    fields = message_fields(body)
-    fields["content"] = await fetch_linked_images(request, fields["content"])
+    fields = await message_inputs(request, message_fields(body))
     message = await request.app[SERVICES].runs.add_message(request.match_info["thread_id"], fields)
     return json_response(message_object(message))
 
@@ -476,7 +563,8 @@ async def modify_message(request: web.Request) -> web.Response:
 # -- files --------------------------------------------------------------------
 @routes.get("/v1/threads/{thread_id}/files/{file_id}")
 async def get_file(request: web.Request) -> web.Response:
-    """An image saved with one of the thread's messages (what its ``image_file`` parts name), as stored."""
+    """An image saved with one of the thread's messages (what its ``image_file`` parts name), or the text of a
+    document one attached (``doc-...txt``), as stored."""
     info = request.match_info
     data, mime = await conversations(request).read_file(info["thread_id"], info["file_id"])
     # content-addressed: the bytes behind an id never change
