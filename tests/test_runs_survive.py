@@ -73,6 +73,16 @@ async def test_sigkill_mid_run_then_resume(tmp_path, stories_path):
             assert len(message_text(final)) > len(partial)
             msgs = (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc"))["data"]
             assert [m["role"] for m in msgs] == ["user", "assistant"]  # completed in place, no second reply
+            # The message tells how the resumed reply ended, nothing of the interruption it went on from.
+            ended = msgs[1]
+            assert ended["metadata"].get("stop_reason") != "interrupted" and "interrupted_at" not in ended["metadata"]
+            if ended["status"] == "completed":
+                assert ended["incomplete_details"] is None and ended["incomplete_at"] is None
+                assert ended["completed_at"] is not None
+            else:  # the token limit cut the resumed leg too
+                assert ended["incomplete_details"] == {"reason": "max_tokens"}
+                assert ended["metadata"].get("finish_reason") == "length" and ended["incomplete_at"] is not None
+            assert (ended["completed_at"] or ended["incomplete_at"]) >= message["incomplete_at"]
             got, err = await api.post(f"/v1/threads/{tid}/runs/{run_id}/resume", {})
             assert got == 400 and err["error"]["code"] == "run_not_interrupted"
 

@@ -385,6 +385,26 @@ class ExtensionManager:
             entry.error = entry.error_kind = None
         return self.record(name)
 
+    async def refuse(self, name: str, why: str) -> ExtensionRecord:
+        """Unload an extension the host could not accept (e.g. its route clashes with another's) and mark it failed.
+
+        The server calls this for clashes it finds while mounting routes: failing one extension, with
+        an error naming the clash, instead of stopping jan or leaving a route silently unused. Loaded
+        extensions depending on it are unloaded first and marked failed too. Enabling it retries.
+        """
+        self.discover()
+        entry = self._entry(name)
+        async with self._locked():
+            if entry.loaded:
+                for other in reversed(list(self._load_order)):
+                    if other != name and name in self._transitive_deps(other):
+                        await self._unload(self._entries[other])
+                        await self._fail(self._entries[other], f"depends on {name!r}, which failed to load ({why})",
+                                         "dependency")
+                await self._unload(entry)
+            await self._fail(entry, why, "load")
+        return self.record(name)
+
     @asynccontextmanager
     async def _locked(self):  # type: ignore[no-untyped-def]
         # The context variable is inherited by the tasks on_load runs in, so

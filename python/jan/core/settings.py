@@ -231,6 +231,10 @@ class ExtensionSettings:
         self._values: dict[str, Any] = {}
         self._model: Any = None
         self._error: SettingsValidationError | None = None
+        #: What reading the stored file left out (an unreadable file; invalid values dropped), for the settings API:
+        #: logged only, a user who hand-edited the file saw their values silently gone.
+        self._file_problems: list[dict[str, Any]] = []
+        self._ignored: list[dict[str, Any]] = []
         self.reload()
 
     def __repr__(self) -> str:
@@ -283,6 +287,12 @@ class ExtensionSettings:
         """Why the current values are invalid (e.g. a required setting without a value), or ``None``."""
         return self._error
 
+    @property
+    def problems(self) -> list[dict[str, Any]]:
+        """What was left out of the stored values when they were read: ``{"field", "message"}`` per invalid value
+        ignored (``field`` None for a file that could not be read at all). Empty once a change is saved."""
+        return copy.deepcopy(self._file_problems + self._ignored)
+
     def check(self) -> None:
         """Raise :class:`SettingsValidationError` if the current values are not valid."""
         if self._error is not None:
@@ -324,12 +334,17 @@ class ExtensionSettings:
             raise
         except ValueError as exc:
             logger.warning("settings of %s are unreadable, using defaults: %s", self.namespace, exc)
+            message = f"the stored settings are unreadable ({exc}); defaults are used"
             aside = getattr(self._store, "set_aside", None)
             if aside is not None:
                 moved = aside(self.namespace)
                 if moved is not None:
                     logger.warning("moved the unreadable settings file to %s", moved)
+                    message += f"; the file was moved to {moved}"
+            self._file_problems = [{"field": None, "message": message}]
             stored = {}
+        else:
+            self._file_problems = []
         self._load(stored)
 
     def set_schema(self, schema: Any) -> None:
@@ -361,6 +376,7 @@ class ExtensionSettings:
     def _load(self, stored: dict[str, Any]) -> None:
         overrides = dict(stored)
         self._error = None
+        self._ignored = []
         for _ in range(len(overrides) + 1):
             try:
                 effective, model = self._schema.validate(overrides)
@@ -376,6 +392,10 @@ class ExtensionSettings:
                     ", ".join(sorted(bad)),
                     exc,
                 )
+                for key in sorted(bad):
+                    why = "; ".join(str(e["message"]) for e in exc.errors
+                                    if str(e["field"]).split(".")[0].split("[")[0] == key) or "invalid value"
+                    self._ignored.append({"field": key, "message": f"stored value ignored: {why}"})
                 overrides = {k: v for k, v in overrides.items() if k not in bad}
             else:
                 break
@@ -387,6 +407,7 @@ class ExtensionSettings:
         self._store.write(self.namespace, stored)
         previous = self._values
         self._overrides, self._values, self._model, self._error = stored, effective, model, None
+        self._file_problems, self._ignored = [], []  # the file now holds exactly the valid values
         keys = set(previous) | set(effective)
         changes = {k: copy.deepcopy(effective.get(k)) for k in sorted(keys) if previous.get(k) != effective.get(k)}
         if changes:

@@ -127,7 +127,8 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
     for table in tables:
         app.add_routes(table)
     _setup_route_state(app)
-    mount_extensions(manager, app)
+    for name, why in mount_extensions(manager, app).items():
+        await manager.refuse(name, why)  # one extension fails, jan keeps starting (its route clashes)
     app.cleanup_ctx.append(_lifetime)
     await app[SERVICES].runs.recover_interrupted()  # runs cut off by the last stop: interrupted, never pending forever
     return app

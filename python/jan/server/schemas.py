@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from jan.engine.params import RANGES, SEED_MAX, SEED_MIN
 from jan.templates.formats.plan import THINK_LEVELS
@@ -38,6 +38,35 @@ TokenList = list[TokenId]
 Seed = Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)]
 #: ``logit_bias`` keys: token ids written as JSON object keys.
 TokenKey = Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,8})$")]
+
+
+#: OpenAI's limits on ``metadata`` (assistants, threads, messages, runs, responses, chat completions).
+METADATA_MAX_PAIRS = 16
+METADATA_MAX_KEY_CHARS = 64
+METADATA_MAX_VALUE_CHARS = 512
+
+
+def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's limits on a ``metadata`` object: at most 16 pairs, keys up to 64 characters, string values up to
+    512. One check for every body that takes metadata, so a client that works against jan also works against
+    OpenAI (which refuses more). Values that are not strings stay accepted: jan's own API has always taken
+    them (numbers, flags) and keeps them; OpenAI refuses them, jan does not need to."""
+    if len(value) > METADATA_MAX_PAIRS:
+        raise ValueError(f"at most {METADATA_MAX_PAIRS} key-value pairs are allowed, got {len(value)}")
+    for key, item in value.items():
+        if len(key) > METADATA_MAX_KEY_CHARS:
+            raise ValueError(f"key {key[:METADATA_MAX_KEY_CHARS]!r}... is {len(key)} characters long; "
+                             f"keys may be at most {METADATA_MAX_KEY_CHARS}")
+        if isinstance(item, str) and len(item) > METADATA_MAX_VALUE_CHARS:
+            raise ValueError(f"the value of key {key!r} is {len(item)} characters long; "
+                             f"values may be at most {METADATA_MAX_VALUE_CHARS}")
+    return value
+
+
+#: ``metadata`` as jan's own bodies take it (values of any JSON type), within OpenAI's limits.
+Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
+#: ``metadata`` where OpenAI's strings-only rule is kept (the Responses API), within OpenAI's limits.
+StringMetadata = Annotated[dict[str, str], AfterValidator(check_metadata)]
 
 
 def bounded(name: str, default: Any = None, **extra: Any) -> Any:
@@ -358,7 +387,7 @@ class SamplingFields(_Strict):
     logit_bias: dict[TokenKey, Annotated[float, Field(**RANGES["logit_bias"].field())]] | None = None
     # accepted and ignored: they change nothing on a local server
     user: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     store: bool | None = None
     service_tier: str | None = None
     # llama.cpp extras

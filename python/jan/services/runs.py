@@ -198,6 +198,9 @@ ACTIVE_STATUSES = ("queued", "in_progress")
 #: The ``stop_reason`` of a run a stop of jan cut off (:meth:`RunService.interrupt_all`, and at the next start
 #: :meth:`RunService.recover_interrupted` for one a crash cut off): the run ``interrupted``, resumable.
 INTERRUPTED = "interrupted"
+#: Keys of a reply's metadata that say how it ended (written by ``_Execution._finish_now``); a resumed reply drops
+#: them, since its earlier end (an interruption) no longer describes it.
+_ENDING_KEYS = ("stop_reason", "finish_reason", "error", "error_code", "interrupted_at")
 #: Statuses a run can be continued from (submit / resume).
 WAITING_STATUSES = ("requires_action", "interrupted")
 #: Statuses of a run that holds its thread (OpenAI's "active" run): until it leaves them no other run starts
@@ -1613,7 +1616,9 @@ class RunService:
         else:
             partial = text_of(message) or None
             execution.text = partial or ""
-            await execution._save({"status": "pending"})
+            # going on again: no longer ended, so not "interrupted" either (_finish_now writes how it ends)
+            metadata = {k: v for k, v in (message.get("metadata") or {}).items() if k not in _ENDING_KEYS}
+            run.message = await execution._save({"status": "pending", "metadata": metadata}) or message
             await execution.open_message_step()  # the turn goes on in its message: a step of this leg's
         return partial
 
@@ -2227,7 +2232,9 @@ class _Execution:
             return
         # a turn that ends with nothing written (failed, not started for a token limit) still made its message
         await self.announce_message()
-        metadata = dict((run.message or {}).get("metadata") or {})
+        # How the reply ends is decided here, now: what an earlier end of the same message wrote (a resumed reply's
+        # interruption: stop_reason "interrupted", its finish_reason or error) must not describe this one.
+        metadata = {k: v for k, v in ((run.message or {}).get("metadata") or {}).items() if k not in _ENDING_KEYS}
         metadata.update({"run_id": run.id, "model": run.model_id})
         if run.finish_reason:
             metadata["finish_reason"] = run.finish_reason

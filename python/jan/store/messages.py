@@ -338,7 +338,8 @@ class MessageStore:
         """Change a message's content, status, metadata (replaced, not merged) or extra fields.
 
         Moving to a final status (``ready``/``stopped``/``error``) sets
-        ``completed_at`` if it was not set. Returns the updated message.
+        ``completed_at`` if it was not set; moving back to ``pending`` clears it.
+        Returns the updated message.
         """
         validate_id(message_id, "message id")
         changes: dict[str, Any] = _check_extra(extra)
@@ -363,7 +364,11 @@ class MessageStore:
             if i is None:
                 raise NotFoundError("message", message_id)
             updated = {**records[i], **changes, "updated": now_ms()}
-            if updated.get("status") in FINAL_STATUSES and not updated.get("completed_at"):
+            if updated.get("status") == "pending":
+                # back to pending (a resumed or retried reply): it has not ended, and when it does its end is the
+                # new one (kept, an interrupted reply completed later told the interruption's time as its end)
+                updated["completed_at"] = None
+            elif updated.get("status") in FINAL_STATUSES and not updated.get("completed_at"):
                 updated["completed_at"] = now_s()
             records[i] = updated
             if updated.get("status") == "pending":

@@ -23,7 +23,7 @@ from jan.errors import DocumentError, EngineError, MediaError
 from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
 from jan.templates.grammar import GrammarError
-from jan.server.schemas import (TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
+from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
 
 from jan.services import types as typed
@@ -294,7 +294,7 @@ class ResponsesRequest(_Prompt):
     temperature: float | None = bounded("temperature")
     top_p: float | None = bounded("top_p")
     store: bool = True
-    metadata: dict[str, str] | None = None
+    metadata: StringMetadata | None = None
     stream: bool = False
     background: bool = False
     include: list[Includable] | None = None

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
-from jan.server.schemas import ReasoningEffort, StrictModel, bounded
+from jan.server.schemas import Metadata, ReasoningEffort, StrictModel, bounded
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
@@ -38,7 +38,7 @@ class AssistantFields(_Strict):
     instructions: str | None = None
     tools: list[dict[str, Any]] | None = None
     file_ids: list[str] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     avatar: str | None = None
     parameters: dict[str, Any] | None = Field(default=None, description="Sampling parameters (Jan)")
     temperature: float | None = bounded("temperature")

@@ -134,6 +134,10 @@ def _settings_body(name: str, settings) -> dict[str, Any]:
         "defaults": _redact(settings.defaults(), secrets),
         "schema": schema,
         "error": str(settings.error) if settings.error else None,
+        # what a hand-edited settings.json held that was ignored (the values above are without it); a secret's
+        # message may quote its value, so it is told without one
+        "problems": [p if p["field"] not in secrets else {**p, "message": "stored value ignored: invalid value"}
+                     for p in getattr(settings, "problems", [])],
     }
 
 

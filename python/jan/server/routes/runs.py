@@ -32,7 +32,7 @@ from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, list_query, message_fields,
                                       message_inputs, message_object, page_of, thread_fields)
-from jan.server.schemas import (INT32_MAX, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
+from jan.server.schemas import (INT32_MAX, Metadata, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
                                 bounded)
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body
@@ -74,7 +74,7 @@ class RunCreate(_Strict):
     additional_instructions: str | None = None
     additional_messages: list[MessageCreate] | None = None
     stream: bool | None = False
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     truncation_strategy: TruncationStrategy | None = None
     reasoning_effort: ReasoningEffort | None = Field(default=None, description=(
         "How hard a reasoning model thinks ('none' turns thinking off); default: the assistant's, else the model's"))

@@ -57,7 +57,7 @@ from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import is_data_url
-from jan.server.schemas import ImagePart, StrictModel
+from jan.server.schemas import ImagePart, Metadata, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.document_inputs import _upload
@@ -275,7 +275,7 @@ class MessageCreate(_Strict):
     role: Literal["user", "assistant", "system"]
     content: Content
     attachments: list[Attachment] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     assistant_id: str | None = None
     status: Literal["pending", "ready", "stopped", "error"] | None = None
 
@@ -285,7 +285,7 @@ class MessageModify(_Strict):
 
     content: Content | None = None
     status: Literal["pending", "ready", "stopped", "error"] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class ThreadModel(BaseModel):
@@ -312,14 +312,14 @@ class ThreadCreate(_Strict):
     id: str | None = None
     title: str | None = None
     assistants: list[ThreadAssistant] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     messages: list[MessageCreate] | None = None
 
 
 class ThreadModify(_Strict):
     title: str | None = None
     assistants: list[ThreadAssistant] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 EXTRA_BODIES[("POST", "/v1/threads")] = ThreadCreate
