@@ -248,7 +248,12 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
                         tool_choice=setting("tool_choice", None))
     if not entries:
         return policy
-    available = {t.name: t for t in await registry.list_tools()}
+    # The MCP servers this run names: only they are started or waited for while listing (a hung server the run
+    # does not use must not hold it up).
+    named = {e.get("server_label") for e in entries if e.get("type") == "mcp" and isinstance(e.get("server_label"), str)}
+    named |= {fn["name"].split("__", 1)[0] for e in entries if e.get("type") == "function"
+              for fn in [e.get("function") or {}] if isinstance(fn.get("name"), str) and "__" in fn["name"]}
+    available = {t.name: t for t in await _list_tools(registry, named)}
     servers = await _mcp_servers(registry)
 
     def add(name: str, tool: Tool | None, spec: dict[str, Any], never: bool) -> None:
@@ -270,7 +275,13 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
         if not status.enabled:
             why = f"MCP server '{label}' is disabled (POST /v1/mcp/servers/{label}/enable)"
         elif not any(t.source == f"mcp:{label}" for t in available.values()):
-            why = f"MCP server '{label}' is not available ({status.error or status.state})"
+            state = str(getattr(status.state, "value", status.state))
+            if state == "starting":  # a slow or hung handshake: it goes on starting, a later run may have it
+                why = f"MCP server '{label}' is still starting"
+            elif state == "running":
+                why = f"MCP server '{label}' is running but offers no tools"
+            else:
+                why = f"MCP server '{label}' is not available ({status.error or state})"
         else:
             return False
         policy.unavailable[label] = why
@@ -323,6 +334,38 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
                     continue
                 add(name, tool, tool.spec(), _approval(entry) == "never")
     return policy
+
+
+async def _list_tools(registry: ToolRegistry, servers: set[str]) -> list[Tool]:
+    """``registry.list_tools()``, telling an MCP host which ``servers`` the run names (its ``list_tools(servers=)``):
+    the others are neither started nor waited for. Without such a host, the registry's own listing."""
+    import inspect
+
+    from jan.core import McpHost
+
+    providers = registry.providers()
+    if not any(isinstance(p, McpHost) and "servers" in inspect.signature(p.list_tools).parameters for p in providers):
+        return await registry.list_tools()
+    from jan.core.tools import LIST_TIMEOUT
+
+    async def one(provider: Any) -> list[Tool]:
+        try:
+            if isinstance(provider, McpHost) and "servers" in inspect.signature(provider.list_tools).parameters:
+                return list(await asyncio.wait_for(provider.list_tools(servers=servers), LIST_TIMEOUT))
+            return list(await asyncio.wait_for(provider.list_tools(), LIST_TIMEOUT))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one broken provider must not hide the others (as the registry's)
+            import logging
+
+            logging.getLogger("jan.core.tools").warning("tool provider %r could not list its tools: %s", provider, exc)
+            return []
+
+    seen: dict[str, Tool] = {}
+    for tools in await asyncio.gather(*(one(p) for p in providers)):
+        for tool in tools:
+            seen.setdefault(tool.name, tool)  # the better-ranked provider wins, as in the registry
+    return list(seen.values())
 
 
 async def _mcp_servers(registry: ToolRegistry) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -22,6 +23,10 @@ from .config import McpConfigError, config_path, edit_config, load_config
 from .server import McpServer
 
 log = logging.getLogger("jan.extensions.mcp")
+
+#: Seconds a listing waits for one server that is still starting before it goes on without that server's tools.
+#: Below jan.core.tools.LIST_TIMEOUT, past which the registry would drop every MCP server's tools at once.
+LIST_WAIT = 20.0
 
 
 class McpSettings(BaseModel):
@@ -103,25 +108,41 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         return server
 
     # -- ToolProvider -----------------------------------------------------------------
-    async def list_tools(self) -> list[Tool]:
-        """Tools of every enabled server, starting servers that have not run yet (each bounded by a timeout)."""
+    async def list_tools(self, *, servers: Collection[str] | None = None) -> list[Tool]:
+        """Tools of every enabled server, each server listed on its own.
+
+        A running server's tools are offered at once. One not started yet is started and waited for, each
+        separately and for at most :data:`LIST_WAIT` seconds from its start's beginning (not at all when it is
+        being retried after a failure): a server that hangs in its handshake loses only its
+        own tools (it goes on starting; a later listing has them), never the others' (:class:`ToolRegistry` drops a
+        provider's whole listing past its own timeout, so this bound stays below it). With ``servers`` (a run's
+        listing: the servers its tools name) a server not named is neither started nor waited for."""
         self._sync()
-        servers = [s for s in self._servers.values() if not s.config.disabled]
+        enabled = [s for s in self._servers.values() if not s.config.disabled]
 
         async def tools_of(server: McpServer) -> list[Tool]:
+            if server.running:
+                return list(server.tools)
+            # Not named by the run: it must not wait on (or start) this server. Tools known from an earlier run
+            # still route to a restart if called.
+            if servers is not None and server.name not in servers:
+                return list(server.tools)
             # A server that failed lately is not tried again (nor waited for) by a listing: every run start lists
             # tools, and a server that cannot start would be tried, and logged, at each. A call of one of its
             # tools, or GET /v1/mcp/servers/{name}, tries it; a listing after the backoff does too.
             if server.backing_off:
                 return list(server.tools)
-            try:
-                await server.ensure_started()
-            except RuntimeError as exc:
-                log.debug("%s", exc)  # (the server logged the failure once, as its kind)
-                return list(server.tools)  # tools known from an earlier run still route to a restart
+            start = server.start_soon()
+            wait = server.listing_wait(LIST_WAIT)
+            done = (await asyncio.wait({start}, timeout=wait))[0] if wait > 0 else {start} if start.done() else set()
+            if not done:
+                log.info("MCP server %s is still starting: this listing goes on without it", server.name)
+                return list(server.tools)  # known from an earlier run (none for a first start): route to a restart
+            if not start.cancelled() and start.exception() is not None:
+                log.debug("%s", start.exception())  # (the server logged the failure once, as its kind)
             return list(server.tools)
 
-        listings = await asyncio.gather(*(tools_of(s) for s in servers))
+        listings = await asyncio.gather(*(tools_of(s) for s in enabled))
         return [tool for tools in listings for tool in tools]
 
     # -- McpHost ---------------------------------------------------------------------

@@ -143,6 +143,12 @@ class McpServer:
         self._stop: asyncio.Event | None = None
         self._lost: asyncio.Event | None = None
         self._start_lock = asyncio.Lock()
+        #: The owner task's cancel scope: how a stop cuts off a handshake (or a close) that does not end by itself.
+        self._scope: Any = None
+        self._ready: asyncio.Future[Any] | None = None
+        #: A start begun for a listing (:meth:`start_soon`): listings wait on it with a bound, never cancel it.
+        self._start_task: asyncio.Task[Any] | None = None
+        self._start_began = 0.0  # (monotonic) when that task began
         self._ever_ran = False
         #: The last failure logged (:meth:`_failed`); None once the server runs.
         self._told: str | None = None
@@ -197,6 +203,7 @@ class McpServer:
                 self.restarts += 1
             self.state, self.error = McpServerState.STARTING, None
             ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._ready, self._scope = ready, None
             self._stop, self._lost = asyncio.Event(), asyncio.Event()
             self._owner = asyncio.create_task(self._own(ready, self._stop, self._lost), name=f"mcp:{self.name}")
             try:
@@ -207,6 +214,28 @@ class McpServer:
                 raise RuntimeError(f"MCP server '{self.name}' {self.error}") from None
             except Exception as exc:
                 raise RuntimeError(f"MCP server '{self.name}' could not start: {self.error or exc}") from None
+
+    def start_soon(self) -> asyncio.Task[Any]:
+        """A task starting the server (the one already under way, if any).
+
+        A listing waits on it for a bounded time and then goes on without this server's tools; the start itself
+        goes on (to its own START_TIMEOUT). Cancelling a caller of :meth:`ensure_started` instead would leave its
+        owner task half-started, and the next use would tear that start down and begin again."""
+        if self._start_task is None or self._start_task.done():
+            self._start_began = time.monotonic()
+            self._start_task = asyncio.ensure_future(self.ensure_started())
+            # its failure is the server's state (and logged once by _failed): retrieve it so asyncio does not warn
+            self._start_task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return self._start_task
+
+    def listing_wait(self, bound: float) -> float:
+        """Seconds a listing may still wait for the start under way (:meth:`start_soon`): ``bound`` counted from
+        when that start began, so listings arriving while a server hangs do not each wait the whole bound again.
+        None at all for a server that failed before (a hung or crashed one being retried): its start goes on in
+        the background, and the tools it listed before are offered meanwhile."""
+        if self._failures:
+            return 0.0
+        return max(0.0, self._start_began + bound - time.monotonic())
 
     def _failed(self, message: str) -> None:
         self.state, self.error = McpServerState.FAILED, message
@@ -227,25 +256,32 @@ class McpServer:
         return self.state == McpServerState.FAILED and time.monotonic() < self._next_start
 
     async def _own(self, ready: asyncio.Future[Any], stop: asyncio.Event, lost: asyncio.Event) -> None:
+        import anyio
         from mcp import Client
 
         self.log_folder.mkdir(parents=True, exist_ok=True)
         # The server's stderr goes to a file: a chatty (or flooding) server can't fill a pipe jan must drain.
         errlog = open(self.log_folder / f"{self.name}.log", "a", encoding="utf-8")  # noqa: SIM115
         try:
-            async with Client(self._transport(errlog), read_timeout_seconds=START_TIMEOUT) as client:
-                await self._refresh(client)
-                self._client = client
-                self._ever_ran = True
-                self.state, self.error, self._told = McpServerState.RUNNING, None, None
-                ready.set_result(client)
-                stopper = asyncio.ensure_future(stop.wait())
-                breaker = asyncio.ensure_future(lost.wait())
-                try:
-                    await asyncio.wait([stopper, breaker], return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    stopper.cancel()
-                    breaker.cancel()
+            # Stopping cancels this scope (never the task): anyio cancellation lets the SDK finish its shielded
+            # cleanup, which ends the process; a native task.cancel() can cut that short and leave it running.
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                async with Client(self._transport(errlog), read_timeout_seconds=START_TIMEOUT) as client:
+                    await self._refresh(client)
+                    self._client = client
+                    self._ever_ran = True
+                    self.state, self.error, self._told = McpServerState.RUNNING, None, None
+                    ready.set_result(client)
+                    stopper = asyncio.ensure_future(stop.wait())
+                    breaker = asyncio.ensure_future(lost.wait())
+                    try:
+                        await asyncio.wait([stopper, breaker], return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        stopper.cancel()
+                        breaker.cancel()
+            if scope.cancelled_caught and not ready.done():
+                ready.set_exception(RuntimeError("stopped while starting"))
         except asyncio.CancelledError:
             if not ready.done():
                 ready.set_exception(RuntimeError("stopped while starting"))
@@ -287,17 +323,41 @@ class McpServer:
             return
         if self._stop is not None:
             self._stop.set()
+        self._cut_start()  # a handshake under way never looks at the stop event
         if not owner.done():
             try:
                 await asyncio.wait_for(asyncio.shield(owner), STOP_TIMEOUT)
             except asyncio.TimeoutError:
-                owner.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(owner, STOP_TIMEOUT)
+                # A close that does not finish: cancel its scope (the SDK still ends the process), and only if even
+                # that does not end the task, the task itself.
+                if self._scope is not None:
+                    self._scope.cancel()
+                try:
+                    await asyncio.wait_for(asyncio.shield(owner), STOP_TIMEOUT)
+                except asyncio.TimeoutError:
+                    owner.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await asyncio.wait_for(owner, STOP_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the owner reports its own failures (state, log)
+                log.debug("MCP server %s: its connection ended with %s", self.name, _describe(exc))
         self._owner = None
+
+    def _cut_start(self) -> None:
+        """Cancel the owner's scope if its start (the handshake) is still under way."""
+        owner = self._owner
+        if owner is not None and not owner.done() and self._scope is not None and \
+                (self._ready is None or not self._ready.done()):
+            self._scope.cancel()
 
     async def stop(self) -> None:
         """Close the connection and end the server's process (if it runs)."""
+        # A start under way (a hung handshake, say) holds the start lock for up to START_TIMEOUT: cut it off rather
+        # than wait, so removing/disabling a server or stopping jan is never held by it.
+        if self._stop is not None and self._ready is not None and not self._ready.done():
+            self._stop.set()
+        self._cut_start()
         async with self._start_lock:
             await self._shutdown()
             self.state = McpServerState.DISABLED if self.config.disabled else McpServerState.STOPPED
