@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -27,6 +28,14 @@ def test_help_lists_every_command_and_subcommands_have_help(env):
         assert "Usage: " in ok(jan(*args, env=env)).stdout
     assert "--sha256" in ok(jan("models", "pull", "--help", env=env)).stdout
     assert ok(jan("--version", env=env)).stdout.strip().endswith("0.1.0")
+
+
+def test_python_dash_m_jan_is_the_jan_command(env):
+    # `python -m jan` works where the console script is not on PATH (a venv used without activating it)
+    done = subprocess.run([sys.executable, "-m", "jan", "--version"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("0.1.0")
 
 
 def test_info_reports_build_devices_data_folder_and_server(env, data):
