@@ -323,6 +323,16 @@ def test_unconvertible_schemas_raise():
         ({"type": "array", "minItems": 3, "maxItems": 1}, "maxItems"),
         ("{not json", "not valid JSON"),
         ({"type": "integer", "minimum": 5, "maximum": 1}, "empty"),
+        # a pattern that is no regex is the client's error, never a reply without its constraint
+        ({"type": "string", "pattern": "(a"}, "not a valid regular expression: unbalanced"),
+        ({"type": "string", "pattern": "a)"}, "not a valid regular expression: unexpected"),
+        ({"type": "string", "pattern": "[a-"}, "not a valid regular expression: unterminated"),
+        ({"type": "string", "pattern": "[ab\\"}, "not a valid regular expression: unterminated"),
+        ({"type": "string", "pattern": "a\\"}, "not a valid regular expression: trailing"),
+        ({"type": "string", "pattern": "*a"}, "not a valid regular expression: nothing to repeat"),
+        ({"type": "string", "pattern": "a**"}, "not a valid regular expression: nothing to repeat"),
+        ({"type": "string", "pattern": "[z-a]"}, "not a valid regular expression: bad character range"),
+        ({"type": "object", "properties": {"k": {"type": "string", "pattern": "(x"}}}, "'\\(x'"),
     ]:
         with pytest.raises(GrammarError, match=match):
             json_schema_to_grammar(schema)

@@ -342,7 +342,13 @@ def _integer_range(lo: int | None, hi: int | None) -> str:
 
 
 class _UnsupportedPattern(Exception):
-    pass
+    """A valid regex using what GBNF cannot express here (lookaround, backreferences, inner anchors): the string is
+    still constrained to JSON, only the pattern goes unenforced (logged)."""
+
+
+class _InvalidPattern(Exception):
+    """A regex that is not one (an unbalanced parenthesis, nothing to repeat, an unterminated class, a reversed
+    range): the client's schema is wrong, so the request is refused rather than answered without its constraint."""
 
 
 _CLASS_ESCAPES = {
@@ -422,7 +428,7 @@ class _RegexToGbnf:
         self.p, self.i = body, 0
         expr = self._alternation()
         if self.i != len(self.p):
-            raise _UnsupportedPattern(f"unexpected {self.p[self.i]!r} at {self.i}")
+            raise _InvalidPattern(f"unexpected {self.p[self.i]!r} at {self.i}")
         # JSON Schema patterns are searches, not full matches
         parts = ([] if anchored_start else ["char*"]) + [expr] + ([] if anchored_end else ["char*"])
         return " ".join(parts)
@@ -481,7 +487,7 @@ class _RegexToGbnf:
                 raise _UnsupportedPattern("lookaround and inline flags are not supported")
             inner = self._alternation()
             if self.i >= len(p) or p[self.i] != ")":
-                raise _UnsupportedPattern("unbalanced parenthesis")
+                raise _InvalidPattern("unbalanced parenthesis")
             self.i += 1
             self.depth -= 1
             return f"({inner})"
@@ -493,7 +499,7 @@ class _RegexToGbnf:
         if c == "\\":
             return self._escape()
         if c in "*+?":
-            raise _UnsupportedPattern(f"nothing to repeat at {self.i}")
+            raise _InvalidPattern(f"nothing to repeat at {self.i}")
         if c in "^$":
             raise _UnsupportedPattern("anchors are only supported at the ends")
         self.i += 1
@@ -502,7 +508,7 @@ class _RegexToGbnf:
     def _escape(self) -> str:
         p = self.p
         if self.i + 1 >= len(p):
-            raise _UnsupportedPattern("trailing backslash")
+            raise _InvalidPattern("trailing backslash")
         e = p[self.i + 1]
         self.i += 2
         if e in _CLASS_ESCAPES:
@@ -538,7 +544,7 @@ class _RegexToGbnf:
         first = True
         while True:
             if self.i >= len(p):
-                raise _UnsupportedPattern("unterminated character class")
+                raise _InvalidPattern("unterminated character class")
             c = p[self.i]
             if c == "]" and not first:
                 self.i += 1
@@ -546,6 +552,8 @@ class _RegexToGbnf:
             first = False
             if c == "\\":
                 e = p[self.i + 1 : self.i + 2]
+                if not e:
+                    raise _InvalidPattern("unterminated character class")
                 self.i += 2
                 if e in _CLASS_ESCAPES:
                     sub, sub_neg = _CLASS_ESCAPES[e]
@@ -562,13 +570,15 @@ class _RegexToGbnf:
                 c2 = p[self.i]
                 if c2 == "\\":
                     e2 = p[self.i + 1 : self.i + 2]
+                    if not e2:
+                        raise _InvalidPattern("unterminated character class")
                     self.i += 2
                     hi = self._escaped_char(e2)
                 else:
                     hi = c2
                     self.i += 1
                 if hi < lo:
-                    raise _UnsupportedPattern("bad character range")
+                    raise _InvalidPattern("bad character range")
                 ranges.append((lo, hi))
             else:
                 ranges.append((lo, lo))
@@ -964,6 +974,10 @@ class GrammarBuilder:
                 body = _RegexToGbnf(pattern).translate()
             except GrammarError:
                 raise
+            except _InvalidPattern as exc:
+                err = GrammarError(f"pattern {pattern!r} is not a valid regular expression: {exc}")
+                err.code = "invalid_schema"
+                raise err from None
             except (_UnsupportedPattern, IndexError, ValueError) as exc:
                 # still produce valid JSON; the pattern just isn't enforced
                 log.warning("pattern %r is not enforced by the grammar: %s", pattern, exc)
