@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Iterator
 
 NOTES_SERVER = Path(__file__).parent / "mcp_servers" / "notes_server.py"
+#: A raw JSON-RPC server answering what the SDK's servers never would (malformed tools, unknown content, a long text).
+RAW_SERVER = Path(__file__).parent / "mcp_servers" / "raw_server.py"
 
 
 def notes_folder(tmp: Path) -> Path:
@@ -27,6 +29,11 @@ def stdio_entry(root: Path, stamp: Path | None = None, **extra) -> dict:
     if stamp is not None:
         args += ["--stamp", str(stamp)]
     return {"command": sys.executable, "args": args, **extra}
+
+
+def raw_entry(big: int = 32_000) -> dict:
+    """An mcp.json entry for :data:`RAW_SERVER`; its ``big`` tool answers ``big`` characters."""
+    return {"command": sys.executable, "args": [str(RAW_SERVER), "--big", str(big)]}
 
 
 def write_mcp_config(data_folder: Path, servers: dict) -> Path:

@@ -41,7 +41,7 @@ async def test_stdio_server_tools_are_listed_and_called(notes):
     [status] = await host.list_servers()
     assert status.state == "stopped" and status.transport == "stdio"  # lazy: nothing started yet
     registry = ToolRegistry(manager)
-    names = {t.name for t in await registry.list_tools()}
+    names = {t.name for t in await registry.list_tools(servers={"notes"})}  # a listing naming it waits for it
     assert {"notes__read_note", "notes__add", "current_time"} <= names
     outcome = await registry.call("notes__read_note", json.dumps({"name": "shopping.txt"}))
     assert not outcome.result.is_error and outcome.result.as_text() == "eggs, milk, bread\n"
@@ -99,14 +99,14 @@ async def test_enable_disable_and_config_edits(notes, tmp_path):
     root = tmp_path / "notes"
     host = manager.get(McpHost)
     registry = ToolRegistry(manager)
-    assert "notes__add" in {t.name for t in await registry.list_tools()}
+    assert "notes__add" in {t.name for t in await registry.list_tools(servers={"notes"})}
     status = await host.set_enabled("notes", False)
     assert status.state == "disabled" and not status.enabled
     assert json.loads((data / "mcp.json").read_text())["mcpServers"]["notes"]["disabled"] is True
     assert "notes__add" not in {t.name for t in await registry.list_tools()}
     assert (await registry.call("notes__add", {"a": 1, "b": 2})).result.is_error
     await host.set_enabled("notes", True)
-    assert "notes__add" in {t.name for t in await registry.list_tools()}
+    assert "notes__add" in {t.name for t in await registry.list_tools(servers={"notes"})}
     with pytest.raises(NotFoundError):
         await host.server("nope")
     # a second server appears when the file changes

@@ -326,11 +326,15 @@ async def test_the_budget_holds_across_submit_tool_outputs(tool_server):
         first_estimate = await n_tokens(api, TOOL_MODEL, ASK, [PING])
         output = " ".join(f"host {k} answered in {k} ms" for k in range(120))  # a long result: ~700 tokens
         budget = max(BUDGET, first_estimate + 300)  # the first prompt and 300 more: not the result
+        # what is left after the first prompt cannot hold the second, which holds the first (a tool output too long
+        # for what is left is cut to fit it: tests/test_tool_output_fit.py; so no output makes this case)
+        tight = max(BUDGET, first_estimate + 10)
+        assert tight - first_estimate < first_estimate
         tid = await new_thread(api, ASK)
-        run = await run_to_end(api, f"/v1/threads/{tid}/runs", tool_run([PING], "ping", max_prompt_tokens=budget))
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", tool_run([PING], "ping", max_prompt_tokens=tight))
         assert run["status"] == "requires_action", run
         first = run["usage"]["prompt_tokens"]  # the calling turn's: so far the run's
-        assert 0 < first <= budget and run["max_prompt_tokens"] == budget
+        assert 0 < first <= tight and run["max_prompt_tokens"] == tight
         [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
         events = await streamed(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
                                 {"tool_outputs": [{"tool_call_id": call["id"], "output": output}]})
@@ -341,6 +345,16 @@ async def test_the_budget_holds_across_submit_tool_outputs(tool_server):
         saved = await messages_of(api, tid)
         assert [m["role"] for m in saved] == ["user", "assistant", "tool", "assistant"]
         assert message_text(saved[2]) == output and saved[3]["status"] == "incomplete"
+
+        # with room for the turn, the long result is cut to fit what is left (the thread keeps it whole)
+        tid = await new_thread(api, ASK)
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", tool_run([PING], "ping", max_prompt_tokens=budget))
+        [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        done = await run_to_end(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
+                                {"tool_outputs": [{"tool_call_id": call["id"], "output": output}]})
+        assert done["incomplete_details"] in (None, {"reason": "max_completion_tokens"}), done
+        assert done["usage"]["prompt_tokens"] <= budget
+        assert message_text((await messages_of(api, tid))[2]) == output
 
         # a short result fits what is left: the run answers, both prompts counted
         tid = await new_thread(api, ASK)

@@ -54,6 +54,7 @@ def run_body(**extra) -> dict:
 
 async def test_auto_approved_call_runs_and_the_model_answers(server):
     async with Client(server.base_url) as api:
+        assert (await api.ok("GET", "/v1/mcp/servers/notes"))["state"] == "running"  # (a listing waits for none)
         listed = {t["function"]["name"]: t["source"] for t in (await api.ok("GET", "/v1/tools"))["data"]}
         assert listed["notes__list_notes"] == "mcp:notes" and listed["current_time"] == "tools"
         tid = await make_thread(api, [{"type": "mcp", "server_label": "notes", "allowed_tools": ["list_notes"],

@@ -42,14 +42,18 @@ def list_servers(as_json: bool, conn) -> None:
     if client is not None:
         servers = client.get("/v1/mcp/servers").get("data", [])
     else:
-        from jan.extensions.mcp import McpConfigError, load_config
+        from jan.extensions.mcp import McpConfigError
+        from jan.extensions.mcp.config import read_config
 
         try:
-            configs = load_config(conn.data_folder)
+            configs, problems = read_config(conn.data_folder)
         except McpConfigError as exc:
             raise CLIError(str(exc)) from None
         servers = [{"name": n, "transport": c.transport, "target": c.target, "enabled": not c.disabled,
                     "state": "disabled" if c.disabled else "stopped", "tools": []} for n, c in configs.items()]
+        # an invalid entry is shown as such, never hiding the others (a host runs them)
+        servers += [{"name": n, "transport": "", "target": "", "enabled": False, "state": "invalid", "error": why,
+                     "tools": []} for n, why in problems.items()]
     if as_json:
         print_json(servers)
         return

@@ -25,6 +25,7 @@ class ChatTools:
 
     def __init__(self, data_folder, tool_names: tuple[str, ...], servers: tuple[str, ...]):
         from jan.core import ExtensionManager, ToolRegistry
+        from jan.core.tools import server_names
         from jan.extensions.mcp import McpHostExtension
         from jan.extensions.tools import BuiltinToolsExtension
 
@@ -36,7 +37,9 @@ class ChatTools:
         self.manager.register(BuiltinToolsExtension())
         self._run(self.manager.start())
         self.registry = ToolRegistry(self.manager)
-        available = {t.name: t for t in self._run(self.registry.list_tools())}
+        # the servers this chat uses are waited for (a bounded time); no other is started
+        wanted = set(servers) | server_names(tool_names)
+        available = {t.name: t for t in self._run(self.registry.list_tools(servers=wanted))}
         chosen = {}
         for name in tool_names:
             if name not in available:

@@ -10,9 +10,11 @@ and the other is logged and left out.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,7 @@ __all__ = [
     "ToolNotFoundError",
     "ToolRegistry",
     "limit_result",
+    "server_names",
 ]
 
 log = logging.getLogger("jan.core.tools")
@@ -87,6 +90,19 @@ def limit_result(result: ToolResult, max_chars: int = DEFAULT_MAX_OUTPUT_CHARS) 
     return ToolResult(tuple(parts), is_error=result.is_error, truncated=True)
 
 
+def server_names(tool_names: Iterable[str]) -> set[str]:
+    """The MCP servers tool names name (``<server>__<tool>``)."""
+    return {name.split("__", 1)[0] for name in tool_names if "__" in name}
+
+
+def _takes_servers(provider: ToolProvider) -> bool:
+    """Whether ``provider.list_tools`` takes ``servers=`` (an MCP host)."""
+    try:
+        return "servers" in inspect.signature(provider.list_tools).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def parse_arguments(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
     """A call's arguments as a dict; raises ``ValueError`` for text that is not a JSON object."""
     if arguments is None or arguments == "":
@@ -116,12 +132,18 @@ class ToolRegistry:
         except ExtensionNotFoundError:
             return []
 
-    async def list_tools(self) -> list[Tool]:
-        """Every available tool, each name once. A provider that fails or hangs is skipped (and logged)."""
+    async def list_tools(self, *, servers: Collection[str] | None = None) -> list[Tool]:
+        """Every available tool, each name once. A provider that fails or hangs is skipped (and logged).
+
+        It answers at once with what is known: an MCP server still starting offers its tools to a later listing
+        (``GET /v1/mcp/servers`` tells its state). ``servers``: the MCP servers the caller is about to use (a run's,
+        a call's); a provider hosting them waits for those (a bounded time), and starts no other."""
 
         async def one(provider: ToolProvider) -> list[Tool]:
             try:
-                return list(await asyncio.wait_for(provider.list_tools(), LIST_TIMEOUT))
+                listing = provider.list_tools(servers=servers) if servers is not None and _takes_servers(provider) \
+                    else provider.list_tools()
+                return list(await asyncio.wait_for(listing, LIST_TIMEOUT))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken provider must not hide the others
@@ -139,8 +161,9 @@ class ToolRegistry:
         return list(seen.values())
 
     async def get(self, name: str) -> Tool:
-        """The tool called ``name``; raises :class:`ToolNotFoundError`."""
-        for tool in await self.list_tools():
+        """The tool called ``name`` (waiting for the MCP server its name names, ``<server>__<tool>``, to start);
+        raises :class:`ToolNotFoundError`."""
+        for tool in await self.list_tools(servers=server_names([name])):
             if tool.name == name:
                 return tool
         raise ToolNotFoundError(name)

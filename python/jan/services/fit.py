@@ -13,6 +13,14 @@ last user turn is refused (``ContextOverflowError``), never cut inside a message
 An agent's long tool loop after its last user turn is shortened too: that turn stays, followed by its most
 recent tool rounds (an assistant turn with tool calls and their results), the oldest rounds dropped.
 
+Before any turn is dropped, tool outputs are shortened (:class:`_ToolCuts`): a tool can answer with tens of
+thousands of characters (an MCP tool, a built-in one, a client's output), and dropping the conversation for it
+would leave the model with neither the question nor the answer. The largest outputs of the earlier rounds are cut
+first (down to :data:`MIN_TOOL_OUTPUT` characters), then those of the latest round, each keeping its head and a
+marker saying how much was cut (:func:`cut_marker`); only then are turns dropped (outputs kept at that floor, and
+as long as the kept turns allow), and as a last resort the kept outputs are cut below it. Only the prompt is
+shortened: what a thread or a client stored stays whole.
+
 A request with ``max_tokens`` that is shortened anyway keeps that much room for the reply (at most half the
 context): the answer asked for is not cut off by the history. Without ``max_tokens``, the reply has what the
 context has left (generation ends with ``finish_reason: "length"`` when it runs out), as Ollama does.
@@ -40,13 +48,17 @@ from typing import Any
 from jan.core import LocalModel
 from jan.errors import ContextOverflowError
 from jan.services.local import has_media, render_chat
-from jan.services.types import AudioPart, ChatMessage, ChatRequest, ImagePart
+from jan.services.types import AudioPart, ChatMessage, ChatRequest, ImagePart, TextPart
 from jan.templates.formats import ChatPlan
 
 log = logging.getLogger("jan.services")
 
 #: Roles that stay however much of the conversation is dropped.
 KEPT_ROLES = ("system", "developer")
+
+#: Characters a tool output keeps (its head) while fitting a prompt can still drop turns instead: below it the
+#: output says little, and the turns around it say more.
+MIN_TOOL_OUTPUT = 256
 
 #: Tokens at the start of a context that a cut keeps after its BOS when neither the request nor the model says
 #: (``ChatRequest.context_keep``): Ollama's default ``num_keep`` (``api.DefaultOptions``).
@@ -147,71 +159,166 @@ def fit_context(local: LocalModel, request: ChatRequest, tokens: Any, room: int 
 
 def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens: Any, room: int = 0,
                 budget: int | None = None) -> ChatRequest:
-    """Blocking (renders and tokenizes a few times): ``request`` with its oldest turns dropped so that its
-    prompt fits ``local``'s context with ``room`` positions left for the reply (or, where no shortening
-    leaves that much, the longest shortening that fits at all), and holds at most ``budget`` tokens (None: no
-    budget). ``tokens``: the whole conversation's prompt, already found too long (its media chunks tell each
-    image's size). The conversation is unchanged when it fits (context and budget) without the room and no
-    shortening makes any. When even the shortest one (the system messages, the last user turn and its last tool
-    round) does not fit: ``ContextOverflowError`` if it is over the context, else :class:`PromptBudgetError`."""
+    """Blocking (renders and tokenizes a few times): ``request`` with its tool outputs shortened and, where that is
+    not enough, its oldest turns dropped, so that its prompt fits ``local``'s context with ``room`` positions left
+    for the reply (or, where no shortening leaves that much, the longest shortening that fits at all), and holds at
+    most ``budget`` tokens (None: no budget). ``tokens``: the whole conversation's prompt, already found too long
+    (its media chunks tell each image's size). The conversation is unchanged when it fits (context and budget)
+    without the room and no shortening makes any. When even the shortest one (the system messages, the last user
+    turn and its last tool round, its tool outputs cut to their markers) does not fit: ``ContextOverflowError`` if
+    it is over the context, else :class:`PromptBudgetError`."""
     messages = request.messages
     n_ctx = local.model.n_ctx
     candidates = _candidates(messages)
+    cuts = _ToolCuts(messages)
     media = _media_tokens(messages, tokens)
     marker = local.model.media_marker if has_media(request) else None
-    sizes: dict[int, int] = {}
+    sizes: dict[tuple[int, int], int] = {}
+    whole = -1  # the candidate index standing for the whole conversation
 
-    def size(k: int) -> int:
-        if k not in sizes:
-            kept = [messages[i] for i in candidates[k]]
-            text = render_chat(local, replace(request, messages=tuple(kept)), plan, marker)
+    def kept(k: int) -> list[int]:
+        return list(range(len(messages))) if k == whole else candidates[k]
+
+    def shortened(indices: list[int], level: int) -> tuple[ChatMessage, ...]:
+        return tuple(cuts.message(i, level) for i in indices)
+
+    def size(k: int, level: int) -> int:
+        if (k, level) not in sizes:
+            indices = kept(k)
+            text = render_chat(local, replace(request, messages=shortened(indices, level)), plan, marker)
             # +1: a BOS the model may add; each media marker's own text tokens overcount a little (the safe side)
-            sizes[k] = (len(local.model.tokenize(text, add_special=False, parse_special=True)) + 1
-                        + sum(media[i] for i in candidates[k]))
-        return sizes[k]
+            sizes[k, level] = (len(local.model.tokenize(text, add_special=False, parse_special=True)) + 1
+                               + sum(media[i] for i in indices))
+        return sizes[k, level]
 
-    def ok(k: int, want: int) -> bool:
-        return size(k) + want <= n_ctx and (budget is None or size(k) <= budget)
+    def ok(k: int, level: int, want: int) -> bool:
+        return size(k, level) + want <= n_ctx and (budget is None or size(k, level) <= budget)
 
-    whole = prompt_size(tokens)
-    for want in dict.fromkeys((max(room, 1), 1)):  # the reply's room if any shortening leaves it, else one position
-        if not candidates or not ok(len(candidates) - 1, want):
-            continue
-        # The prompt shrinks along the candidates (fewer turns): binary search for the first that fits.
-        lo, hi = 0, len(candidates) - 1
+    def first(lo: int, hi: int, good: Any) -> int:
+        """The first of lo..hi that is ``good`` (``hi`` is): the prompt shrinks along both the candidates (fewer
+        turns) and the cut levels (shorter outputs)."""
         while lo < hi:
             mid = (lo + hi) // 2
-            if ok(mid, want):
+            if good(mid):
                 hi = mid
             else:
                 lo = mid + 1
-        kept = candidates[lo]
-        log.info("conversation of %d tokens, context %d%s: %d of %d messages dropped to fit",
-                 whole, n_ctx, f", budget {budget}" if budget is not None else "", len(messages) - len(kept),
-                 len(messages))
-        return replace(request, messages=tuple(messages[i] for i in kept))
+        return lo
+
+    def done(k: int, level: int) -> ChatRequest:
+        if k == whole and level == 0:
+            return request  # it fits as it is with the least room asked for
+        indices = kept(k)
+        cut = cuts.cut_count(indices, level)
+        log.info("conversation of %d tokens, context %d%s: %d of %d messages dropped%s to fit", prompt_size(tokens),
+                 n_ctx, f", budget {budget}" if budget is not None else "", len(messages) - len(indices),
+                 len(messages), f", {cut} tool outputs cut" if cut else "")
+        return replace(request, messages=shortened(indices, level))
+
+    last = len(candidates) - 1 if candidates else whole
+    for want in dict.fromkeys((max(room, 1), 1)):  # the reply's room if any shortening leaves it, else one position
+        # tool outputs first, down to their floor: no turn is dropped
+        if cuts.floor > 0 and ok(whole, cuts.floor, want):
+            return done(whole, first(0, cuts.floor, lambda level: ok(whole, level, want)))
+        # then turns, the outputs of those kept as long as they allow
+        if candidates and ok(last, cuts.floor, want):
+            k = first(0, last, lambda k: ok(k, cuts.floor, want))
+            return done(k, first(0, cuts.floor, lambda level: ok(k, level, want)))
+        # the shortest conversation, its outputs cut below their floor (down to their markers)
+        if cuts.deepest > cuts.floor and ok(last, cuts.deepest, want):
+            return done(last, first(cuts.floor, cuts.deepest, lambda level: ok(last, level, want)))
     if fits(local, tokens, budget=budget):
         return request  # it fits as it is; no shortening leaves the reply more room
     # The shortest prompt allowed: over the context, no budget would let it run (the request's own error, as
     # without one); within the context, it is the budget that refuses it.
-    shortest = size(len(candidates) - 1) if candidates else whole
+    shortest = size(last, cuts.deepest) if candidates or cuts.deepest else prompt_size(tokens)
+    whole_size = prompt_size(tokens)
     if budget is not None and shortest + 1 <= n_ctx:
         if not candidates:
             raise PromptBudgetError(
-                f"the prompt has {whole} tokens but only {budget} are left of max_prompt_tokens, and there is no "
-                "earlier turn to drop", whole, budget)
+                f"the prompt has {whole_size} tokens but only {budget} are left of max_prompt_tokens, and there is no "
+                "earlier turn to drop", shortest, budget)
         raise PromptBudgetError(
-            f"the conversation has {whole} tokens but only {budget} are left of max_prompt_tokens, and it does not "
-            f"fit even from its last user turn (and that turn's last tool round) with its system messages "
+            f"the conversation has {whole_size} tokens but only {budget} are left of max_prompt_tokens, and it does "
+            f"not fit even from its last user turn (and that turn's last tool round) with its system messages "
             f"({shortest} tokens)", shortest, budget)
     if not candidates:
         raise ContextOverflowError(
-            f"the prompt has {whole} tokens but the context holds {n_ctx}, and there is no earlier turn to drop; "
-            "shorten it or use a larger context (ctx_len)", whole, n_ctx)
+            f"the prompt has {whole_size} tokens but the context holds {n_ctx}, and there is no earlier turn to drop; "
+            "shorten it or use a larger context (ctx_len)", whole_size, n_ctx)
     raise ContextOverflowError(
-        f"the conversation has {whole} tokens but the context holds {n_ctx}, and it does not fit even from its last "
-        "user turn (and that turn's last tool round) with its system messages; shorten that turn or use a larger "
-        "context (ctx_len)", whole, n_ctx)
+        f"the conversation has {whole_size} tokens but the context holds {n_ctx}, and it does not fit even from its "
+        "last user turn (and that turn's last tool round) with its system messages; shorten that turn or use a "
+        "larger context (ctx_len)", whole_size, n_ctx)
+
+
+def cut_marker(n_chars: int) -> str:
+    """What a tool output cut to fit the context ends with, in place of its last ``n_chars`` characters."""
+    return f"[… {n_chars:,} characters of tool output cut to fit the context]"
+
+
+class _ToolCuts:
+    """The tool outputs of a conversation, shortened by *level*: 0 leaves them whole, each level one character
+    less of the outputs it cuts, so that a prompt shrinks as the level grows (a binary search finds the least
+    level that fits).
+
+    Levels ``0..floor`` cut the earlier rounds' outputs down to :data:`MIN_TOOL_OUTPUT` characters, the largest
+    first (a cap that falls until it reaches them), then the latest round's (the one after the last assistant turn
+    that called tools: what the model is about to read), the same way. Levels ``floor..deepest`` lower every cap
+    together from the floor to nothing, the marker alone. An output is only cut where the marker is shorter than
+    what it replaces. Text parts only: an image in a tool result stays (its tokens are no characters to cut)."""
+
+    def __init__(self, messages: tuple[ChatMessage, ...]):
+        self.messages = messages
+        self.lengths = {i: sum(len(p.text) for p in m.content if isinstance(p, TextPart))
+                        for i, m in enumerate(messages) if m.role == "tool"}
+        calls = [i for i, m in enumerate(messages) if m.role == "assistant" and m.tool_calls]
+        latest = calls[-1] if calls else len(messages)
+        self.latest = {i for i in self.lengths if i > latest}
+        earlier_max = max((n for i, n in self.lengths.items() if i not in self.latest), default=0)
+        latest_max = max((n for i, n in self.lengths.items() if i in self.latest), default=0)
+        self.earlier_top, self.latest_top = earlier_max, latest_max
+        self.earlier_span = max(0, earlier_max - MIN_TOOL_OUTPUT)
+        self.floor = self.earlier_span + max(0, latest_max - MIN_TOOL_OUTPUT)
+        self.deepest = self.floor + (MIN_TOOL_OUTPUT if self.lengths and max(self.lengths.values()) else 0)
+
+    def cap(self, i: int, level: int) -> int | None:
+        """Characters message ``i`` keeps at ``level`` (None: whole)."""
+        if i not in self.lengths or level <= 0:
+            return None
+        if level > self.floor:
+            return max(0, MIN_TOOL_OUTPUT - (level - self.floor))
+        if i in self.latest:
+            below = level - self.earlier_span
+            return self.latest_top - below if below > 0 else None
+        return max(MIN_TOOL_OUTPUT, self.earlier_top - level)
+
+    def _cut(self, i: int, level: int) -> tuple[Any, ...] | None:
+        """Message ``i``'s content cut to its cap at ``level``; None where it stays whole."""
+        keep = self.cap(i, level)
+        total = self.lengths.get(i, 0)
+        if keep is None or total <= keep:
+            return None
+        marker = ("\n" if keep else "") + cut_marker(total - keep)
+        if len(marker) >= total - keep:
+            return None  # the marker would be no shorter than what it replaces
+        parts: list[Any] = []
+        left = keep
+        for part in self.messages[i].content:
+            if not isinstance(part, TextPart):
+                parts.append(part)
+            elif left > 0:
+                parts.append(replace(part, text=part.text[:left]))  # (an untrusted part stays untrusted)
+                left -= min(left, len(part.text))
+        parts.append(TextPart(marker))
+        return tuple(parts)
+
+    def message(self, i: int, level: int) -> ChatMessage:
+        content = self._cut(i, level)
+        return self.messages[i] if content is None else replace(self.messages[i], content=content)
+
+    def cut_count(self, indices: list[int], level: int) -> int:
+        return sum(self._cut(i, level) is not None for i in indices)
 
 
 def _candidates(messages: tuple[ChatMessage, ...]) -> _Candidates:

@@ -34,6 +34,9 @@ class McpServerStatus:
     ``description``, plus ``input_schema`` and the name jan gives the tool,
     ``tool_name``, for tools; ``uri``/``mime_type`` for resources), known
     once the server has run. ``restarts`` counts starts after a crash.
+    ``rejected``: the items of its listings left out as invalid MCP, each
+    ``{"kind": "tool"|"prompt"|"resource", "index", "name", "reason"}`` (the
+    others are offered: one malformed tool does not cost the server's others).
     """
 
     name: str
@@ -46,6 +49,7 @@ class McpServerStatus:
     tools: tuple[dict[str, Any], ...] = ()
     prompts: tuple[dict[str, Any], ...] = ()
     resources: tuple[dict[str, Any], ...] = ()
+    rejected: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,7 +57,7 @@ class McpServerStatus:
         return {"object": "mcp.server", "name": self.name, "transport": self.transport, "target": self.target,
                 "enabled": self.enabled, "state": self.state, "error": self.error, "restarts": self.restarts,
                 "tools": list(self.tools), "prompts": list(self.prompts), "resources": list(self.resources),
-                **self.extra}
+                "rejected": list(self.rejected), **self.extra}
 
 
 class McpHost(ExtensionInterface):

@@ -13,7 +13,8 @@ child process speaking MCP over stdio) or ``url`` (+ ``headers``: streamable
 HTTP). ``disabled`` turns it off; ``timeout`` bounds its tool calls
 (seconds). Only this file starts servers; nothing from a request does.
 The file is written atomically under a lock; a file that cannot be parsed
-is reported, never overwritten.
+is reported, never overwritten. An invalid entry is reported and left out
+(the host runs the others, and an edit keeps it as it was).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from jan.core.fs import atomic_write_text
 
-__all__ = ["CONFIG_FILE", "NAME_RULE", "McpConfigError", "McpServerConfig", "load_config", "edit_config",
-           "SERVER_NAME_RE", "valid_name"]
+__all__ = ["CONFIG_FILE", "NAME_RULE", "McpConfigError", "McpServerConfig", "load_config", "read_config",
+           "edit_config", "SERVER_NAME_RE", "valid_name"]
 
 CONFIG_FILE = "mcp.json"
 SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -92,7 +93,9 @@ def config_path(data_folder: str | os.PathLike[str]) -> Path:
     return Path(data_folder) / CONFIG_FILE
 
 
-def _parse(text: str, where: Path) -> dict[str, McpServerConfig]:
+def _parse_each(text: str, where: Path) -> tuple[dict[str, McpServerConfig], dict[str, str]]:
+    """The valid servers by name, and why each other entry is not one (by name). A file that is no JSON, or
+    whose ``mcpServers`` is no object, raises :class:`McpConfigError`: there is no entry to read then."""
     try:
         raw = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
@@ -101,15 +104,23 @@ def _parse(text: str, where: Path) -> dict[str, McpServerConfig]:
     if not isinstance(servers, dict):
         raise McpConfigError(f"{where}: 'mcpServers' must be an object of servers by name")
     out: dict[str, McpServerConfig] = {}
+    problems: dict[str, str] = {}
     for name, entry in servers.items():
         if not valid_name(name):
-            raise McpConfigError(f"{where}: server name {name!r} must be {NAME_RULE}")
+            problems[name] = f"{where}: server name {name!r} must be {NAME_RULE}"
+            continue
         try:
             out[name] = McpServerConfig.model_validate(entry)
         except ValidationError as exc:
-            problem = exc.errors()[0]
-            raise McpConfigError(f"{where}: server {name!r}: {problem['msg']}") from None
-    return out
+            problems[name] = f"{where}: server {name!r}: {exc.errors()[0]['msg']}"
+    return out, problems
+
+
+def _parse(text: str, where: Path) -> dict[str, McpServerConfig]:
+    servers, problems = _parse_each(text, where)
+    if problems:
+        raise McpConfigError(next(iter(problems.values())))
+    return servers
 
 
 def load_config(data_folder: str | os.PathLike[str]) -> dict[str, McpServerConfig]:
@@ -122,12 +133,25 @@ def load_config(data_folder: str | os.PathLike[str]) -> dict[str, McpServerConfi
     return _parse(text, path)
 
 
+def read_config(data_folder: str | os.PathLike[str]) -> tuple[dict[str, McpServerConfig], dict[str, str]]:
+    """The configured servers as a host runs them: the valid ones by name, and why each invalid entry is not one
+    (by name): one bad entry costs only itself. Raises :class:`McpConfigError` for a file that cannot be read."""
+    path = config_path(data_folder)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, {}
+    return _parse_each(text, path)
+
+
 def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, McpServerConfig]:
     """Apply ``edit(servers)`` (a dict of raw entries by name, changed in place) and save atomically.
 
-    Keys other than ``mcpServers`` in the file are kept. Returns the new
-    configuration; raises :class:`McpConfigError` if the file or the result
-    is invalid (the file is then left as it was).
+    Keys other than ``mcpServers`` in the file are kept, and so are entries
+    that were invalid before (as they were: one bad entry does not lock the
+    others). Returns the new configuration's valid servers; raises
+    :class:`McpConfigError` if the file cannot be read or the edit makes an
+    entry invalid (the file is then left as it was).
     """
     path = config_path(data_folder)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,11 +160,14 @@ def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, Mcp
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             text = ""
-        _parse(text, path)  # refuse to rewrite a file we cannot read
+        _, before = _parse_each(text, path)  # refuse to rewrite a file we cannot read
         raw = json.loads(text) if text.strip() else {}
         servers = raw.setdefault("mcpServers", {})
         edit(servers)
         new_text = json.dumps(raw, indent=2, ensure_ascii=False) + "\n"
-        parsed = _parse(new_text, path)
+        parsed, after = _parse_each(new_text, path)
+        made = [problem for name, problem in after.items() if before.get(name) != problem]
+        if made:
+            raise McpConfigError(made[0])
         atomic_write_text(path, new_text)
     return parsed

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from jan.core import McpHost, McpServerStatus, NotFoundError, Tool, ToolProvider
 from jan.extensions._builtin import BuiltinExtension
 
-from .config import McpConfigError, config_path, edit_config, load_config
+from .config import McpConfigError, config_path, edit_config, read_config
 from .server import McpServer
 
 log = logging.getLogger("jan.extensions.mcp")
@@ -74,15 +74,18 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
             return
         self._stamp = stamp
         try:
-            configs = load_config(self._data_folder)
-            self._config_error = None
+            configs, problems = read_config(self._data_folder)
         except McpConfigError as exc:
             self._config_error = str(exc)
             log.warning("%s", exc)
             return  # keep the servers we have
+        # An invalid entry costs only itself: the others run, and a server it named keeps running as it was.
+        self._config_error = "; ".join(problems.values()) or None
+        if problems:
+            log.warning("%s", self._config_error)
         logs = self._data_folder / "logs" / "mcp"
         for name in list(self._servers):
-            if name not in configs:
+            if name not in configs and name not in problems:
                 self._stop_later(self._servers.pop(name))
         for name, config in configs.items():
             server = self._servers.get(name)
@@ -111,21 +114,24 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
     async def list_tools(self, *, servers: Collection[str] | None = None) -> list[Tool]:
         """Tools of every enabled server, each server listed on its own.
 
-        A running server's tools are offered at once. One not started yet is started and waited for, each
-        separately and for at most :data:`LIST_WAIT` seconds from its start's beginning (not at all when it is
-        being retried after a failure): a server that hangs in its handshake loses only its
-        own tools (it goes on starting; a later listing has them), never the others' (:class:`ToolRegistry` drops a
-        provider's whole listing past its own timeout, so this bound stays below it). With ``servers`` (a run's
-        listing: the servers its tools name) a server not named is neither started nor waited for."""
+        A listing answers at once with what is known: a running server's tools, and those a server listed before
+        (they route to a restart if called). A server not started yet is started in the background (a later
+        listing has its tools; ``GET /v1/mcp/servers`` shows it ``starting``), never waited for, so one that hangs
+        in its handshake holds up no listing.
+
+        ``servers`` names the servers the caller is about to use (a run's, a call's): only those are started, and
+        each is waited for, separately, at most :data:`LIST_WAIT` seconds from its start's beginning (not at all
+        when it is being retried after a failure); a server not named is neither started nor waited for."""
         self._sync()
         enabled = [s for s in self._servers.values() if not s.config.disabled]
+        named = set(servers) if servers is not None else None
 
         async def tools_of(server: McpServer) -> list[Tool]:
             if server.running:
                 return list(server.tools)
             # Not named by the run: it must not wait on (or start) this server. Tools known from an earlier run
             # still route to a restart if called.
-            if servers is not None and server.name not in servers:
+            if named is not None and server.name not in named:
                 return list(server.tools)
             # A server that failed lately is not tried again (nor waited for) by a listing: every run start lists
             # tools, and a server that cannot start would be tried, and logged, at each. A call of one of its
@@ -133,6 +139,8 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
             if server.backing_off:
                 return list(server.tools)
             start = server.start_soon()
+            if named is None:  # a plain listing: what is known now
+                return list(server.tools)
             wait = server.listing_wait(LIST_WAIT)
             done = (await asyncio.wait({start}, timeout=wait))[0] if wait > 0 else {start} if start.done() else set()
             if not done:

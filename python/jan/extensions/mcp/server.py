@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from jan.core import McpServerState, McpServerStatus, Tool, ToolImage, ToolJson, ToolResult, ToolText
 
+from . import lenient
 from .config import McpServerConfig
 
 log = logging.getLogger("jan.extensions.mcp")
@@ -86,7 +87,8 @@ def _connection_lost(exc: BaseException) -> bool:
 
 
 def _result(call_result: Any) -> ToolResult:
-    """An MCP ``CallToolResult`` as jan's :class:`ToolResult`."""
+    """An MCP tool's result (:class:`lenient.CallResult`: content blocks, structured content, error flag) as jan's
+    :class:`ToolResult`."""
     parts: list[Any] = []
     for block in call_result.content or []:
         kind = getattr(block, "type", None)
@@ -155,6 +157,8 @@ class McpServer:
         self.tools: list[McpTool] = []
         self.prompts: list[dict[str, Any]] = []
         self.resources: list[dict[str, Any]] = []
+        #: Items of its last listings left out as invalid MCP (a tool without a name, a schema that is no object).
+        self.rejected: list[lenient.Rejected] = []
 
     # -- status -------------------------------------------------------------------
     def status(self) -> McpServerStatus:
@@ -164,6 +168,7 @@ class McpServer:
                                enabled=not self.config.disabled, state=self.state, error=self.error,
                                restarts=self.restarts, tools=tools, prompts=tuple(self.prompts),
                                resources=tuple(self.resources),
+                               rejected=tuple(r.to_dict() for r in self.rejected),
                                extra={"timeout": self.config.timeout})
 
     @property
@@ -302,20 +307,38 @@ class McpServer:
                 self._failed("the connection to the server was lost")
 
     async def _refresh(self, client: Any) -> None:
-        listed = await client.list_tools()
-        self.tools = [McpTool(self, t.name, t.description or "", t.input_schema) for t in listed.tools[:MAX_LISTED]]
+        # Item by item (lenient.list_items): one malformed tool, prompt or resource is left out and told in the
+        # status (``rejected``), never the server's whole listing.
+        tools, rejected = await lenient.list_items(client, "tool", limit=MAX_LISTED)
+        kept = lenient.absorb_tools(client, tools)
+        names = {t.name for t in kept}
+        rejected += [lenient.Rejected("tool", i, t.name, "invalid x-mcp-header annotations in its inputSchema")
+                     for i, t in enumerate(tools) if t.name not in names]
+        self.tools = [McpTool(self, t.name, t.description or "", t.input_schema) for t in kept]
         caps = client.server_capabilities
         self.prompts, self.resources = [], []
         if getattr(caps, "prompts", None) is not None:
-            with contextlib.suppress(Exception):
-                prompts = await client.list_prompts()
+            try:
+                prompts, bad = await lenient.list_items(client, "prompt", limit=MAX_LISTED)
                 self.prompts = [{"name": p.name, "description": p.description or "",
-                                 "arguments": [a.name for a in (p.arguments or [])]} for p in prompts.prompts[:MAX_LISTED]]
+                                 "arguments": [a.name for a in (p.arguments or [])]} for p in prompts]
+                rejected += bad
+            except Exception as exc:  # noqa: BLE001 - prompts are for show: the tools still run without them
+                log.info("MCP server %s: its prompts could not be listed: %s", self.name, _describe(exc))
         if getattr(caps, "resources", None) is not None:
-            with contextlib.suppress(Exception):
-                resources = await client.list_resources()
+            try:
+                resources, bad = await lenient.list_items(client, "resource", limit=MAX_LISTED)
                 self.resources = [{"uri": str(r.uri), "name": r.name, "description": r.description or "",
-                                   "mime_type": r.mime_type} for r in resources.resources[:MAX_LISTED]]
+                                   "mime_type": r.mime_type} for r in resources]
+                rejected += bad
+            except Exception as exc:  # noqa: BLE001 - as prompts
+                log.info("MCP server %s: its resources could not be listed: %s", self.name, _describe(exc))
+        self.rejected = rejected
+        if rejected:
+            log.warning("MCP server %s: %d listed item(s) left out as invalid (GET /v1/mcp/servers/%s tells which): %s",
+                        self.name, len(rejected), self.name,
+                        "; ".join(f"{r.kind} {r.index}{f' ({r.name})' if r.name else ''}: {r.reason}"
+                                  for r in rejected[:5]))
 
     async def _shutdown(self) -> None:
         owner = self._owner
@@ -370,7 +393,7 @@ class McpServer:
         except RuntimeError as exc:
             return ToolResult.error(str(exc))
         try:
-            result = await client.call_tool(mcp_name, arguments, read_timeout_seconds=timeout)
+            result = await lenient.call_tool(client, mcp_name, arguments, timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jan.core import McpHost, ToolRegistry
+from jan.core import ExtensionNotFoundError, McpHost, ToolRegistry
 from jan.server.keys import MANAGER
 from jan.server.resolve import service
 
@@ -59,6 +59,18 @@ async def disable_server(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tools")
 async def list_tools(request: web.Request) -> web.Response:
-    """Every tool the enabled tool providers offer now (starting MCP servers that have not run yet)."""
-    tools = await ToolRegistry(request.app[MANAGER]).list_tools()
-    return web.json_response({"object": "list", "data": [{**t.spec(), "source": t.source} for t in tools]})
+    """Every tool the enabled tool providers offer now, at once: an MCP server not started yet is started in the
+    background and waited for by no listing. ``mcp_servers`` tells each enabled server's state (``starting``: its
+    tools come with a later listing; ``failed``: ``error`` says why) and the items it listed that were left out as
+    invalid (``rejected``)."""
+    manager = request.app[MANAGER]
+    tools = await ToolRegistry(manager).list_tools()
+    body = {"object": "list", "data": [{**t.spec(), "source": t.source} for t in tools]}
+    try:
+        host = manager.get(McpHost)
+    except ExtensionNotFoundError:  # no MCP host enabled: there is no server to tell about
+        host = None
+    if host is not None:
+        body["mcp_servers"] = [{"name": s.name, "state": s.state, "error": s.error, "rejected": list(s.rejected)}
+                               for s in await host.list_servers() if s.enabled]
+    return web.json_response(body)
