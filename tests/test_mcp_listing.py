@@ -145,3 +145,22 @@ async def test_one_invalid_server_entry_costs_only_itself(tmp_path):
             edit_config(data, lambda servers: servers.update({"c__d": {"command": "z"}}))
     finally:
         await manager.stop()
+
+
+async def test_an_sdk_without_the_raw_send_is_read_through_its_public_methods(tmp_path, monkeypatch):
+    # lenient.send_raw goes through mcp 2.3's internals; a later SDK without them must still list and call
+    # (whole-result validation again), never break
+    from jan.extensions.mcp import lenient
+
+    monkeypatch.setattr(lenient, "raw_supported", lambda client: False)
+    data = tmp_path / "data"
+    write_mcp_config(data, {"notes": stdio_entry(notes_folder(tmp_path))})
+    manager = await started(data)
+    try:
+        registry = ToolRegistry(manager)
+        names = {t.name for t in await asyncio.wait_for(registry.list_tools(servers={"notes"}), 300)}
+        assert "notes__add" in names
+        outcome = await asyncio.wait_for(registry.call("notes__add", {"a": 2, "b": 3}), 300)
+        assert not outcome.result.is_error and outcome.result.as_text() == "5"
+    finally:
+        await manager.stop()

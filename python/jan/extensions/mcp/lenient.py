@@ -53,6 +53,19 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+def raw_supported(client: Any) -> bool:
+    """Whether ``client``'s session has the SDK internals :func:`send_raw` goes through (its protocol stamp and its
+    dispatcher's raw send; mcp 2.3). A later SDK without them is read through its public, whole-result methods
+    instead: one bad item then costs its listing again, but nothing breaks."""
+    try:
+        from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value  # noqa: F401
+    except ImportError:
+        return False
+    session = client.session
+    return (callable(getattr(session, "_stamp", None))
+            and callable(getattr(getattr(session, "_dispatcher", None), "send_raw_request", None)))
+
+
 async def send_raw(client: Any, request: Any, timeout: float | None = None) -> dict[str, Any]:
     """``request`` (an ``mcp_types`` request) sent on ``client``'s session as its ``send_request`` sends it, its result
     returned as the server wrote it (a dict), not validated. An error answer, a timeout or a lost connection raise the
@@ -91,8 +104,14 @@ async def list_items(client: Any, kind: str, *, limit: int, timeout: float | Non
     rejected: list[Rejected] = []
     cursor: str | None = None
     index = 0
+    raw_ok = raw_supported(client)
+    public = getattr(client.session, f"list_{key}")
     for _ in range(MAX_PAGES):
-        raw = await send_raw(client, request_type(params=types.PaginatedRequestParams(cursor=cursor)), timeout)
+        params = types.PaginatedRequestParams(cursor=cursor)
+        if raw_ok:
+            raw = await send_raw(client, request_type(params=params), timeout)
+        else:  # (validated whole by the SDK: see raw_supported)
+            raw = (await public(params=params)).model_dump(by_alias=True, mode="json", exclude_none=True)
         items = raw.get(key)
         if not isinstance(items, list):
             rejected.append(Rejected(kind, index, None, f"the {key} listing holds no list of {key}"))
@@ -129,9 +148,14 @@ async def call_tool(client: Any, name: str, arguments: dict[str, Any], timeout: 
     import mcp_types as types
     from pydantic import TypeAdapter
 
-    raw = await send_raw(client, types.CallToolRequest(params=types.CallToolRequestParams(name=name,
-                                                                                            arguments=arguments)),
-                         timeout)
+    if raw_supported(client):
+        raw = await send_raw(client, types.CallToolRequest(params=types.CallToolRequestParams(name=name,
+                                                                                                arguments=arguments)),
+                             timeout)
+    else:  # (validated whole by the SDK: see raw_supported)
+        result = await client.session.call_tool(name, arguments, read_timeout_seconds=timeout)
+        raw = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        raw.setdefault("resultType", None if isinstance(result, types.CallToolResult) else "input_required")
     result_type = raw.get("resultType")
     if result_type not in (None, "complete"):
         # (an input_required round asks for sampling or elicitation: jan answers neither)
