@@ -30,8 +30,8 @@ async def test_thread_crud_and_files(server, tmp_path):
         assert lines[1]["content"] == [{"type": "text", "text": {"value": "hi there", "annotations": []}}]
 
         assert (await api.ok("GET", f"/v1/threads/{tid}"))["title"] == "Trip"
-        changed = await api.ok("POST", f"/v1/threads/{tid}", {"title": "Trip 2", "metadata": {"x": 1}})
-        assert changed["title"] == "Trip 2" and changed["metadata"] == {"x": 1}
+        changed = await api.ok("POST", f"/v1/threads/{tid}", {"title": "Trip 2", "metadata": {"x": "1"}})
+        assert changed["title"] == "Trip 2" and changed["metadata"] == {"x": "1"}
         assert changed["updated"] > thread["updated"]
         patched = await api.ok("PATCH", f"/v1/threads/{tid}", {"assistants": []})
         assert patched["assistants"] == [] and patched["title"] == "Trip 2"
@@ -115,9 +115,9 @@ async def test_messages_crud_content_shapes(server, tmp_path):
         edited = await api.ok("POST", f"{base}/{jan_parts['id']}", {"content": "edited", "status": "stopped"})
         assert message_text(edited) == "edited" and edited["status"] == "incomplete"  # Jan's stopped, on OpenAI's wire
         assert read_jsonl(data / "threads" / tid / "messages.jsonl")[1]["status"] == "stopped"
-        meta = await api.ok("PATCH", f"{base}/{jan_parts['id']}", {"metadata": {"note": 1}})
-        assert meta["metadata"] == {"note": 1} and message_text(meta) == "edited"
-        assert read_jsonl(data / "threads" / tid / "messages.jsonl")[1]["metadata"] == {"note": 1}
+        meta = await api.ok("PATCH", f"{base}/{jan_parts['id']}", {"metadata": {"note": "1"}})
+        assert meta["metadata"] == {"note": "1"} and message_text(meta) == "edited"
+        assert read_jsonl(data / "threads" / tid / "messages.jsonl")[1]["metadata"] == {"note": "1"}
 
         for bad in ({"status": "done"}, {"content": 5}, {"role": "user"}, {"content": None}):
             status, _ = await api.patch(f"{base}/{jan_parts['id']}", bad)

@@ -1,5 +1,6 @@
-"""``metadata`` keeps OpenAI's limits wherever jan takes it: at most 16 pairs, keys up to 64 characters,
-string values up to 512; past them a 400 in OpenAI's error shape naming ``metadata`` (and the key)."""
+"""``metadata`` keeps OpenAI's rules wherever jan takes it: at most 16 pairs, keys up to 64 characters,
+values strings of up to 512; past them a 400 in OpenAI's error shape naming ``metadata`` (and the key). A thread
+message's metadata also keeps the keys jan writes itself (a run's and ``jan chat``'s records) with their types."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ CASES = {
     "too many pairs": ({f"k{i}": "v" for i in range(17)}, "at most 16"),
     "key too long": ({LONG_KEY: "x"}, "k" * 64),
     "value too long": ({"note": "v" * 513}, "'note'"),
+    "a number": ({"count": 3}, "'count' must be a string (got a number)"),
+    "a boolean": ({"flag": True}, "'flag' must be a string (got a boolean)"),
+    "null": ({"gone": None}, "'gone' must be a string (got null)"),
+    "an object": ({"nested": {"a": "b"}}, "'nested' must be a string (got an object)"),
+    "an array": ({"tags": ["a"]}, "'tags' must be a string (got an array)"),
 }
 AT_THE_LIMITS = {**{f"k{i:02}": "v" * 512 for i in range(15)}, "k" * 64: "x"}
 
@@ -58,3 +64,25 @@ async def test_metadata_at_the_limits_is_kept(server):
         message = await api.ok("POST", f"/v1/threads/{thread['id']}/messages",
                                {"role": "user", "content": "hi", "metadata": AT_THE_LIMITS})
         assert {k: message["metadata"][k] for k in AT_THE_LIMITS} == AT_THE_LIMITS
+
+
+async def test_a_message_keeps_jans_own_record_keys_with_their_types(server):
+    """``jan chat`` saving a tool-calling turn to a server sends jan's own records (the calls, a result's timing):
+    a message body keeps those keys' JSON types, while a client's own key must still be a string."""
+    record = {"tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+              "duration_ms": 12, "is_error": False, "model": "m"}
+    async with Client(server.base_url) as api:
+        tid = (await api.ok("POST", "/v1/threads", {}))["id"]
+        message = await api.ok("POST", f"/v1/threads/{tid}/messages",
+                               {"role": "assistant", "content": "x", "metadata": record})
+        assert {k: message["metadata"][k] for k in record} == record
+        patched = await api.ok("POST", f"/v1/threads/{tid}/messages/{message['id']}",
+                               {"metadata": {**record, "duration_ms": 13}})
+        assert patched["metadata"]["duration_ms"] == 13
+        status, answer = await api.call("POST", f"/v1/threads/{tid}/messages",
+                                        {"role": "user", "content": "x", "metadata": {**record, "count": 1}})
+        assert status == 400 and answer["error"]["param"] == "metadata", answer
+        assert "'count'" in answer["error"]["message"]
+        # a thread's metadata is a client's only: jan writes no record keys there
+        status, answer = await api.call("POST", "/v1/threads", {"metadata": {"duration_ms": 12}})
+        assert status == 400 and "'duration_ms'" in answer["error"]["message"], answer

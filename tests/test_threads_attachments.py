@@ -228,7 +228,6 @@ async def test_a_pdf_without_text_is_a_400_with_the_documents_code(srv):
      "required"),
     ({"role": "user", "content": "x", "attachments": [{"file_id": "f", "document": {"text": "injected"}}]},
      "messages[0].attachments[0].document", "Unrecognized"),
-    ({"role": "assistant", "content": "x", "attachments": attached("TXT")}, "messages[0].attachments", "user message"),
     ({"role": "user", "content": [{"type": "text", "text": "read"},
                                   {"type": "file", "file": {"file_id": "TXT"}}]}, "messages[0].content[1]",
      "attachments"),

@@ -122,8 +122,8 @@ class ChatSession:
         assistants = thread.get("assistants") or []
         if self.system is None and assistants and assistants[0].get("instructions"):
             self.system = assistants[0]["instructions"]
-        self.messages = [m for m in history_of(stored, lambda file_id: self.threads.read_file(self.thread_id, file_id))
-                         if m["role"] != "system"]
+        # as a run of the thread reads it: its system messages too, and the documents attached to its turns
+        self.messages = history_of(stored, lambda file_id: self.threads.read_file(self.thread_id, file_id))
         self.statuses = ["ready"] * len(self.messages)
         self.meta = [{}] * len(self.messages)
         self.saved = len(self.messages)

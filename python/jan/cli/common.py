@@ -286,6 +286,26 @@ def human_time(ms: Any) -> str:
     return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
 
 
+def check_flag_order(**flags: Any) -> None:
+    """:class:`CLIError` (exit 1) naming the flag when two options given as flags (``draft_min=--draft-min``'s
+    value, None: not given) contradict each other (:func:`jan.engine.params.check_order`, the rule
+    ``jan.Model``, model.json and requests share); a pair is judged when both are given, since a model.json
+    may give the other."""
+    from jan.engine.params import check_order
+    from jan.errors import BadRequestError
+
+    try:
+        check_order(flags)
+    except BadRequestError as exc:
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+
+        reason = str(exc).partition(": ")[2]
+        for name in flags:
+            reason = reason.replace(f"{name} (", f"{flag(name)} (")
+        raise CLIError(f"{flag(exc.param or '')}: {reason}") from None
+
+
 def message_text(message: dict) -> str:
     """The plain text of a stored/API message (string content or OpenAI/Jan content parts)."""
     content = message.get("content")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jan.cli.common import CLIError, Connection, message_text, warn
+from jan.cli.common import CLIError, Connection, warn
 
 ASSISTANT = {"assistant_id": "jan", "assistant_name": "Jan"}
 
@@ -69,7 +69,7 @@ class LocalThreads:
         return str(self.runtime.manager.data_folder / "threads" / thread_id)
 
     def read_file(self, thread_id: str, file_id: str) -> tuple[bytes, str]:
-        """An image saved with the thread's messages: (bytes, MIME type)."""
+        """A file saved with the thread's messages (an image, an attached document's text): (bytes, MIME type)."""
         return self._call(self.store.read_file(thread_id, file_id))
 
 
@@ -121,7 +121,7 @@ class ServerThreads:
         return f"{self.client.base_url}/v1/threads/{thread_id}"
 
     def read_file(self, thread_id: str, file_id: str) -> tuple[bytes, str]:
-        """An image saved with the thread's messages: (bytes, MIME type)."""
+        """A file saved with the thread's messages (an image, an attached document's text): (bytes, MIME type)."""
         from jan.cli.client import path_part
 
         return self.client.get_bytes(f"/v1/threads/{path_part(thread_id)}/files/{path_part(file_id)}")
@@ -160,23 +160,46 @@ def open_threads(conn: Connection):
     return LocalThreads(conn.runtime())
 
 
-def history_of(messages: list[dict[str, Any]], read_image=None) -> list[dict[str, Any]]:
-    """Stored messages as chat messages for the model: their text, and with ``read_image``
-    (``file_id -> (bytes, mime)``) a user turn's images as ``data:`` URL parts, in stored order."""
+def history_of(messages: list[dict[str, Any]], read_file=None) -> list[dict[str, Any]]:
+    """Stored messages as chat messages for the model, as a run of the thread reads them: their text, and with
+    ``read_file`` (``file_id -> (bytes, mime)``, the thread's files) a user turn's images as ``data:`` URL parts in
+    stored order, and the documents attached to a turn of any role (the text the server read from the upload, kept
+    with the thread) as OpenAI ``file`` parts before them, titled with the upload's name
+    (:func:`jan.services.tool_loop.documents_of`, which a run reads too)."""
     import base64
 
-    from jan.services.tool_loop import content_parts, image_files_of
+    from jan.services.tool_loop import content_parts, documents_of, image_files_of, reasoning_of, text_of
 
-    def data_url(file_id: str) -> dict[str, Any]:
-        data, mime = read_image(file_id)
-        return {"type": "image_url", "image_url": {"url": f"data:{mime};base64," + base64.b64encode(data).decode()}}
+    def data_url(file_id: str) -> str:
+        data, mime = read_file(file_id)
+        mime = mime.split(";")[0].strip() or "application/octet-stream"  # (a server's Content-Type may add a charset)
+        return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+    def image(file_id: str) -> dict[str, Any]:
+        return {"type": "image_url", "image_url": {"url": data_url(file_id)}}
+
+    def document(doc: dict[str, Any]) -> dict[str, Any]:
+        file: dict[str, Any] = {"file_data": data_url(doc["file_id"])}
+        if doc.get("title"):
+            file["filename"] = doc["title"]
+        return {"type": "file", "file": file}
 
     out: list[dict[str, Any]] = []
     for m in messages:
         if m.get("role") not in ("user", "assistant", "system"):
             continue
-        if m["role"] != "user" or not image_files_of(m) or read_image is None:
-            out.append({"role": m["role"], "content": message_text(m)})
+        text = text_of(m)  # its text parts: a reply's thinking goes back as its reasoning, as a run sends it
+        documents = documents_of(m) if read_file is not None else []
+        images = m["role"] == "user" and read_file is not None and image_files_of(m)
+        if not documents and not images:
+            if m["role"] == "system" and not text:
+                continue  # an empty system message is no turn a run reads either
+            entry: dict[str, Any] = {"role": m["role"], "content": text}
         else:
-            out.append({"role": "user", "content": content_parts(m, data_url)})
+            rest = content_parts(m, image) if images else ([{"type": "text", "text": text}] if text else [])
+            entry = {"role": m["role"], "content": [document(d) for d in documents] + rest}
+        thought = reasoning_of(m) if m["role"] == "assistant" else ""
+        if thought:
+            entry["reasoning_content"] = thought
+        out.append(entry)
     return out

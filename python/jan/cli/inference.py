@@ -343,16 +343,19 @@ class ServerGeneration(Generation):
 # --------------------------------------------------------------------------- backends
 
 
-def _typed_parts(content: Any) -> tuple:
-    """A chat message's content (a string, or OpenAI parts: text and ``data:`` URL images) as typed parts."""
+def _typed_parts(content: Any, *, untrusted: bool = False) -> tuple:
+    """A chat message's content (a string, or OpenAI parts: text, ``data:`` URL images, and ``file`` parts whose
+    ``file_data`` is a ``data:`` URL: a resumed thread's attached documents) as typed parts. ``untrusted``: a tool's
+    output (the tool loop ran it here), tokenized without special tokens (:mod:`jan.services.untrusted`)."""
     import base64
 
-    from jan.services.types import ImagePart, TextPart
+    from jan.services.types import DocumentPart, ImagePart, TextPart
+    from jan.services.untrusted import UntrustedTextPart
 
     if not content:
         return ()
     if isinstance(content, str):
-        return (TextPart(content),)
+        return (UntrustedTextPart(content, source="tool") if untrusted else TextPart(content),)
     parts = []
     for part in content:
         if part.get("type") == "text":
@@ -360,6 +363,9 @@ def _typed_parts(content: Any) -> tuple:
         elif part.get("type") == "image_url":
             head, _, data = part["image_url"]["url"].partition(",")
             parts.append(ImagePart(base64.b64decode(data), head[5:].split(";")[0]))
+        elif part.get("type") == "file":
+            head, _, data = part["file"]["file_data"].partition(",")
+            parts.append(DocumentPart(base64.b64decode(data), head[5:].split(";")[0], title=part["file"].get("filename")))
     return tuple(parts)
 
 
@@ -444,7 +450,7 @@ class LocalBackend:
             reasoning = ReasoningOptions(effort=options.get("reasoning_effort"),
                                          enabled=think if isinstance(think, bool) else None)
         sampling = {k: v for k, v in options.items() if k not in REASONING_KEYS}
-        typed = tuple(ChatMessage(m["role"], _typed_parts(m.get("content")),
+        typed = tuple(ChatMessage(m["role"], _typed_parts(m.get("content"), untrusted=m["role"] == "tool"),
                                   tool_calls=tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
                                                    for c in m.get("tool_calls") or ()),
                                   tool_call_id=m.get("tool_call_id"), name=m.get("name"),

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from jan.cli.common import check_flag_order
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
@@ -80,7 +81,8 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               help="Draft model: stop drafting below this top-token probability [default: 0.75].")
 @click.option("--draft-max", "--draft", "draft_max", default=None, type=click.IntRange(0, 256),
               help="Tokens drafted per step at most [default: 16].")
-@click.option("--draft-min", "draft_min", default=None, type=click.IntRange(0), help="Fewer found: no draft [default: 0].")
+@click.option("--draft-min", "draft_min", default=None, type=click.IntRange(0, 256),
+              help="Fewer found: no draft; at most --draft-max [default: 0].")
 @click.option("--spec-ngram-size", "ngram", default=None, type=click.IntRange(1, 64),
               help="Tokens matched to find an earlier occurrence [default: 3].")
 @click.option("--keep-alive", default=None, type=float, callback=_seconds,
@@ -103,6 +105,7 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         MediaAllowlist.parse(allow_media_from)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-media-from") from None
+    check_flag_order(draft_min=draft_min, draft_max=draft_max)  # before anything starts: exit 1 naming the flag
     config = ServerConfig(
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),

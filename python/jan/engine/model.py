@@ -19,7 +19,8 @@ from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_b
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.logs import forward_native_logs
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, image_input
-from jan.engine.params import INT32_MAX, SPECULATIVE_OPTIONS, Range, sampling_params
+from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
+                                check_order, check_sampling_options, sampling_params)
 from jan.engine.params import engine_text
 from jan.engine.request import Request
 from jan.engine.room import RoomSignal
@@ -98,7 +99,7 @@ def check_load_option(name: str, value):
             raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {value!r}")
         return value
     if name in SPECULATIVE_OPTIONS:
-        sampling_params(**{name: value})  # the request's rules: every request's default
+        check_sampling_options(**{name: value})  # the request's rules: every request's default
         return value
     if name in ("draft_model", "mmproj"):
         if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
@@ -268,6 +269,9 @@ class Model:
                             ("n_ubatch", n_ubatch), ("n_threads", n_threads), ("n_threads_batch", n_threads_batch),
                             ("n_gpu_layers", n_gpu_layers), ("max_queue", max_queue), ("pooling", pooling)):
             check_load_option(name, value)  # before the weights are read: a bad option costs no load
+        # options that contradict each other (jan.engine.params.ORDERS), the speculative ones over a request's defaults
+        check_order({"n_batch": n_batch, "n_ubatch": n_ubatch, "draft_min": draft_min, "draft_max": draft_max},
+                    SAMPLING_DEFAULTS)
         if not os.path.isfile(self.path):
             raise ModelFileError(_not_a_file("model file", self.path))
         mp = _engine.ModelParams()

@@ -181,8 +181,65 @@ RANGES: dict[str, Range] = {
 }
 
 
+@dataclass(frozen=True)
+class Order:
+    """Two options of which ``low`` may not exceed ``high``: set the other way, they contradict each other (one
+    of them cannot mean what it says). ``why``: what goes wrong, for the error."""
+
+    low: str
+    high: str
+    why: str
+
+
+#: The options that bound one another, the one table for every way options are given (``jan.Model(...)``, a
+#: request, model.json ``settings``, the server's and the CLI's flags): :func:`check_order` judges them.
+#: (The KV cache types' rules need the model's header: :mod:`jan.engine.kv_cache`.)
+ORDERS: tuple[Order, ...] = (
+    Order("draft_min", "draft_max", "a step drafts at most draft_max tokens and none when fewer than draft_min "
+                                    "are found, so it would never draft"),
+    Order("n_ubatch", "n_batch", "n_ubatch is the physical batch a logical batch of n_batch tokens is split "
+                                 "into, so it cannot be the larger"),
+)
+
+
+def check_order(values: Mapping[str, object], defaults: Mapping[str, object] | None = None, *,
+                prefix: str = "") -> None:
+    """:class:`~jan.BadRequestError` (a ValueError) naming the option at fault (``prefix`` + its name, e.g.
+    ``settings.draft_min``) when two options of :data:`ORDERS` contradict each other. ``values``: the options
+    given (None or absent: not given); ``defaults``: what stands for one not given (None: a pair is judged only
+    when both are given, as for a layer that others complete). The option blamed is the one given (``low`` when
+    both are)."""
+    for order in ORDERS:
+        given = {name: values.get(name) for name in (order.low, order.high)}
+        got = {name: v if v is not None else (defaults or {}).get(name) for name, v in given.items()}
+        low, high = got[order.low], got[order.high]
+        if not _number(low) or not _number(high) or low <= high:  # a bad value is its own range's error
+            continue
+        blamed = order.low if given[order.low] is not None else order.high
+        said = {name: f"{got[name]!r}" if given[name] is not None else f"the default {got[name]!r}" for name in got}
+        raise BadRequestError(f"{prefix}{blamed}: {order.low} ({said[order.low]}) must not exceed {order.high} "
+                              f"({said[order.high]}): {order.why}", param=f"{prefix}{blamed}",
+                              code="conflicting_options")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def sampling_params(**options) -> _engine.SamplingParams:
-    """Build the native parameter struct; unknown names and bad values raise ValueError/TypeError."""
+    """Build the native parameter struct; unknown names and bad values raise ValueError/TypeError, and so do
+    options that contradict each other or the defaults (:func:`check_order`)."""
+    return _sampling_params(options, DEFAULTS)
+
+
+def check_sampling_options(**options) -> None:
+    """Check options as :func:`sampling_params` does, as one layer of several (a model.json's ``parameters``, an
+    assistant's, one option at a time): two options that contradict each other are refused only when both are
+    given here, since another layer may give the other one of a pair."""
+    _sampling_params(options, None)
+
+
+def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str, object] | None) -> _engine.SamplingParams:
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
@@ -234,6 +291,7 @@ def sampling_params(**options) -> _engine.SamplingParams:
     p.draft_min = r["draft_min"].check("draft_min", o["draft_min"])
     p.ngram = r["ngram"].check("ngram", o["ngram"])
     p.draft_p_min = r["draft_p_min"].check("draft_p_min", o["draft_p_min"])
+    check_order(options, order_defaults)
     return p
 
 

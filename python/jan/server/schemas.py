@@ -46,27 +46,55 @@ METADATA_MAX_KEY_CHARS = 64
 METADATA_MAX_VALUE_CHARS = 512
 
 
-def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's limits on a ``metadata`` object: at most 16 pairs, keys up to 64 characters, string values up to
+#: Keys of a thread message's ``metadata`` that jan itself writes with values of other JSON types: a run's and
+#: ``jan chat``'s records of a turn (:mod:`jan.services.tool_loop`: the calls a turn made, a tool result's call,
+#: timing and approval; a reply's model, finish and usage). Jan's own clients send them back through the API
+#: (``jan chat`` saving a conversation to a server), so a message body keeps their types; any other key is a
+#: client's, a string as OpenAI requires.
+JAN_MESSAGE_KEYS = frozenset({"tool_calls", "tool_call_id", "name", "arguments", "duration_ms", "approved_by",
+                              "is_error", "run_id", "model", "finish_reason", "stop_reason", "error", "error_code",
+                              "usage"})
+
+
+def check_metadata(value: dict[str, Any], own_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """OpenAI's rules for a ``metadata`` object: at most 16 pairs, keys up to 64 characters, values strings of up to
     512. One check for every body that takes metadata, so a client that works against jan also works against
-    OpenAI (which refuses more). Values that are not strings stay accepted: jan's own API has always taken
-    them (numbers, flags) and keeps them; OpenAI refuses them, jan does not need to."""
+    OpenAI. ``own_keys``: keys jan writes itself whose values may be of any JSON type (:data:`JAN_MESSAGE_KEYS`);
+    jan's internal writes (a run's records) do not pass through here."""
     if len(value) > METADATA_MAX_PAIRS:
         raise ValueError(f"at most {METADATA_MAX_PAIRS} key-value pairs are allowed, got {len(value)}")
     for key, item in value.items():
         if len(key) > METADATA_MAX_KEY_CHARS:
             raise ValueError(f"key {key[:METADATA_MAX_KEY_CHARS]!r}... is {len(key)} characters long; "
                              f"keys may be at most {METADATA_MAX_KEY_CHARS}")
-        if isinstance(item, str) and len(item) > METADATA_MAX_VALUE_CHARS:
+        if not isinstance(item, str):
+            if key in own_keys:
+                continue
+            raise ValueError(f"the value of key {key!r} must be a string (got {_json_type(item)}); "
+                             "metadata values are strings")
+        if len(item) > METADATA_MAX_VALUE_CHARS:
             raise ValueError(f"the value of key {key!r} is {len(item)} characters long; "
                              f"values may be at most {METADATA_MAX_VALUE_CHARS}")
     return value
 
 
-#: ``metadata`` as jan's own bodies take it (values of any JSON type), within OpenAI's limits.
+def _json_type(value: Any) -> str:
+    """``value``'s JSON type name, as a client wrote it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+#: ``metadata`` as every body takes it (assistants, threads, runs, responses, chat completions): OpenAI's rules.
 Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
-#: ``metadata`` where OpenAI's strings-only rule is kept (the Responses API), within OpenAI's limits.
-StringMetadata = Annotated[dict[str, str], AfterValidator(check_metadata)]
+#: The same (the name the Responses API's schema has used).
+StringMetadata = Metadata
+#: A thread message's ``metadata``: :data:`Metadata`, jan's own record keys (:data:`JAN_MESSAGE_KEYS`) of any type.
+MessageMetadata = Annotated[dict[str, Any], AfterValidator(lambda value: check_metadata(value, JAN_MESSAGE_KEYS))]
 
 
 def bounded(name: str, default: Any = None, **extra: Any) -> Any:

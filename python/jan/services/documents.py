@@ -2,9 +2,10 @@
 
 OpenAI chat's ``file`` parts, the Responses API's ``input_file`` and Anthropic's ``document`` blocks all become
 :class:`jan.services.types.DocumentPart` (their bytes, media type, title); the chat service turns each into a
-:class:`~jan.services.types.TextPart` before the prompt is made (:func:`read_documents`, in a worker thread: a
-PDF of hundreds of pages takes seconds to parse, which must not stall the event loop). A local text model
-cannot see pages, so a document is its text layer:
+:class:`~jan.services.untrusted.UntrustedTextPart` before the prompt is made (:func:`read_documents`, in a worker
+thread: a PDF of hundreds of pages takes seconds to parse, which must not stall the event loop); a local model's
+prompt tokenizes that text without special tokens (a document cannot forge turns). A local text model cannot see
+pages, so a document is its text layer:
 
 * a PDF (``application/pdf``, or bytes that start ``%PDF-``) through ``pypdf``, imported only when one arrives
   (a server that never sees a PDF never loads it);
@@ -49,7 +50,8 @@ from dataclasses import replace
 from typing import Any
 
 from jan.errors import DocumentError
-from jan.services.types import ChatMessage, ChatRequest, DocumentPart, Part, TextPart
+from jan.services.types import ChatMessage, ChatRequest, DocumentPart, Part
+from jan.services.untrusted import UntrustedTextPart
 
 __all__ = ["MAX_CONTENT_BYTES", "MAX_DOCUMENT_BYTES", "MAX_DOCUMENT_PAGES", "MAX_PAGE_CONTENT_BYTES",
            "MAX_READ_SECONDS", "MAX_STREAM_BYTES", "MAX_TEXT_CHARS", "SUPPORTED_KINDS", "ReadCancelled",
@@ -401,8 +403,8 @@ def has_documents(messages: Sequence[ChatMessage]) -> bool:
 
 def read_messages(messages: Sequence[ChatMessage], *,
                   cancel: threading.Event | None = None) -> tuple[ChatMessage, ...]:
-    """``messages`` with each :class:`DocumentPart` as the :class:`TextPart` of its text (:func:`document_text`);
-    others as they are. Blocking. A document that cannot be read is a :class:`jan.DocumentError` naming it as
+    """``messages`` with each :class:`DocumentPart` as the :class:`~jan.services.untrusted.UntrustedTextPart` of its
+    text (:func:`document_text`); others as they are. Blocking. A document that cannot be read is a :class:`jan.DocumentError` naming it as
     ``messages[i].content[j]`` (``message_index`` ``i``, ``part_index`` ``j``: the part's place, one for one).
     All the documents share one :data:`MAX_READ_SECONDS` (a request of many documents is bounded as one of one);
     ``cancel`` set stops the reading (:class:`ReadCancelled`)."""
@@ -418,7 +420,8 @@ def read_messages(messages: Sequence[ChatMessage], *,
                 parts.append(part)
                 continue
             try:
-                parts.append(TextPart(document_text(part, cancel=cancel, deadline=deadline)))
+                # third-party text: a local prompt tokenizes it without special tokens (jan.services.untrusted)
+                parts.append(UntrustedTextPart(document_text(part, cancel=cancel, deadline=deadline)))
             except DocumentError as exc:
                 where = f"messages[{i}].content[{j}]"
                 raise DocumentError(f"{where}: {exc}", reason=exc.reason, param="messages", message_index=i,

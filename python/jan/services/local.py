@@ -27,13 +27,16 @@ from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
 from jan.services.errors import RequestError
+from jan.services.untrusted import (Piece, PromptText, UntrustedTextPart, neutralized, placeholder, prompt_tokens,
+                                    split_placeholders)
 from jan.templates import JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, json_schema_to_grammar, template_variables
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 from jan.templates.formats.call_start import call_start_tokens
 
 T = TypeVar("T")
 
-__all__ = ["ShownLogprobs", "ShownTokens", "chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat", "check_fan_out",
+__all__ = ["ShownLogprobs", "ShownTokens", "chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat",
+           "render_prompt", "check_fan_out",
            "constraint_grammar", "merged", "off_loop", "prompted_as", "seeds", "client_seed", "template_messages",
            "template_tools"]
 
@@ -44,11 +47,14 @@ async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
 
 
 # -- prompts ---------------------------------------------------------------------------
-def template_messages(messages: Sequence[ChatMessage], media_marker: str | None = None) -> list[dict[str, Any]]:
+def template_messages(messages: Sequence[ChatMessage], media_marker: str | None = None,
+                      untrusted: Callable[[UntrustedTextPart], str] | None = None) -> list[dict[str, Any]]:
     """Typed messages in the shape chat templates expect (OpenAI's message dicts).
 
     With a ``media_marker`` (a model with a projector) every image/audio part becomes that
     marker, in place among the text parts; without one, media parts are a ``MediaError``.
+    ``untrusted``: what the template is given for an :class:`UntrustedTextPart` (a placeholder,
+    :func:`render_prompt`); by default its text.
     """
     out: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
@@ -57,7 +63,9 @@ def template_messages(messages: Sequence[ChatMessage], media_marker: str | None 
             raise jan.MediaError(f"messages[{i}]: content parts of type {', '.join(kinds)} are not supported by "
                                  "this model (it has no projector, mmproj)", reason="no_projector", param="messages",
                                  message_index=i)
-        texts = [p.text if isinstance(p, TextPart) else media_marker for p in m.content]
+        texts = [media_marker if not isinstance(p, TextPart)
+                 else untrusted(p) if untrusted is not None and isinstance(p, UntrustedTextPart) else p.text
+                 for p in m.content]
         # an assistant turn may hold only tool calls; templates decide how to print None
         content = "\n".join(texts) if texts else (None if m.role == "assistant" else "")
         out.append(m.openai_dict(content))
@@ -182,14 +190,19 @@ def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None =
     template writes BOS itself where the model wants it; one is added only when the model
     wants BOS and the template did not write it. A request's ``context`` comes first, as
     :func:`continued_prompt` joins it (the text returned is the rendered template's alone).
+    Untrusted text (a document's, a tool's output: :class:`UntrustedTextPart`) is tokenized without
+    special tokens (:func:`render_prompt`), so it cannot spell the template's control tokens.
     """
     model = local.model
     plan = plan or chat_plan(local, request)
     marker = model.media_marker if has_media(request) else None
-    text = render_chat(local, request, plan, marker)
+    prompt = render_prompt(local, request, plan, marker)
     if marker is not None:
-        return text, _media_prompt(model, request, text, marker)
-    return text, continued_prompt(model, request.context, model.tokenize(text, add_special=False, parse_special=True))
+        # libmtmd tokenizes the text between media whole, special tokens parsed: untrusted text goes in with
+        # its control tokens' text (and the media marker) broken instead (jan.services.untrusted.neutralized)
+        text = "".join(neutralized(model, p.text, (marker,)) if p.untrusted else p.text for p in prompt.pieces)
+        return prompt.text, _media_prompt(model, request, text, marker)
+    return prompt.text, continued_prompt(model, request.context, prompt_tokens(model, prompt))
 
 
 def continued_prompt(model: jan.Model, context: Sequence[int], tokens: list[int]) -> list[int]:
@@ -368,9 +381,41 @@ def _tell_stand_in(local: LocalModel) -> None:
 def render_chat(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None) -> str:
     """Blocking: the chat template rendered for ``request`` (the prompt's text; each image/audio part
     as ``marker``), ending in the assistant turn to write, or inside the final message when the
-    request continues it."""
+    request continues it. :func:`render_prompt` tells which of it is untrusted text."""
+    return _render(local, request, plan, marker)
+
+
+def render_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None) -> PromptText:
+    """Blocking: :func:`render_chat`'s text, in the pieces it is tokenized in: the template's own text and each
+    untrusted text (:class:`UntrustedTextPart`: a document's, a tool's output), which is tokenized without special
+    tokens (:func:`jan.services.untrusted.prompt_tokens`). A request without untrusted text is one piece, its
+    prompt tokenized as it always was."""
+    texts: list[str] = []
+
+    def hold(part: UntrustedTextPart) -> str:
+        texts.append(part.text)
+        return placeholder(len(texts) - 1)
+
+    shown = _render(local, request, plan, marker, hold)
+    if not texts:
+        return PromptText(shown)
+    text = _render(local, request, plan, marker)
+    pieces = split_placeholders(shown, texts)
+    if pieces is not None and "".join(p.text for p in pieces) == text:
+        return PromptText(text, pieces)
+    # The template wrote the texts other than as they are (trimmed at an edge, escaped by tojson, cut, tested:
+    # output that depends on the text), or a client's text holds the placeholders' characters: the pieces are not
+    # the prompt. The prompt is then the template's output with each untrusted text's control tokens' text (and a
+    # media marker) broken, one piece with special tokens parsed: none of them can be the text's.
+    model, also = local.model, (marker,) if marker else ()
+    safe = _render(local, request, plan, marker, lambda part: neutralized(model, part.text, also))
+    return PromptText(text, (Piece(safe),))
+
+
+def _render(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None,
+            untrusted: Callable[[UntrustedTextPart], str] | None = None) -> str:
     _tell_stand_in(local)
-    messages = plan.messages(template_messages(request.messages, marker))
+    messages = plan.messages(template_messages(request.messages, marker, untrusted))
     kwargs = plan.template_kwargs()
     text = None
     final = messages[-1] if messages else {}
@@ -431,7 +476,7 @@ def _marker_error(request: ChatRequest, marker: str) -> jan.MediaError:
     why = f"the text contains the media marker {marker!r} itself; remove it"
     for i, m in enumerate(request.messages):
         for j, p in enumerate(m.content):
-            if isinstance(p, TextPart) and marker in p.text:
+            if isinstance(p, TextPart) and not isinstance(p, UntrustedTextPart) and marker in p.text:
                 where = f"messages[{i}].content[{j}]"
                 return jan.MediaError(f"{where}: {why}", reason="unsupported_format", param=where, message_index=i,
                                       part_index=j)

@@ -14,9 +14,9 @@ from typing import Any
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
-from jan.engine.params import sampling_params
-from jan.errors import JanError, ModelNotFoundError
-from jan.services.errors import RequestError, require
+from jan.engine.params import ORDERS, check_order, check_sampling_options
+from jan.errors import BadRequestError, JanError, ModelNotFoundError
+from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
 from jan.templates import TemplateError, resolve_template
 
@@ -52,6 +52,7 @@ def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = Non
                 check_load_option(name, option)
         except (TypeError, ValueError) as exc:
             raise RequestError(f"{param}: {_detail(exc)}", param=param, code="invalid_value") from None
+    _check_order(settings, LoadOptions.MODEL_JSON_KEYS, keys, "settings.")
 
 
 def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None = None, *,
@@ -78,12 +79,35 @@ def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None =
             if key == "num_keep":  # what a cut of an Ollama context keeps (the chat service reads it)
                 check_context_keep(value, param)
                 continue
-            sampling_params(**SamplingOptions.from_mapping({key: value}).given())
+            check_sampling_options(**SamplingOptions.from_mapping({key: value}).given())
         except (TypeError, ValueError) as exc:
             text = str(exc)
             if text.startswith(param):  # it names the field itself, perhaps one inside it
                 raise RequestError(text, param=text.partition(": ")[0], code="invalid_value") from None
             raise RequestError(f"{param}: {_detail(exc)}", param=param, code="invalid_value") from None
+    _check_order(parameters, {}, keys, f"{prefix}." if prefix else "")
+
+
+def _check_order(layer: Mapping[str, Any], names: Mapping[str, str], keys: Iterable[str] | None, prefix: str) -> None:
+    """:class:`RequestError` naming the field when two options one layer gives contradict each other
+    (:data:`jan.engine.params.ORDERS`; another layer may complete a pair, so only a pair given here is judged) and
+    the check covers one of them (``keys``: what a PATCH sets; None: all). ``names``: the layer's key of each option
+    it names otherwise (model.json ``settings``: ``ctx_len`` for ``n_ctx``)."""
+    key_of = {option: key for key, option in names.items()}
+    options = {name for order in ORDERS for name in (order.low, order.high)}
+    values = {option: layer.get(key_of.get(option, option)) for option in options}
+    if keys is not None and not {key_of.get(o, o) for o, v in values.items() if v is not None} & set(keys):
+        return  # a PATCH that leaves both as they are
+    try:
+        check_order(values)
+    except BadRequestError as exc:
+        blamed = exc.param or ""
+        if keys is not None and key_of.get(blamed, blamed) not in keys:  # the other one is what this PATCH sets
+            order = next(o for o in ORDERS if blamed in (o.low, o.high))
+            blamed = order.high if blamed == order.low else order.low
+        param = f"{prefix}{key_of.get(blamed, blamed)}"
+        raise RequestError(f"{param}: {str(exc).partition(': ')[2]}", param=param,
+                           code="conflicting_options") from None
 
 
 #: model.json ``settings`` whose validity depends on the model's file: the KV cache types (with flash
@@ -307,8 +331,11 @@ class ModelService:
         try:
             return self.manager.get_inference(name)
         except LookupError as exc:
-            from jan.core.exceptions import describe_failed
+            from jan.core.exceptions import describe_failed, describe_loading
 
+            if getattr(exc, "loading", ()):  # on its way, not missing: the client may retry (503, not 400)
+                raise ServiceUnavailableError(f"The engine '{name}' for model '{model['id']}' is not ready: "
+                                              f"{describe_loading(exc.loading)}") from None
             failed = getattr(exc, "failed", ())  # enabled but failed to load: its cause, not "not enabled"
             raise RequestError(f"No enabled extension provides the engine '{name}' for model '{model['id']}'"
                                + (f" ({describe_failed(failed)})" if failed else ""),

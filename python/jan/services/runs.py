@@ -149,6 +149,7 @@ from jan.services.tool_loop import (
     tool_bookkeeping,
     triage,
 )
+from jan.services.untrusted import UntrustedTextPart
 from jan.services.types import (
     ChatMessage,
     ChatRequest,
@@ -386,8 +387,8 @@ def history_messages(history: list[dict[str, Any]], system: str,
     made renderable by a chat template that insists on user/assistant alternation (:func:`renderable`).
 
     ``files`` holds the thread's image files and attached documents' text by id (:func:`thread_files`); a user
-    turn's ``image_file`` parts become :class:`ImagePart` s from it, in the order they were sent, and its
-    attachments :class:`DocumentPart` s before them (titled with the upload's file name; the chat service reads
+    turn's ``image_file`` parts become :class:`ImagePart` s from it, in the order they were sent, and a turn's
+    attachments (any role's) :class:`DocumentPart` s before them (titled with the upload's file name; the chat service reads
     them as text, as it reads every dialect's documents). ``continue_text``: a partial reply the turn continues,
     the final message."""
     messages = chat_messages(history, system)
@@ -501,9 +502,7 @@ async def thread_files(store: ConversationalExtension, thread_id: str,
     Raises :class:`RequestError` (``missing_file``) for one that is gone."""
     out: dict[str, ImagePart | DocumentPart] = {}
     for message in history:
-        wanted = [*image_files_of(message)]
-        if message.get("role") == "user":
-            wanted += [d["file_id"] for d in documents_of(message)]
+        wanted = [*image_files_of(message), *(d["file_id"] for d in documents_of(message))]
         for file_id in wanted:
             if file_id in out:
                 continue
@@ -534,13 +533,16 @@ def _typed_message(message: dict[str, Any], files: Mapping[str, ImagePart | Docu
     """One of :func:`chat_messages`' OpenAI dicts as a typed message (earlier thinking goes back
     with its turn as ``reasoning``; the chat template keeps or drops it)."""
     content = message.get("content")
-    if isinstance(content, list):  # a user turn with images or attached documents
+    if isinstance(content, list):  # a turn with images or attached documents
         parts = tuple(p for p in (_typed_part(part, files) for part in content) if p is not None)
         return ChatMessage(role=message["role"], content=parts)
     calls = tuple(ToolCall(id=c["id"], name=(c.get("function") or {}).get("name", ""),
                            arguments=(c.get("function") or {}).get("arguments") or "{}")
                   for c in message.get("tool_calls") or ())
-    return ChatMessage(role=message["role"], content=(TextPart(content),) if content else (), tool_calls=calls,
+    # a tool's output is third-party text: a local prompt tokenizes it without special tokens (jan.services.untrusted)
+    text = content or ""
+    part = UntrustedTextPart(text, source="tool") if message["role"] == "tool" else TextPart(text)
+    return ChatMessage(role=message["role"], content=(part,) if content else (), tool_calls=calls,
                        tool_call_id=message.get("tool_call_id"), name=message.get("name"),
                        reasoning=message.get("reasoning_content") or None)
 

@@ -509,8 +509,10 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
             call_id = metadata.get("tool_call_id")
             if call_id in open_calls:
                 out.append({"role": "tool", "tool_call_id": call_id, "name": metadata.get("name"), "content": text})
-        elif text or (role == "user" and (image_files_of(message) or documents_of(message))):
-            entry = {"role": role, "content": _with_images(message, text) if role == "user" else text}
+        elif text or documents_of(message) or (role == "user" and image_files_of(message)):
+            # attached documents are read into the turn of any role (OpenAI attaches files to an assistant's too)
+            entry = {"role": role, "content": _with_images(message, text) if role == "user"
+                     else _with_documents(message, text)}
             if thought:  # earlier thinking goes back with its turn; the chat template keeps or drops it
                 entry["reasoning_content"] = thought
             out.append(entry)
@@ -546,6 +548,12 @@ def _with_images(message: dict[str, Any], text: str) -> Any:
         return text
     return documents + content_parts(message,
                                      lambda file_id: {"type": "image_file", "image_file": {"file_id": file_id}})
+
+
+def _with_documents(message: dict[str, Any], text: str) -> Any:
+    """An assistant's or system turn's content: its text, or with attached documents those first, then its text."""
+    documents = [{"type": "document", "document": d} for d in documents_of(message)]
+    return documents + ([{"type": "text", "text": text}] if text else []) if documents else text
 
 
 def content_parts(message: dict[str, Any], image_part: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:

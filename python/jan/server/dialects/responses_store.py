@@ -38,6 +38,7 @@ from jan.store._trash import sweep_temp_files
 from jan.store.context import LOCK_DIR_NAME
 from jan.store.locks import LockManager
 from jan.services.types import ChatMessage, ImagePart, Part, TextPart, ToolCall
+from jan.services.untrusted import UntrustedTextPart
 
 log = logging.getLogger("jan.server")
 
@@ -71,7 +72,9 @@ def to_thread_message(message: ChatMessage, response_id: str) -> dict[str, Any]:
     # thinking is a ``reasoning`` part before the text, as runs save it: the web page shows it the same way
     content: list[dict[str, Any]] = [{"type": "reasoning", "text": message.reasoning}] if message.reasoning else []
     for part in message.content:
-        if isinstance(part, TextPart):
+        if isinstance(part, UntrustedTextPart):  # (a document's text: a later turn reads it as untrusted too)
+            content.append({"type": "text", "text": part.text, "untrusted": part.source})
+        elif isinstance(part, TextPart):
             content.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
             content.append({"type": "image_url", "image_url": {"url": _data_url(part)}})
@@ -119,7 +122,9 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
             text = part.get("text")
             value = text.get("value") if isinstance(text, dict) else text
             if isinstance(value, str) and value:
-                parts.append(TextPart(value))
+                source = part.get("untrusted")
+                parts.append(UntrustedTextPart(value, source=source) if source in ("document", "tool")
+                             else TextPart(value))
         elif part.get("type") == "image_url":
             image = _image(str((part.get("image_url") or {}).get("url", "")))
             if image is not None:

@@ -20,13 +20,14 @@ route show the user's and the assistant's messages only, as OpenAI's: a tool's
 result and a model turn that only called tools are told by the run's
 ``tool_calls`` step (:func:`jan.services.tool_loop.tool_bookkeeping`);
 ``?all=true`` (Jan's) shows every stored message, as Jan's web page and CLI
-read a conversation.
+read a conversation, and each attachment's ``document`` (the thread file holding its text).
 Images sent in a message (``image_url`` parts with ``data:`` URLs, or ``image_file``
 parts naming a ``file-...`` uploaded with ``POST /v1/files``) are stored as
 files in the thread folder and the message keeps ``image_file`` parts naming
 them; ``GET /v1/threads/{thread_id}/files/{file_id}`` serves them back.
 A message's ``attachments`` (OpenAI's ``[{"file_id": "file-...", "tools": [{"type": "file_search"}]}]``) name
-uploads jan reads as documents (PDFs, text files): each is read when the message is written (an upload that is
+uploads jan reads as documents (PDFs, text files), on a message of any role (OpenAI takes them on an assistant's
+message too; the prompt reads them into that turn, before its text): each is read when the message is written (an upload that is
 not there or cannot be read is a 400 naming ``attachments[j].file_id``) and its text kept as a thread file, which
 every run of the thread reads into that message (:func:`read_attachments`). jan has no vector store, so an
 attached file is read whole, never searched; ``tools`` are kept as sent. A ``{"type": "file"}`` content part is
@@ -57,7 +58,7 @@ from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import is_data_url
-from jan.server.schemas import ImagePart, Metadata, StrictModel
+from jan.server.schemas import ImagePart, MessageMetadata, Metadata, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.document_inputs import _upload
@@ -163,11 +164,16 @@ def _incomplete_reason(message: dict[str, Any]) -> str | None:
     return None
 
 
-def message_object(message: dict[str, Any]) -> dict[str, Any]:
+def message_object(message: dict[str, Any], *, jan_view: bool = False) -> dict[str, Any]:
     """A stored message as OpenAI's ``thread.message``: its status one of OpenAI's (``pending`` is ``in_progress``;
     a whole reply ``completed``; a cut or failed one ``incomplete``, with ``incomplete_details`` and
     ``incomplete_at``), the optional fields present. Jan's own fields (``metadata.stop_reason``, ``.error``,
-    ``.finish_reason``, ``.tool_calls``) stay as stored: they say more than OpenAI's status can."""
+    ``.finish_reason``, ``.tool_calls``) stay as stored: they say more than OpenAI's status can.
+
+    ``jan_view`` (``?all=true``, how Jan's clients read a conversation) keeps each attachment's ``document``
+    (``{"filename", "file_id"}``: the thread file holding the text the model reads, served by the files route),
+    so a client that continues the conversation itself (``jan chat --thread``) gives the model the documents a
+    run of the thread reads."""
     out = dict(message)
     reason = _incomplete_reason(message)
     ended_at = message.get("completed_at")
@@ -180,7 +186,7 @@ def message_object(message: dict[str, Any]) -> dict[str, Any]:
                incomplete_at=ended_at if status == "incomplete" else None)
     for key in ("assistant_id", "run_id", "attachments"):
         out.setdefault(key, None)
-    if isinstance(out["attachments"], list):
+    if isinstance(out["attachments"], list) and not jan_view:
         # as the client sent them (OpenAI's {"file_id", "tools"}): the thread file holding the text the model
         # reads is jan's own bookkeeping (a client that sends an attachment back must not send it too)
         out["attachments"] = [{k: v for k, v in a.items() if k != "document"} if isinstance(a, dict) else a
@@ -275,7 +281,7 @@ class MessageCreate(_Strict):
     role: Literal["user", "assistant", "system"]
     content: Content
     attachments: list[Attachment] | None = None
-    metadata: Metadata | None = None
+    metadata: MessageMetadata | None = None
     assistant_id: str | None = None
     status: Literal["pending", "ready", "stopped", "error"] | None = None
 
@@ -285,7 +291,7 @@ class MessageModify(_Strict):
 
     content: Content | None = None
     status: Literal["pending", "ready", "stopped", "error"] | None = None
-    metadata: Metadata | None = None
+    metadata: MessageMetadata | None = None
 
 
 class ThreadModel(BaseModel):
@@ -391,10 +397,6 @@ async def read_attachments(request: web.Request, fields: dict[str, Any], where: 
     attachments = fields.get("attachments")
     if not attachments:
         return
-    if fields.get("role") != "user":
-        # the prompt reads documents into user turns only: an attachment elsewhere would be stored and never read
-        raise APIError(400, f"{where}attachments: only a user message takes attachments (this one is "
-                            f"{fields.get('role')!r})", param=f"{where}attachments", code="invalid_value")
     store = uploads(request)
     read = []
     for j, attachment in enumerate(attachments):
@@ -524,7 +526,8 @@ async def list_messages(request: web.Request) -> web.Response:
                             "run_id", param="run_id", code="not_supported")
 
     q = list_query(request, default_order="desc")
-    if _all_messages(request):
+    every = _all_messages(request)
+    if every:
         async def fetch(**cut: Any) -> list[dict[str, Any]]:
             return await store.list_messages(thread_id, **cut, **by_run)
 
@@ -532,7 +535,7 @@ async def list_messages(request: web.Request) -> web.Response:
     else:
         shown = [m for m in await store.list_messages(thread_id, order="asc", **by_run) if not tool_bookkeeping(m)]
         result = page_of(shown, q)
-    result["data"] = [message_object(m) for m in result["data"]]
+    result["data"] = [message_object(m, jan_view=every) for m in result["data"]]
     return json_response(result)
 
 
@@ -542,9 +545,10 @@ async def get_message(request: web.Request) -> web.Response:
     as it is not listed)."""
     info = request.match_info
     message = await conversations(request).get_message(info["thread_id"], info["message_id"])
-    if tool_bookkeeping(message) and not _all_messages(request):
+    every = _all_messages(request)
+    if tool_bookkeeping(message) and not every:
         raise NotFoundError(f"message {info['message_id']!r} not found", resource="message", id=info["message_id"])
-    return json_response(message_object(message))
+    return json_response(message_object(message, jan_view=every))
 
 
 @routes.post("/v1/threads/{thread_id}/messages/{message_id}")
