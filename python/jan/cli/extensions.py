@@ -92,6 +92,8 @@ def _switch(conn, name: str, enable: bool) -> None:
     state = record.get("state") or ""
     detail = f" ({state}: {record['error']})" if record.get("error") else f" ({state})" if state != f"{action}d" else ""
     click.echo(f"{name}: {action}d{detail}")
+    if enable and state == "loading":
+        warn(f"{name} is still loading; `jan extensions list` shows whether it loaded or failed")
     if record.get("restart_required"):
         warn(f"restart the server to mount the routes of {name}")
 

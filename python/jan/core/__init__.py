@@ -44,6 +44,7 @@ from .events import (
 )
 from .exceptions import (
     ExtensionError,
+    ExtensionLoadingError,
     ExtensionNotFoundError,
     NotFoundError,
     PathOutsideDataFolderError,
@@ -107,6 +108,7 @@ __all__ = [
     "Extension",
     "ExtensionContext",
     "ExtensionError",
+    "ExtensionLoadingError",
     "ExtensionEvent",
     "ExtensionFailed",
     "ExtensionInterface",

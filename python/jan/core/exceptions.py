@@ -8,6 +8,7 @@ from jan.errors import JanError
 
 __all__ = [
     "ExtensionError",
+    "ExtensionLoadingError",
     "ExtensionNotFoundError",
     "NotFoundError",
     "PathOutsideDataFolderError",
@@ -29,6 +30,24 @@ class ExtensionNotFoundError(ExtensionError, LookupError):
     def __init__(self, message: str, *, failed: tuple[tuple[str, str], ...] = ()):
         super().__init__(message)
         self.failed = tuple(failed)
+
+
+class ExtensionLoadingError(ExtensionNotFoundError):
+    """What was asked for is not there yet: an enabled extension that would provide it is still loading.
+
+    ``loading`` names those extensions. Asking again later may succeed (a server answers 503); the load
+    either finishes or fails within the manager's load timeout.
+    """
+
+    def __init__(self, message: str, *, loading: tuple[str, ...], failed: tuple[tuple[str, str], ...] = ()):
+        super().__init__(message, failed=failed)
+        self.loading = tuple(loading)
+
+
+def describe_loading(loading: tuple[str, ...]) -> str:
+    """``loading`` (:attr:`ExtensionLoadingError.loading`) in words: "'models' is still loading; try again shortly"."""
+    names = ", ".join(repr(n) for n in loading)
+    return f"{names} {'is' if len(loading) == 1 else 'are'} still loading; try again shortly"
 
 
 def describe_failed(failed: tuple[tuple[str, str], ...]) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Iterable, Sequence, TypeVar
 
+from .bounded import CANCEL_GRACE_S, call_bounded
 from .exceptions import ExtensionError
 from .interfaces.base import ExtensionInterface
 from .interfaces.inference import InferenceExtension
@@ -169,6 +170,8 @@ class ExtensionContext:
         self._provided: list[_Provided] = []
         self._cleanups: list[Callable[[], Any]] = []
         self._closed = False
+        #: whether contribute_settings replaced the schema (a failed load must not leave it behind)
+        self._schema_contributed = False
 
     def __repr__(self) -> str:
         return f"<ExtensionContext of {self.name!r}{' (closed)' if self._closed else ''}>"
@@ -231,6 +234,14 @@ class ExtensionContext:
         ``router.add_route``.
         """
         self._check_open()
+        spec = self._route_spec(method, path, handler, {**kwargs, "name": name})
+        self._routes.append(spec)
+        return spec
+
+    def _route_spec(self, method: str, path: str, handler: Any, kwargs: dict[str, Any]) -> RouteSpec:
+        self._check_open()
+        kwargs = dict(kwargs)
+        name = kwargs.pop("name", None)
         method = str(method).upper()
         if method not in HTTP_METHODS:
             raise ValueError(f"unknown HTTP method {method!r}")
@@ -238,24 +249,26 @@ class ExtensionContext:
             raise ValueError(f"route path must start with '/', got {path!r}")
         if not callable(handler):
             raise TypeError(f"route handler for {method} {path} is not callable")
-        spec = RouteSpec(method=method, path=path, handler=handler, extension=self.name, name=name, kwargs=dict(kwargs))
-        self._routes.append(spec)
-        return spec
+        return RouteSpec(method=method, path=path, handler=handler, extension=self.name, name=name, kwargs=kwargs)
 
     def add_routes(self, routes: Iterable[Any]) -> list[RouteSpec]:
         """Contribute several routes: an ``aiohttp.web.RouteTableDef``, a list of ``web.get(...)``-style
         route definitions, or ``(method, path, handler)`` tuples."""
         self._check_open()
-        added = []
-        for route in routes:
-            if isinstance(route, tuple):
-                added.append(self.add_route(*route))
-            elif all(hasattr(route, a) for a in ("method", "path", "handler")):
-                kwargs = dict(getattr(route, "kwargs", None) or {})
-                added.append(self.add_route(route.method, route.path, route.handler, **kwargs))
-            else:
-                raise TypeError(f"unsupported route definition {route!r} (static routes: use add_subapp)")
-        return added
+        # All or none: an on_load that catches the error of a bad third route must not go on with two.
+        specs = [self._route_spec(*self._route_args(route)) for route in routes]
+        self._routes.extend(specs)
+        return specs
+
+    @staticmethod
+    def _route_args(route: Any) -> tuple[str, str, Any, dict[str, Any]]:
+        if isinstance(route, tuple):
+            if len(route) != 3:
+                raise TypeError(f"a route tuple is (method, path, handler), got {route!r}")
+            return route[0], route[1], route[2], {}
+        if all(hasattr(route, a) for a in ("method", "path", "handler")):
+            return route.method, route.path, route.handler, dict(getattr(route, "kwargs", None) or {})
+        raise TypeError(f"unsupported route definition {route!r} (static routes: use add_subapp)")
 
     def add_subapp(self, prefix: str, factory: Callable[[], Any]) -> SubAppSpec:
         """Contribute an aiohttp sub-application mounted at ``prefix``; ``factory()`` is called when the server mounts it."""
@@ -327,6 +340,7 @@ class ExtensionContext:
         """
         self._check_open()
         self._settings.set_schema(schema)
+        self._schema_contributed = True
 
     def add_cleanup(self, callback: Callable[[], Any]) -> None:
         """Run ``callback()`` (sync or async) when the extension unloads, after ``on_unload``, last added first."""
@@ -341,19 +355,24 @@ class ExtensionContext:
         if isinstance(ext, ExtensionInterface):
             self.provide(ext)
 
-    async def _close(self) -> None:
+    async def _close(self, timeout: float | None = None) -> None:
+        """Drop what was registered, refuse further registrations and run the cleanups, last added first: together
+        within ``timeout`` seconds (each still gets a moment to run however late it comes; one that hangs is
+        abandoned)."""
         if self._closed:
             return
         self._closed = True
-        cleanups, self._cleanups = self._cleanups, []
-        for callback in reversed(cleanups):
-            try:
-                result = callback()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                self.logger.exception("cleanup %r of extension %s failed", callback, self.name)
+        # Dropped first: nothing of a closing extension stays reachable while its cleanups run.
         self._routes.clear()
         self._subapps.clear()
         self._engines.clear()
         self._provided.clear()
+        cleanups, self._cleanups = self._cleanups, []
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        for callback in reversed(cleanups):
+            left = None if deadline is None else max(CANCEL_GRACE_S, deadline - loop.time())
+            try:
+                await call_bounded(callback, timeout=left, what=f"cleanup {callback!r} of extension {self.name}")
+            except Exception:
+                self.logger.exception("cleanup %r of extension %s failed", callback, self.name)

@@ -29,18 +29,20 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import itertools
 import logging
 import re
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
+from .bounded import HookTimeoutError, call_bounded, wait_bounded
 from .dependencies import dependency_order
 from .discovery import Candidate, entry_point_candidates, instantiate
 from .events import ExtensionFailed, ExtensionLoaded, ExtensionUnloaded, LocalEventBus
-from .exceptions import ExtensionError, ExtensionNotFoundError, describe_failed
-from .extension import Extension, ExtensionContext, RouteSpec, SubAppSpec
+from .exceptions import ExtensionError, ExtensionLoadingError, ExtensionNotFoundError, describe_failed, describe_loading
+from .extension import BUILTIN_PRIORITY, Extension, ExtensionContext, RouteSpec, SubAppSpec
 from .fs import LocalFileSystem, set_aside
 from .interfaces.base import ExtensionInterface
 from .interfaces.inference import InferenceExtension
@@ -74,6 +76,9 @@ class ExtensionState:
 
     #: on_load succeeded; the extension is active.
     LOADED = "loaded"
+    #: enabled and being loaded now (its on_load runs, or it waits for a dependency's); the rest of jan
+    #: does not wait for it. Ends loaded, or failed when ``on_load`` raises or passes the load timeout.
+    LOADING = "loading"
     #: turned off by the user (persisted in extensions.json).
     DISABLED = "disabled"
     #: could not be imported, created or loaded, or a dependency is missing/failed/cyclic; ``error`` says why.
@@ -119,10 +124,17 @@ class _Entry:
     ctx: ExtensionContext | None = None
     settings: ExtensionSettings | None = None
     dist_version: str | None = None
+    loading: asyncio.Task[None] | None = None  # its load (waiting for dependencies, then on_load), while it runs
+    begun: int = 0  # when its latest load began, counted: its place in the load order
 
     @property
     def loaded(self) -> bool:
         return self.ctx is not None
+
+    @property
+    def pending(self) -> bool:
+        """Being loaded now: neither loaded nor failed yet."""
+        return self.loading is not None and self.ctx is None and self.error is None
 
     @property
     def depends_on(self) -> tuple[str, ...]:
@@ -144,7 +156,13 @@ class ExtensionManager:
     ``bus`` defaults to a new :class:`~jan.core.LocalEventBus`. ``discover_entry_points=False``
     limits the manager to objects given to :meth:`register` (tests); ``only_builtin=True`` discovers
     only jan's own entry points (the built-in extensions; ``jan serve --no-extensions``).
-    ``load_timeout`` bounds each ``on_load``/``on_unload`` (seconds; ``None``: no bound).
+    ``load_timeout`` bounds each ``on_load`` (seconds; ``None``: no bound); an extension past it is failed.
+    ``unload_timeout`` bounds each ``on_unload`` with the extension's cleanups; one past it is left behind.
+    ``load_wait`` is how long :meth:`start` and :meth:`enable` wait for the loads they begin (``None``, the
+    default: until all settled, as a library or a CLI command wants before it uses them); loads still running
+    then go on in the background, state ``"loading"``, so that one extension whose ``on_load`` hangs does not
+    hold up a server (``jan serve`` waits :data:`jan.server.app.SERVE_LOAD_WAIT` for third-party extensions,
+    and always for jan's own: :meth:`builtin_names`).
 
     Typical use::
 
@@ -166,6 +184,8 @@ class ExtensionManager:
         entry_point_group: str = ENTRY_POINT_GROUP,
         api_version: str = API_VERSION,
         load_timeout: float | None = 60.0,
+        unload_timeout: float | None = 15.0,
+        load_wait: float | None = None,
     ):
         self.fs = LocalFileSystem(data_folder)
         self.data_folder: Path = self.fs.root
@@ -176,6 +196,8 @@ class ExtensionManager:
         self.discover_entry_points = discover_entry_points
         self.only_builtin = only_builtin
         self.load_timeout = load_timeout
+        self.unload_timeout = unload_timeout
+        self.load_wait = load_wait
         self._pending: list[Candidate] = []
         self._entries: dict[str, _Entry] = {}
         self._load_order: list[str] = []
@@ -184,6 +206,7 @@ class ExtensionManager:
         self._discovered = False
         self._started = False
         self._lock: asyncio.Lock | None = None
+        self._begun = itertools.count()
 
     def __repr__(self) -> str:
         return f"<ExtensionManager {str(self.data_folder)!r} loaded={self._load_order}>"
@@ -326,6 +349,11 @@ class ExtensionManager:
     async def start(self) -> None:
         """Discover, then load every enabled, compatible extension in dependency order.
 
+        Extensions load concurrently, each once the extensions it depends on are loaded, so one whose
+        ``on_load`` hangs holds up only its dependents. ``start`` returns once every load settled, or
+        after ``load_wait`` seconds, whichever comes first: loads still running then go on in the
+        background (state ``"loading"``) and end loaded or failed within ``load_timeout``.
+
         Never raises because of an extension: failures are recorded (see
         :meth:`list`) and ``ExtensionFailed`` is emitted.
         """
@@ -338,50 +366,91 @@ class ExtensionManager:
                 if entry.broken or entry.incompatible:
                     state = ExtensionState.FAILED if entry.broken else ExtensionState.INCOMPATIBLE
                     error = entry.broken or entry.incompatible or ""
-                    await self.bus.emit(ExtensionFailed(name=entry.name, version=_version(entry), error=error, state=state))
-            await self._reconcile(retry=set(self._entries))
+                    await self._emit(ExtensionFailed(name=entry.name, version=_version(entry), error=error, state=state))
+            loads = await self._reconcile(retry=set(self._entries))
+        await self._wait(loads, self.load_wait)
 
     async def stop(self) -> None:
-        """Unload every loaded extension in reverse load order."""
+        """Stop the loads still running, then unload every loaded extension, dependents before their dependencies.
+
+        Extensions that do not depend on each other unload side by side, so one whose ``on_unload`` hangs
+        (bounded by ``unload_timeout``) holds up only the extensions it depends on.
+        """
         async with self._locked():
+            await self._cancel_loads([e for e in self._entries.values() if e.loading is not None])
+            unloads: dict[str, asyncio.Task[None]] = {}
             for name in reversed(list(self._load_order)):
-                await self._unload(self._entries[name])
+                dependents = [t for other, t in unloads.items() if name in self._entries[other].depends_on]
+                unloads[name] = asyncio.create_task(self._unload_after(self._entries[name], dependents),
+                                                    name=f"jan-unload-{name}")
+            if unloads:
+                await asyncio.wait(unloads.values())
             self._started = False
+
+    async def _unload_after(self, entry: _Entry, dependents: list[asyncio.Task[None]]) -> None:
+        if dependents:
+            await asyncio.wait(dependents)
+        await self._unload(entry)
 
     @property
     def started(self) -> bool:
         """Whether :meth:`start` ran (and :meth:`stop` did not since)."""
         return self._started
 
+    def builtin_names(self) -> tuple[str, ...]:
+        """The names of jan's own extensions (ranked :data:`BUILTIN_PRIORITY`): their loads are bounded and
+        quick, and what they provide (models, engines, threads) is what a server must have before it answers."""
+        return tuple(n for n, e in self._entries.items()
+                     if e.instance is not None and e.instance.priority == BUILTIN_PRIORITY)
+
+    async def settle(self, timeout: float | None = None, *, names: Iterable[str] | None = None) -> bool:
+        """Wait until no extension (of ``names``, if given) is loading, at most ``timeout`` seconds; whether none is.
+
+        Each load ends within ``load_timeout``, so this is bounded by that when ``timeout`` is None.
+        """
+        wanted = None if names is None else set(names)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            loads = [e.loading for n, e in self._entries.items()
+                     if e.loading is not None and (wanted is None or n in wanted)]
+            if not loads:
+                return True
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(loads, timeout=left)
+
     async def enable(self, name: str) -> ExtensionRecord:
         """Enable an extension (persisted); if the manager is started, load it (and dependents waiting for it).
 
-        Enabling retries an extension that failed. Returns its record; check
-        ``state`` to see whether it loaded.
+        Enabling retries an extension that failed. Waits for the load as :meth:`start` does (at most
+        ``load_wait`` seconds) and returns its record: ``state`` says whether it loaded, failed, or is
+        still loading.
         """
         self.discover()
         entry = self._entry(name)
         async with self._locked():
             self._set_enabled(name, True)
-            entry.error = entry.error_kind = None
-            if self._started:
-                await self._reconcile(retry={name})
+            if entry.loading is None:
+                entry.error = entry.error_kind = None
+            loads = await self._reconcile(retry={name}) if self._started else []
+        if entry.loading is not None and entry.loading not in loads:
+            loads.append(entry.loading)
+        await self._wait(loads, self.load_wait)
         return self.record(name)
 
     async def disable(self, name: str) -> ExtensionRecord:
-        """Disable an extension (persisted); if loaded, unload it, after unloading the loaded extensions that depend on it."""
+        """Disable an extension (persisted); if loaded, unload it, after unloading the loaded extensions that depend on it.
+
+        A load of it still running is stopped, and so are those of extensions waiting for it.
+        """
         self.discover()
         entry = self._entry(name)
         async with self._locked():
             self._set_enabled(name, False)
-            if entry.loaded:
-                for other in reversed(list(self._load_order)):
-                    if other != name and name in self._transitive_deps(other):
-                        dep_entry = self._entries[other]
-                        await self._unload(dep_entry)
-                        dep_entry.error = f"depends on {name!r}, which was disabled"
-                        dep_entry.error_kind = "dependency"
-                await self._unload(entry)
+            why = f"depends on {name!r}, which was disabled"
+            await self._withdraw(entry, lambda dep: self._mark(dep, why, "dependency"))
             entry.error = entry.error_kind = None
         return self.record(name)
 
@@ -395,15 +464,46 @@ class ExtensionManager:
         self.discover()
         entry = self._entry(name)
         async with self._locked():
-            if entry.loaded:
-                for other in reversed(list(self._load_order)):
-                    if other != name and name in self._transitive_deps(other):
-                        await self._unload(self._entries[other])
-                        await self._fail(self._entries[other], f"depends on {name!r}, which failed to load ({why})",
-                                         "dependency")
-                await self._unload(entry)
+            because = f"depends on {name!r}, which failed to load ({why})"
+            await self._withdraw(entry, lambda dep: self._fail(dep, because, "dependency"))
             await self._fail(entry, why, "load")
         return self.record(name)
+
+    async def _withdraw(self, entry: _Entry, dependent_done: Callable[[_Entry], Any]) -> None:
+        """Stop ``entry``'s load or unload it, with the extensions depending on it first; ``dependent_done(dep)``
+        then records why each dependent is gone."""
+        name = entry.name
+        waiting = [e for e in self._entries.values()
+                   if e.loading is not None and e is not entry and name in self._transitive_deps(e.name)]
+        await self._cancel_loads([*waiting, *([entry] if entry.loading is not None else [])])
+        for dep in waiting:
+            await _maybe_await(dependent_done(dep))
+        if entry.loaded:
+            for other in reversed(list(self._load_order)):
+                if other != name and name in self._transitive_deps(other):
+                    await self._unload(self._entries[other])
+                    await _maybe_await(dependent_done(self._entries[other]))
+            await self._unload(entry)
+
+    @staticmethod
+    def _mark(entry: _Entry, message: str, kind: str) -> None:
+        entry.error, entry.error_kind = message, kind
+
+    async def _cancel_loads(self, entries: list[_Entry]) -> None:
+        """Stop these loads (each ``on_load`` is cancelled, what it registered removed) and wait until they ended."""
+        tasks = [e.loading for e in entries if e.loading is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # bounded: a cancelled on_load is abandoned after a grace, the cleanups by unload_timeout
+            await asyncio.wait(tasks)
+        for e in entries:
+            if e.loading is not None and e.loading.done():
+                e.loading = None
+
+    async def _wait(self, loads: list[asyncio.Task[None]], timeout: float | None) -> None:
+        if loads:
+            await asyncio.wait(loads, timeout=timeout)
 
     @asynccontextmanager
     async def _locked(self):  # type: ignore[no-untyped-def]
@@ -438,7 +538,12 @@ class ExtensionManager:
         wanted = set(names)
         return dependency_order(names, {n: [d for d in self._entries[n].depends_on if d in wanted] for n in names})
 
-    async def _reconcile(self, retry: set[str]) -> None:
+    async def _reconcile(self, retry: set[str]) -> list[asyncio.Task[None]]:
+        """Begin loading every enabled extension that is neither loaded, loading nor failed; returns the loads begun.
+
+        Each load is a task that first waits for the loads of the extensions it depends on (begun before
+        it, in dependency order), so independent extensions never wait for each other.
+        """
         names = [
             n
             for n, e in self._entries.items()
@@ -446,20 +551,44 @@ class ExtensionManager:
         ]
         for n in names:
             e = self._entries[n]
-            if not e.loaded and (n in retry or e.error_kind in ("dependency", "cycle")):
+            if not e.loaded and e.loading is None and (n in retry or e.error_kind in ("dependency", "cycle")):
                 e.error = e.error_kind = None
         order, cycles, blocked = self._order(names)
         for n, message in cycles.items():
             await self._fail(self._entries[n], message, "cycle")
+        begun: list[asyncio.Task[None]] = []
         for n in order + blocked:
             e = self._entries[n]
-            if e.loaded or e.error:
+            if e.loaded or e.error or e.loading is not None:
                 continue
-            problem = self._dependency_problem(e, cycles)
+            # created under the lock: the task inherits _BUSY, so on_load cannot re-enter start/enable
+            e.loading = asyncio.create_task(self._load_when_ready(e, cycles), name=f"jan-load-{n}")
+            e.begun = next(self._begun)
+            begun.append(e.loading)
+        return begun
+
+    async def _load_when_ready(self, entry: _Entry, cycles: dict[str, str]) -> None:
+        this = asyncio.current_task()
+        try:
+            while True:  # a dependency's load may be stopped and begun again while this one waits
+                waiting = [t for d in entry.depends_on
+                           if (other := self._entries.get(d)) is not None and (t := other.loading) is not None
+                           and t is not this]
+                if not waiting:
+                    break
+                await asyncio.wait(waiting)
+            problem = self._dependency_problem(entry, cycles)
             if problem:
-                await self._fail(e, problem, "dependency")
-                continue
-            await self._load(e)
+                await self._fail(entry, problem, "dependency")
+            else:
+                await self._load(entry)
+        except Exception as exc:  # noqa: BLE001 - a load never ends as an unretrieved task error
+            logger.error("extension %s: loading failed", entry.name, exc_info=exc)
+            if entry.error is None and not entry.loaded:
+                await self._fail(entry, f"{type(exc).__name__}: {exc}", "load")
+        finally:
+            if entry.loading is this:
+                entry.loading = None
 
     def _dependency_problem(self, entry: _Entry, cycles: dict[str, str]) -> str | None:
         for dep in entry.depends_on:
@@ -484,21 +613,17 @@ class ExtensionManager:
     async def _fail(self, entry: _Entry, message: str, kind: str) -> None:
         entry.error, entry.error_kind = message, kind
         logger.error("extension %s not loaded: %s", entry.name, message)
-        await self.bus.emit(ExtensionFailed(name=entry.name, version=_version(entry), error=message, state=ExtensionState.FAILED))
+        await self._emit(ExtensionFailed(name=entry.name, version=_version(entry), error=message, state=ExtensionState.FAILED))
+
+    async def _emit(self, event: Any) -> None:
+        # Handlers are extensions' code: one that hangs must not stop a load, an unload or the lock with it.
+        await wait_bounded(self.bus.emit(event), timeout=self.unload_timeout, what=f"the handlers of {event!r}")
 
     def _settings_for(self, entry: _Entry) -> ExtensionSettings:
         if entry.settings is None:
             assert entry.instance is not None
             entry.settings = ExtensionSettings(entry.name, entry.instance.settings_schema, self.settings_store, bus=self.bus)
         return entry.settings
-
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> None:
-        result = fn(*args)
-        if inspect.isawaitable(result):
-            if self.load_timeout is None:
-                await result
-            else:
-                await asyncio.wait_for(result, self.load_timeout)
 
     async def _load(self, entry: _Entry) -> bool:
         ext = entry.instance
@@ -509,29 +634,43 @@ class ExtensionManager:
             settings.check()
             ctx = ExtensionContext(self, ext, settings)
             ext._ctx = ctx
-            await self._call(ext.on_load, ctx)
+            await call_bounded(ext.on_load, ctx, timeout=self.load_timeout, what=f"extension {entry.name}: on_load")
             ctx._provide_self()
+        except asyncio.CancelledError:  # disabled, refused or stopped while loading: nothing of it stays
+            await self._discard(entry, ctx)
+            raise
         except Exception as exc:
-            if isinstance(exc, asyncio.TimeoutError):
-                message = f"on_load did not finish within {self.load_timeout} s"
+            if isinstance(exc, HookTimeoutError):
+                message = f"on_load did not finish within {self.load_timeout:g} s"
             elif ctx is None:
                 message = f"{type(exc).__name__}: {exc}"
             else:
                 message = f"on_load failed: {type(exc).__name__}: {exc}"
             logger.error("extension %s failed to load", entry.name, exc_info=exc)
-            if ctx is not None:
-                await ctx._close()
-            if entry.settings is not None:
-                entry.settings.clear_callbacks()
-            ext._ctx = None
+            await self._discard(entry, ctx)
             await self._fail(entry, message, "load")
             return False
         entry.ctx = ctx
         entry.error = entry.error_kind = None
-        self._load_order.append(entry.name)
+        # Loads overlap, so they end in any order; the load order stays the order they began in (dependency
+        # order, then registration order), which ranks providers (see get) and mounts routes the same every run.
+        later = [i for i, n in enumerate(self._load_order) if self._entries[n].begun > entry.begun]
+        self._load_order.insert(later[0] if later else len(self._load_order), entry.name)
         logger.info("extension %s %s loaded", entry.name, ext.version or "")
-        await self.bus.emit(ExtensionLoaded(name=entry.name, version=_version(entry)))
+        await self._emit(ExtensionLoaded(name=entry.name, version=_version(entry)))
         return True
+
+    async def _discard(self, entry: _Entry, ctx: ExtensionContext | None) -> None:
+        """Undo a load that did not succeed: its registrations, cleanups, settings callbacks and contributed schema."""
+        ext = entry.instance
+        if ctx is not None:
+            await ctx._close(self.unload_timeout)
+            if ctx._schema_contributed:
+                entry.settings = None  # read again from the class's schema and the stored values when next needed
+        if entry.settings is not None:
+            entry.settings.clear_callbacks()
+        if ext is not None:
+            ext._ctx = None
 
     async def _unload(self, entry: _Entry) -> None:
         ctx, ext = entry.ctx, entry.instance
@@ -541,16 +680,16 @@ class ExtensionManager:
         if entry.name in self._load_order:
             self._load_order.remove(entry.name)
         try:
-            await self._call(ext.on_unload)
+            await call_bounded(ext.on_unload, timeout=self.unload_timeout, what=f"extension {entry.name}: on_unload")
         except Exception as exc:
             logger.error("extension %s: on_unload failed: %s: %s", entry.name, type(exc).__name__, exc, exc_info=exc)
         finally:
-            await ctx._close()
+            await ctx._close(self.unload_timeout)  # its cleanups run even when on_unload hung
             if entry.settings is not None:
                 entry.settings.clear_callbacks()
             ext._ctx = None
         logger.info("extension %s unloaded", entry.name)
-        await self.bus.emit(ExtensionUnloaded(name=entry.name, version=_version(entry)))
+        await self._emit(ExtensionUnloaded(name=entry.name, version=_version(entry)))
 
     # records ------------------------------------------------------------------------------
     def _entry(self, name: str) -> _Entry:
@@ -570,6 +709,8 @@ class ExtensionManager:
             return ExtensionState.DISABLED
         if entry.error:
             return ExtensionState.FAILED
+        if entry.pending:
+            return ExtensionState.LOADING
         return ExtensionState.UNLOADED
 
     def record(self, name: str) -> ExtensionRecord:
@@ -609,13 +750,16 @@ class ExtensionManager:
 
     @property
     def load_order(self) -> list[str]:
-        """Names of the loaded extensions in the order they were loaded."""
+        """Names of the loaded extensions in the order their loads began (dependencies first)."""
         return list(self._load_order)
 
     # lookup ---------------------------------------------------------------------------------
     def get_extension(self, name: str) -> Extension:
         """The loaded extension object called ``name``; raises :class:`ExtensionNotFoundError` otherwise."""
         entry = self._entry(name)
+        if entry.pending:
+            raise ExtensionLoadingError(f"extension {name!r} is not loaded yet: {describe_loading((name,))}",
+                                        loading=(name,))
         if not entry.loaded or entry.instance is None:
             error = entry.broken or entry.incompatible or entry.error
             failed = ((name, error),) if error and self._is_enabled(entry) else ()
@@ -665,6 +809,10 @@ class ExtensionManager:
         if not found:
             type_name, _ = _type_key(extension_type)
             failed = self.failed_providers(type_name)
+            loading = self.loading_providers(type_name)
+            if loading:
+                raise ExtensionLoadingError(f"no loaded extension provides {type_name!r} yet: {describe_loading(loading)}",
+                                            loading=loading, failed=failed)
             message = f"no loaded extension provides {type_name!r}"
             raise ExtensionNotFoundError(message + (f": {describe_failed(failed)}" if failed else ""), failed=failed)
         return found[0]
@@ -681,6 +829,20 @@ class ExtensionManager:
             error = entry.incompatible or entry.error
             if error and type_name in entry.instance.extension_types:
                 out.append((name, error))
+        return tuple(out)
+
+    def loading_providers(self, type_name: str, engine_name: str | None = None) -> tuple[str, ...]:
+        """Names of the extensions still loading that declare ``type_name`` (what they register in ``on_load``
+        is unknown until it returns); with ``engine_name``, those that are that engine or declare engines
+        without naming one."""
+        out = []
+        for name in sorted(self._entries):
+            entry = self._entries[name]
+            if not entry.pending or entry.instance is None or type_name not in entry.instance.extension_types:
+                continue
+            own = getattr(entry.instance, "engine_name", None) if engine_name is not None else None
+            if engine_name is None or not own or own == engine_name:
+                out.append(name)
         return tuple(out)
 
     def failed_extensions(self) -> list[ExtensionRecord]:
@@ -711,6 +873,10 @@ class ExtensionManager:
         if not found:
             known = sorted({n for ctx in self._contexts() for n, _, _ in ctx._engines})
             failed = self.failed_providers("inference")
+            loading = self.loading_providers("inference", engine_name)
+            if loading:
+                raise ExtensionLoadingError(f"no inference engine {engine_name!r} is loaded yet: {describe_loading(loading)}",
+                                            loading=loading, failed=failed)
             raise ExtensionNotFoundError(
                 f"no inference engine {engine_name!r} is loaded (loaded engines: {', '.join(known) or 'none'})"
                 + (f"; {describe_failed(failed)}" if failed else ""), failed=failed)
@@ -763,6 +929,11 @@ class ExtensionManager:
 
 
 # -- helpers --------------------------------------------------------------------------------
+async def _maybe_await(result: Any) -> None:
+    if inspect.isawaitable(result):
+        await result
+
+
 def _version(entry: _Entry) -> str | None:
     if entry.instance is not None and entry.instance.version:
         return str(entry.instance.version)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
-from jan.core import ExtensionManager, LocalEventBus
+from jan.core import ExtensionLoaded, ExtensionLoadingError, ExtensionManager, LocalEventBus
 from jan.server.config import ServerConfig
 from jan.server.errors import describe_error, dialect_error_middleware, error_middleware, quiet_client_protocol_errors
 from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN, STARTED_AT
@@ -63,6 +63,12 @@ def _setup_route_state(app: web.Application) -> None:
     anthropic.setup(app)
 
 
+#: Seconds ``jan serve`` waits for third-party extensions' loads before it serves (jan's own are always waited
+#: for): one whose ``on_load`` hangs shows as ``loading`` meanwhile instead of holding the server up for its
+#: whole ``load_timeout``; one that loads later serves its routes from the next start.
+SERVE_LOAD_WAIT = 10.0
+
+
 async def create_app(config: ServerConfig | None = None, *, extensions: Iterable[object] = (),
                      manager: ExtensionManager | None = None) -> web.Application:
     """Build the server: start the extension manager, mount every route, return the app.
@@ -73,11 +79,14 @@ async def create_app(config: ServerConfig | None = None, *, extensions: Iterable
     config = config or ServerConfig()
     config.data_folder.mkdir(parents=True, exist_ok=True)
     if manager is None:
-        manager = ExtensionManager(config.data_folder, LocalEventBus(),
-                                   only_builtin=not config.enable_extensions)
+        manager = ExtensionManager(config.data_folder, LocalEventBus(), only_builtin=not config.enable_extensions,
+                                   load_wait=SERVE_LOAD_WAIT)
     for ext in extensions:
         manager.register(ext)
     await manager.start()
+    # jan's own extensions (models, engines, threads: bounded, quick loads) are what every request needs: the
+    # server answers once they are loaded, never with a 503 "still loading" for them on a busy machine
+    await manager.settle(names=manager.builtin_names())
     try:
         return await _build_app(config, manager)
     except BaseException:
@@ -164,6 +173,15 @@ async def _announce_shutdown(app: web.Application) -> None:
 def _configure_local_engine(manager: ExtensionManager, config: ServerConfig) -> None:
     try:
         local = manager.get_inference("llama.cpp")
+    except ExtensionLoadingError:
+        # the server does not wait for a slow extension: its engine gets the options as soon as it is loaded
+        def loaded(_event: ExtensionLoaded) -> None:
+            if manager.engines().get("llama.cpp") is not None:
+                unsubscribe()
+                _configure_local_engine(manager, config)
+
+        unsubscribe = manager.bus.subscribe(ExtensionLoaded, loaded)
+        return
     except LookupError:
         return
     if hasattr(local, "set_defaults"):

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from jan.core import ExtensionManager, RouteSpec
+from jan.core import ExtensionManager, RouteSpec, SubAppSpec
 
 __all__ = ["mount_extensions"]
 
@@ -17,54 +17,102 @@ def mount_extensions(manager: ExtensionManager, app: web.Application) -> dict[st
 
     Handlers are wrapped so that a route answers 404 while its extension is not loaded
     (disabled at runtime) and reaches the current handler after it is re-enabled. Routes of an
-    extension enabled after the server started appear at the next start (aiohttp freezes its
-    router).
+    extension enabled, or still loading, when the server started appear at the next start (aiohttp
+    freezes its router).
 
-    An extension whose route clashes with one already on ``app`` (a built-in's, or an extension's
-    loaded before it) is not mounted at all: aiohttp would either raise (same method on the same
-    path, which stopped the whole server) or keep the first route and silently never call the
-    second. Returns ``{extension: why}`` for those; the caller marks them failed
-    (:meth:`ExtensionManager.refuse`), since a half-mounted extension would surprise its users.
+    An extension is mounted whole or not at all. One whose route clashes with one already on ``app``
+    (a built-in's, or an extension's loaded before it) is refused: aiohttp would either raise (same
+    method on the same path, which stopped the whole server) or keep the first route and silently
+    never call the second. So is one whose route or sub-application aiohttp would not take (a
+    malformed path, a route name already used, a failing sub-app factory). Everything is checked
+    before anything of the extension is added, because aiohttp cannot remove a route: a refused
+    extension leaves nothing on the router. Returns ``{extension: why}`` for those; the caller marks
+    them failed (:meth:`ExtensionManager.refuse`), since a half-mounted extension would surprise its users.
     """
     taken = {(r.method, _shape(r.resource.canonical)): (r.method, r.resource.canonical, _owner(r))
              for r in app.router.routes() if r.resource is not None}
+    prefixes = {r.canonical: "jan (built-in)" for r in app.router.resources() if _is_subapp(r)}
     refused: dict[str, str] = {}
-    by_extension: dict[str, list[RouteSpec]] = {}
+    routes: dict[str, list[RouteSpec]] = {}
+    subapps: dict[str, list[SubAppSpec]] = {}
     for spec in manager.routes():
-        by_extension.setdefault(spec.extension, []).append(spec)
-    for extension, specs in by_extension.items():
+        routes.setdefault(spec.extension, []).append(spec)
+    for sub in manager.subapps():
+        subapps.setdefault(sub.extension, []).append(sub)
+    for extension in [n for n in manager.load_order if n in routes or n in subapps]:  # first loaded, first served
         mine: dict[tuple[str, str], tuple[str, str, str]] = {}
-        clash = None
-        for spec in specs:
-            clash = _clash(spec, {**taken, **mine})
-            if clash:
-                break
-            mine[(spec.method, _shape(spec.path))] = (spec.method, spec.path, f"extension {extension!r}")
-        if clash:
-            refused[extension] = clash
+        try:
+            for spec in routes.get(extension, []):
+                clash = _clash(spec, {**taken, **mine})
+                if clash:
+                    raise _Refused(clash)
+                mine[(spec.method, _shape(spec.path))] = (spec.method, spec.path, f"extension {extension!r}")
+            _check_routes(routes.get(extension, []), app)
+            built = _build_subapps(manager, subapps.get(extension, []), prefixes)
+        except _Refused as exc:
+            refused[extension] = str(exc)
             continue
         try:
-            for spec in specs:
-                handler: Any = spec.handler
-                if not (isinstance(handler, type) and issubclass(handler, web.View)):
-                    handler = _gated_handler(manager, spec)
-                app.router.add_route(spec.method, spec.path, handler, name=spec.name, **spec.kwargs)
+            # sub-apps first: add_subapp may still refuse what could not be tried on a scratch router
+            for prefix, subapp in built:
+                app.add_subapp(prefix, subapp)
+            for spec in routes.get(extension, []):
+                app.router.add_route(spec.method, spec.path, _gated_handler(manager, spec), name=spec.name, **spec.kwargs)
         except (ValueError, RuntimeError, TypeError) as exc:
-            # e.g. a duplicate route name or a malformed path: refuse the extension, keep the server.
-            # Routes already added stay on the router but answer 404 once it is refused (gated).
-            refused[extension] = f"its route {spec.method} {spec.path} could not be mounted: {exc}"
+            # not expected after the checks; what was added answers 404 once the extension is refused (gated)
+            refused[extension] = f"its routes could not be mounted: {type(exc).__name__}: {exc}"
             continue
         taken.update(mine)
-    for sub in manager.subapps():
-        if sub.extension in refused:
-            continue
+        prefixes.update({prefix: f"extension {extension!r}" for prefix, _ in built})
+    return refused
+
+
+class _Refused(Exception):
+    """Why an extension is not mounted (found before anything of it was added)."""
+
+
+def _check_routes(specs: list[RouteSpec], app: web.Application) -> None:
+    """Add ``specs`` to a scratch router, so that what aiohttp refuses (a malformed path, a bad or doubled
+    route name, bad ``kwargs``) refuses the extension before any of its routes is on the real one."""
+    scratch = web.Application()
+    used = dict(app.router.named_resources())
+    for spec in specs:
+        if spec.name is not None and spec.name in used:
+            raise _Refused(f"its route {spec.method} {spec.path} is named {spec.name!r}, a name already used by "
+                           f"{used[spec.name].canonical}")
+        try:
+            scratch.router.add_route(spec.method, spec.path, _gated_handler(None, spec), name=spec.name, **spec.kwargs)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise _Refused(f"its route {spec.method} {spec.path} could not be mounted: {exc}") from None
+
+
+def _build_subapps(manager: ExtensionManager, subs: list[SubAppSpec],
+                   prefixes: dict[str, str]) -> list[tuple[str, web.Application]]:
+    """Each sub-app built by its factory and gated, checked as far as aiohttp's ``add_subapp`` would check it."""
+    built: list[tuple[str, web.Application]] = []
+    for sub in subs:
         try:
             subapp = sub.factory()
-            subapp.middlewares.append(_gate_middleware(manager, sub.extension))
-            app.add_subapp(sub.prefix, subapp)
-        except Exception as exc:  # noqa: BLE001 - an extension's sub-app (its factory, its prefix) never stops jan
-            refused[sub.extension] = f"its sub-application at {sub.prefix} could not be mounted: {type(exc).__name__}: {exc}"
-    return refused
+        except Exception as exc:  # noqa: BLE001 - an extension's sub-app factory never stops jan
+            raise _Refused(f"its sub-application at {sub.prefix} could not be mounted: "
+                           f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(subapp, web.Application):
+            raise _Refused(f"its sub-application at {sub.prefix} could not be mounted: "
+                           f"the factory returned {type(subapp).__name__}, not an aiohttp.web.Application")
+        if subapp.frozen or any(other is subapp for _, other in built):
+            raise _Refused(f"its sub-application at {sub.prefix} could not be mounted: "
+                           f"the factory returned an application that is mounted already")
+        owner = prefixes.get(sub.prefix) or next((f"extension {sub.extension!r}" for p, _ in built if p == sub.prefix), None)
+        if owner:
+            raise _Refused(f"its sub-application at {sub.prefix} is already served by {owner}; refused so that "
+                           f"neither is silently shadowed")
+        subapp.middlewares.append(_gate_middleware(manager, sub.extension))
+        built.append((sub.prefix, subapp))
+    return built
+
+
+def _is_subapp(resource: Any) -> bool:
+    return isinstance(resource, web.PrefixedSubAppResource)
 
 
 def _owner(route: Any) -> str:
@@ -95,9 +143,11 @@ def _clash(spec: RouteSpec, taken: dict[tuple[str, str], tuple[str, str, str]]) 
     return None
 
 
-def _gated_handler(manager: ExtensionManager, spec: RouteSpec) -> Callable[[web.Request], Any]:
+def _gated_handler(manager: ExtensionManager | None, spec: RouteSpec) -> Callable[[web.Request], Any]:
+    # A web.View class is gated too (awaiting View(request) runs it): left bare, it would keep answering
+    # after its extension was disabled or refused.
     async def handler(request: web.Request) -> web.StreamResponse:
-        target = manager.route_handler(spec.extension, spec.method, spec.path)
+        target = manager.route_handler(spec.extension, spec.method, spec.path) if manager is not None else None
         if target is None:
             raise web.HTTPNotFound(text=f"extension {spec.extension!r} is not loaded")
         return await target(request)

@@ -49,6 +49,8 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
 async def preload_models(manager: ExtensionManager, specs: list[str]) -> list[dict]:
     if not specs:
         return []
+    # jan does not wait for slow extensions at start; models asked for on the command line wait for theirs
+    await manager.settle(names=(*manager.loading_providers("model"), *manager.loading_providers("inference")))
     models = manager.get(ModelExtension)
     resolver = ModelService(manager)
     loaded = []

@@ -84,11 +84,14 @@ def require(manager: Any, interface: type[T], provides: str, builtin: str) -> T:
     built-in to enable when there is none (``provides``: "manages models", "stores threads", ...)."""
     from jan.core import ExtensionNotFoundError
 
-    from jan.core.exceptions import describe_failed
+    from jan.core.exceptions import describe_failed, describe_loading
 
     try:
         return manager.get(interface)
     except ExtensionNotFoundError as exc:
+        if getattr(exc, "loading", ()):  # enabled and on its way: "enable it" would be wrong too
+            raise ServiceUnavailableError(f"No extension {provides} yet: {describe_loading(exc.loading)}",
+                                          builtin=builtin) from None
         failed = getattr(exc, "failed", ())
         if failed:  # enabled already: "enable it" would send the user the wrong way; the cause is what helps
             raise ServiceUnavailableError(f"No extension {provides}: {describe_failed(failed)}",

@@ -47,8 +47,9 @@ from typing import Any
 
 from jan.core import LocalModel
 from jan.errors import ContextOverflowError
-from jan.services.local import has_media, render_chat
+from jan.services.local import has_media, render_prompt
 from jan.services.types import AudioPart, ChatMessage, ChatRequest, ImagePart, TextPart
+from jan.services.untrusted import prompt_tokens
 from jan.templates.formats import ChatPlan
 
 log = logging.getLogger("jan.services")
@@ -185,10 +186,11 @@ def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens:
     def size(k: int, level: int) -> int:
         if (k, level) not in sizes:
             indices = kept(k)
-            text = render_chat(local, replace(request, messages=shortened(indices, level)), plan, marker)
+            # tokenized as the prompt will be: untrusted text (documents, tool outputs) without special tokens,
+            # where a control token's text is several tokens (jan.services.untrusted)
+            prompt = render_prompt(local, replace(request, messages=shortened(indices, level)), plan, marker)
             # +1: a BOS the model may add; each media marker's own text tokens overcount a little (the safe side)
-            sizes[k, level] = (len(local.model.tokenize(text, add_special=False, parse_special=True)) + 1
-                               + sum(media[i] for i in indices))
+            sizes[k, level] = len(prompt_tokens(local.model, prompt)) + 1 + sum(media[i] for i in indices)
         return sizes[k, level]
 
     def ok(k: int, level: int, want: int) -> bool:

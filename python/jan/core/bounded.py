@@ -1,0 +1,89 @@
+"""Calling an extension's hooks (``on_load``, ``on_unload``, cleanups) with a time bound that holds.
+
+``asyncio.wait_for`` is no bound for a hook that swallows its cancellation: it waits for the
+cancelled coroutine to end, so one hung extension would still hold up every other one and the
+server. Here the hook runs as a task of its own that is cancelled at the deadline and, if it does
+not end within a short grace, left behind (logged) while jan goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Any, Callable
+
+from .exceptions import ExtensionError
+
+__all__ = ["CANCEL_GRACE_S", "HookTimeoutError", "call_bounded", "wait_bounded"]
+
+logger = logging.getLogger("jan.core.manager")
+
+#: How long a hook cancelled at its deadline (or because its extension is being disabled) gets to end.
+CANCEL_GRACE_S = 1.0
+
+#: Hooks that ignored their cancellation, kept referenced so that their task is not collected mid-flight.
+_ABANDONED: set[asyncio.Future[Any]] = set()
+
+
+class HookTimeoutError(ExtensionError, TimeoutError):
+    """An extension's hook did not finish within its time bound (it was cancelled)."""
+
+
+async def call_bounded(fn: Callable[..., Any], *args: Any, timeout: float | None, what: str) -> Any:
+    """``await fn(*args)`` (a plain return value is returned as is) within ``timeout`` seconds (None: no bound).
+
+    Raises :class:`HookTimeoutError` (message: "<what> did not finish within <timeout> s") when the bound
+    passes. Cancelling the caller cancels the hook too, and waits for it at most :data:`CANCEL_GRACE_S`.
+    """
+    result = fn(*args)
+    if not inspect.isawaitable(result):
+        return result
+    task = asyncio.ensure_future(result)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        await abandon(task, what)
+        raise
+    if not done:
+        await abandon(task, what)
+        raise HookTimeoutError(f"{what} did not finish within {timeout:g} s")
+    return task.result()
+
+
+async def wait_bounded(awaitable: Any, *, timeout: float | None, what: str) -> None:
+    """Wait for ``awaitable`` at most ``timeout`` seconds; past that it goes on in the background, uncancelled
+    (e.g. an event's handlers: the extensions' own, which a lifecycle step must not wait for without end)."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if task in done:
+        task.result()
+        return
+    logger.warning("%s did not finish within %g s; left running in the background", what, timeout)
+    _ABANDONED.add(task)
+    task.add_done_callback(_forget)
+
+
+async def abandon(task: asyncio.Future[Any], what: str) -> None:
+    """Cancel ``task`` and give it :data:`CANCEL_GRACE_S` to end; one that does not is left running, referenced."""
+    task.cancel()
+    try:
+        await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
+    finally:
+        if task.done():
+            _consume(task)
+        else:
+            logger.warning("%s ignored its cancellation; left running in the background", what)
+            _ABANDONED.add(task)
+            task.add_done_callback(_forget)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    # a hook that failed while being abandoned has nobody left to tell: logged, not "never retrieved"
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("abandoned hook ended with %r", task.exception())
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    _ABANDONED.discard(task)
+    _consume(task)
