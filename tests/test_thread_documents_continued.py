@@ -177,3 +177,39 @@ def test_history_sends_a_replys_thinking_as_its_reasoning_not_its_text():
               {"role": "system", "content": ""}]
     assert history_of(stored) == [{"role": "user", "content": "hi"},
                                   {"role": "assistant", "content": "hello", "reasoning_content": "hmm"}]
+
+
+async def test_jan_chat_saves_and_resumes_a_tool_loop_through_a_server(srv):
+    """``jan chat --tool`` against a server saves its tool results (Jan's ``tool`` role, as the data folder keeps
+    them) and ``jan chat --thread`` resumes the loop as a run reads it: the calling turn with its calls, each result
+    after it. (A tool message was a 400, and every later save of the conversation failed with it.)"""
+    import asyncio
+
+    from jan.cli.client import ApiClient
+    from jan.services.tool_loop import chat_messages
+
+    call = {"id": "call_1", "type": "function", "function": {"name": "current_time", "arguments": "{}"}}
+
+    def chat_saves_and_resumes() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # blocking HTTP, as jan chat
+        threads = ServerThreads(ApiClient(srv.base_url))
+        tid = threads.create("tools", [], {"created_by": "jan chat"})
+        threads.add(tid, "user", "what time is it?")
+        threads.add(tid, "assistant", "", metadata={"tool_calls": [call]})
+        threads.add(tid, "tool", "12:00", metadata={"tool_call_id": "call_1", "name": "current_time",
+                                                    "duration_ms": 3, "approved_by": "user", "is_error": False})
+        threads.add(tid, "assistant", "It is noon.")
+        _, stored = threads.load(tid)
+        return stored, history_of(stored)
+
+    stored, history = await asyncio.to_thread(chat_saves_and_resumes)
+    assert [m["role"] for m in stored] == ["user", "assistant", "tool", "assistant"]
+    assert history == chat_messages(stored, "")
+    assert history[1]["tool_calls"] == [call] and history[2] == {
+        "role": "tool", "tool_call_id": "call_1", "name": "current_time", "content": "12:00"}
+    async with Client(srv.base_url) as api:
+        # OpenAI's plain listing leaves the tool result out, as it leaves run steps out
+        listed = await api.ok("GET", f"/v1/threads/{stored[0]['thread_id']}/messages?order=asc")
+        assert [m["role"] for m in listed["data"]] == ["user", "assistant", "assistant"]
+        # the next turn goes to the model with the loop in it
+        await api.ok("POST", "/v1/chat/completions", {"model": MODEL, "max_tokens": 1, "temperature": 0,
+                                                      "messages": history + [{"role": "user", "content": "thanks"}]})

@@ -161,45 +161,44 @@ def open_threads(conn: Connection):
 
 
 def history_of(messages: list[dict[str, Any]], read_file=None) -> list[dict[str, Any]]:
-    """Stored messages as chat messages for the model, as a run of the thread reads them: their text, and with
-    ``read_file`` (``file_id -> (bytes, mime)``, the thread's files) a user turn's images as ``data:`` URL parts in
-    stored order, and the documents attached to a turn of any role (the text the server read from the upload, kept
-    with the thread) as OpenAI ``file`` parts before them, titled with the upload's name
-    (:func:`jan.services.tool_loop.documents_of`, which a run reads too)."""
+    """Stored messages as chat messages for the model, exactly as a run of the thread reads them
+    (:func:`jan.services.tool_loop.chat_messages`: their text, earlier thinking as ``reasoning_content``, tool calls
+    with their results, no pending or failed turns), with the thread's files sent inline: with ``read_file``
+    (``file_id -> (bytes, mime)``, the thread's files) a user turn's images become ``data:`` URL parts in stored
+    order and the documents attached to a turn of any role (the text the server read from the upload, kept with the
+    thread) OpenAI ``file`` parts before them, titled with the upload's name; without it, only the text."""
     import base64
 
-    from jan.services.tool_loop import content_parts, documents_of, image_files_of, reasoning_of, text_of
+    from jan.services.tool_loop import chat_messages
 
     def data_url(file_id: str) -> str:
         data, mime = read_file(file_id)
         mime = mime.split(";")[0].strip() or "application/octet-stream"  # (a server's Content-Type may add a charset)
         return f"data:{mime};base64," + base64.b64encode(data).decode()
 
-    def image(file_id: str) -> dict[str, Any]:
-        return {"type": "image_url", "image_url": {"url": data_url(file_id)}}
-
-    def document(doc: dict[str, Any]) -> dict[str, Any]:
-        file: dict[str, Any] = {"file_data": data_url(doc["file_id"])}
-        if doc.get("title"):
-            file["filename"] = doc["title"]
-        return {"type": "file", "file": file}
+    def inline(part: dict[str, Any]) -> dict[str, Any] | None:
+        if part.get("type") == "image_file":
+            if read_file is None:
+                return None
+            return {"type": "image_url", "image_url": {"url": data_url(part["image_file"]["file_id"])}}
+        if part.get("type") == "document":
+            if read_file is None:
+                return None
+            doc = part["document"]
+            file: dict[str, Any] = {"file_data": data_url(doc["file_id"])}
+            if doc.get("title"):
+                file["filename"] = doc["title"]
+            return {"type": "file", "file": file}
+        return part
 
     out: list[dict[str, Any]] = []
-    for m in messages:
-        if m.get("role") not in ("user", "assistant", "system"):
-            continue
-        text = text_of(m)  # its text parts: a reply's thinking goes back as its reasoning, as a run sends it
-        documents = documents_of(m) if read_file is not None else []
-        images = m["role"] == "user" and read_file is not None and image_files_of(m)
-        if not documents and not images:
-            if m["role"] == "system" and not text:
-                continue  # an empty system message is no turn a run reads either
-            entry: dict[str, Any] = {"role": m["role"], "content": text}
-        else:
-            rest = content_parts(m, image) if images else ([{"type": "text", "text": text}] if text else [])
-            entry = {"role": m["role"], "content": [document(d) for d in documents] + rest}
-        thought = reasoning_of(m) if m["role"] == "assistant" else ""
-        if thought:
-            entry["reasoning_content"] = thought
+    for entry in chat_messages(messages, ""):
+        content = entry.get("content")
+        if isinstance(content, list):
+            parts = [p for p in (inline(part) for part in content) if p is not None]
+            if all(p.get("type") == "text" for p in parts):  # (nothing but text left: the plain string)
+                entry = {**entry, "content": "".join(p["text"] for p in parts)}
+            else:
+                entry = {**entry, "content": parts}
         out.append(entry)
     return out

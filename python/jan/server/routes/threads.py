@@ -276,9 +276,12 @@ class Attachment(_Strict):
 
 class MessageCreate(_Strict):
     """A new message: ``content`` is a string or a list of parts (stored in Jan's shape); ``status`` (Jan's) is the
-    stored one, which the answer tells as OpenAI's (:func:`message_object`)."""
+    stored one, which the answer tells as OpenAI's (:func:`message_object`). Besides OpenAI's roles, Jan's
+    ``tool``: a tool's result, ``metadata.tool_call_id`` naming the call of an earlier assistant message's
+    ``metadata.tool_calls`` (how ``jan chat`` and the data folder keep a tool loop; a run reads them back as the
+    calls' results, OpenAI's plain listing leaves them out as it leaves out run steps)."""
 
-    role: Literal["user", "assistant", "system"]
+    role: Literal["user", "assistant", "system", "tool"]
     content: Content
     attachments: list[Attachment] | None = None
     metadata: MessageMetadata | None = None
