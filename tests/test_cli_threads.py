@@ -136,3 +136,14 @@ def test_bench_warns_before_measuring_past_the_training_context(env, stories_pat
     assert "more than stories260K was trained for (2048)" in result.stderr
     quiet = ok(jan("bench", stories_path, *BENCH, env=env))
     assert "trained for" not in quiet.stderr
+
+
+def test_bench_of_a_model_only_a_running_server_has_says_where_it_is(tmp_path, stories_path):
+    # `jan models list` shows the server's models; `jan bench` loads in this process from its own data folder, so an
+    # id only the server has is named as the server's, with what to give instead (not a bare "not found")
+    from api_helpers import running
+    from test_cli_helpers import cli_env
+
+    with running(tmp_path / "served", stories_path) as srv:
+        env = cli_env(tmp_path / "here", local=False, JAN_API_URL=srv.base_url)
+        fails(jan("bench", "stories260K", *BENCH, env=env), "is a model of the jan server at", "--data-folder")

@@ -172,8 +172,28 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
         except NotFoundError as exc:
             if exc.damaged:  # its model.json was set aside as damaged: that, not "not found", is the news
                 raise CLIError(str(exc)) from None
+        served = _served_by(conn, spec)
+        if served:  # `jan models list` showed it (the server's): say why it is not found here
+            raise CLIError(f"model '{spec}' is a model of the jan server at {served}, but this command loads models "
+                           f"in this process from the data folder {conn.data_folder}, where it is not: give the "
+                           f"server's data folder (--data-folder) or the model's .gguf path")
     raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
                    f"(see `jan models list`) nor a .gguf file")
+
+
+def _served_by(conn: Connection, model_id: str) -> str | None:
+    """The URL of the running jan server that has ``model_id``, if one does (the server keeps its data folder's
+    paths to itself, so a command working in this process cannot load the model from there)."""
+    from jan.cli.client import ServerError, path_part
+
+    try:
+        client = conn.server()
+        if client is None:
+            return None
+        client.get(f"/v1/models/{path_part(model_id)}")
+    except (ServerError, CLIError, OSError):
+        return None
+    return client.base_url
 
 
 def generates_text(model: dict[str, Any]) -> bool:
