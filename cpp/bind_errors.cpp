@@ -25,6 +25,8 @@ void register_errors(py::module_ & m) {
             raise_from("QueueFullError", e.what());
         } catch (const EmbedCancelledError & e) {
             raise_from("ModelClosedError", e.what());  // (before EngineError, its base)
+        } catch (const ModelClosedError & e) {
+            raise_from("ModelClosedError", e.what());  // (before EngineError, its base)
         } catch (const EngineError & e) {
             raise_from("EngineError", e.what());
         } catch (const std::out_of_range & e) {

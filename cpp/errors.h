@@ -26,6 +26,12 @@ struct EngineError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// A request for a model that is being unloaded (an admin's stop, shutdown): jan.ModelClosedError in Python, the
+// server's 503 model_unloaded, like a request its unload cancelled (never a generic engine failure, a 500).
+struct ModelClosedError : EngineError {
+    using EngineError::EngineError;
+};
+
 // A running embedding ended by Embedder::cancel() (its model was unloaded): jan.ModelClosedError in Python.
 struct EmbedCancelledError : EngineError {
     using EngineError::EngineError;

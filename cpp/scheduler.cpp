@@ -149,7 +149,7 @@ std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt,
     auto request = std::make_shared<RequestState>();
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_) throw EngineError("the model is being unloaded");
+        if (stopping_) throw ModelClosedError("the model is being unloaded");
         const int32_t free_slots = params_.n_parallel - busy_.load();
         if ((int32_t)waiting_.size() - free_slots >= params_.max_queue)
             throw QueueFullError("all " + std::to_string(params_.n_parallel) + " slots are busy and " +

@@ -184,3 +184,36 @@ def test_a_file_name_that_is_not_utf8_is_a_model_file_error(stories_path, tmp_pa
         pytest.skip("this file system does not take a file name that is not UTF-8")
     with pytest.raises(jan.ModelFileError, match="not valid UTF-8"):
         jan.Model(name, n_ctx=64, n_threads=1)
+
+
+def test_requests_racing_a_close_end_as_model_closed(stories_path):
+    # A request submitted while the model is being unloaded is a ModelClosedError (the server's 503), like one its
+    # unload cancelled; it was a plain EngineError (a 500) when it reached the scheduler after the stop began.
+    # (Whether a round hits that window varies; what any round may raise never does.)
+    import threading
+
+    for _ in range(8):
+        m = jan.Model(stories_path, n_ctx=256, n_parallel=4)
+        started = threading.Barrier(5)
+        errors: list[BaseException] = []
+
+        def loop():
+            started.wait(timeout=120)
+            while True:
+                try:
+                    m.generate("Once", max_tokens=4, temperature=0)
+                except jan.ModelClosedError:
+                    return
+                except BaseException as exc:  # noqa: BLE001 - the test reports any other
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=loop) for _ in range(4)]
+        for t in threads:
+            t.start()
+        started.wait(timeout=120)
+        m.close()
+        for t in threads:
+            t.join(timeout=300)
+        assert not any(t.is_alive() for t in threads)
+        assert not errors, errors
