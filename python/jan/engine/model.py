@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,12 +17,13 @@ from jan import _engine
 from jan.errors import (BadRequestError, EmbeddingCancelledError, MediaError, ModelClosedError, ModelFileError,
                         ModelLoadError, ModelSettingError)
 from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
+from jan.engine.gguf_file import check_gguf_file, load_weights
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.logs import forward_native_logs
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, image_input
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
-from jan.engine.params import engine_text
+from jan.engine.params import check_seconds, engine_text
 from jan.engine.request import Request
 from jan.engine.room import RoomSignal
 from jan.engine.results import Completion
@@ -30,6 +32,22 @@ if TYPE_CHECKING:  # numpy is imported by embeddings only, not by every server s
     import numpy as np
 
 POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
+#: The poolings :meth:`Model.embed` takes. "none" (llama-server's per-token vectors) is refused rather than
+#: mean-pooled behind the caller's back: the engine makes one vector per input, and every endpoint jan serves
+#: embeddings on (OpenAI's, Ollama's) answers one vector per input too — llama-server refuses "none" on its
+#: OpenAI endpoint as well.
+EMBED_POOLING = ("mean", "cls", "last")
+
+
+def _pooling(value):
+    if value is None:
+        return None
+    if value == "none":
+        raise ValueError("pooling: 'none' (a vector per token) is not supported: jan embeds one vector per input; "
+                         f"use one of {', '.join(EMBED_POOLING)}")
+    if value not in EMBED_POOLING:
+        raise ValueError(f"pooling: expected one of {', '.join(EMBED_POOLING)}, got {value!r}")
+    return value
 _DEFAULT_MAX_CTX = DEFAULT_MAX_CTX
 #: KV cache element types llama.cpp can hold (``cache_type_k``/``cache_type_v``), as llama-server names them.
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
@@ -70,9 +88,10 @@ LOAD_RANGES: dict[str, Range] = {
     "n_threads": Range(int, ge=-1, le=INT32_MAX),
     "n_threads_batch": Range(int, ge=-1, le=INT32_MAX),
     "n_gpu_layers": Range(int, ge=-1, le=INT32_MAX),
+    "main_gpu": Range(int, ge=-1, le=INT32_MAX),
     "max_queue": Range(int, ge=0, le=INT32_MAX),
 }
-_LOAD_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "kv_unified", "embedding")
+_LOAD_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "kv_unified", "embedding", "extra_buffers", "vocab_only")
 
 
 def check_load_option(name: str, value):
@@ -95,9 +114,7 @@ def check_load_option(name: str, value):
     if name in ("cache_type_k", "cache_type_v"):
         return _cache_type(name, value)
     if name == "pooling":
-        if value not in POOLING:
-            raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {value!r}")
-        return value
+        return _pooling(value)
     if name in SPECULATIVE_OPTIONS:
         check_sampling_options(**{name: value})  # the request's rules: every request's default
         return value
@@ -115,31 +132,50 @@ LLAMA_TOKEN_NULL = -1
 _NATIVE_SIZES = ("n_params", "size_bytes", "n_ctx_train", "n_embd", "n_layer", "n_vocab")
 
 
-def _native_path(path: str, what: str = "") -> str:
-    """``path`` as the native engine takes it (UTF-8 text). A file name whose bytes are not UTF-8 comes
-    back from the file system as lone surrogates, which pybind11 would refuse with a TypeError that
-    names no file: :class:`ModelFileError` instead."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ModelFileError(f"{what}the file name {path!r} is not valid UTF-8, so llama.cpp cannot open it "
-                             "(rename the file)") from None
-    return path
+#: The files a model may have besides its weights, by option: what they are called in errors.
+COMPANION_FILES = {"draft_model": "draft model file", "mmproj": "projector file"}
 
 
-def _load_weights(path: str, mp: "_engine.ModelParams", what: str = "") -> "_engine.Model":
-    """The native model for ``path``. llama.cpp refusing the file itself (unreadable, not GGUF, truncated,
-    unknown architecture) raises :class:`ModelFileError` with llama.cpp's last logged error; ``what``
-    prefixes the message (which file of a model it was)."""
-    _native_path(path, what)
-    try:
-        native = _engine.Model(path, mp)
-    except ModelLoadError as e:
-        errors = [text for level, text in forward_native_logs() if level >= 40]
-        detail = f": {errors[-1].strip()}" if errors else ""
-        raise ModelFileError(f"{what}{e}{detail}") from None
-    forward_native_logs()
-    return native
+def check_load_options(options: Mapping[str, object]) -> None:
+    """Every load option of :class:`Model` in ``options`` checked without reading any file: TypeError for a name
+    it does not take, ValueError naming the option for a value it cannot use or two that contradict each other
+    (:func:`~jan.engine.params.check_order`). :class:`Model` runs it before it reads the weights, and
+    :class:`~jan.ModelPool` before it unloads a model to make room (a load bound to fail costs no loaded model)."""
+    unknown = sorted(set(options) - _LOAD_OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"unknown load option(s): {', '.join(unknown)}")
+    for name, value in options.items():
+        if name == "model_id":
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"model_id: expected a string, got {value!r}")
+        elif name == "media_limits":
+            if value is not None and not isinstance(value, MediaLimits):
+                raise ValueError(f"media_limits: expected a jan.engine.media.MediaLimits, got {value!r}")
+        else:
+            check_load_option(name, value)
+    # options that contradict each other (jan.engine.params.ORDERS), the speculative ones over a request's defaults
+    check_order({k: options.get(k) for k in ("n_batch", "n_ubatch", "draft_min", "draft_max")},
+                {**SAMPLING_DEFAULTS, "n_batch": 512})
+    if options.get("draft_model") is None and sampling_params(**{
+            k: options[k] for k in SPECULATIVE_OPTIONS if options.get(k) is not None}).use_draft_model:
+        raise ValueError("speculative: 'draft' needs a draft_model")
+
+
+def _token_id(name: str, token, n_vocab: int) -> int:
+    """``token`` checked as an id of this vocabulary: TypeError for no integer, ValueError naming ``name`` for one
+    outside it (an id past the C int32 the engine holds too, which pybind11 would refuse with a TypeError
+    dumping its signature)."""
+    if isinstance(token, bool) or not isinstance(token, int):
+        raise TypeError(f"{name}: expected a token id (an integer), got {token!r}")
+    if not 0 <= token < n_vocab:
+        raise ValueError(f"{name}: token id {token} is outside the vocabulary (0..{n_vocab - 1})")
+    return token
+
+
+def _token_ids(name: str, tokens, n_vocab: int) -> list[int]:
+    if isinstance(tokens, (str, bytes, bytearray, memoryview)) or not isinstance(tokens, Sequence):
+        raise TypeError(f"{name}: expected a list of token ids, got {type(tokens).__name__}")
+    return [_token_id(f"{name}[{i}]", t, n_vocab) for i, t in enumerate(tokens)]
 
 
 @dataclass(frozen=True)
@@ -265,15 +301,13 @@ class Model:
     ):
         self.path = str(Path(path))
         self.id = model_id or Path(path).stem
-        for name, value in (("n_ctx", n_ctx), ("n_parallel", n_parallel), ("n_batch", n_batch),
-                            ("n_ubatch", n_ubatch), ("n_threads", n_threads), ("n_threads_batch", n_threads_batch),
-                            ("n_gpu_layers", n_gpu_layers), ("max_queue", max_queue), ("pooling", pooling)):
-            check_load_option(name, value)  # before the weights are read: a bad option costs no load
-        # options that contradict each other (jan.engine.params.ORDERS), the speculative ones over a request's defaults
-        check_order({"n_batch": n_batch, "n_ubatch": n_ubatch, "draft_min": draft_min, "draft_max": draft_max},
-                    SAMPLING_DEFAULTS)
-        if not os.path.isfile(self.path):
-            raise ModelFileError(_not_a_file("model file", self.path))
+        # every option and every file checked before the weights are read: a bad one costs no load
+        check_load_options({name: value for name, value in locals().items() if name in _LOAD_OPTION_NAMES})
+        check_gguf_file(self.path, "model file")
+        if not vocab_only:
+            for option, value in (("draft_model", draft_model), ("mmproj", mmproj)):
+                if value is not None:
+                    check_gguf_file(str(Path(value)), COMPANION_FILES[option], f"{option}: ")
         mp = _engine.ModelParams()
         mp.n_gpu_layers = int(n_gpu_layers)
         mp.main_gpu = int(main_gpu)
@@ -281,10 +315,8 @@ class Model:
         mp.use_mlock = bool(use_mlock)
         mp.vocab_only = bool(vocab_only)
         mp.extra_buffers = -1 if extra_buffers is None else int(bool(extra_buffers))
-        self._native = _load_weights(self.path, mp)
+        self._native = load_weights(self.path, mp)
 
-        if pooling is not None and pooling not in POOLING:
-            raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {pooling!r}")
         self._pooling = pooling
         self.vocab_only = bool(vocab_only)
         self.embedding_only = bool(embedding) if embedding is not None else (
@@ -298,17 +330,11 @@ class Model:
         self._request_defaults = {k: v for k, v in (("speculative", speculative), ("draft_max", draft_max),
                                                      ("draft_min", draft_min), ("ngram", ngram),
                                                      ("draft_p_min", draft_p_min)) if v is not None}
-        if self._request_defaults:
-            p = sampling_params(**self._request_defaults)  # bad values fail the load, not every request
-            if p.use_draft_model and draft_model is None:
-                raise ValueError("speculative: 'draft' needs a draft_model")
         self.draft_model: str | None = None
         self._native_draft = None
         if draft_model is not None and not vocab_only and not self.embedding_only:
             self.draft_model = str(Path(draft_model))
-            if not os.path.isfile(self.draft_model):
-                raise ModelFileError(_not_a_file("draft model file", self.draft_model))
-            self._native_draft = _load_weights(self.draft_model, mp, what="draft_model: ")
+            self._native_draft = load_weights(self.draft_model, mp, what="draft_model: ")
             # the draft's own cache has the same types (cpp/draft_model.cpp)
             _check_cache_types(self._native_draft, *kv_types, flash_attn, what="draft_model: ")
         #: How the context size was chosen when ``n_ctx`` was not given (None when it was).
@@ -374,7 +400,7 @@ class Model:
         if self._scheduler is None:
             raise ModelLoadError(f"model '{self.id}' cannot generate, so it takes no projector (mmproj)")
         try:
-            _native_path(path, "mmproj: ")
+            check_gguf_file(path, COMPANION_FILES["mmproj"], "mmproj: ")  # checked at the start; gone since?
         except ModelFileError:
             self.close()  # as when llama.cpp refuses the projector: no half-loaded model is left running
             raise
@@ -388,7 +414,8 @@ class Model:
             errors = [text for level, text in forward_native_logs() if level >= 40]
             self.close()
             detail = f": {errors[-1].strip()}" if errors else ""
-            raise ModelLoadError(f"{e}{detail}") from None
+            # libmtmd refusing the file is a fact about it, as llama.cpp refusing weights or a draft model is
+            raise ModelFileError(f"mmproj: {e}{detail}") from None
         forward_native_logs()
 
     # -- description ---------------------------------------------------
@@ -472,7 +499,7 @@ class Model:
 
     def is_eog(self, token: int) -> bool:
         """Whether ``token`` ends generation (EOS, EOT and the like)."""
-        return self._native.is_eog(int(token))
+        return self._native.is_eog(_token_id("token", token, self._native.n_vocab))
 
     # -- tokens --------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
@@ -484,7 +511,8 @@ class Model:
 
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
         """Token ids to text (invalid UTF-8 shows as U+FFFD). Ids outside the vocabulary raise ValueError."""
-        return self._native.detokenize(list(tokens), remove_special, unparse_special)
+        return self._native.detokenize(_token_ids("tokens", tokens, self._native.n_vocab), remove_special,
+                                       unparse_special)
 
     def token_to_piece(self, token: int, special: bool = False) -> str:
         """One token's text. A token holding part of a UTF-8 character shows as U+FFFD; use
@@ -492,7 +520,7 @@ class Model:
         return self.token_to_bytes(token, special).decode("utf-8", errors="replace")
 
     def token_to_bytes(self, token: int, special: bool = False) -> bytes:
-        return self._native.token_to_piece(int(token), special)
+        return self._native.token_to_piece(_token_id("token", token, self._native.n_vocab), special)
 
     def _piece(self, token: int) -> tuple[str, bytes]:
         raw = self._native.token_to_piece(token, True)
@@ -505,12 +533,10 @@ class Model:
             return self._native.tokenize(engine_text("prompt", prompt), add_special, True)
         if isinstance(prompt, (bytes, bytearray, memoryview)):  # a Sequence of ints, but surely meant as text
             raise TypeError("prompt: bytes are not a prompt; decode them to a string (or pass a list of token ids)")
-        if not isinstance(prompt, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        if not isinstance(prompt, Sequence):
             raise TypeError("prompt must be a string or a sequence of token ids")
-        tokens = list(prompt)
-        if LLAMA_TOKEN_NULL in tokens:  # the engine's media placeholder: in a plain prompt, just an id out of range
-            raise ValueError(f"token id {LLAMA_TOKEN_NULL} is outside the vocabulary (0..{self._native.n_vocab - 1})")
-        return tokens
+        # every id in the vocabulary (LLAMA_TOKEN_NULL, the engine's media placeholder, is outside it too)
+        return _token_ids("prompt", prompt, self._native.n_vocab)
 
     def media_inputs(self, images: Sequence = (), audio: Sequence = ()) -> list:
         """Decode and check media for this model: ``images`` (paths, file bytes, numpy arrays, PIL
@@ -612,7 +638,7 @@ class Model:
         """Wait (at most ``timeout`` seconds) until one of this model's requests ends, which may make
         room in a full wait queue: for a caller that got ``QueueFullError`` and would rather queue
         than fail. Returns either way; submitting again tells whether there is room now."""
-        await self._room.wait(timeout)
+        await self._room.wait(check_seconds("timeout", timeout, finite=True))
 
     def generate(self, prompt, *, add_special: bool = True, **options) -> Completion:
         """Generate to the end and return the whole :class:`~jan.Completion` (same options as :meth:`stream`)."""
@@ -649,22 +675,25 @@ class Model:
     ) -> np.ndarray:
         """Embed one or many inputs (strings or token lists) in as few decodes as fit.
 
-        Returns a float32 array of shape (n_inputs, n_embd); L2-normalized by default. ``pooling``
-        (mean, cls, last) overrides the model's own for this model's embedding context.
+        Returns a float32 array of shape (n_inputs, n_embd): one vector per input, L2-normalized by default.
+        ``pooling`` (mean, cls, last) overrides the model's own for this model's embedding context; "none"
+        (llama-server's per-token vectors) raises ValueError rather than pooling anyway (a model whose own
+        header says none is mean-pooled). Token ids outside the vocabulary raise ValueError naming the input.
         """
         if self._closed:
             raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
         if self.vocab_only:
             raise BadRequestError(f"model '{self.id}' is vocab-only; it cannot embed", param="model",
                                   code="model_not_supported")
+        _pooling(pooling)
         if isinstance(inputs, str):
             inputs = [inputs]
         batch = []
         for i, item in enumerate(inputs):
             if isinstance(item, str):
                 batch.append(self._native.tokenize(engine_text(f"input[{i}]", item), True, False))
-            elif isinstance(item, Sequence) and all(isinstance(t, int) for t in item):
-                batch.append(list(item))
+            elif isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
+                batch.append(_token_ids(f"input[{i}]", item, self._native.n_vocab))
             else:
                 raise TypeError(f"input[{i}]: expected a string or a list of token ids")
         if not batch:
@@ -682,9 +711,7 @@ class Model:
                 self._embeds_running -= 1
 
     def _get_embedder(self, pooling: str | None):
-        pooling = pooling or self._pooling
-        if pooling is not None and pooling not in POOLING:
-            raise ValueError(f"pooling: expected one of {sorted(POOLING)}, got {pooling!r}")
+        pooling = _pooling(pooling) or self._pooling
         wanted = -1 if pooling is None else POOLING[pooling]
         with self._embedder_lock:
             if self._closed:  # close() cancels only the embedder it finds: none is made after it
@@ -757,8 +784,8 @@ class Model:
         return f"<jan.Model {self.id!r} path={self.path!r}>"
 
 
-def _not_a_file(what: str, path: str) -> str:
-    """Why ``path`` is no weights file: a directory (a folder given where its GGUF was meant) or nothing."""
-    if os.path.isdir(path):
-        return f"{what} '{path}' is a directory, not a GGUF file"
-    return f"{what} not found: '{path}'"
+#: The keyword options :class:`Model` takes (what :func:`check_load_options` knows).
+_LOAD_OPTION_NAMES = frozenset(inspect.signature(Model.__init__).parameters) - {"self", "path"}
+#: Their defaults: what a load that does not give one gets (:mod:`jan.engine.preflight` judges with them).
+LOAD_OPTION_DEFAULTS = {name: p.default for name, p in inspect.signature(Model.__init__).parameters.items()
+                        if name in _LOAD_OPTION_NAMES}

@@ -135,8 +135,8 @@ class Range:
         return {k: v for k, v in (("ge", self.ge), ("gt", self.gt), ("le", self.le)) if v is not None}
 
     def describe(self) -> str:
-        lo = f">= {self.ge:g}" if self.ge is not None else (f"> {self.gt:g}" if self.gt is not None else "")
-        hi = f"<= {self.le:g}" if self.le is not None else ""
+        lo = f">= {_bound(self.ge)}" if self.ge is not None else (f"> {_bound(self.gt)}" if self.gt is not None else "")
+        hi = f"<= {_bound(self.le)}" if self.le is not None else ""
         return " and ".join(p for p in (lo, hi) if p)
 
     def check(self, name: str, value):
@@ -151,6 +151,13 @@ class Range:
                 or (self.le is not None and value > self.le)):
             raise ValueError(f"{name}: must be {self.describe()}, got {value!r}")
         return value
+
+
+def _bound(value: float) -> str:
+    """A bound as people write it: whole numbers in full (2147483647, not %g's 2.14748e+09), others as %g."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:g}"
 
 
 #: What each numeric option accepts: the one table for the Python API, the CLI and the server.
@@ -179,6 +186,10 @@ RANGES: dict[str, Range] = {
     "ngram": Range(int, ge=1, le=64),                      # n-gram length looked up in the context
     "draft_p_min": Range(float, ge=0.0, le=1.0),           # draft model: least top-token probability drafted
 }
+
+
+#: Thinking tokens a request may spend (the engine holds an int32; None: no cap).
+_REASONING_BUDGET = Range(int, ge=0, le=INT32_MAX)
 
 
 @dataclass(frozen=True)
@@ -270,7 +281,8 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
         check_gbnf(o["grammar"])
     p.grammar = o["grammar"] or ""
     p.grammar_triggers = _strings("grammar_triggers", o["grammar_triggers"])
-    p.reasoning_budget = -1 if o["reasoning_budget"] is None else _int("reasoning_budget", o["reasoning_budget"], minimum=0)
+    p.reasoning_budget = -1 if o["reasoning_budget"] is None else _REASONING_BUDGET.check("reasoning_budget",
+                                                                                         o["reasoning_budget"])
     p.reasoning_start = _string("reasoning_start", o["reasoning_start"])
     p.reasoning_end = _string("reasoning_end", o["reasoning_end"])
     p.reasoning_close = _string("reasoning_close", o["reasoning_close"])
@@ -320,6 +332,23 @@ def _float(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name}: expected a number, got {value!r}")
     return float(value)
+
+
+def check_seconds(name: str, value, *, positive: bool = False, finite: bool = False) -> float:
+    """A duration option (``keep_alive``, ``room_timeout``, a wait's ``timeout``): a real number of seconds,
+    >= 0 (> 0 with ``positive``), infinity ("forever") only where that means something (not ``finite``).
+    ValueError naming the option otherwise: NaN compares false with every bound, so it would pass a plain
+    ``< 0`` check and then mean nothing (or never)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: expected a number of seconds, got {value!r}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name}: expected a number of seconds, got NaN")
+    if finite and math.isinf(value):
+        raise ValueError(f"{name}: must be a finite number of seconds, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name}: must be {'>' if positive else '>='} 0 seconds, got {value!r}")
+    return value
 
 
 def engine_text(name: str, text: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import math
 import threading
 import time
@@ -14,8 +15,12 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from jan.engine.model import Model
+from jan.engine.model import LOAD_OPTION_DEFAULTS, Model, check_load_options
+from jan.engine.params import check_seconds
+from jan.engine.preflight import check_load
 from jan.errors import ModelClosedError, ModelNotFoundError, QueueFullError
+
+log = logging.getLogger("jan.engine")
 
 #: Seconds a load waits, by default, for a loaded model to finish its running requests so that it can
 #: be unloaded to make room (as Ollama's load timeout, 5 minutes): a long generation must be able to end.
@@ -87,12 +92,15 @@ class ModelPool:
 
     def __init__(self, *, max_loaded: int | None = None, keep_alive: float | None = None,
                  reap_interval: float = 1.0, room_timeout: float = ROOM_TIMEOUT_S, **default_options):
-        if max_loaded is not None and max_loaded < 1:
-            raise ValueError("max_loaded: must be >= 1")
-        if keep_alive is not None and keep_alive < 0:
-            raise ValueError("keep_alive: must be >= 0 seconds")
-        if math.isnan(room_timeout) or room_timeout < 0:
-            raise ValueError("room_timeout: must be >= 0 seconds")
+        if max_loaded is not None and (isinstance(max_loaded, bool) or not isinstance(max_loaded, int)
+                                       or max_loaded < 1):
+            raise ValueError(f"max_loaded: must be an integer >= 1 (or None: no bound), got {max_loaded!r}")
+        # infinity means something for these two (forever: never unload when idle, wait as long as it takes)
+        keep_alive = None if keep_alive is None else check_seconds("keep_alive", keep_alive)
+        room_timeout = check_seconds("room_timeout", room_timeout)
+        reap_interval = check_seconds("reap_interval", reap_interval, positive=True, finite=True)
+        # every load gets these: a bad one is refused now, not by each load
+        check_load_options({**LOAD_OPTION_DEFAULTS, **default_options})
         self.max_loaded = max_loaded
         self.keep_alive = keep_alive
         self.room_timeout = room_timeout
@@ -159,13 +167,21 @@ class ModelPool:
         :class:`ModelPoolBusyError`) rather than cut them off, and the model it will unload takes no request
         that came after this load. A model loaded under the same id with other options is replaced the same
         way, once its own requests end. A load of a model on its way out for an earlier load waits behind that
-        one and loads it again. Loads that wait are served in the order they came."""
+        one and loads it again. Loads that wait are served in the order they came.
+
+        A load that cannot succeed — a bad option, a missing or damaged file (the weights, ``draft_model``,
+        ``mmproj``), KV cache types the model cannot hold — raises before any model is unloaded for it
+        (:func:`jan.engine.preflight.check_load`); one that fails after that anyway (out of memory) is logged
+        with the models it unloaded."""
+        path = str(path)
+        if not self._holds(model_id, path, options):
+            check_load(path, {**self.default_options, **options})  # slow (reads headers): outside the lock
         deadline = time.monotonic() + self.room_timeout
         with self._changed:
             mine = turn if turn is not None else self._arrive(model_id)
             self._check_turn(mine, model_id)
             try:
-                got = self._wait_for_turn(model_id, str(path), options, claim, mine, deadline)
+                got = self._wait_for_turn(model_id, path, options, claim, mine, deadline)
             finally:
                 self._waiting.pop(mine.seq, None)
                 self._undrain(mine.seq)
@@ -180,10 +196,13 @@ class ModelPool:
                 m.close()  # idle: nothing is cancelled
             opts = {**self.default_options, **options}
             model = Model(path, model_id=model_id, **opts)  # slow: outside the lock
-        except BaseException:
+        except BaseException as exc:
             with self._changed:
                 self._pending.discard(model_id)
                 self._changed.notify_all()  # the room it held is free again
+            if got:  # what the checks before could not foresee: say what it cost
+                log.warning("loading model '%s' failed after %s unloaded to make room for it: %s", model_id,
+                            ", ".join(f"'{m.id}' was" for m in got), exc)
             raise
         with self._changed:
             self._pending.discard(model_id)
@@ -199,6 +218,12 @@ class ModelPool:
             model.close()
             raise ModelClosedError(f"model '{model_id}' cannot be loaded: the model pool is closed")
         return model
+
+    def _holds(self, model_id: str, path: str, options: dict) -> bool:
+        """Whether the model is loaded as asked (a load hands it out without loading anything)."""
+        with self._lock:
+            entry = self._models.get(model_id)
+            return entry is not None and entry.model.path == path and entry.options == options
 
     @staticmethod
     def _check_turn(turn: Turn, model_id: str) -> None:
@@ -364,8 +389,8 @@ class ModelPool:
         """How long this loaded model stays loaded once idle, from its last use on: ``seconds``
         (0: unload as soon as no request runs, ``math.inf``: until unloaded), or ``None`` for the
         pool's ``keep_alive`` again. Counts as a use. Raises ModelNotFoundError if not loaded."""
-        if seconds is not None and (math.isnan(seconds) or seconds < 0):
-            raise ValueError("keep_alive: must be >= 0 seconds")
+        if seconds is not None:
+            seconds = check_seconds("keep_alive", seconds)
         with self._lock:
             entry = self._models.get(model_id)
             if entry is None:

@@ -1,0 +1,83 @@
+"""A GGUF file on disk as the native engine takes it: its name, its magic, its header, its weights.
+
+The checks a load can make without reading weights live here, so that :class:`jan.Model` and
+:class:`jan.ModelPool` (which must judge a load before it unloads anything to make room) say the same
+thing for every file a model has: its weights, its draft model, its projector."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from jan import _engine
+from jan.engine.logs import forward_native_logs
+from jan.errors import ModelFileError, ModelLoadError
+
+GGUF_MAGIC = b"GGUF"
+
+
+def native_path(path: str, what: str = "") -> str:
+    """``path`` as the native engine takes it (UTF-8 text). A file name whose bytes are not UTF-8 comes
+    back from the file system as lone surrogates, which pybind11 would refuse with a TypeError that
+    names no file: :class:`ModelFileError` instead."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ModelFileError(f"{what}the file name {path!r} is not valid UTF-8, so llama.cpp cannot open it "
+                             "(rename the file)") from None
+    return path
+
+
+def not_a_file(what: str, path: str) -> str:
+    """Why ``path`` is no weights file: a directory (a folder given where its GGUF was meant) or nothing."""
+    if os.path.isdir(path):
+        return f"{what} '{path}' is a directory, not a GGUF file"
+    return f"{what} not found: '{path}'"
+
+
+def check_gguf_file(path: str, what: str, prefix: str = "") -> None:
+    """:class:`ModelFileError` unless ``path`` is a readable file that starts as a GGUF does — the one
+    answer for every file of a model (``what``: "model file", "draft model file", "projector file";
+    ``prefix`` names the option it came from, "draft_model: "). Reads 4 bytes."""
+    native_path(path, prefix)
+    if not os.path.isfile(path):
+        raise ModelFileError(prefix + not_a_file(what, path))
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ModelFileError(f"{prefix}{what} '{path}' cannot be read: {exc.strerror or exc}") from None
+    if magic != GGUF_MAGIC:
+        raise ModelFileError(f"{prefix}{what} '{path}' is not a GGUF file")
+
+
+def load_weights(path: str, mp: "_engine.ModelParams", what: str = "") -> "_engine.Model":
+    """The native model for ``path``. llama.cpp refusing the file itself (unreadable, not GGUF, truncated,
+    unknown architecture) raises :class:`ModelFileError` with llama.cpp's last logged error; ``what``
+    prefixes the message (which file of a model it was)."""
+    native_path(path, what)
+    try:
+        native = _engine.Model(path, mp)
+    except ModelLoadError as e:
+        errors = [text for level, text in forward_native_logs() if level >= 40]
+        detail = f": {errors[-1].strip()}" if errors else ""
+        raise ModelFileError(f"{what}{e}{detail}") from None
+    forward_native_logs()
+    return native
+
+
+@functools.lru_cache(maxsize=32)
+def _header(path: str, mtime_ns: int, size: int, what: str) -> dict[str, str]:
+    mp = _engine.ModelParams()
+    mp.vocab_only = True  # the header and the vocabulary: no weights are read
+    return dict(load_weights(path, mp, what).metadata())
+
+
+def read_header(path: str, what: str = "") -> dict[str, str]:
+    """The GGUF key/values of ``path`` as llama.cpp reads them (a vocab-only load; kept per file version).
+    :class:`ModelFileError` (prefixed ``what``) when llama.cpp cannot read it. Blocking."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ModelFileError(f"{what}cannot read '{path}': {exc.strerror or exc}") from None
+    return _header(os.path.realpath(path), st.st_mtime_ns, st.st_size, what)
