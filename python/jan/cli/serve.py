@@ -106,6 +106,15 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-media-from") from None
     check_flag_order(draft_min=draft_min, draft_max=draft_max)  # before anything starts: exit 1 naming the flag
+    # More --model than may stay loaded would load each and unload the first ones again at once, so that the
+    # server starts without models it was told to have ready: refused before anything starts, as a user asking
+    # for those models loaded expects (the alternative, keeping the last N, would drop what was asked for).
+    wanted = list(dict.fromkeys(models))
+    if max_loaded_models is not None and len(wanted) > max_loaded_models:
+        click.echo(f"jan serve: {len(wanted)} models given with --model ({', '.join(wanted)}) but "
+                   f"--max-loaded-models {max_loaded_models}: they cannot all stay loaded; give at most "
+                   f"{max_loaded_models} --model, or raise --max-loaded-models", err=True)
+        sys.exit(1)
     config = ServerConfig(
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),

@@ -54,10 +54,20 @@ async def preload_models(manager: ExtensionManager, specs: list[str]) -> list[di
     models = manager.get(ModelExtension)
     resolver = ModelService(manager)
     loaded = []
+    resident = {}  # model id -> its engine, for those the engine lists as loaded once their load ended
     for spec in specs:
         target = await resolver.resolve((await resolve_model(models, spec))["id"])
         await target.engine.load_model(target.model)
         model = target.model
         log.info("model %s loaded", model["id"])
         loaded.append(model)
+        if model["id"] in await target.engine.loaded_models():
+            resident[model["id"]] = target.engine
+    # an engine that keeps fewer models loaded than were given (its max_loaded_models setting; `jan serve`
+    # refuses more --model than its own --max-loaded-models) unloaded the first ones to load the later ones
+    gone = [mid for mid, engine in resident.items() if mid not in await engine.loaded_models()]
+    if gone:
+        log.warning("model(s) %s unloaded again at start to make room for the models given after them (more "
+                    "models given than may stay loaded at once); each loads again on its first request",
+                    ", ".join(gone))
     return loaded
