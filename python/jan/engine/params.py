@@ -297,7 +297,7 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.mirostat_tau = r["mirostat_tau"].check("mirostat_tau", o["mirostat_tau"])
     p.mirostat_eta = r["mirostat_eta"].check("mirostat_eta", o["mirostat_eta"])
     draft_max = r["draft_max"].check("draft_max", o["draft_max"])
-    speculative = _speculative(o["speculative"])
+    speculative = speculative_mode(o["speculative"])
     p.draft_max = draft_max if speculative != "none" else 0
     p.use_draft_model = speculative == "draft"
     p.draft_min = r["draft_min"].check("draft_min", o["draft_min"])
@@ -307,14 +307,16 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     return p
 
 
-def _speculative(value) -> str:
+def speculative_mode(value) -> str:
+    """``speculative`` as one of :data:`SPECULATIVE`; ValueError naming it otherwise. The one rule (and message)
+    for every place it is given: a request in any dialect, model.json ``settings``, ``jan.Model``."""
     if value is None or value is False:
         return "none"
     if value is True:
         return "ngram"
     if isinstance(value, str) and value.lower() in SPECULATIVE:
         return value.lower()
-    raise ValueError(f"speculative: expected one of {', '.join(SPECULATIVE)} (or a bool), got {value!r}")
+    raise ValueError(f"speculative: expected one of {', '.join(SPECULATIVE)} (or true/false), got {value!r}")
 
 
 def _int(name: str, value, minimum: int | None = None) -> int:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from jan.engine.params import RANGES, SEED_MAX, SEED_MIN
+from jan.engine.params import RANGES, SEED_MAX, SEED_MIN, speculative_mode
 from jan.templates.formats.plan import THINK_LEVELS
 
 INT32_MAX = 2**31 - 1
@@ -29,15 +29,24 @@ Int32Count = Annotated[int, Field(ge=1, le=INT32_MAX)]
 #: OpenAI's ``reasoning_effort`` values (chat completions, assistants, runs; the Responses API's ``reasoning.effort``):
 #: the keys of jan.templates.formats.plan.EFFORT_LEVELS, the one table (``xhigh`` and ``max`` mean ``high`` locally).
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
-#: A token id: llama.cpp's ``llama_token`` is an int32; no vocabulary has a billion entries.
 #: ``max_tokens`` and its other names in every dialect (``max_completion_tokens``, ``max_output_tokens``).
 MaxTokens = Annotated[int, Field(**RANGES["max_tokens"].field())]
+#: A token id: llama.cpp's ``llama_token`` is an int32; no vocabulary has a billion entries.
 TokenId = Annotated[int, Field(ge=0, le=INT32_MAX)]
 TokenList = list[TokenId]
 #: OpenAI's seed is an int64 (Ollama's too); jan.engine.params.engine_seed folds it into llama.cpp's 32 bits.
 Seed = Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)]
 #: ``logit_bias`` keys: token ids written as JSON object keys.
 TokenKey = Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,8})$")]
+
+
+def _speculative(value: Any) -> Any:
+    # the engine's one rule and message (model.json's settings give the same), not pydantic's "valid boolean"
+    return value if value is None or isinstance(value, bool) else speculative_mode(value)
+
+
+#: Speculative decoding: none, ngram or draft (any case), or true (ngram) / false (none).
+Speculative = Annotated[Union[bool, Literal["none", "ngram", "draft"]], BeforeValidator(_speculative)]
 
 
 #: OpenAI's limits on ``metadata`` (assistants, threads, messages, runs, responses, chat completions).
@@ -430,7 +439,7 @@ class SamplingFields(_Strict):
     grammar: str | None = None
     ignore_eos: bool | None = None
     # speculative decoding (n-gram drafts or the model's draft model; llama-server's names)
-    speculative: Union[bool, Literal["none", "ngram", "draft"], None] = None
+    speculative: Speculative | None = None
     draft_max: int | None = bounded("draft_max")
     draft_min: int | None = bounded("draft_min")
     ngram: int | None = bounded("ngram")

@@ -27,6 +27,7 @@ from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
 from jan.services.errors import RequestError
+from jan.services.model_reasoning import model_reasoning, reasoning_budget
 from jan.services.untrusted import (Piece, PromptText, UntrustedTextPart, neutralized, placeholder, prompt_tokens,
                                     split_placeholders)
 from jan.templates import JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, json_schema_to_grammar, template_variables
@@ -116,12 +117,12 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
     """
     tools = template_tools(request)
     r = request.reasoning
-    defaults = settings if isinstance(settings, dict) else {}
+    defaults = model_reasoning(settings)  # RequestError naming settings.<key> for a bad stored value
     reasoning = ReasoningRequest(
-        effort=(r.effort if r and r.effort is not None else defaults.get("reasoning_effort")),
+        effort=r.effort if r and r.effort is not None else defaults.effort,
         enabled=r.enabled if r else None,
-        format=(r.format if r and r.format is not None else defaults.get("reasoning_format")),
-        budget_tokens=_budget(r.budget_tokens if r and r.budget_tokens is not None else defaults.get("reasoning_budget")),
+        format=r.format if r and r.format is not None else defaults.format,
+        budget_tokens=reasoning_budget(r.budget_tokens) if r and r.budget_tokens is not None else defaults.budget_tokens,
     )
     choice: Any = request.tool_choice or "auto"
     if isinstance(choice, NamedToolChoice):
@@ -163,14 +164,6 @@ def _continued(request: ChatRequest) -> str:
     if not request.continues:
         return ""
     return "\n".join(p.text for p in request.messages[-1].content if isinstance(p, TextPart)).strip()
-
-
-def _budget(value: Any) -> int | None:
-    if value is None or value == -1:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"reasoning_budget must be an integer, got {value!r}")
-    return value
 
 
 def has_media(request: ChatRequest) -> bool:

@@ -14,9 +14,11 @@ from typing import Any
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
-from jan.engine.params import ORDERS, check_order, check_sampling_options
+from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
 from jan.errors import BadRequestError, JanError, ModelNotFoundError
+from jan.services.companions import COMPANIONS, companion_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
+from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
 from jan.templates import TemplateError, resolve_template
 
@@ -37,12 +39,18 @@ def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = Non
     """Check a local model's model.json ``settings`` (only ``keys`` of them when given) as loading the
     model reads them — :meth:`LoadOptions.from_model_settings`, then the engine's own
     :func:`jan.engine.model.check_load_option` — so a value that would fail every load of the model is
-    refused before it is stored. :class:`RequestError` naming the field (``settings.ctx_len``)."""
+    refused before it is stored; the thinking defaults as every chat reads them
+    (:func:`jan.services.model_reasoning.model_reasoning`). :class:`RequestError` naming the field
+    (``settings.ctx_len``). The files a setting names (``draft_model``, ``mmproj``) are judged by
+    :meth:`ModelService.check_model_and_file`."""
     for key in settings if keys is None else keys:
         value = settings.get(key)
         if value is None:
             continue  # not set (a PATCH's null removes the key)
         param = f"settings.{key}"
+        if key in REASONING_SETTINGS:  # every chat's thinking defaults, read as a chat reads them
+            model_reasoning({key: value})
+            continue
         if key in _TEXT_SETTINGS:
             if not isinstance(value, str):
                 raise RequestError(f"{param}: expected a string, got {value!r}", param=param, code="invalid_value")
@@ -53,6 +61,24 @@ def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = Non
         except (TypeError, ValueError) as exc:
             raise RequestError(f"{param}: {_detail(exc)}", param=param, code="invalid_value") from None
     _check_order(settings, LoadOptions.MODEL_JSON_KEYS, keys, "settings.")
+    _check_draft_wanted(settings, keys)
+
+
+def _check_draft_wanted(settings: Mapping[str, Any], keys: Iterable[str] | None) -> None:
+    """:class:`RequestError` when ``speculative`` "draft" meets a ``draft_model`` left empty on purpose (no draft
+    model, not even the server's): every load would fail. Named by what the check covers (``keys``)."""
+    pair = {"speculative", "draft_model"}
+    keys = pair if keys is None else pair & set(keys)
+    if not keys or "draft_model" not in settings or settings["draft_model"]:
+        return
+    try:
+        if speculative_mode(settings.get("speculative")) != "draft":
+            return
+    except ValueError:
+        return  # its own error
+    param = "settings.speculative" if "speculative" in keys else "settings.draft_model"
+    raise RequestError(f"{param}: speculative 'draft' needs a draft model, and draft_model is empty (no draft "
+                       "model, not even the server's)", param=param, code="conflicting_options")
 
 
 def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None = None, *,
@@ -78,6 +104,9 @@ def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None =
                 continue
             if key == "num_keep":  # what a cut of an Ollama context keeps (the chat service reads it)
                 check_context_keep(value, param)
+                continue
+            if key in REASONING_SETTINGS:  # settings' thinking defaults, held to the same rule where given here
+                model_reasoning({key: value}, prefix=prefix or "")
                 continue
             check_sampling_options(**SamplingOptions.from_mapping({key: value}).given())
         except (TypeError, ValueError) as exc:
@@ -406,6 +435,7 @@ class ModelService:
         def touched(key: str) -> bool:
             return everything or f"settings.{key}" in changed
 
+        await self._check_companions(model, [key for key in COMPANIONS if touched(key)])
         cache = any(touched(key) for key in _CACHE_SETTINGS)
         templates = any(touched(key) for key in _TEMPLATE_SETTINGS)
         if not cache and not templates:
@@ -417,6 +447,31 @@ class ModelService:
             if blamed:  # else a stored value (or the engine's default) this PATCH leaves as it is
                 param = f"settings.{blamed[0]}"
                 raise RequestError(f"{param}: {reason}", param=param, code="invalid_value")
+
+    async def _check_companions(self, model: Mapping[str, Any], keys: list[str]) -> None:
+        """:class:`RequestError` naming the setting when a file ``settings.draft_model`` or ``settings.mmproj``
+        names (``keys``: those to judge) is missing or no such GGUF (:func:`jan.services.companions.companion_problem`),
+        resolved as a load resolves it. An empty name (no draft model, not even the server's) passes."""
+        settings = model.get("settings") or {}
+        keys = [key for key in keys if isinstance(settings.get(key), str) and settings[key]]
+        if not keys:
+            return
+        resolve = getattr(self.model_extension(), "companion_files", None)
+        try:
+            if resolve is not None:
+                paths = await resolve(str(model.get("id") or ""), dict(settings))
+            else:  # a model manager that cannot say: absolute names only
+                paths = {key: settings[key] for key in keys if os.path.isabs(settings[key])}
+        except ValueError as exc:
+            param = "settings.mmproj" if str(exc).startswith("settings.mmproj") else "settings.draft_model"
+            detail = str(exc).removeprefix(f"{param}: ")
+            raise RequestError(f"{param}: {detail}", param=param, code="invalid_value") from None
+        for key in keys:
+            if key in paths:
+                why = await asyncio.to_thread(companion_problem, key, paths[key])
+                if why is not None:
+                    param = f"settings.{key}"
+                    raise RequestError(f"{param}: {why}", param=param, code="invalid_value")
 
     async def _files_of(self, model: Mapping[str, Any], changed: set[str] | None) -> tuple[str | None, str | None]:
         """The weights and draft model files :meth:`check_model_and_file` reads (None: none on disk)."""

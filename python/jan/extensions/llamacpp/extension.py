@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -25,6 +26,8 @@ from jan.core import (
 from jan.engine.registry import Turn
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelFileError, ModelNotFoundError, ModelSettingError
+from jan.extensions.llamacpp.drafts import draft_options, without_draft
+from jan.services.companions import check_companions
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.templates import TemplateError, resolve_template
 
@@ -62,6 +65,10 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         self._lent: dict[str, LocalModel] = {}
         self._loaded_json: dict[str, dict[str, Any]] = {}
         self._failures: dict[str, str] = {}
+        #: (model file, draft file) stamps -> why that draft cannot draft for that model (the engine's error)
+        self._cannot_draft: dict[tuple, str] = {}
+        #: model id -> why it runs without the server's default draft model
+        self._draft_skipped: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------
     async def on_load(self, ctx) -> None:
@@ -141,10 +148,10 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 opts = self.load_options(model).given()
                 if model.get("mmproj_path"):  # resolved by the model service, like file_path
                     opts["mmproj"] = str(model["mmproj_path"])
-                if model.get("draft_model_path"):  # model.json's draft model wins over --model-draft
-                    opts["draft_model"] = str(model["draft_model_path"])
-                loaded = await asyncio.to_thread(functools.partial(engine.load, model_id, path, claim=claim,
-                                                                         turn=turn, **opts))
+                # the files model.json names beside the weights, before the weights are read
+                await asyncio.to_thread(check_companions, model)
+                opts, shared = draft_options(model, opts)
+                loaded = await self._load(engine, model, path, opts, shared, claim=claim, turn=turn)
             except Exception as exc:
                 error = _setting_named(exc, model)
                 self._failures[model_id] = str(error)
@@ -159,6 +166,36 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             self._lent.pop(model_id, None)
             await bus.emit(ModelReady(model_id=model_id, engine=self.engine_name))
             return loaded
+
+    async def _load(self, engine: jan.ModelPool, model: dict[str, Any], path: str, opts: dict[str, Any],
+                    shared: bool, *, claim: bool, turn: Turn) -> jan.Model:
+        """Load the model with ``opts``. A draft model that cannot draft for it (another vocabulary: the engine's
+        own rule, cpp/draft_model.cpp) is remembered per pair of files, so that no later load reads the weights
+        only to fail again: the server's default draft model (``shared``) is then left out — the model loads
+        without it, said once in the log and in the model's status (``draft_model_skipped``) — and the model's
+        own is a 400 naming ``settings.draft_model``."""
+        model_id, settings = model["id"], model.get("settings") or {}
+        draft = opts.get("draft_model")
+        pair = await asyncio.to_thread(_file_pair, path, draft) if draft else None
+        why = self._cannot_draft.get(pair) if pair else None
+        if why is None:
+            try:
+                loaded = await asyncio.to_thread(functools.partial(engine.load, model_id, path, claim=claim,
+                                                                   turn=turn, **opts))
+            except ValueError as exc:
+                if pair is None or not _is_draft_mismatch(exc):
+                    raise
+                why = self._cannot_draft[pair] = str(exc)
+            else:
+                self._draft_skipped.pop(model_id, None)
+                return loaded
+        if not shared:
+            raise ModelSettingError(f"settings.{why}", param="settings.draft_model", code="invalid_value")
+        if self._draft_skipped.get(model_id) != why:  # once per model, not on every load of it
+            log.warning("model '%s' loads without the server's draft model: %s", model_id, why)
+            self._draft_skipped[model_id] = why
+        return await asyncio.to_thread(functools.partial(engine.load, model_id, path, claim=claim, turn=turn,
+                                                         **without_draft(opts, settings)))
 
     def _engine(self) -> jan.ModelPool:
         if self.engine is None:
@@ -218,6 +255,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             # "exact" / "always" / "off"; the counts in use are in metrics (n_threads, n_threads_batch)
             "adaptive_threads": status.get("adaptive_threads"),
             "draft_model": status.get("draft_model"),  # speculative decoding's draft GGUF, or None
+            # why the server's draft model (--model-draft) is not drafting for this one, or None
+            "draft_model_skipped": self._draft_skipped.get(model_id),
             "draft_kv_cache_bytes": status.get("draft_kv_cache_bytes", 0),
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never
             "projector_memory_bytes": status.get("projector_memory_bytes", 0),
@@ -313,6 +352,20 @@ def _setting_named(exc: Exception, model: dict[str, Any]) -> Exception:
     text = str(exc)
     text = f"settings.{text}" if text.startswith(f"{key}: ") else text  # the draft model's says whose it is
     return ModelSettingError(text, param=f"settings.{key}", code=exc.code)
+
+
+def _is_draft_mismatch(exc: ValueError) -> bool:
+    """Whether a load failed because its draft model cannot draft for it (the engine's words, cpp/draft_model.cpp)."""
+    text = str(exc)
+    return text.startswith("draft_model:") and ("cannot draft for" in text or "is not a decoder-only model" in text)
+
+
+def _file_pair(path: str, draft: str) -> tuple | None:
+    """The two files as they are now (a file replaced is judged anew); None when one cannot be read."""
+    try:
+        return tuple((os.path.realpath(p), st.st_mtime_ns, st.st_size) for p, st in ((p, os.stat(p)) for p in (path, draft)))
+    except OSError:
+        return None
 
 
 def _ends_turn_with_token(model: jan.Model, text: str) -> bool:

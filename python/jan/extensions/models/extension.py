@@ -93,6 +93,29 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         path = await self.store.models.draft_model_file(model_id)
         return str(path) if path else None
 
+    async def companion_files(self, model_id: str, settings: dict[str, Any]) -> dict[str, str]:
+        """The files ``settings.draft_model`` and ``settings.mmproj`` would name for the model ``model_id``
+        (stored or not yet), resolved as loading it resolves them (:meth:`jan.store.models.ModelStore.draft_model_file`:
+        another model's id, a name in the model's folder, an absolute path), whether or not they exist; a
+        relative name that climbs out of the folder is a ValueError naming the setting."""
+        def resolve() -> dict[str, str]:
+            models = self.store.sync.models
+            folder = models.folder(model_id)
+            out: dict[str, str] = {}
+            for key in ("draft_model", "mmproj"):
+                name = settings.get(key)
+                if not isinstance(name, str) or not name:
+                    continue
+                candidate = os.path.normpath(os.path.join(folder, name))
+                if not os.path.isabs(name) and os.path.commonpath([folder, candidate]) != str(folder):
+                    raise ValueError(f"settings.{key}: '{name}' climbs out of the model folder")
+                if key == "draft_model":  # (perhaps another model's id)
+                    candidate = str(models.draft_model_file(model_id, {"settings": settings}, folder))
+                out[key] = candidate
+            return out
+
+        return await asyncio.to_thread(resolve)
+
     async def import_model(self, path: str, *, model_id: str | None = None, mode: str = "symlink",
                            mmproj: str | None = None, overwrite: bool = False, **fields: Any) -> dict[str, Any]:
         """Import a GGUF; ``mmproj``: its projector (referenced in place, ``settings.mmproj``). A

@@ -39,6 +39,10 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
     if status.get("chat_template"):
         # {"name", "fallback"}: "fallback" says why a stand-in (ChatML) is used instead of the model's own
         out["chat_template_in_use"] = status["chat_template"]
+    if status.get("draft_model"):  # the GGUF drafting for it (speculative decoding)
+        out["draft_model_in_use"] = status["draft_model"]
+    if status.get("draft_model_skipped"):  # why the server's draft model (--model-draft) does not draft for it
+        out["draft_model_skipped"] = status["draft_model_skipped"]
     out["capabilities"] = facts.capabilities
     return out
 

@@ -1,0 +1,189 @@
+"""Every model.json setting and parameter a request reads is checked as requests read it — on PATCH, on
+POST /v1/models (create and import) and when a hand-edited one is read at load — with a 400 naming the field;
+companion files (draft_model, mmproj) must be GGUFs of their kind, judged before the main weights are read.
+A server-wide draft model (``--model-draft``) is a default: a model it cannot draft for loads without it, and a
+model opts out with ``speculative: "none"`` or an empty/null ``draft_model``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from api_helpers import Client, running
+
+import jan
+from jan.testing import gguf_models
+
+STORY = "Once upon a time"
+HELLO = [{"role": "user", "content": STORY}]
+
+
+@pytest.fixture(scope="module")
+def other_vocab(tmp_path_factory, vocab_dir):
+    """A tiny chat model with the phi-3 vocabulary: stories260K (a llama SPM vocab of 512 tokens) cannot draft for it."""
+    return gguf_models.write_phi3_chat_model(tmp_path_factory.mktemp("phi3") / "phi3.gguf")
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """The files every load of the engine's pool reads (main weights), in order."""
+    seen: list[str] = []
+    real = jan.ModelPool.load
+
+    def load(self, model_id, path, *args, **kwargs):
+        seen.append(str(path))
+        return real(self, model_id, path, *args, **kwargs)
+
+    monkeypatch.setattr(jan.ModelPool, "load", load)
+    return seen
+
+
+def model_json(data, model_id: str) -> dict:
+    return json.loads((data / "models" / model_id / "model.json").read_text())
+
+
+async def chat(api: Client, model: str, **extra) -> tuple[int, dict]:
+    return await api.post("/v1/chat/completions", {"model": model, "max_tokens": 4, "messages": HELLO, **extra})
+
+
+def bad_values(tmp_path, stories_path) -> list[tuple[dict, str, str]]:
+    """(body fields, the param named, a word of the message): one of each kind a request would fail on."""
+    text = tmp_path / "notes.gguf"
+    text.write_text("not a gguf at all\n")
+    return [
+        ({"settings": {"draft_model": "/nope.gguf"}}, "settings.draft_model", "no file"),
+        ({"settings": {"draft_model": str(text)}}, "settings.draft_model", "not a GGUF"),
+        ({"settings": {"draft_model": "../../elsewhere.gguf"}}, "settings.draft_model", "climbs out"),
+        ({"settings": {"mmproj": "/nope.gguf"}}, "settings.mmproj", "no file"),
+        ({"settings": {"mmproj": str(stories_path)}}, "settings.mmproj", "projector"),
+        ({"settings": {"reasoning_budget": "lots"}}, "settings.reasoning_budget", "integer"),
+        ({"settings": {"reasoning_budget": -5}}, "settings.reasoning_budget", "-1"),
+        ({"settings": {"reasoning_effort": "ultra"}}, "settings.reasoning_effort", "high"),
+        ({"settings": {"reasoning_format": "xml"}}, "settings.reasoning_format", "deepseek"),
+        ({"settings": {"speculative": "turbo"}}, "settings.speculative", "none, ngram, draft"),
+        ({"settings": {"speculative": "draft", "draft_model": ""}}, "settings.speculative", "needs a draft model"),
+        ({"parameters": {"reasoning_budget": "lots"}}, "parameters.reasoning_budget", "integer"),
+        ({"parameters": {"speculative": "turbo"}}, "parameters.speculative", "none, ngram, draft"),
+    ]
+
+
+async def test_patch_and_post_refuse_every_setting_a_request_would_fail_on(server, tmp_path, gguf_copy, stories_path):
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
+        before = model_json(data, "m")
+        for fields, param, word in bad_values(tmp_path, stories_path):
+            status, err = await api.patch("/v1/models/m", fields)
+            assert status == 400, (fields, status, err)
+            assert err["error"]["param"] == param and err["error"]["message"].startswith(param), (fields, err)
+            assert word in err["error"]["message"], (fields, err)
+            assert model_json(data, "m") == before  # nothing stored
+            for body in ({"id": "new", "engine": "llama.cpp", **fields}, {"path": str(gguf_copy), "id": "imp", **fields}):
+                status, err = await api.post("/v1/models", body)
+                assert status == 400 and err["error"]["param"] == param, (body, status, err)
+        assert not (data / "models" / "new").exists() and not (data / "models" / "imp").exists()
+        status, reply = await chat(api, "m")
+        assert status == 200, reply
+
+
+async def test_good_values_are_taken_and_used(server, tmp_path, gguf_copy, stories_path):
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
+        await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": "drafter"}, 201)
+        for settings in ({"draft_model": "drafter"}, {"draft_model": str(stories_path), "speculative": "DRAFT"},
+                         {"draft_model": "", "speculative": "ngram"}, {"reasoning_budget": -1, "reasoning_effort": "xhigh",
+                                               "reasoning_format": "none"}, {"reasoning_budget": 64}):
+            patched = await api.ok("PATCH", "/v1/models/m", {"settings": settings})
+            assert all(patched["settings"][k] == v for k, v in settings.items()), patched
+            status, reply = await chat(api, "m")
+            assert status == 200, (settings, reply)
+        assert model_json(data, "m")["settings"]["reasoning_budget"] == 64
+
+
+async def test_a_hand_edited_model_json_names_its_bad_field_in_every_dialect(server, tmp_path, gguf_copy, loads):
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
+        for key, value, word in [("reasoning_budget", "lots", "integer"), ("reasoning_effort", "ultra", "high"),
+                                 ("reasoning_format", "xml", "deepseek"), ("draft_model", "/nope.gguf", "no file"),
+                                 ("mmproj", "missing-mmproj.gguf", "no file")]:
+            stored = model_json(data, "m")
+            stored["settings"] = {**stored["settings"], key: value}
+            (data / "models" / "m" / "model.json").write_text(json.dumps(stored))
+            await api.call("POST", "/v1/models/m/stop")
+            loads.clear()
+            param = f"settings.{key}"
+            for path, body in [
+                ("/v1/chat/completions", {"model": "m", "max_tokens": 2, "messages": HELLO}),
+                ("/v1/responses", {"model": "m", "max_output_tokens": 2, "input": STORY}),
+                ("/v1/messages", {"model": "m", "max_tokens": 2, "messages": HELLO}),
+                ("/api/chat", {"model": "m", "stream": False, "messages": HELLO}),  # Ollama's error: a string
+            ]:
+                status, err = await api.post(path, body)
+                assert status == 400, (key, path, status, err)
+                error = err["error"]
+                message = error["message"] if isinstance(error, dict) else error
+                assert param in message and word in message, (key, path, err)
+                if isinstance(error, dict):
+                    assert error.get("param", param) == param, (key, path, err)
+            if key in ("draft_model", "mmproj"):
+                assert loads == [], loads  # refused before the main weights were read
+            stored["settings"].pop(key)
+            (data / "models" / "m" / "model.json").write_text(json.dumps(stored))
+        assert (await chat(api, "m"))[0] == 200
+
+
+async def test_the_speculative_value_has_one_message_everywhere(server, tmp_path, gguf_copy):
+    async with Client(server.base_url) as api:
+        await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
+        messages = []
+        for path, body in [("/v1/chat/completions", {"model": "m", "max_tokens": 2, "messages": HELLO}),
+                           ("/v1/completions", {"model": "m", "max_tokens": 2, "prompt": STORY})]:
+            status, err = await api.post(path, {**body, "speculative": "turbo"})
+            assert status == 400 and err["error"]["param"] == "speculative", (path, err)
+            messages.append(err["error"]["message"])
+        status, err = await api.patch("/v1/models/m", {"settings": {"speculative": "turbo"}})
+        assert status == 400
+        messages.append(err["error"]["message"].removeprefix("settings."))
+        assert all("expected one of none, ngram, draft" in m and "'turbo'" in m for m in messages), messages
+        for ok in ("NGRAM", True, False, "none"):
+            assert (await chat(api, "m", speculative=ok))[0] == 200, ok
+
+
+# -- a server-wide draft model is a default ---------------------------------------------------------------------
+async def test_a_server_draft_model_is_left_out_where_it_cannot_draft(tmp_path, stories_path, other_vocab, loads,
+                                                                      caplog):
+    data = tmp_path / "data"
+    with running(data, stories_path, other_vocab, draft_model=str(stories_path)) as srv:
+        async with Client(srv.base_url) as api:
+            info = await api.ok("GET", "/v1/models/stories260K")
+            assert info["draft_model_in_use"] == str(stories_path), info  # it drafts where it can
+            await api.ok("POST", "/v1/models", {"path": str(other_vocab), "id": "r1"}, 201)
+            for _ in range(2):
+                status, reply = await chat(api, "r1")
+                assert status == 200, reply
+            info = await api.ok("GET", "/v1/models/r1")
+            assert "draft_model_in_use" not in info and "cannot draft" in info["draft_model_skipped"], info
+            # the preloaded model of the same file (jan serve -m) started without it as well
+            assert "cannot draft" in (await api.ok("GET", "/v1/models/phi3"))["draft_model_skipped"]
+            # a model's own opt-out: no draft model loaded at all
+            for i, settings in enumerate(({"speculative": "none"}, {"draft_model": ""}, {"draft_model": None})):
+                body = {"id": f"own{i}", "engine": "llama.cpp", "settings": {"llama_model_path": str(stories_path),
+                                                                              **settings}}
+                await api.ok("POST", "/v1/models", body, 201)
+                assert (await chat(api, f"own{i}"))[0] == 200
+                info = await api.ok("GET", f"/v1/models/own{i}")
+                assert "draft_model_in_use" not in info and "draft_model_skipped" not in info, info
+            # a model's own draft model that cannot draft for it stays a clear 400; the engine's verdict on this pair
+            # of files is known by now, so no request reads the weights only to fail again
+            await api.ok("POST", "/v1/models", {"path": str(other_vocab), "id": "mine",
+                                                "settings": {"draft_model": str(stories_path)}}, 201)
+            loads.clear()
+            for _ in range(2):
+                status, err = await chat(api, "mine")
+                assert status == 400 and err["error"]["param"] == "settings.draft_model", err
+                assert "cannot draft for" in err["error"]["message"], err
+            assert loads == [], loads
+    warned = [r for r in caplog.records if "without the server's draft model" in r.getMessage()]
+    assert len(warned) == 2, [r.getMessage() for r in warned]  # once for each model id, not per request
