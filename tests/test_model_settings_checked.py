@@ -78,10 +78,12 @@ async def test_patch_and_post_refuse_every_setting_a_request_would_fail_on(serve
             assert err["error"]["param"] == param and err["error"]["message"].startswith(param), (fields, err)
             assert word in err["error"]["message"], (fields, err)
             assert model_json(data, "m") == before  # nothing stored
-            for body in ({"id": "new", "engine": "llama.cpp", **fields}, {"path": str(gguf_copy), "id": "imp", **fields}):
+            for body in ({"id": "new", "engine": "llama.cpp", **fields}, {"path": str(gguf_copy), "id": "imp", **fields},
+                         {"path": str(gguf_copy), **fields}):
                 status, err = await api.post("/v1/models", body)
                 assert status == 400 and err["error"]["param"] == param, (body, status, err)
         assert not (data / "models" / "new").exists() and not (data / "models" / "imp").exists()
+        assert [m["id"] for m in (await api.ok("GET", "/v1/models"))["data"]] == ["m"]
         status, reply = await chat(api, "m")
         assert status == 200, reply
 

@@ -458,9 +458,9 @@ class ModelService:
             return
         resolve = getattr(self.model_extension(), "companion_files", None)
         try:
-            if resolve is not None:
-                paths = await resolve(str(model.get("id") or ""), dict(settings))
-            else:  # a model manager that cannot say: absolute names only
+            if resolve is not None and model.get("id"):
+                paths = await resolve(str(model["id"]), dict(settings))
+            else:  # a model manager that cannot say, or an import that picks its id later: absolute names only
                 paths = {key: settings[key] for key in keys if os.path.isabs(settings[key])}
         except ValueError as exc:
             param = "settings.mmproj" if str(exc).startswith("settings.mmproj") else "settings.draft_model"

@@ -49,6 +49,7 @@ from jan.server.routes.models import with_state
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body, read_json
 from jan.services.models import unload_now
+from jan.store import slugify_id
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -153,15 +154,18 @@ async def create_model(request: web.Request) -> web.Response:
         body = ImportModelRequest.model_validate(data)
         _allowed_id(body.id)
         path = os.path.expanduser(body.path)
+        # the id the import will take (as import_model picks it): a setting naming a file in the model's folder
+        # (draft_model, mmproj) is judged there
+        model_id = body.id or slugify_id(os.path.splitext(os.path.basename(path))[0])
         # checked before anything is written: an import that fails here leaves no model behind; settings
         # that depend on the file (KV cache types, chat template) are judged against the file itself
         await request.app[SERVICES].models.check_model_and_file({
-            "id": body.id or "", "engine": "llama.cpp", "settings": body.settings, "parameters": body.parameters,
+            "id": model_id, "engine": "llama.cpp", "settings": body.settings, "parameters": body.parameters,
             **({"file_path": path} if os.path.isabs(path) else {})})
         if not os.path.isabs(path):
             raise APIError(400, "path must be absolute", param="path", code="invalid_value")
         try:
-            model = await models.import_model(path, model_id=body.id, mode=body.mode)
+            model = await models.import_model(path, model_id=model_id, mode=body.mode)
         except ModelLoadError as exc:  # the file's header could not be read: the client's file, not us
             raise APIError(400, f"path: '{path}' is not a loadable GGUF file ({exc})", param="path",
                            code="invalid_model_file") from None
