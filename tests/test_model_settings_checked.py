@@ -93,7 +93,9 @@ async def test_good_values_are_taken_and_used(server, tmp_path, gguf_copy, stori
     async with Client(server.base_url) as api:
         await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
         await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": "drafter"}, 201)
-        for settings in ({"draft_model": "drafter"}, {"draft_model": str(stories_path), "speculative": "DRAFT"},
+        # a file in the model's folder whose name is no model id
+        (data / "models" / "m" / "my draft.gguf").write_bytes(stories_path.read_bytes())
+        for settings in ({"draft_model": "drafter"}, {"draft_model": "my draft.gguf"}, {"draft_model": str(stories_path), "speculative": "DRAFT"},
                          {"draft_model": "", "speculative": "ngram"}, {"reasoning_budget": -1, "reasoning_effort": "xhigh",
                                                "reasoning_format": "none"}, {"reasoning_budget": 64}):
             patched = await api.ok("PATCH", "/v1/models/m", {"settings": settings})
@@ -157,7 +159,8 @@ async def test_the_speculative_value_has_one_message_everywhere(server, tmp_path
 async def test_a_server_draft_model_is_left_out_where_it_cannot_draft(tmp_path, stories_path, other_vocab, loads,
                                                                       caplog):
     data = tmp_path / "data"
-    with running(data, stories_path, other_vocab, draft_model=str(stories_path)) as srv:
+    # (--speculative draft too: the server's default speculation goes where its draft model goes)
+    with running(data, stories_path, other_vocab, draft_model=str(stories_path), speculative="draft") as srv:
         async with Client(srv.base_url) as api:
             info = await api.ok("GET", "/v1/models/stories260K")
             assert info["draft_model_in_use"] == str(stories_path), info  # it drafts where it can

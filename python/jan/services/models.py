@@ -460,7 +460,7 @@ class ModelService:
         try:
             if resolve is not None and model.get("id"):
                 paths = await resolve(str(model["id"]), dict(settings))
-            else:  # a model manager that cannot say, or an import that picks its id later: absolute names only
+            else:  # a model manager that cannot say (or no id yet): absolute names only
                 paths = {key: settings[key] for key in keys if os.path.isabs(settings[key])}
         except ValueError as exc:
             param = "settings.mmproj" if str(exc).startswith("settings.mmproj") else "settings.draft_model"

@@ -18,7 +18,7 @@ from ._util import check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
 from .context import StoreContext, read_collection
 from .errors import AlreadyExistsError, InvalidArgumentError, StoredModelNotFoundError
-from .ids import slugify_id, validate_id
+from .ids import is_valid_id, slugify_id, validate_id
 from .stamps import FileStamp, stamps
 
 logger = logging.getLogger("jan.store")
@@ -226,7 +226,8 @@ class ModelStore:
         deps = [self._path(model_id), self.folder(model_id)]
         settings = doc.get("settings") or {}
         draft = settings.get("draft_model")
-        if isinstance(draft, str) and draft and draft != model_id and not os.path.isabs(draft) and self.exists(draft):
+        if isinstance(draft, str) and draft and draft != model_id and not os.path.isabs(draft) and is_valid_id(draft) \
+                and self.exists(draft):
             deps += [self._path(draft), self.folder(draft)]
         deps += [Path(doc[key]) for key in ("file_path", "mmproj_path", "draft_model_path") if doc.get(key)]
         taken = stamps(deps)
@@ -291,7 +292,8 @@ class ModelStore:
         name = (doc.get("settings") or {}).get("draft_model")
         if not isinstance(name, str) or not name:
             return None
-        if name != model_id and not os.path.isabs(name) and self.exists(name):
+        # (a file name that is no model id, "my draft.gguf", is a name in the folder, not an error)
+        if name != model_id and not os.path.isabs(name) and is_valid_id(name) and self.exists(name):
             other = self.model_file(name)
             if other is not None:
                 return other
