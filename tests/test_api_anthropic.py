@@ -225,18 +225,20 @@ def test_thinking_with_a_budget_on_a_reasoning_template(tmp_path_factory, server
                       thinking={"type": "enabled", "budget_tokens": 1024}, messages=[{"role": "user", "content": "Hi"}])
         message = client.messages.create(**kwargs)
         assert [block.type for block in message.content][:1] == ["thinking"]
-        assert message.content[0].thinking and message.content[0].signature == ""
+        assert message.content[0].thinking and message.content[0].signature  # signed, as Anthropic's
         with client.messages.stream(**kwargs) as stream:
             final = stream.get_final_message()
         assert [b.type for b in final.content] == [b.type for b in message.content]
         assert final.content[0].thinking == message.content[0].thinking
+        assert final.content[0].signature == message.content[0].signature
         kwargs.pop("extra_headers")
         raw = raw_request(srv.base_url, http_post("/v1/messages", {**kwargs.pop("extra_body"), **kwargs, "stream": True},
                                                   headers={"Authorization": f"Bearer {KEY}", **interleaved}))
         events = named_events(http_body(raw)[1])
         shapes = collapse([(n, (d.get("content_block") or d.get("delta") or {}).get("type")) for n, d in events])
-        assert shapes[:5] == [("message_start", None), ("ping", None), ("content_block_start", "thinking"),
-                              ("content_block_delta", "thinking_delta"), ("content_block_stop", None)]
+        assert shapes[:6] == [("message_start", None), ("ping", None), ("content_block_start", "thinking"),
+                              ("content_block_delta", "thinking_delta"), ("content_block_delta", "signature_delta"),
+                              ("content_block_stop", None)]
         # thinking with a call tool_choice forces is Anthropic's 400 (tests/test_anthropic_refusals.py)
         with pytest.raises(anthropic.BadRequestError):
             client.messages.create(model="qwq-tiny", max_tokens=1200, extra_body=GREEDY, tools=TOOLS,

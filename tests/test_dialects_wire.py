@@ -60,17 +60,19 @@ def test_anthropic_stream_thinking_then_text_golden():
     assert [_shape(n, d) for n, d in events] == [
         ("message_start",), ("ping",),
         ("content_block_start", "thinking"), ("content_block_delta", "thinking_delta"),
-        ("content_block_delta", "thinking_delta"), ("content_block_stop",),
+        ("content_block_delta", "thinking_delta"), ("content_block_delta", "signature_delta"), ("content_block_stop",),
         ("content_block_start", "text"), ("content_block_delta", "text_delta"), ("content_block_delta", "text_delta"),
         ("content_block_stop",), ("message_delta",), ("message_stop",)]
     assert all(d["type"] == n for n, d in events)
     start = events[0][1]["message"]
     assert start == {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
                      "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}
-    assert [d["index"] for n, d in events if n.startswith("content_block")] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert [d["index"] for n, d in events if n.startswith("content_block")] == [0, 0, 0, 0, 0, 1, 1, 1, 1]
     assert events[2][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
     assert events[3][1]["delta"] == {"type": "thinking_delta", "thinking": "Let me "}
-    assert events[7][1]["delta"] == {"type": "text_delta", "text": "Hello"}
+    # signed before the block closes, as Anthropic's always are: the signature a whole answer's block has
+    assert events[5][1]["delta"] == {"type": "signature_delta", "signature": rs.encrypted_reasoning("Let me think.")}
+    assert events[8][1]["delta"] == {"type": "text_delta", "text": "Hello"}
     delta = events[-2][1]
     assert delta["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
     assert delta["usage"]["output_tokens"] == 5 and delta["usage"]["input_tokens"] == 7
@@ -111,7 +113,7 @@ def test_anthropic_message_object():
                           reasoning="hmm")
     result = ChatResult("m", (ChoiceResult(message, "tool_calls"),), Usage(prompt_tokens=3, completion_tokens=4))
     body = am.message_from_result(result, "msg_x", "m")
-    assert body["content"] == [{"type": "thinking", "thinking": "hmm", "signature": ""},
+    assert body["content"] == [{"type": "thinking", "thinking": "hmm", "signature": rs.encrypted_reasoning("hmm")},
                                {"type": "text", "text": "Hi"},
                                {"type": "tool_use", "id": "c1", "name": "f", "input": {"a": 1}}]
     assert body["stop_reason"] == "tool_use" and body["stop_sequence"] is None

@@ -107,11 +107,12 @@ def field_path(loc: tuple, data: Any = _NO_DATA) -> tuple:
     return tuple(out)
 
 
-def from_validation_error(err: ValidationError, data: Any = _NO_DATA) -> APIError:
+def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any = None) -> APIError:
     """The 400 for a body that does not validate: the first failing field's error, named by its path in the
     body. When that field is a union (a string or a list, ...), the error of the alternative that got
     furthest into the value is the one that says what is wrong (``messages[0].content[0].text: Field
-    required``, not ``content: Input should be a valid string``)."""
+    required``, not ``content: Input should be a valid string``). An unknown top-level field of a ``model``
+    with an ``unknown_field`` classmethod (a dialect's body) is said in that dialect's words."""
     errors = err.errors()
     paths = [field_path(tuple(e.get("loc", ())), data) for e in errors]
     head = paths[0]
@@ -129,6 +130,10 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA) -> APIErro
         if param != inner and not param.endswith("." + inner):  # (a field's own check naming it again: once)
             param = f"{param}.{inner}" if param else inner
         msg = msg[named.end():]
+    said = getattr(model, "unknown_field", None)
+    if kind == "extra_forbidden" and said is not None and len(paths[best]) == 1:
+        message, code = said(param)
+        return APIError(400, message, param=param, code=code)
     if kind == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
     elif unsupported:

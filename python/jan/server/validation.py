@@ -214,7 +214,7 @@ def validate_json(raw: bytes, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:  # a 400 naming the field by its path in this body
-        raise from_validation_error(exc, data) from None
+        raise from_validation_error(exc, data, model) from None
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

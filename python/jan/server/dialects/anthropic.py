@@ -27,6 +27,7 @@ from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMea
 
 from jan.errors import EngineError, MediaError
 from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted, renamed_schema_error
+from jan.server.dialects.unknown_fields import anthropic_unknown
 from jan.templates.grammar import GrammarError
 from jan.services import types as typed
 from jan.services.errors import GenerationCancelledError, RequestError
@@ -287,6 +288,8 @@ class ToolChoiceParam(_Wire):
     disable_parallel_tool_use: bool | None = None
 
 
+#: Anthropic's highest ``temperature``.
+ANTHROPIC_MAX_TEMPERATURE = 1.0
 #: Anthropic's least ``thinking.budget_tokens``.
 MIN_THINKING_BUDGET = 1024
 
@@ -342,7 +345,13 @@ ThreadParam = Annotated[Union[ThreadCreate, ThreadContinue], Field(discriminator
 
 
 class _Prompt(_Wire):
-    """What a prompt is made of: shared by a message request and a token count."""
+    """What a prompt is made of: shared by a message request and a token count.
+
+    A top-level field the body does not declare is Anthropic's 400 ("...: Extra inputs are not permitted"), so a
+    typo is never dropped; every field of the SDK's ``MessageCreateParams`` (its beta's too) is declared. Inside
+    the body (blocks, tools) what jan has no use for is ignored: Anthropic adds block fields often."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str | None = None
     messages: list[AnyMessageParam]
@@ -357,6 +366,23 @@ class _Prompt(_Wire):
     mcp_servers: list[dict[str, Any]] | None = None
     # server-held conversation state (see jan.server.dialects.anthropic_threads)
     thread: ThreadParam | None = None
+    # Accepted and ignored: hints on Anthropic's own caching, routing, billing and context editing, none of which
+    # changes what a local model answers (jan's KV cache reuses any prefix a slot holds, without breakpoints).
+    # ``betas``, ``user_profile_id`` and ``workspace_id`` are headers the SDK sends; a body may hold them too.
+    cache_control: dict[str, Any] | None = None
+    context_management: dict[str, Any] | None = None
+    speed: str | None = None
+    billing_policy: dict[str, Any] | None = None
+    betas: list[str] | None = None
+    user_profile_id: str | None = None
+    workspace_id: str | None = None
+    #: A compaction request (beta): refused by a messages request (:class:`MessagesRequest`), whose answer would
+    #: be a summary block; a token count ignores it, as Anthropic's does.
+    compaction: dict[str, Any] | None = None
+
+    @classmethod
+    def unknown_field(cls, field: str) -> tuple[str, str]:
+        return anthropic_unknown(field)
 
     @model_validator(mode="after")
     def _some_messages(self) -> _Prompt:
@@ -379,11 +405,29 @@ class MessagesRequest(_Prompt):
 
     max_tokens: MaxTokens
     stop_sequences: list[Annotated[str, Field(min_length=1)]] | None = None  # (an empty one would end every answer)
-    temperature: float | None = bounded("temperature")
+    # Anthropic's range is 0-1 (the engine takes up to 2: OpenAI's): a 400 above it, as Anthropic's
+    temperature: float | None = Field(default=None, ge=0.0, le=ANTHROPIC_MAX_TEMPERATURE)
     top_p: float | None = bounded("top_p")
     top_k: int | None = bounded("top_k")
     stream: bool = False
     metadata: AnthropicMetadata | None = None
+    # Accepted and ignored: Anthropic's routing and billing (one local model serves every request the same way),
+    # its diagnostics of its own prompt cache, its code-execution container, and its retries on other models
+    # after a policy refusal (a local model's refusal is its answer).
+    container: Union[str, dict[str, Any], None] = None
+    diagnostics: dict[str, Any] | None = None
+    inference_geo: str | None = None
+    service_tier: str | None = None
+    fallback_credit_token: Union[str, dict[str, Any], None] = None
+    fallbacks: Union[str, list[Any], None] = None
+
+    @field_validator("compaction")
+    @classmethod
+    def _no_compaction(cls, value: Any) -> Any:
+        if value is not None:
+            raise not_supported("compaction", "a compaction request's summary; jan answers the "
+                                "conversation as sent")
+        return value
 
 
 class CountTokensRequest(_Prompt):
@@ -871,11 +915,10 @@ def _tool_input(arguments: str) -> dict[str, Any]:
 
 
 def _thinking_block(text: str, omitted: bool) -> dict[str, Any]:
-    """A thinking block; ``omitted`` (display "omitted"): without its text, which its signature carries, so the
-    block sent back in the next turn gives the model its thinking again."""
-    if omitted:
-        return {"type": "thinking", "thinking": "", "signature": encrypted_reasoning(text)}
-    return {"type": "thinking", "thinking": text, "signature": ""}
+    """A thinking block, signed as Anthropic signs every one: the signature carries the thinking, so the block sent
+    back in a later turn gives the model its thinking again; ``omitted`` (display "omitted"): without its text,
+    which only the signature carries then."""
+    return {"type": "thinking", "thinking": "" if omitted else text, "signature": encrypted_reasoning(text)}
 
 
 def message_from_result(result: typed.ChatResult, message_id: str, model: str,
@@ -908,8 +951,9 @@ class MessageStream:
     ``stop_sequences``, the one that ended the answer is reported. An answer the server cut off
     (``cancelled``) ends with an ``error`` event instead, after what was sent (Anthropic's stop
     reasons have none for it). Events are ``(name, data)`` pairs; ``data["type"]`` equals the
-    name, as Anthropic sends them. ``omit_thinking`` (display ``omitted``): thinking blocks carry
-    no ``thinking_delta``, only a ``signature_delta`` (the thinking, for the next turn) before they close.
+    name, as Anthropic sends them. A thinking block ends with a ``signature_delta`` (the thinking, for the next
+    turn: the signature a whole answer's block has) before its ``content_block_stop``, as Anthropic's always do;
+    ``omit_thinking`` (display ``omitted``): it carries no ``thinking_delta``, only that signature.
     """
 
     def __init__(self, message_id: str, model: str, stop_sequences: Sequence[str] = (), *,
@@ -917,7 +961,7 @@ class MessageStream:
         self.message_id = message_id
         self.model = model
         self.omit_thinking = omit_thinking
-        self._thinking = ""  # the open thinking block's text (sent as its signature when omitted)
+        self._thinking = ""  # the open thinking block's text (its signature, sent before the block closes)
         # Only these count as Anthropic's stop_sequence (not the model's own end-of-turn text).
         self.stop_sequences = tuple(stop_sequences)
         self._index = -1
@@ -947,7 +991,7 @@ class MessageStream:
         if self._open is None:
             return []
         events = []
-        if self._open == "thinking" and self.omit_thinking:
+        if self._open == "thinking":
             events.append(self._delta({"type": "signature_delta", "signature": encrypted_reasoning(self._thinking)}))
         if whole and self._open.startswith("tool:") and self._args.strip():
             # a call cut off mid-arguments: what was held back goes out closed, so that the pieces add up to valid
@@ -978,9 +1022,8 @@ class MessageStream:
         if delta.reasoning:
             if self._open != "thinking":
                 events += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-            if self.omit_thinking:
-                self._thinking += delta.reasoning
-            else:
+            self._thinking += delta.reasoning
+            if not self.omit_thinking:
                 events.append(self._delta({"type": "thinking_delta", "thinking": delta.reasoning}))
         if delta.content:
             if self._open != "text":

@@ -26,6 +26,7 @@ from jan.templates.grammar import GrammarError
 from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
 
+from jan.server.dialects.unknown_fields import responses_unknown
 from jan.services import types as typed
 from jan.services.errors import RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
@@ -256,7 +257,13 @@ _REFUSED_UNLESS_NULL = {
 
 
 class _Prompt(_Wire):
-    """What a prompt is made of: shared by a response request and an input token count."""
+    """What a prompt is made of: shared by a response request and an input token count.
+
+    A top-level field the body does not declare is OpenAI's 400 ``unknown_parameter``, so a typo (or a field of
+    chat completions) is never dropped; every field of the SDK's ``ResponseCreateParams`` is declared. Inside the
+    body (items, tools) what jan has no use for is ignored: OpenAI adds item fields often."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str | None = None
     input: Union[str, list[InputItem], None] = None
@@ -281,10 +288,16 @@ class _Prompt(_Wire):
             raise not_supported(info.field_name, _REFUSED_UNLESS_NULL[info.field_name])
         return v
 
+    @classmethod
+    def unknown_field(cls, field: str) -> tuple[str, str]:
+        return responses_unknown(field)
+
 
 class InputTokensRequest(_Prompt):
-    """The body of ``POST /v1/responses/input_tokens``: a response request's prompt, counted, not answered
-    (``personality``, a style preset of OpenAI's own models, is ignored as every unknown field)."""
+    """The body of ``POST /v1/responses/input_tokens``: a response request's prompt, counted, not answered."""
+
+    # a style preset of OpenAI's own models: accepted and ignored
+    personality: str | None = None
 
 
 class ResponsesRequest(_Prompt):
@@ -312,6 +325,25 @@ class ResponsesRequest(_Prompt):
     prompt_cache_key: str | None = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     service_tier: str | None = None
+    # Accepted and ignored, as the hints above: OpenAI's prompt-cache breakpoints and diagnostics (jan's KV cache
+    # reuses any prefix a slot holds), its access programs, its background completion windows (a background
+    # response here starts as soon as the model is free), its image compression, and its compaction of a long
+    # context (truncation: "auto" is jan's way of keeping one within the model's).
+    prompt_cache_options: dict[str, Any] | None = None
+    access_programs: dict[str, Any] | None = None
+    background_options: dict[str, Any] | None = None
+    image: dict[str, Any] | None = None
+    context_management: list[dict[str, Any]] | None = None
+    #: Refused unless null, as chat completions' own: jan has no moderation model, and a response that should
+    #: have been blocked must not pass for a moderated one.
+    moderation: dict[str, Any] | None = None
+
+    @field_validator("moderation")
+    @classmethod
+    def _no_moderation(cls, value: Any) -> Any:
+        if value is not None:
+            raise not_supported("moderation", "it has no moderation model")
+        return value
 
     def includes(self, value: str) -> bool:
         return value in (self.include or ())
@@ -643,10 +675,11 @@ def _usage(usage: typed.Usage | None, reasoning_tokens: int = 0) -> dict[str, An
 
 
 def _reasoning_item(item_id: str, text: str, status: str, encrypted: bool = False) -> dict[str, Any]:
-    content = [{"type": "reasoning_text", "text": text}] if text or status == "completed" else []
+    ended = status != "in_progress"
+    content = [{"type": "reasoning_text", "text": text}] if text or ended else []
     item = {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
-    if encrypted:  # include: ["reasoning.encrypted_content"]; known once the reasoning is complete
-        item["encrypted_content"] = encrypted_reasoning(text) if status == "completed" else None
+    if encrypted:  # include: ["reasoning.encrypted_content"]; known once the reasoning has ended (cut off: its part)
+        item["encrypted_content"] = encrypted_reasoning(text) if ended else None
     return item
 
 
@@ -704,8 +737,11 @@ def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None,
     status, item_status = _status(choice.finish_reason), _item_status(choice.finish_reason)
     items: list[dict[str, Any]] = []
     if message.reasoning:
-        items.append(_reasoning_item(new_id("rs"), message.reasoning, "completed", encrypted_reasoning))
-    if message.text or not message.tool_calls:
+        # the reasoning ended the answer (no text or call after it): the token limit cut it off when it cut the answer
+        last = not message.text and not message.tool_calls
+        items.append(_reasoning_item(new_id("rs"), message.reasoning, item_status if last else "completed",
+                                     encrypted_reasoning))
+    if message.text or not (message.tool_calls or message.reasoning):  # (as the stream: no empty message after it)
         logprobs = _logprobs(choice.logprobs or (), top_logprobs) if top_logprobs is not None else None
         items.append(_message_item(new_id("msg"), message.text, item_status, logprobs))
     for k, call in enumerate(message.tool_calls):
@@ -822,7 +858,8 @@ class ResponseStream:
             part = {"type": "reasoning_text", "text": text}
             events.append(self.event("response.reasoning_text.done", **where, content_index=0, text=text))
             events.append(self.event("response.content_part.done", **where, content_index=0, part=part))
-            item.update(_reasoning_item(item["id"], text, "completed", self._encrypted))
+            # closed by the next item: complete; closed at the end: cut off when the answer was
+            item.update(_reasoning_item(item["id"], text, _item_status(self.finish_reason), self._encrypted))
         elif self._open == "message":
             logprobs = _logprobs(self._logprobs, self._top) if self._top is not None else []
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
