@@ -122,6 +122,12 @@ def test_a_token_count_ignores_compaction_as_anthropics_does():
     am.CountTokensRequest.model_validate({**MINIMAL[am.CountTokensRequest], "compaction": {"type": "compaction"}})
 
 
+def test_a_responses_token_count_takes_the_body_it_counts():
+    # a client counts the request it will send: its answer's fields are taken (and checked), not refused
+    rs.InputTokensRequest.model_validate({"input": "Hi", "max_output_tokens": 3, "stream": True, "store": False})
+    assert _refusal(rs.InputTokensRequest, {"input": "Hi", "max_output_tokens": 0}).param == "max_output_tokens"
+
+
 # -- 2. numeric ranges -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model, field, good, bad", [
     (am.MessagesRequest, "temperature", [0.0, 0.5, 1.0], [-0.1, 1.01, 2.0]),  # Anthropic's 0-1

@@ -293,15 +293,10 @@ class _Prompt(_Wire):
         return responses_unknown(field)
 
 
-class InputTokensRequest(_Prompt):
-    """The body of ``POST /v1/responses/input_tokens``: a response request's prompt, counted, not answered."""
+class _Answer(_Wire):
+    """What a response request asks of the answer, beyond its prompt."""
 
-    # a style preset of OpenAI's own models: accepted and ignored
-    personality: str | None = None
-
-
-class ResponsesRequest(_Prompt):
-    """The body of ``POST /v1/responses``."""
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_output_tokens: MaxTokens | None = None
     temperature: float | None = bounded("temperature")
@@ -347,6 +342,18 @@ class ResponsesRequest(_Prompt):
 
     def includes(self, value: str) -> bool:
         return value in (self.include or ())
+
+
+class ResponsesRequest(_Prompt, _Answer):
+    """The body of ``POST /v1/responses``."""
+
+
+class InputTokensRequest(_Prompt, _Answer):
+    """The body of ``POST /v1/responses/input_tokens``: a response request's prompt, counted, not answered. A
+    response request's other fields are taken (checked, and ignored), so a client counts the body it will send."""
+
+    # a style preset of OpenAI's own models: accepted and ignored
+    personality: str | None = None
 
 
 # -- request -> typed --------------------------------------------------------------------------
