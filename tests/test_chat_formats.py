@@ -147,8 +147,10 @@ def test_engine_output_parsed_streamed_and_whole(case: Case, mode: str, model_di
 def test_required_grammar_makes_a_call_the_parser_reads(case: Case, model_dir):
     model = _model(case, model_dir)
     fmt = detect_format(model.chat_template)
-    prompt = _render(model, fmt, False if case.thinking is not None else None, tools=ENUM_TOOLS)
-    options = fmt.grammar_options(ENUM_TOOLS, "required", parallel=False, prompt=prompt)
+    thinking = False if case.thinking is not None else None
+    prompt = _render(model, fmt, thinking, tools=ENUM_TOOLS)
+    # thinking off, as the request's plan says it (ChatFormat.thinking_on): the call from the first token
+    options = fmt.grammar_options(ENUM_TOOLS, "required", parallel=False, prompt=prompt, thinking=thinking)
     result = model.generate(prompt, add_special=False, temperature=0, max_tokens=200,
                             render_special=fmt.render_special, **options)
     assert result.finish_reason == "stop", result.text

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from .after_thinking import after_thinking
 from .block_calls import parse_deepseek, parse_functionary_v32, parse_kimi
 from ..grammar import either_grammar
 from .grammars import call_grammar
@@ -93,6 +94,11 @@ class ChatFormat:
             out["functions"] = json.dumps(fns, ensure_ascii=False, indent=4) if fns else ""
             out["datetime"] = datetime.now(timezone.utc).strftime("%b %d %Y %H:%M:%S GMT")
         if on is None:
+            if "enable_thinking" in self.switches:
+                # llama-server's default: reasoning on unless turned off, so a template that reads the switch is
+                # given it (DeepSeek R1 distills close their thinking when it is undefined); other switches and
+                # templates that read none keep their own defaults
+                out["enable_thinking"] = True
             return out
         if "enable_thinking" in self.switches:
             out["enable_thinking"] = on
@@ -131,15 +137,36 @@ class ChatFormat:
         does: a user quoting ``<think>`` or an earlier reply cut off mid-thought has no unclosed
         marker in the reply's tail, so it cannot turn the whole answer into reasoning.
         """
+        return self._reply_tail(prompt, continued) == "open"
+
+    def _reply_tail(self, prompt: str, continued: str = "") -> str | None:
+        """``"open"`` where the reply's tail of the prompt left a thinking block open, ``"closed"`` where it
+        ends one (a template that switched thinking off writes an empty block), None where it says neither
+        (the model may still open one). See :meth:`starts_in_reasoning`."""
         if self.reasoning is None:
-            return False
+            return None
         start, end = self.reasoning.start, self.reasoning.end
         if continued and prompt.endswith(continued):
             opened, closed = continued.rfind(start), continued.rfind(end)
             if opened >= 0 or closed >= 0:
-                return opened > closed
+                return "open" if opened > closed else "closed"
             prompt = prompt[:-len(continued)]  # no marker in it: the block is whatever the template left
-        return prompt.rstrip().endswith(start)
+        tail = prompt.rstrip()
+        return "open" if tail.endswith(start) else "closed" if tail.endswith(end) else None
+
+    def answer_grammar(self, grammar: str, prompt: str, continued: str = "", thinking: bool | None = None) -> str:
+        """``grammar`` (meant for the answer or the call(s): a response format, a forced call) held after the
+        thinking this reply may start with, so the thinking stays free and the budget's forced end marker is
+        text the grammar allows (:func:`~jan.templates.formats.after_thinking.after_thinking`). A block the
+        prompt opened must be closed first; where the prompt neither opened nor closed one and thinking is not
+        off (``thinking``: :meth:`thinking_on`), the model may open one. Thinking off, or a format without
+        thinking markers: ``grammar`` unchanged, from the first token."""
+        if self.reasoning is None:
+            return grammar
+        tail = self._reply_tail(prompt, continued)
+        if tail == "closed" or (tail is None and thinking is False):
+            return grammar
+        return after_thinking(grammar, self.reasoning, opened=tail == "open")
 
     @property
     def thinks(self) -> bool:
@@ -170,44 +197,36 @@ class ChatFormat:
 
     def grammar_options(
         self, tools: Sequence[Any], tool_choice: Any, *, parallel: bool = True, prompt: str = "",
-        continued: str = "", answer: str | None = None,
+        continued: str = "", answer: str | None = None, thinking: bool | None = None,
     ) -> dict[str, Any]:
         """Engine options that constrain tool calls: ``grammar`` (+ ``grammar_triggers`` for ``auto``).
 
-        ``required``/named: the grammar applies from the first token (after a
-        thinking block the prompt left open, if any). ``auto``: a lazy grammar
+        ``required``/named: the grammar applies after the thinking the reply may start with
+        (:meth:`answer_grammar`; ``thinking``: :meth:`thinking_on`). ``auto``: a lazy grammar
         that waits for the format's call marker outside thinking. ``none`` or
         no tools: nothing. Raises GrammarError for a bad tool_choice.
 
         ``answer``: a GBNF grammar the answer must match (a response format). It applies to the answer, never
         to a call: ``required``/named ignore it (the answer is a later turn's), ``none`` is the answer alone, and
-        ``auto`` is one grammar, from the first token, of either the call(s) or the answer (a lazy grammar
+        ``auto`` is one grammar, after the thinking, of either the call(s) or the answer (a lazy grammar
         leaves everything before its trigger free, so it cannot hold the answer to the format).
         """
         if not tools or tool_choice == "none":
-            return {"grammar": answer} if answer else {}
+            return {"grammar": self.answer_grammar(answer, prompt, continued, thinking)} if answer else {}
         grammar = call_grammar(self.tool_grammar, tools, "required" if tool_choice == "auto" else tool_choice, parallel=parallel)
-        thinking_open = self.starts_in_reasoning(prompt, continued)
         if tool_choice == "auto" and answer is not None:
             grammar = either_grammar(grammar, answer)
         elif tool_choice == "auto":
             if self.trigger is None:
                 return {}
-            if thinking_open and self.reasoning is not None:
+            if self.starts_in_reasoning(prompt, continued):
                 # only a marker after the end of thinking counts. Searched, not matched from ^: llama.cpp
                 # runs std::regex over the whole output so far, whose recursion grows with what a
                 # [\s\S]* spans; here it spans only the text between the end of thinking and the call.
                 pattern = re.escape(self.reasoning.end) + r"[\s\S]*?(" + self.trigger + ")"
                 return {"grammar": grammar, "grammar_triggers": [pattern]}
             return {"grammar": grammar, "grammar_triggers": ["(" + self.trigger + ")"]}
-        if thinking_open and self.reasoning is not None:
-            # let the model finish the thinking it was made to start (without '<'), then call. The blank
-            # run after the end of thinking is bounded: unbounded, a model (or a budget that just closed
-            # the block) can write whitespace until max_tokens and never reach the call it was made to write.
-            grammar = grammar.replace("root ::=", "root ::= think-body ", 1) + (
-                f'\nthink-body ::= [^<]* "{self.reasoning.end}" [ \\t\\n]{{0,4}}\n'
-            )
-        return {"grammar": grammar}
+        return {"grammar": self.answer_grammar(grammar, prompt, continued, thinking)}
 
 
 def _switches(src: str) -> tuple[str, ...]:

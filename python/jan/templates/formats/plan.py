@@ -162,14 +162,16 @@ class ChatPlan:
         """Blocking (builds a grammar): ``grammar`` (+ ``grammar_triggers`` for a lazy ``auto``) that makes
         tool calls in the format's own syntax and holds the answer to ``answer`` (the GBNF of a response
         format or a client grammar; :meth:`ChatFormat.grammar_options` says how they combine per tool_choice).
-        Without ``answer`` but ``constrained`` (the caller applies its own grammar): empty.
+        Without ``answer`` but ``constrained`` (the caller applies its own grammar): empty. The grammar holds
+        what follows the thinking, which stays free (:meth:`ChatFormat.answer_grammar`).
         Raises GrammarError for a bad tool_choice or schema."""
         if answer is None and self.constrained:
             return {}
+        thinking = self.fmt.thinking_on(self.reasoning.effort, self.reasoning.enabled)
         if not self.tools or self.tool_choice == "none":
-            return {"grammar": answer} if answer else {}
+            return {"grammar": self.fmt.answer_grammar(answer, prompt, self.continued, thinking)} if answer else {}
         return self.fmt.grammar_options(self.tools, self.tool_choice or "auto", parallel=self.parallel_tool_calls,
-                                        prompt=prompt, continued=self.continued, answer=answer)
+                                        prompt=prompt, continued=self.continued, answer=answer, thinking=thinking)
 
     def parser(self, prompt: str, **kw: Any) -> OutputParser:
         """A fresh output parser for one choice of this request."""
