@@ -33,6 +33,9 @@ ASK = "Weather in Paris?"
 ANSWER = {"type": "object", "properties": {"sky": {"type": "string", "enum": ["clear"]}},
           "required": ["sky"], "additionalProperties": False}
 CHAT_FORMAT = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER}}
+PARAMS = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris"]}},
+          "required": ["city"], "additionalProperties": False}
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": PARAMS}}]
 R1_TEMPLATE = "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"
 
 
@@ -110,11 +113,8 @@ def test_chat_model_that_opens_its_own_thinking_answers_in_the_schema(oai, effor
 
 
 def test_a_forced_call_still_follows_the_thinking(oai):
-    params = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris"]}},
-              "required": ["city"], "additionalProperties": False}
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": params}}]
     m = oai.chat.completions.create(model=R1, messages=[{"role": "user", "content": ASK}], max_tokens=300,
-                                    temperature=0, tools=tools, tool_choice="required",
+                                    temperature=0, tools=TOOLS, tool_choice="required",
                                     parallel_tool_calls=False).choices[0].message
     assert (getattr(m, "reasoning_content", None) or "").strip()
     assert [(c.function.name, json.loads(c.function.arguments)) for c in m.tool_calls] == [
@@ -187,6 +187,18 @@ def test_every_answer_grammar_follows_an_open_thinking_block(fmt):
     assert grammar.startswith("root ::= think-body-0 ")
     plan, prompt = _plan(R1_TEMPLATE, effort="none")
     assert plan.grammar_options(prompt, answer=answer)["grammar"] == answer  # thinking off: from the start
+
+
+@pytest.mark.parametrize("tools", [None, TOOLS], ids=["format", "forced-call"])
+def test_a_model_that_opens_its_own_thinking_may_think_first(tools):
+    # Qwen3's prompt opens no block: the model may open one before the answer or the call, or go straight to it
+    answer = json_schema_to_grammar(ANSWER)
+    plan, prompt = _plan("Qwen-Qwen3-0.6B")
+    plan.tools, plan.tool_choice = tools, "required"
+    assert plan.grammar_options(prompt, answer=answer)["grammar"].startswith('root ::= ( "<think>" think-body-0 ')
+    plan, prompt = _plan("Qwen-Qwen3-0.6B", effort="none")  # its template closes an empty block
+    plan.tools, plan.tool_choice = tools, "required"
+    assert "think-body" not in plan.grammar_options(prompt, answer=answer)["grammar"]
 
 
 def _accepts(rules: str, text: str) -> bool:
