@@ -32,10 +32,6 @@ struct BudgetState {
     }
 };
 
-bool ends_with(const std::string & s, const std::string & suffix) {
-    return !suffix.empty() && s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 const char * budget_name(const llama_sampler *) { return "jan-reasoning-budget"; }
 
 void budget_accept(llama_sampler * smpl, llama_token token) {
@@ -45,16 +41,22 @@ void budget_accept(llama_sampler * smpl, llama_token token) {
     const size_t keep = std::max(st->start.size(), st->end.size()) + 8;
     if (st->tail.size() > 2 * keep) st->tail.erase(0, st->tail.size() - keep);
     switch (st->phase) {
-        case Phase::Waiting:
-            if (ends_with(st->tail, st->start)) {
+        case Phase::Waiting: {
+            // Anywhere in the tail, not only at its end: a BPE token may run past the marker ("<th" "ink" ">Total"),
+            // and an earlier complete marker would already have been seen, so any found now is new.
+            const size_t at = st->start.empty() ? std::string::npos : st->tail.find(st->start);
+            if (at != std::string::npos) {
                 st->phase = Phase::Thinking;
                 st->spent = 0;
-                st->tail.clear();
+                st->tail.erase(0, at + st->start.size());  // what follows the marker is thinking already
+                if (!st->end.empty() && st->tail.find(st->end) != std::string::npos) st->phase = Phase::Done;
             }
             break;
+        }
         case Phase::Thinking:
             st->spent++;
-            if (ends_with(st->tail, st->end)) st->phase = Phase::Done;
+            // (likewise: the end marker may close inside a token that goes on with the answer)
+            if (!st->end.empty() && st->tail.find(st->end) != std::string::npos) st->phase = Phase::Done;
             break;
         case Phase::Closing:
             if (++st->forced >= st->closing.size()) st->phase = Phase::Done;

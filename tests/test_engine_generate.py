@@ -182,3 +182,19 @@ def test_llama_log_goes_to_python_logging(stories_path, caplog):
     with caplog.at_level(logging.DEBUG, logger="jan.llama"):
         jan.Model(stories_path, n_ctx=64).close()
     assert any(r.name == "jan.llama" and "llama" in r.getMessage() for r in caplog.records)
+
+
+def test_a_thinking_marker_inside_a_token_starts_and_ends_the_budget(stories):
+    # The greedy story goes ", there was a little girl": "re wa" opens "thinking" inside the token " was" (a BPE
+    # token can run past a marker, as "<th" "ink" ">Total" does on Qwen's vocabulary); the budget must see it there,
+    # not only where a token ends exactly at the marker, and close the block after its 2 tokens.
+    plain = stories.generate("Once upon a time", max_tokens=12, temperature=0).text
+    assert plain.startswith(", there was a little")
+    capped = stories.generate("Once upon a time", max_tokens=12, temperature=0, reasoning_budget=2,
+                              reasoning_start="re wa", reasoning_end="END").text
+    assert capped.startswith(", there was a little") and "END" in capped, capped
+    # an end marker inside a token closes the block too ("as a lit" ends inside " little", the budget's third
+    # token): the block is over, so nothing is forced where the budget runs out
+    ended = stories.generate("Once upon a time", max_tokens=12, temperature=0, reasoning_budget=3,
+                             reasoning_start=", th", reasoning_end="as a lit").text
+    assert ended == plain
