@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import os
@@ -344,8 +345,12 @@ class Model:
         self.adaptive_threads = _adaptive_threads(adaptive_threads)
         self._embedder = None
         self._embedder_lock = threading.Lock()
-        self._embeds_running = 0  # embed() calls computing now (they have no scheduler to count them)
-        self._embeds_lock = threading.Lock()
+        # uses of the model outside the scheduler (embed() calls, hold() blocks), which has none of them in its
+        # counters: how many run now, how many began since load, and this thread's nesting (one use, counted once)
+        self._uses_running = 0
+        self._uses_started = 0
+        self._uses_lock = threading.Lock()
+        self._use_depth = threading.local()
         self._scheduler = None
         self._closed = False
         #: Requests that may wait for a slot (beyond ``n_parallel`` running) before QueueFullError.
@@ -680,6 +685,12 @@ class Model:
         (llama-server's per-token vectors) raises ValueError rather than pooling anyway (a model whose own
         header says none is mean-pooled). Token ids outside the vocabulary raise ValueError naming the input.
         """
+        # busy from its first step (tokenizing, making the embedding context: slow), not from its first decode:
+        # a model that looks idle meanwhile is unloaded for a load of another one (keep-alive, max_loaded)
+        with self.hold():
+            return self._embed(inputs, normalize, pooling)
+
+    def _embed(self, inputs, normalize: bool, pooling: str | None) -> np.ndarray:
         if self._closed:
             raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
         if self.vocab_only:
@@ -699,16 +710,46 @@ class Model:
         if not batch:
             raise ValueError("inputs: at least one input is required")
         embedder = self._get_embedder(pooling)
-        with self._embeds_lock:
-            self._embeds_running += 1  # counted as busy: no keep-alive or room-making unload cancels it
         try:
             return embedder.embed(batch, bool(normalize))
         except ModelClosedError:  # close() cancelled it between two decodes (an admin's stop, shutdown)
             raise EmbeddingCancelledError(f"model '{self.id}' was unloaded while embedding: the embedding was "
                                           "stopped before it finished") from None
+
+    @contextlib.contextmanager
+    def hold(self):
+        """Count the caller's use of the model as a running request for the whole block: a :class:`ModelPool`
+        unloads it neither to make room for another model nor at its keep-alive while the block runs (only an
+        explicit stop does), and a claim the pool made for the caller's request ends here, as a submit ends it.
+        For work on the model that is not a generation (:meth:`embed` holds it itself), and for work before one
+        (tokenizing, encoding media) that must find the model still loaded. Nested holds in one thread are one
+        use."""
+        depth = getattr(self._use_depth, "n", 0)
+        if depth == 0:
+            with self._uses_lock:
+                self._uses_running += 1
+                self._uses_started += 1
+        self._use_depth.n = depth + 1
+        try:
+            yield self
         finally:
-            with self._embeds_lock:
-                self._embeds_running -= 1
+            self._use_depth.n = depth
+            if depth == 0:
+                with self._uses_lock:
+                    self._uses_running -= 1
+
+    def activity(self) -> tuple[int, bool]:
+        """``(started, busy)``: requests begun since load (generations submitted, :meth:`hold` uses begun) and
+        whether one is queued or running now — each part read in one snapshot, so that a request just begun
+        shows in one or the other (the pool's claims count on it)."""
+        with self._uses_lock:
+            started, busy = self._uses_started, self._uses_running > 0
+        scheduler = self._scheduler
+        if scheduler is not None:
+            m = scheduler.metrics()
+            started += m.requests_total
+            busy = busy or m.slots_busy > 0 or m.queue_depth > 0
+        return started, busy
 
     def _get_embedder(self, pooling: str | None):
         pooling = _pooling(pooling) or self._pooling
@@ -749,12 +790,7 @@ class Model:
     def busy(self) -> bool:
         """Whether a request is queued or running: a generation, or an embedding (the pool never unloads a busy
         model but by an explicit stop)."""
-        if self._embeds_running:
-            return True
-        if self._scheduler is None:
-            return False
-        m = self._scheduler.metrics()
-        return m.slots_busy > 0 or m.queue_depth > 0
+        return self.activity()[1]
 
     def close(self) -> None:
         """Stop the engine thread (running requests end as ``cancelled``) and free the context."""

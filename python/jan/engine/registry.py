@@ -59,8 +59,9 @@ class _Entry:
     loaded_at: float
     last_used: float
     keep_alive: float | None = None  # this model's own idle limit (seconds, inf: forever); None: the engine's
-    # hand-outs (claim=True) whose requests were not submitted yet: the model's requests_total must reach
-    # claim_base + claims for all of them to be in (then the model is busy, or done with them)
+    # hand-outs (claim=True) whose requests were not begun yet: the requests the model began (Model.activity:
+    # generations submitted, embeddings and holds begun) must reach claim_base + claims for all of them to be in
+    # (then the model is busy, or done with them)
     claims: int = 0
     claim_base: int = 0
     claim_until: float = 0.0  # monotonic time the claims lapse at, submitted or not
@@ -219,6 +220,16 @@ class ModelPool:
             raise ModelClosedError(f"model '{model_id}' cannot be loaded: the model pool is closed")
         return model
 
+    @contextlib.contextmanager
+    def using(self, model_id: str, path: str, **options) -> Iterator[Model]:
+        """:meth:`load` the model and hold it (:meth:`Model.hold`) for the block: for a caller whose use is not
+        one generation submitted at once — an embedding, tokenizing, several calls in a row — so that no load of
+        another model unloads it before or while the block runs (one waits for the block to end; only
+        :meth:`unload` and :meth:`close` stop it). Holds are served in line with loads, as :meth:`load` is."""
+        model = self.load(model_id, path, claim=True, **options)
+        with model.hold():  # ends the claim: from here the model is busy
+            yield model
+
     def _holds(self, model_id: str, path: str, options: dict) -> bool:
         """Whether the model is loaded as asked (a load hands it out without loading anything)."""
         with self._lock:
@@ -356,33 +367,30 @@ class ModelPool:
         self._models.move_to_end(model_id)
         return entry.model
 
-    @staticmethod
-    def _submitted(model: Model) -> int:
-        return model.metrics().get("requests_total", 0)
-
     def _claim(self, entry: _Entry, now: float) -> None:
-        if "requests_total" not in entry.model.metrics():
-            return  # no generation engine (an embedding model): no submit would ever end the claim
         if entry.claims == 0 or now >= entry.claim_until:
-            entry.claims, entry.claim_base = 0, self._submitted(entry.model)
+            entry.claims, entry.claim_base = 0, entry.model.activity()[0]
         entry.claims += 1
         entry.claim_until = now + CLAIM_GRACE_S
 
     def _in_use(self, entry: _Entry) -> bool:
-        """Under the lock: whether unloading the model now would fail a request — one running or queued, or
-        one it was handed out for (``claim``) and not submitted yet."""
-        if self._running(entry):
+        """Under the lock: whether unloading the model now would fail a request — one running or queued (a
+        generation, an embedding, any :meth:`Model.hold`), or one it was handed out for (``claim``) and not begun
+        yet. One snapshot of both: a request that begins between two reads would show as neither."""
+        started, busy = entry.model.activity()
+        if busy:
             return True
         if entry.claims:
-            if time.monotonic() < entry.claim_until and self._submitted(entry.model) < entry.claim_base + entry.claims:
+            if time.monotonic() < entry.claim_until and started < entry.claim_base + entry.claims:
                 return True
-            entry.claims = 0  # all submitted (and ended), or lapsed
+            entry.claims = 0  # all begun (and ended), or lapsed
         return False
 
     @staticmethod
     def _running(entry: _Entry) -> bool:
         """Under the lock: whether a request is queued or running on the model (``Model.busy``: the engine counts a
-        request taken from its queue as queued until it holds its slot, so no moment shows it as neither)."""
+        request taken from its queue as queued until it holds its slot, so no moment shows it as neither; an
+        embedding or a :meth:`Model.hold` counts from its start to its end)."""
         return entry.model.busy
 
     def set_keep_alive(self, model_id: str, seconds: float | None) -> None:

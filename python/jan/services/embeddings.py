@@ -36,10 +36,13 @@ class EmbeddingService:
                                f"(it cannot shorten them)", param="dimensions", code="invalid_value")
 
         def run() -> tuple[list[list[int]], object]:
-            tokens = [model.tokenize(x) if isinstance(x, str) else list(x) for x in request.inputs]
-            if request.truncate:
-                tokens = [t[: model.n_ctx_embed] for t in tokens]
-            return tokens, model.embed(tokens)
+            # held from the first token on (the claim acquire made ends here): tokenizing and making the
+            # embedding context take long enough for a load of another model to unload one that looks idle
+            with model.hold():
+                tokens = [model.tokenize(x) if isinstance(x, str) else list(x) for x in request.inputs]
+                if request.truncate:
+                    tokens = [t[: model.n_ctx_embed] for t in tokens]
+                return tokens, model.embed(tokens)
 
         try:
             tokens, vectors = await off_loop(run)
