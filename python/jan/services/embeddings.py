@@ -31,14 +31,14 @@ class EmbeddingService:
             return await target.engine.embed(target.model, request)
         local = await target.engine.acquire(target.model)
         model = local.model
-        if request.dimensions is not None and request.dimensions != model.info.n_embd:
-            raise RequestError(f"dimensions: this model returns {model.info.n_embd}-dimensional embeddings "
-                               f"(it cannot shorten them)", param="dimensions", code="invalid_value")
 
         def run() -> tuple[list[list[int]], object]:
-            # held from the first token on (the claim acquire made ends here): tokenizing and making the
-            # embedding context take long enough for a load of another model to unload one that looks idle
+            # held from here (the claim acquire made ends: a refused request holds the model no longer): tokenizing
+            # and making the embedding context take long enough for a load of another model to unload one idle
             with model.hold():
+                if request.dimensions is not None and request.dimensions != model.info.n_embd:
+                    raise RequestError(f"dimensions: this model returns {model.info.n_embd}-dimensional embeddings "
+                                       f"(it cannot shorten them)", param="dimensions", code="invalid_value")
                 tokens = [model.tokenize(x) if isinstance(x, str) else list(x) for x in request.inputs]
                 if request.truncate:
                     tokens = [t[: model.n_ctx_embed] for t in tokens]
