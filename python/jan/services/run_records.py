@@ -42,7 +42,7 @@ from typing import Any
 
 import filelock
 
-from jan.core.fs import atomic_write_text
+from jan.core.fs import atomic_write_bytes, atomic_write_text
 from jan.services.run_steps import interrupted_steps
 from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
@@ -177,7 +177,18 @@ def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
         return
     if live:
         leases.take(record["id"])
-    atomic_write_text(path, json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+    try:
+        # the runs folder only, never its thread's: a thread deleted since the check must not come back as a
+        # folder holding nothing but this record
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    except FileNotFoundError:
+        # the thread was deleted between the check above and the write: nothing left to lease (kept, the lease
+        # file outlived the thread until this process ended)
+        if path.parent.parent.is_dir():
+            raise
+        leases.release(record["id"])
+        return
     if not live:
         leases.release(record["id"])
 

@@ -881,6 +881,9 @@ class RunService:
         self._settled: set[str] = set()
         #: Set by :meth:`interrupt_all`: jan is stopping, no run starts or goes on any more.
         self._stopping = False
+        #: Starts under way (:meth:`start`): a stop of jan waits for them, so that a run claimed as it began is
+        #: stopped with the others, not left generating while the extensions stop under it.
+        self._starts: set[asyncio.Future] = set()
         #: Looks for cancels asked by other processes while runs are active here (:meth:`_watch_cancels`).
         self._watcher: asyncio.Task | None = None
         # A deleted thread takes its runs with it: the active ones are cancelled (their model slot freed at once)
@@ -986,6 +989,8 @@ class RunService:
         self._stopping = True
         if self._watcher is not None:  # every run here stops now: no cancel of another process's to hear
             self._watcher.cancel()
+        if self._starts:  # (each one past its check stops its run itself: _start)
+            await asyncio.wait(list(self._starts), timeout=grace)
         running = [run for run in self._runs.values() if run.active]
         for run in running:
             self.stop(run, INTERRUPTED)
@@ -1309,11 +1314,17 @@ class RunService:
         holding the thread is a :class:`RequestError`, ``run_active``), the tools, the additional messages,
         the pending assistant message, the title. Execute it with :meth:`execute`."""
         check_tool_entries(list(req.tools) if req.tools is not None else None, param="tools")
-        async with self._thread_lock(req.thread_id):
-            self._refuse_if_stopping()
-            # checked and claimed in one step: the new run holds the thread (in_progress) before the lock goes
-            await self._refuse_if_held(req.thread_id)
-            return await self._start(req)
+        started = asyncio.get_running_loop().create_future()
+        self._starts.add(started)
+        try:
+            async with self._thread_lock(req.thread_id):
+                self._refuse_if_stopping()
+                # checked and claimed in one step: the new run holds the thread (in_progress) before the lock goes
+                await self._refuse_if_held(req.thread_id)
+                return await self._start(req)
+        finally:
+            self._starts.discard(started)
+            started.set_result(None)
 
     async def start_on_new_thread(self, thread: dict[str, Any], req: RunRequest) -> tuple[dict[str, Any], Run]:
         """Create ``thread`` (as the conversational extension's ``create_thread`` takes it) and :meth:`start`
@@ -1408,6 +1419,8 @@ class RunService:
         if last_user is not None:
             bus.emit_nowait(MessageSent(thread_id=req.thread_id, message=last_user))
         self._remember(run)
+        if self._stopping:  # interrupt_all began while this start was under way: it waited for it (_starts)
+            self.stop(run, INTERRUPTED)
         run.publish("thread.run.created", run_record(run))
         run.status, run.started_at = "in_progress", int(time.time())
         run.publish("thread.run.in_progress", run_record(run))
@@ -1436,16 +1449,53 @@ class RunService:
         if patch:
             try:
                 await store.update_thread(thread["id"], patch)
+            except NotFoundError as exc:  # deleted by a client meanwhile: its runs end as it goes (_thread_deleted)
+                log.info("thread %s not titled after its first exchange: %s", thread["id"], exc)
             except Exception as exc:  # noqa: BLE001 - the run goes on
                 log.warning("could not update thread %s after its first exchange: %s", thread["id"], exc)
 
     # -- executing it ------------------------------------------------------------------
+    def launch(self, run: Run, on_delta: OnDelta = _ignore, *, listener_gone: Callable[[], bool] = lambda: False,
+               continue_text: str | None = None) -> asyncio.Task:
+        """:meth:`execute` the run's next leg in a task of its own. A task cancelled before its first step runs no
+        line of the leg, so nothing of it would end the run: the leg's end is then made here (a stop before the
+        first turn), and the run never stays active with its stream silent and its leases held."""
+        task = asyncio.ensure_future(self.execute(run, on_delta, listener_gone=listener_gone,
+                                                  continue_text=continue_text))
+
+        def ended(_task: asyncio.Task) -> None:
+            if run.active and not run.finished.is_set():
+                asyncio.ensure_future(self._end_unrun_leg(run, continue_text))
+
+        task.add_done_callback(ended)
+        return task
+
+    async def _end_unrun_leg(self, run: Run, continue_text: str | None) -> None:
+        """End a leg whose task was cancelled before it ran (:meth:`launch`) as a stop before its first turn ends
+        it: a new reply with nothing written goes (``cancelled``), a resumed one is kept with its text; a stop of
+        jan leaves it ``interrupted``. A ``submit_tool_outputs`` leg that never took its answers in is abandoned."""
+        run.stop_reason = run.stop_reason or "cancelled"
+        try:
+            if run.answers is not None or run.message is None:
+                raise LookupError("no reply of this leg's to end")
+            policy = getattr(run, "_policy", None) or await self._policy_of(run)
+            execution = _Execution(self, run, policy)
+            if continue_text is not None:
+                execution.text = continue_text
+            await execution._finish("stopped", None)
+        except Exception:  # noqa: BLE001 - ended all the same, as any leg that cannot go on
+            await self._abandon(run, asyncio.CancelledError())
+
     async def execute(self, run: Run, on_delta: OnDelta = _ignore, *,
                       listener_gone: Callable[[], bool] = lambda: False, continue_text: str | None = None) -> None:
         """Run the next leg: stream the reply into the thread, running tools as the policy allows, until the
         model answers, the run needs the user (``requires_action``) or it stops. ``on_delta`` hears each
         piece; ``listener_gone()`` true (checked per piece) stops the run as "client disconnected".
         Never raises but ``CancelledError`` (the reply is saved as ``stopped`` first)."""
+        # Known as the run's task only now that it runs: a task cancelled before its first step never runs a line,
+        # so nothing would end the run (its stream silent for good, its lease held). Until now a stop (a thread
+        # deleted, a stop of jan) only asks (``cancel_requested``), which the leg hears before its first turn.
+        run.task = asyncio.current_task()
         self._watch_cancels()  # a cancel another process asks for must reach this leg
         policy = getattr(run, "_policy", None)
         if policy is None:
@@ -1457,7 +1507,10 @@ class RunService:
             await execution.drive(continue_text=continue_text)
         except Exception as exc:  # a failure outside a model turn (the store, a tool's bookkeeping)
             # drive() ends the legs it knows how to; this one must end too, or the run holds its thread for good
-            log.exception("run %s: its leg failed", run.id)
+            if isinstance(exc, NotFoundError):  # a client deleted its thread or a message: no fault of jan's
+                log.info("run %s ended: %s", run.id, exc)
+            else:
+                log.exception("run %s: its leg failed", run.id)
             # (while a submit's answers are taken in, run.message is the calling turn's, saved: not this leg's)
             if run.active and run.message is not None and not execution.answering_phase:
                 with contextlib.suppress(Exception):
@@ -1952,6 +2005,11 @@ class _Execution:
                 if not await self._tool_step(calls, saved=True):
                     return  # requires_action
             while True:
+                if run.cancel_requested.is_set():
+                    # asked before this turn began (before the leg's task ran, or between a tool step and the
+                    # next turn): no turn is started, the leg ends as a stop at a piece would end it
+                    await self._finish("stopped", None)
+                    return
                 if continue_text:
                     self.text = continue_text
                     self.continued_tokens = await self._token_count(continue_text)

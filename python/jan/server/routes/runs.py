@@ -291,8 +291,8 @@ async def _serve_leg(request: web.Request, run: Run, *, stream: bool, after: int
     run.detached = not stream
     detached = run.background or not stream
     gone = (lambda: False) if detached else _client_gone(request)
-    task = asyncio.ensure_future(runs.execute(run, listener_gone=gone, continue_text=continue_text))
-    run.task = task
+    # (the leg makes itself the run's task once it runs: RunService.execute)
+    task = runs.launch(run, listener_gone=gone, continue_text=continue_text)
     if not stream:
         return json_response(run_object(run))
     sse = SSEStream(request)
