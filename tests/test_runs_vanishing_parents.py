@@ -140,6 +140,12 @@ def test_a_record_whose_thread_vanishes_mid_write_releases_its_lease(tmp_path, m
     run_records.save_record(data, {**record, "status": "cancelled"})  # gone already: skipped
     assert _leases(data) == [] and not thread.exists()
 
+    # a cancel asked of another process as the thread goes: not written around a folder made again either
+    (thread / "runs").mkdir(parents=True)
+    monkeypatch.setattr(run_records, "atomic_write_bytes", vanishing)
+    run_records.ask_cancel(data, "thread_1", "run_abc")
+    assert not thread.exists()
+
 
 def test_a_run_starting_as_jan_stops_is_interrupted_with_its_reply_saved(server, tmp_path):
     """The shutdown path SIGTERM and SIGINT both take (on_shutdown: interrupt_all) meets a run past its checks but

@@ -42,7 +42,7 @@ from typing import Any
 
 import filelock
 
-from jan.core.fs import atomic_write_bytes, atomic_write_text
+from jan.core.fs import atomic_write_bytes
 from jan.services.run_steps import interrupted_steps
 from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
@@ -140,7 +140,12 @@ def ask_cancel(data_folder: str | Path, thread_id: str, run_id: str) -> None:
     path = cancel_marker_path(data_folder, thread_id, run_id)
     if not path.parent.parent.is_dir():
         return
-    atomic_write_text(path, json.dumps({"run_id": run_id, "asked_at": int(time.time())}))
+    try:
+        path.parent.mkdir(exist_ok=True)  # the runs folder only: a thread deleted meanwhile stays deleted
+        atomic_write_bytes(path, json.dumps({"run_id": run_id, "asked_at": int(time.time())}).encode("utf-8"))
+    except FileNotFoundError:
+        if path.parent.parent.is_dir():
+            raise
 
 
 def cancels_asked(data_folder: str | Path, runs: list[tuple[str, str]]) -> set[str]:
