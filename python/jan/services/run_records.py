@@ -143,7 +143,7 @@ def ask_cancel(data_folder: str | Path, thread_id: str, run_id: str) -> None:
     try:
         path.parent.mkdir(exist_ok=True)  # the runs folder only: a thread deleted meanwhile stays deleted
         atomic_write_bytes(path, json.dumps({"run_id": run_id, "asked_at": int(time.time())}).encode("utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, FileExistsError):  # (mkdir: the folder there as it looked, gone as it checked)
         if path.parent.parent.is_dir():
             raise
 
@@ -187,7 +187,7 @@ def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
         # folder holding nothing but this record
         path.parent.mkdir(exist_ok=True)
         atomic_write_bytes(path, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, FileExistsError):  # (mkdir: the folder there as it looked, gone as it checked)
         # the thread was deleted between the check above and the write: nothing left to lease (kept, the lease
         # file outlived the thread until this process ended)
         if path.parent.parent.is_dir():
