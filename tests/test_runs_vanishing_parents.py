@@ -56,7 +56,8 @@ def test_a_leg_stopped_before_its_task_ran_still_ends_the_run(server, tmp_path):
             run = await runs.start(RunRequest(thread_id=tid, sampling=SamplingOptions(max_tokens=30)))
             leg = runs.launch(run)  # as the route launches it: not started yet
             runs._cancel_leg(run)  # what POST .../cancel and a deleted thread do to a leg
-            await asyncio.wait_for(asyncio.shield(leg), WAIT_S)
+            await asyncio.wait([leg], timeout=WAIT_S)  # (the leg may end cancelled: a stop cancels its task)
+            await asyncio.wait_for(run.finished.wait(), WAIT_S)
             _ended_whole(run)
             assert run.status == "cancelled", run.status
 
@@ -85,7 +86,8 @@ def test_a_thread_deleted_as_its_run_starts_ends_the_run(server, tmp_path):
         run = await runs.start(RunRequest(thread_id=tid, sampling=SamplingOptions(max_tokens=30)))
         leg = runs.launch(run)
         await runs.conversations().delete_thread(tid)
-        await asyncio.wait_for(asyncio.shield(leg), WAIT_S)
+        await asyncio.wait([leg], timeout=WAIT_S)  # (the leg may end cancelled: a stop cancels its task)
+        await asyncio.wait_for(run.finished.wait(), WAIT_S)
         _ended_whole(run)
 
     async def new_thread() -> str:
@@ -172,7 +174,8 @@ def test_a_run_starting_as_jan_stops_is_interrupted_with_its_reply_saved(server,
         run = await asyncio.wait_for(starting, WAIT_S)
         leg = runs.launch(run)  # as the route launches it
         assert await asyncio.wait_for(stopping, WAIT_S * 3) == 1
-        await asyncio.wait_for(asyncio.shield(leg), WAIT_S)
+        await asyncio.wait([leg], timeout=WAIT_S)  # (the leg may end cancelled: a stop cancels its task)
+        await asyncio.wait_for(run.finished.wait(), WAIT_S)
         assert run.status == "interrupted" and run.finished.is_set(), run.status
         assert [name for name, _data in run.events][-2:] == ["error", "done"]
         message = await runs.conversations().get_message(tid, run.message["id"])
