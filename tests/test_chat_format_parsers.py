@@ -101,3 +101,15 @@ def test_request_kwargs_win_and_bad_values_are_value_errors():
     assert ReasoningRequest.from_request({"think": "low", "reasoning_budget": -1}).budget_tokens is None
     assert ReasoningRequest.from_request({"think": False}).enabled is False
     assert ReasoningRequest.from_request({}, {"reasoning_budget": 64}).budget_tokens == 64
+
+
+def test_a_budget_of_zero_renders_thinking_off():
+    # llama-server's --reasoning-budget 0: the template renders thinking off (Qwen3 writes its empty, closed block)
+    # rather than opening a block the engine must close at once; an explicit switch on still wins
+    fmt = detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text())
+    for body, settings in (({"reasoning_budget": 0}, None), ({}, {"reasoning_budget": 0})):
+        reasoning = ReasoningRequest.from_request(body, settings)
+        assert reasoning.enabled is False and reasoning.budget_tokens == 0
+        assert ChatPlan(fmt, reasoning).template_kwargs()["enable_thinking"] is False
+    assert ReasoningRequest.from_request({"reasoning_budget": 0, "think": True}).enabled is True
+    assert ReasoningRequest.from_request({"reasoning_budget": 5}).enabled is None

@@ -84,6 +84,10 @@ class ReasoningRequest:
             budget = body.get("thinking_budget_tokens")
         if budget is None:
             budget = settings.get("reasoning_budget")
+        if budget == 0 and enabled is None and not isinstance(budget, bool):
+            # no thinking at all: the template renders it off (as llama-server's --reasoning-budget 0 does), not
+            # an opened block the engine closes at once; an explicit switch on still wins
+            enabled = False
         return cls(
             effort=effort if effort is not None else settings.get("reasoning_effort"),
             enabled=enabled,
