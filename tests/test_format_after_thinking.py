@@ -105,7 +105,7 @@ def test_chat_without_thinking_answers_in_the_schema_from_the_start(oai):
 
 @pytest.mark.parametrize("effort", [None, "none"], ids=["thinking-default", "thinking-off"])
 def test_chat_model_that_opens_its_own_thinking_answers_in_the_schema(oai, effort):
-    # Qwen3's prompt opens no block: the grammar lets the model open one, or answer at once
+    # Qwen3's prompt opens no block: by default the grammar holds from the first token; off, the block is closed
     extra = {"reasoning_effort": effort} if effort else {}
     m = oai.chat.completions.create(model=QWEN3, messages=[{"role": "user", "content": ASK}], max_tokens=200,
                                     temperature=0, response_format=CHAT_FORMAT, **extra).choices[0].message
@@ -191,11 +191,15 @@ def test_every_answer_grammar_follows_an_open_thinking_block(fmt):
 
 @pytest.mark.parametrize("tools", [None, TOOLS], ids=["format", "forced-call"])
 def test_a_model_that_opens_its_own_thinking_may_think_first(tools):
-    # Qwen3's prompt opens no block: the model may open one before the answer or the call, or go straight to it
+    # Qwen3's prompt opens no block: asked to think, the model may open one before the answer or the call, or go
+    # straight to it; by default the grammar holds from the first token, as llama.cpp's (a forced call at once)
     answer = json_schema_to_grammar(ANSWER)
-    plan, prompt = _plan("Qwen-Qwen3-0.6B")
+    plan, prompt = _plan("Qwen-Qwen3-0.6B", effort="high")
     plan.tools, plan.tool_choice = tools, "required"
     assert plan.grammar_options(prompt, answer=answer)["grammar"].startswith('root ::= ( "<think>" think-body-0 ')
+    plan, prompt = _plan("Qwen-Qwen3-0.6B")
+    plan.tools, plan.tool_choice = tools, "required"
+    assert "think-body" not in plan.grammar_options(prompt, answer=answer)["grammar"]
     plan, prompt = _plan("Qwen-Qwen3-0.6B", effort="none")  # its template closes an empty block
     plan.tools, plan.tool_choice = tools, "required"
     assert "think-body" not in plan.grammar_options(prompt, answer=answer)["grammar"]

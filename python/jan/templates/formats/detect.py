@@ -158,13 +158,14 @@ class ChatFormat:
         """``grammar`` (meant for the answer or the call(s): a response format, a forced call) held after the
         thinking this reply may start with, so the thinking stays free and the budget's forced end marker is
         text the grammar allows (:func:`~jan.templates.formats.after_thinking.after_thinking`). A block the
-        prompt opened must be closed first; where the prompt neither opened nor closed one and thinking is not
-        off (``thinking``: :meth:`thinking_on`), the model may open one. Thinking off, or a format without
-        thinking markers: ``grammar`` unchanged, from the first token."""
+        prompt opened must be closed first; where the prompt neither opened nor closed one, the model may open
+        one only when the request turned thinking on (``thinking``: :meth:`thinking_on`): by default the grammar
+        holds from the first token there, as llama.cpp's does (a forced call comes at once, not after thinking
+        that may run to max_tokens). Thinking off, or a format without thinking markers: ``grammar`` unchanged."""
         if self.reasoning is None:
             return grammar
         tail = self._reply_tail(prompt, continued)
-        if tail == "closed" or (tail is None and thinking is False):
+        if tail == "closed" or (tail is None and thinking is not True):
             return grammar
         return after_thinking(grammar, self.reasoning, opened=tail == "open")
 
