@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from api_helpers import Client, post_form, running
-from test_threads_attachments import model_requests, rendered, run_of
+from api_helpers import Client, running
+from test_threads_attachments import model_requests, rendered, run_of, upload
 
 from jan.cli.conversation import LocalThreads, ServerThreads, history_of
 from jan.cli.inference import _typed_parts
@@ -26,12 +26,6 @@ RULES = "Answer in one short sentence.\n"
 def srv(tmp_path_factory, stories_path):
     with running(tmp_path_factory.mktemp("continued") / "data", stories_path) as server:
         yield server
-
-
-def upload(srv, filename: str, content: bytes) -> str:
-    status, body = post_form(srv.base_url, {"purpose": "assistants"}, filename=filename, content=content)
-    assert status == 200, body
-    return body["id"]
 
 
 def attached(file_id: str) -> list[dict[str, Any]]:
