@@ -336,6 +336,74 @@ def test_stop_signals_wait_for_a_save(monkeypatch):
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
 
 
+_STUCK_AFTER_SIGNAL = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from jan.cli.inference import StopSignals, Terminated
+
+stops = StopSignals(deadline_s=0.5, report=Path(sys.argv[1])).__enter__()
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(12000):
+        time.sleep(0.01)
+except Terminated:
+    pass
+threading.Event().wait()  # what a cleanup that never returns would do
+"""
+
+
+def test_a_stop_signal_ends_the_process_when_something_holds_it_up(tmp_path):
+    """After SIGTERM/SIGHUP `jan chat` ends itself within its deadline whatever holds the process up (an unload,
+    an extension, a thread the interpreter waits for at exit), saying in the data folder's log where it stuck."""
+    report = tmp_path / "logs" / "jan-chat.log"
+    proc = subprocess.run([sys.executable, "-c", _STUCK_AFTER_SIGNAL, str(report)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    text = report.read_text()
+    assert "still running" in text and "Thread" in text and "_STUCK" not in text, text
+
+
+def test_closing_a_local_stream_closes_it_while_a_step_runs():
+    """Ctrl-C (or a stop signal) may land while a step of a local stream is still running on the runtime's loop
+    (its future already dropped): closing then cancels that step and closes the stream, so the engine request
+    behind it is cancelled now, not left generating until the model is unloaded."""
+    import asyncio
+    import threading
+
+    from jan.cli.local import LocalRuntime, SyncStream
+
+    class Runtime:  # LocalRuntime's loop and call(), without extensions
+        loop = asyncio.new_event_loop()
+        call = LocalRuntime.call
+
+    runtime = Runtime()
+    thread = threading.Thread(target=runtime.loop.run_forever, daemon=True)
+    thread.start()
+    closed = threading.Event()
+    waiting = threading.Event()
+
+    async def stream():
+        try:
+            yield 1
+            waiting.set()
+            await asyncio.Event().wait()  # the next piece never comes
+            yield 2
+        finally:
+            closed.set()
+
+    try:
+        sync = SyncStream(runtime, stream())
+        assert next(sync) == 1
+        asyncio.run_coroutine_threadsafe(sync._next(), runtime.loop)  # a step whose caller was interrupted
+        assert waiting.wait(60)
+        sync.close()
+        assert closed.wait(60) and sync.closed
+        assert list(sync) == []
+    finally:
+        runtime.loop.call_soon_threadsafe(runtime.loop.stop)
+        thread.join(60)
+
+
 # --------------------------------------------------------------------------- 7. smaller ones
 
 

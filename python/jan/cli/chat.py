@@ -22,7 +22,7 @@ from jan.cli.common import (
 )
 from jan.cli.conversation import history_of, open_threads, thread_assistants
 from jan.cli.images import content_text, image_part, user_content
-from jan.cli.inference import StopSignals, default_model, open_backend, refuse_images
+from jan.cli.inference import STOP_DEADLINE_S, StopSignals, default_model, open_backend, refuse_images
 from jan.cli.run import collect_options, load_options, sampling_options, show_thought, think_option
 from jan.cli.tools import MAX_STEPS
 
@@ -482,7 +482,9 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
             pass
     ask = PromptReader(interactive)
     session.confirm = ask
-    stops = session.stops = StopSignals().__enter__()
+    # a stop signal ends this process within STOP_DEADLINE_S whatever holds it up; where it stuck goes to the log
+    stops = session.stops = StopSignals(deadline_s=STOP_DEADLINE_S,
+                                        report=conn.data_folder / "logs" / "jan-chat.log").__enter__()
     try:
         if thread_id:
             session.resume(thread_id)

@@ -46,6 +46,11 @@ def interrupts_stay_on_this_thread():
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+#: Seconds a command may go on after SIGTERM/SIGHUP (stopping, saving, letting go of the model) before it ends
+#: itself (:class:`StopSignals`); systemd's own default before SIGKILL is 90.
+STOP_DEADLINE_S = 30.0
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised where Ctrl-C's KeyboardInterrupt would be, so every place that stops a
     generation and keeps its partial reply for Ctrl-C does the same for them."""
@@ -64,12 +69,21 @@ class StopSignals:
     Inside :meth:`held` (a save in progress), a signal is only noted: a save cut in half would lose what the
     signal handling is there to keep. A second signal is ignored for the same reason. On SIGHUP the terminal is
     gone: output goes to /dev/null from then on, or the first write (EIO) would end the command before the save.
-    Installed only on the main thread (Python runs handlers there); elsewhere it does nothing."""
+    Installed only on the main thread (Python runs handlers there); elsewhere it does nothing.
 
-    def __init__(self) -> None:
+    ``deadline_s`` (a command's process, never a library caller's): a signal is an order to end, which a service
+    manager enforces with SIGKILL, losing the save. So from the signal on, the process ends itself after
+    ``deadline_s`` seconds if stopping the answer, saving it and letting go of the model and extensions have not
+    ended it by then — a save still in progress is waited for (as long again) — with 128 + the signal, all
+    threads' stacks written to ``report`` (the data folder's log) to say where it stuck."""
+
+    def __init__(self, *, deadline_s: float | None = None, report: Path | None = None) -> None:
         self.signum: int | None = None
         self._held = 0
         self._previous: dict[int, Any] = {}
+        self._deadline_s = deadline_s
+        self._idle = threading.Condition()  # notified when a save ends (the deadline waits for one in progress)
+        self._report = report
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
@@ -92,19 +106,46 @@ class StopSignals:
         if self.signum is not None:
             return  # stopping already: let the save finish
         self.signum = signum
+        if self._deadline_s is not None:
+            threading.Thread(target=self._end_by_deadline, name="jan-stop-deadline", daemon=True).start()
         if signum == getattr(signal, "SIGHUP", None):
             _silence_output()
         if not self._held:
             raise Terminated(signum)
 
+    def _end_by_deadline(self) -> None:
+        time.sleep(self._deadline_s)
+        with self._idle:
+            self._idle.wait_for(lambda: not self._held, timeout=self._deadline_s)
+        _report_stacks(self._report, f"jan: still running {self._deadline_s:g} s after signal {self.signum}; "
+                                     f"ended it (exit {self.exit_code})")
+        os._exit(self.exit_code)
+
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """A block no stop signal interrupts (it is noted, and :attr:`signum` says so after)."""
-        self._held += 1
+        with self._idle:
+            self._held += 1
         try:
             yield
         finally:
-            self._held -= 1
+            with self._idle:
+                self._held -= 1
+                self._idle.notify_all()
+
+
+def _report_stacks(report: Path | None, headline: str) -> None:
+    """Write ``headline`` and every thread's Python stack to the file ``report`` (appended), if it can be."""
+    import faulthandler
+
+    if report is None:
+        return
+    with contextlib.suppress(OSError):
+        report.parent.mkdir(parents=True, exist_ok=True)
+        with open(report, "a", encoding="utf-8") as out:
+            out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {headline}\n")
+            out.flush()
+            faulthandler.dump_traceback(out, all_threads=True)
 
 
 def _silence_output() -> None:

@@ -73,16 +73,32 @@ class LocalRuntime:
 
 
 class SyncStream(Iterator[T]):
+    """A blocking iterator over an async stream on the runtime's loop.
+
+    Ctrl-C (or SIGTERM/SIGHUP, :class:`jan.cli.inference.StopSignals`) may land anywhere in :meth:`__next__`,
+    also while a step is still running on the loop. :meth:`close` therefore cancels that step and waits for it
+    before closing the stream: an ``aclose()`` while a step runs is refused ("already running"), which would
+    leave the stream open and its engine request generating until the model is unloaded.
+    """
+
     def __init__(self, runtime: LocalRuntime, stream: AsyncIterator[T]):
         self.runtime = runtime
         self.stream = stream
         self.closed = False
+        self._step: asyncio.Task | None = None  # the step running on the loop (set and read there only)
+
+    async def _next(self) -> T:
+        self._step = asyncio.current_task()
+        try:
+            return await self.stream.__anext__()
+        finally:
+            self._step = None
 
     def __next__(self) -> T:
         if self.closed:
             raise StopIteration
         try:
-            return self.runtime.call(self.stream.__anext__())
+            return self.runtime.call(self._next())
         except StopAsyncIteration:
             self.closed = True
             raise StopIteration from None
@@ -90,13 +106,21 @@ class SyncStream(Iterator[T]):
             self.close()
             raise
 
+    async def _close(self) -> None:
+        step = self._step
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(BaseException):  # its outcome is of no interest: the stream is being dropped
+                await step
+        aclose = getattr(self.stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            aclose = getattr(self.stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    self.runtime.call(aclose())
+            with contextlib.suppress(Exception):
+                self.runtime.call(self._close())
 
 
 def cli_error(exc: BaseException) -> CLIError:
