@@ -387,3 +387,44 @@ async def test_the_load_order_is_the_order_loads_began_whatever_order_they_end_i
     assert manager.load_order == ["first", "second"]
     assert manager.get_inference("shared").tag == "second"
     await manager.stop()
+
+
+# -- the host's admission of what an extension contributes -----------------------------------------------
+async def test_routes_are_known_while_loading_and_a_refused_admission_fails_the_load(tmp_path):
+    """What an extension added in a hung on_load is listed as loading; the host's hook sees its routes as the
+    load ends, before it counts as loaded, and a refusal fails it (and what depends on it) with the reason."""
+    gate = Gate()
+    seen: list[tuple[str, list[str], list[str], str]] = []
+
+    async def slow(self, ctx):
+        ctx.add_route("GET", "/v1/slow", lambda request: None)
+        ctx.add_subapp("/slow-sub", web.Application)
+        gate.entered.set()
+        await gate.release.wait()  # then returns: its on_load succeeds
+
+    async def admit(name, routes, subapps):
+        seen.append((name, [r.path for r in routes], [s.prefix for s in subapps], manager.record(name).state))
+        return "its route GET /v1/slow is already served by someone" if name == "slow" else None
+
+    manager = manager_for(
+        tmp_path,
+        make_ext("slow", on_load=slow),
+        make_ext("needs-slow", depends_on=("slow",)),
+        load_timeout=None, load_wait=0,
+    )
+    manager.set_admission(admit)
+    assert manager.admission is admit
+    failed = watch(manager, ExtensionFailed, "needs-slow")
+    await manager.start()
+    await asyncio.wait_for(gate.entered.wait(), BOUND)
+    assert [r.path for r in manager.loading_routes()] == ["/v1/slow"]
+    assert [s.prefix for s in manager.loading_subapps()] == ["/slow-sub"]
+    assert manager.routes() == []
+    gate.release.set()
+    await failed
+    assert seen == [("slow", ["/v1/slow"], ["/slow-sub"], "loading")]
+    record = manager.record("slow")
+    assert record.state == "failed" and record.error == "its route GET /v1/slow is already served by someone"
+    assert manager.loading_routes() == [] and manager.routes() == []
+    assert "failed to load (its route GET /v1/slow" in manager.record("needs-slow").error
+    await asyncio.wait_for(manager.stop(), BOUND)

@@ -3,7 +3,8 @@
 Refusals other than a clash of paths (a malformed path, a route name already used, a sub-application that
 cannot be built) were found only after some of its routes were added; aiohttp cannot remove a route, so
 those stayed, and a ``web.View`` route kept answering. Every route, View or not, also answers 404 while
-its extension is disabled, and a refused extension that was fixed loads again when enabled.
+its extension is disabled, and a refused extension that was fixed loads again when enabled, served at once;
+one enabled at runtime is checked and refused as at start.
 """
 
 from __future__ import annotations
@@ -134,30 +135,59 @@ async def test_a_view_route_answers_404_while_its_extension_is_disabled(tmp_path
         assert status == 200 and record["state"] == "disabled"
         assert (await client.get("/v1/viewer")).status == 404
         status, record = await _json(await client.post("/v1/extensions/viewer/enable"))
-        assert status == 200 and record["state"] == "loaded" and record["restart_required"] is False
+        assert status == 200 and record["state"] == "loaded"
         assert await _json(await client.get("/v1/viewer")) == (200, {"from": "viewer", "view": True})
     finally:
         await asyncio.wait_for(client.close(), BOUND)
 
 
-async def test_a_refused_extension_once_fixed_loads_when_enabled_and_mounts_at_the_next_start(tmp_path):
+async def test_a_refused_extension_once_fixed_is_served_as_soon_as_it_is_enabled(tmp_path):
     FIXED["fixable"] = False
-    client, _ = await _client(tmp_path)
+    client, manager = await _client(tmp_path)
     try:
         assert (await _records(client))["fixable"]["state"] == "failed"
         FIXED["fixable"] = True
         status, record = await _json(await client.post("/v1/extensions/fixable/enable"))
         assert status == 200 and record["state"] == "loaded" and record["error"] is None
-        # the router is frozen: nothing of the earlier refusal answers; the record says a restart mounts it
-        assert record["restart_required"] is True and record["unmounted_routes"] == ["* /v1/fixable-view"]
+        # mounted although the router froze when the server started: no restart
+        assert await _json(await client.get("/v1/fixable-view")) == (200, {"from": "fixable", "view": True})
+        await manager.disable("fixable")
         assert (await client.get("/v1/fixable-view")).status == 404
     finally:
-        await asyncio.wait_for(client.close(), BOUND)
-    client, _ = await _client(tmp_path)
-    try:
-        record = (await _records(client))["fixable"]
-        assert record["state"] == "loaded" and record["restart_required"] is False
-        assert await _json(await client.get("/v1/fixable-view")) == (200, {"from": "fixable", "view": True})
-    finally:
         FIXED["fixable"] = False
+        await asyncio.wait_for(client.close(), BOUND)
+
+
+async def test_an_extension_enabled_at_runtime_is_refused_whole_as_at_start(tmp_path):
+    """What is refused at start is refused the same way when the extension loads later: its load fails with the
+    reason and nothing of it answers (its View route added before the bad one included)."""
+    FIXED["fixable"] = False
+    client, manager = await _client(tmp_path)
+    try:
+        status, record = await _json(await client.post("/v1/extensions/taken-name/enable"))
+        assert status == 200 and record["state"] == "failed" and "'owned'" in record["error"], record
+        assert (await client.get("/v1/taken-name-view")).status == 404
+        await manager.disable("owner")  # GET /v1/owned is free while it is off
+        for name, view_path in REFUSED.items():
+            if name in ("clash", "taken-name"):
+                continue
+            status, record = await _json(await client.post(f"/v1/extensions/{name}/enable"))
+            assert status == 200 and record["state"] == "failed", (name, record)
+            assert (await client.get(view_path)).status == 404, name
+        recs = await _records(client)
+        assert "/v1/bad-path/{unclosed" in recs["bad-path"]["error"]
+        assert "no socket for the sub-app" in recs["bad-subapp"]["error"]
+        assert "/shared-sub" in recs["sub-dup"]["error"] and "'sub-owner'" in recs["sub-dup"]["error"]
+        assert "not an aiohttp.web.Application" in recs["sub-not-app"]["error"]
+
+        # "clash" (GET /v1/owned) is served while "owner" is off; "owner" back on is then the one refused
+        status, record = await _json(await client.post("/v1/extensions/clash/enable"))
+        assert status == 200 and record["state"] == "loaded", record
+        assert await _json(await client.get("/v1/owned")) == (200, {"from": "clash"})
+        assert await _json(await client.get("/v1/clash-view")) == (200, {"from": "clash", "view": True})
+        status, record = await _json(await client.post("/v1/extensions/owner/enable"))
+        assert status == 200 and record["state"] == "failed"
+        assert "GET /v1/owned" in record["error"] and "'clash'" in record["error"]
+        assert await _json(await client.get("/v1/owned")) == (200, {"from": "clash"})
+    finally:
         await asyncio.wait_for(client.close(), BOUND)

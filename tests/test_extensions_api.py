@@ -40,7 +40,7 @@ def test_list_shows_every_built_in_with_its_fields(server):
         assert record["state"] == "loaded" and record["enabled"] is True and record["error"] is None, record
         assert record["types"] == types and record["version"] == "0.1.0" and record["description"]
         assert set(record) >= {"object", "name", "version", "types", "enabled", "state", "error", "description",
-                               "requires_api", "depends_on", "source", "restart_required"}
+                               "requires_api", "depends_on", "source"}
 
 
 def test_unknown_extensions_are_404(server):
@@ -145,17 +145,18 @@ class Routed(Extension):
         ctx.add_route("GET", "/v1/routed", handler)
 
 
-def test_routes_of_an_extension_enabled_later_need_a_restart(tmp_path):
+def test_routes_of_an_extension_enabled_later_are_served_at_once(tmp_path):
     data = tmp_path / "data"
     (data / "extensions").mkdir(parents=True)
     (data / "extensions" / "extensions.json").write_text(json.dumps(
         {"version": 1, "extensions": {"routed": {"enabled": False}}}))
     with ServerThread(ServerConfig(data_folder=data, n_threads=1), extensions=[Routed]) as srv:
         assert records(srv)["routed"]["state"] == "disabled"
-        status, record = call(srv, "POST", "/v1/extensions/routed/enable")
-        assert status == 200 and record["state"] == "loaded"
-        assert record["restart_required"] is True and record["unmounted_routes"] == ["GET /v1/routed"]
         assert call(srv, "GET", "/v1/routed")[0] == 404
-    with ServerThread(ServerConfig(data_folder=data, n_threads=1), extensions=[Routed]) as srv:
-        assert records(srv)["routed"]["restart_required"] is False
+        status, record = call(srv, "POST", "/v1/extensions/routed/enable")
+        assert status == 200 and record["state"] == "loaded" and "restart_required" not in record
+        assert call(srv, "GET", "/v1/routed") == (200, {"ok": True})
+        assert call(srv, "POST", "/v1/extensions/routed/disable")[0] == 200
+        assert call(srv, "GET", "/v1/routed")[0] == 404
+        assert call(srv, "POST", "/v1/extensions/routed/enable")[0] == 200
         assert call(srv, "GET", "/v1/routed") == (200, {"ok": True})

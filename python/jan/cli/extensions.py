@@ -94,8 +94,6 @@ def _switch(conn, name: str, enable: bool) -> None:
     click.echo(f"{name}: {action}d{detail}")
     if enable and state == "loading":
         warn(f"{name} is still loading; `jan extensions list` shows whether it loaded or failed")
-    if record.get("restart_required"):
-        warn(f"restart the server to mount the routes of {name}")
 
 
 @extensions.command("enable")

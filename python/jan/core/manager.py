@@ -35,7 +35,7 @@ import re
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from .bounded import HookTimeoutError, call_bounded, wait_bounded
 from .dependencies import dependency_order
@@ -50,7 +50,7 @@ from .interfaces.modules import EventBus
 from .settings import ExtensionSettings, JsonSettingsStore
 from .version import API_VERSION, check_api
 
-__all__ = ["ENTRY_POINT_GROUP", "ExtensionManager", "ExtensionRecord", "ExtensionState"]
+__all__ = ["ENTRY_POINT_GROUP", "Admission", "ExtensionManager", "ExtensionRecord", "ExtensionState"]
 
 logger = logging.getLogger("jan.core.manager")
 
@@ -64,6 +64,11 @@ BUILTIN_DIST = "jan"
 
 STATE_FILE = "extensions/extensions.json"
 STATE_VERSION = 1
+
+#: What the host does with the routes and sub-applications of an extension whose ``on_load`` succeeded, before it
+#: counts as loaded: ``await admit(name, routes, subapps)`` is None once they are served, or why they cannot be
+#: (see :meth:`ExtensionManager.set_admission`).
+Admission = Callable[[str, list[RouteSpec], list[SubAppSpec]], Awaitable["str | None"]]
 
 #: ids of the managers whose lock the current context holds (re-entry detection).
 _BUSY: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("jan_core_manager_busy", default=frozenset())
@@ -207,6 +212,7 @@ class ExtensionManager:
         self._started = False
         self._lock: asyncio.Lock | None = None
         self._begun = itertools.count()
+        self._admit: Admission | None = None
 
     def __repr__(self) -> str:
         return f"<ExtensionManager {str(self.data_folder)!r} loaded={self._load_order}>"
@@ -402,6 +408,18 @@ class ExtensionManager:
         quick, and what they provide (models, engines, threads) is what a server must have before it answers."""
         return tuple(n for n, e in self._entries.items()
                      if e.instance is not None and e.instance.priority == BUILTIN_PRIORITY)
+
+    def set_admission(self, admit: Admission | None) -> None:
+        """Let a host (the server) take each extension's routes and sub-applications as its load ends, before it
+        counts as loaded, so that no extension is ever loaded without them being served. ``await admit(name,
+        routes, subapps)`` returns None once they are served, or why they cannot be (a route another serves):
+        the load then fails with that error, as when ``on_load`` raises. ``None`` removes the host's hook."""
+        self._admit = admit
+
+    @property
+    def admission(self) -> Admission | None:
+        """The host's admission hook (:meth:`set_admission`), if one is set."""
+        return self._admit
 
     async def settle(self, timeout: float | None = None, *, names: Iterable[str] | None = None) -> bool:
         """Wait until no extension (of ``names``, if given) is loading, at most ``timeout`` seconds; whether none is.
@@ -636,6 +654,7 @@ class ExtensionManager:
             ext._ctx = ctx
             await call_bounded(ext.on_load, ctx, timeout=self.load_timeout, what=f"extension {entry.name}: on_load")
             ctx._provide_self()
+            refused = await self._admit(entry.name, list(ctx._routes), list(ctx._subapps)) if self._admit else None
         except asyncio.CancelledError:  # disabled, refused or stopped while loading: nothing of it stays
             await self._discard(entry, ctx)
             raise
@@ -649,6 +668,10 @@ class ExtensionManager:
             logger.error("extension %s failed to load", entry.name, exc_info=exc)
             await self._discard(entry, ctx)
             await self._fail(entry, message, "load")
+            return False
+        if refused is not None:  # the host would not serve its routes: failed whole, as a half-served one would surprise
+            await self._discard(entry, ctx)
+            await self._fail(entry, refused, "load")
             return False
         entry.ctx = ctx
         entry.error = entry.error_kind = None
@@ -914,6 +937,20 @@ class ExtensionManager:
     def subapps(self) -> list[SubAppSpec]:
         """Sub-applications contributed by loaded extensions, in load order."""
         return [s for ctx in self._contexts() for s in ctx._subapps]
+
+    def loading_routes(self) -> list[RouteSpec]:
+        """Routes the extensions still loading have contributed so far (their ``on_load`` runs on): a request for
+        one of them meanwhile is for something on its way, not for something that does not exist."""
+        return [r for ctx in self._loading_contexts() for r in ctx._routes]
+
+    def loading_subapps(self) -> list[SubAppSpec]:
+        """Sub-applications the extensions still loading have contributed so far (see :meth:`loading_routes`)."""
+        return [s for ctx in self._loading_contexts() for s in ctx._subapps]
+
+    def _loading_contexts(self) -> list[ExtensionContext]:
+        # an extension's context exists from the start of its on_load; it is its entry's once loaded
+        contexts = [e.instance._ctx for e in self._entries.values() if e.pending and e.instance is not None]
+        return [c for c in contexts if c is not None]
 
     def route_handler(self, extension: str, method: str, path: str) -> Callable[..., Any] | None:
         """The handler ``extension`` contributes for ``method path`` right now (None while it is not

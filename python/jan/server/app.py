@@ -65,7 +65,7 @@ def _setup_route_state(app: web.Application) -> None:
 
 #: Seconds ``jan serve`` waits for third-party extensions' loads before it serves (jan's own are always waited
 #: for): one whose ``on_load`` hangs shows as ``loading`` meanwhile instead of holding the server up for its
-#: whole ``load_timeout``; one that loads later serves its routes from the next start.
+#: whole ``load_timeout``; one that loads later serves its routes as its load ends (``jan.server.late_routes``).
 SERVE_LOAD_WAIT = 10.0
 
 

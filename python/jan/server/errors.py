@@ -32,6 +32,9 @@ CLIENT_CLOSED_REQUEST = 499
 #: Seconds a client told the model's queue is full (503 ``queue_full``) waits before trying again (``Retry-After``):
 #: about one short generation; the SDKs (OpenAI's, Anthropic's) wait this long between their retries.
 QUEUE_FULL_RETRY_AFTER_S = 2
+#: Seconds a client told that what it asked for is on its way (503: an extension that provides it still loading)
+#: waits before trying again (``Retry-After``): a few, as a slow ``on_load`` ends within its load timeout (60 s).
+EXTENSION_LOADING_RETRY_AFTER_S = 5
 
 
 class APIError(Exception):
@@ -172,7 +175,7 @@ def to_api_error(exc: BaseException) -> APIError:
                         type="invalid_request_error" if exc.http_status < 500 else "server_error")
     if isinstance(exc, ExtensionNotFoundError):
         return APIError(503, f"No enabled extension provides this service: {exc}", type="server_error",
-                        code="extension_unavailable")
+                        code="extension_unavailable", headers=_retry_when_loaded(exc))
     if isinstance(exc, QueueFullError):
         # every slot busy and the wait queue full: try again once a generation has ended (SDKs honour Retry-After)
         return APIError(503, str(exc), type="server_error", code="queue_full",
@@ -186,7 +189,7 @@ def to_api_error(exc: BaseException) -> APIError:
     if isinstance(exc, SettingsValidationError):
         return APIError(400, str(exc), code="invalid_settings")
     if isinstance(exc, ServiceUnavailableError):
-        return APIError(503, str(exc), type="server_error", code=exc.code)
+        return APIError(503, str(exc), type="server_error", code=exc.code, headers=_retry_when_loaded(exc))
     if isinstance(exc, ModelFileError):  # the weights the model points at are missing or damaged
         return APIError(400, str(exc), param="model", code="invalid_model_file")
     if isinstance(exc, ModelLoadError):
@@ -204,6 +207,12 @@ def to_api_error(exc: BaseException) -> APIError:
     log.exception("internal error", exc_info=exc)
     return APIError(500, "The server had an error while processing your request.", type="server_error",
                     code="internal_error")
+
+
+def _retry_when_loaded(exc: BaseException) -> dict[str, str] | None:
+    """``Retry-After`` for a 503 because an extension is still loading (its ``loading`` names it): it will be
+    there shortly, unlike one that is off or failed."""
+    return {"Retry-After": str(EXTENSION_LOADING_RETRY_AFTER_S)} if getattr(exc, "loading", ()) else None
 
 
 def prompt_param(name: str):

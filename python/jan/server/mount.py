@@ -8,17 +8,19 @@ from typing import Any, Callable
 from aiohttp import web
 
 from jan.core import ExtensionManager, RouteSpec, SubAppSpec
+from jan.server.late_routes import LateRoutes, Slot
 
 __all__ = ["mount_extensions"]
 
 
 def mount_extensions(manager: ExtensionManager, app: web.Application) -> dict[str, str]:
-    """Add the routes and sub-apps loaded extensions contributed to ``app`` (before it starts).
+    """Add the routes and sub-apps loaded extensions contributed to ``app`` (before it starts), and serve those of
+    every extension loaded later (one still loading now, or enabled at runtime) as its load ends.
 
-    Handlers are wrapped so that a route answers 404 while its extension is not loaded
-    (disabled at runtime) and reaches the current handler after it is re-enabled. Routes of an
-    extension enabled, or still loading, when the server started appear at the next start (aiohttp
-    freezes its router).
+    Handlers are wrapped so that a route answers 404 while its extension is not loaded (disabled at runtime)
+    and reaches the current handler after it is re-enabled. aiohttp freezes its router when the app starts:
+    what extensions contribute later is mounted by :class:`~jan.server.late_routes.LateRoutes` (the manager's
+    admission hook), answering as if it had been mounted here, with the same checks.
 
     An extension is mounted whole or not at all. One whose route clashes with one already on ``app``
     (a built-in's, or an extension's loaded before it) is refused: aiohttp would either raise (same
@@ -28,7 +30,18 @@ def mount_extensions(manager: ExtensionManager, app: web.Application) -> dict[st
     before anything of the extension is added, because aiohttp cannot remove a route: a refused
     extension leaves nothing on the router. Returns ``{extension: why}`` for those; the caller marks
     them failed (:meth:`ExtensionManager.refuse`), since a half-mounted extension would surprise its users.
+    An extension refused later fails its load with the reason.
     """
+    late = LateRoutes(manager, app, _fill_slot)
+    refused = _mount_at_start(manager, app, late)
+    app.router.register_resource(late)
+    # set with no await since the routes above were read: no load can end unmounted in between
+    manager.set_admission(late.admit)
+    app.on_cleanup.append(late.close)
+    return refused
+
+
+def _mount_at_start(manager: ExtensionManager, app: web.Application, late: LateRoutes) -> dict[str, str]:
     taken = {(r.method, _shape(r.resource.canonical)): (r.method, r.resource.canonical, _owner(r))
              for r in app.router.routes() if r.resource is not None}
     prefixes = {r.canonical: "jan (built-in)" for r in app.router.resources() if _is_subapp(r)}
@@ -40,6 +53,7 @@ def mount_extensions(manager: ExtensionManager, app: web.Application) -> dict[st
     for sub in manager.subapps():
         subapps.setdefault(sub.extension, []).append(sub)
     for extension in [n for n in manager.load_order if n in routes or n in subapps]:  # first loaded, first served
+        serving = _serving_from_start(late, extension)
         mine: dict[tuple[str, str], tuple[str, str, str]] = {}
         try:
             for spec in routes.get(extension, []):
@@ -48,16 +62,18 @@ def mount_extensions(manager: ExtensionManager, app: web.Application) -> dict[st
                     raise _Refused(clash)
                 mine[(spec.method, _shape(spec.path))] = (spec.method, spec.path, f"extension {extension!r}")
             _check_routes(routes.get(extension, []), app)
-            built = _build_subapps(manager, subapps.get(extension, []), prefixes)
+            built = _build_subapps(manager, subapps.get(extension, []), prefixes, serving)
         except _Refused as exc:
             refused[extension] = str(exc)
             continue
         try:
             # sub-apps first: add_subapp may still refuse what could not be tried on a scratch router
             for prefix, subapp in built:
-                app.add_subapp(prefix, subapp)
+                late.own(app.add_subapp(prefix, subapp), extension)
             for spec in routes.get(extension, []):
-                app.router.add_route(spec.method, spec.path, _gated_handler(manager, spec), name=spec.name, **spec.kwargs)
+                route = app.router.add_route(spec.method, spec.path, _gated_handler(manager, spec, serving),
+                                             name=spec.name, **spec.kwargs)
+                late.own(route, extension)
         except (ValueError, RuntimeError, TypeError) as exc:
             # not expected after the checks; what was added answers 404 once the extension is refused (gated)
             refused[extension] = f"its routes could not be mounted: {type(exc).__name__}: {exc}"
@@ -65,6 +81,44 @@ def mount_extensions(manager: ExtensionManager, app: web.Application) -> dict[st
         taken.update(mine)
         prefixes.update({prefix: f"extension {extension!r}" for prefix, _ in built})
     return refused
+
+
+def _serving_from_start(late: LateRoutes, extension: str) -> Callable[[], bool]:
+    return lambda: late.serves_from_start(extension)
+
+
+def _fill_slot(late: LateRoutes, slot: Slot, routes: list[RouteSpec], subapps: list[SubAppSpec]) -> str | None:
+    """Check an extension admitted after the app started against what answers now, as :func:`mount_extensions`
+    does at start, and add its routes and sub-apps to its (private, unserved) ``slot``; why not, or None."""
+    taken: dict[tuple[str, str], tuple[str, str, str]] = {}
+    prefixes: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for owner, resource, route in late.claims(excluding=slot.extension):
+        if route is None:
+            prefixes[resource.canonical] = owner
+        else:
+            taken[(route.method, _shape(resource.canonical))] = (route.method, resource.canonical, owner)
+        if resource.name is not None:
+            names[resource.name] = resource.canonical
+    serving = lambda: late.current(slot)  # noqa: E731
+    mine: dict[tuple[str, str], tuple[str, str, str]] = {}
+    try:
+        for spec in routes:
+            clash = _clash(spec, {**taken, **mine})
+            if clash:
+                raise _Refused(clash)
+            mine[(spec.method, _shape(spec.path))] = (spec.method, spec.path, f"extension {slot.extension!r}")
+            _check_name(spec, names)
+        for prefix, subapp in _build_subapps(late.manager, subapps, prefixes, serving):
+            try:
+                slot.app.add_subapp(prefix, subapp)
+            except (ValueError, RuntimeError, TypeError) as exc:
+                raise _Refused(f"its sub-application at {prefix} could not be mounted: {exc}") from None
+        for spec in routes:  # on the slot's own router: what aiohttp refuses leaves nothing that is served
+            _add_route(slot.app.router, spec, _gated_handler(late.manager, spec, serving))
+    except _Refused as exc:
+        return str(exc)
+    return None
 
 
 class _Refused(Exception):
@@ -75,19 +129,27 @@ def _check_routes(specs: list[RouteSpec], app: web.Application) -> None:
     """Add ``specs`` to a scratch router, so that what aiohttp refuses (a malformed path, a bad or doubled
     route name, bad ``kwargs``) refuses the extension before any of its routes is on the real one."""
     scratch = web.Application()
-    used = dict(app.router.named_resources())
+    used = {name: resource.canonical for name, resource in app.router.named_resources().items()}
     for spec in specs:
-        if spec.name is not None and spec.name in used:
-            raise _Refused(f"its route {spec.method} {spec.path} is named {spec.name!r}, a name already used by "
-                           f"{used[spec.name].canonical}")
-        try:
-            scratch.router.add_route(spec.method, spec.path, _gated_handler(None, spec), name=spec.name, **spec.kwargs)
-        except (ValueError, RuntimeError, TypeError) as exc:
-            raise _Refused(f"its route {spec.method} {spec.path} could not be mounted: {exc}") from None
+        _check_name(spec, used)
+        _add_route(scratch.router, spec, _gated_handler(None, spec, lambda: False))
 
 
-def _build_subapps(manager: ExtensionManager, subs: list[SubAppSpec],
-                   prefixes: dict[str, str]) -> list[tuple[str, web.Application]]:
+def _check_name(spec: RouteSpec, used: dict[str, str]) -> None:
+    if spec.name is not None and spec.name in used:
+        raise _Refused(f"its route {spec.method} {spec.path} is named {spec.name!r}, a name already used by "
+                       f"{used[spec.name]}")
+
+
+def _add_route(router: web.UrlDispatcher, spec: RouteSpec, handler: Callable[[web.Request], Any]) -> Any:
+    try:
+        return router.add_route(spec.method, spec.path, handler, name=spec.name, **spec.kwargs)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise _Refused(f"its route {spec.method} {spec.path} could not be mounted: {exc}") from None
+
+
+def _build_subapps(manager: ExtensionManager, subs: list[SubAppSpec], prefixes: dict[str, str],
+                   serving: Callable[[], bool]) -> list[tuple[str, web.Application]]:
     """Each sub-app built by its factory and gated, checked as far as aiohttp's ``add_subapp`` would check it."""
     built: list[tuple[str, web.Application]] = []
     for sub in subs:
@@ -106,7 +168,7 @@ def _build_subapps(manager: ExtensionManager, subs: list[SubAppSpec],
         if owner:
             raise _Refused(f"its sub-application at {sub.prefix} is already served by {owner}; refused so that "
                            f"neither is silently shadowed")
-        subapp.middlewares.append(_gate_middleware(manager, sub.extension))
+        subapp.middlewares.append(_gate_middleware(sub.extension, serving))
         built.append((sub.prefix, subapp))
     return built
 
@@ -143,11 +205,15 @@ def _clash(spec: RouteSpec, taken: dict[tuple[str, str], tuple[str, str, str]]) 
     return None
 
 
-def _gated_handler(manager: ExtensionManager | None, spec: RouteSpec) -> Callable[[web.Request], Any]:
-    # A web.View class is gated too (awaiting View(request) runs it): left bare, it would keep answering
-    # after its extension was disabled or refused.
+def _gated_handler(manager: ExtensionManager | None, spec: RouteSpec,
+                   serving: Callable[[], bool]) -> Callable[[web.Request], Any]:
+    """The handler mounted for ``spec``: 404 while this mount of it does not answer (its extension is not loaded,
+    or a later mount replaced it), else the extension's current handler.
+
+    A web.View class is gated too (awaiting View(request) runs it): left bare, it would keep answering
+    after its extension was disabled or refused."""
     async def handler(request: web.Request) -> web.StreamResponse:
-        target = manager.route_handler(spec.extension, spec.method, spec.path) if manager is not None else None
+        target = manager.route_handler(spec.extension, spec.method, spec.path) if manager is not None and serving() else None
         if target is None:
             raise web.HTTPNotFound(text=f"extension {spec.extension!r} is not loaded")
         return await target(request)
@@ -157,10 +223,10 @@ def _gated_handler(manager: ExtensionManager | None, spec: RouteSpec) -> Callabl
     return handler
 
 
-def _gate_middleware(manager: ExtensionManager, extension: str) -> Callable[..., Any]:
+def _gate_middleware(extension: str, serving: Callable[[], bool]) -> Callable[..., Any]:
     @web.middleware
     async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
-        if not manager.is_loaded(extension):
+        if not serving():
             raise web.HTTPNotFound(text=f"extension {extension!r} is not loaded")
         return await handler(request)
 

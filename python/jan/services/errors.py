@@ -69,14 +69,16 @@ class GenerationCancelledError(ModelClosedError):
 
 class ServiceUnavailableError(JanError):
     """No enabled extension provides what the request needs (an HTTP front end answers 503);
-    ``builtin`` names the built-in extension to enable."""
+    ``builtin`` names the built-in extension to enable; ``loading`` the extensions that would provide it and are
+    still loading (asking again shortly may succeed: the front end says when, ``Retry-After``)."""
 
     http_status = 503
     code = "extension_unavailable"
 
-    def __init__(self, message: str, *, builtin: str | None = None):
+    def __init__(self, message: str, *, builtin: str | None = None, loading: tuple[str, ...] = ()):
         super().__init__(message)
         self.builtin = builtin
+        self.loading = tuple(loading)
 
 
 def require(manager: Any, interface: type[T], provides: str, builtin: str) -> T:
@@ -91,7 +93,7 @@ def require(manager: Any, interface: type[T], provides: str, builtin: str) -> T:
     except ExtensionNotFoundError as exc:
         if getattr(exc, "loading", ()):  # enabled and on its way: "enable it" would be wrong too
             raise ServiceUnavailableError(f"No extension {provides} yet: {describe_loading(exc.loading)}",
-                                          builtin=builtin) from None
+                                          builtin=builtin, loading=exc.loading) from None
         failed = getattr(exc, "failed", ())
         if failed:  # enabled already: "enable it" would send the user the wrong way; the cause is what helps
             raise ServiceUnavailableError(f"No extension {provides}: {describe_failed(failed)}",

@@ -364,7 +364,7 @@ class ModelService:
 
             if getattr(exc, "loading", ()):  # on its way, not missing: the client may retry (503, not 400)
                 raise ServiceUnavailableError(f"The engine '{name}' for model '{model['id']}' is not ready: "
-                                              f"{describe_loading(exc.loading)}") from None
+                                              f"{describe_loading(exc.loading)}", loading=exc.loading) from None
             failed = getattr(exc, "failed", ())  # enabled but failed to load: its cause, not "not enabled"
             raise RequestError(f"No enabled extension provides the engine '{name}' for model '{model['id']}'"
                                + (f" ({describe_failed(failed)})" if failed else ""),

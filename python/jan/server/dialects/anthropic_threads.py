@@ -54,7 +54,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from jan.core import ConversationalExtension, ExtensionNotFoundError, NotFoundError, ThreadDeleted
+from jan.core import ConversationalExtension, ExtensionLoadingError, ExtensionNotFoundError, NotFoundError, ThreadDeleted
 from jan.server.body_size import body_step
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.responses_store import NotLatestError, ResponsesStore, StoredResponse
@@ -282,6 +282,8 @@ class MessageThreads:
     def _check_store(self) -> None:
         try:
             _ = self.store.conversations
+        except ExtensionLoadingError:
+            raise  # on its way: a 503 to retry, not a server that cannot hold threads
         except ExtensionNotFoundError:
             raise _unsupported("no conversation store is enabled (enable 'conversational')") from None
 

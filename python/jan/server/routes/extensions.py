@@ -57,34 +57,14 @@ def _name(request: web.Request) -> str:
     return name
 
 
-def _mounted(app: web.Application) -> set[tuple[str, str]]:
-    found = set()
-    for resource in app.router.resources():
-        canonical = resource.canonical
-        for route in resource:
-            found.add((route.method, canonical))
-        found.add(("PREFIX", canonical))
-    return found
-
-
-def _record(request: web.Request, name: str, mounted: set[tuple[str, str]] | None = None) -> dict[str, Any]:
-    manager = _manager(request)
-    data = {"object": "extension", **manager.record(name).to_dict()}
-    # aiohttp freezes its router at start: routes of an extension that was off then are mounted at the next start.
-    mounted = _mounted(request.app) if mounted is None else mounted
-    missing = [f"{r.method} {r.path}" for r in manager.routes() if r.extension == name and (r.method, r.path) not in mounted]
-    missing += [f"{s.prefix}/*" for s in manager.subapps() if s.extension == name and ("PREFIX", s.prefix) not in mounted]
-    data["restart_required"] = bool(missing)
-    if missing:
-        data["unmounted_routes"] = missing
-    return data
+def _record(request: web.Request, name: str) -> dict[str, Any]:
+    return {"object": "extension", **_manager(request).record(name).to_dict()}
 
 
 @routes.get("/v1/extensions")
 async def list_extensions(request: web.Request) -> web.Response:
     names = [r.name for r in _manager(request).list()]
-    mounted = _mounted(request.app)
-    return json_response({"object": "list", "data": [_record(request, n, mounted) for n in names]})
+    return json_response({"object": "list", "data": [_record(request, n) for n in names]})
 
 
 async def _switch(request: web.Request, name: str, enabled: bool) -> web.Response:
