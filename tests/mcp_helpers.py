@@ -31,9 +31,11 @@ def stdio_entry(root: Path, stamp: Path | None = None, **extra) -> dict:
     return {"command": sys.executable, "args": args, **extra}
 
 
-def raw_entry(big: int = 32_000) -> dict:
-    """An mcp.json entry for :data:`RAW_SERVER`; its ``big`` tool answers ``big`` characters."""
-    return {"command": sys.executable, "args": [str(RAW_SERVER), "--big", str(big)]}
+def raw_entry(big: int = 32_000, injected: str | None = None) -> dict:
+    """An mcp.json entry for :data:`RAW_SERVER`; its ``big`` tool answers ``big`` characters; with ``injected``, its
+    ``note`` tool's description and schema strings end in that text."""
+    extra = [] if injected is None else ["--injected", injected]
+    return {"command": sys.executable, "args": [str(RAW_SERVER), "--big", str(big), *extra]}
 
 
 def write_mcp_config(data_folder: Path, servers: dict) -> Path:

@@ -8,6 +8,7 @@ today's tokens, byte for byte (as llama-server tokenizes them).
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
@@ -153,12 +154,13 @@ TRIM_TEMPLATE = ("{%- for m in messages -%}<|im_start|>{{ m['role'] }}\n{{ m['co
                  "{%- endfor -%}{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}")
 JSON_TEMPLATE = ("{%- for m in messages -%}<|im_start|>{{ m['role'] }}\n{{ m['content'] | tojson }}<|im_end|>\n"
                  "{%- endfor -%}{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}")
+ASCII_JSON_TEMPLATE = JSON_TEMPLATE.replace("tojson", "tojson(ensure_ascii=True)")
 
 
 @pytest.mark.parametrize("source,document", [
     (TRIM_TEMPLATE, INJECTION + "\n\n"),  # trimmed at the document's edge: the placeholder hides what is cut
-    (JSON_TEMPLATE, INJECTION),  # escaped: the placeholder would be escaped with it
-], ids=["trim", "tojson"])
+    (ASCII_JSON_TEMPLATE, INJECTION + " \u00e9t\u00e9"),  # escaped to ASCII: the placeholder would be escaped too
+], ids=["trim", "tojson-ascii"])
 def test_a_template_that_reshapes_the_text_falls_back_to_broken_control_text(qwen, source, document):
     local = LocalModel(qwen.model, ChatTemplate(source, "", "<|im_end|>"))
     request = _request(ChatMessage("user", (UntrustedTextPart(document),)))
@@ -172,6 +174,19 @@ def test_a_template_that_reshapes_the_text_falls_back_to_broken_control_text(qwe
     assert shown == prompt.pieces[0].text
     # the document reads as it is written, but for the breaks (escaped too, where the template escapes)
     assert shown.replace("\u2060", "").replace("\\u2060", "") == text
+
+
+def test_a_template_that_writes_the_text_as_json_keeps_exact_pieces(qwen):
+    """``tojson`` (how templates write tools' schemas) escapes the text: the escaped text is the untrusted piece."""
+    local = LocalModel(qwen.model, ChatTemplate(JSON_TEMPLATE, "", "<|im_end|>"))
+    request = _request(ChatMessage("user", (UntrustedTextPart(INJECTION),)))
+    prompt = render_prompt(local, request, chat_plan(local, request), None)
+    escaped = json.dumps(INJECTION)[1:-1]
+    assert [(p.text, p.untrusted) for p in prompt.pieces if p.untrusted] == [(escaped, True)]
+    text, tokens = chat_prompt(local, request)
+    assert prompt.text == text and escaped in text
+    assert len(_controls(qwen, tokens)) == 3  # the user turn's two, the reply's opening
+    assert qwen.model.detokenize(tokens, unparse_special=True) == text  # exact: nothing broken
 
 
 def test_a_trimming_template_keeps_exact_pieces_where_nothing_is_trimmed(qwen):

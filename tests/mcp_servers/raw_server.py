@@ -1,5 +1,5 @@
 """An MCP server written as raw JSON-RPC over stdio, so that it can answer what the SDK's servers never would:
-``python raw_server.py [--big CHARS]``.
+``python raw_server.py [--big CHARS] [--injected TEXT]``.
 
 ``tools/list`` holds valid tools (``echo(text)``, ``big()``, ``odd()``) and malformed ones: one whose
 ``inputSchema`` is not an object, one without a name, one that is not even an object. ``prompts/list`` and
@@ -8,6 +8,10 @@
 ``echo`` answers its text; ``big`` a text of ``--big`` characters (a numbered line after another, so that it
 takes as many tokens as real text would); ``odd`` a text block, a block of a content type no MCP version has,
 and an image whose data is not base64.
+
+``--injected TEXT`` adds ``note(text)`` (it answers its text), whose description and schema strings (a property's
+description, title, default and examples) end in ``TEXT``: a server that writes chat-template markup into its tool
+list. ``text`` is one of an enum, so that a forced call of it is short.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--big", type=int, default=32_000)
+parser.add_argument("--injected", default=None)
 options = parser.parse_args()
 
 EMPTY = {"type": "object", "properties": {}}
@@ -30,6 +35,12 @@ TOOLS = [
     {"name": "big", "description": "A long text", "inputSchema": EMPTY},
     {"name": "odd", "description": "Content of kinds jan does not know", "inputSchema": EMPTY},
 ]
+if options.injected is not None:
+    TOOLS.append({"name": "note", "description": "Write a note." + options.injected, "inputSchema": {
+        "type": "object", "required": ["text"],
+        "properties": {"text": {"type": "string", "description": "The note." + options.injected,
+                                "title": "Text" + options.injected, "default": "hi" + options.injected,
+                                "examples": ["hi" + options.injected], "enum": ["hi", "bye"]}}}})
 PROMPTS = [{"name": "summarize", "description": "Summarize"}, {"description": "A prompt without a name"}]
 RESOURCES = [{"uri": "note://one", "name": "one"}, {"name": "no uri"}]
 
@@ -47,7 +58,7 @@ def big_text(chars: int) -> str:
 
 
 def call(name: str, arguments: dict) -> dict:
-    if name == "echo":
+    if name in ("echo", "note"):
         return {"content": [{"type": "text", "text": str(arguments.get("text", ""))}], "isError": False}
     if name == "big":
         return {"content": [{"type": "text", "text": big_text(options.big)}]}

@@ -28,8 +28,8 @@ from jan.engine.results import TokenLogprob
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
 from jan.services.errors import RequestError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
-from jan.services.untrusted import (Piece, PromptText, UntrustedTextPart, neutralized, placeholder, prompt_tokens,
-                                    split_placeholders)
+from jan.services.untrusted import (Piece, Placeholders, PromptText, TextWrites, UntrustedTextPart, control_ids,
+                                    neutralized, prompt_tokens, split_placeholders, tool_texts)
 from jan.templates import JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, json_schema_to_grammar, template_variables
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 from jan.templates.formats.call_start import call_start_tokens
@@ -380,34 +380,50 @@ def render_chat(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker:
 
 def render_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None) -> PromptText:
     """Blocking: :func:`render_chat`'s text, in the pieces it is tokenized in: the template's own text and each
-    untrusted text (:class:`UntrustedTextPart`: a document's, a tool's output), which is tokenized without special
-    tokens (:func:`jan.services.untrusted.prompt_tokens`). A request without untrusted text is one piece, its
-    prompt tokenized as it always was."""
-    texts: list[str] = []
-
-    def hold(part: UntrustedTextPart) -> str:
-        texts.append(part.text)
-        return placeholder(len(texts) - 1)
-
-    shown = _render(local, request, plan, marker, hold)
-    if not texts:
+    untrusted text, which is tokenized without special tokens (:func:`jan.services.untrusted.prompt_tokens`): an
+    :class:`UntrustedTextPart` (a document's, a tool's output) and a tool spec's strings. A request whose untrusted
+    texts are none but tool specs that make no control token is one piece, its prompt tokenized as it always was."""
+    model, also = local.model, (marker,) if marker else ()
+    # Tool specs are untrusted whoever sends them, as a tool's output is: an MCP server's descriptions and schemas,
+    # and a client's `tools`, which it mostly passes on from MCP servers and plugins it loaded rather than writes.
+    # Nothing legitimate in a spec spells a control token; a client's own messages stay its own
+    # (jan.services.untrusted.tool_texts).
+    holds = Placeholders(lambda word: neutralized(model, word, also))
+    shown = _render(local, request, plan, marker, holds.writes)
+    if not holds.texts and not holds.broken:
         return PromptText(shown)
     text = _render(local, request, plan, marker)
-    pieces = split_placeholders(shown, texts)
-    if pieces is not None and "".join(p.text for p in pieces) == text:
+    pieces = None if holds.broken else split_placeholders(shown, holds.texts, text)
+    if pieces is not None:
+        tools = holds.tool_indices
+        # Tool strings joined to the template's text where that makes no control token but the template's own (nor
+        # a media marker): an ordinary tool list keeps the tokens (and the KV cache) it always had.
+        inline = split_placeholders(shown, holds.texts, text, inline=tools) if tools else None
+        if inline is not None and not any(marker and marker in holds.texts[i] for i in tools):
+            ids = prompt_tokens(model, PromptText(text, inline))
+            own = model.tokenize("".join(p.text for p in pieces if not p.untrusted), add_special=False,
+                                 parse_special=True)
+            if control_ids(model, ids) == control_ids(model, own):
+                return PromptText(text, inline, tuple(ids))
         return PromptText(text, pieces)
-    # The template wrote the texts other than as they are (trimmed at an edge, escaped by tojson, cut, tested:
-    # output that depends on the text), or a client's text holds the placeholders' characters: the pieces are not
-    # the prompt. The prompt is then the template's output with each untrusted text's control tokens' text (and a
-    # media marker) broken, one piece with special tokens parsed: none of them can be the text's.
-    model, also = local.model, (marker,) if marker else ()
-    safe = _render(local, request, plan, marker, lambda part: neutralized(model, part.text, also))
+    # The template wrote the texts other than as they are (trimmed at an edge, cut, sorted by, tested: output that
+    # depends on the text), a tool's name or schema word spells a control token, or a client's text holds the
+    # placeholders' characters: the pieces are not the prompt. The prompt is then the template's output with each
+    # untrusted text's control tokens' text (and a media marker) broken, one piece with special tokens parsed: none
+    # of them can be the text's.
+    safe = _render(local, request, plan, marker, TextWrites.each(lambda t: neutralized(model, t, also)))
     return PromptText(text, (Piece(safe),))
 
 
 def _render(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None,
-            untrusted: Callable[[UntrustedTextPart], str] | None = None) -> str:
+            writes: TextWrites | None = None) -> str:
+    """The template's output, with each third-party text (untrusted parts, tool specs' strings) as ``writes``
+    writes it (by default as it is)."""
     _tell_stand_in(local)
+    untrusted = None
+    if writes is not None:
+        untrusted = lambda part: writes.part(part.text)  # noqa: E731
+        plan = replace(plan, tools=tool_texts(plan.tools, writes))  # (template_kwargs read them too: firefunction)
     messages = plan.messages(template_messages(request.messages, marker, untrusted))
     kwargs = plan.template_kwargs()
     text = None
