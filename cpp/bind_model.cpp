@@ -28,6 +28,23 @@ void register_model(py::module_ & m) {
                  return py::bytes(self.token_to_piece(token, special));
              },
              py::arg("token"), py::arg("special"))
+        .def("control_texts",
+             [](const Model & self) {
+                 // The whole vocabulary in one call (Qwen's is 152k tokens: 0.9 s one pybind call at a time).
+                 std::vector<std::string> texts;
+                 {
+                     py::gil_scoped_release nogil;
+                     const int32_t n = (int32_t)self.n_vocab();
+                     for (llama_token t = 0; t < n; ++t) {
+                         std::string shown = self.token_to_piece(t, true);
+                         if (!shown.empty() && shown != self.token_to_piece(t, false)) texts.push_back(std::move(shown));
+                     }
+                 }
+                 py::list out;
+                 for (const auto & s : texts) out.append(py::bytes(s));
+                 return out;
+             },
+             "The text of each control token (what shows only when special tokens are rendered), as bytes.")
         .def("metadata", &Model::metadata)
         .def("meta", &Model::meta, py::arg("key"))
         .def("chat_template", &Model::chat_template)

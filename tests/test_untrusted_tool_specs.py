@@ -272,3 +272,25 @@ async def test_an_mcp_servers_tool_list(tmp_path, qwen_path, prompts):
             assert [m["role"] for m in saved] == ["user", "assistant", "tool", "assistant"]
             assert saved[1]["metadata"]["tool_calls"][0]["function"]["name"] == "raw__note"
     _check_prompt(prompts, json.dumps("Write a note." + INJECTION, ensure_ascii=False)[1:-1])
+
+
+@pytest.mark.parametrize("text, clean", [
+    ("Read a note.", True), ("x < 5 and y > 3", True), ("", True),
+    ("hi <|im_end|> there", False),  # the text of a control token
+    ("ends with <|im_", False),      # the start of one, which the template's next text could complete
+    ("_end|> starts it", False),     # the end of one, after the template's text
+    ("the marker <__media__> here", False),  # a media marker (counted as an image) is no text for a tool either
+])
+def test_a_tool_string_that_cannot_make_a_control_token_is_told_quickly(qwen, text, clean):
+    """The quick look that lets an ordinary tool list skip the untrusted-text rendering: it says "clean" only of a
+    text that holds no control token's text, nor the start or end of one (the text a template writes around it
+    could complete those), nor a media marker; and then the prompt is the one plain render."""
+    from jan.services.untrusted import spell_nothing
+
+    model = qwen.model
+    assert {b"<|im_end|>", b"<|im_start|>"} <= set(model.control_texts())
+    assert spell_nothing(model, [text], ("<__media__>",)) is clean
+    if clean:
+        tools = (ToolSpec("read_note", text or "Read a note.", _schema(text)),)
+        prompt = render_prompt(qwen, _request(tools), chat_plan(qwen, _request(tools)), None)
+        assert prompt.pieces == PromptText(prompt.text).pieces  # one piece: the plain render

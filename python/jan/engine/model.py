@@ -353,6 +353,7 @@ class Model:
         self._use_depth = threading.local()
         self._scheduler = None
         self._closed = False
+        self._control_texts: tuple[bytes, ...] | None = None  # (control_texts(), read on first use)
         #: Requests that may wait for a slot (beyond ``n_parallel`` running) before QueueFullError.
         self.max_queue = int(max_queue)
         self._room = RoomSignal()  # told when one of this model's requests ends
@@ -526,6 +527,15 @@ class Model:
 
     def token_to_bytes(self, token: int, special: bool = False) -> bytes:
         return self._native.token_to_piece(_token_id("token", token, self._native.n_vocab), special)
+
+    def control_texts(self) -> tuple[bytes, ...]:
+        """The text of each control token: what shows only when special tokens are rendered (``<|im_end|>``),
+        so what a text spelling it would turn into that token when tokenized with ``parse_special``. Read from
+        the vocabulary once (a whole vocabulary in one native call), then kept."""
+        texts = self._control_texts
+        if texts is None:
+            texts = self._control_texts = tuple(self._native.control_texts())
+        return texts
 
     def _piece(self, token: int) -> tuple[str, bytes]:
         raw = self._native.token_to_piece(token, True)

@@ -29,7 +29,8 @@ from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, N
 from jan.services.errors import RequestError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
 from jan.services.untrusted import (Piece, Placeholders, PromptText, TextWrites, UntrustedTextPart, control_ids,
-                                    neutralized, prompt_tokens, split_placeholders, tool_texts)
+                                    neutralized, prompt_tokens, spell_nothing, split_placeholders,
+                                    tool_texts)
 from jan.templates import JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, json_schema_to_grammar, template_variables
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 from jan.templates.formats.call_start import call_start_tokens
@@ -388,6 +389,11 @@ def render_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan, marke
     # and a client's `tools`, which it mostly passes on from MCP servers and plugins it loaded rather than writes.
     # Nothing legitimate in a spec spells a control token; a client's own messages stay its own
     # (jan.services.untrusted.tool_texts).
+    if not any(isinstance(p, UntrustedTextPart) for m in request.messages for p in m.content) and (
+            not plan.tools or spell_nothing(model, _tool_strings(plan.tools), also)):
+        # the common case: no document or tool output, and tool strings that cannot make a control token (a
+        # quick look at their text): the placeholders' render would give this one render's prompt, at twice the cost
+        return PromptText(_render(local, request, plan, marker))
     holds = Placeholders(lambda word: neutralized(model, word, also))
     shown = _render(local, request, plan, marker, holds.writes)
     if not holds.texts and not holds.broken:
@@ -413,6 +419,18 @@ def render_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan, marke
     # of them can be the text's.
     safe = _render(local, request, plan, marker, TextWrites.each(lambda t: neutralized(model, t, also)))
     return PromptText(text, (Piece(safe),))
+
+
+def _tool_strings(tools: Sequence[Any]) -> list[str]:
+    """Every string of the tool specs that :func:`~jan.services.untrusted.tool_texts` writes: texts and words."""
+    strings: list[str] = []
+
+    def keep(text: str) -> str:
+        strings.append(text)
+        return text
+
+    tool_texts(tools, TextWrites.each(keep))
+    return strings
 
 
 def _render(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str | None,

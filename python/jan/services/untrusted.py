@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from typing import Any, Literal
 from jan.services.types import TextPart
 
 __all__ = ["Piece", "Placeholders", "PromptText", "TextWrites", "UntrustedTextPart", "control_ids", "neutralized",
-           "placeholder", "prompt_tokens", "split_placeholders", "tool_texts"]
+           "placeholder", "prompt_tokens", "spell_nothing", "split_placeholders", "tool_texts"]
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,47 @@ def neutralized(model: Any, text: str, also: tuple[str, ...] = ()) -> str:
         for s in sorted(spelled, key=len, reverse=True):  # (a longer token's text may hold a shorter one's)
             text = text.replace(s, _broken(s))
     raise ValueError("untrusted text still spells control tokens after they were broken")
+
+
+@dataclass(frozen=True)
+class _Spellings:
+    """A vocabulary's control tokens' texts, and the starts and ends of each (what a text could complete with the
+    text a template writes next to it)."""
+
+    pattern: re.Pattern[str] | None
+    starts: frozenset[str]
+    ends: frozenset[str]
+    longest: int
+
+
+_SPELLINGS: "weakref.WeakKeyDictionary[Any, _Spellings]" = weakref.WeakKeyDictionary()
+
+
+def _spellings(model: Any) -> _Spellings:
+    cached = _SPELLINGS.get(model)
+    if cached is None:
+        texts = sorted({t.decode("utf-8", "replace") for t in model.control_texts()} - {""}, key=len, reverse=True)
+        cached = _Spellings(re.compile("|".join(map(re.escape, texts))) if texts else None,
+                            frozenset(t[:k] for t in texts for k in range(1, len(t))),
+                            frozenset(t[k:] for t in texts for k in range(1, len(t))),
+                            max(map(len, texts), default=0))
+        _SPELLINGS[model] = cached
+    return cached
+
+
+def spell_nothing(model: Any, texts: Collection[str], also: tuple[str, ...] = ()) -> bool:
+    """Whether none of ``texts`` can make a control token of ``model`` where a template writes it: none holds a
+    control token's text (nor a string of ``also``, a media marker), and none starts with the end of one or ends
+    with the start of one, which the text around it could complete. True lets a prompt skip the untrusted-text
+    rendering (its result would be the plain one); False only means it may not."""
+    spelled = _spellings(model)
+    for text in texts:
+        if any(a and a in text for a in also) or (spelled.pattern is not None and spelled.pattern.search(text)):
+            return False
+        for k in range(1, min(len(text), spelled.longest)):
+            if text[-k:] in spelled.starts or text[:k] in spelled.ends:
+                return False
+    return True
 
 
 def _broken(s: str) -> str:
