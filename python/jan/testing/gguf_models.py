@@ -43,6 +43,7 @@ __all__ = [
     "write_mlp_mmproj",
     "write_not_gguf",
     "write_phi3_chat_model",
+    "write_harmony_model",
     "write_qwen3_tool_model",
     "write_strict_chat_model",
     "write_tool_template_model",
@@ -665,6 +666,28 @@ def write_qwen3_tool_model(path: "str | os.PathLike[str]", *, seed: int = 0, too
         path, vocab, **TINY_CHAT_CONFIG, dtype="f32", seed=seed, chat_template=template,
         extra_kv={"tokenizer.ggml.eos_token_id": im_end, "tokenizer.ggml.eot_token_id": im_end},
         user_defined_tokens=("<tool_call>", "</tool_call>") if tool_tokens else (),
+    )
+
+
+GPT_OSS_TEMPLATE = "openai-gpt-oss-120b.jinja"
+#: gpt-oss's Harmony control tokens (o200k_harmony), in the order :func:`write_harmony_model` appends them.
+HARMONY_SPECIAL_TOKENS = ("<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "<|call|>",
+                          "<|constrain|>")
+
+
+def write_harmony_model(path: "str | os.PathLike[str]", *, seed: int = 0) -> Path:
+    """Tiny llama with the qwen2 vocabulary, gpt-oss's real chat template and Harmony's control tokens
+    (:data:`HARMONY_SPECIAL_TOKENS`, appended: ids ``151936`` on, in that order). ``<|return|>`` is the EOS token;
+    with ``<|return|>`` and ``<|call|>`` in the vocabulary llama.cpp ends generation on both and not on ``<|end|>``,
+    as with gpt-oss's own o200k_harmony, so a reply can write an analysis message and go on. Output is gibberish
+    (random weights): tests steer it with grammars and ``logit_bias``."""
+    template = (templates_dir() / GPT_OSS_TEMPLATE).read_text(encoding="utf-8")
+    vocab = vocab_path(QWEN2_VOCAB)
+    n_source = len(_read_tokenizer_kv(vocab)["tokenizer.ggml.tokens"].value)
+    ret = n_source + HARMONY_SPECIAL_TOKENS.index("<|return|>")
+    return write_llama_from_vocab(
+        path, vocab, **TINY_CHAT_CONFIG, dtype="f32", seed=seed, chat_template=template,
+        extra_special_tokens=HARMONY_SPECIAL_TOKENS, extra_kv={"tokenizer.ggml.eos_token_id": ret},
     )
 
 

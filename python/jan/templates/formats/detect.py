@@ -21,6 +21,7 @@ from .block_calls import parse_deepseek, parse_functionary_v32, parse_kimi
 from ..grammar import either_grammar
 from .grammars import call_grammar
 from .harmony import harmony_reasoning_spans, parse_harmony
+from .harmony_grammar import after_analysis, final_message, harmony_reply_tail
 from .json_list_calls import parse_command_r, parse_firefunction
 from .reasoning import ReasoningMarkers, reasoning_spans
 from .types import Snapshot
@@ -51,7 +52,9 @@ class ChatFormat:
     (``enable_thinking``, ``thinking``, ``reasoning_effort``) or ``"slash"``
     for a ``/think`` / ``/no_think`` line in the system message.
     ``render_special``: markers may be control tokens, whose text the engine
-    must keep in the output.
+    must keep in the output. ``channels``: the output is Harmony messages, so
+    an answer's grammar holds a ``final`` message after an ``analysis`` one
+    (``formats/harmony_grammar.py``), not text after a marked block.
     """
 
     name: str
@@ -70,6 +73,7 @@ class ChatFormat:
     # The template raises on call ids other than 9 alphanumerics (Mistral's), so the ids jan gives parsed
     # calls have that shape: a client sends them back, and the render must take them.
     short_call_ids: bool = False
+    channels: bool = False
 
     # -- request side -------------------------------------------------------
 
@@ -142,7 +146,11 @@ class ChatFormat:
     def _reply_tail(self, prompt: str, continued: str = "") -> str | None:
         """``"open"`` where the reply's tail of the prompt left a thinking block open, ``"closed"`` where it
         ends one (a template that switched thinking off writes an empty block), None where it says neither
-        (the model may still open one). See :meth:`starts_in_reasoning`."""
+        (the model may still open one). See :meth:`starts_in_reasoning`. Harmony: None where the reply opens a new
+        message, ``"closed"`` where it continues text
+        (:func:`~jan.templates.formats.harmony_grammar.harmony_reply_tail`)."""
+        if self.channels:
+            return harmony_reply_tail(prompt, continued)
         if self.reasoning is None:
             return None
         start, end = self.reasoning.start, self.reasoning.end
@@ -161,13 +169,24 @@ class ChatFormat:
         prompt opened must be closed first; where the prompt neither opened nor closed one, the model may open
         one only when the request turned thinking on (``thinking``: :meth:`thinking_on`): by default the grammar
         holds from the first token there, as llama.cpp's does (a forced call comes at once, not after thinking
-        that may run to max_tokens). Thinking off, or a format without thinking markers: ``grammar`` unchanged."""
-        if self.reasoning is None:
-            return grammar
+        that may run to max_tokens). Thinking off, or a format without thinking markers: ``grammar`` unchanged.
+        Harmony (``channels``): gpt-oss thinks unless asked not to, so a reply that opens a new message may write
+        an analysis message first (:func:`~jan.templates.formats.harmony_grammar.after_analysis`), as llama.cpp's
+        grammar for it allows; thinking off, or a reply that continues text, holds from the first token."""
         tail = self._reply_tail(prompt, continued)
-        if tail == "closed" or (tail is None and thinking is not True):
+        if self.channels:
+            return grammar if tail == "closed" or thinking is False else after_analysis(grammar)
+        if self.reasoning is None or tail == "closed" or (tail is None and thinking is not True):
             return grammar
         return after_thinking(grammar, self.reasoning, opened=tail == "open")
+
+    def answer_message(self, answer: str, prompt: str, continued: str = "") -> str:
+        """A response format's grammar ``answer`` as the reply writes the answer: Harmony's is a ``final`` message
+        (:func:`~jan.templates.formats.harmony_grammar.final_message`) unless the reply continues text; every other
+        format's answer is the text itself. What :meth:`answer_grammar` then holds after the thinking."""
+        if self.channels and self._reply_tail(prompt, continued) is None:
+            return final_message(answer)
+        return answer
 
     @property
     def thinks(self) -> bool:
@@ -210,8 +229,11 @@ class ChatFormat:
         ``answer``: a GBNF grammar the answer must match (a response format). It applies to the answer, never
         to a call: ``required``/named ignore it (the answer is a later turn's), ``none`` is the answer alone, and
         ``auto`` is one grammar, after the thinking, of either the call(s) or the answer (a lazy grammar
-        leaves everything before its trigger free, so it cannot hold the answer to the format).
+        leaves everything before its trigger free, so it cannot hold the answer to the format). The answer is
+        framed as the format writes it (:meth:`answer_message`) before it is combined with a call.
         """
+        if answer:
+            answer = self.answer_message(answer, prompt, continued)
         if not tools or tool_choice == "none":
             return {"grammar": self.answer_grammar(answer, prompt, continued, thinking)} if answer else {}
         grammar = call_grammar(self.tool_grammar, tools, "required" if tool_choice == "auto" else tool_choice, parallel=parallel)
@@ -254,6 +276,7 @@ def detect_format(source: str | None) -> ChatFormat:
         return ChatFormat(
             "gpt-oss", whole_output=parse_harmony, whole_output_spans=harmony_reasoning_spans, tool_grammar="harmony",
             trigger=r"<\|channel\|>commentary to=", switches=sw or ("reasoning_effort",), render_special=True,
+            channels=True,
         )
     if "<|tool_calls_section_begin|>" in src:
         return ChatFormat("kimi-k2", think, parse_kimi, tool_grammar="kimi", trigger=r"<\|tool_calls_section_begin\|>",

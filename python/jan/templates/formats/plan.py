@@ -172,8 +172,6 @@ class ChatPlan:
         if answer is None and self.constrained:
             return {}
         thinking = self.fmt.thinking_on(self.reasoning.effort, self.reasoning.enabled)
-        if not self.tools or self.tool_choice == "none":
-            return {"grammar": self.fmt.answer_grammar(answer, prompt, self.continued, thinking)} if answer else {}
         return self.fmt.grammar_options(self.tools, self.tool_choice or "auto", parallel=self.parallel_tool_calls,
                                         prompt=prompt, continued=self.continued, answer=answer, thinking=thinking)
 

@@ -1,0 +1,58 @@
+"""Where an answer grammar sits in gpt-oss Harmony output: a ``final`` message, after an ``analysis`` one.
+
+A reply opens after the prompt's ``<|start|>assistant``; gpt-oss writes its thinking as an analysis message, then
+its answer as a final message (or a call as a commentary message to ``functions.NAME``)::
+
+    <|channel|>analysis<|message|>THINKING<|end|><|start|>assistant<|channel|>final<|message|>{"sky": "clear"}
+
+A response format holds the final message's body and a forced call the call message (``call_grammar``'s
+``harmony`` grammar writes its header); from the first token they would leave gpt-oss no room to think, and a
+bare JSON answer would have no channel at all. So the answer's grammar is framed as a final message
+(:func:`final_message`) and the reply's grammar gets a head (:func:`after_analysis`): at most one analysis
+message, then the answer or call. With thinking off there is no head: the final message or call comes at once.
+This is the Harmony case of :meth:`ChatFormat.answer_grammar` (marker pairs: ``after_thinking.py``).
+"""
+
+from __future__ import annotations
+
+from ..grammar import gbnf_literal, prefixed_rules
+from .harmony import CHANNEL, MESSAGE, START
+
+__all__ = ["after_analysis", "final_message", "harmony_reply_tail"]
+
+_NEW_MESSAGE = START + "assistant"
+_ANALYSIS = CHANNEL + "analysis" + MESSAGE
+
+# The analysis body: text without "<|" up to "<|end|>". The parser ends a body at the first of <|end|>, <|call|>,
+# <|return|> and <|start|> (harmony.py); text that could hold another marker than <|end|> would end the message
+# there for the parser while the grammar read on, and the answer it holds would not be the one parsed.
+_ANALYSIS_BODY = (
+    'analysis-body ::= [^<] analysis-body | "<" analysis-lt\n'
+    'analysis-lt ::= [^<|] analysis-body | "<" analysis-lt | "|end|>"\n'
+)
+
+
+def harmony_reply_tail(prompt: str, continued: str = "") -> str | None:
+    """None where the reply opens a new assistant message (``prompt`` ends in the generation prompt's
+    ``<|start|>assistant``): the output writes the message's header, and may think first. ``"closed"`` otherwise
+    (a continued reply's text, ``continued``, inside its message; a template that left a header written): the
+    output is the message's text, which the parser reads as the answer, and the grammar holds it from the first
+    token (the vocabulary of :meth:`ChatFormat._reply_tail`)."""
+    if continued and prompt.endswith(continued):
+        return "closed"
+    return None if prompt.rstrip().endswith(_NEW_MESSAGE) else "closed"
+
+
+def final_message(answer: str) -> str:
+    """``answer`` (a whole GBNF grammar, root ``root``) as the body of a final message, its header written as
+    gpt-oss writes it for structured output (optionally ``<|constrain|>json``; the parser reads the channel only)."""
+    return (f'root ::= {gbnf_literal(CHANNEL + "final")} ( " " "<|constrain|>"? "json" )? {gbnf_literal(MESSAGE)} '
+            "final-root\n" + prefixed_rules(answer, "final-"))
+
+
+def after_analysis(grammar: str) -> str:
+    """``grammar`` (a whole GBNF grammar, root ``root``: a final message, a call message, or either) after at most
+    one analysis message and the next message's ``<|start|>assistant``. One, as ``after_thinking``'s one block:
+    the thinking is free, the answer comes after it."""
+    head = f"( {gbnf_literal(_ANALYSIS)} analysis-body {gbnf_literal(_NEW_MESSAGE)} )?"
+    return f"root ::= {head} answer-root\n" + _ANALYSIS_BODY + prefixed_rules(grammar, "answer-")
