@@ -452,7 +452,9 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
     has loaded (or the only model there is) is used, embedding models left
     out; with several to choose from, name one. Each exchange
     is saved as a thread (through the server's /v1/threads when a server
-    runs, else in the data folder). Type /help for the commands.
+    runs, else in the data folder). Type /help for the commands. SIGTERM or
+    SIGHUP (a closed terminal) stops the answer as Ctrl-C does, saves it and
+    ends the command, within 30 s whatever holds it up.
     """
     load_kwargs = {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers}
     backend = open_backend(conn, model or default_model(conn), **load_kwargs)
