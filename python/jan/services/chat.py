@@ -393,7 +393,15 @@ class _Start:
 def _start(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:
     """Blocking, in one worker call: the chat template, the constraint grammar (llama.cpp parses it)
     and one engine request per choice. One hop, not one per step: each hop costs the event loop a
-    wake-up, and under load a request's first token waits behind every one of them."""
+    wake-up, and under load a request's first token waits behind every one of them.
+
+    The model is held (:meth:`jan.Model.hold`) from the template to the submit: encoding a request's images can
+    outlast the pool's claim on the model, and a model nobody holds may be unloaded for another one meanwhile."""
+    with local.model.hold():
+        return _start_held(local, request, settings)
+
+
+def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:
     plan, text, tokens = _prompt(local, request, settings)
     parsers = [output_parser(request, plan, text) for _ in range(request.n)]
     constraint = constraint_grammar(request, plan, text)
