@@ -173,6 +173,11 @@ def _token_id(name: str, token, n_vocab: int) -> int:
     return token
 
 
+def _piece(native, token: int) -> tuple[str, bytes]:
+    raw = native.token_to_piece(token, True)
+    return raw.decode("utf-8", errors="replace"), raw
+
+
 def _token_ids(name: str, tokens, n_vocab: int) -> list[int]:
     if isinstance(tokens, (str, bytes, bytearray, memoryview)) or not isinstance(tokens, Sequence):
         raise TypeError(f"{name}: expected a list of token ids, got {type(tokens).__name__}")
@@ -354,10 +359,13 @@ class Model:
         self._scheduler = None
         self._closed = False
         self._control_texts: tuple[bytes, ...] | None = None  # (control_texts(), read on first use)
+        self._close_lock = threading.Lock()
         #: Requests that may wait for a slot (beyond ``n_parallel`` running) before QueueFullError.
         self.max_queue = int(max_queue)
         self._room = RoomSignal()  # told when one of this model's requests ends
-        self._piece_cache = functools.lru_cache(maxsize=65536)(self._piece)
+        # over the native model itself, not self: a request with logprobs keeps it to name its last tokens after
+        # a close (which drops the model's own reference, so that the weights go with the last user)
+        self._piece_cache = functools.lru_cache(maxsize=65536)(functools.partial(_piece, self._native))
 
         if not self.vocab_only and not self.embedding_only:
             cp = _engine.ContextParams()
@@ -451,14 +459,15 @@ class Model:
     def n_ctx(self) -> int:
         """Context tokens available to one request (one slot); for an embedding model, to one input (its
         embedding context, made on first use: the size it will have until then). 0 once closed, or vocab-only."""
-        if self._scheduler is not None:
-            return self._scheduler.n_ctx_slot
+        scheduler = self._scheduler
+        if scheduler is not None:
+            return scheduler.n_ctx_slot
         if self.embedding_only and not self.vocab_only and not self._closed:
             embedder = self._embedder
             if embedder is not None:
                 return embedder.n_ctx
             # cpp/embedder.cpp's choice without making the context: the training context, 8 to 8192 tokens
-            return min(max(self._native.n_ctx_train, 8), EMBED_MAX_CTX)
+            return min(max(self.info.n_ctx_train, 8), EMBED_MAX_CTX)
         return 0
 
     @property
@@ -471,21 +480,25 @@ class Model:
         """Bytes of the KV cache for all slots (0 for embedding and vocab-only models): every layer at the full
         context. For sliding-window models (Gemma 2/3, gpt-oss, ...) an upper bound: their window layers hold
         about window + n_ubatch cells per slot (llama.cpp's public API does not say which layers those are)."""
-        return self._scheduler.kv_cache_bytes if self._scheduler else 0
+        scheduler = self._scheduler
+        return scheduler.kv_cache_bytes if scheduler is not None else 0
 
     @property
     def draft_kv_cache_bytes(self) -> int:
         """Bytes of the draft model's KV cache (0 without a draft model)."""
-        return self._scheduler.draft_kv_cache_bytes if self._scheduler else 0
+        scheduler = self._scheduler
+        return scheduler.draft_kv_cache_bytes if scheduler is not None else 0
 
     @property
     def n_parallel(self) -> int:
-        return self._scheduler.n_parallel if self._scheduler else 0
+        scheduler = self._scheduler
+        return scheduler.n_parallel if scheduler is not None else 0
 
     @property
     def mmproj(self) -> str | None:
         """Path of the loaded projector, or None."""
-        return self._projector.path if self._projector is not None else None
+        projector = self._projector
+        return projector.path if projector is not None else None
 
     @property
     def capabilities(self) -> dict[str, bool]:
@@ -496,29 +509,32 @@ class Model:
     @property
     def media_marker(self) -> str | None:
         """The text standing for one image/audio item in a prompt (None without a projector)."""
-        return self._projector.marker if self._projector is not None else None
+        projector = self._projector
+        return projector.marker if projector is not None else None
 
     @property
     def add_bos(self) -> bool:
         """Whether the model expects a BOS token at the start of every prompt."""
-        return self._native.add_bos
+        return self._live().add_bos
 
     def is_eog(self, token: int) -> bool:
         """Whether ``token`` ends generation (EOS, EOT and the like)."""
-        return self._native.is_eog(_token_id("token", token, self._native.n_vocab))
+        native = self._live()
+        return native.is_eog(_token_id("token", token, native.n_vocab))
 
     # -- tokens --------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Text to token ids. ``add_special`` adds BOS/EOS as the model wants; ``parse_special`` turns
         special-token text like ``<|im_start|>`` into the special token instead of plain text."""
+        native = self._live()
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
-        return self._native.tokenize(engine_text("text", text), add_special, parse_special)
+        return native.tokenize(engine_text("text", text), add_special, parse_special)
 
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
         """Token ids to text (invalid UTF-8 shows as U+FFFD). Ids outside the vocabulary raise ValueError."""
-        return self._native.detokenize(_token_ids("tokens", tokens, self._native.n_vocab), remove_special,
-                                       unparse_special)
+        native = self._live()
+        return native.detokenize(_token_ids("tokens", tokens, native.n_vocab), remove_special, unparse_special)
 
     def token_to_piece(self, token: int, special: bool = False) -> str:
         """One token's text. A token holding part of a UTF-8 character shows as U+FFFD; use
@@ -526,32 +542,31 @@ class Model:
         return self.token_to_bytes(token, special).decode("utf-8", errors="replace")
 
     def token_to_bytes(self, token: int, special: bool = False) -> bytes:
-        return self._native.token_to_piece(_token_id("token", token, self._native.n_vocab), special)
+        native = self._live()
+        return native.token_to_piece(_token_id("token", token, native.n_vocab), special)
 
     def control_texts(self) -> tuple[bytes, ...]:
         """The text of each control token: what shows only when special tokens are rendered (``<|im_end|>``),
         so what a text spelling it would turn into that token when tokenized with ``parse_special``. Read from
         the vocabulary once (a whole vocabulary in one native call), then kept."""
+        native = self._live()
         texts = self._control_texts
         if texts is None:
-            texts = self._control_texts = tuple(self._native.control_texts())
+            texts = self._control_texts = tuple(native.control_texts())
         return texts
 
-    def _piece(self, token: int) -> tuple[str, bytes]:
-        raw = self._native.token_to_piece(token, True)
-        return raw.decode("utf-8", errors="replace"), raw
-
     # -- generation ----------------------------------------------------
-    def _prompt_tokens(self, prompt: str | Sequence[int], add_special: bool) -> list[int]:
+    @staticmethod
+    def _prompt_tokens(native, prompt: str | Sequence[int], add_special: bool) -> list[int]:
         if isinstance(prompt, str):
             # Prompts come from chat templates, which write special tokens as text.
-            return self._native.tokenize(engine_text("prompt", prompt), add_special, True)
+            return native.tokenize(engine_text("prompt", prompt), add_special, True)
         if isinstance(prompt, (bytes, bytearray, memoryview)):  # a Sequence of ints, but surely meant as text
             raise TypeError("prompt: bytes are not a prompt; decode them to a string (or pass a list of token ids)")
         if not isinstance(prompt, Sequence):
             raise TypeError("prompt must be a string or a sequence of token ids")
         # every id in the vocabulary (LLAMA_TOKEN_NULL, the engine's media placeholder, is outside it too)
-        return _token_ids("prompt", prompt, self._native.n_vocab)
+        return _token_ids("prompt", prompt, native.n_vocab)
 
     def media_inputs(self, images: Sequence = (), audio: Sequence = ()) -> list:
         """Decode and check media for this model: ``images`` (paths, file bytes, numpy arrays, PIL
@@ -562,6 +577,7 @@ class Model:
         """Decode and check media in prompt order: an :class:`~jan.engine.media.AudioClip` is audio,
         anything else an image. Slow (image decoding): call it off the event loop.
         Raises :class:`~jan.MediaError` (bad format, over :attr:`media_limits`, no projector for it)."""
+        self._live()
         items = list(items or ())
         if not items:
             return []
@@ -594,6 +610,7 @@ class Model:
         without the GIL): call it off the event loop. Raises :class:`~jan.MediaError`.
         """
         projector = self._projector
+        self._live()  # (after the read: a projector gone because the model closed is no MediaError)
         if projector is None:
             raise MediaError(f"model '{self.id}' takes no images or audio (no projector loaded)",
                              reason="no_projector")
@@ -632,6 +649,8 @@ class Model:
         Raises ContextOverflowError when the prompt does not fit, QueueFullError when the wait
         queue is full, ValueError for bad options.
         """
+        pieces = self._piece_cache
+        native = self._live()
         scheduler = self._require_scheduler()
         if images or audio:
             if not isinstance(prompt, str):
@@ -642,17 +661,19 @@ class Model:
                 options[key] = value
         params = sampling_params(**options)
         if isinstance(prompt, _engine.MediaPrompt):
-            native = scheduler.submit_media(prompt, params)
+            request = scheduler.submit_media(prompt, params)
         else:
-            native = scheduler.submit(self._prompt_tokens(prompt, add_special), params)
-        return Request(native, self, logprobs=params.logprobs, seed=params.seed)
+            request = scheduler.submit(self._prompt_tokens(native, prompt, add_special), params)
+        return Request(request, self, pieces, logprobs=params.logprobs, seed=params.seed)
 
     submit = stream
 
     async def wait_for_room(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until one of this model's requests ends, which may make
         room in a full wait queue: for a caller that got ``QueueFullError`` and would rather queue
-        than fail. Returns either way; submitting again tells whether there is room now."""
+        than fail. Returns either way; submitting again tells whether there is room now. ModelClosedError once
+        closed (a close wakes those waiting: their next submit says so)."""
+        self._live()
         await self._room.wait(check_seconds("timeout", timeout, finite=True))
 
     def generate(self, prompt, *, add_special: bool = True, **options) -> Completion:
@@ -672,13 +693,22 @@ class Model:
         self._require_scheduler()
 
     def _require_scheduler(self):
-        if self._closed:
-            raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
-        if self._scheduler is None:
+        scheduler = self._scheduler  # read before the check: one a close takes away after it is still whole
+        self._live()
+        if scheduler is None:
             kind = "vocab-only" if self.vocab_only else "an embedding model"
             raise BadRequestError(f"model '{self.id}' is {kind}; it cannot generate text", param="model",
                                   code="model_not_supported")
-        return self._scheduler
+        return scheduler
+
+    def _live(self):
+        """The native model, or :class:`ModelClosedError` once closed: what every use of the engine starts with.
+        Callers keep the reference it returns rather than read ``self._native`` again, which a close in another
+        thread may have dropped meanwhile (the native objects are reference-counted: one held is never freed)."""
+        native = self._native  # read before the check, as close() sets the flag before it drops anything
+        if self._closed:
+            raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
+        return native
 
     # -- embeddings ----------------------------------------------------
     def embed(
@@ -701,8 +731,7 @@ class Model:
             return self._embed(inputs, normalize, pooling)
 
     def _embed(self, inputs, normalize: bool, pooling: str | None) -> np.ndarray:
-        if self._closed:
-            raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
+        native = self._live()
         if self.vocab_only:
             raise BadRequestError(f"model '{self.id}' is vocab-only; it cannot embed", param="model",
                                   code="model_not_supported")
@@ -712,9 +741,9 @@ class Model:
         batch = []
         for i, item in enumerate(inputs):
             if isinstance(item, str):
-                batch.append(self._native.tokenize(engine_text(f"input[{i}]", item), True, False))
+                batch.append(native.tokenize(engine_text(f"input[{i}]", item), True, False))
             elif isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
-                batch.append(_token_ids(f"input[{i}]", item, self._native.n_vocab))
+                batch.append(_token_ids(f"input[{i}]", item, native.n_vocab))
             else:
                 raise TypeError(f"input[{i}]: expected a string or a list of token ids")
         if not batch:
@@ -733,7 +762,8 @@ class Model:
         explicit stop does), and a claim the pool made for the caller's request ends here, as a submit ends it.
         For work on the model that is not a generation (:meth:`embed` holds it itself), and for work before one
         (tokenizing, encoding media) that must find the model still loaded. Nested holds in one thread are one
-        use."""
+        use. ModelClosedError once closed."""
+        self._live()
         depth = getattr(self._use_depth, "n", 0)
         if depth == 0:
             with self._uses_lock:
@@ -764,16 +794,16 @@ class Model:
     def _get_embedder(self, pooling: str | None):
         pooling = _pooling(pooling) or self._pooling
         wanted = -1 if pooling is None else POOLING[pooling]
+        native = self._live()
         with self._embedder_lock:
-            if self._closed:  # close() cancels only the embedder it finds: none is made after it
-                raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
+            self._live()  # again, under the lock: close() cancels only the embedder it finds, none made after it
             if self._embedder is None or (wanted >= 0 and self._embedder.pooling != wanted):
                 ep = _engine.EmbedderParams()
                 ep.pooling = wanted
                 ep.n_threads = int(self._n_threads or -1)
                 ep.adaptive_threads = self.adaptive_threads != "off"  # embedding steps are thread-exact
                 try:
-                    self._embedder = _engine.Embedder(self._native, ep)
+                    self._embedder = _engine.Embedder(native, ep)
                 finally:
                     forward_native_logs()
             return self._embedder
@@ -781,20 +811,22 @@ class Model:
     # -- status --------------------------------------------------------
     def metrics(self) -> dict:
         """Counters since load: requests, prompt/generated/cached tokens, decode time, busy slots, queue depth."""
-        if self._scheduler is None:
+        scheduler, projector = self._scheduler, self._projector
+        if scheduler is None:
             return {"slots_total": 0, "slots_busy": 0, "queue_depth": 0}
-        m = self._scheduler.metrics().to_dict()
+        m = scheduler.metrics().to_dict()
         busy = m["busy_seconds"]
         m["generation_tokens_per_second"] = m["generated_tokens_total"] / busy if busy > 0 else 0.0
-        if self._projector is not None:
-            m["media_encodes_total"] = self._projector.encode_count
-            m["media_encode_seconds"] = self._projector.encode_seconds
+        if projector is not None:
+            m["media_encodes_total"] = projector.encode_count
+            m["media_encode_seconds"] = projector.encode_seconds
         return m
 
     @property
     def projector_memory_bytes(self) -> int:
         """Memory of the projector (weights and compute buffers), 0 without one."""
-        return self._projector.memory_bytes if self._projector is not None else 0
+        projector = self._projector
+        return projector.memory_bytes if projector is not None else 0
 
     @property
     def busy(self) -> bool:
@@ -803,12 +835,22 @@ class Model:
         return self.activity()[1]
 
     def close(self) -> None:
-        """Stop the engine thread (running requests end as ``cancelled``) and free the context."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._scheduler is not None:
-            self._scheduler.shutdown()
+        """Stop the engine thread (running requests end as ``cancelled``), free the context and let go of the
+        weights (freed once no request handle still reading its output holds them). Closing twice is harmless.
+
+        A closed model raises :class:`~jan.ModelClosedError` from every use of the engine (generating,
+        embedding, tokenizing, media, :meth:`hold`, :meth:`wait_for_room`); what describes it stays readable:
+        ``id``, ``path``, :attr:`info` (and ``metadata``, ``chat_template``), and the status reads, which answer
+        for a model with nothing loaded (``n_ctx`` 0, no slots, no projector, :meth:`metrics`' zeros, not busy).
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self.info  # noqa: B018 - read while the weights are here: a closed model still says what it was
+            self._closed = True  # first: every use checks it after taking what it needs (see _live)
+        scheduler = self._scheduler
+        if scheduler is not None:
+            scheduler.shutdown()
         self._scheduler = None
         self._native_draft = None
         self._projector = None
@@ -818,9 +860,13 @@ class Model:
             # a running embed() ends before its next decode, as running generations end cancelled: the stopped
             # model frees its memory once that call returns, not after the whole batch
             embedder.cancel()
+        self._native = None
+        self._piece_cache = None
+        self._room.notify()  # those waiting for room try again, and hear that the model is closed
         forward_native_logs()
 
     def __enter__(self) -> "Model":
+        self._live()  # as a closed file's ``with``
         return self
 
     def __exit__(self, *exc) -> None:

@@ -138,6 +138,7 @@ class ModelPool:
         that came later never unloads the model before it is handed out, and one that came earlier gets the
         room first. Without a turn, a request's place is the moment it calls :meth:`get` or :meth:`load`."""
         with self._lock:
+            self._check_open(model_id)
             turn = self._arrive(model_id)
         try:
             yield turn
@@ -175,6 +176,7 @@ class ModelPool:
         (:func:`jan.engine.preflight.check_load`); one that fails after that anyway (out of memory) is logged
         with the models it unloaded."""
         path = str(path)
+        self._check_open(model_id)  # before the file checks: a closed pool is the answer whatever the file
         if not self._holds(model_id, path, options):
             check_load(path, {**self.default_options, **options})  # slow (reads headers): outside the lock
         deadline = time.monotonic() + self.room_timeout
@@ -217,8 +219,16 @@ class ModelPool:
                 self._leave(mine)  # handed out: a load that came after it may unload it once it is idle
         if closed:  # closed while loading: nobody would ever unload it
             model.close()
-            raise ModelClosedError(f"model '{model_id}' cannot be loaded: the model pool is closed")
+            self._check_open(model_id)
         return model
+
+    def _check_open(self, model_id: str) -> None:
+        """:class:`ModelClosedError` once the pool is closed: every call that hands out, loads, unloads or changes a
+        model says so (a 503 the client may retry, as for a model unloaded under its request); the reads
+        (:meth:`is_loaded`, :meth:`loaded`, :meth:`status`, :meth:`reap_idle`) answer for an empty pool, and
+        :meth:`close` again does nothing."""
+        if self._closed.is_set():
+            raise ModelClosedError(f"model '{model_id}' is not available: the model pool is closed")
 
     @contextlib.contextmanager
     def using(self, model_id: str, path: str, **options) -> Iterator[Model]:
@@ -246,8 +256,7 @@ class ModelPool:
         """Under the lock: wait until the model is loaded and may be handed to ``turn`` (returned, handed out),
         or until this load is first in line and has room (the models to close before it loads, returned)."""
         while True:
-            if self._closed.is_set():
-                raise ModelClosedError(f"model '{model_id}' cannot be loaded: the model pool is closed")
+            self._check_open(model_id)
             entry = self._models.get(model_id)
             if (entry is not None and entry.model.path == path and entry.options == options
                     and not self._refused(entry, turn.seq)):
@@ -346,6 +355,7 @@ class ModelPool:
         also for a claim on a model on its way out for a load that came before the request: that request
         waits in line with :meth:`load` (which loads the model again in its turn)."""
         with self._changed:
+            self._check_open(model_id)
             if turn is not None:
                 self._check_turn(turn, model_id)
             entry = self._models.get(model_id)
@@ -400,6 +410,7 @@ class ModelPool:
         if seconds is not None:
             seconds = check_seconds("keep_alive", seconds)
         with self._lock:
+            self._check_open(model_id)
             entry = self._models.get(model_id)
             if entry is None:
                 raise ModelNotFoundError(f"model '{model_id}' is not loaded")
@@ -416,6 +427,7 @@ class ModelPool:
         """Unload now: requests running on the model end as ``cancelled`` (an admin's stop);
         :meth:`unload_when_idle` lets them finish."""
         with self._changed:
+            self._check_open(model_id)
             entry = self._models.pop(model_id, None)
             self._changed.notify_all()  # a load waiting for room may go ahead
         if entry is None:
@@ -428,6 +440,7 @@ class ModelPool:
         cancelled (Ollama's ``keep_alive: 0``; :meth:`unload` cancels them). Raises ModelNotFoundError
         if it is not loaded."""
         with self._lock:
+            self._check_open(model_id)
             entry = self._models.get(model_id)
             if entry is None:
                 raise ModelNotFoundError(f"model '{model_id}' is not loaded")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from jan.errors import BadRequestError, EngineError, JanError
@@ -27,9 +28,13 @@ class Request:
     the engine's next step.
     """
 
-    def __init__(self, native, model: "Model", *, logprobs: bool, seed: int | None = None):
+    def __init__(self, native, model: "Model", pieces: Callable[[int], tuple[str, bytes]], *, logprobs: bool,
+                 seed: int | None = None):
         self._native = native
         self._model = model
+        # a token's (text, bytes), for logprobs: its own reference, as the request is read to its end after a
+        # close of its model too (it ends cancelled), when the model has let go of its vocabulary
+        self._pieces = pieces
         self._logprobs = logprobs
         self._buffer: deque[Chunk] = deque()
         self._done = False
@@ -171,7 +176,7 @@ class Request:
                 forward_native_logs()
 
     def _convert_logprobs(self, ids: list[int], logprobs: list) -> list[TokenLogprob]:
-        piece = self._model._piece_cache
+        piece = self._pieces
         out = []
         for token_id, (logprob, top) in zip(ids, logprobs):
             text, raw = piece(token_id)
