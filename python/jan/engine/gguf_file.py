@@ -12,8 +12,7 @@ import os
 from jan import _engine
 from jan.engine.logs import forward_native_logs
 from jan.errors import ModelFileError, ModelLoadError
-
-GGUF_MAGIC = b"GGUF"
+from jan.gguf_magic import has_gguf_magic
 
 
 def native_path(path: str, what: str = "") -> str:
@@ -43,11 +42,10 @@ def check_gguf_file(path: str, what: str, prefix: str = "") -> None:
     if not os.path.isfile(path):
         raise ModelFileError(prefix + not_a_file(what, path))
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
+        gguf = has_gguf_magic(path)
     except OSError as exc:
         raise ModelFileError(f"{prefix}{what} '{path}' cannot be read: {exc.strerror or exc}") from None
-    if magic != GGUF_MAGIC:
+    if not gguf:
         raise ModelFileError(f"{prefix}{what} '{path}' is not a GGUF file")
 
 

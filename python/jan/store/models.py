@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from jan.gguf_magic import has_gguf_magic
+
 from ._trash import remove_resource_dir
 from ._util import check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
@@ -25,7 +27,6 @@ logger = logging.getLogger("jan.store")
 
 KIND = "model"
 DEFAULT_ENGINE = "llama.cpp"
-GGUF_MAGIC = b"GGUF"
 
 ImportMode = Literal["copy", "link", "symlink", "reference", "move"]
 IMPORT_MODES: tuple[str, ...] = ("copy", "link", "symlink", "reference", "move")
@@ -68,11 +69,10 @@ def normalize_model(model: Mapping[str, Any]) -> dict[str, Any]:
 def check_gguf(path: str | os.PathLike[str]) -> None:
     """Raise InvalidArgumentError unless ``path`` is a readable file starting with the GGUF magic."""
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
+        gguf = has_gguf_magic(path)
     except OSError as exc:
         raise InvalidArgumentError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if magic != GGUF_MAGIC:
+    if not gguf:
         raise InvalidArgumentError(f"{path} is not a GGUF file")
 
 

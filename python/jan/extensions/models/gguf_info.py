@@ -7,6 +7,7 @@ import struct
 from typing import Any
 
 import jan
+from jan.gguf_magic import GGUF_MAGIC
 
 
 def describe_gguf(path: str) -> dict[str, Any]:
@@ -80,7 +81,7 @@ def gguf_architecture(path: str, *, max_keys: int = 4096) -> str | None:
             else:
                 raise ValueError(f"GGUF value type {vtype} is not understood")
 
-        if read(4) != b"GGUF":
+        if read(4) != GGUF_MAGIC:
             raise ValueError("not a GGUF file")
         version = u32()
         if version < 2:
