@@ -74,6 +74,13 @@ class EmbeddingCancelledError(ModelClosedError):
     batches, unfinished. (A request that had not started when the model went is a plain :class:`ModelClosedError`.)"""
 
 
+def not_found_message(kind: str, resource_id: str, where: str | None = None) -> str:
+    """The one wording of "no such object" (every 404 for a missing model, thread, message, assistant, run,
+    file, response, ...), OpenAI's ``... not found``: ``thread 'thread_x' not found``; ``where`` names what it
+    was looked for in (``in thread 'thread_x'``)."""
+    return f"{kind} {resource_id!r} not found" + (f" in {where}" if where else "")
+
+
 class ModelNotFoundError(JanError, KeyError):
     """No model with that id is known or loaded."""
 

@@ -15,7 +15,7 @@ from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtensi
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
-from jan.errors import BadRequestError, JanError, ModelNotFoundError
+from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
 from jan.services.companions import COMPANIONS, companion_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
@@ -239,7 +239,7 @@ def _missing(model_id: str, exc: BaseException) -> ModelNotFoundError:
     says so, with ``damaged``), that error itself: "does not exist" would hide a model the user has."""
     if isinstance(exc, ModelNotFoundError) and getattr(exc, "damaged", None):
         return exc
-    return ModelNotFoundError(f"The model '{model_id}' does not exist")
+    return ModelNotFoundError(not_found_message("model", model_id))
 
 
 def _file_problems(settings: Mapping[str, Any], opts: LoadOptions | None, weights: str | None, draft: str | None,

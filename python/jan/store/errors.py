@@ -8,7 +8,7 @@ builtin the server maps to an HTTP status: ``ValueError`` -> 400,
 from __future__ import annotations
 
 from jan.core.exceptions import NotFoundError as CoreNotFoundError
-from jan.errors import JanError, ModelNotFoundError
+from jan.errors import JanError, ModelNotFoundError, not_found_message
 
 
 class StoreError(JanError):
@@ -43,7 +43,7 @@ class NotFoundError(StoreError, CoreNotFoundError):
     damaged: str | None = None
 
     def __init__(self, kind: str, resource_id: str, message: str | None = None):
-        super().__init__(message or f"{kind} {resource_id!r} not found", resource=kind, id=resource_id)
+        super().__init__(message or not_found_message(kind, resource_id), resource=kind, id=resource_id)
         self.kind = kind
 
     def __str__(self) -> str:  # KeyError would repr() the message

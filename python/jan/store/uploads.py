@@ -37,6 +37,7 @@ from ._util import now_s
 from .atomic import atomic_write_bytes
 from .context import StoreContext, iter_resource_dirs, read_doc_or_none
 from .errors import InvalidArgumentError, NotFoundError
+from jan.errors import not_found_message
 from .hashed_file import HashedTempFile
 from .ids import new_ulid
 from .locks import DEFAULT_TIMEOUT
@@ -213,7 +214,7 @@ class UploadStore:
         doc = self._ctx.get_doc(meta, KIND, file_id)
         if _expired(doc):
             self._remove_expired(file_id)
-            raise NotFoundError(KIND, file_id, f"file {file_id!r} not found (it expired)")
+            raise NotFoundError(KIND, file_id, f"{not_found_message(KIND, file_id)} (it expired)")
         return doc
 
     def get(self, file_id: str) -> dict[str, Any]:

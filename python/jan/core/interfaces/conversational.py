@@ -118,5 +118,6 @@ class ConversationalExtension(AssistantExtension):
         or file. The default (a store that keeps no files) finds none.
         """
         from jan.core.exceptions import NotFoundError
+        from jan.errors import not_found_message
 
-        raise NotFoundError(f"file {file_id!r} not found", resource="file", id=file_id)
+        raise NotFoundError(not_found_message("file", file_id), resource="file", id=file_id)

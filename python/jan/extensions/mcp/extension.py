@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from jan.core import McpHost, McpServerStatus, NotFoundError, Tool, ToolProvider
 from jan.extensions._builtin import BuiltinExtension
+from jan.errors import not_found_message
 
 from .config import McpConfigError, config_path, edit_config, read_config
 from .server import McpServer
@@ -106,7 +107,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         self._sync()
         server = self._servers.get(name)
         if server is None:
-            raise NotFoundError(f"No MCP server named '{name}' in {config_path(self._data_folder or '.')}",
+            raise NotFoundError(not_found_message("MCP server", name, str(config_path(self._data_folder or "."))),
                                 resource="mcp_server", id=name)
         return server
 

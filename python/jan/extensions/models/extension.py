@@ -12,7 +12,7 @@ from jan.core import ModelExtension
 from jan.extensions._builtin import BuiltinExtension
 from jan.downloads import Downloader, DownloadTask as FileDownload, filename_from_url, part_path, resolve_url
 from jan.downloads import _normalize_sha256  # the downloader's own rule, checked before a pull that hashes first
-from jan.errors import ModelLoadError, ModelNotFoundError
+from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
 from jan.extensions.models.downloads import ModelPull, PullFile
 from jan.extensions.models.gguf_info import check_projector, describe_gguf
 from jan.hf_repo import plan_pull, sibling_mmproj
@@ -301,7 +301,7 @@ def _not_found(model_id: str, exc: NotFoundError) -> ModelNotFoundError:
         err = ModelNotFoundError(str(exc))
         err.damaged = exc.damaged  # type: ignore[attr-defined]  # (where it went: for callers that word it)
         return err
-    return ModelNotFoundError(f"model '{model_id}' does not exist")
+    return ModelNotFoundError(not_found_message("model", model_id))
 
 
 def _pulled_from(model: dict[str, Any], *urls: str) -> bool:

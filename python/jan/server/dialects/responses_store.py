@@ -34,6 +34,7 @@ from typing import Any
 
 from jan.core import ConversationalExtension, NotFoundError
 from jan.core.fs import atomic_write_json, set_aside
+from jan.errors import not_found_message
 from jan.store._trash import sweep_temp_files
 from jan.store.context import LOCK_DIR_NAME
 from jan.store.locks import LockManager
@@ -197,7 +198,7 @@ class ResponsesStore:
 
     def _read(self, response_id: str) -> StoredResponse:
         path = self._path(response_id)
-        missing = NotFoundError(f"No response found with id '{response_id}'")
+        missing = NotFoundError(not_found_message("response", response_id))
         try:
             return self._parse(path.read_bytes())
         except FileNotFoundError:
@@ -271,7 +272,7 @@ class ResponsesStore:
                 with self._file_lock(response_id):
                     self._path(response_id).unlink()
             except FileNotFoundError:
-                raise NotFoundError(f"No response found with id '{response_id}'") from None
+                raise NotFoundError(not_found_message("response", response_id)) from None
         await asyncio.to_thread(remove)
 
     # -- conversations -------------------------------------------------------------------------------

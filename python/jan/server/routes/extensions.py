@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool
 from jan.core import ExtensionManager, ExtensionNotFoundError, SettingsValidationError
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
+from jan.errors import not_found_message
 from jan.server.keys import MANAGER
 from jan.server.validation import parse_body, read_json
 
@@ -52,8 +53,8 @@ def _name(request: web.Request) -> str:
     try:
         manager.record(name)
     except ExtensionNotFoundError:
-        raise APIError(404, f"No extension named '{name}' is installed", param="name",
-                       code="extension_not_found") from None
+        raise APIError(404, f"{not_found_message('extension', name)}: none of that name is installed",
+                       param="name", code="extension_not_found") from None
     return name
 
 

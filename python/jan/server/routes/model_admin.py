@@ -38,7 +38,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from jan.downloads import DownloadCancelledError, DownloadError
-from jan.errors import ModelLoadError
+from jan.errors import ModelLoadError, not_found_message
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.schemas import StrictModel
@@ -295,5 +295,6 @@ async def cancel_pull(request: web.Request) -> web.Response:
     """Cancel a running download (by download id or model id)."""
     task_id = request.match_info["task_id"]
     if not await model_extension(request).cancel_pull(task_id):
-        raise APIError(404, f"No running download '{task_id}'", param="task_id", code="not_found")
+        raise APIError(404, f"{not_found_message('download', task_id)}: none of that id or model is running",
+                       param="task_id", code="not_found")
     return json_response({"id": task_id, "object": "model.download", "state": "cancelled", "cancelled": True})

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from jan.core import ConversationalExtension, NotFoundError
-from jan.errors import MediaError
+from jan.errors import MediaError, not_found_message
 from jan.templates.grammar import GrammarError
 from jan.server.disconnect import unless_disconnected
 from jan.server.document_inputs import read_body_documents
@@ -72,7 +72,7 @@ def _chat(request: web.Request) -> ChatService:
 def _response_id(request: web.Request) -> str:
     response_id = request.match_info["response_id"]
     if not wire.valid_response_id(response_id):
-        raise APIError(404, f"No response found with id '{response_id}'", code="not_found")
+        raise APIError(404, not_found_message("response", response_id), code="not_found")
     return response_id
 
 

@@ -26,6 +26,7 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from jan.server.errors import APIError
+from jan.errors import not_found_message
 from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
@@ -491,8 +492,7 @@ async def list_runs(request: web.Request) -> web.Response:
 async def _find_run(request: web.Request) -> Run:
     run = await request.app[SERVICES].runs.load(request.match_info["thread_id"], request.match_info["run_id"])
     if run is None:
-        raise APIError(404, f"No run '{request.match_info['run_id']}' in this thread", param="run_id",
-                       code="not_found")
+        raise _no_run(request.match_info)
     return run
 
 
@@ -555,8 +555,13 @@ async def _steps(request: web.Request) -> list[RunStep]:
     info = request.match_info
     steps = await request.app[SERVICES].runs.steps(info["thread_id"], info["run_id"])
     if steps is None:
-        raise APIError(404, f"No run '{info['run_id']}' in this thread", param="run_id", code="not_found")
+        raise _no_run(info)
     return steps
+
+
+def _no_run(info) -> APIError:
+    return APIError(404, not_found_message("run", info["run_id"], f"thread {info['thread_id']!r}"), param="run_id",
+                    code="not_found")
 
 
 @routes.get("/v1/threads/{thread_id}/runs/{run_id}/steps")
@@ -583,8 +588,8 @@ async def get_run_step(request: web.Request) -> web.Response:
     step_id = request.match_info["step_id"]
     step = next((s for s in await _steps(request) if s.id == step_id), None)
     if step is None:
-        raise APIError(404, f"No step '{step_id}' in run '{request.match_info['run_id']}'", param="step_id",
-                       code="not_found")
+        raise APIError(404, not_found_message("step", step_id, f"run {request.match_info['run_id']!r}"),
+                       param="step_id", code="not_found")
     return json_response(step_object(step))
 
 

@@ -53,7 +53,7 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from jan.core import AssistantExtension, ConversationalExtension, NotFoundError
-from jan.errors import DocumentError
+from jan.errors import DocumentError, not_found_message
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import MEDIA_FETCHER, SERVICES
@@ -550,7 +550,8 @@ async def get_message(request: web.Request) -> web.Response:
     message = await conversations(request).get_message(info["thread_id"], info["message_id"])
     every = _all_messages(request)
     if tool_bookkeeping(message) and not every:
-        raise NotFoundError(f"message {info['message_id']!r} not found", resource="message", id=info["message_id"])
+        raise NotFoundError(not_found_message("message", info["message_id"]), resource="message",
+                            id=info["message_id"])
     return json_response(message_object(message, jan_view=every))
 
 

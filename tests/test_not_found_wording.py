@@ -1,0 +1,66 @@
+"""A missing object is told one way on every route (``jan.errors.not_found_message``, OpenAI's ``... not found``):
+``<kind> '<id>' not found``, then where it was looked for or why, if anything — for models, threads, messages,
+assistants, runs, steps, files, responses, downloads, extensions and MCP servers alike (a model was "The model
+'x' does not exist", a run "No run 'x' in this thread", a response "No response found with id 'x'")."""
+
+from __future__ import annotations
+
+import re
+
+from api_helpers import Client
+
+import jan
+from jan.errors import not_found_message
+
+WORDING = re.compile(r"^(?P<kind>[A-Za-z][\w ]*) '(?P<id>[^']+)' not found(?: in .+)?(?:: .+| \(.+\))?$")
+
+
+def _missing(tid: str) -> list[tuple[str, str, dict | None, str, str]]:
+    """(method, path, body, kind, id) of a request for an object that does not exist, on each route that looks one
+    up by id: reads, changes and deletions."""
+    out: list[tuple[str, str, dict | None, str, str]] = []
+    for method, body in (("GET", None), ("PATCH", {"metadata": {}}), ("DELETE", None)):
+        out.append((method, "/v1/models/nope-model", body, "model", "nope-model"))
+    for method, body in (("GET", None), ("POST", {"metadata": {}}), ("PATCH", {"metadata": {}}), ("DELETE", None)):
+        out.append((method, "/v1/threads/thread_nope", body, "thread", "thread_nope"))
+        out.append((method, f"/v1/threads/{tid}/messages/msg_nope", body, "message", "msg_nope"))
+    for method, body in (("GET", None), ("POST", {"metadata": {}}), ("PATCH", {"metadata": {}}), ("DELETE", None)):
+        out.append((method, "/v1/assistants/asst_nope", body, "assistant", "asst_nope"))
+    out += [
+        ("GET", "/v1/threads/thread_nope/messages", None, "thread", "thread_nope"),
+        ("GET", f"/v1/threads/{tid}/runs/run_nope", None, "run", "run_nope"),
+        ("POST", f"/v1/threads/{tid}/runs/run_nope/cancel", None, "run", "run_nope"),
+        ("GET", f"/v1/threads/{tid}/runs/run_nope/steps", None, "run", "run_nope"),
+        ("GET", f"/v1/threads/{tid}/runs/run_nope/steps/step_nope", None, "run", "run_nope"),
+        ("GET", "/v1/files/file-nope", None, "file", "file-nope"),
+        ("GET", "/v1/files/file-nope/content", None, "file", "file-nope"),
+        ("DELETE", "/v1/files/file-nope", None, "file", "file-nope"),
+        ("GET", "/v1/responses/resp_nope", None, "response", "resp_nope"),
+        ("GET", "/v1/responses/resp_nope/input_items", None, "response", "resp_nope"),
+        ("DELETE", "/v1/responses/resp_nope", None, "response", "resp_nope"),
+        ("GET", "/v1/responses/not-a-response-id", None, "response", "not-a-response-id"),
+        ("DELETE", "/v1/downloads/dl_nope", None, "download", "dl_nope"),
+        ("GET", "/v1/extensions/nope-extension", None, "extension", "nope-extension"),
+        ("GET", "/v1/mcp/servers/nope-server", None, "MCP server", "nope-server"),
+    ]
+    return out
+
+
+async def test_every_missing_object_is_one_wording(server):
+    async with Client(server.base_url) as api:
+        tid = (await api.ok("POST", "/v1/threads", {}))["id"]
+        seen = []
+        for method, path, body, kind, oid in _missing(tid):
+            status, err = await api.call(method, path, body)
+            assert status == 404, (method, path, status, err)
+            message = err["error"]["message"]
+            got = WORDING.match(message)
+            assert got and (got["kind"], got["id"]) == (kind, oid), (method, path, message)
+            seen.append(message)
+        assert any(" in thread " in m for m in seen)  # a run is looked for in its thread, and says so
+
+
+def test_the_wording():
+    assert not_found_message("thread", "thread_x") == "thread 'thread_x' not found"
+    assert not_found_message("run", "run_x", "thread 'thread_x'") == "run 'run_x' not found in thread 'thread_x'"
+    assert str(jan.store.errors.NotFoundError("assistant", "asst_x")) == "assistant 'asst_x' not found"
