@@ -41,6 +41,7 @@ MODEL_RAISES = {
     "detokenize": lambda m: m.detokenize([1, 2]),
     "token_to_piece": lambda m: m.token_to_piece(1),
     "token_to_bytes": lambda m: m.token_to_bytes(1),
+    "control_texts": lambda m: m.control_texts(),
     "is_eog": lambda m: m.is_eog(1),
     "add_bos": lambda m: m.add_bos,
     "media_inputs": lambda m: m.media_inputs([_png()]),

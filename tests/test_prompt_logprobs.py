@@ -25,7 +25,9 @@ def test_each_prompt_token_is_scored_as_generating_it_after_its_prefix_would(sto
     for i in (1, 4, len(tokens) - 1):
         step = stories.generate(tokens[:i], max_tokens=1, temperature=0, logprobs=True, top_logprobs=20)
         alternatives = {t.token_id: t.logprob for t in step.logprobs[0].top}
-        assert scored[i].logprob == pytest.approx(alternatives[tokens[i]], abs=1e-4)
+        # one batch of the whole prompt against one of its prefix: the same maths in another order (1.06e-4 apart
+        # seen on an AMD EPYC), as logprobs compared across KV reuse elsewhere
+        assert scored[i].logprob == pytest.approx(alternatives[tokens[i]], abs=1e-3)
         assert [t.token_id for t in scored[i].top] == [t.token_id for t in step.logprobs[0].top[:3]]
     # the generated tokens still come with their own logprobs, after the prompt's
     assert len(done.logprobs) == 2

@@ -271,7 +271,8 @@ async def test_an_mcp_servers_tool_list(tmp_path, qwen_path, prompts):
             saved = (await api.ok("GET", f"/v1/threads/{tid}/messages?order=asc&limit=100&all=true"))["data"]
             assert [m["role"] for m in saved] == ["user", "assistant", "tool", "assistant"]
             assert saved[1]["metadata"]["tool_calls"][0]["function"]["name"] == "raw__note"
-    _check_prompt(prompts, json.dumps("Write a note." + INJECTION, ensure_ascii=False)[1:-1])
+        # (while the server runs: its model tokenizes the prompts again, and a closed model no longer does)
+        _check_prompt(prompts, json.dumps("Write a note." + INJECTION, ensure_ascii=False)[1:-1])
 
 
 @pytest.mark.parametrize("text, clean", [
