@@ -26,12 +26,7 @@ from dialect_helpers import anthropic_client, openai_client
 from grammar_helpers import LlamaGrammarChecker
 from server_helpers import start_server
 
-ASK = "Weather in Paris?"
-ANSWER = {"type": "object", "properties": {"sky": {"type": "string", "enum": ["clear"]}},
-          "required": ["sky"], "additionalProperties": False}
-CHAT_FORMAT = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER}}
-PARAMS = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris"]}},
-          "required": ["city"], "additionalProperties": False}
+from test_format_after_thinking import ANSWER, ASK, CHAT_FORMAT, PARAMS  # the same question, as other formats get it
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": PARAMS}},
          {"type": "function", "function": {"name": "get_time", "description": "Time", "parameters": PARAMS}}]
 
