@@ -84,8 +84,13 @@ class StopSignals:
         self._deadline_s = deadline_s
         self._idle = threading.Condition()  # notified when a save ends (the deadline waits for one in progress)
         self._report = report
+        self._signalled = threading.Event()  # set by the handler: the deadline's clock starts
 
     def __enter__(self) -> "StopSignals":
+        if self._deadline_s is not None:
+            # started now, not by the handler: a handler starting a thread while the code it interrupted was
+            # starting one (threading's own lock held) would wait on that lock forever
+            threading.Thread(target=self._end_by_deadline, name="jan-stop-deadline", daemon=True).start()
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 with contextlib.suppress(OSError, ValueError):
@@ -106,14 +111,14 @@ class StopSignals:
         if self.signum is not None:
             return  # stopping already: let the save finish
         self.signum = signum
-        if self._deadline_s is not None:
-            threading.Thread(target=self._end_by_deadline, name="jan-stop-deadline", daemon=True).start()
+        self._signalled.set()
         if signum == getattr(signal, "SIGHUP", None):
             _silence_output()
         if not self._held:
             raise Terminated(signum)
 
     def _end_by_deadline(self) -> None:
+        self._signalled.wait()  # (a daemon thread: a command that ends without a signal just leaves it)
         time.sleep(self._deadline_s)
         with self._idle:
             self._idle.wait_for(lambda: not self._held, timeout=self._deadline_s)
