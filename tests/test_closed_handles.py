@@ -42,6 +42,7 @@ MODEL_RAISES = {
     "token_to_piece": lambda m: m.token_to_piece(1),
     "token_to_bytes": lambda m: m.token_to_bytes(1),
     "control_texts": lambda m: m.control_texts(),
+    "vocabulary": lambda m: m.vocabulary(),
     "is_eog": lambda m: m.is_eog(1),
     "add_bos": lambda m: m.add_bos,
     "media_inputs": lambda m: m.media_inputs([_png()]),
@@ -254,6 +255,24 @@ def test_a_closed_models_request_names_its_logprobs(stories_path):
         for lp in logprobs:
             assert lp.token == fresh.token_to_piece(lp.token_id, special=True)
             assert [t.token for t in lp.top] == [fresh.token_to_piece(t.token_id, special=True) for t in lp.top]
+
+
+def test_a_vocabulary_taken_before_the_close_spells_the_rest_of_the_output(stories_path):
+    """What a server does with a stream an unload cut off: its text, read after the close, is still spelled token
+    by token (stop strings, reasoning tokens, ids shown with the text) through the vocabulary it took before."""
+    model = jan.Model(stories_path, n_ctx=256, n_threads=1)
+    vocab = model.vocabulary()
+    request = model.stream("Once upon a time", max_tokens=200, ignore_eos=True, temperature=0)
+    first = next(request)
+    model.close()
+    with pytest.raises(jan.ModelClosedError):
+        model.vocabulary()
+    chunks = [first, *request]
+    ids = [t for c in chunks for t in c.token_ids]
+    assert b"".join(vocab.token_to_bytes(t) for t in ids).decode("utf-8", "replace") == "".join(c.text for c in chunks)
+    assert vocab.tokenize("Once", add_special=False)
+    with pytest.raises(ValueError):
+        vocab.token_to_bytes(vocab.n_vocab)
 
 
 # -- jan.ModelPool ---------------------------------------------------------------------------------------------

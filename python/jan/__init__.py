@@ -22,7 +22,7 @@ from jan.errors import (
     ModelNotFoundError,
     QueueFullError,
 )
-from jan.engine import Chunk, Completion, Engine, Model, ModelInfo, ModelPool, Request, TokenLogprob, TopLogprob, Usage
+from jan.engine import Chunk, Completion, Engine, Model, ModelInfo, ModelPool, Request, TokenLogprob, TopLogprob, Usage, Vocabulary
 
 __version__ = "0.1.0"
 
@@ -61,5 +61,6 @@ __all__ = [
     "TokenLogprob",
     "TopLogprob",
     "Usage",
+    "Vocabulary",
     "system_info",
 ]

@@ -184,6 +184,30 @@ def _token_ids(name: str, tokens, n_vocab: int) -> list[int]:
     return [_token_id(f"{name}[{i}]", t, n_vocab) for i, t in enumerate(tokens)]
 
 
+class Vocabulary:
+    """A model's tokenizer, for reading the output of requests made before the model closed: a request's text goes on
+    arriving after an unload cancelled it, and its token ids still have to be spelled (stop strings, reasoning
+    tokens, ids shown with the text). It holds the native model as a running request does, so use it for as long as
+    such a request's output is read, not longer: the model's memory is freed once nothing holds it
+    (:meth:`Model.vocabulary`)."""
+
+    __slots__ = ("_native", "n_vocab")
+
+    def __init__(self, native) -> None:
+        self._native = native
+        self.n_vocab = native.n_vocab
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """As :meth:`Model.tokenize`."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, not {type(text).__name__}")
+        return self._native.tokenize(engine_text("text", text), add_special, parse_special)
+
+    def token_to_bytes(self, token: int, special: bool = False) -> bytes:
+        """As :meth:`Model.token_to_bytes`."""
+        return self._native.token_to_piece(_token_id("token", token, self.n_vocab), special)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the GGUF file says about the model."""
@@ -544,6 +568,11 @@ class Model:
     def token_to_bytes(self, token: int, special: bool = False) -> bytes:
         native = self._live()
         return native.token_to_piece(_token_id("token", token, native.n_vocab), special)
+
+    def vocabulary(self) -> Vocabulary:
+        """The tokenizer alone, which stays usable after :meth:`close` (a :class:`Vocabulary`): for reading what
+        requests made before the close go on returning. ModelClosedError once closed."""
+        return Vocabulary(self._live())
 
     def control_texts(self) -> tuple[bytes, ...]:
         """The text of each control token: what shows only when special tokens are rendered (``<|im_end|>``),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from jan.core import LocalInferenceExtension, LocalModel
+from jan.engine.model import Vocabulary
 from jan.engine.results import Usage
 from jan.errors import QueueFullError
 from jan.services.documents import read_documents
@@ -178,7 +179,7 @@ class ChatService:
         # generated token ids not on a delta yet (the parser holds some text back): on the choice's next one
         held: list[list[int]] = [[] for _ in range(request.n)]
         # each choice's ids let out as their text is shown: a matched stop string's are left out
-        shown = [ShownTokens(local.model, bool(start.options.get("render_special"))) for _ in range(request.n)] \
+        shown = [ShownTokens(start.vocab, bool(start.options.get("render_special"))) for _ in range(request.n)] \
             if want_ids else []
         # with answer stop strings, a choice's ids wait for its end (where a stop string cuts its output is known
         # only once it matched): its output as generated, its ids, and where the matched stop string starts in it
@@ -190,7 +191,7 @@ class ChatService:
         # which generated tokens went to thinking (the usage's reasoning tokens), counted as each choice ends; none
         # kept for an output that cannot think (no cost per token)
         special = bool(start.options.get("render_special"))
-        tallies = [ReasoningTokens(lambda t: local.model.token_to_bytes(t, special)) if parser.thinks else None
+        tallies = [ReasoningTokens(lambda t: start.vocab.token_to_bytes(t, special)) if parser.thinks else None
                    for parser in parsers]
         reasoning_tokens = 0
         # the token limit the engine was given: a "length" end short of it (or with none) is the context's
@@ -224,7 +225,7 @@ class ChatService:
                             cuts[index] = _cut_at(output, stop)
                             # billed: the tokens through the stop string, as the engine counts its own stops —
                             # not what it made before the cancel reached it (as many as the loop was late by)
-                            through[index] = _tokens_through(local.model, special, generated[index], output,
+                            through[index] = _tokens_through(start.vocab, special, generated[index], output,
                                                              cuts[index] + len(stop.matched))
                         elif chunk.finish_reason is not None:
                             deltas += stop.finish()
@@ -377,6 +378,8 @@ class _Start:
     answer_stops: tuple[str, ...]
     seeds: list[int]
     extra: dict[str, Any]
+    #: the model's tokenizer, to read the requests' output to its end also after the model closed (an unload)
+    vocab: Vocabulary
     requests: list | None = None
 
     def submit(self, local: LocalModel, request: ChatRequest) -> list | None:
@@ -421,7 +424,8 @@ def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Star
     if local.end_of_turn:
         options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
     start = _Start(text, plan, tokens, parsers, options, answer_stops, seeds(seed, request.n),
-                   {"grammar": grammar, "logprobs": request.logprobs, "top_logprobs": request.top_logprobs})
+                   {"grammar": grammar, "logprobs": request.logprobs, "top_logprobs": request.top_logprobs},
+                   local.model.vocabulary())
     start.requests = start.submit(local, request)
     return start
 

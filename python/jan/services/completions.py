@@ -55,6 +55,9 @@ class CompletionService:
         if request.prompt_only:
             options["max_tokens"] = 1  # the prompt is evaluated (and scored); the one token sampled is not shown
 
+        # the tokenizer, to read the requests' output to its end also after the model closed (an unload)
+        vocab = model.vocabulary()
+
         def submit() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
             requests, echo, prompt_ids = [], [], []
             try:
@@ -75,9 +78,9 @@ class CompletionService:
 
         requests, echo, prompt_ids = await off_loop(submit)
         # each choice's ids let out as their text is shown: a matched stop string's are left out
-        shown = [ShownTokens(model, bool(options.get("render_special"))) for _ in requests] if request.token_ids else []
+        shown = [ShownTokens(vocab, bool(options.get("render_special"))) for _ in requests] if request.token_ids else []
         # with logprobs, the text told with the tokens that make it: a delta's logprobs are the tokens of its text
-        scores = [ShownLogprobs(model, bool(options.get("render_special"))) for _ in requests] if want_logprobs else []
+        scores = [ShownLogprobs(vocab, bool(options.get("render_special"))) for _ in requests] if want_logprobs else []
         unstarted = set(range(len(requests)))  # choices whose first delta is still to come
 
         def first_ids(index: int) -> tuple[int, ...] | None:

@@ -239,8 +239,8 @@ class _ShownGate(Generic[T]):
     (and a torn UTF-8 character); a stop string that matches is cut, with whatever follows it, and never shown.
     """
 
-    def __init__(self, model: jan.Model, render_special: bool = False):
-        self._model = model
+    def __init__(self, model: "jan.Model | jan.Vocabulary", render_special: bool = False):
+        self._model = model  # (a Vocabulary: usable to the end of a request that outlives its model's close)
         self._special = render_special  # as the engine renders control tokens' text (the chat format asks)
         self._held: list[tuple[T, bytes]] = []  # sampled, their text not all shown yet; oldest first
         self._shown = 0  # bytes of the held tokens' text already shown (of the first one's, in part)
