@@ -184,6 +184,16 @@ def _token_ids(name: str, tokens, n_vocab: int) -> list[int]:
     return [_token_id(f"{name}[{i}]", t, n_vocab) for i, t in enumerate(tokens)]
 
 
+def _tokenize(native, text: str, add_special: bool, parse_special: bool) -> list[int]:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, not {type(text).__name__}")
+    return native.tokenize(engine_text("text", text), add_special, parse_special)
+
+
+def _token_bytes(native, token: int, special: bool) -> bytes:
+    return native.token_to_piece(_token_id("token", token, native.n_vocab), special)
+
+
 class Vocabulary:
     """A model's tokenizer, for reading the output of requests made before the model closed: a request's text goes on
     arriving after an unload cancelled it, and its token ids still have to be spelled (stop strings, reasoning
@@ -199,13 +209,11 @@ class Vocabulary:
 
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """As :meth:`Model.tokenize`."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be str, not {type(text).__name__}")
-        return self._native.tokenize(engine_text("text", text), add_special, parse_special)
+        return _tokenize(self._native, text, add_special, parse_special)
 
     def token_to_bytes(self, token: int, special: bool = False) -> bytes:
         """As :meth:`Model.token_to_bytes`."""
-        return self._native.token_to_piece(_token_id("token", token, self.n_vocab), special)
+        return _token_bytes(self._native, token, special)
 
 
 @dataclass(frozen=True)
@@ -550,10 +558,7 @@ class Model:
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Text to token ids. ``add_special`` adds BOS/EOS as the model wants; ``parse_special`` turns
         special-token text like ``<|im_start|>`` into the special token instead of plain text."""
-        native = self._live()
-        if not isinstance(text, str):
-            raise TypeError(f"text must be str, not {type(text).__name__}")
-        return native.tokenize(engine_text("text", text), add_special, parse_special)
+        return _tokenize(self._live(), text, add_special, parse_special)
 
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
         """Token ids to text (invalid UTF-8 shows as U+FFFD). Ids outside the vocabulary raise ValueError."""
@@ -566,8 +571,7 @@ class Model:
         return self.token_to_bytes(token, special).decode("utf-8", errors="replace")
 
     def token_to_bytes(self, token: int, special: bool = False) -> bytes:
-        native = self._live()
-        return native.token_to_piece(_token_id("token", token, native.n_vocab), special)
+        return _token_bytes(self._live(), token, special)
 
     def vocabulary(self) -> Vocabulary:
         """The tokenizer alone, which stays usable after :meth:`close` (a :class:`Vocabulary`): for reading what
