@@ -136,21 +136,14 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
 
 
 def release_startup_memory() -> None:
-    """Hand the heap that start-up freed (import-time temporaries, model-load scratch) back to the OS.
-
-    glibc keeps freed memory for reuse; ``malloc_trim(0)`` returns its free pages, ~1.5 MiB of resident
-    memory after start-up. A no-op where the C library has no ``malloc_trim`` (musl, macOS, Windows)."""
+    """Hand the heap that start-up freed (import-time temporaries, model-load scratch) back to the OS:
+    ~1.5 MiB of resident memory after start-up (:func:`jan.engine.heap.release_free_memory`)."""
     import gc
 
-    gc.collect()
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+    from jan.engine.heap import release_free_memory
 
-    try:
-        ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: the C library it runs on
-    except (OSError, AttributeError):  # not glibc
-        pass
+    gc.collect()
+    release_free_memory()
 
 
 async def _check_default_model(app: web.Application, config: ServerConfig, *, loaded: bool = False) -> bool:

@@ -6,7 +6,6 @@ thing for every file a model has: its weights, its draft model, its projector.""
 
 from __future__ import annotations
 
-import functools
 import os
 
 from jan import _engine
@@ -62,20 +61,3 @@ def load_weights(path: str, mp: "_engine.ModelParams", what: str = "") -> "_engi
         raise ModelFileError(f"{what}{e}{detail}") from None
     forward_native_logs()
     return native
-
-
-@functools.lru_cache(maxsize=32)
-def _header(path: str, mtime_ns: int, size: int, what: str) -> dict[str, str]:
-    mp = _engine.ModelParams()
-    mp.vocab_only = True  # the header and the vocabulary: no weights are read
-    return dict(load_weights(path, mp, what).metadata())
-
-
-def read_header(path: str, what: str = "") -> dict[str, str]:
-    """The GGUF key/values of ``path`` as llama.cpp reads them (a vocab-only load; kept per file version).
-    :class:`ModelFileError` (prefixed ``what``) when llama.cpp cannot read it. Blocking."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise ModelFileError(f"{what}cannot read '{path}': {exc.strerror or exc}") from None
-    return _header(os.path.realpath(path), st.st_mtime_ns, st.st_size, what)

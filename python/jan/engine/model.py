@@ -19,6 +19,7 @@ from jan.errors import (BadRequestError, EmbeddingCancelledError, MediaError, Mo
                         ModelLoadError, ModelSettingError)
 from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
 from jan.engine.gguf_file import check_gguf_file, load_weights
+from jan.engine.heap import release_free_memory
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.logs import forward_native_logs
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, image_input
@@ -897,6 +898,9 @@ class Model:
         self._piece_cache = None
         self._room.notify()  # those waiting for room try again, and hear that the model is closed
         forward_native_logs()
+        # the vocabulary's many small allocations stay resident in malloc's arenas after they are freed (tens of
+        # MiB for a large vocabulary); a request still holding the weights frees them later, untrimmed
+        release_free_memory()
 
     def __enter__(self) -> "Model":
         self._live()  # as a closed file's ``with``

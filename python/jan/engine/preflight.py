@@ -13,7 +13,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from jan.engine.gguf_file import check_gguf_file, read_header
+from jan.engine.gguf_file import check_gguf_file
+from jan.engine.header import read_header
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import COMPANION_FILES, LOAD_OPTION_DEFAULTS, check_load_options
 from jan.errors import ModelLoadError, ModelSettingError

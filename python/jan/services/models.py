@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
+from jan.engine.header import read_header
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
@@ -149,22 +150,13 @@ _WEIGHT_FIELDS = frozenset({"sources", "settings.llama_model_path"})
 _TEMPLATE_NAME = re.compile(r"[\w.\-]+")
 
 
-@functools.lru_cache(maxsize=32)
-def _read_header(path: str, mtime_ns: int, size: int) -> dict[str, str]:
-    from jan.engine.model import Model
-
-    with Model(path, vocab_only=True) as model:  # the header and vocabulary only: no weights are read
-        return dict(model.metadata)
-
-
 def gguf_header(path: str | os.PathLike[str]) -> dict[str, str] | None:
-    """The GGUF key/values of the file at ``path`` as llama.cpp reads them (jan's own reader: a
-    vocab-only load; arrays left out, numbers as text), kept per file version. Blocking: call it off
+    """The GGUF key/values of the file at ``path`` as llama.cpp reads them (:func:`jan.engine.header.read_header`:
+    a vocab-only load; arrays left out, numbers as text), kept per file version. Blocking: call it off
     the event loop. None when there is no readable GGUF there (a download still running, a damaged
     file): loading the model reports those with their own error."""
     try:
-        st = os.stat(path)
-        return _read_header(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+        return read_header(path)
     except (OSError, JanError, ValueError):
         return None
 

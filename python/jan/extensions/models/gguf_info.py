@@ -6,17 +6,17 @@ import os
 import struct
 from typing import Any
 
-import jan
+from jan.engine.header import read_header
 from jan.gguf_magic import GGUF_MAGIC
 
 
 def describe_gguf(path: str) -> dict[str, Any]:
-    """model.json fields read from the file (vocab-only load: no weights are read)."""
-    with jan.Model(path, vocab_only=True) as m:
-        meta = m.metadata
-        arch = meta.get("general.architecture", "")
-        n_ctx_train = int(meta.get(f"{arch}.context_length", "0") or 0)
-        embedding = bool(meta.get(f"{arch}.pooling_type")) or "bert" in arch
+    """model.json fields read from the file (its header: :func:`jan.engine.header.read_header`, no weights are
+    read). Raises what a vocab-only load of it would (:class:`jan.ModelFileError` for no GGUF llama.cpp reads)."""
+    meta = read_header(path)
+    arch = meta.get("general.architecture", "")
+    n_ctx_train = int(meta.get(f"{arch}.context_length", "0") or 0)
+    embedding = bool(meta.get(f"{arch}.pooling_type")) or "bert" in arch
     # ctx_len is left out on purpose: the engine default (the model's own, capped)
     # or the server's --ctx-size applies until the user sets one for this model.
     settings: dict[str, Any] = {}

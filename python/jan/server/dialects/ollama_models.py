@@ -8,7 +8,6 @@ quantization, template, capabilities) is read from the GGUF file's header
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -17,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import jan
+from jan.engine.header import read_info
 from jan.services.models import capabilities as model_capabilities
 
 __all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "model_digest", "model_entry",
@@ -45,10 +45,7 @@ class GGUFDetails:
     embedding: bool = False
 
 
-@functools.lru_cache(maxsize=256)
-def _read(path: str, mtime_ns: int, size: int) -> GGUFDetails:
-    with jan.Model(path, vocab_only=True) as m:
-        info = m.info
+def _from_info(info: jan.ModelInfo) -> GGUFDetails:
     meta = dict(info.metadata)
     arch = info.architecture
     try:
@@ -68,8 +65,7 @@ def gguf_details(path: str | None) -> GGUFDetails:
     if not path:
         return GGUFDetails()
     try:
-        st = os.stat(path)
-        return _read(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+        return _from_info(read_info(path))  # (the header is read once per file version)
     except (OSError, jan.ModelLoadError, ValueError):
         return GGUFDetails()
 
