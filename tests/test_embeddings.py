@@ -69,3 +69,10 @@ def test_generative_model_can_embed(stories):
     vecs = stories.embed(["Once upon a time", "The little dog"])
     assert vecs.shape == (2, 64)
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("inputs", [None, 5, 1.5, b"hello", object()])
+def test_inputs_that_are_not_a_list_are_named(minilm, inputs):
+    # not "'NoneType' object is not iterable" from the loop over them
+    with pytest.raises(TypeError, match="inputs: expected"):
+        minilm.embed(inputs)

@@ -67,6 +67,27 @@ def test_bad_sampling_options_raise_value_error(stories, options):
         stories.generate("Once", **options)
 
 
+# Every shape a caller may get wrong is a ValueError naming the option, not the TypeError/ValueError of
+# unpacking deep in the parameter code, and a key only int() would take is not quietly another token.
+@pytest.mark.parametrize("bias", [[1, 2], 5, "12", [(1, 2, 3)], {1.7: 1.0}, {True: 1.0}, {"x": 1}, [("a", 1)]])
+def test_bad_logit_bias_shapes_name_the_option(stories, bias):
+    with pytest.raises(ValueError, match="logit_bias"):
+        stories.generate("Once", max_tokens=1, logit_bias=bias)
+
+
+@pytest.mark.parametrize("bias", [{}, {5: -100.0}, {"5": -100}, [(5, -100.0)]])
+def test_logit_bias_shapes_that_work(stories, bias):
+    assert stories.generate("Once", max_tokens=2, temperature=0, logit_bias=bias).finish_reason == "length"
+
+
+# A yes/no option takes a bool (or 0/1): "no" or logprobs=5 (meant as top_logprobs) is not quietly True.
+@pytest.mark.parametrize("name", ["ignore_eos", "logprobs", "prompt_logprobs", "render_special", "reasoning_open"])
+@pytest.mark.parametrize("value", ["no", 5, 0.5, [True]])
+def test_flags_refuse_values_that_are_not_yes_or_no(stories, name, value):
+    with pytest.raises(ValueError, match=name):
+        stories.generate("Once", max_tokens=1, **{name: value})
+
+
 def test_unknown_option_is_a_type_error(stories):
     with pytest.raises(TypeError, match="tempreture"):
         stories.generate("Once", tempreture=0.5)

@@ -8,7 +8,7 @@ import functools
 import inspect
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -772,6 +772,10 @@ class Model:
         _pooling(pooling)
         if isinstance(inputs, str):
             inputs = [inputs]
+        elif isinstance(inputs, (bytes, bytearray, memoryview)) or not isinstance(inputs, Iterable):
+            # said here, not as the "'NoneType' object is not iterable" of the loop below
+            raise TypeError(f"inputs: expected a string or a list of strings or token id lists, "
+                            f"got {type(inputs).__name__}")
         batch = []
         for i, item in enumerate(inputs):
             if isinstance(item, str):

@@ -286,13 +286,13 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.reasoning_start = _string("reasoning_start", o["reasoning_start"])
     p.reasoning_end = _string("reasoning_end", o["reasoning_end"])
     p.reasoning_close = _string("reasoning_close", o["reasoning_close"])
-    p.reasoning_open = bool(o["reasoning_open"])
-    p.render_special = bool(o["render_special"])
-    p.ignore_eos = bool(o["ignore_eos"])
+    p.reasoning_open = _flag("reasoning_open", o["reasoning_open"])
+    p.render_special = _flag("render_special", o["render_special"])
+    p.ignore_eos = _flag("ignore_eos", o["ignore_eos"])
     p.stop = _stops(o["stop"])
-    p.logprobs = bool(o["logprobs"]) or bool(o["top_logprobs"])
+    p.logprobs = _flag("logprobs", o["logprobs"]) or bool(o["top_logprobs"])
     p.n_probs = r["top_logprobs"].check("top_logprobs", o["top_logprobs"])
-    p.prompt_logprobs = bool(o["prompt_logprobs"])
+    p.prompt_logprobs = _flag("prompt_logprobs", o["prompt_logprobs"])
     p.mirostat = r["mirostat"].check("mirostat", o["mirostat"])
     p.mirostat_tau = r["mirostat_tau"].check("mirostat_tau", o["mirostat_tau"])
     p.mirostat_eta = r["mirostat_eta"].check("mirostat_eta", o["mirostat_eta"])
@@ -397,19 +397,48 @@ def _stops(stop) -> list[str]:
 
 
 def _logit_bias(bias) -> list[tuple[int, float]]:
-    if not bias:
+    """``{token id: bias}`` (JSON's string keys too) or an iterable of ``(token id, bias)`` pairs; anything
+    else is a ValueError naming ``logit_bias``, not the TypeError/ValueError of unpacking a list of ints or
+    a string deep in here, and a key that only Python's ``int()`` would take (``1.7``, ``True``) is refused
+    rather than silently biasing another token."""
+    if bias is None:
         return []
     if isinstance(bias, Mapping):
         items: Sequence = list(bias.items())
+    elif isinstance(bias, (str, bytes, bytearray)) or not isinstance(bias, Iterable):
+        raise ValueError(f"logit_bias: expected a mapping of token ids to biases, got {type(bias).__name__}")
     else:
         items = list(bias)
     out = []
-    for key, value in items:
-        try:
-            token = int(key)
-        except (TypeError, ValueError):
-            raise ValueError(f"logit_bias: keys must be token ids, got {key!r}") from None
+    for item in items:
+        if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 2:
+            raise ValueError(f"logit_bias: expected a mapping of token ids to biases (or (token id, bias) pairs), "
+                             f"got the item {item!r}")
+        key, value = item
+        token = _token_key(key)
         if not 0 <= token <= INT32_MAX:
             raise ValueError(f"logit_bias: token id {token} is out of range")
         out.append((token, RANGES["logit_bias"].check(f"logit_bias[{token}]", value)))
     return out
+
+
+def _token_key(key) -> int:
+    """A logit_bias key as a token id: an int, or a string of one (JSON object keys are strings)."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str):
+        try:
+            return int(key.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"logit_bias: keys must be token ids, got {key!r}")
+
+
+def _flag(name: str, value) -> bool:
+    """A yes/no option: a bool (or 0/1), never any truthy value: ``ignore_eos="no"`` or ``logprobs=5`` (meant as
+    top_logprobs) would otherwise pass as True."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{name}: expected true or false, got {value!r}")
