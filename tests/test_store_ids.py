@@ -131,3 +131,11 @@ def test_slugify_id():
     assert ids.slugify_id("../../etc") == "etc"
     assert ids.slugify_id("...") == "model"
     assert ids.validate_id(ids.slugify_id("x" * 300))
+
+
+@pytest.mark.parametrize("name, slug", [("my störy ü", "my-story-u"), ("Crème brûlée 7B", "Creme-brulee-7B"),
+                                        ("Ｆｕｌｌ width", "Full-width"), ("model (copy)", "model-copy"),
+                                        ("日本語", "model"), ("日本語 7B", "7B"), ("qwen-", "qwen")])
+def test_slugify_id_keeps_the_words_of_a_unicode_name(name, slug):
+    # an accented letter was a dash ("my störy ü" imported as "my-st-ry-"), and a dash could end the id
+    assert ids.slugify_id(name) == slug

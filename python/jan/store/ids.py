@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import time
+import unicodedata
 from typing import Any, Final
 
 from .errors import InvalidIdError
@@ -85,11 +86,14 @@ def validate_extension_name(value: Any) -> str:
 def slugify_id(text: str, fallback: str = "model") -> str:
     """Turn free text (a file name, a model name) into a valid id.
 
-    Disallowed characters become ``-``; the result is trimmed to the length limit.
+    Accented Latin letters lose their accents (``Störy`` is ``Story``, not ``St-ry``: a file name in any
+    European language keeps its words); other disallowed characters become ``-``; the result is trimmed to
+    the length limit, with no separator left dangling at either end.
     """
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
     slug = re.sub(r"\.{2,}", ".", slug)
-    slug = slug.lstrip("._-")[:ID_MAX_LENGTH].rstrip(".")
+    slug = slug.lstrip("._-")[:ID_MAX_LENGTH].rstrip("._-")
     if not slug or not is_valid_id(slug):
         slug = f"{fallback}-{slug}" if slug else fallback
         slug = slug[:ID_MAX_LENGTH].rstrip(".")
