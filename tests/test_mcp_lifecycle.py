@@ -83,3 +83,44 @@ def test_a_server_name_holds_no_double_underscore(tmp_path):
     with pytest.raises(McpConfigError, match="without '__'"):
         edit_config(tmp_path, lambda servers: servers.update({"c__d": {"command": "y"}}))
     assert list(load_config(tmp_path)) == ["a_b"]  # the file was left as it was
+
+
+async def test_a_server_that_dies_at_start_says_why(tmp_path):
+    # The SDK only sees the pipe close ("Connection closed"): the error quotes the last line the server wrote on
+    # stderr (a traceback's exception, a missing module), or says it wrote nothing, and where its log is.
+    data = tmp_path / "data"
+    write_mcp_config(data, {
+        "raises": {"command": sys.executable, "args": ["-c", "raise SystemExit('no config file at /x/y.toml')"]},
+        "traceback": {"command": sys.executable, "args": ["-c", "import no_such_module_for_jan"]},
+        "silent": {"command": sys.executable, "args": ["-c", "import sys; sys.exit(3)"]},
+    })
+    with running(data) as srv:
+        async with Client(srv.base_url) as api:
+            said = {name: (await api.ok("GET", f"/v1/mcp/servers/{name}")) for name in ("raises", "traceback", "silent")}
+    for status in said.values():
+        assert status["state"] == "failed", status
+    assert "no config file at /x/y.toml" in said["raises"]["error"], said["raises"]
+    assert "ModuleNotFoundError: No module named 'no_such_module_for_jan'" in said["traceback"]["error"], said
+    assert "wrote nothing on stderr" in said["silent"]["error"], said["silent"]
+    for name, status in said.items():
+        assert str(data / "logs" / "mcp" / f"{name}.log") in status["error"], status
+
+
+@pytest.mark.parametrize("named", ["function", "mcp"])
+async def test_a_forced_tool_of_a_server_that_is_down_says_why(tmp_path, stories_path, named):
+    # The run's 400 for a tool_choice whose tool is missing because its server failed names that failure (here,
+    # what the server wrote on stderr), not only that the tool is not among the run's (none), which reads as a typo.
+    data = tmp_path / "data"
+    write_mcp_config(data, {"broken": {"command": sys.executable, "args": ["-c", "raise SystemExit('bad token')"]}})
+    tool = ({"type": "function", "function": {"name": "broken__add"}} if named == "function"
+            else {"type": "mcp", "server_label": "broken"})
+    with running(data, stories_path) as srv:
+        async with Client(srv.base_url) as api:
+            assistant = await api.ok("POST", "/v1/assistants", {"model": "stories260K", "tools": [tool]})
+            thread = await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Add"}]})
+            status, body = await api.post(f"/v1/threads/{thread['id']}/runs", {
+                "assistant_id": assistant["id"], "tool_choice": {"type": "function", "function": {"name": "broken__add"}}})
+    assert status == 400, body
+    error = body["error"]
+    assert error["param"] == "tool_choice", error
+    assert "MCP server 'broken' is not available" in error["message"] and "bad token" in error["message"], error

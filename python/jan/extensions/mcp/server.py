@@ -266,7 +266,11 @@ class McpServer:
 
         self.log_folder.mkdir(parents=True, exist_ok=True)
         # The server's stderr goes to a file: a chatty (or flooding) server can't fill a pipe jan must drain.
-        errlog = open(self.log_folder / f"{self.name}.log", "a", encoding="utf-8")  # noqa: SIM115
+        errlog_path = self.log_folder / f"{self.name}.log"
+        errlog = open(errlog_path, "a", encoding="utf-8")  # noqa: SIM115
+        # Where this start's stderr begins: a server that dies says why there (a traceback, "command not
+        # found"), and the SDK only sees the pipe close ("Connection closed"), so a failure quotes its last line.
+        said_from = errlog.tell()
         try:
             # Stopping cancels this scope (never the task): anyio cancellation lets the SDK finish its shielded
             # cleanup, which ends the process; a native task.cancel() can cut that short and leave it running.
@@ -293,6 +297,8 @@ class McpServer:
             raise
         except BaseException as exc:  # noqa: BLE001 - an exception group from the SDK's task group, an OSError, ...
             message = _describe(exc)
+            if self.config.command:
+                message += _stderr_said(errlog_path, said_from)
             if not stop.is_set():
                 self._failed(message)
             if not ready.done():
@@ -304,7 +310,8 @@ class McpServer:
             if stop.is_set() and self.state != McpServerState.FAILED:
                 self.state = McpServerState.DISABLED if self.config.disabled else McpServerState.STOPPED
             elif self.state == McpServerState.RUNNING:  # the connection broke
-                self._failed("the connection to the server was lost")
+                self._failed("the connection to the server was lost"
+                             + (_stderr_said(errlog_path, said_from) if self.config.command else ""))
 
     async def _refresh(self, client: Any) -> None:
         # Item by item (lenient.list_items): one malformed tool, prompt or resource is left out and told in the
@@ -407,6 +414,26 @@ class McpServer:
             return ToolResult.error(f"The MCP server '{self.name}' answered {mcp_name} with an error: {_describe(exc)}")
         self._failures = 0
         return _result(result)
+
+
+#: How much of a failed server's stderr is read back for its error (its last line is quoted).
+_STDERR_TAIL_BYTES = 8192
+
+
+def _stderr_said(path: Path, offset: int) -> str:
+    """What a stdio server wrote to its log (``path``, from ``offset``: this start's output) for its error: its
+    last line and where the rest is, or that it wrote nothing there."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(offset, size - _STDERR_TAIL_BYTES))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    if not lines:
+        return f" (the server wrote nothing on stderr; its log: {path})"
+    return f"; the server's stderr ends with: {lines[-1][:300]} (all of it in {path})"
 
 
 def _describe(exc: BaseException) -> str:
