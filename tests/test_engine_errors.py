@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import jan
@@ -80,9 +82,9 @@ def test_logit_bias_shapes_that_work(stories, bias):
     assert stories.generate("Once", max_tokens=2, temperature=0, logit_bias=bias).finish_reason == "length"
 
 
-# A yes/no option takes a bool (or 0/1): "no" or logprobs=5 (meant as top_logprobs) is not quietly True.
+# A yes/no option takes a bool, as the load flags do: "no" or logprobs=5 (meant as top_logprobs) is not quietly True.
 @pytest.mark.parametrize("name", ["ignore_eos", "logprobs", "prompt_logprobs", "render_special", "reasoning_open"])
-@pytest.mark.parametrize("value", ["no", 5, 0.5, [True]])
+@pytest.mark.parametrize("value", ["no", 5, 1, 0.5, [True]])
 def test_flags_refuse_values_that_are_not_yes_or_no(stories, name, value):
     with pytest.raises(ValueError, match=name):
         stories.generate("Once", max_tokens=1, **{name: value})
@@ -240,3 +242,52 @@ def test_requests_racing_a_close_end_as_model_closed(stories_path):
             t.join(timeout=300)
         assert not any(t.is_alive() for t in threads)
         assert not errors, errors
+
+
+# The model's path of a wrong type is a TypeError naming it (not pathlib's "expected str, bytes or os.PathLike
+# object, not NoneType"), an empty one a ModelFileError saying so (Path("") is the current folder: "'.' is a
+# directory"), and bytes are a file name as os.fsdecode reads it; jan.ModelPool.load and check_load agree.
+@pytest.mark.parametrize("path", [None, 5, 1.5, ["a.gguf"]])
+def test_a_path_of_the_wrong_type_is_named(path):
+    from jan.engine.preflight import check_load
+
+    with pytest.raises(TypeError, match="path: expected a file path"):
+        jan.Model(path)
+    with pytest.raises(TypeError, match="path: expected a file path"):
+        check_load(path, {})
+
+
+@pytest.mark.parametrize("path", ["", "  "])
+def test_an_empty_path_is_said_to_be_empty(path):
+    with pytest.raises(jan.ModelFileError, match="path: the file path is empty"):
+        jan.Model(path)
+    with jan.ModelPool() as pool, pytest.raises(jan.ModelFileError, match="empty"):
+        pool.load("m", path)
+
+
+def test_a_bytes_path_is_a_file_name(stories_path):
+    with jan.Model(os.fsencode(stories_path), n_ctx=64) as m:
+        assert m.path == str(stories_path) and m.id == "stories260K"
+
+
+def test_a_model_id_of_the_wrong_type_is_named(stories_path):
+    with pytest.raises(TypeError, match="model_id: expected a string"):
+        jan.Model(stories_path, model_id=5)
+
+
+# The tokenizer's and generate's yes/no arguments are checked by name: pybind11 refused a non-bool with
+# "incompatible function arguments", a TypeError naming none of them.
+@pytest.mark.parametrize("call, name", [
+    (lambda m: m.tokenize("Once", add_special="no"), "add_special"),
+    (lambda m: m.tokenize("Once", parse_special=None), "parse_special"),
+    (lambda m: m.vocabulary().tokenize("Once", parse_special=2), "parse_special"),
+    (lambda m: m.detokenize([1, 2], remove_special="yes"), "remove_special"),
+    (lambda m: m.detokenize([1, 2], unparse_special=[]), "unparse_special"),
+    (lambda m: m.token_to_piece(1, special="no"), "special"),
+    (lambda m: m.vocabulary().token_to_bytes(1, special=1.0), "special"),
+    (lambda m: m.generate("Once", add_special="no", max_tokens=1), "add_special"),
+    (lambda m: m.stream("Once", add_special=None, max_tokens=1), "add_special"),
+])
+def test_tokenizer_flags_of_the_wrong_type_are_named(stories, call, name):
+    with pytest.raises(ValueError, match=f"{name}: expected true or false"):
+        call(stories)

@@ -393,6 +393,10 @@ def test_model_may_be_omitted_with_one_loaded_model(open_server):
         assert status == 200 and out["model"] == "stories260K", (path, out)
     status, _, out = call(open_server, "POST", "/v1/tokenize", {"content": "Once"})
     assert status == 200 and out["tokens"]
+    # null flags are their defaults (add_special off, parse_special on), not a value the engine refuses
+    status, _, nulls = call(open_server, "POST", "/v1/tokenize", {"content": "Once", "add_special": None,
+                                                                 "parse_special": None})
+    assert status == 200 and nulls["tokens"] == out["tokens"], nulls
     status, _, out = call(open_server, "GET", "/models")
     assert status == 200 and [m["id"] for m in out["data"]] == ["stories260K"]
 

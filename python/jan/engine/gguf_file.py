@@ -7,11 +7,29 @@ thing for every file a model has: its weights, its draft model, its projector.""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from jan import _engine
 from jan.engine.logs import forward_native_logs
 from jan.errors import ModelFileError, ModelLoadError
 from jan.gguf_magic import has_gguf_magic
+
+
+def file_path(value: object, name: str) -> str:
+    """A file argument (``path``, ``draft_model``, ``mmproj``) as text: a str or an ``os.PathLike`` (bytes
+    decoded as the file system's names are). TypeError naming ``name`` for any other type, rather than
+    pathlib's "expected str, bytes or os.PathLike object, not NoneType"; :class:`ModelFileError` for an empty
+    path, which ``Path("")`` would read as the current folder ("'.' is a directory")."""
+    if isinstance(value, (bytes, bytearray)):
+        value = os.fsdecode(bytes(value))
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a file path (str or os.PathLike), got {type(value).__name__}")
+    text = os.fspath(value)
+    if isinstance(text, bytes):  # a PathLike whose __fspath__ gives bytes
+        text = os.fsdecode(text)
+    if not text.strip():
+        raise ModelFileError(f"{name}: the file path is empty")
+    return str(Path(text))
 
 
 def native_path(path: str, what: str = "") -> str:

@@ -18,14 +18,14 @@ from jan import _engine
 from jan.errors import (BadRequestError, EmbeddingCancelledError, MediaError, ModelClosedError, ModelFileError,
                         ModelLoadError, ModelSettingError)
 from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
-from jan.engine.gguf_file import check_gguf_file, load_weights
+from jan.engine.gguf_file import check_gguf_file, file_path, load_weights
 from jan.engine.heap import release_free_memory
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.logs import forward_native_logs
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, image_input
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
-from jan.engine.params import check_seconds, engine_text
+from jan.engine.params import check_flag, check_seconds, engine_text
 from jan.engine.request import Request
 from jan.engine.room import RoomSignal
 from jan.engine.results import Completion
@@ -188,11 +188,13 @@ def _token_ids(name: str, tokens, n_vocab: int) -> list[int]:
 def _tokenize(native, text: str, add_special: bool, parse_special: bool) -> list[int]:
     if not isinstance(text, str):
         raise TypeError(f"text must be str, not {type(text).__name__}")
-    return native.tokenize(engine_text("text", text), add_special, parse_special)
+    # each flag checked here: pybind11 refuses a non-bool with "incompatible function arguments", naming none
+    return native.tokenize(engine_text("text", text), check_flag("add_special", add_special),
+                           check_flag("parse_special", parse_special))
 
 
 def _token_bytes(native, token: int, special: bool) -> bytes:
-    return native.token_to_piece(_token_id("token", token, native.n_vocab), special)
+    return native.token_to_piece(_token_id("token", token, native.n_vocab), check_flag("special", special))
 
 
 class Vocabulary:
@@ -338,8 +340,10 @@ class Model:
         mmproj: str | os.PathLike | None = None,
         media_limits: MediaLimits | None = None,
     ):
-        self.path = str(Path(path))
-        self.id = model_id or Path(path).stem
+        self.path = file_path(path, "path")
+        if model_id is not None and not isinstance(model_id, str):
+            raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
+        self.id = model_id or Path(self.path).stem
         # every option and every file checked before the weights are read: a bad one costs no load
         check_load_options({name: value for name, value in locals().items() if name in _LOAD_OPTION_NAMES})
         check_gguf_file(self.path, "model file")
@@ -564,7 +568,9 @@ class Model:
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str:
         """Token ids to text (invalid UTF-8 shows as U+FFFD). Ids outside the vocabulary raise ValueError."""
         native = self._live()
-        return native.detokenize(_token_ids("tokens", tokens, native.n_vocab), remove_special, unparse_special)
+        return native.detokenize(_token_ids("tokens", tokens, native.n_vocab),
+                                 check_flag("remove_special", remove_special),
+                                 check_flag("unparse_special", unparse_special))
 
     def token_to_piece(self, token: int, special: bool = False) -> str:
         """One token's text. A token holding part of a UTF-8 character shows as U+FFFD; use
@@ -653,7 +659,7 @@ class Model:
         if media and marker not in prompt:
             prompt = "".join(marker + "\n" for _ in media) + prompt
         try:
-            mp = projector.tokenize(prompt, list(media), add_special, True)
+            mp = projector.tokenize(prompt, list(media), check_flag("add_special", add_special), True)
             projector.encode(mp)
         except ValueError as e:
             raise MediaError(str(e)) from None
@@ -686,6 +692,7 @@ class Model:
         pieces = self._piece_cache
         native = self._live()
         scheduler = self._require_scheduler()
+        add_special = check_flag("add_special", add_special)
         if images or audio:
             if not isinstance(prompt, str):
                 raise TypeError("with images or audio the prompt must be text (holding media markers)")

@@ -286,13 +286,13 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.reasoning_start = _string("reasoning_start", o["reasoning_start"])
     p.reasoning_end = _string("reasoning_end", o["reasoning_end"])
     p.reasoning_close = _string("reasoning_close", o["reasoning_close"])
-    p.reasoning_open = _flag("reasoning_open", o["reasoning_open"])
-    p.render_special = _flag("render_special", o["render_special"])
-    p.ignore_eos = _flag("ignore_eos", o["ignore_eos"])
+    p.reasoning_open = check_flag("reasoning_open", o["reasoning_open"])
+    p.render_special = check_flag("render_special", o["render_special"])
+    p.ignore_eos = check_flag("ignore_eos", o["ignore_eos"])
     p.stop = _stops(o["stop"])
-    p.logprobs = _flag("logprobs", o["logprobs"]) or bool(o["top_logprobs"])
+    p.logprobs = check_flag("logprobs", o["logprobs"]) or bool(o["top_logprobs"])
     p.n_probs = r["top_logprobs"].check("top_logprobs", o["top_logprobs"])
-    p.prompt_logprobs = _flag("prompt_logprobs", o["prompt_logprobs"])
+    p.prompt_logprobs = check_flag("prompt_logprobs", o["prompt_logprobs"])
     p.mirostat = r["mirostat"].check("mirostat", o["mirostat"])
     p.mirostat_tau = r["mirostat_tau"].check("mirostat_tau", o["mirostat_tau"])
     p.mirostat_eta = r["mirostat_eta"].check("mirostat_eta", o["mirostat_eta"])
@@ -434,11 +434,9 @@ def _token_key(key) -> int:
     raise ValueError(f"logit_bias: keys must be token ids, got {key!r}")
 
 
-def _flag(name: str, value) -> bool:
-    """A yes/no option: a bool (or 0/1), never any truthy value: ``ignore_eos="no"`` or ``logprobs=5`` (meant as
-    top_logprobs) would otherwise pass as True."""
+def check_flag(name: str, value) -> bool:
+    """A yes/no option: a bool, as jan.Model's load flags take it, never any truthy value: ``ignore_eos="no"``
+    or ``logprobs=5`` (meant as top_logprobs) would otherwise pass as True."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
     raise ValueError(f"{name}: expected true or false, got {value!r}")

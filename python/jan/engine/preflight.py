@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from jan.engine.gguf_file import check_gguf_file
+from jan.engine.gguf_file import check_gguf_file, file_path
 from jan.engine.header import read_header
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import COMPANION_FILES, LOAD_OPTION_DEFAULTS, check_load_options
@@ -27,7 +27,7 @@ def check_load(path: str | os.PathLike, options: Mapping[str, object]) -> None:
     reads), :class:`~jan.ModelSettingError` (cache types the model cannot hold). Blocking (reads headers)."""
     opts = {**LOAD_OPTION_DEFAULTS, **options}
     check_load_options(opts)
-    path = str(Path(path))
+    path = file_path(path, "path")
     check_gguf_file(path, "model file")
     if opts["vocab_only"]:
         return

@@ -190,7 +190,9 @@ async def tokenize(request: web.Request) -> web.Response:
     body = await parse_body(request, TokenizeRequest)
     model, engine = await model_and_engine(request, body.model)
     text = body.content if body.content is not None else body.text
-    tokens = await engine.tokenize(model, text, add_special=body.add_special, parse_special=body.parse_special)
+    # null is the field's default (as llama-server reads it), not a value for the engine's yes/no checks
+    tokens = await engine.tokenize(model, text, add_special=bool(body.add_special),
+                                   parse_special=body.parse_special is not False)
     result: dict[str, Any] = {"tokens": tokens}
     if body.with_pieces and hasattr(engine, "token_pieces"):
         pieces = await engine.token_pieces(model, tokens)
