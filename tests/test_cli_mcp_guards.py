@@ -29,3 +29,24 @@ def test_a_server_name_with_double_underscore_is_refused(tmp_path):
     assert not (data / "mcp.json").exists()
     ok(jan("mcp", "add", "a_b", sys.executable, "server.py", env=env))
     assert list(json.loads((data / "mcp.json").read_text())["mcpServers"]) == ["a_b"]
+
+
+def test_an_edit_the_running_server_does_not_see_is_told(tmp_path):
+    # `jan mcp add/remove` edit this machine's data folder; a jan server answering at the URL that was started on
+    # another folder never sees the edit: a warning says so (the edit itself stands), and none when it does see it.
+    from api_helpers import running
+
+    served = tmp_path / "served"
+    with running(served) as srv:
+        other = cli_env(tmp_path / "here", local=False, JAN_API_URL=srv.base_url)
+        same = cli_env(served, local=False, JAN_API_URL=srv.base_url)
+        added = ok(jan("mcp", "add", "notes", sys.executable, "server.py", env=other))
+        assert "does not list 'notes'" in added.stderr and "--data-folder" in added.stderr, added.stderr
+        assert "Traceback" not in added.stderr
+        assert list(json.loads((tmp_path / "here" / "mcp.json").read_text())["mcpServers"]) == ["notes"]
+        ok(jan("mcp", "add", "notes", sys.executable, "server.py", env=same))
+        removed = ok(jan("mcp", "remove", "notes", env=other))
+        assert "still lists 'notes'" in removed.stderr, removed.stderr
+        for args in (("remove", "notes"), ("add", "notes", sys.executable, "server.py")):
+            fine = ok(jan("mcp", *args, env=same))
+            assert "warning" not in fine.stderr, fine.stderr

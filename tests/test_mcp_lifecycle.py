@@ -67,6 +67,7 @@ async def test_a_server_that_cannot_start_is_told_once_and_tried_on_use(tmp_path
             status = await api.ok("GET", "/v1/mcp/servers/broken")  # a use: tried again
             assert status["state"] == "failed" and "No such file or directory" in status["error"], status
             assert "/nonexistent/bin/xyz" in status["error"]
+            assert "stderr" not in status["error"], status  # it never ran: no log of it to point at
             await api.ok("GET", "/v1/mcp/servers/broken")
     told = [r for r in caplog.records if r.name == "jan.extensions.mcp" and r.levelno >= logging.INFO]
     assert len(told) == 1 and told[0].levelno == logging.WARNING and "broken" in told[0].getMessage(), \

@@ -112,6 +112,7 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
 
     _edit(conn, edit)
     click.echo(f"{name}: added to {conn.data_folder / 'mcp.json'}")
+    _tell_if_the_server_reads_another_file(conn, name, present=True)
 
 
 @mcp.command("remove")
@@ -125,3 +126,25 @@ def remove_server(name: str, conn) -> None:
 
     _edit(conn, edit)
     click.echo(f"{name}: removed")
+    _tell_if_the_server_reads_another_file(conn, name, present=False)
+
+
+def _tell_if_the_server_reads_another_file(conn, name: str, *, present: bool) -> None:
+    """Warn (on stderr) when the jan server answering at the default URL does not see the edit just made: it
+    reads another data folder's mcp.json (it was started with another --data-folder or $JAN_DATA_FOLDER), so
+    the server the user meant to give (or take) the tools never will. Its listing rereads the file and starts
+    nothing. A server that cannot be asked is no reason to fail an edit that was made."""
+    from jan.cli.client import ServerError
+
+    try:
+        client = conn.server()
+        if client is None:
+            return
+        listed = {s.get("name") for s in client.get("/v1/mcp/servers").get("data", [])}
+    except (ServerError, CLIError, OSError, AttributeError):
+        return
+    if (name in listed) == present:
+        return
+    click.echo(f"jan: warning: the jan server at {conn.url} {'does not list' if present else 'still lists'} "
+               f"'{name}': it reads the mcp.json of another data folder, not {conn.data_folder}; run this again "
+               "with --data-folder <its data folder> (or $JAN_DATA_FOLDER as it was started)", err=True)

@@ -297,7 +297,7 @@ class McpServer:
             raise
         except BaseException as exc:  # noqa: BLE001 - an exception group from the SDK's task group, an OSError, ...
             message = _describe(exc)
-            if self.config.command:
+            if self.config.command and not isinstance(_innermost(exc), OSError):  # an OSError: it never ran
                 message += _stderr_said(errlog_path, said_from)
             if not stop.is_set():
                 self._failed(message)
@@ -436,10 +436,16 @@ def _stderr_said(path: Path, offset: int) -> str:
     return f"; the server's stderr ends with: {lines[-1][:300]} (all of it in {path})"
 
 
-def _describe(exc: BaseException) -> str:
-    """One line for an exception, looking inside exception groups (the SDK's task groups raise them)."""
+def _innermost(exc: BaseException) -> BaseException:
+    """The first exception inside exception groups (the SDK's task groups raise them)."""
     group = getattr(builtins, "BaseExceptionGroup", ())
     while group and isinstance(exc, group) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an exception, looking inside exception groups (the SDK's task groups raise them)."""
+    exc = _innermost(exc)
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:500]
