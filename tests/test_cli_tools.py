@@ -68,3 +68,28 @@ def test_chat_asks_before_each_tool_call(tmp_path, tool_model):
     assert "shopping.txt" in approved["content"][0]["text"]["value"]
     assert denied["metadata"]["is_error"] and "denied" in denied["content"][0]["text"]["value"]
     assert messages[1]["metadata"]["tool_calls"][0]["function"]["name"] == "notes__list_notes"
+
+
+def test_a_tool_choice_among_no_such_tools_is_refused(tmp_path, stories_path):
+    # --tool-choice without tools, or naming a tool the chat was not given, was quietly dropped: the model answered
+    # as if no choice had been made
+    data = tmp_path / "jan"
+    write_mcp_config(data, {"notes": stdio_entry(notes_folder(tmp_path))})
+    env = cli_env(data)
+    for choice in ("required", "notes__list_notes"):
+        fails(jan("chat", str(stories_path), "--tool-choice", choice, env=env, input="hi\n"),
+              f"--tool-choice {choice} needs tools", "--tool", "--mcp")
+    fails(jan("chat", str(stories_path), "--mcp", "notes", "--tool-choice", "notes__nope", env=env, input="hi\n"),
+          "'notes__nope'", "notes__list_notes")
+    # auto and none need no tools: nothing to refuse
+    ok(jan("chat", str(stories_path), "--tool-choice", "none", "--max-tokens", "2", "--no-save", env=env, input="hi\n"))
+
+
+def test_an_mcp_server_that_gives_no_tools_says_why(tmp_path, stories_path):
+    data = tmp_path / "jan"
+    write_mcp_config(data, {"broken": {"command": sys.executable, "args": ["-c", "raise SystemExit('no API key')"]}})
+    env = cli_env(data)
+    fails(jan("chat", str(stories_path), "--mcp", "broken", env=env, input="hi\n"), "'broken' offers no tools",
+          "no API key")
+    fails(jan("chat", str(stories_path), "--mcp", "absent", env=env, input="hi\n"), "'absent' offers no tools",
+          "not configured")

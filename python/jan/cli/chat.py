@@ -456,6 +456,9 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
     SIGHUP (a closed terminal) stops the answer as Ctrl-C does, saves it and
     ends the command, within 30 s whatever holds it up.
     """
+    if tool_choice not in (None, "auto", "none") and not (tool_names or mcp_servers):
+        # a choice of tools among none was quietly dropped and the model answered as if it had not been given
+        raise CLIError(f"--tool-choice {tool_choice} needs tools to choose from: give --tool NAME or --mcp SERVER")
     load_kwargs = {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers}
     backend = open_backend(conn, model or default_model(conn), **load_kwargs)
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
@@ -474,6 +477,12 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
         if tool_choice in ("auto", "none", "required"):
             session.tool_choice = tool_choice
         elif tool_choice:
+            offered = session.tools.tools
+            if tool_choice not in offered:
+                session.tools.close()
+                backend.close()
+                raise CLIError(f"--tool-choice names '{tool_choice}', which is not among this chat's tools "
+                               f"({', '.join(sorted(offered))})")
             session.tool_choice = {"type": "function", "function": {"name": tool_choice}}
     lenient_stdin()  # also when this command is invoked on its own, not through `jan`
     interactive = sys.stdin.isatty()

@@ -49,10 +49,27 @@ class ChatTools:
         for server in servers:
             found = {n: t for n, t in available.items() if t.source == f"mcp:{server}"}
             if not found:
+                why = self._why_no_tools(server)
                 self.close()
-                raise CLIError(f"MCP server '{server}' offers no tools (see `jan mcp list`)")
+                raise CLIError(f"MCP server '{server}' offers no tools{why} (see `jan mcp list`)")
             chosen.update(found)
         self.tools = chosen
+
+    def _why_no_tools(self, server: str) -> str:
+        """Why ``server`` gave this chat no tools, for its error: not configured, disabled, or failed (its
+        start's error, which says what the server wrote on stderr); empty when there is nothing more to say."""
+        from jan.core import McpHost
+
+        try:
+            host = self.manager.get(McpHost)
+            status = {s.name: s for s in self._run(host.list_servers(), timeout=30)}.get(server)
+        except Exception:  # noqa: BLE001 - the error is told without the why, never hidden by it
+            return ""
+        if status is None:
+            return ": it is not configured in mcp.json"
+        if not status.enabled:
+            return ": it is disabled"
+        return f": {status.error}" if status.error else ""
 
     def _run(self, coro: Any, timeout: float | None = 120) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
