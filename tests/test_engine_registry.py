@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 
-import pytest
-
 import jan
+import pytest
+from jan.engine.params import MAX_SECONDS, check_seconds
 
 
 def test_load_get_unload(stories_path, tiny_random_path):
@@ -45,6 +46,22 @@ def test_keep_alive_unloads_idle_models(stories_path):
         while engine.is_loaded("a") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not engine.is_loaded("a")
+
+
+def test_a_duration_past_the_longest_wait_is_forever(stories_path):
+    # a client's keep_alive of 1e30 s: no thread can wait that long (OverflowError) and no date lies that far ahead
+    # (a server's "expires at"), so every duration option takes it as forever, or as the longest wait where the
+    # option must be finite; a duration up to the limit stays as given
+    assert check_seconds("keep_alive", 1e30) == math.inf
+    assert check_seconds("reap_interval", 10 ** 30, positive=True, finite=True) == MAX_SECONDS
+    assert check_seconds("keep_alive", MAX_SECONDS) == MAX_SECONDS and check_seconds("keep_alive", 60) == 60
+    with jan.Engine(keep_alive=1e30, room_timeout=1e30, reap_interval=1e30, n_ctx=128, n_threads=1) as engine:
+        engine.load("a", stories_path)
+        assert engine.status()["a"]["expires_in"] is None
+        engine.set_keep_alive("a", 60)  # starts the reaper, whose interval is now a wait a thread can make
+        assert 0 < engine.status()["a"]["expires_in"] <= 60
+        engine.set_keep_alive("a", 1e30)
+        assert engine.status()["a"]["expires_in"] is None and engine.reap_idle() == []
 
 
 def test_keep_alive_never_unloads_a_busy_model(stories_path):

@@ -5,7 +5,8 @@
 * Ollama's shapes: ``name`` for ``model`` on ``/api/create``, a clear 400 for ``/api/push``, Ollama's "off" values
   of sampling options (``top_k`` -1, ``typical_p`` 0), an embedding model's real context on ``/api/ps``, pull
   progress whose ``digest`` is a ``sha256:`` or absent, errors that name Ollama's fields (``format``) and spell
-  values as JSON (``true``), ``/api/create`` ``parameters`` that are checked and whose load-time ones are kept;
+  values as JSON (``true``), ``/api/create`` ``parameters`` that are checked and whose load-time ones are kept,
+  a ``keep_alive`` longer than any date (``1e30``) taken as forever, not a 500 on ``/api/ps``;
 * stopping a model cancels an embedding running on it: the request ends with the error a cut-off generation gets
   (503, try again), never 200 with vectors from a model ``/api/ps`` no longer lists, and the embedding context is
   freed once the call returns.
@@ -220,6 +221,17 @@ async def test_a_bad_format_schema_names_format(models, path, stream):
         got, answer = await api.post(path, body)
     error = _only_error(answer)
     assert got == 400 and error.startswith("format: ") and "response_format" not in error, answer
+
+
+@pytest.mark.parametrize("keep_alive", [1e30, 10 ** 30, "9999999999999h"])
+async def test_a_keep_alive_longer_than_any_date_is_forever(models, keep_alive):
+    # a duration no thread can wait and no date can end was kept as given, and /api/ps then failed (500) adding
+    # it to now; past the longest duration (Go's, Ollama's own) it is forever, as a negative one is
+    async with Client(models.base_url) as api:
+        await api.ok("POST", "/api/generate", {"model": "stories260K", "keep_alive": keep_alive})
+        entry = next(m for m in (await api.ok("GET", "/api/ps"))["models"] if m["name"] == "stories260K")
+        assert int(entry["expires_at"][:4]) >= 2100, entry  # forever: a date far ahead, as for keep_alive -1
+        await api.ok("POST", "/api/generate", {"model": "stories260K", "keep_alive": -1})
 
 
 async def test_values_in_errors_are_spelled_as_json(models):

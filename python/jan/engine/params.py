@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -336,11 +337,19 @@ def _float(name: str, value) -> float:
     return float(value)
 
 
+#: The longest duration told apart from "forever": threading.TIMEOUT_MAX (~292 years; also Go's longest
+#: time.Duration, so Ollama's own limit). A thread cannot wait longer (OverflowError), and now plus a much longer
+#: duration is past the last date a datetime holds, so ``/api/ps`` could not write when a model unloads.
+MAX_SECONDS = threading.TIMEOUT_MAX
+
+
 def check_seconds(name: str, value, *, positive: bool = False, finite: bool = False) -> float:
     """A duration option (``keep_alive``, ``room_timeout``, a wait's ``timeout``): a real number of seconds,
     >= 0 (> 0 with ``positive``), infinity ("forever") only where that means something (not ``finite``).
     ValueError naming the option otherwise: NaN compares false with every bound, so it would pass a plain
-    ``< 0`` check and then mean nothing (or never)."""
+    ``< 0`` check and then mean nothing (or never). A finite value past :data:`MAX_SECONDS` (a client's
+    ``keep_alive: 1e30``) comes back as infinity, or as :data:`MAX_SECONDS` where the option must be finite:
+    nothing could tell them apart, and every later wait, deadline and date made from it stays in range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name}: expected a number of seconds, got {value!r}")
     value = float(value)
@@ -350,6 +359,8 @@ def check_seconds(name: str, value, *, positive: bool = False, finite: bool = Fa
         raise ValueError(f"{name}: must be a finite number of seconds, got {value!r}")
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{name}: must be {'>' if positive else '>='} 0 seconds, got {value!r}")
+    if value > MAX_SECONDS:
+        return MAX_SECONDS if finite else math.inf
     return value
 
 
