@@ -48,6 +48,21 @@ def test_keep_alive_unloads_idle_models(stories_path):
         assert not engine.is_loaded("a")
 
 
+def test_keep_alive_0_waits_for_a_request_handed_the_model(stories_path):
+    # Ollama's keep_alive 0 from one client while another's request was handed the model but had not submitted yet
+    # (rendering its prompt): the model was closed under it (a 503); it is served, and the unload follows it
+    with jan.Engine(reap_interval=0.05, n_ctx=128, n_threads=1) as engine:
+        model = engine.load("a", stories_path, claim=True)  # handed out, nothing submitted yet
+        assert engine.unload_when_idle("a") is False and engine.is_loaded("a")
+        assert model.generate("Once", max_tokens=2, temperature=0).text
+        deadline = time.monotonic() + 30
+        while engine.is_loaded("a") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not engine.is_loaded("a")
+        engine.load("b", stories_path)  # not handed out (no claim) and nothing running: unloaded at once
+        assert engine.unload_when_idle("b") is True and not engine.is_loaded("b")
+
+
 def test_a_duration_past_the_longest_wait_is_forever(stories_path):
     # a client's keep_alive of 1e30 s: no thread can wait that long (OverflowError) and no date lies that far ahead
     # (a server's "expires at"), so every duration option takes it as forever, or as the longest wait where the

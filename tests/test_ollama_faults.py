@@ -234,6 +234,22 @@ async def test_a_keep_alive_longer_than_any_date_is_forever(models, keep_alive):
         await api.ok("POST", "/api/generate", {"model": "stories260K", "keep_alive": -1})
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/v1/messages/count_tokens", {"messages": [{"role": "user", "content": "x"}]}),  # a render: submits nothing
+    ("/api/generate", {"prompt": "def f(", "suffix": "x", "stream": False}),  # refused (no FIM tokens): a 400
+])
+async def test_keep_alive_0_is_not_kept_waiting_by_a_request_that_submits_nothing(models, path, body):
+    # keep_alive 0 waits for requests handed the model (a request racing it is served, not failed); one that only
+    # renders or is refused before its submit ends its hand-out at once, so the unload is not put off
+    async with Client(models.base_url) as api:
+        await api.ok("POST", "/api/generate", {"model": "stories260K"})
+        got, answer = await api.post(path, {"model": "stories260K", **body})
+        assert got == (200 if path.endswith("count_tokens") else 400), answer
+        unloaded = await api.ok("POST", "/api/generate", {"model": "stories260K", "keep_alive": 0})
+        assert unloaded["done_reason"] == "unload"
+        assert "stories260K" not in [m["name"] for m in (await api.ok("GET", "/api/ps"))["models"]]
+
+
 async def test_values_in_errors_are_spelled_as_json(models):
     async with Client(models.base_url) as api:
         for value, said in [(True, "invalid duration true"), ("5x", 'invalid duration "5x"')]:

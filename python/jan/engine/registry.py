@@ -435,8 +435,8 @@ class ModelPool:
         entry.model.close()
 
     def unload_when_idle(self, model_id: str) -> bool:
-        """Unload the model now if no request runs on it (True); else once the last one ends (False):
-        its keep-alive becomes 0, and the reaper unloads it when idle — running requests are never
+        """Unload the model now if no request runs on it nor was handed it (True); else once the last one ends
+        (False): its keep-alive becomes 0, and the reaper unloads it when idle — running requests are never
         cancelled (Ollama's ``keep_alive: 0``; :meth:`unload` cancels them). Raises ModelNotFoundError
         if it is not loaded."""
         with self._lock:
@@ -444,9 +444,12 @@ class ModelPool:
             entry = self._models.get(model_id)
             if entry is None:
                 raise ModelNotFoundError(f"model '{model_id}' is not loaded")
-            # running requests only, not hand-outs (claims): this is a client's explicit "unload", and a claim
-            # whose request failed before its submit would hold the model for CLAIM_GRACE_S
-            idle = not self._running(entry)
+            # running requests and hand-outs (claims) alike: a request handed the model before this unload is one
+            # that runs on it (Ollama serves it), and closing the model between its hand-out and its submit failed
+            # it with a 503. A claim whose request was refused before its submit defers the unload until it
+            # lapses (CLAIM_GRACE_S), then the reaper unloads it; services hold the model (Model.hold) for work
+            # that submits nothing (a render, an infill's tokens), which ends their claims at once
+            idle = not self._in_use(entry)
             if idle:
                 del self._models[model_id]
                 self._changed.notify_all()

@@ -123,7 +123,7 @@ class ChatService:
                                "renders its prompts itself", param="model", code="not_supported")
         request = await read_documents(request)
         local = prompted_as(await target.engine.acquire(target.model), request)
-        _, text, tokens = await off_loop(_prompt, local, request, target.model.get("settings"))
+        _, text, tokens = await off_loop(_prompt_held, local, request, target.model.get("settings"))
         return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media
 
     # -- internals -------------------------------------------------------------
@@ -391,6 +391,13 @@ class _Start:
             if request.wait_for_room:
                 return None
             raise
+
+
+def _prompt_held(local: LocalModel, request: ChatRequest, settings: Any) -> tuple[Any, str, Any]:
+    """:func:`_prompt` with the model held: a render submits nothing, so without the hold the claim its hand-out
+    made would stand until it lapses, and a ``keep_alive: 0`` (which waits for claims) would wait that long."""
+    with local.model.hold():
+        return _prompt(local, request, settings)
 
 
 def _start(local: LocalModel, request: ChatRequest, settings: Any) -> _Start:

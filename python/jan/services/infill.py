@@ -28,14 +28,17 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
         raise RequestError(f"suffix: the model '{target.id}' runs on the '{target.engine.engine_name}' engine, "
                            "which cannot fill in the middle", param="suffix", code="not_supported")
     model = (await target.engine.acquire(target.model)).model
-    special = model.info.special_tokens
-    if not all(k in special for k in ("fim_pre", "fim_suf", "fim_mid")):
-        raise RequestError(f"suffix: the model '{target.id}' has no fill-in-the-middle tokens, so it cannot "
-                           "insert text before a suffix", param="suffix", code="not_supported")
 
     def build() -> tuple[int, ...]:
-        tokens = [special["fim_pre"], *model.tokenize(prefix, add_special=False), special["fim_suf"],
-                  *model.tokenize(suffix, add_special=False), special["fim_mid"]]
-        return tuple(continued_prompt(model, context, tokens))
+        # held: it ends the claim of this hand-out, which submits nothing (the completion that follows is handed
+        # the model again), refused or not, so that a keep_alive 0 (which waits for claims) need not wait for it
+        with model.hold():
+            special = model.info.special_tokens
+            if not all(k in special for k in ("fim_pre", "fim_suf", "fim_mid")):
+                raise RequestError(f"suffix: the model '{target.id}' has no fill-in-the-middle tokens, so it "
+                                   "cannot insert text before a suffix", param="suffix", code="not_supported")
+            tokens = [special["fim_pre"], *model.tokenize(prefix, add_special=False), special["fim_suf"],
+                      *model.tokenize(suffix, add_special=False), special["fim_mid"]]
+            return tuple(continued_prompt(model, context, tokens))
 
     return await asyncio.to_thread(build)
