@@ -123,3 +123,19 @@ def test_status_per_model(stories_path):
         assert status["slots_busy"] == 1 and status["slots_total"] == 2
         assert status["memory_bytes"] > 0 and status["n_ctx"] == 128
         running.cancel()
+
+
+# The pool's key and the model's file are checked by name: a model loaded under None or "" was kept under that key
+# while the Model took its file's name, and a path None was looked for as a file named 'None'.
+@pytest.mark.parametrize("model_id, error", [(None, TypeError), (5, TypeError), ("", ValueError)])
+def test_a_model_id_that_is_no_name_is_refused(stories_path, model_id, error):
+    with jan.ModelPool() as pool:
+        with pytest.raises(error, match="model_id"):
+            pool.load(model_id, stories_path)
+        assert pool.loaded() == []
+
+
+@pytest.mark.parametrize("path", [None, 5])
+def test_a_path_of_the_wrong_type_is_refused_by_the_pool(path):
+    with jan.ModelPool() as pool, pytest.raises(TypeError, match="path: expected a file path"):
+        pool.load("m", path)

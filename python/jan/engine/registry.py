@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from jan.engine.gguf_file import file_path
 from jan.engine.model import LOAD_OPTION_DEFAULTS, Model, check_load_options
 from jan.engine.params import check_seconds
 from jan.engine.preflight import check_load
@@ -175,7 +176,12 @@ class ModelPool:
         ``mmproj``), KV cache types the model cannot hold — raises before any model is unloaded for it
         (:func:`jan.engine.preflight.check_load`); one that fails after that anyway (out of memory) is logged
         with the models it unloaded."""
-        path = str(path)
+        # the pool's key: a model loaded under None or "" was kept under it while the Model took its file's name
+        if not isinstance(model_id, str):
+            raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
+        if not model_id:
+            raise ValueError("model_id: must not be empty")
+        path = file_path(path, "path")  # str(None) was a file named 'None'
         self._check_open(model_id)  # before the file checks: a closed pool is the answer whatever the file
         if not self._holds(model_id, path, options):
             check_load(path, {**self.default_options, **options})  # slow (reads headers): outside the lock
