@@ -206,6 +206,18 @@ def test_bad_images_raise_media_error(vlm, images, reason):
     assert info.value.reason == reason
 
 
+def test_a_damaged_image_is_named_by_what_is_wrong_not_by_a_buffer():
+    from jan.engine.media import decode_image
+    from PIL import Image
+
+    for cut in (33, 40):  # a PNG's signature and header, then nothing Pillow can identify
+        with pytest.raises(jan.MediaError) as info:
+            decode_image(_png(Image.new("RGB", (8, 8)))[:cut], what="messages[0].content[1]")
+        assert info.value.reason == "unsupported_format"
+        assert "BytesIO" not in str(info.value) and "0x" not in str(info.value), str(info.value)
+        assert str(info.value).startswith("messages[0].content[1]: cannot decode the image")
+
+
 def test_too_large_image_and_marker_mismatch(vision_pair):
     from PIL import Image
 

@@ -117,7 +117,10 @@ def decode_image(source: ImageSource, limits: MediaLimits = DEFAULT_LIMITS, what
                 raise
             if isinstance(e, Image.DecompressionBombError):  # Pillow's own bound on pixels, beyond ours
                 raise MediaError(f"{what}: {e}", reason="too_large") from None
-            raise MediaError(f"{what}: cannot decode the image: {e}", reason="unsupported_format") from None
+            # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" names our buffer, not the
+            # caller's input: say what is wrong with the data instead
+            detail = "the data is damaged or incomplete" if isinstance(e, UnidentifiedImageError) else str(e)
+            raise MediaError(f"{what}: cannot decode the image: {detail}", reason="unsupported_format") from None
     _check_pixels(image.size, limits, what)
     if image.mode != "RGB":
         image = image.convert("RGB")
