@@ -222,6 +222,10 @@ EXACT_PARAM_CASES = [
     ("/v1/chat/completions", CHAT | {"tool_choice": {"type": "allowed_tools"}}, "tool_choice.type"),
     ("/v1/chat/completions", CHAT | {"tool_choice": 5}, "tool_choice"),
     ("/v1/completions", COMPLETION | {"prompt": {"a": 1}}, "prompt"),
+    # a token list with one bad id: that id, not the list of strings the prompt could also have been
+    ("/v1/completions", COMPLETION | {"prompt": [1, -1]}, "prompt[1]"),
+    ("/v1/completions", COMPLETION | {"prompt": [1, 2, 2**40]}, "prompt[2]"),
+    ("/v1/embeddings", {"model": "all-MiniLM-L6-v2-f32", "input": [5, -1]}, "input[1]"),
     # errors the engine and the services find name their field too
     ("/v1/chat/completions", CHAT | {"logit_bias": {"99999999": 1}}, "logit_bias"),
     ("/v1/chat/completions", CHAT | {"model": "all-MiniLM-L6-v2-f32"}, "model"),

@@ -110,6 +110,12 @@ def field_path(loc: tuple, data: Any = _NO_DATA) -> tuple:
     return tuple(out)
 
 
+def _wrong_type(error: dict) -> bool:
+    """A value of another type than the one this alternative wanted (pydantic's ``*_type``/``*_parsing``)."""
+    kind = error.get("type", "")
+    return kind.endswith(("_type", "_parsing"))
+
+
 def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any = None) -> APIError:
     """The 400 for a body that does not validate: the first failing field's error, named by its path in the
     body. When that field is a union (a string or a list, ...), the error of the alternative that got
@@ -119,7 +125,11 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     errors = err.errors()
     paths = [field_path(tuple(e.get("loc", ())), data) for e in errors]
     head = paths[0]
-    best = max((i for i, path in enumerate(paths) if path[:len(head)] == head), key=lambda i: (len(paths[i]), -i))
+    # among alternatives that got as deep, one whose value had the right type but broke a bound says what is
+    # wrong ([1, -1] as a prompt: "prompt[1]: ... greater than or equal to 0", not the string list's
+    # "prompt[0]: Input should be a valid string")
+    best = max((i for i, path in enumerate(paths) if path[:len(head)] == head),
+               key=lambda i: (len(paths[i]), not _wrong_type(errors[i]), -i))
     first = errors[best]
     param = _param_of(paths[best])
     kind = first.get("type", "")
