@@ -1044,6 +1044,24 @@ class RunService:
             await asyncio.wait_for(run.finished.wait(), timeout)
         return run
 
+    async def modify(self, run: Run, metadata: Mapping[str, Any]) -> Run:
+        """OpenAI's "modify run": replace ``run``'s ``metadata`` (the one field a client may change) and save it.
+
+        Under the thread's lock, as claims are. A copy read from disk is read again first, so what another process
+        sharing the data folder saved meanwhile is kept; a run that process is running is refused
+        (:class:`RequestError`, ``run_held_elsewhere``): it saves its own copy of the record as it goes, which would
+        drop the change. Returns the run as saved."""
+        async with self._thread_lock(run.thread_id):
+            if self._runs.get(run.id) is not run:  # a copy read from disk
+                if await asyncio.to_thread(running_elsewhere, self.manager.data_folder, run.id):
+                    raise RequestError(f"Run '{run.id}' is running in another jan process sharing the data folder; "
+                                       "modify it there, or once it ends", param="run_id", code="run_held_elsewhere")
+                run = await self._fresh_copy(run) or run
+            # (a leg of this run going on here saves the same object: its next save keeps the change)
+            run.metadata = dict(metadata)
+            await self.persist(run)
+        return run
+
     def _cancel_leg(self, run: Run) -> None:
         """Stop this process's leg of ``run`` as a cancel: at its next piece, a tool call or a wait for room at
         once (the leg's task is cancelled; one that ended meanwhile is left be)."""

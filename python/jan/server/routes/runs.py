@@ -600,6 +600,23 @@ async def get_run(request: web.Request) -> web.Response:
     return json_response(run_object(run, with_message=not run.active))
 
 
+class RunModify(_Strict):
+    """Body of ``POST /v1/threads/{thread_id}/runs/{run_id}``: OpenAI's "modify run" changes only ``metadata``."""
+
+    metadata: Metadata | None = None
+
+
+@routes.post("/v1/threads/{thread_id}/runs/{run_id}")
+async def modify_run(request: web.Request) -> web.Response:
+    """Replace a run's ``metadata`` (``null``: emptied; left out: the run as it is), running or ended, as a thread's
+    or a message's is; ``run_held_elsewhere`` (400) for a run another jan process sharing the data folder runs."""
+    body = await parse_body(request, RunModify)
+    run = await _find_run(request)
+    if "metadata" in body.model_fields_set:
+        run = await request.app[SERVICES].runs.modify(run, body.metadata or {})
+    return json_response(run_object(run, with_message=not run.active))
+
+
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
 async def cancel_run(request: web.Request) -> web.Response:
     """Stop a run in progress (its reply is saved with what it has, status ``stopped``; a run that wrote nothing yet,
