@@ -108,9 +108,7 @@ def check_load_option(name: str, value):
     if name in LOAD_RANGES:
         return LOAD_RANGES[name].check(name, value)
     if name in _LOAD_FLAGS:
-        if not isinstance(value, bool):
-            raise ValueError(f"{name}: expected true or false, got {value!r}")
-        return value
+        return check_flag(name, value)
     if name == "adaptive_threads":
         return _adaptive_threads(value)
     if name in ("cache_type_k", "cache_type_v"):

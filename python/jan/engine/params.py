@@ -446,8 +446,8 @@ def _token_key(key) -> int:
 
 
 def check_flag(name: str, value) -> bool:
-    """A yes/no option: a bool, as jan.Model's load flags take it, never any truthy value: ``ignore_eos="no"``
-    or ``logprobs=5`` (meant as top_logprobs) would otherwise pass as True."""
+    """A yes/no option (sampling and tokenizer flags, jan.Model's load flags): a bool, never any truthy value:
+    ``ignore_eos="no"`` or ``logprobs=5`` (meant as top_logprobs) would otherwise pass as True."""
     if isinstance(value, bool):
         return value
     raise ValueError(f"{name}: expected true or false, got {value!r}")
