@@ -44,6 +44,8 @@ async def test_the_sdk_updates_a_finished_runs_metadata_and_a_restart_keeps_it(t
             # left out: the run as it is; null: emptied
             same = await api.ok("POST", f"/v1/threads/{thread.id}/runs/{run.id}", {})
             assert same["metadata"] == {"reviewed": "yes", "by": "me"}
+            patched = await api.ok("PATCH", f"/v1/threads/{thread.id}/runs/{run.id}", {"metadata": {"p": "1"}})
+            assert patched["metadata"] == {"p": "1"}  # PATCH as on threads, messages and assistants
             emptied = await api.ok("POST", f"/v1/threads/{thread.id}/runs/{run.id}", {"metadata": None})
             assert emptied["metadata"] == {}
             assert (await api.ok("GET", f"/v1/threads/{thread.id}/runs/{run.id}"))["metadata"] == {}

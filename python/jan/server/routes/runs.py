@@ -607,6 +607,7 @@ class RunModify(_Strict):
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}")
+@routes.patch("/v1/threads/{thread_id}/runs/{run_id}")  # as a thread's, message's and assistant's
 async def modify_run(request: web.Request) -> web.Response:
     """Replace a run's ``metadata`` (``null``: emptied; left out: the run as it is), running or ended, as a thread's
     or a message's is; ``run_held_elsewhere`` (400) for a run another jan process sharing the data folder runs."""
