@@ -31,6 +31,9 @@ void register_metrics(py::module_ & m) {
         .def_readonly("threads_apart", &SchedulerMetrics::threads_apart,
                       "Compute threads held to their own CPUs now: while steps run more threads than the free "
                       "cores (thread_governor.h).")
+        .def_readonly("step_threads", &SchedulerMetrics::step_threads,
+                      "Threads the last decode step ran on: the counts above, or fewer when the step holds too little "
+                      "work to split (step_threads.h).")
         .def("to_dict", [](const SchedulerMetrics & mt) {
             py::dict d;
             d["requests_total"] = mt.requests_total;
@@ -53,6 +56,7 @@ void register_metrics(py::module_ & m) {
             d["cpu_busy_elsewhere"] = mt.cpu_busy_elsewhere;
             d["thread_changes_total"] = mt.thread_changes_total;
             d["threads_apart"] = mt.threads_apart;
+            d["step_threads"] = mt.step_threads;
             return d;
         }, "The counters as a dict (for JSON and /metrics).");
 }

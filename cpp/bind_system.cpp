@@ -4,6 +4,7 @@
 #include "ggml-backend.h"
 #include "llama.h"
 #include "model.h"
+#include "step_threads.h"
 #include "thread_governor.h"
 
 #ifndef JAN_LLAMA_BUILD_COMMIT
@@ -19,6 +20,11 @@ void register_system(py::module_ & m) {
     m.def("threads_for", &ThreadGovernor::threads_for, py::arg("configured"), py::arg("free_cores"),
           "The thread governor's rule (thread_governor.h): threads for a step when `free_cores` cores are left free "
           "by other work, between 1 and `configured`.");
+    m.def("threads_for_work", &threads_for_work, py::arg("work"), py::arg("n_max"),
+          "Threads a decode step of `work` multiply-adds is worth, between 1 and `n_max` (step_threads.h).");
+    m.def("token_work", &token_work, py::arg("n_params"), py::arg("n_layer"), py::arg("n_embd"), py::arg("n_cells"),
+          "Multiply-adds of one token of a model of `n_params` parameters attending to `n_cells` KV cells "
+          "(step_threads.h).");
     m.def("system_info", [] {
         ensure_backend_initialized();
         py::dict info;

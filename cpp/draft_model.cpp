@@ -8,6 +8,7 @@
 #include "errors.h"
 #include "kv_cache.h"
 #include "scheduler.h"
+#include "step_threads.h"
 
 namespace jan {
 
@@ -77,6 +78,11 @@ DraftModel::DraftModel(std::shared_ptr<Model> draft, const Model & target, const
     memory_ = llama_get_memory(ctx_.get());
     kv_cache_bytes_ = kv_cache_size(*model_, llama_n_ctx(ctx_.get()), cp.type_k, cp.type_v);
     n_batch_ = std::min<int32_t>(n_batch_, (int32_t)llama_n_batch(ctx_.get()));
+    n_params_ = llama_model_n_params(model_->get());
+    n_layer_ = llama_model_n_layer(model_->get());
+    n_embd_ = llama_model_n_embd(model_->get());
+    n_threads_ = applied_threads_ = llama_n_threads(ctx_.get());
+    n_threads_batch_ = applied_batch_ = llama_n_threads_batch(ctx_.get());
     batch_ = llama_batch_init(n_batch_, 0, 1);
     cache_.resize(params.n_parallel);
 }
@@ -98,6 +104,18 @@ bool DraftModel::pick(int32_t idx, float p_min, llama_token * out) const {
     if (model_->is_eog(best)) return false;  // the target decides where generation ends
     *out = best;
     return true;
+}
+
+int32_t DraftModel::decode(double work) {
+    // llama.cpp runs a one-token batch on n_threads, any other on n_threads_batch.
+    const int32_t n = batch_.n_tokens == 1 ? threads_for_work(work, n_threads_) : n_threads_;
+    const int32_t nb = batch_.n_tokens == 1 ? n_threads_batch_ : threads_for_work(work, n_threads_batch_);
+    if (n != applied_threads_ || nb != applied_batch_) {
+        llama_set_n_threads(ctx_.get(), n, nb);
+        applied_threads_ = n;
+        applied_batch_ = nb;
+    }
+    return llama_decode(ctx_.get(), batch_);
 }
 
 void DraftModel::draft(std::vector<Job> & jobs) {
@@ -130,9 +148,11 @@ void DraftModel::draft(std::vector<Job> & jobs) {
         s.job->out.clear();
         s.active = false;
     };
+    double work = 0;  // multiply-adds of the batch being built (step_threads.h)
     auto add = [&](State & s, llama_token token, bool logits) {
         const int32_t i = batch_.n_tokens++;
         auto & cached = cache_[s.job->seq];
+        work += token_work(n_params_, n_layer_, n_embd_, cached.size() + 1);
         batch_.token[i] = token;
         batch_.pos[i] = (llama_pos)cached.size();
         batch_.n_seq_id[i] = 1;
@@ -147,6 +167,7 @@ void DraftModel::draft(std::vector<Job> & jobs) {
     for (auto & s : states) pending.push_back(&s);
     while (!pending.empty()) {
         batch_.n_tokens = 0;
+        work = 0;
         std::vector<State *> in_batch;
         for (State * s : pending) {
             const auto & h = *s->job->history;
@@ -159,7 +180,7 @@ void DraftModel::draft(std::vector<Job> & jobs) {
             }
             in_batch.push_back(s);
         }
-        if (llama_decode(ctx_.get(), batch_) != 0) {
+        if (decode(work) != 0) {
             for (State * s : in_batch) fail(*s);
             return;  // the context is in an unknown state for this step; next step starts over
         }
@@ -179,6 +200,7 @@ void DraftModel::draft(std::vector<Job> & jobs) {
     // 2. Grow the drafts one token per decode, all slots together.
     while (true) {
         batch_.n_tokens = 0;
+        work = 0;
         for (auto & s : states) {
             if (!s.active) continue;
             if (batch_.n_tokens >= n_batch_) {
@@ -188,7 +210,7 @@ void DraftModel::draft(std::vector<Job> & jobs) {
             s.idx = add(s, s.job->out.back(), true);
         }
         if (batch_.n_tokens == 0) break;
-        if (llama_decode(ctx_.get(), batch_) != 0) {
+        if (decode(work) != 0) {
             for (auto & s : states)
                 if (s.active) fail(s);
             break;

@@ -46,15 +46,20 @@ public:
     void draft(std::vector<Job> & jobs);
 
     uint64_t kv_cache_bytes() const { return kv_cache_bytes_; }
-    // The target's thread counts, as its ThreadGovernor changes them.
+    // The target's thread counts, as its ThreadGovernor changes them: each decode takes no more of them than its
+    // work is worth (step_threads.h; a small draft model's one-token steps run on one thread).
     void set_n_threads(int32_t n_threads, int32_t n_threads_batch) {
-        llama_set_n_threads(ctx_.get(), n_threads, n_threads_batch);
+        n_threads_ = n_threads;
+        n_threads_batch_ = n_threads_batch;
     }
     const Model & model() const { return *model_; }
 
 private:
     // Greedy next token at batch index `idx`; false when it should not be drafted.
     bool pick(int32_t idx, float p_min, llama_token * out) const;
+    // llama_decode of batch_, whose tokens hold `work` multiply-adds (step_threads.h), on as many threads as that is
+    // worth.
+    int32_t decode(double work);
 
     std::shared_ptr<Model> model_;
     int32_t n_vocab_target_ = 0;
@@ -64,6 +69,10 @@ private:
     llama_batch batch_{};
     std::vector<std::vector<llama_token>> cache_;  // per sequence: tokens whose KV the draft context holds
     uint64_t kv_cache_bytes_ = 0;
+    uint64_t n_params_ = 0;
+    int32_t n_layer_ = 0, n_embd_ = 0;
+    int32_t n_threads_ = 1, n_threads_batch_ = 1;  // what the target's scheduler allows (set_n_threads)
+    int32_t applied_threads_ = 0, applied_batch_ = 0;  // what the context was last given
 
 public:
     ~DraftModel();

@@ -10,6 +10,7 @@
 
 #include "errors.h"
 #include "kv_cache.h"
+#include "step_threads.h"
 
 namespace jan {
 
@@ -84,6 +85,9 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params,
                                     " tokens for '" + model_->path() + "' (out of memory?)");
     memory_ = llama_get_memory(ctx_.get());
     n_swa_ = llama_model_n_swa(model_->get());
+    n_params_ = llama_model_n_params(model_->get());
+    n_layer_ = llama_model_n_layer(model_->get());
+    n_embd_ = llama_model_n_embd(model_->get());
     kv_cache_bytes_ = kv_cache_size(*model_, llama_n_ctx(ctx_.get()), cp.type_k, cp.type_v);
     // llama.cpp pads the context and caps the batch at it: a slot still gets
     // exactly what was asked for (when it fits), and batches stay decodable.
@@ -171,7 +175,7 @@ SchedulerMetrics Scheduler::metrics() const {
 
 void Scheduler::adapt_threads() {
     if (!governor_->update(Clock::now())) return;
-    set_step_threads(governor_->n_threads());
+    set_step_threads(governor_->n_threads(), governor_->n_threads_batch());
     // A draft only proposes tokens, which the target verifies; but other drafts make other target
     // batches, and whether llama.cpp's CPU matmuls give the same sums for every batch shape is not
     // something jan can promise. "exact" keeps the draft model's count, "always" adapts it.
@@ -187,11 +191,11 @@ void Scheduler::record_thread_metrics_locked() {
     metrics_.threads_apart = governor_->threads_apart();
 }
 
-void Scheduler::set_step_threads(int32_t n_threads) {
-    if (n_threads == n_threads_set_ && governor_->n_threads_batch() == n_threads_batch_set_) return;
-    llama_set_n_threads(ctx_.get(), n_threads, governor_->n_threads_batch());
+void Scheduler::set_step_threads(int32_t n_threads, int32_t n_threads_batch) {
+    if (n_threads == n_threads_set_ && n_threads_batch == n_threads_batch_set_) return;
+    llama_set_n_threads(ctx_.get(), n_threads, n_threads_batch);
     n_threads_set_ = n_threads;
-    n_threads_batch_set_ = governor_->n_threads_batch();
+    n_threads_batch_set_ = n_threads_batch;
 }
 
 bool Scheduler::thread_count_matters(const Slot & slot) const {
@@ -454,8 +458,10 @@ void Scheduler::run() {
         // Build one batch: every generating slot contributes its pending token,
         // then prompts fill what is left of n_batch, oldest request first.
         batch_.n_tokens = 0;
+        double step_work = 0;  // multiply-adds of this step's tokens (step_threads.h)
         auto add = [&](Slot & slot, llama_token token, bool logits) {
             const int32_t i = batch_.n_tokens++;
+            step_work += token_work(n_params_, n_layer_, n_embd_, slot.cache.size() + 1);
             batch_.token[i] = token;
             batch_.pos[i] = slot.cache_media.pos_at(slot.cache.size());
             batch_.n_seq_id[i] = 1;
@@ -509,16 +515,20 @@ void Scheduler::run() {
         }
         if (batch_.n_tokens == 0) continue;
         // A long prompt batch right after a resume with fewer threads: worth a few milliseconds' look at
-        // whether the cores are free by now (ThreadGovernor::recheck_after_resume).
-        if (batch_.n_tokens >= kRecheckBatchTokens && governor_->recheck_after_resume(Clock::now()))
-            set_step_threads(governor_->n_threads());
+        // whether the cores are free by now (ThreadGovernor::recheck_after_resume; applied just below).
+        if (batch_.n_tokens >= kRecheckBatchTokens) governor_->recheck_after_resume(Clock::now());
         // One-token steps use n_threads (n_threads_batch otherwise): the configured count where fewer
-        // threads would change what is generated, else what the governor leaves.
-        if (batch_.n_tokens == 1)
-            set_step_threads(params_.exact_threads && in_batch.front()->params.reproducible &&
-                                     thread_count_matters(*in_batch.front())
-                                 ? governor_->configured_threads()
-                                 : governor_->n_threads());
+        // threads would change what is generated, else what the governor leaves; either way no more
+        // than the step's work is worth (step_threads.h: that cap does not depend on the load).
+        if (batch_.n_tokens == 1) {
+            const bool exact = params_.exact_threads && in_batch.front()->params.reproducible &&
+                               thread_count_matters(*in_batch.front());
+            set_step_threads(threads_for_work(step_work, exact ? governor_->configured_threads()
+                                                               : governor_->n_threads()),
+                             governor_->n_threads_batch());
+        } else {
+            set_step_threads(governor_->n_threads(), threads_for_work(step_work, governor_->n_threads_batch()));
+        }
 
         const auto t0 = Clock::now();
         const int32_t rc = llama_decode(ctx_.get(), batch_);
@@ -534,6 +544,7 @@ void Scheduler::run() {
             std::lock_guard<std::mutex> lock(mutex_);
             metrics_.decode_calls++;
             metrics_.decode_seconds += std::chrono::duration<double>(t1 - t0).count();
+            metrics_.step_threads = batch_.n_tokens == 1 ? n_threads_set_ : n_threads_batch_set_;
             record_thread_metrics_locked();
         }
         if (rc != 0) {

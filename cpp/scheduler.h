@@ -70,6 +70,7 @@ struct SchedulerMetrics {
     double cpu_busy_elsewhere = 0.0;      // cores busy with anything but this model's compute threads, last sample
     uint64_t thread_changes_total = 0;    // times the governor changed the thread counts
     int32_t threads_apart = 0;            // compute threads held to their own CPUs now (thread_governor.h)
+    int32_t step_threads = 0;             // threads the last decode step ran on: at most its work's worth (step_threads.h)
 };
 
 class Scheduler {
@@ -150,7 +151,7 @@ private:
     void verify_draft(Slot & slot);                                  // speculative.cpp
     bool has_work_locked() const;
     void adapt_threads();  // the governor's counts, applied to this context and the draft model's
-    void set_step_threads(int32_t n_threads);  // llama_set_n_threads when it changes
+    void set_step_threads(int32_t n_threads, int32_t n_threads_batch);  // llama_set_n_threads when they change
     void record_thread_metrics_locked();  // the governor's counts into metrics_ (mutex_ held)
     // Whether a one-token step of `slot` would generate differently with another thread count.
     bool thread_count_matters(const Slot & slot) const;
@@ -160,6 +161,9 @@ private:
     llama_context_ptr ctx_;
     llama_memory_t memory_ = nullptr;
     int32_t n_swa_ = 0;  // the model's sliding window (tokens); 0: none
+    // The model's size, for what a step's tokens cost (step_threads.h).
+    uint64_t n_params_ = 0;
+    int32_t n_layer_ = 0, n_embd_ = 0;
     llama_batch batch_{};
     std::unique_ptr<DraftModel> drafter_;
     std::unique_ptr<ThreadGovernor> governor_;  // made once the context's thread counts are known

@@ -32,6 +32,18 @@ PROMPT = "Once upon a time"
 LONG = 600
 
 
+@pytest.fixture(scope="module")
+def work_path(tmp_path_factory, stories_path):
+    """A random-weight llama with stories260K's tokenizer whose every step is worth three threads (13 M
+    parameters, F16; cpp/step_threads.h). stories260K's one-token steps hold too little work to split, so
+    they run on one thread whatever is configured or free, and would test nothing of the thread count here."""
+    path = gm.write_llama_from_vocab(tmp_path_factory.mktemp("work") / "work13M.gguf", stories_path, n_embd=512,
+                                     n_layer=4, n_head=8, n_ff=1408, n_ctx=1024, dtype="f16")
+    params = gm.gguf_param_count(path)
+    assert _engine.threads_for_work(_engine.token_work(params, 4, 512, 1), 3) == 3
+    return path
+
+
 def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -46,6 +58,37 @@ def _greedy(model, max_tokens: int) -> str:
 ])
 def test_the_rule_gives_the_free_cores_rounded_between_one_and_the_configured_count(configured, free, expected):
     assert _engine.threads_for(configured, free) == expected
+
+
+@pytest.mark.parametrize("work,n_max,expected", [
+    (0.3e6, 2, 1), (4.1e6, 2, 1), (4.2e6, 2, 1), (8.4e6, 2, 2), (1e9, 2, 2), (1e9, 16, 16),
+    (13e6, 3, 3), (13e6, 16, 3), (0, 4, 1), (5e6, 1, 1), (5e6, 0, 1),
+])
+def test_a_step_takes_a_thread_for_every_4_mi_multiply_adds_it_holds(work, n_max, expected):
+    """cpp/step_threads.h: kWorkPerThread = 4 Mi; at least one thread, at most ``n_max``."""
+    assert _engine.threads_for_work(work, n_max) == expected
+
+
+def test_a_tokens_work_is_the_parameters_and_its_attention_over_the_cache():
+    assert _engine.token_work(1000, 2, 64, 0) == 1000
+    assert _engine.token_work(1000, 2, 64, 10) == 1000 + 2 * 2 * 64 * 10
+
+
+def test_steps_too_small_to_split_run_on_one_thread_and_big_ones_on_every_configured_thread(stories_path, work_path):
+    """stories260K (0.3 M parameters) generates on one thread with two configured (a second thread slowed it:
+    llama-bench 2,925 vs 3,178 t/s); its long prompt, and every step of a 13 M-parameter model, take both.
+    The governor's counts (``n_threads``) stay what the load allows; ``step_threads`` is the last step's."""
+    with jan.Model(stories_path, n_ctx=1024, n_threads=2, n_threads_batch=2, adaptive_threads="off") as model:
+        first = _greedy(model, 40)
+        m = model.metrics()
+        assert (m["n_threads"], m["n_threads_batch"], m["step_threads"]) == (2, 2, 1), m
+        # max_tokens=1: the last decode is the prompt's (the token it samples is not evaluated)
+        model.generate(PROMPT * 40, max_tokens=1, temperature=0)
+        assert model.metrics()["step_threads"] == 2
+        assert _greedy(model, 40) == first  # the count follows the step, not the history
+    with jan.Model(work_path, n_ctx=1024, n_threads=2, n_threads_batch=2, adaptive_threads="off") as model:
+        _greedy(model, 8)
+        assert model.metrics()["step_threads"] == 2
 
 
 def _outputs(path, n, max_tokens=LONG, **load):
@@ -64,11 +107,11 @@ def _outputs(path, n, max_tokens=LONG, **load):
 
 
 @pytest.mark.parametrize("flash_attn,max_tokens", [(False, LONG), (True, 240), (None, 240)])
-def test_the_thread_count_changes_no_output_outside_the_split_kv_path(stories_path, flash_attn, max_tokens):
+def test_the_thread_count_changes_no_output_outside_the_split_kv_path(work_path, flash_attn, max_tokens):
     """What the governor relies on: without flash attention, or within 256 KV cells, or in steps of
     several tokens (the two streams), the thread count does not change what is generated."""
-    first = _outputs(stories_path, 1, max_tokens, flash_attn=flash_attn)
-    assert first[0] and all(_outputs(stories_path, n, max_tokens, flash_attn=flash_attn) == first for n in (2, 3))
+    first = _outputs(work_path, 1, max_tokens, flash_attn=flash_attn)
+    assert first[0] and all(_outputs(work_path, n, max_tokens, flash_attn=flash_attn) == first for n in (2, 3))
 
 
 def test_a_quantized_kv_cache_keeps_every_step_thread_independent(tmp_path):
@@ -93,14 +136,14 @@ def test_embeddings_are_the_same_with_one_or_two_threads(minilm_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
-def test_busy_processes_beside_it_take_threads_away_and_greedy_output_stays_the_same(stories_path):
+def test_busy_processes_beside_it_take_threads_away_and_greedy_output_stays_the_same(work_path):
     """Real CPU-bound processes on every core. The long generation crosses 256 KV cells, where the
     scheduler keeps the configured count for one-token steps (fewer threads would change the
-    split-KV sums: with 1 thread instead of 2 this text differs from about its 350th token)."""
+    split-KV sums: with 1 thread instead of 2 this text differs from about its 470th character)."""
     cpus = _cpus()
     if cpus < 2:
         pytest.skip("one CPU: there is no thread to give back")
-    model = jan.Model(stories_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
+    model = jan.Model(work_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
     try:
         quiet = _greedy(model, LONG)
         seen = []
@@ -140,7 +183,7 @@ def _held_threads(prefix: str = "jan-gen-") -> dict[int, set[int]]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the governor reads /proc (Linux only)")
-def test_threads_kept_for_exact_output_under_load_are_held_to_different_cpus(stories_path):
+def test_threads_kept_for_exact_output_under_load_are_held_to_different_cpus(work_path):
     """A greedy generation past 256 cached tokens keeps the configured count under load (exact output).
     Two of those threads sharing a core while the other core runs the busy process made every barrier
     wait for a time slice (49-53 t/s instead of ~600, thread_governor.h); they are held to different CPUs
@@ -148,7 +191,7 @@ def test_threads_kept_for_exact_output_under_load_are_held_to_different_cpus(sto
     cpus = _cpus()
     if cpus < 2:
         pytest.skip("one CPU: there is no thread to give back")
-    model = jan.Model(stories_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
+    model = jan.Model(work_path, n_ctx=1024, n_threads=cpus, n_threads_batch=cpus)
     try:
         quiet = _greedy(model, LONG)
         # one core left free: the case it is for (with every core busy the team is left to the kernel)
@@ -387,6 +430,7 @@ def test_the_server_takes_the_mode_from_its_flag_and_reports_the_counts(tmp_path
         assert 'jan_threads{model="stories260K"} 1.0' in metrics
         assert 'jan_thread_changes_total{model="stories260K"} 0.0' in metrics  # one thread: nothing to give back
         assert 'jan_cpu_busy_elsewhere{model="stories260K"}' in metrics
+        assert 'jan_step_threads{model="stories260K"} 1.0' in metrics
         pool = server.app[MANAGER].get_inference("llama.cpp").engine
         assert pool.status()["stories260K"]["adaptive_threads"] == "always"
     finally:
