@@ -9,7 +9,8 @@ from dataclasses import replace
 
 from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
-from jan.services.local import ShownLogprobs, ShownTokens, check_fan_out, client_seed, merged, off_loop, seeds
+from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, client_seed, merged, off_loop, seeds,
+                                submits_on_loop)
 from jan.services.models import ModelService, Target
 from jan.services.streams import DeltaStream
 from jan.services.types import CompletionDelta, CompletionRequest, SamplingOptions, merge_options, resolve_sampling
@@ -76,7 +77,11 @@ class CompletionService:
                 raise
             return requests, echo, prompt_ids
 
-        requests, echo, prompt_ids = await off_loop(submit)
+        # short prompts: here, as the hop to a worker thread would cost more than the tokenizing (submits_on_loop)
+        if submits_on_loop(request.prompts, request.n, request.grammar, options.get("logit_bias")):
+            requests, echo, prompt_ids = submit()
+        else:
+            requests, echo, prompt_ids = await off_loop(submit)
         # each choice's ids let out as their text is shown: a matched stop string's are left out
         shown = [ShownTokens(vocab, bool(options.get("render_special"))) for _ in requests] if request.token_ids else []
         # with logprobs, the text told with the tokens that make it: a delta's logprobs are the tokens of its text
