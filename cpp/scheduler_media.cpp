@@ -11,6 +11,7 @@
 #include <chrono>
 
 #include "scheduler.h"
+#include "step_threads.h"
 
 namespace jan {
 
@@ -55,6 +56,11 @@ void Scheduler::decode_media_step() {
     batch.seq_id = seq_ptrs.data();
     batch.logits = logits.data();
 
+    // as many threads as a text step of these tokens is worth (step_threads.h); the last text step may have
+    // taken fewer
+    const double work = (double)n * token_work(n_params_, n_layer_, n_embd_, slot->cache.size() + (size_t)n);
+    set_step_threads(n == 1 ? threads_for_work(work, governor_->n_threads()) : governor_->n_threads(),
+                     threads_for_work(work, governor_->n_threads_batch()));
     const auto t0 = std::chrono::steady_clock::now();
     if (chunk.non_causal) llama_set_causal_attn(ctx_.get(), false);
     const int32_t rc = llama_decode(ctx_.get(), batch);
