@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@ struct BudgetState {
     std::string start;                 // text that opens the thinking block (may be empty)
     std::string end;                   // text that closes it naturally
     std::vector<llama_token> closing;  // tokens forced when the budget is spent
+    std::string closing_text;          // their text, for the error when something rules them out
     int32_t budget;
     bool open_at_start;
     Phase phase;
@@ -74,8 +76,20 @@ void budget_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
     }
     if (st->phase != Phase::Closing) return;
     const llama_token want = st->closing[st->forced];
-    for (size_t i = 0; i < cur_p->size; ++i)
+    bool allowed = false;
+    for (size_t i = 0; i < cur_p->size; ++i) {
         if (cur_p->data[i].id != want) cur_p->data[i].logit = -INFINITY;
+        else allowed = cur_p->data[i].logit != -INFINITY;
+    }
+    // The samplers before this one (a grammar) ruled the closing token out: forcing it anyway would
+    // end the request in the grammar's own "empty grammar stack", which reads as a grammar no model can satisfy.
+    // Name the real clash, so the caller knows to let the grammar allow the marker or to drop the budget.
+    if (!allowed)
+        throw std::invalid_argument("reasoning_budget: the thinking budget (" + std::to_string(st->budget) +
+                                    " tokens) is spent, but the grammar does not allow the "
+                                    "end-of-thinking text '" + st->closing_text + "' here; a grammar that covers the "
+                                    "thinking must allow that text wherever the thinking may stop, or leave "
+                                    "reasoning_budget out");
 }
 
 void budget_reset(llama_sampler * smpl) { static_cast<BudgetState *>(smpl->ctx)->restart(); }
@@ -108,7 +122,7 @@ llama_sampler * make_reasoning_budget_sampler(const Model & model, const Samplin
     if (p.reasoning_budget < 0 || p.reasoning_end.empty()) return nullptr;
     const std::string & close = p.reasoning_close.empty() ? p.reasoning_end : p.reasoning_close;
     auto * st = new BudgetState{&model, p.reasoning_start, p.reasoning_end, model.tokenize(close, false, true),
-                                p.reasoning_budget, p.reasoning_open, Phase::Done};
+                                close, p.reasoning_budget, p.reasoning_open, Phase::Done};
     if (st->closing.empty()) {
         delete st;
         return nullptr;

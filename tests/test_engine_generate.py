@@ -198,3 +198,18 @@ def test_a_thinking_marker_inside_a_token_starts_and_ends_the_budget(stories):
     ended = stories.generate("Once upon a time", max_tokens=12, temperature=0, reasoning_budget=3,
                              reasoning_start=", th", reasoning_end="as a lit").text
     assert ended == plain
+
+
+def test_a_budget_whose_closing_text_the_grammar_rules_out_is_a_400_naming_the_budget(stories):
+    # A grammar that covers the thinking but cannot write its end marker: the budget's forced "END" is ruled out.
+    # The error names the clash (reasoning_budget), not "a grammar the model cannot satisfy" (the grammar alone is
+    # fine: without the budget, or with a grammar that allows the marker, the same request generates).
+    with pytest.raises(jan.BadRequestError) as err:
+        stories.generate("Once upon a time", max_tokens=12, temperature=0, reasoning_budget=2,
+                         reasoning_start="re wa", reasoning_end="END", grammar="root ::= [^E]*")
+    assert err.value.param == "reasoning_budget" and "'END'" in str(err.value), err.value
+    assert err.value.code == "reasoning_budget_conflicts_with_grammar"
+    assert stories.generate("Once upon a time", max_tokens=12, temperature=0, grammar="root ::= [^E]*").text
+    allowed = stories.generate("Once upon a time", max_tokens=12, temperature=0, reasoning_budget=2,
+                               reasoning_start="re wa", reasoning_end="END", grammar="root ::= [^Q]*").text
+    assert "END" in allowed

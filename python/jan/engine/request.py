@@ -206,9 +206,13 @@ def generation_error(message: str | None) -> JanError:
 
     A grammar the model's vocabulary cannot satisfy (llama.cpp: "empty grammar stack") is the
     request's fault, found only once sampling starts: :class:`BadRequestError` naming
-    ``grammar`` (HTTP 400). Anything else is an :class:`EngineError`.
+    ``grammar`` (HTTP 400). A reasoning budget whose end-of-thinking text the grammar rules out
+    is a :class:`BadRequestError` naming ``reasoning_budget``. Anything else is an :class:`EngineError`.
     """
     text = message or "generation failed"
+    if text.startswith("reasoning_budget:"):
+        # the engine's budget found its end-of-thinking text ruled out by the grammar (cpp/reasoning_budget.cpp)
+        return BadRequestError(text, param="reasoning_budget", code="reasoning_budget_conflicts_with_grammar")
     if "grammar" in text:
         return BadRequestError(f"grammar: the model cannot write anything this grammar allows ({text.strip()})",
                                param="grammar", code="grammar_unsatisfiable")
