@@ -1,10 +1,11 @@
 """Everything a model load can be judged on without loading it, for :class:`jan.ModelPool`.
 
-A pool at its bound unloads a model to make room for the next; a load that fails after that costs a
-healthy model for nothing. So before anything is unloaded, the load is checked as :class:`jan.Model`
-would check it — its options, each of its files (there, readable, GGUF), their headers (llama.cpp reads
-them vocab-only: no weights) and what the headers rule out (KV cache types, a projector on a model
-that cannot generate). What is left to fail after that (memory, a backend) is rare.
+A pool at its bound unloads a model to make room for the next; a load that fails after that unloaded a
+healthy model for nothing (the pool loads it again, which costs its load time). So before anything is
+unloaded, the load is checked as :class:`jan.Model` would check it — its options, each of its files
+(there, readable, GGUF), their headers (llama.cpp reads them vocab-only: no weights) and what the headers
+rule out (KV cache types, a projector on a model that cannot generate). What is left to fail after that
+(memory, a backend, weights llama.cpp refuses) is rare.
 """
 
 from __future__ import annotations

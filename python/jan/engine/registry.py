@@ -174,8 +174,9 @@ class ModelPool:
 
         A load that cannot succeed — a bad option, a missing or damaged file (the weights, ``draft_model``,
         ``mmproj``), KV cache types the model cannot hold — raises before any model is unloaded for it
-        (:func:`jan.engine.preflight.check_load`); one that fails after that anyway (out of memory) is logged
-        with the models it unloaded."""
+        (:func:`jan.engine.preflight.check_load`). One that fails after that anyway (out of memory, weights
+        llama.cpp refuses) loads the models it unloaded for it again — same file, options and keep-alive — and
+        then raises its own error unchanged (a model that cannot be loaded again is logged, not raised)."""
         # the pool's key: a model loaded under None or "" was kept under it while the Model took its file's name
         if not isinstance(model_id, str):
             raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
@@ -201,18 +202,25 @@ class ModelPool:
                 return got
             self._pending.add(model_id)
         try:
-            for m in got:
-                m.close()  # idle: nothing is cancelled
+            for _, e in got:
+                e.model.close()  # idle: nothing is cancelled
             opts = {**self.default_options, **options}
             model = Model(path, model_id=model_id, **opts)  # slow: outside the lock
         except BaseException as exc:
-            with self._changed:
-                self._pending.discard(model_id)
-                self._changed.notify_all()  # the room it held is free again
-            if got:  # what the checks before could not foresee: say what it cost
+            # What the checks before could not foresee (out of memory, weights llama.cpp refuses). Unloading only
+            # after the new model loaded would spare this, but the room is made first on purpose: the bound stands
+            # for memory, and both models at once is the peak it is there to prevent. So the models unloaded for
+            # this load are loaded again instead (an interrupt, no Exception, does not wait for that).
+            if not got or not isinstance(exc, Exception):
+                with self._changed:
+                    self._pending.discard(model_id)
+                    self._changed.notify_all()  # the room it held is free again
+            if got:  # say what it cost
                 log.warning("loading model '%s' failed after %s unloaded to make room for it: %s", model_id,
-                            ", ".join(f"'{m.id}' was" for m in got), exc)
-            raise
+                            ", ".join(f"'{mid}' was" for mid, _ in got), exc)
+                if isinstance(exc, Exception):
+                    self._restore(model_id, got)
+            raise  # the load's own error, whatever became of the restore
         with self._changed:
             self._pending.discard(model_id)
             self._changed.notify_all()
@@ -227,6 +235,60 @@ class ModelPool:
             model.close()
             self._check_open(model_id)
         return model
+
+    def _restore(self, model_id: str, unloaded: list[tuple[str, _Entry]]) -> None:
+        """The load of ``model_id`` failed after ``unloaded`` left the pool to make room for it: load them again as
+        they were (file, options, keep-alive, last use), one by one, so that a failed load costs no working model.
+
+        The room that load held passes to them at once, under the lock: their ids are pending while they load, so
+        that a request for one waits here for it (as for any load under way: no copy of its own, no error) and no
+        other load takes the room meanwhile. One loaded again meanwhile by a request of its own is left as it is;
+        one that cannot be loaded again (no room left, out of memory) is logged. Raises nothing but an interrupt."""
+        with self._changed:
+            self._pending.discard(model_id)
+            room = math.inf if self.max_loaded is None else self.max_loaded - len(self._models) - len(self._pending)
+            back: list[tuple[str, _Entry]] = []
+            for mid, entry in reversed(unloaded):  # the most recently used first, should the room fall short
+                if self._closed.is_set() or mid in self._models or mid in self._pending:
+                    continue  # closed meanwhile, or loaded again by a request of its own
+                if len(back) < room:
+                    back.append((mid, entry))
+                else:
+                    log.error("model '%s', unloaded to make room for '%s', is not loaded again: the pool is full",
+                              mid, model_id)
+            self._pending.update(mid for mid, _ in back)
+            self._changed.notify_all()  # the room the failed load held is taken by them, or free
+        left = dict(back)
+        try:
+            for mid, entry in back:
+                model = None
+                try:
+                    model = Model(entry.model.path, model_id=mid, **{**self.default_options, **entry.options})
+                except Exception as exc:  # noqa: BLE001 - logged: the failed load's own error is the one raised
+                    log.error("model '%s', unloaded to make room for '%s', could not be loaded again: %s", mid,
+                              model_id, exc)
+                with self._changed:
+                    del left[mid]
+                    self._pending.discard(mid)
+                    self._changed.notify_all()  # a request waiting for it is handed it; a load, the room
+                    closed = self._closed.is_set()
+                    if model is not None and not closed:
+                        entry.model, entry.loaded_at = model, time.monotonic()
+                        entry.claims, entry.claim_until, entry.drain_for = 0, 0.0, None
+                        self._models[mid] = entry
+                        # the least recently used first, as it was among the models free to go
+                        self._models.move_to_end(mid, last=False)
+                if model is not None:
+                    if closed:  # closed while loading: nobody would ever unload it
+                        model.close()
+                    else:
+                        log.info("model '%s' loaded again after the load of '%s' it was unloaded for failed", mid,
+                                 model_id)
+        finally:
+            if left:  # interrupted: the room stays with nobody
+                with self._changed:
+                    self._pending.difference_update(left)
+                    self._changed.notify_all()
 
     def _check_open(self, model_id: str) -> None:
         """:class:`ModelClosedError` once the pool is closed: every call that hands out, loads, unloads or changes a
@@ -258,9 +320,10 @@ class ModelPool:
             raise ValueError(f"turn: taken for model '{turn.model_id}', not '{model_id}'")
 
     def _wait_for_turn(self, model_id: str, path: str, options: dict, claim: bool, turn: Turn,
-                       deadline: float) -> Model | list[Model]:
+                       deadline: float) -> Model | list[tuple[str, _Entry]]:
         """Under the lock: wait until the model is loaded and may be handed to ``turn`` (returned, handed out),
-        or until this load is first in line and has room (the models to close before it loads, returned)."""
+        or until this load is first in line and has room (the models to close before it loads, returned with
+        their ids and entries: what it takes to load them again should the load fail)."""
         while True:
             self._check_open(model_id)
             entry = self._models.get(model_id)
@@ -311,7 +374,7 @@ class ModelPool:
             return False
         return not any(s < seq and mid == model_id for s, mid in self._arrived.items())
 
-    def _make_room(self, model_id: str, replaced: _Entry | None, seq: int) -> list[Model] | None:
+    def _make_room(self, model_id: str, replaced: _Entry | None, seq: int) -> list[tuple[str, _Entry]] | None:
         """Under the lock, for the load first in line (turn ``seq``): take out of the pool the models that must
         go before ``model_id`` loads (the old copy it replaces, and the least recently used free ones past
         ``max_loaded``) and return them, to be closed outside the lock; None, leaving the pool as it is, while a
@@ -334,7 +397,7 @@ class ModelPool:
                     self._drain(busy[:need - len(free)], seq)
                     return None
                 going += free[:need]
-        freed = [self._models.pop(mid).model for mid in going]
+        freed = [(mid, self._models.pop(mid)) for mid in going]
         if freed:
             self._changed.notify_all()
         return freed
