@@ -1,6 +1,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+
 #include "bind_common.h"
 #include "embedder.h"
 
@@ -22,6 +24,25 @@ void register_embedder(py::module_ & m) {
                  auto w = out.mutable_unchecked<2>();
                  for (size_t i = 0; i < vecs.size(); ++i)
                      for (size_t j = 0; j < dim; ++j) w(i, j) = vecs[i][j];
+                 return out;
+             },
+             py::arg("inputs"), py::arg("normalize"))
+        .def("embed_tokens",
+             [](Embedder & self, const std::vector<std::vector<llama_token>> & inputs, bool normalize) {
+                 std::vector<std::vector<float>> vecs;
+                 {
+                     py::gil_scoped_release nogil;
+                     vecs = self.embed_tokens(inputs, normalize);
+                 }
+                 // one (n_tokens_i, n_embd) array per input: inputs differ in length
+                 const size_t dim = (size_t)self.n_embd();
+                 py::list out;
+                 for (auto & v : vecs) {
+                     py::array_t<float> a({v.size() / dim, dim});
+                     std::copy(v.begin(), v.end(), a.mutable_data());
+                     std::vector<float>().swap(v);  // each input's copy freed as it is made
+                     out.append(std::move(a));
+                 }
                  return out;
              },
              py::arg("inputs"), py::arg("normalize"))

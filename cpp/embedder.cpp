@@ -12,9 +12,15 @@ namespace jan {
 Embedder::Embedder(std::shared_ptr<Model> model, const EmbedderParams & params) : model_(std::move(model)) {
     n_ctx_ = params.n_ctx > 0 ? params.n_ctx : std::min<int32_t>(std::max<int32_t>(model_->n_ctx_train(), 8), 8192);
     n_seq_max_ = std::max<int32_t>(1, std::min<int32_t>(params.n_seq_max, 256));
-    pooling_ = params.pooling >= 0 ? params.pooling : model_->pooling_type();
-    if (pooling_ == LLAMA_POOLING_TYPE_UNSPECIFIED || pooling_ == LLAMA_POOLING_TYPE_NONE)
-        pooling_ = LLAMA_POOLING_TYPE_MEAN;  // one vector per input, never per token
+    if (params.pooling >= 0) {
+        pooling_ = params.pooling;  // asked for: none gives a vector per token (embed_tokens())
+    } else {
+        pooling_ = model_->pooling_type();
+        if (pooling_ == LLAMA_POOLING_TYPE_UNSPECIFIED || pooling_ == LLAMA_POOLING_TYPE_NONE)
+            pooling_ = LLAMA_POOLING_TYPE_MEAN;  // the model's own: one vector per input, per token only when asked
+    }
+    if (pooling_ < LLAMA_POOLING_TYPE_NONE || pooling_ > LLAMA_POOLING_TYPE_RANK)
+        throw std::invalid_argument("pooling: unknown pooling type " + std::to_string(pooling_));
     if (pooling_ == LLAMA_POOLING_TYPE_RANK)
         throw std::invalid_argument("pooling: rank pooling is for rerankers, not embeddings");
 
@@ -38,7 +44,34 @@ Embedder::Embedder(std::shared_ptr<Model> model, const EmbedderParams & params) 
     if (n_embd_ <= 0) n_embd_ = model_->n_embd();
 }
 
+namespace {
+
+// L2-normalizes n floats in place (a zero vector stays zero); the pooled and the per-token output alike.
+void normalize_l2(float * v, size_t n) {
+    double norm = 0.0;
+    for (size_t i = 0; i < n; ++i) norm += (double)v[i] * v[i];
+    norm = std::sqrt(norm);
+    if (norm > 0)
+        for (size_t i = 0; i < n; ++i) v[i] = (float)(v[i] / norm);
+}
+
+}  // namespace
+
 std::vector<std::vector<float>> Embedder::embed(const std::vector<std::vector<llama_token>> & inputs, bool normalize) {
+    if (pooling_ == LLAMA_POOLING_TYPE_NONE)
+        throw std::invalid_argument("embed: this embedder has pooling none (a vector per token): use embed_tokens");
+    return run(inputs, normalize, false);
+}
+
+std::vector<std::vector<float>> Embedder::embed_tokens(const std::vector<std::vector<llama_token>> & inputs,
+                                                       bool normalize) {
+    if (pooling_ != LLAMA_POOLING_TYPE_NONE)
+        throw std::invalid_argument("embed_tokens: vectors per token need an embedder with pooling none");
+    return run(inputs, normalize, true);
+}
+
+std::vector<std::vector<float>> Embedder::run(const std::vector<std::vector<llama_token>> & inputs, bool normalize,
+                                              bool per_token) {
     for (size_t i = 0; i < inputs.size(); ++i) {
         if (inputs[i].empty()) throw std::invalid_argument("input[" + std::to_string(i) + "]: is empty");
         if ((int32_t)inputs[i].size() > n_ctx_)
@@ -85,17 +118,30 @@ std::vector<std::vector<float>> Embedder::embed(const std::vector<std::vector<ll
             llama_set_n_threads(ctx_.get(), governor_->n_threads(), governor_->n_threads_batch());
         const int32_t rc = encoder_only ? llama_encode(ctx_.get(), batch) : llama_decode(ctx_.get(), batch);
         if (rc != 0) throw EngineError("embedding failed: llama.cpp returned " + std::to_string(rc));
-        for (size_t s = 0; s < members.size(); ++s) {
-            const float * e = llama_get_embeddings_seq(ctx_.get(), (llama_seq_id)s);
-            if (!e) throw EngineError("llama.cpp returned no pooled embedding");
-            std::vector<float> v(e, e + n_embd_);
-            if (normalize) {
-                double norm = 0.0;
-                for (float x : v) norm += (double)x * x;
-                norm = std::sqrt(norm);
-                if (norm > 0) for (float & x : v) x = (float)(x / norm);
+        if (per_token) {
+            // every token was an output: its row is its batch index's (inputs packed in order from 0)
+            int32_t first = 0;
+            for (size_t s = 0; s < members.size(); ++s) {
+                const size_t n_tokens = inputs[members[s]].size();
+                std::vector<float> v(n_tokens * (size_t)n_embd_);
+                for (size_t p = 0; p < n_tokens; ++p) {
+                    const float * e = llama_get_embeddings_ith(ctx_.get(), first + (int32_t)p);
+                    if (!e) throw EngineError("llama.cpp returned no embedding for a token");
+                    float * row = v.data() + p * (size_t)n_embd_;
+                    std::copy(e, e + n_embd_, row);
+                    if (normalize) normalize_l2(row, (size_t)n_embd_);
+                }
+                first += (int32_t)n_tokens;
+                out[members[s]] = std::move(v);
             }
-            out[members[s]] = std::move(v);
+        } else {
+            for (size_t s = 0; s < members.size(); ++s) {
+                const float * e = llama_get_embeddings_seq(ctx_.get(), (llama_seq_id)s);
+                if (!e) throw EngineError("llama.cpp returned no pooled embedding");
+                std::vector<float> v(e, e + n_embd_);
+                if (normalize) normalize_l2(v.data(), v.size());
+                out[members[s]] = std::move(v);
+            }
         }
     }
     return out;

@@ -1,6 +1,8 @@
 // Sentence embeddings: a separate llama_context with embeddings enabled and
 // pooling, fed many inputs per decode as separate sequences. Calls are
 // serialized by a mutex; callers run it off the event loop.
+// With pooling none (asked for explicitly) the context keeps every token's
+// output state and embed_tokens() returns one vector per input token.
 #pragma once
 
 #include <atomic>
@@ -19,14 +21,20 @@ struct EmbedderParams {
     int32_t n_ctx = 0;        // tokens per decode (and the longest input); 0: the model's training context, capped
     int32_t n_threads = -1;
     bool adaptive_threads = true;  // fewer threads while other processes keep cores busy (thread_governor.h)
-    int32_t pooling = -1;     // enum llama_pooling_type; -1: the model's own (mean when it has none)
+    int32_t pooling = -1;     // enum llama_pooling_type; -1: the model's own (mean when it has none or says none);
+                              // LLAMA_POOLING_TYPE_NONE: a vector per token (embed_tokens())
     int32_t n_seq_max = 64;   // inputs per decode
 };
 
 class Embedder {
 public:
     Embedder(std::shared_ptr<Model> model, const EmbedderParams & params);
+    // One vector (n_embd floats) per input, pooled (mean, cls, last). invalid_argument with pooling none.
     std::vector<std::vector<float>> embed(const std::vector<std::vector<llama_token>> & inputs, bool normalize);
+    // One vector per token of each input, in order: inputs[i].size() * n_embd floats, row-major, per input; each row
+    // L2-normalized when asked. Only with pooling none (invalid_argument otherwise).
+    std::vector<std::vector<float>> embed_tokens(const std::vector<std::vector<llama_token>> & inputs,
+                                                 bool normalize);
     int32_t n_ctx() const { return n_ctx_; }
     int32_t pooling() const { return pooling_; }
     int32_t n_embd() const { return n_embd_; }
@@ -35,6 +43,9 @@ public:
     void cancel() { cancelled_.store(true); }
 
 private:
+    std::vector<std::vector<float>> run(const std::vector<std::vector<llama_token>> & inputs, bool normalize,
+                                        bool per_token);
+
     std::shared_ptr<Model> model_;
     llama_context_ptr ctx_;
     int32_t n_ctx_ = 0;

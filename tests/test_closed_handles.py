@@ -71,6 +71,7 @@ MODEL_HARMLESS = {
     "draft_kv_cache_bytes": lambda value, before: value == 0,
     "n_parallel": lambda value, before: value == 0,
     "mmproj": lambda value, before: value is None,
+    "pooling": lambda value, before: value is None,  # the load option (not given here)
     "capabilities": lambda value, before: value == {"vision": False, "audio": False},
     "media_marker": lambda value, before: value is None,
     "projector_memory_bytes": lambda value, before: value == 0,

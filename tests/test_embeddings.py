@@ -76,3 +76,92 @@ def test_inputs_that_are_not_a_list_are_named(minilm, inputs):
     # not "'NoneType' object is not iterable" from the loop over them
     with pytest.raises(TypeError, match="inputs: expected"):
         minilm.embed(inputs)
+
+
+# -- pooling none: a vector per token (llama-server's --pooling none) --------------------------------------------
+TEXTS = ["hi", "This is an example sentence", "Late interaction scores every query token against every document"]
+
+
+def test_pooling_none_gives_a_vector_per_token_of_each_input(minilm):
+    rows = minilm.embed(TEXTS, pooling="none")
+    assert isinstance(rows, list) and len(rows) == len(TEXTS)
+    # a string's tokens as the embedder takes them: the special tokens added ([CLS] ... [SEP]), none parsed
+    lengths = [len(minilm.tokenize(text, add_special=True, parse_special=False)) for text in TEXTS]
+    assert len(set(lengths)) == len(TEXTS)  # inputs of different lengths in one call
+    for vectors, n in zip(rows, lengths):
+        assert vectors.shape == (n, minilm.info.n_embd) and vectors.dtype == np.float32
+
+
+def test_the_mean_of_the_token_vectors_is_the_mean_pooled_vector(minilm):
+    tokens = minilm.embed(TEXTS, pooling="none", normalize=False)
+    pooled = minilm.embed(TEXTS, pooling="mean", normalize=False)
+    for vectors, mean in zip(tokens, pooled):
+        assert np.linalg.norm(vectors, axis=1).min() > 1.0  # unnormalized: the real hidden states
+        assert np.allclose(vectors.mean(axis=0), mean, atol=1e-4)
+        assert not np.allclose(vectors[0], vectors[-1], atol=1e-2)  # each token its own state
+
+
+def test_pooling_none_normalizes_each_token_vector(minilm):
+    raw = minilm.embed(TEXTS, pooling="none", normalize=False)
+    for vectors, unnormalized in zip(minilm.embed(TEXTS, pooling="none"), raw):
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        assert np.allclose(vectors, unnormalized / np.linalg.norm(unnormalized, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_pooling_none_takes_token_lists_and_packs_like_one_by_one(minilm):
+    ids = [101, 7592, 2088, 102]  # [CLS] hello world [SEP]
+    assert minilm.embed([ids], pooling="none")[0].shape == (4, minilm.info.n_embd)
+    together = minilm.embed(TEXTS + [ids], pooling="none")
+    alone = [minilm.embed(x if isinstance(x, str) else [x], pooling="none")[0] for x in TEXTS + [ids]]
+    for a, b in zip(together, alone):
+        assert np.allclose(a, b, atol=1e-4)
+
+
+def test_a_pooled_call_after_a_per_token_one_is_pooled(minilm):
+    minilm.embed("hello", pooling="none")
+    assert minilm.embed(["hello", "world"]).shape == (2, minilm.info.n_embd)  # the model's own pooling: one each
+
+
+def test_pooling_none_input_over_the_context_is_the_pooled_paths_error(minilm):
+    with pytest.raises(jan.ContextOverflowError, match="512"):
+        minilm.embed(["fine", "word " * 2000], pooling="none")
+
+
+def test_a_model_loaded_with_pooling_none_embeds_per_token(minilm_path):
+    model = jan.Model(minilm_path, pooling="none")
+    try:
+        assert model.pooling == "none"
+        vectors = model.embed("hello world")
+        assert isinstance(vectors, list) and vectors[0].shape == (4, model.info.n_embd)
+        assert model.embed("hello world", pooling="mean").shape == (1, model.info.n_embd)  # a call's own wins
+        assert model.n_ctx_embed == 512
+    finally:
+        model.close()
+
+
+@pytest.mark.parametrize("pooling", ["max", "NONE", ""])
+def test_unknown_poolings_are_refused(minilm, pooling):
+    with pytest.raises(ValueError, match="pooling: expected one of mean, cls, last, none"):
+        minilm.embed("hello", pooling=pooling)
+
+
+async def test_openai_and_ollama_embeddings_refuse_a_pooling_none_model(server, minilm_path):
+    from api_helpers import Client
+
+    async with Client(server.base_url) as api:
+        await api.ok("POST", "/v1/models", {"path": str(minilm_path), "id": "tokens", "mode": "reference",
+                                            "settings": {"pooling": "none", "embedding": True}}, 201)
+        for path in ("/v1/embeddings", "/embeddings"):
+            status, body = await api.post(path, {"model": "tokens", "input": ["hello", "world"]})
+            assert status == 400, (path, status, body)
+            error = body["error"]  # OpenAI's shape
+            assert set(error) >= {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+            assert "Pooling type 'none' is not OAI compatible" in error["message"] and "'tokens'" in error["message"]
+        for path, request in (("/api/embed", {"input": "hello"}), ("/api/embeddings", {"prompt": "hello"})):
+            status, body = await api.post(path, {"model": "tokens", **request})
+            assert status == 400 and list(body) == ["error"] and "Pooling type 'none'" in body["error"], (path, body)
+        # the same file with the model's own pooling still answers
+        await api.ok("POST", "/v1/models", {"path": str(minilm_path), "id": "pooled", "mode": "reference",
+                                            "settings": {"embedding": True}}, 201)
+        result = await api.ok("POST", "/v1/embeddings", {"model": "pooled", "input": "hello"})
+        assert len(result["data"][0]["embedding"]) == 384

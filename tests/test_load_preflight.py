@@ -4,7 +4,8 @@ The faults this covers: with ``ModelPool(max_loaded=1)`` holding a healthy model
 something checkable without loading it (a missing file, a bad option, a non-GGUF file, cache types the model
 cannot hold) unloaded the healthy one first; the server did the same with ``--max-loaded-models 1``. Token ids past
 a C int32 gave pybind11's TypeError dumping a signature; a missing projector was a ModelLoadError where a missing
-draft model was a ModelFileError; NaN durations were accepted; ``embed(pooling="none")`` pooled anyway; and
+draft model was a ModelFileError; NaN durations were accepted; ``embed(pooling="none")`` pooled anyway (it now
+gives a vector per token, as llama-server's ``--pooling none`` does: tests/test_embeddings.py); and
 ``jan serve`` with more ``--model`` than ``--max-loaded-models`` unloaded the first ones silently.
 """
 
@@ -58,7 +59,7 @@ _FAILING = [
     ({"n_ubatch": 1024}, ValueError),  # over the default n_batch (512)
     ({"draft_min": 20, "draft_max": 10}, ValueError),
     ({"speculative": "draft"}, ValueError),  # no draft model to draft with
-    ({"pooling": "none"}, ValueError),
+    ({"pooling": "max"}, ValueError),
     ({"draft_model": "missing"}, jan.ModelFileError),
     ({"draft_model": "not_gguf"}, jan.ModelFileError),
     ({"draft_model": "cut"}, jan.ModelFileError),
@@ -162,9 +163,10 @@ def test_range_messages_print_whole_numbers_in_full(stories_path):
     assert "<= 2147483647" in str(info.value) and "e+" not in str(info.value)
 
 
-def test_embed_refuses_pooling_none_instead_of_pooling_anyway(stories):
-    with pytest.raises(ValueError, match="pooling: 'none'"):
-        stories.embed("Once", pooling="none")
+def test_embed_pooling_none_is_per_token_instead_of_pooling_anyway(stories):
+    texts = ["Once", "upon a time"]
+    per_token = stories.embed(texts, pooling="none")
+    assert [v.shape for v in per_token] == [(len(stories.tokenize(t)), stories.info.n_embd) for t in texts]
     assert stories.embed(["Once", "upon"], pooling="mean").shape == (2, stories.info.n_embd)
 
 

@@ -34,19 +34,17 @@ if TYPE_CHECKING:  # numpy is imported by embeddings only, not by every server s
     import numpy as np
 
 POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
-#: The poolings :meth:`Model.embed` takes. "none" (llama-server's per-token vectors) is refused rather than
-#: mean-pooled behind the caller's back: the engine makes one vector per input, and every endpoint jan serves
-#: embeddings on (OpenAI's, Ollama's) answers one vector per input too — llama-server refuses "none" on its
-#: OpenAI endpoint as well.
-EMBED_POOLING = ("mean", "cls", "last")
+#: The poolings :meth:`Model.embed` takes (and the ``pooling`` load option). "none" is llama-server's
+#: ``--pooling none``: no pooling, a vector per token of each input (:meth:`Model.embed` says the shape). Only
+#: asked for, never a model header's: a model whose own header says none is mean-pooled. OpenAI's and Ollama's
+#: embedding endpoints carry one vector per input, so a served model set to "none" is refused there (400), as
+#: llama-server refuses it on its OpenAI endpoint.
+EMBED_POOLING = ("mean", "cls", "last", "none")
 
 
 def _pooling(value):
     if value is None:
         return None
-    if value == "none":
-        raise ValueError("pooling: 'none' (a vector per token) is not supported: jan embeds one vector per input; "
-                         f"use one of {', '.join(EMBED_POOLING)}")
     if value not in EMBED_POOLING:
         raise ValueError(f"pooling: expected one of {', '.join(EMBED_POOLING)}, got {value!r}")
     return value
@@ -508,7 +506,16 @@ class Model:
     @property
     def n_ctx_embed(self) -> int:
         """Tokens one input to :meth:`embed` may have (the embedding context; made on first use)."""
+        embedder = self._embedder  # any pooling's context holds as many tokens: no new context just to read it
+        if embedder is not None and not self._closed:
+            return embedder.n_ctx
         return self._get_embedder(None).n_ctx
+
+    @property
+    def pooling(self) -> str | None:
+        """The ``pooling`` this model was loaded with (mean, cls, last, none), None: the model's own (mean when
+        its header names none). "none": :meth:`embed` answers a vector per token unless a call asks otherwise."""
+        return self._pooling
 
     @property
     def kv_cache_bytes(self) -> int:
@@ -756,20 +763,28 @@ class Model:
         *,
         normalize: bool = True,
         pooling: str | None = None,
-    ) -> np.ndarray:
+    ) -> np.ndarray | list[np.ndarray]:
         """Embed one or many inputs (strings or token lists) in as few decodes as fit.
 
         Returns a float32 array of shape (n_inputs, n_embd): one vector per input, L2-normalized by default.
-        ``pooling`` (mean, cls, last) overrides the model's own for this model's embedding context; "none"
-        (llama-server's per-token vectors) raises ValueError rather than pooling anyway (a model whose own
-        header says none is mean-pooled). Token ids outside the vocabulary raise ValueError naming the input.
+        ``pooling`` (mean, cls, last, none) overrides the model's ``pooling`` load option, which overrides the
+        model's own (a model whose own header says none is mean-pooled).
+
+        With ``pooling="none"`` (llama-server's ``--pooling none``, for late interaction such as ColBERT and other
+        token-level work) nothing is pooled: the result is a list with one float32 array per input, of shape
+        (n_tokens_i, n_embd) — a row per token of that input, in order, including the special tokens a string's
+        tokenizing adds (``model.tokenize(text)``'s tokens) — each row L2-normalized when ``normalize``. Their
+        mean (unnormalized) is the mean-pooled vector.
+
+        Token ids outside the vocabulary raise ValueError naming the input; an input longer than the embedding
+        context (:attr:`n_ctx_embed`) raises ContextOverflowError.
         """
         # busy from its first step (tokenizing, making the embedding context: slow), not from its first decode:
         # a model that looks idle meanwhile is unloaded for a load of another one (keep-alive, max_loaded)
         with self.hold():
             return self._embed(inputs, normalize, pooling)
 
-    def _embed(self, inputs, normalize: bool, pooling: str | None) -> np.ndarray:
+    def _embed(self, inputs, normalize: bool, pooling: str | None) -> np.ndarray | list[np.ndarray]:
         native = self._live()
         if self.vocab_only:
             raise BadRequestError(f"model '{self.id}' is vocab-only; it cannot embed", param="model",
@@ -793,6 +808,8 @@ class Model:
             raise ValueError("inputs: at least one input is required")
         embedder = self._get_embedder(pooling)
         try:
+            if embedder.pooling == POOLING["none"]:
+                return embedder.embed_tokens(batch, bool(normalize))
             return embedder.embed(batch, bool(normalize))
         except ModelClosedError:  # close() cancelled it between two decodes (an admin's stop, shutdown)
             raise EmbeddingCancelledError(f"model '{self.id}' was unloaded while embedding: the embedding was "
@@ -840,7 +857,9 @@ class Model:
         native = self._live()
         with self._embedder_lock:
             self._live()  # again, under the lock: close() cancels only the embedder it finds, none made after it
-            if self._embedder is None or (wanted >= 0 and self._embedder.pooling != wanted):
+            current = self._embedder
+            # the model's own pooling (-1) is any pooling but none: a per-token embedder a call asked for is not it
+            if current is None or (current.pooling != wanted if wanted >= 0 else current.pooling == POOLING["none"]):
                 ep = _engine.EmbedderParams()
                 ep.pooling = wanted
                 ep.n_threads = int(self._n_threads or -1)

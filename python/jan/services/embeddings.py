@@ -9,11 +9,14 @@ from jan.services.local import off_loop
 from jan.services.models import ModelService
 from jan.services.types import EmbeddingRequest, EmbeddingResult
 
-__all__ = ["EMBEDDING_CANCELLED", "EmbeddingService"]
+__all__ = ["EMBEDDING_CANCELLED", "POOLING_NONE_REFUSED", "EmbeddingService"]
 
 #: What a client is told of an embedding its model's stop cut off (GenerationCancelledError's wording, said of it).
 EMBEDDING_CANCELLED = ("The embedding was stopped before it finished: the model was stopped or unloaded on the server "
                        "(or the server is shutting down). Try again.")
+
+#: llama-server's words for an OpenAI embeddings request to a model with pooling none (jan adds which model).
+POOLING_NONE_REFUSED = "Pooling type 'none' is not OAI compatible. Please use a different pooling type"
 
 
 class EmbeddingService:
@@ -23,7 +26,8 @@ class EmbeddingService:
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
         """Vectors (float32 arrays for local models, L2-normalized) in input order.
 
-        ``ValueError`` when ``dimensions`` is not the model's; errors of model resolution as
+        ``ValueError`` (RequestError) when ``dimensions`` is not the model's or the model is loaded with pooling
+        none (its vectors are per token); errors of model resolution as
         :meth:`ModelService.resolve`.
         """
         target = await self.models.resolve(request.model)
@@ -36,6 +40,10 @@ class EmbeddingService:
             # held from here (the claim acquire made ends: a refused request holds the model no longer): tokenizing
             # and making the embedding context take long enough for a load of another model to unload one idle
             with model.hold():
+                if getattr(model, "pooling", None) == "none":  # per token: neither OpenAI's shape nor Ollama's
+                    raise RequestError(POOLING_NONE_REFUSED + f" (model '{target.id}' is loaded with pooling "
+                                       "'none', a vector per token; these embeddings are one vector per input)",
+                                       param="model", code="invalid_value")
                 if request.dimensions is not None and request.dimensions != model.info.n_embd:
                     raise RequestError(f"dimensions: this model returns {model.info.n_embd}-dimensional embeddings "
                                        f"(it cannot shorten them)", param="dimensions", code="invalid_value")
