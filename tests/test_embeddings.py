@@ -55,6 +55,15 @@ def test_unnormalized_and_pooling_override(minilm):
     assert not np.allclose(cls, mean)
 
 
+def test_a_call_naming_no_pooling_gets_the_models_own_whatever_the_last_call_asked(minilm):
+    # the embedder a cls (or per-token) call made is not the model's own pooling: the next plain call must not get it
+    own = minilm.embed("hello world")[0]
+    for other in ("cls", "last", "none"):
+        minilm.embed("hello world", pooling=other)
+        assert np.allclose(minilm.embed("hello world")[0], own, atol=1e-6), other
+    assert np.allclose(minilm.embed("hello world", pooling="mean")[0], own, atol=1e-6)  # MiniLM's own is mean
+
+
 def test_input_over_the_context_is_a_clear_error(minilm):
     with pytest.raises(jan.ContextOverflowError, match="512"):
         minilm.embed("word " * 2000)

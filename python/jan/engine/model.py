@@ -858,8 +858,12 @@ class Model:
         with self._embedder_lock:
             self._live()  # again, under the lock: close() cancels only the embedder it finds, none made after it
             current = self._embedder
-            # the model's own pooling (-1) is any pooling but none: a per-token embedder a call asked for is not it
-            if current is None or (current.pooling != wanted if wanted >= 0 else current.pooling == POOLING["none"]):
+            # The pooling the embedder would have, the model's own (-1) spelled out as cpp/embedder.cpp does (its
+            # header's, mean where that is unspecified or none): an embedder an earlier call asked for another
+            # pooling is not it, so a call that names none never gets what the last call asked for.
+            own = native.pooling_type
+            resolved = wanted if wanted >= 0 else (own if own > POOLING["none"] else POOLING["mean"])
+            if current is None or current.pooling != resolved:
                 ep = _engine.EmbedderParams()
                 ep.pooling = wanted
                 ep.n_threads = int(self._n_threads or -1)
