@@ -70,6 +70,7 @@ class EmbedderParams:
     n_ctx: int
     n_threads: int
     pooling: int
+    adaptive_threads: bool
     n_seq_max: int
     def __init__(self) -> None: ...
 
