@@ -90,14 +90,13 @@ def template_messages(messages: Sequence[ChatMessage], media_marker: str | None 
     return out
 
 
-def template_tools(request: ChatRequest, *, every: bool = False) -> list[dict[str, Any]] | None:
-    """The request's active tools as OpenAI tool dicts (what templates print), or None. ``every``: its
-    tools even when ``tool_choice`` is ``"none"`` (:func:`chat_plan` keeps them where calls can be banned)."""
-    tools = request.tools if every else request.active_tools
-    if not tools:
+def template_tools(request: ChatRequest) -> list[dict[str, Any]] | None:
+    """The request's tools as OpenAI tool dicts (what templates print), or None. ``tool_choice`` does not decide
+    them: ``"none"`` keeps the tools in the prompt (:func:`chat_plan`)."""
+    if not request.tools:
         return None
     out = []
-    for t in tools:
+    for t in request.tools:
         fn: dict[str, Any] = {"name": t.name}
         if t.description is not None:
             fn["description"] = t.description
@@ -147,14 +146,14 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
     fmt = request.response_format
     chat_format = format_for_template(local.template, bool(tools))
     banned: tuple[int, ...] = ()
-    if choice == "none" and request.tools and local.template.supports_tools and not local.template.fallback:
-        # the prompt keeps the tools (and with them the KV cache of an agent's earlier turns) where the tokens
-        # that open a call can be banned instead (jan.templates.formats.call_start)
-        with_tools = format_for_template(local.template, True)
-        opening = call_start_tokens(with_tools, lambda text: local.model.tokenize(text, add_special=False,
-                                                                                  parse_special=True))
-        if opening:
-            tools, chat_format, banned = template_tools(request, every=True), with_tools, opening
+    if choice == "none" and tools:
+        # "none" keeps the tools in the prompt, as OpenAI and llama-server do: they are the conversation's, and
+        # the turn that asks an agent for its final answer then reuses the KV cache of its auto turns. It reads
+        # no call out of the output (ChatPlan.parser) and forces none. Where every opening of a call is one token
+        # (Qwen's <tool_call>, Mistral's [TOOL_CALLS]) that token is banned as well; where a call opens with text
+        # (Llama 3's JSON, gpt-oss's to=functions.x), a call the model writes anyway is its content, as written.
+        banned = call_start_tokens(chat_format, lambda text: local.model.tokenize(text, add_special=False,
+                                                                                  parse_special=True)) or ()
     if r is not None and r.required and r.enabled and chat_format.reasoning is None:
         raise RequestError(f'"{local.model.id}" does not support thinking', param="think", code="not_supported")
     # (a fallback template, ChatML for a model without its own, is no tool support the model was trained on)

@@ -737,6 +737,10 @@ class ChatRequest:
     model: str | None
     messages: tuple[ChatMessage, ...]
     tools: tuple[ToolSpec, ...] = ()
+    #: ``"auto"`` (None), ``"required"``, a :class:`NamedToolChoice`, or ``"none"``: the model answers in text. The
+    #: tools stay in the prompt either way (an agent's final-answer turn reuses its earlier turns' KV cache); with
+    #: ``"none"`` no call is parsed out of the output (one the model writes anyway is content) and, where a call
+    #: opens with a single token, that token is banned.
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
@@ -808,11 +812,6 @@ class ChatRequest:
     def with_sampling(self, *lower: SamplingOptions | None) -> "ChatRequest":
         """This request with lower layers (thread, assistant, ...) filled in under its own sampling."""
         return replace(self, sampling=merge_options(self.sampling, *lower))
-
-    @property
-    def active_tools(self) -> tuple[ToolSpec, ...]:
-        """The tools the model is told about (none when ``tool_choice`` is ``"none"``)."""
-        return () if self.tool_choice == "none" else self.tools
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,17 @@
-"""The tokens that open a tool call, for ``tool_choice: "none"`` with the tools kept in the prompt.
+"""The tokens that open a tool call, banned for ``tool_choice: "none"`` (the tools stay in the prompt).
 
-OpenAI's ``none`` means the model answers in text; the tools are still the conversation's. Rendering the
-prompt without them (as jan did) changes its text from the system prompt on, so an agent loop that
-alternates ``auto`` and ``none`` (a final answer after tool turns) prefills its whole conversation again:
-thousands of tokens of tool definitions on a CPU are seconds. Keeping the tools keeps the prefix; the model,
-shown them, may then start a call, which ``none`` forbids. A grammar cannot say "anything but this marker"
-cheaply, but where every marker that opens a call is one token of the vocabulary (Qwen's ``<tool_call>``,
-Mistral's ``[TOOL_CALLS]``, Kimi's ``<|tool_calls_section_begin|>``...), a logit bias of -100 on those
-tokens keeps the model from ever writing one (OpenAI's documented meaning of -100: a ban). Formats whose
-call opens with ordinary text (Llama 3's JSON, firefunction's `` functools[``, gpt-oss's channels) cannot be
-held so, and keep the prompt without tools.
+OpenAI's ``none`` means the model answers in text; the tools are still the conversation's, and OpenAI and
+llama-server keep them in the prompt. Rendering it without them (as jan once did) changes its text from the
+system prompt on, so an agent loop that alternates ``auto`` and ``none`` (a final answer after tool turns)
+prefills its whole conversation again: thousands of tokens of tool definitions on a CPU are seconds. With the
+tools kept the model, shown them, may still start a call, which ``none`` does not parse: the output is read
+with no tools, so whatever it writes is content. A grammar cannot say "anything but this marker" cheaply, but
+where every marker that opens a call is one token of the vocabulary (Qwen's ``<tool_call>``, Mistral's
+``[TOOL_CALLS]``, Kimi's ``<|tool_calls_section_begin|>``...), a logit bias of -100 on those tokens keeps the
+model from ever writing one (OpenAI's documented meaning of -100: a ban). Formats whose call opens with
+ordinary text (Llama 3's JSON, firefunction's `` functools[``, gpt-oss's ``to=functions.x``, or a marker the
+vocabulary spells in several tokens) cannot be held so: a call the model writes there comes back as content,
+as llama-server returns it.
 """
 
 from __future__ import annotations

@@ -118,8 +118,8 @@ class ChatPlan:
     # model adds to it: the client already has this text (Anthropic and OpenAI prefills return only
     # the new text), so a thought it opened goes on in ``reasoning`` without the text before.
     continued: str = ""
-    # tool_choice "none" with the tools kept in the prompt: the tokens that open a call, banned
-    # (jan.templates.formats.call_start); empty where the tools were left out of the prompt instead
+    # tool_choice "none" (the tools stay in the prompt, no call is parsed): the tokens that open a call, banned
+    # (jan.templates.formats.call_start); empty where a call opens with text, which then comes back as content
     banned_tokens: tuple[int, ...] = ()
 
     def template_kwargs(self) -> dict[str, Any]:
@@ -176,7 +176,8 @@ class ChatPlan:
                                         prompt=prompt, continued=self.continued, answer=answer, thinking=thinking)
 
     def parser(self, prompt: str, **kw: Any) -> OutputParser:
-        """A fresh output parser for one choice of this request."""
+        """A fresh output parser for one choice of this request. ``tool_choice: "none"`` reads no calls, though
+        the tools are in the prompt: a call the model writes anyway is content, as it wrote it."""
         tools = self.tools if self.tool_choice != "none" else None
         open_at_start = self.fmt.starts_in_reasoning(prompt, self.continued)
         if self.raw_reasoning and self.continued:
