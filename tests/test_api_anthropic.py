@@ -200,6 +200,35 @@ def test_errors_have_anthropics_shape(server, client):
     assert status == 401 and "type" not in json.loads(body) and json.loads(body)["error"]["code"] == "invalid_api_key"
 
 
+@pytest.mark.parametrize("fields, said", [
+    ({"messages": [{"role": "user", "content": ""}]}, "non-empty content"),
+    ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                   {"role": "user", "content": ""}]}, "non-empty content"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]}, "must be non-empty"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": " \n"}]}]},
+     "non-whitespace"),
+    ({"system": [{"type": "text", "text": ""}], "messages": [{"role": "user", "content": "Hi"}]}, "must be non-empty"),
+])
+def test_user_text_that_says_nothing_is_anthropics_400(client, fields, said):
+    # Anthropic refuses these ("all messages must have non-empty content except for the optional final assistant
+    # message", "text content blocks must be non-empty"): a prompt tried here is not refused first there
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(model="stories260K", max_tokens=3, **fields)
+    assert err.value.body["type"] == "error" and err.value.body["error"]["type"] == "invalid_request_error"
+    assert said in err.value.body["error"]["message"]
+    with pytest.raises(anthropic.BadRequestError):  # the token count reads the same prompt
+        client.messages.count_tokens(model="stories260K", **fields)
+
+
+def test_empty_system_string_and_assistant_turns_stay_accepted(client):
+    # an empty system string is no block (Anthropic takes it); an assistant's empty or blank text is what a local
+    # model may have answered, sent back with the history
+    message = client.messages.create(model="stories260K", max_tokens=2, system="", messages=[
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": [{"type": "text", "text": " "}]},
+        {"role": "user", "content": "Again"}, {"role": "assistant", "content": ""}], extra_body=GREEDY)
+    assert message.type == "message" and message.usage.output_tokens >= 1
+
+
 PET = {"type": "object", "properties": {"pet": {"enum": ["cat", "dog"]}}, "required": ["pet"],
        "additionalProperties": False}
 

@@ -230,3 +230,18 @@ def test_encrypted_reasoning_on_a_reasoning_model(tmp_path_factory):
         assert plain.output[0].encrypted_content is None
     finally:
         srv.stop()
+
+
+# -- include on GET --------------------------------------------------------------------------------------
+def test_include_on_retrieve_and_input_items_is_checked_as_on_create(client):
+    # a create refuses an unknown include value (a 400 naming include); the GETs that take include[] in their
+    # query refused nothing and ignored it, so a typo there went unnoticed
+    response = client.responses.create(model="stories260K", input="Hi", max_output_tokens=2, temperature=0)
+    known = ["message.output_text.logprobs", "reasoning.encrypted_content"]
+    assert client.responses.retrieve(response.id, include=known).id == response.id
+    assert client.responses.input_items.list(response.id, include=known).data
+    for get in (lambda bad: client.responses.retrieve(response.id, include=bad),
+                lambda bad: client.responses.input_items.list(response.id, include=bad)):
+        with pytest.raises(openai.BadRequestError) as err:
+            get(["message.output_text.logprobs", "message.output_text.logprob"])
+        assert err.value.body["param"] == "include" and "include[1]" in err.value.body["message"]

@@ -345,6 +345,20 @@ def test_explicit_null_means_default(keyed):
     assert status == 200 and out["tokens"]
 
 
+@pytest.mark.parametrize("path, body", [("/v1/chat/completions", CHAT), ("/v1/completions", COMPLETION)])
+@pytest.mark.parametrize("stream", [False, None, "absent"])
+def test_stream_options_without_stream_is_openais_400(keyed, path, body, stream):
+    # OpenAI refuses it ("The 'stream_options' parameter is only allowed when 'stream' is enabled."): a
+    # client asking for usage on a whole reply must learn it here, not first against OpenAI
+    sent = body | {"stream_options": {"include_usage": True}} | ({} if stream == "absent" else {"stream": stream})
+    status, _, out = call(keyed, "POST", path, sent)
+    assert status == 400, out
+    assert out["error"]["param"] == "stream_options" and out["error"]["type"] == "invalid_request_error"
+    assert "stream" in out["error"]["message"]
+    status, _, out = call(keyed, "POST", path, body | {"stream_options": None})  # null: the default, as above
+    assert status == 200, out
+
+
 # -- 15: OpenAI's current parameters --------------------------------------------------------------
 def test_harmless_openai_parameters_are_accepted(keyed):
     extra = {"prompt_cache_key": "k", "prompt_cache_retention": "24h", "safety_identifier": "u1", "verbosity": "low",

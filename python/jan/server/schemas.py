@@ -453,6 +453,14 @@ class SamplingFields(_Strict):
             raise ValueError("stop strings must not be empty")
         return v
 
+    @model_validator(mode="after")
+    def _stream_options_only_when_streaming(self) -> "SamplingFields":
+        # OpenAI's 400 ("The 'stream_options' parameter is only allowed when 'stream' is enabled."): a client
+        # asking for include_usage on a whole reply would otherwise be told nothing here and refused there
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options: only allowed when stream is true")
+        return self
+
 
 
 class PredictionContent(_Strict):

@@ -177,6 +177,18 @@ ContentBlock = Annotated[
 ]
 
 
+def _text_said(blocks: Any) -> Any:
+    """Anthropic's 400s for a text block that says nothing, in the words of its own errors: a prompt whose text
+    is empty differs from the one the client meant, and a client tried here is refused there."""
+    for block in blocks if isinstance(blocks, list) else ():
+        if isinstance(block, TextBlock):
+            if not block.text:
+                raise ValueError("text content blocks must be non-empty")
+            if not block.text.strip():
+                raise ValueError("text content blocks must contain non-whitespace text")
+    return blocks
+
+
 class MessageParam(_Wire):
     role: Literal["user", "assistant"]
     content: Union[str, list[ContentBlock]]
@@ -184,7 +196,18 @@ class MessageParam(_Wire):
     @field_validator("content")
     @classmethod
     def _some_content(cls, value: Any, info: Any) -> Any:
-        return some_content(value, info, "content block")
+        value = some_content(value, info, "content block")
+        # What the user says must say something, as on Anthropic ("all messages must have non-empty content
+        # except for the optional final assistant message"). An assistant's turn is not checked: a local model
+        # does answer with nothing or whitespace (jan's reply then holds no block, or a blank one, which a client
+        # sends back with the history), and an empty assistant turn is an empty turn on every jan route
+        # (tests/test_prefill.py).
+        if info.data.get("role") == "user":
+            if value == "":
+                raise ValueError("all messages must have non-empty content except for the optional final "
+                                 "assistant message")
+            _text_said(value)
+        return value
 
 
 class ToolParam(_Wire):
@@ -267,7 +290,7 @@ class SystemMessageParam(_Wire):
     def _some_blocks(cls, value: Any) -> Any:
         if isinstance(value, list) and not value:
             raise ValueError("a system message must hold at least one content block (or a string)")
-        return value
+        return _text_said(value)
 
     @field_validator("clear_at")
     @classmethod
@@ -390,6 +413,13 @@ class _Prompt(_Wire):
         if not self.messages and not isinstance(self.thread, ThreadContinue):
             raise ValueError("messages: at least one message is required")
         return self
+
+    @field_validator("system")
+    @classmethod
+    def _system_says_something(cls, value: Any) -> Any:
+        # blocks as Anthropic checks them ("system: text content blocks must be non-empty"); a system string may
+        # be empty there, and is here
+        return _text_said(value)
 
     @field_validator("mcp_servers")
     @classmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 
@@ -239,6 +239,17 @@ def _starting_after(request: web.Request) -> int:
                        param="starting_after", code="invalid_value") from None
 
 
+def _check_include(request: web.Request) -> None:
+    """``include`` in a GET's query (the SDKs send ``include[]=...``): its values are checked as a create's
+    ``include`` is, a 400 naming the bad one (OpenAI's), not a typo that silently changes nothing. What they ask
+    for is in the stored response already (a reply's logprobs and reasoning are kept as it was created with)."""
+    known = get_args(wire.Includable)
+    for index, value in enumerate(request.query.getall("include[]", []) + request.query.getall("include", [])):
+        if value not in known:
+            raise APIError(400, f"include[{index}]: {value!r} is not one of " + ", ".join(map(repr, known)),
+                           param="include", code="invalid_value")
+
+
 def _not_streamable(why: str) -> APIError:
     return APIError(400, f"This response cannot be streamed because {why}.", param="stream", code="invalid_value")
 
@@ -250,6 +261,7 @@ async def get_response(request: web.Request) -> web.StreamResponse:
     then followed live until it ends; kept while it runs and for a while after (``STREAM_KEPT_S``), in memory."""
     response_id = _response_id(request)
     stream, after = _query_bool(request, "stream"), _starting_after(request)
+    _check_include(request)
     run = request.app[RUNS].get(response_id)
     if stream:
         run = request.app[STREAMS].get(response_id) or run
@@ -299,6 +311,7 @@ async def cancel_response(request: web.Request) -> web.Response:
 async def list_input_items(request: web.Request) -> web.Response:
     """The response's input items (``order`` ``desc`` by default, ``after``/``before`` ids, ``limit`` 1-100)."""
     response_id = _response_id(request)
+    _check_include(request)
     items = list((await request.app[STORE].get(response_id)).input_items)
     query = request.query
     order = query.get("order", "desc")
