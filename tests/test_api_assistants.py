@@ -92,6 +92,33 @@ async def test_openai_client_assistants(server):
     await client.close()
 
 
+
+async def test_deleting_the_assistants_listed_while_the_sdk_pages_them(server):
+    """A client that deletes what it lists (``for a in client.beta.assistants.list(): delete(a)``): the SDK asks
+    for the page after the last id of the one before, just deleted; that cursor keeps its place (as OpenAI's),
+    so every assistant is seen once, either way round. An id that never was is still refused."""
+    openai = pytest.importorskip("openai")
+    client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for order in ("desc", "asc"):
+            made = [(await client.beta.assistants.create(model="*", name=f"a{i}")).id for i in range(5)]
+            seen = []
+            async for assistant in client.beta.assistants.list(limit=2, order=order):
+                seen.append(assistant.id)
+                if assistant.id != "jan":
+                    await client.beta.assistants.delete(assistant.id)
+            assert [i for i in seen if i != "jan"] == (made if order == "asc" else made[::-1]), order
+            assert [a.id async for a in client.beta.assistants.list()] == ["jan"]
+        # a before cursor deleted since: the page nearest to where it was
+        made = [(await client.beta.assistants.create(model="*", name=f"b{i}")).id for i in range(4)]
+        await client.beta.assistants.delete(made[2])
+        page = await client.beta.assistants.list(order="asc", limit=1, before=made[2])
+        assert [a.id for a in page.data] == [made[1]] and page.has_more
+    await client.close()
+    async with Client(server.base_url) as api:
+        assert (await api.get("/v1/assistants?after=asst_unknown"))[0] == 400
+
 def test_default_assistant_comes_back_after_restart(tmp_path):
     import asyncio
 

@@ -154,6 +154,38 @@ async def test_message_pagination(server):
         assert (await api.get(f"/v1/threads/{tid}/messages?before=msg_nope"))[0] == 400
 
 
+
+async def test_deleting_the_messages_listed_while_the_sdk_pages_them(server):
+    """A client that deletes what it lists: the SDK asks for the page after the last id of the one before, just
+    deleted; that cursor keeps its place (as OpenAI's), both in OpenAI's listing and with ``?all=true``. A message
+    id that never was, or one still in the thread that the listing leaves out, is still refused."""
+    openai = pytest.importorskip("openai")
+    client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for order, query in (("desc", {}), ("asc", {}), ("asc", {"all": "true"})):
+            thread = await client.beta.threads.create(messages=[{"role": "user", "content": f"m{i}"}
+                                                                for i in range(5)])
+            made = [m.id async for m in client.beta.threads.messages.list(thread.id, order="asc")]
+            seen = []
+            async for message in client.beta.threads.messages.list(thread.id, limit=2, order=order,
+                                                                    extra_query=query):
+                seen.append(message.id)
+                await client.beta.threads.messages.delete(message.id, thread_id=thread.id)
+            assert seen == (made if order == "asc" else made[::-1]), (order, query)
+            assert (await client.beta.threads.messages.list(thread.id)).data == []
+    await client.close()
+    async with Client(server.base_url) as api:
+        tid = (await api.ok("POST", "/v1/threads", {}))["id"]
+        kept = (await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "kept"}))["id"]
+        tool = (await api.ok("POST", f"/v1/threads/{tid}/messages",
+                             {"role": "tool", "content": "42", "metadata": {"tool_call_id": "call_1"}}))["id"]
+        shown = await api.ok("GET", f"/v1/threads/{tid}/messages")
+        assert [m["id"] for m in shown["data"]] == [kept]  # (a tool result is left out of OpenAI's listing)
+        for cursor in ("msg_nope", tool):
+            status, err = await api.get(f"/v1/threads/{tid}/messages?after={cursor}")
+            assert status == 400 and err["error"]["param"] == "after", (cursor, err)
+
 async def test_parallel_appends_lose_nothing(server, tmp_path):
     async with Client(server.base_url) as api:
         tid = (await api.ok("POST", "/v1/threads", {}))["id"]

@@ -100,6 +100,21 @@ def test_list_pages_with_cursors(srv):
         client.files.delete(file_id)
 
 
+
+def test_deleting_the_files_listed_while_the_sdk_pages_them(srv):
+    """The SDK asks for the page after the last id of the one before, which a client deleting what it lists has just
+    deleted: that cursor keeps its place (as OpenAI's), the loop sees every file once; an id that never was is
+    still refused."""
+    client = _client(srv)
+    made = [client.files.create(file=(f"{i}.jsonl", b"{}\n"), purpose="evals").id for i in range(5)]
+    seen = []
+    for file in client.files.list(purpose="evals", limit=2, order="asc"):
+        seen.append(file.id)
+        client.files.delete(file.id)
+    assert seen == made and client.files.list(purpose="evals").data == []
+    status, _, err = request(srv, "GET", "/v1/files?after=file-nope")
+    assert status == 400 and err["error"]["param"] == "after"
+
 def test_files_survive_a_restart(tmp_path):
     png = png_bytes()
     with running(tmp_path / "data") as first:

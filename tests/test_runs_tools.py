@@ -466,3 +466,44 @@ def test_add_usage_sums_each_count_and_keeps_an_unknown_one_unknown():
     assert add_usage(None, cut) == cut
     assert add_usage(first, cut) == {"prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16,
                                      "prompt_tokens_details": {"cached_tokens": 0}, "estimated": True}
+
+
+async def test_a_cancel_keeps_the_outputs_a_submit_was_answered_with(server, monkeypatch):
+    """``submit_tool_outputs`` answered 200: the client's outputs are the run's (OpenAI's step holds them from then
+    on). A cancel landing while the leg is still taking them in (held here in its call of the tools, as a slow
+    approved call beside them would hold it) ends the run cancelled and keeps them: the step completed with the
+    output, the result saved in the thread. They were dropped: the step ended cancelled, its output null."""
+    import threading
+
+    from jan.services import runs as runs_module
+
+    real, entered = runs_module.run_calls, threading.Event()
+
+    async def held_run_calls(*args, **kwargs):
+        if kwargs.get("approved_by") == "user":  # the submit's leg taking its answers in: held until cancelled
+            entered.set()
+            await asyncio.Event().wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(runs_module, "run_calls", held_run_calls)
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                                "parameters": {"type": "object", "properties": {}}}}
+    async with Client(server.base_url) as api:
+        tid = await make_thread(api, [weather])
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(
+            tool_choice={"type": "function", "function": {"name": "get_weather"}}))
+        assert run["status"] == "requires_action", run
+        [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        path = f"/v1/threads/{tid}/runs/{run['id']}"
+        taken = await api.ok("POST", f"{path}/submit_tool_outputs",
+                             {"tool_outputs": [{"tool_call_id": call["id"], "output": "sunny"}]})
+        assert taken["status"] == "in_progress"
+        assert await asyncio.to_thread(entered.wait, 300), "the submit's leg never took its answers in"
+        assert (await api.ok("POST", f"{path}/cancel"))["status"] == "cancelled"
+        [step] = [s for s in (await api.ok("GET", f"{path}/steps"))["data"] if s["type"] == "tool_calls"]
+        assert step["status"] == "completed", step
+        assert step["step_details"]["tool_calls"][0]["function"]["output"] == "sunny"
+        tool = [m for m in await messages_of(api, tid) if m["role"] == "tool"]
+        assert [message_text(m) for m in tool] == ["sunny"]
+        assert tool[0]["metadata"]["tool_call_id"] == call["id"] and tool[0]["metadata"]["approved_by"] == "client"
+        assert (await api.ok("GET", path))["status"] == "cancelled"

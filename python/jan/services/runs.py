@@ -145,6 +145,7 @@ from jan.services.tool_loop import (
     resolve_policy,
     run_calls,
     save_tool_messages,
+    settled_answer,
     text_of,
     tool_bookkeeping,
     triage,
@@ -1496,6 +1497,14 @@ class RunService:
         it: a new reply with nothing written goes (``cancelled``), a resumed one is kept with its text; a stop of
         jan leaves it ``interrupted``. A ``submit_tool_outputs`` leg that never took its answers in is abandoned."""
         run.stop_reason = run.stop_reason or "cancelled"
+        if run.answers is not None and run.stop_reason != INTERRUPTED:
+            # a submit's leg cancelled before it ran: its answers are kept as a cancel while they ran keeps them
+            (calls, answers), run.answers = run.answers, None
+            try:
+                await self._stopped_answering(run, calls, answers)
+            except Exception:  # noqa: BLE001 - ended all the same, as any leg that cannot go on
+                await self._abandon(run, asyncio.CancelledError())
+            return
         try:
             if run.answers is not None or run.message is None:
                 raise LookupError("no reply of this leg's to end")
@@ -1595,17 +1604,33 @@ class RunService:
             run.answers = (list(pending.values()), answers)
             await self._new_leg(run)
 
-    async def _stopped_answering(self, run: Run, calls: list[PendingCall]) -> None:
-        """End a ``submit_tool_outputs`` leg stopped while the approved calls ran (none of their results kept). A
-        stop of jan leaves the run as a crash would leave its record (saved ``requires_action`` with these calls:
-        nothing of the leg was saved yet): waiting for the answers again, the tool step still open. A cancel ends
-        it ``cancelled``."""
+    async def _stopped_answering(self, run: Run, calls: list[PendingCall],
+                                 answers: Mapping[str, ToolDecision] | None = None) -> None:
+        """End a ``submit_tool_outputs`` leg stopped before it took its ``answers`` in (none of the approved calls'
+        results kept). A stop of jan leaves the run as a crash would leave its record (saved ``requires_action``
+        with these calls: nothing of the leg was saved yet): waiting for the answers again, the tool step still
+        open. A cancel ends it ``cancelled``, keeping the answers that run no tool (:func:`settled_answer`)."""
         if run.stop_reason == INTERRUPTED:
             run.status, run.pending = "requires_action", calls
             await self.persist(run)
             _publish_interrupted(run)
             run.finished.set()
             return
+        # The client's outputs (and denials) were the run's once the submit was accepted (OpenAI's step holds them
+        # from then on, and a cancel after that keeps them): a cancel landing before the leg took them in must not
+        # drop what the client was told was taken. Saved as the calls' results; the step the run waited in ends
+        # completed when every call has one (an approved call cut off has none: the step ends cancelled).
+        kept = [r for r in (settled_answer(c, (answers or {}).get(c.id)) for c in calls) if r is not None]
+        if kept:
+            await save_tool_messages(self.conversations(), run.thread_id, run.id, run.assistant_id, kept, run.step)
+            waited = next((s for s in reversed(run.steps) if s.type == "tool_calls" and s.open), None)
+            if waited is not None:
+                for record in kept:
+                    waited.answer(record.call.id, record.result.as_text(), approved_by=record.approved_by,
+                                  duration_ms=record.duration_ms)
+                if len(kept) == len(calls):
+                    waited.end("completed")
+                    run.publish_step(waited, "completed")
         await self._end_cancelled(run)
 
     async def _end_cancelled(self, run: Run) -> None:
@@ -1732,6 +1757,8 @@ class _Execution:
         #: The calls a submit's answers are being run for (:meth:`answer_calls`), until their results are saved;
         #: then, until the next turn's message exists, ``_readying``.
         self.answering: list[PendingCall] | None = None
+        #: the answers of the calls in :attr:`answering` (the ones that run no tool are kept by a cancel)
+        self.answers: Mapping[str, ToolDecision] = {}
         self._readying = False
         #: The ``tool_calls`` step of the turn streaming now, told as its first call piece came (None until then),
         #: and each call's place in it by the engine's index.
@@ -2084,7 +2111,7 @@ class _Execution:
         ``submit_tool_outputs`` leg), ready for the next turn with no message of its own yet (the run abandoned, the
         calling turn's message left as saved), inside its tool calls, or in a model turn."""
         if self.answering is not None:
-            await self.service._stopped_answering(self.run, self.answering)
+            await self.service._stopped_answering(self.run, self.answering, self.answers)
         elif self.answering_phase:
             await self.service._abandon(self.run, asyncio.CancelledError())
         elif self.in_calls:
@@ -2105,27 +2132,33 @@ class _Execution:
         run = self.run
         calls, answers = run.answers or ([], {})
         run.answers = None
-        self.answering = calls
+        self.answering, self.answers = calls, answers
         try:
             records = await _unless_stopped(run, run_calls(self.service.tools, self.policy, calls,
                                                            approved_by="user", decisions=answers))
         except _Stop:
             self.answering = None
-            await self.service._stopped_answering(run, calls)
+            await self.service._stopped_answering(run, calls, answers)
             return False
         # the results are in hand: a failure or a cancel from here on abandons the run (RunService._abandon)
         self.answering, self._readying = None, True
-        await save_tool_messages(self.store, run.thread_id, run.id, run.assistant_id, records, run.step)
-        run.publish("thread.run.in_progress", run_record(run))
-        # the tool_calls step the run waited in has every output now (a record of an older jan has none)
-        waited = next((s for s in reversed(run.steps) if s.type == "tool_calls" and s.open), None)
-        if waited is not None:
-            for record in records:
-                waited.answer(record.call.id, record.result.as_text(), approved_by=record.approved_by,
-                              duration_ms=record.duration_ms)
-            waited.end("completed")
-            await self.service.persist(run)
-            run.publish_step(waited, "completed")
+
+        async def take_in() -> None:
+            await save_tool_messages(self.store, run.thread_id, run.id, run.assistant_id, records, run.step)
+            run.publish("thread.run.in_progress", run_record(run))
+            # the tool_calls step the run waited in has every output now (a record of an older jan has none)
+            waited = next((s for s in reversed(run.steps) if s.type == "tool_calls" and s.open), None)
+            if waited is not None:
+                for record in records:
+                    waited.answer(record.call.id, record.result.as_text(), approved_by=record.approved_by,
+                                  duration_ms=record.duration_ms)
+                waited.end("completed")
+                await self.service.persist(run)
+                run.publish_step(waited, "completed")
+
+        # whole: a cancel landing while the results are saved waits for them, then ends the run; cut midway, it
+        # kept some results or none, and the step ended cancelled without the outputs the client was told were taken
+        await _whole(take_in())
         await self.next_step()
         self._readying = False
         return True

@@ -415,12 +415,9 @@ async def run_calls(registry: ToolRegistry, policy: ToolPolicy, calls: list[Pend
     decisions = decisions or {}
 
     async def one(call: PendingCall) -> CallRecord:
-        decision = decisions.get(call.id)
-        if decision is not None and decision.output is not None:
-            return CallRecord(call, ToolResult.text(decision.output), 0, "client")
-        if decision is not None and not decision.approve:
-            text = DENIED + (f" Reason: {decision.reason}" if decision.reason else "")
-            return CallRecord(call, ToolResult.error(text), 0, "user")
+        settled = settled_answer(call, decisions.get(call.id))
+        if settled is not None:
+            return settled
         entry = policy.entries.get(call.name)
         if entry is None or entry.tool is None:
             down = policy.unavailable.get(call.name.split("__", 1)[0]) if "__" in call.name else None
@@ -436,6 +433,17 @@ async def run_calls(registry: ToolRegistry, policy: ToolPolicy, calls: list[Pend
         return CallRecord(call, outcome.result, outcome.duration_ms, approved_by)
 
     return list(await asyncio.gather(*(one(c) for c in calls)))
+
+
+def settled_answer(call: PendingCall, decision: ToolDecision | None) -> CallRecord | None:
+    """The record of an answer that runs no tool (the client's own output, a denial): its result is the answer
+    itself, in hand from the moment it is given; None for a call that must run (approved, or not answered)."""
+    if decision is not None and decision.output is not None:
+        return CallRecord(call, ToolResult.text(decision.output), 0, "client")
+    if decision is not None and not decision.approve:
+        text = DENIED + (f" Reason: {decision.reason}" if decision.reason else "")
+        return CallRecord(call, ToolResult.error(text), 0, "user")
+    return None
 
 
 async def save_tool_messages(store: Any, thread_id: str, run_id: str, assistant_id: str | None,

@@ -11,7 +11,7 @@ from ._util import as_seconds, check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes
 from .context import StoreContext, read_collection
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from .ids import new_assistant_id, validate_id
+from .ids import new_assistant_id, ulid_millis, validate_id
 from .pagination import Order, Page, paginate
 
 KIND = "assistant"
@@ -42,6 +42,18 @@ def _check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
         out[key] = value
     return out
 
+
+
+def assistant_sort_key(assistant: dict[str, Any]) -> tuple[int, str]:
+    """Where an assistant lists: by creation (seconds), ties by id."""
+    return as_seconds(assistant.get("created_at")) or 0, assistant["id"]
+
+
+def assistant_sort_key_of_id(assistant_id: str) -> tuple[int, str] | None:
+    """:func:`assistant_sort_key` of a deleted assistant, from its id: its ``created_at`` is read after its id is
+    made, in the same second or the next, never before (a cursor the SDK pages on after deleting it)."""
+    millis = ulid_millis(assistant_id)
+    return None if millis is None else (millis // 1000, assistant_id)
 
 class AssistantStore:
     """CRUD and listing for assistants."""
@@ -87,8 +99,9 @@ class AssistantStore:
              after: str | None = None, before: str | None = None) -> Page:
         """Assistants by creation time, newest first by default (as OpenAI lists them)."""
         items = read_collection(self._ctx, "assistants", "assistant.json", KIND)
-        items.sort(key=lambda a: (as_seconds(a.get("created_at")) or 0, a["id"]))
-        return paginate(items, limit=limit, order=order, after=after, before=before)
+        items.sort(key=assistant_sort_key)
+        return paginate(items, limit=limit, order=order, after=after, before=before, key=assistant_sort_key,
+                        key_of_id=assistant_sort_key_of_id)
 
     def update(self, assistant_id: str, **changes: Any) -> dict[str, Any]:
         """Change any of ``name, description, model, instructions, tools, file_ids, metadata, avatar, parameters,

@@ -152,6 +152,24 @@ def new_ulid() -> str:
     return "".join(reversed(chars))
 
 
+_ULID_TAIL: Final = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+
+
+def ulid_millis(value: Any) -> int | None:
+    """The creation time (ms) a generated id (``<prefix>_<ULID>``, ``file-<ULID>``) carries; None for an id that
+    ends in no ULID (a name, an id a client chose). Lets a list place a cursor whose item is gone: a client paging
+    a list while it deletes what it read asks for the page after an id that no longer exists."""
+    if not isinstance(value, str):
+        return None
+    tail = re.split(r"[_-]", value)[-1]
+    if not _ULID_TAIL.fullmatch(tail):
+        return None
+    number = 0
+    for char in tail:
+        number = number * 32 + _CROCKFORD.index(char)
+    return number >> _RAND_BITS
+
+
 def new_id(prefix: str) -> str:
     """``<prefix>_<ULID>``; ``prefix`` itself must be a valid id."""
     validate_id(prefix, "id prefix")

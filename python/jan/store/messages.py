@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._util import UNSET, as_seconds, check_dict, now_ms, now_s
+from ._util import UNSET, as_millis, as_seconds, check_dict, now_ms, now_s
 from .context import StoreContext, public
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .files import check_references, extract_documents, extract_images, read_file, write_files
-from .ids import new_message_id, validate_id
+from .ids import new_message_id, ulid_millis, validate_id
 from .jsonl import append_jsonl, parse_jsonl, rewrite_jsonl
 from .leases import LEASE_DIR_NAME, Leases
 from .migrations import text_part
@@ -84,6 +84,20 @@ def _check_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidArgumentError(f"cannot set {', '.join(bad)} this way")
     return dict(extra)
 
+
+
+def message_sort_key(message: dict[str, Any]) -> tuple[int, str]:
+    """Where a message sorts in its thread (kept in the order written, which is creation order): by ``created``
+    (ms), ties by id. Used only to place a cursor whose message is gone."""
+    return as_millis(message.get("created")) or as_millis(message.get("created_at")) or 0, message["id"]
+
+
+def message_sort_key_of_id(message_id: str) -> tuple[int, str] | None:
+    """:func:`message_sort_key` of a deleted message, from its id: its ``created`` is read after its id is made
+    (the same millisecond or later), so the messages written after it sort after this key and those before it,
+    before."""
+    millis = ulid_millis(message_id)
+    return None if millis is None else (millis, message_id)
 
 class MessageStore:
     """CRUD for messages; every method takes the thread id first."""
@@ -193,9 +207,13 @@ class MessageStore:
         """
         path = self._require_thread(thread_id)
         records = self._load(path, thread_id)
+        # a cursor is placed by its id only once its message is gone (deleted since the client read it); one still
+        # in the thread that ``where`` leaves out is no place in this list, and refused
+        stored = {r["id"] for r in records}
         if where is not None:
             records = [r for r in records if where(r)]
-        return paginate(records, limit=limit, order=order, after=after, before=before)
+        return paginate(records, limit=limit, order=order, after=after, before=before, key=message_sort_key,
+                        key_of_id=lambda cursor: None if cursor in stored else message_sort_key_of_id(cursor))
 
     def get(self, thread_id: str, message_id: str) -> dict[str, Any]:
         """One message; :class:`NotFoundError` if the thread or the message is unknown."""

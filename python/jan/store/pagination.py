@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,28 +56,48 @@ def check_order(order: Any) -> Order:
 
 
 def paginate(items_asc: Sequence[dict[str, Any]], *, limit: int | None, order: Order,
-             after: str | None, before: str | None) -> Page:
+             after: str | None, before: str | None, key: Callable[[dict[str, Any]], Any] | None = None,
+             key_of_id: Callable[[str], Any] | None = None) -> Page:
     """Cut one page out of ``items_asc`` (already sorted ascending by the list's key).
 
     ``order`` is the direction of the page. ``after``/``before`` are ids of
     items in that direction: the page starts just after ``after`` and ends
     just before ``before``. With only ``before`` the page holds the ``limit``
-    items nearest the cursor, as OpenAI does. An id that is not in the list
-    is a 400, not a 404: the request is malformed, no resource is missing.
+    items nearest the cursor, as OpenAI does.
+
+    A cursor whose item is no longer in the list (deleted since it was read: the SDK's auto-paging asks for the page
+    after the last id of the one before, which a client that deletes what it reads has just deleted) is placed
+    where it sorted, as OpenAI's cursors are: ``key(item)`` is an item's sort key (the one ``items_asc`` is sorted
+    by), ``key_of_id(cursor)`` the key the cursor's item had, from its id alone (None when the id tells none).
+    Any other id not in the list is a 400, not a 404: the request is malformed, no resource is missing.
     """
     limit = check_limit(limit)
     order = check_order(order)
     ordered = list(items_asc) if order == "asc" else list(reversed(items_asc))
     index = {item["id"]: i for i, item in enumerate(ordered)}
 
-    def position(cursor: str, name: str) -> int:
-        validate_id(cursor, name, param=name)
-        if cursor not in index:
-            raise InvalidArgumentError(f"{name}={cursor!r} is not in this list", param=name, code="invalid_value")
-        return index[cursor]
+    def gone_at(cursor: str) -> int | None:
+        """How many items of ``ordered`` come before a cursor whose item is gone; None when its place is unknown."""
+        if key is None or key_of_id is None:
+            return None
+        wanted = key_of_id(cursor)
+        if wanted is None:
+            return None
+        # (a linear count, not a bisection: a list kept in the order it was written may hold an item out of key order)
+        below = sum(1 for item in items_asc if key(item) < wanted)
+        return below if order == "asc" else len(ordered) - below
 
-    start = position(after, "after") + 1 if after is not None else 0
-    end = position(before, "before") if before is not None else len(ordered)
+    def position(cursor: str, name: str, *, past: int) -> int:
+        validate_id(cursor, name, param=name)
+        if cursor in index:
+            return index[cursor] + past
+        place = gone_at(cursor)
+        if place is None:
+            raise InvalidArgumentError(f"{name}={cursor!r} is not in this list", param=name, code="invalid_value")
+        return place
+
+    start = position(after, "after", past=1) if after is not None else 0
+    end = position(before, "before", past=0) if before is not None else len(ordered)
     window = ordered[start:end] if start < end else []
     if limit is None or len(window) <= limit:
         return Page(window, False)

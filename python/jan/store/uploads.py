@@ -39,7 +39,7 @@ from .context import StoreContext, iter_resource_dirs, read_doc_or_none
 from .errors import InvalidArgumentError, NotFoundError
 from jan.errors import not_found_message
 from .hashed_file import HashedTempFile
-from .ids import new_ulid
+from .ids import new_ulid, ulid_millis
 from .locks import DEFAULT_TIMEOUT
 from .migrations import DEFAULT_MIGRATIONS
 from .pagination import Order, Page, paginate
@@ -87,6 +87,18 @@ def clean_filename(name: Any) -> str:
     text = _CONTROL.sub("", text).strip()[:MAX_FILENAME_CHARS]
     return text or "upload"
 
+
+
+def file_sort_key(doc: dict[str, Any]) -> tuple[int, str]:
+    """Where a file lists: by creation (seconds), ties by id."""
+    return doc.get("created_at") if isinstance(doc.get("created_at"), int) else 0, doc["id"]
+
+
+def file_sort_key_of_id(file_id: str) -> tuple[int, str] | None:
+    """:func:`file_sort_key` of a deleted file, from its id: its ``created_at`` is read just before its id is made (the
+    same second, or the one before), so a cursor the SDK pages on after deleting the file keeps its place."""
+    millis = ulid_millis(file_id)
+    return None if millis is None else (millis // 1000, file_id)
 
 class UploadTooLargeError(InvalidArgumentError):
     """An upload went past the size limit it was written under (the server answers 413)."""
@@ -259,8 +271,9 @@ class UploadStore:
                 continue
             if purpose is None or doc.get("purpose") == purpose:
                 docs.append(_public(doc))
-        docs.sort(key=lambda d: (d.get("created_at") if isinstance(d.get("created_at"), int) else 0, d["id"]))
-        return paginate(docs, limit=limit, order=order, after=after, before=before)
+        docs.sort(key=file_sort_key)
+        return paginate(docs, limit=limit, order=order, after=after, before=before, key=file_sort_key,
+                        key_of_id=file_sort_key_of_id)
 
     # -- removing --------------------------------------------------------------------------------------
     def delete(self, file_id: str) -> dict[str, Any]:

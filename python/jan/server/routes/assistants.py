@@ -22,6 +22,7 @@ from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
 from jan.services.models import check_parameters
 from jan.services.tool_loop import check_tool_entries
+from jan.store.assistants import assistant_sort_key, assistant_sort_key_of_id
 
 routes = web.RouteTableDef()
 
@@ -108,7 +109,9 @@ async def list_assistants(request: web.Request) -> web.Response:
     """List assistants, newest first by default."""
     q = list_query(request, default_order="desc")
     items = [present(a) for a in await assistant_store(request).list_assistants()]
-    return json_response(page_of(items, q))
+    # (a cursor of an assistant deleted since it was read is placed by its id: the SDK pages on it while a client
+    # deletes the assistants it lists)
+    return json_response(page_of(items, q, key=assistant_sort_key, key_of_id=assistant_sort_key_of_id))
 
 
 @routes.get("/v1/assistants/{assistant_id}")

@@ -58,6 +58,8 @@ from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import is_data_url
+from jan.store.messages import message_sort_key, message_sort_key_of_id
+from jan.store.pagination import paginate
 from jan.server.schemas import ImagePart, MessageMetadata, Metadata, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
@@ -125,26 +127,26 @@ async def page(fetch: Callable[..., Awaitable[list[dict[str, Any]]]], q: dict[st
     return list_body(items, has_more)
 
 
-def page_of(items_asc: list[dict[str, Any]], q: dict[str, Any]) -> dict[str, Any]:
-    """The same page cut from a complete list (sorted ascending) held in memory."""
-    ordered = items_asc if q["order"] == "asc" else list(reversed(items_asc))
-    index = {item["id"]: i for i, item in enumerate(ordered)}
+def page_of(items_asc: list[dict[str, Any]], q: dict[str, Any], *,
+            key: Callable[[dict[str, Any]], Any] | None = None,
+            key_of_id: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """The same page cut from a complete list (sorted ascending) held in memory: the stores' cut
+    (:func:`jan.store.pagination.paginate`), so a cursor whose item was deleted since the client read it is placed by
+    ``key``/``key_of_id`` as the stores place theirs, not refused."""
+    cut = paginate(items_asc, limit=q["limit"], order=q["order"], after=q["after"], before=q["before"], key=key,
+                   key_of_id=key_of_id)
+    return list_body(cut.data, cut.has_more)
 
-    def position(name: str) -> int:
-        cursor = q[name]
-        if cursor not in index:
-            raise APIError(400, f"{name}={cursor!r} is not in this list", param=name, code="invalid_value")
-        return index[cursor]
 
-    start = position("after") + 1 if q["after"] is not None else 0
-    end = position("before") if q["before"] is not None else len(ordered)
-    window = ordered[start:end] if start < end else []
-    limit = q["limit"]
-    if len(window) <= limit:
-        return list_body(window, False)
-    if q["before"] is not None and q["after"] is None:
-        return list_body(window[-limit:], True)
-    return list_body(window[:limit], True)
+async def gone_messages(store: Any, thread_id: str, q: dict[str, Any], listed: list[dict[str, Any]]) -> set[str]:
+    """The page's cursors (``after``, ``before``) not in ``listed`` that name no message of the thread any more
+    (deleted since the client read them: placed by their ids); one still in the thread that the listing leaves out
+    is no place in it, and stays refused."""
+    ids = {m["id"] for m in listed}
+    wanted = {q[name] for name in ("after", "before") if q[name] is not None and q[name] not in ids}
+    if not wanted:
+        return set()
+    return wanted - {m["id"] for m in await store.list_messages(thread_id, order="asc")}
 
 
 # -- messages on the wire ------------------------------------------------------
@@ -537,7 +539,9 @@ async def list_messages(request: web.Request) -> web.Response:
         result = await page(fetch, q)
     else:
         shown = [m for m in await store.list_messages(thread_id, order="asc", **by_run) if not tool_bookkeeping(m)]
-        result = page_of(shown, q)
+        gone = await gone_messages(store, thread_id, q, shown)
+        result = page_of(shown, q, key=message_sort_key,
+                         key_of_id=lambda cursor: message_sort_key_of_id(cursor) if cursor in gone else None)
     result["data"] = [message_object(m, jan_view=every) for m in result["data"]]
     return json_response(result)
 
