@@ -90,6 +90,21 @@ def text_param(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def nonempty_param(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """click callback for an option whose empty value means nothing (``--id ""``, ``--stop ""``, ``--name ""``):
+    a usage error naming the option, as click's own checks are, not the default silently taken in its place
+    nor a server's message in the API's words."""
+    for item in (value if isinstance(value, tuple) else (value,)):
+        if isinstance(item, str) and item == "":  # " " is a stop string, and an id that says why it is not one
+            raise click.BadParameter("must not be empty")
+    return value
+
+
+def nonempty_text_param(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """:func:`text_param`, refusing an empty value as :func:`nonempty_param` does."""
+    return text_param(ctx, param, nonempty_param(ctx, param, value))
+
+
 def lenient_stdin() -> None:
     """Decode stdin with U+FFFD for bytes that are not UTF-8, not with UnicodeDecodeError (a UTF-8
     locale's "strict") or lone surrogates (the C locale's "surrogateescape"), whatever reads it."""
@@ -159,13 +174,24 @@ class Connection:
 
         return resolve_data_folder(self.data_folder_arg)
 
+    @property
+    def local_folder(self) -> Path:
+        """:attr:`data_folder` for a command about to read or write it: one that cannot be a data folder (a file
+        in its place) is a :class:`CLIError` saying so, the same words from every command."""
+        folder = self.data_folder
+        problem = data_folder_problem(folder)
+        if problem:
+            raise CLIError(problem)
+        return folder
+
     def store(self):
         """The :class:`jan.store.DataFolder` (created on first use)."""
         if self._store is None:
             from jan.store import DataFolder, StoreError
 
+            folder = self.local_folder
             try:
-                self._store = DataFolder(self.data_folder_arg)
+                self._store = DataFolder(folder)
             except (StoreError, OSError) as exc:
                 raise CLIError(f"cannot open the data folder {self.data_folder}: {exc}") from None
         return self._store
@@ -178,7 +204,7 @@ class Connection:
             from jan.cli.local import LocalRuntime
 
             try:
-                self._runtime = LocalRuntime(self.data_folder)
+                self._runtime = LocalRuntime(self.local_folder)
             except OSError as exc:
                 raise CLIError(f"cannot open the data folder {self.data_folder}: {exc}") from None
         return self._runtime
@@ -187,6 +213,50 @@ class Connection:
         runtime, self._runtime = self._runtime, None
         if runtime is not None:
             runtime.close()
+
+
+REMOVE_VERBS = ("rm", "remove", "delete")
+
+
+class RemoveAliasGroup(click.Group):
+    """A command group whose removing command answers to each of ``rm``, ``remove`` and ``delete``: ``jan models
+    rm``, ``jan mcp remove`` and ``jan files delete`` were each the only spelling of their group, so the one a user
+    typed from another group was "No such command". The help lists the group's own name only."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str):
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in REMOVE_VERBS:
+            for verb in REMOVE_VERBS:
+                command = super().get_command(ctx, verb)
+                if command is not None:
+                    break
+        return command
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command is not None else name), command, rest
+
+
+def data_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be a data folder, in one line, or ``None``: it (or a folder on its way) is a file.
+
+    Every command says the same thing, whichever file it would have touched first (``[Errno 17] File exists``,
+    ``/data/files: Not a directory``, a listing that is simply empty, ``jan info``'s "not created yet")."""
+    path = Path(folder)
+    for place in (path, *path.parents):
+        try:
+            is_dir = place.is_dir()
+            exists = is_dir or place.exists()
+        except OSError:  # unreadable on the way: the command itself will say so, with the system's words
+            return None
+        if not exists:
+            continue
+        if is_dir:
+            return None
+        what = "is a file" if place == path else f"cannot be created: {place} is a file"
+        return (f"the data folder {path} {what}, not a folder; give a folder with --data-folder or "
+                f"$JAN_DATA_FOLDER")
+    return None
 
 
 def connection_options(func: Callable) -> Callable:

@@ -36,7 +36,7 @@ def _server_api(conn):
 def _manager(conn):
     from jan.core import ExtensionManager
 
-    return ExtensionManager(conn.data_folder)
+    return ExtensionManager(conn.local_folder)
 
 
 def _records(conn) -> tuple[list[dict[str, Any]], bool]:

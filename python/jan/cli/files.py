@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 
 import click
 
-from jan.cli.common import CLIError, connection_options, human_bytes, human_time, json_option, print_json, print_table
+from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, human_bytes, human_time, json_option,
+                            nonempty_param, print_json, print_table)
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, PURPOSES
 
 #: Bytes read from a file at a time (an upload, a download): never a whole file in memory.
@@ -28,7 +29,7 @@ NAME_WIDTH = 48
 DEFAULT_PURPOSE = "user_data"
 
 
-@click.group()
+@click.group(cls=RemoveAliasGroup)
 def files() -> None:
     """List, show, upload, download and delete files (OpenAI's Files API)."""
 
@@ -42,7 +43,7 @@ def _uploads(conn):
     from jan.store.uploads import UploadStore
 
     try:
-        return UploadStore(conn.data_folder)
+        return UploadStore(conn.local_folder)
     except OSError as exc:
         raise CLIError(f"cannot open the data folder {conn.data_folder}: {exc.strerror or exc}") from None
 
@@ -140,7 +141,7 @@ def show_file(file_id: str, as_json: bool, conn) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
 @click.option("--purpose", type=click.Choice(PURPOSES), default=DEFAULT_PURPOSE, show_default=True,
               help="What the file is for (OpenAI's purposes; an image for messages: vision).")
-@click.option("--name", "filename", default=None, help="The name to keep the file under [default: PATH's name].")
+@click.option("--name", "filename", default=None, callback=nonempty_param, help="The name to keep the file under [default: PATH's name].")
 @json_option
 @connection_options
 def upload_file(path: Path, purpose: str, filename: str | None, as_json: bool, conn) -> None:

@@ -33,8 +33,14 @@ def memory_and_cpus() -> tuple[dict[str, Any], dict[str, Any]]:
 def gather(conn) -> dict[str, Any]:
     system = jan.system_info()
     memory, cpus = memory_and_cpus()
-    root = conn.data_folder
+    from jan.cli.common import data_folder_problem
+    from jan.store import resolve_data_folder
+
+    root = resolve_data_folder(conn.data_folder_arg)  # not conn.data_folder: a bad one is reported, not fatal
     folder: dict[str, Any] = {"path": str(root), "exists": root.is_dir()}
+    problem = data_folder_problem(root)
+    if problem:
+        folder["problem"] = problem
     if root.is_dir():
         for name in ("models", "threads", "assistants"):
             sub = root / name
@@ -109,6 +115,8 @@ def info(as_json: bool, conn) -> None:
     if folder["exists"]:
         rows.append(("data folder", f"{folder['path']} on this computer ({folder['models']} models, "
                                     f"{folder['threads']} threads)"))
+    elif folder.get("problem"):
+        rows.append(("data folder", f"{folder['path']} on this computer (unusable: {folder['problem']})"))
     else:
         rows.append(("data folder", f"{folder['path']} on this computer (not created yet)"))
     server = data["server"]

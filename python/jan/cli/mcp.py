@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import click
 
-from jan.cli.common import CLIError, connection_options, json_option, print_json, print_table
+from jan.cli.common import CLIError, RemoveAliasGroup, connection_options, json_option, print_json, print_table
 
 
-@click.group()
+@click.group(cls=RemoveAliasGroup)
 def mcp() -> None:
     """List, add and remove MCP servers (tools for assistants), kept in <data>/mcp.json."""
 
@@ -28,7 +28,7 @@ def _edit(conn, edit) -> None:
                        f"changed over its API (--url {conn.url}). Run it where that jan runs, with --data-folder "
                        "<its data folder> (a running jan notices the change)")
     try:
-        edit_config(conn.data_folder, edit)
+        edit_config(conn.local_folder, edit)
     except McpConfigError as exc:
         raise CLIError(str(exc)) from None
 
@@ -46,7 +46,7 @@ def list_servers(as_json: bool, conn) -> None:
         from jan.extensions.mcp.config import read_config
 
         try:
-            configs, problems = read_config(conn.data_folder)
+            configs, problems = read_config(conn.local_folder)
         except McpConfigError as exc:
             raise CLIError(str(exc)) from None
         servers = [{"name": n, "transport": c.transport, "target": c.target, "enabled": not c.disabled,
@@ -69,7 +69,8 @@ def list_servers(as_json: bool, conn) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of a stdio server (repeatable).")
 @click.option("--header", "headers", multiple=True, metavar="NAME=VALUE", help="HTTP header (repeatable).")
-@click.option("--timeout", type=float, default=None, help="Seconds a tool call may take.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None,
+              help="Seconds a tool call may take.")
 @connection_options
 def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple[str, ...], headers: tuple[str, ...],
                timeout: float | None, conn) -> None:

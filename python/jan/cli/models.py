@@ -12,9 +12,11 @@ import click
 
 from jan.cli.common import (
     CLIError,
+    RemoveAliasGroup,
     connection_options,
     human_bytes,
     json_option,
+    nonempty_param,
     print_json,
     print_table,
     warn,
@@ -26,7 +28,7 @@ from jan.cli.progress import DownloadBar
 IMPORT_MODES = ("symlink", "copy", "link", "reference")
 
 
-@click.group()
+@click.group(cls=RemoveAliasGroup)
 def models() -> None:
     """List, show, import, pull, remove, start and stop models."""
 
@@ -163,7 +165,8 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
 
 @models.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--id", "model_id", default=None, help="Model id [default: from the file name].")
+@click.option("--id", "model_id", default=None, callback=nonempty_param,
+              help="Model id [default: from the file name].")
 @click.option("--mode", type=click.Choice(IMPORT_MODES), default="symlink", show_default=True,
               help="symlink/copy/hard-link the file into the data folder, or reference it where it is.")
 @click.option("--mmproj", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -327,7 +330,8 @@ def _pull_server(client, url: str, model_id: str | None, sha256: str | None, bar
 
 @models.command("pull")
 @click.argument("url")
-@click.option("--id", "model_id", default=None, help="Model id [default: from the file name].")
+@click.option("--id", "model_id", default=None, callback=nonempty_param,
+              help="Model id [default: from the file name].")
 @click.option("--sha256", default=None, help="Expected SHA-256 of the file (checked before it is kept).")
 @json_option
 @connection_options

@@ -11,6 +11,7 @@ from jan.cli.common import (
     CLIError,
     connection_options,
     lenient_stdin,
+    nonempty_text_param,
     replace_undecodable,
     text_param,
 )
@@ -26,7 +27,7 @@ def sampling_options(func):
                      help="Sampling temperature (0: greedy, deterministic)."),
         click.option("--top-p", type=click.FloatRange(0, 1), default=None, help="Nucleus sampling threshold."),
         click.option("--seed", type=int, default=None, help="Sampling seed, for repeatable answers."),
-        click.option("--stop", "stop", multiple=True, callback=text_param, help="Stop at this text (repeatable)."),
+        click.option("--stop", "stop", multiple=True, callback=nonempty_text_param, help="Stop at this text (repeatable)."),
         click.option("--ignore-eos", is_flag=True, default=None,
                      help="Keep writing past the end-of-text token (until --max-tokens or the context is full)."),
     ]):

@@ -115,6 +115,12 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
                    f"--max-loaded-models {max_loaded_models}: they cannot all stay loaded; give at most "
                    f"{max_loaded_models} --model, or raise --max-loaded-models", err=True)
         sys.exit(1)
+    from jan.cli.common import data_folder_problem
+
+    problem = data_folder_problem(data_folder or default_data_folder())
+    if problem:  # as every other command says it, before any extension tries (and fails on) its own file
+        click.echo(f"jan serve: {problem}", err=True)
+        sys.exit(1)
     config = ServerConfig(
         host=host, port=port, ollama_port=ollama_port, data_folder=data_folder or default_data_folder(), api_key=api_key,
         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), models=list(models),

@@ -1,0 +1,148 @@
+"""Common user mistakes at the `jan` command line, each refused the same way by every command it can reach:
+a data folder that is a file, an option given empty, and the group's own verb for removing something."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from test_cli_helpers import JAN, cli_env, fails, free_port, jan, ok
+
+FILE_NOT_FOLDER = "is a file, not a folder"
+
+# every command that reads or writes the data folder itself (local), and the one that loads models from it
+LOCAL_COMMANDS = [
+    ("models", "list"),
+    ("models", "show", "x"),
+    ("threads", "list"),
+    ("files", "list"),
+    ("extensions", "list"),
+    ("extensions", "disable", "tools"),
+    ("mcp", "list"),
+    ("mcp", "add", "x", "echo"),
+    ("run", "stories260K", "hi"),
+]
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a folder\n")
+    return path
+
+
+@pytest.mark.parametrize("args", LOCAL_COMMANDS, ids=" ".join)
+def test_a_data_folder_that_is_a_file_is_one_clear_error_from_every_command(args, a_file):
+    """Before: `[Errno 17] File exists`, `<data>/files: Not a directory`, `<data>: File exists`, each command
+    in its own words."""
+    env = cli_env(a_file)
+    err = fails(jan(*args, env=env), str(a_file), FILE_NOT_FOLDER, "--data-folder")
+    assert "Errno" not in err
+    assert a_file.read_text() == "not a folder\n"  # left as it was
+
+
+def test_a_data_folder_under_a_file_says_which_file_is_in_the_way(a_file):
+    env = cli_env(a_file / "jan")
+    fails(jan("threads", "list", env=env), f"{a_file / 'jan'} cannot be created", f"{a_file} is a file")
+    fails(jan("files", "upload", str(a_file), env=env), f"{a_file} is a file")
+
+
+def test_info_reports_a_data_folder_that_is_a_file_instead_of_not_created_yet(a_file):
+    env = cli_env(a_file)
+    result = ok(jan("info", env=env))
+    assert FILE_NOT_FOLDER in result.stdout and "not created yet" not in result.stdout
+    data = json.loads(ok(jan("info", "--json", env=env)).stdout)["data_folder"]
+    assert data["exists"] is False and FILE_NOT_FOLDER in data["problem"]
+
+
+def test_serve_refuses_a_data_folder_that_is_a_file_in_the_same_words(a_file):
+    env = cli_env(a_file, local=False)
+    result = jan("serve", "--port", str(free_port()), env=env, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"jan serve: the data folder {a_file} {FILE_NOT_FOLDER}" in result.stderr
+    assert "Errno" not in result.stderr
+
+
+def test_commands_through_a_server_do_not_need_the_local_data_folder(tmp_path, a_file):
+    """The check is made where the folder is used: with a server answering, a bad $JAN_DATA_FOLDER on the client's
+    side (it names the server's folder on another machine, say) changes nothing."""
+    port = free_port()
+    server_env = cli_env(tmp_path / "served", local=False)
+    proc = subprocess.Popen([*JAN, "serve", "--port", str(port), "--log-level", "warning"], env=server_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"jan serve did not come up: {proc.stderr.read() if proc.poll() is not None else ''}")
+        env = cli_env(a_file, local=False, JAN_API_URL=url)
+        assert json.loads(ok(jan("models", "list", "--json", env=env)).stdout) == []
+        assert json.loads(ok(jan("threads", "list", "--json", env=env)).stdout) == []
+        assert json.loads(ok(jan("files", "list", "--json", env=env)).stdout) == []
+        # --local still works on the folder given, and says what is wrong with it
+        fails(jan("models", "list", "--local", env=env), FILE_NOT_FOLDER)
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+# --------------------------------------------------------------------------- options given empty
+
+
+@pytest.mark.parametrize("args, option", [
+    (("models", "import", "{file}", "--id", ""), "--id"),
+    (("models", "pull", "https://example.invalid/m.gguf", "--id", ""), "--id"),
+    (("files", "upload", "{file}", "--name", ""), "--name"),
+    (("run", "stories260K", "hi", "--stop", ""), "--stop"),
+    (("chat", "stories260K", "--stop", "x", "--stop", ""), "--stop"),
+    (("mcp", "add", "x", "echo", "--timeout", "0"), "--timeout"),
+    (("mcp", "add", "x", "echo", "--timeout", "-1"), "--timeout"),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+def test_an_option_given_empty_is_a_usage_error_naming_it(args, option, env, data, a_file):
+    """Before: `models import --id ""` imported under the file's name, `files upload --name ""` kept PATH's name,
+    `--stop ""` was refused in the API's words (`stop: ...`), `mcp add --timeout -1` blamed mcp.json."""
+    result = jan(*(a.replace("{file}", str(a_file)) for a in args), env=env, input="hi\n")
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert not (data / "models").exists() or not any((data / "models").iterdir())
+    assert not (data / "files").exists() or not any((data / "files").iterdir())
+    assert not (data / "mcp.json").exists() or '"x"' not in (data / "mcp.json").read_text()
+
+
+def test_a_stop_string_of_spaces_is_still_a_stop_string(env):
+    result = jan("run", "no-such-model", "hi", "--stop", " ", env=env)
+    fails(result, "no-such-model", "not found")  # got past the option check, to the model
+
+
+# --------------------------------------------------------------------------- rm, remove, delete
+
+
+def test_each_group_removes_with_rm_remove_and_delete(env, data, a_file):
+    """`jan models rm`, `jan mcp remove`, `jan files delete`: each group had only its own verb, so the one learnt
+    from another group was "No such command"."""
+    for verb in ("rm", "remove", "delete"):
+        ok(jan("mcp", "add", f"srv-{verb}", "echo", env=env))
+        assert ok(jan("mcp", verb, f"srv-{verb}", env=env)).stdout.strip() == f"srv-{verb}: removed"
+        file_id = ok(jan("files", "upload", str(a_file), env=env)).stdout.strip()
+        assert ok(jan("files", verb, file_id, env=env)).stdout.strip() == f"{file_id}: deleted"
+        fails(jan("models", verb, "no-such-model", env=env), "no-such-model", "not found")
+    assert json.loads(ok(jan("mcp", "list", "--json", env=env)).stdout) == []
+    assert json.loads(ok(jan("files", "list", "--json", env=env)).stdout) == []
+    # the help shows each group's own verb once, and other names stay unknown
+    listed = ok(jan("models", "--help", env=env)).stdout.split("Commands:")[1].splitlines()
+    names = [line.split()[0] for line in listed if line.startswith("  ") and not line.startswith("   ")]
+    assert "rm" in names and "remove" not in names and "delete" not in names
+    unknown = jan("models", "erase", "x", env=env)
+    assert unknown.returncode == 2 and "No such command 'erase'" in unknown.stderr
