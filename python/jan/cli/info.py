@@ -113,8 +113,9 @@ def info(as_json: bool, conn) -> None:
     folder = data["data_folder"]
     # `jan info` describes this computer: the data folder here, whatever a server uses
     if folder["exists"]:
-        rows.append(("data folder", f"{folder['path']} on this computer ({folder['models']} models, "
-                                    f"{folder['threads']} threads)"))
+        models, threads = folder["models"], folder["threads"]
+        rows.append(("data folder", f"{folder['path']} on this computer ({models} model{'' if models == 1 else 's'}, "
+                                    f"{threads} thread{'' if threads == 1 else 's'})"))
     elif folder.get("problem"):
         rows.append(("data folder", f"{folder['path']} on this computer (unusable: {folder['problem']})"))
     else:
