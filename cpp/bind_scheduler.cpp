@@ -10,8 +10,18 @@ py::object make_request_handle(std::shared_ptr<RequestState> state);
 void register_scheduler(py::module_ & m) {
     using release = py::call_guard<py::gil_scoped_release>;
     py::class_<Scheduler, std::shared_ptr<Scheduler>>(m, "Scheduler")
-        .def(py::init<std::shared_ptr<Model>, const ContextParams &, std::shared_ptr<Model>>(), py::arg("model"),
-             py::arg("params"), py::arg("draft") = nullptr, release())
+        // The holder's deleter leaks a scheduler dropped in a child process forked after it was made (a child that
+        // exits, closes the model or lets it be collected): its engine thread is the parent's, so the destructor
+        // would join a thread that is not here (std::system_error, std::terminate: the child aborted at exit) and
+        // destroy a condition variable that thread may be waiting on (glibc waits for its waiters: a hang). The
+        // memory is the child's copy of the parent's; it goes with the child.
+        .def(py::init([](std::shared_ptr<Model> model, const ContextParams & params, std::shared_ptr<Model> draft) {
+                 return std::shared_ptr<Scheduler>(new Scheduler(std::move(model), params, std::move(draft)),
+                                                   [](Scheduler * s) {
+                                                       if (!s->forked()) delete s;
+                                                   });
+             }),
+             py::arg("model"), py::arg("params"), py::arg("draft") = nullptr, release())
         .def("submit",
              [](Scheduler & self, std::vector<llama_token> prompt, const SamplingParams & params) {
                  std::shared_ptr<RequestState> state;

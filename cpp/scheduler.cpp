@@ -126,6 +126,9 @@ Scheduler::~Scheduler() {
 }
 
 void Scheduler::shutdown() {
+    // A forked child: the engine thread (and whoever held mutex_ when the parent forked) is not in this process;
+    // locking could wait forever and joining throws. Python refuses every use of the model here (model.py's _live).
+    if (forked()) return;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stopping_ = true;

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "draft_model.h"
 #include "llama-cpp.h"
 #include "media.h"
@@ -96,8 +98,13 @@ public:
     // Bytes of the draft model's KV cache (0 without a draft model).
     uint64_t draft_kv_cache_bytes() const { return drafter_ ? drafter_->kv_cache_bytes() : 0; }
     bool has_draft_model() const { return drafter_ != nullptr; }
-    // Stops the thread; running and queued requests finish with "cancelled".
+    // Stops the thread; running and queued requests finish with "cancelled". In a child process forked after the
+    // scheduler started (os.fork), a no-op: the engine thread exists only in the parent, so there is nothing to stop,
+    // and joining it there throws std::system_error (EINVAL), which terminated the child at its exit.
     void shutdown();
+    // Whether this is a child process forked after the scheduler was made (its engine thread is not here: nothing it
+    // owns may be locked, waited on or destroyed; see the deleter in bind_scheduler.cpp).
+    bool forked() const { return ::getpid() != owner_pid_; }
 
 private:
     struct Pending {
@@ -185,6 +192,7 @@ private:
     std::atomic<int32_t> busy_{0};
     SchedulerMetrics metrics_;  // guarded by mutex_
     std::thread thread_;
+    pid_t owner_pid_ = ::getpid();  // the process whose engine thread thread_ is
 };
 
 }  // namespace jan

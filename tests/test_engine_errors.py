@@ -291,3 +291,48 @@ def test_a_model_id_of_the_wrong_type_is_named(stories_path):
 def test_tokenizer_flags_of_the_wrong_type_are_named(stories, call, name):
     with pytest.raises(ValueError, match=f"{name}: expected true or false"):
         call(stories)
+
+
+# numpy's integers are integers (numbers.Integral) though not int subclasses: a token id from np.argmax, a token array
+# or a count computed with numpy is taken as the int it is, not refused with "expected an integer"; a 1-D array is a
+# token list as a list is. What is no integer stays refused, naming the argument.
+def test_numpy_integers_and_token_arrays_are_taken_as_ints(stories):
+    np = pytest.importorskip("numpy")
+    ids = stories.tokenize("Once upon a time")
+    want = stories.generate(ids, max_tokens=5, temperature=0)
+    assert stories.generate(np.array(ids), max_tokens=5, temperature=0).token_ids == want.token_ids
+    assert stories.generate([np.int64(t) for t in ids], max_tokens=np.int32(5), temperature=np.float32(0),
+                            top_k=np.int64(40), seed=np.uint32(7)).token_ids == want.token_ids
+    assert stories.detokenize(np.array(ids, dtype=np.int32)) == stories.detokenize(ids)
+    assert stories.token_to_bytes(np.int64(ids[1])) == stories.token_to_bytes(ids[1])
+    assert stories.is_eog(np.int16(ids[1])) is False
+    banned = want.token_ids[0]
+    assert stories.generate(ids, max_tokens=1, temperature=0,
+                            logit_bias={np.int64(banned): -100}).token_ids != [banned]
+    with pytest.raises(TypeError, match=r"prompt\[0\]"):
+        stories.generate(np.array(ids, dtype=np.float32), max_tokens=1)
+    with pytest.raises(TypeError, match="prompt"):
+        stories.generate(np.array([ids]), max_tokens=1)  # 2-D: no token list
+    with pytest.raises(ValueError, match="max_tokens"):
+        stories.generate(ids, max_tokens=np.float32(2.5))
+    with pytest.raises(TypeError, match="token"):
+        stories.token_to_bytes(np.bool_(True))
+
+
+def test_embed_normalize_is_a_flag_and_token_arrays_embed(minilm_path):
+    np = pytest.importorskip("numpy")
+    with jan.Model(minilm_path, n_threads=1) as model:
+        for value in ("no", 0, 1, None):  # "no" was taken as True: the opposite of what it says
+            with pytest.raises(ValueError, match="normalize"):
+                model.embed("hello", normalize=value)
+        ids = model.tokenize("hello world")
+        assert np.allclose(model.embed([np.array(ids)]), model.embed([ids]))
+
+
+def test_a_reasoning_budget_of_minus_one_is_no_cap(stories):
+    # -1 means no cap in DEFAULTS' comment, the server's schema and llama-server; the Python API refused it
+    plain = stories.generate("Once", max_tokens=8, temperature=0, reasoning_start="re wa", reasoning_end="END")
+    assert stories.generate("Once", max_tokens=8, temperature=0, reasoning_budget=-1, reasoning_start="re wa",
+                            reasoning_end="END").text == plain.text
+    with pytest.raises(ValueError, match="reasoning_budget"):
+        stories.generate("Once", max_tokens=1, reasoning_budget=-2)

@@ -213,3 +213,104 @@ def test_a_budget_whose_closing_text_the_grammar_rules_out_is_a_400_naming_the_b
     allowed = stories.generate("Once upon a time", max_tokens=12, temperature=0, reasoning_budget=2,
                                reasoning_start="re wa", reasoning_end="END", grammar="root ::= [^Q]*").text
     assert "END" in allowed
+
+
+def test_two_async_consumers_of_one_request_both_finish(stories):
+    # The second consumer replaced the first one's waiter: the first was never woken again, and whichever did not
+    # drain the final event waited on a fd that never became readable again (aresult() awaited twice hung).
+    import asyncio
+
+    full = stories.generate(PROMPT, max_tokens=40, temperature=0)
+
+    async def twice():
+        request = stories.stream(PROMPT, max_tokens=40, temperature=0)
+        return await asyncio.wait_for(asyncio.gather(request.aresult(), request.aresult()), 60)
+
+    async def two_tasks():
+        request = stories.stream(PROMPT, max_tokens=40, temperature=0)
+
+        async def read():
+            return [chunk async for chunk in request]
+        return await asyncio.wait_for(asyncio.gather(read(), read()), 60)
+
+    first, second = asyncio.run(twice())
+    # each chunk went to one of them: the two parts hold every token once, and both end as the request did
+    assert sorted(first.token_ids + second.token_ids) == sorted(full.token_ids)
+    assert first.finish_reason == second.finish_reason == "length"
+    a, b = asyncio.run(two_tasks())
+    assert sorted(t for c in a + b for t in c.token_ids) == sorted(full.token_ids)
+    assert [c.finish_reason for c in a + b if c.finish_reason] == ["length"]
+
+
+def test_two_threads_iterating_one_request_share_its_chunks(stories):
+    request = stories.stream(PROMPT, max_tokens=200, temperature=0, ignore_eos=True)
+    parts: list[list] = [[], []]
+    errors: list[BaseException] = []
+
+    def read(k):
+        try:
+            for chunk in request:
+                parts[k].append(chunk)
+        except BaseException as exc:  # noqa: BLE001 - an IndexError from a race shows here
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads) and not errors, errors
+    assert sum(len(c.token_ids) for c in parts[0] + parts[1]) == 200
+    assert [c.finish_reason for c in parts[0] + parts[1] if c.finish_reason] == ["length"]
+
+
+_FORK_CHILD = r"""
+import gc, os, sys, time
+import jan
+model = jan.Model(sys.argv[1], n_ctx=256, n_threads=1)
+model.generate("Once", max_tokens=2)
+request = model.stream("Once upon a time", max_tokens=4000, temperature=0, ignore_eos=True)
+pid = os.fork()
+if pid == 0:
+    said = []
+    for name, use in [("generate", lambda: model.generate("Once", max_tokens=2)),
+                      ("tokenize", lambda: model.tokenize("Once")),
+                      ("iterate", lambda: next(iter(request))), ("result", lambda: request.result())]:
+        try:
+            use()
+            said.append(name + ": no error")
+        except jan.ModelClosedError:
+            pass
+    request.cancel()
+    print("child:", said or "ok", flush=True)
+    del request
+    model.close()  # joined the parent's engine thread: std::system_error, then std::terminate (SIGABRT)
+    del model
+    gc.collect()
+    sys.exit(0)  # a normal exit, finalizers and all
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.1)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    status = "hung"
+request.cancel()
+print("parent:", status, model.generate("Once", max_tokens=3, temperature=0).finish_reason, flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="os.fork is POSIX-only")
+def test_a_forked_child_gets_model_closed_and_exits_cleanly(stories_path):
+    # A model (and its requests) belongs to the process that loaded it: in a child forked after the load there is
+    # no engine thread, so a generation waited forever, and the child aborted at exit (a join of the parent's thread).
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _FORK_CHILD, str(stories_path)], capture_output=True, text=True,
+                         timeout=180)
+    lines = [line for line in out.stdout.splitlines() if line.startswith(("child:", "parent:"))]
+    assert lines == ["child: ok", "parent: 0 length"], (out.stdout[-2000:], out.stderr[-2000:])

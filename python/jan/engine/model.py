@@ -25,7 +25,7 @@ from jan.engine.logs import forward_native_logs
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, image_input
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
-from jan.engine.params import check_flag, check_seconds, engine_text
+from jan.engine.params import as_int, check_flag, check_seconds, engine_text
 from jan.engine.request import Request
 from jan.engine.room import RoomSignal
 from jan.engine.results import Completion
@@ -163,8 +163,10 @@ def _token_id(name: str, token, n_vocab: int) -> int:
     """``token`` checked as an id of this vocabulary: TypeError for no integer, ValueError naming ``name`` for one
     outside it (an id past the C int32 the engine holds too, which pybind11 would refuse with a TypeError
     dumping its signature)."""
-    if isinstance(token, bool) or not isinstance(token, int):
+    as_integer = as_int(token)  # an int or numpy's integers (np.argmax's, a token array's items); never a bool
+    if as_integer is None:
         raise TypeError(f"{name}: expected a token id (an integer), got {token!r}")
+    token = as_integer
     if not 0 <= token < n_vocab:
         raise ValueError(f"{name}: token id {token} is outside the vocabulary (0..{n_vocab - 1})")
     return token
@@ -175,10 +177,23 @@ def _piece(native, token: int) -> tuple[str, bytes]:
     return raw.decode("utf-8", errors="replace"), raw
 
 
+def _token_sequence(tokens):
+    """``tokens`` as a sequence of token ids when it can be one: a Sequence (list, tuple) or a one-dimensional
+    array (numpy's, which is no Sequence); None for anything else (text, bytes, a scalar, a 2-D array)."""
+    if isinstance(tokens, (str, bytes, bytearray, memoryview)):
+        return None
+    if isinstance(tokens, Sequence):
+        return tokens
+    if getattr(tokens, "ndim", None) == 1 and callable(getattr(tokens, "tolist", None)):
+        return tokens.tolist()  # (a float array's items are then refused one by one, naming the first)
+    return None
+
+
 def _token_ids(name: str, tokens, n_vocab: int) -> list[int]:
-    if isinstance(tokens, (str, bytes, bytearray, memoryview)) or not isinstance(tokens, Sequence):
+    seq = _token_sequence(tokens)
+    if seq is None:
         raise TypeError(f"{name}: expected a list of token ids, got {type(tokens).__name__}")
-    return [_token_id(f"{name}[{i}]", t, n_vocab) for i, t in enumerate(tokens)]
+    return [_token_id(f"{name}[{i}]", t, n_vocab) for i, t in enumerate(seq)]
 
 
 def _tokenize(native, text: str, add_special: bool, parse_special: bool) -> list[int]:
@@ -336,6 +351,7 @@ class Model:
         mmproj: str | os.PathLike | None = None,
         media_limits: MediaLimits | None = None,
     ):
+        self._pid = os.getpid()  # the process that loads it (see _forked)
         self.path = file_path(path, "path")
         if model_id is not None and not isinstance(model_id, str):
             raise TypeError(f"model_id: expected a string, got {type(model_id).__name__}")
@@ -608,8 +624,8 @@ class Model:
             return native.tokenize(engine_text("prompt", prompt), add_special, True)
         if isinstance(prompt, (bytes, bytearray, memoryview)):  # a Sequence of ints, but surely meant as text
             raise TypeError("prompt: bytes are not a prompt; decode them to a string (or pass a list of token ids)")
-        if not isinstance(prompt, Sequence):
-            raise TypeError("prompt must be a string or a sequence of token ids")
+        if _token_sequence(prompt) is None:
+            raise TypeError("prompt must be a string or a sequence of token ids (a list, a tuple, a 1-D array)")
         # every id in the vocabulary (LLAMA_TOKEN_NULL, the engine's media placeholder, is outside it too)
         return _token_ids("prompt", prompt, native.n_vocab)
 
@@ -754,7 +770,17 @@ class Model:
         native = self._native  # read before the check, as close() sets the flag before it drops anything
         if self._closed:
             raise ModelClosedError(f"model '{self.id}' is closed (unloaded) and cannot serve the request")
+        if self._forked():
+            raise ModelClosedError(f"model '{self.id}' was loaded by another process (this is a child forked from "
+                                   "it, where the model's engine thread does not run); load it again in this process")
         return native
+
+    def _forked(self) -> bool:
+        """Whether this is a child process forked after the load: the engine thread (and the OpenMP workers, and
+        whatever lock they held at the fork) is the parent's alone, so a generation would wait forever for it and
+        a decode may hang. A model belongs to the process that loaded it, as llama.cpp's contexts and libgomp's
+        thread pools do."""
+        return os.getpid() != self._pid
 
     # -- embeddings ----------------------------------------------------
     def embed(
@@ -776,8 +802,9 @@ class Model:
         tokenizing adds (``model.tokenize(text)``'s tokens) — each row L2-normalized when ``normalize``. Their
         mean (unnormalized) is the mean-pooled vector.
 
-        Token ids outside the vocabulary raise ValueError naming the input; an input longer than the embedding
-        context (:attr:`n_ctx_embed`) raises ContextOverflowError.
+        Inputs are strings or token id lists (lists, tuples, 1-D integer arrays). Token ids outside the vocabulary
+        raise ValueError naming the input, and so does a ``normalize`` that is not a bool; an input longer than the
+        embedding context (:attr:`n_ctx_embed`) raises ContextOverflowError.
         """
         # busy from its first step (tokenizing, making the embedding context: slow), not from its first decode:
         # a model that looks idle meanwhile is unloaded for a load of another one (keep-alive, max_loaded)
@@ -790,6 +817,8 @@ class Model:
             raise BadRequestError(f"model '{self.id}' is vocab-only; it cannot embed", param="model",
                                   code="model_not_supported")
         _pooling(pooling)
+        # a bool, as every flag (check_flag): normalize="no" or 0.0 read as truthy/falsy would silently do the opposite
+        normalize = check_flag("normalize", normalize)
         if isinstance(inputs, str):
             inputs = [inputs]
         elif isinstance(inputs, (bytes, bytearray, memoryview)) or not isinstance(inputs, Iterable):
@@ -800,7 +829,7 @@ class Model:
         for i, item in enumerate(inputs):
             if isinstance(item, str):
                 batch.append(native.tokenize(engine_text(f"input[{i}]", item), True, False))
-            elif isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
+            elif _token_sequence(item) is not None:
                 batch.append(_token_ids(f"input[{i}]", item, native.n_vocab))
             else:
                 raise TypeError(f"input[{i}]: expected a string or a list of token ids")
@@ -809,8 +838,8 @@ class Model:
         embedder = self._get_embedder(pooling)
         try:
             if embedder.pooling == POOLING["none"]:
-                return embedder.embed_tokens(batch, bool(normalize))
-            return embedder.embed(batch, bool(normalize))
+                return embedder.embed_tokens(batch, normalize)
+            return embedder.embed(batch, normalize)
         except ModelClosedError:  # close() cancelled it between two decodes (an admin's stop, shutdown)
             raise EmbeddingCancelledError(f"model '{self.id}' was unloaded while embedding: the embedding was "
                                           "stopped before it finished") from None
@@ -845,7 +874,7 @@ class Model:
         with self._uses_lock:
             started, busy = self._uses_started, self._uses_running > 0
         scheduler = self._scheduler
-        if scheduler is not None:
+        if scheduler is not None and not self._forked():  # (a forked child's copy serves nothing)
             m = scheduler.metrics()
             started += m.requests_total
             busy = busy or m.slots_busy > 0 or m.queue_depth > 0
@@ -876,9 +905,10 @@ class Model:
 
     # -- status --------------------------------------------------------
     def metrics(self) -> dict:
-        """Counters since load: requests, prompt/generated/cached tokens, decode time, busy slots, queue depth."""
+        """Counters since load: requests, prompt/generated/cached tokens, decode time, busy slots, queue depth.
+        A closed model (or one in a child process forked after its load, which serves nothing there) has no slots."""
         scheduler, projector = self._scheduler, self._projector
-        if scheduler is None:
+        if scheduler is None or self._forked():  # (a forked child: the counters' lock may be the parent's thread's)
             return {"slots_total": 0, "slots_busy": 0, "queue_depth": 0}
         m = scheduler.metrics().to_dict()
         busy = m["busy_seconds"]

@@ -10,6 +10,8 @@ façade, and the server's request schemas take their pydantic bounds from it
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import random
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -105,7 +107,9 @@ def engine_seed(seed: int | None, name: str = "seed") -> int | None:
     ``[-2**63, 2**63)``: one function for every dialect, the Python API and the CLI."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if as_int(seed) is not None:
+        seed = as_int(seed)
+    else:
         if isinstance(seed, float) and seed.is_integer():
             seed = int(seed)
         else:
@@ -189,8 +193,9 @@ RANGES: dict[str, Range] = {
 }
 
 
-#: Thinking tokens a request may spend (the engine holds an int32; None: no cap).
-_REASONING_BUDGET = Range(int, ge=0, le=INT32_MAX)
+#: Thinking tokens a request may spend (the engine holds an int32; None or -1: no cap, as DEFAULTS says and as the
+#: server's schema and llama-server's --reasoning-budget take it: -1 was refused here alone).
+_REASONING_BUDGET = Range(int, ge=-1, le=INT32_MAX)
 
 
 @dataclass(frozen=True)
@@ -320,19 +325,36 @@ def speculative_mode(value) -> str:
     raise ValueError(f"speculative: expected one of {', '.join(SPECULATIVE)} (or true/false), got {value!r}")
 
 
+def as_int(value) -> int | None:
+    """``value`` as a Python int when it is an integer — an ``int`` or any other :class:`numbers.Integral`, such as
+    numpy's ``int64`` (what ``np.argmax`` or a token array's items are) — but never a bool; None otherwise. The one
+    rule for what counts as an integer option, token id or seed: numpy's integers are not ``int`` subclasses, so an
+    ``isinstance(value, int)`` check refused them with "expected an integer"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, numbers.Integral):  # (numpy's bool_ is no Integral)
+        return operator.index(value)
+    return None
+
+
 def _int(name: str, value, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ValueError(f"{name}: expected an integer, got {value!r}")
+    as_integer = as_int(value)
+    if as_integer is not None:
+        value = as_integer
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    else:
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {value}")
     return value
 
 
 def _float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real: numpy's float32 and integers too (not float/int subclasses), as :func:`as_int` takes its integers
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name}: expected a number, got {value!r}")
     return float(value)
 
@@ -435,8 +457,8 @@ def _logit_bias(bias) -> list[tuple[int, float]]:
 
 def _token_key(key) -> int:
     """A logit_bias key as a token id: an int, or a string of one (JSON object keys are strings)."""
-    if isinstance(key, int) and not isinstance(key, bool):
-        return key
+    if as_int(key) is not None:
+        return as_int(key)
     if isinstance(key, str):
         try:
             return int(key.strip())

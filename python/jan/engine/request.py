@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from jan.errors import BadRequestError, EngineError, JanError
+from jan.errors import BadRequestError, EngineError, JanError, ModelClosedError
 from jan.engine.logs import forward_native_logs
 from jan.engine.results import Chunk, Completion, TokenLogprob, TopLogprob, Usage
 
@@ -42,12 +43,31 @@ class Request:
         self.final: Chunk | None = None
         self._watching: asyncio.AbstractEventLoop | None = None  # the loop watching the engine's fd
         self._fd = -1  # that fd, while watched
-        self._waiter: asyncio.Future | None = None
+        # Every consumer awaiting the fd (two tasks iterating one request, aresult() awaited twice): all woken, since
+        # the one that drains takes every event, and the fd is not readable again until the next one (the last
+        # event drained by one left the others waiting on a fd that never became readable again: a hang).
+        self._waiters: set[asyncio.Future] = set()
+        # The process whose model's engine thread serves this request (none does in a child forked after it).
+        self._pid = os.getpid()
 
     # -- control -------------------------------------------------------
     def cancel(self) -> None:
-        """Stop generating; the last chunk then has finish_reason ``cancelled``."""
+        """Stop generating; the last chunk then has finish_reason ``cancelled``. Harmless once finished, twice, or
+        from another thread than the one reading. (In a child process forked after the request was made, nothing
+        runs it there: a no-op, which takes no lock the parent's engine thread may have held.)"""
+        if self._forked():
+            return
         self._native.cancel()
+
+    def _forked(self) -> bool:
+        return os.getpid() != getattr(self, "_pid", os.getpid())
+
+    def _check_process(self) -> None:
+        """ModelClosedError in a child process forked after the request was made: the engine thread that would
+        deliver its events is the parent's, so waiting for them here would never end."""
+        if self._forked():
+            raise ModelClosedError("this request belongs to the process that made it (this is a child forked from "
+                                   "it, where its model's engine thread does not run); load the model again here")
 
     @property
     def done(self) -> bool:
@@ -58,34 +78,49 @@ class Request:
         return self
 
     def __next__(self) -> Chunk:
-        while not self._buffer:
+        """The next chunk, waiting for it (Ctrl-C interrupts). Several threads may iterate one request: each chunk
+        goes to one of them. ModelClosedError in a child process forked after the request was made."""
+        while True:
+            try:  # (not "check, then pop": another thread iterating the request may take the chunk in between)
+                return self._buffer.popleft()
+            except IndexError:
+                pass
             if self._done:
+                if self._buffer:  # a chunk another thread's wait accepted together with the final one
+                    continue
                 raise StopIteration
+            self._check_process()
             self._accept(self._native.wait(_SYNC_WAIT_S, self._logprobs))
-        return self._buffer.popleft()
 
     # -- async iteration -----------------------------------------------
     def __aiter__(self) -> "Request":
         return self
 
     async def __anext__(self) -> Chunk:
+        """The next chunk, awaited without blocking the loop. Several tasks may iterate one request (each chunk
+        goes to one of them), or await :meth:`aresult` at once. ModelClosedError in a child process forked after
+        the request was made."""
         while not self._buffer and not self._done:
+            self._check_process()
             self._accept(self._native.drain(self._logprobs))
-            if not self._buffer and not self._done:
+            if self._buffer or self._done:
+                self._wake_waiters()  # the others waiting drained nothing: they look again (the end, or more)
+            else:
                 # A wake-up may be stale (readiness reported before the last drain): drain and look again.
                 await self._readable()
         if self._done:
             self._unwatch()  # the final event is in: nothing more will come
-        if self._buffer:
+        try:
             return self._buffer.popleft()
-        raise StopAsyncIteration
+        except IndexError:  # another task took the last chunk
+            raise StopAsyncIteration from None
 
     async def _readable(self) -> None:
         # The fd stays watched from one wait to the next (no epoll_ctl pair per token); it is readable only
         # from the engine's first event after a drain until the next drain (cpp/request.cpp).
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        self._waiter = waiter
+        self._waiters.add(waiter)
         if self._watching is not loop:
             self._unwatch()
             self._fd = self._native.fileno()  # (enables the engine's signal; it takes the request's lock)
@@ -93,20 +128,26 @@ class Request:
             self._watching = loop
         try:
             await waiter
-        except BaseException:  # the consumer was cancelled: let go now, so a dropped handle cancels at once
-            self._unwatch()
+        except BaseException:
+            self._waiters.discard(waiter)
+            if not self._waiters:  # the last consumer was cancelled: let go now, so a dropped handle cancels at once
+                self._unwatch()
             raise
         finally:
-            self._waiter = None
+            self._waiters.discard(waiter)
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is None:
+        if not self._waiters:
             # Readable while nobody waits (the consumer is writing, or has gone): stop watching until the
             # next wait, so the level-triggered fd cannot spin the loop, and the loop drops this request.
             self._unwatch()
-        elif not waiter.done():
-            waiter.set_result(None)
+        else:
+            self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        for waiter in list(self._waiters):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _unwatch(self) -> None:
         if self._watching is not None:
@@ -115,8 +156,10 @@ class Request:
 
     # -- whole result --------------------------------------------------
     def result(self) -> Completion:
-        """Block until finished and aggregate every remaining chunk."""
+        """Block until finished and aggregate every remaining chunk (those no other reader took). ModelClosedError
+        in a child process forked after the request was made; the error a failed generation ended with otherwise."""
         while not self._done:  # one wake-up at the end instead of one per token
+            self._check_process()
             self._accept(self._native.wait_final(_SYNC_WAIT_S, self._logprobs))
         return self._aggregate(list(self))
 
@@ -193,7 +236,8 @@ class Request:
 
     def __del__(self) -> None:
         native = getattr(self, "_native", None)
-        if native is not None and not self._done:
+        # (not in a forked child: cancelling takes the request's lock, which the parent's engine thread may have held)
+        if native is not None and not self._done and not self._forked():
             native.cancel()
 
 
