@@ -144,15 +144,23 @@ async def test_deny_tells_the_model(server, tmp_path):
         assert rendered[-1]["role"] == "tool" and "denied" in rendered[-1]["content"]
 
 
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                            "parameters": {"type": "object", "properties": {}}}}
+
+
+async def weather_call(api) -> tuple[str, dict, dict]:
+    """A thread whose run called the client's get_weather (forced) and waits for its output: (thread id, run, call)."""
+    tid = await make_thread(api, [WEATHER])
+    run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(
+        tool_choice={"type": "function", "function": {"name": "get_weather"}}))
+    assert run["status"] == "requires_action", run
+    [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+    return tid, run, call
+
+
 async def test_client_tool_output(server):
-    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-                                                "parameters": {"type": "object", "properties": {}}}}
     async with Client(server.base_url) as api:
-        tid = await make_thread(api, [weather])
-        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(
-            tool_choice={"type": "function", "function": {"name": "get_weather"}}))
-        assert run["status"] == "requires_action"
-        [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        tid, run, call = await weather_call(api)
         done = await run_to_end(api, f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
                                 {"tool_outputs": [{"tool_call_id": call["id"], "output": "sunny"}]})
         assert done["status"] in ("completed", "incomplete")
@@ -423,17 +431,11 @@ async def test_a_runs_usage_is_the_sum_of_its_model_turns(server):
 async def test_usage_adds_up_over_submit_tool_outputs(server):
     """A run that waits for the client: its usage so far is the calling turn's; the leg after the output adds the
     answer's (streamed: ``thread.run.completed`` carries the sum)."""
-    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-                                                "parameters": {"type": "object", "properties": {}}}}
     async with Client(server.base_url) as api:
         for stream in (False, True):
-            tid = await make_thread(api, [weather])
-            run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(
-                tool_choice={"type": "function", "function": {"name": "get_weather"}}))
-            assert run["status"] == "requires_action", run
+            tid, run, call = await weather_call(api)
             [calling] = await turn_usages(api, tid)
             assert run["usage"] == calling
-            [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
             body = {"tool_outputs": [{"tool_call_id": call["id"], "output": "sunny"}]}
             path = f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs"
             if stream:
@@ -486,14 +488,8 @@ async def test_a_cancel_keeps_the_outputs_a_submit_was_answered_with(server, mon
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(runs_module, "run_calls", held_run_calls)
-    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-                                                "parameters": {"type": "object", "properties": {}}}}
     async with Client(server.base_url) as api:
-        tid = await make_thread(api, [weather])
-        run = await run_to_end(api, f"/v1/threads/{tid}/runs", run_body(
-            tool_choice={"type": "function", "function": {"name": "get_weather"}}))
-        assert run["status"] == "requires_action", run
-        [call] = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        tid, run, call = await weather_call(api)
         path = f"/v1/threads/{tid}/runs/{run['id']}"
         taken = await api.ok("POST", f"{path}/submit_tool_outputs",
                              {"tool_outputs": [{"tool_call_id": call["id"], "output": "sunny"}]})
