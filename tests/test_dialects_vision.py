@@ -104,3 +104,41 @@ def test_responses_previous_response_id_keeps_the_image(server, png):
     assert first.usage.input_tokens > 64
     assert follow.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
     assert follow.usage.input_tokens_details.cached_tokens > 64  # the image's KV reused, not re-encoded
+
+
+def _wrapped(data: bytes) -> str:
+    """Base64 broken into 76-column lines, as Linux's ``base64`` (and MIME) writes it."""
+    text = base64.b64encode(data).decode()
+    return "\n".join(text[i:i + 76] for i in range(0, len(text), 76))
+
+
+def test_wrapped_base64_and_an_upper_case_data_url_in_every_dialect(server, png, reference, image_first_reference):
+    """Line breaks in base64 are skipped (Go's decoder, Ollama's, skips them; ``base64`` on Linux writes them) and a
+    data: URL's scheme and ``;base64`` are case-insensitive (RFC 2397): the same image, the same answer, in every
+    dialect (one decoder for all, jan.image_types)."""
+    assert "\n" in _wrapped(png)
+    ollama_client = ollama.Client(host=server.base_url, timeout=120)
+    reply = ollama_client.chat(model="vision-chat", options={"temperature": 0, "num_predict": N}, messages=[
+        {"role": "user", "content": QUESTION, "images": [_wrapped(png)]}])
+    assert (reply.message.content, reply.prompt_eval_count) == image_first_reference
+
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    for url in ("data:image/png;base64," + _wrapped(png), "DATA:IMAGE/PNG;BASE64," + base64.b64encode(png).decode()):
+        chat = client.chat.completions.create(model="vision-chat", max_tokens=N, temperature=0, messages=[
+            {"role": "user", "content": [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": url}}]}])
+        assert (chat.choices[0].message.content, chat.usage.prompt_tokens) == reference
+        response = client.responses.create(model="vision-chat", max_output_tokens=N, temperature=0, store=False, input=[{
+            "role": "user", "content": [{"type": "input_text", "text": QUESTION}, {"type": "input_image", "image_url": url}]}])
+        assert (response.output_text, response.usage.input_tokens) == reference
+
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+    message = claude.messages.create(model="vision-chat", max_tokens=N, extra_body={"temperature": 0}, messages=[{
+        "role": "user", "content": [
+            {"type": "text", "text": QUESTION},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": _wrapped(png)}}]}])
+    assert ("".join(b.text for b in message.content if b.type == "text"),
+            anthropic_prompt_tokens(message.usage)) == reference
+
+    with pytest.raises(ollama.ResponseError) as info:  # anything else that is not base64 is still refused
+        ollama_client.chat(model="vision-chat", messages=[{"role": "user", "content": QUESTION, "images": ["@@@@"]}])
+    assert info.value.status_code == 400

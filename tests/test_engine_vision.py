@@ -345,3 +345,74 @@ def test_status_reports_projector_memory(vision_pair):
         status = engine.status()["vlm"]
         assert status["projector_memory_bytes"] > 100_000  # weights alone are ~128 kB
         assert status["memory_bytes"] > status["projector_memory_bytes"]
+
+
+# -- decoding as a viewer shows the picture (jan.image_types.load_image, shared by every front end) -----
+def _encoded(image, fmt: str, **kw) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **kw)
+    return out.getvalue()
+
+
+def test_exif_orientation_is_applied():
+    """A phone photo is stored sideways with an EXIF tag saying how to turn it: the model gets it upright."""
+    from jan.engine.media import decode_image
+    from PIL import Image
+
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 20, 20))  # left half red
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    rgb, width, height = decode_image(_encoded(image, "JPEG", quality=95, exif=exif.tobytes()))
+    assert (width, height) == (20, 40)
+    upright = Image.frombytes("RGB", (width, height), rgb)
+    top, bottom = upright.getpixel((10, 5)), upright.getpixel((10, 35))
+    assert top[0] > 200 and top[2] < 60, top          # the red half is on top once turned
+    assert bottom[2] > 200 and bottom[0] < 60, bottom
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF"])
+def test_transparency_is_laid_over_white(fmt):
+    """Transparent pixels are white, as a page shows them, not whatever colour they hold (black, mostly): black
+    text on a transparent background must stay readable."""
+    from jan.engine.media import decode_image
+    from PIL import Image
+
+    image = Image.new("RGBA", (16, 8), (0, 0, 0, 0))
+    image.paste((0, 0, 0, 255), (0, 0, 8, 8))  # opaque black on the left, transparent on the right
+    if fmt == "GIF":
+        image = image.convert("P", palette=Image.ADAPTIVE, colors=2)
+        image.info["transparency"] = image.getpixel((12, 4))
+        data = _encoded(image, "GIF", transparency=image.info["transparency"])
+    else:
+        data = _encoded(image, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    rgb, width, height = decode_image(data)
+    decoded = Image.frombytes("RGB", (width, height), rgb)
+    assert decoded.getpixel((2, 4)) == (0, 0, 0)
+    assert decoded.getpixel((12, 4)) == (255, 255, 255)
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped():
+    from jan.engine.media import decode_image
+    from PIL import Image
+
+    rgb, _, _ = decode_image(_encoded(Image.new("I;16", (4, 4), 0x4000), "PNG"))  # a quarter of the range
+    assert rgb[:3] == bytes([0x40] * 3)
+
+
+def test_a_decompression_bomb_names_jans_limit():
+    """Pillow's own bomb check (twice its MAX_IMAGE_PIXELS) fires before jan's pixel limit can: the error says
+    jan's limit (too_large), not Pillow's."""
+    import struct
+    import zlib
+
+    from jan.engine.media import DEFAULT_LIMITS, decode_image
+    from PIL import Image
+
+    png = bytearray(_png(Image.new("RGB", (1, 1))))
+    png[16:24] = struct.pack(">II", 20000, 20000)  # the header says 400 megapixels
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    with pytest.raises(jan.MediaError) as info:
+        decode_image(bytes(png))
+    assert info.value.reason == "too_large"
+    assert str(DEFAULT_LIMITS.max_pixels) in str(info.value) and "decompression bomb" not in str(info.value)

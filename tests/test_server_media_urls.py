@@ -4,6 +4,7 @@ prefixes and folders, size-limited, redirects re-checked — through OpenAI, Ant
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -55,6 +56,15 @@ class ImageHost(AppThread):
         router.add_get("/img/away.png", redirect("/private/photo.png"))
         router.add_get("/private/photo.png", photo)
         router.add_get("/img/huge.png", huge)
+
+        async def silent(request):  # answers nothing until the fetcher gave up and hung up (or a minute passed)
+            for _ in range(1200):
+                if request.transport is None or request.transport.is_closing():
+                    break
+                await asyncio.sleep(0.05)
+            return web.Response(body=PNG, content_type="image/png")
+
+        router.add_get("/img/silent.png", silent)
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +178,21 @@ def test_token_counts_fetch_allowed_urls_too(server, host):
         model="vision-chat", messages=[{"role": "user", "content": [
             {"type": "text", "text": QUESTION}, {"type": "image", "source": {"type": "url", "url": url}}]}])
     assert count.input_tokens > 64
+
+
+def test_a_fetch_that_times_out_says_so(host):
+    """A timeout's str() is empty: the message said 'cannot fetch URL: ' and stopped there."""
+    from jan.errors import MediaError
+    from jan.server.media_fetch import MediaAllowlist, MediaFetcher
+
+    async def fetch():
+        fetcher = MediaFetcher(MediaAllowlist.parse([host.base + "/img/"]), timeout_s=0.5)
+        try:
+            return await fetcher.data_url(host.base + "/img/silent.png", "messages[0].content[1].image_url.url")
+        finally:
+            await fetcher.close()
+
+    with pytest.raises(MediaError) as info:
+        asyncio.run(fetch())
+    assert info.value.reason == "fetch_failed"
+    assert str(info.value).endswith("no answer within 0.5 seconds"), str(info.value)

@@ -69,15 +69,32 @@ def test_store_keeps_images_as_files_not_base64(tmp_path):
     assert [p.name for p in (tmp_path / "threads" / thread["id"] / "files").iterdir()] == [file_id]
 
 
-@pytest.mark.parametrize("url, words", [
-    ("data:image/png;base64,!!!", "not valid base64"),
-    (_data_url(b"plain text, no picture", "image/png"), "unsupported image format"),
+def _huge_header_png() -> bytes:
+    """A PNG whose header says 20000x20000 pixels (over the engine's 40-megapixel limit)."""
+    import struct
+    import zlib
+
+    png = bytearray(_png(size=(1, 1)))
+    png[16:24] = struct.pack(">II", 20000, 20000)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    return bytes(png)
+
+
+@pytest.mark.parametrize("url, words, code", [
+    ("data:image/png;base64,!!!", "not valid base64", "unsupported_format"),
+    (_data_url(b"plain text, no picture", "image/png"), "unsupported image format", "unsupported_format"),
+    # PNG magic bytes, but cut off or too big to decode: stored, every later run of the thread would fail on it
+    (_data_url(_png()[:60]), "cannot decode the image", "unsupported_format"),
+    (_data_url(_huge_header_png()), "pixels", "too_large"),
 ])
-def test_store_refuses_bad_image_data(tmp_path, url, words):
+def test_store_refuses_bad_image_data(tmp_path, url, words, code):
     folder = DataFolder(tmp_path)
     thread = folder.threads.create()
-    with pytest.raises(InvalidArgumentError, match=words):
+    with pytest.raises(InvalidArgumentError, match=words) as info:
         folder.messages.create(thread["id"], "user", [{"type": "image_url", "image_url": {"url": url}}])
+    assert info.value.code == code
+    with pytest.raises(InvalidArgumentError, match=words):  # a thread made with its messages, likewise
+        folder.threads.create(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
 
 
 def test_store_file_ids_cannot_name_other_paths(tmp_path):
@@ -145,5 +162,14 @@ def test_bad_image_in_a_thread_message_is_a_400(tmp_path, vision_pair):
         status, _, body = _call(srv.base_url, "POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": _data_url(b"not an image")}}]})
         assert status == 400 and b"unsupported image format" in body
+        # a cut-off PNG (right magic bytes) is refused when written, so the thread's runs keep working
+        status, _, body = _call(srv.base_url, "POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": [
+            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": _data_url(_png()[:60])}}]})
+        assert status == 400 and json.loads(body)["error"]["code"] == "unsupported_format", body
+        _ok(srv.base_url, "POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": [
+            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": _data_url(_png())}}]})
+        run = _run(srv.base_url, f"/v1/threads/{tid}/runs", {"assistant_id": "jan", "model": "vision-chat",
+                                                             "max_completion_tokens": 2})
+        assert run["status"] in ("completed", "incomplete"), run
     finally:
         srv.stop()

@@ -78,7 +78,7 @@ async def list_files(repo: HFRepo, *, endpoint: str | None = None) -> list[str]:
                                         DownloadError.HTTP_STATUS, url=url, status=response.status)
                 entries = await response.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise DownloadError(f"cannot list hf://{repo.owner}/{repo.repo}: {exc or type(exc).__name__}", DownloadError.NETWORK,
+        raise DownloadError(f"cannot list hf://{repo.owner}/{repo.repo}: {str(exc) or type(exc).__name__}", DownloadError.NETWORK,
                             url=url) from None
     if not isinstance(entries, list):
         raise DownloadError(f"listing hf://{repo.owner}/{repo.repo}: unexpected answer", DownloadError.HTTP_STATUS,

@@ -1,10 +1,28 @@
-"""Which image file a byte string is, from its magic bytes: one check for the engine's media
-decoding, the thread file store and the server's URL fetcher (no dependencies, so the store and the
-server can use it without loading the native engine)."""
+"""Images as every front end takes them: which file a byte string is (its magic bytes), base64 and
+``data:`` URLs, and opening one with Pillow. One place for the engine's media decoding, the thread
+file store, the server's URL fetcher and the dialects (no native engine here, so the store and the
+server can use it without loading it; Pillow is imported only when an image is opened)."""
 
 from __future__ import annotations
 
-__all__ = ["sniff_image"]
+import base64
+import io
+import re
+from typing import TYPE_CHECKING
+
+from jan.errors import MediaError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["IMAGE_FORMATS", "MAX_PIXELS", "b64decode", "load_image", "parse_data_url", "sniff_image"]
+
+#: The most pixels (width * height) of one image the engine takes (``jan.engine.media.MediaLimits``); the
+#: thread store checks images it keeps against it too.
+MAX_PIXELS = 40_000_000
+
+#: Pillow's format name -> MIME type, for the formats jan decodes.
+IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -18,3 +36,86 @@ def sniff_image(data: bytes) -> str | None:
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "image/gif"
     return None
+
+
+_WHITESPACE = re.compile(r"[ \t\r\n]+")
+
+
+def b64decode(text: str | bytes) -> bytes:
+    """Strict base64, except that line breaks and spaces are skipped: ``base64`` on Linux wraps its output at 76
+    columns, MIME does too, and Go's decoder (Ollama's) skips them, so a client pasting such output means the same
+    bytes. Anything else that is not base64 raises ``binascii.Error``."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    if " " in text or "\n" in text or "\r" in text or "\t" in text:
+        text = _WHITESPACE.sub("", text)
+    return base64.b64decode(text, validate=True)
+
+
+def parse_data_url(url: str) -> tuple[str, str] | None:
+    """``(media type, base64 payload)`` of a base64 ``data:`` URL, else None. The scheme and the ``;base64``
+    flag are case-insensitive (RFC 2397), and parameters before it (``;name=a.png``) are skipped."""
+    head, sep, payload = url.partition(",")
+    if not sep or head[:5].lower() != "data:":
+        return None
+    params = head[5:].split(";")
+    if len(params) < 2 or params[-1].strip().lower() != "base64":
+        return None
+    return params[0].strip().lower(), payload
+
+
+def load_image(data: bytes, max_pixels: int, what: str = "image") -> "Image.Image":
+    """``data`` (a PNG, JPEG, WebP or GIF file; an animation's first frame) decoded by Pillow into an RGB image,
+    turned upright as its EXIF orientation says and with any transparency laid over white. Raises
+    :class:`~jan.MediaError`: ``unsupported_format`` for another format or damaged data, ``too_large`` for more
+    than ``max_pixels`` pixels (checked from the header, before decoding)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if sniff_image(data) is None:
+        raise MediaError(f"{what}: unsupported format (expected PNG, JPEG, WebP or GIF)", reason="unsupported_format")
+    try:
+        image = Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS))
+        _check_pixels(image.size, max_pixels, what)
+        image.seek(0)  # an animation's first frame
+        image.load()
+        # A phone's photo is stored sideways with an EXIF tag saying how to turn it (browsers and image viewers
+        # honour it): without this the model sees it lying on its side.
+        image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError:
+        # Pillow's own bound (twice its MAX_IMAGE_PIXELS) comes before ours can be checked; say ours, not Pillow's
+        raise MediaError(f"{what}: the image has more than the {max_pixels} pixels accepted",
+                         reason="too_large") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        if isinstance(e, MediaError):
+            raise
+        # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" names our buffer, not the
+        # caller's input: say what is wrong with the data instead
+        detail = "the data is damaged or incomplete" if isinstance(e, UnidentifiedImageError) else str(e)
+        raise MediaError(f"{what}: cannot decode the image: {detail}", reason="unsupported_format") from None
+    return to_rgb(image)
+
+
+def to_rgb(image: "Image.Image") -> "Image.Image":
+    """``image`` in RGB. Transparent pixels are laid over white, as a page shows them: dropping the alpha channel
+    (``convert("RGB")``) shows whatever colour they happen to hold, mostly black, so black text or a black logo on
+    a transparent background vanishes. 16-bit greyscale is scaled to 8 bits, not clipped to white."""
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode in ("P", "L", "RGB") and
+                                                           "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode.startswith("I"):  # a 16-bit PNG (Pillow's "I;16" or "I"): 0..65535, not 0..255
+        return image.point(lambda v: v / 256).convert("L").convert("RGB")
+    return image.convert("RGB")
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int, what: str) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise MediaError(f"{what}: the image is empty", reason="unsupported_format")
+    if width * height > max_pixels:
+        raise MediaError(f"{what}: {width}x{height} pixels; at most {max_pixels} are accepted", reason="too_large")

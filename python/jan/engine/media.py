@@ -1,7 +1,7 @@
 """Images and audio for models with a projector (mmproj): decode, check, hand to the engine.
 
-Images are decoded here with Pillow (PNG, JPEG, WebP, GIF's first frame) into
-RGB pixels; the native side only ever sees raw pixels. Audio clips (WAV, MP3,
+Images are decoded with Pillow (PNG, JPEG, WebP, GIF's first frame; :func:`jan.image_types.load_image`)
+into RGB pixels; the native side only ever sees raw pixels. Audio clips (WAV, MP3,
 FLAC) go to libmtmd's own decoder, which also resamples them to the rate the
 audio encoder wants. Every item gets a content hash, which the engine uses to
 recognise the same image in a follow-up turn and reuse its KV cache.
@@ -12,7 +12,6 @@ All of this is slow for big inputs: call it off the event loop.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,8 @@ from typing import Any, Union
 
 from jan import _engine
 from jan.errors import MediaError
+from jan.image_types import IMAGE_FORMATS, MAX_PIXELS, load_image, to_rgb  # noqa: F401 (IMAGE_FORMATS: kept importable here)
 from jan.image_types import sniff_image as image_format  # MIME type from the magic bytes
-
-IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 AUDIO_FORMATS = ("wav", "mp3", "flac")
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Any]  # + numpy arrays, PIL images
@@ -34,7 +32,7 @@ class MediaLimits:
 
     max_items: int = 8                    # images + audio clips per request
     max_bytes: int = 20 * 1024 * 1024     # one encoded file
-    max_pixels: int = 40_000_000          # one decoded image (width * height)
+    max_pixels: int = MAX_PIXELS          # one decoded image (width * height)
 
 
 DEFAULT_LIMITS = MediaLimits()
@@ -71,7 +69,7 @@ def _read(source: Union[str, os.PathLike, bytes, bytearray, memoryview], limits:
     if len(data) > limits.max_bytes:
         raise MediaError(f"{what}: {len(data)} bytes; at most {limits.max_bytes} are accepted", reason="too_large")
     if not data:
-        raise MediaError(f"{what}: empty", reason="unsupported_format")
+        raise MediaError(f"{what}: no data (the file is empty)", reason="unsupported_format")
     return data
 
 
@@ -93,37 +91,17 @@ def decode_image(source: ImageSource, limits: MediaLimits = DEFAULT_LIMITS, what
     frame is used), a PIL image, or a numpy array of shape (H, W), (H, W, 3) or
     (H, W, 4) (uint8, or floats in [0, 1]). Raises :class:`~jan.MediaError`.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    image = None
     if isinstance(source, Image.Image):
         image = source
     elif type(source).__module__ == "numpy" and hasattr(source, "shape"):
         image = _from_array(source, what)
     else:
-        data = _read(source, limits, what)
-        if image_format(data) is None:
-            raise MediaError(f"{what}: unsupported format (expected PNG, JPEG, WebP or GIF)",
-                             reason="unsupported_format")
-        try:
-            image = Image.open(io.BytesIO(data))
-            if image.format not in IMAGE_FORMATS:
-                raise MediaError(f"{what}: unsupported format {image.format}", reason="unsupported_format")
-            _check_pixels(image.size, limits, what)
-            image.seek(0)  # an animation's first frame
-            image.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            if isinstance(e, MediaError):
-                raise
-            if isinstance(e, Image.DecompressionBombError):  # Pillow's own bound on pixels, beyond ours
-                raise MediaError(f"{what}: {e}", reason="too_large") from None
-            # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" names our buffer, not the
-            # caller's input: say what is wrong with the data instead
-            detail = "the data is damaged or incomplete" if isinstance(e, UnidentifiedImageError) else str(e)
-            raise MediaError(f"{what}: cannot decode the image: {detail}", reason="unsupported_format") from None
+        # the one decoding every front end shares: Pillow, EXIF orientation, transparency over white
+        image = load_image(_read(source, limits, what), limits.max_pixels, what)
     _check_pixels(image.size, limits, what)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    image = to_rgb(image)
     width, height = image.size
     return image.tobytes(), width, height
 

@@ -19,13 +19,13 @@ too large, a URL not allowed or not fetched. Reading the bytes as text happens l
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from jan.errors import DocumentError, MediaError
+from jan.image_types import b64decode
 from jan.server.body_size import body_step
 from jan.server.media_fetch import MediaFetcher, is_data_url, wire_type
 from jan.services.documents import MAX_DOCUMENT_BYTES
@@ -58,7 +58,7 @@ def data_url_bytes(value: str, param: str, *, raw_base64: bool = False) -> tuple
         raise DocumentError(f"{param}: the document is over {MAX_DOCUMENT_BYTES} bytes", reason="too_large",
                             param=param)
     try:
-        return base64.b64decode(data, validate=True), media_type
+        return b64decode(data), media_type  # (the decoding every dialect shares: jan.image_types)
     except (binascii.Error, ValueError):
         raise DocumentError(f"{param}: not valid base64", reason="unsupported_format", param=param) from None
 

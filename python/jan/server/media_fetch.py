@@ -171,9 +171,13 @@ class MediaFetcher:
                         if len(body) > self.max_bytes:
                             raise self._too_large(param, url)
                     return bytes(body)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise MediaError(f"{param}: cannot fetch {url}: {exc or type(exc).__name__}", reason="fetch_failed",
-                                 param=param) from None
+            except asyncio.TimeoutError:
+                # (a TimeoutError's str() is empty: the message said "cannot fetch URL: " and no more)
+                raise MediaError(f"{param}: cannot fetch {url}: no answer within {self.timeout_s:g} seconds",
+                                 reason="fetch_failed", param=param) from None
+            except aiohttp.ClientError as exc:
+                raise MediaError(f"{param}: cannot fetch {url}: {str(exc) or type(exc).__name__}",
+                                 reason="fetch_failed", param=param) from None
         raise MediaError(f"{param}: {url}: more than {MAX_REDIRECTS} redirects", reason="fetch_failed", param=param)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import jan
 from jan.errors import DocumentError, MediaError
+from jan.image_types import b64decode, parse_data_url
 from jan.server import schemas
 from jan.server.document_inputs import data_url_bytes
 from jan.services.errors import RequestError
@@ -66,12 +67,13 @@ __all__ = [
 
 # -- requests ------------------------------------------------------------------------------
 def _data_url(url: str, what: str) -> tuple[bytes, str]:
-    head, sep, data = url.partition(",")
-    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
+    parsed = parse_data_url(url)  # (the parsing and decoding every dialect shares: jan.image_types)
+    if parsed is None:
         raise MediaError(f"{what}: only base64 data URLs (data:<type>;base64,...) are accepted", reason="not_allowed",
                          param=what)
+    mime, data = parsed
     try:
-        return base64.b64decode(data, validate=True), head[5:-7]
+        return b64decode(data), mime
     except (binascii.Error, ValueError):
         raise MediaError(f"{what}: the data URL is not valid base64", reason="unsupported_format",
                          param=what) from None
@@ -93,7 +95,7 @@ def _parts(content: Any, where: str) -> tuple[Part, ...]:
             parts.append(ImagePart(data, mime))
         elif isinstance(part, schemas.InputAudioPart):
             try:
-                data = base64.b64decode(str(part.input_audio.get("data", "")), validate=True)
+                data = b64decode(str(part.input_audio.get("data", "")))
             except (binascii.Error, ValueError):
                 raise ValueError(f"{where}.content[{i}].input_audio.data: not valid base64") from None
             parts.append(AudioPart(data, str(part.input_audio.get("format", ""))))

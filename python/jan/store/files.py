@@ -9,8 +9,9 @@ keeps Jan's reference part instead::
 
 File ids are content hashes: the same picture sent twice is one file, and writing it again is
 a no-op. Writes are atomic; files go with the thread when it is deleted. Only images jan can
-decode are accepted (PNG, JPEG, WebP, GIF: recognised by their magic bytes, which is all the
-store checks — decoding is the engine's business).
+decode are accepted (PNG, JPEG, WebP, GIF, within the engine's pixel limit): each is decoded once
+with Pillow when it is stored (:func:`jan.image_types.load_image`), so a damaged one is a 400 then,
+not a failure of every later run of its thread.
 
 Documents attached to a message (OpenAI's ``attachments``) are kept the same way, as the text the model reads
 (``doc-<sha256[:32]>.txt``, UTF-8): the server reads an upload when the message is written and hands the store
@@ -22,7 +23,6 @@ keeps what its messages attached (the upload may be deleted later) without holdi
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import re
@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import atomic_write_bytes
-from jan.image_types import sniff_image
+from jan.errors import MediaError
+from jan.image_types import MAX_PIXELS, b64decode, load_image, parse_data_url, sniff_image
 
 from .errors import InvalidArgumentError, NotFoundError
 
@@ -138,12 +139,12 @@ def extract_images(content: Any) -> tuple[Any, dict[str, bytes]]:
         url = image_url.get("url") if isinstance(image_url, Mapping) else None
         if not isinstance(url, str):
             raise InvalidArgumentError(f"content[{i}].image_url.url must be a string", param=f"content[{i}].image_url.url")
-        head, sep, payload = url.partition(",")
-        if not (sep and head.startswith("data:") and head.endswith(";base64")):
+        parsed = parse_data_url(url)
+        if parsed is None:
             out.append(part)  # a link, not the image itself: kept as it is
             continue
         try:
-            data = base64.b64decode(payload, validate=True)
+            data = b64decode(parsed[1])
         except (binascii.Error, ValueError):
             raise InvalidArgumentError(f"content[{i}].image_url.url: the data URL is not valid base64",
                                        param=f"content[{i}].image_url.url", code="unsupported_format") from None
@@ -156,6 +157,13 @@ def extract_images(content: Any) -> tuple[Any, dict[str, bytes]]:
             raise InvalidArgumentError(f"content[{i}].image_url.url: unsupported image format "
                                        "(expected PNG, JPEG, WebP or GIF)", param=f"content[{i}].image_url.url",
                                        code="unsupported_format")
+        # Decoded once here, as a run will: an image whose magic bytes look right but that does not decode
+        # (cut off, damaged) or is over the engine's pixel limit would otherwise be stored and make every later
+        # run of the thread fail.
+        try:
+            load_image(data, MAX_PIXELS, f"content[{i}].image_url.url")
+        except MediaError as exc:
+            raise InvalidArgumentError(str(exc), param=f"content[{i}].image_url.url", code=exc.reason) from None
         file_id = file_id_of(data, mime)
         files[file_id] = data
         out.append(image_file_part(file_id, mime))

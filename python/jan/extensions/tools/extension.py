@@ -109,7 +109,7 @@ class FetchUrl(Tool):
                     data = await response.content.read(MAX_READ_BYTES)
                     status = response.status
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return ToolResult.error(f"Could not fetch {url}: {exc or type(exc).__name__}")
+            return ToolResult.error(f"Could not fetch {url}: {str(exc) or type(exc).__name__}")
         text = data.decode("utf-8", errors="replace")
         return ToolResult.text(f"HTTP {status}\n\n{text}", is_error=status >= 400)
 

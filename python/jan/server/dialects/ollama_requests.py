@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from jan.errors import MediaError
-from jan.image_types import sniff_image
+from jan.image_types import b64decode, sniff_image
 from jan.server.dialects import ollama_schemas as wire
 from jan.templates import JSON_OBJECT_GRAMMAR, json_schema_to_grammar
 from jan.services.types import (
@@ -129,10 +129,10 @@ def reasoning(think: wire.Think) -> ReasoningOptions | None:
 
 def image_part(data: str, where: str) -> ImagePart:
     """A base64 image (Ollama sends bare base64, no data: URL) as typed bytes with its MIME type."""
-    if data.startswith("data:") and "," in data:  # some clients send data URLs anyway
+    if data[:5].lower() == "data:" and "," in data:  # some clients send data URLs anyway
         data = data.split(",", 1)[1]
     try:
-        raw = base64.b64decode(data, validate=True)
+        raw = b64decode(data)  # line breaks skipped, as Ollama's Go decoder does (jan.image_types)
     except (binascii.Error, ValueError):
         raise OllamaRequestError(f"{where}: invalid base64 image data") from None
     mime = sniff_image(raw)  # the formats every front end takes (jan.image_types)

@@ -20,8 +20,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from jan.errors import DocumentError, EngineError, MediaError
+from jan.image_types import b64decode, parse_data_url
 from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
+from jan.server.media_fetch import is_data_url
 from jan.templates.grammar import GrammarError
 from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
@@ -396,15 +398,14 @@ def _image(part: InputImage, where: str) -> typed.ImagePart:
         raise MediaError(f"{where}: an input_image needs image_url (a base64 data: URL)", reason="unsupported_format",
                          param=f"{where}.image_url")
     url, param = part.image_url, f"{where}.image_url"
-    head, _, data = url.partition(",")
-    if not head.startswith("data:"):
+    if not is_data_url(url):
         raise MediaError(f"{param}: only base64 data URLs (data:<type>;base64,...) are accepted", reason="not_allowed",
                          param=param)
-    if not head.endswith(";base64"):
+    parsed = parse_data_url(url)  # (the parsing and decoding every dialect shares: jan.image_types)
+    if parsed is None:
         raise MediaError(f"{param}: the data: URL must be base64-encoded", reason="unsupported_format", param=param)
     try:
-        return typed.ImagePart(data=base64.b64decode(data, validate=True),
-                               mime_type=head[5:].split(";")[0] or "application/octet-stream")
+        return typed.ImagePart(data=b64decode(parsed[1]), mime_type=parsed[0] or "application/octet-stream")
     except (binascii.Error, ValueError):
         raise MediaError(f"{param}: the data URL is not valid base64", reason="unsupported_format",
                          param=param) from None
