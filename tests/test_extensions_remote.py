@@ -269,7 +269,7 @@ async def test_chat_streams_upstream_chunks_with_the_local_model_id(engine, upst
 
 
 async def test_usage_is_passed_on_when_asked_and_non_streaming_aggregates(engine, upstream):
-    request = {**CHAT, "stream_options": {"include_usage": True}}
+    request = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}  # (only with stream: OpenAI's rule)
     result = await collect_chat_completion(openai_chat(engine, remote_model(upstream), request))
     assert result["object"] == "chat.completion" and result["model"] == "local-ok"
     assert result["choices"][0]["message"] == {"role": "assistant", "content": "Hello there"}
@@ -311,7 +311,7 @@ async def test_a_huge_event_is_received_whole(engine, upstream):
 
 
 async def test_an_upstream_that_does_not_stream_is_converted(engine, upstream):
-    request = {**CHAT, "stream_options": {"include_usage": True}}
+    request = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}  # (only with stream: OpenAI's rule)
     result = await collect_chat_completion(openai_chat(engine, remote_model(upstream, "json"), request))
     assert result["choices"][0]["message"]["content"] == "whole" and result["usage"]["total_tokens"] == 4
 
