@@ -107,13 +107,10 @@ def engine_seed(seed: int | None, name: str = "seed") -> int | None:
     ``[-2**63, 2**63)``: one function for every dialect, the Python API and the CLI."""
     if seed is None:
         return None
-    if as_int(seed) is not None:
-        seed = as_int(seed)
-    else:
-        if isinstance(seed, float) and seed.is_integer():
-            seed = int(seed)
-        else:
-            raise BadRequestError(f"{name}: expected an integer, got {seed!r}", param=name)
+    whole = _whole(seed)
+    if whole is None:
+        raise BadRequestError(f"{name}: expected an integer, got {seed!r}", param=name)
+    seed = whole
     if not SEED_MIN <= seed <= SEED_MAX:
         raise BadRequestError(f"{name}: must be a 64-bit signed integer (>= {SEED_MIN} and <= {SEED_MAX}), "
                               f"got {seed}", param=name)
@@ -339,14 +336,20 @@ def as_int(value) -> int | None:
     return None
 
 
-def _int(name: str, value, minimum: int | None = None) -> int:
+def _whole(value) -> int | None:
+    """An integer option's value: :func:`as_int`'s, or a float that is a whole number (JSON's ``2.0``); None
+    otherwise."""
     as_integer = as_int(value)
-    if as_integer is not None:
-        value = as_integer
-    elif isinstance(value, float) and value.is_integer():
-        value = int(value)
-    else:
+    if as_integer is None and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return as_integer
+
+
+def _int(name: str, value, minimum: int | None = None) -> int:
+    whole = _whole(value)
+    if whole is None:
         raise ValueError(f"{name}: expected an integer, got {value!r}")
+    value = whole
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {value}")
     return value
