@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from jan.errors import DocumentError, MediaError
-from jan.image_types import b64decode
+from jan.image_types import b64decode, parse_data_url
 from jan.server.body_size import body_step
 from jan.server.media_fetch import MediaFetcher, is_data_url, wire_type
 from jan.services.documents import MAX_DOCUMENT_BYTES
@@ -43,11 +43,11 @@ def data_url_bytes(value: str, param: str, *, raw_base64: bool = False) -> tuple
     """``(bytes, media type)`` of a base64 ``data:`` URL (or, with ``raw_base64``, of bare base64 text, with an
     unknown type ``""``: what OpenAI's ``file_data`` may be). Raises :class:`DocumentError` naming ``param``."""
     if is_data_url(value):
-        head, sep, data = value.partition(",")
-        if not sep or not head.lower().endswith(";base64"):
+        parsed = parse_data_url(value)  # (the data: URL reading images share: jan.image_types)
+        if parsed is None:
             raise DocumentError(f"{param}: the data: URL must be base64-encoded (data:<type>;base64,...)",
                                 reason="unsupported_format", param=param)
-        media_type = head[5:].split(";", 1)[0]
+        media_type, data = parsed
     elif raw_base64:
         data, media_type = value, ""
     else:
