@@ -59,6 +59,10 @@ MODULE = textwrap.dedent('''
             async def sub_raises(request):
                 raise KeyError("oops")
 
+            async def exits(request):
+                import sys
+                sys.exit(9)  # left to asyncio, a SystemExit out of the request's task stopped the whole server
+
             def subapp():
                 app = web.Application()
                 app.router.add_get("/boom", sub_raises)
@@ -67,6 +71,7 @@ MODULE = textwrap.dedent('''
             ctx.add_route("GET", "/v1/extensions/route-bugs/raises", raises)
             ctx.add_route("GET", "/v1/extensions/route-bugs/none", no_response)
             ctx.add_route("GET", "/v1/extensions/route-bugs/value", bad_value)
+            ctx.add_route("GET", "/v1/extensions/route-bugs/exits", exits)
             ctx.add_subapp("/v1/extensions/route-bugs/sub", subapp)
 
 
@@ -128,8 +133,11 @@ def server(tmp_path_factory, stories_path):
         "not-a-schema": "jan_broken_demo:NotASchema",
         "bad-default": "jan_broken_demo:BadDefault",
         "bad-tools": "jan_broken_demo:BadTools",
-    }, {"jan_broken_demo/__init__.py": MODULE})
-    with on_sys_path(site, "jan_broken_demo"):
+        "exits-on-import": "jan_broken_demo_exits:Extension",
+    }, {"jan_broken_demo/__init__.py": MODULE,
+        # a module that ends the program when a dependency is missing: it ended `jan serve` and `jan extensions list`
+        "jan_broken_demo_exits.py": "import sys\nsys.exit('this extension needs foo: pip install foo')\n"})
+    with on_sys_path(site, "jan_broken_demo", "jan_broken_demo_exits"):
         srv = start_server(tmp, [stories_path])
         yield srv
         srv.stop()
@@ -145,6 +153,10 @@ def test_failures_are_listed_with_state_and_error(server):
     missing = found["broken-import"]
     assert missing["state"] == "failed"
     assert missing["error"].startswith("import failed: ModuleNotFoundError") and "jan_broken_demo_no_such_module" in missing["error"]
+
+    exits = found["exits-on-import"]
+    assert exits["state"] == "failed"
+    assert exits["error"] == "import failed: SystemExit: this extension needs foo: pip install foo"
 
     too_new = found["too-new"]
     assert too_new["state"] == "incompatible" and ">=2" in too_new["error"]
@@ -186,7 +198,8 @@ def test_settings_of_broken_extensions(server):
 def test_a_route_that_raises_or_answers_nothing_is_a_500_naming_its_extension(server):
     for path, detail in (("/v1/extensions/route-bugs/raises", "RuntimeError"),
                          ("/v1/extensions/route-bugs/sub/boom", "KeyError"),  # a sub-application's handler
-                         ("/v1/extensions/route-bugs/none", "dict, not a response")):
+                         ("/v1/extensions/route-bugs/none", "dict, not a response"),
+                         ("/v1/extensions/route-bugs/exits", "ExtensionExitError")):
         status, body = call(server, "GET", path)
         assert status == 500, (path, body)
         error = body["error"]

@@ -263,12 +263,12 @@ class ExtensionManager:
         hint = item.name
         try:
             obj = item.load() if item.load is not None else item.obj
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a module that calls sys.exit() on import ("needs foo") ends no jan
             self._add_broken(hint or "?", item, f"import failed: {type(exc).__name__}: {exc}", exc)
             return
         try:
             instance = instantiate(obj)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             label = hint or getattr(obj, "name", None) or getattr(obj, "__name__", None) or "?"
             self._add_broken(str(label), item, f"could not be created: {type(exc).__name__}: {exc}", exc)
             return

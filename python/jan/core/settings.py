@@ -442,7 +442,7 @@ class ExtensionSettings:
         for callback in self._callbacks:
             try:
                 result = callback(copy.deepcopy(changes))
-            except Exception:
+            except (Exception, SystemExit):  # an extension's sys.exit() must not end jan
                 logger.exception("settings callback %r of %s failed", callback, self.namespace)
                 continue
             if inspect.isawaitable(result):
@@ -462,7 +462,7 @@ class ExtensionSettings:
     async def _guard(self, awaitable: Any, callback: SettingsCallback) -> None:
         try:
             await awaitable
-        except Exception:
+        except (Exception, SystemExit):  # inside the task: a SystemExit leaving it would stop the loop
             logger.exception("settings callback %r of %s failed", callback, self.namespace)
 
     async def drain(self) -> None:

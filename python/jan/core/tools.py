@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._jsonschema import validate
+from .bounded import no_exit
 from .exceptions import ExtensionNotFoundError, NotFoundError
 from .interfaces.tools import TOOL_NAME_RE, Tool, ToolImage, ToolJson, ToolProvider, ToolResult, ToolText
 
@@ -173,7 +174,7 @@ class ToolRegistry:
             try:
                 listing = provider.list_tools(servers=servers) if servers is not None and _takes_servers(provider) \
                     else provider.list_tools()
-                return checked_tools(provider, await asyncio.wait_for(listing, LIST_TIMEOUT))
+                return checked_tools(provider, await asyncio.wait_for(no_exit(listing), LIST_TIMEOUT))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken provider must not hide the others
@@ -227,7 +228,7 @@ class ToolRegistry:
             where, message = problems[0]
             return done(ToolResult.error(f"Invalid arguments for {name}: {where or 'arguments'}: {message}"))
         try:
-            result = await asyncio.wait_for(tool.call(args, timeout=timeout), timeout)
+            result = await asyncio.wait_for(no_exit(tool.call(args, timeout=timeout)), timeout)
         except asyncio.TimeoutError:
             return done(ToolResult.error(f"The tool {name} did not answer within {timeout:g} seconds"))
         except asyncio.CancelledError:

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from jan.core import ExtensionManager, RouteSpec, SubAppSpec
+from jan.core.bounded import no_exit
 from jan.server.errors import APIError, as_http_exception, to_api_error
 from jan.server.late_routes import LateRoutes, Slot
 
@@ -252,7 +253,7 @@ async def _answer(extension: str, request: web.Request, handler: Callable[[web.R
     What the handler raises that jan maps (``web.HTTPException``, ``APIError``, ``ValueError`` -> 400,
     ``NotFoundError`` -> 404, ...) passes on unchanged; so does a cancellation (the client went away)."""
     try:
-        response = await handler(request)
+        response = await no_exit(handler(request))
     except (web.HTTPException, asyncio.CancelledError, ConnectionError):
         raise
     except Exception as exc:  # noqa: BLE001 - one extension's bug is its own 500, named
