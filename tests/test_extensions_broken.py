@@ -274,3 +274,35 @@ async def test_a_runs_tool_listing_leaves_malformed_tools_out_too(tmp_path):
     finally:
         sys.path.remove(str(site))
         sys.modules.pop("jan_broken_tools", None)
+
+
+def test_the_cli_without_a_server_lists_them_and_says_when_an_enabled_one_cannot_load(tmp_path):
+    """`jan extensions list/enable --local`: a module that sys.exit()s on import once ended the very command that
+    should show it; enabling an extension that cannot be imported said a bare "enabled"."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    write_distribution(site, "jan-broken-cli", "0.0.1", {
+        "cli-exits": "jan_broken_cli_exits:Extension",
+        "cli-missing": "jan_broken_cli_no_such_module:Extension",
+    }, {"jan_broken_cli_exits.py": "import sys\nsys.exit('needs foo')\n"})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path]),
+           "JAN_API_URL": "http://127.0.0.1:9", "JAN_DATA_FOLDER": str(tmp_path / "data")}
+
+    def jan(*args):
+        return subprocess.run([sys.executable, "-m", "jan", "extensions", *args, "--local"], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    listed = jan("list", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    import json
+
+    found = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert found["cli-exits"]["state"] == "failed" and "SystemExit: needs foo" in found["cli-exits"]["error"]
+    assert found["llamacpp"]["enabled"] is True
+    enabled = jan("enable", "cli-missing")
+    assert enabled.returncode == 0, enabled.stderr[-2000:]
+    assert enabled.stdout.startswith("cli-missing: enabled (failed: import failed: ModuleNotFoundError")
+    assert jan("enable", "llamacpp").stdout.strip() == "llamacpp: enabled"
