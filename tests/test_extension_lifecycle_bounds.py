@@ -524,3 +524,27 @@ async def test_sys_exit_in_an_extensions_code_is_that_extensions_error(tmp_path)
         assert outcome.result.is_error and "called sys.exit(4)" in outcome.result.as_text()
         await manager.disable("exits")
         assert {r.name: r.state for r in manager.list()}["exits"] == "disabled"
+
+
+async def test_a_route_added_after_on_load_returned_is_refused_not_silently_never_served(tmp_path):
+    from jan.core import Extension
+
+    later: list[Any] = []
+
+    class Late(Extension):
+        name = "late-routes"
+
+        async def on_load(self, ctx):
+            ctx.add_route("GET", "/v1/extensions/late-routes/early", lambda request: None)
+            later.append(ctx)
+
+    manager = ExtensionManager(tmp_path, discover_entry_points=False)
+    manager.register(Late)
+    async with manager:
+        ctx = later[0]
+        for add in (lambda: ctx.add_route("GET", "/v1/extensions/late-routes/late", lambda request: None),
+                    lambda: ctx.add_routes([("GET", "/v1/extensions/late-routes/late", lambda request: None)]),
+                    lambda: ctx.add_subapp("/v1/extensions/late-routes/sub", web.Application)):
+            with pytest.raises(ExtensionError, match="'late-routes' added .* after its on_load returned"):
+                add()
+        assert [r.path for r in manager.routes()] == ["/v1/extensions/late-routes/early"]

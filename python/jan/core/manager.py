@@ -673,6 +673,7 @@ class ExtensionManager:
             ctx = ExtensionContext(self, ext, settings)
             ext._ctx = ctx
             await call_bounded(ext.on_load, ctx, timeout=self.load_timeout, what=f"extension {entry.name}: on_load")
+            ctx._routes_frozen = True  # what it contributes is read now, once
             ctx._provide_self()
             refused = await self._admit(entry.name, list(ctx._routes), list(ctx._subapps)) if self._admit else None
         except asyncio.CancelledError:  # disabled, refused or stopped while loading: nothing of it stays
