@@ -428,3 +428,123 @@ async def test_routes_are_known_while_loading_and_a_refused_admission_fails_the_
     assert manager.loading_routes() == [] and manager.routes() == []
     assert "failed to load (its route GET /v1/slow" in manager.record("needs-slow").error
     await asyncio.wait_for(manager.stop(), BOUND)
+
+
+def test_a_stubborn_on_load_does_not_keep_asyncio_run_from_ending(tmp_path):
+    """``asyncio.run`` (``jan serve``, the CLI) ends by cancelling every task and waiting for each: an on_load that
+    ignores its cancellation, abandoned by the manager, once kept a SIGTERM'd server alive for good."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f'''
+        import asyncio
+        from jan.core import Extension, ExtensionManager
+
+        class Stubborn(Extension):
+            name = "stubborn"
+            async def on_load(self, ctx):
+                while True:
+                    try:
+                        await asyncio.sleep(3600)
+                    except asyncio.CancelledError:
+                        pass
+
+        async def main():
+            manager = ExtensionManager({str(tmp_path)!r}, discover_entry_points=False, load_wait=0)
+            manager.register(Stubborn)
+            await manager.start()
+            await manager.stop()  # stops the load still running: cancelled, ignored, abandoned
+            print("stopped", flush=True)
+
+        asyncio.run(main())
+        print("ended", flush=True)
+    ''')
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=BOUND)
+    assert done.returncode == 0 and done.stdout.split() == ["stopped", "ended"], done.stderr[-2000:]
+
+
+async def test_sys_exit_in_an_extensions_code_is_that_extensions_error(tmp_path):
+    """A SystemExit leaving an asyncio task stops the event loop: one extension's ``sys.exit()`` (a module that
+    exits when its dependency is missing) ended jan. Each place that runs extension code turns it into an error."""
+    from jan.core import Extension, ModelReady, Tool, ToolProvider, ToolRegistry
+
+    class ExitTool(Tool):
+        name = "exit_tool"
+        source = "exits"
+
+        async def call(self, arguments, *, timeout=None):
+            raise SystemExit(4)
+
+    class Exits(Extension, ToolProvider):
+        name = "exits"
+        heard: list[str] = []
+
+        async def list_tools(self):
+            return [ExitTool()]
+
+        async def on_load(self, ctx):
+            async def handler(event):
+                raise SystemExit(5)
+
+            ctx.subscribe(ModelReady, handler)
+            ctx.subscribe(ModelReady, lambda event: (_ for _ in ()).throw(SystemExit(6)))
+            ctx.subscribe(ModelReady, lambda event: self.heard.append(event.model_id))
+            ctx.on_settings_change(lambda changes: (_ for _ in ()).throw(SystemExit(7)))
+
+        async def on_unload(self):
+            raise SystemExit(8)
+
+    class ExitsOnLoad(Extension):
+        name = "exits-on-load"
+
+        async def on_load(self, ctx):
+            raise SystemExit("needs foo")
+
+    def exits_when_created():
+        raise SystemExit(2)
+
+    manager = ExtensionManager(tmp_path, discover_entry_points=False)
+    manager.register(Exits)
+    manager.register(ExitsOnLoad)
+    manager.register(exits_when_created, name="exits-when-created")
+    async with manager:
+        found = {r.name: r for r in manager.list()}
+        assert found["exits"].state == "loaded"
+        assert found["exits-on-load"].state == "failed"
+        assert found["exits-on-load"].error == "on_load failed: ExtensionExitError: called sys.exit('needs foo')"
+        assert found["exits-when-created"].state == "failed" and "SystemExit: 2" in found["exits-when-created"].error
+        await manager.bus.emit(ModelReady(model_id="m1", engine="e"))
+        manager.bus.emit_nowait(ModelReady(model_id="m2", engine="e"))
+        await asyncio.wait_for(manager.bus.drain(), BOUND)
+        assert Exits.heard == ["m1", "m2"]  # the other handlers ran
+        manager.settings("exits").set("anything", 1)
+        await asyncio.wait_for(manager.settings("exits").drain(), BOUND)
+        outcome = await ToolRegistry(manager).call("exit_tool", {})
+        assert outcome.result.is_error and "called sys.exit(4)" in outcome.result.as_text()
+        await manager.disable("exits")
+        assert {r.name: r.state for r in manager.list()}["exits"] == "disabled"
+
+
+async def test_a_route_added_after_on_load_returned_is_refused_not_silently_never_served(tmp_path):
+    from jan.core import Extension
+
+    later: list[Any] = []
+
+    class Late(Extension):
+        name = "late-routes"
+
+        async def on_load(self, ctx):
+            ctx.add_route("GET", "/v1/extensions/late-routes/early", lambda request: None)
+            later.append(ctx)
+
+    manager = ExtensionManager(tmp_path, discover_entry_points=False)
+    manager.register(Late)
+    async with manager:
+        ctx = later[0]
+        for add in (lambda: ctx.add_route("GET", "/v1/extensions/late-routes/late", lambda request: None),
+                    lambda: ctx.add_routes([("GET", "/v1/extensions/late-routes/late", lambda request: None)]),
+                    lambda: ctx.add_subapp("/v1/extensions/late-routes/sub", web.Application)):
+            with pytest.raises(ExtensionError, match="'late-routes' added .* after its on_load returned"):
+                add()
+        assert [r.path for r in manager.routes()] == ["/v1/extensions/late-routes/early"]

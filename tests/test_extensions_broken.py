@@ -1,8 +1,10 @@
 """Broken third-party extensions are reported by GET /v1/extensions while the server keeps serving.
 
-A tiny distribution is written into tmp_path at test time with three entry
-points: one whose ``on_load`` raises, one naming a module that does not exist,
-and one that requires a future extension API.
+A tiny distribution is written into tmp_path at test time with entry points:
+one whose ``on_load`` raises, one naming a module that does not exist, one that
+requires a future extension API; one whose routes raise or answer no response,
+two with unusable settings schemas, a tool provider listing malformed tools, and
+an entry point (sorted first) claiming another extension's name.
 """
 
 from __future__ import annotations
@@ -36,6 +38,84 @@ MODULE = textwrap.dedent('''
     class TooNew(Extension):
         name = "too-new"
         requires_api = ">=2"
+
+
+    class RouteBugs(Extension):
+        name = "route-bugs"
+        description = "the real one"
+
+        async def on_load(self, ctx):
+            from aiohttp import web
+
+            async def raises(request):
+                raise RuntimeError("secret detail of the bug")
+
+            async def no_response(request):
+                return {"not": "a response"}
+
+            async def bad_value(request):
+                raise ValueError("n: must be positive")
+
+            async def sub_raises(request):
+                raise KeyError("oops")
+
+            async def exits(request):
+                import sys
+                sys.exit(9)  # left to asyncio, a SystemExit out of the request's task stopped the whole server
+
+            def subapp():
+                app = web.Application()
+                app.router.add_get("/boom", sub_raises)
+                return app
+
+            ctx.add_route("GET", "/v1/extensions/route-bugs/raises", raises)
+            ctx.add_route("GET", "/v1/extensions/route-bugs/none", no_response)
+            ctx.add_route("GET", "/v1/extensions/route-bugs/value", bad_value)
+            ctx.add_route("GET", "/v1/extensions/route-bugs/exits", exits)
+            ctx.add_subapp("/v1/extensions/route-bugs/sub", subapp)
+
+
+    class Impostor(Extension):
+        name = "route-bugs"
+        description = "an impostor"
+
+
+    class BadSchema(Extension):
+        name = "bad-schema"
+        settings_schema = {"type": "object", "properties": {"x": {"type": "bogus", "default": 1}}}
+
+
+    class NotASchema(Extension):
+        name = "not-a-schema"
+        settings_schema = 42
+
+
+    class BadDefault(Extension):
+        name = "bad-default"
+        settings_schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "default": 0}}}
+
+
+    from jan.core import Tool, ToolProvider, ToolResult
+
+
+    class Fine(Tool):
+        name = "fine_tool"
+        description = "works"
+        source = "bad-tools"
+
+        async def call(self, arguments, *, timeout=None):
+            return ToolResult.text("fine")
+
+
+    class BadName(Fine):
+        name = "bad name!"
+
+
+    class BadTools(Extension, ToolProvider):
+        name = "bad-tools"
+
+        async def list_tools(self):
+            return [{"name": "a_dict"}, BadName(), Fine()]
 ''')
 
 
@@ -47,8 +127,17 @@ def server(tmp_path_factory, stories_path):
         "broken-on-load": "jan_broken_demo:FailsToLoad",
         "broken-import": "jan_broken_demo_no_such_module:Extension",
         "too-new": "jan_broken_demo:TooNew",
-    }, {"jan_broken_demo/__init__.py": MODULE})
-    with on_sys_path(site, "jan_broken_demo"):
+        "route-bugs": "jan_broken_demo:RouteBugs",
+        "a-impostor": "jan_broken_demo:Impostor",
+        "bad-schema": "jan_broken_demo:BadSchema",
+        "not-a-schema": "jan_broken_demo:NotASchema",
+        "bad-default": "jan_broken_demo:BadDefault",
+        "bad-tools": "jan_broken_demo:BadTools",
+        "exits-on-import": "jan_broken_demo_exits:Extension",
+    }, {"jan_broken_demo/__init__.py": MODULE,
+        # a module that ends the program when a dependency is missing: it ended `jan serve` and `jan extensions list`
+        "jan_broken_demo_exits.py": "import sys\nsys.exit('this extension needs foo: pip install foo')\n"})
+    with on_sys_path(site, "jan_broken_demo", "jan_broken_demo_exits"):
         srv = start_server(tmp, [stories_path])
         yield srv
         srv.stop()
@@ -64,6 +153,10 @@ def test_failures_are_listed_with_state_and_error(server):
     missing = found["broken-import"]
     assert missing["state"] == "failed"
     assert missing["error"].startswith("import failed: ModuleNotFoundError") and "jan_broken_demo_no_such_module" in missing["error"]
+
+    exits = found["exits-on-import"]
+    assert exits["state"] == "failed"
+    assert exits["error"] == "import failed: SystemExit: this extension needs foo: pip install foo"
 
     too_new = found["too-new"]
     assert too_new["state"] == "incompatible" and ">=2" in too_new["error"]
@@ -100,3 +193,116 @@ def test_settings_of_broken_extensions(server):
     # an extension that never imported has no known schema
     status, body = call(server, "GET", "/v1/extensions/broken-import/settings")
     assert status == 409 and body["error"]["code"] == "extension_unavailable"
+
+
+def test_a_route_that_raises_or_answers_nothing_is_a_500_naming_its_extension(server):
+    for path, detail in (("/v1/extensions/route-bugs/raises", "RuntimeError"),
+                         ("/v1/extensions/route-bugs/sub/boom", "KeyError"),  # a sub-application's handler
+                         ("/v1/extensions/route-bugs/none", "dict, not a response"),
+                         ("/v1/extensions/route-bugs/exits", "ExtensionExitError")):
+        status, body = call(server, "GET", path)
+        assert status == 500, (path, body)
+        error = body["error"]
+        assert error["code"] == "extension_error" and "'route-bugs'" in error["message"], body
+        assert detail in error["message"] and "secret detail" not in error["message"]
+    # what jan maps keeps its meaning: a ValueError is the client's 400
+    status, body = call(server, "GET", "/v1/extensions/route-bugs/value")
+    assert status == 400 and body["error"]["message"] == "n: must be positive"
+    assert records(server)["route-bugs"]["state"] == "loaded"  # nothing of that unloads it
+    status, record = call(server, "POST", "/v1/extensions/route-bugs/disable")
+    assert status == 200 and record["state"] == "disabled"
+    try:
+        status, body = call(server, "GET", "/v1/extensions/route-bugs/raises")
+        assert status == 404 and "'route-bugs'" in body["error"]["message"], body
+    finally:
+        assert call(server, "POST", "/v1/extensions/route-bugs/enable")[1]["state"] == "loaded"
+
+
+def test_an_entry_point_claiming_another_extensions_name_is_listed_failed(server):
+    found = records(server)
+    # "a-impostor" sorts first, but the entry point named as its extension keeps the name
+    assert found["route-bugs"]["description"] == "the real one" and found["route-bugs"]["state"] == "loaded"
+    impostor = [r for name, r in found.items() if name.startswith("route-bugs (")]
+    assert len(impostor) == 1, found.keys()
+    assert impostor[0]["state"] == "failed" and "a-impostor" in impostor[0]["source"]
+    assert "'route-bugs' is already taken by entry point route-bugs" in impostor[0]["error"]
+
+
+def test_an_unusable_settings_schema_fails_the_extension_and_is_a_409_naming_it(server):
+    found = records(server)
+    for name, why in (("bad-schema", "'type' \"bogus\" is not a JSON schema type"),
+                      ("not-a-schema", "not 42"),
+                      ("bad-default", "the default of 'n' (0) does not match its own schema")):
+        assert found[name]["state"] == "failed", found[name]
+        assert f"extension {name!r} has an invalid settings schema" in found[name]["error"] and why in found[name]["error"]
+        for method, body in (("GET", None), ("PATCH", {"x": 1}), ("DELETE", None)):
+            status, answer = call(server, method, f"/v1/extensions/{name}/settings", body)
+            assert status == 409, (name, method, answer)
+            assert answer["error"]["code"] == "invalid_settings_schema" and repr(name) in answer["error"]["message"]
+
+
+def test_malformed_tools_cost_only_themselves(server):
+    status, body = call(server, "GET", "/v1/tools")
+    assert status == 200, body
+    names = [t["function"]["name"] for t in body["data"]]
+    assert "fine_tool" in names and "current_time" in names and "bad name!" not in names
+
+
+async def test_a_runs_tool_listing_leaves_malformed_tools_out_too(tmp_path):
+    """A run lists its tools through the MCP host's ``servers=`` path (jan.services.tool_loop), not the registry's:
+    a malformed tool costs only itself there too."""
+    import importlib
+    import sys
+
+    from jan.core import ExtensionManager, ToolRegistry
+    from jan.extensions.mcp import McpHostExtension
+    from jan.services.tool_loop import _list_tools
+
+    site = tmp_path / "site"
+    (site / "jan_broken_tools").mkdir(parents=True)
+    (site / "jan_broken_tools" / "__init__.py").write_text(MODULE)
+    sys.path.insert(0, str(site))
+    try:
+        module = importlib.import_module("jan_broken_tools")
+        manager = ExtensionManager(tmp_path / "data", discover_entry_points=False)
+        manager.register(module.BadTools)
+        manager.register(McpHostExtension)
+        async with manager:
+            registry = ToolRegistry(manager)
+            for listing in (await registry.list_tools(), await _list_tools(registry, set())):
+                assert [t.name for t in listing] == ["fine_tool"]
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("jan_broken_tools", None)
+
+
+def test_the_cli_without_a_server_lists_them_and_says_when_an_enabled_one_cannot_load(tmp_path):
+    """`jan extensions list/enable --local`: a module that sys.exit()s on import once ended the very command that
+    should show it; enabling an extension that cannot be imported said a bare "enabled"."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    write_distribution(site, "jan-broken-cli", "0.0.1", {
+        "cli-exits": "jan_broken_cli_exits:Extension",
+        "cli-missing": "jan_broken_cli_no_such_module:Extension",
+    }, {"jan_broken_cli_exits.py": "import sys\nsys.exit('needs foo')\n"})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path]),
+           "JAN_API_URL": "http://127.0.0.1:9", "JAN_DATA_FOLDER": str(tmp_path / "data")}
+
+    def jan(*args):
+        return subprocess.run([sys.executable, "-m", "jan", "extensions", *args, "--local"], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    listed = jan("list", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    import json
+
+    found = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert found["cli-exits"]["state"] == "failed" and "SystemExit: needs foo" in found["cli-exits"]["error"]
+    assert found["llamacpp"]["enabled"] is True
+    enabled = jan("enable", "cli-missing")
+    assert enabled.returncode == 0, enabled.stderr[-2000:]
+    assert enabled.stdout.startswith("cli-missing: enabled (failed: import failed: ModuleNotFoundError")
+    assert jan("enable", "llamacpp").stdout.strip() == "llamacpp: enabled"

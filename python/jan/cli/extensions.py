@@ -79,7 +79,11 @@ def _switch(conn, name: str, enable: bool) -> None:
             asyncio.run(manager.enable(name) if enable else manager.disable(name))
         except ExtensionNotFoundError:
             raise CLIError(f"no extension named '{name}' (see `jan extensions list`)") from None
-        click.echo(f"{name}: {action}d")
+        # what is known without loading it: an extension that cannot be imported, or requires another jan, will
+        # not load at the next start either - say so rather than a bare "enabled"
+        record = next((r for r in manager.list() if r.name == name), None)
+        failed = enable and record is not None and record.state in ("failed", "incompatible") and record.error
+        click.echo(f"{name}: {action}d" + (f" ({record.state}: {record.error})" if failed else ""))
         return
     from jan.cli.client import ServerError, path_part
 

@@ -48,6 +48,7 @@ from .exceptions import (
     ExtensionNotFoundError,
     NotFoundError,
     PathOutsideDataFolderError,
+    SettingsSchemaError,
     SettingsValidationError,
 )
 from .extension import BUILTIN_PRIORITY, Extension, ExtensionContext, RouteSpec, SubAppSpec
@@ -148,6 +149,7 @@ __all__ = [
     "RouteSpec",
     "SettingsChanged",
     "SettingsStore",
+    "SettingsSchemaError",
     "SettingsValidationError",
     "SubAppSpec",
     "ThreadDeleted",

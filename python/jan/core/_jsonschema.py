@@ -15,7 +15,7 @@ import operator
 import re
 from typing import Any
 
-__all__ = ["validate"]
+__all__ = ["schema_problems", "validate"]
 
 _TYPES = {
     "string": lambda v: isinstance(v, str),
@@ -117,6 +117,61 @@ def validate(value: Any, schema: Any, path: str = "") -> list[tuple[str, str]]:
             if ok == 0 or (keyword == "oneOf" and ok > 1):
                 errors.append((path, f"does not match {'exactly one' if keyword == 'oneOf' else 'any'} of the allowed forms"))
     return errors
+
+
+_NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
+                    "maxLength", "minItems", "maxItems")
+
+
+def schema_problems(schema: Any, path: str = "") -> list[str]:
+    """What makes ``schema`` unusable by :func:`validate` (empty if nothing): a ``type`` that is no JSON type, a
+    property, ``items`` or option that is not a schema, a ``pattern`` that is no regular expression, a bound
+    that is no number. Such a schema would refuse every value (or none) with a message about the value."""
+    where = path or "the schema"
+    if isinstance(schema, bool):
+        return []
+    if not isinstance(schema, dict):
+        return [f"{where} must be a JSON schema object, not {type(schema).__name__}"]
+    problems: list[str] = []
+    t = schema.get("type")
+    if t is not None:
+        names = t if isinstance(t, list) else [t]
+        unknown = [n for n in names if not isinstance(n, str) or n not in _TYPES]
+        if unknown or not names:
+            problems.append(f"{where}: 'type' {json.dumps(t, default=repr)} is not a JSON schema type "
+                            f"(one of {', '.join(_TYPES)})")
+    for key in _NUMBER_KEYWORDS:
+        if key in schema and (isinstance(schema[key], bool) or not isinstance(schema[key], (int, float))):
+            problems.append(f"{where}: {key!r} must be a number")
+    if "pattern" in schema:
+        try:
+            re.compile(schema["pattern"])
+        except (re.error, TypeError) as exc:
+            problems.append(f"{where}: 'pattern' {schema['pattern']!r} is not a regular expression ({exc})")
+    if "enum" in schema and not isinstance(schema["enum"], list):
+        problems.append(f"{where}: 'enum' must be a list")
+    required = schema.get("required")
+    if required is not None and not (isinstance(required, list) and all(isinstance(r, str) for r in required)):
+        problems.append(f"{where}: 'required' must be a list of names")
+    props = schema.get("properties")
+    if props is not None:
+        if not isinstance(props, dict):
+            problems.append(f"{where}: 'properties' must be an object")
+        else:
+            for key, sub in props.items():
+                problems.extend(schema_problems(sub, _join(path, key)))
+    for key in ("items", "additionalProperties"):
+        if key in schema:
+            problems.extend(schema_problems(schema[key], f"{path}.{key}" if path else key))
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            options = schema[key]
+            if not isinstance(options, list):
+                problems.append(f"{where}: {key!r} must be a list of schemas")
+            else:
+                for i, option in enumerate(options):
+                    problems.extend(schema_problems(option, f"{path}.{key}[{i}]" if path else f"{key}[{i}]"))
+    return problems
 
 
 def _describe(value: Any) -> str:

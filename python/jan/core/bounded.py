@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .exceptions import ExtensionError
 
-__all__ = ["CANCEL_GRACE_S", "HookTimeoutError", "call_bounded", "wait_bounded"]
+__all__ = ["CANCEL_GRACE_S", "ExtensionExitError", "HookTimeoutError", "call_bounded", "no_exit", "wait_bounded"]
 
 logger = logging.getLogger("jan.core.manager")
 
@@ -30,16 +30,39 @@ class HookTimeoutError(ExtensionError, TimeoutError):
     """An extension's hook did not finish within its time bound (it was cancelled)."""
 
 
+class ExtensionExitError(ExtensionError):
+    """An extension's code called ``sys.exit()`` (raised ``SystemExit``): an error of that extension like any other.
+
+    A ``SystemExit`` that leaves an asyncio task is raised out of the event loop, which stops: one extension's
+    ``sys.exit("needs foo")`` would end the whole server. :func:`no_exit` turns it into this inside the task."""
+
+    def __init__(self, code: Any):
+        super().__init__(f"called sys.exit({code!r})")
+        self.code = code
+
+
+async def no_exit(awaitable: Any) -> Any:
+    """``await awaitable``, a ``SystemExit`` it raises turned into :class:`ExtensionExitError` (run it as the task,
+    or inside the task, that runs an extension's coroutine)."""
+    try:
+        return await awaitable
+    except SystemExit as exc:
+        raise ExtensionExitError(exc.code) from None
+
+
 async def call_bounded(fn: Callable[..., Any], *args: Any, timeout: float | None, what: str) -> Any:
     """``await fn(*args)`` (a plain return value is returned as is) within ``timeout`` seconds (None: no bound).
 
     Raises :class:`HookTimeoutError` (message: "<what> did not finish within <timeout> s") when the bound
     passes. Cancelling the caller cancels the hook too, and waits for it at most :data:`CANCEL_GRACE_S`.
     """
-    result = fn(*args)
+    try:
+        result = fn(*args)
+    except SystemExit as exc:
+        raise ExtensionExitError(exc.code) from None
     if not inspect.isawaitable(result):
         return result
-    task = asyncio.ensure_future(result)
+    task = asyncio.ensure_future(no_exit(result))
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
     except asyncio.CancelledError:
@@ -54,7 +77,7 @@ async def call_bounded(fn: Callable[..., Any], *args: Any, timeout: float | None
 async def wait_bounded(awaitable: Any, *, timeout: float | None, what: str) -> None:
     """Wait for ``awaitable`` at most ``timeout`` seconds; past that it goes on in the background, uncancelled
     (e.g. an event's handlers: the extensions' own, which a lifecycle step must not wait for without end)."""
-    task = asyncio.ensure_future(awaitable)
+    task = asyncio.ensure_future(no_exit(awaitable))
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if task in done:
         task.result()
@@ -76,6 +99,20 @@ async def abandon(task: asyncio.Future[Any], what: str) -> None:
             logger.warning("%s ignored its cancellation; left running in the background", what)
             _ABANDONED.add(task)
             task.add_done_callback(_forget)
+            _detach(task)
+
+
+def _detach(task: asyncio.Future[Any]) -> None:
+    """Leave an abandoned hook out of ``asyncio.all_tasks()``: ``asyncio.run`` (``jan serve``, the CLI) ends by
+    cancelling every task and waiting for them all, so one that ignores its cancellation would keep the process
+    from ever exiting (a SIGTERM'd server hung). It still runs while the loop does, referenced here."""
+    unregister = getattr(asyncio.tasks, "_unregister_task", None)
+    if unregister is None or not isinstance(task, asyncio.Task):
+        return
+    try:
+        unregister(task)
+    except Exception:  # noqa: BLE001 - an interpreter without it: the old behaviour, nothing worse
+        logger.debug("could not detach %r from the loop's tasks", task)
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

@@ -358,7 +358,7 @@ class LocalEventBus(EventBus):
                 continue
             try:
                 result = sub.handler(event)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # an extension's sys.exit() must not end jan
                 self._report(event, sub.handler, exc)
                 continue
             if inspect.isawaitable(result):
@@ -367,7 +367,7 @@ class LocalEventBus(EventBus):
     async def _guard(self, awaitable: Any, event: Event, handler: Callable[..., Any]) -> None:
         try:
             await awaitable
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # caught here, inside the task: a SystemExit leaving it stops the loop
             self._report(event, handler, exc)
 
     def _report(self, event: Event, handler: Callable[..., Any], exc: BaseException) -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "ExtensionNotFoundError",
     "NotFoundError",
     "PathOutsideDataFolderError",
+    "SettingsSchemaError",
     "SettingsValidationError",
 ]
 
@@ -74,6 +75,13 @@ class NotFoundError(JanError, KeyError):
 
 class PathOutsideDataFolderError(JanError, ValueError):
     """A path given to a :class:`~jan.core.interfaces.FileSystem` would leave its root."""
+
+
+class SettingsSchemaError(ExtensionError, TypeError):
+    """An extension's settings schema (``settings_schema`` or ``ctx.contribute_settings``) is not one jan can use:
+    not a pydantic model class, JSON schema object or None, or a JSON schema with an unknown ``type``, a
+    property that is not a schema, a ``default`` its own schema refuses, ... The fault is the extension's, not
+    the user's: no value can fix it (the settings API answers 409 naming the extension, its load fails)."""
 
 
 class SettingsValidationError(JanError, ValueError):

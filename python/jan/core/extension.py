@@ -170,6 +170,9 @@ class ExtensionContext:
         self._provided: list[_Provided] = []
         self._cleanups: list[Callable[[], Any]] = []
         self._closed = False
+        #: set when on_load has returned: the routes and sub-apps are then read (mounted) once, so one added later
+        #: would never be served - refused with a clear error instead
+        self._routes_frozen = False
         #: whether contribute_settings replaced the schema (a failed load must not leave it behind)
         self._schema_contributed = False
 
@@ -225,6 +228,12 @@ class ExtensionContext:
         if self._closed:
             raise ExtensionError(f"extension {self.name!r} is not loaded; its context is closed")
 
+    def _check_routes_open(self, what: str) -> None:
+        self._check_open()
+        if self._routes_frozen:
+            raise ExtensionError(f"extension {self.name!r} added {what} after its on_load returned; it would never be "
+                                 f"served: add routes and sub-applications in on_load")
+
     def add_route(self, method: str, path: str, handler: Callable[..., Awaitable[Any]], *, name: str | None = None, **kwargs: Any) -> RouteSpec:
         """Contribute an HTTP route: ``handler(request) -> aiohttp.web.StreamResponse`` (or an ``aiohttp.web.View`` class).
 
@@ -233,7 +242,7 @@ class ExtensionContext:
         OpenAI path the extension implements). Extra ``kwargs`` go to
         ``router.add_route``.
         """
-        self._check_open()
+        self._check_routes_open(f"the route {method} {path}")
         spec = self._route_spec(method, path, handler, {**kwargs, "name": name})
         self._routes.append(spec)
         return spec
@@ -254,7 +263,7 @@ class ExtensionContext:
     def add_routes(self, routes: Iterable[Any]) -> list[RouteSpec]:
         """Contribute several routes: an ``aiohttp.web.RouteTableDef``, a list of ``web.get(...)``-style
         route definitions, or ``(method, path, handler)`` tuples."""
-        self._check_open()
+        self._check_routes_open("routes")
         # All or none: an on_load that catches the error of a bad third route must not go on with two.
         specs = [self._route_spec(*self._route_args(route)) for route in routes]
         self._routes.extend(specs)
@@ -272,7 +281,7 @@ class ExtensionContext:
 
     def add_subapp(self, prefix: str, factory: Callable[[], Any]) -> SubAppSpec:
         """Contribute an aiohttp sub-application mounted at ``prefix``; ``factory()`` is called when the server mounts it."""
-        self._check_open()
+        self._check_routes_open(f"the sub-application at {prefix}")
         if not isinstance(prefix, str) or not prefix.startswith("/") or prefix == "/":
             raise ValueError(f"sub-app prefix must start with '/' and not be '/', got {prefix!r}")
         if not callable(factory):

@@ -131,6 +131,9 @@ class _Entry:
     dist_version: str | None = None
     loading: asyncio.Task[None] | None = None  # its load (waiting for dependencies, then on_load), while it runs
     begun: int = 0  # when its latest load began, counted: its place in the load order
+    #: the entry point's name that provided it, when that is the extension's own name (None: registered, or an
+    #: entry point named otherwise): such an entry point keeps the name against one named otherwise
+    named_by_entry_point: bool = False
 
     @property
     def loaded(self) -> bool:
@@ -260,12 +263,12 @@ class ExtensionManager:
         hint = item.name
         try:
             obj = item.load() if item.load is not None else item.obj
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a module that calls sys.exit() on import ("needs foo") ends no jan
             self._add_broken(hint or "?", item, f"import failed: {type(exc).__name__}: {exc}", exc)
             return
         try:
             instance = instantiate(obj)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             label = hint or getattr(obj, "name", None) or getattr(obj, "__name__", None) or "?"
             self._add_broken(str(label), item, f"could not be created: {type(exc).__name__}: {exc}", exc)
             return
@@ -277,22 +280,39 @@ class ExtensionManager:
             return
         if hint and hint != name and item.load is not None:
             logger.info("entry point %r provides the extension %r", hint, name)
-        if name in self._entries:
-            logger.warning("extension %r from %s ignored: %s already provides it", name, item.source, self._entries[name].source)
+        own_name = item.load is not None and hint == name
+        taken = self._entries.get(name)
+        if taken is not None and (taken.broken or taken.named_by_entry_point or not own_name
+                                  or taken.source.startswith("registered ")):
+            # listed (failed, saying who has the name), not only logged: an installed extension missing from
+            # `jan extensions list` with no word of why is a mystery to its user
+            self._add_broken(name, item, f"not loaded: the extension name {name!r} is already taken by {taken.source}",
+                             None, duplicate=True)
             return
         if not instance.version and item.dist_version:
             instance.version = item.dist_version  # type: ignore[misc]
-        entry = _Entry(name=name, source=item.source, instance=instance, dist_version=item.dist_version)
+        entry = _Entry(name=name, source=item.source, instance=instance, dist_version=item.dist_version,
+                       named_by_entry_point=own_name)
+        if taken is not None:
+            # an entry point named as the extension it provides (as the docs ask) keeps that name against one named
+            # otherwise that came first (entry points come sorted by their names): `zzz-hello = ...` claiming
+            # "hello" must not push the real `hello` (or a built-in, say `llamacpp`) out
+            del self._entries[name]
+            self._add_broken(name, Candidate(obj=None, name=None, source=taken.source),
+                             f"not loaded: the extension name {name!r} is already taken by {item.source}",
+                             None, duplicate=True, dist_version=taken.dist_version)
         entry.incompatible = check_api(instance.requires_api, self.api_version)
         if entry.incompatible:
             logger.warning("extension %s is incompatible: %s", name, entry.incompatible)
         self._entries[name] = entry
 
-    def _add_broken(self, name: str, item: Candidate, message: str, exc: BaseException | None) -> None:
+    def _add_broken(self, name: str, item: Candidate, message: str, exc: BaseException | None, *,
+                     duplicate: bool = False, dist_version: str | None = None) -> None:
         logger.error("extension %s (%s): %s", name, item.source, message, exc_info=exc)
-        if name in self._entries:
+        if name in self._entries or duplicate:
             name = f"{name} ({item.source})"
-        self._entries[name] = _Entry(name=name, source=item.source, broken=message, dist_version=item.dist_version)
+        self._entries[name] = _Entry(name=name, source=item.source, broken=message,
+                                     dist_version=dist_version or item.dist_version)
 
     # extensions.json -----------------------------------------------------------------
     def _load_config(self) -> None:
@@ -653,6 +673,7 @@ class ExtensionManager:
             ctx = ExtensionContext(self, ext, settings)
             ext._ctx = ctx
             await call_bounded(ext.on_load, ctx, timeout=self.load_timeout, what=f"extension {entry.name}: on_load")
+            ctx._routes_frozen = True  # what it contributes is read now, once
             ctx._provide_self()
             refused = await self._admit(entry.name, list(ctx._routes), list(ctx._subapps)) if self._admit else None
         except asyncio.CancelledError:  # disabled, refused or stopped while loading: nothing of it stays

@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ._jsonschema import validate as _validate_json
-from .exceptions import PathOutsideDataFolderError, SettingsValidationError
+from ._jsonschema import schema_problems, validate as _validate_json
+from .exceptions import PathOutsideDataFolderError, SettingsSchemaError, SettingsValidationError
 from .fs import LocalFileSystem, set_aside
 from .interfaces.modules import EventBus, FileSystem, SettingsStore, Unsubscribe
 
@@ -108,9 +108,18 @@ class _AnySchema:
 class _JsonSchema(_AnySchema):
     def __init__(self, schema: dict[str, Any]):
         if schema.get("type", "object") != "object":
-            raise TypeError("a settings JSON schema must describe an object (\"type\": \"object\")")
+            raise SettingsSchemaError("a settings JSON schema must describe an object (\"type\": \"object\")")
+        problems = schema_problems(schema)
+        if problems:
+            raise SettingsSchemaError("; ".join(problems))
         self.source = schema
         self.props: dict[str, Any] = dict(schema.get("properties") or {})
+        for key, prop in self.props.items():  # a default its own schema refuses: no value of the user's mends that
+            if isinstance(prop, dict) and "default" in prop:
+                wrong = _validate_json(prop["default"], prop, key)
+                if wrong:
+                    raise SettingsSchemaError(f"the default of {key!r} ({json.dumps(prop['default'], default=repr)}) "
+                                              f"does not match its own schema: {wrong[0][1]}")
 
     def defaults(self) -> dict[str, Any]:
         return {k: copy.deepcopy(p["default"]) for k, p in self.props.items() if isinstance(p, dict) and "default" in p}
@@ -133,6 +142,11 @@ class _PydanticSchema(_AnySchema):
     def __init__(self, model: type):
         self.source = model
         self.model = model
+        try:  # what the settings API shows; a model pydantic cannot describe is refused now, not at every GET
+            model.model_json_schema()
+        except Exception as exc:  # noqa: BLE001 - pydantic raises several kinds
+            raise SettingsSchemaError(f"the pydantic model {model.__name__} has no JSON schema: "
+                                      f"{type(exc).__name__}: {exc}") from None
         self.keys: dict[str, str] = {}  # input key -> field name
         for name, info in model.model_fields.items():
             self.keys[info.alias or name] = name
@@ -166,14 +180,19 @@ class _PydanticSchema(_AnySchema):
         return instance.model_dump(mode="json", by_alias=self.by_alias), instance
 
 
-def _adapt(schema: Any) -> _AnySchema:
-    if schema is None:
-        return _AnySchema()
-    if isinstance(schema, dict):
-        return _JsonSchema(schema)
-    if is_pydantic_model(schema):
-        return _PydanticSchema(schema)
-    raise TypeError(f"settings_schema must be a pydantic model class, a JSON schema dict or None, not {schema!r}")
+def _adapt(schema: Any, namespace: str) -> _AnySchema:
+    """The schema's adapter; raises :class:`SettingsSchemaError` naming the extension (``namespace``) for a schema
+    that is none, or one no value could be checked against."""
+    try:
+        if schema is None:
+            return _AnySchema()
+        if isinstance(schema, dict):
+            return _JsonSchema(schema)
+        if is_pydantic_model(schema):
+            return _PydanticSchema(schema)
+        raise SettingsSchemaError(f"it must be a pydantic model class, a JSON schema dict or None, not {schema!r}")
+    except SettingsSchemaError as exc:
+        raise SettingsSchemaError(f"extension {namespace!r} has an invalid settings schema: {exc}") from None
 
 
 def _require_strict_json(values: Mapping[str, Any]) -> None:
@@ -224,7 +243,7 @@ class ExtensionSettings:
         self.namespace = namespace
         self._store = store
         self._bus = bus
-        self._schema = _adapt(schema)
+        self._schema = _adapt(schema, namespace)
         self._callbacks: tuple[SettingsCallback, ...] = ()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._overrides: dict[str, Any] = {}
@@ -349,7 +368,7 @@ class ExtensionSettings:
 
     def set_schema(self, schema: Any) -> None:
         """Replace the schema (e.g. with choices known only at load time) and revalidate the stored values."""
-        self._schema = _adapt(schema)
+        self._schema = _adapt(schema, self.namespace)
         self._load(self._overrides)
 
     def on_change(self, callback: SettingsCallback) -> Unsubscribe:
@@ -423,7 +442,7 @@ class ExtensionSettings:
         for callback in self._callbacks:
             try:
                 result = callback(copy.deepcopy(changes))
-            except Exception:
+            except (Exception, SystemExit):  # an extension's sys.exit() must not end jan
                 logger.exception("settings callback %r of %s failed", callback, self.namespace)
                 continue
             if inspect.isawaitable(result):
@@ -443,7 +462,7 @@ class ExtensionSettings:
     async def _guard(self, awaitable: Any, callback: SettingsCallback) -> None:
         try:
             await awaitable
-        except Exception:
+        except (Exception, SystemExit):  # inside the task: a SystemExit leaving it would stop the loop
             logger.exception("settings callback %r of %s failed", callback, self.namespace)
 
     async def drain(self) -> None:

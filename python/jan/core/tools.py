@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._jsonschema import validate
+from .bounded import no_exit
 from .exceptions import ExtensionNotFoundError, NotFoundError
-from .interfaces.tools import Tool, ToolImage, ToolJson, ToolProvider, ToolResult, ToolText
+from .interfaces.tools import TOOL_NAME_RE, Tool, ToolImage, ToolJson, ToolProvider, ToolResult, ToolText
 
 if TYPE_CHECKING:  # pragma: no cover
     from .manager import ExtensionManager
@@ -31,6 +32,7 @@ __all__ = [
     "ToolCallOutcome",
     "ToolNotFoundError",
     "ToolRegistry",
+    "checked_tools",
     "limit_result",
     "server_names",
 ]
@@ -103,6 +105,35 @@ def _takes_servers(provider: ToolProvider) -> bool:
         return False
 
 
+def _unusable(tool: Any) -> str | None:
+    """Why a provider's listed ``tool`` cannot be offered to a model (None when it can)."""
+    if not isinstance(tool, Tool):
+        return f"{type(tool).__name__} {tool!r:.80} is not a jan.core.Tool"
+    if not isinstance(tool.name, str) or not TOOL_NAME_RE.match(tool.name):
+        return f"its name {tool.name!r:.80} is not a tool name (letters, digits, _ and -, at most 64)"
+    if not isinstance(tool.parameters, dict):
+        return f"its parameters are {type(tool.parameters).__name__}, not a JSON schema object"
+    try:
+        json.dumps(tool.spec(), allow_nan=False)
+    except Exception as exc:  # noqa: BLE001 - a spec() that raises, or a value JSON has no word for
+        return f"its spec is not JSON: {type(exc).__name__}: {exc}"
+    return None
+
+
+def checked_tools(provider: Any, listing: Iterable[Any]) -> list[Tool]:
+    """The items of ``provider``'s listing that are tools a model can be offered; each other one is logged (naming
+    the provider) and left out, so that one malformed tool costs only itself: left in, it failed every listing
+    (``GET /v1/tools``, every run's) of every provider's tools with a 500."""
+    tools: list[Tool] = []
+    for tool in listing:
+        why = _unusable(tool)
+        if why is None:
+            tools.append(tool)
+        else:
+            log.warning("tool provider %r: a tool left out: %s", provider, why)
+    return tools
+
+
 def parse_arguments(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
     """A call's arguments as a dict; raises ``ValueError`` for text that is not a JSON object."""
     if arguments is None or arguments == "":
@@ -143,7 +174,7 @@ class ToolRegistry:
             try:
                 listing = provider.list_tools(servers=servers) if servers is not None and _takes_servers(provider) \
                     else provider.list_tools()
-                return list(await asyncio.wait_for(listing, LIST_TIMEOUT))
+                return checked_tools(provider, await asyncio.wait_for(no_exit(listing), LIST_TIMEOUT))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken provider must not hide the others
@@ -197,7 +228,7 @@ class ToolRegistry:
             where, message = problems[0]
             return done(ToolResult.error(f"Invalid arguments for {name}: {where or 'arguments'}: {message}"))
         try:
-            result = await asyncio.wait_for(tool.call(args, timeout=timeout), timeout)
+            result = await asyncio.wait_for(no_exit(tool.call(args, timeout=timeout)), timeout)
         except asyncio.TimeoutError:
             return done(ToolResult.error(f"The tool {name} did not answer within {timeout:g} seconds"))
         except asyncio.CancelledError:

@@ -157,8 +157,9 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     return APIError(400, message, param=param or None, code=code)
 
 
-def to_api_error(exc: BaseException) -> APIError:
-    """Map any exception to the error a client should see."""
+def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
+    """Map any exception to the error a client should see (an unexpected one is logged unless ``log_internal``
+    is false: the caller logs it, e.g. naming the extension at fault)."""
     from jan.store.errors import AlreadyExistsError, InvalidIdError, LockTimeoutError, NotFoundError as StoreNotFound
     from jan.core.exceptions import ExtensionNotFoundError, NotFoundError as CoreNotFound, SettingsValidationError
     from jan.services.errors import ServiceUnavailableError
@@ -214,7 +215,8 @@ def to_api_error(exc: BaseException) -> APIError:
         if isinstance(exc, JanError):  # e.g. a remote upstream's 400, with the field it named
             return APIError(400, str(exc), param=param, code=getattr(exc, "code", None))
         return APIError(400, str(exc), param=param)
-    log.exception("internal error", exc_info=exc)
+    if log_internal:
+        log.exception("internal error", exc_info=exc)
     return APIError(500, "The server had an error while processing your request.", type="server_error",
                     code="internal_error")
 
@@ -341,6 +343,16 @@ def error_response(err: APIError, path: str, headers: dict | None = None) -> web
                              dumps=strict_dumps)
 
 
+def as_http_exception(err: APIError) -> web.HTTPException:
+    """``err`` as an aiohttp ``HTTPException`` (404 or 500) with its JSON body: what code mounted on any aiohttp app
+    raises (an extension's routes, :mod:`jan.server.mount`): a plain app answers it as it is, jan's
+    :func:`error_middleware` answers ``err`` in the dialect of the path."""
+    cls = web.HTTPNotFound if err.status == 404 else web.HTTPInternalServerError
+    exc = cls(text=strict_dumps(err.body()), content_type="application/json")
+    exc.api_error = err  # type: ignore[attr-defined]
+    return exc
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler):
     try:
@@ -348,6 +360,8 @@ async def error_middleware(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        if isinstance(getattr(exc, "api_error", None), APIError):
+            return json_error(exc.api_error)  # type: ignore[attr-defined]
         if exc.content_type == "application/json":
             raise  # already an OpenAI body
         return json_error(_http_error(exc), headers={k: v for k, v in exc.headers.items()

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from typing import Any, Callable
 
 from aiohttp import web
 
 from jan.core import ExtensionManager, RouteSpec, SubAppSpec
+from jan.core.bounded import no_exit
+from jan.server.errors import APIError, as_http_exception, to_api_error
 from jan.server.late_routes import LateRoutes, Slot
 
 __all__ = ["mount_extensions"]
+
+log = logging.getLogger("jan.server")
 
 
 def mount_extensions(manager: ExtensionManager, app: web.Application) -> dict[str, str]:
@@ -215,8 +221,8 @@ def _gated_handler(manager: ExtensionManager | None, spec: RouteSpec,
     async def handler(request: web.Request) -> web.StreamResponse:
         target = manager.route_handler(spec.extension, spec.method, spec.path) if manager is not None and serving() else None
         if target is None:
-            raise web.HTTPNotFound(text=f"extension {spec.extension!r} is not loaded")
-        return await target(request)
+            raise _not_loaded(spec.extension)
+        return await _answer(spec.extension, request, target)
 
     handler.__name__ = getattr(spec.handler, "__name__", "handler")
     handler.__qualname__ = f"{spec.extension}:{handler.__name__}"
@@ -227,7 +233,41 @@ def _gate_middleware(extension: str, serving: Callable[[], bool]) -> Callable[..
     @web.middleware
     async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
         if not serving():
-            raise web.HTTPNotFound(text=f"extension {extension!r} is not loaded")
-        return await handler(request)
+            raise _not_loaded(extension)
+        return await _answer(extension, request, handler)
 
     return gate
+
+
+def _not_loaded(extension: str) -> web.HTTPException:
+    """The 404 of a route whose extension is not loaded now (disabled, or failed), naming it."""
+    return as_http_exception(APIError(404, f"Unknown route: it is served by the extension {extension!r}, which is "
+                                      f"not loaded", code="not_found"))
+
+
+async def _answer(extension: str, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """``handler``'s response, or a 500 naming ``extension`` (logged with its traceback) when the handler raised
+    something no error maps to a status, or returned no response: left to aiohttp, the first became jan's
+    anonymous 500 and the second a bare text 500, neither saying whose fault it was.
+
+    What the handler raises that jan maps (``web.HTTPException``, ``APIError``, ``ValueError`` -> 400,
+    ``NotFoundError`` -> 404, ...) passes on unchanged; so does a cancellation (the client went away)."""
+    try:
+        response = await no_exit(handler(request))
+    except (web.HTTPException, asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one extension's bug is its own 500, named
+        err = to_api_error(exc, log_internal=False)
+        if err.status != 500 or err.code != "internal_error":
+            raise
+        log.error("extension %r: %s %s failed", extension, request.method, request.path, exc_info=exc)
+        raise as_http_exception(APIError(500, f"The extension {extension!r} had an error while processing your "
+                                         f"request: {type(exc).__name__} (see the server log)", type="server_error",
+                                         code="extension_error")) from None
+    if not isinstance(response, web.StreamResponse):
+        log.error("extension %r: %s %s returned %s, not an aiohttp response", extension, request.method,
+                  request.path, type(response).__name__)
+        raise as_http_exception(APIError(500, f"The extension {extension!r} answered {request.method} {request.path} "
+                                         f"with {type(response).__name__}, not a response", type="server_error",
+                                         code="extension_error"))
+    return response

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictBool
 
-from jan.core import ExtensionManager, ExtensionNotFoundError, SettingsValidationError
+from jan.core import ExtensionManager, ExtensionNotFoundError, SettingsSchemaError, SettingsValidationError
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.errors import not_found_message
@@ -102,6 +102,8 @@ def _settings(request: web.Request, name: str):
         return _manager(request).settings(name)
     except ExtensionNotFoundError as exc:  # failed to import: no schema known
         raise APIError(409, str(exc), param="name", code="extension_unavailable") from None
+    except SettingsSchemaError as exc:  # the extension's own schema is unusable: no value of the user's mends that
+        raise APIError(409, str(exc), param="name", code="invalid_settings_schema") from None
 
 
 def _settings_body(name: str, settings) -> dict[str, Any]:
