@@ -129,7 +129,7 @@ def test_generate_is_one_user_turn_or_a_raw_prompt():
 
 
 def test_names_and_sizes():
-    assert convert.strip_latest("llama3:latest") == "llama3" and convert.strip_latest("a:b") == "a:b"
+    assert convert.model_id("llama3:latest") == "llama3" and convert.model_id("a:b") == "a:b"
     assert [parameter_size(n) for n in (7_615_616_512, 22_565_376, 292_800, 12, 0)] == ["7.6B", "22.6M", "292.8K",
                                                                                        "12", ""]
 

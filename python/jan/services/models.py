@@ -21,6 +21,7 @@ from jan.services.companions import COMPANIONS, companion_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
+from jan.store.ids import is_valid_id
 from jan.templates import TemplateError, resolve_template
 
 __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header", "unload_now",
@@ -484,10 +485,19 @@ class ModelService:
             return self.engine_for(dict(model)).load_options(dict(model))  # type: ignore[attr-defined]
         return resolve_load(LoadOptions.from_model_settings(model.get("settings")))
 
+    def _never_stored(self, model_id: str) -> bool:
+        """Whether no model can have the name ``model_id``: it is not this process's and is no id the data folder
+        could hold (``llama3.2:3b``, ``openai/gpt-4o``, ``hf.co/owner/repo:Q4_K_M``). A request naming a model
+        another server has is told the model is not found (404, as OpenAI, Anthropic and Ollama answer), not that
+        its name is malformed: clients act on the 404 (Ollama's pull offer, a fallback model)."""
+        return model_id not in self._transient and not is_valid_id(model_id)
+
     async def get(self, model_id: str) -> dict[str, Any]:
         """The model.json of ``model_id``; ``ModelNotFoundError`` when there is none."""
         if model_id in self._transient:
             return dict(self._transient[model_id])
+        if self._never_stored(model_id):
+            raise ModelNotFoundError(not_found_message("model", model_id))
         try:
             return await self.model_extension().get_model(model_id)
         except (ModelNotFoundError, KeyError) as exc:
@@ -501,6 +511,8 @@ class ModelService:
         """
         if not model_id:
             model_id = await self.default_model_id()
+        if self._never_stored(model_id):
+            raise ModelNotFoundError(not_found_message("model", model_id))
         whole = getattr(self.model_extension(), "model_with_weights", None)
         if whole is not None and model_id not in self._transient:
             try:  # the model.json and its files from one read, the path of every request

@@ -33,16 +33,32 @@ from jan.services.types import (
 )
 
 __all__ = ["OllamaRequestError", "chat_request", "completion_request", "embedding_request", "format_grammar", "generate_chat_request",
-           "media_error", "model_parameters", "model_settings", "sampling", "strip_latest", "truncation"]
+           "media_error", "model_id", "model_parameters", "model_settings", "sampling", "truncation"]
 
 
 class OllamaRequestError(ValueError):
     """The body is well-formed JSON but asks for something this server cannot do (a 400)."""
 
 
-def strip_latest(name: str) -> str:
-    """Ollama names default their tag to ``latest``; jan's ids have no tag."""
-    return name[: -len(":latest")] if name.endswith(":latest") else name
+#: The parts of an Ollama name that Ollama fills in when a name leaves them out (``llama3`` is
+#: ``registry.ollama.ai/library/llama3:latest``), lower-cased: Ollama compares names' parts case-insensitively.
+DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG = "registry.ollama.ai", "library", "latest"
+
+
+def model_id(name: str) -> str:
+    """The jan model id an Ollama model name means: Ollama's defaults dropped — the tag ``latest``, the namespace
+    ``library`` and the host ``registry.ollama.ai`` (any case, as Ollama reads them) — since jan's ids have none of
+    them, so ``library/llama3:latest`` is ``llama3``. Any other tag, namespace or host is kept: no jan model has that
+    name (a lookup says not found, a new model's name is refused)."""
+    path, colon, tag = name.rpartition(":")
+    if colon and "/" not in tag and tag.lower() == DEFAULT_TAG:
+        name = path
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0].lower() == DEFAULT_HOST:
+        parts = parts[1:]
+    if len(parts) == 2 and parts[0].lower() == DEFAULT_NAMESPACE:
+        parts = parts[1:]
+    return "/".join(parts)
 
 
 def sampling(options: wire.OllamaOptions | None) -> SamplingOptions:

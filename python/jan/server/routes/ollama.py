@@ -6,7 +6,8 @@ request (:mod:`~jan.server.dialects.ollama_requests`), calls the service and for
 back (:mod:`~jan.server.dialects.ollama_responses`, :mod:`~jan.server.dialects.ollama_models`).
 Streams are NDJSON (``application/x-ndjson``), one object per line. Errors are Ollama's
 ``{"error": "..."}`` with the HTTP status Ollama uses, also as the last line of a stream that
-already started. Model names are jan's model ids (``:latest`` is accepted and ignored).
+already started. Model names are jan's model ids, found as Ollama finds names: in any case, with Ollama's defaults
+(the tag ``latest``, the namespace ``library``) accepted and ignored.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from jan.core import LocalInferenceExtension
 from jan.downloads import DownloadCancelledError, DownloadError, filename_from_url
-from jan.errors import MediaError, ModelLoadError, ModelNotFoundError
+from jan.errors import MediaError, ModelLoadError, ModelNotFoundError, not_found_message
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
@@ -45,6 +46,7 @@ from jan.services.models import unload_now, unload_replaced
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
 from jan.store import InvalidArgumentError
 from jan.store.blobs import BlobStore, InvalidDigestError
+from jan.store.ids import is_valid_id
 from jan.store.models import check_gguf
 
 log = logging.getLogger("jan.server")
@@ -184,10 +186,38 @@ async def _target(request: web.Request, name: str) -> Target:
     """The model a request names (its engine resolved); 400 without a name, 404 for an unknown one."""
     if not name:
         raise OllamaError(400, "model is required")
+    services = _services(request)
+    model_id = ollama_requests.model_id(name)
     try:
-        return await _services(request).models.resolve(ollama_requests.strip_latest(name))
+        try:
+            return await services.models.resolve(model_id)
+        except ModelNotFoundError:
+            return await services.models.resolve(await _other_case(services, model_id))
     except ModelNotFoundError:
         raise OllamaError(404, f"model '{name}' not found") from None
+
+
+async def _other_case(services: Services, model_id: str) -> str:
+    """The id of a model that no id spells as ``model_id`` does: Ollama finds a model whatever the case of its name
+    (``Llama3`` is ``llama3``), so the one id equal to it but for case; ``ModelNotFoundError`` (a 404) when none is,
+    or more than one (ids that differ only in case, on a case-sensitive file system, are not guessed between)."""
+    folded = model_id.casefold()
+    same = [m["id"] for m in await services.models.model_extension().list_models()
+            if str(m.get("id", "")).casefold() == folded]
+    if len(same) != 1:
+        raise ModelNotFoundError(not_found_message("model", model_id))
+    return same[0]
+
+
+def _new_model_id(name: str, field: str) -> str:
+    """The id a model made by ``/api/copy`` or ``/api/create`` gets from its Ollama ``name``; a name no jan model can
+    have (another tag, a namespace, a character ids do not take) is a 400 that says what a name may be."""
+    model_id = ollama_requests.model_id(name)
+    if not is_valid_id(model_id):
+        raise OllamaError(400, f"{field}: invalid model name {json_text(name)}: jan's model names are 1-128 of "
+                               "A-Z a-z 0-9 . _ - starting with a letter or digit, without a tag (other than "
+                               "latest) or a namespace")
+    return model_id
 
 
 @contextlib.asynccontextmanager
@@ -514,7 +544,7 @@ async def copy(request: web.Request) -> web.Response:
     if not body.destination:
         raise OllamaError(400, f"destination {json_text(body.destination)} is invalid")
     source = await _target(request, body.source)
-    destination = ollama_requests.strip_latest(body.destination)
+    destination = _new_model_id(body.destination, "destination")
     services = _services(request)
     before = await _existing(services, destination)
     await _copy_model(services, source, destination, overwrite=True)
@@ -584,7 +614,7 @@ async def create(request: web.Request) -> web.StreamResponse:
                                "(a GGUF file pushed with POST /api/blobs/sha256:<hex>)")
     parameters = ollama_requests.model_parameters(body.parameters)
     settings = ollama_requests.model_settings(body.parameters)
-    model_id = ollama_requests.strip_latest(body.model_name)
+    model_id = _new_model_id(body.model_name, "model")
     services = _services(request)
     # a model of that name is replaced, as Ollama writes its manifest over the old one
     before = await _existing(services, model_id)
@@ -781,9 +811,13 @@ async def _pull_source(services: Services, name: str) -> tuple[str | None, str |
     """(URL to download, model id); no URL when the model is already there."""
     if "://" in name:
         return name, None
-    model_id = ollama_requests.strip_latest(name)
+    model_id = ollama_requests.model_id(name)
     try:
-        model = await services.models.get(model_id)
+        try:
+            model = await services.models.get(model_id)
+        except ModelNotFoundError:
+            model_id = await _other_case(services, model_id)
+            model = await services.models.get(model_id)
     except ModelNotFoundError:
         raise OllamaError(404, f"pull model manifest: '{name}' is neither a jan model id nor an hf://owner/repo/"
                                "file.gguf or http(s) URL of a GGUF file") from None

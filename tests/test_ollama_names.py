@@ -1,0 +1,128 @@
+"""Model names as Ollama's clients send them, on every route that names a model.
+
+Ollama fills in what a name leaves out (``llama3`` is ``registry.ollama.ai/library/llama3:latest``) and finds a
+model whatever the case of its name. jan's ids have no tag, namespace or host, so:
+
+* a name that differs from a jan id only by Ollama's defaults (the tag ``latest``, the namespace ``library``, the
+  host ``registry.ollama.ai``) or by case finds that model;
+* any other name (``llama3.2:3b``, ``hf.co/owner/repo:Q4_K_M``) is a model jan does not have: 404 ``model '...' not
+  found`` as Ollama answers (clients offer a pull on it), never a 400 about the name's characters — and the same
+  in every dialect (OpenAI's ``model_not_found``, Anthropic's ``not_found_error``);
+* a new model's name (``/api/create``, ``/api/copy``) that jan cannot store is a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import pytest
+from api_helpers import Client, running
+from jan.server.dialects import ollama_requests
+
+FOREIGN = ["stories260K:v2", "llama3.2:3b", "library/nope:7b", "hf.co/owner/repo:Q4_K_M", "someone/stories260K",
+           "localhost:5000/x/stories260K", "../stories260K"]
+#: Names of one model, as templates of its id (``{}``, upper-cased ``{U}``).
+SAME = ["{}", "{}:latest", "{U}:Latest", "library/{}", "registry.ollama.ai/library/{}:latest",
+        "Registry.Ollama.AI/Library/{U}"]
+
+
+@pytest.mark.parametrize("name, jan_id", [
+    ("llama3:latest", "llama3"), ("llama3:LATEST", "llama3"), ("library/llama3", "llama3"),
+    ("registry.ollama.ai/library/llama3:latest", "llama3"), ("Library/llama3", "llama3"),
+    ("a:b", "a:b"), ("someone/llama3", "someone/llama3"), ("registry.ollama.ai/someone/llama3", "someone/llama3"),
+    ("localhost:5000/library/llama3", "localhost:5000/library/llama3"),  # another host is another model
+    ("localhost:5000/x", "localhost:5000/x"),  # ":5000/x" is no tag
+    ("latest", "latest"),
+])
+def test_ollamas_defaults_are_dropped_and_nothing_else(name, jan_id):
+    assert ollama_requests.model_id(name) == jan_id
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, stories_path, minilm_path):
+    with running(tmp_path_factory.mktemp("ollama-names") / "data", stories_path, minilm_path) as srv:
+        yield srv
+
+
+def _lookups(name: str) -> list[tuple[str, str, dict]]:
+    """Every Ollama route that looks a model up, with a body that would succeed for a model that is there."""
+    opts = {"num_predict": 1}
+    return [("POST", "/api/generate", {"model": name, "prompt": "Once", "raw": True, "stream": False, "options": opts}),
+            ("POST", "/api/chat", {"model": name, "messages": [{"role": "user", "content": "Hi"}], "stream": False,
+                                   "options": opts}),
+            ("POST", "/api/generate", {"model": name}),  # a load with nothing to generate
+            ("POST", "/api/show", {"model": name}),
+            ("POST", "/api/embed", {"model": name, "input": "Hi"}),
+            ("POST", "/api/embeddings", {"model": name, "prompt": "Hi"}),
+            ("POST", "/api/copy", {"source": name, "destination": "copied"})]
+
+
+@pytest.mark.parametrize("name", FOREIGN)
+async def test_a_name_jan_has_no_model_for_is_not_found(models, name):
+    async with Client(models.base_url) as api:
+        for method, path, body in [*_lookups(name), ("DELETE", "/api/delete", {"model": name})]:
+            status, got = await api.call(method, path, body)
+            assert (status, got) == (404, {"error": f"model '{name}' not found"}), (path, got)
+        status, got = await api.post("/api/pull", {"model": name, "stream": False})
+        assert status == 404 and list(got) == ["error"] and "neither a jan model id" in got["error"], got
+
+
+@pytest.mark.parametrize("template", SAME)
+async def test_ollamas_default_parts_and_case_find_the_model(models, template):
+    def named(model_id: str) -> str:
+        return template.format(model_id, U=model_id.upper())
+
+    name = named("stories260K")
+    async with Client(models.base_url) as api:
+        for method, path, body in _lookups(name):
+            status, got = await api.call(method, path, body)
+            assert status == 200, (path, got)
+            if path in ("/api/generate", "/api/chat"):
+                assert got["model"] == name and got["done"] is True  # Ollama echoes the name it was sent
+        status, got = await api.post("/api/pull", {"model": name, "stream": False})
+        assert (status, got) == (200, {"status": "success"})
+        # deleting by such a name deletes the model it means
+        assert (await api.post("/api/copy", {"source": "stories260K", "destination": "to-delete"}))[0] == 200
+        assert (await api.call("DELETE", "/api/delete", {"model": named("to-delete")}))[0] == 200
+        assert (await api.post("/api/show", {"model": "to-delete"}))[0] == 404
+
+
+@pytest.mark.parametrize("path, field, body", [
+    ("/api/create", "model", {"model": "made:v1", "from": "stories260K", "stream": False}),
+    ("/api/create", "model", {"model": "someone/made", "from": "stories260K", "stream": False}),
+    ("/api/copy", "destination", {"source": "stories260K", "destination": "made:v1"}),
+    ("/api/copy", "destination", {"source": "stories260K", "destination": "hf.co/a/b"}),
+])
+async def test_a_new_model_name_jan_cannot_store_is_a_400_naming_the_field(models, path, field, body):
+    async with Client(models.base_url) as api:
+        status, got = await api.post(path, body)
+        assert status == 400 and list(got) == ["error"], got
+        assert got["error"].startswith(f"{field}: invalid model name") and "tag" in got["error"], got
+
+
+async def test_a_new_model_name_with_ollamas_defaults_is_the_plain_id(models):
+    async with Client(models.base_url) as api:
+        status, _ = await api.post("/api/copy", {"source": "stories260K", "destination": "library/plain:latest"})
+        assert status == 200
+        status, got = await api.post("/api/create", {"model": "registry.ollama.ai/library/made:latest",
+                                                     "from": "plain", "stream": False})
+        assert (status, got) == (200, {"status": "success"})
+        tags = {m["model"] for m in (await api.get("/api/tags"))[1]["models"]}
+        assert {"plain", "made"} <= tags
+        for name in ("plain", "made"):
+            assert (await api.call("DELETE", "/api/delete", {"model": name}))[0] == 200
+
+
+@pytest.mark.parametrize("name", ["llama3.2:3b", "openai/gpt-4o", "../stories260K"])
+async def test_every_dialect_says_not_found_for_a_name_no_model_can_have(models, name):
+    """The service's one rule: a name that no stored id can be is a model that is not there, not a malformed id."""
+    user = [{"role": "user", "content": "Hi"}]
+    async with Client(models.base_url) as api:
+        for path, body in [("/v1/chat/completions", {"model": name, "messages": user, "max_tokens": 1}),
+                           ("/v1/completions", {"model": name, "prompt": "Hi", "max_tokens": 1}),
+                           ("/v1/embeddings", {"model": name, "input": "Hi"}),
+                           ("/v1/responses", {"model": name, "input": "Hi", "max_output_tokens": 16})]:
+            status, got = await api.post(path, body)
+            assert status == 404 and got["error"]["code"] == "model_not_found", (path, got)
+            assert got["error"]["message"] == f"model {name!r} not found"
+        status, got = await api.post("/v1/messages", {"model": name, "messages": user, "max_tokens": 1})
+        assert status == 404 and got["error"]["type"] == "not_found_error", got
+
