@@ -59,7 +59,7 @@ def _temp_files(blobs: Path) -> list[str]:
 
 
 def _tags(server) -> set[str]:
-    return {m["model"] for m in _http(server, "GET", "/api/tags").json()["models"]}
+    return {m["model"].removesuffix(":latest") for m in _http(server, "GET", "/api/tags").json()["models"]}
 
 
 # -- blobs ---------------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_official_client(client, blobs, tmp_path, stories_path):
         assert reply.eval_count == 3 and reply.response
         assert reply.response == client.generate(model="stories260K", prompt=STORY, raw=True,
                                                  options={"num_predict": 3, "temperature": 0}).response
-        assert "story-client" in {m.model for m in client.list().models}
+        assert "story-client" in {m.model.removesuffix(":latest") for m in client.list().models}
         streamed = [e.status for e in client.create(model="story-client-2", files={"s.gguf": digest}, stream=True)]
         assert streamed[0] == "parsing GGUF" and streamed[-1] == "success"
         client.delete("story-client-2")

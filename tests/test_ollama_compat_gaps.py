@@ -164,7 +164,7 @@ def _post_bytes(server, path: str, data: bytes) -> httpx.Response:
 
 
 def _loaded(server) -> set[str]:
-    return {m["model"] for m in httpx.get(server.base_url + "/api/ps", timeout=60).json()["models"]}
+    return {m["model"].removesuffix(":latest") for m in httpx.get(server.base_url + "/api/ps", timeout=60).json()["models"]}
 
 
 def _wait_unloaded(server, model: str) -> None:
@@ -372,7 +372,7 @@ def test_a_bad_num_keep_is_a_400_on_every_route(server, path, body, num_keep):
     key = "parameters" if path == "/api/create" else "options"
     error = _error(_post(server, path, {"model": "stories260K", **body, key: {"num_keep": num_keep}}))
     assert error.startswith(f"{key}.num_keep")
-    assert "bad-keep" not in {m["model"] for m in httpx.get(server.base_url + "/api/tags").json()["models"]}
+    assert "bad-keep" not in {m["model"].removesuffix(":latest") for m in httpx.get(server.base_url + "/api/tags").json()["models"]}
 
 
 @pytest.mark.parametrize("path, body", [

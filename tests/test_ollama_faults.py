@@ -168,7 +168,7 @@ async def test_create_checks_its_parameters_and_keeps_the_load_ones(models):
                                                       "options": {"num_predict": 2}})
         assert done["done"] is True
         running_models = (await api.ok("GET", "/api/ps"))["models"]
-        assert next(m for m in running_models if m["name"] == "sized")["context_length"] == 256
+        assert next(m for m in running_models if m["name"] == "sized:latest")["context_length"] == 256
 
 
 @pytest.mark.parametrize("stream", [None, False, True])
@@ -208,7 +208,7 @@ async def test_ps_reports_an_embedding_models_context(models, minilm_path):
     model = minilm_path.stem
     async with Client(models.base_url) as api:
         await api.ok("POST", "/api/embed", {"model": model, "input": "hello"})
-        entry = next(m for m in (await api.ok("GET", "/api/ps"))["models"] if m["name"] == model)
+        entry = next(m for m in (await api.ok("GET", "/api/ps"))["models"] if m["name"] == f"{model}:latest")
     assert entry["context_length"] == 512  # bert.context_length: the embedding context it was loaded with
 
 
@@ -229,7 +229,7 @@ async def test_a_keep_alive_longer_than_any_date_is_forever(models, keep_alive):
     # it to now; past the longest duration (Go's, Ollama's own) it is forever, as a negative one is
     async with Client(models.base_url) as api:
         await api.ok("POST", "/api/generate", {"model": "stories260K", "keep_alive": keep_alive})
-        entry = next(m for m in (await api.ok("GET", "/api/ps"))["models"] if m["name"] == "stories260K")
+        entry = next(m for m in (await api.ok("GET", "/api/ps"))["models"] if m["name"] == "stories260K:latest")
         assert int(entry["expires_at"][:4]) >= 2100, entry  # forever: a date far ahead, as for keep_alive -1
         await api.ok("POST", "/api/generate", {"model": "stories260K", "keep_alive": -1})
 
@@ -247,7 +247,7 @@ async def test_keep_alive_0_is_not_kept_waiting_by_a_request_that_submits_nothin
         assert got == (200 if path.endswith("count_tokens") else 400), answer
         unloaded = await api.ok("POST", "/api/generate", {"model": "stories260K", "keep_alive": 0})
         assert unloaded["done_reason"] == "unload"
-        assert "stories260K" not in [m["name"] for m in (await api.ok("GET", "/api/ps"))["models"]]
+        assert "stories260K" not in [m["name"].removesuffix(":latest") for m in (await api.ok("GET", "/api/ps"))["models"]]
 
 
 async def test_values_in_errors_are_spelled_as_json(models):
@@ -317,7 +317,7 @@ async def test_stopping_a_model_cancels_its_running_embedding(tmp_path, minilm_p
             assert loaded.busy  # an embedding running counts: no keep-alive nor room-making unload takes it
             stopped = await api.ok("POST", f"/v1/models/{model}/stop")
             assert stopped["state"] == "unloaded", stopped
-            assert model not in [m["name"] for m in (await api.ok("GET", "/api/ps"))["models"]]
+            assert model not in [m["name"].removesuffix(":latest") for m in (await api.ok("GET", "/api/ps"))["models"]]
             gate.release.set()
             status, answer = await asyncio.wait_for(embedding, 60)
             # the error a cut-off generation gets (503: try again), never the vectors of a model that is gone

@@ -106,7 +106,7 @@ async def test_a_new_model_name_with_ollamas_defaults_is_the_plain_id(models):
                                                      "from": "plain", "stream": False})
         assert (status, got) == (200, {"status": "success"})
         tags = {m["model"] for m in (await api.get("/api/tags"))[1]["models"]}
-        assert {"plain", "made"} <= tags
+        assert {"plain:latest", "made:latest"} <= tags
         for name in ("plain", "made"):
             assert (await api.call("DELETE", "/api/delete", {"model": name}))[0] == 200
 
@@ -126,3 +126,17 @@ async def test_every_dialect_says_not_found_for_a_name_no_model_can_have(models,
         status, got = await api.post("/v1/messages", {"model": name, "messages": user, "max_tokens": 1})
         assert status == 404 and got["error"]["type"] == "not_found_error", got
 
+
+async def test_listed_names_carry_ollamas_tag_and_find_their_model(models):
+    """Ollama lists ``llama3:latest``; clients match a name the user gave against that (LangChain's
+    ``validate_model_on_init``: ``name == listed or listed.startswith(name + ":")``) and send the listed name back."""
+    async with Client(models.base_url) as api:
+        listed = [m["model"] for m in (await api.get("/api/tags"))[1]["models"]]
+        assert {"all-MiniLM-L6-v2-f32:latest", "stories260K:latest"} <= set(listed)
+        assert all(name.endswith(":latest") for name in listed), listed
+        for wanted in ("stories260K", "stories260K:latest"):
+            assert any(wanted == m or m.startswith(f"{wanted}:") for m in listed)
+        status, got = await api.post("/api/generate", {"model": "stories260K:latest", "keep_alive": "5m"})
+        assert status == 200 and got["done_reason"] == "load"
+        running = (await api.get("/api/ps"))[1]["models"]
+        assert {(m["name"], m["model"]) for m in running} >= {("stories260K:latest", "stories260K:latest")}

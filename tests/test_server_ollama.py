@@ -99,12 +99,14 @@ def test_version_and_is_running(server):
 def test_tags_list_the_same_models_as_v1_models(server, client):
     tags = client.list().models
     v1 = openai.OpenAI(base_url=server.base_url + "/v1", api_key="-").models.list()
-    assert sorted(m.model for m in tags) == sorted(m.id for m in v1)
-    stories = next(m for m in tags if m.model == "stories260K")
+    # each with Ollama's default tag, as Ollama lists names (clients match them so); name and model alike
+    assert sorted(m.model for m in tags) == sorted(f"{m.id}:latest" for m in v1)
+    assert all(m["name"] == m["model"] for m in httpx.get(server.base_url + "/api/tags").json()["models"])
+    stories = next(m for m in tags if m.model == "stories260K:latest")
     assert stories.size == os.path.getsize(models_dir() / "stories260K.gguf")
     assert stories.details.format == "gguf" and stories.details.family == "llama"
     assert stories.details.parameter_size == "292.8K"
-    minilm = next(m for m in tags if m.model == MINILM)
+    minilm = next(m for m in tags if m.model == f"{MINILM}:latest")
     assert minilm.details.family == "bert" and minilm.details.quantization_level == "F32"
     assert len(stories.digest) == 64 and stories.modified_at is not None
 
@@ -280,7 +282,7 @@ def test_embed_truncates_long_inputs_unless_told_not_to(client):
 
 # -- loaded models and keep_alive --------------------------------------------------------------------------
 def _ps(client) -> dict:
-    return {m.model: m for m in client.ps().models}
+    return {m.model.removesuffix(":latest"): m for m in client.ps().models}
 
 
 def test_ps_and_keep_alive(client):
@@ -338,7 +340,7 @@ def test_pull_with_progress_then_copy_and_delete(client, file_server, stories_pa
     done = [e.completed or 0 for e in progress]
     assert done == sorted(done) and done[-1] == size and progress[-1].status == "pulling pulled-stories.gguf"
     assert not any(e.digest for e in events)  # Ollama's digest is a sha256:..., unknown here: left out, no file name
-    assert "pulled-stories" in {m.model for m in client.list().models}
+    assert "pulled-stories" in {m.model.removesuffix(":latest") for m in client.list().models}
     text = client.generate(model="pulled-stories", prompt=STORY, raw=True, options={"temperature": 0, "num_predict": 5})
     assert text.eval_count == 5
 
@@ -346,7 +348,7 @@ def test_pull_with_progress_then_copy_and_delete(client, file_server, stories_pa
     client.copy("pulled-stories", "stories-copy")
     assert client.show("stories-copy").details.family == "llama"
     assert client.delete("pulled-stories").status == "success"
-    names = {m.model for m in client.list().models}
+    names = {m.model.removesuffix(":latest") for m in client.list().models}
     assert "pulled-stories" not in names and "stories-copy" in names
     assert client.generate(model="stories-copy", prompt=STORY, raw=True, options={"num_predict": 2}).eval_count == 2
     client.delete("stories-copy")
@@ -362,7 +364,7 @@ def test_create_from_a_model_with_its_own_parameters(client):
                          parameters={"num_predict": 3, "temperature": 0, "num_ctx": 64})  # num_ctx: load-time, ignored
     assert done.status == "success"
     try:
-        assert "stories-short" in {m.model for m in client.list().models}
+        assert "stories-short" in {m.model.removesuffix(":latest") for m in client.list().models}
         # shown in Ollama's Modelfile names and quoting, so the modelfile can go back to `ollama create`
         shown = client.show("stories-short")
         assert "num_predict" in shown.parameters and "max_tokens" not in shown.parameters
@@ -394,7 +396,7 @@ def test_create_refuses_what_it_cannot_keep(server, body, message):
     assert response.status_code == 400 and list(response.json()) == ["error"]
     assert message in response.json()["error"]
     assert _post(server, "/api/create", {"model": "x", "from": "no-such-model"}).status_code == 404
-    assert "x" not in {m["model"] for m in httpx.get(server.base_url + "/api/tags").json()["models"]}
+    assert "x" not in {m["model"].removesuffix(":latest") for m in httpx.get(server.base_url + "/api/tags").json()["models"]}
 
 
 def test_pull_errors(client, file_server):

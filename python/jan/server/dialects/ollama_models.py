@@ -19,8 +19,8 @@ import jan
 from jan.engine.header import read_info
 from jan.services.models import capabilities as model_capabilities
 
-__all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "model_digest", "model_entry",
-           "parameter_size", "running_entry", "show"]
+__all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "listed_name", "model_digest",
+           "model_entry", "parameter_size", "running_entry", "show"]
 
 # llama.cpp's ``general.file_type`` values (enum llama_ftype) and their names
 FILE_TYPES = {
@@ -130,13 +130,21 @@ def _size(model: dict[str, Any], path: str | None) -> int:
     return int(size) if isinstance(size, (int, float)) else 0
 
 
+def listed_name(model_id: str) -> str:
+    """A model's name as Ollama lists it: with its tag, which for a jan model (ids have none) is Ollama's default,
+    ``latest``. Clients match names as Ollama writes them — LangChain's ``validate_model_on_init`` takes ``llama3``
+    for a listed ``llama3:latest``, others append ``:latest`` to a bare name before comparing — so a bare id here
+    would not be found by them; sent back, the tag is dropped again (:func:`ollama_requests.model_id`)."""
+    return f"{model_id}:latest"
+
+
 def model_entry(model: dict[str, Any], path: str | None) -> dict[str, Any]:
-    """One ``/api/tags`` entry (blocking: reads the file's header). ``name`` and ``model`` are the
-    jan model id, which is what clients send back."""
+    """One ``/api/tags`` entry (blocking: reads the file's header). ``name`` and ``model`` are the jan model id
+    with Ollama's default tag (:func:`listed_name`), which is what clients send back."""
     gguf = gguf_details(path)
     return {
-        "name": model["id"],
-        "model": model["id"],
+        "name": listed_name(model["id"]),
+        "model": listed_name(model["id"]),
         "modified_at": _modified_at(model, path),
         "size": _size(model, path),
         "digest": model_digest(model, path),
@@ -156,8 +164,8 @@ def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any
         expires = now + timedelta(seconds=float(expires_in))
     size = status.get("memory_bytes") or _size(model, path)
     return {
-        "name": model["id"],
-        "model": model["id"],
+        "name": listed_name(model["id"]),
+        "model": listed_name(model["id"]),
         "size": size,
         "digest": model_digest(model, path),
         "details": _details(model, gguf),
