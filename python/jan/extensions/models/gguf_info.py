@@ -35,10 +35,81 @@ def describe_gguf(path: str) -> dict[str, Any]:
     }
 
 
-#: GGUF value types: fixed sizes (8: string and 9: array are read apart).
-_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+#: GGUF value types of a fixed size, as ``struct`` formats (8: string and 9: array are read apart).
+_GGUF_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_GGUF_SIZES = {vtype: struct.calcsize("<" + fmt) for vtype, fmt in _GGUF_FORMATS.items()}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
 #: What ``general.architecture`` a multimodal projector (llama.cpp's libmtmd, ``clip.cpp``) has.
 PROJECTOR_ARCHITECTURE = "clip"
+
+
+class _Header:
+    """A GGUF file's header, read key by key in order from its start (never the weights). llama.cpp's metadata API
+    renders arrays as no text and cannot read a projector at all, so these few reads are done here; a damaged
+    header raises ``ValueError``."""
+
+    def __init__(self, f: Any):
+        self.f = f
+
+    def read(self, n: int) -> bytes:
+        data = self.f.read(n)
+        if len(data) != n:
+            raise ValueError("the GGUF header is cut short")
+        return data
+
+    def u32(self) -> int:
+        return struct.unpack("<I", self.read(4))[0]
+
+    def u64(self) -> int:
+        return struct.unpack("<Q", self.read(8))[0]
+
+    def string(self) -> bytes:
+        n = self.u64()
+        if n > 1 << 24:
+            raise ValueError("a GGUF header string is implausibly long")
+        return self.read(n)
+
+    def keys(self, max_keys: int) -> Any:
+        """Each key in turn, as ``(key, value type)``; the caller reads or skips its value before the next."""
+        if self.read(4) != GGUF_MAGIC:
+            raise ValueError("not a GGUF file")
+        version = self.u32()
+        if version < 2:
+            raise ValueError(f"GGUF version {version} is too old")
+        self.u64()  # tensors
+        for _ in range(min(self.u64(), max_keys)):
+            key = self.string().decode("utf-8", "replace")
+            yield key, self.u32()
+
+    def array_header(self) -> tuple[int, int]:
+        item, count = self.u32(), self.u64()
+        if item not in _GGUF_SIZES and item != _GGUF_STRING:
+            raise ValueError(f"a GGUF array of value type {item} is not understood")
+        return item, count
+
+    def skip(self, vtype: int) -> None:
+        if vtype == _GGUF_STRING:
+            self.string()
+        elif vtype == _GGUF_ARRAY:
+            item, count = self.array_header()
+            if item == _GGUF_STRING:
+                for _ in range(count):
+                    self.string()
+            else:
+                self.f.seek(_GGUF_SIZES[item] * count, os.SEEK_CUR)
+        elif vtype in _GGUF_SIZES:
+            self.read(_GGUF_SIZES[vtype])
+        else:
+            raise ValueError(f"GGUF value type {vtype} is not understood")
+
+    def array(self) -> list[Any]:
+        item, count = self.array_header()
+        if item == _GGUF_STRING:
+            return [self.string().decode("utf-8", "replace") for _ in range(count)]
+        size = _GGUF_SIZES[item] * count
+        if size > 1 << 30:
+            raise ValueError("a GGUF header array is implausibly long")
+        return list(struct.unpack(f"<{count}{_GGUF_FORMATS[item]}", self.read(size)))
 
 
 def gguf_architecture(path: str, *, max_keys: int = 4096) -> str | None:
@@ -46,54 +117,35 @@ def gguf_architecture(path: str, *, max_keys: int = 4096) -> str | None:
     so llama.cpp cannot be asked); ``None`` when the header does not say (or is cut short). Reads the keys in
     order and stops at that one; a damaged header raises ``ValueError``."""
     with open(path, "rb") as f:
-        def read(n: int) -> bytes:
-            data = f.read(n)
-            if len(data) != n:
-                raise ValueError("the GGUF header is cut short")
-            return data
-
-        def u32() -> int:
-            return struct.unpack("<I", read(4))[0]
-
-        def u64() -> int:
-            return struct.unpack("<Q", read(8))[0]
-
-        def string() -> bytes:
-            n = u64()
-            if n > 1 << 24:
-                raise ValueError("a GGUF header string is implausibly long")
-            return read(n)
-
-        def skip(vtype: int) -> None:
-            if vtype == 8:
-                string()
-            elif vtype == 9:
-                item, count = u32(), u64()
-                if item in _GGUF_SIZES:
-                    f.seek(_GGUF_SIZES[item] * count, os.SEEK_CUR)
-                elif item == 8:
-                    for _ in range(count):
-                        string()
-                else:
-                    raise ValueError(f"a GGUF array of value type {item} is not understood")
-            elif vtype in _GGUF_SIZES:
-                read(_GGUF_SIZES[vtype])
-            else:
-                raise ValueError(f"GGUF value type {vtype} is not understood")
-
-        if read(4) != GGUF_MAGIC:
-            raise ValueError("not a GGUF file")
-        version = u32()
-        if version < 2:
-            raise ValueError(f"GGUF version {version} is too old")
-        u64()  # tensors
-        for _ in range(min(u64(), max_keys)):
-            key = string()
-            vtype = u32()
-            if key == b"general.architecture" and vtype == 8:
-                return string().decode("utf-8", "replace")
-            skip(vtype)
+        header = _Header(f)
+        for key, vtype in header.keys(max_keys):
+            if key == "general.architecture" and vtype == _GGUF_STRING:
+                return header.string().decode("utf-8", "replace")
+            header.skip(vtype)
     return None
+
+
+def gguf_arrays(path: str, *, longest: int | None = None, max_keys: int = 4096) -> dict[str, list[Any]]:
+    """The array-valued keys of a GGUF file's header (the vocabulary's ``tokenizer.ggml.tokens``, ``merges``,
+    ``token_type``; per-layer sizes), which llama.cpp's metadata gives no value for. An array of more than
+    ``longest`` items (``None``: no limit) is given as ``[]`` without reading it, as Ollama's ``/api/show`` leaves
+    the vocabulary out unless asked. A damaged header raises ``ValueError``."""
+    arrays: dict[str, list[Any]] = {}
+    with open(path, "rb") as f:
+        header = _Header(f)
+        for key, vtype in header.keys(max_keys):
+            if vtype != _GGUF_ARRAY:
+                header.skip(vtype)
+                continue
+            at = f.tell()
+            _, count = header.array_header()
+            f.seek(at)
+            if longest is not None and count > longest:
+                header.skip(vtype)
+                arrays[key] = []
+            else:
+                arrays[key] = header.array()
+    return arrays
 
 
 def check_projector(path: str) -> None:

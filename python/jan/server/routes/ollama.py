@@ -502,7 +502,10 @@ async def show(request: web.Request) -> web.Response:
     body = await _body(request, wire.OllamaModelRequest)
     target = await _target(request, body.model_name)
     path = target.model.get("file_path")
-    return _json(await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose))
+    shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose)
+    # with verbose, the vocabulary's hundreds of thousands of strings: encoded on a worker thread, not the loop
+    values = sum(len(v) for v in shown.get("model_info", {}).values() if isinstance(v, list))
+    return await json_response_built(lambda: shown, values=values, encode=_dumps)
 
 
 @routes.get("/api/ps")
