@@ -493,6 +493,23 @@ class ModelService:
         except (ModelNotFoundError, KeyError) as exc:
             raise _missing(model_id, exc) from None
 
+    async def _missing_with_guess(self, model_id: str, exc: BaseException) -> ModelNotFoundError:
+        """:func:`_missing`, naming the model a request most likely meant where the id differs from one only in
+        case or by the file name's ``.gguf`` (``stories260k``, ``stories260K.gguf``): model ids are exact, and
+        "not found" alone sends the user to list them."""
+        error = _missing(model_id, exc)
+        if getattr(error, "damaged", None) or not isinstance(model_id, str):
+            return error
+        wanted = model_id.strip().removesuffix(".gguf").casefold()
+        try:
+            ids = [m.get("id") for m in await self.model_extension().list_models()]
+        except Exception:  # noqa: BLE001 - a hint only: the plain error where the list cannot be read
+            return error
+        close = sorted(i for i in ids if isinstance(i, str) and i != model_id and i.casefold() == wanted)
+        if close:
+            return ModelNotFoundError(f"{error}: did you mean {close[0]!r}? (model ids are exact)")
+        return error
+
     async def resolve(self, model_id: str | None) -> Target:
         """The model (``None``: the default model if one is configured, else the only loaded model) and its engine.
 
@@ -506,7 +523,7 @@ class ModelService:
             try:  # the model.json and its files from one read, the path of every request
                 model = await whole(model_id)
             except (ModelNotFoundError, KeyError) as exc:
-                raise _missing(model_id, exc) from None
+                raise await self._missing_with_guess(model_id, exc) from None
             return Target(model, self.engine_for(model))
         model = await self.get(model_id)
         engine = self.engine_for(model)
