@@ -30,6 +30,8 @@ __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_
 _WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
 
 DEFAULT_ENGINE = "llama.cpp"
+#: The built-in extension that provides each built-in engine (only a loaded extension says which engines it has).
+BUILTIN_ENGINE_EXTENSIONS = {DEFAULT_ENGINE: "llamacpp"}
 
 
 #: model.json ``settings`` a local engine reads as text (file names, templates) besides the load options.
@@ -359,8 +361,21 @@ class ModelService:
                                               f"{describe_loading(exc.loading)}", loading=exc.loading) from None
             failed = getattr(exc, "failed", ())  # enabled but failed to load: its cause, not "not enabled"
             raise RequestError(f"No enabled extension provides the engine '{name}' for model '{model['id']}'"
-                               + (f" ({describe_failed(failed)})" if failed else ""),
+                               + (f" ({describe_failed(failed)})" if failed else self._disabled_hint(name)),
                                param="model", code="engine_unavailable") from None
+
+    def _disabled_hint(self, engine: str) -> str:
+        """How to turn back on the built-in extension that provides ``engine`` when it is disabled (`jan
+        extensions disable llamacpp`, or the web page's switch): else the message does not say which one."""
+        extension = BUILTIN_ENGINE_EXTENSIONS.get(engine)
+        if extension is None:
+            return ""
+        try:
+            enabled = self.manager.record(extension).enabled
+        except Exception:  # noqa: BLE001 - a hint only: none where the record cannot be read (not installed)
+            return ""
+        return "" if enabled else (f" (the extension {extension!r} that provides it is disabled: "
+                                   f"`jan extensions enable {extension}`, or POST /v1/extensions/{extension}/enable)")
 
     def check_model(self, model: Mapping[str, Any], changed: Iterable[str] | None = None) -> None:
         """Check a model.json before it is stored, as the request path will read it: its ``engine``
