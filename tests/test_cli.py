@@ -21,12 +21,17 @@ STORY = ", there was a little girl named Lily. She loved to play outside in the 
 
 def test_help_lists_every_command_and_subcommands_have_help(env):
     out = ok(jan("--help", env=env)).stdout
-    for name in ("serve", "run", "chat", "models", "threads", "extensions", "info", "bench"):
+    for name in ("serve", "run", "chat", "models", "threads", "files", "extensions", "mcp", "info", "bench"):
         assert f"  {name}" in out
     for args in (["models", "--help"], ["models", "pull", "--help"], ["threads", "export", "--help"],
                  ["bench", "--help"], ["chat", "-h"]):
         assert "Usage: " in ok(jan(*args, env=env)).stdout
-    assert "--sha256" in ok(jan("models", "pull", "--help", env=env)).stdout
+    pull_help = ok(jan("models", "pull", "--help", env=env)).stdout
+    assert "--sha256" in pull_help
+    assert "hf://owner/repo[:QUANT]" in pull_help  # the README's whole-repository pull
+    # --max-loaded-models, which the README documents, was the one serve option with no help text
+    serve_help = ok(jan("serve", "--help", env=env)).stdout
+    assert "least recently used" in serve_help
     assert ok(jan("--version", env=env)).stdout.strip().endswith("0.1.0")
 
 

@@ -127,6 +127,13 @@ def test_bench_errors(env, stories_path):
     fails(jan("bench", stories_path, "-p", "0", "-n", "0", env=env), "nothing to measure")
     bad = jan("bench", stories_path, "-p", "x", env=env)
     assert bad.returncode == 2 and "comma-separated integers" in bad.stderr
+    # an -ub above -b is refused, as n_ubatch above n_batch is everywhere (README), not quietly lowered ...
+    fails(jan("bench", stories_path, "-b", "64", "-ub", "128", *BENCH, env=env), "-ub/--ubatch-size (128)",
+          "must not exceed -b/--batch-size (64)")
+    # ... while -ub's default (512) still follows a smaller -b, as llama-bench's does
+    rows = list(csv.DictReader(io.StringIO(ok(jan("bench", stories_path, "-b", "64", *BENCH, "-o", "csv",
+                                                  env=env)).stdout)))
+    assert {(r["n_batch"], r["n_ubatch"]) for r in rows} == {("64", "64")}
 
 
 def test_bench_warns_before_measuring_past_the_training_context(env, stories_path):

@@ -527,6 +527,14 @@ def test_bad_scheme_message_is_clear():
         dl.download("file:///tmp/x.gguf", "/tmp/never-written.gguf")
 
 
+def test_mistyped_url_messages_name_the_whole_repository_form():
+    # the README's `jan models pull hf://owner/repo[:QUANT]`: a user who leaves out hf:// or a part of the
+    # repository is shown that form too, not only the single-file one
+    for url in ("owner/repo", "hf://owner", "hf://owner/"):
+        with pytest.raises(DownloadError, match=re.escape("hf://owner/repo[:QUANT]")):
+            dl.resolve_url(url)
+
+
 def test_filename_from_url():
     assert dl.filename_from_url("https://h/a/b/Model%20Q4_K_M.gguf?download=true") == "Model Q4_K_M.gguf"
     assert dl.filename_from_url("hf://o/r@v2/dir/f.gguf") == "f.gguf"

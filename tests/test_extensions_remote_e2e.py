@@ -133,6 +133,9 @@ def test_disabling_the_local_engine_and_enabling_the_remote_one(front, upstream)
             assert status == 400, body
             assert body["error"]["code"] == "engine_unavailable" and body["error"]["param"] == "model"
             assert "llama.cpp" in body["error"]["message"] and "stories260K" in body["error"]["message"]
+            # and it says which switch turned the engine off, and how to turn it back on
+            assert "the extension 'llamacpp' that provides it is disabled: `jan extensions enable llamacpp`" \
+                in body["error"]["message"], body
         _, listing = call(front, "GET", "/v1/extensions")
         states = {r["name"]: r["state"] for r in listing["data"]}
         assert states["llamacpp"] == "disabled" and states["remote"] == "loaded"

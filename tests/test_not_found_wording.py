@@ -64,3 +64,25 @@ def test_the_wording():
     assert not_found_message("thread", "thread_x") == "thread 'thread_x' not found"
     assert not_found_message("run", "run_x", "thread 'thread_x'") == "run 'run_x' not found in thread 'thread_x'"
     assert str(jan.store.errors.NotFoundError("assistant", "asst_x")) == "assistant 'asst_x' not found"
+
+
+async def test_a_model_id_off_by_case_or_its_file_suffix_names_the_model_meant(tmp_path, stories_path):
+    # the README's models are ids such as `stories260K`; `stories260k` or the file's name `stories260K.gguf` is a
+    # natural slip, and "not found" alone leaves the user to list the models to see why
+    from api_helpers import running
+
+    with running(tmp_path / "data", stories_path) as server:
+        await _ask_with_wrong_ids(server)
+
+
+async def _ask_with_wrong_ids(server):
+    async with Client(server.base_url) as api:
+        for wrong in ("stories260k", "STORIES260K", "stories260K.gguf"):
+            status, err = await api.call("POST", "/v1/chat/completions", {
+                "model": wrong, "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]})
+            message = err["error"]["message"]
+            assert status == 404 and err["error"]["code"] == "model_not_found", err
+            assert message == f"model '{wrong}' not found: did you mean 'stories260K'? (model ids are exact)"
+            assert WORDING.match(message)
+        status, err = await api.call("POST", "/v1/completions", {"model": "nope", "prompt": "x", "max_tokens": 1})
+        assert status == 404 and err["error"]["message"] == "model 'nope' not found"

@@ -61,6 +61,12 @@ def test_use_jan_from_examples_run_and_name_real_flags(tmp_path, stories_path):
     section = _section("Use jan from…")
     snippets = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(snippets) == 2
+    # stories260K is a base model: a generating call with no length bound runs on to the end of its context
+    # (the Ollama example did: 2,048 tokens, ~25 s on a 2-core machine, for one "Hi")
+    calls = [call for source in snippets for call in re.findall(r"\.(?:chat|create)\((.*?)\)(?:\.|\s*#|\n)", source, re.S)]
+    assert len(calls) == 4, calls
+    for call in calls:
+        assert any(bound in call for bound in ("num_predict", "max_tokens", "max_output_tokens")), call
     srv = start_server(tmp_path, [stories_path])
     try:
         for source in snippets:

@@ -141,6 +141,20 @@ def test_unknown_route_and_wrong_method(server):
     assert status == 405 and error_of(body)["code"] == "method_not_allowed"
 
 
+def test_a_base_url_with_one_v1_too_many_is_named(server):
+    # the Anthropic and Ollama SDKs add /v1/messages and /api/chat to their base URL: given the OpenAI one
+    # (http://HOST:PORT/v1, as the README's OpenAI examples have it) they ask for /v1/v1/... and /v1/api/...
+    status, body = call(server, "POST", "/v1/v1/messages", {})
+    err = error_of(body)
+    assert status == 404 and err["code"] == "not_found"
+    assert "did you mean /v1/messages?" in err["message"] and "one /v1 too many" in err["message"]
+    status, body = call(server, "POST", "/v1/api/chat", {})
+    assert status == 404 and "did you mean /api/chat?" in error_of(body)["message"]
+    # no guess where the shorter path is no route either
+    status, body = call(server, "GET", "/v1/v1/nothing-here")
+    assert status == 404 and error_of(body)["message"] == "Unknown route"
+
+
 def test_body_too_large(server):
     big = {**CHAT, "messages": [{"role": "user", "content": "x" * 100_000}]}
     status, body = call(server, "POST", "/v1/chat/completions", big)

@@ -111,6 +111,21 @@ def test_json_routes_take_only_json(open_server, content_type):
     assert call(open_server, "POST", "/v1/models/stories260K/start", content_type=None)[0] == 200
 
 
+@pytest.mark.parametrize("content_type", [None, "application/json"])
+def test_a_body_less_post_is_an_empty_object(open_server, content_type):
+    # `curl -X POST .../threads` (and OpenAI's own `-d ''` example) send no body: that is {}, the fields' defaults,
+    # not a 415 for a Content-Type of a body never sent (nor "the body is empty"); the README's `interrupted` →
+    # `resume` is such a POST (`.../runs/{id}/resume` takes only an optional `stream`)
+    status, _, thread = call(open_server, "POST", "/v1/threads", raw=b"", content_type=content_type)
+    assert status == 200 and thread["object"] == "thread", thread
+    # a route whose body needs a field names it
+    status, _, err = call(open_server, "POST", "/v1/chat/completions", raw=b"", content_type=content_type)
+    assert status == 400 and err["error"]["param"] == "messages", err
+    # a body that is there is still checked as before: JSON only, and it must parse
+    assert call(open_server, "POST", "/v1/threads", raw=b" ", content_type="text/plain")[0] == 415
+    assert call(open_server, "POST", "/v1/threads", raw=b" ")[2]["error"]["code"] == "invalid_json"
+
+
 # -- 4: CORS on every response -----------------------------------------------------------
 def test_cors_headers_on_errors_and_streams(keyed):
     origin = {"Origin": APP}

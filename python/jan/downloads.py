@@ -230,7 +230,8 @@ def resolve_url(url: str, *, hf_endpoint: str | None = None) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise DownloadError(
-            f"not a URL: {url!r} (expected http://, https:// or hf://owner/repo/file.gguf)",
+            f"not a URL: {url!r} (expected http://, https://, hf://owner/repo/file.gguf or a whole "
+            f"hf://owner/repo[:QUANT])",
             DownloadError.INVALID_URL,
             url=url,
         )
@@ -253,7 +254,10 @@ def resolve_url(url: str, *, hf_endpoint: str | None = None) -> str:
 
 
 def _resolve_hf(original: str, rest: str, endpoint: str) -> str:
-    usage = "hf:// URLs look like hf://owner/repo/path/file.gguf or hf://owner/repo@revision/path/file.gguf"
+    # A whole repository (hf://owner/repo[:QUANT]) never reaches here (jan.hf_repo.plan_pull picks its file
+    # first), but a user who mistyped one reads this message, so it names that form too.
+    usage = ("hf:// URLs look like hf://owner/repo/path/file.gguf or hf://owner/repo@revision/path/file.gguf, "
+             "or a whole repository: hf://owner/repo[:QUANT]")
     segments = rest.split("/")
     if len(segments) < 3 or any(not s for s in segments):
         raise DownloadError(f"bad hf:// URL {original!r}: {usage}", DownloadError.INVALID_URL, url=original)

@@ -165,6 +165,12 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
         jan bench stories260K -p 512 -n 128 -r 5 -o md
     """
     tests = [("pp", p) for p in n_prompt if p > 0] + [("tg", n) for n in n_gen if n > 0]
+    # -ub's default (512) is cut to a smaller -b, as llama-bench does; an -ub the user wrote above -b is
+    # refused, as n_ubatch above n_batch is everywhere else (jan.Model, model.json), not quietly lowered
+    if n_ubatch > n_batch and click.get_current_context().get_parameter_source("n_ubatch") \
+            is not click.core.ParameterSource.DEFAULT:
+        raise CLIError(f"-ub/--ubatch-size ({n_ubatch}) must not exceed -b/--batch-size ({n_batch}): the "
+                       "physical batch is what a logical batch is split into, so it cannot be the larger")
     if not tests:
         raise CLIError("nothing to measure: -p and -n are both 0")
     model_json, path = resolve_local_model(conn, model)

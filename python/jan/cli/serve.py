@@ -87,7 +87,9 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               help="Tokens matched to find an earlier occurrence [default: 3].")
 @click.option("--keep-alive", default=None, type=float, callback=_seconds,
               help="Seconds an idle model stays loaded [default: until unloaded].")
-@click.option("--max-loaded-models", default=None, type=click.IntRange(1))
+@click.option("--max-loaded-models", default=None, type=click.IntRange(1),
+              help="Models loaded at once; loading one more unloads the least recently used idle one "
+                   "(at least as many as --model gives) [default: the llamacpp extension's setting, no limit].")
 @click.option("--no-extensions", is_flag=True, help="Load only built-in extensions.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))

@@ -353,6 +353,31 @@ def as_http_exception(err: APIError) -> web.HTTPException:
     return exc
 
 
+# A client given the OpenAI base URL (…/v1) where it wants the server's address (Anthropic's and Ollama's SDKs add
+# /v1/messages and /api/chat themselves) asks for /v1/v1/messages or /v1/api/chat: a bare "Unknown route" does not
+# say that the URL was one /v1 too long.
+_DOUBLED_BASE = (("/v1/v1/", "/v1/"), ("/v1/api/", "/api/"))
+
+
+async def _with_base_url_hint(request: web.Request, err: APIError) -> APIError:
+    """``err`` (a 404 of the router) with the route that was likely meant, when the path is a served one behind an
+    extra ``/v1``."""
+    for doubled, single in _DOUBLED_BASE:
+        if not request.path.startswith(doubled):
+            continue
+        meant = single + request.path[len(doubled):]
+        try:
+            match = await request.app.router.resolve(request.clone(rel_url=meant))
+        except Exception:  # noqa: BLE001 - a hint only: no hint rather than another error
+            return err
+        if match.http_exception is not None:
+            return err
+        return APIError(404, f"Unknown route {request.path}; did you mean {meant}? The client's base URL has one /v1 "
+                             "too many: OpenAI's clients take http://HOST:PORT/v1, Anthropic's and Ollama's "
+                             "http://HOST:PORT", type=err.type, code=err.code)
+    return err
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler):
     try:
@@ -364,8 +389,11 @@ async def error_middleware(request: web.Request, handler):
             return json_error(exc.api_error)  # type: ignore[attr-defined]
         if exc.content_type == "application/json":
             raise  # already an OpenAI body
-        return json_error(_http_error(exc), headers={k: v for k, v in exc.headers.items()
-                                                      if k.lower() in ("allow", "www-authenticate")})
+        err = _http_error(exc)
+        if exc.status == 404:
+            err = await _with_base_url_hint(request, err)
+        return json_error(err, headers={k: v for k, v in exc.headers.items()
+                                        if k.lower() in ("allow", "www-authenticate")})
     except asyncio.CancelledError:
         raise
     except ConnectionError as exc:

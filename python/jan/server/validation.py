@@ -219,5 +219,10 @@ def validate_json(raw: bytes, model: type[M]) -> M:
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """The request's JSON body validated as ``model``: :func:`read_json`'s errors, then :func:`validate_json`'s.
-    A large body is parsed and validated in one worker hop."""
+    A large body is parsed and validated in one worker hop. A request with no body at all (``curl -X POST``, or
+    OpenAI's own ``-d ''`` examples for ``POST /v1/threads``) is ``{}``: the model's defaults where it has them
+    (``.../runs/{id}/resume``, a new thread), else a 400 naming the field it needs, not a 415 for a body that was
+    never sent (the cross-site middleware lets a body-less POST through for the same reason)."""
+    if not request.body_exists:
+        return await body_step(validate_json, b"{}", model)
     return await body_step(validate_json, await _read_raw(request), model)

@@ -31,6 +31,8 @@ __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_
 _WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
 
 DEFAULT_ENGINE = "llama.cpp"
+#: The built-in extension that provides each built-in engine (only a loaded extension says which engines it has).
+BUILTIN_ENGINE_EXTENSIONS = {DEFAULT_ENGINE: "llamacpp"}
 
 
 #: model.json ``settings`` a local engine reads as text (file names, templates) besides the load options.
@@ -360,8 +362,21 @@ class ModelService:
                                               f"{describe_loading(exc.loading)}", loading=exc.loading) from None
             failed = getattr(exc, "failed", ())  # enabled but failed to load: its cause, not "not enabled"
             raise RequestError(f"No enabled extension provides the engine '{name}' for model '{model['id']}'"
-                               + (f" ({describe_failed(failed)})" if failed else ""),
+                               + (f" ({describe_failed(failed)})" if failed else self._disabled_hint(name)),
                                param="model", code="engine_unavailable") from None
+
+    def _disabled_hint(self, engine: str) -> str:
+        """How to turn back on the built-in extension that provides ``engine`` when it is disabled (`jan
+        extensions disable llamacpp`, or the web page's switch): else the message does not say which one."""
+        extension = BUILTIN_ENGINE_EXTENSIONS.get(engine)
+        if extension is None:
+            return ""
+        try:
+            enabled = self.manager.record(extension).enabled
+        except Exception:  # noqa: BLE001 - a hint only: none where the record cannot be read (not installed)
+            return ""
+        return "" if enabled else (f" (the extension {extension!r} that provides it is disabled: "
+                                   f"`jan extensions enable {extension}`, or POST /v1/extensions/{extension}/enable)")
 
     def check_model(self, model: Mapping[str, Any], changed: Iterable[str] | None = None) -> None:
         """Check a model.json before it is stored, as the request path will read it: its ``engine``
@@ -503,6 +518,23 @@ class ModelService:
         except (ModelNotFoundError, KeyError) as exc:
             raise _missing(model_id, exc) from None
 
+    async def _missing_with_guess(self, model_id: str, exc: BaseException) -> ModelNotFoundError:
+        """:func:`_missing`, naming the model a request most likely meant where the id differs from one only in
+        case or by the file name's ``.gguf`` (``stories260k``, ``stories260K.gguf``): model ids are exact, and
+        "not found" alone sends the user to list them."""
+        error = _missing(model_id, exc)
+        if getattr(error, "damaged", None) or not isinstance(model_id, str):
+            return error
+        wanted = model_id.strip().removesuffix(".gguf").casefold()
+        try:
+            ids = [m.get("id") for m in await self.model_extension().list_models()]
+        except Exception:  # noqa: BLE001 - a hint only: the plain error where the list cannot be read
+            return error
+        close = sorted(i for i in ids if isinstance(i, str) and i != model_id and i.casefold() == wanted)
+        if close:
+            return ModelNotFoundError(f"{error}: did you mean {close[0]!r}? (model ids are exact)")
+        return error
+
     async def resolve(self, model_id: str | None) -> Target:
         """The model (``None``: the default model if one is configured, else the only loaded model) and its engine.
 
@@ -518,7 +550,7 @@ class ModelService:
             try:  # the model.json and its files from one read, the path of every request
                 model = await whole(model_id)
             except (ModelNotFoundError, KeyError) as exc:
-                raise _missing(model_id, exc) from None
+                raise await self._missing_with_guess(model_id, exc) from None
             return Target(model, self.engine_for(model))
         model = await self.get(model_id)
         engine = self.engine_for(model)

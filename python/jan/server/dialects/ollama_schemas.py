@@ -305,7 +305,8 @@ class OllamaModelRequest(_Body):
 
 
 class OllamaPullRequest(OllamaModelRequest):
-    """``POST /api/pull``: ``model`` is a jan model id, an ``hf://owner/repo/file.gguf`` or an http(s) URL."""
+    """``POST /api/pull``: ``model`` is a jan model id, an ``hf://owner/repo/file.gguf``, a whole
+    ``hf://owner/repo[:QUANT]`` (its model and projector) or an http(s) URL."""
 
     insecure: bool = False
     stream: bool | None = None

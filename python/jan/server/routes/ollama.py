@@ -779,7 +779,8 @@ async def push_blob(request: web.Request) -> web.Response:
 @ollama_errors
 async def pull(request: web.Request) -> web.StreamResponse:
     """Download a model: ``model`` is an ``hf://owner/repo/file.gguf`` or http(s) URL of a GGUF
-    file, or a jan model id whose model.json names a download source. Streams Ollama's progress
+    file, a whole ``hf://owner/repo[:QUANT]`` (its model and projector, as the README says of every pull), or a jan
+    model id whose model.json names a download source. Streams Ollama's progress
     objects (``pulling manifest``, ``pulling <file>`` with ``digest``/``total``/``completed``,
     ``success``) unless ``stream`` is false. Leaving the stream does not stop the download."""
     body = await _body(request, wire.OllamaPullRequest)
