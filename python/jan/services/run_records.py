@@ -200,7 +200,7 @@ def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
 
 
 def _interrupt(data_folder: str | Path, record: dict[str, Any]) -> dict[str, Any] | None:
-    """Mark a live record nobody runs any more ``interrupted`` (saved); None if it is live or could not be saved."""
+    """Mark a live record nobody runs any more ``interrupted`` (saved when it can be); None if it is live."""
     if record.get("status") not in LIVE_STATUSES or _leases(data_folder).is_live(str(record.get("id"))):
         return None
     at = int(time.time())
@@ -210,8 +210,9 @@ def _interrupt(data_folder: str | Path, record: dict[str, Any]) -> dict[str, Any
     try:
         save_record(data_folder, record)
     except (OSError, ValueError) as exc:
+        # Still interrupted to whoever reads it (a full disk, a read-only folder): nobody runs it; the record on
+        # disk is marked by a later read that can write.
         log.warning("could not mark run %s interrupted: %s", record.get("id"), exc)
-        return None
     return record
 
 

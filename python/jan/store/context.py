@@ -222,7 +222,14 @@ class StoreContext:
                 raise CorruptFileError(self.relpath(path), error, str(moved) if moved else None) from exc
             upgraded, changed = self.migrations.upgrade(kind, doc)
             if changed:
-                atomic_write_bytes(path, dumps_json(upgraded))
+                try:
+                    atomic_write_bytes(path, dumps_json(upgraded))
+                except OSError as exc:
+                    # A read must not need a write (a full disk, a read-only folder): the document is served
+                    # upgraded; the file keeps its old version until a later read can write it.
+                    logger.warning("data folder: could not write %s upgraded (%s); served as read",
+                                   self.relpath(path), exc)
+                    return upgraded
                 logger.info("data folder: upgraded %s to %s version %d", self.relpath(path), kind,
                             upgraded[SCHEMA_VERSION_KEY])
             return upgraded
