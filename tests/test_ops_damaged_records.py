@@ -148,3 +148,40 @@ def test_a_damaged_responses_index_file_reads_as_missing_and_is_set_aside(tmp_pa
         asyncio.run(store.get(RESP))
     assert asyncio.run(store.entries(lambda name: True)) == []
     assert [p.read_bytes() for p in folder.glob(f"{RESP}.json.*")] == [content]
+
+
+# -- model.json ---------------------------------------------------------------------------------------------------
+def _model_damages(doc: dict) -> dict[str, dict]:
+    return {"settings_a_list": {**doc, "settings": [1, 2]}, "parameters_a_string": {**doc, "parameters": "hot"},
+            "metadata_a_list": {**doc, "metadata": []}, "sources_an_object": {**doc, "sources": {"a": 1}},
+            "source_a_string": {**doc, "sources": ["x.gguf"]},
+            "source_filename_a_number": {**doc, "sources": [{"filename": 5}]}, "engine_a_list": {**doc, "engine": []}}
+
+
+@pytest.mark.parametrize("damage", sorted(_model_damages({})))
+def test_a_model_json_of_the_wrong_shape_is_set_aside_and_the_other_models_still_list(tmp_path, damage):
+    from jan.errors import ModelNotFoundError
+    from jan.store import DataFolder
+
+    store = DataFolder(tmp_path / "data")
+    store.models.create({"id": "kept", "sources": [{"filename": "kept.gguf"}]})
+    store.models.create({"id": "bad", "sources": [{"filename": "bad.gguf"}]})
+    path = store.models_dir / "bad" / "model.json"
+    damaged = _model_damages(json.loads(path.read_text()))[damage]
+    path.write_text(json.dumps(damaged))
+    assert [m["id"] for m in store.models.list()] == ["kept"]  # was: every listing failed (a 500 on /v1/models)
+    with pytest.raises(ModelNotFoundError, match="damaged"):
+        store.models.get("bad")
+    assert [json.loads(p.read_text()) for p in path.parent.glob("model.json.corrupt-*")] == [damaged]
+    assert any(p.path == "models/bad/model.json" for p in store.problems)
+
+
+def test_a_hub_model_json_with_loose_fields_still_reads(tmp_path):
+    from jan.store import DataFolder
+
+    store = DataFolder(tmp_path / "data")
+    store.models.create({"id": "hub", "sources": [{"filename": "hub.gguf"}]})
+    path = store.models_dir / "hub" / "model.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "version": 2, "description": None, "engine": None}))
+    assert store.models.get("hub")["version"] == 2
