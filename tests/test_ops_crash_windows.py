@@ -96,3 +96,66 @@ def test_kill_9_right_after_a_background_response_is_answered_leaves_it_retrieva
         assert status == 200, got
         assert got["status"] in ("completed", "incomplete", "failed")  # ended: nothing left queued or in_progress
         assert _get(srv.base_url, f"/v1/responses/{rid}/input_items")[0] == 200
+
+
+# -- temporary files a kill leaves, wherever jan writes ------------------------------------------------------------
+def test_every_folder_jan_writes_in_has_its_dead_writers_temporary_files_swept(tmp_path, stories_path):
+    """A kill -9 mid atomic write leaves ``.<name>.p<pid>.<x>.tmp`` beside the file it was replacing. Every folder
+    jan wrote in by the end of a session (threads, their messages' images and their run records, assistants,
+    models, settings, uploads, the Responses index) gets one from a dead writer and one from a live one: opening
+    the data folder removes the first kind everywhere and keeps the second. (Run records' and thread images'
+    folders, four deep, were never swept.)"""
+    import base64
+    import os
+    from pathlib import Path
+
+    from api_helpers import post_form
+    from run_helpers import wait_for_run_sync
+
+    from jan.store import DataFolder
+
+    def png() -> bytes:
+        import io
+
+        from PIL import Image
+
+        out = io.BytesIO()
+        Image.new("RGB", (4, 4), (20, 160, 90)).save(out, "PNG")
+        return out.getvalue()
+
+    data = tmp_path / "data"
+    with running(data, stories_path) as srv:
+        base = srv.base_url
+
+        def ok(method, path, body=None):
+            req = urllib.request.Request(base + path, method=method, headers={"content-type": "application/json"},
+                                         data=None if body is None else json.dumps(body).encode())
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                return json.loads(resp.read())
+
+        url = "data:image/png;base64," + base64.b64encode(png()).decode()
+        thread = ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Once"}, {"type": "image_url", "image_url": {"url": url}}]}]})
+        ok("POST", "/v1/assistants", {"model": "stories260K", "name": "a"})
+        run = ok("POST", f"/v1/threads/{thread['id']}/runs", {"assistant_id": "jan", "max_completion_tokens": 4,
+                                                               "additional_messages": [{"role": "user", "content": "on"}]})
+        wait_for_run_sync(lambda path: ok("GET", path), run)
+        post_form(base, {"purpose": "assistants"})
+        ok("POST", "/v1/responses", {"model": "stories260K", "input": "Once", "max_output_tokens": 4})
+        ok("PATCH", "/v1/extensions/llamacpp/settings", {"n_parallel": 2})
+
+    folders = {Path(dirpath) for dirpath, dirnames, filenames in os.walk(data)
+               if filenames and not any(part.startswith(".") for part in Path(dirpath).relative_to(data).parts)}
+    expected = {"threads/*/runs", "threads/*/files", "files/*", "responses", "models/*", "settings/*", "assistants/*"}
+    import fnmatch
+    written = {str(f.relative_to(data)) for f in folders}
+    assert all(fnmatch.filter(written, pattern) for pattern in expected), written  # (the session wrote in each)
+    dead, live = [], []
+    for folder in folders:
+        dead.append(folder / ".x.json.p999999999.abc.tmp")  # beyond any pid_max: a writer that is gone
+        live.append(folder / f".x.json.p{os.getpid()}.abc.tmp")
+    for path in dead + live:
+        path.write_bytes(b"half")
+    DataFolder(data)
+    assert [str(p.relative_to(data)) for p in dead if p.exists()] == []
+    assert all(p.exists() for p in live)
