@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import urllib.request
 
 import pytest
@@ -32,10 +33,49 @@ def test_disk_errors_are_told_by_name(code, status, api_code):
     assert storage_error(wrapped).status == status
 
 
+@pytest.mark.parametrize("code", [errno.EISDIR, errno.ENOTDIR, errno.EIO])
+def test_a_path_that_cannot_be_read_is_named(code):
+    err = to_api_error(OSError(code, os.strerror(code), "/data/threads/t/thread.json"))
+    assert (err.status, err.code) == (500, "data_folder_unreadable")
+    assert "/data/threads/t/thread.json" in err.message
+
+
+def test_a_folder_in_a_files_place_is_a_named_error_for_every_read_and_write_of_it(tmp_path, stories_path):
+    """A hand (or a restore tool) leaves a folder where jan keeps a file: every request on that resource answers
+    the path and the reason (was a 500 'The server had an error' with a traceback); the others work."""
+    data = tmp_path / "data"
+    with running(data, stories_path) as srv:
+        base = srv.base_url
+        _, broken = _call(base, "POST", "/v1/threads", {"messages": [{"role": "user", "content": "Hi"}]})
+        _, headless = _call(base, "POST", "/v1/threads", {"messages": [{"role": "user", "content": "Hi"}]})
+        _, whole = _call(base, "POST", "/v1/threads", {"messages": [{"role": "user", "content": "Hi"}]})
+    for thread, name in ((broken, "messages.jsonl"), (headless, "thread.json")):
+        path = data / "threads" / thread["id"] / name
+        path.unlink()
+        path.mkdir()
+    default = data / "assistants" / "jan" / "assistant.json"
+    default.unlink()
+    default.mkdir()
+    with running(data, stories_path) as srv:
+        base = srv.base_url
+        for method, path, body in [("GET", f"/v1/threads/{headless['id']}", None),
+                                   ("GET", f"/v1/threads/{broken['id']}/messages", None),
+                                   ("POST", f"/v1/threads/{broken['id']}/messages", {"role": "user", "content": "x"}),
+                                   ("GET", "/v1/assistants/jan", None),
+                                   ("POST", "/v1/threads/runs", {"assistant_id": "jan", "thread": {
+                                       "messages": [{"role": "user", "content": "x"}]}})]:
+            status, answer = _call(base, method, path, body)
+            assert (status, answer["error"]["code"]) == (500, "data_folder_unreadable"), (path, answer)
+            assert "Is a directory" in answer["error"]["message"]
+        status, listed = _call(base, "GET", "/v1/threads")
+        assert status == 200 and {t["id"] for t in listed["data"]} == {broken["id"], whole["id"]}
+        assert _call(base, "GET", f"/v1/threads/{whole['id']}/messages")[0] == 200
+
+
 def test_other_os_errors_stay_internal():
     assert storage_error(ConnectionResetError(errno.ECONNRESET, "reset")) is None
     assert storage_error(ValueError("x")) is None
-    assert to_api_error(OSError(errno.EIO, "I/O error"), log_internal=False).code == "internal_error"
+    assert to_api_error(OSError(errno.EBADF, "Bad file descriptor"), log_internal=False).code == "internal_error"
 
 
 class _FullDisk:
