@@ -119,6 +119,8 @@ def test_a_full_disk_is_a_clear_error_and_leaves_the_folder_whole(tmp_path, stor
         assert (status, body["error"]["code"]) == (507, "insufficient_storage"), body
         status, runs = _call(base, "GET", f"/v1/threads/{thread['id']}/runs")
         assert status == 200 and all(r["status"] not in ("queued", "in_progress") for r in runs["data"])
+        status, listed = _call(base, "GET", f"/v1/threads/{thread['id']}/messages")
+        assert status == 200 and all(m["status"] != "in_progress" for m in listed["data"]), listed
         assert (data / "threads" / thread["id"] / "thread.json").read_bytes() == before  # whole, unchanged
 
         monkeypatch.undo()  # space again: the thread was never held

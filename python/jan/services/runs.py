@@ -1900,7 +1900,21 @@ class _Execution:
         # on disk at once: the record names its reply (what a restart finishes as interrupted), and a run that
         # start() readies claims its thread there before the lock goes (another process's check reads it); a
         # record that cannot be written fails the run here (start() answers the error), not later with no record
-        await self.service.persist(run, required=True)
+        try:
+            await self.service.persist(run, required=True)
+        except BaseException as exc:
+            # Its reply is on disk, pending and leased by this live process: ended here as an error (an append,
+            # which a disk too full for the record's new file may still take), else it read in_progress until
+            # this process ended.
+            failure = self.service.failure(exc) if isinstance(exc, Exception) else None
+            metadata = {**(run.message.get("metadata") or {}),
+                        **({"error": failure.message, "error_code": failure.code} if failure else {})}
+            try:
+                await asyncio.shield(self.store.update_message(run.thread_id, run.message["id"],
+                                                               {"status": "error", "metadata": metadata}))
+            except Exception as again:  # noqa: BLE001 - the disk refused this too; the first error is the one told
+                log.warning("run %s: could not end its reply %s: %s", run.id, run.message["id"], again)
+            raise
         self.bus.emit_nowait(MessageResponse(thread_id=run.thread_id, message=run.message))
 
     async def announce_message(self) -> None:

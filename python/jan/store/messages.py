@@ -401,7 +401,15 @@ class MessageStore:
             records[i] = updated
             if updated.get("status") == "pending":
                 self.leases.take(message_id)  # back to pending (e.g. a retried reply): this process writes it
-            self._rewrite(path, records, raw, bad)
+            try:
+                self._rewrite(path, records, raw, bad)
+            except OSError:
+                if updated.get("status") != "pending":
+                    # Its writer ends it, but the disk refused the end (full, read-only): the lease goes all the
+                    # same, so every reader finishes it as interrupted (_load), not in_progress until this
+                    # process ends.
+                    self.leases.release(message_id)
+                raise
         if updated.get("status") != "pending":
             self.leases.release(message_id)
         self._changed(thread_id)
