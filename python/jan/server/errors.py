@@ -7,8 +7,10 @@ handlers raise exceptions and never build error responses themselves.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -215,10 +217,50 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
         if isinstance(exc, JanError):  # e.g. a remote upstream's 400, with the field it named
             return APIError(400, str(exc), param=param, code=getattr(exc, "code", None))
         return APIError(400, str(exc), param=param)
+    storage = storage_error(exc)
+    if storage is not None:
+        log.warning("data folder write failed: %s", exc)
+        return storage
     if log_internal:
         log.exception("internal error", exc_info=exc)
     return APIError(500, "The server had an error while processing your request.", type="server_error",
                     code="internal_error")
+
+
+#: Errors of the disk under the data folder, which the client cannot fix but the operator can: told by name (a full
+#: disk, a read-only mount, a file that cannot be read) instead of "The server had an error", with where they happened.
+_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+_READ_ONLY = frozenset({errno.EROFS})
+_DENIED = frozenset({errno.EACCES, errno.EPERM})
+#: A path of the data folder that is not what jan keeps there (a folder in a file's place, a file in a folder's), or
+#: a disk that fails reads: the file is named, for the operator to repair.
+_UNREADABLE = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EIO, errno.ELOOP, errno.ENAMETOOLONG})
+
+
+def storage_error(exc: BaseException) -> APIError | None:
+    """The error to answer for a disk operation the data folder refused (``None`` for any other exception): 507
+    Insufficient Storage for a full disk or quota, 500 ``data_folder_unwritable`` for a read-only or forbidden one,
+    500 ``data_folder_unreadable`` for a path that cannot be read (a folder where a file should be, an I/O error).
+    Every store write is atomic, so the message can say that what was there is kept."""
+    while exc is not None and not isinstance(exc, OSError):  # (wrapped: raise ... from an OSError)
+        exc = exc.__cause__
+    if not isinstance(exc, OSError) or exc.errno not in _FULL | _READ_ONLY | _DENIED | _UNREADABLE:
+        return None
+    filename = exc.filename if isinstance(exc.filename, str) and exc.filename else None
+    where = f" in {os.path.dirname(filename)}" if filename else ""
+    reason = exc.strerror or os.strerror(exc.errno)
+    if exc.errno in _FULL:
+        return APIError(507, f"The data folder is out of disk space ({reason}{where}): nothing was saved and what "
+                             "was stored is intact; free some space and try again", type="server_error",
+                        code="insufficient_storage")
+    if exc.errno in _READ_ONLY:
+        return APIError(500, f"The data folder cannot be written ({reason}{where}): nothing was saved and what was "
+                             "stored is intact", type="server_error", code="data_folder_unwritable")
+    if exc.errno in _DENIED:
+        return APIError(500, f"The data folder refused access ({reason}{where}); what was stored is intact",
+                        type="server_error", code="data_folder_unwritable")
+    return APIError(500, f"A path of the data folder cannot be read ({reason}{': ' + filename if filename else ''}); "
+                         "repair or move it", type="server_error", code="data_folder_unreadable")
 
 
 def _retry_when_loaded(exc: BaseException) -> dict[str, str] | None:

@@ -42,13 +42,14 @@ from typing import Any
 
 import filelock
 
-from jan.core.fs import atomic_write_bytes
+from jan.core.fs import atomic_write_bytes, set_aside
 from jan.services.run_steps import interrupted_steps
 from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
 
 __all__ = ["RUN_ID_RE", "ask_cancel", "cancel_marker_path", "cancels_asked", "claim_lock_path", "clear_cancel",
-           "held_elsewhere", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "record_path",
+           "held_elsewhere", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "read_record_file",
+           "record_path",
            "running_elsewhere", "save_record", "take_lease", "thread_records", "try_lock"]
 
 log = logging.getLogger("jan.services.runs")
@@ -199,7 +200,7 @@ def save_record(data_folder: str | Path, record: dict[str, Any]) -> None:
 
 
 def _interrupt(data_folder: str | Path, record: dict[str, Any]) -> dict[str, Any] | None:
-    """Mark a live record nobody runs any more ``interrupted`` (saved); None if it is live or could not be saved."""
+    """Mark a live record nobody runs any more ``interrupted`` (saved when it can be); None if it is live."""
     if record.get("status") not in LIVE_STATUSES or _leases(data_folder).is_live(str(record.get("id"))):
         return None
     at = int(time.time())
@@ -209,8 +210,9 @@ def _interrupt(data_folder: str | Path, record: dict[str, Any]) -> dict[str, Any
     try:
         save_record(data_folder, record)
     except (OSError, ValueError) as exc:
+        # Still interrupted to whoever reads it (a full disk, a read-only folder): nobody runs it; the record on
+        # disk is marked by a later read that can write.
         log.warning("could not mark run %s interrupted: %s", record.get("id"), exc)
-        return None
     return record
 
 
@@ -219,25 +221,77 @@ def interrupt_if_orphaned(data_folder: str | Path, record: dict[str, Any]) -> di
     return _interrupt(data_folder, record) or record
 
 
+def _shape_error(record: Any, path: Path) -> str | None:
+    """Why ``record`` (parsed from ``path``) is no run record, or ``None`` for one: an object naming this run and
+    this thread, with a status. (Valid JSON of another shape — a list, null, an id that is not the file's — would
+    otherwise reach code that takes it for a run: at start-up :func:`mark_interrupted` stopped jan serve itself.)"""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    if record.get("id") != path.stem:
+        return f"its id {record.get('id')!r} is not the file's ({path.stem!r})"
+    if record.get("thread_id") != path.parent.parent.name:
+        return f"its thread_id {record.get('thread_id')!r} is not its folder's ({path.parent.parent.name!r})"
+    if not isinstance(record.get("status"), str):
+        return f"its status {record.get('status')!r} is not a string"
+    return None
+
+
+def _parse(data: bytes, path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"invalid JSON: {exc}"
+    error = _shape_error(record, path)
+    return (None, error) if error else (record, None)
+
+
+def read_record_file(path: Path) -> dict[str, Any] | None:
+    """The run record in ``path``; ``None`` when there is none (missing, unreadable) or it is damaged. A damaged
+    one is set aside as ``<run_id>.json.corrupt-<n>`` (kept for the user, no longer read: the house rule for every
+    file of the data folder), and logged once, rather than logged on every read of its thread."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("run record %s unreadable: %s", path, exc)
+        return None
+    record, error = _parse(data, path)
+    if error is None:
+        return record
+    # Records are replaced atomically, so damage read once is damage; read again just before moving the file, so a
+    # record a running process rewrote meanwhile is read, not set aside.
+    try:
+        record, error = _parse(path.read_bytes(), path)
+    except OSError:
+        return None
+    if error is None:
+        return record
+    try:
+        moved = set_aside(path)
+    except OSError as exc:  # a read-only folder: left where it is, skipped
+        log.warning("run record %s is damaged (%s); could not set it aside: %s", path, error, exc)
+        return None
+    log.warning("run record %s is damaged (%s); set aside as %s", path, error, moved)
+    return None
+
+
 def load_record(data_folder: str | Path, thread_id: str, run_id: str) -> dict[str, Any] | None:
-    """A run's record, or ``None`` (missing, unreadable ids, or a corrupt file, which is logged)."""
+    """A run's record, or ``None`` (missing, unreadable ids, or a damaged file, which is set aside)."""
     try:
         path = record_path(data_folder, thread_id, run_id)
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        if not isinstance(exc, (FileNotFoundError, ValueError)) or isinstance(exc, json.JSONDecodeError):
-            log.warning("run record %s/%s unreadable: %s", thread_id, run_id, exc)
+    except ValueError:
         return None
+    return read_record_file(path)
 
 
 def list_records(data_folder: str | Path) -> list[dict[str, Any]]:
-    """Every readable run record of every thread."""
+    """Every readable run record of every thread (damaged ones set aside)."""
     out = []
     for path in sorted(Path(data_folder).glob("threads/*/runs/run_*.json")):
-        try:
-            out.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            log.warning("run record %s unreadable: %s", path, exc)
+        record = read_record_file(path)
+        if record is not None:
+            out.append(record)
     return out
 
 
@@ -251,13 +305,8 @@ def thread_records(data_folder: str | Path, thread_id: str, skip: Container[str]
     for path in sorted((Path(data_folder) / "threads" / thread_id / "runs").glob("run_*.json")):
         if path.stem in skip:
             continue
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            if not isinstance(exc, FileNotFoundError):  # deleted meanwhile: no run
-                log.warning("run record %s unreadable: %s", path, exc)
-            continue
-        if isinstance(record, dict) and record.get("thread_id") == thread_id:
+        record = read_record_file(path)
+        if record is not None:
             out.append(interrupt_if_orphaned(data_folder, record))
     return out
 

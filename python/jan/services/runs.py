@@ -971,11 +971,16 @@ class RunService:
             if forgotten.status in FINAL_STATUSES:  # its record need not be read to know it holds no thread
                 self._settled.add(oldest)
 
-    async def persist(self, run: Run) -> None:
-        """Save the run's record (atomically; a failure is logged, the run goes on)."""
+    async def persist(self, run: Run, *, required: bool = False) -> None:
+        """Save the run's record (atomically; a failure is logged, the run goes on). ``required``: a save the run
+        cannot go on without — its claim on the thread, which names its reply — raises instead: a run answered
+        ``in_progress`` with no record on disk (a full disk, a read-only folder) was held by no process's check and
+        lost to any crash, so it fails now, its request told why."""
         try:
             await asyncio.to_thread(save_record, self.manager.data_folder, run_record(run))
         except (OSError, ValueError) as exc:
+            if required:
+                raise
             log.warning("run %s: could not save its record: %s", run.id, exc)
 
     async def interrupt_all(self, *, grace: float = INTERRUPT_GRACE, bound: float = INTERRUPT_BOUND) -> int:
@@ -1697,7 +1702,14 @@ class RunService:
             await self._new_leg(run)
             # on disk before the lock goes: an interrupted record holds no thread, and another process's check
             # must read this one as holding it (live, leased)
-            await self.persist(run)
+            try:
+                await self.persist(run, required=True)
+            except BaseException:
+                # not claimed after all (a full disk, a read-only folder): the run stays as its record says,
+                # interrupted and resumable once the disk can take it, and holds no thread
+                run.status = "interrupted"
+                run.finished.set()
+                raise
         try:
             return await self._ready_resumed(run, policy, store)
         except BaseException as exc:
@@ -1886,8 +1898,23 @@ class _Execution:
         # told once the turn writes something: a turn that only calls tools is no message (OpenAI's runs)
         run.unannounced = True
         # on disk at once: the record names its reply (what a restart finishes as interrupted), and a run that
-        # start() readies claims its thread there before the lock goes (another process's check reads it)
-        await self.service.persist(run)
+        # start() readies claims its thread there before the lock goes (another process's check reads it); a
+        # record that cannot be written fails the run here (start() answers the error), not later with no record
+        try:
+            await self.service.persist(run, required=True)
+        except BaseException as exc:
+            # Its reply is on disk, pending and leased by this live process: ended here as an error (an append,
+            # which a disk too full for the record's new file may still take), else it read in_progress until
+            # this process ended.
+            failure = self.service.failure(exc) if isinstance(exc, Exception) else None
+            metadata = {**(run.message.get("metadata") or {}),
+                        **({"error": failure.message, "error_code": failure.code} if failure else {})}
+            try:
+                await asyncio.shield(self.store.update_message(run.thread_id, run.message["id"],
+                                                               {"status": "error", "metadata": metadata}))
+            except Exception as again:  # noqa: BLE001 - the disk refused this too; the first error is the one told
+                log.warning("run %s: could not end its reply %s: %s", run.id, run.message["id"], again)
+            raise
         self.bus.emit_nowait(MessageResponse(thread_id=run.thread_id, message=run.message))
 
     async def announce_message(self) -> None:

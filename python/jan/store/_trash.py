@@ -79,10 +79,16 @@ def _stale(entry: os.DirEntry, now: float) -> bool:
     return not _pid_alive(pid) or age > STALE_WITH_LIVE_PID_S
 
 
-def sweep_temp_files(root: Path, *, depth: int = 3) -> list[Path]:
+#: How deep jan writes in its data folder: ``threads/<id>/runs/<run>.json`` and ``threads/<id>/files/<image>`` are
+#: four folders down (the data folder, the collection, the resource, its sub-folder). A sweep of three left the
+#: temporary files of run records and thread images that a kill interrupted behind for good.
+WRITE_DEPTH = 4
+
+
+def sweep_temp_files(root: Path, *, depth: int = WRITE_DEPTH) -> list[Path]:
     """Remove the hidden ``.*.tmp`` files interrupted atomic writes and model copies left
-    under ``root`` (down to ``depth`` folders: ``<collection>/<id>/<file>``); files whose
-    writing process is still alive are kept. Returns the removed paths."""
+    under ``root`` (in ``depth`` folders: the root, ``<collection>``, ``<collection>/<id>``, ``<collection>/<id>/<sub>``);
+    files whose writing process is still alive are kept. Returns the removed paths."""
     removed: list[Path] = []
     now = time.time()
     folders = [(root, 0)]

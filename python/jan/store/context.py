@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -169,7 +169,7 @@ class StoreContext:
         except (ValueError, UnicodeDecodeError):
             doc = self._read_locked(path, kind)
         else:
-            if self.migrations.needs_upgrade(kind, parsed):
+            if self.migrations.needs_upgrade(kind, parsed) or shape_error(kind, parsed) is not None:
                 doc = self._read_locked(path, kind)
             else:
                 self._check_newer(path, kind, parsed)
@@ -186,6 +186,14 @@ class StoreContext:
             where = f"; it was moved to {self.relpath(Path(exc.moved_to))}" if exc.moved_to else ""
             err = not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged ({exc.error}){where}")
             err.damaged = self.relpath(Path(exc.moved_to)) if exc.moved_to else self.relpath(path)
+            raise err from exc
+        except MigrationError as exc:
+            # A document no migration can bring up to date (its schema version hand-edited to a wrong type, a kind
+            # born at version 1 given none) is reported and refused by name, as listings leave it out
+            # (read_doc_or_none); it is not moved: it parses, and a newer jan may read it. It was a 500.
+            self.report(path, f"MigrationError: {exc}")
+            err = not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged: {exc}")
+            err.damaged = self.relpath(path)
             raise err from exc
         if doc is None:
             moved = self.report_set_aside(path)
@@ -213,8 +221,19 @@ class StoreContext:
                 moved = self.quarantine(path, error)
                 raise CorruptFileError(self.relpath(path), error, str(moved) if moved else None) from exc
             upgraded, changed = self.migrations.upgrade(kind, doc)
+            error = shape_error(kind, upgraded)
+            if error is not None:  # valid JSON, but not a document of its kind: as damaged as a torn file
+                moved = self.quarantine(path, f"not a {kind}: {error}")
+                raise CorruptFileError(self.relpath(path), f"not a {kind}: {error}", str(moved) if moved else None)
             if changed:
-                atomic_write_bytes(path, dumps_json(upgraded))
+                try:
+                    atomic_write_bytes(path, dumps_json(upgraded))
+                except OSError as exc:
+                    # A read must not need a write (a full disk, a read-only folder): the document is served
+                    # upgraded; the file keeps its old version until a later read can write it.
+                    logger.warning("data folder: could not write %s upgraded (%s); served as read",
+                                   self.relpath(path), exc)
+                    return upgraded
                 logger.info("data folder: upgraded %s to %s version %d", self.relpath(path), kind,
                             upgraded[SCHEMA_VERSION_KEY])
             return upgraded
@@ -252,6 +271,25 @@ class StoreContext:
         if existing is not None and self.migrations.version_of(existing) > self.migrations.current_version(kind):
             raise NewerSchemaError(f"{self.relpath(path)} was written by a newer version of jan; not modifying it")
         atomic_write_bytes(path, data)
+
+
+#: Per kind, what makes a parsed document unusable (:func:`register_shape`): a field every reader takes for granted,
+#: of another type (a model.json whose ``settings`` is a list failed GET /v1/models with a 500 for every model).
+_SHAPES: dict[str, Callable[[dict[str, Any]], str | None]] = {}
+
+
+def register_shape(kind: str) -> Callable[[Callable[[dict[str, Any]], str | None]], Callable[[dict[str, Any]], str | None]]:
+    """Register ``check(doc)`` for ``kind``: ``None`` for a usable document, else what is wrong. A document that fails
+    it is set aside as damaged, as one that does not parse (confirmed under its lock first)."""
+    def register(check: Callable[[dict[str, Any]], str | None]) -> Callable[[dict[str, Any]], str | None]:
+        _SHAPES[kind] = check
+        return check
+    return register
+
+
+def shape_error(kind: str, doc: dict[str, Any]) -> str | None:
+    check = _SHAPES.get(kind)
+    return check(doc) if check is not None else None
 
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ status. Reading a thread finishes the pending messages nobody holds any more
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from .jsonl import append_jsonl, parse_jsonl, rewrite_jsonl
 from .leases import LEASE_DIR_NAME, Leases
 from .migrations import text_part
 from .pagination import Order, Page, paginate
+
+logger = logging.getLogger("jan.store")
 
 ROLES = ("user", "assistant", "system", "tool")
 STATUSES = ("pending", "ready", "stopped", "error")
@@ -173,7 +176,14 @@ class MessageStore:
                 for i in orphans:
                     records[i] = self._interrupted(records[i])
                 if stale or orphans:
-                    self._rewrite(path, records, raw, bad)
+                    try:
+                        self._rewrite(path, records, raw, bad)
+                    except OSError as exc:
+                        # A read must not need a write: on a full disk or a read-only folder the thread is still
+                        # listed, as repaired here (the file keeps its old bytes, atomically); a later read
+                        # writes the repair back once it can.
+                        logger.warning("data folder: %s: could not write back the finished/upgraded messages "
+                                       "(%s); served as read", self._ctx.relpath(path), exc)
         return [public(r) for r in records]
 
     def _orphans(self, records: list[dict[str, Any]]) -> list[int]:
@@ -391,7 +401,15 @@ class MessageStore:
             records[i] = updated
             if updated.get("status") == "pending":
                 self.leases.take(message_id)  # back to pending (e.g. a retried reply): this process writes it
-            self._rewrite(path, records, raw, bad)
+            try:
+                self._rewrite(path, records, raw, bad)
+            except OSError:
+                if updated.get("status") != "pending":
+                    # Its writer ends it, but the disk refused the end (full, read-only): the lease goes all the
+                    # same, so every reader finishes it as interrupted (_load), not in_progress until this
+                    # process ends.
+                    self.leases.release(message_id)
+                raise
         if updated.get("status") != "pending":
             self.leases.release(message_id)
         self._changed(thread_id)

@@ -18,7 +18,7 @@ from jan.gguf_magic import has_gguf_magic
 from ._trash import remove_resource_dir
 from ._util import check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
-from .context import StoreContext, read_collection
+from .context import StoreContext, read_collection, register_shape
 from .errors import AlreadyExistsError, InvalidArgumentError, StoredModelNotFoundError
 from .ids import is_valid_id, slugify_id, validate_id
 from .stamps import FileStamp, stamps
@@ -34,6 +34,26 @@ IMPORT_MODES: tuple[str, ...] = ("copy", "link", "symlink", "reference", "move")
 # Merged key by key on update; every other field is replaced.
 _MERGED_FIELDS = ("settings", "parameters", "metadata")
 _FIXED_FIELDS = ("id", "object", "created", "_schema_version")
+
+
+@register_shape(KIND)
+def _model_shape(doc: dict[str, Any]) -> str | None:
+    """What makes a model.json unusable: the fields every reader of it takes for granted (its weights' path, its
+    settings and parameters merged into requests, the listing's size and name) of another type."""
+    for key in _MERGED_FIELDS:
+        if not isinstance(doc.get(key, {}), dict):
+            return f"{key} is a {type(doc[key]).__name__}, not an object"
+    sources = doc.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(source, dict) for source in sources):
+        return "sources is not a list of objects"
+    for source in sources:
+        for key in ("filename", "url"):
+            if not isinstance(source.get(key, ""), str):
+                return f"sources[].{key} is not a string"
+    # (only what breaks readers: hubs' model.json files carry numeric versions, null descriptions and the like)
+    if not isinstance(doc.get("engine"), (str, type(None))):
+        return f"engine is a {type(doc['engine']).__name__}, not a string"
+    return None
 
 
 def normalize_model(model: Mapping[str, Any]) -> dict[str, Any]:

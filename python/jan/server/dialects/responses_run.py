@@ -74,6 +74,9 @@ class ResponseRun:
         self._task: asyncio.Task | None = None
         self._cancelled = False
         self._generating = False  # the deltas are being read: a cancel interrupts the task
+        # Set once a stored response is on disk (or storing it failed, or nothing is stored): its id is
+        # shown to no one before, so an id a client was given is never lost to a crash (see stored()).
+        self._stored = asyncio.Event()
 
     def snapshot(self, status: str | None = None, **extra: Any) -> dict[str, Any]:
         """The ``response`` object as it stands (the output so far, copied)."""
@@ -122,15 +125,27 @@ class ResponseRun:
 
     async def _generate(self) -> None:
         encoder = self.encoder
+        stored = None
+        store_error: Exception | None = None
+        try:
+            # Stored before the first event names the response (and before a background response's POST
+            # answers, which waits on stored()): a kill -9 right after a client read the id must leave a
+            # response that GET finds (ended as failed by the restart), not a 404.
+            if self._store is not None:
+                try:
+                    stored = await self._store.begin(self.snapshot(), self._input_items, self._inputs, self._previous)
+                except Exception as exc:  # noqa: BLE001 - the response fails with it, below
+                    store_error = exc
+        finally:
+            self._stored.set()
         self._emit(encoder.event("response.created", response=self.snapshot()))
         if self.status != "queued":
             self._in_progress()
         error = None
-        stored = None
         try:
             try:
-                if self._store is not None:
-                    stored = await self._store.begin(self.snapshot(), self._input_items, self._inputs, self._previous)
+                if store_error is not None:
+                    raise store_error
                 async with contextlib.aclosing(self._deltas) as deltas:
                     # From here a cancel interrupts the generation; one asked while the response was
                     # being stored waited for that (interrupted, it would leave the response unsaved).
@@ -187,6 +202,16 @@ class ResponseRun:
             if self._done.is_set():  # (set after the final event is added: every event was read)
                 return
             await more.wait()
+
+    async def stored(self) -> None:
+        """Wait until the response is on disk, when it is stored (at once otherwise), or its run has ended."""
+        if self._task is None:
+            return
+        stored = asyncio.ensure_future(self._stored.wait())
+        try:
+            await asyncio.wait([stored, self._task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stored.cancel()
 
     async def wait(self) -> dict[str, Any]:
         await self._done.wait()

@@ -191,23 +191,37 @@ class ResponsesStore:
 
     # -- index files ---------------------------------------------------------------------------------
     @staticmethod
-    def _parse(raw: bytes) -> StoredResponse:
+    def _parse(raw: bytes, response_id: str) -> StoredResponse:
+        """An index file's entry; ``ValueError`` for one that is not one, however it parses: valid JSON of another
+        shape (a list, a response that is not an object or not this one, input items that are not objects with
+        ids, a thread id that is not a string) is as damaged as a torn file, and was a 500 on every read. (The
+        entry's own fields are its writer's: Anthropic's held replies have no status.)"""
         data = json.loads(raw)
-        return StoredResponse(response=data["response"], input_items=list(data.get("input_items") or []),
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        response, items = data.get("response"), data.get("input_items") or []
+        if not isinstance(response, dict) or response.get("id") != response_id:
+            raise ValueError("its response is not an object with this response's id")
+        if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in items):
+            raise ValueError("its input_items are not a list of items with ids")
+        for key in ("thread_id", "last_message_id"):
+            if not isinstance(data.get(key), (str, type(None))):
+                raise ValueError(f"its {key} is not a string")
+        return StoredResponse(response=response, input_items=list(items),
                               thread_id=data.get("thread_id"), last_message_id=data.get("last_message_id"))
 
     def _read(self, response_id: str) -> StoredResponse:
         path = self._path(response_id)
         missing = NotFoundError(not_found_message("response", response_id))
         try:
-            return self._parse(path.read_bytes())
+            return self._parse(path.read_bytes(), response_id)
         except FileNotFoundError:
             raise missing from None
         except (ValueError, KeyError, TypeError):
             pass
         with self._file_lock(response_id):  # the damage confirmed under the lock before the file is set aside
             try:
-                return self._parse(path.read_bytes())
+                return self._parse(path.read_bytes(), response_id)
             except FileNotFoundError:
                 raise missing from None
             except (ValueError, KeyError, TypeError) as exc:

@@ -173,7 +173,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if body.stream:
         return await relay(request, _events(run, body.background), _error_event(run))
     if body.background:
-        return web.json_response(run.snapshot("queued"))
+        # The id answered must survive a crash from now on: the response is on disk before the answer.
+        await run.stored()
+        return web.json_response(run.snapshot() if run.done else run.snapshot("queued"))
     try:
         return web.json_response(await unless_disconnected(request, run.wait(), body.model))
     finally:

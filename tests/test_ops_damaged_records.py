@@ -1,0 +1,187 @@
+"""Damaged files outside the store's own documents — run records, the Responses index, uploaded files' file.json —
+are met the way the store meets its own (issue: data safety): every damage a hand or a crash can leave (truncated,
+empty, binary junk, a BOM, valid JSON of the wrong shape: a list, a string, null, fields of the wrong type) is set
+aside or read as missing, never a 500, a traceback or a server that will not start."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jan.services.run_records import list_records, load_record, mark_interrupted, save_record, thread_records
+
+THREAD = "thread_01ABC"
+RUN = "run_0123456789abcdef"
+
+GOOD = {"id": RUN, "object": "thread.run", "thread_id": THREAD, "status": "in_progress", "steps": [],
+        "created_at": 1}
+
+
+def _damages(good: bytes) -> dict[str, bytes]:
+    doc = json.loads(good)
+    return {
+        "empty": b"", "truncated": good[: len(good) // 2], "junk": bytes(range(256)), "bom": b"\xef\xbb\xbf" + good,
+        "list": b"[]", "string": b'"run"', "null": b"null", "number": b"7",
+        "id_of_another": json.dumps({**doc, "id": "run_other"}).encode(),
+        "id_not_a_string": json.dumps({**doc, "id": 5}).encode(),
+        "thread_of_another": json.dumps({**doc, "thread_id": "thread_other"}).encode(),
+        "status_not_a_string": json.dumps({**doc, "status": ["in_progress"]}).encode(),
+    }
+
+
+@pytest.mark.parametrize("damage", sorted(_damages(json.dumps(GOOD).encode())))
+def test_a_damaged_run_record_is_set_aside_and_the_others_still_read(tmp_path, damage):
+    data = tmp_path / "data"
+    (data / "threads" / THREAD / "runs").mkdir(parents=True)
+    save_record(data, {**GOOD, "id": "run_kept", "status": "completed"})
+    bad = data / "threads" / THREAD / "runs" / f"{RUN}.json"
+    content = _damages(json.dumps(GOOD).encode())[damage]
+    bad.write_bytes(content)
+
+    # the start-up sweep (jan serve stopped here on a null or a list), a thread's listing, one run's read
+    assert [r["id"] for r in mark_interrupted(data)] == []
+    assert [r["id"] for r in thread_records(data, THREAD)] == ["run_kept"]
+    assert [r["id"] for r in list_records(data)] == ["run_kept"]
+    assert load_record(data, THREAD, RUN) is None
+    # kept for the user, no longer read
+    assert not bad.exists()
+    assert (bad.parent / f"{RUN}.json.corrupt-1").read_bytes() == content
+
+
+def test_a_whole_run_record_is_read(tmp_path):
+    data = tmp_path / "data"
+    (data / "threads" / THREAD / "runs").mkdir(parents=True)
+    save_record(data, {**GOOD, "status": "completed"})
+    assert load_record(data, THREAD, RUN)["status"] == "completed"
+    assert [p.name for p in (data / "threads" / THREAD / "runs").iterdir()] == [f"{RUN}.json"]
+
+
+def test_jan_serve_starts_and_lists_runs_beside_a_run_record_that_is_null(tmp_path, stories_path):
+    from api_helpers import running
+    import urllib.request
+
+    data = tmp_path / "data"
+    with running(data, stories_path) as srv:
+        req = urllib.request.Request(srv.base_url + "/v1/threads", data=b"{}", method="POST",
+                                     headers={"content-type": "application/json"})
+        thread_id = json.loads(urllib.request.urlopen(req, timeout=60).read())["id"]
+    runs = data / "threads" / thread_id / "runs"
+    runs.mkdir()
+    (runs / f"{RUN}.json").write_bytes(b"null")
+    with running(data, stories_path) as srv:  # this start failed: 'NoneType' object has no attribute 'get'
+        with urllib.request.urlopen(f"{srv.base_url}/v1/threads/{thread_id}/runs", timeout=60) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["data"] == []
+    assert (runs / f"{RUN}.json.corrupt-1").read_bytes() == b"null"
+
+
+# -- uploaded files' file.json ------------------------------------------------------------------------------------
+def _commit(store, data: bytes, name: str) -> dict:
+    writer = store.writer(1 << 20)
+    writer.write(data)
+    return store.commit(writer, filename=name, purpose="assistants")
+
+
+def _file_damages(doc: dict) -> dict[str, dict]:
+    """Valid JSON, the wrong shape within: each field jan reads given another type, and the schema version too."""
+    return {
+        "bytes_a_string": {**doc, "bytes": "x"}, "created_at_a_list": {**doc, "created_at": [1]},
+        "filename_a_number": {**doc, "filename": 12345}, "purpose_null": {**doc, "purpose": None},
+        "status_an_object": {**doc, "status": {"a": 1}}, "expires_at_a_string": {**doc, "expires_at": "soon"},
+        "schema_version_a_string": {**doc, "_schema_version": "x"},  # no migration from "version 0": was a 500
+        "schema_version_missing": {k: v for k, v in doc.items() if k != "_schema_version"},
+    }
+
+
+@pytest.mark.parametrize("damage", sorted(_file_damages({})))
+def test_a_file_json_of_the_wrong_shape_is_refused_by_name_and_left_out(tmp_path, damage):
+    from jan.store.errors import NotFoundError
+    from jan.store.uploads import UploadStore
+
+    store = UploadStore(tmp_path)
+    good, bad = _commit(store, b"a", "a.txt"), _commit(store, b"b", "b.txt")
+    meta = store.folder / bad["id"] / "file.json"
+    meta.write_text(json.dumps(_file_damages(json.loads(meta.read_text()))[damage]))
+    with pytest.raises(NotFoundError, match="damaged"):
+        store.get(bad["id"])
+    with pytest.raises(NotFoundError, match="damaged"):
+        store.open(bad["id"])
+    assert [f["id"] for f in store.list().data] == [good["id"]]
+    assert store.get(good["id"]) == good
+    assert any(p.path == f"files/{bad['id']}/file.json" for p in store.problems.snapshot())
+    assert store.sweep() == []  # kept for the user (set aside, or left in place), never swept away
+
+
+# -- the Responses index ------------------------------------------------------------------------------------------
+RESP = "resp_0123456789abcdef"
+
+
+def _index_damages() -> dict[str, bytes]:
+    good = {"response": {"id": RESP, "object": "response", "status": "completed", "output": []},
+            "input_items": [{"id": "msg_1", "type": "message"}], "thread_id": "thread_1", "last_message_id": "msg_2"}
+    out = {name: raw for name, raw in _damages(json.dumps(good).encode()).items()
+           if name in ("empty", "truncated", "junk", "list", "string", "null", "number")}  # (a BOM: json reads it)
+    for name, doc in {
+        "response_a_list": {**good, "response": []}, "response_of_another": {**good, "response": {**good["response"], "id": "resp_x"}},
+        "input_items_an_object": {**good, "input_items": {"a": 1}},
+        "input_item_a_string": {**good, "input_items": ["msg_1"]}, "thread_id_a_number": {**good, "thread_id": 5},
+        "last_message_id_a_list": {**good, "last_message_id": []},
+    }.items():
+        out[name] = json.dumps(doc).encode()
+    return out
+
+
+@pytest.mark.parametrize("damage", sorted(_index_damages()))
+def test_a_damaged_responses_index_file_reads_as_missing_and_is_set_aside(tmp_path, damage):
+    import asyncio
+
+    from jan.core import NotFoundError
+    from jan.server.dialects.responses_store import ResponsesStore
+
+    folder = tmp_path / "data" / "responses"
+    folder.mkdir(parents=True)
+    store = ResponsesStore(folder, lambda: None)
+    content = _index_damages()[damage]
+    (folder / f"{RESP}.json").write_bytes(content)
+    with pytest.raises(NotFoundError):  # the route's 404 (was: a 500 on every GET for the wrong shapes)
+        asyncio.run(store.get(RESP))
+    assert asyncio.run(store.entries(lambda name: True)) == []
+    assert [p.read_bytes() for p in folder.glob(f"{RESP}.json.*")] == [content]
+
+
+# -- model.json ---------------------------------------------------------------------------------------------------
+def _model_damages(doc: dict) -> dict[str, dict]:
+    return {"settings_a_list": {**doc, "settings": [1, 2]}, "parameters_a_string": {**doc, "parameters": "hot"},
+            "metadata_a_list": {**doc, "metadata": []}, "sources_an_object": {**doc, "sources": {"a": 1}},
+            "source_a_string": {**doc, "sources": ["x.gguf"]},
+            "source_filename_a_number": {**doc, "sources": [{"filename": 5}]}, "engine_a_list": {**doc, "engine": []}}
+
+
+@pytest.mark.parametrize("damage", sorted(_model_damages({})))
+def test_a_model_json_of_the_wrong_shape_is_set_aside_and_the_other_models_still_list(tmp_path, damage):
+    from jan.errors import ModelNotFoundError
+    from jan.store import DataFolder
+
+    store = DataFolder(tmp_path / "data")
+    store.models.create({"id": "kept", "sources": [{"filename": "kept.gguf"}]})
+    store.models.create({"id": "bad", "sources": [{"filename": "bad.gguf"}]})
+    path = store.models_dir / "bad" / "model.json"
+    damaged = _model_damages(json.loads(path.read_text()))[damage]
+    path.write_text(json.dumps(damaged))
+    assert [m["id"] for m in store.models.list()] == ["kept"]  # was: every listing failed (a 500 on /v1/models)
+    with pytest.raises(ModelNotFoundError, match="damaged"):
+        store.models.get("bad")
+    assert [json.loads(p.read_text()) for p in path.parent.glob("model.json.corrupt-*")] == [damaged]
+    assert any(p.path == "models/bad/model.json" for p in store.problems)
+
+
+def test_a_hub_model_json_with_loose_fields_still_reads(tmp_path):
+    from jan.store import DataFolder
+
+    store = DataFolder(tmp_path / "data")
+    store.models.create({"id": "hub", "sources": [{"filename": "hub.gguf"}]})
+    path = store.models_dir / "hub" / "model.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "version": 2, "description": None, "engine": None}))
+    assert store.models.get("hub")["version"] == 2
