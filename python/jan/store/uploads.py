@@ -35,7 +35,7 @@ from jan.image_types import sniff_image
 from ._trash import remove_resource_dir, sweep_trash
 from ._util import now_s
 from .atomic import atomic_write_bytes
-from .context import StoreContext, iter_resource_dirs, read_doc_or_none
+from .context import StoreContext, iter_resource_dirs, read_doc_or_none, register_shape
 from .errors import InvalidArgumentError, NotFoundError
 from jan.errors import not_found_message
 from .hashed_file import HashedTempFile
@@ -219,30 +219,11 @@ class UploadStore:
         return _public(doc)
 
     # -- reading ---------------------------------------------------------------------------------------
-    def _checked(self, meta: Path, doc: dict[str, Any]) -> dict[str, Any] | None:
-        """``doc`` if its fields have the types every reader takes for granted; else it is set aside (as a file
-        that does not parse) and ``None``: a file.json of the wrong shape must not be served as a file object
-        (``bytes: "x"``) nor fail every read of it with a 500."""
-        error = _shape_error(doc)
-        if error is None:
-            return doc
-        with self._ctx.lock(meta):  # confirmed under the lock: a file being written now is not set aside
-            again = read_doc_or_none(self._ctx, meta, KIND)
-            if again is None or _shape_error(again) is None:
-                return again
-            self._ctx.quarantine(meta, f"not a file object: {error}")
-        return None
-
     def _read(self, file_id: str) -> dict[str, Any]:
         """The stored document (jan's fields too) of a live file; :class:`NotFoundError` otherwise. A file past its
         ``expires_at`` is removed here and is not found, as OpenAI's expired files are gone."""
         meta = self._dir(file_id) / META
-        doc = self._ctx.get_doc(meta, KIND, file_id)
-        checked = self._checked(meta, doc)
-        if checked is None:
-            raise NotFoundError(KIND, file_id, f"file {file_id!r} is damaged: its file.json is not a file object "
-                                               f"({_shape_error(doc)}) and was set aside")
-        doc = {**checked, "id": file_id}
+        doc = {**self._ctx.get_doc(meta, KIND, file_id), "id": file_id}
         if _expired(doc):
             self._remove_expired(file_id)
             raise NotFoundError(KIND, file_id, f"{not_found_message(KIND, file_id)} (it expired)")
@@ -282,8 +263,6 @@ class UploadStore:
             if not is_upload_id(directory.name):
                 continue
             doc = read_doc_or_none(self._ctx, directory / META, KIND)
-            if doc is not None:
-                doc = self._checked(directory / META, doc)
             if doc is None:
                 continue  # damaged (reported), or no file yet: one being written, or a crash's (sweep)
             doc["id"] = directory.name
@@ -342,8 +321,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+@register_shape(KIND)
 def _shape_error(doc: dict[str, Any]) -> str | None:
-    """What in a file.json is not of the type jan writes (``None``: nothing)."""
+    """What in a file.json is not of the type jan writes (``None``: nothing). Such a file is set aside by the store
+    as one that does not parse: it must not be served as a file object (``bytes: "x"``) nor fail every read of it
+    with a 500."""
     for key in ("bytes", "created_at"):
         if not _is_int(doc.get(key)) or doc[key] < 0:
             return f"{key} is {doc.get(key)!r}, not a whole number"
