@@ -45,6 +45,28 @@ def tool_name(server: str, tool: str) -> str:
     return f"{server}__{clean}"[:64]
 
 
+def tool_names(server: str, tools: list[str]) -> dict[str, str]:
+    """The names jan gives a server's tools (by MCP name), each one distinct.
+
+    :func:`tool_name` maps many MCP names to one (``a.b`` and ``a_b``, ``検索`` and ``取得``, two long names alike in
+    their first 64 characters): the registry keeps one tool per name, so the others were hidden from every model,
+    silently. A name that had to be changed to fit, and meets another, gets a suffix from its own MCP name's hash
+    instead: stable across restarts and listing orders, and the tool whose name needed no change keeps it."""
+    import hashlib
+
+    plain = {tool: tool_name(server, tool) for tool in tools}
+    taken: dict[str, int] = {}
+    for name in plain.values():
+        taken[name] = taken.get(name, 0) + 1
+    out = {}
+    for tool, name in plain.items():
+        if taken[name] > 1 and name != f"{server}__{tool}":
+            digest = hashlib.sha256(tool.encode("utf-8")).hexdigest()[:8]
+            name = f"{name[:64 - 9]}_{digest}"
+        out[tool] = name
+    return out
+
+
 #: Starts a stdio server so that it dies with jan (Linux): see the script.
 ORPHAN_GUARD = Path(__file__).with_name("_orphan_guard.py")
 
@@ -116,10 +138,11 @@ def _result(call_result: Any) -> ToolResult:
 class McpTool(Tool):
     """A tool of an MCP server, called through its :class:`McpServer`."""
 
-    def __init__(self, server: "McpServer", mcp_name: str, description: str, parameters: dict[str, Any]):
+    def __init__(self, server: McpServer, mcp_name: str, description: str, parameters: dict[str, Any],
+                 name: str | None = None):
         self.server = server
         self.mcp_name = mcp_name
-        self.name = tool_name(server.name, mcp_name)
+        self.name = name or tool_name(server.name, mcp_name)
         self.description = description
         self.parameters = parameters if isinstance(parameters, dict) else {"type": "object", "properties": {}}
         self.source = f"mcp:{server.name}"
@@ -321,7 +344,17 @@ class McpServer:
         names = {t.name for t in kept}
         rejected += [lenient.Rejected("tool", i, t.name, "invalid x-mcp-header annotations in its inputSchema")
                      for i, t in enumerate(tools) if t.name not in names]
-        self.tools = [McpTool(self, t.name, t.description or "", t.input_schema) for t in kept]
+        # A name listed twice names one tool to the server (MCP says names are unique): the first is kept.
+        unique: dict[str, Any] = {}
+        places = [i for i, t in enumerate(tools) if t.name in names]  # each kept tool's place in the listing
+        for place, t in zip(places, kept):
+            if t.name in unique:
+                rejected.append(lenient.Rejected("tool", place, t.name, "a second tool of the same name"))
+            else:
+                unique[t.name] = t
+        jan_names = tool_names(self.name, list(unique))
+        self.tools = [McpTool(self, t.name, t.description or "", t.input_schema, jan_names[t.name])
+                      for t in unique.values()]
         caps = client.server_capabilities
         self.prompts, self.resources = [], []
         if getattr(caps, "prompts", None) is not None:
