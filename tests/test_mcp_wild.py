@@ -60,3 +60,71 @@ async def test_every_tool_is_reachable_under_its_own_name(tmp_path):
             assert outcome.result.as_text() == f"{mcp_name} done", mcp_name
     finally:
         await manager.stop()
+
+
+async def eventually(check, what: str, bound: float = 60.0):
+    """``await check()`` until it is truthy (a server's notification is handled in the background), for at most
+    ``bound`` seconds."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound
+    while not (value := await check()):
+        assert loop.time() < deadline, f"never: {what}"
+        await asyncio.sleep(0.05)
+    return value
+
+
+async def test_listings_follow_the_servers_list_changed(tmp_path):
+    manager = await started(tmp_path / "data", {"wild": wild_entry()})
+    try:
+        host, registry = manager.get(McpHost), ToolRegistry(manager)
+        assert "wild__grown" not in {t.name for t in await registry.list_tools(servers={"wild"})}
+        outcome = await registry.call("wild__grow", {})  # adds a tool, a prompt, a resource; notifies each
+        assert not outcome.result.is_error
+
+        async def grown():
+            return "wild__grown" in {t.name for t in await registry.list_tools(servers={"wild"})}
+
+        await eventually(grown, "the tool the server added is offered")
+        assert (await registry.call("wild__grown", {})).result.as_text() == "grown done"
+        status = await host.server("wild")
+        assert [p["name"] for p in status.prompts] == ["grown_prompt"]
+        assert [r["uri"] for r in status.resources] == ["note://grown"]
+        assert status.restarts == 0  # followed on the running connection, not by restarting it
+    finally:
+        await manager.stop()
+
+
+async def test_a_server_that_ends_after_a_call_is_restarted_before_the_next(tmp_path):
+    manager = await started(tmp_path / "data", {"once": wild_entry("--exit-after-call")})
+    try:
+        host, registry = manager.get(McpHost), ToolRegistry(manager)
+        for n in range(3):  # each call finds the server gone since the last, and starts it again
+            outcome = await registry.call("once__echo", {"text": f"call {n}"})
+            assert not outcome.result.is_error and outcome.result.as_text() == f"call {n}", outcome.result
+
+            async def ended():
+                return (await host.server("once", connect=False)).state != "running"
+
+            await eventually(ended, "the server's exit is noticed while it is idle")
+        assert (await host.server("once", connect=False)).restarts == 2
+    finally:
+        await manager.stop()
+
+
+async def test_stdout_junk_is_told_naming_the_server(tmp_path, caplog):
+    manager = await started(tmp_path / "data", {"noisy": wild_entry("--junk-at-start")})
+    try:
+        registry = ToolRegistry(manager)
+        with caplog.at_level("DEBUG"):
+            outcome = await registry.call("noisy__junk", {})
+            assert outcome.result.as_text() == "junk done"
+            assert (await registry.call("noisy__echo", {"text": "still here"})).result.as_text() == "still here"
+        told = [r for r in caplog.records if "noisy" in r.getMessage() and "no JSON-RPC" in r.getMessage()]
+        assert told and told[0].levelname == "WARNING"
+        assert sum(r.levelname == "WARNING" for r in told) == 1  # once per start, not a line per junk line
+        # the SDK's own traceback for it, which names no server, is not logged besides
+        assert not [r for r in caplog.records if r.name == "mcp.client.stdio" and r.levelname == "ERROR"]
+    finally:
+        await manager.stop()

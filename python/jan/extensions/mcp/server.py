@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from typing_extensions import Self
+
 from jan.core import McpServerState, McpServerStatus, Tool, ToolImage, ToolJson, ToolResult, ToolText
 
 from . import lenient
@@ -108,6 +110,80 @@ def _connection_lost(exc: BaseException) -> bool:
                             ConnectionError, EOFError))
 
 
+class _WatchedRead:
+    """A transport's read stream (the SDK's ``ReadStream``) that tells when it ends.
+
+    A stdio server that exits between calls (one job per process, a crash while idle) ends its stdout, but nothing
+    is waiting on it then: the SDK only fails the requests in flight, so the next call was sent to the dead server
+    and failed ("stopped while running") though jan could have started it again first. Telling the end lets the
+    owner close the connection at once, and the next use restarts the server."""
+
+    def __init__(self, stream: Any, on_end: Any):
+        self._stream = stream
+        self._on_end = on_end
+
+    async def receive(self) -> Any:
+        import anyio
+
+        try:
+            return await self._stream.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end()
+            raise
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    def __aiter__(self) -> _WatchedRead:
+        return self
+
+    async def __anext__(self) -> Any:
+        import anyio
+
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __getattr__(self, name: str) -> Any:  # the SDK reads optional extras (``last_context``) by getattr
+        return getattr(self._stream, name)
+
+
+class _WatchedTransport:
+    """A transport (the SDK's async context manager of ``(read, write)`` streams) whose read stream is watched."""
+
+    def __init__(self, transport: Any, on_end: Any):
+        self._transport = transport
+        self._on_end = on_end
+
+    async def __aenter__(self) -> Any:
+        read, write = await self._transport.__aenter__()
+        return _WatchedRead(read, self._on_end), write
+
+    async def __aexit__(self, *exc_info: object) -> Any:
+        return await self._transport.__aexit__(*exc_info)
+
+
+#: Lines a server wrote to stdout that were no JSON-RPC: told once per start at warning level, then counted.
+_JUNK_TOLD = 1
+#: The SDK logs each such line as an error with a traceback that names no server; jan tells them by server instead.
+_SDK_PARSE_ERROR = "Failed to parse JSONRPC message from server"
+
+
+class _QuietParseErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _SDK_PARSE_ERROR
+
+
+logging.getLogger("mcp.client.stdio").addFilter(_QuietParseErrors())
+
+
 def _result(call_result: Any) -> ToolResult:
     """An MCP tool's result (:class:`lenient.CallResult`: content blocks, structured content, error flag) as jan's
     :class:`ToolResult`."""
@@ -177,6 +253,11 @@ class McpServer:
         self._ever_ran = False
         #: The last failure logged (:meth:`_failed`); None once the server runs.
         self._told: str | None = None
+        #: A re-listing asked for by the server (``notifications/*/list_changed``), and whether another was asked
+        #: for while it ran.
+        self._relisting: asyncio.Task[None] | None = None
+        self._relist_again = False
+        self._junk = 0  # lines of stdout that were no JSON-RPC, this start
         self.tools: list[McpTool] = []
         self.prompts: list[dict[str, Any]] = []
         self.resources: list[dict[str, Any]] = []
@@ -299,7 +380,10 @@ class McpServer:
             # cleanup, which ends the process; a native task.cancel() can cut that short and leave it running.
             with anyio.CancelScope() as scope:
                 self._scope = scope
-                async with Client(self._transport(errlog), read_timeout_seconds=START_TIMEOUT) as client:
+                self._junk = 0
+                transport = _WatchedTransport(self._transport(errlog), lost.set)
+                async with Client(transport, read_timeout_seconds=START_TIMEOUT,
+                                  message_handler=self._on_message) as client:
                     await self._refresh(client)
                     self._client = client
                     self._ever_ran = True
@@ -329,12 +413,55 @@ class McpServer:
         finally:
             self._client = None
             lost.set()
+            if self._relisting is not None:
+                self._relisting.cancel()
             errlog.close()
             if stop.is_set() and self.state != McpServerState.FAILED:
                 self.state = McpServerState.DISABLED if self.config.disabled else McpServerState.STOPPED
             elif self.state == McpServerState.RUNNING:  # the connection broke
                 self._failed("the connection to the server was lost"
                              + (_stderr_said(errlog_path, said_from) if self.config.command else ""))
+
+    async def _on_message(self, message: Any) -> None:
+        """What the server sends unasked: ``list_changed`` notifications re-list (the tools a model is offered
+        follow the server's), a line of stdout that is no JSON-RPC is told naming the server."""
+        import mcp_types as types
+
+        if isinstance(message, Exception):
+            self._junk += 1
+            level = logging.WARNING if self._junk <= _JUNK_TOLD else logging.DEBUG
+            log.log(level, "MCP server %s wrote to stdout what is no JSON-RPC message (left out; a server must log "
+                    "to stderr%s): %s", self.name, ", told once per start" if self._junk == _JUNK_TOLD else "",
+                    _describe(message))
+            return
+        if isinstance(message, (types.ToolListChangedNotification, types.PromptListChangedNotification,
+                                types.ResourceListChangedNotification)):
+            self._relist()
+
+    def _relist(self) -> None:
+        """Re-read the server's listings in the background (never in the SDK's handler, which holds its reader);
+        notifications arriving meanwhile make one more re-listing, not one each."""
+        if self._relisting is not None and not self._relisting.done():
+            self._relist_again = True
+            return
+
+        async def relist() -> None:
+            while True:
+                self._relist_again = False
+                client = self._client
+                if client is None:  # the connection ended: the next start lists afresh
+                    return
+                try:
+                    await self._refresh(client)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the last listing stays; the server is told by name
+                    log.warning("MCP server %s: its listings changed but could not be read again: %s", self.name,
+                                _describe(exc))
+                if not self._relist_again:
+                    return
+
+        self._relisting = asyncio.ensure_future(relist())
 
     async def _refresh(self, client: Any) -> None:
         # Item by item (lenient.list_items): one malformed tool, prompt or resource is left out and told in the
@@ -353,27 +480,28 @@ class McpServer:
             else:
                 unique[t.name] = t
         jan_names = tool_names(self.name, list(unique))
-        self.tools = [McpTool(self, t.name, t.description or "", t.input_schema, jan_names[t.name])
-                      for t in unique.values()]
+        listed = [McpTool(self, t.name, t.description or "", t.input_schema, jan_names[t.name])
+                  for t in unique.values()]
         caps = client.server_capabilities
-        self.prompts, self.resources = [], []
+        # (kept apart until all is read: a re-listing while the server runs never shows half of one)
+        prompts_now, resources_now = [], []
         if getattr(caps, "prompts", None) is not None:
             try:
                 prompts, bad = await lenient.list_items(client, "prompt", limit=MAX_LISTED)
-                self.prompts = [{"name": p.name, "description": p.description or "",
-                                 "arguments": [a.name for a in (p.arguments or [])]} for p in prompts]
+                prompts_now = [{"name": p.name, "description": p.description or "",
+                                "arguments": [a.name for a in (p.arguments or [])]} for p in prompts]
                 rejected += bad
             except Exception as exc:  # noqa: BLE001 - prompts are for show: the tools still run without them
                 log.info("MCP server %s: its prompts could not be listed: %s", self.name, _describe(exc))
         if getattr(caps, "resources", None) is not None:
             try:
                 resources, bad = await lenient.list_items(client, "resource", limit=MAX_LISTED)
-                self.resources = [{"uri": str(r.uri), "name": r.name, "description": r.description or "",
-                                   "mime_type": r.mime_type} for r in resources]
+                resources_now = [{"uri": str(r.uri), "name": r.name, "description": r.description or "",
+                                  "mime_type": r.mime_type} for r in resources]
                 rejected += bad
             except Exception as exc:  # noqa: BLE001 - as prompts
                 log.info("MCP server %s: its resources could not be listed: %s", self.name, _describe(exc))
-        self.rejected = rejected
+        self.tools, self.prompts, self.resources, self.rejected = listed, prompts_now, resources_now, rejected
         if rejected:
             log.warning("MCP server %s: %d listed item(s) left out as invalid (GET /v1/mcp/servers/%s tells which): %s",
                         self.name, len(rejected), self.name,
