@@ -128,3 +128,32 @@ async def test_stdout_junk_is_told_naming_the_server(tmp_path, caplog):
         assert not [r for r in caplog.records if r.name == "mcp.client.stdio" and r.levelname == "ERROR"]
     finally:
         await manager.stop()
+
+
+@pytest.mark.parametrize("bound_by", ["server", "caller"])
+async def test_a_server_wedged_in_a_call_is_replaced(tmp_path, monkeypatch, bound_by):
+    """``hang`` never answers and the server answers nothing after it. The call's bound is the server's own
+    ``timeout`` (the SDK's request timeout) or the caller's (the registry's, cutting the call off): either way the
+    server is pinged, found wedged, and replaced, and the next call is answered by a new process."""
+    import jan.extensions.mcp.server as mcp_server
+
+    monkeypatch.setattr(mcp_server, "PING_TIMEOUT", 1.0)
+    entry = wild_entry(timeout=1) if bound_by == "server" else wild_entry()
+    manager = await started(tmp_path / "data", {"stuck": entry})
+    try:
+        host, registry = manager.get(McpHost), ToolRegistry(manager)
+        assert (await registry.call("stuck__echo", {"text": "first"})).result.as_text() == "first"
+        outcome = await registry.call("stuck__hang", {}, timeout=1 if bound_by == "caller" else 60)
+        assert outcome.result.is_error and "did not answer" in outcome.result.as_text()
+
+        async def replaced():
+            status = await host.server("stuck", connect=False)
+            return status if status.state != "running" else None
+
+        status = await eventually(replaced, "the wedged server is taken out")
+        assert status.state == "failed" and "stopped answering" in status.error
+        again = await registry.call("stuck__echo", {"text": "second"})
+        assert not again.result.is_error and again.result.as_text() == "second"
+        assert (await host.server("stuck", connect=False)).restarts == 1
+    finally:
+        await manager.stop()

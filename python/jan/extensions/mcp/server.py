@@ -39,6 +39,8 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
 #: Items kept from a server's listings (a server cannot flood jan with millions of tools).
 MAX_LISTED = 500
+#: Seconds a server gets to answer a listing after a call of it timed out, before it is taken for wedged.
+PING_TIMEOUT = 10.0
 
 
 def tool_name(server: str, tool: str) -> str:
@@ -184,6 +186,13 @@ class _QuietParseErrors(logging.Filter):
 logging.getLogger("mcp.client.stdio").addFilter(_QuietParseErrors())
 
 
+def _timed_out(exc: BaseException) -> bool:
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import REQUEST_TIMEOUT
+
+    return isinstance(exc, MCPError) and exc.code == REQUEST_TIMEOUT
+
+
 def _result(call_result: Any) -> ToolResult:
     """An MCP tool's result (:class:`lenient.CallResult`: content blocks, structured content, error flag) as jan's
     :class:`ToolResult`."""
@@ -258,6 +267,8 @@ class McpServer:
         self._relisting: asyncio.Task[None] | None = None
         self._relist_again = False
         self._junk = 0  # lines of stdout that were no JSON-RPC, this start
+        #: The probe after a call timed out or was cut off (:meth:`_check_alive`).
+        self._probing: asyncio.Task[None] | None = None
         self.tools: list[McpTool] = []
         self.prompts: list[dict[str, Any]] = []
         self.resources: list[dict[str, Any]] = []
@@ -413,8 +424,9 @@ class McpServer:
         finally:
             self._client = None
             lost.set()
-            if self._relisting is not None:
-                self._relisting.cancel()
+            for task in (self._relisting, self._probing):
+                if task is not None:
+                    task.cancel()
             errlog.close()
             if stop.is_set() and self.state != McpServerState.FAILED:
                 self.state = McpServerState.DISABLED if self.config.disabled else McpServerState.STOPPED
@@ -563,8 +575,13 @@ class McpServer:
         try:
             result = await lenient.call_tool(client, mcp_name, arguments, timeout)
         except asyncio.CancelledError:
+            self._check_alive(mcp_name)  # cut off by the caller (the registry's bound, a cancelled run)
             raise
         except Exception as exc:  # noqa: BLE001
+            if _timed_out(exc):
+                self._check_alive(mcp_name)
+                return ToolResult.error(f"The MCP server '{self.name}' did not answer {mcp_name} within "
+                                        f"{timeout:g} seconds")
             if _connection_lost(exc):
                 if self.state == McpServerState.RUNNING:
                     self._failed(f"the server stopped while running {mcp_name}")
@@ -576,6 +593,31 @@ class McpServer:
         self._failures = 0
         return _result(result)
 
+
+    def _check_alive(self, mcp_name: str) -> None:
+        """After a call of ``mcp_name`` timed out (or was cut off), ask the server for its tools in the background;
+        one that does not answer is taken for wedged and its connection closed, so that its next use restarts it.
+
+        A server that handles one request at a time and is stuck in that call (blocked, ignoring the cancellation
+        jan sends) answers nothing else: without this every later call of every one of its tools waited out its
+        whole timeout, for as long as jan ran."""
+        client, lost = self._client, self._lost
+        if client is None or lost is None or (self._probing is not None and not self._probing.done()):
+            return
+
+        async def probe() -> None:
+            try:
+                # (a tools/list, not a ping: ping is gone from MCP as of 2026-07-28, a listing is in every version)
+                await asyncio.wait_for(lenient.list_items(client, "tool", limit=1), PING_TIMEOUT)
+            except asyncio.TimeoutError:
+                if self._client is client and not lost.is_set():
+                    self._failed(f"stopped answering: a call of {mcp_name} did not end and a listing went unanswered "
+                                 f"for {PING_TIMEOUT:g} seconds (restarted on its next use)")
+                    lost.set()
+            except Exception as exc:  # noqa: BLE001 - an error answer is an answer; a lost connection tells itself
+                log.debug("MCP server %s: listing after a cut-off call: %s", self.name, _describe(exc))
+
+        self._probing = asyncio.ensure_future(probe())
 
 #: How much of a failed server's stderr is read back for its error (its last line is quoted).
 _STDERR_TAIL_BYTES = 8192
