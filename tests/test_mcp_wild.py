@@ -157,3 +157,54 @@ async def test_a_server_wedged_in_a_call_is_replaced(tmp_path, monkeypatch, boun
         assert (await host.server("stuck", connect=False)).restarts == 1
     finally:
         await manager.stop()
+
+
+@pytest.mark.parametrize("status", [401, 500])
+async def test_an_http_server_that_refuses_says_its_status(tmp_path, status):
+    from aiohttp import web
+    from mcp_helpers import free_port
+
+    async def refuse(request):
+        await request.read()
+        return web.Response(status=status, text="no")
+
+    app = web.Application()
+    app.router.add_route("*", "/mcp", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    manager = await started(tmp_path / "data", {"remote": {"url": f"http://127.0.0.1:{port}/mcp"}})
+    try:
+        status_now = await manager.get(McpHost).server("remote")
+        assert status_now.state == "failed"
+        assert f"HTTP {status}" in status_now.error
+        assert ("credentials" in status_now.error) == (status == 401)
+        outcome = await ToolRegistry(manager).call("remote__anything", {})
+        assert outcome.result.is_error
+    finally:
+        await manager.stop()
+        await runner.cleanup()
+
+
+async def test_an_http_servers_client_is_closed_with_its_connection(tmp_path, monkeypatch):
+    """Each start's HTTP client (jan's own, made for the server's headers) is closed when its connection ends."""
+    from mcp.shared import _httpx_utils
+    from mcp_helpers import http_notes_server, notes_folder
+
+    made = []
+    create = _httpx_utils.create_mcp_http_client
+
+    def record(*args, **kwargs):
+        made.append(create(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(_httpx_utils, "create_mcp_http_client", record)
+    with http_notes_server(notes_folder(tmp_path), tmp_path / "http.log") as url:
+        manager = await started(tmp_path / "data", {"notes": {"url": url}})
+        try:
+            assert (await manager.get(McpHost).server("notes")).state == "running"
+            assert made and not made[-1].is_closed
+        finally:
+            await manager.stop()
+    assert made and all(client.is_closed for client in made)

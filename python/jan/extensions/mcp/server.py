@@ -267,6 +267,7 @@ class McpServer:
         self._relisting: asyncio.Task[None] | None = None
         self._relist_again = False
         self._junk = 0  # lines of stdout that were no JSON-RPC, this start
+        self._http_error: str | None = None  # an HTTP server's last refusal (:meth:`_saw_response`)
         #: The probe after a call timed out or was cut off (:meth:`_check_alive`).
         self._probing: asyncio.Task[None] | None = None
         self.tools: list[McpTool] = []
@@ -303,8 +304,33 @@ class McpServer:
             params = StdioServerParameters(command=command, args=args, env=self.config.env, cwd=self.config.cwd,
                                            encoding_error_handler="replace")
             return stdio_client(params, errlog=errlog)
-        http = create_mcp_http_client(headers=dict(self.config.headers or {}))
-        return streamable_http_client(self.config.url, http_client=http)
+        return self._http_transport(create_mcp_http_client, streamable_http_client)
+
+    @contextlib.asynccontextmanager
+    async def _http_transport(self, create_client: Any, connect: Any) -> Any:
+        http = create_client(headers=dict(self.config.headers or {}))
+        http.event_hooks["response"].append(self._saw_response)
+        self._http_error = None
+        # The SDK closes only an HTTP client it made itself: this one is closed here, or each start (a restart after
+        # every failure) left its connection pool open.
+        async with http, connect(self.config.url, http_client=http) as streams:
+            yield streams
+
+    async def _saw_response(self, response: Any) -> None:
+        """The status of the server's last answer to a message (a POST): the SDK's error for one it refused says
+        only "Server returned an error response", never which status (401: the headers lack a token...)."""
+        if response.request.method == "POST":
+            self._http_error = f"{response.status_code} {response.reason_phrase}".strip() \
+                if response.status_code >= 400 else None
+
+    def _http_said(self) -> str:
+        """What an HTTP server's last refusal was, for an error (empty when it refused nothing)."""
+        if self.config.command or not self._http_error:
+            return ""
+        hint = ""
+        if self._http_error.startswith(("401", "403")):
+            hint = ": check the credentials in its mcp.json entry's \"headers\""
+        return f" (HTTP {self._http_error}{hint})"
 
     async def ensure_started(self) -> Any:
         """The connected client, starting the server if needed; raises ``RuntimeError`` saying why it cannot run."""
@@ -414,7 +440,7 @@ class McpServer:
                 ready.set_exception(RuntimeError("stopped while starting"))
             raise
         except BaseException as exc:  # noqa: BLE001 - an exception group from the SDK's task group, an OSError, ...
-            message = _describe(exc)
+            message = _describe(exc) + self._http_said()
             if self.config.command and not isinstance(_innermost(exc), OSError):  # an OSError: it never ran
                 message += _stderr_said(errlog_path, said_from)
             if not stop.is_set():
@@ -589,7 +615,8 @@ class McpServer:
                     self._lost.set()  # the owner closes the connection; the next use restarts the server
                 return ToolResult.error(f"The MCP server '{self.name}' stopped while running {mcp_name} "
                                         "(it will be restarted on next use)")
-            return ToolResult.error(f"The MCP server '{self.name}' answered {mcp_name} with an error: {_describe(exc)}")
+            return ToolResult.error(f"The MCP server '{self.name}' answered {mcp_name} with an error: {_describe(exc)}"
+                                    f"{self._http_said()}")
         self._failures = 0
         return _result(result)
 
