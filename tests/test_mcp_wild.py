@@ -208,3 +208,26 @@ async def test_an_http_servers_client_is_closed_with_its_connection(tmp_path, mo
         finally:
             await manager.stop()
     assert made and all(client.is_closed for client in made)
+
+
+async def test_a_start_that_times_out_leaves_no_unretrieved_failure(tmp_path, monkeypatch, caplog):
+    """A handshake past START_TIMEOUT is the server's failure (its status, one warning), never also asyncio's
+    "Future exception was never retrieved" when the abandoned start is collected."""
+    import gc
+
+    import jan.extensions.mcp.server as mcp_server
+
+    monkeypatch.setattr(mcp_server, "START_TIMEOUT", 1.0)
+    gate = tmp_path / "gate"
+    held = Path(__file__).parent / "mcp_servers" / "held_server.py"
+    manager = await started(tmp_path / "data", {"held": {"command": sys.executable, "args": [str(held), str(gate)]}})
+    try:
+        with caplog.at_level("DEBUG"):
+            status = await manager.get(McpHost).server("held")
+            assert status.state == "failed" and "did not start" in status.error
+            await manager.stop()
+            gc.collect()
+        assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    finally:
+        gate.touch()
+        await manager.stop()

@@ -349,6 +349,9 @@ class McpServer:
                 self.restarts += 1
             self.state, self.error = McpServerState.STARTING, None
             ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            # A start that timed out stops waiting before its owner fails it: retrieve that failure (told by
+            # _failed already), or asyncio logs "Future exception was never retrieved" when it is collected.
+            ready.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._ready, self._scope = ready, None
             self._stop, self._lost = asyncio.Event(), asyncio.Event()
             self._owner = asyncio.create_task(self._own(ready, self._stop, self._lost), name=f"mcp:{self.name}")
