@@ -51,3 +51,36 @@ async def test_the_api_tells_why_an_entry_is_invalid(tmp_path):
             assert (await api.ok("POST", "/v1/mcp/servers/ok/disable"))["state"] == "disabled"
             assert (await api.ok("POST", "/v1/mcp/servers/ok/disable"))["state"] == "disabled"  # twice: the same
             assert (await api.ok("POST", "/v1/mcp/servers/ok/enable"))["enabled"] is True
+
+
+async def test_jan_mcp_add_keeps_relative_paths_meaning_what_they_meant(tmp_path):
+    """`jan mcp add w python wild_server.py` in the server's folder: the file is there, not where jan will run, so
+    the entry starts the server in that folder, and it runs from a jan started anywhere."""
+    import shutil
+
+    from jan.core import ExtensionManager, McpHost
+    from jan.extensions.mcp import McpHostExtension
+    from test_cli_helpers import cli_env, fails, jan, ok
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(WILD_SERVER, project / "wild_server.py")
+    data = tmp_path / "data"
+    env = cli_env(data)
+    added = ok(jan("mcp", "add", "w", sys.executable, "wild_server.py", env=env, cwd=project))
+    assert str(project) in added.stdout
+    ok(jan("mcp", "add", "absolute", sys.executable, str(WILD_SERVER), env=env, cwd=project))
+    fails(jan("mcp", "add", "ftp", "ftp://example.com/mcp", env=env), "http:// or https://")
+    config = json.loads((data / "mcp.json").read_text())["mcpServers"]
+    assert config["w"]["cwd"] == str(project)
+    assert "cwd" not in config["absolute"]  # nothing relative: the entry is as typed
+    assert "ftp" not in config
+
+    manager = ExtensionManager(data, discover_entry_points=False)  # (this test runs in another folder)
+    manager.register(McpHostExtension())
+    await manager.start()
+    try:
+        status = await manager.get(McpHost).server("w")
+        assert status.state == "running", status.error
+    finally:
+        await manager.stop()
