@@ -50,7 +50,7 @@ async def test_every_tool_is_reachable_under_its_own_name(tmp_path):
         status = await manager.get(McpHost).server("wild")
         assert status.state == "running", status
         jan_names = {t["name"]: t["tool_name"] for t in status.tools}
-        assert len(set(jan_names.values())) == len(jan_names) == 10  # all but the second "echo"
+        assert len(set(jan_names.values())) == len(jan_names) == 12  # all but the second "echo"
         assert [(r["name"], r["reason"]) for r in status.rejected] == [("echo", "a second tool of the same name")]
         registry = ToolRegistry(manager)
         listed = {t.name for t in await registry.list_tools(servers={"wild"})}
@@ -231,3 +231,26 @@ async def test_a_start_that_times_out_leaves_no_unretrieved_failure(tmp_path, mo
     finally:
         gate.touch()
         await manager.stop()
+
+
+async def test_a_tool_whose_schema_cannot_be_used_is_left_out_of_runs_not_failing_them(tmp_path, vocab_dir):
+    """``badref``'s and ``nothing``'s schemas make no grammar: a run offering the whole server failed
+    (``invalid_prompt``) for them, every run. They are left out and told in its warnings; the others are offered."""
+    from api_helpers import Client, running
+    from jan.testing.gguf_models import write_qwen3_tool_model
+    from mcp_helpers import forced_call, tool_thread
+    from run_helpers import run_to_end
+
+    model = write_qwen3_tool_model(tmp_path / "qwen3-tools.gguf")
+    data = tmp_path / "data"
+    write_mcp_config(data, {"wild": wild_entry()})
+    with running(data, model, n_ctx=4096) as srv:
+        async with Client(srv.base_url) as api:
+            tid = await tool_thread(api, [{"type": "mcp", "server_label": "wild", "require_approval": "never"}])
+            run = await run_to_end(api, f"/v1/threads/{tid}/runs", forced_call("wild__a_b"))
+            assert run["status"] in ("completed", "incomplete"), run
+            warnings = " ".join(run["warnings"])
+            assert "'wild__badref' is left out" in warnings and "does not resolve" in warnings
+            assert "'wild__nothing' is left out" in warnings
+            status, body = await api.call("POST", f"/v1/threads/{tid}/runs", forced_call("wild__badref"))
+            assert status == 400 and "parameters schema cannot be used" in body["error"]["message"], body

@@ -5,7 +5,8 @@ Tools: ``echo(text)``; names jan must change to fit a tool-call name and that me
 ``a_b``, two non-ASCII names, two long names alike in their first 64 characters) and one listed twice; ``grow``
 adds a tool ``grown``, and a prompt and a resource, and says so with ``notifications/*/list_changed``
 (before its answer); ``junk`` writes lines that are no JSON-RPC to stdout before its answer; ``hang`` never
-answers, nor anything after it (it ignores cancellation, as a server blocked in a call does).
+answers, nor anything after it (it ignores cancellation, as a server blocked in a call does); ``badref`` and
+``nothing`` have parameters schemas no grammar can be made of (a ``$ref`` to nothing, a ``false`` property).
 
 ``--exit-after-call`` exits after answering its first call (a server that does one job per process);
 ``--junk-at-start`` writes a banner to stdout before its first answer.
@@ -33,6 +34,10 @@ TOOLS = [
     {"name": "grow", "inputSchema": OBJECT},
     {"name": "junk", "inputSchema": OBJECT},
     {"name": "hang", "inputSchema": OBJECT},
+    {"name": "badref", "description": "a $ref that resolves to nothing", "inputSchema": {
+        "type": "object", "properties": {"p": {"$ref": "#/$defs/Missing"}}, "required": ["p"]}},
+    {"name": "nothing", "description": "a property no value matches", "inputSchema": {
+        "type": "object", "properties": {"p": False}}},
 ]
 PROMPTS: list = []
 RESOURCES: list = []
