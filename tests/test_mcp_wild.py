@@ -123,6 +123,7 @@ async def test_stdout_junk_is_told_naming_the_server(tmp_path, caplog):
             assert (await registry.call("noisy__echo", {"text": "still here"})).result.as_text() == "still here"
         told = [r for r in caplog.records if "noisy" in r.getMessage() and "no JSON-RPC" in r.getMessage()]
         assert told and told[0].levelname == "WARNING"
+        assert "Welcome to the wild server!" in told[0].getMessage()  # the line itself, for the server's author
         assert sum(r.levelname == "WARNING" for r in told) == 1  # once per start, not a line per junk line
         # the SDK's own traceback for it, which names no server, is not logged besides
         assert not [r for r in caplog.records if r.name == "mcp.client.stdio" and r.levelname == "ERROR"]

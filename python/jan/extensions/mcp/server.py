@@ -471,9 +471,11 @@ class McpServer:
         if isinstance(message, Exception):
             self._junk += 1
             level = logging.WARNING if self._junk <= _JUNK_TOLD else logging.DEBUG
+            errors = getattr(message, "errors", None)  # a pydantic ValidationError holds the line it could not read
+            line = errors()[0].get("input") if callable(errors) and errors() else None
             log.log(level, "MCP server %s wrote to stdout what is no JSON-RPC message (left out; a server must log "
                     "to stderr%s): %s", self.name, ", told once per start" if self._junk == _JUNK_TOLD else "",
-                    _describe(message))
+                    repr(line)[:200] if isinstance(line, str) else _describe(message))
             return
         if isinstance(message, (types.ToolListChangedNotification, types.PromptListChangedNotification,
                                 types.ResourceListChangedNotification)):
