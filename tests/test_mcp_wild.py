@@ -160,8 +160,9 @@ async def test_a_server_wedged_in_a_call_is_replaced(tmp_path, monkeypatch, boun
         await manager.stop()
 
 
-@pytest.mark.parametrize("status", [401, 500])
+@pytest.mark.parametrize("status", [401, 405, 500])
 async def test_an_http_server_that_refuses_says_its_status(tmp_path, status):
+    """401: the credentials; 405 (a POST to an older HTTP+SSE server's /sse URL): the transport; 500: the status."""
     from aiohttp import web
     from mcp_helpers import free_port
 
@@ -181,6 +182,7 @@ async def test_an_http_server_that_refuses_says_its_status(tmp_path, status):
         assert status_now.state == "failed"
         assert f"HTTP {status}" in status_now.error
         assert ("credentials" in status_now.error) == (status == 401)
+        assert ("HTTP+SSE" in status_now.error) == (status == 405)
         outcome = await ToolRegistry(manager).call("remote__anything", {})
         assert outcome.result.is_error
     finally:

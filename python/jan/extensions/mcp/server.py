@@ -330,6 +330,9 @@ class McpServer:
         hint = ""
         if self._http_error.startswith(("401", "403")):
             hint = ": check the credentials in its mcp.json entry's \"headers\""
+        elif self._http_error.startswith(("404", "405")):
+            hint = (": is the URL a streamable-HTTP MCP endpoint? jan does not speak the older HTTP+SSE transport, "
+                    "whose servers take messages elsewhere (.../messages) than the .../sse URL they are known by")
         return f" (HTTP {self._http_error}{hint})"
 
     async def ensure_started(self) -> Any:
