@@ -135,10 +135,10 @@ async def test_stdout_junk_is_told_naming_the_server(tmp_path, caplog):
 async def test_a_server_wedged_in_a_call_is_replaced(tmp_path, monkeypatch, bound_by):
     """``hang`` never answers and the server answers nothing after it. The call's bound is the server's own
     ``timeout`` (the SDK's request timeout) or the caller's (the registry's, cutting the call off): either way the
-    server is pinged, found wedged, and replaced, and the next call is answered by a new process."""
+    server is probed with a listing, found wedged, and replaced, and the next call is answered by a new process."""
     import jan.extensions.mcp.server as mcp_server
 
-    monkeypatch.setattr(mcp_server, "PING_TIMEOUT", 1.0)
+    monkeypatch.setattr(mcp_server, "PROBE_TIMEOUT", 1.0)
     entry = wild_entry(timeout=1) if bound_by == "server" else wild_entry()
     manager = await started(tmp_path / "data", {"stuck": entry})
     try:

@@ -40,7 +40,7 @@ BACKOFF_MAX = 30.0
 #: Items kept from a server's listings (a server cannot flood jan with millions of tools).
 MAX_LISTED = 500
 #: Seconds a server gets to answer a listing after a call of it timed out, before it is taken for wedged.
-PING_TIMEOUT = 10.0
+PROBE_TIMEOUT = 10.0
 
 
 def tool_name(server: str, tool: str) -> str:
@@ -643,11 +643,11 @@ class McpServer:
         async def probe() -> None:
             try:
                 # (a tools/list, not a ping: ping is gone from MCP as of 2026-07-28, a listing is in every version)
-                await asyncio.wait_for(lenient.list_items(client, "tool", limit=1), PING_TIMEOUT)
+                await asyncio.wait_for(lenient.list_items(client, "tool", limit=1), PROBE_TIMEOUT)
             except asyncio.TimeoutError:
                 if self._client is client and not lost.is_set():
                     self._failed(f"stopped answering: a call of {mcp_name} did not end and a listing went unanswered "
-                                 f"for {PING_TIMEOUT:g} seconds (restarted on its next use)")
+                                 f"for {PROBE_TIMEOUT:g} seconds (restarted on its next use)")
                     lost.set()
             except Exception as exc:  # noqa: BLE001 - an error answer is an answer; a lost connection tells itself
                 log.debug("MCP server %s: listing after a cut-off call: %s", self.name, _describe(exc))
