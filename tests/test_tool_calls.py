@@ -292,3 +292,18 @@ def test_tool_call_grammar_errors():
     with pytest.raises(GrammarError, match="does not force"):
         tool_call_grammar(TOOLS, "auto")
     assert tool_call_grammar(TOOLS, "any") == tool_call_grammar(TOOLS, "required")
+
+
+def test_images_count_against_the_output_limit_as_the_notes_a_model_reads():
+    """Fifty thousand small images were fifty thousand notes for the model, none counted against the limit."""
+    from jan.core import ToolImage, ToolResult, ToolText
+    from jan.core.tools import limit_result
+
+    many = ToolResult((ToolText("before"),) + (ToolImage(b"\x89PNG", "image/png"),) * 50_000)
+    cut = limit_result(many, 1000)
+    assert cut.truncated and len(cut.as_text()) < 1000 + 200
+    assert "image(s) left out" in cut.parts[-1].text
+    kept = sum(isinstance(p, ToolImage) for p in cut.parts)
+    assert 0 < kept < 100 and str(50_000 - kept) in cut.parts[-1].text
+    few = ToolResult((ToolText("before"), ToolImage(b"\x89PNG", "image/png")))
+    assert limit_result(few, 1000) is few  # within the limit: as it was

@@ -8,6 +8,8 @@ server (which knows each server's state and tools) or reads the file.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from jan.cli.common import CLIError, RemoveAliasGroup, connection_options, json_option, print_json, print_table
@@ -98,11 +100,17 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
         if headers:
             entry["headers"] = pairs(headers, "--header")
     else:
+        if "://" in command_or_url:  # a URL jan cannot connect to would be run as a program named like it
+            raise CLIError(f"an MCP server's URL must be http:// or https:// (streamable HTTP), not {command_or_url!r}")
         if headers:
             raise CLIError("--header is for HTTP servers")
         entry = {"command": command_or_url, "args": list(args)}
         if env:
             entry["env"] = pairs(env, "--env")
+        if _relative_paths(command_or_url, args):
+            # `jan mcp add notes python notes_server.py` means the notes_server.py here; jan starts servers in its
+            # own working folder, wherever it was started, where that file is not: the server starts here instead.
+            entry["cwd"] = os.getcwd()
     if timeout is not None:
         entry["timeout"] = timeout
 
@@ -112,8 +120,21 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
         servers[name] = entry
 
     _edit(conn, edit)
-    click.echo(f"{name}: added to {conn.data_folder / 'mcp.json'}")
+    click.echo(f"{name}: added to {conn.data_folder / 'mcp.json'}"
+               + (f" (it starts in {entry['cwd']}, where its relative paths are)" if "cwd" in entry else ""))
     _tell_if_the_server_reads_another_file(conn, name, present=True)
+
+
+def _relative_paths(command: str, args: tuple[str, ...]) -> bool:
+    """Whether the command line names a file or folder by a relative path (one that is there, from here): a
+    command with a folder in it (``./server``), or an argument (``server.py``, ``--root=notes``'s value)."""
+    if os.sep in command and not os.path.isabs(command):
+        return True
+    for arg in args:
+        value = arg.partition("=")[2] if arg.startswith("-") else arg
+        if value and not os.path.isabs(value) and os.path.exists(value):
+            return True
+    return False
 
 
 @mcp.command("remove")

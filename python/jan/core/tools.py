@@ -66,17 +66,30 @@ class ToolCallOutcome:
 
 
 def limit_result(result: ToolResult, max_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> ToolResult:
-    """``result`` with its text/JSON cut to ``max_chars`` characters in all and oversized images dropped."""
+    """``result`` with its text/JSON cut to ``max_chars`` characters in all and oversized images dropped.
+
+    An image counts as the note a model reads for it (:meth:`ToolResult.as_text`): a result of fifty thousand
+    small images was fifty thousand notes, 1.3 million characters, none of them counted; those past the limit are
+    left out now, with one note saying how many."""
     left = max_chars
     parts: list[Any] = []
     truncated = result.truncated
+    images_left_out = 0
     for part in result.parts:
         if isinstance(part, ToolImage):
             if len(part.data) > MAX_IMAGE_BYTES:
-                parts.append(ToolText(f"[image {part.mime_type} of {len(part.data)} bytes left out: over the limit]"))
+                note = f"[image {part.mime_type} of {len(part.data)} bytes left out: over the limit]"
+                part = ToolText(note)
                 truncated = True
             else:
-                parts.append(part)
+                note = ToolResult((part,)).as_text()
+            if len(note) > left:
+                images_left_out += 1
+                truncated = True
+                left = 0
+                continue
+            parts.append(part)
+            left -= len(note)
             continue
         text = part.text if isinstance(part, ToolText) else json.dumps(part.data, ensure_ascii=False)
         if len(text) <= left:
@@ -87,6 +100,8 @@ def limit_result(result: ToolResult, max_chars: int = DEFAULT_MAX_OUTPUT_CHARS) 
         if left > 0:
             parts.append(ToolText(text[:left] + f"\n[... cut: the output exceeded {max_chars} characters]"))
         left = 0
+    if images_left_out:
+        parts.append(ToolText(f"[{images_left_out} image(s) left out: the output exceeded {max_chars} characters]"))
     if not truncated:
         return result
     return ToolResult(tuple(parts), is_error=result.is_error, truncated=True)

@@ -585,6 +585,7 @@ def _check_tool_choice(choice: Any, policy: ToolPolicy) -> None:
         # an MCP server's tool that is missing because its server is down: say why (its start's error), not
         # only that the tool is absent, which sends the user looking for a typo
         why = policy.unavailable.get(name.split("__", 1)[0]) if "__" in name else None
+        why = why or policy.left_out.get(name)
         raise RequestError(f"tool_choice names '{name}', which is not among the run's tools ({have})"
                            + (f": {why}" if why else ""), param="tool_choice", code="invalid_value")
 

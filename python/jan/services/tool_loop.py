@@ -101,6 +101,8 @@ class ToolPolicy:
     #: MCP servers whose tools the run lacks, by name: why (a call of one of their tools is told that, not that the
     #: run may not use it).
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: Tools left out of the run although they are there, by name: why (their parameters schema cannot be used).
+    left_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
@@ -256,7 +258,17 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
     available = {t.name: t for t in await _list_tools(registry, named)}
     servers = await _mcp_servers(registry)
 
-    def add(name: str, tool: Tool | None, spec: dict[str, Any], never: bool) -> None:
+    def add(name: str, tool: Tool | None, spec: dict[str, Any], never: bool, where: str) -> None:
+        if tool is not None:
+            # A provider's schema that no grammar can be made of (an MCP server's $ref that does not resolve, a
+            # `false` property...) failed the whole run, every run offering that server: this tool is left out
+            # and told, as a server that is down is. (A client's own function keeps its 400: the schema is its.)
+            why = _schema_problem(spec)
+            if why is not None:
+                policy.left_out[name] = f"its parameters schema cannot be used ({why})"
+                problem(where, f"the tool '{name}' is left out: its parameters schema cannot be used ({why})",
+                        "unusable_tool_schema", hard=False)
+                return
         auto = tool is not None and (never or any(fnmatch.fnmatchcase(name, p) for p in auto_patterns))
         policy.entries[name] = ToolEntry(name, spec, tool, auto)
 
@@ -298,11 +310,11 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
                 continue
             tool = available.get(name)
             if tool is not None:
-                add(name, tool, tool.spec(), _approval(entry) == "never")
+                add(name, tool, tool.spec(), _approval(entry) == "never", f"{where}.function")
             elif isinstance(fn.get("parameters"), dict) or fn.get("description"):
                 add(name, None, {"type": "function", "function": {
                     "name": name, "description": fn.get("description") or "",
-                    "parameters": fn.get("parameters") or {"type": "object", "properties": {}}}}, False)
+                    "parameters": fn.get("parameters") or {"type": "object", "properties": {}}}}, False, where)
             else:
                 label = name.split("__", 1)[0] if "__" in name else None
                 if label is not None and servers and server_down(label, f"{where}.function.name"):
@@ -332,8 +344,15 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
             for mcp_name, (name, tool) in offered.items():
                 if isinstance(allowed, list) and mcp_name not in allowed:
                     continue
-                add(name, tool, tool.spec(), _approval(entry) == "never")
+                add(name, tool, tool.spec(), _approval(entry) == "never", where)
     return policy
+
+
+def _schema_problem(spec: dict[str, Any]) -> str | None:
+    """Why a tool's spec's parameters cannot constrain a call (see ``parameters_problem``); None when they can."""
+    from jan.templates.formats.grammars import parameters_problem
+
+    return parameters_problem((spec.get("function") or {}).get("parameters"))
 
 
 async def _list_tools(registry: ToolRegistry, servers: set[str]) -> list[Tool]:
@@ -423,6 +442,7 @@ async def run_calls(registry: ToolRegistry, policy: ToolPolicy, calls: list[Pend
         entry = policy.entries.get(call.name)
         if entry is None or entry.tool is None:
             down = policy.unavailable.get(call.name.split("__", 1)[0]) if "__" in call.name else None
+            down = down or policy.left_out.get(call.name)
             if down is not None:  # its server went away since the call was made (disabled, removed, down)
                 reason = f"cannot run: {down}"
             elif entry is None:

@@ -29,6 +29,7 @@ from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jan.core.fs import atomic_write_text
+from jan.errors import JanError
 
 __all__ = ["CONFIG_FILE", "NAME_RULE", "McpConfigError", "McpServerConfig", "load_config", "read_config",
            "edit_config", "SERVER_NAME_RE", "valid_name"]
@@ -47,8 +48,11 @@ def valid_name(name: str) -> bool:
     return bool(SERVER_NAME_RE.match(name)) and "__" not in name
 
 
-class McpConfigError(ValueError):
-    """``mcp.json`` is not valid JSON or does not have the expected shape."""
+class McpConfigError(JanError, ValueError):
+    """``mcp.json`` is not valid JSON or does not have the expected shape (an API answers it with a 400 of this
+    ``code``)."""
+
+    code = "invalid_mcp_config"
 
 
 class McpServerConfig(BaseModel):
@@ -93,11 +97,20 @@ def config_path(data_folder: str | os.PathLike[str]) -> Path:
     return Path(data_folder) / CONFIG_FILE
 
 
+class _Object(dict):
+    """A JSON object as read, with the keys it held more than once (``twice``)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]):
+        super().__init__(pairs)
+        keys = [key for key, _ in pairs]
+        self.twice = {key for key in keys if keys.count(key) > 1} if len(self) < len(keys) else set()
+
+
 def _parse_each(text: str, where: Path) -> tuple[dict[str, McpServerConfig], dict[str, str]]:
     """The valid servers by name, and why each other entry is not one (by name). A file that is no JSON, or
     whose ``mcpServers`` is no object, raises :class:`McpConfigError`: there is no entry to read then."""
     try:
-        raw = json.loads(text) if text.strip() else {}
+        raw = json.loads(text, object_pairs_hook=_Object) if text.strip() else {}
     except json.JSONDecodeError as exc:
         raise McpConfigError(f"{where} is not valid JSON: {exc}") from None
     servers = raw.get("mcpServers", {}) if isinstance(raw, dict) else None
@@ -106,6 +119,11 @@ def _parse_each(text: str, where: Path) -> tuple[dict[str, McpServerConfig], dic
     out: dict[str, McpServerConfig] = {}
     problems: dict[str, str] = {}
     for name, entry in servers.items():
+        if name in getattr(servers, "twice", ()):
+            # JSON keeps the last of two entries of one name, silently: the user meant one of them, which one is
+            # a guess (a server pasted in twice, one of them changed). Neither runs until one is removed.
+            problems[name] = f"{where}: server {name!r} is configured twice; remove one of its entries"
+            continue
         if not valid_name(name):
             problems[name] = f"{where}: server name {name!r} must be {NAME_RULE}"
             continue

@@ -45,6 +45,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         self._servers: dict[str, McpServer] = {}
         self._stamp: tuple[float, int] | None = None
         self._config_error: str | None = None
+        self._problems: dict[str, str] = {}  # why each invalid entry of mcp.json is not a server, by name
         self._data_folder: Path | None = None
         self._stopping: set[asyncio.Task] = set()  # servers being stopped after a config change
 
@@ -82,6 +83,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
             return  # keep the servers we have
         # An invalid entry costs only itself: the others run, and a server it named keeps running as it was.
         self._config_error = "; ".join(problems.values()) or None
+        self._problems = problems
         if problems:
             log.warning("%s", self._config_error)
         logs = self._data_folder / "logs" / "mcp"
@@ -106,6 +108,9 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
     def _server(self, name: str) -> McpServer:
         self._sync()
         server = self._servers.get(name)
+        if server is None and name in self._problems:
+            # It is in the file, so "not found" would send the user looking for a typo: say what is wrong with it.
+            raise McpConfigError(self._problems[name])
         if server is None:
             raise NotFoundError(not_found_message("MCP server", name, str(config_path(self._data_folder or "."))),
                                 resource="mcp_server", id=name)
@@ -169,10 +174,13 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         return server.status()
 
     async def set_enabled(self, name: str, enabled: bool) -> McpServerStatus:
-        self._server(name)  # 404 before touching the file
+        self._server(name)  # 404 (or why its entry is invalid) before touching the file
 
         def edit(servers: dict) -> None:
-            entry = servers[name]
+            entry = servers.get(name)
+            if not isinstance(entry, dict):  # removed from the file since (or made no entry): as the check says
+                raise NotFoundError(not_found_message("MCP server", name, str(config_path(self._data_folder or "."))),
+                                    resource="mcp_server", id=name)
             if enabled:
                 entry.pop("disabled", None)
             else:
@@ -184,4 +192,4 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         self._sync()
         if old is not None and old is not self._servers.get(name):
             await old.stop()
-        return self._servers[name].status()
+        return self._server(name).status()  # (the file may have changed under the edit: say so, never a KeyError)

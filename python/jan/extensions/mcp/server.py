@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from typing_extensions import Self
+
 from jan.core import McpServerState, McpServerStatus, Tool, ToolImage, ToolJson, ToolResult, ToolText
 
 from . import lenient
@@ -37,12 +39,36 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
 #: Items kept from a server's listings (a server cannot flood jan with millions of tools).
 MAX_LISTED = 500
+#: Seconds a server gets to answer a listing after a call of it timed out, before it is taken for wedged.
+PROBE_TIMEOUT = 10.0
 
 
 def tool_name(server: str, tool: str) -> str:
     """The name jan gives an MCP tool: ``<server>__<tool>``, cut to OpenAI's 64-character function-name rule."""
     clean = re.sub(r"[^A-Za-z0-9_-]", "_", tool)
     return f"{server}__{clean}"[:64]
+
+
+def tool_names(server: str, tools: list[str]) -> dict[str, str]:
+    """The names jan gives a server's tools (by MCP name), each one distinct.
+
+    :func:`tool_name` maps many MCP names to one (``a.b`` and ``a_b``, ``検索`` and ``取得``, two long names alike in
+    their first 64 characters): the registry keeps one tool per name, so the others were hidden from every model,
+    silently. A name that had to be changed to fit, and meets another, gets a suffix from its own MCP name's hash
+    instead: stable across restarts and listing orders, and the tool whose name needed no change keeps it."""
+    import hashlib
+
+    plain = {tool: tool_name(server, tool) for tool in tools}
+    taken: dict[str, int] = {}
+    for name in plain.values():
+        taken[name] = taken.get(name, 0) + 1
+    out = {}
+    for tool, name in plain.items():
+        if taken[name] > 1 and name != f"{server}__{tool}":
+            digest = hashlib.sha256(tool.encode("utf-8")).hexdigest()[:8]
+            name = f"{name[:64 - 9]}_{digest}"
+        out[tool] = name
+    return out
 
 
 #: Starts a stdio server so that it dies with jan (Linux): see the script.
@@ -86,6 +112,87 @@ def _connection_lost(exc: BaseException) -> bool:
                             ConnectionError, EOFError))
 
 
+class _WatchedRead:
+    """A transport's read stream (the SDK's ``ReadStream``) that tells when it ends.
+
+    A stdio server that exits between calls (one job per process, a crash while idle) ends its stdout, but nothing
+    is waiting on it then: the SDK only fails the requests in flight, so the next call was sent to the dead server
+    and failed ("stopped while running") though jan could have started it again first. Telling the end lets the
+    owner close the connection at once, and the next use restarts the server."""
+
+    def __init__(self, stream: Any, on_end: Any):
+        self._stream = stream
+        self._on_end = on_end
+
+    async def receive(self) -> Any:
+        import anyio
+
+        try:
+            return await self._stream.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end()
+            raise
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    def __aiter__(self) -> _WatchedRead:
+        return self
+
+    async def __anext__(self) -> Any:
+        import anyio
+
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __getattr__(self, name: str) -> Any:  # the SDK reads optional extras (``last_context``) by getattr
+        return getattr(self._stream, name)
+
+
+class _WatchedTransport:
+    """A transport (the SDK's async context manager of ``(read, write)`` streams) whose read stream is watched."""
+
+    def __init__(self, transport: Any, on_end: Any):
+        self._transport = transport
+        self._on_end = on_end
+
+    async def __aenter__(self) -> Any:
+        read, write = await self._transport.__aenter__()
+        return _WatchedRead(read, self._on_end), write
+
+    async def __aexit__(self, *exc_info: object) -> Any:
+        return await self._transport.__aexit__(*exc_info)
+
+
+#: Lines a server wrote to stdout that were no JSON-RPC: told once per start at warning level, then counted.
+_JUNK_TOLD = 1
+#: The SDK logs each such line as an error with a traceback that names no server; jan tells them by server instead.
+_SDK_PARSE_ERROR = "Failed to parse JSONRPC message from server"
+
+
+class _QuietParseErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _SDK_PARSE_ERROR
+
+
+logging.getLogger("mcp.client.stdio").addFilter(_QuietParseErrors())
+
+
+def _timed_out(exc: BaseException) -> bool:
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import REQUEST_TIMEOUT
+
+    return isinstance(exc, MCPError) and exc.code == REQUEST_TIMEOUT
+
+
 def _result(call_result: Any) -> ToolResult:
     """An MCP tool's result (:class:`lenient.CallResult`: content blocks, structured content, error flag) as jan's
     :class:`ToolResult`."""
@@ -116,10 +223,11 @@ def _result(call_result: Any) -> ToolResult:
 class McpTool(Tool):
     """A tool of an MCP server, called through its :class:`McpServer`."""
 
-    def __init__(self, server: "McpServer", mcp_name: str, description: str, parameters: dict[str, Any]):
+    def __init__(self, server: McpServer, mcp_name: str, description: str, parameters: dict[str, Any],
+                 name: str | None = None):
         self.server = server
         self.mcp_name = mcp_name
-        self.name = tool_name(server.name, mcp_name)
+        self.name = name or tool_name(server.name, mcp_name)
         self.description = description
         self.parameters = parameters if isinstance(parameters, dict) else {"type": "object", "properties": {}}
         self.source = f"mcp:{server.name}"
@@ -154,6 +262,14 @@ class McpServer:
         self._ever_ran = False
         #: The last failure logged (:meth:`_failed`); None once the server runs.
         self._told: str | None = None
+        #: A re-listing asked for by the server (``notifications/*/list_changed``), and whether another was asked
+        #: for while it ran.
+        self._relisting: asyncio.Task[None] | None = None
+        self._relist_again = False
+        self._junk = 0  # lines of stdout that were no JSON-RPC, this start
+        self._http_error: str | None = None  # an HTTP server's last refusal (:meth:`_saw_response`)
+        #: The probe after a call timed out or was cut off (:meth:`_check_alive`).
+        self._probing: asyncio.Task[None] | None = None
         self.tools: list[McpTool] = []
         self.prompts: list[dict[str, Any]] = []
         self.resources: list[dict[str, Any]] = []
@@ -188,8 +304,36 @@ class McpServer:
             params = StdioServerParameters(command=command, args=args, env=self.config.env, cwd=self.config.cwd,
                                            encoding_error_handler="replace")
             return stdio_client(params, errlog=errlog)
-        http = create_mcp_http_client(headers=dict(self.config.headers or {}))
-        return streamable_http_client(self.config.url, http_client=http)
+        return self._http_transport(create_mcp_http_client, streamable_http_client)
+
+    @contextlib.asynccontextmanager
+    async def _http_transport(self, create_client: Any, connect: Any) -> Any:
+        http = create_client(headers=dict(self.config.headers or {}))
+        http.event_hooks["response"].append(self._saw_response)
+        self._http_error = None
+        # The SDK closes only an HTTP client it made itself: this one is closed here, or each start (a restart after
+        # every failure) left its connection pool open.
+        async with http, connect(self.config.url, http_client=http) as streams:
+            yield streams
+
+    async def _saw_response(self, response: Any) -> None:
+        """The status of the server's last answer to a message (a POST): the SDK's error for one it refused says
+        only "Server returned an error response", never which status (401: the headers lack a token...)."""
+        if response.request.method == "POST":
+            self._http_error = f"{response.status_code} {response.reason_phrase}".strip() \
+                if response.status_code >= 400 else None
+
+    def _http_said(self) -> str:
+        """What an HTTP server's last refusal was, for an error (empty when it refused nothing)."""
+        if self.config.command or not self._http_error:
+            return ""
+        hint = ""
+        if self._http_error.startswith(("401", "403")):
+            hint = ": check the credentials in its mcp.json entry's \"headers\""
+        elif self._http_error.startswith(("404", "405")):
+            hint = (": is the URL a streamable-HTTP MCP endpoint? jan does not speak the older HTTP+SSE transport, "
+                    "whose servers take messages elsewhere (.../messages) than the .../sse URL they are known by")
+        return f" (HTTP {self._http_error}{hint})"
 
     async def ensure_started(self) -> Any:
         """The connected client, starting the server if needed; raises ``RuntimeError`` saying why it cannot run."""
@@ -208,6 +352,9 @@ class McpServer:
                 self.restarts += 1
             self.state, self.error = McpServerState.STARTING, None
             ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            # A start that timed out stops waiting before its owner fails it: retrieve that failure (told by
+            # _failed already), or asyncio logs "Future exception was never retrieved" when it is collected.
+            ready.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._ready, self._scope = ready, None
             self._stop, self._lost = asyncio.Event(), asyncio.Event()
             self._owner = asyncio.create_task(self._own(ready, self._stop, self._lost), name=f"mcp:{self.name}")
@@ -276,7 +423,10 @@ class McpServer:
             # cleanup, which ends the process; a native task.cancel() can cut that short and leave it running.
             with anyio.CancelScope() as scope:
                 self._scope = scope
-                async with Client(self._transport(errlog), read_timeout_seconds=START_TIMEOUT) as client:
+                self._junk = 0
+                transport = _WatchedTransport(self._transport(errlog), lost.set)
+                async with Client(transport, read_timeout_seconds=START_TIMEOUT,
+                                  message_handler=self._on_message) as client:
                     await self._refresh(client)
                     self._client = client
                     self._ever_ran = True
@@ -296,7 +446,7 @@ class McpServer:
                 ready.set_exception(RuntimeError("stopped while starting"))
             raise
         except BaseException as exc:  # noqa: BLE001 - an exception group from the SDK's task group, an OSError, ...
-            message = _describe(exc)
+            message = _describe(exc) + self._http_said()
             if self.config.command and not isinstance(_innermost(exc), OSError):  # an OSError: it never ran
                 message += _stderr_said(errlog_path, said_from)
             if not stop.is_set():
@@ -306,12 +456,58 @@ class McpServer:
         finally:
             self._client = None
             lost.set()
+            for task in (self._relisting, self._probing):
+                if task is not None:
+                    task.cancel()
             errlog.close()
             if stop.is_set() and self.state != McpServerState.FAILED:
                 self.state = McpServerState.DISABLED if self.config.disabled else McpServerState.STOPPED
             elif self.state == McpServerState.RUNNING:  # the connection broke
                 self._failed("the connection to the server was lost"
                              + (_stderr_said(errlog_path, said_from) if self.config.command else ""))
+
+    async def _on_message(self, message: Any) -> None:
+        """What the server sends unasked: ``list_changed`` notifications re-list (the tools a model is offered
+        follow the server's), a line of stdout that is no JSON-RPC is told naming the server."""
+        import mcp_types as types
+
+        if isinstance(message, Exception):
+            self._junk += 1
+            level = logging.WARNING if self._junk <= _JUNK_TOLD else logging.DEBUG
+            errors = getattr(message, "errors", None)  # a pydantic ValidationError holds the line it could not read
+            line = errors()[0].get("input") if callable(errors) and errors() else None
+            log.log(level, "MCP server %s wrote to stdout what is no JSON-RPC message (left out; a server must log "
+                    "to stderr%s): %s", self.name, ", told once per start" if self._junk == _JUNK_TOLD else "",
+                    repr(line)[:200] if isinstance(line, str) else _describe(message))
+            return
+        if isinstance(message, (types.ToolListChangedNotification, types.PromptListChangedNotification,
+                                types.ResourceListChangedNotification)):
+            self._relist()
+
+    def _relist(self) -> None:
+        """Re-read the server's listings in the background (never in the SDK's handler, which holds its reader);
+        notifications arriving meanwhile make one more re-listing, not one each."""
+        if self._relisting is not None and not self._relisting.done():
+            self._relist_again = True
+            return
+
+        async def relist() -> None:
+            while True:
+                self._relist_again = False
+                client = self._client
+                if client is None:  # the connection ended: the next start lists afresh
+                    return
+                try:
+                    await self._refresh(client)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the last listing stays; the server is told by name
+                    log.warning("MCP server %s: its listings changed but could not be read again: %s", self.name,
+                                _describe(exc))
+                if not self._relist_again:
+                    return
+
+        self._relisting = asyncio.ensure_future(relist())
 
     async def _refresh(self, client: Any) -> None:
         # Item by item (lenient.list_items): one malformed tool, prompt or resource is left out and told in the
@@ -321,26 +517,37 @@ class McpServer:
         names = {t.name for t in kept}
         rejected += [lenient.Rejected("tool", i, t.name, "invalid x-mcp-header annotations in its inputSchema")
                      for i, t in enumerate(tools) if t.name not in names]
-        self.tools = [McpTool(self, t.name, t.description or "", t.input_schema) for t in kept]
+        # A name listed twice names one tool to the server (MCP says names are unique): the first is kept.
+        unique: dict[str, Any] = {}
+        places = [i for i, t in enumerate(tools) if t.name in names]  # each kept tool's place in the listing
+        for place, t in zip(places, kept):
+            if t.name in unique:
+                rejected.append(lenient.Rejected("tool", place, t.name, "a second tool of the same name"))
+            else:
+                unique[t.name] = t
+        jan_names = tool_names(self.name, list(unique))
+        listed = [McpTool(self, t.name, t.description or "", t.input_schema, jan_names[t.name])
+                  for t in unique.values()]
         caps = client.server_capabilities
-        self.prompts, self.resources = [], []
+        # (kept apart until all is read: a re-listing while the server runs never shows half of one)
+        prompts_now, resources_now = [], []
         if getattr(caps, "prompts", None) is not None:
             try:
                 prompts, bad = await lenient.list_items(client, "prompt", limit=MAX_LISTED)
-                self.prompts = [{"name": p.name, "description": p.description or "",
-                                 "arguments": [a.name for a in (p.arguments or [])]} for p in prompts]
+                prompts_now = [{"name": p.name, "description": p.description or "",
+                                "arguments": [a.name for a in (p.arguments or [])]} for p in prompts]
                 rejected += bad
             except Exception as exc:  # noqa: BLE001 - prompts are for show: the tools still run without them
                 log.info("MCP server %s: its prompts could not be listed: %s", self.name, _describe(exc))
         if getattr(caps, "resources", None) is not None:
             try:
                 resources, bad = await lenient.list_items(client, "resource", limit=MAX_LISTED)
-                self.resources = [{"uri": str(r.uri), "name": r.name, "description": r.description or "",
-                                   "mime_type": r.mime_type} for r in resources]
+                resources_now = [{"uri": str(r.uri), "name": r.name, "description": r.description or "",
+                                  "mime_type": r.mime_type} for r in resources]
                 rejected += bad
             except Exception as exc:  # noqa: BLE001 - as prompts
                 log.info("MCP server %s: its resources could not be listed: %s", self.name, _describe(exc))
-        self.rejected = rejected
+        self.tools, self.prompts, self.resources, self.rejected = listed, prompts_now, resources_now, rejected
         if rejected:
             log.warning("MCP server %s: %d listed item(s) left out as invalid (GET /v1/mcp/servers/%s tells which): %s",
                         self.name, len(rejected), self.name,
@@ -402,8 +609,13 @@ class McpServer:
         try:
             result = await lenient.call_tool(client, mcp_name, arguments, timeout)
         except asyncio.CancelledError:
+            self._check_alive(mcp_name)  # cut off by the caller (the registry's bound, a cancelled run)
             raise
         except Exception as exc:  # noqa: BLE001
+            if _timed_out(exc):
+                self._check_alive(mcp_name)
+                return ToolResult.error(f"The MCP server '{self.name}' did not answer {mcp_name} within "
+                                        f"{timeout:g} seconds")
             if _connection_lost(exc):
                 if self.state == McpServerState.RUNNING:
                     self._failed(f"the server stopped while running {mcp_name}")
@@ -411,10 +623,36 @@ class McpServer:
                     self._lost.set()  # the owner closes the connection; the next use restarts the server
                 return ToolResult.error(f"The MCP server '{self.name}' stopped while running {mcp_name} "
                                         "(it will be restarted on next use)")
-            return ToolResult.error(f"The MCP server '{self.name}' answered {mcp_name} with an error: {_describe(exc)}")
+            return ToolResult.error(f"The MCP server '{self.name}' answered {mcp_name} with an error: {_describe(exc)}"
+                                    f"{self._http_said()}")
         self._failures = 0
         return _result(result)
 
+
+    def _check_alive(self, mcp_name: str) -> None:
+        """After a call of ``mcp_name`` timed out (or was cut off), ask the server for its tools in the background;
+        one that does not answer is taken for wedged and its connection closed, so that its next use restarts it.
+
+        A server that handles one request at a time and is stuck in that call (blocked, ignoring the cancellation
+        jan sends) answers nothing else: without this every later call of every one of its tools waited out its
+        whole timeout, for as long as jan ran."""
+        client, lost = self._client, self._lost
+        if client is None or lost is None or (self._probing is not None and not self._probing.done()):
+            return
+
+        async def probe() -> None:
+            try:
+                # (a tools/list, not a ping: ping is gone from MCP as of 2026-07-28, a listing is in every version)
+                await asyncio.wait_for(lenient.list_items(client, "tool", limit=1), PROBE_TIMEOUT)
+            except asyncio.TimeoutError:
+                if self._client is client and not lost.is_set():
+                    self._failed(f"stopped answering: a call of {mcp_name} did not end and a listing went unanswered "
+                                 f"for {PROBE_TIMEOUT:g} seconds (restarted on its next use)")
+                    lost.set()
+            except Exception as exc:  # noqa: BLE001 - an error answer is an answer; a lost connection tells itself
+                log.debug("MCP server %s: listing after a cut-off call: %s", self.name, _describe(exc))
+
+        self._probing = asyncio.ensure_future(probe())
 
 #: How much of a failed server's stderr is read back for its error (its last line is quoted).
 _STDERR_TAIL_BYTES = 8192

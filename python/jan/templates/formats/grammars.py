@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
-from ..grammar import GrammarBuilder, GrammarError, gbnf_literal
+from ..grammar import GrammarBuilder, GrammarError, gbnf_literal, json_schema_to_grammar
 from .text import is_string_param
 
 __all__ = ["call_grammar", "select_functions"]
@@ -54,6 +54,17 @@ def _params_schema(fn: Mapping[str, Any]) -> Any:
     ):
         return {**params, "type": "object"}
     return params
+
+
+def parameters_problem(parameters: Any) -> str | None:
+    """Why a tool's ``parameters`` schema cannot constrain a call of it (``None`` when it can): what a run's
+    grammar would fail on (a ``$ref`` that does not resolve, a ``false`` property, an empty enum, a bad pattern...).
+    A tool jan offers from a provider (an MCP server's) is left out for it, rather than failing the run."""
+    try:
+        json_schema_to_grammar(_params_schema({"parameters": parameters}))
+    except GrammarError as exc:
+        return str(exc)
+    return None
 
 
 def _named(exc: GrammarError, tools: Sequence[Any], fn: Mapping[str, Any]) -> GrammarError:
