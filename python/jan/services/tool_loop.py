@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -257,13 +258,15 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
               for fn in [e.get("function") or {}] if isinstance(fn.get("name"), str) and "__" in fn["name"]}
     available = {t.name: t for t in await _list_tools(registry, named)}
     servers = await _mcp_servers(registry)
+    # each provider tool's schema is checked by making its grammar: on a worker thread, as every grammar is made
+    unusable = await asyncio.to_thread(lambda: {t.name: _schema_problem(t.spec()) for t in available.values()})
 
     def add(name: str, tool: Tool | None, spec: dict[str, Any], never: bool, where: str) -> None:
         if tool is not None:
             # A provider's schema that no grammar can be made of (an MCP server's $ref that does not resolve, a
             # `false` property...) failed the whole run, every run offering that server: this tool is left out
             # and told, as a server that is down is. (A client's own function keeps its 400: the schema is its.)
-            why = _schema_problem(spec)
+            why = unusable[name] if name in unusable else _schema_problem(spec)
             if why is not None:
                 policy.left_out[name] = f"its parameters schema cannot be used ({why})"
                 problem(where, f"the tool '{name}' is left out: its parameters schema cannot be used ({why})",
@@ -349,10 +352,25 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
 
 
 def _schema_problem(spec: dict[str, Any]) -> str | None:
-    """Why a tool's spec's parameters cannot constrain a call (see ``parameters_problem``); None when they can."""
+    """Why a tool's spec's parameters cannot constrain a call (see ``parameters_problem``); None when they can.
+    Kept per schema: a provider's tools are the same run after run, and each check makes a grammar."""
+    parameters = (spec.get("function") or {}).get("parameters")
+    try:
+        key = json.dumps(parameters, sort_keys=True)
+    except (TypeError, ValueError):
+        key = None
+    return _parameters_problem(key) if key is not None else _uncached_problem(parameters)
+
+
+@functools.lru_cache(maxsize=512)
+def _parameters_problem(schema_json: str) -> str | None:
+    return _uncached_problem(json.loads(schema_json))
+
+
+def _uncached_problem(parameters: Any) -> str | None:
     from jan.templates.formats.grammars import parameters_problem
 
-    return parameters_problem((spec.get("function") or {}).get("parameters"))
+    return parameters_problem(parameters)
 
 
 async def _list_tools(registry: ToolRegistry, servers: set[str]) -> list[Tool]:
