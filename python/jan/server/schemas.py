@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
+                      WrapValidator, field_validator, model_validator)
+from pydantic_core import PydanticCustomError
 
 from jan.engine.params import RANGES, SEED_MAX, SEED_MIN, speculative_mode
 from jan.templates.formats.plan import THINK_LEVELS
@@ -332,6 +334,26 @@ class Message(_Strict):
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
+def _function_kind(value: Any, handler: Any) -> Any:
+    # An agent's other tool kinds (Codex's freeform ``custom`` apply_patch, ``web_search``, ``local_shell``...)
+    # would otherwise meet pydantic's bare "Input should be 'function'": say that jan runs no such tool and what
+    # it does take, as the Anthropic dialect says of Anthropic's own tools.
+    # (The error kind must not end in "_type": from_validation_error takes such an error for a wrong-typed
+    # union alternative and prefers a sibling field's.)
+    try:
+        return handler(value)
+    except ValidationError:
+        if not isinstance(value, str):
+            raise
+        raise PydanticCustomError("unsupported_tool_kind", "'{kind}' tools are not run by jan; its tools are "
+                                  "functions (type 'function', called with JSON arguments)", {"kind": value}) from None
+
+
+#: The ``type`` of a tool, a named tool choice or an allowed tool, in every OpenAI dialect (chat completions,
+#: Responses): jan's only tools are functions.
+FunctionKind = Annotated[Literal["function"], WrapValidator(_function_kind)]
+
+
 class FunctionDef(_Strict):
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
@@ -340,7 +362,7 @@ class FunctionDef(_Strict):
 
 
 class Tool(_Strict):
-    type: Literal["function"]
+    type: FunctionKind
     function: FunctionDef
 
 
@@ -349,12 +371,12 @@ class NamedFunction(_Strict):
 
 
 class NamedToolChoice(_Strict):
-    type: Literal["function"]
+    type: FunctionKind
     function: NamedFunction
 
 
 class AllowedFunction(_Strict):
-    type: Literal["function"]  # jan's only tools are functions
+    type: FunctionKind
     function: NamedFunction
 
 

@@ -25,7 +25,7 @@ from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
 from jan.server.media_fetch import is_data_url
 from jan.templates.grammar import GrammarError
-from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
+from jan.server.schemas import (TOOL_NAME_PATTERN, FunctionKind, StringMetadata, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
 
 from jan.server.dialects.unknown_fields import responses_unknown
@@ -180,7 +180,7 @@ InputItem = Annotated[
 
 
 class FunctionTool(_Wire):
-    type: Literal["function"]
+    type: FunctionKind
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     parameters: dict[str, Any] | None = None
@@ -188,13 +188,12 @@ class FunctionTool(_Wire):
 
 
 class FunctionChoice(_Wire):
-    type: Literal["function"]
+    type: FunctionKind
     name: str
 
 
 class AllowedTool(_Wire):
-    # jan's only tools are functions: any other kind is a 400, as in ``tools``
-    type: Literal["function"]
+    type: FunctionKind
     name: str
 
 
