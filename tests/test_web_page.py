@@ -14,6 +14,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -429,6 +430,51 @@ def test_api_key_flow(tmp_path, stories_path, new_page):
         page.wait_for_selector("body[data-ready=true]")
         assert page.is_hidden("#key-dialog")
         page.wait_for_selector("article.message.assistant")
+
+
+def test_server_stopped_and_back_while_the_page_is_open(tmp_path, stories_path, new_page):
+    """jan stopped under an open page: the reply it was writing is kept and says why it ended; what the user
+    then does gets a plain "cannot reach the server" (never the browser's "Failed to fetch") and keeps the
+    typed text; once jan is back on its port the page says so by itself and the same thread goes on."""
+    config = ServerConfig(data_folder=tmp_path / "data", models=[str(stories_path)], n_ctx=4096, n_threads=1)
+    first = ServerThread(config)
+    with first as srv:
+        page = new_page()
+        open_page(page, srv)
+        page.fill("#prompt", "Once upon a time")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "(document.querySelector('article.assistant .message-body')?.textContent.length ?? 0) > 10")
+        thread_id = thread_id_of(page)
+    # stopped mid-answer: the stream ends with the reply as saved, marked as cut by the stop of jan
+    page.wait_for_selector("article.assistant[data-done=true]", timeout=60_000)
+    assert "server stopped" in page.text_content("article.assistant .message-status")
+    assert len(assistant_text(page)) > 10
+    shot(page, "15-server-stopped")
+
+    page.fill("#prompt", "Are you there?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#toast", state="visible")
+    assert page.text_content("#toast") == "Cannot reach the Jan server. Is it still running?"
+    page.wait_for_selector("#offline", state="visible")
+    assert page.input_value("#prompt") == "Are you there?"  # nothing was sent: the text is kept
+    assert page.locator("article.message").count() == 2
+    page.click("#new-thread")
+    page.click(f".thread-item[data-thread-id='{thread_id}'] .thread-open")
+    page.wait_for_selector("#toast", state="visible")
+    assert "Failed to fetch" not in page.text_content("#toast")
+    shot(page, "16-server-away")
+
+    with ServerThread(replace(config, port=first.config.port)) as srv:
+        page.wait_for_selector("#offline", state="hidden", timeout=60_000)  # found back without a reload
+        page.click(f".thread-item[data-thread-id='{thread_id}'] .thread-open")
+        page.wait_for_selector("article.assistant .message-status:not([hidden])")
+        assert "server stopped" in page.text_content("article.assistant .message-status")
+        page.fill("#prompt", "Are you there?")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("article.assistant:nth-of-type(4)[data-done=true]", timeout=60_000)
+        assert [m["role"] for m in messages_of(srv, thread_id)] == ["user", "assistant", "user", "assistant"]
+        assert page.is_hidden("#offline")
 
 
 def test_narrow_window(chat_server, new_page):

@@ -53,6 +53,7 @@ const ui = {
   keyForget: $("key-forget"),
   openKey: $("open-key"),
   keyNeeded: $("key-needed"),
+  offline: $("offline"),
   keyNeededOpen: $("key-needed-open"),
   openModels: $("open-models"),
   modelsDialog: $("models-dialog"),
@@ -214,6 +215,39 @@ class ApiError extends Error {
   }
 }
 
+// The browser's own words for a refused connection ("Failed to fetch", "network error") tell a user nothing:
+// a request that never reached the server fails with this, and the banner (#offline) stays up until it is back.
+const UNREACHABLE = "Cannot reach the Jan server. Is it still running?";
+const OFFLINE = "server_unreachable";
+let offlineProbe = null;
+
+function unreachable() {
+  setOffline(true);
+  return new ApiError(0, UNREACHABLE, OFFLINE);
+}
+
+/**
+ * Show or clear the "cannot reach the server" banner. While it shows, /health (open, no key) is asked every few
+ * seconds; once it answers, the banner goes and the models and threads are read again (they may have changed).
+ */
+function setOffline(offline) {
+  if (offline === !ui.offline.hidden) return;
+  ui.offline.hidden = !offline;
+  clearInterval(offlineProbe);
+  offlineProbe = null;
+  if (!offline) {
+    refreshAll();
+    return;
+  }
+  offlineProbe = setInterval(async () => {
+    try {
+      if ((await fetch("/health", { cache: "no-store" })).status < 500) setOffline(false);
+    } catch {
+      // still down: the next tick asks again
+    }
+  }, 2000);
+}
+
 let keyPrompt = null; // one dialog for every request that got a 401
 
 function askForKey(message) {
@@ -275,9 +309,16 @@ async function api(path, { method = "GET", body, signal, raw = false } = {}) {
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const sentKey = state.apiKey;
     if (sentKey) headers.Authorization = `Bearer ${sentKey}`;
-    const response = await fetch(path, {
-      method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw unreachable();
+    }
+    setOffline(false);
     if (response.status === 401) {
       // Sent with a key the user has replaced meanwhile: retry with the new one, don't ask again.
       if (state.apiKey !== sentKey) continue;
@@ -312,7 +353,16 @@ async function* readSSE(response) {
   let buffer = "";
   try {
     for (;;) {
-      const { value, done } = await reader.read();
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        if (error.name === "AbortError") throw error;
+        // the connection broke mid-stream (the server stopped, the network went): said so, not "network error"
+        unreachable();
+        throw new ApiError(0, "The connection to the Jan server was lost.", OFFLINE);
+      }
+      const { value, done } = chunk;
       if (done) break;
       buffer += decoder.decode(value, { stream: true });
       let cut;
@@ -374,7 +424,7 @@ async function loadThreads() {
       toast(`${page.problems.length} damaged thread file(s) were set aside; see the server's data folder.`);
     }
   } catch (error) {
-    if (error.status !== 401) toast(`Could not list threads: ${error.message}`);
+    if (error.status !== 401 && error.code !== OFFLINE) toast(`Could not list threads: ${error.message}`); // the banner says it
   }
   renderThreads();
 }
@@ -691,6 +741,8 @@ function setViewStatus(view, message) {
     note = `Error: ${(message.metadata && message.metadata.error) || "the answer failed"}`;
     error = true;
   } else if (reason === "max_tokens") note = "Cut off at the max tokens limit";
+  // Jan's metadata.stop_reason says who stopped it: a plain "Stopped" would blame the user for jan's stop
+  else if (reason && message.metadata?.stop_reason === "interrupted") note = "Interrupted: the server stopped before it was done";
   else if (reason) note = "Stopped";
   else if (message.status === "in_progress" && !state.run) note = "Still being written (or interrupted)…";
   view.status.textContent = note;
@@ -1163,7 +1215,8 @@ async function loadModels() {
     const page = await api("/v1/models");
     state.models = page.data || [];
   } catch (error) {
-    if (error.status !== 401) toast(`Could not list models: ${error.message}`); // 401: the page says so
+    if (error.status !== 401 && error.code !== OFFLINE) toast(`Could not list models: ${error.message}`); // 401, down: the page says so
+    if (error.code === OFFLINE) return; // keep the list it had: the server is away, not its models
     state.models = [];
   }
   if (!state.models.some((m) => m.id === state.modelId)) {
@@ -1520,7 +1573,7 @@ async function init() {
   document.body.dataset.ready = "true";
   // keep model states fresh (a model loading in the background, another client stopping one)
   setInterval(() => {
-    if (!document.hidden && !state.run && !anyDialogOpen() && document.activeElement !== ui.modelSelect) loadModels();
+    if (ui.offline.hidden && !document.hidden && !state.run && !anyDialogOpen() && document.activeElement !== ui.modelSelect) loadModels();
   }, 15000);
 }
 
