@@ -432,6 +432,45 @@ def test_api_key_flow(tmp_path, stories_path, new_page):
         page.wait_for_selector("article.message.assistant")
 
 
+def test_enter_right_after_a_stop_or_a_switch_of_thread_sends(chat_server, new_page):
+    """A stopped answer takes a moment to be saved (the server must notice the stop); Enter meanwhile sends once
+    it is, in the thread now open, never does nothing. The stopped reply stays with its own thread."""
+    first = api(chat_server, "POST", "/v1/threads", {"title": "Earlier"})
+    page = new_page()
+    open_page(page, chat_server)
+    page.fill("#prompt", "Once upon a time")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(document.querySelector('article.assistant .message-body')?.textContent.length ?? 0) > 10")
+    streaming = thread_id_of(page)
+
+    # switch thread mid-answer and send there at once
+    page.click(f".thread-item[data-thread-id='{first['id']}'] .thread-open")
+    page.wait_for_function("id => location.hash === '#thread=' + id", arg=first["id"])
+    page.fill("#prompt", "Hello there")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("article.assistant[data-done=true]", timeout=90_000)
+    assert page.input_value("#prompt") == ""
+    assert [m["role"] for m in messages_of(chat_server, first["id"])] == ["user", "assistant"]
+    assert page.locator("article.message").count() == 2  # the other thread's reply did not land here
+    left = messages_of(chat_server, streaming)
+    assert [m["role"] for m in left] == ["user", "assistant"] and left[1]["status"] == "incomplete"
+
+    # Stop, then Enter at once: the next message goes once the stopped reply is saved
+    page.fill("#prompt", "Once upon a time")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(document.querySelector('article.assistant:nth-of-type(4) .message-body')?.textContent.length ?? 0) > 10")
+    page.click("#stop")
+    page.fill("#prompt", "And then?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("article.assistant:nth-of-type(6)", timeout=60_000)
+    assert page.input_value("#prompt") == ""
+    page.click("#stop")
+    page.wait_for_selector("article.assistant:nth-of-type(6)[data-done=true]", timeout=60_000)
+    assert [m["role"] for m in messages_of(chat_server, first["id"])] == ["user", "assistant"] * 3
+
+
 def test_server_stopped_and_back_while_the_page_is_open(tmp_path, stories_path, new_page):
     """jan stopped under an open page: the reply it was writing is kept and says why it ended; what the user
     then does gets a plain "cannot reach the server" (never the browser's "Failed to fetch") and keeps the

@@ -838,6 +838,9 @@ function renderAttachments() {
 }
 
 async function send() {
+  // A run stopped (its Stop, or a switch of thread) is still saving its reply for a moment: a send then goes
+  // after it, rather than Enter doing nothing. (Two sends waiting: the first takes the run, the second returns.)
+  if (state.run && state.run.controller.signal.aborted) await state.run.settled;
   const text = ui.prompt.value.trim();
   if ((!text && !state.attachments.length) || state.run) return;
   if (!state.modelId) {
@@ -845,7 +848,8 @@ async function send() {
     return;
   }
   const controller = new AbortController();
-  state.run = { controller, view: null };
+  let settle;
+  state.run = { controller, view: null, settled: new Promise((resolve) => { settle = resolve; }) };
   setStreaming(true);
   ui.prompt.value = "";
   autosize();
@@ -992,7 +996,10 @@ async function send() {
     }
     state.run = null;
     setStreaming(false);
+    settle();
   }
+  // the page may show another thread by now (switched mid-answer): the reply then belongs to none of its messages
+  const shown = Boolean(view && state.thread && state.thread.id === threadIdOf(view));
   if (view) {
     view.body.classList.remove("cursor");
     if (view.pending !== undefined && view.pending !== view.text) setViewText(view, view.pending, false);
@@ -1001,7 +1008,7 @@ async function send() {
       setViewReasoning(view, view.pendingReasoning, false, ms);
     }
     if (finalMessage) {
-      state.messages.push(finalMessage);
+      if (shown) state.messages.push(finalMessage);
       if (finalMessage.id) view.root.dataset.messageId = finalMessage.id;
       const reasoning = messageReasoning(finalMessage);
       if (reasoning.text) setViewReasoning(view, reasoning.text, false, reasoning.ms ?? view.thinkingMs);
@@ -1012,7 +1019,7 @@ async function send() {
       // The server saves what it generated until it noticed the stop, which may be a few tokens
       // more than was painted: show the saved text (fetched above), so the page and the thread agree.
       if (saved) {
-        state.messages.push(saved);
+        if (shown) state.messages.push(saved);
         setViewText(view, messageText(saved), false);
         setViewStatus(view, saved);
       }
@@ -1029,12 +1036,17 @@ async function send() {
     }
   }
   if (failure) toast(failure);
-  if (state.thread && ui.messages.querySelector(".tool-calls")) {
+  if (shown && ui.messages.querySelector(".tool-calls")) {
     try {
-      state.messages = await fetchMessages(state.thread.id); // tool results shown with their calls
-      renderMessages();
-      const last = [...ui.messages.querySelectorAll("article.assistant")].pop();
-      if (last) last.dataset.done = "true";
+      const threadId = state.thread.id;
+      const messages = await fetchMessages(threadId); // tool results shown with their calls
+      // meanwhile another thread may be open, or the next answer streaming into this one: leave those be
+      if (!state.run && state.thread && state.thread.id === threadId) {
+        state.messages = messages;
+        renderMessages();
+        const last = [...ui.messages.querySelectorAll("article.assistant")].pop();
+        if (last) last.dataset.done = "true";
+      }
     } catch {
       // the page keeps what it streamed
     }
