@@ -432,6 +432,33 @@ def test_api_key_flow(tmp_path, stories_path, new_page):
         page.wait_for_selector("article.message.assistant")
 
 
+def test_renaming_while_an_answer_ends_keeps_the_typed_title(chat_server, new_page):
+    """The thread list is read again as an answer ends: a title being typed there is not thrown away."""
+    page = new_page()
+    open_page(page, chat_server)
+    page.fill("#prompt", "Once upon a time")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(document.querySelector('article.assistant .message-body')?.textContent.length ?? 0) > 10")
+    thread_id = thread_id_of(page)
+    item = f".thread-item[data-thread-id='{thread_id}']"
+    page.wait_for_selector(f"{item} .thread-rename-btn")
+    page.click(f"{item} .thread-rename-btn")
+    page.keyboard.type("A story")
+    # the answer ends and the page reads the thread list again: waited for to its end, then a frame for it to draw
+    with page.expect_response(lambda r: "/v1/threads?limit=100" in r.url, timeout=90_000) as listed:
+        page.wait_for_selector("article.assistant[data-done=true]", timeout=90_000)
+    listed.value.finished()
+    page.evaluate("new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve)))")
+    assert page.input_value(f"{item} input.thread-rename") == "A story"
+    assert page.evaluate("document.activeElement.classList.contains('thread-rename')")
+    page.keyboard.type(" of a dog")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector(\"{item} .thread-open\")?.textContent === 'A story of a dog'")
+    assert api(chat_server, "GET", f"/v1/threads/{thread_id}")["title"] == "A story of a dog"
+    assert page.text_content("#thread-title") == "A story of a dog"
+
+
 def test_enter_right_after_a_stop_or_a_switch_of_thread_sends(chat_server, new_page):
     """A stopped answer takes a moment to be saved (the server must notice the stop); Enter meanwhile sends once
     it is, in the thread now open, never does nothing. The stopped reply stays with its own thread."""

@@ -87,6 +87,7 @@ const state = {
   draftSettings: { instructions: "", temperature: null, max_tokens: null }, // for a thread not created yet
   pull: null, // {id, controller}
   keyNeeded: false, // the server wants an API key and the user closed the dialog without one
+  renaming: false, // a thread's title is being typed in the list (which then is not redrawn under it)
   attachments: [], // images to send with the next message: {name, url (a data: URL)}
 };
 
@@ -430,6 +431,8 @@ async function loadThreads() {
 }
 
 function renderThreads() {
+  // a title being typed would be lost with its input (a list refreshed as an answer ends): finish() renders it
+  if (state.renaming) return;
   ui.threadList.replaceChildren();
   ui.threadsEmpty.hidden = state.threads.length > 0;
   for (const thread of state.threads) {
@@ -470,6 +473,7 @@ function startRename(li, thread) {
   input.value = threadTitle(thread);
   input.setAttribute("aria-label", "Thread title");
   li.replaceChildren(input);
+  state.renaming = true;
   input.focus();
   input.select();
   let finished = false;
@@ -481,6 +485,9 @@ function startRename(li, thread) {
       try {
         const updated = await api(`/v1/threads/${encodeURIComponent(thread.id)}`, { method: "PATCH", body: { title } });
         Object.assign(thread, updated);
+        // the list may have been read again meanwhile (new objects): the title goes in the one shown
+        const listed = state.threads.find((t) => t.id === thread.id);
+        if (listed) Object.assign(listed, updated);
         if (state.thread && state.thread.id === thread.id) {
           state.thread = updated;
           renderTitle();
@@ -489,6 +496,7 @@ function startRename(li, thread) {
         toast(`Could not rename: ${error.message}`);
       }
     }
+    state.renaming = false;
     renderThreads();
     const again = ui.threadList.querySelector(`[data-thread-id="${CSS.escape(thread.id)}"] .thread-open`);
     if (again) again.focus();
@@ -1052,7 +1060,10 @@ async function send() {
     }
   }
   loadThreads();
-  ui.prompt.focus();
+  // back to the prompt, unless the user went on elsewhere meanwhile (a title being typed, a settings field):
+  // focus taken from there would end that edit half-typed
+  const at = document.activeElement;
+  if (!at || at === document.body || ui.composer.contains(at)) ui.prompt.focus();
 }
 
 function threadIdOf(view) {
