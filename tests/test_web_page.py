@@ -543,6 +543,24 @@ def test_server_stopped_and_back_while_the_page_is_open(tmp_path, stories_path, 
         assert page.is_hidden("#offline")
 
 
+def test_first_visit_with_no_model_says_how_to_add_one(tmp_path, new_page):
+    with ServerThread(ServerConfig(data_folder=tmp_path / "data", n_threads=1)) as srv:
+        page = new_page()
+        open_page(page, srv)
+        assert "No models" in page.text_content("#model-select")
+        assert "Pick a model above" not in page.text_content("#empty-state")
+        assert "no model yet" in page.text_content("#empty-hint")
+        shot(page, "17-no-model")
+        page.click("#empty-open-models")
+        page.wait_for_selector("#models-dialog[open]")
+        page.keyboard.press("Escape")
+        page.fill("#prompt", "Hello")
+        page.keyboard.press("Enter")  # nothing to answer with: said so, the text is kept
+        page.wait_for_selector("#toast", state="visible")
+        assert "No model to answer with" in page.text_content("#toast")
+        assert page.input_value("#prompt") == "Hello"
+
+
 def test_narrow_window(chat_server, new_page):
     thread = api(chat_server, "POST", "/v1/threads", {"title": "On a phone"})
     api(chat_server, "POST", f"/v1/threads/{thread['id']}/messages", {"role": "user", "content": "Show me code"})

@@ -54,6 +54,8 @@ const ui = {
   openKey: $("open-key"),
   keyNeeded: $("key-needed"),
   offline: $("offline"),
+  emptyHint: $("empty-hint"),
+  emptyOpenModels: $("empty-open-models"),
   keyNeededOpen: $("key-needed-open"),
   openModels: $("open-models"),
   modelsDialog: $("models-dialog"),
@@ -1271,6 +1273,11 @@ function renderModels() {
     }
     select.value = state.modelId;
   }
+  // a first visit with no model: the welcome says how to get one, not "pick a model above" from an empty list
+  const none = !state.models.length && !state.keyNeeded;
+  ui.emptyHint.textContent = none ? "There is no model yet: add one to chat with."
+    : "Pick a model above, type a message and press Enter.";
+  ui.emptyOpenModels.hidden = !none;
   renderModelState();
   renderModelList();
 }
@@ -1548,6 +1555,7 @@ function bind() {
   });
 
   ui.openModels.addEventListener("click", openModels);
+  ui.emptyOpenModels.addEventListener("click", openModels);
   ui.modelsClose.addEventListener("click", () => ui.modelsDialog.close());
   ui.modelsDialog.addEventListener("close", () => ui.openModels.focus());
   ui.importForm.addEventListener("submit", (event) => { event.preventDefault(); importModel(); });
