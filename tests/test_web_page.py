@@ -14,6 +14,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -429,6 +430,135 @@ def test_api_key_flow(tmp_path, stories_path, new_page):
         page.wait_for_selector("body[data-ready=true]")
         assert page.is_hidden("#key-dialog")
         page.wait_for_selector("article.message.assistant")
+
+
+def test_renaming_while_an_answer_ends_keeps_the_typed_title(chat_server, new_page):
+    """The thread list is read again as an answer ends: a title being typed there is not thrown away."""
+    page = new_page()
+    open_page(page, chat_server)
+    page.fill("#prompt", "Once upon a time")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(document.querySelector('article.assistant .message-body')?.textContent.length ?? 0) > 10")
+    thread_id = thread_id_of(page)
+    item = f".thread-item[data-thread-id='{thread_id}']"
+    page.wait_for_selector(f"{item} .thread-rename-btn")
+    page.click(f"{item} .thread-rename-btn")
+    page.keyboard.type("A story")
+    # the answer ends and the page reads the thread list again: waited for to its end, then a frame for it to draw
+    with page.expect_response(lambda r: "/v1/threads?limit=100" in r.url, timeout=90_000) as listed:
+        page.wait_for_selector("article.assistant[data-done=true]", timeout=90_000)
+    listed.value.finished()
+    page.evaluate("new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve)))")
+    assert page.input_value(f"{item} input.thread-rename") == "A story"
+    assert page.evaluate("document.activeElement.classList.contains('thread-rename')")
+    page.keyboard.type(" of a dog")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector(\"{item} .thread-open\")?.textContent === 'A story of a dog'")
+    assert api(chat_server, "GET", f"/v1/threads/{thread_id}")["title"] == "A story of a dog"
+    assert page.text_content("#thread-title") == "A story of a dog"
+
+
+def test_enter_right_after_a_stop_or_a_switch_of_thread_sends(chat_server, new_page):
+    """A stopped answer takes a moment to be saved (the server must notice the stop); Enter meanwhile sends once
+    it is, in the thread now open, never does nothing. The stopped reply stays with its own thread."""
+    first = api(chat_server, "POST", "/v1/threads", {"title": "Earlier"})
+    page = new_page()
+    open_page(page, chat_server)
+    page.fill("#prompt", "Once upon a time")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(document.querySelector('article.assistant .message-body')?.textContent.length ?? 0) > 10")
+    streaming = thread_id_of(page)
+
+    # switch thread mid-answer and send there at once
+    page.click(f".thread-item[data-thread-id='{first['id']}'] .thread-open")
+    page.wait_for_function("id => location.hash === '#thread=' + id", arg=first["id"])
+    page.fill("#prompt", "Hello there")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("article.assistant[data-done=true]", timeout=90_000)
+    assert page.input_value("#prompt") == ""
+    assert [m["role"] for m in messages_of(chat_server, first["id"])] == ["user", "assistant"]
+    assert page.locator("article.message").count() == 2  # the other thread's reply did not land here
+    left = messages_of(chat_server, streaming)
+    assert [m["role"] for m in left] == ["user", "assistant"] and left[1]["status"] == "incomplete"
+
+    # Stop, then Enter at once: the next message goes once the stopped reply is saved
+    page.fill("#prompt", "Once upon a time")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(document.querySelector('article.assistant:nth-of-type(4) .message-body')?.textContent.length ?? 0) > 10")
+    page.click("#stop")
+    page.fill("#prompt", "And then?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("article.assistant:nth-of-type(6)", timeout=60_000)
+    assert page.input_value("#prompt") == ""
+    page.click("#stop")
+    page.wait_for_selector("article.assistant:nth-of-type(6)[data-done=true]", timeout=60_000)
+    assert [m["role"] for m in messages_of(chat_server, first["id"])] == ["user", "assistant"] * 3
+
+
+def test_server_stopped_and_back_while_the_page_is_open(tmp_path, stories_path, new_page):
+    """jan stopped under an open page: the reply it was writing is kept and says why it ended; what the user
+    then does gets a plain "cannot reach the server" (never the browser's "Failed to fetch") and keeps the
+    typed text; once jan is back on its port the page says so by itself and the same thread goes on."""
+    config = ServerConfig(data_folder=tmp_path / "data", models=[str(stories_path)], n_ctx=4096, n_threads=1)
+    first = ServerThread(config)
+    with first as srv:
+        page = new_page()
+        open_page(page, srv)
+        page.fill("#prompt", "Once upon a time")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "(document.querySelector('article.assistant .message-body')?.textContent.length ?? 0) > 10")
+        thread_id = thread_id_of(page)
+    # stopped mid-answer: the stream ends with the reply as saved, marked as cut by the stop of jan
+    page.wait_for_selector("article.assistant[data-done=true]", timeout=60_000)
+    assert "server stopped" in page.text_content("article.assistant .message-status")
+    assert len(assistant_text(page)) > 10
+    shot(page, "15-server-stopped")
+
+    page.fill("#prompt", "Are you there?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#toast", state="visible")
+    assert page.text_content("#toast") == "Cannot reach the Jan server. Is it still running?"
+    page.wait_for_selector("#offline", state="visible")
+    assert page.input_value("#prompt") == "Are you there?"  # nothing was sent: the text is kept
+    assert page.locator("article.message").count() == 2
+    page.click("#new-thread")
+    page.click(f".thread-item[data-thread-id='{thread_id}'] .thread-open")
+    page.wait_for_selector("#toast", state="visible")
+    assert "Failed to fetch" not in page.text_content("#toast")
+    shot(page, "16-server-away")
+
+    with ServerThread(replace(config, port=first.config.port)) as srv:
+        page.wait_for_selector("#offline", state="hidden", timeout=60_000)  # found back without a reload
+        page.click(f".thread-item[data-thread-id='{thread_id}'] .thread-open")
+        page.wait_for_selector("article.assistant .message-status:not([hidden])")
+        assert "server stopped" in page.text_content("article.assistant .message-status")
+        page.fill("#prompt", "Are you there?")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("article.assistant:nth-of-type(4)[data-done=true]", timeout=60_000)
+        assert [m["role"] for m in messages_of(srv, thread_id)] == ["user", "assistant", "user", "assistant"]
+        assert page.is_hidden("#offline")
+
+
+def test_first_visit_with_no_model_says_how_to_add_one(tmp_path, new_page):
+    with ServerThread(ServerConfig(data_folder=tmp_path / "data", n_threads=1)) as srv:
+        page = new_page()
+        open_page(page, srv)
+        assert "No models" in page.text_content("#model-select")
+        assert "Pick a model above" not in page.text_content("#empty-state")
+        assert "no model yet" in page.text_content("#empty-hint")
+        shot(page, "17-no-model")
+        page.click("#empty-open-models")
+        page.wait_for_selector("#models-dialog[open]")
+        page.keyboard.press("Escape")
+        page.fill("#prompt", "Hello")
+        page.keyboard.press("Enter")  # nothing to answer with: said so, the text is kept
+        page.wait_for_selector("#toast", state="visible")
+        assert "No model to answer with" in page.text_content("#toast")
+        assert page.input_value("#prompt") == "Hello"
 
 
 def test_narrow_window(chat_server, new_page):

@@ -53,6 +53,9 @@ const ui = {
   keyForget: $("key-forget"),
   openKey: $("open-key"),
   keyNeeded: $("key-needed"),
+  offline: $("offline"),
+  emptyHint: $("empty-hint"),
+  emptyOpenModels: $("empty-open-models"),
   keyNeededOpen: $("key-needed-open"),
   openModels: $("open-models"),
   modelsDialog: $("models-dialog"),
@@ -86,6 +89,7 @@ const state = {
   draftSettings: { instructions: "", temperature: null, max_tokens: null }, // for a thread not created yet
   pull: null, // {id, controller}
   keyNeeded: false, // the server wants an API key and the user closed the dialog without one
+  renaming: false, // a thread's title is being typed in the list (which then is not redrawn under it)
   attachments: [], // images to send with the next message: {name, url (a data: URL)}
 };
 
@@ -214,6 +218,39 @@ class ApiError extends Error {
   }
 }
 
+// The browser's own words for a refused connection ("Failed to fetch", "network error") tell a user nothing:
+// a request that never reached the server fails with this, and the banner (#offline) stays up until it is back.
+const UNREACHABLE = "Cannot reach the Jan server. Is it still running?";
+const OFFLINE = "server_unreachable";
+let offlineProbe = null;
+
+function unreachable() {
+  setOffline(true);
+  return new ApiError(0, UNREACHABLE, OFFLINE);
+}
+
+/**
+ * Show or clear the "cannot reach the server" banner. While it shows, /health (open, no key) is asked every few
+ * seconds; once it answers, the banner goes and the models and threads are read again (they may have changed).
+ */
+function setOffline(offline) {
+  if (offline === !ui.offline.hidden) return;
+  ui.offline.hidden = !offline;
+  clearInterval(offlineProbe);
+  offlineProbe = null;
+  if (!offline) {
+    refreshAll();
+    return;
+  }
+  offlineProbe = setInterval(async () => {
+    try {
+      if ((await fetch("/health", { cache: "no-store" })).status < 500) setOffline(false);
+    } catch {
+      // still down: the next tick asks again
+    }
+  }, 2000);
+}
+
 let keyPrompt = null; // one dialog for every request that got a 401
 
 function askForKey(message) {
@@ -275,9 +312,16 @@ async function api(path, { method = "GET", body, signal, raw = false } = {}) {
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const sentKey = state.apiKey;
     if (sentKey) headers.Authorization = `Bearer ${sentKey}`;
-    const response = await fetch(path, {
-      method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw unreachable();
+    }
+    setOffline(false);
     if (response.status === 401) {
       // Sent with a key the user has replaced meanwhile: retry with the new one, don't ask again.
       if (state.apiKey !== sentKey) continue;
@@ -312,7 +356,16 @@ async function* readSSE(response) {
   let buffer = "";
   try {
     for (;;) {
-      const { value, done } = await reader.read();
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        if (error.name === "AbortError") throw error;
+        // the connection broke mid-stream (the server stopped, the network went): said so, not "network error"
+        unreachable();
+        throw new ApiError(0, "The connection to the Jan server was lost.", OFFLINE);
+      }
+      const { value, done } = chunk;
       if (done) break;
       buffer += decoder.decode(value, { stream: true });
       let cut;
@@ -374,12 +427,14 @@ async function loadThreads() {
       toast(`${page.problems.length} damaged thread file(s) were set aside; see the server's data folder.`);
     }
   } catch (error) {
-    if (error.status !== 401) toast(`Could not list threads: ${error.message}`);
+    if (error.status !== 401 && error.code !== OFFLINE) toast(`Could not list threads: ${error.message}`); // the banner says it
   }
   renderThreads();
 }
 
 function renderThreads() {
+  // a title being typed would be lost with its input (a list refreshed as an answer ends): finish() renders it
+  if (state.renaming) return;
   ui.threadList.replaceChildren();
   ui.threadsEmpty.hidden = state.threads.length > 0;
   for (const thread of state.threads) {
@@ -420,6 +475,7 @@ function startRename(li, thread) {
   input.value = threadTitle(thread);
   input.setAttribute("aria-label", "Thread title");
   li.replaceChildren(input);
+  state.renaming = true;
   input.focus();
   input.select();
   let finished = false;
@@ -431,6 +487,9 @@ function startRename(li, thread) {
       try {
         const updated = await api(`/v1/threads/${encodeURIComponent(thread.id)}`, { method: "PATCH", body: { title } });
         Object.assign(thread, updated);
+        // the list may have been read again meanwhile (new objects): the title goes in the one shown
+        const listed = state.threads.find((t) => t.id === thread.id);
+        if (listed) Object.assign(listed, updated);
         if (state.thread && state.thread.id === thread.id) {
           state.thread = updated;
           renderTitle();
@@ -439,6 +498,7 @@ function startRename(li, thread) {
         toast(`Could not rename: ${error.message}`);
       }
     }
+    state.renaming = false;
     renderThreads();
     const again = ui.threadList.querySelector(`[data-thread-id="${CSS.escape(thread.id)}"] .thread-open`);
     if (again) again.focus();
@@ -691,6 +751,8 @@ function setViewStatus(view, message) {
     note = `Error: ${(message.metadata && message.metadata.error) || "the answer failed"}`;
     error = true;
   } else if (reason === "max_tokens") note = "Cut off at the max tokens limit";
+  // Jan's metadata.stop_reason says who stopped it: a plain "Stopped" would blame the user for jan's stop
+  else if (reason && message.metadata?.stop_reason === "interrupted") note = "Interrupted: the server stopped before it was done";
   else if (reason) note = "Stopped";
   else if (message.status === "in_progress" && !state.run) note = "Still being written (or interrupted)…";
   view.status.textContent = note;
@@ -786,6 +848,9 @@ function renderAttachments() {
 }
 
 async function send() {
+  // A run stopped (its Stop, or a switch of thread) is still saving its reply for a moment: a send then goes
+  // after it, rather than Enter doing nothing. (Two sends waiting: the first takes the run, the second returns.)
+  if (state.run && state.run.controller.signal.aborted) await state.run.settled;
   const text = ui.prompt.value.trim();
   if ((!text && !state.attachments.length) || state.run) return;
   if (!state.modelId) {
@@ -793,7 +858,8 @@ async function send() {
     return;
   }
   const controller = new AbortController();
-  state.run = { controller, view: null };
+  let settle;
+  state.run = { controller, view: null, settled: new Promise((resolve) => { settle = resolve; }) };
   setStreaming(true);
   ui.prompt.value = "";
   autosize();
@@ -940,7 +1006,10 @@ async function send() {
     }
     state.run = null;
     setStreaming(false);
+    settle();
   }
+  // the page may show another thread by now (switched mid-answer): the reply then belongs to none of its messages
+  const shown = Boolean(view && state.thread && state.thread.id === threadIdOf(view));
   if (view) {
     view.body.classList.remove("cursor");
     if (view.pending !== undefined && view.pending !== view.text) setViewText(view, view.pending, false);
@@ -949,7 +1018,7 @@ async function send() {
       setViewReasoning(view, view.pendingReasoning, false, ms);
     }
     if (finalMessage) {
-      state.messages.push(finalMessage);
+      if (shown) state.messages.push(finalMessage);
       if (finalMessage.id) view.root.dataset.messageId = finalMessage.id;
       const reasoning = messageReasoning(finalMessage);
       if (reasoning.text) setViewReasoning(view, reasoning.text, false, reasoning.ms ?? view.thinkingMs);
@@ -960,7 +1029,7 @@ async function send() {
       // The server saves what it generated until it noticed the stop, which may be a few tokens
       // more than was painted: show the saved text (fetched above), so the page and the thread agree.
       if (saved) {
-        state.messages.push(saved);
+        if (shown) state.messages.push(saved);
         setViewText(view, messageText(saved), false);
         setViewStatus(view, saved);
       }
@@ -977,18 +1046,26 @@ async function send() {
     }
   }
   if (failure) toast(failure);
-  if (state.thread && ui.messages.querySelector(".tool-calls")) {
+  if (shown && ui.messages.querySelector(".tool-calls")) {
     try {
-      state.messages = await fetchMessages(state.thread.id); // tool results shown with their calls
-      renderMessages();
-      const last = [...ui.messages.querySelectorAll("article.assistant")].pop();
-      if (last) last.dataset.done = "true";
+      const threadId = state.thread.id;
+      const messages = await fetchMessages(threadId); // tool results shown with their calls
+      // meanwhile another thread may be open, or the next answer streaming into this one: leave those be
+      if (!state.run && state.thread && state.thread.id === threadId) {
+        state.messages = messages;
+        renderMessages();
+        const last = [...ui.messages.querySelectorAll("article.assistant")].pop();
+        if (last) last.dataset.done = "true";
+      }
     } catch {
       // the page keeps what it streamed
     }
   }
   loadThreads();
-  ui.prompt.focus();
+  // back to the prompt, unless the user went on elsewhere meanwhile (a title being typed, a settings field):
+  // focus taken from there would end that edit half-typed
+  const at = document.activeElement;
+  if (!at || at === document.body || ui.composer.contains(at)) ui.prompt.focus();
 }
 
 function threadIdOf(view) {
@@ -1163,7 +1240,8 @@ async function loadModels() {
     const page = await api("/v1/models");
     state.models = page.data || [];
   } catch (error) {
-    if (error.status !== 401) toast(`Could not list models: ${error.message}`); // 401: the page says so
+    if (error.status !== 401 && error.code !== OFFLINE) toast(`Could not list models: ${error.message}`); // 401, down: the page says so
+    if (error.code === OFFLINE) return; // keep the list it had: the server is away, not its models
     state.models = [];
   }
   if (!state.models.some((m) => m.id === state.modelId)) {
@@ -1195,6 +1273,11 @@ function renderModels() {
     }
     select.value = state.modelId;
   }
+  // a first visit with no model: the welcome says how to get one, not "pick a model above" from an empty list
+  const none = !state.models.length && !state.keyNeeded;
+  ui.emptyHint.textContent = none ? "There is no model yet: add one to chat with."
+    : "Pick a model above, type a message and press Enter.";
+  ui.emptyOpenModels.hidden = !none;
   renderModelState();
   renderModelList();
 }
@@ -1472,6 +1555,7 @@ function bind() {
   });
 
   ui.openModels.addEventListener("click", openModels);
+  ui.emptyOpenModels.addEventListener("click", openModels);
   ui.modelsClose.addEventListener("click", () => ui.modelsDialog.close());
   ui.modelsDialog.addEventListener("close", () => ui.openModels.focus());
   ui.importForm.addEventListener("submit", (event) => { event.preventDefault(); importModel(); });
@@ -1520,7 +1604,7 @@ async function init() {
   document.body.dataset.ready = "true";
   // keep model states fresh (a model loading in the background, another client stopping one)
   setInterval(() => {
-    if (!document.hidden && !state.run && !anyDialogOpen() && document.activeElement !== ui.modelSelect) loadModels();
+    if (ui.offline.hidden && !document.hidden && !state.run && !anyDialogOpen() && document.activeElement !== ui.modelSelect) loadModels();
   }, 15000);
 }
 
