@@ -96,8 +96,11 @@ def test_a_kind_that_is_no_string_is_still_a_plain_type_error(client):
 def test_functions_still_work_in_both_dialects(client, server):
     # the refusal is of the other kinds only: a function tool is called as before, and Anthropic's words for
     # its own tools are unchanged
-    response = client.responses.create(model="tool-model", input="Weather in Paris?", max_output_tokens=40,
-                                       tools=[FUNCTION], tool_choice={"type": "function", "name": "get_weather"})
+    # greedy, with room for the whole call: a sampled random-weight model's forced call could be cut by the limit
+    # before its arguments began (then no function_call item), as test_tool_pairs gives it 200 tokens
+    response = client.responses.create(model="tool-model", input="Weather in Paris?", max_output_tokens=200,
+                                       temperature=0, parallel_tool_calls=False, tools=[FUNCTION],
+                                       tool_choice={"type": "function", "name": "get_weather"})
     assert [item.type for item in response.output] == ["function_call"]
     with pytest.raises(anthropic.BadRequestError) as info:
         anthropic_client(server).messages.create(model="tool-model", max_tokens=5, messages=ASK,
