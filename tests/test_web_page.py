@@ -98,6 +98,15 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1):
     raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
 
 
+def start_answer(page, answer: str = "article.assistant") -> None:
+    """Send "Once upon a time" and wait until ``answer`` (the reply's article) shows more than 10 characters:
+    an answer under way, to stop, switch away from or rename beside."""
+    page.fill("#prompt", "Once upon a time")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        f"(document.querySelector('{answer} .message-body')?.textContent.length ?? 0) > 10")
+
+
 def thread_id_of(page) -> str:
     found = re.match(r"^#thread=(.+)$", page.evaluate("location.hash"))
     assert found, page.evaluate("location.hash")
@@ -436,10 +445,7 @@ def test_renaming_while_an_answer_ends_keeps_the_typed_title(chat_server, new_pa
     """The thread list is read again as an answer ends: a title being typed there is not thrown away."""
     page = new_page()
     open_page(page, chat_server)
-    page.fill("#prompt", "Once upon a time")
-    page.keyboard.press("Enter")
-    page.wait_for_function(
-        "(document.querySelector('article.assistant .message-body')?.textContent.length ?? 0) > 10")
+    start_answer(page)
     thread_id = thread_id_of(page)
     item = f".thread-item[data-thread-id='{thread_id}']"
     page.wait_for_selector(f"{item} .thread-rename-btn")
@@ -465,10 +471,7 @@ def test_enter_right_after_a_stop_or_a_switch_of_thread_sends(chat_server, new_p
     first = api(chat_server, "POST", "/v1/threads", {"title": "Earlier"})
     page = new_page()
     open_page(page, chat_server)
-    page.fill("#prompt", "Once upon a time")
-    page.keyboard.press("Enter")
-    page.wait_for_function(
-        "(document.querySelector('article.assistant .message-body')?.textContent.length ?? 0) > 10")
+    start_answer(page)
     streaming = thread_id_of(page)
 
     # switch thread mid-answer and send there at once
@@ -484,10 +487,7 @@ def test_enter_right_after_a_stop_or_a_switch_of_thread_sends(chat_server, new_p
     assert [m["role"] for m in left] == ["user", "assistant"] and left[1]["status"] == "incomplete"
 
     # Stop, then Enter at once: the next message goes once the stopped reply is saved
-    page.fill("#prompt", "Once upon a time")
-    page.keyboard.press("Enter")
-    page.wait_for_function(
-        "(document.querySelector('article.assistant:nth-of-type(4) .message-body')?.textContent.length ?? 0) > 10")
+    start_answer(page, "article.assistant:nth-of-type(4)")
     page.click("#stop")
     page.fill("#prompt", "And then?")
     page.keyboard.press("Enter")
@@ -507,10 +507,7 @@ def test_server_stopped_and_back_while_the_page_is_open(tmp_path, stories_path, 
     with first as srv:
         page = new_page()
         open_page(page, srv)
-        page.fill("#prompt", "Once upon a time")
-        page.keyboard.press("Enter")
-        page.wait_for_function(
-            "(document.querySelector('article.assistant .message-body')?.textContent.length ?? 0) > 10")
+        start_answer(page)
         thread_id = thread_id_of(page)
     # stopped mid-answer: the stream ends with the reply as saved, marked as cut by the stop of jan
     page.wait_for_selector("article.assistant[data-done=true]", timeout=60_000)
