@@ -122,6 +122,21 @@ def test_bench_csv_and_json(env, stories_path):
         assert r["build_commit"] and r["build_version"] and r["jan_version"] == "0.1.0"
 
 
+def test_bench_reports_the_threads_its_steps_ran_on(env, stories_path):
+    # -t 2 on stories260K: a prompt of 64 tokens is worth both threads, a one-token step of a 0.3 M-parameter
+    # model one (cpp/step_threads.h); llama-bench would run both on 2, so the row says what was used
+    records = json.loads(ok(jan("bench", stories_path, "-p", "64", "-n", "4", "-r", "1", "-t", "2", "-o", "json",
+                                env=env)).stdout)
+    assert [(r["test"], r["n_threads"], r["step_threads"]) for r in records] == [("pp64", 2, 2), ("tg4", 2, 1)]
+    md = ok(jan("bench", stories_path, "-p", "0", "-n", "4", "-r", "1", "-t", "2", env=env)).stdout
+    assert "| 2 (1 used) |" in md
+    # the governor is off unless asked for (llama-bench keeps its threads whatever else runs); asked for, it is on
+    for setting in ("off", "exact", "always"):
+        ok(jan("bench", stories_path, *BENCH, "--adaptive-threads", setting, env=env))
+    bad = jan("bench", stories_path, *BENCH, "--adaptive-threads", "sometimes", env=env)
+    assert bad.returncode == 2 and "'sometimes' is not one of" in bad.stderr
+
+
 def test_bench_errors(env, stories_path):
     fails(jan("bench", "nope", env=env), "nope", "not found")
     fails(jan("bench", stories_path, "-p", "0", "-n", "0", env=env), "nothing to measure")

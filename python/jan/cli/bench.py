@@ -26,10 +26,11 @@ import click
 import jan
 from jan.cli.common import CLIError, Connection, connection_options, human_bytes, warn
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
+from jan.engine.model import ADAPTIVE_THREADS
 
 CSV_FIELDS = [
     "build_commit", "build_version", "llama_cpp_python", "jan_version", "backends", "cpu_info", "gpu_info",
-    "model", "model_filename", "model_type", "model_size", "model_n_params", "n_threads", "n_gpu_layers",
+    "model", "model_filename", "model_type", "model_size", "model_n_params", "n_threads", "step_threads", "n_gpu_layers",
     "n_batch", "n_ubatch", "n_ctx", "test", "n_prompt", "n_gen", "repetitions", "avg_ts", "stddev_ts",
     "samples_ts", "test_time",
 ]
@@ -110,7 +111,7 @@ def format_md(records: list[dict[str, Any]], build: dict[str, Any]) -> str:
     for r in records:
         lines.append("| " + " | ".join([
             r["model"], human_bytes(r["model_size"]), _params(r["model_n_params"]), r["backends"],
-            str(r["n_threads"]), str(r["n_gpu_layers"]), r["test"], f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}",
+            _threads(r), str(r["n_gpu_layers"]), r["test"], f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}",
         ]) + " |")
     lines.append("")
     lines.append(f"build: jan {build['jan_version']}, llama.cpp {build['build_version']} ({build['build_commit']}), "
@@ -118,6 +119,11 @@ def format_md(records: list[dict[str, Any]], build: dict[str, Any]) -> str:
                  + (f", cpu: {build['cpu_info']}" if build["cpu_info"] else "")
                  + (f", gpu: {build['gpu_info']}" if build["gpu_info"] else ""))
     return "\n".join(lines) + "\n"
+
+
+def _threads(r: dict[str, Any]) -> str:
+    used = r.get("step_threads", r["n_threads"])
+    return str(r["n_threads"]) if used == r["n_threads"] else f"{r['n_threads']} ({used} used)"
 
 
 def _params(n: int) -> str:
@@ -156,9 +162,13 @@ def format_csv(records: list[dict[str, Any]]) -> str:
 @click.option("-o", "--output", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
 @click.option("--no-warmup", is_flag=True, help="Skip the warm-up run before the tests.")
 @click.option("--seed", default=1234, show_default=True, type=int, help="Seed of the random prompt tokens.")
+@click.option("--adaptive-threads", "adaptive_threads", default="off", show_default=True,
+              type=click.Choice(ADAPTIVE_THREADS),
+              help="The thread governor (as `jan serve --adaptive-threads`). Off by default: every step gets -t "
+                   "threads whatever else runs, as in llama-bench, so the two tools measure the same thing.")
 @connection_options
 def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch, n_gpu_layers, fmt, no_warmup,
-          seed, conn: Connection) -> None:
+          seed, adaptive_threads, conn: Connection) -> None:
     """Benchmark MODEL (an id or a .gguf path) in this process: prompt processing (pp)
     and generation (tg) in tokens per second, mean ± sd over -r runs.
 
@@ -187,7 +197,8 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
             with interrupts_stay_on_this_thread():
                 loaded = jan.Model(path, model_id=model_json["id"], n_ctx=n_ctx, n_parallel=1, n_batch=n_batch,
                                    n_ubatch=min(n_ubatch, n_batch), n_threads=n_threads,
-                                   n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers)
+                                   n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers,
+                                   adaptive_threads=adaptive_threads)
         except (jan.JanError, ValueError) as exc:
             raise CLIError(f"cannot load {path}: {exc}") from None
         with loaded:
@@ -209,6 +220,10 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
                                    err=True, nl=False)
                     samples.append(run_pp(loaded, count, rng) if kind == "pp" else run_tg(loaded, count, rng))
                 mean, sd = summarize(samples)
+                # what the test's last step ran on: jan gives a step no more threads than its work is worth
+                # (cpp/step_threads.h), so a tiny model's tg steps take fewer than -t, where llama-bench
+                # takes them all; shown beside -t so two tools' rows are compared knowingly
+                step_threads = loaded.metrics().get("step_threads") or n_threads
                 records.append({
                     **build,
                     "model": model_json["id"],
@@ -217,6 +232,7 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
                     "model_size": info.size_bytes,
                     "model_n_params": info.n_params,
                     "n_threads": n_threads,
+                    "step_threads": step_threads,
                     "n_gpu_layers": n_gpu_layers,
                     "n_batch": n_batch,
                     "n_ubatch": min(n_ubatch, n_batch),

@@ -1,0 +1,97 @@
+"""`jan bench` against llama.cpp's own `llama-bench`: the same model, tests and thread counts.
+
+Both tools load the model in their own process and time ``ppN`` (a prompt of N tokens, nothing from the
+KV cache) and ``tgN`` (N one-token decode steps) the same way, so their tokens/s should agree: this is the
+check that `jan bench` reports what llama.cpp's reference tool reports for the llama.cpp jan links (issue
+16 asks for agreement within 5%). Each round runs both tools once (the order alternating between rounds,
+so a host that slows down mid-run hurts both alike); the table shows the median of the rounds' means.
+
+Settings shared by both: ``-p``, ``-n``, ``-r``, ``-t``, ``-b``/``-ub`` left at both tools' defaults (2048/512),
+flash attention at llama.cpp's "auto" (both defaults). On a CPU with AMX, llama-bench runs with
+``--repack 0`` because jan keeps llama.cpp's extra weight buffers off there (cpp/model.cpp). jan's thread
+governor is turned off for the run (``JAN_ADAPTIVE_THREADS`` is not an option of `jan bench`; it measures
+with ``adaptive_threads="off"`` always, see jan/cli/bench.py), so a quiet machine is what both measure.
+One difference stays by design: jan runs a decode step on no more threads than its work is worth
+(cpp/step_threads.h), so a tiny model's ``tg`` steps (stories260K: ~0.3 M multiply-adds per token) take
+one thread whatever ``-t`` says, where llama-bench takes all of them: compare such a model at ``-t 1``.
+
+    python benchmarks/build_llama_server.py          # builds llama-bench too (once, ~8 minutes)
+    python benchmarks/bench_llama_bench.py --model stories260K --threads 1
+    python benchmarks/bench_llama_bench.py --model gemma3-270m --threads 2 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _servers  # noqa: E402
+import build_llama_server  # noqa: E402
+from _common import markdown_table, resolve_model  # noqa: E402
+
+
+def llama_bench(model: Path, args) -> dict[str, float]:
+    """Mean tokens/s per test name ("pp512", "tg128") from one llama-bench run."""
+    binary = build_llama_server.tool_path("llama-bench")
+    if binary is None:
+        raise SystemExit("llama-bench is not built: run python benchmarks/build_llama_server.py first")
+    cmd = [str(binary), "-m", str(model), "-p", str(args.n_prompt), "-n", str(args.n_gen), "-r", str(args.reps),
+           "-t", str(args.threads), "-o", "json"]
+    if _servers.cpu_has_amx():
+        cmd += ["--repack", "0"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    results = {}
+    for rec in json.loads(out):
+        name = f"pp{rec['n_prompt']}" if rec["n_gen"] == 0 else f"tg{rec['n_gen']}"
+        results[name] = float(rec["avg_ts"])
+    return results
+
+
+def jan_bench(model: Path, args, data: Path) -> dict[str, float]:
+    """Mean tokens/s per test name from one `jan bench` run (in a data folder of its own)."""
+    cmd = [sys.executable, "-m", "jan", "bench", str(model), "-p", str(args.n_prompt), "-n", str(args.n_gen),
+           "-r", str(args.reps), "-t", str(args.threads), "-o", "json"]
+    env = {**os.environ, "JAN_DATA_FOLDER": str(data)}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return {rec["test"]: float(rec["avg_ts"]) for rec in json.loads(out)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="stories260K", help="stories260K, bench-250M, gemma3-270m or a GGUF path")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("-p", "--n-prompt", type=int, default=512)
+    ap.add_argument("-n", "--n-gen", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=5, help="repetitions inside each tool's run (-r)")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each tool, alternating")
+    args = ap.parse_args()
+    model = resolve_model(args.model)
+    runs: dict[str, list[dict[str, float]]] = {"jan bench": [], "llama-bench": []}
+    with tempfile.TemporaryDirectory(prefix="jan-bench-data-") as data:
+        for rnd in range(args.rounds):
+            order = ("jan bench", "llama-bench") if rnd % 2 == 0 else ("llama-bench", "jan bench")
+            for tool in order:
+                runs[tool].append(jan_bench(model.path, args, Path(data)) if tool == "jan bench"
+                                  else llama_bench(model.path, args))
+    load = os.getloadavg()[0]
+    rows = []
+    for test in (f"pp{args.n_prompt}", f"tg{args.n_gen}"):
+        jan_ts = statistics.median(r[test] for r in runs["jan bench"])
+        ref_ts = statistics.median(r[test] for r in runs["llama-bench"])
+        ratio = jan_ts / ref_ts
+        rows.append([test, f"{jan_ts:,.1f}", f"{ref_ts:,.1f}", f"{ratio:.3f}",
+                     "within 5% ✓" if abs(ratio - 1) <= 0.05 else "✗"])
+    print(f"model {model.name}, {args.threads} thread(s), -r {args.reps}, {args.rounds} rounds; "
+          f"load average at the end {load:.2f}")
+    print(markdown_table(["test", "jan bench t/s", "llama-bench t/s", "jan / llama-bench", "agreement"], rows))
+
+
+if __name__ == "__main__":
+    main()
