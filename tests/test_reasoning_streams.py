@@ -14,12 +14,26 @@ import pytest
 
 from jan.templates.formats import OutputParser
 
-from chat_format_cases import CASES, TOOLS, call_ids, template_format
+from chat_format_cases import CASES, TOOLS, Case, Output, call_ids, template_format
 
 # one case per family (the first template of each), the families that think first
 FAMILIES = {}
 for _case in CASES:
     FAMILIES.setdefault(_case.family, _case)
+# and templates whose markers are read off what they write (formats/learned_markers.py)
+LEARNED = ("ByteDance-Seed-OSS", "MiniMax-M3", "tencent-Hy3", "Kimi-K3")
+ALL = [*FAMILIES.values(), *LEARNED]
+
+
+def _case(case) -> Case:
+    if isinstance(case, Case):
+        return case
+    markers = template_format(case).reasoning
+    return Case("learned", case, "qwen2", Output(f"{markers.start}T{markers.end}A", "T", "A"), Output("A", None, "A"))
+
+
+def _id(case) -> str:
+    return case.family if isinstance(case, Case) else case
 
 HARMONY = [
     "<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>final<|message|>Answer.<|return|>",
@@ -76,9 +90,10 @@ def _outputs(case) -> list[tuple[str, bool]]:
     return [(t, opened) for t in texts for opened in (False, True)]
 
 
-def _parse(fmt, pieces, *, opened: bool, raw: bool, truncated: bool, tools=TOOLS):
-    parser = OutputParser(fmt, tools, open_at_start=opened, reasoning_format="none" if raw else "auto",
-                          id_factory=call_ids())
+def _parse(fmt, pieces, *, opened: bool, raw: bool | str, truncated: bool, tools=TOOLS):
+    """``raw``: True for ``none``, False for ``auto``, or the reasoning_format itself."""
+    rf = raw if isinstance(raw, str) else "none" if raw else "auto"
+    parser = OutputParser(fmt, tools, open_at_start=opened, reasoning_format=rf, id_factory=call_ids())
     deltas = []
     for piece in pieces:
         deltas += parser.feed(piece)
@@ -98,8 +113,9 @@ def _cuttings(text: str, rng: random.Random):
         yield [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
 
 
-@pytest.mark.parametrize("case", FAMILIES.values(), ids=lambda c: c.family)
+@pytest.mark.parametrize("case", ALL, ids=_id)
 def test_any_pieces_add_up_to_the_whole(case):
+    case = _case(case)
     fmt = template_format(case.template)
     rng = random.Random(11)
     for text, opened in _outputs(case):
@@ -119,8 +135,9 @@ def _calls(result):
             for c in result.tool_calls]
 
 
-@pytest.mark.parametrize("case", FAMILIES.values(), ids=lambda c: c.family)
+@pytest.mark.parametrize("case", ALL, ids=_id)
 def test_reasoning_format_none_moves_only_the_thinking(case):
+    case = _case(case)
     # llama-server's "none": thinking stays in the content as written; tool calls are still read (never out of the
     # thinking) and the answer is framed as with "auto" (gpt-oss's calls were all lost, its final message's header
     # shown; a call written inside <think> was made)
@@ -155,3 +172,4 @@ def test_gpt_oss_none_keeps_its_calls_and_shows_the_analysis():
     assert result.content == "<|channel|>analysis<|message|>A<|end|>Preamble."
     result, _ = _parse(fmt, [HARMONY[0]], opened=False, raw=True, truncated=False, tools=None)
     assert result.content == "<|channel|>analysis<|message|>Think.<|end|>Answer."
+

@@ -1,0 +1,109 @@
+"""Thinking markers read off what a template writes, for templates that spell them in their own way.
+
+Many templates keep their markers in variables (``think_begin_token = '<seed:think>'``, ``'<think{}>'.format(HYTK)``,
+``open_tag('think')``) where no search of the source finds them. As llama.cpp's template analysis does, the template
+is asked instead: it renders one exchange whose assistant turn carries thinking, and once more without it; what the
+first has that the second has not is the start marker, the thinking, the end marker. Only markup counts (text that
+opens with ``<`` or ``[`` and names thinking, as every family's markers do): a template that writes thinking as prose, or not at all,
+gets none, and its thinking stays where the model puts it, as before.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from ..jinja_env import compile_template, render_budgeted
+from .reasoning import ReasoningMarkers
+from .text import WS
+
+__all__ = ["learned_markers"]
+
+_THOUGHT, _ANSWER, _ASK = "Jan thinks 7f3a", "Jan answers 9c1e", "Jan asks 2b8d"
+_OPENERS = ("<", "[")
+_TOKEN = re.compile(r"<[^<>]*>|\[[^\[\]]*\]|[^<\[]+")
+
+
+def _render(template: Any, thinking: bool) -> str:
+    from ..chat import PROBE_BUDGET  # (chat.py reads formats: imported when first used)
+
+    reply: dict[str, Any] = {"role": "assistant", "content": _ANSWER}
+    if thinking:
+        reply["reasoning_content"] = reply["thinking"] = _THOUGHT
+    context = {"messages": [{"role": "user", "content": _ASK}, reply], "add_generation_prompt": False,
+               "bos_token": "", "eos_token": "", "enable_thinking": True, "thinking": True, "tools": None}
+    return render_budgeted(template, context, PROBE_BUDGET)
+
+
+@lru_cache(maxsize=64)
+def learned_markers(source: str) -> ReasoningMarkers | None:
+    """The start/end thinking markers ``source`` writes around an earlier reply's thinking, or None (it writes none
+    that are markup, or it cannot be rendered this way). Cached: a format is detected for every request."""
+    try:
+        template = compile_template(source)
+        with_thought, without = _render(template, True), _render(template, False)
+    except Exception:  # a template that cannot render this exchange tells nothing; its requests will say why
+        return None
+    if with_thought.count(_THOUGHT) != 1:
+        return None
+    # the common head and tail; what is left of the first render is start marker + thinking + end marker
+    head = 0
+    while head < min(len(with_thought), len(without)) and with_thought[head] == without[head]:
+        head += 1
+    tail = 0
+    while (tail < min(len(with_thought), len(without)) - head
+           and with_thought[-1 - tail] == without[-1 - tail]):
+        tail += 1
+    middle = with_thought[head:len(with_thought) - tail]
+    # a marker and the text after it may share a beginning (<|open|>think / <|open|>response): the difference
+    # is then found shifted into the marker; shift it back while it does not open with markup
+    prefix = with_thought[:head]
+    # two different tags share their first characters (<mm:think> and </mm:think>): the difference starts inside
+    # a tag; it belongs to the tag
+    cut = max(prefix.rfind("<"), prefix.rfind("["))
+    if cut >= 0 and cut > max(prefix.rfind(">"), prefix.rfind("]")):
+        middle, prefix = prefix[cut:] + middle, prefix[:cut]
+    suffix = with_thought[len(with_thought) - tail:]
+    cut = max(middle.rfind("<"), middle.rfind("["))  # and the end of the difference, as well
+    if cut >= 0 and cut > max(middle.rfind(">"), middle.rfind("]")):
+        middle, suffix = middle[:cut], middle[cut:] + suffix
+    while prefix and middle and not middle.lstrip(WS).startswith(_OPENERS) and prefix[-1] == middle[-1]:
+        middle, prefix = prefix[-1] + middle[:-1], prefix[:-1]
+    at = middle.find(_THOUGHT)
+    if at < 0:
+        return None
+    start, end = middle[:at].strip(WS), middle[at + len(_THOUGHT):].strip(WS)
+    if not start:  # the render without thinking wrote the block's start too (an empty block): read the markup
+        start = _marker_before(prefix + middle[:at])
+    if start and not end:  # ... or its end: the markup after the thinking, as long as the start marker
+        end = "".join(_tokens(middle[at + len(_THOUGHT):] + suffix)[:len(_tokens(start))])
+        end = end.strip(WS) if _thinky(end) else ""
+    if not (start.startswith(_OPENERS) and end.startswith(_OPENERS)) or start == end or not _thinky(start + end):
+        return None  # (a marker that does not name thinking may be a channel's header, which is no marker pair)
+    if any(s in start + end for s in (_ANSWER, _ASK)):
+        return None
+    return ReasoningMarkers(start, end)
+
+
+def _tokens(text: str) -> list[str]:
+    """Markup cut into tags (``<...>``, ``[...]``) and the text between them."""
+    return _TOKEN.findall(text.lstrip(WS))
+
+
+def _thinky(marker: str) -> bool:
+    return "think" in marker.lower()
+
+
+def _marker_before(text: str) -> str:
+    """The start marker that ``text`` (what a template wrote before the thinking) ends in: its last tags, back to the
+    nearest one naming thinking (``<think:opensource>``; ``<|open|>think<|sep|>`` whole), or "" where none does:
+    without the word the boundary between a turn's header and the marker cannot be told."""
+    tokens = _tokens(text.rstrip(WS))
+    for k in range(1, min(len(tokens), 4) + 1):
+        tail = tokens[-k:]
+        if _thinky("".join(tail)):
+            while tokens[-k:] and not tokens[-k].startswith(_OPENERS) and k < len(tokens):
+                k += 1  # a bare word's marker begins at the tag before it
+            return "".join(tokens[-k:]).strip(WS)
+    return ""
