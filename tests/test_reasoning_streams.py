@@ -119,7 +119,7 @@ def test_any_pieces_add_up_to_the_whole(case):
     fmt = template_format(case.template)
     rng = random.Random(11)
     for text, opened in _outputs(case):
-        for raw in (False, True):
+        for raw in (False, True, "deepseek-legacy"):
             for truncated in (False, True):
                 whole, _ = _parse(fmt, [text], opened=opened, raw=raw, truncated=truncated)
                 for pieces in _cuttings(text, rng):
@@ -173,3 +173,15 @@ def test_gpt_oss_none_keeps_its_calls_and_shows_the_analysis():
     result, _ = _parse(fmt, [HARMONY[0]], opened=False, raw=True, truncated=False, tools=None)
     assert result.content == "<|channel|>analysis<|message|>Think.<|end|>Answer."
 
+
+@pytest.mark.parametrize("case", ALL, ids=_id)
+def test_deepseek_legacy_is_none_s_content_and_auto_s_reasoning(case):
+    # llama-server's deepseek-legacy: <think> stays in the content and the reasoning is split off too (jan took the
+    # value and answered as auto)
+    case = _case(case)
+    fmt = template_format(case.template)
+    for text, opened in _outputs(case):
+        auto, _ = _parse(fmt, [text], opened=opened, raw=False, truncated=False)
+        raw, _ = _parse(fmt, [text], opened=opened, raw=True, truncated=False)
+        legacy, _ = _parse(fmt, [text], opened=opened, raw="deepseek-legacy", truncated=False)
+        assert (legacy.content, legacy.reasoning, _calls(legacy)) == (raw.content, auto.reasoning, _calls(auto)), text

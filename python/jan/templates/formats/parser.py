@@ -114,7 +114,7 @@ class OutputParser:
     whole message. ``tools`` are OpenAI tool dicts (None or empty: no tool
     parsing, all non-thinking text is content). ``reasoning_format``:
     ``"auto"``/``"deepseek"`` split thinking into ``reasoning``; ``"none"``
-    leaves it in the content verbatim. ``open_at_start``: the prompt already
+    leaves it in the content verbatim; ``"deepseek-legacy"`` does both. ``open_at_start``: the prompt already
     opened the thinking block (see :meth:`ChatFormat.starts_in_reasoning`).
     """
 
@@ -130,7 +130,11 @@ class OutputParser:
         # a template that demands 9-alphanumeric ids would reject the client sending jan's id back
         new_id = id_factory or (new_short_call_id if getattr(fmt, "short_call_ids", False) else new_call_id)
         tools = list(tools or ())
-        self._raw = reasoning_format == "none"
+        # "deepseek-legacy" (llama-server's): the thinking stays in the content, as with "none", and is also
+        # split off into the reasoning, as with "auto" (a second parser of the same pieces, for that alone)
+        legacy = reasoning_format == "deepseek-legacy" and fmt.thinks
+        self._raw = reasoning_format == "none" or legacy
+        self._shadow = OutputParser(fmt, None, open_at_start=open_at_start) if legacy else None
         self._fmt = fmt
         self._open_at_start = open_at_start
         self._splitter = None
@@ -160,7 +164,8 @@ class OutputParser:
         if self._finished:
             raise RuntimeError("feed() after finish()")
         if self._raw_thinking is not None:
-            return self._record(self._raw_stage(self._raw_thinking.feed(piece), False))
+            return self._record(self._shadowed(self._raw_stage(self._raw_thinking.feed(piece), False),
+                                               lambda p: p.feed(piece)))
         return self._record(self._stage(piece, False))
 
     def finish(self, *, truncated: bool = False) -> list[OutputDelta]:
@@ -170,7 +175,8 @@ class OutputParser:
             return []
         self._finished = True
         if self._raw_thinking is not None:
-            return self._record(self._raw_stage(self._raw_thinking.finish(), True, truncated))
+            return self._record(self._shadowed(self._raw_stage(self._raw_thinking.finish(), True, truncated),
+                                               lambda p: p.finish(truncated=truncated)))
         return self._record(self._stage("", True, truncated))
 
     @property
@@ -223,6 +229,13 @@ class OutputParser:
         if final:
             out += self._stage("", True, truncated)
         return _merge([OutputDelta(content=d.content + d.reasoning, tool_calls=d.tool_calls) for d in out])
+
+    def _shadowed(self, deltas: list[OutputDelta], step: Callable[["OutputParser"], list[OutputDelta]]) -> list[OutputDelta]:
+        """``deltas`` with the reasoning the shadow parser (``deepseek-legacy``) splits off the same pieces."""
+        if self._shadow is None:
+            return deltas
+        reasoning = "".join(d.reasoning for d in step(self._shadow))
+        return [OutputDelta(reasoning=reasoning), *deltas] if reasoning else deltas
 
     def _record(self, deltas: list[OutputDelta]) -> list[OutputDelta]:
         for d in deltas:

@@ -148,7 +148,8 @@ class ChatPlan:
 
     @property
     def raw_reasoning(self) -> bool:
-        return self.reasoning.format == "none"
+        """Whether the thinking stays in the content as written (``none``; ``deepseek-legacy`` also splits it off)."""
+        return self.reasoning.format in ("none", "deepseek-legacy")
 
     def engine_options(self, prompt: str, logit_bias: Mapping[int, float] | None = None) -> dict[str, Any]:
         """Sampling options for the engine (cheap): control-token text, the thinking budget and, for
@@ -187,7 +188,7 @@ class ChatPlan:
             # swallowed; a continued reply's text (the marker in it, or before it) is the client's own
             open_at_start = False
         return OutputParser(
-            self.fmt, tools, reasoning_format="none" if self.raw_reasoning else "auto",
+            self.fmt, tools, reasoning_format=self.reasoning.format if self.raw_reasoning else "auto",
             open_at_start=open_at_start, **kw,
         )
 
