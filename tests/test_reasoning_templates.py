@@ -31,6 +31,7 @@ LEARNED = [
 def test_markers_kept_in_variables_are_found(template, start, end):
     fmt = template_format(template)
     assert fmt.reasoning is not None and (fmt.reasoning.start, fmt.reasoning.end) == (start, end)
+    assert fmt.render_special  # (such markers are control tokens: the engine must keep their text for the parser)
     result = parse_output(f"{start}\nWeighing it.\n{end}\n\nThe answer.", fmt)
     assert (result.reasoning, result.content) == ("Weighing it.", "The answer.")
 

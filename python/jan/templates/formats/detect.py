@@ -288,9 +288,13 @@ def detect_format(source: str | None) -> ChatFormat:
     """The :class:`ChatFormat` of a chat template's Jinja ``source`` (None/empty: generic)."""
     src = source or ""
     fmt = _family(src)
-    if "reasoning_effort" not in fmt.switches:
-        return fmt
-    return replace(fmt, efforts=accepted_efforts(src), effort_off=effort_off(src))
+    if fmt.reasoning is not None and not fmt.render_special and "<think>" not in src:
+        # markers read off the template (learned_markers) are most often control tokens (Kimi-K3's <|open|>,
+        # Seed-OSS's <seed:think>), whose text the engine leaves out unless asked: the parser must see them
+        fmt = replace(fmt, render_special=True)
+    if "reasoning_effort" in fmt.switches:
+        fmt = replace(fmt, efforts=accepted_efforts(src), effort_off=effort_off(src))
+    return fmt
 
 
 def _family(src: str) -> ChatFormat:
