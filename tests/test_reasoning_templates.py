@@ -36,6 +36,15 @@ def test_markers_kept_in_variables_are_found(template, start, end):
     assert (result.reasoning, result.content) == ("Weighing it.", "The answer.")
 
 
+def test_an_answer_wrapper_read_off_the_template_is_dropped_where_it_wraps():
+    fmt = template_format("Kimi-K3")
+    assert fmt.reasoning.strip == ("<|open|>response<|sep|>", "<|close|>response<|sep|>")
+    wrapped = "<|open|>think<|sep|>T<|close|>think<|sep|><|open|>response<|sep|>Say <|open|>response<|sep|>.<|close|>response<|sep|>"
+    result = parse_output(wrapped, fmt)
+    assert (result.reasoning, result.content) == ("T", "Say <|open|>response<|sep|>.")
+    assert template_format("ByteDance-Seed-OSS").reasoning.strip == ()  # the answer follows </seed:think> bare
+
+
 @pytest.mark.parametrize("template", ["Qwen-Qwen2.5-7B-Instruct", "meta-llama-Llama-3.1-8B-Instruct", "muse-glimmer",
                                       "google-gemma-2-2b-it", "Apertus-8B-Instruct"])
 def test_a_template_without_thinking_markup_gets_no_markers(template):

@@ -83,7 +83,20 @@ def learned_markers(source: str) -> ReasoningMarkers | None:
         return None  # (a marker that does not name thinking may be a channel's header, which is no marker pair)
     if any(s in start + end for s in (_ANSWER, _ASK)):
         return None
-    return ReasoningMarkers(start, end)
+    return ReasoningMarkers(start, end, _answer_wrapper(with_thought, end))
+
+
+def _answer_wrapper(text: str, end: str) -> tuple[str, ...]:
+    """The markers a template wraps the answer in after the thinking (Kimi-K3's ``<|open|>response<|sep|>`` and
+    ``<|close|>response<|sep|>``), dropped from the answer where they wrap it, as Granite's ``<response>``; () for
+    none: the answer follows the end marker as it is."""
+    after = text[text.find(end, text.find(_THOUGHT)) + len(end):]
+    at = after.find(_ANSWER)
+    opening = after[:at].strip(WS) if at >= 0 else ""
+    if not opening.startswith(_OPENERS):
+        return ()
+    closing = "".join(_tokens(after[at + len(_ANSWER):])[:len(_tokens(opening))]).strip(WS)
+    return (opening, closing) if closing.startswith(_OPENERS) and closing != opening else ()
 
 
 def _tokens(text: str) -> list[str]:
