@@ -21,7 +21,7 @@ FAMILIES = {}
 for _case in CASES:
     FAMILIES.setdefault(_case.family, _case)
 # and templates whose markers are read off what they write (formats/learned_markers.py)
-LEARNED = ("ByteDance-Seed-OSS", "MiniMax-M3", "tencent-Hy3", "Kimi-K3")
+LEARNED = ("ByteDance-Seed-OSS", "MiniMax-M3", "tencent-Hy3", "Kimi-K3", "google-gemma-4-31B-it")
 ALL = [*FAMILIES.values(), *LEARNED]
 
 

@@ -1,6 +1,6 @@
 """Reasoning as every real template in ../shared/templates spells it: the thinking markers it writes (also where the
 source keeps them in variables: Seed-OSS's <seed:think>, MiniMax-M3's <mm:think>, Hy3's <think:opensource>, Kimi-K3's
-<|open|>think<|sep|>), the switches it reads (enable_thinking, thinking, reasoning_effort in the template's own
+<|open|>think<|sep|>; Gemma 4's <|channel>thought), the switches it reads (enable_thinking, thinking, reasoning_effort in the template's own
 values, thinking_mode, thinking_budget), and a conversation whose replies carry thinking rendered with each switch,
 never a template error."""
 
@@ -24,6 +24,8 @@ LEARNED = [
     ("MiniMax-M3", "<mm:think>", "</mm:think>"),
     ("tencent-Hy3", "<think:opensource>", "</think:opensource>"),
     ("Kimi-K3", "<|open|>think<|sep|>", "<|close|>think<|sep|>"),
+    # keeps no earlier thinking; its generation prompt with thinking off ends in the empty block
+    ("google-gemma-4-31B-it", "<|channel>thought", "<channel|>"),
 ]
 
 
@@ -85,6 +87,7 @@ def test_every_switch_renders_a_conversation_with_thinking(template):
     ("MiniMax-M3", "<mm:think>", "</mm:think>"),
     ("Cohere2MoE", "<|START_THINKING|>", "<|START_THINKING|><|END_THINKING|>"),
     ("ByteDance-Seed-OSS", None, "</seed:think>"),
+    ("google-gemma-4-31B-it", None, "<|channel>thought\n<channel|>"),
 ])
 def test_thinking_turns_on_and_off_in_the_templates_own_terms(template, opened, closed):
     # Hy3 raised on jan's "medium" and thought on its "low"; Cohere's thought on "low"; MiniMax-M3 (thinking_mode)

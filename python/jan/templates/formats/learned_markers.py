@@ -38,13 +38,47 @@ def _render(template: Any, thinking: bool) -> str:
 
 @lru_cache(maxsize=64)
 def learned_markers(source: str) -> ReasoningMarkers | None:
-    """The start/end thinking markers ``source`` writes around an earlier reply's thinking, or None (it writes none
-    that are markup, or it cannot be rendered this way). Cached: a format is detected for every request."""
+    """The start/end thinking markers ``source`` writes around an earlier reply's thinking (or, where it keeps no
+    earlier thinking, the empty block its generation prompt writes to turn thinking off: Gemma 4's
+    ``<|channel>thought\n<channel|>``), or None: it writes none that are markup, or it cannot be rendered this way.
+    Cached: a format is detected for every request."""
     try:
         template = compile_template(source)
-        with_thought, without = _render(template, True), _render(template, False)
+        return _from_history(template) or _from_switch(template)
     except Exception:  # a template that cannot render this exchange tells nothing; its requests will say why
         return None
+
+
+def _from_switch(template: Any) -> ReasoningMarkers | None:
+    """The markers of the empty block a generation prompt with thinking off ends in, where the prompt with thinking
+    on ends without it: split at its last tag (or in halves that both name thinking: <|open|>think<|sep|>...)."""
+    from ..chat import PROBE_BUDGET
+
+    def prompt(on: bool) -> str:
+        context = {"messages": [{"role": "user", "content": _ASK}], "add_generation_prompt": True, "bos_token": "",
+                   "eos_token": "", "enable_thinking": on, "thinking": on}
+        return render_budgeted(template, context, PROBE_BUDGET)
+
+    on, off = prompt(True), prompt(False)
+    anchor = on[-12:]
+    at = off.rfind(anchor) if len(on) >= 12 else -1
+    block = off[at + len(anchor):].strip(WS) if at >= 0 else ""
+    tokens = _tokens(block)
+    if len(tokens) < 2 or not block.startswith(_OPENERS):
+        return None
+    half = len(tokens) // 2
+    if len(tokens) % 2 == 0 and _thinky("".join(tokens[:half])) and _thinky("".join(tokens[half:])):
+        start, end = "".join(tokens[:half]), "".join(tokens[half:])
+    else:
+        start, end = "".join(tokens[:-1]), tokens[-1]
+    start, end = start.strip(WS), end.strip(WS)
+    if not (end.startswith(_OPENERS) and _thinky(start)) or start == end:
+        return None
+    return ReasoningMarkers(start, end)
+
+
+def _from_history(template: Any) -> ReasoningMarkers | None:
+    with_thought, without = _render(template, True), _render(template, False)
     if with_thought.count(_THOUGHT) != 1:
         return None
     # the common head and tail; what is left of the first render is start marker + thinking + end marker
@@ -105,7 +139,7 @@ def _tokens(text: str) -> list[str]:
 
 
 def _thinky(marker: str) -> bool:
-    return "think" in marker.lower()
+    return "think" in marker.lower() or "thought" in marker.lower()
 
 
 def _marker_before(text: str) -> str:
