@@ -329,8 +329,9 @@ def _family(src: str) -> ChatFormat:
             parse_command_r, tool_grammar="command-r7b", trigger=r"<\|START_ACTION\|>", switches=sw, render_special=True,
         )
     if "<function=" in src and "<parameter=" in src:
-        return ChatFormat("qwen3-coder", think, parse_qwen3_coder, tool_grammar="qwen3-coder",
-                          trigger=r"<tool_call>|<function=", switches=sw)
+        seed = "<seed:tool_call>" in src  # Seed-OSS: the same calls in its own wrapper
+        return ChatFormat("qwen3-coder", think, parse_qwen3_coder, tool_grammar="seed-oss" if seed else "qwen3-coder",
+                          trigger=r"<seed:tool_call>|<function=" if seed else r"<tool_call>|<function=", switches=sw)
     if ">>>all" in src:
         return ChatFormat("functionary-v3.2", None, parse_functionary_v32, tool_grammar="functionary-v3.2", switches=sw,
                           frames_answer=True)
