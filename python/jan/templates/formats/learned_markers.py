@@ -3,9 +3,10 @@
 Many templates keep their markers in variables (``think_begin_token = '<seed:think>'``, ``'<think{}>'.format(HYTK)``,
 ``open_tag('think')``) where no search of the source finds them. As llama.cpp's template analysis does, the template
 is asked instead: it renders one exchange whose assistant turn carries thinking, and once more without it; what the
-first has that the second has not is the start marker, the thinking, the end marker. Only markup counts (text that
-opens with ``<`` or ``[`` and names thinking, as every family's markers do): a template that writes thinking as prose, or not at all,
-gets none, and its thinking stays where the model puts it, as before.
+first has that the second has not is the start marker, the thinking, the end marker. A template that keeps no earlier
+thinking (Gemma 4) is asked for its generation prompt with thinking on and off: the empty block that turns it off is
+the pair. Only markup counts (text that opens with ``<`` or ``[`` and names thinking, as every family's markers do):
+a template that writes thinking as prose, or not at all, gets none, and its thinking stays where the model puts it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def _from_switch(template: Any) -> ReasoningMarkers | None:
 
 
 def _from_history(template: Any) -> ReasoningMarkers | None:
+    """The markers around an earlier reply's thinking: what one exchange renders with thinking and not without it.
+    Where the render without thinking writes an empty block (or its end alone), the markup on either side of the
+    thinking is read instead, as far as it names thinking."""
     with_thought, without = _render(template, True), _render(template, False)
     if with_thought.count(_THOUGHT) != 1:
         return None
@@ -90,8 +94,6 @@ def _from_history(template: Any) -> ReasoningMarkers | None:
            and with_thought[-1 - tail] == without[-1 - tail]):
         tail += 1
     middle = with_thought[head:len(with_thought) - tail]
-    # a marker and the text after it may share a beginning (<|open|>think / <|open|>response): the difference
-    # is then found shifted into the marker; shift it back while it does not open with markup
     prefix = with_thought[:head]
     # two different tags share their first characters (<mm:think> and </mm:think>): the difference starts inside
     # a tag; it belongs to the tag
@@ -102,6 +104,8 @@ def _from_history(template: Any) -> ReasoningMarkers | None:
     cut = max(middle.rfind("<"), middle.rfind("["))  # and the end of the difference, as well
     if cut >= 0 and cut > max(middle.rfind(">"), middle.rfind("]")):
         middle, suffix = middle[:cut], middle[cut:] + suffix
+    # a marker and the text after it may share a beginning (<|open|>think / <|open|>response): the difference
+    # is then found shifted into the marker; shift it back while it does not open with markup
     while prefix and middle and not middle.lstrip(WS).startswith(_OPENERS) and prefix[-1] == middle[-1]:
         middle, prefix = prefix[-1] + middle[:-1], prefix[:-1]
     at = middle.find(_THOUGHT)
