@@ -102,6 +102,21 @@ def test_reasoning_format_none_keeps_thinking_in_content(client):
     assert not (message.model_extra or {}).get("reasoning_content")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_format_deepseek_legacy_keeps_thinking_in_content_and_splits_it(client, stream):
+    # llama-server's deepseek-legacy: <think> tags stay in the content, reasoning_content is filled too
+    body = dict(model="qwq-tiny", messages=ASK, temperature=0,
+                extra_body={**_force(THOUGHT), "reasoning_format": "deepseek-legacy", "think": True})
+    if stream:
+        message = folded_chat_stream(client, **body)
+        content, reasoning = message["content"], message["reasoning"]
+    else:
+        message = client.chat.completions.create(**body).choices[0].message
+        content, reasoning = message.content, message.model_extra["reasoning_content"]
+    assert content == "<think>" + THOUGHT
+    assert reasoning == "Two and two."
+
+
 def test_think_false_turns_thinking_off_in_the_template(client, server):
     prompt_on = httpx.post(server.base_url + "/apply-template",
                            json={"model": "qwq-tiny", "messages": ASK, "think": True}).json()["prompt"]

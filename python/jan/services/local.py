@@ -154,7 +154,8 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
         # (Llama 3's JSON, gpt-oss's to=functions.x), a call the model writes anyway is its content, as written.
         banned = call_start_tokens(chat_format, lambda text: local.model.tokenize(text, add_special=False,
                                                                                   parse_special=True)) or ()
-    if r is not None and r.required and r.enabled and chat_format.reasoning is None:
+    # ``thinks``, not ``reasoning``: gpt-oss thinks on Harmony's analysis channel, with no marker pair
+    if r is not None and r.required and r.enabled and not chat_format.thinks:
         raise RequestError(f'"{local.model.id}" does not support thinking', param="think", code="not_supported")
     # (a fallback template, ChatML for a model without its own, is no tool support the model was trained on)
     if tools and request.tools_need_template and (not local.template.supports_tools or local.template.fallback):

@@ -662,6 +662,8 @@ _NATIVE_CALL_EXAMPLES = {
     "glm": "<tool_call><function name>\n<arg_key><argument name></arg_key>\n<arg_value><value></arg_value>\n</tool_call>",
     "qwen3-coder": "<tool_call>\n<function=<function name>>\n<parameter=<argument name>>\n<value>\n</parameter>\n"
                    "</function>\n</tool_call>",
+    "seed-oss": "<seed:tool_call>\n<function=<function name>>\n<parameter=<argument name>>\n<value>\n</parameter>\n"
+                "</function>\n</seed:tool_call>",
     "command-r7b": '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "<function name>", "parameters": '
                    "{<arguments as JSON>}}]<|END_ACTION|>",
     "firefunction": ' functools[{"name": "<function name>", "arguments": {<arguments as JSON>}}]',

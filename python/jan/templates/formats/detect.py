@@ -13,15 +13,17 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from .after_thinking import after_thinking
 from .block_calls import parse_deepseek, parse_functionary_v32, parse_kimi
 from ..grammar import either_grammar
 from .grammars import call_grammar
+from .efforts import accepted_efforts, effort_off, template_effort
 from .harmony import harmony_reasoning_spans, parse_harmony
 from .harmony_grammar import after_analysis, final_message, harmony_reply_tail
+from .learned_markers import learned_markers
 from .json_list_calls import parse_command_r, parse_firefunction
 from .reasoning import ReasoningMarkers, reasoning_spans
 from .types import Snapshot
@@ -74,6 +76,11 @@ class ChatFormat:
     # calls have that shape: a client sends them back, and the render must take them.
     short_call_ids: bool = False
     channels: bool = False
+    # What a template that reads ``reasoning_effort`` takes there, where it says (formats/efforts.py): the only
+    # values it accepts (it raises on others: Hy3's no_think/low/high), and the value that turns thinking off
+    # (Cohere's "none", Hy3's "no_think"); empty/None: any value, and off is the least effort
+    efforts: tuple[str, ...] = ()
+    effort_off: str | None = None
 
     # -- request side -------------------------------------------------------
 
@@ -86,13 +93,17 @@ class ChatFormat:
         return effort not in ("none",)
 
     def template_kwargs(
-        self, effort: str | None = None, enabled: bool | None = None, *, tools: Sequence[Any] | None = None
+        self, effort: str | None = None, enabled: bool | None = None, *, tools: Sequence[Any] | None = None,
+        budget: int | None = None,
     ) -> dict[str, Any]:
-        """Template variables for a request: what carries ``reasoning_effort`` / ``think`` into this
-        template, plus the variables some templates need beside ``tools`` (firefunction-v2's
-        ``functions`` JSON and ``datetime``)."""
+        """Template variables for a request: what carries ``reasoning_effort`` / ``think`` (and a thinking
+        ``budget``, to a template that tells the model its budget) into this template, plus the variables some
+        templates need beside ``tools`` (firefunction-v2's ``functions`` JSON and ``datetime``)."""
         on = self.thinking_on(effort, enabled)
         out: dict[str, Any] = {}
+        if "thinking_budget" in self.switches and (on is False or budget is not None):
+            # Seed-OSS: thinking is off at a budget of 0, and the model is told any other budget
+            out["thinking_budget"] = 0 if on is False else budget
         if self.name == "firefunction-v2":
             fns = [t.get("function", t) for t in tools or () if isinstance(t, Mapping)]
             out["functions"] = json.dumps(fns, ensure_ascii=False, indent=4) if fns else ""
@@ -108,9 +119,11 @@ class ChatFormat:
             out["enable_thinking"] = on
         if "thinking" in self.switches:
             out["thinking"] = on
+        if "thinking_mode" in self.switches:
+            out["thinking_mode"] = "enabled" if on else "disabled"
         if "reasoning_effort" in self.switches:
-            # gpt-oss cannot stop thinking: off means the least of it
-            out["reasoning_effort"] = effort if (on and effort in _EFFORTS) else ("low" if not on else "medium")
+            out["reasoning_effort"] = template_effort(effort if on and effort in _EFFORTS else None, on,
+                                                      self.efforts, self.effort_off)
         return out
 
     def apply_switch(self, messages: list[dict[str, Any]], effort: str | None, enabled: bool | None) -> list[dict[str, Any]]:
@@ -256,10 +269,14 @@ def _switches(src: str) -> tuple[str, ...]:
     out = []
     if re.search(r"(?<![.\w(])enable_thinking\b(?!\s*=[^=])", src):
         out.append("enable_thinking")
-    if re.search(r"\b(?:(?:el)?if|not|and|or)\s+thinking\b(?!\s*[(\[.])|thinking\s+is\s+defined", src):
+    if re.search(r"\b(?:(?:el)?if|not|and|or)\s+thinking\b(?!\s*[(\[.])|\bthinking\s+is\s+defined", src):
         out.append("thinking")
     if re.search(r"\breasoning_effort\b", src):
         out.append("reasoning_effort")
+    if re.search(r"""\bthinking_mode\s*==\s*['"]disabled['"]""", src):  # MiniMax-M3: enabled/disabled/adaptive
+        out.append("thinking_mode")
+    if re.search(r"\bthinking_budget\s*==\s*0\b", src):  # Seed-OSS: 0 turns thinking off
+        out.append("thinking_budget")
     if not out and "/no_think" in src:
         out.append("slash")
     if "enable_thinking" not in out and "/no_think" in src and re.search(r"ns\.enable_thinking", src):
@@ -270,8 +287,23 @@ def _switches(src: str) -> tuple[str, ...]:
 def detect_format(source: str | None) -> ChatFormat:
     """The :class:`ChatFormat` of a chat template's Jinja ``source`` (None/empty: generic)."""
     src = source or ""
+    fmt = _family(src)
+    if fmt.reasoning is not None and not fmt.render_special and "<think>" not in src:
+        # markers read off the template (learned_markers) are most often control tokens (Kimi-K3's <|open|>,
+        # Seed-OSS's <seed:think>), whose text the engine leaves out unless asked: the parser must see them
+        fmt = replace(fmt, render_special=True)
+    if "reasoning_effort" in fmt.switches:
+        fmt = replace(fmt, efforts=accepted_efforts(src), effort_off=effort_off(src))
+    return fmt
+
+
+def _family(src: str) -> ChatFormat:
     sw = _switches(src)
     think = THINK_TAGS if "<think>" in src else None
+    if think is None and "<|channel|>" not in src:
+        # markers the source spells in variables (<seed:think>, <mm:think>, <think:opensource>): as the template
+        # writes them around an earlier reply's thinking
+        think = learned_markers(src)
     if "<|channel|>" in src:
         return ChatFormat(
             "gpt-oss", whole_output=parse_harmony, whole_output_spans=harmony_reasoning_spans, tool_grammar="harmony",
@@ -297,8 +329,9 @@ def detect_format(source: str | None) -> ChatFormat:
             parse_command_r, tool_grammar="command-r7b", trigger=r"<\|START_ACTION\|>", switches=sw, render_special=True,
         )
     if "<function=" in src and "<parameter=" in src:
-        return ChatFormat("qwen3-coder", think, parse_qwen3_coder, tool_grammar="qwen3-coder",
-                          trigger=r"<tool_call>|<function=", switches=sw)
+        seed = "<seed:tool_call>" in src  # Seed-OSS: the same calls in its own wrapper
+        return ChatFormat("qwen3-coder", think, parse_qwen3_coder, tool_grammar="seed-oss" if seed else "qwen3-coder",
+                          trigger=r"<seed:tool_call>|<function=" if seed else r"<tool_call>|<function=", switches=sw)
     if ">>>all" in src:
         return ChatFormat("functionary-v3.2", None, parse_functionary_v32, tool_grammar="functionary-v3.2", switches=sw,
                           frames_answer=True)

@@ -150,11 +150,12 @@ def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "requir
         # the prompt ends with ">>>": the first recipient follows directly
         call = alt(lambda f: f'{gbnf_literal(f["name"])} "\\n" {args_rule(f)}')
         root = f'{call} ( ">>>" {call} )*' if parallel else call
-    elif fmt_name == "qwen3-coder":
+    elif fmt_name in ("qwen3-coder", "seed-oss"):
+        wrap = "seed:tool_call" if fmt_name == "seed-oss" else "tool_call"  # Seed-OSS's own wrapper tag
         call = alt(
-            lambda f: f'{gbnf_literal("<tool_call>" + chr(10) + "<function=" + f["name"] + ">" + chr(10))} '
+            lambda f: f'{gbnf_literal("<" + wrap + ">" + chr(10) + "<function=" + f["name"] + ">" + chr(10))} '
             f'{_xml_params(b, f, "<parameter=", ">" + chr(10), "", chr(10) + "</parameter>" + chr(10))} '
-            f'{gbnf_literal("</function>" + chr(10) + "</tool_call>")}'
+            f'{gbnf_literal("</function>" + chr(10) + "</" + wrap + ">")}'
         )
         root = repeat(call)
     elif fmt_name == "glm":

@@ -2,8 +2,9 @@
 
 :class:`OutputParser` chains two stages:
 
-1. reasoning: a :class:`ReasoningSplitter` for marker-pair formats (or
-   nothing, with ``reasoning_format="none"``: thinking stays in the content);
+1. reasoning: a :class:`ReasoningSplitter` for marker-pair formats (with
+   ``reasoning_format="none"``, :class:`RawThinking`: thinking stays in the
+   content, verbatim, and the rest is parsed as with ``"auto"``);
 2. tool calls: the format's parser over the text outside thinking.
 
 Family parsers are pure functions ``parse(text, final, schemas) -> Snapshot``
@@ -18,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping
 
 from ..tool_calls import ToolCallStreamParser, new_call_id, new_short_call_id
+from .raw_thinking import RawThinking
 from .reasoning import ReasoningSplitter
 from .text import tool_schemas
 from .types import CallDelta, OutputDelta, ParsedCall, ParsedOutput, Snapshot
@@ -112,7 +114,7 @@ class OutputParser:
     whole message. ``tools`` are OpenAI tool dicts (None or empty: no tool
     parsing, all non-thinking text is content). ``reasoning_format``:
     ``"auto"``/``"deepseek"`` split thinking into ``reasoning``; ``"none"``
-    leaves it in the content verbatim. ``open_at_start``: the prompt already
+    leaves it in the content verbatim; ``"deepseek-legacy"`` does both. ``open_at_start``: the prompt already
     opened the thinking block (see :meth:`ChatFormat.starts_in_reasoning`).
     """
 
@@ -128,19 +130,22 @@ class OutputParser:
         # a template that demands 9-alphanumeric ids would reject the client sending jan's id back
         new_id = id_factory or (new_short_call_id if getattr(fmt, "short_call_ids", False) else new_call_id)
         tools = list(tools or ())
-        self._raw = reasoning_format == "none"
+        # "deepseek-legacy" (llama-server's): the thinking stays in the content, as with "none", and is also
+        # split off into the reasoning, as with "auto" (a second parser of the same pieces, for that alone)
+        legacy = reasoning_format == "deepseek-legacy" and fmt.thinks
+        self._raw = reasoning_format == "none" or legacy
+        self._shadow = OutputParser(fmt, None, open_at_start=open_at_start) if legacy else None
         self._fmt = fmt
         self._open_at_start = open_at_start
         self._splitter = None
-        self._prefix = ""
-        if fmt.whole_output is not None and not self._raw:
+        # "none" moves only the thinking (into the content, verbatim): the answer is parsed as with "auto", so
+        # the same output makes the same tool calls whichever way its thinking is shown
+        self._raw_thinking = RawThinking(fmt, open_at_start=open_at_start) if self._raw and fmt.thinks else None
+        if fmt.whole_output is not None:
             self._tools: Any = SnapshotStream(fmt.whole_output, tools, new_id)
         else:
             if fmt.reasoning is not None and not self._raw:
                 self._splitter = ReasoningSplitter(fmt.reasoning, open_at_start=open_at_start)
-            elif self._raw and open_at_start and fmt.reasoning is not None:
-                # raw text: show the opening marker the prompt swallowed, as llama-server does
-                self._prefix = fmt.reasoning.start
             if fmt.frames_answer and fmt.tool_calls is not None:
                 self._tools = SnapshotStream(fmt.tool_calls, tools, new_id)  # no tools: no calls, but framing read
             elif not tools:
@@ -158,8 +163,9 @@ class OutputParser:
         """Process the next piece of output text; return what it adds (possibly nothing)."""
         if self._finished:
             raise RuntimeError("feed() after finish()")
-        if self._prefix:
-            piece, self._prefix = self._prefix + piece, ""
+        if self._raw_thinking is not None:
+            return self._record(self._shadowed(self._raw_stage(self._raw_thinking.feed(piece), False),
+                                               lambda p: p.feed(piece)))
         return self._record(self._stage(piece, False))
 
     def finish(self, *, truncated: bool = False) -> list[OutputDelta]:
@@ -168,7 +174,10 @@ class OutputParser:
         if self._finished:
             return []
         self._finished = True
-        return self._record(self._stage(self._prefix, True, truncated))
+        if self._raw_thinking is not None:
+            return self._record(self._shadowed(self._raw_stage(self._raw_thinking.finish(), True, truncated),
+                                               lambda p: p.finish(truncated=truncated)))
+        return self._record(self._stage("", True, truncated))
 
     @property
     def made_tool_calls(self) -> bool:
@@ -210,6 +219,23 @@ class OutputParser:
             if final:
                 out += self._tools.finish(truncated=truncated)
         return _merge(out)
+
+    def _raw_stage(self, pieces: list[tuple[str, str]], final: bool, truncated: bool = False) -> list[OutputDelta]:
+        """``reasoning_format: "none"``: thinking pieces are content as written, the rest is parsed as with "auto"
+        (any thinking the answer's parser still finds, a Harmony one, is shown raw too: none is split off)."""
+        out: list[OutputDelta] = []
+        for kind, text in pieces:
+            out += [OutputDelta(content=text)] if kind == "thinking" else self._stage(text, False)
+        if final:
+            out += self._stage("", True, truncated)
+        return _merge([OutputDelta(content=d.content + d.reasoning, tool_calls=d.tool_calls) for d in out])
+
+    def _shadowed(self, deltas: list[OutputDelta], step: Callable[["OutputParser"], list[OutputDelta]]) -> list[OutputDelta]:
+        """``deltas`` with the reasoning the shadow parser (``deepseek-legacy``) splits off the same pieces."""
+        if self._shadow is None:
+            return deltas
+        reasoning = "".join(d.reasoning for d in step(self._shadow))
+        return [OutputDelta(reasoning=reasoning), *deltas] if reasoning else deltas
 
     def _record(self, deltas: list[OutputDelta]) -> list[OutputDelta]:
         for d in deltas:

@@ -59,6 +59,11 @@ class ReasoningRequest:
             raise ValueError(f"reasoning_format must be one of {', '.join(REASONING_FORMATS)}, got {self.format!r}")
         if self.budget_tokens is not None and (isinstance(self.budget_tokens, bool) or self.budget_tokens < -1):
             raise ValueError("reasoning_budget must be >= 0, or -1 for no limit")
+        if self.budget_tokens == 0 and self.enabled is None:
+            # no thinking at all: the template renders it off (as llama-server's --reasoning-budget 0 does), not an
+            # opened block the engine closes at once; an explicit switch on still wins. Here, where every request's
+            # settings meet (the request's budget or the model's), not in one reader of them
+            object.__setattr__(self, "enabled", False)
 
     @classmethod
     def from_request(cls, body: Mapping[str, Any], model_settings: Mapping[str, Any] | None = None) -> "ReasoningRequest":
@@ -84,10 +89,6 @@ class ReasoningRequest:
             budget = body.get("thinking_budget_tokens")
         if budget is None:
             budget = settings.get("reasoning_budget")
-        if budget == 0 and enabled is None and not isinstance(budget, bool):
-            # no thinking at all: the template renders it off (as llama-server's --reasoning-budget 0 does), not
-            # an opened block the engine closes at once; an explicit switch on still wins
-            enabled = False
         return cls(
             effort=effort if effort is not None else settings.get("reasoning_effort"),
             enabled=enabled,
@@ -125,7 +126,8 @@ class ChatPlan:
     def template_kwargs(self) -> dict[str, Any]:
         """Template variables: the format's switches, then the request's own chat_template_kwargs (they win)."""
         r = self.reasoning
-        return {**self.fmt.template_kwargs(r.effort, r.enabled, tools=self.tools), **(self.chat_template_kwargs or {})}
+        return {**self.fmt.template_kwargs(r.effort, r.enabled, tools=self.tools, budget=r.budget_tokens),
+                **(self.chat_template_kwargs or {})}
 
     def messages(self, messages: Iterable[Any]) -> list[Any]:
         """Messages for the template: ``/think`` switches where that is the convention; earlier
@@ -146,7 +148,8 @@ class ChatPlan:
 
     @property
     def raw_reasoning(self) -> bool:
-        return self.reasoning.format == "none"
+        """Whether the thinking stays in the content as written (``none``; ``deepseek-legacy`` also splits it off)."""
+        return self.reasoning.format in ("none", "deepseek-legacy")
 
     def engine_options(self, prompt: str, logit_bias: Mapping[int, float] | None = None) -> dict[str, Any]:
         """Sampling options for the engine (cheap): control-token text, the thinking budget and, for
@@ -185,7 +188,7 @@ class ChatPlan:
             # swallowed; a continued reply's text (the marker in it, or before it) is the client's own
             open_at_start = False
         return OutputParser(
-            self.fmt, tools, reasoning_format="none" if self.raw_reasoning else "auto",
+            self.fmt, tools, reasoning_format=self.reasoning.format if self.raw_reasoning else "auto",
             open_at_start=open_at_start, **kw,
         )
 

@@ -1,6 +1,6 @@
 """XML-style tool calls whose arguments are written one parameter at a time.
 
-* Qwen3-Coder (and Nemotron 3, Qwen3.5): ``<tool_call>\\n<function=NAME>\\n<parameter=KEY>\\nVALUE\\n</parameter>\\n</function>\\n</tool_call>``
+* Qwen3-Coder (and Nemotron 3, Qwen3.5; Seed-OSS wraps it in ``<seed:tool_call>``): ``<tool_call>\\n<function=NAME>\\n<parameter=KEY>\\nVALUE\\n</parameter>\\n</function>\\n</tool_call>``
 * GLM-4.5/4.6/4.7: ``<tool_call>NAME\\n<arg_key>KEY</arg_key>\\n<arg_value>VALUE</arg_value>\\n</tool_call>``
 
 The arguments become a JSON object, keys in the order written; a value is
@@ -76,12 +76,15 @@ def _args_text(items: list[str], partial: str, closed: bool) -> str:
     return "{" + ", ".join(parts) + ("}" if closed else "")
 
 
-_QC_STOPS = ("</function>", "</tool_call>")
+# the wrapper around a call: Qwen3-Coder's, and Seed-OSS's own (its template's toolcall_begin_token)
+_QC_WRAPPERS = {"<tool_call>": "</tool_call>", "<seed:tool_call>": "</seed:tool_call>"}
+_QC_STOPS = ("</function>", *_QC_WRAPPERS.values())
 
 
 def _scan_qwen3_coder(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
     f = at
-    if marker == "<tool_call>":  # the wrapper must hold a <function=…> call, else it is text
+    closing = _QC_WRAPPERS.get(marker)
+    if closing:  # the wrapper must hold a <function=…> call, else it is text
         rest = text[at + len(marker):]
         lead = rest.lstrip(WS)
         if not lead:
@@ -105,10 +108,10 @@ def _scan_qwen3_coder(text: str, at: int, marker: str, final: bool, schemas: Map
         stop = end + len("</function>")
         after = text[stop:]
         tail = after.lstrip(WS)
-        if marker == "<tool_call>":
-            if tail.startswith("</tool_call>"):
-                stop += len(after) - len(tail) + len("</tool_call>")
-            elif not final and "</tool_call>".startswith(tail):
+        if closing:
+            if tail.startswith(closing):
+                stop += len(after) - len(tail) + len(closing)
+            elif not final and closing.startswith(tail):
                 # the wrapper's end tag may be coming: the call is whole, its block not yet
                 return Block(len(text), [(name, _args_text(items, partial, True))], False)
     return Block(stop, [(name, _args_text(items, partial, closed or final))], closed or final)
@@ -116,7 +119,7 @@ def _scan_qwen3_coder(text: str, at: int, marker: str, final: bool, schemas: Map
 
 def parse_qwen3_coder(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
     """Parse Qwen3-Coder XML calls (see the module docstring) from the output so far."""
-    return parse_marked(text, final, schemas, ("<tool_call>", "<function="), _scan_qwen3_coder)
+    return parse_marked(text, final, schemas, (*_QC_WRAPPERS, "<function="), _scan_qwen3_coder)
 
 
 _GLM_STOPS = ("</tool_call>",)
