@@ -247,6 +247,10 @@ def test_audio_refused_by_a_vision_only_projector(vlm):
     with pytest.raises(jan.MediaError) as info:
         vlm.generate("listen", audio=[b"RIFF\0\0\0\0WAVEfmt "], max_tokens=1)
     assert info.value.reason == "no_projector"
+    # which item it is (images first, then audio: the clip is item 1), so a caller can name the part that sent it
+    with pytest.raises(jan.MediaError) as info:
+        vlm.media_inputs(images=[np.zeros((8, 8, 3), np.uint8)], audio=[b"RIFF\0\0\0\0WAVEfmt "])
+    assert (info.value.reason, info.value.item_index) == ("no_projector", 1)
 
 
 def test_bad_mmproj_is_a_model_load_error(vision_pair, tmp_path):

@@ -139,6 +139,31 @@ def test_bad_media_is_a_400(client, model, content, code):
         assert error.get("code") == code, error
 
 
+def _audio(**fields) -> dict:
+    return {"type": "input_audio", "input_audio": fields}
+
+
+WAV = base64.b64encode(b"RIFF\x24\0\0\0WAVEfmt ").decode()
+
+
+@pytest.mark.parametrize("part, param, code", [
+    # a projector for images only: said of the clip (not of no field at all), as an image to a text model is
+    (_audio(data=WAV, format="wav"), "messages[0].content[1]", "no_projector"),
+    # input_audio's own fields, checked whatever the model: OpenAI's formats are wav and mp3 (jan decodes flac too)
+    (_audio(data="@@@@", format="wav"), "messages[0].content[1].input_audio.data", "unsupported_format"),
+    (_audio(format="wav"), "messages[0].content[1].input_audio.data", "unsupported_format"),
+    (_audio(data=WAV, format="ogg"), "messages[0].content[1].input_audio.format", "unsupported_format"),
+    (_audio(data=WAV), "messages[0].content[1].input_audio.format", "unsupported_format"),
+])
+def test_bad_audio_is_a_400_naming_its_field(client, part, param, code):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="vision-chat", max_tokens=2, messages=[
+            {"role": "user", "content": [{"type": "text", "text": "Listen."}, part]}])
+    error = info.value.body if isinstance(info.value.body, dict) else json.loads(info.value.response.text)["error"]
+    assert (error.get("param"), error.get("code")) == (param, code), error
+    assert error["message"].startswith(param + ": "), error
+
+
 def test_server_still_serves_after_bad_media(client):
     ok = client.chat.completions.create(model="vision-chat", messages=_ask(_data_url(_png(), "image/png")),
                                         max_tokens=2, temperature=0)

@@ -642,14 +642,16 @@ class Model:
         items = list(items or ())
         if not items:
             return []
-        n_audio = sum(isinstance(x, AudioClip) for x in items)
         caps = self.capabilities
-        if n_audio < len(items) and not caps["vision"]:
-            raise MediaError(f"model '{self.id}' does not accept images (no vision projector loaded)",
-                             reason="no_projector")
-        if n_audio and not caps["audio"]:
-            raise MediaError(f"model '{self.id}' does not accept audio (no audio projector loaded)",
-                             reason="no_projector")
+        for i, x in enumerate(items):
+            # a projector for one kind only (vision, or audio): said of the first item of the other kind, so a
+            # caller names the part that sent it, as for an item that does not decode
+            kind = "audio" if isinstance(x, AudioClip) else "vision"
+            if not caps[kind]:
+                exc = MediaError(f"model '{self.id}' does not accept {'audio' if kind == 'audio' else 'images'} "
+                                 f"(no {kind} projector loaded)", reason="no_projector")
+                exc.item_index = i
+                raise exc
         limit = self.media_limits.max_items
         if len(items) > limit:
             raise MediaError(f"{len(items)} images/audio clips; at most {limit} per request", reason="too_many")
