@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import threading
+import urllib.request
 
 import anthropic
 import ollama
@@ -142,3 +145,40 @@ def test_wrapped_base64_and_an_upper_case_data_url_in_every_dialect(server, png,
     with pytest.raises(ollama.ResponseError) as info:  # anything else that is not base64 is still refused
         ollama_client.chat(model="vision-chat", messages=[{"role": "user", "content": QUESTION, "images": ["@@@@"]}])
     assert info.value.status_code == 400
+
+
+def test_a_background_response_with_a_damaged_image_is_a_400(server, png):
+    """A background response is answered before its prompt is made: its images are checked first, so a damaged or
+    over-size one is the 400 a foreground request gets (naming its input), not an answered id that failed, could not
+    be stored (a 404 to the client polling it) and left an empty conversation in the thread list."""
+    import struct
+    import zlib
+
+    huge = bytearray(png)  # the header says 20000x20000 pixels, over the 40-megapixel limit
+    huge[16:24] = struct.pack(">II", 20000, 20000)
+    huge[29:33] = struct.pack(">I", zlib.crc32(bytes(huge[12:29])))
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+    def threads() -> list[str]:
+        with urllib.request.urlopen(server.base_url + "/v1/threads?limit=100", timeout=120) as listed:
+            return [t["id"] for t in json.loads(listed.read())["data"]]
+
+    threads_before = threads()
+    for data, code in ((png[:60], "unsupported_format"), (bytes(huge), "too_large")):
+        url = "data:image/png;base64," + base64.b64encode(data).decode()
+        with pytest.raises(openai.BadRequestError) as info:
+            client.responses.create(model="vision-chat", background=True, max_output_tokens=2, input=[{
+                "role": "user", "content": [{"type": "input_text", "text": QUESTION},
+                                            {"type": "input_image", "image_url": url}]}])
+        assert (info.value.body["param"], info.value.body["code"]) == ("input[0].content[1]", code), info.value.body
+    assert threads() == threads_before
+    # a good one is answered at once and runs
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    started = client.responses.create(model="vision-chat", background=True, max_output_tokens=2, input=[{
+        "role": "user", "content": [{"type": "input_text", "text": QUESTION}, {"type": "input_image", "image_url": url}]}])
+    for _ in range(600):
+        done = client.responses.retrieve(started.id)
+        if done.status not in ("queued", "in_progress"):
+            break
+        threading.Event().wait(0.1)
+    assert done.status in ("completed", "incomplete") and done.usage.input_tokens > 64, done
