@@ -375,6 +375,70 @@ def test_exif_orientation_is_applied():
     assert bottom[2] > 200 and bottom[0] < 60, bottom
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_turns_the_picture_as_a_viewer_does(orientation):
+    """Each of EXIF's eight orientations gives the pixels Pillow's own ``exif_transpose`` gives (what viewers show)."""
+    from jan.image_types import MAX_PIXELS, load_image
+    from PIL import Image, ImageOps
+
+    image = Image.new("RGB", (6, 4), (0, 0, 0))
+    for x in range(6):
+        for y in range(4):
+            image.putpixel((x, y), (40 * x, 60 * y, 100))  # every pixel its own colour: any turn or flip shows
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    data = _encoded(image, "PNG", exif=exif.tobytes())
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    got = load_image(data, MAX_PIXELS)
+    assert (got.size, got.tobytes()) == (expected.size, expected.tobytes())
+
+
+def test_damaged_exif_is_no_reason_to_refuse_the_picture():
+    """EXIF whose fields Pillow cannot write back (a numeric tag holding text) made its ``exif_transpose`` raise
+    struct.error: a 500 in every front end for a picture any browser shows. The orientation is still read."""
+    from jan.engine.media import decode_image
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    exif[0x010F] = "cam"  # Make...
+    raw = exif.tobytes().replace(b"\x01\x0f\x00\x02", b"\x01\x4e\x00\x02")  # ...retagged NumberOfInks, a number
+    assert raw != exif.tobytes()
+    _, width, height = decode_image(_encoded(Image.new("RGB", (16, 12), (10, 200, 30)), "JPEG", exif=raw))
+    assert (width, height) == (12, 16)
+
+
+def test_damaged_images_are_media_errors_whatever_pillow_raises():
+    """Bytes of good pictures changed at random (a fixed seed: the same cases every run) decode or are a
+    MediaError -- never another exception, which a server would answer with a 500."""
+    import random
+    import warnings
+
+    from jan.image_types import MAX_PIXELS, load_image
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    exif[0x010F] = "cam"
+    seeds = [_encoded(Image.new("RGB", (16, 12), (10, 200, 30)), "JPEG", exif=exif.tobytes()),
+             _encoded(Image.new("RGBA", (16, 12), (10, 200, 30, 90)), "PNG", exif=exif.tobytes()),
+             _encoded(Image.new("I;16", (8, 8), 4000), "PNG"),
+             _encoded(Image.new("CMYK", (8, 8), (1, 2, 3, 4)), "JPEG"),
+             _encoded(Image.new("RGB", (16, 12), (10, 200, 30)), "WEBP", exif=exif.tobytes()),
+             _encoded(Image.new("P", (16, 12), 3), "GIF", transparency=3)]
+    rng = random.Random(1234)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (Pillow warns of the damage it reads past)
+        for _ in range(3000):
+            data = bytearray(rng.choice(seeds))
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            try:
+                load_image(bytes(data), MAX_PIXELS)
+            except jan.MediaError:
+                pass
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF"])
 def test_transparency_is_laid_over_white(fmt):
     """Transparent pixels are white, as a page shows them, not whatever colour they hold (black, mostly): black

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import threading
+import warnings
 
 import openai
 import pytest
@@ -162,6 +163,26 @@ def test_bad_audio_is_a_400_naming_its_field(client, part, param, code):
     error = info.value.body if isinstance(info.value.body, dict) else json.loads(info.value.response.text)["error"]
     assert (error.get("param"), error.get("code")) == (param, code), error
     assert error["message"].startswith(param + ": "), error
+
+
+def test_a_picture_with_damaged_exif_is_answered(server, client):
+    """EXIF that Pillow could not write back made its exif_transpose raise struct.error: a 500 in chat and in a
+    thread message (the store decodes its images too) for a picture a browser shows."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F] = "cam"  # Make, retagged NumberOfInks (a number) below: text where a number belongs
+    raw = exif.tobytes().replace(b"\x01\x0f\x00\x02", b"\x01\x4e\x00\x02")
+    out = io.BytesIO()
+    Image.new("RGB", (16, 12), (10, 200, 30)).save(out, "JPEG", exif=raw)
+    url = _data_url(out.getvalue(), "image/jpeg")
+    result = client.chat.completions.create(model="vision-chat", messages=_ask(url), max_tokens=2, temperature=0)
+    assert result.usage.prompt_tokens > 64
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (the SDK's: the Assistants API is deprecated)
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}]}])
+    assert thread.id
 
 
 def test_server_still_serves_after_bad_media(client):
