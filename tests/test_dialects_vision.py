@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import threading
+import urllib.error
 import urllib.request
 
 import anthropic
@@ -182,3 +183,36 @@ def test_a_background_response_with_a_damaged_image_is_a_400(server, png):
             break
         threading.Event().wait(0.1)
     assert done.status in ("completed", "incomplete") and done.usage.input_tokens > 64, done
+
+
+@pytest.mark.parametrize("payload", ["@@@@", "iVBORw0KGgo", "iVBORw0KGgo_-A="])  # not base64, cut, url-safe
+def test_data_that_is_not_base64_is_a_400_naming_the_field_in_every_dialect(server, payload):
+    """Each dialect's own error shape, naming the field that holds the data (Anthropic's named only the message)."""
+    def post(path: str, body: dict) -> tuple[int, str]:
+        request = urllib.request.Request(server.base_url + path, json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    url = "data:image/png;base64," + payload
+    cases = [
+        ("/v1/chat/completions", {"model": "vision-chat", "max_tokens": 1, "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]},
+         "messages[0].content[0].image_url.url"),
+        ("/v1/responses", {"model": "vision-chat", "max_output_tokens": 1, "store": False, "input": [
+            {"role": "user", "content": [{"type": "input_image", "image_url": url}]}]}, "input[0].content[0]"),
+        ("/v1/messages", {"model": "vision-chat", "max_tokens": 1, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": payload}}]}]},
+         "messages[0].content[0].source.data"),
+        ("/api/chat", {"model": "vision-chat", "stream": False, "messages": [
+            {"role": "user", "content": QUESTION, "images": [payload]}]}, "messages[0].images[0]"),
+    ]
+    for path, body, field in cases:
+        status, text = post(path, body)
+        assert status == 400, (path, text)
+        error = json.loads(text)["error"]
+        message = error if isinstance(error, str) else error["message"]
+        assert message.startswith(field), (path, message)
