@@ -197,7 +197,7 @@ def test_gif_first_frame_and_webp(vlm):
         ([b"not an image at all"], "unsupported_format"),
         ([b"BM" + b"\0" * 64], "unsupported_format"),  # BMP: decodable, but not accepted
         ([np.zeros((4, 4, 5), np.uint8)], "unsupported_format"),
-        ([np.zeros((4, 4, 3), np.uint8)] * 9, "too_many"),
+        ([np.zeros((4, 4, 3), np.uint8)] * 101, "too_many"),
     ],
 )
 def test_bad_images_raise_media_error(vlm, images, reason):
@@ -233,6 +233,20 @@ def test_too_large_image_and_marker_mismatch(vision_pair):
         with pytest.raises(jan.MediaError, match="marker"):
             small.generate(f"{small.media_marker} {small.media_marker}", images=[Image.new("RGB", (8, 8))],
                            max_tokens=1)
+
+
+def test_a_request_may_hold_many_images_within_a_total_pixel_budget(vision_pair):
+    """A conversation's every image goes again each turn: a ninth picture must not end it (the cap was 8 items);
+    what bounds a request's memory is the pixels of all its images together."""
+    model_path, mmproj = vision_pair
+    limits = jan.engine.media.MediaLimits(max_total_pixels=3 * 64)
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=4096, n_threads=1) as big, \
+            jan.Model(model_path, mmproj=mmproj, n_ctx=256, n_threads=1, media_limits=limits) as small:
+        assert len(big.media_inputs([np.full((4, 4, 3), i, np.uint8) for i in range(30)])) == 30
+        assert len(small.media_inputs([np.zeros((8, 8, 3), np.uint8)] * 3)) == 3  # just the budget
+        with pytest.raises(jan.MediaError, match="pixels accepted together") as info:
+            small.media_inputs([np.zeros((8, 8, 3), np.uint8)] * 3 + [np.zeros((1, 1, 3), np.uint8)])
+        assert (info.value.reason, info.value.item_index) == ("too_large", 3)
 
 
 def test_model_without_projector_refuses_images(stories):

@@ -123,7 +123,7 @@ def _huge_png_header() -> bytes:
         ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(b"plain text", "text/plain")}}],
          "unsupported_format"),
         ("vision-chat", [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}], "not_allowed"),
-        ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(_png(), "image/png")}}] * 9,
+        ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(_png(), "image/png")}}] * 101,
          "too_many"),
         ("stories260K", [{"type": "image_url", "image_url": {"url": _data_url(_png(), "image/png")}}],
          "no_projector"),
