@@ -206,6 +206,18 @@ def test_bad_images_raise_media_error(vlm, images, reason):
     assert info.value.reason == reason
 
 
+def test_a_path_that_cannot_be_read_is_a_media_error(tmp_path):
+    """A folder given as an image or a clip (or a file the process may not read) is ``unreadable``, as a missing
+    file is: it raised IsADirectoryError, no MediaError."""
+    from jan.engine.media import audio_input, decode_image
+
+    for read in (decode_image, audio_input):
+        for path in (tmp_path, tmp_path / "missing.png"):
+            with pytest.raises(jan.MediaError, match="cannot read") as info:
+                read(path)
+            assert info.value.reason == "unreadable"
+
+
 def test_a_damaged_image_is_named_by_what_is_wrong_not_by_a_buffer():
     from jan.engine.media import decode_image
     from PIL import Image

@@ -65,12 +65,14 @@ def _read(source: Union[str, os.PathLike, bytes, bytearray, memoryview], limits:
         path = Path(source)
         try:
             size = path.stat().st_size
+            if size > limits.max_bytes:
+                raise MediaError(f"{what}: '{path}' is {size} bytes; at most {limits.max_bytes} are accepted",
+                                 reason="too_large")
+            # (read inside the try: a folder, or a file the process may not read, is as unreadable as a missing one)
+            with open(path, "rb") as f:
+                data = f.read(limits.max_bytes + 1)  # bounded: a size the stat did not tell (a pipe, /proc)
         except OSError as e:
             raise MediaError(f"{what}: cannot read '{path}': {e.strerror or e}", reason="unreadable") from None
-        if size > limits.max_bytes:
-            raise MediaError(f"{what}: '{path}' is {size} bytes; at most {limits.max_bytes} are accepted",
-                             reason="too_large")
-        data = path.read_bytes()
     if len(data) > limits.max_bytes:
         raise MediaError(f"{what}: {len(data)} bytes; at most {limits.max_bytes} are accepted", reason="too_large")
     if not data:
