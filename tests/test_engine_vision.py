@@ -486,6 +486,15 @@ def test_transparency_is_laid_over_white(fmt):
     assert decoded.getpixel((12, 4)) == (255, 255, 255)
 
 
+@pytest.mark.parametrize("mode, colour", [("RGBA", (0, 0, 0, 128)), ("LA", (0, 128))])
+def test_half_transparent_pixels_are_blended_with_white(mode, colour):
+    from jan.engine.media import decode_image
+    from PIL import Image
+
+    rgb, _, _ = decode_image(_encoded(Image.new(mode, (4, 4), colour), "PNG"))
+    assert all(126 <= v <= 128 for v in rgb[:3]), rgb[:3]  # half black over white: mid grey
+
+
 def test_16_bit_greyscale_is_scaled_not_clipped():
     from jan.engine.media import decode_image
     from PIL import Image

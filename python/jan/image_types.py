@@ -127,9 +127,12 @@ def to_rgb(image: "Image.Image") -> "Image.Image":
         return image
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode in ("P", "L", "RGB") and
                                                            "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        # pasted onto white through its alpha: a third of the memory and time of compositing two RGBA copies and
+        # converting the result (an image at the pixel limit took 600 MB more, one of a request's many)
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
     if image.mode.startswith("I"):  # a 16-bit PNG (Pillow's "I;16" or "I"): 0..65535, not 0..255
         return image.point(lambda v: v / 256).convert("L").convert("RGB")
     return image.convert("RGB")
