@@ -216,3 +216,23 @@ def test_data_that_is_not_base64_is_a_400_naming_the_field_in_every_dialect(serv
         error = json.loads(text)["error"]
         message = error if isinstance(error, str) else error["message"]
         assert message.startswith(field), (path, message)
+
+
+def test_image_detail_takes_openais_values_and_refuses_others(server, png):
+    """``detail`` changes nothing here (the projector decides how an image is seen), but a value OpenAI refuses is a
+    400 naming it, not a typo silently taken -- in chat completions and the Responses API alike."""
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    for detail in ("auto", "low", "high", "original"):
+        client.chat.completions.create(model="vision-chat", max_tokens=1, messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url, "detail": detail}}]}])
+        client.responses.create(model="vision-chat", max_output_tokens=1, store=False, input=[{"role": "user", "content": [
+            {"type": "input_image", "image_url": url, "detail": detail}]}])
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="vision-chat", max_tokens=1, messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url, "detail": "hgih"}}]}])
+    assert info.value.body["param"] == "messages[0].content[0].image_url.detail", info.value.body
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="vision-chat", max_output_tokens=1, store=False, input=[{"role": "user", "content": [
+            {"type": "input_image", "image_url": url, "detail": "hgih"}]}])
+    assert info.value.body["param"] == "input[0].content[0].detail", info.value.body
