@@ -79,7 +79,7 @@ def load_image(data: bytes, max_pixels: int, what: str = "image") -> "Image.Imag
         image.seek(0)  # an animation's first frame
         image.load()
         return to_rgb(_upright(image))
-    except MediaError:
+    except (MediaError, MemoryError):  # (out of memory is the server's state, not a fault of the caller's data)
         raise
     except Image.DecompressionBombError:
         # Pillow's own bound (twice its MAX_IMAGE_PIXELS) comes before ours can be checked; say ours, not Pillow's
