@@ -37,6 +37,7 @@ from jan.services import ChatService
 from jan.services.documents import read_documents
 from jan.services.errors import failure_kind
 from jan.services.media_check import check_images
+from jan.services.media_workers import off_loop_for
 from jan.services.types import ChatMessage
 
 routes = web.RouteTableDef()
@@ -160,7 +161,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         # image is refused now, a 400 naming its input as in the foreground, not an answered id that fails (and
         # that the store, refusing the image too, would then not keep: a 404 to the client polling it).
         try:
-            await asyncio.to_thread(check_images, inputs, len(chat_request.messages) - len(inputs))
+            await off_loop_for(chat_request, check_images, inputs, len(chat_request.messages) - len(inputs))
         except MediaError as exc:
             raise named(exc) from None
     stream = _chat(request).stream(chat_request)
