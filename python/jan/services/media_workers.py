@@ -23,7 +23,7 @@ from jan.services.types import ChatRequest
 
 T = TypeVar("T")
 
-__all__ = ["MEDIA_WORKERS", "off_loop_for"]
+__all__ = ["MEDIA_WORKERS", "off_loop_for", "on_media_worker"]
 
 #: How many media prompts are made at once (the rest wait their turn).
 MEDIA_WORKERS = max(2, os.cpu_count() or 2)
@@ -38,10 +38,16 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
     return _pool
 
 
-async def off_loop_for(request: ChatRequest, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a worker thread: one of the media workers when ``request`` holds images or audio, else a
-    shared one (:func:`jan.services.local.off_loop`). The context goes along, as ``asyncio.to_thread`` takes it."""
-    if not has_media(request):
-        return await off_loop(fn, *args)
+async def on_media_worker(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` (decoding images, making a prompt of them) on one of the media workers. The context goes
+    along, as ``asyncio.to_thread`` takes it."""
     context = contextvars.copy_context()
     return await asyncio.get_running_loop().run_in_executor(_executor(), functools.partial(context.run, fn, *args))
+
+
+async def off_loop_for(request: ChatRequest, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread: one of the media workers when ``request`` holds images or audio, else a
+    shared one (:func:`jan.services.local.off_loop`)."""
+    if not has_media(request):
+        return await off_loop(fn, *args)
+    return await on_media_worker(fn, *args)
