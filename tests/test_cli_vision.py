@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -13,6 +14,14 @@ from test_cli_helpers import cli_env, fails, jan, ok
 @pytest.fixture
 def env(tmp_path):
     return cli_env(tmp_path / "jan")
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (20, 20), (10, 200, 30)).save(out, "PNG")
+    return out.getvalue()
 
 
 def _prompt_tokens(stderr: str) -> int:
@@ -37,6 +46,11 @@ def test_run_refuses_bad_images(env, vision_pair, tmp_path):
     notes.write_text("no picture here")
     fails(jan("run", model, "describe", "--image", notes, env=env), "not a PNG, JPEG, WebP or GIF image")
     fails(jan("run", model, "describe", "--image", tmp_path / "missing.png", env=env), "cannot read image")
+    # the right magic bytes, but cut off: said of the file given, not of a request field the user never wrote
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(_png()[:60])
+    said = fails(jan("run", model, "describe", "--image", cut, env=env), f"image '{cut}': cannot decode the image")
+    assert "messages[" not in said
     result = jan("run", model, "describe", "--raw", "--image", notes, env=env)
     assert result.returncode == 2 and "--image applies to chat" in result.stderr
 

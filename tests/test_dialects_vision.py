@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import threading
+import urllib.error
+import urllib.request
 
 import anthropic
 import ollama
@@ -142,3 +146,93 @@ def test_wrapped_base64_and_an_upper_case_data_url_in_every_dialect(server, png,
     with pytest.raises(ollama.ResponseError) as info:  # anything else that is not base64 is still refused
         ollama_client.chat(model="vision-chat", messages=[{"role": "user", "content": QUESTION, "images": ["@@@@"]}])
     assert info.value.status_code == 400
+
+
+def test_a_background_response_with_a_damaged_image_is_a_400(server, png):
+    """A background response is answered before its prompt is made: its images are checked first, so a damaged or
+    over-size one is the 400 a foreground request gets (naming its input), not an answered id that failed, could not
+    be stored (a 404 to the client polling it) and left an empty conversation in the thread list."""
+    import struct
+    import zlib
+
+    huge = bytearray(png)  # the header says 20000x20000 pixels, over the 40-megapixel limit
+    huge[16:24] = struct.pack(">II", 20000, 20000)
+    huge[29:33] = struct.pack(">I", zlib.crc32(bytes(huge[12:29])))
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+    def threads() -> list[str]:
+        with urllib.request.urlopen(server.base_url + "/v1/threads?limit=100", timeout=120) as listed:
+            return [t["id"] for t in json.loads(listed.read())["data"]]
+
+    threads_before = threads()
+    for data, code in ((png[:60], "unsupported_format"), (bytes(huge), "too_large")):
+        url = "data:image/png;base64," + base64.b64encode(data).decode()
+        with pytest.raises(openai.BadRequestError) as info:
+            client.responses.create(model="vision-chat", background=True, max_output_tokens=2, input=[{
+                "role": "user", "content": [{"type": "input_text", "text": QUESTION},
+                                            {"type": "input_image", "image_url": url}]}])
+        assert (info.value.body["param"], info.value.body["code"]) == ("input[0].content[1]", code), info.value.body
+    assert threads() == threads_before
+    # a good one is answered at once and runs
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    started = client.responses.create(model="vision-chat", background=True, max_output_tokens=2, input=[{
+        "role": "user", "content": [{"type": "input_text", "text": QUESTION}, {"type": "input_image", "image_url": url}]}])
+    for _ in range(600):
+        done = client.responses.retrieve(started.id)
+        if done.status not in ("queued", "in_progress"):
+            break
+        threading.Event().wait(0.1)
+    assert done.status in ("completed", "incomplete") and done.usage.input_tokens > 64, done
+
+
+@pytest.mark.parametrize("payload", ["@@@@", "iVBORw0KGgo", "iVBORw0KGgo_-A="])  # not base64, cut, url-safe
+def test_data_that_is_not_base64_is_a_400_naming_the_field_in_every_dialect(server, payload):
+    """Each dialect's own error shape, naming the field that holds the data (Anthropic's named only the message)."""
+    def post(path: str, body: dict) -> tuple[int, str]:
+        request = urllib.request.Request(server.base_url + path, json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    url = "data:image/png;base64," + payload
+    cases = [
+        ("/v1/chat/completions", {"model": "vision-chat", "max_tokens": 1, "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]},
+         "messages[0].content[0].image_url.url"),
+        ("/v1/responses", {"model": "vision-chat", "max_output_tokens": 1, "store": False, "input": [
+            {"role": "user", "content": [{"type": "input_image", "image_url": url}]}]}, "input[0].content[0]"),
+        ("/v1/messages", {"model": "vision-chat", "max_tokens": 1, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": payload}}]}]},
+         "messages[0].content[0].source.data"),
+        ("/api/chat", {"model": "vision-chat", "stream": False, "messages": [
+            {"role": "user", "content": QUESTION, "images": [payload]}]}, "messages[0].images[0]"),
+    ]
+    for path, body, field in cases:
+        status, text = post(path, body)
+        assert status == 400, (path, text)
+        error = json.loads(text)["error"]
+        message = error if isinstance(error, str) else error["message"]
+        assert message.startswith(field), (path, message)
+
+
+def test_image_detail_takes_openais_values_and_refuses_others(server, png):
+    """``detail`` changes nothing here (the projector decides how an image is seen), but a value OpenAI refuses is a
+    400 naming it, not a typo silently taken -- in chat completions and the Responses API alike."""
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    for detail in ("auto", "low", "high", "original"):
+        client.chat.completions.create(model="vision-chat", max_tokens=1, messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url, "detail": detail}}]}])
+        client.responses.create(model="vision-chat", max_output_tokens=1, store=False, input=[{"role": "user", "content": [
+            {"type": "input_image", "image_url": url, "detail": detail}]}])
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="vision-chat", max_tokens=1, messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url, "detail": "hgih"}}]}])
+    assert info.value.body["param"] == "messages[0].content[0].image_url.detail", info.value.body
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="vision-chat", max_output_tokens=1, store=False, input=[{"role": "user", "content": [
+            {"type": "input_image", "image_url": url, "detail": "hgih"}]}])
+    assert info.value.body["param"] == "input[0].content[0].detail", info.value.body

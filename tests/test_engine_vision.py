@@ -197,13 +197,25 @@ def test_gif_first_frame_and_webp(vlm):
         ([b"not an image at all"], "unsupported_format"),
         ([b"BM" + b"\0" * 64], "unsupported_format"),  # BMP: decodable, but not accepted
         ([np.zeros((4, 4, 5), np.uint8)], "unsupported_format"),
-        ([np.zeros((4, 4, 3), np.uint8)] * 9, "too_many"),
+        ([np.zeros((4, 4, 3), np.uint8)] * 101, "too_many"),
     ],
 )
 def test_bad_images_raise_media_error(vlm, images, reason):
     with pytest.raises(jan.MediaError) as info:
         vlm.generate(_chat_prompt(vlm, n_images=0) + vlm.media_marker * len(images), images=images, max_tokens=1)
     assert info.value.reason == reason
+
+
+def test_a_path_that_cannot_be_read_is_a_media_error(tmp_path):
+    """A folder given as an image or a clip (or a file the process may not read) is ``unreadable``, as a missing
+    file is: it raised IsADirectoryError, no MediaError."""
+    from jan.engine.media import audio_input, decode_image
+
+    for read in (decode_image, audio_input):
+        for path in (tmp_path, tmp_path / "missing.png"):
+            with pytest.raises(jan.MediaError, match="cannot read") as info:
+                read(path)
+            assert info.value.reason == "unreadable"
 
 
 def test_a_damaged_image_is_named_by_what_is_wrong_not_by_a_buffer():
@@ -235,6 +247,20 @@ def test_too_large_image_and_marker_mismatch(vision_pair):
                            max_tokens=1)
 
 
+def test_a_request_may_hold_many_images_within_a_total_pixel_budget(vision_pair):
+    """A conversation's every image goes again each turn: a ninth picture must not end it (the cap was 8 items);
+    what bounds a request's memory is the pixels of all its images together."""
+    model_path, mmproj = vision_pair
+    limits = jan.engine.media.MediaLimits(max_total_pixels=3 * 64)
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=4096, n_threads=1) as big, \
+            jan.Model(model_path, mmproj=mmproj, n_ctx=256, n_threads=1, media_limits=limits) as small:
+        assert len(big.media_inputs([np.full((4, 4, 3), i, np.uint8) for i in range(30)])) == 30
+        assert len(small.media_inputs([np.zeros((8, 8, 3), np.uint8)] * 3)) == 3  # just the budget
+        with pytest.raises(jan.MediaError, match="pixels accepted together") as info:
+            small.media_inputs([np.zeros((8, 8, 3), np.uint8)] * 3 + [np.zeros((1, 1, 3), np.uint8)])
+        assert (info.value.reason, info.value.item_index) == ("too_large", 3)
+
+
 def test_model_without_projector_refuses_images(stories):
     assert stories.capabilities == {"vision": False, "audio": False}
     with pytest.raises(jan.MediaError) as info:
@@ -247,6 +273,10 @@ def test_audio_refused_by_a_vision_only_projector(vlm):
     with pytest.raises(jan.MediaError) as info:
         vlm.generate("listen", audio=[b"RIFF\0\0\0\0WAVEfmt "], max_tokens=1)
     assert info.value.reason == "no_projector"
+    # which item it is (images first, then audio: the clip is item 1), so a caller can name the part that sent it
+    with pytest.raises(jan.MediaError) as info:
+        vlm.media_inputs(images=[np.zeros((8, 8, 3), np.uint8)], audio=[b"RIFF\0\0\0\0WAVEfmt "])
+    assert (info.value.reason, info.value.item_index) == ("no_projector", 1)
 
 
 def test_bad_mmproj_is_a_model_load_error(vision_pair, tmp_path):
@@ -371,6 +401,70 @@ def test_exif_orientation_is_applied():
     assert bottom[2] > 200 and bottom[0] < 60, bottom
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_turns_the_picture_as_a_viewer_does(orientation):
+    """Each of EXIF's eight orientations gives the pixels Pillow's own ``exif_transpose`` gives (what viewers show)."""
+    from jan.image_types import MAX_PIXELS, load_image
+    from PIL import Image, ImageOps
+
+    image = Image.new("RGB", (6, 4), (0, 0, 0))
+    for x in range(6):
+        for y in range(4):
+            image.putpixel((x, y), (40 * x, 60 * y, 100))  # every pixel its own colour: any turn or flip shows
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    data = _encoded(image, "PNG", exif=exif.tobytes())
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    got = load_image(data, MAX_PIXELS)
+    assert (got.size, got.tobytes()) == (expected.size, expected.tobytes())
+
+
+def test_damaged_exif_is_no_reason_to_refuse_the_picture():
+    """EXIF whose fields Pillow cannot write back (a numeric tag holding text) made its ``exif_transpose`` raise
+    struct.error: a 500 in every front end for a picture any browser shows. The orientation is still read."""
+    from jan.engine.media import decode_image
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    exif[0x010F] = "cam"  # Make...
+    raw = exif.tobytes().replace(b"\x01\x0f\x00\x02", b"\x01\x4e\x00\x02")  # ...retagged NumberOfInks, a number
+    assert raw != exif.tobytes()
+    _, width, height = decode_image(_encoded(Image.new("RGB", (16, 12), (10, 200, 30)), "JPEG", exif=raw))
+    assert (width, height) == (12, 16)
+
+
+def test_damaged_images_are_media_errors_whatever_pillow_raises():
+    """Bytes of good pictures changed at random (a fixed seed: the same cases every run) decode or are a
+    MediaError -- never another exception, which a server would answer with a 500."""
+    import random
+    import warnings
+
+    from jan.image_types import MAX_PIXELS, load_image
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    exif[0x010F] = "cam"
+    seeds = [_encoded(Image.new("RGB", (16, 12), (10, 200, 30)), "JPEG", exif=exif.tobytes()),
+             _encoded(Image.new("RGBA", (16, 12), (10, 200, 30, 90)), "PNG", exif=exif.tobytes()),
+             _encoded(Image.new("I;16", (8, 8), 4000), "PNG"),
+             _encoded(Image.new("CMYK", (8, 8), (1, 2, 3, 4)), "JPEG"),
+             _encoded(Image.new("RGB", (16, 12), (10, 200, 30)), "WEBP", exif=exif.tobytes()),
+             _encoded(Image.new("P", (16, 12), 3), "GIF", transparency=3)]
+    rng = random.Random(1234)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (Pillow warns of the damage it reads past)
+        for _ in range(3000):
+            data = bytearray(rng.choice(seeds))
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            try:
+                load_image(bytes(data), MAX_PIXELS)
+            except jan.MediaError:
+                pass
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF"])
 def test_transparency_is_laid_over_white(fmt):
     """Transparent pixels are white, as a page shows them, not whatever colour they hold (black, mostly): black
@@ -390,6 +484,15 @@ def test_transparency_is_laid_over_white(fmt):
     decoded = Image.frombytes("RGB", (width, height), rgb)
     assert decoded.getpixel((2, 4)) == (0, 0, 0)
     assert decoded.getpixel((12, 4)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("mode, colour", [("RGBA", (0, 0, 0, 128)), ("LA", (0, 128))])
+def test_half_transparent_pixels_are_blended_with_white(mode, colour):
+    from jan.engine.media import decode_image
+    from PIL import Image
+
+    rgb, _, _ = decode_image(_encoded(Image.new(mode, (4, 4), colour), "PNG"))
+    assert all(126 <= v <= 128 for v in rgb[:3]), rgb[:3]  # half black over white: mid grey
 
 
 def test_16_bit_greyscale_is_scaled_not_clipped():

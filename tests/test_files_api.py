@@ -248,9 +248,24 @@ def test_thread_messages_take_uploaded_images(srv):
     assert again.content[0].image_file.file_id == stored
 
 
+def _huge_header_png() -> bytes:
+    """A PNG whose header says 20000x20000 pixels (over the engine's 40-megapixel limit)."""
+    import struct
+    import zlib
+
+    png = bytearray(png_bytes())
+    png[16:24] = struct.pack(">II", 20000, 20000)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    return bytes(png)
+
+
 def test_uploads_that_are_not_images_or_not_there_are_refused_naming_the_part(srv):
     client = _client(srv)
     notes = client.files.create(file=("notes.txt", b"not a picture"), purpose="assistants")
+    # an image's magic bytes, but cut off or too big to decode: said of the image_file that named the upload, not
+    # of the data: URL jan makes of it (a field the client never sent)
+    cut = client.files.create(file=("cut.png", png_bytes()[:40]), purpose="vision")
+    huge = client.files.create(file=("huge.png", _huge_header_png()), purpose="vision")
     gone = client.files.create(file=("red.png", png_bytes()), purpose="vision")
     client.files.delete(gone.id)
     thread = client.beta.threads.create()
@@ -265,26 +280,37 @@ def test_uploads_that_are_not_images_or_not_there_are_refused_naming_the_part(sr
         ("POST", f"/v1/threads/{thread.id}/runs",
          {"additional_messages": [{"role": "user", "content": [_image_file(notes.id)]}]},
          "additional_messages[0].content[0].image_file.file_id", "unsupported_format"),
+        ("POST", f"/v1/threads/{thread.id}/messages", {"role": "user", "content": [_image_file(cut.id)]},
+         "content[0].image_file.file_id", "unsupported_format"),
+        ("POST", "/v1/threads", {"messages": [{"role": "user", "content": [_image_file(huge.id)]}]},
+         "messages[0].content[0].image_file.file_id", "too_large"),
         ("POST", "/v1/threads/runs", {"thread": {"messages": [{"role": "user", "content": [_image_file(gone.id)]}]}},
          "thread.messages[0].content[0].image_file.file_id", "file_not_found"),
     ]
     for method, path, body, param, code in cases:
         status, _, err = request(srv, method, path, body)
         assert status == 400 and (err["error"]["param"], err["error"]["code"]) == (param, code), (path, err)
+        assert err["error"]["message"].startswith(param + ": "), err
     assert client.beta.threads.messages.list(thread.id).data == []  # nothing was stored
-    client.files.delete(notes.id)
+    for upload in (notes, cut, huge):
+        client.files.delete(upload.id)
 
 
 def test_responses_input_image_file_id_is_refused_when_not_an_image(srv):
     """Checked before any model is looked for (this server has none)."""
     client = _client(srv)
     notes = client.files.create(file=("notes.txt", b"not a picture"), purpose="user_data")
-    for file_id, code in ((notes.id, "unsupported_format"), ("file-nope", "file_not_found")):
+    cut = client.files.create(file=("cut.png", png_bytes()[:40]), purpose="vision")
+    huge = client.files.create(file=("huge.png", _huge_header_png()), purpose="vision")
+    for file_id, code in ((notes.id, "unsupported_format"), ("file-nope", "file_not_found"),
+                          (cut.id, "unsupported_format"), (huge.id, "too_large")):
         with pytest.raises(openai.BadRequestError) as info:
             client.responses.create(model="any", input=[{"role": "user", "content": [
                 {"type": "input_text", "text": "What is this?"}, {"type": "input_image", "file_id": file_id}]}])
         assert (info.value.body["param"], info.value.body["code"]) == ("input[0].content[1].file_id", code)
-    client.files.delete(notes.id)
+        assert info.value.body["message"].startswith("input[0].content[1].file_id: "), info.value.body
+    for upload in (notes, cut, huge):
+        client.files.delete(upload.id)
 
 
 # -- the images reach the model -------------------------------------------------------------------------

@@ -80,6 +80,8 @@ def folder(tmp_path_factory):
     outside = tmp_path_factory.mktemp("elsewhere") / "secret.png"
     outside.write_bytes(PNG)
     os.symlink(outside, path / "link.png")  # inside the folder, pointing out of it
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(path / "pipe.png")  # a named pipe: opening it to read waits for a writer that never comes
     return path
 
 
@@ -132,10 +134,17 @@ def test_allowed_urls_and_paths_give_the_inline_answer(server, host, folder, inl
     ("link", "not_allowed"),  # a symlink out of the allowed folder
     ("/etc/hostname", "not_allowed"),
     ("ftp", "not_allowed"),
+    # neither a hang (a named pipe held the request and a worker thread forever) nor an error naming no field
+    ("pipe", "fetch_failed"),
+    ("bad_ipv6", "fetch_failed"),
+    ("nul", "fetch_failed"),
 ])
 def test_refused_urls_and_paths(server, host, folder, where, code):
+    if where == "pipe" and not (folder / "pipe.png").exists():
+        pytest.skip("no named pipes here")
     url = {"link": str(folder / "link.png"), "/etc/hostname": "/etc/hostname",
-           "ftp": "ftp://127.0.0.1/x.png"}.get(where, host.base + where)
+           "ftp": "ftp://127.0.0.1/x.png", "pipe": str(folder / "pipe.png"), "bad_ipv6": "http://[::1/x.png",
+           "nul": str(folder / "photo.png") + "\0.txt"}.get(where, host.base + where)
     with pytest.raises(openai.BadRequestError) as info:
         _ask(_client(server), url)
     error = _error(info.value)

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import threading
+import warnings
 
 import openai
 import pytest
@@ -122,7 +123,7 @@ def _huge_png_header() -> bytes:
         ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(b"plain text", "text/plain")}}],
          "unsupported_format"),
         ("vision-chat", [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}], "not_allowed"),
-        ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(_png(), "image/png")}}] * 9,
+        ("vision-chat", [{"type": "image_url", "image_url": {"url": _data_url(_png(), "image/png")}}] * 101,
          "too_many"),
         ("stories260K", [{"type": "image_url", "image_url": {"url": _data_url(_png(), "image/png")}}],
          "no_projector"),
@@ -137,6 +138,51 @@ def test_bad_media_is_a_400(client, model, content, code):
     error = body.get("error", body)
     if code is not None:
         assert error.get("code") == code, error
+
+
+def _audio(**fields) -> dict:
+    return {"type": "input_audio", "input_audio": fields}
+
+
+WAV = base64.b64encode(b"RIFF\x24\0\0\0WAVEfmt ").decode()
+
+
+@pytest.mark.parametrize("part, param, code", [
+    # a projector for images only: said of the clip (not of no field at all), as an image to a text model is
+    (_audio(data=WAV, format="wav"), "messages[0].content[1]", "no_projector"),
+    # input_audio's own fields, checked whatever the model: OpenAI's formats are wav and mp3 (jan decodes flac too)
+    (_audio(data="@@@@", format="wav"), "messages[0].content[1].input_audio.data", "unsupported_format"),
+    (_audio(format="wav"), "messages[0].content[1].input_audio.data", "unsupported_format"),
+    (_audio(data=WAV, format="ogg"), "messages[0].content[1].input_audio.format", "unsupported_format"),
+    (_audio(data=WAV), "messages[0].content[1].input_audio.format", "unsupported_format"),
+])
+def test_bad_audio_is_a_400_naming_its_field(client, part, param, code):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="vision-chat", max_tokens=2, messages=[
+            {"role": "user", "content": [{"type": "text", "text": "Listen."}, part]}])
+    error = info.value.body if isinstance(info.value.body, dict) else json.loads(info.value.response.text)["error"]
+    assert (error.get("param"), error.get("code")) == (param, code), error
+    assert error["message"].startswith(param + ": "), error
+
+
+def test_a_picture_with_damaged_exif_is_answered(server, client):
+    """EXIF that Pillow could not write back made its exif_transpose raise struct.error: a 500 in chat and in a
+    thread message (the store decodes its images too) for a picture a browser shows."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F] = "cam"  # Make, retagged NumberOfInks (a number) below: text where a number belongs
+    raw = exif.tobytes().replace(b"\x01\x0f\x00\x02", b"\x01\x4e\x00\x02")
+    out = io.BytesIO()
+    Image.new("RGB", (16, 12), (10, 200, 30)).save(out, "JPEG", exif=raw)
+    url = _data_url(out.getvalue(), "image/jpeg")
+    result = client.chat.completions.create(model="vision-chat", messages=_ask(url), max_tokens=2, temperature=0)
+    assert result.usage.prompt_tokens > 64
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (the SDK's: the Assistants API is deprecated)
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}]}])
+    assert thread.id
 
 
 def test_server_still_serves_after_bad_media(client):

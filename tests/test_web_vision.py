@@ -109,3 +109,16 @@ def test_a_file_that_is_not_an_image_is_refused_in_the_page(vision_server, new_p
     page.wait_for_selector("#toast:not([hidden])")
     assert "not a PNG, JPEG, WebP or GIF" in page.text_content("#toast")
     assert page.is_hidden("#attachments")
+
+
+def test_images_too_big_to_send_together_are_refused_in_the_page(vision_server, new_page, tmp_path):
+    """A message's images go base64 in one body of at most 16 MiB: a 12 MB image (under the 20 MB per image) was
+    taken, then the message came back as "Request body too large". Said at once, when attaching it."""
+    page = new_page()
+    open_page(page, vision_server)
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (12 * 1024 * 1024))  # (the page checks type and size only)
+    page.set_input_files("#attach-input", str(big))
+    page.wait_for_selector("#toast:not([hidden])")
+    assert "does not fit" in page.text_content("#toast")
+    assert page.is_hidden("#attachments")

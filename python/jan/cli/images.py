@@ -19,9 +19,11 @@ MAX_IMAGE_BYTES = 20 * 1024 * 1024  # as the engine's limit for one encoded file
 def image_part(path: str | Path) -> dict[str, Any]:
     """An ``image_url`` content part holding the image file at ``path``.
 
-    Raises :class:`CLIError` for a missing or unreadable file, one over 20 MiB, or one that is
-    not a PNG, JPEG, WebP or GIF image."""
-    from jan.image_types import sniff_image
+    Raises :class:`CLIError` for a missing or unreadable file, one over 20 MiB, one that is
+    not a PNG, JPEG, WebP or GIF image, or one that does not decode (cut off, damaged, over the
+    pixel limit)."""
+    from jan.errors import MediaError
+    from jan.image_types import MAX_PIXELS, load_image, sniff_image
 
     p = Path(path).expanduser()
     try:
@@ -33,6 +35,12 @@ def image_part(path: str | Path) -> dict[str, Any]:
     mime = sniff_image(data)
     if mime is None:
         raise CLIError(f"'{p}' is not a PNG, JPEG, WebP or GIF image")
+    # Decoded now, as the model will: a damaged file is said of its path, not of the request's
+    # "messages[0].content[1]" the user never wrote (and /image in a chat refuses it before it is sent)
+    try:
+        load_image(data, MAX_PIXELS, f"image '{p}'")
+    except MediaError as exc:
+        raise CLIError(str(exc)) from None
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64," + base64.b64encode(data).decode()}}
 
 

@@ -20,7 +20,7 @@ from typing import Any, Union
 from jan import _engine
 from jan.errors import MediaError
 from jan.image_types import IMAGE_FORMATS, MAX_PIXELS, load_image, to_rgb  # noqa: F401 (IMAGE_FORMATS: kept importable here)
-from jan.image_types import sniff_image as image_format  # MIME type from the magic bytes
+from jan.image_types import sniff_image as image_format  # noqa: F401 (MIME type from the magic bytes: kept importable here)
 AUDIO_FORMATS = ("wav", "mp3", "flac")
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Any]  # + numpy arrays, PIL images
@@ -30,9 +30,14 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Any]  # + nu
 class MediaLimits:
     """Bounds on what one request may carry; breaking one raises :class:`~jan.MediaError`."""
 
-    max_items: int = 8                    # images + audio clips per request
+    # Images + audio clips per request: Anthropic's cap. A chat sends a conversation's every image again each
+    # turn, so a cap of a few (it was 8) made a conversation with a ninth picture impossible to go on with.
+    max_items: int = 100
     max_bytes: int = 20 * 1024 * 1024     # one encoded file
     max_pixels: int = MAX_PIXELS          # one decoded image (width * height)
+    # All of a request's decoded images together (3 bytes a pixel, held until the prompt is made): what bounds a
+    # request's memory now that it may hold many images -- 8 images at the pixel limit, as 8 items did before.
+    max_total_pixels: int = 8 * MAX_PIXELS
 
 
 DEFAULT_LIMITS = MediaLimits()
@@ -60,12 +65,14 @@ def _read(source: Union[str, os.PathLike, bytes, bytearray, memoryview], limits:
         path = Path(source)
         try:
             size = path.stat().st_size
+            if size > limits.max_bytes:
+                raise MediaError(f"{what}: '{path}' is {size} bytes; at most {limits.max_bytes} are accepted",
+                                 reason="too_large")
+            # (read inside the try: a folder, or a file the process may not read, is as unreadable as a missing one)
+            with open(path, "rb") as f:
+                data = f.read(limits.max_bytes + 1)  # bounded: a size the stat did not tell (a pipe, /proc)
         except OSError as e:
             raise MediaError(f"{what}: cannot read '{path}': {e.strerror or e}", reason="unreadable") from None
-        if size > limits.max_bytes:
-            raise MediaError(f"{what}: '{path}' is {size} bytes; at most {limits.max_bytes} are accepted",
-                             reason="too_large")
-        data = path.read_bytes()
     if len(data) > limits.max_bytes:
         raise MediaError(f"{what}: {len(data)} bytes; at most {limits.max_bytes} are accepted", reason="too_large")
     if not data:
@@ -135,8 +142,15 @@ def _from_array(array: Any, what: str):
 
 def image_input(source: ImageSource, limits: MediaLimits = DEFAULT_LIMITS, what: str = "image") -> "_engine.MediaInput":
     """One image as the engine takes it (decoded RGB plus its content hash)."""
+    return sized_image_input(source, limits, what)[0]
+
+
+def sized_image_input(source: ImageSource, limits: MediaLimits = DEFAULT_LIMITS,
+                      what: str = "image") -> "tuple[_engine.MediaInput, int]":
+    """:func:`image_input` and its number of pixels (what :attr:`MediaLimits.max_total_pixels` adds up)."""
     rgb, width, height = decode_image(source, limits, what)
-    return _engine.MediaInput.image(rgb, width, height, _content_id(b"rgb:%dx%d" % (width, height), rgb))
+    return _engine.MediaInput.image(rgb, width, height, _content_id(b"rgb:%dx%d" % (width, height), rgb)), \
+        width * height
 
 
 def audio_input(source: Union[AudioClip, str, os.PathLike, bytes], limits: MediaLimits = DEFAULT_LIMITS,

@@ -22,7 +22,7 @@ from jan.engine.gguf_file import check_gguf_file, file_path, load_weights
 from jan.engine.heap import release_free_memory
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.logs import forward_native_logs
-from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, image_input
+from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, sized_image_input
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
 from jan.engine.params import as_int, check_flag, check_seconds, engine_text
@@ -642,22 +642,33 @@ class Model:
         items = list(items or ())
         if not items:
             return []
-        n_audio = sum(isinstance(x, AudioClip) for x in items)
         caps = self.capabilities
-        if n_audio < len(items) and not caps["vision"]:
-            raise MediaError(f"model '{self.id}' does not accept images (no vision projector loaded)",
-                             reason="no_projector")
-        if n_audio and not caps["audio"]:
-            raise MediaError(f"model '{self.id}' does not accept audio (no audio projector loaded)",
-                             reason="no_projector")
+        for i, x in enumerate(items):
+            # a projector for one kind only (vision, or audio): said of the first item of the other kind, so a
+            # caller names the part that sent it, as for an item that does not decode
+            kind = "audio" if isinstance(x, AudioClip) else "vision"
+            if not caps[kind]:
+                exc = MediaError(f"model '{self.id}' does not accept {'audio' if kind == 'audio' else 'images'} "
+                                 f"(no {kind} projector loaded)", reason="no_projector")
+                exc.item_index = i
+                raise exc
         limit = self.media_limits.max_items
         if len(items) > limit:
             raise MediaError(f"{len(items)} images/audio clips; at most {limit} per request", reason="too_many")
         prepared = []
+        pixels = 0
         for i, x in enumerate(items):
             try:
-                prepared.append(audio_input(x, self.media_limits, f"audio {i + 1}") if isinstance(x, AudioClip)
-                                else image_input(x, self.media_limits, f"image {i + 1}"))
+                if isinstance(x, AudioClip):
+                    prepared.append(audio_input(x, self.media_limits, f"audio {i + 1}"))
+                    continue
+                item, size = sized_image_input(x, self.media_limits, f"image {i + 1}")
+                pixels += size
+                if pixels > self.media_limits.max_total_pixels:
+                    raise MediaError(f"image {i + 1}: the request's images have more than the "
+                                     f"{self.media_limits.max_total_pixels} pixels accepted together",
+                                     reason="too_large")
+                prepared.append(item)
             except MediaError as exc:
                 exc.item_index = i  # which item: a caller names the field it came from
                 raise

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import stat
 from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
@@ -117,11 +118,18 @@ class MediaFetcher:
             raise MediaError(f"{param}: only base64 data URLs (data:<type>;base64,...) are accepted; this server "
                              "fetches no URLs or files (start it with --allow-media-from)",
                              reason="not_allowed", param=param)
-        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+        try:
+            scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+            path = Path(unquote(urlsplit(url).path) if scheme == "file" else url)
+        except ValueError as exc:  # urlsplit's "Invalid IPv6 URL": the field's 400, not a bare one
+            raise MediaError(f"{param}: not a valid URL: {exc}", reason="fetch_failed", param=param) from None
+        if "\0" in url or "\0" in str(path):  # (the OS refuses a NUL in a path with a bare ValueError)
+            raise MediaError(f"{param}: not a valid URL or path: it holds a NUL character", reason="fetch_failed",
+                             param=param)
         if scheme in ("http", "https"):
             data = await self._fetch(url, param)
         elif scheme == "file" or (not scheme and url.startswith("/")):
-            data = await self._read(Path(unquote(urlsplit(url).path) if scheme == "file" else url), param)
+            data = await self._read(path, param)
         else:
             raise MediaError(f"{param}: expected a data:, http(s):// or file:// URL or an absolute path",
                              reason="not_allowed", param=param)
@@ -137,7 +145,14 @@ class MediaFetcher:
                 raise MediaError(f"{param}: {path} is not in a folder this server may read media from "
                                  "(--allow-media-from)", reason="not_allowed", param=param)
             try:
-                with open(real, "rb") as f:
+                # Non-blocking, and only a regular file: opening a named pipe (FIFO) in an allowed folder waits for
+                # a writer forever, holding the request and a worker thread (enough of them and every request
+                # that needs one stalls); a device is no picture either.
+                fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+                with open(fd, "rb") as f:
+                    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                        raise MediaError(f"{param}: {path} is not a regular file", reason="fetch_failed",
+                                         param=param)
                     data = f.read(self.max_bytes + 1)
             except OSError as exc:
                 raise MediaError(f"{param}: cannot read {path}: {exc.strerror or exc}", reason="fetch_failed",

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import jan
+from jan.engine.media import AUDIO_FORMATS
 from jan.errors import DocumentError, MediaError
 from jan.image_types import b64decode, parse_data_url
 from jan.server import schemas
@@ -94,14 +95,28 @@ def _parts(content: Any, where: str) -> tuple[Part, ...]:
             data, mime = _data_url(str(part.image_url.get("url", "")), f"{where}.content[{i}].image_url.url")
             parts.append(ImagePart(data, mime))
         elif isinstance(part, schemas.InputAudioPart):
-            try:
-                data = b64decode(str(part.input_audio.get("data", "")))
-            except (binascii.Error, ValueError):
-                raise ValueError(f"{where}.content[{i}].input_audio.data: not valid base64") from None
-            parts.append(AudioPart(data, str(part.input_audio.get("format", ""))))
+            parts.append(_audio(part.input_audio, f"{where}.content[{i}].input_audio"))
         elif isinstance(part, schemas.FilePart):
             parts.append(_document(part, f"{where}.content[{i}].file"))
     return tuple(parts)
+
+
+def _audio(audio: dict[str, Any], where: str) -> AudioPart:
+    """An ``input_audio`` object (at ``where``) as an audio part: ``data`` (base64 of the file) and ``format``. The
+    format is one jan decodes (OpenAI's ``wav`` and ``mp3``, as llama-server takes, and ``flac``), or a 400 naming it;
+    the decoder goes by the bytes themselves, so a clip in another of those formats still plays."""
+    data, fmt = audio.get("data"), audio.get("format")
+    if not isinstance(data, str) or not data:
+        raise MediaError(f"{where}.data: the audio is missing (give its file as base64)", reason="unsupported_format",
+                         param=f"{where}.data")
+    if fmt not in AUDIO_FORMATS:
+        raise MediaError(f"{where}.format: {fmt!r} is not one of " + ", ".join(map(repr, AUDIO_FORMATS)),
+                         reason="unsupported_format", param=f"{where}.format")
+    try:
+        return AudioPart(b64decode(data), fmt)
+    except (binascii.Error, ValueError):
+        raise MediaError(f"{where}.data: not valid base64", reason="unsupported_format", param=f"{where}.data") \
+            from None
 
 
 def _document(part: schemas.FilePart, where: str) -> DocumentPart:

@@ -176,9 +176,23 @@ class TextPart(_Part):
     text: str
 
 
+#: OpenAI's ``detail`` of an image (chat's ``image_url.detail``, the Responses API's ``input_image.detail``). The
+#: projector decides how an image is seen, so jan reads none of them; any other value is a 400, as OpenAI's (a typo
+#: that silently changed nothing).
+IMAGE_DETAILS = ("auto", "low", "high", "original")
+
+
 class ImagePart(_Part):
     type: Literal["image_url"]
     image_url: dict[str, Any]
+
+    @field_validator("image_url")
+    @classmethod
+    def _detail_is_known(cls, value: dict[str, Any]) -> dict[str, Any]:
+        detail = value.get("detail")
+        if detail is not None and detail not in IMAGE_DETAILS:
+            raise ValueError(f"detail: {detail!r} is not one of " + ", ".join(map(repr, IMAGE_DETAILS)))
+        return value
 
 
 class InputAudioPart(_Part):

@@ -26,6 +26,7 @@ from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_
                               reply_room)
 from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
                                 merged, off_loop, prompted_as, seeds)
+from jan.services.media_workers import off_loop_for
 from jan.services.models import ModelService, Target
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
@@ -123,7 +124,7 @@ class ChatService:
                                "renders its prompts itself", param="model", code="not_supported")
         request = await read_documents(request)
         local = prompted_as(await target.engine.acquire(target.model), request)
-        _, text, tokens = await off_loop(_prompt_held, local, request, target.model.get("settings"))
+        _, text, tokens = await off_loop_for(request, _prompt_held, local, request, target.model.get("settings"))
         return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media
 
     # -- internals -------------------------------------------------------------
@@ -163,7 +164,7 @@ class ChatService:
     async def _local(self, target: Target, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         local: LocalModel = prompted_as(await target.engine.acquire(target.model), request)
         check_fan_out(local.model, request.n, param="n")
-        start = await off_loop(_start, local, request, target.model.get("settings"))
+        start = await off_loop_for(request, _start, local, request, target.model.get("settings"))
         requests = start.requests
         while requests is None:  # a queued request, and the engine's queue was full: wait for room
             await local.model.wait_for_room(ROOM_RECHECK_S)

@@ -97,6 +97,10 @@ const state = {
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
 const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
 const MAX_IMAGES = 8;
+// A message goes as one JSON body, its images as base64 data: URLs (a third larger than the files), and the server
+// takes bodies of at most 16 MiB (ServerConfig.max_body_bytes): images past this much together could only come
+// back as "Request body too large" after sending. (1 MiB is left for the text.)
+const MAX_IMAGES_SENT = 15 * 1024 * 1024;
 /** Object URLs of thread images already fetched, by "<thread>/<file_id>" (files never change). */
 const imageUrls = new Map();
 
@@ -821,6 +825,11 @@ async function addImages(files) {
       reader.onerror = () => reject(reader.error);
       reader.readAsDataURL(file);
     });
+    const sent = state.attachments.reduce((n, a) => n + a.url.length, 0);
+    if (sent + url.length > MAX_IMAGES_SENT) {
+      toast(`${file.name || "That image"} does not fit: a message's images can be at most ${formatBytes(MAX_IMAGES_SENT)} together as sent (a third more than their files).`);
+      continue;
+    }
     state.attachments.push({ name: file.name || "pasted image", url });
   }
   renderAttachments();

@@ -9,7 +9,6 @@ Request: :class:`MessagesRequest` (the body, validated) -> :func:`to_chat_reques
 
 from __future__ import annotations
 
-import base64
 import binascii
 import dataclasses
 import datetime
@@ -79,13 +78,13 @@ class Base64Source(_Wire):
     @field_validator("data")
     @classmethod
     def _data_is_that_image(cls, data: str, info: Any) -> str:
-        # As Anthropic: the data must be an image of the type it is said to be (its magic bytes, which the first
-        # 16 base64 characters hold). Data that is no base64 at all is told by the decoding (_image).
+        # As Anthropic: the data must be base64 (said here, so the error names source.data, not the whole
+        # message) of an image of the type it is said to be (its magic bytes).
         media_type = info.data.get("media_type")
         try:
-            head = b64decode(data[:24])[:12]  # (24: room for a line break or two)
+            head = b64decode(data)[:12]
         except (binascii.Error, ValueError):
-            return data
+            raise ValueError("not valid base64") from None
         found = sniff_image(head)
         if media_type is not None and found != media_type:
             what = f"{found} data" if found else "no JPEG, PNG, GIF or WebP image"

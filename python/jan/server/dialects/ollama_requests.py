@@ -6,7 +6,6 @@ and sampling precedence belong to the services.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from typing import Any
@@ -188,7 +187,9 @@ def _messages(messages: list[wire.OllamaMessage]) -> tuple[ChatMessage, ...]:
             if match is not None:
                 unanswered.remove(match)
                 call_id = call_id or match.id
-            out.append(ChatMessage("tool", _content(m.content, None, f"{where}.images"), tool_call_id=call_id,
+            # a tool's images (a screenshot tool's) go to the model as any message's do: Ollama renders every
+            # message's images, whatever its role
+            out.append(ChatMessage("tool", _content(m.content, m.images, f"{where}.images"), tool_call_id=call_id,
                                    name=m.tool_name or (match.name if match else None)))
         else:
             out.append(ChatMessage(m.role, _content(m.content, m.images, f"{where}.images")))

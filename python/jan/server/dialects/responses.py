@@ -92,7 +92,7 @@ class InputImage(_Wire):
     type: Literal["input_image"]
     image_url: str | None = None
     file_id: str | None = None
-    detail: str | None = None
+    detail: Literal["auto", "low", "high", "original"] | None = None  # (jan.server.schemas.IMAGE_DETAILS)
     #: ``(bytes, media type)`` of the upload ``file_id`` names, read by the route (:func:`resolve_file_images`).
     _file: tuple[bytes, str] | None = PrivateAttr(default=None)
 

@@ -320,10 +320,25 @@ class ResponsesStore:
         return self._thread_locks.setdefault(thread_id, asyncio.Lock())
 
     async def _append(self, thread_id: str, messages: list[ChatMessage], response_id: str) -> str | None:
-        last = None
-        for message in messages:
-            last = (await self.conversations.create_message(thread_id, to_thread_message(message, response_id)))["id"]
-        return last
+        """Append the input turns; all or none: one the store refuses (an image it cannot keep) takes those written
+        before it out again, so the conversation does not keep half of a response that never was."""
+        written: list[str] = []
+        try:
+            for message in messages:
+                created = await self.conversations.create_message(thread_id, to_thread_message(message, response_id))
+                written.append(created["id"])
+        except Exception:
+            for message_id in reversed(written):
+                with contextlib.suppress(Exception):  # (the refusal is what the caller must hear)
+                    await self.conversations.delete_message(thread_id, message_id)
+            raise
+        return written[-1] if written else None
+
+    async def _discard(self, thread_id: str) -> None:
+        """Delete a thread made for a response that could not be stored, so the thread list shows no empty
+        conversation for it."""
+        with contextlib.suppress(Exception):  # (the refusal is what the caller must hear)
+            await self.conversations.delete_thread(thread_id)
 
     async def begin(self, response: dict[str, Any], input_items: list[dict[str, Any]], inputs: list[ChatMessage],
                     previous: StoredResponse | None, *, allow_fork: bool = True,
@@ -342,8 +357,12 @@ class ResponsesStore:
                 {"title": _title(inputs) or "New response", "assistants": [assistant],
                  "metadata": {"source": source}})
             thread_id = thread["id"]
-            async with self._lock(thread_id):
-                last = await self._append(thread_id, inputs, response_id)
+            try:
+                async with self._lock(thread_id):
+                    last = await self._append(thread_id, inputs, response_id)
+            except Exception:
+                await self._discard(thread_id)
+                raise
         else:
             earlier = await self._thread_messages(previous)
             async with self._lock(previous.thread_id):
@@ -359,13 +378,17 @@ class ResponsesStore:
                 {"title": thread.get("title"), "assistants": thread.get("assistants"), "metadata": {**(thread.get("metadata") or {}),
                                                             "forked_from": previous.thread_id}})
             thread_id = fork["id"]
-            async with self._lock(thread_id):
-                for message in earlier:
-                    await self.conversations.create_message(thread_id, {
-                        k: v for k, v in message.items() if k in ("role", "content", "metadata", "status")})
-                last = await self._append(thread_id, inputs, response_id)
-                if last is None:
-                    last = (await self.conversations.list_messages(thread_id, order="desc", limit=1))[0]["id"]
+            try:
+                async with self._lock(thread_id):
+                    for message in earlier:
+                        await self.conversations.create_message(thread_id, {
+                            k: v for k, v in message.items() if k in ("role", "content", "metadata", "status")})
+                    last = await self._append(thread_id, inputs, response_id)
+                    if last is None:
+                        last = (await self.conversations.list_messages(thread_id, order="desc", limit=1))[0]["id"]
+            except Exception:
+                await self._discard(thread_id)
+                raise
         return await self._index(response, input_items, thread_id, last)
 
     async def _index(self, response, input_items, thread_id, last) -> StoredResponse:

@@ -27,11 +27,13 @@ from collections.abc import AsyncIterator
 from aiohttp import MultipartReader, web
 from aiohttp.multipart import BodyPartReader
 
-from jan.image_types import sniff_image
+from jan.errors import MediaError
+from jan.image_types import MAX_PIXELS, load_image, sniff_image
 from jan.server.errors import APIError, json_error
 from jan.server.jsonio import json_response
 from jan.server.keys import CONFIG
 from jan.server.routes.docs import JSON, RESPONSE_SCHEMAS, RESPONSES
+from jan.services.media_workers import on_media_worker
 from jan.store.aio import write_through
 from jan.store.errors import InvalidArgumentError, NotFoundError
 from jan.store.files import MAX_FILE_BYTES
@@ -334,6 +336,13 @@ async def upload_image(request: web.Request, file_id: str, param: str) -> tuple[
     if mime is None:
         raise APIError(400, f"{param}: file {file_id!r} ({doc.get('filename')}) is not a PNG, JPEG, WebP or GIF "
                             "image", param=param, code="unsupported_format")
+    # Decoded now, as the model's turn will: an upload with an image's magic bytes that is cut off, damaged or over
+    # the pixel limit is refused naming the field that named it, not (later) the data: URL jan made of it, a field
+    # the client never sent. (On a media worker: up to 40 megapixels take a while.)
+    try:
+        await on_media_worker(load_image, data, MAX_PIXELS, f"{param}: file {file_id!r} ({doc.get('filename')})")
+    except MediaError as exc:
+        raise APIError(400, str(exc), param=param, code=exc.reason) from None
     return data, mime
 
 

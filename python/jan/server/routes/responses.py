@@ -36,6 +36,8 @@ from jan.server.validation import body_step, parse_body
 from jan.services import ChatService
 from jan.services.documents import read_documents
 from jan.services.errors import failure_kind
+from jan.services.media_check import check_images
+from jan.services.media_workers import off_loop_for
 from jan.services.types import ChatMessage
 
 routes = web.RouteTableDef()
@@ -154,6 +156,14 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     except MediaError as exc:
         raise named(exc) from None
     inputs = list(chat_request.messages[len(chat_request.messages) - len(inputs):])
+    if body.background:
+        # A background response is answered before its prompt is made (the model may still be loading): a damaged
+        # image is refused now, a 400 naming its input as in the foreground, not an answered id that fails (and
+        # that the store, refusing the image too, would then not keep: a 404 to the client polling it).
+        try:
+            await off_loop_for(chat_request, check_images, inputs, len(chat_request.messages) - len(inputs))
+        except MediaError as exc:
+            raise named(exc) from None
     stream = _chat(request).stream(chat_request)
 
     # setup errors are a plain 4xx (and nothing is stored), except for a background response: it fails
