@@ -8,11 +8,12 @@ a 400. ``keep_alive`` is Ollama's duration: a Go duration string (``"5m"``,
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from typing import Annotated, Any, ClassVar, Literal, Union, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_type_hints
 
-from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator, model_validator
 
 from jan.server.jsonio import json_text
 from jan.server.schemas import INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, TokenList, bounded
@@ -84,6 +85,27 @@ class _OptionsBase(_Body):
     @classmethod
     def _one_stop(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, values: Any) -> Any:
+        # Ollama reads ``options`` as a map of JSON numbers (Go's float64) and takes 40.0 for an integer option
+        # (api.Options.FromMap), so clients that compute one (Python's 4096 * 1.0) send it; so do we. A fraction
+        # stays a 400: Ollama would cut 2.5 to 2 without a word.
+        if not isinstance(values, dict):
+            return values
+        ints = _integer_fields(cls)
+        return {key: int(value) if key in ints and type(value) is float and value.is_integer() else value
+                for key, value in values.items()}
+
+
+@functools.cache
+def _integer_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The names of ``model``'s fields that take an integer (and no float)."""
+    def holds(annotation: Any, kind: type) -> bool:
+        return annotation is kind or any(holds(arg, kind) for arg in get_args(annotation))
+    return frozenset(name for name, info in model.model_fields.items()
+                     if holds(info.annotation, int) and not holds(info.annotation, float))
 
 
 _SAMPLING_TYPES = get_type_hints(SamplingOptions)
