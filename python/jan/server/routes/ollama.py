@@ -42,7 +42,7 @@ from jan.store.aio import write_through
 from jan.services import Services, Target
 from jan.services.errors import RequestError
 from jan.services.infill import infill_prompt
-from jan.services.models import unload_now, unload_replaced
+from jan.services.models import require_generating, unload_now, unload_replaced
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
 from jan.store import InvalidArgumentError
 from jan.store.blobs import BlobStore, InvalidDigestError
@@ -330,6 +330,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     encoder = OllamaEncoder("chat", body.model, timing)
     if not body.messages:
         return await _load_or_unload(target, keep_alive, timing, encoder)
+    require_generating(target)  # before _model_in_use loads it
     if any(m.images for m in body.messages):  # decoding megabytes of base64 stays off the event loop
         typed = await asyncio.to_thread(ollama_requests.chat_request, body, target.id)
     else:
@@ -351,6 +352,7 @@ async def _load_or_unload(target: Target, keep_alive: float | None, timing: Timi
         await _unload_when_idle(target)
         reason = "unload"
     else:
+        require_generating(target)  # Ollama's 400 for an embedding model loaded through generate or chat
         async with _model_in_use(target, keep_alive, timing):
             reason = "load"
     obj = encoder.whole(text="")
@@ -373,6 +375,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     encoder = OllamaEncoder("generate", body.model, timing, context=not body.raw)
     if not body.prompt and not body.suffix and not body.images:
         return await _load_or_unload(target, keep_alive, timing, encoder)
+    require_generating(target)  # before _model_in_use loads it
     services = _services(request)
     with _media_named(body):
         async with _model_in_use(target, keep_alive, timing):

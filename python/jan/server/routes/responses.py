@@ -154,6 +154,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     except MediaError as exc:
         raise named(exc) from None
     inputs = list(chat_request.messages[len(chat_request.messages) - len(inputs):])
+    if body.background:  # a model that is not there or cannot generate: a 4xx now (OpenAI's), not a failed response
+        await _chat(request).answering_model(chat_request)
     stream = _chat(request).stream(chat_request)
 
     # setup errors are a plain 4xx (and nothing is stored), except for a background response: it fails
