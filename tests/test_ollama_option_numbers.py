@@ -1,7 +1,8 @@
 """Ollama's ``options`` take an integer written as a whole-number float (``"num_predict": 8.0``), as Ollama does
 (it reads options as a map of JSON numbers, Go's float64, and converts): Python clients that compute a value
 (``4096 * 0.5``) send one, and jan answered them 400. A fraction is still a 400 naming the option (Ollama would
-cut it to a whole number without a word), and so are the values that no integer is (``true``, ``"8"``).
+cut it to a whole number without a word), and so are the values that no integer is (``true``, ``"8"``), in the
+load-time options too (``num_ctx``: ignored per request, but ``"4k"`` was taken without a word).
 Ollama's own top-level integer fields (``top_logprobs``, ``dimensions``) stay strict, as Go's JSON decoder is."""
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ EMBED = "all-MiniLM-L6-v2-f32"
 WAIT_S = 300
 
 #: Every integer option, with a whole-number float of a value it takes.
-WHOLE = {"num_predict": 3.0, "seed": 42.0, "top_k": 40.0, "mirostat": 0.0, "repeat_last_n": 64.0, "num_keep": 4.0}
+WHOLE = {"num_predict": 3.0, "seed": 42.0, "top_k": 40.0, "mirostat": 0.0, "repeat_last_n": 64.0, "num_keep": 4.0,
+         # load-time options: ignored per request (a model is loaded once for all), typed all the same
+         "num_ctx": 2048.0, "num_batch": 512.0, "num_gpu": 0.0, "main_gpu": 0.0, "num_thread": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +77,19 @@ def test_it_means_the_integer(server):
 def test_what_is_no_integer_is_refused_by_name(server, path, name, value, says):
     status, answer = post(server, path, _body(path, {name: value}))
     assert status == 400 and answer["error"].startswith(f"options.{name}: ") and says in answer["error"], answer
+
+
+@pytest.mark.parametrize("path", ["/api/generate", "/api/chat", "/api/embed"])
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("num_ctx", "4k", "valid integer"), ("num_thread", [2], "valid integer"), ("use_mmap", 1, "valid boolean"),
+    ("num_gpu", 1.5, "valid integer"),
+])
+def test_a_load_time_option_of_the_wrong_type_is_refused(server, path, name, value, says):
+    # ignored per request, but "num_ctx": "4k" was taken without a word where Ollama refuses it
+    status, answer = post(server, path, _body(path, {name: value}))
+    assert status == 400 and answer["error"].startswith(f"options.{name}: ") and says in answer["error"], answer
+    status, answer = post(server, path, _body(path, {"num_ctx": 64, "use_mmap": False, "num_thread": 3}))
+    assert status == 200, answer
 
 
 @pytest.mark.parametrize(("path", "field"), [("/api/generate", "top_logprobs"), ("/api/embed", "dimensions")])

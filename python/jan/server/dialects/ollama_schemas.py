@@ -80,6 +80,14 @@ class _OptionsBase(_Body):
     # tokens at the start of a generate context that a cut keeps (after its BOS); -1: all of it. Ollama reads any
     # negative as -1; other negatives are refused here rather than guessed at.
     num_keep: int | None = Field(None, ge=-1, le=INT32_MAX)
+    # Ollama's load-time options (its Runner): ignored per request (see OllamaOptions), but typed, as Ollama's are:
+    # "num_ctx": "4k" was taken without a word, where Ollama refuses it ("must be of type integer").
+    num_ctx: int | None = None
+    num_batch: int | None = None
+    num_gpu: int | None = None
+    main_gpu: int | None = None
+    num_thread: int | None = None
+    use_mmap: bool | None = None
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -126,8 +134,9 @@ OllamaOptions.__doc__ = """``options``: the Modelfile parameters Ollama takes pe
 The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
 ``num_gpu``, ``num_thread``, ``num_batch``, ``use_mmap``, ...) are jan's
 ``jan serve`` flags and model.json settings instead (a model is loaded once for
-every request it serves), so they are ignored here, as Ollama ignores options it
-does not know; so are ``penalize_newline``/``tfs_z``, which llama.cpp dropped.
+every request it serves), so they are ignored here (a value of the wrong type is
+still a 400, as Ollama's is); options Ollama does not know are ignored, as Ollama
+ignores them; so are ``penalize_newline``/``tfs_z``, which llama.cpp dropped.
 
 ``num_keep`` is what a ``/api/generate`` ``context`` too long for the window keeps
 of its start (after its BOS; -1 all of it, default 4, as Ollama's runner) when its
