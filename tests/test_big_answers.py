@@ -147,3 +147,29 @@ def test_small_answer_is_written_once_on_the_loop(server, monkeypatch):
     status, answer = post(server, "/tokenize", {"model": "stories260K", "content": "hello", "with_pieces": True})
     assert status == 200 and answer["tokens"]
     assert [on_loop for _, on_loop in rec.calls] == [True]  # (a hop to a worker would cost more than it saves)
+
+
+OLLAMA_WHOLE = {
+    "ollama chat": ("/api/chat", {"messages": [{"role": "user", "content": "Once upon a time"}]}),
+    "ollama generate": ("/api/generate", {"prompt": "Once upon a time"}),
+    "ollama generate raw": ("/api/generate", {"prompt": "Once upon a time", "raw": True}),
+}
+
+
+@pytest.mark.parametrize("name", list(OLLAMA_WHOLE))
+def test_a_long_ollama_reply_with_logprobs_is_encoded_off_the_loop_in_pieces(server, monkeypatch, name):
+    # (the bounds made small, so that a short reply of a tiny model is "long"; the code path is the one a long
+    # reply of a real model takes: each token's 20 alternatives, with their bytes, are hundreds of values)
+    monkeypatch.setattr(jsonio, "ENCODE_OFF_LOOP_VALUES", 1_000)
+    monkeypatch.setattr(jsonio, "PIECE_VALUES", 500)
+    rec = Recorder(ollama_routes._dumps)
+    monkeypatch.setattr(ollama_routes, "_dumps", rec)
+    path, body = OLLAMA_WHOLE[name]
+    status, answer = post(server, path, {"model": "stories260K", "stream": False, "logprobs": True,
+                                         "top_logprobs": 20, "options": {"num_predict": 40, "temperature": 0},
+                                         **body})
+    assert status == 200 and answer["done"] is True, answer
+    assert len(answer["logprobs"]) == answer["eval_count"] and len(answer["logprobs"][0]["top_logprobs"]) == 20
+    big = [(size, on_loop) for size, on_loop in rec.calls if size > 8]
+    assert len(big) > 1 and not any(on_loop for _, on_loop in big)
+    assert max(size for size, _ in big) <= 500

@@ -72,11 +72,12 @@ def json_values(value: Any) -> int:
     return 1
 
 
-def encode_in_pieces(value: Any, encode: Callable[[Any], str] = dumps, *, piece_values: int = PIECE_VALUES) -> str:
+def encode_in_pieces(value: Any, encode: Callable[[Any], str] = dumps, *, piece_values: int | None = None) -> str:
     """``encode(value)``, the same text, written by calls of ``encode`` on parts of at most ``piece_values`` JSON
     values each (see :data:`PIECE_VALUES`): between them the interpreter runs, and other threads with it.
     ``encode`` is a ``json.dumps`` with its own options (strictness, separators, ASCII), which every piece keeps;
     its separators are read from what it writes."""
+    piece_values = piece_values or PIECE_VALUES
     item_sep, key_sep = encode([0, 0])[2:-2], encode({"": 0})[3:-2]
 
     def key_text(key: Any) -> str:  # (json.dumps writes a non-string key as the text of its JSON value)

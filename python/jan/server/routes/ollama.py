@@ -178,6 +178,19 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
     return web.json_response(obj, status=status, headers=headers or None, dumps=_dumps)
 
 
+async def _whole(build: Callable[[], Any], values: int) -> web.Response:
+    """A whole (not streamed) reply: ``build()``'s JSON, built and written off the event loop when it holds many
+    values (``values``, about: a long reply's logprobs with their alternatives, its ``context``)."""
+    return await json_response_built(build, values=values, encode=_dumps)
+
+
+def _result_values(result: Any, top_logprobs: int) -> int:
+    """About how many JSON values a chat result's Ollama object holds: per token its logprob and alternatives
+    (each a few values and its bytes), and the ``context`` ids."""
+    return sum(len(c.logprobs or ()) * (2 + top_logprobs) * 8 + len(c.prompt_token_ids or ()) + len(c.token_ids)
+               for c in result.choices)
+
+
 def _services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
@@ -339,7 +352,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     with _media_named(body):
         async with _model_in_use(target, keep_alive, timing):
             if not body.streaming:
-                return _json(encoder.whole(await unless_disconnected(request, service.complete(typed), target.id)))
+                result = await unless_disconnected(request, service.complete(typed), target.id)
+                return await _whole(lambda: encoder.whole(result), _result_values(result, body.top_logprobs))
             stream = service.stream(typed)
             first = await _first(stream)
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)
@@ -386,13 +400,16 @@ async def generate(request: web.Request) -> web.StreamResponse:
                 stream = services.completions.stream(ollama_requests.completion_request(body, target.id, prompt,
                                                                                         grammar))
                 if not body.streaming:
-                    return _json(await unless_disconnected(request, _whole_completion(stream, encoder), target.id))
+                    whole = await unless_disconnected(request, _whole_completion(stream, encoder), target.id)
+                    values = (len(whole.get("context") or ())
+                              + len(whole.get("logprobs") or ()) * (2 + body.top_logprobs) * 8)
+                    return await _whole(lambda: whole, values)
             else:
                 typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
                     if body.images else ollama_requests.generate_chat_request(body, target.id)
                 if not body.streaming:
-                    return _json(encoder.whole(await unless_disconnected(request, services.chat.complete(typed),
-                                                                         target.id)))
+                    result = await unless_disconnected(request, services.chat.complete(typed), target.id)
+                    return await _whole(lambda: encoder.whole(result), _result_values(result, body.top_logprobs))
                 stream = services.chat.stream(typed)
             first = await _first(stream)
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)
