@@ -173,3 +173,22 @@ def test_a_long_ollama_reply_with_logprobs_is_encoded_off_the_loop_in_pieces(ser
     big = [(size, on_loop) for size, on_loop in rec.calls if size > 8]
     assert len(big) > 1 and not any(on_loop for _, on_loop in big)
     assert max(size for size, _ in big) <= 500
+
+
+def test_a_long_response_with_logprobs_is_encoded_off_the_loop_in_pieces(server, monkeypatch):
+    """The Responses API's whole answer and a stored response read back, alike (bounds made small, as above)."""
+    monkeypatch.setattr(jsonio, "ENCODE_OFF_LOOP_VALUES", 1_000)
+    monkeypatch.setattr(jsonio, "PIECE_VALUES", 500)
+    rec = Recorder(jsonio.dumps)
+    monkeypatch.setattr(jsonio, "dumps", rec)
+    status, answer = post(server, "/v1/responses", {"model": "stories260K", "input": "Once upon a time",
+                                                    "max_output_tokens": 40, "temperature": 0, "top_logprobs": 20,
+                                                    "include": ["message.output_text.logprobs"]})
+    assert status == 200, answer
+    logprobs = answer["output"][-1]["content"][0]["logprobs"]
+    assert logprobs and len(logprobs[0]["top_logprobs"]) == 20
+    with urllib.request.urlopen(f"{server.base_url}/v1/responses/{answer['id']}", timeout=WAIT_S) as resp:
+        assert json.loads(resp.read())["output"] == answer["output"]
+    big = [(size, on_loop) for size, on_loop in rec.calls if size > 8]
+    assert len(big) > 2 and not any(on_loop for _, on_loop in big)
+    assert max(size for size, _ in big) <= 500
