@@ -156,6 +156,22 @@ def test_chat_json_object(client):
     assert finished and all(isinstance(obj, dict) for obj in finished)
 
 
+@pytest.mark.parametrize("fmt", [{"type": "json_object"},
+                                 {"type": "json_schema", "json_schema": {"name": "o", "schema": {"type": "object"}}}])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_grammar_with_a_json_response_format_is_refused(client, fmt, stream):
+    # the schema's grammar was used and the client's GBNF dropped without a word; llama-server refuses both too
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="stories260K", max_tokens=2, stream=stream, response_format=fmt,
+                                       messages=[{"role": "user", "content": "hi"}],
+                                       extra_body={"grammar": 'root ::= "yes"'})
+    assert caught.value.body["param"] == "grammar" and fmt["type"] in caught.value.body["message"]
+    answer = client.chat.completions.create(model="stories260K", max_tokens=8, response_format={"type": "text"},
+                                            messages=[{"role": "user", "content": "hi"}],
+                                            extra_body={"grammar": 'root ::= "yes"'})
+    assert answer.choices[0].message.content == "yes"  # a text format constrains nothing: the grammar is the one
+
+
 def _comma_tokens(client) -> list[int]:
     import jan
     from jan.testing.gguf_models import models_dir

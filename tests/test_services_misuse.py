@@ -62,6 +62,13 @@ MISUSES = {
     "no prompts": (lambda: CompletionRequest(None, prompts=()), "prompts", "at least one prompt"),
     "a string token id in a prompt": (lambda: CompletionRequest(None, prompts=[[1, "2"]]), "prompts[0][1]", "integer"),
     "no inputs": (lambda: EmbeddingRequest(None, inputs=()), "inputs", "at least one input"),
+    # two constraints on one answer: the schema's was used and the GBNF dropped without a word (llama-server: 400)
+    "a grammar with a JSON response format": (
+        lambda: _request(grammar='root ::= "a"', response_format=ResponseFormat("json_object")), "grammar",
+        "response_format"),
+    "a grammar with a JSON schema": (
+        lambda: _request(grammar='root ::= "a"', response_format=ResponseFormat("json_schema", {"type": "object"})),
+        "grammar", "'json_schema'"),
     "a stored layer's string temperature": (lambda: SamplingOptions.from_mapping({"temperature": "0.7"}),
                                             "temperature", "number"),
 }
@@ -97,6 +104,10 @@ def test_what_a_front_end_builds_is_accepted_as_it_was():
     assert request.context == (1, 2, 3)
     prompts = CompletionRequest("m", prompts=["Once", [1, 2]]).prompts
     assert prompts == ("Once", (1, 2))
+
+
+def test_a_grammar_with_a_text_response_format_is_one_constraint():
+    assert _request(grammar='root ::= "a"', response_format=ResponseFormat("text")).grammar == 'root ::= "a"'
 
 
 def test_conveniences_that_mean_one_thing():

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jan import _engine
-from jan.errors import (BadRequestError, EmbeddingCancelledError, MediaError, ModelClosedError, ModelFileError,
-                        ModelLoadError, ModelSettingError)
+from jan.errors import (BadRequestError, ContextOverflowError, EmbeddingCancelledError, MediaError, ModelClosedError,
+                        ModelFileError, ModelLoadError, ModelSettingError)
 from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
 from jan.engine.gguf_file import check_gguf_file, file_path, load_weights
 from jan.engine.heap import release_free_memory
@@ -27,8 +27,9 @@ from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULA
                                 check_order, check_sampling_options, sampling_params)
 from jan.engine.params import as_int, check_flag, check_seconds, engine_text
 from jan.engine.request import Request
-from jan.engine.room import RoomSignal
 from jan.engine.results import Completion
+from jan.engine.room import RoomSignal
+from jan.engine.turns import Turns
 
 if TYPE_CHECKING:  # numpy is imported by embeddings only, not by every server start (resident memory)
     import numpy as np
@@ -40,6 +41,27 @@ POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
 #: embedding endpoints carry one vector per input, so a served model set to "none" is refused there (400), as
 #: llama-server refuses it on its OpenAI endpoint.
 EMBED_POOLING = ("mean", "cls", "last", "none")
+
+
+#: An embedding call's share of one turn of the embedding context: inputs (the most one decode packs) and tokens
+#: (decodes of the context's size). A few decodes: another request waits for one turn of a big one, not for it all.
+EMBED_TURN_INPUTS = 256
+EMBED_TURN_DECODES = 4
+
+
+def _embed_turn_chunks(batch: list, n_ctx: int) -> Iterable[list]:
+    """``batch`` (token lists, in order) cut into the calls of one turn each (:data:`EMBED_TURN_INPUTS`)."""
+    budget = max(1, n_ctx) * EMBED_TURN_DECODES
+    chunk: list = []
+    tokens = 0
+    for item in batch:
+        if chunk and (len(chunk) >= EMBED_TURN_INPUTS or tokens + len(item) > budget):
+            yield chunk
+            chunk, tokens = [], 0
+        chunk.append(item)
+        tokens += len(item)
+    if chunk:
+        yield chunk
 
 
 def _pooling(value):
@@ -399,6 +421,8 @@ class Model:
         self.adaptive_threads = _adaptive_threads(adaptive_threads)
         self._embedder = None
         self._embedder_lock = threading.Lock()
+        #: The embedding context's turns (see _embed_turn_chunks): first come, first served.
+        self._embed_turns = Turns()
         # uses of the model outside the scheduler (embed() calls, hold() blocks), which has none of them in its
         # counters: how many run now, how many began since load, and this thread's nesting (one use, counted once)
         self._uses_running = 0
@@ -847,13 +871,33 @@ class Model:
         if not batch:
             raise ValueError("inputs: at least one input is required")
         embedder = self._get_embedder(pooling)
+        # checked whole before the first call (each call checks its own inputs, numbered from its first): a bad
+        # input is told by its place in the request, before any of the work
+        for i, tokens in enumerate(batch):
+            if not len(tokens):
+                raise ValueError(f"input[{i}]: is empty")
+            if len(tokens) > embedder.n_ctx:
+                raise ContextOverflowError(f"input[{i}] has {len(tokens)} tokens but the embedding context holds "
+                                           f"{embedder.n_ctx}", len(tokens), embedder.n_ctx)
+        per_token = embedder.pooling == POOLING["none"]
+        run = embedder.embed_tokens if per_token else embedder.embed
+        parts = []
         try:
-            if embedder.pooling == POOLING["none"]:
-                return embedder.embed_tokens(batch, normalize)
-            return embedder.embed(batch, normalize)
+            # one call per few decodes, each a turn of the embedding context: another request that asked meanwhile
+            # (one input) has the next turn, instead of waiting for all of a big one's (thousands)
+            for chunk in _embed_turn_chunks(batch, embedder.n_ctx):
+                with self._embed_turns:
+                    parts.append(run(chunk, normalize))
         except ModelClosedError:  # close() cancelled it between two decodes (an admin's stop, shutdown)
             raise EmbeddingCancelledError(f"model '{self.id}' was unloaded while embedding: the embedding was "
                                           "stopped before it finished") from None
+        if per_token:
+            return [rows for part in parts for rows in part]
+        if len(parts) == 1:
+            return parts[0]
+        import numpy as np  # (only embeddings need it: see the import above)
+
+        return np.concatenate(parts)
 
     @contextlib.contextmanager
     def hold(self):

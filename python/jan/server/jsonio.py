@@ -46,10 +46,63 @@ def json_text(value: Any) -> str:
 async def json_response_built(build: Callable[[], Any], *, values: int, status: int = 200,
                               headers: dict | None = None, encode: Callable[[Any], str] | None = None) -> web.Response:
     """:func:`json_response` of ``build()``; ``values``: about how many JSON values it holds (the floats of an
-    embeddings list). Past :data:`ENCODE_OFF_LOOP_VALUES` the body is built and encoded on a worker thread.
-    ``encode``: the dialect's JSON writer (strict JSON, :data:`dumps`, by default)."""
+    embeddings list). Past :data:`ENCODE_OFF_LOOP_VALUES` the body is built and encoded on a worker thread, in
+    pieces (:func:`encode_in_pieces`). ``encode``: the dialect's JSON writer (strict JSON, :data:`dumps`, by
+    default)."""
     encode = encode or dumps
     if values <= ENCODE_OFF_LOOP_VALUES:
         return web.json_response(build(), status=status, headers=headers, dumps=encode)
-    text = await asyncio.to_thread(lambda: encode(build()))
+    text = await asyncio.to_thread(lambda: encode_in_pieces(build(), encode))
     return web.Response(text=text, status=status, headers=headers, content_type="application/json")
+
+
+#: The most JSON values one call of the JSON writer encodes in a big body. The C encoder holds the GIL from the
+#: start of a call to its end (it never returns to the interpreter, where threads take turns), so a worker thread
+#: encoding a 3,000-embedding body in one call still held the event loop, with every other request, for a second
+#: (a tokenized 6 MB text with its pieces: six). A piece this size is about a millisecond of encoding.
+PIECE_VALUES = 20_000
+
+
+def json_values(value: Any) -> int:
+    """How many JSON values ``value`` holds, itself included (a list of 384 floats: 385)."""
+    if isinstance(value, dict):
+        return 1 + sum(map(json_values, value.values()))
+    if isinstance(value, (list, tuple)):
+        return 1 + sum(map(json_values, value))
+    return 1
+
+
+def encode_in_pieces(value: Any, encode: Callable[[Any], str] = dumps, *, piece_values: int | None = None) -> str:
+    """``encode(value)``, the same text, written by calls of ``encode`` on parts of at most ``piece_values`` JSON
+    values each (see :data:`PIECE_VALUES`): between them the interpreter runs, and other threads with it.
+    ``encode`` is a ``json.dumps`` with its own options (strictness, separators, ASCII), which every piece keeps;
+    its separators are read from what it writes."""
+    piece_values = piece_values or PIECE_VALUES
+    item_sep, key_sep = encode([0, 0])[2:-2], encode({"": 0})[3:-2]
+
+    def key_text(key: Any) -> str:  # (json.dumps writes a non-string key as the text of its JSON value)
+        return encode(key if isinstance(key, str) else encode(key))
+
+    def write(value: Any, size: int) -> str:
+        if size <= piece_values:
+            return encode(value)
+        if isinstance(value, dict):
+            return "{" + item_sep.join(key_text(k) + key_sep + write(v, json_values(v)) for k, v in value.items()) + "}"
+        parts: list[str] = []
+        batch: list[Any] = []
+        held = 1  # (the batch's own list)
+        for item in value:
+            n = json_values(item)
+            if batch and held + n > piece_values:
+                parts.append(encode(batch)[1:-1])
+                batch, held = [], 1
+            if n > piece_values:
+                parts.append(write(item, n))
+            else:
+                batch.append(item)
+                held += n
+        if batch:
+            parts.append(encode(batch)[1:-1])
+        return "[" + item_sep.join(parts) + "]"
+
+    return write(value, json_values(value))

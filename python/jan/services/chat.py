@@ -88,7 +88,7 @@ class ChatService:
         _require_request(request)
 
         async def open_() -> tuple[str, AsyncIterator[ChatDelta]]:
-            target = await self.models.resolve(request.model)
+            target = await self.models.resolve_generating(request.model)
             # documents (PDFs, text files) as the text the model reads, for every engine (a worker thread)
             layered = self._layered(await read_documents(request), target)
             if isinstance(target.engine, LocalInferenceExtension):
@@ -102,6 +102,14 @@ class ChatService:
             return target.id, target.engine.chat(target.model, layered)
 
         return DeltaStream(open_)
+
+    async def answering_model(self, request: ChatRequest) -> str:
+        """The id of the model that would answer ``request``, resolved now: what refuses it before any work
+        (``ModelNotFoundError``; a ``RequestError`` when no model is named and none is the default, or for one that
+        cannot generate), for work started later (a background response), so that those are a 4xx when it is
+        asked rather than a response that fails."""
+        _require_request(request)
+        return (await self.models.resolve_generating(request.model)).id
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """The whole completion (the stream aggregated); same errors as :meth:`stream`."""
@@ -118,7 +126,7 @@ class ChatService:
         ``RequestError`` for a model whose engine renders prompts itself (a remote one).
         """
         _require_request(request)
-        target = await self.models.resolve(request.model)
+        target = await self.models.resolve_generating(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
                                "renders its prompts itself", param="model", code="not_supported")

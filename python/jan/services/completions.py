@@ -35,7 +35,7 @@ class CompletionService:
         string's are left out, as its text is).
         Errors as :meth:`ChatService.stream`."""
         async def open_() -> tuple[str, AsyncIterator[CompletionDelta]]:
-            target = await self.models.resolve(request.model)
+            target = await self.models.resolve_generating(request.model)
             layered = replace(request, sampling=_layer(request, target))
             if isinstance(target.engine, LocalInferenceExtension):
                 return target.id, self._local(target, layered)

@@ -23,7 +23,7 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
     ``param="suffix"`` for a model without them or one on a remote engine, ``param="context"`` for a
     context id outside the vocabulary.
     """
-    target = await models.resolve(model_id)
+    target = await models.resolve_generating(model_id)
     if not isinstance(target.engine, LocalInferenceExtension):
         raise RequestError(f"suffix: the model '{target.id}' runs on the '{target.engine.engine_name}' engine, "
                            "which cannot fill in the middle", param="suffix", code="not_supported")

@@ -164,6 +164,22 @@ def gguf_header(path: str | os.PathLike[str]) -> dict[str, str] | None:
         return None
 
 
+def embeds_only(model: Mapping[str, Any]) -> bool:
+    """Whether the model.json says the model makes embeddings and no text (``settings.embedding``, which an
+    import of an embedding GGUF writes): the one test, before any load, of every path that generates."""
+    settings = model.get("settings")
+    return isinstance(settings, Mapping) and settings.get("embedding") is True
+
+
+def require_generating(target: "Target") -> "Target":
+    """``target``, or the :class:`RequestError` (``model_not_supported``) for a model that embeds only
+    (:func:`embeds_only`): the engine's own words once such a model is loaded, said before anything loads it."""
+    if embeds_only(target.model):
+        raise RequestError(f"model '{target.id}' is an embedding model; it cannot generate text", param="model",
+                           code="model_not_supported")
+    return target
+
+
 def capabilities(model: Mapping[str, Any], *, chat_template: str | None = None, embedding: bool = False,
                  fim: bool = False, loaded: Mapping[str, Any] | None = None) -> list[str]:
     """What a model can do, in Ollama's names, the one answer every dialect gives (``/api/show``, ``/v1/models``):
@@ -173,7 +189,7 @@ def capabilities(model: Mapping[str, Any], *, chat_template: str | None = None, 
     model.json with a projector, ``settings.mmproj``, not loaded yet)."""
     settings = model.get("settings")
     settings = settings if isinstance(settings, Mapping) else {}
-    if embedding or settings.get("embedding"):
+    if embedding or embeds_only(model):
         return ["embedding"]
     template = settings.get("chat_template") or chat_template or ""
     caps = ["completion"]
@@ -558,6 +574,13 @@ class ModelService:
             model = await self.with_weights(model)
         return Target(model, engine)
 
+    async def resolve_generating(self, model_id: str | None) -> Target:
+        """:meth:`resolve` for work that generates text: a model whose model.json says it embeds only is a
+        :class:`RequestError` (``model_not_supported``) now, the one the engine gives once it is loaded, so that no
+        dialect loads an embedding model to refuse a chat, and queued work (a background response, a run) is
+        refused when asked rather than failed later."""
+        return require_generating(await self.resolve(model_id))
+
     async def with_weights(self, model: dict[str, Any]) -> dict[str, Any]:
         """The model.json with ``file_path``: its weights as the model manager resolves them (resolved
         once, here, so a local engine never looks into the data folder itself), ``mmproj_path``
@@ -603,8 +626,7 @@ class ModelService:
                 target = await self.resolve(model_id)
             except Exception:  # noqa: BLE001 - a model that cannot be resolved cannot answer either
                 continue
-            settings = target.model.get("settings")
-            if not (isinstance(settings, Mapping) and settings.get("embedding") is True):
+            if not embeds_only(target.model):
                 return model_id
         return None
 

@@ -1384,7 +1384,7 @@ class RunService:
         if not model_id:
             raise RequestError("No model for this run: pass 'model', set the thread's or the assistant's model, "
                                "or load a model that generates text", param="model", code="model_required")
-        target = await self.models.resolve(model_id)
+        target = await self.models.resolve_generating(model_id)  # (an embedding model: refused now, not failed)
         model = target.model
 
         if req.instructions is not None:

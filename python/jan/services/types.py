@@ -727,8 +727,8 @@ class ChatRequest:
 
     ``model=None`` means the one loaded or default model. ``n`` choices are generated
     (seeds consecutive from ``sampling.seed``); ``top_logprobs`` alternatives per token when
-    ``logprobs``. ``grammar`` (GBNF) applies when neither tools nor ``response_format``
-    constrain the output. ``chat_template_kwargs`` become chat template variables.
+    ``logprobs``. ``grammar`` (GBNF) constrains the whole output (a JSON ``response_format``
+    with it is a ``RequestError``). ``chat_template_kwargs`` become chat template variables.
     ``continue_final_message``: the last message is an assistant reply to continue (cut off
     earlier, or a client's prefill); the prompt ends inside it and generation continues its
     text, which the output does not repeat. Set it with :func:`ends_in_prefill`.
@@ -803,6 +803,11 @@ class ChatRequest:
         check_unique_tool_names(enumerate(t.name for t in self.tools))
         if self.context_keep is not None:
             check_context_keep(self.context_keep, "context_keep")
+        if self.grammar and self.response_format is not None and self.response_format.type != "text":
+            # Two constraints on one answer: the schema's grammar was used and the client's GBNF dropped without
+            # a word. Refused, as llama-server refuses them ("Cannot use both json_schema and grammar").
+            raise _misuse("grammar", f"cannot be used with a response_format of type {self.response_format.type!r} "
+                                     "(both constrain the answer); give one of them")
 
     @property
     def continues(self) -> bool:

@@ -8,11 +8,12 @@ a 400. ``keep_alive`` is Ollama's duration: a Go duration string (``"5m"``,
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from typing import Annotated, Any, ClassVar, Literal, Union, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_type_hints
 
-from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator, model_validator
 
 from jan.server.jsonio import json_text
 from jan.server.schemas import INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, TokenList, bounded
@@ -79,11 +80,40 @@ class _OptionsBase(_Body):
     # tokens at the start of a generate context that a cut keeps (after its BOS); -1: all of it. Ollama reads any
     # negative as -1; other negatives are refused here rather than guessed at.
     num_keep: int | None = Field(None, ge=-1, le=INT32_MAX)
+    # Ollama's load-time options (its Runner): ignored per request (see OllamaOptions), but typed, as Ollama's are:
+    # "num_ctx": "4k" was taken without a word, where Ollama refuses it ("must be of type integer").
+    num_ctx: int | None = None
+    num_batch: int | None = None
+    num_gpu: int | None = None
+    main_gpu: int | None = None
+    num_thread: int | None = None
+    use_mmap: bool | None = None
 
     @field_validator("stop", mode="before")
     @classmethod
     def _one_stop(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, values: Any) -> Any:
+        # Ollama reads ``options`` as a map of JSON numbers (Go's float64) and takes 40.0 for an integer option
+        # (api.Options.FromMap), so clients that compute one (Python's 4096 * 1.0) send it; so do we. A fraction
+        # stays a 400: Ollama would cut 2.5 to 2 without a word.
+        if not isinstance(values, dict):
+            return values
+        ints = _integer_fields(cls)
+        return {key: int(value) if key in ints and type(value) is float and value.is_integer() else value
+                for key, value in values.items()}
+
+
+@functools.cache
+def _integer_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The names of ``model``'s fields that take an integer (and no float)."""
+    def holds(annotation: Any, kind: type) -> bool:
+        return annotation is kind or any(holds(arg, kind) for arg in get_args(annotation))
+    return frozenset(name for name, info in model.model_fields.items()
+                     if holds(info.annotation, int) and not holds(info.annotation, float))
 
 
 _SAMPLING_TYPES = get_type_hints(SamplingOptions)
@@ -104,8 +134,9 @@ OllamaOptions.__doc__ = """``options``: the Modelfile parameters Ollama takes pe
 The sampling ones reach the sampler. Ollama's load-time knobs (``num_ctx``,
 ``num_gpu``, ``num_thread``, ``num_batch``, ``use_mmap``, ...) are jan's
 ``jan serve`` flags and model.json settings instead (a model is loaded once for
-every request it serves), so they are ignored here, as Ollama ignores options it
-does not know; so are ``penalize_newline``/``tfs_z``, which llama.cpp dropped.
+every request it serves), so they are ignored here (a value of the wrong type is
+still a 400, as Ollama's is); options Ollama does not know are ignored, as Ollama
+ignores them; so are ``penalize_newline``/``tfs_z``, which llama.cpp dropped.
 
 ``num_keep`` is what a ``/api/generate`` ``context`` too long for the window keeps
 of its start (after its BOS; -1 all of it, default 4, as Ollama's runner) when its

@@ -42,7 +42,7 @@ from jan.store.aio import write_through
 from jan.services import Services, Target
 from jan.services.errors import RequestError
 from jan.services.infill import infill_prompt
-from jan.services.models import unload_now, unload_replaced
+from jan.services.models import require_generating, unload_now, unload_replaced
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
 from jan.store import InvalidArgumentError
 from jan.store.blobs import BlobStore, InvalidDigestError
@@ -176,6 +176,19 @@ def _dumps(obj: Any) -> str:
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(obj, status=status, headers=headers or None, dumps=_dumps)
+
+
+async def _whole(build: Callable[[], Any], values: int) -> web.Response:
+    """A whole (not streamed) reply: ``build()``'s JSON, built and written off the event loop when it holds many
+    values (``values``, about: a long reply's logprobs with their alternatives, its ``context``)."""
+    return await json_response_built(build, values=values, encode=_dumps)
+
+
+def _result_values(result: Any, top_logprobs: int) -> int:
+    """About how many JSON values a chat result's Ollama object holds: per token its logprob and alternatives
+    (each a few values and its bytes), and the ``context`` ids."""
+    return sum(len(c.logprobs or ()) * (2 + top_logprobs) * 8 + len(c.prompt_token_ids or ()) + len(c.token_ids)
+               for c in result.choices)
 
 
 def _services(request: web.Request) -> Services:
@@ -330,6 +343,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     encoder = OllamaEncoder("chat", body.model, timing)
     if not body.messages:
         return await _load_or_unload(target, keep_alive, timing, encoder)
+    require_generating(target)  # before _model_in_use loads it
     if any(m.images for m in body.messages):  # decoding megabytes of base64 stays off the event loop
         typed = await asyncio.to_thread(ollama_requests.chat_request, body, target.id)
     else:
@@ -338,7 +352,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     with _media_named(body):
         async with _model_in_use(target, keep_alive, timing):
             if not body.streaming:
-                return _json(encoder.whole(await unless_disconnected(request, service.complete(typed), target.id)))
+                result = await unless_disconnected(request, service.complete(typed), target.id)
+                return await _whole(lambda: encoder.whole(result), _result_values(result, body.top_logprobs))
             stream = service.stream(typed)
             first = await _first(stream)
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)
@@ -351,6 +366,7 @@ async def _load_or_unload(target: Target, keep_alive: float | None, timing: Timi
         await _unload_when_idle(target)
         reason = "unload"
     else:
+        require_generating(target)  # Ollama's 400 for an embedding model loaded through generate or chat
         async with _model_in_use(target, keep_alive, timing):
             reason = "load"
     obj = encoder.whole(text="")
@@ -373,6 +389,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     encoder = OllamaEncoder("generate", body.model, timing, context=not body.raw)
     if not body.prompt and not body.suffix and not body.images:
         return await _load_or_unload(target, keep_alive, timing, encoder)
+    require_generating(target)  # before _model_in_use loads it
     services = _services(request)
     with _media_named(body):
         async with _model_in_use(target, keep_alive, timing):
@@ -383,13 +400,16 @@ async def generate(request: web.Request) -> web.StreamResponse:
                 stream = services.completions.stream(ollama_requests.completion_request(body, target.id, prompt,
                                                                                         grammar))
                 if not body.streaming:
-                    return _json(await unless_disconnected(request, _whole_completion(stream, encoder), target.id))
+                    whole = await unless_disconnected(request, _whole_completion(stream, encoder), target.id)
+                    values = (len(whole.get("context") or ())
+                              + len(whole.get("logprobs") or ()) * (2 + body.top_logprobs) * 8)
+                    return await _whole(lambda: whole, values)
             else:
                 typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
                     if body.images else ollama_requests.generate_chat_request(body, target.id)
                 if not body.streaming:
-                    return _json(encoder.whole(await unless_disconnected(request, services.chat.complete(typed),
-                                                                         target.id)))
+                    result = await unless_disconnected(request, services.chat.complete(typed), target.id)
+                    return await _whole(lambda: encoder.whole(result), _result_values(result, body.top_logprobs))
                 stream = services.chat.stream(typed)
             first = await _first(stream)
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)

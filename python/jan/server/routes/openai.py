@@ -122,8 +122,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         if not body.stream:
             result = await unless_disconnected(request, service.complete(chat), chat.model)
-            return json_response(wire.chat_completion(result, top_logprobs=top, legacy_functions=legacy),
-                                 headers=await template_headers(request, result.model))
+            # logprobs are a few values per token and alternative (with its bytes): n long replies, a big body
+            values = sum(len(c.logprobs or ()) for c in result.choices) * (1 + top) * 8
+            return await json_response_built(
+                lambda: wire.chat_completion(result, top_logprobs=top, legacy_functions=legacy), values=values,
+                headers=await template_headers(request, result.model))
         return await stream_response(request, body, service.stream(chat),
                                      lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top,
                                                                                 include_usage=usage,
@@ -166,9 +169,22 @@ async def completions(request: web.Request) -> web.StreamResponse:
                     encoder.encode(delta)
             return (encoder or wire.CompletionChunkEncoder(req.model or "")).response()
 
-        return json_response(await unless_disconnected(request, collect(), req.model))
+        answer = await unless_disconnected(request, collect(), req.model)
+        # echo with logprobs scores every prompt token with up to 20 alternatives: a long prompt is a big body
+        return await json_response_built(lambda: answer, values=_completion_values(answer))
     return await stream_response(request, body, stream, lambda model, usage: wire.CompletionChunkEncoder(
         model, logprobs=want_logprobs, include_usage=usage))
+
+
+def _completion_values(answer: dict[str, Any]) -> int:
+    """About how many JSON values a completion's answer holds: its choices' tokens, with their alternatives."""
+    values = 0
+    for choice in answer.get("choices", ()):
+        logprobs = choice.get("logprobs") or {}
+        tokens = len(logprobs.get("tokens") or ())
+        top = max((len(t) for t in logprobs.get("top_logprobs") or () if t), default=0)
+        values += 1 + tokens * (4 + top)
+    return values
 
 
 @routes.post("/v1/embeddings")
@@ -193,11 +209,13 @@ async def tokenize(request: web.Request) -> web.Response:
     # null is the field's default (as llama-server reads it), not a value for the engine's yes/no checks
     tokens = await engine.tokenize(model, text, add_special=bool(body.add_special),
                                    parse_special=body.parse_special is not False)
-    result: dict[str, Any] = {"tokens": tokens}
-    if body.with_pieces and hasattr(engine, "token_pieces"):
-        pieces = await engine.token_pieces(model, tokens)
-        result["tokens"] = [{"id": t, "piece": p} for t, p in zip(tokens, pieces)]
-    return json_response(result)
+    pieces = await engine.token_pieces(model, tokens) if body.with_pieces and hasattr(engine, "token_pieces") else None
+
+    def answer() -> dict[str, Any]:  # (built off the event loop when large: a tokenized book is millions of ids)
+        if pieces is None:
+            return {"tokens": tokens}
+        return {"tokens": [{"id": t, "piece": p} for t, p in zip(tokens, pieces)]}
+    return await json_response_built(answer, values=len(tokens) * (1 if pieces is None else 3))
 
 
 @routes.post("/v1/detokenize")

@@ -26,6 +26,7 @@ from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import STREAM_KEPT_S, ReplayableStreams, ResponseRun
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
 from jan.server.errors import APIError, prompt_param, to_api_error
+from jan.server.jsonio import json_response_built
 from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
@@ -125,6 +126,17 @@ async def _history(request: web.Request, previous: StoredResponse | None) -> lis
         raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
 
 
+def response_values(response: dict[str, Any]) -> int:
+    """About how many JSON values a response object holds: its output text's logprobs (each token with its
+    alternatives and their bytes) are what grows with a long reply."""
+    values = 0
+    for item in response.get("output") or ():
+        for part in item.get("content") or () if isinstance(item, dict) else ():
+            for lp in part.get("logprobs") or () if isinstance(part, dict) else ():
+                values += 8 * (2 + len(lp.get("top_logprobs") or ()) if isinstance(lp, dict) else 1)
+    return values
+
+
 @routes.post("/v1/responses")
 @prompt_param("input")
 async def create_response(request: web.Request) -> web.StreamResponse:
@@ -157,9 +169,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         raise named(exc) from None
     inputs = list(chat_request.messages[len(chat_request.messages) - len(inputs):])
     if body.background:
-        # A background response is answered before its prompt is made (the model may still be loading): a damaged
-        # image is refused now, a 400 naming its input as in the foreground, not an answered id that fails (and
-        # that the store, refusing the image too, would then not keep: a 404 to the client polling it).
+        # A background response is answered before its prompt is made (the model may still be loading): a model
+        # that is not there or cannot generate is a 4xx now (OpenAI's), and a damaged image a 400 naming its input
+        # as in the foreground, not an answered id that fails (and that the store, refusing the image too, would
+        # then not keep: a 404 to the client polling it).
+        await _chat(request).answering_model(chat_request)
         try:
             await off_loop_for(chat_request, check_images, inputs, len(chat_request.messages) - len(inputs))
         except MediaError as exc:
@@ -187,7 +201,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         await run.stored()
         return web.json_response(run.snapshot() if run.done else run.snapshot("queued"))
     try:
-        return web.json_response(await unless_disconnected(request, run.wait(), body.model))
+        answer = await unless_disconnected(request, run.wait(), body.model)
+        return await json_response_built(lambda: answer, values=response_values(answer))
     finally:
         if not run.done:  # the client went away: a foreground response stops with it
             await run.cancel()
@@ -289,8 +304,10 @@ async def get_response(request: web.Request) -> web.StreamResponse:
                               f"streamed while it runs and for {int(STREAM_KEPT_S // 60)} minutes after it ends, "
                               "until the server stops)")
     if run is not None:
-        return web.json_response(run.snapshot())
-    return web.json_response(await _stored(request, response_id))
+        answer = run.snapshot()
+    else:
+        answer = await _stored(request, response_id)
+    return await json_response_built(lambda: answer, values=response_values(answer))
 
 
 @routes.delete("/v1/responses/{response_id}")

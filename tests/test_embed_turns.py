@@ -1,0 +1,114 @@
+"""A big embedding request does not hold its model's embedding context from its first input to its last: it takes
+turns of a few decodes, granted first come, first served, so a one-input request asked meanwhile is served after
+one turn of the big one, not after all of it (a 6,000-input request made a one-line one wait 40 s, and every
+embedding request behind it too). The order of turns is recorded; no timing is measured."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import jan
+from jan.engine import model as model_module
+from jan.engine.turns import Turns
+
+WAIT_S = 300  # a guard against a hung test, never a measure
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_path):
+    model = jan.Model(minilm_path)
+    yield model
+    model.close()
+
+
+class RecordedTurns(Turns):
+    """Turns that note who had each, and hold the first one until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.granted: list[str] = []
+        self.first = threading.Event()
+        self.release = threading.Event()
+
+    def __enter__(self):
+        super().__enter__()
+        self.granted.append(threading.current_thread().name)
+        if len(self.granted) == 1:
+            self.first.set()
+            assert self.release.wait(WAIT_S)
+        return self
+
+
+def test_a_small_request_has_the_next_turn_of_a_big_one(minilm, monkeypatch):
+    turns = RecordedTurns()
+    monkeypatch.setattr(minilm, "_embed_turns", turns)
+    big_inputs = [f"sentence {i} about rockets" for i in range(1000)]
+    results: dict[str, np.ndarray] = {}
+    big = threading.Thread(target=lambda: results.update(big=minilm.embed(big_inputs)), name="big")
+    big.start()
+    try:
+        assert turns.first.wait(WAIT_S)  # the big request has its first turn (and keeps it for now)
+        small = threading.Thread(target=lambda: results.update(small=minilm.embed("one line")), name="small")
+        small.start()
+        assert turns.wait_for_waiting(1, WAIT_S)  # the small one waits for a turn
+    finally:
+        turns.release.set()
+    small.join(WAIT_S)
+    big.join(WAIT_S)
+    assert turns.granted[:2] == ["big", "small"], turns.granted[:5]
+    assert turns.granted.count("big") > 2  # the big request was many turns
+    # and the answers are what one call each gives
+    assert results["big"].shape == (1000, 384)
+    assert np.allclose(results["big"][[0, 999]], minilm.embed([big_inputs[0], big_inputs[999]]), atol=1e-3)
+    assert np.allclose(results["small"], minilm.embed("one line"), atol=1e-3)
+
+
+def test_turns_are_first_come_first_served():
+    turns = Turns()
+    order: list[int] = []
+    entered = threading.Event()
+
+    def holder():
+        with turns:
+            entered.set()
+            assert turns.wait_for_waiting(3, WAIT_S)
+            order.append(0)
+
+    def waiter(n: int, queued_before: int):
+        assert turns.wait_for_waiting(queued_before, WAIT_S)
+        with turns:
+            order.append(n)
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    assert entered.wait(WAIT_S)
+    for n in (1, 2, 3):  # each joins the queue after the ones before it
+        t = threading.Thread(target=waiter, args=(n, n - 1))
+        t.start()
+        threads.append(t)
+        assert turns.wait_for_waiting(n, WAIT_S)
+    for t in threads:
+        t.join(WAIT_S)
+    assert order == [0, 1, 2, 3]
+    assert turns.waiting == 0
+
+
+@pytest.mark.parametrize("pooling", [None, "none"])
+def test_a_request_of_many_turns_equals_one_of_one(minilm, pooling):
+    texts = [f"text {i} " * (1 + i % 20) for i in range(300)]
+    chunks = list(model_module._embed_turn_chunks([minilm.tokenize(t) for t in texts], 512))
+    assert len(chunks) > 1 and [t for c in chunks for t in c] == [minilm.tokenize(t) for t in texts]
+    together = minilm.embed(texts, pooling=pooling)
+    for i in (0, 150, 299):
+        alone = minilm.embed(texts[i], pooling=pooling)[0]
+        assert np.allclose(together[i], alone, atol=1e-3)  # (packed with others or alone: float noise only)
+
+
+def test_a_bad_input_is_told_by_its_place_in_the_request(minilm):
+    with pytest.raises(jan.ContextOverflowError, match=r"input\[700\] has \d+ tokens .* holds 512"):
+        minilm.embed(["a"] * 700 + ["word " * 600])
+    with pytest.raises(ValueError, match=r"input\[701\]: is empty"):
+        minilm.embed([[101, 102]] * 701 + [[]])
