@@ -16,6 +16,7 @@ from jan.cli.common import (
     CLIError,
     connection_options,
     lenient_stdin,
+    nonempty_param,
     os_error_message,
     replace_undecodable,
     text_param,
@@ -432,7 +433,8 @@ def read_message(ask: PromptReader) -> str:
 @click.command()
 @click.argument("model", required=False)
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt.")
-@click.option("--thread", "thread_id", default=None, metavar="ID", help="Continue a saved thread.")
+@click.option("--thread", "thread_id", default=None, metavar="ID", callback=nonempty_param,
+              help="Continue a saved thread.")
 @click.option("--no-save", is_flag=True, help="Do not save the conversation automatically (/save still does).")
 @click.option("--tool", "tool_names", multiple=True, metavar="NAME",
               help="Offer a tool to the model (see GET /v1/tools; repeatable). Each call asks y/n first.")

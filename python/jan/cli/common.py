@@ -238,35 +238,33 @@ class RemoveAliasGroup(click.Group):
 
 
 def data_folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot be a data folder, in one line, or ``None``: it (or a folder on its way) is a file.
+    """Why ``folder`` cannot be a data folder (:func:`jan.store.data_folder_problem`, the library's own words)
+    with where to give another, or ``None``."""
+    from jan.store import data_folder_problem as problem_of
 
-    Every command says the same thing, whichever file it would have touched first (``[Errno 17] File exists``,
-    ``/data/files: Not a directory``, a listing that is simply empty, ``jan info``'s "not created yet")."""
-    path = Path(folder)
-    for place in (path, *path.parents):
-        try:
-            is_dir = place.is_dir()
-            exists = is_dir or place.exists()
-        except OSError:  # unreadable on the way: the command itself will say so, with the system's words
-            return None
-        if not exists:
-            continue
-        if is_dir:
-            return None
-        what = "is a file" if place == path else f"cannot be created: {place} is a file"
-        return (f"the data folder {path} {what}, not a folder; give a folder with --data-folder or "
-                f"$JAN_DATA_FOLDER")
-    return None
+    problem = problem_of(folder)
+    return f"{problem}; give a folder with --data-folder or $JAN_DATA_FOLDER" if problem else None
+
+
+class PathParam(click.Path):
+    """``click.Path`` that refuses an empty value as a usage error naming the option: ``Path("")`` is the current
+    folder, so an unset shell variable (``--data-folder "$DIR"``, ``--image "$PIC"``) would silently name the folder
+    the command ran from (a data folder made there, a '.' "image")."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value == "":
+            self.fail("must not be empty (an empty path would be the current folder)", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def connection_options(func: Callable) -> Callable:
     """Add --url/--api-key/--data-folder/--local and pass a :class:`Connection` as ``conn``."""
 
     @click.option("--url", "api_url", envvar="JAN_API_URL", default=DEFAULT_URL, show_default=True, metavar="URL",
-                  help="jan server to use when it is running [env JAN_API_URL].")
+                  callback=nonempty_param, help="jan server to use when it is running [env JAN_API_URL].")
     @click.option("--api-key", envvar="JAN_API_KEY", default=None, metavar="KEY",
                   help="Bearer key for the server [env JAN_API_KEY].")
-    @click.option("--data-folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+    @click.option("--data-folder", type=PathParam(file_okay=False, path_type=Path), default=None,
                   help="Data folder to work on without a server [env JAN_DATA_FOLDER, default ~/jan].")
     @click.option("--local", is_flag=True, envvar="JAN_LOCAL",
                   help="Never use a server: work on the data folder, load models in this process [env JAN_LOCAL=1].")

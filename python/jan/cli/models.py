@@ -12,6 +12,7 @@ import click
 
 from jan.cli.common import (
     CLIError,
+    PathParam,
     RemoveAliasGroup,
     connection_options,
     human_bytes,
@@ -164,12 +165,12 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
 
 
 @models.command("import")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathParam(path_type=Path))
 @click.option("--id", "model_id", default=None, callback=nonempty_param,
               help="Model id [default: from the file name].")
 @click.option("--mode", type=click.Choice(IMPORT_MODES), default="symlink", show_default=True,
               help="symlink/copy/hard-link the file into the data folder, or reference it where it is.")
-@click.option("--mmproj", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@click.option("--mmproj", type=PathParam(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Its multimodal projector (images/audio), referenced where it is "
                    "[default: mmproj-<file name> beside it, if there].")
 @json_option

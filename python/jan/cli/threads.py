@@ -10,6 +10,7 @@ import click
 
 from jan.cli.common import (
     CLIError,
+    PathParam,
     connection_options,
     human_time,
     json_option,
@@ -151,7 +152,7 @@ def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
 @threads.command("export")
 @click.argument("thread_id")
 @click.option("--format", "-f", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--output", "-o", type=PathParam(dir_okay=False, path_type=Path), default=None,
               help="Write to FILE instead of stdout.")
 @connection_options
 def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
