@@ -108,6 +108,10 @@ def test_commands_through_a_server_do_not_need_the_local_data_folder(tmp_path, a
     (("chat", "stories260K", "--stop", "x", "--stop", ""), "--stop"),
     (("mcp", "add", "x", "echo", "--timeout", "0"), "--timeout"),
     (("mcp", "add", "x", "echo", "--timeout", "-1"), "--timeout"),
+    # NaN and infinity, which click's FloatRange lets through (NaN compares false with both bounds)
+    (("mcp", "add", "x", "echo", "--timeout", "nan"), "--timeout"),
+    (("mcp", "add", "x", "echo", "--timeout", "inf"), "--timeout"),
+    (("serve", "--port", "0", "--draft-p-min", "nan"), "--draft-p-min"),
 ], ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
 def test_an_option_given_empty_is_a_usage_error_naming_it(args, option, env, data, a_file):
     """Before: `models import --id ""` imported under the file's name, `files upload --name ""` kept PATH's name,

@@ -246,6 +246,46 @@ def data_folder_problem(folder: Path) -> str | None:
     return f"{problem}; give a folder with --data-folder or $JAN_DATA_FOLDER" if problem else None
 
 
+class SamplingValue(click.ParamType):
+    """A sampling option's value, judged by the engine's own check (:data:`jan.engine.params.RANGES`, the one
+    table the Python API and the server use; ``seed``: :func:`jan.engine.params.engine_seed`) when it is parsed.
+
+    So a bad ``--temperature nan``, ``--top-p 2`` or ``-n 99999999999`` is one usage error naming the flag, the
+    same with or without a server, before a model loads: click's own ranges left NaN, infinity and the upper
+    bounds through, to be refused in-process by the engine in its words, and through a server as "the request
+    body is not valid JSON" (NaN is no JSON number) or in pydantic's."""
+
+    def __init__(self, option: str):
+        from jan.engine.params import RANGES
+
+        self.option = option
+        self.kind = RANGES[option].kind if option in RANGES else int
+        self.name = "integer" if self.kind is int else "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from jan.engine.params import RANGES, engine_seed
+
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return value  # a default, already a number
+        try:
+            number = self.kind(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a valid {self.name}", param, ctx)
+        try:
+            if self.option in RANGES:
+                return RANGES[self.option].check(self.option, number)
+            engine_seed(number, self.option)  # int64, as OpenAI takes it (the engine folds it to 32 bits)
+            return number
+        except ValueError as exc:
+            self.fail(str(exc).partition(": ")[2] or str(exc), param, ctx)
+
+    def describe(self) -> str:
+        """The accepted range for a help text (``[>= 0 and <= 2]``)."""
+        from jan.engine.params import RANGES
+
+        return f"[{RANGES[self.option].describe()}]" if self.option in RANGES else "[a 64-bit integer]"
+
+
 class PathParam(click.Path):
     """``click.Path`` that refuses an empty value as a usage error naming the option: ``Path("")`` is the current
     folder, so an unset shell variable (``--data-folder "$DIR"``, ``--image "$PIC"``) would silently name the folder

@@ -10,6 +10,7 @@ import click
 from jan.cli.common import (
     CLIError,
     PathParam,
+    SamplingValue,
     connection_options,
     lenient_stdin,
     nonempty_text_param,
@@ -21,13 +22,17 @@ from jan.cli.inference import open_backend, refuse_images
 
 
 def sampling_options(func):
-    """--max-tokens/--temperature/--top-p/--seed/--stop, shared by run and chat."""
+    """--max-tokens/--temperature/--top-p/--seed/--stop, shared by run and chat; each value checked as the engine
+    checks it (:class:`SamplingValue`), whether a server or this process answers."""
+    max_tokens, temperature, top_p, seed = (SamplingValue(name) for name in ("max_tokens", "temperature", "top_p", "seed"))
     for decorator in reversed([
-        click.option("--max-tokens", "-n", type=click.IntRange(1), default=None, help="Stop after this many tokens."),
-        click.option("--temperature", "--temp", type=click.FloatRange(0), default=None,
-                     help="Sampling temperature (0: greedy, deterministic)."),
-        click.option("--top-p", type=click.FloatRange(0, 1), default=None, help="Nucleus sampling threshold."),
-        click.option("--seed", type=int, default=None, help="Sampling seed, for repeatable answers."),
+        click.option("--max-tokens", "-n", type=max_tokens, default=None,
+                     help=f"Stop after this many tokens. {max_tokens.describe()}"),
+        click.option("--temperature", "--temp", type=temperature, default=None,
+                     help=f"Sampling temperature (0: greedy, deterministic). {temperature.describe()}"),
+        click.option("--top-p", type=top_p, default=None, help=f"Nucleus sampling threshold. {top_p.describe()}"),
+        click.option("--seed", type=seed, default=None,
+                     help=f"Sampling seed, for repeatable answers (-1: a random one). {seed.describe()}"),
         click.option("--stop", "stop", multiple=True, callback=nonempty_text_param, help="Stop at this text (repeatable)."),
         click.option("--ignore-eos", is_flag=True, default=None,
                      help="Keep writing past the end-of-text token (until --max-tokens or the context is full)."),

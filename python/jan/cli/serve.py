@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from jan.cli.common import PathParam, check_flag_order
+from jan.cli.common import PathParam, SamplingValue, check_flag_order
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
@@ -77,7 +77,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               type=PathParam(exists=True, dir_okay=False, resolve_path=True),
               help="A GGUF sharing the models' vocabulary that drafts tokens for them (speculative decoding); "
                    "a model.json's settings.draft_model wins.")
-@click.option("--draft-p-min", "draft_p_min", default=None, type=click.FloatRange(0.0, 1.0),
+@click.option("--draft-p-min", "draft_p_min", default=None, type=SamplingValue("draft_p_min"),
               help="Draft model: stop drafting below this top-token probability [default: 0.75].")
 @click.option("--draft-max", "--draft", "draft_max", default=None, type=click.IntRange(0, 256),
               help="Tokens drafted per step at most [default: 16].")

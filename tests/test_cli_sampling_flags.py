@@ -1,0 +1,90 @@
+"""`jan run`/`jan chat` sampling flags mean the same with a server and without one: the same answer for the same
+values, and the same usage error for a bad one, judged by the engine's own ranges before any model loads.
+
+Before, click's ranges let NaN, infinity and the upper bounds through: in-process the engine refused them in its
+words (exit 1, after loading the model), through a server they came back as "server: The request body is not valid
+JSON: NaN is not a JSON number (HTTP 400)" or in pydantic's words ("Input should be less than or equal to ...")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from test_cli_helpers import JAN, cli_env, free_port, jan, ok
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory, stories_path):
+    """(local env, server env): a data folder holding stories260K, and a `jan serve` with it loaded."""
+    root = tmp_path_factory.mktemp("sampling_flags")
+    local = cli_env(root / "local")
+    ok(jan("models", "import", str(stories_path), env=local))
+    port = free_port()
+    server_env = cli_env(root / "served", local=False)
+    proc = subprocess.Popen([*JAN, "serve", "--port", str(port), "--threads", "1", "--parallel", "1",
+                             "--model", str(stories_path), "--log-level", "warning"],
+                            env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if json.loads(resp.read()).get("models"):
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"jan serve did not come up: {proc.stderr.read() if proc.poll() is not None else ''}")
+        yield local, cli_env(root / "unused", local=False, JAN_API_URL=url)
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+BAD = [
+    (["-n", "0"], "--max-tokens", "must be >= 1"),
+    (["-n", "99999999999"], "--max-tokens", "<= 2147483647"),
+    (["-n", "many"], "--max-tokens", "'many' is not a valid integer"),
+    (["--temp", "nan"], "--temperature", "must be a number, got NaN"),
+    (["--temp", "inf"], "--temperature", "<= 2, got inf"),
+    (["--temp", "3"], "--temperature", "<= 2, got 3.0"),
+    (["--temp", "-0.5"], "--temperature", ">= 0"),
+    (["--top-p", "nan"], "--top-p", "must be a number, got NaN"),
+    (["--top-p", "1.5"], "--top-p", "<= 1, got 1.5"),
+    (["--seed", "99999999999999999999999"], "--seed", "64-bit signed integer"),
+    (["--seed", "1.5"], "--seed", "'1.5' is not a valid integer"),
+]
+
+
+@pytest.mark.parametrize("command", ["run", "chat"])
+@pytest.mark.parametrize("flags, option, said", BAD, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_a_bad_sampling_value_is_the_same_usage_error_with_or_without_a_server(both, command, flags, option, said):
+    args = ["run", "stories260K", "hi"] if command == "run" else ["chat", "stories260K"]
+    errors = []
+    for env in both:
+        result = jan(*args, *flags, env=env, input="hi\n")
+        assert result.returncode == 2, result
+        assert "Traceback" not in result.stderr and "server:" not in result.stderr
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"Error: Invalid value for '{option}'") and said in line, line
+        errors.append(line)
+    assert errors[0] == errors[1]
+
+
+def test_the_same_values_give_the_same_answer_with_or_without_a_server(both):
+    """Sampled, not greedy: temperature, top-p and the seed each reach the sampler alike either way."""
+    flags = ["--temp", "0.9", "--top-p", "0.9", "--seed", "7", "-n", "24"]
+    local, served = (ok(jan("run", "stories260K", "--raw", "Once upon a time", *flags, env=env)).stdout
+                     for env in both)
+    assert local == served and local.strip()
+
+
+def test_seed_minus_one_is_a_random_seed_in_both(both):
+    for env in both:
+        assert ok(jan("run", "stories260K", "--raw", "Once", "--seed", "-1", "-n", "3", env=env)).stdout.strip()
