@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import urllib.error
@@ -167,15 +168,17 @@ class ApiClient:
     def stream(self, path: str, body: Any) -> "EventStream":
         """POST and read Server-Sent Events; iterate for the decoded ``data:`` payloads."""
         resp = self._open(self._request("POST", path, body, accept="text/event-stream"), STREAM_READ_TIMEOUT_S)
-        return EventStream(resp)
+        return EventStream(resp, self.base_url)
 
 
 class EventStream:
     """The ``data:`` events of an SSE response as dicts; ``close()`` drops the connection,
     which makes the server cancel the generation."""
 
-    def __init__(self, resp):
+    def __init__(self, resp, base_url: str = "the server"):
         self._resp = resp
+        self._base_url = base_url
+        self._done = False
 
     def __iter__(self) -> Iterator[dict]:
         content_type = self._resp.headers.get("Content-Type", "")
@@ -184,6 +187,19 @@ class EventStream:
             if isinstance(data, dict):
                 yield data
             return
+        try:
+            yield from self._events()
+        except (OSError, http.client.HTTPException) as exc:  # a reset, a chunk cut short (IncompleteRead)
+            raise CLIError(f"{self._cut_short()} ({exc or type(exc).__name__})") from None
+        if not self._done:
+            raise CLIError(self._cut_short())
+
+    def _cut_short(self) -> str:
+        # every jan stream ends with [DONE] (an error with its error event): without it the answer was cut off,
+        # and a command that printed what came would otherwise end as if it were whole (exit 0)
+        return f"the connection to the jan server at {self._base_url} ended before its answer was complete (did the server stop?)"
+
+    def _events(self) -> Iterator[dict]:
         event = "message"
         lines: list[str] = []
         for raw in self._resp:
@@ -200,6 +216,7 @@ class EventStream:
                 payload = "\n".join(lines)
                 lines = []
                 if payload.strip() == "[DONE]":
+                    self._done = True
                     return
                 try:
                     data = json.loads(payload)

@@ -12,6 +12,7 @@ from jan.cli.common import (
     PathParam,
     SamplingValue,
     connection_options,
+    echo_styled,
     lenient_stdin,
     nonempty_text_param,
     replace_undecodable,
@@ -62,10 +63,9 @@ def think_option(func):
 
 
 def show_thought(piece: str) -> None:
-    """Print a piece of the model's thinking dimmed (plain when stdout is no terminal or NO_COLOR is set)."""
-    import os
-
-    click.echo(piece if os.environ.get("NO_COLOR") else click.style(piece, dim=True), nl=False)
+    """Print a piece of the model's thinking dimmed (plain when stdout is no terminal, NO_COLOR is set or
+    TERM=dumb)."""
+    echo_styled(piece, dim=True, nl=False)
 
 
 def collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos=None) -> dict:
@@ -169,6 +169,11 @@ def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed
             generation.cancel()
             out.write("\n")
             out.flush()
+            raise
+        except CLIError:  # cut off (a server that stopped): the error goes on its own line at a terminal
+            if last and not last.endswith("\n"):
+                out.write("\n")
+                out.flush()
             raise
         if not last.endswith("\n"):
             out.write("\n")
