@@ -15,6 +15,7 @@ import click
 from jan.cli.common import (
     CLIError,
     connection_options,
+    echo_styled,
     lenient_stdin,
     nonempty_param,
     os_error_message,
@@ -49,7 +50,7 @@ STOPPED_CALL = "The user stopped this tool call before it returned a result."
 
 
 def note(text: str) -> None:
-    click.secho(text, dim=True)
+    echo_styled(text, dim=True)
 
 
 def answered(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -247,7 +248,7 @@ class ChatSession:
         """Show a tool call, ask y/n, run it (or tell the model it was denied) and keep the result."""
         fn = call.get("function") or {}
         name, arguments = fn.get("name", ""), fn.get("arguments") or "{}"
-        click.secho(f"tool call: {name} {arguments}", fg="yellow")
+        echo_styled(f"tool call: {name} {arguments}", fg="yellow")
         try:
             answer = (self.confirm(f"Run {name}? [y/N] ") or "").strip().lower()
         except (EOFError, KeyboardInterrupt):

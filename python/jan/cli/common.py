@@ -330,6 +330,23 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 # --------------------------------------------------------------------------- output
 
 
+def plain_output() -> bool:
+    """Whether jan's own output must carry no ANSI styling even at a terminal: ``NO_COLOR`` set (no-color.org;
+    jan's styles are its only colors) or ``TERM=dumb`` (a terminal that prints escape codes as text: Emacs'
+    shell, some CI logs). click drops styles only when stdout is no terminal; rich's tables check these itself."""
+    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+
+
+def styled(text: str, **style: Any) -> str:
+    """``click.style(text, **style)``, or ``text`` as it is where :func:`plain_output` says so."""
+    return text if plain_output() else click.style(text, **style)
+
+
+def echo_styled(text: str, *, err: bool = False, nl: bool = True, **style: Any) -> None:
+    """``click.secho`` that honours :func:`plain_output`."""
+    click.echo(styled(text, **style), err=err, nl=nl)
+
+
 def stdout_is_tty() -> bool:
     return sys.stdout.isatty()
 
