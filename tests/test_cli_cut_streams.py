@@ -4,12 +4,17 @@ closing it) is an error of the command, not a whole answer.
 Before: `jan run` through a server killed mid-answer printed the part that came and exited 0, as if it were the
 answer; `jan chat` said nothing about the turn. Every jan stream ends with ``data: [DONE]`` (an error with its
 own error event), so one that ends without it was cut off. A stand-in server makes the cut exact: it sends two
-pieces and then either closes the connection cleanly or drops it."""
+pieces and then either closes the connection cleanly or drops it.
+
+Of the same kind: a URL where something that is no HTTP server answers (an SSH port), and an answer shorter than
+its Content-Length, were http.client's tracebacks (BadStatusLine, IncompleteRead: no OSError, so no command caught
+them)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 
 import pytest
@@ -116,3 +121,70 @@ def test_chat_tells_a_turn_cut_off_and_goes_on(tmp_path, mode):
     assert "Traceback" not in result.stderr
     said = [line for line in result.stderr.splitlines() if "ended before its answer was complete" in line]
     assert len(said) == 2 and all(line.startswith("jan: error: ") for line in said), result.stderr
+
+
+# --------------------------------------------------------------------------- not HTTP, or a body cut short
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that answers every connection with ``reply`` and closes it: an SSH banner (no
+    HTTP at all), or an HTTP head promising more body than it sends."""
+
+    def __init__(self, reply: bytes):
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> "RawServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)  # to see `stop` (closing a listening socket does not wake its accept())
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(30)
+            with conn:
+                try:
+                    conn.recv(65536)
+                    conn.sendall(self.reply)
+                except OSError:
+                    pass
+
+
+SSH = b"SSH-2.0-OpenSSH_9.2\r\n"
+SHORT = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"status\": \"ok\", "
+
+
+@pytest.mark.parametrize("args", [("models", "list"), ("threads", "list"), ("run", MODEL, "hi"),
+                                  ("files", "list")], ids=" ".join)
+def test_a_url_that_is_no_http_server_is_a_clear_error_when_given_and_local_when_probed(tmp_path, args):
+    """Before: http.client.BadStatusLine's traceback from every command, $JAN_API_URL or --url."""
+    with RawServer(SSH) as server:
+        probed = jan(*args, env=cli_env(tmp_path / "jan", local=False, JAN_API_URL=server.url))
+        given = jan(*args, "--url", server.url, env=cli_env(tmp_path / "jan", local=False))
+    assert "Traceback" not in probed.stderr
+    if args[0] != "run":  # the probe finds no jan server there: the data folder is used
+        assert probed.returncode == 0, probed.stderr
+    fails(given, server.url)
+
+
+def test_an_answer_cut_short_of_its_length_is_a_clear_error(tmp_path):
+    """A JSON answer whose body ends before its Content-Length (http.client's IncompleteRead, no OSError)."""
+    with RawServer(SHORT) as server:
+        result = jan("models", "list", "--url", server.url, env=cli_env(tmp_path / "jan", local=False))
+    fails(result, server.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -77,20 +78,33 @@ class ApiClient:
         except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise CLIError(f"cannot reach the jan server at {self.base_url}: {reason}") from None
+        except http.client.HTTPException as exc:  # not HTTP at all: $JAN_API_URL names an SSH port, say
+            raise CLIError(f"the server at {self.base_url} does not answer as a jan server (HTTP) does: "
+                           f"{type(exc).__name__} {str(exc)[:100]!r}") from None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reading an answer's body: a connection that breaks off (the server stopped, a reset, a body shorter
+        than its length: http.client's IncompleteRead, no OSError) is a CLIError, never a traceback."""
+        try:
+            yield
+        except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as exc:
+            raise CLIError(f"the connection to the jan server at {self.base_url} ended before its answer was "
+                           f"complete ({exc or type(exc).__name__})") from None
 
     def health(self, timeout: float) -> dict | None:
         """``/health`` if a jan server answers quickly, else ``None``."""
         try:
             with self._opener.open(self._request("GET", "/health"), timeout=timeout) as resp:
                 data = json.loads(resp.read())
-        except (OSError, ValueError, urllib.error.URLError):
-            return None
+        except (OSError, ValueError, urllib.error.URLError, http.client.HTTPException):
+            return None  # nothing, or something that is no jan server (not HTTP, not its JSON), answers
         # "degraded": a jan server whose extension failed to load; its answers say why (not "no server")
         return data if isinstance(data, dict) and data.get("status") in ("ok", "degraded") else None
 
     def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
         """One JSON request; raises :class:`ServerError` for an error status."""
-        with self._open(self._request(method, path, body), timeout or self.timeout) as resp:
+        with self._open(self._request(method, path, body), timeout or self.timeout) as resp, self._reading():
             raw = resp.read()
         if not raw:
             return None
@@ -104,7 +118,7 @@ class ApiClient:
 
     def get_bytes(self, path: str) -> tuple[bytes, str]:
         """A non-JSON resource (an image file): its bytes and Content-Type; :class:`ServerError` for an error."""
-        with self._open(self._request("GET", path, accept="*/*"), self.timeout) as resp:
+        with self._open(self._request("GET", path, accept="*/*"), self.timeout) as resp, self._reading():
             return resp.read(), resp.headers.get("Content-Type", "application/octet-stream")
 
     def post(self, path: str, body: Any = None, timeout: float | None = None) -> Any:
@@ -147,7 +161,7 @@ class ApiClient:
         except urllib.error.HTTPError as exc:
             with exc:
                 raise _error_from(exc.code, exc.read()) from None
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
+        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise CLIError(f"the jan server at {self.base_url} ended the upload of {size} bytes before it was sent "
                            f"({reason}); a file larger than its max_upload_bytes (jan serve --max-upload-bytes) is "
@@ -160,7 +174,7 @@ class ApiClient:
     def download(self, path: str, write: Callable[[bytes], Any]) -> str:
         """GET a resource's bytes into ``write``, a chunk at a time; returns its Content-Type. :class:`ServerError`
         for an error status."""
-        with self._open(self._request("GET", path, accept="*/*"), STREAM_READ_TIMEOUT_S) as resp:
+        with self._open(self._request("GET", path, accept="*/*"), STREAM_READ_TIMEOUT_S) as resp, self._reading():
             while chunk := resp.read(CHUNK_BYTES):
                 write(chunk)
             return resp.headers.get("Content-Type", "application/octet-stream")
@@ -182,12 +196,16 @@ class EventStream:
 
     def __iter__(self) -> Iterator[dict]:
         content_type = self._resp.headers.get("Content-Type", "")
-        if "text/event-stream" not in content_type:  # a server that answered without streaming
-            data = json.loads(self._resp.read() or b"null")
-            if isinstance(data, dict):
-                yield data
-            return
         try:
+            if "text/event-stream" not in content_type:  # a server that answered without streaming
+                try:
+                    data = json.loads(self._resp.read() or b"null")
+                except ValueError:
+                    raise CLIError(f"the server at {self._base_url} sent a response that is not JSON") from None
+                self._done = True
+                if isinstance(data, dict):
+                    yield data
+                return
             yield from self._events()
         except (OSError, http.client.HTTPException) as exc:  # a reset, a chunk cut short (IncompleteRead)
             raise CLIError(f"{self._cut_short()} ({exc or type(exc).__name__})") from None
