@@ -4,6 +4,7 @@ a data folder that is a file, an option given empty, and the group's own verb fo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -150,3 +151,37 @@ def test_each_group_removes_with_rm_remove_and_delete(env, data, a_file):
     assert "rm" in names and "remove" not in names and "delete" not in names
     unknown = jan("models", "erase", "x", env=env)
     assert unknown.returncode == 2 and "No such command 'erase'" in unknown.stderr
+
+
+# --------------------------------------------------------------------------- closed standard streams
+
+
+def closed(fd: int):
+    """A child's ``preexec_fn`` closing one of its standard streams, as ``<&-`` / ``>&-`` do in a shell."""
+    def close() -> None:
+        os.close(fd)
+    return close
+
+
+@pytest.mark.parametrize("args, said", [
+    (("run", "stories260K"), "the prompt read from stdin is empty"),
+    (("threads", "list"), None),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
+def test_a_closed_stdin_reads_as_empty(args, said, env):
+    """Before: AttributeError: 'NoneType' object has no attribute 'isatty' (Python's stdin is None)."""
+    result = subprocess.run([*JAN, *args], env=env, capture_output=True, text=True, timeout=120,
+                            preexec_fn=closed(0))
+    assert "Traceback" not in result.stderr
+    if said:
+        fails(result, said)
+    else:
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("args", [("run", "stories260K", "hi"), ("models", "list"), ("info",)], ids=" ".join)
+def test_a_closed_stdout_is_one_clear_error(args, env):
+    """Before: a traceback from the first isatty() or write() to Python's None stdout."""
+    result = subprocess.run([*JAN, *args], env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            timeout=120, preexec_fn=closed(1))
+    result.stdout = ""
+    fails(result, "standard output is closed")

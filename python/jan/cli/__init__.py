@@ -67,6 +67,7 @@ class LazyGroup(click.Group):
 
         lenient_stdin()  # whatever a command reads from stdin: bytes that are not UTF-8 become U+FFFD
         try:
+            _closed_standard_streams(ctx)
             return super().invoke(ctx)
         except KeyboardInterrupt:
             click.echo("", err=True)
@@ -85,6 +86,25 @@ class LazyGroup(click.Group):
             from jan.cli.common import os_error_message
 
             raise CLIError(os_error_message(exc)) from None
+
+
+def _closed_standard_streams(ctx: click.Context) -> None:
+    """A standard stream the command was started without (``<&-``, ``>&-``: Python sets it to None) as a shell
+    user means it, not an AttributeError's traceback from the first ``isatty()`` or ``write()``.
+
+    A closed stdin reads as empty (a prompt "read from stdin is empty", a chat that ends at once). A closed stdout
+    is a CLIError before the command starts (what it prints could reach nobody; GNU tools fail likewise, at their
+    first write), except for `jan serve`, whose stdout only logs and which serves without it."""
+    from jan.cli.common import CLIError
+
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8", errors="replace")
+    if sys.stdout is None:
+        command = (getattr(ctx, "_protected_args", None) or [None])[0]
+        if command != "serve":
+            raise CLIError("standard output is closed (>&-): what this command prints could not be read; "
+                           "send it to a file or to /dev/null")
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
