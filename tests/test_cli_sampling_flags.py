@@ -88,3 +88,15 @@ def test_the_same_values_give_the_same_answer_with_or_without_a_server(both):
 def test_seed_minus_one_is_a_random_seed_in_both(both):
     for env in both:
         assert ok(jan("run", "stories260K", "--raw", "Once", "--seed", "-1", "-n", "3", env=env)).stdout.strip()
+
+
+def test_load_flags_a_server_does_not_use_are_said_not_silently_dropped(both):
+    """--ctx-size/--threads/--gpu-layers load a model in this process; through a server they change nothing,
+    so the same command could answer differently (or fail with a context error) without one: it says so."""
+    local, served = both
+    args = ("run", "stories260K", "--raw", "Once", "-n", "3", "--temp", "0", "-c", "256", "-t", "1")
+    here = ok(jan(*args, env=local))
+    there = ok(jan(*args, env=served))
+    assert "only apply to a model loaded in this process" not in here.stderr
+    assert "jan: --ctx-size, --threads only apply to a model loaded in this process" in there.stderr
+    assert here.stdout == there.stdout

@@ -609,6 +609,13 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
                                f"(see `jan models list`)") from None
             raise
         backend = ServerBackend(client, spec, model if isinstance(model, dict) else None)
+        ignored = [flag for flag, value in (("--ctx-size", n_ctx), ("--threads", n_threads),
+                                            ("--gpu-layers", n_gpu_layers)) if value is not None]
+        if ignored:  # said, not silently dropped: the same flags in-process would change the answer (or its error)
+            from jan.cli.common import warn
+
+            warn(f"{', '.join(ignored)} only apply to a model loaded in this process; the server at "
+                 f"{client.base_url} runs {spec} with its own settings (use --local to load it here)")
     else:
         backend = LocalBackend(conn, spec, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
     refuse_embedding(backend)  # `jan run` and `jan chat` (and its /model) only generate
