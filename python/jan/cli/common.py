@@ -192,8 +192,10 @@ class Connection:
             folder = self.local_folder
             try:
                 self._store = DataFolder(folder)
-            except (StoreError, OSError) as exc:
+            except StoreError as exc:
                 raise CLIError(f"cannot open the data folder {self.data_folder}: {exc}") from None
+            except OSError as exc:  # the path and the reason, not "[Errno 13]"
+                raise CLIError(f"cannot open the data folder {self.data_folder}: {os_error_message(exc)}") from None
         return self._store
 
 
@@ -206,7 +208,7 @@ class Connection:
             try:
                 self._runtime = LocalRuntime(self.local_folder)
             except OSError as exc:
-                raise CLIError(f"cannot open the data folder {self.data_folder}: {exc}") from None
+                raise CLIError(f"cannot open the data folder {self.data_folder}: {os_error_message(exc)}") from None
         return self._runtime
 
     def close(self) -> None:
