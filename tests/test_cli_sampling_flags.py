@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from test_cli_helpers import JAN, cli_env, free_port, jan, ok
+from test_cli_helpers import JAN, cli_env, fails, free_port, jan, ok
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,21 @@ def test_load_flags_a_server_does_not_use_are_said_not_silently_dropped(both):
     assert "only apply to a model loaded in this process" not in here.stderr
     assert "jan: --ctx-size, --threads only apply to a model loaded in this process" in there.stderr
     assert here.stdout == there.stdout
+
+
+@pytest.mark.parametrize("name", ["Stories260K", "stories260K.gguf", "STORIES260K.gguf"])
+@pytest.mark.parametrize("command", ["run", "chat"])
+def test_a_model_name_off_by_case_or_gguf_gets_did_you_mean_with_or_without_a_server(both, name, command):
+    """The services guess the model meant (the server's 404 says it); the CLI put its own "not found" in its place
+    through a server, never guessed in-process, and took `stories260K.gguf` for a path to a file that is not
+    there even with a server that has the model."""
+    for env in both:
+        args = ("run", name, "hi") if command == "run" else ("chat", name)
+        fails(jan(*args, env=env, input="hi\n"), f"model '{name}' not found",
+              "did you mean 'stories260K'? (model ids are exact)")
+
+
+def test_a_model_that_is_nowhere_is_still_plain_not_found(both):
+    for env in both:
+        err = fails(jan("run", "nosuch", "hi", env=env), "model 'nosuch' not found", "see `jan models list`")
+        assert "did you mean" not in err

@@ -174,6 +174,23 @@ def _looks_like_path(spec: str) -> bool:
     return spec.lower().endswith(".gguf") or os.sep in spec or "/" in spec or spec.startswith(("~", "."))
 
 
+def _missing_bare_file(spec: str) -> bool:
+    """``stories260K.gguf`` given where no such file is here: a file name with no folder, more likely the id of a
+    model with ``.gguf`` added (the server's "did you mean" names it) than a path that was meant."""
+    return (spec.lower().endswith(".gguf") and os.sep not in spec and "/" not in spec
+            and not spec.startswith(("~", ".")) and not os.path.lexists(spec))
+
+
+def _meant(runtime, spec: str) -> str:
+    """``: did you mean 'ID'? (model ids are exact)`` when a model of the data folder differs from ``spec`` only in
+    case or by ``.gguf`` (the services' own guess, as the server's 404 says it), else ``""``."""
+    with contextlib.suppress(Exception):  # a hint only
+        meant = runtime.call(runtime.services.models.meant(spec))
+        if meant:
+            return f": did you mean {meant!r}? (model ids are exact)"
+    return ""
+
+
 def check_gguf_file(path: Path) -> None:
     from jan.store import InvalidArgumentError
     from jan.store.models import check_gguf
@@ -485,6 +502,8 @@ class LocalBackend:
             except ModelNotFoundError as exc:
                 damaged = str(exc) if getattr(exc, "damaged", None) else None  # its model.json was set aside
         path = Path(spec).expanduser()
+        if _missing_bare_file(spec) and (meant := _meant(self.runtime, spec)):
+            raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} nor a file here{meant}")
         if path.is_file() or _looks_like_path(spec):
             check_gguf_file(path)
             model = {"id": path.stem, "engine": "llama.cpp", "file_path": str(path.resolve()), "settings": {},
@@ -495,8 +514,9 @@ class LocalBackend:
             return model
         if damaged:
             raise CLIError(damaged)
-        raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
-                       f"(see `jan models list`) nor a .gguf file")
+        meant = _meant(self.runtime, spec)
+        raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
+                       + (meant or " (see `jan models list`) nor a .gguf file"))
 
     def chat(self, messages: list[dict[str, Any]], options: dict[str, Any], *,
              tools: list[dict[str, Any]] | None = None, tool_choice: Any = None) -> Generation:
@@ -597,7 +617,7 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
                  n_gpu_layers: int | None = None):
     """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process.
     An embedding model is refused (CLIError): every caller generates text with it."""
-    client = None if _looks_like_path(spec) else conn.server()
+    client = None if _looks_like_path(spec) and not _missing_bare_file(spec) else conn.server()
     if client is not None:
         from jan.cli.client import ServerError, path_part
 
@@ -605,8 +625,9 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
             model = client.get(f"/v1/models/{path_part(spec)}")
         except ServerError as exc:
             if exc.status == 404 and "damaged" not in str(exc):  # a damaged model.json: the server's words
-                raise CLIError(f"model '{spec}' not found on the server at {client.base_url} "
-                               f"(see `jan models list`)") from None
+                _, _, meant = str(exc).partition(": did you mean ")  # the server's guess (case, ".gguf")
+                meant = f": did you mean {meant.rpartition(' (HTTP')[0]}" if meant else " (see `jan models list`)"
+                raise CLIError(f"model '{spec}' not found on the server at {client.base_url}{meant}") from None
             raise
         backend = ServerBackend(client, spec, model if isinstance(model, dict) else None)
         ignored = [flag for flag, value in (("--ctx-size", n_ctx), ("--threads", n_threads),
