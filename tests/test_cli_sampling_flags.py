@@ -118,3 +118,17 @@ def test_a_model_that_is_nowhere_is_still_plain_not_found(both):
     for env in both:
         err = fails(jan("run", "nosuch", "hi", env=env), "model 'nosuch' not found", "see `jan models list`")
         assert "did you mean" not in err
+
+
+@pytest.mark.parametrize("args", [("models", "show", "Stories260K"), ("models", "rm", "STORIES260K"),
+                                  ("models", "show", "stories260K.gguf")], ids=" ".join)
+def test_model_commands_guess_the_model_meant_with_or_without_a_server(both, args):
+    for env in both:
+        fails(jan(*args, env=env), f"model '{args[-1]}' not found", "did you mean 'stories260K'?")
+    for env in both:  # and nothing was removed
+        ok(jan("models", "show", "stories260K", env=env))
+
+
+def test_bench_guesses_the_model_meant(both):
+    local, _ = both
+    fails(jan("bench", "Stories260K", "-r", "1", "-p", "8", "-n", "2", env=local), "did you mean 'stories260K'?")

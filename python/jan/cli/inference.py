@@ -191,6 +191,23 @@ def _meant(runtime, spec: str) -> str:
     return ""
 
 
+def meant_in_store(conn: Connection, spec: str) -> str:
+    """:func:`_meant` for a command working on the data folder's store (no services started)."""
+    from jan.services.models import closest_model_id
+
+    with contextlib.suppress(Exception):  # a hint only
+        meant = closest_model_id(spec, [m.get("id") for m in conn.store().models.list()])
+        if meant:
+            return f": did you mean {meant!r}? (model ids are exact)"
+    return ""
+
+
+def meant_by_server(exc: Exception) -> str:
+    """The server's own guess in its 404 (``: did you mean 'ID'? (model ids are exact)``), else ``""``."""
+    _, found, meant = str(exc).partition(": did you mean ")
+    return f": did you mean {meant.rpartition(' (HTTP')[0]}" if found else ""
+
+
 def check_gguf_file(path: Path) -> None:
     from jan.store import InvalidArgumentError
     from jan.store.models import check_gguf
@@ -240,8 +257,8 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
             raise CLIError(f"model '{spec}' is a model of the jan server at {served}, but this command loads models "
                            f"in this process from the data folder {conn.data_folder}, where it is not: give the "
                            f"server's data folder (--data-folder) or the model's .gguf path")
-    raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
-                   f"(see `jan models list`) nor a .gguf file")
+    raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
+                   + (meant_in_store(conn, spec) or " (see `jan models list`) nor a .gguf file"))
 
 
 def _served_by(conn: Connection, model_id: str) -> str | None:
@@ -625,8 +642,7 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
             model = client.get(f"/v1/models/{path_part(spec)}")
         except ServerError as exc:
             if exc.status == 404 and "damaged" not in str(exc):  # a damaged model.json: the server's words
-                _, _, meant = str(exc).partition(": did you mean ")  # the server's guess (case, ".gguf")
-                meant = f": did you mean {meant.rpartition(' (HTTP')[0]}" if meant else " (see `jan models list`)"
+                meant = meant_by_server(exc) or " (see `jan models list`)"  # the server's guess (case, ".gguf")
                 raise CLIError(f"model '{spec}' not found on the server at {client.base_url}{meant}") from None
             raise
         backend = ServerBackend(client, spec, model if isinstance(model, dict) else None)

@@ -329,6 +329,14 @@ class Target:
         return self.model["id"]
 
 
+def closest_model_id(model_id: str, ids) -> str | None:
+    """The one rule of :meth:`ModelService.meant`, for a list of ids at hand (the CLI's data folder): the id that
+    differs from ``model_id`` only in case or by a ``.gguf`` suffix, or None."""
+    wanted = model_id.strip().removesuffix(".gguf").casefold()
+    close = sorted(i for i in ids if isinstance(i, str) and i != model_id and i.casefold() == wanted)
+    return close[0] if close else None
+
+
 class ModelService:
     """Finds models and their engines through the extension manager — the one model→engine rule."""
 
@@ -536,13 +544,11 @@ class ModelService:
         say it.)"""
         if not isinstance(model_id, str):
             return None
-        wanted = model_id.strip().removesuffix(".gguf").casefold()
         try:
             ids = [m.get("id") for m in await self.model_extension().list_models()]
         except Exception:  # noqa: BLE001 - a hint only: none where the list cannot be read
             return None
-        close = sorted(i for i in ids if isinstance(i, str) and i != model_id and i.casefold() == wanted)
-        return close[0] if close else None
+        return closest_model_id(model_id, ids)
 
     async def resolve(self, model_id: str | None) -> Target:
         """The model (``None``: the default model if one is configured, else the only loaded model) and its engine.
