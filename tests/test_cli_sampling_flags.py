@@ -132,3 +132,14 @@ def test_model_commands_guess_the_model_meant_with_or_without_a_server(both, arg
 def test_bench_guesses_the_model_meant(both):
     local, _ = both
     fails(jan("bench", "Stories260K", "-r", "1", "-p", "8", "-n", "2", env=local), "did you mean 'stories260K'?")
+
+
+@pytest.mark.parametrize("args", [("run", b"\xff", "hi"), ("models", "show", b"\xff"), ("threads", "show", b"\xff"),
+                                  ("files", "show", b"\xff"), ("chat", "stories260K", "--thread", b"\xff")],
+                         ids=lambda a: " ".join(x if isinstance(x, str) else "<0xff>" for x in a))
+def test_an_id_with_bytes_that_are_not_utf8_is_a_clear_error_with_or_without_a_server(both, args):
+    """Before, through a server: UnicodeEncodeError's traceback (the argument's lone surrogate in the URL)."""
+    for env in both:
+        result = subprocess.run([*(a.encode() for a in JAN), *(a if isinstance(a, bytes) else a.encode() for a in args)],
+                                env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        fails(result)

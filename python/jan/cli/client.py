@@ -45,7 +45,10 @@ def _error_from(status: int, body: bytes) -> ServerError:
 
 
 def path_part(value: str) -> str:
-    return quote(value, safe="")
+    """``value`` as one URL path segment. An argument holding bytes that are not UTF-8 reaches Python as lone
+    surrogates (``surrogateescape``): they go as the bytes typed (``%FF``), for the server to say it has no such
+    id, not as a UnicodeEncodeError's traceback."""
+    return quote(value, safe="", errors="surrogateescape")
 
 
 class ApiClient:
@@ -135,7 +138,7 @@ class ApiClient:
         # the exact name (RFC 7578 allows RFC 5987's filename*), and an ASCII one for servers that read only that
         fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename) or "file"
         head += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{fallback}"; '
-                 f"filename*=UTF-8''{quote(filename, safe='')}\r\n"
+                 f"filename*=UTF-8''{quote(filename, safe='', errors='surrogateescape')}\r\n"
                  "Content-Type: application/octet-stream\r\n\r\n").encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
 
