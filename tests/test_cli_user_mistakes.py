@@ -185,3 +185,25 @@ def test_a_closed_stdout_is_one_clear_error(args, env):
                             timeout=120, preexec_fn=closed(1))
     result.stdout = ""
     fails(result, "standard output is closed")
+
+
+# --------------------------------------------------------------------------- arguments that are not UTF-8
+
+
+def jan_bytes(*args: str | bytes, env: dict[str, str]) -> subprocess.CompletedProcess:
+    argv = [*(a.encode() for a in JAN), *(a if isinstance(a, bytes) else a.encode() for a in args)]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_an_argument_that_is_not_utf8_and_goes_into_a_json_file_is_one_clear_error(env, data):
+    """Before: UnicodeEncodeError's traceback writing mcp.json (a stdio server's argument)."""
+    fails(jan_bytes("mcp", "add", "srv", "echo", b"caf\xe9", env=env), "not UTF-8", "b'\\xe9'")
+    assert json.loads(ok(jan("mcp", "list", "--json", env=env)).stdout) == []  # nothing half-written
+
+
+def test_an_upload_name_that_is_not_utf8_is_kept_with_a_replacement_character(env, data, a_file):
+    """A file's name is text, shown and sent back: as a prompt, its stray bytes become U+FFFD (was a traceback
+    writing file.json)."""
+    file_id = ok(jan_bytes("files", "upload", str(a_file), "--name", b"caf\xe9.txt", env=env)).stdout.strip()
+    shown = json.loads(ok(jan("files", "show", file_id, "--json", env=env)).stdout)
+    assert shown["filename"] == "caf\ufffd.txt"

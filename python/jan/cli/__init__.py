@@ -79,6 +79,16 @@ class LazyGroup(click.Group):
             sys.exit(0)
         except jan.JanError as exc:
             raise CLIError(str(exc)) from None
+        except UnicodeEncodeError as exc:
+            # An argument's bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape); written into
+            # a JSON file (mcp.json's args, a file.json) they cannot be encoded. Said as the argument's fault, not a
+            # traceback; text sent to a model has them replaced already (text_param).
+            bad = exc.object[exc.start:exc.end] if isinstance(exc.object, str) else ""
+            if not bad or not all("\udc80" <= ch <= "\udcff" for ch in bad):
+                raise
+            raw = bad.encode("utf-8", "surrogateescape")
+            raise CLIError(f"an argument holds bytes that are not UTF-8 ({raw!r}), which jan's files (UTF-8 JSON) "
+                           "cannot keep: give it in UTF-8") from None
         except OSError as exc:
             # A file jan could not read or write (a read-only data folder, a full disk, a file where a folder
             # should be): the path and the reason on one line, never a traceback. Commands that know better
