@@ -143,3 +143,14 @@ def test_an_id_with_bytes_that_are_not_utf8_is_a_clear_error_with_or_without_a_s
         result = subprocess.run([*(a.encode() for a in JAN), *(a if isinstance(a, bytes) else a.encode() for a in args)],
                                 env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         fails(result)
+
+
+@pytest.mark.parametrize("args", [("threads", "show", "../../etc"), ("threads", "export", "thread_nope"),
+                                  ("chat", "stories260K", "--thread", "../x"),
+                                  ("chat", "stories260K", "--thread", "thread_nope")], ids=" ".join)
+def test_a_thread_that_is_not_there_is_not_found_in_the_same_words_with_or_without_a_server(both, args):
+    """Before: in-process `threads show` said "not found" but `chat --thread ../x` "invalid thread id", and through
+    a server both were "server: invalid thread id ... (HTTP 400)" for an id no thread can have."""
+    for env in both:
+        err = fails(jan(*args, env=env, input="hi\n"), f"thread '{args[-1]}' not found", "see `jan threads list`")
+        assert "invalid" not in err and "HTTP" not in err
