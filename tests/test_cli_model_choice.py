@@ -238,3 +238,74 @@ async def test_the_stand_in_template_is_told_once_per_load_and_only_for_chats(se
         assert _told(caplog) == 1
         await post("/v1/chat/completions", chat)
         assert _told(caplog) == 2
+
+
+class _Answering:
+    """A backend that answers every turn with one fixed text (no model needed)."""
+
+    model_id, path, takes_images, embedding_only = "m", None, None, False
+
+    def chat(self, messages, options, **kwargs):
+        from jan.cli.inference import Generation
+
+        class Answer(Generation):
+            finish_reason = "stop"
+
+            def __iter__(self):
+                yield "Hello there."
+
+            def cancel(self):
+                pass
+
+        return Answer()
+
+    def close(self):
+        pass
+
+
+class _FullDisk:
+    """Stands in for the tempfile module of jan.core.fs: every atomic write's temporary file is refused."""
+
+    @staticmethod
+    def mkstemp(*args, dir=None, **kwargs):
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device", f"{dir}/.x.tmp")
+
+
+def test_a_piped_chat_whose_exchange_could_not_be_saved_fails(monkeypatch, tmp_path):
+    """Before: "could not save the conversation: [Errno 28] ..." on stderr and exit 0, so a script piping into
+    `jan chat` took an exchange the data folder never kept for a success."""
+    import jan.cli.chat as chat_module
+    import jan.core.fs
+
+    monkeypatch.setattr(chat_module, "open_backend", lambda *args, **kwargs: _Answering())
+    monkeypatch.setattr(jan.core.fs, "tempfile", _FullDisk)
+    result = CliRunner().invoke(chat_module.chat, ["m", "--local", "--data-folder", str(tmp_path / "jan")],
+                                input="hi\n")
+    assert result.exit_code == 1, result.output
+    assert "Hello there." in result.output
+    assert "jan: could not save the conversation: " in result.output and "No space left on device" in result.output
+    assert "Errno" not in result.output
+
+
+def test_a_piped_chat_saved_in_the_end_succeeds(monkeypatch, tmp_path):
+    """A save that failed and a later one that wrote everything: the exchange is kept, the chat succeeds."""
+    import jan.cli.chat as chat_module
+    import jan.core.fs
+
+    monkeypatch.setattr(chat_module, "open_backend", lambda *args, **kwargs: _Answering())
+    real = jan.core.fs.tempfile
+    calls = {"turns": 0}
+    original_ask = chat_module.ChatSession.ask
+
+    def ask(self, text):
+        calls["turns"] += 1
+        monkeypatch.setattr(jan.core.fs, "tempfile", _FullDisk if calls["turns"] == 1 else real)
+        return original_ask(self, text)
+
+    monkeypatch.setattr(chat_module.ChatSession, "ask", ask)
+    result = CliRunner().invoke(chat_module.chat, ["m", "--local", "--data-folder", str(tmp_path / "jan")],
+                                input="hi\nagain\n")
+    assert result.output.count("could not save the conversation") == 1, result.output
+    assert result.exit_code == 0, result.output

@@ -4,6 +4,7 @@ a data folder that is a file, an option given empty, and the group's own verb fo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -108,6 +109,10 @@ def test_commands_through_a_server_do_not_need_the_local_data_folder(tmp_path, a
     (("chat", "stories260K", "--stop", "x", "--stop", ""), "--stop"),
     (("mcp", "add", "x", "echo", "--timeout", "0"), "--timeout"),
     (("mcp", "add", "x", "echo", "--timeout", "-1"), "--timeout"),
+    # NaN and infinity, which click's FloatRange lets through (NaN compares false with both bounds)
+    (("mcp", "add", "x", "echo", "--timeout", "nan"), "--timeout"),
+    (("mcp", "add", "x", "echo", "--timeout", "inf"), "--timeout"),
+    (("serve", "--port", "0", "--draft-p-min", "nan"), "--draft-p-min"),
 ], ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
 def test_an_option_given_empty_is_a_usage_error_naming_it(args, option, env, data, a_file):
     """Before: `models import --id ""` imported under the file's name, `files upload --name ""` kept PATH's name,
@@ -146,3 +151,59 @@ def test_each_group_removes_with_rm_remove_and_delete(env, data, a_file):
     assert "rm" in names and "remove" not in names and "delete" not in names
     unknown = jan("models", "erase", "x", env=env)
     assert unknown.returncode == 2 and "No such command 'erase'" in unknown.stderr
+
+
+# --------------------------------------------------------------------------- closed standard streams
+
+
+def closed(fd: int):
+    """A child's ``preexec_fn`` closing one of its standard streams, as ``<&-`` / ``>&-`` do in a shell."""
+    def close() -> None:
+        os.close(fd)
+    return close
+
+
+@pytest.mark.parametrize("args, said", [
+    (("run", "stories260K"), "the prompt read from stdin is empty"),
+    (("threads", "list"), None),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
+def test_a_closed_stdin_reads_as_empty(args, said, env):
+    """Before: AttributeError: 'NoneType' object has no attribute 'isatty' (Python's stdin is None)."""
+    result = subprocess.run([*JAN, *args], env=env, capture_output=True, text=True, timeout=120,
+                            preexec_fn=closed(0))
+    assert "Traceback" not in result.stderr
+    if said:
+        fails(result, said)
+    else:
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("args", [("run", "stories260K", "hi"), ("models", "list"), ("info",)], ids=" ".join)
+def test_a_closed_stdout_is_one_clear_error(args, env):
+    """Before: a traceback from the first isatty() or write() to Python's None stdout."""
+    result = subprocess.run([*JAN, *args], env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            timeout=120, preexec_fn=closed(1))
+    result.stdout = ""
+    fails(result, "standard output is closed")
+
+
+# --------------------------------------------------------------------------- arguments that are not UTF-8
+
+
+def jan_bytes(*args: str | bytes, env: dict[str, str]) -> subprocess.CompletedProcess:
+    argv = [*(a.encode() for a in JAN), *(a if isinstance(a, bytes) else a.encode() for a in args)]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_an_argument_that_is_not_utf8_and_goes_into_a_json_file_is_one_clear_error(env, data):
+    """Before: UnicodeEncodeError's traceback writing mcp.json (a stdio server's argument)."""
+    fails(jan_bytes("mcp", "add", "srv", "echo", b"caf\xe9", env=env), "not UTF-8", "b'\\xe9'")
+    assert json.loads(ok(jan("mcp", "list", "--json", env=env)).stdout) == []  # nothing half-written
+
+
+def test_an_upload_name_that_is_not_utf8_is_kept_with_a_replacement_character(env, data, a_file):
+    """A file's name is text, shown and sent back: as a prompt, its stray bytes become U+FFFD (was a traceback
+    writing file.json)."""
+    file_id = ok(jan_bytes("files", "upload", str(a_file), "--name", b"caf\xe9.txt", env=env)).stdout.strip()
+    shown = json.loads(ok(jan("files", "show", file_id, "--json", env=env)).stdout)
+    assert shown["filename"] == "caf\ufffd.txt"

@@ -67,6 +67,7 @@ class LazyGroup(click.Group):
 
         lenient_stdin()  # whatever a command reads from stdin: bytes that are not UTF-8 become U+FFFD
         try:
+            _closed_standard_streams(ctx)
             return super().invoke(ctx)
         except KeyboardInterrupt:
             click.echo("", err=True)
@@ -78,6 +79,16 @@ class LazyGroup(click.Group):
             sys.exit(0)
         except jan.JanError as exc:
             raise CLIError(str(exc)) from None
+        except UnicodeEncodeError as exc:
+            # An argument's bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape); written into
+            # a JSON file (mcp.json's args, a file.json) they cannot be encoded. Said as the argument's fault, not a
+            # traceback; text sent to a model has them replaced already (text_param).
+            bad = exc.object[exc.start:exc.end] if isinstance(exc.object, str) else ""
+            if not bad or not all("\udc80" <= ch <= "\udcff" for ch in bad):
+                raise
+            raw = bad.encode("utf-8", "surrogateescape")
+            raise CLIError(f"an argument holds bytes that are not UTF-8 ({raw!r}), which jan's files (UTF-8 JSON) "
+                           "cannot keep: give it in UTF-8") from None
         except OSError as exc:
             # A file jan could not read or write (a read-only data folder, a full disk, a file where a folder
             # should be): the path and the reason on one line, never a traceback. Commands that know better
@@ -85,6 +96,25 @@ class LazyGroup(click.Group):
             from jan.cli.common import os_error_message
 
             raise CLIError(os_error_message(exc)) from None
+
+
+def _closed_standard_streams(ctx: click.Context) -> None:
+    """A standard stream the command was started without (``<&-``, ``>&-``: Python sets it to None) as a shell
+    user means it, not an AttributeError's traceback from the first ``isatty()`` or ``write()``.
+
+    A closed stdin reads as empty (a prompt "read from stdin is empty", a chat that ends at once). A closed stdout
+    is a CLIError before the command starts (what it prints could reach nobody; GNU tools fail likewise, at their
+    first write), except for `jan serve`, whose stdout only logs and which serves without it."""
+    from jan.cli.common import CLIError
+
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8", errors="replace")
+    if sys.stdout is None:
+        command = (getattr(ctx, "_protected_args", None) or [None])[0]
+        if command != "serve":
+            raise CLIError("standard output is closed (>&-): what this command prints could not be read; "
+                           "send it to a file or to /dev/null")
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,7 +15,9 @@ import click
 from jan.cli.common import (
     CLIError,
     connection_options,
+    echo_styled,
     lenient_stdin,
+    nonempty_param,
     os_error_message,
     replace_undecodable,
     text_param,
@@ -48,7 +50,7 @@ STOPPED_CALL = "The user stopped this tool call before it returned a result."
 
 
 def note(text: str) -> None:
-    click.secho(text, dim=True)
+    echo_styled(text, dim=True)
 
 
 def answered(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,6 +104,7 @@ class ChatSession:
     images: list[dict[str, Any]] = field(init=False, default_factory=list)  # image_url parts for the next user message
     stops: StopSignals | None = field(init=False, default=None)  # SIGTERM/SIGHUP: stop as Ctrl-C does, then leave
     failed_turns: int = field(init=False, default=0)  # piped input then ends with a failure status
+    unsaved: bool = field(init=False, default=False)  # the last save failed: likewise, what a script ran was not kept
 
     @property
     def stopping(self) -> bool:
@@ -159,12 +162,15 @@ class ChatSession:
     def save_quietly(self) -> None:
         try:
             self.save()
+            self.unsaved = False  # a later save writes what an earlier one could not
+            return
         except CLIError as exc:
             click.echo(f"jan: could not save the conversation: {exc.format_message()}", err=True)
         except OSError as exc:  # a read-only data folder, a full disk: the path and the reason, not an errno
             click.echo(f"jan: could not save the conversation: {os_error_message(exc)}", err=True)
         except Exception as exc:  # noqa: BLE001 - a failed save must not end the chat
             click.echo(f"jan: could not save the conversation: {exc}", err=True)
+        self.unsaved = True
 
     # -- talking -------------------------------------------------------
     def ask(self, text: str) -> None:
@@ -246,7 +252,7 @@ class ChatSession:
         """Show a tool call, ask y/n, run it (or tell the model it was denied) and keep the result."""
         fn = call.get("function") or {}
         name, arguments = fn.get("name", ""), fn.get("arguments") or "{}"
-        click.secho(f"tool call: {name} {arguments}", fg="yellow")
+        echo_styled(f"tool call: {name} {arguments}", fg="yellow")
         try:
             answer = (self.confirm(f"Run {name}? [y/N] ") or "").strip().lower()
         except (EOFError, KeyboardInterrupt):
@@ -432,7 +438,8 @@ def read_message(ask: PromptReader) -> str:
 @click.command()
 @click.argument("model", required=False)
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt.")
-@click.option("--thread", "thread_id", default=None, metavar="ID", help="Continue a saved thread.")
+@click.option("--thread", "thread_id", default=None, metavar="ID", callback=nonempty_param,
+              help="Continue a saved thread.")
 @click.option("--no-save", is_flag=True, help="Do not save the conversation automatically (/save still does).")
 @click.option("--tool", "tool_names", multiple=True, metavar="NAME",
               help="Offer a tool to the model (see GET /v1/tools; repeatable). Each call asks y/n first.")
@@ -534,7 +541,8 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
         sys.exit(stops.exit_code)
     if session.thread_id and session.saved == len(session.messages) and interactive:
         note(f"conversation saved as thread {session.thread_id}")
-    if session.failed_turns and not interactive:
-        # at a terminal the user saw each failed answer and went on; a script reading the status has only this.
+    if (session.failed_turns or session.unsaved) and not interactive:
+        # at a terminal the user saw each failed answer (or save) and went on; a script reading the status has only
+        # this: piped into `jan chat`, an exchange the data folder refused to keep is no success.
         # (A /command's error, as at a terminal, is told and the chat goes on: its turns still answer.)
         sys.exit(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import socket
 import urllib.error
@@ -43,7 +45,10 @@ def _error_from(status: int, body: bytes) -> ServerError:
 
 
 def path_part(value: str) -> str:
-    return quote(value, safe="")
+    """``value`` as one URL path segment. An argument holding bytes that are not UTF-8 reaches Python as lone
+    surrogates (``surrogateescape``): they go as the bytes typed (``%FF``), for the server to say it has no such
+    id, not as a UnicodeEncodeError's traceback."""
+    return quote(value, safe="", errors="surrogateescape")
 
 
 class ApiClient:
@@ -76,20 +81,33 @@ class ApiClient:
         except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise CLIError(f"cannot reach the jan server at {self.base_url}: {reason}") from None
+        except http.client.HTTPException as exc:  # not HTTP at all: $JAN_API_URL names an SSH port, say
+            raise CLIError(f"the server at {self.base_url} does not answer as a jan server (HTTP) does: "
+                           f"{type(exc).__name__} {str(exc)[:100]!r}") from None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reading an answer's body: a connection that breaks off (the server stopped, a reset, a body shorter
+        than its length: http.client's IncompleteRead, no OSError) is a CLIError, never a traceback."""
+        try:
+            yield
+        except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as exc:
+            raise CLIError(f"the connection to the jan server at {self.base_url} ended before its answer was "
+                           f"complete ({exc or type(exc).__name__})") from None
 
     def health(self, timeout: float) -> dict | None:
         """``/health`` if a jan server answers quickly, else ``None``."""
         try:
             with self._opener.open(self._request("GET", "/health"), timeout=timeout) as resp:
                 data = json.loads(resp.read())
-        except (OSError, ValueError, urllib.error.URLError):
-            return None
+        except (OSError, ValueError, urllib.error.URLError, http.client.HTTPException):
+            return None  # nothing, or something that is no jan server (not HTTP, not its JSON), answers
         # "degraded": a jan server whose extension failed to load; its answers say why (not "no server")
         return data if isinstance(data, dict) and data.get("status") in ("ok", "degraded") else None
 
     def call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
         """One JSON request; raises :class:`ServerError` for an error status."""
-        with self._open(self._request(method, path, body), timeout or self.timeout) as resp:
+        with self._open(self._request(method, path, body), timeout or self.timeout) as resp, self._reading():
             raw = resp.read()
         if not raw:
             return None
@@ -103,7 +121,7 @@ class ApiClient:
 
     def get_bytes(self, path: str) -> tuple[bytes, str]:
         """A non-JSON resource (an image file): its bytes and Content-Type; :class:`ServerError` for an error."""
-        with self._open(self._request("GET", path, accept="*/*"), self.timeout) as resp:
+        with self._open(self._request("GET", path, accept="*/*"), self.timeout) as resp, self._reading():
             return resp.read(), resp.headers.get("Content-Type", "application/octet-stream")
 
     def post(self, path: str, body: Any = None, timeout: float | None = None) -> Any:
@@ -120,7 +138,7 @@ class ApiClient:
         # the exact name (RFC 7578 allows RFC 5987's filename*), and an ASCII one for servers that read only that
         fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename) or "file"
         head += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{fallback}"; '
-                 f"filename*=UTF-8''{quote(filename, safe='')}\r\n"
+                 f"filename*=UTF-8''{quote(filename, safe='', errors='surrogateescape')}\r\n"
                  "Content-Type: application/octet-stream\r\n\r\n").encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
 
@@ -146,7 +164,7 @@ class ApiClient:
         except urllib.error.HTTPError as exc:
             with exc:
                 raise _error_from(exc.code, exc.read()) from None
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
+        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise CLIError(f"the jan server at {self.base_url} ended the upload of {size} bytes before it was sent "
                            f"({reason}); a file larger than its max_upload_bytes (jan serve --max-upload-bytes) is "
@@ -159,7 +177,7 @@ class ApiClient:
     def download(self, path: str, write: Callable[[bytes], Any]) -> str:
         """GET a resource's bytes into ``write``, a chunk at a time; returns its Content-Type. :class:`ServerError`
         for an error status."""
-        with self._open(self._request("GET", path, accept="*/*"), STREAM_READ_TIMEOUT_S) as resp:
+        with self._open(self._request("GET", path, accept="*/*"), STREAM_READ_TIMEOUT_S) as resp, self._reading():
             while chunk := resp.read(CHUNK_BYTES):
                 write(chunk)
             return resp.headers.get("Content-Type", "application/octet-stream")
@@ -167,23 +185,42 @@ class ApiClient:
     def stream(self, path: str, body: Any) -> "EventStream":
         """POST and read Server-Sent Events; iterate for the decoded ``data:`` payloads."""
         resp = self._open(self._request("POST", path, body, accept="text/event-stream"), STREAM_READ_TIMEOUT_S)
-        return EventStream(resp)
+        return EventStream(resp, self.base_url)
 
 
 class EventStream:
     """The ``data:`` events of an SSE response as dicts; ``close()`` drops the connection,
     which makes the server cancel the generation."""
 
-    def __init__(self, resp):
+    def __init__(self, resp, base_url: str = "the server"):
         self._resp = resp
+        self._base_url = base_url
+        self._done = False
 
     def __iter__(self) -> Iterator[dict]:
         content_type = self._resp.headers.get("Content-Type", "")
-        if "text/event-stream" not in content_type:  # a server that answered without streaming
-            data = json.loads(self._resp.read() or b"null")
-            if isinstance(data, dict):
-                yield data
-            return
+        try:
+            if "text/event-stream" not in content_type:  # a server that answered without streaming
+                try:
+                    data = json.loads(self._resp.read() or b"null")
+                except ValueError:
+                    raise CLIError(f"the server at {self._base_url} sent a response that is not JSON") from None
+                self._done = True
+                if isinstance(data, dict):
+                    yield data
+                return
+            yield from self._events()
+        except (OSError, http.client.HTTPException) as exc:  # a reset, a chunk cut short (IncompleteRead)
+            raise CLIError(f"{self._cut_short()} ({exc or type(exc).__name__})") from None
+        if not self._done:
+            raise CLIError(self._cut_short())
+
+    def _cut_short(self) -> str:
+        # every jan stream ends with [DONE] (an error with its error event): without it the answer was cut off,
+        # and a command that printed what came would otherwise end as if it were whole (exit 0)
+        return f"the connection to the jan server at {self._base_url} ended before its answer was complete (did the server stop?)"
+
+    def _events(self) -> Iterator[dict]:
         event = "message"
         lines: list[str] = []
         for raw in self._resp:
@@ -200,6 +237,7 @@ class EventStream:
                 payload = "\n".join(lines)
                 lines = []
                 if payload.strip() == "[DONE]":
+                    self._done = True
                     return
                 try:
                     data = json.loads(payload)

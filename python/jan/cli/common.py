@@ -192,8 +192,10 @@ class Connection:
             folder = self.local_folder
             try:
                 self._store = DataFolder(folder)
-            except (StoreError, OSError) as exc:
+            except StoreError as exc:
                 raise CLIError(f"cannot open the data folder {self.data_folder}: {exc}") from None
+            except OSError as exc:  # the path and the reason, not "[Errno 13]"
+                raise CLIError(f"cannot open the data folder {self.data_folder}: {os_error_message(exc)}") from None
         return self._store
 
 
@@ -206,7 +208,7 @@ class Connection:
             try:
                 self._runtime = LocalRuntime(self.local_folder)
             except OSError as exc:
-                raise CLIError(f"cannot open the data folder {self.data_folder}: {exc}") from None
+                raise CLIError(f"cannot open the data folder {self.data_folder}: {os_error_message(exc)}") from None
         return self._runtime
 
     def close(self) -> None:
@@ -238,35 +240,73 @@ class RemoveAliasGroup(click.Group):
 
 
 def data_folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot be a data folder, in one line, or ``None``: it (or a folder on its way) is a file.
+    """Why ``folder`` cannot be a data folder (:func:`jan.store.data_folder_problem`, the library's own words)
+    with where to give another, or ``None``."""
+    from jan.store import data_folder_problem as problem_of
 
-    Every command says the same thing, whichever file it would have touched first (``[Errno 17] File exists``,
-    ``/data/files: Not a directory``, a listing that is simply empty, ``jan info``'s "not created yet")."""
-    path = Path(folder)
-    for place in (path, *path.parents):
+    problem = problem_of(folder)
+    return f"{problem}; give a folder with --data-folder or $JAN_DATA_FOLDER" if problem else None
+
+
+class SamplingValue(click.ParamType):
+    """A sampling option's value, judged by the engine's own check (:data:`jan.engine.params.RANGES`, the one
+    table the Python API and the server use; ``seed``: :func:`jan.engine.params.engine_seed`) when it is parsed.
+
+    So a bad ``--temperature nan``, ``--top-p 2`` or ``-n 99999999999`` is one usage error naming the flag, the
+    same with or without a server, before a model loads: click's own ranges left NaN, infinity and the upper
+    bounds through, to be refused in-process by the engine in its words, and through a server as "the request
+    body is not valid JSON" (NaN is no JSON number) or in pydantic's."""
+
+    def __init__(self, option: str):
+        from jan.engine.params import RANGES
+
+        self.option = option
+        self.kind = RANGES[option].kind if option in RANGES else int
+        self.name = "integer" if self.kind is int else "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from jan.engine.params import RANGES, engine_seed
+
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return value  # a default, already a number
         try:
-            is_dir = place.is_dir()
-            exists = is_dir or place.exists()
-        except OSError:  # unreadable on the way: the command itself will say so, with the system's words
-            return None
-        if not exists:
-            continue
-        if is_dir:
-            return None
-        what = "is a file" if place == path else f"cannot be created: {place} is a file"
-        return (f"the data folder {path} {what}, not a folder; give a folder with --data-folder or "
-                f"$JAN_DATA_FOLDER")
-    return None
+            number = self.kind(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a valid {self.name}", param, ctx)
+        try:
+            if self.option in RANGES:
+                return RANGES[self.option].check(self.option, number)
+            engine_seed(number, self.option)  # int64, as OpenAI takes it (the engine folds it to 32 bits)
+            return number
+        except ValueError as exc:
+            self.fail(str(exc).partition(": ")[2] or str(exc), param, ctx)
+
+    def describe(self) -> str:
+        """The accepted range for a help text (``[>= 0 and <= 2]``)."""
+        from jan.engine.params import RANGES
+
+        return f"[{RANGES[self.option].describe()}]" if self.option in RANGES else "[a 64-bit integer]"
+
+
+class PathParam(click.Path):
+    """``click.Path`` that refuses an empty value as a usage error naming the option: ``Path("")`` is the current
+    folder, so an unset shell variable (``--data-folder "$DIR"``, ``--image "$PIC"``) would silently name the folder
+    the command ran from (a data folder made there, a '.' "image")."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value == "":
+            self.fail("must not be empty (an empty path would be the current folder)", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def connection_options(func: Callable) -> Callable:
     """Add --url/--api-key/--data-folder/--local and pass a :class:`Connection` as ``conn``."""
 
     @click.option("--url", "api_url", envvar="JAN_API_URL", default=DEFAULT_URL, show_default=True, metavar="URL",
-                  help="jan server to use when it is running [env JAN_API_URL].")
+                  callback=nonempty_param, help="jan server to use when it is running [env JAN_API_URL].")
     @click.option("--api-key", envvar="JAN_API_KEY", default=None, metavar="KEY",
                   help="Bearer key for the server [env JAN_API_KEY].")
-    @click.option("--data-folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+    @click.option("--data-folder", type=PathParam(file_okay=False, path_type=Path), default=None,
                   help="Data folder to work on without a server [env JAN_DATA_FOLDER, default ~/jan].")
     @click.option("--local", is_flag=True, envvar="JAN_LOCAL",
                   help="Never use a server: work on the data folder, load models in this process [env JAN_LOCAL=1].")
@@ -290,6 +330,23 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 # --------------------------------------------------------------------------- output
+
+
+def plain_output() -> bool:
+    """Whether jan's own output must carry no ANSI styling even at a terminal: ``NO_COLOR`` set (no-color.org;
+    jan's styles are its only colors) or ``TERM=dumb`` (a terminal that prints escape codes as text: Emacs'
+    shell, some CI logs). click drops styles only when stdout is no terminal; rich's tables check these itself."""
+    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+
+
+def styled(text: str, **style: Any) -> str:
+    """``click.style(text, **style)``, or ``text`` as it is where :func:`plain_output` says so."""
+    return text if plain_output() else click.style(text, **style)
+
+
+def echo_styled(text: str, *, err: bool = False, nl: bool = True, **style: Any) -> None:
+    """``click.secho`` that honours :func:`plain_output`."""
+    click.echo(styled(text, **style), err=err, nl=nl)
 
 
 def stdout_is_tty() -> bool:

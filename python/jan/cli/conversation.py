@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jan.cli.common import CLIError, Connection, warn
+from jan.cli.common import CLIError, Connection, os_error_message, warn
 
 ASSISTANT = {"assistant_id": "jan", "assistant_name": "Jan"}
 
@@ -37,7 +37,9 @@ class LocalThreads:
             return self.runtime.call(coro)
         except NotFoundError as exc:
             raise CLIError(str(exc)) from None
-        except (JanError, ValueError, OSError) as exc:
+        except OSError as exc:  # a read-only data folder, a full disk: the path and the reason, not "[Errno 30]"
+            raise CLIError(os_error_message(exc)) from None
+        except (JanError, ValueError) as exc:
             raise CLIError(str(exc)) from None
 
     def create(self, title: str, assistants: list[dict[str, Any]], metadata: dict[str, Any]) -> str:
@@ -58,11 +60,13 @@ class LocalThreads:
 
     def load(self, thread_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         from jan.core import NotFoundError
+        from jan.store import InvalidIdError
 
         try:
             thread = self.runtime.call(self.store.get_thread(thread_id))
-        except NotFoundError:
-            raise CLIError(f"thread '{thread_id}' not found in {self.runtime.manager.data_folder}") from None
+        except (NotFoundError, InvalidIdError):  # an id no thread can have is none of them, as `jan threads show` says
+            raise CLIError(f"thread '{thread_id}' not found in {self.runtime.manager.data_folder} "
+                           "(see `jan threads list`)") from None
         return thread, self._call(self.store.list_messages(thread_id, order="asc"))
 
     def path(self, thread_id: str) -> str:
@@ -112,8 +116,11 @@ class ServerThreads:
         try:
             thread = self.client.get(f"/v1/threads/{tid}")
         except ServerError as exc:
-            if exc.status == 404:
-                raise CLIError(f"thread '{thread_id}' not found on the server") from None
+            # the server's 400 for an id no thread can have (`../x`) is, to someone naming a thread, "not found": as
+            # the same command says it without a server
+            if exc.status == 404 or exc.code == "invalid_id":
+                raise CLIError(f"thread '{thread_id}' not found on the server at {self.client.base_url} "
+                               "(see `jan threads list`)") from None
             raise
         return thread, list_messages(self.client, thread_id)
 

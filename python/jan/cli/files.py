@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import click
 
 from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, human_bytes, human_time, json_option,
-                            nonempty_param, print_json, print_table)
+                            PathParam, nonempty_text_param, print_json, print_table)
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, PURPOSES
 
 #: Bytes read from a file at a time (an upload, a download): never a whole file in memory.
@@ -138,10 +138,10 @@ def show_file(file_id: str, as_json: bool, conn) -> None:
 
 
 @files.command("upload")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.argument("path", type=PathParam(exists=True, dir_okay=False, readable=True, path_type=Path))
 @click.option("--purpose", type=click.Choice(PURPOSES), default=DEFAULT_PURPOSE, show_default=True,
               help="What the file is for (OpenAI's purposes; an image for messages: vision).")
-@click.option("--name", "filename", default=None, callback=nonempty_param, help="The name to keep the file under [default: PATH's name].")
+@click.option("--name", "filename", default=None, callback=nonempty_text_param, help="The name to keep the file under [default: PATH's name].")
 @json_option
 @connection_options
 def upload_file(path: Path, purpose: str, filename: str | None, as_json: bool, conn) -> None:
@@ -196,7 +196,7 @@ def delete_file(file_id: str, as_json: bool, conn) -> None:
 
 @files.command("download")
 @click.argument("file_id")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default=None,
+@click.option("--output", "-o", type=PathParam(dir_okay=False, allow_dash=True, path_type=Path), default=None,
               help="Write to FILE ('-': stdout) [default: stdout, unless it is a terminal].")
 @connection_options
 def download_file(file_id: str, output: Path | None, conn) -> None:

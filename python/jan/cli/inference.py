@@ -174,6 +174,40 @@ def _looks_like_path(spec: str) -> bool:
     return spec.lower().endswith(".gguf") or os.sep in spec or "/" in spec or spec.startswith(("~", "."))
 
 
+def _missing_bare_file(spec: str) -> bool:
+    """``stories260K.gguf`` given where no such file is here: a file name with no folder, more likely the id of a
+    model with ``.gguf`` added (the server's "did you mean" names it) than a path that was meant."""
+    return (spec.lower().endswith(".gguf") and os.sep not in spec and "/" not in spec
+            and not spec.startswith(("~", ".")) and not os.path.lexists(spec))
+
+
+def _meant(runtime, spec: str) -> str:
+    """``: did you mean 'ID'? (model ids are exact)`` when a model of the data folder differs from ``spec`` only in
+    case or by ``.gguf`` (the services' own guess, as the server's 404 says it), else ``""``."""
+    with contextlib.suppress(Exception):  # a hint only
+        meant = runtime.call(runtime.services.models.meant(spec))
+        if meant:
+            return f": did you mean {meant!r}? (model ids are exact)"
+    return ""
+
+
+def meant_in_store(conn: Connection, spec: str) -> str:
+    """:func:`_meant` for a command working on the data folder's store (no services started)."""
+    from jan.services.models import closest_model_id
+
+    with contextlib.suppress(Exception):  # a hint only
+        meant = closest_model_id(spec, [m.get("id") for m in conn.store().models.list()])
+        if meant:
+            return f": did you mean {meant!r}? (model ids are exact)"
+    return ""
+
+
+def meant_by_server(exc: Exception) -> str:
+    """The server's own guess in its 404 (``: did you mean 'ID'? (model ids are exact)``), else ``""``."""
+    _, found, meant = str(exc).partition(": did you mean ")
+    return f": did you mean {meant.rpartition(' (HTTP')[0]}" if found else ""
+
+
 def check_gguf_file(path: Path) -> None:
     from jan.store import InvalidArgumentError
     from jan.store.models import check_gguf
@@ -223,8 +257,8 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
             raise CLIError(f"model '{spec}' is a model of the jan server at {served}, but this command loads models "
                            f"in this process from the data folder {conn.data_folder}, where it is not: give the "
                            f"server's data folder (--data-folder) or the model's .gguf path")
-    raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
-                   f"(see `jan models list`) nor a .gguf file")
+    raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
+                   + (meant_in_store(conn, spec) or " (see `jan models list`) nor a .gguf file"))
 
 
 def _served_by(conn: Connection, model_id: str) -> str | None:
@@ -485,6 +519,8 @@ class LocalBackend:
             except ModelNotFoundError as exc:
                 damaged = str(exc) if getattr(exc, "damaged", None) else None  # its model.json was set aside
         path = Path(spec).expanduser()
+        if _missing_bare_file(spec) and (meant := _meant(self.runtime, spec)):
+            raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} nor a file here{meant}")
         if path.is_file() or _looks_like_path(spec):
             check_gguf_file(path)
             model = {"id": path.stem, "engine": "llama.cpp", "file_path": str(path.resolve()), "settings": {},
@@ -495,8 +531,9 @@ class LocalBackend:
             return model
         if damaged:
             raise CLIError(damaged)
-        raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} "
-                       f"(see `jan models list`) nor a .gguf file")
+        meant = _meant(self.runtime, spec)
+        raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder}"
+                       + (meant or " (see `jan models list`) nor a .gguf file"))
 
     def chat(self, messages: list[dict[str, Any]], options: dict[str, Any], *,
              tools: list[dict[str, Any]] | None = None, tool_choice: Any = None) -> Generation:
@@ -597,7 +634,7 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
                  n_gpu_layers: int | None = None):
     """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process.
     An embedding model is refused (CLIError): every caller generates text with it."""
-    client = None if _looks_like_path(spec) else conn.server()
+    client = None if _looks_like_path(spec) and not _missing_bare_file(spec) else conn.server()
     if client is not None:
         from jan.cli.client import ServerError, path_part
 
@@ -605,10 +642,17 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
             model = client.get(f"/v1/models/{path_part(spec)}")
         except ServerError as exc:
             if exc.status == 404 and "damaged" not in str(exc):  # a damaged model.json: the server's words
-                raise CLIError(f"model '{spec}' not found on the server at {client.base_url} "
-                               f"(see `jan models list`)") from None
+                meant = meant_by_server(exc) or " (see `jan models list`)"  # the server's guess (case, ".gguf")
+                raise CLIError(f"model '{spec}' not found on the server at {client.base_url}{meant}") from None
             raise
         backend = ServerBackend(client, spec, model if isinstance(model, dict) else None)
+        ignored = [flag for flag, value in (("--ctx-size", n_ctx), ("--threads", n_threads),
+                                            ("--gpu-layers", n_gpu_layers)) if value is not None]
+        if ignored:  # said, not silently dropped: the same flags in-process would change the answer (or its error)
+            from jan.cli.common import warn
+
+            warn(f"{', '.join(ignored)} only apply to a model loaded in this process; the server at "
+                 f"{client.base_url} runs {spec} with its own settings (use --local to load it here)")
     else:
         backend = LocalBackend(conn, spec, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
     refuse_embedding(backend)  # `jan run` and `jan chat` (and its /model) only generate

@@ -8,11 +8,13 @@ server (which knows each server's state and tools) or reads the file.
 
 from __future__ import annotations
 
+import math
 import os
 
 import click
 
 from jan.cli.common import CLIError, RemoveAliasGroup, connection_options, json_option, print_json, print_table
+from jan.extensions.mcp.config import MAX_TOOL_TIMEOUT_S
 
 
 @click.group(cls=RemoveAliasGroup)
@@ -71,8 +73,8 @@ def list_servers(as_json: bool, conn) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment of a stdio server (repeatable).")
 @click.option("--header", "headers", multiple=True, metavar="NAME=VALUE", help="HTTP header (repeatable).")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None,
-              help="Seconds a tool call may take.")
+@click.option("--timeout", type=click.FloatRange(0, MAX_TOOL_TIMEOUT_S, min_open=True), default=None,
+              callback=lambda ctx, param, value: _a_number(value), help="Seconds a tool call may take.")
 @connection_options
 def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple[str, ...], headers: tuple[str, ...],
                timeout: float | None, conn) -> None:
@@ -123,6 +125,14 @@ def add_server(name: str, command_or_url: str, args: tuple[str, ...], env: tuple
     click.echo(f"{name}: added to {conn.data_folder / 'mcp.json'}"
                + (f" (it starts in {entry['cwd']}, where its relative paths are)" if "cwd" in entry else ""))
     _tell_if_the_server_reads_another_file(conn, name, present=True)
+
+
+def _a_number(value: float | None) -> float | None:
+    """click's FloatRange lets NaN through (it compares false with both bounds): refused here, by the option,
+    rather than by mcp.json's check in pydantic's words after the file was read."""
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("NaN is not a number of seconds")
+    return value
 
 
 def _relative_paths(command: str, args: tuple[str, ...]) -> bool:

@@ -12,6 +12,7 @@ import click
 
 from jan.cli.common import (
     CLIError,
+    PathParam,
     RemoveAliasGroup,
     connection_options,
     human_bytes,
@@ -22,7 +23,7 @@ from jan.cli.common import (
     warn,
     warn_problems,
 )
-from jan.cli.inference import check_gguf_file
+from jan.cli.inference import check_gguf_file, meant_by_server, meant_in_store
 from jan.cli.progress import DownloadBar
 
 IMPORT_MODES = ("symlink", "copy", "link", "reference")
@@ -33,8 +34,10 @@ def models() -> None:
     """List, show, import, pull, remove, start and stop models."""
 
 
-def _not_found(model_id: str, where: str) -> CLIError:
-    return CLIError(f"model '{model_id}' not found {where} (see `jan models list`)")
+def _not_found(model_id: str, where: str, meant: str = "") -> CLIError:
+    """``meant``: the guess of a model the id differs from only in case or by ``.gguf`` (the server's, or the
+    data folder's by the same rule), said in place of the pointer to the list."""
+    return CLIError(f"model '{model_id}' not found {where}" + (meant or " (see `jan models list`)"))
 
 
 def _server_model(client, model_id: str) -> dict[str, Any]:
@@ -44,7 +47,7 @@ def _server_model(client, model_id: str) -> dict[str, Any]:
         return client.get(f"/v1/models/{path_part(model_id)}")
     except ServerError as exc:
         if exc.status == 404 and "damaged" not in str(exc):  # a damaged model.json: the server's words say where
-            raise _not_found(model_id, f"on the server at {client.base_url}") from None
+            raise _not_found(model_id, f"on the server at {client.base_url}", meant_by_server(exc)) from None
         raise
 
 
@@ -56,7 +59,7 @@ def _local_model(conn, model_id: str) -> dict[str, Any]:
     except StoredModelNotFoundError as exc:
         if exc.damaged:  # its model.json was set aside: say so, and where (not just "not found")
             raise CLIError(f"{exc} (in {conn.data_folder})") from None
-        raise _not_found(model_id, f"in {conn.data_folder}") from None
+        raise _not_found(model_id, f"in {conn.data_folder}", meant_in_store(conn, model_id)) from None
     except InvalidIdError:
         raise _not_found(model_id, f"in {conn.data_folder}") from None
 
@@ -164,12 +167,12 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
 
 
 @models.command("import")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathParam(path_type=Path))
 @click.option("--id", "model_id", default=None, callback=nonempty_param,
               help="Model id [default: from the file name].")
 @click.option("--mode", type=click.Choice(IMPORT_MODES), default="symlink", show_default=True,
               help="symlink/copy/hard-link the file into the data folder, or reference it where it is.")
-@click.option("--mmproj", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@click.option("--mmproj", type=PathParam(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Its multimodal projector (images/audio), referenced where it is "
                    "[default: mmproj-<file name> beside it, if there].")
 @json_option
@@ -381,7 +384,7 @@ def remove_model(model_ids: tuple[str, ...], conn) -> None:
             try:
                 conn.store().models.delete(model_id)
             except (StoredModelNotFoundError, InvalidIdError):
-                raise _not_found(model_id, f"in {conn.data_folder}") from None
+                raise _not_found(model_id, f"in {conn.data_folder}", meant_in_store(conn, model_id)) from None
         click.echo(f"removed {model_id}")
 
 

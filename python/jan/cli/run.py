@@ -9,7 +9,10 @@ import click
 
 from jan.cli.common import (
     CLIError,
+    PathParam,
+    SamplingValue,
     connection_options,
+    echo_styled,
     lenient_stdin,
     nonempty_text_param,
     replace_undecodable,
@@ -20,13 +23,17 @@ from jan.cli.inference import open_backend, refuse_images
 
 
 def sampling_options(func):
-    """--max-tokens/--temperature/--top-p/--seed/--stop, shared by run and chat."""
+    """--max-tokens/--temperature/--top-p/--seed/--stop, shared by run and chat; each value checked as the engine
+    checks it (:class:`SamplingValue`), whether a server or this process answers."""
+    max_tokens, temperature, top_p, seed = (SamplingValue(name) for name in ("max_tokens", "temperature", "top_p", "seed"))
     for decorator in reversed([
-        click.option("--max-tokens", "-n", type=click.IntRange(1), default=None, help="Stop after this many tokens."),
-        click.option("--temperature", "--temp", type=click.FloatRange(0), default=None,
-                     help="Sampling temperature (0: greedy, deterministic)."),
-        click.option("--top-p", type=click.FloatRange(0, 1), default=None, help="Nucleus sampling threshold."),
-        click.option("--seed", type=int, default=None, help="Sampling seed, for repeatable answers."),
+        click.option("--max-tokens", "-n", type=max_tokens, default=None,
+                     help=f"Stop after this many tokens. {max_tokens.describe()}"),
+        click.option("--temperature", "--temp", type=temperature, default=None,
+                     help=f"Sampling temperature (0: greedy, deterministic). {temperature.describe()}"),
+        click.option("--top-p", type=top_p, default=None, help=f"Nucleus sampling threshold. {top_p.describe()}"),
+        click.option("--seed", type=seed, default=None,
+                     help=f"Sampling seed, for repeatable answers (-1: a random one). {seed.describe()}"),
         click.option("--stop", "stop", multiple=True, callback=nonempty_text_param, help="Stop at this text (repeatable)."),
         click.option("--ignore-eos", is_flag=True, default=None,
                      help="Keep writing past the end-of-text token (until --max-tokens or the context is full)."),
@@ -56,10 +63,9 @@ def think_option(func):
 
 
 def show_thought(piece: str) -> None:
-    """Print a piece of the model's thinking dimmed (plain when stdout is no terminal or NO_COLOR is set)."""
-    import os
-
-    click.echo(piece if os.environ.get("NO_COLOR") else click.style(piece, dim=True), nl=False)
+    """Print a piece of the model's thinking dimmed (plain when stdout is no terminal, NO_COLOR is set or
+    TERM=dumb)."""
+    echo_styled(piece, dim=True, nl=False)
 
 
 def collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos=None) -> dict:
@@ -91,7 +97,7 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @click.argument("prompt", nargs=-1, callback=text_param)
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt (chat mode).")
 @click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template).")
-@click.option("--image", "-i", "images", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--image", "-i", "images", multiple=True, type=PathParam(dir_okay=False),
               help="An image (PNG, JPEG, WebP, GIF) to ask about, for models with a projector (repeatable).")
 @sampling_options
 @load_options
@@ -163,6 +169,11 @@ def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed
             generation.cancel()
             out.write("\n")
             out.flush()
+            raise
+        except CLIError:  # cut off (a server that stopped): the error goes on its own line at a terminal
+            if last and not last.endswith("\n"):
+                out.write("\n")
+                out.flush()
             raise
         if not last.endswith("\n"):
             out.write("\n")

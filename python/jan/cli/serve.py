@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from jan.cli.common import check_flag_order
+from jan.cli.common import PathParam, SamplingValue, check_flag_order
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
@@ -36,7 +36,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               help=f"Also listen on this port (bare flag: Ollama's {OLLAMA_PORT}; 0: any free one, as for --port) "
                    "for Ollama clients that hard-code it; the Ollama API (/api/*) is served on --port as well, so "
                    "the same port as --port adds nothing.")
-@click.option("--data-folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--data-folder", type=PathParam(file_okay=False, path_type=Path), default=None,
               help="Jan data folder [default: $JAN_DATA_FOLDER or ~/jan]")
 @click.option("--model", "-m", "models", multiple=True,
               help="Model id or GGUF path to load at start (repeatable; paths are imported by reference).")
@@ -74,10 +74,10 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               help="Speculative decoding: 'ngram' drafts from earlier text (prompt lookup), 'draft' with the "
                    "draft model (the default with --model-draft); output is unchanged.")
 @click.option("--model-draft", "-md", "draft_model", default=None,
-              type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+              type=PathParam(exists=True, dir_okay=False, resolve_path=True),
               help="A GGUF sharing the models' vocabulary that drafts tokens for them (speculative decoding); "
                    "a model.json's settings.draft_model wins.")
-@click.option("--draft-p-min", "draft_p_min", default=None, type=click.FloatRange(0.0, 1.0),
+@click.option("--draft-p-min", "draft_p_min", default=None, type=SamplingValue("draft_p_min"),
               help="Draft model: stop drafting below this top-token probability [default: 0.75].")
 @click.option("--draft-max", "--draft", "draft_max", default=None, type=click.IntRange(0, 256),
               help="Tokens drafted per step at most [default: 16].")

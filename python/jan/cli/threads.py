@@ -10,7 +10,9 @@ import click
 
 from jan.cli.common import (
     CLIError,
+    PathParam,
     connection_options,
+    echo_styled,
     human_time,
     json_option,
     message_text,
@@ -100,18 +102,18 @@ def show_thread(thread_id: str, as_json: bool, conn) -> None:
     if as_json:
         print_json({"thread": thread, "messages": messages})
         return
-    click.secho(thread.get("title") or thread_id, bold=True)
-    click.secho(f"{thread_id} - {_model_of(thread)} - {human_time(thread.get('created') or thread.get('created_at'))}",
+    echo_styled(thread.get("title") or thread_id, bold=True)
+    echo_styled(f"{thread_id} - {_model_of(thread)} - {human_time(thread.get('created') or thread.get('created_at'))}",
                 dim=True)
     instructions = _instructions(thread)
     if instructions:
         click.echo()
-        click.secho("System", bold=True)
+        echo_styled("System", bold=True)
         click.echo(instructions)
     for m in messages:
         click.echo()
         role = ROLE_NAMES.get(m.get("role"), str(m.get("role")))
-        click.secho(role + _status_note(m), bold=True)
+        echo_styled(role + _status_note(m), bold=True)
         click.echo(message_text(m))
 
 
@@ -151,7 +153,7 @@ def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
 @threads.command("export")
 @click.argument("thread_id")
 @click.option("--format", "-f", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--output", "-o", type=PathParam(dir_okay=False, path_type=Path), default=None,
               help="Write to FILE instead of stdout.")
 @connection_options
 def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:

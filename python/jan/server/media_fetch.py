@@ -54,6 +54,9 @@ class MediaAllowlist:
         Raises ``ValueError`` for anything else (another scheme, a folder that does not exist)."""
         urls, folders = [], []
         for entry in entries:
+            if not entry.strip():
+                # Path("") is the current folder: an unset shell variable would open the server's working folder
+                raise ValueError(f"--allow-media-from {entry!r}: empty; give an http(s):// URL prefix or a folder")
             scheme = entry.split("://", 1)[0].lower() if "://" in entry else ""
             if scheme in ("http", "https"):
                 rest = entry.split("://", 1)[1]

@@ -47,8 +47,9 @@ async def open_services(data_folder: str | Path, *, discover_extensions: bool = 
         async with open_services("~/jan") as services:
             result = await services.chat.complete(ChatRequest(model="qwen", messages=(...)))
     """
-    folder = Path(data_folder).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
+    from jan.store import make_data_folder
+
+    folder = make_data_folder(data_folder)  # "" (the current folder) and a file in its place refused by name
     manager = ExtensionManager(folder, LocalEventBus(), discover_entry_points=discover_extensions)
     await manager.start()
     try:

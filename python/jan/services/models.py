@@ -345,6 +345,14 @@ class Target:
         return self.model["id"]
 
 
+def closest_model_id(model_id: str, ids) -> str | None:
+    """The one rule of :meth:`ModelService.meant`, for a list of ids at hand (the CLI's data folder): the id that
+    differs from ``model_id`` only in case or by a ``.gguf`` suffix, or None."""
+    wanted = model_id.strip().removesuffix(".gguf").casefold()
+    close = sorted(i for i in ids if isinstance(i, str) and i != model_id and i.casefold() == wanted)
+    return close[0] if close else None
+
+
 class ModelService:
     """Finds models and their engines through the extension manager — the one model→engine rule."""
 
@@ -539,17 +547,24 @@ class ModelService:
         case or by the file name's ``.gguf`` (``stories260k``, ``stories260K.gguf``): model ids are exact, and
         "not found" alone sends the user to list them."""
         error = _missing(model_id, exc)
-        if getattr(error, "damaged", None) or not isinstance(model_id, str):
+        if getattr(error, "damaged", None):
             return error
-        wanted = model_id.strip().removesuffix(".gguf").casefold()
+        meant = await self.meant(model_id)
+        if meant:
+            return ModelNotFoundError(f"{error}: did you mean {meant!r}? (model ids are exact)")
+        return error
+
+    async def meant(self, model_id: str) -> str | None:
+        """The model id a name that is none most likely meant: one that differs only in case or by the file name's
+        ``.gguf`` (``stories260k``, ``stories260K.gguf``), or None. (The server's 404 and the CLI's "not found" both
+        say it.)"""
+        if not isinstance(model_id, str):
+            return None
         try:
             ids = [m.get("id") for m in await self.model_extension().list_models()]
-        except Exception:  # noqa: BLE001 - a hint only: the plain error where the list cannot be read
-            return error
-        close = sorted(i for i in ids if isinstance(i, str) and i != model_id and i.casefold() == wanted)
-        if close:
-            return ModelNotFoundError(f"{error}: did you mean {close[0]!r}? (model ids are exact)")
-        return error
+        except Exception:  # noqa: BLE001 - a hint only: none where the list cannot be read
+            return None
+        return closest_model_id(model_id, ids)
 
     async def resolve(self, model_id: str | None) -> Target:
         """The model (``None``: the default model if one is configured, else the only loaded model) and its engine.

@@ -29,7 +29,7 @@ from .errors import (
     StoredModelNotFoundError,
     StoreError,
 )
-from .folder import ENV_VAR, DataFolder, Store, resolve_data_folder
+from .folder import ENV_VAR, DataFolder, Store, data_folder_problem, make_data_folder, resolve_data_folder
 from .ids import (
     is_valid_id,
     new_assistant_id,
@@ -82,6 +82,8 @@ __all__ = [
     "new_message_id",
     "new_thread_id",
     "new_ulid",
+    "data_folder_problem",
+    "make_data_folder",
     "resolve_data_folder",
     "slugify_id",
     "validate_extension_name",

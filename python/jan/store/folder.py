@@ -9,7 +9,7 @@ from pathlib import Path
 from ._trash import sweep_temp_files, sweep_trash
 from .assistants import AssistantStore
 from .context import LOCK_DIR_NAME, StoreContext
-from .errors import StoreError
+from .errors import InvalidArgumentError, StoreError
 from .locks import DEFAULT_TIMEOUT
 from .messages import MessageStore
 from .migrations import DEFAULT_MIGRATIONS, MigrationRegistry
@@ -36,7 +36,47 @@ def resolve_data_folder(path: str | os.PathLike[str] | None = None) -> Path:
     """
     if path is None:
         path = os.environ.get(ENV_VAR) or os.path.join("~", DEFAULT_FOLDER_NAME)
+    elif os.fspath(path) == "":
+        # Path("") is the current folder: an unset shell variable (`--data-folder "$DIR"`) would make jan's
+        # layout in whatever folder the command ran from. (An empty $JAN_DATA_FOLDER is the variable not
+        # set, as shells mean it, and gives the default above.)
+        raise InvalidArgumentError("the data folder path is empty (it would be the current folder): give a folder",
+                                   param="data_folder", code="empty_path")
     return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+
+
+def make_data_folder(path: str | os.PathLike[str] | None = None) -> Path:
+    """:func:`resolve_data_folder`, made if it is not there yet: what a program about to run on a data folder (the
+    server, :func:`jan.services.open_services`) starts with. :class:`StoreError` saying why when it cannot be one
+    (a file in its place or on its way), not mkdir's bare ``[Errno 17] File exists``."""
+    root = resolve_data_folder(path)
+    problem = data_folder_problem(root)
+    if problem:
+        raise StoreError(problem)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def data_folder_problem(folder: str | os.PathLike[str]) -> str | None:
+    """Why ``folder`` cannot be a data folder, in one line, or ``None``: it (or a folder on its way) is a file.
+
+    Said the same way by the library (:class:`DataFolder`'s StoreError) and every command, whichever file would
+    have been touched first (``[Errno 17] File exists``, ``/data/files: Not a directory``, a listing that is
+    simply empty, ``jan info``'s "not created yet")."""
+    path = Path(folder)
+    for place in (path, *path.parents):
+        try:
+            is_dir = place.is_dir()
+            exists = is_dir or place.exists()
+        except OSError:  # unreadable on the way: the first use says so, with the system's words
+            return None
+        if not exists:
+            continue
+        if is_dir:
+            return None
+        what = "is a file" if place == path else f"cannot be created: {place} is a file"
+        return f"the data folder {path} {what}, not a folder"
+    return None
 
 
 class DataFolder:
@@ -66,9 +106,12 @@ class DataFolder:
                  ensure_default_assistant: bool = True) -> None:
         self.root = resolve_data_folder(path)
         if not self.root.is_dir():
-            if not create:
+            if create:
+                make_data_folder(self.root)
+            elif data_folder_problem(self.root):
+                raise StoreError(data_folder_problem(self.root))
+            else:
                 raise StoreError(f"data folder {self.root} does not exist")
-            self.root.mkdir(parents=True, exist_ok=True)
         # Folders are made here when they can be; a read-only data folder (a read-only mount, a backup, another
         # user's folder) must still be readable, so one that cannot be made is left for the first write, which
         # makes its parents itself and fails there with its own clear error. A file in a folder's place is no

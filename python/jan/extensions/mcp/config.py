@@ -55,6 +55,10 @@ class McpConfigError(JanError, ValueError):
     code = "invalid_mcp_config"
 
 
+#: The longest a tool call may be given (``timeout``, seconds), in mcp.json and `jan mcp add --timeout`.
+MAX_TOOL_TIMEOUT_S = 3600
+
+
 class McpServerConfig(BaseModel):
     """One entry of ``mcpServers``."""
 
@@ -67,7 +71,7 @@ class McpServerConfig(BaseModel):
     url: str | None = None
     headers: dict[str, str] | None = None
     disabled: bool = False
-    timeout: float | None = Field(default=None, gt=0, le=3600)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_TOOL_TIMEOUT_S)
 
     @model_validator(mode="after")
     def _one_transport(self) -> "McpServerConfig":
