@@ -128,6 +128,18 @@ class Client:
         return data
 
 
+def post_json(base_url: str, path: str, body: Any, *, timeout: float = 300) -> tuple[int, Any]:
+    """POST ``body`` as JSON; (status, the answer's JSON), errors included. ``timeout``: a guard against a hung
+    test, never a measure."""
+    req = urllib.request.Request(base_url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def post_form(base_url: str, fields: dict[str, str], *, with_file: bool = True, filename: str = "x.txt",
               content: bytes = b"x", path: str = "/v1/files") -> tuple[int, dict]:
     """A ``multipart/form-data`` POST written by hand (the Files API's upload: ``fields`` as plain parts, then the

@@ -17,7 +17,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from api_helpers import running
+from api_helpers import post_json, running
 from jan.server import jsonio
 from jan.server.jsonio import PIECE_VALUES, encode_in_pieces, json_values
 from jan.server.routes import ollama as ollama_routes
@@ -35,13 +35,7 @@ def server(tmp_path_factory, stories_path, minilm_path):
 
 
 def post(server, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-    req = urllib.request.Request(server.base_url + path, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=WAIT_S) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return post_json(server.base_url, path, body, timeout=WAIT_S)
 
 
 class Recorder:

@@ -7,13 +7,10 @@ Ollama's own top-level integer fields (``top_logprobs``, ``dimensions``) stay st
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
-from api_helpers import running
+from api_helpers import post_json, running
 from jan.server.dialects.ollama_schemas import OllamaCreateParameters, OllamaOptions, _integer_fields
 
 EMBED = "all-MiniLM-L6-v2-f32"
@@ -32,13 +29,7 @@ def server(tmp_path_factory, stories_path, minilm_path):
 
 
 def post(server, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-    req = urllib.request.Request(server.base_url + path, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=WAIT_S) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return post_json(server.base_url, path, body, timeout=WAIT_S)
 
 
 def _body(path: str, options: dict[str, Any]) -> dict[str, Any]:
