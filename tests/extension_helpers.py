@@ -24,13 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "extension-hello"
 
 
-def call(srv, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """``(status, parsed JSON body)`` of one request to a test server."""
+def call(srv, method: str, path: str, body: Any = None, *, timeout: float = 60) -> tuple[int, Any]:
+    """``(status, parsed JSON body)`` of one request to a test server (the text when it is not JSON). ``timeout``:
+    a guard against a hung test, never a measure."""
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     req = urllib.request.Request(srv.base_url + path, data=data, method=method,
                                  headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()
             status = resp.status
     except urllib.error.HTTPError as exc:

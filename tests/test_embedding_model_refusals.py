@@ -7,13 +7,11 @@ embedding with it, and with a model that generates, still works."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
 from api_helpers import running
+from extension_helpers import call as request
 
 EMBED = "all-MiniLM-L6-v2-f32"
 WAIT_S = 300
@@ -27,19 +25,7 @@ def server(tmp_path_factory, stories_path, minilm_path):
 
 
 def call(server, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(server.base_url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=WAIT_S) as resp:
-            raw = resp.read()
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode()
+    return request(server, method, path, body, timeout=WAIT_S)
 
 
 def _loaded(server) -> set[str]:
