@@ -70,11 +70,14 @@ def test_turns_are_first_come_first_served():
     turns = Turns()
     order: list[int] = []
     entered = threading.Event()
+    all_queued = threading.Event()  # set by the test once it has seen all three waiters queued
 
     def holder():
         with turns:
             entered.set()
-            assert turns.wait_for_waiting(3, WAIT_S)
+            # (not `wait_for_waiting(3)` here: the holder could then give up its turn before the test's own
+            # `wait_for_waiting(3)` looked, and the test would wait for a queue of three that had become two)
+            assert all_queued.wait(WAIT_S)
             order.append(0)
 
     def waiter(n: int, queued_before: int):
@@ -90,6 +93,7 @@ def test_turns_are_first_come_first_served():
         t.start()
         threads.append(t)
         assert turns.wait_for_waiting(n, WAIT_S)
+    all_queued.set()
     for t in threads:
         t.join(WAIT_S)
     assert order == [0, 1, 2, 3]
