@@ -48,6 +48,7 @@ MODEL_RAISES = {
     "media_inputs": lambda m: m.media_inputs([_png()]),
     "prepare_media": lambda m: m.prepare_media([_png()]),
     "media_prompt": lambda m: m.media_prompt("Describe it.", []),
+    "encode_media": lambda m: m.encode_media(None),  # (the closed check comes before the prompt is looked at)
     "stream": lambda m: m.stream("Once", max_tokens=1),
     "submit": lambda m: m.submit("Once", max_tokens=1),
     "generate": lambda m: m.generate("Once", max_tokens=1),

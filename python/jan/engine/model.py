@@ -698,12 +698,16 @@ class Model:
                 raise
         return prepared
 
-    def media_prompt(self, prompt: str, media: Sequence, *, add_special: bool = True):
+    def media_prompt(self, prompt: str, media: Sequence, *, add_special: bool = True, encode: bool = True):
         """Tokenize ``prompt`` with its media and run the vision/audio encoder: a prompt ready to submit.
 
         ``prompt`` holds one :attr:`media_marker` per item of ``media`` (from :meth:`media_inputs`),
         in order; without any marker, one per item is put at the start. Slow (the encoder runs,
         without the GIL): call it off the event loop. Raises :class:`~jan.MediaError`.
+
+        ``encode=False`` stops after tokenizing (cheap: the prompt's size, media included, is known then):
+        a caller that may still refuse or shorten the prompt checks it first and calls :meth:`encode_media`
+        on the one it submits, so a prompt that does not fit never pays for the encoder.
         """
         projector = self._projector
         self._live()  # (after the read: a projector gone because the model closed is no MediaError)
@@ -716,12 +720,29 @@ class Model:
             prompt = "".join(marker + "\n" for _ in media) + prompt
         try:
             mp = projector.tokenize(prompt, list(media), check_flag("add_special", add_special), True)
-            projector.encode(mp)
         except ValueError as e:
             raise MediaError(str(e)) from None
         finally:
             forward_native_logs()
+        if encode:
+            self.encode_media(mp)
         return mp
+
+    def encode_media(self, prompt) -> None:
+        """Run the vision/audio encoder on a prompt from :meth:`media_prompt` (``encode=False``): its media
+        chunks not yet encoded (or cached by content) get their embeddings. Slow, without the GIL: call it off
+        the event loop. Raises :class:`~jan.MediaError`."""
+        projector = self._projector
+        self._live()
+        if projector is None:
+            raise MediaError(f"model '{self.id}' takes no images or audio (no projector loaded)",
+                             reason="no_projector")
+        try:
+            projector.encode(prompt)
+        except ValueError as e:
+            raise MediaError(str(e)) from None
+        finally:
+            forward_native_logs()
 
     def stream(self, prompt, *, add_special: bool = True, images: Sequence = (), audio: Sequence = (),
                **options) -> Request:

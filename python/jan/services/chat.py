@@ -19,7 +19,7 @@ from typing import Any
 from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.model import Vocabulary
 from jan.engine.results import Usage
-from jan.errors import QueueFullError
+from jan.errors import ContextOverflowError, QueueFullError
 from jan.services.documents import read_documents
 from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
@@ -439,11 +439,26 @@ def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Star
     seed = client_seed(options)
     if local.end_of_turn:
         options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
+    _encode_media(local, tokens)
     start = _Start(text, plan, tokens, parsers, options, answer_stops, seeds(seed, request.n),
                    {"grammar": grammar, "logprobs": request.logprobs, "top_logprobs": request.top_logprobs},
                    local.model.vocabulary())
     start.requests = start.submit(local, request)
     return start
+
+
+def _encode_media(local: LocalModel, tokens: Any) -> None:
+    """Blocking (the vision/audio encoder): a media prompt's images and audio encoded, last of all the request's
+    checks. The prompt is tokenized unencoded (:func:`chat_prompt`), so one that does not fit the context is refused
+    here, as the engine would refuse it at submit, before the encoder runs (seconds of CPU per image on a big
+    projector), and the fitting that shortens a conversation never encodes the turns it drops."""
+    if not hasattr(tokens, "media"):
+        return
+    if not fits(local, tokens):
+        size, n_ctx = prompt_size(tokens), local.model.n_ctx
+        raise ContextOverflowError(f"the prompt has {size} tokens but the context holds {n_ctx} (one more is "
+                                   "needed to generate)", size, n_ctx)
+    local.model.encode_media(tokens)
 
 
 def _submit(local: LocalModel, tokens: Any, options: dict[str, Any], choice_seeds: list[int],

@@ -192,8 +192,9 @@ def chat_prompt(local: LocalModel, request: ChatRequest, plan: ChatPlan | None =
     """Blocking: render the chat template and tokenize the result; returns (text, token ids).
 
     A request with image/audio parts (a model with a projector) gets a ``MediaPrompt`` instead
-    of token ids: the media decoded and run through the vision/audio encoder here (slow), each
-    at its place in the conversation. Raises :class:`jan.MediaError` for bad or unsupported media.
+    of token ids: the media decoded (slow) and tokenized, each at its place in the conversation, but not yet
+    run through the vision/audio encoder (:meth:`jan.Model.encode_media`, once the prompt is known to fit).
+    Raises :class:`jan.MediaError` for bad or unsupported media.
 
     ``plan`` (default: :func:`chat_plan` without model settings) adds the format's template
     variables (thinking switches) under the request's own ``chat_template_kwargs``. The
@@ -504,7 +505,8 @@ def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: s
         check_context(model, request.context)
         if bos is not None:
             text = text.removeprefix(model.token_to_piece(bos, special=True))
-    prompt = model.media_prompt(text, media, add_special=False)
+    # not encoded yet: the caller fits the prompt to the context first (chat._start_held encodes the one it submits)
+    prompt = model.media_prompt(text, media, add_special=False, encode=False)
     for token in reversed(request.context):  # (a MediaPrompt takes tokens before it one at a time)
         prompt.prepend(token)
     if bos is not None and model.add_bos and (not prompt.tokens or prompt.tokens[0] != bos):

@@ -57,6 +57,9 @@ class EngineCollector:
             "draft_tokens_total": ("jan_draft_tokens", "Speculative decoding: tokens drafted"),
             "draft_accepted_total": ("jan_draft_tokens_accepted", "Speculative decoding: drafted tokens accepted"),
             "thread_changes_total": ("jan_thread_changes", "Times the thread counts changed for the load beside the model"),
+            "media_encodes_total": ("jan_media_encodes", "Images and audio clips run through the projector's encoder "
+                                    "(not those found in its cache)"),
+            "media_encode_seconds": ("jan_media_encode_seconds", "Seconds spent in the projector's encoder"),
         }
         gauges = {
             "slots_busy": ("jan_slots_busy", "Slots generating now"),
