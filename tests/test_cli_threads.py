@@ -169,3 +169,22 @@ def test_bench_of_a_model_only_a_running_server_has_says_where_it_is(tmp_path, s
     with running(tmp_path / "served", stories_path) as srv:
         env = cli_env(tmp_path / "here", local=False, JAN_API_URL=srv.base_url)
         fails(jan("bench", "stories260K", *BENCH, env=env), "is a model of the jan server at", "--data-folder")
+
+
+def test_bench_prompt_tests_evaluate_every_token(stories_path):
+    """As llama-bench clears the memory before each repetition, each pp repetition evaluates all of its tokens: the
+    slot kept the last prompt's BOS otherwise, and ``-p 64`` measured 63 tokens, under the 64-query tile of ggml's
+    flash attention (its one-row path, 2.5x slower on stories260K)."""
+    import random
+
+    import jan as jan_lib
+    from jan.cli.bench import run_pp
+
+    rng = random.Random(0)
+    with jan_lib.Model(stories_path, n_ctx=256, n_parallel=1, n_threads=1) as model:
+        for _ in range(3):
+            before = model.metrics()
+            run_pp(model, 64, rng)
+            after = model.metrics()
+            assert after["cached_tokens_total"] == before["cached_tokens_total"]  # nothing of it was reused
+            assert after["prompt_tokens_total"] - before["prompt_tokens_total"] == 64 + 1  # (+1: the untimed reset)
