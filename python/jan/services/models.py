@@ -24,8 +24,8 @@ from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, che
 from jan.store.ids import is_valid_id
 from jan.templates import TemplateError, resolve_template
 
-__all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header", "unload_now",
-           "unload_replaced"]
+__all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header", "text_setting",
+           "unload_now", "unload_replaced"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
 _WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
@@ -180,6 +180,16 @@ def require_generating(target: "Target") -> "Target":
     return target
 
 
+def text_setting(model: Mapping[str, Any], key: str) -> str | None:
+    """A model.json's text setting (``chat_template``, ``prompt_template``, ...) where it is text, else None. What
+    describes a model (``/v1/models``, ``/api/show``) reads its settings through this: a hand-edited
+    ``"chat_template": 5`` is refused when the model loads (naming the field), and must not fail every list of
+    models meanwhile."""
+    settings = model.get("settings")
+    value = settings.get(key) if isinstance(settings, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 def capabilities(model: Mapping[str, Any], *, chat_template: str | None = None, embedding: bool = False,
                  fim: bool = False, loaded: Mapping[str, Any] | None = None) -> list[str]:
     """What a model can do, in Ollama's names, the one answer every dialect gives (``/api/show``, ``/v1/models``):
@@ -191,7 +201,7 @@ def capabilities(model: Mapping[str, Any], *, chat_template: str | None = None, 
     settings = settings if isinstance(settings, Mapping) else {}
     if embedding or embeds_only(model):
         return ["embedding"]
-    template = settings.get("chat_template") or chat_template or ""
+    template = text_setting(model, "chat_template") or chat_template or ""
     caps = ["completion"]
     if "tools" in template:
         caps.append("tools")
