@@ -142,7 +142,16 @@ async def server():
         # Like the hub: the resolve URL redirects to where the bytes live.
         raise web.HTTPFound(f"/cdn/{request.match_info['path']}")
 
+    async def loop(request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])  # /loop/0 -> /loop/1 -> /loop/0 -> ...
+        raise web.HTTPFound(f"/loop/{1 - n}")
+
+    async def bad_redirect(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": "ftp://example.invalid/model.gguf"})
+
     app = web.Application()
+    app.router.add_get("/loop/{n}", loop)
+    app.router.add_get("/bad-redirect", bad_redirect)
     app.router.add_get("/files/{name}", files)
     app.router.add_get("/cdn/{path:.+}", files)
     app.router.add_get("/{owner}/{repo}/resolve/{revision}/{path:.+}", hf_resolve)
@@ -446,6 +455,18 @@ async def test_failed_download_reports_error_in_progress(server, downloader, tmp
     events = await asyncio.wait_for(_collect(task), 20)
     assert events[-1].state is DownloadState.FAILED
     assert "sha256 mismatch" in events[-1].error
+
+
+@pytest.mark.parametrize("path, words", [("/loop/0", "too many redirects"), ("/bad-redirect", "non-HTTP URL (ftp://")])
+async def test_a_redirect_loop_or_a_broken_redirect_is_one_readable_line(server, downloader, tmp_path, path, words):
+    """Not aiohttp's repr of the whole chain of requests and responses with every header (a screenful)."""
+    task = downloader.start(server.url(path), tmp_path / "model.gguf")
+    with pytest.raises(DownloadError) as caught:
+        await asyncio.wait_for(task.wait(), 30)
+    message = str(caught.value)
+    assert words in message and server.url(path) in message, message
+    assert "\n" not in message and "CIMultiDictProxy" not in message and len(message) < 300, message
+    assert caught.value.http_status == 502  # the source's fault, as any other failure upstream
 
 
 async def _collect(task):

@@ -817,8 +817,17 @@ class DownloadTask:
                     raise _Retry(
                         f"connection closed at byte {self.bytes_done} of {total}", progressed=self.bytes_done > start_bytes
                     )
-        except (aiohttp.InvalidURL, aiohttp.TooManyRedirects) as exc:
-            raise DownloadError(f"cannot fetch {self.url}: {exc!r}", DownloadError.HTTP_STATUS, url=self.url) from exc
+        except aiohttp.TooManyRedirects as exc:
+            # (its repr is every request and response header of the whole chain: a screenful, not an error)
+            hops = [str(r.url) for r in exc.history]
+            last = f", the last to {hops[-1]}" if hops else ""
+            raise DownloadError(f"cannot fetch {self.url}: too many redirects ({len(hops)} followed{last}; a "
+                                "redirect loop?)", DownloadError.HTTP_STATUS, url=self.url) from exc
+        except (aiohttp.InvalidURL, aiohttp.RedirectClientError, aiohttp.NonHttpUrlClientError) as exc:
+            # a redirect to a URL that is none, or not http(s): asking again gets the same answer (these were
+            # retried five times, then told as the bare URL)
+            raise DownloadError(f"cannot fetch {self.url}: it redirects to an invalid or non-HTTP URL "
+                                f"({getattr(exc, 'url', exc)})", DownloadError.HTTP_STATUS, url=self.url) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
             message = str(exc) or type(exc).__name__
             raise _Retry(message, progressed=self.bytes_done > start_bytes) from exc
