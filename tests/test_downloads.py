@@ -652,3 +652,28 @@ async def test_sync_download_with_callback(server, tmp_path, monkeypatch):
 async def test_sync_download_refuses_running_loop(tmp_path):
     with pytest.raises(RuntimeError, match="event loop"):
         dl.download("https://example.com/f.gguf", tmp_path / "f.gguf")
+
+
+async def test_a_destination_another_downloader_is_filling_is_refused_not_overwritten(server, downloader, tmp_path):
+    """Two processes pulling one model (two ``jan models pull``, a CLI beside a server) wrote one ``.part`` at once:
+    the second truncated it under the first, which could end with a file of the right size with holes in it. The
+    lock is per destination across processes (another :class:`Downloader` stands in for another process here)."""
+    server.pause_at = SIZE // 2
+    dest = tmp_path / "model.gguf"
+    first = downloader.start(server.url(), dest)
+    await wait_for_bytes(first, SIZE // 2)
+    assert dl.part_busy(dest)
+    other = Downloader(backoff=0.01, backoff_max=0.05, progress_interval=0.05, trust_env=False)
+    try:
+        second = other.start(server.url(), dest)
+        with pytest.raises(DownloadError) as caught:
+            await asyncio.wait_for(second.wait(), 20)
+        assert caught.value.reason == DownloadError.CONFLICT and caught.value.http_status == 409
+        assert "another process" in str(caught.value)
+    finally:
+        await other.close()
+    server.gate.set()
+    assert await asyncio.wait_for(first.wait(), 20) == dest
+    assert dest.read_bytes() == DATA
+    assert not dl.part_busy(dest) and not dl.lock_path(dest).exists()  # the lock goes with the download
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.gguf"]

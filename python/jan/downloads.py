@@ -24,6 +24,7 @@ The CLI uses the blocking :func:`download` instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import logging
@@ -39,6 +40,7 @@ from typing import Any, AsyncIterator, Callable, Mapping
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
+import filelock
 from multidict import CIMultiDict
 
 from jan.errors import JanError
@@ -54,6 +56,8 @@ __all__ = [
     "download",
     "filename_from_url",
     "hf_endpoint",
+    "lock_path",
+    "part_busy",
     "part_path",
     "resolve_url",
 ]
@@ -62,6 +66,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 PART_SUFFIX = ".part"
+LOCK_SUFFIX = ".downloading.lock"
 
 # Disk writes and hashing happen off the event loop; batching network reads
 # (typically 16-64 KiB each) into 1 MiB keeps the thread hops cheap.
@@ -338,6 +343,50 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def lock_path(dest: str | os.PathLike[str]) -> Path:
+    """The lock a download of ``dest`` holds while it runs (hidden beside it, gone when it ends)."""
+    dest = Path(dest)
+    return dest.with_name(f".{dest.name}{LOCK_SUFFIX}")
+
+
+def _lock_destination(dest: Path, url: str) -> filelock.BaseFileLock:
+    """Hold the lock of a download of ``dest`` (:func:`lock_path`), or :class:`DownloadError` (``conflict``) when
+    another process holds it: two processes writing one ``.part`` (two ``jan models pull`` of one model, a CLI and
+    a server on one data folder) truncate and overwrite each other's bytes, and the one that ends first keeps a file
+    of the right size with holes in it — a damaged model that passes the size and GGUF checks. (In one process the
+    :class:`Downloader` gives a second start the running task.)"""
+    lock = filelock.FileLock(str(lock_path(dest)), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise DownloadError(f"{dest} is being downloaded by another process now; wait for it to end (then pulling "
+                            "again uses or resumes what it left)", DownloadError.CONFLICT, url=url) from None
+    return lock
+
+
+def _unlock_destination(lock: filelock.BaseFileLock) -> None:
+    path = lock.lock_file
+    lock.release()
+    with contextlib.suppress(OSError):  # (filelock may have removed it already)
+        os.unlink(path)
+
+
+def part_busy(dest: str | os.PathLike[str]) -> bool:
+    """Whether a download of ``dest`` runs now, in this process or another (its lock is held): its ``.part`` is
+    no leftover to list or remove."""
+    if not os.path.exists(lock_path(dest)):
+        return False
+    lock = filelock.FileLock(str(lock_path(dest)), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        return True
+    except OSError:
+        return False
+    _unlock_destination(lock)
+    return False
 
 
 def _open_part(path: Path, offset: int):
@@ -716,6 +765,13 @@ class DownloadTask:
     async def _download(self) -> None:
         self._set_state(DownloadState.DOWNLOADING)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
+        lock = await self._io(_lock_destination, self.dest, self.url)
+        try:
+            await self._download_locked()
+        finally:
+            _unlock_destination(lock)  # (here, not in a worker: a cancel must not leave it held)
+
+    async def _download_locked(self) -> None:
         failures = 0
         restarts = 0
         while True:

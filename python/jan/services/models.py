@@ -632,6 +632,20 @@ class ModelService:
             model = {**model, "draft_model_path": str(draft)}
         return {**model, "file_path": str(path)} if path else model
 
+    async def delete_leftover(self, model_id: str) -> bool:
+        """Deleting a model by an id that names no model: its folder is removed when it holds no model.json (what a
+        pull or import stopped by a kill left, a damaged model.json set aside), so that every front end can delete
+        what the list of models reports (``leftovers``, ``problems``). True when it was removed; False where there
+        was nothing such (the caller's 404) or the model manager keeps no folders."""
+        remove = getattr(self.model_extension(), "delete_leftover", None)
+        return bool(remove is not None and isinstance(model_id, str) and await remove(model_id))
+
+    async def leftovers(self) -> list[dict[str, Any]]:
+        """The model manager's folders without a model.json (``[]`` for one that cannot say): see
+        :meth:`jan.extensions.models.extension.ModelManagerExtension.leftovers`."""
+        find = getattr(self.model_extension(), "leftovers", None)
+        return await find() if find is not None else []
+
     async def loaded_model_ids(self) -> list[str]:
         """Every engine's loaded models (an engine that fails to answer counts as none)."""
         ids: list[str] = []

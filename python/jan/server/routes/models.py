@@ -95,7 +95,10 @@ async def list_models(request: web.Request) -> web.Response:
     models = await extension.list_models()
     problems = getattr(extension, "problems", None)
     return json_response({"object": "list", "data": [await with_state(request, m) for m in models],
-                          "problems": problems("models/") if callable(problems) else []})
+                          "problems": problems("models/") if callable(problems) else [],
+                          # folders a killed pull or import left without a model.json (a resumable .part):
+                          # the disk they take, and the id DELETE /v1/models/{id} removes them by
+                          "leftovers": await request.app[SERVICES].models.leftovers()})
 
 
 @routes.get("/v1/models/{model_id}")
