@@ -563,6 +563,40 @@ def test_filename_from_url():
         dl.filename_from_url("https://h/")
 
 
+@pytest.mark.parametrize("url, name", [
+    ("http://h/m/..%2F..%2F..%2Fescaped.gguf", "escaped.gguf"),  # was "../../../escaped.gguf"
+    ("http://h/m/..%5C..%5Cw.gguf", "w.gguf"),
+    ("http://h/m/%2Fetc%2Fcron.d%2Fjob", "job"),
+    ("http://h/m/a%00b.gguf", "ab.gguf"),
+])
+def test_a_file_name_never_leaves_the_destination_folder(url, name):
+    """A separator that arrives percent-encoded separates too: the decoded name joined to a model's folder wrote
+    the download anywhere the process may write."""
+    assert dl.filename_from_url(url) == name
+    for url in ("http://h/m/%2e%2e", "http://h/m/..%2F", "http://h/m/x%2F.."):
+        with pytest.raises(DownloadError):
+            dl.filename_from_url(url)
+
+
+def test_a_file_name_too_long_for_a_file_system_is_cut_the_same_way_each_time():
+    long = "x" * 300
+    name = dl.filename_from_url(f"http://h/{long}.gguf")
+    assert name.endswith(".gguf") and len(name.encode()) <= dl.MAX_NAME_BYTES
+    assert name == dl.filename_from_url(f"http://h/other/{long}.gguf")  # (a resume finds its .part)
+    assert name != dl.filename_from_url(f"http://h/{long}y.gguf")
+    wide = dl.filename_from_url("http://h/" + "%E6%A8%A1" * 120 + ".gguf")  # 360 bytes of one CJK character
+    assert len(wide.encode()) <= dl.MAX_NAME_BYTES and wide.startswith("模") and wide.endswith(".gguf")
+
+
+async def test_a_pull_of_a_traversing_url_stays_in_its_folder(server, downloader, tmp_path):
+    folder = tmp_path / "models" / "m"
+    folder.mkdir(parents=True)
+    task = downloader.start(server.url("/files/..%2F..%2Fescaped.gguf"), folder)
+    path = await asyncio.wait_for(task.wait(), 30)
+    assert path == folder / "escaped.gguf" and path.read_bytes() == DATA
+    assert not (tmp_path / "escaped.gguf").exists()
+
+
 def test_bad_sha256_argument(tmp_path):
     async def go():
         async with Downloader() as d:

@@ -287,15 +287,37 @@ def filename_from_url(url: str) -> str:
     """
     if url.strip().lower().startswith("hf://"):
         url = resolve_url(url, hf_endpoint=DEFAULT_HF_ENDPOINT)
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    name = name.replace("\\", "_").replace("\x00", "").strip()
+    # The last segment once decoded: "..%2F..%2Fx.gguf" decodes to "../../x.gguf", which joined to a model's
+    # folder wrote the download outside the data folder (anywhere the process may write). A separator that
+    # arrives encoded separates too, so only what follows the last one can name the file.
+    name = unquote(urlsplit(url).path).replace("\\", "/").rsplit("/", 1)[-1]
+    name = name.replace("\x00", "").strip()
     if name in ("", ".", "..") or name.endswith(PART_SUFFIX):
         raise DownloadError(
             f"cannot derive a file name from {url!r}: give the destination file explicitly",
             DownloadError.INVALID_URL,
             url=url,
         )
-    return name
+    return _fit_name(name)
+
+
+#: The longest file name a download takes, in bytes: file systems allow 255, and its ``.part``, its staging and its
+#: lock add up to 25 more.
+MAX_NAME_BYTES = 200
+
+
+def _fit_name(name: str) -> str:
+    """``name``, or where it is longer than :data:`MAX_NAME_BYTES` (a URL's last segment may be 2,000 characters,
+    and was a 500 "data folder cannot be read": ENAMETOOLONG) its stem cut short plus a digest of the whole name,
+    the extension kept: the same URL gives the same name, so a partial download still resumes."""
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    stem, ext = os.path.splitext(name)
+    if len(ext.encode()) > 16:  # no extension worth keeping
+        stem, ext = name, ""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    room = MAX_NAME_BYTES - len(ext.encode()) - len(digest) - 1
+    return f"{stem.encode()[:room].decode(errors='ignore')}-{digest}{ext}"
 
 
 def part_path(dest: str | os.PathLike[str]) -> Path:
@@ -763,9 +785,16 @@ class DownloadTask:
             self._downloader._release(self)
 
     async def _download(self) -> None:
-        self._set_state(DownloadState.DOWNLOADING)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
+        # taken before the state says "downloading": a snapshot while it is taken would show 0 bytes done of a
+        # part about to resume (the CLI then said the server could not resume it)
         lock = await self._io(_lock_destination, self.dest, self.url)
+        try:  # "downloading" says from where: the part on disk, which the first request asks to continue
+            self.bytes_done = await self._io(_size_or_zero, self.part_path)
+        except BaseException:
+            _unlock_destination(lock)
+            raise
+        self._set_state(DownloadState.DOWNLOADING)
         try:
             await self._download_locked()
         finally:
