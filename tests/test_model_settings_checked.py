@@ -55,6 +55,10 @@ def bad_values(tmp_path, stories_path) -> list[tuple[dict, str, str]]:
         ({"settings": {"draft_model": str(text)}}, "settings.draft_model", "not a GGUF"),
         ({"settings": {"draft_model": "../../elsewhere.gguf"}}, "settings.draft_model", "climbs out"),
         ({"settings": {"mmproj": "/nope.gguf"}}, "settings.mmproj", "no file"),
+        # the weights themselves (a name that climbs out was stored and then ignored: the old weights went on)
+        ({"settings": {"llama_model_path": "../other/w.gguf"}}, "settings.llama_model_path", "climbs out"),
+        ({"settings": {"llama_model_path": "/nope.gguf"}}, "settings.llama_model_path", "no file"),
+        ({"settings": {"llama_model_path": str(text)}}, "settings.llama_model_path", "not a GGUF"),
         ({"settings": {"mmproj": str(stories_path)}}, "settings.mmproj", "projector"),
         ({"settings": {"reasoning_budget": "lots"}}, "settings.reasoning_budget", "integer"),
         ({"settings": {"reasoning_budget": -5}}, "settings.reasoning_budget", "-1"),

@@ -17,7 +17,7 @@ from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
-from jan.services.companions import COMPANIONS, companion_problem
+from jan.services.companions import COMPANIONS, climbs_out, companion_problem, weights_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
@@ -255,6 +255,24 @@ def _template_problem(settings: Mapping[str, Any],
     return None
 
 
+async def _check_weights_name(name: Any) -> None:
+    """:class:`RequestError` naming ``settings.llama_model_path`` when it names weights no load could use: a
+    relative name that climbs out of the model's folder (the store ignores it, so the model went on with its old
+    weights while the PATCH answered 200), or an absolute path that is no model GGUF (a missing file, a text file,
+    a projector). A relative name inside the folder may name a file still to come (a hub's model.json)."""
+    if not isinstance(name, str) or not name:
+        return
+    param = "settings.llama_model_path"
+    if not os.path.isabs(name):
+        if climbs_out(name):
+            raise RequestError(f"{param}: '{name}' climbs out of the model folder (name a file in it, or give an "
+                               "absolute path)", param=param, code="invalid_value")
+        return
+    why = await asyncio.to_thread(weights_problem, name)
+    if why is not None:
+        raise RequestError(f"{param}: {why}", param=param, code="invalid_value")
+
+
 def _missing(model_id: str, exc: BaseException) -> ModelNotFoundError:
     """"The model does not exist" — or, when its model.json was damaged and set aside (the model manager's error
     says so, with ``damaged``), that error itself: "does not exist" would hide a model the user has."""
@@ -477,6 +495,8 @@ class ModelService:
         def touched(key: str) -> bool:
             return everything or f"settings.{key}" in changed
 
+        if touched("llama_model_path"):
+            await _check_weights_name(settings.get("llama_model_path"))
         await self._check_companions(model, [key for key in COMPANIONS if touched(key)])
         cache = any(touched(key) for key in _CACHE_SETTINGS)
         templates = any(touched(key) for key in _TEMPLATE_SETTINGS)
