@@ -115,3 +115,30 @@ def test_a_folder_a_download_fills_now_is_no_leftover(env, data, stories_path):
         assert "killedpull" not in ok(jan("models", "list", env=env)).stderr
         assert (data / "models" / "killedpull" / "stories260K.gguf.part").is_file()
     assert [item["id"] for item in DataFolder(data).models.leftovers()] == ["killedpull", "unregistered"]
+
+
+async def test_a_deleted_model_is_no_longer_reported_as_damaged(tmp_path, server):
+    """Deleting a model whose model.json was set aside removes its report from the list too (it named a file that
+    is gone); the store does the same for every resource it deletes."""
+    data = tmp_path / "data"
+    for name in ("dmg", "other"):
+        (data / "models" / name).mkdir(parents=True)
+        (data / "models" / name / "model.json").write_text("{not json")
+    async with Client(server.base_url) as api:
+        listed = await api.ok("GET", "/v1/models")
+        assert sorted(p["path"] for p in listed["problems"]) == ["models/dmg/model.json", "models/other/model.json"]
+        await api.ok("DELETE", "/v1/models/dmg")
+        assert [p["path"] for p in (await api.ok("GET", "/v1/models"))["problems"]] == ["models/other/model.json"]
+
+
+def test_every_store_forgets_the_report_of_a_resource_it_deletes(tmp_path):
+    folder = DataFolder(tmp_path / "data")
+    thread = folder.threads.create("t")
+    other = folder.threads.create("u")
+    for made in (thread, other):
+        (tmp_path / "data" / "threads" / made["id"] / "thread.json").write_text("{not json")
+    folder.threads.list()
+    assert len([p for p in folder.problems if p.path.startswith("threads/")]) == 2
+    folder.threads.delete(thread["id"])
+    assert [p.path for p in folder.problems if p.path.startswith("threads/")] == [
+        f"threads/{other['id']}/thread.json"]

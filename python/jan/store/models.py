@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 from jan.gguf_magic import has_gguf_magic
 
-from ._trash import remove_resource_dir
 from ._util import check_dict, check_list, check_str, now_ms
 from .atomic import TEMP_SUFFIX, atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
 from .context import StoreContext, iter_resource_dirs, read_collection, register_shape
@@ -237,7 +236,7 @@ class ModelStore:
         with self._ctx.lock(path):
             if not path.parent.is_dir() and not path.parent.is_symlink():
                 raise StoredModelNotFoundError(KIND, model_id)
-            remove_resource_dir(path.parent)
+            self._ctx.remove_resource(path.parent)
         return {"id": model_id, "object": "model", "deleted": True}
 
     def leftovers(self) -> list[dict[str, Any]]:
