@@ -450,7 +450,10 @@ class ModelStore:
             # re-checks the id, so a concurrent import of the same id loses cleanly.
             if mode == "link":
                 try:
-                    tmp = link_to_temp(source, folder, filename)
+                    # the file a symlink names, not the link: link() does not follow one, and a hard link to a
+                    # relative symlink named nothing from the model's folder (it worked only through the source's
+                    # path, until the user removed their symlink, which a hard link is meant to survive)
+                    tmp = link_to_temp(os.path.realpath(source), folder, filename)
                 except OSError as exc:
                     logger.info("cannot hard-link %s into %s (%s); copying instead", source, folder, exc)
             elif mode == "symlink":
