@@ -142,3 +142,15 @@ def test_every_store_forgets_the_report_of_a_resource_it_deletes(tmp_path):
     folder.threads.delete(thread["id"])
     assert [p.path for p in folder.problems if p.path.startswith("threads/")] == [
         f"threads/{other['id']}/thread.json"]
+
+
+def test_a_killed_downloads_lock_goes_at_start_and_its_empty_folder_with_it(tmp_path):
+    from jan.downloads import lock_path
+
+    models = tmp_path / "data" / "models"
+    (models / "killed").mkdir(parents=True)
+    lock_path(models / "killed" / "w.gguf").write_text("")  # left by a download killed with its process
+    old = time.time() - EMPTY_FOLDER_STALE_S - 60
+    os.utime(models / "killed", (old, old))
+    DataFolder(tmp_path / "data")
+    assert not (models / "killed").exists()

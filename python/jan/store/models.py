@@ -551,10 +551,11 @@ def sweep_empty_model_folders(models_dir: Path, swept: list[Path]) -> list[Path]
     now = time.time()
     removed = []
     for folder in iter_resource_dirs(models_dir):
+        freed = _remove_free_download_locks(folder)  # (a dead download's: as a dead writer's temporary file)
         try:
             if any(True for _ in os.scandir(folder)):
                 continue
-            if str(folder) not in emptied and now - folder.stat().st_mtime < EMPTY_FOLDER_STALE_S:
+            if not freed and str(folder) not in emptied and now - folder.stat().st_mtime < EMPTY_FOLDER_STALE_S:
                 continue
             folder.rmdir()
         except OSError:
@@ -562,3 +563,20 @@ def sweep_empty_model_folders(models_dir: Path, swept: list[Path]) -> list[Path]
         logger.info("data folder: removed the empty %s, left by an import or pull that did not finish", folder)
         removed.append(folder)
     return removed
+
+
+def _remove_free_download_locks(folder: Path) -> bool:
+    """Remove the download locks (:func:`jan.downloads.lock_path`) that no process holds: a download killed with
+    its process leaves its lock file, which kept the folder it was in from ever being empty. True when one went."""
+    try:
+        locks = [entry.path for entry in os.scandir(folder) if entry.name.endswith(LOCK_SUFFIX)]
+    except OSError:
+        return False
+    if not locks:
+        return False
+    from jan.downloads import part_busy  # (only where a lock file is left: the downloader is not light to import)
+
+    for lock in locks:
+        name = os.path.basename(lock).removesuffix(LOCK_SUFFIX).removeprefix(".")
+        part_busy(folder / name)  # takes a free lock and removes its file; a held one is left alone
+    return not any(os.path.lexists(lock) for lock in locks)
