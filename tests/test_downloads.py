@@ -142,7 +142,16 @@ async def server():
         # Like the hub: the resolve URL redirects to where the bytes live.
         raise web.HTTPFound(f"/cdn/{request.match_info['path']}")
 
+    async def loop(request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])  # /loop/0 -> /loop/1 -> /loop/0 -> ...
+        raise web.HTTPFound(f"/loop/{1 - n}")
+
+    async def bad_redirect(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": "ftp://example.invalid/model.gguf"})
+
     app = web.Application()
+    app.router.add_get("/loop/{n}", loop)
+    app.router.add_get("/bad-redirect", bad_redirect)
     app.router.add_get("/files/{name}", files)
     app.router.add_get("/cdn/{path:.+}", files)
     app.router.add_get("/{owner}/{repo}/resolve/{revision}/{path:.+}", hf_resolve)
@@ -448,6 +457,18 @@ async def test_failed_download_reports_error_in_progress(server, downloader, tmp
     assert "sha256 mismatch" in events[-1].error
 
 
+@pytest.mark.parametrize("path, words", [("/loop/0", "too many redirects"), ("/bad-redirect", "non-HTTP URL (ftp://")])
+async def test_a_redirect_loop_or_a_broken_redirect_is_one_readable_line(server, downloader, tmp_path, path, words):
+    """Not aiohttp's repr of the whole chain of requests and responses with every header (a screenful)."""
+    task = downloader.start(server.url(path), tmp_path / "model.gguf")
+    with pytest.raises(DownloadError) as caught:
+        await asyncio.wait_for(task.wait(), 30)
+    message = str(caught.value)
+    assert words in message and server.url(path) in message, message
+    assert "\n" not in message and "CIMultiDictProxy" not in message and len(message) < 300, message
+    assert caught.value.http_status == 502  # the source's fault, as any other failure upstream
+
+
 async def _collect(task):
     return [p async for p in task.progress()]
 
@@ -542,6 +563,40 @@ def test_filename_from_url():
         dl.filename_from_url("https://h/")
 
 
+@pytest.mark.parametrize("url, name", [
+    ("http://h/m/..%2F..%2F..%2Fescaped.gguf", "escaped.gguf"),  # was "../../../escaped.gguf"
+    ("http://h/m/..%5C..%5Cw.gguf", "w.gguf"),
+    ("http://h/m/%2Fetc%2Fcron.d%2Fjob", "job"),
+    ("http://h/m/a%00b.gguf", "ab.gguf"),
+])
+def test_a_file_name_never_leaves_the_destination_folder(url, name):
+    """A separator that arrives percent-encoded separates too: the decoded name joined to a model's folder wrote
+    the download anywhere the process may write."""
+    assert dl.filename_from_url(url) == name
+    for url in ("http://h/m/%2e%2e", "http://h/m/..%2F", "http://h/m/x%2F.."):
+        with pytest.raises(DownloadError):
+            dl.filename_from_url(url)
+
+
+def test_a_file_name_too_long_for_a_file_system_is_cut_the_same_way_each_time():
+    long = "x" * 300
+    name = dl.filename_from_url(f"http://h/{long}.gguf")
+    assert name.endswith(".gguf") and len(name.encode()) <= dl.MAX_NAME_BYTES
+    assert name == dl.filename_from_url(f"http://h/other/{long}.gguf")  # (a resume finds its .part)
+    assert name != dl.filename_from_url(f"http://h/{long}y.gguf")
+    wide = dl.filename_from_url("http://h/" + "%E6%A8%A1" * 120 + ".gguf")  # 360 bytes of one CJK character
+    assert len(wide.encode()) <= dl.MAX_NAME_BYTES and wide.startswith("模") and wide.endswith(".gguf")
+
+
+async def test_a_pull_of_a_traversing_url_stays_in_its_folder(server, downloader, tmp_path):
+    folder = tmp_path / "models" / "m"
+    folder.mkdir(parents=True)
+    task = downloader.start(server.url("/files/..%2F..%2Fescaped.gguf"), folder)
+    path = await asyncio.wait_for(task.wait(), 30)
+    assert path == folder / "escaped.gguf" and path.read_bytes() == DATA
+    assert not (tmp_path / "escaped.gguf").exists()
+
+
 def test_bad_sha256_argument(tmp_path):
     async def go():
         async with Downloader() as d:
@@ -631,3 +686,28 @@ async def test_sync_download_with_callback(server, tmp_path, monkeypatch):
 async def test_sync_download_refuses_running_loop(tmp_path):
     with pytest.raises(RuntimeError, match="event loop"):
         dl.download("https://example.com/f.gguf", tmp_path / "f.gguf")
+
+
+async def test_a_destination_another_downloader_is_filling_is_refused_not_overwritten(server, downloader, tmp_path):
+    """Two processes pulling one model (two ``jan models pull``, a CLI beside a server) wrote one ``.part`` at once:
+    the second truncated it under the first, which could end with a file of the right size with holes in it. The
+    lock is per destination across processes (another :class:`Downloader` stands in for another process here)."""
+    server.pause_at = SIZE // 2
+    dest = tmp_path / "model.gguf"
+    first = downloader.start(server.url(), dest)
+    await wait_for_bytes(first, SIZE // 2)
+    assert dl.part_busy(dest)
+    other = Downloader(backoff=0.01, backoff_max=0.05, progress_interval=0.05, trust_env=False)
+    try:
+        second = other.start(server.url(), dest)
+        with pytest.raises(DownloadError) as caught:
+            await asyncio.wait_for(second.wait(), 20)
+        assert caught.value.reason == DownloadError.CONFLICT and caught.value.http_status == 409
+        assert "another process" in str(caught.value)
+    finally:
+        await other.close()
+    server.gate.set()
+    assert await asyncio.wait_for(first.wait(), 20) == dest
+    assert dest.read_bytes() == DATA
+    assert not dl.part_busy(dest) and not dl.lock_path(dest).exists()  # the lock goes with the download
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.gguf"]

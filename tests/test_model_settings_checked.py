@@ -55,6 +55,10 @@ def bad_values(tmp_path, stories_path) -> list[tuple[dict, str, str]]:
         ({"settings": {"draft_model": str(text)}}, "settings.draft_model", "not a GGUF"),
         ({"settings": {"draft_model": "../../elsewhere.gguf"}}, "settings.draft_model", "climbs out"),
         ({"settings": {"mmproj": "/nope.gguf"}}, "settings.mmproj", "no file"),
+        # the weights themselves (a name that climbs out was stored and then ignored: the old weights went on)
+        ({"settings": {"llama_model_path": "../other/w.gguf"}}, "settings.llama_model_path", "climbs out"),
+        ({"settings": {"llama_model_path": "/nope.gguf"}}, "settings.llama_model_path", "no file"),
+        ({"settings": {"llama_model_path": str(text)}}, "settings.llama_model_path", "not a GGUF"),
         ({"settings": {"mmproj": str(stories_path)}}, "settings.mmproj", "projector"),
         ({"settings": {"reasoning_budget": "lots"}}, "settings.reasoning_budget", "integer"),
         ({"settings": {"reasoning_budget": -5}}, "settings.reasoning_budget", "-1"),
@@ -111,7 +115,11 @@ async def test_a_hand_edited_model_json_names_its_bad_field_in_every_dialect(ser
         await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
         for key, value, word in [("reasoning_budget", "lots", "integer"), ("reasoning_effort", "ultra", "high"),
                                  ("reasoning_format", "xml", "deepseek"), ("draft_model", "/nope.gguf", "no file"),
-                                 ("mmproj", "missing-mmproj.gguf", "no file")]:
+                                 ("mmproj", "missing-mmproj.gguf", "no file"),
+                                 # wrong types and ranges a hand edit makes (were a 500, and an option the client
+                                 # never sent, ``n_ctx``)
+                                 ("chat_template", 5, "string"), ("prompt_template", ["x"], "string"),
+                                 ("ctx_len", -5, ">= 8"), ("ngl", [1], "integer"), ("embedding", "yes", "true or false")]:
             stored = model_json(data, "m")
             stored["settings"] = {**stored["settings"], key: value}
             (data / "models" / "m" / "model.json").write_text(json.dumps(stored))
@@ -131,6 +139,8 @@ async def test_a_hand_edited_model_json_names_its_bad_field_in_every_dialect(ser
                 assert param in message and word in message, (key, path, err)
                 if isinstance(error, dict):
                     assert error.get("param", param) == param, (key, path, err)
+                if key not in ("draft_model", "mmproj"):  # (a missing file names its own path)
+                    assert "model 'm'" in message, (key, path, err)  # whose model.json it is
             if key in ("draft_model", "mmproj"):
                 assert loads == [], loads  # refused before the main weights were read
             stored["settings"].pop(key)
@@ -192,3 +202,42 @@ async def test_a_server_draft_model_is_left_out_where_it_cannot_draft(tmp_path, 
             assert loads == [], loads
     warned = [r for r in caplog.records if "without the server's draft model" in r.getMessage()]
     assert len(warned) == 2, [r.getMessage() for r in warned]  # once for each model id, not per request
+
+
+async def test_every_list_of_models_survives_a_hand_edited_model_json(server, tmp_path, gguf_copy):
+    """One model.json's nonsense (a ``created`` that is no time, a template that is no text, ...) is that model's
+    problem, refused when it loads: every list and description of models still answers, in every dialect (a
+    ``"created": "x"`` failed ``GET /v1/models`` with a 400, a ``"chat_template": 5`` with a 500)."""
+    data = tmp_path / "data"
+    async with Client(server.base_url) as api:
+        await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "m"}, 201)
+        await api.ok("POST", "/v1/models", {"path": str(gguf_copy), "id": "fine"}, 201)
+        good = model_json(data, "m")
+        edits = [{"created": "x"}, {"created": 1.5e300}, {"created": -7}, {"created": True}, {"name": 5},
+                 {"settings": {**good["settings"], "chat_template": 5, "prompt_template": ["x"]}},
+                 {"settings": {**good["settings"], "ctx_len": "big", "mmproj": 5}},
+                 {"metadata": {**good["metadata"], "size": "huge", "tags": "x", "author": 5}}]
+        for edit in edits:
+            (data / "models" / "m" / "model.json").write_text(json.dumps({**good, **edit}))
+            listed = await api.ok("GET", "/v1/models")
+            assert {m["id"] for m in listed["data"]} == {"m", "fine"}, (edit, listed)
+            assert all(isinstance(m["created"], int) and m["created"] >= 0 for m in listed["data"]), (edit, listed)
+            one = await api.ok("GET", "/v1/models/m")
+            assert one["capabilities"][0] == "completion", (edit, one)
+            for method, path, body in [("GET", "/api/tags", None), ("POST", "/api/show", {"model": "m"}),
+                                       ("GET", "/api/ps", None)]:
+                status, reply = await api.call(method, path, body)
+                assert status == 200, (edit, path, status, reply)
+            async with api.session.get(f"{api.base}/v1/models", headers={"anthropic-version": "2023-06-01"}) as resp:
+                reply = await resp.json()
+                assert resp.status == 200 and {m["id"] for m in reply["data"]} == {"m", "fine"}, (edit, reply)
+        assert (await chat(api, "fine"))[0] == 200
+
+
+def test_ollama_dates_of_a_model_without_its_file_survive_any_created():
+    """``/api/tags``' ``modified_at`` falls back to ``created`` where the weights are missing: a year past Python's
+    dates (a hand edit) or a value that is no number reads as unknown, not as an OverflowError (a 500)."""
+    from jan.server.dialects.ollama_models import _modified_at
+
+    for created in (1.5e300, "x", True, -5, None):
+        assert _modified_at({"created": created}, None).startswith("1970-01-01"), created

@@ -82,6 +82,19 @@ def test_import_by_hard_link(store, gguf):
     assert gguf.exists() and os.stat(gguf).st_nlink == 1
 
 
+@pytest.mark.parametrize("mode", ["link", "copy"])
+def test_an_import_through_a_relative_symlink_holds_the_file_itself(store, gguf, mode):
+    """A hard link of a symlink (link() does not follow it) held a relative link that named nothing from the model's
+    folder: the model worked through the source's path only until the user removed their symlink."""
+    alias = gguf.with_name("alias.gguf")
+    alias.symlink_to(gguf.name)  # relative, as `ln -s model.gguf alias.gguf` makes it
+    store.models.import_gguf(alias, model_id="aliased", mode=mode)
+    alias.unlink()
+    stored = store.models.model_file("aliased")
+    assert stored is not None and stored.parent == store.models_dir / "aliased" and not stored.is_symlink()
+    assert stored.read_bytes() == gguf.read_bytes()
+
+
 def test_hard_link_falls_back_to_copy_across_devices(store, gguf, monkeypatch):
     def cross_device(src, dst, **kwargs):
         raise OSError(errno.EXDEV, "Invalid cross-device link")

@@ -24,6 +24,7 @@ The CLI uses the blocking :func:`download` instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import logging
@@ -39,6 +40,7 @@ from typing import Any, AsyncIterator, Callable, Mapping
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
+import filelock
 from multidict import CIMultiDict
 
 from jan.errors import JanError
@@ -54,6 +56,8 @@ __all__ = [
     "download",
     "filename_from_url",
     "hf_endpoint",
+    "lock_path",
+    "part_busy",
     "part_path",
     "resolve_url",
 ]
@@ -62,6 +66,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 PART_SUFFIX = ".part"
+LOCK_SUFFIX = ".downloading.lock"
 
 # Disk writes and hashing happen off the event loop; batching network reads
 # (typically 16-64 KiB each) into 1 MiB keeps the thread hops cheap.
@@ -282,15 +287,37 @@ def filename_from_url(url: str) -> str:
     """
     if url.strip().lower().startswith("hf://"):
         url = resolve_url(url, hf_endpoint=DEFAULT_HF_ENDPOINT)
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    name = name.replace("\\", "_").replace("\x00", "").strip()
+    # The last segment once decoded: "..%2F..%2Fx.gguf" decodes to "../../x.gguf", which joined to a model's
+    # folder wrote the download outside the data folder (anywhere the process may write). A separator that
+    # arrives encoded separates too, so only what follows the last one can name the file.
+    name = unquote(urlsplit(url).path).replace("\\", "/").rsplit("/", 1)[-1]
+    name = name.replace("\x00", "").strip()
     if name in ("", ".", "..") or name.endswith(PART_SUFFIX):
         raise DownloadError(
             f"cannot derive a file name from {url!r}: give the destination file explicitly",
             DownloadError.INVALID_URL,
             url=url,
         )
-    return name
+    return _fit_name(name)
+
+
+#: The longest file name a download takes, in bytes: file systems allow 255, and its ``.part``, its staging and its
+#: lock add up to 25 more.
+MAX_NAME_BYTES = 200
+
+
+def _fit_name(name: str) -> str:
+    """``name``, or where it is longer than :data:`MAX_NAME_BYTES` (a URL's last segment may be 2,000 characters,
+    and was a 500 "data folder cannot be read": ENAMETOOLONG) its stem cut short plus a digest of the whole name,
+    the extension kept: the same URL gives the same name, so a partial download still resumes."""
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    stem, ext = os.path.splitext(name)
+    if len(ext.encode()) > 16:  # no extension worth keeping
+        stem, ext = name, ""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    room = MAX_NAME_BYTES - len(ext.encode()) - len(digest) - 1
+    return f"{stem.encode()[:room].decode(errors='ignore')}-{digest}{ext}"
 
 
 def part_path(dest: str | os.PathLike[str]) -> Path:
@@ -338,6 +365,50 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def lock_path(dest: str | os.PathLike[str]) -> Path:
+    """The lock a download of ``dest`` holds while it runs (hidden beside it, gone when it ends)."""
+    dest = Path(dest)
+    return dest.with_name(f".{dest.name}{LOCK_SUFFIX}")
+
+
+def _lock_destination(dest: Path, url: str) -> filelock.BaseFileLock:
+    """Hold the lock of a download of ``dest`` (:func:`lock_path`), or :class:`DownloadError` (``conflict``) when
+    another process holds it: two processes writing one ``.part`` (two ``jan models pull`` of one model, a CLI and
+    a server on one data folder) truncate and overwrite each other's bytes, and the one that ends first keeps a file
+    of the right size with holes in it — a damaged model that passes the size and GGUF checks. (In one process the
+    :class:`Downloader` gives a second start the running task.)"""
+    lock = filelock.FileLock(str(lock_path(dest)), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise DownloadError(f"{dest} is being downloaded by another process now; wait for it to end (then pulling "
+                            "again uses or resumes what it left)", DownloadError.CONFLICT, url=url) from None
+    return lock
+
+
+def _unlock_destination(lock: filelock.BaseFileLock) -> None:
+    path = lock.lock_file
+    lock.release()
+    with contextlib.suppress(OSError):  # (filelock may have removed it already)
+        os.unlink(path)
+
+
+def part_busy(dest: str | os.PathLike[str]) -> bool:
+    """Whether a download of ``dest`` runs now, in this process or another (its lock is held): its ``.part`` is
+    no leftover to list or remove."""
+    if not os.path.exists(lock_path(dest)):
+        return False
+    lock = filelock.FileLock(str(lock_path(dest)), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        return True
+    except OSError:
+        return False
+    _unlock_destination(lock)
+    return False
 
 
 def _open_part(path: Path, offset: int):
@@ -714,8 +785,22 @@ class DownloadTask:
             self._downloader._release(self)
 
     async def _download(self) -> None:
-        self._set_state(DownloadState.DOWNLOADING)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
+        # taken before the state says "downloading": a snapshot while it is taken would show 0 bytes done of a
+        # part about to resume (the CLI then said the server could not resume it)
+        lock = await self._io(_lock_destination, self.dest, self.url)
+        try:  # "downloading" says from where: the part on disk, which the first request asks to continue
+            self.bytes_done = await self._io(_size_or_zero, self.part_path)
+        except BaseException:
+            _unlock_destination(lock)
+            raise
+        self._set_state(DownloadState.DOWNLOADING)
+        try:
+            await self._download_locked()
+        finally:
+            _unlock_destination(lock)  # (here, not in a worker: a cancel must not leave it held)
+
+    async def _download_locked(self) -> None:
         failures = 0
         restarts = 0
         while True:
@@ -817,8 +902,17 @@ class DownloadTask:
                     raise _Retry(
                         f"connection closed at byte {self.bytes_done} of {total}", progressed=self.bytes_done > start_bytes
                     )
-        except (aiohttp.InvalidURL, aiohttp.TooManyRedirects) as exc:
-            raise DownloadError(f"cannot fetch {self.url}: {exc!r}", DownloadError.HTTP_STATUS, url=self.url) from exc
+        except aiohttp.TooManyRedirects as exc:
+            # (its repr is every request and response header of the whole chain: a screenful, not an error)
+            hops = [str(r.url) for r in exc.history]
+            last = f", the last to {hops[-1]}" if hops else ""
+            raise DownloadError(f"cannot fetch {self.url}: too many redirects ({len(hops)} followed{last}; a "
+                                "redirect loop?)", DownloadError.HTTP_STATUS, url=self.url) from exc
+        except (aiohttp.InvalidURL, aiohttp.RedirectClientError, aiohttp.NonHttpUrlClientError) as exc:
+            # a redirect to a URL that is none, or not http(s): asking again gets the same answer (these were
+            # retried five times, then told as the bare URL)
+            raise DownloadError(f"cannot fetch {self.url}: it redirects to an invalid or non-HTTP URL "
+                                f"({getattr(exc, 'url', exc)})", DownloadError.HTTP_STATUS, url=self.url) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
             message = str(exc) or type(exc).__name__
             raise _Retry(message, progressed=self.bytes_done > start_bytes) from exc

@@ -641,7 +641,7 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
         try:
             model = client.get(f"/v1/models/{path_part(spec)}")
         except ServerError as exc:
-            if exc.status == 404 and "damaged" not in str(exc):  # a damaged model.json: the server's words
+            if exc.status == 404 and f"{spec!r} is damaged" not in str(exc):  # a damaged model.json: the server's words
                 meant = meant_by_server(exc) or " (see `jan models list`)"  # the server's guess (case, ".gguf")
                 raise CLIError(f"model '{spec}' not found on the server at {client.base_url}{meant}") from None
             raise

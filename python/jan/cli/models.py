@@ -46,7 +46,9 @@ def _server_model(client, model_id: str) -> dict[str, Any]:
     try:
         return client.get(f"/v1/models/{path_part(model_id)}")
     except ServerError as exc:
-        if exc.status == 404 and "damaged" not in str(exc):  # a damaged model.json: the server's words say where
+        # a damaged model.json: the server's words say where (the store's "'<id>' is damaged", not any id with
+        # the word in it: `jan models rm damaged-copy` was answered with the server's bare 404)
+        if exc.status == 404 and f"{model_id!r} is damaged" not in str(exc):
             raise _not_found(model_id, f"on the server at {client.base_url}", meant_by_server(exc)) from None
         raise
 
@@ -80,14 +82,17 @@ def list_models(as_json: bool, conn) -> None:
     if client is not None:
         page = client.get("/v1/models") or {}
         data, problems = page.get("data", []), page.get("problems") or []
+        leftovers = page.get("leftovers") or []
         where = f"on the server at {client.base_url} (--local: the data folder {conn.data_folder})"
     else:
         store = conn.store()
         data = sorted(store.models.list(), key=lambda m: m["id"])
         problems = [p.to_dict() for p in store.problems if p.path.startswith("models/")]
+        leftovers = store.models.leftovers()
         why = "--local" if conn.force_local or conn.data_explicit else f"no server running at {conn.url}"
         where = f"in the data folder {conn.data_folder} ({why})"
     warn_problems(problems)  # a model.json set aside as damaged: say why that model is missing
+    warn_leftovers(leftovers)
     if as_json:
         print_json(data)
         return
@@ -103,6 +108,17 @@ def list_models(as_json: bool, conn) -> None:
         click.echo("no models yet: add one with `jan models pull URL` or `jan models import FILE.gguf`", err=True)
         return
     print_table(columns, rows)
+
+
+def warn_leftovers(leftovers: list[dict[str, Any]]) -> None:
+    """Say which model folders hold files but no model.json (a pull or import that a kill stopped), what they take
+    and how to finish or remove them, on stderr: the disk they use is otherwise invisible."""
+    for item in leftovers:
+        names = ", ".join(f["name"] for f in item.get("files", []))
+        what = "an unfinished download" if item.get("partial") else "files no model.json names"
+        how = "pull the same URL again to resume it, or " if item.get("partial") else ""
+        warn(f"models/{item['id']} is {what} ({names}; {human_bytes(item.get('bytes') or 0)}), not a model: "
+             f"{how}`jan models rm {item['id']}` removes it")
 
 
 @models.command("show")
@@ -147,7 +163,7 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
 
 def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Path | None = None) -> dict[str, Any]:
     from jan.extensions.models.gguf_info import describe_gguf
-    from jan.store import AlreadyExistsError, StoreError, slugify_id, validate_id
+    from jan.store import AlreadyExistsError, CaseClashError, StoreError, slugify_id, validate_id
 
     try:
         info = describe_gguf(str(path))
@@ -159,6 +175,8 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
         settings = {**info["settings"], **({"mmproj": str(mmproj)} if mmproj else {})}
         return conn.store().models.import_gguf(path, model_id=model_id, mode=mode, name=info["name"],
                                                settings=settings, metadata=info["metadata"])
+    except CaseClashError as exc:
+        raise CLIError(str(exc)) from None
     except AlreadyExistsError:
         raise CLIError(f"model '{model_id}' already exists "
                        f"(choose another --id, or `jan models rm {model_id}`)") from None
@@ -200,7 +218,7 @@ def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | Non
         try:
             model = client.post("/v1/models", body, timeout=300)
         except ServerError as exc:
-            if exc.status == 409:
+            if exc.status == 409 and "differs only in case" not in str(exc):
                 raise CLIError(f"model '{model_id or path.stem}' already exists (choose another --id)") from None
             raise
     else:
@@ -220,7 +238,7 @@ def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: D
     from jan.downloads import DownloadError, download, filename_from_url, part_path, resolve_url
     from jan.extensions.models.gguf_info import describe_gguf
     from jan.hf_repo import plan_pull
-    from jan.store import StoreError, slugify_id, validate_id
+    from jan.store import CaseClashError, StoreError, slugify_id, validate_id
 
     try:
         plan = asyncio.run(plan_pull(url))  # a whole hf://owner/repo: its model and projector
@@ -238,6 +256,9 @@ def _pull_local(conn, url: str, model_id: str | None, sha256: str | None, bar: D
         raise CLIError(str(exc)) from None
     if store.models.exists(model_id):
         raise CLIError(f"model '{model_id}' already exists (choose another --id, or `jan models rm {model_id}`)")
+    twin = store.models.case_twin(model_id)
+    if twin is not None:  # refused now, not after the whole download
+        raise CLIError(str(CaseClashError("model", model_id, twin)))
     bar.label = model_id
     folder = store.models.folder(model_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -374,15 +395,24 @@ def remove_model(model_ids: tuple[str, ...], conn) -> None:
     client = conn.server()
     for model_id in model_ids:
         if client is not None:
-            from jan.cli.client import path_part
+            from jan.cli.client import ServerError, path_part
 
-            _server_model(client, model_id)
-            client.call("DELETE", f"/v1/models/{path_part(model_id)}")
+            try:  # (a folder without a model.json, which the list warns of, is removed too: no GET first)
+                client.call("DELETE", f"/v1/models/{path_part(model_id)}")
+            except ServerError as exc:
+                if exc.status != 404:
+                    raise
+                _server_model(client, model_id)  # the 404's words: "not found", with a "did you mean"
+                raise
         else:
             from jan.store import InvalidIdError, StoredModelNotFoundError
 
             try:
-                conn.store().models.delete(model_id)
+                models_store = conn.store().models
+                if not models_store.exists(model_id) and models_store.downloading(model_id):
+                    raise CLIError(f"models/{model_id} is being downloaded now (by another `jan` process); stop that "
+                                   "pull first")
+                models_store.delete(model_id)
             except (StoredModelNotFoundError, InvalidIdError):
                 raise _not_found(model_id, f"in {conn.data_folder}", meant_in_store(conn, model_id)) from None
         click.echo(f"removed {model_id}")

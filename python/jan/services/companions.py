@@ -35,6 +35,28 @@ def companion_problem(key: str, path: str) -> str | None:
     return None
 
 
+def weights_problem(path: str) -> str | None:
+    """Why the file at ``path`` (an absolute ``settings.llama_model_path``) cannot be a model's weights, or None.
+    Blocking: reads the file's header."""
+    if not os.path.isfile(path):
+        return f"no file at '{path}'"
+    try:
+        check_gguf(path)
+        arch = gguf_architecture(path)
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    if arch == PROJECTOR_ARCHITECTURE:
+        return f"{path} is a multimodal projector (mmproj), not a model (set it as settings.mmproj)"
+    return None
+
+
+def climbs_out(name: str) -> bool:
+    """Whether a relative file name from a model.json leaves the model's folder (``../other/w.gguf``), which the
+    store does not follow (:meth:`jan.store.models.ModelStore.model_file`)."""
+    norm = os.path.normpath(name)
+    return os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep)
+
+
 def check_companions(model: dict) -> None:
     """:class:`~jan.errors.ModelSettingError` naming the setting (``settings.draft_model``) when a companion file
     the model.json names, as the model service resolved it (``draft_model_path``, ``mmproj_path``), is missing or

@@ -17,15 +17,15 @@ from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
-from jan.services.companions import COMPANIONS, companion_problem
+from jan.services.companions import COMPANIONS, climbs_out, companion_problem, weights_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
 from jan.store.ids import is_valid_id
 from jan.templates import TemplateError, resolve_template
 
-__all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header", "unload_now",
-           "unload_replaced"]
+__all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header", "text_setting",
+           "unload_now", "unload_replaced"]
 
 #: What :meth:`ModelService.with_weights` adds to a model.json: its weights, projector and draft model files.
 _WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
@@ -180,6 +180,16 @@ def require_generating(target: "Target") -> "Target":
     return target
 
 
+def text_setting(model: Mapping[str, Any], key: str) -> str | None:
+    """A model.json's text setting (``chat_template``, ``prompt_template``, ...) where it is text, else None. What
+    describes a model (``/v1/models``, ``/api/show``) reads its settings through this: a hand-edited
+    ``"chat_template": 5`` is refused when the model loads (naming the field), and must not fail every list of
+    models meanwhile."""
+    settings = model.get("settings")
+    value = settings.get(key) if isinstance(settings, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 def capabilities(model: Mapping[str, Any], *, chat_template: str | None = None, embedding: bool = False,
                  fim: bool = False, loaded: Mapping[str, Any] | None = None) -> list[str]:
     """What a model can do, in Ollama's names, the one answer every dialect gives (``/api/show``, ``/v1/models``):
@@ -191,7 +201,7 @@ def capabilities(model: Mapping[str, Any], *, chat_template: str | None = None, 
     settings = settings if isinstance(settings, Mapping) else {}
     if embedding or embeds_only(model):
         return ["embedding"]
-    template = settings.get("chat_template") or chat_template or ""
+    template = text_setting(model, "chat_template") or chat_template or ""
     caps = ["completion"]
     if "tools" in template:
         caps.append("tools")
@@ -243,6 +253,24 @@ def _template_problem(settings: Mapping[str, Any],
     except TemplateError as exc:
         return ("chat_template" if override is not None else "prompt_template"), str(exc)
     return None
+
+
+async def _check_weights_name(name: Any) -> None:
+    """:class:`RequestError` naming ``settings.llama_model_path`` when it names weights no load could use: a
+    relative name that climbs out of the model's folder (the store ignores it, so the model went on with its old
+    weights while the PATCH answered 200), or an absolute path that is no model GGUF (a missing file, a text file,
+    a projector). A relative name inside the folder may name a file still to come (a hub's model.json)."""
+    if not isinstance(name, str) or not name:
+        return
+    param = "settings.llama_model_path"
+    if not os.path.isabs(name):
+        if climbs_out(name):
+            raise RequestError(f"{param}: '{name}' climbs out of the model folder (name a file in it, or give an "
+                               "absolute path)", param=param, code="invalid_value")
+        return
+    why = await asyncio.to_thread(weights_problem, name)
+    if why is not None:
+        raise RequestError(f"{param}: {why}", param=param, code="invalid_value")
 
 
 def _missing(model_id: str, exc: BaseException) -> ModelNotFoundError:
@@ -467,6 +495,8 @@ class ModelService:
         def touched(key: str) -> bool:
             return everything or f"settings.{key}" in changed
 
+        if touched("llama_model_path"):
+            await _check_weights_name(settings.get("llama_model_path"))
         await self._check_companions(model, [key for key in COMPANIONS if touched(key)])
         cache = any(touched(key) for key in _CACHE_SETTINGS)
         templates = any(touched(key) for key in _TEMPLATE_SETTINGS)
@@ -621,6 +651,20 @@ class ModelService:
         if draft:
             model = {**model, "draft_model_path": str(draft)}
         return {**model, "file_path": str(path)} if path else model
+
+    async def delete_leftover(self, model_id: str) -> bool:
+        """Deleting a model by an id that names no model: its folder is removed when it holds no model.json (what a
+        pull or import stopped by a kill left, a damaged model.json set aside), so that every front end can delete
+        what the list of models reports (``leftovers``, ``problems``). True when it was removed; False where there
+        was nothing such (the caller's 404) or the model manager keeps no folders."""
+        remove = getattr(self.model_extension(), "delete_leftover", None)
+        return bool(remove is not None and isinstance(model_id, str) and await remove(model_id))
+
+    async def leftovers(self) -> list[dict[str, Any]]:
+        """The model manager's folders without a model.json (``[]`` for one that cannot say): see
+        :meth:`jan.extensions.models.extension.ModelManagerExtension.leftovers`."""
+        find = getattr(self.model_extension(), "leftovers", None)
+        return await find() if find is not None else []
 
     async def loaded_model_ids(self) -> list[str]:
         """Every engine's loaded models (an engine that fails to answer counts as none)."""

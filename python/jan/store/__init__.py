@@ -20,6 +20,7 @@ from .aio import AsyncStore
 from .assistants import DEFAULT_ASSISTANT_ID, AssistantStore
 from .errors import (
     AlreadyExistsError,
+    CaseClashError,
     CorruptFileError,
     InvalidArgumentError,
     InvalidIdError,
@@ -51,6 +52,7 @@ from .threads import ThreadStore
 
 __all__ = [
     "AlreadyExistsError",
+    "CaseClashError",
     "AssistantStore",
     "AsyncStore",
     "CorruptFileError",

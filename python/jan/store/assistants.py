@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._trash import remove_resource_dir
 from ._util import as_seconds, check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes
 from .context import StoreContext, read_collection
@@ -124,7 +123,7 @@ class AssistantStore:
         with self._ctx.lock(path):
             if not path.parent.is_dir():
                 raise NotFoundError(KIND, assistant_id)
-            remove_resource_dir(path.parent)
+            self._ctx.remove_resource(path.parent)
         return {"id": assistant_id, "object": "assistant.deleted", "deleted": True}
 
     def ensure_default(self) -> dict[str, Any]:

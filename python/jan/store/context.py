@@ -90,6 +90,16 @@ class StoreContext:
 
     # --- problems ---
 
+    def remove_resource(self, directory: Path) -> None:
+        """Remove a resource's folder (:func:`jan.store._trash.remove_resource_dir`) and forget the problems
+        reported of its files: deleting a model, thread or file whose JSON was damaged and set aside left that
+        report in every later list."""
+        from ._trash import remove_resource_dir
+
+        remove_resource_dir(directory)
+        # as listings report it: under <root>/<collection>, which may be a symlink the directory was resolved through
+        self.problems.forget_under(self.relpath(self.root / directory.parent.name / directory.name) + "/")
+
     def report(self, path: Path, error: str, moved_to: Path | None = None, *, once: bool = False) -> None:
         self.problems.add(self.relpath(path), error, self.relpath(moved_to) if moved_to else None, once=once)
 

@@ -69,6 +69,21 @@ class AlreadyExistsError(StoreError):
         return (type(self), (self.kind, self.id))
 
 
+class CaseClashError(AlreadyExistsError):
+    """Creating a resource whose id differs only in case from one that exists (``Llama`` beside ``llama``): on
+    macOS and Windows, where a data folder is often synced to or opened from, both are one folder, and Ollama's
+    names are one name whatever their case. The API answers 409, naming the id that exists (``existing``)."""
+
+    def __init__(self, kind: str, resource_id: str, existing: str):
+        super().__init__(kind, resource_id)
+        self.existing = existing
+        self.args = (f"{kind} {resource_id!r} differs only in case from the {kind} {existing!r}, which exists: ids "
+                     "that differ only in case are one folder on macOS and Windows; use that id, or another one",)
+
+    def __reduce__(self):
+        return (type(self), (self.kind, self.id, self.existing))
+
+
 class LockTimeoutError(StoreError, TimeoutError):
     """Another thread or process held a file's lock for longer than the timeout."""
 

@@ -13,7 +13,7 @@ from .errors import InvalidArgumentError, StoreError
 from .locks import DEFAULT_TIMEOUT
 from .messages import MessageStore
 from .migrations import DEFAULT_MIGRATIONS, MigrationRegistry
-from .models import ModelStore
+from .models import ModelStore, sweep_empty_model_folders
 from .problems import Problem, ProblemLog
 from .settings import SettingsStore
 from .threads import ThreadStore
@@ -133,6 +133,8 @@ class DataFolder:
             sweep_trash(self.root / name)
         # Interrupted writes and killed model imports leave hidden temporary files (GBs for a model).
         self.removed_temp_files = sweep_temp_files(self.root)
+        # ... and the model folders such an import or pull made and never wrote a model.json into
+        self.removed_model_folders = sweep_empty_model_folders(self.root / "models", self.removed_temp_files)
         self._problems = ProblemLog()
         self._ctx = StoreContext(self.root, migrations=migrations or DEFAULT_MIGRATIONS,
                                  problems=self._problems, lock_timeout=lock_timeout)

@@ -9,23 +9,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from jan.gguf_magic import has_gguf_magic
 
-from ._trash import remove_resource_dir
 from ._util import check_dict, check_list, check_str, now_ms
-from .atomic import atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
-from .context import StoreContext, read_collection, register_shape
-from .errors import AlreadyExistsError, InvalidArgumentError, StoredModelNotFoundError
+from .atomic import TEMP_SUFFIX, atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
+from .context import StoreContext, iter_resource_dirs, read_collection, register_shape
+from .errors import AlreadyExistsError, CaseClashError, InvalidArgumentError, StoredModelNotFoundError
 from .ids import is_valid_id, slugify_id, validate_id
 from .stamps import FileStamp, stamps
 
 logger = logging.getLogger("jan.store")
 
 KIND = "model"
+#: A download's incomplete bytes (:data:`jan.downloads.PART_SUFFIX`; the store does not import the downloader).
+PART_SUFFIX = ".part"
+LOCK_SUFFIX = ".downloading.lock"  # (:data:`jan.downloads.LOCK_SUFFIX`)
 DEFAULT_ENGINE = "llama.cpp"
 
 ImportMode = Literal["copy", "link", "symlink", "reference", "move"]
@@ -140,6 +143,21 @@ class ModelStore:
     def exists(self, model_id: str) -> bool:
         return self._path(model_id).is_file()
 
+    def case_twin(self, model_id: str) -> str | None:
+        """The id of another model folder that differs from ``model_id`` only in case (``Stories`` for
+        ``stories``), or None. (On a file system that ignores case, that folder is ``model_id``'s own.)"""
+        folded = model_id.casefold()
+        for folder in iter_resource_dirs(self._ctx.root / "models"):
+            if folder.name != model_id and folder.name.casefold() == folded:
+                return folder.name
+        return None
+
+    def _refuse_case_twin(self, model_id: str) -> None:
+        """:class:`CaseClashError` when a new ``model_id`` differs only in case from a model folder there is."""
+        twin = self.case_twin(model_id)
+        if twin is not None and not os.path.lexists(self.folder(model_id)):
+            raise CaseClashError(KIND, model_id, twin)
+
     def create(self, model: Mapping[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
         """Write a model.json (e.g. from a model hub); fills Jan's defaults. Returns the stored document.
 
@@ -154,6 +172,7 @@ class ModelStore:
             exists = path.exists()
             if exists and not overwrite:
                 raise AlreadyExistsError(KIND, doc["id"])
+            self._refuse_case_twin(doc["id"])
             replaced = self._own_files(doc["id"]) if exists else set()
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, data)
@@ -217,8 +236,52 @@ class ModelStore:
         with self._ctx.lock(path):
             if not path.parent.is_dir() and not path.parent.is_symlink():
                 raise StoredModelNotFoundError(KIND, model_id)
-            remove_resource_dir(path.parent)
+            self._ctx.remove_resource(path.parent)
         return {"id": model_id, "object": "model", "deleted": True}
+
+    def leftovers(self) -> list[dict[str, Any]]:
+        """Model folders that hold files but no model.json (nor a damaged one set aside, which the listing's
+        problems report): what a pull or an import stopped by a kill or a power cut left behind — a partial
+        download (``<file>.part``, which pulling the same URL again resumes) or whole weights no model.json names.
+        Each ``{"id", "files": [{"name", "bytes"}], "bytes", "partial"}`` (``partial``: a ``.part`` is among them),
+        by id. Without this the disk they take is invisible: no list names them, and :meth:`delete` (which removes
+        one) could not be asked for them. A folder holding only another process's temporary file (an import
+        copying now) is no leftover."""
+        found = []
+        for folder in iter_resource_dirs(self._ctx.root / "models"):
+            if os.path.lexists(folder / "model.json") or self._ctx.set_aside_copy(folder / "model.json"):
+                continue
+            files = []
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(folder):
+                    if entry.name.endswith((TEMP_SUFFIX, LOCK_SUFFIX)) or entry.is_dir(follow_symlinks=False):
+                        continue  # a live writer's (a dead one's were swept at start), a download's lock
+                    with contextlib.suppress(OSError):
+                        files.append({"name": entry.name, "bytes": entry.stat(follow_symlinks=False).st_size})
+            if files and not self.downloading(folder.name):
+                files.sort(key=lambda f: f["name"])
+                found.append({"id": folder.name, "files": files, "bytes": sum(f["bytes"] for f in files),
+                              "partial": any(f["name"].endswith(PART_SUFFIX) for f in files)})
+        return found
+
+    def is_leftover(self, model_id: str) -> bool:
+        """Whether ``models/<model_id>`` is a folder without a model.json (:meth:`leftovers`, or an empty one) that
+        no download fills now."""
+        folder = self.folder(model_id)
+        return folder.is_dir() and not os.path.lexists(folder / "model.json") and not self.downloading(model_id)
+
+    def downloading(self, model_id: str) -> bool:
+        """Whether a download into ``models/<model_id>`` runs now, in this process or another (the lock of one of
+        its ``.part`` files is held: :func:`jan.downloads.part_busy`): that folder is no leftover to list or
+        remove — removed, the running pull would fail at its end, or write into a folder that is gone."""
+        from jan.downloads import part_busy  # (only where a folder holds a partial download)
+
+        folder = self.folder(model_id)
+        try:
+            parts = [entry.name for entry in os.scandir(folder) if entry.name.endswith(PART_SUFFIX)]
+        except OSError:
+            return False
+        return any(part_busy(folder / name.removesuffix(PART_SUFFIX)) for name in parts)
 
     def with_weights(self, model_id: str) -> dict[str, Any]:
         """The model.json (as :meth:`get`) with the files it names resolved, from one read of it:
@@ -372,6 +435,7 @@ class ModelStore:
         with self._ctx.lock(path):
             if path.exists() and not overwrite:
                 raise AlreadyExistsError(KIND, model_id)
+            self._refuse_case_twin(model_id)
             folder.parent.mkdir(parents=True, exist_ok=True)
             try:
                 folder.mkdir()
@@ -386,7 +450,10 @@ class ModelStore:
             # re-checks the id, so a concurrent import of the same id loses cleanly.
             if mode == "link":
                 try:
-                    tmp = link_to_temp(source, folder, filename)
+                    # the file a symlink names, not the link: link() does not follow one, and a hard link to a
+                    # relative symlink named nothing from the model's folder (it worked only through the source's
+                    # path, until the user removed their symlink, which a hard link is meant to survive)
+                    tmp = link_to_temp(os.path.realpath(source), folder, filename)
                 except OSError as exc:
                     logger.info("cannot hard-link %s into %s (%s); copying instead", source, folder, exc)
             elif mode == "symlink":
@@ -468,3 +535,48 @@ class ModelStore:
             except OSError as exc:
                 logger.warning("imported %s but could not remove the original: %s", source, exc)
         return doc
+
+
+#: An empty model folder no model.json names is left alone this long (it may be an import that just made it).
+EMPTY_FOLDER_STALE_S = 3600
+
+
+def sweep_empty_model_folders(models_dir: Path, swept: list[Path]) -> list[Path]:
+    """At start, after the temporary files of dead writers were removed (``swept``): remove the model folders that
+    hold nothing and no model.json — what an import or pull killed before it wrote one leaves. An empty folder is
+    removed at once where the sweep just took a dead writer's file from it, else once it is
+    :data:`EMPTY_FOLDER_STALE_S` old (another process's import may have made it a moment ago). ``rmdir`` removes
+    only an empty folder, so nothing written meanwhile is lost. Returns the removed folders."""
+    emptied = {os.path.dirname(os.path.normpath(p)) for p in swept}
+    now = time.time()
+    removed = []
+    for folder in iter_resource_dirs(models_dir):
+        freed = _remove_free_download_locks(folder)  # (a dead download's: as a dead writer's temporary file)
+        try:
+            if any(True for _ in os.scandir(folder)):
+                continue
+            if not freed and str(folder) not in emptied and now - folder.stat().st_mtime < EMPTY_FOLDER_STALE_S:
+                continue
+            folder.rmdir()
+        except OSError:
+            continue
+        logger.info("data folder: removed the empty %s, left by an import or pull that did not finish", folder)
+        removed.append(folder)
+    return removed
+
+
+def _remove_free_download_locks(folder: Path) -> bool:
+    """Remove the download locks (:func:`jan.downloads.lock_path`) that no process holds: a download killed with
+    its process leaves its lock file, which kept the folder it was in from ever being empty. True when one went."""
+    try:
+        locks = [entry.path for entry in os.scandir(folder) if entry.name.endswith(LOCK_SUFFIX)]
+    except OSError:
+        return False
+    if not locks:
+        return False
+    from jan.downloads import part_busy  # (only where a lock file is left: the downloader is not light to import)
+
+    for lock in locks:
+        name = os.path.basename(lock).removesuffix(LOCK_SUFFIX).removeprefix(".")
+        part_busy(folder / name)  # takes a free lock and removes its file; a held one is left alone
+    return not any(os.path.lexists(lock) for lock in locks)

@@ -70,6 +70,15 @@ class ProblemLog:
         with self._lock:
             return list(self._items)
 
+    def forget_under(self, prefix: str) -> None:
+        """Forget the problems of files under ``prefix`` (``models/<id>/``): that resource was deleted, and a list
+        that still reported its damaged file would send the user looking for a file that is gone."""
+        with self._lock:
+            kept = [p for p in self._items if not p.path.startswith(prefix)]
+            self._items.clear()
+            self._items.extend(kept)
+            self._seen = {(p.path, p.error) for p in kept}
+
     def clear(self) -> None:
         """Forget every recorded problem (e.g. after the user has seen them)."""
         with self._lock:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._trash import remove_resource_dir
 from ._util import check_dict, dumps_json
 from .atomic import atomic_write_bytes
 from .context import StoreContext
@@ -97,7 +96,7 @@ class SettingsStore:
         with self._ctx.lock(path):
             if not path.parent.is_dir():
                 return False
-            remove_resource_dir(path.parent)
+            self._ctx.remove_resource(path.parent)
             return True
 
     def names(self) -> list[str]:

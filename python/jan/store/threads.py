@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._trash import remove_resource_dir
 from ._util import UNSET, as_millis, check_dict, check_list, check_str, now_ms
 from .atomic import atomic_write_bytes
 from .context import StoreContext, read_collection
@@ -104,7 +103,7 @@ class ThreadStore:
                 atomic_write_bytes(messages_path, lines)
                 atomic_write_bytes(thread_json, thread_bytes)
             except BaseException:
-                remove_resource_dir(directory)
+                self._ctx.remove_resource(directory)
                 raise
         return doc
 
@@ -177,7 +176,7 @@ class ThreadStore:
             if not directory.is_dir():
                 raise NotFoundError(KIND, thread_id)
             pending = self._pending_replies(directory / "messages.jsonl", thread_id)
-            remove_resource_dir(directory)
+            self._ctx.remove_resource(directory)
         # A reply this process was writing when its thread went: its lease (which tells other processes it is being
         # written) goes too, or its file outlived the thread until this process ended.
         for message_id in pending:

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 from jan.core.fs import fsync_dir
 from jan.image_types import sniff_image
 
-from ._trash import remove_resource_dir, sweep_trash
+from ._trash import sweep_trash
 from ._util import now_s
 from .atomic import atomic_write_bytes
 from .context import StoreContext, iter_resource_dirs, read_doc_or_none, register_shape
@@ -211,7 +211,7 @@ class UploadStore:
                     fsync_dir(directory)
                     atomic_write_bytes(meta, data)  # last: the file exists from here on
                 except BaseException:
-                    remove_resource_dir(directory)
+                    self._ctx.remove_resource(directory)
                     raise
             fsync_dir(self.folder)
         finally:
@@ -283,7 +283,7 @@ class UploadStore:
         with self._ctx.lock(meta):
             if not meta.is_file():
                 raise NotFoundError(KIND, file_id)
-            remove_resource_dir(directory)
+            self._ctx.remove_resource(directory)
         return {"id": file_id, "object": "file", "deleted": True}
 
     def _remove_expired(self, file_id: str) -> None:
@@ -291,7 +291,7 @@ class UploadStore:
             with self._ctx.lock(self._dir(file_id) / META):
                 doc = read_doc_or_none(self._ctx, self._dir(file_id) / META, KIND)
                 if doc is not None and _expired(doc):
-                    remove_resource_dir(self._dir(file_id))
+                    self._ctx.remove_resource(self._dir(file_id))
                     logger.info("files: removed %s, which expired", file_id)
         except OSError as exc:  # the next look tries again
             logger.warning("files: could not remove expired %s: %s", file_id, exc)
@@ -311,7 +311,7 @@ class UploadStore:
                     continue
                 if self._ctx.set_aside_copy(meta) is not None:
                     continue  # its file.json was damaged and set aside: kept for the user to repair
-                remove_resource_dir(directory)
+                self._ctx.remove_resource(directory)
             logger.info("files: removed %s, an upload a crash left unfinished", directory)
             removed.append(directory)
         return removed

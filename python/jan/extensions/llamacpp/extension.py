@@ -28,6 +28,8 @@ from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelFileError, ModelNotFoundError, ModelSettingError
 from jan.extensions.llamacpp.drafts import draft_options, without_draft
 from jan.services.companions import check_companions
+from jan.services.errors import RequestError
+from jan.services.models import check_settings
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
 from jan.templates import TemplateError, resolve_template
 
@@ -144,6 +146,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             self._loading.add(model_id)
             await bus.emit(ModelInit(model_id=model_id, engine=self.engine_name))
             try:
+                _check_stored_settings(model)
                 path = self._model_file(model)
                 opts = self.load_options(model).given()
                 if model.get("mmproj_path"):  # resolved by the model service, like file_path
@@ -340,6 +343,19 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
     async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[str]:
         loaded = await self._ensure_loaded(model)
         return await asyncio.to_thread(lambda: [loaded.token_to_piece(t, special=True) for t in tokens])
+
+
+def _check_stored_settings(model: dict[str, Any]) -> None:
+    """:class:`ModelSettingError` naming the model and the field (``settings.ctx_len``) for a model.json setting
+    that every load of it would fail on, judged as a PATCH setting it is (:func:`jan.services.models.check_settings`).
+    A model.json edited by hand skips that check: without this one, ``"ctx_len": -5`` was refused as ``n_ctx``, an
+    option the client never sent, and ``"chat_template": 5`` failed every chat with a 500."""
+    settings = model.get("settings") or {}
+    try:
+        check_settings(settings)
+    except RequestError as exc:
+        raise ModelSettingError(f"{exc} (in the model.json of model '{model['id']}')", param=exc.param,
+                                code=exc.code or "invalid_value") from None
 
 
 def _setting_named(exc: Exception, model: dict[str, Any]) -> Exception:

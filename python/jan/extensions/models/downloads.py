@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jan.core import DownloadComplete, DownloadFailed, DownloadProgress, DownloadTask
-from jan.downloads import DownloadCancelledError, DownloadState, resolve_url
+from jan.downloads import DownloadCancelledError, DownloadError, DownloadState, resolve_url
 from jan.downloads import DownloadTask as FileDownload
 from jan.store.models import check_gguf
 
@@ -118,7 +118,9 @@ class ModelPull(DownloadTask):
                     download.cancel(discard=True)
                     with contextlib.suppress(BaseException):
                         await download.wait()
-            if self._cleanup is not None:
+            # a file another process is downloading is its own: nothing of it is this pull's to remove
+            theirs = isinstance(exc, DownloadError) and exc.reason == DownloadError.CONFLICT
+            if self._cleanup is not None and not theirs:
                 try:
                     await self._cleanup()
                 except Exception:  # the pull's own error is the one to report

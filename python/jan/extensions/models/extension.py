@@ -16,7 +16,7 @@ from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
 from jan.extensions.models.downloads import ModelPull, PullFile
 from jan.extensions.models.gguf_info import check_projector, describe_gguf
 from jan.hf_repo import plan_pull, sibling_mmproj
-from jan.store import AlreadyExistsError, AsyncStore, DataFolder, NotFoundError, slugify_id, validate_id
+from jan.store import AlreadyExistsError, AsyncStore, CaseClashError, DataFolder, NotFoundError, slugify_id, validate_id
 from jan.store.models import check_gguf
 from jan.store.stamps import FileStamp, stamps
 
@@ -165,6 +165,32 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         await self.get_model(model_id)
         await self.store.models.delete(model_id)
 
+    def _pulling(self) -> set[str]:
+        return {model_id for model_id, pull in self._pulls.items()
+                if pull.status()["state"] in ("queued", "downloading")}
+
+    async def leftovers(self) -> list[dict[str, Any]]:
+        """Model folders with files and no model.json (:meth:`jan.store.models.ModelStore.leftovers`: a pull or
+        import a kill stopped), less those of pulls running here (``/v1/downloads`` shows those)."""
+        pulling = self._pulling()
+        return [item for item in await self.store.models.leftovers() if item["id"] not in pulling]
+
+    async def delete_leftover(self, model_id: str) -> bool:
+        """Remove ``models/<model_id>`` when it is a folder without a model.json (:meth:`leftovers`, or an empty
+        one) and no pull here is filling it: True when it was removed. What deleting a model by that id does
+        where there is no model, so that what the list reports can be removed as a model is."""
+        try:
+            validate_id(model_id)
+        except ValueError:
+            return False
+        if model_id in self._pulling() or not await self.store.models.is_leftover(model_id):
+            return False
+        try:
+            await self.store.models.delete(model_id)
+        except NotFoundError:  # removed meanwhile
+            return False
+        return True
+
     async def pull(self, source: str, model_id: str | None = None, *, sha256: str | None = None) -> ModelPull:
         """Download a model: an http(s) URL or ``hf://`` file of a GGUF, or a whole
         ``hf://owner/repo[:QUANT]`` (its model and projector chosen from its file list, as
@@ -192,6 +218,9 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             existing: dict[str, Any] | None = await self.store.models.get(model_id)
         except NotFoundError:
             existing = None
+        twin = await self.store.models.case_twin(model_id) if existing is None else None
+        if twin is not None:  # refused now, not after the whole download (the store would refuse the model.json)
+            raise CaseClashError("model", model_id, twin)
         if existing is not None and not _pulled_from(existing, plan.model_url, source):
             raise ModelIdTakenError(model_id, f"model '{model_id}' already exists and was not pulled from "
                                      f"{plan.model_url}; pull it under another id, or delete '{model_id}' first")

@@ -8,6 +8,7 @@ quantization, template, capabilities) is read from the GGUF file's header
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -19,7 +20,7 @@ from typing import Any
 import jan
 from jan.engine.header import read_info
 from jan.extensions.models.gguf_info import gguf_arrays
-from jan.services.models import capabilities as model_capabilities
+from jan.services.models import capabilities as model_capabilities, text_setting
 
 __all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "listed_name", "model_digest",
            "model_entry", "parameter_size", "running_entry", "show"]
@@ -91,9 +92,10 @@ def _modified_at(model: dict[str, Any], path: str | None) -> str:
         except OSError:
             pass
     created = model.get("created")
-    if isinstance(created, (int, float)) and created > 0:
+    if isinstance(created, (int, float)) and not isinstance(created, bool) and created > 0:
         seconds = created / 1000 if created > 1e11 else created  # Jan writes milliseconds
-        return format_time(datetime.fromtimestamp(seconds, timezone.utc))
+        with contextlib.suppress(OverflowError, OSError, ValueError):  # a hand-edited year 10^290: unknown
+            return format_time(datetime.fromtimestamp(seconds, timezone.utc))
     return format_time(datetime.fromtimestamp(0, timezone.utc))
 
 
@@ -245,7 +247,6 @@ def _arrays(path: str | None, *, verbose: bool) -> dict[str, list[Any]]:
 def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> dict[str, Any]:
     """``/api/show`` for one model (blocking: reads the file's header)."""
     gguf = gguf_details(path)
-    settings = model.get("settings") or {}
     params = {k: v for k, v in (model.get("parameters") or {}).items() if v is not None}
     parameter_lines = []
     for key, value in params.items():
@@ -254,7 +255,7 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         name = OLLAMA_PARAMETER_NAMES.get(key, key)
         for v in value if isinstance(value, list) else [value]:
             parameter_lines.append(f"{name:<30} {json.dumps(v) if isinstance(v, str) else v}")
-    template = settings.get("chat_template") or gguf.chat_template or settings.get("prompt_template") or ""
+    template = text_setting(model, "chat_template") or gguf.chat_template or text_setting(model, "prompt_template") or ""
     if not template and gguf.architecture:  # a GGUF without a template: Ollama's API prompts it as Ollama does
         template = OLLAMA_DEFAULT_TEMPLATE
     model_info: dict[str, Any] = {}

@@ -38,7 +38,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from jan.downloads import DownloadCancelledError, DownloadError
-from jan.errors import ModelLoadError, not_found_message
+from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.schemas import StrictModel
@@ -49,7 +49,7 @@ from jan.server.routes.models import with_state
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body, read_json
 from jan.services.models import unload_now
-from jan.store import slugify_id
+from jan.store import slugify_id, validate_id
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -132,6 +132,8 @@ RESERVED_IDS = ("pull",)
 
 
 def _allowed_id(model_id: str | None) -> None:
+    if model_id is not None:  # the id rule's own words, naming the field (the store's error names none)
+        validate_id(model_id, "model id", param="id")
     if model_id in RESERVED_IDS:
         raise APIError(400, f"id: '{model_id}' is reserved (it names the route /v1/models/{model_id})", param="id",
                        code="invalid_value")
@@ -219,7 +221,13 @@ async def update_model(request: web.Request) -> web.Response:
 async def delete_model(request: web.Request) -> web.Response:
     """Delete a model (unloaded first if it is loaded) and its files in the data folder."""
     models = model_extension(request)
-    model = await models.get_model(request.match_info["model_id"])
+    model_id = request.match_info["model_id"]
+    try:
+        model = await models.get_model(model_id)
+    except ModelNotFoundError:  # no model.json: what a killed pull or import left, removed as a model would be
+        if await request.app[SERVICES].models.delete_leftover(model_id):
+            return json_response({"id": model_id, "object": "model", "deleted": True})
+        raise
     try:
         engine = request.app[MANAGER].get_inference(model.get("engine") or "llama.cpp")
     except LookupError:

@@ -16,6 +16,7 @@ from jan.server.keys import MANAGER, SERVICES
 from jan.server.resolve import model_and_engine, model_extension
 from jan.server.routes import anthropic
 from jan.services.models import unload_now
+from jan.store._util import as_seconds
 
 routes = web.RouteTableDef()
 
@@ -29,8 +30,7 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
         out["settings"] = {**settings, "api_key": "********"}
     out.setdefault("object", "model")
     out.setdefault("owned_by", (model.get("metadata") or {}).get("author") or "jan")
-    created = model.get("created")
-    out["created"] = int(created / 1000) if isinstance(created, (int, float)) and created > 1e11 else int(created or 0)
+    out["created"] = created_seconds(model)
     facts = await model_facts(request, model)
     status = facts.status
     out["state"] = status.get("status")
@@ -45,6 +45,16 @@ async def with_state(request: web.Request, model: dict[str, Any]) -> dict[str, A
         out["draft_model_skipped"] = status["draft_model_skipped"]
     out["capabilities"] = facts.capabilities
     return out
+
+
+def created_seconds(model: dict[str, Any]) -> int:
+    """The model.json's ``created`` in seconds (Jan writes milliseconds), 0 for a value that is no time (a
+    hand-edited ``"created": "yesterday"``): one model.json's nonsense must not fail the list of every model."""
+    try:
+        seconds = as_seconds(model.get("created"))
+    except (OverflowError, ValueError):  # inf, nan
+        return 0
+    return seconds if seconds is not None and seconds > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,10 @@ async def list_models(request: web.Request) -> web.Response:
     models = await extension.list_models()
     problems = getattr(extension, "problems", None)
     return json_response({"object": "list", "data": [await with_state(request, m) for m in models],
-                          "problems": problems("models/") if callable(problems) else []})
+                          "problems": problems("models/") if callable(problems) else [],
+                          # folders a killed pull or import left without a model.json (a resumable .part):
+                          # the disk they take, and the id DELETE /v1/models/{id} removes them by
+                          "leftovers": await request.app[SERVICES].models.leftovers()})
 
 
 @routes.get("/v1/models/{model_id}")

@@ -222,6 +222,19 @@ async def _other_case(services: Services, model_id: str) -> str:
     return same[0]
 
 
+async def _as_named(services: Services, model_id: str) -> str:
+    """The id a model made under ``model_id`` (``/api/copy``'s destination, ``/api/create``'s name) takes: that of
+    the model it names whatever the case (``Llama3`` replaces ``llama3``), as Ollama keeps the existing name's
+    spelling (its names are one whatever their case), rather than a second model beside it, which on macOS and
+    Windows would be the same folder; else ``model_id`` itself."""
+    if await _existing(services, model_id) is not None:
+        return model_id
+    try:
+        return await _other_case(services, model_id)
+    except ModelNotFoundError:
+        return model_id
+
+
 def _new_model_id(name: str, field: str) -> str:
     """The id a model made by ``/api/copy`` or ``/api/create`` gets from its Ollama ``name``; a name no jan model can
     have (another tag, a namespace, a character ids do not take) is a 400 that says what a name may be."""
@@ -550,7 +563,13 @@ async def ps(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     """Delete a model (unloaded first) and its files."""
     body = await _body(request, wire.OllamaModelRequest)
-    target = await _target(request, body.model_name)
+    try:
+        target = await _target(request, body.model_name)
+    except OllamaError as exc:  # no model.json: what a killed pull or import left, removed as a model would be
+        if exc.status == 404 and await _services(request).models.delete_leftover(
+                ollama_requests.model_id(body.model_name)):
+            return web.Response(status=200)
+        raise
     await _unload(target)
     await _services(request).models.model_extension().delete_model(target.id)
     await prune_blobs(request.app)  # the blob the model was made from, if no other model uses it (Ollama's)
@@ -567,8 +586,8 @@ async def copy(request: web.Request) -> web.Response:
     if not body.destination:
         raise OllamaError(400, f"destination {json_text(body.destination)} is invalid")
     source = await _target(request, body.source)
-    destination = _new_model_id(body.destination, "destination")
     services = _services(request)
+    destination = await _as_named(services, _new_model_id(body.destination, "destination"))
     before = await _existing(services, destination)
     await _copy_model(services, source, destination, overwrite=True)
     await _replaced(request, before)
@@ -637,8 +656,8 @@ async def create(request: web.Request) -> web.StreamResponse:
                                "(a GGUF file pushed with POST /api/blobs/sha256:<hex>)")
     parameters = ollama_requests.model_parameters(body.parameters)
     settings = ollama_requests.model_settings(body.parameters)
-    model_id = _new_model_id(body.model_name, "model")
     services = _services(request)
+    model_id = await _as_named(services, _new_model_id(body.model_name, "model"))
     # a model of that name is replaced, as Ollama writes its manifest over the old one
     before = await _existing(services, model_id)
     if body.files is not None:
