@@ -127,7 +127,7 @@ async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) 
                                                               omit_thinking=wire.thinking_omitted(body)))
 
         return web.json_response(await unless_disconnected(request, collect(), body.model))
-    deltas = await started(stream)
+    deltas = await started(request, stream, body.model)
 
     async def events() -> AsyncIterator[Event]:
         encoder = wire.MessageStream(message_id, body.model or stream.model or "", stop_sequences,
