@@ -17,6 +17,7 @@ import pytest
 
 from dialect_helpers import WEATHER_SCHEMA, anthropic_client
 from jan.testing.gguf_models import write_strict_chat_model
+from api_helpers import post_json
 from server_helpers import start_server
 
 TOOLS = [{"name": "get_weather", "description": "Weather in a city", "input_schema": WEATHER_SCHEMA}]
@@ -128,3 +129,55 @@ def test_a_prompt_too_long_is_anthropics_prompt_is_too_long(client, server, stre
     assert match, body
     assert int(match.group(1)) == size > int(match.group(2)) == 511  # the context (512) less one to answer
     assert "the context holds 512" in body["error"]["message"]  # jan's own words follow
+
+
+_CALL = {"id": "call12345", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+_OPENAI_TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA}}]
+#: A tool round with the user speaking right after its result, in each dialect (Anthropic's: the result and the
+#: text in one user turn, as Claude Code sends every turn).
+USER_AFTER_TOOLS = {
+    "/v1/messages": {"max_tokens": 2, "tools": TOOLS, "messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                           "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "Sunny"},
+                                     {"type": "text", "text": "And tomorrow?"}]}]},
+    "/v1/chat/completions": {"max_tokens": 2, "tools": _OPENAI_TOOLS, "messages": [
+        {"role": "user", "content": "Weather?"}, {"role": "assistant", "content": None, "tool_calls": [_CALL]},
+        {"role": "tool", "tool_call_id": "call12345", "content": "Sunny"}, {"role": "user", "content": "And tomorrow?"}]},
+    "/v1/responses": {"max_output_tokens": 16, "store": False, "tools": [
+        {"type": "function", "name": "get_weather", "parameters": WEATHER_SCHEMA}], "input": [
+        {"role": "user", "content": "Weather?"},
+        {"type": "function_call", "call_id": "call12345", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call_output", "call_id": "call12345", "output": "Sunny"},
+        {"role": "user", "content": "And tomorrow?"}]},
+    "/api/chat": {"stream": False, "options": {"num_predict": 2}, "tools": _OPENAI_TOOLS, "messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather",
+                                                                          "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "Sunny"}, {"role": "user", "content": "And tomorrow?"}]},
+}
+
+
+@pytest.mark.parametrize("path", list(USER_AFTER_TOOLS))
+def test_a_user_turn_right_after_tool_results_is_answered_by_a_strict_template(server, path):
+    """Mistral's templates leave tool rounds out of their alternation check, so a user turn right after tool
+    results read as a second user turn in a row: a 400 in every dialect. The template is given an empty reply
+    between (it renders one there), as a run's history is."""
+    status, answer = post_json(server.base_url, path, {"model": "strict", **USER_AFTER_TOOLS[path]})
+    assert status == 200, answer
+
+
+def test_the_empty_reply_goes_only_where_the_template_asks_for_one():
+    from jan.templates.chat import ChatTemplate
+    from jan.testing.gguf_models import templates_dir
+
+    messages = [USER_AFTER_TOOLS["/v1/chat/completions"]["messages"][i] for i in range(4)]
+    for name, closes in (("mistralai-Mistral-Nemo-Instruct-2407.jinja", True),
+                         ("Mistral-Small-3.2-24B-Instruct-2506.jinja", True),
+                         ("unsloth-mistral-Devstral-Small-2507.jinja", False),  # (renders the turn as it is)
+                         ("Qwen-Qwen3-0.6B.jinja", False), ("meta-llama-Llama-3.1-8B-Instruct.jinja", False)):
+        template = ChatTemplate((templates_dir() / name).read_text(encoding="utf-8"), "<s>", "</s>")
+        assert template.reply_after_tools is closes, name
+        prompt = template.render(messages, tools=_OPENAI_TOOLS)
+        assert "And tomorrow?" in prompt and "Sunny" in prompt, name

@@ -518,6 +518,18 @@ class ChatTemplate:
             args = {_PROBE_ARG: 1} if self.object_arguments else json.dumps({_PROBE_ARG: 1})
             content = None if self.null_content else ""
             self.short_call_ids = self._try(conversation(args, content, _PROBE_LONG_CALL_ID)) is None
+        # Mistral's templates leave tool rounds out of their user/assistant alternation check, so a user turn right
+        # after tool results reads as a second user turn in a row, and they raise. OpenAI's and Anthropic's APIs
+        # take such a turn (Anthropic's tool results come with text in the same user turn: Claude Code's every
+        # turn), so where the template renders it with a reply between, render() gives it an empty one (what a
+        # run's history does: jan.services.runs.renderable).
+        self.reply_after_tools = False
+        if self.supports_tool_calls:
+            args = {_PROBE_ARG: 1} if self.object_arguments else json.dumps({_PROBE_ARG: 1})
+            content = None if self.null_content else ""
+            if self._try([*conversation(args, content), user]) is None:
+                self.reply_after_tools = self._try(
+                    [*conversation(args, content), {"role": "assistant", "content": ""}, user]) is not None
         if not self.supports_tool_calls:
             # history gets written as text, but a null content may still reach it
             out = self._try([user, {"role": "assistant", "content": None}, user])
@@ -588,6 +600,8 @@ class ChatTemplate:
         )
         if self.short_call_ids:
             msgs = _shorten_call_ids(msgs)
+        if self.reply_after_tools:
+            msgs = _replies_after_tools(msgs)
         if polyfill:
             msgs, tools_list = self._polyfill(msgs, tools_list, extra)
         try:
@@ -669,6 +683,17 @@ _NATIVE_CALL_EXAMPLES = {
     "firefunction": ' functools[{"name": "<function name>", "arguments": {<arguments as JSON>}}]',
     "functionary-v3.2": "<function name>\n{<arguments as JSON>}",
 }
+
+
+def _replies_after_tools(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An empty assistant turn between tool results and a user turn right after them, for a template that asks
+    for a reply there (:attr:`ChatTemplate.reply_after_tools`): the model wrote none, as the client sent it."""
+    out: list[dict[str, Any]] = []
+    for message in msgs:
+        if message.get("role") == "user" and out and out[-1].get("role") == "tool":
+            out.append({"role": "assistant", "content": ""})
+        out.append(message)
+    return out
 
 
 def _shorten_call_ids(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
