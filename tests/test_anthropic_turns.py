@@ -181,3 +181,34 @@ def test_the_empty_reply_goes_only_where_the_template_asks_for_one():
         assert template.reply_after_tools is closes, name
         prompt = template.render(messages, tools=_OPENAI_TOOLS)
         assert "And tomorrow?" in prompt and "Sunny" in prompt, name
+
+
+#: Two user messages in a row, in each dialect whose reference API answers them (Ollama joins them with a blank
+#: line; OpenAI's takes them as they are).
+TWO_USER_TURNS = {
+    "/v1/chat/completions": {"max_tokens": 2, "messages": [{"role": "user", "content": "Context: a cat."},
+                                                           {"role": "user", "content": "What is it?"}]},
+    "/v1/responses": {"max_output_tokens": 16, "store": False, "input": [
+        {"role": "user", "content": "Context: a cat."}, {"role": "user", "content": "What is it?"}]},
+    "/api/chat": {"stream": False, "options": {"num_predict": 2}, "messages": [
+        {"role": "user", "content": "Context: a cat."}, {"role": "user", "content": "What is it?"}]},
+}
+
+
+@pytest.mark.parametrize("path", list(TWO_USER_TURNS))
+def test_two_user_turns_in_a_row_are_answered_by_a_strict_template(server, path):
+    status, answer = post_json(server.base_url, path, {"model": "strict", **TWO_USER_TURNS[path]})
+    assert status == 200, answer
+
+
+def test_turns_are_joined_only_where_the_template_refuses_them():
+    from jan.templates.chat import ChatTemplate
+    from jan.testing.gguf_models import templates_dir
+
+    two = [{"role": "user", "content": "Context: a cat."}, {"role": "user", "content": "What is it?"}]
+    one = [{"role": "user", "content": "Context: a cat.\n\nWhat is it?"}]
+    for name, joins in (("mistralai-Mistral-Nemo-Instruct-2407.jinja", True), ("google-gemma-2-2b-it.jinja", True),
+                        ("Qwen-Qwen3-0.6B.jinja", False), ("meta-llama-Llama-3.1-8B-Instruct.jinja", False)):
+        template = ChatTemplate((templates_dir() / name).read_text(encoding="utf-8"), "<s>", "</s>")
+        assert template.joins_turns is joins, name
+        assert (template.render(two) == template.render(one)) is joins, name
