@@ -4,7 +4,10 @@ aiohttp does not cancel a handler whose client disconnects (``handler_cancellati
 that writes already started are not torn). A streamed answer notices on its next write; a
 non-streamed one writes nothing until the end, so :func:`unless_disconnected` watches the
 connection while the generation runs and cancels it — which closes its delta stream and frees
-the engine's slot — when the client is gone. Runs are not cancelled this way: they are meant to
+the engine's slot — when the client is gone. A streamed answer sends nothing either until its first
+delta (so that setup errors are a plain 4xx): :func:`first_item` watches the connection until then,
+or a client that gave up on a request waiting in the queue would still have its whole prompt
+evaluated, ahead of those still waiting. Runs are not cancelled this way: they are meant to
 finish and be saved.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from aiohttp import web
@@ -50,3 +53,26 @@ async def unless_disconnected(request: web.Request, work: Awaitable[T], model_id
                 await task
     request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id or "", reason="client disconnected"))
     raise ConnectionResetError("the client disconnected before the response was ready")
+
+
+_EMPTY = object()
+
+
+async def _next(stream: AsyncIterator[T]) -> T | object:
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:  # (told apart from an item: no StopAsyncIteration through a task's result)
+        return _EMPTY
+
+
+async def first_item(request: web.Request, stream: AsyncIterator[T], model_id: str | None) -> T | None:
+    """The first item of a streamed answer's ``stream`` (None: it has none), before any byte is sent: setup
+    errors (unknown model, context overflow) raise here, as a plain 4xx. While it is awaited (in the model's
+    queue, evaluating the prompt) a client that goes away cancels it as :func:`unless_disconnected` does. On any
+    failure the stream is closed, which frees its place in the queue or its slot."""
+    try:
+        item = await unless_disconnected(request, _next(stream), model_id)
+    except BaseException:
+        await stream.aclose()
+        raise
+    return None if item is _EMPTY else item

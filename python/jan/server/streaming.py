@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from jan.server.disconnect import first_item
 from jan.server.errors import APIError, to_api_error
 from jan.server.keys import SHUTTING_DOWN
 from jan.server.sse import SSEStream
@@ -23,17 +24,14 @@ T = TypeVar("T")
 Event = tuple[str, dict[str, Any]]
 
 
-async def started(stream: AsyncIterator[T]) -> AsyncIterator[T]:
+async def started(request: web.Request, stream: AsyncIterator[T], model_id: str | None) -> AsyncIterator[T]:
     """Await the stream's first item now (so setup errors — unknown model, bad template,
-    context overflow — raise before any byte is sent, as a plain 4xx) and hand back an
-    equivalent stream; closing it closes ``stream`` (which cancels the generation)."""
-    try:
-        first = await stream.__anext__()
-    except StopAsyncIteration:
+    context overflow — raise before any byte is sent, as a plain 4xx; a client gone meanwhile
+    cancels it: :func:`first_item`) and hand back an equivalent stream; closing it closes
+    ``stream`` (which cancels the generation)."""
+    first = await first_item(request, stream, model_id)
+    if first is None:
         return _empty(stream)
-    except BaseException:
-        await stream.aclose()
-        raise
 
     async def rest() -> AsyncIterator[T]:
         try:

@@ -124,6 +124,7 @@ from jan.core import (
     ToolRegistry,
 )
 from jan.services.chat import ChatService
+from jan.templates.chat import joined_turn
 from jan.services.errors import (GenerationCancelledError, RequestError, ServiceUnavailableError, failure_kind,
                                  require)
 from jan.services.fit import PromptBudgetError
@@ -445,7 +446,7 @@ def renderable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue  # before the first user turn: a strict template refuses it
             started = True
         if out and _joinable(out[-1], message):
-            out[-1] = _joined(out[-1], message)
+            out[-1] = joined_turn(out[-1], message)
             continue
         if role == "user" and out and out[-1].get("role") == "tool":
             # A tool round no reply answered (the run ended after it: a token limit, a cancel, a failure). Mistral's
@@ -463,37 +464,6 @@ KEPT_PROMPT_ROLES = ("system", "developer")
 def _joinable(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return (a.get("role") == b.get("role") and a.get("role") in ("user", "assistant", "system", "developer")
             and not a.get("tool_calls") and not b.get("tool_calls"))
-
-
-def _joined(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two turns of one role as one: their texts with a blank line between, their parts (images) in order."""
-    out = {**a, "content": _joined_content(a.get("content"), b.get("content"))}
-    thoughts = [t for t in (a.get("reasoning_content"), b.get("reasoning_content")) if t]
-    if thoughts:
-        out["reasoning_content"] = "\n\n".join(thoughts)
-    return out
-
-
-def _joined_content(a: Any, b: Any) -> Any:
-    if not isinstance(a, list) and not isinstance(b, list):
-        return "\n\n".join(t for t in (a, b) if t)
-    parts = [*_as_parts(a)]
-    rest = [*_as_parts(b)]
-    if any(p.get("type") == "text" for p in parts) and any(p.get("type") == "text" for p in rest):
-        # a blank line between the two texts, in a text part of their own only between two images
-        if parts[-1].get("type") == "text":
-            parts[-1] = {"type": "text", "text": parts[-1]["text"] + "\n\n"}
-        else:
-            parts.append({"type": "text", "text": "\n\n"})
-        if rest[0].get("type") == "text":
-            parts[-1] = {"type": "text", "text": parts[-1]["text"] + rest.pop(0)["text"]}
-    return parts + rest
-
-
-def _as_parts(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, list):
-        return [dict(p) for p in content]
-    return [{"type": "text", "text": content}] if content else []
 
 
 async def thread_files(store: ConversationalExtension, thread_id: str,

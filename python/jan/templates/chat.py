@@ -518,6 +518,22 @@ class ChatTemplate:
             args = {_PROBE_ARG: 1} if self.object_arguments else json.dumps({_PROBE_ARG: 1})
             content = None if self.null_content else ""
             self.short_call_ids = self._try(conversation(args, content, _PROBE_LONG_CALL_ID)) is None
+        # Mistral's templates leave tool rounds out of their user/assistant alternation check, so a user turn right
+        # after tool results reads as a second user turn in a row, and they raise. OpenAI's and Anthropic's APIs
+        # take such a turn (Anthropic's tool results come with text in the same user turn: Claude Code's every
+        # turn), so where the template renders it with a reply between, render() gives it an empty one (what a
+        # run's history does: jan.services.runs.renderable).
+        self.reply_after_tools = False
+        if self.supports_tool_calls:
+            args = {_PROBE_ARG: 1} if self.object_arguments else json.dumps({_PROBE_ARG: 1})
+            content = None if self.null_content else ""
+            if self._try([*conversation(args, content), user]) is None:
+                self.reply_after_tools = self._try(
+                    [*conversation(args, content), {"role": "assistant", "content": ""}, user]) is not None
+        # Gemma's, Mistral's and Llama 2's templates raise on two user (or assistant) turns in a row, which OpenAI's
+        # and Ollama's APIs answer (Ollama joins them with a blank line, as Anthropic's API combines them): where
+        # the template refuses them, render() joins them so.
+        self.joins_turns = self._try([user, user]) is None and self._try([user]) is not None
         if not self.supports_tool_calls:
             # history gets written as text, but a null content may still reach it
             out = self._try([user, {"role": "assistant", "content": None}, user])
@@ -588,8 +604,12 @@ class ChatTemplate:
         )
         if self.short_call_ids:
             msgs = _shorten_call_ids(msgs)
+        if self.reply_after_tools:
+            msgs = _replies_after_tools(msgs)
         if polyfill:
             msgs, tools_list = self._polyfill(msgs, tools_list, extra)
+        if self.joins_turns:  # (after the polyfill: tool results written as user text are turns too)
+            msgs = _joined_turns(msgs)
         try:
             return self._render_raw(msgs, tools=tools_list, add_generation_prompt=add_generation_prompt,
                                     budget=budget, **extra)
@@ -669,6 +689,64 @@ _NATIVE_CALL_EXAMPLES = {
     "firefunction": ' functools[{"name": "<function name>", "arguments": {<arguments as JSON>}}]',
     "functionary-v3.2": "<function name>\n{<arguments as JSON>}",
 }
+
+
+def joined_turn(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two turns of one role (OpenAI message dicts) as one: their texts with a blank line between (as Ollama joins
+    consecutive messages of one role), their parts (images) in order, their reasoning joined. For templates that
+    refuse two turns of one role in a row (:attr:`ChatTemplate.joins_turns`) and a run's history."""
+    out = {**a, "content": _joined_content(a.get("content"), b.get("content"))}
+    thoughts = [t for t in (a.get("reasoning_content"), b.get("reasoning_content")) if t]
+    if thoughts:
+        out["reasoning_content"] = "\n\n".join(thoughts)
+    return out
+
+
+def _joined_content(a: Any, b: Any) -> Any:
+    if not isinstance(a, list) and not isinstance(b, list):
+        return "\n\n".join(t for t in (a, b) if t)
+    parts = [*_as_parts(a)]
+    rest = [*_as_parts(b)]
+    if any(p.get("type") == "text" for p in parts) and any(p.get("type") == "text" for p in rest):
+        # a blank line between the two texts, in a text part of their own only between two images
+        if parts[-1].get("type") == "text":
+            parts[-1] = {"type": "text", "text": parts[-1]["text"] + "\n\n"}
+        else:
+            parts.append({"type": "text", "text": "\n\n"})
+        if rest[0].get("type") == "text":
+            parts[-1] = {"type": "text", "text": parts[-1]["text"] + rest.pop(0)["text"]}
+    return parts + rest
+
+
+def _as_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, list):
+        return [dict(p) for p in content]
+    return [{"type": "text", "text": content}] if content else []
+
+
+def _joined_turns(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive user (or assistant) turns as one (:func:`joined_turn`), for a template that refuses them
+    (:attr:`ChatTemplate.joins_turns`); a turn with tool calls is never joined."""
+    out: list[dict[str, Any]] = []
+    for message in msgs:
+        before = out[-1] if out else None
+        if before is not None and message["role"] == before["role"] and message["role"] in ("user", "assistant") \
+                and not message.get("tool_calls") and not before.get("tool_calls"):
+            out[-1] = joined_turn(before, message)
+        else:
+            out.append(message)
+    return out
+
+
+def _replies_after_tools(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An empty assistant turn between tool results and a user turn right after them, for a template that asks
+    for a reply there (:attr:`ChatTemplate.reply_after_tools`): the model wrote none, as the client sent it."""
+    out: list[dict[str, Any]] = []
+    for message in msgs:
+        if message.get("role") == "user" and out and out[-1].get("role") == "tool":
+            out.append({"role": "assistant", "content": ""})
+        out.append(message)
+    return out
 
 
 def _shorten_call_ids(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from jan.image_types import b64decode, sniff_image
 from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, bounded, not_supported,
                                 some_content)
 
-from jan.errors import EngineError, MediaError
+from jan.errors import ContextOverflowError, EngineError, MediaError
 from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted, renamed_schema_error
 from jan.server.dialects.unknown_fields import anthropic_unknown
 from jan.templates.grammar import GrammarError
@@ -586,47 +586,100 @@ def _turn(message: MessageParam | SystemMessageParam) -> list[typed.ChatMessage]
     return [_assistant_message(message.content)]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Piece:
+    """What one of ``body.messages`` gave a typed message: the message's index, which of the typed messages
+    :func:`_turn` made of it (``sub``), and how many of the typed message's parts and tool calls it gave."""
+
+    index: int
+    sub: int
+    parts: int
+    calls: int
+
+
+def _same_turn(before: MessageParam | SystemMessageParam, message: MessageParam | SystemMessageParam) -> bool:
+    """Whether ``message`` goes on the turn ``before`` began: Anthropic combines consecutive ``user`` (or
+    ``assistant``) messages into one turn, as if their blocks were sent in one message. A system-role message
+    between them (a tool change) is a turn of its own."""
+    return isinstance(before, MessageParam) and isinstance(message, MessageParam) and before.role == message.role
+
+
+def _joinable(a: typed.ChatMessage, b: typed.ChatMessage) -> bool:
+    """Whether ``b`` continues ``a`` within one Anthropic turn: two assistant messages, or two user messages
+    (never a tool result, which is a message of its own on the chat path wherever it stands in its turn)."""
+    return a.role == b.role and a.role in ("user", "assistant") and a.tool_call_id is None and b.tool_call_id is None
+
+
+def _joined(a: typed.ChatMessage, b: typed.ChatMessage) -> typed.ChatMessage:
+    """One typed message of two of one turn: the parts, tool calls and thinking in order, as
+    :func:`_user_messages` and :func:`_assistant_message` make them of one message's blocks."""
+    reasoning = "".join(r for r in (a.reasoning, b.reasoning) if r) or None
+    return dataclasses.replace(a, content=(*a.content, *b.content), tool_calls=(*a.tool_calls, *b.tool_calls),
+                               reasoning=reasoning)
+
+
+def _conversation(body: _Prompt) -> list[tuple[typed.ChatMessage, tuple[_Piece, ...]]]:
+    """The body's messages as typed messages, each with the pieces of ``body.messages`` it came from (what an
+    error about it names). Consecutive messages of one role are one turn, as on Anthropic's API ("consecutive
+    user or assistant turns in your request will be combined into a single turn"): sent as two, a chat template
+    that insists on user/assistant alternation (Mistral's, Gemma's, Llama 2's) would refuse a request Anthropic
+    answers."""
+    out: list[tuple[typed.ChatMessage, tuple[_Piece, ...]]] = []
+    for i, message in enumerate(body.messages):
+        try:
+            turn = _turn(message)
+        except ValueError as exc:
+            if type(exc) is not ValueError:
+                raise
+            raise ValueError(f"messages[{i}].content: {exc}") from None  # the message at fault, by its field
+        for sub, typed_message in enumerate(turn):
+            piece = _Piece(i, sub, len(typed_message.content), len(typed_message.tool_calls))
+            if sub == 0 and out and _same_turn(body.messages[i - 1], message) \
+                    and _joinable(out[-1][0], typed_message):
+                joined, pieces = out[-1]
+                out[-1] = (_joined(joined, typed_message), (*pieces, piece))
+            else:
+                out.append((typed_message, (piece,)))
+    return out
+
+
 def _messages(body: _Prompt) -> tuple[typed.ChatMessage, ...]:
     out: list[typed.ChatMessage] = []
     if body.system:
         system = body.system if isinstance(body.system, str) else "\n\n".join(b.text for b in body.system)
         out.append(typed.ChatMessage.of_text("system", system))
-    for i, message in enumerate(body.messages):
-        try:
-            out.extend(_turn(message))
-        except ValueError as exc:
-            if type(exc) is not ValueError:
-                raise
-            raise ValueError(f"messages[{i}].content: {exc}") from None  # the message at fault, by its field
-    return tuple(out)
+    return (*out, *(message for message, _ in _conversation(body)))
 
 
-def message_field(body: _Prompt, index: int, part: int | None = None) -> str:
+def message_field(body: _Prompt, index: int, part: int | None = None, *, block: bool = True) -> str:
     """The field of ``body`` the typed request's message ``index`` came from (what an error about it names):
-    ``system``, or ``messages[i].content`` (a user turn with tool results is several typed messages); with
-    ``part`` (that typed message's part at fault) the block: ``messages[i].content[j]``, a tool result's
-    ``messages[i].content[j].content[k]``."""
+    ``system``, or ``messages[i].content`` (a user turn with tool results is several typed messages; consecutive
+    messages of one role are one); with ``part`` (that typed message's part at fault) the block:
+    ``messages[i].content[j]``, a tool result's ``messages[i].content[j].content[k]``; ``block`` False: only the
+    message of the part (``messages[i].content``)."""
     if index < (1 if body.system else 0):
         return "system"
-    origin = _origin(body, index)
-    if origin is None:
+    pieces = _pieces(body, index)
+    if not pieces:
         return "messages"
-    i, sub = origin
-    return f"messages[{i}].content" + _block_path(body.messages[i], sub, part)
+    piece = pieces[0]
+    if part is not None:  # the piece that gave the part, and the part's place in it
+        for piece in pieces:
+            if part < piece.parts:
+                break
+            part -= piece.parts
+        else:
+            piece, part = pieces[0], None
+    field = f"messages[{piece.index}].content"
+    return field + _block_path(body.messages[piece.index], piece.sub, part) if block else field
 
 
-def _origin(body: _Prompt, index: int) -> tuple[int, int] | None:
-    """Which of ``body.messages`` the typed request's message ``index`` came from, and which of the typed messages
-    it became (:func:`_turn`) that one is; None for the system prompt, or past the end."""
-    at = 1 if body.system else 0
-    if index < at:
-        return None
-    for i, message in enumerate(body.messages):
-        turn = _turn(message)
-        at += len(turn)
-        if index < at:
-            return i, index - (at - len(turn))
-    return None
+def _pieces(body: _Prompt, index: int) -> tuple[_Piece, ...]:
+    """The pieces of ``body.messages`` the typed request's message ``index`` came from (:func:`_conversation`);
+    none for the system prompt, or past the end."""
+    at = index - (1 if body.system else 0)
+    conversation = _conversation(body)
+    return conversation[at][1] if 0 <= at < len(conversation) else ()
 
 
 def _groups(content: list) -> list[int | list[int]]:
@@ -687,19 +740,25 @@ def tool_pair_error(exc: ToolPairError, body: _Prompt, held: int = 0) -> Request
     see and match; ``param`` names the same field in jan's terms). ``held``: the typed messages before the body's
     own, a thread's held conversation (``thread.previous_message_id`` names them)."""
     ids = ", ".join(exc.ids)
-    origin = _origin(body, exc.index - held) if exc.index >= held else None
-    if origin is None:
+    pieces = _pieces(body, exc.index - held) if exc.index >= held else ()
+    if not pieces:
         where, param = "thread.previous_message_id", "thread.previous_message_id"
     elif exc.kind == "unexpected":
-        i, sub = origin
-        j = _groups(body.messages[i].content)[sub]  # a tool message is a user turn's tool_result block
+        i, sub = pieces[0].index, pieces[0].sub  # (a tool message is one piece: a user turn's tool_result block)
+        j = _groups(body.messages[i].content)[sub]
         where, param = f"messages.{i}.content.{j}", f"messages[{i}].content[{j}]"
-    elif exc.kind == "duplicate":  # the call's tool_use block (an assistant turn is one typed message)
-        i = origin[0]
-        j = [j for j, block in enumerate(body.messages[i].content) if isinstance(block, ToolUseBlock)][exc.call_index]
+    elif exc.kind == "duplicate":  # the call's tool_use block, in the message of its turn that holds it
+        call, i = exc.call_index, pieces[-1].index
+        for piece in pieces:
+            if call < piece.calls:
+                i = piece.index
+                break
+            call -= piece.calls
+        j = [j for j, block in enumerate(body.messages[i].content) if isinstance(block, ToolUseBlock)][call]
         where, param = f"messages.{i}.content.{j}", f"messages[{i}].content[{j}]"
-    else:
-        where, param = f"messages.{origin[0]}", f"messages[{origin[0]}]"
+    else:  # the turn's tool uses: the first message of it that holds one
+        i = next((p.index for p in pieces if p.calls), pieces[0].index)
+        where, param = f"messages.{i}", f"messages[{i}]"
     if exc.kind == "duplicate":
         message = f"{where}: `tool_use` ids must be unique"
     elif exc.kind == "unexpected":
@@ -719,7 +778,14 @@ def media_error(exc: MediaError, body: _Prompt, chat_request: typed.ChatRequest)
     if exc.message_index is None:
         return exc
     index = exc.message_index - (len(chat_request.messages) - len(_messages(body)))
-    field = "thread.previous_message_id" if index < 0 else message_field(body, index, exc.part_index)
+    part, block = exc.part_index, True
+    if part is None and 0 <= exc.message_index < len(chat_request.messages):
+        # said of the message's media as a whole (no projector): its content is named, that of the message of a
+        # joined turn (:func:`_conversation`) that holds the first of them
+        content = chat_request.messages[exc.message_index].content
+        part = next((j for j, p in enumerate(content) if isinstance(p, (typed.ImagePart, typed.AudioPart))), None)
+        block = False
+    field = "thread.previous_message_id" if index < 0 else message_field(body, index, part, block=block)
     field += _source_field(body, field)
     _, sep, why = str(exc).partition(": ")
     return MediaError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field)
@@ -739,6 +805,15 @@ def _source_field(body: _Prompt, field: str) -> str:
         return ""
     return {"file": ".source.file_id", "url": ".source.url", "content": ".source.content"}.get(
         block.source.type, ".source.data")
+
+
+def too_long_message(exc: ContextOverflowError) -> str:
+    """A prompt the context cannot hold, in Anthropic's words: "prompt is too long: N tokens > M maximum". Claude
+    Code (and other agents) read that prefix and its numbers to compact the conversation and try again; jan's own
+    words follow. The maximum is the context less the one token the answer needs at least."""
+    if exc.n_tokens is None or exc.n_ctx is None:  # (a remote upstream's refusal: no numbers to tell)
+        return f"prompt is too long: {exc}"
+    return f"prompt is too long: {exc.n_tokens} tokens > {max(exc.n_ctx - 1, 0)} maximum; {exc}"
 
 
 def schema_error(exc: GrammarError, body: _Prompt, chat_request: typed.ChatRequest) -> GrammarError:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from jan.core import ConversationalExtension, ThreadDeleted
-from jan.errors import MediaError
+from jan.errors import ContextOverflowError, MediaError
 from jan.templates.grammar import GrammarError
 from jan.server.dialects import anthropic as wire
 from jan.server.dialects.anthropic_threads import MessageThreads, Turn, error_shape
@@ -101,6 +101,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
             raise wire.media_error(exc, body, turn.chat_request) from None
         except GrammarError as exc:  # a schema too complex: said of the Anthropic field that sent it
             raise wire.schema_error(exc, body, turn.chat_request) from None
+        except ContextOverflowError as exc:  # in the words agents match to compact the conversation
+            raise APIError(400, wire.too_long_message(exc), param="messages", code="context_length_exceeded") from None
 
 
 async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) -> web.StreamResponse:
@@ -125,7 +127,7 @@ async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) 
                                                               omit_thinking=wire.thinking_omitted(body)))
 
         return web.json_response(await unless_disconnected(request, collect(), body.model))
-    deltas = await started(stream)
+    deltas = await started(request, stream, body.model)
 
     async def events() -> AsyncIterator[Event]:
         encoder = wire.MessageStream(message_id, body.model or stream.model or "", stop_sequences,

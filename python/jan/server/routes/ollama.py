@@ -32,7 +32,7 @@ from jan.errors import MediaError, ModelLoadError, ModelNotFoundError, not_found
 from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
-from jan.server.disconnect import unless_disconnected
+from jan.server.disconnect import first_item, unless_disconnected
 from jan.server.errors import ERROR_SHAPES, APIError, from_validation_error, to_api_error
 from jan.server.jsonio import json_response_built, json_text
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
@@ -285,17 +285,6 @@ async def _unload_when_idle(target: Target) -> None:
 
 
 # -- streaming ---------------------------------------------------------------------------
-async def _first(stream: AsyncIterator[Any]) -> Any:
-    """The stream's first item (setup errors raise here, before any byte is sent), or None."""
-    try:
-        return await stream.__anext__()
-    except StopAsyncIteration:
-        return None
-    except BaseException:
-        await stream.aclose()
-        raise
-
-
 async def _ndjson(request: web.Request, first: Any, stream: AsyncIterator[Any],
                   lines: Callable[[Any], list[dict[str, Any]]], final: Callable[[], dict[str, Any]]) -> web.StreamResponse:
     """Send each item's objects as NDJSON lines, then the final object. Closing the stream (on a
@@ -368,7 +357,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
                 result = await unless_disconnected(request, service.complete(typed), target.id)
                 return await _whole(lambda: encoder.whole(result), _result_values(result, body.top_logprobs))
             stream = service.stream(typed)
-            first = await _first(stream)
+            first = await first_item(request, stream, target.id)
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)
 
 
@@ -424,7 +413,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
                     result = await unless_disconnected(request, services.chat.complete(typed), target.id)
                     return await _whole(lambda: encoder.whole(result), _result_values(result, body.top_logprobs))
                 stream = services.chat.stream(typed)
-            first = await _first(stream)
+            first = await first_item(request, stream, target.id)
             return await _ndjson(request, first, stream, encoder.delta, encoder.final)
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from jan.core import InferenceStopped
 from jan.errors import MediaError
 from jan.server import openai_wire as wire
-from jan.server.disconnect import unless_disconnected
+from jan.server.disconnect import first_item, unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response, json_response_built
@@ -39,15 +39,10 @@ log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 T = TypeVar("T")
 
-async def first_delta(stream: DeltaStream) -> tuple[Any, DeltaStream]:
-    """Start the stream (so setup errors raise before any byte is sent); returns its first delta."""
-    try:
-        return await stream.__anext__(), stream
-    except StopAsyncIteration:
-        return None, stream
-    except BaseException:
-        await stream.aclose()
-        raise
+async def first_delta(request: web.Request, stream: DeltaStream, model_id: str | None) -> tuple[Any, DeltaStream]:
+    """Start the stream (so setup errors raise before any byte is sent; a client gone meanwhile cancels it:
+    :func:`first_item`); returns its first delta."""
+    return await first_item(request, stream, model_id), stream
 
 
 async def stream_sse(request: web.Request, stream: DeltaStream, first: Any,
@@ -100,7 +95,7 @@ async def stream_response(request: web.Request, body: Any, stream: DeltaStream,
                           ) -> web.StreamResponse:
     """Start ``stream`` and relay it as SSE through ``encoder_for(model_id, include_usage)``;
     ``headers_for(model_id)`` adds response headers."""
-    first, stream = await first_delta(stream)
+    first, stream = await first_delta(request, stream, body.model)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     headers = await headers_for(stream.model) if headers_for is not None else None
     return await stream_sse(request, stream, first, encoder_for(stream.model or "", include_usage).encode,

@@ -182,7 +182,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
 
     # setup errors are a plain 4xx (and nothing is stored), except for a background response: it fails
     try:
-        deltas = stream if body.background else await started(stream)
+        deltas = stream if body.background else await started(request, stream, body.model)
     except (MediaError, GrammarError) as exc:
         raise named(exc) from None
     input_items = await body_step(wire.input_items, body.input)
