@@ -138,6 +138,7 @@ from jan.services.tool_loop import (
     ToolPolicy,
     chat_messages,
     check_tool_entries,
+    check_tool_policy,
     documents_of,
     image_files_of,
     parse_calls,
@@ -1342,6 +1343,7 @@ class RunService:
         holding the thread is a :class:`RequestError`, ``run_active``), the tools, the additional messages,
         the pending assistant message, the title. Execute it with :meth:`execute`."""
         check_tool_entries(list(req.tools) if req.tools is not None else None, param="tools")
+        check_tool_policy(req.tool_policy, param="tool_policy")
         started = asyncio.get_running_loop().create_future()
         self._starts.add(started)
         try:
@@ -1359,6 +1361,7 @@ class RunService:
         ``req`` on it (``req.thread_id`` is replaced by the new thread's): OpenAI's create-thread-and-run.
         Returns the thread as created and the run."""
         check_tool_entries(list(req.tools) if req.tools is not None else None, param="tools")
+        check_tool_policy(req.tool_policy, param="tool_policy")
         store = self.conversations()
         created = await store.create_thread(thread)
         try:

@@ -21,7 +21,7 @@ from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
 from jan.services.models import check_parameters
-from jan.services.tool_loop import check_tool_entries
+from jan.services.tool_checks import check_tool_entries
 from jan.store.assistants import assistant_sort_key, assistant_sort_key_of_id
 
 routes = web.RouteTableDef()

@@ -70,7 +70,8 @@ from jan.services.models import check_parameters
 from jan.services.documents import document_text
 from jan.services.runs import BUDGET_STOPS
 from jan.services.types import DocumentPart
-from jan.services.tool_loop import check_tool_entries, tool_bookkeeping
+from jan.services.tool_checks import check_tool_entries, check_tool_policy
+from jan.services.tool_loop import tool_bookkeeping
 
 routes = web.RouteTableDef()
 
@@ -357,6 +358,7 @@ def check_thread_parameters(assistants: list[ThreadAssistant] | None, *, where: 
         if entry.model is not None:
             check_parameters(entry.model.parameters, prefix=f"{where}assistants[{i}].model.parameters")
         check_tool_entries((entry.model_extra or {}).get("tools"), param=f"{where}assistants[{i}].tools")
+        check_tool_policy((entry.model_extra or {}).get("tool_policy"), param=f"{where}assistants[{i}].tool_policy")
 
 
 async def fetch_linked_images(request: web.Request, content: Any, where: str = "") -> Any:
