@@ -166,3 +166,36 @@ def test_a_runs_messages_link_images_as_thread_messages_do(server, route):
         where = "thread.messages[0].content[1].image_url.url"
     assert status == 400, data
     assert _error(data) == (where, "not_allowed")
+
+
+@pytest.mark.parametrize("cursor_of", ["thread", "message", "assistant", "file", "run"])
+@pytest.mark.parametrize("listing", ["messages", "messages?all=true", "assistants", "files"])
+def test_a_cursor_naming_an_object_of_another_kind_is_refused(server, listing, cursor_of):
+    """A list places a cursor whose item was deleted by the time its id says it was made (a client deleting what
+    it pages); an id of another kind of object (a thread's id as a message cursor) was placed the same way, and
+    the page quietly cut there (``after=thread_...`` gave an empty page). It names no item of this list: a 400."""
+    thread = _thread(server, messages=[{"role": "user", "content": "hi"}])
+    status, _, run = request(server, "POST", f"/v1/threads/{thread}/runs", {"max_tokens": 1})
+    assert status == 200, run
+    ids = {"thread": thread, "run": run["id"],
+           "message": request(server, "GET", f"/v1/threads/{_thread(server, messages=[{'role': 'user', 'content': 'x'}])}"
+                                             "/messages")[2]["data"][0]["id"],
+           "assistant": post(server, "/v1/assistants", {"model": "*"})[1]["id"],
+           "file": _upload(server)}
+    own = {"messages": "message", "messages?all=true": "message", "assistants": "assistant", "files": "file"}[listing]
+    if own == cursor_of:
+        return  # (a cursor of the list's own kind that is gone keeps its place: tested with each list)
+    path = f"/v1/threads/{thread}/{listing}" if listing.startswith("messages") else f"/v1/{listing}"
+    glue = "&" if "?" in listing else "?"
+    for name in ("after", "before"):
+        status, _, data = request(server, "GET", f"{path}{glue}{name}={ids[cursor_of]}")
+        assert status == 400, (listing, cursor_of, data)
+        assert data["error"]["param"] == name, data
+
+
+def _upload(srv) -> str:
+    from api_helpers import post_form
+
+    status, data = post_form(srv.base_url, {"purpose": "assistants"})
+    assert status == 200, data
+    return data["id"]

@@ -97,7 +97,7 @@ def file_sort_key(doc: dict[str, Any]) -> tuple[int, str]:
 def file_sort_key_of_id(file_id: str) -> tuple[int, str] | None:
     """:func:`file_sort_key` of a deleted file, from its id: its ``created_at`` is read just before its id is made (the
     same second, or the one before), so a cursor the SDK pages on after deleting the file keeps its place."""
-    millis = ulid_millis(file_id)
+    millis = ulid_millis(file_id, "file-")
     return None if millis is None else (millis // 1000, file_id)
 
 class UploadTooLargeError(InvalidArgumentError):
