@@ -1304,6 +1304,33 @@ class RunService:
             await self._refuse_if_held(thread_id, adding_message=True)
             return await store.create_message(thread_id, message)
 
+    async def update_message(self, thread_id: str, message_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a message (as the conversational extension's ``update_message`` takes the changes) — refused
+        with :class:`RequestError` (``run_active``) while a run is writing it (its reply, ``pending``): the run
+        saves the reply whole as it goes, so an edit made meanwhile (its content, status or metadata) was answered
+        200 and then silently written over. Any other message of the thread may be changed during a run."""
+        async with self._thread_lock(thread_id):
+            await self._refuse_if_writing(thread_id, message_id, "modify")
+            return await self.conversations().update_message(thread_id, message_id, changes)
+
+    async def delete_message(self, thread_id: str, message_id: str) -> None:
+        """Delete a message — refused as :meth:`update_message` is while a run is writing it: the run would go on
+        answering into a message that is gone (cancel the run first)."""
+        async with self._thread_lock(thread_id):
+            await self._refuse_if_writing(thread_id, message_id, "delete")
+            await self.conversations().delete_message(thread_id, message_id)
+
+    async def _refuse_if_writing(self, thread_id: str, message_id: str, verb: str) -> None:
+        run = await self.holder(thread_id)
+        if run is None:
+            return
+        message = await self.conversations().get_message(thread_id, message_id)  # (its NotFoundError as it is)
+        if message.get("status") != "pending":
+            return
+        raise RequestError(f"Can't {verb} message {message_id} while run {run.id} is writing it (it is "
+                           f"{run.status}: wait for it to end or cancel it first).", param="message_id",
+                           code="run_active")
+
     async def _abandon(self, run: Run, exc: BaseException) -> None:
         """A run that claimed its thread but cannot go on (a failure outside a model turn) ends ``failed`` (or
         ``cancelled``, when its request was): an active run holds its thread, and this one would hold it until

@@ -564,13 +564,13 @@ async def get_message(request: web.Request) -> web.Response:
 @routes.post("/v1/threads/{thread_id}/messages/{message_id}")
 @routes.patch("/v1/threads/{thread_id}/messages/{message_id}")
 async def modify_message(request: web.Request) -> web.Response:
-    """Modify a message's content, status or metadata."""
+    """Modify a message's content, status or metadata (refused, ``run_active``, while a run is writing it)."""
     body = await parse_body(request, MessageModify)
     changes = _changes(body, ("content", "status"))
     if "content" in changes:
         changes["content"] = await fetch_linked_images(request, changes["content"])
     info = request.match_info
-    message = await conversations(request).update_message(info["thread_id"], info["message_id"], changes)
+    message = await request.app[SERVICES].runs.update_message(info["thread_id"], info["message_id"], changes)
     return json_response(message_object(message))
 
 
@@ -589,7 +589,7 @@ async def get_file(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/threads/{thread_id}/messages/{message_id}")
 async def delete_message(request: web.Request) -> web.Response:
-    """Delete one message."""
+    """Delete one message (refused, ``run_active``, while a run is writing it)."""
     info = request.match_info
-    await conversations(request).delete_message(info["thread_id"], info["message_id"])
+    await request.app[SERVICES].runs.delete_message(info["thread_id"], info["message_id"])
     return json_response({"id": info["message_id"], "object": "thread.message.deleted", "deleted": True})
