@@ -199,3 +199,42 @@ def _upload(srv) -> str:
     status, data = post_form(srv.base_url, {"purpose": "assistants"})
     assert status == 200, data
     return data["id"]
+
+
+BAD_PNG = "data:image/png;base64," + base64.b64encode(b"BM" + b"\0" * 64).decode()
+
+
+@pytest.mark.parametrize("part, field", [({"type": "image_url", "image_url": {"url": BAD_PNG}}, "image_url.url"),
+                                         (_image_file(MISSING), "image_file.file_id")])
+def test_a_runs_additional_message_the_store_refuses_is_named_and_leaves_nothing(server, part, field):
+    """An ``additional_messages`` entry the store refuses (an image that does not decode, an image the thread does
+    not have) was answered with the bare ``content[0]...`` of a single message, and the entries before it stayed in
+    the thread, which no run then answered. It is named as the body has it, and the thread is left as it was."""
+    thread = _thread(server, messages=[{"role": "user", "content": "hi"}])
+    before = request(server, "GET", f"/v1/threads/{thread}/messages?all=true")[2]["data"]
+    status, data = post(server, f"/v1/threads/{thread}/runs", {"max_tokens": 1, "additional_messages": [
+        {"role": "user", "content": "first"}, {"role": "user", "content": [{"type": "text", "text": "x"}, part]}]})
+    assert status == 400, data
+    assert data["error"]["param"] == f"additional_messages[1].content[1].{field}", data
+    assert data["error"]["message"].startswith("additional_messages[1].content[1]"), data
+    assert request(server, "GET", f"/v1/threads/{thread}/messages?all=true")[2]["data"] == before
+    assert request(server, "GET", f"/v1/threads/{thread}/runs")[2]["data"] == []
+
+
+def test_additional_messages_that_leave_nothing_to_answer_are_not_kept(server):
+    thread = _thread(server)
+    status, data = post(server, f"/v1/threads/{thread}/runs", {"additional_messages": [{"role": "user", "content": ""}]})
+    assert status == 400 and data["error"]["code"] == "empty_thread", data
+    assert request(server, "GET", f"/v1/threads/{thread}/messages?all=true")[2]["data"] == []
+
+
+def test_a_new_threads_message_the_store_refuses_is_named_from_the_thread(server):
+    """``POST /v1/threads/runs``: the refused message is ``thread.messages[k]...``, as the body has it (it was
+    ``messages[k]...``, a field the body does not have), and no thread is left behind."""
+    listed = request(server, "GET", "/v1/threads?limit=100")[2]["data"]
+    status, data = post(server, "/v1/threads/runs", {"thread": {"messages": [
+        {"role": "user", "content": "ok"},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": BAD_PNG}}]}]}})
+    assert status == 400, data
+    assert data["error"]["param"] == "thread.messages[1].content[0].image_url.url", data
+    assert request(server, "GET", "/v1/threads?limit=100")[2]["data"] == listed

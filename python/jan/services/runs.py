@@ -107,7 +107,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -169,7 +169,7 @@ from jan.services.types import (
     Usage,
     merge_options,
 )
-from jan.store.errors import LockTimeoutError
+from jan.store.errors import InvalidArgumentError, LockTimeoutError
 
 log = logging.getLogger("jan.services.runs")
 
@@ -1390,7 +1390,10 @@ class RunService:
         check_tool_entries(list(req.tools) if req.tools is not None else None, param="tools")
         check_tool_policy(req.tool_policy, param="tool_policy")
         store = self.conversations()
-        created = await store.create_thread(thread)
+        try:
+            created = await store.create_thread(thread)
+        except InvalidArgumentError as exc:  # named as the request has it: thread.messages[k]...
+            raise exc.under("thread.") from None
         try:
             return created, await self.start(replace(req, thread_id=created["id"]))
         except BaseException:
@@ -1451,13 +1454,16 @@ class RunService:
         policy.check()  # an entry naming nothing jan has: the request's 400, never a run quietly without it
         _check_tool_choice(req.tool_choice if req.tool_choice is not None else policy.tool_choice, policy)
 
-        for extra in req.additional_messages:
-            await store.create_message(req.thread_id, dict(extra))
-        history = await store.list_messages(req.thread_id, order="asc")
-        window = prompt_window(history, req.last_messages)
-        messages = history_messages(window, instructions, await thread_files(store, req.thread_id, window))
-        if not any(m.role != "system" for m in messages):
-            raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
+        added = await self._add_messages(store, req.thread_id, req.additional_messages)
+        try:
+            history = await store.list_messages(req.thread_id, order="asc")
+            window = prompt_window(history, req.last_messages)
+            messages = history_messages(window, instructions, await thread_files(store, req.thread_id, window))
+            if not any(m.role != "system" for m in messages):
+                raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
+        except BaseException:
+            await asyncio.shield(self._remove_messages(store, req.thread_id, added))
+            raise
 
         run = Run(req.thread_id, assistant["id"], model["id"], instructions, sampling.given(), req.metadata or {})
         effort = req.reasoning_effort or assistant.get("reasoning_effort") or None
@@ -1490,6 +1496,33 @@ class RunService:
             raise
         await self._after_first_exchange(store, thread, assistant, model, history)
         return run
+
+    async def _add_messages(self, store: ConversationalExtension, thread_id: str,
+                            extras: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Write a run's ``additional_messages``, all or none (their ids): a message the store refuses (an image
+        that does not decode, an ``image_file`` the thread does not have) is the request's error named as the body
+        has it (``additional_messages[k].content[i]...``), and those written before it are removed again — a
+        refused run leaves its thread as it was (they once stayed, in a thread no run had answered)."""
+        added: list[str] = []
+        try:
+            for k, extra in enumerate(extras):
+                try:
+                    added.append((await store.create_message(thread_id, dict(extra)))["id"])
+                except InvalidArgumentError as exc:
+                    raise exc.under(f"additional_messages[{k}].") from None
+        except BaseException:
+            await asyncio.shield(self._remove_messages(store, thread_id, added))
+            raise
+        return added
+
+    @staticmethod
+    async def _remove_messages(store: ConversationalExtension, thread_id: str, ids: list[str]) -> None:
+        """Delete the messages a refused start wrote (each on its own: one already gone leaves the others to go)."""
+        for message_id in ids:
+            try:
+                await store.delete_message(thread_id, message_id)
+            except Exception as exc:  # noqa: BLE001 - the start's own error is the one to tell
+                log.warning("thread %s: could not remove message %s of a refused run: %s", thread_id, message_id, exc)
 
     async def _after_first_exchange(self, store: ConversationalExtension, thread: dict[str, Any],
                                     assistant: dict[str, Any], model: dict[str, Any],

@@ -96,8 +96,7 @@ class ThreadStore:
                     attachments, found = extract_documents(m.get("attachments"), files, None)
                     files.update(found)
                 except InvalidArgumentError as exc:  # named as the request has it: messages[k].content[i]...
-                    raise InvalidArgumentError(f"messages[{k}].{exc}", param=exc.param and f"messages[{k}].{exc.param}",
-                                               code=exc.code) from None
+                    raise exc.under(f"messages[{k}].") from None
                 m = {**m, "content": content}
                 if attachments is not None:
                     m["attachments"] = attachments
