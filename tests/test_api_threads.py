@@ -89,6 +89,23 @@ async def test_thread_list_pagination(server):
             assert status == 400, (query, err)
 
 
+async def test_every_thread_answer_has_the_fields_openais_spec_requires(server):
+    """OpenAI's ``ThreadObject`` requires ``id``, ``object``, ``created_at``, ``tool_resources`` (null when there
+    are none) and ``metadata``: clients generated from the spec refuse a thread without one. jan's threads lacked
+    ``tool_resources`` (the SDK's pydantic model, which defaults it, did not tell)."""
+    required = {"id", "object", "created_at", "tool_resources", "metadata"}
+    async with Client(server.base_url) as api:
+        made = await api.ok("POST", "/v1/threads", {})
+        tid = made["id"]
+        answers = [made, await api.ok("GET", f"/v1/threads/{tid}"),
+                   await api.ok("POST", f"/v1/threads/{tid}", {"metadata": {"k": "v"}}),
+                   *(await api.ok("GET", "/v1/threads"))["data"]]
+        for thread in answers:
+            assert required <= thread.keys(), thread
+            assert thread["object"] == "thread" and thread["tool_resources"] is None, thread
+        await api.ok("DELETE", f"/v1/threads/{tid}")
+
+
 async def test_deleting_the_threads_listed_while_paging_them(server):
     """A client that deletes each thread it lists asks for the page after the last id of the one before, just
     deleted: that cursor keeps its place (as the message, assistant and file lists place theirs), either way round,

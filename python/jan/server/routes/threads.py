@@ -150,6 +150,17 @@ async def gone_messages(store: Any, thread_id: str, q: dict[str, Any], listed: l
     return wanted - {m["id"] for m in await store.list_messages(thread_id, order="asc")}
 
 
+# -- threads on the wire -------------------------------------------------------
+def thread_object(thread: dict[str, Any]) -> dict[str, Any]:
+    """A stored thread as OpenAI's ``thread`` object: with its ``tool_resources``, which OpenAI's spec requires
+    (null: jan has no vector stores nor code interpreter files to name), and Jan's own fields (``title``,
+    ``assistants``, ``created``, ``updated``) as stored. Clients generated from the spec refuse a thread without it."""
+    out = dict(thread)
+    out.setdefault("tool_resources", None)
+    out.setdefault("metadata", {})
+    return out
+
+
 # -- messages on the wire ------------------------------------------------------
 def _incomplete_reason(message: dict[str, Any]) -> str | None:
     """OpenAI's ``incomplete_details.reason`` of a stored message, None when it is whole: a failed reply is
@@ -460,7 +471,7 @@ async def create_thread(request: web.Request) -> web.Response:
     fields = thread_fields(body)
     for k, message in enumerate(fields.get("messages") or ()):
         await message_inputs(request, message, f"messages[{k}].")
-    return json_response(await conversations(request).create_thread(fields))
+    return json_response(thread_object(await conversations(request).create_thread(fields)))
 
 
 @routes.get("/v1/threads")
@@ -468,6 +479,7 @@ async def list_threads(request: web.Request) -> web.Response:
     """List threads, most recently updated first; ``problems`` lists damaged thread files set aside."""
     store = conversations(request)
     result = await page(store.list_threads, list_query(request, default_order="desc"))
+    result["data"] = [thread_object(t) for t in result["data"]]
     problems = getattr(store, "problems", None)
     result["problems"] = problems("threads/") if callable(problems) else []
     return json_response(result)
@@ -476,7 +488,7 @@ async def list_threads(request: web.Request) -> web.Response:
 @routes.get("/v1/threads/{thread_id}")
 async def get_thread(request: web.Request) -> web.Response:
     """Retrieve a thread."""
-    return json_response(await conversations(request).get_thread(request.match_info["thread_id"]))
+    return json_response(thread_object(await conversations(request).get_thread(request.match_info["thread_id"])))
 
 
 @routes.post("/v1/threads/{thread_id}")
@@ -487,7 +499,7 @@ async def modify_thread(request: web.Request) -> web.Response:
     check_thread_parameters(body.assistants)
     changes = _changes(body, ("title", "assistants"))
     thread = await conversations(request).update_thread(request.match_info["thread_id"], changes)
-    return json_response(thread)
+    return json_response(thread_object(thread))
 
 
 @routes.delete("/v1/threads/{thread_id}")
