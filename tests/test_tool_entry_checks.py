@@ -223,3 +223,63 @@ async def test_a_client_function_whose_schema_no_grammar_takes_is_the_runs_400(s
             assert f"assistant '{assistant['id']}'" in err["error"]["message"], err
         assert (await api.ok("GET", f"/v1/threads/{tid}/runs"))["data"] == []
         assert (await api.ok("GET", "/v1/threads?limit=100"))["data"] == threads
+
+
+#: response formats whose schema no grammar can be made of (what a chat completion refuses with ``invalid_schema``)
+UNUSABLE_FORMATS = [{"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "bogus"}}},
+                    {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+                        "type": "object", "properties": {"a": {"$ref": "#/nope"}}}}},
+                    {"type": "json_object", "schema": {"type": "object", "properties": {"a": {"enum": []}}}}]
+
+
+def schema_param(fmt: dict) -> str:
+    return ".json_schema.schema" if fmt["type"] == "json_schema" else ".schema"
+
+
+async def test_a_response_format_whose_schema_no_grammar_takes_is_refused_where_a_run_reads_it(server):
+    """The same kind as a client function's schema: a response_format schema no grammar can be made of is a chat
+    completion's 400, but an assistant, a thread and a run took it, and the run failed at its first turn. It is
+    refused where it is given, and a layer stored with it (by hand) is the run's 400 naming the layer."""
+    async with Client(server.base_url) as api:
+        assistant = await api.ok("POST", "/v1/assistants", {"model": "stories260K"})
+        tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once"}],
+                                                    "assistants": [{"assistant_id": assistant["id"]}]}))["id"]
+        threads = (await api.ok("GET", "/v1/threads?limit=100"))["data"]
+        for fmt in UNUSABLE_FORMATS:
+            tail = schema_param(fmt)
+            status, err = await api.post("/v1/chat/completions", {
+                "model": "stories260K", "messages": [{"role": "user", "content": "x"}], "response_format": fmt})
+            assert status == 400 and err["error"]["code"] == "invalid_schema", err
+            entry = [{"assistant_id": assistant["id"], "model": {"id": "stories260K", "parameters": {
+                "response_format": fmt}}}]
+            for path, body, param in [
+                    ("/v1/assistants", {"model": "stories260K", "response_format": fmt}, "response_format"),
+                    ("/v1/assistants", {"model": "stories260K", "parameters": {"response_format": fmt}},
+                     "parameters.response_format"),
+                    (f"/v1/assistants/{assistant['id']}", {"response_format": fmt}, "response_format"),
+                    ("/v1/threads", {"assistants": entry}, "assistants[0].model.parameters.response_format"),
+                    (f"/v1/threads/{tid}", {"assistants": entry}, "assistants[0].model.parameters.response_format"),
+                    (f"/v1/threads/{tid}/runs", {"response_format": fmt, "max_tokens": 2}, "response_format"),
+                    ("/v1/threads/runs", {"response_format": fmt, "max_tokens": 2,
+                                          "thread": {"messages": [{"role": "user", "content": "Once"}]}},
+                     "response_format"),
+                    ("/v1/threads/runs", {"max_tokens": 2, "thread": {
+                        "assistants": entry, "messages": [{"role": "user", "content": "Once"}]}},
+                     "thread.assistants[0].model.parameters.response_format")]:
+                status, err = await api.post(path, body)
+                assert status == 400 and err["error"]["code"] == "invalid_schema", (path, fmt, err)
+                assert err["error"]["param"] == param + tail, (path, err)
+            # an assistant file written by hand with it: the run's 400 naming the assistant, nothing written
+            file = server.config.data_folder / "assistants" / assistant["id"] / "assistant.json"
+            kept = json.loads(file.read_text())
+            file.write_text(json.dumps({**kept, "parameters": {"response_format": fmt}}))
+            status, err = await api.post(f"/v1/threads/{tid}/runs", {"max_tokens": 2})
+            file.write_text(json.dumps(kept))
+            assert status == 400 and err["error"]["param"] == "parameters.response_format" + tail, err
+            assert f"assistant '{assistant['id']}'" in err["error"]["message"], err
+        assert (await api.ok("GET", f"/v1/threads/{tid}/runs"))["data"] == []
+        assert (await api.ok("GET", "/v1/threads?limit=100"))["data"] == threads
+        assert (await api.ok("GET", f"/v1/assistants/{assistant['id']}"))["response_format"] == "auto"
+        run = await run_to_end(api, f"/v1/threads/{tid}/runs", {"max_tokens": 2, "response_format": {
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}})
+        assert run["status"] in ("completed", "incomplete"), run

@@ -127,7 +127,7 @@ from jan.services.chat import ChatService
 from jan.services.errors import (GenerationCancelledError, RequestError, ServiceUnavailableError, failure_kind,
                                  require)
 from jan.services.fit import PromptBudgetError
-from jan.services.models import ModelService, check_parameters
+from jan.services.models import ModelService, check_format_grammar, check_parameters
 from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
                                       interrupt_if_orphaned, load_record, mark_interrupted, running_elsewhere,
                                       save_record, take_lease, thread_records, try_lock)
@@ -1445,10 +1445,16 @@ class RunService:
                                  SamplingOptions.from_mapping(assistant.get("parameters")),
                                  SamplingOptions.from_mapping(model.get("parameters")))
         # response_format: the run's, else the thread's, else the assistant's (OpenAI's "auto": the assistant's)
-        response_format = req.response_format
-        for _owner, _prefix, params in layers:
+        response_format, source = req.response_format, ("", "response_format")
+        for owner, prefix, params in layers:
             if response_format is None and isinstance(params, Mapping):
                 response_format = ResponseFormat.from_mapping(params.get("response_format"))
+                source = (owner, f"{prefix}.response_format")
+        try:  # a schema no grammar takes: the request's 400 now, not a run failed at its first turn
+            await check_format_grammar(response_format, source[1])
+        except RequestError as exc:
+            raise RequestError(f"{source[0]} has unusable {exc}" if source[0] else str(exc), param=exc.param,
+                               code=exc.code) from None
         policy = await resolve_policy(self.tools, run_tools=list(req.tools) if req.tools is not None else None,
                                       thread_entry=entry, assistant=assistant, overrides=req.tool_policy)
         policy.check()  # an entry naming nothing jan has: the request's 400, never a run quietly without it

@@ -31,8 +31,8 @@ from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, list_query, message_fields,
-                                      message_inputs, message_object, page_of, thread_fields,
+from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, check_thread_formats, list_query,
+                                      message_fields, message_inputs, message_object, page_of, thread_fields,
                                       thread_object)
 from jan.server.schemas import (INT32_MAX, Metadata, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
                                 bounded)
@@ -474,6 +474,7 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     """
     body = await parse_body(request, ThreadAndRunCreate)
     fields = thread_fields(body.thread or ThreadCreate(), where="thread.")  # every body check before a write
+    await check_thread_formats((body.thread or ThreadCreate()).assistants, where="thread.")
     for k, message in enumerate(fields.get("messages") or ()):
         await message_inputs(request, message, f"thread.messages[{k}].")
     req = run_request(body, "", await _additional_messages(request, body))

@@ -66,10 +66,10 @@ from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.document_inputs import _upload
 from jan.server.routes.files import upload_data_url, uploads
 from jan.server.validation import parse_body
-from jan.services.models import check_parameters
+from jan.services.models import check_format_grammar, check_parameters
 from jan.services.documents import document_text
 from jan.services.runs import BUDGET_STOPS
-from jan.services.types import DocumentPart
+from jan.services.types import DocumentPart, ResponseFormat
 from jan.services.tool_checks import check_tool_entries, check_tool_policy
 from jan.services.tool_loop import tool_bookkeeping
 
@@ -372,6 +372,16 @@ def check_thread_parameters(assistants: list[ThreadAssistant] | None, *, where: 
         check_tool_policy((entry.model_extra or {}).get("tool_policy"), param=f"{where}assistants[{i}].tool_policy")
 
 
+async def check_thread_formats(assistants: list[ThreadAssistant] | None, *, where: str = "") -> None:
+    """The ``response_format`` of each ``assistants[i].model.parameters``, which every run of the thread reads: one
+    whose schema no grammar takes is a 400 naming it now (:func:`check_format_grammar`), not a failed run later."""
+    for i, entry in enumerate(assistants or ()):
+        value = entry.model.parameters.get("response_format") if entry.model is not None else None
+        if value is not None:
+            param = f"{where}assistants[{i}].model.parameters.response_format"
+            await check_format_grammar(ResponseFormat.from_mapping(value, param), param)
+
+
 async def fetch_linked_images(request: web.Request, content: Any, where: str = "") -> Any:
     """``content`` with each image it names rather than holds replaced by the image itself, as a ``data:`` URL,
     which the store keeps as a thread file: an ``image_url`` part that links to an image (an http(s) URL, a file),
@@ -469,6 +479,7 @@ async def create_thread(request: web.Request) -> web.Response:
     """Create a thread (title, assistants, metadata, initial messages)."""
     body = await parse_body(request, ThreadCreate)
     fields = thread_fields(body)
+    await check_thread_formats(body.assistants)
     for k, message in enumerate(fields.get("messages") or ()):
         await message_inputs(request, message, f"messages[{k}].")
     return json_response(thread_object(await conversations(request).create_thread(fields)))
@@ -497,6 +508,7 @@ async def modify_thread(request: web.Request) -> web.Response:
     """Modify a thread's title, assistants or metadata (metadata is replaced)."""
     body = await parse_body(request, ThreadModify)
     check_thread_parameters(body.assistants)
+    await check_thread_formats(body.assistants)
     changes = _changes(body, ("title", "assistants"))
     thread = await conversations(request).update_thread(request.match_info["thread_id"], changes)
     return json_response(thread_object(thread))
