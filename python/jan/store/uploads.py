@@ -277,11 +277,13 @@ class UploadStore:
 
     # -- removing --------------------------------------------------------------------------------------
     def delete(self, file_id: str) -> dict[str, Any]:
-        """Delete a file; returns ``{"id", "object": "file", "deleted": True}``."""
+        """Delete a file; returns ``{"id", "object": "file", "deleted": True}``. A damaged one (its ``file.json`` set
+        aside, which a read answers as damaged) is deleted too, bytes and set-aside copy with it, as a damaged thread
+        or assistant is: it was a 404 that left its bytes on disk, with no way through the API to be rid of them."""
         directory = self._dir(file_id)
         meta = directory / META
-        with self._ctx.lock(meta):
-            if not meta.is_file():
+        with self._ctx.lock(meta):  # (a commit holds it from making the folder to writing file.json)
+            if not directory.is_dir():
                 raise NotFoundError(KIND, file_id)
             remove_resource_dir(directory)
         return {"id": file_id, "object": "file", "deleted": True}
