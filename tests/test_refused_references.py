@@ -238,3 +238,50 @@ def test_a_new_threads_message_the_store_refuses_is_named_from_the_thread(server
     assert status == 400, data
     assert data["error"]["param"] == "thread.messages[1].content[0].image_url.url", data
     assert request(server, "GET", "/v1/threads?limit=100")[2]["data"] == listed
+
+
+GOOD_CALL = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+#: a message's record keys of a type no run reads, and the field each refusal names
+BAD_RECORDS = [({"tool_calls": "lookup"}, "metadata.tool_calls"),
+               ({"tool_calls": [GOOD_CALL, "lookup"]}, "metadata.tool_calls[1]"),
+               ({"tool_calls": [{**GOOD_CALL, "id": 5}]}, "metadata.tool_calls[0].id"),
+               ({"tool_calls": [{**GOOD_CALL, "type": "mcp"}]}, "metadata.tool_calls[0].type"),
+               ({"tool_calls": [{"id": "call_1", "function": {"name": 7}}]}, "metadata.tool_calls[0].function.name"),
+               ({"tool_calls": [{"id": "call_1", "function": {"name": "f", "arguments": {"a": 1}}}]},
+                "metadata.tool_calls[0].function.arguments"),
+               ({"tool_call_id": 5}, "metadata.tool_call_id"),
+               ({"name": ["f"]}, "metadata.name")]
+
+
+@pytest.mark.parametrize("metadata, field", BAD_RECORDS)
+def test_a_message_whose_records_no_run_can_read_is_refused_when_written(server, metadata, field):
+    """A message's ``metadata.tool_calls`` / ``tool_call_id`` / ``name`` (jan's records of a tool loop, which every
+    run of the thread reads back) of another type were stored, and from then on every run of the thread was a 400
+    naming a bare ``id`` or ``arguments``. Each place that writes a message refuses them, naming the field."""
+    thread = _thread(server, messages=[{"role": "user", "content": "hi"}])
+    before = request(server, "GET", f"/v1/threads/{thread}/messages?all=true")[2]["data"]
+    message = {"role": "assistant", "content": "", "metadata": metadata}
+    for path, body in [("/v1/threads", {"messages": [message]}),
+                       (f"/v1/threads/{thread}/messages", message),
+                       (f"/v1/threads/{thread}/messages/{before[0]['id']}", {"metadata": metadata}),
+                       (f"/v1/threads/{thread}/runs", {"max_tokens": 1, "additional_messages": [message]})]:
+        status, data = post(server, path, body)
+        assert status == 400, (path, data)
+        assert data["error"]["param"].endswith(field), (path, data)
+    assert request(server, "GET", f"/v1/threads/{thread}/messages?all=true")[2]["data"] == before
+
+
+def test_a_stored_call_of_another_shape_is_left_out_of_the_prompt_not_every_run(server, tmp_path):
+    """A call written into the data folder by hand (past the API's check) with an ``id`` that is a number: a run
+    of the thread leaves that call and its result out of the prompt and answers, rather than failing."""
+    thread = _thread(server, messages=[{"role": "user", "content": "hi"},
+                                       {"role": "assistant", "content": "", "metadata": {"tool_calls": [GOOD_CALL]}},
+                                       {"role": "tool", "content": "42", "metadata": {"tool_call_id": "call_1"}},
+                                       {"role": "user", "content": "and?"}])
+    path = server.config.data_folder / "threads" / thread / "messages.jsonl"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].replace('"id":"call_1"', '"id":5')
+    assert '"id":5' in lines[1]
+    path.write_text("\n".join(lines) + "\n")
+    status, run = post(server, f"/v1/threads/{thread}/runs", {"max_tokens": 1})
+    assert status == 200, run

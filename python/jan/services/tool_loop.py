@@ -527,7 +527,7 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
         text = text_of(message)
         thought = reasoning_of(message) if role == "assistant" else ""
         if role == "assistant" and metadata.get("tool_calls"):
-            calls = [c for c in metadata["tool_calls"] if isinstance(c, dict) and c.get("id")]
+            calls = [c for c in metadata["tool_calls"] if _usable_call(c)]
             open_calls.update(c["id"] for c in calls)
             entry = {"role": "assistant", "content": text or None, "tool_calls": calls}
             if thought:  # many templates keep the thinking of a tool loop's turns (Qwen3, gpt-oss, Nemotron 3)
@@ -536,7 +536,9 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
         elif role == "tool":
             call_id = metadata.get("tool_call_id")
             if call_id in open_calls:
-                out.append({"role": "tool", "tool_call_id": call_id, "name": metadata.get("name"), "content": text})
+                name = metadata.get("name")
+                out.append({"role": "tool", "tool_call_id": call_id, "name": name if isinstance(name, str) else None,
+                            "content": text})
         elif text or documents_of(message) or (role == "user" and image_files_of(message)):
             # attached documents are read into the turn of any role (OpenAI attaches files to an assistant's too)
             entry = {"role": role, "content": _with_images(message, text) if role == "user"
@@ -545,6 +547,17 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
                 entry["reasoning_content"] = thought
             out.append(entry)
     return out
+
+
+def _usable_call(call: Any) -> bool:
+    """Whether a stored call (an entry of a message's ``metadata.tool_calls``) is one a prompt can hold: OpenAI's
+    ``{"id", "function": {"name", "arguments"}}`` with strings there. The API refuses any other
+    (:func:`jan.server.schemas.check_record_keys`); one written into the data folder otherwise is left out of the
+    prompt with the results that answer it, rather than failing every run of the thread."""
+    if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+        return False
+    fn = call.get("function")
+    return isinstance(fn, dict) and isinstance(fn.get("name"), str) and isinstance(fn.get("arguments") or "", str)
 
 
 def image_files_of(message: dict[str, Any]) -> list[str]:
