@@ -570,6 +570,7 @@ async def test_create_thread_and_run_over_http(server, tmp_path):
         assert events[-1] == ("done", "[DONE]") and names[-2] in ("thread.run.completed", "thread.run.incomplete")
         created, final = events[0][1], events[-2][1]
         assert created["object"] == "thread" and created["id"] == final["thread_id"] != tid
+        assert created["tool_resources"] is None and created["metadata"] == {}  # (OpenAI's spec requires both)
         assert final["message"]["status"] == final["status"]  # completed, or cut by max_tokens: incomplete
         assert set(stored_threads(data)) == {tid, created["id"]}
 

@@ -89,6 +89,61 @@ async def test_thread_list_pagination(server):
             assert status == 400, (query, err)
 
 
+async def test_every_thread_answer_has_the_fields_openais_spec_requires(server):
+    """OpenAI's ``ThreadObject`` requires ``id``, ``object``, ``created_at``, ``tool_resources`` (null when there
+    are none) and ``metadata``: clients generated from the spec refuse a thread without one. jan's threads lacked
+    ``tool_resources`` (the SDK's pydantic model, which defaults it, did not tell)."""
+    required = {"id", "object", "created_at", "tool_resources", "metadata"}
+    async with Client(server.base_url) as api:
+        made = await api.ok("POST", "/v1/threads", {})
+        tid = made["id"]
+        answers = [made, await api.ok("GET", f"/v1/threads/{tid}"),
+                   await api.ok("POST", f"/v1/threads/{tid}", {"metadata": {"k": "v"}}),
+                   *(await api.ok("GET", "/v1/threads"))["data"]]
+        for thread in answers:
+            assert required <= thread.keys(), thread
+            assert thread["object"] == "thread" and thread["tool_resources"] is None, thread
+        await api.ok("DELETE", f"/v1/threads/{tid}")
+
+
+async def test_deleting_the_threads_listed_while_paging_them(server):
+    """A client that deletes each thread it lists asks for the page after the last id of the one before, just
+    deleted: that cursor keeps its place (as the message, assistant and file lists place theirs), either way round,
+    ``before`` too; an id that never was, or one of another kind, is still refused. (It was a 400 "not in this
+    list": a thread lists by its last update, which its id does not tell, so the store keeps the place of the
+    threads it deleted.)"""
+    async with Client(server.base_url) as api:
+        for order in ("desc", "asc"):
+            made = [(await api.ok("POST", "/v1/threads", {"title": f"t{i}"}))["id"] for i in range(5)]
+            # one updated since it was made lists by that update
+            await api.ok("POST", f"/v1/threads/{made[0]}/messages", {"role": "user", "content": "later"})
+            listed = [t["id"] for t in (await api.ok("GET", f"/v1/threads?order={order}&limit=100"))["data"]]
+            seen, after = [], None
+            while True:
+                page = await api.ok("GET", f"/v1/threads?order={order}&limit=2" + (f"&after={after}" if after else ""))
+                for thread in page["data"]:
+                    seen.append(thread["id"])
+                    await api.ok("DELETE", f"/v1/threads/{thread['id']}")
+                if not page["has_more"]:
+                    break
+                after = page["last_id"]
+            assert seen == listed, order
+            assert (await api.ok("GET", "/v1/threads"))["data"] == []
+        # a before cursor deleted since: the page nearest to where it was
+        made = [(await api.ok("POST", "/v1/threads", {"title": f"b{i}"}))["id"] for i in range(4)]
+        await api.ok("DELETE", f"/v1/threads/{made[2]}")
+        page = await api.ok("GET", f"/v1/threads?order=asc&limit=1&before={made[2]}")
+        assert [t["id"] for t in page["data"]] == [made[1]] and page["has_more"]
+        page = await api.ok("GET", f"/v1/threads?order=desc&limit=5&after={made[2]}")
+        assert [t["id"] for t in page["data"]] == [made[1], made[0]] and not page["has_more"]
+        message = (await api.ok("POST", f"/v1/threads/{made[0]}/messages", {"role": "user", "content": "x"}))["id"]
+        for cursor in ("thread_01ARZ3NDEKTSV4RRFFQ69G5FAV", message):
+            status, err = await api.get(f"/v1/threads?after={cursor}")
+            assert status == 400 and err["error"]["param"] == "after", (cursor, err)
+        for tid in (made[0], made[1], made[3]):
+            await api.ok("DELETE", f"/v1/threads/{tid}")
+
+
 async def test_messages_crud_content_shapes(server, tmp_path):
     data = tmp_path / "data"
     async with Client(server.base_url) as api:

@@ -394,6 +394,12 @@ def test_a_damaged_file_json_is_set_aside_and_the_rest_still_list(tmp_path):
     with pytest.raises(KeyError):
         store.get(bad["id"])
     assert store.sweep() == []  # set aside for the user to repair, never swept away
+    # ... or to delete, as a damaged thread or assistant is deleted: bytes, set-aside copy and folder
+    assert store.delete(bad["id"])["deleted"] is True
+    assert not (store.folder / bad["id"]).exists()
+    with pytest.raises(KeyError):
+        store.delete(bad["id"])
+    assert [f["id"] for f in store.list().data] == [good["id"]]
 
 
 def test_expired_files_are_gone(tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ aside or read as missing, never a 500, a traceback or a server that will not sta
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -28,6 +27,16 @@ def _damages(good: bytes) -> dict[str, bytes]:
         "id_not_a_string": json.dumps({**doc, "id": 5}).encode(),
         "thread_of_another": json.dumps({**doc, "thread_id": "thread_other"}).encode(),
         "status_not_a_string": json.dumps({**doc, "status": ["in_progress"]}).encode(),
+        # fields a run is read back from, of another type (these were 500s on every request touching the thread)
+        "status_none_of_a_runs": json.dumps({**doc, "status": "bogus"}).encode(),
+        "pending_a_string": json.dumps({**doc, "status": "requires_action", "pending": "x"}).encode(),
+        "pending_call_without_id": json.dumps({**doc, "status": "requires_action", "pending": [{"a": 1}]}).encode(),
+        "created_at_a_string": json.dumps({**doc, "created_at": "x"}).encode(),
+        "step_a_string": json.dumps({**doc, "step": "2"}).encode(),
+        "usage_a_string": json.dumps({**doc, "usage": "y"}).encode(),
+        "metadata_a_list": json.dumps({**doc, "metadata": []}).encode(),
+        "steps_an_object": json.dumps({**doc, "steps": {"a": 1}}).encode(),
+        "step_details_a_string": json.dumps({**doc, "steps": [{"id": "step_1", "step_details": "x"}]}).encode(),
     }
 
 
@@ -74,6 +83,42 @@ def test_jan_serve_starts_and_lists_runs_beside_a_run_record_that_is_null(tmp_pa
         with urllib.request.urlopen(f"{srv.base_url}/v1/threads/{thread_id}/runs", timeout=60) as resp:
             assert resp.status == 200 and json.loads(resp.read())["data"] == []
     assert (runs / f"{RUN}.json.corrupt-1").read_bytes() == b"null"
+
+
+def test_a_run_record_with_fields_of_the_wrong_type_is_no_500_for_its_thread(tmp_path, stories_path):
+    """Valid JSON whose fields a run is read back from are of another type (a ``pending`` that is a string, a
+    ``created_at`` that is text, written by hand or by another program): each request touching the thread — its
+    runs listed, one read, a run started, a message added — was a 500. The record is set aside, the thread goes
+    on."""
+    from api_helpers import running
+    from cut_off_helpers import post, request
+
+    data = tmp_path / "data"
+    with running(data, stories_path) as srv:
+        threads = {}
+        for name in ("pending", "created_at"):
+            status, thread = post(srv, "/v1/threads", {"messages": [{"role": "user", "content": "Once"}]})
+            status, run = post(srv, f"/v1/threads/{thread['id']}/runs", {"max_tokens": 1})
+            assert status == 200, run
+            threads[name] = (thread["id"], run["id"])
+        for tid, rid in threads.values():  # (each run ended: nothing holds its record any more)
+            for _ in range(600):
+                if request(srv, "GET", f"/v1/threads/{tid}/runs/{rid}")[2]["status"] not in ("queued", "in_progress"):
+                    break
+    for name, (tid, rid) in threads.items():
+        path = data / "threads" / tid / "runs" / f"{rid}.json"
+        record = json.loads(path.read_text())
+        record.update({"status": "requires_action", "pending": "x"} if name == "pending" else {"created_at": "x"})
+        path.write_text(json.dumps(record))
+    with running(data, stories_path) as srv:
+        for tid, rid in threads.values():
+            assert request(srv, "GET", f"/v1/threads/{tid}/runs")[0] == 200
+            assert request(srv, "GET", f"/v1/threads/{tid}/runs/{rid}")[0] == 404
+            status, run = post(srv, f"/v1/threads/{tid}/runs", {"max_tokens": 1})
+            assert status == 200, run
+            listed = request(srv, "GET", f"/v1/threads/{tid}/runs")[2]["data"]
+            assert [r["id"] for r in listed] == [run["id"]]
+            assert (data / "threads" / tid / "runs" / f"{rid}.json.corrupt-1").is_file()
 
 
 # -- uploaded files' file.json ------------------------------------------------------------------------------------

@@ -166,3 +166,122 @@ def test_a_runs_messages_link_images_as_thread_messages_do(server, route):
         where = "thread.messages[0].content[1].image_url.url"
     assert status == 400, data
     assert _error(data) == (where, "not_allowed")
+
+
+@pytest.mark.parametrize("cursor_of", ["thread", "message", "assistant", "file", "run"])
+@pytest.mark.parametrize("listing", ["messages", "messages?all=true", "assistants", "files"])
+def test_a_cursor_naming_an_object_of_another_kind_is_refused(server, listing, cursor_of):
+    """A list places a cursor whose item was deleted by the time its id says it was made (a client deleting what
+    it pages); an id of another kind of object (a thread's id as a message cursor) was placed the same way, and
+    the page quietly cut there (``after=thread_...`` gave an empty page). It names no item of this list: a 400."""
+    thread = _thread(server, messages=[{"role": "user", "content": "hi"}])
+    status, _, run = request(server, "POST", f"/v1/threads/{thread}/runs", {"max_tokens": 1})
+    assert status == 200, run
+    ids = {"thread": thread, "run": run["id"],
+           "message": request(server, "GET", f"/v1/threads/{_thread(server, messages=[{'role': 'user', 'content': 'x'}])}"
+                                             "/messages")[2]["data"][0]["id"],
+           "assistant": post(server, "/v1/assistants", {"model": "*"})[1]["id"],
+           "file": _upload(server)}
+    own = {"messages": "message", "messages?all=true": "message", "assistants": "assistant", "files": "file"}[listing]
+    if own == cursor_of:
+        return  # (a cursor of the list's own kind that is gone keeps its place: tested with each list)
+    path = f"/v1/threads/{thread}/{listing}" if listing.startswith("messages") else f"/v1/{listing}"
+    glue = "&" if "?" in listing else "?"
+    for name in ("after", "before"):
+        status, _, data = request(server, "GET", f"{path}{glue}{name}={ids[cursor_of]}")
+        assert status == 400, (listing, cursor_of, data)
+        assert data["error"]["param"] == name, data
+
+
+def _upload(srv) -> str:
+    from api_helpers import post_form
+
+    status, data = post_form(srv.base_url, {"purpose": "assistants"})
+    assert status == 200, data
+    return data["id"]
+
+
+BAD_PNG = "data:image/png;base64," + base64.b64encode(b"BM" + b"\0" * 64).decode()
+
+
+@pytest.mark.parametrize("part, field", [({"type": "image_url", "image_url": {"url": BAD_PNG}}, "image_url.url"),
+                                         (_image_file(MISSING), "image_file.file_id")])
+def test_a_runs_additional_message_the_store_refuses_is_named_and_leaves_nothing(server, part, field):
+    """An ``additional_messages`` entry the store refuses (an image that does not decode, an image the thread does
+    not have) was answered with the bare ``content[0]...`` of a single message, and the entries before it stayed in
+    the thread, which no run then answered. It is named as the body has it, and the thread is left as it was."""
+    thread = _thread(server, messages=[{"role": "user", "content": "hi"}])
+    before = request(server, "GET", f"/v1/threads/{thread}/messages?all=true")[2]["data"]
+    status, data = post(server, f"/v1/threads/{thread}/runs", {"max_tokens": 1, "additional_messages": [
+        {"role": "user", "content": "first"}, {"role": "user", "content": [{"type": "text", "text": "x"}, part]}]})
+    assert status == 400, data
+    assert data["error"]["param"] == f"additional_messages[1].content[1].{field}", data
+    assert data["error"]["message"].startswith("additional_messages[1].content[1]"), data
+    assert request(server, "GET", f"/v1/threads/{thread}/messages?all=true")[2]["data"] == before
+    assert request(server, "GET", f"/v1/threads/{thread}/runs")[2]["data"] == []
+
+
+def test_additional_messages_that_leave_nothing_to_answer_are_not_kept(server):
+    thread = _thread(server)
+    status, data = post(server, f"/v1/threads/{thread}/runs", {"additional_messages": [{"role": "user", "content": ""}]})
+    assert status == 400 and data["error"]["code"] == "empty_thread", data
+    assert request(server, "GET", f"/v1/threads/{thread}/messages?all=true")[2]["data"] == []
+
+
+def test_a_new_threads_message_the_store_refuses_is_named_from_the_thread(server):
+    """``POST /v1/threads/runs``: the refused message is ``thread.messages[k]...``, as the body has it (it was
+    ``messages[k]...``, a field the body does not have), and no thread is left behind."""
+    listed = request(server, "GET", "/v1/threads?limit=100")[2]["data"]
+    status, data = post(server, "/v1/threads/runs", {"thread": {"messages": [
+        {"role": "user", "content": "ok"},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": BAD_PNG}}]}]}})
+    assert status == 400, data
+    assert data["error"]["param"] == "thread.messages[1].content[0].image_url.url", data
+    assert request(server, "GET", "/v1/threads?limit=100")[2]["data"] == listed
+
+
+GOOD_CALL = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+#: a message's record keys of a type no run reads, and the field each refusal names
+BAD_RECORDS = [({"tool_calls": "lookup"}, "metadata.tool_calls"),
+               ({"tool_calls": [GOOD_CALL, "lookup"]}, "metadata.tool_calls[1]"),
+               ({"tool_calls": [{**GOOD_CALL, "id": 5}]}, "metadata.tool_calls[0].id"),
+               ({"tool_calls": [{**GOOD_CALL, "type": "mcp"}]}, "metadata.tool_calls[0].type"),
+               ({"tool_calls": [{"id": "call_1", "function": {"name": 7}}]}, "metadata.tool_calls[0].function.name"),
+               ({"tool_calls": [{"id": "call_1", "function": {"name": "f", "arguments": {"a": 1}}}]},
+                "metadata.tool_calls[0].function.arguments"),
+               ({"tool_call_id": 5}, "metadata.tool_call_id"),
+               ({"name": ["f"]}, "metadata.name")]
+
+
+@pytest.mark.parametrize("metadata, field", BAD_RECORDS)
+def test_a_message_whose_records_no_run_can_read_is_refused_when_written(server, metadata, field):
+    """A message's ``metadata.tool_calls`` / ``tool_call_id`` / ``name`` (jan's records of a tool loop, which every
+    run of the thread reads back) of another type were stored, and from then on every run of the thread was a 400
+    naming a bare ``id`` or ``arguments``. Each place that writes a message refuses them, naming the field."""
+    thread = _thread(server, messages=[{"role": "user", "content": "hi"}])
+    before = request(server, "GET", f"/v1/threads/{thread}/messages?all=true")[2]["data"]
+    message = {"role": "assistant", "content": "", "metadata": metadata}
+    for path, body in [("/v1/threads", {"messages": [message]}),
+                       (f"/v1/threads/{thread}/messages", message),
+                       (f"/v1/threads/{thread}/messages/{before[0]['id']}", {"metadata": metadata}),
+                       (f"/v1/threads/{thread}/runs", {"max_tokens": 1, "additional_messages": [message]})]:
+        status, data = post(server, path, body)
+        assert status == 400, (path, data)
+        assert data["error"]["param"].endswith(field), (path, data)
+    assert request(server, "GET", f"/v1/threads/{thread}/messages?all=true")[2]["data"] == before
+
+
+def test_a_stored_call_of_another_shape_is_left_out_of_the_prompt_not_every_run(server, tmp_path):
+    """A call written into the data folder by hand (past the API's check) with an ``id`` that is a number: a run
+    of the thread leaves that call and its result out of the prompt and answers, rather than failing."""
+    thread = _thread(server, messages=[{"role": "user", "content": "hi"},
+                                       {"role": "assistant", "content": "", "metadata": {"tool_calls": [GOOD_CALL]}},
+                                       {"role": "tool", "content": "42", "metadata": {"tool_call_id": "call_1"}},
+                                       {"role": "user", "content": "and?"}])
+    path = server.config.data_folder / "threads" / thread / "messages.jsonl"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].replace('"id":"call_1"', '"id":5')
+    assert '"id":5' in lines[1]
+    path.write_text("\n".join(lines) + "\n")
+    status, run = post(server, f"/v1/threads/{thread}/runs", {"max_tokens": 1})
+    assert status == 200, run

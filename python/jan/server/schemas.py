@@ -97,6 +97,8 @@ def _json_type(value: Any) -> str:
         return "a boolean"
     if isinstance(value, (int, float)):
         return "a number"
+    if isinstance(value, str):
+        return "a string"
     return "an array" if isinstance(value, list) else "an object"
 
 
@@ -104,8 +106,41 @@ def _json_type(value: Any) -> str:
 Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
 #: The same (the name the Responses API's schema has used).
 StringMetadata = Metadata
-#: A thread message's ``metadata``: :data:`Metadata`, jan's own record keys (:data:`JAN_MESSAGE_KEYS`) of any type.
-MessageMetadata = Annotated[dict[str, Any], AfterValidator(lambda value: check_metadata(value, JAN_MESSAGE_KEYS))]
+def check_record_keys(value: dict[str, Any]) -> dict[str, Any]:
+    """The record keys of a message's ``metadata`` that every run of its thread reads back into its prompt
+    (:func:`jan.services.tool_loop.chat_messages`): ``tool_calls`` (OpenAI's ``[{"id", "type": "function",
+    "function": {"name", "arguments"}}]``), a tool result's ``tool_call_id`` and ``name``, each of the type the run
+    takes. A message stored with one of another type (a call's ``id`` a number, its ``arguments`` an object) made
+    every later run of the thread a 400 naming a bare ``id`` or ``arguments``, until the message was found."""
+    calls = value.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            raise ValueError(f"tool_calls: expected a list of calls, got {_json_type(calls)}")
+        for i, call in enumerate(calls):
+            where = f"tool_calls[{i}]"
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(call, dict) or not isinstance(fn, dict):
+                raise ValueError(f"{where}: expected {{\"id\", \"type\": \"function\", \"function\": "
+                                 "{\"name\", \"arguments\"}}")
+            if not isinstance(call.get("id"), str) or not call["id"]:
+                raise ValueError(f"{where}.id: expected a non-empty string")
+            if call.get("type", "function") != "function":
+                raise ValueError(f"{where}.type: expected 'function', got {call.get('type')!r}")
+            if not isinstance(fn.get("name"), str):
+                raise ValueError(f"{where}.function.name: expected a string")
+            if fn.get("arguments") is not None and not isinstance(fn["arguments"], str):
+                raise ValueError(f"{where}.function.arguments: expected a string (the arguments' JSON text), got "
+                                 f"{_json_type(fn['arguments'])}")
+    for key in ("tool_call_id", "name"):
+        if value.get(key) is not None and not isinstance(value[key], str):
+            raise ValueError(f"{key}: expected a string, got {_json_type(value[key])}")
+    return value
+
+
+#: A thread message's ``metadata``: :data:`Metadata`, jan's own record keys (:data:`JAN_MESSAGE_KEYS`) of any type,
+#: those a run reads back of the type it reads (:func:`check_record_keys`).
+MessageMetadata = Annotated[dict[str, Any], AfterValidator(
+    lambda value: check_record_keys(check_metadata(value, JAN_MESSAGE_KEYS)))]
 
 
 def bounded(name: str, default: Any = None, **extra: Any) -> Any:

@@ -22,7 +22,7 @@ from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
 from jan.store.ids import is_valid_id
-from jan.templates import TemplateError, resolve_template
+from jan.templates import GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
 __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header", "text_setting",
            "unload_now", "unload_replaced"]
@@ -119,6 +119,22 @@ def check_parameters(parameters: Mapping[str, Any], keys: Iterable[str] | None =
                 raise RequestError(text, param=text.partition(": ")[0], code="invalid_value") from None
             raise RequestError(f"{param}: {_detail(exc)}", param=param, code="invalid_value") from None
     _check_order(parameters, {}, keys, f"{prefix}." if prefix else "")
+
+
+async def check_format_grammar(fmt: ResponseFormat | None, param: str = "response_format") -> None:
+    """A ``response_format`` whose schema no grammar can be made of (a ``$ref`` that does not resolve, a type that
+    is none, a schema over the grammar's bounds) as the request's :class:`RequestError` naming the schema
+    (``<param>.json_schema.schema``, ``code`` ``invalid_schema``), as a chat completion refuses it — for the
+    layers a run reads it from, which once took it and failed the run at its first turn. The grammar is made on a
+    worker thread, as every grammar is."""
+    if fmt is None or fmt.type not in ("json_schema", "json_object") or not fmt.schema:
+        return
+    where = f"{param}.json_schema.schema" if fmt.type == "json_schema" else f"{param}.schema"
+    try:
+        await asyncio.to_thread(json_schema_to_grammar, dict(fmt.schema), param=where)
+    except GrammarError as exc:
+        raise RequestError(str(exc), param=getattr(exc, "param", None) or where,
+                           code=getattr(exc, "code", None) or "invalid_schema") from None
 
 
 def _check_order(layer: Mapping[str, Any], names: Mapping[str, str], keys: Iterable[str] | None, prefix: str) -> None:

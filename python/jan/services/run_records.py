@@ -231,8 +231,42 @@ def _shape_error(record: Any, path: Path) -> str | None:
         return f"its id {record.get('id')!r} is not the file's ({path.stem!r})"
     if record.get("thread_id") != path.parent.parent.name:
         return f"its thread_id {record.get('thread_id')!r} is not its folder's ({path.parent.parent.name!r})"
-    if not isinstance(record.get("status"), str):
-        return f"its status {record.get('status')!r} is not a string"
+    if record.get("status") not in RECORD_STATUSES:
+        return f"its status {record.get('status')!r} is none of a run's ({', '.join(RECORD_STATUSES)})"
+    return _field_error(record)
+
+
+#: The statuses a run record holds (``interrupted``: jan's, a run a stop of jan cut off, told ``incomplete``).
+RECORD_STATUSES = ("queued", "in_progress", "requires_action", "interrupted", "completed", "incomplete",
+                   "cancelled", "failed")
+_INT = (int,)
+_STR = (str,)
+#: The fields a run is read back from (:func:`jan.services.runs.run_from_record`, the run's wire object), each
+#: null or of these types: valid JSON whose field is of another type (a ``pending`` that is a string, a
+#: ``created_at`` that is text) once made every request touching the thread a 500 — its runs listed, a run
+#: started, a message added — where a damaged record is set aside and the thread goes on.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "created_at": _INT, "started_at": _INT, "ended_at": _INT, "interrupted_at": _INT, "step": _INT,
+    "max_prompt_tokens": _INT, "last_messages": _INT, "assistant_id": _STR, "model": _STR, "instructions": _STR,
+    "message_id": _STR, "finish_reason": _STR, "stop_reason": _STR, "incomplete_reason": _STR,
+    "reasoning_effort": _STR, "parameters": (dict,), "metadata": (dict,), "usage": (dict,),
+    "response_format": (dict,), "tool_policy": (dict,), "assistant_tools": (dict,), "pending": (list,),
+    "steps": (list,), "tools": (list,), "run_tools": (list,), "warnings": (list,)}
+
+
+def _field_error(record: dict[str, Any]) -> str | None:
+    for key, kinds in _FIELD_TYPES.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            return f"its {key} {str(value)[:40]!r} is not of the type a run has there"
+    for i, call in enumerate(record.get("pending") or ()):
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str) \
+                or not isinstance(call.get("function") or {}, dict):
+            return f"its pending[{i}] is not a call waiting for its output"
+    for i, step in enumerate(record.get("steps") or ()):
+        if not isinstance(step, dict) or not isinstance(step.get("step_details") or {}, dict) \
+                or not isinstance(step.get("created_at") or 0, int):
+            return f"its steps[{i}] is not a run step"
     return None
 
 

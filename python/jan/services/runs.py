@@ -107,7 +107,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -128,7 +128,7 @@ from jan.templates.chat import joined_turn
 from jan.services.errors import (GenerationCancelledError, RequestError, ServiceUnavailableError, failure_kind,
                                  require)
 from jan.services.fit import PromptBudgetError
-from jan.services.models import ModelService, check_parameters
+from jan.services.models import ModelService, check_format_grammar, check_parameters
 from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
                                       interrupt_if_orphaned, load_record, mark_interrupted, running_elsewhere,
                                       save_record, take_lease, thread_records, try_lock)
@@ -139,6 +139,7 @@ from jan.services.tool_loop import (
     ToolPolicy,
     chat_messages,
     check_tool_entries,
+    check_tool_policy,
     documents_of,
     image_files_of,
     parse_calls,
@@ -169,7 +170,7 @@ from jan.services.types import (
     Usage,
     merge_options,
 )
-from jan.store.errors import LockTimeoutError
+from jan.store.errors import InvalidArgumentError, LockTimeoutError
 
 log = logging.getLogger("jan.services.runs")
 
@@ -1273,6 +1274,33 @@ class RunService:
             await self._refuse_if_held(thread_id, adding_message=True)
             return await store.create_message(thread_id, message)
 
+    async def update_message(self, thread_id: str, message_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a message (as the conversational extension's ``update_message`` takes the changes) — refused
+        with :class:`RequestError` (``run_active``) while a run is writing it (its reply, ``pending``): the run
+        saves the reply whole as it goes, so an edit made meanwhile (its content, status or metadata) was answered
+        200 and then silently written over. Any other message of the thread may be changed during a run."""
+        async with self._thread_lock(thread_id):
+            await self._refuse_if_writing(thread_id, message_id, "modify")
+            return await self.conversations().update_message(thread_id, message_id, changes)
+
+    async def delete_message(self, thread_id: str, message_id: str) -> None:
+        """Delete a message — refused as :meth:`update_message` is while a run is writing it: the run would go on
+        answering into a message that is gone (cancel the run first)."""
+        async with self._thread_lock(thread_id):
+            await self._refuse_if_writing(thread_id, message_id, "delete")
+            await self.conversations().delete_message(thread_id, message_id)
+
+    async def _refuse_if_writing(self, thread_id: str, message_id: str, verb: str) -> None:
+        run = await self.holder(thread_id)
+        if run is None:
+            return
+        message = await self.conversations().get_message(thread_id, message_id)  # (its NotFoundError as it is)
+        if message.get("status") != "pending":
+            return
+        raise RequestError(f"Can't {verb} message {message_id} while run {run.id} is writing it (it is "
+                           f"{run.status}: wait for it to end or cancel it first).", param="message_id",
+                           code="run_active")
+
     async def _abandon(self, run: Run, exc: BaseException) -> None:
         """A run that claimed its thread but cannot go on (a failure outside a model turn) ends ``failed`` (or
         ``cancelled``, when its request was): an active run holds its thread, and this one would hold it until
@@ -1312,6 +1340,7 @@ class RunService:
         holding the thread is a :class:`RequestError`, ``run_active``), the tools, the additional messages,
         the pending assistant message, the title. Execute it with :meth:`execute`."""
         check_tool_entries(list(req.tools) if req.tools is not None else None, param="tools")
+        check_tool_policy(req.tool_policy, param="tool_policy")
         started = asyncio.get_running_loop().create_future()
         self._starts.add(started)
         try:
@@ -1329,8 +1358,12 @@ class RunService:
         ``req`` on it (``req.thread_id`` is replaced by the new thread's): OpenAI's create-thread-and-run.
         Returns the thread as created and the run."""
         check_tool_entries(list(req.tools) if req.tools is not None else None, param="tools")
+        check_tool_policy(req.tool_policy, param="tool_policy")
         store = self.conversations()
-        created = await store.create_thread(thread)
+        try:
+            created = await store.create_thread(thread)
+        except InvalidArgumentError as exc:  # named as the request has it: thread.messages[k]...
+            raise exc.under("thread.") from None
         try:
             return created, await self.start(replace(req, thread_id=created["id"]))
         except BaseException:
@@ -1382,22 +1415,31 @@ class RunService:
                                  SamplingOptions.from_mapping(assistant.get("parameters")),
                                  SamplingOptions.from_mapping(model.get("parameters")))
         # response_format: the run's, else the thread's, else the assistant's (OpenAI's "auto": the assistant's)
-        response_format = req.response_format
-        for _owner, _prefix, params in layers:
+        response_format, source = req.response_format, ("", "response_format")
+        for owner, prefix, params in layers:
             if response_format is None and isinstance(params, Mapping):
                 response_format = ResponseFormat.from_mapping(params.get("response_format"))
+                source = (owner, f"{prefix}.response_format")
+        try:  # a schema no grammar takes: the request's 400 now, not a run failed at its first turn
+            await check_format_grammar(response_format, source[1])
+        except RequestError as exc:
+            raise RequestError(f"{source[0]} has unusable {exc}" if source[0] else str(exc), param=exc.param,
+                               code=exc.code) from None
         policy = await resolve_policy(self.tools, run_tools=list(req.tools) if req.tools is not None else None,
                                       thread_entry=entry, assistant=assistant, overrides=req.tool_policy)
         policy.check()  # an entry naming nothing jan has: the request's 400, never a run quietly without it
         _check_tool_choice(req.tool_choice if req.tool_choice is not None else policy.tool_choice, policy)
 
-        for extra in req.additional_messages:
-            await store.create_message(req.thread_id, dict(extra))
-        history = await store.list_messages(req.thread_id, order="asc")
-        window = prompt_window(history, req.last_messages)
-        messages = history_messages(window, instructions, await thread_files(store, req.thread_id, window))
-        if not any(m.role != "system" for m in messages):
-            raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
+        added = await self._add_messages(store, req.thread_id, req.additional_messages)
+        try:
+            history = await store.list_messages(req.thread_id, order="asc")
+            window = prompt_window(history, req.last_messages)
+            messages = history_messages(window, instructions, await thread_files(store, req.thread_id, window))
+            if not any(m.role != "system" for m in messages):
+                raise RequestError("The thread has no messages to answer", param="thread_id", code="empty_thread")
+        except BaseException:
+            await asyncio.shield(self._remove_messages(store, req.thread_id, added))
+            raise
 
         run = Run(req.thread_id, assistant["id"], model["id"], instructions, sampling.given(), req.metadata or {})
         effort = req.reasoning_effort or assistant.get("reasoning_effort") or None
@@ -1430,6 +1472,33 @@ class RunService:
             raise
         await self._after_first_exchange(store, thread, assistant, model, history)
         return run
+
+    async def _add_messages(self, store: ConversationalExtension, thread_id: str,
+                            extras: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Write a run's ``additional_messages``, all or none (their ids): a message the store refuses (an image
+        that does not decode, an ``image_file`` the thread does not have) is the request's error named as the body
+        has it (``additional_messages[k].content[i]...``), and those written before it are removed again — a
+        refused run leaves its thread as it was (they once stayed, in a thread no run had answered)."""
+        added: list[str] = []
+        try:
+            for k, extra in enumerate(extras):
+                try:
+                    added.append((await store.create_message(thread_id, dict(extra)))["id"])
+                except InvalidArgumentError as exc:
+                    raise exc.under(f"additional_messages[{k}].") from None
+        except BaseException:
+            await asyncio.shield(self._remove_messages(store, thread_id, added))
+            raise
+        return added
+
+    @staticmethod
+    async def _remove_messages(store: ConversationalExtension, thread_id: str, ids: list[str]) -> None:
+        """Delete the messages a refused start wrote (each on its own: one already gone leaves the others to go)."""
+        for message_id in ids:
+            try:
+                await store.delete_message(thread_id, message_id)
+            except Exception as exc:  # noqa: BLE001 - the start's own error is the one to tell
+                log.warning("thread %s: could not remove message %s of a refused run: %s", thread_id, message_id, exc)
 
     async def _after_first_exchange(self, store: ConversationalExtension, thread: dict[str, Any],
                                     assistant: dict[str, Any], model: dict[str, Any],

@@ -44,18 +44,10 @@ from typing import Any, Callable, Iterable
 
 from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
-from jan.services.errors import RequestError, check_unique_tool_names
-
-#: What an MCP server's name may be (as ``mcp.json`` takes it): ``__`` is no part of one, it separates a server's
-#: name from its tool's in the names jan gives MCP tools (``<server>__<tool>``).
-SERVER_NAME_RULE = "letters, digits, '_' or '-', at most 40, starting with a letter or digit, without '__'"
-
-
-def valid_server_name(name: str) -> bool:
-    """Whether ``name`` can name an MCP server (:data:`SERVER_NAME_RULE`)."""
-    import re
-
-    return bool(re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$", name)) and "__" not in name
+from jan.services.errors import RequestError
+# (the checks of entries and policies, here since the loop's start: imported from here too)
+from jan.services.tool_checks import (SERVER_NAME_RULE, check_function_entries, check_tool_entries,  # noqa: F401
+                                     check_tool_policy, valid_server_name)
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
@@ -168,45 +160,12 @@ class ToolDecision:
 TOOL_KINDS = ("function", "mcp")
 
 
-def check_tool_entries(tools: Any, *, param: str) -> None:
-    """The ``tools`` of an assistant, a thread's assistant entry or a run, as stored and read by
-    :func:`resolve_policy`: each an object of a kind jan can run, function names unique. OpenAI's hosted
-    tools (``code_interpreter``, ``file_search``, ``web_search``...) have nothing behind them here: asking for
-    one is the request's 400 (``RequestError``), not a run that silently goes without it. An entry of another
-    kind that says ``enabled: false`` (Jan desktop's assistants carry a disabled ``retrieval``) is kept."""
-    if tools is None:
-        return
-    if not isinstance(tools, list):
-        raise RequestError(f"{param}: must be a list of tools", param=param, code="invalid_value")
-    functions: list[tuple[int, str]] = []
-    for i, entry in enumerate(tools):
-        where = f"{param}[{i}]"
-        if not isinstance(entry, dict):
-            raise RequestError(f"{where}: must be an object", param=where, code="invalid_value")
-        kind = entry.get("type")
-        if kind == "function":
-            name = (entry.get("function") or {}).get("name") if isinstance(entry.get("function"), dict) else None
-            if not isinstance(name, str) or not name:
-                raise RequestError(f"{where}.function.name: required (a non-empty string)",
-                                   param=f"{where}.function.name", code="invalid_value")
-            functions.append((i, name))
-        elif kind == "mcp":
-            label = entry.get("server_label")
-            if not isinstance(label, str) or not label:
-                raise RequestError(f"{where}.server_label: required (an MCP server's name, see GET /v1/mcp/servers)",
-                                   param=f"{where}.server_label", code="invalid_value")
-            if not valid_server_name(label):
-                raise RequestError(f"{where}.server_label: {label!r} can be no MCP server's name ({SERVER_NAME_RULE})",
-                                   param=f"{where}.server_label", code="invalid_value")
-            allowed = entry.get("allowed_tools")
-            if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(t, str) for t in allowed)):
-                raise RequestError(f"{where}.allowed_tools: must be a list of the server's tool names",
-                                   param=f"{where}.allowed_tools", code="invalid_value")
-        elif entry.get("enabled") is not False:
-            raise RequestError(f"{where}.type: {kind!r} is not a tool jan can run (it has no hosted tools such as a "
-                               "code interpreter, file search or web search); give function tools or MCP servers "
-                               "({'type': 'mcp', 'server_label': ...})", param=f"{where}.type", code="unsupported_tool")
-    check_unique_tool_names(functions, param=param)
+def _stored_check(check: Callable[..., None], value: Any, owner: str, param: str) -> None:
+    """``check(value, param=param)``, its :class:`RequestError` told as the ``owner``'s (a stored layer's)."""
+    try:
+        check(value, param=param)
+    except RequestError as exc:
+        raise RequestError(f"{owner}{exc}" if owner else str(exc), param=exc.param, code=exc.code) from None
 
 
 def _tool_list(value: Any) -> list[dict[str, Any]] | None:
@@ -239,8 +198,16 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
     if entries is None:
         entries = _tool_list(assistant.get("tools")) or []
         owner, prefix = f"assistant '{assistant.get('id') or '?'}' ", "tools"
-    policy_layers = [p for p in (overrides, thread_entry.get("tool_policy"), assistant.get("tool_policy"))
-                     if isinstance(p, dict)]
+    # The stored layers were written by any client (or by hand): one no run could use is the request's 400 naming
+    # where it lives (as the stored parameters are: RunService._start), never a value read as something else nor a
+    # run that fails at its first turn.
+    layers = ((overrides, "", "tool_policy"),
+              (thread_entry.get("tool_policy"), "the thread's ", "assistants[0].tool_policy"),
+              (assistant.get("tool_policy"), f"assistant '{assistant.get('id') or '?'}' ", "tool_policy"))
+    for layer, layer_owner, param in layers:
+        _stored_check(check_tool_policy, layer, layer_owner, param)
+    _stored_check(check_function_entries, entries, owner, prefix)
+    policy_layers = [p for p, _, _ in layers if isinstance(p, dict)]
 
     def setting(key: str, default: Any) -> Any:
         return next((p[key] for p in policy_layers if p.get(key) is not None), default)
@@ -261,17 +228,22 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
     # each provider tool's schema is checked by making its grammar: on a worker thread, as every grammar is made
     unusable = await asyncio.to_thread(lambda: {t.name: _schema_problem(t.spec()) for t in available.values()})
 
+    clients: dict[str, str] = {}  # a client's own functions: where each is given
+
     def add(name: str, tool: Tool | None, spec: dict[str, Any], never: bool, where: str) -> None:
         if tool is not None:
             # A provider's schema that no grammar can be made of (an MCP server's $ref that does not resolve, a
             # `false` property...) failed the whole run, every run offering that server: this tool is left out
-            # and told, as a server that is down is. (A client's own function keeps its 400: the schema is its.)
+            # and told, as a server that is down is. (A client's own function is the request's 400, below:
+            # the schema is the client's.)
             why = unusable[name] if name in unusable else _schema_problem(spec)
             if why is not None:
                 policy.left_out[name] = f"its parameters schema cannot be used ({why})"
                 problem(where, f"the tool '{name}' is left out: its parameters schema cannot be used ({why})",
                         "unusable_tool_schema", hard=False)
                 return
+        else:
+            clients[name] = where
         auto = tool is not None and (never or any(fnmatch.fnmatchcase(name, p) for p in auto_patterns))
         policy.entries[name] = ToolEntry(name, spec, tool, auto)
 
@@ -348,6 +320,14 @@ async def resolve_policy(registry: ToolRegistry, *, run_tools: Any = None, threa
                 if isinstance(allowed, list) and mcp_name not in allowed:
                     continue
                 add(name, tool, tool.spec(), _approval(entry) == "never", where)
+    if clients:
+        # A client's own function whose schema no grammar can be made of is the request's 400 (as a chat
+        # completion's is), found now: it once started the run, which then failed at its first turn.
+        specs = {name: policy.entries[name].spec for name in clients}
+        bad = await asyncio.to_thread(lambda: {n: _schema_problem(spec) for n, spec in specs.items()})
+        for name, why in bad.items():
+            if why is not None:
+                problem(f"{clients[name]}.function.parameters", why, "invalid_schema", hard=True)
     return policy
 
 
@@ -547,7 +527,7 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
         text = text_of(message)
         thought = reasoning_of(message) if role == "assistant" else ""
         if role == "assistant" and metadata.get("tool_calls"):
-            calls = [c for c in metadata["tool_calls"] if isinstance(c, dict) and c.get("id")]
+            calls = [c for c in metadata["tool_calls"] if _usable_call(c)]
             open_calls.update(c["id"] for c in calls)
             entry = {"role": "assistant", "content": text or None, "tool_calls": calls}
             if thought:  # many templates keep the thinking of a tool loop's turns (Qwen3, gpt-oss, Nemotron 3)
@@ -556,7 +536,9 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
         elif role == "tool":
             call_id = metadata.get("tool_call_id")
             if call_id in open_calls:
-                out.append({"role": "tool", "tool_call_id": call_id, "name": metadata.get("name"), "content": text})
+                name = metadata.get("name")
+                out.append({"role": "tool", "tool_call_id": call_id, "name": name if isinstance(name, str) else None,
+                            "content": text})
         elif text or documents_of(message) or (role == "user" and image_files_of(message)):
             # attached documents are read into the turn of any role (OpenAI attaches files to an assistant's too)
             entry = {"role": role, "content": _with_images(message, text) if role == "user"
@@ -565,6 +547,17 @@ def chat_messages(history: list[dict[str, Any]], system: str) -> list[dict[str, 
                 entry["reasoning_content"] = thought
             out.append(entry)
     return out
+
+
+def _usable_call(call: Any) -> bool:
+    """Whether a stored call (an entry of a message's ``metadata.tool_calls``) is one a prompt can hold: OpenAI's
+    ``{"id", "function": {"name", "arguments"}}`` with strings there. The API refuses any other
+    (:func:`jan.server.schemas.check_record_keys`); one written into the data folder otherwise is left out of the
+    prompt with the results that answer it, rather than failing every run of the thread."""
+    if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+        return False
+    fn = call.get("function")
+    return isinstance(fn, dict) and isinstance(fn.get("name"), str) and isinstance(fn.get("arguments") or "", str)
 
 
 def image_files_of(message: dict[str, Any]) -> list[str]:

@@ -51,7 +51,7 @@ def assistant_sort_key(assistant: dict[str, Any]) -> tuple[int, str]:
 def assistant_sort_key_of_id(assistant_id: str) -> tuple[int, str] | None:
     """:func:`assistant_sort_key` of a deleted assistant, from its id: its ``created_at`` is read after its id is
     made, in the same second or the next, never before (a cursor the SDK pages on after deleting it)."""
-    millis = ulid_millis(assistant_id)
+    millis = ulid_millis(assistant_id, "asst_")
     return None if millis is None else (millis // 1000, assistant_id)
 
 class AssistantStore:

@@ -24,6 +24,11 @@ class InvalidArgumentError(StoreError, ValueError):
         self.param = param
         self.code = code
 
+    def under(self, prefix: str) -> "InvalidArgumentError":
+        """The same error of a value found at ``prefix`` in a larger body (``"messages[2]."``): its message and
+        ``param`` named from there, so that a refusal names the field as the request has it."""
+        return InvalidArgumentError(f"{prefix}{self}", param=self.param and f"{prefix}{self.param}", code=self.code)
+
 
 class InvalidIdError(InvalidArgumentError):
     """An id (or extension name) is malformed or would leave the data folder."""

@@ -155,11 +155,16 @@ def new_ulid() -> str:
 _ULID_TAIL: Final = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 
-def ulid_millis(value: Any) -> int | None:
+def ulid_millis(value: Any, prefix: str | None = None) -> int | None:
     """The creation time (ms) a generated id (``<prefix>_<ULID>``, ``file-<ULID>``) carries; None for an id that
-    ends in no ULID (a name, an id a client chose). Lets a list place a cursor whose item is gone: a client paging
-    a list while it deletes what it read asks for the page after an id that no longer exists."""
+    ends in no ULID (a name, an id a client chose), or, given ``prefix`` (``"msg_"``), one that starts with another
+    prefix: an id of another kind of object (a bare ULID, as Jan's desktop app writes ids, is taken). Lets a list
+    place a cursor whose item is gone: a client paging a list while it deletes what it read asks for the page after
+    an id that no longer exists (an id of another kind is no item of the list that was deleted, and stays
+    refused)."""
     if not isinstance(value, str):
+        return None
+    if prefix is not None and not value.startswith(prefix) and re.search(r"[_-]", value):
         return None
     tail = re.split(r"[_-]", value)[-1]
     if not _ULID_TAIL.fullmatch(tail):

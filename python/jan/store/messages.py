@@ -99,7 +99,7 @@ def message_sort_key_of_id(message_id: str) -> tuple[int, str] | None:
     """:func:`message_sort_key` of a deleted message, from its id: its ``created`` is read after its id is made
     (the same millisecond or later), so the messages written after it sort after this key and those before it,
     before."""
-    millis = ulid_millis(message_id)
+    millis = ulid_millis(message_id, "msg_")
     return None if millis is None else (millis, message_id)
 
 class MessageStore:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,21 @@ from .files import check_references, extract_documents, extract_images, write_fi
 from .ids import new_thread_id, validate_id
 from .jsonl import encode_lines
 from .messages import MessageStore
+from .migrations import MigrationError
 from .pagination import Order, Page, paginate
 
 logger = logging.getLogger("jan.store")
 
 KIND = "thread"
 DEFAULT_TITLE = "New Thread"
+#: Deleted threads whose place in the list this store remembers (a few bytes each): enough for a client that
+#: deletes every thread it pages through, bounded for one that never stops.
+GONE_KEPT = 4096
+
+
+def thread_sort_key(thread: Mapping[str, Any]) -> tuple[int, str]:
+    """Where a thread lists: by its last update (ms), ties by id."""
+    return as_millis(thread.get("updated")) or 0, thread["id"]
 
 
 def normalize_assistants(assistants: Any) -> list[dict[str, Any]]:
@@ -42,6 +53,11 @@ class ThreadStore:
     def __init__(self, ctx: StoreContext, messages: MessageStore) -> None:
         self._ctx = ctx
         self._messages = messages
+        # The sort keys of threads this store deleted, newest last: a list cursor naming one is placed where it
+        # was (as the other lists place theirs, from their ids' times: a thread lists by its last update, which
+        # its id does not tell). A thread another process deleted is not known here: its cursor stays a 400.
+        self._gone: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        self._gone_lock = threading.Lock()
 
     def _dir(self, thread_id: str) -> Path:
         return self._ctx.resource_dir("threads", thread_id, "thread")
@@ -79,8 +95,7 @@ class ThreadStore:
                     attachments, found = extract_documents(m.get("attachments"), files, None)
                     files.update(found)
                 except InvalidArgumentError as exc:  # named as the request has it: messages[k].content[i]...
-                    raise InvalidArgumentError(f"messages[{k}].{exc}", param=exc.param and f"messages[{k}].{exc.param}",
-                                               code=exc.code) from None
+                    raise exc.under(f"messages[{k}].") from None
                 m = {**m, "content": content}
                 if attachments is not None:
                     m["attachments"] = attachments
@@ -135,8 +150,13 @@ class ThreadStore:
         ``problems`` and left out; the rest are listed.
         """
         threads = read_collection(self._ctx, "threads", "thread.json", KIND)
-        threads.sort(key=lambda t: (as_millis(t.get("updated")) or 0, t["id"]))
-        return paginate(threads, limit=limit, order=order, after=after, before=before)
+        threads.sort(key=thread_sort_key)
+        with self._gone_lock:
+            gone = dict(self._gone)
+        listed = {t["id"] for t in threads}
+        # (one deleted and made again under its id since is no cursor of a gone thread)
+        return paginate(threads, limit=limit, order=order, after=after, before=before, key=thread_sort_key,
+                        key_of_id=lambda cursor: None if cursor in listed else gone.get(cursor))
 
     def update(self, thread_id: str, *, title: Any = UNSET, metadata: Any = UNSET,
                assistants: Any = UNSET) -> dict[str, Any]:
@@ -172,17 +192,32 @@ class ThreadStore:
     def delete(self, thread_id: str) -> dict[str, Any]:
         """Delete a thread and its messages; returns ``{"id", "object": "thread.deleted", "deleted": True}``."""
         directory = self._dir(thread_id)
+        place = self._sort_key_of(thread_id)  # (read before the lock: reading a damaged file takes it)
         with self._ctx.lock(directory / "thread.json", directory / "messages.jsonl"):
             if not directory.is_dir():
                 raise NotFoundError(KIND, thread_id)
             pending = self._pending_replies(directory / "messages.jsonl", thread_id)
             self._ctx.remove_resource(directory)
+        if place is not None:
+            with self._gone_lock:
+                self._gone[thread_id] = place
+                self._gone.move_to_end(thread_id)
+                while len(self._gone) > GONE_KEPT:
+                    self._gone.popitem(last=False)
         # A reply this process was writing when its thread went: its lease (which tells other processes it is being
         # written) goes too, or its file outlived the thread until this process ended.
         for message_id in pending:
             if self._messages.leases.holds(message_id):
                 self._messages.leases.release(message_id)
         return {"id": thread_id, "object": "thread.deleted", "deleted": True}
+
+    def _sort_key_of(self, thread_id: str) -> tuple[int, str] | None:
+        """:func:`thread_sort_key` of a thread about to be deleted; None when its file cannot be read."""
+        try:
+            doc = self._ctx.read_doc(self._dir(thread_id) / "thread.json", KIND)
+        except (OSError, StoreError, MigrationError):
+            return None
+        return None if doc is None else thread_sort_key({**doc, "id": thread_id})
 
     def _pending_replies(self, path: Path, thread_id: str) -> list[str]:
         """Ids of the thread's messages still being written (``pending``); none when they cannot be read."""

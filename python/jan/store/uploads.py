@@ -97,7 +97,7 @@ def file_sort_key(doc: dict[str, Any]) -> tuple[int, str]:
 def file_sort_key_of_id(file_id: str) -> tuple[int, str] | None:
     """:func:`file_sort_key` of a deleted file, from its id: its ``created_at`` is read just before its id is made (the
     same second, or the one before), so a cursor the SDK pages on after deleting the file keeps its place."""
-    millis = ulid_millis(file_id)
+    millis = ulid_millis(file_id, "file-")
     return None if millis is None else (millis // 1000, file_id)
 
 class UploadTooLargeError(InvalidArgumentError):
@@ -277,11 +277,13 @@ class UploadStore:
 
     # -- removing --------------------------------------------------------------------------------------
     def delete(self, file_id: str) -> dict[str, Any]:
-        """Delete a file; returns ``{"id", "object": "file", "deleted": True}``."""
+        """Delete a file; returns ``{"id", "object": "file", "deleted": True}``. A damaged one (its ``file.json`` set
+        aside, which a read answers as damaged) is deleted too, bytes and set-aside copy with it, as a damaged thread
+        or assistant is: it was a 404 that left its bytes on disk, with no way through the API to be rid of them."""
         directory = self._dir(file_id)
         meta = directory / META
-        with self._ctx.lock(meta):
-            if not meta.is_file():
+        with self._ctx.lock(meta):  # (a commit holds it from making the folder to writing file.json)
+            if not directory.is_dir():
                 raise NotFoundError(KIND, file_id)
             self._ctx.remove_resource(directory)
         return {"id": file_id, "object": "file", "deleted": True}

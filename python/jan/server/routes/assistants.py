@@ -20,8 +20,9 @@ from jan.server.schemas import Metadata, ReasoningEffort, StrictModel, bounded
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
-from jan.services.models import check_parameters
-from jan.services.tool_loop import check_tool_entries
+from jan.services.models import check_format_grammar, check_parameters
+from jan.services.types import ResponseFormat
+from jan.services.tool_checks import check_tool_entries
 from jan.store.assistants import assistant_sort_key, assistant_sort_key_of_id
 
 routes = web.RouteTableDef()
@@ -97,11 +98,23 @@ def _fields(body: AssistantFields, current_params: dict[str, Any] | None) -> dic
     return fields
 
 
+async def _check_format(body: AssistantFields, fields: dict[str, Any]) -> None:
+    """The ``response_format`` every run of the assistant reads: one whose schema no grammar takes is refused now
+    (as a chat completion refuses it), named where the body gave it."""
+    params = fields.get("parameters")
+    if not isinstance(params, dict) or params.get("response_format") is None:
+        return
+    given = "response_format" if "response_format" in body.model_fields_set else "parameters.response_format"
+    await check_format_grammar(ResponseFormat.from_mapping(params["response_format"], given), given)
+
+
 @routes.post("/v1/assistants")
 async def create_assistant(request: web.Request) -> web.Response:
     """Create an assistant (``model`` defaults to ``"*"``: any model)."""
     body = await parse_body(request, AssistantCreate)
-    return json_response(present(await assistant_store(request).create_assistant(_fields(body, None))))
+    fields = _fields(body, None)
+    await _check_format(body, fields)
+    return json_response(present(await assistant_store(request).create_assistant(fields)))
 
 
 @routes.get("/v1/assistants")
@@ -128,7 +141,9 @@ async def modify_assistant(request: web.Request) -> web.Response:
     store = assistant_store(request)
     assistant_id = request.match_info["assistant_id"]
     current = await store.get_assistant(assistant_id)
-    updated = await store.update_assistant(assistant_id, _fields(body, current.get("parameters")))
+    fields = _fields(body, current.get("parameters"))
+    await _check_format(body, fields)
+    updated = await store.update_assistant(assistant_id, fields)
     return json_response(present(updated))
 
 

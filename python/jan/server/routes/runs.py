@@ -31,8 +31,9 @@ from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
 from jan.server.openai_wire import response_format_of
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, list_query, message_fields,
-                                      message_inputs, message_object, page_of, thread_fields)
+from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, check_thread_formats, list_query,
+                                      message_fields, message_inputs, message_object, page_of, thread_fields,
+                                      thread_object)
 from jan.server.schemas import (INT32_MAX, Metadata, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
                                 bounded)
 from jan.server.sse import SSEStream
@@ -473,12 +474,13 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     """
     body = await parse_body(request, ThreadAndRunCreate)
     fields = thread_fields(body.thread or ThreadCreate(), where="thread.")  # every body check before a write
+    await check_thread_formats((body.thread or ThreadCreate()).assistants, where="thread.")
     for k, message in enumerate(fields.get("messages") or ()):
         await message_inputs(request, message, f"thread.messages[{k}].")
     req = run_request(body, "", await _additional_messages(request, body))
     # the thread exists for the run only: refused by the run service's own checks, it is removed again
     thread, run = await request.app[SERVICES].runs.start_on_new_thread(fields, req)
-    return await _serve_leg(request, run, stream=body.stream, after=-1, prelude=(("thread.created", thread),))
+    return await _serve_leg(request, run, stream=body.stream, after=-1, prelude=(("thread.created", thread_object(thread)),))
 
 
 @routes.get("/v1/threads/{thread_id}/runs")

@@ -66,11 +66,12 @@ from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.document_inputs import _upload
 from jan.server.routes.files import upload_data_url, uploads
 from jan.server.validation import parse_body
-from jan.services.models import check_parameters
+from jan.services.models import check_format_grammar, check_parameters
 from jan.services.documents import document_text
 from jan.services.runs import BUDGET_STOPS
-from jan.services.types import DocumentPart
-from jan.services.tool_loop import check_tool_entries, tool_bookkeeping
+from jan.services.types import DocumentPart, ResponseFormat
+from jan.services.tool_checks import check_tool_entries, check_tool_policy
+from jan.services.tool_loop import tool_bookkeeping
 
 routes = web.RouteTableDef()
 
@@ -147,6 +148,17 @@ async def gone_messages(store: Any, thread_id: str, q: dict[str, Any], listed: l
     if not wanted:
         return set()
     return wanted - {m["id"] for m in await store.list_messages(thread_id, order="asc")}
+
+
+# -- threads on the wire -------------------------------------------------------
+def thread_object(thread: dict[str, Any]) -> dict[str, Any]:
+    """A stored thread as OpenAI's ``thread`` object: with its ``tool_resources``, which OpenAI's spec requires
+    (null: jan has no vector stores nor code interpreter files to name), and Jan's own fields (``title``,
+    ``assistants``, ``created``, ``updated``) as stored. Clients generated from the spec refuse a thread without it."""
+    out = dict(thread)
+    out.setdefault("tool_resources", None)
+    out.setdefault("metadata", {})
+    return out
 
 
 # -- messages on the wire ------------------------------------------------------
@@ -357,6 +369,17 @@ def check_thread_parameters(assistants: list[ThreadAssistant] | None, *, where: 
         if entry.model is not None:
             check_parameters(entry.model.parameters, prefix=f"{where}assistants[{i}].model.parameters")
         check_tool_entries((entry.model_extra or {}).get("tools"), param=f"{where}assistants[{i}].tools")
+        check_tool_policy((entry.model_extra or {}).get("tool_policy"), param=f"{where}assistants[{i}].tool_policy")
+
+
+async def check_thread_formats(assistants: list[ThreadAssistant] | None, *, where: str = "") -> None:
+    """The ``response_format`` of each ``assistants[i].model.parameters``, which every run of the thread reads: one
+    whose schema no grammar takes is a 400 naming it now (:func:`check_format_grammar`), not a failed run later."""
+    for i, entry in enumerate(assistants or ()):
+        value = entry.model.parameters.get("response_format") if entry.model is not None else None
+        if value is not None:
+            param = f"{where}assistants[{i}].model.parameters.response_format"
+            await check_format_grammar(ResponseFormat.from_mapping(value, param), param)
 
 
 async def fetch_linked_images(request: web.Request, content: Any, where: str = "") -> Any:
@@ -456,9 +479,10 @@ async def create_thread(request: web.Request) -> web.Response:
     """Create a thread (title, assistants, metadata, initial messages)."""
     body = await parse_body(request, ThreadCreate)
     fields = thread_fields(body)
+    await check_thread_formats(body.assistants)
     for k, message in enumerate(fields.get("messages") or ()):
         await message_inputs(request, message, f"messages[{k}].")
-    return json_response(await conversations(request).create_thread(fields))
+    return json_response(thread_object(await conversations(request).create_thread(fields)))
 
 
 @routes.get("/v1/threads")
@@ -466,6 +490,7 @@ async def list_threads(request: web.Request) -> web.Response:
     """List threads, most recently updated first; ``problems`` lists damaged thread files set aside."""
     store = conversations(request)
     result = await page(store.list_threads, list_query(request, default_order="desc"))
+    result["data"] = [thread_object(t) for t in result["data"]]
     problems = getattr(store, "problems", None)
     result["problems"] = problems("threads/") if callable(problems) else []
     return json_response(result)
@@ -474,7 +499,7 @@ async def list_threads(request: web.Request) -> web.Response:
 @routes.get("/v1/threads/{thread_id}")
 async def get_thread(request: web.Request) -> web.Response:
     """Retrieve a thread."""
-    return json_response(await conversations(request).get_thread(request.match_info["thread_id"]))
+    return json_response(thread_object(await conversations(request).get_thread(request.match_info["thread_id"])))
 
 
 @routes.post("/v1/threads/{thread_id}")
@@ -483,9 +508,10 @@ async def modify_thread(request: web.Request) -> web.Response:
     """Modify a thread's title, assistants or metadata (metadata is replaced)."""
     body = await parse_body(request, ThreadModify)
     check_thread_parameters(body.assistants)
+    await check_thread_formats(body.assistants)
     changes = _changes(body, ("title", "assistants"))
     thread = await conversations(request).update_thread(request.match_info["thread_id"], changes)
-    return json_response(thread)
+    return json_response(thread_object(thread))
 
 
 @routes.delete("/v1/threads/{thread_id}")
@@ -562,13 +588,13 @@ async def get_message(request: web.Request) -> web.Response:
 @routes.post("/v1/threads/{thread_id}/messages/{message_id}")
 @routes.patch("/v1/threads/{thread_id}/messages/{message_id}")
 async def modify_message(request: web.Request) -> web.Response:
-    """Modify a message's content, status or metadata."""
+    """Modify a message's content, status or metadata (refused, ``run_active``, while a run is writing it)."""
     body = await parse_body(request, MessageModify)
     changes = _changes(body, ("content", "status"))
     if "content" in changes:
         changes["content"] = await fetch_linked_images(request, changes["content"])
     info = request.match_info
-    message = await conversations(request).update_message(info["thread_id"], info["message_id"], changes)
+    message = await request.app[SERVICES].runs.update_message(info["thread_id"], info["message_id"], changes)
     return json_response(message_object(message))
 
 
@@ -587,7 +613,7 @@ async def get_file(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/threads/{thread_id}/messages/{message_id}")
 async def delete_message(request: web.Request) -> web.Response:
-    """Delete one message."""
+    """Delete one message (refused, ``run_active``, while a run is writing it)."""
     info = request.match_info
-    await conversations(request).delete_message(info["thread_id"], info["message_id"])
+    await request.app[SERVICES].runs.delete_message(info["thread_id"], info["message_id"])
     return json_response({"id": info["message_id"], "object": "thread.message.deleted", "deleted": True})

@@ -1,0 +1,56 @@
+"""A message a run is writing (its reply, ``pending``) cannot be modified or deleted while the run goes on: the run
+saves its reply whole as it generates, so an edit made meanwhile — the content, the status, the metadata a client
+tags it with — was answered 200 and then silently written over (and a deleted reply was written into nothing).
+Both are refused, ``run_active`` as a message added during a run is; every other message of the thread may still be
+changed, and the reply itself once the run has ended."""
+
+from __future__ import annotations
+
+import pytest
+from api_helpers import Client, running
+from run_helpers import until_writing, wait_for_run
+
+pytestmark = pytest.mark.timeout(600)
+
+#: A run that goes on until it is cancelled (the test never waits for its end).
+LONG_RUN = {"max_tokens": 6000, "ignore_eos": True}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    with running(tmp_path_factory.mktemp("edits") / "data", stories_path, n_ctx=8192, n_parallel=1) as srv:
+        yield srv
+
+
+async def test_the_reply_a_run_is_writing_is_not_changed_under_it(server):
+    async with Client(server.base_url) as api:
+        thread = await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once upon a time"}],
+                                                      "metadata": {}})
+        tid = thread["id"]
+        question = (await api.ok("GET", f"/v1/threads/{tid}/messages"))["data"][0]["id"]
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", LONG_RUN)
+        await until_writing(api, tid, run["id"])
+        reply = (await api.ok("GET", f"/v1/threads/{tid}/messages?run_id={run['id']}"))["data"][0]["id"]
+        base = f"/v1/threads/{tid}/messages/{reply}"
+        for method, body in [("POST", {"metadata": {"tag": "mine"}}), ("PATCH", {"content": "edited"}),
+                             ("POST", {"status": "ready"}), ("DELETE", None)]:
+            status, err = await api.call(method, base, body)
+            assert status == 400 and err["error"]["code"] == "run_active", (method, body, err)
+            assert run["id"] in err["error"]["message"] and err["error"]["param"] == "message_id", err
+        # the thread's other messages may change meanwhile (as OpenAI lets a message's metadata change)
+        tagged = await api.ok("POST", f"/v1/threads/{tid}/messages/{question}", {"metadata": {"tag": "q"}})
+        assert tagged["metadata"] == {"tag": "q"}
+        # an unknown message is still a 404, not the run's refusal
+        status, _ = await api.call("POST", f"/v1/threads/{tid}/messages/msg_nope", {"metadata": {}})
+        assert status == 404
+
+        cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run['id']}/cancel")
+        assert cancelled["status"] == "cancelled"
+        await wait_for_run(api, tid, run["id"])
+        # once the run has ended its reply is the user's to change, and the change stays
+        tagged = await api.ok("POST", base, {"metadata": {"tag": "mine"}})
+        assert tagged["metadata"]["tag"] == "mine"
+        assert (await api.ok("GET", base))["metadata"]["tag"] == "mine"
+        assert (await api.ok("GET", f"/v1/threads/{tid}/messages/{question}"))["metadata"] == {"tag": "q"}
+        await api.ok("DELETE", base)
+        assert [m["id"] for m in (await api.ok("GET", f"/v1/threads/{tid}/messages"))["data"]] == [question]
