@@ -9,11 +9,11 @@ import base64
 import io
 import json
 import re
-import urllib.error
 import urllib.request
 
 import pytest
 
+from api_helpers import post_json
 from run_helpers import wait_for_run_sync
 from server_helpers import start_server
 
@@ -46,15 +46,13 @@ def _pictures() -> list[str]:
     return [_png(start + i) for i in range(N_PICTURES)]
 
 
-def _call(server, path: str, body: dict | None = None, method: str = "POST") -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(server.base_url + path, data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+def _call(server, path: str, body: dict) -> tuple[int, dict]:
+    return post_json(server.base_url, path, body)
+
+
+def _get(server, path: str) -> dict:
+    with urllib.request.urlopen(server.base_url + path, timeout=300) as response:
+        return json.loads(response.read())
 
 
 def _encodes(server) -> float:
@@ -129,7 +127,7 @@ def test_a_run_shortened_to_fit_encodes_only_the_turns_it_keeps(server):
     before = _encodes(server)
     status, run = _call(server, f"/v1/threads/{thread['id']}/runs", {"model": "vision-chat", "max_completion_tokens": 1})
     assert status == 200, run
-    run = wait_for_run_sync(lambda path: _call(server, path, method="GET")[1], run)
+    run = wait_for_run_sync(lambda path: _get(server, path), run)
     assert run["status"] in ("completed", "incomplete"), run
     encoded = _encodes(server) - before
     assert 1 <= encoded < N_PICTURES, encoded

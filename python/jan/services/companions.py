@@ -25,14 +25,7 @@ def companion_problem(key: str, path: str) -> str | None:
         except ValueError as exc:
             return str(exc)
         return None
-    try:
-        check_gguf(path)
-        arch = gguf_architecture(path)
-    except (OSError, ValueError) as exc:
-        return str(exc)
-    if arch == PROJECTOR_ARCHITECTURE:
-        return f"{path} is a multimodal projector (mmproj), not a model that can draft"
-    return None
+    return _model_problem(path, "not a model that can draft")
 
 
 def weights_problem(path: str) -> str | None:
@@ -40,13 +33,18 @@ def weights_problem(path: str) -> str | None:
     Blocking: reads the file's header."""
     if not os.path.isfile(path):
         return f"no file at '{path}'"
+    return _model_problem(path, "not a model (set it as settings.mmproj)")
+
+
+def _model_problem(path: str, as_projector: str) -> str | None:
+    """Why the file at ``path`` is no GGUF model (a projector: ``as_projector`` says what it is not), or None."""
     try:
         check_gguf(path)
         arch = gguf_architecture(path)
     except (OSError, ValueError) as exc:
         return str(exc)
     if arch == PROJECTOR_ARCHITECTURE:
-        return f"{path} is a multimodal projector (mmproj), not a model (set it as settings.mmproj)"
+        return f"{path} is a multimodal projector (mmproj), {as_projector}"
     return None
 
 
