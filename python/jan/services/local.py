@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import functools
 import json
 import logging
 import random
@@ -25,6 +24,7 @@ from jan.engine.params import engine_seed
 from jan.engine.request import generation_error
 from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
+from jan.services.abilities import request_template, template_refusal
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
 from jan.services.errors import RequestError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
@@ -107,21 +107,13 @@ def template_tools(request: ChatRequest) -> list[dict[str, Any]] | None:
 
 
 def prompted_as(local: LocalModel, request: ChatRequest) -> LocalModel:
-    """``local`` with the chat template ``request`` is prompted in: the model's own, except that a model with none
-    (ChatML stands in for it: ``template.fallback``) gets Ollama's default template, and none of ChatML's end-of-turn
-    stop strings, when the request asks (``ChatRequest.fallback_template``: Ollama's API). A template the model.json
-    names (``chat_template``, ``prompt_template``) is the user's choice and stays on every front end."""
-    if request.fallback_template == "ollama" and local.template.fallback:
-        return replace(local, template=_ollama_default(local.template.fallback), end_of_turn=())
+    """``local`` with the chat template ``request`` is prompted in (:func:`jan.services.abilities.request_template`:
+    the model's own, or Ollama's default for a model without one when the request asks), and none of ChatML's
+    end-of-turn stop strings where Ollama's default stands in."""
+    template = request_template(local.template, request)
+    if template is not local.template:
+        return replace(local, template=template, end_of_turn=())
     return local
-
-
-@functools.lru_cache(maxsize=8)
-def _ollama_default(why: str) -> ChatTemplate:
-    # compiled once per reason, not per request; it still says why it stands in (no tools were trained for it)
-    template = ChatTemplate.ollama_default()
-    template.fallback = why
-    return template
 
 
 def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> ChatPlan:
@@ -154,12 +146,11 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
         # (Llama 3's JSON, gpt-oss's to=functions.x), a call the model writes anyway is its content, as written.
         banned = call_start_tokens(chat_format, lambda text: local.model.tokenize(text, add_special=False,
                                                                                   parse_special=True)) or ()
-    # ``thinks``, not ``reasoning``: gpt-oss thinks on Harmony's analysis channel, with no marker pair
-    if r is not None and r.required and r.enabled and not chat_format.thinks:
-        raise RequestError(f'"{local.model.id}" does not support thinking', param="think", code="not_supported")
-    # (a fallback template, ChatML for a model without its own, is no tool support the model was trained on)
-    if tools and request.tools_need_template and (not local.template.supports_tools or local.template.fallback):
-        raise RequestError(f'"{local.model.id}" does not support tools', param="tools", code="not_supported")
+    # what the request insists on that the template cannot do (the model service refuses it before a load where
+    # the file's header tells; said here again, in the same words, where only the loaded model could)
+    refusal = template_refusal(local.template, request, local.model.id)
+    if refusal is not None:
+        raise refusal
     return ChatPlan(
         chat_format,
         reasoning,

@@ -17,10 +17,11 @@ from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
+from jan.services.abilities import Abilities, asks_abilities, chat_refusal, fill_in_refusal, model_abilities
 from jan.services.companions import COMPANIONS, companion_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
-from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
+from jan.services.types import ChatRequest, LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
 from jan.store.ids import is_valid_id
 from jan.templates import TemplateError, resolve_template
 
@@ -595,6 +596,37 @@ class ModelService:
         dialect loads an embedding model to refuse a chat, and queued work (a background response, a run) is
         refused when asked rather than failed later."""
         return require_generating(await self.resolve(model_id))
+
+    async def abilities(self, target: Target) -> Abilities | None:
+        """What ``target``'s model can do as its files say (:func:`jan.services.abilities.model_abilities`, read
+        off the event loop, kept per file version); None for a model on an engine that is not local (its server
+        judges its requests)."""
+        if not isinstance(target.engine, LocalInferenceExtension):
+            return None
+        return await asyncio.to_thread(model_abilities, target.model)
+
+    async def require_able(self, target: Target, request: ChatRequest) -> Target:
+        """``target``, or the refusal of what ``request`` insists on that its model cannot do (thinking, tools,
+        images or audio: :func:`jan.services.abilities.chat_refusal`), raised before anything loads the model, as
+        :meth:`resolve_generating` refuses an embedding model: loading gigabytes (and perhaps evicting another
+        model) only to refuse is waste. A request that asks none of these reads nothing. What the files do not
+        settle is left to the checks after the load."""
+        if not asks_abilities(request):
+            return target
+        abilities = await self.abilities(target)
+        refusal = chat_refusal(abilities, request, target.id) if abilities is not None else None
+        if refusal is not None:
+            raise refusal
+        return target
+
+    async def require_fill_in(self, target: Target) -> Target:
+        """``target``, or the refusal of a ``suffix`` (fill-in-the-middle) for a model whose vocabulary has no FIM
+        tokens, before anything loads it (:meth:`require_able`'s rule); a remote engine's model is refused by the
+        infill prompt, which it cannot make."""
+        abilities = await self.abilities(target)
+        if abilities is not None and abilities.fim is False:
+            raise fill_in_refusal(target.id)
+        return target
 
     async def with_weights(self, model: dict[str, Any]) -> dict[str, Any]:
         """The model.json with ``file_path``: its weights as the model manager resolves them (resolved

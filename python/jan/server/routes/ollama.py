@@ -350,6 +350,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         typed = await body_step(ollama_requests.chat_request, body, target.id)  # off the loop for a big body
     service = _services(request).chat
     with _media_named(body):
+        await _services(request).models.require_able(target, typed)  # (think, tools, images) before a load
         async with _model_in_use(target, keep_alive, timing):
             if not body.streaming:
                 result = await unless_disconnected(request, service.complete(typed), target.id)
@@ -392,8 +393,17 @@ async def generate(request: web.Request) -> web.StreamResponse:
     require_generating(target)  # before _model_in_use loads it
     services = _services(request)
     with _media_named(body):
+        # what the model cannot do (a suffix without FIM tokens; think or images it has no place for) is refused
+        # before _model_in_use loads it
+        typed = None
+        if body.suffix:
+            await services.models.require_fill_in(target)
+        elif not body.raw:
+            typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
+                if body.images else ollama_requests.generate_chat_request(body, target.id)
+            await services.models.require_able(target, typed)
         async with _model_in_use(target, keep_alive, timing):
-            if body.suffix or body.raw:
+            if typed is None:
                 grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)
                 prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix,
                                              tuple(body.context or ())) if body.suffix else None
@@ -405,8 +415,6 @@ async def generate(request: web.Request) -> web.StreamResponse:
                               + len(whole.get("logprobs") or ()) * (2 + body.top_logprobs) * 8)
                     return await _whole(lambda: whole, values)
             else:
-                typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
-                    if body.images else ollama_requests.generate_chat_request(body, target.id)
                 if not body.streaming:
                     result = await unless_disconnected(request, services.chat.complete(typed), target.id)
                     return await _whole(lambda: encoder.whole(result), _result_values(result, body.top_logprobs))
