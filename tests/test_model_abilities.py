@@ -14,9 +14,11 @@ from click.testing import CliRunner
 from jan.errors import MediaError
 from jan.extensions.llamacpp.extension import LlamaCppExtension
 from jan.extensions.models.gguf_info import gguf_scalars
-from jan.services.abilities import Abilities, asks_abilities, chat_refusal, fill_in_refusal, model_abilities
+from jan.services.abilities import (Abilities, asks_abilities, chat_refusal, fill_in_refusal, model_abilities,
+                                   refusal)
 from jan.services.errors import RequestError
-from jan.services.types import AudioPart, ChatMessage, ChatRequest, ImagePart, ReasoningOptions, TextPart, ToolSpec
+from jan.services.types import (AudioPart, ChatMessage, ChatRequest, CompletionRequest, EmbeddingRequest, ImagePart,
+                                ReasoningOptions, TextPart, ToolSpec)
 from jan.testing.gguf_models import models_dir, write_not_gguf
 from test_server_ollama import write_fim_model, write_qwen3_model
 
@@ -66,7 +68,24 @@ def test_asks_abilities_only_for_what_is_judged():
 
 
 def test_an_embedding_model(minilm_path):
-    assert model_abilities({"file_path": str(minilm_path)}).embedding is True
+    can = model_abilities({"file_path": str(minilm_path)})
+    assert (can.embedding, can.n_embd, can.n_vocab) == (True, 384, 30522)
+    assert refusal(can, EmbeddingRequest(model="m", inputs=("hi",), dimensions=384), "m") is None
+    wrong = refusal(can, EmbeddingRequest(model="m", inputs=("hi",), dimensions=8), "m")
+    assert isinstance(wrong, RequestError) and wrong.param == "dimensions"
+    ids = refusal(can, EmbeddingRequest(model="m", inputs=("hi", (1, 30522))), "m")
+    assert isinstance(ids, RequestError) and str(ids).startswith("input[1][1]: token id 30522 is outside")
+
+
+def test_token_ids_outside_the_vocabulary(stories_path):
+    can = model_abilities({"file_path": str(stories_path)})
+    assert can.n_vocab == 512
+    assert refusal(can, CompletionRequest(model="m", prompts=((1, 511),)), "m") is None
+    prompt = refusal(can, CompletionRequest(model="m", prompts=((1, 512),)), "m")
+    assert isinstance(prompt, RequestError) and prompt.param == "prompt" and str(prompt).startswith("prompt[1]: ")
+    context = chat_refusal(can, _chat(context=(3, -1)), "m")
+    assert isinstance(context, RequestError) and context.param == "context" and "context[1]: token id -1" in str(context)
+    assert asks_abilities(_chat(context=(3,))) and not asks_abilities(CompletionRequest(model="m", prompts=("hi",)))
 
 
 def test_fim_tokens(fim_path):
@@ -160,3 +179,42 @@ def test_cli_refuses_images_for_a_model_without_a_projector_before_loading_it(tm
     result = _run(tmp_path, str(stories_path), "-n", "2", "hi")  # and it still answers what it can
     assert result.exit_code == 0, result.output
     assert loads == ["stories260K"]
+
+
+# -- the capabilities every model list gives agree with what requests are refused ------------------------------------
+def _templates():
+    from jan.templates import ChatTemplate, TemplateError
+
+    for path in sorted((models_dir().parent / "templates").glob("*.jinja")):
+        try:
+            yield path.stem, ChatTemplate(path.read_text(encoding="utf-8"))
+        except TemplateError:
+            continue
+
+
+def test_listed_thinking_and_tools_are_what_ollama_requests_get():
+    """For every real template: a model lists ``thinking``/``tools`` (``/api/show``, ``/v1/models``) exactly when an
+    Ollama request insisting on it is not refused, so a client that reads the list and asks is never refused what
+    the list offered, nor kept from what the model can do."""
+    from jan.services.models import capabilities
+
+    checked = 0
+    for name, template in _templates():
+        can = Abilities(template=template, fim=False, projector=False, vision=False, audio=False, embedding=False)
+        listed = capabilities({}, can)
+        think = chat_refusal(can, _chat(reasoning=THINK, fallback_template="ollama"), "m")
+        tools = chat_refusal(can, _chat(tools=[TOOL], tools_need_template=True, fallback_template="ollama"), "m")
+        assert ("thinking" in listed) == (think is None), (name, listed, think)
+        assert ("tools" in listed) == (tools is None), (name, listed, tools)
+        checked += 1
+    assert checked > 40
+
+
+def test_listed_media_and_insert_follow_the_files(stories_path, vision_pair, fim_path):
+    from jan.services.models import capabilities
+
+    model_path, mmproj = vision_pair
+    assert capabilities({}, model_abilities({"file_path": str(stories_path)})) == ["completion"]
+    assert capabilities({}, model_abilities({"file_path": str(model_path), "mmproj_path": str(mmproj)})) == [
+        "completion", "vision"]  # its projector has no audio encoder: no "audio"
+    assert "insert" in capabilities({}, model_abilities({"file_path": str(fim_path)}))

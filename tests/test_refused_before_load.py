@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from api_helpers import running
 from extension_helpers import call as request
-from run_helpers import wait_for_run_sync
 
 WAIT_S = 300
 STORIES = "stories260K"
@@ -123,6 +122,21 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
                                         "stream": False}, "messages[0].images: this model cannot take images"),
     "ollama generate image": ("/api/generate", {"prompt": "hi", "images": [PNG], "stream": False},
                               "images: this model cannot take images"),
+    # -- token ids outside the vocabulary (stories260K has 512), embeddings of another size (its own are 64)
+    "openai completions token ids": ("/v1/completions", {"prompt": [1, 99999], "max_tokens": 2},
+                                     "prompt[1]: token id 99999 is outside the model's vocabulary"),
+    "openai completions token ids stream": ("/v1/completions", {"prompt": [[1], [2, 99999]], "max_tokens": 2,
+                                                                "stream": True}, "prompt[1][1]: token id 99999"),
+    "openai embeddings token ids": ("/v1/embeddings", {"input": [[1, 99999]]}, "input[1]: token id 99999"),
+    "openai embeddings dimensions": ("/v1/embeddings", {"input": "hi", "dimensions": 8},
+                                     "dimensions: this model returns 64-dimensional embeddings"),
+    "ollama generate context": ("/api/generate", {"prompt": "hi", "context": [1, 99999], "stream": False},
+                                "context[1]: token id 99999 is outside the model's vocabulary"),
+    # -- a body no model could answer, refused before the model is loaded for it
+    "ollama generate raw system": ("/api/generate", {"prompt": "hi", "raw": True, "system": "be brief",
+                                                     "stream": False}, "raw mode does not support"),
+    "ollama generate raw images": ("/api/generate", {"prompt": "hi", "raw": True, "images": [PNG],
+                                                     "stream": False}, "images cannot be sent with raw"),
 }
 
 
@@ -155,19 +169,14 @@ def test_audio_to_a_projector_without_an_audio_encoder_is_refused_before_it_load
     assert f"model '{VISION}' does not accept audio" in message and "content[1]" in message, answer
 
 
-def test_a_run_with_an_image_for_a_model_without_a_projector_does_not_load_it(server, unloaded):
-    """A run's model is asked later, from its thread's messages: the refusal fails the run (last_error), and the
-    model is not loaded for it either."""
+def test_a_run_with_an_image_for_a_model_without_a_projector_is_refused_when_asked(server, unloaded):
+    """A run is refused when asked (as an embedding model's is), not accepted and failed later; its model is not
+    loaded for it."""
     thread = {"messages": [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
                                                           {"type": "image_url", "image_url": {"url": PNG_URL}}]}]}
-    status, run = call(server, "POST", "/v1/threads/runs", {"assistant_id": "jan", "model": STORIES,
-                                                             "thread": thread})
-    if status == 400:  # refused when asked: as good (and nothing loaded, as the fixture checks)
-        assert NO_IMAGES in run["error"]["message"], run
-        return
-    assert status == 200, run
-    run = wait_for_run_sync(lambda path: call(server, "GET", path)[1], run)
-    assert run["status"] == "failed" and NO_IMAGES in run["last_error"]["message"], run
+    status, answer = call(server, "POST", "/v1/threads/runs", {"assistant_id": "jan", "model": STORIES,
+                                                                "thread": thread})
+    assert status == 400 and NO_IMAGES in answer["error"]["message"], answer
 
 
 def test_what_a_model_can_do_still_works(server):
@@ -182,3 +191,13 @@ def test_what_a_model_can_do_still_works(server):
     status, answer = call(server, "POST", "/v1/chat/completions", {"model": STORIES, "messages": HI,
                                                                    "tools": [TOOL], "max_tokens": 2})
     assert status == 200, answer
+
+
+def test_the_model_lists_say_what_is_refused(server):
+    """``/api/show`` and ``/v1/models`` list none of what the refusals above say a model cannot do (read from the
+    same files, without loading it): a client reading them does not ask."""
+    for model, expected in ((STORIES, ["completion"]), (VISION, ["completion", "vision"])):
+        status, shown = call(server, "POST", "/api/show", {"model": model})
+        assert status == 200 and shown["capabilities"] == expected, shown.get("capabilities")
+        status, listed = call(server, "GET", f"/v1/models/{model}")
+        assert status == 200 and listed["capabilities"] == expected, listed.get("capabilities")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +30,12 @@ from jan.engine.kv_cache import is_embedding_metadata
 from jan.errors import JanError, MediaError
 from jan.extensions.models.gguf_info import gguf_scalars
 from jan.services.errors import RequestError
-from jan.services.types import AudioPart, ChatRequest, ImagePart
+from jan.services.types import AudioPart, ChatRequest, CompletionRequest, EmbeddingRequest, ImagePart
 from jan.templates import ChatTemplate, TemplateError, resolve_template
 from jan.templates.formats import format_for_template
 
-__all__ = ["Abilities", "asks_abilities", "chat_refusal", "fill_in_refusal", "model_abilities", "request_template",
-           "template_refusal"]
+__all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_refusal", "dimensions_refusal", "fill_in_refusal",
+           "listed_ability", "model_abilities", "refusal", "request_template", "template_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class Abilities:
     ``template``: the chat template it chats in (model.json's ``chat_template`` over the file's own, then its
     ``prompt_template``, then ChatML, as a load resolves it); ``fim``: it has fill-in-the-middle tokens;
     ``projector``: it has a multimodal projector, and ``vision``/``audio`` its encoders; ``embedding``: the file
-    is an embedding model (no text generation)."""
+    is an embedding model (no text generation); ``n_vocab``: its vocabulary's size (token ids a request may
+    give); ``n_embd``: the size of its embeddings."""
 
     template: ChatTemplate | None = field(default=None, compare=False)
     fim: bool | None = None
@@ -60,6 +61,8 @@ class Abilities:
     vision: bool | None = None
     audio: bool | None = None
     embedding: bool | None = None
+    n_vocab: int | None = None
+    n_embd: int | None = None
 
 
 def _identity(path: Any) -> tuple[str, int, int] | None:
@@ -92,7 +95,7 @@ def model_abilities(model: Mapping[str, Any]) -> Abilities:
 @functools.lru_cache(maxsize=64)
 def _abilities(weights: tuple[str, int, int] | None, mmproj: tuple[str, int, int] | None, named_projector: bool,
                override: str | None, fallback: str | None) -> Abilities:
-    template, fim, embedding = None, None, None
+    template, fim, embedding, n_vocab, n_embd = None, None, None, None, None
     if weights is not None:
         try:
             info = read_info(weights[0])
@@ -101,6 +104,7 @@ def _abilities(weights: tuple[str, int, int] | None, mmproj: tuple[str, int, int
         if info is not None:
             fim = all(k in info.special_tokens for k in FIM_TOKENS)
             embedding = is_embedding_metadata(info.metadata)
+            n_vocab, n_embd = info.n_vocab or None, _embedding_size(info.metadata)
             try:  # as the engine resolves it at a load (its BOS/EOS text only matters to what a render writes)
                 template = resolve_template(info.metadata, override, fallback=fallback)
             except TemplateError:
@@ -117,7 +121,21 @@ def _abilities(weights: tuple[str, int, int] | None, mmproj: tuple[str, int, int
         projector, vision, audio = None, None, None  # named but not found: the load says what is wrong with it
     else:
         projector, vision, audio = False, False, False
-    return Abilities(template=template, fim=fim, projector=projector, vision=vision, audio=audio, embedding=embedding)
+    return Abilities(template=template, fim=fim, projector=projector, vision=vision, audio=audio, embedding=embedding,
+                     n_vocab=n_vocab, n_embd=n_embd)
+
+
+def _embedding_size(metadata: Mapping[str, str]) -> int | None:
+    """The size of the model's vectors, as a load tells it (``n_embd``; a vocab-only read has no sizes: the
+    header's ``<arch>.embedding_length``). None where the header has an output size of its own
+    (``embedding_length_out``): which one the vectors have is then the loaded model's to say."""
+    arch = metadata.get("general.architecture") or ""
+    if metadata.get(f"{arch}.embedding_length_out"):
+        return None
+    try:
+        return int(metadata.get(f"{arch}.embedding_length") or 0) or None
+    except ValueError:
+        return None
 
 
 # -- what a request asks ---------------------------------------------------------------------------------------
@@ -134,10 +152,16 @@ def _has_media(request: ChatRequest) -> bool:
     return any(isinstance(p, (ImagePart, AudioPart)) for m in request.messages for p in m.content)
 
 
-def asks_abilities(request: ChatRequest) -> bool:
-    """Whether ``request`` asks anything of its model that :func:`chat_refusal` judges (most ask nothing: no header
-    is read for them)."""
-    return _insists_on_thinking(request) or _insists_on_tools(request) or _has_media(request)
+def asks_abilities(request: ChatRequest | CompletionRequest | EmbeddingRequest) -> bool:
+    """Whether ``request`` asks anything of its model that :func:`refusal` judges (most ask nothing: no header is
+    read for them)."""
+    if isinstance(request, ChatRequest):
+        return (_insists_on_thinking(request) or _insists_on_tools(request) or _has_media(request)
+                or bool(request.context))
+    if isinstance(request, EmbeddingRequest) and request.dimensions is not None:
+        return True
+    prompts = request.prompts if isinstance(request, CompletionRequest) else request.inputs
+    return any(not isinstance(p, str) for p in prompts)
 
 
 # -- the refusals (the same words before and after a load) -----------------------------------------------------
@@ -165,11 +189,32 @@ def template_refusal(template: ChatTemplate, request: ChatRequest, model_id: str
     thinks on Harmony's analysis channel, with no marker pair: the format's ``thinks`` says it), tools its template
     does not render or that a stand-in template (ChatML for a model without its own) was never trained on
     (``tools``). None when it can."""
-    if _insists_on_thinking(request) and not format_for_template(template, bool(request.tools)).thinks:
+    if _insists_on_thinking(request) and not _thinks(template, bool(request.tools)):
         return RequestError(f'"{model_id}" does not support thinking', param="think", code="not_supported")
-    if _insists_on_tools(request) and (not template.supports_tools or template.fallback):
+    if _insists_on_tools(request) and not _takes_tools(template):
         return RequestError(f'"{model_id}" does not support tools', param="tools", code="not_supported")
     return None
+
+
+def _thinks(template: ChatTemplate, with_tools: bool) -> bool:
+    return format_for_template(template, with_tools).thinks
+
+
+def _takes_tools(template: ChatTemplate) -> bool:
+    # (a stand-in template, ChatML for a model without its own, is no tool support the model was trained on)
+    return template.supports_tools and not template.fallback
+
+
+def listed_ability(abilities: Abilities, kind: str) -> bool | None:
+    """Whether a model lists ``kind`` (``"thinking"``, ``"tools"``) among its capabilities: whether an Ollama
+    request insisting on it would pass :func:`template_refusal` (in the template Ollama's API prompts it in), so
+    that a client reading the list is never refused what it offers. None when its template is not known."""
+    if abilities.template is None:
+        return None
+    template = abilities.template
+    if template.fallback:  # Ollama's API prompts a model without a template of its own in Ollama's default
+        template = _ollama_default(template.fallback)
+    return _thinks(template, False) if kind == "thinking" else _takes_tools(template)
 
 
 def _media_refusal(abilities: Abilities, request: ChatRequest, model_id: str) -> MediaError | None:
@@ -195,13 +240,58 @@ def _media_refusal(abilities: Abilities, request: ChatRequest, model_id: str) ->
 
 def chat_refusal(abilities: Abilities, request: ChatRequest, model_id: str) -> JanError | None:
     """What ``request`` is refused with, before a load, for asking ``model_id`` (which can do ``abilities``)
-    what it cannot do: :func:`template_refusal` (a :class:`RequestError`), or a :class:`MediaError`
-    (``no_projector``) naming the message or part; None when it can, or when only a load can tell."""
+    what it cannot do: :func:`template_refusal` (a :class:`RequestError`), a :class:`MediaError`
+    (``no_projector``) naming the message or part, a ``context`` id outside its vocabulary
+    (:func:`context_refusal`); None when it can, or when only a load can tell."""
     if abilities.template is not None:
         problem = template_refusal(request_template(abilities.template, request), request, model_id)
         if problem is not None:
             return problem
-    return _media_refusal(abilities, request, model_id)
+    return _media_refusal(abilities, request, model_id) or context_refusal(abilities, request.context)
+
+
+def refusal(abilities: Abilities, request: ChatRequest | CompletionRequest | EmbeddingRequest,
+            model_id: str) -> JanError | None:
+    """:func:`chat_refusal` for a chat; for a completion or embeddings, a prompt or input of token ids outside the
+    vocabulary (as the engine's check words it, said of the prompt or input), and embeddings' ``dimensions`` other
+    than the model's (it cannot shorten them)."""
+    if isinstance(request, ChatRequest):
+        return chat_refusal(abilities, request, model_id)
+    if isinstance(request, EmbeddingRequest):
+        if request.dimensions is not None and abilities.n_embd is not None and request.dimensions != abilities.n_embd:
+            return dimensions_refusal(abilities.n_embd)
+        field, prompts = "input", request.inputs
+    else:
+        field, prompts = "prompt", request.prompts
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            problem = _ids_refusal(abilities, prompt, f"{field}[{i}]" if len(prompts) > 1 else field, field)
+            if problem is not None:
+                return problem
+    return None
+
+
+def context_refusal(abilities: Abilities, context: Sequence[int]) -> RequestError | None:
+    """A ``context`` (Ollama's: an earlier exchange's token ids) holding an id outside the vocabulary, in the words
+    of :func:`jan.services.local.check_context` (which says it after a load where the header could not)."""
+    return _ids_refusal(abilities, context, "context", "context")
+
+
+def _ids_refusal(abilities: Abilities, ids: Sequence[int], name: str, param: str) -> RequestError | None:
+    n_vocab = abilities.n_vocab
+    if n_vocab is None:
+        return None
+    for i, token in enumerate(ids):
+        if not 0 <= token < n_vocab:
+            return RequestError(f"{name}[{i}]: token id {token} is outside the model's vocabulary (0..{n_vocab - 1})",
+                                param=param, code="invalid_value")
+    return None
+
+
+def dimensions_refusal(n_embd: int) -> RequestError:
+    """Embeddings asked in ``dimensions`` other than the model's ``n_embd`` (it cannot shorten them)."""
+    return RequestError(f"dimensions: this model returns {n_embd}-dimensional embeddings (it cannot shorten them)",
+                        param="dimensions", code="invalid_value")
 
 
 def fill_in_refusal(model_id: str) -> RequestError:
@@ -209,3 +299,4 @@ def fill_in_refusal(model_id: str) -> RequestError:
     before a load; the loaded vocabulary's after one)."""
     return RequestError(f"suffix: the model '{model_id}' has no fill-in-the-middle tokens, so it cannot insert text "
                         "before a suffix", param="suffix", code="not_supported")
+

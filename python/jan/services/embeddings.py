@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from jan.core import LocalInferenceExtension
 from jan.errors import EmbeddingCancelledError
+from jan.services.abilities import dimensions_refusal
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.local import off_loop
 from jan.services.models import ModelService
@@ -33,6 +34,7 @@ class EmbeddingService:
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
             return await target.engine.embed(target.model, request)
+        await self.models.require_able(target, request)  # (dimensions, token ids its header refuses) before a load
         local = await target.engine.acquire(target.model)
         model = local.model
 
@@ -45,8 +47,7 @@ class EmbeddingService:
                                        "'none', a vector per token; these embeddings are one vector per input)",
                                        param="model", code="invalid_value")
                 if request.dimensions is not None and request.dimensions != model.info.n_embd:
-                    raise RequestError(f"dimensions: this model returns {model.info.n_embd}-dimensional embeddings "
-                                       f"(it cannot shorten them)", param="dimensions", code="invalid_value")
+                    raise dimensions_refusal(model.info.n_embd)
                 tokens = [model.tokenize(x) if isinstance(x, str) else list(x) for x in request.inputs]
                 if request.truncate:
                     tokens = [t[: model.n_ctx_embed] for t in tokens]

@@ -28,7 +28,7 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
     if not isinstance(target.engine, LocalInferenceExtension):
         raise RequestError(f"suffix: the model '{target.id}' runs on the '{target.engine.engine_name}' engine, "
                            "which cannot fill in the middle", param="suffix", code="not_supported")
-    await models.require_fill_in(target)  # a model whose header has no FIM tokens: refused before it loads
+    await models.require_fill_in(target, context)  # no FIM tokens (or a bad context id): refused before a load
     model = (await target.engine.acquire(target.model)).model
 
     def build() -> tuple[int, ...]:

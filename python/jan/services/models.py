@@ -7,7 +7,7 @@ import contextlib
 import functools
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +17,12 @@ from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
-from jan.services.abilities import Abilities, asks_abilities, chat_refusal, fill_in_refusal, model_abilities
+from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fill_in_refusal, listed_ability,
+                                   model_abilities, refusal)
 from jan.services.companions import COMPANIONS, companion_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
-from jan.services.types import ChatRequest, LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
+from jan.services.types import ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
 from jan.store.ids import is_valid_id
 from jan.templates import TemplateError, resolve_template
 
@@ -181,27 +182,35 @@ def require_generating(target: "Target") -> "Target":
     return target
 
 
-def capabilities(model: Mapping[str, Any], *, chat_template: str | None = None, embedding: bool = False,
-                 fim: bool = False, loaded: Mapping[str, Any] | None = None) -> list[str]:
+def capabilities(model: Mapping[str, Any], abilities: Abilities | None = None, *, chat_template: str | None = None,
+                 embedding: bool = False, fim: bool = False, loaded: Mapping[str, Any] | None = None) -> list[str]:
     """What a model can do, in Ollama's names, the one answer every dialect gives (``/api/show``, ``/v1/models``):
-    ``completion`` or ``embedding``, ``tools`` and ``thinking`` (its chat template, model.json's over the GGUF's
-    ``chat_template``, renders them), ``insert`` (``fim``: the GGUF has fill-in-the-middle tokens), ``vision`` and
-    ``audio`` (``loaded``: the engine's status ``capabilities`` of a loaded projector; else ``vision`` for a
-    model.json with a projector, ``settings.mmproj``, not loaded yet)."""
+    ``completion`` or ``embedding``; ``tools`` and ``thinking`` as an Ollama request is judged
+    (:func:`jan.services.abilities.template_refusal` on the template the model chats in: ``abilities``, read from
+    its files), so a client that reads them and asks is not refused; ``insert`` (the GGUF has fill-in-the-middle
+    tokens); ``vision`` and ``audio`` (``loaded``: the engine's status ``capabilities`` of a loaded projector; else
+    the projector's encoders as its header says). Without ``abilities`` (no readable GGUF: a remote model, a
+    download still running), from the model.json and ``chat_template`` text alone: the template's words, and
+    ``vision`` for a model.json naming a projector (``settings.mmproj``)."""
     settings = model.get("settings")
     settings = settings if isinstance(settings, Mapping) else {}
-    if embedding or embeds_only(model):
+    if embedding or embeds_only(model) or (abilities is not None and abilities.embedding):
         return ["embedding"]
-    template = settings.get("chat_template") or chat_template or ""
     caps = ["completion"]
-    if "tools" in template:
-        caps.append("tools")
-    if "<think>" in template or "enable_thinking" in template or "reasoning_content" in template:
-        caps.append("thinking")
-    if fim:
+    if abilities is not None and abilities.template is not None:
+        caps += [kind for kind in ("tools", "thinking") if listed_ability(abilities, kind)]
+    else:
+        template = settings.get("chat_template") or chat_template or ""
+        if "tools" in template:
+            caps.append("tools")
+        if "<think>" in template or "enable_thinking" in template or "reasoning_content" in template:
+            caps.append("thinking")
+    if abilities.fim if abilities is not None and abilities.fim is not None else fim:
         caps.append("insert")
     if isinstance(loaded, Mapping) and (loaded.get("vision") or loaded.get("audio")):
         caps += [kind for kind in ("vision", "audio") if loaded.get(kind)]
+    elif abilities is not None and abilities.projector:
+        caps += [kind for kind in ("vision", "audio") if getattr(abilities, kind) is not False]
     elif settings.get("mmproj"):
         caps.append("vision")
     return caps
@@ -605,27 +614,31 @@ class ModelService:
             return None
         return await asyncio.to_thread(model_abilities, target.model)
 
-    async def require_able(self, target: Target, request: ChatRequest) -> Target:
-        """``target``, or the refusal of what ``request`` insists on that its model cannot do (thinking, tools,
-        images or audio: :func:`jan.services.abilities.chat_refusal`), raised before anything loads the model, as
-        :meth:`resolve_generating` refuses an embedding model: loading gigabytes (and perhaps evicting another
-        model) only to refuse is waste. A request that asks none of these reads nothing. What the files do not
-        settle is left to the checks after the load."""
+    async def require_able(self, target: Target,
+                           request: ChatRequest | CompletionRequest | EmbeddingRequest) -> Target:
+        """``target``, or the refusal of what ``request`` asks that its model cannot do (thinking, tools, images or
+        audio; token ids outside its vocabulary; embeddings of another size: :func:`jan.services.abilities.refusal`),
+        raised before anything loads the model, as :meth:`resolve_generating` refuses an embedding model: loading
+        gigabytes (and perhaps evicting another model) only to refuse is waste. A request that asks none of these
+        reads nothing. What the files do not settle is left to the checks after the load."""
         if not asks_abilities(request):
             return target
         abilities = await self.abilities(target)
-        refusal = chat_refusal(abilities, request, target.id) if abilities is not None else None
-        if refusal is not None:
-            raise refusal
+        problem = refusal(abilities, request, target.id) if abilities is not None else None
+        if problem is not None:
+            raise problem
         return target
 
-    async def require_fill_in(self, target: Target) -> Target:
+    async def require_fill_in(self, target: Target, context: Sequence[int] = ()) -> Target:
         """``target``, or the refusal of a ``suffix`` (fill-in-the-middle) for a model whose vocabulary has no FIM
-        tokens, before anything loads it (:meth:`require_able`'s rule); a remote engine's model is refused by the
-        infill prompt, which it cannot make."""
+        tokens, or of a ``context`` id outside it, before anything loads it (:meth:`require_able`'s rule); a remote
+        engine's model is refused by the infill prompt, which it cannot make."""
         abilities = await self.abilities(target)
         if abilities is not None and abilities.fim is False:
             raise fill_in_refusal(target.id)
+        problem = context_refusal(abilities, context) if abilities is not None else None
+        if problem is not None:
+            raise problem
         return target
 
     async def with_weights(self, model: dict[str, Any]) -> dict[str, Any]:

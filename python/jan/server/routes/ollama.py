@@ -393,11 +393,13 @@ async def generate(request: web.Request) -> web.StreamResponse:
     require_generating(target)  # before _model_in_use loads it
     services = _services(request)
     with _media_named(body):
-        # what the model cannot do (a suffix without FIM tokens; think or images it has no place for) is refused
-        # before _model_in_use loads it
+        # what the model cannot do (a suffix without FIM tokens; think or images it has no place for, a context id
+        # outside its vocabulary) is refused before _model_in_use loads it, as is a body no model could answer
         typed = None
+        if body.suffix or body.raw:
+            ollama_requests.check_completion(body)
         if body.suffix:
-            await services.models.require_fill_in(target)
+            await services.models.require_fill_in(target, tuple(body.context or ()))
         elif not body.raw:
             typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
                 if body.images else ollama_requests.generate_chat_request(body, target.id)
