@@ -3,8 +3,11 @@ the dialect's own 4xx: thinking insisted on (Ollama's ``think``) from a model wh
 tools insisted on (Ollama) from one whose template has none, images or audio sent to a model without a projector
 for them, a ``suffix`` (fill-in-the-middle) for a model without FIM tokens. Its GGUF header, its projector's
 header and its model.json say so (jan.services.abilities): loading gigabytes only to refuse (perhaps evicting
-another model to make room) is the fault these tests catch. Each refusal is checked against the loaded-model list:
-the model was unloaded before, and is still not loaded after.
+another model to make room) is the fault these tests catch. So are the other refusals the files (or the load
+options) settle: token ids outside the vocabulary, embeddings of another size, more generations at once than the
+model's slots and queue, an Ollama body no model could answer, an assistants run whose thread holds images for a
+model without a projector. Each refusal is checked against the loaded-model list: the model was unloaded before,
+and is still not loaded after.
 
 stories260K has no chat template (ChatML stands in), no FIM tokens and no projector; vision-chat's projector has
 a vision encoder and no audio encoder."""
@@ -43,7 +46,9 @@ TOOL = {"type": "function", "function": {"name": "get_weather", "description": "
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, stories_path, vision_pair):
     model_path, _mmproj = vision_pair  # mmproj-vision-chat.gguf beside it: picked up on import
-    with running(tmp_path_factory.mktemp("before-load") / "data", stories_path, model_path) as srv:
+    # 2 slots and 2 queued: a request for 5 generations at once can never be served
+    with running(tmp_path_factory.mktemp("before-load") / "data", stories_path, model_path, n_parallel=2,
+                 max_queue=2) as srv:
         yield srv
 
 
@@ -132,6 +137,13 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
                                      "dimensions: this model returns 64-dimensional embeddings"),
     "ollama generate context": ("/api/generate", {"prompt": "hi", "context": [1, 99999], "stream": False},
                                 "context[1]: token id 99999 is outside the model's vocabulary"),
+    # -- more generations at once than the model's slots and queue (2 + 2) can ever hold
+    "openai chat n": ("/v1/chat/completions", {"messages": HI, "n": 5, "max_tokens": 2},
+                      "n: this request needs 5 generations at once"),
+    "openai completions n": ("/v1/completions", {"prompt": "hi", "n": 5, "max_tokens": 2},
+                             "n: this request needs 5 generations at once"),
+    "openai completions prompts": ("/v1/completions", {"prompt": ["a", "b", "c"], "n": 2, "max_tokens": 2},
+                                   "prompt: this request needs 6 generations at once"),
     # -- a body no model could answer, refused before the model is loaded for it
     "ollama generate raw system": ("/api/generate", {"prompt": "hi", "raw": True, "system": "be brief",
                                                      "stream": False}, "raw mode does not support"),
@@ -158,7 +170,8 @@ def test_what_a_model_cannot_do_is_refused_before_it_loads(server, unloaded, nam
     assert status == 400, answer
     code, message = _error(path, answer)
     assert words in message, answer
-    assert code in (None, "invalid_request_error", "not_supported", "no_projector", "invalid_value"), answer
+    assert code in (None, "invalid_request_error", "not_supported", "no_projector", "invalid_value",
+                    "too_many_generations"), answer
 
 
 def test_audio_to_a_projector_without_an_audio_encoder_is_refused_before_it_loads(server, unloaded):

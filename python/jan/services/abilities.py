@@ -34,8 +34,9 @@ from jan.services.types import AudioPart, ChatRequest, CompletionRequest, Embedd
 from jan.templates import ChatTemplate, TemplateError, resolve_template
 from jan.templates.formats import format_for_template
 
-__all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_refusal", "dimensions_refusal", "fill_in_refusal",
-           "listed_ability", "model_abilities", "refusal", "request_template", "template_refusal"]
+__all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_refusal", "dimensions_refusal", "fan_out_refusal",
+           "fill_in_refusal", "generations", "listed_ability", "model_abilities", "refusal", "request_template",
+           "template_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -300,3 +301,24 @@ def fill_in_refusal(model_id: str) -> RequestError:
     return RequestError(f"suffix: the model '{model_id}' has no fill-in-the-middle tokens, so it cannot insert text "
                         "before a suffix", param="suffix", code="not_supported")
 
+
+
+def generations(request: ChatRequest | CompletionRequest | EmbeddingRequest) -> tuple[int, str]:
+    """How many generations ``request`` needs at once, and the field that asks them (``n``; a completion's
+    ``prompt`` when it has several)."""
+    if isinstance(request, ChatRequest):
+        return request.n, "n"
+    if isinstance(request, CompletionRequest):
+        return len(request.prompts) * request.n, "prompt" if len(request.prompts) > 1 else "n"
+    return 0, "input"  # (an embedding is no generation)
+
+
+def fan_out_refusal(count: int, n_parallel: int, max_queue: int, param: str) -> RequestError | None:
+    """A request needing more generations at once than a model with ``n_parallel`` slots and ``max_queue`` queued
+    requests can ever hold, even on an idle server: the request's fault (400), not a 503. Judged from the load
+    options before a load (:meth:`jan.services.models.ModelService.require_able`), and by the loaded model's own
+    after it."""
+    if count <= n_parallel + max_queue:
+        return None
+    return RequestError(f"{param}: this request needs {count} generations at once, more than the model can ever hold "
+                        f"({n_parallel} slots + {max_queue} queued)", param=param, code="too_many_generations")

@@ -24,7 +24,7 @@ from jan.engine.params import engine_seed
 from jan.engine.request import generation_error
 from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
-from jan.services.abilities import request_template, template_refusal
+from jan.services.abilities import fan_out_refusal, request_template, template_refusal
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
 from jan.services.errors import RequestError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
@@ -553,11 +553,9 @@ def _explicit_grammar(request: ChatRequest) -> str | None:
 def check_fan_out(model: jan.Model, count: int, *, param: str) -> None:
     """A request needing more generations at once than the model has slots plus queue can never
     be served, even on an idle server: the request's fault (RequestError, HTTP 400), not a 503."""
-    capacity = model.n_parallel + model.max_queue
-    if count > capacity:
-        raise RequestError(f"{param}: this request needs {count} generations at once, more than the model "
-                           f"can ever hold ({model.n_parallel} slots + {model.max_queue} queued)",
-                           param=param, code="too_many_generations")
+    refusal = fan_out_refusal(count, model.n_parallel, model.max_queue, param)
+    if refusal is not None:
+        raise refusal
 
 
 # -- n choices ---------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
-from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fill_in_refusal, listed_ability,
-                                   model_abilities, refusal)
+from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
+                                   generations, listed_ability, model_abilities, refusal)
 from jan.services.companions import COMPANIONS, companion_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
@@ -620,7 +620,9 @@ class ModelService:
         audio; token ids outside its vocabulary; embeddings of another size: :func:`jan.services.abilities.refusal`),
         raised before anything loads the model, as :meth:`resolve_generating` refuses an embedding model: loading
         gigabytes (and perhaps evicting another model) only to refuse is waste. A request that asks none of these
-        reads nothing. What the files do not settle is left to the checks after the load."""
+        reads nothing. What the files do not settle is left to the checks after the load. Also refused: more
+        generations at once (``n``) than the model's load options give it slots and queue for."""
+        self._require_room(target, request)
         if not asks_abilities(request):
             return target
         abilities = await self.abilities(target)
@@ -628,6 +630,24 @@ class ModelService:
         if problem is not None:
             raise problem
         return target
+
+    @staticmethod
+    def _require_room(target: Target, request: ChatRequest | CompletionRequest | EmbeddingRequest) -> None:
+        """:func:`jan.services.abilities.fan_out_refusal` against the slots and queue the local engine would load the
+        model with (its defaults under the model.json's), as the loaded model's own check says it."""
+        count, param = generations(request)
+        options = getattr(target.engine, "load_options", None)
+        if count <= 1 or options is None:
+            return
+        try:
+            given = options(target.model)
+        except (TypeError, ValueError):
+            return  # a setting no load can use: the load names it
+        if given.n_parallel is None or given.max_queue is None:
+            return
+        problem = fan_out_refusal(count, given.n_parallel, given.max_queue, param)
+        if problem is not None:
+            raise problem
 
     async def require_fill_in(self, target: Target, context: Sequence[int] = ()) -> Target:
         """``target``, or the refusal of a ``suffix`` (fill-in-the-middle) for a model whose vocabulary has no FIM
