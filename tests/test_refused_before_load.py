@@ -214,3 +214,22 @@ def test_the_model_lists_say_what_is_refused(server):
         assert status == 200 and shown["capabilities"] == expected, shown.get("capabilities")
         status, listed = call(server, "GET", f"/v1/models/{model}")
         assert status == 200 and listed["capabilities"] == expected, listed.get("capabilities")
+
+
+@pytest.fixture
+def pooling_none(server, unloaded):
+    """stories260K set to load with pooling none (a vector per token), as a PATCH of its model.json sets it."""
+    status, answer = call(server, "PATCH", f"/v1/models/{STORIES}", {"settings": {"pooling": "none"}})
+    assert status == 200, answer
+    yield
+    status, answer = call(server, "PATCH", f"/v1/models/{STORIES}", {"settings": {"pooling": None}})
+    assert status == 200, answer
+
+
+@pytest.mark.parametrize("path, body", [("/v1/embeddings", {"input": "hi"}), ("/api/embed", {"input": "hi"}),
+                                        ("/api/embeddings", {"prompt": "hi"})])
+def test_embeddings_from_a_model_set_to_pooling_none_are_refused_before_it_loads(server, pooling_none, path, body):
+    status, answer = call(server, "POST", path, {"model": STORIES, **body})
+    assert status == 400, answer
+    _, message = _error(path, answer)
+    assert "Pooling type 'none' is not OAI compatible" in message, answer

@@ -35,8 +35,8 @@ from jan.templates import ChatTemplate, TemplateError, resolve_template
 from jan.templates.formats import format_for_template
 
 __all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_refusal", "dimensions_refusal", "fan_out_refusal",
-           "fill_in_refusal", "generations", "listed_ability", "model_abilities", "refusal", "request_template",
-           "template_refusal"]
+           "fill_in_refusal", "generations", "listed_ability", "model_abilities", "pooling_none_refusal", "refusal",
+           "request_template", "template_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -322,3 +322,14 @@ def fan_out_refusal(count: int, n_parallel: int, max_queue: int, param: str) -> 
         return None
     return RequestError(f"{param}: this request needs {count} generations at once, more than the model can ever hold "
                         f"({n_parallel} slots + {max_queue} queued)", param=param, code="too_many_generations")
+
+
+#: llama-server's words for an OpenAI embeddings request to a model with pooling none (jan adds which model).
+POOLING_NONE_REFUSED = "Pooling type 'none' is not OAI compatible. Please use a different pooling type"
+
+
+def pooling_none_refusal(model_id: str) -> RequestError:
+    """Embeddings (one vector per input) from a model loaded with pooling ``none`` (a vector per token): judged from
+    its load options before a load, and by the loaded model's after it."""
+    return RequestError(POOLING_NONE_REFUSED + f" (model '{model_id}' is loaded with pooling 'none', a vector per "
+                        "token; these embeddings are one vector per input)", param="model", code="invalid_value")

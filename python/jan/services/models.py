@@ -18,7 +18,7 @@ from jan.engine.model import check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
 from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
-                                   generations, listed_ability, model_abilities, refusal)
+                                   generations, listed_ability, model_abilities, pooling_none_refusal, refusal)
 from jan.services.companions import COMPANIONS, companion_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
@@ -622,7 +622,7 @@ class ModelService:
         gigabytes (and perhaps evicting another model) only to refuse is waste. A request that asks none of these
         reads nothing. What the files do not settle is left to the checks after the load. Also refused: more
         generations at once (``n``) than the model's load options give it slots and queue for."""
-        self._require_room(target, request)
+        self._require_load_options(target, request)
         if not asks_abilities(request):
             return target
         abilities = await self.abilities(target)
@@ -632,17 +632,22 @@ class ModelService:
         return target
 
     @staticmethod
-    def _require_room(target: Target, request: ChatRequest | CompletionRequest | EmbeddingRequest) -> None:
-        """:func:`jan.services.abilities.fan_out_refusal` against the slots and queue the local engine would load the
-        model with (its defaults under the model.json's), as the loaded model's own check says it."""
+    def _require_load_options(target: Target, request: ChatRequest | CompletionRequest | EmbeddingRequest) -> None:
+        """What the load options the local engine would load the model with (its defaults under the model.json's)
+        refuse, as the loaded model's own checks say it: more generations at once than its slots and queue
+        (:func:`jan.services.abilities.fan_out_refusal`), embeddings from a model loaded with pooling none."""
         count, param = generations(request)
         options = getattr(target.engine, "load_options", None)
-        if count <= 1 or options is None:
+        if options is None or (count <= 1 and not isinstance(request, EmbeddingRequest)):
             return
         try:
             given = options(target.model)
         except (TypeError, ValueError):
             return  # a setting no load can use: the load names it
+        if isinstance(request, EmbeddingRequest):
+            if given.pooling == "none":
+                raise pooling_none_refusal(target.id)
+            return
         if given.n_parallel is None or given.max_queue is None:
             return
         problem = fan_out_refusal(count, given.n_parallel, given.max_queue, param)

@@ -470,10 +470,12 @@ async def embed(request: web.Request) -> web.Response:
     body = await _body(request, wire.OllamaEmbedRequest)
     target = await _target(request, body.model)
     inputs = [body.input] if isinstance(body.input, str) else list(body.input or [])
+    typed = ollama_requests.embedding_request(target.id, inputs, body.truncate) if inputs else None
+    if typed is not None:
+        await _services(request).models.require_able(target, typed)  # (a model loaded with pooling none) before a load
     async with _model_in_use(target, body.keep_alive_seconds, timing):
-        if not inputs:
+        if typed is None:
             return _json({"model": body.model, "embeddings": []})
-        typed = ollama_requests.embedding_request(target.id, inputs, body.truncate)
         result = await unless_disconnected(request, _services(request).embeddings.embed(typed), target.id)
     total_ns = timing.total_ns()
 
@@ -492,10 +494,12 @@ async def embeddings(request: web.Request) -> web.Response:
     """Ollama's older embeddings endpoint: ``prompt`` -> ``embedding``."""
     body = await _body(request, wire.OllamaEmbeddingsRequest)
     target = await _target(request, body.model)
+    typed = ollama_requests.embedding_request(target.id, [body.prompt]) if body.prompt else None
+    if typed is not None:
+        await _services(request).models.require_able(target, typed)  # (as /api/embed) before a load
     async with _model_in_use(target, body.keep_alive_seconds, Timing()):
-        if not body.prompt:
+        if typed is None:
             return _json({"embedding": []})
-        typed = ollama_requests.embedding_request(target.id, [body.prompt])
         result = await unless_disconnected(request, _services(request).embeddings.embed(typed), target.id)
     return _json({"embedding": _truncated(result.vectors[0], None)})
 
