@@ -18,7 +18,7 @@ from jan.services.abilities import (Abilities, asks_abilities, chat_refusal, fil
                                    refusal)
 from jan.services.errors import RequestError
 from jan.services.types import (AudioPart, ChatMessage, ChatRequest, CompletionRequest, EmbeddingRequest, ImagePart,
-                                ReasoningOptions, TextPart, ToolSpec)
+                                ReasoningOptions, SamplingOptions, TextPart, ToolSpec)
 from jan.testing.gguf_models import models_dir, write_not_gguf
 from test_server_ollama import write_fim_model, write_qwen3_model
 
@@ -86,6 +86,26 @@ def test_token_ids_outside_the_vocabulary(stories_path):
     context = chat_refusal(can, _chat(context=(3, -1)), "m")
     assert isinstance(context, RequestError) and context.param == "context" and "context[1]: token id -1" in str(context)
     assert asks_abilities(_chat(context=(3,))) and not asks_abilities(CompletionRequest(model="m", prompts=("hi",)))
+    biased = CompletionRequest(model="m", prompts=("hi",), sampling=SamplingOptions(logit_bias={512: 1.0}))
+    assert asks_abilities(biased) and str(refusal(can, biased, "m")) == (
+        "logit_bias: token id 512 is outside the vocabulary")
+    assert refusal(can, CompletionRequest(model="m", prompts=("hi",), sampling=SamplingOptions(logit_bias={511: 1.0})),
+                   "m") is None
+
+
+def test_a_constraint_no_model_could_use():
+    """A request's own schema or grammar is judged as building it for the engine judges it (before a load)."""
+    from jan.services.local import asks_grammar, check_grammar
+    from jan.services.types import ResponseFormat
+    from jan.templates import GrammarError
+
+    bad = _chat(response_format=ResponseFormat("json_schema", schema={"$ref": "#/nope"}))
+    assert asks_grammar(bad) and not asks_grammar(_chat())
+    with pytest.raises(GrammarError, match="does not resolve"):
+        check_grammar(bad)
+    with pytest.raises(GrammarError, match="never defined"):
+        check_grammar(CompletionRequest(model="m", prompts=("hi",), grammar="root ::= foo"))
+    check_grammar(_chat(response_format=ResponseFormat("json_object")))  # (fine: nothing raised)
 
 
 def test_fim_tokens(fim_path):

@@ -144,6 +144,24 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
                              "n: this request needs 5 generations at once"),
     "openai completions prompts": ("/v1/completions", {"prompt": ["a", "b", "c"], "n": 2, "max_tokens": 2},
                                    "prompt: this request needs 6 generations at once"),
+    "openai chat logit_bias": ("/v1/chat/completions", {"messages": HI, "logit_bias": {"99999": 5}, "max_tokens": 2},
+                               "logit_bias: token id 99999 is outside the vocabulary"),
+    "openai completions logit_bias": ("/v1/completions", {"prompt": "hi", "logit_bias": {"99999": 5},
+                                                          "max_tokens": 2}, "token id 99999 is outside the vocabulary"),
+    # -- a constraint no model could use (a schema that does not compile, a grammar that does not parse)
+    "openai chat schema": ("/v1/chat/completions", {"messages": HI, "max_tokens": 2, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/defs/nope"}}}},
+        "response_format.json_schema.schema: $ref '#/defs/nope' does not resolve"),
+    "openai chat grammar": ("/v1/chat/completions", {"messages": HI, "grammar": "root ::= foo", "max_tokens": 2},
+                            "rule 'foo' is used but never defined"),
+    "openai completions grammar": ("/v1/completions", {"prompt": "hi", "grammar": "root ::= foo", "max_tokens": 2},
+                                   "rule 'foo' is used but never defined"),
+    "responses schema": ("/v1/responses", {"input": "hi", "max_output_tokens": 16, "text": {"format": {
+        "type": "json_schema", "name": "x", "schema": {"$ref": "#/x"}}}}, "$ref '#/x' does not resolve"),
+    "ollama chat format": ("/api/chat", {"messages": HI, "format": {"$ref": "#/x"}, "stream": False},
+                           "format: $ref '#/x' does not resolve"),
+    "ollama generate raw format": ("/api/generate", {"prompt": "hi", "raw": True, "format": {"$ref": "#/x"},
+                                                     "stream": False}, "format: $ref '#/x' does not resolve"),
     # -- a body no model could answer, refused before the model is loaded for it
     "ollama generate raw system": ("/api/generate", {"prompt": "hi", "raw": True, "system": "be brief",
                                                      "stream": False}, "raw mode does not support"),
@@ -171,7 +189,7 @@ def test_what_a_model_cannot_do_is_refused_before_it_loads(server, unloaded, nam
     code, message = _error(path, answer)
     assert words in message, answer
     assert code in (None, "invalid_request_error", "not_supported", "no_projector", "invalid_value",
-                    "too_many_generations"), answer
+                    "too_many_generations", "invalid_schema", "invalid_grammar"), answer
 
 
 def test_audio_to_a_projector_without_an_audio_encoder_is_refused_before_it_loads(server, unloaded):

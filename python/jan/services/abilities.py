@@ -27,6 +27,7 @@ from typing import Any
 
 from jan.engine.header import read_info
 from jan.engine.kv_cache import is_embedding_metadata
+from jan.engine.params import logit_bias_ids
 from jan.errors import JanError, MediaError
 from jan.extensions.models.gguf_info import gguf_scalars
 from jan.services.errors import RequestError
@@ -158,8 +159,10 @@ def asks_abilities(request: ChatRequest | CompletionRequest | EmbeddingRequest) 
     read for them)."""
     if isinstance(request, ChatRequest):
         return (_insists_on_thinking(request) or _insists_on_tools(request) or _has_media(request)
-                or bool(request.context))
+                or bool(request.context) or bool(request.sampling.logit_bias))
     if isinstance(request, EmbeddingRequest) and request.dimensions is not None:
+        return True
+    if isinstance(request, CompletionRequest) and request.sampling.logit_bias:
         return True
     prompts = request.prompts if isinstance(request, CompletionRequest) else request.inputs
     return any(not isinstance(p, str) for p in prompts)
@@ -256,6 +259,10 @@ def refusal(abilities: Abilities, request: ChatRequest | CompletionRequest | Emb
     """:func:`chat_refusal` for a chat; for a completion or embeddings, a prompt or input of token ids outside the
     vocabulary (as the engine's check words it, said of the prompt or input), and embeddings' ``dimensions`` other
     than the model's (it cannot shorten them)."""
+    if not isinstance(request, EmbeddingRequest):
+        problem = _bias_refusal(abilities, request.sampling.logit_bias)
+        if problem is not None:
+            return problem
     if isinstance(request, ChatRequest):
         return chat_refusal(abilities, request, model_id)
     if isinstance(request, EmbeddingRequest):
@@ -269,6 +276,22 @@ def refusal(abilities: Abilities, request: ChatRequest | CompletionRequest | Emb
             problem = _ids_refusal(abilities, prompt, f"{field}[{i}]" if len(prompts) > 1 else field, field)
             if problem is not None:
                 return problem
+    return None
+
+
+def _bias_refusal(abilities: Abilities, bias: Any) -> RequestError | None:
+    """A ``logit_bias`` naming a token outside the vocabulary, in the engine's words for it (a bias it cannot even
+    read is the engine's own error, said as it reads it)."""
+    if not bias or abilities.n_vocab is None:
+        return None
+    try:
+        ids = logit_bias_ids(bias)
+    except ValueError:
+        return None
+    for token in ids:
+        if token >= abilities.n_vocab:
+            return RequestError(f"logit_bias: token id {token} is outside the vocabulary", param="logit_bias",
+                                code="invalid_value")
     return None
 
 

@@ -31,7 +31,8 @@ from jan.services.model_reasoning import model_reasoning, reasoning_budget
 from jan.services.untrusted import (Piece, Placeholders, PromptText, TextWrites, UntrustedTextPart, control_ids,
                                     neutralized, prompt_tokens, spell_nothing, split_placeholders,
                                     tool_texts)
-from jan.templates import JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, json_schema_to_grammar, template_variables
+from jan.templates import (JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, check_gbnf, json_schema_to_grammar,
+                           template_variables)
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 from jan.templates.formats.call_start import call_start_tokens
 
@@ -539,6 +540,21 @@ def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dic
     except GrammarError as exc:  # a tool's parameters schema over a bound
         exc.param = exc.param or "tools"
         raise
+
+
+def asks_grammar(request: Any) -> bool:
+    """Whether a chat or completion request constrains its answer itself (``grammar``, a JSON ``response_format``)."""
+    fmt = getattr(request, "response_format", None)
+    return bool(getattr(request, "grammar", None)) or (fmt is not None and fmt.type in ("json_schema", "json_object"))
+
+
+def check_grammar(request: Any) -> None:
+    """Blocking: refuse (GrammarError naming the field) a chat or completion request's own constraint that no model
+    could use -- a JSON schema that does not compile, a GBNF ``grammar`` that does not parse -- as building it for
+    the engine would, but before a model is loaded for it (:meth:`jan.services.models.ModelService.require_able`)."""
+    grammar = _explicit_grammar(request) if isinstance(request, ChatRequest) else request.grammar
+    if grammar:
+        check_gbnf(grammar)
 
 
 def _explicit_grammar(request: ChatRequest) -> str | None:

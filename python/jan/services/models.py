@@ -21,6 +21,7 @@ from jan.services.abilities import (Abilities, asks_abilities, context_refusal, 
                                    generations, listed_ability, model_abilities, pooling_none_refusal, refusal)
 from jan.services.companions import COMPANIONS, companion_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
+from jan.services.local import asks_grammar, check_grammar
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
 from jan.store.ids import is_valid_id
@@ -623,6 +624,11 @@ class ModelService:
         reads nothing. What the files do not settle is left to the checks after the load. Also refused: more
         generations at once (``n``) than the model's load options give it slots and queue for."""
         self._require_load_options(target, request)
+        if asks_grammar(request) and isinstance(target.engine, LocalInferenceExtension) \
+                and target.id not in await target.engine.loaded_models():
+            # a constraint no model could use (a schema that does not compile): refused before a load, off the loop
+            # (a big schema takes a while); not again for a loaded model, which builds it with the request anyway
+            await asyncio.to_thread(check_grammar, request)
         if not asks_abilities(request):
             return target
         abilities = await self.abilities(target)

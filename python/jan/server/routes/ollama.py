@@ -395,9 +395,10 @@ async def generate(request: web.Request) -> web.StreamResponse:
     with _media_named(body):
         # what the model cannot do (a suffix without FIM tokens; think or images it has no place for, a context id
         # outside its vocabulary) is refused before _model_in_use loads it, as is a body no model could answer
-        typed = None
+        typed = grammar = None
         if body.suffix or body.raw:
             ollama_requests.check_completion(body)
+            grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)  # (a bad schema: 400)
         if body.suffix:
             await services.models.require_fill_in(target, tuple(body.context or ()))
         elif not body.raw:
@@ -406,7 +407,6 @@ async def generate(request: web.Request) -> web.StreamResponse:
             await services.models.require_able(target, typed)
         async with _model_in_use(target, keep_alive, timing):
             if typed is None:
-                grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)
                 prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix,
                                              tuple(body.context or ())) if body.suffix else None
                 stream = services.completions.stream(ollama_requests.completion_request(body, target.id, prompt,
