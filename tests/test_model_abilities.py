@@ -108,6 +108,22 @@ def test_a_constraint_no_model_could_use():
     check_grammar(_chat(response_format=ResponseFormat("json_object")))  # (fine: nothing raised)
 
 
+def test_a_tool_schema_no_model_could_use(stories_path):
+    """With the template the model chats in, the tools' grammar is built as after a load: a tool's schema that does
+    not compile is refused, unless tool_choice "none" builds no grammar from it."""
+    from jan.services.local import asks_tool_grammar, check_grammar
+    from jan.templates import GrammarError
+
+    template = model_abilities({"file_path": str(stories_path)}).template
+    bad = ToolSpec("f", None, {"$ref": "#/x"})
+    with pytest.raises(GrammarError, match="does not resolve") as refused:
+        check_grammar(_chat(tools=[bad]), template, None, "m")
+    assert refused.value.param == "tools[0].function.parameters"
+    assert not asks_tool_grammar(_chat(tools=[bad], tool_choice="none"))
+    check_grammar(_chat(tools=[bad], tool_choice="none"), template, None, "m")
+    check_grammar(_chat(tools=[TOOL], tool_choice="required"), template, None, "m")
+
+
 def test_fim_tokens(fim_path):
     assert model_abilities({"file_path": str(fim_path)}).fim is True
     assert "fill-in-the-middle" in str(fill_in_refusal("m")) and fill_in_refusal("m").param == "suffix"

@@ -156,6 +156,12 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
                             "rule 'foo' is used but never defined"),
     "openai completions grammar": ("/v1/completions", {"prompt": "hi", "grammar": "root ::= foo", "max_tokens": 2},
                                    "rule 'foo' is used but never defined"),
+    "openai chat tool schema": ("/v1/chat/completions", {"messages": HI, "max_tokens": 2, "tools": [
+        {"type": "function", "function": {"name": "f", "parameters": {"$ref": "#/x"}}}]},
+        "tools[0].function.parameters: $ref '#/x' does not resolve"),
+    "anthropic tool schema": ("/v1/messages", {"messages": HI, "max_tokens": 2, "tools": [
+        {"name": "f", "input_schema": {"type": "object", "properties": {"a": {"$ref": "#/x"}}}}]},
+        "tools[0].input_schema: $ref '#/x' does not resolve"),
     "responses schema": ("/v1/responses", {"input": "hi", "max_output_tokens": 16, "text": {"format": {
         "type": "json_schema", "name": "x", "schema": {"$ref": "#/x"}}}}, "$ref '#/x' does not resolve"),
     "ollama chat format": ("/api/chat", {"messages": HI, "format": {"$ref": "#/x"}, "stream": False},
@@ -221,6 +227,13 @@ def test_what_a_model_can_do_still_works(server):
     assert status == 200, answer
     status, answer = call(server, "POST", "/v1/chat/completions", {"model": STORIES, "messages": HI,
                                                                    "tools": [TOOL], "max_tokens": 2})
+    assert status == 200, answer
+    # tool_choice "none" builds no grammar from the tools: a schema that would not compile is not judged (as after
+    # a load), whether the model is loaded or not
+    call(server, "POST", f"/v1/models/{STORIES}/stop")
+    bad = {"type": "function", "function": {"name": "f", "parameters": {"$ref": "#/x"}}}
+    status, answer = call(server, "POST", "/v1/chat/completions", {"model": STORIES, "messages": HI, "tools": [bad],
+                                                                   "tool_choice": "none", "max_tokens": 2})
     assert status == 200, answer
 
 

@@ -124,6 +124,14 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
     ``settings``: the model.json ``settings`` (``reasoning_budget``, ``reasoning_format``,
     ``reasoning_effort`` defaults). Raises ValueError for bad reasoning options.
     """
+    return template_plan(local.template, request, settings, local.model.id,
+                         lambda text: local.model.tokenize(text, add_special=False, parse_special=True))
+
+
+def template_plan(template: ChatTemplate, request: ChatRequest, settings: Any, model_id: str,
+                  tokenize: Callable[[str], list[int]] | None) -> ChatPlan:
+    """:func:`chat_plan` of a model by its chat ``template`` (and id), loaded or not: without a ``tokenize`` (no
+    vocabulary at hand) a ``tool_choice: "none"`` bans no call-opening token."""
     tools = template_tools(request)
     r = request.reasoning
     defaults = model_reasoning(settings)  # RequestError naming settings.<key> for a bad stored value
@@ -137,19 +145,18 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
     if isinstance(choice, NamedToolChoice):
         choice = {"type": "function", "function": {"name": choice.name}}
     fmt = request.response_format
-    chat_format = format_for_template(local.template, bool(tools))
+    chat_format = format_for_template(template, bool(tools))
     banned: tuple[int, ...] = ()
-    if choice == "none" and tools:
+    if choice == "none" and tools and tokenize is not None:
         # "none" keeps the tools in the prompt, as OpenAI and llama-server do: they are the conversation's, and
         # the turn that asks an agent for its final answer then reuses the KV cache of its auto turns. It reads
         # no call out of the output (ChatPlan.parser) and forces none. Where every opening of a call is one token
         # (Qwen's <tool_call>, Mistral's [TOOL_CALLS]) that token is banned as well; where a call opens with text
         # (Llama 3's JSON, gpt-oss's to=functions.x), a call the model writes anyway is its content, as written.
-        banned = call_start_tokens(chat_format, lambda text: local.model.tokenize(text, add_special=False,
-                                                                                  parse_special=True)) or ()
+        banned = call_start_tokens(chat_format, tokenize) or ()
     # what the request insists on that the template cannot do (the model service refuses it before a load where
     # the file's header tells; said here again, in the same words, where only the loaded model could)
-    refusal = template_refusal(local.template, request, local.model.id)
+    refusal = template_refusal(template, request, model_id)
     if refusal is not None:
         raise refusal
     return ChatPlan(
@@ -548,13 +555,28 @@ def asks_grammar(request: Any) -> bool:
     return bool(getattr(request, "grammar", None)) or (fmt is not None and fmt.type in ("json_schema", "json_object"))
 
 
-def check_grammar(request: Any) -> None:
+def check_grammar(request: Any, template: ChatTemplate | None = None, settings: Any = None, model_id: str = "") -> None:
     """Blocking: refuse (GrammarError naming the field) a chat or completion request's own constraint that no model
     could use -- a JSON schema that does not compile, a GBNF ``grammar`` that does not parse -- as building it for
-    the engine would, but before a model is loaded for it (:meth:`jan.services.models.ModelService.require_able`)."""
-    grammar = _explicit_grammar(request) if isinstance(request, ChatRequest) else request.grammar
-    if grammar:
-        check_gbnf(grammar)
+    the engine would, but before a model is loaded for it (:meth:`jan.services.models.ModelService.require_able`).
+    With the chat ``template`` the model will chat in, also the tools' grammar (a tool's ``parameters`` schema that
+    does not compile), built as :func:`constraint_grammar` builds it; only a tool's fault is said from it here (the
+    rest of that grammar depends on the prompt, which is made after the load)."""
+    answer = _explicit_grammar(request) if isinstance(request, ChatRequest) else request.grammar
+    if answer:
+        check_gbnf(answer)
+    if template is None or not asks_tool_grammar(request) or (answer is not None and answer is request.grammar):
+        return
+    try:
+        template_plan(template, request, settings, model_id, None).grammar_options("", answer=answer)
+    except GrammarError as exc:
+        if (exc.param or "").startswith("tools"):
+            raise
+
+
+def asks_tool_grammar(request: Any) -> bool:
+    """Whether a chat request's tools make a grammar (any ``tool_choice`` but ``"none"``)."""
+    return isinstance(request, ChatRequest) and bool(request.tools) and request.tool_choice != "none"
 
 
 def _explicit_grammar(request: ChatRequest) -> str | None:

@@ -18,10 +18,11 @@ from jan.engine.model import check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
 from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
-                                   generations, listed_ability, model_abilities, pooling_none_refusal, refusal)
+                                   generations, listed_ability, model_abilities, pooling_none_refusal, refusal,
+                                   request_template)
 from jan.services.companions import COMPANIONS, companion_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
-from jan.services.local import asks_grammar, check_grammar
+from jan.services.local import asks_grammar, asks_tool_grammar, check_grammar
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
 from jan.store.ids import is_valid_id
@@ -624,17 +625,20 @@ class ModelService:
         reads nothing. What the files do not settle is left to the checks after the load. Also refused: more
         generations at once (``n``) than the model's load options give it slots and queue for."""
         self._require_load_options(target, request)
-        if asks_grammar(request) and isinstance(target.engine, LocalInferenceExtension) \
-                and target.id not in await target.engine.loaded_models():
-            # a constraint no model could use (a schema that does not compile): refused before a load, off the loop
-            # (a big schema takes a while); not again for a loaded model, which builds it with the request anyway
-            await asyncio.to_thread(check_grammar, request)
-        if not asks_abilities(request):
+        grammar = asks_grammar(request) or asks_tool_grammar(request)
+        if not isinstance(target.engine, LocalInferenceExtension) or not (grammar or asks_abilities(request)):
             return target
         abilities = await self.abilities(target)
         problem = refusal(abilities, request, target.id) if abilities is not None else None
         if problem is not None:
             raise problem
+        if grammar and target.id not in await target.engine.loaded_models():
+            # a constraint no model could use (a schema that does not compile, its tools' too): refused before a
+            # load, off the loop (a big schema takes a while); not again for a loaded model, which builds it with
+            # the request anyway
+            template = abilities.template if abilities is not None and isinstance(request, ChatRequest) else None
+            template = request_template(template, request) if template is not None else None
+            await asyncio.to_thread(check_grammar, request, template, target.model.get("settings"), target.id)
         return target
 
     @staticmethod
