@@ -24,7 +24,8 @@ from jan.services.companions import COMPANIONS, companion_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.local import asks_grammar, asks_tool_grammar, check_grammar
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
-from jan.services.types import ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
+from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat,
+                                SamplingOptions, check_context_keep, resolve_load)
 from jan.store.ids import is_valid_id
 from jan.templates import TemplateError, resolve_template
 
@@ -207,7 +208,8 @@ def capabilities(model: Mapping[str, Any], abilities: Abilities | None = None, *
             caps.append("tools")
         if "<think>" in template or "enable_thinking" in template or "reasoning_content" in template:
             caps.append("thinking")
-    if abilities.fim if abilities is not None and abilities.fim is not None else fim:
+    read_fim = abilities.fim if abilities is not None else None  # (the file's own tokens, where it was read)
+    if read_fim or (read_fim is None and fim):
         caps.append("insert")
     if isinstance(loaded, Mapping) and (loaded.get("vision") or loaded.get("audio")):
         caps += [kind for kind in ("vision", "audio") if loaded.get(kind)]

@@ -279,7 +279,8 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         "template": template,
         "details": _details(model, gguf),
         "model_info": model_info,
-        "capabilities": capabilities(model, gguf, abilities=model_abilities({**model, "file_path": path}) if path else None),
+        "capabilities": capabilities(model, gguf, abilities=model_abilities({**model, "file_path": path}) if path
+                                     else None),
         "modified_at": _modified_at(model, path),
     }
     return {k: v for k, v in out.items() if v != ""}

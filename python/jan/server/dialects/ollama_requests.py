@@ -31,8 +31,8 @@ from jan.services.types import (
     ends_in_prefill,
 )
 
-__all__ = ["OllamaRequestError", "chat_request", "check_completion", "completion_request", "embedding_request", "format_grammar", "generate_chat_request",
-           "media_error", "model_id", "model_parameters", "model_settings", "sampling", "truncation"]
+__all__ = ["OllamaRequestError", "chat_request", "check_completion", "completion_request", "embedding_request",
+           "format_grammar", "generate_chat_request", "media_error", "model_id", "model_parameters", "model_settings", "sampling", "truncation"]
 
 
 class OllamaRequestError(ValueError):
