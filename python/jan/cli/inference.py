@@ -477,7 +477,7 @@ class LocalBackend:
     """
 
     def __init__(self, conn: Connection, spec: str, *, n_ctx: int | None = None, n_threads: int | None = None,
-                 n_gpu_layers: int | None = None):
+                 n_gpu_layers: int | None = None, images: bool = False):
         import jan
 
         self.runtime = conn.runtime()
@@ -495,12 +495,19 @@ class LocalBackend:
             local = (target.model.get("engine") or "llama.cpp") == "llama.cpp"
             self.takes_images = bool(target.model.get("mmproj_path")) if local else None
             self._engine = target.engine
+            # what the model cannot do is refused before it loads (seconds, gigabytes): a .gguf given by path has no
+            # model.json saying it embeds, but its header does (services.abilities)
+            abilities = self.runtime.call(services.models.abilities(target))
+            self.embedding_only = not generates_text(target.model) or bool(abilities and abilities.embedding)
+            refuse_embedding(self)
+            if images:
+                refuse_images(self)
             self.runtime.call(target.engine.load_model(target.model))
         except (jan.JanError, ValueError) as exc:
             raise CLIError(f"cannot load {spec}: {exc}") from None
         self.load_seconds = time.perf_counter() - started
-        # what the engine made of the file: a .gguf given by path has no model.json saying it embeds
-        self.embedding_only = not generates_text(target.model) or self._loaded_embeds()
+        # what the engine made of the file, where its header did not tell
+        self.embedding_only = self.embedding_only or self._loaded_embeds()
 
     def _loaded_embeds(self) -> bool:
         pool = getattr(self._engine, "engine", None)  # the llama.cpp extension's model pool
@@ -631,9 +638,10 @@ def refuse_images(backend) -> None:
 
 
 def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_threads: int | None = None,
-                 n_gpu_layers: int | None = None):
+                 n_gpu_layers: int | None = None, images: bool = False):
     """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process.
-    An embedding model is refused (CLIError): every caller generates text with it."""
+    An embedding model is refused (CLIError): every caller generates text with it; so is a model that takes no
+    images when ``images`` are to be sent. In-process, both are refused before the model loads."""
     client = None if _looks_like_path(spec) and not _missing_bare_file(spec) else conn.server()
     if client is not None:
         from jan.cli.client import ServerError, path_part
@@ -654,6 +662,13 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
             warn(f"{', '.join(ignored)} only apply to a model loaded in this process; the server at "
                  f"{client.base_url} runs {spec} with its own settings (use --local to load it here)")
     else:
-        backend = LocalBackend(conn, spec, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+        backend = LocalBackend(conn, spec, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
+                               images=images)
     refuse_embedding(backend)  # `jan run` and `jan chat` (and its /model) only generate
+    if images:
+        try:
+            refuse_images(backend)
+        except CLIError:
+            backend.close()
+            raise
     return backend

@@ -19,7 +19,7 @@ from jan.cli.common import (
     text_param,
 )
 from jan.cli.images import image_part, user_content
-from jan.cli.inference import open_backend, refuse_images
+from jan.cli.inference import open_backend
 
 
 def sampling_options(func):
@@ -131,13 +131,9 @@ def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
     if think is not None and not raw:
         options["think"] = think
-    backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
-    if parts:
-        try:
-            refuse_images(backend)
-        except CLIError:
-            backend.close()
-            raise
+    # a model that takes no images is refused before it loads
+    backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
+                           images=bool(parts))
     if verbose:
         where = (f"server {conn.url}" if backend.path is None
                  else f"{backend.path} (loaded in {backend.load_seconds:.2f} s)")

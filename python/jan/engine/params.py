@@ -458,6 +458,12 @@ def _logit_bias(bias) -> list[tuple[int, float]]:
     return out
 
 
+def logit_bias_ids(bias) -> list[int]:
+    """The token ids a ``logit_bias`` names, read as :func:`sampling_params` reads them (ValueError naming
+    ``logit_bias`` as it does): for a check against a vocabulary before a model is loaded."""
+    return [token for token, _ in _logit_bias(bias)]
+
+
 def _token_key(key) -> int:
     """A logit_bias key as a token id: an int, or a string of one (JSON object keys are strings)."""
     if as_int(key) is not None:

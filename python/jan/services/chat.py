@@ -90,7 +90,10 @@ class ChatService:
         async def open_() -> tuple[str, AsyncIterator[ChatDelta]]:
             target = await self.models.resolve_generating(request.model)
             # documents (PDFs, text files) as the text the model reads, for every engine (a worker thread)
-            layered = self._layered(await read_documents(request), target)
+            documents = await read_documents(request)
+            # what the request insists on that the model cannot do: refused now, before _local loads it
+            await self.models.require_able(target, documents)
+            layered = self._layered(documents, target)
             if isinstance(target.engine, LocalInferenceExtension):
                 return target.id, self._local(target, layered)
             if layered.context:  # token ids mean nothing to an engine that takes messages: never silently dropped
@@ -109,7 +112,8 @@ class ChatService:
         cannot generate), for work started later (a background response), so that those are a 4xx when it is
         asked rather than a response that fails."""
         _require_request(request)
-        return (await self.models.resolve_generating(request.model)).id
+        target = await self.models.resolve_generating(request.model)
+        return (await self.models.require_able(target, request)).id
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """The whole completion (the stream aggregated); same errors as :meth:`stream`."""
@@ -131,6 +135,7 @@ class ChatService:
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
                                "renders its prompts itself", param="model", code="not_supported")
         request = await read_documents(request)
+        await self.models.require_able(target, request)  # before the acquire loads it
         local = prompted_as(await target.engine.acquire(target.model), request)
         _, text, tokens = await off_loop_for(request, _prompt_held, local, request, target.model.get("settings"))
         return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media

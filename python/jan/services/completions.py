@@ -38,6 +38,7 @@ class CompletionService:
             target = await self.models.resolve_generating(request.model)
             layered = replace(request, sampling=_layer(request, target))
             if isinstance(target.engine, LocalInferenceExtension):
+                await self.models.require_able(target, layered)  # (token ids outside its vocabulary) before a load
                 return target.id, self._local(target, layered)
             return target.id, target.engine.complete(target.model, layered)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from jan.core import LocalInferenceExtension
 from jan.errors import EmbeddingCancelledError
-from jan.services.errors import GenerationCancelledError, RequestError
+from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal
+from jan.services.errors import GenerationCancelledError
 from jan.services.local import off_loop
 from jan.services.models import ModelService
 from jan.services.types import EmbeddingRequest, EmbeddingResult
@@ -15,8 +16,6 @@ __all__ = ["EMBEDDING_CANCELLED", "POOLING_NONE_REFUSED", "EmbeddingService"]
 EMBEDDING_CANCELLED = ("The embedding was stopped before it finished: the model was stopped or unloaded on the server "
                        "(or the server is shutting down). Try again.")
 
-#: llama-server's words for an OpenAI embeddings request to a model with pooling none (jan adds which model).
-POOLING_NONE_REFUSED = "Pooling type 'none' is not OAI compatible. Please use a different pooling type"
 
 
 class EmbeddingService:
@@ -33,6 +32,8 @@ class EmbeddingService:
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
             return await target.engine.embed(target.model, request)
+        # (dimensions or token ids its header refuses, pooling none in its load options) before a load
+        await self.models.require_able(target, request)
         local = await target.engine.acquire(target.model)
         model = local.model
 
@@ -41,12 +42,9 @@ class EmbeddingService:
             # and making the embedding context take long enough for a load of another model to unload one idle
             with model.hold():
                 if getattr(model, "pooling", None) == "none":  # per token: neither OpenAI's shape nor Ollama's
-                    raise RequestError(POOLING_NONE_REFUSED + f" (model '{target.id}' is loaded with pooling "
-                                       "'none', a vector per token; these embeddings are one vector per input)",
-                                       param="model", code="invalid_value")
+                    raise pooling_none_refusal(target.id)
                 if request.dimensions is not None and request.dimensions != model.info.n_embd:
-                    raise RequestError(f"dimensions: this model returns {model.info.n_embd}-dimensional embeddings "
-                                       f"(it cannot shorten them)", param="dimensions", code="invalid_value")
+                    raise dimensions_refusal(model.info.n_embd)
                 tokens = [model.tokenize(x) if isinstance(x, str) else list(x) for x in request.inputs]
                 if request.truncate:
                     tokens = [t[: model.n_ctx_embed] for t in tokens]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from jan.core import LocalInferenceExtension
+from jan.services.abilities import FIM_TOKENS, fill_in_refusal
 from jan.services.errors import RequestError
 from jan.services.local import continued_prompt
 from jan.services.models import ModelService
@@ -27,6 +28,7 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
     if not isinstance(target.engine, LocalInferenceExtension):
         raise RequestError(f"suffix: the model '{target.id}' runs on the '{target.engine.engine_name}' engine, "
                            "which cannot fill in the middle", param="suffix", code="not_supported")
+    await models.require_fill_in(target, context)  # no FIM tokens (or a bad context id): refused before a load
     model = (await target.engine.acquire(target.model)).model
 
     def build() -> tuple[int, ...]:
@@ -34,9 +36,8 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
         # the model again), refused or not, so that a keep_alive 0 (which waits for claims) need not wait for it
         with model.hold():
             special = model.info.special_tokens
-            if not all(k in special for k in ("fim_pre", "fim_suf", "fim_mid")):
-                raise RequestError(f"suffix: the model '{target.id}' has no fill-in-the-middle tokens, so it "
-                                   "cannot insert text before a suffix", param="suffix", code="not_supported")
+            if not all(k in special for k in FIM_TOKENS):  # (where the header could not tell)
+                raise fill_in_refusal(target.id)
             tokens = [special["fim_pre"], *model.tokenize(prefix, add_special=False), special["fim_suf"],
                       *model.tokenize(suffix, add_special=False), special["fim_mid"]]
             return tuple(continued_prompt(model, context, tokens))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import functools
 import json
 import logging
 import random
@@ -25,13 +24,15 @@ from jan.engine.params import engine_seed
 from jan.engine.request import generation_error
 from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
+from jan.services.abilities import fan_out_refusal, request_template, template_refusal
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
 from jan.services.errors import RequestError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
 from jan.services.untrusted import (Piece, Placeholders, PromptText, TextWrites, UntrustedTextPart, control_ids,
                                     neutralized, prompt_tokens, spell_nothing, split_placeholders,
                                     tool_texts)
-from jan.templates import JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, json_schema_to_grammar, template_variables
+from jan.templates import (JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, check_gbnf, json_schema_to_grammar,
+                           template_variables)
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 from jan.templates.formats.call_start import call_start_tokens
 
@@ -107,21 +108,13 @@ def template_tools(request: ChatRequest) -> list[dict[str, Any]] | None:
 
 
 def prompted_as(local: LocalModel, request: ChatRequest) -> LocalModel:
-    """``local`` with the chat template ``request`` is prompted in: the model's own, except that a model with none
-    (ChatML stands in for it: ``template.fallback``) gets Ollama's default template, and none of ChatML's end-of-turn
-    stop strings, when the request asks (``ChatRequest.fallback_template``: Ollama's API). A template the model.json
-    names (``chat_template``, ``prompt_template``) is the user's choice and stays on every front end."""
-    if request.fallback_template == "ollama" and local.template.fallback:
-        return replace(local, template=_ollama_default(local.template.fallback), end_of_turn=())
+    """``local`` with the chat template ``request`` is prompted in (:func:`jan.services.abilities.request_template`:
+    the model's own, or Ollama's default for a model without one when the request asks), and none of ChatML's
+    end-of-turn stop strings where Ollama's default stands in."""
+    template = request_template(local.template, request)
+    if template is not local.template:
+        return replace(local, template=template, end_of_turn=())
     return local
-
-
-@functools.lru_cache(maxsize=8)
-def _ollama_default(why: str) -> ChatTemplate:
-    # compiled once per reason, not per request; it still says why it stands in (no tools were trained for it)
-    template = ChatTemplate.ollama_default()
-    template.fallback = why
-    return template
 
 
 def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> ChatPlan:
@@ -131,6 +124,14 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
     ``settings``: the model.json ``settings`` (``reasoning_budget``, ``reasoning_format``,
     ``reasoning_effort`` defaults). Raises ValueError for bad reasoning options.
     """
+    return template_plan(local.template, request, settings, local.model.id,
+                         lambda text: local.model.tokenize(text, add_special=False, parse_special=True))
+
+
+def template_plan(template: ChatTemplate, request: ChatRequest, settings: Any, model_id: str,
+                  tokenize: Callable[[str], list[int]] | None) -> ChatPlan:
+    """:func:`chat_plan` of a model by its chat ``template`` (and id), loaded or not: without a ``tokenize`` (no
+    vocabulary at hand) a ``tool_choice: "none"`` bans no call-opening token."""
     tools = template_tools(request)
     r = request.reasoning
     defaults = model_reasoning(settings)  # RequestError naming settings.<key> for a bad stored value
@@ -144,22 +145,20 @@ def chat_plan(local: LocalModel, request: ChatRequest, settings: Any = None) -> 
     if isinstance(choice, NamedToolChoice):
         choice = {"type": "function", "function": {"name": choice.name}}
     fmt = request.response_format
-    chat_format = format_for_template(local.template, bool(tools))
+    chat_format = format_for_template(template, bool(tools))
     banned: tuple[int, ...] = ()
-    if choice == "none" and tools:
+    if choice == "none" and tools and tokenize is not None:
         # "none" keeps the tools in the prompt, as OpenAI and llama-server do: they are the conversation's, and
         # the turn that asks an agent for its final answer then reuses the KV cache of its auto turns. It reads
         # no call out of the output (ChatPlan.parser) and forces none. Where every opening of a call is one token
         # (Qwen's <tool_call>, Mistral's [TOOL_CALLS]) that token is banned as well; where a call opens with text
         # (Llama 3's JSON, gpt-oss's to=functions.x), a call the model writes anyway is its content, as written.
-        banned = call_start_tokens(chat_format, lambda text: local.model.tokenize(text, add_special=False,
-                                                                                  parse_special=True)) or ()
-    # ``thinks``, not ``reasoning``: gpt-oss thinks on Harmony's analysis channel, with no marker pair
-    if r is not None and r.required and r.enabled and not chat_format.thinks:
-        raise RequestError(f'"{local.model.id}" does not support thinking', param="think", code="not_supported")
-    # (a fallback template, ChatML for a model without its own, is no tool support the model was trained on)
-    if tools and request.tools_need_template and (not local.template.supports_tools or local.template.fallback):
-        raise RequestError(f'"{local.model.id}" does not support tools', param="tools", code="not_supported")
+        banned = call_start_tokens(chat_format, tokenize) or ()
+    # what the request insists on that the template cannot do (the model service refuses it before a load where
+    # the file's header tells; said here again, in the same words, where only the loaded model could)
+    refusal = template_refusal(template, request, model_id)
+    if refusal is not None:
+        raise refusal
     return ChatPlan(
         chat_format,
         reasoning,
@@ -552,6 +551,36 @@ def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dic
         raise
 
 
+def asks_grammar(request: Any) -> bool:
+    """Whether a chat or completion request constrains its answer itself (``grammar``, a JSON ``response_format``)."""
+    fmt = getattr(request, "response_format", None)
+    return bool(getattr(request, "grammar", None)) or (fmt is not None and fmt.type in ("json_schema", "json_object"))
+
+
+def check_grammar(request: Any, template: ChatTemplate | None = None, settings: Any = None, model_id: str = "") -> None:
+    """Blocking: refuse (GrammarError naming the field) a chat or completion request's own constraint that no model
+    could use -- a JSON schema that does not compile, a GBNF ``grammar`` that does not parse -- as building it for
+    the engine would, but before a model is loaded for it (:meth:`jan.services.models.ModelService.require_able`).
+    With the chat ``template`` the model will chat in, also the tools' grammar (a tool's ``parameters`` schema that
+    does not compile), built as :func:`constraint_grammar` builds it; only a tool's fault is said from it here (the
+    rest of that grammar depends on the prompt, which is made after the load)."""
+    answer = _explicit_grammar(request) if isinstance(request, ChatRequest) else request.grammar
+    if answer:
+        check_gbnf(answer)
+    if template is None or not asks_tool_grammar(request) or (answer is not None and answer is request.grammar):
+        return
+    try:
+        template_plan(template, request, settings, model_id, None).grammar_options("", answer=answer)
+    except GrammarError as exc:
+        if (exc.param or "").startswith("tools"):
+            raise
+
+
+def asks_tool_grammar(request: Any) -> bool:
+    """Whether a chat request's tools make a grammar (any ``tool_choice`` but ``"none"``)."""
+    return isinstance(request, ChatRequest) and bool(request.tools) and request.tool_choice != "none"
+
+
 def _explicit_grammar(request: ChatRequest) -> str | None:
     fmt = request.response_format
     if fmt is not None and fmt.type in ("json_schema", "json_object"):
@@ -564,11 +593,9 @@ def _explicit_grammar(request: ChatRequest) -> str | None:
 def check_fan_out(model: jan.Model, count: int, *, param: str) -> None:
     """A request needing more generations at once than the model has slots plus queue can never
     be served, even on an idle server: the request's fault (RequestError, HTTP 400), not a 503."""
-    capacity = model.n_parallel + model.max_queue
-    if count > capacity:
-        raise RequestError(f"{param}: this request needs {count} generations at once, more than the model "
-                           f"can ever hold ({model.n_parallel} slots + {model.max_queue} queued)",
-                           param=param, code="too_many_generations")
+    refusal = fan_out_refusal(count, model.n_parallel, model.max_queue, param)
+    if refusal is not None:
+        raise refusal
 
 
 # -- n choices ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +17,15 @@ from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
+from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
+                                   generations, listed_ability, model_abilities, pooling_none_refusal, refusal,
+                                   request_template)
 from jan.services.companions import COMPANIONS, climbs_out, companion_problem, weights_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
+from jan.services.local import asks_grammar, asks_tool_grammar, check_grammar
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
-from jan.services.types import LoadOptions, ResponseFormat, SamplingOptions, check_context_keep, resolve_load
+from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat,
+                                SamplingOptions, check_context_keep, resolve_load)
 from jan.store.ids import is_valid_id
 from jan.templates import GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
@@ -206,27 +211,36 @@ def text_setting(model: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def capabilities(model: Mapping[str, Any], *, chat_template: str | None = None, embedding: bool = False,
-                 fim: bool = False, loaded: Mapping[str, Any] | None = None) -> list[str]:
+def capabilities(model: Mapping[str, Any], abilities: Abilities | None = None, *, chat_template: str | None = None,
+                 embedding: bool = False, fim: bool = False, loaded: Mapping[str, Any] | None = None) -> list[str]:
     """What a model can do, in Ollama's names, the one answer every dialect gives (``/api/show``, ``/v1/models``):
-    ``completion`` or ``embedding``, ``tools`` and ``thinking`` (its chat template, model.json's over the GGUF's
-    ``chat_template``, renders them), ``insert`` (``fim``: the GGUF has fill-in-the-middle tokens), ``vision`` and
-    ``audio`` (``loaded``: the engine's status ``capabilities`` of a loaded projector; else ``vision`` for a
-    model.json with a projector, ``settings.mmproj``, not loaded yet)."""
+    ``completion`` or ``embedding``; ``tools`` and ``thinking`` as an Ollama request is judged
+    (:func:`jan.services.abilities.template_refusal` on the template the model chats in: ``abilities``, read from
+    its files), so a client that reads them and asks is not refused; ``insert`` (the GGUF has fill-in-the-middle
+    tokens); ``vision`` and ``audio`` (``loaded``: the engine's status ``capabilities`` of a loaded projector; else
+    the projector's encoders as its header says). Without ``abilities`` (no readable GGUF: a remote model, a
+    download still running), from the model.json and ``chat_template`` text alone: the template's words, and
+    ``vision`` for a model.json naming a projector (``settings.mmproj``)."""
     settings = model.get("settings")
     settings = settings if isinstance(settings, Mapping) else {}
-    if embedding or embeds_only(model):
+    if embedding or embeds_only(model) or (abilities is not None and abilities.embedding):
         return ["embedding"]
-    template = text_setting(model, "chat_template") or chat_template or ""
     caps = ["completion"]
-    if "tools" in template:
-        caps.append("tools")
-    if "<think>" in template or "enable_thinking" in template or "reasoning_content" in template:
-        caps.append("thinking")
-    if fim:
+    if abilities is not None and abilities.template is not None:
+        caps += [kind for kind in ("tools", "thinking") if listed_ability(abilities, kind)]
+    else:
+        template = text_setting(model, "chat_template") or chat_template or ""
+        if "tools" in template:
+            caps.append("tools")
+        if "<think>" in template or "enable_thinking" in template or "reasoning_content" in template:
+            caps.append("thinking")
+    read_fim = abilities.fim if abilities is not None else None  # (the file's own tokens, where it was read)
+    if read_fim or (read_fim is None and fim):
         caps.append("insert")
     if isinstance(loaded, Mapping) and (loaded.get("vision") or loaded.get("audio")):
         caps += [kind for kind in ("vision", "audio") if loaded.get(kind)]
+    elif abilities is not None and abilities.projector:
+        caps += [kind for kind in ("vision", "audio") if getattr(abilities, kind) is not False]
     elif settings.get("mmproj"):
         caps.append("vision")
     return caps
@@ -641,6 +655,74 @@ class ModelService:
         dialect loads an embedding model to refuse a chat, and queued work (a background response, a run) is
         refused when asked rather than failed later."""
         return require_generating(await self.resolve(model_id))
+
+    async def abilities(self, target: Target) -> Abilities | None:
+        """What ``target``'s model can do as its files say (:func:`jan.services.abilities.model_abilities`, read
+        off the event loop, kept per file version); None for a model on an engine that is not local (its server
+        judges its requests)."""
+        if not isinstance(target.engine, LocalInferenceExtension):
+            return None
+        return await asyncio.to_thread(model_abilities, target.model)
+
+    async def require_able(self, target: Target,
+                           request: ChatRequest | CompletionRequest | EmbeddingRequest) -> Target:
+        """``target``, or the refusal of what ``request`` asks that its model cannot do (thinking, tools, images or
+        audio; token ids outside its vocabulary; embeddings of another size: :func:`jan.services.abilities.refusal`),
+        raised before anything loads the model, as :meth:`resolve_generating` refuses an embedding model: loading
+        gigabytes (and perhaps evicting another model) only to refuse is waste. A request that asks none of these
+        reads nothing. What the files do not settle is left to the checks after the load. Also refused: more
+        generations at once (``n``) than the model's load options give it slots and queue for."""
+        self._require_load_options(target, request)
+        grammar = asks_grammar(request) or asks_tool_grammar(request)
+        if not isinstance(target.engine, LocalInferenceExtension) or not (grammar or asks_abilities(request)):
+            return target
+        abilities = await self.abilities(target)
+        problem = refusal(abilities, request, target.id) if abilities is not None else None
+        if problem is not None:
+            raise problem
+        if grammar and target.id not in await target.engine.loaded_models():
+            # a constraint no model could use (a schema that does not compile, its tools' too): refused before a
+            # load, off the loop (a big schema takes a while); not again for a loaded model, which builds it with
+            # the request anyway
+            template = abilities.template if abilities is not None and isinstance(request, ChatRequest) else None
+            template = request_template(template, request) if template is not None else None
+            await asyncio.to_thread(check_grammar, request, template, target.model.get("settings"), target.id)
+        return target
+
+    @staticmethod
+    def _require_load_options(target: Target, request: ChatRequest | CompletionRequest | EmbeddingRequest) -> None:
+        """What the load options the local engine would load the model with (its defaults under the model.json's)
+        refuse, as the loaded model's own checks say it: more generations at once than its slots and queue
+        (:func:`jan.services.abilities.fan_out_refusal`), embeddings from a model loaded with pooling none."""
+        count, param = generations(request)
+        options = getattr(target.engine, "load_options", None)
+        if options is None or (count <= 1 and not isinstance(request, EmbeddingRequest)):
+            return
+        try:
+            given = options(target.model)
+        except (TypeError, ValueError):
+            return  # a setting no load can use: the load names it
+        if isinstance(request, EmbeddingRequest):
+            if given.pooling == "none":
+                raise pooling_none_refusal(target.id)
+            return
+        if given.n_parallel is None or given.max_queue is None:
+            return
+        problem = fan_out_refusal(count, given.n_parallel, given.max_queue, param)
+        if problem is not None:
+            raise problem
+
+    async def require_fill_in(self, target: Target, context: Sequence[int] = ()) -> Target:
+        """``target``, or the refusal of a ``suffix`` (fill-in-the-middle) for a model whose vocabulary has no FIM
+        tokens, or of a ``context`` id outside it, before anything loads it (:meth:`require_able`'s rule); a remote
+        engine's model is refused by the infill prompt, which it cannot make."""
+        abilities = await self.abilities(target)
+        if abilities is not None and abilities.fim is False:
+            raise fill_in_refusal(target.id)
+        problem = context_refusal(abilities, context) if abilities is not None else None
+        if problem is not None:
+            raise problem
+        return target
 
     async def with_weights(self, model: dict[str, Any]) -> dict[str, Any]:
         """The model.json with ``file_path``: its weights as the model manager resolves them (resolved

@@ -1447,6 +1447,9 @@ class RunService:
                                        sampling=sampling,
                                        truncation=run_truncation(req.last_messages, req.max_prompt_tokens),
                                        reasoning=_reasoning(effort), max_prompt_tokens=req.max_prompt_tokens)
+        # what the model cannot take (the thread's images, with no projector) is this request's 4xx, as an
+        # embedding model is: not a run accepted and failed later (its model is not loaded for it either way)
+        await self.models.require_able(target, run.chat_request)
         run.run_tools = list(req.tools) if req.tools is not None else None
         run.tool_choice_request, run.tool_policy, run.tool_specs = req.tool_choice, req.tool_policy, policy.specs
         run.warnings = policy.warnings

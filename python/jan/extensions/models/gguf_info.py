@@ -125,6 +125,27 @@ def gguf_architecture(path: str, *, max_keys: int = 4096) -> str | None:
     return None
 
 
+def gguf_scalars(path: str, wanted: frozenset[str] | set[str], *, max_keys: int = 4096) -> dict[str, Any]:
+    """The ``wanted`` keys of a GGUF file's header that hold one value (a number, a boolean, a string), read
+    directly: a projector's (``clip.has_audio_encoder``) cannot be read through llama.cpp. A key the header does
+    not have is left out; a damaged header raises ``ValueError``."""
+    found: dict[str, Any] = {}
+    with open(path, "rb") as f:
+        header = _Header(f)
+        for key, vtype in header.keys(max_keys):
+            if key not in wanted or vtype == _GGUF_ARRAY:
+                header.skip(vtype)
+            elif vtype == _GGUF_STRING:
+                found[key] = header.string().decode("utf-8", "replace")
+            elif vtype in _GGUF_FORMATS:
+                found[key] = struct.unpack("<" + _GGUF_FORMATS[vtype], header.read(_GGUF_SIZES[vtype]))[0]
+            else:
+                header.skip(vtype)  # (raises: a value type this reader does not know)
+            if len(found) == len(wanted):
+                break
+    return found
+
+
 def gguf_arrays(path: str, *, longest: int | None = None, max_keys: int = 4096) -> dict[str, list[Any]]:
     """The array-valued keys of a GGUF file's header (the vocabulary's ``tokenizer.ggml.tokens``, ``merges``,
     ``token_type``; per-layer sizes), which llama.cpp's metadata gives no value for. An array of more than

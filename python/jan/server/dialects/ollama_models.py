@@ -20,6 +20,7 @@ from typing import Any
 import jan
 from jan.engine.header import read_info
 from jan.extensions.models.gguf_info import gguf_arrays
+from jan.services.abilities import Abilities, model_abilities
 from jan.services.models import capabilities as model_capabilities, text_setting
 
 __all__ = ["GGUFDetails", "capabilities", "context_window", "format_time", "gguf_details", "listed_name", "model_digest",
@@ -191,11 +192,13 @@ def _typed(value: str) -> Any:
     return value
 
 
-def capabilities(model: dict[str, Any], gguf: GGUFDetails, status: dict[str, Any] | None = None) -> list[str]:
-    """Ollama's capability names for a model and its GGUF's header (the model service's one answer,
-    :func:`jan.services.models.capabilities`; ``status``: a loaded model's engine status)."""
-    return model_capabilities(model, chat_template=gguf.chat_template, embedding=gguf.embedding, fim=gguf.has_fim,
-                              loaded=(status or {}).get("capabilities"))
+def capabilities(model: dict[str, Any], gguf: GGUFDetails, status: dict[str, Any] | None = None,
+                 abilities: Abilities | None = None) -> list[str]:
+    """Ollama's capability names for a model, its GGUF's header and what its files say it can do (the model
+    service's one answer, :func:`jan.services.models.capabilities`; ``status``: a loaded model's engine status;
+    ``abilities``: :func:`jan.services.abilities.model_abilities`, None for a model with no GGUF to read)."""
+    return model_capabilities(model, abilities, chat_template=gguf.chat_template, embedding=gguf.embedding,
+                              fim=gguf.has_fim, loaded=(status or {}).get("capabilities"))
 
 
 def context_window(gguf: GGUFDetails, status: dict[str, Any] | None = None) -> int | None:
@@ -277,7 +280,8 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         "template": template,
         "details": _details(model, gguf),
         "model_info": model_info,
-        "capabilities": capabilities(model, gguf),
+        "capabilities": capabilities(model, gguf, abilities=model_abilities({**model, "file_path": path}) if path
+                                     else None),
         "modified_at": _modified_at(model, path),
     }
     return {k: v for k, v in out.items() if v != ""}

@@ -31,8 +31,8 @@ from jan.services.types import (
     ends_in_prefill,
 )
 
-__all__ = ["OllamaRequestError", "chat_request", "completion_request", "embedding_request", "format_grammar", "generate_chat_request",
-           "media_error", "model_id", "model_parameters", "model_settings", "sampling", "truncation"]
+__all__ = ["OllamaRequestError", "chat_request", "check_completion", "completion_request", "embedding_request",
+           "format_grammar", "generate_chat_request", "media_error", "model_id", "model_parameters", "model_settings", "sampling", "truncation"]
 
 
 class OllamaRequestError(ValueError):
@@ -279,6 +279,15 @@ def completion_request(body: wire.OllamaGenerateRequest, model: str, prompt: str
                        grammar: str | None = None) -> CompletionRequest:
     """``/api/generate`` with ``raw`` (the prompt goes to the model as is), or an infill prompt's token ids
     (which hold ``context`` already: :func:`jan.services.infill.infill_prompt`)."""
+    check_completion(body)
+    return CompletionRequest(model=model, prompts=(body.prompt if prompt is None else prompt,),
+                             sampling=sampling(body.options), logprobs=body.top_logprobs if body.logprobs else None,
+                             grammar=grammar, token_ids=not body.raw)  # (a raw reply has no context)
+
+
+def check_completion(body: wire.OllamaGenerateRequest) -> None:
+    """The refusals of an ``/api/generate`` body that :func:`completion_request` makes (``raw``, or a ``suffix``),
+    said before its model loads: nothing of them depends on it."""
     _refuse_template(body)
     if body.images:
         raise OllamaRequestError("images cannot be sent with raw: true (a raw prompt has no place for them)")
@@ -290,9 +299,6 @@ def completion_request(body: wire.OllamaGenerateRequest, model: str, prompt: str
     if body.raw and body.context:
         raise OllamaRequestError("raw mode does not support template, system, or context (a raw prompt goes to the "
                                  "model as is: send the conversation's text in it, or drop raw)")
-    return CompletionRequest(model=model, prompts=(body.prompt if prompt is None else prompt,),
-                             sampling=sampling(body.options), logprobs=body.top_logprobs if body.logprobs else None,
-                             grammar=grammar, token_ids=not body.raw)  # (a raw reply has no context)
 
 
 def _refuse_template(body: wire.OllamaGenerateRequest) -> None:

@@ -15,6 +15,7 @@ from jan.server.jsonio import json_response
 from jan.server.keys import MANAGER, SERVICES
 from jan.server.resolve import model_and_engine, model_extension
 from jan.server.routes import anthropic
+from jan.services.abilities import model_abilities
 from jan.services.models import unload_now
 from jan.store._util import as_seconds
 
@@ -74,12 +75,14 @@ async def model_facts(request: web.Request, model: dict[str, Any]) -> ModelFacts
         status = await engine.model_status(model["id"])
     except LookupError:
         engine, status = None, {"status": "unavailable"}
-    path = model.get("file_path")
-    if not path and isinstance(engine, LocalInferenceExtension):  # (a remote model has no GGUF to read)
+    path, abilities = model.get("file_path"), None
+    if isinstance(engine, LocalInferenceExtension):  # (a remote model has no GGUF to read)
         with contextlib.suppress(Exception):  # a model not downloaded (yet): listed without the file's facts
-            path = (await request.app[SERVICES].models.with_weights(model)).get("file_path")
+            files = await request.app[SERVICES].models.with_weights(model)  # (its projector too)
+            path = files.get("file_path")
+            abilities = await asyncio.to_thread(model_abilities, files) if path else None  # (kept per file version)
     gguf = await asyncio.to_thread(ollama_models.gguf_details, path)  # (a header read once per file version)
-    return ModelFacts(status, ollama_models.capabilities(model, gguf, status),
+    return ModelFacts(status, ollama_models.capabilities(model, gguf, status, abilities),
                       ollama_models.context_window(gguf, status))
 
 

@@ -352,6 +352,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         typed = await body_step(ollama_requests.chat_request, body, target.id)  # off the loop for a big body
     service = _services(request).chat
     with _media_named(body):
+        await _services(request).models.require_able(target, typed)  # (think, tools, images) before a load
         async with _model_in_use(target, keep_alive, timing):
             if not body.streaming:
                 result = await unless_disconnected(request, service.complete(typed), target.id)
@@ -394,9 +395,20 @@ async def generate(request: web.Request) -> web.StreamResponse:
     require_generating(target)  # before _model_in_use loads it
     services = _services(request)
     with _media_named(body):
+        # what the model cannot do (a suffix without FIM tokens; think or images it has no place for, a context id
+        # outside its vocabulary) is refused before _model_in_use loads it, as is a body no model could answer
+        typed = grammar = None
+        if body.suffix or body.raw:
+            ollama_requests.check_completion(body)
+            grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)  # (a bad schema: 400)
+        if body.suffix:
+            await services.models.require_fill_in(target, tuple(body.context or ()))
+        elif not body.raw:
+            typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
+                if body.images else ollama_requests.generate_chat_request(body, target.id)
+            await services.models.require_able(target, typed)
         async with _model_in_use(target, keep_alive, timing):
-            if body.suffix or body.raw:
-                grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)
+            if typed is None:
                 prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix,
                                              tuple(body.context or ())) if body.suffix else None
                 stream = services.completions.stream(ollama_requests.completion_request(body, target.id, prompt,
@@ -407,8 +419,6 @@ async def generate(request: web.Request) -> web.StreamResponse:
                               + len(whole.get("logprobs") or ()) * (2 + body.top_logprobs) * 8)
                     return await _whole(lambda: whole, values)
             else:
-                typed = await asyncio.to_thread(ollama_requests.generate_chat_request, body, target.id) \
-                    if body.images else ollama_requests.generate_chat_request(body, target.id)
                 if not body.streaming:
                     result = await unless_disconnected(request, services.chat.complete(typed), target.id)
                     return await _whole(lambda: encoder.whole(result), _result_values(result, body.top_logprobs))
@@ -462,10 +472,12 @@ async def embed(request: web.Request) -> web.Response:
     body = await _body(request, wire.OllamaEmbedRequest)
     target = await _target(request, body.model)
     inputs = [body.input] if isinstance(body.input, str) else list(body.input or [])
+    typed = ollama_requests.embedding_request(target.id, inputs, body.truncate) if inputs else None
+    if typed is not None:
+        await _services(request).models.require_able(target, typed)  # (a model loaded with pooling none) before a load
     async with _model_in_use(target, body.keep_alive_seconds, timing):
-        if not inputs:
+        if typed is None:
             return _json({"model": body.model, "embeddings": []})
-        typed = ollama_requests.embedding_request(target.id, inputs, body.truncate)
         result = await unless_disconnected(request, _services(request).embeddings.embed(typed), target.id)
     total_ns = timing.total_ns()
 
@@ -484,10 +496,12 @@ async def embeddings(request: web.Request) -> web.Response:
     """Ollama's older embeddings endpoint: ``prompt`` -> ``embedding``."""
     body = await _body(request, wire.OllamaEmbeddingsRequest)
     target = await _target(request, body.model)
+    typed = ollama_requests.embedding_request(target.id, [body.prompt]) if body.prompt else None
+    if typed is not None:
+        await _services(request).models.require_able(target, typed)  # (as /api/embed) before a load
     async with _model_in_use(target, body.keep_alive_seconds, Timing()):
-        if not body.prompt:
+        if typed is None:
             return _json({"embedding": []})
-        typed = ollama_requests.embedding_request(target.id, [body.prompt])
         result = await unless_disconnected(request, _services(request).embeddings.embed(typed), target.id)
     return _json({"embedding": _truncated(result.vectors[0], None)})
 

@@ -173,8 +173,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         # that is not there or cannot generate is a 4xx now (OpenAI's), and a damaged image a 400 naming its input
         # as in the foreground, not an answered id that fails (and that the store, refusing the image too, would
         # then not keep: a 404 to the client polling it).
-        await _chat(request).answering_model(chat_request)
-        try:
+        try:  # (what the model cannot take, images without a projector, is refused here as well)
+            await _chat(request).answering_model(chat_request)
             await off_loop_for(chat_request, check_images, inputs, len(chat_request.messages) - len(inputs))
         except MediaError as exc:
             raise named(exc) from None

@@ -1,0 +1,257 @@
+"""What a local model can do, read from its files before any load (jan.services.abilities): the GGUF header's chat
+template and special tokens, the projector header's encoders, the model.json's template overrides and projector;
+kept per file version; and what a request is refused with for asking more. The CLI's local mode refuses what a
+model cannot do (an embedding model given by path, images without a projector) before it loads the model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from jan.errors import MediaError
+from jan.extensions.llamacpp.extension import LlamaCppExtension
+from jan.extensions.models.gguf_info import gguf_scalars
+from jan.services.abilities import (Abilities, asks_abilities, chat_refusal, fill_in_refusal, model_abilities,
+                                   refusal)
+from jan.services.errors import RequestError
+from jan.services.types import (AudioPart, ChatMessage, ChatRequest, CompletionRequest, EmbeddingRequest, ImagePart,
+                                ReasoningOptions, SamplingOptions, TextPart, ToolSpec)
+from jan.testing.gguf_models import models_dir, write_not_gguf
+from test_server_ollama import write_fim_model, write_qwen3_model
+
+TOOL = ToolSpec("get_weather", "The weather", {"type": "object"})
+
+
+def _chat(*parts, reasoning: ReasoningOptions | None = None, tools=(), **kw) -> ChatRequest:
+    return ChatRequest(model="m", messages=(ChatMessage("user", (TextPart("hi"), *parts)),), reasoning=reasoning,
+                       tools=tuple(tools), **kw)
+
+
+THINK = ReasoningOptions(enabled=True, required=True)
+
+
+@pytest.fixture(scope="module")
+def fim_path(tmp_path_factory):
+    return write_fim_model(tmp_path_factory.mktemp("fim") / "fim.gguf")
+
+
+@pytest.fixture(scope="module")
+def qwen3_path(tmp_path_factory):
+    return write_qwen3_model(tmp_path_factory.mktemp("qwen3") / "qwen3.gguf")
+
+
+def test_a_model_without_a_template_fim_tokens_or_projector(stories_path):
+    can = model_abilities({"file_path": str(stories_path), "settings": {}})
+    assert (can.fim, can.projector, can.vision, can.audio, can.embedding) == (False, False, False, False, False)
+    assert can.template is not None and can.template.fallback  # ChatML stands in, as a load makes it
+    think = chat_refusal(can, _chat(reasoning=THINK), "m")
+    assert isinstance(think, RequestError) and think.param == "think" and str(think) == '"m" does not support thinking'
+    tools = chat_refusal(can, _chat(tools=[TOOL], tools_need_template=True), "m")
+    assert isinstance(tools, RequestError) and tools.param == "tools"
+    # tools through a dialect that does not insist (OpenAI's: ChatML's polyfill), thinking left to the default: fine
+    assert chat_refusal(can, _chat(tools=[TOOL]), "m") is None
+    assert chat_refusal(can, _chat(reasoning=ReasoningOptions(enabled=True)), "m") is None
+    image = chat_refusal(can, _chat(ImagePart(b"x", "image/png")), "m")
+    assert isinstance(image, MediaError) and image.reason == "no_projector" and image.message_index == 0
+    assert "it has no projector" in str(image)
+
+
+def test_asks_abilities_only_for_what_is_judged():
+    assert not asks_abilities(_chat())
+    assert not asks_abilities(_chat(tools=[TOOL], reasoning=ReasoningOptions(enabled=True)))
+    assert asks_abilities(_chat(reasoning=THINK))
+    assert asks_abilities(_chat(tools=[TOOL], tools_need_template=True))
+    assert asks_abilities(_chat(AudioPart(b"x", "mp3")))
+
+
+def test_an_embedding_model(minilm_path):
+    can = model_abilities({"file_path": str(minilm_path)})
+    assert (can.embedding, can.n_embd, can.n_vocab) == (True, 384, 30522)
+    assert refusal(can, EmbeddingRequest(model="m", inputs=("hi",), dimensions=384), "m") is None
+    wrong = refusal(can, EmbeddingRequest(model="m", inputs=("hi",), dimensions=8), "m")
+    assert isinstance(wrong, RequestError) and wrong.param == "dimensions"
+    ids = refusal(can, EmbeddingRequest(model="m", inputs=("hi", (1, 30522))), "m")
+    assert isinstance(ids, RequestError) and str(ids).startswith("input[1][1]: token id 30522 is outside")
+
+
+def test_token_ids_outside_the_vocabulary(stories_path):
+    can = model_abilities({"file_path": str(stories_path)})
+    assert can.n_vocab == 512
+    assert refusal(can, CompletionRequest(model="m", prompts=((1, 511),)), "m") is None
+    prompt = refusal(can, CompletionRequest(model="m", prompts=((1, 512),)), "m")
+    assert isinstance(prompt, RequestError) and prompt.param == "prompt" and str(prompt).startswith("prompt[1]: ")
+    context = chat_refusal(can, _chat(context=(3, -1)), "m")
+    assert isinstance(context, RequestError) and context.param == "context"
+    assert "context[1]: token id -1" in str(context)
+    assert asks_abilities(_chat(context=(3,))) and not asks_abilities(CompletionRequest(model="m", prompts=("hi",)))
+    biased = CompletionRequest(model="m", prompts=("hi",), sampling=SamplingOptions(logit_bias={512: 1.0}))
+    assert asks_abilities(biased) and str(refusal(can, biased, "m")) == (
+        "logit_bias: token id 512 is outside the vocabulary")
+    assert refusal(can, CompletionRequest(model="m", prompts=("hi",), sampling=SamplingOptions(logit_bias={511: 1.0})),
+                   "m") is None
+
+
+def test_a_constraint_no_model_could_use():
+    """A request's own schema or grammar is judged as building it for the engine judges it (before a load)."""
+    from jan.services.local import asks_grammar, check_grammar
+    from jan.services.types import ResponseFormat
+    from jan.templates import GrammarError
+
+    bad = _chat(response_format=ResponseFormat("json_schema", schema={"$ref": "#/nope"}))
+    assert asks_grammar(bad) and not asks_grammar(_chat())
+    with pytest.raises(GrammarError, match="does not resolve"):
+        check_grammar(bad)
+    with pytest.raises(GrammarError, match="never defined"):
+        check_grammar(CompletionRequest(model="m", prompts=("hi",), grammar="root ::= foo"))
+    check_grammar(_chat(response_format=ResponseFormat("json_object")))  # (fine: nothing raised)
+
+
+def test_a_tool_schema_no_model_could_use(stories_path):
+    """With the template the model chats in, the tools' grammar is built as after a load: a tool's schema that does
+    not compile is refused, unless tool_choice "none" builds no grammar from it."""
+    from jan.services.local import asks_tool_grammar, check_grammar
+    from jan.templates import GrammarError
+
+    template = model_abilities({"file_path": str(stories_path)}).template
+    bad = ToolSpec("f", None, {"$ref": "#/x"})
+    with pytest.raises(GrammarError, match="does not resolve") as refused:
+        check_grammar(_chat(tools=[bad]), template, None, "m")
+    assert refused.value.param == "tools[0].function.parameters"
+    assert not asks_tool_grammar(_chat(tools=[bad], tool_choice="none"))
+    check_grammar(_chat(tools=[bad], tool_choice="none"), template, None, "m")
+    check_grammar(_chat(tools=[TOOL], tool_choice="required"), template, None, "m")
+
+
+def test_fim_tokens(fim_path):
+    assert model_abilities({"file_path": str(fim_path)}).fim is True
+    assert "fill-in-the-middle" in str(fill_in_refusal("m")) and fill_in_refusal("m").param == "suffix"
+
+
+def test_a_template_that_thinks_and_the_model_json_s_override(stories_path, qwen3_path):
+    qwen3 = model_abilities({"file_path": str(qwen3_path)})
+    assert chat_refusal(qwen3, _chat(reasoning=THINK), "m") is None
+    assert chat_refusal(qwen3, _chat(tools=[TOOL], tools_need_template=True), "m") is None
+    # the model.json's chat_template overrides the file's, as a load resolves it: then stories260K can think too
+    source = (models_dir().parent / "templates" / "Qwen-Qwen3-0.6B.jinja").read_text(encoding="utf-8")
+    overridden = model_abilities({"file_path": str(stories_path), "settings": {"chat_template": source}})
+    assert chat_refusal(overridden, _chat(reasoning=THINK), "m") is None
+    # and one that cannot be used leaves the question to the load (which names the setting)
+    broken = model_abilities({"file_path": str(stories_path), "settings": {"chat_template": "{% if %}"}})
+    assert broken.template is None and chat_refusal(broken, _chat(reasoning=THINK), "m") is None
+
+
+def test_a_projector_s_encoders(vision_pair, tmp_path):
+    model_path, mmproj = vision_pair
+    can = model_abilities({"file_path": str(model_path), "mmproj_path": str(mmproj)})
+    assert (can.projector, can.vision, can.audio) == (True, True, False)  # no clip.has_audio_encoder: none
+    assert chat_refusal(can, _chat(ImagePart(b"x", "image/png")), "m") is None
+    audio = chat_refusal(can, _chat(AudioPart(b"x", "mp3")), "m")
+    assert isinstance(audio, MediaError) and (audio.message_index, audio.part_index) == (0, 1)
+    assert "model 'm' does not accept audio" in str(audio)
+    # named in the model.json but not found, or damaged: not known before the load (which says what is wrong)
+    named = model_abilities({"file_path": str(model_path), "settings": {"mmproj": "gone.gguf"}})
+    assert (named.projector, named.vision) == (None, None)
+    assert chat_refusal(named, _chat(ImagePart(b"x", "image/png")), "m") is None
+    damaged = model_abilities({"file_path": str(model_path), "mmproj_path": str(write_not_gguf(tmp_path / "p.gguf"))})
+    assert (damaged.projector, damaged.vision, damaged.audio) == (True, None, None)
+
+
+def test_gguf_scalars_reads_the_wanted_keys(vision_pair):
+    _, mmproj = vision_pair
+    keys = gguf_scalars(str(mmproj), {"clip.has_vision_encoder", "clip.projector_type", "clip.has_audio_encoder"})
+    assert keys == {"clip.has_vision_encoder": True, "clip.projector_type": "mlp"}
+
+
+def test_no_readable_header_is_not_known(tmp_path):
+    can = model_abilities({"file_path": str(write_not_gguf(tmp_path / "x.gguf"))})
+    assert (can.template, can.fim, can.embedding) == (None, None, None)
+    assert model_abilities({}) == Abilities(projector=False, vision=False, audio=False)
+
+
+def test_kept_per_file_version(tmp_path, stories_path, fim_path):
+    path = tmp_path / "m.gguf"
+    shutil.copyfile(stories_path, path)
+    assert model_abilities({"file_path": str(path)}).fim is False
+    shutil.copyfile(fim_path, path)  # replaced (another size and mtime): read again
+    os.utime(path, ns=(1, 1))
+    assert model_abilities({"file_path": str(path)}).fim is True
+
+
+# -- the CLI's local mode ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def loads(monkeypatch):
+    """Every model the llama.cpp extension is asked to load, by id."""
+    asked: list[str] = []
+    original = LlamaCppExtension.load_model
+
+    async def counting(self, model):
+        asked.append(model["id"])
+        return await original(self, model)
+
+    monkeypatch.setattr(LlamaCppExtension, "load_model", counting)
+    return asked
+
+
+def _run(tmp_path, *args: str):
+    from jan.cli import main
+
+    env = {"JAN_DATA_FOLDER": str(tmp_path / "data"), "JAN_LOCAL": "1", "NO_COLOR": "1"}
+    return CliRunner().invoke(main, ["run", *args], env=env)
+
+
+def test_cli_refuses_an_embedding_gguf_before_loading_it(tmp_path, minilm_path, loads):
+    result = _run(tmp_path, str(minilm_path), "hi")
+    assert result.exit_code == 1 and "is an embedding model; it cannot generate text" in result.output, result.output
+    assert loads == []
+
+
+def test_cli_refuses_images_for_a_model_without_a_projector_before_loading_it(tmp_path, stories_path,
+                                                                             test_image_path, loads):
+    result = _run(tmp_path, str(stories_path), "--image", str(test_image_path), "what is this?")
+    assert result.exit_code == 1 and "takes no images" in result.output, result.output
+    assert loads == []
+    result = _run(tmp_path, str(stories_path), "-n", "2", "hi")  # and it still answers what it can
+    assert result.exit_code == 0, result.output
+    assert loads == ["stories260K"]
+
+
+# -- the capabilities every model list gives agree with what requests are refused ------------------------------------
+def _templates():
+    from jan.templates import ChatTemplate, TemplateError
+
+    for path in sorted((models_dir().parent / "templates").glob("*.jinja")):
+        try:
+            yield path.stem, ChatTemplate(path.read_text(encoding="utf-8"))
+        except TemplateError:
+            continue
+
+
+def test_listed_thinking_and_tools_are_what_ollama_requests_get():
+    """For every real template: a model lists ``thinking``/``tools`` (``/api/show``, ``/v1/models``) exactly when an
+    Ollama request insisting on it is not refused, so a client that reads the list and asks is never refused what
+    the list offered, nor kept from what the model can do."""
+    from jan.services.models import capabilities
+
+    checked = 0
+    for name, template in _templates():
+        can = Abilities(template=template, fim=False, projector=False, vision=False, audio=False, embedding=False)
+        listed = capabilities({}, can)
+        think = chat_refusal(can, _chat(reasoning=THINK, fallback_template="ollama"), "m")
+        tools = chat_refusal(can, _chat(tools=[TOOL], tools_need_template=True, fallback_template="ollama"), "m")
+        assert ("thinking" in listed) == (think is None), (name, listed, think)
+        assert ("tools" in listed) == (tools is None), (name, listed, tools)
+        checked += 1
+    assert checked > 40
+
+
+def test_listed_media_and_insert_follow_the_files(stories_path, vision_pair, fim_path):
+    from jan.services.models import capabilities
+
+    model_path, mmproj = vision_pair
+    assert capabilities({}, model_abilities({"file_path": str(stories_path)})) == ["completion"]
+    assert capabilities({}, model_abilities({"file_path": str(model_path), "mmproj_path": str(mmproj)})) == [
+        "completion", "vision"]  # its projector has no audio encoder: no "audio"
+    assert "insert" in capabilities({}, model_abilities({"file_path": str(fim_path)}))
