@@ -72,3 +72,19 @@ def test_a_data_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path):
     assert last.startswith(f"jan serve: cannot open the data folder {folder}: "), last
     assert "--data-folder" in last and "$JAN_DATA_FOLDER" in last, last
     assert not folder.exists()
+
+
+@pytest.mark.parametrize("args, said", [
+    (("-m", "storis260K"), "jan serve: 'storis260K' is neither a model id in the data folder nor a GGUF file: "
+                           "did you mean 'stories260K'? (model ids are exact)"),
+    (("--default-model", "Stories260K"), "jan serve: --default-model 'Stories260K' is no model in {data} nor one "
+                                         "given with --model; did you mean 'stories260K'? (model ids are exact)"),
+], ids=["--model", "--default-model"])
+def test_a_model_id_given_wrong_at_start_names_the_model_meant(tmp_path, stories_path, args, said):
+    """Every request and command said "did you mean" for an id off by case or a typo; `jan serve`'s own
+    --model and --default-model, the first ids a new user types, said only "not found"."""
+    data = tmp_path / "jan"
+    env = cli_env(data)
+    assert jan("models", "import", str(stories_path), env=env).returncode == 0
+    last = _last_line(jan("serve", "--port", str(free_port()), *args, env=cli_env(data, local=False)))
+    assert last == said.format(data=data), last

@@ -176,8 +176,10 @@ async def _check_default_model(app: web.Application, config: ServerConfig, *, lo
         pass
     if not loaded and any(os.path.isfile(os.path.expanduser(spec)) for spec in config.models):
         return True  # a GGUF path's model is imported (and named) by its load: asked again then
+    meant = await app[SERVICES].models.meant(name)
+    guess = f"; did you mean {meant!r}? (model ids are exact)" if meant else " (see `jan models list`)"
     raise RuntimeError(f"--default-model '{name}' is no model in {config.data_folder} nor one given with "
-                       f"--model (see `jan models list`)")
+                       f"--model{guess}")
 
 
 def listen(host: str, port: int, flag: str = "--port") -> socket.socket:
