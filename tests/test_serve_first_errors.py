@@ -79,7 +79,9 @@ def test_a_data_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path):
                            "did you mean 'stories260K'? (model ids are exact)"),
     (("--default-model", "Stories260K"), "jan serve: --default-model 'Stories260K' is no model in {data} nor one "
                                          "given with --model; did you mean 'stories260K'? (model ids are exact)"),
-], ids=["--model", "--default-model"])
+    (("-m", "stories260K.gguf"), "jan serve: no such file: stories260K.gguf: did you mean 'stories260K'? "
+                                 "(model ids are exact)"),
+], ids=["--model", "--default-model", "--model-file-name"])
 def test_a_model_id_given_wrong_at_start_names_the_model_meant(tmp_path, stories_path, args, said):
     """Every request and command said "did you mean" for an id off by case or a typo; `jan serve`'s own
     --model and --default-model, the first ids a new user types, said only "not found"."""

@@ -39,7 +39,8 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
     if os.path.isdir(expanded):
         raise ModelNotFoundError(f"{spec} is a directory, not a GGUF file")
     if _looks_like_path(spec):
-        raise ModelNotFoundError(f"no such file: {spec}")
+        # `-m stories260K.gguf` where no such file is here: most often the model's id with its file's suffix
+        raise ModelNotFoundError(f"no such file: {spec}{await _guess(models, spec)}")
     try:
         return await models.get_model(spec)
     except ModelNotFoundError:
