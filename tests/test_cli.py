@@ -35,6 +35,18 @@ def test_help_lists_every_command_and_subcommands_have_help(env):
     assert ok(jan("--version", env=env)).stdout.strip().endswith("0.1.0")
 
 
+@pytest.mark.parametrize("args, said", [(("serv",), "No such command 'serv'. Did you mean 'serve'?"),
+                                        (("modles", "list"), "No such command 'modles'. Did you mean 'models'?"),
+                                        (("models", "lst"), "No such command 'lst'. Did you mean 'list'?"),
+                                        (("xyz",), "No such command 'xyz'.")])
+def test_a_mistyped_command_names_the_one_meant(env, args, said):
+    """The top-level commands are imported on first use, so click had none registered to guess from: `jan serv`
+    said "No such command" alone, where a group's own subcommands got "Did you mean"."""
+    result = jan(*args, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {said}", result.stderr
+
+
 def test_python_dash_m_jan_is_the_jan_command(env):
     # `python -m jan` works where the console script is not on PATH (a venv used without activating it)
     done = subprocess.run([sys.executable, "-m", "jan", "--version"], env=env, capture_output=True, text=True,
