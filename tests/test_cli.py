@@ -35,6 +35,18 @@ def test_help_lists_every_command_and_subcommands_have_help(env):
     assert ok(jan("--version", env=env)).stdout.strip().endswith("0.1.0")
 
 
+@pytest.mark.parametrize("args, said", [(("serv",), "No such command 'serv'. Did you mean 'serve'?"),
+                                        (("modles", "list"), "No such command 'modles'. Did you mean 'models'?"),
+                                        (("models", "lst"), "No such command 'lst'. Did you mean 'list'?"),
+                                        (("xyz",), "No such command 'xyz'.")])
+def test_a_mistyped_command_names_the_one_meant(env, args, said):
+    """The top-level commands are imported on first use, so click had none registered to guess from: `jan serv`
+    said "No such command" alone, where a group's own subcommands got "Did you mean"."""
+    result = jan(*args, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {said}", result.stderr
+
+
 def test_python_dash_m_jan_is_the_jan_command(env):
     # `python -m jan` works where the console script is not on PATH (a venv used without activating it)
     done = subprocess.run([sys.executable, "-m", "jan", "--version"], env=env, capture_output=True, text=True,
@@ -197,6 +209,30 @@ def test_commands_use_the_running_server(served, stories_path, tmp_path):
     # --local reads the same data folder directly: no engine state there
     local = json.loads(ok(jan("models", "list", "--json", "--local", env=env)).stdout)
     assert [m["id"] for m in local] == ["stories260K"] and "state" not in local[0]
+
+
+def test_the_server_url_may_be_written_as_the_openai_base_url_or_without_a_scheme(served):
+    """The README gives clients `http://127.0.0.1:1337/v1`; the same URL in --url or $JAN_API_URL (or
+    `127.0.0.1:1337`, as curl takes it) answered "no jan server answers" with the server running."""
+    _, url, _, env = served
+    hostport = url.removeprefix("http://")
+    for given in (f"{url}/v1", f"{url}/v1/", hostport, f"{hostport}/v1"):
+        listed = json.loads(ok(jan("models", "list", "--json", "--url", given, env=env)).stdout)
+        assert [(m["id"], m["state"]) for m in listed] == [("stories260K", "ready")], given
+    through_env = {**env, "JAN_API_URL": f"{url}/v1"}
+    assert ok(jan("run", "stories260K", "--raw", "Once upon a time", "--temp", "0", "-n", "30",
+                  env=through_env)).stdout == STORY + "\n"
+    assert "running at " + url in ok(jan("info", env=through_env)).stdout
+
+
+def test_server_root():
+    from jan.cli.common import server_root
+
+    assert server_root("http://127.0.0.1:1337/v1") == "http://127.0.0.1:1337"
+    assert server_root("HTTP://Host:1/V1/") == "HTTP://Host:1"
+    assert server_root("localhost:1337") == "http://localhost:1337"
+    assert server_root("https://proxy.example/jan") == "https://proxy.example/jan"  # a path of its own stays
+    assert server_root("https://proxy.example/jan/v1") == "https://proxy.example/jan"
 
 
 def test_bytes_that_are_not_utf8_in_the_input_become_replacement_characters_through_the_server(served):

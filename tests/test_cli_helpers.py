@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -65,6 +66,34 @@ def fails(result: subprocess.CompletedProcess, *needles: str) -> str:
     for needle in needles:
         assert needle in err, f"{needle!r} not in {err!r}"
     return err
+
+
+# --------------------------------------------------------------------------- a read-only folder
+
+
+def read_only_prefix(folder: Path) -> list[str] | None:
+    """A command prefix that runs with ``folder`` read-only (a read-only bind mount when root, where permission
+    bits do not bind; the bits otherwise), or None when neither can be had here."""
+    if os.geteuid() != 0:
+        for path in [folder, *folder.rglob("*")]:
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o555)
+        return []
+    if not shutil.which("unshare"):
+        return None
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro '{folder}' '{folder}' && "
+                            f"! touch '{folder}/.probe' 2>/dev/null"], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    return ["unshare", "-m", "sh", "-c", f"mount --bind -o ro '{folder}' '{folder}' && exec \"$@\"", "sh"]
+
+
+def restore_writable(folder: Path) -> None:
+    """Undo :func:`read_only_prefix`'s permission bits (a mount ends with its command)."""
+    if os.geteuid() != 0:
+        for path in [folder, *folder.rglob("*")]:
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
 
 
 # --------------------------------------------------------------------------- Ctrl-C

@@ -109,3 +109,34 @@ def test_the_docs_page_covers_the_endpoints_and_remote_fields():
     assert "examples/extension-hello" in text and "python/jan/core/README.md" in text
     for link in re.findall(r"\]\((\.\./[^)]+)\)", text):
         assert (DOC.parent / link).resolve().exists(), link
+
+
+@pytest.mark.parametrize("ep", built_in_entry_points(), ids=lambda ep: ep.name)
+def test_the_built_ins_table_names_every_built_in_and_each_of_its_settings(ep):
+    """The table had no `tools` nor `mcp` row (so a user could not learn that read_file and fetch_url are turned on
+    in the tools extension's settings) and missed llamacpp's `adaptive_threads`."""
+    rows = {m[1]: m[0] for m in re.finditer(r"^\| `([\w@/-]+)` \|.*$", DOC.read_text(), re.M)}
+    assert ep.name in rows, f"no row for the built-in extension {ep.name!r} in {DOC.name}"
+    schema = ep.load().settings_schema
+    for field in getattr(schema, "model_fields", {}):
+        assert f"`{field}`" in rows[ep.name], f"{ep.name}: setting {field!r} missing from its row"
+
+
+def test_create_app_takes_the_data_folder_as_text(tmp_path, monkeypatch):
+    """The docs' `create_app(config, extensions=[HelloExtension])` with `ServerConfig(data_folder="...")`, as
+    `open_services("~/jan")` takes a folder, failed with "'str' object has no attribute 'mkdir'"."""
+    import asyncio
+
+    from jan.server.app import create_app
+    from jan.server.config import ServerConfig
+    from jan.server.keys import MANAGER
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ServerConfig(data_folder="~/jan").data_folder == tmp_path / "jan"
+
+    async def main():
+        app = await create_app(ServerConfig(data_folder=str(tmp_path / "data"), enable_extensions=False))
+        await app[MANAGER].stop()
+
+    asyncio.run(main())
+    assert (tmp_path / "data" / "models").is_dir()

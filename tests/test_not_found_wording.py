@@ -66,9 +66,21 @@ def test_the_wording():
     assert str(jan.store.errors.NotFoundError("assistant", "asst_x")) == "assistant 'asst_x' not found"
 
 
-async def test_a_model_id_off_by_case_or_its_file_suffix_names_the_model_meant(tmp_path, stories_path):
-    # the README's models are ids such as `stories260K`; `stories260k` or the file's name `stories260K.gguf` is a
-    # natural slip, and "not found" alone leaves the user to list the models to see why
+def test_a_typo_is_taken_for_the_one_model_it_is_near():
+    from jan.services.models import closest_model_id
+
+    ids = ["stories260K", "stories15M", "qwen3-8b", "qwen3-1b", "all-MiniLM-L6-v2-f32"]
+    assert closest_model_id("storis260K", ids) == "stories260K"  # a letter left out
+    assert closest_model_id("stories260KK", ids) == "stories260K"  # one too many
+    assert closest_model_id("all-minilm-l6-v2", ids) == "all-MiniLM-L6-v2-f32"
+    assert closest_model_id("nope", ids) is None and closest_model_id("", ids) is None
+    assert closest_model_id("qwen3-4b", ids) is None  # as near to two models: naming one would be a coin toss
+    assert closest_model_id("stories260K", ids) is None  # a model's own id is no slip
+
+
+async def test_a_model_id_off_by_case_its_file_suffix_or_a_typo_names_the_model_meant(tmp_path, stories_path):
+    # the README's models are ids such as `stories260K`; `stories260k`, the file's name `stories260K.gguf` or
+    # `storis260K` is a natural slip, and "not found" alone leaves the user to list the models to see why
     from api_helpers import running
 
     with running(tmp_path / "data", stories_path) as server:
@@ -77,12 +89,18 @@ async def test_a_model_id_off_by_case_or_its_file_suffix_names_the_model_meant(t
 
 async def _ask_with_wrong_ids(server):
     async with Client(server.base_url) as api:
-        for wrong in ("stories260k", "STORIES260K", "stories260K.gguf"):
+        for wrong in ("stories260k", "STORIES260K", "stories260K.gguf", "storis260K", "Stories260KK"):
             status, err = await api.call("POST", "/v1/chat/completions", {
                 "model": wrong, "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]})
             message = err["error"]["message"]
             assert status == 404 and err["error"]["code"] == "model_not_found", err
             assert message == f"model '{wrong}' not found: did you mean 'stories260K'? (model ids are exact)"
             assert WORDING.match(message)
+        # every dialect that resolves through the model service says it (Ollama's own routes keep Ollama's words)
+        for path, body in (("/v1/completions", {"prompt": "x", "max_tokens": 1}),
+                           ("/v1/messages", {"max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}),
+                           ("/v1/responses", {"input": "x", "max_output_tokens": 16})):
+            status, err = await api.call("POST", path, {"model": "storis260K", **body})
+            assert status == 404 and "did you mean 'stories260K'?" in err["error"]["message"], (path, err)
         status, err = await api.call("POST", "/v1/completions", {"model": "nope", "prompt": "x", "max_tokens": 1})
         assert status == 404 and err["error"]["message"] == "model 'nope' not found"

@@ -85,3 +85,28 @@ def test_use_jan_from_examples_run_and_name_real_flags(tmp_path, stories_path):
     serve_help = CliRunner().invoke(main, ["serve", "--help"]).output
     for flag in re.findall(r"`(--[a-z-]+)", section):
         assert flag in serve_help, flag
+
+
+def test_the_clis_first_steps_run_as_shown(tmp_path, stories_path):
+    """"Run the server": the first import, run and chat a new user copies (no server: the data folder is used
+    in-process); the pull needs the network and is tested with a local hub in test_pull_mmproj."""
+    import shlex
+
+    from test_cli_helpers import cli_env, jan, ok
+
+    section = _section("Run the server")
+    block = section.split("A first model and a first answer:", 1)[1]
+    commands = [shlex.split(line.split("#", 1)[0]) for line in re.findall(r"```bash\n(.*?)```", block, re.S)[0]
+                .splitlines() if line.strip()]
+    assert [c[:3] for c in commands] == [["jan", "models", "import"], ["jan", "run", "stories260K"],
+                                         ["jan", "chat", "stories260K"], ["jan", "models", "pull"]]
+    env = cli_env(tmp_path / "jan")
+    for command in commands[:3]:
+        args = [str(stories_path) if a == "../shared/models/stories260K.gguf" else a for a in command[1:]]
+        result = ok(jan(*args, env=env, input="/exit\n" if command[1] == "chat" else None))
+        if command[1] == "run":
+            assert result.stdout.strip(), result
+    # the import modes and the pull's form the comments name are the commands' own
+    import_help = ok(jan("models", "import", "--help", env=env)).stdout
+    assert all(mode in import_help for mode in ("copy", "link", "reference"))
+    assert "hf://owner/repo[:QUANT]" in ok(jan("models", "pull", "--help", env=env)).stdout

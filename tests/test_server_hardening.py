@@ -185,6 +185,10 @@ def test_x_api_key_header(keyed):
     assert call(keyed, "POST", "/v1/chat/completions", CHAT, key=False, headers={"X-Api-Key": KEY})[0] == 200
     status, _, err = call(keyed, "GET", "/v1/models", key=False, headers={"x-api-key": KEY + "x"})
     assert status == 401 and err["error"]["message"] == "Incorrect API key provided"
+    # no key at all: the message says that one is wanted and how it is sent
+    status, _, err = call(keyed, "GET", "/v1/models", key=False)
+    message = err["error"]["message"]
+    assert status == 401 and "--api-key" in message and "Authorization: Bearer" in message and "x-api-key" in message
     # the preflight lets a browser send it
     status, headers, _ = call(keyed, "OPTIONS", "/v1/models", key=False, headers={
         "Origin": APP, "Access-Control-Request-Method": "GET"})

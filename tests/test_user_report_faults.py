@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli_helpers import JAN, fails, free_port, jan, ok
+from test_cli_helpers import JAN, fails, free_port, jan, ok, read_only_prefix, restore_writable
 
 # --------------------------------------------------------------------------- helpers
 
@@ -50,30 +50,6 @@ def _get(url: str, timeout: float = 30) -> tuple[int, dict | str]:
         return status, json.loads(body)
     except ValueError:
         return status, body.decode("utf-8", "replace")
-
-
-def _read_only(folder: Path) -> list[str] | None:
-    """A command prefix that runs with ``folder`` read-only (a read-only bind mount when root, where permission
-    bits do not bind; the bits otherwise), or None when neither can be had here."""
-    if os.geteuid() != 0:
-        for path in [folder, *folder.rglob("*")]:
-            if path.is_dir() and not path.is_symlink():
-                path.chmod(0o555)
-        return []
-    if not shutil.which("unshare"):
-        return None
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro '{folder}' '{folder}' && "
-                            f"! touch '{folder}/.probe' 2>/dev/null"], capture_output=True)
-    if probe.returncode != 0:
-        return None
-    return ["unshare", "-m", "sh", "-c", f"mount --bind -o ro '{folder}' '{folder}' && exec \"$@\"", "sh"]
-
-
-def _restore_writable(folder: Path) -> None:
-    if os.geteuid() != 0:
-        for path in [folder, *folder.rglob("*")]:
-            if path.is_dir() and not path.is_symlink():
-                path.chmod(0o755)
 
 
 # --------------------------------------------------------------------------- 1. damaged model.json
@@ -146,7 +122,7 @@ def test_a_read_only_data_folder_can_be_read(tmp_path, stories_path):
     _import(env, stories_path)
     for name in ("threads", ".locks", "extensions"):  # folders a read needs not: made only when writing
         shutil.rmtree(folder / name, ignore_errors=True)
-    prefix = _read_only(folder)
+    prefix = read_only_prefix(folder)
     if prefix is None:
         pytest.skip("no way to make a folder read-only here (neither a read-only mount nor permission bits)")
     try:
@@ -161,7 +137,7 @@ def test_a_read_only_data_folder_can_be_read(tmp_path, stories_path):
         # writing fails with one clear line, never a traceback
         fails(run("extensions", "disable", "tools"), str(folder / "extensions"))
     finally:
-        _restore_writable(folder)
+        restore_writable(folder)
 
 
 def test_an_os_error_in_a_command_is_one_line(env, data):

@@ -56,6 +56,18 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(module), attr)
         return command
 
+    def resolve_command(self, ctx, args):
+        # click guesses a mistyped command from the commands registered, and jan's are imported on first use (none
+        # is registered): `jan serv` said "No such command" alone where `jan models lst` says "Did you mean 'list'?"
+        name = args[0] if args else ""
+        if (not ctx.resilient_parsing and isinstance(name, str) and name and not name.startswith("-")
+                and self.get_command(ctx, name) is None):
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            ctx.fail(f"No such command {name!r}." + (f" Did you mean {close[0]!r}?" if close else ""))
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx, formatter):
         rows = [(name, SUMMARIES.get(name, "")) for name in self.list_commands(ctx)]
         if rows:

@@ -119,12 +119,23 @@ def lenient_stdin() -> None:
 # --------------------------------------------------------------------------- server or local
 
 
+def server_root(url: str) -> str:
+    """The root of the jan server ``url`` names, as a user may write it: without a scheme (``127.0.0.1:1337``,
+    ``localhost:1337``: ``http://`` added, as curl takes a bare host) and as the OpenAI base URL every SDK is given
+    (``http://127.0.0.1:1337/v1``: the CLI adds /v1 itself, and probing ``/v1/health`` found no server where one
+    runs). Any other path is kept: a server behind a proxy at ``https://host/jan``."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    return url[:-len("/v1")].rstrip("/") if url.lower().endswith("/v1") else url
+
+
 class Connection:
     """Where a command's data lives: a jan server (when one answers) or the data folder."""
 
     def __init__(self, *, url: str, url_explicit: bool, api_key: str | None, data_folder: Path | None,
                  data_explicit: bool, local: bool):
-        self.url = url.rstrip("/")
+        self.url = server_root(url)
         self.url_explicit = url_explicit
         self.api_key = api_key
         self.data_folder_arg = data_folder

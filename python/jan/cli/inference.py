@@ -183,7 +183,7 @@ def _missing_bare_file(spec: str) -> bool:
 
 def _meant(runtime, spec: str) -> str:
     """``: did you mean 'ID'? (model ids are exact)`` when a model of the data folder differs from ``spec`` only in
-    case or by ``.gguf`` (the services' own guess, as the server's 404 says it), else ``""``."""
+    case, by ``.gguf`` or by a typo (the services' own guess, as the server's 404 says it), else ``""``."""
     with contextlib.suppress(Exception):  # a hint only
         meant = runtime.call(runtime.services.models.meant(spec))
         if meant:

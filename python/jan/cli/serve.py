@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import os
@@ -175,20 +176,54 @@ async def _check_default_model(app: web.Application, config: ServerConfig, *, lo
         pass
     if not loaded and any(os.path.isfile(os.path.expanduser(spec)) for spec in config.models):
         return True  # a GGUF path's model is imported (and named) by its load: asked again then
+    meant = await app[SERVICES].models.meant(name)
+    guess = f"; did you mean {meant!r}? (model ids are exact)" if meant else " (see `jan models list`)"
     raise RuntimeError(f"--default-model '{name}' is no model in {config.data_folder} nor one given with "
-                       f"--model (see `jan models list`)")
+                       f"--model{guess}")
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, flag: str = "--port") -> socket.socket:
     """Bind and listen now, so a busy or forbidden port fails before any model is loaded.
-    Connections that arrive while models load wait in the backlog."""
+    Connections that arrive while models load wait in the backlog. ``flag``: the option that gave ``port``, which
+    the error tells the user to change."""
     try:
         family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         sock = socket.create_server(address, family=family, backlog=128)
-    except OSError as exc:
-        raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except OSError as exc:  # the system's words alone: create_server's add "(while attempting to bind on ...)"
+        words = os.strerror(exc.errno) if exc.errno and not isinstance(exc, socket.gaierror) else exc.strerror or exc
+        raise RuntimeError(f"cannot listen on {host}:{port}: {words}{_listen_hint(exc, flag)}") from None
     sock.setblocking(False)
     return sock
+
+
+def _listen_hint(exc: OSError, flag: str) -> str:
+    """What to do about a port that cannot be had, for the errors a user meets first: the port taken (most often by
+    a `jan serve` started earlier: jan's port is fixed, so a second one always meets the first), a port below 1024
+    without the right, a --host that is no address of this machine."""
+    if isinstance(exc, socket.gaierror):
+        return "; give --host an address or name of this machine (127.0.0.1: this machine only, 0.0.0.0: every network)"
+    if exc.errno == errno.EADDRINUSE:
+        return (f" (another program uses it: perhaps a `jan serve` already running, which `jan info` shows); stop it, "
+                f"or give another port with {flag} (0: any free one)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"; ports below 1024 need administrator rights: give {flag} 1024 or above"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "; give --host an address of this machine (127.0.0.1: this machine only, 0.0.0.0: every network)"
+    return ""
+
+
+def _data_folder_error(exc: OSError, folder: Path) -> RuntimeError:
+    """An OSError of the server's start as the CLI's other commands say it: the data folder could not be opened
+    (read-only, no permission, a full disk) with where to give another — not ``[Errno 30] ...`` — or, for a file
+    elsewhere, its path and the system's words."""
+    from jan.cli.common import os_error_message
+
+    where = exc.filename if isinstance(exc.filename, str) else None
+    folder = Path(os.path.abspath(folder))
+    if where is not None and (Path(os.path.abspath(where)) == folder or folder in Path(os.path.abspath(where)).parents):
+        return RuntimeError(f"cannot open the data folder {folder}: {os_error_message(exc)}; give a folder "
+                            f"with --data-folder or $JAN_DATA_FOLDER")
+    return RuntimeError(os_error_message(exc))
 
 
 async def run_server(config: ServerConfig) -> None:
@@ -207,12 +242,15 @@ async def run_server(config: ServerConfig) -> None:
     ports = [config.port] + ([config.ollama_port] if config.ollama_port is not None else [])
     socks: list[socket.socket] = []
     try:
-        for port in ports:
-            socks.append(listen(config.host, port))
+        for port, flag in zip(ports, ("--port", "--ollama-port")):
+            socks.append(listen(config.host, port, flag))
         config.port = socks[0].getsockname()[1]
         if len(socks) > 1:
             config.ollama_port = socks[1].getsockname()[1]
-        app = await create_app(config)
+        try:
+            app = await create_app(config)
+        except OSError as exc:  # the data folder (or a folder in it) cannot be made or written
+            raise _data_folder_error(exc, Path(config.data_folder)) from None
         runner = None
         try:
             # known before the models load: a default naming nothing would turn every request that names no

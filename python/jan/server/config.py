@@ -61,6 +61,12 @@ class ServerConfig:
     allow_media_from: list[str] = field(default_factory=list)
     enable_extensions: bool = True  # False: only the built-in extensions (jan's own entry points)
 
+    def __post_init__(self) -> None:
+        # A folder given as text ("~/jan", as open_services and DataFolder take it) is the same folder: the app
+        # makes and reads it as a Path, and a str failed there with "'str' object has no attribute 'mkdir'".
+        if isinstance(self.data_folder, (str, os.PathLike)):
+            self.data_folder = Path(os.fspath(self.data_folder)).expanduser()
+
     @property
     def bound_to_loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS

@@ -403,21 +403,27 @@ _DOUBLED_BASE = (("/v1/v1/", "/v1/"), ("/v1/api/", "/api/"))
 
 async def _with_base_url_hint(request: web.Request, err: APIError) -> APIError:
     """``err`` (a 404 of the router) with the route that was likely meant, when the path is a served one behind an
-    extra ``/v1``."""
+    extra ``/v1`` — or one without the ``/v1`` it needs: an OpenAI client given ``http://HOST:PORT`` asks for
+    ``/responses`` or ``/threads`` (the chat, completions, embeddings and models routes are served bare too, as
+    llama-server's; the rest are not)."""
+    path = request.path
     for doubled, single in _DOUBLED_BASE:
-        if not request.path.startswith(doubled):
-            continue
-        meant = single + request.path[len(doubled):]
-        try:
-            match = await request.app.router.resolve(request.clone(rel_url=meant))
-        except Exception:  # noqa: BLE001 - a hint only: no hint rather than another error
+        if path.startswith(doubled):
+            meant, why = single + path[len(doubled):], "has one /v1 too many"
+            break
+    else:
+        if path.startswith(("/v1/", "/api/")) or path == "/":
             return err
-        if match.http_exception is not None:
-            return err
-        return APIError(404, f"Unknown route {request.path}; did you mean {meant}? The client's base URL has one /v1 "
-                             "too many: OpenAI's clients take http://HOST:PORT/v1, Anthropic's and Ollama's "
-                             "http://HOST:PORT", type=err.type, code=err.code)
-    return err
+        meant, why = "/v1" + path, "lacks /v1"
+    try:
+        match = await request.app.router.resolve(request.clone(rel_url=meant))
+    except Exception:  # noqa: BLE001 - a hint only: no hint rather than another error
+        return err
+    if match.http_exception is not None:
+        return err
+    return APIError(404, f"Unknown route {path}; did you mean {meant}? The client's base URL {why}: OpenAI's "
+                         "clients take http://HOST:PORT/v1, Anthropic's and Ollama's http://HOST:PORT",
+                    type=err.type, code=err.code)
 
 
 @web.middleware

@@ -258,6 +258,11 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
     )
 
 
+#: OpenAI's legacy completions generate 16 tokens when ``max_tokens`` is not sent; a model's own
+#: ``parameters.max_tokens`` (model.json) wins over it, as over every default.
+COMPLETION_DEFAULTS = SamplingOptions(max_tokens=16)
+
+
 def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
     """``POST /v1/completions`` as a typed :class:`CompletionRequest` (OpenAI's four prompt forms)."""
     prompt = body.prompt
@@ -269,7 +274,7 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
         prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
     return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
                              logprobs=body.logprobs, echo=body.echo, grammar=body.grammar,
-                             prompt_only=body.max_tokens == 0)
+                             prompt_only=body.max_tokens == 0, dialect_defaults=COMPLETION_DEFAULTS)
 
 
 def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:

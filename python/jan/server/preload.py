@@ -7,7 +7,7 @@ import os
 
 from jan.core import ExtensionManager, ModelExtension
 from jan.errors import ModelLoadError, ModelNotFoundError
-from jan.services.models import ModelService
+from jan.services.models import ModelService, closest_model_id
 
 log = logging.getLogger("jan.server")
 
@@ -39,11 +39,23 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
     if os.path.isdir(expanded):
         raise ModelNotFoundError(f"{spec} is a directory, not a GGUF file")
     if _looks_like_path(spec):
-        raise ModelNotFoundError(f"no such file: {spec}")
+        # `-m stories260K.gguf` where no such file is here: most often the model's id with its file's suffix
+        raise ModelNotFoundError(f"no such file: {spec}{await _guess(models, spec)}")
     try:
         return await models.get_model(spec)
     except ModelNotFoundError:
-        raise ModelNotFoundError(f"'{spec}' is neither a model id in the data folder nor a GGUF file") from None
+        raise ModelNotFoundError(f"'{spec}' is neither a model id in the data folder nor a GGUF file"
+                                 f"{await _guess(models, spec)}") from None
+
+
+async def _guess(models: ModelExtension, spec: str) -> str:
+    """``: did you mean 'ID'?`` where a model of the data folder is the one ``spec`` likely meant (the rule every
+    request's and command's "not found" follows, :func:`~jan.services.models.closest_model_id`), else ``""``."""
+    try:
+        meant = closest_model_id(spec, [m.get("id") for m in await models.list_models()])
+    except Exception:  # noqa: BLE001 - a hint only: none where the list cannot be read
+        return ""
+    return f": did you mean {meant!r}? (model ids are exact)" if meant else ""
 
 
 async def preload_models(manager: ExtensionManager, specs: list[str]) -> list[dict]:

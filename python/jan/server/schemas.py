@@ -639,8 +639,9 @@ class ChatCompletionRequest(SamplingFields):
 
 class CompletionRequest(SamplingFields):
     prompt: Union[str, list[str], TokenList, list[TokenList]]
-    # 0: nothing generated (OpenAI's legacy completions: with echo and logprobs, the prompt scored alone)
-    max_tokens: int | None = Field(default=16, ge=0, le=INT32_MAX)
+    # 0: nothing generated (OpenAI's legacy completions: with echo and logprobs, the prompt scored alone). Not sent:
+    # the model.json's parameters.max_tokens, else OpenAI's 16 (openai_wire.COMPLETION_DEFAULTS, below the model's)
+    max_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool | None = False
     best_of: int | None = Field(default=None, ge=1, le=16)

@@ -210,6 +210,10 @@ def authorized(request: web.Request, config: ServerConfig) -> bool:
     return not config.api_key or key_matches(request, config.api_key.encode())
 
 
+MISSING_KEY = ("Missing API key: this server was started with --api-key; send the key as 'Authorization: Bearer "
+               "KEY' or 'x-api-key: KEY'")
+
+
 def api_key_middleware(config: ServerConfig):
     expected = (config.api_key or "").encode()
 
@@ -218,7 +222,9 @@ def api_key_middleware(config: ServerConfig):
         if expected and not is_open(request.path) and request.method != "OPTIONS":
             if not key_matches(request, expected):
                 sent = "Authorization" in request.headers or "x-api-key" in request.headers
-                message = "Incorrect API key provided" if sent else "Missing API key"
+                # without a key a new user's first curl has no idea a key is wanted, nor how it is sent (OpenAI's
+                # own message says how, too)
+                message = "Incorrect API key provided" if sent else MISSING_KEY
                 return json_error(APIError(401, message, code="invalid_api_key"),
                                   headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)

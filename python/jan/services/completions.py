@@ -143,7 +143,9 @@ def _prompt_only(usage: Usage) -> Usage:
 
 
 def _layer(request: CompletionRequest, target: Target) -> SamplingOptions:
-    return merge_options(request.sampling, SamplingOptions.from_mapping(target.model.get("parameters")))
+    """The request's options > the model.json's ``parameters`` > the dialect's defaults (the one precedence rule)."""
+    return merge_options(request.sampling, SamplingOptions.from_mapping(target.model.get("parameters")),
+                         request.dialect_defaults)
 
 
 def _usage(usages: dict[int, Usage], n: int, n_prompts: int) -> Usage:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import functools
 import os
 import re
@@ -403,12 +404,28 @@ class Target:
         return self.model["id"]
 
 
+#: How alike (difflib's ratio of the case-folded ids) a name must be to a model id to be taken for a typo of it:
+#: 0.8 is one wrong, missing or extra character in ids of 10 or so (``storis260K``, ``stories260KK``), never
+#: another model of the same family (``stories15M`` is 0.76 to ``stories260K``).
+TYPO_SIMILARITY = 0.8
+
+
 def closest_model_id(model_id: str, ids) -> str | None:
     """The one rule of :meth:`ModelService.meant`, for a list of ids at hand (the CLI's data folder): the id that
-    differs from ``model_id`` only in case or by a ``.gguf`` suffix, or None."""
+    differs from ``model_id`` only in case or by a ``.gguf`` suffix; else the one id that is a likely typo of it
+    (:data:`TYPO_SIMILARITY`, as git's and cargo's "did you mean" name a near command); else None. Where two ids
+    are as near, neither is named: a guess between them would send the user to the wrong one half the time."""
     wanted = model_id.strip().removesuffix(".gguf").casefold()
-    close = sorted(i for i in ids if isinstance(i, str) and i != model_id and i.casefold() == wanted)
-    return close[0] if close else None
+    known = [i for i in ids if isinstance(i, str) and i != model_id]
+    close = sorted(i for i in known if i.casefold() == wanted)
+    if close:
+        return close[0]
+    if not wanted:
+        return None
+    scored = sorted(((difflib.SequenceMatcher(None, wanted, i.casefold()).ratio(), i) for i in known), reverse=True)
+    if not scored or scored[0][0] < TYPO_SIMILARITY or (len(scored) > 1 and scored[1][0] == scored[0][0]):
+        return None
+    return scored[0][1]
 
 
 class ModelService:
@@ -604,8 +621,8 @@ class ModelService:
 
     async def _missing_with_guess(self, model_id: str, exc: BaseException) -> ModelNotFoundError:
         """:func:`_missing`, naming the model a request most likely meant where the id differs from one only in
-        case or by the file name's ``.gguf`` (``stories260k``, ``stories260K.gguf``): model ids are exact, and
-        "not found" alone sends the user to list them."""
+        case, by the file name's ``.gguf`` or by a typo (``stories260k``, ``stories260K.gguf``, ``storis260K``):
+        model ids are exact, and "not found" alone sends the user to list them."""
         error = _missing(model_id, exc)
         if getattr(error, "damaged", None):
             return error
@@ -615,8 +632,8 @@ class ModelService:
         return error
 
     async def meant(self, model_id: str) -> str | None:
-        """The model id a name that is none most likely meant: one that differs only in case or by the file name's
-        ``.gguf`` (``stories260k``, ``stories260K.gguf``), or None. (The server's 404 and the CLI's "not found" both
+        """The model id a name that is none most likely meant (:func:`closest_model_id`: one that differs only in
+        case, by the file name's ``.gguf`` or by a typo), or None. (The server's 404 and the CLI's "not found" both
         say it.)"""
         if not isinstance(model_id, str):
             return None

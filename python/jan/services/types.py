@@ -837,6 +837,9 @@ class CompletionRequest:
     #: Tell token ids on the deltas (:attr:`CompletionDelta.token_ids`, ``prompt_token_ids``), as
     #: :attr:`ChatRequest.token_ids`.
     token_ids: bool = False
+    #: The dialect's own defaults (OpenAI's legacy completions: ``max_tokens`` 16), under the model.json's
+    #: ``parameters``: a default the client did not send must not hide the one the user set for the model.
+    dialect_defaults: SamplingOptions = SamplingOptions()
 
     def __post_init__(self) -> None:
         _check_fields(self)
