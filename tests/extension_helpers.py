@@ -42,6 +42,13 @@ def call(srv, method: str, path: str, body: Any = None, *, timeout: float = 60) 
         return status, raw.decode(errors="replace")
 
 
+def loaded_model_ids(srv, *, timeout: float = 300) -> set[str]:
+    """The ids of the models loaded in a test server now (Ollama's ``/api/ps``, its ``:latest`` tag dropped)."""
+    status, ps = call(srv, "GET", "/api/ps", timeout=timeout)
+    assert status == 200, ps
+    return {m["name"].split(":")[0] for m in ps["models"]}
+
+
 def records(srv) -> dict[str, dict]:
     status, body = call(srv, "GET", "/v1/extensions")
     assert status == 200, body

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from api_helpers import running
-from extension_helpers import call as request
+from extension_helpers import call as request, loaded_model_ids
 
 EMBED = "all-MiniLM-L6-v2-f32"
 WAIT_S = 300
@@ -28,20 +28,14 @@ def call(server, method: str, path: str, body: dict[str, Any] | None = None) -> 
     return request(server, method, path, body, timeout=WAIT_S)
 
 
-def _loaded(server) -> set[str]:
-    status, ps = call(server, "GET", "/api/ps")
-    assert status == 200
-    return {m["name"].split(":")[0] for m in ps["models"]}
-
-
 @pytest.fixture
 def unloaded(server):
     """The embedding model imported but not loaded: a refusal must not load it."""
     status, answer = call(server, "POST", f"/v1/models/{EMBED}/stop")
     assert status == 200, answer
-    assert EMBED not in _loaded(server)
+    assert EMBED not in loaded_model_ids(server)
     yield
-    assert EMBED not in _loaded(server), "the refused request loaded the embedding model"
+    assert EMBED not in loaded_model_ids(server), "the refused request loaded the embedding model"
 
 
 GENERATING = {

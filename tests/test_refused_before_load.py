@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from api_helpers import running
-from extension_helpers import call as request
+from extension_helpers import call as request, loaded_model_ids
 
 WAIT_S = 300
 STORIES = "stories260K"
@@ -56,21 +56,15 @@ def call(server, method: str, path: str, body: dict[str, Any] | None = None) -> 
     return request(server, method, path, body, timeout=WAIT_S)
 
 
-def _loaded(server) -> set[str]:
-    status, ps = call(server, "GET", "/api/ps")
-    assert status == 200
-    return {m["name"].split(":")[0] for m in ps["models"]}
-
-
 @pytest.fixture
 def unloaded(server):
     """Both models unloaded: a refusal must load neither."""
     for model in (STORIES, VISION):
         status, answer = call(server, "POST", f"/v1/models/{model}/stop")
         assert status == 200, answer
-    assert not _loaded(server) & {STORIES, VISION}
+    assert not loaded_model_ids(server) & {STORIES, VISION}
     yield
-    assert not _loaded(server) & {STORIES, VISION}, "the refused request loaded the model"
+    assert not loaded_model_ids(server) & {STORIES, VISION}, "the refused request loaded the model"
 
 
 def _openai_image(text: str = "what is this?") -> list[dict[str, Any]]:
