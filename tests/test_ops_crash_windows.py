@@ -136,8 +136,12 @@ def test_every_folder_jan_writes_in_has_its_dead_writers_temporary_files_swept(t
         url = "data:image/png;base64," + base64.b64encode(png()).decode()
         thread = ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": [
             {"type": "text", "text": "Once"}, {"type": "image_url", "image_url": {"url": url}}]}]})
+        assert thread["id"]  # (its image is written under threads/<id>/files)
         ok("POST", "/v1/assistants", {"model": "stories260K", "name": "a"})
-        run = ok("POST", f"/v1/threads/{thread['id']}/runs", {"assistant_id": "jan", "max_completion_tokens": 4,
+        # a run on a thread of text: stories260K takes no images, so a run on the thread above is refused (400)
+        # before it starts, and writes no run record
+        text_thread = ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once"}]})
+        run = ok("POST", f"/v1/threads/{text_thread['id']}/runs", {"assistant_id": "jan", "max_completion_tokens": 4,
                                                                "additional_messages": [{"role": "user", "content": "on"}]})
         wait_for_run_sync(lambda path: ok("GET", path), run)
         post_form(base, {"purpose": "assistants"})
