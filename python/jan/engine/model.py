@@ -49,6 +49,18 @@ EMBED_TURN_INPUTS = 256
 EMBED_TURN_DECODES = 4
 
 
+@contextlib.contextmanager
+def _projector_errors():
+    """libmtmd's refusals (bad or unsupported media, raised by the binding as ValueError) as MediaError, with the
+    native log lines it wrote forwarded either way."""
+    try:
+        yield
+    except ValueError as e:
+        raise MediaError(str(e)) from None
+    finally:
+        forward_native_logs()
+
+
 def _embed_turn_chunks(batch: list, n_ctx: int) -> Iterable[list]:
     """``batch`` (token lists, in order) cut into the calls of one turn each (:data:`EMBED_TURN_INPUTS`)."""
     budget = max(1, n_ctx) * EMBED_TURN_DECODES
@@ -709,21 +721,13 @@ class Model:
         a caller that may still refuse or shorten the prompt checks it first and calls :meth:`encode_media`
         on the one it submits, so a prompt that does not fit never pays for the encoder.
         """
-        projector = self._projector
-        self._live()  # (after the read: a projector gone because the model closed is no MediaError)
-        if projector is None:
-            raise MediaError(f"model '{self.id}' takes no images or audio (no projector loaded)",
-                             reason="no_projector")
+        projector = self._live_projector()
         marker = projector.marker
         engine_text("prompt", prompt)  # before the try below: a bad prompt is no MediaError
         if media and marker not in prompt:
             prompt = "".join(marker + "\n" for _ in media) + prompt
-        try:
+        with _projector_errors():
             mp = projector.tokenize(prompt, list(media), check_flag("add_special", add_special), True)
-        except ValueError as e:
-            raise MediaError(str(e)) from None
-        finally:
-            forward_native_logs()
         if encode:
             self.encode_media(mp)
         return mp
@@ -732,17 +736,18 @@ class Model:
         """Run the vision/audio encoder on a prompt from :meth:`media_prompt` (``encode=False``): its media
         chunks not yet encoded (or cached by content) get their embeddings. Slow, without the GIL: call it off
         the event loop. Raises :class:`~jan.MediaError`."""
+        projector = self._live_projector()
+        with _projector_errors():
+            projector.encode(prompt)
+
+    def _live_projector(self):
+        """The loaded projector; raises ModelClosedError on a closed model, MediaError without a projector."""
         projector = self._projector
-        self._live()
+        self._live()  # (after the read: a projector gone because the model closed is no MediaError)
         if projector is None:
             raise MediaError(f"model '{self.id}' takes no images or audio (no projector loaded)",
                              reason="no_projector")
-        try:
-            projector.encode(prompt)
-        except ValueError as e:
-            raise MediaError(str(e)) from None
-        finally:
-            forward_native_logs()
+        return projector
 
     def stream(self, prompt, *, add_special: bool = True, images: Sequence = (), audio: Sequence = (),
                **options) -> Request:
