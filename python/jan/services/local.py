@@ -454,6 +454,12 @@ def _render(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str
     """The template's output, with each third-party text (untrusted parts, tool specs' strings) as ``writes``
     writes it (by default as it is)."""
     _tell_stand_in(local)
+    return render_template(local.template, request, plan, marker, writes)
+
+
+def render_template(template: ChatTemplate, request: ChatRequest, plan: ChatPlan, marker: str | None,
+                    writes: TextWrites | None = None) -> str:
+    """:func:`_render` by the chat ``template`` alone, loaded model or not (:func:`check_render`)."""
     untrusted = None
     if writes is not None:
         untrusted = lambda part: writes.part(part.text)  # noqa: E731
@@ -462,22 +468,22 @@ def _render(local: LocalModel, request: ChatRequest, plan: ChatPlan, marker: str
     kwargs = plan.template_kwargs()
     text = None
     final = messages[-1] if messages else {}
-    if request.continues and local.template.continues_replies and isinstance(final.get("content") or "", str):
+    if request.continues and template.continues_replies and isinstance(final.get("content") or "", str):
         # Continue the last assistant message (a resumed reply, a client's prefill): render it as the end of
         # the conversation and cut whatever the template writes after its text (the end-of-turn marks).
         partial = (final.get("content") or "").strip()
         if partial:
-            whole = local.template.render(messages, tools=plan.tools, add_generation_prompt=False, **kwargs)
+            whole = template.render(messages, tools=plan.tools, add_generation_prompt=False, **kwargs)
             at = whole.rfind(partial)
             if at >= 0:
                 text = whole[:at + len(partial)]
         if text is None:
             # Empty, or rewritten by the template beyond recognition: a new assistant turn opened and the text
             # written after it, as llama-server prefills (the reply still continues that text).
-            text = local.template.render(messages[:-1], tools=plan.tools, add_generation_prompt=True,
+            text = template.render(messages[:-1], tools=plan.tools, add_generation_prompt=True,
                                          **kwargs) + partial
     if text is None:
-        text = local.template.render(messages, tools=plan.tools, add_generation_prompt=True, **kwargs)
+        text = template.render(messages, tools=plan.tools, add_generation_prompt=True, **kwargs)
     return text
 
 
@@ -574,6 +580,24 @@ def check_grammar(request: Any, template: ChatTemplate | None = None, settings: 
     except GrammarError as exc:
         if (exc.param or "").startswith("tools"):
             raise
+
+
+#: The text an image/audio part is rendered as when no projector is loaded to say its own (libmtmd's default
+#: marker): a template sees it as any text.
+_UNLOADED_MEDIA_MARKER = "<__media__>"
+
+
+def check_render(request: ChatRequest, template: ChatTemplate, settings: Any = None, model_id: str = "") -> None:
+    """Blocking: refuse a chat that the chat ``template`` (the one the model will chat in: the file's or the
+    model.json's, as :func:`jan.services.abilities.model_abilities` resolves it) refuses itself -- its own
+    ``raise_exception`` ("Conversation roles must alternate user/assistant/...", a system message where it takes
+    none, a tool result without a call) -- as rendering it after the load would (:func:`render_chat`), but before a
+    model is loaded for it (:meth:`jan.services.models.ModelService.require_able`): loading gigabytes to refuse a
+    conversation is waste. Raises :class:`jan.templates.TemplateError`, or the plan's own refusals
+    (:func:`template_plan`). The BOS/EOS text and the tokenizer play no part in such a refusal; what only a load can
+    tell (media, a prompt's size in tokens) is left to the checks after it."""
+    plan = template_plan(template, request, settings, model_id, None)
+    render_template(template, request, plan, _UNLOADED_MEDIA_MARKER if has_media(request) else None)
 
 
 def asks_tool_grammar(request: Any) -> bool:

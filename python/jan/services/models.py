@@ -23,12 +23,12 @@ from jan.services.abilities import (Abilities, asks_abilities, context_refusal, 
                                    request_template)
 from jan.services.companions import COMPANIONS, climbs_out, companion_problem, weights_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
-from jan.services.local import asks_grammar, asks_tool_grammar, check_grammar
+from jan.services.local import asks_grammar, asks_tool_grammar, check_grammar, check_render
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat,
                                 SamplingOptions, check_context_keep, resolve_load)
 from jan.store.ids import is_valid_id
-from jan.templates import GrammarError, TemplateError, json_schema_to_grammar, resolve_template
+from jan.templates import ChatTemplate, GrammarError, TemplateError, json_schema_to_grammar, resolve_template
 
 __all__ = ["ModelService", "Target", "capabilities", "check_parameters", "check_settings", "gguf_header", "text_setting",
            "unload_now", "unload_replaced"]
@@ -428,6 +428,16 @@ def closest_model_id(model_id: str, ids) -> str | None:
     return scored[0][1]
 
 
+def _check_unloaded(request: ChatRequest | CompletionRequest | EmbeddingRequest, template: ChatTemplate | None,
+                    settings: Any, model_id: str, grammar: bool) -> None:
+    """Blocking: :meth:`ModelService.require_able`'s checks before a load that need work: the request's constraint
+    (:func:`jan.services.local.check_grammar`) and the chat template's own refusals
+    (:func:`jan.services.local.check_render`)."""
+    if grammar:
+        check_grammar(request, template, settings, model_id)
+    if template is not None:
+        check_render(request, template, settings, model_id)
+
 class ModelService:
     """Finds models and their engines through the extension manager — the one model→engine rule."""
 
@@ -690,20 +700,29 @@ class ModelService:
         reads nothing. What the files do not settle is left to the checks after the load. Also refused: more
         generations at once (``n``) than the model's load options give it slots and queue for."""
         self._require_load_options(target, request)
-        grammar = asks_grammar(request) or asks_tool_grammar(request)
-        if not isinstance(target.engine, LocalInferenceExtension) or not (grammar or asks_abilities(request)):
+        if not isinstance(target.engine, LocalInferenceExtension):
             return target
+        grammar = asks_grammar(request) or asks_tool_grammar(request)
+        asks, chat = grammar or asks_abilities(request), isinstance(request, ChatRequest)
+        if not asks and not chat:
+            return target
+        loaded = target.id in await target.engine.loaded_models()
+        if not asks and loaded:
+            return target  # a loaded model's own checks cost what these would
         abilities = await self.abilities(target)
         problem = refusal(abilities, request, target.id) if abilities is not None else None
         if problem is not None:
             raise problem
-        if grammar and target.id not in await target.engine.loaded_models():
-            # a constraint no model could use (a schema that does not compile, its tools' too): refused before a
-            # load, off the loop (a big schema takes a while); not again for a loaded model, which builds it with
-            # the request anyway
-            template = abilities.template if abilities is not None and isinstance(request, ChatRequest) else None
-            template = request_template(template, request) if template is not None else None
-            await asyncio.to_thread(check_grammar, request, template, target.model.get("settings"), target.id)
+        if loaded:
+            return target
+        template = abilities.template if abilities is not None and chat else None
+        template = request_template(template, request) if template is not None else None
+        if grammar or template is not None:
+            # Off the loop (a big schema or a long conversation takes a while), once, and not again for a loaded
+            # model, which does both with the request anyway: a constraint no model could use (a schema that does
+            # not compile, its tools' too), and a conversation the chat template refuses itself.
+            await asyncio.to_thread(_check_unloaded, request, template, target.model.get("settings"), target.id,
+                                    grammar)
         return target
 
     @staticmethod
