@@ -471,7 +471,7 @@ async def embed(request: web.Request) -> web.Response:
     timing = Timing()
     body = await _body(request, wire.OllamaEmbedRequest)
     target = await _target(request, body.model)
-    inputs = [body.input] if isinstance(body.input, str) else list(body.input or [])
+    inputs = body.texts
     typed = ollama_requests.embedding_request(target.id, inputs, body.truncate) if inputs else None
     if typed is not None:
         await _services(request).models.require_able(target, typed)  # (a model loaded with pooling none) before a load
