@@ -540,7 +540,8 @@ async def show(request: web.Request) -> web.Response:
     path = target.model.get("file_path")
     shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose)
     # with verbose, the vocabulary's hundreds of thousands of strings: encoded on a worker thread, not the loop
-    values = sum(len(v) for v in shown.get("model_info", {}).values() if isinstance(v, list))
+    values = sum(len(v) for info in ("model_info", "projector_info") for v in shown.get(info, {}).values()
+                 if isinstance(v, list))
     return await json_response_built(lambda: shown, values=values, encode=_dumps)
 
 
