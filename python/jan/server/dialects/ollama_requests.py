@@ -32,7 +32,8 @@ from jan.services.types import (
 )
 
 __all__ = ["OllamaRequestError", "chat_request", "check_completion", "completion_request", "embedding_request",
-           "format_grammar", "generate_chat_request", "media_error", "model_id", "model_parameters", "model_settings", "sampling", "truncation"]
+           "format_grammar", "generate_chat_request", "insists_on_thinking", "media_error", "model_id",
+           "model_parameters", "model_settings", "sampling", "truncation"]
 
 
 class OllamaRequestError(ValueError):
@@ -140,6 +141,12 @@ def reasoning(think: wire.Think) -> ReasoningOptions | None:
     if isinstance(think, bool):
         return ReasoningOptions(enabled=think, required=think)
     return ReasoningOptions(enabled=True, effort=think, required=True)
+
+
+def insists_on_thinking(think: wire.Think) -> bool:
+    """Whether ``think`` asks for thinking (``true`` or a level), which a model that cannot think refuses."""
+    options = reasoning(think)
+    return options is not None and options.required and bool(options.enabled)
 
 
 def image_part(data: str, where: str) -> ImagePart:

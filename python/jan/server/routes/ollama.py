@@ -401,6 +401,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
         if body.suffix or body.raw:
             ollama_requests.check_completion(body)
             grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)  # (a bad schema: 400)
+            if ollama_requests.insists_on_thinking(body.think):  # Ollama checks it whatever the prompt
+                await services.models.require_thinking(target)
         if body.suffix:
             await services.models.require_fill_in(target, tuple(body.context or ()))
         elif not body.raw:
