@@ -67,3 +67,27 @@ async def test_show_has_the_arrays_as_ollama_gives_them(server, tagged, verbose)
 def test_the_ollama_client_reads_show_with_the_arrays(server):
     shown = ollama.Client(host=server.base_url, timeout=60).show("stories260K")  # (the client sends no verbose)
     assert shown.modelinfo["tokenizer.ggml.tokens"] == [] and shown.modelinfo["general.architecture"] == "llama"
+
+
+# -- projector_info: a vision model's projector header beside model_info, as Ollama's show has it ------------------
+@pytest.fixture(scope="module")
+def vision_server(tmp_path_factory, vision_pair):
+    model, _mmproj = vision_pair  # the projector beside it is picked up on import
+    with running(tmp_path_factory.mktemp("show-vision") / "data", model) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+async def test_show_has_the_projectors_header(vision_server, vision_pair, verbose):
+    async with Client(vision_server.base_url) as api:
+        status, shown = await api.post("/api/show", {"model": vision_pair[0].stem, "verbose": verbose})
+        assert status == 200, shown
+        projector = shown["projector_info"]
+        assert projector["general.architecture"] == "clip" and projector["clip.has_vision_encoder"] is True
+        assert projector["clip.vision.image_size"] > 0 and len(projector["clip.vision.image_mean"]) == 3
+    assert "vision" in shown["capabilities"] and shown["model_info"]["general.architecture"] == "llama"
+
+
+def test_show_of_a_model_without_a_projector_leaves_projector_info_out(tagged):
+    assert "projector_info" not in ollama_models.show({"id": "tagged"}, str(tagged))
+    assert ollama_models.projector_info(str(tagged.parent / "missing-mmproj.gguf")) == {}  # unreadable: none

@@ -117,6 +117,21 @@ def test_bad_requests_are_clear():
         convert.completion_request(raw, "m")  # no template wraps a raw prompt: the system prompt would be lost
 
 
+def test_a_refusal_names_what_made_the_prompt_one_no_template_wraps():
+    # a template with raw is Ollama's raw-mode 400 (not "send raw: true", which the body did)
+    raw = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "template": "T"})
+    with pytest.raises(convert.OllamaRequestError, match="raw mode does not support template, system, or context"):
+        convert.check_completion(raw)
+    # images with a suffix (no raw sent) are said of the suffix
+    fim = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "suffix": "s", "images": [PNG]})
+    with pytest.raises(convert.OllamaRequestError) as err:
+        convert.check_completion(fim)
+    assert "with a suffix" in str(err.value) and "raw" not in str(err.value)
+    raw = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "p", "raw": True, "images": [PNG]})
+    with pytest.raises(convert.OllamaRequestError, match="images cannot be sent with raw: true"):
+        convert.check_completion(raw)
+
+
 def test_generate_is_one_user_turn_or_a_raw_prompt():
     body = wire.OllamaGenerateRequest.model_validate({"model": "m", "prompt": "Hi", "system": "S",
                                                 "options": {"num_predict": 3}})

@@ -93,6 +93,11 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "ollama generate think": ("/api/generate", {"prompt": "hi", "think": True, "stream": False},
                               "does not support thinking"),
     "ollama generate think stream": ("/api/generate", {"prompt": "hi", "think": "low"}, "does not support thinking"),
+    # (a raw prompt, which no template wraps, too: Ollama checks the capability whatever the prompt)
+    "ollama generate raw think": ("/api/generate", {"prompt": "hi", "raw": True, "think": True, "stream": False},
+                                  f'"{STORIES}" does not support thinking'),
+    "ollama generate raw think stream": ("/api/generate", {"prompt": "hi", "raw": True, "think": "high"},
+                                         "does not support thinking"),
     # -- tools insisted on (Ollama) from a model without a template of its own
     "ollama chat tools": ("/api/chat", {"messages": HI, "tools": [TOOL], "stream": False},
                           f'"{STORIES}" does not support tools'),

@@ -37,7 +37,7 @@ from jan.templates.formats import format_for_template
 
 __all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_refusal", "dimensions_refusal", "fan_out_refusal",
            "fill_in_refusal", "generations", "listed_ability", "model_abilities", "pooling_none_refusal", "refusal",
-           "request_template", "template_refusal"]
+           "request_template", "template_refusal", "thinking_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +194,15 @@ def template_refusal(template: ChatTemplate, request: ChatRequest, model_id: str
     does not render or that a stand-in template (ChatML for a model without its own) was never trained on
     (``tools``). None when it can."""
     if _insists_on_thinking(request) and not _thinks(template, bool(request.tools)):
-        return RequestError(f'"{model_id}" does not support thinking', param="think", code="not_supported")
+        return thinking_refusal(model_id)
     if _insists_on_tools(request) and not _takes_tools(template):
         return RequestError(f'"{model_id}" does not support tools', param="tools", code="not_supported")
     return None
+
+
+def thinking_refusal(model_id: str) -> RequestError:
+    """Ollama's 400 for ``think`` asked of a model that cannot think."""
+    return RequestError(f'"{model_id}" does not support thinking', param="think", code="not_supported")
 
 
 def _thinks(template: ChatTemplate, with_tools: bool) -> bool:

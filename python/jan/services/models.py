@@ -20,7 +20,7 @@ from jan.engine.params import ORDERS, check_order, check_sampling_options, specu
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
 from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
                                    generations, listed_ability, model_abilities, pooling_none_refusal, refusal,
-                                   request_template)
+                                   request_template, thinking_refusal)
 from jan.services.companions import COMPANIONS, climbs_out, companion_problem, weights_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.local import asks_grammar, asks_tool_grammar, check_grammar, check_render
@@ -758,6 +758,15 @@ class ModelService:
         problem = context_refusal(abilities, context) if abilities is not None else None
         if problem is not None:
             raise problem
+        return target
+
+    async def require_thinking(self, target: Target) -> Target:
+        """``target``, or the refusal of thinking asked with a prompt no chat template wraps (Ollama's raw or
+        fill-in-the-middle ``/api/generate``) of a model that cannot think -- the capability ``/api/show`` lists,
+        as Ollama checks it on every generate -- before anything loads it (:meth:`require_able`'s rule)."""
+        abilities = await self.abilities(target)
+        if abilities is not None and listed_ability(abilities, "thinking") is False:
+            raise thinking_refusal(target.id)
         return target
 
     async def with_weights(self, model: dict[str, Any]) -> dict[str, Any]:

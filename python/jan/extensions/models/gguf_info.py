@@ -169,6 +169,32 @@ def gguf_arrays(path: str, *, longest: int | None = None, max_keys: int = 4096) 
     return arrays
 
 
+def gguf_values(path: str, *, longest: int | None = None, max_keys: int = 4096) -> dict[str, Any]:
+    """Every key of a GGUF file's header with its value, read directly (a projector, which llama.cpp cannot read):
+    numbers, booleans and strings as they are, arrays as :func:`gguf_arrays` gives them (one of more than
+    ``longest`` items as ``[]``). A damaged header raises ``ValueError``."""
+    values: dict[str, Any] = {}
+    with open(path, "rb") as f:
+        header = _Header(f)
+        for key, vtype in header.keys(max_keys):
+            if vtype == _GGUF_STRING:
+                values[key] = header.string().decode("utf-8", "replace")
+            elif vtype in _GGUF_FORMATS:
+                values[key] = struct.unpack("<" + _GGUF_FORMATS[vtype], header.read(_GGUF_SIZES[vtype]))[0]
+            elif vtype == _GGUF_ARRAY:
+                at = f.tell()
+                _, count = header.array_header()
+                f.seek(at)
+                if longest is not None and count > longest:
+                    header.skip(vtype)
+                    values[key] = []
+                else:
+                    values[key] = header.array()
+            else:
+                header.skip(vtype)  # (raises: a value type this reader does not know)
+    return values
+
+
 def check_projector(path: str) -> None:
     """``ValueError`` unless ``path`` is a multimodal projector GGUF (``general.architecture`` "clip"): what
     ``--mmproj`` names is checked when the model is made, not first when it loads."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import jan
 from jan.engine.header import read_info
-from jan.extensions.models.gguf_info import gguf_arrays
+from jan.extensions.models.gguf_info import gguf_arrays, gguf_values
 from jan.services.abilities import Abilities, model_abilities
 from jan.services.models import capabilities as model_capabilities, text_setting
 
@@ -247,8 +247,21 @@ def _arrays(path: str | None, *, verbose: bool) -> dict[str, list[Any]]:
         return {}
 
 
+def projector_info(path: str | None, *, verbose: bool = False) -> dict[str, Any]:
+    """Ollama's ``projector_info``: the projector GGUF's header (``clip.*``, blocking), its long arrays ``[]`` unless
+    ``verbose``, as ``model_info``; empty for a model without a projector, or one whose header cannot be read."""
+    if not path:
+        return {}
+    try:
+        values = gguf_values(path, longest=None if verbose else SHORT_ARRAY)
+    except (OSError, ValueError):
+        return {}
+    return dict(sorted(values.items()))
+
+
 def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> dict[str, Any]:
-    """``/api/show`` for one model (blocking: reads the file's header)."""
+    """``/api/show`` for one model (blocking: reads the file's header, and its projector's: ``model["mmproj_path"]``
+    as the model service resolved it)."""
     gguf = gguf_details(path)
     params = {k: v for k, v in (model.get("parameters") or {}).items() if v is not None}
     parameter_lines = []
@@ -280,8 +293,10 @@ def show(model: dict[str, Any], path: str | None, *, verbose: bool = False) -> d
         "template": template,
         "details": _details(model, gguf),
         "model_info": model_info,
+        # Ollama's show has the projector's header beside the model's (its CLI lists it under "Projector")
+        "projector_info": projector_info(model.get("mmproj_path"), verbose=verbose),
         "capabilities": capabilities(model, gguf, abilities=model_abilities({**model, "file_path": path}) if path
                                      else None),
         "modified_at": _modified_at(model, path),
     }
-    return {k: v for k, v in out.items() if v != ""}
+    return {k: v for k, v in out.items() if v != "" and not (k == "projector_info" and not v)}

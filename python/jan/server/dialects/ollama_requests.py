@@ -32,7 +32,8 @@ from jan.services.types import (
 )
 
 __all__ = ["OllamaRequestError", "chat_request", "check_completion", "completion_request", "embedding_request",
-           "format_grammar", "generate_chat_request", "media_error", "model_id", "model_parameters", "model_settings", "sampling", "truncation"]
+           "format_grammar", "generate_chat_request", "insists_on_thinking", "media_error", "model_id",
+           "model_parameters", "model_settings", "sampling", "truncation"]
 
 
 class OllamaRequestError(ValueError):
@@ -140,6 +141,12 @@ def reasoning(think: wire.Think) -> ReasoningOptions | None:
     if isinstance(think, bool):
         return ReasoningOptions(enabled=think, required=think)
     return ReasoningOptions(enabled=True, effort=think, required=True)
+
+
+def insists_on_thinking(think: wire.Think) -> bool:
+    """Whether ``think`` asks for thinking (``true`` or a level), which a model that cannot think refuses."""
+    options = reasoning(think)
+    return options is not None and options.required and bool(options.enabled)
 
 
 def image_part(data: str, where: str) -> ImagePart:
@@ -288,11 +295,15 @@ def completion_request(body: wire.OllamaGenerateRequest, model: str, prompt: str
 def check_completion(body: wire.OllamaGenerateRequest) -> None:
     """The refusals of an ``/api/generate`` body that :func:`completion_request` makes (``raw``, or a ``suffix``),
     said before its model loads: nothing of them depends on it."""
+    # Ollama's own 400: no template wraps a raw prompt, so a template or system prompt would be lost, and a raw reply
+    # has no context to give back either (an empty list is no context, as Ollama counts it)
+    if body.raw and body.template:
+        raise OllamaRequestError("raw mode does not support template, system, or context (a raw prompt goes to the "
+                                 "model as is: write the template's text into it)")
     _refuse_template(body)
-    if body.images:
-        raise OllamaRequestError("images cannot be sent with raw: true (a raw prompt has no place for them)")
-    # Ollama's own 400: no template wraps a raw prompt, so the system prompt would be lost, and a raw reply has no
-    # context to give back either (an empty list is no context, as Ollama counts it)
+    if body.images:  # said of the field that made the prompt one no template wraps
+        how = "with raw: true (a raw prompt" if body.raw else "with a suffix (a fill-in-the-middle prompt"
+        raise OllamaRequestError(f"images cannot be sent {how} has no place for them)")
     if body.raw and body.system:
         raise OllamaRequestError("raw mode does not support template, system, or context (a raw prompt goes to the "
                                  "model as is: write the system prompt into it)")

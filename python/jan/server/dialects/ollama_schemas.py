@@ -314,7 +314,21 @@ class OllamaEmbedRequest(_ModelUse):
 
     input: Union[str, list[str], None] = None
     truncate: bool | None = None
-    dimensions: int | None = Field(None, ge=1, le=INT32_MAX)
+    #: 0 is Go's zero value, which Ollama reads as "not given" (the whole vector), as an absent field
+    dimensions: int | None = Field(None, ge=0, le=INT32_MAX)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _zero_is_unset(cls, value: int | None) -> int | None:
+        return value or None
+
+    @property
+    def texts(self) -> list[str]:
+        """The texts to embed, as Ollama reads ``input``: a list as given (an empty string in it is embedded), but
+        one empty string, like no input, is none -- the request only loads the model and answers no vectors."""
+        if isinstance(self.input, str):
+            return [self.input] if self.input else []
+        return list(self.input or ())
 
 
 class OllamaEmbeddingsRequest(_ModelUse):

@@ -401,6 +401,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
         if body.suffix or body.raw:
             ollama_requests.check_completion(body)
             grammar = await asyncio.to_thread(ollama_requests.format_grammar, body.format)  # (a bad schema: 400)
+            if ollama_requests.insists_on_thinking(body.think):  # Ollama checks it whatever the prompt
+                await services.models.require_thinking(target)
         if body.suffix:
             await services.models.require_fill_in(target, tuple(body.context or ()))
         elif not body.raw:
@@ -471,7 +473,7 @@ async def embed(request: web.Request) -> web.Response:
     timing = Timing()
     body = await _body(request, wire.OllamaEmbedRequest)
     target = await _target(request, body.model)
-    inputs = [body.input] if isinstance(body.input, str) else list(body.input or [])
+    inputs = body.texts
     typed = ollama_requests.embedding_request(target.id, inputs, body.truncate) if inputs else None
     if typed is not None:
         await _services(request).models.require_able(target, typed)  # (a model loaded with pooling none) before a load
@@ -540,7 +542,8 @@ async def show(request: web.Request) -> web.Response:
     path = target.model.get("file_path")
     shown = await asyncio.to_thread(ollama_models.show, target.model, path, verbose=body.verbose)
     # with verbose, the vocabulary's hundreds of thousands of strings: encoded on a worker thread, not the loop
-    values = sum(len(v) for v in shown.get("model_info", {}).values() if isinstance(v, list))
+    values = sum(len(v) for info in ("model_info", "projector_info") for v in shown.get(info, {}).values()
+                 if isinstance(v, list))
     return await json_response_built(lambda: shown, values=values, encode=_dumps)
 
 
