@@ -135,12 +135,8 @@ def gguf_scalars(path: str, wanted: frozenset[str] | set[str], *, max_keys: int 
         for key, vtype in header.keys(max_keys):
             if key not in wanted or vtype == _GGUF_ARRAY:
                 header.skip(vtype)
-            elif vtype == _GGUF_STRING:
-                found[key] = header.string().decode("utf-8", "replace")
-            elif vtype in _GGUF_FORMATS:
-                found[key] = struct.unpack("<" + _GGUF_FORMATS[vtype], header.read(_GGUF_SIZES[vtype]))[0]
             else:
-                header.skip(vtype)  # (raises: a value type this reader does not know)
+                found[key] = _value(f, header, vtype, None)
             if len(found) == len(wanted):
                 break
     return found
@@ -158,14 +154,7 @@ def gguf_arrays(path: str, *, longest: int | None = None, max_keys: int = 4096) 
             if vtype != _GGUF_ARRAY:
                 header.skip(vtype)
                 continue
-            at = f.tell()
-            _, count = header.array_header()
-            f.seek(at)
-            if longest is not None and count > longest:
-                header.skip(vtype)
-                arrays[key] = []
-            else:
-                arrays[key] = header.array()
+            arrays[key] = _value(f, header, vtype, longest)
     return arrays
 
 
@@ -177,22 +166,27 @@ def gguf_values(path: str, *, longest: int | None = None, max_keys: int = 4096) 
     with open(path, "rb") as f:
         header = _Header(f)
         for key, vtype in header.keys(max_keys):
-            if vtype == _GGUF_STRING:
-                values[key] = header.string().decode("utf-8", "replace")
-            elif vtype in _GGUF_FORMATS:
-                values[key] = struct.unpack("<" + _GGUF_FORMATS[vtype], header.read(_GGUF_SIZES[vtype]))[0]
-            elif vtype == _GGUF_ARRAY:
-                at = f.tell()
-                _, count = header.array_header()
-                f.seek(at)
-                if longest is not None and count > longest:
-                    header.skip(vtype)
-                    values[key] = []
-                else:
-                    values[key] = header.array()
-            else:
-                header.skip(vtype)  # (raises: a value type this reader does not know)
+            values[key] = _value(f, header, vtype, longest)
     return values
+
+
+def _value(f, header: "_Header", vtype: int, longest: int | None) -> Any:
+    """The value of type ``vtype`` at the header's place: a number, boolean or string as it is, an array as a
+    list (one of more than ``longest`` items as ``[]``, skipped unread). Raises ``ValueError`` for a value type
+    this reader does not know."""
+    if vtype == _GGUF_STRING:
+        return header.string().decode("utf-8", "replace")
+    if vtype in _GGUF_FORMATS:
+        return struct.unpack("<" + _GGUF_FORMATS[vtype], header.read(_GGUF_SIZES[vtype]))[0]
+    if vtype == _GGUF_ARRAY:
+        at = f.tell()
+        _, count = header.array_header()
+        f.seek(at)
+        if longest is not None and count > longest:
+            header.skip(vtype)
+            return []
+        return header.array()
+    raise ValueError(f"GGUF value type {vtype} is not understood")
 
 
 def check_projector(path: str) -> None:
