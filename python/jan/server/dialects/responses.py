@@ -18,8 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, WrapValidator, field_validator,
-                      model_validator)
+from pydantic import (ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAdapter, ValidationError, WrapValidator,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from jan.errors import DocumentError, EngineError, MediaError
@@ -184,21 +184,32 @@ class ReasoningItem(_Wire):
     encrypted_content: str | None = None
 
 
+class ItemReference(_Wire):
+    """An earlier item by its id (an input or output item of a stored response), in place of the item itself:
+    :func:`item_references` finds them, the route reads each from the store (:func:`resolve_item_references`)."""
+
+    type: Literal["item_reference"] = "item_reference"
+    id: str
+
+
 def _item_kind(value: Any) -> str:
-    return (value.get("type") if isinstance(value, dict) else getattr(value, "type", None)) or "message"
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if kind is None and isinstance(value, dict) and "role" not in value and "id" in value:
+        return "item_reference"  # (the SDK's ItemReference may leave its type out)
+    return kind or "message"
 
 
 InputItem = Annotated[
     Union[Annotated[MessageItem, Tag("message")], Annotated[FunctionCallItem, Tag("function_call")],
           Annotated[FunctionCallOutputItem, Tag("function_call_output")], Annotated[ReasoningItem, Tag("reasoning")],
           Annotated[CustomToolCallItem, Tag("custom_tool_call")],
-          Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")]],
+          Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")],
+          Annotated[ItemReference, Tag("item_reference")]],
     # (pydantic's own message would name the function above; a client needs the types it may send)
     Discriminator(_item_kind, custom_error_type="invalid_item_type",
                   custom_error_message="unknown input item type: expected 'message', 'function_call', "
-                                       "'function_call_output', 'custom_tool_call', 'custom_tool_call_output' or "
-                                       "'reasoning' (an item_reference is not taken: send the item itself, or "
-                                       "previous_response_id)"),
+                                       "'function_call_output', 'custom_tool_call', 'custom_tool_call_output', "
+                                       "'reasoning' or 'item_reference'"),
 ]
 
 
@@ -443,6 +454,36 @@ class InputTokensRequest(_Prompt, _Answer):
 
 
 # -- request -> typed --------------------------------------------------------------------------
+_INPUT_ITEM: TypeAdapter[Any] = TypeAdapter(InputItem)
+
+
+def item_references(body: _Prompt) -> list[tuple[int, str]]:
+    """``(index in input, item id)`` of each ``item_reference`` of the body's ``input``."""
+    if not isinstance(body.input, list):
+        return []
+    return [(i, item.id) for i, item in enumerate(body.input) if isinstance(item, ItemReference)]
+
+
+async def resolve_item_references(body: _Prompt, find: Callable[[str], Awaitable[dict[str, Any] | None]]) -> None:
+    """Put in place of each ``item_reference`` of ``input`` the item it names, ``find(id)`` (the stored item, or
+    ``None``: a 400 naming the reference). Done before :func:`input_messages`, which takes items only. An item that
+    is no input (an output of a kind a request cannot send) is a 400 too."""
+    for index, item_id in item_references(body):
+        found = await find(item_id)
+        where = f"input[{index}].id"
+        if found is None:
+            raise RequestError(f"{where}: no stored item with id '{item_id}' (an item of a response stored with "
+                               "store: true)", param=where, code="invalid_value")
+        try:
+            item = _INPUT_ITEM.validate_python(found)
+        except ValidationError:
+            raise RequestError(f"{where}: the item '{item_id}' ({found.get('type')}) cannot be sent as input",
+                               param=where, code="invalid_value") from None
+        if isinstance(item, ItemReference):  # (a stored item is never a reference: the store keeps them resolved)
+            raise RequestError(f"{where}: '{item_id}' names another reference", param=where, code="invalid_value")
+        body.input[index] = item
+
+
 async def resolve_file_images(body: _Prompt, read: Callable[[str, str], Awaitable[tuple[bytes, str]]]) -> None:
     """Read, into each ``input_image`` of ``input`` given by ``file_id`` alone, the upload it names (OpenAI's Files
     API), with ``read(file_id, param)``: the route's, which refuses (a 400 naming ``param``) a file that is not
@@ -541,6 +582,8 @@ def _input_turns(items: str | list | None) -> list[tuple[typed.ChatMessage, str]
     out: list[tuple[typed.ChatMessage, str]] = []
     reasoning: str | None = None
     for i, item in enumerate(items):
+        if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
+            raise ValueError(f"input[{i}]: the item_reference '{item.id}' was not read; send the item itself")
         if isinstance(item, ReasoningItem):
             try:
                 encrypted = reasoning_of_encrypted(item.encrypted_content)
