@@ -111,11 +111,16 @@ def test_a_regex_grammar_constrains_the_input(client):
     ({"tools": [{**PATCH, "format": {"type": "grammar", "syntax": "lark"}}]}, "tools[0].format"),
     ({"tools": [{**PATCH, "name": "bad name"}]}, "tools[0].name"),
     ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+    ({"tools": [WEATHER, {**PATCH, "format": {"type": "grammar", "syntax": "regex", "definition": "(("}}],
+      "tool_choice": FORCE}, "tools[1].format.definition"),
+    ({"tools": [{**PATCH, "format": {"type": "grammar", "syntax": "regex", "definition": "x" * 5000}}],
+      "tool_choice": FORCE}, "tools[0].format.definition"),
 ])
 def test_bad_custom_tools_are_a_400(client, body, param):
     with pytest.raises(openai.BadRequestError) as err:
         _create(client, input="Hi", **body)
     assert err.value.status_code == 400 and (err.value.body.get("param") or "").startswith(param), err.value.body
+    assert "^(?:" not in err.value.body["message"]  # the definition as written, not as jan anchors it
 
 
 def test_a_lark_grammar_is_shown_to_the_model(client):

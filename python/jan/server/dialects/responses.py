@@ -656,8 +656,20 @@ def media_error(exc: MediaError, body: _Prompt, history: int) -> MediaError:
 
 def schema_error(exc: GrammarError, body: ResponsesRequest, chat_request: typed.ChatRequest) -> GrammarError:
     """A schema the grammar cannot take (``schema_too_complex``...) naming its field in the Responses API's terms:
-    a tool's ``tools[i].parameters``, the format's ``text.format.schema``; the typed request names OpenAI chat's."""
-    return renamed_schema_error(exc, body.tools, chat_request, "tools[{i}].parameters", "text.format.schema")
+    a tool's ``tools[i].parameters`` (a custom tool's regex: ``tools[i].format.definition``, as it was written), the
+    format's ``text.format.schema``; the typed request names OpenAI chat's."""
+    err = renamed_schema_error(exc, body.tools, chat_request, "tools[{i}].parameters", "text.format.schema")
+    tool = re.fullmatch(r"tools\[(\d+)\]\.parameters", err.param or "")
+    i = int(tool[1]) if tool else -1
+    if not 0 <= i < len(body.tools or ()) or not isinstance(body.tools[i], CustomTool):
+        return err
+    definition = (body.tools[i].format.definition if body.tools[i].format else None) or ""
+    field = f"tools[{i}].format.definition"
+    _, sep, why = str(err).partition(": ")
+    why = (why if sep else str(err)).replace(repr(f"^(?:{definition})$"), repr(definition))  # (its anchoring is jan's)
+    renamed = GrammarError(f"{field}: {why}")
+    renamed.param, renamed.code = field, err.code
+    return renamed
 
 
 def renamed_schema_error(exc: GrammarError, body_tools: Any, chat_request: typed.ChatRequest, tool_field: str,
