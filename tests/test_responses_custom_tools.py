@@ -13,7 +13,7 @@ import pytest
 
 from dialect_helpers import collapse, openai_client, tool_model
 from jan.server.config import ServerConfig
-from jan.server.dialects.responses import ResponseStream, _PartialInput, custom_arguments
+from jan.server.dialects.responses import ResponseStream, _PartialInput, custom_arguments, custom_input
 from jan.services import types as typed
 from jan.testing.server import ServerThread
 
@@ -74,6 +74,15 @@ def test_the_stream_sends_the_input_as_text_deltas(client, tool, status):
     assert text and not text.startswith("{")  # the text, not the JSON arguments the model wrote it in
     assert text == events[-3].input == done.item.input == plain.output[0].input
     assert events[-1].response.output[0].input == text and plain.status == status
+
+
+def test_the_sdk_stream_helper_folds_a_custom_call(client):
+    with client.responses.stream(model="tool-model", input="Fix the bug", tools=[CODE], tool_choice=FORCE,
+                                 max_output_tokens=60, temperature=0, parallel_tool_calls=False) as stream:
+        deltas = "".join(e.delta for e in stream if e.type == "response.custom_tool_call_input.delta")
+        final = stream.get_final_response()
+    assert final.status == "completed" and [item.type for item in final.output] == ["custom_tool_call"]
+    assert final.output[0].input == deltas and re.fullmatch("[a-c]{3}-[0-9]{2}", deltas)
 
 
 def test_a_custom_call_and_its_output_continue_the_conversation(client):
@@ -138,6 +147,16 @@ def test_streamed_input_is_decoded_whatever_the_pieces(text):
         partial = _PartialInput()
         got = "".join(partial.more(arguments[i:i + size]) for i in range(0, len(arguments), size))
         assert got == text
+
+
+def test_arguments_cut_off_give_the_text_so_far():
+    # (the token limit can end the arguments inside an escape: the text before it is the input)
+    assert custom_input('{"input": "ab\\u00') == "ab" and custom_input('{"input": "a\\nb') == "a\nb"
+    stream = ResponseStream(custom=frozenset({"apply_patch"}))
+    events = stream.feed(typed.ChatDelta(tool_calls=(typed.ToolCallDelta(0, "c1", "apply_patch", '{"input": "x\\'),)))
+    events += stream.feed(typed.ChatDelta(finish_reason="length")) + stream.finish()
+    assert [e["input"] for e in events if e["type"] == "response.custom_tool_call_input.done"] == ["x"]
+    assert "".join(e["delta"] for e in events if e["type"] == "response.custom_tool_call_input.delta") == "x"
 
 
 def test_arguments_of_another_shape_are_the_input():
