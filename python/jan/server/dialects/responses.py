@@ -20,7 +20,6 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import (ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAdapter, ValidationError, WrapValidator,
                       field_validator, model_validator)
-from pydantic_core import PydanticCustomError
 
 from jan.errors import DocumentError, EngineError, MediaError
 from jan.image_types import b64decode, parse_data_url
@@ -28,7 +27,7 @@ from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
 from jan.server.media_fetch import is_data_url
 from jan.templates.grammar import GrammarError
-from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
+from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_check, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
 
 from jan.server.dialects.unknown_fields import responses_unknown
@@ -213,18 +212,10 @@ InputItem = Annotated[
 ]
 
 
-def _tool_kind(value: Any, handler: Any) -> Any:
-    # An agent's tool kinds jan has no runner for (``web_search``, ``local_shell``...) would otherwise meet pydantic's
-    # bare "Input should be ...": say that jan runs no such tool and what it does take. (The error kind must not end
-    # in "_type": from_validation_error takes such an error for a wrong-typed union alternative.)
-    try:
-        return handler(value)
-    except ValidationError:
-        if not isinstance(value, str):
-            raise
-        raise PydanticCustomError("unsupported_tool_kind", "'{kind}' tools are not run by jan; its tools are "
-                                  "functions (type 'function', called with JSON arguments) and custom tools (type "
-                                  "'custom', called with free-form text)", {"kind": value}) from None
+#: What the Responses API's tools are, said of a kind it does not take.
+_TOOLS_TAKEN = ("functions (type 'function', called with JSON arguments) and custom tools (type 'custom', called with "
+                "free-form text)")
+_tool_kind = tool_kind_check(_TOOLS_TAKEN)
 
 
 #: A function's ``type`` (``"custom"`` is told apart first, by :func:`_tool_tag`).
