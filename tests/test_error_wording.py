@@ -32,7 +32,7 @@ def test_ollama_names_the_image_formats_every_front_end_takes(server, path, body
 
 def test_an_unknown_responses_item_type_lists_the_types_taken(server):
     status, data = post(server, "/v1/responses", {"model": "stories260K",
-                                                  "input": [{"type": "item_reference", "id": "msg_1"}]})
+                                                  "input": [{"type": "file_search_call", "id": "fs_1"}]})
     assert status == 400, data
     message = data["error"]["message"]
     assert "_item_kind" not in message and "'function_call_output'" in message and "item_reference" in message

@@ -195,6 +195,24 @@ def test_a_damaged_responses_index_file_reads_as_missing_and_is_set_aside(tmp_pa
     assert [p.read_bytes() for p in folder.glob(f"{RESP}.json.*")] == [content]
 
 
+def test_a_responses_index_file_with_a_bom_is_read_and_forgotten_as_any(tmp_path):
+    # A UTF-8 BOM (an editor's save) damages nothing: the entry reads, lists and is removed as one without it.
+    import asyncio
+
+    from jan.server.dialects.responses_store import ResponsesStore
+
+    folder = tmp_path / "data" / "responses"
+    folder.mkdir(parents=True)
+    store = ResponsesStore(folder, lambda: None)
+    good = {"response": {"id": RESP, "object": "response", "status": "completed", "output": []},
+            "input_items": [{"id": "msg_1", "type": "message"}], "thread_id": "thread_1", "last_message_id": "msg_2"}
+    (folder / f"{RESP}.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(good).encode())
+    assert asyncio.run(store.get(RESP)).input_items == good["input_items"]
+    assert [e.id for e in asyncio.run(store.entries(lambda name: True))] == [RESP]
+    assert asyncio.run(store.forget(RESP, "thread_1")) is True
+    assert list(folder.iterdir()) == []  # removed, nothing set aside
+
+
 # -- model.json ---------------------------------------------------------------------------------------------------
 def _model_damages(doc: dict) -> dict[str, dict]:
     return {"settings_a_list": {**doc, "settings": [1, 2]}, "parameters_a_string": {**doc, "parameters": "hot"},

@@ -1,10 +1,11 @@
 """A tool kind jan does not run, in every OpenAI dialect: a 400 that names the field and says why.
 
 Agents send more than functions: Codex CLI its freeform ``custom`` apply_patch tool (a grammar, raw text in and
-out), ``web_search`` and ``local_shell`` when enabled. jan's tools are functions called with JSON arguments, so
-these are refused — but saying so (``tools[1].type: 'custom' tools are not run by jan; ...``), as the Anthropic
-dialect says of Anthropic's own tools, not pydantic's bare "Input should be 'function'", which reads as a
-malformed request. The same for the kinds ``tool_choice`` and ``allowed_tools`` may name.
+out), ``web_search`` and ``local_shell`` when enabled. jan's tools are functions called with JSON arguments (and,
+in the Responses API, custom tools: tests/test_responses_custom_tools.py), so the others are refused — but saying
+so (``tools[1].type: 'web_search' tools are not run by jan; ...``), as the Anthropic dialect says of Anthropic's own
+tools, not pydantic's bare "Input should be 'function'", which reads as a malformed request. The same for the kinds
+``tool_choice`` and ``allowed_tools`` may name.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ OTHER_KINDS = {
     "web_search": {"type": "web_search"},
     "local_shell": {"type": "local_shell"},
 }
+#: the kinds the Responses API refuses (its custom tools are run: the model calls them with text)
+RESPONSES_OTHER_KINDS = [kind for kind in OTHER_KINDS if kind != "custom"]
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +56,16 @@ def _says_why(error: dict, param: str, kind: str) -> None:
     assert "type 'function'" in error["message"], error  # what it does take
 
 
-@pytest.mark.parametrize("kind", OTHER_KINDS)
+@pytest.mark.parametrize("kind", RESPONSES_OTHER_KINDS)
 def test_responses_tools_of_another_kind(client, kind):
     error = _refused(lambda: client.responses.create(model="tool-model", input="hi", max_output_tokens=5,
                                                      tools=[FUNCTION, OTHER_KINDS[kind]]))
     _says_why(error, "tools[1].type", kind)
 
 
-@pytest.mark.parametrize("kind", OTHER_KINDS)
+@pytest.mark.parametrize("kind", RESPONSES_OTHER_KINDS)
 def test_responses_tool_choice_of_another_kind(client, kind):
-    choice = {"type": kind, **({"name": "apply_patch"} if kind == "custom" else {})}
+    choice = {"type": kind}
     error = _refused(lambda: client.responses.create(model="tool-model", input="hi", max_output_tokens=5,
                                                      tools=[FUNCTION], tool_choice=choice))
     _says_why(error, "tool_choice.type", kind)
@@ -70,6 +73,19 @@ def test_responses_tool_choice_of_another_kind(client, kind):
     error = _refused(lambda: client.responses.create(model="tool-model", input="hi", max_output_tokens=5,
                                                      tools=[FUNCTION], tool_choice=allowed))
     _says_why(error, "tool_choice.tools[1].type", kind)
+    assert "type 'custom'" in error["message"]  # the Responses API's other kind
+
+
+def test_responses_tool_choice_of_the_wrong_kind(client):
+    # a custom choice naming a function (or an allowed tool of the wrong kind) names no tool of the request
+    custom = {"type": "custom", "name": "get_weather"}
+    error = _refused(lambda: client.responses.create(model="tool-model", input="hi", max_output_tokens=5,
+                                                     tools=[FUNCTION], tool_choice=custom))
+    assert error["param"] == "tool_choice" and "custom tool 'get_weather'" in error["message"], error
+    allowed = {"type": "allowed_tools", "mode": "auto", "tools": [custom]}
+    error = _refused(lambda: client.responses.create(model="tool-model", input="hi", max_output_tokens=5,
+                                                     tools=[FUNCTION], tool_choice=allowed))
+    assert error["param"] == "tool_choice.tools[0].type", error
 
 
 def test_chat_tools_and_tool_choice_of_another_kind(client):

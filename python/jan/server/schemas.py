@@ -16,6 +16,7 @@ ids), so the OpenAPI description shows exactly what the server accepts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
@@ -383,24 +384,29 @@ class Message(_Strict):
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
-def _function_kind(value: Any, handler: Any) -> Any:
-    # An agent's other tool kinds (Codex's freeform ``custom`` apply_patch, ``web_search``, ``local_shell``...)
-    # would otherwise meet pydantic's bare "Input should be 'function'": say that jan runs no such tool and what
-    # it does take, as the Anthropic dialect says of Anthropic's own tools.
-    # (The error kind must not end in "_type": from_validation_error takes such an error for a wrong-typed
-    # union alternative and prefers a sibling field's.)
-    try:
-        return handler(value)
-    except ValidationError:
-        if not isinstance(value, str):
-            raise
-        raise PydanticCustomError("unsupported_tool_kind", "'{kind}' tools are not run by jan; its tools are "
-                                  "functions (type 'function', called with JSON arguments)", {"kind": value}) from None
+def tool_kind_check(taken: str) -> Callable[[Any, Any], Any]:
+    """A wrap validator of a tool's ``type``: a kind not taken names itself and what is (``taken``).
+
+    An agent's other tool kinds (Codex's freeform ``custom`` apply_patch, ``web_search``, ``local_shell``...)
+    would otherwise meet pydantic's bare "Input should be 'function'": say that jan runs no such tool and what
+    it does take, as the Anthropic dialect says of Anthropic's own tools.
+    (The error kind must not end in "_type": from_validation_error takes such an error for a wrong-typed
+    union alternative and prefers a sibling field's.)"""
+    def check(value: Any, handler: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            if not isinstance(value, str):
+                raise
+            raise PydanticCustomError("unsupported_tool_kind", "'{kind}' tools are not run by jan; its tools are "
+                                      + taken, {"kind": value}) from None
+    return check
 
 
 #: The ``type`` of a tool, a named tool choice or an allowed tool, in every OpenAI dialect (chat completions,
-#: Responses): jan's only tools are functions.
-FunctionKind = Annotated[Literal["function"], WrapValidator(_function_kind)]
+#: Responses): jan's only tools are functions (the Responses API's custom tools aside: its own kinds).
+FunctionKind = Annotated[Literal["function"],
+                         WrapValidator(tool_kind_check("functions (type 'function', called with JSON arguments)"))]
 
 
 class FunctionDef(_Strict):

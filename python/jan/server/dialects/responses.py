@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
+from pydantic import (ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAdapter, ValidationError, WrapValidator,
+                      field_validator, model_validator)
 
 from jan.errors import DocumentError, EngineError, MediaError
 from jan.image_types import b64decode, parse_data_url
@@ -25,7 +27,7 @@ from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
 from jan.server.media_fetch import is_data_url
 from jan.templates.grammar import GrammarError
-from jan.server.schemas import (TOOL_NAME_PATTERN, FunctionKind, StringMetadata, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
+from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_check, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
 
 from jan.server.dialects.unknown_fields import responses_unknown
@@ -149,6 +151,23 @@ class FunctionCallOutputItem(_Wire):
     output: Union[str, list[Annotated[Union[InputText, InputImage, InputFile], Field(discriminator="type")]]]
 
 
+class CustomToolCallItem(_Wire):
+    """A call the model made of a ``custom`` (freeform) tool, sent back: its ``input`` is the tool's text."""
+
+    type: Literal["custom_tool_call"]
+    id: str | None = None
+    call_id: str
+    name: str
+    input: str
+
+
+class CustomToolCallOutputItem(_Wire):
+    type: Literal["custom_tool_call_output"]
+    id: str | None = None
+    call_id: str
+    output: Union[str, list[Annotated[Union[InputText, InputImage, InputFile], Field(discriminator="type")]]]
+
+
 class ReasoningText(_Wire):
     type: str = "reasoning_text"
     text: str
@@ -164,19 +183,50 @@ class ReasoningItem(_Wire):
     encrypted_content: str | None = None
 
 
+class ItemReference(_Wire):
+    """An earlier item by its id (an input or output item of a stored response), in place of the item itself:
+    :func:`item_references` finds them, the route reads each from the store (:func:`resolve_item_references`)."""
+
+    type: Literal["item_reference"] = "item_reference"
+    id: str
+
+
 def _item_kind(value: Any) -> str:
-    return (value.get("type") if isinstance(value, dict) else getattr(value, "type", None)) or "message"
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if kind is None and isinstance(value, dict) and "role" not in value and "id" in value:
+        return "item_reference"  # (the SDK's ItemReference may leave its type out)
+    return kind or "message"
 
 
 InputItem = Annotated[
     Union[Annotated[MessageItem, Tag("message")], Annotated[FunctionCallItem, Tag("function_call")],
-          Annotated[FunctionCallOutputItem, Tag("function_call_output")], Annotated[ReasoningItem, Tag("reasoning")]],
+          Annotated[FunctionCallOutputItem, Tag("function_call_output")], Annotated[ReasoningItem, Tag("reasoning")],
+          Annotated[CustomToolCallItem, Tag("custom_tool_call")],
+          Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")],
+          Annotated[ItemReference, Tag("item_reference")]],
     # (pydantic's own message would name the function above; a client needs the types it may send)
     Discriminator(_item_kind, custom_error_type="invalid_item_type",
                   custom_error_message="unknown input item type: expected 'message', 'function_call', "
-                                       "'function_call_output' or 'reasoning' (an item_reference is not taken: send "
-                                       "the item itself, or previous_response_id)"),
+                                       "'function_call_output', 'custom_tool_call', 'custom_tool_call_output', "
+                                       "'reasoning' or 'item_reference'"),
 ]
+
+
+#: What the Responses API's tools are, said of a kind it does not take.
+_TOOLS_TAKEN = ("functions (type 'function', called with JSON arguments) and custom tools (type 'custom', called with "
+                "free-form text)")
+_tool_kind = tool_kind_check(_TOOLS_TAKEN)
+
+
+#: A function's ``type`` (``"custom"`` is told apart first, by :func:`_tool_tag`).
+FunctionKind = Annotated[Literal["function"], WrapValidator(_tool_kind)]
+#: The ``type`` of a tool an ``allowed_tools`` choice names: either kind.
+ToolKind = Annotated[Literal["function", "custom"], WrapValidator(_tool_kind)]
+
+
+def _tool_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "custom" if kind == "custom" else "function"
 
 
 class FunctionTool(_Wire):
@@ -187,13 +237,50 @@ class FunctionTool(_Wire):
     strict: bool | None = None
 
 
+class CustomFormat(_Wire):
+    """A custom tool's input format: free ``text``, or a ``grammar`` (``regex``: enforced, as a JSON schema
+    ``pattern`` of the input; ``lark``: shown to the model in the tool's description, not enforced)."""
+
+    type: Literal["text", "grammar"]
+    syntax: Literal["lark", "regex"] | None = None
+    definition: str | None = None
+
+    @model_validator(mode="after")
+    def _grammar(self) -> "CustomFormat":
+        if self.type == "grammar" and (self.syntax is None or self.definition is None):
+            raise ValueError("a grammar format needs its syntax ('lark' or 'regex') and its definition")
+        return self
+
+
+class CustomTool(_Wire):
+    """A freeform tool (Codex's ``apply_patch``): the model calls it with text, not JSON arguments."""
+
+    type: Literal["custom"]
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str | None = None
+    format: CustomFormat | None = None
+
+
+Tool = Annotated[Union[Annotated[FunctionTool, Tag("function")], Annotated[CustomTool, Tag("custom")]],
+                 Discriminator(_tool_tag)]
+
+
 class FunctionChoice(_Wire):
     type: FunctionKind
     name: str
 
 
+class CustomChoice(_Wire):
+    type: Literal["custom"]
+    name: str
+
+
+NamedChoice = Annotated[Union[Annotated[FunctionChoice, Tag("function")], Annotated[CustomChoice, Tag("custom")]],
+                        Discriminator(_tool_tag)]
+
+
 class AllowedTool(_Wire):
-    type: FunctionKind
+    type: ToolKind
     name: str
 
 
@@ -269,8 +356,8 @@ class _Prompt(_Wire):
     model: str | None = None
     input: Union[str, list[InputItem], None] = None
     instructions: str | None = None
-    tools: list[FunctionTool] | None = None
-    tool_choice: Union[Literal["auto", "none", "required"], FunctionChoice, AllowedToolsChoice, None] = None
+    tools: list[Tool] | None = None
+    tool_choice: Union[Literal["auto", "none", "required"], NamedChoice, AllowedToolsChoice, None] = None
     parallel_tool_calls: bool | None = None
     reasoning: ReasoningParam | None = None
     text: TextParam | None = None
@@ -358,6 +445,36 @@ class InputTokensRequest(_Prompt, _Answer):
 
 
 # -- request -> typed --------------------------------------------------------------------------
+_INPUT_ITEM: TypeAdapter[Any] = TypeAdapter(InputItem)
+
+
+def item_references(body: _Prompt) -> list[tuple[int, str]]:
+    """``(index in input, item id)`` of each ``item_reference`` of the body's ``input``."""
+    if not isinstance(body.input, list):
+        return []
+    return [(i, item.id) for i, item in enumerate(body.input) if isinstance(item, ItemReference)]
+
+
+async def resolve_item_references(body: _Prompt, find: Callable[[str], Awaitable[dict[str, Any] | None]]) -> None:
+    """Put in place of each ``item_reference`` of ``input`` the item it names, ``find(id)`` (the stored item, or
+    ``None``: a 400 naming the reference). Done before :func:`input_messages`, which takes items only. An item that
+    is no input (an output of a kind a request cannot send) is a 400 too."""
+    for index, item_id in item_references(body):
+        found = await find(item_id)
+        where = f"input[{index}].id"
+        if found is None:
+            raise RequestError(f"{where}: no stored item with id '{item_id}' (an item of a response stored with "
+                               "store: true)", param=where, code="invalid_value")
+        try:
+            item = _INPUT_ITEM.validate_python(found)
+        except ValidationError:
+            raise RequestError(f"{where}: the item '{item_id}' ({found.get('type')}) cannot be sent as input",
+                               param=where, code="invalid_value") from None
+        if isinstance(item, ItemReference):  # (a stored item is never a reference: the store keeps them resolved)
+            raise RequestError(f"{where}: '{item_id}' names another reference", param=where, code="invalid_value")
+        body.input[index] = item
+
+
 async def resolve_file_images(body: _Prompt, read: Callable[[str, str], Awaitable[tuple[bytes, str]]]) -> None:
     """Read, into each ``input_image`` of ``input`` given by ``file_id`` alone, the upload it names (OpenAI's Files
     API), with ``read(file_id, param)``: the route's, which refuses (a 400 naming ``param``) a file that is not
@@ -374,7 +491,7 @@ def _file_images(body: _Prompt) -> list[tuple[InputImage, str]]:
     for i, item in enumerate(body.input):
         if isinstance(item, MessageItem):
             parts, field = item.content, f"input[{i}].content"
-        elif isinstance(item, FunctionCallOutputItem):
+        elif isinstance(item, (FunctionCallOutputItem, CustomToolCallOutputItem)):
             parts, field = item.output, f"input[{i}].output"
         else:
             continue
@@ -456,6 +573,8 @@ def _input_turns(items: str | list | None) -> list[tuple[typed.ChatMessage, str]
     out: list[tuple[typed.ChatMessage, str]] = []
     reasoning: str | None = None
     for i, item in enumerate(items):
+        if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
+            raise ValueError(f"input[{i}]: the item_reference '{item.id}' was not read; send the item itself")
         if isinstance(item, ReasoningItem):
             try:
                 encrypted = reasoning_of_encrypted(item.encrypted_content)
@@ -468,8 +587,9 @@ def _input_turns(items: str | list | None) -> list[tuple[typed.ChatMessage, str]
                                           reasoning=reasoning if role == "assistant" else None),
                         f"input[{i}].content"))
             reasoning = None if role == "assistant" else reasoning
-        elif isinstance(item, FunctionCallItem):
-            call = typed.ToolCall(item.call_id, item.name, item.arguments)
+        elif isinstance(item, (FunctionCallItem, CustomToolCallItem)):
+            arguments = item.arguments if isinstance(item, FunctionCallItem) else custom_arguments(item.input)
+            call = typed.ToolCall(item.call_id, item.name, arguments)
             last, field = out[-1] if out else (None, "")
             if last is not None and last.role == "assistant":
                 out[-1] = (typed.ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, call),
@@ -527,8 +647,20 @@ def media_error(exc: MediaError, body: _Prompt, history: int) -> MediaError:
 
 def schema_error(exc: GrammarError, body: ResponsesRequest, chat_request: typed.ChatRequest) -> GrammarError:
     """A schema the grammar cannot take (``schema_too_complex``...) naming its field in the Responses API's terms:
-    a tool's ``tools[i].parameters``, the format's ``text.format.schema``; the typed request names OpenAI chat's."""
-    return renamed_schema_error(exc, body.tools, chat_request, "tools[{i}].parameters", "text.format.schema")
+    a tool's ``tools[i].parameters`` (a custom tool's regex: ``tools[i].format.definition``, as it was written), the
+    format's ``text.format.schema``; the typed request names OpenAI chat's."""
+    err = renamed_schema_error(exc, body.tools, chat_request, "tools[{i}].parameters", "text.format.schema")
+    tool = re.fullmatch(r"tools\[(\d+)\]\.parameters", err.param or "")
+    i = int(tool[1]) if tool else -1
+    if not 0 <= i < len(body.tools or ()) or not isinstance(body.tools[i], CustomTool):
+        return err
+    definition = (body.tools[i].format.definition if body.tools[i].format else None) or ""
+    field = f"tools[{i}].format.definition"
+    _, sep, why = str(err).partition(": ")
+    why = (why if sep else str(err)).replace(repr(f"^(?:{definition})$"), repr(definition))  # (its anchoring is jan's)
+    renamed = GrammarError(f"{field}: {why}")
+    renamed.param, renamed.code = field, err.code
+    return renamed
 
 
 def renamed_schema_error(exc: GrammarError, body_tools: Any, chat_request: typed.ChatRequest, tool_field: str,
@@ -575,7 +707,8 @@ def reasoning_of_encrypted(value: str | None) -> str | None:
 
 
 def _item_id(item: Any) -> str:
-    prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}[item.type]
+    prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
+              "custom_tool_call": "ctc", "custom_tool_call_output": "ctco"}[item.type]
     return item.id or new_id(prefix)
 
 
@@ -601,21 +734,76 @@ def input_items(items: str | list | None) -> list[dict[str, Any]]:
     return out
 
 
+#: The one argument a custom tool is called with, as the model sees it: its text, in a JSON string.
+CUSTOM_INPUT = "input"
+
+
+def _custom_spec(tool: CustomTool) -> typed.ToolSpec:
+    """A custom tool as the function the model is shown: one string argument, its text (a model calls tools with JSON
+    arguments; the call's ``input`` is that string again, :func:`custom_input`). A ``regex`` grammar constrains it,
+    as the string's ``pattern`` (whole: anchored); a ``lark`` one, which no local grammar takes, is shown to the model
+    in the description."""
+    fmt = tool.format
+    text: dict[str, Any] = {"type": "string", "description": "The tool's input: free-form text, not JSON."}
+    description = tool.description
+    if fmt is not None and fmt.type == "grammar" and fmt.syntax == "regex":
+        text["pattern"] = f"^(?:{fmt.definition})$"
+    elif fmt is not None and fmt.type == "grammar":
+        rule = f"The input must follow this Lark grammar:\n{fmt.definition}"
+        description = f"{description}\n\n{rule}" if description else rule
+    return typed.ToolSpec(tool.name, description, {"type": "object", "properties": {CUSTOM_INPUT: text},
+                                                   "required": [CUSTOM_INPUT], "additionalProperties": False},
+                          strict=True)
+
+
+def custom_arguments(text: str) -> str:
+    """A custom tool call's ``input`` as the JSON arguments of the call the model is shown (:func:`_custom_spec`)."""
+    return json.dumps({CUSTOM_INPUT: text}, ensure_ascii=False)
+
+
+def custom_input(arguments: str) -> str:
+    """The ``input`` of a custom tool call made with JSON ``arguments`` (its one string; of arguments the token limit
+    cut off, the string so far); arguments of another shape (a model that did not follow the schema) are the input
+    themselves, as said, rather than lost."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        partial = _PartialInput()
+        text = partial.more(arguments)
+        return text if partial.started else arguments
+    if isinstance(value, dict) and set(value) == {CUSTOM_INPUT} and isinstance(value[CUSTOM_INPUT], str):
+        return value[CUSTOM_INPUT]
+    return arguments
+
+
+def custom_names(body: _Prompt) -> frozenset[str]:
+    """The names of the request's custom tools (a call of one is a ``custom_tool_call``)."""
+    return frozenset(t.name for t in body.tools or () if isinstance(t, CustomTool))
+
+
 def _tools(body: _Prompt) -> tuple[tuple[typed.ToolSpec, ...], typed.ToolChoice | None]:
     """The tools the model is shown and the tool choice. ``allowed_tools`` narrows ``tools`` to the ones it
     names (a name not among them is a 400) and its ``mode`` is the choice."""
-    tools = tuple(typed.ToolSpec(t.name, t.description, t.parameters, t.strict) for t in body.tools or ())
+    tools = tuple(_custom_spec(t) if isinstance(t, CustomTool) else typed.ToolSpec(t.name, t.description,
+                                                                                    t.parameters, t.strict)
+                  for t in body.tools or ())
     choice = body.tool_choice
     # as OpenAI's: a choice that makes the model call a tool needs one to call
     if choice == "required" and not tools:
         raise RequestError("tool_choice: 'required' needs tools (the request has none)", param="tool_choice",
                            code="invalid_value")
-    if isinstance(choice, FunctionChoice):
-        if choice.name not in {t.name for t in tools}:
-            raise RequestError(f"tool_choice: names the function '{choice.name}', which is not in tools",
+    kinds = {t.name: t.type for t in body.tools or ()}
+    if isinstance(choice, (FunctionChoice, CustomChoice)):
+        if kinds.get(choice.name) != choice.type:
+            raise RequestError(f"tool_choice: names the {choice.type} tool '{choice.name}', which is not in tools",
                                param="tool_choice", code="invalid_value")
         return tools, typed.NamedToolChoice(choice.name)
     if isinstance(choice, AllowedToolsChoice):
+        for i, allowed in enumerate(choice.tools):
+            if allowed.name in kinds and kinds[allowed.name] != allowed.type:
+                raise RequestError(f"tool_choice.tools[{i}].type: '{allowed.name}' is a {kinds[allowed.name]} tool, "
+                                   f"not a {allowed.type} one", param=f"tool_choice.tools[{i}].type",
+                                   code="invalid_value")
         return typed.allowed_tools(tools, [t.name for t in choice.tools], param="tool_choice.tools[{i}].name"), choice.mode
     return tools, choice
 
@@ -710,6 +898,65 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: st
             "status": status}
 
 
+def _custom_call_item(item_id: str, call_id: str, name: str, text: str) -> dict[str, Any]:
+    # (OpenAI's custom_tool_call has no status)
+    return {"id": item_id, "type": "custom_tool_call", "call_id": call_id, "name": name, "input": text}
+
+
+class _PartialInput:
+    """The text of a custom tool call's streamed JSON arguments (``{"input": "..."}``), decoded as far as it has
+    come: each :meth:`more` gives what is new. The string is decoded a whole escape at a time (a ``\\u`` pair
+    too), so no delta splits one; arguments of another shape give nothing here (the ``done`` event has them)."""
+
+    _START = re.compile(r'\s*\{\s*"' + CUSTOM_INPUT + r'"\s*:\s*"')
+
+    def __init__(self) -> None:
+        self.raw = ""  # the arguments so far
+        self.sent = ""  # the text decoded (and sent) so far
+        self._at: int | None = None  # where in raw the undecoded rest of the string begins
+        self._ended = False
+
+    @property
+    def started(self) -> bool:
+        """Whether the arguments so far begin as the input's string."""
+        return self._at is not None
+
+    def more(self, arguments: str) -> str:
+        self.raw += arguments
+        if self._at is None:
+            start = self._START.match(self.raw)
+            if start is None:
+                return ""
+            self._at = start.end()
+        if self._ended:
+            return ""
+        rest, end = self.raw[self._at:], 0
+        while end < len(rest):  # a whole run of plain characters and complete escapes
+            char = rest[end]
+            if char == '"':
+                self._ended = True
+                break
+            if char != "\\":
+                end += 1
+                continue
+            size = 6 if rest[end + 1:end + 2] == "u" else 2
+            if end + size > len(rest):
+                break
+            if size == 6 and re.fullmatch("[dD][89abAB][0-9a-fA-F]{2}", rest[end + 2:end + 6]):  # a pair's 1st half
+                if end + 12 > len(rest):
+                    break
+                size = 12
+            end += size
+        try:
+            text = json.loads(f'"{rest[:end]}"')
+        except ValueError:  # (not JSON after all: the done event has the arguments as said)
+            self._ended = True
+            return ""
+        self._at += end
+        self.sent += text
+        return text
+
+
 #: The response's status for each way the chat path ends a choice (``typed.FINISH_REASONS``): cut off by the token
 #: limit or a remote upstream's filter, ``incomplete``; cut off by the server (the model stopped or unloaded under
 #: it), ``cancelled``, as a cancel request's: never ``completed``, which would pass a cut-off answer for a whole one.
@@ -733,12 +980,13 @@ def _item_status(finish_reason: str | None) -> str:
     return "completed" if _status(finish_reason) == "completed" else "incomplete"
 
 
-def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None,
-                 encrypted_reasoning: bool = False) -> tuple[list[dict[str, Any]], str]:
+def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None, encrypted_reasoning: bool = False,
+                 custom: frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], str]:
     """The ``output`` items of a whole answer (reasoning, message, function calls) and the
     response's status (``completed``, or ``incomplete`` when it ran out of tokens). ``top_logprobs``:
     the message's logprobs are included, with that many alternatives (``None``: not included);
-    ``encrypted_reasoning``: reasoning items carry ``encrypted_content``."""
+    ``encrypted_reasoning``: reasoning items carry ``encrypted_content``; ``custom``: the names of the custom
+    tools (a call of one is a ``custom_tool_call``)."""
     choice = result.choices[0]
     message = choice.message
     status, item_status = _status(choice.finish_reason), _item_status(choice.finish_reason)
@@ -754,8 +1002,11 @@ def output_items(result: typed.ChatResult, *, top_logprobs: int | None = None,
     for k, call in enumerate(message.tool_calls):
         # the last call is the one the token limit can have cut off (OpenAI marks it incomplete)
         last = k == len(message.tool_calls) - 1
-        items.append(_call_item(new_id("fc"), call.id, call.name, call.arguments,
-                                item_status if last else "completed"))
+        if call.name in custom:
+            items.append(_custom_call_item(new_id("ctc"), call.id, call.name, custom_input(call.arguments)))
+        else:
+            items.append(_call_item(new_id("fc"), call.id, call.name, call.arguments,
+                                    item_status if last else "completed"))
     return items, status
 
 
@@ -769,6 +1020,8 @@ def output_message(items: list[dict[str, Any]]) -> typed.ChatMessage:
             reasoning += [p["text"] for p in item.get("content") or []]
         elif item["type"] == "function_call":
             calls.append(typed.ToolCall(item["call_id"], item["name"], item["arguments"]))
+        elif item["type"] == "custom_tool_call":  # (stored as the call the model made: its JSON arguments)
+            calls.append(typed.ToolCall(item["call_id"], item["name"], custom_arguments(item["input"])))
     joined = "".join(text)
     return typed.ChatMessage("assistant", (typed.TextPart(joined),) if joined else (), tool_calls=tuple(calls),
                        reasoning="".join(reasoning) or None)
@@ -784,7 +1037,7 @@ def response_object(response_id: str, body: ResponsesRequest, model: str, *, sta
     text = {"format": fmt.model_dump(mode="json", by_alias=True, exclude_none=True) if fmt else {"type": "text"},
             "verbosity": (body.text.verbosity if body.text else None) or "medium"}
     tool_choice = body.tool_choice or "auto"
-    if isinstance(tool_choice, (FunctionChoice, AllowedToolsChoice)):
+    if isinstance(tool_choice, (FunctionChoice, CustomChoice, AllowedToolsChoice)):
         tool_choice = tool_choice.model_dump(mode="json")
     reasoning = body.reasoning or ReasoningParam()
     final = status in ("completed", "incomplete", "failed", "cancelled")
@@ -826,15 +1079,18 @@ class ResponseStream:
     reasoning item carries ``encrypted_content``. :meth:`for_request` reads both from the request.
     """
 
-    def __init__(self, *, top_logprobs: int | None = None, encrypted_reasoning: bool = False) -> None:
+    def __init__(self, *, top_logprobs: int | None = None, encrypted_reasoning: bool = False,
+                 custom: frozenset[str] = frozenset()) -> None:
         self.output: list[dict[str, Any]] = []
         self.finish_reason: str | None = None
         self.usage: typed.Usage | None = None
         self.reasoning_tokens = 0  # of the usage's output tokens, the thinking's
         self._top = top_logprobs
         self._encrypted = encrypted_reasoning
+        self._custom = custom  # the custom tools' names: a call of one streams its input text, not JSON
         self._seq = 0
         self._open: str | None = None  # "reasoning", "message" or "call:<n>"
+        self._input: _PartialInput | None = None  # the open call's input text, when it is a custom tool's
         self._text = ""
         self._logprobs: list[Any] = []  # the open message's tokens (TokenLogprob)
         self._pending: list[Any] = []  # tokens whose text the chat path still holds back (a possible stop string)
@@ -842,7 +1098,8 @@ class ResponseStream:
     @classmethod
     def for_request(cls, body: ResponsesRequest) -> ResponseStream:
         top = (body.top_logprobs or 0) if body.includes(LOGPROBS) else None
-        return cls(top_logprobs=top, encrypted_reasoning=body.includes(ENCRYPTED_REASONING))
+        return cls(top_logprobs=top, encrypted_reasoning=body.includes(ENCRYPTED_REASONING),
+                   custom=custom_names(body))
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         data = {"type": kind, **fields, "sequence_number": self._seq}
@@ -875,6 +1132,14 @@ class ResponseStream:
             events.append(self.event("response.content_part.done", **where, content_index=0, part=part))
             item.update(_message_item(item["id"], text, _item_status(self.finish_reason), logprobs))
             self._logprobs = []
+        elif self._input is not None:
+            full = custom_input(text)
+            if full.startswith(self._input.sent) and len(full) > len(self._input.sent):  # (a string left open)
+                events.append(self.event("response.custom_tool_call_input.delta", **where,
+                                         delta=full[len(self._input.sent):]))
+            events.append(self.event("response.custom_tool_call_input.done", **where, input=full))
+            item.update(input=full)
+            self._input = None
         else:
             events.append(self.event("response.function_call_arguments.done", **where, arguments=text))
             # closed by the next item: complete; closed at the end: cut off when the token limit ended it
@@ -927,10 +1192,18 @@ class ResponseStream:
                                      delta=delta.content, logprobs=logprobs))
         for call in delta.tool_calls:
             key = f"call:{call.index}"
-            if self._open != key:
+            if self._open != key and call.name in self._custom:
+                events += self._start(key, _custom_call_item(new_id("ctc"), call.id or new_id("call"), call.name, ""))
+                self._input = _PartialInput()
+            elif self._open != key:
                 events += self._start(key, _call_item(new_id("fc"), call.id or new_id("call"), call.name or "", "",
                                                       "in_progress"))
-            if call.arguments:
+            if call.arguments and self._input is not None:
+                self._text += call.arguments
+                text = self._input.more(call.arguments)
+                if text:
+                    events.append(self.event("response.custom_tool_call_input.delta", **self._where(), delta=text))
+            elif call.arguments:
                 self._text += call.arguments
                 events.append(self.event("response.function_call_arguments.delta", **self._where(),
                                          delta=call.arguments))

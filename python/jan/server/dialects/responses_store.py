@@ -289,6 +289,34 @@ class ResponsesStore:
                 raise NotFoundError(not_found_message("response", response_id)) from None
         await asyncio.to_thread(remove)
 
+    async def find_item(self, item_id: str, start: StoredResponse | None,
+                        is_id: Callable[[str], bool]) -> dict[str, Any] | None:
+        """An input or output item of a stored response, by its id (what an ``item_reference`` names); ``None`` for
+        none. The conversation ``start`` continues is looked in first (it, and the responses it continues), then
+        every stored response whose id ``is_id`` accepts."""
+        def holds(stored: StoredResponse) -> dict[str, Any] | None:
+            output = stored.response.get("output")
+            for item in [*stored.input_items, *(output if isinstance(output, list) else ())]:
+                if isinstance(item, dict) and item.get("id") == item_id:
+                    return item
+            return None
+
+        seen: set[str] = set()
+        current = start
+        while current is not None and current.id not in seen:
+            seen.add(current.id)
+            if (found := holds(current)) is not None:
+                return found
+            earlier = current.response.get("previous_response_id")
+            current = None
+            if isinstance(earlier, str) and is_id(earlier):
+                with contextlib.suppress(NotFoundError):
+                    current = await self.get(earlier)
+        for stored in await self.entries(lambda name: is_id(name) and name not in seen):
+            if (found := holds(stored)) is not None:
+                return found
+        return None
+
     # -- conversations -------------------------------------------------------------------------------
     async def _thread_messages(self, stored: StoredResponse) -> list[dict[str, Any]]:
         """The thread's messages up to and including the response's last one."""

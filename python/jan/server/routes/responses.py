@@ -126,6 +126,14 @@ async def _history(request: web.Request, previous: StoredResponse | None) -> lis
         raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
 
 
+async def _resolve_references(request: web.Request, body: Any, previous: StoredResponse | None) -> None:
+    """In place of each ``item_reference`` of ``input``, the stored item it names (a 400 for one not stored)."""
+    if wire.item_references(body):
+        store = request.app[STORE]
+        await wire.resolve_item_references(
+            body, lambda item_id: store.find_item(item_id, previous, wire.valid_response_id))
+
+
 def response_values(response: dict[str, Any]) -> int:
     """About how many JSON values a response object holds: its output text's logprobs (each token with its
     alternatives and their bytes) are what grows with a long reply."""
@@ -152,6 +160,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         service(request, ConversationalExtension, "stores conversations", "conversational")
     previous = await _previous(request, body.previous_response_id)
     history = await _history(request, previous)
+    await _resolve_references(request, body, previous)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # input_file by id, URL
@@ -235,7 +244,9 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     body = await parse_body(request, wire.InputTokensRequest)
     if body.previous_response_id:  # the conversation is a thread: without a conversation store, a 503
         service(request, ConversationalExtension, "stores conversations", "conversational")
-    history = await _history(request, await _previous(request, body.previous_response_id))
+    previous = await _previous(request, body.previous_response_id)
+    history = await _history(request, previous)
+    await _resolve_references(request, body, previous)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])

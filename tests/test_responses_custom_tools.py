@@ -1,0 +1,168 @@
+"""OpenAI Responses ``custom`` (freeform) tools, as Codex's ``apply_patch`` uses them: the tool definition, the
+``custom_tool_call`` output item (plain and streamed, ``response.custom_tool_call_input.delta``/``.done``), the call
+and its ``custom_tool_call_output`` sent back (statelessly and through ``previous_response_id``), ``tool_choice``
+``{"type": "custom"}``, a ``regex`` grammar enforced; read through the official openai SDK's typed models."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import openai
+import pytest
+
+from dialect_helpers import collapse, openai_client, tool_model
+from jan.server.config import ServerConfig
+from jan.server.dialects.responses import ResponseStream, _PartialInput, custom_arguments, custom_input
+from jan.services import types as typed
+from jan.testing.server import ServerThread
+
+PATCH = {"type": "custom", "name": "apply_patch", "description": "Apply a patch to the files"}
+WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+FORCE = {"type": "custom", "name": "apply_patch"}
+# a regex grammar the input must match whole (so the tiny model's call ends)
+CODE = {**PATCH, "format": {"type": "grammar", "syntax": "regex", "definition": "[a-c]{3}-[0-9]{2}"}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    config = ServerConfig(data_folder=tmp_path_factory.mktemp("data"), models=[str(tool_model(models))],
+                          n_ctx=2048, n_threads=1)
+    with ServerThread(config) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai_client(server)
+
+
+def _create(client, **kwargs):
+    # (one call a turn: the tiny model repeats a call as long as it may)
+    return client.responses.create(**{"model": "tool-model", "max_output_tokens": 60, "temperature": 0,
+                                      "parallel_tool_calls": False, **kwargs})
+
+
+def test_a_forced_custom_tool_is_called_with_text(client):
+    response = _create(client, input="Fix the bug", tools=[CODE, WEATHER], tool_choice=FORCE)
+    assert [item.type for item in response.output] == ["custom_tool_call"]
+    call = response.output[0]
+    assert isinstance(call, openai.types.responses.ResponseCustomToolCall)
+    assert call.name == "apply_patch" and call.id.startswith("ctc_") and call.call_id
+    assert isinstance(call.input, str) and not call.input.startswith('{"input"')  # the text, not JSON arguments
+    assert response.tool_choice.type == "custom" and response.tool_choice.name == "apply_patch"
+    assert [t.type for t in response.tools] == ["custom", "function"]
+
+
+@pytest.mark.parametrize("tool, status", [(CODE, "completed"), (PATCH, "incomplete")])
+def test_the_stream_sends_the_input_as_text_deltas(client, tool, status):
+    # (the tiny model never ends a free text: cut off by the token limit, its input so far is the call's)
+    plain = _create(client, input="Fix the bug", tools=[tool], tool_choice=FORCE)
+    events = list(_create(client, input="Fix the bug", tools=[tool], tool_choice=FORCE, stream=True))
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert collapse([e.type for e in events]) == [
+        "response.created", "response.in_progress", "response.output_item.added",
+        "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+        "response.output_item.done", f"response.{status}"]
+    added, done = events[2], events[-2]
+    assert added.item.type == done.item.type == "custom_tool_call" and added.item.input == ""
+    deltas = [e for e in events if e.type == "response.custom_tool_call_input.delta"]
+    assert all(e.item_id == added.item.id and e.output_index == 0 for e in deltas)
+    text = "".join(e.delta for e in deltas)
+    assert text and not text.startswith("{")  # the text, not the JSON arguments the model wrote it in
+    assert text == events[-3].input == done.item.input == plain.output[0].input
+    assert events[-1].response.output[0].input == text and plain.status == status
+
+
+def test_the_sdk_stream_helper_folds_a_custom_call(client):
+    with client.responses.stream(model="tool-model", input="Fix the bug", tools=[CODE], tool_choice=FORCE,
+                                 max_output_tokens=60, temperature=0, parallel_tool_calls=False) as stream:
+        deltas = "".join(e.delta for e in stream if e.type == "response.custom_tool_call_input.delta")
+        final = stream.get_final_response()
+    assert final.status == "completed" and [item.type for item in final.output] == ["custom_tool_call"]
+    assert final.output[0].input == deltas and re.fullmatch("[a-c]{3}-[0-9]{2}", deltas)
+
+
+def test_a_custom_call_and_its_output_continue_the_conversation(client):
+    first = _create(client, input="Fix the bug", tools=[CODE], tool_choice=FORCE)
+    call = first.output[0]
+    output = {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done: 1 file changed"}
+    second = _create(client, previous_response_id=first.id, tools=[CODE], input=[output], max_output_tokens=8)
+    assert second.status in ("completed", "incomplete")
+    # the same conversation sent whole, statelessly: the same prompt
+    manual = _create(client, tools=[CODE], store=False, max_output_tokens=8, input=[
+        {"role": "user", "content": "Fix the bug"},
+        {"type": "custom_tool_call", "call_id": call.call_id, "name": "apply_patch", "input": call.input},
+        output])
+    assert manual.usage.input_tokens == second.usage.input_tokens
+    assert manual.output_text == second.output_text
+    items = client.responses.input_items.list(second.id, order="asc").data
+    assert [i.type for i in items] == ["custom_tool_call_output"] and items[0].call_id == call.call_id
+
+
+def test_a_custom_output_answering_no_call_is_refused(client):
+    with pytest.raises(openai.BadRequestError) as err:
+        _create(client, tools=[PATCH], input=[{"role": "user", "content": "Hi"},
+                                             {"type": "custom_tool_call_output", "call_id": "nope", "output": "x"}])
+    assert err.value.body["param"] == "input"
+
+
+def test_a_regex_grammar_constrains_the_input(client):
+    response = _create(client, input="Go", tools=[CODE], tool_choice=FORCE)
+    assert response.status == "completed" and re.fullmatch("[a-c]{3}-[0-9]{2}", response.output[0].input)
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"tools": [PATCH], "tool_choice": {"type": "custom", "name": "other"}}, "tool_choice"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "custom", "name": "get_weather"}}, "tool_choice"),
+    ({"tools": [{**PATCH, "format": {"type": "grammar", "syntax": "lark"}}]}, "tools[0].format"),
+    ({"tools": [{**PATCH, "name": "bad name"}]}, "tools[0].name"),
+    ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+    ({"tools": [WEATHER, {**PATCH, "format": {"type": "grammar", "syntax": "regex", "definition": "(("}}],
+      "tool_choice": FORCE}, "tools[1].format.definition"),
+    ({"tools": [{**PATCH, "format": {"type": "grammar", "syntax": "regex", "definition": "x" * 5000}}],
+      "tool_choice": FORCE}, "tools[0].format.definition"),
+])
+def test_bad_custom_tools_are_a_400(client, body, param):
+    with pytest.raises(openai.BadRequestError) as err:
+        _create(client, input="Hi", **body)
+    assert err.value.status_code == 400 and (err.value.body.get("param") or "").startswith(param), err.value.body
+    assert "^(?:" not in err.value.body["message"]  # the definition as written, not as jan anchors it
+
+
+def test_a_lark_grammar_is_shown_to_the_model(client):
+    tool = {**PATCH, "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "x"+'}}
+    plain = client.responses.input_tokens.count(model="tool-model", input="Go", tools=[PATCH])
+    with_grammar = client.responses.input_tokens.count(model="tool-model", input="Go", tools=[tool])
+    assert with_grammar.input_tokens > plain.input_tokens
+
+
+# -- the streamed input's decoding, in pieces as a model makes them -------------------------------------------------
+@pytest.mark.parametrize("text", ["plain", 'quote " and \\ backslash\nnewline', "emoji \U0001F600 é", ""])
+def test_streamed_input_is_decoded_whatever_the_pieces(text):
+    arguments = custom_arguments(text).replace("\U0001F600", "\\ud83d\\ude00")  # (a model may escape it)
+    for size in (1, 2, 5):
+        partial = _PartialInput()
+        got = "".join(partial.more(arguments[i:i + size]) for i in range(0, len(arguments), size))
+        assert got == text
+
+
+def test_arguments_cut_off_give_the_text_so_far():
+    # (the token limit can end the arguments inside an escape: the text before it is the input)
+    assert custom_input('{"input": "ab\\u00') == "ab" and custom_input('{"input": "a\\nb') == "a\nb"
+    stream = ResponseStream(custom=frozenset({"apply_patch"}))
+    events = stream.feed(typed.ChatDelta(tool_calls=(typed.ToolCallDelta(0, "c1", "apply_patch", '{"input": "x\\'),)))
+    events += stream.feed(typed.ChatDelta(finish_reason="length")) + stream.finish()
+    assert [e["input"] for e in events if e["type"] == "response.custom_tool_call_input.done"] == ["x"]
+    assert "".join(e["delta"] for e in events if e["type"] == "response.custom_tool_call_input.delta") == "x"
+
+
+def test_arguments_of_another_shape_are_the_input():
+    stream = ResponseStream(custom=frozenset({"apply_patch"}))
+    events = stream.feed(typed.ChatDelta(tool_calls=(typed.ToolCallDelta(0, "c1", "apply_patch", "not json"),)))
+    events += stream.feed(typed.ChatDelta(finish_reason="tool_calls")) + stream.finish()
+    done = [e for e in events if e["type"] == "response.custom_tool_call_input.done"]
+    assert done[0]["input"] == "not json" and stream.output[0]["input"] == "not json"
+    assert json.loads(custom_arguments("a\"b")) == {"input": "a\"b"}
