@@ -49,6 +49,18 @@ def loaded_model_ids(srv, *, timeout: float = 300) -> set[str]:
     return {m["name"].split(":")[0] for m in ps["models"]}
 
 
+@contextlib.contextmanager
+def kept_unloaded(srv, *model_ids: str, timeout: float = 300) -> Iterator[None]:
+    """The models stopped before the block, and still not loaded after it: what a request refused before its model
+    loads must leave (the refusal tests' fixture)."""
+    for model in model_ids:
+        status, answer = call(srv, "POST", f"/v1/models/{model}/stop", timeout=timeout)
+        assert status == 200, answer
+    assert not loaded_model_ids(srv, timeout=timeout) & set(model_ids)
+    yield
+    assert not loaded_model_ids(srv, timeout=timeout) & set(model_ids), "the refused request loaded the model"
+
+
 def records(srv) -> dict[str, dict]:
     status, body = call(srv, "GET", "/v1/extensions")
     assert status == 200, body

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from api_helpers import running
-from extension_helpers import call as request, loaded_model_ids
+from extension_helpers import call as request, kept_unloaded
 
 EMBED = "all-MiniLM-L6-v2-f32"
 WAIT_S = 300
@@ -31,11 +31,8 @@ def call(server, method: str, path: str, body: dict[str, Any] | None = None) -> 
 @pytest.fixture
 def unloaded(server):
     """The embedding model imported but not loaded: a refusal must not load it."""
-    status, answer = call(server, "POST", f"/v1/models/{EMBED}/stop")
-    assert status == 200, answer
-    assert EMBED not in loaded_model_ids(server)
-    yield
-    assert EMBED not in loaded_model_ids(server), "the refused request loaded the embedding model"
+    with kept_unloaded(server, EMBED, timeout=WAIT_S):
+        yield
 
 
 GENERATING = {

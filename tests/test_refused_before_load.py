@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from api_helpers import running
-from extension_helpers import call as request, loaded_model_ids
+from extension_helpers import call as request, kept_unloaded
 
 WAIT_S = 300
 STORIES = "stories260K"
@@ -59,12 +59,8 @@ def call(server, method: str, path: str, body: dict[str, Any] | None = None) -> 
 @pytest.fixture
 def unloaded(server):
     """Both models unloaded: a refusal must load neither."""
-    for model in (STORIES, VISION):
-        status, answer = call(server, "POST", f"/v1/models/{model}/stop")
-        assert status == 200, answer
-    assert not loaded_model_ids(server) & {STORIES, VISION}
-    yield
-    assert not loaded_model_ids(server) & {STORIES, VISION}, "the refused request loaded the model"
+    with kept_unloaded(server, STORIES, VISION, timeout=WAIT_S):
+        yield
 
 
 def _openai_image(text: str = "what is this?") -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from api_helpers import running
 from conftest import require_model
-from extension_helpers import call as request, loaded_model_ids
+from extension_helpers import call as request, kept_unloaded, loaded_model_ids
 
 WAIT_S = 300
 STORIES = "stories260K"
@@ -37,11 +37,8 @@ def call(server, method: str, path: str, body: dict[str, Any] | None = None) -> 
 
 @pytest.fixture
 def unloaded(server):
-    status, answer = call(server, "POST", f"/v1/models/{STORIES}/stop")
-    assert status == 200, answer
-    assert STORIES not in loaded_model_ids(server)
-    yield
-    assert STORIES not in loaded_model_ids(server), "the refused request loaded the model"
+    with kept_unloaded(server, STORIES, timeout=WAIT_S):
+        yield
 
 
 ASSISTANT_FIRST = [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "hi"}]

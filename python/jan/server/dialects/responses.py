@@ -144,11 +144,15 @@ class FunctionCallItem(_Wire):
     arguments: str
 
 
+#: What a tool's output item holds: text, or content parts (OpenAI's function_call_output / custom_tool_call_output).
+ToolOutput = Union[str, list[Annotated[Union[InputText, InputImage, InputFile], Field(discriminator="type")]]]
+
+
 class FunctionCallOutputItem(_Wire):
     type: Literal["function_call_output"]
     id: str | None = None
     call_id: str
-    output: Union[str, list[Annotated[Union[InputText, InputImage, InputFile], Field(discriminator="type")]]]
+    output: ToolOutput
 
 
 class CustomToolCallItem(_Wire):
@@ -165,7 +169,7 @@ class CustomToolCallOutputItem(_Wire):
     type: Literal["custom_tool_call_output"]
     id: str | None = None
     call_id: str
-    output: Union[str, list[Annotated[Union[InputText, InputImage, InputFile], Field(discriminator="type")]]]
+    output: ToolOutput
 
 
 class ReasoningText(_Wire):
