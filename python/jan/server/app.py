@@ -22,6 +22,7 @@ from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES, SHUTT
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 from jan.services.container import Services
 from jan.server.mount import mount_extensions
+from jan.server.request_id import on_prepare as stamp_request_id, request_id_middleware
 from jan.server.security import (
     api_key_middleware,
     cors_middleware,
@@ -113,15 +114,17 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
                     and (route.method, route.path) != ("POST", "/v1/files")}
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        # Order matters: errors on a dialect's routes (Anthropic's) leave in that dialect's shape (outermost);
+        # Order matters: the request's id is chosen first (every log line and answer below carries it); errors on a
+        # dialect's routes (Anthropic's) leave in that dialect's shape (outermost);
         # a bad Host is refused first, then CORS preflights are answered, then cross-site writes are
         # refused (key or not), then the key is checked, then a body in codings not undone here is refused.
         # (What aiohttp refuses before these run is shaped by the runner: jan.server.protocol.AppRunner.)
-        middlewares=[dialect_error_middleware, error_middleware, host_allowlist_middleware(config),
+        middlewares=[request_id_middleware, dialect_error_middleware, error_middleware, host_allowlist_middleware(config),
                      cors_middleware(config), cross_site_middleware(config, own_handlers), api_key_middleware(config),
                      body_codings_middleware],
     )
     app.on_response_prepare.append(cors_on_prepare(config))
+    app.on_response_prepare.append(stamp_request_id)
     app.on_response_prepare.append(end_unreadable_body)
     quiet_client_protocol_errors()
     app[CONFIG] = config
