@@ -9,6 +9,7 @@ third-party one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -142,8 +143,35 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
     for name, why in mount_extensions(manager, app).items():
         await manager.refuse(name, why)  # one extension fails, jan keeps starting (its route clashes)
     app.cleanup_ctx.append(_lifetime)
+    app.cleanup_ctx.append(_expire_runs)
     await app[SERVICES].runs.recover_interrupted()  # runs cut off by the last stop: interrupted, never pending forever
     return app
+
+
+#: Seconds between two sweeps for runs that waited in ``requires_action`` past their ``expires_at`` (a run read,
+#: listed or answered is checked as it is; the sweep frees the threads nobody looks at).
+RUN_EXPIRY_SWEEP_S = 30.0
+
+
+async def _expire_runs(app: web.Application) -> AsyncIterator[None]:
+    """One sweep at start (runs that expired while jan was stopped) and one every :data:`RUN_EXPIRY_SWEEP_S`."""
+    runs = app[SERVICES].runs
+
+    async def sweep() -> None:
+        while True:
+            try:
+                await runs.expire_due()
+            except Exception:  # noqa: BLE001 - a failed sweep is logged; the next one tries again
+                log.exception("could not expire the runs waiting past their time")
+            await asyncio.sleep(RUN_EXPIRY_SWEEP_S)
+
+    task = asyncio.create_task(sweep())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _report_damaged_models(manager: ExtensionManager) -> None:

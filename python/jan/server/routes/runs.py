@@ -171,8 +171,8 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "assistant_id": record.get("assistant_id"),
         "status": status,
         "started_at": record.get("started_at"),
-        # jan never expires a run (one in requires_action waits until it is answered or cancelled): none to tell
-        "expires_at": None,
+        # as OpenAI's: a run waiting for its tool outputs expires (status "expired") unless they come by then
+        "expires_at": record.get("expires_at") if status == "requires_action" else None,
         "cancelled_at": ended if status == "cancelled" else None,
         "failed_at": ended if status == "failed" else None,
         "completed_at": ended if status in ("completed", "incomplete") and not interrupted else None,
