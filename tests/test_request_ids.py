@@ -116,3 +116,22 @@ def test_the_access_log_line_carries_it(server, caplog):
                 break
             time.sleep(0.05)
     assert lines and lines[-1].request_id == "find-me-42" and " 404 " in lines[-1].getMessage()
+
+
+def test_an_internal_error_names_the_id_its_log_line_carries(server, caplog, monkeypatch):
+    from jan.core import ModelExtension
+    from jan.server.keys import MANAGER
+
+    extension = server.app[MANAGER].get(ModelExtension)
+
+    async def broken():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(extension, "list_models", broken)
+    caplog.handler.addFilter(RequestIdLogFilter())
+    with caplog.at_level(logging.ERROR, logger="jan.server"):
+        status, headers, body = call(server, "/v1/models", headers={"X-Request-Id": "err-7"})
+    assert status == 500 and the_id(headers) == "err-7"
+    assert "request id err-7" in json.loads(body)["error"]["message"]
+    [line] = [r for r in caplog.records if r.getMessage() == "internal error"]
+    assert line.request_id == "err-7" and "boom" in caplog.text

@@ -88,17 +88,18 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
 
 
 class RequestIdLogFilter(logging.Filter):
-    """Gives each record a ``request_id`` attribute (``-`` outside a request), for a handler's format
-    (``%(request_id)s``); installed on the server's log handlers (:func:`install_log_filter`)."""
+    """Gives each record a ``request_id`` attribute (``-`` outside a request) and a ``request_tag`` (`` [id]``, empty
+    outside a request), for a handler's format; installed on the server's log handlers (:func:`install_log_filter`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = current_request_id.get() or "-"
+        record.request_tag = f" [{record.request_id}]" if record.request_id != "-" else ""
         return True
 
 
-#: The server's log line format: the request id after the logger's name.
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+#: The server's log line format: the request id (where the line was written for one) after the logger's name.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s"
 #: aiohttp's access log line (one per answered request, at INFO): client, request line, status, size, seconds; the
 #: id the answer carried (the one a client's error shows) is the record's ``request_id`` (:class:`AccessLogger`).
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
@@ -109,7 +110,7 @@ class AccessLogger(_AiohttpAccessLogger):
     where :data:`current_request_id` is no longer set)."""
 
     def log(self, request, response, time) -> None:  # noqa: A002 - aiohttp's signature
-        token = current_request_id.set(response.headers.get(RESPONSE_HEADERS[0]) or "-")
+        token = current_request_id.set(response.headers.get(RESPONSE_HEADERS[0]))
         try:
             super().log(request, response, time)
         finally:
