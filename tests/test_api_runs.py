@@ -566,7 +566,7 @@ async def test_create_thread_and_run_over_http(server, tmp_path):
             assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
             events = parse_sse(await resp.text())
         names = [name for name, _ in events]
-        assert names[:3] == ["thread.created", "thread.run.created", "thread.run.in_progress"], names
+        assert names[:4] == ["thread.created", "thread.run.created", "thread.run.queued", "thread.run.in_progress"], names
         assert events[-1] == ("done", "[DONE]") and names[-2] in ("thread.run.completed", "thread.run.incomplete")
         created, final = events[0][1], events[-2][1]
         assert created["object"] == "thread" and created["id"] == final["thread_id"] != tid

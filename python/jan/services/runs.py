@@ -1397,7 +1397,22 @@ class RunService:
                 await asyncio.shield(store.delete_thread(created["id"]))
             raise
 
+    async def check_model_choice(self, model: str | None, *, any_model: bool = False) -> None:
+        """A ``model`` a run or an assistant is given, checked when it is given: an empty one is no way to say "none"
+        (leave the field out: the thread's, the assistant's or the default model answers), and an id no model has
+        is ``ModelNotFoundError`` now (with the id it may have meant), not a run failed later; so is a model that
+        generates no text. ``any_model``: ``"*"`` (an assistant's "any model") passes. A model pulled later is
+        named once it is there (or the assistant says ``"*"`` meanwhile)."""
+        if model is None or (any_model and model == "*"):
+            return
+        if not model.strip():
+            hint = "'*' for any model" if any_model else "leave 'model' out for the thread's or assistant's model"
+            raise RequestError(f"model: an empty model id names no model; give a model id, or {hint}",
+                               param="model", code="invalid_value")
+        await self.models.resolve_generating(model)
+
     async def _start(self, req: RunRequest) -> Run:
+        await self.check_model_choice(req.model)
         store, thread, entry, assistant = await self._context(req.thread_id, req.assistant_id,
                                                               explicit=bool(req.assistant_id))
         thread_model = _thread_model(entry)
@@ -1487,8 +1502,9 @@ class RunService:
         if self._stopping:  # interrupt_all began while this start was under way: it waited for it (_starts)
             self.stop(run, INTERRUPTED)
         run.publish("thread.run.created", run_record(run))
-        run.status, run.started_at = "in_progress", int(time.time())
-        run.publish("thread.run.in_progress", run_record(run))
+        # queued (OpenAI's) until the engine starts its first turn: a model loading, every slot busy
+        # (_Execution.engine_started)
+        run.publish("thread.run.queued", run_record(run))
         run._policy = policy  # type: ignore[attr-defined] - the leg's execution picks it up
         try:
             await _Execution(self, run, policy).new_message()  # (saved: the claim on the thread, on disk)
@@ -2056,6 +2072,9 @@ class _Execution:
         """The ``message_creation`` step of the turn that writes ``run.message``: saved, then published (OpenAI's
         stream tells it before the message it creates)."""
         run = self.run
+        # a step is work the run did: in progress by then, also when no engine started it (a turn jan's own
+        # max_prompt_tokens check ended before it began)
+        self.engine_started()
         step = RunStep(run.id, run.thread_id, run.assistant_id, "message_creation", message_id=run.message["id"])
         run.steps.append(step)
         await self.service.persist(run)
@@ -2086,6 +2105,7 @@ class _Execution:
         try:
             async with stream:
                 async for delta in stream:
+                    self.engine_started()
                     if delta.prompt_tokens is not None:
                         self._turn_prompt = delta.prompt_tokens  # told with the first token: a cut turn spent it
                     if delta.usage is not None:
@@ -2144,6 +2164,18 @@ class _Execution:
             await asyncio.wait([self._saver])
         return status, error, cancelled
 
+    def engine_started(self) -> None:
+        """The engine started the run's turn (or the run made a step without it): a queued run is ``in_progress``
+        from now on. The engine tells no start of its own — its scheduler hands a request a slot and processes the
+        prompt without an event, its first one is the first token (with the prompt's size) — so a run is ``queued``
+        while its model loads, while the engine's queue is full and while every slot is busy, and until its prompt
+        is read."""
+        run = self.run
+        if run.status != "queued":
+            return
+        run.status, run.started_at = "in_progress", int(time.time())
+        run.publish("thread.run.in_progress", run_record(run))
+
     async def _relay(self, message_id: str, piece: str, kind: str) -> None:
         """Publish a piece of the reply (thinking streams as ``reasoning`` parts, the type it is saved
         under; the answer as ``text``) and hand it to ``on_delta``. A piece's ``index`` is its part's in the saved
@@ -2188,8 +2220,9 @@ class _Execution:
     async def drive(self, *, continue_text: str | None = None) -> None:
         """Run the leg to its end (answer, ``requires_action``, stop, error). Never raises but CancelledError."""
         run = self.run
-        run.status = "in_progress"
-        run.started_at = run.started_at or int(time.time())
+        if run.status != "queued":  # (a new run's first leg stays queued until the engine starts its turn)
+            run.status = "in_progress"
+            run.started_at = run.started_at or int(time.time())
         if not run.cancel_requested.is_set():  # (a stop asked for before the leg began keeps its reason)
             run.stop_reason = None
         cancelled = False
