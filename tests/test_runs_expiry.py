@@ -54,6 +54,8 @@ async def assert_expired(api: Client, tid: str, run: dict) -> None:
     status, err = await api.post(f"/v1/threads/{tid}/runs/{run['id']}/submit_tool_outputs",
                                  {"tool_outputs": [{"tool_call_id": call["id"], "output": "x"}]})
     assert status == 400 and err["error"]["code"] == "run_not_waiting" and "expired" in err["error"]["message"], err
+    status, err = await api.post(f"/v1/threads/{tid}/runs/{run['id']}/cancel", {})
+    assert status == 400 and err["error"]["code"] == "run_not_active", err  # ended: nothing to cancel
     await api.ok("POST", f"/v1/threads/{tid}/messages", {"role": "user", "content": "still there?"})
 
 

@@ -158,9 +158,11 @@ async def _expire_runs(app: web.Application) -> AsyncIterator[None]:
     runs = app[SERVICES].runs
 
     async def sweep() -> None:
+        first = True
         while True:
             try:
-                await runs.expire_due()
+                await runs.expire_due(scan_disk=first)
+                first = False
             except Exception:  # noqa: BLE001 - a failed sweep is logged; the next one tries again
                 log.exception("could not expire the runs waiting past their time")
             await asyncio.sleep(RUN_EXPIRY_SWEEP_S)

@@ -1760,23 +1760,21 @@ class RunService:
         run.finished.set()
         log.info("run %s expired: its tool outputs were not submitted in time", run.id)
 
-    async def expire_due(self) -> int:
-        """The sweep: every run waiting past its ``expires_at`` — this process's, and those recorded on disk (an
-        earlier process's, read back once) — ends ``expired``. Returns how many. A run read or listed is checked as
-        it is (:meth:`load`, :meth:`list_runs`); the sweep frees the threads nobody looks at."""
+    async def expire_due(self, *, scan_disk: bool = False) -> int:
+        """The sweep: every run of this process waiting past its ``expires_at`` ends ``expired``; returns how many.
+        ``scan_disk`` (the first sweep, at start): the records of earlier processes' waiting runs are read too, and
+        kept here (a waiting run is never forgotten: :meth:`_remember`), so later sweeps find them without reading
+        every record again. A run read or listed is checked as it is (:meth:`load`, :meth:`list_runs`); the sweep
+        frees the threads nobody looks at."""
+        if scan_disk:
+            for record in await asyncio.to_thread(list_records, self.manager.data_folder):
+                if record["id"] not in self._runs and record.get("status") == "requires_action" \
+                        and isinstance(record.get("expires_at"), int):
+                    self._remember(run_from_record(record))
         expired = 0
         for run in [r for r in self._runs.values() if self.due(r)]:
             await self.expire_if_due(run)
             expired += run.status == "expired"
-        records = await asyncio.to_thread(list_records, self.manager.data_folder)
-        for record in records:
-            if record["id"] in self._runs or record.get("status") != "requires_action":
-                continue
-            run = run_from_record(record)
-            if self.due(run):
-                self._remember(run)
-                await self.expire_if_due(run)
-                expired += run.status == "expired"
         return expired
 
     async def _end_cancelled(self, run: Run) -> None:
