@@ -1,4 +1,4 @@
-"""Runs over HTTP in tests: waiting for them — a run not streamed is answered at once (``in_progress``) and goes on
+"""Runs over HTTP in tests: waiting for them — a run not streamed is answered at once (``queued``) and goes on
 server-side, as OpenAI's; a test that needs its end polls ``GET .../runs/{run_id}`` for it (the SDK's ``runs.poll``) —
 and reading their streams: the steps and tool calls a stream told, its ``thread.run.step.delta`` pieces added up as
 the SDK's stream helpers add them."""

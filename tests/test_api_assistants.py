@@ -9,6 +9,39 @@ import pytest
 from api_helpers import Client, running
 
 
+@pytest.fixture
+def server(tmp_path, stories_path):
+    """A server with stories260K: an assistant names a model that is there (or '*')."""
+    with running(tmp_path / "data", stories_path) as srv:
+        yield srv
+
+
+async def test_a_model_that_is_not_there_is_refused_when_it_is_given(server):
+    """As OpenAI's: an assistant (created or changed) or a run naming no model jan has is refused then — with the id it
+    may have meant — not accepted and failed at its first run; an empty id is no way to say "none"."""
+    async with Client(server.base_url) as api:
+        status, err = await api.post("/v1/assistants", {"name": "x", "model": "stories260"})
+        assert status == 404 and err["error"]["code"] == "model_not_found" and err["error"]["param"] == "model", err
+        assert "stories260K" in err["error"]["message"], err  # did you mean
+        status, err = await api.post("/v1/assistants", {"name": "x", "model": ""})
+        assert status == 400 and err["error"]["param"] == "model" and "'*'" in err["error"]["message"], err
+        assert [a["id"] for a in (await api.ok("GET", "/v1/assistants"))["data"]] == ["jan"]  # nothing made
+        made = await api.ok("POST", "/v1/assistants", {"name": "x", "model": "*"})
+        status, err = await api.post(f"/v1/assistants/{made['id']}", {"model": "nope"})
+        assert status == 404 and err["error"]["code"] == "model_not_found", err
+        assert (await api.ok("GET", f"/v1/assistants/{made['id']}"))["model"] == "*"  # unchanged
+        assert (await api.ok("POST", f"/v1/assistants/{made['id']}", {"model": "stories260K"}))["model"] == "stories260K"
+
+        thread = await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Once"}]})
+        for path, body in ((f"/v1/threads/{thread['id']}/runs", {}),
+                           ("/v1/threads/runs", {"thread": {"messages": [{"role": "user", "content": "Once"}]}})):
+            status, err = await api.post(path, {**body, "model": "", "max_tokens": 2})
+            assert status == 400 and err["error"]["param"] == "model" and "empty" in err["error"]["message"], err
+            status, err = await api.post(path, {**body, "model": "stories260", "max_tokens": 2})
+            assert status == 404 and "stories260K" in err["error"]["message"], err
+        assert (await api.ok("GET", f"/v1/threads/{thread['id']}/runs"))["data"] == []
+
+
 async def test_default_assistant_and_crud(server, tmp_path):
     data = tmp_path / "data"
     async with Client(server.base_url) as api:

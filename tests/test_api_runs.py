@@ -110,15 +110,16 @@ async def test_run_streaming_events(server, tmp_path):
             events = parse_sse(await resp.text())
         names = [name for name, _ in events]
         # OpenAI's order: the reply's message_creation step opens before its message and ends after it
-        assert names[:6] == ["thread.run.created", "thread.run.in_progress", "thread.run.step.created",
-                             "thread.run.step.in_progress", "thread.message.created", "thread.message.in_progress"]
+        assert names[:7] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress",
+                             "thread.run.step.created", "thread.run.step.in_progress", "thread.message.created",
+                             "thread.message.in_progress"]
         assert events[-1] == ("done", "[DONE]")
         assert names[-2] in ("thread.run.completed", "thread.run.incomplete")
         ended_as = events[-2][1]["status"]  # the reply's message too: whole, or cut by max_tokens
         assert names[-4:-2] == [f"thread.message.{ended_as}", "thread.run.step.completed"]
-        created = events[4][1]
+        created = events[5][1]
         assert created["status"] == "in_progress" and created["role"] == "assistant"
-        step = events[2][1]
+        step = events[3][1]
         assert step["object"] == "thread.run.step" and step["type"] == "message_creation"
         assert step["step_details"]["message_creation"]["message_id"] == created["id"] and step["usage"] is None
         deltas = [data for name, data in events if name == "thread.message.delta"]
@@ -566,7 +567,7 @@ async def test_create_thread_and_run_over_http(server, tmp_path):
             assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
             events = parse_sse(await resp.text())
         names = [name for name, _ in events]
-        assert names[:3] == ["thread.created", "thread.run.created", "thread.run.in_progress"], names
+        assert names[:4] == ["thread.created", "thread.run.created", "thread.run.queued", "thread.run.in_progress"], names
         assert events[-1] == ("done", "[DONE]") and names[-2] in ("thread.run.completed", "thread.run.incomplete")
         created, final = events[0][1], events[-2][1]
         assert created["object"] == "thread" and created["id"] == final["thread_id"] != tid

@@ -119,7 +119,7 @@ async def test_a_streamed_run_cancelled_while_queued_leaves_no_message(srv, gate
         tid = await _thread(api)
         async with api.session.post(f"{api.base}/v1/threads/{tid}/runs", json={**BODY, "stream": True}) as resp:
             head = b""
-            while b"event: thread.run.in_progress" not in head:
+            while b"event: thread.run.queued" not in head:
                 line = await resp.content.readline()
                 assert line, head
                 head += line
@@ -128,7 +128,9 @@ async def test_a_streamed_run_cancelled_while_queued_leaves_no_message(srv, gate
             cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/cancel")
             _ended_unwritten(cancelled)
             events = parse_sse((head + await resp.read()).decode())
-        assert [name for name, _ in events][:2] == ["thread.run.created", "thread.run.in_progress"]
+        # waiting for its model, it never was in progress (OpenAI's queued)
+        names = [name for name, _ in events]
+        assert names[:2] == ["thread.run.created", "thread.run.queued"] and "thread.run.in_progress" not in names
         _no_message_events(events)
         await _nowhere(api, srv, tid, run_id)
         await _answered_next(api, gate, tid)
@@ -155,3 +157,22 @@ async def test_a_cancel_another_process_asks_for_while_queued_leaves_no_message(
         _ended_unwritten(await wait_for_run(api, tid, run["id"], WAIT_S))
         await _nowhere(api, srv, tid, run["id"])
         await _answered_next(api, gate, tid)
+
+
+async def test_a_run_reads_queued_until_the_engine_starts_its_turn(srv, gate):
+    """OpenAI's ``queued``: a run waiting for its model (loading, every slot busy) is not ``in_progress`` yet; it is
+    from the engine's first output on, ``started_at`` then, its stream telling ``thread.run.queued`` first."""
+    async with Client(srv.base_url) as api:
+        tid = await _thread(api)
+        run = await api.ok("POST", f"/v1/threads/{tid}/runs", BODY)
+        assert run["status"] == "queued" and run["started_at"] is None, run
+        await gate.queued()
+        waiting = await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}")
+        assert waiting["status"] == "queued" and waiting["started_at"] is None, waiting
+        gate.open()
+        done = await wait_for_run(api, tid, run["id"])
+        assert done["status"] in ("completed", "incomplete") and done["started_at"] >= run["created_at"], done
+        async with api.session.get(f"{api.base}/v1/threads/{tid}/runs/{run['id']}/events?after=-1") as resp:
+            names = [name for name, _ in parse_sse(await resp.text())]
+        assert names[:3] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"], names
+        assert names.index("thread.run.in_progress") < names.index("thread.message.created"), names

@@ -147,7 +147,7 @@ async def test_after_a_run_refused_for_its_budget_the_next_question_is_answered(
 
 
 async def cancel_before_first_token(api: Client, srv, tid: str) -> dict:
-    """A streamed run on ``tid`` whose model turn hangs, cancelled once it is in progress, before any token (its
+    """A streamed run on ``tid`` whose model turn hangs, cancelled once it is queued, before any token (its
     pending reply, saved before the run's stream begins, is removed then): the cancel's answer (the run)."""
     with next_turn(srv, "hang"):
         async with api.session.post(f"{api.base}/v1/threads/{tid}/runs", json={**BODY, "stream": True}) as resp:
@@ -156,7 +156,7 @@ async def cancel_before_first_token(api: Client, srv, tid: str) -> dict:
                 line = line.decode().strip()
                 if run_id is None and line.startswith("data: {") and '"thread.run"' in line:
                     run_id = parse_sse(line)[0][1]["id"]
-                if line == "event: thread.run.in_progress":
+                if line == "event: thread.run.queued":  # (its turn hangs before the engine starts it)
                     break
             cancelled = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/cancel")
             await resp.read()

@@ -99,7 +99,9 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v, speculative, draft_model,
           draft_p_min, draft_max, draft_min, ngram, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level.upper())
+    from jan.server.request_id import install_log_filter
+    install_log_filter()  # each line says which request it was written for (the id its answer carried)
     if log_level != "debug":
         logging.getLogger("jan.llama").setLevel(logging.WARNING)
     from jan.server.media_fetch import MediaAllowlist
@@ -256,7 +258,9 @@ async def run_server(config: ServerConfig) -> None:
             # known before the models load: a default naming nothing would turn every request that names no
             # model into a 404, noticed only then
             later = await _check_default_model(app, config)
-            runner = AppRunner(app, shutdown_timeout=5.0, handle_signals=False, access_log=None)
+            # one access log line per request (INFO), with the id its answer carried (x-request-id)
+            runner = AppRunner(app, shutdown_timeout=5.0, handle_signals=False,
+                               access_log=logging.getLogger("aiohttp.access"))
             await runner.setup()  # loads the models given with --model (its cleanup stops the extensions)
             if later:
                 await _check_default_model(app, config, loaded=True)

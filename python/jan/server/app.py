@@ -9,6 +9,7 @@ third-party one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -22,6 +23,7 @@ from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES, SHUTT
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 from jan.services.container import Services
 from jan.server.mount import mount_extensions
+from jan.server.request_id import on_prepare as stamp_request_id, request_id_middleware
 from jan.server.security import (
     api_key_middleware,
     cors_middleware,
@@ -113,15 +115,17 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
                     and (route.method, route.path) != ("POST", "/v1/files")}
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        # Order matters: errors on a dialect's routes (Anthropic's) leave in that dialect's shape (outermost);
+        # Order matters: the request's id is chosen first (every log line and answer below carries it); errors on a
+        # dialect's routes (Anthropic's) leave in that dialect's shape (outermost);
         # a bad Host is refused first, then CORS preflights are answered, then cross-site writes are
         # refused (key or not), then the key is checked, then a body in codings not undone here is refused.
         # (What aiohttp refuses before these run is shaped by the runner: jan.server.protocol.AppRunner.)
-        middlewares=[dialect_error_middleware, error_middleware, host_allowlist_middleware(config),
+        middlewares=[request_id_middleware, dialect_error_middleware, error_middleware, host_allowlist_middleware(config),
                      cors_middleware(config), cross_site_middleware(config, own_handlers), api_key_middleware(config),
                      body_codings_middleware],
     )
     app.on_response_prepare.append(cors_on_prepare(config))
+    app.on_response_prepare.append(stamp_request_id)
     app.on_response_prepare.append(end_unreadable_body)
     quiet_client_protocol_errors()
     app[CONFIG] = config
@@ -139,8 +143,37 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
     for name, why in mount_extensions(manager, app).items():
         await manager.refuse(name, why)  # one extension fails, jan keeps starting (its route clashes)
     app.cleanup_ctx.append(_lifetime)
+    app.cleanup_ctx.append(_expire_runs)
     await app[SERVICES].runs.recover_interrupted()  # runs cut off by the last stop: interrupted, never pending forever
     return app
+
+
+#: Seconds between two sweeps for runs that waited in ``requires_action`` past their ``expires_at`` (a run read,
+#: listed or answered is checked as it is; the sweep frees the threads nobody looks at).
+RUN_EXPIRY_SWEEP_S = 30.0
+
+
+async def _expire_runs(app: web.Application) -> AsyncIterator[None]:
+    """One sweep at start (runs that expired while jan was stopped) and one every :data:`RUN_EXPIRY_SWEEP_S`."""
+    runs = app[SERVICES].runs
+
+    async def sweep() -> None:
+        first = True
+        while True:
+            try:
+                await runs.expire_due(scan_disk=first)
+                first = False
+            except Exception:  # noqa: BLE001 - a failed sweep is logged; the next one tries again
+                log.exception("could not expire the runs waiting past their time")
+            await asyncio.sleep(RUN_EXPIRY_SWEEP_S)
+
+    task = asyncio.create_task(sweep())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _report_damaged_models(manager: ExtensionManager) -> None:

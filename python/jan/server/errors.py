@@ -223,7 +223,11 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
         return storage
     if log_internal:
         log.exception("internal error", exc_info=exc)
-    return APIError(500, "The server had an error while processing your request.", type="server_error",
+    # as OpenAI's: the request's id, which the server's log line of the cause carries too
+    from jan.server.request_id import current_request_id
+    rid = current_request_id.get()
+    said = f" (request id {rid}: the server's log has its cause)" if rid else ""
+    return APIError(500, f"The server had an error while processing your request{said}.", type="server_error",
                     code="internal_error")
 
 

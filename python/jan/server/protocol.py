@@ -20,6 +20,7 @@ from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from jan.server.errors import APIError, dialect_error_middleware, error_middleware, error_response
+from jan.server.request_id import ACCESS_LOG_FORMAT, AccessLogger, current_request_id, request_id, request_id_middleware, stamp
 from jan.server.validation import unsupported_content_encoding
 
 #: Bytes of a connection's input kept to find a refused request's line (its path) and its Content-Encoding:
@@ -38,6 +39,12 @@ class AppRunner(web.AppRunner):
     aiohttp has no option for the connection class its server makes, so this overrides ``_make_server``,
     BaseRunner's one step for making that server, and hands aiohttp's arguments on unchanged."""
 
+    def __init__(self, app: web.Application, **kwargs):
+        # the access log's lines (where one is kept) carry each request's id: jan's format and logger class
+        kwargs.setdefault("access_log_class", AccessLogger)
+        kwargs.setdefault("access_log_format", ACCESS_LOG_FORMAT)
+        super().__init__(app, **kwargs)
+
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # starts and freezes the app, then aiohttp's Server for it
         try:
@@ -54,7 +61,8 @@ class _Server(web.Server):
 
     def __init__(self, handler, **kwargs):
         inner = functools.partial(error_middleware, handler=handler)
-        super().__init__(functools.partial(dialect_error_middleware, handler=inner), **kwargs)
+        shaped = functools.partial(dialect_error_middleware, handler=inner)
+        super().__init__(functools.partial(request_id_middleware, handler=shaped), **kwargs)
 
     def __call__(self) -> web.RequestHandler:
         return _Connection(self, loop=self._loop, **self._kwargs)
@@ -98,12 +106,18 @@ class _Connection(web.RequestHandler):
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         # aiohttp's own method logs it (one INFO line for a client's fault: errors.ClientProtocolErrorFilter) and raises
-        # when an answer has begun already; only its plain-text body is replaced
-        super().handle_error(request, status, exc, message)
+        # when an answer has begun already; only its plain-text body is replaced. Its log line and the answer carry
+        # the request's id (the client's X-Request-Id when aiohttp parsed the headers, else a new one).
+        token = current_request_id.set(request_id(request))
+        try:
+            super().handle_error(request, status, exc, message)
+        finally:
+            current_request_id.reset(token)
         seen = self._refused.pop(exc, None) if exc is not None else None
         path, content_encoding = _refused_request(seen) if seen is not None else (request.path, None)
         response = error_response(_refusal(status, exc, content_encoding), path or "/", {"Connection": "close"})
         response.force_close()
+        stamp(request, response)
         return response
 
 

@@ -238,7 +238,7 @@ def _shape_error(record: Any, path: Path) -> str | None:
 
 #: The statuses a run record holds (``interrupted``: jan's, a run a stop of jan cut off, told ``incomplete``).
 RECORD_STATUSES = ("queued", "in_progress", "requires_action", "interrupted", "completed", "incomplete",
-                   "cancelled", "failed")
+                   "cancelled", "failed", "expired")
 _INT = (int,)
 _STR = (str,)
 #: The fields a run is read back from (:func:`jan.services.runs.run_from_record`, the run's wire object), each
@@ -246,7 +246,7 @@ _STR = (str,)
 #: ``created_at`` that is text) once made every request touching the thread a 500 — its runs listed, a run
 #: started, a message added — where a damaged record is set aside and the thread goes on.
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "created_at": _INT, "started_at": _INT, "ended_at": _INT, "interrupted_at": _INT, "step": _INT,
+    "created_at": _INT, "started_at": _INT, "ended_at": _INT, "expires_at": _INT, "interrupted_at": _INT, "step": _INT,
     "max_prompt_tokens": _INT, "last_messages": _INT, "assistant_id": _STR, "model": _STR, "instructions": _STR,
     "message_id": _STR, "finish_reason": _STR, "stop_reason": _STR, "incomplete_reason": _STR,
     "reasoning_effort": _STR, "parameters": (dict,), "metadata": (dict,), "usage": (dict,),

@@ -79,6 +79,8 @@ def end_status(run_status: str) -> str:
     """How an open step ends when its run ends with ``run_status``."""
     if run_status in ("completed", "incomplete"):
         return "completed"
+    if run_status == "expired":  # the tool calls it waited on were never answered (OpenAI's step status)
+        return "expired"
     return "failed" if run_status == "failed" else "cancelled"
 
 

@@ -130,7 +130,7 @@ from jan.services.errors import (GenerationCancelledError, RequestError, Service
 from jan.services.fit import PromptBudgetError
 from jan.services.models import ModelService, check_format_grammar, check_parameters
 from jan.services.run_records import (ask_cancel, cancels_asked, claim_lock_path, clear_cancel, held_elsewhere,
-                                      interrupt_if_orphaned, load_record, mark_interrupted, running_elsewhere,
+                                      interrupt_if_orphaned, list_records, load_record, mark_interrupted, running_elsewhere,
                                       save_record, take_lease, thread_records, try_lock)
 from jan.services.run_steps import RunStep, end_status, last_error, openai_last_error, zero_usage
 from jan.services.tool_loop import (
@@ -192,6 +192,10 @@ ENDING_BOUND = 10.0
 #: Seconds between looks for the cancels other processes sharing the data folder ask for (while runs are active
 #: here), and between a cancelling process's looks at whether the run ended there.
 CANCEL_POLL = 0.25
+#: Seconds a run waits in ``requires_action`` for its tool outputs before it ``expired``, as OpenAI's (10 minutes; its
+#: ``expires_at``). An expired run holds its thread no more and takes no outputs. :class:`RunService` takes another
+#: (``expire_after``) for tests.
+REQUIRES_ACTION_EXPIRY_S = 600.0
 DEFAULT_TITLES = ("", "New Thread")
 TITLE_LENGTH = 40
 DEFAULT_ASSISTANT = "jan"
@@ -215,7 +219,7 @@ WAITING_STATUSES = ("requires_action", "interrupted")
 #: while another run holds the thread.
 HOLDING_STATUSES = ("queued", "in_progress", "requires_action")
 #: Statuses a run never leaves: its record need not be read again to know it holds nothing.
-FINAL_STATUSES = ("completed", "incomplete", "cancelled", "failed")
+FINAL_STATUSES = ("completed", "incomplete", "cancelled", "failed", "expired")
 #: ``stop_reason`` of a reply whose turn was not started because the run's ``max_prompt_tokens`` had too little
 #: left for its prompt (the run ends ``incomplete``; OpenAI's ``incomplete_details.reason``).
 PROMPT_BUDGET = "max_prompt_tokens"
@@ -276,6 +280,8 @@ class Run:
     created_at: int = field(default_factory=lambda: int(time.time()))
     started_at: int | None = None
     ended_at: int | None = None
+    #: When a run waiting in ``requires_action`` expires (:data:`REQUIRES_ACTION_EXPIRY_S`); set as it begins to wait.
+    expires_at: int | None = None
     status: str = "queued"
     #: The run's usage so far: all its model turns' summed (:func:`add_usage`); None until a turn reports one.
     usage: dict[str, Any] | None = None
@@ -742,7 +748,7 @@ def run_record(run: Run) -> dict[str, Any]:
         "id": run.id, "object": "thread.run", "thread_id": run.thread_id, "assistant_id": run.assistant_id,
         "model": run.model_id, "instructions": run.instructions, "parameters": run.parameters,
         "metadata": run.metadata, "created_at": run.created_at, "started_at": run.started_at,
-        "ended_at": run.ended_at, "status": run.status, "usage": run.usage, "finish_reason": run.finish_reason,
+        "ended_at": run.ended_at, "expires_at": run.expires_at, "status": run.status, "usage": run.usage, "finish_reason": run.finish_reason,
         "last_error": run.last_error, "stop_reason": run.stop_reason,
         "message_id": run.message["id"] if run.message else None,
         "run_tools": run.run_tools, "tool_choice_request": run.tool_choice_request, "tool_policy": run.tool_policy,
@@ -775,6 +781,7 @@ def run_from_record(record: dict[str, Any]) -> Run:
               id=record["id"])
     run.created_at = record.get("created_at") or run.created_at
     run.started_at, run.ended_at = record.get("started_at"), record.get("ended_at")
+    run.expires_at = record.get("expires_at") if isinstance(record.get("expires_at"), int) else None
     run.status = record.get("status") or "interrupted"
     run.usage, run.finish_reason = record.get("usage"), record.get("finish_reason")
     run.last_error = openai_last_error(record.get("last_error"))  # a record of an older jan: jan's own code
@@ -843,8 +850,11 @@ class RunService:
     to the (message, code) recorded in the message and the run."""
 
     def __init__(self, manager: ExtensionManager, models: ModelService, chat: ChatService, *,
-                 describe_error: Callable[[BaseException], tuple[str, str | None]] = describe_error):
+                 describe_error: Callable[[BaseException], tuple[str, str | None]] = describe_error,
+                 expire_after: float = REQUIRES_ACTION_EXPIRY_S):
         self.manager = manager
+        #: Seconds a run waits in ``requires_action`` before it expires (:data:`REQUIRES_ACTION_EXPIRY_S`).
+        self.expire_after = expire_after
         self.models = models
         self.chat = chat
         self.describe_error = describe_error
@@ -886,6 +896,12 @@ class RunService:
         on disk (earlier processes'; a live one whose process died reads ``interrupted``). The thread's
         ``NotFoundError`` when it does not exist."""
         await self.conversations().get_thread(thread_id)
+        for run in [r for r in self._runs.values() if r.thread_id == thread_id and self.due(r)]:
+            await self.expire_if_due(run)
+        records = await asyncio.to_thread(thread_records, self.manager.data_folder, thread_id, set(self._runs))
+        for record in records:  # an earlier process's runs, waiting past their time: expired now, as read
+            if record.get("status") == "requires_action" and self.due(run_from_record(record)):
+                await self.load(thread_id, record["id"])
         mine = {run.id: run_record(run) for run in self._runs.values() if run.thread_id == thread_id}
         records = await asyncio.to_thread(thread_records, self.manager.data_folder, thread_id, set(mine))
         # created_at is in seconds; the reply's message id (a ULID) orders runs started within one second
@@ -911,7 +927,7 @@ class RunService:
                 run = run_from_record(record)
                 if not run.active:  # another live process's run is shown as it stands, never kept here
                     self._remember(run)
-        return run
+        return run if run is None else await self.expire_if_due(run)
 
     @staticmethod
     async def _ended_whole(run: Run) -> None:
@@ -1230,10 +1246,14 @@ class RunService:
         process still waiting in ``requires_action`` holds its thread after a restart (kept here, as
         :meth:`load` keeps it, so that submit and cancel act on this object), and so does a run another live
         process sharing the data folder is running. Records of dead processes' live runs read ``interrupted``.
+        Called under :meth:`_thread_lock`: a run that waited past its ``expires_at`` ends ``expired`` here and holds
+        nothing.
         """
-        for run in self._runs.values():
+        for run in list(self._runs.values()):
             if run.thread_id == thread_id and run is not other_than and run.status in HOLDING_STATUSES:
-                return run
+                await self._expire_locked(run)
+                if run.status in HOLDING_STATUSES:
+                    return run
         skip = {run_id for run_id, run in self._runs.items() if run.thread_id == thread_id} | self._settled
         if other_than is not None:
             skip.add(other_than.id)
@@ -1246,7 +1266,9 @@ class RunService:
                 run = run_from_record(record)
                 if not run.active:
                     self._remember(run)
-                return run
+                await self._expire_locked(run)
+                if run.status in HOLDING_STATUSES:
+                    return run
         return None
 
     async def _refuse_if_held(self, thread_id: str, *, adding_message: bool = False,
@@ -1375,7 +1397,22 @@ class RunService:
                 await asyncio.shield(store.delete_thread(created["id"]))
             raise
 
+    async def check_model_choice(self, model: str | None, *, any_model: bool = False) -> None:
+        """A ``model`` a run or an assistant is given, checked when it is given: an empty one is no way to say "none"
+        (leave the field out: the thread's, the assistant's or the default model answers), and an id no model has
+        is ``ModelNotFoundError`` now (with the id it may have meant), not a run failed later; so is a model that
+        generates no text. ``any_model``: ``"*"`` (an assistant's "any model") passes. A model pulled later is
+        named once it is there (or the assistant says ``"*"`` meanwhile)."""
+        if model is None or (any_model and model == "*"):
+            return
+        if not model.strip():
+            hint = "'*' for any model" if any_model else "leave 'model' out for the thread's or assistant's model"
+            raise RequestError(f"model: an empty model id names no model; give a model id, or {hint}",
+                               param="model", code="invalid_value")
+        await self.models.resolve_generating(model)
+
     async def _start(self, req: RunRequest) -> Run:
+        await self.check_model_choice(req.model)
         store, thread, entry, assistant = await self._context(req.thread_id, req.assistant_id,
                                                               explicit=bool(req.assistant_id))
         thread_model = _thread_model(entry)
@@ -1465,8 +1502,9 @@ class RunService:
         if self._stopping:  # interrupt_all began while this start was under way: it waited for it (_starts)
             self.stop(run, INTERRUPTED)
         run.publish("thread.run.created", run_record(run))
-        run.status, run.started_at = "in_progress", int(time.time())
-        run.publish("thread.run.in_progress", run_record(run))
+        # queued (OpenAI's) until the engine starts its first turn: a model loading, every slot busy
+        # (_Execution.engine_started)
+        run.publish("thread.run.queued", run_record(run))
         run._policy = policy  # type: ignore[attr-defined] - the leg's execution picks it up
         try:
             await _Execution(self, run, policy).new_message()  # (saved: the claim on the thread, on disk)
@@ -1619,6 +1657,7 @@ class RunService:
         their results kept) ends with its events told."""
         async with self._thread_lock(run.thread_id):  # two submits at once: one claims the run, the other is refused
             self._refuse_if_stopping()
+            await self._expire_locked(run)  # outputs that come too late are refused: the run expired
             if run.status != "requires_action":
                 raise RequestError(f"Run '{run.id}' is {run.status}, not requires_action", param="run_id",
                                    code="run_not_waiting")
@@ -1659,7 +1698,8 @@ class RunService:
         with these calls: nothing of the leg was saved yet): waiting for the answers again, the tool step still
         open. A cancel ends it ``cancelled``, keeping the answers that run no tool (:func:`settled_answer`)."""
         if run.stop_reason == INTERRUPTED:
-            run.status, run.pending = "requires_action", calls
+            # waiting again, with the time to answer anew: the client answered in time, a stop of jan lost it
+            run.status, run.pending, run.expires_at = "requires_action", calls, self.expiry_from_now()
             await self.persist(run)
             _publish_interrupted(run)
             run.finished.set()
@@ -1680,6 +1720,62 @@ class RunService:
                     waited.end("completed")
                     run.publish_step(waited, "completed")
         await self._end_cancelled(run)
+
+    # -- expiry ------------------------------------------------------------------------
+    def expiry_from_now(self) -> int:
+        """The ``expires_at`` of a run that begins to wait for its tool outputs now."""
+        return int(time.time() + self.expire_after)
+
+    @staticmethod
+    def due(run: Run, now: float | None = None) -> bool:
+        """Whether ``run`` waits in ``requires_action`` past its ``expires_at``."""
+        return run.status == "requires_action" and run.expires_at is not None \
+            and (time.time() if now is None else now) >= run.expires_at
+
+    async def expire_if_due(self, run: Run) -> Run:
+        """``run``, ended ``expired`` first when it waited past its ``expires_at`` (under the thread's lock, as a
+        submit claims it: outputs sent at the same moment either claimed it first or are refused)."""
+        if not self.due(run):
+            return run
+        async with self._thread_lock(run.thread_id):
+            await self._expire_locked(run)
+        return run
+
+    async def _expire_locked(self, run: Run) -> None:
+        """Under :meth:`_thread_lock`: end ``run`` ``expired`` when it is due; a copy another process claimed meanwhile
+        (it runs a leg of it, or ended it) is left to that process."""
+        if not self.due(run):
+            return
+        if await asyncio.to_thread(held_elsewhere, self.manager.data_folder, run.thread_id, run.id, run.status):
+            return
+        run.status, run.pending, run.ended_at = "expired", [], run.expires_at
+        run.stop_reason = run.stop_reason or "expired"
+        run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage, as OpenAI's
+        ended = run.end_steps()  # the tool calls it waited on
+        await self.persist(run)
+        for step in ended:
+            run.publish_step(step, step.status)
+        run.publish("thread.run.expired", run_record(run))
+        run.publish("done", "[DONE]")
+        run.finished.set()
+        log.info("run %s expired: its tool outputs were not submitted in time", run.id)
+
+    async def expire_due(self, *, scan_disk: bool = False) -> int:
+        """The sweep: every run of this process waiting past its ``expires_at`` ends ``expired``; returns how many.
+        ``scan_disk`` (the first sweep, at start): the records of earlier processes' waiting runs are read too, and
+        kept here (a waiting run is never forgotten: :meth:`_remember`), so later sweeps find them without reading
+        every record again. A run read or listed is checked as it is (:meth:`load`, :meth:`list_runs`); the sweep
+        frees the threads nobody looks at."""
+        if scan_disk:
+            for record in await asyncio.to_thread(list_records, self.manager.data_folder):
+                if record["id"] not in self._runs and record.get("status") == "requires_action" \
+                        and isinstance(record.get("expires_at"), int):
+                    self._remember(run_from_record(record))
+        expired = 0
+        for run in [r for r in self._runs.values() if self.due(r)]:
+            await self.expire_if_due(run)
+            expired += run.status == "expired"
+        return expired
 
     async def _end_cancelled(self, run: Run) -> None:
         """End a run that runs no model turn (waiting for the user, or its answered calls cut off) ``cancelled``:
@@ -1974,6 +2070,9 @@ class _Execution:
         """The ``message_creation`` step of the turn that writes ``run.message``: saved, then published (OpenAI's
         stream tells it before the message it creates)."""
         run = self.run
+        # a step is work the run did: in progress by then, also when no engine started it (a turn jan's own
+        # max_prompt_tokens check ended before it began)
+        self.engine_started()
         step = RunStep(run.id, run.thread_id, run.assistant_id, "message_creation", message_id=run.message["id"])
         run.steps.append(step)
         await self.service.persist(run)
@@ -2004,6 +2103,7 @@ class _Execution:
         try:
             async with stream:
                 async for delta in stream:
+                    self.engine_started()
                     if delta.prompt_tokens is not None:
                         self._turn_prompt = delta.prompt_tokens  # told with the first token: a cut turn spent it
                     if delta.usage is not None:
@@ -2062,6 +2162,18 @@ class _Execution:
             await asyncio.wait([self._saver])
         return status, error, cancelled
 
+    def engine_started(self) -> None:
+        """The engine started the run's turn (or the run made a step without it): a queued run is ``in_progress``
+        from now on. The engine tells no start of its own — its scheduler hands a request a slot and processes the
+        prompt without an event, its first one is the first token (with the prompt's size) — so a run is ``queued``
+        while its model loads, while the engine's queue is full and while every slot is busy, and until its prompt
+        is read."""
+        run = self.run
+        if run.status != "queued":
+            return
+        run.status, run.started_at = "in_progress", int(time.time())
+        run.publish("thread.run.in_progress", run_record(run))
+
     async def _relay(self, message_id: str, piece: str, kind: str) -> None:
         """Publish a piece of the reply (thinking streams as ``reasoning`` parts, the type it is saved
         under; the answer as ``text``) and hand it to ``on_delta``. A piece's ``index`` is its part's in the saved
@@ -2106,8 +2218,9 @@ class _Execution:
     async def drive(self, *, continue_text: str | None = None) -> None:
         """Run the leg to its end (answer, ``requires_action``, stop, error). Never raises but CancelledError."""
         run = self.run
-        run.status = "in_progress"
-        run.started_at = run.started_at or int(time.time())
+        if run.status != "queued":  # (a new run's first leg stays queued until the engine starts its turn)
+            run.status = "in_progress"
+            run.started_at = run.started_at or int(time.time())
         if not run.cancel_requested.is_set():  # (a stop asked for before the leg began keeps its reason)
             run.stop_reason = None
         cancelled = False
@@ -2311,7 +2424,7 @@ class _Execution:
 
             async def wait_for_the_user() -> None:
                 run.pending = [c for c in calls if c.id not in answered]
-                run.status = "requires_action"
+                run.status, run.expires_at = "requires_action", self.service.expiry_from_now()
                 await self.service.persist(run)
                 run.publish("thread.run.requires_action", run_record(run))
                 run.publish("done", "[DONE]")

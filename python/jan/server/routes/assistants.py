@@ -16,6 +16,7 @@ from pydantic import Field
 
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
+from jan.server.keys import SERVICES
 from jan.server.schemas import Metadata, ReasoningEffort, StrictModel, bounded
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
@@ -98,6 +99,12 @@ def _fields(body: AssistantFields, current_params: dict[str, Any] | None) -> dic
     return fields
 
 
+async def _check_model(request: web.Request, fields: dict[str, Any]) -> None:
+    """The assistant's ``model``, refused now when it names no model (as OpenAI's): not a run of it failed later."""
+    if "model" in fields:
+        await request.app[SERVICES].runs.check_model_choice(fields["model"], any_model=True)
+
+
 async def _check_format(body: AssistantFields, fields: dict[str, Any]) -> None:
     """The ``response_format`` every run of the assistant reads: one whose schema no grammar takes is refused now
     (as a chat completion refuses it), named where the body gave it."""
@@ -113,6 +120,7 @@ async def create_assistant(request: web.Request) -> web.Response:
     """Create an assistant (``model`` defaults to ``"*"``: any model)."""
     body = await parse_body(request, AssistantCreate)
     fields = _fields(body, None)
+    await _check_model(request, fields)
     await _check_format(body, fields)
     return json_response(present(await assistant_store(request).create_assistant(fields)))
 
@@ -142,6 +150,7 @@ async def modify_assistant(request: web.Request) -> web.Response:
     assistant_id = request.match_info["assistant_id"]
     current = await store.get_assistant(assistant_id)
     fields = _fields(body, current.get("parameters"))
+    await _check_model(request, fields)
     await _check_format(body, fields)
     updated = await store.update_assistant(assistant_id, fields)
     return json_response(present(updated))

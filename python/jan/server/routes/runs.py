@@ -171,8 +171,8 @@ def object_of(record: dict[str, Any], *, with_message: bool = False) -> dict[str
         "assistant_id": record.get("assistant_id"),
         "status": status,
         "started_at": record.get("started_at"),
-        # jan never expires a run (one in requires_action waits until it is answered or cancelled): none to tell
-        "expires_at": None,
+        # as OpenAI's: a run waiting for its tool outputs expires (status "expired") unless they come by then
+        "expires_at": record.get("expires_at") if status == "requires_action" else None,
         "cancelled_at": ended if status == "cancelled" else None,
         "failed_at": ended if status == "failed" else None,
         "completed_at": ended if status in ("completed", "incomplete") and not interrupted else None,
@@ -342,8 +342,9 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     """Answer a thread: generate the assistant's reply with the thread's history and save it as a message.
 
     ``stream: true`` answers with server-sent events in OpenAI's assistant
-    stream shape: ``thread.run.created``, ``thread.run.in_progress``,
-    ``thread.run.step.created`` and ``thread.run.step.in_progress`` (the
+    stream shape: ``thread.run.created``, ``thread.run.queued`` (the run
+    waits for its model: loading, every slot busy), ``thread.run.in_progress``
+    (the engine started its turn: ``started_at``), ``thread.run.step.created`` and ``thread.run.step.in_progress`` (the
     reply's ``message_creation`` step), ``thread.message.created``,
     ``thread.message.in_progress`` (told with the reply's first piece, or as
     a turn that wrote none ends: a turn that only calls tools is no message,
@@ -361,7 +362,7 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     ``.failed`` with the run (its ``message`` included), then
     ``event: done`` / ``data: [DONE]``. Every event carries an SSE ``id``
     (its number in the run's stream). Without ``stream`` the answer is the
-    run at once (``in_progress``), as OpenAI's: it goes on server-side
+    run at once (``queued``), as OpenAI's: it goes on server-side
     whatever the client does; poll ``GET .../runs/{run_id}`` (the SDK's
     ``runs.poll``, ``create_and_poll``) for its end (the finished run has
     its ``message``), or ``POST .../cancel`` it. The steps are kept with the
@@ -428,6 +429,10 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     ``code: "run_active"`` naming it, and nothing is written; an
     ``interrupted`` run does not hold its thread (resuming it is refused
     while another run does).
+
+    **Expiry.** A run waiting in ``requires_action`` carries ``expires_at``
+    (10 minutes on, as OpenAI's); outputs not submitted by then find it
+    ``expired`` (its ``tool_calls`` step too), its thread free again.
     """
     body = await parse_body(request, RunCreate)
     req = run_request(body, request.match_info["thread_id"], await _additional_messages(request, body))

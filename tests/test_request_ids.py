@@ -1,0 +1,137 @@
+"""Every answer carries a request id (OpenAI's ``x-request-id``, Anthropic's ``request-id``) that the SDKs read and
+the server's log lines carry: successes, streams, errors of each dialect, unknown routes, 413s, parser refusals."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import urllib.error
+import urllib.request
+
+import anthropic
+import openai
+import pytest
+
+from jan.server.request_id import RequestIdLogFilter, client_request_id
+from server_helpers import raw_request, start_server
+
+OURS = re.compile(r"req_[0-9a-f]{32}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    srv = start_server(tmp_path_factory.mktemp("ids"), [stories_path], max_body_bytes=4096)
+    yield srv
+    srv.stop()
+
+
+def call(server, path: str, body: dict | bytes | None = None, headers: dict | None = None,
+         method: str | None = None) -> tuple[int, dict, bytes]:
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(server.base_url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def the_id(headers: dict) -> str:
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert lower["x-request-id"] == lower["request-id"]
+    return lower["x-request-id"]
+
+
+@pytest.mark.parametrize("path, body, status", [
+    ("/v1/models", None, 200),
+    ("/health", None, 200),
+    ("/v1/nowhere", None, 404),
+    ("/v1/messages", {"model": "stories260K"}, 400),  # Anthropic's error shape
+    ("/api/chat", {"model": "no-such"}, 404),  # Ollama's
+    ("/v1/chat/completions", {"model": "stories260K", "messages": [{"role": "user", "content": "x" * 8000}]}, 413),
+])
+def test_every_answer_has_a_fresh_id(server, path, body, status):
+    got, headers, _ = call(server, path, body)
+    assert got == status
+    first = the_id(headers)
+    assert OURS.fullmatch(first)
+    assert the_id(call(server, path, body)[1]) != first  # one per request
+
+
+def test_a_stream_has_it(server):
+    status, headers, body = call(server, "/v1/chat/completions", {
+        "model": "stories260K", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stream": True})
+    assert status == 200 and b"data: [DONE]" in body
+    assert OURS.fullmatch(the_id(headers))
+
+
+def test_a_parser_refusal_has_it(server):
+    answer = raw_request(server.base_url, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n")
+    head = answer.split(b"\r\n\r\n")[0].decode().lower()
+    assert head.split("\r\n")[0].split()[1] == "400"
+    assert re.search(r"\r\nx-request-id: req_[0-9a-f]{32}\r\n", head)
+
+
+@pytest.mark.parametrize("sent, kept", [
+    ("trace-1234", True), ("0f8fad5b-d9cb-469f-a165-70867728950e", True), ("a" * 128, True),
+    ("a" * 129, False), ("two words", False), ("x\u00e9", False), ("", False), ("-leading", False),
+])
+def test_a_client_id_is_kept_when_plain(server, sent, kept):
+    assert (client_request_id(sent) == sent) is kept
+    if "\u00e9" in sent:
+        return  # (not sendable in a header by urllib)
+    headers = call(server, "/v1/models", headers={"X-Request-Id": sent})[1]
+    assert (the_id(headers) == sent) is kept
+    if not kept:
+        assert OURS.fullmatch(the_id(headers))
+
+
+def test_the_sdks_read_it(server):
+    oa = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0, timeout=60)
+    done = oa.chat.completions.create(model="stories260K", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert OURS.fullmatch(done._request_id)
+    with pytest.raises(openai.NotFoundError) as caught:
+        oa.models.retrieve("no-such-model")
+    assert OURS.fullmatch(caught.value.request_id)
+    an = anthropic.Anthropic(base_url=server.base_url, api_key="x", max_retries=0, timeout=60)
+    message = an.messages.create(model="stories260K", max_tokens=2, messages=[{"role": "user", "content": "hi"}])
+    assert OURS.fullmatch(message._request_id)
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        an.messages.create(model="no-such-model", max_tokens=2, messages=[{"role": "user", "content": "hi"}])
+    assert OURS.fullmatch(caught.value.request_id)
+
+
+def test_the_access_log_line_carries_it(server, caplog):
+    caplog.handler.addFilter(RequestIdLogFilter())
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        headers = call(server, "/v1/nowhere", headers={"X-Request-Id": "find-me-42"})[1]
+        assert the_id(headers) == "find-me-42"
+        # the access line is written once the answer is sent: wait on it, bounded
+        for _ in range(200):
+            lines = [r for r in caplog.records if r.name == "aiohttp.access" and "/v1/nowhere" in r.getMessage()]
+            if lines:
+                break
+            time.sleep(0.05)
+    assert lines and lines[-1].request_id == "find-me-42" and " 404 " in lines[-1].getMessage()
+
+
+def test_an_internal_error_names_the_id_its_log_line_carries(server, caplog, monkeypatch):
+    from jan.core import ModelExtension
+    from jan.server.keys import MANAGER
+
+    extension = server.app[MANAGER].get(ModelExtension)
+
+    async def broken():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(extension, "list_models", broken)
+    caplog.handler.addFilter(RequestIdLogFilter())
+    with caplog.at_level(logging.ERROR, logger="jan.server"):
+        status, headers, body = call(server, "/v1/models", headers={"X-Request-Id": "err-7"})
+    assert status == 500 and the_id(headers) == "err-7"
+    assert "request id err-7" in json.loads(body)["error"]["message"]
+    [line] = [r for r in caplog.records if r.getMessage() == "internal error"]
+    assert line.request_id == "err-7" and "boom" in caplog.text
