@@ -1,7 +1,8 @@
 """A response format (or stop strings, or a schema too large) together with tools, in the three dialects.
 
 The format is the answer's, never a call's: a forced call ignores it and ``auto`` lets the model call or answer in
-the format; a client's stop string never cuts a forced call; a schema whose repetition count llama.cpp cannot
+the format; a raw GBNF ``grammar`` is the whole output's, so a forced call with one is refused (as llama-server refuses
+a grammar with tools); a client's stop string never cuts a forced call; a schema whose repetition count llama.cpp cannot
 parse is a 400 naming the client's field. A real server with a tiny random-weight model and Qwen3's real template
 (Hermes ``<tool_call>``): the grammar decides the shape, enum-only arguments keep every output short.
 """
@@ -107,6 +108,25 @@ def test_auto_with_a_format_calls_or_answers_in_it(oai, anth):
     _call_or_answer(calls, text)
     calls, text, _ = messages(anth, {"type": "auto"}, extra_body={"output_config": ANTH_FORMAT})
     _call_or_answer(calls, text)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+def test_a_raw_grammar_with_a_forced_call_is_refused(oai, choice, stream):
+    # the client's GBNF is the whole output's: a forced call's grammar was dropped without a word and the answer was
+    # whatever the GBNF spelled (``"sunny"``, finish "stop": no call at all); llama-server refuses a grammar with tools
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": ASK}], tools=CHAT_TOOLS,
+                                    tool_choice=choice, max_tokens=20, stream=stream,
+                                    extra_body={"grammar": 'root ::= "sunny"'})
+    err = caught.value.body
+    assert err["param"] == "grammar" and "tool_choice" in err["message"], err
+
+
+def test_a_raw_grammar_with_auto_or_none_is_the_whole_output(oai):
+    for choice in ("auto", "none"):
+        calls, text, finish = chat(oai, choice, extra_body={"grammar": 'root ::= "sunny"'})
+        assert (calls, text, finish) == ([], "sunny", "stop")
 
 
 def test_none_with_a_format_answers_in_it(oai):

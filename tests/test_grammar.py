@@ -291,7 +291,9 @@ def test_tool_call_grammar_is_valid_and_round_trips(llama):
     grammar = tool_call_grammar(tools, "required")
     assert llama.parses(grammar), grammar
     assert llama.accepts(grammar, one) and llama.accepts(grammar, two)
-    assert llama.accepts(grammar, '<tool_call>{"name": "no_params", "arguments": {"any": [1]}}</tool_call>')
+    # omitted parameters are an empty parameter list (OpenAI's rule), not any object
+    assert llama.accepts(grammar, '<tool_call>{"name": "no_params", "arguments": {}}</tool_call>')
+    assert not llama.accepts(grammar, '<tool_call>{"name": "no_params", "arguments": {"any": [1]}}</tool_call>')
     for bad in [
         "Sure!",
         '<tool_call>\n{"name": "get_weather", "arguments": {"unit": "C"}}\n</tool_call>',  # city missing

@@ -2,7 +2,8 @@
 
 Each test is one kind of misbehaviour, and what a user or model is owed for it: every tool reachable under a
 distinct name, listings that follow the server's ``list_changed``, a server that ends between calls restarted
-before the next, one that writes junk to stdout told by name, one wedged in a call replaced.
+before the next, one that writes junk to stdout told by name, one wedged in a call replaced, huge lines taken or
+ended with a clear error.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ async def test_every_tool_is_reachable_under_its_own_name(tmp_path):
         status = await manager.get(McpHost).server("wild")
         assert status.state == "running", status
         jan_names = {t["name"]: t["tool_name"] for t in status.tools}
-        assert len(set(jan_names.values())) == len(jan_names) == 12  # all but the second "echo"
+        assert len(set(jan_names.values())) == len(jan_names) == 14  # all but the second "echo"
         assert [(r["name"], r["reason"]) for r in status.rejected] == [("echo", "a second tool of the same name")]
         registry = ToolRegistry(manager)
         listed = {t.name for t in await registry.list_tools(servers={"wild"})}
@@ -156,6 +157,32 @@ async def test_a_server_wedged_in_a_call_is_replaced(tmp_path, monkeypatch, boun
         again = await registry.call("stuck__echo", {"text": "second"})
         assert not again.result.is_error and again.result.as_text() == "second"
         assert (await host.server("stuck", connect=False)).restarts == 1
+    finally:
+        await manager.stop()
+
+
+async def test_huge_lines_end_in_a_result_or_a_clear_error(tmp_path, monkeypatch):
+    """A multi-MB JSON-RPC line is read whole and its text cut to the output limit; a line that never ends is a call
+    that did not answer (the caller's bound), and its server is replaced as a wedged one is: no call stalls, and the
+    next one is answered."""
+    import jan.extensions.mcp.server as mcp_server
+
+    monkeypatch.setattr(mcp_server, "PROBE_TIMEOUT", 1.0)
+    manager = await started(tmp_path / "data", {"wild": wild_entry()})
+    try:
+        host, registry = manager.get(McpHost), ToolRegistry(manager, max_output_chars=1000)
+        big = (await registry.call("wild__big", {"chars": 4_000_000}, timeout=120)).result
+        assert not big.is_error and big.truncated and big.as_text().startswith("y" * 900)
+        endless = (await registry.call("wild__endless", {}, timeout=2)).result
+        assert endless.is_error and "did not answer" in endless.as_text()
+
+        async def replaced():
+            status = await host.server("wild", connect=False)
+            return status if status.state != "running" else None
+
+        assert (await eventually(replaced, "the server stuck in its line is taken out")).state == "failed"
+        again = (await registry.call("wild__echo", {"text": "after"}, timeout=120)).result
+        assert not again.is_error and again.as_text() == "after"
     finally:
         await manager.stop()
 

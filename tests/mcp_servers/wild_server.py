@@ -5,7 +5,8 @@ Tools: ``echo(text)``; names jan must change to fit a tool-call name and that me
 ``a_b``, two non-ASCII names, two long names alike in their first 64 characters) and one listed twice; ``grow``
 adds a tool ``grown``, and a prompt and a resource, and says so with ``notifications/*/list_changed``
 (before its answer); ``junk`` writes lines that are no JSON-RPC to stdout before its answer; ``hang`` never
-answers, nor anything after it (it ignores cancellation, as a server blocked in a call does); ``badref`` and
+answers, nor anything after it (it ignores cancellation, as a server blocked in a call does); ``big(chars)`` answers
+in one JSON-RPC line of that many characters and more; ``endless`` writes one line that never ends; ``badref`` and
 ``nothing`` have parameters schemas no grammar can be made of (a ``$ref`` to nothing, a ``false`` property).
 
 ``--exit-after-call`` exits after answering its first call (a server that does one job per process);
@@ -34,6 +35,8 @@ TOOLS = [
     {"name": "grow", "inputSchema": OBJECT},
     {"name": "junk", "inputSchema": OBJECT},
     {"name": "hang", "inputSchema": OBJECT},
+    {"name": "big", "inputSchema": {"type": "object", "properties": {"chars": {"type": "integer"}}}},
+    {"name": "endless", "inputSchema": OBJECT},
     {"name": "badref", "description": "a $ref that resolves to nothing", "inputSchema": {
         "type": "object", "properties": {"p": {"$ref": "#/$defs/Missing"}}, "required": ["p"]}},
     {"name": "nothing", "description": "a property no value matches", "inputSchema": {
@@ -51,6 +54,12 @@ def send(message: dict) -> None:
 def call(name: str, arguments: dict) -> dict:
     if name == "hang":
         time.sleep(3600)
+    if name == "big":
+        return {"content": [{"type": "text", "text": "y" * int(arguments.get("chars", 0))}]}
+    if name == "endless":
+        while True:  # (blocks once the pipe is full, until its reader takes more)
+            sys.stdout.write("z" * 1_000_000)
+            sys.stdout.flush()
     if name == "grow":
         TOOLS.append({"name": "grown", "inputSchema": OBJECT})
         PROMPTS.append({"name": "grown_prompt"})

@@ -227,6 +227,15 @@ class ChatSession:
         meta = {"model": self.backend.model_id}
         if generation is not None and generation.finish_reason:
             meta["finish_reason"] = generation.finish_reason
+        if calls and meta.get("finish_reason") == "length":
+            # --max-tokens cut the turn: a call whose arguments it cut is not what the model meant to pass, so it is
+            # neither put to the user nor run (as a run drops it); the turn ends as an answer cut off
+            from jan.services.tool_loop import whole_arguments  # (the CLI starts without the services)
+
+            whole = [c for c in calls if whole_arguments((c.get("function") or {}).get("arguments") or "")]
+            if len(whole) < len(calls):
+                note(f"[tool call {(calls[-1].get('function') or {}).get('name', '')} cut off by the token limit]")
+            calls = whole
         if calls:
             if answer:
                 sys.stdout.write("\n")

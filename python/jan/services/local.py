@@ -98,11 +98,13 @@ def template_tools(request: ChatRequest) -> list[dict[str, Any]] | None:
         return None
     out = []
     for t in request.tools:
-        fn: dict[str, Any] = {"name": t.name}
-        if t.description is not None:
-            fn["description"] = t.description
-        if t.parameters is not None:
-            fn["parameters"] = json.loads(json.dumps(t.parameters))
+        # Both are optional in OpenAI's tools (and Ollama's), but real templates read them as if always there
+        # (Hermes, Seed-OSS and Command-R7B print the parameters, gpt-oss, Apertus and functionary the description):
+        # they get what an omitted one means, an empty parameter list (OpenAI's rule, which the call grammar
+        # follows too: jan.templates.grammar.tool_parameters_schema) and no description.
+        fn: dict[str, Any] = {"name": t.name, "description": t.description or ""}
+        fn["parameters"] = json.loads(json.dumps(t.parameters)) if t.parameters is not None else \
+            {"type": "object", "properties": {}}
         out.append({"type": "function", "function": fn})
     return out
 

@@ -101,7 +101,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -151,6 +150,7 @@ from jan.services.tool_loop import (
     text_of,
     tool_bookkeeping,
     triage,
+    whole_arguments,
 )
 from jan.services.untrusted import UntrustedTextPart
 from jan.services.types import (
@@ -523,14 +523,6 @@ def _typed_message(message: dict[str, Any], files: Mapping[str, ImagePart | Docu
     return ChatMessage(role=message["role"], content=(part,) if content else (), tool_calls=calls,
                        tool_call_id=message.get("tool_call_id"), name=message.get("name"),
                        reasoning=message.get("reasoning_content") or None)
-
-
-def _whole_arguments(arguments: str) -> bool:
-    """Whether a call's arguments are a whole JSON object (not cut off mid-way)."""
-    try:
-        return isinstance(json.loads(arguments or "{}"), dict)
-    except ValueError:
-        return False
 
 
 def _tool_choice(value: Any) -> Any:
@@ -2270,7 +2262,7 @@ class _Execution:
                 if run.finish_reason in ("length", "content_filter"):
                     # the token limit (an upstream's filter) may have cut the last call's arguments: such a call is
                     # neither run nor put to the user (one whose arguments are whole, its closing markup cut, counts)
-                    calls = [c for c in calls if _whole_arguments(c.arguments)]
+                    calls = [c for c in calls if whole_arguments(c.arguments)]
                 if status == "ready" and calls and self.policy:
                     if await self._tool_step(calls):
                         continue

@@ -62,11 +62,23 @@ __all__ = [
     "save_tool_messages",
     "tool_bookkeeping",
     "triage",
+    "whole_arguments",
 ]
 
 #: Model turns a run may take (each tool round is one) before it must answer.
 DEFAULT_MAX_STEPS = 8
 DENIED = "The user denied this tool call."
+
+
+def whole_arguments(arguments: str) -> bool:
+    """Whether a call's arguments are a whole JSON object, not cut off mid-way. A turn the token limit ended
+    (``finish_reason: "length"``) may hold a call whose arguments it cut: such a call is neither run nor put to the
+    user (a run, ``jan chat``), as its arguments are not what the model meant to pass; one whose arguments are whole
+    (only its closing markup cut) counts."""
+    try:
+        return isinstance(json.loads(arguments or "{}"), dict)
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -728,7 +728,7 @@ class ChatRequest:
     ``model=None`` means the one loaded or default model. ``n`` choices are generated
     (seeds consecutive from ``sampling.seed``); ``top_logprobs`` alternatives per token when
     ``logprobs``. ``grammar`` (GBNF) constrains the whole output (a JSON ``response_format``
-    with it is a ``RequestError``). ``chat_template_kwargs`` become chat template variables.
+    with it is a ``RequestError``, and so is a ``tool_choice`` that forces a call). ``chat_template_kwargs`` become chat template variables.
     ``continue_final_message``: the last message is an assistant reply to continue (cut off
     earlier, or a client's prefill); the prompt ends inside it and generation continues its
     text, which the output does not repeat. Set it with :func:`ends_in_prefill`.
@@ -808,6 +808,15 @@ class ChatRequest:
             # a word. Refused, as llama-server refuses them ("Cannot use both json_schema and grammar").
             raise _misuse("grammar", f"cannot be used with a response_format of type {self.response_format.type!r} "
                                      "(both constrain the answer); give one of them")
+        if self.grammar and self.tools and (self.tool_choice == "required"
+                                            or isinstance(self.tool_choice, NamedToolChoice)):
+            # A client's GBNF is the whole output's (it spells any call markup itself), so a forced call's grammar
+            # cannot hold with it: one would be dropped without a word. Refused, as llama-server refuses a grammar
+            # with tools ("Cannot specify grammar with tools"); with "auto" (the parser reads the calls the grammar
+            # spells) or "none" it stays the whole output's.
+            raise _misuse("grammar", "cannot be used with a tool_choice that forces a tool call (the grammar is the "
+                                     "whole output's); give tool_choice \"auto\" or \"none\", or leave the grammar "
+                                     "out (a response_format constrains the answer and leaves calls to the tools)")
 
     @property
     def continues(self) -> bool:

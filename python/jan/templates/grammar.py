@@ -628,6 +628,21 @@ def either_grammar(first: str, second: str, *, head: str = "") -> str:
     return root + prefixed_rules(first, "a-") + "\n" + prefixed_rules(second, "b-")
 
 
+def tool_parameters_schema(fn: Mapping[str, Any]) -> Any:
+    """The JSON schema a call of OpenAI function ``fn`` writes its arguments in. Omitted ``parameters`` are an
+    empty parameter list (OpenAI's rule: "Omitting parameters defines a function with an empty parameter list"), so
+    the arguments are ``{}``, not any object a random key could go in; a schema without a ``type`` that is no
+    combination is an object's."""
+    params = fn.get("parameters")
+    if params is None:
+        return {"type": "object", "properties": {}}
+    if isinstance(params, Mapping) and "type" not in params and not any(
+        k in params for k in ("$ref", "anyOf", "oneOf", "allOf", "enum", "const")
+    ):
+        return {**params, "type": "object"}
+    return params
+
+
 class GrammarBuilder:
     """Accumulates GBNF rules; converts JSON schemas into rules of one grammar.
 

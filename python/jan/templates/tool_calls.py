@@ -43,7 +43,7 @@ import secrets
 import string
 from typing import Any, Callable, Generator, Iterable, Mapping, Sequence
 
-from .grammar import GrammarBuilder, GrammarError, gbnf_literal
+from .grammar import GrammarBuilder, GrammarError, gbnf_literal, tool_parameters_schema
 
 __all__ = [
     "ToolCallStreamParser",
@@ -1039,14 +1039,7 @@ def tool_call_grammar(
     ws = b.primitive("ws")
     alts = []
     for f in funcs:
-        params = f.get("parameters")
-        if params is None:
-            params = {"type": "object"}
-        if isinstance(params, Mapping) and "type" not in params and not any(
-            k in params for k in ("$ref", "anyOf", "oneOf", "allOf", "enum", "const")
-        ):
-            params = {**params, "type": "object"}
-        args_rule = b.add_schema(params, f"{f['name']}-args")
+        args_rule = b.add_schema(tool_parameters_schema(f), f"{f['name']}-args")
         name_lit = gbnf_literal(json.dumps(f["name"], ensure_ascii=False))
         alts.append(
             b.add_rule(f"{f['name']}-call", f'{name_lit} {ws} "," {ws} "\\"arguments\\"" {ws} ":" {ws} {args_rule}')

@@ -16,6 +16,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from ..grammar import GrammarBuilder, GrammarError, gbnf_literal, json_schema_to_grammar
+from ..grammar import tool_parameters_schema as _params_schema
 from .text import is_string_param
 
 __all__ = ["call_grammar", "select_functions"]
@@ -43,17 +44,6 @@ def select_functions(tools: Sequence[Any], tool_choice: Any) -> list[Mapping[str
     if not funcs:
         raise GrammarError("tool_choice requires at least one tool")
     return funcs
-
-
-def _params_schema(fn: Mapping[str, Any]) -> Any:
-    params = fn.get("parameters")
-    if params is None:
-        return {"type": "object"}
-    if isinstance(params, Mapping) and "type" not in params and not any(
-        k in params for k in ("$ref", "anyOf", "oneOf", "allOf", "enum", "const")
-    ):
-        return {**params, "type": "object"}
-    return params
 
 
 def parameters_problem(parameters: Any) -> str | None:
