@@ -41,6 +41,7 @@ class Request:
         self._done = False
         self.seed = seed
         self.final: Chunk | None = None
+        self._result: Completion | None = None  # what result() returned: what it returns again
         self._watching: asyncio.AbstractEventLoop | None = None  # the loop watching the engine's fd
         self._fd = -1  # that fd, while watched
         # Every consumer awaiting the fd (two tasks iterating one request, aresult() awaited twice): all woken, since
@@ -157,15 +158,23 @@ class Request:
     # -- whole result --------------------------------------------------
     def result(self) -> Completion:
         """Block until finished and aggregate every remaining chunk (those no other reader took). ModelClosedError
-        in a child process forked after the request was made; the error a failed generation ended with otherwise."""
+        in a child process forked after the request was made; the error a failed generation ended with otherwise.
+        Asked again, it returns the same :class:`~jan.Completion` (as a future's ``result()`` does), not one of the
+        nothing left after the first took every chunk."""
         while not self._done:  # one wake-up at the end instead of one per token
             self._check_process()
             self._accept(self._native.wait_final(_SYNC_WAIT_S, self._logprobs))
-        return self._aggregate(list(self))
+        return self._kept(list(self))
 
     async def aresult(self) -> Completion:
-        """Await the end and aggregate every remaining chunk."""
-        return self._aggregate([chunk async for chunk in self])
+        """Await the end and aggregate every remaining chunk (again: the same Completion, as :meth:`result`)."""
+        return self._kept([chunk async for chunk in self])
+
+    def _kept(self, chunks: list[Chunk]) -> Completion:
+        if not chunks and self._result is not None:
+            return self._result
+        self._result = self._aggregate(chunks)
+        return self._result
 
     def raise_for_error(self, chunk: Chunk) -> None:
         if chunk.finish_reason == "error":

@@ -1,0 +1,129 @@
+"""jan as a Python library and its CLI, used as a new user would after `pip install`: each failure is told as what it
+is (the file that is a device, the truncated tensor llama.cpp found), a handle answers the same when asked twice,
+and inputs whose order means nothing are refused rather than embedded in some order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import pytest
+
+import jan
+from test_cli_helpers import jan as run_jan
+
+
+# -- files that are no model ------------------------------------------------------------------------------------------
+@pytest.fixture
+def not_files(tmp_path):
+    """Paths where something is, but no regular file: a character device, a named pipe, a folder."""
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.gguf"
+    folder.mkdir()
+    return {"/dev/null": "a character device", str(fifo): "a named pipe (FIFO)", str(folder): "a directory"}
+
+
+def test_something_that_is_no_regular_file_is_named_as_what_it_is(not_files, tmp_path, stories_path):
+    """/dev/null or a FIFO given as a model were "not found": a user then looks for a file that is there. Every
+    place that takes a model's path says what is there instead (and never opens a FIFO, which would block)."""
+    from jan.errors import ModelNotFoundError
+    from jan.server.preload import resolve_model
+    from jan.store import DataFolder, InvalidArgumentError
+    from jan.store.models import ModelStore
+
+    store = ModelStore(DataFolder(tmp_path / "data"))
+    with jan.ModelPool() as pool:
+        for path, kind in not_files.items():
+            said = f"is {kind}, not a GGUF file"
+            for load in (lambda: jan.Model(path), lambda: pool.load("m", path),
+                         lambda: jan.Model(stories_path, draft_model=path), lambda: jan.Model(stories_path, mmproj=path)):
+                with pytest.raises(jan.ModelFileError) as caught:
+                    load()
+                assert said in str(caught.value) and "not found" not in str(caught.value), caught.value
+            with pytest.raises(ModelNotFoundError) as caught:  # jan serve -m PATH
+                asyncio.run(resolve_model(None, path))
+            assert said in str(caught.value)
+            with pytest.raises(InvalidArgumentError) as caught:  # the data folder's import
+                store.import_gguf(path)
+            assert said in str(caught.value)
+    assert "not found" in str(pytest.raises(jan.ModelFileError, jan.Model, str(tmp_path / "missing.gguf")).value)
+
+
+def test_the_cli_names_what_is_there_too(not_files, env):
+    for path, kind in not_files.items():
+        for args in (("models", "import", path), ("run", path, "--raw", "hi")):
+            result = run_jan(*args, env=env)
+            assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+            assert f"{path} is {kind}, not a GGUF file" in result.stderr, result.stderr
+
+
+def test_a_damaged_model_is_told_by_the_reason_llama_cpp_logged(gguf_copy, tmp_path):
+    """llama.cpp's last error line on a failed load is always the bare "failed to load model"; the message now
+    carries the line before it that says why (where the file ends, which tensor lies past it)."""
+    whole = gguf_copy.read_bytes()
+    cases = {1000: "failed to read key-value pairs", len(whole) // 2: "is not within the file bounds"}
+    for size, reason in cases.items():
+        damaged = tmp_path / f"cut-{size}.gguf"
+        damaged.write_bytes(whole[:size])
+        with pytest.raises(jan.ModelFileError) as caught:
+            jan.Model(damaged)
+        message = str(caught.value)
+        assert reason in message, message
+        assert not message.endswith("failed to load model"), message
+
+
+def test_native_error_detail_prefers_the_line_that_says_why():
+    from jan.engine.logs import native_error_detail
+
+    error = logging.ERROR
+    records = [(logging.DEBUG, "loading"),
+               (error, "llama_model_load: error loading model: tensor 'x' data is not within the file bounds\n"),
+               (error, "llama_model_load_from_file_impl: failed to load model\n")]
+    assert native_error_detail(records) == "tensor 'x' data is not within the file bounds"
+    generic = [(error, "mtmd_init_from_file: error: Failed to load CLIP model from /m.gguf")]
+    assert native_error_detail(generic) == generic[0][1]  # nothing better: the generic line itself
+    assert native_error_detail([(logging.WARNING, "w")]) == ""
+
+
+def test_pulling_a_local_file_points_at_import(env, stories_path):
+    for source, path in ((str(stories_path), str(stories_path)), (f"file://{stories_path}", str(stories_path)),
+                         ("./not-here.gguf", "./not-here.gguf")):
+        result = run_jan("models", "pull", source, env=env)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"`jan models import {path}`" in result.stderr, result.stderr
+
+
+# -- a request handle ---------------------------------------------------------------------------------------------------
+def test_result_asked_again_returns_the_same_completion(stories):
+    request = stories.stream("Once upon a time", max_tokens=8, temperature=0)
+    first = request.result()
+    assert first.text and request.result() is first  # (it was a Completion of nothing: text "", no tokens)
+
+    async def twice():
+        request = stories.stream("Once upon a time", max_tokens=8, temperature=0)
+        return await request.aresult(), await request.aresult()
+
+    one, two = asyncio.run(twice())
+    assert two is one and one.text == first.text
+
+
+def test_result_after_reading_part_aggregates_the_rest_once(stories):
+    request = stories.stream("Once upon a time", max_tokens=8, temperature=0)
+    head = next(iter(request))
+    rest = request.result()
+    assert head.text + rest.text == stories.generate("Once upon a time", max_tokens=8, temperature=0).text
+    assert request.result() is rest
+
+
+# -- embeddings ---------------------------------------------------------------------------------------------------------
+def test_embed_refuses_inputs_without_an_order(minilm_path):
+    """Rows come back in the inputs' order; a set has none (its rows could not be matched to its texts), and a dict
+    iterates its keys alone: both are a TypeError, not vectors in some order."""
+    with jan.Model(minilm_path) as model:
+        for inputs in ({"a", "b"}, frozenset({"a"}), {"a": 1}):
+            with pytest.raises(TypeError, match=f"got {type(inputs).__name__}"):
+                model.embed(inputs)
+        assert model.embed(["a", "b"]).shape[0] == 2  # a list, a tuple or a generator: in order
+        assert model.embed(x for x in ("a", "b")).shape[0] == 2
