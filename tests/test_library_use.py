@@ -127,3 +127,19 @@ def test_embed_refuses_inputs_without_an_order(minilm_path):
                 model.embed(inputs)
         assert model.embed(["a", "b"]).shape[0] == 2  # a list, a tuple or a generator: in order
         assert model.embed(x for x in ("a", "b")).shape[0] == 2
+
+
+# -- the services' typed requests ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [0, -1, 17])
+def test_typed_requests_refuse_a_choice_count_outside_the_servers_bounds(n):
+    """n=0 made no choice: a chat then failed with an IndexError deep in the service, a completion answered nothing.
+    The typed request says it, naming the field, with the bounds every front end has (1 to 16)."""
+    from jan.services.errors import RequestError
+    from jan.services.types import ChatMessage, ChatRequest, CompletionRequest
+
+    for make in (lambda: ChatRequest(model="m", messages=(ChatMessage.of_text("user", "Hi"),), n=n),
+                 lambda: CompletionRequest(model="m", prompts=("Once",), n=n)):
+        with pytest.raises(RequestError, match="n: must be >= 1 and <= 16") as caught:
+            make()
+        assert caught.value.param == "n"
+    assert ChatRequest(model="m", messages=(ChatMessage.of_text("user", "Hi"),), n=16).n == 16
