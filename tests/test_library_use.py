@@ -143,3 +143,23 @@ def test_typed_requests_refuse_a_choice_count_outside_the_servers_bounds(n):
             make()
         assert caught.value.param == "n"
     assert ChatRequest(model="m", messages=(ChatMessage.of_text("user", "Hi"),), n=16).n == 16
+
+
+def test_results_are_values_that_pickle_and_copy(stories):
+    """A Completion (and a Chunk, and a service's result, which hold the same Usage) goes through pickle
+    (multiprocessing, a cache on disk) and deepcopy (dataclasses.asdict): the native Usage in it failed both."""
+    import copy
+    import dataclasses
+    import pickle
+
+    from jan.services.types import ChatResult
+
+    completion = stories.generate("Once upon a time", max_tokens=6, temperature=0, logprobs=True, top_logprobs=2)
+    again = pickle.loads(pickle.dumps(completion))
+    assert again == completion and again.usage.completion_tokens == 6
+    assert copy.deepcopy(completion) == completion
+    assert dataclasses.asdict(completion)["usage"] == completion.usage
+    chunks = list(stories.stream("Once upon a time", max_tokens=3, temperature=0))
+    assert pickle.loads(pickle.dumps(chunks)) == chunks
+    result = ChatResult(model="stories260K", choices=(), usage=completion.usage)
+    assert pickle.loads(pickle.dumps(result)) == result
