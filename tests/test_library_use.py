@@ -163,3 +163,63 @@ def test_results_are_values_that_pickle_and_copy(stories):
     assert pickle.loads(pickle.dumps(chunks)) == chunks
     result = ChatResult(model="stories260K", choices=(), usage=completion.usage)
     assert pickle.loads(pickle.dumps(result)) == result
+
+
+@pytest.mark.parametrize("command, flag", [
+    ("run", "--ctx-size"), ("run", "--threads"), ("run", "--gpu-layers"), ("chat", "--ctx-size"),
+    ("serve", "--ctx-size"), ("serve", "--threads"), ("serve", "--gpu-layers"), ("serve", "--max-queue"),
+    ("bench", "--ctx"), ("bench", "--batch-size"), ("bench", "--ubatch-size"), ("bench", "--gpu-layers"),
+])
+def test_a_load_flag_past_the_engines_int32_is_told_by_its_name(command, flag, tmp_path):
+    """`jan run M -c 100000000000` was refused as "settings.ctx_len ... (in the model.json of model 'M')": the user's
+    flag blamed on a file they never wrote. Every load flag has the engine's bound, so click names the flag."""
+    from click.testing import CliRunner
+
+    from jan.cli import main
+
+    args = [command, "some-model", flag, str(2**31)] + (["hi"] if command == "run" else [])
+    result = CliRunner().invoke(main, args, env={"JAN_DATA_FOLDER": str(tmp_path / "data"), "JAN_LOCAL": "1"})
+    assert result.exit_code == 2, result.output
+    assert flag in result.output and "model.json" not in result.output, result.output
+    assert str(2**31 - 1) in result.output, result.output
+
+
+# -- a named pipe given where a file is read ------------------------------------------------------------------------
+def _returns(call, timeout: float = 60):
+    """``call()``'s result or exception, from a thread, or a failure if it is still blocked after ``timeout``."""
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "blocked: the named pipe was opened to wait for a writer"
+    return box
+
+
+def test_a_named_pipe_is_refused_where_a_file_is_read_never_waited_on(tmp_path, env):
+    """open() of a FIFO waits for a writer that never comes: `jan files upload`, `jan run --image`, an image path
+    given to jan.Model and the read_file tool hung (a worker thread for good, in the tool's case). Each refuses it,
+    saying what it is, at once."""
+    from jan.engine.media import DEFAULT_LIMITS, sized_image_input
+    from jan.extensions.tools.extension import ReadFile
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    said = "it is a named pipe (FIFO), not a regular file"
+    box = _returns(lambda: sized_image_input(str(fifo), DEFAULT_LIMITS, "image 1"))
+    assert isinstance(box.get("error"), jan.MediaError) and said in str(box["error"]), box
+    assert box["error"].reason == "unreadable"
+    box = _returns(lambda: asyncio.run(ReadFile(tmp_path).call({"path": "pipe.png"})))
+    result = box["value"]
+    assert result.is_error and said in result.parts[0].text, result
+    for args in (("files", "upload", fifo), ("run", "any-model", "hi", "--image", fifo)):
+        done = run_jan(*args, env=env, timeout=60)
+        assert done.returncode == 1 and said in done.stderr, done.stderr

@@ -212,7 +212,7 @@ def check_gguf_file(path: Path) -> None:
     from jan.store import InvalidArgumentError
     from jan.store.models import check_gguf
 
-    from jan.gguf_magic import not_a_regular_file
+    from jan.local_files import not_a_regular_file
 
     kind = not_a_regular_file(path)
     if kind is not None:

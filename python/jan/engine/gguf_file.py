@@ -12,7 +12,8 @@ from pathlib import Path
 from jan import _engine
 from jan.engine.logs import forward_native_logs, native_error_detail
 from jan.errors import ModelFileError, ModelLoadError
-from jan.gguf_magic import has_gguf_magic, not_a_regular_file
+from jan.gguf_magic import has_gguf_magic
+from jan.local_files import not_a_regular_file
 
 
 def file_path(value: object, name: str) -> str:

@@ -7,7 +7,7 @@ import os
 
 from jan.core import ExtensionManager, ModelExtension
 from jan.errors import ModelLoadError, ModelNotFoundError
-from jan.gguf_magic import not_a_regular_file
+from jan.local_files import not_a_regular_file
 from jan.services.models import ModelService, closest_model_id
 
 log = logging.getLogger("jan.server")

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from jan.gguf_magic import has_gguf_magic, not_a_regular_file
+from jan.gguf_magic import has_gguf_magic
+from jan.local_files import not_a_regular_file
 
 from ._util import check_dict, check_list, check_str, now_ms
 from .atomic import TEMP_SUFFIX, atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp

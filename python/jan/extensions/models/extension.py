@@ -15,7 +15,7 @@ from jan.downloads import _normalize_sha256  # the downloader's own rule, checke
 from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
 from jan.extensions.models.downloads import ModelPull, PullFile
 from jan.extensions.models.gguf_info import check_projector, describe_gguf
-from jan.gguf_magic import not_a_regular_file
+from jan.local_files import not_a_regular_file
 from jan.hf_repo import plan_pull, sibling_mmproj
 from jan.store import AlreadyExistsError, AsyncStore, CaseClashError, DataFolder, NotFoundError, slugify_id, validate_id
 from jan.store.models import check_gguf
