@@ -223,3 +223,56 @@ def test_a_named_pipe_is_refused_where_a_file_is_read_never_waited_on(tmp_path, 
     for args in (("files", "upload", fifo), ("run", "any-model", "hi", "--image", fifo)):
         done = run_jan(*args, env=env, timeout=60)
         assert done.returncode == 1 and said in done.stderr, done.stderr
+
+
+# -- a wait that ends without the result ---------------------------------------------------------------------------------
+class _InterruptedOnce:
+    """A native request whose first wait raises KeyboardInterrupt: where a Ctrl-C during the wait raises it."""
+
+    def __init__(self, native):
+        self._native, self._fired = native, False
+
+    def __getattr__(self, name):
+        attr = getattr(self._native, name)
+        if name in ("wait", "wait_final") and not self._fired:
+            def interrupted(*args):
+                self._fired = True
+                raise KeyboardInterrupt
+            return interrupted
+        return attr
+
+
+@pytest.mark.parametrize("how", ["iterate", "result"])
+def test_ctrl_c_while_waiting_on_a_stream_stops_the_generation(stories, how):
+    """The traceback of a Ctrl-C (a REPL keeps it) holds the handle, so dropping it cancelled nothing: the model went
+    on generating to the token limit for nobody. A Ctrl-C during the wait stops it."""
+    request = stories.stream("Once upon a time", max_tokens=900, ignore_eos=True)
+    request._native = _InterruptedOnce(request._native)
+    with pytest.raises(KeyboardInterrupt):
+        next(iter(request)) if how == "iterate" else request.result()
+    assert request.result().finish_reason == "cancelled"
+
+
+def test_generate_and_agenerate_stop_their_generation_when_the_wait_ends_without_it(stories, monkeypatch):
+    from jan.engine.request import Request
+
+    made = []
+    real_result, real_aresult = Request.result, Request.aresult
+
+    def interrupted(self):
+        made.append(self)
+        raise KeyboardInterrupt
+
+    async def cancelled(self):
+        made.append(self)
+        raise asyncio.CancelledError  # the task's: asyncio.wait_for's timeout, asyncio.run's Ctrl-C
+
+    monkeypatch.setattr(Request, "result", interrupted)
+    monkeypatch.setattr(Request, "aresult", cancelled)
+    with pytest.raises(KeyboardInterrupt):
+        stories.generate("Once upon a time", max_tokens=900, ignore_eos=True)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(stories.agenerate("Once upon a time", max_tokens=900, ignore_eos=True))
+    monkeypatch.setattr(Request, "result", real_result)
+    monkeypatch.setattr(Request, "aresult", real_aresult)
+    assert [r.result().finish_reason for r in made] == ["cancelled", "cancelled"]

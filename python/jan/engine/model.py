@@ -199,6 +199,18 @@ def _piece(native, token: int) -> tuple[str, bytes]:
     return raw.decode("utf-8", errors="replace"), raw
 
 
+@contextlib.contextmanager
+def _stopped_on_the_way_out(request: Request):
+    """The generation :meth:`Model.generate` / :meth:`Model.agenerate` made, cancelled when waiting for it ends with
+    anything but its result: the caller never held the handle, and the traceback that holds it (a REPL's, a task's)
+    would otherwise keep it generating to its token limit for nobody."""
+    try:
+        yield
+    except BaseException:
+        request.cancel()
+        raise
+
+
 def _token_sequence(tokens):
     """``tokens`` as a sequence of token ids when it can be one: a Sequence (list, tuple) or a one-dimensional
     array (numpy's, which is no Sequence); None for anything else (text, bytes, a scalar, a 2-D array)."""
@@ -795,14 +807,18 @@ class Model:
         await self._room.wait(check_seconds("timeout", timeout, finite=True))
 
     def generate(self, prompt, *, add_special: bool = True, **options) -> Completion:
-        """Generate to the end and return the whole :class:`~jan.Completion` (same options as :meth:`stream`)."""
-        return self.stream(prompt, add_special=add_special, **options).result()
+        """Generate to the end and return the whole :class:`~jan.Completion` (same options as :meth:`stream`).
+        Interrupted (Ctrl-C, an exception from another thread), the generation stops with it."""
+        request = self.stream(prompt, add_special=add_special, **options)
+        with _stopped_on_the_way_out(request):
+            return request.result()
 
     async def agenerate(self, prompt, *, add_special: bool = True, **options) -> Completion:
         """:meth:`generate` for asyncio code; never blocks the event loop (tokenizing the prompt,
         preparing media and parsing the grammar happen on a worker thread)."""
         request = await asyncio.to_thread(functools.partial(self.stream, prompt, add_special=add_special, **options))
-        return await request.aresult()
+        with _stopped_on_the_way_out(request):  # (the task cancelled: asyncio.wait_for's timeout, a Ctrl-C)
+            return await request.aresult()
 
     def require_generation(self) -> None:
         """Raise now what generating would: ``BadRequestError`` (``model_not_supported``) for an embedding or
