@@ -113,3 +113,27 @@ def test_a_budget_of_zero_renders_thinking_off():
         assert ChatPlan(fmt, reasoning).template_kwargs()["enable_thinking"] is False
     assert ReasoningRequest.from_request({"reasoning_budget": 0, "think": True}).enabled is True
     assert ReasoningRequest.from_request({"reasoning_budget": 5}).enabled is None
+
+
+def test_the_docs_parser_example_runs_as_written():
+    """docs/chat-formats.md "Using the parsers": the snippet runs as it is, given what it leaves to its reader (the
+    tools, the messages, the engine's pieces), and reads a Qwen3 call out of the pieces."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "chat-formats.md").read_text(encoding="utf-8")
+    source = re.findall(r"```python\n(.*?)```", doc.split("## Using the parsers", 1)[1], flags=re.S)[0]
+    template = TEMPLATES / "Qwen-Qwen3-0.6B.jinja"
+    assert 'Path("Qwen-Qwen3-0.6B.jinja")' in source
+    source = source.replace('Path("Qwen-Qwen3-0.6B.jinja")', f"Path({str(template)!r})").replace("        ...", "        seen.append(d)")
+    scope = {"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+                 "type": "object", "properties": {"city": {"type": "string"}}}}}],
+             "messages": [{"role": "user", "content": "Weather in Paris?"}],
+             "pieces": ["<think>\nhm</think>\n\n<tool_call>\n{\"name\": \"get_weather\", ",
+                        "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"],
+             "finish_reason": "stop", "seen": []}
+    exec(compile(source, "docs/chat-formats.md", "exec"), scope)
+    calls = [c for d in scope["seen"] for c in d.tool_calls]
+    assert calls and calls[0].name == "get_weather"
+    assert "".join(c.arguments for c in calls) == '{"city": "Paris"}'
+    assert "grammar" in scope["options"]

@@ -36,6 +36,45 @@ def test_python_example_prints_what_the_readme_says(stories_path):
     assert first_line.startswith(promised), (first_line, promised)
 
 
+def test_services_example_runs_on_a_data_folder_with_the_model_it_names(tmp_path, stories_path):
+    """The second "Use it from Python" example, the services' chat path: on a data folder holding the model it
+    names (which `jan models import`, as it says, puts there) it prints an answer; the errors it names are the
+    ones a wrong id and a bad field raise."""
+    import asyncio
+
+    from jan.services.errors import RequestError
+    from jan.services.types import ChatMessage, ChatRequest
+    from test_cli_helpers import cli_env, jan, ok
+
+    section = _section("Use it from Python")
+    source = re.findall(r"```python\n(.*?)```", section, flags=re.S)[1]
+    model = re.search(r'model="([^"]+)"', source).group(1)
+    assert f"jan models import ../shared/models/{model}.gguf" in section
+    data = tmp_path / "jan"
+    ok(jan("models", "import", str(stories_path), env=cli_env(data)))
+    out = _run(source.replace('"~/jan"', repr(str(data))))
+    assert out.strip(), out
+
+    import pytest
+
+    import jan as jan_package
+
+    with pytest.raises(jan_package.ModelNotFoundError, match="did you mean"):
+        asyncio.run(_complete(data, model[:-1]))
+    with pytest.raises(RequestError) as caught:
+        ChatRequest(model=model, messages=(ChatMessage.of_text("user", "Hi"),), n=0)
+    assert caught.value.param == "n" and isinstance(caught.value, ValueError)
+    assert "`jan.ModelNotFoundError`" in section and "`jan.services.errors.RequestError`" in section
+
+
+async def _complete(data, model):
+    from jan.services import open_services
+    from jan.services.types import ChatMessage, ChatRequest
+
+    async with open_services(data) as services:
+        return await services.chat.complete(ChatRequest(model=model, messages=(ChatMessage.of_text("user", "Hi"),)))
+
+
 def test_openai_example_prints_what_the_readme_says(tmp_path, stories_path):
     section = _section("Run the server")
     source = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from jan.errors import (
@@ -22,16 +23,49 @@ from jan.errors import (
     ModelNotFoundError,
     QueueFullError,
 )
-from jan.engine import Chunk, Completion, Engine, Model, ModelInfo, ModelPool, Request, TokenLogprob, TopLogprob, Usage, Vocabulary
 
 __version__ = "0.1.0"
 
 # A library configures no output of its own; applications decide (logging.basicConfig, jan serve).
 logging.getLogger("jan").addHandler(logging.NullHandler())
 
+# The engine's names are imported on first use (PEP 562), not by ``import jan``: loading the native engine, numpy's
+# callers and the template machinery takes ~0.2-0.4 s, which every `jan` command paid before it could even parse its
+# arguments or handle Ctrl-C (a Ctrl-C then printed an import traceback). ``jan.Model`` and ``from jan import Model``
+# work as before.
+_ENGINE_NAMES = frozenset({"Chunk", "Completion", "Engine", "Model", "ModelInfo", "ModelPool", "Request",
+                           "TokenLogprob", "TopLogprob", "Usage", "Vocabulary"})
+
+
+def __getattr__(name: str):
+    if name in _ENGINE_NAMES:
+        engine = importlib.import_module("jan.engine")
+        value = getattr(engine, name)
+    elif name == "_engine":
+        # ``from jan import _engine`` before anything imported jan.engine: the native module loaded as jan.engine
+        # loads it (libstdc++ first, libgomp's spin count set), never bare
+        importlib.import_module("jan.engine")
+        return importlib.import_module("jan._engine")
+    elif not name.startswith("__"):
+        try:  # a submodule not imported yet (``jan.engine.registry.ModelPoolBusyError`` after ``import jan``)
+            return importlib.import_module(f"jan.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"jan.{name}":
+                raise
+            raise AttributeError(f"module 'jan' has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module 'jan' has no attribute {name!r}")
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _ENGINE_NAMES)
+
 
 def system_info() -> dict:
     """llama.cpp version and build, compiled backends, devices (with memory) and CPU features."""
+    importlib.import_module("jan.engine")  # the native module as the engine loads it (see __getattr__)
     from jan import _engine
 
     info = _engine.system_info()

@@ -1,5 +1,6 @@
 """``python -m jan``: the ``jan`` command, for when the console script is not on PATH (a venv not activated)."""
 
-from jan.cli import main
+from jan._entry import main
 
-main()
+if __name__ == "__main__":
+    main()

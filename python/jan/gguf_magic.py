@@ -20,3 +20,4 @@ def read_magic(path: str | os.PathLike[str]) -> bytes:
 def has_gguf_magic(path: str | os.PathLike[str]) -> bool:
     """Whether the file at ``path`` starts with the GGUF magic; OSError when it cannot be read."""
     return read_magic(path) == GGUF_MAGIC
+

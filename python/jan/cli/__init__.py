@@ -14,6 +14,7 @@ import sys
 import click
 
 import jan
+from jan._entry import exit_interrupted
 
 # Command modules are imported lazily by name so `jan --help` stays fast and
 # one broken command cannot take the others down.
@@ -45,7 +46,17 @@ SUMMARIES = {
 }
 
 
+class _Context(click.Context):
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        except KeyboardInterrupt:  # in a close callback, after the command: as anywhere else in it
+            exit_interrupted()
+
+
 class LazyGroup(click.Group):
+    context_class = _Context
+
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
 
@@ -74,22 +85,38 @@ class LazyGroup(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
-    def invoke(self, ctx):
-        from jan.cli.common import CLIError, lenient_stdin
-
-        lenient_stdin()  # whatever a command reads from stdin: bytes that are not UTF-8 become U+FFFD
+    def main(self, *args, **kwargs):
+        # A Ctrl-C wherever click would take it (parsing the arguments, closing the context, or one that came while
+        # a command's own interrupt was being reported) ends the command as a Ctrl-C in the command does: quietly,
+        # with status 130. click's own answer is "Aborted!" and status 1.
         try:
+            return super().main(*args, **kwargs)
+        except KeyboardInterrupt:
+            exit_interrupted()
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:  # (click's main would say "Aborted!")
+            exit_interrupted()
+
+    def invoke(self, ctx):
+        try:
+            from jan.cli.common import lenient_stdin
+
+            lenient_stdin()  # whatever a command reads from stdin: bytes that are not UTF-8 become U+FFFD
             _closed_standard_streams(ctx)
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            click.echo("", err=True)
-            sys.exit(130)
+            exit_interrupted()
         except BrokenPipeError:
             # the reader went away (`jan threads list | head`): not an error
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(0)
         except jan.JanError as exc:
+            from jan.cli.common import CLIError
+
             raise CLIError(str(exc)) from None
         except UnicodeEncodeError as exc:
             # An argument's bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape); written into
@@ -98,6 +125,8 @@ class LazyGroup(click.Group):
             bad = exc.object[exc.start:exc.end] if isinstance(exc.object, str) else ""
             if not bad or not all("\udc80" <= ch <= "\udcff" for ch in bad):
                 raise
+            from jan.cli.common import CLIError
+
             raw = bad.encode("utf-8", "surrogateescape")
             raise CLIError(f"an argument holds bytes that are not UTF-8 ({raw!r}), which jan's files (UTF-8 JSON) "
                            "cannot keep: give it in UTF-8") from None
@@ -105,7 +134,7 @@ class LazyGroup(click.Group):
             # A file jan could not read or write (a read-only data folder, a full disk, a file where a folder
             # should be): the path and the reason on one line, never a traceback. Commands that know better
             # say more first (CLIError).
-            from jan.cli.common import os_error_message
+            from jan.cli.common import CLIError, os_error_message
 
             raise CLIError(os_error_message(exc)) from None
 

@@ -1,3 +1,4 @@
-from jan.cli import main
+from jan._entry import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 import jan
-from jan.cli.common import CLIError, Connection, connection_options, human_bytes, warn
+from jan.cli.common import INT32_MAX, CLIError, Connection, connection_options, human_bytes, warn
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
 from jan.engine.model import ADAPTIVE_THREADS
 
@@ -164,13 +164,13 @@ def format_csv(records: list[dict[str, Any]]) -> str:
 @click.option("-r", "--repetitions", default=5, show_default=True, type=click.IntRange(1), help="Runs per test.")
 @click.option("-t", "--threads", "threads", default=None, callback=thread_list,
               help="CPU threads (comma-separated list) [default: CPU count, up to 8].")
-@click.option("--ctx", "-c", "n_ctx", default=None, type=click.IntRange(64),
+@click.option("--ctx", "-c", "n_ctx", default=None, type=click.IntRange(64, INT32_MAX),
               help="Context size [default: enough for the largest test].")
-@click.option("-b", "--batch-size", "n_batch", default=2048, show_default=True, type=click.IntRange(1),
+@click.option("-b", "--batch-size", "n_batch", default=2048, show_default=True, type=click.IntRange(1, INT32_MAX),
               help="Logical batch size.")
-@click.option("-ub", "--ubatch-size", "n_ubatch", default=512, show_default=True, type=click.IntRange(1),
+@click.option("-ub", "--ubatch-size", "n_ubatch", default=512, show_default=True, type=click.IntRange(1, INT32_MAX),
               help="Physical batch size.")
-@click.option("-ngl", "--gpu-layers", "n_gpu_layers", default=0, show_default=True, type=int,
+@click.option("-ngl", "--gpu-layers", "n_gpu_layers", default=0, show_default=True, type=click.IntRange(-1, INT32_MAX),
               help="Layers to offload to the GPU (-1: all).")
 @click.option("-o", "--output", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
 @click.option("--no-warmup", is_flag=True, help="Skip the warm-up run before the tests.")

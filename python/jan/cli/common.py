@@ -24,6 +24,9 @@ import click
 
 DEFAULT_URL = "http://127.0.0.1:1337"
 PROBE_TIMEOUT_S = float(os.environ.get("JAN_PROBE_TIMEOUT", "0.5"))
+#: The most a load option the engine keeps as an int32 may be (jan.engine.params.INT32_MAX, which this light module
+#: does not import): a flag bounded by it is told by its own name, not as a setting of the model it loads.
+INT32_MAX = 2**31 - 1
 
 
 class CLIError(click.ClickException):

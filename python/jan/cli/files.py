@@ -19,6 +19,7 @@ import click
 
 from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, human_bytes, human_time, json_option,
                             PathParam, nonempty_text_param, print_json, print_table)
+from jan.local_files import open_regular_file
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, PURPOSES
 
 #: Bytes read from a file at a time (an upload, a download): never a whole file in memory.
@@ -148,7 +149,7 @@ def upload_file(path: Path, purpose: str, filename: str | None, as_json: bool, c
     """Upload a file; prints its id (file-...)."""
     name = filename or path.name
     try:
-        source = open(path, "rb")
+        source = open_regular_file(path)  # a named pipe or a device is refused, not read (or waited on) forever
     except OSError as exc:
         raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
     with source:

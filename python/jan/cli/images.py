@@ -24,12 +24,14 @@ def image_part(path: str | Path) -> dict[str, Any]:
     pixel limit)."""
     from jan.errors import MediaError
     from jan.image_types import MAX_PIXELS, load_image, sniff_image
+    from jan.local_files import open_regular_file
 
     p = Path(path).expanduser()
     try:
         if p.stat().st_size > MAX_IMAGE_BYTES:
             raise CLIError(f"image '{p}' is over {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
-        data = p.read_bytes()
+        with open_regular_file(p) as f:  # (a named pipe is refused, not waited on)
+            data = f.read()
     except OSError as exc:
         raise CLIError(f"cannot read image '{p}': {exc.strerror or exc}") from None
     mime = sniff_image(data)

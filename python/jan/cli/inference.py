@@ -212,12 +212,13 @@ def check_gguf_file(path: Path) -> None:
     from jan.store import InvalidArgumentError
     from jan.store.models import check_gguf
 
-    if not path.exists():
-        raise CLIError(f"no such file: {path}")
-    if path.is_dir():
-        raise CLIError(f"{path} is a directory, not a GGUF file")
+    from jan.local_files import not_a_regular_file
+
+    kind = not_a_regular_file(path)
+    if kind is not None:
+        raise CLIError(f"{path} is {kind}, not a GGUF file")
     if not path.is_file():
-        raise CLIError(f"not a file: {path}")
+        raise CLIError(f"no such file: {path}")
     try:
         check_gguf(path)
     except InvalidArgumentError as exc:

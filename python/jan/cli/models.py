@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -352,6 +353,19 @@ def _pull_server(client, url: str, model_id: str | None, sha256: str | None, bar
     raise CLIError(f"download failed: {final.get('error') or 'the server ended the pull without finishing it'}")
 
 
+def _refuse_local_file(url: str) -> None:
+    """A file of this computer given to `pull` (a path, or a ``file://`` URL), which only downloads: said as the
+    command that adds it, `jan models import`, not as "not a URL" / "unsupported URL scheme"."""
+    path = url[len("file://"):] if url[:7].lower() == "file://" else url
+    if path is not url or ("://" not in url and (os.path.exists(os.path.expanduser(url))
+                                                 or url.lower().endswith(".gguf"))):
+        from urllib.parse import unquote
+
+        path = unquote(path) if path is not url else path
+        raise CLIError(f"{url} is a file path, not a download URL: `jan models pull` downloads (http://, https://, "
+                       f"hf://); a file on this computer is added with `jan models import {shlex.quote(path)}`")
+
+
 @models.command("pull")
 @click.argument("url")
 @click.option("--id", "model_id", default=None, callback=nonempty_param,
@@ -367,6 +381,7 @@ def pull_model(url: str, model_id: str | None, sha256: str | None, as_json: bool
 
     An interrupted pull keeps its partial file: run the same command again to resume it.
     """
+    _refuse_local_file(url)
     client = conn.server()
     with DownloadBar(model_id or url.rstrip("/").rsplit("/", 1)[-1]) as bar:
         try:

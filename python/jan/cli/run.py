@@ -8,6 +8,7 @@ import time
 import click
 
 from jan.cli.common import (
+    INT32_MAX,
     CLIError,
     PathParam,
     SamplingValue,
@@ -45,11 +46,11 @@ def sampling_options(func):
 def load_options(func):
     """--ctx-size/--threads/--gpu-layers: how to load a model in this process (no server)."""
     for decorator in reversed([
-        click.option("--ctx-size", "-c", "n_ctx", type=click.IntRange(64), default=None,
+        click.option("--ctx-size", "-c", "n_ctx", type=click.IntRange(64, INT32_MAX), default=None,
                      help="Context tokens (in-process models only)."),
-        click.option("--threads", "-t", "n_threads", type=click.IntRange(1), default=None,
+        click.option("--threads", "-t", "n_threads", type=click.IntRange(1, INT32_MAX), default=None,
                      help="CPU threads (in-process models only)."),
-        click.option("--gpu-layers", "-ngl", "n_gpu_layers", type=int, default=None,
+        click.option("--gpu-layers", "-ngl", "n_gpu_layers", type=click.IntRange(-1, INT32_MAX), default=None,
                      help="Layers to offload to the GPU, -1 for all (in-process models only)."),
     ]):
         func = decorator(func)

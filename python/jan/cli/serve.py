@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from jan.cli.common import PathParam, SamplingValue, check_flag_order
+from jan.cli.common import INT32_MAX, PathParam, SamplingValue, check_flag_order
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
@@ -57,15 +57,15 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
                    "Uploads stream to disk: this bounds the disk a client may fill.")
 @click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, 64),
               help="Requests each model serves at once [default: the llamacpp extension's setting, 4].")
-@click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64), help="Context tokens per request.")
-@click.option("--threads", "-t", "n_threads", default=None, type=click.IntRange(1), help="Generation threads.")
+@click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64, INT32_MAX), help="Context tokens per request.")
+@click.option("--threads", "-t", "n_threads", default=None, type=click.IntRange(1, INT32_MAX), help="Generation threads.")
 @click.option("--adaptive-threads", "adaptive_threads", default=None, type=click.Choice(ADAPTIVE_THREADS),
               help="Fewer threads while other processes keep cores busy: where the output stays the same "
                    "(exact), on every step (always: fastest under load, a long lone generation may differ), "
                    "or never (off) [default: exact].")
-@click.option("--gpu-layers", "-ngl", "n_gpu_layers", default=None, type=int,
+@click.option("--gpu-layers", "-ngl", "n_gpu_layers", default=None, type=click.IntRange(-1, INT32_MAX),
               help="Layers to offload to the GPU (-1: all) [default: the llamacpp extension's setting, 0].")
-@click.option("--max-queue", default=None, type=click.IntRange(0),
+@click.option("--max-queue", default=None, type=click.IntRange(0, INT32_MAX),
               help="Requests waiting for a slot before 503 [default: the llamacpp extension's setting, 64].")
 @click.option("--cache-type-k", "-ctk", "cache_type_k", default=None, type=click.Choice(CACHE_TYPES),
               help="KV cache type for K [default: f16].")

@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 from jan import _engine
-from jan.engine.logs import forward_native_logs
+from jan.engine.logs import forward_native_logs, native_error_detail
 from jan.errors import ModelFileError, ModelLoadError
 from jan.gguf_magic import has_gguf_magic
+from jan.local_files import not_a_regular_file
 
 
 def file_path(value: object, name: str) -> str:
@@ -45,9 +46,11 @@ def native_path(path: str, what: str = "") -> str:
 
 
 def not_a_file(what: str, path: str) -> str:
-    """Why ``path`` is no weights file: a directory (a folder given where its GGUF was meant) or nothing."""
-    if os.path.isdir(path):
-        return f"{what} '{path}' is a directory, not a GGUF file"
+    """Why ``path`` is no weights file: a directory (a folder given where its GGUF was meant), something else that
+    is there but no regular file (``/dev/null``, a FIFO), or nothing."""
+    kind = not_a_regular_file(path)
+    if kind is not None:
+        return f"{what} '{path}' is {kind}, not a GGUF file"
     return f"{what} not found: '{path}'"
 
 
@@ -74,8 +77,7 @@ def load_weights(path: str, mp: "_engine.ModelParams", what: str = "") -> "_engi
     try:
         native = _engine.Model(path, mp)
     except ModelLoadError as e:
-        errors = [text for level, text in forward_native_logs() if level >= 40]
-        detail = f": {errors[-1].strip()}" if errors else ""
-        raise ModelFileError(f"{what}{e}{detail}") from None
+        detail = native_error_detail(forward_native_logs())
+        raise ModelFileError(f"{what}{e}: {detail}" if detail else f"{what}{e}") from None
     forward_native_logs()
     return native

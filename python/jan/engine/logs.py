@@ -8,6 +8,7 @@ request finishes, or whenever ``forward_native_logs`` is called.
 from __future__ import annotations
 
 import logging
+import re
 
 from jan import _engine
 
@@ -24,3 +25,20 @@ def forward_native_logs() -> list[tuple[int, str]]:
     for level, text in records:
         logger.log(level, "%s", text)
     return records
+
+
+# llama.cpp's last words on a failed load are its most generic ("llama_model_load_from_file_impl: failed to load
+# model", libmtmd's "Failed to load CLIP model from PATH"); the line that says why comes before them.
+_GENERIC_FAILURE = re.compile(r"(failed to load model( from .*)?|failed to load clip model from .*)$", re.IGNORECASE)
+_LOAD_ERROR_PREFIX = re.compile(r"^\w+: error loading model: ")
+
+
+def native_error_detail(records: list[tuple[int, str]]) -> str:
+    """The line of llama.cpp's log (``records``, from :func:`forward_native_logs`) that says why a load failed:
+    its last error that is not a bare "failed to load model" (``tensor 'blk.4.ffn_norm.weight' data is not within
+    the file bounds, model is corrupted or incomplete``, ``gguf_init_from_reader: failed to read key-value pairs``),
+    the last error when every one is; "" without any."""
+    errors = [text.strip() for level, text in records if level >= logging.ERROR and text.strip()]
+    telling = [text for text in errors if not _GENERIC_FAILURE.search(text)]
+    line = (telling or errors or [""])[-1]
+    return _LOAD_ERROR_PREFIX.sub("", line)

@@ -21,6 +21,7 @@ from jan import _engine
 from jan.errors import MediaError
 from jan.image_types import IMAGE_FORMATS, MAX_PIXELS, load_image, to_rgb  # noqa: F401 (IMAGE_FORMATS: kept importable here)
 from jan.image_types import sniff_image as image_format  # noqa: F401 (MIME type from the magic bytes: kept importable here)
+from jan.local_files import open_regular_file
 AUDIO_FORMATS = ("wav", "mp3", "flac")
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Any]  # + numpy arrays, PIL images
@@ -68,9 +69,10 @@ def _read(source: Union[str, os.PathLike, bytes, bytearray, memoryview], limits:
             if size > limits.max_bytes:
                 raise MediaError(f"{what}: '{path}' is {size} bytes; at most {limits.max_bytes} are accepted",
                                  reason="too_large")
-            # (read inside the try: a folder, or a file the process may not read, is as unreadable as a missing one)
-            with open(path, "rb") as f:
-                data = f.read(limits.max_bytes + 1)  # bounded: a size the stat did not tell (a pipe, /proc)
+            # (read inside the try: a folder, or a file the process may not read, is as unreadable as a missing one;
+            # a named pipe too, which a plain open() waited on forever for a writer)
+            with open_regular_file(path) as f:
+                data = f.read(limits.max_bytes + 1)  # bounded: a size the stat did not tell (/proc)
         except OSError as e:
             raise MediaError(f"{what}: cannot read '{path}': {e.strerror or e}", reason="unreadable") from None
     if len(data) > limits.max_bytes:

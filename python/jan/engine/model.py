@@ -8,7 +8,7 @@ import functools
 import inspect
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_b
 from jan.engine.gguf_file import check_gguf_file, file_path, load_weights
 from jan.engine.heap import release_free_memory
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
-from jan.engine.logs import forward_native_logs
+from jan.engine.logs import forward_native_logs, native_error_detail
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, sized_image_input
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
@@ -209,6 +209,18 @@ def _token_id(name: str, token, n_vocab: int) -> int:
 def _piece(native, token: int) -> tuple[str, bytes]:
     raw = native.token_to_piece(token, True)
     return raw.decode("utf-8", errors="replace"), raw
+
+
+@contextlib.contextmanager
+def _stopped_on_the_way_out(request: Request):
+    """The generation :meth:`Model.generate` / :meth:`Model.agenerate` made, cancelled when waiting for it ends with
+    anything but its result: the caller never held the handle, and the traceback that holds it (a REPL's, a task's)
+    would otherwise keep it generating to its token limit for nobody."""
+    try:
+        yield
+    except BaseException:
+        request.cancel()
+        raise
 
 
 def _token_sequence(tokens):
@@ -510,9 +522,9 @@ class Model:
         try:
             self._projector = _engine.Projector(self._native, path, pp)
         except ModelLoadError as e:
-            errors = [text for level, text in forward_native_logs() if level >= 40]
+            detail = native_error_detail(forward_native_logs())
             self.close()
-            detail = f": {errors[-1].strip()}" if errors else ""
+            detail = f": {detail}" if detail else ""
             # libmtmd refusing the file is a fact about it, as llama.cpp refusing weights or a draft model is
             raise ModelFileError(f"mmproj: {e}{detail}") from None
         forward_native_logs()
@@ -800,14 +812,18 @@ class Model:
         await self._room.wait(check_seconds("timeout", timeout, finite=True))
 
     def generate(self, prompt, *, add_special: bool = True, **options) -> Completion:
-        """Generate to the end and return the whole :class:`~jan.Completion` (same options as :meth:`stream`)."""
-        return self.stream(prompt, add_special=add_special, **options).result()
+        """Generate to the end and return the whole :class:`~jan.Completion` (same options as :meth:`stream`).
+        Interrupted (Ctrl-C, an exception from another thread), the generation stops with it."""
+        request = self.stream(prompt, add_special=add_special, **options)
+        with _stopped_on_the_way_out(request):
+            return request.result()
 
     async def agenerate(self, prompt, *, add_special: bool = True, **options) -> Completion:
         """:meth:`generate` for asyncio code; never blocks the event loop (tokenizing the prompt,
         preparing media and parsing the grammar happen on a worker thread)."""
         request = await asyncio.to_thread(functools.partial(self.stream, prompt, add_special=add_special, **options))
-        return await request.aresult()
+        with _stopped_on_the_way_out(request):  # (the task cancelled: asyncio.wait_for's timeout, a Ctrl-C)
+            return await request.aresult()
 
     def require_generation(self) -> None:
         """Raise now what generating would: ``BadRequestError`` (``model_not_supported``) for an embedding or
@@ -882,8 +898,10 @@ class Model:
         normalize = check_flag("normalize", normalize)
         if isinstance(inputs, str):
             inputs = [inputs]
-        elif isinstance(inputs, (bytes, bytearray, memoryview)) or not isinstance(inputs, Iterable):
-            # said here, not as the "'NoneType' object is not iterable" of the loop below
+        elif (isinstance(inputs, (bytes, bytearray, memoryview, AbstractSet, Mapping))
+              or not isinstance(inputs, Iterable)):
+            # said here, not as the "'NoneType' object is not iterable" of the loop below; a set's order is arbitrary
+            # (the rows could not be matched to the inputs) and a dict's iteration is its keys alone
             raise TypeError(f"inputs: expected a string or a list of strings or token id lists, "
                             f"got {type(inputs).__name__}")
         batch = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable
@@ -25,8 +26,8 @@ class Request:
     Events are pushed by the engine thread into a native queue; a sync
     iteration waits on it without holding the GIL, an async one is woken by
     the event loop through a file descriptor (no thread per request, no
-    polling). Dropping the handle or calling :meth:`cancel` frees the slot at
-    the engine's next step.
+    polling). Dropping the handle, calling :meth:`cancel` or a Ctrl-C while a
+    sync iteration or :meth:`result` waits frees the slot at the engine's next step.
     """
 
     def __init__(self, native, model: "Model", pieces: Callable[[int], tuple[str, bytes]], *, logprobs: bool,
@@ -41,6 +42,7 @@ class Request:
         self._done = False
         self.seed = seed
         self.final: Chunk | None = None
+        self._result: Completion | None = None  # what result() returned: what it returns again
         self._watching: asyncio.AbstractEventLoop | None = None  # the loop watching the engine's fd
         self._fd = -1  # that fd, while watched
         # Every consumer awaiting the fd (two tasks iterating one request, aresult() awaited twice): all woken, since
@@ -61,6 +63,17 @@ class Request:
 
     def _forked(self) -> bool:
         return os.getpid() != getattr(self, "_pid", os.getpid())
+
+    @contextlib.contextmanager
+    def _cancelled_by_ctrl_c(self):
+        """A Ctrl-C while waiting for this request's output stops it. The handle is not dropped then: the
+        traceback (a REPL's ``sys.last_traceback``, a notebook's, a logged ``exc_info``) keeps the frame that holds
+        it, so the generation ran on to its token limit, a slot and the CPU taken for nobody."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
 
     def _check_process(self) -> None:
         """ModelClosedError in a child process forked after the request was made: the engine thread that would
@@ -90,7 +103,8 @@ class Request:
                     continue
                 raise StopIteration
             self._check_process()
-            self._accept(self._native.wait(_SYNC_WAIT_S, self._logprobs))
+            with self._cancelled_by_ctrl_c():
+                self._accept(self._native.wait(_SYNC_WAIT_S, self._logprobs))
 
     # -- async iteration -----------------------------------------------
     def __aiter__(self) -> "Request":
@@ -157,15 +171,24 @@ class Request:
     # -- whole result --------------------------------------------------
     def result(self) -> Completion:
         """Block until finished and aggregate every remaining chunk (those no other reader took). ModelClosedError
-        in a child process forked after the request was made; the error a failed generation ended with otherwise."""
+        in a child process forked after the request was made; the error a failed generation ended with otherwise.
+        Asked again, it returns the same :class:`~jan.Completion` (as a future's ``result()`` does), not one of the
+        nothing left after the first took every chunk."""
         while not self._done:  # one wake-up at the end instead of one per token
             self._check_process()
-            self._accept(self._native.wait_final(_SYNC_WAIT_S, self._logprobs))
-        return self._aggregate(list(self))
+            with self._cancelled_by_ctrl_c():
+                self._accept(self._native.wait_final(_SYNC_WAIT_S, self._logprobs))
+        return self._kept(list(self))
 
     async def aresult(self) -> Completion:
-        """Await the end and aggregate every remaining chunk."""
-        return self._aggregate([chunk async for chunk in self])
+        """Await the end and aggregate every remaining chunk (again: the same Completion, as :meth:`result`)."""
+        return self._kept([chunk async for chunk in self])
+
+    def _kept(self, chunks: list[Chunk]) -> Completion:
+        if not chunks and self._result is not None:
+            return self._result
+        self._result = self._aggregate(chunks)
+        return self._result
 
     def raise_for_error(self, chunk: Chunk) -> None:
         if chunk.finish_reason == "error":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copyreg
 from dataclasses import dataclass, field
 
 from jan import _engine
@@ -30,6 +31,18 @@ class TokenLogprob:
 #: (``prompt_tokens``, ``completion_tokens``, ``cached_tokens``, ``queue_ms``, ``prompt_ms``,
 #: ``generation_ms``, ``total_tokens``, ``tokens_per_second``). The one Usage type in Python.
 Usage = _engine.Usage
+
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "queue_ms", "prompt_ms", "generation_ms")
+
+
+def _usage(*values) -> Usage:
+    return Usage(**dict(zip(_USAGE_FIELDS, values)))
+
+
+# A Completion, a Chunk or a service's result is a value: pickled (multiprocessing, a cache on disk) or deep-copied
+# (dataclasses.asdict) like any other. The native type has no pickling of its own ("cannot pickle
+# 'jan._engine.Usage' object" failed the whole result); it is rebuilt from its fields.
+copyreg.pickle(Usage, lambda usage: (_usage, tuple(getattr(usage, name) for name in _USAGE_FIELDS)))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import stat
 from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from pydantic import BaseModel
 
 from jan.errors import MediaError
 from jan.image_types import sniff_image
+from jan.local_files import open_regular_file
 from jan.server.body_size import body_step
 
 MAX_REDIRECTS = 3
@@ -151,11 +151,7 @@ class MediaFetcher:
                 # Non-blocking, and only a regular file: opening a named pipe (FIFO) in an allowed folder waits for
                 # a writer forever, holding the request and a worker thread (enough of them and every request
                 # that needs one stalls); a device is no picture either.
-                fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-                with open(fd, "rb") as f:
-                    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                        raise MediaError(f"{param}: {path} is not a regular file", reason="fetch_failed",
-                                         param=param)
+                with open_regular_file(real) as f:
                     data = f.read(self.max_bytes + 1)
             except OSError as exc:
                 raise MediaError(f"{param}: cannot read {path}: {exc.strerror or exc}", reason="fetch_failed",

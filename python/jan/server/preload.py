@@ -7,6 +7,7 @@ import os
 
 from jan.core import ExtensionManager, ModelExtension
 from jan.errors import ModelLoadError, ModelNotFoundError
+from jan.local_files import not_a_regular_file
 from jan.services.models import ModelService, closest_model_id
 
 log = logging.getLogger("jan.server")
@@ -36,8 +37,9 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
             message = str(exc)
             message = message[len("path: "):] if message.startswith("path: ") else message
             raise ModelLoadError(message) from None
-    if os.path.isdir(expanded):
-        raise ModelNotFoundError(f"{spec} is a directory, not a GGUF file")
+    kind = not_a_regular_file(expanded)
+    if kind is not None:  # a folder, /dev/null, a FIFO: there, but no model file ("no such file" would be wrong)
+        raise ModelNotFoundError(f"{spec} is {kind}, not a GGUF file")
     if _looks_like_path(spec):
         # `-m stories260K.gguf` where no such file is here: most often the model's id with its file's suffix
         raise ModelNotFoundError(f"no such file: {spec}{await _guess(models, spec)}")

@@ -228,6 +228,17 @@ def _check_fields(obj: Any) -> None:
             raise _misuse(name + where, f"expected {wanted}, got {_shown(got)}", param=name + where.partition(" ")[0])
 
 
+def _check_choices(obj: Any) -> None:
+    """``obj.n`` within :data:`jan.engine.params.RANGES`' bounds (1 to 16, the server's): n=0 made no choice (a chat
+    then failed with an IndexError, a completion answered nothing), and every front end refuses it."""
+    from jan.engine.params import RANGES
+
+    try:
+        RANGES["n"].check("n", obj.n)
+    except ValueError as exc:
+        raise _misuse("n", str(exc).removeprefix("n: ")) from None
+
+
 def _not_empty(obj: Any, name: str, what: str) -> None:
     if not getattr(obj, name):
         raise _misuse(name, f"must hold at least one {what}")
@@ -796,6 +807,7 @@ class ChatRequest:
         _check_fields(self)
         # (what a template would take as "no element 0")
         _not_empty(self, "messages", "message (ChatMessage.of_text(\"user\", text) makes one)")
+        _check_choices(self)
         # A tool name given twice (as Anthropic's "Tool names must be unique"): the model's call could not say
         # which one it means. Refused when the request is made, so queued work (a background response) is too.
         from jan.services.errors import check_unique_tool_names  # (jan.services imports this module)
@@ -853,6 +865,7 @@ class CompletionRequest:
     def __post_init__(self) -> None:
         _check_fields(self)
         _not_empty(self, "prompts", "prompt (a string, or a tuple of token ids)")
+        _check_choices(self)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jan.gguf_magic import has_gguf_magic
+from jan.local_files import not_a_regular_file
 
 from ._util import check_dict, check_list, check_str, now_ms
 from .atomic import TEMP_SUFFIX, atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
@@ -424,7 +425,8 @@ class ModelStore:
             raise InvalidArgumentError(f"mode must be one of {', '.join(IMPORT_MODES)}, not {mode!r}")
         source = Path(os.path.abspath(os.path.expanduser(os.fspath(src))))
         if not source.is_file():
-            raise InvalidArgumentError(f"{source} is not a file")
+            kind = not_a_regular_file(source)
+            raise InvalidArgumentError(f"{source} is {kind}, not a GGUF file" if kind else f"{source} is not a file")
         check_gguf(source)
         model_id = slugify_id(source.stem) if model_id is None else validate_id(model_id, "model id")
         folder = self.folder(model_id)

@@ -15,6 +15,7 @@ from jan.downloads import _normalize_sha256  # the downloader's own rule, checke
 from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
 from jan.extensions.models.downloads import ModelPull, PullFile
 from jan.extensions.models.gguf_info import check_projector, describe_gguf
+from jan.local_files import not_a_regular_file
 from jan.hf_repo import plan_pull, sibling_mmproj
 from jan.store import AlreadyExistsError, AsyncStore, CaseClashError, DataFolder, NotFoundError, slugify_id, validate_id
 from jan.store.models import check_gguf
@@ -125,7 +126,8 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         that id, in one step (:meth:`jan.store.models.ModelStore.import_gguf`), not ``AlreadyExistsError``."""
         path = os.path.abspath(os.path.expanduser(path))
         if not os.path.isfile(path):
-            raise ValueError(f"path: no file at '{path}'")
+            kind = not_a_regular_file(path)  # there, but a folder or /dev/null: not "no file"
+            raise ValueError(f"path: '{path}' is {kind}, not a GGUF file" if kind else f"path: no file at '{path}'")
         if mmproj is None:
             mmproj = (fields.get("settings") or {}).get("mmproj")
         if mmproj is None and "mmproj" not in os.path.basename(path).lower():
@@ -133,7 +135,9 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         if mmproj is not None:
             mmproj = os.path.abspath(os.path.expanduser(mmproj))
             if not os.path.isfile(mmproj):
-                raise ValueError(f"mmproj: no file at '{mmproj}'")
+                kind = not_a_regular_file(mmproj)
+                raise ValueError(f"mmproj: '{mmproj}' is {kind}, not a GGUF file" if kind
+                                 else f"mmproj: no file at '{mmproj}'")
             try:  # a projector is checked now, not first when the model loads (and fails there)
                 await asyncio.to_thread(check_projector, mmproj)
             except ValueError as exc:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from jan.core import Tool, ToolProvider, ToolResult
 from jan.extensions._builtin import BuiltinExtension
+from jan.local_files import open_regular_file
 
 #: Bytes read from a file or a URL at most.
 MAX_READ_BYTES = 256 * 1024
@@ -72,7 +73,8 @@ class ReadFile(Tool):
             names = sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir())
             return ToolResult.text("\n".join(names[:1000]))
         try:
-            with open(target, "rb") as f:
+            # a named pipe in the folder is refused, not waited on (the worker thread would never come back)
+            with open_regular_file(target) as f:
                 data = f.read(MAX_READ_BYTES + 1)
         except FileNotFoundError:
             return ToolResult.error(f"No file {relative!r}")

@@ -1,0 +1,47 @@
+"""A file of this computer named by a user (a model's weights, an image, an upload, a tool's read): what is there,
+and opening it without ever blocking. No dependencies, so the CLI, the store and the engine share it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import BinaryIO
+
+__all__ = ["not_a_regular_file", "open_regular_file"]
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((kind for test, kind in _KINDS if test(mode)), "no regular file")
+
+
+def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:
+    """What is at ``path`` when something is there but no regular file (``"a directory"``, ``"a character device"``
+    for ``/dev/null``, ``"a named pipe (FIFO)"``, ...), for an error that says so: "not found" would send its reader
+    looking for a file that is there. None for a regular file (or a link to one), and for nothing at all."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISREG(mode) else _kind(mode)
+
+
+def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
+    """``path`` opened for reading in binary, if it is a regular file (or a link to one). Anything else is an
+    OSError whose ``strerror`` says what it is ("it is a named pipe (FIFO), not a regular file"), and the open never
+    blocks: a plain ``open()`` of a named pipe waits for a writer that may never come, holding the caller (a
+    command, a worker thread) forever; a device (``/dev/zero``, a terminal) is no file's content either."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
+                          f"it is {_kind(mode)}, not a regular file", os.fspath(path))
+        os.set_blocking(fd, True)
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
