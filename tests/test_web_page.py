@@ -540,6 +540,30 @@ def test_server_stopped_and_back_while_the_page_is_open(tmp_path, stories_path, 
         assert page.is_hidden("#offline")
 
 
+def test_an_idle_page_notices_the_server_gone_and_back(tmp_path, stories_path, new_page):
+    """Nothing sent, nothing streaming: the page still notices jan stopped (the banner shows, the model badge says
+    "offline" rather than the "ready" it last read, the start/stop button goes), and once jan is back on its port
+    the badge reads the model's state again, without a reload."""
+    config = ServerConfig(data_folder=tmp_path / "data", models=[str(stories_path)], n_ctx=256, n_threads=1)
+    first = ServerThread(config)
+    with first as srv:
+        page = new_page()
+        open_page(page, srv)
+        page.wait_for_function("document.querySelector('#model-state').textContent === 'ready'")
+        assert page.is_visible("#model-toggle")
+    page.wait_for_selector("#offline", state="visible", timeout=60_000)
+    page.wait_for_function("document.querySelector('#model-state').textContent === 'offline'")
+    assert "unreachable" in page.get_attribute("#model-state", "class")
+    assert page.is_hidden("#model-toggle")
+    assert page.input_value("#model-select") == MODEL_ID  # the list it had is kept while the server is away
+    shot(page, "15b-idle-server-away")
+    with ServerThread(replace(config, port=first.config.port)):
+        page.wait_for_selector("#offline", state="hidden", timeout=60_000)
+        page.wait_for_function("document.querySelector('#model-state').textContent !== 'offline'")
+        assert page.is_visible("#model-toggle")
+        assert page.get_attribute("#model-state", "class") != "badge unreachable"
+
+
 def test_first_visit_with_no_model_says_how_to_add_one(tmp_path, new_page):
     with ServerThread(ServerConfig(data_folder=tmp_path / "data", n_threads=1)) as srv:
         page = new_page()

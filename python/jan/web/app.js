@@ -227,6 +227,7 @@ class ApiError extends Error {
 const UNREACHABLE = "Cannot reach the Jan server. Is it still running?";
 const OFFLINE = "server_unreachable";
 let offlineProbe = null;
+const HEARTBEAT_MS = 5000; // how often an idle page checks that the server is still there
 
 function unreachable() {
   setOffline(true);
@@ -242,6 +243,7 @@ function setOffline(offline) {
   ui.offline.hidden = !offline;
   clearInterval(offlineProbe);
   offlineProbe = null;
+  renderModelState(); // the badge beside the picker says "offline", not the "ready" it last read
   if (!offline) {
     refreshAll();
     return;
@@ -1292,6 +1294,15 @@ function renderModels() {
 }
 
 function renderModelState() {
+  if (!ui.offline.hidden) {
+    // the server is away: what the page last read of the model may no longer hold, and nothing can be started
+    ui.modelState.textContent = "offline";
+    ui.modelState.className = "badge unreachable";
+    ui.modelState.hidden = false;
+    ui.modelState.title = UNREACHABLE;
+    ui.modelToggle.hidden = true;
+    return;
+  }
   const model = state.models.find((m) => m.id === state.modelId);
   const s = model ? model.state || "unknown" : "";
   ui.modelState.textContent = s;
@@ -1615,6 +1626,16 @@ async function init() {
   setInterval(() => {
     if (ui.offline.hidden && !document.hidden && !state.run && !anyDialogOpen() && document.activeElement !== ui.modelSelect) loadModels();
   }, 15000);
+  // notice a server gone away while the page sits idle (nothing else would ask it): /health is open and cheap;
+  // once it fails, setOffline's probe takes over and brings the page back when the server is
+  setInterval(async () => {
+    if (!ui.offline.hidden || document.hidden) return;
+    try {
+      await fetch("/health", { cache: "no-store" });
+    } catch {
+      setOffline(true);
+    }
+  }, HEARTBEAT_MS);
 }
 
 init();
