@@ -564,6 +564,26 @@ def test_an_idle_page_notices_the_server_gone_and_back(tmp_path, stories_path, n
         assert page.get_attribute("#model-state", "class") != "badge unreachable"
 
 
+def test_an_image_for_a_model_without_a_projector_shows_the_servers_refusal(chat_server, new_page, test_image_path):
+    """stories260K takes no images: the run is refused before it starts and the page shows the server's own words
+    (in the reply's place and as a toast), never a silent nothing or "[object Object]"; the message sent is kept."""
+    page = new_page()
+    open_page(page, chat_server)
+    page.set_input_files("#attach-input", str(test_image_path))
+    page.wait_for_selector("#attachments .attachment img.thumb")
+    page.fill("#prompt", "What is in this picture?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#toast", state="visible")
+    toast = page.text_content("#toast")
+    assert "no projector" in toast and "[object" not in toast
+    page.wait_for_selector("article.assistant[data-done=true]")
+    assert "no projector" in page.text_content("article.assistant .message-status")
+    assert page.locator("article.user .message-images img.thumb").count() == 1
+    shot(page, "17b-image-refused")
+    roles = [m["role"] for m in messages_of(chat_server, thread_id_of(page))]
+    assert roles == ["user"]  # the question stays in the thread, with no empty reply saved for it
+
+
 def test_first_visit_with_no_model_says_how_to_add_one(tmp_path, new_page):
     with ServerThread(ServerConfig(data_folder=tmp_path / "data", n_threads=1)) as srv:
         page = new_page()

@@ -341,7 +341,9 @@ async function api(path, { method = "GET", body, signal, raw = false } = {}) {
       try {
         const data = await response.json();
         if (data && data.error) {
-          message = data.error.message || message;
+          // jan's dialects answer {error: {message, code}}; Ollama's answers {error: "message"}
+          const found = typeof data.error === "string" ? data.error : data.error.message;
+          if (typeof found === "string" && found) message = found;
           code = data.error.code;
         }
       } catch {
