@@ -584,6 +584,27 @@ def test_an_image_for_a_model_without_a_projector_shows_the_servers_refusal(chat
     assert roles == ["user"]  # the question stays in the thread, with no empty reply saved for it
 
 
+def test_a_model_loaded_by_a_message_shows_ready_after(tmp_path, stories_path, new_page):
+    """A stopped model is loaded for the run a message starts: the badge does not keep saying "unloaded" after."""
+    config = ServerConfig(data_folder=tmp_path / "data", models=[str(stories_path)], n_ctx=256, n_threads=1)
+    with ServerThread(config) as srv:
+        api(srv, "POST", f"/v1/models/{MODEL_ID}/stop")
+        page = new_page()
+        open_page(page, srv)
+        assert page.text_content("#model-state") == "unloaded"
+        page.click("#toggle-settings")
+        page.fill("#set-max-tokens", "4")
+        page.click("#save-settings")
+        page.fill("#prompt", "Hello")
+        # the models are read again as the run ends (not only by the page's slow background refresh)
+        with page.expect_response(lambda r: r.url.endswith("/v1/models"), timeout=12_000) as listed:
+            page.keyboard.press("Enter")
+            page.wait_for_selector("article.assistant[data-done=true]", timeout=12_000)
+        listed.value.finished()
+        page.wait_for_function("document.querySelector('#model-state').textContent === 'ready'", timeout=5_000)
+        assert page.text_content("#model-toggle") == "Stop model"
+
+
 def test_first_visit_with_no_model_says_how_to_add_one(tmp_path, new_page):
     with ServerThread(ServerConfig(data_folder=tmp_path / "data", n_threads=1)) as srv:
         page = new_page()

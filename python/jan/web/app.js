@@ -919,6 +919,12 @@ async function send() {
     ui.messages.append(view.root);
     scrollToBottom(true);
 
+    // a model not loaded is loaded for the run: the badge says so meanwhile (read again as the run ends)
+    const model = state.models.find((m) => m.id === state.modelId);
+    if (model && model.state !== "ready" && model.state !== "failed" && model.state !== "unavailable") {
+      model.state = "loading";
+      renderModelState();
+    }
     let response = await api(`/v1/threads/${encodeURIComponent(threadId)}/runs`, {
       method: "POST", body: { stream: true, model: state.modelId }, signal: controller.signal, raw: true,
     });
@@ -1075,6 +1081,7 @@ async function send() {
     }
   }
   loadThreads();
+  loadModels(); // the run may have loaded its model (or failed to): the badge reads its state again
   // back to the prompt, unless the user went on elsewhere meanwhile (a title being typed, a settings field):
   // focus taken from there would end that edit half-typed
   const at = document.activeElement;
