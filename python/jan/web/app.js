@@ -1637,12 +1637,17 @@ async function init() {
   }, 15000);
   // notice a server gone away while the page sits idle (nothing else would ask it): /health is open and cheap;
   // once it fails, setOffline's probe takes over and brings the page back when the server is
+  let beating = false; // one check at a time: a server that hangs must not pile up requests
   setInterval(async () => {
-    if (!ui.offline.hidden || document.hidden) return;
+    if (beating || !ui.offline.hidden || document.hidden) return;
+    beating = true;
     try {
-      await fetch("/health", { cache: "no-store" });
-    } catch {
-      setOffline(true);
+      await fetch("/health", { cache: "no-store", signal: AbortSignal.timeout(30000) });
+    } catch (error) {
+      // refused or broken: away. A slow answer (a busy machine) is not taken for a server gone.
+      if (error.name !== "TimeoutError") setOffline(true);
+    } finally {
+      beating = false;
     }
   }, HEARTBEAT_MS);
 }
