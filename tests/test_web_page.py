@@ -612,6 +612,30 @@ def test_a_model_loaded_by_a_message_shows_ready_after(tmp_path, stories_path, n
         assert page.text_content("#model-toggle") == "Stop model"
 
 
+def test_a_model_still_loading_is_read_again_soon(chat_server, new_page):
+    """The page opened while the model loads (jan just started with it): the badge says "loading" and turns to
+    the model's state within seconds, not at the page's slow 15 s refresh of the models."""
+    page = new_page()
+    seen = []
+
+    def loading_once(route):
+        # the first read of the models, as the server answers while it loads the model
+        response = route.fetch()
+        body = response.json()
+        if not seen:
+            for model in body["data"]:
+                model["state"] = "loading"
+        seen.append(True)
+        route.fulfill(response=response, json=body)
+
+    page.route("**/v1/models", loading_once)
+    open_page(page, chat_server)
+    assert page.text_content("#model-state") == "loading"
+    assert page.is_disabled("#model-toggle")
+    page.wait_for_function("document.querySelector('#model-state').textContent === 'ready'", timeout=12_000)
+    assert page.is_enabled("#model-toggle")
+
+
 def test_first_visit_with_no_model_says_how_to_add_one(tmp_path, new_page):
     with ServerThread(ServerConfig(data_folder=tmp_path / "data", n_threads=1)) as srv:
         page = new_page()

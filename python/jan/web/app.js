@@ -1642,6 +1642,13 @@ async function init() {
     if (beating || !ui.offline.hidden || document.hidden) return;
     beating = true;
     try {
+      // a model loading (at the server's start, for another client) is read again soon, not in 15 s:
+      // reading the models is then the check that the server is there (api() flags it away if not)
+      const model = state.models.find((m) => m.id === state.modelId);
+      if (model && model.state === "loading" && !state.run && !anyDialogOpen() && document.activeElement !== ui.modelSelect) {
+        await loadModels();
+        return;
+      }
       await fetch("/health", { cache: "no-store", signal: AbortSignal.timeout(30000) });
     } catch (error) {
       // refused or broken: away. A slow answer (a busy machine) is not taken for a server gone.
