@@ -857,6 +857,11 @@ def test_approve_a_tool_call_in_the_page(tools_server, new_page):
     page.click("#send")
     page.wait_for_selector(".approval #approve-tools")
     assert "notes__list_notes" in page.inner_text(".approval")
+    # the arguments as JSON laid out (the tiny model pads "{ }" with runs of blanks), in the box and after it
+    waiting = api(server, "GET", f"/v1/threads/{thread['id']}/runs?limit=1")["data"][0]
+    raw = waiting["required_action"]["submit_tool_outputs"]["tool_calls"][0]["function"]["arguments"]
+    laid_out = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+    assert page.text_content(".approval .tool-args") == laid_out
     assert all("tool_call" not in a.inner_text() for a in page.query_selector_all("article.assistant"))  # no markup
     shot(page, "tools-approval")
     assert [m["role"] for m in messages_of(server, thread["id"])] == ["user", "assistant"]  # nothing ran yet
@@ -867,6 +872,7 @@ def test_approve_a_tool_call_in_the_page(tools_server, new_page):
     assert result.text_content() == "<i>zz.txt\nshopping.txt\ntodo.txt"
     assert page.query_selector(".tool-call i") is None  # output is text, not HTML
     page.click(".tool-call summary")
+    assert page.text_content(".tool-call .tool-args") == laid_out
     shot(page, "tools-result")
     roles = [m["role"] for m in messages_of(server, thread["id"])]
     assert roles == ["user", "assistant", "tool", "assistant"]

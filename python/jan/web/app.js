@@ -636,6 +636,19 @@ function renderMessages() {
   scrollToBottom(true);
 }
 
+/**
+ * A call's arguments as the user reads them: JSON laid out two spaces deep. A model's own spacing (a small model
+ * pads "{ }" with long runs of blanks) tells nothing; text that is not JSON is shown exactly as the model wrote it.
+ */
+function toolArguments(raw) {
+  if (!raw) return "{}";
+  try {
+    return JSON.stringify(JSON.parse(raw), null, 2);
+  } catch {
+    return raw;
+  }
+}
+
 /** Tool calls shown inline and collapsible: name, arguments, result. Tool output is text, never HTML. */
 function toolCallsView(calls, results) {
   const box = el("div", "tool-calls");
@@ -651,7 +664,7 @@ function toolCallsView(calls, results) {
     const summary = el("summary", "", `Tool: ${fn.name || "?"}`);
     const badge = el("span", "tool-state", result ? (meta.is_error ? "failed" : `done${meta.duration_ms !== undefined ? ` · ${meta.duration_ms} ms` : ""}`) : (fn.output !== undefined ? "done" : "waiting"));
     summary.append(" ", badge);
-    details.append(summary, el("div", "tool-label", "Arguments"), el("pre", "tool-args", fn.arguments || "{}"));
+    details.append(summary, el("div", "tool-label", "Arguments"), el("pre", "tool-args", toolArguments(fn.arguments)));
     const output = result ? messageText(result) : fn.output;
     if (output !== undefined) {
       details.append(el("div", "tool-label", meta.approved_by ? `Result (approved by ${meta.approved_by})` : "Result"),
@@ -672,7 +685,7 @@ function askApproval(run, signal) {
     box.append(el("p", "approval-title", calls.length === 1 ? "The assistant wants to use a tool:" : `The assistant wants to use ${calls.length} tools:`));
     for (const call of calls) {
       const item = el("div", "approval-call");
-      item.append(el("strong", "", call.function?.name || "?"), el("pre", "tool-args", call.function?.arguments || "{}"));
+      item.append(el("strong", "", call.function?.name || "?"), el("pre", "tool-args", toolArguments(call.function?.arguments)));
       box.append(item);
     }
     const row = el("div", "row");
