@@ -368,6 +368,10 @@ def test_thread_settings_rename_and_delete(chat_server, new_page):
     item = f".thread-item[data-thread-id='{thread_id}']"
     page.click(f"{item} .thread-rename-btn")
     page.fill(f"{item} input.thread-rename", "Cats, renamed")
+    # Enter and Escape while an input method composes (Japanese, Chinese...) end the composition, not the rename
+    for key in ("Enter", "Escape"):
+        page.dispatch_event(f"{item} input.thread-rename", "keydown", {"key": key, "isComposing": True})
+    assert page.input_value(f"{item} input.thread-rename") == "Cats, renamed"
     page.keyboard.press("Enter")
     page.wait_for_function(
         f"document.querySelector(\"{item} .thread-open\")?.textContent === 'Cats, renamed'")

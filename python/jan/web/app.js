@@ -512,6 +512,7 @@ function startRename(li, thread) {
     if (again) again.focus();
   };
   input.addEventListener("keydown", (event) => {
+    if (event.isComposing) return; // Enter/Escape commit or drop an IME's composition, not the title
     if (event.key === "Enter") { event.preventDefault(); finish(true); }
     else if (event.key === "Escape") { event.preventDefault(); event.stopPropagation(); finish(false); }
   });
@@ -1562,7 +1563,7 @@ function bind() {
   ui.stop.addEventListener("click", () => { stopRun(); ui.prompt.focus(); });
 
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && !anyDialogOpen()) {
+    if (event.key === "Escape" && !event.isComposing && !anyDialogOpen()) {
       if (state.run) {
         event.preventDefault();
         stopRun();
