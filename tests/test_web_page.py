@@ -568,6 +568,15 @@ def test_an_idle_page_notices_the_server_gone_and_back(tmp_path, stories_path, n
     assert page.is_hidden("#model-toggle")
     assert page.input_value("#model-select") == MODEL_ID  # the list it had is kept while the server is away
     shot(page, "15b-idle-server-away")
+    # on a phone the banner and a toast use the window's width, not half of it (its words wrapped word by word)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.fill("#prompt", "Hello?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#toast", state="visible")
+    for box in ("#offline", "#toast"):
+        assert page.locator(box).bounding_box()["width"] > 300, box
+    shot(page, "15c-idle-server-away-narrow")
+    page.set_viewport_size({"width": 1280, "height": 820})
     with ServerThread(replace(config, port=first.config.port)):
         page.wait_for_selector("#offline", state="hidden", timeout=60_000)
         page.wait_for_function("document.querySelector('#model-state').textContent !== 'offline'")
