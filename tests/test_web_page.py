@@ -649,6 +649,30 @@ def test_a_model_still_loading_is_read_again_soon(chat_server, new_page):
     assert page.is_enabled("#model-toggle")
 
 
+def test_sending_into_a_thread_deleted_elsewhere(tmp_path, stories_path, new_page):
+    """The open thread is deleted in another tab: Enter says so (not "thread '…' not found"), keeps the text and
+    leaves the dead thread; the next Enter sends it in a new thread."""
+    config = ServerConfig(data_folder=tmp_path / "data", models=[str(stories_path)], n_ctx=256, n_threads=1)
+    with ServerThread(config) as srv:
+        doomed = api(srv, "POST", "/v1/threads", {"title": "Deleted elsewhere"})
+        page = new_page()
+        open_page(page, srv, f"#thread={doomed['id']}")
+        assert page.text_content("#thread-title") == "Deleted elsewhere"
+        api(srv, "DELETE", f"/v1/threads/{doomed['id']}")
+        page.fill("#prompt", "Still there?")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#toast", state="visible")
+        assert "no longer exists" in page.text_content("#toast")
+        assert page.input_value("#prompt") == "Still there?"
+        assert page.text_content("#thread-title") == "New thread"
+        page.wait_for_selector(f".thread-item[data-thread-id='{doomed['id']}']", state="detached")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("article.assistant[data-done=true]", timeout=60_000)
+        fresh = thread_id_of(page)
+        assert fresh != doomed["id"]
+        assert [m["role"] for m in messages_of(srv, fresh)] == ["user", "assistant"]
+
+
 def test_first_visit_with_no_model_says_how_to_add_one(tmp_path, new_page):
     with ServerThread(ServerConfig(data_folder=tmp_path / "data", n_threads=1)) as srv:
         page = new_page()

@@ -902,6 +902,7 @@ async function send() {
   let failure = null;
   let stopped = false;
   let saved = null;
+  let threadGone = false;
   try {
     if (!state.thread) {
       const thread = await api("/v1/threads", {
@@ -1030,7 +1031,11 @@ async function send() {
     paint();
   } catch (error) {
     if (error.name === "AbortError") stopped = true;
-    else failure = error.message;
+    else if (error.status === 404 && !view && state.thread) {
+      // nothing was sent yet: the open thread was deleted elsewhere (another tab, the API)
+      threadGone = true;
+      failure = "This thread no longer exists (deleted elsewhere). Your message is kept: press Enter to send it in a new thread.";
+    } else failure = error.message;
   } finally {
     if (stopped && view) {
       // The server ends the run when it notices the stop, and until it has saved the reply the run holds the
@@ -1078,6 +1083,7 @@ async function send() {
       renderAttachments();
     }
   }
+  if (threadGone) newThread(); // off the dead thread: the next Enter starts a new one with the kept text
   if (failure) toast(failure);
   if (shown && ui.messages.querySelector(".tool-calls")) {
     try {
