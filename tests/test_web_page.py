@@ -672,6 +672,25 @@ def test_sending_into_a_thread_deleted_elsewhere(tmp_path, stories_path, new_pag
         assert fresh != doomed["id"]
         assert [m["role"] for m in messages_of(srv, fresh)] == ["user", "assistant"]
 
+        # the same for the other things done to the open thread: renaming it, saving its settings
+        item = f".thread-item[data-thread-id='{fresh}']"
+        api(srv, "DELETE", f"/v1/threads/{fresh}")
+        page.click(f"{item} .thread-rename-btn")
+        page.fill(f"{item} input.thread-rename", "Renamed too late")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(item, state="detached")
+        page.wait_for_function("document.getElementById('toast').textContent.includes('no longer exists')")
+        assert page.text_content("#thread-title") == "New thread"
+        again = api(srv, "POST", "/v1/threads", {"title": "Settings gone"})
+        open_page(page, srv, f"#thread={again['id']}")
+        api(srv, "DELETE", f"/v1/threads/{again['id']}")
+        page.click("#toggle-settings")
+        page.fill("#set-max-tokens", "5")
+        page.click("#save-settings")
+        page.wait_for_selector(f".thread-item[data-thread-id='{again['id']}']", state="detached")
+        page.wait_for_function("document.getElementById('toast').textContent.includes('no longer exists')")
+        assert page.text_content("#thread-title") == "New thread"
+
 
 def test_first_visit_with_no_model_says_how_to_add_one(tmp_path, new_page):
     with ServerThread(ServerConfig(data_folder=tmp_path / "data", n_threads=1)) as srv:

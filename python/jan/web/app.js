@@ -503,6 +503,12 @@ function startRename(li, thread) {
           renderTitle();
         }
       } catch (error) {
+        if (error.status === 404) {
+          toast(THREAD_GONE);
+          state.renaming = false;
+          forgetThread(thread.id);
+          return;
+        }
         toast(`Could not rename: ${error.message}`);
       }
     }
@@ -535,6 +541,15 @@ function confirmDialog(title, message, okLabel = "Delete") {
   });
 }
 
+const THREAD_GONE = "This thread no longer exists (deleted elsewhere).";
+
+/** A thread found deleted (here, in another tab, over the API): off the list, and off the page if open. */
+function forgetThread(threadId) {
+  state.threads = state.threads.filter((t) => t.id !== threadId);
+  if (state.thread && state.thread.id === threadId) newThread();
+  renderThreads();
+}
+
 async function deleteThread(thread) {
   const ok = await confirmDialog("Delete thread?", `“${threadTitle(thread)}” and its messages will be deleted.`);
   if (!ok) return;
@@ -547,9 +562,7 @@ async function deleteThread(thread) {
       return;
     }
   }
-  state.threads = state.threads.filter((t) => t.id !== thread.id);
-  if (state.thread && state.thread.id === thread.id) newThread();
-  renderThreads();
+  forgetThread(thread.id);
   (ui.threadList.querySelector(".thread-open") || ui.newThread).focus();
 }
 
@@ -592,7 +605,7 @@ async function openThread(threadId, { focus = true } = {}) {
     state.messages = messages;
   } catch (error) {
     toast(error.status === 404 ? "That thread no longer exists." : `Could not open the thread: ${error.message}`);
-    if (error.status === 404) newThread();
+    if (error.status === 404) { forgetThread(threadId); newThread(); }
     return;
   }
   setRoute(threadId);
@@ -902,7 +915,7 @@ async function send() {
   let failure = null;
   let stopped = false;
   let saved = null;
-  let threadGone = false;
+  let threadGone = null; // the id of the open thread, when it was found deleted
   try {
     if (!state.thread) {
       const thread = await api("/v1/threads", {
@@ -1033,8 +1046,8 @@ async function send() {
     if (error.name === "AbortError") stopped = true;
     else if (error.status === 404 && !view && state.thread) {
       // nothing was sent yet: the open thread was deleted elsewhere (another tab, the API)
-      threadGone = true;
-      failure = "This thread no longer exists (deleted elsewhere). Your message is kept: press Enter to send it in a new thread.";
+      threadGone = state.thread.id;
+      failure = `${THREAD_GONE} Your message is kept: press Enter to send it in a new thread.`;
     } else failure = error.message;
   } finally {
     if (stopped && view) {
@@ -1083,7 +1096,7 @@ async function send() {
       renderAttachments();
     }
   }
-  if (threadGone) newThread(); // off the dead thread: the next Enter starts a new one with the kept text
+  if (threadGone) forgetThread(threadGone); // off the dead thread: the next Enter starts a new one with the kept text
   if (failure) toast(failure);
   if (shown && ui.messages.querySelector(".tool-calls")) {
     try {
@@ -1227,7 +1240,10 @@ async function patchThreadAssistant(change) {
     const updated = await api(`/v1/threads/${encodeURIComponent(id)}`, { method: "PATCH", body: { assistants } });
     if (state.thread && state.thread.id === id) state.thread = updated;
   } catch (error) {
-    toast(`Could not save the thread settings: ${error.message}`);
+    if (error.status === 404 && !state.run) {
+      toast(THREAD_GONE);
+      forgetThread(id);
+    } else toast(`Could not save the thread settings: ${error.message}`);
     throw error;
   }
 }
