@@ -227,6 +227,7 @@ class ApiError extends Error {
 const UNREACHABLE = "Cannot reach the Jan server. Is it still running?";
 const OFFLINE = "server_unreachable";
 let offlineProbe = null;
+const HEARTBEAT_MS = 5000; // how often an idle page checks that the server is still there
 
 function unreachable() {
   setOffline(true);
@@ -242,6 +243,7 @@ function setOffline(offline) {
   ui.offline.hidden = !offline;
   clearInterval(offlineProbe);
   offlineProbe = null;
+  renderModelState(); // the badge beside the picker says "offline", not the "ready" it last read
   if (!offline) {
     refreshAll();
     return;
@@ -339,7 +341,9 @@ async function api(path, { method = "GET", body, signal, raw = false } = {}) {
       try {
         const data = await response.json();
         if (data && data.error) {
-          message = data.error.message || message;
+          // jan's dialects answer {error: {message, code}}; Ollama's answers {error: "message"}
+          const found = typeof data.error === "string" ? data.error : data.error.message;
+          if (typeof found === "string" && found) message = found;
           code = data.error.code;
         }
       } catch {
@@ -499,6 +503,12 @@ function startRename(li, thread) {
           renderTitle();
         }
       } catch (error) {
+        if (error.status === 404) {
+          toast(THREAD_GONE);
+          state.renaming = false;
+          forgetThread(thread.id);
+          return;
+        }
         toast(`Could not rename: ${error.message}`);
       }
     }
@@ -508,6 +518,7 @@ function startRename(li, thread) {
     if (again) again.focus();
   };
   input.addEventListener("keydown", (event) => {
+    if (event.isComposing) return; // Enter/Escape commit or drop an IME's composition, not the title
     if (event.key === "Enter") { event.preventDefault(); finish(true); }
     else if (event.key === "Escape") { event.preventDefault(); event.stopPropagation(); finish(false); }
   });
@@ -530,6 +541,15 @@ function confirmDialog(title, message, okLabel = "Delete") {
   });
 }
 
+const THREAD_GONE = "This thread no longer exists (deleted elsewhere).";
+
+/** A thread found deleted (here, in another tab, over the API): off the list, and off the page if open. */
+function forgetThread(threadId) {
+  state.threads = state.threads.filter((t) => t.id !== threadId);
+  if (state.thread && state.thread.id === threadId) newThread();
+  renderThreads();
+}
+
 async function deleteThread(thread) {
   const ok = await confirmDialog("Delete thread?", `“${threadTitle(thread)}” and its messages will be deleted.`);
   if (!ok) return;
@@ -542,9 +562,7 @@ async function deleteThread(thread) {
       return;
     }
   }
-  state.threads = state.threads.filter((t) => t.id !== thread.id);
-  if (state.thread && state.thread.id === thread.id) newThread();
-  renderThreads();
+  forgetThread(thread.id);
   (ui.threadList.querySelector(".thread-open") || ui.newThread).focus();
 }
 
@@ -587,7 +605,7 @@ async function openThread(threadId, { focus = true } = {}) {
     state.messages = messages;
   } catch (error) {
     toast(error.status === 404 ? "That thread no longer exists." : `Could not open the thread: ${error.message}`);
-    if (error.status === 404) newThread();
+    if (error.status === 404) { forgetThread(threadId); newThread(); }
     return;
   }
   setRoute(threadId);
@@ -632,6 +650,19 @@ function renderMessages() {
   scrollToBottom(true);
 }
 
+/**
+ * A call's arguments as the user reads them: JSON laid out two spaces deep. A model's own spacing (a small model
+ * pads "{ }" with long runs of blanks) tells nothing; text that is not JSON is shown exactly as the model wrote it.
+ */
+function toolArguments(raw) {
+  if (!raw) return "{}";
+  try {
+    return JSON.stringify(JSON.parse(raw), null, 2);
+  } catch {
+    return raw;
+  }
+}
+
 /** Tool calls shown inline and collapsible: name, arguments, result. Tool output is text, never HTML. */
 function toolCallsView(calls, results) {
   const box = el("div", "tool-calls");
@@ -647,7 +678,7 @@ function toolCallsView(calls, results) {
     const summary = el("summary", "", `Tool: ${fn.name || "?"}`);
     const badge = el("span", "tool-state", result ? (meta.is_error ? "failed" : `done${meta.duration_ms !== undefined ? ` · ${meta.duration_ms} ms` : ""}`) : (fn.output !== undefined ? "done" : "waiting"));
     summary.append(" ", badge);
-    details.append(summary, el("div", "tool-label", "Arguments"), el("pre", "tool-args", fn.arguments || "{}"));
+    details.append(summary, el("div", "tool-label", "Arguments"), el("pre", "tool-args", toolArguments(fn.arguments)));
     const output = result ? messageText(result) : fn.output;
     if (output !== undefined) {
       details.append(el("div", "tool-label", meta.approved_by ? `Result (approved by ${meta.approved_by})` : "Result"),
@@ -668,7 +699,7 @@ function askApproval(run, signal) {
     box.append(el("p", "approval-title", calls.length === 1 ? "The assistant wants to use a tool:" : `The assistant wants to use ${calls.length} tools:`));
     for (const call of calls) {
       const item = el("div", "approval-call");
-      item.append(el("strong", "", call.function?.name || "?"), el("pre", "tool-args", call.function?.arguments || "{}"));
+      item.append(el("strong", "", call.function?.name || "?"), el("pre", "tool-args", toolArguments(call.function?.arguments)));
       box.append(item);
     }
     const row = el("div", "row");
@@ -884,6 +915,7 @@ async function send() {
   let failure = null;
   let stopped = false;
   let saved = null;
+  let threadGone = null; // the id of the open thread, when it was found deleted
   try {
     if (!state.thread) {
       const thread = await api("/v1/threads", {
@@ -915,6 +947,12 @@ async function send() {
     ui.messages.append(view.root);
     scrollToBottom(true);
 
+    // a model not loaded is loaded for the run: the badge says so meanwhile (read again as the run ends)
+    const model = state.models.find((m) => m.id === state.modelId);
+    if (model && model.state !== "ready" && model.state !== "failed" && model.state !== "unavailable") {
+      model.state = "loading";
+      renderModelState();
+    }
     let response = await api(`/v1/threads/${encodeURIComponent(threadId)}/runs`, {
       method: "POST", body: { stream: true, model: state.modelId }, signal: controller.signal, raw: true,
     });
@@ -1006,7 +1044,11 @@ async function send() {
     paint();
   } catch (error) {
     if (error.name === "AbortError") stopped = true;
-    else failure = error.message;
+    else if (error.status === 404 && !view && state.thread) {
+      // nothing was sent yet: the open thread was deleted elsewhere (another tab, the API)
+      threadGone = state.thread.id;
+      failure = `${THREAD_GONE} Your message is kept: press Enter to send it in a new thread.`;
+    } else failure = error.message;
   } finally {
     if (stopped && view) {
       // The server ends the run when it notices the stop, and until it has saved the reply the run holds the
@@ -1054,6 +1096,7 @@ async function send() {
       renderAttachments();
     }
   }
+  if (threadGone) forgetThread(threadGone); // off the dead thread: the next Enter starts a new one with the kept text
   if (failure) toast(failure);
   if (shown && ui.messages.querySelector(".tool-calls")) {
     try {
@@ -1071,6 +1114,7 @@ async function send() {
     }
   }
   loadThreads();
+  loadModels(); // the run may have loaded its model (or failed to): the badge reads its state again
   // back to the prompt, unless the user went on elsewhere meanwhile (a title being typed, a settings field):
   // focus taken from there would end that edit half-typed
   const at = document.activeElement;
@@ -1196,7 +1240,10 @@ async function patchThreadAssistant(change) {
     const updated = await api(`/v1/threads/${encodeURIComponent(id)}`, { method: "PATCH", body: { assistants } });
     if (state.thread && state.thread.id === id) state.thread = updated;
   } catch (error) {
-    toast(`Could not save the thread settings: ${error.message}`);
+    if (error.status === 404 && !state.run) {
+      toast(THREAD_GONE);
+      forgetThread(id);
+    } else toast(`Could not save the thread settings: ${error.message}`);
     throw error;
   }
 }
@@ -1292,6 +1339,15 @@ function renderModels() {
 }
 
 function renderModelState() {
+  if (!ui.offline.hidden) {
+    // the server is away: what the page last read of the model may no longer hold, and nothing can be started
+    ui.modelState.textContent = "offline";
+    ui.modelState.className = "badge unreachable";
+    ui.modelState.hidden = false;
+    ui.modelState.title = UNREACHABLE;
+    ui.modelToggle.hidden = true;
+    return;
+  }
   const model = state.models.find((m) => m.id === state.modelId);
   const s = model ? model.state || "unknown" : "";
   ui.modelState.textContent = s;
@@ -1529,7 +1585,7 @@ function bind() {
   ui.stop.addEventListener("click", () => { stopRun(); ui.prompt.focus(); });
 
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && !anyDialogOpen()) {
+    if (event.key === "Escape" && !event.isComposing && !anyDialogOpen()) {
       if (state.run) {
         event.preventDefault();
         stopRun();
@@ -1615,6 +1671,28 @@ async function init() {
   setInterval(() => {
     if (ui.offline.hidden && !document.hidden && !state.run && !anyDialogOpen() && document.activeElement !== ui.modelSelect) loadModels();
   }, 15000);
+  // notice a server gone away while the page sits idle (nothing else would ask it): /health is open and cheap;
+  // once it fails, setOffline's probe takes over and brings the page back when the server is
+  let beating = false; // one check at a time: a server that hangs must not pile up requests
+  setInterval(async () => {
+    if (beating || !ui.offline.hidden || document.hidden) return;
+    beating = true;
+    try {
+      // a model loading (at the server's start, for another client) is read again soon, not in 15 s:
+      // reading the models is then the check that the server is there (api() flags it away if not)
+      const model = state.models.find((m) => m.id === state.modelId);
+      if (model && model.state === "loading" && !state.run && !anyDialogOpen() && document.activeElement !== ui.modelSelect) {
+        await loadModels();
+        return;
+      }
+      await fetch("/health", { cache: "no-store", signal: AbortSignal.timeout(30000) });
+    } catch (error) {
+      // refused or broken: away. A slow answer (a busy machine) is not taken for a server gone.
+      if (error.name !== "TimeoutError") setOffline(true);
+    } finally {
+      beating = false;
+    }
+  }, HEARTBEAT_MS);
 }
 
 init();
