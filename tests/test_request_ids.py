@@ -118,6 +118,28 @@ def test_the_access_log_line_carries_it(server, caplog):
     assert lines and lines[-1].request_id == "find-me-42" and " 404 " in lines[-1].getMessage()
 
 
+def _access_lines(server, caplog, level: int, path: str) -> list[logging.LogRecord]:
+    """The access lines for ``path`` written at ``level``, once a later request's line shows that its line (if any)
+    was written: access lines are written in order, after each answer is sent."""
+    with caplog.at_level(level, logger="aiohttp.access"):
+        call(server, path)
+        call(server, "/v1/nowhere-after")
+        for _ in range(200):  # bounded wait for the later request's line
+            if any(r.name == "aiohttp.access" and "/v1/nowhere-after" in r.getMessage() for r in caplog.records):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no access line for the later request")
+    return [r for r in caplog.records if r.name == "aiohttp.access" and f"{path} " in r.getMessage()]
+
+
+def test_health_checks_get_an_access_line_only_at_debug(server, caplog):
+    """A page left open checks /health every 5 s: at INFO those lines would drown the real requests' lines."""
+    assert _access_lines(server, caplog, logging.INFO, "/health") == []
+    caplog.clear()
+    assert len(_access_lines(server, caplog, logging.DEBUG, "/health")) == 1
+
+
 def test_an_internal_error_names_the_id_its_log_line_carries(server, caplog, monkeypatch):
     from jan.core import ModelExtension
     from jan.server.keys import MANAGER

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections import deque
 from collections.abc import Callable
@@ -64,17 +63,6 @@ class Request:
     def _forked(self) -> bool:
         return os.getpid() != getattr(self, "_pid", os.getpid())
 
-    @contextlib.contextmanager
-    def _cancelled_by_ctrl_c(self):
-        """A Ctrl-C while waiting for this request's output stops it. The handle is not dropped then: the
-        traceback (a REPL's ``sys.last_traceback``, a notebook's, a logged ``exc_info``) keeps the frame that holds
-        it, so the generation ran on to its token limit, a slot and the CPU taken for nobody."""
-        try:
-            yield
-        except KeyboardInterrupt:
-            self.cancel()
-            raise
-
     def _check_process(self) -> None:
         """ModelClosedError in a child process forked after the request was made: the engine thread that would
         deliver its events is the parent's, so waiting for them here would never end."""
@@ -103,8 +91,14 @@ class Request:
                     continue
                 raise StopIteration
             self._check_process()
-            with self._cancelled_by_ctrl_c():
+            try:  # (a plain try: free on this per-token wait, where a context manager costs each token)
                 self._accept(self._native.wait(_SYNC_WAIT_S, self._logprobs))
+            except KeyboardInterrupt:
+                # A Ctrl-C while waiting stops the request. The handle is not dropped then: the traceback (a REPL's
+                # sys.last_traceback, a notebook's, a logged exc_info) keeps the frame that holds it, so the
+                # generation ran on to its token limit, a slot and the CPU taken for nobody.
+                self.cancel()
+                raise
 
     # -- async iteration -----------------------------------------------
     def __aiter__(self) -> "Request":
@@ -176,8 +170,11 @@ class Request:
         nothing left after the first took every chunk."""
         while not self._done:  # one wake-up at the end instead of one per token
             self._check_process()
-            with self._cancelled_by_ctrl_c():
+            try:
                 self._accept(self._native.wait_final(_SYNC_WAIT_S, self._logprobs))
+            except KeyboardInterrupt:  # stops the request, as in __next__
+                self.cancel()
+                raise
         return self._kept(list(self))
 
     async def aresult(self) -> Completion:

@@ -105,11 +105,19 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s"
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 
 
+#: Paths whose successful answers get an access line only when the log is at DEBUG: the health checks pollers make
+#: all day (the chat page every 5 s while open, a container's probe, a proxy's), which would drown the lines of
+#: real requests at INFO. A failed check (a 503 while a model loads, a refusal) is logged as any answer.
+QUIET_PATHS = frozenset({"/health"})
+
+
 class AccessLogger(_AiohttpAccessLogger):
     """aiohttp's access logger, its records carrying the id the answer was sent with (it logs after the handler,
-    where :data:`current_request_id` is no longer set)."""
+    where :data:`current_request_id` is no longer set); successful health checks only at DEBUG (:data:`QUIET_PATHS`)."""
 
     def log(self, request, response, time) -> None:  # noqa: A002 - aiohttp's signature
+        if request.path in QUIET_PATHS and response.status < 400 and not self.logger.isEnabledFor(logging.DEBUG):
+            return
         token = current_request_id.set(response.headers.get(RESPONSE_HEADERS[0]))
         try:
             super().log(request, response, time)

@@ -1740,16 +1740,7 @@ class RunService:
             return
         if await asyncio.to_thread(held_elsewhere, self.manager.data_folder, run.thread_id, run.id, run.status):
             return
-        run.status, run.pending, run.ended_at = "expired", [], run.expires_at
-        run.stop_reason = run.stop_reason or "expired"
-        run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage, as OpenAI's
-        ended = run.end_steps()  # the tool calls it waited on
-        await self.persist(run)
-        for step in ended:
-            run.publish_step(step, step.status)
-        run.publish("thread.run.expired", run_record(run))
-        run.publish("done", "[DONE]")
-        run.finished.set()
+        await self._end_unrun(run, "expired", run.expires_at)
         log.info("run %s expired: its tool outputs were not submitted in time", run.id)
 
     async def expire_due(self, *, scan_disk: bool = False) -> int:
@@ -1772,14 +1763,19 @@ class RunService:
     async def _end_cancelled(self, run: Run) -> None:
         """End a run that runs no model turn (waiting for the user, or its answered calls cut off) ``cancelled``:
         saved, its open steps ended, its stream told."""
-        run.status, run.pending, run.ended_at = "cancelled", [], int(time.time())
-        run.stop_reason = run.stop_reason or "cancelled"
+        await self._end_unrun(run, "cancelled", int(time.time()))
+
+    async def _end_unrun(self, run: Run, status: str, ended_at: int | None) -> None:
+        """End a run that runs no model turn with ``status`` (``cancelled``, ``expired``) at ``ended_at``: saved,
+        its open steps (the tool calls it waited on) ended, its stream told and closed."""
+        run.status, run.pending, run.ended_at = status, [], ended_at
+        run.stop_reason = run.stop_reason or status
         run.usage = run.usage or usage_fields(Usage())  # a terminal run tells its usage, as OpenAI's
-        ended = run.end_steps()  # the tool calls it waited on
+        ended = run.end_steps()
         await self.persist(run)
         for step in ended:
             run.publish_step(step, step.status)
-        run.publish("thread.run.cancelled", run_record(run))
+        run.publish(f"thread.run.{status}", run_record(run))
         run.publish("done", "[DONE]")
         run.finished.set()
 
