@@ -53,6 +53,11 @@ Speculative = Annotated[Union[bool, Literal["none", "ngram", "draft"]], BeforeVa
 
 
 #: OpenAI's limits on ``metadata`` (assistants, threads, messages, runs, responses, chat completions).
+#: OpenAI's bounds on an assistant's texts, in characters (Assistants API reference: ``name`` 256, ``description``
+#: 512, ``instructions`` 256,000); a thread's ``title`` (Jan's) takes the description's: every thread list carries it.
+NAME_MAX_CHARS = 256
+DESCRIPTION_MAX_CHARS = 512
+INSTRUCTIONS_MAX_CHARS = 256_000
 METADATA_MAX_PAIRS = 16
 METADATA_MAX_KEY_CHARS = 64
 METADATA_MAX_VALUE_CHARS = 512

@@ -17,7 +17,8 @@ from pydantic import Field
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.keys import SERVICES
-from jan.server.schemas import Metadata, ReasoningEffort, StrictModel, bounded
+from jan.server.schemas import (DESCRIPTION_MAX_CHARS, INSTRUCTIONS_MAX_CHARS, NAME_MAX_CHARS, Metadata, ReasoningEffort,
+                                StrictModel, bounded)
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.threads import assistant_store, list_query, page_of
 from jan.server.validation import parse_body
@@ -35,10 +36,10 @@ _Strict = StrictModel  # unknown fields refused, no coercion, null means the def
 
 
 class AssistantFields(_Strict):
-    name: str | None = None
-    description: str | None = None
+    name: str | None = Field(default=None, max_length=NAME_MAX_CHARS)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_CHARS)
     model: str | None = Field(default=None, description="A model id, or '*' for any model")
-    instructions: str | None = None
+    instructions: str | None = Field(default=None, max_length=INSTRUCTIONS_MAX_CHARS)
     tools: list[dict[str, Any]] | None = None
     file_ids: list[str] | None = None
     metadata: Metadata | None = None

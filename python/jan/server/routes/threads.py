@@ -60,7 +60,7 @@ from jan.server.keys import MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import is_data_url
 from jan.store.messages import message_sort_key, message_sort_key_of_id
 from jan.store.pagination import paginate
-from jan.server.schemas import ImagePart, MessageMetadata, Metadata, StrictModel
+from jan.server.schemas import DESCRIPTION_MAX_CHARS, ImagePart, MessageMetadata, Metadata, StrictModel
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.document_inputs import _upload
@@ -333,14 +333,14 @@ class ThreadAssistant(BaseModel):
 
 class ThreadCreate(_Strict):
     id: str | None = None
-    title: str | None = None
+    title: str | None = Field(default=None, max_length=DESCRIPTION_MAX_CHARS)
     assistants: list[ThreadAssistant] | None = None
     metadata: Metadata | None = None
     messages: list[MessageCreate] | None = None
 
 
 class ThreadModify(_Strict):
-    title: str | None = None
+    title: str | None = Field(default=None, max_length=DESCRIPTION_MAX_CHARS)
     assistants: list[ThreadAssistant] | None = None
     metadata: Metadata | None = None
 
