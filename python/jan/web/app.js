@@ -480,6 +480,7 @@ function renderThreads() {
 function startRename(li, thread) {
   const input = el("input", "thread-rename");
   input.type = "text";
+  input.maxLength = 512; // the server's bound on a title (jan.server.schemas.DESCRIPTION_MAX_CHARS)
   input.value = threadTitle(thread);
   input.setAttribute("aria-label", "Thread title");
   li.replaceChildren(input);
