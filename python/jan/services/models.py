@@ -433,10 +433,16 @@ def _check_unloaded(request: ChatRequest | CompletionRequest | EmbeddingRequest,
     """Blocking: :meth:`ModelService.require_able`'s checks before a load that need work: the request's constraint
     (:func:`jan.services.local.check_grammar`) and the chat template's own refusals
     (:func:`jan.services.local.check_render`)."""
-    if grammar:
-        check_grammar(request, template, settings, model_id)
-    if template is not None:
-        check_render(request, template, settings, model_id)
+    try:
+        if grammar:
+            check_grammar(request, template, settings, model_id)
+        if template is not None:
+            check_render(request, template, settings, model_id)
+    except RequestError as exc:
+        if not (exc.param or "").startswith("settings."):
+            raise
+        # a model.json setting no load can use (a hand-edited reasoning_budget): the load refuses it naming the
+        # model.json it is in (the engine's stored-settings check), before anything is read; not said here half-way
 
 class ModelService:
     """Finds models and their engines through the extension manager — the one model→engine rule."""

@@ -1019,7 +1019,12 @@ async function send() {
         } else if (event === "thread.run.failed") {
           failure = data?.last_error?.message || "the run failed";
         } else if (event === "error") {
-          failure = data?.error?.message || data?.message || "the stream failed";
+          // A stop of jan (server_shutdown) is said by the reply's own note ("Interrupted: the server stopped…"),
+          // whether or not this event outran the closing connection; its text (how to resume over the API) is for
+          // API clients, not a toast.
+          if ((data?.code ?? data?.error?.code) !== "server_shutdown") {
+            failure = data?.error?.message || data?.message || "the stream failed";
+          }
         } else if (event === "done") {
           break;
         }
