@@ -31,14 +31,19 @@ def serve(data, tool_model, notes):
     return running(data, tool_model, n_ctx=4096)
 
 
-async def waiting_run(api: Client) -> tuple[str, dict]:
+async def forced_run(api: Client) -> tuple[str, dict]:
+    """(thread id, run) of a run forced to call the notes server's tool, as its leg ended."""
     assistant = await api.ok("POST", "/v1/assistants", {"model": "qwen3-tools",
                                                         "tools": [{"type": "mcp", "server_label": "notes"}]})
     thread = await api.ok("POST", "/v1/threads", {"assistants": [{"assistant_id": assistant["id"]}],
                                                   "messages": [{"role": "user", "content": "What notes?"}]})
-    run = await run_to_end(api, f"/v1/threads/{thread['id']}/runs", FORCED)
+    return thread["id"], await run_to_end(api, f"/v1/threads/{thread['id']}/runs", FORCED)
+
+
+async def waiting_run(api: Client) -> tuple[str, dict]:
+    tid, run = await forced_run(api)
     assert run["status"] == "requires_action", run
-    return thread["id"], run
+    return tid, run
 
 
 async def assert_expired(api: Client, tid: str, run: dict) -> None:
@@ -78,16 +83,12 @@ async def test_a_waiting_run_tells_when_it_expires_and_expires_when_read(tmp_pat
 
 async def waiting_run_or_expired(api: Client) -> tuple[str, dict]:
     """A run whose time to wait is 0: its leg ends waiting, and the poll that saw that may already find it expired."""
-    assistant = await api.ok("POST", "/v1/assistants", {"model": "qwen3-tools",
-                                                        "tools": [{"type": "mcp", "server_label": "notes"}]})
-    thread = await api.ok("POST", "/v1/threads", {"assistants": [{"assistant_id": assistant["id"]}],
-                                                  "messages": [{"role": "user", "content": "What notes?"}]})
-    run = await run_to_end(api, f"/v1/threads/{thread['id']}/runs", FORCED)
+    tid, run = await forced_run(api)
     assert run["status"] == "expired", run
-    steps = (await api.ok("GET", f"/v1/threads/{thread['id']}/runs/{run['id']}/steps"))["data"]
+    steps = (await api.ok("GET", f"/v1/threads/{tid}/runs/{run['id']}/steps"))["data"]
     call = next(s for s in steps if s["type"] == "tool_calls")["step_details"]["tool_calls"][0]
     run["required_action"] = {"submit_tool_outputs": {"tool_calls": [call]}}
-    return thread["id"], run
+    return tid, run
 
 
 async def test_the_sweep_expires_runs_nobody_reads_also_after_a_restart(tmp_path, tool_model):
