@@ -5,10 +5,10 @@ from __future__ import annotations
 from jan.core import LocalInferenceExtension
 from jan.errors import EmbeddingCancelledError
 from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal
-from jan.services.errors import GenerationCancelledError
+from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.local import off_loop
 from jan.services.models import ModelService
-from jan.services.types import EmbeddingRequest, EmbeddingResult
+from jan.services.types import MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult
 
 __all__ = ["EMBEDDING_CANCELLED", "POOLING_NONE_REFUSED", "EmbeddingService"]
 
@@ -16,6 +16,24 @@ __all__ = ["EMBEDDING_CANCELLED", "POOLING_NONE_REFUSED", "EmbeddingService"]
 EMBEDDING_CANCELLED = ("The embedding was stopped before it finished: the model was stopped or unloaded on the server "
                        "(or the server is shutting down). Try again.")
 
+
+def _tokens(model, request: EmbeddingRequest) -> list[list[int]]:
+    """Each input's tokens (cut to the embedding context with ``truncate``), or a ``RequestError`` as soon as they
+    pass :data:`MAX_EMBEDDING_TOKENS` in all, before the rest is tokenized or anything is embedded."""
+    tokens, total = [], 0
+    for x in request.inputs:
+        t = model.tokenize(x) if isinstance(x, str) else list(x)
+        if request.truncate:
+            t = t[: model.n_ctx_embed]
+        tokens.append(t)
+        total += len(t)
+        if total > MAX_EMBEDDING_TOKENS:
+            # OpenAI's code for it; the count so far, not the whole (tokenizing the rest would be the work refused)
+            raise RequestError(f"input: the inputs hold more than {MAX_EMBEDDING_TOKENS} tokens in all (the first "
+                               f"{len(tokens)} of {len(request.inputs)} hold {total}); an embedding request takes at "
+                               f"most {MAX_EMBEDDING_TOKENS}: send them in several requests", param="input",
+                               code="max_tokens_per_request")
+    return tokens
 
 
 class EmbeddingService:
@@ -45,9 +63,7 @@ class EmbeddingService:
                     raise pooling_none_refusal(target.id)
                 if request.dimensions is not None and request.dimensions != model.info.n_embd:
                     raise dimensions_refusal(model.info.n_embd)
-                tokens = [model.tokenize(x) if isinstance(x, str) else list(x) for x in request.inputs]
-                if request.truncate:
-                    tokens = [t[: model.n_ctx_embed] for t in tokens]
+                tokens = _tokens(model, request)
                 return tokens, model.embed(tokens)
 
         try:
