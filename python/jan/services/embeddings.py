@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 from jan.core import LocalInferenceExtension
-from jan.errors import EmbeddingCancelledError
+from jan.errors import EmbeddingCancelledError, EmbeddingStoppedError
 from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.local import off_loop
@@ -17,11 +20,13 @@ EMBEDDING_CANCELLED = ("The embedding was stopped before it finished: the model 
                        "(or the server is shutting down). Try again.")
 
 
-def _tokens(model, request: EmbeddingRequest) -> list[list[int]]:
+def _tokens(model, request: EmbeddingRequest, stop: threading.Event) -> list[list[int]]:
     """Each input's tokens (cut to the embedding context with ``truncate``), or a ``RequestError`` as soon as they
     pass :data:`MAX_EMBEDDING_TOKENS` in all, before the rest is tokenized or anything is embedded."""
     tokens, total = [], 0
     for x in request.inputs:
+        if stop.is_set():  # (tokenizing a 16 MB body takes seconds)
+            raise EmbeddingStoppedError("the embedding was stopped while its inputs were tokenized")
         t = model.tokenize(x) if isinstance(x, str) else list(x)
         if request.truncate:
             t = t[: model.n_ctx_embed]
@@ -55,6 +60,11 @@ class EmbeddingService:
         local = await target.engine.acquire(target.model)
         model = local.model
 
+        # set when the caller stops waiting (the client went away: the route cancels this coroutine), so that the
+        # worker thread stops before its next batch: the thread outlives the cancelled await, and went on embedding
+        # thousands of inputs for no one, again for each retry of a client that timed out
+        stop = threading.Event()
+
         def run() -> tuple[list[list[int]], object]:
             # held from here (the claim acquire made ends: a refused request holds the model no longer): tokenizing
             # and making the embedding context take long enough for a load of another model to unload one idle
@@ -63,11 +73,14 @@ class EmbeddingService:
                     raise pooling_none_refusal(target.id)
                 if request.dimensions is not None and request.dimensions != model.info.n_embd:
                     raise dimensions_refusal(model.info.n_embd)
-                tokens = _tokens(model, request)
-                return tokens, model.embed(tokens)
+                tokens = _tokens(model, request, stop)
+                return tokens, model.embed(tokens, cancel=stop)
 
         try:
             tokens, vectors = await off_loop(run)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
         except EmbeddingCancelledError:
             # stopped or unloaded under the running embedding (an admin's stop, shutdown): the error a cut-off
             # generation gets (503, try again), never a normal end, and never vectors from a model reported gone.
