@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import threading
 
 from jan.core import LocalInferenceExtension
 from jan.errors import EmbeddingCancelledError, EmbeddingStoppedError
 from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal
 from jan.services.errors import GenerationCancelledError, RequestError
-from jan.services.local import off_loop
 from jan.services.models import ModelService
 from jan.services.types import MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult
 
-__all__ = ["EMBEDDING_CANCELLED", "POOLING_NONE_REFUSED", "EmbeddingService"]
+__all__ = ["EMBEDDING_CANCELLED", "EMBEDDING_WORKERS", "POOLING_NONE_REFUSED", "EmbeddingService"]
 
 #: What a client is told of an embedding its model's stop cut off (GenerationCancelledError's wording, said of it).
 EMBEDDING_CANCELLED = ("The embedding was stopped before it finished: the model was stopped or unloaded on the server "
                        "(or the server is shutting down). Try again.")
+
+
+#: Worker threads of the embedding requests' own, as many as run or wait at once. An embedding request spends most
+#: of its time in a worker thread waiting for its turn of the model's one embedding context (jan.engine.turns); on the
+#: event loop's shared workers (``asyncio.to_thread``: cpu count + 4) a dozen such requests took every one of them,
+#: and each request that needs one for a moment -- a tokenize, a chat's prompt -- waited behind the embeddings (4 s
+#: on a 2-core machine for a tokenize of 0.08 s, twelve 200-input requests in flight). Waiting threads cost nothing
+#: but their stacks; requests past these queue in order (the media workers' reason: services/media_workers.py).
+EMBEDDING_WORKERS = 16
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+async def _on_embedding_worker(fn):
+    global _pool
+    if _pool is None:  # (made on first use: threads are started only as work comes)
+        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=EMBEDDING_WORKERS,
+                                                      thread_name_prefix="jan-embed")
+    context = contextvars.copy_context()  # (as asyncio.to_thread takes it)
+    return await asyncio.get_running_loop().run_in_executor(_pool, context.run, fn)
 
 
 def _tokens(model, request: EmbeddingRequest, stop: threading.Event) -> list[list[int]]:
@@ -77,7 +98,7 @@ class EmbeddingService:
                 return tokens, model.embed(tokens, cancel=stop)
 
         try:
-            tokens, vectors = await off_loop(run)
+            tokens, vectors = await _on_embedding_worker(run)
         except asyncio.CancelledError:
             stop.set()
             raise
