@@ -31,3 +31,13 @@ def test_pieces_join_back_into_the_text_bytes_where_a_token_is_part_of_a_charact
     joined = b"".join(p.encode() if isinstance(p, str) else bytes(p) for p in pieces).decode()
     assert joined.strip() == text  # (the vocabulary's leading space aside)
     assert "\ufffd" not in joined
+
+
+@pytest.mark.parametrize("tokens, place", [([1, 600], "tokens[1]"), ([2**31 - 1], "tokens[0]")])
+def test_a_token_id_outside_the_vocabulary_is_refused_as_the_other_routes_refuse_it(server, tokens, place):
+    # the code and param /v1/embeddings and /v1/completions give such an id (detokenize's code was null)
+    answer = httpx.post(server.base_url + "/detokenize", json={"model": STORIES, "tokens": tokens}, timeout=120)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_value", place), error
+    assert "outside the vocabulary (0..511)" in error["message"]

@@ -202,7 +202,10 @@ def _token_id(name: str, token, n_vocab: int) -> int:
         raise TypeError(f"{name}: expected a token id (an integer), got {token!r}")
     token = as_integer
     if not 0 <= token < n_vocab:
-        raise ValueError(f"{name}: token id {token} is outside the vocabulary (0..{n_vocab - 1})")
+        # a BadRequestError (a ValueError) carrying its field and code: a server answers it as the services' own
+        # refusal of such an id ("invalid_value"), where a bare ValueError was a 400 with no code (/detokenize's)
+        raise BadRequestError(f"{name}: token id {token} is outside the vocabulary (0..{n_vocab - 1})", param=name,
+                              code="invalid_value")
     return token
 
 
