@@ -41,3 +41,11 @@ def test_a_token_id_outside_the_vocabulary_is_refused_as_the_other_routes_refuse
     error = answer.json()["error"]
     assert (error["code"], error["param"]) == ("invalid_value", place), error
     assert "outside the vocabulary (0..511)" in error["message"]
+
+
+def test_content_and_text_are_one_field(server):
+    url = server.base_url + "/tokenize"
+    both = httpx.post(url, json={"model": STORIES, "content": "Once", "text": "upon"}, timeout=120)
+    assert both.status_code == 400 and "give one" in both.json()["error"]["message"], both.text
+    by_text = httpx.post(url, json={"model": STORIES, "text": "Once"}, timeout=120).json()
+    assert by_text == httpx.post(url, json={"model": STORIES, "content": "Once", "text": "Once"}, timeout=120).json()
