@@ -74,6 +74,11 @@ class EmbeddingCancelledError(ModelClosedError):
     batches, unfinished. (A request that had not started when the model went is a plain :class:`ModelClosedError`.)"""
 
 
+class EmbeddingStoppedError(JanError):
+    """An embedding its caller stopped (the ``cancel`` event of :meth:`jan.Model.embed` set: the server sets it when
+    the client that asked goes away): it ended before its next batch, unfinished."""
+
+
 def not_found_message(kind: str, resource_id: str, where: str | None = None) -> str:
     """The one wording of "no such object" (every 404 for a missing model, thread, message, assistant, run,
     file, response, ...), OpenAI's ``... not found``: ``thread 'thread_x' not found``; ``where`` names what it

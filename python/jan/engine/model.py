@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jan import _engine
-from jan.errors import (BadRequestError, ContextOverflowError, EmbeddingCancelledError, MediaError, ModelClosedError,
-                        ModelFileError, ModelLoadError, ModelSettingError)
+from jan.errors import (BadRequestError, ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError,
+                        MediaError, ModelClosedError, ModelFileError, ModelLoadError, ModelSettingError)
 from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
 from jan.engine.gguf_file import check_gguf_file, file_path, load_weights
 from jan.engine.heap import release_free_memory
@@ -202,7 +202,10 @@ def _token_id(name: str, token, n_vocab: int) -> int:
         raise TypeError(f"{name}: expected a token id (an integer), got {token!r}")
     token = as_integer
     if not 0 <= token < n_vocab:
-        raise ValueError(f"{name}: token id {token} is outside the vocabulary (0..{n_vocab - 1})")
+        # a BadRequestError (a ValueError) carrying its field and code: a server answers it as the services' own
+        # refusal of such an id ("invalid_value"), where a bare ValueError was a 400 with no code (/detokenize's)
+        raise BadRequestError(f"{name}: token id {token} is outside the vocabulary (0..{n_vocab - 1})", param=name,
+                              code="invalid_value")
     return token
 
 
@@ -866,6 +869,7 @@ class Model:
         *,
         normalize: bool = True,
         pooling: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed one or many inputs (strings or token lists) in as few decodes as fit.
 
@@ -882,13 +886,18 @@ class Model:
         Inputs are strings or token id lists (lists, tuples, 1-D integer arrays). Token ids outside the vocabulary
         raise ValueError naming the input, and so does a ``normalize`` that is not a bool; an input longer than the
         embedding context (:attr:`n_ctx_embed`) raises ContextOverflowError.
+
+        ``cancel`` (a ``threading.Event``), once set from another thread, stops the call before its next batch with
+        :class:`~jan.errors.EmbeddingStoppedError`: a caller that no longer wants the vectors (its client went away)
+        frees the embedding context instead of computing thousands of them for no one.
         """
         # busy from its first step (tokenizing, making the embedding context: slow), not from its first decode:
         # a model that looks idle meanwhile is unloaded for a load of another one (keep-alive, max_loaded)
         with self.hold():
-            return self._embed(inputs, normalize, pooling)
+            return self._embed(inputs, normalize, pooling, cancel)
 
-    def _embed(self, inputs, normalize: bool, pooling: str | None) -> np.ndarray | list[np.ndarray]:
+    def _embed(self, inputs, normalize: bool, pooling: str | None,
+               cancel: threading.Event | None = None) -> np.ndarray | list[np.ndarray]:
         native = self._live()
         if self.vocab_only:
             raise BadRequestError(f"model '{self.id}' is vocab-only; it cannot embed", param="model",
@@ -896,6 +905,8 @@ class Model:
         _pooling(pooling)
         # a bool, as every flag (check_flag): normalize="no" or 0.0 read as truthy/falsy would silently do the opposite
         normalize = check_flag("normalize", normalize)
+        if cancel is not None and not callable(getattr(cancel, "is_set", None)):  # said now, not at its first turn
+            raise TypeError(f"cancel: expected a threading.Event, got {type(cancel).__name__}")
         if isinstance(inputs, str):
             inputs = [inputs]
         elif (isinstance(inputs, (bytes, bytearray, memoryview, AbstractSet, Mapping))
@@ -931,6 +942,9 @@ class Model:
             # (one input) has the next turn, instead of waiting for all of a big one's (thousands)
             for chunk in _embed_turn_chunks(batch, embedder.n_ctx):
                 with self._embed_turns:
+                    if cancel is not None and cancel.is_set():  # (also while it waited for this turn)
+                        raise EmbeddingStoppedError(f"the embedding on model '{self.id}' was stopped by its caller "
+                                                    f"after {sum(len(p) for p in parts)} of {len(batch)} inputs")
                     parts.append(run(chunk, normalize))
         except ModelClosedError:  # close() cancelled it between two decodes (an admin's stop, shutdown)
             raise EmbeddingCancelledError(f"model '{self.id}' was unloaded while embedding: the embedding was "

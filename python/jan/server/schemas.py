@@ -707,6 +707,9 @@ class TokenizeRequest(_Strict):
     def _check(self) -> "TokenizeRequest":
         if self.content is None and self.text is None:
             raise ValueError("content is required")
+        if self.content is not None and self.text is not None and self.content != self.text:
+            # (text is another name for it): tokenizing one and dropping the other silently answers a wrong question
+            raise ValueError("content and text are one field by two names: give one")
         return self
 
 

@@ -2,20 +2,64 @@
 
 from __future__ import annotations
 
-from jan.core import LocalInferenceExtension
-from jan.errors import EmbeddingCancelledError
-from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal
-from jan.services.errors import GenerationCancelledError
-from jan.services.local import off_loop
-from jan.services.models import ModelService
-from jan.services.types import EmbeddingRequest, EmbeddingResult
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
 
-__all__ = ["EMBEDDING_CANCELLED", "POOLING_NONE_REFUSED", "EmbeddingService"]
+from jan.core import LocalInferenceExtension
+from jan.errors import EmbeddingCancelledError, EmbeddingStoppedError
+from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal
+from jan.services.errors import GenerationCancelledError, RequestError
+from jan.services.models import ModelService
+from jan.services.types import MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult
+
+__all__ = ["EMBEDDING_CANCELLED", "EMBEDDING_WORKERS", "POOLING_NONE_REFUSED", "EmbeddingService"]
 
 #: What a client is told of an embedding its model's stop cut off (GenerationCancelledError's wording, said of it).
 EMBEDDING_CANCELLED = ("The embedding was stopped before it finished: the model was stopped or unloaded on the server "
                        "(or the server is shutting down). Try again.")
 
+
+#: Worker threads of the embedding requests' own, as many as run or wait at once. An embedding request spends most
+#: of its time in a worker thread waiting for its turn of the model's one embedding context (jan.engine.turns); on the
+#: event loop's shared workers (``asyncio.to_thread``: cpu count + 4) a dozen such requests took every one of them,
+#: and each request that needs one for a moment -- a tokenize, a chat's prompt -- waited behind the embeddings (4 s
+#: on a 2-core machine for a tokenize of 0.08 s, twelve 200-input requests in flight). Waiting threads cost nothing
+#: but their stacks; requests past these queue in order (the media workers' reason: services/media_workers.py).
+EMBEDDING_WORKERS = 16
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+async def _on_embedding_worker(fn):
+    global _pool
+    if _pool is None:  # (made on first use: threads are started only as work comes)
+        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=EMBEDDING_WORKERS,
+                                                      thread_name_prefix="jan-embed")
+    context = contextvars.copy_context()  # (as asyncio.to_thread takes it)
+    return await asyncio.get_running_loop().run_in_executor(_pool, context.run, fn)
+
+
+def _tokens(model, request: EmbeddingRequest, stop: threading.Event) -> list[list[int]]:
+    """Each input's tokens (cut to the embedding context with ``truncate``), or a ``RequestError`` as soon as they
+    pass :data:`MAX_EMBEDDING_TOKENS` in all, before the rest is tokenized or anything is embedded."""
+    tokens, total = [], 0
+    for x in request.inputs:
+        if stop.is_set():  # (tokenizing a 16 MB body takes seconds)
+            raise EmbeddingStoppedError("the embedding was stopped while its inputs were tokenized")
+        t = model.tokenize(x) if isinstance(x, str) else list(x)
+        if request.truncate:
+            t = t[: model.n_ctx_embed]
+        tokens.append(t)
+        total += len(t)
+        if total > MAX_EMBEDDING_TOKENS:
+            # OpenAI's code for it; the count so far, not the whole (tokenizing the rest would be the work refused)
+            raise RequestError(f"input: the inputs hold more than {MAX_EMBEDDING_TOKENS} tokens in all (the first "
+                               f"{len(tokens)} of {len(request.inputs)} hold {total}); an embedding request takes at "
+                               f"most {MAX_EMBEDDING_TOKENS}: send them in several requests", param="input",
+                               code="max_tokens_per_request")
+    return tokens
 
 
 class EmbeddingService:
@@ -37,6 +81,11 @@ class EmbeddingService:
         local = await target.engine.acquire(target.model)
         model = local.model
 
+        # set when the caller stops waiting (the client went away: the route cancels this coroutine), so that the
+        # worker thread stops before its next batch: the thread outlives the cancelled await, and went on embedding
+        # thousands of inputs for no one, again for each retry of a client that timed out
+        stop = threading.Event()
+
         def run() -> tuple[list[list[int]], object]:
             # held from here (the claim acquire made ends: a refused request holds the model no longer): tokenizing
             # and making the embedding context take long enough for a load of another model to unload one idle
@@ -45,13 +94,14 @@ class EmbeddingService:
                     raise pooling_none_refusal(target.id)
                 if request.dimensions is not None and request.dimensions != model.info.n_embd:
                     raise dimensions_refusal(model.info.n_embd)
-                tokens = [model.tokenize(x) if isinstance(x, str) else list(x) for x in request.inputs]
-                if request.truncate:
-                    tokens = [t[: model.n_ctx_embed] for t in tokens]
-                return tokens, model.embed(tokens)
+                tokens = _tokens(model, request, stop)
+                return tokens, model.embed(tokens, cancel=stop)
 
         try:
-            tokens, vectors = await off_loop(run)
+            tokens, vectors = await _on_embedding_worker(run)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
         except EmbeddingCancelledError:
             # stopped or unloaded under the running embedding (an admin's stop, shutdown): the error a cut-off
             # generation gets (503, try again), never a normal end, and never vectors from a model reported gone.

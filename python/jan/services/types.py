@@ -41,6 +41,8 @@ __all__ = [
     "FinishReason",
     "ImagePart",
     "LOAD_DEFAULTS",
+    "MAX_EMBEDDING_INPUTS",
+    "MAX_EMBEDDING_TOKENS",
     "LoadOptions",
     "NamedToolChoice",
     "Part",
@@ -868,9 +870,18 @@ class CompletionRequest:
         _check_choices(self)
 
 
+#: The most inputs one embedding request holds, and the most tokens all its inputs hold together (OpenAI's limits per
+#: request, so a client written for OpenAI already batches within them): every front end shares one embedding context
+#: per model, and one request of 20,000 inputs held it for 90 s, with nothing to tell a client how much is too much.
+#: (``jan.Model.embed`` itself takes any number: its caller's own process, and it takes turns with other requests.)
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_TOKENS = 300_000
+
+
 @dataclass(frozen=True)
 class EmbeddingRequest:
-    """Texts or token-id lists to embed; ``dimensions`` must equal the model's if given. An input
+    """Texts or token-id lists to embed, at most :data:`MAX_EMBEDDING_INPUTS` of them holding at most
+    :data:`MAX_EMBEDDING_TOKENS` tokens in all; ``dimensions`` must equal the model's if given. An input
     longer than the model's embedding context is a ``ContextOverflowError``, or with ``truncate``
     is cut to fit (its end dropped)."""
 
@@ -882,6 +893,12 @@ class EmbeddingRequest:
     def __post_init__(self) -> None:
         _check_fields(self)
         _not_empty(self, "inputs", "input (a string, or a tuple of token ids)")
+        if len(self.inputs) > MAX_EMBEDDING_INPUTS:
+            from jan.services.errors import RequestError  # (jan.services imports this module)
+
+            raise RequestError(f"input: at most {MAX_EMBEDDING_INPUTS} inputs in one embedding request, got "
+                               f"{len(self.inputs)}; send them in several requests", param="input",
+                               code="invalid_value")
 
 
 # -- results ------------------------------------------------------------------------------

@@ -340,9 +340,10 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         loaded = await self._ensure_loaded(model)
         return await asyncio.to_thread(loaded.detokenize, tokens)
 
-    async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[str]:
+    async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[bytes]:
+        """Each token's bytes, as they are: a byte token holds part of a UTF-8 character, which text would lose."""
         loaded = await self._ensure_loaded(model)
-        return await asyncio.to_thread(lambda: [loaded.token_to_piece(t, special=True) for t in tokens])
+        return await asyncio.to_thread(lambda: [loaded.token_to_bytes(t, special=True) for t in tokens])
 
 
 def _check_stored_settings(model: dict[str, Any]) -> None:

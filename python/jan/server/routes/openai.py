@@ -194,6 +194,16 @@ async def embeddings(request: web.Request) -> web.Response:
                                      values=sum(len(v) for v in result.vectors))
 
 
+def _piece(piece: bytes) -> str | list[int]:
+    """A token's piece as llama-server's ``with_pieces`` gives it: its text, or, when its bytes are no whole UTF-8
+    text (part of a character: an emoji is four byte tokens), the bytes as numbers. As text each was a U+FFFD, which
+    neither told the bytes nor joined back into the character."""
+    try:
+        return piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return list(piece)
+
+
 @routes.post("/v1/tokenize")
 @routes.post("/tokenize")
 async def tokenize(request: web.Request) -> web.Response:
@@ -209,7 +219,7 @@ async def tokenize(request: web.Request) -> web.Response:
     def answer() -> dict[str, Any]:  # (built off the event loop when large: a tokenized book is millions of ids)
         if pieces is None:
             return {"tokens": tokens}
-        return {"tokens": [{"id": t, "piece": p} for t, p in zip(tokens, pieces)]}
+        return {"tokens": [{"id": t, "piece": _piece(p)} for t, p in zip(tokens, pieces)]}
     return await json_response_built(answer, values=len(tokens) * (1 if pieces is None else 3))
 
 
