@@ -362,11 +362,14 @@ def _setting_named(exc: Exception, model: dict[str, Any]) -> Exception:
     """A load option the file cannot use (:class:`ModelSettingError`, ``cache_type_v``) that came from
     the model.json: the same error naming its field (``settings.cache_type_v``), as a PATCH setting it
     is refused; any other error (or an option from the server's defaults) as it is."""
-    key = getattr(exc, "param", None)
+    option = getattr(exc, "param", None)
+    # the option's model.json key: n_ctx is settings.ctx_len (LoadOptions.MODEL_JSON_KEYS)
+    key = next((k for k, o in LoadOptions.MODEL_JSON_KEYS.items() if o == option), option)
     if not isinstance(exc, ModelSettingError) or key not in (model.get("settings") or {}):
         return exc
     text = str(exc)
-    text = f"settings.{text}" if text.startswith(f"{key}: ") else text  # the draft model's says whose it is
+    if text.startswith(f"{option}: "):  # else the draft model's, which says whose it is
+        text = f"settings.{key}: {text.removeprefix(f'{option}: ')}"
     return ModelSettingError(text, param=f"settings.{key}", code=exc.code)
 
 
