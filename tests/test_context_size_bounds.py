@@ -3,12 +3,15 @@ llama.cpp counts cells in (the product wrapped: 2**30 tokens for 4 slots loaded 
 without a word), and an explicit ``n_ctx`` whose KV cache is more than the free memory (a 500
 ``model_load_failed``). Both are a ModelSettingError naming ``n_ctx`` from :class:`jan.Model` and the pool's
 preflight, and a 400 naming ``settings.ctx_len`` (or ``settings.n_parallel``) on every route: a PATCH that sets
-the pair, and a load of a model.json whose ``ctx_len`` meets the server's slots; the models already loaded stay."""
+the pair, and a load of a model.json whose ``ctx_len`` meets the server's slots; the models already loaded stay.
+``jan serve --ctx-size`` with ``--parallel`` is refused before anything starts."""
 
 from __future__ import annotations
 
 import pytest
 from api_helpers import Client, running
+from test_cli_helpers import cli_env, fails
+from test_cli_helpers import jan as jan_cli
 
 import jan
 from jan.engine.model import MAX_CONTEXT_CELLS
@@ -89,3 +92,9 @@ async def test_server_names_the_setting_and_keeps_other_models(tmp_path, stories
             await api.ok("PATCH", "/v1/models/big", {"settings": {"ctx_len": 256, "n_parallel": None}})
             await api.ok("POST", "/v1/models/big/start")
             assert sorted(_loaded(srv)) == ["big", "stories260K"]
+
+
+def test_jan_serve_refuses_a_context_past_the_cell_count_before_it_starts(tmp_path):
+    result = jan_cli("serve", "--ctx-size", str(WRAPS), "--parallel", "4", env=cli_env(tmp_path / "data"))
+    assert result.returncode == 1, result
+    fails(result, "--ctx-size: 1073741824 tokens for each of 4 slots (--parallel) are 4294967296 tokens")
