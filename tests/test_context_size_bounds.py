@@ -4,7 +4,7 @@ without a word), and an explicit ``n_ctx`` whose KV cache is more than the free 
 ``model_load_failed``). Both are a ModelSettingError naming ``n_ctx`` from :class:`jan.Model` and the pool's
 preflight, and a 400 naming ``settings.ctx_len`` (or ``settings.n_parallel``) on every route: a PATCH that sets
 the pair, and a load of a model.json whose ``ctx_len`` meets the server's slots; the models already loaded stay.
-``jan serve --ctx-size`` with ``--parallel`` is refused before anything starts."""
+``jan serve --ctx-size`` with ``--parallel`` is refused before anything starts; ``jan run --ctx-size`` names its flag."""
 
 from __future__ import annotations
 
@@ -98,3 +98,10 @@ def test_jan_serve_refuses_a_context_past_the_cell_count_before_it_starts(tmp_pa
     result = jan_cli("serve", "--ctx-size", str(WRAPS), "--parallel", "4", env=cli_env(tmp_path / "data"))
     assert result.returncode == 1, result
     fails(result, "--ctx-size: 1073741824 tokens for each of 4 slots (--parallel) are 4294967296 tokens")
+
+
+def test_jan_run_names_its_ctx_size_flag_for_a_context_that_cannot_be_made(tmp_path, stories_path):
+    result = jan_cli("run", str(stories_path), "--ctx-size", str(HUGE), "Once", env=cli_env(tmp_path / "data"))
+    assert result.returncode == 1, result
+    fails(result, "--ctx-size: a context of 2147483647 tokens for each of 1 slots needs")
+    assert "settings.ctx_len" not in result.stderr
