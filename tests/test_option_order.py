@@ -110,7 +110,7 @@ async def test_a_model_json_completing_the_pair_wrongly_fails_its_load_with_a_40
         try:
             status, answer = await api.call("POST", f"/v1/models/{MODEL}/start")
             assert status == 400, answer
-            assert answer["error"]["param"] == "draft_min" and "draft_max (the default 16)" in \
+            assert answer["error"]["param"] == "settings.draft_min" and "draft_max (the default 16)" in \
                 answer["error"]["message"], answer
         finally:
             await api.ok("PATCH", f"/v1/models/{MODEL}", {"settings": {"draft_min": None}})

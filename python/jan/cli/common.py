@@ -427,23 +427,30 @@ def human_time(ms: Any) -> str:
     return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
 
 
+#: Load options whose flag is not the option's name with dashes.
+_FLAG_NAMES = {"n_ctx": "--ctx-size", "n_parallel": "--parallel"}
+
+
 def check_flag_order(**flags: Any) -> None:
     """:class:`CLIError` (exit 1) naming the flag when two options given as flags (``draft_min=--draft-min``'s
     value, None: not given) contradict each other (:func:`jan.engine.params.check_order`, the rule
     ``jan.Model``, model.json and requests share); a pair is judged when both are given, since a model.json
     may give the other."""
+    from jan.engine.model import check_context_total
     from jan.engine.params import check_order
     from jan.errors import BadRequestError
 
     try:
         check_order(flags)
+        # --ctx-size for each of --parallel slots: more context than llama.cpp counts would wrap to another size
+        check_context_total(flags.get("n_ctx"), flags.get("n_parallel"))
     except BadRequestError as exc:
         def flag(name: str) -> str:
-            return "--" + name.replace("_", "-")
+            return _FLAG_NAMES.get(name) or "--" + name.replace("_", "-")
 
         reason = str(exc).partition(": ")[2]
         for name in flags:
-            reason = reason.replace(f"{name} (", f"{flag(name)} (")
+            reason = reason.replace(f"{name} (", f"{flag(name)} (").replace(f"({name})", f"({flag(name)})")
         raise CLIError(f"{flag(exc.param or '')}: {reason}") from None
 
 

@@ -505,7 +505,14 @@ class LocalBackend:
                 refuse_images(self)
             self.runtime.call(target.engine.load_model(target.model))
         except (jan.JanError, ValueError) as exc:
-            raise CLIError(f"cannot load {spec}: {exc}") from None
+            message = str(exc)
+            # a setting this process's flag gave is named as the flag the user typed, not as the model.json's key
+            given = {"ctx_len": ("--ctx-size", n_ctx), "cpu_threads": ("--threads", n_threads),
+                     "ngl": ("--gpu-layers", n_gpu_layers)}
+            for key, (flag, value) in given.items():
+                if value is not None and getattr(exc, "param", None) == f"settings.{key}":
+                    message = flag + message.removeprefix(f"settings.{key}").split(" (in the model.json of")[0]
+            raise CLIError(f"cannot load {spec}: {message}") from None
         self.load_seconds = time.perf_counter() - started
         # what the engine made of the file, where its header did not tell
         self.embedding_only = self.embedding_only or self._loaded_embeds()

@@ -110,7 +110,8 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         MediaAllowlist.parse(allow_media_from)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-media-from") from None
-    check_flag_order(draft_min=draft_min, draft_max=draft_max)  # before anything starts: exit 1 naming the flag
+    # before anything starts: exit 1 naming the flag
+    check_flag_order(draft_min=draft_min, draft_max=draft_max, n_ctx=n_ctx, n_parallel=n_parallel)
     # More --model than may stay loaded would load each and unload the first ones again at once, so that the
     # server starts without models it was told to have ready: refused before anything starts, as a user asking
     # for those models loaded expects (the alternative, keeping the last N, would drop what was asked for).

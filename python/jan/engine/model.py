@@ -168,6 +168,25 @@ _NATIVE_SIZES = ("n_params", "size_bytes", "n_ctx_train", "n_embd", "n_layer", "
 COMPANION_FILES = {"draft_model": "draft model file", "mmproj": "projector file"}
 
 
+#: The most context cells of all slots together: llama.cpp counts a context's cells in 32 bits, and the engine
+#: asks for ``n_ctx`` × ``n_parallel`` of them (cpp/scheduler.cpp), a product that would wrap past this bound
+#: to another size (2**30 tokens for 4 slots loaded as the model's default context, without a word).
+MAX_CONTEXT_CELLS = 2**32 - 1
+
+
+def check_context_total(n_ctx: object, n_parallel: object) -> None:
+    """:class:`~jan.ModelSettingError` naming ``n_ctx`` when ``n_ctx`` tokens for each of ``n_parallel`` slots are
+    more cells than llama.cpp can count (:data:`MAX_CONTEXT_CELLS`). Values that are no whole numbers are their
+    own ranges' errors (:data:`LOAD_RANGES`)."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n_ctx, n_parallel)):
+        return
+    if n_ctx * n_parallel > MAX_CONTEXT_CELLS:
+        raise ModelSettingError(
+            f"n_ctx: {n_ctx} tokens for each of {n_parallel} slots (n_parallel) are {n_ctx * n_parallel} tokens of "
+            f"context, more than llama.cpp holds ({MAX_CONTEXT_CELLS}); use at most {MAX_CONTEXT_CELLS // n_parallel}",
+            param="n_ctx", code="invalid_value")
+
+
 def check_load_options(options: Mapping[str, object]) -> None:
     """Every load option of :class:`Model` in ``options`` checked without reading any file: TypeError for a name
     it does not take, ValueError naming the option for a value it cannot use or two that contradict each other
@@ -185,6 +204,7 @@ def check_load_options(options: Mapping[str, object]) -> None:
                 raise ValueError(f"media_limits: expected a jan.engine.media.MediaLimits, got {value!r}")
         else:
             check_load_option(name, value)
+    check_context_total(options.get("n_ctx"), options.get("n_parallel") or 1)
     # options that contradict each other (jan.engine.params.ORDERS), the speculative ones over a request's defaults
     check_order({k: options.get(k) for k in ("n_batch", "n_ubatch", "draft_min", "draft_max")},
                 {**SAMPLING_DEFAULTS, "n_batch": 512})
@@ -494,6 +514,11 @@ class Model:
             cp.kv_unified = bool(kv_unified)
             try:
                 self._scheduler = _engine.Scheduler(self._native, cp, self._native_draft)
+            except ModelLoadError as exc:
+                too_big = self._context_too_big(cp) if n_ctx else None
+                if too_big is None:
+                    raise
+                raise too_big from exc
             finally:
                 forward_native_logs()
 
@@ -501,6 +526,23 @@ class Model:
         self.media_limits = media_limits or DEFAULT_LIMITS
         if mmproj is not None:
             self._load_projector(str(Path(mmproj)), n_threads_batch, n_gpu_layers, flash_attn)
+
+    def _context_too_big(self, cp) -> ModelSettingError | None:
+        """Why llama.cpp could not make the context of an ``n_ctx`` the caller chose, when its KV cache is more
+        than the free memory: that setting's fault (a 400 naming it, as a bad value is), not a failure of the
+        server. None when the cache would have fitted (a backend's own failure stays a ModelLoadError)."""
+        per_cell = self._native.kv_cache_bytes(1, cp.cache_type_k, cp.cache_type_v)
+        if self._native_draft is not None:
+            per_cell += self._native_draft.kv_cache_bytes(1, cp.cache_type_k, cp.cache_type_v)
+        need, free = per_cell * cp.n_ctx * cp.n_parallel, free_memory_bytes()
+        if need <= free:
+            return None
+        gib = 1024 ** 3
+        return ModelSettingError(
+            f"n_ctx: a context of {cp.n_ctx} tokens for each of {cp.n_parallel} slots needs {need / gib:.1f} GiB of "
+            f"KV cache, more than the {free / gib:.1f} GiB of memory free, so llama.cpp could not make it; use a "
+            "smaller n_ctx (or fewer slots), or leave it unset to fit the free memory", param="n_ctx",
+            code="context_too_large")
 
     def _fit_context(self, cp) -> ContextFit:
         """The default context per slot, shrunk to what free memory holds (see :mod:`jan.engine.fit`)."""

@@ -15,9 +15,9 @@ from typing import Any
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
 from jan.engine.header import read_header
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
-from jan.engine.model import check_load_option
+from jan.engine.model import check_context_total, check_load_option
 from jan.engine.params import ORDERS, check_order, check_sampling_options, speculative_mode
-from jan.errors import BadRequestError, JanError, ModelNotFoundError, not_found_message
+from jan.errors import BadRequestError, JanError, ModelNotFoundError, ModelSettingError, not_found_message
 from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
                                    generations, listed_ability, model_abilities, pooling_none_refusal, refusal,
                                    request_template, thinking_refusal)
@@ -71,7 +71,24 @@ def check_settings(settings: Mapping[str, Any], keys: Iterable[str] | None = Non
         except (TypeError, ValueError) as exc:
             raise RequestError(f"{param}: {_detail(exc)}", param=param, code="invalid_value") from None
     _check_order(settings, LoadOptions.MODEL_JSON_KEYS, keys, "settings.")
+    _check_context_total(settings, keys)
     _check_draft_wanted(settings, keys)
+
+
+def _check_context_total(settings: Mapping[str, Any], keys: Iterable[str] | None) -> None:
+    """:class:`RequestError` when ``ctx_len`` × ``n_parallel``, both given here, are more context than llama.cpp
+    counts (:func:`jan.engine.model.check_context_total`): every load would fail. Named by the one a PATCH sets
+    (``ctx_len`` when it sets both or the check covers everything)."""
+    pair = ("ctx_len", "n_parallel")
+    blamed = [key for key in pair if keys is None or key in set(keys)]
+    if not blamed or any(settings.get(key) is None for key in pair):
+        return
+    try:
+        check_context_total(settings["ctx_len"], settings["n_parallel"])
+    except ModelSettingError as exc:
+        param = f"settings.{blamed[0]}"
+        detail = str(exc).removeprefix("n_ctx: ")
+        raise RequestError(f"{param}: {detail}", param=param, code="invalid_value") from None
 
 
 def _check_draft_wanted(settings: Mapping[str, Any], keys: Iterable[str] | None) -> None:

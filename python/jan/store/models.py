@@ -60,6 +60,18 @@ def _model_shape(doc: dict[str, Any]) -> str | None:
     return None
 
 
+def _text_field(key: str, value: Any, default: str) -> str:
+    """A text field of a model.json as readers take it: null is the default and a number its text, as hubs'
+    model.json files carry them (``"version": 2``, ``"description": null``, a numeric name) and reading them
+    tolerates (:func:`_model_shape`). Refusing them here failed every later PATCH and copy of such a model on a
+    field the client never sent ("name must be a string, not int"). Anything else is no text: refused."""
+    if value is None:
+        return default
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return check_str(key, value)
+
+
 def normalize_model(model: Mapping[str, Any]) -> dict[str, Any]:
     """A complete model.json document from a partial one (``id`` is required).
 
@@ -69,11 +81,9 @@ def normalize_model(model: Mapping[str, Any]) -> dict[str, Any]:
     model_id = validate_id(doc.get("id"), "model id")
     doc.pop("_schema_version", None)
     doc["object"] = "model"
-    doc["name"] = check_str("name", doc.get("name", model_id))
-    doc["version"] = check_str("version", str(doc.get("version", "1.0")))
-    doc["description"] = check_str("description", doc.get("description", ""))
-    doc["format"] = check_str("format", doc.get("format", "gguf"))
-    doc["engine"] = check_str("engine", doc.get("engine", DEFAULT_ENGINE))
+    for key, default in (("name", model_id), ("version", "1.0"), ("description", ""), ("format", "gguf"),
+                         ("engine", DEFAULT_ENGINE)):
+        doc[key] = _text_field(key, doc.get(key), default)
     sources = []
     for source in check_list("sources", doc.get("sources")):
         source = check_dict("sources[]", source)

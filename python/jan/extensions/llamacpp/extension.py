@@ -25,7 +25,7 @@ from jan.core import (
 )
 from jan.engine.registry import Turn
 from jan.extensions._builtin import BuiltinExtension
-from jan.errors import ModelFileError, ModelNotFoundError, ModelSettingError
+from jan.errors import BadRequestError, ModelFileError, ModelNotFoundError, ModelSettingError
 from jan.extensions.llamacpp.drafts import draft_options, without_draft
 from jan.services.companions import check_companions
 from jan.services.errors import RequestError
@@ -360,14 +360,18 @@ def _check_stored_settings(model: dict[str, Any]) -> None:
 
 
 def _setting_named(exc: Exception, model: dict[str, Any]) -> Exception:
-    """A load option the file cannot use (:class:`ModelSettingError`, ``cache_type_v``) that came from
-    the model.json: the same error naming its field (``settings.cache_type_v``), as a PATCH setting it
-    is refused; any other error (or an option from the server's defaults) as it is."""
-    key = getattr(exc, "param", None)
-    if not isinstance(exc, ModelSettingError) or key not in (model.get("settings") or {}):
+    """A load option refused at load (a :class:`~jan.errors.BadRequestError` naming it: one the file cannot use,
+    ``cache_type_v``; one contradicting another's default, ``draft_min``; a context too big, ``n_ctx``) that came
+    from the model.json: the same error naming its field (``settings.cache_type_v``, ``settings.ctx_len``), as a
+    PATCH setting it is refused; any other error (or an option from the server's defaults) as it is."""
+    option = getattr(exc, "param", None)
+    # the option's model.json key: n_ctx is settings.ctx_len (LoadOptions.MODEL_JSON_KEYS)
+    key = next((k for k, o in LoadOptions.MODEL_JSON_KEYS.items() if o == option), option)
+    if not isinstance(exc, BadRequestError) or key not in (model.get("settings") or {}):
         return exc
     text = str(exc)
-    text = f"settings.{text}" if text.startswith(f"{key}: ") else text  # the draft model's says whose it is
+    if text.startswith(f"{option}: "):  # else the draft model's, which says whose it is
+        text = f"settings.{key}: {text.removeprefix(f'{option}: ')}"
     return ModelSettingError(text, param=f"settings.{key}", code=exc.code)
 
 

@@ -1,0 +1,107 @@
+"""A context too big to make is the setting's fault, named as such: ``n_ctx`` × ``n_parallel`` past the 32 bits
+llama.cpp counts cells in (the product wrapped: 2**30 tokens for 4 slots loaded as the model's default context,
+without a word), and an explicit ``n_ctx`` whose KV cache is more than the free memory (a 500
+``model_load_failed``). Both are a ModelSettingError naming ``n_ctx`` from :class:`jan.Model` and the pool's
+preflight, and a 400 naming ``settings.ctx_len`` (or ``settings.n_parallel``) on every route: a PATCH that sets
+the pair, and a load of a model.json whose ``ctx_len`` meets the server's slots; the models already loaded stay.
+``jan serve --ctx-size`` with ``--parallel`` is refused before anything starts; ``jan run --ctx-size`` names its flag."""
+
+from __future__ import annotations
+
+import pytest
+from api_helpers import Client, running
+from test_cli_helpers import cli_env, fails
+from test_cli_helpers import jan as jan_cli
+
+import jan
+from jan.engine.model import MAX_CONTEXT_CELLS
+from jan.engine.preflight import check_load
+from jan.errors import ModelSettingError
+from jan.server.keys import MANAGER
+
+HELLO = [{"role": "user", "content": "Once upon a time"}]
+#: 2**30 tokens for each of 4 slots: one cell past what llama.cpp counts (it wrapped to 0, the default context)
+WRAPS = 2**30
+#: llama.cpp's largest per-slot context for one slot: a KV cache of terabytes even for stories260K
+HUGE = 2**31 - 1
+
+
+@pytest.mark.parametrize("n_ctx, n_parallel", [(WRAPS, 4), (HUGE, 4), (MAX_CONTEXT_CELLS // 3 + 1, 3)])
+def test_context_past_the_cell_count_is_refused_before_loading(stories_path, n_ctx, n_parallel):
+    for load in (lambda: jan.Model(stories_path, n_ctx=n_ctx, n_parallel=n_parallel, n_threads=1),
+                 lambda: check_load(stories_path, {"n_ctx": n_ctx, "n_parallel": n_parallel})):
+        with pytest.raises(ModelSettingError, match=r"^n_ctx: .* more than llama\.cpp holds") as caught:
+            load()
+        assert caught.value.param == "n_ctx"
+
+
+def test_context_whose_cache_cannot_be_made_names_n_ctx(stories_path):
+    with pytest.raises(ModelSettingError, match=r"^n_ctx: a context of 2147483647 tokens .* GiB of KV cache") as caught:
+        jan.Model(stories_path, n_ctx=HUGE, n_parallel=1, n_threads=1)
+    assert caught.value.param == "n_ctx" and caught.value.code == "context_too_large"
+
+
+def test_a_context_that_fits_still_loads(stories_path):
+    model = jan.Model(stories_path, n_ctx=MAX_CONTEXT_CELLS // 2 // 2**20, n_parallel=2, n_threads=1)
+    model.close()
+
+
+def _loaded(srv) -> list[str]:
+    return srv.call(srv.app[MANAGER].get_inference("llama.cpp").loaded_models())
+
+
+async def test_server_names_the_setting_and_keeps_other_models(tmp_path, stories_path):
+    with running(tmp_path / "data", stories_path, n_parallel=4) as srv:
+        async with Client(srv.base_url) as api:
+            await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": "big", "mode": "reference"}, 201)
+            await api.ok("POST", "/v1/models/stories260K/start")
+
+            # both in one model.json: refused when stored, naming the one the PATCH sets
+            status, err = await api.patch("/v1/models/big", {"settings": {"ctx_len": WRAPS, "n_parallel": 8}})
+            assert status == 400 and err["error"]["param"] == "settings.ctx_len", err
+            await api.ok("PATCH", "/v1/models/big", {"settings": {"n_parallel": 2}})
+            status, err = await api.patch("/v1/models/big", {"settings": {"n_parallel": 4, "ctx_len": None}})
+            assert status == 200, err
+            await api.ok("PATCH", "/v1/models/big", {"settings": {"ctx_len": WRAPS // 2}})
+            status, err = await api.patch("/v1/models/big", {"settings": {"n_parallel": 8}})
+            assert status == 400 and err["error"]["param"] == "settings.n_parallel", err
+            await api.ok("PATCH", "/v1/models/big", {"settings": {"n_parallel": None}})
+
+            # ctx_len alone is fine when stored; the load meets the server's 4 slots (or the memory) and says which
+            # (one slot for the cache of terabytes: llama.cpp's time to give up grows with the cells asked for)
+            for settings, code in (({"ctx_len": WRAPS}, "invalid_value"),
+                                   ({"ctx_len": HUGE, "n_parallel": 1}, "context_too_large")):
+                await api.ok("PATCH", "/v1/models/big", {"settings": settings})
+                status, err = await api.post("/v1/models/big/start")
+                assert status == 400, err
+                assert err["error"]["param"] == "settings.ctx_len" and err["error"]["code"] == code, err
+                assert err["error"]["message"].startswith("settings.ctx_len: "), err
+                assert _loaded(srv) == ["stories260K"]  # nothing half-loaded, nothing unloaded
+                if code == "context_too_large":
+                    continue  # llama.cpp takes seconds to give up on a cache of terabytes: the routes once is enough
+                status, err = await api.post("/v1/chat/completions", {"model": "big", "max_tokens": 2,
+                                                                      "messages": HELLO})
+                assert status == 400 and err["error"]["param"] == "settings.ctx_len", err
+                status, err = await api.post("/api/chat", {"model": "big", "stream": False, "messages": HELLO})
+                assert status == 400 and err["error"].startswith("settings.ctx_len: "), err
+                status, err = await api.post("/v1/messages", {"model": "big", "max_tokens": 2, "messages": HELLO})
+                assert status == 400 and err["type"] == "error", err
+                assert err["error"]["message"].startswith("settings.ctx_len: "), err
+                assert _loaded(srv) == ["stories260K"]  # nothing half-loaded, nothing unloaded
+
+            await api.ok("PATCH", "/v1/models/big", {"settings": {"ctx_len": 256, "n_parallel": None}})
+            await api.ok("POST", "/v1/models/big/start")
+            assert sorted(_loaded(srv)) == ["big", "stories260K"]
+
+
+def test_jan_serve_refuses_a_context_past_the_cell_count_before_it_starts(tmp_path):
+    result = jan_cli("serve", "--ctx-size", str(WRAPS), "--parallel", "4", env=cli_env(tmp_path / "data"))
+    assert result.returncode == 1, result
+    fails(result, "--ctx-size: 1073741824 tokens for each of 4 slots (--parallel) are 4294967296 tokens")
+
+
+def test_jan_run_names_its_ctx_size_flag_for_a_context_that_cannot_be_made(tmp_path, stories_path):
+    result = jan_cli("run", str(stories_path), "--ctx-size", str(HUGE), "Once", env=cli_env(tmp_path / "data"))
+    assert result.returncode == 1, result
+    fails(result, "--ctx-size: a context of 2147483647 tokens for each of 1 slots needs")
+    assert "settings.ctx_len" not in result.stderr
