@@ -306,3 +306,77 @@ def test_the_cli_without_a_server_lists_them_and_says_when_an_enabled_one_cannot
     assert enabled.returncode == 0, enabled.stderr[-2000:]
     assert enabled.stdout.startswith("cli-missing: enabled (failed: import failed: ModuleNotFoundError")
     assert jan("enable", "llamacpp").stdout.strip() == "llamacpp: enabled"
+
+
+RESULTS_MODULE = textwrap.dedent('''
+    import datetime
+
+    from jan.core import Extension, Tool, ToolProvider, ToolResult
+    from jan.core.interfaces.tools import ToolJson, ToolText
+
+
+    class Returns(Tool):
+        description = "returns what an author might"
+        source = "odd-results"
+
+        def __init__(self, name, value):
+            self.name, self.value = name, value
+
+        async def call(self, arguments, *, timeout=None):
+            return self.value
+
+
+    ODD = {
+        "a_set": {1, 2},
+        "a_datetime": datetime.datetime(2026, 1, 1),
+        "bytes": b"raw",
+        "nan": float("nan"),
+        "nested_set": ToolResult((ToolJson({"ids": {1}}),)),
+        "infinite_json": ToolResult((ToolJson(float("inf")),)),
+        "bare_string_part": ToolResult(("plain",)),
+        "text_not_str": ToolResult((ToolText(42),)),
+    }
+    FINE = {"a_dict": {"n": 1}, "a_string": "hi", "none": None, "a_result": ToolResult.text("ok")}
+
+
+    class OddResults(Extension, ToolProvider):
+        name = "odd-results"
+
+        async def list_tools(self):
+            return [Returns(n, v) for n, v in {**ODD, **FINE}.items()]
+''')
+
+
+async def test_a_tool_result_jan_cannot_store_is_that_tools_error_not_a_failed_run(tmp_path):
+    """The kind: what a tool returns is the author's, and jan wrote it out as JSON only after the registry's
+    "always an outcome" promise: a set, a datetime, NaN or a bare string part raised out of ``ToolRegistry.call``,
+    failing the run (or the CLI chat) that called it. It is now an error result naming the tool and its source,
+    which the model reads and the thread stores."""
+    import importlib
+    import json
+    import sys
+
+    from jan.core import ExtensionManager, ToolRegistry
+
+    site = tmp_path / "site"
+    (site / "jan_odd_results").mkdir(parents=True)
+    (site / "jan_odd_results" / "__init__.py").write_text(RESULTS_MODULE)
+    sys.path.insert(0, str(site))
+    try:
+        module = importlib.import_module("jan_odd_results")
+        manager = ExtensionManager(tmp_path / "data", discover_entry_points=False)
+        manager.register(module.OddResults)
+        async with manager:
+            registry = ToolRegistry(manager)
+            for name in module.ODD:
+                result = (await registry.call(name, {})).result
+                assert result.is_error, name
+                assert f"The tool {name} (from odd-results) returned a result jan cannot use" in result.as_text()
+                json.dumps(result.to_dict(), allow_nan=False)  # what the thread stores
+            for name in module.FINE:
+                result = (await registry.call(name, {})).result
+                assert not result.is_error, (name, result)
+                json.dumps(result.to_dict(), allow_nan=False)
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("jan_odd_results", None)

@@ -149,6 +149,29 @@ def checked_tools(provider: Any, listing: Iterable[Any]) -> list[Tool]:
     return tools
 
 
+def _result_problem(result: ToolResult) -> str | None:
+    """Why a tool's ``result`` cannot be stored or shown to a model (None when it can): every part one of jan's
+    parts, JSON data that JSON can write (``NaN`` and sets are not JSON), image data bytes."""
+    parts = result.parts
+    if not isinstance(parts, (tuple, list)):
+        return f"its parts are {type(parts).__name__}, not a tuple of ToolText/ToolJson/ToolImage"
+    for part in parts:
+        if isinstance(part, ToolText):
+            if not isinstance(part.text, str):
+                return f"a ToolText holds {type(part.text).__name__}, not text"
+        elif isinstance(part, ToolJson):
+            try:
+                json.dumps(part.data, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                return f"its data is not JSON: {exc}"
+        elif isinstance(part, ToolImage):
+            if not isinstance(part.data, (bytes, bytearray)) or not isinstance(part.mime_type, str):
+                return "a ToolImage needs bytes data and a text mime_type"
+        else:
+            return f"a part is {type(part).__name__} {part!r:.60}, not a ToolText, ToolJson or ToolImage"
+    return None
+
+
 def parse_arguments(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
     """A call's arguments as a dict; raises ``ValueError`` for text that is not a JSON object."""
     if arguments is None or arguments == "":
@@ -253,4 +276,11 @@ class ToolRegistry:
             return done(ToolResult.error(f"The tool {name} failed: {exc}"))
         if not isinstance(result, ToolResult):
             result = ToolResult((ToolJson(result),)) if not isinstance(result, str) else ToolResult.text(result)
+        # An author's result (a set, a datetime, NaN, a bare string part) raised out of the size limit or later
+        # out of the message store: the whole run failed, and the CLI chat with it. It is the tool's error now.
+        problem = _result_problem(result)
+        if problem is not None:
+            log.warning("tool %s (from %s) returned an unusable result: %s", name, tool.source or "?", problem)
+            origin = f" (from {tool.source})" if tool.source else ""
+            return done(ToolResult.error(f"The tool {name}{origin} returned a result jan cannot use: {problem}"))
         return done(result)
