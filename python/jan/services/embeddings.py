@@ -6,6 +6,7 @@ from jan.core import LocalInferenceExtension
 from jan.errors import EmbeddingCancelledError
 from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal
 from jan.services.errors import GenerationCancelledError
+from jan.services.engine_output import engine_failures
 from jan.services.local import off_loop
 from jan.services.models import ModelService
 from jan.services.types import EmbeddingRequest, EmbeddingResult
@@ -31,7 +32,8 @@ class EmbeddingService:
         """
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
-            return await target.engine.embed(target.model, request)
+            with engine_failures(target.engine, "embed()"):
+                return await target.engine.embed(target.model, request)
         # (dimensions or token ids its header refuses, pooling none in its load options) before a load
         await self.models.require_able(target, request)
         local = await target.engine.acquire(target.model)

@@ -1,0 +1,152 @@
+"""A third-party engine's output is checked once, for every front end: what its author got wrong is an error naming
+the engine and its extension, in each dialect's own shape, and the server goes on serving.
+
+The kind: a message engine's deltas reached the dialects unchecked. A dict or a string for a delta, an exception of
+the engine's own, or ``chat`` written without ``yield`` was an anonymous 500 ``internal_error``; a ``content`` of 42 or
+a ``finish_reason`` of ``"banana"`` went out in the OpenAI and Ollama streams as it was; a ``choice`` past the
+request's ``n`` was an extra choice.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jan.core import Extension, InferenceExtension
+from jan.services.types import ChatDelta, CompletionDelta
+from jan.store import DataFolder
+from extension_helpers import call
+from server_helpers import http_post, raw_request, sse_events
+
+BAD = {
+    "dict": lambda: {"content": "hi"},
+    "text": lambda: "hi",
+    "int_content": lambda: ChatDelta(content=42),
+    "bad_finish": lambda: ChatDelta(content="x", finish_reason="banana"),
+    "bad_choice": lambda: ChatDelta(choice=7, content="x"),
+}
+BAD_COMPLETION = {"dict": lambda: {"text": "hi"}, "chat_delta": lambda: ChatDelta(content="x"),
+                  "none_text": lambda: CompletionDelta(text=None)}
+
+
+class OddEngine(Extension, InferenceExtension):
+    """Serves model ``odd-<kind>``: one good delta, then what ``kind`` names."""
+
+    name = "odd-engine-ext"
+    engine_name = "odd"
+
+    async def load_model(self, model): ...
+    async def unload_model(self, model_id): ...
+    async def loaded_models(self): return []
+    async def model_status(self, model_id): return {"id": model_id, "status": "ready"}
+
+    def chat(self, model, request):
+        kind = model["id"].split("-", 1)[1]
+        if kind == "no_yield":
+            return self._no_yield()
+        return self._chat(kind)
+
+    async def _no_yield(self):  # what `async def chat` with `return [...]` instead of `yield` gives
+        return [ChatDelta(content="hi")]
+
+    async def _chat(self, kind):
+        yield ChatDelta(content="ok ")
+        if kind == "raises":
+            raise RuntimeError("secret detail of the bug")
+        if kind in BAD:
+            yield BAD[kind]()
+        yield ChatDelta(finish_reason="stop")
+
+    async def complete(self, model, request):
+        kind = model["id"].split("-", 1)[1]
+        yield CompletionDelta(text="ok ")
+        if kind in BAD_COMPLETION:
+            yield BAD_COMPLETION[kind]()
+        yield CompletionDelta(finish_reason="stop")
+
+    async def embed(self, model, request): raise KeyError("oops")
+    async def tokenize(self, model, text, *, add_special=True, parse_special=False): return []
+    async def detokenize(self, model, tokens): return ""
+
+
+KINDS = [*BAD, "raises", "no_yield"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from jan.server.config import ServerConfig
+    from jan.testing.server import ServerThread
+
+    tmp = tmp_path_factory.mktemp("odd-engine")
+    models = DataFolder(tmp / "data").models
+    for kind in {*KINDS, *BAD_COMPLETION, "good"}:
+        models.create({"id": f"odd-{kind}", "engine": "odd", "object": "model"})
+    with ServerThread(ServerConfig(data_folder=tmp / "data", models=[], n_threads=1),
+                      extensions=[OddEngine()]) as srv:
+        yield srv
+
+
+NAMED = "the engine 'odd' (extension 'odd-engine-ext')"
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _message(path: str, answer: dict) -> str:
+    """The error message of a dialect's error answer, its shape checked."""
+    if path == "/v1/messages":
+        assert answer["type"] == "error" and answer["error"]["type"] == "api_error", answer
+        return answer["error"]["message"]
+    if path == "/api/chat":
+        assert isinstance(answer["error"], str), answer
+        return answer["error"]
+    assert answer["error"]["code"] == "extension_error", answer
+    return answer["error"]["message"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("path,body", [
+    ("/v1/chat/completions", {"messages": MESSAGES}),
+    ("/v1/messages", {"messages": MESSAGES, "max_tokens": 5}),
+    ("/api/chat", {"messages": MESSAGES, "stream": False}),
+])
+def test_a_malformed_or_failing_chat_is_an_error_naming_the_extension(server, kind, path, body):
+    status, answer = call(server, "POST", path, {**body, "model": f"odd-{kind}"})
+    assert status == 500, answer
+    message = _message(path, answer)
+    assert NAMED in message and "secret" not in message
+    if kind == "no_yield":
+        assert "not an async generator" in message
+
+
+@pytest.mark.parametrize("kind", ["int_content", "bad_finish", "raises"])
+def test_mid_stream_it_is_the_streams_error_event_and_nothing_malformed_went_out(server, kind):
+    response = raw_request(server.base_url, http_post("/v1/chat/completions", {
+        "model": f"odd-{kind}", "messages": MESSAGES, "stream": True}))
+    events = sse_events(response.split(b"\r\n\r\n", 1)[1])
+    assert "[DONE]" not in events
+    chunks = [json.loads(e) for e in events]
+    assert NAMED in chunks[-1]["error"]["message"]
+    for chunk in chunks[:-1]:
+        for choice in chunk["choices"]:
+            assert choice["delta"].get("content") in (None, "ok ") and choice["finish_reason"] in (None, "stop")
+
+
+def test_responses_fail_the_response_naming_the_extension(server):
+    status, answer = call(server, "POST", "/v1/responses", {"model": "odd-dict", "input": "hi"})
+    assert status == 200 and answer["status"] == "failed" and NAMED in answer["error"]["message"], answer
+
+
+@pytest.mark.parametrize("kind", list(BAD_COMPLETION))
+def test_completions_and_embeddings_are_checked_too(server, kind):
+    status, answer = call(server, "POST", "/v1/completions", {"model": f"odd-{kind}", "prompt": "hi"})
+    assert status == 500 and NAMED in _message("/v1/completions", answer), answer
+    status, answer = call(server, "POST", "/v1/embeddings", {"model": "odd-good", "input": "hi"})
+    assert status == 500 and NAMED in _message("/v1/embeddings", answer) and "oops" not in json.dumps(answer)
+
+
+def test_the_engine_and_the_server_keep_serving(server):
+    for path, body in [("/v1/chat/completions", {"messages": MESSAGES}), ("/api/chat", {"messages": MESSAGES,
+                                                                                        "stream": False}),
+                       ("/v1/completions", {"prompt": "hi"})]:
+        status, answer = call(server, "POST", path, {**body, "model": "odd-good"})
+        assert status == 200, answer
