@@ -380,3 +380,75 @@ async def test_a_tool_result_jan_cannot_store_is_that_tools_error_not_a_failed_r
     finally:
         sys.path.remove(str(site))
         sys.modules.pop("jan_odd_results", None)
+
+
+async def test_a_tool_or_provider_that_swallows_its_cancellation_is_left_behind_at_its_bound(tmp_path, monkeypatch):
+    """The kind: ``asyncio.wait_for`` is no bound for extension code that swallows its cancellation (it waits for
+    the cancelled coroutine to end). A tool's call past its timeout, or a provider's listing past LIST_TIMEOUT,
+    held the call (the run, the CLI chat) or every listing (``GET /v1/tools``, every run's) until the author's code
+    chose to end: forever, for one that never does. They are left behind now, as hung lifecycle hooks are."""
+    import asyncio
+
+    import jan.core.tools as core_tools
+    from jan.core import Extension, ExtensionManager, Tool, ToolProvider, ToolRegistry, ToolResult
+    from jan.extensions.mcp import McpHostExtension
+    from jan.services.tool_loop import _list_tools
+
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                pass  # the author's mistake
+
+    class Stubborn(Tool):
+        name = "stubborn"
+        source = "stubborn-tools"
+
+        async def call(self, arguments, *, timeout=None):
+            await stubborn()
+            return ToolResult.text("too late")
+
+    class Fine(Tool):
+        name = "fine"
+        source = "fine-tools"
+
+        async def call(self, arguments, *, timeout=None):
+            return ToolResult.text("fine")
+
+    class HangingProvider(Extension, ToolProvider):
+        name = "hanging-provider"
+
+        async def list_tools(self):
+            await stubborn()
+            return []
+
+    class FineProvider(Extension, ToolProvider):
+        name = "fine-provider"
+
+        async def list_tools(self):
+            return [Fine()]
+
+    monkeypatch.setattr(core_tools, "LIST_TIMEOUT", 0.5)
+    manager = ExtensionManager(tmp_path / "data", discover_entry_points=False)
+    manager.register(HangingProvider)
+    manager.register(FineProvider)
+    manager.register(McpHostExtension)  # a run's listing then goes through jan.services.tool_loop's own path
+
+    async def guarded(coro):  # asyncio.wait, not wait_for: a guard that a swallowed cancellation cannot hold
+        task = asyncio.ensure_future(coro)
+        done, _ = await asyncio.wait({task}, timeout=120)
+        assert done, "held by an extension that swallows its cancellation"
+        return task.result()
+
+    async with manager:
+        try:
+            registry = ToolRegistry(manager)
+            outcome = await guarded(registry.call("stubborn", {}, timeout=0.5, tool=Stubborn()))
+            assert outcome.result.is_error and "did not answer within 0.5 seconds" in outcome.result.as_text()
+            for listing in (registry.list_tools(), _list_tools(registry, set())):
+                assert [t.name for t in await guarded(listing)] == ["fine"]
+        finally:
+            release.set()
