@@ -66,8 +66,8 @@ class OddEngine(Extension, InferenceExtension):
         yield CompletionDelta(finish_reason="stop")
 
     async def embed(self, model, request): raise KeyError("oops")
-    async def tokenize(self, model, text, *, add_special=True, parse_special=False): return []
-    async def detokenize(self, model, tokens): return ""
+    async def tokenize(self, model, text, *, add_special=True, parse_special=False): raise KeyError("oops")
+    async def detokenize(self, model, tokens): raise AttributeError("oops")
 
 
 KINDS = [*BAD, "raises", "no_yield"]
@@ -137,11 +137,13 @@ def test_responses_fail_the_response_naming_the_extension(server):
 
 
 @pytest.mark.parametrize("kind", list(BAD_COMPLETION))
-def test_completions_and_embeddings_are_checked_too(server, kind):
+def test_completions_embeddings_and_tokens_are_checked_too(server, kind):
     status, answer = call(server, "POST", "/v1/completions", {"model": f"odd-{kind}", "prompt": "hi"})
     assert status == 500 and NAMED in _message("/v1/completions", answer), answer
-    status, answer = call(server, "POST", "/v1/embeddings", {"model": "odd-good", "input": "hi"})
-    assert status == 500 and NAMED in _message("/v1/embeddings", answer) and "oops" not in json.dumps(answer)
+    for path, body in [("/v1/embeddings", {"input": "hi"}), ("/v1/tokenize", {"content": "hi"}),
+                       ("/v1/detokenize", {"tokens": [1]})]:
+        status, answer = call(server, "POST", path, {**body, "model": "odd-good"})
+        assert status == 500 and NAMED in _message(path, answer) and "oops" not in json.dumps(answer), (path, answer)
 
 
 def test_the_engine_and_the_server_keep_serving(server):
