@@ -134,6 +134,7 @@ def server(tmp_path_factory, stories_path):
         "bad-default": "jan_broken_demo:BadDefault",
         "bad-tools": "jan_broken_demo:BadTools",
         "exits-on-import": "jan_broken_demo_exits:Extension",
+        "malformed-value": "jan_broken_demo:RouteBugs:extra",
     }, {"jan_broken_demo/__init__.py": MODULE,
         # a module that ends the program when a dependency is missing: it ended `jan serve` and `jan extensions list`
         "jan_broken_demo_exits.py": "import sys\nsys.exit('this extension needs foo: pip install foo')\n"})
@@ -157,6 +158,10 @@ def test_failures_are_listed_with_state_and_error(server):
     exits = found["exits-on-import"]
     assert exits["state"] == "failed"
     assert exits["error"] == "import failed: SystemExit: this extension needs foo: pip install foo"
+
+    malformed = found["malformed-value"]  # ep.load() said: 'NoneType' object has no attribute 'group'
+    assert malformed["state"] == "failed"
+    assert "'jan_broken_demo:RouteBugs:extra' is not 'module:object'" in malformed["error"], malformed
 
     too_new = found["too-new"]
     assert too_new["state"] == "incompatible" and ">=2" in too_new["error"]
