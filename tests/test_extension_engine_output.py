@@ -73,6 +73,35 @@ class OddEngine(Extension, InferenceExtension):
 KINDS = [*BAD, "raises", "no_yield"]
 
 
+class StatusBugs(Extension, InferenceExtension):
+    """Says model ``sb-raises`` is loaded, then cannot tell its status; ``sb-junk``'s status is None."""
+
+    name = "status-bugs-ext"
+    engine_name = "status-bugs"
+
+    async def load_model(self, model): ...
+    async def unload_model(self, model_id): ...
+    async def loaded_models(self): return ["sb-raises", "sb-junk"]
+
+    async def model_status(self, model_id):
+        if model_id == "sb-raises":
+            raise RuntimeError("secret status bug")
+        return None
+
+    async def chat(self, model, request): yield ChatDelta(finish_reason="stop")
+    async def complete(self, model, request): yield CompletionDelta(finish_reason="stop")
+    async def embed(self, model, request): ...
+    async def tokenize(self, model, text, *, add_special=True, parse_special=False): return []
+    async def detokenize(self, model, tokens): return ""
+
+
+class LoadedBugs(StatusBugs):
+    name = "loaded-bugs-ext"
+    engine_name = "loaded-bugs"
+
+    async def loaded_models(self): raise RuntimeError("secret listing bug")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from jan.server.config import ServerConfig
@@ -82,8 +111,10 @@ def server(tmp_path_factory):
     models = DataFolder(tmp / "data").models
     for kind in {*KINDS, *BAD_COMPLETION, "good"}:
         models.create({"id": f"odd-{kind}", "engine": "odd", "object": "model"})
+    for model_id, engine in [("sb-raises", "status-bugs"), ("sb-junk", "status-bugs"), ("lb", "loaded-bugs")]:
+        models.create({"id": model_id, "engine": engine, "object": "model"})
     with ServerThread(ServerConfig(data_folder=tmp / "data", models=[], n_threads=1),
-                      extensions=[OddEngine()]) as srv:
+                      extensions=[OddEngine(), StatusBugs(), LoadedBugs()]) as srv:
         yield srv
 
 
@@ -152,3 +183,58 @@ def test_the_engine_and_the_server_keep_serving(server):
                        ("/v1/completions", {"prompt": "hi"})]:
         status, answer = call(server, "POST", path, {**body, "model": "odd-good"})
         assert status == 200, answer
+
+
+def test_an_engine_that_cannot_tell_its_models_fails_no_listing(server):
+    """The kind: the listings ask every engine in turn, and one third-party engine whose ``model_status`` raised or
+    answered None, or whose ``loaded_models`` raised, was a 500 for ``GET /v1/models`` (every model of every engine),
+    ``/health``, ``/api/ps`` and ``GET /v1/system`` (which blamed the monitoring extension). Its models read as
+    ``failed`` now, naming it; the others are listed as ever."""
+    status, listing = call(server, "GET", "/v1/models")
+    assert status == 200, listing
+    by_id = {m["id"]: m for m in listing["data"]}
+    assert "odd-good" in by_id and "lb" in by_id
+    for model_id in ("sb-raises", "sb-junk"):
+        status, model = call(server, "GET", f"/v1/models/{model_id}")
+        assert status == 200, model
+        assert model["state"] == "failed" and "the engine 'status-bugs' (extension 'status-bugs-ext')" in model[
+            "error"] and "secret" not in json.dumps(model), model
+    status, health = call(server, "GET", "/health")
+    assert status == 200 and set(health["models"]) >= {"sb-raises", "sb-junk"}, health
+    status, ps = call(server, "GET", "/api/ps")
+    assert status == 200 and {m["name"].split(":")[0] for m in ps["models"]} >= {"sb-raises", "sb-junk"}, ps
+    status, system = call(server, "GET", "/v1/system")
+    assert status == 200, system
+    states = {m["id"]: m["status"] for m in system["models"]}
+    assert states.get("sb-raises") == "failed" and states.get("sb-junk") == "failed", system["models"]
+    status, one = call(server, "GET", "/v1/system/models/sb-raises")
+    assert status == 200 and one["status"] == "failed", one
+
+
+async def test_an_engine_that_hangs_telling_its_models_is_left_behind_at_its_bound(monkeypatch):
+    import asyncio
+
+    import jan.core.engine_answers as answers
+
+    release = asyncio.Event()
+
+    class Hangs(StatusBugs):
+        async def loaded_models(self):
+            while not release.is_set():
+                try:
+                    await release.wait()
+                except asyncio.CancelledError:
+                    pass  # swallowed: only a bound that does not wait for it holds
+            return []
+
+        async def model_status(self, model_id):
+            return await self.loaded_models()
+
+    monkeypatch.setattr(answers, "STATUS_TIMEOUT", 0.5)
+    engine = Hangs()
+    try:
+        assert await answers.loaded_ids(engine) == []
+        state = await answers.model_state(engine, "x")
+        assert state["status"] == "failed" and "status-bugs-ext" in state["error"]
+    finally:
+        release.set()

@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
+from jan.core.engine_answers import engine_label
 from jan.errors import EngineError, JanError
 
 from .types import FINISH_REASONS, ChatDelta, CompletionDelta
@@ -34,13 +35,6 @@ class ExtensionEngineError(EngineError, RuntimeError):
 
     http_status = 500
     code = "extension_error"
-
-
-def engine_label(engine: Any) -> str:
-    """``the engine 'x' (extension 'y')``: what a message about ``engine`` names (its extension where it has one)."""
-    label = f"the engine '{getattr(engine, 'engine_name', None) or type(engine).__name__}'"
-    extension = getattr(engine, "name", None)
-    return f"{label} (extension '{extension}')" if isinstance(extension, str) and extension else label
 
 
 @contextlib.contextmanager

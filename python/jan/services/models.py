@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
+from jan.core.engine_answers import loaded_ids
 from jan.engine.header import read_header
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_load_option
@@ -819,8 +820,7 @@ class ModelService:
         """Every engine's loaded models (an engine that fails to answer counts as none)."""
         ids: list[str] = []
         for engine in self.manager.engines().values():
-            with contextlib.suppress(Exception):
-                ids += [m for m in await engine.loaded_models() if m not in ids]
+            ids += [m for m in await loaded_ids(engine) if m not in ids]  # (bounded: one that hangs holds none)
         return ids
 
     async def answering_model_id(self) -> str | None:
