@@ -14,7 +14,7 @@ import json
 import pytest
 
 from jan.core import Extension, InferenceExtension
-from jan.services.types import ChatDelta, CompletionDelta
+from jan.services.types import ChatDelta, CompletionDelta, ToolCallDelta
 from jan.store import DataFolder
 from extension_helpers import call
 from server_helpers import http_post, raw_request, sse_events
@@ -25,6 +25,8 @@ BAD = {
     "int_content": lambda: ChatDelta(content=42),
     "bad_finish": lambda: ChatDelta(content="x", finish_reason="banana"),
     "bad_choice": lambda: ChatDelta(choice=7, content="x"),
+    "dict_tool_call": lambda: ChatDelta(tool_calls=({"index": 0, "name": "f"},)),
+    "tool_call_args": lambda: ChatDelta(tool_calls=(ToolCallDelta(index=0, id="c", name="f", arguments={"a": 1}),)),
 }
 BAD_COMPLETION = {"dict": lambda: {"text": "hi"}, "chat_delta": lambda: ChatDelta(content="x"),
                   "none_text": lambda: CompletionDelta(text=None)}

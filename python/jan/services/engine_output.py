@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from jan.core.engine_answers import engine_label
 from jan.errors import EngineError, JanError
 
-from .types import FINISH_REASONS, ChatDelta, CompletionDelta
+from .types import FINISH_REASONS, ChatDelta, CompletionDelta, ToolCallDelta
 
 __all__ = ["ExtensionEngineError", "checked_deltas", "engine_failures", "engine_label"]
 
@@ -51,6 +51,11 @@ def engine_failures(engine: Any, what: str) -> Iterator[None]:
                                    "the server's log has its cause") from exc
 
 
+def _call_piece(piece: Any) -> bool:
+    return isinstance(piece, ToolCallDelta) and isinstance(piece.index, int) and piece.index >= 0 \
+        and all(v is None or isinstance(v, str) for v in (piece.id, piece.name)) and isinstance(piece.arguments, str)
+
+
 def _delta_problem(delta: Any, kind: type, choices: int) -> str | None:
     """Why ``delta`` is not a ``kind`` a front end can send (None when it is)."""
     if not isinstance(delta, kind):
@@ -59,6 +64,10 @@ def _delta_problem(delta: Any, kind: type, choices: int) -> str | None:
     for field in texts:
         if not isinstance(getattr(delta, field), str):
             return f"its {field} is {type(getattr(delta, field)).__name__}, not text"
+    if kind is ChatDelta:
+        calls = delta.tool_calls
+        if not isinstance(calls, (tuple, list)) or not all(_call_piece(c) for c in calls):
+            return f"its tool_calls {calls!r:.80} are not ToolCallDelta pieces (int index, text id/name/arguments)"
     if delta.finish_reason is not None and delta.finish_reason not in FINISH_REASONS:
         return f"its finish_reason {delta.finish_reason!r:.40} is none of {', '.join(FINISH_REASONS)}"
     if not isinstance(delta.choice, int) or not -1 <= delta.choice < choices:
