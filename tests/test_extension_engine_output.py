@@ -240,3 +240,9 @@ async def test_an_engine_that_hangs_telling_its_models_is_left_behind_at_its_bou
         assert state["status"] == "failed" and "status-bugs-ext" in state["error"]
     finally:
         release.set()
+
+
+def test_stopping_a_model_of_an_engine_that_cannot_tell_names_it(server):
+    status, answer = call(server, "POST", "/v1/models/lb/stop")
+    assert status == 500 and "the engine 'loaded-bugs' (extension 'loaded-bugs-ext')" in answer["error"]["message"]
+    assert "secret" not in json.dumps(answer), answer
