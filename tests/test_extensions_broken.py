@@ -134,6 +134,7 @@ def server(tmp_path_factory, stories_path):
         "bad-default": "jan_broken_demo:BadDefault",
         "bad-tools": "jan_broken_demo:BadTools",
         "exits-on-import": "jan_broken_demo_exits:Extension",
+        "malformed-value": "jan_broken_demo:RouteBugs:extra",
     }, {"jan_broken_demo/__init__.py": MODULE,
         # a module that ends the program when a dependency is missing: it ended `jan serve` and `jan extensions list`
         "jan_broken_demo_exits.py": "import sys\nsys.exit('this extension needs foo: pip install foo')\n"})
@@ -157,6 +158,10 @@ def test_failures_are_listed_with_state_and_error(server):
     exits = found["exits-on-import"]
     assert exits["state"] == "failed"
     assert exits["error"] == "import failed: SystemExit: this extension needs foo: pip install foo"
+
+    malformed = found["malformed-value"]  # ep.load() said: 'NoneType' object has no attribute 'group'
+    assert malformed["state"] == "failed"
+    assert "'jan_broken_demo:RouteBugs:extra' is not 'module:object'" in malformed["error"], malformed
 
     too_new = found["too-new"]
     assert too_new["state"] == "incompatible" and ">=2" in too_new["error"]
@@ -306,3 +311,149 @@ def test_the_cli_without_a_server_lists_them_and_says_when_an_enabled_one_cannot
     assert enabled.returncode == 0, enabled.stderr[-2000:]
     assert enabled.stdout.startswith("cli-missing: enabled (failed: import failed: ModuleNotFoundError")
     assert jan("enable", "llamacpp").stdout.strip() == "llamacpp: enabled"
+
+
+RESULTS_MODULE = textwrap.dedent('''
+    import datetime
+
+    from jan.core import Extension, Tool, ToolProvider, ToolResult
+    from jan.core.interfaces.tools import ToolJson, ToolText
+
+
+    class Returns(Tool):
+        description = "returns what an author might"
+        source = "odd-results"
+
+        def __init__(self, name, value):
+            self.name, self.value = name, value
+
+        async def call(self, arguments, *, timeout=None):
+            return self.value
+
+
+    ODD = {
+        "a_set": {1, 2},
+        "a_datetime": datetime.datetime(2026, 1, 1),
+        "bytes": b"raw",
+        "nan": float("nan"),
+        "nested_set": ToolResult((ToolJson({"ids": {1}}),)),
+        "infinite_json": ToolResult((ToolJson(float("inf")),)),
+        "bare_string_part": ToolResult(("plain",)),
+        "text_not_str": ToolResult((ToolText(42),)),
+    }
+    FINE = {"a_dict": {"n": 1}, "a_string": "hi", "none": None, "a_result": ToolResult.text("ok")}
+
+
+    class OddResults(Extension, ToolProvider):
+        name = "odd-results"
+
+        async def list_tools(self):
+            return [Returns(n, v) for n, v in {**ODD, **FINE}.items()]
+''')
+
+
+async def test_a_tool_result_jan_cannot_store_is_that_tools_error_not_a_failed_run(tmp_path):
+    """The kind: what a tool returns is the author's, and jan wrote it out as JSON only after the registry's
+    "always an outcome" promise: a set, a datetime, NaN or a bare string part raised out of ``ToolRegistry.call``,
+    failing the run (or the CLI chat) that called it. It is now an error result naming the tool and its source,
+    which the model reads and the thread stores."""
+    import importlib
+    import json
+    import sys
+
+    from jan.core import ExtensionManager, ToolRegistry
+
+    site = tmp_path / "site"
+    (site / "jan_odd_results").mkdir(parents=True)
+    (site / "jan_odd_results" / "__init__.py").write_text(RESULTS_MODULE)
+    sys.path.insert(0, str(site))
+    try:
+        module = importlib.import_module("jan_odd_results")
+        manager = ExtensionManager(tmp_path / "data", discover_entry_points=False)
+        manager.register(module.OddResults)
+        async with manager:
+            registry = ToolRegistry(manager)
+            for name in module.ODD:
+                result = (await registry.call(name, {})).result
+                assert result.is_error, name
+                assert f"The tool {name} (from odd-results) returned a result jan cannot use" in result.as_text()
+                json.dumps(result.to_dict(), allow_nan=False)  # what the thread stores
+            for name in module.FINE:
+                result = (await registry.call(name, {})).result
+                assert not result.is_error, (name, result)
+                json.dumps(result.to_dict(), allow_nan=False)
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("jan_odd_results", None)
+
+
+async def test_a_tool_or_provider_that_swallows_its_cancellation_is_left_behind_at_its_bound(tmp_path, monkeypatch):
+    """The kind: ``asyncio.wait_for`` is no bound for extension code that swallows its cancellation (it waits for
+    the cancelled coroutine to end). A tool's call past its timeout, or a provider's listing past LIST_TIMEOUT,
+    held the call (the run, the CLI chat) or every listing (``GET /v1/tools``, every run's) until the author's code
+    chose to end: forever, for one that never does. They are left behind now, as hung lifecycle hooks are."""
+    import asyncio
+
+    import jan.core.tools as core_tools
+    from jan.core import Extension, ExtensionManager, Tool, ToolProvider, ToolRegistry, ToolResult
+    from jan.extensions.mcp import McpHostExtension
+    from jan.services.tool_loop import _list_tools
+
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                pass  # the author's mistake
+
+    class Stubborn(Tool):
+        name = "stubborn"
+        source = "stubborn-tools"
+
+        async def call(self, arguments, *, timeout=None):
+            await stubborn()
+            return ToolResult.text("too late")
+
+    class Fine(Tool):
+        name = "fine"
+        source = "fine-tools"
+
+        async def call(self, arguments, *, timeout=None):
+            return ToolResult.text("fine")
+
+    class HangingProvider(Extension, ToolProvider):
+        name = "hanging-provider"
+
+        async def list_tools(self):
+            await stubborn()
+            return []
+
+    class FineProvider(Extension, ToolProvider):
+        name = "fine-provider"
+
+        async def list_tools(self):
+            return [Fine()]
+
+    monkeypatch.setattr(core_tools, "LIST_TIMEOUT", 0.5)
+    manager = ExtensionManager(tmp_path / "data", discover_entry_points=False)
+    manager.register(HangingProvider)
+    manager.register(FineProvider)
+    manager.register(McpHostExtension)  # a run's listing then goes through jan.services.tool_loop's own path
+
+    async def guarded(coro):  # asyncio.wait, not wait_for: a guard that a swallowed cancellation cannot hold
+        task = asyncio.ensure_future(coro)
+        done, _ = await asyncio.wait({task}, timeout=120)
+        assert done, "held by an extension that swallows its cancellation"
+        return task.result()
+
+    async with manager:
+        try:
+            registry = ToolRegistry(manager)
+            outcome = await guarded(registry.call("stubborn", {}, timeout=0.5, tool=Stubborn()))
+            assert outcome.result.is_error and "did not answer within 0.5 seconds" in outcome.result.as_text()
+            for listing in (registry.list_tools(), _list_tools(registry, set())):
+                assert [t.name for t in await guarded(listing)] == ["fine"]
+        finally:
+            release.set()

@@ -140,3 +140,48 @@ def test_create_app_takes_the_data_folder_as_text(tmp_path, monkeypatch):
 
     asyncio.run(main())
     assert (tmp_path / "data" / "models").is_dir()
+
+
+def _python_blocks(doc: Path, heading: str) -> str:
+    """The first ```python block after ``heading`` in ``doc``, dedented."""
+    import textwrap
+
+    text = doc.read_text()
+    return textwrap.dedent(re.search(r"```python\n(.*?)```", text[text.index(heading):], re.S).group(1))
+
+
+async def test_the_docs_examples_work_as_written_installed_through_entry_points(tmp_path):
+    """docs/extensions.md's HelloExtension and docs/tools.md's dice provider, copied verbatim into a distribution
+    registered the documented way."""
+    import json
+    import random
+
+    from aiohttp.test_utils import TestClient, TestServer
+    from extension_helpers import on_sys_path, write_distribution
+    from jan.core import ToolRegistry
+    from jan.server.app import create_app
+    from jan.server.config import ServerConfig
+    from jan.server.keys import MANAGER
+
+    site = tmp_path / "site"
+    write_distribution(site, "jan-docs-examples", "0.1.0",
+                       {"hello": "jan_hello:HelloExtension", "dice": "jan_dice:DiceExtension"},
+                       {"jan_hello.py": _python_blocks(DOC, "2. **Subclass"),
+                        "jan_dice.py": _python_blocks(REPO / "docs" / "tools.md", "## Writing a tool provider")})
+    with on_sys_path(site, "jan_hello", "jan_dice"):
+        app = await create_app(ServerConfig(data_folder=tmp_path / "data", models=[], n_threads=1))
+        async with TestClient(TestServer(app)) as client:
+            answer = await client.get("/v1/hello")
+            assert answer.status == 200 and await answer.json() == {"message": "Hello", "models": []}
+            answer = await client.patch("/v1/extensions/hello/settings", json={"greeting": ""})
+            assert answer.status == 400 and (await answer.json())["error"]["param"] == "greeting"
+            assert (await client.patch("/v1/extensions/hello/settings", json={"greeting": "Hi"})).status == 200
+            assert (await (await client.get("/v1/hello")).json())["message"] == "Hi"
+            tools = await (await client.get("/v1/tools")).json()
+            assert "roll_dice" in [t["function"]["name"] for t in tools["data"]]
+            registry = ToolRegistry(app[MANAGER])
+            random.seed(1)
+            rolled = await registry.call("roll_dice", json.dumps({"sides": 6}))
+            assert not rolled.result.is_error and 1 <= int(rolled.result.as_text()) <= 6
+            refused = await registry.call("roll_dice", {"sides": 1})
+            assert refused.result.is_error and "sides" in refused.result.as_text()

@@ -49,8 +49,23 @@ def entry_point_candidates(group: str) -> list[Candidate]:
         dist_name = getattr(dist, "name", None) if dist is not None else None
         dist_version = getattr(dist, "version", None) if dist is not None else None
         source = f"entry point {ep.name} = {ep.value}" + (f" ({dist_name} {dist_version})" if dist_name else "")
-        found.append(Candidate(obj=None, name=ep.name, source=source, dist_version=dist_version, load=ep.load))
+        found.append(Candidate(obj=None, name=ep.name, source=source, dist_version=dist_version,
+                               load=ep.load if _well_formed(ep) else _malformed(ep.value)))
     return found
+
+
+def _well_formed(ep: importlib.metadata.EntryPoint) -> bool:
+    """Whether ``ep``'s value reads as ``module:object``: ``ep.load()`` of one that does not (``pkg:Cls:x``,
+    ``pkg/mod:Cls``) failed with ``AttributeError: 'NoneType' object has no attribute 'group'``, which says nothing."""
+    pattern = getattr(importlib.metadata.EntryPoint, "pattern", None)
+    return pattern is None or bool(pattern.match(ep.value))
+
+
+def _malformed(value: str) -> Callable[[], Any]:
+    def load() -> Any:
+        raise ExtensionError(f"the entry point's value {value!r} is not 'module:object' (a dotted module path, then "
+                             "':' and the extension's class or factory)")
+    return load
 
 
 def instantiate(obj: Any) -> Extension:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._jsonschema import validate
-from .bounded import no_exit
+from .bounded import call_bounded
 from .exceptions import ExtensionNotFoundError, NotFoundError
 from .interfaces.tools import TOOL_NAME_RE, Tool, ToolImage, ToolJson, ToolProvider, ToolResult, ToolText
 
@@ -34,6 +34,7 @@ __all__ = [
     "ToolRegistry",
     "checked_tools",
     "limit_result",
+    "provider_tools",
     "server_names",
 ]
 
@@ -149,6 +150,38 @@ def checked_tools(provider: Any, listing: Iterable[Any]) -> list[Tool]:
     return tools
 
 
+def _result_problem(result: ToolResult) -> str | None:
+    """Why a tool's ``result`` cannot be stored or shown to a model (None when it can): every part one of jan's
+    parts, JSON data that JSON can write (``NaN`` and sets are not JSON), image data bytes."""
+    parts = result.parts
+    if not isinstance(parts, (tuple, list)):
+        return f"its parts are {type(parts).__name__}, not a tuple of ToolText/ToolJson/ToolImage"
+    for part in parts:
+        if isinstance(part, ToolText):
+            if not isinstance(part.text, str):
+                return f"a ToolText holds {type(part.text).__name__}, not text"
+        elif isinstance(part, ToolJson):
+            try:
+                json.dumps(part.data, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                return f"its data is not JSON: {exc}"
+        elif isinstance(part, ToolImage):
+            if not isinstance(part.data, (bytes, bytearray)) or not isinstance(part.mime_type, str):
+                return "a ToolImage needs bytes data and a text mime_type"
+        else:
+            return f"a part is {type(part).__name__} {part!r:.60}, not a ToolText, ToolJson or ToolImage"
+    return None
+
+
+async def provider_tools(provider: Any, servers: Collection[str] | None = None) -> list[Tool]:
+    """``provider``'s listing (``servers=``: passed on, to an MCP host) within :data:`LIST_TIMEOUT`, its malformed
+    tools left out (:func:`checked_tools`). ``call_bounded``, not ``wait_for``: ``wait_for`` waits for a provider
+    that swallows its cancellation, which held every listing (``GET /v1/tools``, every run's) without end."""
+    listing = await call_bounded(lambda: provider.list_tools() if servers is None else provider.list_tools(
+        servers=servers), timeout=LIST_TIMEOUT, what=f"tool provider {provider!r}'s listing")
+    return checked_tools(provider, listing)
+
+
 def parse_arguments(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
     """A call's arguments as a dict; raises ``ValueError`` for text that is not a JSON object."""
     if arguments is None or arguments == "":
@@ -187,9 +220,7 @@ class ToolRegistry:
 
         async def one(provider: ToolProvider) -> list[Tool]:
             try:
-                listing = provider.list_tools(servers=servers) if servers is not None and _takes_servers(provider) \
-                    else provider.list_tools()
-                return checked_tools(provider, await asyncio.wait_for(no_exit(listing), LIST_TIMEOUT))
+                return await provider_tools(provider, servers if _takes_servers(provider) else None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken provider must not hide the others
@@ -243,7 +274,10 @@ class ToolRegistry:
             where, message = problems[0]
             return done(ToolResult.error(f"Invalid arguments for {name}: {where or 'arguments'}: {message}"))
         try:
-            result = await asyncio.wait_for(no_exit(tool.call(args, timeout=timeout)), timeout)
+            # call_bounded, not wait_for: a tool that swallows its cancellation held wait_for (and the run, or the
+            # CLI chat) past its timeout until it chose to end, forever for one that never does; it is left behind
+            result = await call_bounded(lambda: tool.call(args, timeout=timeout), timeout=timeout,
+                                        what=f"the tool {name} (from {tool.source or '?'})")
         except asyncio.TimeoutError:
             return done(ToolResult.error(f"The tool {name} did not answer within {timeout:g} seconds"))
         except asyncio.CancelledError:
@@ -253,4 +287,11 @@ class ToolRegistry:
             return done(ToolResult.error(f"The tool {name} failed: {exc}"))
         if not isinstance(result, ToolResult):
             result = ToolResult((ToolJson(result),)) if not isinstance(result, str) else ToolResult.text(result)
+        # An author's result (a set, a datetime, NaN, a bare string part) raised out of the size limit or later
+        # out of the message store: the whole run failed, and the CLI chat with it. It is the tool's error now.
+        problem = _result_problem(result)
+        if problem is not None:
+            log.warning("tool %s (from %s) returned an unusable result: %s", name, tool.source or "?", problem)
+            origin = f" (from {tool.source})" if tool.source else ""
+            return done(ToolResult.error(f"The tool {name}{origin} returned a result jan cannot use: {problem}"))
         return done(result)

@@ -21,6 +21,7 @@ from jan.engine.model import Vocabulary
 from jan.engine.results import Usage
 from jan.errors import ContextOverflowError, QueueFullError
 from jan.services.documents import read_documents
+from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
                               reply_room)
@@ -100,9 +101,10 @@ class ChatService:
                 raise RequestError(f"context: the model '{target.id}' runs on the '{target.engine.engine_name}' "
                                    "engine, which takes messages, not token ids; send the conversation as messages",
                                    param="context", code="not_supported")
-            if layered.wait_for_room:
-                return target.id, self._remote_when_free(target, layered)
-            return target.id, target.engine.chat(target.model, layered)
+            with engine_failures(target.engine, "chat()"):
+                deltas = self._remote_when_free(target, layered) if layered.wait_for_room \
+                    else target.engine.chat(target.model, layered)
+            return target.id, checked_deltas(target.engine, deltas, ChatDelta, layered.n, "chat")
 
         return DeltaStream(open_)
 

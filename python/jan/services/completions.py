@@ -12,6 +12,7 @@ from jan.engine.results import Usage
 from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, client_seed, merged, off_loop, seeds,
                                 submits_on_loop)
 from jan.services.models import ModelService, Target
+from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.streams import DeltaStream
 from jan.services.types import CompletionDelta, CompletionRequest, SamplingOptions, merge_options, resolve_sampling
 
@@ -40,7 +41,10 @@ class CompletionService:
             if isinstance(target.engine, LocalInferenceExtension):
                 await self.models.require_able(target, layered)  # (token ids outside its vocabulary) before a load
                 return target.id, self._local(target, layered)
-            return target.id, target.engine.complete(target.model, layered)
+            with engine_failures(target.engine, "complete()"):
+                deltas = target.engine.complete(target.model, layered)
+            return target.id, checked_deltas(target.engine, deltas, CompletionDelta, len(layered.prompts) * layered.n,
+                                             "complete")
 
         return DeltaStream(open_)
 

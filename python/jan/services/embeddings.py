@@ -10,6 +10,7 @@ import threading
 from jan.core import LocalInferenceExtension
 from jan.errors import EmbeddingCancelledError, EmbeddingStoppedError
 from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal
+from jan.services.engine_output import engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
 from jan.services.types import MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult
@@ -75,7 +76,8 @@ class EmbeddingService:
         """
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
-            return await target.engine.embed(target.model, request)
+            with engine_failures(target.engine, "embed()"):
+                return await target.engine.embed(target.model, request)
         # (dimensions or token ids its header refuses, pooling none in its load options) before a load
         await self.models.require_able(target, request)
         local = await target.engine.acquire(target.model)

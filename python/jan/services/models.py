@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
+from jan.core.engine_answers import loaded_ids
+from jan.services.engine_output import engine_failures
 from jan.engine.header import read_header
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
 from jan.engine.model import check_context_total, check_load_option
@@ -373,10 +375,11 @@ async def unload_now(engine: InferenceExtension, model_id: str) -> bool:
     waited for, then undone: the engine's ``unload_model``); requests running on it end as cancelled.
     True when it was unloaded. For the admin's stop, delete and the like; a client's "done with it"
     (Ollama's ``keep_alive: 0``) waits for running requests instead (``unload_when_idle``)."""
-    if model_id not in await engine.loaded_models():
-        status = await engine.model_status(model_id)
-        if status.get("status") != ModelState.LOADING:
-            return False
+    with engine_failures(engine, "loaded_models()/model_status()"):  # an extension's bug named, not a bare 500
+        if model_id not in await engine.loaded_models():
+            status = await engine.model_status(model_id)
+            if not isinstance(status, dict) or status.get("status") != ModelState.LOADING:
+                return False
     try:
         await engine.unload_model(model_id)
     except ModelNotFoundError:  # the load failed, or another stop came first
@@ -729,7 +732,8 @@ class ModelService:
         asks, chat = grammar or asks_abilities(request), isinstance(request, ChatRequest)
         if not asks and not chat:
             return target
-        loaded = target.id in await target.engine.loaded_models()
+        with engine_failures(target.engine, "loaded_models()"):
+            loaded = target.id in await target.engine.loaded_models()
         if not asks and loaded:
             return target  # a loaded model's own checks cost what these would
         abilities = await self.abilities(target)
@@ -836,8 +840,7 @@ class ModelService:
         """Every engine's loaded models (an engine that fails to answer counts as none)."""
         ids: list[str] = []
         for engine in self.manager.engines().values():
-            with contextlib.suppress(Exception):
-                ids += [m for m in await engine.loaded_models() if m not in ids]
+            ids += [m for m in await loaded_ids(engine) if m not in ids]  # (bounded: one that hangs holds none)
         return ids
 
     async def answering_model_id(self) -> str | None:

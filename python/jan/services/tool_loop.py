@@ -375,15 +375,13 @@ async def _list_tools(registry: ToolRegistry, servers: set[str]) -> list[Tool]:
     providers = registry.providers()
     if not any(isinstance(p, McpHost) and "servers" in inspect.signature(p.list_tools).parameters for p in providers):
         return await registry.list_tools()
-    from jan.core.bounded import no_exit
-    from jan.core.tools import LIST_TIMEOUT, checked_tools
+    from jan.core.tools import provider_tools
 
     async def one(provider: Any) -> list[Tool]:
         try:
             if isinstance(provider, McpHost) and "servers" in inspect.signature(provider.list_tools).parameters:
-                return checked_tools(provider, await asyncio.wait_for(no_exit(provider.list_tools(servers=servers)),
-                                                                      LIST_TIMEOUT))
-            return checked_tools(provider, await asyncio.wait_for(no_exit(provider.list_tools()), LIST_TIMEOUT))
+                return await provider_tools(provider, servers)
+            return await provider_tools(provider)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - one broken provider must not hide the others (as the registry's)

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from jan.core import MonitoringExtension
+from jan.core.engine_answers import loaded_ids, model_state
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import ModelNotFoundError
 
@@ -166,12 +167,7 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
         plus the engine's own details (``n_ctx``, ``n_parallel``, ``base_url``, ...) without the counters."""
         out = []
         for engine_name, engine in self.ctx.manager.engines().items():
-            try:
-                ids = await engine.loaded_models()
-            except Exception as exc:  # noqa: BLE001 - one broken engine must not hide the others
-                self.ctx.logger.warning("engine %s: loaded_models failed: %s", engine_name, exc)
-                continue
-            for model_id in ids:
+            for model_id in await loaded_ids(engine):  # (one broken engine hides no other)
                 status = await self._status(engine, model_id)
                 entry = {k: v for k, v in status.items() if k != "metrics"}
                 entry.update({"id": model_id, "engine": engine_name, "status": status.get("status"),
@@ -190,11 +186,7 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
         """
         found: dict[str, dict[str, Any]] = {}
         for engine_name, engine in self.ctx.manager.engines().items():
-            try:
-                ids = await engine.loaded_models()
-            except Exception:  # noqa: BLE001
-                continue
-            for mid in ids:
+            for mid in await loaded_ids(engine):
                 if model_id is None or mid == model_id:
                     found[mid] = _metrics(await self._status(engine, mid), engine_name)
         if model_id is None:
@@ -204,10 +196,7 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
         return found[model_id]
 
     async def _status(self, engine: Any, model_id: str) -> dict[str, Any]:
-        try:
-            return dict(await engine.model_status(model_id))
-        except Exception as exc:  # noqa: BLE001
-            return {"id": model_id, "status": "unknown", "error": str(exc)}
+        return await model_state(engine, model_id)
 
     # -- HTTP ------------------------------------------------------------------
     async def system(self) -> dict[str, Any]:
@@ -241,7 +230,7 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
 
         model_id = request.match_info["model_id"]
         for engine_name, engine in self.ctx.manager.engines().items():
-            if model_id in await engine.loaded_models():
+            if model_id in await loaded_ids(engine):
                 status = await self._status(engine, model_id)
                 body = {k: v for k, v in status.items() if k != "metrics"}
                 body.update({"id": model_id, "engine": engine_name, "metrics": _metrics(status, engine_name)})

@@ -6,6 +6,7 @@ import time
 
 from aiohttp import web
 
+from jan.core.engine_answers import loaded_ids
 from jan.server.jsonio import json_response
 from jan.server.keys import CONFIG, MANAGER, STARTED_AT
 from jan.server.security import authorized
@@ -32,7 +33,7 @@ async def health(request: web.Request) -> web.Response:
             body["failed_extensions"] = [{"name": r.name, "state": r.state, "error": r.error} for r in failed]
         loaded = []
         for engine in manager.engines().values():
-            loaded += await engine.loaded_models()
+            loaded += await loaded_ids(engine)  # (an engine that cannot tell fails no health check)
         body["models"] = loaded
     return json_response(body)
 

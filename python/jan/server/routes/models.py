@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from jan.core import LocalInferenceExtension
+from jan.core.engine_answers import model_state
 from jan.server.dialects import ollama_models
 from jan.server.jsonio import json_response
 from jan.server.keys import MANAGER, SERVICES
@@ -72,7 +73,7 @@ class ModelFacts:
 async def model_facts(request: web.Request, model: dict[str, Any]) -> ModelFacts:
     try:
         engine = request.app[MANAGER].get_inference(model.get("engine") or "llama.cpp")
-        status = await engine.model_status(model["id"])
+        status = await model_state(engine, model["id"])  # (an engine that cannot tell fails no listing)
     except LookupError:
         engine, status = None, {"status": "unavailable"}
     path, abilities = model.get("file_path"), None

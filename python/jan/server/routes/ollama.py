@@ -27,6 +27,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from jan.core import LocalInferenceExtension
+from jan.core.engine_answers import model_state
 from jan.downloads import DownloadCancelledError, DownloadError, filename_from_url
 from jan.errors import MediaError, ModelLoadError, ModelNotFoundError, not_found_message
 from jan.server.dialects import ollama_models, ollama_requests
@@ -558,7 +559,7 @@ async def ps(request: web.Request) -> web.Response:
             target = await services.models.resolve(model_id)
         except (ModelNotFoundError, ValueError):
             continue  # loaded from a file that is no model in the data folder any more
-        status = await target.engine.model_status(model_id)
+        status = await model_state(target.engine, model_id)
         path = target.model.get("file_path")
         entries.append(await asyncio.to_thread(ollama_models.running_entry, target.model, path, status))
     return _json({"models": entries})

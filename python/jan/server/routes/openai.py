@@ -33,6 +33,7 @@ from jan.server.schemas import (
 )
 from jan.server.sse import SSEStream
 from jan.server.validation import body_step, parse_body
+from jan.services.engine_output import engine_failures
 from jan.services.streams import DeltaStream
 
 log = logging.getLogger("jan.server")
@@ -212,9 +213,11 @@ async def tokenize(request: web.Request) -> web.Response:
     model, engine = await model_and_engine(request, body.model)
     text = body.content if body.content is not None else body.text
     # null is the field's default (as llama-server reads it), not a value for the engine's yes/no checks
-    tokens = await engine.tokenize(model, text, add_special=bool(body.add_special),
-                                   parse_special=body.parse_special is not False)
-    pieces = await engine.token_pieces(model, tokens) if body.with_pieces and hasattr(engine, "token_pieces") else None
+    with engine_failures(engine, "tokenize()"):  # an extension's own exception names it, as in every service
+        tokens = await engine.tokenize(model, text, add_special=bool(body.add_special),
+                                       parse_special=body.parse_special is not False)
+        pieces = await engine.token_pieces(model, tokens) if body.with_pieces and hasattr(engine, "token_pieces") \
+            else None
 
     def answer() -> dict[str, Any]:  # (built off the event loop when large: a tokenized book is millions of ids)
         if pieces is None:
@@ -229,7 +232,9 @@ async def detokenize(request: web.Request) -> web.Response:
     """Token ids to text."""
     body = await parse_body(request, DetokenizeRequest)
     model, engine = await model_and_engine(request, body.model)
-    return json_response({"content": await engine.detokenize(model, body.tokens)})
+    with engine_failures(engine, "detokenize()"):
+        content = await engine.detokenize(model, body.tokens)
+    return json_response({"content": content})
 
 
 @routes.post("/v1/apply-template")

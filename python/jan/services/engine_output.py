@@ -1,0 +1,92 @@
+"""What a message engine (an extension's ``chat``/``complete``/``embed``) hands back, checked once for every front end.
+
+jan renders, tokenizes and parses for a local engine itself, so what a ``LocalInferenceExtension`` lends is jan's own
+output; an engine that takes messages (the built-in ``remote``, or a third party's) produces its deltas itself. What
+its author got wrong reached the dialects unchecked: a dict or a string for a delta, or a bug's ``RuntimeError``,
+was an anonymous 500 ``internal_error`` (the log said nothing of which extension); a ``content`` of 42 or a
+``finish_reason`` of ``"banana"`` went out in the OpenAI and Ollama streams as it was; a ``choice`` past the request's
+``n`` was an extra choice. Each is now an :class:`ExtensionEngineError` naming the engine and its extension: a 500
+``extension_error`` (as an extension's failing route is) in every dialect's error shape, or the stream's error event
+once it started. An engine's own :class:`~jan.errors.JanError` (the remote one's ``upstream_unreachable``, ...) and
+``ValueError`` (bad input: a 400) keep their meaning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
+
+from jan.core.engine_answers import engine_label
+from jan.errors import EngineError, JanError
+
+from .types import FINISH_REASONS, ChatDelta, CompletionDelta, ToolCallDelta
+
+__all__ = ["ExtensionEngineError", "checked_deltas", "engine_failures", "engine_label"]
+
+log = logging.getLogger("jan.services.engines")
+
+D = TypeVar("D", ChatDelta, CompletionDelta)
+
+
+class ExtensionEngineError(EngineError, RuntimeError):
+    """An engine broke its interface's contract (a malformed delta) or failed with an exception of its own."""
+
+    http_status = 500
+    code = "extension_error"
+
+
+@contextlib.contextmanager
+def engine_failures(engine: Any, what: str) -> Iterator[None]:
+    """Re-raise an exception of ``engine``'s own (not a JanError, not a ValueError) as an
+    :class:`ExtensionEngineError` naming it; its text stays in the log (it may hold what a client must not see)."""
+    try:
+        yield
+    except (JanError, ValueError):
+        raise
+    except Exception as exc:
+        log.error("%s failed in %s", engine_label(engine), what, exc_info=exc)
+        raise ExtensionEngineError(f"{engine_label(engine)} failed in {what} ({type(exc).__name__}); "
+                                   "the server's log has its cause") from exc
+
+
+def _call_piece(piece: Any) -> bool:
+    return isinstance(piece, ToolCallDelta) and isinstance(piece.index, int) and piece.index >= 0 \
+        and all(v is None or isinstance(v, str) for v in (piece.id, piece.name)) and isinstance(piece.arguments, str)
+
+
+def _delta_problem(delta: Any, kind: type, choices: int) -> str | None:
+    """Why ``delta`` is not a ``kind`` a front end can send (None when it is)."""
+    if not isinstance(delta, kind):
+        return f"{type(delta).__name__} {delta!r:.60} is not a {kind.__name__}"
+    texts = ("content", "reasoning") if kind is ChatDelta else ("text",)
+    for field in texts:
+        if not isinstance(getattr(delta, field), str):
+            return f"its {field} is {type(getattr(delta, field)).__name__}, not text"
+    if kind is ChatDelta:
+        calls = delta.tool_calls
+        if not isinstance(calls, (tuple, list)) or not all(_call_piece(c) for c in calls):
+            return f"its tool_calls {calls!r:.80} are not ToolCallDelta pieces (int index, text id/name/arguments)"
+    if delta.finish_reason is not None and delta.finish_reason not in FINISH_REASONS:
+        return f"its finish_reason {delta.finish_reason!r:.40} is none of {', '.join(FINISH_REASONS)}"
+    if not isinstance(delta.choice, int) or not -1 <= delta.choice < choices:
+        return f"its choice {delta.choice!r:.20} is not a choice of this request (0 to {choices - 1}, or -1 for usage)"
+    return None
+
+
+async def checked_deltas(engine: Any, deltas: Any, kind: type[D], choices: int, what: str) -> AsyncIterator[D]:
+    """``deltas`` (what ``engine.chat``/``complete`` returned) as they are, each checked; closing this closes them."""
+    if not hasattr(deltas, "__aiter__"):
+        if hasattr(deltas, "close"):  # a coroutine (``async def`` without ``yield``): never awaited, said so
+            deltas.close()
+        raise ExtensionEngineError(f"{engine_label(engine)}: {what}() returned {type(deltas).__name__}, not an async "
+                                   f"generator of {kind.__name__} (write it as 'async def {what}(...)' with 'yield')")
+    closing = contextlib.aclosing(deltas) if hasattr(deltas, "aclose") else contextlib.nullcontext(deltas)
+    with engine_failures(engine, f"{what}()"):
+        async with closing:
+            async for delta in deltas:
+                problem = _delta_problem(delta, kind, choices)
+                if problem is not None:
+                    raise ExtensionEngineError(f"{engine_label(engine)} sent a malformed {what}() delta: {problem}")
+                yield delta
