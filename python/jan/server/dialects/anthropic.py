@@ -42,6 +42,10 @@ __all__ = [
     "ToolSet",
     "error_body",
     "error_type",
+    "file_deleted",
+    "file_metadata",
+    "file_page",
+    "from_anthropic_sdk",
     "message_from_result",
     "model_info",
     "model_page",
@@ -1219,6 +1223,49 @@ def model_page(models: Sequence[Mapping[str, Any]], *, context_windows: Mapping[
         page, has_more = listed[start:start + limit], len(listed) > start + limit
     return {"data": page, "has_more": has_more, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None}
+
+
+# -- files (/v1/files as Anthropic's SDK asks: client.beta.files) ---------------------------------------
+def from_anthropic_sdk(headers: Mapping[str, str]) -> bool:
+    """Whether a request on a path both dialects serve (``/v1/models``, ``/v1/files``) is Anthropic's: its SDKs (and
+    Claude Code) send ``anthropic-version`` on every request, OpenAI's never do."""
+    return "anthropic-version" in headers
+
+
+#: ``limit`` of a file list page: Anthropic's default and bounds.
+FILES_DEFAULT_LIMIT, FILES_MAX_LIMIT = 20, 1000
+#: Anthropic's bounds of an upload's ``expires_in_seconds`` (an hour to ninety days).
+FILE_EXPIRY_SECONDS = (3600, 7_776_000)
+#: The prefix of a file list's ``next_page`` cursor (Anthropic's are opaque and start so): the last id listed.
+PAGE_PREFIX = "page_"
+
+
+def _rfc3339(seconds: Any) -> str | None:
+    if not isinstance(seconds, int) or isinstance(seconds, bool):
+        return None
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def file_metadata(file: Mapping[str, Any]) -> dict[str, Any]:
+    """Anthropic's ``FileMetadata`` of an upload's file object (its ``media_type`` too: ``TYPED_FIELDS`` of
+    :mod:`jan.store.uploads`). ``downloadable``: jan serves every upload's bytes back (``/v1/files/{id}/content``)."""
+    return {"type": "file", "id": file["id"], "filename": file.get("filename") or "", "size_bytes": file.get("bytes"),
+            "mime_type": file.get("media_type") or "application/octet-stream",
+            "created_at": _rfc3339(file.get("created_at")), "expires_at": _rfc3339(file.get("expires_at")),
+            "downloadable": True}
+
+
+def file_page(files: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:
+    """A page of Anthropic's file list: the cursors of the SDK's that pages by ``before_id``/``after_id``
+    (``first_id``, ``last_id``, ``has_more``) and of the one that follows ``next_page`` (the next page's ``page``)."""
+    data = [file_metadata(file) for file in files]
+    last = data[-1]["id"] if data else None
+    return {"data": data, "has_more": has_more, "first_id": data[0]["id"] if data else None, "last_id": last,
+            "next_page": PAGE_PREFIX + last if has_more and last else None}
+
+
+def file_deleted(file_id: str) -> dict[str, Any]:
+    return {"id": file_id, "type": "file_deleted"}
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Anthropic Messages: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``; and Anthropic's
 ``GET /v1/models`` and ``GET /v1/models/{id}``, which share their paths with OpenAI's (``routes/models.py``
-hands over a request of Anthropic's SDK, told by its ``anthropic-version`` header).
+hands over a request of Anthropic's SDK, told by its ``anthropic-version`` header; ``routes/files.py`` answers
+Anthropic's Files API itself, in the shapes of the dialect module).
 
 HTTP only: the body is parsed by :mod:`jan.server.dialects.anthropic` into the typed chat
 request, the chat service answers, the dialect module formats. Errors on these routes
@@ -47,14 +48,16 @@ DIALECT_ERRORS["/v1/messages"] = ("AnthropicError", {
 
 
 def from_anthropic_sdk(request: web.Request) -> bool:
-    """Whether a request on a path both dialects serve (``/v1/models``) is Anthropic's: its SDKs (and Claude
-    Code) send ``anthropic-version`` on every request, OpenAI's never do."""
-    return "anthropic-version" in request.headers
+    """Whether a request on a path both dialects serve (``/v1/models``, ``/v1/files``) is Anthropic's."""
+    return wire.from_anthropic_sdk(request.headers)
 
 
-# Anthropic's model requests get Anthropic's errors there, the key check's 401 and an unknown model's 404 included.
-ERROR_DIALECTS.append(lambda request: "/v1/messages"
-                      if under_prefix(request.path, "/v1/models") and from_anthropic_sdk(request) else None)
+#: The paths OpenAI's and Anthropic's SDKs share: each answers in the dialect of the SDK that asks.
+SHARED_PATHS = ("/v1/models", "/v1/files")
+# Anthropic's requests there get Anthropic's errors, the key check's 401 and an unknown model's or file's 404
+# included.
+ERROR_DIALECTS.append(lambda request: "/v1/messages" if from_anthropic_sdk(request) and any(
+    under_prefix(request.path, path) for path in SHARED_PATHS) else None)
 EXTRA_BODIES[("POST", "/v1/messages")] = wire.MessagesRequest
 EXTRA_BODIES[("POST", "/v1/messages/count_tokens")] = wire.CountTokensRequest
 # Message threads (thread: create / continue): held as Jan threads, see dialects/anthropic_threads.py.
