@@ -81,6 +81,31 @@ def test_an_uploaded_file_is_read_as_a_document_block(client):
     assert with_file.input_tokens > plain.input_tokens + 8  # the file's text reached the prompt
 
 
+def test_an_image_blocks_file_must_be_an_uploaded_image(client):
+    """An image block's ``file`` source: a file that is not there, or is no image, is a 400 naming the field,
+    wherever the block is (a turn, a tool result, a custom-content document), on both routes."""
+    notes = _upload(client, "notes.txt", SECRET)
+    image = {"type": "image", "source": {"type": "file", "file_id": notes.id}}
+    missing = {"type": "image", "source": {"type": "file", "file_id": "file-nothing"}}
+    tools = [{"name": "look", "input_schema": {"type": "object"}}]
+    cases = [
+        ([{"role": "user", "content": [image]}], "messages[0].content[0].source.file_id", "is not a PNG"),
+        ([{"role": "user", "content": [missing]}], "messages[0].content[0].source.file_id", "there is no file"),
+        ([{"role": "user", "content": [{"type": "document", "source": {"type": "content", "content": [missing]}}]}],
+         "messages[0].content[0].source.content[0].source.file_id", "there is no file"),
+        ([{"role": "user", "content": "Look."},
+          {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "look", "input": {}}]},
+          {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [missing]}]}],
+         "messages[2].content[0].content[0].source.file_id", "there is no file"),
+    ]
+    for messages, field, words in cases:
+        for call in (lambda: client.messages.create(model="stories260K", max_tokens=2, messages=messages, tools=tools),
+                     lambda: client.messages.count_tokens(model="stories260K", messages=messages, tools=tools)):
+            status, body = _error(call)
+            assert status == 400 and body["error"]["type"] == "invalid_request_error", body
+            assert body["error"]["message"].startswith(f"{field}: ") and words in body["error"]["message"], body
+
+
 @pytest.mark.parametrize("call, param", [
     (lambda c: c.beta.files.list(limit=0), "limit"),
     (lambda c: c.beta.files.list(limit=1001), "limit"),

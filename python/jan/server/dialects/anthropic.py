@@ -15,12 +15,13 @@ import datetime
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from jan.image_types import b64decode, sniff_image
+from jan.server.body_size import body_step
 from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, bounded, not_supported,
                                 some_content)
 
@@ -55,6 +56,7 @@ __all__ = [
     "to_chat_request",
     "tool_pair_error",
     "tool_set",
+    "resolve_file_images",
 ]
 
 
@@ -101,9 +103,18 @@ class URLSource(_Wire):
     url: str
 
 
+class FileSource(_Wire):
+    """An upload of jan's Files API (``POST /v1/files``: OpenAI's, or Anthropic's ``client.beta.files``) by its id."""
+
+    type: Literal["file"]
+    file_id: str
+
+
 class ImageBlock(_Wire):
     type: Literal["image"]
-    source: Annotated[Union[Base64Source, URLSource], Field(discriminator="type")]
+    source: Annotated[Union[Base64Source, URLSource, FileSource], Field(discriminator="type")]
+    #: ``(bytes, media type)`` of the upload a ``file`` source names, read by the route (:func:`resolve_file_images`).
+    _file: tuple[bytes, str] | None = PrivateAttr(default=None)
 
 
 class ToolUseBlock(_Wire):
@@ -139,13 +150,6 @@ class DocumentBase64Source(_Wire):
     type: Literal["base64"]
     media_type: str = "application/pdf"
     data: str
-
-
-class FileSource(_Wire):
-    """An upload of jan's Files API (``POST /v1/files``) by its id."""
-
-    type: Literal["file"]
-    file_id: str
 
 
 class DocumentBlock(_Wire):
@@ -468,10 +472,40 @@ class CountTokensRequest(_Prompt):
 
 
 # -- request -> ChatRequest -------------------------------------------------------------------
+async def resolve_file_images(body: _Prompt, read: Callable[[str, str], Awaitable[tuple[bytes, str]]]) -> None:
+    """Read, into each image block given by a ``file`` source, the upload it names, with ``read(file_id, param)``:
+    the route's, which refuses (a 400 naming ``param``) a file that is not there or is no image. Done before
+    :func:`to_chat_request`, which turns them into image parts, as the other dialects' file images are."""
+    found: list[tuple[ImageBlock, str]] = []
+    await body_step(_file_images, body.messages, "messages", found)  # a walk over the whole body: off the loop
+    for block, param in found:
+        block._file = await read(block.source.file_id, param)
+
+
+def _file_images(node: Any, where: str, found: list[tuple[ImageBlock, str]]) -> None:
+    """Each image block with a ``file`` source under ``node`` (a turn's, a tool result's, a document's), with the
+    field that names the file."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _file_images(item, f"{where}[{i}]", found)
+    elif isinstance(node, ImageBlock):
+        if isinstance(node.source, FileSource):
+            found.append((node, f"{where}.source.file_id"))
+    elif isinstance(node, _Wire):
+        for name in type(node).model_fields:
+            value = getattr(node, name)
+            if isinstance(value, (list, _Wire)):
+                _file_images(value, f"{where}.{name}", found)
+
+
 def _image(block: ImageBlock) -> typed.ImagePart:
     source = block.source
     if isinstance(source, URLSource):
         raise ValueError("image blocks with a 'url' source are not fetched by jan; send the image as base64")
+    if isinstance(source, FileSource):
+        if block._file is None:  # (a caller that did not read the uploads first)
+            raise ValueError("an image block's 'file' source was not read; send the image as base64")
+        return typed.ImagePart(data=block._file[0], mime_type=block._file[1])
     try:
         data = b64decode(source.data)  # (the decoding every dialect shares: jan.image_types)
     except (binascii.Error, ValueError):

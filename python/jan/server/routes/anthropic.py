@@ -10,6 +10,7 @@ request, the chat service answers, the dialect module formats. Errors on these r
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -27,7 +28,7 @@ from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine, model_extension
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
-from jan.server.routes.files import UPLOADS
+from jan.server.routes.files import UPLOADS, upload_image
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatAggregator, ChatService
@@ -95,6 +96,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, wire.MessagesRequest)
     wire.check_thinking_budget(body, request.headers.get("anthropic-beta", ""))
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await wire.resolve_file_images(body, functools.partial(upload_image, request))  # image blocks' file sources
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # file and url sources
     # With `thread`, the conversation the server holds: a `continue` is in flight until its answer is sent.
     async with request.app[THREADS].turn(body) as turn:
@@ -157,6 +159,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     """The prompt's token count as the model's chat template and vocabulary make it."""
     body = await parse_body(request, wire.CountTokensRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await wire.resolve_file_images(body, functools.partial(upload_image, request))
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     # a thread's `continue` counts the held conversation with the new turn (jan's; the SDK sends no `thread` here)
     chat_request = await request.app[THREADS].prompt(body)
