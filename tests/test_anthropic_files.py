@@ -65,6 +65,10 @@ def test_upload_retrieve_list_download_delete_in_anthropics_shapes(client):
     before = client.beta.files.list(extra_query={"before_id": notes.id})
     assert [f.id for f in before.data] == [kept.id]
 
+    # ``ids``: those files (one that is not there is left out), on one page
+    chosen = client.beta.files.list(ids=[notes.id, "file-nothing"])
+    assert [f.id for f in chosen.data] == [notes.id] and chosen.next_page is None
+
     deleted = client.beta.files.delete(kept.id)
     assert BetaDeletedFile.model_validate(deleted.model_dump()) == deleted
     assert (deleted.id, deleted.type) == (kept.id, "file_deleted")
@@ -114,6 +118,8 @@ def test_an_image_blocks_file_must_be_an_uploaded_image(client):
     (lambda c: c.beta.files.list(page="page_file-nothing"), "page"),
     (lambda c: c.beta.files.list(page="nonsense"), "page"),
     (lambda c: c.beta.files.list(page="page_file-a", extra_query={"after_id": "file-a"}), "page"),
+    (lambda c: c.beta.files.list(ids=["file-a"], limit=5), "ids"),
+    (lambda c: c.beta.files.list(ids=[f"file-{i}" for i in range(101)]), "ids"),
     (lambda c: _upload(c, "x.txt", b"x", expires_in_seconds=60), "expires_in_seconds"),
     (lambda c: _upload(c, "x.txt", b"x", extra_body={"color": "red"}), "color"),
 ])
@@ -135,3 +141,17 @@ def test_openai_clients_keep_openais_files_api(server, client):
     with pytest.raises(openai.NotFoundError) as err:
         oai.files.retrieve("file-nothing")
     assert set(err.value.response.json()) == {"error"}  # OpenAI's shape, not Anthropic's {"type": "error", ...}
+
+
+def test_the_key_check_answers_anthropics_sdk_in_its_shape(tmp_path):
+    """The 401 of a server with a key, before any route runs, is Anthropic's on the shared path too."""
+    srv = start_server(tmp_path, [], api_key="sk-right")
+    try:
+        wrong = anthropic.Anthropic(base_url=srv.base_url, api_key="sk-wrong", max_retries=0, timeout=120)
+        for call in (lambda: wrong.beta.files.list(), lambda: _upload(wrong, "x.txt", b"x")):
+            status, body = _error(call)
+            assert status == 401 and body["type"] == "error" and body["error"]["type"] == "authentication_error", body
+        right = anthropic.Anthropic(base_url=srv.base_url, api_key="sk-right", max_retries=0, timeout=120)
+        assert _upload(right, "x.txt", b"x").size_bytes == 1
+    finally:
+        srv.stop()

@@ -1268,6 +1268,8 @@ def from_anthropic_sdk(headers: Mapping[str, str]) -> bool:
 
 #: ``limit`` of a file list page: Anthropic's default and bounds.
 FILES_DEFAULT_LIMIT, FILES_MAX_LIMIT = 20, 1000
+#: The most file ids a file list's ``ids`` filter takes.
+FILES_MAX_IDS = 100
 #: Anthropic's bounds of an upload's ``expires_in_seconds`` (an hour to ninety days).
 FILE_EXPIRY_SECONDS = (3600, 7_776_000)
 #: The prefix of a file list's ``next_page`` cursor (Anthropic's are opaque and start so): the last id listed.

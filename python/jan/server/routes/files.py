@@ -11,7 +11,7 @@ setting, 512 MB by default) it is a 413. ``GET /v1/files`` lists them (``purpose
 Anthropic's SDK (``client.beta.files``, told by its ``anthropic-version`` header) shares the paths and gets
 Anthropic's Files API: an upload without ``purpose`` (its files are for messages: ``user_data``), with
 ``expires_in_seconds``; its ``FileMetadata``, list pages (``limit`` 1-1000, 20 by default; ``page``, ``after_id``,
-``before_id``), ``file_deleted``, and its errors (``routes/anthropic.py``). Its ``document`` blocks name the file by
+``before_id``; or ``ids``), ``file_deleted``, and its errors (``routes/anthropic.py``). Its ``document`` blocks name the file by
 its id (``source: {"type": "file", "file_id"}``).
 
 Images and documents among the files are what jan reads: an ``image_file`` part naming a ``file-...`` id in a
@@ -322,6 +322,17 @@ def _anthropic_list_query(request: web.Request) -> tuple[dict, dict[str, str]]:
             "before": before, "fields": TYPED_FIELDS}, names
 
 
+def _anthropic_ids(request: web.Request) -> set[str]:
+    """Anthropic's ``ids`` filter (the SDK writes ``ids[]=a&ids[]=b``): at most 100, without paging."""
+    ids = set(request.query.getall("ids[]", []) + request.query.getall("ids", []))
+    if ids and any(name in request.query for name in ("page", "limit", "after_id", "before_id")):
+        raise APIError(400, "ids: give ids or page and limit, not both", param="ids", code="invalid_value")
+    if len(ids) > anthropic_wire.FILES_MAX_IDS:
+        raise APIError(400, f"ids: at most {anthropic_wire.FILES_MAX_IDS}, got {len(ids)}", param="ids",
+                       code="invalid_value")
+    return ids
+
+
 @routes.get("/v1/files")
 async def list_files(request: web.Request) -> web.Response:
     """List the uploaded files, newest first (``order``), only one ``purpose``'s when given; ``limit`` (1-10000,
@@ -330,6 +341,9 @@ async def list_files(request: web.Request) -> web.Response:
     if not _anthropic(request):
         page = await asyncio.to_thread(uploads(request).list, **_list_query(request))
         return json_response(page.to_dict())
+    if ids := _anthropic_ids(request):  # the files of these ids (none that is not there), on one page
+        listed = await asyncio.to_thread(uploads(request).list, fields=TYPED_FIELDS)
+        return json_response(anthropic_wire.file_page([file for file in listed.data if file["id"] in ids], False))
     query, names = _anthropic_list_query(request)
     try:
         page = await asyncio.to_thread(uploads(request).list, **query)
