@@ -124,10 +124,21 @@ class ToolUseBlock(_Wire):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
+class SearchResultBlock(_Wire):
+    """A ``search_result`` block (a search's result, with its source, in a turn or a tool result): read as a text
+    document, its title and source on lines of their own before its text, as a document's title and context are."""
+
+    type: Literal["search_result"]
+    source: str
+    title: str
+    content: list[TextBlock]
+
+
 class ToolResultBlock(_Wire):
     type: Literal["tool_result"]
     tool_use_id: str
-    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock, DocumentBlock], Field(discriminator="type")]]] = ""
+    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock],
+                                       Field(discriminator="type")]]] = ""
     is_error: bool | None = None
 
 
@@ -179,7 +190,8 @@ class RedactedThinkingBlock(_Wire):
 
 
 ContentBlock = Annotated[
-    Union[TextBlock, ImageBlock, DocumentBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock, RedactedThinkingBlock],
+    Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock,
+          RedactedThinkingBlock],
     Field(discriminator="type"),
 ]
 
@@ -519,7 +531,7 @@ def _tool_result(block: ToolResultBlock) -> typed.ChatMessage:
     else:
         parts = tuple(part for b in block.content for part in (
             (typed.TextPart(b.text),) if isinstance(b, TextBlock) else _document(b) if isinstance(b, DocumentBlock)
-            else (_image(b),)))
+            else (_search_result(b),) if isinstance(b, SearchResultBlock) else (_image(b),)))
     if block.is_error:
         # The chat path has no error flag on a tool message: say it in the text the model reads.
         parts = (typed.TextPart("Error: "), *parts)
@@ -538,6 +550,12 @@ def _document(block: DocumentBlock) -> tuple[typed.Part, ...]:
         images = tuple(_image(b) for b in blocks if isinstance(b, ImageBlock))
         return (typed.DocumentPart(text.encode(), "text/plain", title=block.title, context=block.context), *images)
     return (_document_part(block),)
+
+
+def _search_result(block: SearchResultBlock) -> typed.DocumentPart:
+    """A search result as a text document (the typed path reads it as text, title and source first)."""
+    text = "\n\n".join(b.text for b in block.content)
+    return typed.DocumentPart(text.encode(), "text/plain", title=block.title or None, context=block.source or None)
 
 
 def _document_part(block: DocumentBlock) -> typed.DocumentPart:
@@ -574,6 +592,8 @@ def _user_messages(content: list) -> list[typed.ChatMessage]:
             parts.append(_image(block))
         elif isinstance(block, DocumentBlock):
             parts += _document(block)
+        elif isinstance(block, SearchResultBlock):
+            parts.append(_search_result(block))
         else:
             raise ValueError(f"a user message cannot hold a '{block.type}' block")
     if parts:
