@@ -69,6 +69,9 @@ def test_upload_retrieve_list_download_delete_in_anthropics_shapes(client):
     chosen = client.beta.files.list(ids=[notes.id, "file-nothing"])
     assert [f.id for f in chosen.data] == [notes.id] and chosen.next_page is None
 
+    # ``scope_id`` (an Anthropic session's files): no upload here belongs to one
+    assert client.beta.files.list(scope_id="sesn_1").data == []
+
     deleted = client.beta.files.delete(kept.id)
     assert BetaDeletedFile.model_validate(deleted.model_dump()) == deleted
     assert (deleted.id, deleted.type) == (kept.id, "file_deleted")

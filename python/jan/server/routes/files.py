@@ -11,8 +11,9 @@ setting, 512 MB by default) it is a 413. ``GET /v1/files`` lists them (``purpose
 Anthropic's SDK (``client.beta.files``, told by its ``anthropic-version`` header) shares the paths and gets
 Anthropic's Files API: an upload without ``purpose`` (its files are for messages: ``user_data``), with
 ``expires_in_seconds``; its ``FileMetadata``, list pages (``limit`` 1-1000, 20 by default; ``page``, ``after_id``,
-``before_id``; or ``ids``), ``file_deleted``, and its errors (``routes/anthropic.py``). Its ``document`` blocks name the file by
-its id (``source: {"type": "file", "file_id"}``).
+``before_id``; or ``ids``; ``scope_id``: no upload here has a scope), ``file_deleted``, and its errors
+(``routes/anthropic.py``). Its ``document`` and ``image`` blocks name a file by its id (``source: {"type": "file",
+"file_id"}``).
 
 Images and documents among the files are what jan reads: an ``image_file`` part naming a ``file-...`` id in a
 thread message is copied into the thread's own images when the message is written (:func:`upload_data_url`, used
@@ -341,6 +342,8 @@ async def list_files(request: web.Request) -> web.Response:
     if not _anthropic(request):
         page = await asyncio.to_thread(uploads(request).list, **_list_query(request))
         return json_response(page.to_dict())
+    if request.query.get("scope_id"):  # no upload here belongs to a scope (an Anthropic session's): none is listed
+        return json_response(anthropic_wire.file_page([], False))
     if ids := _anthropic_ids(request):  # the files of these ids (none that is not there), on one page
         listed = await asyncio.to_thread(uploads(request).list, fields=TYPED_FIELDS)
         return json_response(anthropic_wire.file_page([file for file in listed.data if file["id"] in ids], False))
