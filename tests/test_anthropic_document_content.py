@@ -66,3 +66,29 @@ def test_a_block_after_a_document_with_images_is_named_as_itself(client):
         client.messages.create(model=MODEL, max_tokens=4, messages=messages)
     # the document's text and two images are three parts of the typed message: the damaged PDF is still block 1
     assert "messages[0].content[1]" in info.value.body["error"]["message"], info.value.body
+
+
+def test_a_search_result_is_read_as_a_document_with_its_title_and_source(client):
+    """A ``search_result`` block (in a turn or a tool result) is the text document of its content, its title and
+    source first: the prompt is the one a ``document`` block with that title and context makes."""
+    text = [{"type": "text", "text": "The lighthouse keeper's cat is called Moss."}, {"type": "text", "text": "Moss."}]
+    result = {"type": "search_result", "source": "https://example.com/cats", "title": "Cats", "content": text,
+              "citations": {"enabled": True}}
+    same = {"type": "document", "title": "Cats", "context": "https://example.com/cats",
+            "source": {"type": "text", "media_type": "text/plain", "data": "\n\n".join(t["text"] for t in text)}}
+    question = {"type": "text", "text": "What is the cat called?"}
+    assert count(client, [result, question]) == count(client, [same, question]) > count(client, [question]) + 8
+
+    def in_tool_result(block) -> int:
+        call = {"type": "tool_use", "id": "toolu_1", "name": "search", "input": {}}
+        answer = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [block]}
+        return client.messages.count_tokens(
+            model=MODEL, tools=[{"name": "search", "input_schema": {"type": "object"}}],
+            messages=[{"role": "user", "content": "Search."}, {"role": "assistant", "content": [call]},
+                      {"role": "user", "content": [answer]}]).input_tokens
+
+    assert in_tool_result(result) == in_tool_result(same)
+    with pytest.raises(anthropic.BadRequestError) as err:  # only a user turn holds one
+        client.messages.create(model=MODEL, max_tokens=2, messages=[
+            {"role": "user", "content": "Hi"}, {"role": "assistant", "content": [result]}])
+    assert err.value.body["error"]["message"].startswith("messages[1].content: an assistant message cannot hold")

@@ -87,6 +87,16 @@ def test_anthropic_image_blocks(server, png, reference):
     assert ("".join(b.text for b in reply.content if b.type == "text"), anthropic_prompt_tokens(reply.usage)) == reference
 
 
+def test_anthropic_image_block_of_an_uploaded_file(server, png, reference):
+    """An image uploaded with Anthropic's Files API, named by an image block's ``file`` source: the same image."""
+    client = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+    upload = client.beta.files.upload(file=("picture.png", io.BytesIO(png), "image/png"))
+    reply = client.messages.create(model="vision-chat", max_tokens=N, extra_body={"temperature": 0}, messages=[{
+        "role": "user", "content": [
+            {"type": "text", "text": QUESTION}, {"type": "image", "source": {"type": "file", "file_id": upload.id}}]}])
+    assert ("".join(b.text for b in reply.content if b.type == "text"), anthropic_prompt_tokens(reply.usage)) == reference
+
+
 def test_responses_input_image(server, png, reference):
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
     reply = client.responses.create(model="vision-chat", max_output_tokens=N, temperature=0, store=False, input=[{

@@ -26,6 +26,7 @@ import mimetypes
 import os
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,6 +63,8 @@ PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune", "evals")
 #: The fields of OpenAI's file object; ``file.json`` keeps jan's own beside them.
 PUBLIC_FIELDS = ("id", "object", "bytes", "created_at", "filename", "purpose", "status", "expires_at",
                  "status_details")
+#: The file object's fields with the media type the file is served with (Anthropic's file metadata tells it).
+TYPED_FIELDS = (*PUBLIC_FIELDS, "media_type")
 MAX_FILENAME_CHARS = 255
 _UPLOAD_ID = re.compile(r"file-[0-9A-Za-z]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -180,11 +183,11 @@ class UploadStore:
         return UploadWriter(self.folder, max_bytes)
 
     def commit(self, writer: UploadWriter, *, filename: str, purpose: str,
-               expires_after: int | None = None) -> dict[str, Any]:
+               expires_after: int | None = None, fields: Sequence[str] = PUBLIC_FIELDS) -> dict[str, Any]:
         """Keep what ``writer`` holds as a new file; returns its file object. ``filename`` is the client's (kept
         as data, :func:`clean_filename`); the ``Content-Type`` it is served with is an image's own (told by its
         bytes) or the one its name's extension gives; ``expires_after``: seconds from its creation until it goes
-        (None: kept until deleted).
+        (None: kept until deleted); ``fields``: those of the file object returned.
         The writer's temporary file is gone afterwards, committed or not."""
         if purpose not in PURPOSES:
             writer.discard()
@@ -216,7 +219,7 @@ class UploadStore:
             fsync_dir(self.folder)
         finally:
             writer.discard()
-        return _public(doc)
+        return _public(doc, fields)
 
     # -- reading ---------------------------------------------------------------------------------------
     def _read(self, file_id: str) -> dict[str, Any]:
@@ -229,9 +232,10 @@ class UploadStore:
             raise NotFoundError(KIND, file_id, f"{not_found_message(KIND, file_id)} (it expired)")
         return doc
 
-    def get(self, file_id: str) -> dict[str, Any]:
-        """The file object of ``file_id``; :class:`NotFoundError` if there is none (or it expired)."""
-        return _public(self._read(file_id))
+    def get(self, file_id: str, *, fields: Sequence[str] = PUBLIC_FIELDS) -> dict[str, Any]:
+        """The file object of ``file_id`` (``fields`` of it); :class:`NotFoundError` if there is none (or it
+        expired)."""
+        return _public(self._read(file_id), fields)
 
     def open(self, file_id: str) -> tuple[BinaryIO, dict[str, Any]]:
         """``(open binary file, stored document)``: the caller reads and closes it. Once open, a deletion does not
@@ -254,7 +258,7 @@ class UploadStore:
             return handle.read(max_bytes + 1), doc
 
     def list(self, *, purpose: str | None = None, limit: int | None = None, order: Order = "desc",
-             after: str | None = None, before: str | None = None) -> Page:
+             after: str | None = None, before: str | None = None, fields: Sequence[str] = PUBLIC_FIELDS) -> Page:
         """File objects by creation time (newest first by default), only ``purpose``'s when given; OpenAI's
         cursors. Damaged ``file.json`` files are set aside, reported in :attr:`problems` and left out; expired
         files are removed and left out."""
@@ -270,7 +274,7 @@ class UploadStore:
                 self._remove_expired(directory.name)
                 continue
             if purpose is None or doc.get("purpose") == purpose:
-                docs.append(_public(doc))
+                docs.append(_public(doc, fields))
         docs.sort(key=file_sort_key)
         return paginate(docs, limit=limit, order=order, after=after, before=before, key=file_sort_key,
                         key_of_id=file_sort_key_of_id)
@@ -347,5 +351,5 @@ def _expired(doc: dict[str, Any]) -> bool:
     return isinstance(expires_at, int) and not isinstance(expires_at, bool) and expires_at <= now_s()
 
 
-def _public(doc: dict[str, Any]) -> dict[str, Any]:
-    return {key: doc.get(key) for key in PUBLIC_FIELDS}
+def _public(doc: dict[str, Any], fields: Sequence[str] = PUBLIC_FIELDS) -> dict[str, Any]:
+    return {key: doc.get(key) for key in fields}

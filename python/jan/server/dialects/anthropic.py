@@ -15,12 +15,13 @@ import datetime
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from jan.image_types import b64decode, sniff_image
+from jan.server.body_size import body_step
 from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, bounded, not_supported,
                                 some_content)
 
@@ -42,6 +43,10 @@ __all__ = [
     "ToolSet",
     "error_body",
     "error_type",
+    "file_deleted",
+    "file_metadata",
+    "file_page",
+    "from_anthropic_sdk",
     "message_from_result",
     "model_info",
     "model_page",
@@ -51,6 +56,7 @@ __all__ = [
     "to_chat_request",
     "tool_pair_error",
     "tool_set",
+    "resolve_file_images",
 ]
 
 
@@ -97,9 +103,18 @@ class URLSource(_Wire):
     url: str
 
 
+class FileSource(_Wire):
+    """An upload of jan's Files API (``POST /v1/files``: OpenAI's, or Anthropic's ``client.beta.files``) by its id."""
+
+    type: Literal["file"]
+    file_id: str
+
+
 class ImageBlock(_Wire):
     type: Literal["image"]
-    source: Annotated[Union[Base64Source, URLSource], Field(discriminator="type")]
+    source: Annotated[Union[Base64Source, URLSource, FileSource], Field(discriminator="type")]
+    #: ``(bytes, media type)`` of the upload a ``file`` source names, read by the route (:func:`resolve_file_images`).
+    _file: tuple[bytes, str] | None = PrivateAttr(default=None)
 
 
 class ToolUseBlock(_Wire):
@@ -109,10 +124,21 @@ class ToolUseBlock(_Wire):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
+class SearchResultBlock(_Wire):
+    """A ``search_result`` block (a search's result, with its source, in a turn or a tool result): read as a text
+    document, its title and source on lines of their own before its text, as a document's title and context are."""
+
+    type: Literal["search_result"]
+    source: str
+    title: str
+    content: list[TextBlock]
+
+
 class ToolResultBlock(_Wire):
     type: Literal["tool_result"]
     tool_use_id: str
-    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock, DocumentBlock], Field(discriminator="type")]]] = ""
+    content: Union[str, list[Annotated[Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock],
+                                       Field(discriminator="type")]]] = ""
     is_error: bool | None = None
 
 
@@ -135,13 +161,6 @@ class DocumentBase64Source(_Wire):
     type: Literal["base64"]
     media_type: str = "application/pdf"
     data: str
-
-
-class FileSource(_Wire):
-    """An upload of jan's Files API (``POST /v1/files``) by its id."""
-
-    type: Literal["file"]
-    file_id: str
 
 
 class DocumentBlock(_Wire):
@@ -171,7 +190,8 @@ class RedactedThinkingBlock(_Wire):
 
 
 ContentBlock = Annotated[
-    Union[TextBlock, ImageBlock, DocumentBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock, RedactedThinkingBlock],
+    Union[TextBlock, ImageBlock, DocumentBlock, SearchResultBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock,
+          RedactedThinkingBlock],
     Field(discriminator="type"),
 ]
 
@@ -464,10 +484,40 @@ class CountTokensRequest(_Prompt):
 
 
 # -- request -> ChatRequest -------------------------------------------------------------------
+async def resolve_file_images(body: _Prompt, read: Callable[[str, str], Awaitable[tuple[bytes, str]]]) -> None:
+    """Read, into each image block given by a ``file`` source, the upload it names, with ``read(file_id, param)``:
+    the route's, which refuses (a 400 naming ``param``) a file that is not there or is no image. Done before
+    :func:`to_chat_request`, which turns them into image parts, as the other dialects' file images are."""
+    found: list[tuple[ImageBlock, str]] = []
+    await body_step(_file_images, body.messages, "messages", found)  # a walk over the whole body: off the loop
+    for block, param in found:
+        block._file = await read(block.source.file_id, param)
+
+
+def _file_images(node: Any, where: str, found: list[tuple[ImageBlock, str]]) -> None:
+    """Each image block with a ``file`` source under ``node`` (a turn's, a tool result's, a document's), with the
+    field that names the file."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _file_images(item, f"{where}[{i}]", found)
+    elif isinstance(node, ImageBlock):
+        if isinstance(node.source, FileSource):
+            found.append((node, f"{where}.source.file_id"))
+    elif isinstance(node, _Wire):
+        for name in type(node).model_fields:
+            value = getattr(node, name)
+            if isinstance(value, (list, _Wire)):
+                _file_images(value, f"{where}.{name}", found)
+
+
 def _image(block: ImageBlock) -> typed.ImagePart:
     source = block.source
     if isinstance(source, URLSource):
         raise ValueError("image blocks with a 'url' source are not fetched by jan; send the image as base64")
+    if isinstance(source, FileSource):
+        if block._file is None:  # (a caller that did not read the uploads first)
+            raise ValueError("an image block's 'file' source was not read; send the image as base64")
+        return typed.ImagePart(data=block._file[0], mime_type=block._file[1])
     try:
         data = b64decode(source.data)  # (the decoding every dialect shares: jan.image_types)
     except (binascii.Error, ValueError):
@@ -481,7 +531,7 @@ def _tool_result(block: ToolResultBlock) -> typed.ChatMessage:
     else:
         parts = tuple(part for b in block.content for part in (
             (typed.TextPart(b.text),) if isinstance(b, TextBlock) else _document(b) if isinstance(b, DocumentBlock)
-            else (_image(b),)))
+            else (_search_result(b),) if isinstance(b, SearchResultBlock) else (_image(b),)))
     if block.is_error:
         # The chat path has no error flag on a tool message: say it in the text the model reads.
         parts = (typed.TextPart("Error: "), *parts)
@@ -500,6 +550,12 @@ def _document(block: DocumentBlock) -> tuple[typed.Part, ...]:
         images = tuple(_image(b) for b in blocks if isinstance(b, ImageBlock))
         return (typed.DocumentPart(text.encode(), "text/plain", title=block.title, context=block.context), *images)
     return (_document_part(block),)
+
+
+def _search_result(block: SearchResultBlock) -> typed.DocumentPart:
+    """A search result as a text document (the typed path reads it as text, title and source first)."""
+    text = "\n\n".join(b.text for b in block.content)
+    return typed.DocumentPart(text.encode(), "text/plain", title=block.title or None, context=block.source or None)
 
 
 def _document_part(block: DocumentBlock) -> typed.DocumentPart:
@@ -536,6 +592,8 @@ def _user_messages(content: list) -> list[typed.ChatMessage]:
             parts.append(_image(block))
         elif isinstance(block, DocumentBlock):
             parts += _document(block)
+        elif isinstance(block, SearchResultBlock):
+            parts.append(_search_result(block))
         else:
             raise ValueError(f"a user message cannot hold a '{block.type}' block")
     if parts:
@@ -1219,6 +1277,51 @@ def model_page(models: Sequence[Mapping[str, Any]], *, context_windows: Mapping[
         page, has_more = listed[start:start + limit], len(listed) > start + limit
     return {"data": page, "has_more": has_more, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None}
+
+
+# -- files (/v1/files as Anthropic's SDK asks: client.beta.files) ---------------------------------------
+def from_anthropic_sdk(headers: Mapping[str, str]) -> bool:
+    """Whether a request on a path both dialects serve (``/v1/models``, ``/v1/files``) is Anthropic's: its SDKs (and
+    Claude Code) send ``anthropic-version`` on every request, OpenAI's never do."""
+    return "anthropic-version" in headers
+
+
+#: ``limit`` of a file list page: Anthropic's default and bounds.
+FILES_DEFAULT_LIMIT, FILES_MAX_LIMIT = 20, 1000
+#: The most file ids a file list's ``ids`` filter takes.
+FILES_MAX_IDS = 100
+#: Anthropic's bounds of an upload's ``expires_in_seconds`` (an hour to ninety days).
+FILE_EXPIRY_SECONDS = (3600, 7_776_000)
+#: The prefix of a file list's ``next_page`` cursor (Anthropic's are opaque and start so): the last id listed.
+PAGE_PREFIX = "page_"
+
+
+def _rfc3339(seconds: Any) -> str | None:
+    if not isinstance(seconds, int) or isinstance(seconds, bool):
+        return None
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def file_metadata(file: Mapping[str, Any]) -> dict[str, Any]:
+    """Anthropic's ``FileMetadata`` of an upload's file object (its ``media_type`` too: ``TYPED_FIELDS`` of
+    :mod:`jan.store.uploads`). ``downloadable``: jan serves every upload's bytes back (``/v1/files/{id}/content``)."""
+    return {"type": "file", "id": file["id"], "filename": file.get("filename") or "", "size_bytes": file.get("bytes"),
+            "mime_type": file.get("media_type") or "application/octet-stream",
+            "created_at": _rfc3339(file.get("created_at")), "expires_at": _rfc3339(file.get("expires_at")),
+            "downloadable": True}
+
+
+def file_page(files: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:
+    """A page of Anthropic's file list: the cursors of the SDK's that pages by ``before_id``/``after_id``
+    (``first_id``, ``last_id``, ``has_more``) and of the one that follows ``next_page`` (the next page's ``page``)."""
+    data = [file_metadata(file) for file in files]
+    last = data[-1]["id"] if data else None
+    return {"data": data, "has_more": has_more, "first_id": data[0]["id"] if data else None, "last_id": last,
+            "next_page": PAGE_PREFIX + last if has_more and last else None}
+
+
+def file_deleted(file_id: str) -> dict[str, Any]:
+    return {"id": file_id, "type": "file_deleted"}
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Anthropic Messages: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``; and Anthropic's
 ``GET /v1/models`` and ``GET /v1/models/{id}``, which share their paths with OpenAI's (``routes/models.py``
-hands over a request of Anthropic's SDK, told by its ``anthropic-version`` header).
+hands over a request of Anthropic's SDK, told by its ``anthropic-version`` header; ``routes/files.py`` answers
+Anthropic's Files API itself, in the shapes of the dialect module).
 
 HTTP only: the body is parsed by :mod:`jan.server.dialects.anthropic` into the typed chat
 request, the chat service answers, the dialect module formats. Errors on these routes
@@ -9,6 +10,7 @@ request, the chat service answers, the dialect module formats. Errors on these r
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -26,7 +28,7 @@ from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine, model_extension
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
-from jan.server.routes.files import UPLOADS
+from jan.server.routes.files import UPLOADS, upload_image
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body
 from jan.services import ChatAggregator, ChatService
@@ -47,14 +49,16 @@ DIALECT_ERRORS["/v1/messages"] = ("AnthropicError", {
 
 
 def from_anthropic_sdk(request: web.Request) -> bool:
-    """Whether a request on a path both dialects serve (``/v1/models``) is Anthropic's: its SDKs (and Claude
-    Code) send ``anthropic-version`` on every request, OpenAI's never do."""
-    return "anthropic-version" in request.headers
+    """Whether a request on a path both dialects serve (``/v1/models``, ``/v1/files``) is Anthropic's."""
+    return wire.from_anthropic_sdk(request.headers)
 
 
-# Anthropic's model requests get Anthropic's errors there, the key check's 401 and an unknown model's 404 included.
-ERROR_DIALECTS.append(lambda request: "/v1/messages"
-                      if under_prefix(request.path, "/v1/models") and from_anthropic_sdk(request) else None)
+#: The paths OpenAI's and Anthropic's SDKs share: each answers in the dialect of the SDK that asks.
+SHARED_PATHS = ("/v1/models", "/v1/files")
+# Anthropic's requests there get Anthropic's errors, the key check's 401 and an unknown model's or file's 404
+# included.
+ERROR_DIALECTS.append(lambda request: "/v1/messages" if from_anthropic_sdk(request) and any(
+    under_prefix(request.path, path) for path in SHARED_PATHS) else None)
 EXTRA_BODIES[("POST", "/v1/messages")] = wire.MessagesRequest
 EXTRA_BODIES[("POST", "/v1/messages/count_tokens")] = wire.CountTokensRequest
 # Message threads (thread: create / continue): held as Jan threads, see dialects/anthropic_threads.py.
@@ -92,6 +96,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, wire.MessagesRequest)
     wire.check_thinking_budget(body, request.headers.get("anthropic-beta", ""))
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await wire.resolve_file_images(body, functools.partial(upload_image, request))  # image blocks' file sources
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # file and url sources
     # With `thread`, the conversation the server holds: a `continue` is in flight until its answer is sent.
     async with request.app[THREADS].turn(body) as turn:
@@ -154,6 +159,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     """The prompt's token count as the model's chat template and vocabulary make it."""
     body = await parse_body(request, wire.CountTokensRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await wire.resolve_file_images(body, functools.partial(upload_image, request))
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     # a thread's `continue` counts the held conversation with the new turn (jan's; the SDK sends no `thread` here)
     chat_request = await request.app[THREADS].prompt(body)

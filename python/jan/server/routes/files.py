@@ -8,6 +8,13 @@ setting, 512 MB by default) it is a 413. ``GET /v1/files`` lists them (``purpose
 ``order``, ``after``: OpenAI's cursor paging), ``GET /v1/files/{file_id}`` and ``DELETE`` are OpenAI's, and
 ``GET /v1/files/{file_id}/content`` sends the bytes back (as a download: ``Content-Disposition: attachment``).
 
+Anthropic's SDK (``client.beta.files``, told by its ``anthropic-version`` header) shares the paths and gets
+Anthropic's Files API: an upload without ``purpose`` (its files are for messages: ``user_data``), with
+``expires_in_seconds``; its ``FileMetadata``, list pages (``limit`` 1-1000, 20 by default; ``page``, ``after_id``,
+``before_id``; or ``ids``; ``scope_id``: no upload here has a scope), ``file_deleted``, and its errors
+(``routes/anthropic.py``). Its ``document`` and ``image`` blocks name a file by its id (``source: {"type": "file",
+"file_id"}``).
+
 Images and documents among the files are what jan reads: an ``image_file`` part naming a ``file-...`` id in a
 thread message is copied into the thread's own images when the message is written (:func:`upload_data_url`, used
 by ``threads.fetch_linked_images``), and a Responses ``input_image`` with a ``file_id`` is read the same way
@@ -28,6 +35,7 @@ from aiohttp import MultipartReader, web
 from aiohttp.multipart import BodyPartReader
 
 from jan.errors import MediaError
+from jan.server.dialects import anthropic as anthropic_wire
 from jan.image_types import MAX_PIXELS, load_image, sniff_image
 from jan.server.errors import APIError, json_error
 from jan.server.jsonio import json_response
@@ -37,7 +45,7 @@ from jan.services.media_workers import on_media_worker
 from jan.store.aio import write_through
 from jan.store.errors import InvalidArgumentError, NotFoundError
 from jan.store.files import MAX_FILE_BYTES
-from jan.store.uploads import PURPOSES, UploadStore, UploadTooLargeError, UploadWriter
+from jan.store.uploads import PUBLIC_FIELDS, PURPOSES, TYPED_FIELDS, UploadStore, UploadTooLargeError, UploadWriter
 
 log = logging.getLogger("jan.server")
 
@@ -61,6 +69,10 @@ DRAIN_BYTES = 1024 * 1024
 EXPIRY_SECONDS = (3600, 2_592_000)  # OpenAI's bounds of expires_after[seconds]
 DEFAULT_LIMIT, MAX_LIMIT = 10_000, 10_000  # OpenAI's list limit
 _FIELDS = ("purpose", "expires_after[anchor]", "expires_after[seconds]")
+# Anthropic's upload: the file and how long it is kept (no purpose: what Anthropic stores is for messages)
+_ANTHROPIC_FIELDS = ("purpose", "expires_in_seconds")
+#: The purpose of an upload from Anthropic's SDK: a file read in a message.
+ANTHROPIC_PURPOSE = "user_data"
 
 RESPONSE_SCHEMAS["FileObject"] = {
     "type": "object", "required": ["id", "object", "bytes", "created_at", "filename", "purpose", "status"],
@@ -158,9 +170,21 @@ async def _stream(part: BodyPartReader, writer: UploadWriter) -> None:
     await write_through(chunks(), writer.write, WRITE_BYTES)
 
 
+def _anthropic(request: web.Request) -> bool:
+    """Whether Anthropic's SDK asks (:func:`anthropic_wire.from_anthropic_sdk`): its shapes, not OpenAI's."""
+    return anthropic_wire.from_anthropic_sdk(request.headers)
+
+
 def _expiry(fields: dict[str, str]) -> int | None:
-    """``expires_after[seconds]`` (counted from ``created_at``, the one anchor), or None for a file kept until
-    deleted."""
+    """``expires_after[seconds]`` (counted from ``created_at``, the one anchor), or Anthropic's
+    ``expires_in_seconds``; None for a file kept until deleted."""
+    if "expires_in_seconds" in fields:
+        low, high = anthropic_wire.FILE_EXPIRY_SECONDS
+        seconds = fields["expires_in_seconds"]
+        if not seconds.isdigit() or not low <= int(seconds) <= high:
+            raise APIError(400, f"expires_in_seconds: must be a whole number of seconds from {low} to {high}, "
+                                f"not {seconds!r}", param="expires_in_seconds", code="invalid_value")
+        return int(seconds)
     anchor, seconds = fields.get("expires_after[anchor]"), fields.get("expires_after[seconds]")
     if anchor is None and seconds is None:
         return None
@@ -203,6 +227,8 @@ async def upload_file(request: web.Request) -> web.Response:
     user_data, batch, fine-tune or evals) and optionally ``expires_after[anchor]=created_at`` with
     ``expires_after[seconds]``. Answers the file object (``file-...``); 413 past the server's max_upload_bytes."""
     limit = request.app[CONFIG].max_upload_bytes
+    anthropic = _anthropic(request)
+    known = _ANTHROPIC_FIELDS if anthropic else _FIELDS
     reader = await _form(request)
     if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD_BYTES:
         return await _too_large(request, limit, drain=False)  # refused by its length, before a byte is stored
@@ -224,7 +250,7 @@ async def upload_file(request: web.Request) -> web.Response:
                 filename = part.filename or ""
                 writer = await asyncio.to_thread(store.writer, limit)
                 await _stream(part, writer)
-            elif name in _FIELDS:
+            elif name in known:
                 if name in fields:
                     raise APIError(400, f"{name}: given more than once", param=name, code="invalid_value")
                 fields[name] = await _field(part, name)
@@ -233,6 +259,8 @@ async def upload_file(request: web.Request) -> web.Response:
             else:
                 raise APIError(400, f"Unrecognized request argument supplied: {name or '(a part without a name)'}",
                                param=name or None, code="unknown_parameter")
+        if anthropic:
+            fields.setdefault("purpose", ANTHROPIC_PURPOSE)
         if "purpose" not in fields:
             raise APIError(400, "purpose: required (assistants, vision, user_data, batch, fine-tune or evals)",
                            param="purpose", code="missing_required_parameter")
@@ -242,14 +270,14 @@ async def upload_file(request: web.Request) -> web.Response:
         purpose, expiry = _check_purpose(fields["purpose"]), _expiry(fields)
         committing, writer = writer, None  # commit() removes the temporary file, whatever happens
         file = await asyncio.to_thread(store.commit, committing, filename=filename, purpose=purpose,
-                                       expires_after=expiry)
+                                       expires_after=expiry, fields=TYPED_FIELDS if anthropic else PUBLIC_FIELDS)
     except UploadTooLargeError:
         return await _too_large(request, limit, drain=True)
     finally:
         if writer is not None:
             await asyncio.to_thread(writer.discard)  # waits for a write still in flight
     log.info("files: stored %s (%d bytes, %s)", file["id"], file["bytes"], file["purpose"])
-    return json_response(file)
+    return json_response(anthropic_wire.file_metadata(file) if anthropic else file)
 
 
 # -- read, list, delete --------------------------------------------------------------------------------
@@ -269,24 +297,82 @@ def _list_query(request: web.Request) -> dict:
             "after": query.get("after") or None, "before": query.get("before") or None}
 
 
+def _anthropic_list_query(request: web.Request) -> tuple[dict, dict[str, str]]:
+    """Anthropic's list query as the store's arguments, and which query field gave each cursor (what an error about
+    it names): ``page`` (a ``next_page``) or ``after_id``, and ``before_id``; newest first."""
+    query = request.query
+    raw = query.get("limit") or ""
+    low, high = 1, anthropic_wire.FILES_MAX_LIMIT
+    if raw and (not raw.isdigit() or not low <= int(raw) <= high):
+        raise APIError(400, f"limit: must be an integer from {low} to {high}, not {raw!r}", param="limit",
+                       code="invalid_value")
+    page, after = query.get("page") or None, query.get("after_id") or None
+    if page is not None and after is not None:
+        raise APIError(400, "page: give page or after_id, not both", param="page", code="invalid_value")
+    if page is not None:
+        if not page.startswith(anthropic_wire.PAGE_PREFIX):
+            raise APIError(400, f"page: not a page cursor of this list (a next_page), {page!r}", param="page",
+                           code="invalid_value")
+        after = page[len(anthropic_wire.PAGE_PREFIX):]
+    before = query.get("before_id") or None
+    if after is not None and before is not None:
+        raise APIError(400, "before_id: give after_id (or page) or before_id, not both", param="before_id",
+                       code="invalid_value")
+    names = {"after": "page" if page is not None else "after_id", "before": "before_id"}
+    return {"limit": int(raw) if raw else anthropic_wire.FILES_DEFAULT_LIMIT, "order": "desc", "after": after,
+            "before": before, "fields": TYPED_FIELDS}, names
+
+
+def _anthropic_ids(request: web.Request) -> set[str]:
+    """Anthropic's ``ids`` filter (the SDK writes ``ids[]=a&ids[]=b``): at most 100, without paging."""
+    ids = set(request.query.getall("ids[]", []) + request.query.getall("ids", []))
+    if ids and any(name in request.query for name in ("page", "limit", "after_id", "before_id")):
+        raise APIError(400, "ids: give ids or page and limit, not both", param="ids", code="invalid_value")
+    if len(ids) > anthropic_wire.FILES_MAX_IDS:
+        raise APIError(400, f"ids: at most {anthropic_wire.FILES_MAX_IDS}, got {len(ids)}", param="ids",
+                       code="invalid_value")
+    return ids
+
+
 @routes.get("/v1/files")
 async def list_files(request: web.Request) -> web.Response:
     """List the uploaded files, newest first (``order``), only one ``purpose``'s when given; ``limit`` (1-10000,
-    default 10000) and ``after`` (a file id) page them as OpenAI's cursors."""
-    page = await asyncio.to_thread(uploads(request).list, **_list_query(request))
-    return json_response(page.to_dict())
+    default 10000) and ``after`` (a file id) page them as OpenAI's cursors. Anthropic's SDK: its pages
+    (:func:`_anthropic_list_query`)."""
+    if not _anthropic(request):
+        page = await asyncio.to_thread(uploads(request).list, **_list_query(request))
+        return json_response(page.to_dict())
+    if request.query.get("scope_id"):  # no upload here belongs to a scope (an Anthropic session's): none is listed
+        return json_response(anthropic_wire.file_page([], False))
+    if ids := _anthropic_ids(request):  # the files of these ids (none that is not there), on one page
+        listed = await asyncio.to_thread(uploads(request).list, fields=TYPED_FIELDS)
+        return json_response(anthropic_wire.file_page([file for file in listed.data if file["id"] in ids], False))
+    query, names = _anthropic_list_query(request)
+    try:
+        page = await asyncio.to_thread(uploads(request).list, **query)
+    except InvalidArgumentError as exc:  # a cursor that names no file: said of the query field that sent it
+        if exc.param not in names:
+            raise
+        name = names[exc.param]
+        raise APIError(400, f"{name}: {request.query.get(name)!r} names no file of this list", param=name,
+                       code=exc.code or "invalid_value") from None
+    return json_response(anthropic_wire.file_page(page.data, page.has_more))
 
 
 @routes.get("/v1/files/{file_id}")
 async def get_file(request: web.Request) -> web.Response:
-    """Retrieve a file object."""
+    """Retrieve a file object (Anthropic's SDK: its file metadata)."""
+    if _anthropic(request):
+        file = await asyncio.to_thread(uploads(request).get, request.match_info["file_id"], fields=TYPED_FIELDS)
+        return json_response(anthropic_wire.file_metadata(file))
     return json_response(await asyncio.to_thread(uploads(request).get, request.match_info["file_id"]))
 
 
 @routes.delete("/v1/files/{file_id}")
 async def delete_file(request: web.Request) -> web.Response:
     """Delete a file: its bytes are gone, and so is its id (a thread image copied from it stays with the thread)."""
-    return json_response(await asyncio.to_thread(uploads(request).delete, request.match_info["file_id"]))
+    deleted = await asyncio.to_thread(uploads(request).delete, request.match_info["file_id"])
+    return json_response(anthropic_wire.file_deleted(deleted["id"]) if _anthropic(request) else deleted)
 
 
 def _attachment(filename: str) -> str:
