@@ -111,11 +111,41 @@ def nonempty_text_param(ctx: click.Context, param: click.Parameter, value: Any) 
 def lenient_stdin() -> None:
     """Decode stdin with U+FFFD for bytes that are not UTF-8, not with UnicodeDecodeError (a UTF-8
     locale's "strict") or lone surrogates (the C locale's "surrogateescape"), whatever reads it."""
+    import codecs
+
     reconfigure = getattr(sys.stdin, "reconfigure", None)  # None: no stdin, or not a text file
     if reconfigure is not None:
         try:
-            reconfigure(errors="replace")
-        except (AttributeError, ValueError, OSError):  # a stream that cannot change it: used as it is
+            # an ASCII stdin reads UTF-8, as :func:`lenient_output` writes it (PEP 540: such a locale is a
+            # misconfiguration): a piped "héllo" stays itself, not "h\ufffd\ufffdllo"
+            if codecs.lookup(getattr(sys.stdin, "encoding", None) or "ascii").name == "ascii":
+                reconfigure(encoding="utf-8", errors="replace")
+            else:
+                reconfigure(errors="replace")
+        except (LookupError, AttributeError, ValueError, OSError):  # a stream that cannot change it: used as it is
+            pass
+
+
+def lenient_output() -> None:
+    """Let stdout and stderr take any text a model (or a thread, a file name) holds, whatever the locale says.
+
+    An ASCII stream (``PYTHONIOENCODING=ascii``, a C locale without Python's UTF-8 mode) writes UTF-8, as click's
+    own echo already did for tables and JSON and as PEP 540 treats such a locale: a misconfiguration, not a wish.
+    Another legacy encoding (latin-1) keeps its encoding and writes "?" for what it cannot hold. Before, the first
+    answer piece outside the encoding ended ``jan run``/``jan chat`` with a UnicodeEncodeError's traceback."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # None: closed, or not a text file (a test's capture)
+        if reconfigure is None:
+            continue
+        try:
+            encoding = codecs.lookup(getattr(stream, "encoding", None) or "ascii").name
+            if encoding == "ascii":
+                reconfigure(encoding="utf-8", errors="replace")
+            elif encoding != "utf-8" and stream.errors == "strict":
+                reconfigure(errors="replace")
+        except (LookupError, AttributeError, ValueError, OSError):  # a stream that cannot change: used as it is
             pass
 
 
@@ -305,11 +335,16 @@ class SamplingValue(click.ParamType):
 class PathParam(click.Path):
     """``click.Path`` that refuses an empty value as a usage error naming the option: ``Path("")`` is the current
     folder, so an unset shell variable (``--data-folder "$DIR"``, ``--image "$PIC"``) would silently name the folder
-    the command ran from (a data folder made there, a '.' "image")."""
+    the command ran from (a data folder made there, a '.' "image").
+
+    A leading ``~`` is the home folder before click's checks: the shell leaves it alone in ``--opt=~/x``, in quotes
+    and in ``$JAN_DATA_FOLDER``, so ``exists=True`` said "File '~/x' does not exist" of a file that does."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value == "":
             self.fail("must not be empty (an empty path would be the current folder)", param, ctx)
+        if isinstance(value, (str, os.PathLike)) and str(value).startswith("~"):
+            value = os.path.expanduser(value)
         return super().convert(value, param, ctx)
 
 
