@@ -207,3 +207,19 @@ def test_an_upload_name_that_is_not_utf8_is_kept_with_a_replacement_character(en
     file_id = ok(jan_bytes("files", "upload", str(a_file), "--name", b"caf\xe9.txt", env=env)).stdout.strip()
     shown = json.loads(ok(jan("files", "show", file_id, "--json", env=env)).stdout)
     assert shown["filename"] == "caf\ufffd.txt"
+
+
+@pytest.mark.parametrize("args, said", [
+    (("extensions", "enable", "tool"), "no extension named 'tool': did you mean 'tools'?"),
+    (("extensions", "disable", "Conversational"), "did you mean 'conversational'?"),
+    (("mcp", "remove", "note"), "no MCP server named 'note': did you mean 'notes'?"),
+    (("chat", "stories260K", "--mcp", "note"), "not configured in mcp.json; did you mean 'notes'?"),
+    (("chat", "stories260K", "--tool", "current_tim"), "no tool named 'current_tim': did you mean 'current_time'?"),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+def test_a_name_with_a_typo_is_answered_with_the_one_meant_by_every_command(args, said, env, stories_path):
+    """Before: model ids alone had a "did you mean"; an extension, MCP server or tool one letter off was only
+    "no extension named 'tool'"."""
+    ok(jan("models", "import", stories_path, env=env))
+    ok(jan("mcp", "add", "notes", "echo", "hi", env=env))
+    fails(jan(*args, env=env), said)
+    fails(jan("extensions", "enable", "zzz", env=env), "no extension named 'zzz' (see `jan extensions list`)")

@@ -42,6 +42,16 @@ class CLIError(click.ClickException):
         click.echo(f"jan: error: {self.format_message()}", err=True)
 
 
+def did_you_mean(name: str, known) -> str:
+    """``: did you mean 'X'?`` where one of ``known`` is a likely typo of ``name`` (off by case or a character: the one
+    rule model ids are guessed by, :func:`jan.services.models.closest_model_id`), else ``""``. For every name a
+    command looks up (extensions, MCP servers, tools), so ``jan extensions enable tool`` names ``tools``."""
+    from jan.services.models import closest_model_id
+
+    meant = closest_model_id(name, [k for k in known if isinstance(k, str)])
+    return f": did you mean {meant!r}?" if meant else ""
+
+
 def warn(message: str) -> None:
     click.echo(f"jan: {message}", err=True)
 
