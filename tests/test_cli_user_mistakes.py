@@ -223,3 +223,13 @@ def test_a_name_with_a_typo_is_answered_with_the_one_meant_by_every_command(args
     ok(jan("mcp", "add", "notes", "echo", "hi", env=env))
     fails(jan(*args, env=env), said)
     fails(jan("extensions", "enable", "zzz", env=env), "no extension named 'zzz' (see `jan extensions list`)")
+
+
+def test_an_image_that_is_missing_or_a_folder_is_the_same_error_with_the_same_status(env, tmp_path):
+    """Before: `--image missing.png` was "cannot read image" with status 1, `--image some_folder` click's usage
+    error with status 2; both are now the image's own error (as `/image` in a chat says them), read before any
+    model loads."""
+    for path in (tmp_path / "missing.png", tmp_path):
+        result = jan("run", "stories260K", "describe", "--image", path, env=env)
+        assert result.returncode == 1
+        fails(result, f"cannot read image '{path}'")
