@@ -385,7 +385,9 @@ def connection_options(func: Callable) -> Callable:
     return wrapper
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+#: (Most commands that take it print no table: `show`, `upload`, `import`, `info` print lines of text.)
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON document on stdout instead of text (for scripts).")
 
 
 # --------------------------------------------------------------------------- output
