@@ -233,3 +233,28 @@ def test_an_image_that_is_missing_or_a_folder_is_the_same_error_with_the_same_st
         result = jan("run", "stories260K", "describe", "--image", path, env=env)
         assert result.returncode == 1
         fails(result, f"cannot read image '{path}'")
+
+
+@pytest.mark.parametrize("url, said", [
+    ("http://[::1", "is not a URL (Invalid IPv6 URL)"),
+    ("http://127.0.0.1:99999", "is not a URL (Port out of range"),
+    ("http://127.0.0.1:abc", "is not a URL (Port could not be cast"),
+    ("ftp://127.0.0.1:1337", "is not the http:// or https:// URL of a jan server"),
+])
+@pytest.mark.parametrize("args", [("models", "list"), ("info",), ("threads", "list", "--json")], ids=" ".join)
+def test_a_malformed_server_url_is_one_clear_error_naming_where_it_came_from(url, said, args, data):
+    """Before: `http://[::1` and a port that is no number were urllib's ValueError traceback; `ftp://` was "no
+    jan server answers". `--local` never asks the server, so never trips on it."""
+    fails(jan(*args, "--url", url, env=cli_env(data, local=False)), f"--url: {url!r} {said}")
+    fails(jan(*args, env=cli_env(data, local=False, JAN_API_URL=url)), f"$JAN_API_URL: {url!r} {said}")
+    ok(jan(*args, env=cli_env(data, local=True, JAN_API_URL=url)))
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "nan", "inf"])
+def test_a_probe_timeout_that_is_no_number_of_seconds_is_one_clear_error(value, data):
+    """Before: read as jan.cli.common was imported, ``float('abc')``'s traceback from every command."""
+    env = cli_env(data, local=False, JAN_API_URL=f"http://127.0.0.1:{free_port()}",
+                  JAN_PROBE_TIMEOUT=value)
+    fails(jan("models", "list", env=env), "$JAN_PROBE_TIMEOUT", repr(value))
+    env["JAN_PROBE_TIMEOUT"] = "2"
+    ok(jan("models", "list", env=env))

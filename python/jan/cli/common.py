@@ -23,7 +23,8 @@ from typing import Any, Callable
 import click
 
 DEFAULT_URL = "http://127.0.0.1:1337"
-PROBE_TIMEOUT_S = float(os.environ.get("JAN_PROBE_TIMEOUT", "0.5"))
+#: Seconds the /health probe of $JAN_API_URL waits (``$JAN_PROBE_TIMEOUT`` for a slow link): see :func:`probe_timeout`.
+PROBE_TIMEOUT_S = 0.5
 #: The most a load option the engine keeps as an int32 may be (jan.engine.params.INT32_MAX, which this light module
 #: does not import): a flag bounded by it is told by its own name, not as a setting of the model it loads.
 INT32_MAX = 2**31 - 1
@@ -50,6 +51,24 @@ def did_you_mean(name: str, known) -> str:
 
     meant = closest_model_id(name, [k for k in known if isinstance(k, str)])
     return f": did you mean {meant!r}?" if meant else ""
+
+
+def probe_timeout() -> float:
+    """:data:`PROBE_TIMEOUT_S`, or ``$JAN_PROBE_TIMEOUT``'s seconds; a value that is no positive number is a
+    :class:`CLIError` naming the variable (it was read as the module was imported: a traceback from every command)."""
+    import math
+
+    text = os.environ.get("JAN_PROBE_TIMEOUT", "").strip()
+    if not text:
+        return PROBE_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds < math.inf):
+        raise CLIError(f"$JAN_PROBE_TIMEOUT: {text!r} is not a number of seconds above 0 (unset it for "
+                       f"{PROBE_TIMEOUT_S})")
+    return seconds
 
 
 def warn(message: str) -> None:
@@ -200,14 +219,30 @@ class Connection:
             return None
         from jan.cli.client import ApiClient
 
-        client = ApiClient(self.url, self.api_key)
-        self._health = client.health(PROBE_TIMEOUT_S)
+        client = ApiClient(self.checked_url(), self.api_key)
+        self._health = client.health(probe_timeout())
         if self._health is None:
             if self.url_explicit:
                 raise CLIError(f"no jan server answers at {self.url} (start one with `jan serve`, or drop --url)")
             return None
         self._client = client
         return client
+
+    def checked_url(self) -> str:
+        """:attr:`url`, once it is known to be an http(s) URL: a malformed one (``http://[::1``, a port that is no
+        number, ``ftp://``) is a :class:`CLIError` naming where it came from, not urllib's ValueError traceback nor
+        "no jan server answers". Checked when the server is first asked, so ``--local`` never trips on it."""
+        from urllib.parse import urlsplit
+
+        where = "--url" if self.url_explicit else "$JAN_API_URL"
+        try:
+            parts = urlsplit(self.url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+        except ValueError as exc:
+            raise CLIError(f"{where}: {self.url!r} is not a URL ({exc})") from None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise CLIError(f"{where}: {self.url!r} is not the http:// or https:// URL of a jan server")
+        return self.url
 
     def require_server(self, what: str):
         client = self.server()
