@@ -113,6 +113,13 @@ def test_commands_through_a_server_do_not_need_the_local_data_folder(tmp_path, a
     (("mcp", "add", "x", "echo", "--timeout", "nan"), "--timeout"),
     (("mcp", "add", "x", "echo", "--timeout", "inf"), "--timeout"),
     (("serve", "--port", "0", "--draft-p-min", "nan"), "--draft-p-min"),
+    # an unset shell variable: `--host ""` bound every interface, `--api-key ""` served with no key at all
+    (("serve", "--port", "0", "--host", ""), "--host"),
+    (("serve", "--port", "0", "--api-key", ""), "--api-key"),
+    (("serve", "--port", "0", "--model", ""), "--model"),
+    (("serve", "--port", "0", "--default-model", ""), "--default-model"),
+    (("serve", "--port", "0", "--cors-origin", ""), "--cors-origin"),
+    (("serve", "--port", "0", "--allowed-host", ""), "--allowed-host"),
 ], ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
 def test_an_option_given_empty_is_a_usage_error_naming_it(args, option, env, data, a_file):
     """Before: `models import --id ""` imported under the file's name, `files upload --name ""` kept PATH's name,
