@@ -107,6 +107,9 @@ def test_commands_through_a_server_do_not_need_the_local_data_folder(tmp_path, a
     (("files", "upload", "{file}", "--name", ""), "--name"),
     (("run", "stories260K", "hi", "--stop", ""), "--stop"),
     (("chat", "stories260K", "--stop", "x", "--stop", ""), "--stop"),
+    (("chat", "stories260K", "--tool", ""), "--tool"),
+    (("chat", "stories260K", "--mcp", ""), "--mcp"),
+    (("chat", "stories260K", "--tool", "current_time", "--tool-choice", ""), "--tool-choice"),
     (("mcp", "add", "x", "echo", "--timeout", "0"), "--timeout"),
     (("mcp", "add", "x", "echo", "--timeout", "-1"), "--timeout"),
     # NaN and infinity, which click's FloatRange lets through (NaN compares false with both bounds)
