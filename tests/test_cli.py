@@ -211,6 +211,11 @@ def test_commands_use_the_running_server(served, stories_path, tmp_path):
     assert [m["id"] for m in local] == ["stories260K"] and "state" not in local[0]
 
 
+def test_an_extension_name_with_a_typo_through_the_server_names_the_one_meant(served):
+    _, _, _, env = served
+    fails(jan("extensions", "enable", "tool", env=env), "no extension named 'tool': did you mean 'tools'?")
+
+
 def test_the_server_url_may_be_written_as_the_openai_base_url_or_without_a_scheme(served):
     """The README gives clients `http://127.0.0.1:1337/v1`; the same URL in --url or $JAN_API_URL (or
     `127.0.0.1:1337`, as curl takes it) answered "no jan server answers" with the server running."""

@@ -69,6 +69,9 @@ def test_threads_export_markdown_and_json(env, saved, tmp_path):
     target = tmp_path / "out.md"
     result = ok(jan("threads", "export", thread["id"], "-f", "markdown", "-o", target, env=env))
     assert result.stdout == "" and target.read_text() == markdown
+    # '-' is stdout, as for `jan files download -o -` (before: a file named '-' in the current folder)
+    dash = ok(jan("threads", "export", thread["id"], "-o", "-", env=env, cwd=tmp_path))
+    assert dash.stdout == markdown and not (tmp_path / "-").exists()
     shown = ok(jan("threads", "show", thread["id"], env=env)).stdout
     assert "Pirates" in shown and "Tell me about pirates" in shown and "Assistant (stopped)" in shown
 

@@ -107,12 +107,22 @@ def test_commands_through_a_server_do_not_need_the_local_data_folder(tmp_path, a
     (("files", "upload", "{file}", "--name", ""), "--name"),
     (("run", "stories260K", "hi", "--stop", ""), "--stop"),
     (("chat", "stories260K", "--stop", "x", "--stop", ""), "--stop"),
+    (("chat", "stories260K", "--tool", ""), "--tool"),
+    (("chat", "stories260K", "--mcp", ""), "--mcp"),
+    (("chat", "stories260K", "--tool", "current_time", "--tool-choice", ""), "--tool-choice"),
     (("mcp", "add", "x", "echo", "--timeout", "0"), "--timeout"),
     (("mcp", "add", "x", "echo", "--timeout", "-1"), "--timeout"),
     # NaN and infinity, which click's FloatRange lets through (NaN compares false with both bounds)
     (("mcp", "add", "x", "echo", "--timeout", "nan"), "--timeout"),
     (("mcp", "add", "x", "echo", "--timeout", "inf"), "--timeout"),
     (("serve", "--port", "0", "--draft-p-min", "nan"), "--draft-p-min"),
+    # an unset shell variable: `--host ""` bound every interface, `--api-key ""` served with no key at all
+    (("serve", "--port", "0", "--host", ""), "--host"),
+    (("serve", "--port", "0", "--api-key", ""), "--api-key"),
+    (("serve", "--port", "0", "--model", ""), "--model"),
+    (("serve", "--port", "0", "--default-model", ""), "--default-model"),
+    (("serve", "--port", "0", "--cors-origin", ""), "--cors-origin"),
+    (("serve", "--port", "0", "--allowed-host", ""), "--allowed-host"),
 ], ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
 def test_an_option_given_empty_is_a_usage_error_naming_it(args, option, env, data, a_file):
     """Before: `models import --id ""` imported under the file's name, `files upload --name ""` kept PATH's name,
@@ -207,3 +217,54 @@ def test_an_upload_name_that_is_not_utf8_is_kept_with_a_replacement_character(en
     file_id = ok(jan_bytes("files", "upload", str(a_file), "--name", b"caf\xe9.txt", env=env)).stdout.strip()
     shown = json.loads(ok(jan("files", "show", file_id, "--json", env=env)).stdout)
     assert shown["filename"] == "caf\ufffd.txt"
+
+
+@pytest.mark.parametrize("args, said", [
+    (("extensions", "enable", "tool"), "no extension named 'tool': did you mean 'tools'?"),
+    (("extensions", "disable", "Conversational"), "did you mean 'conversational'?"),
+    (("mcp", "remove", "note"), "no MCP server named 'note': did you mean 'notes'?"),
+    (("chat", "stories260K", "--mcp", "note"), "not configured in mcp.json; did you mean 'notes'?"),
+    (("chat", "stories260K", "--tool", "current_tim"), "no tool named 'current_tim': did you mean 'current_time'?"),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+def test_a_name_with_a_typo_is_answered_with_the_one_meant_by_every_command(args, said, env, stories_path):
+    """Before: model ids alone had a "did you mean"; an extension, MCP server or tool one letter off was only
+    "no extension named 'tool'"."""
+    ok(jan("models", "import", stories_path, env=env))
+    ok(jan("mcp", "add", "notes", "echo", "hi", env=env))
+    fails(jan(*args, env=env), said)
+    fails(jan("extensions", "enable", "zzz", env=env), "no extension named 'zzz' (see `jan extensions list`)")
+
+
+def test_an_image_that_is_missing_or_a_folder_is_the_same_error_with_the_same_status(env, tmp_path):
+    """Before: `--image missing.png` was "cannot read image" with status 1, `--image some_folder` click's usage
+    error with status 2; both are now the image's own error (as `/image` in a chat says them), read before any
+    model loads."""
+    for path in (tmp_path / "missing.png", tmp_path):
+        result = jan("run", "stories260K", "describe", "--image", path, env=env)
+        assert result.returncode == 1
+        fails(result, f"cannot read image '{path}'")
+
+
+@pytest.mark.parametrize("url, said", [
+    ("http://[::1", "is not a URL (Invalid IPv6 URL)"),
+    ("http://127.0.0.1:99999", "is not a URL (Port out of range"),
+    ("http://127.0.0.1:abc", "is not a URL (Port could not be cast"),
+    ("ftp://127.0.0.1:1337", "is not the http:// or https:// URL of a jan server"),
+])
+@pytest.mark.parametrize("args", [("models", "list"), ("info",), ("threads", "list", "--json")], ids=" ".join)
+def test_a_malformed_server_url_is_one_clear_error_naming_where_it_came_from(url, said, args, data):
+    """Before: `http://[::1` and a port that is no number were urllib's ValueError traceback; `ftp://` was "no
+    jan server answers". `--local` never asks the server, so never trips on it."""
+    fails(jan(*args, "--url", url, env=cli_env(data, local=False)), f"--url: {url!r} {said}")
+    fails(jan(*args, env=cli_env(data, local=False, JAN_API_URL=url)), f"$JAN_API_URL: {url!r} {said}")
+    ok(jan(*args, env=cli_env(data, local=True, JAN_API_URL=url)))
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "nan", "inf"])
+def test_a_probe_timeout_that_is_no_number_of_seconds_is_one_clear_error(value, data):
+    """Before: read as jan.cli.common was imported, ``float('abc')``'s traceback from every command."""
+    env = cli_env(data, local=False, JAN_API_URL=f"http://127.0.0.1:{free_port()}",
+                  JAN_PROBE_TIMEOUT=value)
+    fails(jan("models", "list", env=env), "$JAN_PROBE_TIMEOUT", repr(value))
+    env["JAN_PROBE_TIMEOUT"] = "2"
+    ok(jan("models", "list", env=env))

@@ -102,10 +102,11 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            from jan.cli.common import lenient_stdin
+            from jan.cli.common import lenient_output, lenient_stdin
 
             lenient_stdin()  # whatever a command reads from stdin: bytes that are not UTF-8 become U+FFFD
             _closed_standard_streams(ctx)
+            lenient_output()  # whatever it writes: an ASCII or latin-1 locale is no UnicodeEncodeError
             return super().invoke(ctx)
         except KeyboardInterrupt:
             exit_interrupted()

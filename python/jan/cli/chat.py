@@ -450,11 +450,11 @@ def read_message(ask: PromptReader) -> str:
 @click.option("--thread", "thread_id", default=None, metavar="ID", callback=nonempty_param,
               help="Continue a saved thread.")
 @click.option("--no-save", is_flag=True, help="Do not save the conversation automatically (/save still does).")
-@click.option("--tool", "tool_names", multiple=True, metavar="NAME",
+@click.option("--tool", "tool_names", multiple=True, metavar="NAME", callback=nonempty_param,
               help="Offer a tool to the model (see GET /v1/tools; repeatable). Each call asks y/n first.")
-@click.option("--mcp", "mcp_servers", multiple=True, metavar="SERVER",
+@click.option("--mcp", "mcp_servers", multiple=True, metavar="SERVER", callback=nonempty_param,
               help="Offer every tool of an MCP server from mcp.json (repeatable).")
-@click.option("--tool-choice", default=None, metavar="auto|required|NAME",
+@click.option("--tool-choice", default=None, metavar="auto|required|NAME", callback=nonempty_param,
               help="Make the model's first turn call a tool (required) or this one.")
 @sampling_options
 @think_option

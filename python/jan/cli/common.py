@@ -23,7 +23,8 @@ from typing import Any, Callable
 import click
 
 DEFAULT_URL = "http://127.0.0.1:1337"
-PROBE_TIMEOUT_S = float(os.environ.get("JAN_PROBE_TIMEOUT", "0.5"))
+#: Seconds the /health probe of $JAN_API_URL waits (``$JAN_PROBE_TIMEOUT`` for a slow link): see :func:`probe_timeout`.
+PROBE_TIMEOUT_S = 0.5
 #: The most a load option the engine keeps as an int32 may be (jan.engine.params.INT32_MAX, which this light module
 #: does not import): a flag bounded by it is told by its own name, not as a setting of the model it loads.
 INT32_MAX = 2**31 - 1
@@ -40,6 +41,34 @@ class CLIError(click.ClickException):
 
     def show(self, file=None) -> None:  # noqa: D401 - click's hook
         click.echo(f"jan: error: {self.format_message()}", err=True)
+
+
+def did_you_mean(name: str, known) -> str:
+    """``: did you mean 'X'?`` where one of ``known`` is a likely typo of ``name`` (off by case or a character: the one
+    rule model ids are guessed by, :func:`jan.services.models.closest_model_id`), else ``""``. For every name a
+    command looks up (extensions, MCP servers, tools), so ``jan extensions enable tool`` names ``tools``."""
+    from jan.services.models import closest_model_id
+
+    meant = closest_model_id(name, [k for k in known if isinstance(k, str)])
+    return f": did you mean {meant!r}?" if meant else ""
+
+
+def probe_timeout() -> float:
+    """:data:`PROBE_TIMEOUT_S`, or ``$JAN_PROBE_TIMEOUT``'s seconds; a value that is no positive number is a
+    :class:`CLIError` naming the variable (it was read as the module was imported: a traceback from every command)."""
+    import math
+
+    text = os.environ.get("JAN_PROBE_TIMEOUT", "").strip()
+    if not text:
+        return PROBE_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds < math.inf):
+        raise CLIError(f"$JAN_PROBE_TIMEOUT: {text!r} is not a number of seconds above 0 (unset it for "
+                       f"{PROBE_TIMEOUT_S})")
+    return seconds
 
 
 def warn(message: str) -> None:
@@ -111,11 +140,41 @@ def nonempty_text_param(ctx: click.Context, param: click.Parameter, value: Any) 
 def lenient_stdin() -> None:
     """Decode stdin with U+FFFD for bytes that are not UTF-8, not with UnicodeDecodeError (a UTF-8
     locale's "strict") or lone surrogates (the C locale's "surrogateescape"), whatever reads it."""
+    import codecs
+
     reconfigure = getattr(sys.stdin, "reconfigure", None)  # None: no stdin, or not a text file
     if reconfigure is not None:
         try:
-            reconfigure(errors="replace")
-        except (AttributeError, ValueError, OSError):  # a stream that cannot change it: used as it is
+            # an ASCII stdin reads UTF-8, as :func:`lenient_output` writes it (PEP 540: such a locale is a
+            # misconfiguration): a piped "héllo" stays itself, not "h\ufffd\ufffdllo"
+            if codecs.lookup(getattr(sys.stdin, "encoding", None) or "ascii").name == "ascii":
+                reconfigure(encoding="utf-8", errors="replace")
+            else:
+                reconfigure(errors="replace")
+        except (LookupError, AttributeError, ValueError, OSError):  # a stream that cannot change it: used as it is
+            pass
+
+
+def lenient_output() -> None:
+    """Let stdout and stderr take any text a model (or a thread, a file name) holds, whatever the locale says.
+
+    An ASCII stream (``PYTHONIOENCODING=ascii``, a C locale without Python's UTF-8 mode) writes UTF-8, as click's
+    own echo already did for tables and JSON and as PEP 540 treats such a locale: a misconfiguration, not a wish.
+    Another legacy encoding (latin-1) keeps its encoding and writes "?" for what it cannot hold. Before, the first
+    answer piece outside the encoding ended ``jan run``/``jan chat`` with a UnicodeEncodeError's traceback."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # None: closed, or not a text file (a test's capture)
+        if reconfigure is None:
+            continue
+        try:
+            encoding = codecs.lookup(getattr(stream, "encoding", None) or "ascii").name
+            if encoding == "ascii":
+                reconfigure(encoding="utf-8", errors="replace")
+            elif encoding != "utf-8" and stream.errors == "strict":
+                reconfigure(errors="replace")
+        except (LookupError, AttributeError, ValueError, OSError):  # a stream that cannot change: used as it is
             pass
 
 
@@ -160,14 +219,30 @@ class Connection:
             return None
         from jan.cli.client import ApiClient
 
-        client = ApiClient(self.url, self.api_key)
-        self._health = client.health(PROBE_TIMEOUT_S)
+        client = ApiClient(self.checked_url(), self.api_key)
+        self._health = client.health(probe_timeout())
         if self._health is None:
             if self.url_explicit:
                 raise CLIError(f"no jan server answers at {self.url} (start one with `jan serve`, or drop --url)")
             return None
         self._client = client
         return client
+
+    def checked_url(self) -> str:
+        """:attr:`url`, once it is known to be an http(s) URL: a malformed one (``http://[::1``, a port that is no
+        number, ``ftp://``) is a :class:`CLIError` naming where it came from, not urllib's ValueError traceback nor
+        "no jan server answers". Checked when the server is first asked, so ``--local`` never trips on it."""
+        from urllib.parse import urlsplit
+
+        where = "--url" if self.url_explicit else "$JAN_API_URL"
+        try:
+            parts = urlsplit(self.url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+        except ValueError as exc:
+            raise CLIError(f"{where}: {self.url!r} is not a URL ({exc})") from None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise CLIError(f"{where}: {self.url!r} is not the http:// or https:// URL of a jan server")
+        return self.url
 
     def require_server(self, what: str):
         client = self.server()
@@ -305,11 +380,16 @@ class SamplingValue(click.ParamType):
 class PathParam(click.Path):
     """``click.Path`` that refuses an empty value as a usage error naming the option: ``Path("")`` is the current
     folder, so an unset shell variable (``--data-folder "$DIR"``, ``--image "$PIC"``) would silently name the folder
-    the command ran from (a data folder made there, a '.' "image")."""
+    the command ran from (a data folder made there, a '.' "image").
+
+    A leading ``~`` is the home folder before click's checks: the shell leaves it alone in ``--opt=~/x``, in quotes
+    and in ``$JAN_DATA_FOLDER``, so ``exists=True`` said "File '~/x' does not exist" of a file that does."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value == "":
             self.fail("must not be empty (an empty path would be the current folder)", param, ctx)
+        if isinstance(value, (str, os.PathLike)) and str(value).startswith("~"):
+            value = os.path.expanduser(value)
         return super().convert(value, param, ctx)
 
 
@@ -340,7 +420,9 @@ def connection_options(func: Callable) -> Callable:
     return wrapper
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+#: (Most commands that take it print no table: `show`, `upload`, `import`, `info` print lines of text.)
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON document on stdout instead of text (for scripts).")
 
 
 # --------------------------------------------------------------------------- output

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from jan.cli.common import CLIError, connection_options, json_option, print_json, print_table, warn
+from jan.cli.common import CLIError, connection_options, did_you_mean, json_option, print_json, print_table, warn
 
 
 @click.group()
@@ -78,7 +78,7 @@ def _switch(conn, name: str, enable: bool) -> None:
         try:
             asyncio.run(manager.enable(name) if enable else manager.disable(name))
         except ExtensionNotFoundError:
-            raise CLIError(f"no extension named '{name}' (see `jan extensions list`)") from None
+            raise _not_found(name, [r.name for r in manager.list()]) from None
         # what is known without loading it: an extension that cannot be imported, or requires another jan, will
         # not load at the next start either - say so rather than a bare "enabled"
         record = next((r for r in manager.list() if r.name == name), None)
@@ -91,13 +91,19 @@ def _switch(conn, name: str, enable: bool) -> None:
         record = client.post(f"/v1/extensions/{path_part(name)}/{action}") or {}
     except ServerError as exc:
         if exc.status == 404:
-            raise CLIError(f"no extension named '{name}' (see `jan extensions list`)") from None
+            listed = client.get("/v1/extensions")
+            items = listed.get("data", []) if isinstance(listed, dict) else listed
+            raise _not_found(name, [r.get("name") for r in items or [] if isinstance(r, dict)]) from None
         raise
     state = record.get("state") or ""
     detail = f" ({state}: {record['error']})" if record.get("error") else f" ({state})" if state != f"{action}d" else ""
     click.echo(f"{name}: {action}d{detail}")
     if enable and state == "loading":
         warn(f"{name} is still loading; `jan extensions list` shows whether it loaded or failed")
+
+
+def _not_found(name: str, known: list) -> CLIError:
+    return CLIError(f"no extension named '{name}'{did_you_mean(name, known)} (see `jan extensions list`)")
 
 
 @extensions.command("enable")

@@ -75,9 +75,9 @@ def gather(conn) -> dict[str, Any]:
 
 def _health(conn) -> dict | None:
     from jan.cli.client import ApiClient
-    from jan.cli.common import PROBE_TIMEOUT_S
+    from jan.cli.common import probe_timeout
 
-    return ApiClient(conn.url, conn.api_key).health(PROBE_TIMEOUT_S)
+    return ApiClient(conn.checked_url(), conn.api_key).health(probe_timeout())
 
 
 @click.command()

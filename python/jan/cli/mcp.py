@@ -13,7 +13,8 @@ import os
 
 import click
 
-from jan.cli.common import CLIError, RemoveAliasGroup, connection_options, json_option, print_json, print_table
+from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, did_you_mean, json_option, print_json,
+                            print_table)
 from jan.extensions.mcp.config import MAX_TOOL_TIMEOUT_S
 
 
@@ -154,7 +155,7 @@ def remove_server(name: str, conn) -> None:
     """Remove a server from mcp.json (a running jan stops it)."""
     def edit(servers: dict) -> None:
         if servers.pop(name, None) is None:
-            raise CLIError(f"no MCP server named '{name}' (see `jan mcp list`)")
+            raise CLIError(f"no MCP server named '{name}'{did_you_mean(name, servers)} (see `jan mcp list`)")
 
     _edit(conn, edit)
     click.echo(f"{name}: removed")

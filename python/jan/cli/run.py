@@ -98,7 +98,7 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @click.argument("prompt", nargs=-1, callback=text_param)
 @click.option("--system", "-s", default=None, callback=text_param, help="System prompt (chat mode).")
 @click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template).")
-@click.option("--image", "-i", "images", multiple=True, type=PathParam(dir_okay=False),
+@click.option("--image", "-i", "images", multiple=True, type=PathParam(),
               help="An image (PNG, JPEG, WebP, GIF) to ask about, for models with a projector (repeatable).")
 @sampling_options
 @load_options

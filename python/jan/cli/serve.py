@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from jan.cli.common import INT32_MAX, PathParam, SamplingValue, check_flag_order
+from jan.cli.common import INT32_MAX, PathParam, SamplingValue, check_flag_order, nonempty_param
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
@@ -30,7 +30,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--host", default="127.0.0.1", show_default=True, callback=nonempty_param, help="Address to bind (loopback by default).")
 @click.option("--port", "-p", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
               help="TCP port (0: any free one).")
 @click.option("--ollama-port", type=click.IntRange(0, 65535), default=None, is_flag=False, flag_value=OLLAMA_PORT,
@@ -39,14 +39,14 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
                    "the same port as --port adds nothing.")
 @click.option("--data-folder", type=PathParam(file_okay=False, path_type=Path), default=None,
               help="Jan data folder [default: $JAN_DATA_FOLDER or ~/jan]")
-@click.option("--model", "-m", "models", multiple=True,
+@click.option("--model", "-m", "models", multiple=True, callback=nonempty_param,
               help="Model id or GGUF path to load at start (repeatable; paths are imported by reference).")
-@click.option("--default-model", default=None,
+@click.option("--default-model", default=None, callback=nonempty_param,
               help="Model id used by requests that name none [default: the only loaded model].")
-@click.option("--api-key", envvar="JAN_API_KEY", default=None,
+@click.option("--api-key", envvar="JAN_API_KEY", default=None, callback=nonempty_param,
               help="Require 'Authorization: Bearer KEY' or 'x-api-key: KEY' [env JAN_API_KEY]")
-@click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed CORS origin (repeatable; '*' for any).")
-@click.option("--allowed-host", "allowed_hosts", multiple=True,
+@click.option("--cors-origin", "cors_origins", multiple=True, callback=nonempty_param, help="Allowed CORS origin (repeatable; '*' for any).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, callback=nonempty_param,
               help="Extra Host header to accept when bound to loopback (repeatable).")
 @click.option("--allow-media-from", "allow_media_from", multiple=True, metavar="URL_PREFIX|FOLDER",
               help="Let requests give images by http(s) URL starting with URL_PREFIX ('https://' for any) or by "

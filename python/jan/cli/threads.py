@@ -153,8 +153,8 @@ def to_markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
 @threads.command("export")
 @click.argument("thread_id")
 @click.option("--format", "-f", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
-@click.option("--output", "-o", type=PathParam(dir_okay=False, path_type=Path), default=None,
-              help="Write to FILE instead of stdout.")
+@click.option("--output", "-o", type=PathParam(dir_okay=False, allow_dash=True, path_type=Path), default=None,
+              help="Write to FILE instead of stdout ('-': stdout, as for `jan files download`).")
 @connection_options
 def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
     """Export a thread as Markdown or JSON (thread.json plus its messages)."""
@@ -163,11 +163,11 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
         text = json.dumps({"thread": thread, "messages": messages}, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     else:
         text = to_markdown(thread, messages)
-    if output is None:
+    if output is None or str(output) == "-":  # '-' was written as a file named '-'
         click.echo(text, nl=False)
         return
     try:
-        output.expanduser().write_text(text, encoding="utf-8")
+        output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise CLIError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"exported {thread_id} to {output}", err=True)

@@ -12,7 +12,7 @@ import asyncio
 import threading
 from typing import Any
 
-from jan.cli.common import CLIError
+from jan.cli.common import CLIError, did_you_mean
 
 #: Model turns per user message before the model must answer.
 MAX_STEPS = 8
@@ -44,7 +44,8 @@ class ChatTools:
         for name in tool_names:
             if name not in available:
                 self.close()
-                raise CLIError(f"no tool named '{name}' (available: {', '.join(sorted(available)) or 'none'})")
+                raise CLIError(f"no tool named '{name}'{did_you_mean(name, available)} "
+                               f"(available: {', '.join(sorted(available)) or 'none'})")
             chosen[name] = available[name]
         for server in servers:
             found = {n: t for n, t in available.items() if t.source == f"mcp:{server}"}
@@ -62,11 +63,13 @@ class ChatTools:
 
         try:
             host = self.manager.get(McpHost)
-            status = {s.name: s for s in self._run(host.list_servers(), timeout=30)}.get(server)
+            statuses = {s.name: s for s in self._run(host.list_servers(), timeout=30)}
         except Exception:  # noqa: BLE001 - the error is told without the why, never hidden by it
             return ""
+        status = statuses.get(server)
         if status is None:
-            return ": it is not configured in mcp.json"
+            meant = did_you_mean(server, statuses)
+            return f": it is not configured in mcp.json{'; ' + meant[2:] if meant else ''}"
         if not status.enabled:
             return ": it is disabled"
         return f": {status.error}" if status.error else ""
