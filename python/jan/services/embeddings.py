@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import threading
 
 from jan.core import LocalInferenceExtension
@@ -14,6 +12,7 @@ from jan.services.engine_output import engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
 from jan.services.types import MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult
+from jan.services.worker_pool import WorkerPool
 
 __all__ = ["EMBEDDING_CANCELLED", "EMBEDDING_WORKERS", "POOLING_NONE_REFUSED", "EmbeddingService"]
 
@@ -30,16 +29,7 @@ EMBEDDING_CANCELLED = ("The embedding was stopped before it finished: the model 
 #: but their stacks; requests past these queue in order (the media workers' reason: services/media_workers.py).
 EMBEDDING_WORKERS = 16
 
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-async def _on_embedding_worker(fn):
-    global _pool
-    if _pool is None:  # (made on first use: threads are started only as work comes)
-        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=EMBEDDING_WORKERS,
-                                                      thread_name_prefix="jan-embed")
-    context = contextvars.copy_context()  # (as asyncio.to_thread takes it)
-    return await asyncio.get_running_loop().run_in_executor(_pool, context.run, fn)
+_workers = WorkerPool("jan-embed", EMBEDDING_WORKERS)
 
 
 def _tokens(model, request: EmbeddingRequest, stop: threading.Event) -> list[list[int]]:
@@ -100,7 +90,7 @@ class EmbeddingService:
                 return tokens, model.embed(tokens, cancel=stop)
 
         try:
-            tokens, vectors = await _on_embedding_worker(run)
+            tokens, vectors = await _workers.run(run)
         except asyncio.CancelledError:
             stop.set()
             raise

@@ -10,16 +10,13 @@ bounds how many requests' decoded pixels are held at once), and leave the shared
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
-import functools
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from jan.services.local import has_media, off_loop
 from jan.services.types import ChatRequest
+from jan.services.worker_pool import WorkerPool
 
 T = TypeVar("T")
 
@@ -28,21 +25,12 @@ __all__ = ["MEDIA_WORKERS", "off_loop_for", "on_media_worker"]
 #: How many media prompts are made at once (the rest wait their turn).
 MEDIA_WORKERS = max(2, os.cpu_count() or 2)
 
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    if _pool is None:  # (made on first use: threads are started only as work comes)
-        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=MEDIA_WORKERS, thread_name_prefix="jan-media")
-    return _pool
+_workers = WorkerPool("jan-media", MEDIA_WORKERS)
 
 
 async def on_media_worker(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` (decoding images, making a prompt of them) on one of the media workers. The context goes
-    along, as ``asyncio.to_thread`` takes it."""
-    context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(_executor(), functools.partial(context.run, fn, *args))
+    """``fn(*args)`` (decoding images, making a prompt of them) on one of the media workers."""
+    return await _workers.run(fn, *args)
 
 
 async def off_loop_for(request: ChatRequest, fn: Callable[..., T], *args: Any) -> T:
