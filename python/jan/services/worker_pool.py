@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "on_own_thread"]
 
 
 class WorkerPool:
@@ -43,3 +43,37 @@ class WorkerPool:
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(self._executor(),
                                                                 functools.partial(context.run, fn, *args))
+
+
+async def on_own_thread(name: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a thread started for this call alone (named ``name``), the context going along.
+
+    For work that may wait minutes on other requests (a model load waiting for room until the loaded models' requests
+    end: up to the pool's ``room_timeout``), which on any pool would hold a worker all that time -- six such loads
+    took every shared worker of a 2-core machine, and every request needing one for a moment waited behind them.
+    The caller bounds how many run at once (one load per model id). Cancelling the await leaves the thread to
+    finish, as ``asyncio.to_thread`` does."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # (the await was cancelled)
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (context.run(fn, *args), None)
+        except BaseException as exc:  # (handed to the awaiting coroutine, as to_thread does)
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits for it
+            pass
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await future

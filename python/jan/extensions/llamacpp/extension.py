@@ -31,6 +31,7 @@ from jan.services.companions import check_companions
 from jan.services.errors import RequestError
 from jan.services.models import check_settings
 from jan.services.types import LOAD_DEFAULTS, LoadOptions, resolve_load
+from jan.services.worker_pool import on_own_thread
 from jan.templates import TemplateError, resolve_template
 
 log = logging.getLogger("jan.llamacpp")
@@ -183,8 +184,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         why = self._cannot_draft.get(pair) if pair else None
         if why is None:
             try:
-                loaded = await asyncio.to_thread(functools.partial(engine.load, model_id, path, claim=claim,
-                                                                   turn=turn, **opts))
+                loaded = await on_own_thread(f"jan-load-{model_id}", functools.partial(
+                    engine.load, model_id, path, claim=claim, turn=turn, **opts))
             except ValueError as exc:
                 if pair is None or not _is_draft_mismatch(exc):
                     raise
@@ -197,8 +198,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         if self._draft_skipped.get(model_id) != why:  # once per model, not on every load of it
             log.warning("model '%s' loads without the server's draft model: %s", model_id, why)
             self._draft_skipped[model_id] = why
-        return await asyncio.to_thread(functools.partial(engine.load, model_id, path, claim=claim, turn=turn,
-                                                         **without_draft(opts, settings)))
+        return await on_own_thread(f"jan-load-{model_id}", functools.partial(
+            engine.load, model_id, path, claim=claim, turn=turn, **without_draft(opts, settings)))
 
     def _engine(self) -> jan.ModelPool:
         if self.engine is None:
