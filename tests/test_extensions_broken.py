@@ -257,7 +257,6 @@ async def test_a_runs_tool_listing_leaves_malformed_tools_out_too(tmp_path):
     """A run lists its tools through the MCP host's ``servers=`` path (jan.services.tool_loop), not the registry's:
     a malformed tool costs only itself there too."""
     import importlib
-    import sys
 
     from jan.core import ExtensionManager, ToolRegistry
     from jan.extensions.mcp import McpHostExtension
@@ -266,8 +265,7 @@ async def test_a_runs_tool_listing_leaves_malformed_tools_out_too(tmp_path):
     site = tmp_path / "site"
     (site / "jan_broken_tools").mkdir(parents=True)
     (site / "jan_broken_tools" / "__init__.py").write_text(MODULE)
-    sys.path.insert(0, str(site))
-    try:
+    with on_sys_path(site, "jan_broken_tools"):
         module = importlib.import_module("jan_broken_tools")
         manager = ExtensionManager(tmp_path / "data", discover_entry_points=False)
         manager.register(module.BadTools)
@@ -276,9 +274,6 @@ async def test_a_runs_tool_listing_leaves_malformed_tools_out_too(tmp_path):
             registry = ToolRegistry(manager)
             for listing in (await registry.list_tools(), await _list_tools(registry, set())):
                 assert [t.name for t in listing] == ["fine_tool"]
-    finally:
-        sys.path.remove(str(site))
-        sys.modules.pop("jan_broken_tools", None)
 
 
 def test_the_cli_without_a_server_lists_them_and_says_when_an_enabled_one_cannot_load(tmp_path):
@@ -359,15 +354,13 @@ async def test_a_tool_result_jan_cannot_store_is_that_tools_error_not_a_failed_r
     which the model reads and the thread stores."""
     import importlib
     import json
-    import sys
 
     from jan.core import ExtensionManager, ToolRegistry
 
     site = tmp_path / "site"
     (site / "jan_odd_results").mkdir(parents=True)
     (site / "jan_odd_results" / "__init__.py").write_text(RESULTS_MODULE)
-    sys.path.insert(0, str(site))
-    try:
+    with on_sys_path(site, "jan_odd_results"):
         module = importlib.import_module("jan_odd_results")
         manager = ExtensionManager(tmp_path / "data", discover_entry_points=False)
         manager.register(module.OddResults)
@@ -382,9 +375,6 @@ async def test_a_tool_result_jan_cannot_store_is_that_tools_error_not_a_failed_r
                 result = (await registry.call(name, {})).result
                 assert not result.is_error, (name, result)
                 json.dumps(result.to_dict(), allow_nan=False)
-    finally:
-        sys.path.remove(str(site))
-        sys.modules.pop("jan_odd_results", None)
 
 
 async def test_a_tool_or_provider_that_swallows_its_cancellation_is_left_behind_at_its_bound(tmp_path, monkeypatch):
