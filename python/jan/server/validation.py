@@ -22,7 +22,7 @@ from jan.server.errors import APIError, from_validation_error, json_error
 
 M = TypeVar("M", bound=BaseModel)
 
-__all__ = ["MAX_JSON_DEPTH", "PARSE_OFF_LOOP_BYTES", "body_is_large", "body_step", "loads_bounded", "parse_body",
+__all__ = ["MAX_JSON_DEPTH", "query_int", "PARSE_OFF_LOOP_BYTES", "body_is_large", "body_step", "loads_bounded", "parse_body",
            "read_json", "validate_json"]
 
 #: Deepest nesting of arrays/objects a request body may have (JSON schemas and tool parameters
@@ -226,3 +226,17 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     if not request.body_exists:
         return await body_step(validate_json, b"{}", model)
     return await body_step(validate_json, await _read_raw(request), model)
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """The query parameter ``name`` as an integer from ``low`` to ``high`` (``default`` when absent or empty); a 400
+    naming it otherwise."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"-?[0-9]+", raw):  # (int() would also take " 5", "+5" and "5_0")
+        raise APIError(400, f"{name}: must be an integer, not {raw!r}", param=name)
+    value = int(raw)
+    if not low <= value <= high:
+        raise APIError(400, f"{name}: must be between {low} and {high}, got {value}", param=name)
+    return value

@@ -30,7 +30,7 @@ from jan.server.resolve import model_and_engine, model_extension
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
 from jan.server.routes.files import UPLOADS, upload_image
 from jan.server.streaming import Event, relay, started
-from jan.server.validation import parse_body
+from jan.server.validation import parse_body, query_int
 from jan.services import ChatAggregator, ChatService
 
 log = logging.getLogger("jan.server")
@@ -171,19 +171,6 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 
 # -- models: called by routes/models.py for a request from Anthropic's SDK ---------------------------------
-def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise APIError(400, f"{name}: must be an integer, not {raw!r}", param=name) from None
-    if not low <= value <= high:
-        raise APIError(400, f"{name}: must be between {low} and {high}, got {value}", param=name)
-    return value
-
-
 def _lifecycle(request: web.Request) -> list[str] | None:
     # the SDK writes a list as lifecycle[]=a&lifecycle[]=b; a hand-written query may say lifecycle=a
     stages = request.query.getall("lifecycle[]", []) + request.query.getall("lifecycle", [])
@@ -196,7 +183,7 @@ def _lifecycle(request: web.Request) -> list[str] | None:
 
 async def list_models(request: web.Request) -> web.Response:
     """Anthropic's model list: ``limit`` (1-1000, 20), ``after_id``/``before_id`` cursors, ``lifecycle``."""
-    limit = _query_int(request, "limit", wire.MODELS_DEFAULT_LIMIT, 1, wire.MODELS_MAX_LIMIT)
+    limit = query_int(request, "limit", wire.MODELS_DEFAULT_LIMIT, 1, wire.MODELS_MAX_LIMIT)
     query = request.query
     models = await model_extension(request).list_models()
     lifecycle = _lifecycle(request)

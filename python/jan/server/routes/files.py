@@ -41,6 +41,7 @@ from jan.server.errors import APIError, json_error
 from jan.server.jsonio import json_response
 from jan.server.keys import CONFIG
 from jan.server.routes.docs import JSON, RESPONSE_SCHEMAS, RESPONSES
+from jan.server.validation import query_int
 from jan.services.media_workers import on_media_worker
 from jan.store.aio import write_through
 from jan.store.errors import InvalidArgumentError, NotFoundError
@@ -301,11 +302,7 @@ def _anthropic_list_query(request: web.Request) -> tuple[dict, dict[str, str]]:
     """Anthropic's list query as the store's arguments, and which query field gave each cursor (what an error about
     it names): ``page`` (a ``next_page``) or ``after_id``, and ``before_id``; newest first."""
     query = request.query
-    raw = query.get("limit") or ""
-    low, high = 1, anthropic_wire.FILES_MAX_LIMIT
-    if raw and (not raw.isdigit() or not low <= int(raw) <= high):
-        raise APIError(400, f"limit: must be an integer from {low} to {high}, not {raw!r}", param="limit",
-                       code="invalid_value")
+    limit = query_int(request, "limit", anthropic_wire.FILES_DEFAULT_LIMIT, 1, anthropic_wire.FILES_MAX_LIMIT)
     page, after = query.get("page") or None, query.get("after_id") or None
     if page is not None and after is not None:
         raise APIError(400, "page: give page or after_id, not both", param="page", code="invalid_value")
@@ -319,7 +316,7 @@ def _anthropic_list_query(request: web.Request) -> tuple[dict, dict[str, str]]:
         raise APIError(400, "before_id: give after_id (or page) or before_id, not both", param="before_id",
                        code="invalid_value")
     names = {"after": "page" if page is not None else "after_id", "before": "before_id"}
-    return {"limit": int(raw) if raw else anthropic_wire.FILES_DEFAULT_LIMIT, "order": "desc", "after": after,
+    return {"limit": limit, "order": "desc", "after": after,
             "before": before, "fields": TYPED_FIELDS}, names
 
 
