@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -41,7 +42,14 @@ class Request:
         self._done = False
         self.seed = seed
         self.final: Chunk | None = None
-        self._result: Completion | None = None  # what result() returned: what it returns again
+        # The chunks result()/aresult() took, in stream order, for every call of them: they wait for one end and all
+        # return its Completion (as a future's result()), whether called one after the other or at once from two
+        # tasks or threads; only chunks a plain iteration took are not in it. The lock keeps the order when two
+        # threads move chunks in at once.
+        self._result_chunks: list[Chunk] = []
+        self._result_lock = threading.Lock()
+        self._result: Completion | None = None  # the Completion of _result_chunks, while no chunk joined them since
+        self._result_size = 0
         self._watching: asyncio.AbstractEventLoop | None = None  # the loop watching the engine's fd
         self._fd = -1  # that fd, while watched
         # Every consumer awaiting the fd (two tasks iterating one request, aresult() awaited twice): all woken, since
@@ -164,10 +172,10 @@ class Request:
 
     # -- whole result --------------------------------------------------
     def result(self) -> Completion:
-        """Block until finished and aggregate every remaining chunk (those no other reader took). ModelClosedError
-        in a child process forked after the request was made; the error a failed generation ended with otherwise.
-        Asked again, it returns the same :class:`~jan.Completion` (as a future's ``result()`` does), not one of the
-        nothing left after the first took every chunk."""
+        """Block until finished and aggregate every chunk no iterating reader took. ModelClosedError in a child process
+        forked after the request was made; the error a failed generation ended with otherwise. Every call, one after
+        the other or at once from several threads or tasks (:meth:`aresult`), returns the same
+        :class:`~jan.Completion`, as a future's ``result()`` does."""
         while not self._done:  # one wake-up at the end instead of one per token
             self._check_process()
             try:
@@ -175,17 +183,42 @@ class Request:
             except KeyboardInterrupt:  # stops the request, as in __next__
                 self.cancel()
                 raise
-        return self._kept(list(self))
+        return self._completed()
 
     async def aresult(self) -> Completion:
-        """Await the end and aggregate every remaining chunk (again: the same Completion, as :meth:`result`)."""
-        return self._kept([chunk async for chunk in self])
+        """Await the end and aggregate every chunk no iterating reader took (the same Completion for every call,
+        as :meth:`result`)."""
+        while True:
+            self._take_for_result()  # (taken as they come: the buffer left full would read as "more to read")
+            if self._done:
+                break
+            self._check_process()
+            self._accept(self._native.drain(self._logprobs))
+            if self._buffer or self._done:
+                self._wake_waiters()  # other readers look again: the end is in for them too
+            else:
+                await self._readable()
+        self._unwatch()
+        return self._completed()
 
-    def _kept(self, chunks: list[Chunk]) -> Completion:
-        if not chunks and self._result is not None:
+    def _take_for_result(self) -> None:
+        with self._result_lock:
+            self._move_buffer()
+
+    def _move_buffer(self) -> None:
+        while True:  # (not "while buffer: pop": an iterating thread may take the last chunk in between)
+            try:
+                self._result_chunks.append(self._buffer.popleft())
+            except IndexError:
+                return
+
+    def _completed(self) -> Completion:
+        with self._result_lock:
+            self._move_buffer()
+            if self._result is None or self._result_size != len(self._result_chunks):
+                self._result = self._aggregate(self._result_chunks)
+                self._result_size = len(self._result_chunks)
             return self._result
-        self._result = self._aggregate(chunks)
-        return self._result
 
     def raise_for_error(self, chunk: Chunk) -> None:
         if chunk.finish_reason == "error":
