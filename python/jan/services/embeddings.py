@@ -58,7 +58,8 @@ class EmbeddingService:
         self.models = models
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
-        """Vectors (float32 arrays for local models, L2-normalized) in input order.
+        """Vectors (float32 arrays for local models, L2-normalized unless ``request.normalize`` is False) in input
+        order.
 
         ``ValueError`` (RequestError) when ``dimensions`` is not the model's or the model is loaded with pooling
         none (its vectors are per token); errors of model resolution as
@@ -87,7 +88,7 @@ class EmbeddingService:
                 if request.dimensions is not None and request.dimensions != model.info.n_embd:
                     raise dimensions_refusal(model.info.n_embd)
                 tokens = _tokens(model, request, stop)
-                return tokens, model.embed(tokens, cancel=stop)
+                return tokens, model.embed(tokens, normalize=request.normalize, cancel=stop)
 
         try:
             tokens, vectors = await _workers.run(run)

@@ -883,12 +883,14 @@ class EmbeddingRequest:
     """Texts or token-id lists to embed, at most :data:`MAX_EMBEDDING_INPUTS` of them holding at most
     :data:`MAX_EMBEDDING_TOKENS` tokens in all; ``dimensions`` must equal the model's if given. An input
     longer than the model's embedding context is a ``ContextOverflowError``, or with ``truncate``
-    is cut to fit (its end dropped)."""
+    is cut to fit (its end dropped). ``normalize`` False keeps a local model's pooled vectors as they are (Ollama's
+    legacy ``/api/embeddings`` answers them so); a remote engine answers its upstream's vectors either way."""
 
     model: str | None
     inputs: tuple[Union[str, tuple[int, ...]], ...]
     dimensions: int | None = None
     truncate: bool = False
+    normalize: bool = True
 
     def __post_init__(self) -> None:
         _check_fields(self)

@@ -318,7 +318,10 @@ def _refuse_template(body: wire.OllamaGenerateRequest) -> None:
                                  "chat template (send raw: true with a prompt you formatted yourself)")
 
 
-def embedding_request(model: str, inputs: list[str], truncate: bool | None = None) -> EmbeddingRequest:
+def embedding_request(model: str, inputs: list[str], truncate: bool | None = None, *,
+                      normalize: bool = True) -> EmbeddingRequest:
     """Ollama truncates over-long inputs unless told ``truncate: false``. (Its ``dimensions`` cuts the
-    vectors afterwards, so it is not the service's "must equal the model's" check.)"""
-    return EmbeddingRequest(model=model, inputs=tuple(inputs), truncate=truncate is not False)
+    vectors afterwards, so it is not the service's "must equal the model's" check.) ``normalize``: ``/api/embed``
+    answers unit vectors, the legacy ``/api/embeddings`` the model's pooled vectors as they are (Ollama's
+    server/routes.go: EmbedHandler normalizes, EmbeddingsHandler does not)."""
+    return EmbeddingRequest(model=model, inputs=tuple(inputs), truncate=truncate is not False, normalize=normalize)

@@ -496,10 +496,11 @@ async def embed(request: web.Request) -> web.Response:
 @routes.post("/api/embeddings")
 @ollama_errors
 async def embeddings(request: web.Request) -> web.Response:
-    """Ollama's older embeddings endpoint: ``prompt`` -> ``embedding``."""
+    """Ollama's older embeddings endpoint: ``prompt`` -> ``embedding``, the model's pooled vector as it is (not
+    normalized, as Ollama's)."""
     body = await _body(request, wire.OllamaEmbeddingsRequest)
     target = await _target(request, body.model)
-    typed = ollama_requests.embedding_request(target.id, [body.prompt]) if body.prompt else None
+    typed = ollama_requests.embedding_request(target.id, [body.prompt], normalize=False) if body.prompt else None
     if typed is not None:
         await _services(request).models.require_able(target, typed)  # (as /api/embed) before a load
     async with _model_in_use(target, body.keep_alive_seconds, Timing()):
