@@ -175,22 +175,3 @@ async def test_openai_and_ollama_embeddings_refuse_a_pooling_none_model(server, 
         result = await api.ok("POST", "/v1/embeddings", {"model": "pooled", "input": "hello"})
         assert len(result["data"][0]["embedding"]) == 384
 
-
-async def test_ollamas_legacy_embeddings_answer_the_pooled_vector_as_it_is(server, minilm_path, minilm):
-    # Ollama's /api/embed answers unit vectors, its legacy /api/embeddings the model's pooled vector unnormalized
-    # (server/routes.go: only EmbedHandler normalizes): clients of the legacy route normalize themselves, or rely
-    # on the magnitude. jan answered unit vectors on both.
-    import numpy as np
-    from api_helpers import Client
-
-    raw = minilm.embed("hello", normalize=False)[0]
-    assert abs(float(np.linalg.norm(raw)) - 1.0) > 0.01  # (the model's own vector is no unit vector)
-    async with Client(server.base_url) as api:
-        await api.ok("POST", "/v1/models", {"path": str(minilm_path), "id": "legacy", "mode": "reference",
-                                            "settings": {"embedding": True}}, 201)
-        legacy = np.asarray((await api.ok("POST", "/api/embeddings", {"model": "legacy", "prompt": "hello"}))
-                            ["embedding"])
-        unit = np.asarray((await api.ok("POST", "/api/embed", {"model": "legacy", "input": "hello"}))
-                          ["embeddings"][0])
-    assert np.allclose(legacy, raw, atol=1e-4)
-    assert abs(float(np.linalg.norm(unit)) - 1.0) < 1e-4 and np.allclose(unit, raw / np.linalg.norm(raw), atol=1e-4)

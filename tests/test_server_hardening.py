@@ -389,13 +389,18 @@ def test_harmless_openai_parameters_are_accepted(keyed):
 
 
 @pytest.mark.parametrize("field,value", [("audio", {"voice": "alloy", "format": "wav"}),
-                                         ("web_search_options", {}), ("modalities", ["text", "audio"]),
-                                         ("suffix", "end")])
+                                         ("web_search_options", {}), ("modalities", ["text", "audio"])])
 def test_unimplemented_openai_parameters_say_not_supported(keyed, field, value):
-    path, body = ("/v1/completions", COMPLETION) if field == "suffix" else ("/v1/chat/completions", CHAT)
-    status, _, err = call(keyed, "POST", path, body | {field: value})
+    status, _, err = call(keyed, "POST", "/v1/chat/completions", CHAT | {field: value})
     assert status == 400 and err["error"]["param"] == field, err
     assert "not supported" in err["error"]["message"] and err["error"]["code"] == "unsupported_parameter"
+
+
+def test_a_suffix_for_a_model_without_fim_tokens_says_why(keyed):
+    # (a suffix fills in the middle on a model with FIM tokens: tests/test_server_ollama.py)
+    status, _, err = call(keyed, "POST", "/v1/completions", COMPLETION | {"suffix": "end"})
+    assert status == 400 and err["error"]["param"] == "suffix", err
+    assert "fill-in-the-middle" in err["error"]["message"] and err["error"]["code"] == "not_supported"
 
 
 def test_deprecated_functions_map_onto_tools(keyed):

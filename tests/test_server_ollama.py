@@ -163,6 +163,33 @@ def test_suffix_fills_in_the_middle_or_says_why_not(client):
     assert err.value.status_code == 400 and "fill-in-the-middle" in err.value.error
 
 
+def test_openai_completions_fill_in_the_middle_as_ollamas_generate(server, client):
+    # OpenAI's legacy completions take a suffix too (what code-completion clients send): the same fill-in-the-middle
+    # prompt as Ollama's /api/generate, through the one completion service (it was a 400 "not supported")
+    api = openai.OpenAI(base_url=server.base_url + "/v1", api_key="-", max_retries=0)
+    ollama_result = client.generate(model=FIM, prompt="def add(a, b):", suffix="    return c",
+                                    options={"temperature": 0, "num_predict": 5})
+    result = api.completions.create(model=FIM, prompt="def add(a, b):", suffix="    return c", max_tokens=5,
+                                    temperature=0)
+    assert result.choices[0].text == ollama_result.response
+    assert result.usage.prompt_tokens == ollama_result.prompt_eval_count
+    streamed = api.completions.create(model=FIM, prompt=["def add(a, b):", "def sub(a, b):"], suffix="    return c",
+                                      max_tokens=5, temperature=0, stream=True)
+    texts = ["", ""]
+    for chunk in streamed:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+    assert texts[0] == ollama_result.response and texts[1]
+    assert api.completions.create(model="stories260K", prompt="Once", suffix="", max_tokens=2).choices[0].text
+    for body, says in ((dict(model="stories260K", prompt="x", suffix="y"), "fill-in-the-middle"),
+                       (dict(model=FIM, prompt=[1, 2, 3], suffix="y"), "text prompt"),
+                       (dict(model=FIM, prompt="x", suffix="y", echo=True), "echo")):
+        with pytest.raises(openai.BadRequestError) as err:
+            api.completions.create(max_tokens=2, **body)
+        error = err.value.body
+        assert error["param"] == "suffix" and says in error["message"], (body, error)
+
+
 # -- chat ------------------------------------------------------------------------------------------
 def test_chat_whole_and_streamed_agree(client):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
@@ -266,8 +293,10 @@ def test_embed_matches_v1_embeddings(server, client):
     assert np.allclose(result.embeddings[0], v1.data[0].embedding, atol=1e-5)
     short = client.embed(model=MINILM, input="The sky is blue", dimensions=64)
     assert len(short.embeddings[0]) == 64 and abs(np.linalg.norm(short.embeddings[0]) - 1) < 1e-3
-    legacy = client.embeddings(model=MINILM, prompt="The sky is blue")
-    assert np.allclose(legacy.embedding, result.embeddings[0], atol=1e-5)
+    # the legacy route answers the pooled vector unnormalized, as Ollama's (its direction is the same)
+    legacy = np.asarray(client.embeddings(model=MINILM, prompt="The sky is blue").embedding)
+    assert abs(np.linalg.norm(legacy) - 1) > 1e-2
+    assert np.allclose(legacy / np.linalg.norm(legacy), result.embeddings[0], atol=1e-5)
     assert client.embed(model=MINILM, input=[]).embeddings == []
 
 

@@ -274,7 +274,8 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
         prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
     return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
                              logprobs=body.logprobs, echo=body.echo, grammar=body.grammar,
-                             prompt_only=body.max_tokens == 0, dialect_defaults=COMPLETION_DEFAULTS)
+                             prompt_only=body.max_tokens == 0, dialect_defaults=COMPLETION_DEFAULTS,
+                             suffix=body.suffix or None)  # ("": no gap to fill, as OpenAI reads it)
 
 
 def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:

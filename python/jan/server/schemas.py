@@ -656,14 +656,8 @@ class CompletionRequest(SamplingFields):
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool | None = False
     best_of: int | None = Field(default=None, ge=1, le=16)
+    # fill in the middle (a model with FIM tokens): the code after the gap, the prompt the code before it
     suffix: str | None = None
-
-    @field_validator("suffix")
-    @classmethod
-    def _no_suffix(cls, v):
-        if v:
-            raise not_supported("suffix", "fill-in-the-middle")
-        return v
 
     @model_validator(mode="after")
     def _check(self) -> "CompletionRequest":

@@ -13,6 +13,7 @@ from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, clien
                                 submits_on_loop)
 from jan.services.models import ModelService, Target
 from jan.services.engine_output import checked_deltas, engine_failures
+from jan.services.infill import infill_prompt
 from jan.services.streams import DeltaStream
 from jan.services.types import CompletionDelta, CompletionRequest, SamplingOptions, merge_options, resolve_sampling
 
@@ -38,6 +39,8 @@ class CompletionService:
         async def open_() -> tuple[str, AsyncIterator[CompletionDelta]]:
             target = await self.models.resolve_generating(request.model)
             layered = replace(request, sampling=_layer(request, target))
+            if layered.suffix is not None:
+                layered = await self._filled_in(target, layered)
             if isinstance(target.engine, LocalInferenceExtension):
                 await self.models.require_able(target, layered)  # (token ids outside its vocabulary) before a load
                 return target.id, self._local(target, layered)
@@ -47,6 +50,14 @@ class CompletionService:
                                              "complete")
 
         return DeltaStream(open_)
+
+    async def _filled_in(self, target: Target, request: CompletionRequest) -> CompletionRequest:
+        """``request`` with each prompt made the fill-in-the-middle prompt of it and ``request.suffix`` (token ids);
+        refused before a load for a model without FIM tokens, and for a remote engine's (which gets no FIM)."""
+        await self.models.require_fill_in(target, request.infill_context)
+        prompts = [await infill_prompt(self.models, target.id, prefix, request.suffix, request.infill_context)
+                   for prefix in request.prompts]
+        return replace(request, prompts=tuple(prompts), suffix=None, infill_context=())
 
     async def _local(self, target: Target, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
         local = await target.engine.acquire(target.model)

@@ -847,7 +847,11 @@ class CompletionRequest:
     """A text completion: each prompt (text, or token ids) gets ``n`` choices, numbered
     prompt-major. ``logprobs``: alternatives per token (``None``: no logprobs); ``echo`` puts
     the prompt's text before the completion. ``prompt_only`` (OpenAI's ``max_tokens: 0``): nothing is
-    generated; with ``echo`` and ``logprobs`` the choice is the prompt, scored (what evaluation harnesses ask)."""
+    generated; with ``echo`` and ``logprobs`` the choice is the prompt, scored (what evaluation harnesses ask).
+    ``suffix``: fill in the middle — each prompt (text) is the code before the gap, ``suffix`` the code after it,
+    and the model's FIM tokens frame them (:func:`jan.services.infill.infill_prompt`; ``infill_context``: an earlier
+    exchange's token ids the infill prompt continues, Ollama's ``context``). A RequestError (``param="suffix"``)
+    for a model without FIM tokens, with token-id prompts or with ``echo``."""
 
     model: str | None
     prompts: tuple[Union[str, tuple[int, ...]], ...]
@@ -863,11 +867,21 @@ class CompletionRequest:
     #: The dialect's own defaults (OpenAI's legacy completions: ``max_tokens`` 16), under the model.json's
     #: ``parameters``: a default the client did not send must not hide the one the user set for the model.
     dialect_defaults: SamplingOptions = SamplingOptions()
+    suffix: str | None = None
+    infill_context: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check_fields(self)
         _not_empty(self, "prompts", "prompt (a string, or a tuple of token ids)")
         _check_choices(self)
+        if self.suffix is not None:
+            if not all(isinstance(p, str) for p in self.prompts):
+                raise _misuse("suffix", "fills in after a text prompt (the code before the gap), not token ids")
+            if self.echo:
+                raise _misuse("suffix", "cannot be combined with echo (the prompt a fill-in-the-middle request "
+                                        "sends the model is the prefix and the suffix framed, not the prompt given)")
+        elif self.infill_context:
+            raise _misuse("infill_context", "is the context of a fill-in-the-middle prompt: it needs a suffix")
 
 
 #: The most inputs one embedding request holds, and the most tokens all its inputs hold together (OpenAI's limits per

@@ -282,14 +282,15 @@ def media_error(exc: MediaError, body: wire.OllamaChatRequest | wire.OllamaGener
     return OllamaRequestError(f"{field}: {why if sep else exc}")
 
 
-def completion_request(body: wire.OllamaGenerateRequest, model: str, prompt: str | tuple[int, ...] | None = None,
-                       grammar: str | None = None) -> CompletionRequest:
-    """``/api/generate`` with ``raw`` (the prompt goes to the model as is), or an infill prompt's token ids
-    (which hold ``context`` already: :func:`jan.services.infill.infill_prompt`)."""
+def completion_request(body: wire.OllamaGenerateRequest, model: str, grammar: str | None = None) -> CompletionRequest:
+    """``/api/generate`` with ``raw`` (the prompt goes to the model as is), or with a ``suffix`` (fill in the
+    middle, continuing ``context``: the service frames them with the model's FIM tokens)."""
     check_completion(body)
-    return CompletionRequest(model=model, prompts=(body.prompt if prompt is None else prompt,),
-                             sampling=sampling(body.options), logprobs=body.top_logprobs if body.logprobs else None,
-                             grammar=grammar, token_ids=not body.raw)  # (a raw reply has no context)
+    return CompletionRequest(model=model, prompts=(body.prompt,), sampling=sampling(body.options),
+                             logprobs=body.top_logprobs if body.logprobs else None, grammar=grammar,
+                             token_ids=not body.raw,  # (a raw reply has no context)
+                             suffix=body.suffix or None,
+                             infill_context=tuple(body.context or ()) if body.suffix else ())
 
 
 def check_completion(body: wire.OllamaGenerateRequest) -> None:

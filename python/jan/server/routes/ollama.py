@@ -42,7 +42,6 @@ from jan.server.validation import body_is_large, body_step, loads_bounded
 from jan.store.aio import write_through
 from jan.services import Services, Target
 from jan.services.errors import RequestError
-from jan.services.infill import infill_prompt
 from jan.services.models import require_generating, unload_now, unload_replaced
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
 from jan.store import InvalidArgumentError
@@ -412,10 +411,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
             await services.models.require_able(target, typed)
         async with _model_in_use(target, keep_alive, timing):
             if typed is None:
-                prompt = await infill_prompt(services.models, target.id, body.prompt, body.suffix,
-                                             tuple(body.context or ())) if body.suffix else None
-                stream = services.completions.stream(ollama_requests.completion_request(body, target.id, prompt,
-                                                                                        grammar))
+                stream = services.completions.stream(ollama_requests.completion_request(body, target.id, grammar))
                 if not body.streaming:
                     whole = await unless_disconnected(request, _whole_completion(stream, encoder), target.id)
                     values = (len(whole.get("context") or ())
