@@ -60,6 +60,9 @@ void register_model(py::module_ & m) {
         .def_property_readonly("has_decoder", &Model::has_decoder)
         .def_property_readonly("pooling_type", &Model::pooling_type)
         .def_property_readonly("add_bos", &Model::add_bos)
+        .def_property_readonly("add_eos", &Model::add_eos)
+        .def_property_readonly("add_sep", &Model::add_sep)
+        .def_property_readonly("n_cls_out", &Model::n_cls_out)
         .def("is_eog", &Model::is_eog, py::arg("token"))
         .def("kv_cache_bytes",
              [](const Model & self, uint32_t n_cells, const std::string & type_k, const std::string & type_v) {

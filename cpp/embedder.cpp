@@ -21,8 +21,6 @@ Embedder::Embedder(std::shared_ptr<Model> model, const EmbedderParams & params) 
     }
     if (pooling_ < LLAMA_POOLING_TYPE_NONE || pooling_ > LLAMA_POOLING_TYPE_RANK)
         throw std::invalid_argument("pooling: unknown pooling type " + std::to_string(pooling_));
-    if (pooling_ == LLAMA_POOLING_TYPE_RANK)
-        throw std::invalid_argument("pooling: rank pooling is for rerankers, not embeddings");
 
     llama_context_params cp = llama_context_default_params();
     cp.embeddings = true;
@@ -42,6 +40,9 @@ Embedder::Embedder(std::shared_ptr<Model> model, const EmbedderParams & params) 
     governor_ = std::make_unique<ThreadGovernor>(threads, threads, params.adaptive_threads, thread_name_);
     n_embd_ = llama_model_n_embd_out(model_->get());
     if (n_embd_ <= 0) n_embd_ = model_->n_embd();
+    // rank pooling (a reranker): each input's pooled output is its classifier head's scores (llama.h:
+    // llama_get_embeddings_seq returns float[n_cls_out] then), not a vector of n_embd
+    if (pooling_ == LLAMA_POOLING_TYPE_RANK) n_embd_ = (int32_t)std::max<uint32_t>(1, model_->n_cls_out());
 }
 
 namespace {

@@ -29,7 +29,8 @@ struct EmbedderParams {
 class Embedder {
 public:
     Embedder(std::shared_ptr<Model> model, const EmbedderParams & params);
-    // One vector (n_embd floats) per input, pooled (mean, cls, last). invalid_argument with pooling none.
+    // One vector (n_embd floats) per input, pooled (mean, cls, last); with rank pooling (a reranker) the input's
+    // scores from the classifier head (n_embd() == n_cls_out, most often 1). invalid_argument with pooling none.
     std::vector<std::vector<float>> embed(const std::vector<std::vector<llama_token>> & inputs, bool normalize);
     // One vector per token of each input, in order: inputs[i].size() * n_embd floats, row-major, per input; each row
     // L2-normalized when asked. Only with pooling none (invalid_argument otherwise).

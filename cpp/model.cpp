@@ -178,6 +178,9 @@ bool Model::has_encoder() const { return llama_model_has_encoder(model_.get()); 
 bool Model::has_decoder() const { return llama_model_has_decoder(model_.get()); }
 bool Model::is_eog(llama_token token) const { return llama_vocab_is_eog(vocab_, token); }
 bool Model::add_bos() const { return llama_vocab_get_add_bos(vocab_); }
+bool Model::add_eos() const { return llama_vocab_get_add_eos(vocab_); }
+bool Model::add_sep() const { return llama_vocab_get_add_sep(vocab_); }
+uint32_t Model::n_cls_out() const { return llama_model_n_cls_out(model_.get()); }
 
 int32_t Model::pooling_type() const {
     const std::string v = meta(architecture() + ".pooling_type");

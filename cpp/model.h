@@ -54,6 +54,9 @@ public:
     int32_t pooling_type() const;  // enum llama_pooling_type from metadata, or LLAMA_POOLING_TYPE_UNSPECIFIED
     bool is_eog(llama_token token) const;
     bool add_bos() const;
+    bool add_eos() const;  // (a reranker's prompt is [BOS] query [EOS] [SEP] document [EOS], each where the vocab adds it)
+    bool add_sep() const;
+    uint32_t n_cls_out() const;  // a classifier head's outputs (a reranker's scores: one, most often)
 
 private:
     std::string path_;

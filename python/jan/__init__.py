@@ -33,7 +33,7 @@ logging.getLogger("jan").addHandler(logging.NullHandler())
 # callers and the template machinery takes ~0.2-0.4 s, which every `jan` command paid before it could even parse its
 # arguments or handle Ctrl-C (a Ctrl-C then printed an import traceback). ``jan.Model`` and ``from jan import Model``
 # work as before.
-_ENGINE_NAMES = frozenset({"Chunk", "Completion", "Engine", "Model", "ModelInfo", "ModelPool", "Request",
+_ENGINE_NAMES = frozenset({"Chunk", "Completion", "Engine", "Model", "ModelInfo", "ModelPool", "Ranking", "Request",
                            "TokenLogprob", "TopLogprob", "Usage", "Vocabulary"})
 
 
@@ -91,6 +91,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelPool",
     "QueueFullError",
+    "Ranking",
     "Request",
     "TokenLogprob",
     "TopLogprob",

@@ -19,9 +19,9 @@ from jan.engine.openmp import spin_count_for_load
 with spin_count_for_load():  # libgomp, loaded with the native module, reads its spin count once (openmp.py)
     from jan import _engine  # noqa: F401
 
-from jan.engine.model import Model, ModelInfo, Vocabulary
+from jan.engine.model import Model, ModelInfo, Ranking, Vocabulary
 from jan.engine.registry import Engine, ModelPool
 from jan.engine.request import Request
 from jan.engine.results import Chunk, Completion, TokenLogprob, TopLogprob, Usage
 
-__all__ = ["Chunk", "Completion", "Engine", "Model", "ModelInfo", "ModelPool", "Request", "TokenLogprob", "TopLogprob", "Usage", "Vocabulary"]
+__all__ = ["Chunk", "Completion", "Engine", "Model", "ModelInfo", "ModelPool", "Ranking", "Request", "TokenLogprob", "TopLogprob", "Usage", "Vocabulary"]

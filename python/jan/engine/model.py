@@ -34,7 +34,13 @@ from jan.engine.turns import Turns
 if TYPE_CHECKING:  # numpy is imported by embeddings only, not by every server start (resident memory)
     import numpy as np
 
-POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
+POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
+#: The GGUF ``<arch>.pooling_type`` of a reranker (llama.cpp's LLAMA_POOLING_TYPE_RANK): its pooled output is the
+#: scores of a classifier head, not a vector (:meth:`Model.rerank`).
+RANK_POOLING = POOLING["rank"]
+#: The key of a reranker's own prompt template in its GGUF ({query} and {document} replaced: llama.cpp's
+#: ``llama_model_chat_template(model, "rerank")``, as llama-server's format_prompt_rerank reads it).
+RERANK_TEMPLATE_KEY = "tokenizer.chat_template.rerank"
 #: The poolings :meth:`Model.embed` takes (and the ``pooling`` load option). "none" is llama-server's
 #: ``--pooling none``: no pooling, a vector per token of each input (:meth:`Model.embed` says the shape). Only
 #: asked for, never a model header's: a model whose own header says none is mean-pooled. OpenAI's and Ollama's
@@ -74,6 +80,15 @@ def _embed_turn_chunks(batch: list, n_ctx: int) -> Iterable[list]:
         tokens += len(item)
     if chunk:
         yield chunk
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """What :meth:`Model.rerank` answers: ``scores`` (one per document, in the documents' order; higher is more
+    relevant) and ``prompt_tokens`` (the tokens of every query-document input read)."""
+
+    scores: list[float]
+    prompt_tokens: int
 
 
 def _pooling(value):
@@ -944,7 +959,8 @@ class Model:
         if self.vocab_only:
             raise BadRequestError(f"model '{self.id}' is vocab-only; it cannot embed", param="model",
                                   code="model_not_supported")
-        _pooling(pooling)
+        if pooling != "rank":  # (rank: rerank()'s own, never a caller's)
+            _pooling(pooling)
         # a bool, as every flag (check_flag): normalize="no" or 0.0 read as truthy/falsy would silently do the opposite
         normalize = check_flag("normalize", normalize)
         if cancel is not None and not callable(getattr(cancel, "is_set", None)):  # said now, not at its first turn
@@ -967,6 +983,10 @@ class Model:
                 raise TypeError(f"input[{i}]: expected a string or a list of token ids")
         if not batch:
             raise ValueError("inputs: at least one input is required")
+        if pooling is None and self.is_reranker:
+            raise BadRequestError(f"model '{self.id}' is a reranker (its pooling is rank: it scores a query against "
+                                  "documents, it has no embedding vectors); use rerank()", param="model",
+                                  code="model_not_supported")
         embedder = self._get_embedder(pooling)
         # checked whole before the first call (each call checks its own inputs, numbered from its first): a bad
         # input is told by its place in the request, before any of the work
@@ -998,6 +1018,69 @@ class Model:
         import numpy as np  # (only embeddings need it: see the import above)
 
         return np.concatenate(parts)
+
+    @property
+    def is_reranker(self) -> bool:
+        """Whether the GGUF is a reranker (its header's pooling is rank: a classifier head scores a query and a
+        document read together, bge-reranker, jina-reranker, Qwen3-Reranker...): :meth:`rerank` answers, not
+        :meth:`embed`."""
+        return not self._closed and self._native.pooling_type == RANK_POOLING
+
+    def rerank(self, query: str, documents: Sequence[str], *, cancel: threading.Event | None = None) -> "Ranking":
+        """The relevance of each of ``documents`` to ``query``: :attr:`Ranking.scores`, one per document in their
+        order (higher is more relevant; the classifier head's raw output, a logit, as llama-server's ``/rerank``
+        answers it), and :attr:`Ranking.prompt_tokens`, the tokens read (every query-document pair's).
+
+        Each document is read with the query as one input: the model's own rerank prompt template when its GGUF has
+        one (``tokenizer.chat_template.rerank``, ``{query}`` and ``{document}`` replaced), else ``[BOS] query [EOS]
+        [SEP] document [EOS]``, each special token where the vocabulary adds it (llama.cpp's
+        ``format_prompt_rerank``). Raises BadRequestError (``code="model_not_supported"``) for a model that is no
+        reranker (:attr:`is_reranker`), ValueError for an empty query or document list or a document that is not
+        a string, ContextOverflowError for a pair longer than the embedding context, and
+        :class:`~jan.errors.EmbeddingStoppedError` once ``cancel`` is set (as :meth:`embed`)."""
+        with self.hold():
+            native = self._live()
+            if not self.is_reranker:
+                raise BadRequestError(f"model '{self.id}' is not a reranker (its GGUF's pooling is not rank): it "
+                                      "cannot score documents against a query", param="model",
+                                      code="model_not_supported")
+            if not isinstance(query, str):
+                raise TypeError(f"query: expected a string, got {type(query).__name__}")
+            query = engine_text("query", query)
+            if isinstance(documents, str) or not isinstance(documents, Iterable):
+                raise TypeError(f"documents: expected a list of strings, got {type(documents).__name__}")
+            documents = list(documents)
+            for i, d in enumerate(documents):
+                if not isinstance(d, str):
+                    raise TypeError(f"documents[{i}]: expected a string, got {type(d).__name__}")
+            documents = [engine_text(f"documents[{i}]", d) for i, d in enumerate(documents)]
+            if not documents:
+                raise ValueError("documents: at least one document is required")
+            pairs = []
+            for d in documents:
+                if cancel is not None and cancel.is_set():  # (tokenizing thousands of documents takes a while)
+                    raise EmbeddingStoppedError(f"the reranking on model '{self.id}' was stopped by its caller")
+                pairs.append(self._rerank_tokens(native, query, d))
+            scores = self._embed(pairs, False, "rank", cancel)
+            return Ranking([float(row[0]) for row in scores], sum(len(p) for p in pairs))
+
+    def _rerank_tokens(self, native, query: str, document: str) -> list[int]:
+        template = native.meta(RERANK_TEMPLATE_KEY)
+        if template:
+            text = template.replace("{query}", query).replace("{document}", document)
+            return list(native.tokenize(text, False, True))  # (its special tokens are the template's own text)
+        special = native.special_tokens()
+        eos = special["eos"] if special["eos"] >= 0 else special["sep"]
+        tokens: list[int] = [special["bos"]] if native.add_bos and special["bos"] >= 0 else []
+        tokens += native.tokenize(query, False, False)
+        if native.add_eos and eos >= 0:
+            tokens.append(eos)
+        if native.add_sep and special["sep"] >= 0:
+            tokens.append(special["sep"])
+        tokens += native.tokenize(document, False, False)
+        if native.add_eos and eos >= 0:
+            tokens.append(eos)
+        return tokens
 
     @contextlib.contextmanager
     def hold(self):
@@ -1036,7 +1119,7 @@ class Model:
         return started, busy
 
     def _get_embedder(self, pooling: str | None):
-        pooling = _pooling(pooling) or self._pooling
+        pooling = "rank" if pooling == "rank" else (_pooling(pooling) or self._pooling)
         wanted = -1 if pooling is None else POOLING[pooling]
         native = self._live()
         with self._embedder_lock:

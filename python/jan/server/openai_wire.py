@@ -39,6 +39,8 @@ from jan.services.types import (
     NamedToolChoice,
     Part,
     ReasoningOptions,
+    RerankRequest,
+    RerankResult,
     ResponseFormat,
     SamplingOptions,
     TextPart,
@@ -534,6 +536,24 @@ def _torn(piece: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+def rerank_request(body: schemas.RerankRequest) -> RerankRequest:
+    return RerankRequest(model=body.model, query=body.query, documents=tuple(body.document_texts), top_n=body.top_n)
+
+
+def rerank_response(result: RerankResult, body: schemas.RerankRequest) -> dict[str, Any] | list[dict[str, Any]]:
+    """Jina's and Cohere's answer (``results`` of ``index`` and ``relevance_score``, most relevant first, with
+    ``document: {"text"}`` when ``return_documents``; ``usage``), or for a Text Embeddings Inference body its bare
+    list of ``index`` and ``score`` (``text`` with ``return_text``), as llama-server's format_response_rerank."""
+    texts = body.document_texts
+    if body.tei:
+        return [{"index": i, "score": score, **({"text": texts[i]} if body.return_text else {})}
+                for i, score in result.ranked]
+    results = [{"index": i, "relevance_score": score,
+                **({"document": {"text": texts[i]}} if body.return_documents else {})} for i, score in result.ranked]
+    return {"object": "list", "model": result.model, "results": results,
+            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}}
 
 
 def embeddings_response(result: EmbeddingResult, encoding_format: str = "float") -> dict[str, Any]:

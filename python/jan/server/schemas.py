@@ -689,6 +689,46 @@ class EmbeddingRequest(_Strict):
         return v
 
 
+class RerankDocument(_Strict):
+    """A document given as an object (Cohere's and Jina's ``{"text": ...}``)."""
+
+    text: str
+
+
+class RerankRequest(_Strict):
+    """``POST /v1/rerank`` (and ``/rerank``, ``/v1/reranking``, ``/reranking``, as llama-server serves it): Jina's and
+    Cohere's body (``query``, ``documents``, ``top_n``, ``return_documents``) or Text Embeddings Inference's
+    (``query``, ``texts``, ``return_text``: answered as a bare list, ``score`` for ``relevance_score``)."""
+
+    model: ModelId = None
+    query: str = Field(min_length=1)
+    documents: list[Union[str, RerankDocument]] | None = Field(default=None, min_length=1)
+    texts: list[str] | None = Field(default=None, min_length=1)
+    top_n: Int32Count | None = None
+    return_documents: bool | None = False
+    return_text: bool | None = False
+    # accepted and meaningless here, as in the APIs the body comes from (Cohere's max_tokens_per_doc cuts documents,
+    # which jan refuses instead: a document longer than the context is a 400)
+    user: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "RerankRequest":
+        if (self.documents is None) == (self.texts is None):
+            raise ValueError("documents: give the documents to rank (or texts, Text Embeddings Inference's name), "
+                             "one of them")
+        return self
+
+    @property
+    def tei(self) -> bool:
+        """The body is Text Embeddings Inference's (``texts``): the answer is its bare list."""
+        return self.texts is not None
+
+    @property
+    def document_texts(self) -> list[str]:
+        given = self.texts if self.texts is not None else self.documents or []
+        return [d if isinstance(d, str) else d.text for d in given]
+
+
 class TokenizeRequest(_Strict):
     model: ModelId = None
     content: str | None = None

@@ -11,7 +11,7 @@ from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, poo
 from jan.services.engine_output import engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
-from jan.services.types import MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult
+from jan.services.types import MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult, RerankRequest, RerankResult
 from jan.services.worker_pool import WorkerPool
 
 __all__ = ["EMBEDDING_CANCELLED", "EMBEDDING_WORKERS", "POOLING_NONE_REFUSED", "EmbeddingService"]
@@ -101,3 +101,33 @@ class EmbeddingService:
             # (Unloaded before it began: the engine's ModelClosedError, "model_unloaded", as for a generation.)
             raise GenerationCancelledError(EMBEDDING_CANCELLED) from None
         return EmbeddingResult(target.id, tuple(vectors), sum(len(t) for t in tokens))
+
+    async def rerank(self, request: RerankRequest) -> RerankResult:
+        """The documents most relevant to the query first, by a local reranker model (:meth:`jan.Model.rerank`: one
+        input per document, read with the query), on the embedding requests' workers and turns (each input takes its
+        turn of the embedding context, so a big request does not hold it from others). RequestError for a model on a
+        remote engine (``param="model"``); BadRequestError (``model_not_supported``) for a model that is no reranker; a cancelled await stops the
+        work before its next batch; a stop or unload under it is GenerationCancelledError, as for embeddings."""
+        target = await self.models.resolve(request.model)
+        if not isinstance(target.engine, LocalInferenceExtension):
+            raise RequestError(f"model: '{target.id}' runs on the '{target.engine.engine_name}' engine, which cannot "
+                               "rerank (a local reranker GGUF can)", param="model", code="model_not_supported")
+        local = await target.engine.acquire(target.model)
+        model = local.model
+        stop = threading.Event()
+
+        def run():
+            with model.hold():  # (the claim acquire made ends here, as for embeddings)
+                return model.rerank(request.query, list(request.documents), cancel=stop)
+
+        try:
+            ranking = await _workers.run(run)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        except EmbeddingCancelledError:
+            raise GenerationCancelledError(EMBEDDING_CANCELLED) from None
+        order = sorted(range(len(ranking.scores)), key=lambda i: -ranking.scores[i])  # (stable: ties by index)
+        if request.top_n is not None:
+            order = order[: request.top_n]
+        return RerankResult(target.id, tuple((i, ranking.scores[i]) for i in order), ranking.prompt_tokens)

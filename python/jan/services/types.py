@@ -917,6 +917,29 @@ class EmbeddingRequest:
                                code="invalid_value")
 
 
+@dataclass(frozen=True)
+class RerankRequest:
+    """Score ``documents`` against ``query`` with a reranker model; the answer keeps the ``top_n`` most relevant
+    (all when None). At most :data:`MAX_EMBEDDING_INPUTS` documents, as an embedding request's inputs (each
+    document is read with the query: one input each, at most the embedding context long)."""
+
+    model: str | None
+    query: str
+    documents: tuple[str, ...]
+    top_n: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if not self.query:
+            raise _misuse("query", "must not be empty")
+        _not_empty(self, "documents", "document (a string)")
+        if len(self.documents) > MAX_EMBEDDING_INPUTS:
+            raise _misuse("documents", f"at most {MAX_EMBEDDING_INPUTS} documents in one rerank request, got "
+                                       f"{len(self.documents)}; send them in several requests")
+        if self.top_n is not None and self.top_n < 1:
+            raise _misuse("top_n", f"must be at least 1, got {self.top_n}")
+
+
 # -- results ------------------------------------------------------------------------------
 #: How a choice of a chat completion ends (:attr:`ChatDelta.finish_reason`, :attr:`ChoiceResult.finish_reason`), the
 #: closed set every front end maps, each reason explicitly: ``stop`` (the model's end of turn, or a stop string),
@@ -1018,6 +1041,16 @@ class CompletionDelta:
     usage: Usage | None = None
     token_ids: tuple[int, ...] = ()
     prompt_token_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """The answer of a :class:`RerankRequest`: ``ranked`` holds ``(index, score)`` of the documents, most relevant
+    first (ties in document order), cut to ``top_n``; ``prompt_tokens`` counts every query-document input's tokens."""
+
+    model: str
+    ranked: tuple[tuple[int, float], ...]
+    prompt_tokens: int
 
 
 @dataclass(frozen=True)

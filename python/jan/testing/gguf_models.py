@@ -989,3 +989,56 @@ def write_vision_pair(
     mmproj = write_mlp_mmproj(folder / "mmproj-vision-chat.gguf", n_embd_text=TINY_CHAT_CONFIG["n_embd"],
                               seed=seed + 1)
     return model, mmproj
+
+
+#: llama.cpp's LLAMA_POOLING_TYPE_RANK: a reranker's ``<arch>.pooling_type``.
+_POOLING_RANK = 4
+
+
+def write_reranker_from_bert(
+    src: "str | os.PathLike[str]", path: "str | os.PathLike[str]", *, seed: int = 0,
+    rerank_template: str | None = None,
+) -> Path:
+    """A reranker made from the BERT embedding GGUF ``src`` (all-MiniLM-L6-v2): its tensors, tokenizer and
+    metadata, plus a random classification head (``cls.weight``/``cls.bias``, ``cls.output.weight``/
+    ``cls.output.bias``: one score, as bge-reranker's) and ``bert.pooling_type`` set to rank — what llama.cpp's
+    converter writes for a ``*ForSequenceClassification`` model. The scores mean nothing, but they come from the
+    real graph: a query read with a document, pooled at CLS, through the head. ``rerank_template``: the model's own
+    prompt (``tokenizer.chat_template.rerank``, with ``{query}`` and ``{document}``)."""
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    kv = _read_metadata(src)
+    arch = kv["general.architecture"].value.decode()
+    reader = GGUFReader(src)
+    n_embd = int(kv[f"{arch}.embedding_length"].value)
+    rng = np.random.default_rng(seed)
+    head = [("cls.weight", _random_tensor(rng, (n_embd, n_embd), 0.05, "float32")),
+            ("cls.bias", np.zeros(n_embd, dtype=np.float32)),
+            ("cls.output.weight", _random_tensor(rng, (1, n_embd), 0.5, "float32")),
+            ("cls.output.bias", np.zeros(1, dtype=np.float32))]
+    with _atomic_target(path) as tmp:
+        writer = GGUFWriter(None, arch)
+        try:
+            for key, v in kv.items():
+                if key in ("general.architecture", f"{arch}.pooling_type") or key.startswith("GGUF."):
+                    continue
+                writer.add_key_value(key, v.value, v.vtype, v.sub_type)
+            writer.add_key_value(f"{arch}.pooling_type", _POOLING_RANK, GGUFValueType.UINT32)
+            if rerank_template is not None:
+                writer.add_key_value("tokenizer.chat_template.rerank", rerank_template, GGUFValueType.STRING)
+            for t in reader.tensors:
+                writer.add_tensor_info(t.name, [int(x) for x in reversed(t.shape)], np.dtype(t.data.dtype),
+                                       int(t.n_bytes), t.tensor_type)
+            for name, data in head:
+                writer.add_tensor_info(name, data.shape, data.dtype, data.nbytes)
+            writer.write_header_to_file(tmp)
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            for t in reader.tensors:
+                writer.write_tensor_data(np.asarray(t.data))
+            for _, data in head:
+                writer.write_tensor_data(data)
+        finally:
+            writer.close()
+    return Path(path)

@@ -19,6 +19,8 @@ REQUEST_BODIES: dict[tuple[str, str], type] = {
     ("POST", "/v1/chat/completions"): schemas.ChatCompletionRequest,
     ("POST", "/v1/completions"): schemas.CompletionRequest,
     ("POST", "/v1/embeddings"): schemas.EmbeddingRequest,
+    ("POST", "/v1/rerank"): schemas.RerankRequest,
+    ("POST", "/v1/reranking"): schemas.RerankRequest,
     ("POST", "/v1/tokenize"): schemas.TokenizeRequest,
     ("POST", "/v1/detokenize"): schemas.DetokenizeRequest,
 }
@@ -67,6 +69,16 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                                              "properties": {
             "object": {"const": "embedding"}, "index": {"type": "integer", "minimum": 0},
             "embedding": {"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]}}}}}},
+    "Reranked": {"oneOf": [
+        {"type": "object", "required": ["object", "model", "results"], "properties": {
+            "object": {"const": "list"}, "model": {"type": "string"}, "usage": _USAGE,
+            "results": {"type": "array", "items": {"type": "object", "required": ["index", "relevance_score"],
+                                                    "properties": {
+                "index": {"type": "integer", "minimum": 0}, "relevance_score": {"type": "number"},
+                "document": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}}}}}},
+        {"type": "array", "description": "For a body with Text Embeddings Inference's texts", "items": {
+            "type": "object", "required": ["index", "score"], "properties": {
+                "index": {"type": "integer", "minimum": 0}, "score": {"type": "number"}, "text": {"type": "string"}}}}]},
     "Model": {"type": "object", "required": ["id", "object", "created", "owned_by"], "properties": {
         "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
         "owned_by": {"type": "string"}, "state": {"type": ["string", "null"]}}},
@@ -105,6 +117,8 @@ RESPONSES: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
     ("POST", "/v1/completions"): {"200": ("A completion, or with stream: true its chunks as server-sent events",
                                           {JSON: "Completion", SSE: None})},
     ("POST", "/v1/embeddings"): {"200": ("One embedding per input", {JSON: "EmbeddingList"})},
+    ("POST", "/v1/rerank"): {"200": ("The documents most relevant first", {JSON: "Reranked"})},
+    ("POST", "/v1/reranking"): {"200": ("The documents most relevant first", {JSON: "Reranked"})},
     ("POST", "/v1/tokenize"): {"200": ("Token ids", {JSON: "Tokens"})},
     ("POST", "/v1/detokenize"): {"200": ("Text", {JSON: "Detokenized"})},
     ("GET", "/v1/models"): {"200": ("The models in the data folder", {JSON: "ModelList"})},
@@ -122,7 +136,8 @@ RESPONSES: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
 #: Error bodies of other dialects, by path prefix: ``{prefix: (schema name, schema)}`` (jan's own: OpenAI's).
 DIALECT_ERRORS: dict[str, tuple[str, dict[str, Any]]] = {}
 #: Paths also served without /v1 (as llama-server does); documented like their /v1 twin.
-UNPREFIXED = {"/chat/completions", "/completions", "/embeddings", "/models", "/tokenize", "/detokenize"}
+UNPREFIXED = {"/chat/completions", "/completions", "/embeddings", "/models", "/tokenize", "/detokenize", "/rerank",
+              "/reranking"}
 #: Paths open without the API key.
 OPEN = {"/", "/favicon.ico", "/health"}
 #: A path segment that is a literal next to a parameter at the same place (``/v1/models/pull`` and

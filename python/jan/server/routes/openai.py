@@ -1,4 +1,4 @@
-"""OpenAI-compatible inference: chat, completions, embeddings, plus tokenize/detokenize.
+"""OpenAI-compatible inference: chat, completions, embeddings, plus llama-server's tokenize/detokenize and rerank.
 
 HTTP only: each handler parses its body, converts it with :mod:`jan.server.openai_wire`,
 calls a service and writes the service's typed deltas back as OpenAI JSON or SSE.
@@ -29,6 +29,7 @@ from jan.server.schemas import (
     CompletionRequest,
     DetokenizeRequest,
     EmbeddingRequest,
+    RerankRequest,
     TokenizeRequest,
 )
 from jan.server.sse import SSEStream
@@ -193,6 +194,19 @@ async def embeddings(request: web.Request) -> web.Response:
     result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)
     return await json_response_built(lambda: wire.embeddings_response(result, body.encoding_format),
                                      values=sum(len(v) for v in result.vectors))
+
+
+@routes.post("/v1/rerank")
+@routes.post("/rerank")
+@routes.post("/v1/reranking")
+@routes.post("/reranking")
+async def rerank(request: web.Request) -> web.Response:
+    """Rerank (llama-server's paths; Jina's, Cohere's or Text Embeddings Inference's body): the documents most
+    relevant to the query first, scored by a reranker model."""
+    body = await parse_body(request, RerankRequest)
+    typed = await body_step(wire.rerank_request, body)
+    result = await unless_disconnected(request, request.app[SERVICES].embeddings.rerank(typed), body.model)
+    return await json_response_built(lambda: wire.rerank_response(result, body), values=len(result.ranked) * 3)
 
 
 def _piece(piece: bytes) -> str | list[int]:

@@ -1,0 +1,164 @@
+"""Reranking: a reranker GGUF (a BERT with a classification head and rank pooling, as llama.cpp's converter writes
+bge-reranker) scores each document read together with the query, in-process (jan.Model.rerank) and on
+llama-server's /v1/rerank in Jina's, Cohere's and Text Embeddings Inference's shapes.
+
+The reranker is all-MiniLM-L6-v2 with a random head (jan.testing.gguf_models.write_reranker_from_bert): its scores
+mean nothing, but they come from llama.cpp's real rank-pooling graph. llama-server 0.3.36's own /v1/rerank, run on
+this very file, answered the same scores and token count as jan.Model.rerank (checked by hand: -2.0301, 0.4849,
+-2.4355 and 37 tokens for the query and documents of test_scores_match_one_by_one_and_the_prompt_layout).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+import jan
+from jan.testing.gguf_models import write_reranker_from_bert
+
+QUERY = "what is the capital of France?"
+DOCS = ["Paris is the capital of France", "Bananas are yellow", "x"]
+
+
+@pytest.fixture(scope="module")
+def reranker_path(tmp_path_factory, minilm_path):
+    return write_reranker_from_bert(minilm_path, tmp_path_factory.mktemp("rerank") / "tiny-reranker.gguf")
+
+
+@pytest.fixture(scope="module")
+def reranker(reranker_path):
+    model = jan.Model(str(reranker_path), n_threads=1)
+    yield model
+    model.close()
+
+
+def test_scores_match_one_by_one_and_the_prompt_layout(reranker):
+    assert reranker.is_reranker
+    together = reranker.rerank(QUERY, DOCS)
+    assert len(together.scores) == 3 and len(set(together.scores)) == 3
+    # each document is its own input: scored alone it scores the same as among others
+    alone = [reranker.rerank(QUERY, [d]).scores[0] for d in DOCS]
+    assert together.scores == pytest.approx(alone, abs=1e-4)
+    # BERT's layout: [CLS] query [SEP] document (no EOS: its vocabulary adds none), llama.cpp's format_prompt_rerank
+    q = reranker.tokenize(QUERY, add_special=False)
+    docs = [reranker.tokenize(d, add_special=False) for d in DOCS]
+    assert together.prompt_tokens == sum(len(q) + len(d) + 2 for d in docs)
+
+
+def test_the_models_own_rerank_template_is_used(minilm_path, tmp_path, reranker):
+    # a template that puts the document first: the same pair read the other way round scores otherwise
+    path = write_reranker_from_bert(minilm_path, tmp_path / "templated.gguf",
+                                    rerank_template="[CLS]{document}[SEP]{query}")
+    with jan.Model(str(path), n_threads=1) as templated:
+        templated_ranking = templated.rerank(QUERY, DOCS[:1])
+        swapped = reranker.rerank(DOCS[0], [QUERY])
+        assert templated_ranking.prompt_tokens == swapped.prompt_tokens
+        assert templated_ranking.scores == pytest.approx(swapped.scores, abs=1e-4)
+        assert templated_ranking.scores != pytest.approx(reranker.rerank(QUERY, DOCS[:1]).scores, abs=1e-3)
+
+
+def test_a_reranker_is_no_embedder_and_an_embedder_no_reranker(reranker, minilm_path):
+    with pytest.raises(jan.BadRequestError, match="is a reranker") as err:
+        reranker.embed("hello")
+    assert err.value.code == "model_not_supported"
+    with jan.Model(str(minilm_path), n_threads=1) as embedder:
+        assert not embedder.is_reranker
+        with pytest.raises(jan.BadRequestError, match="is not a reranker"):
+            embedder.rerank(QUERY, DOCS)
+
+
+@pytest.mark.parametrize(("documents", "error"), [([], ValueError), ("a string", TypeError), ([1], TypeError)])
+def test_bad_documents_are_named(reranker, documents, error):
+    with pytest.raises(error, match="documents"):
+        reranker.rerank(QUERY, documents)
+
+
+def test_a_set_cancel_stops_the_reranking(reranker):
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(jan.errors.EmbeddingStoppedError):
+        reranker.rerank(QUERY, DOCS, cancel=stop)
+
+
+# -- the server ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, reranker_path, minilm_path, stories_path):
+    from server_helpers import start_server
+
+    srv = start_server(tmp_path_factory.mktemp("rerank-server"), [reranker_path, minilm_path, stories_path])
+    yield srv
+    srv.stop()
+
+
+def _post(server, path, body):
+    return httpx.post(server.base_url + path, json=body, timeout=120)
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/rerank", "/v1/reranking", "/reranking"])
+def test_rerank_answers_jinas_shape_most_relevant_first(server, reranker, path):
+    expected = reranker.rerank(QUERY, DOCS)
+    response = _post(server, path, {"model": "tiny-reranker", "query": QUERY, "documents": DOCS})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "list" and body["model"] == "tiny-reranker"
+    assert body["usage"] == {"prompt_tokens": expected.prompt_tokens, "total_tokens": expected.prompt_tokens}
+    order = sorted(range(3), key=lambda i: -expected.scores[i])
+    assert [r["index"] for r in body["results"]] == order
+    assert [r["relevance_score"] for r in body["results"]] == pytest.approx([expected.scores[i] for i in order],
+                                                                            abs=1e-4)
+    assert all(set(r) == {"index", "relevance_score"} for r in body["results"])
+
+
+def test_top_n_and_return_documents_as_cohere(server, reranker):
+    expected = reranker.rerank(QUERY, DOCS).scores
+    best = max(range(3), key=lambda i: expected[i])
+    body = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": QUERY, "top_n": 1, "return_documents": True,
+                                        "documents": [{"text": d} for d in DOCS]}).json()
+    assert body["results"] == [{"index": best, "relevance_score": pytest.approx(expected[best], abs=1e-4),
+                                "document": {"text": DOCS[best]}}]
+
+
+def test_text_embeddings_inference_body_gets_its_bare_list(server, reranker):
+    expected = reranker.rerank(QUERY, DOCS).scores
+    body = _post(server, "/rerank", {"model": "tiny-reranker", "query": QUERY, "texts": DOCS,
+                                     "return_text": True}).json()
+    assert isinstance(body, list) and len(body) == 3
+    assert {r["index"]: r["score"] for r in body} == pytest.approx(dict(enumerate(expected)), abs=1e-4)
+    assert all(r["text"] == DOCS[r["index"]] for r in body)
+
+
+@pytest.mark.parametrize(("body", "param", "says"), [
+    ({"query": QUERY}, "documents", "documents"),
+    ({"query": QUERY, "documents": []}, "documents", "at least 1"),
+    ({"query": QUERY, "documents": DOCS, "texts": DOCS}, "documents", "one of them"),
+    ({"query": "", "documents": DOCS}, "query", "at least 1"),
+    ({"documents": DOCS}, "query", "required"),
+    ({"query": QUERY, "documents": DOCS, "top_n": 0}, "top_n", "greater than or equal to 1"),
+    ({"query": QUERY, "documents": [3]}, "documents", ""),
+    ({"query": QUERY, "documents": DOCS, "bogus": 1}, "bogus", ""),
+])
+def test_bad_bodies_are_openai_400s_naming_the_field(server, body, param, says):
+    response = _post(server, "/v1/rerank", {"model": "tiny-reranker", **body})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and (error["param"] or "").startswith(param), error
+    assert says in error["message"], error
+
+
+@pytest.mark.parametrize(("path", "body", "model"), [
+    ("/v1/rerank", {"query": QUERY, "documents": DOCS}, "all-MiniLM-L6-v2-f32"),
+    ("/v1/rerank", {"query": QUERY, "documents": DOCS}, "stories260K"),
+    ("/v1/embeddings", {"input": "hello"}, "tiny-reranker"),
+])
+def test_the_wrong_kind_of_model_is_a_400_saying_so(server, path, body, model):
+    response = _post(server, path, {"model": model, **body})
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "reranker" in message and model in message, message
+
+
+def test_an_unknown_model_is_a_404(server):
+    response = _post(server, "/v1/rerank", {"model": "nope", "query": QUERY, "documents": DOCS})
+    assert response.status_code == 404 and "nope" in response.json()["error"]["message"]
