@@ -17,6 +17,18 @@ PROMPT = "Once upon a time"
 SAMPLED = {"max_tokens": 60, "temperature": 1.0}
 
 
+@pytest.fixture(scope="module")
+def stories(stories_path):
+    """stories260K with one slot, this module's own: a seed replays exactly only when the request is decoded with the
+    same batch-mates, and the session's shared model may still be finishing another module's request (a sample at
+    temperature 1 then parted in 4 of 100 seeds with another request running beside it: a CI run failed so)."""
+    import jan
+
+    model = jan.Model(stories_path, n_parallel=1, n_ctx=256, n_threads=1)
+    yield model
+    model.close()
+
+
 # -- the fold itself -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", [0, 1, 7, 1234, 2**31, 2**32 - 2, 2**32 - 1])
 def test_seeds_below_2_32_are_kept_exactly(seed):
