@@ -58,13 +58,28 @@ def vocab_dir():
 
 
 @pytest.fixture(scope="session")
-def stories(stories_path):
-    """stories260K with 4 slots, shared by tests that only generate."""
+def shared_stories(stories_path):
+    """stories260K with 4 slots, shared by tests that only generate (through :func:`stories`)."""
     import jan
 
     model = jan.Model(stories_path, n_parallel=4, n_ctx=1024, n_threads=1)
     yield model
     model.close()
+
+
+@pytest.fixture
+def stories(shared_stories):
+    """The shared stories260K, idle when the test starts: a request an earlier test left finishing (a dropped stream
+    is cancelled at the engine's next step) would be decoded in one batch with this test's, whose logits then differ
+    in their last bits, and a sample at temperature 1 parted from its seed's replay (4 in 100 seeds with another
+    request beside it). Bounded: a model still busy after 60 s is a failure of the test that left it so."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while shared_stories.busy:  # (the engine tells no event for idleness; its requests end in a step or two)
+        assert time.monotonic() < deadline, "the shared stories260K model is still busy with an earlier test's request"
+        time.sleep(0.005)
+    return shared_stories
 
 
 @pytest.fixture(scope="session")
