@@ -428,6 +428,26 @@ json_option = click.option("--json", "as_json", is_flag=True,
 # --------------------------------------------------------------------------- output
 
 
+def write_output_file(target: Path, write: Callable[[Callable[[bytes], Any]], None]) -> None:
+    """What ``write(put)`` puts, as the file ``target`` a user named (``-o FILE``): written beside it into a hidden
+    temporary file, fsynced and renamed over it (:func:`jan.core.fs.atomic_writer`), so ``target`` is either as it
+    was or whole: a failure or Ctrl-C midway leaves an existing file untouched and no temporary file behind. A new
+    file gets what a file made here gets (0666 less the umask); one replaced keeps its permissions."""
+    from jan.core.fs import atomic_writer
+
+    try:
+        with atomic_writer(target, new_mode=_new_file_mode()) as out:
+            write(out.write)
+    except OSError as exc:
+        raise CLIError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def plain_output() -> bool:
     """Whether jan's own output must carry no ANSI styling even at a terminal: ``NO_COLOR`` set (no-color.org;
     jan's styles are its only colors) or ``TERM=dumb`` (a terminal that prints escape codes as text: Emacs'
