@@ -87,8 +87,8 @@ def test_the_commands_on_the_data_folder(env, data, tmp_path):
 
 
 def test_bad_arguments_are_usage_errors(env, tmp_path):
-    missing = jan("files", "upload", tmp_path / "nope.txt", env=env)
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    # a missing file is the disk's state, not a usage error: exit 1 naming it (tests/test_cli_input_paths.py)
+    fails(jan("files", "upload", tmp_path / "nope.txt", env=env), f"PATH: no such file: {tmp_path / 'nope.txt'}")
     (tmp_path / "a.txt").write_text("a")
     bad = jan("files", "upload", tmp_path / "a.txt", "--purpose", "homework", env=env)
     assert bad.returncode == 2 and "--purpose" in bad.stderr

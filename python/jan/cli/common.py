@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -383,14 +384,51 @@ class PathParam(click.Path):
     the command ran from (a data folder made there, a '.' "image").
 
     A leading ``~`` is the home folder before click's checks: the shell leaves it alone in ``--opt=~/x``, in quotes
-    and in ``$JAN_DATA_FOLDER``, so ``exists=True`` said "File '~/x' does not exist" of a file that does."""
+    and in ``$JAN_DATA_FOLDER``, so ``exists=True`` said "File '~/x' does not exist" of a file that does.
+
+    What the file system says of the path (missing with ``exists=True``, a file where a folder is wanted, ...) is
+    one :class:`CLIError` (exit 1) naming the parameter and the path, ``jan: error: --mmproj: no such file: /x``,
+    as the commands that check their own paths say it; click's usage error (exit 2) is for the command line's
+    own mistakes."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value == "":
             self.fail("must not be empty (an empty path would be the current folder)", param, ctx)
         if isinstance(value, (str, os.PathLike)) and str(value).startswith("~"):
             value = os.path.expanduser(value)
-        return super().convert(value, param, ctx)
+        if isinstance(value, (str, os.PathLike)) and not (self.allow_dash and str(value) == "-"):
+            problem = self._problem(os.fspath(value))
+            if problem:
+                raise CLIError(f"{param_label(param)}: {problem}" if param is not None else problem)
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:  # (what the checks above left to click: still the file system's state)
+            raise CLIError(f"{param_label(param)}: {exc.message}" if param is not None else exc.message) from None
+
+    def _problem(self, path: str) -> str | None:
+        """Why the file system refuses ``path`` for this parameter, or None. A missing input file, a file where a
+        folder is wanted, is the state of the disk, not a mistake in the command line: a runtime error (exit 1,
+        as every command that checks its own paths says it), not click's usage error (exit 2)."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return (f"no such {'file' if self.file_okay else 'folder'}: {path}") if self.exists else None
+        except OSError as exc:
+            return f"{path}: {exc.strerror or exc}" if self.exists else None
+        if not self.file_okay and not stat.S_ISDIR(st.st_mode):
+            return f"{path} is a file, not a folder"
+        if not self.dir_okay and stat.S_ISDIR(st.st_mode):
+            return f"{path} is a folder, not a file"
+        if self.exists and self.readable and not os.access(path, os.R_OK):
+            return f"{path}: permission denied"
+        return None
+
+
+def param_label(param: click.Parameter) -> str:
+    """How an error names ``param``: its long option (``--model-draft``), or an argument's metavar (``PATH``)."""
+    if isinstance(param, click.Option) and param.opts:
+        return max(param.opts, key=len)
+    return param.human_readable_name
 
 
 def connection_options(func: Callable) -> Callable:
@@ -426,6 +464,26 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 
 # --------------------------------------------------------------------------- output
+
+
+def write_output_file(target: Path, write: Callable[[Callable[[bytes], Any]], None]) -> None:
+    """What ``write(put)`` puts, as the file ``target`` a user named (``-o FILE``): written beside it into a hidden
+    temporary file, fsynced and renamed over it (:func:`jan.core.fs.atomic_writer`), so ``target`` is either as it
+    was or whole: a failure or Ctrl-C midway leaves an existing file untouched and no temporary file behind. A new
+    file gets what a file made here gets (0666 less the umask); one replaced keeps its permissions."""
+    from jan.core.fs import atomic_writer
+
+    try:
+        with atomic_writer(target, new_mode=_new_file_mode()) as out:
+            write(out.write)
+    except OSError as exc:
+        raise CLIError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def plain_output() -> bool:

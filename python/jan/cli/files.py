@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import click
 
 from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, human_bytes, human_time, json_option,
-                            PathParam, nonempty_text_param, print_json, print_table)
+                            PathParam, nonempty_text_param, print_json, print_table, write_output_file)
 from jan.local_files import open_regular_file
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, PURPOSES
 
@@ -226,39 +226,5 @@ def download_file(file_id: str, output: Path | None, conn) -> None:
         out.flush()
         return
     target = output.expanduser()
-    _write_atomically(target, copy)
+    write_output_file(target, copy)
     click.echo(f"downloaded {file_id} to {target}", err=True)
-
-
-def _write_atomically(target: Path, copy: Callable[[Callable[[bytes], Any]], None]) -> None:
-    """``copy(write)``'s bytes as ``target``: into a hidden temporary file beside it, fsynced, then renamed over it,
-    so ``target`` is either as it was or whole (a failed or interrupted download leaves it untouched)."""
-    from jan.core.fs import fsync_dir
-    from jan.store.hashed_file import HashedTempFile
-
-    folder = target.parent if str(target.parent) else Path(".")
-    try:
-        temp = HashedTempFile(folder, target.name)
-    except OSError as exc:
-        raise CLIError(f"cannot write {target}: {exc.strerror or exc}") from None
-    try:
-        copy(temp.write)
-        temp.sync()
-        # a temporary file is private (0600); the download gets what a file made here gets, or the one it replaces
-        os.chmod(temp.temp_path, _mode_of(target))
-        os.replace(temp.temp_path, target)
-    except OSError as exc:
-        raise CLIError(f"cannot write {target}: {exc.strerror or exc}") from None
-    finally:
-        temp.remove()  # (after the rename: nothing left to remove)
-    fsync_dir(folder)
-
-
-def _mode_of(target: Path) -> int:
-    """The permissions ``target`` has, or those a new file gets (0666 less the umask)."""
-    try:
-        return target.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask

@@ -208,7 +208,8 @@ def meant_by_server(exc: Exception) -> str:
     return f": did you mean {meant.rpartition(' (HTTP')[0]}" if found else ""
 
 
-def check_gguf_file(path: Path) -> None:
+def check_gguf_file(path: Path, label: str) -> None:
+    """``path`` is a GGUF file, or a :class:`CLIError` that begins with ``label``, the parameter that named it."""
     from jan.store import InvalidArgumentError
     from jan.store.models import check_gguf
 
@@ -216,13 +217,13 @@ def check_gguf_file(path: Path) -> None:
 
     kind = not_a_regular_file(path)
     if kind is not None:
-        raise CLIError(f"{path} is {kind}, not a GGUF file")
+        raise CLIError(f"{label}: {path} is {kind}, not a GGUF file")
     if not path.is_file():
-        raise CLIError(f"no such file: {path}")
+        raise CLIError(f"{label}: no such file: {path}")
     try:
         check_gguf(path)
     except InvalidArgumentError as exc:
-        raise CLIError(str(exc)) from None
+        raise CLIError(f"{label}: {exc}") from None
 
 
 def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Path]:
@@ -243,7 +244,7 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
             return model, path
     path = Path(spec).expanduser()
     if path.is_file() or _looks_like_path(spec):
-        check_gguf_file(path)
+        check_gguf_file(path, "MODEL")
         return {"id": path.stem, "settings": {}, "parameters": {}}, path.resolve()
     if is_valid_id(spec):
         from jan.store import NotFoundError
@@ -537,7 +538,7 @@ class LocalBackend:
         if _missing_bare_file(spec) and (meant := _meant(self.runtime, spec)):
             raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} nor a file here{meant}")
         if path.is_file() or _looks_like_path(spec):
-            check_gguf_file(path)
+            check_gguf_file(path, "MODEL")
             model = {"id": path.stem, "engine": "llama.cpp", "file_path": str(path.resolve()), "settings": {},
                      "parameters": {}}
             projector = path.with_name("mmproj-" + path.name)  # as `jan models import` picks it up

@@ -186,7 +186,7 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
 
 
 @models.command("import")
-@click.argument("path", type=PathParam(path_type=Path))
+@click.argument("path", type=PathParam(exists=True, path_type=Path))
 @click.option("--id", "model_id", default=None, callback=nonempty_param,
               help="Model id [default: from the file name].")
 @click.option("--mode", type=click.Choice(IMPORT_MODES), default="symlink", show_default=True,
@@ -199,7 +199,7 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
 def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | None, as_json: bool, conn) -> None:
     """Add a local .gguf file as a model."""
     path = path.expanduser().absolute()
-    check_gguf_file(path)
+    check_gguf_file(path, "PATH")
     if mmproj is None and path.with_name("mmproj-" + path.name).is_file():
         mmproj = path.with_name("mmproj-" + path.name)
     mmproj = mmproj.expanduser().absolute() if mmproj else None

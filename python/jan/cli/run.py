@@ -128,7 +128,10 @@ def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed
     if raw and images:
         raise click.UsageError("--image applies to chat; a --raw prompt has no place for images")
     text = read_prompt(prompt)
-    parts = [image_part(path) for path in images]
+    try:
+        parts = [image_part(path) for path in images]
+    except CLIError as exc:  # named by its option, as every path option's error is (PathParam)
+        raise CLIError(f"--image: {exc.format_message()}") from None
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
     if think is not None and not raw:
         options["think"] = think

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from jan.cli.common import INT32_MAX, PathParam, SamplingValue, check_flag_order, nonempty_param
+from jan.cli.common import INT32_MAX, CLIError, PathParam, SamplingValue, check_flag_order, nonempty_param
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
@@ -104,10 +104,12 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
     install_log_filter()  # each line says which request it was written for (the id its answer carried)
     if log_level != "debug":
         logging.getLogger("jan.llama").setLevel(logging.WARNING)
-    from jan.server.media_fetch import MediaAllowlist
+    from jan.server.media_fetch import MediaAllowlist, MediaFolderError
 
     try:
         MediaAllowlist.parse(allow_media_from)
+    except MediaFolderError as exc:  # a missing input path: exit 1, as every path option says it (PathParam)
+        raise CLIError(str(exc)) from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-media-from") from None
     # before anything starts: exit 1 naming the flag

@@ -19,6 +19,7 @@ from jan.cli.common import (
     print_json,
     print_table,
     warn_problems,
+    write_output_file,
 )
 
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
@@ -166,8 +167,5 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
     if output is None or str(output) == "-":  # '-' was written as a file named '-'
         click.echo(text, nl=False)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise CLIError(f"cannot write {output}: {exc.strerror or exc}") from None
+    write_output_file(output, lambda put: put(text.encode("utf-8")))
     click.echo(f"exported {thread_id} to {output}", err=True)

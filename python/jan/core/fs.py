@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .exceptions import PathOutsideDataFolderError
 from .interfaces.modules import _MISSING, FileSystem
 
-__all__ = ["LocalFileSystem", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "fsync_dir", "set_aside",
-           "temp_prefix", "temp_writer_pid"]
+__all__ = ["LocalFileSystem", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_writer", "fsync_dir",
+           "set_aside", "temp_prefix", "temp_writer_pid"]
 
 TEMP_SUFFIX = ".tmp"
 _TEMP_PID = re.compile(r"\.p(\d+)\.[A-Za-z0-9_]+\.tmp$")
@@ -64,33 +66,42 @@ def _discard(tmp: str) -> None:
         pass
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers never see a partial file, and durably.
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], *, new_mode: int | None = None) -> Iterator[BinaryIO]:
+    """A binary file whose bytes replace ``path`` when the block ends without an exception, durably.
 
     Writes a hidden temporary file in the same folder (``os.replace`` is only
     atomic within one filesystem), fsyncs it, renames it over the target and
-    fsyncs the folder. On any failure the target keeps its previous content
-    and the temporary file is removed.
+    fsyncs the folder. On any failure (an exception, Ctrl-C in the block) the
+    target keeps its previous content and the temporary file is removed. The
+    result keeps the permissions of the file it replaces; a new file gets
+    ``new_mode``, or mkstemp's 0600 (which suits private conversations).
     """
     target = Path(path)
     # Hidden and suffixed so listings skip it if a crash leaves it behind.
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         try:
-            # Keep a user's chosen permissions; new files keep mkstemp's 0600,
-            # which suits private conversations.
-            os.chmod(tmp, os.stat(target).st_mode & 0o7777)
+            mode = os.stat(target).st_mode & 0o7777  # a user's chosen permissions are kept
         except OSError:
-            pass
+            mode = new_mode
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         _discard(tmp)
         raise
     fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, new_mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` so readers never see a partial file, and durably (:func:`atomic_writer`)."""
+    with atomic_writer(path, new_mode=new_mode) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

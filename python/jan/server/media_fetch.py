@@ -41,6 +41,11 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # one image, as the engine's limit
 DEFAULT_TIMEOUT_S = 30.0
 
 
+class MediaFolderError(ValueError):
+    """An ``--allow-media-from`` folder the disk does not have (or a file in its place): the state of the file
+    system, which ``jan serve`` says as a runtime error (exit 1), not as a mistake in the command line."""
+
+
 @dataclass(frozen=True)
 class MediaAllowlist:
     """Where images may come from: URL prefixes and local folders (empty: inline images only)."""
@@ -65,7 +70,8 @@ class MediaAllowlist:
             elif scheme in ("", "file"):
                 path = Path(unquote(urlsplit(entry).path) if scheme == "file" else entry).expanduser()
                 if not path.is_dir():
-                    raise ValueError(f"--allow-media-from {entry!r}: not a folder")
+                    raise MediaFolderError(f"--allow-media-from: {path} is not a folder" if path.exists()
+                                           else f"--allow-media-from: no such folder: {path}")
                 folders.append(Path(os.path.realpath(path)))
             else:
                 raise ValueError(f"--allow-media-from {entry!r}: give an http(s):// URL prefix or a folder")

@@ -42,7 +42,7 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
         raise ModelNotFoundError(f"{spec} is {kind}, not a GGUF file")
     if _looks_like_path(spec):
         # `-m stories260K.gguf` where no such file is here: most often the model's id with its file's suffix
-        raise ModelNotFoundError(f"no such file: {spec}{await _guess(models, spec)}")
+        raise ModelNotFoundError(f"no such file: {expanded}{await _guess(models, spec)}")  # (the path looked for)
     try:
         return await models.get_model(spec)
     except ModelNotFoundError:

@@ -22,7 +22,7 @@ from jan.server.errors import APIError, from_validation_error, json_error
 
 M = TypeVar("M", bound=BaseModel)
 
-__all__ = ["MAX_JSON_DEPTH", "query_int", "PARSE_OFF_LOOP_BYTES", "body_is_large", "body_step", "loads_bounded", "parse_body",
+__all__ = ["MAX_JSON_DEPTH", "query_choice", "query_int", "PARSE_OFF_LOOP_BYTES", "body_is_large", "body_step", "loads_bounded", "parse_body",
            "read_json", "validate_json"]
 
 #: Deepest nesting of arrays/objects a request body may have (JSON schemas and tool parameters
@@ -228,15 +228,45 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     return await body_step(validate_json, await _read_raw(request), model)
 
 
-def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+#: The bounds of an integer query parameter without a narrower range of its own: a 64-bit integer (what any count
+#: or position fits); a longer run of digits is refused unparsed.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_QUERY_INT = re.compile(r"-?[0-9]{1,19}")
+_SHOWN = 40  # characters of a bad value an error repeats
+
+
+def _shown(raw: str) -> str:
+    return repr(raw if len(raw) <= _SHOWN else raw[:_SHOWN] + "...")
+
+
+def query_int(request: web.Request, name: str, default: int, low: int = INT64_MIN, high: int = INT64_MAX) -> int:
     """The query parameter ``name`` as an integer from ``low`` to ``high`` (``default`` when absent or empty); a 400
-    naming it otherwise."""
+    naming it otherwise (``param``, ``invalid_value``; each dialect's shape from the path). The one parser of every
+    route's integer query parameters: plain ASCII decimal digits with an optional ``-``, nothing else (``int()``
+    would also take ``" 5"``, ``"+5"``, ``"5_0"`` and other scripts' digits, and ``str.isdigit`` ``"²"``, which
+    ``int()`` then refuses)."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not re.fullmatch(r"-?[0-9]+", raw):  # (int() would also take " 5", "+5" and "5_0")
-        raise APIError(400, f"{name}: must be an integer, not {raw!r}", param=name)
+    if not _QUERY_INT.fullmatch(raw):
+        if re.fullmatch(r"-?[0-9]+", raw):  # all digits, more than 64 bits hold
+            raise APIError(400, f"{name}: must be an integer from {low} to {high}, not {_shown(raw)}", param=name,
+                           code="invalid_value")
+        raise APIError(400, f"{name}: must be an integer, not {_shown(raw)}", param=name, code="invalid_value")
     value = int(raw)
     if not low <= value <= high:
-        raise APIError(400, f"{name}: must be between {low} and {high}, got {value}", param=name)
+        raise APIError(400, f"{name}: must be an integer from {low} to {high}, not {_shown(raw)}", param=name,
+                       code="invalid_value")
     return value
+
+
+def query_choice(request: web.Request, name: str, default: str, choices: tuple[str, ...]) -> str:
+    """The query parameter ``name`` as one of ``choices`` (``default`` when absent or empty); a 400 naming it
+    otherwise, in the same words on every route (``order``: ``asc`` or ``desc``)."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        said = " or ".join(repr(c) for c in choices)
+        raise APIError(400, f"{name}: must be {said}, not {_shown(raw)}", param=name, code="invalid_value")
+    return raw

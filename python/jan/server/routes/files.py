@@ -41,7 +41,7 @@ from jan.server.errors import APIError, json_error
 from jan.server.jsonio import json_response
 from jan.server.keys import CONFIG
 from jan.server.routes.docs import JSON, RESPONSE_SCHEMAS, RESPONSES
-from jan.server.validation import query_int
+from jan.server.validation import query_choice, query_int
 from jan.services.media_workers import on_media_worker
 from jan.store.aio import write_through
 from jan.store.errors import InvalidArgumentError, NotFoundError
@@ -284,16 +284,8 @@ async def upload_file(request: web.Request) -> web.Response:
 # -- read, list, delete --------------------------------------------------------------------------------
 def _list_query(request: web.Request) -> dict:
     query = request.query
-    raw = query.get("limit") or ""
-    limit = DEFAULT_LIMIT
-    if raw:
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-            raise APIError(400, f"limit: must be an integer from 1 to {MAX_LIMIT}, not {raw!r}", param="limit",
-                           code="invalid_value")
-        limit = int(raw)
-    order = query.get("order") or "desc"
-    if order not in ("asc", "desc"):
-        raise APIError(400, f"order: must be 'asc' or 'desc', not {order!r}", param="order", code="invalid_value")
+    limit = query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    order = query_choice(request, "order", "desc", ("asc", "desc"))
     return {"purpose": query.get("purpose") or None, "limit": limit, "order": order,
             "after": query.get("after") or None, "before": query.get("before") or None}
 

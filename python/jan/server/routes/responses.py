@@ -33,7 +33,7 @@ from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.files import UPLOADS, upload_image
 from jan.server.streaming import Event, relay, started
-from jan.server.validation import body_step, parse_body
+from jan.server.validation import body_step, parse_body, query_choice, query_int
 from jan.services import ChatService
 from jan.services.documents import read_documents
 from jan.services.errors import failure_kind
@@ -49,6 +49,7 @@ RUNS = web.AppKey("responses_runs", dict)
 # Background streams, running or ended a short while ago: what GET /v1/responses/{id}?stream=true replays.
 STREAMS = web.AppKey("responses_streams", ReplayableStreams)
 DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100  # OpenAI's
 EXTRA_BODIES[("POST", "/v1/responses")] = wire.ResponsesRequest
 EXTRA_BODIES[("POST", "/v1/responses/input_tokens")] = wire.InputTokensRequest
 
@@ -260,21 +261,12 @@ async def count_input_tokens(request: web.Request) -> web.Response:
 
 
 def _query_bool(request: web.Request, name: str) -> bool:
-    raw = request.query.get(name, "false")
-    if raw not in ("true", "false"):  # what the SDKs send for a boolean in a query
-        raise APIError(400, f"{name}: must be 'true' or 'false', not {raw!r}", param=name, code="invalid_value")
-    return raw == "true"
+    return query_choice(request, name, "false", ("true", "false")) == "true"  # what the SDKs send for a boolean
 
 
 def _starting_after(request: web.Request) -> int:
-    raw = request.query.get("starting_after")
-    if raw is None or raw == "":
-        return -1
-    try:
-        return int(raw)
-    except ValueError:
-        raise APIError(400, f"starting_after: must be an integer (an event's sequence_number), not {raw!r}",
-                       param="starting_after", code="invalid_value") from None
+    # (any integer below 0 is "from the first event", as it always was)
+    return query_int(request, "starting_after", -1)
 
 
 def _check_include(request: web.Request) -> None:
@@ -352,17 +344,11 @@ async def list_input_items(request: web.Request) -> web.Response:
     """The response's input items (``order`` ``desc`` by default, ``after``/``before`` ids, ``limit`` 1-100)."""
     response_id = _response_id(request)
     _check_include(request)
+    # the query first, as every list reads it: a bad one is the same 400 whatever the response
+    order = query_choice(request, "order", "desc", ("asc", "desc"))
+    limit = query_int(request, "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
     items = list((await request.app[STORE].get(response_id)).input_items)
     query = request.query
-    order = query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise APIError(400, "order: must be 'asc' or 'desc'", param="order")
-    try:
-        limit = int(query.get("limit", DEFAULT_LIST_LIMIT))
-    except ValueError:
-        raise APIError(400, "limit: must be an integer", param="limit") from None
-    if not 1 <= limit <= 100:
-        raise APIError(400, "limit: must be between 1 and 100", param="limit")
     if order == "desc":
         items.reverse()
     def position(cursor: str) -> int:

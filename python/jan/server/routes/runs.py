@@ -37,7 +37,7 @@ from jan.server.routes.threads import (MessageCreate, ThreadCreate, _Strict, che
 from jan.server.schemas import (INT32_MAX, Metadata, Int32Count, NamedToolChoice, ReasoningEffort, ResponseFormat, Seed, Stop,
                                 bounded)
 from jan.server.sse import SSEStream
-from jan.server.validation import parse_body
+from jan.server.validation import parse_body, query_int
 from jan.services.run_steps import RunStep, openai_last_error
 from jan.services.runs import FINAL_STATUSES, INTERRUPTED, Run, RunRequest, run_record, usage_fields
 from jan.services.tool_loop import PendingCall, ToolDecision
@@ -547,11 +547,8 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     The stream ends when the run stops generating (finished, or waiting in
     ``requires_action``). Events are kept while the server runs.
     """
+    after = query_int(request, "after", -1)  # (any integer below -1 is -1, as it always was)
     run = await _find_run(request)
-    try:
-        after = int(request.query.get("after", "-1"))
-    except ValueError:
-        raise APIError(400, "'after' must be an integer", param="after", code="invalid_value") from None
     sse = SSEStream(request)
     with contextlib.suppress(ConnectionError):
         await _write_events(sse, run, max(-1, after))

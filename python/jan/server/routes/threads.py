@@ -65,7 +65,7 @@ from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.document_inputs import _upload
 from jan.server.routes.files import upload_data_url, uploads
-from jan.server.validation import parse_body
+from jan.server.validation import parse_body, query_choice, query_int
 from jan.services.models import check_format_grammar, check_parameters
 from jan.services.documents import document_text
 from jan.services.runs import BUDGET_STOPS
@@ -95,19 +95,8 @@ def assistant_store(request: web.Request) -> AssistantExtension:
 def list_query(request: web.Request, *, default_order: str) -> dict[str, Any]:
     """``limit``/``order``/``after``/``before`` from the query string, checked."""
     query = request.query
-    raw = query.get("limit")
-    if raw is None or raw == "":
-        limit = DEFAULT_LIMIT
-    else:
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise APIError(400, f"limit must be an integer, not {raw!r}", param="limit", code="invalid_value") from None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise APIError(400, f"limit must be between 1 and {MAX_LIMIT}", param="limit", code="invalid_value")
-    order = query.get("order") or default_order
-    if order not in ("asc", "desc"):
-        raise APIError(400, f"order must be 'asc' or 'desc', not {order!r}", param="order", code="invalid_value")
+    limit = query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    order = query_choice(request, "order", default_order, ("asc", "desc"))
     return {"limit": limit, "order": order, "after": query.get("after") or None,
             "before": query.get("before") or None}
 
@@ -212,10 +201,7 @@ def message_object(message: dict[str, Any], *, jan_view: bool = False) -> dict[s
 def _all_messages(request: web.Request) -> bool:
     """Jan's ``?all=true``: every stored message, tool bookkeeping included (Jan's clients show a tool's call and
     result with the turn that made it); OpenAI's list and retrieve leave them out."""
-    raw = request.query.get("all") or "false"
-    if raw not in ("true", "false"):
-        raise APIError(400, f"all must be 'true' or 'false', not {raw!r}", param="all", code="invalid_value")
-    return raw == "true"
+    return query_choice(request, "all", "false", ("true", "false")) == "true"
 
 
 # -- bodies -------------------------------------------------------------------
