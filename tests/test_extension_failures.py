@@ -6,7 +6,8 @@ named no extension) — an exception of its own, or a return value its interface
 was an AttributeError 500 later; ``["x"]`` for a dict became ``dict(["x"])``'s ValueError, the *client's* 400). Now
 each is a 500 ``extension_error`` naming the extension, its package and the interface method, in each dialect's own
 shape (:mod:`jan.core.guarded`, applied where every front end gets an implementation); what the interface lets an
-implementation raise (``NotFoundError``: 404, ``ValueError``: 400) keeps its meaning.
+implementation raise (``NotFoundError``: 404, ``ValueError``: 400) keeps its meaning. An engine's ``load_model`` and
+``unload_model`` (a start, stop or delete, Ollama's load before a request) were the same kind, and are checked alike.
 
 The extension is installed as an author's would be: a distribution whose entry points name it, on ``sys.path``.
 """
@@ -28,8 +29,10 @@ DIST = "jan-bad-ext 0.0.1"
 MODULE = textwrap.dedent('''
     import os
 
-    from jan.core import (ConversationalExtension, Extension, McpHost, ModelExtension, NotFoundError, ToolProvider)
+    from jan.core import (ConversationalExtension, Extension, InferenceExtension, McpHost, ModelExtension,
+                          NotFoundError, ToolProvider)
     from jan.errors import ModelNotFoundError
+    from jan.services.types import ChatDelta, CompletionDelta
 
     #: What every method does now (the test sets it; a CLI run reads the environment): "raises" (a bug of its own),
     #: "wrong" (returns what its interface does not promise), "not_found" (its typed error), "invalid" (a ValueError).
@@ -93,6 +96,23 @@ MODULE = textwrap.dedent('''
         name = "bad-tools"
 
         async def list_tools(self): return answer(None)
+
+
+    class BadEngine(Extension, InferenceExtension):
+        """Serves ``bad-m`` (and says it is loaded), but cannot load or unload it."""
+
+        name = "bad-engine"
+        engine_name = "bad"
+
+        async def load_model(self, model): raise RuntimeError("secret load bug")
+        async def unload_model(self, model_id): raise RuntimeError("secret unload bug")
+        async def loaded_models(self): return ["bad-m"]
+        async def model_status(self, model_id): return {"id": model_id, "status": "ready"}
+        async def chat(self, model, request): yield ChatDelta(content="hi", finish_reason="stop")
+        async def complete(self, model, request): yield CompletionDelta(text="hi", finish_reason="stop")
+        async def embed(self, model, request): raise NotImplementedError
+        async def tokenize(self, model, text, *, add_special=True, parse_special=False): return []
+        async def detokenize(self, model, tokens): return ""
 ''')
 
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
@@ -149,7 +169,7 @@ def bad(tmp_path_factory):
     site = tmp / "site"
     write_distribution(site, "jan-bad-ext", "0.0.1", {
         "bad-store": "jan_bad_ext:BadStore", "bad-models": "jan_bad_ext:BadModels",
-        "bad-mcp": "jan_bad_ext:BadMcp", "bad-tools": "jan_bad_ext:BadTools",
+        "bad-mcp": "jan_bad_ext:BadMcp", "bad-tools": "jan_bad_ext:BadTools", "bad-engine": "jan_bad_ext:BadEngine",
     }, {"jan_bad_ext/__init__.py": MODULE})
     with on_sys_path(site, "jan_bad_ext"):
         srv = start_server(tmp, [])
@@ -191,7 +211,7 @@ def test_an_exception_of_the_extensions_own_is_a_500_naming_it(bad, mode, route)
     status, answer = call(srv, verb, path, body, headers=headers)
     assert status == 500, answer
     message = _message(dialect, answer)
-    assert f"the extension '{extension}' ({DIST}) failed in {interface}.{method}() (RuntimeError)" in message
+    assert f"the extension '{extension}' ({DIST}) failed in {interface}.{method}() with RuntimeError" in message
     assert "the server's log has its cause" in message and "secret" not in message
 
 
@@ -283,6 +303,45 @@ def test_the_server_goes_on_serving_and_jans_own_extensions_keep_their_statuses(
     assert status == 500 and "'bad-store'" in answer["error"]["message"], answer
 
 
+# -- an engine's loads and unloads ------------------------------------------------------------------------------------
+
+
+
+@pytest.fixture
+def engine_server(bad):
+    """The server with jan's own model catalogue in use (a model of the engine 'bad' in it)."""
+    from jan.store import DataFolder
+
+    srv, _ = bad
+    DataFolder(srv.config.data_folder).models.create({"id": "bad-m", "engine": "bad", "object": "model"})
+    assert call(srv, "POST", "/v1/extensions/bad-models/disable")[1]["state"] == "disabled"
+    try:
+        yield srv
+    finally:
+        assert call(srv, "POST", "/v1/extensions/bad-models/enable")[1]["state"] == "loaded"
+        DataFolder(srv.config.data_folder).models.delete("bad-m")
+
+
+@pytest.mark.parametrize("method,dialect,verb,path,body", [
+    ("load_model", "openai", "POST", "/v1/models/bad-m/start", {}),
+    ("unload_model", "openai", "POST", "/v1/models/bad-m/stop", {}),
+    ("unload_model", "openai", "DELETE", "/v1/models/bad-m", None),
+    ("load_model", "ollama", "POST", "/api/generate", {"model": "bad-m"}),
+    ("load_model", "ollama", "POST", "/api/chat", {"model": "bad-m", "stream": False, "messages": MESSAGES}),
+])
+def test_an_engines_failing_load_or_unload_is_a_500_naming_it(engine_server, method, dialect, verb, path, body):
+    """The same kind in an engine's lifecycle: a start, stop or delete, or Ollama's load before a request, was an
+    anonymous 500 when the engine's own load_model/unload_model raised."""
+    status, answer = call(engine_server, verb, path, body)
+    assert status == 500, answer
+    message = _message(dialect, answer)
+    assert (f"the engine 'bad' of the extension 'bad-engine' ({DIST}) failed in "
+            f"InferenceExtension.{method}() with RuntimeError") in message and "secret" not in message
+    # what streams is still the engine's to answer, and the model is still there
+    status, answer = call(engine_server, "POST", "/v1/chat/completions", {"model": "bad-m", "messages": MESSAGES})
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "hi", answer
+
+
 # -- the CLI's local mode: the same services in this process ----------------------------------------------------------
 
 @pytest.fixture
@@ -304,7 +363,7 @@ def test_the_cli_says_one_line_naming_the_extension_and_exits_1(cli, stories_pat
     """The CLI's user runs the extension: it is told the cause's text too (which a server keeps to its log)."""
     result = cli("run", "m", "hi")
     assert result.returncode == 1
-    fails(result, f"the extension 'bad-models' ({DIST}) failed in ModelExtension.get_model() (RuntimeError): "
+    fails(result, f"the extension 'bad-models' ({DIST}) failed in ModelExtension.get_model() with RuntimeError: "
                   "secret detail of the bug")
     result = cli("run", "m", "hi", kind="wrong")
     assert result.returncode == 1
@@ -312,7 +371,7 @@ def test_the_cli_says_one_line_naming_the_extension_and_exits_1(cli, stories_pat
     # a conversation saved through the store (a model given by path needs no catalogue)
     result = cli("chat", str(stories_path), "--thread", "thread_x", input="hi\n")
     assert result.returncode == 1
-    fails(result, f"the extension 'bad-store' ({DIST}) failed in ConversationalExtension.get_thread() (RuntimeError)")
+    fails(result, f"the extension 'bad-store' ({DIST}) failed in ConversationalExtension.get_thread() with RuntimeError")
 
 
 # -- the wrapper itself -----------------------------------------------------------------------------------------------
@@ -354,7 +413,7 @@ async def test_the_wrapper_keeps_what_callers_rely_on(tmp_path):
         with pytest.raises(ExtensionCallError) as theirs:
             await store.list_threads()
         assert str(theirs.value) == ("the extension 'in-code-store' failed in "
-                                     "ConversationalExtension.list_threads() (ConnectionRefusedError)")
+                                     "ConversationalExtension.list_threads() with ConnectionRefusedError")
         assert theirs.value.extension == "in-code-store"
         assert theirs.value.method == "ConversationalExtension.list_threads"
         assert isinstance(theirs.value.__cause__, ConnectionRefusedError) and theirs.value.code == "extension_error"

@@ -33,13 +33,13 @@ log = logging.getLogger("jan.core.extensions")
 T = TypeVar("T")
 
 
-def guarded(manager: Any, implementation: T, interface: type[T]) -> T:
-    """``implementation`` (what ``manager.get(interface)`` answered) with ``interface``'s methods checked: what
-    they raise that the interface does not let them, and what they return against its annotations, is an
-    :class:`ExtensionCallError` naming the extension that ``manager`` says provides it."""
+def guarded(manager: Any, implementation: T, interface: type[T], *, only: tuple[str, ...] | None = None) -> T:
+    """``implementation`` (what ``manager.get(interface)`` answered) with ``interface``'s methods checked (``only``:
+    those of them): what they raise that the interface does not let them, and what they return against its
+    annotations, is an :class:`ExtensionCallError` naming the extension that ``manager`` says provides it."""
     if isinstance(implementation, GuardedExtension) or not _contract(interface):
         return implementation
-    return GuardedExtension(manager, implementation, interface)  # type: ignore[return-value]
+    return GuardedExtension(manager, implementation, interface, only)  # type: ignore[return-value]
 
 
 def get_guarded(manager: Any, interface: type[T]) -> T:
@@ -48,13 +48,15 @@ def get_guarded(manager: Any, interface: type[T]) -> T:
 
 
 def provider_label(manager: Any, implementation: Any) -> tuple[str, str | None]:
-    """``("the extension 'x' (jan-x 1.0)", "x")``: what an error of ``implementation`` names, and its extension's
-    name (None when no loaded extension provides it)."""
+    """``("the extension 'x' (jan-x 1.0)", "x")``: what an error of ``implementation`` names (an engine's, ``the
+    engine 'e' of the extension 'x'``), and its extension's name (None when no loaded extension provides it)."""
+    engine = getattr(implementation, "engine_name", None)
+    said = f"the engine {engine!r} of " if isinstance(engine, str) and engine else ""
     found = manager.provider_of(implementation) if hasattr(manager, "provider_of") else None
     if found is None:
-        return f"the {type(implementation).__name__} in use", None
+        return (f"the engine {engine!r}" if said else f"the {type(implementation).__name__} in use"), None
     name, dist = found
-    return f"the extension {name!r}" + (f" ({dist})" if dist else ""), name
+    return said + f"the extension {name!r}" + (f" ({dist})" if dist else ""), name
 
 
 @functools.cache
@@ -127,12 +129,13 @@ class GuardedExtension:
     """An interface implementation whose interface methods are checked (:func:`guarded`); anything else passes
     through. It reads as the implementation's class to ``isinstance``, and its methods keep their signatures."""
 
-    __slots__ = ("_interface", "_manager", "_target")
+    __slots__ = ("_interface", "_manager", "_only", "_target")
 
-    def __init__(self, manager: Any, target: Any, interface: type) -> None:
+    def __init__(self, manager: Any, target: Any, interface: type, only: tuple[str, ...] | None = None) -> None:
         object.__setattr__(self, "_manager", manager)
         object.__setattr__(self, "_target", target)
         object.__setattr__(self, "_interface", interface)
+        object.__setattr__(self, "_only", only)
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance(store, ConversationalExtension) holds as it did unwrapped
@@ -141,7 +144,7 @@ class GuardedExtension:
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
         contract = _contract(self._interface)
-        if name not in contract or not callable(value):
+        if name not in contract or not callable(value) or (self._only is not None and name not in self._only):
             return value
         return self._checked(f"{self._interface.__name__}.{name}", value, *contract[name])
 
@@ -157,7 +160,7 @@ class GuardedExtension:
             log.error("%s failed in %s()", label, what, exc_info=exc)
             # its text stays out of the message (a client must not see what it may hold): a server's answer says
             # where the cause is, the CLI (whose user runs the extension) tells it
-            return ExtensionCallError(f"{label} failed in {what}() ({type(exc).__name__})", extension=name,
+            return ExtensionCallError(f"{label} failed in {what}() with {type(exc).__name__}", extension=name,
                                       method=what)
 
         def conforming(result: Any) -> Any:

@@ -51,7 +51,7 @@ def engine_failures(engine: Any, what: str) -> Iterator[None]:
     except Exception as exc:
         log.error("%s failed in %s", engine_label(engine), what, exc_info=exc)
         # (a server's answer adds where the cause is; the CLI, whose user runs the extension, adds the cause)
-        raise ExtensionEngineError(f"{engine_label(engine)} failed in {what} ({type(exc).__name__})") from exc
+        raise ExtensionEngineError(f"{engine_label(engine)} failed in {what} with {type(exc).__name__}") from exc
 
 
 def _call_piece(piece: Any) -> bool:
