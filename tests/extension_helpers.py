@@ -24,12 +24,13 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "extension-hello"
 
 
-def call(srv, method: str, path: str, body: Any = None, *, timeout: float = 60) -> tuple[int, Any]:
-    """``(status, parsed JSON body)`` of one request to a test server (the text when it is not JSON). ``timeout``:
-    a guard against a hung test, never a measure."""
+def call(srv, method: str, path: str, body: Any = None, *, timeout: float = 60,
+         headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """``(status, parsed JSON body)`` of one request to a test server (the text when it is not JSON); ``headers``
+    added to its own. ``timeout``: a guard against a hung test, never a measure."""
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     req = urllib.request.Request(srv.base_url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()

@@ -116,9 +116,9 @@ class LazyGroup(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(0)
         except jan.JanError as exc:
-            from jan.cli.common import CLIError
+            from jan.cli.common import CLIError, error_text
 
-            raise CLIError(str(exc)) from None
+            raise CLIError(error_text(exc)) from None
         except UnicodeEncodeError as exc:
             # An argument's bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape); written into
             # a JSON file (mcp.json's args, a file.json) they cannot be encoded. Said as the argument's fault, not a

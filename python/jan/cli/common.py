@@ -84,6 +84,20 @@ def warn_problems(problems: list[dict[str, Any]]) -> None:
         warn(f"damaged file {problem.get('path')} ({problem.get('error')}){where}")
 
 
+def error_text(exc: BaseException) -> str:
+    """What the CLI says of a failure: its message; for an extension's own failure (:class:`~jan.core.ExtensionCallError`,
+    which names the extension and the method) the text of its cause too, on the same line: a server keeps that to its
+    log (a client must not see what it may hold), but here the user runs the extension, and no log is shown."""
+    from jan.core.exceptions import ExtensionCallError
+
+    cause = exc.__cause__
+    if isinstance(exc, ExtensionCallError) and cause is not None:
+        text = " ".join(str(cause).split())[:300]
+        if text:
+            return f"{exc}: {text}"
+    return str(exc)
+
+
 def os_error_message(exc: OSError) -> str:
     """An ``OSError`` as one line a user can act on: the path and the system's words (``[Errno 30]`` and a
     traceback say nothing more to them). A hidden temporary file's name (an atomic write's) is told as its

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jan.cli.common import CLIError, Connection, os_error_message, warn
+from jan.cli.common import CLIError, Connection, error_text, os_error_message, warn
 
 ASSISTANT = {"assistant_id": "jan", "assistant_name": "Jan"}
 
@@ -40,7 +40,7 @@ class LocalThreads:
         except OSError as exc:  # a read-only data folder, a full disk: the path and the reason, not "[Errno 30]"
             raise CLIError(os_error_message(exc)) from None
         except (JanError, ValueError) as exc:
-            raise CLIError(str(exc)) from None
+            raise CLIError(error_text(exc)) from None
 
     def create(self, title: str, assistants: list[dict[str, Any]], metadata: dict[str, Any]) -> str:
         return self._call(self.store.create_thread({"title": title, "assistants": assistants,

@@ -43,6 +43,7 @@ from .events import (
     ThreadDeleted,
 )
 from .exceptions import (
+    ExtensionCallError,
     ExtensionError,
     ExtensionLoadingError,
     ExtensionNotFoundError,
@@ -108,6 +109,7 @@ __all__ = [
     "EventBus",
     "Extension",
     "ExtensionContext",
+    "ExtensionCallError",
     "ExtensionError",
     "ExtensionLoadingError",
     "ExtensionEvent",

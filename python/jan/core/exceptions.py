@@ -7,6 +7,7 @@ from typing import Any
 from jan.errors import JanError
 
 __all__ = [
+    "ExtensionCallError",
     "ExtensionError",
     "ExtensionLoadingError",
     "ExtensionNotFoundError",
@@ -19,6 +20,25 @@ __all__ = [
 
 class ExtensionError(JanError):
     """Something went wrong with an extension (loading, a hook, a bad registration)."""
+
+
+class ExtensionCallError(ExtensionError, RuntimeError):
+    """An extension broke its interface's contract: one of its methods raised an exception of its own (not a
+    :class:`~jan.errors.JanError`, not a ``ValueError``), or returned what the interface does not promise (``None``
+    for a list, a string for a dict). Its fault, not the client's: every front end answers a 500 ``extension_error``
+    naming the extension and the method (the cause goes to the log, as it may hold what a client must not see).
+
+    ``extension`` is the extension's name (None when no loaded extension provided it), ``method`` the interface
+    method (``ConversationalExtension.list_threads``). A message engine's failure is its subclass
+    :class:`jan.services.engine_output.ExtensionEngineError`."""
+
+    http_status = 500
+    code = "extension_error"
+
+    def __init__(self, message: str, *, extension: str | None = None, method: str | None = None):
+        super().__init__(message)
+        self.extension = extension
+        self.method = method
 
 
 class ExtensionNotFoundError(ExtensionError, LookupError):

@@ -861,6 +861,18 @@ class ExtensionManager:
             raise ExtensionNotFoundError(message + (f": {describe_failed(failed)}" if failed else ""), failed=failed)
         return found[0]
 
+    def provider_of(self, implementation: Any) -> tuple[str, str | None] | None:
+        """``(name, distribution)`` of the loaded extension that provides ``implementation`` (the extension object
+        itself or one it handed to ``ctx.provide``), the distribution as ``"jan-foo 1.2"`` when an installed package's
+        entry point brought it (None for one registered in code); None when no loaded extension provides it. What an
+        error of that object's names (:mod:`jan.core.guarded`)."""
+        for name in self._load_order:
+            entry = self._entries[name]
+            if entry.ctx is not None and any(p.obj is implementation for p in entry.ctx._provided):
+                dist = re.search(r" \(([^()]+)\)$", entry.source) if entry.source.startswith("entry point ") else None
+                return name, dist.group(1) if dist else None
+        return None
+
     def failed_providers(self, type_name: str) -> tuple[tuple[str, str], ...]:
         """``(name, error)`` of each enabled extension that implements ``type_name`` but is not loaded because it
         failed (its ``on_load`` raised, a dependency failed, it is incompatible): the real cause to report where

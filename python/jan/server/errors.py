@@ -163,7 +163,8 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
     """Map any exception to the error a client should see (an unexpected one is logged unless ``log_internal``
     is false: the caller logs it, e.g. naming the extension at fault)."""
     from jan.store.errors import AlreadyExistsError, InvalidIdError, LockTimeoutError, NotFoundError as StoreNotFound
-    from jan.core.exceptions import ExtensionNotFoundError, NotFoundError as CoreNotFound, SettingsValidationError
+    from jan.core.exceptions import (ExtensionCallError, ExtensionNotFoundError, NotFoundError as CoreNotFound,
+                                     SettingsValidationError)
     from jan.services.errors import ServiceUnavailableError
     from jan.downloads import DownloadError
 
@@ -203,6 +204,9 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
         return APIError(400, str(exc), code="invalid_settings")
     if isinstance(exc, ServiceUnavailableError):
         return APIError(503, str(exc), type="server_error", code=exc.code, headers=_retry_when_loaded(exc))
+    if isinstance(exc, ExtensionCallError):  # an extension's own failure (an engine's too), named in its message
+        return APIError(500, str(exc) + (_log_has_it() if exc.__cause__ is not None else ""), type="server_error",
+                        code="extension_error")
     if isinstance(exc, ModelFileError):  # the weights the model points at are missing or damaged
         return APIError(400, str(exc), param="model", code="invalid_model_file")
     if isinstance(exc, ModelLoadError):
@@ -223,12 +227,17 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
         return storage
     if log_internal:
         log.exception("internal error", exc_info=exc)
-    # as OpenAI's: the request's id, which the server's log line of the cause carries too
+    return APIError(500, f"The server had an error while processing your request{_log_has_it()}.",
+                    type="server_error", code="internal_error")
+
+
+def _log_has_it() -> str:
+    """`` (request id req_x: the server's log has its cause)`` for an error whose cause a client is not told: as
+    OpenAI's, the request's id, which the server's log line of the cause carries too (empty outside a request)."""
     from jan.server.request_id import current_request_id
+
     rid = current_request_id.get()
-    said = f" (request id {rid}: the server's log has its cause)" if rid else ""
-    return APIError(500, f"The server had an error while processing your request{said}.", type="server_error",
-                    code="internal_error")
+    return f" (request id {rid}: the server's log has its cause)" if rid else ""
 
 
 #: Errors of the disk under the data folder, which the client cannot fix but the operator can: told by name (a full

@@ -6,6 +6,7 @@ import logging
 import os
 
 from jan.core import ExtensionManager, ModelExtension
+from jan.core.guarded import get_guarded
 from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.local_files import not_a_regular_file
 from jan.services.models import ModelService, closest_model_id
@@ -65,7 +66,7 @@ async def preload_models(manager: ExtensionManager, specs: list[str]) -> list[di
         return []
     # jan does not wait for slow extensions at start; models asked for on the command line wait for theirs
     await manager.settle(names=(*manager.loading_providers("model"), *manager.loading_providers("inference")))
-    models = manager.get(ModelExtension)
+    models = get_guarded(manager, ModelExtension)  # a third party's failure named, as a request's is
     resolver = ModelService(manager)
     loaded = []
     resident = {}  # model id -> its engine, for those the engine lists as loaded once their load ended

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 from jan.core.engine_answers import engine_label
+from jan.core.exceptions import ExtensionCallError
 from jan.errors import EngineError, JanError
 
 from .types import FINISH_REASONS, ChatDelta, CompletionDelta, ToolCallDelta
@@ -30,8 +31,9 @@ log = logging.getLogger("jan.services.engines")
 D = TypeVar("D", ChatDelta, CompletionDelta)
 
 
-class ExtensionEngineError(EngineError, RuntimeError):
-    """An engine broke its interface's contract (a malformed delta) or failed with an exception of its own."""
+class ExtensionEngineError(EngineError, ExtensionCallError):
+    """An engine broke its interface's contract (a malformed delta) or failed with an exception of its own: the
+    engine's kind of :class:`~jan.core.ExtensionCallError` (what a storage or catalogue extension's failure is)."""
 
     http_status = 500
     code = "extension_error"
@@ -40,15 +42,16 @@ class ExtensionEngineError(EngineError, RuntimeError):
 @contextlib.contextmanager
 def engine_failures(engine: Any, what: str) -> Iterator[None]:
     """Re-raise an exception of ``engine``'s own (not a JanError, not a ValueError) as an
-    :class:`ExtensionEngineError` naming it; its text stays in the log (it may hold what a client must not see)."""
+    :class:`ExtensionEngineError` naming it; its text stays in the log (it may hold what a client must not see), and
+    is the error's ``__cause__``."""
     try:
         yield
     except (JanError, ValueError):
         raise
     except Exception as exc:
         log.error("%s failed in %s", engine_label(engine), what, exc_info=exc)
-        raise ExtensionEngineError(f"{engine_label(engine)} failed in {what} ({type(exc).__name__}); "
-                                   "the server's log has its cause") from exc
+        # (a server's answer adds where the cause is; the CLI, whose user runs the extension, adds the cause)
+        raise ExtensionEngineError(f"{engine_label(engine)} failed in {what} with {type(exc).__name__}") from exc
 
 
 def _call_piece(piece: Any) -> bool:

@@ -82,14 +82,19 @@ class ServiceUnavailableError(JanError):
 
 
 def require(manager: Any, interface: type[T], provides: str, builtin: str) -> T:
-    """The enabled extension implementing ``interface``; :class:`ServiceUnavailableError` naming the
-    built-in to enable when there is none (``provides``: "manages models", "stores threads", ...)."""
+    """The enabled extension implementing ``interface``, its methods checked (:func:`jan.core.guarded.guarded`: a
+    failure of its own is an :class:`~jan.core.ExtensionCallError` naming it); :class:`ServiceUnavailableError`
+    naming the built-in to enable when there is none (``provides``: "manages models", "stores threads", ...)."""
     from jan.core import ExtensionNotFoundError
 
     from jan.core.exceptions import describe_failed, describe_loading
 
+    from jan.core.guarded import get_guarded
+
     try:
-        return manager.get(interface)
+        # checked (jan.core.guarded): what the extension raises or returns against its interface is an error naming
+        # it, in every front end alike, not an anonymous 500 wherever the route happens to use it
+        return get_guarded(manager, interface)
     except ExtensionNotFoundError as exc:
         if getattr(exc, "loading", ()):  # enabled and on its way: "enable it" would be wrong too
             raise ServiceUnavailableError(f"No extension {provides} yet: {describe_loading(exc.loading)}",

@@ -14,6 +14,7 @@ from typing import Any
 
 from jan.core import ExtensionManager, InferenceExtension, LocalInferenceExtension, ModelExtension, ModelState
 from jan.core.engine_answers import loaded_ids
+from jan.core.guarded import guarded
 from jan.services.engine_output import engine_failures
 from jan.engine.header import read_header
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
@@ -41,6 +42,9 @@ _WEIGHT_KEYS = ("file_path", "mmproj_path", "draft_model_path")
 DEFAULT_ENGINE = "llama.cpp"
 #: The built-in extension that provides each built-in engine (only a loaded extension says which engines it has).
 BUILTIN_ENGINE_EXTENSIONS = {DEFAULT_ENGINE: "llamacpp"}
+#: The engine methods :meth:`ModelService.engine_for` checks (:mod:`jan.core.guarded`): a load's or an unload's
+#: exception of the engine's own named it nowhere (a 500 ``internal_error`` from start, stop, delete, Ollama's loads)
+ENGINE_LIFECYCLE = ("load_model", "unload_model")
 
 
 #: model.json ``settings`` a local engine reads as text (file names, templates) besides the load options.
@@ -488,7 +492,7 @@ class ModelService:
         no enabled extension provides it."""
         name = model.get("engine") or DEFAULT_ENGINE
         try:
-            return self.manager.get_inference(name)
+            engine = self.manager.get_inference(name)
         except LookupError as exc:
             from jan.core.exceptions import describe_failed, describe_loading
 
@@ -499,6 +503,10 @@ class ModelService:
             raise RequestError(f"No enabled extension provides the engine '{name}' for model '{model['id']}'"
                                + (f" ({describe_failed(failed)})" if failed else self._disabled_hint(name)),
                                param="model", code="engine_unavailable") from None
+        # its loads and unloads checked as the stores' calls are (an exception of its own is an error naming it);
+        # what it streams, embeds and tokenizes, and its listings, are checked where they are read, in words of
+        # their own (jan.services.engine_output, jan.core.engine_answers)
+        return guarded(self.manager, engine, InferenceExtension, only=ENGINE_LIFECYCLE)
 
     def _disabled_hint(self, engine: str) -> str:
         """How to turn back on the built-in extension that provides ``engine`` when it is disabled (`jan

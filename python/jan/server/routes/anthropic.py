@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from jan.core import ConversationalExtension, ThreadDeleted
+from jan.core.guarded import get_guarded
 from jan.errors import ContextOverflowError, MediaError
 from jan.templates.grammar import GrammarError
 from jan.server.dialects import anthropic as wire
@@ -68,7 +69,7 @@ THREADS = web.AppKey("anthropic_threads", MessageThreads)
 def setup(app: web.Application) -> None:
     manager = app[MANAGER]
     app[THREADS] = MessageThreads(app[CONFIG].data_folder / "message_threads",
-                                  lambda: manager.get(ConversationalExtension))
+                                  lambda: get_guarded(manager, ConversationalExtension))
     app.cleanup_ctx.append(_threads_lifetime)
 
 

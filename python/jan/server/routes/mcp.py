@@ -16,6 +16,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from jan.core import ExtensionNotFoundError, McpHost, ToolRegistry
+from jan.core.guarded import get_guarded
 from jan.server.keys import MANAGER
 from jan.server.resolve import service
 
@@ -67,7 +68,7 @@ async def list_tools(request: web.Request) -> web.Response:
     tools = await ToolRegistry(manager).list_tools()
     body = {"object": "list", "data": [{**t.spec(), "source": t.source} for t in tools]}
     try:
-        host = manager.get(McpHost)
+        host = get_guarded(manager, McpHost)  # (its failure named, as every route's)
     except ExtensionNotFoundError:  # no MCP host enabled: there is no server to tell about
         host = None
     if host is not None:

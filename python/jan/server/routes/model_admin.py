@@ -42,12 +42,13 @@ from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
 from jan.server.jsonio import json_response
 from jan.server.errors import APIError
 from jan.server.schemas import StrictModel
-from jan.server.keys import MANAGER, SERVICES
+from jan.server.keys import SERVICES
 from jan.server.resolve import model_extension
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.models import with_state
 from jan.server.sse import SSEStream
 from jan.server.validation import parse_body, read_json
+from jan.services.errors import RequestError, ServiceUnavailableError
 from jan.services.models import unload_now
 from jan.store import slugify_id, validate_id
 
@@ -228,9 +229,9 @@ async def delete_model(request: web.Request) -> web.Response:
         if await request.app[SERVICES].models.delete_leftover(model_id):
             return json_response({"id": model_id, "object": "model", "deleted": True})
         raise
-    try:
-        engine = request.app[MANAGER].get_inference(model.get("engine") or "llama.cpp")
-    except LookupError:
+    try:  # (checked: an unload's failure of the engine's own names it)
+        engine = request.app[SERVICES].models.engine_for(model)
+    except (RequestError, ServiceUnavailableError):  # no engine enabled for it: nothing of it is loaded
         engine = None
     if engine is not None:  # a load in progress is waited for and undone too: never serve deleted weights
         await unload_now(engine, model["id"])

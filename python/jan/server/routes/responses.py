@@ -18,6 +18,7 @@ from typing import Any, get_args
 from aiohttp import web
 
 from jan.core import ConversationalExtension, NotFoundError
+from jan.core.guarded import get_guarded
 from jan.errors import MediaError, not_found_message
 from jan.templates.grammar import GrammarError
 from jan.server.disconnect import unless_disconnected
@@ -57,7 +58,8 @@ EXTRA_BODIES[("POST", "/v1/responses/input_tokens")] = wire.InputTokensRequest
 def setup(app: web.Application) -> None:
     """The app's response store and in-flight registry; on shutdown, running responses are cancelled."""
     manager = app[MANAGER]
-    app[STORE] = ResponsesStore(app[CONFIG].data_folder / "responses", lambda: manager.get(ConversationalExtension))
+    app[STORE] = ResponsesStore(app[CONFIG].data_folder / "responses",
+                                lambda: get_guarded(manager, ConversationalExtension))
     app[RUNS] = {}
     app[STREAMS] = ReplayableStreams()
     app.on_shutdown.append(_cancel_runs)

@@ -539,7 +539,7 @@ async def list_messages(request: web.Request) -> web.Response:
     # and one asked to filter that cannot says so (a 400) rather than failing on the argument (a 500)
     by_run = {"run_id": request.query["run_id"]} if request.query.get("run_id") else {}
     if by_run and not _takes(store.list_messages, "run_id"):
-        raise APIError(400, f"The conversation store in use ({type(store).__name__}) cannot filter messages by "
+        raise APIError(400, f"The conversation store in use ({store.__class__.__name__}) cannot filter messages by "
                             "run_id", param="run_id", code="not_supported")
 
     q = list_query(request, default_order="desc")
