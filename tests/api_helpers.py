@@ -70,6 +70,7 @@ class AppThread:
         self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
         self._ready.set()
         self._loop.run_forever()
+        self._loop.close()  # (its app cleaned up by __exit__ first; left open: "unclosed event loop" at exit)
 
 
 @contextlib.contextmanager

@@ -706,3 +706,26 @@ async def test_entry_points_can_be_monkeypatched_and_explicit_registration_wins(
     assert calls == [{"group": "jan.extensions"}]
     assert manager.record("shared-name").description == "explicit"
     sys.modules.pop("jan_ep_mod_xyz", None)
+
+
+# -- stop ----------------------------------------------------------------------------
+class _Stopping(Event):
+    """Told (emit_nowait) by an extension as it unloads."""
+
+
+async def test_stop_waits_for_the_event_handlers_still_running(tmp_path):
+    """Handlers the bus runs in tasks of their own (``emit_nowait``) end before the stop returns: left pending, the
+    event loop that closes after a stop of jan destroyed them midway ("Task was destroyed but it is pending!")."""
+    bus = LocalEventBus()
+    ended: list[str] = []
+
+    async def handler(event: _Stopping) -> None:
+        await asyncio.to_thread(lambda: None)  # (work off the loop: a few turns of it)
+        await asyncio.to_thread(lambda: None)
+        ended.append("handled")
+
+    bus.subscribe(_Stopping, handler)
+    manager = manager_for(tmp_path, make_ext("teller", on_unload=lambda self: bus.emit_nowait(_Stopping())), bus=bus)
+    await manager.start()
+    await manager.stop()
+    assert ended == ["handled"] and bus.pending == 0

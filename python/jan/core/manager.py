@@ -411,6 +411,13 @@ class ExtensionManager:
                                                     name=f"jan-unload-{name}")
             if unloads:
                 await asyncio.wait(unloads.values())
+            # The handlers the bus runs in tasks of their own (emit_nowait: the unloads' events, a thread deleted as
+            # jan stopped...) end here too, bounded as an unload's: left pending, the loop that closes after the stop
+            # would destroy them midway ("Task was destroyed but it is pending!"). (A bus of the host's may have no
+            # drain: its handlers are its own.)
+            drain = getattr(self.bus, "drain", None)
+            if drain is not None:
+                await wait_bounded(drain(), timeout=self.unload_timeout, what="the event handlers still running")
             self._started = False
 
     async def _unload_after(self, entry: _Entry, dependents: list[asyncio.Task[None]]) -> None:

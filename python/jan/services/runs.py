@@ -864,6 +864,12 @@ class RunService:
         self._starts: set[asyncio.Future] = set()
         #: Looks for cancels asked by other processes while runs are active here (:meth:`_watch_cancels`).
         self._watcher: asyncio.Task | None = None
+        #: Every leg's task (:meth:`launch`) and every end made for a leg that never ran (:meth:`_end_unrun_leg`),
+        #: until it is done: a stop of jan waits for all of them (:meth:`interrupt_all`). A run's status reads ended
+        #: before its leg has saved that end (the state first, then the reply and the record): a wait on the active
+        #: runs alone left such a leg saving while the extensions stopped and the loop closed under it ("Task was
+        #: destroyed but it is pending", its record still ``in_progress`` on disk).
+        self._legs: set[asyncio.Future] = set()
         # A deleted thread takes its runs with it: the active ones are cancelled (their model slot freed at once)
         # and all are forgotten (404 afterwards, as their records went with the thread's folder).
         bus = getattr(manager, "bus", None)
@@ -972,30 +978,37 @@ class RunService:
         record says. Returns how many were asked to stop; they are settled when it returns.
 
         Settled *here*, awaited: once the extensions stop (models unloaded, MCP servers gone) a leg still going
-        would save a tool's failure as its result and start a model turn with no model. A run stops at its next
-        piece, a tool call at once; one still going after ``grace`` seconds (waiting for room in a busy model's
-        queue, where no piece comes) has its task cancelled; none is waited for longer than ``bound`` in all."""
+        would save a tool's failure as its result and start a model turn with no model. Every leg's task is
+        awaited, also a leg whose run already reads ended (its end is still being saved) and the end of a leg
+        cancelled before it ran, so that no task of a run outlives the stop. A run stops at its next piece, a tool
+        call at once; a leg still going after ``grace`` seconds (waiting for room in a busy model's queue, where no
+        piece comes) is cancelled, once (one in its end finishes that end first: :func:`_whole`); none is waited
+        for longer than ``bound`` in all."""
         self._stopping = True
-        if self._watcher is not None:  # every run here stops now: no cancel of another process's to hear
-            self._watcher.cancel()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:  # every run here stops now: no cancel of another process's to hear
+            watcher.cancel()
+            await asyncio.wait([watcher], timeout=grace)
         if self._starts:  # (each one past its check stops its run itself: _start)
             await asyncio.wait(list(self._starts), timeout=grace)
         running = [run for run in self._runs.values() if run.active]
         for run in running:
             self.stop(run, INTERRUPTED)
-        if not running:
-            return 0
-        finished = [asyncio.ensure_future(run.finished.wait()) for run in running]
-        try:
-            _done, late = await asyncio.wait(finished, timeout=grace)
-            if late:
-                for run in running:
-                    if not run.finished.is_set() and run.task is not None and not run.task.done():
-                        run.task.cancel()  # (the leg's CancelledError path saves it interrupted all the same)
-                await asyncio.wait(late, timeout=max(0.0, bound - grace))
-        finally:
-            for waiter in finished:
-                waiter.cancel()
+        loop = asyncio.get_running_loop()
+        cut_at, deadline = loop.time() + grace, loop.time() + bound
+        cut: set[asyncio.Future] = set()
+        # (looked at again after each wait: a leg cancelled before it ran leaves an end of its own to wait for; one
+        # left by an event loop that is gone never ends, and is not this stop's)
+        while legs := [leg for leg in self._legs if not leg.done() and leg.get_loop() is loop]:
+            now = loop.time()
+            if now >= deadline:
+                break
+            if now >= cut_at:
+                for leg in legs:
+                    if leg not in cut:  # once: a second cancel would cut short the end the first one lets finish
+                        cut.add(leg)
+                        leg.cancel()  # (the leg's CancelledError path saves it interrupted all the same)
+            await asyncio.wait(legs, timeout=(deadline if now >= cut_at else cut_at) - now)
         for run in running:
             if not run.finished.is_set():
                 log.warning("run %s did not settle before jan stopped; the next start marks it interrupted", run.id)
@@ -1104,6 +1117,8 @@ class RunService:
 
     def _watch_cancels(self) -> None:
         """Look for the cancels other processes ask for (:meth:`_cancel_elsewhere`) while runs are active here."""
+        if self._stopping:  # stopped with the legs (interrupt_all): one started now would outlive the stop
+            return
         watcher = self._watcher
         # (one left by an event loop that is gone never ends: this loop needs its own)
         if watcher is None or watcher.done() or watcher.get_loop() is not asyncio.get_running_loop():
@@ -1560,14 +1575,20 @@ class RunService:
         """:meth:`execute` the run's next leg in a task of its own. A task cancelled before its first step runs no
         line of the leg, so nothing of it would end the run: the leg's end is then made here (a stop before the
         first turn), and the run never stays active with its stream silent and its leases held."""
-        task = asyncio.ensure_future(self.execute(run, on_delta, listener_gone=listener_gone,
-                                                  continue_text=continue_text))
+        task = self._own(self.execute(run, on_delta, listener_gone=listener_gone, continue_text=continue_text))
 
         def ended(_task: asyncio.Task) -> None:
             if run.active and not run.finished.is_set():
-                asyncio.ensure_future(self._end_unrun_leg(run, continue_text))
+                self._own(self._end_unrun_leg(run, continue_text))
 
         task.add_done_callback(ended)
+        return task
+
+    def _own(self, leg: Awaitable[None]) -> asyncio.Future:
+        """``leg`` in a task of its own, kept in :attr:`_legs` until it is done (what a stop of jan waits for)."""
+        task = asyncio.ensure_future(leg)
+        self._legs.add(task)
+        task.add_done_callback(self._legs.discard)
         return task
 
     async def _end_unrun_leg(self, run: Run, continue_text: str | None) -> None:

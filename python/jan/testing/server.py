@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import Iterable
@@ -13,6 +14,8 @@ from aiohttp import web
 from jan.server.app import create_app
 from jan.server.config import ServerConfig
 from jan.server.protocol import AppRunner
+
+log = logging.getLogger("jan.testing")
 
 
 def free_port() -> int:
@@ -68,8 +71,26 @@ class ServerThread:
             return
         self._ready.set()
         self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
+        try:
+            self._loop.run_until_complete(self._runner.cleanup())
+        finally:
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        """Close the loop as ``jan serve``'s ``asyncio.run`` closes its own after the app's cleanup: tasks still
+        pending are cancelled and awaited (not destroyed midway when the loop closes), async generators closed. A
+        task left is a fault of the app's cleanup (it owns every task that outlives a request, and waits for it):
+        each is logged, named. (The executor's threads are not joined, as ``asyncio.run`` joins them: one a test
+        left blocked would hold the test up for good.)"""
+        loop = self._loop
+        left = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in left:
+            log.warning("task left running by the app's cleanup: %r", task)
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=self.shutdown_timeout))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
     async def _start(self) -> None:
         self.app = await create_app(self.config, extensions=self.extensions)

@@ -20,6 +20,8 @@ from jan.store.models import check_gguf
 log = logging.getLogger("jan.models")
 
 _HASH_READ_BYTES = 1 << 20
+#: The most seconds a stop of jan waits for a pull to end (:meth:`ModelPull.close`).
+PULL_STOP_BOUND = 15.0
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,23 @@ class ModelPull(DownloadTask):
         if self._error is not None:
             raise self._error
         return self._model
+
+    @property
+    def done(self) -> bool:
+        """Whether the pull has ended (completed, failed or cancelled), its task with it."""
+        return self._task.done() and all(publisher.done() for publisher in self._publishers)
+
+    async def close(self, bound: float = PULL_STOP_BOUND) -> None:
+        """At a stop of jan, once the downloader's close has stopped the downloads (their partial files kept, to
+        resume): a hash being taken stops too, and the pull's task and its progress tasks are awaited, at most
+        ``bound`` s. Left running, the pull would remove its files or write a model.json as the store stops, and be
+        destroyed pending when the event loop closes."""
+        self._stop.set()
+        pending = [task for task in (self._task, *self._publishers) if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=bound)
+        if not self._task.done():
+            log.warning("pull of %s did not end before jan stopped", self.model_id)
 
     async def cancel(self) -> None:
         self._stop.set()

@@ -39,7 +39,11 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
 
     async def on_unload(self) -> None:
         if self.downloader is not None:
-            await self.downloader.close()
+            await self.downloader.close()  # stops every download, keeping its partial file
+        # then each pull ends (a hash it was taking stops), awaited: none outlives the extension
+        pulls = [pull for pull in self._pulls.values() if not pull.done]
+        if pulls:
+            await asyncio.gather(*(pull.close() for pull in pulls))
 
     async def list_models(self) -> list[dict[str, Any]]:
         return await self.store.models.list()

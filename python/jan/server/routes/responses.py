@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, get_args
 
@@ -28,7 +29,7 @@ from jan.server.dialects.responses_run import STREAM_KEPT_S, ReplayableStreams, 
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
 from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response_built
-from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
+from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
@@ -42,6 +43,7 @@ from jan.services.media_check import check_images
 from jan.services.media_workers import off_loop_for
 from jan.services.types import ChatMessage
 
+log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 
 STORE = web.AppKey("responses_store", ResponsesStore)
@@ -65,10 +67,23 @@ def setup(app: web.Application) -> None:
     app.on_shutdown.append(_cancel_runs)
 
 
+#: The most seconds a stop of jan waits for the responses it cancels to end (each one saves how it ended first).
+STOP_BOUND = 15.0
+
+
 async def _cancel_runs(app: web.Application) -> None:
+    """On shutdown (after :data:`~jan.server.keys.SHUTTING_DOWN` is set, so no response starts any more: see
+    :func:`create_response`): every response still generating is cancelled and awaited, its end saved, before the
+    extensions stop; none is waited for longer than :data:`STOP_BOUND` s."""
     runs = list(app[RUNS].values())
     if runs:
-        await asyncio.gather(*(run.abort() for run in runs), return_exceptions=True)
+        stopping = [asyncio.ensure_future(run.abort()) for run in runs]
+        _done, late = await asyncio.wait(stopping, timeout=STOP_BOUND)
+        for task in late:
+            task.cancel()
+        for run in runs:
+            if not run.done:
+                log.warning("response %s did not end before jan stopped; it reads failed from now on", run.id)
 
 
 def _chat(request: web.Request) -> ChatService:
@@ -202,6 +217,12 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                       store=store if body.store else None,
                       previous=previous, inputs=inputs, input_items=input_items,
                       error_of=lambda exc: _failed(named(exc)), streamed=body.stream)
+    if request.app[SHUTTING_DOWN].is_set():
+        # (checked with no await before the run is registered: a response made once the stop has cancelled the
+        # running ones would generate while the extensions stop, and its task outlive the app)
+        await stream.aclose()
+        raise APIError(503, "The server is shutting down; no response starts now. Try again once it is back.",
+                       type="server_error", code="server_shutdown")
     runs = request.app[RUNS]
     runs[run.id] = run
     request.app[STREAMS].add(run)
