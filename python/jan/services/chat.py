@@ -4,7 +4,8 @@ For a local engine it renders the model's chat template, tokenizes, builds the g
 (tools, response format), submits ``n`` choices and parses each choice's output
 (:mod:`jan.services.output`); a message engine gets the request whole. Either way the
 sampling layers are folded with the one precedence rule first: request > (thread > assistant,
-which the runs service adds) > model.json ``parameters``.
+which the runs service adds) > model.json ``parameters``, and the model.json's own system prompt and stored
+messages added (:mod:`jan.services.model_prompt`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_
 from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
                                 merged, off_loop, prompted_as, seeds)
 from jan.services.media_workers import off_loop_for
+from jan.services.model_prompt import with_model_prompt
 from jan.services.models import ModelService, Target
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
@@ -136,7 +138,7 @@ class ChatService:
         if not isinstance(target.engine, LocalInferenceExtension):
             raise RequestError(f"the model '{target.id}' runs on the '{target.engine.engine_name}' engine, which "
                                "renders its prompts itself", param="model", code="not_supported")
-        request = await read_documents(request)
+        request = with_model_prompt(await read_documents(request), target.model)  # as a chat would send it
         await self.models.require_able(target, request)  # before the acquire loads it
         local = prompted_as(await target.engine.acquire(target.model), request)
         _, text, tokens = await off_loop_for(request, _prompt_held, local, request, target.model.get("settings"))
@@ -146,7 +148,8 @@ class ChatService:
     @staticmethod
     def _layered(request: ChatRequest, target: Target) -> ChatRequest:
         parameters = target.model.get("parameters")
-        layered = request.with_sampling(SamplingOptions.from_mapping(parameters))
+        # the model's own system prompt and stored messages (model.json system/messages), for every engine
+        layered = with_model_prompt(request, target.model).with_sampling(SamplingOptions.from_mapping(parameters))
         # the model's own num_keep (Ollama's /api/create parameters) under the request's; read only where a context
         # may be cut (a bad stored value fails those requests alone)
         stored = parameters.get("num_keep") if isinstance(parameters, Mapping) else None
