@@ -7,6 +7,7 @@ for the messages written out by hand."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -298,3 +299,24 @@ def test_patch_and_post_models(server, base_path):
         assert response.status_code == 400 and "messages[0].content" in response.json()["error"]
     finally:
         httpx.request("DELETE", server.base_url + "/api/delete", json={"model": "patched"}, timeout=120)
+
+
+def test_a_media_error_names_the_requests_own_message(client, server, vision_pair):
+    """An image that fails only when the prompt is made (a PNG's signature, then junk) is said of the request's own
+    field, not of its place after the model's added messages (front ends map the typed message's index back)."""
+    model_path, mmproj_path = vision_pair
+    files = {model_path.name: client.create_blob(model_path), mmproj_path.name: client.create_blob(mmproj_path)}
+    assert client.create(model="seer", files=files, system=SYSTEM, messages=STORED).status == "success"
+    junk = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64).decode()
+    try:
+        response = _post(server, "/api/chat", {"model": "seer", "stream": False, "messages": [
+            {"role": "user", "content": HI, "images": [junk]}]})
+        assert response.status_code == 400 and response.json()["error"].startswith("messages[0].images[0]"), \
+            response.text
+        response = _post(server, "/v1/chat/completions", {"model": "seer", "max_tokens": 1, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": HI}, {"type": "image_url", "image_url": {
+                "url": f"data:image/png;base64,{junk}"}}]}]})
+        assert response.status_code == 400 and response.json()["error"]["param"].startswith("messages[0]"), \
+            response.text
+    finally:
+        client.delete("seer")

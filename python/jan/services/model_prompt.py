@@ -16,14 +16,17 @@ Raw prompts (``/api/generate`` with ``raw``, ``/v1/completions``) go through no 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from jan.errors import MediaError
 from jan.services.errors import RequestError
 from jan.services.types import ChatMessage, ChatRequest
 
-__all__ = ["PROMPT_FIELDS", "STORED_ROLES", "check_model_prompt", "model_prompt_problem", "with_model_prompt"]
+__all__ = ["PROMPT_FIELDS", "STORED_ROLES", "check_model_prompt", "model_prompt_place", "model_prompt_problem",
+           "requests_media_error", "with_model_prompt"]
 
 #: The model.json fields this module reads.
 PROMPT_FIELDS = ("system", "messages")
@@ -82,12 +85,47 @@ def with_model_prompt(request: ChatRequest, model: Mapping[str, Any]) -> ChatReq
         param, reason = problem
         raise RequestError(f"the model '{model.get('id')}' has a model.json {param} no chat can use: {reason}",
                            param=param, code="invalid_model_config")
-    messages = list(request.messages)
-    # the request's own system prompt: its leading system/developer messages (any such message replaces the model's)
+    at, added = _placed(request, system or "", stored or [])
+    if not added:
+        return request
+    return replace(request, messages=(*request.messages[:at], *added, *request.messages[at:]))
+
+
+def model_prompt_place(request: ChatRequest, model: Mapping[str, Any]) -> tuple[int, int]:
+    """Where :func:`with_model_prompt` puts the model's messages among ``request``'s: ``(at, count)``, the request's
+    messages from ``at`` on moved ``count`` places later (``(0, 0)``: none added, or a model.json of another shape)."""
+    if model_prompt_problem(model) is not None:
+        return 0, 0
+    at, added = _placed(request, model.get("system") or "", model.get("messages") or [])
+    return at, len(added)
+
+
+def _placed(request: ChatRequest, system: str, stored: list[Mapping[str, str]]) -> tuple[int, list[ChatMessage]]:
+    """The messages the model's prompt adds to ``request``, and the index they go in at: after the request's own
+    leading system/developer messages, which replace the model's system prompt (so does one later on)."""
+    messages = request.messages
     lead = 0
     while lead < len(messages) and messages[lead].role in _OWN_SYSTEM_ROLES:
         lead += 1
     own_system = any(m.role in _OWN_SYSTEM_ROLES for m in messages)
-    head = messages[:lead] if own_system else ([ChatMessage.of_text("system", system)] if system else [])
-    turns = [] if request.context else [ChatMessage.of_text(m["role"], m["content"]) for m in stored or ()]
-    return replace(request, messages=(*head, *turns, *messages[lead:]))
+    head = [] if own_system or not system else [ChatMessage.of_text("system", system)]
+    turns = [] if request.context else [ChatMessage.of_text(m["role"], m["content"]) for m in stored]
+    return lead, [*head, *turns]
+
+
+def requests_media_error(exc: MediaError, place: tuple[int, int]) -> MediaError:
+    """A :class:`~jan.errors.MediaError` raised of the request with the model's prompt (``place``:
+    :func:`model_prompt_place`) said of the request's own message: front ends name the field of their body by its
+    ``message_index``, which the model's added messages moved."""
+    at, count = place
+    index = exc.message_index
+    if not count or index is None or index < at + count:  # (before them; the added messages are text, no media)
+        return exc
+    own = index - count
+    old, new = f"messages[{index}]", f"messages[{own}]"
+    moved = copy.copy(exc)
+    moved.args = (str(exc).replace(old, new, 1), *exc.args[1:])
+    moved.message_index = own
+    if isinstance(exc.param, str):
+        moved.param = exc.param.replace(old, new, 1)
+    return moved
