@@ -228,11 +228,15 @@ def test_copy_keeps_them_and_create_from_files_stores_them(client, server, mario
         assert _rendered(server, "mario-copy", [_user(HI)]) == _rendered(server, mario, [_user(HI)])
     finally:
         client.delete("mario-copy")
-    # a model made from it with a new system prompt keeps its messages and license (Ollama's layers)
+    # a model made from it with a new system prompt keeps its messages and license (Ollama's layers); a license of
+    # its own is added to the one it inherits, as Ollama appends licenses
     assert client.create(model="luigi", from_=mario, system=OWN).status == "success"
     try:
         shown = _show(server, "luigi")
         assert shown["system"] == OWN and shown["messages"] == STORED and shown["license"] == "MIT License"
+        assert client.create(model="luigi", from_=mario, license="Luigi's").status == "success"
+        shown = _show(server, "luigi")
+        assert shown["system"] == SYSTEM and shown["license"] == "MIT License\nLuigi's"
     finally:
         client.delete("luigi")
     digest = client.create_blob(base_path)

@@ -679,7 +679,12 @@ async def create(request: web.Request) -> web.StreamResponse:
         statuses = await _create_from_files(request, body.files, model_id, parameters, settings, body.stored())
     else:
         source = await _target(request, body.from_)
-        await _copy_model(services, source, model_id, parameters, settings, stored=body.stored(), overwrite=True)
+        stored = body.stored()
+        inherited = source.model.get("license")
+        if "license" in stored and isinstance(inherited, str) and inherited:
+            # Ollama appends a create's licenses to the ones its FROM model has (its /api/show joins them with \n)
+            stored["license"] = f"{inherited}\n{stored['license']}"
+        await _copy_model(services, source, model_id, parameters, settings, stored=stored, overwrite=True)
         statuses = [f"using existing model {source.id}", "writing manifest", "success"]
     await _replaced(request, before)
     if body.stream is False:
