@@ -154,3 +154,18 @@ def test_models_list_and_info_say_which_place_they_describe(env, data, stories_p
     assert f"models in the data folder {data}" in listed.stderr and "stories260K" in listed.stdout
     info = ok(jan("info", "--local", env=env))
     assert f"{data} on this computer" in info.stdout
+
+
+def test_show_tells_the_models_own_prompt(env, data, stories_path):
+    """A model's system prompt and stored messages (model.json ``system``/``messages``, what Ollama's ``/api/create``
+    stores) are part of what ``jan models show`` tells: they go into every chat with the model."""
+    ok(jan("models", "import", stories_path, "--id", "mario", "--mode", "reference", env=env))
+    model_json = data / "models" / "mario" / "model.json"
+    doc = json.loads(model_json.read_text())
+    model_json.write_text(json.dumps({**doc, "system": "You are Mario.",
+                                      "messages": [{"role": "user", "content": "Who are you?"}]}))
+    try:
+        text = ok(jan("models", "show", "mario", env=env)).stdout
+        assert "system:" in text and "You are Mario." in text and '"content": "Who are you?"' in text
+    finally:
+        ok(jan("models", "rm", "mario", env=env))

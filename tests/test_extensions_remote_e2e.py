@@ -20,6 +20,9 @@ from jan.testing.server import free_port
 from server_helpers import start_server
 
 CHAT = [{"role": "user", "content": "Tell me a story about a cat"}]
+#: A model.json's own system prompt and stored turns (remote-mario's)
+MARIO = [{"role": "system", "content": "You are Mario."}, {"role": "user", "content": "Who are you?"},
+         {"role": "assistant", "content": "It's-a me!"}]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +44,8 @@ def front(tmp_path_factory, stories_path, upstream):
                    "settings": {"base_url": upstream.base_url + "/v1", "model": "no-such-model"}})
     models.create({"id": "remote-hot", "engine": "openai", "parameters": {"temperature": 5},
                    "settings": {"base_url": upstream.base_url + "/v1", "model": "stories260K"}})
+    models.create({"id": "remote-mario", "engine": "openai", "system": MARIO[0]["content"], "messages": MARIO[1:],
+                   "settings": {"base_url": upstream.base_url + "/v1", "model": "stories260K", "api_key": "unused"}})
     models.create({"id": "remote-down", "engine": "openai",
                    "settings": {"base_url": f"http://127.0.0.1:{free_port()}/v1"}})
     yield srv
@@ -184,3 +189,17 @@ def test_models_api_and_monitoring_see_the_remote_model(front):
     assert "api_key" not in json.dumps(system)
     status, one = call(front, "GET", "/v1/system/models/remote-stories")
     assert status == 200 and one["engine"] == "openai" and one["metrics"]["requests_total"] >= 1
+
+
+def test_a_remote_models_own_prompt_goes_upstream(front, upstream):
+    """model.json ``system``/``messages`` are applied before any engine sees the request: the upstream is sent them
+    (its prompt is the one the messages written out make there), and a request's own system message replaces the
+    model's."""
+    def prompt_tokens(srv, model, messages):
+        return client(srv).chat.completions.create(model=model, messages=messages, max_tokens=1).usage.prompt_tokens
+
+    assert prompt_tokens(front, "remote-mario", CHAT) == prompt_tokens(upstream, "stories260K", MARIO + CHAT)
+    own = [{"role": "system", "content": "You are Luigi, his brother."}]
+    assert prompt_tokens(front, "remote-mario", own + CHAT) == prompt_tokens(upstream, "stories260K",
+                                                                              own + MARIO[1:] + CHAT)
+    assert prompt_tokens(front, "remote-mario", CHAT) != prompt_tokens(upstream, "stories260K", CHAT)

@@ -191,7 +191,8 @@ def test_create_refusals(server, blobs):
                            ({"adapters": {"lora.gguf": unknown}}, "adapters: not supported"),
                            ({"quantize": "q4_K_M"}, "quantize: not supported"),
                            ({"template": "{{ .Prompt }}"}, "template: not supported"),
-                           ({"system": "Be brief."}, "system: not supported")]:
+                           ({"modelfile": "FROM x"}, "modelfile: not supported"),
+                           ({"system": ["Be brief."]}, "system")]:
         response = _create(server, {"model": "nope", "files": {"model.gguf": unknown}, **extra})
         assert response.status_code == 400 and message in response.json()["error"], (extra, response.text)
     assert "nope" not in _tags(server)

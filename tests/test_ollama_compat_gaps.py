@@ -257,7 +257,7 @@ def test_a_refused_create_leaves_the_model_as_it_was(server, client, stories_pat
         assert _post_bytes(server, f"/api/blobs/{_digest(junk)}", junk).status_code in (200, 201)
         for body in ({"files": {"model.gguf": _digest(junk)}}, {"files": {"model.gguf": "sha256:" + "7" * 64}},
                      {"from": "no-such-model"}, {"from": "stories260K", "parameters": {"temperature": -1}},
-                     {"from": "stories260K", "system": "Be a pirate."}):
+                     {"from": "stories260K", "template": "{{ .Prompt }}"}):
             status = 404 if body.get("from") == "no-such-model" else 400
             _error(_post(server, "/api/create", {"model": "kept", **body}), status)
             assert model_json.read_bytes() == saved

@@ -413,7 +413,9 @@ def test_create_from_a_model_with_its_own_parameters(client):
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"model": "x", "from": "stories260K", "system": "Talk like a pirate."}, "system: not supported"),
+    ({"model": "x", "from": "stories260K", "template": "{{ .Prompt }}"}, "template: not supported"),
+    ({"model": "x", "from": "stories260K", "system": 5}, "system"),
+    ({"model": "x", "from": "stories260K", "messages": [{"role": "tool", "content": "x"}]}, "messages"),
     ({"model": "x", "files": {"m.gguf": "sha256:" + "0" * 64}}, "not found"),  # no such blob (tests/test_ollama_blobs.py)
     ({"model": "x", "adapters": {"a.gguf": "sha256:" + "0" * 64}}, "adapters: not supported"),
     ({"model": "x"}, "from: required"),

@@ -150,7 +150,9 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
         lines.append(("state", model["state"] + (f" ({model['error']})" if model.get("error") else "")))
     if model.get("description"):
         lines.append(("description", model["description"]))
-    for key in ("settings", "parameters", "metadata"):
+    if model.get("system"):  # the model's own system prompt and stored turns, put into every chat
+        lines.append(("system", model["system"]))
+    for key in ("messages", "settings", "parameters", "metadata"):
         if model.get(key):
             lines.append((key, json.dumps(model[key], ensure_ascii=False)))
     width = max(len(k) for k, _ in lines) + 1

@@ -4,7 +4,8 @@ For a local engine it renders the model's chat template, tokenizes, builds the g
 (tools, response format), submits ``n`` choices and parses each choice's output
 (:mod:`jan.services.output`); a message engine gets the request whole. Either way the
 sampling layers are folded with the one precedence rule first: request > (thread > assistant,
-which the runs service adds) > model.json ``parameters``.
+which the runs service adds) > model.json ``parameters``, and the model.json's own system prompt and stored
+messages added (:mod:`jan.services.model_prompt`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.model import Vocabulary
 from jan.engine.results import Usage
-from jan.errors import ContextOverflowError, QueueFullError
+from jan.errors import ContextOverflowError, MediaError, QueueFullError
 from jan.services.documents import read_documents
 from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.errors import RequestError
@@ -28,6 +29,7 @@ from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_
 from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
                                 merged, off_loop, prompted_as, seeds)
 from jan.services.media_workers import off_loop_for
+from jan.services.model_prompt import model_prompt_place, requests_media_error, with_model_prompt
 from jan.services.models import ModelService, Target
 from jan.services.output import AnswerStops, ReasoningTokens, output_parser
 from jan.services.streams import DeltaStream
@@ -96,7 +98,7 @@ class ChatService:
             await self.models.require_able(target, documents)
             layered = self._layered(documents, target)
             if isinstance(target.engine, LocalInferenceExtension):
-                return target.id, self._local(target, layered)
+                return target.id, self._local(target, layered, model_prompt_place(documents, target.model))
             if layered.context:  # token ids mean nothing to an engine that takes messages: never silently dropped
                 raise RequestError(f"context: the model '{target.id}' runs on the '{target.engine.engine_name}' "
                                    "engine, which takes messages, not token ids; send the conversation as messages",
@@ -138,15 +140,21 @@ class ChatService:
                                "renders its prompts itself", param="model", code="not_supported")
         request = await read_documents(request)
         await self.models.require_able(target, request)  # before the acquire loads it
+        place = model_prompt_place(request, target.model)
+        request = with_model_prompt(request, target.model)  # as a chat would send it
         local = prompted_as(await target.engine.acquire(target.model), request)
-        _, text, tokens = await off_loop_for(request, _prompt_held, local, request, target.model.get("settings"))
+        try:
+            _, text, tokens = await off_loop_for(request, _prompt_held, local, request, target.model.get("settings"))
+        except MediaError as exc:
+            raise requests_media_error(exc, place) from None
         return RenderedPrompt(target.id, text, tuple(getattr(tokens, "tokens", tokens)))  # -1: media
 
     # -- internals -------------------------------------------------------------
     @staticmethod
     def _layered(request: ChatRequest, target: Target) -> ChatRequest:
         parameters = target.model.get("parameters")
-        layered = request.with_sampling(SamplingOptions.from_mapping(parameters))
+        # the model's own system prompt and stored messages (model.json system/messages), for every engine
+        layered = with_model_prompt(request, target.model).with_sampling(SamplingOptions.from_mapping(parameters))
         # the model's own num_keep (Ollama's /api/create parameters) under the request's; read only where a context
         # may be cut (a bad stored value fails those requests alone)
         stored = parameters.get("num_keep") if isinstance(parameters, Mapping) else None
@@ -176,10 +184,16 @@ class ChatService:
             async for delta in deltas:
                 yield delta
 
-    async def _local(self, target: Target, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+    async def _local(self, target: Target, request: ChatRequest,
+                     place: tuple[int, int] = (0, 0)) -> AsyncIterator[ChatDelta]:
+        """``place``: where the model's own prompt went among the request's messages (:func:`model_prompt_place`),
+        for a media error to name the request's message."""
         local: LocalModel = prompted_as(await target.engine.acquire(target.model), request)
         check_fan_out(local.model, request.n, param="n")
-        start = await off_loop_for(request, _start, local, request, target.model.get("settings"))
+        try:
+            start = await off_loop_for(request, _start, local, request, target.model.get("settings"))
+        except MediaError as exc:
+            raise requests_media_error(exc, place) from None
         requests = start.requests
         while requests is None:  # a queued request, and the engine's queue was full: wait for room
             await local.model.wait_for_room(ROOM_RECHECK_S)

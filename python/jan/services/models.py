@@ -27,6 +27,7 @@ from jan.services.abilities import (Abilities, asks_abilities, context_refusal, 
 from jan.services.companions import COMPANIONS, climbs_out, companion_problem, weights_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.local import asks_grammar, asks_tool_grammar, check_grammar, check_render
+from jan.services.model_prompt import check_model_prompt
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat,
                                 SamplingOptions, check_context_keep, resolve_load)
@@ -524,7 +525,8 @@ class ModelService:
     def check_model(self, model: Mapping[str, Any], changed: Iterable[str] | None = None) -> None:
         """Check a model.json before it is stored, as the request path will read it: its ``engine``
         must be one an enabled extension provides, its ``parameters`` and (for a local engine) its
-        ``settings`` must be values every request can use. ``changed``: the top-level fields a PATCH
+        ``settings`` must be values every request can use, its ``system`` a string and its ``messages`` a list
+        of text turns (:mod:`jan.services.model_prompt`). ``changed``: the top-level fields a PATCH
         sets, with ``settings.KEY``/``parameters.KEY`` for merged keys (None: check everything).
         :class:`RequestError` naming the field."""
         changed = None if changed is None else set(changed)
@@ -545,6 +547,7 @@ class ModelService:
                 return None  # a new model or another engine: every value is read anew
             return [k.split(".", 1)[1] for k in changed if k.startswith(field + ".")]
 
+        check_model_prompt(model, changed)  # system, messages: as every chat reads them
         if not isinstance(parameters, Mapping) or not isinstance(settings, Mapping):
             return  # not objects: the store refuses them with its own message
         check_parameters(parameters, keys("parameters"))

@@ -403,7 +403,8 @@ class ModelStore:
                     mode: ImportMode = "copy", name: str | None = None, description: str = "",
                     settings: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
                     metadata: Mapping[str, Any] | None = None, engine: str = DEFAULT_ENGINE,
-                    filename: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+                    filename: str | None = None, overwrite: bool = False,
+                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Make a local ``.gguf`` file a model and return its model.json.
 
         ``mode`` says where the weights end up:
@@ -420,7 +421,8 @@ class ModelStore:
         ``model_id`` defaults to a slug of the file name; ``filename`` names the weights in the model
         folder (default: the source's name; a blob's ``sha256-<hex>`` is no name for them). ``settings``,
         ``parameters`` and ``metadata`` come from the caller (e.g. read from
-        the GGUF header); ``metadata.size`` defaults to the file size.
+        the GGUF header); ``metadata.size`` defaults to the file size. ``extra``: other model.json fields
+        (``system``, ``messages``, ``license``), kept as given.
         Raises :class:`AlreadyExistsError` if the id is taken and ``overwrite`` is false, and
         :class:`InvalidArgumentError` if the file is missing or not GGUF.
         Deleting the model later never touches a referenced or symlinked file.
@@ -483,6 +485,7 @@ class ModelStore:
                 model_settings = check_dict("settings", settings)
                 model_settings["llama_model_path"] = str(source) if mode == "reference" else filename
                 return normalize_model({
+                    **check_dict("extra", extra),
                     "id": model_id,
                     "name": name if name is not None else source.stem,
                     "description": description,

@@ -158,7 +158,8 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
             path, model_id=model_id, mode=mode, name=fields.pop("name", None) or info["name"],
             description=fields.pop("description", ""), settings=settings,
             parameters=fields.pop("parameters", None), metadata={**info["metadata"], **(fields.pop("metadata", None) or {})},
-            engine=fields.pop("engine", "llama.cpp"), filename=fields.pop("filename", None), overwrite=overwrite)
+            engine=fields.pop("engine", "llama.cpp"), filename=fields.pop("filename", None), overwrite=overwrite,
+            extra=fields)  # what is left: other model.json fields (system, messages, license), kept as given
 
     async def create_model(self, model: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
         """Add a model.json as given (e.g. from a model hub); ``AlreadyExistsError`` if the id is taken, unless

@@ -361,12 +361,32 @@ class OllamaPushRequest(OllamaPullRequest):
     """``POST /api/push`` (refused: jan has no registry to push to)."""
 
 
+class OllamaStoredMessage(OllamaMessage):
+    """One of ``/api/create``'s ``messages`` (a Modelfile MESSAGE): a text turn of the system, the user or the
+    assistant, kept in the model.json's ``messages``. What a model.json cannot keep (images, tool calls,
+    thinking) is refused, never dropped."""
+
+    @field_validator("role")
+    @classmethod
+    def _stored_role(cls, value: str) -> str:
+        if value == "tool":  # (Ollama's MESSAGE takes system, user and assistant)
+            raise ValueError("role must be system, user or assistant, not \"tool\"")
+        return value
+
+    @model_validator(mode="after")
+    def _text_only(self) -> "OllamaStoredMessage":
+        for name in ("images", "tool_calls", "thinking", "tool_name", "tool_call_id"):
+            if getattr(self, name):
+                raise ValueError(f"{name}: jan stores a model's messages as text turns (role and content) only")
+        return self
+
+
 class OllamaCreateRequest(_Body):
     """``POST /api/create``: a new model ``from`` an existing one, or from ``files`` — one GGUF pushed
     with ``POST /api/blobs/sha256:<hex>`` (``{"model.gguf": "sha256:<hex>"}``), and optionally its
     projector (a file whose name contains ``mmproj``) — with its own default ``parameters`` (Ollama's
-    option names). What jan cannot make or keep (``adapters``, ``quantize``, a Go ``template``, a
-    ``modelfile``, a stored ``system`` prompt or ``messages``, ``license``) is refused with a 400 by the
+    option names), ``system`` prompt, ``messages`` and ``license``, kept in the new model.json. What jan cannot
+    make or keep (``adapters``, ``quantize``, a Go ``template``, a ``modelfile``) is refused with a 400 by the
     route, never dropped."""
 
     model: str = ""
@@ -375,17 +395,29 @@ class OllamaCreateRequest(_Body):
     files: dict[str, str] | None = None
     parameters: OllamaCreateParameters | None = None
     stream: bool | None = None
+    system: str | None = None
+    messages: list[OllamaStoredMessage] | None = None
+    license: Union[str, list[str], None] = None  # several: one text, as Ollama's /api/show joins them
     # refused when given (see above)
     adapters: dict[str, Any] | None = None
     quantize: str | None = None
     template: str | None = None
-    system: str | None = None
-    messages: list[Any] | None = None
-    license: Union[str, list[str], None] = None
     modelfile: str | None = None
     path: str | None = None
 
-    UNSUPPORTED: ClassVar[tuple[str, ...]] = ("adapters", "quantize", "template", "system", "messages", "license", "modelfile", "path")
+    UNSUPPORTED: ClassVar[tuple[str, ...]] = ("adapters", "quantize", "template", "modelfile", "path")
+
+    def stored(self) -> dict[str, Any]:
+        """The model.json fields the request sets besides ``parameters``: ``system``, ``messages``, ``license``
+        (those it leaves out, or sends empty, keep the ``from`` model's, as Ollama's create does)."""
+        out: dict[str, Any] = {}
+        if self.system:
+            out["system"] = self.system
+        if self.messages:
+            out["messages"] = [{"role": m.role, "content": m.content or ""} for m in self.messages]
+        if self.license:
+            out["license"] = self.license if isinstance(self.license, str) else "\n".join(self.license)
+        return out
 
     @property
     def model_name(self) -> str:

@@ -7,7 +7,8 @@ goes through ``manager.get(ModelExtension)`` and the model's engine.
   imports a local GGUF file; a body without ``path`` is a model.json
   (``{"id", "name", "sources", "settings", "parameters", "engine", ...}``) to add as is.
 * ``PATCH /v1/models/{id}`` — merge into model.json (``settings``/``parameters``/``metadata`` one level deep).
-  What it sets in ``settings``/``parameters``/``engine`` is checked as requests will read it (a 400 naming
+  What it sets in ``settings``/``parameters``/``engine``/``system``/``messages`` is checked as requests will read
+  it (``system``: the model's default system prompt, ``messages``: turns put before every chat's; a 400 naming
   the field, nothing stored), against the model's GGUF header where the setting depends on it (KV cache
   types, chat template); so is a new model's (``POST /v1/models``).
 * ``DELETE /v1/models/{id}`` — unload it if loaded, then delete its folder.
@@ -74,6 +75,11 @@ class ImportModelRequest(_Strict):
     settings: dict[str, Any] | None = None
     parameters: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    system: str | None = Field(default=None, description="The model's default system prompt: used when a chat "
+                               "request has no system message of its own")
+    messages: list[Any] | None = Field(default=None, description="A conversation stored with the model "
+                                       "([{role: user|assistant|system, content}]), put before every chat's turns")
+    license: str | None = None
 
 
 class ModelSource(BaseModel):
@@ -96,6 +102,11 @@ class ModelJsonRequest(_Strict):
     parameters: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     engine: str | None = None
+    system: str | None = Field(default=None, description="The model's default system prompt: used when a chat "
+                               "request has no system message of its own")
+    messages: list[Any] | None = Field(default=None, description="A conversation stored with the model "
+                                       "([{role: user|assistant|system, content}]), put before every chat's turns")
+    license: str | None = None
     created: Annotated[int, Field(ge=0, le=2**53)] | None = None  # milliseconds; JSON-safe integers
 
 
@@ -113,6 +124,11 @@ class ModelPatch(_Strict):
     parameters: dict[str, Any] | None = Field(default=None, description="Merged key by key; null removes a key")
     metadata: dict[str, Any] | None = Field(default=None, description="Merged key by key; null removes a key")
     engine: str | None = None
+    system: str | None = Field(default=None, description="The model's default system prompt: used when a chat "
+                               "request has no system message of its own")
+    messages: list[Any] | None = Field(default=None, description="A conversation stored with the model "
+                                       "([{role: user|assistant|system, content}]), put before every chat's turns")
+    license: str | None = None
 
 
 class PullRequest(_Strict):
@@ -164,7 +180,7 @@ async def create_model(request: web.Request) -> web.Response:
         # that depend on the file (KV cache types, chat template) are judged against the file itself
         await request.app[SERVICES].models.check_model_and_file({
             "id": model_id, "engine": "llama.cpp", "settings": body.settings, "parameters": body.parameters,
-            **({"file_path": path} if os.path.isabs(path) else {})})
+            "system": body.system, "messages": body.messages, **({"file_path": path} if os.path.isabs(path) else {})})
         if not os.path.isabs(path):
             raise APIError(400, "path must be absolute", param="path", code="invalid_value")
         try:

@@ -611,10 +611,11 @@ async def _replaced(request: web.Request, before: Target | None) -> None:
 
 async def _copy_model(services: Services, source: Target, destination: str,
                       parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None, *,
-                      overwrite: bool = False) -> None:
+                      stored: dict[str, Any] | None = None, overwrite: bool = False) -> None:
     """``source`` as the new model ``destination`` (409 if it exists, unless ``overwrite``: replaced);
-    ``parameters`` and ``settings`` over the source's. The new model.json is written once, whole: one that replaces
-    a model is never seen half made (the new weights with the old settings)."""
+    ``parameters`` and ``settings`` over the source's, ``stored`` (``system``, ``messages``, ``license``) in place
+    of its. The new model.json is written once, whole: one that replaces a model is never seen half made (the new
+    weights with the old settings)."""
     models = services.models.model_extension()
     path = source.model.get("file_path")
     # (the files the model service resolved are no model.json fields)
@@ -623,8 +624,11 @@ async def _copy_model(services: Services, source: Target, destination: str,
         doc["parameters"] = {**(doc.get("parameters") or {}), **parameters}
     if settings:
         doc["settings"] = {**(doc.get("settings") or {}), **settings}
+    doc.update(stored or {})
     if path:
-        keep = {k: doc[k] for k in ("name", "description", "parameters", "metadata") if doc.get(k)}
+        # (the model's own prompt and license too: a copy answers as the source does)
+        keep = {k: doc[k] for k in ("name", "description", "parameters", "metadata", "system", "messages", "license")
+                if doc.get(k)}
         # the projector as the source resolved it: a name relative to the source's folder would not be the copy's
         settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in ("llama_model_path", "mmproj")}
         await models.import_model(path, model_id=destination, mode="link", mmproj=source.model.get("mmproj_path"),
@@ -639,8 +643,10 @@ async def create(request: web.Request) -> web.StreamResponse:
     """Create a model ``from`` an existing one, or from ``files``: one GGUF pushed with ``POST
     /api/blobs/sha256:<hex>`` (``{"model.gguf": "sha256:<hex>"}``, hard-linked into the new model's
     folder), plus optionally its projector (a file whose name contains ``mmproj``). ``parameters`` (Ollama's
-    option names) become the new model.json's ``parameters``. Adapters, quantizing, Go templates and a
-    stored system prompt or messages have no place in jan's models: asked for, they are a 400.
+    option names) become the new model.json's ``parameters``; ``system``, ``messages`` and ``license`` its own
+    fields of those names (the chat service puts the system prompt and messages into every chat:
+    :mod:`jan.services.model_prompt`); left out, a ``from`` model's stay. Adapters, quantizing and Go templates
+    have no place in jan's models: asked for, they are a 400.
 
     A model of that name is replaced, as Ollama's manifest is: its model.json is written over at once, when every
     check has passed (a refused request leaves it as it was), and a loaded copy of the old model is unloaded once
@@ -652,7 +658,8 @@ async def create(request: web.Request) -> web.StreamResponse:
     if given:
         raise OllamaError(400, f"{given[0]}: not supported by jan's /api/create, which makes a model from an "
                                "existing one (from) or from one GGUF file pushed as a blob (files), with other "
-                               "default parameters")
+                               "default parameters, system prompt, messages or license (jan prompts each model "
+                               "with its own chat template)")
     if body.from_ and body.files is not None:
         raise OllamaError(400, "from and files: give one of them (the model to start from, or the GGUF blob)")
     if not body.from_ and body.files is None:
@@ -665,10 +672,15 @@ async def create(request: web.Request) -> web.StreamResponse:
     # a model of that name is replaced, as Ollama writes its manifest over the old one
     before = await _existing(services, model_id)
     if body.files is not None:
-        statuses = await _create_from_files(request, body.files, model_id, parameters, settings)
+        statuses = await _create_from_files(request, body.files, model_id, parameters, settings, body.stored())
     else:
         source = await _target(request, body.from_)
-        await _copy_model(services, source, model_id, parameters, settings, overwrite=True)
+        stored = body.stored()
+        inherited = source.model.get("license")
+        if "license" in stored and isinstance(inherited, str) and inherited:
+            # Ollama appends a create's licenses to the ones its FROM model has (its /api/show joins them with \n)
+            stored["license"] = f"{inherited}\n{stored['license']}"
+        await _copy_model(services, source, model_id, parameters, settings, stored=stored, overwrite=True)
         statuses = [f"using existing model {source.id}", "writing manifest", "success"]
     await _replaced(request, before)
     if body.stream is False:
@@ -691,7 +703,8 @@ async def _existing(services: Services, model_id: str) -> Target | None:
 
 
 async def _create_from_files(request: web.Request, files: dict[str, str], model_id: str,
-                             parameters: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+                             parameters: dict[str, Any], settings: dict[str, Any],
+                             stored: dict[str, Any]) -> list[str]:
     """Import the GGUF blob ``files`` names as the model ``model_id`` (its projector attached); the
     progress lines Ollama sends for it. Every check comes first, so a refusal is a plain 400."""
     if not files:
@@ -719,7 +732,7 @@ async def _create_from_files(request: web.Request, files: dict[str, str], model_
     await models.import_model(str(paths[weights[0]]), model_id=model_id, mode="link",
                               filename=os.path.basename(weights[0]), mmproj=mmproj, name=model_id,
                               parameters=parameters or None, overwrite=True,
-                              **({"settings": settings} if settings else {}))
+                              **({"settings": settings} if settings else {}), **stored)
     return ["parsing GGUF", *(f"using existing layer sha256:{path.name.removeprefix('sha256-')}"
                               for path in paths.values()), "writing manifest", "success"]
 
