@@ -82,14 +82,16 @@ def _unwrap(answer: str, opening: str, closing: str, final: bool) -> str:
     whitespace after it is held back (text after it makes it the answer's own)."""
     body = answer.lstrip(WS)
     if body.startswith(opening):
-        answer = body[len(opening):]
+        # the whitespace the wrappers stand on their own lines with is theirs (Apriel's "[BEGIN FINAL RESPONSE]\n")
+        answer = body[len(opening):].lstrip(WS)
     elif not final and body and opening.startswith(body):
         return ""  # the opening marker may still be coming
     end = answer.rstrip(WS)
     if end.endswith(closing):
-        return end[: len(end) - len(closing)]
+        return end[: len(end) - len(closing)].rstrip(WS)
     if not final:
-        answer = answer[: len(answer) - partial_suffix(end, (closing,))] if end == answer else answer
+        # held back: a partial closing marker, and the whitespace before it (the closing marker's, if it comes)
+        return answer[: len(answer) - partial_suffix(end, (closing,))].rstrip(WS) if end == answer else end
     return answer
 
 
