@@ -310,3 +310,21 @@ def test_template_cannot_change_its_inputs():
 ], ids=["glm", "qwen3-coder", "deepseek-v3.1"])
 def test_call_without_arguments_streams_like_the_whole(name, text):
     assert _calls(_parse(text, _fmt(name))) == [("get_weather", {})]
+
+
+# -- Apertus calls from inside its thinking ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stop", ["", "<|tools_suffix|>"], ids=["eog", "suffix"])
+def test_apertus_call_from_inside_its_thinking_is_a_call(stop):
+    # its template writes a call inside the deliberation (<|inner_prefix|>...<|tools_prefix|>[...], no <|inner_suffix|>
+    # before it), and the model stops after the call: the call opener ends the thinking, the call is read
+    fmt = _fmt("Apertus-8B-Instruct")
+    text = '<|inner_prefix|>Need the weather.\n<|tools_prefix|>[{"get_weather": {"city": "Bern", "days": 2}}]' + stop
+    result = _parse(text, fmt)
+    assert (result.reasoning, result.content) == ("Need the weather.", None)
+    assert _calls(result) == [("get_weather", {"city": "Bern", "days": 2})]
+    raw = _parse(text, fmt, reasoning_format="none")  # thinking left in the content, the same call read
+    assert raw.content == "<|inner_prefix|>Need the weather.\n" and _calls(raw) == _calls(result)
+    assert fmt.reasoning_spans(text) == [(0, text.index("<|tools_prefix|>"))]
+    # no tools: the opener still ends the thinking, and what follows is the answer's text, as written
+    assert _parse(text, fmt, None).content == text[text.index("<|tools_prefix|>"):]

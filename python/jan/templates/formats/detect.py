@@ -336,10 +336,11 @@ def _family(src: str) -> ChatFormat:
         )
     if "<|tools_prefix|>" in src and "<|inner_prefix|>" in src:
         # Apertus: thinking in <|inner_prefix|>...<|inner_suffix|> (its "Deliberation" switch is enable_thinking),
-        # calls as a JSON list of {NAME: {arguments}}; an earlier reply's thinking only from content blocks
+        # calls as a JSON list of {NAME: {arguments}}, which its template writes inside the thinking (so a call
+        # opener ends the block); an earlier reply's thinking only from content blocks
         return ChatFormat(
-            "apertus", ReasoningMarkers("<|inner_prefix|>", "<|inner_suffix|>"), parse_apertus, tool_grammar="apertus",
-            trigger=r"<\|tools_prefix\|>", switches=sw, render_special=True,
+            "apertus", ReasoningMarkers("<|inner_prefix|>", "<|inner_suffix|>", interrupt=("<|tools_prefix|>",)),
+            parse_apertus, tool_grammar="apertus", trigger=r"<\|tools_prefix\|>", switches=sw, render_special=True,
             content_blocks="content.blocks" in src and "'thoughts'" in src,
         )
     if "<tool_calls>[" in src and _APRIEL_ANSWER[0] in src:

@@ -32,6 +32,20 @@ class ReasoningMarkers:
     start: str
     end: str
     strip: tuple[str, ...] = ()
+    # Markers that end a thinking block where they stand and stay in the text after it: Apertus's template writes
+    # a call inside the thinking (<|inner_prefix|>...<|tools_prefix|>[...]), and the model stops after it
+    interrupt: tuple[str, ...] = ()
+
+
+def _block_end(text: str, pos: int, markers: ReasoningMarkers) -> tuple[int, int]:
+    """Where the thinking block that runs from ``pos`` ends: ``(index, length of the end marker there)``, 0 for an
+    interrupting marker (it stays in the text after the block); ``(-1, 0)``: not in ``text``."""
+    j, n = text.find(markers.end, pos), len(markers.end)
+    for marker in markers.interrupt:
+        k = text.find(marker, pos)
+        if k >= 0 and (j < 0 or k < j):
+            j, n = k, 0
+    return j, (n if j >= 0 else 0)
 
 
 def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool, final: bool) -> tuple[str, str]:
@@ -47,14 +61,14 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     cur: list[str] = []
     while pos <= n:
         if inside:
-            j = text.find(markers.end, pos)
+            j, closer = _block_end(text, pos, markers)
             if j < 0:
-                cur.append(hold(text[pos:], (markers.end,), final))
+                cur.append(hold(text[pos:], (markers.end, *markers.interrupt), final))
                 break
             cur.append(text[pos:j])
             blocks.append("".join(cur).strip(WS))
             cur = []
-            pos = j + len(markers.end)
+            pos = j + closer
             while pos < n and text[pos] in WS:
                 pos += 1
             inside = False
@@ -106,8 +120,8 @@ def reasoning_spans(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     opened: int | None = 0 if open_at_start else None
     while True:
         if opened is not None:
-            j = text.find(markers.end, pos)
-            end = n if j < 0 else j + len(markers.end)
+            j, closer = _block_end(text, pos, markers)
+            end = n if j < 0 else j + closer
             while end < n and text[end] in WS:
                 end += 1
             if end > opened:
