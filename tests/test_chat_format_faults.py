@@ -239,7 +239,10 @@ def test_functionary_v32_answer_recipient_is_framing(tools):
     # Apriel's wrappers stand on lines of their own: that whitespace is theirs, the answer's own is kept
     ("unsloth-Apriel-1.5", "<thinking>S.</thinking>\n[BEGIN FINAL RESPONSE]\nSay [END FINAL RESPONSE] last.\n\n"
      "Two lines.\n[END FINAL RESPONSE]", "Say [END FINAL RESPONSE] last.\n\nTwo lines."),
-], ids=["granite-open", "granite-close", "command-r7b", "apriel-1.5"])
+    # and its closing one before its calls (the calls stay calls: test_apriel_answer_ends_before_its_calls)
+    ("unsloth-Apriel-1.5", "<thinking>S.</thinking>\n[BEGIN FINAL RESPONSE]\nChecking.\n[END FINAL RESPONSE]\n"
+     '<tool_calls>[{"name": "get_weather", "arguments": {"city": "A", "days": 1}}]</tool_calls>', "Checking."),
+], ids=["granite-open", "granite-close", "command-r7b", "apriel-1.5", "apriel-1.5-calls"])
 def test_answer_markers_are_dropped_only_where_they_wrap(name, text, content):
     result = _parse(text, _fmt(name))
     assert result.content == content and result.reasoning == "S."
@@ -328,3 +331,19 @@ def test_apertus_call_from_inside_its_thinking_is_a_call(stop):
     assert fmt.reasoning_spans(text) == [(0, text.index("<|tools_prefix|>"))]
     # no tools: the opener still ends the thinking, and what follows is the answer's text, as written
     assert _parse(text, fmt, None).content == text[text.index("<|tools_prefix|>"):]
+
+
+@pytest.mark.parametrize("template, opened", [("unsloth-Apriel-1.5", "<thinking>S.</thinking>"),
+                                              ("Apriel-1.6-15b-Thinker-fixed", "S.")])
+def test_apriel_answer_ends_before_its_calls(template, opened):
+    fmt = _fmt(template)
+    open_at_start = not opened.startswith("<")
+    call = '<tool_calls>[{"name": "get_weather", "arguments": {"city": "A", "days": 1}}]</tool_calls>'
+    for text, content in (
+        (f"{opened}\n[BEGIN FINAL RESPONSE]\nChecking.\n[END FINAL RESPONSE]\n{call}", "Checking."),
+        (f"{opened}\n[BEGIN FINAL RESPONSE]\nChecking.\n{call}\n[END FINAL RESPONSE]", "Checking."),
+        (f"{opened}\n[BEGIN FINAL RESPONSE]\nSay [END FINAL RESPONSE] here.\n{call}", "Say [END FINAL RESPONSE] here."),
+    ):
+        result = _parse(text, fmt, open_at_start=open_at_start)
+        assert (result.reasoning, result.content) == ("S.", content), text
+        assert _calls(result) == [("get_weather", {"city": "A", "days": 1})]

@@ -348,8 +348,8 @@ def _family(src: str) -> ChatFormat:
         # variable), which runs to [BEGIN FINAL RESPONSE]. Apriel 1.5: thinking in <thinking>...</thinking>, the
         # answer wrapped in [BEGIN FINAL RESPONSE]...[END FINAL RESPONSE]. Calls after the answer, both.
         opened = re.search(r"""reasoning_asst_turn_start\s*=\s*['"]([^'"\\]+)""", src)
-        reasoning = (ReasoningMarkers(opened.group(1).strip(WS), _APRIEL_ANSWER[0], _APRIEL_ANSWER) if opened
-                     else ReasoningMarkers("<thinking>", "</thinking>", _APRIEL_ANSWER))
+        reasoning = (ReasoningMarkers(opened.group(1).strip(WS), _APRIEL_ANSWER[0], _APRIEL_ANSWER, calls=("<tool_calls>",))
+                     if opened else ReasoningMarkers("<thinking>", "</thinking>", _APRIEL_ANSWER, calls=("<tool_calls>",)))
         return ChatFormat("apriel-1.6" if opened else "apriel-1.5", reasoning, parse_apriel, tool_grammar="apriel",
                           trigger=r"<tool_calls>", switches=sw, render_special=True)
     if "<function=" in src and "<parameter=" in src:

@@ -35,6 +35,9 @@ class ReasoningMarkers:
     # Markers that end a thinking block where they stand and stay in the text after it: Apertus's template writes
     # a call inside the thinking (<|inner_prefix|>...<|tools_prefix|>[...]), and the model stops after it
     interrupt: tuple[str, ...] = ()
+    # The family's call openers: a closing answer wrapper right before a call ends the answer too (Apriel writes
+    # "[END FINAL RESPONSE]" and then its <tool_calls>)
+    calls: tuple[str, ...] = ()
 
 
 def _block_end(text: str, pos: int, markers: ReasoningMarkers) -> tuple[int, int]:
@@ -86,20 +89,31 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     reasoning = "\n\n".join(b for b in blocks if b)
     answer = "".join(rest)
     if markers.strip:
-        answer = _unwrap(answer, markers.strip[0], markers.strip[-1], final)
+        answer = _unwrap(answer, markers.strip[0], markers.strip[-1], final, markers.calls)
     return reasoning, answer
 
 
-def _unwrap(answer: str, opening: str, closing: str, final: bool) -> str:
+def _unwrap(answer: str, opening: str, closing: str, final: bool, calls: tuple[str, ...] = ()) -> str:
     """``answer`` without the markers that wrap it. The opening one counts only at its start; the closing one
     only at its end, which is known once the output is over: until then a closing marker with nothing but
-    whitespace after it is held back (text after it makes it the answer's own)."""
+    whitespace after it is held back (text after it makes it the answer's own). The answer also ends at a closing
+    marker that a call (one of ``calls``) follows; the call stays."""
     body = answer.lstrip(WS)
     if body.startswith(opening):
         # the whitespace the wrappers stand on their own lines with is theirs (Apriel's "[BEGIN FINAL RESPONSE]\n")
         answer = body[len(opening):].lstrip(WS)
     elif not final and body and opening.startswith(body):
         return ""  # the opening marker may still be coming
+    k = answer.find(closing) if calls else -1
+    while k >= 0:
+        after = answer[k + len(closing):]
+        lead = after.lstrip(WS)
+        if lead.startswith(calls):
+            answer = answer[:k].rstrip(WS) + after
+            break
+        if not final and any(c.startswith(lead) for c in calls):
+            return answer[:k].rstrip(WS)  # a call may be coming
+        k = answer.find(closing, k + 1)
     end = answer.rstrip(WS)
     if end.endswith(closing):
         return end[: len(end) - len(closing)].rstrip(WS)
