@@ -244,3 +244,26 @@ def test_apertus_and_apriel_call_grammars_accept_what_their_parsers_read(llama, 
         grammar = fmt16.grammar_options(TOOLS, "required", parallel=False, prompt=opened)["grammar"]
         assert llama.accepts(grammar, "It asks for Lima.\n[BEGIN FINAL RESPONSE]\n" + one)
         assert not llama.accepts(grammar, one)  # the thinking the prompt opened closes first
+
+
+@pytest.mark.parametrize("template", ["Apertus-8B-Instruct", "unsloth-Apriel-1.5", "Apriel-1.6-15b-Thinker-fixed"])
+def test_a_request_with_thinking_and_calls_renders_as_the_server_renders_it(template):
+    # the path a request takes (services.local.render_template): typed messages, arguments as JSON text
+    from jan.services.local import render_template
+    from jan.services.types import ChatMessage, ChatRequest, ToolCall, ToolSpec
+
+    fmt = template_format(template)
+    messages = (ChatMessage.of_text("user", "weather?"),
+                ChatMessage("assistant", (), tool_calls=(ToolCall("call_abc123456", "get_weather",
+                                                                  '{"city": "Paris", "days": 2}'),),
+                            reasoning="LOOP-THOUGHT"),
+                ChatMessage.of_text("tool", "sunny", tool_call_id="call_abc123456"),
+                ChatMessage.of_text("assistant", "Sunny.", reasoning="AFTER"),
+                ChatMessage.of_text("user", "thanks"))
+    tools = (ToolSpec("get_weather", "Weather for a city", TOOLS[0]["function"]["parameters"]),)
+    request = ChatRequest(None, messages, tools=tools)
+    plan = ChatPlan(fmt, ReasoningRequest(), tools=TOOLS)
+    source = (TEMPLATES / f"{template}.jinja").read_text()
+    prompt = render_template(ChatTemplate(source, "<s>", "</s>"), request, plan, None)
+    assert '{"city": "Paris", "days": 2}' in prompt and '\\"city' not in prompt  # JSON once, never a string of it
+    assert ("LOOP-THOUGHT" in prompt and "AFTER" in prompt) == (fmt.name == "apertus")
