@@ -42,7 +42,7 @@ class Case:
     template: str                  # file stem in ../shared/templates
     vocab: str                     # vocab short name in ../shared/models/vocab
     thinking: Output | None        # output with reasoning on (None: the family does not think)
-    plain: Output                  # output with reasoning off
+    plain: Output | None           # output with reasoning off (None: the template always opens thinking)
     effort_kwargs: dict[str, Any] = field(default_factory=dict)  # template_kwargs(effort="high") must include
 
 
@@ -143,6 +143,24 @@ CASES = [
     Case("generic", "tencent-Hy3", "qwen2",
          Output("Weighing it.</think:opensource>Hello.", "Weighing it.", "Hello."),
          Output("Hello.", None, "Hello.")),
+    # Apertus: thinking in <|inner_prefix|>...<|inner_suffix|> (its "Deliberation" is enable_thinking), calls as a list of
+    # {NAME: {arguments}} objects
+    Case("apertus", "Apertus-8B-Instruct", "llama-bpe",
+         Output('<|inner_prefix|>Check the weather.<|inner_suffix|>Let me look.<|tools_prefix|>[{"get_weather": {"city": "Bern", "days": 2}}]<|tools_suffix|>',
+                "Check the weather.", "Let me look.", (_call("Bern", 2),)),
+         Output('<|tools_prefix|>[{"get_weather": {"city": "Zurich", "days": 1}}, {"get_weather": {"city": "Geneva", "days": 3}}]<|tools_suffix|>',
+                None, None, (_call("Zurich", 1), _call("Geneva", 3))),
+         {"enable_thinking": True}),
+    # Apriel 1.5: <thinking>...</thinking>, the answer in [BEGIN FINAL RESPONSE]...[END FINAL RESPONSE], calls in <tool_calls>
+    Case("apriel-1.5", "unsloth-Apriel-1.5", "llama-bpe",
+         Output('<thinking>Need the weather.</thinking>\n[BEGIN FINAL RESPONSE]\nChecking.\n<tool_calls>[{"name": "get_weather", "arguments": {"city": "Lima", "days": 2}}]</tool_calls>\n[END FINAL RESPONSE]',
+                "Need the weather.", "Checking.", (_call("Lima", 2),)),
+         Output("[BEGIN FINAL RESPONSE]\nIt is 4.\n[END FINAL RESPONSE]", None, "It is 4.")),
+    # Apriel 1.6: the prompt opens the thinking ("Here are my reasoning steps:\n"), which runs to [BEGIN FINAL RESPONSE]
+    Case("apriel-1.6", "Apriel-1.6-15b-Thinker-fixed", "llama-bpe",
+         Output('The user wants the weather.\n[BEGIN FINAL RESPONSE]\n<tool_calls>[{"name": "get_weather", "arguments": {"city": "Oslo", "days": 1}}]</tool_calls>',
+                "The user wants the weather.", None, (_call("Oslo", 1),)),
+         None),
     Case("generic", "HuggingFaceTB-SmolLM3-3B", "llama-bpe",
          Output("<think>\nHmm.\n</think>\nHello.", "Hmm.", "Hello."),
          Output("Hello.", None, "Hello."),

@@ -106,6 +106,9 @@ PROSE = [
     ("GLM-4.6", "Wrap it in <tool_call> and a name."),
     ("Qwen-Qwen3-0.6B", "Use <tool_call> tags like <tool_call>{...}</tool_call> here."),
     ("CohereForAI-c4ai-command-r7b-12-2024-tool_use", "Say <|START_ACTION|> then nothing."),
+    ("Apertus-8B-Instruct", "Say <|tools_prefix|> then nothing."),
+    ("Apertus-8B-Instruct", 'A list: <|tools_prefix|>[{"name": "get_weather", "arguments": {}}]<|tools_suffix|>'),
+    ("unsloth-Apriel-1.5", "Wrap calls in <tool_calls> tags."),
 ]
 
 
@@ -131,6 +134,8 @@ UNDECLARED = [
     ("CohereForAI-c4ai-command-r7b-12-2024-tool_use",
      '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "rm_rf", "parameters": {"path": "/"}}]<|END_ACTION|>'),
     ("meetkai-functionary-medium-v3.2", 'rm_rf\n{"path": "/"}'),
+    ("Apertus-8B-Instruct", '<|tools_prefix|>[{"rm_rf": {"path": "/"}}]<|tools_suffix|>'),
+    ("unsloth-Apriel-1.5", '<tool_calls>[{"name": "rm_rf", "arguments": {"path": "/"}}]</tool_calls>'),
     ("fireworks-ai-llama-3-firefunction-v2", ' functools[{"name": "rm_rf", "arguments": {"path": "/"}}]'),
     ("openai-gpt-oss-120b", '<|channel|>commentary to=functions.rm_rf <|constrain|>json<|message|>{"path": "/"}<|call|>'),
     ("openai-gpt-oss-120b", '<|channel|>analysis to=browser.search code<|message|>{"query": "x"}<|call|>'),
@@ -159,6 +164,8 @@ BROKEN = [
     ("openai-gpt-oss-120b", '<|channel|>final<|message|>Sure.<|end|><|start|>assistant<|channel|>commentary '
      'to=functions.get_weather <|constrain|>json<|message|>{"city": "Rome",, }<|call|>'),
     ("meetkai-functionary-medium-v3.2", 'all\nSure.>>>get_weather\n{"city": "Rome",, }'),
+    ("Apertus-8B-Instruct", 'Sure.<|tools_prefix|>[{"get_weather": {"city": "Rome",, }}]<|tools_suffix|>'),
+    ("unsloth-Apriel-1.5", 'Sure.\n<tool_calls>[{"name": "get_weather", "arguments": {"city": "Rome",, }}]</tool_calls>'),
 ]
 
 
@@ -175,7 +182,9 @@ def test_broken_call_keeps_what_was_written_before_the_break(name, text):
     ("CohereForAI-c4ai-command-r7b-12-2024-tool_use",
      '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": "Ro'),
     ("Qwen-Qwen3-0.6B", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Ro'),
-], ids=["kimi", "command-r7b", "hermes"])
+    ("Apertus-8B-Instruct", '<|tools_prefix|>[{"get_weather": {"city": "Ro'),
+    ("unsloth-Apriel-1.5", '<tool_calls>[{"name": "get_weather", "arguments": {"city": "Ro'),
+], ids=["kimi", "command-r7b", "hermes", "apertus", "apriel"])
 def test_cut_off_call_keeps_what_was_streamed(name, text):
     fmt = _fmt(name)
     p = OutputParser(fmt, TOOLS)
@@ -227,7 +236,13 @@ def test_functionary_v32_answer_recipient_is_framing(tools):
      "Close with </response> then."),
     ("CohereForAI-c4ai-command-r7b-12-2024-tool_use",
      "<|START_THINKING|>S.<|END_THINKING|><|START_RESPONSE|>Hello!<|END_RESPONSE|>", "Hello!"),
-], ids=["granite-open", "granite-close", "command-r7b"])
+    # Apriel's wrappers stand on lines of their own: that whitespace is theirs, the answer's own is kept
+    ("unsloth-Apriel-1.5", "<thinking>S.</thinking>\n[BEGIN FINAL RESPONSE]\nSay [END FINAL RESPONSE] last.\n\n"
+     "Two lines.\n[END FINAL RESPONSE]", "Say [END FINAL RESPONSE] last.\n\nTwo lines."),
+    # and its closing one before its calls (the calls stay calls: test_apriel_answer_ends_before_its_calls)
+    ("unsloth-Apriel-1.5", "<thinking>S.</thinking>\n[BEGIN FINAL RESPONSE]\nChecking.\n[END FINAL RESPONSE]\n"
+     '<tool_calls>[{"name": "get_weather", "arguments": {"city": "A", "days": 1}}]</tool_calls>', "Checking."),
+], ids=["granite-open", "granite-close", "command-r7b", "apriel-1.5", "apriel-1.5-calls"])
 def test_answer_markers_are_dropped_only_where_they_wrap(name, text, content):
     result = _parse(text, _fmt(name))
     assert result.content == content and result.reasoning == "S."
@@ -244,6 +259,9 @@ AROUND = [
      "<parameter=days>\n1\n</parameter>\n</function>\n</tool_call>\nDone."),
     ("GLM-4.6", "Let me check.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>A</arg_value>\n"
      "<arg_key>days</arg_key>\n<arg_value>1</arg_value>\n</tool_call>\nDone."),
+    ("Apertus-8B-Instruct", 'Let me check.<|tools_prefix|>[{"get_weather": {"city": "A", "days": 1}}]<|tools_suffix|>Done.'),
+    ("unsloth-Apriel-1.5", 'Let me check.\n<tool_calls>[{"name": "get_weather", "arguments": {"city": "A", "days": 1}}]'
+     '</tool_calls>\nDone.'),
 ]
 
 
@@ -295,3 +313,37 @@ def test_template_cannot_change_its_inputs():
 ], ids=["glm", "qwen3-coder", "deepseek-v3.1"])
 def test_call_without_arguments_streams_like_the_whole(name, text):
     assert _calls(_parse(text, _fmt(name))) == [("get_weather", {})]
+
+
+# -- Apertus calls from inside its thinking ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stop", ["", "<|tools_suffix|>"], ids=["eog", "suffix"])
+def test_apertus_call_from_inside_its_thinking_is_a_call(stop):
+    # its template writes a call inside the deliberation (<|inner_prefix|>...<|tools_prefix|>[...], no <|inner_suffix|>
+    # before it), and the model stops after the call: the call opener ends the thinking, the call is read
+    fmt = _fmt("Apertus-8B-Instruct")
+    text = '<|inner_prefix|>Need the weather.\n<|tools_prefix|>[{"get_weather": {"city": "Bern", "days": 2}}]' + stop
+    result = _parse(text, fmt)
+    assert (result.reasoning, result.content) == ("Need the weather.", None)
+    assert _calls(result) == [("get_weather", {"city": "Bern", "days": 2})]
+    raw = _parse(text, fmt, reasoning_format="none")  # thinking left in the content, the same call read
+    assert raw.content == "<|inner_prefix|>Need the weather.\n" and _calls(raw) == _calls(result)
+    assert fmt.reasoning_spans(text) == [(0, text.index("<|tools_prefix|>"))]
+    # no tools: the opener still ends the thinking, and what follows is the answer's text, as written
+    assert _parse(text, fmt, None).content == text[text.index("<|tools_prefix|>"):]
+
+
+@pytest.mark.parametrize("template, opened", [("unsloth-Apriel-1.5", "<thinking>S.</thinking>"),
+                                              ("Apriel-1.6-15b-Thinker-fixed", "S.")])
+def test_apriel_answer_ends_before_its_calls(template, opened):
+    fmt = _fmt(template)
+    open_at_start = not opened.startswith("<")
+    call = '<tool_calls>[{"name": "get_weather", "arguments": {"city": "A", "days": 1}}]</tool_calls>'
+    for text, content in (
+        (f"{opened}\n[BEGIN FINAL RESPONSE]\nChecking.\n[END FINAL RESPONSE]\n{call}", "Checking."),
+        (f"{opened}\n[BEGIN FINAL RESPONSE]\nChecking.\n{call}\n[END FINAL RESPONSE]", "Checking."),
+        (f"{opened}\n[BEGIN FINAL RESPONSE]\nSay [END FINAL RESPONSE] here.\n{call}", "Say [END FINAL RESPONSE] here."),
+    ):
+        result = _parse(text, fmt, open_at_start=open_at_start)
+        assert (result.reasoning, result.content) == ("S.", content), text
+        assert _calls(result) == [("get_weather", {"city": "A", "days": 1})]

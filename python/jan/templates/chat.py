@@ -297,6 +297,8 @@ def normalize_messages(
                 raise TemplateError(
                     f"messages[{i}]: content parts of type {', '.join(kinds) or 'unknown'} are not supported by this model"
                 )
+        elif isinstance(content, Mapping) and msg["role"] == "assistant":
+            pass  # structured content a chat plan gave the template (Apertus's thinking blocks), as it is
         elif not isinstance(content, str):
             msg["content"] = str(content)
         calls = msg.get("tool_calls")
@@ -688,6 +690,8 @@ _NATIVE_CALL_EXAMPLES = {
                    "{<arguments as JSON>}}]<|END_ACTION|>",
     "firefunction": ' functools[{"name": "<function name>", "arguments": {<arguments as JSON>}}]',
     "functionary-v3.2": "<function name>\n{<arguments as JSON>}",
+    "apriel": '<tool_calls>[{"name": "<function name>", "arguments": {<arguments as JSON>}}]</tool_calls>',
+    "apertus": '<|tools_prefix|>[{"<function name>": {<arguments as JSON>}}]<|tools_suffix|>',
 }
 
 

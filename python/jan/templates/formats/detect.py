@@ -24,14 +24,17 @@ from .efforts import accepted_efforts, effort_off, template_effort
 from .harmony import harmony_reasoning_spans, parse_harmony
 from .harmony_grammar import after_analysis, final_message, harmony_reply_tail
 from .learned_markers import learned_markers
-from .json_list_calls import parse_command_r, parse_firefunction
+from .json_list_calls import parse_apertus, parse_apriel, parse_command_r, parse_firefunction
 from .reasoning import ReasoningMarkers, reasoning_spans
+from .text import WS
 from .types import Snapshot
 from .xml_calls import parse_glm, parse_qwen3_coder
 
 __all__ = ["ChatFormat", "detect_format", "THINK_TAGS"]
 
 THINK_TAGS = ReasoningMarkers("<think>", "</think>")
+# Apriel's answer follows its thinking between these (1.6's template writes only the first, after the thinking)
+_APRIEL_ANSWER = ("[BEGIN FINAL RESPONSE]", "[END FINAL RESPONSE]")
 _EFFORTS = ("low", "medium", "high")
 # Mistral's templates check `tool_call.id|length != 9` (and `tool_call_id`) and raise otherwise.
 _SHORT_ID_CHECK = re.compile(r"""(?:\.id|tool_call_id['"]?\]?)\s*\|\s*length\s*!=\s*9\b""")
@@ -81,6 +84,9 @@ class ChatFormat:
     # (Cohere's "none", Hy3's "no_think"); empty/None: any value, and off is the least effort
     efforts: tuple[str, ...] = ()
     effort_off: str | None = None
+    # The template keeps an earlier reply's thinking only as structured content (Apertus: ``content.blocks`` of
+    # type ``thoughts`` and ``response``), never from ``reasoning_content``: ChatPlan.messages hands it so
+    content_blocks: bool = False
 
     # -- request side -------------------------------------------------------
 
@@ -328,6 +334,24 @@ def _family(src: str) -> ChatFormat:
             "command-r7b", ReasoningMarkers("<|START_THINKING|>", "<|END_THINKING|>", ("<|START_RESPONSE|>", "<|END_RESPONSE|>")),
             parse_command_r, tool_grammar="command-r7b", trigger=r"<\|START_ACTION\|>", switches=sw, render_special=True,
         )
+    if "<|tools_prefix|>" in src and "<|inner_prefix|>" in src:
+        # Apertus: thinking in <|inner_prefix|>...<|inner_suffix|> (its "Deliberation" switch is enable_thinking),
+        # calls as a JSON list of {NAME: {arguments}}, which its template writes inside the thinking (so a call
+        # opener ends the block); an earlier reply's thinking only from content blocks
+        return ChatFormat(
+            "apertus", ReasoningMarkers("<|inner_prefix|>", "<|inner_suffix|>", interrupt=("<|tools_prefix|>",)),
+            parse_apertus, tool_grammar="apertus", trigger=r"<\|tools_prefix\|>", switches=sw, render_special=True,
+            content_blocks="content.blocks" in src and "'thoughts'" in src,
+        )
+    if "<tool_calls>[" in src and _APRIEL_ANSWER[0] in src:
+        # Apriel 1.6: the generation prompt opens the thinking ("Here are my reasoning steps:\n", kept in a
+        # variable), which runs to [BEGIN FINAL RESPONSE]. Apriel 1.5: thinking in <thinking>...</thinking>, the
+        # answer wrapped in [BEGIN FINAL RESPONSE]...[END FINAL RESPONSE]. Calls after the answer, both.
+        opened = re.search(r"""reasoning_asst_turn_start\s*=\s*['"]([^'"\\]+)""", src)
+        reasoning = (ReasoningMarkers(opened.group(1).strip(WS), _APRIEL_ANSWER[0], _APRIEL_ANSWER, calls=("<tool_calls>",))
+                     if opened else ReasoningMarkers("<thinking>", "</thinking>", _APRIEL_ANSWER, calls=("<tool_calls>",)))
+        return ChatFormat("apriel-1.6" if opened else "apriel-1.5", reasoning, parse_apriel, tool_grammar="apriel",
+                          trigger=r"<tool_calls>", switches=sw, render_special=True)
     if "<function=" in src and "<parameter=" in src:
         seed = "<seed:tool_call>" in src  # Seed-OSS: the same calls in its own wrapper
         return ChatFormat("qwen3-coder", think, parse_qwen3_coder, tool_grammar="seed-oss" if seed else "qwen3-coder",

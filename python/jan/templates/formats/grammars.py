@@ -120,7 +120,7 @@ def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "requir
         root = repeat(call)
     elif fmt_name == "llama3":
         root = alt(lambda f: f'"{{\\"name\\": " {name_json(f)} ", \\"parameters\\": " {args_rule(f)} "}}"')
-    elif fmt_name in ("mistral-json", "granite", "nemotron", "firefunction"):
+    elif fmt_name in ("mistral-json", "granite", "nemotron", "firefunction", "apriel"):
         obj = alt(lambda f: f'"{{\\"name\\": " {name_json(f)} ", \\"arguments\\": " {args_rule(f)} "}}"')
         items = f'{obj} ( ", " {obj} )*' if parallel else obj
         open_, close = {
@@ -128,6 +128,7 @@ def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "requir
             "granite": ("<|tool_call|>[", "]"),
             "nemotron": ("<TOOLCALL>[", "]</TOOLCALL>"),
             "firefunction": (" functools[", "]"),
+            "apriel": ("<tool_calls>[", "]</tool_calls>"),
         }[fmt_name]
         root = f"{gbnf_literal(open_)} {items} {gbnf_literal(close)}"
     elif fmt_name == "mistral-args":
@@ -166,6 +167,11 @@ def call_grammar(fmt_name: str, tools: Sequence[Any], tool_choice: Any = "requir
         root = f'"<|tool_calls_section_begin|>" {repeat(call, chr(34) * 2)} "<|tool_calls_section_end|>"'
     elif fmt_name == "harmony":
         root = alt(lambda f: f'"<|channel|>commentary to=functions." {gbnf_literal(f["name"])} " <|constrain|>json<|message|>" {args_rule(f)}')
+    elif fmt_name == "apertus":
+        # the short form: each call one object whose member is named after the function
+        obj = alt(lambda f: f'"{{" {name_json(f)} ": " {args_rule(f)} "}}"')
+        items = f'{obj} ( ", " {obj} )*' if parallel else obj
+        root = f'"<|tools_prefix|>[" {items} "]<|tools_suffix|>"'
     elif fmt_name == "command-r7b":
         obj = alt(lambda f: f'"{{\\"tool_call_id\\": \\"" [0-9] "\\", \\"tool_name\\": " {name_json(f)} ", \\"parameters\\": " {args_rule(f)} "}}"')
         items = f'{obj} ( ", " {obj} )*' if parallel else obj

@@ -2,6 +2,9 @@
 
 * Command-R7B: ``<|START_ACTION|>[{"tool_call_id": "0", "tool_name": NAME, "parameters": {…}}, …]<|END_ACTION|>``
 * firefunction-v2: `` functools[{"name": NAME, "arguments": {…}}, …]``
+* Apriel 1.5/1.6: ``<tool_calls>[{"name": NAME, "arguments": {…}}, …]</tool_calls>``
+* Apertus: ``<|tools_prefix|>[{NAME: {…}}, …]<|tools_suffix|>`` (each call an object of one member, named after
+  the function)
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from .marked import PENDING, Block, parse_marked
 from .text import WS, hold, json_arguments, scan_json
 from .types import Snapshot
 
-__all__ = ["parse_command_r", "parse_firefunction"]
+__all__ = ["parse_apertus", "parse_apriel", "parse_command_r", "parse_firefunction"]
 
 # A call object's name member, then its arguments member (scalar members such as ``tool_call_id`` may come before
 # or between): what lets a call show, and its arguments stream, before its object is complete.
@@ -23,11 +26,18 @@ _HEAD = re.compile(
     r'\{\s*(?:' + _SCALAR_MEMBER + r')*?"(?:tool_name|name)"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*(?:'
     + _SCALAR_MEMBER + r')*?"(?:parameters|arguments)"\s*:\s*'
 )
+# Apertus's short form: the object's one member is named after the function, its value the arguments
+_SHORT_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"\s*:\s*(?=\{)')
 
 
 def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]) -> tuple[str, str] | None:
     if not isinstance(obj, dict):
         return None
+    if not name_keys:  # the short form: {NAME: {arguments}}
+        if len(obj) != 1:
+            return None
+        (name, args), = obj.items()
+        return (name, json.dumps(args, ensure_ascii=False)) if name and isinstance(args, dict) else None
     name = next((obj[k] for k in name_keys if isinstance(obj.get(k), str)), None)
     if not name:
         return None
@@ -37,7 +47,7 @@ def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]
 
 def _scan_list(
     text: str, at: int, marker: str, final: bool, end_marker: str | None, name_keys: tuple[str, ...],
-    arg_keys: tuple[str, ...], list_at: int,
+    arg_keys: tuple[str, ...], list_at: int, head_re: re.Pattern[str] = _HEAD,
 ) -> Any:
     """A JSON list of call objects from ``list_at`` (up to ``end_marker``, when the family has one).
 
@@ -70,7 +80,7 @@ def _scan_list(
         if region[i] != "{":
             break  # not a call object: the list breaks off here
         _, oend, broken, _ = scan_json(region, i, ended=ended)
-        head = _HEAD.match(region, i)
+        head = head_re.match(region, i)
         if head is not None:
             try:
                 name = json.loads('"' + head.group(1) + '"')
@@ -105,6 +115,24 @@ def _scan_command_r(text: str, at: int, marker: str, final: bool, schemas: Mappi
 def _scan_firefunction(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
     # the marker ends in the list's "[": read the list from there
     return _scan_list(text, at, marker, final, None, ("name",), ("arguments", "parameters"), at + len(marker) - 1)
+
+
+def _scan_apriel(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    return _scan_list(text, at, marker, final, "</tool_calls>", ("name",), ("arguments", "parameters"), at + len(marker))
+
+
+def _scan_apertus(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    return _scan_list(text, at, marker, final, "<|tools_suffix|>", (), (), at + len(marker), _SHORT_HEAD)
+
+
+def parse_apriel(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
+    """Apriel 1.5/1.6 ``<tool_calls>[...]</tool_calls>`` lists."""
+    return parse_marked(text, final, schemas, ("<tool_calls>",), _scan_apriel)
+
+
+def parse_apertus(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:
+    """Apertus ``<|tools_prefix|>[{NAME: {...}}, ...]<|tools_suffix|>`` lists."""
+    return parse_marked(text, final, schemas, ("<|tools_prefix|>",), _scan_apertus)
 
 
 def parse_command_r(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:

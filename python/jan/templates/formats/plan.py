@@ -138,6 +138,8 @@ class ChatPlan:
             if self.fmt.name == "gpt-oss" and d.get("reasoning_content") and "thinking" not in d:
                 d["thinking"] = d["reasoning_content"]
             out.append(d)
+        if self.fmt.content_blocks:
+            out = _content_blocks(out)
         r = self.reasoning
         return self.fmt.apply_switch(out, r.effort, r.enabled)
 
@@ -191,6 +193,31 @@ class ChatPlan:
             self.fmt, tools, reasoning_format=self.reasoning.format if self.raw_reasoning else "auto",
             open_at_start=open_at_start, **kw,
         )
+
+
+def _content_blocks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For a template that keeps earlier thinking only as structured content (Apertus, :attr:`ChatFormat.content_blocks`):
+    each assistant reply's text as ``{"blocks": [{"type": "thoughts", ...}, {"type": "response", ...}]}``, its
+    thinking first. The template insists on one shape for every reply of a conversation, so all replies are
+    given so, or none: where a reply's content is not plain text (parts), where no reply has thinking (nothing to
+    gain), and where the conversation ends in a reply (a prefill the prompt continues, which must end in its
+    text), the replies stay text, and earlier thinking is left out as before. Tool calls stay in ``tool_calls``,
+    which the template writes after the blocks with their arguments encoded once (``tojson`` of the object)."""
+    replies = [m for m in messages if m.get("role") == "assistant"]
+    if (not any(m.get("reasoning_content") for m in replies) or messages[-1].get("role") == "assistant"
+            or any(not isinstance(m.get("content"), (str, type(None))) for m in replies)):
+        return messages
+    out = []
+    for m in messages:
+        if m.get("role") == "assistant":
+            blocks = []
+            if m.get("reasoning_content"):
+                blocks.append({"type": "thoughts", "text": m["reasoning_content"]})
+            if m.get("content") or not m.get("tool_calls"):
+                blocks.append({"type": "response", "text": m.get("content") or ""})
+            m = {**m, "content": {"blocks": blocks}}
+        out.append(m)
+    return out
 
 
 def format_for_template(template: Any, with_tools: bool) -> ChatFormat:

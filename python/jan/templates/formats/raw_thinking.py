@@ -63,7 +63,14 @@ class RawThinking:
         text, n = self._text, len(self._text)
         spans = self._fmt.reasoning_spans(text, self._open)
         outside_from = spans[-1][1] if spans else 0
-        limit = n if final or (spans and spans[-1][1] == n) else _undecided(self._fmt, text, outside_from)
+        if final:
+            limit = n
+        elif spans and spans[-1][1] == n:
+            # a block still open, unless it ends in a partial marker that interrupts it (Apertus's call opener)
+            interrupt = self._fmt.reasoning.interrupt if self._fmt.reasoning is not None else ()
+            limit = n - partial_suffix(text[spans[-1][0]:], interrupt) if interrupt else n
+        else:
+            limit = _undecided(self._fmt, text, outside_from)
         out: list[tuple[str, str]] = []
         pos = self._given
         for a, b in spans + [(limit, limit)]:

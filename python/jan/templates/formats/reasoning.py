@@ -32,6 +32,23 @@ class ReasoningMarkers:
     start: str
     end: str
     strip: tuple[str, ...] = ()
+    # Markers that end a thinking block where they stand and stay in the text after it: Apertus's template writes
+    # a call inside the thinking (<|inner_prefix|>...<|tools_prefix|>[...]), and the model stops after it
+    interrupt: tuple[str, ...] = ()
+    # The family's call openers: a closing answer wrapper right before a call ends the answer too (Apriel writes
+    # "[END FINAL RESPONSE]" and then its <tool_calls>)
+    calls: tuple[str, ...] = ()
+
+
+def _block_end(text: str, pos: int, markers: ReasoningMarkers) -> tuple[int, int]:
+    """Where the thinking block that runs from ``pos`` ends: ``(index, length of the end marker there)``, 0 for an
+    interrupting marker (it stays in the text after the block); ``(-1, 0)``: not in ``text``."""
+    j, n = text.find(markers.end, pos), len(markers.end)
+    for marker in markers.interrupt:
+        k = text.find(marker, pos)
+        if k >= 0 and (j < 0 or k < j):
+            j, n = k, 0
+    return j, (n if j >= 0 else 0)
 
 
 def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool, final: bool) -> tuple[str, str]:
@@ -47,14 +64,14 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     cur: list[str] = []
     while pos <= n:
         if inside:
-            j = text.find(markers.end, pos)
+            j, closer = _block_end(text, pos, markers)
             if j < 0:
-                cur.append(hold(text[pos:], (markers.end,), final))
+                cur.append(hold(text[pos:], (markers.end, *markers.interrupt), final))
                 break
             cur.append(text[pos:j])
             blocks.append("".join(cur).strip(WS))
             cur = []
-            pos = j + len(markers.end)
+            pos = j + closer
             while pos < n and text[pos] in WS:
                 pos += 1
             inside = False
@@ -72,24 +89,37 @@ def split_reasoning(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     reasoning = "\n\n".join(b for b in blocks if b)
     answer = "".join(rest)
     if markers.strip:
-        answer = _unwrap(answer, markers.strip[0], markers.strip[-1], final)
+        answer = _unwrap(answer, markers.strip[0], markers.strip[-1], final, markers.calls)
     return reasoning, answer
 
 
-def _unwrap(answer: str, opening: str, closing: str, final: bool) -> str:
+def _unwrap(answer: str, opening: str, closing: str, final: bool, calls: tuple[str, ...] = ()) -> str:
     """``answer`` without the markers that wrap it. The opening one counts only at its start; the closing one
     only at its end, which is known once the output is over: until then a closing marker with nothing but
-    whitespace after it is held back (text after it makes it the answer's own)."""
+    whitespace after it is held back (text after it makes it the answer's own). The answer also ends at a closing
+    marker that a call (one of ``calls``) follows; the call stays."""
     body = answer.lstrip(WS)
     if body.startswith(opening):
-        answer = body[len(opening):]
+        # the whitespace the wrappers stand on their own lines with is theirs (Apriel's "[BEGIN FINAL RESPONSE]\n")
+        answer = body[len(opening):].lstrip(WS)
     elif not final and body and opening.startswith(body):
         return ""  # the opening marker may still be coming
+    k = answer.find(closing) if calls else -1
+    while k >= 0:
+        after = answer[k + len(closing):]
+        lead = after.lstrip(WS)
+        if lead.startswith(calls):
+            answer = answer[:k].rstrip(WS) + after
+            break
+        if not final and any(c.startswith(lead) for c in calls):
+            return answer[:k].rstrip(WS)  # a call may be coming
+        k = answer.find(closing, k + 1)
     end = answer.rstrip(WS)
     if end.endswith(closing):
-        return end[: len(end) - len(closing)]
+        return end[: len(end) - len(closing)].rstrip(WS)
     if not final:
-        answer = answer[: len(answer) - partial_suffix(end, (closing,))] if end == answer else answer
+        # held back: a partial closing marker, and the whitespace before it (the closing marker's, if it comes)
+        return answer[: len(answer) - partial_suffix(end, (closing,))].rstrip(WS) if end == answer else end
     return answer
 
 
@@ -104,8 +134,8 @@ def reasoning_spans(text: str, markers: ReasoningMarkers, *, open_at_start: bool
     opened: int | None = 0 if open_at_start else None
     while True:
         if opened is not None:
-            j = text.find(markers.end, pos)
-            end = n if j < 0 else j + len(markers.end)
+            j, closer = _block_end(text, pos, markers)
+            end = n if j < 0 else j + closer
             while end < n and text[end] in WS:
                 end += 1
             if end > opened:
