@@ -57,6 +57,18 @@ def vocab_dir():
     return require_model("vocab")
 
 
+@pytest.fixture(scope="module")
+def llama():
+    """llama.cpp's own grammar engine over the phi-3 vocabulary (tests/grammar_helpers.py), the oracle of the
+    grammar tests: whether a GBNF grammar parses and accepts a text."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is needed to check grammars")
+    from grammar_helpers import LlamaGrammarChecker
+
+    checker = LlamaGrammarChecker(require_model("vocab", "ggml-vocab-phi-3.gguf"))
+    yield checker
+    checker.close()
+
+
 @pytest.fixture(scope="session")
 def shared_stories(stories_path):
     """stories260K with 4 slots, shared by tests that only generate (through :func:`stories`)."""

@@ -18,18 +18,6 @@ from jan.templates.grammar import (
 )
 from jan.templates.tool_calls import parse_tool_calls, tool_call_grammar
 
-from grammar_helpers import LlamaGrammarChecker
-
-
-@pytest.fixture(scope="module")
-def llama(vocab_dir):
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is needed to check grammars")
-    path = vocab_dir / "ggml-vocab-phi-3.gguf"
-    if not path.exists():
-        pytest.skip(f"shared models missing: {path} not found")
-    checker = LlamaGrammarChecker(path)
-    yield checker
-    checker.close()
 
 
 def check(llama, schema, good, bad):

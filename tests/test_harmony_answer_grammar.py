@@ -23,7 +23,6 @@ from jan.testing.gguf_models import HARMONY_SPECIAL_TOKENS, templates_dir, write
 
 from conftest import require_model
 from dialect_helpers import anthropic_client, openai_client
-from grammar_helpers import LlamaGrammarChecker
 from server_helpers import start_server
 
 from test_format_after_thinking import ANSWER, ASK, CHAT_FORMAT, PARAMS  # the same question, as other formats get it
@@ -47,14 +46,6 @@ def _plan(tools=None, tool_choice="auto", **reasoning) -> tuple[ChatPlan, str]:
     prompt = t.render([{"role": "user", "content": ASK}], tools=tools, add_generation_prompt=True,
                       **plan.template_kwargs())
     return plan, prompt
-
-
-@pytest.fixture(scope="module")
-def llama(vocab_dir):
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is needed to check grammars")
-    checker = LlamaGrammarChecker(require_model("vocab", "ggml-vocab-phi-3.gguf"))
-    yield checker
-    checker.close()
 
 
 def _check(llama, grammar: str, good: list[str], bad: list[str]) -> None:

@@ -206,17 +206,6 @@ def test_apriel_history_encodes_arguments_once(template):
         '</tool_calls>' in prompt
 
 
-@pytest.fixture(scope="module")
-def llama():
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is needed to check grammars")
-    from conftest import require_model
-    from grammar_helpers import LlamaGrammarChecker
-
-    checker = LlamaGrammarChecker(require_model("vocab", "ggml-vocab-phi-3.gguf"))
-    yield checker
-    checker.close()
-
-
 @pytest.mark.parametrize(("template", "calls"), [
     ("Apertus-8B-Instruct", ['<|tools_prefix|>[{"get_weather": {"city": "Bern", "days": 2}}]<|tools_suffix|>',
                              '<|tools_prefix|>[{"get_weather": {"city": "Bern", "days": 2}}, '

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_model
-from grammar_helpers import LlamaGrammarChecker
 from jan.services.local import template_tools
 from jan.services.types import ChatMessage, ChatRequest, ToolSpec
 from jan.templates import ChatTemplate, tool_call_grammar
@@ -19,14 +17,6 @@ from jan.templates.formats.grammars import call_grammar
 from jan.testing.gguf_models import templates_dir
 
 BARE = [{"type": "function", "function": {"name": "now"}}]
-
-
-@pytest.fixture(scope="module")
-def llama():
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is needed to check grammars")
-    checker = LlamaGrammarChecker(require_model("vocab", "ggml-vocab-phi-3.gguf"))
-    yield checker
-    checker.close()
 
 
 def test_a_forced_call_of_a_tool_without_parameters_takes_none(llama):
