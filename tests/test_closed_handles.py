@@ -57,6 +57,7 @@ MODEL_RAISES = {
     "wait_for_room": lambda m: asyncio.run(asyncio.wait_for(m.wait_for_room(600), 120)),
     "require_generation": lambda m: m.require_generation(),
     "embed": lambda m: m.embed(["hello"]),
+    "rerank": lambda m: m.rerank("a question", ["an answer"]),
     "n_ctx_embed": lambda m: m.n_ctx_embed,
     "hold": lambda m: _enter(m.hold()),
 }
@@ -79,6 +80,7 @@ MODEL_HARMLESS = {
     "metrics": lambda value, before: value == {"slots_total": 0, "slots_busy": 0, "queue_depth": 0},
     "activity": lambda value, before: value[1] is False,
     "busy": lambda value, before: value is False,
+    "is_reranker": lambda value, before: value is before["is_reranker"] and value is False,
 }
 
 
@@ -114,7 +116,7 @@ def closed_models(stories_path, minilm_path, request):
             except pytest.skip.Exception:
                 continue
             model = jan.Model(model_path, mmproj=mmproj, n_ctx=256, n_threads=1, n_threads_batch=1)
-        before = {name: getattr(model, name) for name in ("info", "metadata", "chat_template")}
+        before = {name: getattr(model, name) for name in ("info", "metadata", "chat_template", "is_reranker")}
         data = dict(vars(model))
         model.close()
         out[kind] = (model, before, data)

@@ -457,6 +457,8 @@ class Model:
         self._native = load_weights(self.path, mp)
 
         self._pooling = pooling
+        # read once: it describes the weights, so it is still answered once the model is closed
+        self._rank_pooling = self._native.pooling_type == RANK_POOLING
         self.vocab_only = bool(vocab_only)
         self.embedding_only = bool(embedding) if embedding is not None else (
             not vocab_only and _is_embedding_model(self._native))
@@ -1023,8 +1025,8 @@ class Model:
     def is_reranker(self) -> bool:
         """Whether the GGUF is a reranker (its header's pooling is rank: a classifier head scores a query and a
         document read together, bge-reranker, jina-reranker, Qwen3-Reranker...): :meth:`rerank` answers, not
-        :meth:`embed`."""
-        return not self._closed and self._native.pooling_type == RANK_POOLING
+        :meth:`embed`. Answered on a closed model too (it describes the GGUF)."""
+        return self._rank_pooling
 
     def rerank(self, query: str, documents: Sequence[str], *, cancel: threading.Event | None = None) -> "Ranking":
         """The relevance of each of ``documents`` to ``query``: :attr:`Ranking.scores`, one per document in their
