@@ -41,6 +41,22 @@ def test_context_whose_cache_cannot_be_made_names_n_ctx(stories_path):
     assert caught.value.param == "n_ctx" and caught.value.code == "context_too_large"
 
 
+def test_a_cache_past_all_the_memory_is_refused_before_llama_cpp_tries(stories_path, monkeypatch):
+    """More KV cache than the machine's RAM, swap and GPU memory together is refused before the context is made:
+    llama.cpp's cell bookkeeping alone took gigabytes and minutes for 2**31 cells before its allocation failed."""
+    import jan.engine.model as model_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("llama.cpp was asked to make a context that cannot fit")
+
+    monkeypatch.setattr(model_module, "memory_total_bytes", lambda: 1024)
+    monkeypatch.setattr(model_module._engine, "Scheduler", never)
+    with pytest.raises(ModelSettingError, match=r"^n_ctx: a context of 256 tokens .* GiB of memory this machine "
+                                                r"has") as caught:
+        jan.Model(stories_path, n_ctx=256, n_parallel=1, n_threads=1)
+    assert caught.value.param == "n_ctx" and caught.value.code == "context_too_large"
+
+
 def test_a_context_that_fits_still_loads(stories_path):
     model = jan.Model(stories_path, n_ctx=MAX_CONTEXT_CELLS // 2 // 2**20, n_parallel=2, n_threads=1)
     model.close()
@@ -68,7 +84,7 @@ async def test_server_names_the_setting_and_keeps_other_models(tmp_path, stories
             await api.ok("PATCH", "/v1/models/big", {"settings": {"n_parallel": None}})
 
             # ctx_len alone is fine when stored; the load meets the server's 4 slots (or the memory) and says which
-            # (one slot for the cache of terabytes: llama.cpp's time to give up grows with the cells asked for)
+            # (a cache of terabytes is refused before llama.cpp is asked to make it: on every route at once)
             for settings, code in (({"ctx_len": WRAPS}, "invalid_value"),
                                    ({"ctx_len": HUGE, "n_parallel": 1}, "context_too_large")):
                 await api.ok("PATCH", "/v1/models/big", {"settings": settings})
@@ -77,8 +93,6 @@ async def test_server_names_the_setting_and_keeps_other_models(tmp_path, stories
                 assert err["error"]["param"] == "settings.ctx_len" and err["error"]["code"] == code, err
                 assert err["error"]["message"].startswith("settings.ctx_len: "), err
                 assert _loaded(srv) == ["stories260K"]  # nothing half-loaded, nothing unloaded
-                if code == "context_too_large":
-                    continue  # llama.cpp takes seconds to give up on a cache of terabytes: the routes once is enough
                 status, err = await api.post("/v1/chat/completions", {"model": "big", "max_tokens": 2,
                                                                       "messages": HELLO})
                 assert status == 400 and err["error"]["param"] == "settings.ctx_len", err

@@ -32,6 +32,19 @@ def free_memory_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
+def memory_total_bytes() -> int:
+    """All the memory a KV cache could ever be made in, in bytes: the machine's RAM and swap (``psutil``) and every
+    GPU/accelerator device's own memory (llama.cpp's ``ggml_backend_dev_memory``). A cache larger than this can
+    never load, whatever else is freed."""
+    import psutil
+
+    from jan import _engine
+
+    devices = _engine.system_info()["devices"]
+    on_devices = sum(int(d["memory_total"]) for d in devices if d["type"] in ("gpu", "accel"))
+    return int(psutil.virtual_memory().total) + int(psutil.swap_memory().total) + on_devices
+
+
 @dataclass(frozen=True)
 class ContextFit:
     """The chosen context: ``n_ctx`` tokens per slot; ``fitted`` when it is below ``wanted``."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from jan import _engine
 from jan.errors import (BadRequestError, ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError,
                         MediaError, ModelClosedError, ModelFileError, ModelLoadError, ModelSettingError)
-from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes
+from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes, memory_total_bytes
 from jan.engine.gguf_file import check_gguf_file, file_path, load_weights
 from jan.engine.heap import release_free_memory
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
@@ -529,10 +529,17 @@ class Model:
             cp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
             cp.max_queue = int(max_queue)
             cp.kv_unified = bool(kv_unified)
+            # a cache larger than all the machine's memory is refused before llama.cpp tries: its cell bookkeeping
+            # alone grows with n_ctx (gigabytes of RAM, and minutes on a busy machine, for 2**31 cells) before the
+            # cache's own allocation fails
+            too_big = self._context_too_big(cp, memory_total_bytes(), "of memory this machine has") if n_ctx \
+                else None
+            if too_big is not None:
+                raise too_big
             try:
                 self._scheduler = _engine.Scheduler(self._native, cp, self._native_draft)
             except ModelLoadError as exc:
-                too_big = self._context_too_big(cp) if n_ctx else None
+                too_big = self._context_too_big(cp, free_memory_bytes(), "of memory free") if n_ctx else None
                 if too_big is None:
                     raise
                 raise too_big from exc
@@ -544,20 +551,21 @@ class Model:
         if mmproj is not None:
             self._load_projector(str(Path(mmproj)), n_threads_batch, n_gpu_layers, flash_attn)
 
-    def _context_too_big(self, cp) -> ModelSettingError | None:
-        """Why llama.cpp could not make the context of an ``n_ctx`` the caller chose, when its KV cache is more
-        than the free memory: that setting's fault (a 400 naming it, as a bad value is), not a failure of the
-        server. None when the cache would have fitted (a backend's own failure stays a ModelLoadError)."""
+    def _context_too_big(self, cp, memory: int, what: str) -> ModelSettingError | None:
+        """Why the context of an ``n_ctx`` the caller chose cannot be made, when its KV cache is more than
+        ``memory`` bytes (``what`` names them: "of memory free", "of memory this machine has"): that setting's
+        fault (a 400 naming it, as a bad value is), not a failure of the server. None when the cache fits (a
+        backend's own failure stays a ModelLoadError)."""
         per_cell = self._native.kv_cache_bytes(1, cp.cache_type_k, cp.cache_type_v)
         if self._native_draft is not None:
             per_cell += self._native_draft.kv_cache_bytes(1, cp.cache_type_k, cp.cache_type_v)
-        need, free = per_cell * cp.n_ctx * cp.n_parallel, free_memory_bytes()
-        if need <= free:
+        need = per_cell * cp.n_ctx * cp.n_parallel
+        if need <= memory:
             return None
         gib = 1024 ** 3
         return ModelSettingError(
             f"n_ctx: a context of {cp.n_ctx} tokens for each of {cp.n_parallel} slots needs {need / gib:.1f} GiB of "
-            f"KV cache, more than the {free / gib:.1f} GiB of memory free, so llama.cpp could not make it; use a "
+            f"KV cache, more than the {memory / gib:.1f} GiB {what}, so llama.cpp could not make it; use a "
             "smaller n_ctx (or fewer slots), or leave it unset to fit the free memory", param="n_ctx",
             code="context_too_large")
 
