@@ -70,9 +70,10 @@ class Leases:
         """Remove the lease files nobody holds (left by dead processes); returns how many."""
         removed = 0
         with contextlib.suppress(OSError):
-            for entry in os.scandir(self.directory):
-                if entry.name.endswith(_SUFFIX) and not self.is_live(entry.name[: -len(_SUFFIX)]):
-                    removed += 1
+            with os.scandir(self.directory) as entries:  # (closed when an error stops the sweep early)
+                for entry in entries:
+                    if entry.name.endswith(_SUFFIX) and not self.is_live(entry.name[: -len(_SUFFIX)]):
+                        removed += 1
         return removed
 
     def is_live(self, key: str) -> bool:

@@ -264,11 +264,12 @@ class ModelStore:
                 continue
             files = []
             with contextlib.suppress(OSError):
-                for entry in os.scandir(folder):
-                    if entry.name.endswith((TEMP_SUFFIX, LOCK_SUFFIX)) or entry.is_dir(follow_symlinks=False):
-                        continue  # a live writer's (a dead one's were swept at start), a download's lock
-                    with contextlib.suppress(OSError):
-                        files.append({"name": entry.name, "bytes": entry.stat(follow_symlinks=False).st_size})
+                with os.scandir(folder) as entries:  # (closed when an error stops the listing early)
+                    for entry in entries:
+                        if entry.name.endswith((TEMP_SUFFIX, LOCK_SUFFIX)) or entry.is_dir(follow_symlinks=False):
+                            continue  # a live writer's (a dead one's were swept at start), a download's lock
+                        with contextlib.suppress(OSError):
+                            files.append({"name": entry.name, "bytes": entry.stat(follow_symlinks=False).st_size})
             if files and not self.downloading(folder.name):
                 files.sort(key=lambda f: f["name"])
                 found.append({"id": folder.name, "files": files, "bytes": sum(f["bytes"] for f in files),
@@ -568,8 +569,9 @@ def sweep_empty_model_folders(models_dir: Path, swept: list[Path]) -> list[Path]
     for folder in iter_resource_dirs(models_dir):
         freed = _remove_free_download_locks(folder)  # (a dead download's: as a dead writer's temporary file)
         try:
-            if any(True for _ in os.scandir(folder)):
-                continue
+            with os.scandir(folder) as entries:  # (any() stops at the first: the iterator is closed here)
+                if any(True for _ in entries):
+                    continue
             if not freed and str(folder) not in emptied and now - folder.stat().st_mtime < EMPTY_FOLDER_STALE_S:
                 continue
             folder.rmdir()
