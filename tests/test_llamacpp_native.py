@@ -237,6 +237,22 @@ def test_extra_files_give_way_to_a_full_context(server):
     assert "value_0 =" not in result["prompt"]
 
 
+def test_a_prefix_and_suffix_too_long_give_way_as_llama_server_cuts_them(server):
+    prefix = "".join(f"line_{i} = {i}\n" for i in range(200)) + "def add(a, b):\n"
+    suffix = "\nprint(add(1, 2))\n" + "".join(f"tail_{i} = {i}\n" for i in range(200))
+    result = ok(server, "/infill", {"model": FIM, "input_prefix": prefix, "input_suffix": suffix, "n_predict": 16,
+                                    "temperature": 0})
+    prompt = result["prompt"]
+    assert result["tokens_evaluated"] + 16 <= 512 and result["tokens_predicted"] == 16
+    # the code nearest the gap is kept: the prefix's end, the suffix's start
+    assert "def add(a, b)" in prompt and "print(add(1, 2))" in prompt
+    assert "line_0 =" not in prompt and "tail_199" not in prompt
+    assert prompt.index("<|fim_prefix|>") < prompt.index("def add") < prompt.index("<|fim_suffix|>")
+    # elsewhere a fill-in-the-middle prompt too long stays a 400 (nothing is dropped without being asked)
+    response = post(server, "/v1/completions", {"model": FIM, "prompt": prefix, "suffix": suffix, "max_tokens": 16})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"
+
+
 def test_infill_streams_as_completion_does(server):
     body = {"model": FIM, "input_prefix": PREFIX, "input_suffix": SUFFIX, "n_predict": 5, "temperature": 0}
     whole = ok(server, "/infill", body)

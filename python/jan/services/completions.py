@@ -56,9 +56,11 @@ class CompletionService:
         refused before a load for a model without FIM tokens, and for a remote engine's (which gets no FIM)."""
         await self.models.require_fill_in(target, request.infill_context)
         prompts = [await infill_prompt(self.models, target.id, prefix, request.suffix, request.infill_context,
-                                       request.infill_extra, resolve_sampling(request.sampling).max_tokens)
+                                       request.infill_extra, resolve_sampling(request.sampling).max_tokens,
+                                       fit=request.infill_fit)
                    for prefix in request.prompts]
-        return replace(request, prompts=tuple(prompts), suffix=None, infill_context=(), infill_extra=())
+        return replace(request, prompts=tuple(prompts), suffix=None, infill_context=(), infill_extra=(),
+                       infill_fit=False)
 
     async def _local(self, target: Target, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
         local = await target.engine.acquire(target.model)

@@ -24,7 +24,7 @@ _SNIPPET = "\n\n--- snippet ---\n\n"
 
 async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix: str,
                        context: tuple[int, ...] = (), extra: tuple[InfillChunk, ...] = (),
-                       max_tokens: int | None = None) -> tuple[int, ...]:
+                       max_tokens: int | None = None, fit: bool = False) -> tuple[int, ...]:
     """Token ids ``[BOS] <fim_pre> prefix <fim_suf> suffix <fim_mid>`` (prefix-suffix-middle order,
     as llama.cpp's server builds them) for a :class:`~jan.services.types.CompletionRequest`; after
     ``context`` (an earlier exchange's token ids, Ollama's ``context``) when given, as
@@ -36,6 +36,9 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
     tokens gets each file after a ``--- snippet ---`` line instead. The extra context is what gives way to a full
     context: only its last tokens that fit beside the FIM prompt and ``max_tokens`` (a quarter of the context when
     no limit is given) are kept, as llama-server keeps them. Without ``extra`` the prompt is the plain one above.
+    With ``fit`` (llama-server's ``/infill``, whose clients send more code than fits and leave the cut to it) the
+    prefix's start and the suffix's end give way too, where they would not fit beside ``max_tokens``: the rest is
+    kept 3:1, as llama-server shares a batch between them; without it such a prompt is the engine's 400.
 
     The FIM tokens are the model's own (``llama_vocab_fim_pre/suf/mid``). Raises :class:`RequestError`:
     ``param="suffix"`` for a model without them or one on a remote engine, ``param="context"`` for a
@@ -55,10 +58,15 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
             special = model.info.special_tokens
             if not all(k in special for k in FIM_TOKENS):  # (where the header could not tell)
                 raise fill_in_refusal(target.id)
-            tokens = [special["fim_pre"], *model.tokenize(prefix, add_special=False), special["fim_suf"],
-                      *model.tokenize(suffix, add_special=False), special["fim_mid"]]
+            pre, suf = model.tokenize(prefix, add_special=False), model.tokenize(suffix, add_special=False)
+            reserve = max_tokens or model.n_ctx // 4  # (room to write the middle in)
+            budget = model.n_ctx - 4 - reserve  # (4: a BOS and the three FIM tokens)
+            if fit and len(pre) + len(suf) > budget > 0:
+                keep_suffix = min(len(suf), max(budget // 4, budget - len(pre)))
+                pre, suf = pre[len(pre) - (budget - keep_suffix):], suf[:keep_suffix]
+            tokens = [special["fim_pre"], *pre, special["fim_suf"], *suf, special["fim_mid"]]
             if extra:
-                room = model.n_ctx - len(tokens) - 1 - (max_tokens or model.n_ctx // 4)  # (1: a BOS)
+                room = model.n_ctx - len(tokens) - 1 - reserve  # (1: a BOS)
                 tokens = [*_extra_tokens(model, extra, max(0, room)), *tokens]
             return tuple(continued_prompt(model, context, tokens))
 

@@ -885,6 +885,9 @@ class CompletionRequest:
     suffix: str | None = None
     infill_context: tuple[int, ...] = ()
     infill_extra: tuple[InfillChunk, ...] = ()
+    #: The prefix's start and the suffix's end give way where they do not fit in the context (llama-server's
+    #: ``/infill`` cuts them so; elsewhere a prompt too long is a 400): :func:`jan.services.infill.infill_prompt`.
+    infill_fit: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -898,8 +901,9 @@ class CompletionRequest:
                                         "sends the model is the prefix and the suffix framed, not the prompt given)")
         elif self.infill_context:
             raise _misuse("infill_context", "is the context of a fill-in-the-middle prompt: it needs a suffix")
-        elif self.infill_extra:
-            raise _misuse("infill_extra", "is extra context of a fill-in-the-middle prompt: it needs a suffix")
+        elif self.infill_extra or self.infill_fit:
+            name = "infill_extra" if self.infill_extra else "infill_fit"
+            raise _misuse(name, "is about a fill-in-the-middle prompt: it needs a suffix")
 
 
 #: The most inputs one embedding request holds, and the most tokens all its inputs hold together (OpenAI's limits per

@@ -283,7 +283,7 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                                **given)
     return CompletionRequest(model=body.model, prompts=prompts, sampling=sampling, n=body.n_cmpl or 1,
                              logprobs=body.n_probs or None, grammar=grammar, prompt_only=body.n_predict == 0,
-                             token_ids=True, suffix=suffix, infill_extra=extra)
+                             token_ids=True, suffix=suffix, infill_extra=extra, infill_fit=suffix is not None)
 
 
 def infill_extra(body: InfillBody) -> tuple[InfillChunk, ...]:
