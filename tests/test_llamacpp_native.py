@@ -164,10 +164,10 @@ def test_probabilities_response_fields_logit_bias_and_json_schema(server):
     probs = result["completion_probabilities"]
     assert [p["id"] for p in probs] == result["tokens"]
     assert all(len(p["top_logprobs"]) == 2 and p["logprob"] <= 0 and "bytes" in p for p in probs)
-    # response_fields: only those, a/b unnested
+    # response_fields: only those, a/b under its path (as llama-server answers, and llama.vim reads)
     picked = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 2,
                                                  "response_fields": ["content", "generation_settings/n_predict"]})
-    assert set(picked) == {"content", "n_predict"} and picked["n_predict"] == 2
+    assert set(picked) == {"content", "generation_settings/n_predict"} and picked["generation_settings/n_predict"] == 2
     # logit_bias false bans a token: the greedy first token is never said
     first = result["tokens"][0]
     for bias in ([[first, False]], {str(first): False}):
@@ -259,6 +259,30 @@ def test_infill_streams_as_completion_does(server):
     events = sse(post(server, "/infill", body | {"stream": True}))
     assert events[-1]["stop"] is True and events[-1]["tokens_predicted"] == 5
     assert "".join(e["content"] for e in events) == whole["content"]
+
+
+def test_the_bodies_editor_plugins_send_are_served(server):
+    """llama.vim's and llama.vscode's requests as they send them (the warm-up with n_predict 0 too)."""
+    fields = ["content", "timings/prompt_n", "timings/prompt_ms", "timings/prompt_per_token_ms",
+              "timings/prompt_per_second", "timings/predicted_n", "timings/predicted_ms",
+              "timings/predicted_per_token_ms", "timings/predicted_per_second", "truncated", "tokens_cached"]
+    extra = [{"text": "import os\n", "time": 12.5, "filename": "a.py"}]
+    vim = {"id_slot": 0, "input_prefix": PREFIX, "input_suffix": SUFFIX, "input_extra": extra, "prompt": "    ",
+           "n_predict": 8, "stop": [], "n_indent": 4, "top_k": 40, "top_p": 0.90,
+           "samplers": ["top_k", "top_p", "infill"], "stream": False, "cache_prompt": True, "t_max_prompt_ms": 500,
+           "t_max_predict_ms": 1000, "response_fields": fields, "model": FIM}
+    result = ok(server, "/infill", vim)
+    assert set(result) == set(fields) and isinstance(result["content"], str), result
+    assert result["timings/predicted_n"] <= 8 and result["truncated"] is False
+    warm = ok(server, "/infill", {"input_prefix": PREFIX, "input_suffix": SUFFIX, "input_extra": extra, "prompt": "",
+                                  "n_predict": 0, "samplers": [], "cache_prompt": True, "t_max_prompt_ms": 500,
+                                  "t_max_predict_ms": 1, "model": FIM})
+    assert warm["content"] == "" and warm["tokens_predicted"] == 0
+    vscode = ok(server, "/infill", {"input_prefix": PREFIX, "input_suffix": SUFFIX, "input_extra": extra,
+                                    "prompt": "", "n_predict": 8, "top_k": 40, "top_p": 0.99, "stream": False,
+                                    "samplers": ["top_k", "top_p", "infill"], "cache_prompt": True, "n_indent": 4,
+                                    "t_max_prompt_ms": 500, "t_max_predict_ms": 2500, "n_cmpl": 2, "model": FIM})
+    assert isinstance(vscode, list) and [r["index"] for r in vscode] == [0, 1]
 
 
 # -- the output rules llama-server applies (n_indent, t_max_predict_ms) ------------------------------

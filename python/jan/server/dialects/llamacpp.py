@@ -6,7 +6,7 @@ completion service → :class:`~jan.services.types.CompletionDelta`). HTTP stays
 
 Fields, as llama-server reads them (``tools/server/server-schema.cpp``): each is honoured, ignored where ignoring
 changes nothing a client could see in the output, or refused (a 400 naming it) where jan's engine cannot do what it
-asks — see :data:`IGNORED` and :data:`REFUSED_UNLESS`. A field llama-server does not know is ignored, as
+asks — see :data:`IGNORED`, :data:`REFUSED_UNLESS` and :data:`IGNORED_WHILE_OFF`. A field llama-server does not know is ignored, as
 llama-server ignores it (clients spread their own options into the body).
 """
 
@@ -74,15 +74,22 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "multimodal_data": (lambda v: v == [], "/completion takes text and token ids; send images to "
                                            "/v1/chat/completions"),
 }
-#: Fields that only tune a refused sampler above: accepted with it off (they change nothing then).
-_TUNING = ("dynatemp_exponent", "xtc_threshold", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+#: Fields that only tune a refused sampler above: accepted with it off (they change nothing then), as any field
+#: llama-server does not know is.
+IGNORED_WHILE_OFF = ("dynatemp_exponent", "xtc_threshold", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
            "dry_sequence_breakers", "adaptive_decay")
 
-#: llama.cpp's sampler names (and their aliases, ``common_sampler_types_from_names``) -> jan's.
+#: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as
+#: ``common_sampler_types_from_names`` takes them, case-insensitively.
 _SAMPLER_NAMES = {"penalties": "penalties", "dry": "dry", "top_n_sigma": "top_n_sigma", "top_k": "top_k",
-                  "typ_p": "typical_p", "typ": "typical_p", "typical_p": "typical_p", "top_p": "top_p",
-                  "nucleus": "top_p", "min_p": "min_p", "xtc": "xtc", "temperature": "temperature",
-                  "temp": "temperature", "infill": "infill", "adaptive_p": "adaptive_p"}
+                  "typ_p": "typical_p", "top_p": "top_p", "min_p": "min_p", "xtc": "xtc", "temperature": "temperature",
+                  "infill": "infill", "adaptive_p": "adaptive_p"}
+_SAMPLER_NAMES |= {alias: sampler for name, sampler in list(_SAMPLER_NAMES.items()) if "_" in name
+                   for alias in (name.replace("_", "-"), name.replace("_", ""))}
+_SAMPLER_NAMES |= {"nucleus": "top_p", "temp": "temperature", "typ": "typical_p",
+                   "typical_p": "typical_p", "typical-p": "typical_p", "typical": "typical_p"}  # (older llama.cpp's)
+_CANONICAL_SAMPLERS = ("penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top_p", "min_p", "xtc", "temperature",
+                       "infill", "adaptive_p")
 #: Their one-letter forms (``common_sampler_types_from_chars``).
 _SAMPLER_CHARS = {"e": "penalties", "d": "dry", "s": "top_n_sigma", "k": "top_k", "y": "typical_p", "p": "top_p",
                   "m": "min_p", "x": "xtc", "t": "temperature", "i": "infill", "a": "adaptive_p"}
@@ -136,7 +143,7 @@ class CompletionBody(NullMeansDefault):
     return_tokens: bool = False
     samplers: Union[list[str], str, None] = None
     n_indent: int | None = Field(None, ge=0, le=INT32_MAX)
-    t_max_predict_ms: int | None = Field(None, ge=-1)
+    t_max_predict_ms: int | None = Field(None, ge=-1, le=2**63 - 1)
     response_fields: list[str] | None = None
 
     @model_validator(mode="before")
@@ -208,12 +215,9 @@ def _off_samplers(samplers: list[str] | str) -> dict[str, Any]:
     names = list(samplers) if isinstance(samplers, list) else [_SAMPLER_CHARS.get(c, c) for c in samplers]
     listed = []
     for name in names:
-        key = name.lower().replace("-", "_")
-        known = _SAMPLER_NAMES.get(key) or _SAMPLER_NAMES.get({"topk": "top_k", "topp": "top_p", "minp": "min_p",
-                                                               "typp": "typ_p", "topnsigma": "top_n_sigma",
-                                                               "adaptivep": "adaptive_p"}.get(key, key))
+        known = _SAMPLER_NAMES.get(name.lower())
         if known is None:
-            raise ValueError(f"samplers: unknown sampler {name!r} (llama.cpp's: {', '.join(sorted(set(_SAMPLER_NAMES.values())))})")
+            raise ValueError(f"samplers: unknown sampler {name!r} (llama.cpp's: {', '.join(_CANONICAL_SAMPLERS)})")
         listed.append(known)
     applied = [s for s in listed if s in _ENGINE_ORDER]
     if applied != sorted(applied, key=_ENGINE_ORDER.index):
@@ -480,8 +484,8 @@ class NativeResults:
 
 
 def pick_fields(result: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
-    """``response_fields``: only the fields listed (``a/b`` takes ``b`` of ``a``, put at the top), as llama-server
-    answers them; a field not there is left out."""
+    """``response_fields``: only the fields listed, as llama-server answers them: ``a/b`` is ``b`` of ``a``, under
+    the key ``"a/b"`` (what llama.vim reads: ``timings/prompt_n``); a field not there is left out."""
     if not fields:
         return result
     out: dict[str, Any] = {}
@@ -492,5 +496,5 @@ def pick_fields(result: dict[str, Any], fields: list[str] | None) -> dict[str, A
                 break
             value = value[part]
         else:
-            out[path.split("/")[-1]] = value
+            out[path] = value
     return out
