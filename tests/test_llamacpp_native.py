@@ -89,6 +89,7 @@ def test_completion_is_llama_servers_result_and_jans_greedy_text(server):
     assert timings["predicted_n"] == 12 and timings["prompt_n"] + timings["cache_n"] == result["tokens_evaluated"]
     settings = result["generation_settings"]
     assert settings["n_predict"] == 12 and settings["temperature"] == 0 and settings["top_k"] == 40
+    assert settings["samplers"] == ["penalties", "top_k", "typ_p", "top_p", "min_p", "temperature"]
 
 
 def test_stream_sends_partials_then_the_final_result(server):
@@ -274,6 +275,9 @@ def test_the_bodies_editor_plugins_send_are_served(server):
     result = ok(server, "/infill", vim)
     assert set(result) == set(fields) and isinstance(result["content"], str), result
     assert result["timings/predicted_n"] <= 8 and result["truncated"] is False
+    settings = ok(server, "/infill", vim | {"response_fields": ["generation_settings"]})["generation_settings"]
+    assert settings["samplers"] == ["top_k", "top_p"] and settings["top_k"] == 40 and settings["min_p"] == 0
+    assert settings["temperature"] == 1.0  # (no temperature sampler: the distribution as it is)
     warm = ok(server, "/infill", {"input_prefix": PREFIX, "input_suffix": SUFFIX, "input_extra": extra, "prompt": "",
                                   "n_predict": 0, "samplers": [], "cache_prompt": True, "t_max_prompt_ms": 500,
                                   "t_max_predict_ms": 1, "model": FIM})

@@ -294,21 +294,28 @@ def infill_extra(body: InfillBody) -> tuple[InfillChunk, ...]:
     return tuple(InfillChunk(c.text, c.filename if c.filename is not None else "tmp") for c in body.input_extra)
 
 
-def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | None = None,
-                        model: str = "") -> dict[str, Any]:
+def applied_samplers(samplers: list[str] | str | None) -> list[str]:
+    """The samplers jan applies for a body's ``samplers`` (all of its chain when not given), in llama.cpp's names."""
+    off = _off_samplers(samplers) if samplers is not None else {}
+    kept = [s for s in _ENGINE_ORDER if not all(off.get(k) == v for k, v in _OFF[s].items())]
+    return ["typ_p" if s == "typical_p" else s for s in kept]
+
+
+def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | None = None, model: str = "",
+                        samplers: list[str] | None = None, n_probs: int = 0) -> dict[str, Any]:
     """The effective sampling in llama-server's names (``generation_settings``, ``/props``'
     ``default_generation_settings.params``)."""
     s = sampling
     return {
-        "n_predict": n_predict, "seed": s.seed if s.seed is not None else 0xFFFFFFFF,
+        "n_predict": n_predict, "seed": s.seed if s.seed not in (None, -1) else 0xFFFFFFFF,  # (llama.cpp's "random")
         "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p, "typical_p": s.typical_p,
         "repeat_last_n": s.repeat_last_n, "repeat_penalty": s.repeat_penalty, "presence_penalty": s.presence_penalty,
         "frequency_penalty": s.frequency_penalty, "mirostat": s.mirostat, "mirostat_tau": s.mirostat_tau,
         "mirostat_eta": s.mirostat_eta, "stop": list(s.stop or ()), "ignore_eos": bool(s.ignore_eos),
         "logit_bias": [{"token": t, "bias": b} for t, b in (s.logit_bias or {}).items()],
-        "samplers": [n for n in ("penalties", "top_k", "typ_p", "top_p", "min_p", "temperature")],
+        "samplers": samplers if samplers is not None else applied_samplers(None),
         "dynatemp_range": 0.0, "dynatemp_exponent": 1.0, "top_n_sigma": -1.0, "xtc_probability": 0.0,
-        "xtc_threshold": 0.1, "dry_multiplier": 0.0, "min_keep": 0, "n_probs": 0, "post_sampling_probs": False,
+        "xtc_threshold": 0.1, "dry_multiplier": 0.0, "min_keep": 0, "n_probs": n_probs, "post_sampling_probs": False,
         **({"n_ctx": n_ctx} if n_ctx else {}), **({"model": model} if model else {}),
     }
 

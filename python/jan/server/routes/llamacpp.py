@@ -98,10 +98,12 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
     model_id = stream.model or typed.model or ""
     model, _engine = await model_and_engine(request, model_id or None)
     sampling = native.resolved(typed.sampling, model.get("parameters"))
-    n_predict = -1 if body.n_predict is None else body.n_predict
+    n_predict = body.n_predict if body.n_predict is not None else (sampling.max_tokens or -1)
     n_results = len(typed.prompts) * typed.n
+    samplers = native.applied_samplers(body.samplers)
     results = native.NativeResults(
-        model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id), n_results=n_results,
+        model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
+                                                     n_probs=body.n_probs or 0), n_results=n_results,
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
 
@@ -203,6 +205,8 @@ async def infill(request: web.Request) -> web.StreamResponse:
     """llama-server's code infill (llama.vscode, llama.vim): the code between ``input_prefix`` (with ``prompt``, the
     text typed after it) and ``input_suffix``, after ``input_extra``'s files, for a model with FIM tokens."""
     body = await parse_body(request, native.InfillBody)
+    # the text typed after the prefix joins it as text: llama-server tokenizes it apart, which for a SentencePiece
+    # vocabulary puts a space before it that the user never typed
     typed = await body_step(native.completion_request, body, (body.input_prefix + body.prompt,), body.input_suffix,
                             native.infill_extra(body))
     return await _answer(request, body, typed, [body.input_prefix + body.prompt], infill=True)
