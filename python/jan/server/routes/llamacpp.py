@@ -8,28 +8,27 @@ lines without ``[DONE]``, as llama-server ends its native stream). Errors leave 
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 import jan
-from jan.core import InferenceStopped, ModelState
+from jan.core import ModelState
 from jan.server.dialects import llamacpp as native
 from jan.server.disconnect import first_item, unless_disconnected
-from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES, APIError, prompt_param, to_api_error
+from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES, APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
-from jan.server.keys import BUS, SERVICES, SHUTTING_DOWN
+from jan.server.keys import SERVICES
 from jan.server.resolve import model_and_engine
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
-from jan.server.sse import SSEStream
+from jan.server.streaming import relay
 from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
 from jan.services.types import LOAD_DEFAULTS, CompletionRequest, LoadOptions, SamplingOptions, resolve_sampling
 
-log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 
 PATHS = ("/completion", "/infill", "/props")
@@ -148,44 +147,24 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         return await json_response_built(lambda: answer[0] if len(answer) == 1 else answer,
                                          values=sum(len(r.get("tokens") or ()) + 40 for r in answer))
 
-    sse = SSEStream(request)
-    shutting_down = request.app[SHUTTING_DOWN]
-    finished = False
-
-    async def deltas():
-        if first is not None:
-            yield first
-        async for delta in stream:
-            yield delta
-
-    try:
+    async def events() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        # closing this generator (a client gone, the server shutting down) closes the stream: the engine stops
         async with stream:
-            async for delta in deltas():
-                chunk = results.add(delta)
+            if first is not None:
+                chunk = results.add(first)
                 if chunk is not None:
-                    await sse.send(chunk)
-                if results.cut_short or shutting_down.is_set():
-                    break
-            finished = not shutting_down.is_set()
-        if finished:
-            for result in await finals(True):
-                await sse.send(result, hold=True)
-        else:
-            await sse.send(native.error_body(APIError(503, "The server is shutting down; the generation was "
-                                                           "stopped.", type="server_error")), hold=True)
-        await sse.end()
-    except (ConnectionResetError, OSError) as exc:
-        log.debug("client disconnected mid-stream: %s", exc)
-    except Exception as exc:  # noqa: BLE001 - after the first byte an error is one more data line
-        if not sse.started:
-            raise
-        with contextlib.suppress(ConnectionResetError, OSError):
-            await sse.send(native.error_body(to_api_error(exc)), hold=True)
-            await sse.end()
-    finally:
-        if not finished:
-            request.app[BUS].emit_nowait(InferenceStopped(model_id=model_id, reason="client disconnected"))
-    return sse.response
+                    yield "", chunk  # (no event name: llama-server's lines are data only)
+            if not results.cut_short:
+                async for delta in stream:
+                    chunk = results.add(delta)
+                    if chunk is not None:
+                        yield "", chunk
+                    if results.cut_short:
+                        break
+        for result in await finals(True):
+            yield "", result
+
+    return await relay(request, events(), lambda err: ("", native.error_body(err)))
 
 
 @routes.post("/completion")
