@@ -95,11 +95,15 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
             raise await _fim_refusal(request, typed.model) from None
         raise
     model_id = stream.model or typed.model or ""
-    model, _engine = await model_and_engine(request, model_id or None)
+    try:
+        model, _engine = await model_and_engine(request, model_id or None)
+    except BaseException:
+        await stream.aclose()  # (the generation started: stopped, not left to the garbage collector)
+        raise
     sampling = native.resolved(typed.sampling, model.get("parameters"))
     n_predict = body.n_predict if body.n_predict is not None else (sampling.max_tokens or -1)
     n_results = len(typed.prompts) * typed.n
-    samplers = native.applied_samplers(body.samplers)
+    samplers = native.applied_samplers(body.samplers)  # (checked already, by the request's conversion)
     results = native.NativeResults(
         model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
                                                      n_probs=body.n_probs or 0), n_results=n_results,
@@ -145,7 +149,7 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
 
         answer = await unless_disconnected(request, collect(), model_id)
         return await json_response_built(lambda: answer[0] if len(answer) == 1 else answer,
-                                         values=sum(len(r.get("tokens") or ()) + 40 for r in answer))
+                                         values=_values(answer, body.n_probs or 0))
 
     async def events() -> AsyncIterator[tuple[str, dict[str, Any]]]:
         # closing this generator (a client gone, the server shutting down) closes the stream: the engine stops
@@ -165,6 +169,13 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
             yield "", result
 
     return await relay(request, events(), lambda err: ("", native.error_body(err)))
+
+
+def _values(answer: list[dict[str, Any]], n_probs: int) -> int:
+    """About how many JSON values the results hold (a big answer is encoded off the event loop): their settings,
+    their token ids, each scored token with its alternatives."""
+    return sum(40 + len(r.get("tokens") or ()) + 5 * (1 + n_probs) * len(r.get("completion_probabilities") or ())
+               for r in answer)
 
 
 @routes.post("/completion")
