@@ -401,6 +401,7 @@ def test_props_tell_the_models_settings_in_llama_servers_names(server):
     params = props["default_generation_settings"]["params"]
     assert params["temperature"] == 0.8 and params["top_k"] == 40 and params["n_predict"] == -1
     assert props["total_slots"] == 4 and props["model_alias"] == "stories260K"
+    assert props["default_generation_settings"]["n_ctx"] == 512  # (the server's --ctx-size, loaded or not)
     assert props["model_path"].endswith("stories260K.gguf")
     assert props["modalities"] == {"vision": False, "audio": False, "video": False}
     assert props["build_info"].startswith("jan ") and isinstance(props["chat_template"], str)

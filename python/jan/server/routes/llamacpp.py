@@ -27,7 +27,7 @@ from jan.server.streaming import relay
 from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
-from jan.services.types import LOAD_DEFAULTS, CompletionRequest, LoadOptions, SamplingOptions, resolve_sampling
+from jan.services.types import CompletionRequest, LoadOptions, SamplingOptions, resolve_load, resolve_sampling
 
 routes = web.RouteTableDef()
 
@@ -215,13 +215,16 @@ async def props(request: web.Request) -> web.Response:
             status = await model_status(target.id)
     loaded = status.get("status") == ModelState.READY
     abilities = await services.models.abilities(target)
-    load = LoadOptions.from_model_settings(target.model.get("settings"))
-    n_ctx = status.get("n_ctx") or load.n_ctx
+    # not loaded: what the engine would load it with (model.json settings > flags > its settings > defaults)
+    load_options = getattr(target.engine, "load_options", None)
+    load = load_options(target.model) if load_options is not None else \
+        resolve_load(LoadOptions.from_model_settings(target.model.get("settings")))
+    n_ctx = status.get("n_ctx") or load.n_ctx  # (None before a load that picks the model's own)
     sampling = resolve_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
     template = abilities.template if abilities is not None else None
     return json_response({
         "default_generation_settings": {"params": native.generation_settings(sampling, -1), "n_ctx": n_ctx or 0},
-        "total_slots": status.get("n_parallel") or load.n_parallel or LOAD_DEFAULTS.n_parallel,
+        "total_slots": status.get("n_parallel") or load.n_parallel,
         "model_alias": target.id,
         "model_path": target.model.get("file_path") or "",
         "modalities": {"vision": bool(abilities and abilities.vision), "audio": bool(abilities and abilities.audio),
