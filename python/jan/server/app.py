@@ -44,7 +44,7 @@ def _route_tables() -> list[web.RouteTableDef]:
     # "threads": its static POST /v1/threads/runs must be registered before /v1/threads/{thread_id}, which an
     # aiohttp that matches in registration order (before 3.10) would otherwise give it to.
     for optional in ("model_admin", "runs", "threads", "assistants", "files", "extensions", "mcp", "web", "ollama",
-                     "anthropic", "responses"):
+                     "anthropic", "responses", "llamacpp"):
         try:
             module = __import__(f"jan.server.routes.{optional}", fromlist=["routes"])
         except ModuleNotFoundError as exc:

@@ -55,9 +55,12 @@ class CompletionService:
         """``request`` with each prompt made the fill-in-the-middle prompt of it and ``request.suffix`` (token ids);
         refused before a load for a model without FIM tokens, and for a remote engine's (which gets no FIM)."""
         await self.models.require_fill_in(target, request.infill_context)
-        prompts = [await infill_prompt(self.models, target.id, prefix, request.suffix, request.infill_context)
+        prompts = [await infill_prompt(self.models, target.id, prefix, request.suffix, request.infill_context,
+                                       request.infill_extra, resolve_sampling(request.sampling).max_tokens,
+                                       fit=request.infill_fit)
                    for prefix in request.prompts]
-        return replace(request, prompts=tuple(prompts), suffix=None, infill_context=())
+        return replace(request, prompts=tuple(prompts), suffix=None, infill_context=(), infill_extra=(),
+                       infill_fit=False)
 
     async def _local(self, target: Target, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
         local = await target.engine.acquire(target.model)
@@ -145,7 +148,9 @@ class CompletionService:
                     ids += shown[index].finish(chunk.stop)
                 yield CompletionDelta(choice=index, text=text, logprobs=logprobs, finish_reason=chunk.finish_reason,
                                       token_ids=tuple(ids),
-                                      prompt_token_ids=first_ids(index))
+                                      prompt_token_ids=first_ids(index),
+                                      stop=chunk.stop if chunk.finish_reason == "stop" else None,
+                                      choice_usage=chunk.usage if chunk.finish_reason is not None else None)
                 if chunk.finish_reason is not None:
                     usages[index] = chunk.usage
         yield CompletionDelta(choice=-1, usage=_usage(usages, request.n, len(request.prompts)))

@@ -40,6 +40,7 @@ __all__ = [
     "FallbackTemplate",
     "FinishReason",
     "ImagePart",
+    "InfillChunk",
     "LOAD_DEFAULTS",
     "MAX_EMBEDDING_INPUTS",
     "MAX_EMBEDDING_TOKENS",
@@ -843,6 +844,19 @@ class ChatRequest:
 
 
 @dataclass(frozen=True)
+class InfillChunk:
+    """One file of extra context before a fill-in-the-middle prompt (llama-server's ``input_extra`` item): the
+    code of another file the project holds, which a code model reads before the gap it fills
+    (:func:`jan.services.infill.infill_prompt` frames it with the model's repo/file-separator tokens)."""
+
+    text: str
+    filename: str = "tmp"  # (llama-server's name for a chunk that gives none)
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+
+@dataclass(frozen=True)
 class CompletionRequest:
     """A text completion: each prompt (text, or token ids) gets ``n`` choices, numbered
     prompt-major. ``logprobs``: alternatives per token (``None``: no logprobs); ``echo`` puts
@@ -850,7 +864,8 @@ class CompletionRequest:
     generated; with ``echo`` and ``logprobs`` the choice is the prompt, scored (what evaluation harnesses ask).
     ``suffix``: fill in the middle — each prompt (text) is the code before the gap, ``suffix`` the code after it,
     and the model's FIM tokens frame them (:func:`jan.services.infill.infill_prompt`; ``infill_context``: an earlier
-    exchange's token ids the infill prompt continues, Ollama's ``context``). A RequestError (``param="suffix"``)
+    exchange's token ids the infill prompt continues, Ollama's ``context``; ``infill_extra``: other files' code
+    read before it, llama-server's ``input_extra``). A RequestError (``param="suffix"``)
     for a model without FIM tokens, with token-id prompts or with ``echo``."""
 
     model: str | None
@@ -869,6 +884,10 @@ class CompletionRequest:
     dialect_defaults: SamplingOptions = SamplingOptions()
     suffix: str | None = None
     infill_context: tuple[int, ...] = ()
+    infill_extra: tuple[InfillChunk, ...] = ()
+    #: The prefix's start and the suffix's end give way where they do not fit in the context (llama-server's
+    #: ``/infill`` cuts them so; elsewhere a prompt too long is a 400): :func:`jan.services.infill.infill_prompt`.
+    infill_fit: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -882,6 +901,9 @@ class CompletionRequest:
                                         "sends the model is the prefix and the suffix framed, not the prompt given)")
         elif self.infill_context:
             raise _misuse("infill_context", "is the context of a fill-in-the-middle prompt: it needs a suffix")
+        elif self.infill_extra or self.infill_fit:
+            name = "infill_extra" if self.infill_extra else "infill_fit"
+            raise _misuse(name, "is about a fill-in-the-middle prompt: it needs a suffix")
 
 
 #: The most inputs one embedding request holds, and the most tokens all its inputs hold together (OpenAI's limits per
@@ -1032,7 +1054,11 @@ class CompletionDelta:
     piece, where the engine tells them (each once its text has
     been shown; a matched stop string's left out, as its text is). ``prompt_token_ids``:
     on each choice's first delta, the prompt's token ids when it was given as token ids (``None`` for a
-    text prompt, which the engine tokenizes)."""
+    text prompt, which the engine tokenizes).
+    ``stop``: on a ``stop`` finish, the request's stop string that ended the choice (None for an end-of-generation
+    token), as :attr:`ChatDelta.stop` (llama-server's ``stop_type: "word"`` and ``stopping_word``).
+    ``choice_usage``: on a local engine's last delta of each choice, that choice's own tokens and timings (the
+    ``choice == -1`` usage sums the request's; llama-server tells each result its own)."""
 
     choice: int = 0
     text: str = ""
@@ -1041,6 +1067,8 @@ class CompletionDelta:
     usage: Usage | None = None
     token_ids: tuple[int, ...] = ()
     prompt_token_ids: tuple[int, ...] | None = None
+    stop: str | None = None
+    choice_usage: Usage | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,507 @@
+"""llama-server's native API (``POST /completion``, ``POST /infill``, ``GET /props``): its bodies, its answers.
+
+What editor plugins speak (llama.vscode, llama.vim, Continue's llama.cpp provider): llama-server's field names in,
+its result objects out, over jan's one completion path (:class:`~jan.services.types.CompletionRequest` → the
+completion service → :class:`~jan.services.types.CompletionDelta`). HTTP stays in ``routes/llamacpp.py``.
+
+Fields, as llama-server reads them (``tools/server/server-schema.cpp``): each is honoured, ignored where ignoring
+changes nothing a client could see in the output, or refused (a 400 naming it) where jan's engine cannot do what it
+asks — see :data:`IGNORED`, :data:`REFUSED_UNLESS` and :data:`IGNORED_WHILE_OFF`. A field llama-server does not know is ignored, as
+llama-server ignores it (clients spread their own options into the body).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from jan.server.errors import APIError
+from jan.server.schemas import INT32_MAX, ModelId, NullMeansDefault, Seed, Stop, TokenId, bounded
+from jan.services.types import (CompletionDelta, CompletionRequest, InfillChunk, SamplingOptions,
+                                TokenLogprob, Usage)
+
+__all__ = ["CompletionBody", "InfillBody", "NativeResults", "completion_request", "error_body", "error_status",
+           "generation_settings"]
+
+
+# -- errors -------------------------------------------------------------------------------------
+#: llama-server's error ``type`` by HTTP status (``format_error_response``).
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 501: "not_supported_error", 503: "unavailable_error"}
+
+
+def error_status(err: APIError) -> int:
+    """The status llama-server answers: an unknown model is its 400 ("model '...' not found"), not jan's 404."""
+    return 400 if err.code == "model_not_found" else err.status
+
+
+def error_body(err: APIError) -> dict[str, Any]:
+    """llama-server's error body: ``{"error": {"code": <status>, "message", "type"}}`` (a prompt longer than the
+    context is its ``exceed_context_size_error``)."""
+    status = error_status(err)
+    kind = "exceed_context_size_error" if err.code == "context_length_exceeded" else \
+        _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"code": status, "message": err.message, "type": kind}}
+
+
+# -- request bodies -----------------------------------------------------------------------------
+#: Fields llama-server takes that change nothing jan's output could show, accepted and ignored: how llama-server
+#: keeps its KV cache (jan reuses any prefix a slot holds, in any slot), its prompt-time limit (which llama-server
+#: itself does not implement), context shifting (jan never shifts: a prompt that does not fit is a 400), progress,
+#: pings and debug fields of its stream.
+IGNORED = ("cache_prompt", "id_slot", "n_cache_reuse", "n_keep", "n_discard", "t_max_prompt_ms", "timings_per_token",
+           "return_progress", "sse_ping_interval", "verbose", "stream_options", "backend_sampling",
+           "message_delimiters")
+#: Samplers jan's engine does not have, refused unless the value that turns them off: field -> (is off, why).
+REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "dynatemp_range": (lambda v: v == 0, "its sampler has no dynamic temperature"),
+    "xtc_probability": (lambda v: v == 0, "its sampler has no XTC"),
+    "dry_multiplier": (lambda v: v == 0, "its sampler has no DRY penalty"),
+    "top_n_sigma": (lambda v: v < 0, "its sampler has no top-n-sigma"),
+    "adaptive_target": (lambda v: v < 0, "its sampler has no adaptive-p"),
+    "min_keep": (lambda v: v == 0, "its samplers keep no minimum of candidates"),
+    "post_sampling_probs": (lambda v: v is False, "n_probs are the model's own probabilities, before sampling"),
+    "lora": (lambda v: v == [] or all(isinstance(a, dict) and a.get("scale") == 0 for a in v),
+             "it loads no LoRA adapters"),
+    "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output"),
+    "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output"),
+    "preserved_tokens": (lambda v: v == [], "it has no preserved tokens"),
+    "image_data": (lambda v: v == [], "/completion takes text and token ids; send images to /v1/chat/completions"),
+    "multimodal_data": (lambda v: v == [], "/completion takes text and token ids; send images to "
+                                           "/v1/chat/completions"),
+}
+#: Fields that only tune a refused sampler above: accepted with it off (they change nothing then), as any field
+#: llama-server does not know is.
+IGNORED_WHILE_OFF = ("dynatemp_exponent", "xtc_threshold", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+           "dry_sequence_breakers", "adaptive_decay")
+
+#: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as
+#: ``common_sampler_types_from_names`` takes them, case-insensitively.
+_SAMPLER_NAMES = {"penalties": "penalties", "dry": "dry", "top_n_sigma": "top_n_sigma", "top_k": "top_k",
+                  "typ_p": "typical_p", "top_p": "top_p", "min_p": "min_p", "xtc": "xtc", "temperature": "temperature",
+                  "infill": "infill", "adaptive_p": "adaptive_p"}
+_SAMPLER_NAMES |= {alias: sampler for name, sampler in list(_SAMPLER_NAMES.items()) if "_" in name
+                   for alias in (name.replace("_", "-"), name.replace("_", ""))}
+_SAMPLER_NAMES |= {"nucleus": "top_p", "temp": "temperature", "typ": "typical_p",
+                   "typical_p": "typical_p", "typical-p": "typical_p", "typical": "typical_p"}  # (older llama.cpp's)
+_CANONICAL_SAMPLERS = ("penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top_p", "min_p", "xtc", "temperature",
+                       "infill", "adaptive_p")
+#: Their one-letter forms (``common_sampler_types_from_chars``).
+_SAMPLER_CHARS = {"e": "penalties", "d": "dry", "s": "top_n_sigma", "k": "top_k", "y": "typical_p", "p": "top_p",
+                  "m": "min_p", "x": "xtc", "t": "temperature", "i": "infill", "a": "adaptive_p"}
+#: The order jan's engine applies its samplers in (llama.cpp's default chain, cpp/sampling.cpp).
+_ENGINE_ORDER = ("penalties", "top_k", "typical_p", "top_p", "min_p", "temperature")
+#: A sampler left out of ``samplers`` is off: the value of its options that turns it off.
+_OFF: dict[str, dict[str, Any]] = {
+    "penalties": {"repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0},
+    "top_k": {"top_k": 0}, "typical_p": {"typical_p": 1.0}, "top_p": {"top_p": 1.0}, "min_p": {"min_p": 0.0},
+    # without a temperature sampler llama.cpp samples the distribution as it is: temperature 1
+    "temperature": {"temperature": 1.0},
+}
+
+#: One part of a prompt: text or a token id (llama-server's "mixed" prompt: ``[12, 34, "text", 56]``).
+PromptPiece = Union[TokenId, str]
+#: A prompt: text, token ids (mixed with text), or a list of prompts (one result each).
+Prompt = Union[str, list[Union[PromptPiece, list[PromptPiece]]]]
+
+
+class CompletionBody(NullMeansDefault):
+    """``POST /completion``: llama-server's native completion (``tools/server/README.md``)."""
+
+    # llama-server ignores fields it does not know; clients spread their own options into the body
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: ModelId = None
+    prompt: Prompt
+    stream: bool = False
+    # -1: until the end of generation or of the context; 0: the prompt is evaluated and nothing generated
+    n_predict: int | None = Field(None, ge=-1, le=INT32_MAX)
+    n_cmpl: int | None = bounded("n")
+    temperature: float | None = bounded("temperature")
+    top_k: int | None = bounded("top_k")
+    top_p: float | None = bounded("top_p")
+    min_p: float | None = bounded("min_p")
+    typical_p: float | None = bounded("typical_p")
+    repeat_penalty: float | None = bounded("repeat_penalty")
+    repeat_last_n: int | None = bounded("repeat_last_n")
+    presence_penalty: float | None = bounded("presence_penalty")
+    frequency_penalty: float | None = bounded("frequency_penalty")
+    mirostat: int | None = bounded("mirostat")
+    mirostat_tau: float | None = bounded("mirostat_tau")
+    mirostat_eta: float | None = bounded("mirostat_eta")
+    seed: Seed | None = None  # -1: a random one
+    stop: Stop = None
+    grammar: str | None = None
+    json_schema: dict[str, Any] | None = None
+    n_probs: int | None = Field(None, ge=0, le=20)
+    ignore_eos: bool | None = None
+    logit_bias: Union[dict[str, Union[float, bool]], list[list[Any]], None] = None
+    return_tokens: bool = False
+    samplers: Union[list[str], str, None] = None
+    n_indent: int | None = Field(None, ge=0, le=INT32_MAX)
+    t_max_predict_ms: int | None = Field(None, ge=-1, le=2**63 - 1)
+    response_fields: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        # llama-server's other names: max_tokens/max_completion_tokens for n_predict (n_predict wins), n for n_cmpl
+        if isinstance(data, dict):
+            data = dict(data)
+            for alias, name in (("max_completion_tokens", "n_predict"), ("max_tokens", "n_predict"), ("n", "n_cmpl")):
+                if data.get(alias) is not None and data.get(name) is None:
+                    data[name] = data.pop(alias)
+        return data
+
+    @field_validator("prompt")
+    @classmethod
+    def _some_prompt(cls, v: Any) -> Any:
+        if isinstance(v, list) and (not v or any(isinstance(p, list) and not p for p in v)):
+            raise ValueError("prompt must not be empty")
+        return v
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v: Any) -> Any:
+        stops = [s for s in ([v] if isinstance(v, str) else v or []) if s]  # (an empty one llama-server skips)
+        return stops or None
+
+    @model_validator(mode="after")
+    def _refused(self) -> "CompletionBody":
+        extra = self.model_extra or {}
+        for name, (off, why) in REFUSED_UNLESS.items():
+            if name in extra and extra[name] is not None:
+                value = extra[name]
+                try:
+                    ok = off(value)
+                except TypeError:
+                    ok = False
+                if not ok:
+                    raise ValueError(f"{name} is not supported by jan ({why}); leave it out")
+        if self.grammar and self.json_schema is not None:
+            raise ValueError("grammar: cannot be used with json_schema (both constrain the output); give one of them")
+        return self
+
+
+class ExtraChunk(NullMeansDefault):
+    """One item of ``input_extra``: another file's code (``filename`` optional)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    text: str
+    filename: str | None = None
+
+
+class InfillBody(CompletionBody):
+    """``POST /infill``: code between ``input_prefix`` and ``input_suffix``, after ``input_extra``'s files;
+    ``prompt`` is the text typed after the prefix (the current line up to the cursor)."""
+
+    prompt: str = ""  # type: ignore[assignment]
+    input_prefix: str
+    input_suffix: str
+    input_extra: list[ExtraChunk] = Field(default_factory=list)
+
+
+# -- to jan's typed request ---------------------------------------------------------------------
+def _off_samplers(samplers: list[str] | str) -> dict[str, Any]:
+    """The options that turn off the samplers ``samplers`` leaves out; a ValueError (``samplers: ...``) for a name
+    llama.cpp does not know or an order jan's engine cannot apply. ``infill`` is accepted and not applied (jan's
+    chain has no infill sampler; llama.vscode sends it); samplers jan does not have, listed with their options off
+    (DRY, XTC, ...), change nothing, as in llama.cpp."""
+    names = list(samplers) if isinstance(samplers, list) else [_SAMPLER_CHARS.get(c, c) for c in samplers]
+    listed = []
+    for name in names:
+        known = _SAMPLER_NAMES.get(name.lower())
+        if known is None:
+            raise ValueError(f"samplers: unknown sampler {name!r} (llama.cpp's: {', '.join(_CANONICAL_SAMPLERS)})")
+        listed.append(known)
+    applied = [s for s in listed if s in _ENGINE_ORDER]
+    if applied != sorted(applied, key=_ENGINE_ORDER.index):
+        raise ValueError(f"samplers: jan applies its samplers in llama.cpp's default order "
+                         f"({', '.join(_ENGINE_ORDER)}); give them in that order")
+    off: dict[str, Any] = {}
+    for sampler in _ENGINE_ORDER:
+        if sampler not in listed:
+            off.update(_OFF[sampler])
+    return off
+
+
+def _logit_bias(value: Any) -> dict[int, float] | None:
+    """llama-server's two forms (``{"15043": 1.0}``, ``[[15043, 1.0]]``; ``false`` bans the token) as token ids to
+    biases; a token given as text is refused (give its id: ``/tokenize``)."""
+    if value is None:
+        return None
+    pairs = list(value.items()) if isinstance(value, Mapping) else value
+    out: dict[int, float] = {}
+    for i, pair in enumerate(pairs):
+        if not isinstance(value, Mapping) and (not isinstance(pair, list) or len(pair) != 2):
+            raise ValueError(f"logit_bias[{i}]: expected a [token id, bias] pair, got {pair!r}")
+        token, bias = pair
+        if isinstance(token, str) and token.isascii() and token.isdigit():
+            token = int(token)
+        if not isinstance(token, int) or isinstance(token, bool):
+            raise ValueError(f"logit_bias: token {token!r} given as text is not supported by jan; give its id "
+                             "(POST /tokenize)")
+        if bias is False:
+            bias = -100.0  # (the lowest bias jan takes: the token is never sampled)
+        elif isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+            raise ValueError(f"logit_bias: the bias of token {token} must be a number or false, got {bias!r}")
+        out[token] = float(bias)
+    return out or None
+
+
+def prompts_of(prompt: Any) -> tuple[list[Union[str, int]] | str, ...]:
+    """llama-server's prompt forms as prompts: one text; one list of token ids (mixed with text pieces); or, for a
+    list holding no token id at top level, one prompt per item."""
+    if isinstance(prompt, str):
+        return (prompt,)
+    if any(isinstance(p, int) for p in prompt):
+        return (list(prompt),)
+    return tuple(p if isinstance(p, str) else list(p) for p in prompt)
+
+
+def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int, ...]], ...],
+                       suffix: str | None = None, extra: tuple[InfillChunk, ...] = ()) -> CompletionRequest:
+    """The body as jan's typed request, its ``prompts`` already text or token ids (the route tokenizes the text
+    pieces of a mixed prompt). ValueErrors name the field at fault."""
+    from jan.templates import json_schema_to_grammar
+
+    given = {name: getattr(body, name) for name in ("temperature", "top_k", "top_p", "min_p", "typical_p",
+                                                    "repeat_penalty", "repeat_last_n", "presence_penalty",
+                                                    "frequency_penalty", "mirostat", "mirostat_tau", "mirostat_eta",
+                                                    "seed", "ignore_eos")
+             if getattr(body, name) is not None}
+    if body.samplers is not None:
+        for name, value in _off_samplers(body.samplers).items():
+            given[name] = value  # a sampler left out is off, whatever its option says (llama.cpp's chain)
+    if body.n_predict is not None and body.n_predict > 0:
+        given["max_tokens"] = body.n_predict
+    grammar = body.grammar or None
+    if body.json_schema is not None:
+        grammar = json_schema_to_grammar(body.json_schema or {"type": "object"}, param="json_schema")
+    sampling = SamplingOptions(stop=tuple(body.stop) if body.stop else None, logit_bias=_logit_bias(body.logit_bias),
+                               **given)
+    return CompletionRequest(model=body.model, prompts=prompts, sampling=sampling, n=body.n_cmpl or 1,
+                             logprobs=body.n_probs or None, grammar=grammar, prompt_only=body.n_predict == 0,
+                             token_ids=True, suffix=suffix, infill_extra=extra, infill_fit=suffix is not None)
+
+
+def infill_extra(body: InfillBody) -> tuple[InfillChunk, ...]:
+    return tuple(InfillChunk(c.text, c.filename if c.filename is not None else "tmp") for c in body.input_extra)
+
+
+def applied_samplers(samplers: list[str] | str | None) -> list[str]:
+    """The samplers jan applies for a body's ``samplers`` (all of its chain when not given), in llama.cpp's names."""
+    off = _off_samplers(samplers) if samplers is not None else {}
+    kept = [s for s in _ENGINE_ORDER if not all(off.get(k) == v for k, v in _OFF[s].items())]
+    return ["typ_p" if s == "typical_p" else s for s in kept]
+
+
+def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | None = None, model: str = "",
+                        samplers: list[str] | None = None, n_probs: int = 0) -> dict[str, Any]:
+    """The effective sampling in llama-server's names (``generation_settings``, ``/props``'
+    ``default_generation_settings.params``)."""
+    s = sampling
+    return {
+        "n_predict": n_predict, "seed": s.seed if s.seed not in (None, -1) else 0xFFFFFFFF,  # (llama.cpp's "random")
+        "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p, "typical_p": s.typical_p,
+        "repeat_last_n": s.repeat_last_n, "repeat_penalty": s.repeat_penalty, "presence_penalty": s.presence_penalty,
+        "frequency_penalty": s.frequency_penalty, "mirostat": s.mirostat, "mirostat_tau": s.mirostat_tau,
+        "mirostat_eta": s.mirostat_eta, "stop": list(s.stop or ()), "ignore_eos": bool(s.ignore_eos),
+        "logit_bias": [{"token": t, "bias": b} for t, b in (s.logit_bias or {}).items()],
+        "samplers": samplers if samplers is not None else applied_samplers(None),
+        "dynatemp_range": 0.0, "dynatemp_exponent": 1.0, "top_n_sigma": -1.0, "xtc_probability": 0.0,
+        "xtc_threshold": 0.1, "dry_multiplier": 0.0, "min_keep": 0, "n_probs": n_probs, "post_sampling_probs": False,
+        **({"n_ctx": n_ctx} if n_ctx else {}), **({"model": model} if model else {}),
+    }
+
+
+def resolved(sampling: SamplingOptions, model_params: Mapping[str, Any] | None) -> SamplingOptions:
+    """The request's sampling over the model.json's ``parameters`` over the defaults (the completion service's
+    precedence), for ``generation_settings``."""
+    from jan.services.types import resolve_sampling
+
+    return resolve_sampling(sampling, SamplingOptions.from_mapping(model_params))
+
+
+# -- answers -----------------------------------------------------------------------------------
+def _probabilities(logprobs: tuple[TokenLogprob, ...]) -> list[dict[str, Any]]:
+    """``completion_probabilities``: each token with its log-probability and the best alternatives."""
+    def one(t: Any) -> dict[str, Any]:
+        return {"id": t.token_id, "token": t.token, "bytes": list(t.bytes),
+                "logprob": t.logprob if t.logprob is not None else -1e30}
+    return [{**one(t), "top_logprobs": [one(a) for a in t.top]} for t in logprobs]
+
+
+def _timings(usage: Usage | None) -> dict[str, Any]:
+    u = usage or Usage()
+    prompt_n = u.prompt_tokens - u.cached_tokens
+    return {"cache_n": u.cached_tokens,
+            "prompt_n": prompt_n, "prompt_ms": u.prompt_ms,
+            "prompt_per_token_ms": u.prompt_ms / prompt_n if prompt_n else 0.0,
+            "prompt_per_second": prompt_n * 1000.0 / u.prompt_ms if u.prompt_ms else 0.0,
+            "predicted_n": u.completion_tokens, "predicted_ms": u.generation_ms,
+            "predicted_per_token_ms": u.generation_ms / u.completion_tokens if u.completion_tokens else 0.0,
+            "predicted_per_second": u.completion_tokens * 1000.0 / u.generation_ms if u.generation_ms else 0.0}
+
+
+_STOP_TYPES = {"length": "limit", "cancelled": "none"}
+
+
+@dataclass
+class _Choice:
+    """One result's state: its text so far, the output rules of n_indent and t_max_predict_ms."""
+
+    content: str = ""
+    tokens: list[int] = field(default_factory=list)
+    probabilities: list[dict[str, Any]] = field(default_factory=list)
+    held: str = ""  # text after a newline whose indentation is not known yet (n_indent)
+    started_at: float | None = None  # when its first token came (t_max_predict_ms)
+    seen_newline: bool = False
+    finished: bool = False
+    cut: bool = False  # ended here by an output rule, before the engine ended it
+    stop_type: str = "none"
+    stopping_word: str = ""
+    usage: Usage | None = None
+    prompt_ids: tuple[int, ...] | None = None  # told for a prompt of token ids (an infill prompt is made of them)
+
+
+class NativeResults:
+    """Typed completion deltas as llama-server's native results: :meth:`add` gives the stream's partial objects
+    (``stop: false``), :meth:`finals` each result's last object (``stop: true``) once it ended.
+
+    The output rules llama-server applies on its side are applied here, per result, as it applies them:
+    ``n_indent`` (after the first line, a line less indented ends the result, cut before its first character) and
+    ``t_max_predict_ms`` (once generation ran that long, the next newline ends it). A result they end is
+    ``stop_type: "limit"``; :attr:`all_finished` tells the route to close the generation early.
+    """
+
+    def __init__(self, model: str, settings: Callable[[], dict[str, Any]], *, n_results: int, n_indent: int = 0,
+                 t_max_predict_ms: int = -1, return_tokens: bool = False, prompt_texts: list[str] | None = None,
+                 clock: Callable[[], float]):
+        self.model = model
+        self.settings = settings
+        self.choices = [_Choice() for _ in range(n_results)]
+        self.n_indent = n_indent
+        self.t_max_predict_ms = t_max_predict_ms
+        self.return_tokens = return_tokens
+        self.prompt_texts = prompt_texts or [""] * n_results
+        self.clock = clock
+        self.usage: Usage | None = None
+
+    @property
+    def cut_short(self) -> bool:
+        """Every result ended, one of them here by an output rule: the generation may be closed now."""
+        return all(c.finished for c in self.choices) and any(c.cut for c in self.choices)
+
+    def add(self, delta: CompletionDelta) -> dict[str, Any] | None:
+        """The partial result ``delta`` makes (None when it shows nothing yet); finals come from :meth:`finals`."""
+        if delta.choice < 0:
+            self.usage = delta.usage
+            return None
+        c = self.choices[delta.choice]
+        if c.finished:
+            return None  # (ended here by an output rule; the engine's rest is not shown)
+        if c.started_at is None and (delta.text or delta.token_ids):
+            c.started_at = self.clock()
+        if delta.prompt_token_ids is not None:
+            c.prompt_ids = delta.prompt_token_ids
+        shown = self._rules(c, delta.text, delta.finish_reason is not None)
+        c.content += shown
+        c.tokens += delta.token_ids
+        probs = _probabilities(delta.logprobs) if delta.logprobs else []
+        c.probabilities += probs
+        if delta.finish_reason is not None:
+            c.usage = delta.choice_usage
+            if not c.finished:  # (one an output rule ended in this delta stays "limit")
+                c.stop_type = "word" if delta.stop else _STOP_TYPES.get(delta.finish_reason, "eos")
+                c.stopping_word = delta.stop or ""
+            c.finished = True
+        if not shown and not probs:
+            return None
+        out: dict[str, Any] = {"index": delta.choice, "content": shown,
+                               "tokens": list(delta.token_ids) if self.return_tokens else [], "stop": False,
+                               "id_slot": -1, "tokens_predicted": len(c.tokens)}
+        if c.prompt_ids is not None:  # (a text prompt's length is told by the engine's usage, at the end)
+            out["tokens_evaluated"] = len(c.prompt_ids)
+        if probs:
+            out["completion_probabilities"] = probs
+        return out
+
+    def _rules(self, c: _Choice, text: str, last: bool) -> str:
+        """The part of ``text`` shown now under n_indent and t_max_predict_ms (marks ``c`` finished when one ends
+        it)."""
+        if self.n_indent > 0:
+            pending, c.held, shown = c.held + text, "", ""
+            while pending:
+                if c.seen_newline and (c.content + shown).endswith("\n"):  # at the start of a line after the first
+                    body = pending.lstrip(" \t")
+                    if not body:  # only indentation so far: shown once the line's first character tells
+                        if last:
+                            shown += pending
+                        else:
+                            c.held = pending
+                        break
+                    indent = len(pending) - len(body)
+                    if indent < self.n_indent:  # llama-server cuts the line before its first character
+                        c.finished, c.cut, c.stop_type = True, not last, "limit"
+                        return shown + pending[:indent]
+                    nl = pending.find("\n", indent)
+                else:
+                    nl = pending.find("\n")
+                if nl < 0:
+                    shown += pending
+                    break
+                shown, pending = shown + pending[:nl + 1], pending[nl + 1:]
+                c.seen_newline = True
+            text = shown
+        elif "\n" in text:
+            c.seen_newline = True
+        if (self.t_max_predict_ms > 0 and "\n" in text and c.started_at is not None
+                and (self.clock() - c.started_at) * 1000.0 > self.t_max_predict_ms and not last):
+            c.finished, c.cut, c.stop_type = True, True, "limit"
+        return text
+
+    def finals(self, prompt_counts: Callable[[int], int | None] | None = None) -> list[dict[str, Any]]:
+        """Each result's last object, in llama-server's shape (``stop: true``)."""
+        out = []
+        single = len(self.choices) == 1
+        for i, c in enumerate(self.choices):
+            usage = c.usage or (self.usage if single else None)
+            if usage is None:  # ended here before the engine's usage came: what is known of it
+                prompt = len(c.prompt_ids) if c.prompt_ids is not None else (
+                    (prompt_counts(i) if prompt_counts else None) or 0)
+                elapsed = (self.clock() - c.started_at) * 1000.0 if c.started_at is not None else 0.0
+                usage = Usage(prompt_tokens=prompt, completion_tokens=len(c.tokens), cached_tokens=0, queue_ms=0.0,
+                              prompt_ms=0.0, generation_ms=elapsed)
+            out.append({
+                "index": i, "content": c.content, "tokens": c.tokens if self.return_tokens else [], "id_slot": -1,
+                "stop": True, "model": self.model, "tokens_predicted": usage.completion_tokens,
+                "tokens_evaluated": usage.prompt_tokens, "generation_settings": self.settings(),
+                "prompt": self.prompt_texts[i], "has_new_line": "\n" in c.content, "truncated": False,
+                "stop_type": c.stop_type, "stopping_word": c.stopping_word, "tokens_cached": usage.cached_tokens,
+                "timings": _timings(usage),
+                **({"completion_probabilities": c.probabilities} if c.probabilities else {}),
+            })
+        return out
+
+
+def pick_fields(result: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    """``response_fields``: only the fields listed, as llama-server answers them: ``a/b`` is ``b`` of ``a``, under
+    the key ``"a/b"`` (what llama.vim reads: ``timings/prompt_n``); a field not there is left out."""
+    if not fields:
+        return result
+    out: dict[str, Any] = {}
+    for path in fields:
+        value: Any = result
+        for part in path.split("/"):
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        else:
+            out[path] = value
+    return out

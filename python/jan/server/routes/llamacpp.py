@@ -1,0 +1,238 @@
+"""llama-server's native endpoints: ``POST /completion``, ``POST /infill``, ``GET /props``.
+
+HTTP only: each handler parses its body (:mod:`jan.server.dialects.llamacpp`), calls the completion service and
+writes the typed deltas back as llama-server's result objects, whole or as server-sent events (``data: {...}``
+lines without ``[DONE]``, as llama-server ends its native stream). Errors leave in llama-server's shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+import jan
+from jan.core import ModelState
+from jan.server.dialects import llamacpp as native
+from jan.server.disconnect import first_item, unless_disconnected
+from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES, APIError, prompt_param
+from jan.server.jsonio import json_response, json_response_built
+from jan.server.keys import SERVICES
+from jan.server.resolve import model_and_engine
+from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
+from jan.server.streaming import relay
+from jan.server.validation import body_step, parse_body
+from jan.services.engine_output import engine_failures
+from jan.services.errors import RequestError
+from jan.services.types import CompletionRequest, LoadOptions, SamplingOptions, resolve_load, resolve_sampling
+
+routes = web.RouteTableDef()
+
+PATHS = ("/completion", "/infill", "/props")
+for _path in PATHS:
+    ERROR_SHAPES[_path] = native.error_body
+    ERROR_STATUSES[_path] = native.error_status
+    DIALECT_ERRORS[_path] = ("LlamaServerError", {
+        "type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message", "type"], "properties": {
+                "code": {"type": "integer"}, "message": {"type": "string"}, "type": {"type": "string"}}}}})
+EXTRA_BODIES[("POST", "/completion")] = native.CompletionBody
+EXTRA_BODIES[("POST", "/infill")] = native.InfillBody
+for _path in ("/completion", "/infill"):
+    RESPONSES[("POST", _path)] = {"200": (
+        "llama-server's result (a list of them for several prompts or n_cmpl), or with stream: true its partial "
+        "results as server-sent events, each result's last with stop: true", {"application/json": None,
+                                                                               "text/event-stream": None})}
+
+
+async def _prompts(request: web.Request, body: native.CompletionBody) -> tuple[tuple[Any, ...], list[str]]:
+    """The body's prompts as text or token ids (a mixed prompt's text pieces tokenized with the model's vocabulary,
+    as llama-server does: special tokens parsed, BOS only before a leading text piece), and each one's text for
+    the result's ``prompt``."""
+    prompts: list[Any] = []
+    texts: list[str] = []
+    engine = model = None
+    for prompt in native.prompts_of(body.prompt):
+        if isinstance(prompt, str):
+            prompts.append(prompt)
+            texts.append(prompt)
+            continue
+        if engine is None:
+            model, engine = await model_and_engine(request, body.model)
+        ids: list[int] = []
+        with engine_failures(engine, "tokenize()"):
+            for i, piece in enumerate(prompt):
+                if isinstance(piece, str):
+                    ids += await engine.tokenize(model, piece, add_special=i == 0, parse_special=True)
+                else:
+                    ids.append(piece)
+            if not ids:
+                raise APIError(400, "prompt: must not be empty", param="prompt", code="invalid_value")
+            texts.append(await engine.detokenize(model, ids))
+        prompts.append(tuple(ids))
+    return tuple(prompts), texts
+
+
+async def _fim_refusal(request: web.Request, model: str | None) -> APIError:
+    """A model without fill-in-the-middle tokens, in llama-server's words (naming the model: jan serves several)."""
+    with contextlib.suppress(Exception):  # (resolved a moment ago: the name, never another failure)
+        model = (await request.app[SERVICES].models.resolve(model)).id
+    return APIError(400, f"Infill is not supported by this model ('{model}'): it has no fill-in-the-middle tokens "
+                         "(prefix, suffix, middle)", param="input_suffix", code="not_supported")
+
+
+async def _answer(request: web.Request, body: native.CompletionBody, typed: CompletionRequest,
+                  prompt_texts: list[str], infill: bool = False) -> web.StreamResponse:
+    """Run ``typed`` and answer it as llama-server's results, whole or streamed."""
+    stream = request.app[SERVICES].completions.stream(typed)
+    try:
+        first = await first_item(request, stream, typed.model)
+    except RequestError as exc:
+        if infill and exc.param == "suffix" and exc.code == "not_supported":
+            raise await _fim_refusal(request, typed.model) from None
+        raise
+    model_id = stream.model or typed.model or ""
+    try:
+        model, _engine = await model_and_engine(request, model_id or None)
+    except BaseException:
+        await stream.aclose()  # (the generation started: stopped, not left to the garbage collector)
+        raise
+    sampling = native.resolved(typed.sampling, model.get("parameters"))
+    n_predict = body.n_predict if body.n_predict is not None else (sampling.max_tokens or -1)
+    n_results = len(typed.prompts) * typed.n
+    samplers = native.applied_samplers(body.samplers)  # (checked already, by the request's conversion)
+    results = native.NativeResults(
+        model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
+                                                     n_probs=body.n_probs or 0), n_results=n_results,
+        n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
+        prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
+
+    async def prompt_count(i: int) -> int:
+        """Tokens of result ``i``'s prompt, where the generation ended before the engine told them."""
+        prompt = typed.prompts[i // typed.n]
+        if not isinstance(prompt, str):
+            return len(prompt)
+        model_, engine = await model_and_engine(request, model_id)
+        return len(await engine.tokenize(model_, prompt, add_special=True, parse_special=True))
+
+    async def finals(stream_mode: bool) -> list[dict[str, Any]]:
+        counts = {i: await prompt_count(i) for i, c in enumerate(results.choices)
+                  if c.usage is None and c.prompt_ids is None and (c.cut or n_results > 1)}
+        if infill:  # the prompt the model read, its FIM tokens spelled out (llama-server's "prompt" of an infill)
+            model_, engine = await model_and_engine(request, model_id)
+            for i, c in enumerate(results.choices):
+                if c.prompt_ids is not None and hasattr(engine, "token_pieces"):
+                    with engine_failures(engine, "token_pieces()"):
+                        pieces = await engine.token_pieces(model_, list(c.prompt_ids))
+                    results.prompt_texts[i] = b"".join(pieces).decode("utf-8", errors="replace")
+        out = results.finals(counts.get)
+        if stream_mode:
+            for r in out:
+                r.update(content="", tokens=[])
+                r.pop("completion_probabilities", None)
+        return [native.pick_fields(r, body.response_fields) for r in out]
+
+    if not body.stream:
+        async def collect() -> list[dict[str, Any]]:
+            async with stream:
+                if first is not None:
+                    results.add(first)
+                if not results.cut_short:
+                    async for delta in stream:
+                        results.add(delta)
+                        if results.cut_short:
+                            break  # leaving the block closes the stream: the engine stops at once
+            return await finals(False)
+
+        answer = await unless_disconnected(request, collect(), model_id)
+        return await json_response_built(lambda: answer[0] if len(answer) == 1 else answer,
+                                         values=_values(answer, body.n_probs or 0))
+
+    async def events() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        # closing this generator (a client gone, the server shutting down) closes the stream: the engine stops
+        async with stream:
+            if first is not None:
+                chunk = results.add(first)
+                if chunk is not None:
+                    yield "", chunk  # (no event name: llama-server's lines are data only)
+            if not results.cut_short:
+                async for delta in stream:
+                    chunk = results.add(delta)
+                    if chunk is not None:
+                        yield "", chunk
+                    if results.cut_short:
+                        break
+        for result in await finals(True):
+            yield "", result
+
+    return await relay(request, events(), lambda err: ("", native.error_body(err)))
+
+
+def _values(answer: list[dict[str, Any]], n_probs: int) -> int:
+    """About how many JSON values the results hold (a big answer is encoded off the event loop): their settings,
+    their token ids, each scored token with its alternatives."""
+    return sum(40 + len(r.get("tokens") or ()) + 5 * (1 + n_probs) * len(r.get("completion_probabilities") or ())
+               for r in answer)
+
+
+@routes.post("/completion")
+@prompt_param("prompt")
+async def completion(request: web.Request) -> web.StreamResponse:
+    """llama-server's native completion: ``prompt`` (text, token ids, both mixed, or a list of prompts), its
+    sampling fields and ``n_predict``; answered as its results, or streamed with ``stream: true``."""
+    body = await parse_body(request, native.CompletionBody)
+    prompts, texts = await _prompts(request, body)
+    typed = await body_step(native.completion_request, body, prompts)
+    return await _answer(request, body, typed, texts)
+
+
+@routes.post("/infill")
+@prompt_param("input_prefix")
+async def infill(request: web.Request) -> web.StreamResponse:
+    """llama-server's code infill (llama.vscode, llama.vim): the code between ``input_prefix`` (with ``prompt``, the
+    text typed after it) and ``input_suffix``, after ``input_extra``'s files, for a model with FIM tokens."""
+    body = await parse_body(request, native.InfillBody)
+    # the text typed after the prefix joins it as text: llama-server tokenizes it apart, which for a SentencePiece
+    # vocabulary puts a space before it that the user never typed
+    typed = await body_step(native.completion_request, body, (body.input_prefix + body.prompt,), body.input_suffix,
+                            native.infill_extra(body))
+    return await _answer(request, body, typed, [body.input_prefix + body.prompt], infill=True)
+
+
+@routes.get("/props")
+async def props(request: web.Request) -> web.Response:
+    """llama-server's server properties for the default (or only loaded) model, or ``?model=``'s: its generation
+    defaults, slots, context, chat template, modalities."""
+    services = request.app[SERVICES]
+    target = await services.models.resolve(request.query.get("model") or None)
+    status: dict[str, Any] = {}
+    model_status = getattr(target.engine, "model_status", None)
+    if model_status is not None:
+        with contextlib.suppress(Exception):  # (an engine that cannot tell fails no /props)
+            status = await model_status(target.id)
+    loaded = status.get("status") == ModelState.READY
+    abilities = await services.models.abilities(target)
+    # not loaded: what the engine would load it with (model.json settings > flags > its settings > defaults)
+    load_options = getattr(target.engine, "load_options", None)
+    load = load_options(target.model) if load_options is not None else \
+        resolve_load(LoadOptions.from_model_settings(target.model.get("settings")))
+    n_ctx = status.get("n_ctx") or load.n_ctx  # (None before a load that picks the model's own)
+    sampling = resolve_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
+    template = abilities.template if abilities is not None else None
+    return json_response({
+        "default_generation_settings": {"params": native.generation_settings(sampling, -1), "n_ctx": n_ctx or 0},
+        "total_slots": status.get("n_parallel") or load.n_parallel,
+        "model_alias": target.id,
+        "model_path": target.model.get("file_path") or "",
+        "modalities": {"vision": bool(abilities and abilities.vision), "audio": bool(abilities and abilities.audio),
+                       "video": False},
+        "chat_template": template.source if template is not None else "",
+        "bos_token": getattr(template, "bos_token", "") or "",
+        "eos_token": getattr(template, "eos_token", "") or "",
+        "infill": bool(abilities and abilities.fim),
+        "build_info": f"jan {jan.__version__}",
+        "is_sleeping": not loaded,
+    })

@@ -1,0 +1,434 @@
+"""llama-server's native endpoints (``POST /completion``, ``POST /infill``, ``GET /props``) on a real jan server:
+its wire shapes, its field names mapped onto jan's one completion path, its error shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jan.server.dialects.llamacpp import NativeResults
+from jan.services.types import CompletionDelta
+from jan.testing.gguf_models import TINY_CHAT_CONFIG, _read_tokenizer_kv, vocab_path, write_llama_from_vocab
+from server_helpers import start_server
+
+STORY = "Once upon a time"
+FIM = "fim-repo-coder"  # FIM tokens and the repo-level ones (Qwen2.5-Coder's layout)
+FIM_PLAIN = "fim-coder"  # FIM tokens only
+FIM_TEXT = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+
+
+def write_fim_model(path: Path, repo: bool) -> Path:
+    """Tiny random llama with the phi-3 vocabulary plus fill-in-the-middle tokens (and with ``repo`` the repo-name
+    and file-separator tokens)."""
+    n = len(_read_tokenizer_kv(vocab_path("phi-3"))["tokenizer.ggml.tokens"].value)
+    extra = FIM_TEXT + (("<|repo_name|>", "<|file_sep|>") if repo else ())
+    kv = {"tokenizer.ggml.fim_pre_token_id": n, "tokenizer.ggml.fim_suf_token_id": n + 1,
+          "tokenizer.ggml.fim_mid_token_id": n + 2}
+    if repo:
+        kv |= {"tokenizer.ggml.fim_rep_token_id": n + 3, "tokenizer.ggml.fim_sep_token_id": n + 4}
+    return write_llama_from_vocab(path, vocab_path("phi-3"), **TINY_CHAT_CONFIG, extra_special_tokens=extra,
+                                  extra_kv=kv)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    tmp = tmp_path_factory.mktemp("native")
+    srv = start_server(tmp, [stories_path, write_fim_model(tmp / f"{FIM}.gguf", repo=True),
+                             write_fim_model(tmp / f"{FIM_PLAIN}.gguf", repo=False)])
+    yield srv
+    srv.stop()
+
+
+def post(server, path: str, body) -> httpx.Response:
+    return httpx.post(server.base_url + path, json=body, timeout=120)
+
+
+def ok(server, path: str, body) -> dict | list:
+    response = post(server, path, body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def sse(response: httpx.Response) -> list[dict]:
+    """The ``data:`` objects of llama-server's native stream (which ends without ``[DONE]``)."""
+    assert response.headers["content-type"].startswith("text/event-stream")
+    lines = [line for line in response.text.split("\n") if line]
+    assert all(line.startswith("data: ") for line in lines), lines
+    assert "data: [DONE]" not in lines
+    return [json.loads(line[len("data: "):]) for line in lines]
+
+
+def refused(server, path: str, body, says: str = "") -> str:
+    """The 400 in llama-server's error shape; its message."""
+    response = post(server, path, body)
+    assert response.status_code == 400, (body, response.status_code, response.text)
+    err = response.json()["error"]
+    assert err["code"] == 400 and err["type"] == "invalid_request_error" and err["message"], err
+    assert says in err["message"], (says, err)
+    return err["message"]
+
+
+GREEDY = {"model": "stories260K", "temperature": 0}
+
+
+# -- /completion ----------------------------------------------------------------------------------
+def test_completion_is_llama_servers_result_and_jans_greedy_text(server):
+    result = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 12})
+    openai = ok(server, "/v1/completions", GREEDY | {"prompt": STORY, "max_tokens": 12})
+    assert result["content"] == openai["choices"][0]["text"] and result["content"].startswith(", there was")
+    assert result["stop"] is True and result["stop_type"] == "limit" and result["stopping_word"] == ""
+    assert result["tokens_predicted"] == 12 and result["tokens_evaluated"] == openai["usage"]["prompt_tokens"]
+    assert result["model"] == "stories260K" and result["prompt"] == STORY and result["truncated"] is False
+    assert result["tokens"] == []  # (only with return_tokens)
+    timings = result["timings"]
+    for key in ("prompt_n", "prompt_ms", "prompt_per_second", "predicted_n", "predicted_ms", "predicted_per_second"):
+        assert isinstance(timings[key], (int, float)), key
+    assert timings["predicted_n"] == 12 and timings["prompt_n"] + timings["cache_n"] == result["tokens_evaluated"]
+    settings = result["generation_settings"]
+    assert settings["n_predict"] == 12 and settings["temperature"] == 0 and settings["top_k"] == 40
+    assert settings["samplers"] == ["penalties", "top_k", "typ_p", "top_p", "min_p", "temperature"]
+
+
+def test_stream_sends_partials_then_the_final_result(server):
+    whole = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 20})
+    events = sse(post(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 20, "stream": True,
+                                                       "return_tokens": True}))
+    partials, final = events[:-1], events[-1]
+    assert partials and all(e["stop"] is False and "content" in e and "tokens" in e for e in partials)
+    assert "".join(e["content"] for e in partials) == whole["content"]
+    assert sum(len(e["tokens"]) for e in partials) == 20
+    assert final["stop"] is True and final["stop_type"] == "limit" and final["tokens_predicted"] == 20
+    assert final["content"] == "" and final["timings"]["predicted_n"] == 20  # (the text came in the partials)
+    for key in ("stopping_word", "tokens_evaluated", "generation_settings", "model", "truncated"):
+        assert key in final, key
+
+
+def test_a_stop_word_ends_it_with_stop_type_word(server):
+    for stream in (False, True):
+        body = GREEDY | {"prompt": STORY, "n_predict": 40, "stop": ["Lily", "never-said"], "stream": stream}
+        if stream:
+            events = sse(post(server, "/completion", body))
+            final, content = events[-1], "".join(e["content"] for e in events)
+        else:
+            final = ok(server, "/completion", body)
+            content = final["content"]
+        assert final["stop_type"] == "word" and final["stopping_word"] == "Lily", final
+        assert content == ", there was a little girl named " and "Lily" not in content
+
+
+def test_n_predict_minus_one_runs_to_the_end_and_zero_generates_nothing(server):
+    result = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": -1})
+    # until the end of the story (its end-of-generation token) or of the context (512 tokens a slot)
+    assert result["stop_type"] in ("eos", "limit") and result["tokens_predicted"] > 40, result["stop_type"]
+    if result["stop_type"] == "limit":
+        assert result["tokens_predicted"] + result["tokens_evaluated"] >= 512
+    assert result["generation_settings"]["n_predict"] == -1
+    nothing = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 0})
+    assert nothing["content"] == "" and nothing["tokens_predicted"] == 0 and nothing["tokens_evaluated"] > 0
+    # max_tokens is llama-server's other name for it
+    assert ok(server, "/completion", GREEDY | {"prompt": STORY, "max_tokens": 3})["tokens_predicted"] == 3
+
+
+def test_token_id_and_mixed_prompts_read_as_the_text(server):
+    text = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 8})
+    ids = ok(server, "/tokenize", {"model": "stories260K", "content": STORY, "add_special": True})["tokens"]
+    by_ids = ok(server, "/completion", GREEDY | {"prompt": ids, "n_predict": 8, "return_tokens": True})
+    assert by_ids["content"] == text["content"] and by_ids["tokens_evaluated"] == len(ids)
+    mixed = ok(server, "/completion", GREEDY | {"prompt": [ids[0], STORY], "n_predict": 8})  # BOS id, then text
+    assert mixed["content"] == text["content"]
+    # return_tokens: the generated ids, which detokenize to the content
+    assert len(by_ids["tokens"]) == 8
+    assert ok(server, "/detokenize", {"model": "stories260K", "tokens": by_ids["tokens"]})["content"] == \
+        by_ids["content"]
+
+
+def test_several_prompts_answer_one_result_each(server):
+    prompts = [STORY, "The cat"]
+    results = ok(server, "/completion", GREEDY | {"prompt": prompts, "n_predict": 6})
+    assert isinstance(results, list) and [r["index"] for r in results] == [0, 1]
+    for prompt, result in zip(prompts, results):
+        alone = ok(server, "/completion", GREEDY | {"prompt": prompt, "n_predict": 6})
+        assert result["content"] == alone["content"] and result["prompt"] == prompt
+        assert result["tokens_evaluated"] == alone["tokens_evaluated"] and result["tokens_predicted"] == 6
+    events = sse(post(server, "/completion", GREEDY | {"prompt": prompts, "n_predict": 6, "stream": True}))
+    finals = [e for e in events if e["stop"]]
+    assert sorted(e["index"] for e in finals) == [0, 1]
+    for i, result in enumerate(results):
+        assert "".join(e["content"] for e in events if e["index"] == i) == result["content"]
+
+
+def test_probabilities_response_fields_logit_bias_and_json_schema(server):
+    result = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 3, "n_probs": 2, "return_tokens": True})
+    probs = result["completion_probabilities"]
+    assert [p["id"] for p in probs] == result["tokens"]
+    assert all(len(p["top_logprobs"]) == 2 and p["logprob"] <= 0 and "bytes" in p for p in probs)
+    # response_fields: only those, a/b under its path (as llama-server answers, and llama.vim reads)
+    picked = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 2,
+                                                 "response_fields": ["content", "generation_settings/n_predict"]})
+    assert set(picked) == {"content", "generation_settings/n_predict"} and picked["generation_settings/n_predict"] == 2
+    # logit_bias false bans a token: the greedy first token is never said
+    first = result["tokens"][0]
+    for bias in ([[first, False]], {str(first): False}):
+        banned = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 3, "return_tokens": True,
+                                                     "logit_bias": bias})
+        assert banned["tokens"][0] != first
+    shaped = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 4, "json_schema": {}})
+    assert shaped["content"].startswith("{")
+
+
+def test_harmless_and_unknown_fields_are_accepted(server):
+    # what llama.vscode and llama.vim send besides the sampling: caching, slots, prompt-time limits
+    result = ok(server, "/completion", GREEDY | {
+        "prompt": STORY, "n_predict": 4, "cache_prompt": True, "id_slot": 0, "t_max_prompt_ms": 500, "n_keep": -1,
+        "timings_per_token": False, "seed": -1, "samplers": ["top_k", "top_p", "temperature"], "dry_multiplier": 0,
+        "xtc_probability": 0, "lora": [], "some_client_option": {"x": 1}})
+    assert result["tokens_predicted"] == 4
+
+
+# -- /infill --------------------------------------------------------------------------------------
+PREFIX, SUFFIX = "def add(a, b):\n", "\n\nprint(add(1, 2))\n"
+
+
+def test_infill_is_the_fill_in_the_middle_of_v1_completions_suffix(server):
+    body = {"model": FIM_PLAIN, "temperature": 0}
+    infill = ok(server, "/infill", body | {"input_prefix": PREFIX, "input_suffix": SUFFIX, "n_predict": 6})
+    same = ok(server, "/v1/completions", body | {"prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 6})
+    assert infill["content"] == same["choices"][0]["text"] and infill["tokens_predicted"] == 6
+    # the prompt the model read, its FIM tokens spelled: prefix, then suffix, then the middle to write
+    prompt = infill["prompt"]
+    assert prompt.index("<|fim_prefix|>") < prompt.index("<|fim_suffix|>") < prompt.index("<|fim_middle|>")
+    assert prompt.endswith("<|fim_middle|>") and "add(1, 2)" in prompt
+    # prompt: the text typed after the prefix
+    typed = ok(server, "/infill", body | {"input_prefix": PREFIX, "prompt": "    return", "input_suffix": SUFFIX,
+                                          "n_predict": 1})
+    assert "    return<|fim_suffix|>" in typed["prompt"]
+
+
+def test_infill_extra_files_come_before_the_prefix_framed_as_a_repository(server):
+    extra = [{"filename": "util.py", "text": "def sub(a, b):\n    return a - b\n"}, {"text": "X = 1\n"}]
+    result = ok(server, "/infill", {"model": FIM, "input_prefix": PREFIX, "input_suffix": SUFFIX, "input_extra": extra,
+                                    "n_predict": 3, "temperature": 0})
+    prompt = result["prompt"]
+    order = ["<|repo_name|>", "myproject", "<|file_sep|>", "util.py", "return a - b", "<|file_sep|>", "tmp",
+             "X = 1", "<|file_sep|>", "filename", "<|fim_prefix|>", "def add", "<|fim_suffix|>", "<|fim_middle|>"]
+    at = -1
+    for piece in order:
+        at = prompt.index(piece, at + 1)  # each after the one before
+    # a model without the repo tokens gets each file after a snippet line
+    plain = ok(server, "/infill", {"model": FIM_PLAIN, "input_prefix": PREFIX, "input_suffix": SUFFIX,
+                                   "input_extra": extra, "n_predict": 3, "temperature": 0})["prompt"]
+    assert plain.count("--- snippet ---") == 2 and "<|file_sep|>" not in plain
+    assert plain.index("return a - b") < plain.index("X = 1") < plain.index("<|fim_prefix|>")
+    # without extra files the prompt is the plain one
+    bare = ok(server, "/infill", {"model": FIM, "input_prefix": PREFIX, "input_suffix": SUFFIX, "n_predict": 1})
+    assert "<|repo_name|>" not in bare["prompt"] and "<|file_sep|>" not in bare["prompt"]
+
+
+def test_extra_files_give_way_to_a_full_context(server):
+    # 512 tokens a slot: the extra files' oldest tokens are dropped, the FIM prompt is whole
+    extra = [{"filename": f"f{i}.py", "text": f"value_{i} = {i} * 12345 + 678\n" * 20} for i in range(8)]
+    result = ok(server, "/infill", {"model": FIM, "input_prefix": PREFIX, "input_suffix": SUFFIX, "input_extra": extra,
+                                    "n_predict": 16, "temperature": 0})
+    assert result["tokens_evaluated"] + 16 <= 512
+    prompt = result["prompt"]
+    assert "value_7" in prompt and prompt.index("<|fim_prefix|>") < prompt.index("def add(a, b)")
+    assert "value_0 =" not in result["prompt"]
+
+
+def test_a_prefix_and_suffix_too_long_give_way_as_llama_server_cuts_them(server):
+    prefix = "".join(f"line_{i} = {i}\n" for i in range(200)) + "def add(a, b):\n"
+    suffix = "\nprint(add(1, 2))\n" + "".join(f"tail_{i} = {i}\n" for i in range(200))
+    result = ok(server, "/infill", {"model": FIM, "input_prefix": prefix, "input_suffix": suffix, "n_predict": 16,
+                                    "temperature": 0})
+    prompt = result["prompt"]
+    assert result["tokens_evaluated"] + 16 <= 512 and result["tokens_predicted"] == 16
+    # the code nearest the gap is kept: the prefix's end, the suffix's start
+    assert "def add(a, b)" in prompt and "print(add(1, 2))" in prompt
+    assert "line_0 =" not in prompt and "tail_199" not in prompt
+    assert prompt.index("<|fim_prefix|>") < prompt.index("def add") < prompt.index("<|fim_suffix|>")
+    # elsewhere a fill-in-the-middle prompt too long stays a 400 (nothing is dropped without being asked)
+    response = post(server, "/v1/completions", {"model": FIM, "prompt": prefix, "suffix": suffix, "max_tokens": 16})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_infill_streams_as_completion_does(server):
+    body = {"model": FIM, "input_prefix": PREFIX, "input_suffix": SUFFIX, "n_predict": 5, "temperature": 0}
+    whole = ok(server, "/infill", body)
+    events = sse(post(server, "/infill", body | {"stream": True}))
+    assert events[-1]["stop"] is True and events[-1]["tokens_predicted"] == 5
+    assert "".join(e["content"] for e in events) == whole["content"]
+
+
+def test_the_bodies_editor_plugins_send_are_served(server):
+    """llama.vim's and llama.vscode's requests as they send them (the warm-up with n_predict 0 too)."""
+    fields = ["content", "timings/prompt_n", "timings/prompt_ms", "timings/prompt_per_token_ms",
+              "timings/prompt_per_second", "timings/predicted_n", "timings/predicted_ms",
+              "timings/predicted_per_token_ms", "timings/predicted_per_second", "truncated", "tokens_cached"]
+    extra = [{"text": "import os\n", "time": 12.5, "filename": "a.py"}]
+    vim = {"id_slot": 0, "input_prefix": PREFIX, "input_suffix": SUFFIX, "input_extra": extra, "prompt": "    ",
+           "n_predict": 8, "stop": [], "n_indent": 4, "top_k": 40, "top_p": 0.90,
+           "samplers": ["top_k", "top_p", "infill"], "stream": False, "cache_prompt": True, "t_max_prompt_ms": 500,
+           "t_max_predict_ms": 1000, "response_fields": fields, "model": FIM}
+    result = ok(server, "/infill", vim)
+    assert set(result) == set(fields) and isinstance(result["content"], str), result
+    assert result["timings/predicted_n"] <= 8 and result["truncated"] is False
+    settings = ok(server, "/infill", vim | {"response_fields": ["generation_settings"]})["generation_settings"]
+    assert settings["samplers"] == ["top_k", "top_p"] and settings["top_k"] == 40 and settings["min_p"] == 0
+    assert settings["temperature"] == 1.0  # (no temperature sampler: the distribution as it is)
+    warm = ok(server, "/infill", {"input_prefix": PREFIX, "input_suffix": SUFFIX, "input_extra": extra, "prompt": "",
+                                  "n_predict": 0, "samplers": [], "cache_prompt": True, "t_max_prompt_ms": 500,
+                                  "t_max_predict_ms": 1, "model": FIM})
+    assert warm["content"] == "" and warm["tokens_predicted"] == 0
+    vscode = ok(server, "/infill", {"input_prefix": PREFIX, "input_suffix": SUFFIX, "input_extra": extra,
+                                    "prompt": "", "n_predict": 8, "top_k": 40, "top_p": 0.99, "stream": False,
+                                    "samplers": ["top_k", "top_p", "infill"], "cache_prompt": True, "n_indent": 4,
+                                    "t_max_prompt_ms": 500, "t_max_predict_ms": 2500, "n_cmpl": 2, "model": FIM})
+    assert isinstance(vscode, list) and [r["index"] for r in vscode] == [0, 1]
+
+
+# -- the output rules llama-server applies (n_indent, t_max_predict_ms) ------------------------------
+def _results(**kw) -> NativeResults:
+    clock = kw.pop("clock", lambda: 0.0)
+    return NativeResults("m", dict, n_results=1, clock=clock, **kw)
+
+
+def test_n_indent_ends_at_a_line_less_indented():
+    results = _results(n_indent=4)
+    shown = [results.add(CompletionDelta(text=t)) for t in ("x = 1", "\n    y", " = 2\n  ", "  z\n", "w = 3\n")]
+    assert [s["content"] if s else None for s in shown] == ["x = 1", "\n    y", " = 2\n", "    z\n", None]
+    assert results.cut_short  # (the route closes the generation here)
+    final = results.finals(lambda i: 7)[0]
+    assert final["content"] == "x = 1\n    y = 2\n    z\n" and final["stop_type"] == "limit"
+    assert final["tokens_evaluated"] == 7
+    # the first line is never held to it; a line's indentation is told by its first other character
+    results = _results(n_indent=2)
+    assert results.add(CompletionDelta(text="a\n "))["content"] == "a\n"  # (the indentation waits)
+    assert results.add(CompletionDelta(text="b"))["content"] == " "  # (cut before the line's first character)
+    assert results.finals(lambda i: 0)[0]["content"] == "a\n " and results.cut_short
+
+
+def test_t_max_predict_ms_ends_at_the_next_newline_after_the_time():
+    now = [0.0]
+    results = _results(t_max_predict_ms=100, clock=lambda: now[0])
+    results.add(CompletionDelta(text="a"))
+    now[0] = 0.05
+    results.add(CompletionDelta(text="b\n"))  # a newline within the time: on
+    now[0] = 0.2
+    results.add(CompletionDelta(text="c"))  # past the time, no newline: on
+    assert not results.cut_short
+    results.add(CompletionDelta(text="d\n"))
+    assert results.cut_short and results.add(CompletionDelta(text="more")) is None
+    final = results.finals(lambda i: 3)[0]
+    assert final["content"] == "ab\ncd\n" and final["stop_type"] == "limit"
+
+
+def test_t_max_predict_ms_on_a_real_generation(server):
+    full = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 300})
+    assert "\n" in full["content"]
+    cut = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 300, "t_max_predict_ms": 1})
+    # (1 ms has passed by the first newline): it ends there, with what came up to it
+    assert cut["stop_type"] == "limit" and "\n" in cut["content"]
+    assert full["content"].startswith(cut["content"]) and len(cut["content"]) < len(full["content"])
+    assert 0 < cut["tokens_predicted"] < full["tokens_predicted"] and cut["tokens_evaluated"] > 0
+
+
+# -- bad input: llama-server's error shape, never a 500 ---------------------------------------------
+@pytest.mark.parametrize("body,says", [
+    ({"prompt": 5}, "prompt"),
+    ({"prompt": []}, "prompt"),
+    ({"prompt": STORY, "n_predict": "3"}, "n_predict"),
+    ({"prompt": STORY, "n_predict": -2}, "n_predict"),
+    ({"prompt": STORY, "temperature": "hot"}, "temperature"),
+    ({"prompt": STORY, "stream": "yes"}, "stream"),
+    ({"prompt": STORY, "stop": 3}, "stop"),
+    ({"prompt": [STORY, 2**40]}, "prompt"),
+    ({"prompt": [1, 2**30]}, "token"),
+    ({"prompt": STORY, "model": "no-such-model"}, "no-such-model"),
+    ({"prompt": STORY, "n_probs": 99}, "n_probs"),
+    ({"prompt": STORY, "dry_multiplier": 0.8}, "dry_multiplier"),
+    ({"prompt": STORY, "xtc_probability": 0.5}, "xtc_probability"),
+    ({"prompt": STORY, "lora": [{"id": 0, "scale": 0.5}]}, "lora"),
+    ({"prompt": STORY, "image_data": [{"data": "AAAA", "id": 1}]}, "image_data"),
+    ({"prompt": STORY, "samplers": ["top_k", "nonsense"]}, "samplers"),
+    ({"prompt": STORY, "samplers": ["temperature", "top_k"]}, "samplers"),
+    ({"prompt": STORY, "logit_bias": {"Hello": 1.0}}, "logit_bias"),
+    ({"prompt": STORY, "logit_bias": [[1, "x"]]}, "logit_bias"),
+    ({"prompt": STORY, "grammar": "root ::= \"a\"", "json_schema": {}}, "grammar"),
+    ({"prompt": STORY, "grammar": "root ::= nope"}, ""),
+    ({"prompt": STORY * 200}, ""),  # longer than the context: llama-server's exceed_context_size_error
+])
+def test_bad_completion_bodies_are_400_in_llama_servers_shape(server, body, says):
+    body = {"model": "stories260K", **body}
+    for stream in (False, True):  # (a stream refused before its first byte answers the error, not events)
+        response = post(server, "/completion", body | {"stream": True} if stream and body.get("stream") is None
+                         else body)
+        assert response.status_code == 400, (body, response.status_code, response.text)
+        err = response.json()["error"]
+        assert err["code"] == 400 and err["type"] in ("invalid_request_error", "exceed_context_size_error"), err
+        assert says in err["message"], (says, err)
+
+
+@pytest.mark.parametrize("body,says", [
+    ({"model": "stories260K", "input_prefix": "x", "input_suffix": "y"}, "Infill is not supported"),
+    ({"model": FIM, "input_suffix": "y"}, "input_prefix"),
+    ({"model": FIM, "input_prefix": "x"}, "input_suffix"),
+    ({"model": FIM, "input_prefix": "x", "input_suffix": "y", "prompt": [1, 2]}, "prompt"),
+    ({"model": FIM, "input_prefix": "x", "input_suffix": "y", "input_extra": {"text": "a"}}, "input_extra"),
+    ({"model": FIM, "input_prefix": "x", "input_suffix": "y", "input_extra": [{"filename": "a.py"}]}, "text"),
+    ({"model": FIM, "input_prefix": "x", "input_suffix": "y", "input_extra": [{"text": "a", "filename": 3}]},
+     "filename"),
+    ({"model": "no-such-model", "input_prefix": "x", "input_suffix": "y"}, "no-such-model"),
+])
+def test_bad_infill_bodies_are_400_in_llama_servers_shape(server, body, says):
+    refused(server, "/infill", body, says)
+
+
+def test_bad_json_and_unknown_routes_keep_the_shape(server):
+    response = httpx.post(server.base_url + "/completion", content=b"{not json", timeout=60,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+    assert response.json()["error"]["code"] == 400
+
+
+# -- /props ---------------------------------------------------------------------------------------
+def test_props_tell_the_models_settings_in_llama_servers_names(server):
+    response = httpx.get(server.base_url + "/props", params={"model": "stories260K"}, timeout=60)
+    assert response.status_code == 200, response.text
+    props = response.json()
+    params = props["default_generation_settings"]["params"]
+    assert params["temperature"] == 0.8 and params["top_k"] == 40 and params["n_predict"] == -1
+    assert props["total_slots"] == 4 and props["model_alias"] == "stories260K"
+    assert props["default_generation_settings"]["n_ctx"] == 512  # (the server's --ctx-size, loaded or not)
+    assert props["model_path"].endswith("stories260K.gguf")
+    assert props["modalities"] == {"vision": False, "audio": False, "video": False}
+    assert props["build_info"].startswith("jan ") and isinstance(props["chat_template"], str)
+    fim = httpx.get(server.base_url + "/props", params={"model": FIM}, timeout=60).json()
+    assert fim["infill"] is True and props["infill"] is False
+    # which model: three are served here, none named
+    for query in ({}, {"model": "no-such-model"}):
+        response = httpx.get(server.base_url + "/props", params=query, timeout=60)
+        assert response.status_code == 400 and response.json()["error"]["code"] == 400, response.text
+
+
+def test_openapi_lists_the_native_endpoints(server):
+    spec = httpx.get(server.base_url + "/openapi.json", timeout=60).json()
+    assert {"/completion", "/infill", "/props"} <= set(spec["paths"])
+    body = spec["paths"]["/infill"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert body.endswith("/InfillBody")
+
+
+def test_typed_infill_extra_is_checked_where_it_is_made():
+    from jan.services.errors import RequestError
+    from jan.services.types import CompletionRequest, InfillChunk
+
+    with pytest.raises(RequestError) as err:
+        CompletionRequest(model=None, prompts=("x",), infill_extra=(InfillChunk("y"),))
+    assert err.value.param == "infill_extra" and "suffix" in str(err.value)
+    with pytest.raises(RequestError) as err:
+        InfillChunk(5)  # type: ignore[arg-type]
+    assert err.value.param == "text"
+    assert CompletionRequest(model=None, prompts=("x",), suffix="", infill_extra=[InfillChunk("y", "a.py")]) \
+        .infill_extra == (InfillChunk("y", "a.py"),)
