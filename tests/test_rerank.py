@@ -75,6 +75,27 @@ def test_bad_documents_are_named(reranker, documents, error):
         reranker.rerank(QUERY, documents)
 
 
+LONG = " ".join(["word"] * 600)  # past the reranker's 512-token context, read with any query
+
+
+def test_a_pair_past_the_context_names_the_document_or_the_query(reranker):
+    # said of rerank()'s own arguments, not of the embed() inputs the pairs become ("input[1]")
+    with pytest.raises(jan.errors.ContextOverflowError, match=r"^documents\[1\]: ") as err:
+        reranker.rerank(QUERY, ["x", LONG])
+    assert err.value.param == "documents[1]" and err.value.n_tokens > err.value.n_ctx
+    with pytest.raises(jan.errors.ContextOverflowError, match=r"^query: ") as err:
+        reranker.rerank(LONG, ["x"])
+    assert err.value.param == "query"
+
+
+def test_an_empty_pair_names_the_document(minilm_path, tmp_path):
+    # a template of the document alone reads nothing for an empty one: said of documents[1], not of "input[1]"
+    path = write_reranker_from_bert(minilm_path, tmp_path / "document-only.gguf", rerank_template="{document}")
+    with jan.Model(str(path), n_threads=1) as model:
+        with pytest.raises(ValueError, match=r"^documents\[1\]: is empty"):
+            model.rerank(QUERY, ["x", ""])
+
+
 def test_a_set_cancel_stops_the_reranking(reranker):
     stop = threading.Event()
     stop.set()
@@ -145,6 +166,22 @@ def test_bad_bodies_are_openai_400s_naming_the_field(server, body, param, says):
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and (error["param"] or "").startswith(param), error
     assert says in error["message"], error
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"documents": ["x", LONG]}, "documents[1]"),
+    ({"documents": [{"text": "x"}, {"text": LONG}]}, "documents[1]"),
+    ({"texts": ["x", LONG]}, "texts[1]"),  # Text Embeddings Inference's body: its own field's name
+    ({"documents": ["x"], "query": LONG}, "query"),
+    ({"texts": ["x"], "query": LONG}, "query"),
+])
+def test_a_pair_past_the_context_is_a_400_naming_the_bodys_field(server, body, param):
+    # not the embeddings' "input[1]" and "messages", fields no rerank body has
+    response = _post(server, "/rerank", {"model": "tiny-reranker", "query": QUERY, **body})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == (param, "context_length_exceeded"), error
+    assert error["message"].startswith(param + ": ") and "512" in error["message"], error
 
 
 @pytest.mark.parametrize(("path", "body", "model"), [

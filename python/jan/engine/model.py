@@ -1038,7 +1038,8 @@ class Model:
         [SEP] document [EOS]``, each special token where the vocabulary adds it (llama.cpp's
         ``format_prompt_rerank``). Raises BadRequestError (``code="model_not_supported"``) for a model that is no
         reranker (:attr:`is_reranker`), ValueError for an empty query or document list or a document that is not
-        a string, ContextOverflowError for a pair longer than the embedding context, and
+        a string, ContextOverflowError for a pair longer than the embedding context (its ``param``: the
+        ``documents[i]`` at fault, or ``query`` when the query alone is too long), and
         :class:`~jan.errors.EmbeddingStoppedError` once ``cancel`` is set (as :meth:`embed`)."""
         with self.hold():
             native = self._live()
@@ -1063,8 +1064,26 @@ class Model:
                 if cancel is not None and cancel.is_set():  # (tokenizing thousands of documents takes a while)
                     raise EmbeddingStoppedError(f"the reranking on model '{self.id}' was stopped by its caller")
                 pairs.append(self._rerank_tokens(native, query, d))
+            self._check_rerank_pairs(native, query, pairs)
             scores = self._embed(pairs, False, "rank", cancel)
             return Ranking([float(row[0]) for row in scores], sum(len(p) for p in pairs))
+
+    def _check_rerank_pairs(self, native, query: str, pairs: list[list[int]]) -> None:
+        """Each query-document pair fits the embedding context, said of rerank()'s own fields (the query, or the
+        document), not of the embed() inputs the pairs become (``input[i]``, a field no rerank request has)."""
+        n_ctx = self._get_embedder("rank").n_ctx
+        for i, pair in enumerate(pairs):
+            if not pair:  # (only a rerank template of the document alone makes none, for an empty document)
+                raise ValueError(f"documents[{i}]: is empty (the model's rerank template reads nothing else)")
+            if len(pair) > n_ctx:
+                query_alone = len(self._rerank_tokens(native, query, ""))
+                if query_alone > n_ctx:
+                    raise ContextOverflowError(f"query: it has {query_alone} tokens (framed as the model reads it) "
+                                               f"but the embedding context holds {n_ctx}", query_alone, n_ctx,
+                                               param="query")
+                raise ContextOverflowError(f"documents[{i}]: read with the query it has {len(pair)} tokens but the "
+                                           f"embedding context holds {n_ctx}", len(pair), n_ctx,
+                                           param=f"documents[{i}]")
 
     def _rerank_tokens(self, native, query: str, document: str) -> list[int]:
         template = native.meta(RERANK_TEMPLATE_KEY)
