@@ -196,6 +196,26 @@ def test_the_wrong_kind_of_model_is_a_400_saying_so(server, path, body, model):
     assert "reranker" in message and model in message, message
 
 
+@pytest.mark.parametrize(("path", "body", "model", "says"), [
+    ("/v1/rerank", {"query": QUERY, "documents": DOCS}, "stories260K", "is not a reranker"),
+    ("/rerank", {"query": QUERY, "texts": DOCS}, "all-MiniLM-L6-v2-f32", "is not a reranker"),
+    ("/v1/embeddings", {"input": "hello"}, "tiny-reranker", "is a reranker"),
+    ("/api/embed", {"input": "hello"}, "tiny-reranker", "is a reranker"),
+    ("/api/embeddings", {"prompt": "hello"}, "tiny-reranker", "is a reranker"),
+])
+def test_the_wrong_kind_of_model_is_refused_before_it_loads(server, path, body, model, says):
+    # its header's pooling says so: loading a chat model's weights and KV cache (perhaps evicting another model)
+    # only to refuse is waste, as for every refusal the files settle (test_refused_before_load)
+    from extension_helpers import kept_unloaded
+
+    with kept_unloaded(server, model, timeout=120):
+        response = _post(server, path, {"model": model, **body})
+        assert response.status_code == 400, response.text
+        body = response.json()
+        message = body["error"]["message"] if isinstance(body["error"], dict) else body["error"]
+        assert says in message and model in message, message
+
+
 def test_an_unknown_model_is_a_404(server):
     response = _post(server, "/v1/rerank", {"model": "nope", "query": QUERY, "documents": DOCS})
     assert response.status_code == 404 and "nope" in response.json()["error"]["message"]

@@ -38,6 +38,12 @@ POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 #: The GGUF ``<arch>.pooling_type`` of a reranker (llama.cpp's LLAMA_POOLING_TYPE_RANK): its pooled output is the
 #: scores of a classifier head, not a vector (:meth:`Model.rerank`).
 RANK_POOLING = POOLING["rank"]
+#: What a reranker's embed() and a rerank() of a model that is no reranker are refused with ({model}: its id); the
+#: server says the same before it loads the model (jan.services.abilities).
+IS_A_RERANKER = ("model '{model}' is a reranker (its pooling is rank: it scores a query against documents, it has no "
+                 "embedding vectors); use rerank()")
+NOT_A_RERANKER = ("model '{model}' is not a reranker (its GGUF's pooling is not rank): it cannot score documents "
+                  "against a query")
 #: The key of a reranker's own prompt template in its GGUF ({query} and {document} replaced: llama.cpp's
 #: ``llama_model_chat_template(model, "rerank")``, as llama-server's format_prompt_rerank reads it).
 RERANK_TEMPLATE_KEY = "tokenizer.chat_template.rerank"
@@ -986,9 +992,7 @@ class Model:
         if not batch:
             raise ValueError("inputs: at least one input is required")
         if pooling is None and self.is_reranker:
-            raise BadRequestError(f"model '{self.id}' is a reranker (its pooling is rank: it scores a query against "
-                                  "documents, it has no embedding vectors); use rerank()", param="model",
-                                  code="model_not_supported")
+            raise BadRequestError(IS_A_RERANKER.format(model=self.id), param="model", code="model_not_supported")
         embedder = self._get_embedder(pooling)
         # checked whole before the first call (each call checks its own inputs, numbered from its first): a bad
         # input is told by its place in the request, before any of the work
@@ -1044,9 +1048,7 @@ class Model:
         with self.hold():
             native = self._live()
             if not self.is_reranker:
-                raise BadRequestError(f"model '{self.id}' is not a reranker (its GGUF's pooling is not rank): it "
-                                      "cannot score documents against a query", param="model",
-                                      code="model_not_supported")
+                raise BadRequestError(NOT_A_RERANKER.format(model=self.id), param="model", code="model_not_supported")
             if not isinstance(query, str):
                 raise TypeError(f"query: expected a string, got {type(query).__name__}")
             query = engine_text("query", query)

@@ -7,7 +7,7 @@ import threading
 
 from jan.core import LocalInferenceExtension
 from jan.errors import EmbeddingCancelledError, EmbeddingStoppedError
-from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal
+from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal, reranker_refusal
 from jan.services.engine_output import engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
@@ -112,6 +112,11 @@ class EmbeddingService:
         if not isinstance(target.engine, LocalInferenceExtension):
             raise RequestError(f"model: '{target.id}' runs on the '{target.engine.engine_name}' engine, which cannot "
                                "rerank (a local reranker GGUF can)", param="model", code="model_not_supported")
+        # refused by its header's pooling before a load (loading a chat model's weights and KV cache only to say it
+        # is no reranker is waste, perhaps evicting another model): the words the loaded model says it in
+        abilities = await self.models.abilities(target)
+        if abilities is not None and abilities.reranker is False:
+            raise reranker_refusal(target.id, False)
         local = await target.engine.acquire(target.model)
         model = local.model
         stop = threading.Event()
