@@ -69,10 +69,23 @@ def test_a_reranker_is_no_embedder_and_an_embedder_no_reranker(reranker, minilm_
             embedder.rerank(QUERY, DOCS)
 
 
-@pytest.mark.parametrize(("documents", "error"), [([], ValueError), ("a string", TypeError), ([1], TypeError)])
+@pytest.mark.parametrize(("documents", "error"), [
+    ([], ValueError), ("a string", TypeError), ([1], TypeError),
+    # refused as embed() refuses them: a set's order is arbitrary (scores matched to the wrong documents), a dict's
+    # iteration is its keys, bytes are numbers one by one
+    ({"b", "a"}, TypeError), (frozenset({"a"}), TypeError), ({"a": 1}, TypeError), (b"ab", TypeError)])
 def test_bad_documents_are_named(reranker, documents, error):
-    with pytest.raises(error, match="documents"):
+    with pytest.raises(error, match="^documents"):
         reranker.rerank(QUERY, documents)
+
+
+def test_an_empty_query_and_a_cancel_that_is_no_event_are_named(reranker):
+    # what the docstring promises (and the server's min_length says): not a pair read against nothing
+    with pytest.raises(ValueError, match="^query: is empty"):
+        reranker.rerank("", DOCS)
+    with pytest.raises(TypeError, match="^cancel: expected a threading.Event"):  # not an AttributeError
+        reranker.rerank(QUERY, DOCS, cancel="stop")
+    assert reranker.rerank(QUERY, (d for d in DOCS)).scores == reranker.rerank(QUERY, DOCS).scores  # any iterable
 
 
 LONG = " ".join(["word"] * 600)  # past the reranker's 512-token context, read with any query

@@ -1049,10 +1049,17 @@ class Model:
             native = self._live()
             if not self.is_reranker:
                 raise BadRequestError(NOT_A_RERANKER.format(model=self.id), param="model", code="model_not_supported")
+            if cancel is not None and not callable(getattr(cancel, "is_set", None)):  # said now, as embed() says it
+                raise TypeError(f"cancel: expected a threading.Event, got {type(cancel).__name__}")
             if not isinstance(query, str):
                 raise TypeError(f"query: expected a string, got {type(query).__name__}")
+            if not query:  # (as the server's min_length: no pair is read against nothing)
+                raise ValueError("query: is empty")
             query = engine_text("query", query)
-            if isinstance(documents, str) or not isinstance(documents, Iterable):
+            if (isinstance(documents, (str, bytes, bytearray, memoryview, AbstractSet, Mapping))
+                    or not isinstance(documents, Iterable)):
+                # as embed() refuses them: a set's order is arbitrary (the scores could not be matched to the
+                # documents), a dict's iteration is its keys alone, and bytes are numbers one by one
                 raise TypeError(f"documents: expected a list of strings, got {type(documents).__name__}")
             documents = list(documents)
             for i, d in enumerate(documents):
