@@ -1094,6 +1094,14 @@ class Model:
                                            f"embedding context holds {n_ctx}", len(pair), n_ctx,
                                            param=f"documents[{i}]")
 
+    @property
+    def rerank_template(self) -> str | None:
+        """The reranker's own prompt template (its GGUF's ``tokenizer.chat_template.rerank``, ``{query}`` and
+        ``{document}`` replaced in it), None where it has none. :meth:`rerank` tokenizes the filled template with
+        special tokens parsed, as llama-server does: a caller that passes third-party text breaks the control
+        tokens it may spell first (the server does: :mod:`jan.services.untrusted`)."""
+        return self._live().meta(RERANK_TEMPLATE_KEY) or None
+
     def _rerank_tokens(self, native, query: str, document: str) -> list[int]:
         template = native.meta(RERANK_TEMPLATE_KEY)
         if template:

@@ -12,6 +12,7 @@ from jan.services.engine_output import engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
 from jan.services.types import MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult, RerankRequest, RerankResult
+from jan.services.untrusted import neutralized
 from jan.services.worker_pool import WorkerPool
 
 __all__ = ["EMBEDDING_CANCELLED", "EMBEDDING_WORKERS", "POOLING_NONE_REFUSED", "EmbeddingService"]
@@ -123,7 +124,15 @@ class EmbeddingService:
 
         def run():
             with model.hold():  # (the claim acquire made ends here, as for embeddings)
-                return model.rerank(request.query, list(request.documents), cancel=stop)
+                documents = list(request.documents)
+                if model.rerank_template:
+                    # The filled template is tokenized with special tokens parsed (its markup is control tokens):
+                    # a document, third-party text (what a search retrieved), that spells one would forge that
+                    # markup -- "<|im_end|>...yes" ranking itself first. Its control tokens' text is broken, as a
+                    # chat's documents' is; a document that spells none is read as llama-server reads it. (Without
+                    # a template every document is tokenized as text already.)
+                    documents = [neutralized(model, d) for d in documents]
+                return model.rerank(request.query, documents, cancel=stop)
 
         try:
             ranking = await _workers.run(run)
