@@ -465,6 +465,7 @@ class Model:
         self._pooling = pooling
         # read once: it describes the weights, so it is still answered once the model is closed
         self._rank_pooling = self._native.pooling_type == RANK_POOLING
+        self._rerank_template = self._native.meta(RERANK_TEMPLATE_KEY) or None
         self.vocab_only = bool(vocab_only)
         self.embedding_only = bool(embedding) if embedding is not None else (
             not vocab_only and _is_embedding_model(self._native))
@@ -1099,8 +1100,9 @@ class Model:
         """The reranker's own prompt template (its GGUF's ``tokenizer.chat_template.rerank``, ``{query}`` and
         ``{document}`` replaced in it), None where it has none. :meth:`rerank` tokenizes the filled template with
         special tokens parsed, as llama-server does: a caller that passes third-party text breaks the control
-        tokens it may spell first (the server does: :mod:`jan.services.untrusted`)."""
-        return self._live().meta(RERANK_TEMPLATE_KEY) or None
+        tokens it may spell first (the server does: :mod:`jan.services.untrusted`). Answered on a closed model too
+        (it describes the GGUF), as :attr:`is_reranker`."""
+        return self._rerank_template
 
     def _rerank_tokens(self, native, query: str, document: str) -> list[int]:
         template = native.meta(RERANK_TEMPLATE_KEY)
