@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import time
@@ -162,10 +163,12 @@ def test_show_tells_the_models_own_prompt(env, data, stories_path):
     ok(jan("models", "import", stories_path, "--id", "mario", "--mode", "reference", env=env))
     model_json = data / "models" / "mario" / "model.json"
     doc = json.loads(model_json.read_text())
-    model_json.write_text(json.dumps({**doc, "system": "You are Mario.",
+    model_json.write_text(json.dumps({**doc, "system": "You are Mario.", "license": "MIT License\n\nPermission...",
                                       "messages": [{"role": "user", "content": "Who are you?"}]}))
     try:
         text = ok(jan("models", "show", "mario", env=env)).stdout
         assert "system:" in text and "You are Mario." in text and '"content": "Who are you?"' in text
+        # and its license (Ollama's LICENSE), by its first line: what /api/create stores with the prompt
+        assert re.search(r"^license: +MIT License \(2 more lines: --json shows them\)$", text, re.M), text
     finally:
         ok(jan("models", "rm", "mario", env=env))

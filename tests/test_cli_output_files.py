@@ -75,7 +75,7 @@ def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(made, tm
                                                                          failure):
     module, args = made[command]
 
-    def half_then_fail(target, write):
+    def half_then_fail(target, write, **kwargs):
         def wrapped(put):
             def put_half(data):
                 put(bytes(data[: len(data) // 2]))  # some bytes are in the temporary file when it fails
@@ -83,7 +83,7 @@ def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(made, tm
 
             write(put_half)
 
-        write_output_file(target, wrapped)
+        write_output_file(target, wrapped, **kwargs)
 
     monkeypatch.setattr(module, "write_output_file", half_then_fail)
     out = tmp_path / "outdir"
@@ -123,3 +123,18 @@ def test_a_new_output_file_gets_the_umask_mode(made, tmp_path):
         os.umask(old_umask)
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_output_file_inside_the_data_folder_is_refused(made, data, command):
+    """``-o`` naming one of jan's own files (a thread's messages.jsonl, a model.json...) replaced it with the export
+    and lost what it held: refused before anything is written, for every command that writes a user-named file."""
+    _module, args = made[command]
+    store = DataFolder(data)
+    thread_id = store.threads.list().data[0]["id"]
+    messages = next(p for p in (data / "threads" / thread_id).iterdir() if p.name.startswith("messages"))
+    before = messages.read_bytes()
+    for target in (messages, data / "exported.txt", data / "threads" / ".." / "x.md"):
+        result = CliRunner().invoke(main, [*args, "-o", str(target)])
+        assert result.exit_code == 1 and "inside jan's data folder" in result.output, result.output
+    assert messages.read_bytes() == before and not (data / "exported.txt").exists() and not (data / "x.md").exists()

@@ -81,6 +81,7 @@ MODEL_HARMLESS = {
     "activity": lambda value, before: value[1] is False,
     "busy": lambda value, before: value is False,
     "is_reranker": lambda value, before: value is before["is_reranker"] and value is False,
+    "rerank_template": lambda value, before: value is None and before["rerank_template"] is None,
 }
 
 
@@ -116,7 +117,8 @@ def closed_models(stories_path, minilm_path, request):
             except pytest.skip.Exception:
                 continue
             model = jan.Model(model_path, mmproj=mmproj, n_ctx=256, n_threads=1, n_threads_batch=1)
-        before = {name: getattr(model, name) for name in ("info", "metadata", "chat_template", "is_reranker")}
+        before = {name: getattr(model, name) for name in ("info", "metadata", "chat_template", "is_reranker",
+                                                          "rerank_template")}
         data = dict(vars(model))
         model.close()
         out[kind] = (model, before, data)

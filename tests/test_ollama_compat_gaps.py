@@ -432,3 +432,31 @@ def test_fit_context_keeps_the_start_then_the_newest():
 def test_a_bad_context_keep_is_refused_by_the_typed_request():
     with pytest.raises(ValueError, match="context_keep"):
         _request((1, 2), keep=-2)
+
+
+def test_a_model_onto_itself_keeps_its_files(server, client, tiny_random_path):
+    """``/api/copy`` to the source's own name (in any case), and ``/api/create`` FROM the model it makes (a new
+    system prompt or parameters for it), change its model.json in place, as Ollama writes the manifest back over
+    itself: they imported its weights again, so a file imported by reference became a link in the data folder
+    (across file systems a copy of all its bytes), and ``jan serve -m <that file>`` no longer found its model."""
+    made = _post(server, "/v1/models", {"path": str(tiny_random_path), "id": "by-reference", "mode": "reference"})
+    assert made.status_code == 201, made.text
+    model_json = Path(server.config.data_folder) / "models" / "by-reference" / "model.json"
+    try:
+        saved = model_json.read_bytes()
+        for destination in ("by-reference", "BY-REFERENCE:latest"):
+            client.copy("by-reference", destination)
+            assert model_json.read_bytes() == saved  # a copy onto itself changes nothing
+        assert client.create(model="by-reference", from_="by-reference", system="Be brief.",
+                             parameters={"num_predict": 3}).status == "success"
+        stored = json.loads(model_json.read_text())
+        assert stored["settings"]["llama_model_path"] == str(tiny_random_path) and not _weights(server, "by-reference")
+        assert stored["created"] == json.loads(saved)["created"]
+        assert stored["system"] == "Be brief." and stored["parameters"]
+        assert client.generate(model="by-reference", prompt=STORY, raw=True).eval_count == 3  # at once
+        # and a copy to another name is still a model of its own, made from those files
+        client.copy("by-reference", "its-copy")
+        assert client.generate(model="its-copy", prompt=STORY, raw=True).eval_count == 3
+    finally:
+        for model in ("by-reference", "its-copy"):
+            _post(server, f"/v1/models/{model}", {}, method="DELETE")

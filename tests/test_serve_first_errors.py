@@ -90,3 +90,16 @@ def test_a_model_id_given_wrong_at_start_names_the_model_meant(tmp_path, stories
     assert jan("models", "import", str(stories_path), env=env).returncode == 0
     last = _last_line(jan("serve", "--port", str(free_port()), *args, env=cli_env(data, local=False)))
     assert last == said.format(data=data), last
+
+
+def test_a_model_file_whose_id_is_another_files_model_says_what_to_do(tmp_path, stories_path):
+    """`jan serve -m FILE` imports FILE by reference under the id its name gives; where the data folder's model of
+    that id is another file (imported as a copy, made by Ollama's /api/create), the start said only "model 'x'
+    already exists", which a first start cannot act on."""
+    data = tmp_path / "jan"
+    env = cli_env(data)
+    assert jan("models", "import", str(stories_path), "--mode", "copy", env=env).returncode == 0
+    last = _last_line(jan("serve", "--port", str(free_port()), "-m", str(stories_path), env=cli_env(data, local=False)))
+    assert last == (f"jan serve: {stories_path}: the data folder's model 'stories260K' is another file; start that "
+                    f"one by its id (-m stories260K), or import this file under another id first (jan models import "
+                    f"{stories_path} --id NAME)"), last

@@ -44,13 +44,16 @@ class ModelFileError(ModelLoadError, ValueError):
 class ContextOverflowError(JanError, ValueError):
     """The input does not fit in the context window.
 
-    ``n_tokens`` is the input's size and ``n_ctx`` the context's, when known.
+    ``n_tokens`` is the input's size and ``n_ctx`` the context's, when known; ``param``, the field that carried
+    the input when the raiser knows it better than the route (one of a rerank's ``documents``).
     """
 
-    def __init__(self, message: str, n_tokens: int | None = None, n_ctx: int | None = None):
+    def __init__(self, message: str, n_tokens: int | None = None, n_ctx: int | None = None, *,
+                 param: str | None = None):
         super().__init__(message)
         self.n_tokens = n_tokens
         self.n_ctx = n_ctx
+        self.param = param
 
 
 class QueueFullError(JanError):

@@ -480,13 +480,24 @@ json_option = click.option("--json", "as_json", is_flag=True,
 # --------------------------------------------------------------------------- output
 
 
-def write_output_file(target: Path, write: Callable[[Callable[[bytes], Any]], None]) -> None:
+def write_output_file(target: Path, write: Callable[[Callable[[bytes], Any]], None], *,
+                      data_folder: Path | None = None) -> None:
     """What ``write(put)`` puts, as the file ``target`` a user named (``-o FILE``): written beside it into a hidden
     temporary file, fsynced and renamed over it (:func:`jan.core.fs.atomic_writer`), so ``target`` is either as it
     was or whole: a failure or Ctrl-C midway leaves an existing file untouched and no temporary file behind. A new
-    file gets what a file made here gets (0666 less the umask); one replaced keeps its permissions."""
+    file gets what a file made here gets (0666 less the umask); one replaced keeps its permissions. A ``target``
+    inside ``data_folder`` (jan's) is refused before anything is written: written over one of jan's own files (a
+    thread's messages.jsonl, a model.json) it would lose what that file held."""
     from jan.core.fs import atomic_writer
 
+    if data_folder is not None:
+        try:
+            inside = target.resolve().is_relative_to(data_folder.resolve())
+        except (OSError, RuntimeError):  # (a symlink loop: the write below says what is wrong with the path)
+            inside = False
+        if inside:
+            raise CLIError(f"--output: {target} is inside jan's data folder {data_folder}, whose files jan keeps "
+                           "its threads, models and files in; write it somewhere else")
     try:
         with atomic_writer(target, new_mode=_new_file_mode()) as out:
             write(out.write)

@@ -226,5 +226,5 @@ def download_file(file_id: str, output: Path | None, conn) -> None:
         out.flush()
         return
     target = output.expanduser()
-    write_output_file(target, copy)
+    write_output_file(target, copy, data_folder=conn.data_folder)
     click.echo(f"downloaded {file_id} to {target}", err=True)

@@ -152,6 +152,10 @@ def show_model(model_id: str, as_json: bool, conn) -> None:
         lines.append(("description", model["description"]))
     if model.get("system"):  # the model's own system prompt and stored turns, put into every chat
         lines.append(("system", model["system"]))
+    license_text = model.get("license")
+    if isinstance(license_text, str) and license_text.strip():  # (a license's text runs long: its first line)
+        first, *rest = license_text.strip().splitlines()
+        lines.append(("license", first + (f" ({len(rest)} more lines: --json shows them)" if rest else "")))
     for key in ("messages", "settings", "parameters", "metadata"):
         if model.get(key):
             lines.append((key, json.dumps(model[key], ensure_ascii=False)))

@@ -167,5 +167,5 @@ def export_thread(thread_id: str, fmt: str, output: Path | None, conn) -> None:
     if output is None or str(output) == "-":  # '-' was written as a file named '-'
         click.echo(text, nl=False)
         return
-    write_output_file(output, lambda put: put(text.encode("utf-8")))
+    write_output_file(output, lambda put: put(text.encode("utf-8")), data_folder=conn.data_folder)
     click.echo(f"exported {thread_id} to {output}", err=True)

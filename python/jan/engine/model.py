@@ -38,6 +38,12 @@ POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 #: The GGUF ``<arch>.pooling_type`` of a reranker (llama.cpp's LLAMA_POOLING_TYPE_RANK): its pooled output is the
 #: scores of a classifier head, not a vector (:meth:`Model.rerank`).
 RANK_POOLING = POOLING["rank"]
+#: What a reranker's embed() and a rerank() of a model that is no reranker are refused with ({model}: its id); the
+#: server says the same before it loads the model (jan.services.abilities).
+IS_A_RERANKER = ("model '{model}' is a reranker (its pooling is rank: it scores a query against documents, it has no "
+                 "embedding vectors); use rerank()")
+NOT_A_RERANKER = ("model '{model}' is not a reranker (its GGUF's pooling is not rank): it cannot score documents "
+                  "against a query")
 #: The key of a reranker's own prompt template in its GGUF ({query} and {document} replaced: llama.cpp's
 #: ``llama_model_chat_template(model, "rerank")``, as llama-server's format_prompt_rerank reads it).
 RERANK_TEMPLATE_KEY = "tokenizer.chat_template.rerank"
@@ -459,6 +465,7 @@ class Model:
         self._pooling = pooling
         # read once: it describes the weights, so it is still answered once the model is closed
         self._rank_pooling = self._native.pooling_type == RANK_POOLING
+        self._rerank_template = self._native.meta(RERANK_TEMPLATE_KEY) or None
         self.vocab_only = bool(vocab_only)
         self.embedding_only = bool(embedding) if embedding is not None else (
             not vocab_only and _is_embedding_model(self._native))
@@ -994,9 +1001,7 @@ class Model:
         if not batch:
             raise ValueError("inputs: at least one input is required")
         if pooling is None and self.is_reranker:
-            raise BadRequestError(f"model '{self.id}' is a reranker (its pooling is rank: it scores a query against "
-                                  "documents, it has no embedding vectors); use rerank()", param="model",
-                                  code="model_not_supported")
+            raise BadRequestError(IS_A_RERANKER.format(model=self.id), param="model", code="model_not_supported")
         embedder = self._get_embedder(pooling)
         # checked whole before the first call (each call checks its own inputs, numbered from its first): a bad
         # input is told by its place in the request, before any of the work
@@ -1046,18 +1051,24 @@ class Model:
         [SEP] document [EOS]``, each special token where the vocabulary adds it (llama.cpp's
         ``format_prompt_rerank``). Raises BadRequestError (``code="model_not_supported"``) for a model that is no
         reranker (:attr:`is_reranker`), ValueError for an empty query or document list or a document that is not
-        a string, ContextOverflowError for a pair longer than the embedding context, and
+        a string, ContextOverflowError for a pair longer than the embedding context (its ``param``: the
+        ``documents[i]`` at fault, or ``query`` when the query alone is too long), and
         :class:`~jan.errors.EmbeddingStoppedError` once ``cancel`` is set (as :meth:`embed`)."""
         with self.hold():
             native = self._live()
             if not self.is_reranker:
-                raise BadRequestError(f"model '{self.id}' is not a reranker (its GGUF's pooling is not rank): it "
-                                      "cannot score documents against a query", param="model",
-                                      code="model_not_supported")
+                raise BadRequestError(NOT_A_RERANKER.format(model=self.id), param="model", code="model_not_supported")
+            if cancel is not None and not callable(getattr(cancel, "is_set", None)):  # said now, as embed() says it
+                raise TypeError(f"cancel: expected a threading.Event, got {type(cancel).__name__}")
             if not isinstance(query, str):
                 raise TypeError(f"query: expected a string, got {type(query).__name__}")
+            if not query:  # (as the server's min_length: no pair is read against nothing)
+                raise ValueError("query: is empty")
             query = engine_text("query", query)
-            if isinstance(documents, str) or not isinstance(documents, Iterable):
+            if (isinstance(documents, (str, bytes, bytearray, memoryview, AbstractSet, Mapping))
+                    or not isinstance(documents, Iterable)):
+                # as embed() refuses them: a set's order is arbitrary (the scores could not be matched to the
+                # documents), a dict's iteration is its keys alone, and bytes are numbers one by one
                 raise TypeError(f"documents: expected a list of strings, got {type(documents).__name__}")
             documents = list(documents)
             for i, d in enumerate(documents):
@@ -1071,8 +1082,35 @@ class Model:
                 if cancel is not None and cancel.is_set():  # (tokenizing thousands of documents takes a while)
                     raise EmbeddingStoppedError(f"the reranking on model '{self.id}' was stopped by its caller")
                 pairs.append(self._rerank_tokens(native, query, d))
+            self._check_rerank_pairs(native, query, pairs)
             scores = self._embed(pairs, False, "rank", cancel)
             return Ranking([float(row[0]) for row in scores], sum(len(p) for p in pairs))
+
+    def _check_rerank_pairs(self, native, query: str, pairs: list[list[int]]) -> None:
+        """Each query-document pair fits the embedding context, said of rerank()'s own fields (the query, or the
+        document), not of the embed() inputs the pairs become (``input[i]``, a field no rerank request has)."""
+        n_ctx = self._get_embedder("rank").n_ctx
+        for i, pair in enumerate(pairs):
+            if not pair:  # (only a rerank template of the document alone makes none, for an empty document)
+                raise ValueError(f"documents[{i}]: is empty (the model's rerank template reads nothing else)")
+            if len(pair) > n_ctx:
+                query_alone = len(self._rerank_tokens(native, query, ""))
+                if query_alone > n_ctx:
+                    raise ContextOverflowError(f"query: it has {query_alone} tokens (framed as the model reads it) "
+                                               f"but the embedding context holds {n_ctx}", query_alone, n_ctx,
+                                               param="query")
+                raise ContextOverflowError(f"documents[{i}]: read with the query it has {len(pair)} tokens but the "
+                                           f"embedding context holds {n_ctx}", len(pair), n_ctx,
+                                           param=f"documents[{i}]")
+
+    @property
+    def rerank_template(self) -> str | None:
+        """The reranker's own prompt template (its GGUF's ``tokenizer.chat_template.rerank``, ``{query}`` and
+        ``{document}`` replaced in it), None where it has none. :meth:`rerank` tokenizes the filled template with
+        special tokens parsed, as llama-server does: a caller that passes third-party text breaks the control
+        tokens it may spell first (the server does: :mod:`jan.services.untrusted`). Answered on a closed model too
+        (it describes the GGUF), as :attr:`is_reranker`."""
+        return self._rerank_template
 
     def _rerank_tokens(self, native, query: str, document: str) -> list[int]:
         template = native.meta(RERANK_TEMPLATE_KEY)

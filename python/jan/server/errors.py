@@ -179,7 +179,7 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
     if isinstance(exc, ValidationError):
         return from_validation_error(exc)
     if isinstance(exc, ContextOverflowError):  # routes with another prompt field name it (prompt_param)
-        return APIError(400, str(exc), param="messages", code="context_length_exceeded")
+        return APIError(400, str(exc), param=getattr(exc, "param", None) or "messages", code="context_length_exceeded")
     if isinstance(exc, ModelNotFoundError):
         return APIError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, (StoreNotFound, CoreNotFound)):
@@ -284,14 +284,16 @@ def _retry_when_loaded(exc: BaseException) -> dict[str, str] | None:
 
 def prompt_param(name: str):
     """A decorator for routes: a prompt that does not fit the context is the fault of the field that carried
-    it (``messages``, ``prompt``, ``input``), and the error names that one (``param``)."""
+    it (``messages``, ``prompt``, ``input``), and the error names that one (``param``), or the field the error
+    names itself, where its raiser knew it better."""
     def wrap(handler):
         @functools.wraps(handler)
         async def named(request):
             try:
                 return await handler(request)
             except ContextOverflowError as exc:
-                raise APIError(400, str(exc), param=name, code="context_length_exceeded") from None
+                raise APIError(400, str(exc), param=getattr(exc, "param", None) or name,
+                               code="context_length_exceeded") from None
         return named
     return wrap
 

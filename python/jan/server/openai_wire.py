@@ -17,7 +17,7 @@ from typing import Any
 
 import jan
 from jan.engine.media import AUDIO_FORMATS
-from jan.errors import DocumentError, MediaError
+from jan.errors import ContextOverflowError, DocumentError, MediaError
 from jan.image_types import b64decode, parse_data_url
 from jan.server import schemas
 from jan.server.document_inputs import data_url_bytes
@@ -540,6 +540,15 @@ def _torn(piece: bytes) -> bool:
 
 def rerank_request(body: schemas.RerankRequest) -> RerankRequest:
     return RerankRequest(model=body.model, query=body.query, documents=tuple(body.document_texts), top_n=body.top_n)
+
+
+def rerank_overflow(exc: ContextOverflowError, body: schemas.RerankRequest) -> RequestError:
+    """A query-document pair longer than the reranker's context as a 400 naming the field at fault, in the body's
+    own words (a Text Embeddings Inference body's documents are its ``texts``)."""
+    param, message = exc.param or "documents", str(exc)
+    if body.tei and param.startswith("documents"):
+        param, message = "texts" + param[len("documents"):], "texts" + message[len("documents"):]
+    return RequestError(message, param=param, code="context_length_exceeded")
 
 
 def rerank_response(result: RerankResult, body: schemas.RerankRequest) -> dict[str, Any] | list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from jan.core.guarded import get_guarded
 from jan.errors import ModelLoadError, ModelNotFoundError
 from jan.local_files import not_a_regular_file
 from jan.services.models import ModelService, closest_model_id
+from jan.store import AlreadyExistsError, slugify_id
 
 log = logging.getLogger("jan.server")
 
@@ -33,6 +34,14 @@ async def resolve_model(models: ModelExtension, spec: str) -> dict:
                 return model
         try:
             return await models.import_model(path, mode="reference")
+        except AlreadyExistsError as exc:
+            # the id the file's name gives is a model of another file (one imported as a copy, one /api/create
+            # made): said with what to do, not as a bare "already exists" a first start cannot act on
+            model_id = getattr(exc, "existing", None) or getattr(exc, "id", None) or slugify_id(
+                os.path.splitext(os.path.basename(path))[0])
+            raise ModelLoadError(f"{spec}: the data folder's model '{model_id}' is another file; start that one by "
+                                 f"its id (-m {model_id}), or import this file under another id first (jan models "
+                                 f"import {spec} --id NAME)") from None
         except ValueError as exc:
             # The model manager names the request field ("path: ..."), which means nothing on a command line.
             message = str(exc)

@@ -27,6 +27,7 @@ from typing import Any
 
 from jan.engine.header import read_info
 from jan.engine.kv_cache import is_embedding_metadata
+from jan.engine.model import IS_A_RERANKER, NOT_A_RERANKER, RANK_POOLING
 from jan.engine.params import logit_bias_ids
 from jan.errors import JanError, MediaError
 from jan.extensions.models.gguf_info import gguf_scalars
@@ -37,7 +38,7 @@ from jan.templates.formats import format_for_template
 
 __all__ = ["Abilities", "asks_abilities", "chat_refusal", "context_refusal", "dimensions_refusal", "fan_out_refusal",
            "fill_in_refusal", "generations", "listed_ability", "model_abilities", "pooling_none_refusal", "refusal",
-           "request_template", "template_refusal", "thinking_refusal"]
+           "request_template", "reranker_refusal", "template_refusal", "thinking_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ class Abilities:
     ``prompt_template``, then ChatML, as a load resolves it); ``fim``: it has fill-in-the-middle tokens;
     ``projector``: it has a multimodal projector, and ``vision``/``audio`` its encoders; ``embedding``: the file
     is an embedding model (no text generation); ``n_vocab``: its vocabulary's size (token ids a request may
-    give); ``n_embd``: the size of its embeddings."""
+    give); ``n_embd``: the size of its embeddings; ``reranker``: its pooling is rank (it scores documents against
+    a query, and has no embedding vectors)."""
 
     template: ChatTemplate | None = field(default=None, compare=False)
     fim: bool | None = None
@@ -65,6 +67,7 @@ class Abilities:
     embedding: bool | None = None
     n_vocab: int | None = None
     n_embd: int | None = None
+    reranker: bool | None = None
 
 
 def _identity(path: Any) -> tuple[str, int, int] | None:
@@ -97,7 +100,7 @@ def model_abilities(model: Mapping[str, Any]) -> Abilities:
 @functools.lru_cache(maxsize=64)
 def _abilities(weights: tuple[str, int, int] | None, mmproj: tuple[str, int, int] | None, named_projector: bool,
                override: str | None, fallback: str | None) -> Abilities:
-    template, fim, embedding, n_vocab, n_embd = None, None, None, None, None
+    template, fim, embedding, n_vocab, n_embd, reranker = None, None, None, None, None, None
     if weights is not None:
         try:
             info = read_info(weights[0])
@@ -107,6 +110,8 @@ def _abilities(weights: tuple[str, int, int] | None, mmproj: tuple[str, int, int
             fim = all(k in info.special_tokens for k in FIM_TOKENS)
             embedding = is_embedding_metadata(info.metadata)
             n_vocab, n_embd = info.n_vocab or None, _embedding_size(info.metadata)
+            arch = info.metadata.get("general.architecture") or ""
+            reranker = str(info.metadata.get(f"{arch}.pooling_type") or "").strip() == str(RANK_POOLING)
             try:  # as the engine resolves it at a load (its BOS/EOS text only matters to what a render writes)
                 template = resolve_template(info.metadata, override, fallback=fallback)
             except TemplateError:
@@ -124,7 +129,7 @@ def _abilities(weights: tuple[str, int, int] | None, mmproj: tuple[str, int, int
     else:
         projector, vision, audio = False, False, False
     return Abilities(template=template, fim=fim, projector=projector, vision=vision, audio=audio, embedding=embedding,
-                     n_vocab=n_vocab, n_embd=n_embd)
+                     n_vocab=n_vocab, n_embd=n_embd, reranker=reranker)
 
 
 def _embedding_size(metadata: Mapping[str, str]) -> int | None:
@@ -271,6 +276,8 @@ def refusal(abilities: Abilities, request: ChatRequest | CompletionRequest | Emb
     if isinstance(request, ChatRequest):
         return chat_refusal(abilities, request, model_id)
     if isinstance(request, EmbeddingRequest):
+        if abilities.reranker:
+            return reranker_refusal(model_id, True)
         if request.dimensions is not None and abilities.n_embd is not None and request.dimensions != abilities.n_embd:
             return dimensions_refusal(abilities.n_embd)
         field, prompts = "input", request.inputs
@@ -321,6 +328,13 @@ def dimensions_refusal(n_embd: int) -> RequestError:
     """Embeddings asked in ``dimensions`` other than the model's ``n_embd`` (it cannot shorten them)."""
     return RequestError(f"dimensions: this model returns {n_embd}-dimensional embeddings (it cannot shorten them)",
                         param="dimensions", code="invalid_value")
+
+
+def reranker_refusal(model_id: str, reranker: bool) -> RequestError:
+    """Embeddings from a reranker (``reranker``), or a rerank by a model that is no reranker, in the engine's words
+    (:meth:`jan.Model.embed`, :meth:`jan.Model.rerank`), judged from the header's pooling before a load."""
+    return RequestError((IS_A_RERANKER if reranker else NOT_A_RERANKER).format(model=model_id), param="model",
+                        code="model_not_supported")
 
 
 def fill_in_refusal(model_id: str) -> RequestError:

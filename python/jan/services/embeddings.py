@@ -7,11 +7,12 @@ import threading
 
 from jan.core import LocalInferenceExtension
 from jan.errors import EmbeddingCancelledError, EmbeddingStoppedError
-from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal
+from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, pooling_none_refusal, reranker_refusal
 from jan.services.engine_output import engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
 from jan.services.types import MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult, RerankRequest, RerankResult
+from jan.services.untrusted import neutralized
 from jan.services.worker_pool import WorkerPool
 
 __all__ = ["EMBEDDING_CANCELLED", "EMBEDDING_WORKERS", "POOLING_NONE_REFUSED", "EmbeddingService"]
@@ -112,13 +113,26 @@ class EmbeddingService:
         if not isinstance(target.engine, LocalInferenceExtension):
             raise RequestError(f"model: '{target.id}' runs on the '{target.engine.engine_name}' engine, which cannot "
                                "rerank (a local reranker GGUF can)", param="model", code="model_not_supported")
+        # refused by its header's pooling before a load (loading a chat model's weights and KV cache only to say it
+        # is no reranker is waste, perhaps evicting another model): the words the loaded model says it in
+        abilities = await self.models.abilities(target)
+        if abilities is not None and abilities.reranker is False:
+            raise reranker_refusal(target.id, False)
         local = await target.engine.acquire(target.model)
         model = local.model
         stop = threading.Event()
 
         def run():
             with model.hold():  # (the claim acquire made ends here, as for embeddings)
-                return model.rerank(request.query, list(request.documents), cancel=stop)
+                documents = list(request.documents)
+                if model.rerank_template:
+                    # The filled template is tokenized with special tokens parsed (its markup is control tokens):
+                    # a document, third-party text (what a search retrieved), that spells one would forge that
+                    # markup -- "<|im_end|>...yes" ranking itself first. Its control tokens' text is broken, as a
+                    # chat's documents' is; a document that spells none is read as llama-server reads it. (Without
+                    # a template every document is tokenized as text already.)
+                    documents = [neutralized(model, d) for d in documents]
+                return model.rerank(request.query, documents, cancel=stop)
 
         try:
             ranking = await _workers.run(run)

@@ -741,7 +741,8 @@ class ModelService:
             return target
         grammar = asks_grammar(request) or asks_tool_grammar(request)
         asks, chat = grammar or asks_abilities(request), isinstance(request, ChatRequest)
-        if not asks and not chat:
+        # (embeddings from a reranker are refused by its header's pooling, as an unloaded model's chat by its template)
+        if not asks and not chat and not isinstance(request, EmbeddingRequest):
             return target
         with engine_failures(target.engine, "loaded_models()"):
             loaded = target.id in await target.engine.loaded_models()

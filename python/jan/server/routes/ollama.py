@@ -617,6 +617,16 @@ async def _copy_model(services: Services, source: Target, destination: str,
     of its. The new model.json is written once, whole: one that replaces a model is never seen half made (the new
     weights with the old settings)."""
     models = services.models.model_extension()
+    if destination == source.id:
+        # onto itself (a copy to its own name, a create FROM itself to change its prompt or parameters): its
+        # model.json changed in place, its files left as they are, as Ollama's manifest is written back over itself.
+        # Imported again, a file imported by reference would become a link in the data folder (across file systems
+        # a copy of its gigabytes), and `jan serve -m <that file>` would no longer find its model
+        changes = {**({"parameters": parameters} if parameters else {}),
+                   **({"settings": settings} if settings else {}), **(stored or {})}
+        if changes:
+            await models.update_model(destination, changes)
+        return
     path = source.model.get("file_path")
     # (the files the model service resolved are no model.json fields)
     doc = {k: v for k, v in source.model.items() if k not in ("id", "file_path", "mmproj_path", "draft_model_path")}

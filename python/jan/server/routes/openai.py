@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from jan.core import InferenceStopped
-from jan.errors import MediaError
+from jan.errors import ContextOverflowError, MediaError
 from jan.server import openai_wire as wire
 from jan.server.disconnect import first_item, unless_disconnected
 from jan.server.document_inputs import read_body_documents
@@ -205,7 +205,10 @@ async def rerank(request: web.Request) -> web.Response:
     relevant to the query first, scored by a reranker model."""
     body = await parse_body(request, RerankRequest)
     typed = await body_step(wire.rerank_request, body)
-    result = await unless_disconnected(request, request.app[SERVICES].embeddings.rerank(typed), body.model)
+    try:
+        result = await unless_disconnected(request, request.app[SERVICES].embeddings.rerank(typed), body.model)
+    except ContextOverflowError as exc:  # a pair too long: said of the field the body sent (query, documents, texts)
+        raise wire.rerank_overflow(exc, body) from None
     return await json_response_built(lambda: wire.rerank_response(result, body), values=len(result.ranked) * 3)
 
 
