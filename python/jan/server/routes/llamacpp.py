@@ -38,7 +38,9 @@ for _path in PATHS:
     DIALECT_ERRORS[_path] = ("LlamaServerError", {
         "type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message", "type"], "properties": {
-                "code": {"type": "integer"}, "message": {"type": "string"}, "type": {"type": "string"}}}}})
+                "code": {"type": "integer"}, "message": {"type": "string"}, "type": {"type": "string"},
+                # (a prompt too long: exceed_context_size_error)
+                "n_prompt_tokens": {"type": "integer"}, "n_ctx": {"type": "integer"}}}}})
 EXTRA_BODIES[("POST", "/completion")] = native.CompletionBody
 EXTRA_BODIES[("POST", "/infill")] = native.InfillBody
 for _path in ("/completion", "/infill"):
