@@ -227,7 +227,12 @@ def test_several_prompts_answer_one_result_each(server):
         assert result["tokens_evaluated"] == alone["tokens_evaluated"] and result["tokens_predicted"] == 6
     events = sse(post(server, "/completion", GREEDY | {"prompt": prompts, "n_predict": 6, "stream": True}))
     finals = [e for e in events if e["stop"]]
-    assert sorted(e["index"] for e in finals) == [0, 1]
+    assert sorted(e["index"] for e in finals) == [0, 1]  # one each, sent as each ends (as llama-server's)
+    for final in finals:
+        after = events[events.index(final) + 1:]
+        assert not [e for e in after if e["index"] == final["index"]], "a partial after its result's end"
+        assert final["tokens_predicted"] == 6 and final["tokens_evaluated"] == results[final["index"]][
+            "tokens_evaluated"] and final["content"] == ""
     for i, result in enumerate(results):
         assert "".join(e["content"] for e in events if e["index"] == i) == result["content"]
 

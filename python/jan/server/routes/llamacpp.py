@@ -136,16 +136,18 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         model_, engine = await model_and_engine(request, model_id)
         return len(await engine.tokenize(model_, prompt, add_special=True, parse_special=True))
 
-    async def finals(stream_mode: bool) -> list[dict[str, Any]]:
-        counts = {i: await prompt_count(i) for i, c in enumerate(results.choices)
-                  if c.usage is None and c.prompt_ids is None and (c.cut or n_results > 1)}
+    async def finals(stream_mode: bool, only: set[int] | None = None) -> list[dict[str, Any]]:
+        """The last objects of the results (of those in ``only`` when given)."""
+        wanted = [i for i in range(n_results) if only is None or i in only]
+        counts = {i: await prompt_count(i) for i in wanted if (c := results.choices[i]).usage is None
+                  and c.prompt_ids is None and (c.cut or n_results > 1)}
         if infill:  # the prompt the model read, its FIM tokens spelled out (llama-server's "prompt" of an infill)
             model_, engine = await model_and_engine(request, model_id)
-            for i, c in enumerate(results.choices):
-                if c.prompt_ids is not None:
+            for i in wanted:
+                if (ids := results.choices[i].prompt_ids) is not None:
                     with engine_failures(engine, "token_pieces()"):
-                        results.prompt_texts[i] = await _spelled(engine, model_, list(c.prompt_ids))
-        out = results.finals(counts.get)
+                        results.prompt_texts[i] = await _spelled(engine, model_, list(ids))
+        out = [r for r in results.finals(counts.get) if r["index"] in wanted]
         if stream_mode:
             for r in out:
                 r.update(content="", tokens=[])
@@ -168,6 +170,8 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         return await json_response_built(lambda: answer[0] if len(answer) == 1 else answer,
                                          values=_values(answer, body.n_probs or 0))
 
+    sent: set[int] = set()  # results whose last object went out
+
     async def events() -> AsyncIterator[tuple[str, dict[str, Any]]]:
         # closing this generator (a client gone, the server shutting down) closes the stream: the engine stops
         async with stream:
@@ -182,7 +186,13 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
                         yield "", chunk
                     if results.cut_short:
                         break
-        for result in await finals(True):
+                    if n_results > 1 and delta.finish_reason is not None:
+                        # each result's last object as it ends, as llama-server sends it (one result's waits
+                        # for the engine's usage, at the end)
+                        for result in await finals(True, {delta.choice} - sent):
+                            sent.add(delta.choice)
+                            yield "", result
+        for result in await finals(True, set(range(n_results)) - sent):
             yield "", result
 
     return await relay(request, events(), lambda err: ("", native.error_body(err)))
