@@ -81,7 +81,8 @@ def test_completion_is_llama_servers_result_and_jans_greedy_text(server):
     assert result["content"] == openai["choices"][0]["text"] and result["content"].startswith(", there was")
     assert result["stop"] is True and result["stop_type"] == "limit" and result["stopping_word"] == ""
     assert result["tokens_predicted"] == 12 and result["tokens_evaluated"] == openai["usage"]["prompt_tokens"]
-    assert result["model"] == "stories260K" and result["prompt"] == STORY and result["truncated"] is False
+    # the prompt as llama-server spells it: its tokens' pieces, the BOS as its text
+    assert result["model"] == "stories260K" and result["prompt"] == "<s> " + STORY and result["truncated"] is False
     assert result["tokens"] == []  # (only with return_tokens)
     timings = result["timings"]
     for key in ("prompt_n", "prompt_ms", "prompt_per_second", "predicted_n", "predicted_ms", "predicted_per_second"):
@@ -90,6 +91,77 @@ def test_completion_is_llama_servers_result_and_jans_greedy_text(server):
     settings = result["generation_settings"]
     assert settings["n_predict"] == 12 and settings["temperature"] == 0 and settings["top_k"] == 40
     assert settings["samplers"] == ["penalties", "top_k", "typ_p", "top_p", "min_p", "temperature"]
+
+
+# What llama-server 0.3.36 answers (side by side on the same GGUF): every field of a result, of a partial result,
+# of its generation_settings and timings, and of /props that its clients read. jan may add fields; none of these
+# may be missing, nor of another JSON type.
+RESULT = {"index": int, "content": str, "tokens": list, "id_slot": int, "stop": bool, "model": str,
+          "tokens_predicted": int, "tokens_evaluated": int, "generation_settings": dict, "prompt": str,
+          "has_new_line": bool, "truncated": bool, "stop_type": str, "stopping_word": str, "tokens_cached": int,
+          "timings": dict}
+PARTIAL = {"index": int, "content": str, "tokens": list, "stop": bool, "id_slot": int, "tokens_predicted": int,
+           "tokens_evaluated": int}
+NUMBER = (int, float)
+SETTINGS = {"seed": int, "temperature": NUMBER, "dynatemp_range": NUMBER, "dynatemp_exponent": NUMBER,
+            "top_k": int, "top_p": NUMBER, "min_p": NUMBER, "top_n_sigma": NUMBER, "xtc_probability": NUMBER,
+            "xtc_threshold": NUMBER, "typical_p": NUMBER, "repeat_last_n": int, "repeat_penalty": NUMBER,
+            "presence_penalty": NUMBER, "frequency_penalty": NUMBER, "dry_multiplier": NUMBER, "dry_base": NUMBER,
+            "dry_allowed_length": int, "dry_penalty_last_n": int, "mirostat": int, "mirostat_tau": NUMBER,
+            "mirostat_eta": NUMBER, "adaptive_target": NUMBER, "adaptive_decay": NUMBER, "max_tokens": int,
+            "n_predict": int, "n_keep": int, "n_discard": int, "ignore_eos": bool, "stream": bool, "n_probs": int,
+            "min_keep": int, "chat_format": str, "reasoning_format": str, "reasoning_in_content": bool,
+            "generation_prompt": str, "samplers": list, "speculative.types": str, "timings_per_token": bool,
+            "post_sampling_probs": bool, "backend_sampling": bool, "lora": list}
+RESULT_SETTINGS = SETTINGS | {"stop": list, "logit_bias": list, "grammar": str, "grammar_lazy": bool,
+                              "grammar_triggers": list, "preserved_tokens": list, "dry_sequence_breakers": list}
+TIMINGS = dict.fromkeys(("cache_n", "prompt_n", "predicted_n"), int) | dict.fromkeys(
+    ("prompt_ms", "prompt_per_token_ms", "prompt_per_second", "predicted_ms", "predicted_per_token_ms",
+     "predicted_per_second"), NUMBER)
+
+
+def has_shape(obj: dict, shape: dict, where: str) -> None:
+    for key, kind in shape.items():
+        assert key in obj, f"{where}: no {key}"
+        value = obj[key]
+        assert isinstance(value, kind) and not (kind in (int, NUMBER) and isinstance(value, bool)), \
+            f"{where}.{key}: {value!r}"
+
+
+def test_results_have_every_field_of_llama_servers_in_its_type(server):
+    result = ok(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 4})
+    has_shape(result, RESULT, "result")
+    has_shape(result["generation_settings"], RESULT_SETTINGS, "generation_settings")
+    has_shape(result["timings"], TIMINGS, "timings")
+    assert result["generation_settings"]["max_tokens"] == 4 and result["generation_settings"]["stream"] is False
+    # tokens_cached: what the slot holds after it (prompt and output, less the last token never evaluated), which
+    # llama.vim shows as the context used
+    assert result["tokens_cached"] == result["tokens_evaluated"] + result["tokens_predicted"] - 1 == 8
+    events = sse(post(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 4, "stream": True}))
+    for partial in events[:-1]:
+        has_shape(partial, PARTIAL, "partial")
+        # a partial tells its tokens without return_tokens (as llama-server's do) and the prompt's size
+        assert partial["tokens"] and partial["tokens_evaluated"] == result["tokens_evaluated"]
+    assert sum(len(e["tokens"]) for e in events[:-1]) == 4
+    has_shape(events[-1], RESULT, "final")
+    assert events[-1]["generation_settings"]["stream"] is True and events[-1]["tokens"] == []
+    props = httpx.get(server.base_url + "/props", params={"model": "stories260K"}, timeout=120).json()
+    has_shape(props, {"default_generation_settings": dict, "total_slots": int, "model_path": str, "modalities": dict,
+                      "chat_template": str, "build_info": str, "model_alias": str, "bos_token": str,
+                      "eos_token": str, "is_sleeping": bool}, "props")
+    has_shape(props["default_generation_settings"], {"n_ctx": int, "params": dict}, "default_generation_settings")
+    has_shape(props["default_generation_settings"]["params"], SETTINGS, "params")
+    has_shape(props["modalities"], {"vision": bool, "audio": bool, "video": bool}, "modalities")
+
+
+def test_a_prompt_too_long_tells_its_size_and_the_context(server):
+    # llama-server's exceed_context_size_error carries n_prompt_tokens and n_ctx (what llama.vscode shows)
+    for stream in (False, True):
+        response = post(server, "/completion", {"model": "stories260K", "prompt": STORY * 200, "stream": stream})
+        assert response.status_code == 400, response.text
+        err = response.json()["error"]
+        assert err["type"] == "exceed_context_size_error" and err["code"] == 400, err
+        assert err["n_ctx"] == 512 and err["n_prompt_tokens"] > 512, err
 
 
 def test_stream_sends_partials_then_the_final_result(server):
@@ -151,11 +223,16 @@ def test_several_prompts_answer_one_result_each(server):
     assert isinstance(results, list) and [r["index"] for r in results] == [0, 1]
     for prompt, result in zip(prompts, results):
         alone = ok(server, "/completion", GREEDY | {"prompt": prompt, "n_predict": 6})
-        assert result["content"] == alone["content"] and result["prompt"] == prompt
+        assert result["content"] == alone["content"] and result["prompt"] == "<s> " + prompt
         assert result["tokens_evaluated"] == alone["tokens_evaluated"] and result["tokens_predicted"] == 6
     events = sse(post(server, "/completion", GREEDY | {"prompt": prompts, "n_predict": 6, "stream": True}))
     finals = [e for e in events if e["stop"]]
-    assert sorted(e["index"] for e in finals) == [0, 1]
+    assert sorted(e["index"] for e in finals) == [0, 1]  # one each, sent as each ends (as llama-server's)
+    for final in finals:
+        after = events[events.index(final) + 1:]
+        assert not [e for e in after if e["index"] == final["index"]], "a partial after its result's end"
+        assert final["tokens_predicted"] == 6 and final["tokens_evaluated"] == results[final["index"]][
+            "tokens_evaluated"] and final["content"] == ""
     for i, result in enumerate(results):
         assert "".join(e["content"] for e in events if e["index"] == i) == result["content"]
 
@@ -222,9 +299,12 @@ def test_infill_extra_files_come_before_the_prefix_framed_as_a_repository(server
                                    "input_extra": extra, "n_predict": 3, "temperature": 0})["prompt"]
     assert plain.count("--- snippet ---") == 2 and "<|file_sep|>" not in plain
     assert plain.index("return a - b") < plain.index("X = 1") < plain.index("<|fim_prefix|>")
-    # without extra files the prompt is the plain one
+    # without extra files llama-server still frames the file as a repository's (the same greedy output as its)
     bare = ok(server, "/infill", {"model": FIM, "input_prefix": PREFIX, "input_suffix": SUFFIX, "n_predict": 1})
-    assert "<|repo_name|>" not in bare["prompt"] and "<|file_sep|>" not in bare["prompt"]
+    assert bare["prompt"].startswith("<s><|repo_name|> myproject\n<|file_sep|> filename\n<|fim_prefix|>"), bare
+    # ... where the model has those tokens; and /v1/completions' suffix (not llama-server's) stays plain
+    assert ok(server, "/infill", {"model": FIM_PLAIN, "input_prefix": PREFIX, "input_suffix": SUFFIX,
+                                  "n_predict": 1})["prompt"].startswith("<s><|fim_prefix|>")
 
 
 def test_extra_files_give_way_to_a_full_context(server):

@@ -43,7 +43,8 @@ class APIError(Exception):
     """An error with its HTTP status and OpenAI fields."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None,
+                 details: dict[str, Any] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -52,6 +53,9 @@ class APIError(Exception):
         self.code = code
         #: Response headers the error comes with, in every dialect's shape (``Retry-After`` on a full queue).
         self.headers = dict(headers or {})
+        #: Numbers a dialect may tell beside the message (llama-server's ``n_prompt_tokens`` and ``n_ctx`` of a
+        #: prompt too long, which llama.vscode shows); OpenAI's shape, exactly its four fields, leaves them out.
+        self.details = dict(details or {})
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -179,7 +183,7 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
     if isinstance(exc, ValidationError):
         return from_validation_error(exc)
     if isinstance(exc, ContextOverflowError):  # routes with another prompt field name it (prompt_param)
-        return APIError(400, str(exc), param=getattr(exc, "param", None) or "messages", code="context_length_exceeded")
+        return context_error(exc, "messages")
     if isinstance(exc, ModelNotFoundError):
         return APIError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, (StoreNotFound, CoreNotFound)):
@@ -282,6 +286,15 @@ def _retry_when_loaded(exc: BaseException) -> dict[str, str] | None:
     return {"Retry-After": str(EXTENSION_LOADING_RETRY_AFTER_S)} if getattr(exc, "loading", ()) else None
 
 
+def context_error(exc: ContextOverflowError, param: str) -> APIError:
+    """A prompt the context cannot hold, naming the field that carried it (``param``, or the field the error names
+    itself, where its raiser knew it better: a rerank body's ``documents[i]``), with its numbers where known."""
+    details = {"n_prompt_tokens": exc.n_tokens, "n_ctx": exc.n_ctx} \
+        if exc.n_tokens is not None and exc.n_ctx is not None else None
+    return APIError(400, str(exc), param=getattr(exc, "param", None) or param, code="context_length_exceeded",
+                    details=details)
+
+
 def prompt_param(name: str):
     """A decorator for routes: a prompt that does not fit the context is the fault of the field that carried
     it (``messages``, ``prompt``, ``input``), and the error names that one (``param``), or the field the error
@@ -292,8 +305,7 @@ def prompt_param(name: str):
             try:
                 return await handler(request)
             except ContextOverflowError as exc:
-                raise APIError(400, str(exc), param=getattr(exc, "param", None) or name,
-                               code="context_length_exceeded") from None
+                raise context_error(exc, name) from None
         return named
     return wrap
 

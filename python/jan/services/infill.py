@@ -35,8 +35,10 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
     ``<fim_sep>filename\ntext``, then ``<fim_sep>filename\n`` for the file being edited; a model without those
     tokens gets each file after a ``--- snippet ---`` line instead. The extra context is what gives way to a full
     context: only its last tokens that fit beside the FIM prompt and ``max_tokens`` (a quarter of the context when
-    no limit is given) are kept, as llama-server keeps them. Without ``extra`` the prompt is the plain one above.
-    With ``fit`` (llama-server's ``/infill``, whose clients send more code than fits and leave the cut to it) the
+    no limit is given) are kept, as llama-server keeps them. Without ``extra`` and ``fit`` the prompt is the plain
+    one above. With ``fit`` (llama-server's ``/infill``, whose clients send more code than fits and leave the cut
+    to it) the repository framing is there also without ``extra`` (``<fim_rep>myproject\n<fim_sep>filename\n``,
+    as llama-server frames every infill for a model with those tokens, so that greedy output is the same), and the
     prefix's start and the suffix's end give way too, where they would not fit beside ``max_tokens``: the rest is
     kept 3:1, as llama-server shares a batch between them; without it such a prompt is the engine's 400.
 
@@ -65,7 +67,7 @@ async def infill_prompt(models: ModelService, model_id: str, prefix: str, suffix
                 keep_suffix = min(len(suf), max(budget // 4, budget - len(pre)))
                 pre, suf = pre[len(pre) - (budget - keep_suffix):], suf[:keep_suffix]
             tokens = [special["fim_pre"], *pre, special["fim_suf"], *suf, special["fim_mid"]]
-            if extra:
+            if extra or fit:  # (llama-server's /infill frames the file as a repository's even without others)
                 room = model.n_ctx - len(tokens) - 1 - reserve  # (1: a BOS)
                 tokens = [*_extra_tokens(model, extra, max(0, room)), *tokens]
             return tuple(continued_prompt(model, context, tokens))

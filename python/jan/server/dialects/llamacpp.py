@@ -41,10 +41,12 @@ def error_status(err: APIError) -> int:
 
 def error_body(err: APIError) -> dict[str, Any]:
     """llama-server's error body: ``{"error": {"code": <status>, "message", "type"}}`` (a prompt longer than the
-    context is its ``exceed_context_size_error``)."""
+    context is its ``exceed_context_size_error``, with ``n_prompt_tokens`` and ``n_ctx``: what llama.vscode shows)."""
     status = error_status(err)
-    kind = "exceed_context_size_error" if err.code == "context_length_exceeded" else \
-        _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    if err.code == "context_length_exceeded":
+        numbers = {k: err.details[k] for k in ("n_prompt_tokens", "n_ctx") if k in err.details}
+        return {"error": {"code": status, "message": err.message, "type": "exceed_context_size_error", **numbers}}
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"code": status, "message": err.message, "type": kind}}
 
 
@@ -302,12 +304,15 @@ def applied_samplers(samplers: list[str] | str | None) -> list[str]:
 
 
 def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | None = None, model: str = "",
-                        samplers: list[str] | None = None, n_probs: int = 0) -> dict[str, Any]:
+                        samplers: list[str] | None = None, n_probs: int = 0, stream: bool = False,
+                        grammar: str = "") -> dict[str, Any]:
     """The effective sampling in llama-server's names (``generation_settings``, ``/props``'
-    ``default_generation_settings.params``)."""
+    ``default_generation_settings.params``): every field llama-server tells, those of what jan does not have
+    (DRY, XTC, LoRA, lazy grammars, context shifting, reasoning) at the value that is off."""
     s = sampling
     return {
-        "n_predict": n_predict, "seed": s.seed if s.seed not in (None, -1) else 0xFFFFFFFF,  # (llama.cpp's "random")
+        "n_predict": n_predict, "max_tokens": n_predict,
+        "seed": s.seed if s.seed not in (None, -1) else 0xFFFFFFFF,  # (llama.cpp's "random")
         "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p, "typical_p": s.typical_p,
         "repeat_last_n": s.repeat_last_n, "repeat_penalty": s.repeat_penalty, "presence_penalty": s.presence_penalty,
         "frequency_penalty": s.frequency_penalty, "mirostat": s.mirostat, "mirostat_tau": s.mirostat_tau,
@@ -315,7 +320,13 @@ def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | 
         "logit_bias": [{"token": t, "bias": b} for t, b in (s.logit_bias or {}).items()],
         "samplers": samplers if samplers is not None else applied_samplers(None),
         "dynatemp_range": 0.0, "dynatemp_exponent": 1.0, "top_n_sigma": -1.0, "xtc_probability": 0.0,
-        "xtc_threshold": 0.1, "dry_multiplier": 0.0, "min_keep": 0, "n_probs": n_probs, "post_sampling_probs": False,
+        "xtc_threshold": 0.1, "dry_multiplier": 0.0, "dry_base": 1.75, "dry_allowed_length": 2,
+        "dry_penalty_last_n": s.repeat_last_n, "dry_sequence_breakers": ["\n", ":", "\"", "*"],
+        "adaptive_target": -1.0, "adaptive_decay": 0.9, "min_keep": 0, "n_probs": n_probs,
+        "post_sampling_probs": False, "n_keep": 0, "n_discard": 0, "stream": stream, "grammar": grammar,
+        "grammar_lazy": False, "grammar_triggers": [], "preserved_tokens": [], "chat_format": "Content-only",
+        "reasoning_format": "none", "reasoning_in_content": False, "generation_prompt": "",
+        "speculative.types": "none", "timings_per_token": False, "backend_sampling": False, "lora": [],
         **({"n_ctx": n_ctx} if n_ctx else {}), **({"model": model} if model else {}),
     }
 
@@ -423,8 +434,8 @@ class NativeResults:
             c.finished = True
         if not shown and not probs:
             return None
-        out: dict[str, Any] = {"index": delta.choice, "content": shown,
-                               "tokens": list(delta.token_ids) if self.return_tokens else [], "stop": False,
+        # (a partial's tokens are told whatever return_tokens says, as llama-server tells them)
+        out: dict[str, Any] = {"index": delta.choice, "content": shown, "tokens": list(delta.token_ids), "stop": False,
                                "id_slot": -1, "tokens_predicted": len(c.tokens)}
         if c.prompt_ids is not None:  # (a text prompt's length is told by the engine's usage, at the end)
             out["tokens_evaluated"] = len(c.prompt_ids)
@@ -483,7 +494,10 @@ class NativeResults:
                 "stop": True, "model": self.model, "tokens_predicted": usage.completion_tokens,
                 "tokens_evaluated": usage.prompt_tokens, "generation_settings": self.settings(),
                 "prompt": self.prompt_texts[i], "has_new_line": "\n" in c.content, "truncated": False,
-                "stop_type": c.stop_type, "stopping_word": c.stopping_word, "tokens_cached": usage.cached_tokens,
+                "stop_type": c.stop_type, "stopping_word": c.stopping_word,
+                # llama-server's: the tokens its slot holds after the request (the prompt and what was generated,
+                # less the last token, never evaluated), what llama.vim shows as the context used
+                "tokens_cached": usage.prompt_tokens + max(usage.completion_tokens - 1, 0),
                 "timings": _timings(usage),
                 **({"completion_probabilities": c.probabilities} if c.probabilities else {}),
             })

@@ -38,7 +38,9 @@ for _path in PATHS:
     DIALECT_ERRORS[_path] = ("LlamaServerError", {
         "type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message", "type"], "properties": {
-                "code": {"type": "integer"}, "message": {"type": "string"}, "type": {"type": "string"}}}}})
+                "code": {"type": "integer"}, "message": {"type": "string"}, "type": {"type": "string"},
+                # (a prompt too long: exceed_context_size_error)
+                "n_prompt_tokens": {"type": "integer"}, "n_ctx": {"type": "integer"}}}}})
 EXTRA_BODIES[("POST", "/completion")] = native.CompletionBody
 EXTRA_BODIES[("POST", "/infill")] = native.InfillBody
 for _path in ("/completion", "/infill"):
@@ -49,31 +51,46 @@ for _path in ("/completion", "/infill"):
 
 
 async def _prompts(request: web.Request, body: native.CompletionBody) -> tuple[tuple[Any, ...], list[str]]:
-    """The body's prompts as text or token ids (a mixed prompt's text pieces tokenized with the model's vocabulary,
-    as llama-server does: special tokens parsed, BOS only before a leading text piece), and each one's text for
-    the result's ``prompt``."""
+    """The body's prompts as token ids, their text pieces tokenized with the model's vocabulary as llama-server
+    does (special tokens parsed, BOS only before a leading text piece), and each one's text for the result's
+    ``prompt`` (llama-server's: the tokens' pieces, BOS and special tokens spelled out). Token ids on a local
+    model, so that every partial result tells ``tokens_evaluated`` as llama-server's do; text prompts stay text
+    on an engine that cannot tell token pieces (a remote one)."""
     prompts: list[Any] = []
     texts: list[str] = []
     engine = model = None
     for prompt in native.prompts_of(body.prompt):
-        if isinstance(prompt, str):
+        if engine is None:
+            model, engine = await model_and_engine(request, body.model)
+        pieces = getattr(engine, "token_pieces", None)
+        if isinstance(prompt, str) and pieces is None:
             prompts.append(prompt)
             texts.append(prompt)
             continue
-        if engine is None:
-            model, engine = await model_and_engine(request, body.model)
         ids: list[int] = []
         with engine_failures(engine, "tokenize()"):
-            for i, piece in enumerate(prompt):
+            for i, piece in enumerate([prompt] if isinstance(prompt, str) else prompt):
                 if isinstance(piece, str):
                     ids += await engine.tokenize(model, piece, add_special=i == 0, parse_special=True)
                 else:
                     ids.append(piece)
             if not ids:
+                if isinstance(prompt, str):  # ("" on a model without a BOS: the completion path answers it)
+                    prompts.append(prompt)
+                    texts.append(prompt)
+                    continue
                 raise APIError(400, "prompt: must not be empty", param="prompt", code="invalid_value")
-            texts.append(await engine.detokenize(model, ids))
+            texts.append(await _spelled(engine, model, ids))
         prompts.append(tuple(ids))
     return tuple(prompts), texts
+
+
+async def _spelled(engine: Any, model: dict[str, Any], ids: list[int]) -> str:
+    """Token ids as llama-server spells a prompt: each token's piece, special ones as their text."""
+    pieces = getattr(engine, "token_pieces", None)
+    if pieces is None:
+        return await engine.detokenize(model, ids)
+    return b"".join(await pieces(model, ids)).decode("utf-8", errors="replace")
 
 
 async def _fim_refusal(request: web.Request, model: str | None) -> APIError:
@@ -106,7 +123,8 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
     samplers = native.applied_samplers(body.samplers)  # (checked already, by the request's conversion)
     results = native.NativeResults(
         model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
-                                                     n_probs=body.n_probs or 0), n_results=n_results,
+                                                     n_probs=body.n_probs or 0, stream=body.stream,
+                                                     grammar=typed.grammar or ""), n_results=n_results,
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
 
@@ -118,17 +136,18 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         model_, engine = await model_and_engine(request, model_id)
         return len(await engine.tokenize(model_, prompt, add_special=True, parse_special=True))
 
-    async def finals(stream_mode: bool) -> list[dict[str, Any]]:
-        counts = {i: await prompt_count(i) for i, c in enumerate(results.choices)
-                  if c.usage is None and c.prompt_ids is None and (c.cut or n_results > 1)}
+    async def finals(stream_mode: bool, only: set[int] | None = None) -> list[dict[str, Any]]:
+        """The last objects of the results (of those in ``only`` when given)."""
+        wanted = [i for i in range(n_results) if only is None or i in only]
+        counts = {i: await prompt_count(i) for i in wanted if (c := results.choices[i]).usage is None
+                  and c.prompt_ids is None and (c.cut or n_results > 1)}
         if infill:  # the prompt the model read, its FIM tokens spelled out (llama-server's "prompt" of an infill)
             model_, engine = await model_and_engine(request, model_id)
-            for i, c in enumerate(results.choices):
-                if c.prompt_ids is not None and hasattr(engine, "token_pieces"):
+            for i in wanted:
+                if (ids := results.choices[i].prompt_ids) is not None:
                     with engine_failures(engine, "token_pieces()"):
-                        pieces = await engine.token_pieces(model_, list(c.prompt_ids))
-                    results.prompt_texts[i] = b"".join(pieces).decode("utf-8", errors="replace")
-        out = results.finals(counts.get)
+                        results.prompt_texts[i] = await _spelled(engine, model_, list(ids))
+        out = [r for r in results.finals(counts.get) if r["index"] in wanted]
         if stream_mode:
             for r in out:
                 r.update(content="", tokens=[])
@@ -151,6 +170,8 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         return await json_response_built(lambda: answer[0] if len(answer) == 1 else answer,
                                          values=_values(answer, body.n_probs or 0))
 
+    sent: set[int] = set()  # results whose last object went out
+
     async def events() -> AsyncIterator[tuple[str, dict[str, Any]]]:
         # closing this generator (a client gone, the server shutting down) closes the stream: the engine stops
         async with stream:
@@ -165,7 +186,13 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
                         yield "", chunk
                     if results.cut_short:
                         break
-        for result in await finals(True):
+                    if n_results > 1 and delta.finish_reason is not None:
+                        # each result's last object as it ends, as llama-server sends it (one result's waits
+                        # for the engine's usage, at the end)
+                        for result in await finals(True, {delta.choice} - sent):
+                            sent.add(delta.choice)
+                            yield "", result
+        for result in await finals(True, set(range(n_results)) - sent):
             yield "", result
 
     return await relay(request, events(), lambda err: ("", native.error_body(err)))
