@@ -240,8 +240,10 @@ async def test_stop_during_a_load_waits_for_it_and_unloads(tmp_path, minilm_path
             status, stopped = await asyncio.wait_for(stop, 60)
             assert status == 200 and stopped["state"] == "unloaded", stopped  # ... and undoes it
             status, body = await asyncio.wait_for(embedding, 60)
-            # the request that started the load was stopped under it: told so (503: try again), no 500
-            assert status == 200 or (status == 503 and body["error"]["code"] == "model_unloaded"), body
+            # the request that started the load was stopped under it: told so (503: try again), no 500 — before
+            # its embedding began (model_unloaded) or, on a busy machine, during it (generation_cancelled)
+            assert status == 200 or (status == 503 and body["error"]["code"] in ("model_unloaded",
+                                                                                 "generation_cancelled")), body
             assert model not in (await api.ok("GET", "/health"))["models"]
             assert model not in [m["name"].removesuffix(":latest") for m in (await api.ok("GET", "/api/ps"))["models"]]
             assert model not in srv.call(engine.loaded_models())

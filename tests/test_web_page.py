@@ -706,6 +706,10 @@ def test_first_visit_with_no_model_says_how_to_add_one(tmp_path, new_page):
         page.click("#empty-open-models")
         page.wait_for_selector("#models-dialog[open]")
         page.keyboard.press("Escape")
+        # the dialog's close event (a task of its own) hands the focus back to its button: waited for, so that it
+        # cannot take the focus from the prompt filled below (an Enter on that button opened the dialog again)
+        page.wait_for_function("() => !document.getElementById('models-dialog').open"
+                               " && document.activeElement.id === 'open-models'")
         page.fill("#prompt", "Hello")
         page.keyboard.press("Enter")  # nothing to answer with: said so, the text is kept
         page.wait_for_selector("#toast", state="visible")
