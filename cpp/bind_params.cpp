@@ -43,6 +43,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("top_p", &SamplingParams::top_p)
         .def_readwrite("min_p", &SamplingParams::min_p)
         .def_readwrite("typical_p", &SamplingParams::typical_p)
+        .def_readwrite("infill", &SamplingParams::infill)
         .def_readwrite("repeat_penalty", &SamplingParams::repeat_penalty)
         .def_readwrite("presence_penalty", &SamplingParams::presence_penalty)
         .def_readwrite("frequency_penalty", &SamplingParams::frequency_penalty)

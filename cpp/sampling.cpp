@@ -112,6 +112,7 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
     if (p.top_p < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(p.top_p, 1));
     if (p.min_p > 0.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(p.min_p, 1));
     llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(p.temperature));
+    if (p.infill) llama_sampler_chain_add(chain.get(), llama_sampler_init_infill(model.vocab()));
     llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(p.seed));
     return chain;
 }

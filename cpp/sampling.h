@@ -53,6 +53,11 @@ struct SamplingParams {
     // final draw with llama.cpp's Mirostat sampler, which keeps the text's surprise near `mirostat_tau`
     // (learning rate `mirostat_eta`); 0: off. Ollama's and llama-server's option names.
     int32_t mirostat = 0;
+    // llama.cpp's infill sampler after the temperature (llama-server's "infill" in `samplers`, which its
+    // code-completion clients send): an end of generation wins when its probability, times the candidates
+    // left, outweighs theirs, and candidates that spell the start of another one are merged into it. Sampled
+    // requests only (greedy already picks one token; Mirostat replaces the chain).
+    bool infill = false;
     float mirostat_tau = 5.0f;
     float mirostat_eta = 0.1f;
     // Also each prompt token's log-probability given the tokens before it (OpenAI's `echo` with

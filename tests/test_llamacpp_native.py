@@ -356,7 +356,7 @@ def test_the_bodies_editor_plugins_send_are_served(server):
     assert set(result) == set(fields) and isinstance(result["content"], str), result
     assert result["timings/predicted_n"] <= 8 and result["truncated"] is False
     settings = ok(server, "/infill", vim | {"response_fields": ["generation_settings"]})["generation_settings"]
-    assert settings["samplers"] == ["top_k", "top_p"] and settings["top_k"] == 40 and settings["min_p"] == 0
+    assert settings["samplers"] == ["top_k", "top_p", "infill"] and settings["top_k"] == 40 and settings["min_p"] == 0
     assert settings["temperature"] == 1.0  # (no temperature sampler: the distribution as it is)
     warm = ok(server, "/infill", {"input_prefix": PREFIX, "input_suffix": SUFFIX, "input_extra": extra, "prompt": "",
                                   "n_predict": 0, "samplers": [], "cache_prompt": True, "t_max_prompt_ms": 500,
@@ -434,6 +434,7 @@ def test_t_max_predict_ms_on_a_real_generation(server):
     ({"prompt": STORY, "image_data": [{"data": "AAAA", "id": 1}]}, "image_data"),
     ({"prompt": STORY, "samplers": ["top_k", "nonsense"]}, "samplers"),
     ({"prompt": STORY, "samplers": ["temperature", "top_k"]}, "samplers"),
+    ({"prompt": STORY, "samplers": ["infill", "top_k"]}, "samplers"),  # (infill after the others, as clients list it)
     ({"prompt": STORY, "logit_bias": {"Hello": 1.0}}, "logit_bias"),
     ({"prompt": STORY, "logit_bias": [[1, "x"]]}, "logit_bias"),
     ({"prompt": STORY, "grammar": "root ::= \"a\"", "json_schema": {}}, "grammar"),

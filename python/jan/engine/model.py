@@ -856,7 +856,8 @@ class Model:
         draft-free n-gram drafting; "draft": the model's draft model; "none"; output unchanged),
         draft_max, draft_min, ngram, draft_p_min (defaults: the model's); reproducible (whether the
         same output is expected again, so it must not follow machine load — see ``adaptive_threads``;
-        default: when greedy or ``seed`` is given).
+        default: when greedy or ``seed`` is given); infill (llama.cpp's infill sampler after the temperature,
+        for fill-in-the-middle code completion, as llama-server's ``samplers`` ``infill``; sampled requests only).
         Raises ContextOverflowError when the prompt does not fit, QueueFullError when the wait
         queue is full, ValueError for bad options.
         """

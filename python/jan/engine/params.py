@@ -56,6 +56,9 @@ DEFAULTS = {
     "reasoning_open": False,
     # Keep the text of control tokens in the output (formats whose markers are control tokens).
     "render_special": False,
+    # llama.cpp's infill sampler after the temperature (fill-in-the-middle code completion: an end of generation
+    # wins when likely enough, candidates spelling the start of another are merged into it); sampled requests only.
+    "infill": False,
     # Speculative decoding (llama-server's names): off unless ``speculative`` is "ngram" (or True:
     # draft-free n-gram / prompt lookup) or "draft" (the model's draft model, see jan.Model's
     # ``draft_model``); then up to ``draft_max`` tokens are drafted per step — from the earlier
@@ -291,6 +294,7 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.reasoning_close = _string("reasoning_close", o["reasoning_close"])
     p.reasoning_open = check_flag("reasoning_open", o["reasoning_open"])
     p.render_special = check_flag("render_special", o["render_special"])
+    p.infill = check_flag("infill", o["infill"])
     p.ignore_eos = check_flag("ignore_eos", o["ignore_eos"])
     p.stop = _stops(o["stop"])
     p.logprobs = check_flag("logprobs", o["logprobs"]) or bool(o["top_logprobs"])

@@ -87,7 +87,7 @@ class CompletionService:
                         requests.append(model.stream(prompt if isinstance(prompt, str) else list(prompt), **options,
                                                      seed=s, grammar=request.grammar, logprobs=want_logprobs,
                                                      top_logprobs=request.logprobs or 0,
-                                                     prompt_logprobs=want_prompt))
+                                                     prompt_logprobs=want_prompt, infill=request.infill_sampler))
                         echo.append(text if request.echo else "")
                         prompt_ids.append(None if isinstance(prompt, str) or not request.token_ids else tuple(prompt))
             except BaseException:

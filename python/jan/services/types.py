@@ -888,6 +888,9 @@ class CompletionRequest:
     #: The prefix's start and the suffix's end give way where they do not fit in the context (llama-server's
     #: ``/infill`` cuts them so; elsewhere a prompt too long is a 400): :func:`jan.services.infill.infill_prompt`.
     infill_fit: bool = False
+    #: llama.cpp's infill sampler in the chain (llama-server's ``samplers`` naming ``infill``, as its code-completion
+    #: clients send it): an end of generation wins when likely enough, so a completion stops where the code does.
+    infill_sampler: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)

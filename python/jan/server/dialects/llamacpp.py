@@ -95,8 +95,9 @@ _CANONICAL_SAMPLERS = ("penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top
 #: Their one-letter forms (``common_sampler_types_from_chars``).
 _SAMPLER_CHARS = {"e": "penalties", "d": "dry", "s": "top_n_sigma", "k": "top_k", "y": "typical_p", "p": "top_p",
                   "m": "min_p", "x": "xtc", "t": "temperature", "i": "infill", "a": "adaptive_p"}
-#: The order jan's engine applies its samplers in (llama.cpp's default chain, cpp/sampling.cpp).
-_ENGINE_ORDER = ("penalties", "top_k", "typical_p", "top_p", "min_p", "temperature")
+#: The order jan's engine applies its samplers in (llama.cpp's default chain, cpp/sampling.cpp; ``infill``, in no
+#: default chain, after the others, as llama.vscode and llama.vim list it: ``["top_k", "top_p", "infill"]``).
+_ENGINE_ORDER = ("penalties", "top_k", "typical_p", "top_p", "min_p", "temperature", "infill")
 #: A sampler left out of ``samplers`` is off: the value of its options that turns it off.
 _OFF: dict[str, dict[str, Any]] = {
     "penalties": {"repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0},
@@ -104,6 +105,8 @@ _OFF: dict[str, dict[str, Any]] = {
     # without a temperature sampler llama.cpp samples the distribution as it is: temperature 1
     "temperature": {"temperature": 1.0},
 }
+#: Samplers that are on only where ``samplers`` lists them (a flag of the request, no option of their own).
+_ONLY_LISTED = ("infill",)
 
 #: One part of a prompt: text or a token id (llama-server's "mixed" prompt: ``[12, 34, "text", 56]``).
 PromptPiece = Union[TokenId, str]
@@ -209,11 +212,9 @@ class InfillBody(CompletionBody):
 
 
 # -- to jan's typed request ---------------------------------------------------------------------
-def _off_samplers(samplers: list[str] | str) -> dict[str, Any]:
-    """The options that turn off the samplers ``samplers`` leaves out; a ValueError (``samplers: ...``) for a name
-    llama.cpp does not know or an order jan's engine cannot apply. ``infill`` is accepted and not applied (jan's
-    chain has no infill sampler; llama.vscode sends it); samplers jan does not have, listed with their options off
-    (DRY, XTC, ...), change nothing, as in llama.cpp."""
+def _listed_samplers(samplers: list[str] | str) -> list[str]:
+    """The samplers ``samplers`` names, in jan's names; a ValueError (``samplers: ...``) for a name llama.cpp does
+    not know or an order jan's engine cannot apply."""
     names = list(samplers) if isinstance(samplers, list) else [_SAMPLER_CHARS.get(c, c) for c in samplers]
     listed = []
     for name in names:
@@ -225,11 +226,23 @@ def _off_samplers(samplers: list[str] | str) -> dict[str, Any]:
     if applied != sorted(applied, key=_ENGINE_ORDER.index):
         raise ValueError(f"samplers: jan applies its samplers in llama.cpp's default order "
                          f"({', '.join(_ENGINE_ORDER)}); give them in that order")
+    return listed
+
+
+def _off_samplers(samplers: list[str] | str) -> dict[str, Any]:
+    """The options that turn off the samplers ``samplers`` leaves out (ValueErrors as :func:`_listed_samplers`).
+    Samplers jan does not have, listed with their options off (DRY, XTC, ...), change nothing, as in llama.cpp."""
+    listed = _listed_samplers(samplers)
     off: dict[str, Any] = {}
     for sampler in _ENGINE_ORDER:
-        if sampler not in listed:
+        if sampler not in listed and sampler not in _ONLY_LISTED:
             off.update(_OFF[sampler])
     return off
+
+
+def infill_sampler(samplers: list[str] | str | None) -> bool:
+    """Whether ``samplers`` lists llama.cpp's infill sampler (llama.vscode's and llama.vim's chain does)."""
+    return samplers is not None and "infill" in _listed_samplers(samplers)
 
 
 def _logit_bias(value: Any) -> dict[int, float] | None:
@@ -289,7 +302,8 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                                **given)
     return CompletionRequest(model=body.model, prompts=prompts, sampling=sampling, n=body.n_cmpl or 1,
                              logprobs=body.n_probs or None, grammar=grammar, prompt_only=body.n_predict == 0,
-                             token_ids=True, suffix=suffix, infill_extra=extra, infill_fit=suffix is not None)
+                             token_ids=True, suffix=suffix, infill_extra=extra, infill_fit=suffix is not None,
+                             infill_sampler=infill_sampler(body.samplers))
 
 
 def infill_extra(body: InfillBody) -> tuple[InfillChunk, ...]:
@@ -299,7 +313,9 @@ def infill_extra(body: InfillBody) -> tuple[InfillChunk, ...]:
 def applied_samplers(samplers: list[str] | str | None) -> list[str]:
     """The samplers jan applies for a body's ``samplers`` (all of its chain when not given), in llama.cpp's names."""
     off = _off_samplers(samplers) if samplers is not None else {}
-    kept = [s for s in _ENGINE_ORDER if not all(off.get(k) == v for k, v in _OFF[s].items())]
+    kept = [s for s in _ENGINE_ORDER if s not in _ONLY_LISTED and not all(off.get(k) == v for k, v in _OFF[s].items())]
+    if infill_sampler(samplers):
+        kept.append("infill")
     return ["typ_p" if s == "typical_p" else s for s in kept]
 
 
