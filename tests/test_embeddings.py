@@ -175,3 +175,57 @@ async def test_openai_and_ollama_embeddings_refuse_a_pooling_none_model(server, 
         result = await api.ok("POST", "/v1/embeddings", {"model": "pooled", "input": "hello"})
         assert len(result["data"][0]["embedding"]) == 384
 
+
+
+# -- dimensions: the Matryoshka cut, made once by the embedding service -------------------------------------------
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "12"])
+def test_embedding_request_refuses_dimensions_below_one_or_not_an_integer(value):
+    from jan.services.errors import RequestError
+    from jan.services.types import EmbeddingRequest
+
+    with pytest.raises(RequestError) as err:
+        EmbeddingRequest(model="m", inputs=("hi",), dimensions=value)
+    assert err.value.param == "dimensions" and str(err.value).startswith("dimensions: ")
+
+
+class _Upstream:
+    """A remote engine (no LocalInferenceExtension) whose upstream ignores ``dimensions``, as llama-server does."""
+
+    engine_name = "fake-remote"
+
+    def __init__(self, vectors):
+        self.vectors, self.requests = vectors, []
+
+    async def embed(self, model, request):
+        from jan.services.types import EmbeddingResult
+
+        self.requests.append(request)
+        return EmbeddingResult(model["id"], tuple(self.vectors), 7)
+
+
+class _Models:
+    def __init__(self, engine):
+        self.engine = engine
+
+    async def resolve(self, model):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(engine=self.engine, model={"id": "remote"}, id="remote")
+
+
+async def test_a_remote_engine_gets_dimensions_and_whole_vectors_it_answers_are_cut():
+    from jan.services.embeddings import EmbeddingService
+    from jan.services.types import EmbeddingRequest
+
+    whole = [0.6, 0.0, 0.8, 0.0]
+    engine = _Upstream([list(whole), [3.0, 4.0], None])  # (a vector no longer than asked, and a faulty one, pass)
+    result = await EmbeddingService(_Models(engine)).embed(EmbeddingRequest(model="remote", inputs=("a", "b", "c"),
+                                                                            dimensions=2))
+    assert engine.requests[0].dimensions == 2  # forwarded
+    assert result.vectors[0] == pytest.approx([1.0, 0.0]) and isinstance(result.vectors[0], list)
+    assert result.vectors[1:] == ([3.0, 4.0], None) and result.prompt_tokens == 7
+    # not normalized again where the request's vectors are not
+    engine.vectors = [list(whole)]
+    raw = await EmbeddingService(_Models(engine)).embed(EmbeddingRequest(model="remote", inputs=("a",),
+                                                                         dimensions=3, normalize=False))
+    assert raw.vectors[0] == pytest.approx([0.6, 0.0, 0.8])

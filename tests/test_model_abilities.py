@@ -70,9 +70,14 @@ def test_asks_abilities_only_for_what_is_judged():
 def test_an_embedding_model(minilm_path):
     can = model_abilities({"file_path": str(minilm_path)})
     assert (can.embedding, can.n_embd, can.n_vocab) == (True, 384, 30522)
-    assert refusal(can, EmbeddingRequest(model="m", inputs=("hi",), dimensions=384), "m") is None
-    wrong = refusal(can, EmbeddingRequest(model="m", inputs=("hi",), dimensions=8), "m")
-    assert isinstance(wrong, RequestError) and wrong.param == "dimensions"
+    # dimensions: a cut to 1..n_embd (n_embd: the whole vector); more is refused, unless capped (Ollama's reading)
+    for dims in (1, 8, 384):
+        assert refusal(can, EmbeddingRequest(model="m", inputs=("hi",), dimensions=dims), "m") is None
+    wrong = refusal(can, EmbeddingRequest(model="m", inputs=("hi",), dimensions=385), "m")
+    assert isinstance(wrong, RequestError) and wrong.param == "dimensions" and str(wrong).startswith("dimensions: ")
+    assert "1 to 384" in str(wrong)
+    assert refusal(can, EmbeddingRequest(model="m", inputs=("hi",), dimensions=385, dimensions_capped=True),
+                   "m") is None
     ids = refusal(can, EmbeddingRequest(model="m", inputs=("hi", (1, 30522))), "m")
     assert isinstance(ids, RequestError) and str(ids).startswith("input[1][1]: token id 30522 is outside")
 

@@ -128,7 +128,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "openai completions token ids stream": ("/v1/completions", {"prompt": [[1], [2, 99999]], "max_tokens": 2,
                                                                 "stream": True}, "prompt[1][1]: token id 99999"),
     "openai embeddings token ids": ("/v1/embeddings", {"input": [[1, 99999]]}, "input[1]: token id 99999"),
-    "openai embeddings dimensions": ("/v1/embeddings", {"input": "hi", "dimensions": 8},
+    "openai embeddings dimensions": ("/v1/embeddings", {"input": "hi", "dimensions": 65},
                                      "dimensions: this model returns 64-dimensional embeddings"),
     "ollama generate context": ("/api/generate", {"prompt": "hi", "context": [1, 99999], "stream": False},
                                 "context[1]: token id 99999 is outside the model's vocabulary"),

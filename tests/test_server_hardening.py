@@ -248,7 +248,7 @@ EXACT_PARAM_CASES = [
     # errors the engine and the services find name their field too
     ("/v1/chat/completions", CHAT | {"logit_bias": {"99999999": 1}}, "logit_bias"),
     ("/v1/chat/completions", CHAT | {"model": "all-MiniLM-L6-v2-f32"}, "model"),
-    ("/v1/embeddings", {"model": "all-MiniLM-L6-v2-f32", "input": "x", "dimensions": 8}, "dimensions"),
+    ("/v1/embeddings", {"model": "all-MiniLM-L6-v2-f32", "input": "x", "dimensions": 385}, "dimensions"),
 ]
 
 

@@ -672,7 +672,12 @@ class EmbeddingRequest(_Strict):
     model: ModelId = None
     input: Union[str, list[str], TokenList, list[TokenList]]
     encoding_format: Literal["float", "base64"] | None = "float"
-    dimensions: Int32Count | None = None
+    # OpenAI's (text-embedding-3): the Matryoshka cut, done by the embedding service for every front end
+    dimensions: Int32Count | None = Field(
+        default=None, description="The first N components of each embedding, L2-normalized again (OpenAI's "
+                                  "text-embedding-3 dimensions; Matryoshka-trained models such as nomic-embed-text "
+                                  "v1.5 keep their quality). 1 to the model's size; its size is the whole vector; "
+                                  "more is a 400 naming dimensions.")
     user: str | None = None
 
     @field_validator("input")

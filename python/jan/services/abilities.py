@@ -165,8 +165,8 @@ def asks_abilities(request: ChatRequest | CompletionRequest | EmbeddingRequest) 
     if isinstance(request, ChatRequest):
         return (_insists_on_thinking(request) or _insists_on_tools(request) or _has_media(request)
                 or bool(request.context) or bool(request.sampling.logit_bias))
-    if isinstance(request, EmbeddingRequest) and request.dimensions is not None:
-        return True
+    if isinstance(request, EmbeddingRequest) and request.dimensions is not None and not request.dimensions_capped:
+        return True  # (a capped one is never refused for its size)
     if isinstance(request, CompletionRequest) and request.sampling.logit_bias:
         return True
     prompts = request.prompts if isinstance(request, CompletionRequest) else request.inputs
@@ -267,8 +267,8 @@ def chat_refusal(abilities: Abilities, request: ChatRequest, model_id: str) -> J
 def refusal(abilities: Abilities, request: ChatRequest | CompletionRequest | EmbeddingRequest,
             model_id: str) -> JanError | None:
     """:func:`chat_refusal` for a chat; for a completion or embeddings, a prompt or input of token ids outside the
-    vocabulary (as the engine's check words it, said of the prompt or input), and embeddings' ``dimensions`` other
-    than the model's (it cannot shorten them)."""
+    vocabulary (as the engine's check words it, said of the prompt or input), and embeddings' ``dimensions`` above
+    the model's (:func:`dimensions_refusal`)."""
     if not isinstance(request, EmbeddingRequest):
         problem = _bias_refusal(abilities, request.sampling.logit_bias)
         if problem is not None:
@@ -278,8 +278,10 @@ def refusal(abilities: Abilities, request: ChatRequest | CompletionRequest | Emb
     if isinstance(request, EmbeddingRequest):
         if abilities.reranker:
             return reranker_refusal(model_id, True)
-        if request.dimensions is not None and abilities.n_embd is not None and request.dimensions != abilities.n_embd:
-            return dimensions_refusal(abilities.n_embd)
+        if abilities.n_embd is not None:
+            problem = dimensions_refusal(request, abilities.n_embd)
+            if problem is not None:
+                return problem
         field, prompts = "input", request.inputs
     else:
         field, prompts = "prompt", request.prompts
@@ -324,9 +326,14 @@ def _ids_refusal(abilities: Abilities, ids: Sequence[int], name: str, param: str
     return None
 
 
-def dimensions_refusal(n_embd: int) -> RequestError:
-    """Embeddings asked in ``dimensions`` other than the model's ``n_embd`` (it cannot shorten them)."""
-    return RequestError(f"dimensions: this model returns {n_embd}-dimensional embeddings (it cannot shorten them)",
+def dimensions_refusal(request: EmbeddingRequest, n_embd: int) -> RequestError | None:
+    """Embeddings asked in more ``dimensions`` than the model's ``n_embd`` (a cut keeps at most all of them), the same
+    words before a load (from the header) and after it; none where the request takes the whole vector for them
+    (``dimensions_capped``: Ollama's)."""
+    if request.dimensions is None or request.dimensions <= n_embd or request.dimensions_capped:
+        return None
+    return RequestError(f"dimensions: this model returns {n_embd}-dimensional embeddings; dimensions may be 1 to "
+                        f"{n_embd} (the first N components, normalized again), got {request.dimensions}",
                         param="dimensions", code="invalid_value")
 
 

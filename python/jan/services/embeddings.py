@@ -54,22 +54,56 @@ def _tokens(model, request: EmbeddingRequest, stop: threading.Event) -> list[lis
     return tokens
 
 
+def _cut(vectors, dimensions: int | None, normalize: bool) -> list:
+    """Each vector's first ``dimensions`` components, L2-normalized again when ``normalize`` (the Matryoshka cut of
+    OpenAI's ``dimensions``: a unit vector's prefix is no unit vector); vectors no longer than that as they are. A cut
+    whose components are all zero stays zero (no direction to keep)."""
+    if dimensions is None or all(len(v) <= dimensions for v in vectors):
+        return list(vectors)
+    import numpy as np  # only embeddings need numpy; a chat-only server never loads it (resident memory)
+
+    out = []
+    for v in vectors:
+        if len(v) <= dimensions:
+            out.append(v)
+            continue
+        cut = np.array(v[:dimensions], dtype=np.float64)  # (a copy: the whole vector is not kept alive by a view)
+        norm = float(np.linalg.norm(cut)) if normalize else 0.0
+        out.append((cut / norm if norm > 0 else cut).astype(np.float32))
+    return out
+
+
+def _too_long(vector, dimensions: int) -> bool:
+    """Whether an upstream's ``vector`` is a list of numbers longer than ``dimensions`` (anything else is passed on as
+    the upstream sent it)."""
+    return (isinstance(vector, list) and len(vector) > dimensions
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector))
+
+
 class EmbeddingService:
     def __init__(self, models: ModelService):
         self.models = models
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
         """Vectors (float32 arrays for local models, L2-normalized unless ``request.normalize`` is False) in input
-        order.
+        order, cut to ``request.dimensions`` (:class:`EmbeddingRequest`) here, once, for every front end.
 
-        ``ValueError`` (RequestError) when ``dimensions`` is not the model's or the model is loaded with pooling
-        none (its vectors are per token); errors of model resolution as
+        ``ValueError`` (RequestError) when ``dimensions`` is above the model's (unless capped) or the model is loaded
+        with pooling none (its vectors are per token); errors of model resolution as
         :meth:`ModelService.resolve`.
         """
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
             with engine_failures(target.engine, "embed()"):
-                return await target.engine.embed(target.model, request)
+                result = await target.engine.embed(target.model, request)
+            # forwarded as ``dimensions``; an upstream that ignores it (llama-server does) answered whole vectors,
+            # which a client that asked for N would store beside N-long ones: cut here as for a local model
+            dims = request.dimensions
+            if dims is not None and any(_too_long(v, dims) for v in result.vectors):
+                result = EmbeddingResult(result.model, tuple(_cut([v], dims, request.normalize)[0].tolist()
+                                                             if _too_long(v, dims) else v for v in result.vectors),
+                                         result.prompt_tokens)
+            return result
         # (dimensions or token ids its header refuses, pooling none in its load options) before a load
         await self.models.require_able(target, request)
         local = await target.engine.acquire(target.model)
@@ -86,10 +120,12 @@ class EmbeddingService:
             with model.hold():
                 if getattr(model, "pooling", None) == "none":  # per token: neither OpenAI's shape nor Ollama's
                     raise pooling_none_refusal(target.id)
-                if request.dimensions is not None and request.dimensions != model.info.n_embd:
-                    raise dimensions_refusal(model.info.n_embd)
+                problem = dimensions_refusal(request, model.info.n_embd)
+                if problem is not None:
+                    raise problem
                 tokens = _tokens(model, request, stop)
-                return tokens, model.embed(tokens, normalize=request.normalize, cancel=stop)
+                vectors = model.embed(tokens, normalize=request.normalize, cancel=stop)
+                return tokens, _cut(vectors, request.dimensions, request.normalize)  # (here: off the event loop)
 
         try:
             tokens, vectors = await _workers.run(run)

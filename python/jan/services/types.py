@@ -920,20 +920,29 @@ MAX_EMBEDDING_TOKENS = 300_000
 @dataclass(frozen=True)
 class EmbeddingRequest:
     """Texts or token-id lists to embed, at most :data:`MAX_EMBEDDING_INPUTS` of them holding at most
-    :data:`MAX_EMBEDDING_TOKENS` tokens in all; ``dimensions`` must equal the model's if given. An input
-    longer than the model's embedding context is a ``ContextOverflowError``, or with ``truncate``
-    is cut to fit (its end dropped). ``normalize`` False keeps a local model's pooled vectors as they are (Ollama's
-    legacy ``/api/embeddings`` answers them so); a remote engine answers its upstream's vectors either way."""
+    :data:`MAX_EMBEDDING_TOKENS` tokens in all. An input longer than the model's embedding context is a
+    ``ContextOverflowError``, or with ``truncate`` is cut to fit (its end dropped). ``normalize`` False keeps a local
+    model's pooled vectors as they are (Ollama's legacy ``/api/embeddings`` answers them so); a remote engine answers
+    its upstream's vectors either way.
+
+    ``dimensions`` (1 to the model's ``n_embd``): each vector's first N components, L2-normalized again when
+    ``normalize`` -- OpenAI's ``dimensions`` of text-embedding-3, the Matryoshka cut that nomic-embed-text v1.5,
+    mxbai-embed-large or Qwen3-Embedding are trained for; ``n_embd`` itself is the plain vector. More than ``n_embd``
+    is a ``RequestError`` naming it, unless ``dimensions_capped``: Ollama's ``/api/embed`` answers the whole vector
+    then (its EmbedHandler cuts only below the model's size). A remote engine gets ``dimensions`` forwarded."""
 
     model: str | None
     inputs: tuple[Union[str, tuple[int, ...]], ...]
     dimensions: int | None = None
     truncate: bool = False
     normalize: bool = True
+    dimensions_capped: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)
         _not_empty(self, "inputs", "input (a string, or a tuple of token ids)")
+        if self.dimensions is not None and self.dimensions < 1:
+            raise _misuse("dimensions", f"must be at least 1, got {self.dimensions}")
         if len(self.inputs) > MAX_EMBEDDING_INPUTS:
             from jan.services.errors import RequestError  # (jan.services imports this module)
 

@@ -160,7 +160,8 @@ class InferenceExtension(ExtensionInterface):
 
     async def embed(self, model: dict[str, Any], request: "EmbeddingRequest") -> "EmbeddingResult":
         """One vector per input (:class:`~jan.services.types.EmbeddingResult`); ``ValueError`` for a
-        ``dimensions`` the model does not have."""
+        ``dimensions`` the model cannot give. An engine may answer whole vectors for ``dimensions``: the embedding
+        service cuts a list of numbers longer than it (and normalizes it again with ``request.normalize``)."""
         raise NotImplementedError(f"the engine '{self.engine_name}' does not embed")
 
     @abstractmethod

@@ -320,9 +320,11 @@ def _refuse_template(body: wire.OllamaGenerateRequest) -> None:
 
 
 def embedding_request(model: str, inputs: list[str], truncate: bool | None = None, *,
-                      normalize: bool = True) -> EmbeddingRequest:
-    """Ollama truncates over-long inputs unless told ``truncate: false``. (Its ``dimensions`` cuts the
-    vectors afterwards, so it is not the service's "must equal the model's" check.) ``normalize``: ``/api/embed``
-    answers unit vectors, the legacy ``/api/embeddings`` the model's pooled vectors as they are (Ollama's
-    server/routes.go: EmbedHandler normalizes, EmbeddingsHandler does not)."""
-    return EmbeddingRequest(model=model, inputs=tuple(inputs), truncate=truncate is not False, normalize=normalize)
+                      normalize: bool = True, dimensions: int | None = None) -> EmbeddingRequest:
+    """Ollama truncates over-long inputs unless told ``truncate: false``. ``normalize``: ``/api/embed`` answers unit
+    vectors, the legacy ``/api/embeddings`` the model's pooled vectors as they are (Ollama's server/routes.go:
+    EmbedHandler normalizes, EmbeddingsHandler does not). ``dimensions`` (``/api/embed``'s; 0 already read as not
+    given) is the service's cut, capped: Ollama cuts only below the model's size, and answers the whole vector for
+    more."""
+    return EmbeddingRequest(model=model, inputs=tuple(inputs), truncate=truncate is not False, normalize=normalize,
+                            dimensions=dimensions, dimensions_capped=True)

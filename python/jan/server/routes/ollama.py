@@ -450,17 +450,14 @@ async def _whole_completion(stream: AsyncIterator[CompletionDelta], encoder: Oll
 
 
 # -- embeddings ----------------------------------------------------------------------------------
-def _truncated(vector: Any, dimensions: int | None) -> list[float]:
-    """Ollama's ``dimensions``: the first N components, normalized again."""
+def _floats(vector: Any) -> list[float]:
+    """A vector as JSON numbers (a local model's float32 array; a remote one's list as it came). The embedding
+    service cut it to ``dimensions`` already."""
+    if isinstance(vector, list):
+        return vector
     import numpy as np  # only embeddings need numpy; a chat-only server never loads it (resident memory)
 
-    v = np.asarray(vector, dtype=np.float32)
-    if dimensions is not None and dimensions < v.shape[0]:
-        v = v[:dimensions]
-        norm = float(np.linalg.norm(v))
-        if norm > 0:
-            v = v / norm
-    return v.tolist()
+    return np.asarray(vector, dtype=np.float32).tolist()
 
 
 @routes.post("/api/embed")
@@ -471,7 +468,8 @@ async def embed(request: web.Request) -> web.Response:
     body = await _body(request, wire.OllamaEmbedRequest)
     target = await _target(request, body.model)
     inputs = body.texts
-    typed = ollama_requests.embedding_request(target.id, inputs, body.truncate) if inputs else None
+    typed = ollama_requests.embedding_request(target.id, inputs, body.truncate, dimensions=body.dimensions) \
+        if inputs else None
     if typed is not None:
         await _services(request).models.require_able(target, typed)  # (a model loaded with pooling none) before a load
     async with _model_in_use(target, body.keep_alive_seconds, timing):
@@ -482,7 +480,7 @@ async def embed(request: web.Request) -> web.Response:
 
     def answer() -> dict[str, Any]:  # (built off the event loop when large: thousands of vectors to write)
         out: dict[str, Any] = {"model": body.model,
-                               "embeddings": [_truncated(v, body.dimensions) for v in result.vectors],
+                               "embeddings": [_floats(v) for v in result.vectors],
                                "total_duration": total_ns, "load_duration": timing.load_ns,
                                "prompt_eval_count": result.prompt_tokens}
         return {k: v for k, v in out.items() if v or k == "embeddings"}
@@ -503,7 +501,7 @@ async def embeddings(request: web.Request) -> web.Response:
         if typed is None:
             return _json({"embedding": []})
         result = await unless_disconnected(request, _services(request).embeddings.embed(typed), target.id)
-    return _json({"embedding": _truncated(result.vectors[0], None)})
+    return _json({"embedding": _floats(result.vectors[0])})
 
 
 # -- models ----------------------------------------------------------------------------------------
