@@ -97,6 +97,25 @@ class Ranking:
     prompt_tokens: int
 
 
+def _cut_text(native, text: str, keep: int, left: bool) -> str:
+    """``text`` cut to at most ``keep`` of its tokens (tokenized as text), its end cut, or its beginning with
+    ``left``: the kept tokens detokenized, so that the cut is a text read as any other (a few tokens fewer where
+    the detokenized text tokenizes longer at its new edge)."""
+    tokens = list(native.tokenize(text, False, False))
+    if len(tokens) <= keep:
+        return text
+    limit = keep
+    for _ in range(8):  # (bounded: each round keeps fewer tokens, by as many as the last one overshot)
+        if keep < 1:
+            break
+        cut = native.detokenize(tokens[-keep:] if left else tokens[:keep], False, False)
+        n = len(native.tokenize(cut, False, False))
+        if n <= limit:
+            return cut
+        keep -= n - limit
+    return ""
+
+
 def _pooling(value):
     if value is None:
         return None
@@ -1042,10 +1061,19 @@ class Model:
         :meth:`embed`. Answered on a closed model too (it describes the GGUF)."""
         return self._rank_pooling
 
-    def rerank(self, query: str, documents: Sequence[str], *, cancel: threading.Event | None = None) -> "Ranking":
+    def rerank(self, query: str, documents: Sequence[str], *, cancel: threading.Event | None = None,
+               max_tokens_per_doc: int | None = None, truncate: bool = False,
+               truncation_direction: str = "right") -> "Ranking":
         """The relevance of each of ``documents`` to ``query``: :attr:`Ranking.scores`, one per document in their
         order (higher is more relevant; the classifier head's raw output, a logit, as llama-server's ``/rerank``
         answers it), and :attr:`Ranking.prompt_tokens`, the tokens read (every query-document pair's).
+
+        Cutting a document (the query is always read whole): ``max_tokens_per_doc`` (Cohere's) reads at most that
+        many of each document's tokens; ``truncate`` (Text Embeddings Inference's) reads of a document whose pair
+        does not fit the embedding context as many tokens as fit, instead of raising ContextOverflowError.
+        ``truncation_direction`` says which end is kept: ``"right"`` cuts the end (the beginning is read),
+        ``"left"`` the beginning. A document is cut as text (its kept tokens detokenized), so that it is read
+        exactly as that shorter text would be.
 
         Each document is read with the query as one input: the model's own rerank prompt template when its GGUF has
         one (``tokenizer.chat_template.rerank``, ``{query}`` and ``{document}`` replaced), else ``[BOS] query [EOS]
@@ -1078,11 +1106,28 @@ class Model:
             documents = [engine_text(f"documents[{i}]", d) for i, d in enumerate(documents)]
             if not documents:
                 raise ValueError("documents: at least one document is required")
+            if max_tokens_per_doc is not None:
+                n = as_int(max_tokens_per_doc)
+                if n is None:
+                    raise TypeError(f"max_tokens_per_doc: expected an integer, got {type(max_tokens_per_doc).__name__}")
+                if n < 1:
+                    raise ValueError(f"max_tokens_per_doc: must be at least 1, got {n}")
+                max_tokens_per_doc = n
+            truncate = check_flag("truncate", truncate)
+            if truncation_direction not in ("right", "left"):
+                raise ValueError(f"truncation_direction: expected 'right' or 'left', got {truncation_direction!r}")
+            left = truncation_direction == "left"
+            n_ctx = self._get_embedder("rank").n_ctx if truncate else 0
             pairs = []
             for d in documents:
                 if cancel is not None and cancel.is_set():  # (tokenizing thousands of documents takes a while)
                     raise EmbeddingStoppedError(f"the reranking on model '{self.id}' was stopped by its caller")
-                pairs.append(self._rerank_tokens(native, query, d))
+                if max_tokens_per_doc is not None:
+                    d = _cut_text(native, d, max_tokens_per_doc, left)
+                pair = self._rerank_tokens(native, query, d)
+                if truncate and len(pair) > n_ctx:
+                    pair = self._fit_rerank_pair(native, query, d, pair, n_ctx, left)
+                pairs.append(pair)
             self._check_rerank_pairs(native, query, pairs)
             scores = self._embed(pairs, False, "rank", cancel)
             return Ranking([float(row[0]) for row in scores], sum(len(p) for p in pairs))
@@ -1103,6 +1148,22 @@ class Model:
                 raise ContextOverflowError(f"documents[{i}]: read with the query it has {len(pair)} tokens but the "
                                            f"embedding context holds {n_ctx}", len(pair), n_ctx,
                                            param=f"documents[{i}]")
+
+    def _fit_rerank_pair(self, native, query: str, document: str, pair: list[int], n_ctx: int,
+                         left: bool) -> list[int]:
+        """The pair of ``query`` and as much of ``document`` as fits ``n_ctx`` (a query that alone does not fit
+        is left as it is: :meth:`_check_rerank_pairs` names it)."""
+        n_doc = len(native.tokenize(document, False, False))
+        for _ in range(8):  # (a cut text may tokenize a token longer at its new edge: cut again, a bit more)
+            keep = n_doc - (len(pair) - n_ctx)
+            if keep < 1:
+                return pair
+            document = _cut_text(native, document, keep, left)
+            pair = self._rerank_tokens(native, query, document)
+            if len(pair) <= n_ctx:
+                return pair
+            n_doc = len(native.tokenize(document, False, False))
+        return pair
 
     @property
     def rerank_template(self) -> str | None:
