@@ -219,7 +219,24 @@ def test_max_tokens_per_doc_reads_that_many_tokens_of_each_document(reranker):
     assert left.scores == pytest.approx(reranker.rerank(QUERY, ["word word"]).scores, abs=1e-4)
 
 
+def test_max_chunks_per_doc_scores_a_long_document_as_its_best_chunk(reranker):
+    # Cohere v1's chunking: a document past the context read as consecutive chunks that fit, at most that many
+    first = _fitting(reranker)
+    rest = " ".join(HALVES.split()[len(first.split()):])
+    chunks = reranker.rerank(QUERY, [first, rest])
+    ranking = reranker.rerank(QUERY, ["x", HALVES], max_chunks_per_doc=10)
+    assert ranking.scores[1] == pytest.approx(max(chunks.scores), abs=1e-4)
+    assert ranking.prompt_tokens == chunks.prompt_tokens + reranker.rerank(QUERY, ["x"]).prompt_tokens
+    one = reranker.rerank(QUERY, [HALVES], max_chunks_per_doc=1)  # (one chunk: the beginning that fits)
+    assert one.scores == pytest.approx(reranker.rerank(QUERY, [first]).scores, abs=1e-4)
+    # a document that fits is read whole, as without the option
+    assert reranker.rerank(QUERY, DOCS, max_chunks_per_doc=2).scores == pytest.approx(
+        reranker.rerank(QUERY, DOCS).scores, abs=1e-6)
+
+
 @pytest.mark.parametrize(("options", "error", "says"), [
+    ({"max_chunks_per_doc": 0}, ValueError, "^max_chunks_per_doc: must be at least 1"),
+    ({"max_chunks_per_doc": 1.5}, TypeError, "^max_chunks_per_doc: expected an integer"),
     ({"max_tokens_per_doc": 0}, ValueError, "^max_tokens_per_doc: must be at least 1"),
     ({"max_tokens_per_doc": "5"}, TypeError, "^max_tokens_per_doc: expected an integer"),
     ({"max_tokens_per_doc": True}, TypeError, "^max_tokens_per_doc: expected an integer"),
@@ -284,6 +301,17 @@ def test_max_tokens_per_doc_scores_each_document_as_its_cut_text(server, reranke
     assert {r["index"]: r["score"] for r in texts} == pytest.approx(dict(enumerate(expected.scores)), abs=1e-4)
 
 
+def test_max_chunks_per_doc_scores_a_long_document_as_its_best_chunk_on_the_server(server, reranker):
+    expected = reranker.rerank(QUERY, ["x", HALVES], max_chunks_per_doc=3)
+    response = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": QUERY, "max_chunks_per_doc": 3,
+                                            "documents": ["x", HALVES]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert {r["index"]: r["relevance_score"] for r in body["results"]} == pytest.approx(
+        dict(enumerate(expected.scores)), abs=1e-4)
+    assert body["usage"]["prompt_tokens"] == expected.prompt_tokens
+
+
 def test_rank_fields_read_the_named_keys_of_object_documents(server, reranker):
     # Cohere's semi-structured documents: rank_fields names the keys read, in its order, as "key: value" lines;
     # without it an object's text is read and its other keys are kept, returned with return_documents as given
@@ -312,6 +340,8 @@ def test_rank_fields_read_the_named_keys_of_object_documents(server, reranker):
     ({"max_tokens_per_doc": 0}, "max_tokens_per_doc", "greater than or equal to 1"),
     ({"max_tokens_per_doc": "5"}, "max_tokens_per_doc", "integer"),
     ({"max_tokens_per_doc": 2.5}, "max_tokens_per_doc", "integer"),
+    ({"max_chunks_per_doc": 0}, "max_chunks_per_doc", "greater than or equal to 1"),
+    ({"max_chunks_per_doc": "10"}, "max_chunks_per_doc", "integer"),
     ({"rank_fields": []}, "rank_fields", "at least 1"),
     ({"rank_fields": "title"}, "rank_fields", "list"),
     ({"rank_fields": [1]}, "rank_fields[0]", "string"),

@@ -540,7 +540,8 @@ def _torn(piece: bytes) -> bool:
 
 def rerank_request(body: schemas.RerankRequest) -> RerankRequest:
     return RerankRequest(model=body.model, query=body.query, documents=tuple(body.document_texts), top_n=body.top_n,
-                         max_tokens_per_doc=body.max_tokens_per_doc, truncate=bool(body.truncate),
+                         max_tokens_per_doc=body.max_tokens_per_doc, max_chunks_per_doc=body.max_chunks_per_doc,
+                         truncate=bool(body.truncate),
                          truncation_direction="left" if body.truncation_direction in ("Left", "left") else "right",
                          raw_scores=body.scores_raw)
 

@@ -692,9 +692,10 @@ class EmbeddingRequest(_Strict):
 
 class RerankRequest(_Strict):
     """``POST /v1/rerank`` (and ``/rerank``, ``/v1/reranking``, ``/reranking``, as llama-server serves it): Jina's and
-    Cohere's body (``query``, ``documents``, ``top_n``, ``return_documents``, Cohere's ``rank_fields`` and
-    ``max_tokens_per_doc``) or Text Embeddings Inference's (``query``, ``texts``, ``return_text``, ``truncate``,
-    ``truncation_direction``, ``raw_scores``: answered as a bare list, ``score`` for ``relevance_score``). Every
+    Cohere's body (``query``, ``documents``, ``top_n``, ``return_documents``, Cohere's ``rank_fields``,
+    ``max_tokens_per_doc`` and ``max_chunks_per_doc``) or Text Embeddings Inference's (``query``, ``texts``,
+    ``return_text``, ``truncate``, ``truncation_direction``, ``raw_scores``: answered as a bare list, ``score`` for
+    ``relevance_score``). Every
     option is honoured whichever shape the body has; the shape (``texts`` or ``documents``) decides the answer's
     form and the default of ``raw_scores``."""
 
@@ -713,6 +714,9 @@ class RerankRequest(_Strict):
     # Cohere's: each document read to at most this many tokens (its own default, 4096, is no cut for jan's
     # rerankers' contexts, and a Jina or TEI body has no such cut: none unless given)
     max_tokens_per_doc: Int32Count | None = None
+    # Cohere v1's: a document too long for the context read as chunks, at most this many, scored as its best (its
+    # default, 10, is not applied unless given: a Jina or TEI body has no chunking)
+    max_chunks_per_doc: Int32Count | None = None
     # TEI's: a document too long to read with the query is cut to fit instead of refused; which end is kept
     truncate: bool | None = False
     truncation_direction: Literal["Right", "Left", "right", "left"] | None = "Right"

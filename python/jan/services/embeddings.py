@@ -108,9 +108,9 @@ class EmbeddingService:
         """The documents most relevant to the query first, by a local reranker model (:meth:`jan.Model.rerank`: one
         input per document, read with the query), on the embedding requests' workers and turns (each input takes its
         turn of the embedding context, so a big request does not hold it from others). The request's cuts
-        (``max_tokens_per_doc``, ``truncate``, ``truncation_direction``) are the engine's, applied to each document
-        as read (after its control tokens' text is broken); ``raw_scores`` False answers each logit's sigmoid, in
-        the logits' order. RequestError for a model on a
+        (``max_tokens_per_doc``, ``max_chunks_per_doc``, ``truncate``, ``truncation_direction``) are the engine's,
+        applied to each document as read (after its control tokens' text is broken); ``raw_scores`` False answers
+        each logit's sigmoid, in the logits' order. RequestError for a model on a
         remote engine (``param="model"``); BadRequestError (``model_not_supported``) for a model that is no reranker; a cancelled await stops the
         work before its next batch; a stop or unload under it is GenerationCancelledError, as for embeddings."""
         target = await self.models.resolve(request.model)
@@ -137,7 +137,8 @@ class EmbeddingService:
                     # a template every document is tokenized as text already.)
                     documents = [neutralized(model, d) for d in documents]
                 return model.rerank(request.query, documents, cancel=stop,
-                                    max_tokens_per_doc=request.max_tokens_per_doc, truncate=request.truncate,
+                                    max_tokens_per_doc=request.max_tokens_per_doc,
+                                    max_chunks_per_doc=request.max_chunks_per_doc, truncate=request.truncate,
                                     truncation_direction=request.truncation_direction)
 
         try:
