@@ -10,6 +10,7 @@ this very file, answered the same scores and token count as jan.Model.rerank (ch
 
 from __future__ import annotations
 
+import math
 import threading
 
 import httpx
@@ -154,13 +155,97 @@ def test_top_n_and_return_documents_as_cohere(server, reranker):
                                 "document": {"text": DOCS[best]}}]
 
 
+def _sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
 def test_text_embeddings_inference_body_gets_its_bare_list(server, reranker):
+    # TEI's scores: the sigmoid of the classifier's logit unless raw_scores (its core/src/infer.rs)
     expected = reranker.rerank(QUERY, DOCS).scores
     body = _post(server, "/rerank", {"model": "tiny-reranker", "query": QUERY, "texts": DOCS,
                                      "return_text": True}).json()
     assert isinstance(body, list) and len(body) == 3
-    assert {r["index"]: r["score"] for r in body} == pytest.approx(dict(enumerate(expected)), abs=1e-4)
+    assert {r["index"]: r["score"] for r in body} == pytest.approx(
+        {i: _sigmoid(x) for i, x in enumerate(expected)}, abs=1e-4)
+    assert [r["index"] for r in body] == sorted(range(3), key=lambda i: -expected[i])
     assert all(r["text"] == DOCS[r["index"]] for r in body)
+    raw = _post(server, "/rerank", {"model": "tiny-reranker", "query": QUERY, "texts": DOCS, "raw_scores": True})
+    assert {r["index"]: r["score"] for r in raw.json()} == pytest.approx(dict(enumerate(expected)), abs=1e-4)
+
+
+def test_raw_scores_is_honoured_on_a_documents_body_too(server, reranker):
+    # Jina's and Cohere's shape answers llama-server's raw logits unless the body asks for TEI's sigmoid
+    expected = reranker.rerank(QUERY, DOCS).scores
+    for raw_scores, want in ((None, expected), (True, expected), (False, [_sigmoid(x) for x in expected])):
+        body = {"model": "tiny-reranker", "query": QUERY, "documents": DOCS}
+        if raw_scores is not None:
+            body["raw_scores"] = raw_scores
+        results = _post(server, "/v1/rerank", body).json()["results"]
+        assert {r["index"]: r["relevance_score"] for r in results} == pytest.approx(dict(enumerate(want)), abs=1e-4)
+
+
+# 600 one-token words, past the 512-token context: which end a cut keeps shows in the words kept
+HALVES = " ".join(["apple"] * 300 + ["word"] * 300)
+
+
+def _fitting(reranker, left=False):
+    """HALVES cut, as text, to what fits the context with QUERY (each word one token, the pair's framing the
+    tokens a one-token document's pair has beside it)."""
+    keep = 512 - (reranker.rerank(QUERY, ["x"]).prompt_tokens - 1)
+    words = HALVES.split()
+    return " ".join(words[-keep:] if left else words[:keep])
+
+
+def test_truncate_reads_as_much_of_a_document_as_fits(reranker):
+    for direction in ("right", "left"):
+        cut = _fitting(reranker, left=direction == "left")
+        ranking = reranker.rerank(QUERY, ["x", HALVES], truncate=True, truncation_direction=direction)
+        expected = reranker.rerank(QUERY, ["x", cut])
+        assert ranking.scores == pytest.approx(expected.scores, abs=1e-4)
+        assert ranking.prompt_tokens == expected.prompt_tokens and expected.prompt_tokens - 10 == 512
+    assert reranker.rerank(QUERY, ["x", HALVES], truncate=True).scores != pytest.approx(
+        reranker.rerank(QUERY, ["x", HALVES], truncate=True, truncation_direction="left").scores, abs=1e-3)
+    # the query is read whole: one that alone does not fit is still named
+    with pytest.raises(jan.errors.ContextOverflowError, match="^query: "):
+        reranker.rerank(LONG, ["x"], truncate=True)
+
+
+def test_max_tokens_per_doc_reads_that_many_tokens_of_each_document(reranker):
+    ranking = reranker.rerank(QUERY, [DOCS[0], HALVES, "x"], max_tokens_per_doc=3)
+    expected = reranker.rerank(QUERY, ["paris is the", "apple apple apple", "x"])
+    assert ranking.scores == pytest.approx(expected.scores, abs=1e-4)
+    assert ranking.prompt_tokens == expected.prompt_tokens
+    left = reranker.rerank(QUERY, [HALVES], max_tokens_per_doc=2, truncation_direction="left")
+    assert left.scores == pytest.approx(reranker.rerank(QUERY, ["word word"]).scores, abs=1e-4)
+
+
+def test_max_chunks_per_doc_scores_a_long_document_as_its_best_chunk(reranker):
+    # Cohere v1's chunking: a document past the context read as consecutive chunks that fit, at most that many
+    first = _fitting(reranker)
+    rest = " ".join(HALVES.split()[len(first.split()):])
+    chunks = reranker.rerank(QUERY, [first, rest])
+    ranking = reranker.rerank(QUERY, ["x", HALVES], max_chunks_per_doc=10)
+    assert ranking.scores[1] == pytest.approx(max(chunks.scores), abs=1e-4)
+    assert ranking.prompt_tokens == chunks.prompt_tokens + reranker.rerank(QUERY, ["x"]).prompt_tokens
+    one = reranker.rerank(QUERY, [HALVES], max_chunks_per_doc=1)  # (one chunk: the beginning that fits)
+    assert one.scores == pytest.approx(reranker.rerank(QUERY, [first]).scores, abs=1e-4)
+    # a document that fits is read whole, as without the option
+    assert reranker.rerank(QUERY, DOCS, max_chunks_per_doc=2).scores == pytest.approx(
+        reranker.rerank(QUERY, DOCS).scores, abs=1e-6)
+
+
+@pytest.mark.parametrize(("options", "error", "says"), [
+    ({"max_chunks_per_doc": 0}, ValueError, "^max_chunks_per_doc: must be at least 1"),
+    ({"max_chunks_per_doc": 1.5}, TypeError, "^max_chunks_per_doc: expected an integer"),
+    ({"max_tokens_per_doc": 0}, ValueError, "^max_tokens_per_doc: must be at least 1"),
+    ({"max_tokens_per_doc": "5"}, TypeError, "^max_tokens_per_doc: expected an integer"),
+    ({"max_tokens_per_doc": True}, TypeError, "^max_tokens_per_doc: expected an integer"),
+    ({"truncate": "yes"}, ValueError, "^truncate: expected true or false"),
+    ({"truncation_direction": "up"}, ValueError, "^truncation_direction: expected 'right' or 'left'"),
+])
+def test_bad_cut_options_are_named(reranker, options, error, says):
+    with pytest.raises(error, match=says):
+        reranker.rerank(QUERY, DOCS, **options)
 
 
 @pytest.mark.parametrize(("body", "param", "says"), [
@@ -178,6 +263,99 @@ def test_bad_bodies_are_openai_400s_naming_the_field(server, body, param, says):
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and (error["param"] or "").startswith(param), error
+    assert says in error["message"], error
+
+
+@pytest.mark.parametrize("shape", ["texts", "documents"])
+@pytest.mark.parametrize("direction", [None, "Right", "Left", "left"])
+def test_truncate_scores_a_too_long_document_as_its_cut_text(server, reranker, shape, direction):
+    # TEI's truncate, on either shape of body: scored as the part that fits, not a 400; the answer's text is the
+    # document as given
+    cut = _fitting(reranker, left=direction in ("Left", "left"))
+    expected = reranker.rerank(QUERY, ["x", cut]).scores
+    body = {"model": "tiny-reranker", "query": QUERY, shape: ["x", HALVES], "truncate": True, "raw_scores": True,
+            "return_text": True, "return_documents": True}
+    if direction is not None:
+        body["truncation_direction"] = direction
+    response = _post(server, "/rerank", body)
+    assert response.status_code == 200, response.text
+    answer = response.json() if shape == "texts" else response.json()["results"]
+    key = "score" if shape == "texts" else "relevance_score"
+    assert {r["index"]: r[key] for r in answer} == pytest.approx(dict(enumerate(expected)), abs=1e-4)
+    said = {r["index"]: r["text"] if shape == "texts" else r["document"]["text"] for r in answer}
+    assert said[1] == HALVES
+
+
+def test_max_tokens_per_doc_scores_each_document_as_its_cut_text(server, reranker):
+    # Cohere's max_tokens_per_doc: each document read to that many tokens (a document past the context fits)
+    expected = reranker.rerank(QUERY, ["paris is the", "apple apple apple", "x"])
+    response = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": QUERY, "max_tokens_per_doc": 3,
+                                            "documents": [DOCS[0], HALVES, "x"]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert {r["index"]: r["relevance_score"] for r in body["results"]} == pytest.approx(
+        dict(enumerate(expected.scores)), abs=1e-4)
+    assert body["usage"]["prompt_tokens"] == expected.prompt_tokens
+    texts = _post(server, "/rerank", {"model": "tiny-reranker", "query": QUERY, "max_tokens_per_doc": 3,
+                                      "texts": [DOCS[0], HALVES, "x"], "raw_scores": True}).json()
+    assert {r["index"]: r["score"] for r in texts} == pytest.approx(dict(enumerate(expected.scores)), abs=1e-4)
+
+
+def test_max_chunks_per_doc_scores_a_long_document_as_its_best_chunk_on_the_server(server, reranker):
+    expected = reranker.rerank(QUERY, ["x", HALVES], max_chunks_per_doc=3)
+    response = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": QUERY, "max_chunks_per_doc": 3,
+                                            "documents": ["x", HALVES]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert {r["index"]: r["relevance_score"] for r in body["results"]} == pytest.approx(
+        dict(enumerate(expected.scores)), abs=1e-4)
+    assert body["usage"]["prompt_tokens"] == expected.prompt_tokens
+
+
+def test_rank_fields_read_the_named_keys_of_object_documents(server, reranker):
+    # Cohere's semi-structured documents: rank_fields names the keys read, in its order, as "key: value" lines;
+    # without it an object's text is read and its other keys are kept, returned with return_documents as given
+    documents = [{"title": "Bananas", "text": DOCS[0], "id": 7}, {"title": "France", "text": DOCS[1], "year": 2024}]
+    expected = reranker.rerank(QUERY, [f"title: Bananas\ntext: {DOCS[0]}", f"title: France\ntext: {DOCS[1]}"])
+    body = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": QUERY, "documents": documents,
+                                        "rank_fields": ["title", "text"], "return_documents": True}).json()
+    assert {r["index"]: r["relevance_score"] for r in body["results"]} == pytest.approx(
+        dict(enumerate(expected.scores)), abs=1e-4)
+    assert {r["index"]: r["document"] for r in body["results"]} == dict(enumerate(documents))
+    # a key a document lacks is skipped; a value that is no string is read as JSON
+    one = reranker.rerank(QUERY, ["year: 2024\ntitle: France"]).scores
+    body = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": QUERY, "documents": documents[1:],
+                                        "rank_fields": ["year", "author", "title"]}).json()
+    assert body["results"][0]["relevance_score"] == pytest.approx(one[0], abs=1e-4)
+    plain = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": QUERY, "documents": documents}).json()
+    assert {r["index"]: r["relevance_score"] for r in plain["results"]} == pytest.approx(
+        dict(enumerate(reranker.rerank(QUERY, DOCS[:2]).scores)), abs=1e-4)
+
+
+@pytest.mark.parametrize(("extra", "param", "says"), [
+    ({"truncate": "yes"}, "truncate", "bool"),
+    ({"raw_scores": 1}, "raw_scores", "bool"),
+    ({"return_documents": "true"}, "return_documents", "bool"),
+    ({"truncation_direction": "Up"}, "truncation_direction", "Right"),
+    ({"max_tokens_per_doc": 0}, "max_tokens_per_doc", "greater than or equal to 1"),
+    ({"max_tokens_per_doc": "5"}, "max_tokens_per_doc", "integer"),
+    ({"max_tokens_per_doc": 2.5}, "max_tokens_per_doc", "integer"),
+    ({"max_chunks_per_doc": 0}, "max_chunks_per_doc", "greater than or equal to 1"),
+    ({"max_chunks_per_doc": "10"}, "max_chunks_per_doc", "integer"),
+    ({"rank_fields": []}, "rank_fields", "at least 1"),
+    ({"rank_fields": "title"}, "rank_fields", "list"),
+    ({"rank_fields": [1]}, "rank_fields[0]", "string"),
+    ({"rank_fields": [""]}, "rank_fields[0]", "at least 1"),
+    ({"documents": ["x", {"title": "x"}]}, "documents[1]", "text field"),
+    ({"documents": [{"text": 5}]}, "documents[0]", "text field"),
+    ({"documents": [{"title": "x"}], "rank_fields": ["author"]}, "documents[0]", "none of the rank_fields"),
+    ({"documents": [["x"]]}, "documents[0]", ""),
+])
+def test_bad_options_are_openai_400s_naming_the_field(server, extra, param, says):
+    response = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": QUERY, "documents": DOCS, **extra})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param, error
     assert says in error["message"], error
 
 

@@ -97,6 +97,37 @@ class Ranking:
     prompt_tokens: int
 
 
+def _count_option(name: str, value) -> int | None:
+    """A rerank option that counts (tokens, chunks): None, or an integer of at least 1."""
+    if value is None:
+        return None
+    n = as_int(value)
+    if n is None:
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if n < 1:
+        raise ValueError(f"{name}: must be at least 1, got {n}")
+    return n
+
+
+def _cut_text(native, text: str, keep: int, left: bool) -> str:
+    """``text`` cut to at most ``keep`` of its tokens (tokenized as text), its end cut, or its beginning with
+    ``left``: the kept tokens detokenized, so that the cut is a text read as any other (a few tokens fewer where
+    the detokenized text tokenizes longer at its new edge)."""
+    tokens = list(native.tokenize(text, False, False))
+    if len(tokens) <= keep:
+        return text
+    limit = keep
+    for _ in range(8):  # (bounded: each round keeps fewer tokens, by as many as the last one overshot)
+        if keep < 1:
+            break
+        cut = native.detokenize(tokens[-keep:] if left else tokens[:keep], False, False)
+        n = len(native.tokenize(cut, False, False))
+        if n <= limit:
+            return cut
+        keep -= n - limit
+    return ""
+
+
 def _pooling(value):
     if value is None:
         return None
@@ -1042,10 +1073,21 @@ class Model:
         :meth:`embed`. Answered on a closed model too (it describes the GGUF)."""
         return self._rank_pooling
 
-    def rerank(self, query: str, documents: Sequence[str], *, cancel: threading.Event | None = None) -> "Ranking":
+    def rerank(self, query: str, documents: Sequence[str], *, cancel: threading.Event | None = None,
+               max_tokens_per_doc: int | None = None, max_chunks_per_doc: int | None = None,
+               truncate: bool = False, truncation_direction: str = "right") -> "Ranking":
         """The relevance of each of ``documents`` to ``query``: :attr:`Ranking.scores`, one per document in their
         order (higher is more relevant; the classifier head's raw output, a logit, as llama-server's ``/rerank``
         answers it), and :attr:`Ranking.prompt_tokens`, the tokens read (every query-document pair's).
+
+        Cutting a document (the query is always read whole): ``max_tokens_per_doc`` (Cohere's) reads at most that
+        many of each document's tokens; ``truncate`` (Text Embeddings Inference's) reads of a document whose pair
+        does not fit the embedding context as many tokens as fit, instead of raising ContextOverflowError.
+        ``truncation_direction`` says which end is kept: ``"right"`` cuts the end (the beginning is read),
+        ``"left"`` the beginning. ``max_chunks_per_doc`` (Cohere's v1 chunking) reads a document too long for the
+        context as consecutive chunks that fit, at most that many from its beginning (the rest unread), and scores
+        it as its best chunk (before ``truncate``: a document it chunks is not cut). A document or chunk is cut
+        as text (its kept tokens detokenized), so that it is read exactly as that shorter text would be.
 
         Each document is read with the query as one input: the model's own rerank prompt template when its GGUF has
         one (``tokenizer.chat_template.rerank``, ``{query}`` and ``{document}`` replaced), else ``[BOS] query [EOS]
@@ -1078,20 +1120,64 @@ class Model:
             documents = [engine_text(f"documents[{i}]", d) for i, d in enumerate(documents)]
             if not documents:
                 raise ValueError("documents: at least one document is required")
-            pairs = []
-            for d in documents:
+            max_tokens_per_doc = _count_option("max_tokens_per_doc", max_tokens_per_doc)
+            max_chunks_per_doc = _count_option("max_chunks_per_doc", max_chunks_per_doc)
+            truncate = check_flag("truncate", truncate)
+            if truncation_direction not in ("right", "left"):
+                raise ValueError(f"truncation_direction: expected 'right' or 'left', got {truncation_direction!r}")
+            left = truncation_direction == "left"
+            n_ctx = self._get_embedder("rank").n_ctx if truncate or max_chunks_per_doc is not None else 0
+            pairs, owners = [], []  # (owners: the document each pair reads, a chunked document's several)
+            for i, d in enumerate(documents):
                 if cancel is not None and cancel.is_set():  # (tokenizing thousands of documents takes a while)
                     raise EmbeddingStoppedError(f"the reranking on model '{self.id}' was stopped by its caller")
-                pairs.append(self._rerank_tokens(native, query, d))
-            self._check_rerank_pairs(native, query, pairs)
-            scores = self._embed(pairs, False, "rank", cancel)
-            return Ranking([float(row[0]) for row in scores], sum(len(p) for p in pairs))
+                if max_tokens_per_doc is not None:
+                    d = _cut_text(native, d, max_tokens_per_doc, left)
+                pair = self._rerank_tokens(native, query, d)
+                if max_chunks_per_doc is not None and len(pair) > n_ctx:
+                    chunks = self._rerank_chunks(native, query, d, pair, n_ctx, max_chunks_per_doc)
+                    pairs += chunks
+                    owners += [i] * len(chunks)
+                    continue
+                if truncate and len(pair) > n_ctx:
+                    pair = self._fit_rerank_pair(native, query, d, pair, n_ctx, left)
+                pairs.append(pair)
+                owners.append(i)
+            self._check_rerank_pairs(native, query, pairs, owners)
+            rows = self._embed(pairs, False, "rank", cancel)
+            scores: list[float | None] = [None] * len(documents)
+            for owner, row in zip(owners, rows):  # (a chunked document scores as its best chunk)
+                score = float(row[0])
+                if scores[owner] is None or score > scores[owner]:
+                    scores[owner] = score
+            return Ranking(scores, sum(len(p) for p in pairs))
 
-    def _check_rerank_pairs(self, native, query: str, pairs: list[list[int]]) -> None:
+    def _rerank_chunks(self, native, query: str, document: str, pair: list[int], n_ctx: int,
+                       most: int) -> list[list[int]]:
+        """The pairs of ``query`` and each of the first ``most`` consecutive chunks of ``document`` that fit
+        ``n_ctx`` with it (each chunk as text: its tokens detokenized). The whole pair when the query leaves no
+        room (:meth:`_check_rerank_pairs` names the query)."""
+        tokens = list(native.tokenize(document, False, False))
+        size = len(tokens) - (len(pair) - n_ctx)  # (the document's tokens that fit beside the query)
+        if size < 1:
+            return [pair]
+        chunks = []
+        for start in range(0, len(tokens), size):
+            if len(chunks) == most:
+                break
+            text = native.detokenize(tokens[start:start + size], False, False)
+            chunk = self._rerank_tokens(native, query, text)
+            if len(chunk) > n_ctx:  # (a chunk's text may tokenize a token longer at its edges)
+                chunk = self._fit_rerank_pair(native, query, text, chunk, n_ctx, False)
+            chunks.append(chunk)
+        return chunks
+
+    def _check_rerank_pairs(self, native, query: str, pairs: list[list[int]], owners: list[int]) -> None:
         """Each query-document pair fits the embedding context, said of rerank()'s own fields (the query, or the
-        document), not of the embed() inputs the pairs become (``input[i]``, a field no rerank request has)."""
+        document: ``owners[i]``, the document pair i reads), not of the embed() inputs the pairs become
+        (``input[i]``, a field no rerank request has)."""
         n_ctx = self._get_embedder("rank").n_ctx
-        for i, pair in enumerate(pairs):
+        for i, pair in zip(owners, pairs):
             if not pair:  # (only a rerank template of the document alone makes none, for an empty document)
                 raise ValueError(f"documents[{i}]: is empty (the model's rerank template reads nothing else)")
             if len(pair) > n_ctx:
@@ -1103,6 +1189,22 @@ class Model:
                 raise ContextOverflowError(f"documents[{i}]: read with the query it has {len(pair)} tokens but the "
                                            f"embedding context holds {n_ctx}", len(pair), n_ctx,
                                            param=f"documents[{i}]")
+
+    def _fit_rerank_pair(self, native, query: str, document: str, pair: list[int], n_ctx: int,
+                         left: bool) -> list[int]:
+        """The pair of ``query`` and as much of ``document`` as fits ``n_ctx`` (a query that alone does not fit
+        is left as it is: :meth:`_check_rerank_pairs` names it)."""
+        n_doc = len(native.tokenize(document, False, False))
+        for _ in range(8):  # (a cut text may tokenize a token longer at its new edge: cut again, a bit more)
+            keep = n_doc - (len(pair) - n_ctx)
+            if keep < 1:
+                return pair
+            document = _cut_text(native, document, keep, left)
+            pair = self._rerank_tokens(native, query, document)
+            if len(pair) <= n_ctx:
+                return pair
+            n_doc = len(native.tokenize(document, False, False))
+        return pair
 
     @property
     def rerank_template(self) -> str | None:

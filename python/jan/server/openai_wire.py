@@ -539,7 +539,11 @@ def _torn(piece: bytes) -> bool:
 
 
 def rerank_request(body: schemas.RerankRequest) -> RerankRequest:
-    return RerankRequest(model=body.model, query=body.query, documents=tuple(body.document_texts), top_n=body.top_n)
+    return RerankRequest(model=body.model, query=body.query, documents=tuple(body.document_texts), top_n=body.top_n,
+                         max_tokens_per_doc=body.max_tokens_per_doc, max_chunks_per_doc=body.max_chunks_per_doc,
+                         truncate=bool(body.truncate),
+                         truncation_direction="left" if body.truncation_direction in ("Left", "left") else "right",
+                         raw_scores=body.scores_raw)
 
 
 def rerank_overflow(exc: ContextOverflowError, body: schemas.RerankRequest) -> RequestError:
@@ -553,14 +557,22 @@ def rerank_overflow(exc: ContextOverflowError, body: schemas.RerankRequest) -> R
 
 def rerank_response(result: RerankResult, body: schemas.RerankRequest) -> dict[str, Any] | list[dict[str, Any]]:
     """Jina's and Cohere's answer (``results`` of ``index`` and ``relevance_score``, most relevant first, with
-    ``document: {"text"}`` when ``return_documents``; ``usage``), or for a Text Embeddings Inference body its bare
-    list of ``index`` and ``score`` (``text`` with ``return_text``), as llama-server's format_response_rerank."""
-    texts = body.document_texts
+    ``document`` when ``return_documents``: ``{"text"}`` for a string, an object document as it was given, as
+    Cohere returns it; ``usage``), or for a Text Embeddings Inference body its bare list of ``index`` and ``score``
+    (``text`` with ``return_text``), as llama-server's format_response_rerank. A document cut to fit is returned
+    whole, as given (as Cohere and TEI return it)."""
     if body.tei:
+        texts = body.texts or []
         return [{"index": i, "score": score, **({"text": texts[i]} if body.return_text else {})}
                 for i, score in result.ranked]
-    results = [{"index": i, "relevance_score": score,
-                **({"document": {"text": texts[i]}} if body.return_documents else {})} for i, score in result.ranked]
+    given = body.documents or []
+
+    def document(i: int) -> dict[str, Any]:
+        d = given[i]
+        return {"text": d} if isinstance(d, str) else d
+
+    results = [{"index": i, "relevance_score": score, **({"document": document(i)} if body.return_documents else {})}
+               for i, score in result.ranked]
     return {"object": "list", "model": result.model, "results": results,
             "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}}
 

@@ -16,6 +16,7 @@ ids), so the OpenAPI description shows exactly what the server accepts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
@@ -694,26 +695,40 @@ class EmbeddingRequest(_Strict):
         return v
 
 
-class RerankDocument(_Strict):
-    """A document given as an object (Cohere's and Jina's ``{"text": ...}``)."""
-
-    text: str
-
-
 class RerankRequest(_Strict):
     """``POST /v1/rerank`` (and ``/rerank``, ``/v1/reranking``, ``/reranking``, as llama-server serves it): Jina's and
-    Cohere's body (``query``, ``documents``, ``top_n``, ``return_documents``) or Text Embeddings Inference's
-    (``query``, ``texts``, ``return_text``: answered as a bare list, ``score`` for ``relevance_score``)."""
+    Cohere's body (``query``, ``documents``, ``top_n``, ``return_documents``, Cohere's ``rank_fields``,
+    ``max_tokens_per_doc`` and ``max_chunks_per_doc``) or Text Embeddings Inference's (``query``, ``texts``,
+    ``return_text``, ``truncate``, ``truncation_direction``, ``raw_scores``: answered as a bare list, ``score`` for
+    ``relevance_score``). Every
+    option is honoured whichever shape the body has; the shape (``texts`` or ``documents``) decides the answer's
+    form and the default of ``raw_scores``."""
 
     model: ModelId = None
     query: str = Field(min_length=1)
-    documents: list[Union[str, RerankDocument]] | None = Field(default=None, min_length=1)
+    # a document is a string or an object (Cohere's and Jina's {"text": ...}, any other keys kept: Cohere's
+    # semi-structured documents, read by rank_fields)
+    documents: list[Union[str, dict[str, Any]]] | None = Field(default=None, min_length=1)
     texts: list[str] | None = Field(default=None, min_length=1)
     top_n: Int32Count | None = None
+    # (false as Cohere's and llama-server's: a Jina client that wants them back says so; the body cannot tell)
     return_documents: bool | None = False
     return_text: bool | None = False
-    # accepted and meaningless here, as in the APIs the body comes from (Cohere's max_tokens_per_doc cuts documents,
-    # which jan refuses instead: a document longer than the context is a 400)
+    # Cohere's: the keys of an object document read, in this order, as "key: value" lines; without it its "text"
+    rank_fields: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    # Cohere's: each document read to at most this many tokens (its own default, 4096, is no cut for jan's
+    # rerankers' contexts, and a Jina or TEI body has no such cut: none unless given)
+    max_tokens_per_doc: Int32Count | None = None
+    # Cohere v1's: a document too long for the context read as chunks, at most this many, scored as its best (its
+    # default, 10, is not applied unless given: a Jina or TEI body has no chunking)
+    max_chunks_per_doc: Int32Count | None = None
+    # TEI's: a document too long to read with the query is cut to fit instead of refused; which end is kept
+    truncate: bool | None = False
+    truncation_direction: Literal["Right", "Left", "right", "left"] | None = "Right"
+    # TEI's: the classifier's logit as it is, or its sigmoid (TEI's default, for a texts body); a documents body's
+    # default is the logit, as llama-server answers Jina's and Cohere's shape
+    raw_scores: bool | None = None
+    # accepted and meaningless here, as in the APIs the body comes from
     user: str | None = None
 
     @model_validator(mode="after")
@@ -721,6 +736,9 @@ class RerankRequest(_Strict):
         if (self.documents is None) == (self.texts is None):
             raise ValueError("documents: give the documents to rank (or texts, Text Embeddings Inference's name), "
                              "one of them")
+        for i, d in enumerate(self.documents or []):
+            if isinstance(d, dict):
+                _object_document_text(d, i, self.rank_fields)  # (said now: a 400 naming the document)
         return self
 
     @property
@@ -730,8 +748,33 @@ class RerankRequest(_Strict):
 
     @property
     def document_texts(self) -> list[str]:
+        """Each document's text as the reranker reads it (an object's by ``rank_fields``)."""
         given = self.texts if self.texts is not None else self.documents or []
-        return [d if isinstance(d, str) else d.text for d in given]
+        return [d if isinstance(d, str) else _object_document_text(d, i, self.rank_fields)
+                for i, d in enumerate(given)]
+
+    @property
+    def scores_raw(self) -> bool:
+        """Whether the scores are the logits: as asked, else a TEI body's sigmoid and any other body's logit."""
+        return self.raw_scores if self.raw_scores is not None else not self.tei
+
+
+def _object_document_text(document: dict[str, Any], index: int, rank_fields: list[str] | None) -> str:
+    """An object document's text: its ``text`` (a string), or with ``rank_fields`` the named keys it has, in that
+    order, as ``key: value`` lines (the YAML-like form Cohere reads structured documents in; a value that is no
+    string written as JSON). ValueError naming the document when there is nothing to read."""
+    if rank_fields is None:
+        text = document.get("text")
+        if not isinstance(text, str):
+            got = "has none" if text is None else f"got {type(text).__name__}"
+            raise ValueError(f"documents[{index}]: an object document is read by its text field, a string ({got}); "
+                             "or name the fields to read in rank_fields")
+        return text
+    lines = [f"{k}: {v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
+             for k in rank_fields if (v := document.get(k)) is not None]
+    if not lines:
+        raise ValueError(f"documents[{index}]: has none of the rank_fields {rank_fields}: nothing to read")
+    return "\n".join(lines)
 
 
 class TokenizeRequest(_Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 
 from jan.core import LocalInferenceExtension
@@ -142,7 +143,10 @@ class EmbeddingService:
     async def rerank(self, request: RerankRequest) -> RerankResult:
         """The documents most relevant to the query first, by a local reranker model (:meth:`jan.Model.rerank`: one
         input per document, read with the query), on the embedding requests' workers and turns (each input takes its
-        turn of the embedding context, so a big request does not hold it from others). RequestError for a model on a
+        turn of the embedding context, so a big request does not hold it from others). The request's cuts
+        (``max_tokens_per_doc``, ``max_chunks_per_doc``, ``truncate``, ``truncation_direction``) are the engine's,
+        applied to each document as read (after its control tokens' text is broken); ``raw_scores`` False answers
+        each logit's sigmoid, in the logits' order. RequestError for a model on a
         remote engine (``param="model"``); BadRequestError (``model_not_supported``) for a model that is no reranker; a cancelled await stops the
         work before its next batch; a stop or unload under it is GenerationCancelledError, as for embeddings."""
         target = await self.models.resolve(request.model)
@@ -168,7 +172,10 @@ class EmbeddingService:
                     # chat's documents' is; a document that spells none is read as llama-server reads it. (Without
                     # a template every document is tokenized as text already.)
                     documents = [neutralized(model, d) for d in documents]
-                return model.rerank(request.query, documents, cancel=stop)
+                return model.rerank(request.query, documents, cancel=stop,
+                                    max_tokens_per_doc=request.max_tokens_per_doc,
+                                    max_chunks_per_doc=request.max_chunks_per_doc, truncate=request.truncate,
+                                    truncation_direction=request.truncation_direction)
 
         try:
             ranking = await _workers.run(run)
@@ -177,7 +184,18 @@ class EmbeddingService:
             raise
         except EmbeddingCancelledError:
             raise GenerationCancelledError(EMBEDDING_CANCELLED) from None
+        scores = ranking.scores if request.raw_scores else [_sigmoid(x) for x in ranking.scores]
+        # (ordered by the raw scores: the sigmoid keeps their order, where its rounding to 1.0 would tie them)
         order = sorted(range(len(ranking.scores)), key=lambda i: -ranking.scores[i])  # (stable: ties by index)
         if request.top_n is not None:
             order = order[: request.top_n]
-        return RerankResult(target.id, tuple((i, ranking.scores[i]) for i in order), ranking.prompt_tokens)
+        return RerankResult(target.id, tuple((i, scores[i]) for i in order), ranking.prompt_tokens)
+
+
+def _sigmoid(x: float) -> float:
+    """A single-label classifier's logit as a probability (Text Embeddings Inference's score without
+    ``raw_scores``), written not to overflow for a large negative logit."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)

@@ -961,11 +961,28 @@ class RerankRequest:
     query: str
     documents: tuple[str, ...]
     top_n: int | None = None
+    #: each document read to at most this many of its tokens (Cohere's ``max_tokens_per_doc``); None: whole
+    max_tokens_per_doc: int | None = None
+    #: a document too long for the context read as at most this many chunks that fit, scored as its best
+    #: (Cohere v1's ``max_chunks_per_doc``); None: not chunked
+    max_chunks_per_doc: int | None = None
+    #: a document whose pair with the query does not fit the context is read as far as fits, not refused (Text
+    #: Embeddings Inference's ``truncate``); the query is always read whole
+    truncate: bool = False
+    #: which end of a document a cut keeps: "right" cuts its end, "left" its beginning (TEI's)
+    truncation_direction: Literal["right", "left"] = "right"
+    #: the classifier's raw output (a logit, llama-server's score); False: its sigmoid, a relevance in 0..1 (TEI's
+    #: default)
+    raw_scores: bool = True
 
     def __post_init__(self) -> None:
         _check_fields(self)
         if not self.query:
             raise _misuse("query", "must not be empty")
+        if self.max_tokens_per_doc is not None and self.max_tokens_per_doc < 1:
+            raise _misuse("max_tokens_per_doc", f"must be at least 1, got {self.max_tokens_per_doc}")
+        if self.max_chunks_per_doc is not None and self.max_chunks_per_doc < 1:
+            raise _misuse("max_chunks_per_doc", f"must be at least 1, got {self.max_chunks_per_doc}")
         _not_empty(self, "documents", "document (a string)")
         if len(self.documents) > MAX_EMBEDDING_INPUTS:
             raise _misuse("documents", f"at most {MAX_EMBEDDING_INPUTS} documents in one rerank request, got "

@@ -75,7 +75,8 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "results": {"type": "array", "items": {"type": "object", "required": ["index", "relevance_score"],
                                                     "properties": {
                 "index": {"type": "integer", "minimum": 0}, "relevance_score": {"type": "number"},
-                "document": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}}}}}},
+                "document": {"type": "object", "description": "{\"text\"} for a string document, an object "
+                             "document as it was given", "properties": {"text": {"type": "string"}}}}}}}},
         {"type": "array", "description": "For a body with Text Embeddings Inference's texts", "items": {
             "type": "object", "required": ["index", "score"], "properties": {
                 "index": {"type": "integer", "minimum": 0}, "score": {"type": "number"}, "text": {"type": "string"}}}}]},
