@@ -501,6 +501,25 @@ def test_openapi_lists_the_native_endpoints(server):
     assert body.endswith("/InfillBody")
 
 
+def test_every_event_stream_is_documented_as_its_events(server):
+    """OpenAPI 3.1 has an event stream's ``schema`` describe each event (``data``, ``event``, ``id``, ``retry``),
+    not the stream as a string: schemathesis read the native ``/completion`` stream's events against
+    ``{"type": "string"}`` and failed every one. Each route's real events conform (a stream of ``/completion``'s)."""
+    import jsonschema
+
+    spec = httpx.get(server.base_url + "/openapi.json", timeout=60).json()
+    streams = {(path, method): op["responses"]["200"]["content"]["text/event-stream"]["schema"]
+               for path, item in spec["paths"].items() for method, op in item.items()
+               if "text/event-stream" in op.get("responses", {}).get("200", {}).get("content", {})}
+    assert {("/completion", "post"), ("/infill", "post"), ("/v1/chat/completions", "post")} <= set(streams)
+    response = post(server, "/completion", GREEDY | {"prompt": STORY, "n_predict": 4, "stream": True})
+    events = [{"data": json.dumps(e), "event": "message"} for e in sse(response)]
+    for where, schema in streams.items():
+        assert schema.get("type") == "object" and schema["properties"]["data"] == {"type": "string"}, where
+        for event in events:
+            jsonschema.validate(event, schema)
+
+
 def test_typed_infill_extra_is_checked_where_it_is_made():
     from jan.services.errors import RequestError
     from jan.services.types import CompletionRequest, InfillChunk

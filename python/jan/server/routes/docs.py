@@ -99,10 +99,18 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
 JSON, SSE, HTML = "application/json", "text/event-stream", "text/html"
 
 
+#: One server-sent event, as OpenAPI 3.1 has an event stream's ``schema`` describe it (each event, not the whole
+#: stream: OpenAPI 3.2's ``itemSchema`` says so explicitly): its fields as the SSE format names them, ``data`` the
+#: text of its data lines (a JSON document in every stream jan sends, ``[DONE]`` at the end of OpenAI's).
+_SSE_EVENT = {"type": "object", "properties": {"data": {"type": "string"}, "event": {"type": "string"},
+                                               "id": {"type": "string"}, "retry": {"type": "integer"}}}
+
+
 def _content(media: str, schema: dict[str, Any] | str | None = None) -> dict[str, Any]:
     if isinstance(schema, str):
         schema = {"$ref": f"#/components/schemas/{schema}"}
-    return {media: {"schema": schema or ({"type": "string"} if media != JSON else _OBJECT)}}
+    default = _OBJECT if media == JSON else _SSE_EVENT if media == SSE else {"type": "string"}
+    return {media: {"schema": schema or default}}
 
 
 #: Successful answers by (method, path) where they are not a 200 JSON object:
