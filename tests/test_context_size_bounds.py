@@ -49,12 +49,47 @@ def test_a_cache_past_all_the_memory_is_refused_before_llama_cpp_tries(stories_p
     def never(*args, **kwargs):
         raise AssertionError("llama.cpp was asked to make a context that cannot fit")
 
-    monkeypatch.setattr(model_module, "memory_total_bytes", lambda: 1024)
+    monkeypatch.setattr(model_module, "memory_total_bytes", lambda **kw: 1024)
     monkeypatch.setattr(model_module._engine, "Scheduler", never)
     with pytest.raises(ModelSettingError, match=r"^n_ctx: a context of 256 tokens .* GiB of memory this machine "
                                                 r"has") as caught:
         jan.Model(stories_path, n_ctx=256, n_parallel=1, n_threads=1)
     assert caught.value.param == "n_ctx" and caught.value.code == "context_too_large"
+
+
+def test_swap_counts_toward_the_memory_and_is_read_only_past_the_ram(stories_path, monkeypatch):
+    """The RAM and device memory llama.cpp reports decide first; swap (psutil's reading) only for a cache larger
+    than them, which it may still let through to llama.cpp."""
+    from types import SimpleNamespace
+
+    import psutil
+
+    import jan.engine.model as model_module
+    from jan.engine.fit import memory_total_bytes
+
+    class Asked(Exception):
+        pass
+
+    def asked(*args, **kwargs):
+        raise Asked
+
+    swap_reads = []
+
+    def swap_memory():
+        swap_reads.append(1)
+        return SimpleNamespace(total=2**62)
+
+    monkeypatch.setattr(psutil, "swap_memory", swap_memory)
+    monkeypatch.setattr(model_module._engine, "Scheduler", asked)
+    ram = memory_total_bytes(swap=False)
+    assert ram > 0 and not swap_reads
+    with pytest.raises(Asked):  # a small cache: llama.cpp is asked, swap never read
+        jan.Model(stories_path, n_ctx=256, n_parallel=1, n_threads=1)
+    assert not swap_reads
+    # one slot of the largest context llama.cpp takes: a cache (terabytes) past this machine's RAM, within the swap here
+    with pytest.raises(Asked):
+        jan.Model(stories_path, n_ctx=HUGE, n_parallel=1, n_threads=1)
+    assert swap_reads
 
 
 def test_a_context_that_fits_still_loads(stories_path):

@@ -32,17 +32,24 @@ def free_memory_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def memory_total_bytes() -> int:
-    """All the memory a KV cache could ever be made in, in bytes: the machine's RAM and swap (``psutil``) and every
-    GPU/accelerator device's own memory (llama.cpp's ``ggml_backend_dev_memory``). A cache larger than this can
-    never load, whatever else is freed."""
-    import psutil
+def memory_total_bytes(*, swap: bool = True) -> int:
+    """All the memory a KV cache could ever be made in, in bytes: the machine's RAM and every GPU/accelerator
+    device's own memory, as llama.cpp's ``ggml_backend_dev_memory`` reports them (its CPU device gives the
+    physical RAM: ``sysconf`` on POSIX, ``GlobalMemoryStatusEx`` on Windows), and with ``swap`` the swap space
+    (``psutil``). A cache larger than this can never load, whatever else is freed.
 
+    ``swap=False`` reads nothing but llama.cpp, already loaded: a cache within it needs no swap reading, and
+    psutil stays unimported (0.8 MiB resident that a server of a model loaded with ``n_ctx`` would carry only
+    for this check; ``free_memory_bytes`` imports it where a context is fitted)."""
     from jan import _engine
 
     devices = _engine.system_info()["devices"]
-    on_devices = sum(int(d["memory_total"]) for d in devices if d["type"] in ("gpu", "accel"))
-    return int(psutil.virtual_memory().total) + int(psutil.swap_memory().total) + on_devices
+    total = sum(int(d["memory_total"]) for d in devices if d["type"] in ("cpu", "gpu", "accel"))
+    if not swap:
+        return total
+    import psutil
+
+    return total + int(psutil.swap_memory().total)
 
 
 @dataclass(frozen=True)

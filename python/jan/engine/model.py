@@ -570,8 +570,9 @@ class Model:
             # a cache larger than all the machine's memory is refused before llama.cpp tries: its cell bookkeeping
             # alone grows with n_ctx (gigabytes of RAM, and minutes on a busy machine, for 2**31 cells) before the
             # cache's own allocation fails
-            too_big = self._context_too_big(cp, memory_total_bytes(), "of memory this machine has") if n_ctx \
-                else None
+            too_big = None
+            if n_ctx and self._context_too_big(cp, memory_total_bytes(swap=False), "") is not None:
+                too_big = self._context_too_big(cp, memory_total_bytes(), "of memory this machine has")
             if too_big is not None:
                 raise too_big
             try:

@@ -15,7 +15,6 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from ..jinja_env import compile_template, render_budgeted
 from .reasoning import ReasoningMarkers
 from .text import WS
 
@@ -27,7 +26,9 @@ _TOKEN = re.compile(r"<[^<>]*>|\[[^\[\]]*\]|[^<\[]+")
 
 
 def _render(template: Any, thinking: bool) -> str:
-    from ..chat import PROBE_BUDGET  # (chat.py reads formats: imported when first used)
+    # (chat.py reads formats, and Jinja waits for the first template: both imported when first used)
+    from ..chat import PROBE_BUDGET
+    from ..jinja_env import render_budgeted
 
     reply: dict[str, Any] = {"role": "assistant", "content": _ANSWER}
     if thinking:
@@ -43,6 +44,8 @@ def learned_markers(source: str) -> ReasoningMarkers | None:
     earlier thinking, the empty block its generation prompt writes to turn thinking off: Gemma 4's
     ``<|channel>thought\n<channel|>``), or None: it writes none that are markup, or it cannot be rendered this way.
     Cached: a format is detected for every request."""
+    from ..jinja_env import compile_template
+
     try:
         template = compile_template(source)
         return _from_history(template) or _from_switch(template)
@@ -54,6 +57,7 @@ def _from_switch(template: Any) -> ReasoningMarkers | None:
     """The markers of the empty block a generation prompt with thinking off ends in, where the prompt with thinking
     on ends without it: split at its last tag (or in halves that both name thinking: <|open|>think<|sep|>...)."""
     from ..chat import PROBE_BUDGET
+    from ..jinja_env import render_budgeted
 
     def prompt(on: bool) -> str:
         context = {"messages": [{"role": "user", "content": _ASK}], "add_generation_prompt": True, "bos_token": "",
