@@ -85,7 +85,8 @@ def main() -> None:
                                   else llama_bench(model.path, args))
     load = os.getloadavg()[0]
     rows = []
-    for test in (f"pp{args.n_prompt}", f"tg{args.n_gen}"):
+    tests = ([f"pp{args.n_prompt}"] if args.n_prompt else []) + ([f"tg{args.n_gen}"] if args.n_gen else [])
+    for test in tests:  # (-p 0 or -n 0 runs no such test in either tool)
         jan_ts = statistics.median(r[test][0] for r in runs["jan bench"])
         ref_ts = statistics.median(r[test][0] for r in runs["llama-bench"])
         jan_best = max(x for r in runs["jan bench"] for x in r[test][1])
