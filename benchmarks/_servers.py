@@ -171,6 +171,9 @@ async def streams(server: Server, prompts: list[str], n: int, *, chat: bool = Fa
                                          for p in prompts))
         wall = time.perf_counter() - t0
     cpu = server.cpu_seconds() - cpu0
+    early = [r["finish"] for r in results if r["finish"] != "length"]
+    if early:  # the rates below count n tokens a stream: one that stopped short would overstate them
+        raise SystemExit(f"{server.name}: {len(early)} stream(s) ended before {n} tokens (finish_reason {early[0]!r})")
     ttfts = sorted((r["t_first"] - r["t0"]) * 1000 for r in results)
     total = n * len(prompts)
     return {"tps": total / wall, "ttft_ms": ttfts[len(ttfts) // 2], "cpu_ms_per_token": cpu * 1000 / total,

@@ -9,6 +9,7 @@ attention ("auto", both servers' default) and are driven by the same client code
   first over the time between the first and the last streamed token);
 - **8 streams**: aggregate tokens/s (all tokens over the wall time), median TTFT, and the
   server's CPU time per generated token;
+- **chat**: 1 and 8 streams again over ``/v1/chat/completions`` (the chat template rendered per request);
 - **prefix**: TTFT of a ~1,500-token prompt (cold), then of a follow-up sharing that prefix.
 
 Rows are jan / llama-server ratios from one run; the order of the two servers alternates
@@ -50,9 +51,16 @@ def measure(servers: dict, args) -> dict[str, dict]:
         out[name]["rss_mib"] = servers[name].rss_bytes() / 2**20
     for name in ORDER:  # warm up: page the weights in, first-request costs
         _servers.run(_servers.streams(servers[name], [PROMPT], 8))
+    for name in ORDER:  # the chat path's first request too (jan compiles the chat template on first use)
+        _servers.run(_servers.streams(servers[name], [PROMPT], 8, chat=True))
     tests = [
         ("1 stream", lambda s: _servers.run(_servers.streams(s, [PROMPT], args.tokens))),
         ("8 streams", lambda s: _servers.run(_servers.streams(s, [f"{PROMPT} {i}" for i in range(8)], args.tokens_8))),
+        # the same over /v1/chat/completions: the chat template rendered for every request (both servers fall
+        # back to ChatML for a model without a template of its own, as stories260K and Gemma 3 270M base are)
+        ("chat, 1 stream", lambda s: _servers.run(_servers.streams(s, [PROMPT], args.tokens, chat=True))),
+        ("chat, 8 streams", lambda s: _servers.run(_servers.streams(s, [f"{PROMPT} {i}" for i in range(8)],
+                                                                    args.tokens_8, chat=True))),
     ]
     for i, (label, fn) in enumerate(tests):
         order = ORDER if i % 2 == 0 else ORDER[::-1]
@@ -79,6 +87,11 @@ def rows_for(model: str, r: dict) -> list[tuple[str, str, float, float]]:
         ("8 streams: median TTFT (ms)", "ttft", j["8 streams"]["ttft_ms"], l["8 streams"]["ttft_ms"]),
         ("8 streams: server CPU ms per token", "cpu", j["8 streams"]["cpu_ms_per_token"],
          l["8 streams"]["cpu_ms_per_token"]),
+        ("chat, 1 stream: TTFT (ms)", "ttft", j["chat, 1 stream"]["ttft_ms"], l["chat, 1 stream"]["ttft_ms"]),
+        ("chat, 1 stream: tokens/s", "tps", j["chat, 1 stream"]["tps"], l["chat, 1 stream"]["tps"]),
+        ("chat, 8 streams: aggregate tokens/s", "tps", j["chat, 8 streams"]["tps"], l["chat, 8 streams"]["tps"]),
+        ("chat, 8 streams: median TTFT (ms)", "ttft", j["chat, 8 streams"]["ttft_ms"],
+         l["chat, 8 streams"]["ttft_ms"]),
         ("long prompt (~1,450 tokens): TTFT cold (ms)", "ttft", j["prefix"]["cold_ttft_ms"], l["prefix"]["cold_ttft_ms"]),
         ("same prefix, new tail: TTFT (ms)", "ttft", j["prefix"]["warm_ttft_ms"], l["prefix"]["warm_ttft_ms"]),
     ]
