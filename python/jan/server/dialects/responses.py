@@ -94,7 +94,10 @@ class InputImage(_Wire):
     type: Literal["input_image"]
     image_url: str | None = None
     file_id: str | None = None
-    detail: Literal["auto", "low", "high", "original"] | None = None  # (jan.server.schemas.IMAGE_DETAILS)
+    #: (jan.server.schemas.IMAGE_DETAILS) OpenAI's default when none is given: an item listed back
+    #: (``input_items``) has one, which the SDK's ``ResponseInputImage`` requires (without it the SDK took the part
+    #: for another kind).
+    detail: Literal["auto", "low", "high", "original"] = "auto"
     #: ``(bytes, media type)`` of the upload ``file_id`` names, read by the route (:func:`resolve_file_images`).
     _file: tuple[bytes, str] | None = PrivateAttr(default=None)
 
@@ -729,9 +732,10 @@ def input_items(items: str | list | None) -> list[dict[str, Any]]:
         data["id"] = _item_id(item)
         if isinstance(item, MessageItem):
             data["status"] = "completed"
-            if isinstance(item.content, str):
-                kind = "output_text" if item.role == "assistant" else "input_text"
-                data["content"] = [{"type": kind, "text": item.content}]
+            if isinstance(item.content, str):  # as the part it stands for, with that part's defaults (annotations)
+                part = (OutputText(type="output_text", text=item.content) if item.role == "assistant"
+                        else InputText(type="input_text", text=item.content))
+                data["content"] = [part.model_dump(mode="json", exclude_none=True)]
         elif not isinstance(item, ReasoningItem):
             data["status"] = "completed"
         out.append(data)
