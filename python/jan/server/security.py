@@ -36,7 +36,7 @@ from jan.server.config import ServerConfig
 from jan.server.errors import APIError, json_error
 from jan.server.validation import require_json_content_type
 
-OPEN_PATHS = ("/", "/favicon.ico", "/health")
+OPEN_PATHS = ("/", "/favicon.ico", "/health", "/v1/health")
 OPEN_PREFIXES = ("/static/",)
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 CORS_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"

@@ -1,4 +1,5 @@
-"""llama-server's native API (``POST /completion``, ``POST /infill``, ``GET /props``): its bodies, its answers.
+"""llama-server's native API (``POST /completion``, ``POST /infill``, ``GET /props``, ``POST /embedding``, ``GET
+/slots``, router mode's ``POST /models/load`` and ``/models/unload``): its bodies, its answers.
 
 What editor plugins speak (llama.vscode, llama.vim, Continue's llama.cpp provider): llama-server's field names in,
 its result objects out, over jan's one completion path (:class:`~jan.services.types.CompletionRequest` → the
@@ -15,17 +16,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.server.errors import APIError
 from jan.server.schemas import INT32_MAX, ModelId, NullMeansDefault, Seed, Stop, TokenId, bounded
-from jan.services.types import (CompletionDelta, CompletionRequest, InfillChunk, SamplingOptions,
-                                TokenLogprob, Usage)
+from jan.services.types import (CompletionDelta, CompletionRequest, EmbeddingRequest, EmbeddingResult, InfillChunk,
+                                SamplingOptions, TokenLogprob, Usage)
 
-__all__ = ["CompletionBody", "InfillBody", "NativeResults", "completion_request", "error_body", "error_status",
-           "generation_settings"]
+__all__ = ["CompletionBody", "EmbeddingBody", "InfillBody", "ModelNameBody", "NativeResults", "completion_request",
+           "embedding_request", "embedding_results", "error_body", "error_status", "generation_settings", "slots"]
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -211,6 +212,42 @@ class InfillBody(CompletionBody):
     input_extra: list[ExtraChunk] = Field(default_factory=list)
 
 
+class EmbeddingBody(NullMeansDefault):
+    """``POST /embedding``: llama-server's native embeddings: ``input`` (or ``content``) in the forms of
+    ``/completion``'s ``prompt`` (text, token ids, both mixed, or a list of them: one result each), and
+    ``embd_normalize`` (llama.cpp's: -1 none, 0 int16's range, 1 taxicab, 2 euclidean, above 2 that p-norm)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: ModelId = None
+    input: Prompt | None = None
+    content: Prompt | None = None
+    embd_normalize: int = Field(2, ge=-1, le=INT32_MAX)
+    # (checked as llama-server checks it; its native answer has no other form than float lists)
+    encoding_format: Literal["float", "base64"] | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "EmbeddingBody":
+        given = self.input if self.input is not None else self.content
+        if given is None:
+            raise ValueError('"input" or "content" must be provided')
+        if isinstance(given, list) and (not given or any(isinstance(p, list) and not p for p in given)):
+            raise ValueError('"input" must not be empty')
+        return self
+
+    @property
+    def inputs(self) -> Prompt:
+        return self.input if self.input is not None else self.content  # (input wins, as in llama-server)
+
+
+class ModelNameBody(NullMeansDefault):
+    """``POST /models/load`` and ``/models/unload`` (llama-server's router mode): the model's name."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(min_length=1)
+
+
 # -- to jan's typed request ---------------------------------------------------------------------
 def _listed_samplers(samplers: list[str] | str) -> list[str]:
     """The samplers ``samplers`` names, in jan's names; a ValueError (``samplers: ...``) for a name llama.cpp does
@@ -304,6 +341,29 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                              logprobs=body.n_probs or None, grammar=grammar, prompt_only=body.n_predict == 0,
                              token_ids=True, suffix=suffix, infill_extra=extra, infill_fit=suffix is not None,
                              infill_sampler=infill_sampler(body.samplers))
+
+
+def embedding_request(body: EmbeddingBody, inputs: tuple[Union[str, tuple[int, ...]], ...]) -> EmbeddingRequest:
+    """The body as jan's typed request, its inputs already text or token ids (as ``/completion``'s prompts): every
+    vector of a model loaded with pooling none, llama.cpp's normalization of a pooled one."""
+    return EmbeddingRequest(model=body.model, inputs=inputs, p_norm=body.embd_normalize, per_token=True)
+
+
+def embedding_results(result: EmbeddingResult) -> list[dict[str, Any]]:
+    """llama-server's native answer: a list of ``{"index", "embedding"}``, ``embedding`` a list of vectors (the one
+    pooled vector, or with pooling none a vector per token)."""
+    out = []
+    for i, vector in enumerate(result.vectors):
+        rows = vector.tolist() if hasattr(vector, "tolist") else vector
+        out.append({"index": i, "embedding": rows if rows and isinstance(rows[0], list) else [rows]})
+    return out
+
+
+def slots(n_slots: int, n_busy: int, n_ctx: int, speculative: bool) -> list[dict[str, Any]]:
+    """``GET /slots``: each slot's ``id``, ``n_ctx``, ``speculative`` and ``is_processing``, as llama-server lists an
+    idle slot. jan's engine tells how many slots are busy, not which, nor their tasks: the first ``n_busy`` are told
+    processing, and no slot tells a task's fields (``id_task``, ``params``, ``prompt``...)."""
+    return [{"id": i, "n_ctx": n_ctx, "speculative": speculative, "is_processing": i < n_busy} for i in range(n_slots)]
 
 
 def infill_extra(body: InfillBody) -> tuple[InfillChunk, ...]:

@@ -19,6 +19,7 @@ def _local_engines(app: web.Application) -> list:
 
 
 @routes.get("/health")
+@routes.get("/v1/health")  # (llama-server's alias)
 async def health(request: web.Request) -> web.Response:
     """Readiness (open without an API key) and, to a request with the key (or without --api-key), the loaded models."""
     # Cheap on purpose: load balancers and `jan` itself poll it while streams run.
