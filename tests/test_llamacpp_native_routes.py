@@ -220,3 +220,43 @@ def test_openapi_lists_the_new_routes(server):
                          ("/models/unload", "post")):
         assert method in paths[path], path
     assert paths["/v1/health"]["get"]["security"] == []
+
+
+# -- llama-server's fields on its OpenAI-compatible routes -------------------------------------------------------------
+#: What llama.cpp's web UI adds to a chat body (tools/ui chat.service.ts), every sampler at its default.
+WEB_UI_FIELDS = {"cache_prompt": True, "return_progress": True, "sse_ping_interval": 1, "backend_sampling": False,
+                 "timings_per_token": True, "dynatemp_range": 0, "dynatemp_exponent": 1, "xtc_probability": 0,
+                 "xtc_threshold": 0.1, "typ_p": 1, "dry_multiplier": 0, "dry_base": 1.75, "dry_allowed_length": 2,
+                 "dry_penalty_last_n": -1, "reasoning_format": "auto",
+                 "samplers": ["penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top_p", "min_p", "xtc",
+                              "temperature"]}
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell me a story."}]}),
+    ("/v1/completions", {"prompt": "Once upon a time"}),
+])
+def test_llama_servers_fields_on_its_openai_routes_are_taken_as_completion_takes_them(server, path, body):
+    plain = ok(server, path, {"model": STORIES, **body, "max_tokens": 8, "temperature": 0})
+    extras = dict(WEB_UI_FIELDS)
+    if "prompt" in body:
+        extras.pop("reasoning_format")  # (a chat field)
+    sent = ok(server, path, {"model": STORIES, **body, "max_tokens": 8, "temperature": 0, **extras})
+    assert sent["choices"] == plain["choices"]
+    # a sampler jan does not have, on, is refused as /completion refuses it; a misspelt field is still unknown
+    for field, says in (({"dry_multiplier": 0.8}, "dry_multiplier is not supported"),
+                        ({"cache_promt": True}, "cache_promt")):
+        response = post(server, path, {"model": STORIES, **body, **field})
+        assert response.status_code == 400 and says in response.json()["error"]["message"], response.text
+    response = post(server, path, {"model": STORIES, **body, "samplers": ["top_p", "top_k"]})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "samplers", response.text
+
+
+def test_samplers_turn_off_the_samplers_they_leave_out_on_the_openai_routes():
+    from jan.server import schemas
+    from jan.server.openai_wire import sampling_of
+
+    body = schemas.CompletionRequest(prompt="x", samplers="kt", top_k=12, top_p=0.5, min_p=0.2, temperature=0.7)
+    sampling = sampling_of(body)
+    assert (sampling.top_k, sampling.temperature) == (12, 0.7)  # listed: as given
+    assert (sampling.top_p, sampling.min_p, sampling.typical_p) == (1.0, 0.0, 1.0)  # left out: off

@@ -219,8 +219,16 @@ def response_format_of(fmt: schemas.ResponseFormat | None) -> ResponseFormat | N
 
 
 def sampling_of(body: Any) -> SamplingOptions:
-    """The sampling fields of a request body (OpenAI's plus llama.cpp's extras)."""
-    return SamplingOptions.from_mapping(body.model_dump(exclude_none=True))
+    """The sampling fields of a request body (OpenAI's plus llama.cpp's extras; ``samplers`` turns off the samplers
+    it leaves out, as on llama-server's ``/completion``: a ValueError naming it for a name or order jan cannot
+    apply)."""
+    fields = body.model_dump(exclude_none=True)
+    samplers = fields.pop("samplers", None)
+    if samplers is not None:
+        from jan.server.dialects.llamacpp import off_samplers
+
+        fields.update(off_samplers(samplers))
+    return SamplingOptions.from_mapping(fields)
 
 
 def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:

@@ -527,6 +527,20 @@ class SamplingFields(_Strict):
     draft_min: int | None = bounded("draft_min")
     ngram: int | None = bounded("ngram")
     draft_p_min: float | None = bounded("draft_p_min")
+    # llama-server's sampler chain (llama.cpp's names or letters, as /completion takes them): a sampler left out is off
+    samplers: Union[list[str], str, None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _llama_server_fields(cls, data: Any) -> Any:
+        # llama-server's own fields, which its clients send to its OpenAI routes too (its web UI sends cache_prompt,
+        # timings_per_token, dry_multiplier: 0...): taken as /completion takes them, not refused as unknown
+        from jan.server.dialects.llamacpp import without_extras  # (it imports this module)
+
+        if not isinstance(data, dict):
+            return data
+        declared = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+        return without_extras(data, declared)
 
     @field_validator("stop")
     @classmethod

@@ -14,7 +14,7 @@ llama-server ignores it (clients spread their own options into the body).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -81,6 +81,40 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
 #: llama-server does not know is.
 IGNORED_WHILE_OFF = ("dynatemp_exponent", "xtc_threshold", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
            "dry_sequence_breakers", "adaptive_decay")
+
+#: Fields llama.cpp's web UI sends that llama-server itself does not read (``typ_p``: it reads ``typical_p``).
+UNREAD = ("typ_p",)
+
+
+def refusal(name: str, value: Any) -> str | None:
+    """Why ``name`` (a field of :data:`REFUSED_UNLESS`) at ``value`` is refused, or None (off, or null)."""
+    if name not in REFUSED_UNLESS or value is None:
+        return None
+    off, why = REFUSED_UNLESS[name]
+    try:
+        ok = off(value)
+    except TypeError:
+        ok = False
+    return None if ok else f"{name} is not supported by jan ({why}); leave it out"
+
+
+def without_extras(data: dict[str, Any], declared: Collection[str]) -> dict[str, Any]:
+    """A body for llama-server's OpenAI-compatible routes without the llama-server fields that are not
+    ``declared`` on it (its clients send them there too: its web UI, ``extra_body={"cache_prompt": true}``), taken
+    as ``/completion`` takes them: accepted and ignored (:data:`IGNORED`, :data:`IGNORED_WHILE_OFF`,
+    :data:`UNREAD`), or a ValueError naming one of :data:`REFUSED_UNLESS` that is not off."""
+    out = {}
+    for name, value in data.items():
+        if name in declared:
+            out[name] = value
+        elif name in REFUSED_UNLESS:
+            why = refusal(name, value)
+            if why is not None:
+                raise ValueError(why)
+        elif name not in IGNORED and name not in IGNORED_WHILE_OFF and name not in UNREAD:
+            out[name] = value  # (the body's own check refuses what it does not know)
+    return out
+
 
 #: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as
 #: ``common_sampler_types_from_names`` takes them, case-insensitively.
@@ -179,15 +213,10 @@ class CompletionBody(NullMeansDefault):
     @model_validator(mode="after")
     def _refused(self) -> "CompletionBody":
         extra = self.model_extra or {}
-        for name, (off, why) in REFUSED_UNLESS.items():
-            if name in extra and extra[name] is not None:
-                value = extra[name]
-                try:
-                    ok = off(value)
-                except TypeError:
-                    ok = False
-                if not ok:
-                    raise ValueError(f"{name} is not supported by jan ({why}); leave it out")
+        for name in REFUSED_UNLESS:
+            why = refusal(name, extra.get(name))
+            if why is not None:
+                raise ValueError(why)
         if self.grammar and self.json_schema is not None:
             raise ValueError("grammar: cannot be used with json_schema (both constrain the output); give one of them")
         return self
@@ -266,7 +295,7 @@ def _listed_samplers(samplers: list[str] | str) -> list[str]:
     return listed
 
 
-def _off_samplers(samplers: list[str] | str) -> dict[str, Any]:
+def off_samplers(samplers: list[str] | str) -> dict[str, Any]:
     """The options that turn off the samplers ``samplers`` leaves out (ValueErrors as :func:`_listed_samplers`).
     Samplers jan does not have, listed with their options off (DRY, XTC, ...), change nothing, as in llama.cpp."""
     listed = _listed_samplers(samplers)
@@ -328,7 +357,7 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                                                     "seed", "ignore_eos")
              if getattr(body, name) is not None}
     if body.samplers is not None:
-        for name, value in _off_samplers(body.samplers).items():
+        for name, value in off_samplers(body.samplers).items():
             given[name] = value  # a sampler left out is off, whatever its option says (llama.cpp's chain)
     if body.n_predict is not None and body.n_predict > 0:
         given["max_tokens"] = body.n_predict
@@ -372,7 +401,7 @@ def infill_extra(body: InfillBody) -> tuple[InfillChunk, ...]:
 
 def applied_samplers(samplers: list[str] | str | None) -> list[str]:
     """The samplers jan applies for a body's ``samplers`` (all of its chain when not given), in llama.cpp's names."""
-    off = _off_samplers(samplers) if samplers is not None else {}
+    off = off_samplers(samplers) if samplers is not None else {}
     kept = [s for s in _ENGINE_ORDER if s not in _ONLY_LISTED and not all(off.get(k) == v for k, v in _OFF[s].items())]
     if infill_sampler(samplers):
         kept.append("infill")
