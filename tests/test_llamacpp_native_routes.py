@@ -260,3 +260,20 @@ def test_samplers_turn_off_the_samplers_they_leave_out_on_the_openai_routes():
     sampling = sampling_of(body)
     assert (sampling.top_k, sampling.temperature) == (12, 0.7)  # listed: as given
     assert (sampling.top_p, sampling.min_p, sampling.typical_p) == (1.0, 0.0, 1.0)  # left out: off
+
+
+@pytest.mark.parametrize("path, body, param", [
+    ("/completion", {"prompt": []}, "prompt"),
+    ("/v1/completions", {"prompt": []}, "prompt"),
+    ("/v1/completions", {"prompt": "x", "best_of": 2}, "best_of"),
+    ("/v1/embeddings", {"input": []}, "input"),
+    ("/v1/completions", {"prompt": "x", "dry_multiplier": 1}, "dry_multiplier"),
+    ("/completion", {"prompt": "x", "xtc_probability": 0.5}, "xtc_probability"),
+])
+def test_a_refused_field_is_named_once_in_front_and_as_the_param(server, path, body, param):
+    response = post(server, path, {"model": STORIES, **body})
+    assert response.status_code == 400, response.text
+    err = response.json()["error"]
+    assert err["message"].startswith(param) and err["message"].count(param) == 1, err
+    if "param" in err:  # (OpenAI's shape has one; llama-server's does not)
+        assert err["param"] == param, err

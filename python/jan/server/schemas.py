@@ -677,9 +677,9 @@ class CompletionRequest(SamplingFields):
     @model_validator(mode="after")
     def _check(self) -> "CompletionRequest":
         if self.best_of is not None and self.best_of != self.n:
-            raise ValueError("best_of must equal n (each choice is generated once)")
+            raise ValueError("best_of: must equal n (each choice is generated once)")
         if isinstance(self.prompt, list) and len(self.prompt) == 0:
-            raise ValueError("prompt must not be empty")
+            raise ValueError("prompt: must not be empty")
         return self
 
 

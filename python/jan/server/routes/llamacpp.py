@@ -289,6 +289,8 @@ async def props(request: web.Request) -> web.Response:
         "eos_token": getattr(template, "eos_token", "") or "",
         "infill": bool(abilities and abilities.fim),
         "build_info": f"jan {jan.__version__}",
+        # the endpoints llama-server's flags turn on or off: /slots and /metrics are served, POST /props is not
+        "endpoint_slots": True, "endpoint_metrics": True, "endpoint_props": False,
         "is_sleeping": not loaded,
     })
 
