@@ -277,3 +277,20 @@ def test_a_refused_field_is_named_once_in_front_and_as_the_param(server, path, b
     assert err["message"].startswith(param) and err["message"].count(param) == 1, err
     if "param" in err:  # (OpenAI's shape has one; llama-server's does not)
         assert err["param"] == param, err
+
+
+def test_metrics_also_tell_llama_servers_names_from_the_same_counters(server):
+    ok(server, "/completion", {"model": STORIES, "prompt": "Once upon a time", "n_predict": 5, "cache_prompt": False})
+    text = httpx.get(server.base_url + "/metrics", timeout=60).text
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    label = f'{{model="{STORIES}"}}'
+    for jan_name, llama_name in (("jan_prompt_tokens_total", "llamacpp:prompt_tokens_total"),
+                                 ("jan_prompt_tokens_cached_total", "llamacpp:prompt_tokens_cached_total"),
+                                 ("jan_generated_tokens_total", "llamacpp:tokens_predicted_total"),
+                                 ("jan_slots_busy", "llamacpp:requests_processing"),
+                                 ("jan_queue_depth", "llamacpp:requests_deferred")):
+        assert values[llama_name + label] == values[jan_name + label], llama_name
+    assert values["llamacpp:tokens_predicted_total" + label] >= 5
+    assert "# TYPE llamacpp:prompt_tokens_total counter" in text
+    assert "# TYPE llamacpp:requests_processing gauge" in text
