@@ -294,3 +294,20 @@ def test_metrics_also_tell_llama_servers_names_from_the_same_counters(server):
     assert values["llamacpp:tokens_predicted_total" + label] >= 5
     assert "# TYPE llamacpp:prompt_tokens_total counter" in text
     assert "# TYPE llamacpp:requests_processing gauge" in text
+
+
+def test_llama_servers_other_names_are_read_on_every_route(server):
+    # n_predict on the OpenAI routes is their max_tokens (-1: no cap); reasoning_control, which the web UI always
+    # sends, changes nothing without a control endpoint
+    plain = ok(server, "/v1/completions", {"model": STORIES, "prompt": "Once", "max_tokens": 3, "temperature": 0})
+    named = ok(server, "/v1/completions", {"model": STORIES, "prompt": "Once", "n_predict": 3, "temperature": 0,
+                                           "reasoning_control": True})
+    assert named["choices"] == plain["choices"] and named["usage"]["completion_tokens"] == 3
+    chat = ok(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
+                                               "n_predict": 2, "reasoning_control": True})
+    assert chat["usage"]["completion_tokens"] == 2
+    # /completion's logprobs is its n_probs (a count); OpenAI's logprobs: true is no count and changes nothing
+    probs = ok(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 2, "logprobs": 2})
+    assert [len(p["top_logprobs"]) for p in probs["completion_probabilities"]] == [2, 2]
+    assert "completion_probabilities" not in ok(server, "/completion", {"model": STORIES, "prompt": "Once",
+                                                                         "n_predict": 2, "logprobs": True})

@@ -540,6 +540,11 @@ class SamplingFields(_Strict):
         if not isinstance(data, dict):
             return data
         declared = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+        if "n_predict" in data and "n_predict" not in declared:  # (llama-server's name for max_tokens; -1: no cap)
+            data = dict(data)
+            n_predict = data.pop("n_predict")
+            if n_predict is not None and n_predict != -1 and data.get("max_tokens") is None:
+                data["max_tokens"] = n_predict
         return without_extras(data, declared)
 
     @field_validator("stop")

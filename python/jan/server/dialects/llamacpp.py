@@ -58,7 +58,10 @@ def error_body(err: APIError) -> dict[str, Any]:
 #: pings and debug fields of its stream.
 IGNORED = ("cache_prompt", "id_slot", "n_cache_reuse", "n_keep", "n_discard", "t_max_prompt_ms", "timings_per_token",
            "return_progress", "sse_ping_interval", "verbose", "stream_options", "backend_sampling",
-           "message_delimiters")
+           "message_delimiters",
+           # arms the reasoning budget for llama-server's control endpoint (its web UI always sends it): jan has no
+           # control endpoint, so it changes nothing
+           "reasoning_control")
 #: Samplers jan's engine does not have, refused unless the value that turns them off: field -> (is off, why).
 REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dynatemp_range": (lambda v: v == 0, "its sampler has no dynamic temperature"),
@@ -189,10 +192,14 @@ class CompletionBody(NullMeansDefault):
     @model_validator(mode="before")
     @classmethod
     def _aliases(cls, data: Any) -> Any:
-        # llama-server's other names: max_tokens/max_completion_tokens for n_predict (n_predict wins), n for n_cmpl
+        # llama-server's other names: max_tokens/max_completion_tokens for n_predict (n_predict wins), n for n_cmpl,
+        # logprobs for n_probs
         if isinstance(data, dict):
             data = dict(data)
-            for alias, name in (("max_completion_tokens", "n_predict"), ("max_tokens", "n_predict"), ("n", "n_cmpl")):
+            for alias, name in (("max_completion_tokens", "n_predict"), ("max_tokens", "n_predict"), ("n", "n_cmpl"),
+                                ("logprobs", "n_probs")):
+                if alias == "logprobs" and type(data.get(alias)) is not int:
+                    continue  # (a count, as llama-server reads it; OpenAI's logprobs: true is no count)
                 if data.get(alias) is not None and data.get(name) is None:
                     data[name] = data.pop(alias)
         return data
