@@ -311,3 +311,16 @@ def test_llama_servers_other_names_are_read_on_every_route(server):
     assert [len(p["top_logprobs"]) for p in probs["completion_probabilities"]] == [2, 2]
     assert "completion_probabilities" not in ok(server, "/completion", {"model": STORIES, "prompt": "Once",
                                                                          "n_predict": 2, "logprobs": True})
+
+
+@pytest.mark.parametrize("cap", [{"max_tokens": -1}, {"n_predict": -1}])
+def test_minus_one_tokens_is_llama_servers_no_cap_on_the_openai_routes(server, cap):
+    """-1 (llama.cpp's web UI sends it by default) runs to the end of generation or of the context, as a big
+    max_tokens does, not to a route's own default (16 on completions)."""
+    body = {"model": STORIES, "prompt": "Once upon a time", "temperature": 0, "ignore_eos": True}
+    uncapped = ok(server, "/v1/completions", body | cap)
+    assert uncapped["choices"] == ok(server, "/v1/completions", body | {"max_tokens": 2**31 - 1})["choices"]
+    assert uncapped["usage"]["completion_tokens"] > 16
+    chat = ok(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
+                                               "ignore_eos": True, **cap})
+    assert chat["choices"][0]["finish_reason"] == "length" and chat["usage"]["completion_tokens"] > 16

@@ -540,11 +540,15 @@ class SamplingFields(_Strict):
         if not isinstance(data, dict):
             return data
         declared = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
-        if "n_predict" in data and "n_predict" not in declared:  # (llama-server's name for max_tokens; -1: no cap)
-            data = dict(data)
+        data = dict(data)
+        if "n_predict" in data and "n_predict" not in declared:  # (llama-server's name for max_tokens)
             n_predict = data.pop("n_predict")
-            if n_predict is not None and n_predict != -1 and data.get("max_tokens") is None:
+            if n_predict is not None and data.get("max_tokens") is None:
                 data["max_tokens"] = n_predict
+        if type(data.get("max_tokens")) is int and data["max_tokens"] == -1:
+            # llama-server's "no cap" (its web UI sends it by default): until the end of generation or of the
+            # context, not this route's default (16 on completions)
+            data["max_tokens"] = INT32_MAX
         return without_extras(data, declared)
 
     @field_validator("stop")
