@@ -106,6 +106,7 @@ def test_embd_normalize_is_llama_cpps(server):
     assert _norms(one(0))[2] == pytest.approx(32760, rel=1e-5)
     p3 = sum(abs(x) ** 3 for x in one(3)) ** (1 / 3)
     assert p3 == pytest.approx(1, abs=1e-5)
+    assert all(math.isfinite(x) for x in one(10**6))  # (a p past float range: llama.cpp's zeros, no failure)
     for scaled in (one(0), one(1), one(3)):  # each the raw vector, scaled
         ratio = scaled[0] / raw[0]
         assert scaled == pytest.approx([x * ratio for x in raw], rel=1e-4, abs=1e-6)

@@ -90,7 +90,8 @@ def _p_normed(vectors, p: int | None) -> list:
         elif p == 2:
             norm = float(np.linalg.norm(x))
         else:
-            norm = float(np.sum(np.abs(x) ** p) ** (1.0 / p))
+            with np.errstate(over="ignore", under="ignore"):  # (a large p: inf or 0, as in llama.cpp's double math)
+                norm = float(np.sum(np.abs(x) ** p) ** (1.0 / p))
         out.append((x / norm if norm > 0 else x).astype(np.float32))
     return out
 
