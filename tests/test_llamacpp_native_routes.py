@@ -325,3 +325,17 @@ def test_minus_one_tokens_is_llama_servers_no_cap_on_the_openai_routes(server, c
     chat = ok(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
                                                "ignore_eos": True, **cap})
     assert chat["choices"][0]["finish_reason"] == "length" and chat["usage"]["completion_tokens"] > 16
+
+
+def test_native_bodies_read_a_whole_number_written_as_a_float_as_llama_server_does(server):
+    exact = ok(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 4, "top_k": 40, "n_probs": 2,
+                                       "temperature": 0})
+    floats = ok(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 4.0, "top_k": 40.0,
+                                        "logprobs": 2.0, "temperature": 0})
+    assert floats["content"] == exact["content"] and floats["tokens_predicted"] == 4
+    assert len(floats["completion_probabilities"][0]["top_logprobs"]) == 2
+    assert ok(server, "/embedding", {"model": POOLED, "input": "hi", "embd_normalize": 1.0}) == \
+        ok(server, "/embedding", {"model": POOLED, "input": "hi", "embd_normalize": 1})
+    # a fraction is no count: still a 400 naming the field (llama-server drops it unsaid)
+    native_error(post(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 4.5}), 400,
+                 "n_predict")

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -152,7 +153,32 @@ PromptPiece = Union[TokenId, str]
 Prompt = Union[str, list[Union[PromptPiece, list[PromptPiece]]]]
 
 
-class CompletionBody(NullMeansDefault):
+def _int_fields(model: type) -> frozenset[str]:
+    """The fields of ``model`` whose value is one integer (``int``, ``int | None``, a bounded int)."""
+    def is_int(tp: Any) -> bool:
+        if tp is int:
+            return True
+        if get_origin(tp) is Annotated:
+            return is_int(get_args(tp)[0])
+        args = get_args(tp)
+        return get_origin(tp) in (Union, UnionType) and bool(args) and all(is_int(a) or a is type(None) for a in args)
+    return frozenset(name for name, info in model.model_fields.items() if is_int(info.annotation))
+
+
+class WholeNumbers(NullMeansDefault):
+    """A body that reads a whole number written as a float (``"n_predict": 4.0``, Python's or Vim's float) as that
+    integer, as llama-server's JSON reading does; a fraction stays refused (llama-server drops it unsaid)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            ints = _int_fields(cls)
+            data = {k: int(v) if k in ints and type(v) is float and v.is_integer() else v for k, v in data.items()}
+        return data
+
+
+class CompletionBody(WholeNumbers):
     """``POST /completion``: llama-server's native completion (``tools/server/README.md``)."""
 
     # llama-server ignores fields it does not know; clients spread their own options into the body
@@ -198,7 +224,7 @@ class CompletionBody(NullMeansDefault):
             data = dict(data)
             for alias, name in (("max_completion_tokens", "n_predict"), ("max_tokens", "n_predict"), ("n", "n_cmpl"),
                                 ("logprobs", "n_probs")):
-                if alias == "logprobs" and type(data.get(alias)) is not int:
+                if alias == "logprobs" and type(data.get(alias)) not in (int, float):
                     continue  # (a count, as llama-server reads it; OpenAI's logprobs: true is no count)
                 if data.get(alias) is not None and data.get(name) is None:
                     data[name] = data.pop(alias)
@@ -248,7 +274,7 @@ class InfillBody(CompletionBody):
     input_extra: list[ExtraChunk] = Field(default_factory=list)
 
 
-class EmbeddingBody(NullMeansDefault):
+class EmbeddingBody(WholeNumbers):
     """``POST /embedding``: llama-server's native embeddings: ``input`` (or ``content``) in the forms of
     ``/completion``'s ``prompt`` (text, token ids, both mixed, or a list of them: one result each), and
     ``embd_normalize`` (llama.cpp's: -1 none, 0 int16's range, 1 taxicab, 2 euclidean, above 2 that p-norm)."""
