@@ -12,7 +12,7 @@
   cross-site page cannot send without a CORS preflight.
 * **API key.** ``Authorization: Bearer KEY`` or ``x-api-key: KEY``, compared in
   constant time. Open without it: the web page's shell (``/``, ``/favicon.ico``,
-  ``/static/*``; the page asks for the key itself), ``/health`` (status only:
+  ``/static/*``; the page asks for the key itself), ``/health`` and ``/v1/health`` (status only:
   the loaded models are listed only to a request with the key) and CORS
   preflights. ``/docs`` and ``/openapi.json`` need the key: they describe the
   installed extensions and the exact version.
