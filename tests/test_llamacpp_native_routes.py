@@ -339,3 +339,21 @@ def test_native_bodies_read_a_whole_number_written_as_a_float_as_llama_server_do
     # a fraction is no count: still a 400 naming the field (llama-server drops it unsaid)
     native_error(post(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 4.5}), 400,
                  "n_predict")
+
+
+def test_llama_servers_continuation_fields_are_taken_where_they_agree_with_jans_continuation(server):
+    prefill = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Once upon"}]
+    base = {"model": STORIES, "messages": prefill, "max_tokens": 3, "temperature": 0}
+    plain = ok(server, "/v1/chat/completions", base)
+    for fields in ({"continue_final_message": True, "add_generation_prompt": False},  # the web UI's "continue"
+                   {"continue_final_message": "content"}, {"add_generation_prompt": True},
+                   {"continue_final_message": False}):
+        assert ok(server, "/v1/chat/completions", base | fields)["choices"] == plain["choices"], fields
+    asked = [{"role": "user", "content": "hi"}]
+    for messages, fields, param in (
+            (asked, {"continue_final_message": True}, "continue_final_message"),
+            (asked, {"add_generation_prompt": False}, "add_generation_prompt"),
+            (prefill, {"continue_final_message": True, "add_generation_prompt": True}, "add_generation_prompt"),
+            (prefill, {"continue_final_message": "reasoning_content"}, "continue_final_message")):
+        response = post(server, "/v1/chat/completions", base | {"messages": messages} | fields)
+        assert response.status_code == 400 and response.json()["error"]["param"] == param, (fields, response.text)

@@ -247,6 +247,7 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         check_tool_pairs(messages)
     except ToolPairError as exc:
         raise tool_pair_error(exc) from None
+    _check_continuation(body, ends_in_prefill(messages))
     return ChatRequest(
         model=body.model,
         messages=messages,
@@ -266,6 +267,24 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         continue_final_message=ends_in_prefill(messages),
         truncation=body.truncation or "disabled",
     )
+
+
+def _check_continuation(body: schemas.ChatCompletionRequest, prefill: bool) -> None:
+    """llama-server's ``continue_final_message`` / ``add_generation_prompt``, as far as they agree with what jan
+    does (a final assistant message is continued, every other conversation answered after the generation prompt);
+    a RequestError naming the field for the rest, in llama-server's words where it has them."""
+    cont, gen = body.continue_final_message, body.add_generation_prompt
+    if cont == "reasoning_content":
+        raise RequestError("continue_final_message: 'reasoning_content' is not supported by jan (it continues a final "
+                           "assistant message's content)", param="continue_final_message", code="not_supported")
+    if cont not in (None, False) and gen is True:
+        raise RequestError("Cannot set both add_generation_prompt and continue_final_message to true.",
+                           param="add_generation_prompt", code="invalid_value")
+    if not prefill and (cont not in (None, False) or gen is False):
+        field = "continue_final_message" if cont not in (None, False) else "add_generation_prompt"
+        raise RequestError(f"{field}: jan continues only a final assistant message (without tool calls); the last "
+                           "message here is not one, and it is answered after the generation prompt",
+                           param=field, code="invalid_value")
 
 
 #: OpenAI's legacy completions generate 16 tokens when ``max_tokens`` is not sent; a model's own

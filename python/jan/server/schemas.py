@@ -596,6 +596,10 @@ class ChatCompletionRequest(SamplingFields):
     # thinking control as llama-server / Ollama / Anthropic accept it (jan.templates.formats.ReasoningRequest)
     reasoning_format: Literal["none", "auto", "deepseek", "deepseek-legacy"] | None = None
     think: Union[bool, Literal[THINK_LEVELS], None] = None  # type: ignore[valid-type]  # (Ollama's levels)
+    # llama-server's continuation controls (its web UI's "continue" sends both): jan continues a final assistant
+    # message and answers every other conversation after the generation prompt, so only what agrees with that is taken
+    continue_final_message: Union[bool, Literal["content", "reasoning_content"], None] = None
+    add_generation_prompt: bool | None = None
     reasoning_budget: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     thinking_budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
     modalities: list[Literal["text", "audio"]] | None = None
