@@ -4,6 +4,7 @@ pooling none, ``embd_normalize``), ``/slots``, and router mode's ``/models/load`
 
 from __future__ import annotations
 
+import json
 import math
 
 import httpx
@@ -357,3 +358,23 @@ def test_llama_servers_continuation_fields_are_taken_where_they_agree_with_jans_
             (prefill, {"continue_final_message": "reasoning_content"}, "continue_final_message")):
         response = post(server, "/v1/chat/completions", base | {"messages": messages} | fields)
         assert response.status_code == 400 and response.json()["error"]["param"] == param, (fields, response.text)
+
+
+def test_json_schema_on_the_openai_routes_constrains_the_output_as_on_completion(server):
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    text = ok(server, "/v1/completions", {"model": STORIES, "prompt": "Once", "max_tokens": 40, "temperature": 0,
+                                          "json_schema": schema})["choices"][0]["text"]
+    native = ok(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 40, "temperature": 0,
+                                        "json_schema": schema})["content"]
+    assert text == native and isinstance(json.loads(text)["a"], int)
+    chat = ok(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
+                                               "max_tokens": 40, "temperature": 0, "json_schema": schema})
+    assert isinstance(json.loads(chat["choices"][0]["message"]["content"])["a"], int)
+    for path, body in (("/v1/completions", {"prompt": "Once"}),
+                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})):
+        for extra in ({"json_schema": {"type": "bogus"}}, {"json_schema": {}, "grammar": 'root ::= "a"'}):
+            response = post(server, path, {"model": STORIES, **body, **extra})
+            assert response.status_code == 400 and response.json()["error"]["param"] == "json_schema", response.text
+    response = post(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
+                                                     "json_schema": {}, "response_format": {"type": "text"}})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "json_schema", response.text

@@ -218,6 +218,20 @@ def response_format_of(fmt: schemas.ResponseFormat | None) -> ResponseFormat | N
     return ResponseFormat(fmt.type, schema=fmt.schema_ or None)
 
 
+def _format_of(body: schemas.ChatCompletionRequest) -> ResponseFormat | None:
+    """The chat's ``response_format``, or llama-server's ``json_schema`` as the JSON object it asks for."""
+    if body.json_schema is None:
+        return response_format_of(body.response_format)
+    if body.response_format is not None:
+        raise RequestError("json_schema: cannot be used with response_format (both constrain the output); give one "
+                           "of them", param="json_schema", code="invalid_value")
+    from jan.templates import json_schema_to_grammar
+
+    # checked here, so that a schema it cannot follow is said of json_schema, the field the body sent
+    json_schema_to_grammar(body.json_schema or {"type": "object"}, param="json_schema")
+    return ResponseFormat("json_object", schema=body.json_schema or None)
+
+
 def sampling_of(body: Any) -> SamplingOptions:
     """The sampling fields of a request body (OpenAI's plus llama.cpp's extras; ``samplers`` turns off the samplers
     it leaves out, as on llama-server's ``/completion``: a ValueError naming it for a name or order jan cannot
@@ -255,7 +269,7 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         tool_choice=choice,
         # the deprecated functions make one call at most: their reply's function_call holds one
         parallel_tool_calls=False if body.legacy_functions else body.parallel_tool_calls,
-        response_format=response_format_of(body.response_format),
+        response_format=_format_of(body),
         grammar=body.grammar,
         sampling=sampling_of(body),
         n=body.n,
@@ -301,8 +315,13 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
         prompts = [tuple(prompt)]
     else:
         prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
+    grammar = body.grammar
+    if body.json_schema is not None:  # (llama-server's, as its /completion reads it)
+        from jan.templates import json_schema_to_grammar
+
+        grammar = json_schema_to_grammar(body.json_schema or {"type": "object"}, param="json_schema")
     return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
-                             logprobs=body.logprobs, echo=body.echo, grammar=body.grammar,
+                             logprobs=body.logprobs, echo=body.echo, grammar=grammar,
                              prompt_only=body.max_tokens == 0, dialect_defaults=COMPLETION_DEFAULTS,
                              suffix=body.suffix or None)  # ("": no gap to fill, as OpenAI reads it)
 

@@ -529,6 +529,8 @@ class SamplingFields(_Strict):
     draft_p_min: float | None = bounded("draft_p_min")
     # llama-server's sampler chain (llama.cpp's names or letters, as /completion takes them): a sampler left out is off
     samplers: Union[list[str], str, None] = None
+    # llama-server's: the output constrained to this JSON schema ({} any JSON object), as /completion takes it
+    json_schema: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -565,6 +567,8 @@ class SamplingFields(_Strict):
         # asking for include_usage on a whole reply would otherwise be told nothing here and refused there
         if self.stream_options is not None and not self.stream:
             raise ValueError("stream_options: only allowed when stream is true")
+        if self.json_schema is not None and self.grammar:
+            raise ValueError("json_schema: cannot be used with grammar (both constrain the output); give one of them")
         return self
 
 
