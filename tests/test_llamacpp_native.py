@@ -486,6 +486,8 @@ def test_props_tell_the_models_settings_in_llama_servers_names(server):
     assert props["model_path"].endswith("stories260K.gguf")
     assert props["modalities"] == {"vision": False, "audio": False, "video": False}
     assert props["build_info"].startswith("jan ") and isinstance(props["chat_template"], str)
+    # which of llama-server's optional endpoints are served (/slots, /metrics; not POST /props)
+    assert (props["endpoint_slots"], props["endpoint_metrics"], props["endpoint_props"]) == (True, True, False)
     fim = httpx.get(server.base_url + "/props", params={"model": FIM}, timeout=60).json()
     assert fim["infill"] is True and props["infill"] is False
     # which model: three are served here, none named

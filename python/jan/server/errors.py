@@ -149,6 +149,11 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
         if param != inner and not param.endswith("." + inner):  # (a field's own check naming it again: once)
             param = f"{param}.{inner}" if param else inner
         msg = msg[named.end():]
+    leaf = re.sub(r"\[\d+\]", "", param).rsplit(".", 1)[-1] if param else ""
+    if kind == "value_error" and leaf and msg.startswith(leaf + " ") and not unsupported:
+        msg = msg[len(leaf) + 1:]  # a field's own check naming it ("prompt must not be empty"): named once, in front
+    if unsupported and not param and (refused := re.match(r"^([a-z_][a-z0-9_]*) is not supported", msg)):
+        param = refused.group(1)  # (a check of the whole body refusing one field: that field is the param)
     said = getattr(model, "unknown_field", None)
     if kind == "extra_forbidden" and said is not None and len(paths[best]) == 1:
         message, code = said(param)

@@ -218,9 +218,31 @@ def response_format_of(fmt: schemas.ResponseFormat | None) -> ResponseFormat | N
     return ResponseFormat(fmt.type, schema=fmt.schema_ or None)
 
 
+def _format_of(body: schemas.ChatCompletionRequest) -> ResponseFormat | None:
+    """The chat's ``response_format``, or llama-server's ``json_schema`` as the JSON object it asks for."""
+    if body.json_schema is None:
+        return response_format_of(body.response_format)
+    if body.response_format is not None:
+        raise RequestError("json_schema: cannot be used with response_format (both constrain the output); give one "
+                           "of them", param="json_schema", code="invalid_value")
+    from jan.templates import json_schema_to_grammar
+
+    # checked here, so that a schema it cannot follow is said of json_schema, the field the body sent
+    json_schema_to_grammar(body.json_schema or {"type": "object"}, param="json_schema")
+    return ResponseFormat("json_object", schema=body.json_schema or None)
+
+
 def sampling_of(body: Any) -> SamplingOptions:
-    """The sampling fields of a request body (OpenAI's plus llama.cpp's extras)."""
-    return SamplingOptions.from_mapping(body.model_dump(exclude_none=True))
+    """The sampling fields of a request body (OpenAI's plus llama.cpp's extras; ``samplers`` turns off the samplers
+    it leaves out, as on llama-server's ``/completion``: a ValueError naming it for a name or order jan cannot
+    apply)."""
+    fields = body.model_dump(exclude_none=True)
+    samplers = fields.pop("samplers", None)
+    if samplers is not None:
+        from jan.server.dialects.llamacpp import off_samplers
+
+        fields.update(off_samplers(samplers))
+    return SamplingOptions.from_mapping(fields)
 
 
 def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
@@ -239,6 +261,7 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         check_tool_pairs(messages)
     except ToolPairError as exc:
         raise tool_pair_error(exc) from None
+    _check_continuation(body, ends_in_prefill(messages))
     return ChatRequest(
         model=body.model,
         messages=messages,
@@ -246,7 +269,7 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         tool_choice=choice,
         # the deprecated functions make one call at most: their reply's function_call holds one
         parallel_tool_calls=False if body.legacy_functions else body.parallel_tool_calls,
-        response_format=response_format_of(body.response_format),
+        response_format=_format_of(body),
         grammar=body.grammar,
         sampling=sampling_of(body),
         n=body.n,
@@ -258,6 +281,24 @@ def chat_request(body: schemas.ChatCompletionRequest) -> ChatRequest:
         continue_final_message=ends_in_prefill(messages),
         truncation=body.truncation or "disabled",
     )
+
+
+def _check_continuation(body: schemas.ChatCompletionRequest, prefill: bool) -> None:
+    """llama-server's ``continue_final_message`` / ``add_generation_prompt``, as far as they agree with what jan
+    does (a final assistant message is continued, every other conversation answered after the generation prompt);
+    a RequestError naming the field for the rest, in llama-server's words where it has them."""
+    cont, gen = body.continue_final_message, body.add_generation_prompt
+    if cont == "reasoning_content":
+        raise RequestError("continue_final_message: 'reasoning_content' is not supported by jan (it continues a final "
+                           "assistant message's content)", param="continue_final_message", code="not_supported")
+    if cont not in (None, False) and gen is True:
+        raise RequestError("Cannot set both add_generation_prompt and continue_final_message to true.",
+                           param="add_generation_prompt", code="invalid_value")
+    if not prefill and (cont not in (None, False) or gen is False):
+        field = "continue_final_message" if cont not in (None, False) else "add_generation_prompt"
+        raise RequestError(f"{field}: jan continues only a final assistant message (without tool calls); the last "
+                           "message here is not one, and it is answered after the generation prompt",
+                           param=field, code="invalid_value")
 
 
 #: OpenAI's legacy completions generate 16 tokens when ``max_tokens`` is not sent; a model's own
@@ -274,8 +315,13 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
         prompts = [tuple(prompt)]
     else:
         prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
+    grammar = body.grammar
+    if body.json_schema is not None:  # (llama-server's, as its /completion reads it)
+        from jan.templates import json_schema_to_grammar
+
+        grammar = json_schema_to_grammar(body.json_schema or {"type": "object"}, param="json_schema")
     return CompletionRequest(model=body.model, prompts=tuple(prompts), sampling=sampling_of(body), n=body.n,
-                             logprobs=body.logprobs, echo=body.echo, grammar=body.grammar,
+                             logprobs=body.logprobs, echo=body.echo, grammar=grammar,
                              prompt_only=body.max_tokens == 0, dialect_defaults=COMPLETION_DEFAULTS,
                              suffix=body.suffix or None)  # ("": no gap to fill, as OpenAI reads it)
 

@@ -108,7 +108,7 @@ ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 #: Paths whose successful answers get an access line only when the log is at DEBUG: the health checks pollers make
 #: all day (the chat page every 5 s while open, a container's probe, a proxy's), which would drown the lines of
 #: real requests at INFO. A failed check (a 503 while a model loads, a refusal) is logged as any answer.
-QUIET_PATHS = frozenset({"/health"})
+QUIET_PATHS = frozenset({"/health", "/v1/health"})
 
 
 class AccessLogger(_AiohttpAccessLogger):

@@ -527,6 +527,31 @@ class SamplingFields(_Strict):
     draft_min: int | None = bounded("draft_min")
     ngram: int | None = bounded("ngram")
     draft_p_min: float | None = bounded("draft_p_min")
+    # llama-server's sampler chain (llama.cpp's names or letters, as /completion takes them): a sampler left out is off
+    samplers: Union[list[str], str, None] = None
+    # llama-server's: the output constrained to this JSON schema ({} any JSON object), as /completion takes it
+    json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _llama_server_fields(cls, data: Any) -> Any:
+        # llama-server's own fields, which its clients send to its OpenAI routes too (its web UI sends cache_prompt,
+        # timings_per_token, dry_multiplier: 0...): taken as /completion takes them, not refused as unknown
+        from jan.server.dialects.llamacpp import without_extras  # (it imports this module)
+
+        if not isinstance(data, dict):
+            return data
+        declared = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+        data = dict(data)
+        if "n_predict" in data and "n_predict" not in declared:  # (llama-server's name for max_tokens)
+            n_predict = data.pop("n_predict")
+            if n_predict is not None and data.get("max_tokens") is None:
+                data["max_tokens"] = n_predict
+        if type(data.get("max_tokens")) is int and data["max_tokens"] == -1:
+            # llama-server's "no cap" (its web UI sends it by default): until the end of generation or of the
+            # context, not this route's default (16 on completions)
+            data["max_tokens"] = INT32_MAX
+        return without_extras(data, declared)
 
     @field_validator("stop")
     @classmethod
@@ -542,6 +567,8 @@ class SamplingFields(_Strict):
         # asking for include_usage on a whole reply would otherwise be told nothing here and refused there
         if self.stream_options is not None and not self.stream:
             raise ValueError("stream_options: only allowed when stream is true")
+        if self.json_schema is not None and self.grammar:
+            raise ValueError("json_schema: cannot be used with grammar (both constrain the output); give one of them")
         return self
 
 
@@ -573,6 +600,10 @@ class ChatCompletionRequest(SamplingFields):
     # thinking control as llama-server / Ollama / Anthropic accept it (jan.templates.formats.ReasoningRequest)
     reasoning_format: Literal["none", "auto", "deepseek", "deepseek-legacy"] | None = None
     think: Union[bool, Literal[THINK_LEVELS], None] = None  # type: ignore[valid-type]  # (Ollama's levels)
+    # llama-server's continuation controls (its web UI's "continue" sends both): jan continues a final assistant
+    # message and answers every other conversation after the generation prompt, so only what agrees with that is taken
+    continue_final_message: Union[bool, Literal["content", "reasoning_content"], None] = None
+    add_generation_prompt: bool | None = None
     reasoning_budget: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     thinking_budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
     modalities: list[Literal["text", "audio"]] | None = None
@@ -663,9 +694,9 @@ class CompletionRequest(SamplingFields):
     @model_validator(mode="after")
     def _check(self) -> "CompletionRequest":
         if self.best_of is not None and self.best_of != self.n:
-            raise ValueError("best_of must equal n (each choice is generated once)")
+            raise ValueError("best_of: must equal n (each choice is generated once)")
         if isinstance(self.prompt, list) and len(self.prompt) == 0:
-            raise ValueError("prompt must not be empty")
+            raise ValueError("prompt: must not be empty")
         return self
 
 

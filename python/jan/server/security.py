@@ -12,7 +12,7 @@
   cross-site page cannot send without a CORS preflight.
 * **API key.** ``Authorization: Bearer KEY`` or ``x-api-key: KEY``, compared in
   constant time. Open without it: the web page's shell (``/``, ``/favicon.ico``,
-  ``/static/*``; the page asks for the key itself), ``/health`` (status only:
+  ``/static/*``; the page asks for the key itself), ``/health`` and ``/v1/health`` (status only:
   the loaded models are listed only to a request with the key) and CORS
   preflights. ``/docs`` and ``/openapi.json`` need the key: they describe the
   installed extensions and the exact version.
@@ -36,7 +36,7 @@ from jan.server.config import ServerConfig
 from jan.server.errors import APIError, json_error
 from jan.server.validation import require_json_content_type
 
-OPEN_PATHS = ("/", "/favicon.ico", "/health")
+OPEN_PATHS = ("/", "/favicon.ico", "/health", "/v1/health")
 OPEN_PREFIXES = ("/static/",)
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 CORS_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"

@@ -74,6 +74,28 @@ def _cut(vectors, dimensions: int | None, normalize: bool) -> list:
     return out
 
 
+def _p_normed(vectors, p: int | None) -> list:
+    """Each pooled vector normalized as llama.cpp's ``common_embd_normalize`` does for ``embd_normalize`` ``p``
+    (:attr:`EmbeddingRequest.p_norm`): -1 as it is, 0 scaled so its largest component is 32760 (int16's range), 2
+    euclidean, any other its p-norm (1: taxicab); a vector of zeros stays zeros. ``None``: as they are."""
+    if p is None or p == -1:
+        return list(vectors)
+    import numpy as np
+
+    out = []
+    for v in vectors:
+        x = np.asarray(v, dtype=np.float64)
+        if p == 0:
+            norm = float(np.max(np.abs(x))) / 32760.0 if x.size else 0.0
+        elif p == 2:
+            norm = float(np.linalg.norm(x))
+        else:
+            with np.errstate(over="ignore", under="ignore"):  # (a large p: inf or 0, as in llama.cpp's double math)
+                norm = float(np.sum(np.abs(x) ** p) ** (1.0 / p))
+        out.append((x / norm if norm > 0 else x).astype(np.float32))
+    return out
+
+
 def _too_long(vector, dimensions: int) -> bool:
     """Whether an upstream's ``vector`` is a list of numbers longer than ``dimensions`` (anything else is passed on as
     the upstream sent it)."""
@@ -104,6 +126,10 @@ class EmbeddingService:
                 result = EmbeddingResult(result.model, tuple(_cut([v], dims, request.normalize)[0].tolist()
                                                              if _too_long(v, dims) else v for v in result.vectors),
                                          result.prompt_tokens)
+            if request.p_norm is not None:  # (an upstream answers its own normalization: llama.cpp's asked for here)
+                result = EmbeddingResult(result.model, tuple(v.tolist() for v in _p_normed(result.vectors,
+                                                                                           request.p_norm)),
+                                         result.prompt_tokens)
             return result
         # (dimensions or token ids its header refuses, pooling none in its load options) before a load
         await self.models.require_able(target, request)
@@ -119,14 +145,20 @@ class EmbeddingService:
             # held from here (the claim acquire made ends: a refused request holds the model no longer): tokenizing
             # and making the embedding context take long enough for a load of another model to unload one idle
             with model.hold():
-                if getattr(model, "pooling", None) == "none":  # per token: neither OpenAI's shape nor Ollama's
+                per_token = getattr(model, "pooling", None) == "none"
+                if per_token and not request.per_token:  # per token: neither OpenAI's shape nor Ollama's
                     raise pooling_none_refusal(target.id)
                 problem = dimensions_refusal(request, model.info.n_embd)
                 if problem is not None:
                     raise problem
                 tokens = _tokens(model, request, stop)
-                vectors = model.embed(tokens, normalize=request.normalize, cancel=stop)
-                return tokens, _cut(vectors, request.dimensions, request.normalize)  # (here: off the event loop)
+                # p_norm replaces normalize; a token's vector is never p-normed (llama.cpp normalizes pooled ones)
+                normalize = request.normalize if request.p_norm is None else False
+                vectors = model.embed(tokens, normalize=normalize, cancel=stop)
+                if per_token:
+                    return tokens, list(vectors)
+                vectors = _p_normed(vectors, request.p_norm)
+                return tokens, _cut(vectors, request.dimensions, normalize)  # (here: off the event loop)
 
         try:
             tokens, vectors = await _workers.run(run)

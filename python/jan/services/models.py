@@ -778,7 +778,7 @@ class ModelService:
         except (TypeError, ValueError):
             return  # a setting no load can use: the load names it
         if isinstance(request, EmbeddingRequest):
-            if given.pooling == "none":
+            if given.pooling == "none" and not request.per_token:
                 raise pooling_none_refusal(target.id)
             return
         if given.n_parallel is None or given.max_queue is None:

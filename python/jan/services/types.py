@@ -929,7 +929,13 @@ class EmbeddingRequest:
     ``normalize`` -- OpenAI's ``dimensions`` of text-embedding-3, the Matryoshka cut that nomic-embed-text v1.5,
     mxbai-embed-large or Qwen3-Embedding are trained for; ``n_embd`` itself is the plain vector. More than ``n_embd``
     is a ``RequestError`` naming it, unless ``dimensions_capped``: Ollama's ``/api/embed`` answers the whole vector
-    then (its EmbedHandler cuts only below the model's size). A remote engine gets ``dimensions`` forwarded."""
+    then (its EmbedHandler cuts only below the model's size). A remote engine gets ``dimensions`` forwarded.
+
+    ``p_norm`` (llama.cpp's ``embd_normalize``, llama-server's native ``/embedding``), when given, replaces
+    ``normalize``: -1 none, 0 scaled to int16's range (the largest component 32760), 1 taxicab, 2 euclidean, above 2
+    that p-norm. ``per_token``: a model loaded with pooling none answers its token vectors (one ``(n_tokens,
+    n_embd)`` array per input, unnormalized under ``p_norm`` as llama-server answers them) instead of the refusal
+    one-vector-per-input shapes get."""
 
     model: str | None
     inputs: tuple[Union[str, tuple[int, ...]], ...]
@@ -937,12 +943,16 @@ class EmbeddingRequest:
     truncate: bool = False
     normalize: bool = True
     dimensions_capped: bool = False
+    p_norm: int | None = None
+    per_token: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)
         _not_empty(self, "inputs", "input (a string, or a tuple of token ids)")
         if self.dimensions is not None and self.dimensions < 1:
             raise _misuse("dimensions", f"must be at least 1, got {self.dimensions}")
+        if self.p_norm is not None and self.p_norm < -1:
+            raise _misuse("p_norm", f"must be -1 or more (llama.cpp's embd_normalize), got {self.p_norm}")
         if len(self.inputs) > MAX_EMBEDDING_INPUTS:
             from jan.services.errors import RequestError  # (jan.services imports this module)
 

@@ -1,4 +1,5 @@
-"""llama-server's native API (``POST /completion``, ``POST /infill``, ``GET /props``): its bodies, its answers.
+"""llama-server's native API (``POST /completion``, ``POST /infill``, ``GET /props``, ``POST /embedding``, ``GET
+/slots``, router mode's ``POST /models/load`` and ``/models/unload``): its bodies, its answers.
 
 What editor plugins speak (llama.vscode, llama.vim, Continue's llama.cpp provider): llama-server's field names in,
 its result objects out, over jan's one completion path (:class:`~jan.services.types.CompletionRequest` → the
@@ -13,19 +14,20 @@ llama-server ignores it (clients spread their own options into the body).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.server.errors import APIError
 from jan.server.schemas import INT32_MAX, ModelId, NullMeansDefault, Seed, Stop, TokenId, bounded
-from jan.services.types import (CompletionDelta, CompletionRequest, InfillChunk, SamplingOptions,
-                                TokenLogprob, Usage)
+from jan.services.types import (CompletionDelta, CompletionRequest, EmbeddingRequest, EmbeddingResult, InfillChunk,
+                                SamplingOptions, TokenLogprob, Usage)
 
-__all__ = ["CompletionBody", "InfillBody", "NativeResults", "completion_request", "error_body", "error_status",
-           "generation_settings"]
+__all__ = ["CompletionBody", "EmbeddingBody", "InfillBody", "ModelNameBody", "NativeResults", "completion_request",
+           "embedding_request", "embedding_results", "error_body", "error_status", "generation_settings", "slots"]
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -57,7 +59,10 @@ def error_body(err: APIError) -> dict[str, Any]:
 #: pings and debug fields of its stream.
 IGNORED = ("cache_prompt", "id_slot", "n_cache_reuse", "n_keep", "n_discard", "t_max_prompt_ms", "timings_per_token",
            "return_progress", "sse_ping_interval", "verbose", "stream_options", "backend_sampling",
-           "message_delimiters")
+           "message_delimiters",
+           # arms the reasoning budget for llama-server's control endpoint (its web UI always sends it): jan has no
+           # control endpoint, so it changes nothing
+           "reasoning_control")
 #: Samplers jan's engine does not have, refused unless the value that turns them off: field -> (is off, why).
 REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dynatemp_range": (lambda v: v == 0, "its sampler has no dynamic temperature"),
@@ -80,6 +85,40 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
 #: llama-server does not know is.
 IGNORED_WHILE_OFF = ("dynatemp_exponent", "xtc_threshold", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
            "dry_sequence_breakers", "adaptive_decay")
+
+#: Fields llama.cpp's web UI sends that llama-server itself does not read (``typ_p``: it reads ``typical_p``).
+UNREAD = ("typ_p",)
+
+
+def refusal(name: str, value: Any) -> str | None:
+    """Why ``name`` (a field of :data:`REFUSED_UNLESS`) at ``value`` is refused, or None (off, or null)."""
+    if name not in REFUSED_UNLESS or value is None:
+        return None
+    off, why = REFUSED_UNLESS[name]
+    try:
+        ok = off(value)
+    except TypeError:
+        ok = False
+    return None if ok else f"{name} is not supported by jan ({why}); leave it out"
+
+
+def without_extras(data: dict[str, Any], declared: Collection[str]) -> dict[str, Any]:
+    """A body for llama-server's OpenAI-compatible routes without the llama-server fields that are not
+    ``declared`` on it (its clients send them there too: its web UI, ``extra_body={"cache_prompt": true}``), taken
+    as ``/completion`` takes them: accepted and ignored (:data:`IGNORED`, :data:`IGNORED_WHILE_OFF`,
+    :data:`UNREAD`), or a ValueError naming one of :data:`REFUSED_UNLESS` that is not off."""
+    out = {}
+    for name, value in data.items():
+        if name in declared:
+            out[name] = value
+        elif name in REFUSED_UNLESS:
+            why = refusal(name, value)
+            if why is not None:
+                raise ValueError(why)
+        elif name not in IGNORED and name not in IGNORED_WHILE_OFF and name not in UNREAD:
+            out[name] = value  # (the body's own check refuses what it does not know)
+    return out
+
 
 #: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as
 #: ``common_sampler_types_from_names`` takes them, case-insensitively.
@@ -114,7 +153,32 @@ PromptPiece = Union[TokenId, str]
 Prompt = Union[str, list[Union[PromptPiece, list[PromptPiece]]]]
 
 
-class CompletionBody(NullMeansDefault):
+def _int_fields(model: type) -> frozenset[str]:
+    """The fields of ``model`` whose value is one integer (``int``, ``int | None``, a bounded int)."""
+    def is_int(tp: Any) -> bool:
+        if tp is int:
+            return True
+        if get_origin(tp) is Annotated:
+            return is_int(get_args(tp)[0])
+        args = get_args(tp)
+        return get_origin(tp) in (Union, UnionType) and bool(args) and all(is_int(a) or a is type(None) for a in args)
+    return frozenset(name for name, info in model.model_fields.items() if is_int(info.annotation))
+
+
+class WholeNumbers(NullMeansDefault):
+    """A body that reads a whole number written as a float (``"n_predict": 4.0``, Python's or Vim's float) as that
+    integer, as llama-server's JSON reading does; a fraction stays refused (llama-server drops it unsaid)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            ints = _int_fields(cls)
+            data = {k: int(v) if k in ints and type(v) is float and v.is_integer() else v for k, v in data.items()}
+        return data
+
+
+class CompletionBody(WholeNumbers):
     """``POST /completion``: llama-server's native completion (``tools/server/README.md``)."""
 
     # llama-server ignores fields it does not know; clients spread their own options into the body
@@ -154,10 +218,14 @@ class CompletionBody(NullMeansDefault):
     @model_validator(mode="before")
     @classmethod
     def _aliases(cls, data: Any) -> Any:
-        # llama-server's other names: max_tokens/max_completion_tokens for n_predict (n_predict wins), n for n_cmpl
+        # llama-server's other names: max_tokens/max_completion_tokens for n_predict (n_predict wins), n for n_cmpl,
+        # logprobs for n_probs
         if isinstance(data, dict):
             data = dict(data)
-            for alias, name in (("max_completion_tokens", "n_predict"), ("max_tokens", "n_predict"), ("n", "n_cmpl")):
+            for alias, name in (("max_completion_tokens", "n_predict"), ("max_tokens", "n_predict"), ("n", "n_cmpl"),
+                                ("logprobs", "n_probs")):
+                if alias == "logprobs" and type(data.get(alias)) not in (int, float):
+                    continue  # (a count, as llama-server reads it; OpenAI's logprobs: true is no count)
                 if data.get(alias) is not None and data.get(name) is None:
                     data[name] = data.pop(alias)
         return data
@@ -178,15 +246,10 @@ class CompletionBody(NullMeansDefault):
     @model_validator(mode="after")
     def _refused(self) -> "CompletionBody":
         extra = self.model_extra or {}
-        for name, (off, why) in REFUSED_UNLESS.items():
-            if name in extra and extra[name] is not None:
-                value = extra[name]
-                try:
-                    ok = off(value)
-                except TypeError:
-                    ok = False
-                if not ok:
-                    raise ValueError(f"{name} is not supported by jan ({why}); leave it out")
+        for name in REFUSED_UNLESS:
+            why = refusal(name, extra.get(name))
+            if why is not None:
+                raise ValueError(why)
         if self.grammar and self.json_schema is not None:
             raise ValueError("grammar: cannot be used with json_schema (both constrain the output); give one of them")
         return self
@@ -211,6 +274,42 @@ class InfillBody(CompletionBody):
     input_extra: list[ExtraChunk] = Field(default_factory=list)
 
 
+class EmbeddingBody(WholeNumbers):
+    """``POST /embedding``: llama-server's native embeddings: ``input`` (or ``content``) in the forms of
+    ``/completion``'s ``prompt`` (text, token ids, both mixed, or a list of them: one result each), and
+    ``embd_normalize`` (llama.cpp's: -1 none, 0 int16's range, 1 taxicab, 2 euclidean, above 2 that p-norm)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: ModelId = None
+    input: Prompt | None = None
+    content: Prompt | None = None
+    embd_normalize: int = Field(2, ge=-1, le=INT32_MAX)
+    # (checked as llama-server checks it; its native answer has no other form than float lists)
+    encoding_format: Literal["float", "base64"] | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "EmbeddingBody":
+        given = self.input if self.input is not None else self.content
+        if given is None:
+            raise ValueError('"input" or "content" must be provided')
+        if isinstance(given, list) and (not given or any(isinstance(p, list) and not p for p in given)):
+            raise ValueError('"input" must not be empty')
+        return self
+
+    @property
+    def inputs(self) -> Prompt:
+        return self.input if self.input is not None else self.content  # (input wins, as in llama-server)
+
+
+class ModelNameBody(NullMeansDefault):
+    """``POST /models/load`` and ``/models/unload`` (llama-server's router mode): the model's name."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(min_length=1)
+
+
 # -- to jan's typed request ---------------------------------------------------------------------
 def _listed_samplers(samplers: list[str] | str) -> list[str]:
     """The samplers ``samplers`` names, in jan's names; a ValueError (``samplers: ...``) for a name llama.cpp does
@@ -229,7 +328,7 @@ def _listed_samplers(samplers: list[str] | str) -> list[str]:
     return listed
 
 
-def _off_samplers(samplers: list[str] | str) -> dict[str, Any]:
+def off_samplers(samplers: list[str] | str) -> dict[str, Any]:
     """The options that turn off the samplers ``samplers`` leaves out (ValueErrors as :func:`_listed_samplers`).
     Samplers jan does not have, listed with their options off (DRY, XTC, ...), change nothing, as in llama.cpp."""
     listed = _listed_samplers(samplers)
@@ -291,7 +390,7 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                                                     "seed", "ignore_eos")
              if getattr(body, name) is not None}
     if body.samplers is not None:
-        for name, value in _off_samplers(body.samplers).items():
+        for name, value in off_samplers(body.samplers).items():
             given[name] = value  # a sampler left out is off, whatever its option says (llama.cpp's chain)
     if body.n_predict is not None and body.n_predict > 0:
         given["max_tokens"] = body.n_predict
@@ -306,13 +405,36 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                              infill_sampler=infill_sampler(body.samplers))
 
 
+def embedding_request(body: EmbeddingBody, inputs: tuple[Union[str, tuple[int, ...]], ...]) -> EmbeddingRequest:
+    """The body as jan's typed request, its inputs already text or token ids (as ``/completion``'s prompts): every
+    vector of a model loaded with pooling none, llama.cpp's normalization of a pooled one."""
+    return EmbeddingRequest(model=body.model, inputs=inputs, p_norm=body.embd_normalize, per_token=True)
+
+
+def embedding_results(result: EmbeddingResult) -> list[dict[str, Any]]:
+    """llama-server's native answer: a list of ``{"index", "embedding"}``, ``embedding`` a list of vectors (the one
+    pooled vector, or with pooling none a vector per token)."""
+    out = []
+    for i, vector in enumerate(result.vectors):
+        rows = vector.tolist() if hasattr(vector, "tolist") else vector
+        out.append({"index": i, "embedding": rows if rows and isinstance(rows[0], list) else [rows]})
+    return out
+
+
+def slots(n_slots: int, n_busy: int, n_ctx: int, speculative: bool) -> list[dict[str, Any]]:
+    """``GET /slots``: each slot's ``id``, ``n_ctx``, ``speculative`` and ``is_processing``, as llama-server lists an
+    idle slot. jan's engine tells how many slots are busy, not which, nor their tasks: the first ``n_busy`` are told
+    processing, and no slot tells a task's fields (``id_task``, ``params``, ``prompt``...)."""
+    return [{"id": i, "n_ctx": n_ctx, "speculative": speculative, "is_processing": i < n_busy} for i in range(n_slots)]
+
+
 def infill_extra(body: InfillBody) -> tuple[InfillChunk, ...]:
     return tuple(InfillChunk(c.text, c.filename if c.filename is not None else "tmp") for c in body.input_extra)
 
 
 def applied_samplers(samplers: list[str] | str | None) -> list[str]:
     """The samplers jan applies for a body's ``samplers`` (all of its chain when not given), in llama.cpp's names."""
-    off = _off_samplers(samplers) if samplers is not None else {}
+    off = off_samplers(samplers) if samplers is not None else {}
     kept = [s for s in _ENGINE_ORDER if s not in _ONLY_LISTED and not all(off.get(k) == v for k, v in _OFF[s].items())]
     if infill_sampler(samplers):
         kept.append("infill")

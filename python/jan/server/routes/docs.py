@@ -17,6 +17,7 @@ routes = web.RouteTableDef()
 # Request bodies by (method, path); every other route is documented from its handler's docstring.
 REQUEST_BODIES: dict[tuple[str, str], type] = {
     ("POST", "/v1/chat/completions"): schemas.ChatCompletionRequest,
+    ("POST", "/v1/chat/completions/input_tokens"): schemas.ChatCompletionRequest,
     ("POST", "/v1/completions"): schemas.CompletionRequest,
     ("POST", "/v1/embeddings"): schemas.EmbeddingRequest,
     ("POST", "/v1/rerank"): schemas.RerankRequest,
@@ -121,6 +122,7 @@ RESPONSES: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
     ("GET", "/docs"): {"200": ("This documentation as a page", {HTML: None})},
     ("GET", "/metrics"): {"200": ("Prometheus text format", {"text/plain": None})},
     ("GET", "/health"): {"200": ("Ready", {JSON: "Health"})},
+    ("GET", "/v1/health"): {"200": ("Ready", {JSON: "Health"})},
     ("POST", "/v1/chat/completions"): {"200": ("A chat completion, or with stream: true its chunks as server-sent "
                                                 "events", {JSON: "ChatCompletion", SSE: None})},
     ("POST", "/v1/completions"): {"200": ("A completion, or with stream: true its chunks as server-sent events",
@@ -146,9 +148,9 @@ RESPONSES: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
 DIALECT_ERRORS: dict[str, tuple[str, dict[str, Any]]] = {}
 #: Paths also served without /v1 (as llama-server does); documented like their /v1 twin.
 UNPREFIXED = {"/chat/completions", "/completions", "/embeddings", "/models", "/tokenize", "/detokenize", "/rerank",
-              "/reranking"}
+              "/reranking", "/responses", "/responses/input_tokens", "/chat/completions/input_tokens"}
 #: Paths open without the API key.
-OPEN = {"/", "/favicon.ico", "/health"}
+OPEN = {"/", "/favicon.ico", "/health", "/v1/health"}
 #: A path segment that is a literal next to a parameter at the same place (``/v1/models/pull`` and
 #: ``/v1/models/{model_id}``): the parameter's schema excludes it, so no two operations overlap.
 RESERVED_SEGMENTS = {"/v1/models/{model_id}": ("model_id", ["pull"]),
@@ -164,7 +166,7 @@ def _responses(method: str, path: str) -> dict[str, Any]:
     error_name = next((name for prefix, (name, _) in DIALECT_ERRORS.items() if under_prefix(path, prefix)), "Error")
     error = {"content": {JSON: {"schema": {"$ref": f"#/components/schemas/{error_name}"}}}}
     out["4XX"] = {"description": "The request cannot be served as sent (the body names the param)", **error}
-    if path not in ("/", "/favicon.ico", "/health", "/docs", "/openapi.json"):
+    if path not in ("/", "/favicon.ico", "/health", "/v1/health", "/docs", "/openapi.json"):
         out["503"] = {"description": "Busy (queue full), shutting down, or the extension that serves this is off",
                       **error}
     return out

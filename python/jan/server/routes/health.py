@@ -19,6 +19,7 @@ def _local_engines(app: web.Application) -> list:
 
 
 @routes.get("/health")
+@routes.get("/v1/health")  # (llama-server's alias)
 async def health(request: web.Request) -> web.Response:
     """Readiness (open without an API key) and, to a request with the key (or without --api-key), the loaded models."""
     # Cheap on purpose: load balancers and `jan` itself poll it while streams run.
@@ -36,6 +37,23 @@ async def health(request: web.Request) -> web.Response:
             loaded += await loaded_ids(engine)  # (an engine that cannot tell fails no health check)
         body["models"] = loaded
     return json_response(body)
+
+
+#: The engine's counters and gauges that mean what one of llama-server's ``--metrics`` does, under its name (what
+#: dashboards made for llama-server read), labelled by model as jan's own: ``{engine key: (name, kind, help)}``.
+#: Its per-phase seconds, throughput buckets and decode counts have no truthful twin here and are left out.
+LLAMA_SERVER_METRICS = {
+    "prompt_tokens_total": ("llamacpp:prompt_tokens", "counter",
+                            "Number of prompt tokens processed, excluding cached tokens"),
+    "cached_tokens_total": ("llamacpp:prompt_tokens_cached", "counter", "Number of prompt tokens reused from the cache"),
+    "generated_tokens_total": ("llamacpp:tokens_predicted", "counter", "Number of generation tokens processed"),
+    "draft_tokens_total": ("llamacpp:spec_decode_num_draft_tokens", "counter",
+                           "Speculative: Total draft tokens generated"),
+    "draft_accepted_total": ("llamacpp:spec_decode_num_accepted_tokens", "counter",
+                             "Speculative: Total draft tokens accepted by the target model"),
+    "slots_busy": ("llamacpp:requests_processing", "gauge", "Number of requests processing"),
+    "queue_depth": ("llamacpp:requests_deferred", "gauge", "Number of requests deferred"),
+}
 
 
 class EngineCollector:
@@ -85,6 +103,11 @@ class EngineCollector:
             families.append(fam)
         for key, (name, doc) in gauges.items():
             fam = GaugeMetricFamily(name, doc, labels=["model"])
+            for model_id, m in per_model.items():
+                fam.add_metric([model_id], float(m.get(key, 0)))
+            families.append(fam)
+        for key, (name, kind, doc) in LLAMA_SERVER_METRICS.items():
+            fam = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, doc, labels=["model"])
             for model_id, m in per_model.items():
                 fam.add_metric([model_id], float(m.get(key, 0)))
             families.append(fam)

@@ -1,4 +1,5 @@
-"""llama-server's native endpoints: ``POST /completion``, ``POST /infill``, ``GET /props``.
+"""llama-server's native endpoints: ``POST /completion``, ``POST /infill``, ``GET /props``, ``POST /embedding``,
+``GET /slots``, and its router mode's ``POST /models/load`` and ``/models/unload``.
 
 HTTP only: each handler parses its body (:mod:`jan.server.dialects.llamacpp`), calls the completion service and
 writes the typed deltas back as llama-server's result objects, whole or as server-sent events (``data: {...}``
@@ -16,6 +17,8 @@ from aiohttp import web
 
 import jan
 from jan.core import ModelState
+from jan.core.engine_answers import model_state
+from jan.errors import ModelNotFoundError
 from jan.server.dialects import llamacpp as native
 from jan.server.disconnect import first_item, unless_disconnected
 from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES, APIError, prompt_param
@@ -27,11 +30,12 @@ from jan.server.streaming import relay
 from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
+from jan.services.models import unload_now
 from jan.services.types import CompletionRequest, LoadOptions, SamplingOptions, resolve_load, resolve_sampling
 
 routes = web.RouteTableDef()
 
-PATHS = ("/completion", "/infill", "/props")
+PATHS = ("/completion", "/infill", "/props", "/embedding", "/slots", "/models/load", "/models/unload")
 for _path in PATHS:
     ERROR_SHAPES[_path] = native.error_body
     ERROR_STATUSES[_path] = native.error_status
@@ -43,6 +47,22 @@ for _path in PATHS:
                 "n_prompt_tokens": {"type": "integer"}, "n_ctx": {"type": "integer"}}}}})
 EXTRA_BODIES[("POST", "/completion")] = native.CompletionBody
 EXTRA_BODIES[("POST", "/infill")] = native.InfillBody
+EXTRA_BODIES[("POST", "/embedding")] = native.EmbeddingBody
+EXTRA_BODIES[("POST", "/models/load")] = native.ModelNameBody
+EXTRA_BODIES[("POST", "/models/unload")] = native.ModelNameBody
+RESPONSES[("POST", "/embedding")] = {"200": ("One result per input: its index and its vectors (the pooled one, or "
+                                             "with pooling none one per token)", {"application/json": {
+    "type": "array", "items": {"type": "object", "required": ["index", "embedding"], "properties": {
+        "index": {"type": "integer", "minimum": 0},
+        "embedding": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}}}})}
+RESPONSES[("GET", "/slots")] = {"200": ("The model's slots", {"application/json": {
+    "type": "array", "items": {"type": "object", "required": ["id", "n_ctx", "speculative", "is_processing"],
+                               "properties": {"id": {"type": "integer"}, "n_ctx": {"type": "integer"},
+                                              "speculative": {"type": "boolean"},
+                                              "is_processing": {"type": "boolean"}}}}})}
+for _path in ("/models/load", "/models/unload"):
+    RESPONSES[("POST", _path)] = {"200": ("Done", {"application/json": {
+        "type": "object", "required": ["success"], "properties": {"success": {"const": True}}}})}
 for _path in ("/completion", "/infill"):
     RESPONSES[("POST", _path)] = {"200": (
         "llama-server's result (a list of them for several prompts or n_cmpl), or with stream: true its partial "
@@ -50,7 +70,8 @@ for _path in ("/completion", "/infill"):
                                                                                "text/event-stream": None})}
 
 
-async def _prompts(request: web.Request, body: native.CompletionBody) -> tuple[tuple[Any, ...], list[str]]:
+async def _prompts(request: web.Request, model_name: str | None, prompt: native.Prompt,
+                   param: str = "prompt") -> tuple[tuple[Any, ...], list[str]]:
     """The body's prompts as token ids, their text pieces tokenized with the model's vocabulary as llama-server
     does (special tokens parsed, BOS only before a leading text piece), and each one's text for the result's
     ``prompt`` (llama-server's: the tokens' pieces, BOS and special tokens spelled out). Token ids on a local
@@ -59,9 +80,9 @@ async def _prompts(request: web.Request, body: native.CompletionBody) -> tuple[t
     prompts: list[Any] = []
     texts: list[str] = []
     engine = model = None
-    for prompt in native.prompts_of(body.prompt):
+    for prompt in native.prompts_of(prompt):
         if engine is None:
-            model, engine = await model_and_engine(request, body.model)
+            model, engine = await model_and_engine(request, model_name)
         pieces = getattr(engine, "token_pieces", None)
         if isinstance(prompt, str) and pieces is None:
             prompts.append(prompt)
@@ -79,7 +100,7 @@ async def _prompts(request: web.Request, body: native.CompletionBody) -> tuple[t
                     prompts.append(prompt)
                     texts.append(prompt)
                     continue
-                raise APIError(400, "prompt: must not be empty", param="prompt", code="invalid_value")
+                raise APIError(400, f"{param}: must not be empty", param=param, code="invalid_value")
             texts.append(await _spelled(engine, model, ids))
         prompts.append(tuple(ids))
     return tuple(prompts), texts
@@ -211,7 +232,7 @@ async def completion(request: web.Request) -> web.StreamResponse:
     """llama-server's native completion: ``prompt`` (text, token ids, both mixed, or a list of prompts), its
     sampling fields and ``n_predict``; answered as its results, or streamed with ``stream: true``."""
     body = await parse_body(request, native.CompletionBody)
-    prompts, texts = await _prompts(request, body)
+    prompts, texts = await _prompts(request, body.model, body.prompt)
     typed = await body_step(native.completion_request, body, prompts)
     return await _answer(request, body, typed, texts)
 
@@ -229,23 +250,30 @@ async def infill(request: web.Request) -> web.StreamResponse:
     return await _answer(request, body, typed, [body.input_prefix + body.prompt], infill=True)
 
 
+async def _served(request: web.Request) -> tuple[Any, dict[str, Any], LoadOptions]:
+    """The default (or only loaded) model, or ``?model=``'s; its engine's status (empty where the engine cannot
+    tell); its load options (loaded or not: what the engine would load it with, model.json settings > flags > its
+    settings > defaults)."""
+    target = await request.app[SERVICES].models.resolve(request.query.get("model") or None)
+    status: dict[str, Any] = {}
+    model_status = getattr(target.engine, "model_status", None)
+    if model_status is not None:
+        with contextlib.suppress(Exception):  # (an engine that cannot tell fails no /props, no /slots)
+            status = await model_status(target.id)
+    load_options = getattr(target.engine, "load_options", None)
+    load = load_options(target.model) if load_options is not None else \
+        resolve_load(LoadOptions.from_model_settings(target.model.get("settings")))
+    return target, status, load
+
+
 @routes.get("/props")
 async def props(request: web.Request) -> web.Response:
     """llama-server's server properties for the default (or only loaded) model, or ``?model=``'s: its generation
     defaults, slots, context, chat template, modalities."""
     services = request.app[SERVICES]
-    target = await services.models.resolve(request.query.get("model") or None)
-    status: dict[str, Any] = {}
-    model_status = getattr(target.engine, "model_status", None)
-    if model_status is not None:
-        with contextlib.suppress(Exception):  # (an engine that cannot tell fails no /props)
-            status = await model_status(target.id)
+    target, status, load = await _served(request)
     loaded = status.get("status") == ModelState.READY
     abilities = await services.models.abilities(target)
-    # not loaded: what the engine would load it with (model.json settings > flags > its settings > defaults)
-    load_options = getattr(target.engine, "load_options", None)
-    load = load_options(target.model) if load_options is not None else \
-        resolve_load(LoadOptions.from_model_settings(target.model.get("settings")))
     n_ctx = status.get("n_ctx") or load.n_ctx  # (None before a load that picks the model's own)
     sampling = resolve_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
     template = abilities.template if abilities is not None else None
@@ -261,5 +289,71 @@ async def props(request: web.Request) -> web.Response:
         "eos_token": getattr(template, "eos_token", "") or "",
         "infill": bool(abilities and abilities.fim),
         "build_info": f"jan {jan.__version__}",
+        # the endpoints llama-server's flags turn on or off: /slots and /metrics are served, POST /props is not
+        "endpoint_slots": True, "endpoint_metrics": True, "endpoint_props": False,
         "is_sleeping": not loaded,
     })
+
+
+@routes.post("/embedding")
+@prompt_param("input")
+async def embedding(request: web.Request) -> web.Response:
+    """llama-server's native embeddings: ``input`` (or ``content``) as text, token ids, both mixed or a list of
+    them, ``embd_normalize``; answered as a list of ``{"index", "embedding"}``, ``embedding`` the pooled vector in a
+    list, or with pooling none a vector per token."""
+    body = await parse_body(request, native.EmbeddingBody)
+    inputs, _ = await _prompts(request, body.model, body.inputs, param="input")
+    if any(x == "" for x in inputs):  # (no token at all: a vocabulary that adds none to an empty text)
+        raise APIError(400, "input: Input content cannot be empty", param="input", code="invalid_value")
+    typed = await body_step(native.embedding_request, body, inputs)
+    result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)
+    return await json_response_built(lambda: native.embedding_results(result),
+                                     values=sum(getattr(v, "size", None) or len(v) for v in result.vectors))
+
+
+@routes.get("/slots")
+async def slots(request: web.Request) -> web.Response:
+    """llama-server's slots of the default (or only loaded) model, or ``?model=``'s: each one's ``id``, ``n_ctx``,
+    ``speculative`` and ``is_processing``; ``?fail_on_no_slot=1`` answers 503 when none is idle."""
+    _target, status, load = await _served(request)
+    loaded = status.get("status") == ModelState.READY
+    n_slots = (status.get("n_parallel") if loaded else None) or load.n_parallel or 1
+    busy = min(int(status.get("active_requests") or 0), n_slots) if loaded else 0
+    n_ctx = (status.get("n_ctx") if loaded else None) or load.n_ctx or 0
+    if request.query.get("fail_on_no_slot") and busy >= n_slots:
+        raise APIError(503, "no slot available", type="server_error", code="no_slot_available")
+    return json_response(native.slots(n_slots, busy, n_ctx, bool(loaded and status.get("draft_model"))))
+
+
+async def _router_model(request: web.Request, missing_status: int) -> tuple[dict[str, Any], Any, bool]:
+    """The model ``POST /models/load`` or ``/models/unload`` names, its engine, and whether it is loaded or loading;
+    a name jan does not serve answers ``missing_status`` with llama-server's words."""
+    body = await parse_body(request, native.ModelNameBody)
+    try:
+        model, engine = await model_and_engine(request, body.model)
+    except ModelNotFoundError:
+        raise APIError(missing_status, f"model is not found: '{body.model}'", param="model",
+                       code="not_found" if missing_status == 404 else "invalid_value") from None
+    state = (await model_state(engine, model["id"])).get("status")
+    return model, engine, state in (ModelState.READY, ModelState.LOADING)
+
+
+@routes.post("/models/load")
+async def router_load(request: web.Request) -> web.Response:
+    """llama-server's router mode: load ``model`` (jan's model start); ``{"success": true}`` once loaded."""
+    model, engine, running = await _router_model(request, 404)
+    if running:
+        raise APIError(400, "model is already running", param="model", code="invalid_value")
+    await engine.load_model(model)
+    return json_response({"success": True})
+
+
+@routes.post("/models/unload")
+async def router_unload(request: web.Request) -> web.Response:
+    """llama-server's router mode: unload ``model`` now (jan's model stop: its running requests end as cancelled);
+    ``{"success": true}`` once unloaded."""
+    model, engine, running = await _router_model(request, 400)
+    if not running:
+        raise APIError(400, "model is not running", param="model", code="invalid_value")
+    await unload_now(engine, model["id"])
+    return json_response({"success": True})

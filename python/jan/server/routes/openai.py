@@ -36,6 +36,7 @@ from jan.server.sse import SSEStream
 from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
 from jan.services.streams import DeltaStream
+from jan.services.types import RenderedPrompt
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -254,15 +255,29 @@ async def detokenize(request: web.Request) -> web.Response:
     return json_response({"content": content})
 
 
-@routes.post("/v1/apply-template")
-@routes.post("/apply-template")
-async def apply_template(request: web.Request) -> web.Response:
-    """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
+async def _rendered(request: web.Request) -> RenderedPrompt:
+    """The prompt a chat completion body renders to, by the chat's own rendering: its images fetched, its documents
+    read, nothing generated."""
     body = await parse_body(request, ChatCompletionRequest)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
     try:
-        rendered = await request.app[SERVICES].chat.render(await body_step(wire.chat_request, body))
+        return await request.app[SERVICES].chat.render(await body_step(wire.chat_request, body))
     except MediaError as exc:  # said of the message's field, as the chat completion it renders would say it
         raise wire.media_error(exc, body) from None
-    return json_response({"prompt": rendered.text})
+
+
+@routes.post("/v1/apply-template")
+@routes.post("/apply-template")
+async def apply_template(request: web.Request) -> web.Response:
+    """The exact prompt a chat request renders to (llama-server's ``/apply-template``): ``{"prompt": ...}``."""
+    return json_response({"prompt": (await _rendered(request)).text})
+
+
+@routes.post("/v1/chat/completions/input_tokens")
+@routes.post("/chat/completions/input_tokens")
+@prompt_param("messages")
+async def chat_input_tokens(request: web.Request) -> web.Response:
+    """The prompt tokens of a chat completion body, as the model's chat template and vocabulary make them
+    (llama-server's): ``{"object": "response.input_tokens", "input_tokens": n}``."""
+    return json_response({"object": "response.input_tokens", "input_tokens": len((await _rendered(request)).tokens)})

@@ -164,6 +164,7 @@ def response_values(response: dict[str, Any]) -> int:
 
 
 @routes.post("/v1/responses")
+@routes.post("/responses")  # (without /v1, as llama-server serves it)
 @prompt_param("input")
 async def create_response(request: web.Request) -> web.StreamResponse:
     """Create a response; ``stream: true`` sends the typed event stream, ``background: true``
@@ -258,6 +259,7 @@ def _error_event(run: ResponseRun):
 
 
 @routes.post("/v1/responses/input_tokens")
+@routes.post("/responses/input_tokens")
 @prompt_param("input")
 async def count_input_tokens(request: web.Request) -> web.Response:
     """Count the input tokens of a response request, as the model's chat template and vocabulary make them.

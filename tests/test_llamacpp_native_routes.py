@@ -1,0 +1,380 @@
+"""The routes llama-server serves besides its completion ones, on a real jan server: ``/v1/health``, ``/responses``
+and the input-token counts without ``/v1``, ``/chat/completions/input_tokens``, the native ``/embedding`` (pooled and
+pooling none, ``embd_normalize``), ``/slots``, and router mode's ``/models/load`` and ``/models/unload``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+import pytest
+
+from jan.server.dialects.llamacpp import slots
+from jan.server.security import is_open
+from server_helpers import start_server
+
+STORIES = "stories260K"
+POOLED, PER_TOKEN = "minilm", "minilm-tokens"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path, minilm_path):
+    srv = start_server(tmp_path_factory.mktemp("native-routes"), [stories_path])
+    for model_id, settings in ((POOLED, {"embedding": True}),
+                               (PER_TOKEN, {"embedding": True, "pooling": "none"})):
+        response = httpx.post(srv.base_url + "/v1/models", json={"path": str(minilm_path), "id": model_id,
+                                                                  "mode": "reference", "settings": settings},
+                              timeout=120)
+        assert response.status_code == 201, response.text
+    yield srv
+    srv.stop()
+
+
+def post(server, path: str, body) -> httpx.Response:
+    return httpx.post(server.base_url + path, json=body, timeout=120)
+
+
+def ok(server, path: str, body) -> dict | list:
+    response = post(server, path, body)
+    assert response.status_code == 200, (path, response.text)
+    return response.json()
+
+
+def native_error(response: httpx.Response, status: int, says: str = "") -> str:
+    """llama-server's error shape with ``status``; its message."""
+    assert response.status_code == status, (response.status_code, response.text)
+    err = response.json()["error"]
+    assert set(err) == {"code", "message", "type"} and err["code"] == status, err
+    assert says in err["message"], (says, err)
+    return err["type"]
+
+
+# -- aliases ---------------------------------------------------------------------------------------------------------
+def test_v1_health_is_health_and_open_without_the_key(server):
+    for path in ("/health", "/v1/health"):
+        response = httpx.get(server.base_url + path, timeout=60)
+        assert response.status_code == 200 and response.json()["status"] == "ok", response.text
+        assert is_open(path)
+
+
+def test_responses_and_their_input_tokens_are_served_without_v1(server):
+    body = {"model": STORIES, "input": "Once upon a time", "max_output_tokens": 4, "store": False}
+    assert ok(server, "/responses", body)["object"] == "response"
+    counts = [ok(server, path, {"model": STORIES, "input": "Once upon a time"})
+              for path in ("/v1/responses/input_tokens", "/responses/input_tokens")]
+    assert counts[0] == counts[1] and counts[0]["input_tokens"] > 0
+
+
+def test_chat_input_tokens_count_the_prompt_the_chat_reads(server):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me a story."}]
+    usage = ok(server, "/v1/chat/completions", {"model": STORIES, "messages": messages, "max_tokens": 1})["usage"]
+    for path in ("/chat/completions/input_tokens", "/v1/chat/completions/input_tokens"):
+        # llama-server's answer, "object" included
+        assert ok(server, path, {"model": STORIES, "messages": messages}) == {
+            "object": "response.input_tokens", "input_tokens": usage["prompt_tokens"]}
+        response = post(server, path, {"model": STORIES, "messages": "hi"})
+        assert response.status_code == 400 and response.json()["error"]["param"] == "messages", response.text
+
+
+# -- /embedding ------------------------------------------------------------------------------------------------------
+def _norms(vector: list[float]) -> tuple[float, float, float]:
+    """Its euclidean, taxicab and largest-component norms."""
+    return (math.sqrt(sum(x * x for x in vector)), sum(abs(x) for x in vector), max(abs(x) for x in vector))
+
+
+def test_embedding_is_llama_servers_list_of_index_and_vectors(server):
+    result = ok(server, "/embedding", {"model": POOLED, "content": "hello world"})
+    assert [set(r) for r in result] == [{"index", "embedding"}] and len(result[0]["embedding"]) == 1
+    vector = result[0]["embedding"][0]
+    openai = ok(server, "/v1/embeddings", {"model": POOLED, "input": "hello world"})["data"][0]["embedding"]
+    assert vector == pytest.approx(openai, abs=1e-6)
+    # a list of inputs (text, token ids): one result each, in order; input wins over content
+    tokens = ok(server, "/tokenize", {"model": POOLED, "content": "hi", "add_special": True})["tokens"]
+    several = ok(server, "/embedding", {"model": POOLED, "input": [tokens, "hi"], "content": "ignored"})
+    assert [r["index"] for r in several] == [0, 1]
+    assert several[0]["embedding"][0] == pytest.approx(several[1]["embedding"][0], abs=1e-6)
+
+
+def test_embd_normalize_is_llama_cpps(server):
+    def one(norm):
+        return ok(server, "/embedding", {"model": POOLED, "input": "hi", "embd_normalize": norm})[0]["embedding"][0]
+
+    raw = one(-1)
+    assert _norms(raw)[0] > 1.5  # (this model's pooled vector, unnormalized)
+    assert _norms(one(2))[0] == pytest.approx(1, abs=1e-5) and _norms(one(None))[0] == pytest.approx(1, abs=1e-5)
+    assert _norms(one(1))[1] == pytest.approx(1, abs=1e-5)
+    assert _norms(one(0))[2] == pytest.approx(32760, rel=1e-5)
+    p3 = sum(abs(x) ** 3 for x in one(3)) ** (1 / 3)
+    assert p3 == pytest.approx(1, abs=1e-5)
+    assert all(math.isfinite(x) for x in one(10**6))  # (a p past float range: llama.cpp's zeros, no failure)
+    for scaled in (one(0), one(1), one(3)):  # each the raw vector, scaled
+        ratio = scaled[0] / raw[0]
+        assert scaled == pytest.approx([x * ratio for x in raw], rel=1e-4, abs=1e-6)
+
+
+def test_a_pooling_none_model_answers_a_vector_per_token_unnormalized(server):
+    n_tokens = len(ok(server, "/tokenize", {"model": PER_TOKEN, "content": "hello world", "add_special": True})["tokens"])
+    for norm in (None, -1, 1, 2):  # llama-server normalizes only pooled vectors
+        result = ok(server, "/embedding", {"model": PER_TOKEN, "input": ["hello world"], "embd_normalize": norm})
+        rows = result[0]["embedding"]
+        assert len(rows) == n_tokens and all(len(r) == 384 for r in rows)
+        assert any(abs(_norms(r)[0] - 1) > 0.1 for r in rows)
+    # their mean is the mean-pooled vector
+    pooled = ok(server, "/embedding", {"model": POOLED, "input": "hello world", "embd_normalize": -1})[0]["embedding"][0]
+    mean = [sum(col) / n_tokens for col in zip(*rows)]
+    assert mean == pytest.approx(pooled, rel=1e-3, abs=1e-4)
+    # the OpenAI route still refuses it
+    response = post(server, "/v1/embeddings", {"model": PER_TOKEN, "input": "hello"})
+    assert response.status_code == 400 and "Pooling type 'none'" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("body, says", [
+    ({}, '"input" or "content" must be provided'),
+    ({"input": []}, '"input" must not be empty'),
+    ({"input": ["hi", []]}, '"input" must not be empty'),
+    ({"input": 5}, "input"),
+    ({"input": "hi", "embd_normalize": "2"}, "embd_normalize"),
+    ({"input": "hi", "embd_normalize": -2}, "embd_normalize"),
+    ({"input": "hi", "encoding_format": "int8"}, "encoding_format"),
+    ({"input": "hi", "model": "nope"}, "nope"),
+])
+def test_bad_embedding_bodies_are_400_in_llama_servers_shape(server, body, says):
+    assert native_error(post(server, "/embedding", {"model": POOLED, **body}), 400, says) == "invalid_request_error"
+
+
+def test_an_embedding_input_past_the_context_tells_its_size(server):
+    response = post(server, "/embedding", {"model": POOLED, "input": "hello " * 600})
+    assert response.status_code == 400, response.text
+    err = response.json()["error"]
+    assert err["type"] == "exceed_context_size_error" and err["n_prompt_tokens"] > err["n_ctx"], err
+
+
+# -- /slots ----------------------------------------------------------------------------------------------------------
+def test_slots_list_each_slot_in_llama_servers_fields(server):
+    listed = httpx.get(server.base_url + "/slots", params={"model": STORIES}, timeout=60).json()
+    assert [s["id"] for s in listed] == [0, 1, 2, 3]  # n_parallel 4
+    for s in listed:
+        assert set(s) == {"id", "n_ctx", "speculative", "is_processing"}  # no task's fields: no prompt text
+        assert s["n_ctx"] == 512 and s["speculative"] is False
+
+
+def test_slots_tell_what_the_engines_status_says(server, monkeypatch):
+    """The engine's status (slots, how many busy, context, a draft model) as llama-server's slots; none idle is
+    ``fail_on_no_slot``'s 503."""
+    from jan.core import ModelState
+    from jan.server.keys import MANAGER
+
+    engine = server.app[MANAGER].get_inference("llama.cpp")
+    status = {"id": STORIES, "status": ModelState.READY, "n_ctx": 100, "n_parallel": 3, "active_requests": 2,
+              "draft_model": "draft.gguf"}
+
+    async def model_status(model_id):
+        return status if model_id == STORIES else {"id": model_id, "status": ModelState.UNLOADED}
+
+    monkeypatch.setattr(engine, "model_status", model_status)
+    url = server.base_url + "/slots"
+    listed = httpx.get(url, params={"model": STORIES, "fail_on_no_slot": "1"}, timeout=60).json()
+    assert listed == [{"id": i, "n_ctx": 100, "speculative": True, "is_processing": i < 2} for i in range(3)]
+    status["active_requests"] = 3
+    native_error(httpx.get(url, params={"model": STORIES, "fail_on_no_slot": "1"}, timeout=60), 503,
+                 "no slot available")
+    assert all(s["is_processing"] for s in httpx.get(url, params={"model": STORIES}, timeout=60).json())
+
+
+def test_slots_tell_busy_ones_first_and_no_idle_one_is_503_in_the_route():
+    assert [s["is_processing"] for s in slots(3, 2, 128, False)] == [True, True, False]
+    assert slots(1, 0, 64, True) == [{"id": 0, "n_ctx": 64, "speculative": True, "is_processing": False}]
+
+
+def test_slots_of_an_unknown_model_is_llama_servers_400(server):
+    response = httpx.get(server.base_url + "/slots", params={"model": "nope"}, timeout=60)
+    native_error(response, 400, "nope")
+
+
+# -- router mode -----------------------------------------------------------------------------------------------------
+def _state(server, model_id: str) -> str:
+    return httpx.get(f"{server.base_url}/v1/models/{model_id}", timeout=60).json()["state"]
+
+
+def test_models_load_and_unload_start_and_stop_the_model(server):
+    ok(server, "/embedding", {"model": POOLED, "input": "hi"})  # loaded
+    assert ok(server, "/models/unload", {"model": POOLED}) == {"success": True}
+    assert _state(server, POOLED) == "unloaded"
+    native_error(post(server, "/models/unload", {"model": POOLED}), 400, "model is not running")
+    assert ok(server, "/models/load", {"model": POOLED}) == {"success": True}
+    assert _state(server, POOLED) == "ready"
+    native_error(post(server, "/models/load", {"model": POOLED}), 400, "model is already running")
+
+
+def test_router_mode_refuses_unknown_names_as_llama_server_does(server):
+    assert native_error(post(server, "/models/load", {"model": "nope"}), 404, "model is not found") == "not_found_error"
+    native_error(post(server, "/models/unload", {"model": "nope"}), 400, "model is not found")
+    for body in ({}, {"model": ""}, {"model": 3}):
+        native_error(post(server, "/models/load", body), 400, "model")
+
+
+def test_openapi_lists_the_new_routes(server):
+    paths = httpx.get(server.base_url + "/openapi.json", timeout=60).json()["paths"]
+    for path, method in (("/v1/health", "get"), ("/responses", "post"), ("/responses/input_tokens", "post"),
+                         ("/chat/completions/input_tokens", "post"), ("/v1/chat/completions/input_tokens", "post"),
+                         ("/embedding", "post"), ("/slots", "get"), ("/models/load", "post"),
+                         ("/models/unload", "post")):
+        assert method in paths[path], path
+    assert paths["/v1/health"]["get"]["security"] == []
+
+
+# -- llama-server's fields on its OpenAI-compatible routes -------------------------------------------------------------
+#: What llama.cpp's web UI adds to a chat body (tools/ui chat.service.ts), every sampler at its default.
+WEB_UI_FIELDS = {"cache_prompt": True, "return_progress": True, "sse_ping_interval": 1, "backend_sampling": False,
+                 "timings_per_token": True, "dynatemp_range": 0, "dynatemp_exponent": 1, "xtc_probability": 0,
+                 "xtc_threshold": 0.1, "typ_p": 1, "dry_multiplier": 0, "dry_base": 1.75, "dry_allowed_length": 2,
+                 "dry_penalty_last_n": -1, "reasoning_format": "auto",
+                 "samplers": ["penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top_p", "min_p", "xtc",
+                              "temperature"]}
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell me a story."}]}),
+    ("/v1/completions", {"prompt": "Once upon a time"}),
+])
+def test_llama_servers_fields_on_its_openai_routes_are_taken_as_completion_takes_them(server, path, body):
+    plain = ok(server, path, {"model": STORIES, **body, "max_tokens": 8, "temperature": 0})
+    extras = dict(WEB_UI_FIELDS)
+    if "prompt" in body:
+        extras.pop("reasoning_format")  # (a chat field)
+    sent = ok(server, path, {"model": STORIES, **body, "max_tokens": 8, "temperature": 0, **extras})
+    assert sent["choices"] == plain["choices"]
+    # a sampler jan does not have, on, is refused as /completion refuses it; a misspelt field is still unknown
+    for field, says in (({"dry_multiplier": 0.8}, "dry_multiplier is not supported"),
+                        ({"cache_promt": True}, "cache_promt")):
+        response = post(server, path, {"model": STORIES, **body, **field})
+        assert response.status_code == 400 and says in response.json()["error"]["message"], response.text
+    response = post(server, path, {"model": STORIES, **body, "samplers": ["top_p", "top_k"]})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "samplers", response.text
+
+
+def test_samplers_turn_off_the_samplers_they_leave_out_on_the_openai_routes():
+    from jan.server import schemas
+    from jan.server.openai_wire import sampling_of
+
+    body = schemas.CompletionRequest(prompt="x", samplers="kt", top_k=12, top_p=0.5, min_p=0.2, temperature=0.7)
+    sampling = sampling_of(body)
+    assert (sampling.top_k, sampling.temperature) == (12, 0.7)  # listed: as given
+    assert (sampling.top_p, sampling.min_p, sampling.typical_p) == (1.0, 0.0, 1.0)  # left out: off
+
+
+@pytest.mark.parametrize("path, body, param", [
+    ("/completion", {"prompt": []}, "prompt"),
+    ("/v1/completions", {"prompt": []}, "prompt"),
+    ("/v1/completions", {"prompt": "x", "best_of": 2}, "best_of"),
+    ("/v1/embeddings", {"input": []}, "input"),
+    ("/v1/completions", {"prompt": "x", "dry_multiplier": 1}, "dry_multiplier"),
+    ("/completion", {"prompt": "x", "xtc_probability": 0.5}, "xtc_probability"),
+])
+def test_a_refused_field_is_named_once_in_front_and_as_the_param(server, path, body, param):
+    response = post(server, path, {"model": STORIES, **body})
+    assert response.status_code == 400, response.text
+    err = response.json()["error"]
+    assert err["message"].startswith(param) and err["message"].count(param) == 1, err
+    if "param" in err:  # (OpenAI's shape has one; llama-server's does not)
+        assert err["param"] == param, err
+
+
+def test_metrics_also_tell_llama_servers_names_from_the_same_counters(server):
+    ok(server, "/completion", {"model": STORIES, "prompt": "Once upon a time", "n_predict": 5, "cache_prompt": False})
+    text = httpx.get(server.base_url + "/metrics", timeout=60).text
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    label = f'{{model="{STORIES}"}}'
+    for jan_name, llama_name in (("jan_prompt_tokens_total", "llamacpp:prompt_tokens_total"),
+                                 ("jan_prompt_tokens_cached_total", "llamacpp:prompt_tokens_cached_total"),
+                                 ("jan_generated_tokens_total", "llamacpp:tokens_predicted_total"),
+                                 ("jan_slots_busy", "llamacpp:requests_processing"),
+                                 ("jan_queue_depth", "llamacpp:requests_deferred")):
+        assert values[llama_name + label] == values[jan_name + label], llama_name
+    assert values["llamacpp:tokens_predicted_total" + label] >= 5
+    assert "# TYPE llamacpp:prompt_tokens_total counter" in text
+    assert "# TYPE llamacpp:requests_processing gauge" in text
+
+
+def test_llama_servers_other_names_are_read_on_every_route(server):
+    # n_predict on the OpenAI routes is their max_tokens (-1: no cap); reasoning_control, which the web UI always
+    # sends, changes nothing without a control endpoint
+    plain = ok(server, "/v1/completions", {"model": STORIES, "prompt": "Once", "max_tokens": 3, "temperature": 0})
+    named = ok(server, "/v1/completions", {"model": STORIES, "prompt": "Once", "n_predict": 3, "temperature": 0,
+                                           "reasoning_control": True})
+    assert named["choices"] == plain["choices"] and named["usage"]["completion_tokens"] == 3
+    chat = ok(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
+                                               "n_predict": 2, "reasoning_control": True})
+    assert chat["usage"]["completion_tokens"] == 2
+    # /completion's logprobs is its n_probs (a count); OpenAI's logprobs: true is no count and changes nothing
+    probs = ok(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 2, "logprobs": 2})
+    assert [len(p["top_logprobs"]) for p in probs["completion_probabilities"]] == [2, 2]
+    assert "completion_probabilities" not in ok(server, "/completion", {"model": STORIES, "prompt": "Once",
+                                                                         "n_predict": 2, "logprobs": True})
+
+
+@pytest.mark.parametrize("cap", [{"max_tokens": -1}, {"n_predict": -1}])
+def test_minus_one_tokens_is_llama_servers_no_cap_on_the_openai_routes(server, cap):
+    """-1 (llama.cpp's web UI sends it by default) runs to the end of generation or of the context, as a big
+    max_tokens does, not to a route's own default (16 on completions)."""
+    body = {"model": STORIES, "prompt": "Once upon a time", "temperature": 0, "ignore_eos": True}
+    uncapped = ok(server, "/v1/completions", body | cap)
+    assert uncapped["choices"] == ok(server, "/v1/completions", body | {"max_tokens": 2**31 - 1})["choices"]
+    assert uncapped["usage"]["completion_tokens"] > 16
+    chat = ok(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
+                                               "ignore_eos": True, **cap})
+    assert chat["choices"][0]["finish_reason"] == "length" and chat["usage"]["completion_tokens"] > 16
+
+
+def test_native_bodies_read_a_whole_number_written_as_a_float_as_llama_server_does(server):
+    exact = ok(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 4, "top_k": 40, "n_probs": 2,
+                                       "temperature": 0})
+    floats = ok(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 4.0, "top_k": 40.0,
+                                        "logprobs": 2.0, "temperature": 0})
+    assert floats["content"] == exact["content"] and floats["tokens_predicted"] == 4
+    assert len(floats["completion_probabilities"][0]["top_logprobs"]) == 2
+    assert ok(server, "/embedding", {"model": POOLED, "input": "hi", "embd_normalize": 1.0}) == \
+        ok(server, "/embedding", {"model": POOLED, "input": "hi", "embd_normalize": 1})
+    # a fraction is no count: still a 400 naming the field (llama-server drops it unsaid)
+    native_error(post(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 4.5}), 400,
+                 "n_predict")
+
+
+def test_llama_servers_continuation_fields_are_taken_where_they_agree_with_jans_continuation(server):
+    prefill = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Once upon"}]
+    base = {"model": STORIES, "messages": prefill, "max_tokens": 3, "temperature": 0}
+    plain = ok(server, "/v1/chat/completions", base)
+    for fields in ({"continue_final_message": True, "add_generation_prompt": False},  # the web UI's "continue"
+                   {"continue_final_message": "content"}, {"add_generation_prompt": True},
+                   {"continue_final_message": False}):
+        assert ok(server, "/v1/chat/completions", base | fields)["choices"] == plain["choices"], fields
+    asked = [{"role": "user", "content": "hi"}]
+    for messages, fields, param in (
+            (asked, {"continue_final_message": True}, "continue_final_message"),
+            (asked, {"add_generation_prompt": False}, "add_generation_prompt"),
+            (prefill, {"continue_final_message": True, "add_generation_prompt": True}, "add_generation_prompt"),
+            (prefill, {"continue_final_message": "reasoning_content"}, "continue_final_message")):
+        response = post(server, "/v1/chat/completions", base | {"messages": messages} | fields)
+        assert response.status_code == 400 and response.json()["error"]["param"] == param, (fields, response.text)
+
+
+def test_json_schema_on_the_openai_routes_constrains_the_output_as_on_completion(server):
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    text = ok(server, "/v1/completions", {"model": STORIES, "prompt": "Once", "max_tokens": 40, "temperature": 0,
+                                          "json_schema": schema})["choices"][0]["text"]
+    native = ok(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 40, "temperature": 0,
+                                        "json_schema": schema})["content"]
+    assert text == native and isinstance(json.loads(text)["a"], int)
+    chat = ok(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
+                                               "max_tokens": 40, "temperature": 0, "json_schema": schema})
+    assert isinstance(json.loads(chat["choices"][0]["message"]["content"])["a"], int)
+    for path, body in (("/v1/completions", {"prompt": "Once"}),
+                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})):
+        for extra in ({"json_schema": {"type": "bogus"}}, {"json_schema": {}, "grammar": 'root ::= "a"'}):
+            response = post(server, path, {"model": STORIES, **body, **extra})
+            assert response.status_code == 400 and response.json()["error"]["param"] == "json_schema", response.text
+    response = post(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
+                                                     "json_schema": {}, "response_format": {"type": "text"}})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "json_schema", response.text
