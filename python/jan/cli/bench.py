@@ -176,7 +176,7 @@ def format_csv(records: list[dict[str, Any]]) -> str:
 @click.option("--no-warmup", is_flag=True, help="Skip the warm-up run before the tests.")
 @click.option("--seed", default=1234, show_default=True, type=int, help="Seed of the random prompt tokens.")
 @click.option("--adaptive-threads", "adaptive_threads", default="off", show_default=True,
-              type=click.Choice(ADAPTIVE_THREADS),
+              type=click.Choice(ADAPTIVE_THREADS, case_sensitive=False),
               help="The thread governor (as `jan serve --adaptive-threads`). Off by default: every step gets -t "
                    "threads whatever else runs, as in llama-bench, so the two tools measure the same thing.")
 @connection_options
