@@ -113,18 +113,20 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         raise
     model_id = stream.model or typed.model or ""
     try:
-        model, _engine = await model_and_engine(request, model_id or None)
+        model, engine = await model_and_engine(request, model_id or None)
+        sampling = native.resolved(typed.sampling, model.get("parameters"))
+        speculative = await _speculation(engine, model, model_id, sampling)
     except BaseException:
         await stream.aclose()  # (the generation started: stopped, not left to the garbage collector)
         raise
-    sampling = native.resolved(typed.sampling, model.get("parameters"))
     n_predict = body.n_predict if body.n_predict is not None else (sampling.max_tokens or -1)
     n_results = len(typed.prompts) * typed.n
     samplers = native.applied_samplers(body.samplers)  # (checked already, by the request's conversion)
     results = native.NativeResults(
         model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
                                                      n_probs=body.n_probs or 0, stream=body.stream,
-                                                     grammar=typed.grammar or ""), n_results=n_results,
+                                                     grammar=typed.grammar or "", speculative=speculative),
+        n_results=n_results,
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
 
@@ -229,28 +231,55 @@ async def infill(request: web.Request) -> web.StreamResponse:
     return await _answer(request, body, typed, [body.input_prefix + body.prompt], infill=True)
 
 
+async def _status(engine: Any, model_id: str) -> dict[str, Any]:
+    """The engine's status of the model (``{}`` where it cannot tell: that fails no answer)."""
+    model_status = getattr(engine, "model_status", None)
+    if model_status is not None:
+        with contextlib.suppress(Exception):
+            return await model_status(model_id) or {}
+    return {}
+
+
+def _load_options(engine: Any, model: dict[str, Any]) -> LoadOptions:
+    """What the engine loads (or would load) the model with: model.json settings > flags > its settings > defaults."""
+    load_options = getattr(engine, "load_options", None)
+    return load_options(model) if load_options is not None else \
+        resolve_load(LoadOptions.from_model_settings(model.get("settings")))
+
+
+def _draft_in_use(status: dict[str, Any], model: dict[str, Any], load: LoadOptions) -> str | None:
+    """The model's draft model: the loaded one's, else the one it would load with (its own, else the server's)."""
+    if status.get("status") == ModelState.READY:
+        return status.get("draft_model")
+    return model.get("draft_model_path") or load.draft_model or None
+
+
+async def _speculation(engine: Any, model: dict[str, Any], model_id: str, sampling: SamplingOptions) -> str:
+    """What the model's requests draft with (``speculative.types`` of ``generation_settings``)."""
+    load = _load_options(engine, model)
+    draft = _draft_in_use(await _status(engine, model_id or model.get("id") or ""), model, load)
+    return native.speculation(sampling.speculative, load.speculative, draft)
+
+
 @routes.get("/props")
 async def props(request: web.Request) -> web.Response:
     """llama-server's server properties for the default (or only loaded) model, or ``?model=``'s: its generation
     defaults, slots, context, chat template, modalities."""
     services = request.app[SERVICES]
     target = await services.models.resolve(request.query.get("model") or None)
-    status: dict[str, Any] = {}
-    model_status = getattr(target.engine, "model_status", None)
-    if model_status is not None:
-        with contextlib.suppress(Exception):  # (an engine that cannot tell fails no /props)
-            status = await model_status(target.id)
+    status = await _status(target.engine, target.id)  # (an engine that cannot tell fails no /props)
     loaded = status.get("status") == ModelState.READY
     abilities = await services.models.abilities(target)
     # not loaded: what the engine would load it with (model.json settings > flags > its settings > defaults)
-    load_options = getattr(target.engine, "load_options", None)
-    load = load_options(target.model) if load_options is not None else \
-        resolve_load(LoadOptions.from_model_settings(target.model.get("settings")))
+    load = _load_options(target.engine, target.model)
     n_ctx = status.get("n_ctx") or load.n_ctx  # (None before a load that picks the model's own)
     sampling = resolve_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
+    speculative = native.speculation(sampling.speculative, load.speculative,
+                                     _draft_in_use(status, target.model, load))
     template = abilities.template if abilities is not None else None
     return json_response({
-        "default_generation_settings": {"params": native.generation_settings(sampling, -1), "n_ctx": n_ctx or 0},
+        "default_generation_settings": {"params": native.generation_settings(sampling, -1, speculative=speculative),
+                                        "n_ctx": n_ctx or 0},
         "total_slots": status.get("n_parallel") or load.n_parallel,
         "model_alias": target.id,
         "model_path": target.model.get("file_path") or "",
