@@ -159,7 +159,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 opts, shared = draft_options(model, opts)
                 loaded = await self._load(engine, model, path, opts, shared, claim=claim, turn=turn)
             except Exception as exc:
-                error = _setting_named(exc, model)
+                error = _setting_named(exc, model, self._overrides)
                 self._failures[model_id] = str(error)
                 await bus.emit(ModelFailed(model_id=model_id, engine=self.engine_name, error=str(error)))
                 if error is exc:
@@ -365,20 +365,28 @@ def _check_stored_settings(model: dict[str, Any]) -> None:
                                 code=exc.code or "invalid_value") from None
 
 
-def _setting_named(exc: Exception, model: dict[str, Any]) -> Exception:
+def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, Any] | None = None) -> Exception:
     """A load option refused at load (a :class:`~jan.errors.BadRequestError` naming it: one the file cannot use,
     ``cache_type_v``; one contradicting another's default, ``draft_min``; a context too big, ``n_ctx``) that came
     from the model.json: the same error naming its field (``settings.cache_type_v``, ``settings.ctx_len``), as a
-    PATCH setting it is refused; any other error (or an option from the server's defaults) as it is."""
+    PATCH setting it is refused. One that came from the server's defaults for every model (``defaults``: ``jan
+    serve``'s flags) says so, and names no field of the request, which never sent it (a request's 400 named
+    ``draft_min`` after ``jan serve --draft-min 20``). Any other error as it is."""
     option = getattr(exc, "param", None)
     # the option's model.json key: n_ctx is settings.ctx_len (LoadOptions.MODEL_JSON_KEYS)
     key = next((k for k, o in LoadOptions.MODEL_JSON_KEYS.items() if o == option), option)
-    if not isinstance(exc, BadRequestError) or key not in (model.get("settings") or {}):
+    if not isinstance(exc, BadRequestError):
         return exc
     text = str(exc)
-    if text.startswith(f"{option}: "):  # else the draft model's, which says whose it is
-        text = f"settings.{key}: {text.removeprefix(f'{option}: ')}"
-    return ModelSettingError(text, param=f"settings.{key}", code=exc.code)
+    if key in (model.get("settings") or {}):
+        if text.startswith(f"{option}: "):  # else the draft model's, which says whose it is
+            text = f"settings.{key}: {text.removeprefix(f'{option}: ')}"
+        return ModelSettingError(text, param=f"settings.{key}", code=exc.code)
+    if option in (defaults or {}):
+        return ModelSettingError(f"model '{model.get('id')}' cannot load with the server's {option} "
+                                 f"({defaults[option]!r}, given for every model when the server started): "
+                                 f"{text.removeprefix(f'{option}: ')}", code=exc.code)
+    return exc
 
 
 def _is_draft_mismatch(exc: ValueError) -> bool:
