@@ -41,7 +41,9 @@ def int_list(ctx, param, value: str) -> list[int]:
         values = [int(v) for v in str(value).split(",") if v.strip() != ""]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
-    if not values or any(v < 0 for v in values):
+    if not values:  # ("", ","): no number at all, which ">= 0" did not describe
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}")
+    if any(v < 0 for v in values):
         raise click.BadParameter("values must be >= 0")
     return values
 
