@@ -129,3 +129,23 @@ def test_a_load_option_of_the_servers_that_a_model_cannot_use_is_no_field_of_the
                     assert error["param"] is None, (path, reply)
         finally:
             srv.stop()
+
+
+def test_ollama_ps_size_is_the_memory_the_loaded_model_takes(tmp_path, stories_path):
+    """``/api/ps``' ``size`` is Ollama's: the memory the loaded model takes — weights, KV cache, and its draft
+    model's weights and cache — as /v1/system/models/{id} counts them; it was the weights alone, so a model
+    drafting with a 4-slot cache showed as large as its file."""
+    srv = start_server(tmp_path, [stories_path], draft_model=str(stories_path))
+    try:
+        def get(path: str):
+            return json.loads(urllib.request.urlopen(srv.base_url + path).read())
+
+        status = get("/v1/system/models/stories260K")
+        assert status["kv_cache_bytes"] > 0 and status["draft_kv_cache_bytes"] > 0
+        assert status["draft_memory_bytes"] == status["memory_bytes"]  # (it drafts for itself)
+        entry = get("/api/ps")["models"][0]
+        assert entry["size"] == (status["memory_bytes"] + status["kv_cache_bytes"] + status["draft_memory_bytes"]
+                                 + status["draft_kv_cache_bytes"]), (entry, status)
+        assert entry["size_vram"] == 0 and status["n_gpu_layers"] == 0  # (nothing offloaded on this CPU)
+    finally:
+        srv.stop()

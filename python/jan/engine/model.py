@@ -705,6 +705,12 @@ class Model:
         return scheduler.draft_kv_cache_bytes if scheduler is not None else 0
 
     @property
+    def draft_memory_bytes(self) -> int:
+        """Bytes of the draft model's weights (0 without a draft model, or once closed)."""
+        draft = self._native_draft
+        return draft.size_bytes if draft is not None else 0
+
+    @property
     def n_parallel(self) -> int:
         scheduler = self._scheduler
         return scheduler.n_parallel if scheduler is not None else 0

@@ -267,6 +267,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             # why the server's draft model (--model-draft) is not drafting for this one, or None
             "draft_model_skipped": self._draft_skipped.get(model_id),
             "draft_kv_cache_bytes": status.get("draft_kv_cache_bytes", 0),
+            "draft_memory_bytes": status.get("draft_memory_bytes", 0),  # the draft model's weights
+            "n_gpu_layers": (status.get("options") or {}).get("n_gpu_layers", 0),  # layers offloaded (-1: all)
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never
             "projector_memory_bytes": status.get("projector_memory_bytes", 0),
             "capabilities": status.get("capabilities", {}),
