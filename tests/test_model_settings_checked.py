@@ -284,3 +284,31 @@ async def test_a_draft_model_whose_heads_cannot_hold_the_cache_types_is_a_draft_
             await api.ok("PATCH", "/v1/models/plain", {"settings": {"draft_model": str(narrow)}})
             status, err = await api.patch("/v1/models/plain", {"settings": {"cache_type_k": "q8_0"}})
             assert status == 400 and err["error"]["param"] == "settings.cache_type_k", err
+
+
+async def test_speculative_draft_without_any_draft_model_is_named_where_it_was_set(tmp_path, stories_path):
+    """``settings.speculative: "draft"`` with no draft model anywhere (none in the model.json, none given to the
+    server) is refused when stored, naming it; a hand-edited one fails its load naming ``settings.speculative`` (it
+    was a 400 naming the request's ``speculative``, which the request never sent). With the server's draft model the
+    same setting is fine."""
+    data = tmp_path / "data"
+    with running(data) as srv:
+        async with Client(srv.base_url) as api:
+            await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": "m", "mode": "reference"}, 201)
+            status, err = await api.patch("/v1/models/m", {"settings": {"speculative": "draft"}})
+            assert status == 400 and err["error"]["param"] == "settings.speculative", err
+            assert "speculative" not in model_json(data, "m")["settings"]
+            edited = model_json(data, "m")
+            edited["settings"]["speculative"] = "draft"
+            (data / "models" / "m" / "model.json").write_text(json.dumps(edited))
+            status, err = await chat(api, "m")
+            assert status == 400 and err["error"]["param"] == "settings.speculative", err
+            # a draft model of its own makes it fine
+            await api.ok("PATCH", "/v1/models/m", {"settings": {"draft_model": str(stories_path)}})
+            assert (await chat(api, "m"))[0] == 200
+    with running(data, draft_model=str(stories_path)) as srv:  # the server's draft model: fine as well
+        async with Client(srv.base_url) as api:
+            await api.ok("PATCH", "/v1/models/m", {"settings": {"draft_model": None}})
+            await api.ok("PATCH", "/v1/models/m", {"settings": {"speculative": "draft"}})
+            status, reply = await chat(api, "m")
+            assert status == 200, reply

@@ -592,6 +592,8 @@ class ModelService:
         if touched("llama_model_path"):
             await _check_weights_name(settings.get("llama_model_path"))
         companions = await self._check_companions(model, [key for key in COMPANIONS if touched(key)])
+        if touched("speculative") or touched("draft_model"):
+            self._check_some_draft(model)
         # a new draft model is judged against the cache types too: its own cache has the model's types
         cache = any(touched(key) for key in (*_CACHE_SETTINGS, "draft_model"))
         templates = any(touched(key) for key in _TEMPLATE_SETTINGS)
@@ -646,6 +648,22 @@ class ModelService:
             draft = None if "settings.draft_model" in changed else stored.get("draft_model_path")
             return stored.get("file_path"), draft
         return await asyncio.to_thread(_named_weights, model), None
+
+    def _check_some_draft(self, model: Mapping[str, Any]) -> None:
+        """:class:`RequestError` naming ``settings.speculative`` when it is "draft" and no draft model is there to
+        load: neither the model.json's ``draft_model`` nor the server's (``jan serve --model-draft``). Stored, it
+        failed every load of the model (``draft_model`` left empty on purpose is :func:`_check_draft_wanted`'s)."""
+        settings = model.get("settings") or {}
+        try:
+            if speculative_mode(settings.get("speculative")) != "draft":
+                return
+        except ValueError:
+            return  # its own error
+        if "draft_model" in settings or self._load_options(model).draft_model:
+            return
+        raise RequestError("settings.speculative: 'draft' needs a draft model, and there is none: this model.json "
+                           "names no draft_model and the server was started without one (--model-draft)",
+                           param="settings.speculative", code="conflicting_options")
 
     def _load_options(self, model: Mapping[str, Any]) -> LoadOptions:
         """The load options the model's engine would load it with (its defaults under the model.json's)."""
