@@ -38,7 +38,7 @@ def _engine_choices():
 def test_the_engine_values_are_found_on_the_commands_that_take_them():
     names = {name for name, _ in _engine_choices()}
     assert {"serve --cache-type-k", "serve --cache-type-v", "serve --speculative", "serve --adaptive-threads",
-            "bench --adaptive-threads"} <= names, names
+            "bench --adaptive-threads", "bench -ctk", "bench -ctv"} <= names, names
 
 
 @pytest.mark.parametrize("name,param", _engine_choices(), ids=lambda v: v if isinstance(v, str) else "")
