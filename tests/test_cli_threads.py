@@ -143,8 +143,11 @@ def test_bench_reports_the_threads_its_steps_ran_on(env, stories_path):
 def test_bench_errors(env, stories_path):
     fails(jan("bench", "nope", env=env), "nope", "not found")
     fails(jan("bench", stories_path, "-p", "0", "-n", "0", env=env), "nothing to measure")
-    bad = jan("bench", stories_path, "-p", "x", env=env)
-    assert bad.returncode == 2 and "comma-separated integers" in bad.stderr
+    for value in ("x", "", ","):  # (an empty list was "values must be >= 0")
+        bad = jan("bench", stories_path, "-p", value, env=env)
+        assert bad.returncode == 2 and "comma-separated integers" in bad.stderr, (value, bad.stderr)
+    bad = jan("bench", stories_path, "-n", "4,-1", env=env)
+    assert bad.returncode == 2 and ">= 0" in bad.stderr, bad.stderr
     # an -ub above -b is refused, as n_ubatch above n_batch is everywhere (README), not quietly lowered ...
     fails(jan("bench", stories_path, "-b", "64", "-ub", "128", *BENCH, env=env), "-ub/--ubatch-size (128)",
           "must not exceed -b/--batch-size (64)")
@@ -191,3 +194,25 @@ def test_bench_prompt_tests_evaluate_every_token(stories_path):
             after = model.metrics()
             assert after["cached_tokens_total"] == before["cached_tokens_total"]  # nothing of it was reused
             assert after["prompt_tokens_total"] - before["prompt_tokens_total"] == 64 + 1  # (+1: the untimed reset)
+
+
+def test_bench_measures_the_kv_cache_the_model_is_served_with(env, data, stories_path):
+    """`jan bench MODEL_ID` loads the model as its model.json keeps it (cache_type_k/v, flash_attn) unless -ctk,
+    -ctv or -fa say otherwise, and every output says which: it measured an f16 cache whatever the model kept, and
+    nothing told. A value the model cannot use is named as it was given (the flag, or the model.json's setting)."""
+    DataFolder(data).models.import_gguf(stories_path, model_id="f32kv", mode="reference",
+                                        settings={"cache_type_k": "f32", "flash_attn": False})
+    fields = ("type_k", "type_v", "flash_attn")
+    rows = list(csv.DictReader(io.StringIO(ok(jan("bench", "f32kv", *BENCH, "-o", "csv", env=env)).stdout)))
+    assert {tuple(r[f] for f in fields) for r in rows} == {("f32", "f16", "off")}
+    table = ok(jan("bench", "f32kv", *BENCH, env=env)).stdout
+    assert "| type_k |" in table and "| f32 |" in table and "| off |" in table, table
+    rows = json.loads(ok(jan("bench", "f32kv", *BENCH, "-ctk", "BF16", "-fa", "on", "-o", "json", env=env)).stdout)
+    assert {tuple(r[f] for f in fields) for r in rows} == {("bf16", "f16", "on")}
+    plain = ok(jan("bench", stories_path, *BENCH, "-o", "csv", env=env)).stdout  # a path: llama-bench's defaults
+    assert {tuple(r[f] for f in fields) for r in csv.DictReader(io.StringIO(plain))} == {("f16", "f16", "auto")}
+    assert "type_k" not in ok(jan("bench", stories_path, *BENCH, env=env)).stdout  # (md: only what differs)
+    fails(jan("bench", stories_path, *BENCH, "-ctk", "q8_0", env=env), "-ctk/--cache-type-k: q8_0")
+    DataFolder(data).models.import_gguf(stories_path, model_id="q8kv", mode="reference",
+                                        settings={"cache_type_v": "q8_0", "flash_attn": False})
+    fails(jan("bench", "q8kv", *BENCH, env=env), "settings.cache_type_v:")

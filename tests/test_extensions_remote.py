@@ -179,7 +179,9 @@ class FakeUpstream:
         if (body.get("stream_options") or {}).get("include_usage"):
             await self.send(resp, {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": name,
                                    "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2,
-                                                            "total_tokens": 7}})
+                                                            "total_tokens": 7, "completion_tokens_details": {
+                                                                "accepted_prediction_tokens": 1,
+                                                                "rejected_prediction_tokens": 3}}})
         await self.send(resp, "[DONE]")
         return resp
 
@@ -274,6 +276,9 @@ async def test_usage_is_passed_on_when_asked_and_non_streaming_aggregates(engine
     assert result["object"] == "chat.completion" and result["model"] == "local-ok"
     assert result["choices"][0]["message"] == {"role": "assistant", "content": "Hello there"}
     assert result["usage"]["total_tokens"] == 7
+    # the upstream's drafts (speculative decoding, predicted outputs) as it told them
+    details = result["usage"]["completion_tokens_details"]
+    assert (details["accepted_prediction_tokens"], details["rejected_prediction_tokens"]) == (1, 3), result["usage"]
     metrics = (await engine.model_status("local-ok"))["metrics"]
     assert metrics["requests_finished"] == 1 and metrics["generated_tokens_total"] == 2
     assert metrics["time_to_first_token_ms"] is not None

@@ -165,6 +165,29 @@ def test_results_are_values_that_pickle_and_copy(stories):
     assert pickle.loads(pickle.dumps(result)) == result
 
 
+def test_a_copied_usage_keeps_every_field(stories_path):
+    """Every field of a Usage survives pickle and deepcopy, the speculative counts too: a drafted completion copied
+    said none of its drafts were accepted (its usage == the original's all the same)."""
+    import copy
+    import pickle
+
+    from jan.engine.results import Usage
+
+    def fields(usage) -> dict:
+        return {name: getattr(usage, name) for name in dir(usage) if not name.startswith("_")}
+
+    made = Usage(prompt_tokens=3, completion_tokens=5, cached_tokens=1, queue_ms=0.5, prompt_ms=1.5,
+                 generation_ms=2.5, draft_tokens=4, draft_accepted=2)
+    with jan.Model(stories_path, n_ctx=256, n_threads=1, draft_model=stories_path, draft_p_min=0.0) as model:
+        drafted = model.generate("Once upon a time", max_tokens=30, temperature=0)
+    assert drafted.usage.draft_accepted > 0
+    for usage in (made, drafted.usage):
+        assert "draft_accepted" in fields(usage) and "draft_tokens" in fields(usage)
+        for copied in (pickle.loads(pickle.dumps(usage)), copy.deepcopy(usage)):
+            assert fields(copied) == fields(usage)
+    assert fields(pickle.loads(pickle.dumps(drafted)).usage) == fields(drafted.usage)
+
+
 @pytest.mark.parametrize("command, flag", [
     ("run", "--ctx-size"), ("run", "--threads"), ("run", "--gpu-layers"), ("chat", "--ctx-size"),
     ("serve", "--ctx-size"), ("serve", "--threads"), ("serve", "--gpu-layers"), ("serve", "--max-queue"),

@@ -534,3 +534,29 @@ def test_typed_infill_extra_is_checked_where_it_is_made():
     assert err.value.param == "text"
     assert CompletionRequest(model=None, prompts=("x",), suffix="", infill_extra=[InfillChunk("y", "a.py")]) \
         .infill_extra == (InfillChunk("y", "a.py"),)
+
+
+def test_speculative_types_tell_what_the_models_requests_draft_with(tmp_path, stories_path):
+    """``speculative.types`` (``/props`` and each result's ``generation_settings``) says how the model drafts, in
+    llama-server's names, loaded or not: it said "none" while the server's draft model drafted every request."""
+    from jan.store import DataFolder
+
+    store = DataFolder(tmp_path / "data")
+    for model_id, settings in (("ngram", {"speculative": "ngram"}), ("off", {"speculative": "none"}),
+                               ("drafted", {})):
+        store.models.import_gguf(stories_path, model_id=model_id, mode="reference", settings=settings)
+    srv = start_server(tmp_path, [], draft_model=str(stories_path))
+    try:
+        expected = {"drafted": "draft-simple", "ngram": "ngram-simple", "off": "none"}
+        for loaded in (False, True):
+            for model_id, types in expected.items():
+                props = httpx.get(srv.base_url + "/props", params={"model": model_id}, timeout=120).json()
+                assert props["is_sleeping"] is not loaded, props
+                assert props["default_generation_settings"]["params"]["speculative.types"] == types, (model_id, loaded)
+                if loaded:
+                    result = ok(srv, "/completion", GREEDY | {"model": model_id, "prompt": STORY, "n_predict": 4})
+                    assert result["generation_settings"]["speculative.types"] == types, (model_id, result)
+            for model_id in expected:  # loads each
+                ok(srv, "/completion", GREEDY | {"model": model_id, "prompt": STORY, "n_predict": 1})
+    finally:
+        srv.stop()

@@ -241,3 +241,74 @@ def test_ollama_dates_of_a_model_without_its_file_survive_any_created():
 
     for created in (1.5e300, "x", True, -5, None):
         assert _modified_at({"created": created}, None).startswith("1970-01-01"), created
+
+
+@pytest.fixture(scope="module")
+def wide_and_narrow(tmp_path_factory, vocab_dir):
+    """Two models of one vocabulary: the target's heads are 32 values wide (a q8_0 KV cache fits them), the
+    draft's 8 (no quantized cache does). A draft's own cache has the target's types (cpp/draft_model.cpp)."""
+    folder = tmp_path_factory.mktemp("heads")
+    vocab = gguf_models.vocab_path("ggml-vocab-llama-spm.gguf")
+    wide = gguf_models.write_llama_from_vocab(folder / "wide.gguf", vocab, n_embd=64, n_layer=1, n_head=2, n_ff=64,
+                                              n_ctx=512)
+    narrow = gguf_models.write_llama_from_vocab(folder / "narrow.gguf", vocab, n_embd=32, n_layer=1, n_head=4,
+                                                n_ff=64, n_ctx=512, seed=3)
+    return wide, narrow
+
+
+async def test_a_draft_model_whose_heads_cannot_hold_the_cache_types_is_a_draft_that_cannot_draft(
+        tmp_path, wide_and_narrow):
+    """The draft model is judged against the model's KV cache types wherever it comes from: the server's default
+    (--model-draft) is left out of a model whose quantized cache it cannot hold, as one of another vocabulary is
+    (the model failed to load at all, a 400 naming settings.cache_type_k), and a model.json's own draft_model set
+    by PATCH is refused naming it (it was stored, and every later load failed)."""
+    wide, narrow = wide_and_narrow
+    data = tmp_path / "data"
+    with running(data, draft_model=str(narrow)) as srv:
+        async with Client(srv.base_url) as api:
+            for model_id, settings in (("plain", {}), ("q8", {"cache_type_k": "q8_0", "cache_type_v": "q8_0"})):
+                await api.ok("POST", "/v1/models", {"path": str(wide), "id": model_id, "settings": settings}, 201)
+            for model_id in ("plain", "q8"):
+                status, reply = await api.post("/v1/completions", {"model": model_id, "prompt": STORY,
+                                                                   "max_tokens": 4, "temperature": 0})
+                assert status == 200, (model_id, reply)
+            assert (await api.ok("GET", "/v1/models/plain"))["draft_model_in_use"] == str(narrow)
+            info = await api.ok("GET", "/v1/models/q8")
+            assert "draft_model_in_use" not in info and "q8_0" in info["draft_model_skipped"], info
+            # the model's own draft model, set by PATCH: judged against the cache types it would have
+            status, err = await api.patch("/v1/models/q8", {"settings": {"draft_model": str(narrow)}})
+            assert status == 400 and err["error"]["param"] == "settings.draft_model", err
+            assert "draft model" in err["error"]["message"] and "q8_0" in err["error"]["message"], err
+            assert "draft_model" not in model_json(data, "q8")["settings"]
+            # and the cache types set on a model whose own draft cannot hold them, as before
+            await api.ok("PATCH", "/v1/models/plain", {"settings": {"draft_model": str(narrow)}})
+            status, err = await api.patch("/v1/models/plain", {"settings": {"cache_type_k": "q8_0"}})
+            assert status == 400 and err["error"]["param"] == "settings.cache_type_k", err
+
+
+async def test_speculative_draft_without_any_draft_model_is_named_where_it_was_set(tmp_path, stories_path):
+    """``settings.speculative: "draft"`` with no draft model anywhere (none in the model.json, none given to the
+    server) is refused when stored, naming it; a hand-edited one fails its load naming ``settings.speculative`` (it
+    was a 400 naming the request's ``speculative``, which the request never sent). With the server's draft model the
+    same setting is fine."""
+    data = tmp_path / "data"
+    with running(data) as srv:
+        async with Client(srv.base_url) as api:
+            await api.ok("POST", "/v1/models", {"path": str(stories_path), "id": "m", "mode": "reference"}, 201)
+            status, err = await api.patch("/v1/models/m", {"settings": {"speculative": "draft"}})
+            assert status == 400 and err["error"]["param"] == "settings.speculative", err
+            assert "speculative" not in model_json(data, "m")["settings"]
+            edited = model_json(data, "m")
+            edited["settings"]["speculative"] = "draft"
+            (data / "models" / "m" / "model.json").write_text(json.dumps(edited))
+            status, err = await chat(api, "m")
+            assert status == 400 and err["error"]["param"] == "settings.speculative", err
+            # a draft model of its own makes it fine
+            await api.ok("PATCH", "/v1/models/m", {"settings": {"draft_model": str(stories_path)}})
+            assert (await chat(api, "m"))[0] == 200
+    with running(data, draft_model=str(stories_path)) as srv:  # the server's draft model: fine as well
+        async with Client(srv.base_url) as api:
+            await api.ok("PATCH", "/v1/models/m", {"settings": {"draft_model": None}})
+            await api.ok("PATCH", "/v1/models/m", {"settings": {"speculative": "draft"}})
+            status, reply = await chat(api, "m")
+            assert status == 200, reply

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 import openai
@@ -98,3 +99,53 @@ def test_draft_speculation_on_a_model_without_one_is_a_400(client):
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model="stories260K", prompt="Once", max_tokens=2,
                                   extra_body={"speculative": "draft"})
+
+
+def test_a_load_option_of_the_servers_that_a_model_cannot_use_is_no_field_of_the_request(tmp_path, stories_path):
+    """A model that cannot load with the server's own defaults (`jan serve --draft-min 20`, above the default
+    draft_max of 16; `-ctk q8_0` on heads of 8 values) answers a 400 that says the server gave the option, in every
+    dialect, and names no field of the request: it named `draft_min`/`cache_type_k`, which the request never sent."""
+    from jan.store import DataFolder
+
+    DataFolder(tmp_path / "data").models.import_gguf(stories_path, model_id="st", mode="reference")
+    bodies = [("/v1/completions", {"model": "st", "prompt": "Once", "max_tokens": 2}),
+              ("/v1/chat/completions", {"model": "st", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}),
+              ("/v1/messages", {"model": "st", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}),
+              ("/api/generate", {"model": "st", "prompt": "Once", "stream": False})]
+    for flags, option in (({"draft_min": 20}, "draft_min"), ({"cache_type_k": "q8_0"}, "cache_type_k")):
+        srv = start_server(tmp_path, [], **flags)
+        try:
+            for path, body in bodies:
+                request = urllib.request.Request(srv.base_url + path, json.dumps(body).encode(),
+                                                 {"Content-Type": "application/json"})
+                with pytest.raises(urllib.error.HTTPError) as caught:
+                    urllib.request.urlopen(request)
+                assert caught.value.code == 400, path
+                reply = json.loads(caught.value.read())
+                error = reply["error"]
+                message = error if isinstance(error, str) else error["message"]  # (Ollama's is a string)
+                assert f"the server's {option}" in message, (path, reply)
+                if path.startswith("/v1/") and path != "/v1/messages":
+                    assert error["param"] is None, (path, reply)
+        finally:
+            srv.stop()
+
+
+def test_ollama_ps_size_is_the_memory_the_loaded_model_takes(tmp_path, stories_path):
+    """``/api/ps``' ``size`` is Ollama's: the memory the loaded model takes — weights, KV cache, and its draft
+    model's weights and cache — as /v1/system/models/{id} counts them; it was the weights alone, so a model
+    drafting with a 4-slot cache showed as large as its file."""
+    srv = start_server(tmp_path, [stories_path], draft_model=str(stories_path))
+    try:
+        def get(path: str):
+            return json.loads(urllib.request.urlopen(srv.base_url + path).read())
+
+        status = get("/v1/system/models/stories260K")
+        assert status["kv_cache_bytes"] > 0 and status["draft_kv_cache_bytes"] > 0
+        assert status["draft_memory_bytes"] == status["memory_bytes"]  # (it drafts for itself)
+        entry = get("/api/ps")["models"][0]
+        assert entry["size"] == (status["memory_bytes"] + status["kv_cache_bytes"] + status["draft_memory_bytes"]
+                                 + status["draft_kv_cache_bytes"]), (entry, status)
+        assert entry["size_vram"] == 0 and status["n_gpu_layers"] == 0  # (nothing offloaded on this CPU)
+    finally:
+        srv.stop()

@@ -26,12 +26,12 @@ import click
 import jan
 from jan.cli.common import INT32_MAX, CLIError, Connection, connection_options, human_bytes, warn
 from jan.cli.inference import interrupts_stay_on_this_thread, resolve_local_model
-from jan.engine.model import ADAPTIVE_THREADS
+from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
 
 CSV_FIELDS = [
     "build_commit", "build_version", "llama_cpp_python", "jan_version", "backends", "cpu_info", "gpu_info",
     "model", "model_filename", "model_type", "model_size", "model_n_params", "n_threads", "step_threads", "n_gpu_layers",
-    "n_batch", "n_ubatch", "n_ctx", "test", "n_prompt", "n_gen", "repetitions", "avg_ts", "stddev_ts",
+    "n_batch", "n_ubatch", "n_ctx", "type_k", "type_v", "flash_attn", "test", "n_prompt", "n_gen", "repetitions", "avg_ts", "stddev_ts",
     "samples_ts", "test_time",
 ]
 
@@ -41,7 +41,9 @@ def int_list(ctx, param, value: str) -> list[int]:
         values = [int(v) for v in str(value).split(",") if v.strip() != ""]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
-    if not values or any(v < 0 for v in values):
+    if not values:  # ("", ","): no number at all, which ">= 0" did not describe
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}")
+    if any(v < 0 for v in values):
         raise click.BadParameter("values must be >= 0")
     return values
 
@@ -118,13 +120,18 @@ def summarize(samples: list[float]) -> tuple[float, float]:
 
 
 def format_md(records: list[dict[str, Any]], build: dict[str, Any]) -> str:
-    header = ["model", "size", "params", "backend", "threads", "ngl", "test", "t/s"]
-    align = ["---", "---:", "---:", "---", "---:", "---:", "---", "---:"]
+    # as llama-bench: the columns of settings that differ from the defaults only
+    extra = [(name, key) for name, key, default in (("type_k", "type_k", "f16"), ("type_v", "type_v", "f16"),
+                                                   ("fa", "flash_attn", "auto"))
+             if any(r.get(key, default) != default for r in records)]
+    header = ["model", "size", "params", "backend", "threads", "ngl", *(n for n, _ in extra), "test", "t/s"]
+    align = ["---", "---:", "---:", "---", "---:", "---:", *("---" for _ in extra), "---", "---:"]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for r in records:
         lines.append("| " + " | ".join([
             r["model"], human_bytes(r["model_size"]), _params(r["model_n_params"]), r["backends"],
-            _threads(r), str(r["n_gpu_layers"]), r["test"], f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}",
+            _threads(r), str(r["n_gpu_layers"]), *(str(r[key]) for _, key in extra), r["test"],
+            f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}",
         ]) + " |")
     lines.append("")
     lines.append(f"build: jan {build['jan_version']}, llama.cpp {build['build_version']} ({build['build_commit']}), "
@@ -176,12 +183,18 @@ def format_csv(records: list[dict[str, Any]]) -> str:
 @click.option("--no-warmup", is_flag=True, help="Skip the warm-up run before the tests.")
 @click.option("--seed", default=1234, show_default=True, type=int, help="Seed of the random prompt tokens.")
 @click.option("--adaptive-threads", "adaptive_threads", default="off", show_default=True,
-              type=click.Choice(ADAPTIVE_THREADS),
+              type=click.Choice(ADAPTIVE_THREADS, case_sensitive=False),
               help="The thread governor (as `jan serve --adaptive-threads`). Off by default: every step gets -t "
                    "threads whatever else runs, as in llama-bench, so the two tools measure the same thing.")
+@click.option("-ctk", "--cache-type-k", "cache_type_k", default=None, type=click.Choice(CACHE_TYPES, case_sensitive=False),
+              help="KV cache type for K [default: the model.json's cache_type_k, else f16].")
+@click.option("-ctv", "--cache-type-v", "cache_type_v", default=None, type=click.Choice(CACHE_TYPES, case_sensitive=False),
+              help="KV cache type for V [default: the model.json's cache_type_v, else f16].")
+@click.option("-fa", "--flash-attn", "flash_attn", default=None, type=click.Choice(["on", "off", "auto"]),
+              help="Flash attention [default: the model.json's flash_attn, else auto].")
 @connection_options
 def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch, n_gpu_layers, fmt, no_warmup,
-          seed, adaptive_threads, conn: Connection) -> None:
+          seed, adaptive_threads, cache_type_k, cache_type_v, flash_attn, conn: Connection) -> None:
     """Benchmark MODEL (an id or a .gguf path) in this process: prompt processing (pp)
     and generation (tg) in tokens per second, mean ± sd over -r runs.
 
@@ -197,6 +210,16 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
     if not tests:
         raise CLIError("nothing to measure: -p and -n are both 0")
     model_json, path = resolve_local_model(conn, model)
+    # the KV cache as the model is served (its model.json's settings) unless a flag says otherwise: numbers measured
+    # on an f16 cache for a model kept at q8_0 were told as that model's, with nothing saying so
+    settings = model_json.get("settings") if isinstance(model_json.get("settings"), dict) else {}
+    # who gave each of them, for an error that names it as the user wrote it
+    given = {"cache_type_k": "-ctk/--cache-type-k" if cache_type_k else "settings.cache_type_k",
+             "cache_type_v": "-ctv/--cache-type-v" if cache_type_v else "settings.cache_type_v",
+             "flash_attn": "-fa/--flash-attn" if flash_attn else "settings.flash_attn"}
+    cache_type_k = cache_type_k or settings.get("cache_type_k")
+    cache_type_v = cache_type_v or settings.get("cache_type_v")
+    attention = {"on": True, "off": False, "auto": None}[flash_attn] if flash_attn else settings.get("flash_attn")
     ctx_needed = max([p + 1 for kind, p in tests if kind == "pp"] + [n + 2 for kind, n in tests if kind == "tg"])
     if n_ctx is None:
         n_ctx = max(256, int(math.ceil(ctx_needed / 256.0)) * 256)
@@ -211,9 +234,13 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
                 loaded = jan.Model(path, model_id=model_json["id"], n_ctx=n_ctx, n_parallel=1, n_batch=n_batch,
                                    n_ubatch=min(n_ubatch, n_batch), n_threads=n_threads,
                                    n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers,
-                                   adaptive_threads=adaptive_threads)
+                                   adaptive_threads=adaptive_threads, cache_type_k=cache_type_k,
+                                   cache_type_v=cache_type_v, flash_attn=attention)
         except (jan.JanError, ValueError) as exc:
-            raise CLIError(f"cannot load {path}: {exc}") from None
+            message, param = str(exc), getattr(exc, "param", None)
+            if param in given and message.startswith(f"{param}: "):
+                message = f"{given[param]}: {message.removeprefix(f'{param}: ')}"
+            raise CLIError(f"cannot load {path}: {message}") from None
         with loaded:
             info = loaded.info
             if info.n_ctx_train and n_ctx > info.n_ctx_train and n_threads == threads[0]:
@@ -250,6 +277,9 @@ def bench(model, n_prompt, n_gen, repetitions, threads, n_ctx, n_batch, n_ubatch
                     "n_batch": n_batch,
                     "n_ubatch": min(n_ubatch, n_batch),
                     "n_ctx": n_ctx,
+                    "type_k": (cache_type_k or "f16").lower(),
+                    "type_v": (cache_type_v or "f16").lower(),
+                    "flash_attn": {True: "on", False: "off", None: "auto"}[attention],
                     "test": f"{kind}{count}",
                     "n_prompt": count if kind == "pp" else 1,
                     "n_gen": count if kind == "tg" else 0,

@@ -374,7 +374,10 @@ class LocalGeneration(Generation):
                     u = delta.usage
                     self.usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
                                   "cached_tokens": u.cached_tokens, "prompt_ms": u.prompt_ms,
-                                  "generation_ms": u.generation_ms, "tokens_per_second": u.tokens_per_second}
+                                  "generation_ms": u.generation_ms, "tokens_per_second": u.tokens_per_second,
+                                  "completion_tokens_details": {"accepted_prediction_tokens": u.draft_accepted,
+                                                                "rejected_prediction_tokens":
+                                                                    u.draft_tokens - u.draft_accepted}}
                 if delta.choice != 0:
                     continue
                 for call in getattr(delta, "tool_calls", ()) or ():

@@ -189,11 +189,20 @@ def report(generation, seconds: float) -> None:
     parts = [f"finish: {generation.finish_reason or '?'}"]
     if "prompt_tokens" in u:
         parts.append(f"prompt: {u['prompt_tokens']} tokens")
-        if u.get("prompt_ms"):
-            parts[-1] += f" in {u['prompt_ms'] / 1000:.2f} s ({u['prompt_tokens'] / (u['prompt_ms'] / 1000):.1f} t/s)"
+        # the time is that of the tokens evaluated: those reused from the KV cache took none
+        evaluated = u["prompt_tokens"] - (u.get("cached_tokens") or 0)
+        if u.get("cached_tokens"):
+            parts[-1] += f" ({u['cached_tokens']} cached)"
+        if u.get("prompt_ms") and evaluated > 0:
+            parts[-1] += f" in {u['prompt_ms'] / 1000:.2f} s ({evaluated / (u['prompt_ms'] / 1000):.1f} t/s)"
     if "completion_tokens" in u:
         parts.append(f"answer: {u['completion_tokens']} tokens")
         if u.get("tokens_per_second"):
             parts[-1] += f" ({u['tokens_per_second']:.1f} t/s)"
+        # speculative decoding (the local usage and a server's OpenAI usage say it alike)
+        details = u.get("completion_tokens_details") or {}
+        accepted, rejected = details.get("accepted_prediction_tokens"), details.get("rejected_prediction_tokens")
+        if accepted or rejected:
+            parts[-1] += f", drafts: {accepted or 0} of {(accepted or 0) + (rejected or 0)} accepted"
     parts.append(f"total {seconds:.2f} s")
     click.echo("jan: " + ", ".join(parts), err=True)

@@ -16,7 +16,8 @@ import click
 from aiohttp import web
 
 from jan.cli.common import INT32_MAX, CLIError, PathParam, SamplingValue, check_flag_order, nonempty_param
-from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES
+from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
+from jan.engine.params import SPECULATIVE
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
 
@@ -55,11 +56,11 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               type=click.IntRange(1), metavar="N",
               help="The largest file POST /v1/files stores, in bytes; a larger upload is refused (413). "
                    "Uploads stream to disk: this bounds the disk a client may fill.")
-@click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, 64),
+@click.option("--parallel", "-np", "n_parallel", default=None, type=click.IntRange(1, int(LOAD_RANGES["n_parallel"].le)),
               help="Requests each model serves at once [default: the llamacpp extension's setting, 4].")
 @click.option("--ctx-size", "-c", "n_ctx", default=None, type=click.IntRange(64, INT32_MAX), help="Context tokens per request.")
 @click.option("--threads", "-t", "n_threads", default=None, type=click.IntRange(1, INT32_MAX), help="Generation threads.")
-@click.option("--adaptive-threads", "adaptive_threads", default=None, type=click.Choice(ADAPTIVE_THREADS),
+@click.option("--adaptive-threads", "adaptive_threads", default=None, type=click.Choice(ADAPTIVE_THREADS, case_sensitive=False),
               help="Fewer threads while other processes keep cores busy: where the output stays the same "
                    "(exact), on every step (always: fastest under load, a long lone generation may differ), "
                    "or never (off) [default: exact].")
@@ -67,11 +68,11 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               help="Layers to offload to the GPU (-1: all) [default: the llamacpp extension's setting, 0].")
 @click.option("--max-queue", default=None, type=click.IntRange(0, INT32_MAX),
               help="Requests waiting for a slot before 503 [default: the llamacpp extension's setting, 64].")
-@click.option("--cache-type-k", "-ctk", "cache_type_k", default=None, type=click.Choice(CACHE_TYPES),
+@click.option("--cache-type-k", "-ctk", "cache_type_k", default=None, type=click.Choice(CACHE_TYPES, case_sensitive=False),
               help="KV cache type for K [default: f16].")
-@click.option("--cache-type-v", "-ctv", "cache_type_v", default=None, type=click.Choice(CACHE_TYPES),
+@click.option("--cache-type-v", "-ctv", "cache_type_v", default=None, type=click.Choice(CACHE_TYPES, case_sensitive=False),
               help="KV cache type for V [default: f16; a quantized type turns flash attention on].")
-@click.option("--speculative", "--spec-type", "speculative", default=None, type=click.Choice(["none", "ngram", "draft"]),
+@click.option("--speculative", "--spec-type", "speculative", default=None, type=click.Choice(SPECULATIVE, case_sensitive=False),
               help="Speculative decoding: 'ngram' drafts from earlier text (prompt lookup), 'draft' with the "
                    "draft model (the default with --model-draft); output is unchanged.")
 @click.option("--model-draft", "-md", "draft_model", default=None,

@@ -262,7 +262,10 @@ def check_load_options(options: Mapping[str, object]) -> None:
                 {**SAMPLING_DEFAULTS, "n_batch": 512})
     if options.get("draft_model") is None and sampling_params(**{
             k: options[k] for k in SPECULATIVE_OPTIONS if options.get(k) is not None}).use_draft_model:
-        raise ValueError("speculative: 'draft' needs a draft_model")
+        # a BadRequestError naming the option, as every other load option's refusal: the server then says whose
+        # it is (settings.speculative, the server's flag) rather than blaming a request that never sent it
+        raise BadRequestError("speculative: 'draft' needs a draft_model", param="speculative",
+                              code="conflicting_options")
 
 
 def _token_id(name: str, token, n_vocab: int) -> int:
@@ -703,6 +706,12 @@ class Model:
         """Bytes of the draft model's KV cache (0 without a draft model)."""
         scheduler = self._scheduler
         return scheduler.draft_kv_cache_bytes if scheduler is not None else 0
+
+    @property
+    def draft_memory_bytes(self) -> int:
+        """Bytes of the draft model's weights (0 without a draft model, or once closed)."""
+        draft = self._native_draft
+        return draft.size_bytes if draft is not None else 0
 
     @property
     def n_parallel(self) -> int:

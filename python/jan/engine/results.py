@@ -29,10 +29,14 @@ class TokenLogprob:
 
 #: Token counts and timings of one request: the native, read-only ``jan._engine.Usage``
 #: (``prompt_tokens``, ``completion_tokens``, ``cached_tokens``, ``queue_ms``, ``prompt_ms``,
-#: ``generation_ms``, ``total_tokens``, ``tokens_per_second``). The one Usage type in Python.
+#: ``generation_ms``, ``draft_tokens``, ``draft_accepted``, ``total_tokens``, ``tokens_per_second``). The one Usage
+#: type in Python.
 Usage = _engine.Usage
 
-_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "queue_ms", "prompt_ms", "generation_ms")
+#: Every field a Usage is made of (the others are computed from them): what a copy must carry. The speculative
+#: counts were left out, so a pickled or deep-copied result said no draft was ever accepted.
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "queue_ms", "prompt_ms", "generation_ms",
+                 "draft_tokens", "draft_accepted")
 
 
 def _usage(*values) -> Usage:

@@ -352,11 +352,11 @@ def _file_problems(settings: Mapping[str, Any], opts: LoadOptions | None, weight
         if not embedding:  # an embedding model has no KV cache (jan.Model makes no generation context)
             draft_header = read(draft)
             # no header: the rules that need no file still apply (a quantized V cache without flash attention)
-            for meta, what in ((header or {}, ""), (draft_header, "the draft model: ")):
+            for meta, what, also in ((header or {}, "", ()), (draft_header, "the draft model: ", ("draft_model",))):
                 problem = cache_type_problem(meta, opts.cache_type_k, opts.cache_type_v, opts.flash_attn) \
                     if meta is not None else None
-                if problem is not None:
-                    problems.append(((problem.option, *problem.related), what + problem.reason))
+                if problem is not None:  # (a draft's problem is the draft_model's too, when that is what is new)
+                    problems.append(((problem.option, *problem.related, *also), what + problem.reason))
     if templates:
         found = _template_problem(settings, lambda: read(weights))
         if found is not None:
@@ -591,12 +591,17 @@ class ModelService:
 
         if touched("llama_model_path"):
             await _check_weights_name(settings.get("llama_model_path"))
-        await self._check_companions(model, [key for key in COMPANIONS if touched(key)])
-        cache = any(touched(key) for key in _CACHE_SETTINGS)
+        companions = await self._check_companions(model, [key for key in COMPANIONS if touched(key)])
+        if touched("speculative") or touched("draft_model"):
+            self._check_some_draft(model)
+        # a new draft model is judged against the cache types too: its own cache has the model's types
+        cache = any(touched(key) for key in (*_CACHE_SETTINGS, "draft_model"))
         templates = any(touched(key) for key in _TEMPLATE_SETTINGS)
         if not cache and not templates:
             return
         weights, draft = await self._files_of(model, changed)
+        if touched("draft_model") and (changed is not None or draft is None):
+            draft = companions.get("draft_model")  # the one this entry names ("" or null: none)
         opts = self._load_options(model) if cache else None
         for keys, reason in await asyncio.to_thread(_file_problems, settings, opts, weights, draft, templates):
             blamed = [key for key in keys if touched(key)]
@@ -604,14 +609,15 @@ class ModelService:
                 param = f"settings.{blamed[0]}"
                 raise RequestError(f"{param}: {reason}", param=param, code="invalid_value")
 
-    async def _check_companions(self, model: Mapping[str, Any], keys: list[str]) -> None:
+    async def _check_companions(self, model: Mapping[str, Any], keys: list[str]) -> dict[str, str]:
         """:class:`RequestError` naming the setting when a file ``settings.draft_model`` or ``settings.mmproj``
         names (``keys``: those to judge) is missing or no such GGUF (:func:`jan.services.companions.companion_problem`),
-        resolved as a load resolves it. An empty name (no draft model, not even the server's) passes."""
+        resolved as a load resolves it. An empty name (no draft model, not even the server's) passes. Returns the
+        files judged, by setting."""
         settings = model.get("settings") or {}
         keys = [key for key in keys if isinstance(settings.get(key), str) and settings[key]]
         if not keys:
-            return
+            return {}
         resolve = getattr(self.model_extension(), "companion_files", None)
         try:
             if resolve is not None and model.get("id"):
@@ -628,6 +634,7 @@ class ModelService:
                 if why is not None:
                     param = f"settings.{key}"
                     raise RequestError(f"{param}: {why}", param=param, code="invalid_value")
+        return {key: str(paths[key]) for key in keys if key in paths}
 
     async def _files_of(self, model: Mapping[str, Any], changed: set[str] | None) -> tuple[str | None, str | None]:
         """The weights and draft model files :meth:`check_model_and_file` reads (None: none on disk)."""
@@ -641,6 +648,22 @@ class ModelService:
             draft = None if "settings.draft_model" in changed else stored.get("draft_model_path")
             return stored.get("file_path"), draft
         return await asyncio.to_thread(_named_weights, model), None
+
+    def _check_some_draft(self, model: Mapping[str, Any]) -> None:
+        """:class:`RequestError` naming ``settings.speculative`` when it is "draft" and no draft model is there to
+        load: neither the model.json's ``draft_model`` nor the server's (``jan serve --model-draft``). Stored, it
+        failed every load of the model (``draft_model`` left empty on purpose is :func:`_check_draft_wanted`'s)."""
+        settings = model.get("settings") or {}
+        try:
+            if speculative_mode(settings.get("speculative")) != "draft":
+                return
+        except ValueError:
+            return  # its own error
+        if "draft_model" in settings or self._load_options(model).draft_model:
+            return
+        raise RequestError("settings.speculative: 'draft' needs a draft model, and there is none: this model.json "
+                           "names no draft_model and the server was started without one (--model-draft)",
+                           param="settings.speculative", code="conflicting_options")
 
     def _load_options(self, model: Mapping[str, Any]) -> LoadOptions:
         """The load options the model's engine would load it with (its defaults under the model.json's)."""

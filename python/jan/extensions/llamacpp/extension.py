@@ -23,6 +23,7 @@ from jan.core import (
     ModelState,
     ModelStopped,
 )
+from jan.engine.model import LOAD_RANGES
 from jan.engine.registry import Turn
 from jan.extensions._builtin import BuiltinExtension
 from jan.errors import BadRequestError, ModelFileError, ModelNotFoundError, ModelSettingError
@@ -41,7 +42,8 @@ class LlamaCppSettings(BaseModel):
     """Load options for every local model (a model.json's settings and ``jan serve`` flags win);
     the defaults are jan's one table, :data:`jan.services.types.LOAD_DEFAULTS`."""
 
-    n_parallel: int = Field(LOAD_DEFAULTS.n_parallel, ge=1, le=64, description="Requests each model serves at once (slots)")
+    # the bounds jan.Model and model.json take (llama.cpp's 256 sequences), not a tighter cap of the CLI's own
+    n_parallel: int = Field(LOAD_DEFAULTS.n_parallel, **LOAD_RANGES["n_parallel"].field(), description="Requests each model serves at once (slots)")
     n_ctx: int | None = Field(None, ge=64, description="Context tokens per request; default: the model's, up to 4096")
     n_threads: int | None = Field(None, ge=1, description="Generation threads; default: about the physical cores")
     adaptive_threads: Literal["exact", "always", "off"] = Field(
@@ -157,7 +159,7 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
                 opts, shared = draft_options(model, opts)
                 loaded = await self._load(engine, model, path, opts, shared, claim=claim, turn=turn)
             except Exception as exc:
-                error = _setting_named(exc, model)
+                error = _setting_named(exc, model, self._overrides)
                 self._failures[model_id] = str(error)
                 await bus.emit(ModelFailed(model_id=model_id, engine=self.engine_name, error=str(error)))
                 if error is exc:
@@ -174,13 +176,16 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
     async def _load(self, engine: jan.ModelPool, model: dict[str, Any], path: str, opts: dict[str, Any],
                     shared: bool, *, claim: bool, turn: Turn) -> jan.Model:
         """Load the model with ``opts``. A draft model that cannot draft for it (another vocabulary: the engine's
-        own rule, cpp/draft_model.cpp) is remembered per pair of files, so that no later load reads the weights
-        only to fail again: the server's default draft model (``shared``) is then left out — the model loads
-        without it, said once in the log and in the model's status (``draft_model_skipped``) — and the model's
-        own is a 400 naming ``settings.draft_model``."""
+        own rule, cpp/draft_model.cpp; or heads that cannot hold the KV cache types the model is loaded with, which
+        the draft's own cache shares) is remembered per pair of files and cache types, so that no later load reads
+        the weights only to fail again: the server's default draft model (``shared``) is then left out — the model
+        loads without it, said once in the log and in the model's status (``draft_model_skipped``) — and the
+        model's own is a 400 naming ``settings.draft_model``."""
         model_id, settings = model["id"], model.get("settings") or {}
         draft = opts.get("draft_model")
         pair = await asyncio.to_thread(_file_pair, path, draft) if draft else None
+        if pair is not None:  # (the cache types decide whether the draft's heads can hold its cache)
+            pair = (*pair, *(opts.get(k) for k in ("cache_type_k", "cache_type_v", "flash_attn")))
         why = self._cannot_draft.get(pair) if pair else None
         if why is None:
             try:
@@ -262,6 +267,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             # why the server's draft model (--model-draft) is not drafting for this one, or None
             "draft_model_skipped": self._draft_skipped.get(model_id),
             "draft_kv_cache_bytes": status.get("draft_kv_cache_bytes", 0),
+            "draft_memory_bytes": status.get("draft_memory_bytes", 0),  # the draft model's weights
+            "n_gpu_layers": (status.get("options") or {}).get("n_gpu_layers", 0),  # layers offloaded (-1: all)
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never
             "projector_memory_bytes": status.get("projector_memory_bytes", 0),
             "capabilities": status.get("capabilities", {}),
@@ -360,25 +367,38 @@ def _check_stored_settings(model: dict[str, Any]) -> None:
                                 code=exc.code or "invalid_value") from None
 
 
-def _setting_named(exc: Exception, model: dict[str, Any]) -> Exception:
+def _setting_named(exc: Exception, model: dict[str, Any], defaults: dict[str, Any] | None = None) -> Exception:
     """A load option refused at load (a :class:`~jan.errors.BadRequestError` naming it: one the file cannot use,
     ``cache_type_v``; one contradicting another's default, ``draft_min``; a context too big, ``n_ctx``) that came
     from the model.json: the same error naming its field (``settings.cache_type_v``, ``settings.ctx_len``), as a
-    PATCH setting it is refused; any other error (or an option from the server's defaults) as it is."""
+    PATCH setting it is refused. One that came from the server's defaults for every model (``defaults``: ``jan
+    serve``'s flags) says so, and names no field of the request, which never sent it (a request's 400 named
+    ``draft_min`` after ``jan serve --draft-min 20``). Any other error as it is."""
     option = getattr(exc, "param", None)
     # the option's model.json key: n_ctx is settings.ctx_len (LoadOptions.MODEL_JSON_KEYS)
     key = next((k for k, o in LoadOptions.MODEL_JSON_KEYS.items() if o == option), option)
-    if not isinstance(exc, BadRequestError) or key not in (model.get("settings") or {}):
+    if not isinstance(exc, BadRequestError):
         return exc
     text = str(exc)
-    if text.startswith(f"{option}: "):  # else the draft model's, which says whose it is
-        text = f"settings.{key}: {text.removeprefix(f'{option}: ')}"
-    return ModelSettingError(text, param=f"settings.{key}", code=exc.code)
+    if key in (model.get("settings") or {}):
+        if text.startswith(f"{option}: "):  # else the draft model's, which says whose it is
+            text = f"settings.{key}: {text.removeprefix(f'{option}: ')}"
+        return ModelSettingError(text, param=f"settings.{key}", code=exc.code)
+    if option in (defaults or {}):
+        return ModelSettingError(f"model '{model.get('id')}' cannot load with the server's {option} "
+                                 f"({defaults[option]!r}, given for every model when the server started): "
+                                 f"{text.removeprefix(f'{option}: ')}", code=exc.code)
+    return exc
 
 
 def _is_draft_mismatch(exc: ValueError) -> bool:
-    """Whether a load failed because its draft model cannot draft for it (the engine's words, cpp/draft_model.cpp)."""
+    """Whether a load failed because its draft model cannot draft for it: the engine's words (cpp/draft_model.cpp),
+    or KV cache types the draft's heads cannot hold (jan.Model's check of the draft, whose cache has the model's
+    types: a q8_0 cache for a model of 64-wide heads, a draft of 8-wide ones) — either way the draft, not the model,
+    is what cannot be used."""
     text = str(exc)
+    if isinstance(exc, ModelSettingError) and exc.code == "unsupported_cache_type":
+        return text.startswith("draft_model:")
     return text.startswith("draft_model:") and ("cannot draft for" in text or "is not a decoder-only model" in text)
 
 

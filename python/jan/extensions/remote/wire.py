@@ -111,8 +111,18 @@ def usage_of(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
     details = raw.get("prompt_tokens_details") if isinstance(raw.get("prompt_tokens_details"), dict) else {}
+    # the upstream's speculative counts (predicted outputs, another jan's drafts) go on to this server's clients
+    completion = raw.get("completion_tokens_details") if isinstance(raw.get("completion_tokens_details"), dict) else {}
+    accepted = _count(completion.get("accepted_prediction_tokens"))
+    rejected = _count(completion.get("rejected_prediction_tokens"))
     return Usage(prompt_tokens=int(raw.get("prompt_tokens") or 0), completion_tokens=int(raw.get("completion_tokens") or 0),
-                 cached_tokens=int(details.get("cached_tokens") or 0))
+                 cached_tokens=int(details.get("cached_tokens") or 0), draft_tokens=accepted + rejected,
+                 draft_accepted=accepted)
+
+
+def _count(value: Any) -> int:
+    """A count an upstream told (0 where it told none, or no count)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def reasoning_tokens_of(raw: Any) -> int:

@@ -441,12 +441,31 @@ def applied_samplers(samplers: list[str] | str | None) -> list[str]:
     return ["typ_p" if s == "typical_p" else s for s in kept]
 
 
+#: jan's speculative modes in llama-server's ``speculative.types`` names (common_speculative_type_to_str).
+SPECULATIVE_TYPES = {"none": "none", "ngram": "ngram-simple", "draft": "draft-simple"}
+
+
+def speculation(requested: Any, model_default: Any, draft_model: str | None) -> str:
+    """What a model's requests draft with, as jan's mode: the request's (or model.json parameters') ``speculative``,
+    else the model's load option, else its draft model's ("draft" where it has one). "draft" without a draft model
+    in use (the server's left out of this model) drafts nothing."""
+    from jan.engine.params import speculative_mode
+
+    mode = requested if requested is not None else model_default
+    try:
+        mode = speculative_mode(mode) if mode is not None else ("draft" if draft_model else "none")
+    except ValueError:
+        return "none"  # (a bad stored value is its load's or its request's own 400)
+    return "none" if mode == "draft" and not draft_model else mode
+
+
 def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | None = None, model: str = "",
                         samplers: list[str] | None = None, n_probs: int = 0, stream: bool = False,
-                        grammar: str = "") -> dict[str, Any]:
+                        grammar: str = "", speculative: str = "none") -> dict[str, Any]:
     """The effective sampling in llama-server's names (``generation_settings``, ``/props``'
     ``default_generation_settings.params``): every field llama-server tells, those of what jan does not have
-    (DRY, XTC, LoRA, lazy grammars, context shifting, reasoning) at the value that is off."""
+    (DRY, XTC, LoRA, lazy grammars, context shifting, reasoning) at the value that is off. ``speculative``: jan's
+    mode (:func:`speculation`), told as llama-server's ``speculative.types``."""
     s = sampling
     return {
         "n_predict": n_predict, "max_tokens": n_predict,
@@ -464,7 +483,7 @@ def generation_settings(sampling: SamplingOptions, n_predict: int, n_ctx: int | 
         "post_sampling_probs": False, "n_keep": 0, "n_discard": 0, "stream": stream, "grammar": grammar,
         "grammar_lazy": False, "grammar_triggers": [], "preserved_tokens": [], "chat_format": "Content-only",
         "reasoning_format": "none", "reasoning_in_content": False, "generation_prompt": "",
-        "speculative.types": "none", "timings_per_token": False, "backend_sampling": False, "lora": [],
+        "speculative.types": SPECULATIVE_TYPES[speculative], "timings_per_token": False, "backend_sampling": False, "lora": [],
         **({"n_ctx": n_ctx} if n_ctx else {}), **({"model": model} if model else {}),
     }
 

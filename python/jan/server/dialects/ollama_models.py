@@ -168,7 +168,10 @@ def running_entry(model: dict[str, Any], path: str | None, status: dict[str, Any
         expires = now + timedelta(days=365 * 100)
     else:
         expires = now + timedelta(seconds=float(expires_in))
-    size = status.get("memory_bytes") or _size(model, path)
+    # Ollama's size is all the memory the loaded model takes (its KV cache too), not the file's: the weights (and
+    # projector), the KV cache, and a draft model's weights and cache
+    size = (status.get("memory_bytes") or _size(model, path)) + sum(
+        status.get(key) or 0 for key in ("kv_cache_bytes", "draft_memory_bytes", "draft_kv_cache_bytes"))
     return {
         "name": listed_name(model["id"]),
         "model": listed_name(model["id"]),

@@ -134,18 +134,20 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         raise
     model_id = stream.model or typed.model or ""
     try:
-        model, _engine = await model_and_engine(request, model_id or None)
+        model, engine = await model_and_engine(request, model_id or None)
+        sampling = native.resolved(typed.sampling, model.get("parameters"))
+        speculative = await _speculation(engine, model, model_id, sampling)
     except BaseException:
         await stream.aclose()  # (the generation started: stopped, not left to the garbage collector)
         raise
-    sampling = native.resolved(typed.sampling, model.get("parameters"))
     n_predict = body.n_predict if body.n_predict is not None else (sampling.max_tokens or -1)
     n_results = len(typed.prompts) * typed.n
     samplers = native.applied_samplers(body.samplers)  # (checked already, by the request's conversion)
     results = native.NativeResults(
         model_id, lambda: native.generation_settings(sampling, n_predict, model=model_id, samplers=samplers,
                                                      n_probs=body.n_probs or 0, stream=body.stream,
-                                                     grammar=typed.grammar or ""), n_results=n_results,
+                                                     grammar=typed.grammar or "", speculative=speculative),
+        n_results=n_results,
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
 
@@ -250,20 +252,41 @@ async def infill(request: web.Request) -> web.StreamResponse:
     return await _answer(request, body, typed, [body.input_prefix + body.prompt], infill=True)
 
 
+async def _status(engine: Any, model_id: str) -> dict[str, Any]:
+    """The engine's status of the model (``{}`` where it cannot tell: that fails no answer)."""
+    model_status = getattr(engine, "model_status", None)
+    if model_status is not None:
+        with contextlib.suppress(Exception):
+            return await model_status(model_id) or {}
+    return {}
+
+
+def _load_options(engine: Any, model: dict[str, Any]) -> LoadOptions:
+    """What the engine loads (or would load) the model with: model.json settings > flags > its settings > defaults."""
+    load_options = getattr(engine, "load_options", None)
+    return load_options(model) if load_options is not None else \
+        resolve_load(LoadOptions.from_model_settings(model.get("settings")))
+
+
 async def _served(request: web.Request) -> tuple[Any, dict[str, Any], LoadOptions]:
     """The default (or only loaded) model, or ``?model=``'s; its engine's status (empty where the engine cannot
-    tell); its load options (loaded or not: what the engine would load it with, model.json settings > flags > its
-    settings > defaults)."""
+    tell: that fails no /props, no /slots); its load options (loaded or not)."""
     target = await request.app[SERVICES].models.resolve(request.query.get("model") or None)
-    status: dict[str, Any] = {}
-    model_status = getattr(target.engine, "model_status", None)
-    if model_status is not None:
-        with contextlib.suppress(Exception):  # (an engine that cannot tell fails no /props, no /slots)
-            status = await model_status(target.id)
-    load_options = getattr(target.engine, "load_options", None)
-    load = load_options(target.model) if load_options is not None else \
-        resolve_load(LoadOptions.from_model_settings(target.model.get("settings")))
-    return target, status, load
+    return target, await _status(target.engine, target.id), _load_options(target.engine, target.model)
+
+
+def _draft_in_use(status: dict[str, Any], model: dict[str, Any], load: LoadOptions) -> str | None:
+    """The model's draft model: the loaded one's, else the one it would load with (its own, else the server's)."""
+    if status.get("status") == ModelState.READY:
+        return status.get("draft_model")
+    return model.get("draft_model_path") or load.draft_model or None
+
+
+async def _speculation(engine: Any, model: dict[str, Any], model_id: str, sampling: SamplingOptions) -> str:
+    """What the model's requests draft with (``speculative.types`` of ``generation_settings``)."""
+    load = _load_options(engine, model)
+    draft = _draft_in_use(await _status(engine, model_id or model.get("id") or ""), model, load)
+    return native.speculation(sampling.speculative, load.speculative, draft)
 
 
 @routes.get("/props")
@@ -276,9 +299,12 @@ async def props(request: web.Request) -> web.Response:
     abilities = await services.models.abilities(target)
     n_ctx = status.get("n_ctx") or load.n_ctx  # (None before a load that picks the model's own)
     sampling = resolve_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
+    speculative = native.speculation(sampling.speculative, load.speculative,
+                                     _draft_in_use(status, target.model, load))
     template = abilities.template if abilities is not None else None
     return json_response({
-        "default_generation_settings": {"params": native.generation_settings(sampling, -1), "n_ctx": n_ctx or 0},
+        "default_generation_settings": {"params": native.generation_settings(sampling, -1, speculative=speculative),
+                                        "n_ctx": n_ctx or 0},
         "total_slots": status.get("n_parallel") or load.n_parallel,
         "model_alias": target.id,
         "model_path": target.model.get("file_path") or "",
@@ -315,14 +341,17 @@ async def embedding(request: web.Request) -> web.Response:
 async def slots(request: web.Request) -> web.Response:
     """llama-server's slots of the default (or only loaded) model, or ``?model=``'s: each one's ``id``, ``n_ctx``,
     ``speculative`` and ``is_processing``; ``?fail_on_no_slot=1`` answers 503 when none is idle."""
-    _target, status, load = await _served(request)
+    target, status, load = await _served(request)
     loaded = status.get("status") == ModelState.READY
     n_slots = (status.get("n_parallel") if loaded else None) or load.n_parallel or 1
     busy = min(int(status.get("active_requests") or 0), n_slots) if loaded else 0
     n_ctx = (status.get("n_ctx") if loaded else None) or load.n_ctx or 0
     if request.query.get("fail_on_no_slot") and busy >= n_slots:
         raise APIError(503, "no slot available", type="server_error", code="no_slot_available")
-    return json_response(native.slots(n_slots, busy, n_ctx, bool(loaded and status.get("draft_model"))))
+    # whether the slots draft (llama-server's "speculative"): the model's own mode as /props tells it, n-gram included
+    sampling = resolve_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
+    drafts = native.speculation(sampling.speculative, load.speculative, _draft_in_use(status, target.model, load))
+    return json_response(native.slots(n_slots, busy, n_ctx, drafts != "none"))
 
 
 async def _router_model(request: web.Request, missing_status: int) -> tuple[dict[str, Any], Any, bool]:
