@@ -71,6 +71,7 @@ MODEL_HARMLESS = {
     "n_ctx": lambda value, before: value == 0,
     "kv_cache_bytes": lambda value, before: value == 0,
     "draft_kv_cache_bytes": lambda value, before: value == 0,
+    "draft_memory_bytes": lambda value, before: value == 0,
     "n_parallel": lambda value, before: value == 0,
     "mmproj": lambda value, before: value is None,
     "pooling": lambda value, before: value is None,  # the load option (not given here)
