@@ -149,6 +149,8 @@ async def stream_one(session: aiohttp.ClientSession, server: Server, prompt: str
             if not line.startswith(b"data: {"):
                 continue
             chunk = json.loads(line[6:])
+            if "error" in chunk:  # an error event inside a 200 stream
+                raise SystemExit(f"{server.name}: the stream failed: {json.dumps(chunk)[:500]}")
             now = time.perf_counter()
             for choice in chunk.get("choices", []):
                 text = choice.get("text") or (choice.get("delta") or {}).get("content")
@@ -157,7 +159,7 @@ async def stream_one(session: aiohttp.ClientSession, server: Server, prompt: str
                     t_last = now
                 finish = choice.get("finish_reason") or finish
     if t_first is None:
-        raise SystemExit(f"{server.name}: no tokens streamed")
+        raise SystemExit(f"{server.name}: no tokens streamed ({path}, finish_reason {finish!r})")
     return {"t0": t0, "t_first": t_first, "t_last": t_last, "n": n, "finish": finish}
 
 

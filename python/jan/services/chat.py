@@ -458,7 +458,9 @@ def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Star
     options.update(plan.engine_options(text, options.get("logit_bias")))
     options.update(constraint)
     seed = client_seed(options)
-    if local.end_of_turn:
+    if local.end_of_turn and not options.get("ignore_eos"):
+        # the end of turn a stand-in template spells as text is this model's end of generation: ignore_eos, which
+        # generates past the model's end-of-generation tokens (llama-server's too), generates past it as well
         options["stop"] = list(options.get("stop") or []) + list(local.end_of_turn)
     _encode_media(local, tokens)
     start = _Start(text, plan, tokens, parsers, options, answer_stops, seeds(seed, request.n),
