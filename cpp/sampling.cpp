@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 
 #include "model.h"
@@ -57,6 +58,58 @@ void SamplingParams::validate(const Model & model) const {
     }
 }
 
+namespace {
+
+// ignore_eos: every end-of-generation token (not just EOS: chat models end turns with EOT) is banned while
+// another token is left to sample. A logit bias of -inf (llama-server's way) bans them even where a finished
+// grammar allows nothing else, and the sampler then picks a token the grammar rejects ("empty grammar stack");
+// here the end of generation is what is left, and the request stops as a grammar-constrained one would.
+struct IgnoreEosState {
+    std::shared_ptr<const std::vector<uint8_t>> eog;  // eog[token] != 0: an end-of-generation token (shared by clones)
+};
+
+const char * ignore_eos_name(const llama_sampler *) { return "jan-ignore-eos"; }
+
+void ignore_eos_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
+    const auto & eog = *static_cast<IgnoreEosState *>(smpl->ctx)->eog;
+    auto is_eog = [&](llama_token t) { return t >= 0 && (size_t)t < eog.size() && eog[t]; };
+    bool other = false;
+    for (size_t i = 0; i < cur_p->size && !other; ++i)
+        other = !is_eog(cur_p->data[i].id) && cur_p->data[i].logit != -INFINITY;
+    if (!other) return;
+    for (size_t i = 0; i < cur_p->size; ++i)
+        if (is_eog(cur_p->data[i].id)) cur_p->data[i].logit = -INFINITY;
+}
+
+llama_sampler * ignore_eos_clone(const llama_sampler * smpl);
+
+void ignore_eos_free(llama_sampler * smpl) { delete static_cast<IgnoreEosState *>(smpl->ctx); }
+
+llama_sampler_i * ignore_eos_iface() {
+    static llama_sampler_i iface = [] {
+        llama_sampler_i i{};  // value-initialised: the backend hooks stay null (CPU-only sampler)
+        i.name = ignore_eos_name;
+        i.apply = ignore_eos_apply;
+        i.clone = ignore_eos_clone;
+        i.free = ignore_eos_free;
+        return i;
+    }();
+    return &iface;
+}
+
+llama_sampler * ignore_eos_clone(const llama_sampler * smpl) {
+    return llama_sampler_init(ignore_eos_iface(), new IgnoreEosState(*static_cast<const IgnoreEosState *>(smpl->ctx)));
+}
+
+}  // namespace
+
+llama_sampler * make_ignore_eos_sampler(const Model & model) {
+    const int32_t n_vocab = model.n_vocab();
+    auto eog = std::make_shared<std::vector<uint8_t>>(n_vocab, 0);
+    for (llama_token t = 0; t < n_vocab; ++t) (*eog)[t] = model.is_eog(t) ? 1 : 0;
+    return llama_sampler_init(ignore_eos_iface(), new IgnoreEosState{std::move(eog)});
+}
+
 llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, int32_t n_ctx_slot,
                                 const std::vector<int32_t> & prompt) {
     auto sparams = llama_sampler_chain_default_params();
@@ -66,11 +119,6 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
 
     std::vector<llama_logit_bias> bias;
     for (const auto & [tok, b] : p.logit_bias) bias.push_back({tok, b});
-    if (p.ignore_eos) {
-        // Ban every end-of-generation token, not just EOS: chat models end turns with EOT.
-        for (llama_token t = 0; t < n_vocab; ++t)
-            if (model.is_eog(t)) bias.push_back({t, -INFINITY});
-    }
     if (!bias.empty())
         llama_sampler_chain_add(chain.get(), llama_sampler_init_logit_bias(n_vocab, (int32_t)bias.size(), bias.data()));
 
@@ -79,6 +127,8 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
         if (!g) throw std::invalid_argument("grammar: llama.cpp could not parse the GBNF grammar");
         llama_sampler_chain_add(chain.get(), g);
     }
+    // After the grammar: it bans the end of generation only while the grammar leaves something else to write.
+    if (p.ignore_eos) llama_sampler_chain_add(chain.get(), make_ignore_eos_sampler(model));
 
     const bool penalties = p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
     if (penalties && p.repeat_last_n != 0) {

@@ -77,7 +77,11 @@ struct SamplingParams {
 // The grammar sampler for params.grammar: lazy when grammar_triggers are given. nullptr when it does not parse.
 llama_sampler * make_grammar_sampler(const Model & model, const SamplingParams & params);
 
-// The chain: logit bias, grammar, penalties, then either greedy or the
+// ignore_eos's sampler (after the grammar in the chain): bans every end-of-generation token while any other
+// candidate is left, so a grammar that has finished still ends the generation.
+llama_sampler * make_ignore_eos_sampler(const Model & model);
+
+// The chain: logit bias, grammar, ignore_eos, penalties, then either greedy or the
 // truncation samplers, temperature and a seeded draw. The penalties sampler
 // has already seen the prompt (repeats of prompt text are penalized, as in
 // llama.cpp's server); the grammar has not (it constrains only the output).

@@ -360,7 +360,8 @@ void Scheduler::sample_slot(Slot & slot) {
         metrics_.generated_tokens_total++;
     }
 
-    if (model_->is_eog(token) && !slot.params.ignore_eos) {
+    // (with ignore_eos, the chain yields one only where nothing else is left: a grammar that has finished)
+    if (model_->is_eog(token)) {
         slot.n_generated--;  // the end-of-generation token is not part of the completion
         finish(slot, "stop");
         return;

@@ -6,6 +6,8 @@ import json
 import socket
 from pathlib import Path
 
+import httpx
+
 from jan.server.config import ServerConfig
 from jan.testing.server import ServerThread
 
@@ -14,6 +16,18 @@ def start_server(tmp: Path, models: list[Path], **config) -> ServerThread:
     cfg = ServerConfig(data_folder=tmp / "data", models=[str(m) for m in models],
                        **{"n_ctx": 512, "n_parallel": 4, "n_threads": 1, **config})
     return ServerThread(cfg).__enter__()
+
+
+def post(server: ServerThread, path: str, body) -> httpx.Response:
+    """POST ``body`` as JSON to ``path`` of ``server`` (a generous bound: a busy 2-core machine)."""
+    return httpx.post(server.base_url + path, json=body, timeout=120)
+
+
+def ok(server: ServerThread, path: str, body) -> dict | list:
+    """POST as :func:`post`, asserting a 200; the answer's JSON."""
+    response = post(server, path, body)
+    assert response.status_code == 200, (path, response.text)
+    return response.json()
 
 
 def raw_request(base_url: str, request: bytes) -> bytes:

@@ -80,6 +80,19 @@ def test_stop_string_held_back_then_released_when_it_does_not_match(stories):
     assert result.finish_reason == "length"
 
 
+@pytest.mark.parametrize("temperature", [0, 0.8])
+def test_ignore_eos_ends_where_a_finished_grammar_leaves_only_the_end(stories, temperature):
+    """ignore_eos bans the end of generation while anything else may be written: a grammar that has finished
+    leaves only the end, and the request stops there (it failed as "a grammar the model cannot satisfy");
+    a grammar that may go on keeps generating to ``max_tokens``."""
+    done = stories.generate(PROMPT, max_tokens=40, temperature=temperature, seed=7, ignore_eos=True,
+                            grammar='root ::= "Once upon a time"')
+    assert (done.text, done.finish_reason) == ("Once upon a time", "stop")
+    free = stories.generate(PROMPT, max_tokens=24, temperature=temperature, seed=7, ignore_eos=True,
+                            grammar="root ::= [a-z ]+")
+    assert free.finish_reason == "length" and free.usage.completion_tokens == 24
+
+
 @pytest.mark.parametrize("fixture", ["stories_path", "tiny_random_path"])
 def test_streamed_pieces_are_whole_utf8_characters(request, fixture):
     path = request.getfixturevalue(fixture)

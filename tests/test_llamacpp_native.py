@@ -12,7 +12,7 @@ import pytest
 from jan.server.dialects.llamacpp import NativeResults
 from jan.services.types import CompletionDelta
 from jan.testing.gguf_models import TINY_CHAT_CONFIG, _read_tokenizer_kv, vocab_path, write_llama_from_vocab
-from server_helpers import start_server
+from server_helpers import ok, post, start_server
 
 STORY = "Once upon a time"
 FIM = "fim-repo-coder"  # FIM tokens and the repo-level ones (Qwen2.5-Coder's layout)
@@ -40,16 +40,6 @@ def server(tmp_path_factory, stories_path):
                              write_fim_model(tmp / f"{FIM_PLAIN}.gguf", repo=False)])
     yield srv
     srv.stop()
-
-
-def post(server, path: str, body) -> httpx.Response:
-    return httpx.post(server.base_url + path, json=body, timeout=120)
-
-
-def ok(server, path: str, body) -> dict | list:
-    response = post(server, path, body)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def sse(response: httpx.Response) -> list[dict]:

@@ -12,7 +12,7 @@ import pytest
 
 from jan.server.dialects.llamacpp import slots
 from jan.server.security import is_open
-from server_helpers import start_server
+from server_helpers import ok, post, start_server
 
 STORIES = "stories260K"
 POOLED, PER_TOKEN = "minilm", "minilm-tokens"
@@ -29,16 +29,6 @@ def server(tmp_path_factory, stories_path, minilm_path):
         assert response.status_code == 201, response.text
     yield srv
     srv.stop()
-
-
-def post(server, path: str, body) -> httpx.Response:
-    return httpx.post(server.base_url + path, json=body, timeout=120)
-
-
-def ok(server, path: str, body) -> dict | list:
-    response = post(server, path, body)
-    assert response.status_code == 200, (path, response.text)
-    return response.json()
 
 
 def native_error(response: httpx.Response, status: int, says: str = "") -> str:
@@ -180,6 +170,32 @@ def test_slots_tell_what_the_engines_status_says(server, monkeypatch):
     native_error(httpx.get(url, params={"model": STORIES, "fail_on_no_slot": "1"}, timeout=60), 503,
                  "no slot available")
     assert all(s["is_processing"] for s in httpx.get(url, params={"model": STORIES}, timeout=60).json())
+
+
+@pytest.mark.parametrize("fault", ["hangs", "raises"])
+def test_an_engine_status_that_hangs_or_fails_holds_no_native_answer(server, monkeypatch, fault):
+    """``/props``, ``/slots`` and ``/completion``'s ``generation_settings`` ask the engine's status through the one
+    time-bounded call: a third-party engine's ``model_status`` that hangs or raises reads as "not loaded"."""
+    import asyncio
+
+    from jan.core import engine_answers
+    from jan.server.keys import MANAGER
+
+    engine = server.app[MANAGER].get_inference("llama.cpp")
+
+    async def model_status(model_id):
+        if fault == "raises":
+            raise RuntimeError("status unknown")
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(engine_answers, "STATUS_TIMEOUT", 0.05)
+    monkeypatch.setattr(engine, "model_status", model_status)
+    props = httpx.get(server.base_url + "/props", params={"model": STORIES}, timeout=60)
+    assert props.status_code == 200 and props.json()["is_sleeping"] is True, props.text
+    listed = httpx.get(server.base_url + "/slots", params={"model": STORIES}, timeout=60)
+    assert listed.status_code == 200 and not any(s["is_processing"] for s in listed.json()), listed.text
+    answer = ok(server, "/completion", {"model": STORIES, "prompt": "Once", "n_predict": 2})
+    assert answer["generation_settings"]["speculative.types"] == "none", answer["generation_settings"]
 
 
 def test_slots_tell_busy_ones_first_and_no_idle_one_is_503_in_the_route():

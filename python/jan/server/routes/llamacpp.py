@@ -253,12 +253,12 @@ async def infill(request: web.Request) -> web.StreamResponse:
 
 
 async def _status(engine: Any, model_id: str) -> dict[str, Any]:
-    """The engine's status of the model (``{}`` where it cannot tell: that fails no answer)."""
-    model_status = getattr(engine, "model_status", None)
-    if model_status is not None:
-        with contextlib.suppress(Exception):
-            return await model_status(model_id) or {}
-    return {}
+    """The engine's status of the model, bounded in time (:func:`model_state`); ``{}`` where it cannot tell (no
+    ``model_status``, or it failed or hung): that fails no answer, the model reads as not loaded."""
+    if getattr(engine, "model_status", None) is None:
+        return {}
+    status = await model_state(engine, model_id)
+    return {} if status.get("status") == ModelState.FAILED else status
 
 
 def _load_options(engine: Any, model: dict[str, Any]) -> LoadOptions:
@@ -282,11 +282,22 @@ def _draft_in_use(status: dict[str, Any], model: dict[str, Any], load: LoadOptio
     return model.get("draft_model_path") or load.draft_model or None
 
 
+def _speculative_mode(sampling: SamplingOptions, status: dict[str, Any], model: dict[str, Any],
+                      load: LoadOptions) -> str:
+    """What the model's requests draft with (llama-server's ``speculative.types``): the sampling's mode over the
+    load's, with the draft model it loaded (or would load)."""
+    return native.speculation(sampling.speculative, load.speculative, _draft_in_use(status, model, load))
+
+
 async def _speculation(engine: Any, model: dict[str, Any], model_id: str, sampling: SamplingOptions) -> str:
-    """What the model's requests draft with (``speculative.types`` of ``generation_settings``)."""
-    load = _load_options(engine, model)
-    draft = _draft_in_use(await _status(engine, model_id or model.get("id") or ""), model, load)
-    return native.speculation(sampling.speculative, load.speculative, draft)
+    """:func:`_speculative_mode` of a request's resolved ``sampling`` (``generation_settings``)."""
+    status = await _status(engine, model_id or model.get("id") or "")
+    return _speculative_mode(sampling, status, model, _load_options(engine, model))
+
+
+def _model_sampling(model: dict[str, Any]) -> SamplingOptions:
+    """The model's own sampling (its model.json ``parameters`` over the defaults): ``/props``' and ``/slots``'."""
+    return resolve_sampling(SamplingOptions.from_mapping(model.get("parameters")))
 
 
 @routes.get("/props")
@@ -298,9 +309,8 @@ async def props(request: web.Request) -> web.Response:
     loaded = status.get("status") == ModelState.READY
     abilities = await services.models.abilities(target)
     n_ctx = status.get("n_ctx") or load.n_ctx  # (None before a load that picks the model's own)
-    sampling = resolve_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
-    speculative = native.speculation(sampling.speculative, load.speculative,
-                                     _draft_in_use(status, target.model, load))
+    sampling = _model_sampling(target.model)
+    speculative = _speculative_mode(sampling, status, target.model, load)
     template = abilities.template if abilities is not None else None
     return json_response({
         "default_generation_settings": {"params": native.generation_settings(sampling, -1, speculative=speculative),
@@ -349,8 +359,7 @@ async def slots(request: web.Request) -> web.Response:
     if request.query.get("fail_on_no_slot") and busy >= n_slots:
         raise APIError(503, "no slot available", type="server_error", code="no_slot_available")
     # whether the slots draft (llama-server's "speculative"): the model's own mode as /props tells it, n-gram included
-    sampling = resolve_sampling(SamplingOptions.from_mapping(target.model.get("parameters")))
-    drafts = native.speculation(sampling.speculative, load.speculative, _draft_in_use(status, target.model, load))
+    drafts = _speculative_mode(_model_sampling(target.model), status, target.model, load)
     return json_response(native.slots(n_slots, busy, n_ctx, drafts != "none"))
 
 
