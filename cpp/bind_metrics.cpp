@@ -34,6 +34,9 @@ void register_metrics(py::module_ & m) {
         .def_readonly("step_threads", &SchedulerMetrics::step_threads,
                       "Threads the last decode step ran on: the counts above, or fewer when the step holds too little "
                       "work to split (step_threads.h).")
+        .def_readonly("prompt_cache_bytes", &SchedulerMetrics::prompt_cache_bytes,
+                      "Host memory held by conversations' KV caches saved from slots (cache_ram_mib).")
+        .def_readonly("prompt_cache_prompts", &SchedulerMetrics::prompt_cache_prompts, "How many are saved.")
         .def("to_dict", [](const SchedulerMetrics & mt) {
             py::dict d;
             d["requests_total"] = mt.requests_total;
@@ -57,6 +60,8 @@ void register_metrics(py::module_ & m) {
             d["thread_changes_total"] = mt.thread_changes_total;
             d["threads_apart"] = mt.threads_apart;
             d["step_threads"] = mt.step_threads;
+            d["prompt_cache_bytes"] = mt.prompt_cache_bytes;
+            d["prompt_cache_prompts"] = mt.prompt_cache_prompts;
             return d;
         }, "The counters as a dict (for JSON and /metrics).");
 }

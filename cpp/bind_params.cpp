@@ -33,6 +33,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("adaptive_threads", &ContextParams::adaptive_threads)
         .def_readwrite("exact_threads", &ContextParams::exact_threads)
         .def_readwrite("cache_type_k", &ContextParams::cache_type_k)
+        .def_readwrite("cache_ram_mib", &ContextParams::cache_ram_mib)
         .def_readwrite("cache_type_v", &ContextParams::cache_type_v);
 
     py::class_<SamplingParams>(m, "SamplingParams")

@@ -116,6 +116,9 @@ Scheduler::Scheduler(std::shared_ptr<Model> model, const ContextParams & params,
     batch_ = llama_batch_init(params_.n_batch, 0, 1);
     slots_.resize(params_.n_parallel);
     for (int32_t i = 0; i < params_.n_parallel; ++i) slots_[i].id = i;
+    const bool cuttable = !llama_model_is_recurrent(model_->get()) && !llama_model_is_hybrid(model_->get());
+    if (cuttable && params_.cache_ram_mib != 0)
+        prompt_cache_ = PromptCache(params_.cache_ram_mib < 0 ? -1 : (int64_t)params_.cache_ram_mib << 20);
     metrics_.slots_total = params_.n_parallel;
     thread_ = std::thread([this] { run(); });
 }
@@ -249,7 +252,35 @@ Scheduler::Slot * Scheduler::pick_slot(const Pending & pending) {
     return empty ? empty : lru;
 }
 
+void Scheduler::swap_saved_prompt(Slot & slot, const Pending & pending) {
+    if (!prompt_cache_.enabled()) return;
+    const size_t here = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
+    const bool continues = here > 0 && (2 * here >= slot.cache.size() || 2 * here >= pending.prompt.size());
+    // (every prompt token's logits are wanted: all of it is evaluated whatever is cached)
+    const size_t better = pending.params.prompt_logprobs ? 0 : prompt_cache_.best_prefix(pending.prompt, here);
+    // Another conversation takes the slot: its own goes to host memory first (a media prompt's is not kept).
+    if ((!continues || better > 0) && slot.cache_media.empty())
+        prompt_cache_.save(ctx_.get(), slot.id, slot.cache);
+    if (better == 0) return;
+    std::vector<llama_token> tokens;
+    if (prompt_cache_.restore(ctx_.get(), slot.id, pending.prompt, here, tokens)) {
+        slot.cache = std::move(tokens);
+    } else {  // (llama.cpp refused the saved state, or the save above made room by dropping it)
+        llama_memory_seq_rm(memory_, slot.id, -1, -1);
+        slot.cache.clear();
+    }
+    slot.cache_media.clear();
+}
+
+void Scheduler::swap_saved_prompt_counted(Slot & slot, const Pending & pending) {
+    swap_saved_prompt(slot, pending);
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_.prompt_cache_bytes = prompt_cache_.bytes();
+    metrics_.prompt_cache_prompts = (int32_t)prompt_cache_.size();
+}
+
 void Scheduler::assign(Slot & slot, Pending && pending) {
+    swap_saved_prompt_counted(slot, pending);
     size_t keep = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
     // The last prompt token is always evaluated: its logits pick the first token.
     if (keep >= pending.prompt.size()) keep = pending.prompt.size() - 1;

@@ -22,6 +22,7 @@
 #include "media.h"
 #include "model.h"
 #include "request.h"
+#include "prompt_cache.h"
 #include "sampling.h"
 #include "text_stream.h"
 #include "thread_governor.h"
@@ -47,6 +48,9 @@ struct ContextParams {
     // A quantized V cache needs flash attention: auto turns it on, off is an error.
     std::string cache_type_k = "f16";
     std::string cache_type_v = "f16";
+    // Host-memory prompt cache (prompt_cache.h, llama-server's --cache-ram): MiB of saved slot sequences;
+    // -1 no limit, 0 off. Off for recurrent and hybrid models (their state is not cut at a position).
+    int32_t cache_ram_mib = 8192;
 };
 
 struct SchedulerMetrics {
@@ -73,6 +77,8 @@ struct SchedulerMetrics {
     uint64_t thread_changes_total = 0;    // times the governor changed the thread counts
     int32_t threads_apart = 0;            // compute threads held to their own CPUs now (thread_governor.h)
     int32_t step_threads = 0;             // threads the last decode step ran on: at most its work's worth (step_threads.h)
+    uint64_t prompt_cache_bytes = 0;      // host memory held by saved slot sequences (prompt_cache.h)
+    int32_t prompt_cache_prompts = 0;     // and how many
 };
 
 class Scheduler {
@@ -147,6 +153,8 @@ private:
 
     void run();
     void assign(Slot & slot, Pending && pending);
+    void swap_saved_prompt(Slot & slot, const Pending & pending);  // the host-memory prompt cache, before assign
+    void swap_saved_prompt_counted(Slot & slot, const Pending & pending);  // and its size into metrics_
     Slot * pick_slot(const Pending & pending);
     void decode_media_step();  // scheduler_media.cpp
     void finish(Slot & slot, const std::string & reason, const std::string & error = {});
@@ -178,6 +186,7 @@ private:
     int32_t n_threads_set_ = 0, n_threads_batch_set_ = 0;  // what the context was last given
     bool split_kv_possible_ = false;  // see thread_count_matters
     std::vector<Slot> slots_;
+    PromptCache prompt_cache_{0};  // (made with the context: off until then)
     uint64_t use_counter_ = 0;
     uint64_t kv_cache_bytes_ = 0;
     std::chrono::steady_clock::time_point busy_since_;

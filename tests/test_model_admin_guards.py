@@ -57,6 +57,8 @@ async def chat(api: Client, model: str) -> dict:
     ({"settings": {"ngl": "all"}}, "settings.ngl"),
     ({"settings": {"flash_attn": "yes"}}, "settings.flash_attn"),
     ({"settings": {"cache_type_k": "f8"}}, "settings.cache_type_k"),
+    ({"settings": {"cache_ram_mib": -2}}, "settings.cache_ram_mib"),
+    ({"settings": {"cache_ram_mib": "8 GiB"}}, "settings.cache_ram_mib"),
     ({"settings": {"pooling": "max"}}, "settings.pooling"),
     ({"settings": {"adaptive_threads": "sometimes"}}, "settings.adaptive_threads"),
     ({"settings": {"speculative": "maybe"}}, "settings.speculative"),
@@ -122,7 +124,8 @@ async def test_new_models_are_checked_before_anything_is_written(server, tmp_pat
 
 def test_model_checks_its_load_options_before_reading_the_weights(stories_path):
     for kwargs, name in [({"n_ctx": -5}, "n_ctx"), ({"n_parallel": 0}, "n_parallel"), ({"n_batch": "x"}, "n_batch"),
-                         ({"max_queue": -1}, "max_queue"), ({"pooling": "max"}, "pooling")]:
+                         ({"max_queue": -1}, "max_queue"), ({"pooling": "max"}, "pooling"),
+                         ({"cache_ram_mib": -2}, "cache_ram_mib")]:
         with pytest.raises(ValueError, match=name):
             jan.Model(stories_path, **kwargs)
 

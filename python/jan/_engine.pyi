@@ -26,6 +26,7 @@ class ContextParams:
     max_queue: int
     kv_unified: bool
     cache_type_k: str
+    cache_ram_mib: int
     cache_type_v: str
     def __init__(self) -> None: ...
 

@@ -72,6 +72,10 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               help="KV cache type for K [default: f16].")
 @click.option("--cache-type-v", "-ctv", "cache_type_v", default=None, type=click.Choice(CACHE_TYPES, case_sensitive=False),
               help="KV cache type for V [default: f16; a quantized type turns flash attention on].")
+@click.option("--cache-ram", "-cram", "cache_ram_mib", default=None,
+              type=click.IntRange(-1, int(LOAD_RANGES["cache_ram_mib"].le)), metavar="MIB",
+              help="Host memory (MiB) keeping more conversations' KV caches than there are slots, as "
+                   "llama-server's: -1 no limit, 0 off [default: 8192].")
 @click.option("--speculative", "--spec-type", "speculative", default=None, type=click.Choice(SPECULATIVE, case_sensitive=False),
               help="Speculative decoding: 'ngram' drafts from earlier text (prompt lookup), 'draft' with the "
                    "draft model (the default with --model-draft); output is unchanged.")
@@ -97,7 +101,8 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host, port, ollama_port, data_folder, models, default_model, api_key, cors_origins, allowed_hosts,
           allow_media_from, max_upload_bytes,
-          n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v, speculative, draft_model,
+          n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v,
+          cache_ram_mib, speculative, draft_model,
           draft_p_min, draft_max, draft_min, ngram, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
     logging.basicConfig(level=log_level.upper())
@@ -137,7 +142,7 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         default_model=default_model,
         n_parallel=n_parallel, n_ctx=n_ctx, n_threads=n_threads, adaptive_threads=adaptive_threads,
         n_gpu_layers=n_gpu_layers, max_queue=max_queue,
-        cache_type_k=cache_type_k, cache_type_v=cache_type_v,
+        cache_type_k=cache_type_k, cache_type_v=cache_type_v, cache_ram_mib=cache_ram_mib,
         speculative=speculative, draft_max=draft_max, draft_min=draft_min, ngram=ngram, draft_p_min=draft_p_min,
         draft_model=draft_model, keep_alive=keep_alive,
         max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)

@@ -176,6 +176,7 @@ LOAD_RANGES: dict[str, Range] = {
     "n_gpu_layers": Range(int, ge=-1, le=INT32_MAX),
     "main_gpu": Range(int, ge=-1, le=INT32_MAX),
     "max_queue": Range(int, ge=0, le=INT32_MAX),
+    "cache_ram_mib": Range(int, ge=-1, le=INT32_MAX),
 }
 _LOAD_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "kv_unified", "embedding", "extra_buffers", "vocab_only")
 
@@ -408,7 +409,12 @@ class Model:
     with the same vocabulary (ValueError otherwise) that drafts for this one: loaded beside it,
     with its own KV cache (as many slots and as much context), it makes ``speculative="draft"``
     every request's default. ``kv_unified`` puts all slots in one KV buffer (faster batched steps
-    on some CPUs; separate buffers keep slots fully independent).
+    on some CPUs; separate buffers keep slots fully independent). ``cache_ram_mib`` (MiB; -1 no
+    limit, 0 off; default 8192, llama-server's ``--cache-ram``) keeps more conversations' KV caches
+    than there are slots: a slot taken by another conversation first saves its sequence to host
+    memory, and a later prompt that continues a saved one has it copied back instead of evaluated
+    (the oldest saved ones go first past the limit; prompts with images or audio are not saved;
+    off for recurrent and hybrid models). See ``cpp/prompt_cache.h``.
 
     ``n_threads`` (default: the physical cores) and ``n_threads_batch`` (prompt processing; default:
     all hardware threads) are what a step uses on a quiet machine. ``adaptive_threads`` (Linux):
@@ -462,6 +468,7 @@ class Model:
         kv_unified: bool = False,
         cache_type_k: str | None = None,
         cache_type_v: str | None = None,
+        cache_ram_mib: int = 8192,
         speculative: bool | str | None = None,
         draft_max: int | None = None,
         draft_min: int | None = None,
@@ -570,6 +577,7 @@ class Model:
             cp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
             cp.max_queue = int(max_queue)
             cp.kv_unified = bool(kv_unified)
+            cp.cache_ram_mib = int(cache_ram_mib)
             # a cache larger than all the machine's memory is refused before llama.cpp tries: its cell bookkeeping
             # alone grows with n_ctx (gigabytes of RAM, and minutes on a busy machine, for 2**31 cells) before the
             # cache's own allocation fails

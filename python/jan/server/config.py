@@ -43,6 +43,7 @@ class ServerConfig:
     max_queue: int | None = None
     cache_type_k: str | None = None
     cache_type_v: str | None = None
+    cache_ram_mib: int | None = None  # host-memory prompt cache, MiB (-1 no limit, 0 off; jan.Model's)
     # "ngram": every request drafts with n-grams unless it says otherwise; "draft": with the draft model
     speculative: str | None = None
     draft_max: int | None = None
@@ -82,6 +83,7 @@ class ServerConfig:
                 "n_ctx": self.n_ctx or None, "n_threads": self.n_threads or None,
                 "adaptive_threads": self.adaptive_threads,
                 "cache_type_k": self.cache_type_k, "cache_type_v": self.cache_type_v,
+                "cache_ram_mib": self.cache_ram_mib,
                 "speculative": self.speculative, "draft_max": self.draft_max, "draft_min": self.draft_min,
                 "ngram": self.ngram, "draft_p_min": self.draft_p_min, "draft_model": self.draft_model}
         return {k: v for k, v in opts.items() if v is not None}

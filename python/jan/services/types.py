@@ -620,6 +620,8 @@ class LoadOptions:
     kv_unified: bool | None = None
     cache_type_k: str | None = None
     cache_type_v: str | None = None
+    # MiB of host memory keeping more conversations' KV caches than there are slots (-1 no limit, 0 off)
+    cache_ram_mib: int | None = None
     # Every request's speculative-decoding defaults (a request's own options win).
     speculative: bool | str | None = None
     draft_max: int | None = None
@@ -647,6 +649,7 @@ class LoadOptions:
         "kv_unified": "kv_unified",
         "cache_type_k": "cache_type_k",
         "cache_type_v": "cache_type_v",
+        "cache_ram_mib": "cache_ram_mib",
         "speculative": "speculative",
         "draft_max": "draft_max",
         "draft_min": "draft_min",

@@ -90,6 +90,9 @@ class EngineCollector:
             "n_threads_batch": ("jan_threads_batch", "Threads a prompt-processing step uses now"),
             "cpu_busy_elsewhere": ("jan_cpu_busy_elsewhere", "Cores busy with other work (other processes, jan's other threads), last sample"),
             "threads_apart": ("jan_threads_apart", "Compute threads held to their own CPUs (steps running more threads than the free cores)"),
+            "prompt_cache_bytes": ("jan_prompt_cache_bytes", "Host memory held by conversations' KV caches saved from "
+                                   "slots (--cache-ram)"),
+            "prompt_cache_prompts": ("jan_prompt_cache_prompts", "Conversations' KV caches saved from slots"),
             "step_threads": ("jan_step_threads", "Threads the last decode step ran on (fewer than jan_threads when it held too little work to split)"),
         }
         per_model: dict[str, dict] = {}
