@@ -27,8 +27,14 @@ def fresh(path, prompt, n: int = 12, **settings) -> list[int]:
         return run(model, prompt, n)[0]
 
 
-def test_a_conversation_that_lost_its_slot_comes_back_from_host_memory(stories_path):
-    with jan.Model(stories_path, **SETTINGS) as model:
+@pytest.mark.parametrize("layout", [{}, {"kv_unified": True}, {"flash_attn": False},
+                                    {"cache_type_k": "bf16", "cache_type_v": "f32"},
+                                    {"speculative": "ngram"}, {"draft_model": "self"}])
+def test_a_conversation_that_lost_its_slot_comes_back_from_host_memory(stories_path, layout):
+    """On every KV layout (one buffer for all slots, no flash attention, other element types) and with drafting (the
+    draft model's own cache catches up by itself), the saved sequence gives the output a fresh model gives."""
+    layout = {k: (stories_path if v == "self" else v) for k, v in layout.items()}
+    with jan.Model(stories_path, **SETTINGS, **layout) as model:
         a = model.tokenize(STORY_A)
         first, _ = run(model, a)
         run(model, STORY_B)  # the only slot now holds B: A went to host memory
@@ -40,7 +46,7 @@ def test_a_conversation_that_lost_its_slot_comes_back_from_host_memory(stories_p
         run(model, STORY_B)
         out, cached = run(model, follow)
         assert cached >= len(a) + len(first) - 1
-        assert out == fresh(stories_path, follow)
+        assert out == fresh(stories_path, follow, **layout)
         metrics = model.metrics()
         assert metrics["cached_tokens_total"] >= 2 * (len(a) - 1)
         # B's cache went to host memory when A's next turn took the slot: what is held is told
