@@ -64,19 +64,32 @@ namespace {
 // another token is left to sample. A logit bias of -inf (llama-server's way) bans them even where a finished
 // grammar allows nothing else, and the sampler then picks a token the grammar rejects ("empty grammar stack");
 // here the end of generation is what is left, and the request stops as a grammar-constrained one would.
+struct IgnoreEosTokens {
+    std::vector<uint8_t> mask;     // mask[token] != 0: an end-of-generation token
+    std::vector<llama_token> ids;  // the same tokens, listed (a handful: EOS, EOT, EOM, ...)
+};
+
 struct IgnoreEosState {
-    std::shared_ptr<const std::vector<uint8_t>> eog;  // eog[token] != 0: an end-of-generation token (shared by clones)
+    std::shared_ptr<const IgnoreEosTokens> eog;  // (shared by clones)
 };
 
 const char * ignore_eos_name(const llama_sampler *) { return "jan-ignore-eos"; }
 
 void ignore_eos_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
     const auto & eog = *static_cast<IgnoreEosState *>(smpl->ctx)->eog;
-    auto is_eog = [&](llama_token t) { return t >= 0 && (size_t)t < eog.size() && eog[t]; };
-    bool other = false;
+    auto is_eog = [&](llama_token t) { return t >= 0 && (size_t)t < eog.mask.size() && eog.mask[t]; };
+    bool other = false;  // (found within the first few candidates unless a grammar rules out most of them)
     for (size_t i = 0; i < cur_p->size && !other; ++i)
         other = !is_eog(cur_p->data[i].id) && cur_p->data[i].logit != -INFINITY;
     if (!other) return;
+    // The candidates are still the vocabulary in token order (what the chain's first samplers leave): banned by
+    // index, as llama.cpp's logit bias does, not by a pass over a vocabulary of up to 262k tokens per token.
+    bool in_order = cur_p->size == eog.mask.size();
+    for (llama_token t : eog.ids) in_order = in_order && cur_p->data[t].id == t;
+    if (in_order) {
+        for (llama_token t : eog.ids) cur_p->data[t].logit = -INFINITY;
+        return;
+    }
     for (size_t i = 0; i < cur_p->size; ++i)
         if (is_eog(cur_p->data[i].id)) cur_p->data[i].logit = -INFINITY;
 }
@@ -105,8 +118,13 @@ llama_sampler * ignore_eos_clone(const llama_sampler * smpl) {
 
 llama_sampler * make_ignore_eos_sampler(const Model & model) {
     const int32_t n_vocab = model.n_vocab();
-    auto eog = std::make_shared<std::vector<uint8_t>>(n_vocab, 0);
-    for (llama_token t = 0; t < n_vocab; ++t) (*eog)[t] = model.is_eog(t) ? 1 : 0;
+    auto eog = std::make_shared<IgnoreEosTokens>();
+    eog->mask.assign(n_vocab, 0);
+    for (llama_token t = 0; t < n_vocab; ++t)
+        if (model.is_eog(t)) {
+            eog->mask[t] = 1;
+            eog->ids.push_back(t);
+        }
     return llama_sampler_init(ignore_eos_iface(), new IgnoreEosState{std::move(eog)});
 }
 
