@@ -32,7 +32,8 @@ void PromptCache::save(llama_context * ctx, llama_seq_id seq, const std::vector<
         if (shared_prefix(it->tokens, tokens) == it->tokens.size()) drop(it);  // these tokens continue it
         it = next;
     }
-    while (limit_ > 0 && !entries_.empty() && bytes_ + size > (uint64_t)limit_) drop(entries_.begin());
+    while (!entries_.empty() && (entries_.size() >= kMaxPrompts || (limit_ > 0 && bytes_ + size > (uint64_t)limit_)))
+        drop(entries_.begin());
     Entry entry;
     try {
         entry.state.resize(size);

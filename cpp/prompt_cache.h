@@ -15,8 +15,14 @@ namespace jan {
 
 class PromptCache {
 public:
-    // limit_bytes: < 0 no limit, 0 off; the oldest entries go first once the saved states pass it.
+    // limit_bytes: < 0 no limit, 0 off; the oldest entries go first once the saved states pass it, or once
+    // there are kMaxPrompts of them.
     explicit PromptCache(int64_t limit_bytes) : limit_(limit_bytes) {}
+
+    // Each lookup compares the prompt with every saved one (up to where they part): a few hundred keep that
+    // well under a millisecond on the engine thread, where a tiny model's ~100 KB conversations would otherwise
+    // pile up by the ten thousand before the byte limit (llama-server caps its cache's tokens instead).
+    static constexpr size_t kMaxPrompts = 256;
 
     bool enabled() const { return limit_ != 0; }
     uint64_t bytes() const { return bytes_; }

@@ -258,8 +258,15 @@ void Scheduler::swap_saved_prompt(Slot & slot, const Pending & pending) {
     const bool continues = here > 0 && (2 * here >= slot.cache.size() || 2 * here >= pending.prompt.size());
     // (every prompt token's logits are wanted: all of it is evaluated whatever is cached)
     const size_t better = pending.params.prompt_logprobs ? 0 : prompt_cache_.best_prefix(pending.prompt, here);
-    // Another conversation takes the slot: its own goes to host memory first (a media prompt's is not kept).
-    if ((!continues || better > 0) && slot.cache_media.empty())
+    // Another conversation takes the slot, or this prompt branches off 32 tokens or more before the end of what
+    // the slot holds (another thread after the same long system prompt, which pick_slot counts as continuing the
+    // slot): what the slot holds goes to host memory first (a media prompt's is not kept). Not for a prompt the
+    // slot holds whole (a retry, "regenerate"): the reply it cuts off is seldom asked for again, and the copy of
+    // the whole sequence would delay its first token (hundreds of MB on a 7B model's long conversation); nor for
+    // a shorter tail, cheaper to evaluate again than that copy.
+    constexpr size_t kSavedTail = 32;
+    const bool branches = here + 1 < pending.prompt.size() && slot.cache.size() >= here + kSavedTail;
+    if ((better > 0 || !continues || branches) && slot.cache_media.empty())
         prompt_cache_.save(ctx_.get(), slot.id, slot.cache);
     if (better == 0) return;
     std::vector<llama_token> tokens;

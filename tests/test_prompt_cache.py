@@ -135,3 +135,53 @@ def test_the_servers_flag_reaches_the_models_it_loads(tmp_path, stories_path, ca
     finally:
         server.stop()
     assert (again > 20) if cache_ram_mib is None else (again <= 1)
+
+
+def test_at_most_256_conversations_are_kept_and_the_oldest_go_first(stories_path):
+    """The count bound (``PromptCache::kMaxPrompts``): past it the oldest saved conversation is dropped, the newest
+    still come back."""
+    import random
+
+    words = (STORY_A + " " + STORY_B).replace(".", "").replace(",", "").split()
+    prompts = [" ".join(random.Random(i).sample(words, 10)) for i in range(262)]
+    with jan.Model(stories_path, **SETTINGS) as model:
+        for p in prompts:
+            model.generate(p, max_tokens=1, temperature=0)
+        assert model.metrics()["prompt_cache_prompts"] == 256
+        newest, oldest = model.tokenize(prompts[-2]), model.tokenize(prompts[0])
+        assert run(model, newest, 1)[1] == len(newest) - 1
+        assert run(model, oldest, 1)[1] <= 2  # (at most a shared first word)
+
+
+def test_the_default_limit_is_llama_servers_at_most_a_quarter_of_the_ram():
+    from jan import _engine
+    from jan.engine.fit import PROMPT_CACHE_MAX_MIB, default_prompt_cache_mib
+
+    ram = sum(int(d["memory_total"]) for d in _engine.system_info()["devices"] if d["type"] == "cpu")
+    assert default_prompt_cache_mib() == min(PROMPT_CACHE_MAX_MIB, ram // 4 // 2**20)
+
+
+def test_threads_after_one_long_system_prompt_keep_their_own_turns(stories_path):
+    """Two conversations after the same long system prompt share one slot: each next turn finds its own earlier
+    turns, not only the shared prompt (pick_slot counts the other thread as continuing the slot; its tail is saved
+    before it is cut)."""
+    with jan.Model(stories_path, **SETTINGS) as model:
+        system = model.tokenize(STORY_A + " " + STORY_B)
+        a = system + model.tokenize(" Lily said hello.", add_special=False)
+        b = system + model.tokenize(" Tom ran away.", add_special=False)
+        reply_a, _ = run(model, a, 40)
+        run(model, b, 40)  # the slot now holds b: a's turn went to host memory
+        follow = a + reply_a + model.tokenize(" Then", add_special=False)
+        out, cached = run(model, follow)
+        assert cached >= len(a) + len(reply_a) - 1
+        assert out == fresh(stories_path, follow)
+
+
+def test_a_retry_of_the_same_prompt_saves_nothing(stories_path):
+    """A prompt the slot holds whole (a retry, "regenerate") reuses it and saves nothing: the reply it cuts off is
+    seldom asked for again, and copying the sequence would delay the retry's first token."""
+    with jan.Model(stories_path, **SETTINGS) as model:
+        for _ in range(3):
+            _, cached = run(model, STORY_A, 60)
+        assert model.metrics()["prompt_cache_prompts"] == 0
+    assert cached > 20

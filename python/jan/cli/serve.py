@@ -75,7 +75,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
 @click.option("--cache-ram", "-cram", "cache_ram_mib", default=None,
               type=click.IntRange(-1, int(LOAD_RANGES["cache_ram_mib"].le)), metavar="MIB",
               help="Host memory (MiB) keeping more conversations' KV caches than there are slots, as "
-                   "llama-server's: -1 no limit, 0 off [default: 8192].")
+                   "llama-server's: -1 no limit, 0 off [default: 8192, at most a quarter of the RAM].")
 @click.option("--speculative", "--spec-type", "speculative", default=None, type=click.Choice(SPECULATIVE, case_sensitive=False),
               help="Speculative decoding: 'ngram' drafts from earlier text (prompt lookup), 'draft' with the "
                    "draft model (the default with --model-draft); output is unchanged.")

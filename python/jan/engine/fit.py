@@ -52,6 +52,21 @@ def memory_total_bytes(*, swap: bool = True) -> int:
     return total + int(psutil.swap_memory().total)
 
 
+#: The host-memory prompt cache's largest default (MiB): llama-server's ``--cache-ram``.
+PROMPT_CACHE_MAX_MIB = 8192
+
+
+def default_prompt_cache_mib() -> int:
+    """The host-memory prompt cache's default size in MiB (``jan.Model``'s ``cache_ram_mib`` when not given):
+    llama-server's 8192, but at most a quarter of the machine's RAM (llama.cpp's CPU device's total), since the
+    cache grows with the conversations a server has seen, and a laptop serving a model must not swap for old ones;
+    8192 where llama.cpp does not tell the RAM."""
+    from jan import _engine
+
+    ram = sum(int(d["memory_total"]) for d in _engine.system_info()["devices"] if d["type"] == "cpu")
+    return min(PROMPT_CACHE_MAX_MIB, ram // 4 // 2**20) if ram > 0 else PROMPT_CACHE_MAX_MIB
+
+
 @dataclass(frozen=True)
 class ContextFit:
     """The chosen context: ``n_ctx`` tokens per slot; ``fitted`` when it is below ``wanted``."""

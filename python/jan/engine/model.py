@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from jan import _engine
 from jan.errors import (BadRequestError, ContextOverflowError, EmbeddingCancelledError, EmbeddingStoppedError,
                         MediaError, ModelClosedError, ModelFileError, ModelLoadError, ModelSettingError)
-from jan.engine.fit import DEFAULT_MAX_CTX, ContextFit, fit_n_ctx, free_memory_bytes, memory_total_bytes
+from jan.engine.fit import (DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx, free_memory_bytes,
+                            memory_total_bytes)
 from jan.engine.gguf_file import check_gguf_file, file_path, load_weights
 from jan.engine.heap import release_free_memory
 from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
@@ -410,11 +411,12 @@ class Model:
     with its own KV cache (as many slots and as much context), it makes ``speculative="draft"``
     every request's default. ``kv_unified`` puts all slots in one KV buffer (faster batched steps
     on some CPUs; separate buffers keep slots fully independent). ``cache_ram_mib`` (MiB; -1 no
-    limit, 0 off; default 8192, llama-server's ``--cache-ram``) keeps more conversations' KV caches
-    than there are slots: a slot taken by another conversation first saves its sequence to host
-    memory, and a later prompt that continues a saved one has it copied back instead of evaluated
-    (the oldest saved ones go first past the limit; prompts with images or audio are not saved;
-    off for recurrent and hybrid models). See ``cpp/prompt_cache.h``.
+    limit, 0 off; default: llama-server's ``--cache-ram`` 8192, at most a quarter of the RAM,
+    :func:`jan.engine.fit.default_prompt_cache_mib`) keeps more conversations' KV caches than there
+    are slots: a slot taken by another conversation first saves its sequence to host memory, and a
+    later prompt that continues a saved one has it copied back instead of evaluated (the oldest
+    saved ones go first past the limit or past 256 of them; prompts with images or audio are not
+    saved; off for recurrent and hybrid models). See ``cpp/prompt_cache.h``.
 
     ``n_threads`` (default: the physical cores) and ``n_threads_batch`` (prompt processing; default:
     all hardware threads) are what a step uses on a quiet machine. ``adaptive_threads`` (Linux):
@@ -468,7 +470,7 @@ class Model:
         kv_unified: bool = False,
         cache_type_k: str | None = None,
         cache_type_v: str | None = None,
-        cache_ram_mib: int = 8192,
+        cache_ram_mib: int | None = None,
         speculative: bool | str | None = None,
         draft_max: int | None = None,
         draft_min: int | None = None,
@@ -577,7 +579,7 @@ class Model:
             cp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
             cp.max_queue = int(max_queue)
             cp.kv_unified = bool(kv_unified)
-            cp.cache_ram_mib = int(cache_ram_mib)
+            cp.cache_ram_mib = int(cache_ram_mib) if cache_ram_mib is not None else default_prompt_cache_mib()
             # a cache larger than all the machine's memory is refused before llama.cpp tries: its cell bookkeeping
             # alone grows with n_ctx (gigabytes of RAM, and minutes on a busy machine, for 2**31 cells) before the
             # cache's own allocation fails
