@@ -52,8 +52,7 @@ std::list<PromptCache::Entry>::const_iterator PromptCache::best(const std::vecto
     size_t longest = than;
     for (auto it = entries_.begin(); it != entries_.end(); ++it) {
         const size_t p = shared_prefix(it->tokens, prompt);
-        const bool continues = p > 0 && (2 * p >= it->tokens.size() || 2 * p >= prompt.size());
-        if (continues && p > longest) {
+        if (continues_prefix(p, it->tokens.size(), prompt.size()) && p > longest) {
             longest = p;
             found = it;
         }

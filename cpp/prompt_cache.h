@@ -13,6 +13,14 @@
 
 namespace jan {
 
+// Whether a prompt that shares `prefix` tokens with a cache holding `held` continues it: the shared part is at
+// least half of what the cache holds, or half of the prompt's `prompt_size` (a next turn of that conversation, or
+// the same long document with a new question), not only a shared start (BOS, a template's header). The one rule
+// for a slot (Scheduler::pick_slot, swap_saved_prompt) and a saved sequence (PromptCache::best_prefix).
+inline bool continues_prefix(size_t prefix, size_t held, size_t prompt_size) {
+    return prefix > 0 && (2 * prefix >= held || 2 * prefix >= prompt_size);
+}
+
 class PromptCache {
 public:
     // limit_bytes: < 0 no limit, 0 off; the oldest entries go first once the saved states pass it, or once

@@ -242,7 +242,7 @@ Scheduler::Slot * Scheduler::pick_slot(const Pending & pending) {
             continue;
         }
         const size_t prefix = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
-        const bool continues = prefix > 0 && (2 * prefix >= cached || 2 * prefix >= pending.prompt.size());
+        const bool continues = continues_prefix(prefix, cached, pending.prompt.size());
         if (continues && (!reuse || prefix > reuse_prefix || (prefix == reuse_prefix && slot.last_used < reuse->last_used))) {
             reuse = &slot;
             reuse_prefix = prefix;
@@ -255,7 +255,7 @@ Scheduler::Slot * Scheduler::pick_slot(const Pending & pending) {
 void Scheduler::swap_saved_prompt(Slot & slot, const Pending & pending) {
     if (!prompt_cache_.enabled()) return;
     const size_t here = common_prefix(slot.cache, slot.cache_media, pending.prompt, pending.media);
-    const bool continues = here > 0 && (2 * here >= slot.cache.size() || 2 * here >= pending.prompt.size());
+    const bool continues = continues_prefix(here, slot.cache.size(), pending.prompt.size());
     // (every prompt token's logits are wanted: all of it is evaluated whatever is cached)
     const size_t better = pending.params.prompt_logprobs ? 0 : prompt_cache_.best_prefix(pending.prompt, here);
     // Another conversation takes the slot, or this prompt branches off 32 tokens or more before the end of what
