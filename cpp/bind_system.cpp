@@ -2,6 +2,7 @@
 
 #include "bind_common.h"
 #include "ggml-backend.h"
+#include "gguf_layers.h"
 #include "llama.h"
 #include "model.h"
 #include "step_threads.h"
@@ -25,6 +26,22 @@ void register_system(py::module_ & m) {
     m.def("token_work", &token_work, py::arg("n_params"), py::arg("n_layer"), py::arg("n_embd"), py::arg("n_cells"),
           "Multiply-adds of one token of a model of `n_params` parameters attending to `n_cells` KV cells "
           "(step_threads.h).");
+    m.def("gguf_layer_bytes", [](const std::string & path) {
+        LayerBytes b;
+        {
+            py::gil_scoped_release release;  // a header read: file I/O
+            b = gguf_layer_bytes(path);
+        }
+        py::dict d;
+        d["layers"] = b.layers;
+        d["output"] = b.output;
+        d["token_embd"] = b.token_embd;
+        d["other"] = b.other;
+        d["output_tied"] = b.output_tied;
+        return d;
+    }, py::arg("path"),
+          "Bytes of a GGUF file's weights by llama.cpp's layer (gguf_layers.h): {layers: [bytes of blk.<i>], output, "
+          "token_embd, other, output_tied}. RuntimeError when its header cannot be read.");
     m.def("system_info", [] {
         ensure_backend_initialized();
         py::dict info;

@@ -28,6 +28,8 @@ struct HeadDims {
 
 HeadDims head_dims(const Model & model) {
     const llama_model * m = model.get();
+    // a vocab-only model has no hyperparameters: llama.cpp aborts the process on a layer's head count there
+    if (model.n_layer() <= 0) return {};
     const int64_t n_head = llama_model_n_head(m);
     HeadDims d;
     d.n_head_kv = llama_model_n_head_kv(m);

@@ -54,7 +54,7 @@ async def chat(api: Client, model: str) -> dict:
     ({"settings": {"ctx_len": "4096"}}, "settings.ctx_len"),
     ({"settings": {"ctx_len": 2**40}}, "settings.ctx_len"),
     ({"settings": {"n_parallel": 0}}, "settings.n_parallel"),
-    ({"settings": {"ngl": "all"}}, "settings.ngl"),
+    ({"settings": {"ngl": "most"}}, "settings.ngl"),
     ({"settings": {"flash_attn": "yes"}}, "settings.flash_attn"),
     ({"settings": {"cache_type_k": "f8"}}, "settings.cache_type_k"),
     ({"settings": {"cache_ram_mib": -2}}, "settings.cache_ram_mib"),

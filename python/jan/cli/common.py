@@ -392,6 +392,27 @@ class SamplingValue(click.ParamType):
         return f"[{RANGES[self.option].describe()}]" if self.option in RANGES else "[a 64-bit integer]"
 
 
+class GpuLayers(click.ParamType):
+    """``--gpu-layers``/``-ngl`` as llama-server takes it: a layer count (-1: all), ``auto`` (as many as the GPUs'
+    free memory holds, none without a GPU: :mod:`jan.engine.offload`) or ``all`` (-1)."""
+
+    name = "N|auto|all"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        text = str(value).strip().lower()
+        if text in ("auto", "all"):
+            return "auto" if text == "auto" else -1
+        try:
+            number = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a layer count, 'auto' or 'all'", param, ctx)
+        if not -1 <= number <= INT32_MAX:
+            self.fail(f"{number} is not in the range -1 (all) to {INT32_MAX}", param, ctx)
+        return number
+
+
 class PathParam(click.Path):
     """``click.Path`` that refuses an empty value as a usage error naming the option: ``Path("")`` is the current
     folder, so an unset shell variable (``--data-folder "$DIR"``, ``--image "$PIC"``) would silently name the folder

@@ -10,6 +10,7 @@ import click
 from jan.cli.common import (
     INT32_MAX,
     CLIError,
+    GpuLayers,
     PathParam,
     SamplingValue,
     connection_options,
@@ -50,8 +51,9 @@ def load_options(func):
                      help="Context tokens (in-process models only)."),
         click.option("--threads", "-t", "n_threads", type=click.IntRange(1, INT32_MAX), default=None,
                      help="CPU threads (in-process models only)."),
-        click.option("--gpu-layers", "-ngl", "n_gpu_layers", type=click.IntRange(-1, INT32_MAX), default=None,
-                     help="Layers to offload to the GPU, -1 for all (in-process models only)."),
+        click.option("--gpu-layers", "-ngl", "n_gpu_layers", type=GpuLayers(), default=None,
+                     help="Layers to offload to the GPU: a count, -1 or 'all' for all, 'auto' for as many as fit "
+                          "(in-process models only) [default: auto]."),
     ]):
         func = decorator(func)
     return func

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from jan.cli.common import INT32_MAX, CLIError, PathParam, SamplingValue, check_flag_order, nonempty_param
+from jan.cli.common import INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, nonempty_param
 from jan.engine.model import ADAPTIVE_THREADS, CACHE_TYPES, LOAD_RANGES
 from jan.engine.params import SPECULATIVE
 from jan.server.config import DEFAULT_PORT, OLLAMA_PORT, ServerConfig, default_data_folder
@@ -64,8 +64,9 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               help="Fewer threads while other processes keep cores busy: where the output stays the same "
                    "(exact), on every step (always: fastest under load, a long lone generation may differ), "
                    "or never (off) [default: exact].")
-@click.option("--gpu-layers", "-ngl", "n_gpu_layers", default=None, type=click.IntRange(-1, INT32_MAX),
-              help="Layers to offload to the GPU (-1: all) [default: the llamacpp extension's setting, 0].")
+@click.option("--gpu-layers", "-ngl", "n_gpu_layers", default=None, type=GpuLayers(),
+              help="Layers to offload to the GPU: a count, -1 or 'all' for all, 'auto' for as many as the GPUs' "
+                   "free memory holds, none without a GPU [default: the llamacpp extension's setting, auto].")
 @click.option("--max-queue", default=None, type=click.IntRange(0, INT32_MAX),
               help="Requests waiting for a slot before 503 [default: the llamacpp extension's setting, 64].")
 @click.option("--cache-type-k", "-ctk", "cache_type_k", default=None, type=click.Choice(CACHE_TYPES, case_sensitive=False),

@@ -88,6 +88,8 @@ def fit_n_ctx(wanted: int, n_parallel: int, kv_bytes_per_cell: float, free_bytes
     one slot (all layers, K and V; the draft model's too). Raises :class:`~jan.ModelLoadError`
     when not even :data:`MIN_FIT_CTX` tokens fit."""
     cells = max(1, int(n_parallel))
+    if kv_bytes_per_cell <= 0:  # no cache there (a recurrent model; no layer on this device): nothing to fit
+        return ContextFit(wanted, wanted, 0, free_bytes)
 
     def need(n_ctx: int) -> int:
         return int(n_ctx * cells * kv_bytes_per_cell)

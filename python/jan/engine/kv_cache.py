@@ -14,11 +14,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["BLOCK_SIZES", "CacheTypeProblem", "cache_type_problem", "head_sizes", "is_embedding_metadata"]
+__all__ = ["BLOCK_BYTES", "BLOCK_SIZES", "CacheTypeProblem", "cache_type_problem", "head_sizes", "header_int",
+           "is_embedding_metadata",
+           "kv_bytes_per_cell"]
 
 #: Values per block of each KV cache type (ggml_blck_size): a head must hold whole blocks.
 BLOCK_SIZES = {"f32": 1, "f16": 1, "bf16": 1, "q8_0": 32, "q4_0": 32, "q4_1": 32, "q5_0": 32, "q5_1": 32,
                "iq4_nl": 32}
+
+#: Bytes of one block of each KV cache type (ggml_type_size; ggml.c's type traits).
+BLOCK_BYTES = {"f32": 4, "f16": 2, "bf16": 2, "q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24,
+               "iq4_nl": 18}
 
 #: Architectures llama.cpp runs without flash attention whatever is asked (llama_init_from_model forces it
 #: off for Grok), so a quantized V cache, which only flash attention reads, can never be made for them.
@@ -43,7 +49,7 @@ class CacheTypeProblem:
         return f"{self.option}: {self.reason}"
 
 
-def _int(metadata: Mapping[str, str], key: str) -> int | None:
+def header_int(metadata: Mapping[str, str], key: str) -> int | None:
     """A numeric header value (llama.cpp renders them as text); None when absent or not a number
     (an array, such as a per-layer head count, is not in the metadata at all)."""
     value = metadata.get(key)
@@ -69,17 +75,37 @@ def head_sizes(metadata: Mapping[str, str]) -> tuple[tuple[int, ...], tuple[int,
     Empty when the header does not say for sure: no attention (a recurrent model, head count 0) or a
     head count per layer (an array, which llama.cpp's rendered metadata leaves out)."""
     arch = metadata.get("general.architecture") or ""
-    n_head = _int(metadata, f"{arch}.attention.head_count")
+    n_head = header_int(metadata, f"{arch}.attention.head_count")
     if not n_head or n_head <= 0:
         return (), ()
-    n_embd = _int(metadata, f"{arch}.embedding_length")
+    n_embd = header_int(metadata, f"{arch}.embedding_length")
     default = n_embd // n_head if n_embd and n_embd > 0 else None
     sizes = []
     for kind in ("key", "value"):
-        full = _int(metadata, f"{arch}.attention.{kind}_length") or default
-        swa = _int(metadata, f"{arch}.attention.{kind}_length_swa") or full
+        full = header_int(metadata, f"{arch}.attention.{kind}_length") or default
+        swa = header_int(metadata, f"{arch}.attention.{kind}_length_swa") or full
         sizes.append(tuple(sorted({s for s in (full, swa) if s and s > 0})))
     return sizes[0], sizes[1]
+
+
+def kv_bytes_per_cell(metadata: Mapping[str, str], cache_type_k: str = "f16", cache_type_v: str = "f16") -> int:
+    """Bytes one token of context takes in the KV cache of every layer (K and V), from the header alone, as
+    ``cpp/kv_cache.cpp``'s ``kv_cache_size`` counts them for a loaded model: ``block_count`` layers of
+    ``head_count_kv`` heads of the widest key and value heads (:func:`head_sizes`). An upper bound where layers
+    differ (sliding-window layers keep fewer cells; latent attention stores less); 0 without attention, or where the
+    header gives its head counts per layer (an array, not in the rendered metadata)."""
+    arch = metadata.get("general.architecture") or ""
+    n_layer = header_int(metadata, f"{arch}.block_count") or 0
+    n_head_kv = header_int(metadata, f"{arch}.attention.head_count_kv") or header_int(metadata, f"{arch}.attention.head_count")
+    keys, values = head_sizes(metadata)
+    type_k, type_v = _kind(cache_type_k) or "f16", _kind(cache_type_v) or "f16"
+    if not n_layer or not n_head_kv or not keys or not values:
+        return 0
+
+    def row(kind: str, width: int) -> int:
+        return -(-width * n_head_kv // BLOCK_SIZES[kind]) * BLOCK_BYTES[kind]
+
+    return n_layer * (row(type_k, max(keys)) + row(type_v, max(values)))
 
 
 def is_embedding_metadata(metadata: Mapping[str, str]) -> bool:
@@ -93,8 +119,8 @@ def _is_mla(metadata: Mapping[str, str]) -> bool:
     arch = metadata.get("general.architecture") or ""
     if arch in _ALWAYS_MLA_ARCHS:
         return True
-    return bool(_int(metadata, f"{arch}.attention.key_length_mla")) and \
-        bool(_int(metadata, f"{arch}.attention.value_length_mla"))
+    return bool(header_int(metadata, f"{arch}.attention.key_length_mla")) and \
+        bool(header_int(metadata, f"{arch}.attention.value_length_mla"))
 
 
 def cache_type_problem(metadata: Mapping[str, str], cache_type_k, cache_type_v,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence, Set as AbstractSet
@@ -19,10 +20,13 @@ from jan.errors import (BadRequestError, ContextOverflowError, EmbeddingCancelle
                         MediaError, ModelClosedError, ModelFileError, ModelLoadError, ModelSettingError)
 from jan.engine.fit import (DEFAULT_MAX_CTX, ContextFit, default_prompt_cache_mib, fit_n_ctx, free_memory_bytes,
                             memory_total_bytes)
-from jan.engine.gguf_file import check_gguf_file, file_path, load_weights
+from jan.engine.gguf_file import check_gguf_file, file_path, load_weights, native_path
 from jan.engine.heap import release_free_memory
-from jan.engine.kv_cache import cache_type_problem, is_embedding_metadata
+from jan.engine.header import read_info
+from jan.engine.kv_cache import cache_type_problem, header_int, is_embedding_metadata, kv_bytes_per_cell
 from jan.engine.logs import forward_native_logs, native_error_detail
+from jan.engine.offload import (AUTO, OffloadPlan, compute_buffer_bytes, gpu_free_bytes, kv_gpu_share,
+                                plan_offload)
 from jan.engine.media import DEFAULT_LIMITS, AudioClip, MediaLimits, audio_input, sized_image_input
 from jan.engine.params import (DEFAULTS as SAMPLING_DEFAULTS, INT32_MAX, SPECULATIVE_OPTIONS, Range,
                                 check_order, check_sampling_options, sampling_params)
@@ -34,6 +38,8 @@ from jan.engine.turns import Turns
 
 if TYPE_CHECKING:  # numpy is imported by embeddings only, not by every server start (resident memory)
     import numpy as np
+
+_log = logging.getLogger("jan.engine")
 
 POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 #: The GGUF ``<arch>.pooling_type`` of a reranker (llama.cpp's LLAMA_POOLING_TYPE_RANK): its pooled output is the
@@ -166,7 +172,8 @@ EMBED_MAX_CTX = 8192
 
 #: What each numeric load option of :class:`Model` accepts (the native engine's bounds, cpp/scheduler.cpp,
 #: and llama.cpp's: at most 256 sequences; int32 where it stores an int32). ``n_ctx`` 0/None is the
-#: model's own context; ``n_threads`` <= 0 the default count; ``n_gpu_layers`` -1 all layers.
+#: model's own context; ``n_threads`` <= 0 the default count; ``n_gpu_layers`` -1 all layers (or "auto"/"all",
+#: :func:`check_load_option`).
 LOAD_RANGES: dict[str, Range] = {
     "n_ctx": Range(int, ge=8, le=INT32_MAX),
     "n_parallel": Range(int, ge=1, le=256),
@@ -191,6 +198,10 @@ def check_load_option(name: str, value):
         return None
     if name == "n_ctx" and value == 0 and not isinstance(value, bool):
         return 0  # the model's own context
+    if name == "n_gpu_layers" and isinstance(value, str):  # llama-server's words for -ngl
+        if value.strip().lower() in (AUTO, "all"):
+            return AUTO if value.strip().lower() == AUTO else -1
+        raise ValueError(f"n_gpu_layers: expected a layer count (-1: all), 'auto' or 'all', got {value!r}")
     if name in LOAD_RANGES:
         return LOAD_RANGES[name].check(name, value)
     if name in _LOAD_FLAGS:
@@ -460,7 +471,7 @@ class Model:
         n_threads: int | None = None,
         n_threads_batch: int | None = None,
         adaptive_threads: bool | str = "exact",
-        n_gpu_layers: int = 0,
+        n_gpu_layers: int | str = AUTO,
         main_gpu: int = 0,
         use_mmap: bool = True,
         use_mlock: bool = False,
@@ -496,8 +507,19 @@ class Model:
             for option, value in (("draft_model", draft_model), ("mmproj", mmproj)):
                 if value is not None:
                     check_gguf_file(str(Path(value)), COMPANION_FILES[option], f"{option}: ")
+        n_gpu_layers = check_load_option("n_gpu_layers", n_gpu_layers)
+        #: What ``n_gpu_layers="auto"`` chose and why (:mod:`jan.engine.offload`); None when a count was given.
+        self.offload: OffloadPlan | None = None
+        if n_gpu_layers == AUTO and vocab_only:
+            n_gpu_layers = 0  # no weights to place (and the header read a plan makes is such a load)
+        elif n_gpu_layers == AUTO:
+            self.offload = self._plan_offload(n_ctx, n_parallel, n_ubatch or n_batch, cache_type_k, cache_type_v,
+                                              bool(embedding))
+            n_gpu_layers = self.offload.n_gpu_layers
+        #: The layers offloaded to the GPU, as llama.cpp took them (-1: all; "auto" resolved).
+        self.n_gpu_layers = int(n_gpu_layers)
         mp = _engine.ModelParams()
-        mp.n_gpu_layers = int(n_gpu_layers)
+        mp.n_gpu_layers = self.n_gpu_layers
         mp.main_gpu = int(main_gpu)
         mp.use_mmap = bool(use_mmap)
         mp.use_mlock = bool(use_mlock)
@@ -601,7 +623,7 @@ class Model:
         self._projector = None
         self.media_limits = media_limits or DEFAULT_LIMITS
         if mmproj is not None:
-            self._load_projector(str(Path(mmproj)), n_threads_batch, n_gpu_layers, flash_attn)
+            self._load_projector(str(Path(mmproj)), n_threads_batch, self.n_gpu_layers, flash_attn)
 
     def _context_too_big(self, cp, memory: int, what: str) -> ModelSettingError | None:
         """Why the context of an ``n_ctx`` the caller chose cannot be made, when its KV cache is more than
@@ -622,12 +644,52 @@ class Model:
             code="context_too_large")
 
     def _fit_context(self, cp) -> ContextFit:
-        """The default context per slot, shrunk to what free memory holds (see :mod:`jan.engine.fit`)."""
+        """The default context per slot, shrunk to what free memory holds (see :mod:`jan.engine.fit`): the KV
+        cache of the layers on the CPU in the RAM free, and that of the layers offloaded in what the GPUs have
+        free now, after their weights (less llama.cpp's compute buffers and the per-device headroom)."""
         wanted = min(self._native.n_ctx_train or _DEFAULT_MAX_CTX, _DEFAULT_MAX_CTX)
         per_cell = self._native.kv_cache_bytes(1, cp.cache_type_k, cp.cache_type_v)
         if self._native_draft is not None:
             per_cell += self._native_draft.kv_cache_bytes(1, cp.cache_type_k, cp.cache_type_v)
-        return fit_n_ctx(wanted, cp.n_parallel, per_cell, free_memory_bytes())
+        info = _engine.system_info()
+        gpu_free, n_gpus = gpu_free_bytes(info["devices"])
+        share = 0.0
+        if n_gpus and info["supports_gpu_offload"]:
+            share = kv_gpu_share(self.n_gpu_layers, self._native.n_layer)
+        fits = []
+        if share < 1.0:
+            fits.append(fit_n_ctx(wanted, cp.n_parallel, per_cell * (1.0 - share), free_memory_bytes()))
+        if share > 0.0:
+            fits.append(fit_n_ctx(wanted, cp.n_parallel, per_cell * share, gpu_free,
+                                  headroom=compute_buffer_bytes(self._native.n_vocab, cp.n_ubatch or cp.n_batch)))
+        fit = min(fits, key=lambda f: f.n_ctx)
+        return ContextFit(fit.n_ctx, wanted, int(per_cell * fit.n_ctx * max(1, cp.n_parallel)), fit.free_bytes)
+
+    def _plan_offload(self, n_ctx, n_parallel, n_ubatch, cache_type_k, cache_type_v, no_kv: bool) -> OffloadPlan:
+        """``n_gpu_layers="auto"``: without a GPU, none (nothing read); with one, the layers that fit it with the
+        KV cache of the context asked for (the default's when none is: the fit may only shrink it), from the
+        file's tensor table and its header (:mod:`jan.engine.offload`)."""
+        info = _engine.system_info()
+        if not info["supports_gpu_offload"] or not gpu_free_bytes(info["devices"])[1]:
+            return OffloadPlan(0, 0, 0, 0, "no GPU: every layer on the CPU")
+        path = native_path(self.path, "model file: ")
+        try:
+            layers = _engine.gguf_layer_bytes(path)
+        except RuntimeError as exc:
+            raise ModelFileError(f"model file: {exc}") from None
+        header = read_info(self.path)  # (a vocab-only read, kept per file version: the listings read it too)
+        arch = header.metadata.get("general.architecture") or ""
+        n_layer = header_int(header.metadata, f"{arch}.block_count") or len(layers["layers"])
+        n_ctx_train = header_int(header.metadata, f"{arch}.context_length") or 0
+        wanted = int(n_ctx) if n_ctx else min(n_ctx_train or _DEFAULT_MAX_CTX, _DEFAULT_MAX_CTX)
+        no_kv = no_kv or is_embedding_metadata(header.metadata)  # (an embedding model makes no KV cache)
+        kv = 0 if no_kv else wanted * max(1, int(n_parallel)) * kv_bytes_per_cell(
+            header.metadata, _cache_type("cache_type_k", cache_type_k), _cache_type("cache_type_v", cache_type_v))
+        n_vocab = header.n_vocab
+        plan = plan_offload(layers, kv_bytes=kv, n_layer=n_layer, n_vocab=n_vocab, n_ubatch=int(n_ubatch),
+                            devices=info["devices"], gpu_offload=True)
+        _log.info("model '%s': n_gpu_layers auto: %s", self.id, plan.reason)
+        return plan
 
     def _load_projector(self, path: str, n_threads_batch: int | None, n_gpu_layers: int, flash_attn: bool | None) -> None:
         if self._scheduler is None:

@@ -572,6 +572,8 @@ class ModelPool:
                 "idle_seconds": idle,
                 "expires_in": None if limit is None else max(0.0, limit - idle),
                 "options": dict(e.options),  # the load options it was loaded with
+                "n_gpu_layers": getattr(e.model, "n_gpu_layers", 0),  # as llama.cpp took them ("auto" resolved)
+                "offload": getattr(getattr(e.model, "offload", None), "reason", None),
                 "metrics": m,
             }
         return out

@@ -39,7 +39,7 @@ class ServerConfig:
     n_ctx: int | None = None
     n_threads: int | None = None
     adaptive_threads: str | None = None  # "exact", "always", "off" (jan.Model's adaptive_threads)
-    n_gpu_layers: int | None = None
+    n_gpu_layers: int | str | None = None  # a count, -1 all, "auto"
     max_queue: int | None = None
     cache_type_k: str | None = None
     cache_type_v: str | None = None

@@ -602,7 +602,8 @@ class LoadOptions:
     ``n_ctx``: context tokens per slot (``None``: the model's training context, at most 4096, or
     less when that KV cache would not fit in free memory — see :mod:`jan.engine.fit`);
     ``n_parallel``: slots (requests served at once); ``max_queue``: requests that may wait for a
-    slot; ``n_gpu_layers``: layers offloaded (-1: all); ``cache_type_k``/``cache_type_v``: the KV
+    slot; ``n_gpu_layers``: layers offloaded (-1: all; "auto": as many as the GPUs hold, none without one,
+    :mod:`jan.engine.offload`); ``cache_type_k``/``cache_type_v``: the KV
     cache's element type (f16, q8_0, q4_0, ...; ``jan.engine.model.CACHE_TYPES``); ``draft_model``:
     a GGUF sharing the model's vocabulary that drafts for it (speculative decoding).
     """
@@ -613,7 +614,7 @@ class LoadOptions:
     n_threads: int | None = None
     # Fewer threads while other processes keep cores busy: "exact", "always", "off" (jan.Model's).
     adaptive_threads: bool | str | None = None
-    n_gpu_layers: int | None = None
+    n_gpu_layers: int | str | None = None
     max_queue: int | None = None
     flash_attn: bool | None = None
     use_mmap: bool | None = None
@@ -681,7 +682,7 @@ class LoadOptions:
 
 
 #: The built-in load defaults for served models (``jan serve``, ``jan chat``/``jan run``).
-LOAD_DEFAULTS = LoadOptions(n_parallel=4, max_queue=64, n_gpu_layers=0, n_batch=512, cache_type_k="f16",
+LOAD_DEFAULTS = LoadOptions(n_parallel=4, max_queue=64, n_gpu_layers="auto", n_batch=512, cache_type_k="f16",
                             cache_type_v="f16", adaptive_threads="exact")
 
 _Options = Union[SamplingOptions, LoadOptions]

@@ -8,7 +8,7 @@ import functools
 import logging
 import math
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -50,7 +50,10 @@ class LlamaCppSettings(BaseModel):
         LOAD_DEFAULTS.adaptive_threads,
         description="Fewer threads while other processes keep cores busy: where output stays the same "
                     "(exact), on every step (always), or never (off)")
-    n_gpu_layers: int = Field(LOAD_DEFAULTS.n_gpu_layers, ge=-1, description="Layers to offload to the GPU (-1: all)")
+    n_gpu_layers: Annotated[int, Field(**LOAD_RANGES["n_gpu_layers"].field())] | Literal["auto", "all"] = Field(
+        LOAD_DEFAULTS.n_gpu_layers,
+        description="Layers to offload to the GPU: a count, -1 or 'all' for all of them, 'auto' for as many as the "
+                    "GPUs' free memory holds (none without a GPU)")
     max_queue: int = Field(LOAD_DEFAULTS.max_queue, ge=0, description="Requests that may wait for a slot before 503")
     max_loaded_models: int | None = Field(None, ge=1, description="Least recently used models unload past this")
     keep_alive: float | None = Field(None, ge=0, description="Seconds an idle model stays loaded (none: forever)")
@@ -268,7 +271,8 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             "draft_model_skipped": self._draft_skipped.get(model_id),
             "draft_kv_cache_bytes": status.get("draft_kv_cache_bytes", 0),
             "draft_memory_bytes": status.get("draft_memory_bytes", 0),  # the draft model's weights
-            "n_gpu_layers": (status.get("options") or {}).get("n_gpu_layers", 0),  # layers offloaded (-1: all)
+            "n_gpu_layers": status.get("n_gpu_layers", 0),  # layers offloaded (-1: all; "auto" as it was resolved)
+            "offload": status.get("offload"),  # why "auto" chose them, or None
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never
             "projector_memory_bytes": status.get("projector_memory_bytes", 0),
             "capabilities": status.get("capabilities", {}),
