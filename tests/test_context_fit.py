@@ -47,7 +47,7 @@ def test_a_model_loads_with_the_context_that_fits(trained_2048, monkeypatch):
     native.close()
     # Room for 1100 tokens per slot: the 2048 the model was trained on do not fit, 1024 do.
     monkeypatch.setattr(model_module, "free_memory_bytes", lambda: HEADROOM_BYTES + 1100 * 2 * per_cell)
-    with jan.Model(trained_2048, n_parallel=2, n_threads=1) as model:
+    with jan.Model(trained_2048, n_parallel=2, n_threads=1, n_gpu_layers=0) as model:
         assert model.context_fit is not None and model.context_fit.fitted
         assert model.context_fit.wanted == 2048
         assert model.n_ctx == 1024
@@ -58,13 +58,13 @@ def test_a_model_loads_with_the_context_that_fits(trained_2048, monkeypatch):
 
 def test_plenty_of_memory_keeps_the_default_and_an_explicit_n_ctx_is_never_changed(trained_2048, monkeypatch):
     monkeypatch.setattr(model_module, "free_memory_bytes", lambda: 64 * 1024 * MIB)
-    with jan.Model(trained_2048, n_threads=1) as model:
+    with jan.Model(trained_2048, n_threads=1, n_gpu_layers=0) as model:
         assert model.n_ctx == 2048 and not model.context_fit.fitted
     monkeypatch.setattr(model_module, "free_memory_bytes", lambda: 0)
-    with jan.Model(trained_2048, n_ctx=512, n_threads=1) as model:
+    with jan.Model(trained_2048, n_ctx=512, n_threads=1, n_gpu_layers=0) as model:
         assert model.n_ctx == 512 and model.context_fit is None
     with pytest.raises(jan.ModelLoadError, match="n_ctx"):
-        jan.Model(trained_2048, n_threads=1)
+        jan.Model(trained_2048, n_threads=1, n_gpu_layers=0)
 
 
 def test_the_draft_models_cache_counts_in_the_fit(trained_2048, monkeypatch):
@@ -73,6 +73,6 @@ def test_the_draft_models_cache_counts_in_the_fit(trained_2048, monkeypatch):
     native.close()
     # Room for 1100 tokens of the target alone: with a same-sized draft model, only 512 fit.
     monkeypatch.setattr(model_module, "free_memory_bytes", lambda: HEADROOM_BYTES + 1100 * per_cell)
-    with jan.Model(trained_2048, n_threads=1, draft_model=trained_2048) as model:
+    with jan.Model(trained_2048, n_threads=1, draft_model=trained_2048, n_gpu_layers=0) as model:
         assert model.n_ctx == 512
         assert model.kv_cache_bytes + model.draft_kv_cache_bytes == 512 * 2 * per_cell

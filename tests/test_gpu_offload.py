@@ -107,7 +107,10 @@ def test_a_file_that_is_no_gguf_is_an_error(tmp_path):
 # -- jan.Model ----------------------------------------------------------------------------------------------
 def test_auto_is_the_default_and_offloads_nothing_without_a_gpu(stories_path):
     with jan.Model(stories_path, n_ctx=64) as model:
-        assert model.n_gpu_layers == 0 and "no GPU" in model.offload.reason
+        if any(d["type"] == "gpu" for d in _engine.system_info()["devices"]):  # a GPU build on a GPU machine
+            assert model.n_gpu_layers == -1 and "all 5 layers" in model.offload.reason
+        else:
+            assert model.n_gpu_layers == 0 and "no GPU" in model.offload.reason
     with jan.Model(stories_path, n_ctx=64, n_gpu_layers="ALL") as model:
         assert model.n_gpu_layers == -1 and model.offload is None
     with jan.Model(stories_path, n_ctx=64, n_gpu_layers=3) as model:
@@ -122,13 +125,14 @@ def test_a_bad_count_is_a_value_error_naming_it(stories_path, value):
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
-    """A GPU of ``free`` bytes added to llama.cpp's devices, in a build that says it offloads."""
+    """A GPU of ``free`` bytes in place of llama.cpp's own (none here), in a build that says it offloads."""
     real = _engine.system_info
     state = {"free": 0}
 
     def system_info():
         info = real()
-        return {**info, "supports_gpu_offload": True, "devices": [*info["devices"], gpu(state["free"])]}
+        devices = [d for d in info["devices"] if d["type"] != "gpu"]
+        return {**info, "supports_gpu_offload": True, "devices": [*devices, gpu(state["free"])]}
 
     monkeypatch.setattr(_engine, "system_info", system_info)
     return state
