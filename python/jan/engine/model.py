@@ -662,7 +662,8 @@ class Model:
         pp = _engine.ProjectorParams()
         pp.n_threads = int(n_threads_batch or -1)
         pp.use_gpu = n_gpu_layers != 0
-        pp.flash_attn = bool(flash_attn)
+        # None: libmtmd's auto, as llama-server (off, a Qwen-VL projector's warm-up reserves gigabytes of attention)
+        pp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
         # -1: the projector's own bounds (mtmd_context_params' default)
         pp.image_min_tokens = -1 if self.image_min_tokens is None else int(self.image_min_tokens)
         pp.image_max_tokens = -1 if self.image_max_tokens is None else int(self.image_max_tokens)
