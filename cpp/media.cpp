@@ -155,7 +155,9 @@ mtmd_context_params context_params(const ProjectorParams & p) {
     cp.use_gpu = p.use_gpu;
     cp.print_timings = false;
     cp.n_threads = p.n_threads > 0 ? p.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
-    cp.flash_attn_type = p.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.flash_attn_type = p.flash_attn < 0    ? LLAMA_FLASH_ATTN_TYPE_AUTO
+                         : p.flash_attn > 0 ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+                                            : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.warmup = true;
     cp.image_min_tokens = p.image_min_tokens;
     cp.image_max_tokens = p.image_max_tokens;

@@ -105,8 +105,13 @@ struct MediaPrompt {
 struct ProjectorParams {
     int32_t n_threads = -1;        // -1: all hardware threads (encoding is compute-bound)
     bool use_gpu = false;
-    bool flash_attn = false;
-    int32_t image_min_tokens = -1; // -1: the projector's own (dynamic-resolution models only)
+    // -1: libmtmd's auto (on where the backend has it, as llama-server's default), 0 off, 1 on. Off costs
+    // memory: Qwen2/2.5/3-VL projectors reserve their compute buffer for a warm-up image of 92x92 patches, whose
+    // attention scores alone are n_head * 8464^2 floats without flash attention.
+    int32_t flash_attn = -1;
+    // Bounds on the tokens of one image, for projectors that size images by their pixels (dynamic resolution:
+    // Qwen2/2.5/3-VL, Pixtral, ...; others ignore them). -1: the projector's own.
+    int32_t image_min_tokens = -1;
     int32_t image_max_tokens = -1;
     size_t encode_cache_bytes = 64u << 20;  // embeddings kept for re-sent media (0: none)
 };

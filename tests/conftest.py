@@ -105,6 +105,17 @@ def vision_pair(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qwen2vl_pair(tmp_path_factory):
+    """(model, mmproj) paths of a tiny random-weight dynamic-resolution vision pair (a Qwen2-VL text model and
+    projector: an image takes as many tokens as its size asks, 8 to 4096 unless image_min/max_tokens say)."""
+    pytest.importorskip("gguf", reason="the gguf package is not installed (test extra)")
+    require_model("vocab", "ggml-vocab-phi-3.gguf")
+    from jan.testing.gguf_models import write_qwen2vl_pair
+
+    return write_qwen2vl_pair(tmp_path_factory.mktemp("qwen2vl"))
+
+
+@pytest.fixture(scope="session")
 def test_image_path():
     """A real photo (JPEG) from llama.cpp's mtmd tests, in ../shared/media."""
     return require_model("..", "media", "test-1.jpeg")

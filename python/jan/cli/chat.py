@@ -461,7 +461,7 @@ def read_message(ask: PromptReader) -> str:
 @load_options
 @connection_options
 def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice, max_tokens, temperature, top_p, seed, stop, ignore_eos, think, n_ctx,
-         n_threads, n_gpu_layers, conn) -> None:
+         n_threads, n_gpu_layers, image_min_tokens, image_max_tokens, conn) -> None:
     """Chat with MODEL in the terminal, answers streaming as they are written.
 
     MODEL is a model id or a .gguf path; without it, the model the server
@@ -475,7 +475,8 @@ def chat(model, system, thread_id, no_save, tool_names, mcp_servers, tool_choice
     if tool_choice not in (None, "auto", "none") and not (tool_names or mcp_servers):
         # a choice of tools among none was quietly dropped and the model answered as if it had not been given
         raise CLIError(f"--tool-choice {tool_choice} needs tools to choose from: give --tool NAME or --mcp SERVER")
-    load_kwargs = {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers}
+    load_kwargs = {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers,
+                   "image_min_tokens": image_min_tokens, "image_max_tokens": image_max_tokens}
     backend = open_backend(conn, model or default_model(conn), **load_kwargs)
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
     if think is not None:

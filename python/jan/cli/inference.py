@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jan.cli.common import CLIError, Connection
+from jan.cli.common import CLIError, Connection, check_flag_order
 
 
 
@@ -474,21 +474,31 @@ def _typed_parts(content: Any, *, untrusted: bool = False) -> tuple:
     return tuple(parts)
 
 
+#: The load options ``jan run``/``jan chat`` take as flags, for a model loaded in this process: option -> (the
+#: model.json ``settings`` key it overrides, the flag).
+LOAD_FLAGS: dict[str, tuple[str, str]] = {
+    "n_ctx": ("ctx_len", "--ctx-size"),
+    "n_threads": ("cpu_threads", "--threads"),
+    "n_gpu_layers": ("ngl", "--gpu-layers"),
+    "image_min_tokens": ("image_min_tokens", "--image-min-tokens"),
+    "image_max_tokens": ("image_max_tokens", "--image-max-tokens"),
+}
+
+
 class LocalBackend:
     """A model served in this process by the same extensions and services as ``jan serve``.
 
-    ``--ctx-size``/``--threads``/``--gpu-layers`` override the model's settings for this process
-    only; one conversation gets the whole context (one slot).
+    The flags of :data:`LOAD_FLAGS` (``--ctx-size``, ``--image-max-tokens``, ...) override the model's settings for
+    this process only; one conversation gets the whole context (one slot).
     """
 
-    def __init__(self, conn: Connection, spec: str, *, n_ctx: int | None = None, n_threads: int | None = None,
-                 n_gpu_layers: int | None = None, images: bool = False):
+    def __init__(self, conn: Connection, spec: str, *, images: bool = False, **load: Any):
         import jan
 
         self.runtime = conn.runtime()
         services = self.runtime.services
         model = self._model_json(conn, spec)
-        overrides = {"n_parallel": 1, "ctx_len": n_ctx, "cpu_threads": n_threads, "ngl": n_gpu_layers}
+        overrides = {"n_parallel": 1, **{LOAD_FLAGS[name][0]: value for name, value in load.items()}}
         model["settings"] = {**(model.get("settings") or {}), **{k: v for k, v in overrides.items() if v is not None}}
         services.models.add_transient(model)
         self.model_id = model["id"]
@@ -511,9 +521,8 @@ class LocalBackend:
         except (jan.JanError, ValueError) as exc:
             message = str(exc)
             # a setting this process's flag gave is named as the flag the user typed, not as the model.json's key
-            given = {"ctx_len": ("--ctx-size", n_ctx), "cpu_threads": ("--threads", n_threads),
-                     "ngl": ("--gpu-layers", n_gpu_layers)}
-            for key, (flag, value) in given.items():
+            for name, value in load.items():
+                key, flag = LOAD_FLAGS[name]
                 if value is not None and getattr(exc, "param", None) == f"settings.{key}":
                     message = flag + message.removeprefix(f"settings.{key}").split(" (in the model.json of")[0]
             raise CLIError(f"cannot load {spec}: {message}") from None
@@ -649,11 +658,15 @@ def refuse_images(backend) -> None:
                        f"(import its mmproj GGUF with `jan models import MODEL.gguf --mmproj MMPROJ.gguf`)")
 
 
-def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_threads: int | None = None,
-                 n_gpu_layers: int | None = None, images: bool = False):
-    """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process.
-    An embedding model is refused (CLIError): every caller generates text with it; so is a model that takes no
-    images when ``images`` are to be sent. In-process, both are refused before the model loads."""
+def open_backend(conn: Connection, spec: str, *, images: bool = False, **load: Any):
+    """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process with ``load``
+    (:data:`LOAD_FLAGS`' options; None: not given). An embedding model is refused (CLIError): every caller generates
+    text with it; so is a model that takes no images when ``images`` are to be sent. In-process, both are refused
+    before the model loads; two flags that contradict each other before anything (CLIError naming the flag)."""
+    unknown = set(load) - set(LOAD_FLAGS)
+    if unknown:
+        raise TypeError(f"unknown load option(s): {', '.join(sorted(unknown))}")
+    check_flag_order(**load)
     client = None if _looks_like_path(spec) and not _missing_bare_file(spec) else conn.server()
     if client is not None:
         from jan.cli.client import ServerError, path_part
@@ -666,16 +679,14 @@ def open_backend(conn: Connection, spec: str, *, n_ctx: int | None = None, n_thr
                 raise CLIError(f"model '{spec}' not found on the server at {client.base_url}{meant}") from None
             raise
         backend = ServerBackend(client, spec, model if isinstance(model, dict) else None)
-        ignored = [flag for flag, value in (("--ctx-size", n_ctx), ("--threads", n_threads),
-                                            ("--gpu-layers", n_gpu_layers)) if value is not None]
+        ignored = [LOAD_FLAGS[name][1] for name, value in load.items() if value is not None]
         if ignored:  # said, not silently dropped: the same flags in-process would change the answer (or its error)
             from jan.cli.common import warn
 
             warn(f"{', '.join(ignored)} only apply to a model loaded in this process; the server at "
                  f"{client.base_url} runs {spec} with its own settings (use --local to load it here)")
     else:
-        backend = LocalBackend(conn, spec, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-                               images=images)
+        backend = LocalBackend(conn, spec, images=images, **load)
     refuse_embedding(backend)  # `jan run` and `jan chat` (and its /model) only generate
     if images:
         try:

@@ -22,6 +22,7 @@ from jan.cli.common import (
 )
 from jan.cli.images import image_part, user_content
 from jan.cli.inference import open_backend
+from jan.engine.model import IMAGE_TOKENS_MAX
 
 
 def sampling_options(func):
@@ -45,7 +46,8 @@ def sampling_options(func):
 
 
 def load_options(func):
-    """--ctx-size/--threads/--gpu-layers: how to load a model in this process (no server)."""
+    """--ctx-size/--threads/--gpu-layers/--image-min-tokens/--image-max-tokens: how to load a model in this process
+    (no server); :data:`jan.cli.inference.LOAD_FLAGS`."""
     for decorator in reversed([
         click.option("--ctx-size", "-c", "n_ctx", type=click.IntRange(64, INT32_MAX), default=None,
                      help="Context tokens (in-process models only)."),
@@ -54,6 +56,14 @@ def load_options(func):
         click.option("--gpu-layers", "-ngl", "n_gpu_layers", type=GpuLayers(), default=None,
                      help="Layers to offload to the GPU: a count, -1 or 'all' for all, 'auto' for as many as fit "
                           "(in-process models only) [default: auto]."),
+        click.option("--image-min-tokens", "image_min_tokens", type=click.IntRange(1, IMAGE_TOKENS_MAX),
+                     default=None, metavar="N",
+                     help="Fewest tokens one image takes, on projectors that resize images (Qwen2/2.5/3-VL, ...) "
+                          "(in-process models only) [default: the projector's own]."),
+        click.option("--image-max-tokens", "image_max_tokens", type=click.IntRange(1, IMAGE_TOKENS_MAX),
+                     default=None, metavar="N",
+                     help="Most tokens one image takes (a bigger one is scaled down), on projectors that resize "
+                          "images (in-process models only) [default: the projector's own, 4096 for Qwen-VL]."),
     ]):
         func = decorator(func)
     return func
@@ -110,7 +120,7 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @click.option("--verbose", "-v", is_flag=True, help="Print timings and token counts to stderr.")
 @connection_options
 def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
-        n_gpu_layers, show_reasoning, think, verbose, conn) -> None:
+        n_gpu_layers, image_min_tokens, image_max_tokens, show_reasoning, think, verbose, conn) -> None:
     """Answer one PROMPT with MODEL and exit.
 
     MODEL is a model id (see `jan models list`) or a path to a .gguf file.
@@ -139,7 +149,7 @@ def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed
         options["think"] = think
     # a model that takes no images is refused before it loads
     backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-                           images=bool(parts))
+                           image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens, images=bool(parts))
     if verbose:
         where = (f"server {conn.url}" if backend.path is None
                  else f"{backend.path} (loaded in {backend.load_seconds:.2f} s)")

@@ -92,6 +92,14 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
               help="Fewer found: no draft; at most --draft-max [default: 0].")
 @click.option("--spec-ngram-size", "ngram", default=None, type=click.IntRange(1, 64),
               help="Tokens matched to find an earlier occurrence [default: 3].")
+@click.option("--image-min-tokens", "image_min_tokens", default=None,
+              type=click.IntRange(1, int(LOAD_RANGES["image_min_tokens"].le)), metavar="N",
+              help="Fewest tokens one image takes, on projectors that resize images to a number of tokens "
+                   "(Qwen2/2.5/3-VL, Pixtral, ...; others ignore it) [default: the projector's own].")
+@click.option("--image-max-tokens", "image_max_tokens", default=None,
+              type=click.IntRange(1, int(LOAD_RANGES["image_max_tokens"].le)), metavar="N",
+              help="Most tokens one image takes (a bigger one is scaled down), on projectors that resize images "
+                   "(Qwen2/2.5/3-VL: 4096 by default) [default: the projector's own].")
 @click.option("--keep-alive", default=None, type=float, callback=_seconds,
               help="Seconds an idle model stays loaded [default: until unloaded].")
 @click.option("--max-loaded-models", default=None, type=click.IntRange(1),
@@ -104,7 +112,8 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
           allow_media_from, max_upload_bytes,
           n_parallel, n_ctx, n_threads, adaptive_threads, n_gpu_layers, max_queue, cache_type_k, cache_type_v,
           cache_ram_mib, speculative, draft_model,
-          draft_p_min, draft_max, draft_min, ngram, keep_alive, max_loaded_models, no_extensions, log_level) -> None:
+          draft_p_min, draft_max, draft_min, ngram, image_min_tokens, image_max_tokens, keep_alive, max_loaded_models,
+          no_extensions, log_level) -> None:
     """Run the OpenAI-compatible API server and the web chat page."""
     logging.basicConfig(level=log_level.upper())
     from jan.server.request_id import install_log_filter
@@ -120,7 +129,8 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-media-from") from None
     # before anything starts: exit 1 naming the flag
-    check_flag_order(draft_min=draft_min, draft_max=draft_max, n_ctx=n_ctx, n_parallel=n_parallel)
+    check_flag_order(draft_min=draft_min, draft_max=draft_max, n_ctx=n_ctx, n_parallel=n_parallel,
+                     image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens)
     # More --model than may stay loaded would load each and unload the first ones again at once, so that the
     # server starts without models it was told to have ready: refused before anything starts, as a user asking
     # for those models loaded expects (the alternative, keeping the last N, would drop what was asked for).
@@ -145,7 +155,8 @@ def serve(host, port, ollama_port, data_folder, models, default_model, api_key, 
         n_gpu_layers=n_gpu_layers, max_queue=max_queue,
         cache_type_k=cache_type_k, cache_type_v=cache_type_v, cache_ram_mib=cache_ram_mib,
         speculative=speculative, draft_max=draft_max, draft_min=draft_min, ngram=ngram, draft_p_min=draft_p_min,
-        draft_model=draft_model, keep_alive=keep_alive,
+        draft_model=draft_model, image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
+        keep_alive=keep_alive,
         max_loaded_models=max_loaded_models, enable_extensions=not no_extensions)
     try:
         asyncio.run(run_server(config))

@@ -170,6 +170,9 @@ def _cache_type(name: str, value: str | None) -> str:
 #: The largest embedding context cpp/embedder.cpp makes when none is given (keep the two in step).
 EMBED_MAX_CTX = 8192
 
+#: The most tokens ``image_min_tokens``/``image_max_tokens`` may ask of one image (more than any context holds).
+IMAGE_TOKENS_MAX = 65536
+
 #: What each numeric load option of :class:`Model` accepts (the native engine's bounds, cpp/scheduler.cpp,
 #: and llama.cpp's: at most 256 sequences; int32 where it stores an int32). ``n_ctx`` 0/None is the
 #: model's own context; ``n_threads`` <= 0 the default count; ``n_gpu_layers`` -1 all layers (or "auto"/"all",
@@ -185,6 +188,10 @@ LOAD_RANGES: dict[str, Range] = {
     "main_gpu": Range(int, ge=-1, le=INT32_MAX),
     "max_queue": Range(int, ge=0, le=INT32_MAX),
     "cache_ram_mib": Range(int, ge=-1, le=INT32_MAX),
+    # llama.cpp's clip counts an image's pixels in 32 bits: tokens x the projector's pixels per token (patch_size^2
+    # x merge^2, 784 for Qwen2-VL, up to a few thousand) must stay below 2**31
+    "image_min_tokens": Range(int, ge=1, le=IMAGE_TOKENS_MAX),
+    "image_max_tokens": Range(int, ge=1, le=IMAGE_TOKENS_MAX),
 }
 _LOAD_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "kv_unified", "embedding", "extra_buffers", "vocab_only")
 
@@ -221,6 +228,9 @@ def check_load_option(name: str, value):
         return value
     raise TypeError(f"unknown load option: {name}")
 
+
+#: What clip.cpp logs when a projector's minimum pixels per image exceed its maximum (a load that fails so).
+_MIN_OVER_MAX = "is less than image_min_pixels"
 
 #: llama.h's LLAMA_TOKEN_NULL: no token; the engine's placeholder for a media chunk's positions in a prompt.
 LLAMA_TOKEN_NULL = -1
@@ -271,7 +281,8 @@ def check_load_options(options: Mapping[str, object]) -> None:
             check_load_option(name, value)
     check_context_total(options.get("n_ctx"), options.get("n_parallel") or 1)
     # options that contradict each other (jan.engine.params.ORDERS), the speculative ones over a request's defaults
-    check_order({k: options.get(k) for k in ("n_batch", "n_ubatch", "draft_min", "draft_max")},
+    check_order({k: options.get(k) for k in ("n_batch", "n_ubatch", "draft_min", "draft_max", "image_min_tokens",
+                                             "image_max_tokens")},
                 {**SAMPLING_DEFAULTS, "n_batch": 512})
     if options.get("draft_model") is None and sampling_params(**{
             k: options[k] for k in SPECULATIVE_OPTIONS if options.get(k) is not None}).use_draft_model:
@@ -454,7 +465,13 @@ class Model:
     ``mmproj`` is a multimodal projector GGUF for this model (llama.cpp's
     libmtmd loads it): prompts may then carry images (and audio, when the
     projector has an audio encoder) — see :meth:`stream`. ``media_limits``
-    bounds what one request may carry.
+    bounds what one request may carry. ``image_min_tokens``/``image_max_tokens`` (1 to
+    :data:`IMAGE_TOKENS_MAX`, min <= max; None: the projector's own, e.g. 8 to 4096 for Qwen2/2.5/3-VL) bound
+    the tokens one image takes on projectors that resize images to a number of tokens (dynamic resolution:
+    Qwen2/2.5/3-VL, Pixtral, Kimi-VL, LFM2, ...; llama-server's ``--image-min-tokens``/``--image-max-tokens``):
+    a big photo takes at most ``image_max_tokens`` of the context. Fixed-resolution projectors (LLaVA, Gemma 3)
+    ignore them. A minimum above the projector's own maximum, with no maximum given, is a ModelSettingError
+    naming ``image_min_tokens``.
 
     >>> m = Model("stories260K.gguf")
     >>> m.generate("Once upon a time", max_tokens=30, temperature=0).text
@@ -493,6 +510,8 @@ class Model:
         vocab_only: bool = False,
         model_id: str | None = None,
         mmproj: str | os.PathLike | None = None,
+        image_min_tokens: int | None = None,
+        image_max_tokens: int | None = None,
         media_limits: MediaLimits | None = None,
     ):
         self._pid = os.getpid()  # the process that loads it (see _forked)
@@ -622,6 +641,9 @@ class Model:
 
         self._projector = None
         self.media_limits = media_limits or DEFAULT_LIMITS
+        #: The ``image_min_tokens``/``image_max_tokens`` the projector was loaded with (None: its own).
+        self.image_min_tokens = image_min_tokens if mmproj is not None else None
+        self.image_max_tokens = image_max_tokens if mmproj is not None else None
         if mmproj is not None:
             self._load_projector(str(Path(mmproj)), n_threads_batch, self.n_gpu_layers, flash_attn)
 
@@ -702,12 +724,23 @@ class Model:
         pp = _engine.ProjectorParams()
         pp.n_threads = int(n_threads_batch or -1)
         pp.use_gpu = n_gpu_layers != 0
-        pp.flash_attn = bool(flash_attn)
+        # None: libmtmd's auto, as llama-server (off, a Qwen-VL projector's warm-up reserves gigabytes of attention)
+        pp.flash_attn = -1 if flash_attn is None else int(bool(flash_attn))
+        # -1: the projector's own bounds (mtmd_context_params' default)
+        pp.image_min_tokens = -1 if self.image_min_tokens is None else int(self.image_min_tokens)
+        pp.image_max_tokens = -1 if self.image_max_tokens is None else int(self.image_max_tokens)
         try:
             self._projector = _engine.Projector(self._native, path, pp)
         except ModelLoadError as e:
             detail = native_error_detail(forward_native_logs())
             self.close()
+            if self.image_min_tokens is not None and self.image_max_tokens is None and _MIN_OVER_MAX in detail:
+                # clip refuses a minimum above the projector's own maximum (clip.cpp's "image_max_pixels (..) is
+                # less than image_min_pixels"): the option's fault, said in its terms rather than in pixels
+                raise ModelSettingError(
+                    f"image_min_tokens: {self.image_min_tokens} is more than this projector's own maximum tokens per "
+                    "image; give a larger image_max_tokens too, or a smaller image_min_tokens",
+                    param="image_min_tokens", code="conflicting_options") from None
             detail = f": {detail}" if detail else ""
             # libmtmd refusing the file is a fact about it, as llama.cpp refusing weights or a draft model is
             raise ModelFileError(f"mmproj: {e}{detail}") from None

@@ -216,6 +216,8 @@ ORDERS: tuple[Order, ...] = (
                                     "are found, so it would never draft"),
     Order("n_ubatch", "n_batch", "n_ubatch is the physical batch a logical batch of n_batch tokens is split "
                                  "into, so it cannot be the larger"),
+    Order("image_min_tokens", "image_max_tokens", "one image takes at least image_min_tokens and at most "
+                                                  "image_max_tokens tokens, and no count is both"),
 )
 
 

@@ -562,6 +562,9 @@ class ModelPool:
                 "queue_depth": m.get("queue_depth", 0),
                 "memory_bytes": e.model.info.size_bytes + e.model.projector_memory_bytes,
                 "projector_memory_bytes": e.model.projector_memory_bytes,
+                # the projector's bounds on one image's tokens as loaded (None: its own, or no projector)
+                "image_min_tokens": e.model.image_min_tokens,
+                "image_max_tokens": e.model.image_max_tokens,
                 "capabilities": e.model.capabilities,
                 "kv_cache_bytes": e.model.kv_cache_bytes,
                 "draft_model": e.model.draft_model,

@@ -51,6 +51,9 @@ class ServerConfig:
     ngram: int | None = None
     draft_p_min: float | None = None
     draft_model: str | None = None  # a GGUF drafting for the loaded models (a model.json's own wins)
+    # tokens one image may take on dynamic-resolution projectors (jan.Model's; None: each projector's own)
+    image_min_tokens: int | None = None
+    image_max_tokens: int | None = None
     max_loaded_models: int | None = None
     keep_alive: float | None = None
     max_body_bytes: int = 16 * 1024 * 1024
@@ -85,5 +88,6 @@ class ServerConfig:
                 "cache_type_k": self.cache_type_k, "cache_type_v": self.cache_type_v,
                 "cache_ram_mib": self.cache_ram_mib,
                 "speculative": self.speculative, "draft_max": self.draft_max, "draft_min": self.draft_min,
-                "ngram": self.ngram, "draft_p_min": self.draft_p_min, "draft_model": self.draft_model}
+                "ngram": self.ngram, "draft_p_min": self.draft_p_min, "draft_model": self.draft_model,
+                "image_min_tokens": self.image_min_tokens, "image_max_tokens": self.image_max_tokens}
         return {k: v for k, v in opts.items() if v is not None}

@@ -25,7 +25,7 @@ from jan.services.documents import read_documents
 from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
-                              reply_room)
+                              media_note, reply_room)
 from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
                                 merged, off_loop, prompted_as, seeds)
 from jan.services.media_workers import off_loop_for
@@ -480,7 +480,7 @@ def _encode_media(local: LocalModel, tokens: Any) -> None:
     if not fits(local, tokens):
         size, n_ctx = prompt_size(tokens), local.model.n_ctx
         raise ContextOverflowError(f"the prompt has {size} tokens but the context holds {n_ctx} (one more is "
-                                   "needed to generate)", size, n_ctx)
+                                   f"needed to generate){media_note(tokens.n_media_tokens)}", size, n_ctx)
     local.model.encode_media(tokens)
 
 

@@ -244,14 +244,25 @@ def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens:
             f"the conversation has {whole_size} tokens but only {budget} are left of max_prompt_tokens, and it does "
             f"not fit even from its last user turn (and that turn's last tool round) with its system messages "
             f"({shortest} tokens)", shortest, budget)
+    note = media_note(sum(media[i] for i in kept(last)))  # what the images of the prompt it cannot shorten take
     if not candidates:
         raise ContextOverflowError(
             f"the prompt has {whole_size} tokens but the context holds {n_ctx}, and there is no earlier turn to drop; "
-            "shorten it or use a larger context (ctx_len)", whole_size, n_ctx)
+            f"shorten it or use a larger context (ctx_len){note}", whole_size, n_ctx)
     raise ContextOverflowError(
         f"the conversation has {whole_size} tokens but the context holds {n_ctx}, and it does not fit even from its "
         "last user turn (and that turn's last tool round) with its system messages; shorten that turn or use a "
-        "larger context (ctx_len)", whole_size, n_ctx)
+        f"larger context (ctx_len){note}", whole_size, n_ctx)
+
+
+def media_note(n_media_tokens: int) -> str:
+    """For an error saying that a prompt does not fit the context: what its images and audio take of it
+    (``n_media_tokens``), and the setting that makes images smaller; "" for a prompt without media. A photo on a
+    dynamic-resolution projector (Qwen2/2.5/3-VL: up to 4096 tokens each by default) can take most of a context."""
+    if n_media_tokens <= 0:
+        return ""
+    return (f"; its images and audio take {n_media_tokens} tokens of it (on a projector that sizes images by their "
+            "pixels, such as Qwen2/2.5/3-VL's, a smaller image_max_tokens setting makes each image take fewer)")
 
 
 def cut_marker(n_chars: int) -> str:

@@ -605,7 +605,9 @@ class LoadOptions:
     slot; ``n_gpu_layers``: layers offloaded (-1: all; "auto": as many as the GPUs hold, none without one,
     :mod:`jan.engine.offload`); ``cache_type_k``/``cache_type_v``: the KV
     cache's element type (f16, q8_0, q4_0, ...; ``jan.engine.model.CACHE_TYPES``); ``draft_model``:
-    a GGUF sharing the model's vocabulary that drafts for it (speculative decoding).
+    a GGUF sharing the model's vocabulary that drafts for it (speculative decoding);
+    ``image_min_tokens``/``image_max_tokens``: the tokens one image may take on a projector that resizes
+    images (dynamic resolution: Qwen2/2.5/3-VL, ...; None: the projector's own bounds).
     """
 
     n_ctx: int | None = None
@@ -633,6 +635,9 @@ class LoadOptions:
     draft_model: str | None = None
     embedding: bool | None = None
     pooling: str | None = None
+    # Tokens one image may take on a dynamic-resolution projector (Qwen2/2.5/3-VL...); None: the projector's own
+    image_min_tokens: int | None = None
+    image_max_tokens: int | None = None
 
     #: model.json ``settings`` key -> field
     MODEL_JSON_KEYS = {
@@ -656,6 +661,8 @@ class LoadOptions:
         "draft_min": "draft_min",
         "ngram": "ngram",
         "draft_p_min": "draft_p_min",
+        "image_min_tokens": "image_min_tokens",
+        "image_max_tokens": "image_max_tokens",
         # the draft model's file is resolved by the model service (``draft_model_path``)
     }
 

@@ -262,6 +262,7 @@ def _llama_tensor_specs(
 ) -> list[tuple[str, tuple[int, ...], bool]]:
     """(name, numpy shape, is_norm) of every llama tensor; for ``arch="gemma3"`` Gemma 3's as well
     (per-head q/k norms, post-attention and post-FFN norms; the output matrix is the tied embedding).
+    ``arch="qwen2vl"`` has llama's tensors (its q/k/v biases are optional in llama.cpp).
 
     numpy shapes are row-major, i.e. the reverse of ggml's ``ne``: a weight
     mapping n_in -> n_out is stored as ``(n_out, n_in)``.
@@ -272,7 +273,7 @@ def _llama_tensor_specs(
         ("token_embd.weight", (n_vocab, n_embd), False),
         ("output_norm.weight", (n_embd,), True),
     ]
-    if arch == "llama":
+    if arch in ("llama", "qwen2vl"):
         specs.append(("output.weight", (n_vocab, n_embd), False))
     for i in range(n_layer):
         b = f"blk.{i}."
@@ -361,7 +362,8 @@ def write_llama_from_vocab(
 ) -> Path:
     """Write a random-weight llama GGUF that uses the tokenizer of ``vocab_gguf``.
 
-    ``arch="gemma3"`` writes Gemma 3's layout instead (llama.cpp's ``gemma3``: q/k norms, post norms,
+    ``arch="qwen2vl"`` writes Qwen2-VL's text model (llama's tensors, M-RoPE positions: the text model of a
+    dynamic-resolution projector, :func:`write_qwen2vl_mmproj`). ``arch="gemma3"`` writes Gemma 3's layout instead (llama.cpp's ``gemma3``: q/k norms, post norms,
     tied output); with ``sliding_window`` (tokens) five of every six layers attend only to that many
     recent positions, as Gemma 3 does, so its KV cache has sliding-window layers.
 
@@ -430,8 +432,8 @@ def write_llama_from_vocab(
     if name is None:
         name = source_name.value if source_name is not None else f"jan-test-llama-{Path(vocab_gguf).stem}"
 
-    if arch not in ("llama", "gemma3"):
-        raise ValueError(f"arch must be 'llama' or 'gemma3', got {arch!r}")
+    if arch not in ("llama", "gemma3", "qwen2vl"):
+        raise ValueError(f"arch must be 'llama', 'gemma3' or 'qwen2vl', got {arch!r}")
     if sliding_window is not None and arch != "gemma3":
         raise ValueError("sliding_window needs arch='gemma3'")
     u32 = GGUFValueType.UINT32
@@ -456,6 +458,12 @@ def write_llama_from_vocab(
         kv[f"{arch}.attention.value_length"] = _KV(head_dim, u32)
         if sliding_window is not None:
             kv[f"{arch}.attention.sliding_window"] = _KV(sliding_window, u32)
+    if arch == "qwen2vl":
+        # M-RoPE: the rotated pairs of a head split among (time, height, width, unused), as Qwen2-VL's
+        # [16, 24, 24, 0] of 64 pairs
+        pairs = head_dim // 2
+        kv[f"{arch}.rope.dimension_sections"] = _KV(
+            [pairs - 2 * (pairs * 3 // 8), pairs * 3 // 8, pairs * 3 // 8, 0], GGUFValueType.ARRAY, GGUFValueType.INT32)
     kv.update(tok)
     for key, value in (extra_kv or {}).items():
         if key == "general.architecture":
@@ -974,6 +982,149 @@ def write_mlp_mmproj(
         finally:
             writer.close()
     return Path(path)
+
+
+#: The test Qwen2-VL projector's vision tower: 8x8 patches merged 2x2 into one token (one token per 16x16
+#: pixels), a 1-block ViT of width 32. Its image sizes are dynamic: 8 to 4096 tokens by default, as Qwen2-VL's.
+TINY_QWEN2VL_VISION_CONFIG: dict[str, Any] = dict(patch_size=8, n_embd=32, n_head=2, n_ff=48, n_layer=1,
+                                                   n_mm_hidden=64)
+
+
+def _qwen2vl_mmproj_tensor_specs(
+    *, patch_size: int, n_embd: int, n_ff: int, n_layer: int, n_mm_hidden: int, n_embd_text: int,
+) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, numpy shape, kind) of every tensor of a Qwen2-VL mmproj, as :func:`_mlp_mmproj_tensor_specs`:
+    two patch convolutions (one per frame of a 2-frame temporal patch) with no position embedding (M-RoPE
+    rotates the attention instead), and the merger's MLP from 2x2 patches (4 * n_embd) to the text width."""
+    specs: list[tuple[str, tuple[int, ...], str]] = [
+        ("v.patch_embd.weight", (n_embd, 3, patch_size, patch_size), "w"),
+        ("v.patch_embd.weight.1", (n_embd, 3, patch_size, patch_size), "w"),
+    ]
+    for i in range(n_layer):
+        b = f"v.blk.{i}."
+        specs += [
+            (b + "ln1.weight", (n_embd,), "n"),
+            (b + "ln1.bias", (n_embd,), "b"),
+            (b + "attn_q.weight", (n_embd, n_embd), "w"),
+            (b + "attn_q.bias", (n_embd,), "b"),
+            (b + "attn_k.weight", (n_embd, n_embd), "w"),
+            (b + "attn_k.bias", (n_embd,), "b"),
+            (b + "attn_v.weight", (n_embd, n_embd), "w"),
+            (b + "attn_v.bias", (n_embd,), "b"),
+            (b + "attn_out.weight", (n_embd, n_embd), "w"),
+            (b + "attn_out.bias", (n_embd,), "b"),
+            (b + "ln2.weight", (n_embd,), "n"),
+            (b + "ln2.bias", (n_embd,), "b"),
+            (b + "ffn_up.weight", (n_ff, n_embd), "w"),
+            (b + "ffn_up.bias", (n_ff,), "b"),
+            (b + "ffn_down.weight", (n_embd, n_ff), "w"),
+            (b + "ffn_down.bias", (n_embd,), "b"),
+        ]
+    specs += [
+        ("mm.0.weight", (n_mm_hidden, 4 * n_embd), "p"),
+        ("mm.0.bias", (n_mm_hidden,), "b"),
+        ("mm.2.weight", (n_embd_text, n_mm_hidden), "p"),
+        ("mm.2.bias", (n_embd_text,), "b"),
+    ]
+    return specs
+
+
+def write_qwen2vl_mmproj(
+    path: "str | os.PathLike[str]",
+    *,
+    n_embd_text: int,
+    patch_size: int = TINY_QWEN2VL_VISION_CONFIG["patch_size"],
+    n_embd: int = TINY_QWEN2VL_VISION_CONFIG["n_embd"],
+    n_head: int = TINY_QWEN2VL_VISION_CONFIG["n_head"],
+    n_ff: int = TINY_QWEN2VL_VISION_CONFIG["n_ff"],
+    n_layer: int = TINY_QWEN2VL_VISION_CONFIG["n_layer"],
+    n_mm_hidden: int = TINY_QWEN2VL_VISION_CONFIG["n_mm_hidden"],
+    seed: int = 0,
+    weight_std: float = 0.1,
+    projector_std: float = 0.3,
+) -> Path:
+    """Write a random-weight Qwen2-VL vision tower (``clip.projector_type = "qwen2vl_merger"``): a
+    dynamic-resolution projector. libmtmd resizes an image to a multiple of ``2 * patch_size`` pixels each way
+    within its token bounds (8 to 4096 tokens unless ``image_min_tokens``/``image_max_tokens`` say otherwise)
+    and makes one embedding of ``n_embd_text`` floats per 2x2 patches, placed by M-RoPE (the text model must be
+    ``arch="qwen2vl"``: :func:`write_qwen2vl_pair`). All tensors are F32. Returns ``path``.
+
+    llama.cpp warms the encoder up on a 2116-token image (92x92 patches): with ``n_head`` 2 that is about
+    0.6 GB of attention scores without flash attention, so load it with ``flash_attn=True`` in tests."""
+    import numpy as np
+    from gguf import GGUFValueType, GGUFWriter
+
+    if n_embd % n_head or (n_embd // n_head) % 4:
+        raise ValueError(f"n_embd ({n_embd}) / n_head ({n_head}) must be a multiple of 4 (M-RoPE's 4 sections)")
+    if n_ff == n_embd:
+        # clip.cpp swaps ffn up/down of old Qwen2-VL conversions when down's input width is n_embd.
+        raise ValueError("n_ff must differ from n_embd")
+    specs = _qwen2vl_mmproj_tensor_specs(patch_size=patch_size, n_embd=n_embd, n_ff=n_ff, n_layer=n_layer,
+                                         n_mm_hidden=n_mm_hidden, n_embd_text=n_embd_text)
+    f32 = np.dtype(np.float32)
+    u32 = GGUFValueType.UINT32
+    kv: list[tuple[str, Any, Any, Any]] = [
+        ("general.name", "jan-test-qwen2vl-mmproj", GGUFValueType.STRING, None),
+        ("general.file_type", _FILE_TYPES["f32"], u32, None),
+        ("clip.has_vision_encoder", True, GGUFValueType.BOOL, None),
+        ("clip.projector_type", "qwen2vl_merger", GGUFValueType.STRING, None),
+        ("clip.use_gelu", True, GGUFValueType.BOOL, None),
+        # the size a fixed-resolution tower would take; Qwen2-VL's preprocessing ignores it
+        ("clip.vision.image_size", 16 * patch_size, u32, None),
+        ("clip.vision.patch_size", patch_size, u32, None),
+        ("clip.vision.spatial_merge_size", 2, u32, None),
+        ("clip.vision.embedding_length", n_embd, u32, None),
+        ("clip.vision.feed_forward_length", n_ff, u32, None),
+        ("clip.vision.block_count", n_layer, u32, None),
+        ("clip.vision.projection_dim", n_embd_text, u32, None),
+        ("clip.vision.attention.head_count", n_head, u32, None),
+        ("clip.vision.attention.layer_norm_epsilon", 1e-6, GGUFValueType.FLOAT32, None),
+        # Qwen2-VL's normalization constants (CLIP's)
+        ("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073], GGUFValueType.ARRAY, GGUFValueType.FLOAT32),
+        ("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711], GGUFValueType.ARRAY, GGUFValueType.FLOAT32),
+    ]
+    with _atomic_target(path) as tmp:
+        writer = GGUFWriter(None, "clip")
+        try:
+            for key, value, vtype, sub in kv:
+                writer.add_key_value(key, value, vtype, sub)
+            for name, shape, _ in specs:
+                writer.add_tensor_info(name, shape, f32, int(np.prod(shape)) * f32.itemsize)
+            writer.write_header_to_file(tmp)
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            rng = np.random.default_rng(seed)
+            for name, shape, kind in specs:
+                if kind == "n":
+                    data = np.ones(shape, dtype=f32)
+                elif kind == "b":
+                    data = np.zeros(shape, dtype=f32)
+                else:
+                    data = _random_tensor(rng, shape, projector_std if kind == "p" else weight_std, "float32")
+                writer.write_tensor_data(data)
+        finally:
+            writer.close()
+    return Path(path)
+
+
+def write_qwen2vl_pair(
+    folder: "str | os.PathLike[str]", *, vocab_gguf: "str | os.PathLike[str] | None" = None, seed: int = 0
+) -> tuple[Path, Path]:
+    """Write ``qwen2vl-chat.gguf`` (:data:`TINY_CHAT_CONFIG`'s shape, ``arch="qwen2vl"``, the phi-3 vocabulary
+    with ChatML's control tokens and :data:`VISION_CHAT_TEMPLATE`) and ``mmproj-qwen2vl-chat.gguf``
+    (:func:`write_qwen2vl_mmproj` sized to it) into ``folder``: a tiny dynamic-resolution vision pair, whose
+    images take as many tokens as their size asks within the projector's bounds. Returns ``(model, mmproj)``."""
+    folder = Path(folder)
+    vocab = Path(vocab_gguf) if vocab_gguf is not None else vocab_path(PHI3_VOCAB)
+    n_source = len(_read_tokenizer_kv(vocab)["tokenizer.ggml.tokens"].value)
+    im_end = n_source + CHATML_SPECIAL_TOKENS.index("<|im_end|>")
+    model = write_llama_from_vocab(
+        folder / "qwen2vl-chat.gguf", vocab, **TINY_CHAT_CONFIG, dtype="f32", seed=seed, arch="qwen2vl",
+        chat_template=VISION_CHAT_TEMPLATE, extra_special_tokens=CHATML_SPECIAL_TOKENS,
+        extra_kv={"tokenizer.ggml.eos_token_id": im_end, "tokenizer.ggml.eot_token_id": im_end})
+    mmproj = write_qwen2vl_mmproj(folder / "mmproj-qwen2vl-chat.gguf", n_embd_text=TINY_CHAT_CONFIG["n_embd"],
+                                  seed=seed + 1)
+    return model, mmproj
 
 
 def write_vision_pair(

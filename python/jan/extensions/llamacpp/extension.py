@@ -275,6 +275,9 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
             "offload": status.get("offload"),  # why "auto" chose them, or None
             "expires_in": status.get("expires_in"),  # seconds until unloaded when idle; None: never
             "projector_memory_bytes": status.get("projector_memory_bytes", 0),
+            # tokens one image may take on a dynamic-resolution projector (None: the projector's own bounds)
+            "image_min_tokens": status.get("image_min_tokens"),
+            "image_max_tokens": status.get("image_max_tokens"),
             "capabilities": status.get("capabilities", {}),
             "metrics": status.get("metrics", {}),
             "chat_template": await self._chat_template_status(model_id),
