@@ -22,7 +22,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from jan.store._util import now_s
@@ -287,8 +286,8 @@ class BatchService:
 
 def _counts_of(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     counts = {"succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
-    for index in {r.get("index"): r.get("outcome") for r in results}.values():  # (an item once, if written twice)
-        counts[index if index in counts else "errored"] += 1
+    for outcome in {r.get("index"): r.get("outcome") for r in results}.values():  # (an item once, if written twice)
+        counts[outcome if outcome in counts else "errored"] += 1
     return counts
 
 
@@ -302,7 +301,3 @@ def _batch(doc: Mapping[str, Any]) -> Batch:
                  times=dict(doc.get("times") or {}), metadata=doc.get("metadata"), extra=dict(doc.get("extra") or {}),
                  input_tokens=int(usage.get("input_tokens", 0)), output_tokens=int(usage.get("output_tokens", 0)))
 
-
-def with_extra(batch: Batch, **extra: Any) -> Batch:
-    """``batch`` with more dialect fields (a front end's view of it)."""
-    return replace(batch, extra={**batch.extra, **extra})

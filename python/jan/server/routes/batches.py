@@ -27,6 +27,7 @@ from jan.server.dialects import openai_batches as openai
 from jan.server.errors import APIError
 from jan.server.jsonio import json_response
 from jan.server.keys import CONFIG
+from jan.server.routes.docs import EXTRA_BODIES, JSON, RESPONSE_SCHEMAS, RESPONSES
 from jan.server.routes.files import UPLOADS
 from jan.server.validation import parse_body, query_int
 from jan.services.batch_types import Batch
@@ -39,6 +40,30 @@ log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 
 BATCHES = web.AppKey("batches", BatchService)
+
+EXTRA_BODIES[("POST", "/v1/batches")] = openai.BatchCreateRequest
+EXTRA_BODIES[("POST", "/v1/messages/batches")] = anthropic.BatchCreateRequest
+RESPONSE_SCHEMAS["Batch"] = {
+    "type": "object", "required": ["id", "object", "endpoint", "status", "created_at", "request_counts"],
+    "properties": {"id": {"type": "string"}, "object": {"const": "batch"}, "endpoint": {"type": "string"},
+                   "status": {"enum": ["validating", "failed", "in_progress", "finalizing", "completed", "expired",
+                                       "cancelling", "cancelled"]},
+                   "created_at": {"type": "integer"}, "request_counts": {"type": "object"}}}
+RESPONSE_SCHEMAS["MessageBatch"] = {
+    "type": "object", "required": ["id", "type", "processing_status", "request_counts", "created_at", "expires_at"],
+    "properties": {"id": {"type": "string"}, "type": {"const": "message_batch"},
+                   "processing_status": {"enum": ["in_progress", "canceling", "ended"]},
+                   "request_counts": {"type": "object"}, "created_at": {"type": "string"},
+                   "expires_at": {"type": "string"}, "results_url": {"type": ["string", "null"]}}}
+for _method, _path in (("POST", "/v1/batches"), ("GET", "/v1/batches/{batch_id}"),
+                       ("POST", "/v1/batches/{batch_id}/cancel")):
+    RESPONSES[(_method, _path)] = {"200": ("The batch", {JSON: "Batch"})}
+RESPONSES[("GET", "/v1/batches")] = {"200": ("The batches", {JSON: "List"})}
+for _method, _path in (("POST", "/v1/messages/batches"), ("GET", "/v1/messages/batches/{message_batch_id}"),
+                       ("POST", "/v1/messages/batches/{message_batch_id}/cancel")):
+    RESPONSES[(_method, _path)] = {"200": ("The message batch", {JSON: "MessageBatch"})}
+RESPONSES[("GET", "/v1/messages/batches/{message_batch_id}/results")] = {
+    "200": ("One JSON line per request: custom_id and result", {"application/binary": None})}
 
 
 def setup(app: web.Application) -> None:
