@@ -142,7 +142,7 @@ class BatchService:
         ``canceled``. One cancelled or being cancelled is answered as it is; :class:`BatchStateError` for one
         ended otherwise."""
         doc = self._active.get(batch_id)
-        if doc is None:
+        if doc is None or doc["status"] in ENDED:  # (one whose end is being saved is ended already)
             batch = await self.get(batch_id)
             if batch.status == "cancelled":
                 return batch
@@ -164,7 +164,7 @@ class BatchService:
     async def delete(self, batch_id: str) -> None:
         """Delete an ended batch and its results; :class:`BatchStateError` for one still running (cancel it
         first), :class:`NotFoundError` for none."""
-        if batch_id in self._active:
+        if batch_id in self._active and self._active[batch_id]["status"] not in ENDED:
             raise BatchStateError(f"Batch {batch_id!r} is still processing; cancel it before deleting it.")
         await asyncio.to_thread(self.store.delete, batch_id)
 
