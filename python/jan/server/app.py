@@ -44,7 +44,7 @@ def _route_tables() -> list[web.RouteTableDef]:
     # "threads": its static POST /v1/threads/runs must be registered before /v1/threads/{thread_id}, which an
     # aiohttp that matches in registration order (before 3.10) would otherwise give it to.
     for optional in ("model_admin", "runs", "threads", "assistants", "files", "extensions", "mcp", "web", "ollama",
-                     "anthropic", "responses", "llamacpp"):
+                     "anthropic", "responses", "llamacpp", "batches"):
         try:
             module = __import__(f"jan.server.routes.{optional}", fromlist=["routes"])
         except ModuleNotFoundError as exc:
@@ -57,9 +57,10 @@ def _route_tables() -> list[web.RouteTableDef]:
 
 def _setup_route_state(app: web.Application) -> None:
     """Route modules with state of their own (stored responses, in-flight runs) set it up before the app starts."""
-    from jan.server.routes import anthropic, files, ollama, responses
+    from jan.server.routes import anthropic, batches, files, ollama, responses
 
     files.setup(app)
+    batches.setup(app)  # (after files: OpenAI's batches read and write uploads)
     responses.setup(app)
     ollama.setup(app)
     anthropic.setup(app)

@@ -46,7 +46,7 @@ from .migrations import DEFAULT_MIGRATIONS
 from .pagination import Order, Page, paginate
 from .problems import ProblemLog
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "PURPOSES", "UPLOADS_DIR", "UploadStore", "UploadTooLargeError", "UploadWriter", "clean_filename",
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "PURPOSES", "STORED_PURPOSES", "UPLOADS_DIR", "UploadStore", "UploadTooLargeError", "UploadWriter", "clean_filename",
            "is_upload_id", "new_upload_id"]
 
 logger = logging.getLogger("jan.store")
@@ -60,6 +60,9 @@ META = "file.json"
 DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 #: OpenAI's upload purposes (jan itself reads the files of ``assistants``, ``vision`` and ``user_data``).
 PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune", "evals")
+#: The purposes a stored file may have: the uploadable ones, and ``batch_output``, which only jan writes (a batch's
+#: output and error files, as OpenAI's are).
+STORED_PURPOSES = (*PURPOSES, "batch_output")
 #: The fields of OpenAI's file object; ``file.json`` keeps jan's own beside them.
 PUBLIC_FIELDS = ("id", "object", "bytes", "created_at", "filename", "purpose", "status", "expires_at",
                  "status_details")
@@ -189,7 +192,7 @@ class UploadStore:
         bytes) or the one its name's extension gives; ``expires_after``: seconds from its creation until it goes
         (None: kept until deleted); ``fields``: those of the file object returned.
         The writer's temporary file is gone afterwards, committed or not."""
-        if purpose not in PURPOSES:
+        if purpose not in STORED_PURPOSES:
             writer.discard()
             raise InvalidArgumentError(f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}",
                                        param="purpose", code="invalid_value")

@@ -1302,6 +1302,10 @@ def _rfc3339(seconds: Any) -> str | None:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: RFC 3339 time of epoch seconds, as Anthropic's objects tell times (None for none).
+rfc3339 = _rfc3339
+
+
 def file_metadata(file: Mapping[str, Any]) -> dict[str, Any]:
     """Anthropic's ``FileMetadata`` of an upload's file object (its ``media_type`` too: ``TYPED_FIELDS`` of
     :mod:`jan.store.uploads`). ``downloadable``: jan serves every upload's bytes back (``/v1/files/{id}/content``)."""

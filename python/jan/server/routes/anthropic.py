@@ -33,6 +33,8 @@ from jan.server.routes.files import UPLOADS, upload_image
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body, query_int
 from jan.services import ChatAggregator, ChatService
+from jan.services.streams import DeltaStream
+from jan.services.types import ChatRequest
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -103,12 +105,34 @@ async def messages(request: web.Request) -> web.StreamResponse:
     async with request.app[THREADS].turn(body) as turn:
         try:
             return await _answer(request, body, turn)
-        except MediaError as exc:  # said of the body's field, not of the typed message it became
-            raise wire.media_error(exc, body, turn.chat_request) from None
-        except GrammarError as exc:  # a schema too complex: said of the Anthropic field that sent it
-            raise wire.schema_error(exc, body, turn.chat_request) from None
-        except ContextOverflowError as exc:  # in the words agents match to compact the conversation
-            raise APIError(400, wire.too_long_message(exc), param="messages", code="context_length_exceeded") from None
+        except (MediaError, GrammarError, ContextOverflowError) as exc:
+            raise said_of_body(exc, body, turn.chat_request) from None
+
+
+def said_of_body(exc: MediaError | GrammarError | ContextOverflowError, body: wire.MessagesRequest,
+                 chat_request: ChatRequest) -> Exception:
+    """A failure of a Messages request as said of its body (the route's and a batch item's): media and schemas
+    of the field that sent them, not of the typed message they became; a conversation too long in the words agents
+    match to compact it."""
+    if isinstance(exc, MediaError):
+        return wire.media_error(exc, body, chat_request)
+    if isinstance(exc, GrammarError):
+        return wire.schema_error(exc, body, chat_request)
+    return APIError(400, wire.too_long_message(exc), param="messages", code="context_length_exceeded")
+
+
+async def collect_message(stream: DeltaStream, body: wire.MessagesRequest, message_id: str) -> dict:
+    """The stream aggregated (what ChatService.complete does) into Anthropic's ``message``, keeping the stop
+    sequence that ended it."""
+    aggregator, stop = ChatAggregator(), None
+    async with stream:
+        async for delta in stream:
+            aggregator.add(delta)
+            if delta.choice == 0 and delta.finish_reason is not None:
+                stop = delta.stop if delta.stop in (body.stop_sequences or ()) else None
+    result = aggregator.result(stream.model or body.model or "")
+    return wire.message_from_result(result, message_id, body.model or result.model, stop,
+                                    omit_thinking=wire.thinking_omitted(body))
 
 
 async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) -> web.StreamResponse:
@@ -122,15 +146,7 @@ async def _answer(request: web.Request, body: wire.MessagesRequest, turn: Turn) 
         # The stream aggregated (what ChatService.complete does), keeping the stop string that ended it;
         # cancelled (the engine's slot freed) when the client goes away first.
         async def collect() -> dict:
-            aggregator, stop = ChatAggregator(), None
-            async with stream:
-                async for delta in stream:
-                    aggregator.add(delta)
-                    if delta.choice == 0 and delta.finish_reason is not None:
-                        stop = delta.stop if delta.stop in stop_sequences else None
-            result = aggregator.result(stream.model or body.model or "")
-            return await turn.commit(wire.message_from_result(result, message_id, body.model or result.model, stop,
-                                                              omit_thinking=wire.thinking_omitted(body)))
+            return await turn.commit(await collect_message(stream, body, message_id))
 
         return web.json_response(await unless_disconnected(request, collect(), body.model))
     deltas = await started(request, stream, body.model)

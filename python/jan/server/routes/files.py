@@ -46,7 +46,7 @@ from jan.services.media_workers import on_media_worker
 from jan.store.aio import write_through
 from jan.store.errors import InvalidArgumentError, NotFoundError
 from jan.store.files import MAX_FILE_BYTES
-from jan.store.uploads import PUBLIC_FIELDS, PURPOSES, TYPED_FIELDS, UploadStore, UploadTooLargeError, UploadWriter
+from jan.store.uploads import PUBLIC_FIELDS, PURPOSES, STORED_PURPOSES, TYPED_FIELDS, UploadStore, UploadTooLargeError, UploadWriter
 
 log = logging.getLogger("jan.server")
 
@@ -79,7 +79,7 @@ RESPONSE_SCHEMAS["FileObject"] = {
     "type": "object", "required": ["id", "object", "bytes", "created_at", "filename", "purpose", "status"],
     "properties": {"id": {"type": "string"}, "object": {"const": "file"}, "bytes": {"type": "integer", "minimum": 0},
                    "created_at": {"type": "integer"}, "filename": {"type": "string"},
-                   "purpose": {"enum": list(PURPOSES)}, "status": {"const": "processed"},
+                   "purpose": {"enum": list(STORED_PURPOSES)}, "status": {"const": "processed"},
                    "expires_at": {"type": ["integer", "null"]}, "status_details": {"type": ["string", "null"]}}}
 # (The upload's multipart form is described in its docstring: the spec's requestBody is JSON on every jan route.)
 RESPONSES[("POST", "/v1/files")] = {"200": ("The stored file", {JSON: "FileObject"})}
@@ -400,8 +400,13 @@ async def upload_image(request: web.Request, file_id: str, param: str) -> tuple[
     """``(bytes, media type)`` of the uploaded image ``file_id`` (what a message part names at ``param``): a 400
     naming ``param`` when there is no such file (``file_not_found``), it is over the size of one image
     (``too_large``), or it is no image jan can decode (``unsupported_format``)."""
+    return await stored_image(uploads(request), file_id, param)
+
+
+async def stored_image(store: UploadStore, file_id: str, param: str) -> tuple[bytes, str]:
+    """:func:`upload_image` from ``store`` (work that runs outside a request: a batch's items)."""
     try:
-        data, doc = await asyncio.to_thread(uploads(request).read_bytes, file_id, MAX_FILE_BYTES)
+        data, doc = await asyncio.to_thread(store.read_bytes, file_id, MAX_FILE_BYTES)
     except NotFoundError:
         raise APIError(400, f"{param}: there is no file {file_id!r} (upload one with POST /v1/files)", param=param,
                        code="file_not_found") from None

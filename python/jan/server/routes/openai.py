@@ -36,7 +36,7 @@ from jan.server.sse import SSEStream
 from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
 from jan.services.streams import DeltaStream
-from jan.services.types import RenderedPrompt
+from jan.services.types import ChatRequest, RenderedPrompt
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -112,9 +112,7 @@ async def stream_response(request: web.Request, body: Any, stream: DeltaStream,
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Chat completion (OpenAI); streamed as server-sent events with ``stream: true``."""
     body = await parse_body(request, ChatCompletionRequest)
-    await fetch_body_images(body, request.app[MEDIA_FETCHER])
-    await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # file parts' file_id
-    chat = await body_step(wire.chat_request, body)  # (off the loop for a big body, as parsing it was)
+    chat = await typed_chat(request.app, body)
     service = request.app[SERVICES].chat
     top, legacy = chat.top_logprobs, body.legacy_functions
     try:
@@ -132,6 +130,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                                      headers_for=lambda model: template_headers(request, model))
     except MediaError as exc:  # (before any byte is sent) said of the message's field
         raise wire.media_error(exc, body) from None
+
+
+async def typed_chat(app: web.Application, body: ChatCompletionRequest) -> ChatRequest:
+    """The typed chat request of a chat completion body, its images fetched and its documents read (the route's
+    and a batch item's way in)."""
+    await fetch_body_images(body, app[MEDIA_FETCHER])
+    await read_body_documents(body, app.get(UPLOADS), app[MEDIA_FETCHER])  # file parts' file_id
+    return await body_step(wire.chat_request, body)  # (off the loop for a big body, as parsing it was)
 
 
 async def template_headers(request: web.Request, model_id: str | None) -> dict[str, str]:
@@ -159,19 +165,22 @@ async def completions(request: web.Request) -> web.StreamResponse:
     stream = request.app[SERVICES].completions.stream(req)
     want_logprobs = req.logprobs is not None
     if not body.stream:
-        async def collect() -> dict[str, Any]:
-            async with stream:
-                encoder = None
-                async for delta in stream:
-                    encoder = encoder or wire.CompletionChunkEncoder(stream.model or "", logprobs=want_logprobs)
-                    encoder.encode(delta)
-            return (encoder or wire.CompletionChunkEncoder(req.model or "")).response()
-
-        answer = await unless_disconnected(request, collect(), req.model)
+        answer = await unless_disconnected(request, collect_completion(stream, req), req.model)
         # echo with logprobs scores every prompt token with up to 20 alternatives: a long prompt is a big body
         return await json_response_built(lambda: answer, values=_completion_values(answer))
     return await stream_response(request, body, stream, lambda model, usage: wire.CompletionChunkEncoder(
         model, logprobs=want_logprobs, include_usage=usage))
+
+
+async def collect_completion(stream: DeltaStream, req: Any) -> dict[str, Any]:
+    """A completion stream's whole answer, as OpenAI's non-streamed ``text_completion``."""
+    want_logprobs = req.logprobs is not None
+    async with stream:
+        encoder = None
+        async for delta in stream:
+            encoder = encoder or wire.CompletionChunkEncoder(stream.model or "", logprobs=want_logprobs)
+            encoder.encode(delta)
+    return (encoder or wire.CompletionChunkEncoder(req.model or "")).response()
 
 
 def _completion_values(answer: dict[str, Any]) -> int:

@@ -1,0 +1,303 @@
+"""``BatchService``: batches of requests run in the background, for OpenAI's Batch API and Anthropic's Message
+Batches alike (types: :mod:`jan.services.batch_types`; disk: :mod:`jan.store.batches`).
+
+One worker task runs every batch's items one at a time, oldest batch first: a batch is work nobody waits on, so
+it never takes more than one of a model's slots, and live requests (which take the others, and queue ahead of
+nothing a batch holds) are not stalled behind it. Each item goes through the dialect's
+:class:`~jan.services.batch_types.BatchRunner`, which answers it with the very services the live endpoint uses.
+
+Each ended item is appended to the batch's ``results.jsonl`` before the next starts, so a stop or a crash loses
+at most the item that was running: at the next :meth:`BatchService.start` every batch not ended is taken up
+again where it stopped (its counts read back from its results), a cancel or an end that was under way is
+finished, and a batch whose window passed meanwhile expires. Nothing stays ``in_progress`` for good.
+
+Cancelling stops the running item (its generation is cancelled) and ends every item not run as ``canceled``;
+a batch whose ``expires_at`` passes ends its items not run as ``expired``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from jan.store._util import now_s
+from jan.store.batches import BatchStore
+from jan.store.errors import NotFoundError
+from jan.store.ids import new_ulid
+
+from .batch_types import (
+    ENDED,
+    Batch,
+    BatchCounts,
+    BatchItem,
+    BatchRunner,
+    BatchStateError,
+    ItemOutcome,
+    ItemResult,
+)
+
+__all__ = ["BatchService", "DEFAULT_WINDOW_S"]
+
+log = logging.getLogger("jan.services")
+
+#: The one completion window both APIs take: 24 hours.
+DEFAULT_WINDOW_S = 24 * 3600
+
+
+class BatchService:
+    """Create, read, cancel and delete batches; run them in the background between :meth:`start` and
+    :meth:`stop`. ``clock`` gives epoch seconds (tests move time forward to expire a batch)."""
+
+    def __init__(self, store: BatchStore, *, clock: Callable[[], int] = now_s) -> None:
+        self.store = store
+        self._clock = clock
+        self._runners: dict[str, BatchRunner] = {}
+        self._prefixes: dict[str, str] = {}
+        # every batch not ended, by id: its document as on disk (the worker and cancel keep both in step)
+        self._active: dict[str, dict[str, Any]] = {}
+        self._queue: deque[str] = deque()
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        self._running: str | None = None  # the batch the worker is in
+        self._item: asyncio.Future | None = None  # the item it runs
+        self._stopping = False
+
+    def register(self, dialect: str, id_prefix: str, runner: BatchRunner) -> None:
+        """Let ``dialect``'s batches (ids ``<id_prefix><ULID>``) run through ``runner``."""
+        self._runners[dialect] = runner
+        self._prefixes[dialect] = id_prefix
+
+    # -- lifetime ----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Take up every batch a stop left unended, then start the worker."""
+        self._stopping = False
+        self._wake = asyncio.Event()
+        await asyncio.to_thread(self.store.sweep)
+        for doc in await asyncio.to_thread(self.store.list):
+            if doc.get("status") in ENDED or doc.get("dialect") not in self._runners:
+                continue
+            results = await asyncio.to_thread(self.store.results, doc["id"])
+            doc["counts"] = _counts_of(results)  # the results are the truth: a crash may have beaten the save
+            self._active[doc["id"]] = doc
+            self._queue.append(doc["id"])
+            log.info("batches: taking up %s (%s, %d of %d items ended)", doc["id"], doc["status"], len(results),
+                     doc["total"])
+        self._worker = asyncio.create_task(self._work(), name="batches")
+
+    async def stop(self) -> None:
+        """Stop the worker and the item it runs (that item runs again at the next start); nothing ends."""
+        self._stopping = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    # -- the API -----------------------------------------------------------------------------------------
+    async def create(self, dialect: str, endpoint: str, items: Sequence[tuple[str, Mapping[str, Any]]], *,
+                     metadata: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
+                     window_s: int = DEFAULT_WINDOW_S, errors: Mapping[str, Any] | None = None) -> Batch:
+        """A new batch of ``items`` (``(custom_id, body)``, checked by the front end), queued to run. With
+        ``errors`` (the front end refused its input) it is made ``failed`` instead, with no item."""
+        if dialect not in self._runners:
+            raise KeyError(f"no batch runner for {dialect!r}")
+        now = self._clock()
+        doc: dict[str, Any] = {
+            "id": f"{self._prefixes[dialect]}{new_ulid()}", "dialect": dialect, "endpoint": endpoint,
+            "status": "failed" if errors is not None else "in_progress", "created_at": now,
+            "expires_at": now + window_s, "total": 0 if errors is not None else len(items),
+            "counts": _counts_of([]), "times": {"failed_at": now} if errors is not None else {"in_progress_at": now},
+            "metadata": dict(metadata) if metadata is not None else None,
+            "extra": {**(extra or {}), **({"errors": dict(errors)} if errors is not None else {})},
+            "usage": {"input_tokens": 0, "output_tokens": 0}}
+        records = [] if errors is not None else [{"custom_id": c, "body": dict(b)} for c, b in items]
+        await asyncio.to_thread(self.store.create, doc, records)
+        if errors is None:
+            self._active[doc["id"]] = doc
+            self._enqueue(doc["id"])
+        return _batch(doc)
+
+    async def get(self, batch_id: str) -> Batch:
+        """The batch; :class:`NotFoundError` when there is none."""
+        doc = self._active.get(batch_id)
+        return _batch(doc) if doc is not None else _batch(await asyncio.to_thread(self.store.get, batch_id))
+
+    async def list(self, dialect: str) -> list[Batch]:
+        """``dialect``'s batches, oldest first (their ids sort by creation)."""
+        docs = await asyncio.to_thread(self.store.list)
+        return [_batch(self._active.get(doc["id"], doc)) for doc in docs if doc.get("dialect") == dialect]
+
+    async def results(self, batch_id: str) -> list[ItemResult]:
+        """The ended items' results, in item order."""
+        await self.get(batch_id)  # (NotFoundError for none)
+        records = await asyncio.to_thread(self.store.results, batch_id)
+        return sorted((ItemResult.from_record(r) for r in records), key=lambda r: r.index)
+
+    async def cancel(self, batch_id: str) -> Batch:
+        """Cancel a batch: ``cancelling`` now, its running item stopped, then ``cancelled`` with every item not run
+        ``canceled``. One cancelled or being cancelled is answered as it is; :class:`BatchStateError` for one
+        ended otherwise."""
+        doc = self._active.get(batch_id)
+        if doc is None or doc["status"] in ENDED:  # (one whose end is being saved is ended already)
+            batch = await self.get(batch_id)
+            if batch.status == "cancelled":
+                return batch
+            raise BatchStateError(f"Cannot cancel batch {batch_id!r}: it is already {batch.status}.")
+        if doc["status"] != "in_progress" or doc.get("end"):
+            return _batch(doc)  # being cancelled, or ending: nothing left to stop
+        doc["status"] = "cancelling"
+        doc["times"]["cancelling_at"] = self._clock()
+        await self._save(doc)
+        if self._running == batch_id:
+            if self._item is not None:
+                self._item.cancel()  # the worker sees the status and ends the batch
+        else:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(batch_id)
+            await self._end(doc)
+        return _batch(self._active.get(batch_id, doc))
+
+    async def delete(self, batch_id: str) -> None:
+        """Delete an ended batch and its results; :class:`BatchStateError` for one still running (cancel it
+        first), :class:`NotFoundError` for none."""
+        if batch_id in self._active and self._active[batch_id]["status"] not in ENDED:
+            raise BatchStateError(f"Batch {batch_id!r} is still processing; cancel it before deleting it.")
+        await asyncio.to_thread(self.store.delete, batch_id)
+
+    # -- the worker --------------------------------------------------------------------------------------
+    def _enqueue(self, batch_id: str) -> None:
+        self._queue.append(batch_id)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _work(self) -> None:
+        assert self._wake is not None
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            batch_id = self._queue.popleft()
+            doc = self._active.get(batch_id)
+            if doc is None:
+                continue
+            self._running = batch_id
+            try:
+                await self._run(doc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a batch the disk failed: ended failed, never left running
+                log.exception("batches: %s failed", batch_id)
+                await self._fail(doc, exc)
+            finally:
+                self._running = None
+
+    async def _run(self, doc: dict[str, Any]) -> None:
+        """Run the batch's items not ended yet, one at a time, then end it."""
+        batch_id = doc["id"]
+        runner = self._runners[doc["dialect"]]
+        if doc["status"] == "in_progress" and not doc.get("end"):
+            items = await asyncio.to_thread(self.store.items, batch_id)
+            done = {r.get("index") for r in await asyncio.to_thread(self.store.results, batch_id)}
+            for index, record in enumerate(items):
+                if index in done:
+                    continue
+                if doc["status"] != "in_progress" or self._clock() >= doc["expires_at"]:
+                    break
+                item = BatchItem(index, str(record.get("custom_id", "")), record.get("body") or {})
+                self._item = asyncio.ensure_future(runner.execute(_batch(doc), item))
+                try:
+                    outcome: ItemOutcome | None = await self._item
+                except asyncio.CancelledError:
+                    if self._stopping or not self._item.cancelled():
+                        raise  # jan stops: the item runs again at the next start
+                    outcome = None  # the batch was cancelled while the item ran
+                except Exception as exc:  # noqa: BLE001 - the runner's own failure: that item's error
+                    log.exception("batches: %s item %d failed", batch_id, index)
+                    outcome = runner.failed(exc)
+                finally:
+                    self._item = None
+                await self._record(doc, item, outcome)
+        await self._end(doc)
+
+    async def _record(self, doc: dict[str, Any], item: BatchItem, outcome: ItemOutcome | None) -> None:
+        if outcome is None:
+            result = ItemResult(item.index, item.custom_id, "canceled")
+        else:
+            result = ItemResult(item.index, item.custom_id, "succeeded" if outcome.status_code == 200 else "errored",
+                                outcome.status_code, dict(outcome.body), f"batch_req_{new_ulid()}")
+            doc["usage"]["input_tokens"] += outcome.input_tokens
+            doc["usage"]["output_tokens"] += outcome.output_tokens
+        await asyncio.to_thread(self.store.append_results, doc["id"], [result.to_record()])
+        doc["counts"][result.outcome] += 1
+        await self._save(doc)
+
+    async def _end(self, doc: dict[str, Any]) -> None:
+        """End the batch: items not run are ``canceled`` (a cancel) or ``expired`` (its window passed; while it
+        still had time, none is left), the dialect finalizes it, and it takes its last status. Done again from the
+        start after a crash in the middle (``doc["end"]`` says how it ends)."""
+        end = doc.get("end") or ("cancelled" if doc["status"] == "cancelling" else
+                                 "expired" if self._clock() >= doc["expires_at"] else "completed")
+        batch_id = doc["id"]
+        results = await asyncio.to_thread(self.store.results, batch_id)
+        done = {r.get("index") for r in results}
+        items = await asyncio.to_thread(self.store.items, batch_id)
+        left = [ItemResult(i, str(r.get("custom_id", "")), "canceled" if end == "cancelled" else "expired")
+                for i, r in enumerate(items) if i not in done]
+        if left and end == "completed":
+            return  # (not reached: the worker ends a batch once every item ran)
+        if left:
+            await asyncio.to_thread(self.store.append_results, batch_id, [r.to_record() for r in left])
+            for result in left:
+                doc["counts"][result.outcome] += 1
+        doc["end"] = end
+        if end == "completed":
+            doc["status"] = "finalizing"
+            doc["times"]["finalizing_at"] = self._clock()
+        await self._save(doc)
+        ended = sorted((ItemResult.from_record(r) for r in await asyncio.to_thread(self.store.results, batch_id)),
+                       key=lambda r: r.index)
+        extra = await self._runners[doc["dialect"]].finalize(_batch(doc), ended)
+        doc["extra"].update(extra)
+        doc["status"] = end
+        doc["times"][f"{end}_at"] = self._clock()
+        await self._save(doc)
+        self._active.pop(batch_id, None)
+        log.info("batches: %s %s (%s)", batch_id, end, doc["counts"])
+
+    async def _fail(self, doc: dict[str, Any], exc: BaseException) -> None:
+        doc["status"] = "failed"
+        doc["times"]["failed_at"] = self._clock()
+        doc["extra"]["errors"] = {"object": "list", "data": [
+            {"code": "server_error", "message": f"The batch could not be run: {exc}", "param": None, "line": None}]}
+        with contextlib.suppress(Exception):
+            await self._save(doc)
+        self._active.pop(doc["id"], None)
+
+    async def _save(self, doc: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(self.store.save, doc)
+        except NotFoundError:
+            self._active.pop(doc["id"], None)  # deleted from disk behind jan's back: nothing to keep running
+
+
+def _counts_of(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    counts = {"succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+    for outcome in {r.get("index"): r.get("outcome") for r in results}.values():  # (an item once, if written twice)
+        counts[outcome if outcome in counts else "errored"] += 1
+    return counts
+
+
+def _batch(doc: Mapping[str, Any]) -> Batch:
+    counts = doc.get("counts") or {}
+    usage = doc.get("usage") or {}
+    return Batch(id=doc["id"], dialect=doc["dialect"], endpoint=doc["endpoint"], status=doc["status"],
+                 created_at=doc["created_at"], expires_at=doc["expires_at"],
+                 counts=BatchCounts(doc["total"], **{k: int(counts.get(k, 0)) for k in
+                                                     ("succeeded", "errored", "canceled", "expired")}),
+                 times=dict(doc.get("times") or {}), metadata=doc.get("metadata"), extra=dict(doc.get("extra") or {}),
+                 input_tokens=int(usage.get("input_tokens", 0)), output_tokens=int(usage.get("output_tokens", 0)))
+

@@ -1,0 +1,225 @@
+"""The batch service (jan.services.batches) on its own, with a runner the test controls: items run in order and
+their results persist, a cancel stops the running item and ends the rest ``canceled``, a batch past its window
+expires its items not run, and a stop followed by a start (a restart, or a crash: a torn results line, a batch
+caught mid-cancel or mid-end) takes every unended batch to its end. No model: the runner answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from jan.services.batch_types import Batch, BatchItem, BatchStateError, ItemOutcome, ItemResult
+from jan.services.batches import BatchService
+from jan.store.batches import BatchStore
+from jan.store.errors import NotFoundError
+
+WAIT_S = 60.0
+
+
+class Runner:
+    """Answers ``{"n": k}`` with ``{"twice": 2k}``; ``{"fail": true}`` with a 400; ``{"hold": true}`` waits until
+    :attr:`release` is set (the item the test cancels or stops)."""
+
+    def __init__(self) -> None:
+        self.started: asyncio.Queue[str] = asyncio.Queue()
+        self.release = asyncio.Event()
+        self.cancelled: list[str] = []
+        self.finalized: list[tuple[str, int]] = []
+
+    async def execute(self, batch: Batch, item: BatchItem) -> ItemOutcome:
+        self.started.put_nowait(item.custom_id)
+        if item.body.get("hold"):
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(item.custom_id)
+                raise
+        if item.body.get("fail"):
+            return ItemOutcome(400, {"error": "bad"})
+        return ItemOutcome(200, {"twice": 2 * item.body.get("n", 0)}, input_tokens=1, output_tokens=2)
+
+    def failed(self, exc: BaseException) -> ItemOutcome:
+        return ItemOutcome(500, {"error": str(exc)})
+
+    async def finalize(self, batch: Batch, results: Sequence[ItemResult]) -> Mapping[str, Any]:
+        self.finalized.append((batch.id, len(results)))
+        return {"finalized": len(results)}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+async def _service(folder, runner: Runner, clock: Clock | None = None) -> BatchService:
+    service = BatchService(BatchStore(folder), **({"clock": clock} if clock else {}))
+    service.register("test", "tb_", runner)
+    await service.start()
+    return service
+
+
+async def _ended(service: BatchService, batch_id: str) -> Batch:
+    """The batch once ended: asked every 20 ms for up to WAIT_S."""
+    async def poll() -> Batch:
+        while not (batch := await service.get(batch_id)).ended:
+            await asyncio.sleep(0.02)
+        return batch
+    return await asyncio.wait_for(poll(), WAIT_S)
+
+
+async def test_items_run_in_order_and_results_persist(tmp_path):
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    try:
+        batch = await service.create("test", "/x", [("a", {"n": 1}), ("b", {"fail": True}), ("c", {"n": 3})])
+        assert batch.id.startswith("tb_") and batch.status == "in_progress" and batch.counts.total == 3
+        batch = await _ended(service, batch.id)
+        assert batch.status == "completed"
+        assert (batch.counts.succeeded, batch.counts.errored, batch.counts.processing) == (2, 1, 0)
+        assert (batch.input_tokens, batch.output_tokens) == (2, 4)
+        assert batch.extra["finalized"] == 3 and {"in_progress_at", "finalizing_at", "completed_at"} <= set(batch.times)
+        results = await service.results(batch.id)
+        assert [(r.custom_id, r.outcome, r.status_code, r.body) for r in results] == [
+            ("a", "succeeded", 200, {"twice": 2}), ("b", "errored", 400, {"error": "bad"}),
+            ("c", "succeeded", 200, {"twice": 6})]
+    finally:
+        await service.stop()
+    # read back from disk by a new service: the same batch, ended
+    again = await _service(tmp_path, Runner())
+    try:
+        assert (await again.get(batch.id)).status == "completed"
+        assert [b.id for b in await again.list("test")] == [batch.id]
+        await again.delete(batch.id)
+        with pytest.raises(NotFoundError):
+            await again.get(batch.id)
+    finally:
+        await again.stop()
+
+
+async def test_cancel_stops_the_running_item_and_cancels_the_rest(tmp_path):
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    try:
+        batch = await service.create("test", "/x", [("a", {"n": 1}), ("b", {"hold": True}), ("c", {"n": 3})])
+        assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+        assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "b"  # b is running now
+        with pytest.raises(BatchStateError):
+            await service.delete(batch.id)  # still processing
+        cancelling = await service.cancel(batch.id)
+        assert cancelling.status in ("cancelling", "cancelled")
+        batch = await _ended(service, batch.id)
+        assert batch.status == "cancelled" and "cancelled_at" in batch.times and "cancelling_at" in batch.times
+        assert runner.cancelled == ["b"]
+        assert [(r.custom_id, r.outcome) for r in await service.results(batch.id)] == [
+            ("a", "succeeded"), ("b", "canceled"), ("c", "canceled")]
+        assert (await service.cancel(batch.id)).status == "cancelled"  # cancelling again answers it as it is
+    finally:
+        await service.stop()
+
+
+async def test_cancel_of_a_queued_batch_and_of_an_ended_one(tmp_path):
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    try:
+        first = await service.create("test", "/x", [("a", {"hold": True})])
+        queued = await service.create("test", "/x", [("q1", {"n": 1}), ("q2", {"n": 2})])
+        assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+        cancelled = await service.cancel(queued.id)  # never started: ended at once
+        assert cancelled.status == "cancelled" and cancelled.counts.canceled == 2
+        runner.release.set()
+        assert (await _ended(service, first.id)).status == "completed"
+        with pytest.raises(BatchStateError):
+            await service.cancel(first.id)
+        assert runner.started.empty()  # the cancelled batch's items never ran
+    finally:
+        await service.stop()
+
+
+async def test_a_batch_past_its_window_expires_its_items_not_run(tmp_path):
+    runner, clock = Runner(), Clock()
+    service = await _service(tmp_path, runner, clock)
+    try:
+        batch = await service.create("test", "/x", [("a", {"hold": True}), ("b", {"n": 2}), ("c", {"n": 3})],
+                                     window_s=100)
+        assert batch.expires_at == clock.now + 100
+        assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+        clock.now += 101  # the window passes while a runs
+        runner.release.set()
+        batch = await _ended(service, batch.id)
+        assert batch.status == "expired" and "expired_at" in batch.times
+        assert [(r.custom_id, r.outcome) for r in await service.results(batch.id)] == [
+            ("a", "succeeded"), ("b", "expired"), ("c", "expired")]
+    finally:
+        await service.stop()
+
+
+async def test_a_stop_mid_item_resumes_at_the_next_start(tmp_path):
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    batch = await service.create("test", "/x", [("a", {"n": 1}), ("b", {"hold": True}), ("c", {"n": 3})])
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "b"
+    await service.stop()  # b was running: stopped, not ended
+    assert runner.cancelled == ["b"]
+    store = BatchStore(tmp_path)
+    assert store.get(batch.id)["status"] == "in_progress"
+    assert [r["custom_id"] for r in store.results(batch.id)] == ["a"]
+    # a crash tore a half-written results line: it is not a result, and b runs again
+    with open(tmp_path / "batches" / batch.id / "results.jsonl", "ab") as f:
+        f.write(b'{"index": 1, "custom_id": "b", "outc')
+    second = Runner()
+    second.release.set()
+    service = await _service(tmp_path, second)
+    try:
+        batch = await _ended(service, batch.id)
+        assert batch.status == "completed" and batch.counts.succeeded == 3
+        assert [(r.custom_id, r.outcome) for r in await service.results(batch.id)] == [
+            ("a", "succeeded"), ("b", "succeeded"), ("c", "succeeded")]
+        assert second.started.qsize() == 2  # only b and c ran again
+    finally:
+        await service.stop()
+
+
+@pytest.mark.parametrize("status, end", [("cancelling", "cancelled"), ("finalizing", "completed")])
+async def test_a_crash_mid_cancel_or_mid_end_is_finished_at_start(tmp_path, status, end):
+    runner = Runner()
+    service = await _service(tmp_path, runner)
+    batch = await service.create("test", "/x", [("a", {"hold": True})])
+    assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+    await service.stop()
+    store = BatchStore(tmp_path)
+    doc = store.get(batch.id)
+    doc["status"] = status
+    if status == "finalizing":  # as a crash after the last item and before its end was written leaves it
+        store.append_results(batch.id, [ItemResult(0, "a", "succeeded", 200, {}).to_record()])
+        doc["end"] = "completed"
+    store.save(doc)
+    service = await _service(tmp_path, Runner())
+    try:
+        batch = await _ended(service, batch.id)
+        assert batch.status == end and batch.extra["finalized"] == 1
+    finally:
+        await service.stop()
+
+
+async def test_a_damaged_batch_file_is_set_aside(tmp_path):
+    service = await _service(tmp_path, Runner())
+    batch = await service.create("test", "/x", [("a", {"n": 1})])
+    await _ended(service, batch.id)
+    await service.stop()
+    (tmp_path / "batches" / batch.id / "batch.json").write_text("{not json")
+    service = await _service(tmp_path, Runner())
+    try:
+        assert await service.list("test") == []
+        with pytest.raises(NotFoundError):
+            await service.get(batch.id)
+        assert any(name.startswith("batch.json.corrupt-") for name in
+                   (p.name for p in (tmp_path / "batches" / batch.id).iterdir()))
+    finally:
+        await service.stop()

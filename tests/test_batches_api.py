@@ -1,0 +1,303 @@
+"""OpenAI's Batch API (``/v1/batches``) and Anthropic's Message Batches (``/v1/messages/batches``) end to end, with
+the official SDKs against a real server and stories260K: each item is answered as the live endpoint answers the
+same body (temperature 0), cancel stops a batch, lists page, bad input is refused in each dialect's shape, and a
+server stopped mid-batch and started again on the same data folder takes the batch to its end."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any, Callable
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from server_helpers import start_server
+
+WAIT_S = 300.0
+MODEL = "stories260K"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    srv = start_server(tmp_path_factory.mktemp("batches"), [stories_path])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def oai(server):
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def claude(server):
+    return anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+def _until(get: Callable[[], Any], done: Callable[[Any], bool], what: str) -> Any:
+    """``get()`` once ``done`` says so: asked every 50 ms for up to WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while not done(value := get()):
+        assert time.monotonic() < deadline, f"{what} not done after {WAIT_S} s: {value}"
+        time.sleep(0.05)
+    return value
+
+
+def _chat_line(custom_id: str, prompt: str, max_tokens: int = 8, **body) -> dict:
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+                     "temperature": 0, **body}}
+
+
+def _upload(oai, lines: list, purpose: str = "batch") -> str:
+    data = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines).encode()
+    return oai.files.create(file=("input.jsonl", io.BytesIO(data)), purpose=purpose).id
+
+
+def _ended_openai(oai, batch_id: str):
+    return _until(lambda: oai.batches.retrieve(batch_id),
+                  lambda b: b.status in ("completed", "failed", "expired", "cancelled"), f"batch {batch_id}")
+
+
+def _jsonl(text: str) -> dict[str, dict]:
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return {line["custom_id"]: line for line in lines}
+
+
+# -- OpenAI --------------------------------------------------------------------------------------------------
+def test_openai_chat_batch_answers_as_the_live_endpoint(oai):
+    prompts = {"story-1": "Once upon a time", "story-2": "The little dog", "bad": ""}
+    lines = [_chat_line("story-1", prompts["story-1"]), _chat_line("story-2", prompts["story-2"]),
+             _chat_line("bad", "x", max_tokens=-5)]
+    batch = oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/chat/completions",
+                               completion_window="24h", metadata={"job": "nightly"})
+    assert batch.status == "in_progress" and batch.request_counts.total == 3 and batch.metadata == {"job": "nightly"}
+    batch = _ended_openai(oai, batch.id)
+    assert batch.status == "completed" and batch.model == MODEL
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (2, 1)
+    assert batch.completed_at and batch.finalizing_at and batch.in_progress_at
+    assert batch.usage.output_tokens > 0
+    output = oai.files.retrieve(batch.output_file_id)
+    assert output.purpose == "batch_output"
+    answers = _jsonl(oai.files.content(batch.output_file_id).text)
+    assert set(answers) == {"story-1", "story-2"}
+    for custom_id in ("story-1", "story-2"):
+        live = oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompts[custom_id]}],
+                                           max_tokens=8, temperature=0)
+        line = answers[custom_id]
+        assert line["error"] is None and line["response"]["status_code"] == 200
+        body = line["response"]["body"]
+        assert body["object"] == "chat.completion"
+        assert body["choices"][0]["message"]["content"] == live.choices[0].message.content
+    errors = _jsonl(oai.files.content(batch.error_file_id).text)
+    assert set(errors) == {"bad"}
+    response = errors["bad"]["response"]
+    assert response["status_code"] == 400 and response["body"]["error"]["param"] == "max_tokens"
+
+
+def test_openai_completions_batch(oai):
+    lines = [{"custom_id": "c1", "method": "POST", "url": "/v1/completions",
+              "body": {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 10, "temperature": 0}}]
+    batch = _ended_openai(oai, oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/completions",
+                                                  completion_window="24h").id)
+    assert batch.status == "completed" and batch.error_file_id is None
+    live = oai.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=10, temperature=0)
+    body = _jsonl(oai.files.content(batch.output_file_id).text)["c1"]["response"]["body"]
+    assert body["choices"][0]["text"] == live.choices[0].text
+
+
+def test_openai_cancel_stops_the_batch(oai):
+    lines = [_chat_line(f"r{i}", "Once upon a time", max_tokens=200) for i in range(100)]
+    batch = oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/chat/completions",
+                               completion_window="24h")
+    cancelling = oai.batches.cancel(batch.id)
+    assert cancelling.status in ("cancelling", "cancelled") and cancelling.cancelling_at
+    batch = _ended_openai(oai, batch.id)
+    assert batch.status == "cancelled" and batch.cancelled_at
+    assert batch.request_counts.completed < 100
+    told = {}
+    for file_id in (batch.output_file_id, batch.error_file_id):
+        if file_id:
+            told.update(_jsonl(oai.files.content(file_id).text))
+    assert set(told) == {f"r{i}" for i in range(100)}  # every request is told: answered or cancelled
+    assert any((line["error"] or {}).get("code") == "batch_cancelled" for line in told.values())
+    with pytest.raises(openai.BadRequestError):
+        oai.batches.cancel(_ended_openai(oai, oai.batches.create(
+            input_file_id=_upload(oai, [_chat_line("one", "Hi")]), endpoint="/v1/chat/completions",
+            completion_window="24h").id).id)  # a completed batch cannot be cancelled
+
+
+@pytest.mark.parametrize("lines, code", [
+    (["{not json", _chat_line("a", "Hi")], "invalid_json_line"),
+    ([_chat_line("a", "Hi"), _chat_line("a", "Hi")], "duplicate_custom_id"),
+    ([{**_chat_line("a", "Hi"), "url": "/v1/completions"}], "url_mismatch"),
+    ([{**_chat_line("a", "Hi"), "method": "GET"}], "invalid_request"),
+    ([_chat_line("a", "Hi"), {**_chat_line("b", "Hi"), "body": {"model": "other", "messages": []}}],
+     "model_mismatch"),
+    ([" "], "empty_file"),
+])
+def test_openai_bad_input_lines_fail_the_batch(oai, lines, code):
+    batch = oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/chat/completions",
+                               completion_window="24h")
+    assert batch.status == "failed" and batch.failed_at and batch.request_counts.total == 0
+    assert batch.errors.data[0].code == code
+    if code != "empty_file":
+        assert batch.errors.data[0].line == (2 if code in ("duplicate_custom_id", "model_mismatch") else 1)
+    assert oai.batches.retrieve(batch.id).status == "failed"
+
+
+def test_openai_too_many_lines(oai, monkeypatch):
+    from jan.server.dialects import openai_batches
+
+    monkeypatch.setattr(openai_batches, "MAX_LINES", 2)  # (the server runs in this process)
+    batch = oai.batches.create(input_file_id=_upload(oai, [_chat_line(f"r{i}", "Hi") for i in range(3)]),
+                               endpoint="/v1/chat/completions", completion_window="24h")
+    assert batch.status == "failed" and batch.errors.data[0].code == "too_many_tasks"
+
+
+def test_openai_bad_create_bodies_are_400s(oai, server):
+    good = _upload(oai, [_chat_line("a", "Hi")])
+    for kwargs, param in [
+        ({"input_file_id": good, "endpoint": "/v1/moderations", "completion_window": "24h"}, "endpoint"),
+        ({"input_file_id": good, "endpoint": "/v1/chat/completions", "completion_window": "48h"},
+         "completion_window"),
+        ({"input_file_id": "file-nope", "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+         "input_file_id"),
+        ({"input_file_id": _upload(oai, [_chat_line("a", "Hi")], purpose="user_data"),
+          "endpoint": "/v1/chat/completions", "completion_window": "24h"}, "input_file_id"),
+    ]:
+        with pytest.raises(openai.BadRequestError) as err:
+            oai.batches.create(**kwargs)
+        assert err.value.body["param"] == param, kwargs
+    with pytest.raises(openai.NotFoundError):
+        oai.batches.retrieve("batch_nope")
+    response = httpx.post(server.base_url + "/v1/batches", json={"input_file_id": good}, timeout=60)
+    assert response.status_code == 400 and set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_openai_list_pages(oai):
+    made = [oai.batches.create(input_file_id=_upload(oai, [_chat_line("a", "Hi")]), endpoint="/v1/chat/completions",
+                               completion_window="24h").id for _ in range(3)]
+    first = oai.batches.list(limit=2)
+    assert [b.id for b in first.data] == made[::-1][:2] and first.has_more
+    second = oai.batches.list(limit=2, after=first.data[-1].id)
+    assert second.data[0].id == made[0]
+    listed = [b.id for b in oai.batches.list(limit=2)]  # the SDK's auto-paging follows `after`
+    assert listed[:3] == made[::-1] and len(listed) == len(set(listed))
+    for batch_id in made:
+        _ended_openai(oai, batch_id)
+
+
+# -- Anthropic -----------------------------------------------------------------------------------------------
+def _request(custom_id: str, prompt: str, max_tokens: int = 8, **params) -> dict:
+    return {"custom_id": custom_id, "params": {"model": MODEL, "max_tokens": max_tokens, "temperature": 0,
+                                               "messages": [{"role": "user", "content": prompt}], **params}}
+
+
+def _ended_anthropic(claude, batch_id: str):
+    return _until(lambda: claude.messages.batches.retrieve(batch_id), lambda b: b.processing_status == "ended",
+                  f"message batch {batch_id}")
+
+
+def test_anthropic_batch_answers_as_the_live_endpoint(claude):
+    batch = claude.messages.batches.create(requests=[
+        _request("one", "Once upon a time"), _request("two", "The little dog"),
+        _request("bad", "Hi", model="no-such-model")])
+    assert batch.processing_status == "in_progress" and batch.request_counts.processing == 3
+    assert batch.results_url is None
+    batch = _ended_anthropic(claude, batch.id)
+    counts = batch.request_counts
+    assert (counts.processing, counts.succeeded, counts.errored, counts.canceled) == (0, 2, 1, 0)
+    assert batch.ended_at and batch.results_url.endswith(f"/v1/messages/batches/{batch.id}/results")
+    results = {r.custom_id: r.result for r in claude.messages.batches.results(batch.id)}
+    assert set(results) == {"one", "two", "bad"}
+    for custom_id, prompt in (("one", "Once upon a time"), ("two", "The little dog")):
+        live = claude.messages.create(model=MODEL, max_tokens=8, extra_body={"temperature": 0},
+                                      messages=[{"role": "user", "content": prompt}])
+        assert results[custom_id].type == "succeeded"
+        assert results[custom_id].message.content[0].text == live.content[0].text
+    assert results["bad"].type == "errored" and results["bad"].error.error.type == "not_found_error"
+    deleted = claude.messages.batches.delete(batch.id)
+    assert deleted.id == batch.id and deleted.type == "message_batch_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.batches.retrieve(batch.id)
+
+
+def test_anthropic_cancel(claude):
+    batch = claude.messages.batches.create(requests=[_request(f"r{i}", "Once upon a time", max_tokens=200)
+                                                     for i in range(100)])
+    with pytest.raises(anthropic.BadRequestError):
+        claude.messages.batches.delete(batch.id)  # still processing: cancel it first
+    canceling = claude.messages.batches.cancel(batch.id)
+    assert canceling.processing_status in ("canceling", "ended") and canceling.cancel_initiated_at
+    batch = _ended_anthropic(claude, batch.id)
+    assert batch.request_counts.canceled > 0
+    assert batch.request_counts.succeeded + batch.request_counts.canceled == 100
+    types = [r.result.type for r in claude.messages.batches.results(batch.id)]
+    assert len(types) == 100 and "canceled" in types
+
+
+def test_anthropic_bad_input_is_a_400_in_its_shape(claude, server):
+    for requests in ([], [_request("a", "Hi"), _request("a", "Hi")], [_request("bad id!", "Hi")]):
+        with pytest.raises(anthropic.BadRequestError) as err:
+            claude.messages.batches.create(requests=requests)
+        assert err.value.body["type"] == "error" and err.value.body["error"]["type"] == "invalid_request_error"
+    with pytest.raises(anthropic.NotFoundError) as err:
+        claude.messages.batches.retrieve("msgbatch_nope")
+    assert err.value.body["error"]["type"] == "not_found_error"
+    batch = claude.messages.batches.create(requests=[_request("a", "Once", max_tokens=200)])
+    early = httpx.get(f"{server.base_url}/v1/messages/batches/{batch.id}/results", timeout=60)
+    if early.status_code != 200:  # (unless it has ended already)
+        assert early.status_code == 400 and early.json()["type"] == "error"
+    _ended_anthropic(claude, batch.id)
+
+
+def test_anthropic_list_pages(claude):
+    made = [claude.messages.batches.create(requests=[_request("a", "Hi")]).id for _ in range(3)]
+    page = claude.messages.batches.list(limit=2)
+    assert [b.id for b in page.data] == made[::-1][:2] and page.has_more
+    assert page.first_id == made[2] and page.last_id == made[1]
+    after = claude.messages.batches.list(limit=2, after_id=made[1])
+    assert after.data[0].id == made[0]
+    before = claude.messages.batches.list(limit=2, before_id=made[0])
+    assert [b.id for b in before.data] == [made[2], made[1]]
+    for batch_id in made:
+        _ended_anthropic(claude, batch_id)
+
+
+# -- a restart mid-batch --------------------------------------------------------------------------------------
+def test_a_restart_mid_batch_takes_it_to_its_end(tmp_path, stories_path):
+    n = 60
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        oai = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        claude = anthropic.Anthropic(base_url=srv.base_url, api_key="unused", max_retries=0, timeout=120)
+        lines = [_chat_line(f"r{i}", "Once upon a time", max_tokens=100) for i in range(n)]
+        batch_id = oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/chat/completions",
+                                      completion_window="24h").id
+        message_batch_id = claude.messages.batches.create(
+            requests=[_request(f"m{i}", "The little dog", max_tokens=100) for i in range(n)]).id
+        _until(lambda: oai.batches.retrieve(batch_id), lambda b: b.request_counts.completed >= 1,
+               "the first item")
+    finally:
+        srv.stop()  # mid-batch: the OpenAI batch is running, the Anthropic one waits its turn
+    from jan.store.batches import BatchStore
+
+    assert BatchStore(tmp_path / "data").get(message_batch_id)["status"] == "in_progress"  # (stopped unended)
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        oai = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        claude = anthropic.Anthropic(base_url=srv.base_url, api_key="unused", max_retries=0, timeout=120)
+        batch = _ended_openai(oai, batch_id)
+        assert batch.status == "completed" and batch.request_counts.completed == n
+        assert set(_jsonl(oai.files.content(batch.output_file_id).text)) == {f"r{i}" for i in range(n)}
+        message_batch = _ended_anthropic(claude, message_batch_id)
+        assert message_batch.request_counts.succeeded == n
+        assert sorted(r.custom_id for r in claude.messages.batches.results(message_batch_id)) == \
+            sorted(f"m{i}" for i in range(n))
+    finally:
+        srv.stop()
