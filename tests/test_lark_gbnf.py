@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from jan.templates import check_gbnf
 from jan.templates.lark_gbnf import LarkGrammarError, lark_to_gbnf
 
@@ -90,8 +89,8 @@ ITEM: /[a-z]+/
 CASES = {
     "patch": (PATCH, [
         "*** Begin Patch\n*** Add File: a/b.txt\n+hello\n+ \n*** End Patch\n",
-        "*** Begin Patch\n*** Delete File: old.py\n*** Update File: src/app.py\n*** Move to: src/main.py\n"
-        "@@ def greet():\n-print(\"Hi\")\n+print(\"Hello, \\\"world\\\"\")\n  x\n*** End of File\n*** End Patch",
+        ("*** Begin Patch\n*** Delete File: old.py\n*** Update File: src/app.py\n*** Move to: src/main.py\n"
+         "@@ def greet():\n-print(\"Hi\")\n+print(\"Hello, \\\"world\\\"\")\n  x\n*** End of File\n*** End Patch"),
         "*** Begin Patch\n*** Update File: x\n@@\n+é 日本 \t tab\n*** End Patch\n",
     ], [
         "*** Begin Patch\n*** End Patch\n",                       # no operation
@@ -193,6 +192,7 @@ def test_ignored_whitespace_runs_stay_cheap(llama):
     ('begin: "a"', ["start"]),                     # no start rule
     ("start: A\n%declare A", ["%declare"]),
     ("start: start \"a\"", ["only ever starts with itself"]),
+    ('start: a "x"\na: b start | "y"\nb: "z"?', ["left-recursive behind 'b'"]),  # (hidden behind b, which can be empty)
     ("start: A\nA: /a{5000}/", ["repetition"]),
     ('start: X\n%import nowhere.X', ["%import nowhere.X", "common"]),  # (no file of the server's is read)
 ])
@@ -207,3 +207,30 @@ def test_a_definition_converts_once():
     first = lark_to_gbnf(PATCH, "json")
     assert lark_to_gbnf(PATCH, "json") is first  # (cached per definition and encoding)
     assert lark_to_gbnf(PATCH, "raw") != first
+
+
+@pytest.mark.parametrize("fmt, call", [
+    # a JSON-arguments format: the text inside the argument's JSON string
+    ("hermes", lambda text: '<tool_call>\n{"name": "apply_patch", "arguments": {"input": '
+                            + json.dumps(text, ensure_ascii=False) + '}}\n</tool_call>'),
+    # an XML format: the text itself between the tags
+    ("qwen3-coder", lambda text: "<tool_call>\n<function=apply_patch>\n<parameter=input>\n" + text
+                                 + "\n</parameter>\n</function>\n</tool_call>"),
+])
+def test_the_call_grammar_holds_the_argument_to_its_lark_grammar(llama, fmt, call):
+    from jan.templates.formats.grammars import call_grammar
+    from jan.templates.grammar import with_text_grammars
+
+    tool = {"type": "function", "function": {"name": "apply_patch", "description": "Patch files", "parameters": {
+        "type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"],
+        "additionalProperties": False}}}
+    tools = with_text_grammars([tool], {"apply_patch": {"input": PATCH}})
+    assert "x-jan-lark" not in json.dumps(tool)  # (the tool the template prints is left as it was)
+    grammar = call_grammar(fmt, tools, "required", parallel=False)
+    check_gbnf(grammar)
+    good, bad = CASES["patch"][1], CASES["patch"][2]
+    assert all(llama.accepts(grammar, call(text)) for text in good), grammar
+    assert not any(llama.accepts(grammar, call(text)) for text in bad), grammar
+    free = call_grammar(fmt, [tool], "required", parallel=False)  # (without the grammar any text goes)
+    assert llama.accepts(free, call("no patch at all"))
+    assert not llama.accepts(grammar, call("no patch at all"))

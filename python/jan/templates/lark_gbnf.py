@@ -38,9 +38,10 @@ import re._parser as sre_parse
 from dataclasses import dataclass
 from typing import Literal
 
+from .gbnf_check import check_gbnf
 from .grammar import GrammarError, gbnf_literal
 
-__all__ = ["LarkGrammarError", "MAX_DEFINITION_CHARS", "lark_to_gbnf"]
+__all__ = ["MAX_DEFINITION_CHARS", "LarkGrammarError", "lark_to_gbnf"]
 
 #: The longest Lark definition converted (Codex's apply_patch grammar is under 1,000 characters).
 MAX_DEFINITION_CHARS = 65_536
@@ -51,7 +52,7 @@ MAX_REPEAT = 1_000
 
 Encoding = Literal["raw", "json"]
 # the module of each %import line (``%import common.WS``, ``%import common (WS, LF)``, ``%import .x``)
-_IMPORT = re.compile(r"^[ \t]*%import[ \t]+([.\w]+)", re.M)
+_IMPORT = re.compile(r"^[ \t]*%import[ \t]+([.\w]+)", re.MULTILINE)
 _MAX_CHAR = 0x10FFFF
 
 
@@ -97,7 +98,7 @@ def _minus(a: Ranges, b: Ranges) -> Ranges:
     return _norm([(max(lo, dlo), min(hi, dhi)) for lo, hi in a for dlo, dhi in drop])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _unicode(category: str) -> Ranges:
     """The exact members of ``\\d``, ``\\w`` or ``\\s`` in a Unicode (str) pattern, as Python's ``re`` has them
     (read once, off every request's path after the first that asks)."""
@@ -214,7 +215,7 @@ class _Names:
 _COMMON_REWRITES = {"ESCAPED_STRING": r'"(?:[^"\\\n]|\\.)*"'}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _common_pattern(name: str) -> str:
     import lark
 
@@ -264,7 +265,7 @@ class _Writer:
     # -- regexes --------------------------------------------------------------------------------------------------
     def regex(self, pattern: str, flags: frozenset[str]) -> str:
         bits = 0
-        for letter, bit in (("i", re.I), ("m", re.M), ("s", re.S), ("x", re.X), ("u", re.U)):
+        for letter, bit in (("i", re.IGNORECASE), ("m", re.MULTILINE), ("s", re.DOTALL), ("x", re.VERBOSE), ("u", re.UNICODE)):
             if letter in flags:
                 bits |= bit
         try:
@@ -280,7 +281,7 @@ class _Writer:
         while i < len(items):
             op, av = items[i]
             i += 1
-            if op is sre.LITERAL and not (flags & re.I and chr(av).lower() != chr(av).upper()):
+            if op is sre.LITERAL and not (flags & re.IGNORECASE and chr(av).lower() != chr(av).upper()):
                 text.append(chr(av))
                 continue
             if text:
@@ -297,13 +298,13 @@ class _Writer:
         return " ".join(parts) if parts else '""'
 
     def _item(self, op, av, flags: int) -> str:
-        ascii_only = bool(flags & re.A)
+        ascii_only = bool(flags & re.ASCII)
         if op is sre.LITERAL:
             return self.chars(self._cased(_norm([(av, av)]), flags))
         if op is sre.NOT_LITERAL:
             return self.chars(_complement(self._cased(_norm([(av, av)]), flags)))
         if op is sre.ANY:
-            return self.chars(((0, _MAX_CHAR),) if flags & re.S else _complement(((0x0A, 0x0A),)))
+            return self.chars(((0, _MAX_CHAR),) if flags & re.DOTALL else _complement(((0x0A, 0x0A),)))
         if op is sre.IN:
             return self.chars(self._set(av, flags, ascii_only))
         if op is sre.BRANCH:
@@ -331,7 +332,7 @@ class _Writer:
         """The literal characters ``items`` start with (case-sensitive ones)."""
         out = []
         for op, av in items:
-            if op is not sre.LITERAL or (flags & re.I and chr(av).lower() != chr(av).upper()):
+            if op is not sre.LITERAL or (flags & re.IGNORECASE and chr(av).lower() != chr(av).upper()):
                 break
             out.append(chr(av))
         return out
@@ -384,9 +385,9 @@ class _Writer:
         if op is sre.NOT_LITERAL:
             return _complement(self._cased(_norm([(av, av)]), flags))
         if op is sre.ANY:
-            return ((0, _MAX_CHAR),) if flags & re.S else _complement(((0x0A, 0x0A),))
+            return ((0, _MAX_CHAR),) if flags & re.DOTALL else _complement(((0x0A, 0x0A),))
         if op is sre.IN:
-            return self._set(av, flags, bool(flags & re.A))
+            return self._set(av, flags, bool(flags & re.ASCII))
         if op is sre.SUBPATTERN:
             return self._single_char(list(av[3]), (flags | av[1]) & ~av[2])
         if op is sre.BRANCH:
@@ -395,7 +396,7 @@ class _Writer:
         return None
 
     def _cased(self, ranges: Ranges, flags: int) -> Ranges:
-        return _case_variants(ranges) if flags & re.I else ranges
+        return _case_variants(ranges) if flags & re.IGNORECASE else ranges
 
     def _set(self, items: list, flags: int, ascii_only: bool) -> Ranges:
         negate = bool(items) and items[0][0] is sre.NEGATE
@@ -445,7 +446,51 @@ def _left_reach(rules: dict[str, list[Production]], start: str) -> set[str]:
     return seen
 
 
-def _without_left_recursion(rules: dict[str, list[Production]], order: list[str]) -> dict[str, str]:
+def _hidden_left_recursion(rules: dict[str, list[Production]], suffixes: dict[str, list[Production]],
+                           empty_terminals: set[str]) -> tuple[str, str | None] | None:
+    """A rule that still reaches itself leftmost once the symbols that can match nothing are looked through (``a: b
+    a`` where ``b`` can be empty), and that empty symbol; None when there is none. llama.cpp refuses such a grammar
+    and Paull's substitution, which looks at first symbols only, leaves it."""
+    nullable = set(empty_terminals)
+    changed = True
+    while changed:
+        changed = False
+        for name, prods in rules.items():
+            if name not in nullable and any(all(s.name in nullable for s in p) for p in prods):
+                nullable.add(name)
+                changed = True
+
+    def leftmost(name: str) -> list[tuple[str, str | None]]:
+        prods = list(rules.get(name, ()))
+        if name in nullable:
+            prods += suffixes.get(name, [])
+        out = []
+        for prod in prods:
+            behind = None
+            for sym in prod:
+                if not sym.terminal:
+                    out.append((sym.name, behind))
+                if sym.name not in nullable:
+                    break
+                behind = behind or sym.name
+        return out
+
+    for start in rules:
+        seen: set[str] = set()
+        todo = leftmost(start)
+        while todo:
+            name, behind = todo.pop()
+            if name == start:
+                return start, behind
+            if name in seen:
+                continue
+            seen.add(name)
+            todo += [(n, behind or b) for n, b in leftmost(name)]
+    return None
+
+
+def _without_left_recursion(rules: dict[str, list[Production]], order: list[str],
+                            empty_terminals: set[str] = frozenset()) -> dict[str, str]:
     """GBNF bodies (over the symbols' names) of ``rules`` with their left recursion removed (Paull's algorithm:
     a rule's productions that start with an earlier rule reaching back to it are substituted by that rule's, then
     its immediate recursion ``a: a x | y`` becomes ``y x*``). Raises :class:`LarkGrammarError` for a rule whose
@@ -475,6 +520,11 @@ def _without_left_recursion(rules: dict[str, list[Production]], order: list[str]
                 raise LarkGrammarError(f"rule {name!r} only ever starts with itself: no text ends it")
             rules[name] = rest
             suffixes[name] = [p for p in recursive if p]
+    hidden = _hidden_left_recursion({n: rules[n] for n in order}, suffixes, set(empty_terminals))
+    if hidden is not None:
+        rule, behind = hidden
+        why = f" behind {behind[2:]!r}, which can match nothing" if behind else ""
+        raise LarkGrammarError(f"rule {rule[2:]!r} is left-recursive{why}: a grammar of the engine cannot be")
     return {name: _body(rules[name], suffixes.get(name)) for name in order}
 
 
@@ -486,6 +536,13 @@ def _body(prods: list[Production], suffixes: list[Production] | None) -> str:
     if suffixes:
         body = f"( {body} ) ( {' | '.join(seq(p) for p in suffixes)} )*"
     return body
+
+
+def _matches_empty(regex: str) -> bool:
+    try:
+        return re.fullmatch(regex, "") is not None
+    except re.error:
+        return False  # (said of the terminal when it is written)
 
 
 # -- the entry point ---------------------------------------------------------------------------------------------------
@@ -538,17 +595,18 @@ def lark_to_gbnf(definition: str, encoding: Encoding = "raw") -> str:
             continue
         order.append(name)
         todo += [s.name for p in rules[name] for s in p if not s.terminal]
-    bodies = _without_left_recursion(rules, order)
-
     terminals = {names(t.name, True): t for t in terminals_list}
+    empty = {name for name, t in terminals.items() if t.pattern is not None and _matches_empty(t.pattern.to_regexp())}
+    bodies = _without_left_recursion(rules, order, empty)
+
     used = {s.name for name in order for p in rules[name] for s in p if s.terminal}
     ignored = [names(name, True) for name in ignore_tokens]
     for name in sorted(used | set(ignored)):
         term = terminals.get(name)
         if term is None or term.pattern is None:
             raise LarkGrammarError(f"terminal {name[2:]} has no pattern (%declare): no text can be written for it")
-        writer.where = term.name
         pattern = term.pattern
+        writer.where = f"{term.name} (/{pattern.value}/)" if term.name.startswith("__") else term.name
         if isinstance(pattern, lark.lexer.PatternStr):
             body = (writer.regex(re.escape(pattern.value), pattern.flags) if "i" in pattern.flags
                     else writer.literal(pattern.value))
@@ -569,4 +627,11 @@ def lark_to_gbnf(definition: str, encoding: Encoding = "raw") -> str:
     lines = [f"root ::= {ignore + ' ' if ignore else ''}{start}"]
     lines += [f"{name} ::= {body}" for name, body in bodies.items()]
     lines += [f"{name} ::= {body}" for name, body in writer.rules.items()]
-    return "\n".join(lines) + "\n"
+    grammar = "\n".join(lines) + "\n"
+    try:
+        # what llama.cpp would refuse only once it has the grammar (left recursion hidden behind a rule that can be
+        # empty, which Paull's substitution does not see; a grammar past the engine's bounds) is said here
+        check_gbnf(grammar, param="the converted grammar")
+    except GrammarError as exc:
+        raise LarkGrammarError(str(exc), exc.code or "invalid_grammar") from None
+    return grammar
