@@ -9,7 +9,7 @@ engine takes GBNF. No library converts one to the other, so this module does, in
 2. left recursion, which Lark's own ``+``/``*`` helper rules and grammars such as ``sum: sum "+" product`` have and
    llama.cpp's grammars must not, is removed (Paull's substitution, only where a rule reaches itself leftmost;
    immediate recursion ``a: a x | y`` becomes ``a ::= y x*``);
-3. each terminal's regex, read by Python's own regex parser (``re._parser``: Lark's terminals are Python regexes,
+3. each terminal's regex, read by Python's own regex parser (``re._parser``, ``sre_parse`` before 3.11: Lark's terminals are Python regexes,
    and Lark reads them with the same parser), is written as GBNF: literals, classes, ``.``, groups, alternation and
    every quantifier. What GBNF cannot say (lookaround, backreferences, conditionals, anchors, atomic groups,
    possessive quantifiers) is refused: :class:`LarkGrammarError`, never a grammar that holds the text to less.
@@ -33,10 +33,17 @@ from __future__ import annotations
 import functools
 import json
 import re
-import re._constants as sre  # (Python's own regex parser and its opcodes: the regexes are Python's)
-import re._parser as sre_parse
+import sys
 from dataclasses import dataclass
 from typing import Literal
+
+# Python's own regex parser and its opcodes (the terminals are Python regexes): re._parser from 3.11, sre_parse before
+if sys.version_info >= (3, 11):
+    import re._constants as sre
+    import re._parser as sre_parse
+else:  # pragma: no cover
+    import sre_constants as sre
+    import sre_parse
 
 from .gbnf_check import check_gbnf
 from .grammar import GrammarError, gbnf_literal
