@@ -10,9 +10,11 @@ engine takes GBNF. No library converts one to the other, so this module does, in
    llama.cpp's grammars must not, is removed (Paull's substitution, only where a rule reaches itself leftmost;
    immediate recursion ``a: a x | y`` becomes ``a ::= y x*``);
 3. each terminal's regex, read by Python's own regex parser (``re._parser``, ``sre_parse`` before 3.11: Lark's terminals are Python regexes,
-   and Lark reads them with the same parser), is written as GBNF: literals, classes, ``.``, groups, alternation and
-   every quantifier. What GBNF cannot say (lookaround, backreferences, conditionals, anchors, atomic groups,
-   possessive quantifiers) is refused: :class:`LarkGrammarError`, never a grammar that holds the text to less.
+   and Lark reads them with the same parser), is written as GBNF: literals, classes, ``.``, groups, alternation,
+   every greedy quantifier (``{m,n}`` too), and a lazy ``*?`` of one class before literal text (``/\*(.|\n)*?\*/``:
+   it stops at the text's first occurrence). What GBNF cannot say (lookaround, backreferences, conditionals,
+   anchors, atomic groups, possessive and other lazy quantifiers) is refused: :class:`LarkGrammarError`, never a
+   grammar that holds the text to less than the Lark grammar says.
 
 The GBNF holds a text to the grammar's language as a context-free grammar over characters: each terminal matches
 what its regex matches whole (Earley's ``dynamic_complete`` lexer reads it so; a greedy lexer may split some texts
