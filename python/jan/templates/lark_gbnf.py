@@ -11,7 +11,7 @@ engine takes GBNF. No library converts one to the other, so this module does, in
    immediate recursion ``a: a x | y`` becomes ``a ::= y x*``);
 3. each terminal's regex, read by Python's own regex parser (``re._parser``, ``sre_parse`` before 3.11: Lark's terminals are Python regexes,
    and Lark reads them with the same parser), is written as GBNF: literals, classes, ``.``, groups, alternation,
-   every greedy quantifier (``{m,n}`` too), and a lazy ``*?`` of one class before literal text (``/\*(.|\n)*?\*/``:
+   every greedy quantifier (``{m,n}`` too), and a lazy ``*?`` of one class before literal text (``/\\*(.|\\n)*?\\*/``:
    it stops at the text's first occurrence). What GBNF cannot say (lookaround, backreferences, conditionals,
    anchors, atomic groups, possessive and other lazy quantifiers) is refused: :class:`LarkGrammarError`, never a
    grammar that holds the text to less than the Lark grammar says.
