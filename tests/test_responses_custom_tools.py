@@ -1,7 +1,7 @@
 """OpenAI Responses ``custom`` (freeform) tools, as Codex's ``apply_patch`` uses them: the tool definition, the
 ``custom_tool_call`` output item (plain and streamed, ``response.custom_tool_call_input.delta``/``.done``), the call
 and its ``custom_tool_call_output`` sent back (statelessly and through ``previous_response_id``), ``tool_choice``
-``{"type": "custom"}``, a ``regex`` grammar enforced; read through the official openai SDK's typed models."""
+``{"type": "custom"}``, ``regex`` and ``lark`` grammars enforced (a Lark one GBNF cannot say: a 400); read through the official openai SDK's typed models."""
 
 from __future__ import annotations
 
@@ -23,6 +23,21 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in
 FORCE = {"type": "custom", "name": "apply_patch"}
 # a regex grammar the input must match whole (so the tiny model's call ends)
 CODE = {**PATCH, "format": {"type": "grammar", "syntax": "regex", "definition": "[a-c]{3}-[0-9]{2}"}}
+# a Lark grammar of apply_patch's shape (envelope, file operations, hunk lines), its terminals bounded so that the
+# tiny model's call ends (no %ignore: the random-weight model would write ignored blanks to its token limit); with
+# %import common, ?rule inlining, an alias, a repetition range and a case-insensitive literal
+PATCH_GRAMMAR = r"""
+start: "*** Begin Patch" LF operation ~ 1..2 "*** End Patch"
+?operation: add | delete | update
+add: "*** Add File: " PATH LF ("+" TEXT? LF) ~ 1..2
+delete: "*** Delete File: " PATH LF
+update: "*** Update File: " PATH LF "@@"i LF change ~ 1..2 -> hunk
+change: ("+" | "-" | " ") TEXT? LF
+PATH: /[a-z]{1,6}(\/[a-z]{1,6})?\.(py|txt)/
+TEXT: /[^\n]{1,12}/
+%import common.LF
+"""
+LARK = {**PATCH, "format": {"type": "grammar", "syntax": "lark", "definition": PATCH_GRAMMAR}}
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +127,40 @@ def test_a_custom_output_answering_no_call_is_refused(client):
 def test_a_regex_grammar_constrains_the_input(client):
     response = _create(client, input="Go", tools=[CODE], tool_choice=FORCE)
     assert response.status == "completed" and re.fullmatch("[a-c]{3}-[0-9]{2}", response.output[0].input)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_lark_grammar_constrains_the_input(client, stream):
+    lark = pytest.importorskip("lark")
+    if stream:
+        events = list(_create(client, input="Fix the bug", tools=[LARK, WEATHER], tool_choice=FORCE,
+                              max_output_tokens=400, stream=True))
+        response = events[-1].response
+    else:
+        response = _create(client, input="Fix the bug", tools=[LARK, WEATHER], tool_choice=FORCE,
+                           max_output_tokens=400)
+    assert response.status == "completed" and [item.type for item in response.output] == ["custom_tool_call"]
+    text = response.output[0].input
+    assert text.startswith("*** Begin Patch\n") and text.endswith("*** End Patch"), text
+    lark.Lark(PATCH_GRAMMAR, parser="earley", lexer="dynamic_complete").parse(text)  # (raises if it does not parse)
+
+
+@pytest.mark.parametrize("definition, words", [
+    ('start: /a(?=b)/ "b"', ["apply_patch", "lookahead", "terminal __ANON_0"]),
+    (r'start: WORD " " WORD' + "\n" + r'WORD: /(\w+)\1/', ["apply_patch", "backreference", "terminal WORD"]),
+    ('start: ("a" | ', ["apply_patch", "does not load"]),
+    ('start: X\n%import nowhere.X', ["apply_patch", "%import"]),
+])
+@pytest.mark.parametrize("choice", [FORCE, "auto", "none"])
+def test_a_lark_grammar_that_cannot_be_held_is_a_400(client, definition, words, choice):
+    # (whatever tool_choice says, before anything is generated: a tool the server cannot hold to its format)
+    tool = {**PATCH, "format": {"type": "grammar", "syntax": "lark", "definition": definition}}
+    with pytest.raises(openai.BadRequestError) as err:
+        _create(client, input="Hi", tools=[WEATHER, tool], tool_choice=choice)
+    body = err.value.body
+    assert err.value.status_code == 400 and body["param"] == "tools[1].format.definition", body
+    assert body["message"].startswith("tools[1].format.definition: ") and all(w in body["message"] for w in words), body
+    assert body["type"] == "invalid_request_error", body
 
 
 @pytest.mark.parametrize("body, param", [

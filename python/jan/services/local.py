@@ -35,13 +35,14 @@ from jan.templates import (JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, chec
                            template_variables)
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 from jan.templates.formats.call_start import call_start_tokens
+from jan.templates.lark_gbnf import lark_to_gbnf
 
 T = TypeVar("T")
 
 __all__ = ["ShownLogprobs", "ShownTokens", "chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat",
            "render_prompt", "check_fan_out",
            "constraint_grammar", "merged", "off_loop", "prompted_as", "seeds", "client_seed", "submits_on_loop",
-           "template_messages", "template_tools"]
+           "template_messages", "template_tools", "asks_text_grammar", "check_text_grammars"]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -172,6 +173,8 @@ def template_plan(template: ChatTemplate, request: ChatRequest, settings: Any, m
         constrained=bool(request.grammar) or (fmt is not None and fmt.type in ("json_schema", "json_object")),
         continued=_continued(request),
         banned_tokens=banned,
+        text_grammars={t.name: {t.text_grammar.argument: t.text_grammar.definition}
+                       for t in request.tools if t.text_grammar is not None},
     )
 
 
@@ -549,6 +552,7 @@ def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dic
     a call or a formatted answer, ``none`` the answer alone (:meth:`ChatPlan.grammar_options`). A client's raw
     GBNF ``grammar`` (llama.cpp's extra) is the whole output's, as llama-server takes it: its writer spells out any
     thinking and call markup it wants (which the output parser still reads as such), so tools add nothing to it."""
+    check_text_grammars(request)
     answer = _explicit_grammar(request)
     if answer is not None and answer is request.grammar:
         return {"grammar": answer}
@@ -572,6 +576,8 @@ def check_grammar(request: Any, template: ChatTemplate | None = None, settings: 
     With the chat ``template`` the model will chat in, also the tools' grammar (a tool's ``parameters`` schema that
     does not compile), built as :func:`constraint_grammar` builds it; only a tool's fault is said from it here (the
     rest of that grammar depends on the prompt, which is made after the load)."""
+    if isinstance(request, ChatRequest):
+        check_text_grammars(request)
     answer = _explicit_grammar(request) if isinstance(request, ChatRequest) else request.grammar
     if answer:
         check_gbnf(answer)
@@ -600,6 +606,29 @@ def check_render(request: ChatRequest, template: ChatTemplate, settings: Any = N
     tell (media, a prompt's size in tokens) is left to the checks after it."""
     plan = template_plan(template, request, settings, model_id, None)
     render_template(template, request, plan, _UNLOADED_MEDIA_MARKER if has_media(request) else None)
+
+
+def asks_text_grammar(request: Any) -> bool:
+    """Whether a chat request has a tool whose text follows a grammar (:class:`TextGrammar`), called or not."""
+    return isinstance(request, ChatRequest) and any(t.text_grammar is not None for t in request.tools or ())
+
+
+def check_text_grammars(request: ChatRequest) -> None:
+    """Blocking (Lark loads each grammar once: :func:`jan.templates.lark_gbnf.lark_to_gbnf`, cached): refuse a tool
+    whose text grammar no call grammar can hold (Lark refuses it, or it uses what GBNF cannot express) with a
+    :class:`GrammarError` naming ``tools[i].function.parameters``, the field a dialect renames as its own (the
+    Responses API's ``tools[i].format.definition``). Checked whatever ``tool_choice`` is: a grammar that cannot be
+    held is the client's error before anything is generated, not only once a call is forced."""
+    for i, tool in enumerate(request.tools or ()):
+        if tool.text_grammar is None:
+            continue
+        try:
+            lark_to_gbnf(tool.text_grammar.definition, "json")
+        except GrammarError as exc:
+            param = f"tools[{i}].function.parameters"
+            err = GrammarError(f"{param}: tool {tool.name!r}: {exc}")
+            err.param, err.code = param, exc.code or "invalid_grammar"
+            raise err from None
 
 
 def asks_tool_grammar(request: Any) -> bool:

@@ -26,7 +26,7 @@ from jan.services.abilities import (Abilities, asks_abilities, context_refusal, 
                                    request_template, thinking_refusal)
 from jan.services.companions import COMPANIONS, climbs_out, companion_problem, weights_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
-from jan.services.local import asks_grammar, asks_tool_grammar, check_grammar, check_render
+from jan.services.local import asks_grammar, asks_text_grammar, asks_tool_grammar, check_grammar, check_render
 from jan.services.model_prompt import check_model_prompt
 from jan.services.model_reasoning import REASONING_SETTINGS, model_reasoning
 from jan.services.types import (ChatRequest, CompletionRequest, EmbeddingRequest, LoadOptions, ResponseFormat,
@@ -762,7 +762,7 @@ class ModelService:
         self._require_load_options(target, request)
         if not isinstance(target.engine, LocalInferenceExtension):
             return target
-        grammar = asks_grammar(request) or asks_tool_grammar(request)
+        grammar = asks_grammar(request) or asks_tool_grammar(request) or asks_text_grammar(request)
         asks, chat = grammar or asks_abilities(request), isinstance(request, ChatRequest)
         # (embeddings from a reranker are refused by its header's pooling, as an unloaded model's chat by its template)
         if not asks and not chat and not isinstance(request, EmbeddingRequest):

@@ -57,6 +57,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "ToolChoice",
+    "TextGrammar",
     "ToolSpec",
     "TopLogprob",
     "Truncation",
@@ -368,13 +369,26 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class TextGrammar:
+    """A Lark grammar that one string ``argument`` of a tool's arguments must follow, whole (a Responses custom
+    tool's ``format``: the tool's text is that argument). Where the engine constrains calls, the call's grammar holds
+    the argument to it (:mod:`jan.templates.lark_gbnf`); a definition that cannot be held so is a 400."""
+
+    argument: str
+    definition: str
+    syntax: Literal["lark"] = "lark"
+
+
+@dataclass(frozen=True)
 class ToolSpec:
-    """A function the model may call; ``parameters`` is its arguments' JSON schema."""
+    """A function the model may call; ``parameters`` is its arguments' JSON schema, ``text_grammar`` a grammar one
+    of its string arguments follows beyond it."""
 
     name: str
     description: str | None = None
     parameters: Mapping[str, Any] | None = None
     strict: bool | None = None
+    text_grammar: TextGrammar | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self)

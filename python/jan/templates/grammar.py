@@ -30,6 +30,10 @@ uuid), and for integers ``minimum``/``maximum``/``exclusiveMinimum``/
 ``exclusiveMaximum``. Other keywords are ignored, so the grammar may accept
 more than the schema, never less.
 
+One keyword is jan's own: a string schema's ``x-jan-lark`` (a Lark grammar definition) holds the string's text to
+that grammar (:mod:`jan.templates.lark_gbnf`). jan puts it in a Responses custom tool's schema for the call's
+grammar only (:func:`with_text_grammars`); the model is never shown it.
+
 An object schema that lists ``properties`` but says nothing about
 ``additionalProperties`` gets *no* extra keys: when generating, "only the keys
 you described" is what callers mean (and what OpenAI's strict mode requires).
@@ -56,7 +60,12 @@ __all__ = [
     "gbnf_literal",
     "json_schema_to_grammar",
     "prefixed_rules",
+    "with_text_grammars",
+    "LARK_KEYWORD",
 ]
+
+#: The string-schema keyword whose value is a Lark grammar the string's text must follow (module docstring).
+LARK_KEYWORD = "x-jan-lark"
 
 log = logging.getLogger(__name__)
 
@@ -643,6 +652,27 @@ def tool_parameters_schema(fn: Mapping[str, Any]) -> Any:
     return params
 
 
+def with_text_grammars(tools: Any, grammars: Mapping[str, Mapping[str, str]]) -> Any:
+    """OpenAI tool dicts ``tools`` with each Lark grammar of ``grammars`` (tool name -> {string argument: Lark
+    definition}) put in the argument's schema as :data:`LARK_KEYWORD`, for the call grammar (copies: the tools the
+    template prints stay as they were)."""
+    if not grammars or not tools:
+        return tools
+    out = []
+    for tool in tools:
+        fn = tool.get("function") if isinstance(tool, Mapping) else None
+        wanted = grammars.get(fn.get("name")) if isinstance(fn, Mapping) else None
+        params = fn.get("parameters") if wanted else None
+        props = params.get("properties") if isinstance(params, Mapping) else None
+        if not isinstance(props, Mapping):
+            out.append(tool)
+            continue
+        props = {k: ({**v, LARK_KEYWORD: wanted[k]} if k in wanted and isinstance(v, Mapping) else v)
+                 for k, v in props.items()}
+        out.append({**tool, "function": {**fn, "parameters": {**params, "properties": props}}})
+    return out
+
+
 class GrammarBuilder:
     """Accumulates GBNF rules; converts JSON schemas into rules of one grammar.
 
@@ -664,6 +694,7 @@ class GrammarBuilder:
         self._docs: list[Any] = []
         self._depth = 0
         self._nodes = 0
+        self._texts: dict[tuple[str, str], str] = {}
 
     # -- rules ---------------------------------------------------------------
 
@@ -680,6 +711,21 @@ class GrammarBuilder:
         self._rules[name] = body
         self._by_body[body] = name
         return name
+
+    def add_text_grammar(self, definition: str, encoding: str, hint: str) -> str:
+        """Add the rules of Lark grammar ``definition`` as GBNF (:func:`jan.templates.lark_gbnf.lark_to_gbnf`;
+        ``encoding`` ``"json"``: the text inside a JSON string, ``"raw"``: the text itself); return the name of
+        their root rule. Raises :class:`~jan.templates.lark_gbnf.LarkGrammarError` (a GrammarError)."""
+        from .lark_gbnf import lark_to_gbnf  # (it imports this module)
+
+        key = (definition, encoding)
+        if key not in self._texts:
+            prefix = f"{_sanitize(hint)}-g{len(self._texts)}-"
+            for line in prefixed_rules(lark_to_gbnf(definition, encoding), prefix).splitlines():
+                name, _, body = line.partition(" ::= ")
+                self._rules[name] = body
+            self._texts[key] = prefix + "root"
+        return self._texts[key]
 
     def primitive(self, name: str) -> str:
         """Ensure a built-in rule (``ws``, ``string``, ``value``, ``object``, ...) exists; return its name."""
@@ -978,6 +1024,9 @@ class GrammarBuilder:
 
     def _string(self, schema: Mapping[str, Any], hint: str) -> str:
         ws = self.primitive("ws")
+        lark = schema.get(LARK_KEYWORD)
+        if isinstance(lark, str):
+            return self.add_rule(f"{hint}-text", f'"\\"" {self.add_text_grammar(lark, "json", hint)} "\\"" {ws}')
         fmt = schema.get("format")
         if fmt in _FORMATS:
             body = self.primitive(_FORMATS[fmt])

@@ -245,8 +245,9 @@ class FunctionTool(_Wire):
 
 
 class CustomFormat(_Wire):
-    """A custom tool's input format: free ``text``, or a ``grammar`` (``regex``: enforced, as a JSON schema
-    ``pattern`` of the input; ``lark``: shown to the model in the tool's description, not enforced)."""
+    """A custom tool's input format: free ``text``, or a ``grammar``, enforced (``regex``: as a JSON schema
+    ``pattern`` of the input; ``lark``: as the input's :class:`~jan.services.types.TextGrammar`, and shown to the
+    model in the tool's description)."""
 
     type: Literal["text", "grammar"]
     syntax: Literal["lark", "regex"] | None = None
@@ -749,19 +750,21 @@ CUSTOM_INPUT = "input"
 def _custom_spec(tool: CustomTool) -> typed.ToolSpec:
     """A custom tool as the function the model is shown: one string argument, its text (a model calls tools with JSON
     arguments; the call's ``input`` is that string again, :func:`custom_input`). A ``regex`` grammar constrains it,
-    as the string's ``pattern`` (whole: anchored); a ``lark`` one, which no local grammar takes, is shown to the model
-    in the description."""
+    as the string's ``pattern`` (whole: anchored); a ``lark`` one is the string's
+    :class:`~jan.services.types.TextGrammar` (the call grammar holds it to it; one GBNF cannot express is a 400), and
+    is shown to the model in the description, as the model must know the format it is held to."""
     fmt = tool.format
     text: dict[str, Any] = {"type": "string", "description": "The tool's input: free-form text, not JSON."}
-    description = tool.description
+    description, grammar = tool.description, None
     if fmt is not None and fmt.type == "grammar" and fmt.syntax == "regex":
         text["pattern"] = f"^(?:{fmt.definition})$"
     elif fmt is not None and fmt.type == "grammar":
         rule = f"The input must follow this Lark grammar:\n{fmt.definition}"
         description = f"{description}\n\n{rule}" if description else rule
+        grammar = typed.TextGrammar(CUSTOM_INPUT, fmt.definition or "")
     return typed.ToolSpec(tool.name, description, {"type": "object", "properties": {CUSTOM_INPUT: text},
                                                    "required": [CUSTOM_INPUT], "additionalProperties": False},
-                          strict=True)
+                          strict=True, text_grammar=grammar)
 
 
 def custom_arguments(text: str) -> str:

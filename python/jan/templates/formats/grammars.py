@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
-from ..grammar import GrammarBuilder, GrammarError, gbnf_literal, json_schema_to_grammar
+from ..grammar import LARK_KEYWORD, GrammarBuilder, GrammarError, gbnf_literal, json_schema_to_grammar
 from ..grammar import tool_parameters_schema as _params_schema
 from .text import is_string_param
 
@@ -79,6 +79,10 @@ def _xml_params(b: GrammarBuilder, fn: Mapping[str, Any], key_open: str, key_clo
         enum = props[key].get("enum") if isinstance(props[key], Mapping) else None
         if isinstance(enum, list) and enum and all(isinstance(v, str) for v in enum):
             value = "( " + " | ".join(gbnf_literal(v) for v in enum) + " )"
+        elif is_string_param(schema, key) and isinstance((props[key] or {}).get(LARK_KEYWORD), str):
+            # a custom tool's text, written as itself between the tags: held to its Lark grammar
+            hint = f"{_rule_name(fn['name'])}-{_rule_name(key)}"
+            value = b.add_text_grammar(props[key][LARK_KEYWORD], "raw", hint)
         elif is_string_param(schema, key):
             value = b.add_rule(f"{_rule_name(fn['name'])}-{_rule_name(key)}-text", '[^<]*')
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..grammar import with_text_grammars
 from .call_start import BAN
 from .detect import ChatFormat
 from .parser import OutputParser
@@ -122,6 +123,9 @@ class ChatPlan:
     # tool_choice "none" (the tools stay in the prompt, no call is parsed): the tokens that open a call, banned
     # (jan.templates.formats.call_start); empty where a call opens with text, which then comes back as content
     banned_tokens: tuple[int, ...] = ()
+    # tool name -> {string argument: Lark definition}: what the call grammar holds those arguments to beyond their
+    # schema (a Responses custom tool's format; jan.templates.grammar.with_text_grammars), never shown to the model
+    text_grammars: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def template_kwargs(self) -> dict[str, Any]:
         """Template variables: the format's switches, then the request's own chat_template_kwargs (they win)."""
@@ -177,7 +181,8 @@ class ChatPlan:
         if answer is None and self.constrained:
             return {}
         thinking = self.fmt.thinking_on(self.reasoning.effort, self.reasoning.enabled)
-        return self.fmt.grammar_options(self.tools, self.tool_choice or "auto", parallel=self.parallel_tool_calls,
+        tools = with_text_grammars(self.tools, self.text_grammars)
+        return self.fmt.grammar_options(tools, self.tool_choice or "auto", parallel=self.parallel_tool_calls,
                                         prompt=prompt, continued=self.continued, answer=answer, thinking=thinking)
 
     def parser(self, prompt: str, **kw: Any) -> OutputParser:

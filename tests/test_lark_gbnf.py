@@ -1,0 +1,236 @@
+"""Lark grammars -> GBNF (jan.templates.lark_gbnf): every grammar written is one llama.cpp's own grammar parser loads,
+and llama.cpp's grammar engine accepts what the Lark grammar accepts and refuses what it refuses (checked against
+lark itself), in both encodings (the text itself, and the text inside a JSON string); what GBNF cannot express is a
+LarkGrammarError naming the construct and the terminal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from jan.templates import check_gbnf
+from jan.templates.lark_gbnf import LarkGrammarError, lark_to_gbnf
+
+lark = pytest.importorskip("lark")
+
+# the shape of Codex CLI's apply_patch grammar (the patch envelope, file operations, hunks), in our own words
+PATCH = r"""
+start: opening operation+ closing
+opening: "*** Begin Patch" LF
+closing: "*** End Patch" LF?
+
+?operation: add_file | delete_file | update_file
+add_file: "*** Add File: " path LF added+
+delete_file: "*** Delete File: " path LF
+update_file: "*** Update File: " path LF rename? hunk?
+rename: "*** Move to: " path LF
+path: /(.+)/
+added: "+" /(.+)/ LF -> line
+
+hunk: (header | line_change)+ end_of_file?
+header: ("@@" | "@@ " /(.+)/) LF
+line_change: ("+" | "-" | " ") /(.+)/ LF
+end_of_file: "*** End of File" LF
+
+%import common.LF
+"""
+
+JSONISH = r"""
+?start: value
+?value: object | array | string | SIGNED_NUMBER -> number | "true" -> true | "false" -> false | "null" -> null
+array: "[" [value ("," value)*] "]"
+object: "{" [pair ("," pair)*] "}"
+pair: string ":" value
+string: ESCAPED_STRING
+%import common.ESCAPED_STRING
+%import common.SIGNED_NUMBER
+%import common.WS
+%ignore WS
+"""
+
+ARITHMETIC = r"""
+?start: sum
+?sum: product | sum "+" product -> add | sum "-" product -> sub
+?product: atom | product "*" atom -> mul | product "/" atom -> div
+?atom: NUMBER -> number | "-" atom -> neg | NAME -> var | "(" sum ")"
+%import common.CNAME -> NAME
+%import common.NUMBER
+%import common.WS_INLINE
+%ignore WS_INLINE
+"""
+
+COMMANDS = r"""
+start: (command _NL)* command _NL?
+command: verb WORD+
+verb: "go"i | "take"i | "look"i
+_NL: /\r?\n/
+%import common.WORD
+%ignore " "
+"""
+
+REGEXES = r"""
+start: DATE " " TIME (" " ZONE)? " " ID " " HEX ~ 1..3 " " QUOTED " " COMMENT
+DATE: /\d{4}-\d{2}-\d{2}/
+TIME: /(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d)?/
+ZONE: /[A-Z]{3,4}|[+-]\d\d:?\d\d/
+ID: /[a-z_][\w.-]*/i
+HEX: /0x[0-9a-f]+/i
+QUOTED: /'[^'\n]*'/
+COMMENT: "/*" /(.|\n)*?/ "*/"
+"""
+
+TEMPLATES = r"""
+start: _list{ITEM, ","} ";" _list{NUMBER, "|"}
+_list{item, sep}: item (sep item)*
+ITEM: /[a-z]+/
+%import common.NUMBER
+"""
+
+CASES = {
+    "patch": (PATCH, [
+        "*** Begin Patch\n*** Add File: a/b.txt\n+hello\n+ \n*** End Patch\n",
+        ("*** Begin Patch\n*** Delete File: old.py\n*** Update File: src/app.py\n*** Move to: src/main.py\n"
+         "@@ def greet():\n-print(\"Hi\")\n+print(\"Hello, \\\"world\\\"\")\n  x\n*** End of File\n*** End Patch"),
+        "*** Begin Patch\n*** Update File: x\n@@\n+é 日本 \t tab\n*** End Patch\n",
+    ], [
+        "*** Begin Patch\n*** End Patch\n",                       # no operation
+        "*** Begin Patch\n*** Add File: a\n*** End Patch\n",       # an added file with no line
+        "*** Begin Patch\n*** Update File: x\n@@\n?odd\n*** End Patch\n",
+        "*** Begin Patch\n*** Add File: a\n+x\n*** End Patch\n\n",  # a second newline at the end
+    ]),
+    "json": (JSONISH, [
+        '{"a": [1, -2.5e3, true, null], "b": {"c": "x\\"y"}}', ' [ ] ', '"\\\\"', "\n{ \"k\" :\tfalse }\n",
+    ], ['{"a" 1}', '[1,]', '"unterminated', '"a"b"', "tru"]),
+    "arithmetic": (ARITHMETIC, ["1+2*3", "x - (y/ -4.5) * z1", "((a))", "- - 3"], ["1+", "*2", "(1", "1 2"]),
+    "commands": (COMMANDS, ["GO north\nTake the lamp", "look  around\n", "go x\r\nlook y\n"],
+                 ["go", "run north", "go north\n\n", "go north\nlook"]),
+    "regexes": (REGEXES, [
+        "2024-01-31 23:59 CEST Item_1.x-2 0xFF 'a b' /* a * / b\n */",
+        "1999-12-31 00:00:59 +05:30 a 0X10xa0XB 'x' /**/",
+    ], [
+        "2024-1-31 23:59 a 0x1 '' /**/",            # one-digit month
+        "2024-01-31 24:00 a 0x1 '' /**/",           # hour 24
+        "2024-01-31 23:59 a 0x1 '' /* a */ b */",   # the comment ends at its first */
+        "2024-01-31 23:59 a 0x1 0x2 0x3 0x4 '' /**/",
+    ]),
+    "templates": (TEMPLATES, ["a,bc;1|2.5", "x;3"], ["a,;1", "a;1|", "A;1"]),
+}
+
+
+def _lark_accepts(definition: str, text: str) -> bool:
+    parser = lark.Lark(definition, parser="earley", lexer="dynamic_complete")
+    try:
+        parser.parse(text)
+    except lark.exceptions.LarkError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_gbnf_accepts_what_lark_accepts(llama, name):
+    definition, good, bad = CASES[name]
+    grammar = lark_to_gbnf(definition, "raw")
+    check_gbnf(grammar)
+    assert llama.parses(grammar), grammar
+    for text in good:
+        assert _lark_accepts(definition, text), f"(the test's own example) lark refuses {text!r}"
+        assert llama.accepts(grammar, text), f"should accept {text!r}\n{grammar}"
+    for text in bad:
+        assert not _lark_accepts(definition, text), f"(the test's own example) lark accepts {text!r}"
+        assert not llama.accepts(grammar, text), f"should refuse {text!r}\n{grammar}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_json_encoding_is_the_text_inside_a_json_string(llama, name):
+    definition, good, bad = CASES[name]
+    grammar = lark_to_gbnf(definition, "json")
+    check_gbnf(grammar)
+    assert llama.parses(grammar), grammar
+    for text in good:
+        written = json.dumps(text, ensure_ascii=False)[1:-1]
+        assert llama.accepts(grammar, written), f"should accept {written!r}\n{grammar}"
+        if "\n" in text:
+            assert not llama.accepts(grammar, text)  # a raw newline is no JSON string's
+    for text in bad:
+        assert not llama.accepts(grammar, json.dumps(text, ensure_ascii=False)[1:-1]), text
+
+
+def test_every_common_terminal_converts(llama):
+    # (what %import common.X brings: each one's GBNF loads, and accepts a sample Lark accepts)
+    samples = {"DIGIT": "7", "HEXDIGIT": "f", "INT": "42", "SIGNED_INT": "-42", "DECIMAL": "4.", "FLOAT": "1e5",
+               "SIGNED_FLOAT": "+.5", "NUMBER": "3.25", "SIGNED_NUMBER": "-7", "ESCAPED_STRING": '"a\\"b"',
+               "LCASE_LETTER": "q", "UCASE_LETTER": "Q", "LETTER": "Z", "WORD": "Hello", "CNAME": "_x1",
+               "WS_INLINE": " \t", "WS": " \n", "CR": "\r", "LF": "\n", "NEWLINE": "\r\n\n", "SH_COMMENT": "# hi",
+               "CPP_COMMENT": "// hi", "C_COMMENT": "/* a\n * b */", "SQL_COMMENT": "-- hi"}
+    for name, sample in samples.items():
+        definition = f"start: {name}\n%import common.{name}\n"
+        grammar = lark_to_gbnf(definition, "raw")
+        assert llama.parses(grammar), (name, grammar)
+        assert _lark_accepts(definition, sample) and llama.accepts(grammar, sample), (name, sample, grammar)
+
+
+def test_zero_width_terminals_convert(llama):
+    # (Lark's dynamic Earley parser refuses them; the grammar itself is fine, and Codex-style grammars have them)
+    grammar = lark_to_gbnf('start: ("+" /(.*)/ "\\n")+', "raw")
+    assert llama.accepts(grammar, "+\n+abc\n") and not llama.accepts(grammar, "+\n-\n")
+
+
+def test_ignored_whitespace_runs_stay_cheap(llama):
+    # (%ignore allows any number of ignored tokens between tokens: a long run must not multiply the grammar's stacks)
+    grammar = lark_to_gbnf(JSONISH, "raw")
+    assert llama.accepts(grammar, "[" + " " * 200 + "1" + "\n" * 100 + "]")
+
+
+@pytest.mark.parametrize("definition, words", [
+    ('start: /a(?=b)/ "b"', ["lookahead", "terminal"]),
+    ('start: /(?<!x)a/', ["lookbehind", "terminal"]),
+    (r'start: /(a)\1/', ["backreference"]),
+    ('start: /^a$/', ["anchor"]),
+    ('start: /a+?/', ["lazy"]),
+    ('start: "a" b', ["does not load"]),           # an undefined rule
+    ('start: ("a"', ["does not load"]),            # no Lark syntax
+    ('begin: "a"', ["start"]),                     # no start rule
+    ("start: A\n%declare A", ["%declare"]),
+    ("start: start \"a\"", ["only ever starts with itself"]),
+    ('start: a "x"\na: b start | "y"\nb: "z"?', ["left-recursive behind 'b'"]),  # (hidden behind b, which can be empty)
+    ("start: A\nA: /a{5000}/", ["repetition"]),
+    ('start: X\n%import nowhere.X', ["%import nowhere.X", "common"]),  # (no file of the server's is read)
+])
+def test_what_gbnf_cannot_say_is_refused(definition, words):
+    with pytest.raises(LarkGrammarError) as err:
+        lark_to_gbnf(definition, "json")
+    assert all(w in str(err.value) for w in words), str(err.value)
+    assert err.value.code in ("invalid_grammar", "grammar_too_complex")
+
+
+def test_a_definition_converts_once():
+    first = lark_to_gbnf(PATCH, "json")
+    assert lark_to_gbnf(PATCH, "json") is first  # (cached per definition and encoding)
+    assert lark_to_gbnf(PATCH, "raw") != first
+
+
+@pytest.mark.parametrize("fmt, call", [
+    # a JSON-arguments format: the text inside the argument's JSON string
+    ("hermes", lambda text: '<tool_call>\n{"name": "apply_patch", "arguments": {"input": '
+                            + json.dumps(text, ensure_ascii=False) + '}}\n</tool_call>'),
+    # an XML format: the text itself between the tags
+    ("qwen3-coder", lambda text: "<tool_call>\n<function=apply_patch>\n<parameter=input>\n" + text
+                                 + "\n</parameter>\n</function>\n</tool_call>"),
+])
+def test_the_call_grammar_holds_the_argument_to_its_lark_grammar(llama, fmt, call):
+    from jan.templates.formats.grammars import call_grammar
+    from jan.templates.grammar import with_text_grammars
+
+    tool = {"type": "function", "function": {"name": "apply_patch", "description": "Patch files", "parameters": {
+        "type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"],
+        "additionalProperties": False}}}
+    tools = with_text_grammars([tool], {"apply_patch": {"input": PATCH}})
+    assert "x-jan-lark" not in json.dumps(tool)  # (the tool the template prints is left as it was)
+    grammar = call_grammar(fmt, tools, "required", parallel=False)
+    check_gbnf(grammar)
+    good, bad = CASES["patch"][1], CASES["patch"][2]
+    assert all(llama.accepts(grammar, call(text)) for text in good), grammar
+    assert not any(llama.accepts(grammar, call(text)) for text in bad), grammar
+    free = call_grammar(fmt, [tool], "required", parallel=False)  # (without the grammar any text goes)
+    assert llama.accepts(free, call("no patch at all"))
+    assert not llama.accepts(grammar, call("no patch at all"))
