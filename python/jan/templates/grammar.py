@@ -53,6 +53,7 @@ from ..errors import JanError
 
 __all__ = [
     "GrammarError",
+    "gbnf_repeat",
     "GrammarBuilder",
     "JSON_OBJECT_GRAMMAR",
     "JSON_VALUE_GRAMMAR",
@@ -154,6 +155,11 @@ def _repeat(expr: str, lo: int, hi: int | None) -> str:
     if lo > MAX_REPETITION:
         raise _too_complex(f"a minimum of {lo:,} repetitions (minItems/minLength) is too large a repetition count "
                            f"for the grammar; the limit is {MAX_REPETITION:,}")
+    return gbnf_repeat(expr, lo, hi)
+
+
+def gbnf_repeat(expr: str, lo: int, hi: int | None) -> str:
+    """``expr`` (a single term) repeated lo..hi times (hi None = unbounded), in GBNF syntax, bounds unchecked."""
     if hi == 0:
         return '""'
     if (lo, hi) == (0, None):

@@ -48,7 +48,7 @@ else:  # pragma: no cover
     import sre_parse
 
 from .gbnf_check import check_gbnf
-from .grammar import GrammarError, gbnf_literal
+from .grammar import GrammarError, gbnf_literal, gbnf_repeat
 
 __all__ = ["MAX_DEFINITION_CHARS", "LarkGrammarError", "lark_to_gbnf"]
 
@@ -326,7 +326,7 @@ class _Writer:
             hi = None if hi is sre.MAXREPEAT else hi
             if lo > MAX_REPEAT or (hi is not None and hi > MAX_REPEAT):
                 raise self.refuse(f"a repetition bound over {MAX_REPEAT:,}", "grammar_too_complex")
-            return _repeat(f"({self._seq(list(sub), flags)})", lo, hi)
+            return gbnf_repeat(f"({self._seq(list(sub), flags)})", lo, hi)
         what = {
             sre.ASSERT: "a lookahead or lookbehind", sre.ASSERT_NOT: "a negative lookahead or lookbehind",
             sre.GROUPREF: "a backreference", sre.GROUPREF_EXISTS: "a conditional group (?(...)...)",
@@ -421,20 +421,6 @@ class _Writer:
                 raise self.refuse(f"the class member {op}")
         ranges = self._cased(_norm(members), flags)
         return _complement(ranges) if negate else ranges
-
-
-def _repeat(expr: str, lo: int, hi: int | None) -> str:
-    if hi == 0:
-        return '""'
-    if (lo, hi) == (0, None):
-        return f"{expr}*"
-    if (lo, hi) == (1, None):
-        return f"{expr}+"
-    if (lo, hi) == (0, 1):
-        return f"{expr}?"
-    if (lo, hi) == (1, 1):
-        return expr
-    return f"{expr}{{{lo},}}" if hi is None else f"{expr}{{{lo}}}" if lo == hi else f"{expr}{{{lo},{hi}}}"
 
 
 # -- left recursion --------------------------------------------------------------------------------------------------

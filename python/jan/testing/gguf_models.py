@@ -319,6 +319,39 @@ def gguf_param_count(path: "str | os.PathLike[str]") -> int:
     return int(sum(int(t.n_elements) for t in GGUFReader(path).tensors))
 
 
+def _write_clip(path, kv: list[tuple[str, Any, Any, Any]], specs, *, seed: int, projector_std: float,
+                weight_std: float) -> Path:
+    """A clip (mmproj) GGUF at ``path`` (atomically): the key/values ``kv`` as (key, value, type, array item type),
+    then the f32 tensors ``specs`` as (name, shape, kind): ``n`` ones (norm weights), ``b`` zeros (biases), ``p``
+    random with ``projector_std``, anything else random with ``weight_std``."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    f32 = np.dtype(np.float32)
+    with _atomic_target(path) as tmp:
+        writer = GGUFWriter(None, "clip")
+        try:
+            for key, value, vtype, sub in kv:
+                writer.add_key_value(key, value, vtype, sub)
+            for name, shape, _ in specs:
+                writer.add_tensor_info(name, shape, f32, int(np.prod(shape)) * f32.itemsize)
+            writer.write_header_to_file(tmp)
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            rng = np.random.default_rng(seed)
+            for name, shape, kind in specs:
+                if kind == "n":
+                    data = np.ones(shape, dtype=f32)
+                elif kind == "b":
+                    data = np.zeros(shape, dtype=f32)
+                else:
+                    data = _random_tensor(rng, shape, projector_std if kind == "p" else weight_std, "float32")
+                writer.write_tensor_data(data)
+        finally:
+            writer.close()
+    return Path(path)
+
+
 def _random_tensor(rng: Any, shape: tuple[int, ...], std: float, dtype: str) -> "np.ndarray":
     """Normal(0, std) weights as ``dtype``, generated in bounded chunks."""
     import numpy as np
@@ -928,8 +961,7 @@ def write_mlp_mmproj(
     ``n_embd_text`` floats, which must equal the text model's ``n_embd``.
     All tensors are F32. Returns ``path``.
     """
-    import numpy as np
-    from gguf import GGUFValueType, GGUFWriter
+    from gguf import GGUFValueType
 
     if image_size % patch_size:
         raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
@@ -940,7 +972,6 @@ def write_mlp_mmproj(
         raise ValueError("n_ff must differ from n_embd")
     specs = _mlp_mmproj_tensor_specs(image_size=image_size, patch_size=patch_size, n_embd=n_embd, n_ff=n_ff,
                                      n_layer=n_layer, n_mm_hidden=n_mm_hidden, n_embd_text=n_embd_text)
-    f32 = np.dtype(np.float32)
     u32 = GGUFValueType.UINT32
     kv: list[tuple[str, Any, Any, Any]] = [
         ("general.name", "jan-test-mmproj", GGUFValueType.STRING, None),
@@ -960,28 +991,7 @@ def write_mlp_mmproj(
         ("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073], GGUFValueType.ARRAY, GGUFValueType.FLOAT32),
         ("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711], GGUFValueType.ARRAY, GGUFValueType.FLOAT32),
     ]
-    with _atomic_target(path) as tmp:
-        writer = GGUFWriter(None, "clip")
-        try:
-            for key, value, vtype, sub in kv:
-                writer.add_key_value(key, value, vtype, sub)
-            for name, shape, _ in specs:
-                writer.add_tensor_info(name, shape, f32, int(np.prod(shape)) * f32.itemsize)
-            writer.write_header_to_file(tmp)
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            rng = np.random.default_rng(seed)
-            for name, shape, kind in specs:
-                if kind == "n":
-                    data = np.ones(shape, dtype=f32)
-                elif kind == "b":
-                    data = np.zeros(shape, dtype=f32)
-                else:
-                    data = _random_tensor(rng, shape, projector_std if kind == "p" else weight_std, "float32")
-                writer.write_tensor_data(data)
-        finally:
-            writer.close()
-    return Path(path)
+    return _write_clip(path, kv, specs, seed=seed, projector_std=projector_std, weight_std=weight_std)
 
 
 #: The test Qwen2-VL projector's vision tower: 8x8 patches merged 2x2 into one token (one token per 16x16
@@ -1051,8 +1061,7 @@ def write_qwen2vl_mmproj(
 
     llama.cpp warms the encoder up on a 2116-token image (92x92 patches): with ``n_head`` 2 that is about
     0.6 GB of attention scores without flash attention, so load it with ``flash_attn=True`` in tests."""
-    import numpy as np
-    from gguf import GGUFValueType, GGUFWriter
+    from gguf import GGUFValueType
 
     if n_embd % n_head or (n_embd // n_head) % 4:
         raise ValueError(f"n_embd ({n_embd}) / n_head ({n_head}) must be a multiple of 4 (M-RoPE's 4 sections)")
@@ -1061,7 +1070,6 @@ def write_qwen2vl_mmproj(
         raise ValueError("n_ff must differ from n_embd")
     specs = _qwen2vl_mmproj_tensor_specs(patch_size=patch_size, n_embd=n_embd, n_ff=n_ff, n_layer=n_layer,
                                          n_mm_hidden=n_mm_hidden, n_embd_text=n_embd_text)
-    f32 = np.dtype(np.float32)
     u32 = GGUFValueType.UINT32
     kv: list[tuple[str, Any, Any, Any]] = [
         ("general.name", "jan-test-qwen2vl-mmproj", GGUFValueType.STRING, None),
@@ -1083,28 +1091,7 @@ def write_qwen2vl_mmproj(
         ("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073], GGUFValueType.ARRAY, GGUFValueType.FLOAT32),
         ("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711], GGUFValueType.ARRAY, GGUFValueType.FLOAT32),
     ]
-    with _atomic_target(path) as tmp:
-        writer = GGUFWriter(None, "clip")
-        try:
-            for key, value, vtype, sub in kv:
-                writer.add_key_value(key, value, vtype, sub)
-            for name, shape, _ in specs:
-                writer.add_tensor_info(name, shape, f32, int(np.prod(shape)) * f32.itemsize)
-            writer.write_header_to_file(tmp)
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            rng = np.random.default_rng(seed)
-            for name, shape, kind in specs:
-                if kind == "n":
-                    data = np.ones(shape, dtype=f32)
-                elif kind == "b":
-                    data = np.zeros(shape, dtype=f32)
-                else:
-                    data = _random_tensor(rng, shape, projector_std if kind == "p" else weight_std, "float32")
-                writer.write_tensor_data(data)
-        finally:
-            writer.close()
-    return Path(path)
+    return _write_clip(path, kv, specs, seed=seed, projector_std=projector_std, weight_std=weight_std)
 
 
 def write_qwen2vl_pair(
