@@ -89,8 +89,8 @@ def test_openai_example_prints_what_the_readme_says(tmp_path, stories_path):
 
 
 def test_use_jan_from_examples_run_and_name_real_flags(tmp_path, stories_path):
-    """"Use jan from…": the Python snippets (Ollama, Responses, Anthropic) run against a real server, the Codex
-    config is valid TOML speaking the Responses API, and the flags and variables it names exist."""
+    """"Use jan from…": the Python snippets (Ollama, Responses, Anthropic, the batches of both) run against a real
+    server, the Codex config is valid TOML speaking the Responses API, and the flags and variables it names exist."""
     import tomllib
 
     from click.testing import CliRunner
@@ -99,13 +99,16 @@ def test_use_jan_from_examples_run_and_name_real_flags(tmp_path, stories_path):
 
     section = _section("Use jan from…")
     snippets = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(snippets) == 2
+    assert len(snippets) == 3
     # stories260K is a base model: a generating call with no length bound runs on to the end of its context
     # (the Ollama example did: 2,048 tokens, ~25 s on a 2-core machine, for one "Hi")
-    calls = [call for source in snippets for call in re.findall(r"\.(?:chat|create)\((.*?)\)(?:\.|\s*#|\n)", source, re.S)]
+    calls = [call for source in snippets[:2]
+             for call in re.findall(r"\.(?:chat|create)\((.*?)\)(?:\.|\s*#|\n)", source, re.S)]
     assert len(calls) == 4, calls
     for call in calls:
         assert any(bound in call for bound in ("num_predict", "max_tokens", "max_output_tokens")), call
+    batch_requests = re.findall(r'"(?:body|params)": \{[^\n]*', snippets[2])  # (each batch request's own bound)
+    assert len(batch_requests) == 2 and all('"max_tokens"' in r for r in batch_requests), batch_requests
     srv = start_server(tmp_path, [stories_path])
     try:
         for source in snippets:
