@@ -38,7 +38,7 @@ TEXT: /[^\n]*/
 PATCH = {"type": "custom", "name": "apply_patch", "description": "Edits files with a patch.",
          "format": {"type": "grammar", "syntax": "lark", "definition": PATCH_LARK}}
 # the hosted search Codex declares by default (its "cached" web search mode)
-SEARCH = {"type": "web_search", "external_web_access": False}
+SEARCH = {"type": "web_search", "external_web_access": False, "search_content_types": ["text", "image"]}
 CODEX_HEADERS = {"OpenAI-Beta": "responses=experimental", "originator": "codex_cli_rs", "session_id": "s-1",
                  "Accept": "text/event-stream"}
 
