@@ -300,9 +300,9 @@ def test_responses_bad_input():
         rs.input_messages(rs.ResponsesRequest.model_validate({"input": [
             {"role": "user", "content": [{"type": "input_image", "image_url": "https://x/y.png"}]}]}).input)
     with pytest.raises(ValidationError):
-        rs.ResponsesRequest.model_validate({"input": [{"type": "web_search_call", "id": "x"}]})
+        rs.ResponsesRequest.model_validate({"input": [{"type": "file_search_call", "id": "x"}]})
     with pytest.raises(ValidationError):
-        rs.ResponsesRequest.model_validate({"input": "x", "tools": [{"type": "web_search"}]})
+        rs.ResponsesRequest.model_validate({"input": "x", "tools": [{"type": "local_shell"}]})
     assert rs.valid_response_id("resp_abc123") and not rs.valid_response_id("resp_../../etc")
 
 

@@ -1,8 +1,9 @@
 """A tool kind jan does not run, in every OpenAI dialect: a 400 that names the field and says why.
 
 Agents send more than functions: Codex CLI its freeform ``custom`` apply_patch tool (a grammar, raw text in and
-out), ``web_search`` and ``local_shell`` when enabled. jan's tools are functions called with JSON arguments (and,
-in the Responses API, custom tools: tests/test_responses_custom_tools.py), so the others are refused — but saying
+out), ``web_search`` (accepted and not offered to the model: tests/test_agent_payloads.py) and ``local_shell`` when
+enabled. jan's tools are functions called with JSON arguments (and, in the Responses API, custom tools:
+tests/test_responses_custom_tools.py), so the others are refused — but saying
 so (``tools[1].type: 'web_search' tools are not run by jan; ...``), as the Anthropic dialect says of Anthropic's own
 tools, not pydantic's bare "Input should be 'function'", which reads as a malformed request. The same for the kinds
 ``tool_choice`` and ``allowed_tools`` may name.
@@ -24,10 +25,11 @@ ASK = [{"role": "user", "content": "Weather in Paris?"}]
 OTHER_KINDS = {
     "custom": {"type": "custom", "name": "apply_patch", "description": "Patch files",
                "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch" /.+/'}},
-    "web_search": {"type": "web_search"},
     "local_shell": {"type": "local_shell"},
+    "file_search": {"type": "file_search", "vector_store_ids": ["vs_1"]},
 }
-#: the kinds the Responses API refuses (its custom tools are run: the model calls them with text)
+#: the kinds the Responses API refuses (its custom tools are run: the model calls them with text; a web search is
+#: accepted and not offered, tests/test_agent_payloads.py)
 RESPONSES_OTHER_KINDS = [kind for kind in OTHER_KINDS if kind != "custom"]
 
 

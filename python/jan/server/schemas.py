@@ -211,6 +211,7 @@ class _Part(_Strict):
     # OpenAI's prompt-caching hint ({"mode": "explicit", "ttl": ...}): accepted and ignored, as the request's
     # prompt_cache_key is; jan's KV cache reuses any prefix a slot already holds, with no breakpoints to mark
     prompt_cache_breakpoint: dict[str, Any] | None = None
+    cache_control: dict[str, Any] | None = None  # (Anthropic's breakpoint, as on a Message: there)
 
 
 class TextPart(_Part):
@@ -328,6 +329,11 @@ class Message(_Strict):
     annotations: list[dict[str, Any]] | None = None
     # the openai SDK's own parse of the content (its parse/stream helpers): the content is the source; ignored
     parsed: Any = None
+    # Anthropic's prompt-cache breakpoint, which OpenAI-compatible clients put on messages and their parts for a
+    # server that passes it on (opencode and Roo/Kilo Code do for a model they take for Claude, as LiteLLM and
+    # OpenRouter forward it): jan's KV cache reuses any prefix a slot holds, with nothing to mark, so it is accepted
+    # and ignored, as llama-server and vLLM ignore it.
+    cache_control: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -425,6 +431,7 @@ class FunctionDef(_Strict):
 class Tool(_Strict):
     type: FunctionKind
     function: FunctionDef
+    cache_control: dict[str, Any] | None = None  # (Anthropic's breakpoint, as on a Message: there)
 
 
 class NamedFunction(_Strict):

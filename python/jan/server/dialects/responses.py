@@ -190,6 +190,17 @@ class ReasoningItem(_Wire):
     encrypted_content: str | None = None
 
 
+class WebSearchCallItem(_Wire):
+    """A hosted web search an earlier response made (OpenAI's: a conversation carried over to jan, or a client that
+    keeps every output item). The item holds the search's action, never its results, so the model has nothing to
+    read in it: accepted, and left out of the prompt (what the search found is in the message that followed it)."""
+
+    type: Literal["web_search_call"]
+    id: str | None = None
+    status: str | None = None
+    action: dict[str, Any] | None = None
+
+
 class ItemReference(_Wire):
     """An earlier item by its id (an input or output item of a stored response), in place of the item itself:
     :func:`item_references` finds them, the route reads each from the store (:func:`resolve_item_references`)."""
@@ -210,12 +221,12 @@ InputItem = Annotated[
           Annotated[FunctionCallOutputItem, Tag("function_call_output")], Annotated[ReasoningItem, Tag("reasoning")],
           Annotated[CustomToolCallItem, Tag("custom_tool_call")],
           Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")],
-          Annotated[ItemReference, Tag("item_reference")]],
+          Annotated[WebSearchCallItem, Tag("web_search_call")], Annotated[ItemReference, Tag("item_reference")]],
     # (pydantic's own message would name the function above; a client needs the types it may send)
     Discriminator(_item_kind, custom_error_type="invalid_item_type",
                   custom_error_message="unknown input item type: expected 'message', 'function_call', "
                                        "'function_call_output', 'custom_tool_call', 'custom_tool_call_output', "
-                                       "'reasoning' or 'item_reference'"),
+                                       "'reasoning', 'web_search_call' or 'item_reference'"),
 ]
 
 
@@ -231,9 +242,17 @@ FunctionKind = Annotated[Literal["function"], WrapValidator(_tool_kind)]
 ToolKind = Annotated[Literal["function", "custom"], WrapValidator(_tool_kind)]
 
 
+#: OpenAI's hosted web search, by each of its names. Codex declares it in every request (its default web search
+#: mode) beside the function tools it runs itself: it lets the model search, never makes it. jan has no search to run,
+#: so the declaration is accepted and the model is offered nothing for it: it answers from what it has, as OpenAI's
+#: model does when it chooses not to search. A request that forces a search (a ``tool_choice`` naming it) is still a
+#: 400, as is every other hosted tool (file search, code interpreter, MCP...), whose results the answer would need.
+WEB_SEARCH_KINDS = ("web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11")
+
+
 def _tool_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "custom" if kind == "custom" else "function"
+    return "custom" if kind == "custom" else "web_search" if kind in WEB_SEARCH_KINDS else "function"
 
 
 class FunctionTool(_Wire):
@@ -269,7 +288,18 @@ class CustomTool(_Wire):
     format: CustomFormat | None = None
 
 
-Tool = Annotated[Union[Annotated[FunctionTool, Tag("function")], Annotated[CustomTool, Tag("custom")]],
+class WebSearchTool(_Wire):
+    """OpenAI's hosted web search (:data:`WEB_SEARCH_KINDS`): accepted and not offered to the model. Its settings
+    (``external_web_access``, ``search_context_size``, ``user_location``, ``filters``...) are kept only to be echoed
+    in the response's ``tools``, as OpenAI echoes them."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: Literal["web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11"]
+
+
+Tool = Annotated[Union[Annotated[FunctionTool, Tag("function")], Annotated[CustomTool, Tag("custom")],
+                       Annotated[WebSearchTool, Tag("web_search")]],
                  Discriminator(_tool_tag)]
 
 
@@ -377,6 +407,15 @@ class _Prompt(_Wire):
     conversation: str | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
 
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _no_forced_search(cls, v):
+        # (a hosted tool's choice, {"type": "web_search"}, names no tool; without this, pydantic's union error)
+        if isinstance(v, dict) and v.get("type") in WEB_SEARCH_KINDS:
+            raise not_supported("tool_choice", "it has no web search to run: a declared web_search tool is accepted "
+                                "and not offered to the model, so a search cannot be forced")
+        return v
+
     @field_validator(*_REFUSED_UNLESS_NULL)
     @classmethod
     def _refused_unless_null(cls, v, info):
@@ -421,6 +460,9 @@ class _Answer(_Wire):
     # response here starts as soon as the model is free), its image compression, and its compaction of a long
     # context (truncation: "auto" is jan's way of keeping one within the model's).
     prompt_cache_options: dict[str, Any] | None = None
+    # Codex's tags of a request for OpenAI's side (its installation, its window of the conversation), sent by current
+    # Codex CLIs; nothing the model reads: accepted and ignored, as the hints above.
+    client_metadata: dict[str, str] | None = None
     access_programs: dict[str, Any] | None = None
     background_options: dict[str, Any] | None = None
     image: dict[str, Any] | None = None
@@ -583,6 +625,8 @@ def _input_turns(items: str | list | None) -> list[tuple[typed.ChatMessage, str]
     for i, item in enumerate(items):
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
             raise ValueError(f"input[{i}]: the item_reference '{item.id}' was not read; send the item itself")
+        if isinstance(item, WebSearchCallItem):
+            continue  # (nothing in it for the model: WebSearchCallItem)
         if isinstance(item, ReasoningItem):
             try:
                 encrypted = reasoning_of_encrypted(item.encrypted_content)
@@ -716,7 +760,7 @@ def reasoning_of_encrypted(value: str | None) -> str | None:
 
 def _item_id(item: Any) -> str:
     prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
-              "custom_tool_call": "ctc", "custom_tool_call_output": "ctco"}[item.type]
+              "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "web_search_call": "ws"}[item.type]
     return item.id or new_id(prefix)
 
 
@@ -795,15 +839,16 @@ def custom_names(body: _Prompt) -> frozenset[str]:
 def _tools(body: _Prompt) -> tuple[tuple[typed.ToolSpec, ...], typed.ToolChoice | None]:
     """The tools the model is shown and the tool choice. ``allowed_tools`` narrows ``tools`` to the ones it
     names (a name not among them is a 400) and its ``mode`` is the choice."""
+    callable_tools = [t for t in body.tools or () if not isinstance(t, WebSearchTool)]  # (not offered: above)
     tools = tuple(_custom_spec(t) if isinstance(t, CustomTool) else typed.ToolSpec(t.name, t.description,
                                                                                     t.parameters, t.strict)
-                  for t in body.tools or ())
+                  for t in callable_tools)
     choice = body.tool_choice
     # as OpenAI's: a choice that makes the model call a tool needs one to call
     if choice == "required" and not tools:
-        raise RequestError("tool_choice: 'required' needs tools (the request has none)", param="tool_choice",
-                           code="invalid_value")
-    kinds = {t.name: t.type for t in body.tools or ()}
+        why = "the request has none" if not body.tools else "its only ones are web searches, which jan does not run"
+        raise RequestError(f"tool_choice: 'required' needs tools ({why})", param="tool_choice", code="invalid_value")
+    kinds = {t.name: t.type for t in callable_tools}
     if isinstance(choice, (FunctionChoice, CustomChoice)):
         if kinds.get(choice.name) != choice.type:
             raise RequestError(f"tool_choice: names the {choice.type} tool '{choice.name}', which is not in tools",
