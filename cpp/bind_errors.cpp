@@ -19,6 +19,10 @@ void register_errors(py::module_ & m) {
             py::object cls = py::module_::import("jan.errors").attr("ContextOverflowError");
             py::object err = cls(e.what(), e.n_tokens, e.n_ctx);
             PyErr_SetObject(cls.ptr(), err.ptr());
+        } catch (const GrammarPrefixError & e) {
+            py::object cls = py::module_::import("jan.errors").attr("GrammarPrefixError");
+            py::object err = cls(e.what(), py::arg("offset") = e.offset);
+            PyErr_SetObject(cls.ptr(), err.ptr());
         } catch (const ModelLoadError & e) {
             raise_from("ModelLoadError", e.what());
         } catch (const QueueFullError & e) {

@@ -54,6 +54,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("grammar", &SamplingParams::grammar)
         .def_readwrite("grammar_root", &SamplingParams::grammar_root)
         .def_readwrite("grammar_triggers", &SamplingParams::grammar_triggers)
+        .def_readwrite("grammar_prefix", &SamplingParams::grammar_prefix)
         .def_readwrite("reasoning_budget", &SamplingParams::reasoning_budget)
         .def_readwrite("reasoning_start", &SamplingParams::reasoning_start)
         .def_readwrite("reasoning_end", &SamplingParams::reasoning_end)

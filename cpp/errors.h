@@ -22,6 +22,14 @@ struct QueueFullError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// A grammar prefix (the reply text a request continues, SamplingParams::grammar_prefix) that the request's grammar
+// cannot start: jan.errors.GrammarPrefixError in Python (a ValueError, HTTP 400). `offset`: the byte of the
+// prefix at which the grammar stops taking it (what a client is told to look at).
+struct GrammarPrefixError : std::invalid_argument {
+    GrammarPrefixError(const std::string & what, size_t offset) : std::invalid_argument(what), offset(offset) {}
+    size_t offset;
+};
+
 struct EngineError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };

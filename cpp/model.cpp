@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -122,6 +123,23 @@ std::string Model::token_to_piece(llama_token token, bool special) const {
     n = llama_token_to_piece(vocab_, token, big.data(), (int32_t)big.size(), 0, special);
     big.resize(n < 0 ? 0 : n);
     return big;
+}
+
+const PieceIndex & Model::pieces() const {
+    std::call_once(pieces_once_, [this] {
+        auto index = std::make_unique<PieceIndex>();
+        const int32_t n = n_vocab();
+        index->tokens.reserve((size_t)n);
+        for (llama_token t = 0; t < n; ++t) {
+            if (is_eog(t)) continue;
+            std::string piece = token_to_piece(t, /*special=*/true);  // (as llama.cpp's grammar caches them)
+            if (piece.empty()) continue;
+            index->max_len = std::max(index->max_len, piece.size());
+            index->tokens.emplace(std::move(piece), t);
+        }
+        pieces_ = std::move(index);
+    });
+    return *pieces_;
 }
 
 std::map<std::string, std::string> Model::metadata() const {

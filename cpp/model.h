@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "llama-cpp.h"
@@ -22,6 +24,15 @@ struct ModelParams {
     // llama.cpp's extra weight buffer types (CPU_REPACK, AMX, KleidiAI): -1 = on unless the CPU has AMX
     // (see model.cpp), 0 = off, 1 = on.
     int32_t extra_buffers = -1;
+};
+
+// Every token by its text as llama.cpp's grammar reads it (the piece with control tokens spelled out): what
+// spells a given text in tokens without the tokenizer, whose pre-tokenizing adds a leading space (SentencePiece)
+// or splits at its own places, so that a grammar can be advanced through it (grammar_prefix.cpp). End-of-generation
+// tokens are left out: llama.cpp's grammar aborts the process on one it does not expect.
+struct PieceIndex {
+    std::unordered_map<std::string, llama_token> tokens;  // (the lowest id where pieces repeat)
+    size_t max_len = 0;                                    // the longest piece, in bytes
 };
 
 class Model {
@@ -57,11 +68,16 @@ public:
     bool add_eos() const;  // (a reranker's prompt is [BOS] query [EOS] [SEP] document [EOS], each where the vocab adds it)
     bool add_sep() const;
     uint32_t n_cls_out() const;  // a classifier head's outputs (a reranker's scores: one, most often)
+    // Built on first use, once per model: a 262k-token vocabulary takes tens of milliseconds, which only
+    // requests that continue a reply under a grammar need to pay.
+    const PieceIndex & pieces() const;
 
 private:
     std::string path_;
     llama_model_ptr model_;
     const llama_vocab * vocab_ = nullptr;
+    mutable std::once_flag pieces_once_;
+    mutable std::unique_ptr<PieceIndex> pieces_;
 };
 
 // Called once per process before the first model is loaded.

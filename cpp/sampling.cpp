@@ -5,6 +5,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "grammar_prefix.h"
 #include "model.h"
 #include "reasoning_budget.h"
 
@@ -17,6 +18,16 @@ llama_sampler * make_grammar_sampler(const Model & model, const SamplingParams &
     for (const auto & t : p.grammar_triggers) patterns.push_back(t.c_str());
     return llama_sampler_init_grammar_lazy_patterns(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str(),
                                                     patterns.data(), patterns.size(), nullptr, 0);
+}
+
+llama_sampler_ptr prepare_grammar(const Model & model, const SamplingParams & p) {
+    if (p.grammar.empty()) return nullptr;
+    llama_sampler_ptr g(make_grammar_sampler(model, p));
+    if (!g) throw std::invalid_argument("grammar: llama.cpp could not parse the GBNF grammar (or its root rule '" +
+                                        p.grammar_root + "')");
+    if (!p.grammar_prefix.empty())
+        advance_grammar(model, g.get(), p.grammar_prefix, [&] { return make_grammar_sampler(model, p); });
+    return g;
 }
 
 void SamplingParams::validate(const Model & model) const {
@@ -36,6 +47,7 @@ void SamplingParams::validate(const Model & model) const {
     if (reasoning_budget >= 0 && reasoning_end.empty())
         bad("reasoning_budget", "needs the end-of-thinking marker (reasoning_end)");
     if (!grammar_triggers.empty() && grammar.empty()) bad("grammar_triggers", "given without a grammar");
+    if (!grammar_prefix.empty() && grammar.empty()) bad("grammar_prefix", "given without a grammar");
     if (n_probs < 0 || n_probs > 100) bad("n_probs", "must be between 0 and 100");
     if (mirostat < 0 || mirostat > 2) bad("mirostat", "must be 0 (off), 1 or 2");
     if (!(mirostat_tau >= 0.0f) || !std::isfinite(mirostat_tau)) bad("mirostat_tau", "must be a finite number >= 0");
@@ -51,11 +63,8 @@ void SamplingParams::validate(const Model & model) const {
             bad("logit_bias", "token id " + std::to_string(tok) + " is outside the vocabulary");
         if (std::isnan(bias)) bad("logit_bias", "bias must be a number");
     }
-    if (!grammar.empty()) {
-        // Parse now so a bad grammar is the caller's ValueError, not a failed request later.
-        llama_sampler_ptr g(make_grammar_sampler(model, *this));
-        if (!g) bad("grammar", "llama.cpp could not parse the GBNF grammar (or its root rule '" + grammar_root + "')");
-    }
+    // (the grammar itself is parsed by prepare_grammar, which submit calls next: a bad one is the caller's
+    // ValueError there, not a failed request later)
 }
 
 namespace {
@@ -129,7 +138,7 @@ llama_sampler * make_ignore_eos_sampler(const Model & model) {
 }
 
 llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, int32_t n_ctx_slot,
-                                const std::vector<int32_t> & prompt) {
+                                const std::vector<int32_t> & prompt, llama_sampler_ptr grammar) {
     auto sparams = llama_sampler_chain_default_params();
     sparams.no_perf = true;
     llama_sampler_ptr chain(llama_sampler_chain_init(sparams));
@@ -140,11 +149,8 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
     if (!bias.empty())
         llama_sampler_chain_add(chain.get(), llama_sampler_init_logit_bias(n_vocab, (int32_t)bias.size(), bias.data()));
 
-    if (!p.grammar.empty()) {
-        llama_sampler * g = make_grammar_sampler(model, p);
-        if (!g) throw std::invalid_argument("grammar: llama.cpp could not parse the GBNF grammar");
-        llama_sampler_chain_add(chain.get(), g);
-    }
+    if (!p.grammar.empty() && !grammar) grammar = prepare_grammar(model, p);
+    if (grammar) llama_sampler_chain_add(chain.get(), grammar.release());  // (the chain owns it from here)
     // After the grammar: it bans the end of generation only while the grammar leaves something else to write.
     if (p.ignore_eos) llama_sampler_chain_add(chain.get(), make_ignore_eos_sampler(model));
 

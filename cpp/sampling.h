@@ -31,6 +31,10 @@ struct SamplingParams {
     // (searched anywhere; anchored with ^...$ to match the whole output), then
     // the grammar constrains the rest, fed from the first capture group.
     std::vector<std::string> grammar_triggers;
+    // Text the reply already holds before the output (a prefill the prompt ends in, a resumed reply): the grammar
+    // reads it first, as though the model had written it, so the grammar holds the reply as a whole and the output
+    // continues that text (grammar_prefix.h). A prefix the grammar cannot start with: GrammarPrefixError at submit.
+    std::string grammar_prefix;
     // Thinking budget: at most this many tokens between reasoning_start (or
     // the first token, when reasoning_open) and reasoning_end; then the
     // engine forces reasoning_close (default: reasoning_end). -1: no cap.
@@ -77,16 +81,22 @@ struct SamplingParams {
 // The grammar sampler for params.grammar: lazy when grammar_triggers are given. nullptr when it does not parse.
 llama_sampler * make_grammar_sampler(const Model & model, const SamplingParams & params);
 
+// The request's grammar sampler, advanced through params.grammar_prefix; nullptr without a grammar. Made when the
+// request is submitted, on the caller's thread (parsing a grammar and reading a long prefix through it would
+// otherwise hold up every slot's next token on the engine thread). Throws std::invalid_argument for a grammar that
+// does not parse, GrammarPrefixError for a prefix it cannot start with.
+llama_sampler_ptr prepare_grammar(const Model & model, const SamplingParams & params);
+
 // ignore_eos's sampler (after the grammar in the chain): bans every end-of-generation token while any other
 // candidate is left, so a grammar that has finished still ends the generation.
 llama_sampler * make_ignore_eos_sampler(const Model & model);
 
-// The chain: logit bias, grammar, ignore_eos, penalties, then either greedy or the
-// truncation samplers, temperature and a seeded draw. The penalties sampler
-// has already seen the prompt (repeats of prompt text are penalized, as in
-// llama.cpp's server); the grammar has not (it constrains only the output).
+// The chain: logit bias, grammar (`grammar`: prepare_grammar's, taken over), ignore_eos, penalties, then either
+// greedy or the truncation samplers, temperature and a seeded draw. The penalties sampler has already seen the
+// prompt (repeats of prompt text are penalized, as in llama.cpp's server); the grammar has seen only its prefix
+// (it constrains the output, after the reply text the prompt ends in).
 llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & params, int32_t n_ctx_slot,
-                                const std::vector<int32_t> & prompt);
+                                const std::vector<int32_t> & prompt, llama_sampler_ptr grammar);
 
 struct TokenLogprob {
     int32_t token;

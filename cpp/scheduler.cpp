@@ -156,6 +156,7 @@ std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt,
                                        " tokens but the context holds " + std::to_string(params_.n_ctx) +
                                        " (one more is needed to generate)",
                                    (long)prompt.size(), params_.n_ctx);
+    llama_sampler_ptr grammar = prepare_grammar(*model_, params);  // (outside the lock: it can take a while)
     auto request = std::make_shared<RequestState>();
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -164,7 +165,7 @@ std::shared_ptr<RequestState> Scheduler::submit(std::vector<llama_token> prompt,
         if ((int32_t)waiting_.size() - free_slots >= params_.max_queue)
             throw QueueFullError("all " + std::to_string(params_.n_parallel) + " slots are busy and " +
                                  std::to_string(waiting_.size()) + " requests are already waiting");
-        waiting_.push_back({request, std::move(prompt), params, Clock::now(), std::move(media)});
+        waiting_.push_back({request, std::move(prompt), params, Clock::now(), std::move(media), std::move(grammar)});
         metrics_.requests_total++;
     }
     cv_.notify_all();
@@ -313,7 +314,7 @@ void Scheduler::assign(Slot & slot, Pending && pending) {
     slot.n_generated = 0;
     slot.i_batch = -1;
     slot.lp_count = 0;
-    slot.sampler = build_sampler(*model_, slot.params, params_.n_ctx, slot.prompt);
+    slot.sampler = build_sampler(*model_, slot.params, params_.n_ctx, slot.prompt, std::move(pending.grammar));
     slot.stream = std::make_unique<TextStream>(slot.params.stop);
     slot.t_submitted = pending.submitted;
     slot.t_started = Clock::now();

@@ -119,6 +119,7 @@ private:
         SamplingParams params;
         std::chrono::steady_clock::time_point submitted;
         MediaTrack media;
+        llama_sampler_ptr grammar;  // prepare_grammar's, made at submit (nullptr without a grammar)
     };
     enum class SlotState { Idle, Prefill, Generate };
     struct Slot {

@@ -46,6 +46,7 @@ class SamplingParams:
     grammar: str
     grammar_root: str
     grammar_triggers: list[str]
+    grammar_prefix: str
     reasoning_budget: int
     reasoning_start: str
     reasoning_end: str

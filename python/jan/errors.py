@@ -24,6 +24,17 @@ class BadRequestError(JanError, ValueError):
         self.code = code
 
 
+class GrammarPrefixError(BadRequestError):
+    """A ``grammar_prefix`` (the reply text a generation continues) that its grammar cannot start with: the engine
+    reads the prefix through the grammar before anything is generated. ``offset``: the prefix's first byte the
+    grammar does not take (UTF-8), where a client should look."""
+
+    def __init__(self, message: str, *, offset: int = 0, param: str | None = "grammar_prefix",
+                 code: str | None = "grammar_prefix_rejected"):
+        super().__init__(message, param=param, code=code)
+        self.offset = offset
+
+
 class ModelSettingError(BadRequestError):
     """A load option (a model.json setting) that this model's file cannot use: a KV cache type its
     attention heads cannot hold, a quantized V cache without flash attention. Raised before the

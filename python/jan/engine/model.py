@@ -995,7 +995,10 @@ class Model:
 
         Options: max_tokens, temperature (<= 0: greedy), top_k, top_p, min_p, typical_p,
         repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, logit_bias,
-        grammar (GBNF), ignore_eos, stop, logprobs, top_logprobs, prompt_logprobs (each prompt token's
+        grammar (GBNF), grammar_prefix (text the grammar reads before the output, as though the model had written
+        it: the end of a prompt that the output continues inside the grammar's text; one the grammar cannot start
+        with is a :class:`jan.errors.GrammarPrefixError`, a ``ValueError`` with the ``offset`` of the first byte it
+        refuses), ignore_eos, stop, logprobs, top_logprobs, prompt_logprobs (each prompt token's
         log-probability given the ones before it, on the first chunks' ``prompt_logprobs``, with
         ``top_logprobs`` alternatives; the prompt is evaluated whole, no prefix reuse; not for media
         prompts); speculative ("ngram" or True:

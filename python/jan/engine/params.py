@@ -48,6 +48,9 @@ DEFAULTS = {
     "prompt_logprobs": False,
     # Lazy grammar: regexes that switch the grammar on (see SamplingParams in cpp/sampling.h).
     "grammar_triggers": None,
+    # Text the reply already holds (a prefill the prompt ends in): the grammar reads it first, so it holds the reply
+    # as a whole and the output continues it; one the grammar cannot start with is a jan.errors.GrammarPrefixError.
+    "grammar_prefix": "",
     # Thinking budget (cpp/reasoning_budget.h): -1/None = no cap; the markers come from the chat format.
     "reasoning_budget": None,
     "reasoning_start": "",
@@ -289,6 +292,7 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
         check_gbnf(o["grammar"])
     p.grammar = o["grammar"] or ""
     p.grammar_triggers = _strings("grammar_triggers", o["grammar_triggers"])
+    p.grammar_prefix = _string("grammar_prefix", o["grammar_prefix"])
     p.reasoning_budget = -1 if o["reasoning_budget"] is None else _REASONING_BUDGET.check("reasoning_budget",
                                                                                          o["reasoning_budget"])
     p.reasoning_start = _string("reasoning_start", o["reasoning_start"])

@@ -20,13 +20,14 @@ from typing import Any
 from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.model import Vocabulary
 from jan.engine.results import Usage
-from jan.errors import ContextOverflowError, MediaError, QueueFullError
+from jan.errors import ContextOverflowError, GrammarPrefixError, MediaError, QueueFullError
 from jan.services.documents import read_documents
 from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.errors import RequestError
 from jan.services.fit import (PromptBudgetError, context_room, fit_context, fit_history, fits, prompt_size,
                               media_note, reply_room)
 from jan.services.local import (ShownTokens, chat_plan, chat_prompt, check_fan_out, client_seed, constraint_grammar,
+                                prefill_refused,
                                 merged, off_loop, prompted_as, seeds)
 from jan.services.media_workers import off_loop_for
 from jan.services.model_prompt import model_prompt_place, requests_media_error, with_model_prompt
@@ -417,6 +418,8 @@ class _Start:
         full and the request is one that waits (``ChatRequest.wait_for_room``)."""
         try:
             return _submit(local, self.tokens, self.options, self.seeds, **self.extra)
+        except GrammarPrefixError as exc:  # the prefill cannot start the reply its format or forced call holds
+            raise prefill_refused(request, self.plan, self.options.get("grammar_prefix") or "", exc) from None
         except QueueFullError:
             if request.wait_for_room:
                 return None

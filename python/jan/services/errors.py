@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from jan.errors import JanError, ModelClosedError, ModelLoadError, ModelSettingError, QueueFullError
+from jan.templates.grammar import GrammarError
 
-__all__ = ["FAILURE_KINDS", "GenerationCancelledError", "RequestError", "ServiceUnavailableError", "check_unique_tool_names",
+__all__ = ["FAILURE_KINDS", "GenerationCancelledError", "PrefillGrammarError", "RequestError", "ServiceUnavailableError", "check_unique_tool_names",
            "failure_kind", "require"]
 
 T = TypeVar("T")
@@ -21,6 +22,29 @@ class RequestError(JanError, ValueError):
         super().__init__(message)
         self.param = param
         self.code = code
+
+
+class PrefillGrammarError(GrammarError):
+    """A final assistant message (a prefill the reply continues) whose text cannot start the reply its grammar holds:
+    a response format's JSON, a tool call a ``tool_choice`` forces. Refused before anything is generated (the
+    engine reads the prefill through the grammar: ``grammar_prefix``). A :class:`GrammarError`, so each front end
+    says it in its own words (:meth:`said_as`: its name for the format's field); ``param`` is ``messages``.
+
+    ``prefill``: the text read through the grammar; ``at``: its first character the grammar does not allow;
+    ``constraint``: what the grammar holds, said with the ``{format}`` field name left to fill in."""
+
+    def __init__(self, prefill: str, at: int, constraint: str, format_field: str = "response_format"):
+        self.prefill, self.at, self.constraint = prefill, at, constraint
+        shown = prefill if len(prefill) <= 80 else prefill[:77] + "..."
+        where = (f"its character {at} ({prefill[at]!r})" if at < len(prefill) else "its end")
+        super().__init__(f"messages: the final assistant message is a prefill the reply continues, and its text "
+                         f"{shown!r} cannot start {constraint.format(format=format_field)}: the grammar that holds "
+                         f"the reply does not allow {where}; send a prefill that begins a valid reply, or none")
+        self.param, self.code = "messages", "prefill_not_in_format"
+
+    def said_as(self, format_field: str) -> "PrefillGrammarError":
+        """This error with the response format named as a front end names it (``output_config.format``, ``format``)."""
+        return PrefillGrammarError(self.prefill, self.at, self.constraint, format_field)
 
 
 def check_unique_tool_names(named: Iterable[tuple[int, str]], *, param: str = "tools") -> None:

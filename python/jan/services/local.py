@@ -26,7 +26,8 @@ from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
 from jan.services.abilities import fan_out_refusal, request_template, template_refusal
 from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
-from jan.services.errors import RequestError
+from jan.services.errors import PrefillGrammarError, RequestError
+from jan.errors import GrammarPrefixError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
 from jan.services.untrusted import (Piece, Placeholders, PromptText, TextWrites, UntrustedTextPart, control_ids,
                                     neutralized, prompt_tokens, spell_nothing, split_placeholders,
@@ -42,7 +43,7 @@ T = TypeVar("T")
 __all__ = ["ShownLogprobs", "ShownTokens", "chat_plan", "chat_prompt", "check_context", "continued_prompt", "render_chat",
            "render_prompt", "check_fan_out",
            "constraint_grammar", "merged", "off_loop", "prompted_as", "seeds", "client_seed", "submits_on_loop",
-           "template_messages", "template_tools", "asks_text_grammar", "check_text_grammars"]
+           "template_messages", "template_tools", "asks_text_grammar", "check_text_grammars", "prefill_refused"]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -561,6 +562,25 @@ def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dic
     except GrammarError as exc:  # a tool's parameters schema over a bound
         exc.param = exc.param or "tools"
         raise
+
+
+def prefill_refused(request: ChatRequest, plan: ChatPlan, prefix: str, exc: GrammarPrefixError) -> PrefillGrammarError:
+    """The engine's refusal of a continued reply's text (``prefix``, the ``grammar_prefix`` that
+    :meth:`ChatPlan.grammar_options` gave it) as the client's error: its prefill cannot start what the grammar holds,
+    said by kind -- the call a ``tool_choice`` forces, a response format's answer (or a call, with tools on
+    ``auto``), a call the prefill started (tools on ``auto``: the grammar holds a call once its start is written)."""
+    at = len(prefix.encode("utf-8")[:exc.offset].decode("utf-8", errors="ignore"))  # the engine counts bytes
+    fmt = request.response_format
+    formatted = fmt is not None and fmt.type in ("json_schema", "json_object")
+    if plan.forced_call:
+        constraint = "the tool call tool_choice forces"
+    elif formatted and plan.tools and plan.tool_choice != "none":
+        constraint = "a reply in the format {format} asks for, nor a tool call"
+    elif formatted:
+        constraint = "the JSON {format} asks for"
+    else:
+        constraint = "the tool call it starts"
+    return PrefillGrammarError(prefix, at, constraint)
 
 
 def asks_grammar(request: Any) -> bool:

@@ -32,7 +32,7 @@ from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_che
 
 from jan.server.dialects.unknown_fields import responses_unknown
 from jan.services import types as typed
-from jan.services.errors import RequestError
+from jan.services.errors import PrefillGrammarError, RequestError
 from jan.services.tool_pairs import ToolPairError, check_tool_pairs
 
 __all__ = [
@@ -720,6 +720,8 @@ def renamed_schema_error(exc: GrammarError, body_tools: Any, chat_request: typed
     """``exc`` with its OpenAI chat field (``tools[i].function.parameters``, ``response_format...schema``) said as
     ``tool_field`` (``{i}``: the tool's index among the body's own tools, found by name, as the typed request may
     hold fewer) or ``format_field``; any other field as it was."""
+    if isinstance(exc, PrefillGrammarError):  # (said of the prefill; the format it names is this dialect's field)
+        return exc.said_as(format_field.removesuffix(".schema"))
     param = exc.param or ""
     tool = re.fullmatch(r"tools\[(\d+)\]\.function\.parameters", param)
     if tool:

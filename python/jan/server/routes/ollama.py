@@ -41,7 +41,7 @@ from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import body_is_large, body_step, loads_bounded
 from jan.store.aio import write_through
 from jan.services import Services, Target
-from jan.services.errors import RequestError
+from jan.services.errors import PrefillGrammarError, RequestError
 from jan.services.models import require_generating, unload_now, unload_replaced
 from jan.services.types import CompletionDelta, TokenLogprob, Usage
 from jan.store import InvalidArgumentError
@@ -107,6 +107,8 @@ def _error_of(exc: BaseException) -> OllamaError:
         return OllamaError(400, f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", ""))
     if isinstance(exc, ollama_requests.OllamaRequestError):
         return OllamaError(400, str(exc))
+    if isinstance(exc, PrefillGrammarError):  # a prefill the `format` cannot start with, said in Ollama's names
+        return OllamaError(400, str(exc.said_as("format")))
     param = getattr(exc, "param", None)
     if isinstance(param, str) and param.startswith("response_format"):
         # the typed request's format is OpenAI's response_format; an Ollama body sent it as `format`

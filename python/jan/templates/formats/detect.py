@@ -183,6 +183,28 @@ class ChatFormat:
         tail = prompt.rstrip()
         return "open" if tail.endswith(start) else "closed" if tail.endswith(end) else None
 
+    def grammar_prefix(self, prompt: str, continued: str) -> str:
+        """The text of a continued reply (``continued``, which ``prompt`` ends in) that the grammar of
+        :meth:`grammar_options` must read before the output: the part of the reply that grammar holds. That grammar
+        is the reply's from where ``continued`` leaves it (:meth:`answer_grammar`): still inside a thought it opened
+        (or the template opened), the grammar starts in that free thought, so nothing; after a thought it closed,
+        the text after the end marker (its leading whitespace the gap the grammar leaves, so dropped); otherwise
+        the whole text (where the grammar allows a thought first, the text decides whether it takes that branch).
+        Harmony: a continued reply is the text of its message, which the grammar holds from its first character.
+        Empty where ``prompt`` does not end in ``continued`` (the template rewrote it; media in it): the grammar
+        then holds the output alone, as it did before jan read prefixes."""
+        if not continued or not prompt.endswith(continued):
+            return ""
+        if self.channels or self.reasoning is None:
+            return continued
+        tail = self._reply_tail(prompt, continued)
+        if tail == "open":
+            return ""
+        closed = continued.rfind(self.reasoning.end)
+        if closed >= 0:
+            return continued[closed + len(self.reasoning.end):].lstrip()
+        return continued
+
     def answer_grammar(self, grammar: str, prompt: str, continued: str = "", thinking: bool | None = None) -> str:
         """``grammar`` (meant for the answer or the call(s): a response format, a forced call) held after the
         thinking this reply may start with, so the thinking stays free and the budget's forced end marker is

@@ -176,14 +176,22 @@ class ChatPlan:
         tool calls in the format's own syntax and holds the answer to ``answer`` (the GBNF of a response
         format or a client grammar; :meth:`ChatFormat.grammar_options` says how they combine per tool_choice).
         Without ``answer`` but ``constrained`` (the caller applies its own grammar): empty. The grammar holds
-        what follows the thinking, which stays free (:meth:`ChatFormat.answer_grammar`).
+        what follows the thinking, which stays free (:meth:`ChatFormat.answer_grammar`). A continued reply adds
+        ``grammar_prefix``, its text the grammar reads first (:meth:`ChatFormat.grammar_prefix`).
         Raises GrammarError for a bad tool_choice or schema."""
         if answer is None and self.constrained:
             return {}
         thinking = self.fmt.thinking_on(self.reasoning.effort, self.reasoning.enabled)
         tools = with_text_grammars(self.tools, self.text_grammars)
-        return self.fmt.grammar_options(tools, self.tool_choice or "auto", parallel=self.parallel_tool_calls,
-                                        prompt=prompt, continued=self.continued, answer=answer, thinking=thinking)
+        options = self.fmt.grammar_options(tools, self.tool_choice or "auto", parallel=self.parallel_tool_calls,
+                                           prompt=prompt, continued=self.continued, answer=answer, thinking=thinking)
+        # The grammar holds the reply, and a continued reply's text is the client's start of it: the engine reads
+        # that text through the grammar first (``grammar_prefix``), so a prefill `{"` is continued into one JSON
+        # document rather than followed by a whole one of its own; one the grammar cannot start with is refused.
+        prefix = self.fmt.grammar_prefix(prompt, self.continued) if options.get("grammar") else ""
+        if prefix:
+            options["grammar_prefix"] = prefix
+        return options
 
     def parser(self, prompt: str, **kw: Any) -> OutputParser:
         """A fresh output parser for one choice of this request. ``tool_choice: "none"`` reads no calls, though
