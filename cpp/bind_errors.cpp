@@ -23,6 +23,11 @@ void register_errors(py::module_ & m) {
             py::object cls = py::module_::import("jan.errors").attr("GrammarPrefixError");
             py::object err = cls(e.what(), py::arg("offset") = e.offset);
             PyErr_SetObject(cls.ptr(), err.ptr());
+        } catch (const MediaInputError & e) {
+            py::object cls = py::module_::import("jan.errors").attr("MediaError");
+            py::object err = cls(e.what(), e.reason);
+            err.attr("item_index") = e.index;
+            PyErr_SetObject(cls.ptr(), err.ptr());
         } catch (const ModelLoadError & e) {
             raise_from("ModelLoadError", e.what());
         } catch (const QueueFullError & e) {

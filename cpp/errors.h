@@ -18,6 +18,16 @@ struct ContextOverflowError : std::runtime_error {
     long n_ctx;
 };
 
+// One media item of a prompt that libmtmd cannot use (a clip its decoder cannot read, a kind the projector has no
+// encoder for): jan.MediaError in Python, with ``reason`` its code and ``index`` the item's place among the prompt's
+// media, so that a caller names the part that sent it (the server's param) rather than an index of ours.
+struct MediaInputError : std::invalid_argument {
+    MediaInputError(const std::string & what, size_t index, std::string reason)
+        : std::invalid_argument(what), index(index), reason(std::move(reason)) {}
+    size_t index;
+    std::string reason;
+};
+
 struct QueueFullError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };

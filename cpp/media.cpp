@@ -169,7 +169,9 @@ mtmd_context_params context_params(const ProjectorParams & p) {
 Projector::Projector(std::shared_ptr<Model> model, const std::string & path, const ProjectorParams & params)
     : model_(std::move(model)), path_(path), params_(params) {
     ensure_backend_initialized();
-    mtmd_log_set(log_sink_callback(), nullptr);
+    // The helper (the WAV/MP3/FLAC decoder) has a logger of its own, which wrote "Unable to read WAV audio file
+    // from buffer" straight to stderr past jan's log; setting it sets libmtmd's too.
+    mtmd_helper_log_set(log_sink_callback(), nullptr);
     {
         std::ifstream probe(path, std::ios::binary);
         if (!probe) throw ModelLoadError("projector (mmproj) file not found or unreadable: '" + path + "'");
@@ -187,7 +189,7 @@ Projector::Projector(std::shared_ptr<Model> model, const std::string & path, con
     } catch (...) {
         memory_bytes_ = 0;
     }
-    mtmd_log_set(log_sink_callback(), nullptr);  // the measurement swaps the logger
+    mtmd_helper_log_set(log_sink_callback(), nullptr);  // the measurement swaps the logger
     if (memory_bytes_ == 0) memory_bytes_ = file_size(path);
 }
 
@@ -209,10 +211,12 @@ MediaPrompt Projector::tokenize(const std::string & text, const std::vector<Medi
     bitmaps.reserve(media.size());
     for (size_t i = 0; i < media.size(); ++i) {
         const MediaInput & m = media[i];
-        const std::string which = "media[" + std::to_string(i) + "]";
+        // named as jan.engine.media names the item (1-based, in prompt order), a typed error carrying its index
+        const std::string which = (m.audio ? "audio " : "image ") + std::to_string(i + 1);
         mtmd_bitmap * bm = nullptr;
         if (m.audio) {
-            if (!supports_audio()) throw std::invalid_argument(which + ": this model's projector does not accept audio");
+            if (!supports_audio())
+                throw MediaInputError(which + ": this model's projector does not accept audio", i, "no_projector");
             if (!m.audio_file.empty()) {
                 // WAV/MP3/FLAC decoding and resampling to the encoder's rate: libmtmd's own helper.
                 const auto wrapped = mtmd_helper_bitmap_init_from_buf(
@@ -224,20 +228,21 @@ MediaPrompt Projector::tokenize(const std::string & text, const std::vector<Medi
                     mtmd_bitmap_free(bm);
                     bm = nullptr;
                 }
-                if (!bm) throw std::invalid_argument(which + ": not a readable WAV, MP3 or FLAC file");
+                if (!bm) throw MediaInputError(which + ": not a readable WAV, MP3 or FLAC file", i, "unsupported_format");
             } else {
-                if (m.samples.empty()) throw std::invalid_argument(which + ": the audio has no samples");
+                if (m.samples.empty()) throw MediaInputError(which + ": the audio has no samples", i, "unsupported_format");
                 bm = mtmd_bitmap_init_from_audio(m.samples.size(), m.samples.data());
             }
         } else {
-            if (!supports_vision()) throw std::invalid_argument(which + ": this model's projector does not accept images");
+            if (!supports_vision())
+                throw MediaInputError(which + ": this model's projector does not accept images", i, "no_projector");
             if (m.nx == 0 || m.ny == 0 || m.rgb.size() != (size_t)m.nx * m.ny * 3)
                 throw std::invalid_argument(which + ": expected " + std::to_string(m.nx) + "x" + std::to_string(m.ny) +
                                             " RGB pixels (" + std::to_string((size_t)m.nx * m.ny * 3) + " bytes), got " +
                                             std::to_string(m.rgb.size()) + " bytes");
             bm = mtmd_bitmap_init(m.nx, m.ny, reinterpret_cast<const unsigned char *>(m.rgb.data()));
         }
-        if (!bm) throw std::invalid_argument(which + ": libmtmd refused the media");
+        if (!bm) throw MediaInputError(which + ": libmtmd refused the media", i, "unsupported_format");
         bitmaps.emplace_back(bm);
         if (!m.id.empty()) bitmaps.back().set_id(m.id.c_str());
     }

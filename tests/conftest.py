@@ -116,6 +116,23 @@ def qwen2vl_pair(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def audio_pair(tmp_path_factory):
+    """(model, mmproj) paths of a tiny random-weight audio pair (a ChatML llama with a 4096-token context and a
+    Qwen2-Audio whisper encoder: 750 tokens per started 30 s of a clip)."""
+    pytest.importorskip("gguf", reason="the gguf package is not installed (test extra)")
+    require_model("vocab", "ggml-vocab-phi-3.gguf")
+    from jan.testing.gguf_models import write_audio_pair
+
+    return write_audio_pair(tmp_path_factory.mktemp("audio"))
+
+
+@pytest.fixture(scope="session")
+def test_audio_path():
+    """A real speech clip (MP3, 17 s) from llama.cpp's mtmd tests, in ../shared/media."""
+    return require_model("..", "media", "test-2.mp3")
+
+
+@pytest.fixture(scope="session")
 def test_image_path():
     """A real photo (JPEG) from llama.cpp's mtmd tests, in ../shared/media."""
     return require_model("..", "media", "test-1.jpeg")

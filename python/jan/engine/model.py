@@ -74,6 +74,8 @@ def _projector_errors():
     native log lines it wrote forwarded either way."""
     try:
         yield
+    except MediaError:
+        raise  # (the binding's own, typed: it names the item at fault, its item_index, which a rewrap would lose)
     except ValueError as e:
         raise MediaError(str(e)) from None
     finally:
@@ -1017,7 +1019,16 @@ class Model:
         if images or audio:
             if not isinstance(prompt, str):
                 raise TypeError("with images or audio the prompt must be text (holding media markers)")
-            prompt = self.media_prompt(prompt, self.media_inputs(images, audio), add_special=add_special)
+            # sized before it is encoded: a clip of several 30 s windows (or many images) that cannot fit is refused
+            # without running the encoder over all of it first, as the server refuses one
+            prompt = self.media_prompt(prompt, self.media_inputs(images, audio), add_special=add_special,
+                                       encode=False)
+            n_ctx = scheduler.n_ctx_slot
+            if prompt.n_tokens >= n_ctx:
+                raise ContextOverflowError(
+                    f"the prompt has {prompt.n_tokens} tokens but the context holds {n_ctx} (one more is needed to "
+                    f"generate); its images and audio take {prompt.n_media_tokens} of them", prompt.n_tokens, n_ctx)
+            self.encode_media(prompt)
         for key, value in self._request_defaults.items():
             if options.get(key) is None:
                 options[key] = value

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import logging
 import random
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
@@ -501,9 +502,31 @@ def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: s
              for m in request.messages for p in m.content if isinstance(p, (ImagePart, AudioPart))]
     if text.count(marker) != len(items):
         raise _marker_error(request, marker)
-    try:
+    with _said_of_its_part(places):
         media = model.prepare_media(items)
-    except jan.MediaError as exc:  # (an image that does not decode) said of the part that sent it
+    bos = model.info.special_tokens.get("bos")
+    if request.context:  # as continued_prompt: the template's own BOS (written as text) is dropped after a context
+        check_context(model, request.context)
+        if bos is not None:
+            text = text.removeprefix(model.token_to_piece(bos, special=True))
+    # not encoded yet: the caller fits the prompt to the context first (chat._start_held encodes the one it submits)
+    with _said_of_its_part(places):  # (libmtmd decodes the audio here: a clip its decoder cannot read fails here)
+        prompt = model.media_prompt(text, media, add_special=False, encode=False)
+    for token in reversed(request.context):  # (a MediaPrompt takes tokens before it one at a time)
+        prompt.prepend(token)
+    if bos is not None and model.add_bos and (not prompt.tokens or prompt.tokens[0] != bos):
+        prompt.prepend(bos)
+    return prompt
+
+
+@contextlib.contextmanager
+def _said_of_its_part(places: list[tuple[int, int]]) -> Iterator[None]:
+    """A MediaError about one of the request's media items (an image that does not decode, a clip libmtmd's decoder
+    cannot read: its ``item_index``) said of the part that sent it, ``messages[i].content[j]`` (``places``: each
+    item's message and part, in prompt order)."""
+    try:
+        yield
+    except jan.MediaError as exc:
         if exc.item_index is None or exc.item_index >= len(places):
             raise
         i, j = places[exc.item_index]
@@ -511,18 +534,6 @@ def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: s
         _, sep, why = str(exc).partition(": ")  # (the engine's "image 2: ...": its place among the media)
         raise jan.MediaError(f"{where}: {why if sep else exc}", reason=exc.reason, param=where, message_index=i,
                              part_index=j) from None
-    bos = model.info.special_tokens.get("bos")
-    if request.context:  # as continued_prompt: the template's own BOS (written as text) is dropped after a context
-        check_context(model, request.context)
-        if bos is not None:
-            text = text.removeprefix(model.token_to_piece(bos, special=True))
-    # not encoded yet: the caller fits the prompt to the context first (chat._start_held encodes the one it submits)
-    prompt = model.media_prompt(text, media, add_special=False, encode=False)
-    for token in reversed(request.context):  # (a MediaPrompt takes tokens before it one at a time)
-        prompt.prepend(token)
-    if bos is not None and model.add_bos and (not prompt.tokens or prompt.tokens[0] != bos):
-        prompt.prepend(bos)
-    return prompt
 
 
 def _marker_error(request: ChatRequest, marker: str) -> jan.MediaError:

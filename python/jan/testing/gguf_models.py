@@ -30,6 +30,7 @@ __all__ = [
     "BENCH_LLAMA_CONFIG",
     "BENCH_VOCAB",
     "CHATML_TOOL_TEMPLATE",
+    "TINY_AUDIO_CONFIG",
     "TINY_VISION_CONFIG",
     "VISION_CHAT_TEMPLATE",
     "bench_model_path",
@@ -38,11 +39,13 @@ __all__ = [
     "models_dir",
     "repo_root",
     "vocab_path",
+    "write_audio_pair",
     "write_bench_llama",
     "write_llama_from_vocab",
     "write_mlp_mmproj",
     "write_not_gguf",
     "write_phi3_chat_model",
+    "write_qwen2a_mmproj",
     "write_harmony_model",
     "write_qwen3_tool_model",
     "write_strict_chat_model",
@@ -1180,3 +1183,124 @@ def write_reranker_from_bert(
         finally:
             writer.close()
     return Path(path)
+
+
+#: The test audio projector: a Qwen2-Audio (``qwen2a``) whisper encoder, the simplest audio projector llama.cpp's
+#: libmtmd has (whisper's two convolutions and ViT blocks, a 2x average pool, then one linear layer into the
+#: text model). Its input is libmtmd's own: 16 kHz audio as ``n_mel`` log-mel bins every 10 ms, cut into 30 s
+#: windows of 3000 frames; each window becomes 750 tokens (the stride-2 convolution halves it to 1500 positions,
+#: the pool halves that), whatever the encoder's width.
+TINY_AUDIO_CONFIG: dict[str, Any] = dict(n_mel=80, n_embd=32, n_head=2, n_ff=48, n_layer=1)
+
+#: Positions of whisper's encoder: one 30 s window after the stride-2 convolution (the graph asserts the
+#: position table has at least that many rows).
+_WHISPER_N_POS = 1500
+
+#: Qwen2-Audio's markers around a clip's embeddings (libmtmd adds them as special text): control tokens of the
+#: audio pair's text model, as Qwen2-Audio's vocabulary has them.
+QWEN2_AUDIO_SPECIAL_TOKENS = ("<|audio_bos|>", "<|audio_eos|>")
+
+
+def _qwen2a_mmproj_tensor_specs(
+    *, n_mel: int, n_embd: int, n_ff: int, n_layer: int, n_embd_text: int,
+) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, numpy shape, kind) of every tensor of a Qwen2-Audio mmproj, as :func:`_mlp_mmproj_tensor_specs`
+    (``a.`` for the audio encoder). Whisper's key projection has no bias (the graph asserts there is none); its
+    convolution biases are (n_embd, 1), one per output channel, as llama.cpp's converter writes them."""
+    specs: list[tuple[str, tuple[int, ...], str]] = [
+        ("a.conv1d.1.weight", (n_embd, n_mel, 3), "w"),
+        ("a.conv1d.1.bias", (n_embd, 1), "b"),
+        ("a.conv1d.2.weight", (n_embd, n_embd, 3), "w"),
+        ("a.conv1d.2.bias", (n_embd, 1), "b"),
+        ("a.position_embd.weight", (_WHISPER_N_POS, n_embd), "w"),
+    ]
+    for i in range(n_layer):
+        b = f"a.blk.{i}."
+        specs += [
+            (b + "ln1.weight", (n_embd,), "n"),
+            (b + "ln1.bias", (n_embd,), "b"),
+            (b + "attn_q.weight", (n_embd, n_embd), "w"),
+            (b + "attn_q.bias", (n_embd,), "b"),
+            (b + "attn_k.weight", (n_embd, n_embd), "w"),
+            (b + "attn_v.weight", (n_embd, n_embd), "w"),
+            (b + "attn_v.bias", (n_embd,), "b"),
+            (b + "attn_out.weight", (n_embd, n_embd), "w"),
+            (b + "attn_out.bias", (n_embd,), "b"),
+            (b + "ln2.weight", (n_embd,), "n"),
+            (b + "ln2.bias", (n_embd,), "b"),
+            (b + "ffn_up.weight", (n_ff, n_embd), "w"),
+            (b + "ffn_up.bias", (n_ff,), "b"),
+            (b + "ffn_down.weight", (n_embd, n_ff), "w"),
+            (b + "ffn_down.bias", (n_embd,), "b"),
+        ]
+    specs += [
+        ("a.post_ln.weight", (n_embd,), "n"),
+        ("a.post_ln.bias", (n_embd,), "b"),
+        ("mm.a.fc.weight", (n_embd_text, n_embd), "p"),
+        ("mm.a.fc.bias", (n_embd_text,), "b"),
+    ]
+    return specs
+
+
+def write_qwen2a_mmproj(
+    path: "str | os.PathLike[str]",
+    *,
+    n_embd_text: int,
+    n_mel: int = TINY_AUDIO_CONFIG["n_mel"],
+    n_embd: int = TINY_AUDIO_CONFIG["n_embd"],
+    n_head: int = TINY_AUDIO_CONFIG["n_head"],
+    n_ff: int = TINY_AUDIO_CONFIG["n_ff"],
+    n_layer: int = TINY_AUDIO_CONFIG["n_layer"],
+    seed: int = 0,
+    weight_std: float = 0.1,
+    projector_std: float = 0.3,
+) -> Path:
+    """Write a random-weight Qwen2-Audio audio encoder (``clip.projector_type = "qwen2a"``, audio only).
+
+    libmtmd decodes a clip (WAV, MP3, FLAC), resamples it to 16 kHz, computes ``n_mel`` log-mel bins and encodes
+    each 30 s window into 750 embeddings of ``n_embd_text`` floats (the text model's ``n_embd``), between
+    ``<|audio_bos|>`` and ``<|audio_eos|>``. All tensors are F32. Returns ``path``."""
+    from gguf import GGUFValueType
+
+    if n_embd % n_head:
+        raise ValueError(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
+    specs = _qwen2a_mmproj_tensor_specs(n_mel=n_mel, n_embd=n_embd, n_ff=n_ff, n_layer=n_layer,
+                                        n_embd_text=n_embd_text)
+    u32 = GGUFValueType.UINT32
+    kv: list[tuple[str, Any, Any, Any]] = [
+        ("general.name", "jan-test-qwen2a-mmproj", GGUFValueType.STRING, None),
+        ("general.file_type", _FILE_TYPES["f32"], u32, None),
+        ("clip.has_audio_encoder", True, GGUFValueType.BOOL, None),
+        ("clip.projector_type", "qwen2a", GGUFValueType.STRING, None),
+        ("clip.audio.num_mel_bins", n_mel, u32, None),
+        ("clip.audio.embedding_length", n_embd, u32, None),
+        ("clip.audio.feed_forward_length", n_ff, u32, None),
+        ("clip.audio.block_count", n_layer, u32, None),
+        ("clip.audio.projection_dim", n_embd_text, u32, None),
+        ("clip.audio.attention.head_count", n_head, u32, None),
+        ("clip.audio.attention.layer_norm_epsilon", 1e-5, GGUFValueType.FLOAT32, None),
+    ]
+    return _write_clip(path, kv, specs, seed=seed, projector_std=projector_std, weight_std=weight_std)
+
+
+def write_audio_pair(
+    folder: "str | os.PathLike[str]", *, vocab_gguf: "str | os.PathLike[str] | None" = None, seed: int = 0,
+    n_ctx: int = 4096,
+) -> tuple[Path, Path]:
+    """Write ``audio-chat.gguf`` (:data:`TINY_CHAT_CONFIG`'s shape with an ``n_ctx``-token context, the phi-3
+    vocabulary with ChatML's and Qwen2-Audio's control tokens, :data:`VISION_CHAT_TEMPLATE`) and
+    ``mmproj-audio-chat.gguf`` (:func:`write_qwen2a_mmproj` sized to it) into ``folder``: a tiny audio pair.
+    A clip takes 750 tokens per started 30 s (plus the two markers), so the context is longer than the other
+    pairs' to hold a clip of several windows. Returns ``(model, mmproj)``."""
+    folder = Path(folder)
+    vocab = Path(vocab_gguf) if vocab_gguf is not None else vocab_path(PHI3_VOCAB)
+    n_source = len(_read_tokenizer_kv(vocab)["tokenizer.ggml.tokens"].value)
+    special = CHATML_SPECIAL_TOKENS + QWEN2_AUDIO_SPECIAL_TOKENS
+    im_end = n_source + special.index("<|im_end|>")
+    model = write_llama_from_vocab(
+        folder / "audio-chat.gguf", vocab, **{**TINY_CHAT_CONFIG, "n_ctx": n_ctx}, dtype="f32", seed=seed,
+        chat_template=VISION_CHAT_TEMPLATE, extra_special_tokens=special,
+        extra_kv={"tokenizer.ggml.eos_token_id": im_end, "tokenizer.ggml.eot_token_id": im_end})
+    mmproj = write_qwen2a_mmproj(folder / "mmproj-audio-chat.gguf", n_embd_text=TINY_CHAT_CONFIG["n_embd"],
+                                 seed=seed + 1)
+    return model, mmproj

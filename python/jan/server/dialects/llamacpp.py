@@ -78,7 +78,7 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output"),
     "preserved_tokens": (lambda v: v == [], "it has no preserved tokens"),
     "image_data": (lambda v: v == [], "/completion takes text and token ids; send images to /v1/chat/completions"),
-    "multimodal_data": (lambda v: v == [], "/completion takes text and token ids; send images to "
+    "multimodal_data": (lambda v: v == [], "/completion takes text and token ids; send images and audio to "
                                            "/v1/chat/completions"),
 }
 #: Fields that only tune a refused sampler above: accepted with it off (they change nothing then), as any field
@@ -229,6 +229,24 @@ class CompletionBody(WholeNumbers):
                 if data.get(alias) is not None and data.get(name) is None:
                     data[name] = data.pop(alias)
         return data
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_objects(cls, v: Any) -> Any:
+        """llama-server's prompt object, ``{"prompt_string": ..., "multimodal_data": [base64, ...]}`` (alone or in
+        a list of prompts): its text is the prompt; media in it are refused saying where they go (else the object
+        was a bare "Input should be a valid string")."""
+        def text_of(p: Any) -> Any:
+            if not isinstance(p, dict):
+                return p
+            if p.get("multimodal_data"):
+                raise ValueError("multimodal_data: /completion takes text and token ids; send images and audio to "
+                                 "/v1/chat/completions (image_url and input_audio parts)")
+            text = p.get("prompt_string")
+            if not isinstance(text, str) or set(p) - {"prompt_string", "multimodal_data"}:
+                raise ValueError('a prompt object is {"prompt_string": "text"}')
+            return text
+        return [text_of(p) for p in v] if isinstance(v, list) else text_of(v)
 
     @field_validator("prompt")
     @classmethod

@@ -1,0 +1,228 @@
+"""Audio through the native engine (libmtmd), on a real projector: the tiny random-weight Qwen2-Audio pair
+(tests/conftest.py: audio_pair) and a real speech clip (../shared/media/test-2.mp3, 17 s).
+
+The pair's output is gibberish, but it depends on every sample of the clip (through the log-mel spectrogram,
+the whisper encoder and its projection), which is what these tests compare: against llama-cpp-python's own
+multimodal path, across the file formats of the same samples, and across the engine's caches.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pytest
+
+import jan
+from mtmd_reference import llama_cpp_mtmd_greedy
+
+sf = pytest.importorskip("soundfile", reason="the soundfile package is not installed (test extra)")
+
+#: Tokens of one 30 s window of the Qwen2-Audio encoder (3000 mel frames, halved by the stride-2 convolution and
+#: by the average pool), and the markers around a clip (<|audio_bos|>, <|audio_eos|>: control tokens of the pair).
+WINDOW_TOKENS = 750
+MARKER_TOKENS = 2
+N_GEN = 12
+
+
+@pytest.fixture(scope="module")
+def clip_samples(test_audio_path):
+    """The speech clip's samples (mono float32) and rate, decoded once."""
+    samples, rate = sf.read(str(test_audio_path), dtype="float32")
+    return samples, rate
+
+
+def _encoded(samples: np.ndarray, rate: int, fmt: str, subtype: str = "PCM_16") -> bytes:
+    out = io.BytesIO()
+    sf.write(out, samples, rate, format=fmt, subtype=subtype)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def alm(audio_pair):
+    model_path, mmproj = audio_pair
+    model = jan.Model(model_path, mmproj=mmproj, n_ctx=4096, n_parallel=2, n_threads=1, n_threads_batch=1)
+    yield model
+    model.close()
+
+
+def _prompt(model: jan.Model, question: str = "What is said?") -> str:
+    return f"<|im_start|>user\n{question}\n{model.media_marker}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def _text_tokens(model: jan.Model, prompt: str) -> int:
+    """The prompt's text tokens as libmtmd tokenizes them: the text before the marker with BOS, the text after it
+    on its own (special tokens parsed, as in a chat prompt)."""
+    before, after = prompt.split(model.media_marker)
+    return len(model.tokenize(before, True, True)) + len(model.tokenize(after, False, True))
+
+
+def test_an_audio_projector_takes_audio_and_no_images(alm):
+    assert alm.capabilities == {"vision": False, "audio": True}
+    assert alm.media_marker
+    with pytest.raises(jan.MediaError) as info:  # an image for an audio-only projector: said of that item
+        alm.media_inputs(images=[np.zeros((8, 8, 3), np.uint8)])
+    assert (info.value.reason, info.value.item_index) == ("no_projector", 0)
+
+
+def test_greedy_tokens_of_the_mp3_equal_llama_cpp_python_mtmd(alm, audio_pair, test_audio_path):
+    """The same clip through llama-cpp-python's libmtmd path (its decoder, encoder and evaluation) and jan's: the
+    same greedy tokens, and the prompt's token count is its text's, the markers' and one window's exactly."""
+    prompt = _prompt(alm)
+    mp3 = test_audio_path.read_bytes()
+    ref = llama_cpp_mtmd_greedy(*audio_pair, prompt, [mp3], N_GEN, n_ctx=2048)
+    got = alm.generate(prompt, audio=[mp3], max_tokens=N_GEN, temperature=0, ignore_eos=True)
+    assert got.token_ids == ref
+    assert got.usage.prompt_tokens == _text_tokens(alm, prompt) + MARKER_TOKENS + WINDOW_TOKENS
+    assert alm.generate(prompt, audio=[test_audio_path], max_tokens=N_GEN, temperature=0,
+                        ignore_eos=True).token_ids == ref  # by path, too
+
+
+def test_wav_and_flac_of_the_same_samples_answer_alike(alm, clip_samples):
+    """WAV and FLAC (lossless) of the same 16-bit samples decode to the same audio: the same answer and size."""
+    samples, rate = clip_samples
+    prompt = _prompt(alm)
+    answers = {fmt: alm.generate(prompt, audio=[_encoded(samples, rate, fmt)], max_tokens=N_GEN, temperature=0,
+                                 ignore_eos=True) for fmt in ("WAV", "FLAC")}
+    assert answers["WAV"].token_ids == answers["FLAC"].token_ids
+    assert {a.usage.prompt_tokens for a in answers.values()} == {
+        _text_tokens(alm, prompt) + MARKER_TOKENS + WINDOW_TOKENS}
+    # a 32-bit float WAV at another rate (resampled to the encoder's 16 kHz by libmtmd) is taken too
+    resampled = alm.generate(prompt, audio=[_encoded(samples[::2].copy(), rate // 2, "WAV", "FLOAT")], max_tokens=2,
+                             temperature=0)
+    assert resampled.usage.prompt_tokens == answers["WAV"].usage.prompt_tokens
+
+
+def test_the_clip_changes_the_answer(alm, clip_samples):
+    samples, rate = clip_samples
+    prompt = _prompt(alm)
+    speech = alm.generate(prompt, audio=[_encoded(samples, rate, "WAV")], max_tokens=N_GEN, temperature=0,
+                          ignore_eos=True)
+    silence = alm.generate(prompt, audio=[_encoded(np.zeros_like(samples), rate, "WAV")], max_tokens=N_GEN,
+                           temperature=0, ignore_eos=True)
+    assert speech.token_ids != silence.token_ids
+    assert speech.usage.prompt_tokens == silence.usage.prompt_tokens
+
+
+def test_a_long_clip_is_several_windows_each_counted(alm, audio_pair, clip_samples):
+    """A 70 s clip is three 30 s windows for the whisper encoder (libmtmd pads the clip with 30 s of silence and
+    keeps every whole window): 3 x 750 tokens, each window its own chunk, and the answer libmtmd's own path gives."""
+    samples, rate = clip_samples
+    long = np.concatenate([samples] * 4)  # 4 x 17.4 s
+    assert 60 < len(long) / rate < 89
+    flac = _encoded(long, rate, "FLAC")
+    prompt = _prompt(alm)
+    got = alm.generate(prompt, audio=[flac], max_tokens=4, temperature=0, ignore_eos=True)
+    assert got.usage.prompt_tokens == _text_tokens(alm, prompt) + MARKER_TOKENS + 3 * WINDOW_TOKENS
+    model_path, mmproj = audio_pair
+    # The random pair's next-token distribution is nearly flat (its top logits ~0.005 apart after 2265 positions),
+    # so flash attention's other rounding picks another first token: compared without it, as llama-cpp-python runs.
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=4096, n_threads=1, flash_attn=False) as exact:
+        assert exact.generate(prompt, audio=[flac], max_tokens=4, temperature=0, ignore_eos=True).token_ids == \
+            llama_cpp_mtmd_greedy(*audio_pair, prompt, [flac], 4, n_ctx=4096)
+    # it does not fit a smaller context: refused before the encoder runs
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=2048, n_threads=1) as small:
+        with pytest.raises(jan.ContextOverflowError):
+            small.generate(prompt, audio=[flac], max_tokens=1)
+        assert small.metrics()["media_encodes_total"] == 0
+
+
+def test_a_repeated_clip_reuses_its_encoding_and_kv_cache(audio_pair, test_audio_path, clip_samples):
+    """The same clip again: its embeddings come from the projector's cache (not encoded again) and, in the same
+    slot, its KV from the prefix cache; a follow-up turn about it reuses the whole first turn. Another clip at the
+    same place is evaluated again."""
+    model_path, mmproj = audio_pair
+    mp3 = test_audio_path.read_bytes()
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=4096, n_parallel=1, n_threads=1) as model:
+        prompt = _prompt(model)
+        first = model.generate(prompt, audio=[mp3], max_tokens=4, temperature=0, ignore_eos=True)
+        assert first.usage.cached_tokens == 0
+        again = model.generate(prompt, audio=[mp3], max_tokens=4, temperature=0, ignore_eos=True)
+        assert again.usage.cached_tokens == again.usage.prompt_tokens - 1  # all but the last token, as for text
+        assert again.token_ids == first.token_ids
+        follow_up = prompt + first.text + "<|im_end|>\n<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n"
+        second = model.generate(follow_up, audio=[mp3], max_tokens=4, temperature=0, ignore_eos=True)
+        assert second.usage.cached_tokens >= first.usage.prompt_tokens
+        assert model.metrics()["media_encodes_total"] == 1
+        # another clip at the same place: only the text before it is reused
+        other = model.generate(prompt, audio=[_encoded(np.zeros_like(clip_samples[0]), clip_samples[1], "WAV")],
+                               max_tokens=2, temperature=0)
+        assert other.usage.cached_tokens < _text_tokens(model, prompt)
+        assert model.metrics()["media_encodes_total"] == 2
+        # and the first clip, sent once more after it, is still not encoded again (the projector's cache)
+        model.generate(prompt, audio=[mp3], max_tokens=1, temperature=0)
+        assert model.metrics()["media_encodes_total"] == 2
+
+
+def test_the_prompt_cache_keeps_no_audio_prompt(audio_pair, test_audio_path):
+    """cache_ram_mib keeps evicted text prompts in host memory; a prompt with audio is never kept (its KV stands
+    for embeddings no token list can name)."""
+    model_path, mmproj = audio_pair
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=4096, n_parallel=1, n_threads=1, cache_ram_mib=64) as model:
+        model.generate(_prompt(model), audio=[test_audio_path.read_bytes()], max_tokens=2, temperature=0)
+        model.generate("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n", max_tokens=2, temperature=0)
+        assert model.metrics()["prompt_cache_prompts"] == 0  # the audio prompt the text one replaced: not kept
+        model.generate("Something else entirely", max_tokens=2, temperature=0)
+        assert model.metrics()["prompt_cache_prompts"] == 1  # (the text prompt it replaced is: the cache is on)
+
+
+def test_audio_requests_in_parallel_slots_answer_as_alone(alm, test_audio_path, clip_samples):
+    import threading
+
+    prompt = _prompt(alm)
+    clips = [test_audio_path.read_bytes(), _encoded(clip_samples[0][::-1].copy(), clip_samples[1], "WAV")]
+    alone = [alm.generate(prompt, audio=[c], max_tokens=6, temperature=0, ignore_eos=True).token_ids for c in clips]
+    results: dict[int, list[int]] = {}
+
+    def run(i: int) -> None:
+        results[i] = alm.generate(prompt, audio=[clips[i]], max_tokens=6, temperature=0, ignore_eos=True).token_ids
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+        assert not t.is_alive()
+    assert results == {0: alone[0], 1: alone[1]}
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"RIFF\x24\0\0\0WAVEfmt " + b"\0" * 40, "unsupported_format"),  # a WAV header and nothing that decodes
+    (b"fLaC" + b"\0" * 64, "unsupported_format"),
+    (b"ID3\x04\0\0\0\0\0\0" + b"\0" * 64, "unsupported_format"),
+    (b"OggS" + b"\0" * 64, "unsupported_format"),  # a format jan does not take
+    (b"hello", "unsupported_format"),
+    (b"", "unsupported_format"),
+])
+def test_bad_audio_is_a_media_error_naming_the_clip(alm, data, reason, capfd, caplog):
+    with caplog.at_level(logging.DEBUG, logger="jan.llama"):
+        with pytest.raises(jan.MediaError) as info:
+            alm.generate(_prompt(alm), audio=[data], max_tokens=1)
+    assert info.value.reason == reason
+    assert str(info.value).startswith("audio 1: "), str(info.value)
+    assert info.value.item_index == 0
+    # libmtmd's decoder says why in jan's log, not on the process's stderr
+    assert "Unable to read" not in capfd.readouterr().err
+
+
+def test_a_clip_the_decoder_refuses_is_named_among_the_media(alm, test_audio_path):
+    """The second of two clips does not decode (libmtmd's decoder refuses it while tokenizing): the error names it,
+    ``item_index`` 1, as the checks made before decoding do, so a caller can name the part that sent it."""
+    with pytest.raises(jan.MediaError) as info:
+        alm.generate(f"{alm.media_marker} {alm.media_marker}",
+                     audio=[test_audio_path.read_bytes(), b"RIFF\x24\0\0\0WAVEfmt " + b"\0" * 40], max_tokens=1)
+    assert (info.value.reason, info.value.item_index) == ("unsupported_format", 1)
+    assert str(info.value).startswith("audio 2: ")
+
+
+def test_audio_limits_and_unreadable_paths(audio_pair, tmp_path, test_audio_path):
+    model_path, mmproj = audio_pair
+    limits = jan.engine.media.MediaLimits(max_bytes=1000)
+    with jan.Model(model_path, mmproj=mmproj, n_ctx=1024, n_threads=1, media_limits=limits) as small:
+        with pytest.raises(jan.MediaError) as info:
+            small.generate(_prompt(small), audio=[test_audio_path.read_bytes()], max_tokens=1)
+        assert info.value.reason == "too_large"
+        with pytest.raises(jan.MediaError) as info:
+            small.generate(_prompt(small), audio=[tmp_path / "missing.mp3"], max_tokens=1)
+        assert info.value.reason == "unreadable"
