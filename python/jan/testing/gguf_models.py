@@ -894,6 +894,31 @@ def write_vision_chat_model(
     return _write_chatml_phi3(path, vocab_gguf, seed, VISION_CHAT_TEMPLATE)
 
 
+def _encoder_block_specs(prefix: str, *, n_embd: int, n_ff: int,
+                         key_bias: bool = True) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, numpy shape, kind) of one pre-norm transformer block of a clip encoder (ViT or Whisper), as
+    :func:`_mlp_mmproj_tensor_specs`; ``key_bias`` False for Whisper, whose key projection has none."""
+    specs = [
+        (prefix + "ln1.weight", (n_embd,), "n"),
+        (prefix + "ln1.bias", (n_embd,), "b"),
+        (prefix + "attn_q.weight", (n_embd, n_embd), "w"),
+        (prefix + "attn_q.bias", (n_embd,), "b"),
+        (prefix + "attn_k.weight", (n_embd, n_embd), "w"),
+        *([(prefix + "attn_k.bias", (n_embd,), "b")] if key_bias else []),
+        (prefix + "attn_v.weight", (n_embd, n_embd), "w"),
+        (prefix + "attn_v.bias", (n_embd,), "b"),
+        (prefix + "attn_out.weight", (n_embd, n_embd), "w"),
+        (prefix + "attn_out.bias", (n_embd,), "b"),
+        (prefix + "ln2.weight", (n_embd,), "n"),
+        (prefix + "ln2.bias", (n_embd,), "b"),
+        (prefix + "ffn_up.weight", (n_ff, n_embd), "w"),
+        (prefix + "ffn_up.bias", (n_ff,), "b"),
+        (prefix + "ffn_down.weight", (n_embd, n_ff), "w"),
+        (prefix + "ffn_down.bias", (n_embd,), "b"),
+    ]
+    return specs
+
+
 def _mlp_mmproj_tensor_specs(
     *, image_size: int, patch_size: int, n_embd: int, n_ff: int, n_layer: int, n_mm_hidden: int, n_embd_text: int,
 ) -> list[tuple[str, tuple[int, ...], str]]:
@@ -913,25 +938,7 @@ def _mlp_mmproj_tensor_specs(
         ("v.pre_ln.bias", (n_embd,), "b"),
     ]
     for i in range(n_layer):
-        b = f"v.blk.{i}."
-        specs += [
-            (b + "ln1.weight", (n_embd,), "n"),
-            (b + "ln1.bias", (n_embd,), "b"),
-            (b + "attn_q.weight", (n_embd, n_embd), "w"),
-            (b + "attn_q.bias", (n_embd,), "b"),
-            (b + "attn_k.weight", (n_embd, n_embd), "w"),
-            (b + "attn_k.bias", (n_embd,), "b"),
-            (b + "attn_v.weight", (n_embd, n_embd), "w"),
-            (b + "attn_v.bias", (n_embd,), "b"),
-            (b + "attn_out.weight", (n_embd, n_embd), "w"),
-            (b + "attn_out.bias", (n_embd,), "b"),
-            (b + "ln2.weight", (n_embd,), "n"),
-            (b + "ln2.bias", (n_embd,), "b"),
-            (b + "ffn_up.weight", (n_ff, n_embd), "w"),
-            (b + "ffn_up.bias", (n_ff,), "b"),
-            (b + "ffn_down.weight", (n_embd, n_ff), "w"),
-            (b + "ffn_down.bias", (n_embd,), "b"),
-        ]
+        specs += _encoder_block_specs(f"v.blk.{i}.", n_embd=n_embd, n_ff=n_ff)
     specs += [
         ("mm.0.weight", (n_mm_hidden, n_embd), "p"),
         ("mm.0.bias", (n_mm_hidden,), "b"),
@@ -1014,25 +1021,7 @@ def _qwen2vl_mmproj_tensor_specs(
         ("v.patch_embd.weight.1", (n_embd, 3, patch_size, patch_size), "w"),
     ]
     for i in range(n_layer):
-        b = f"v.blk.{i}."
-        specs += [
-            (b + "ln1.weight", (n_embd,), "n"),
-            (b + "ln1.bias", (n_embd,), "b"),
-            (b + "attn_q.weight", (n_embd, n_embd), "w"),
-            (b + "attn_q.bias", (n_embd,), "b"),
-            (b + "attn_k.weight", (n_embd, n_embd), "w"),
-            (b + "attn_k.bias", (n_embd,), "b"),
-            (b + "attn_v.weight", (n_embd, n_embd), "w"),
-            (b + "attn_v.bias", (n_embd,), "b"),
-            (b + "attn_out.weight", (n_embd, n_embd), "w"),
-            (b + "attn_out.bias", (n_embd,), "b"),
-            (b + "ln2.weight", (n_embd,), "n"),
-            (b + "ln2.bias", (n_embd,), "b"),
-            (b + "ffn_up.weight", (n_ff, n_embd), "w"),
-            (b + "ffn_up.bias", (n_ff,), "b"),
-            (b + "ffn_down.weight", (n_embd, n_ff), "w"),
-            (b + "ffn_down.bias", (n_embd,), "b"),
-        ]
+        specs += _encoder_block_specs(f"v.blk.{i}.", n_embd=n_embd, n_ff=n_ff)
     specs += [
         ("mm.0.weight", (n_mm_hidden, 4 * n_embd), "p"),
         ("mm.0.bias", (n_mm_hidden,), "b"),
@@ -1215,24 +1204,7 @@ def _qwen2a_mmproj_tensor_specs(
         ("a.position_embd.weight", (_WHISPER_N_POS, n_embd), "w"),
     ]
     for i in range(n_layer):
-        b = f"a.blk.{i}."
-        specs += [
-            (b + "ln1.weight", (n_embd,), "n"),
-            (b + "ln1.bias", (n_embd,), "b"),
-            (b + "attn_q.weight", (n_embd, n_embd), "w"),
-            (b + "attn_q.bias", (n_embd,), "b"),
-            (b + "attn_k.weight", (n_embd, n_embd), "w"),
-            (b + "attn_v.weight", (n_embd, n_embd), "w"),
-            (b + "attn_v.bias", (n_embd,), "b"),
-            (b + "attn_out.weight", (n_embd, n_embd), "w"),
-            (b + "attn_out.bias", (n_embd,), "b"),
-            (b + "ln2.weight", (n_embd,), "n"),
-            (b + "ln2.bias", (n_embd,), "b"),
-            (b + "ffn_up.weight", (n_ff, n_embd), "w"),
-            (b + "ffn_up.bias", (n_ff,), "b"),
-            (b + "ffn_down.weight", (n_embd, n_ff), "w"),
-            (b + "ffn_down.bias", (n_embd,), "b"),
-        ]
+        specs += _encoder_block_specs(f"a.blk.{i}.", n_embd=n_embd, n_ff=n_ff, key_bias=False)
     specs += [
         ("a.post_ln.weight", (n_embd,), "n"),
         ("a.post_ln.bias", (n_embd,), "b"),
