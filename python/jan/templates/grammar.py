@@ -26,8 +26,8 @@ Supported keywords: ``type`` (single or list), ``properties``, ``required``,
 ``allOf`` (merged), ``$ref`` to ``#/...`` (``$defs``, ``definitions``, any
 JSON pointer; recursion works), ``nullable``, ``minLength``, ``maxLength``,
 ``pattern`` (a practical regex subset), ``format`` (date, time, date-time,
-uuid), and for integers ``minimum``/``maximum``/``exclusiveMinimum``/
-``exclusiveMaximum``. Other keywords are ignored, so the grammar may accept
+uuid), and for integers and numbers ``minimum``/``maximum``/``exclusiveMinimum``/
+``exclusiveMaximum`` (numbers: see :mod:`jan.templates.number_range`). Other keywords are ignored, so the grammar may accept
 more than the schema, never less.
 
 An object schema that lists ``properties`` but says nothing about
@@ -229,7 +229,20 @@ _PRIMITIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "array": ('"[" ws ( value ( "," ws value )* )? "]" ws', ("ws", "value")),
     # string formats (JSON Schema "format"); the text between the quotes
-    "date-body": ('[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )', ()),
+    # a real calendar day: a month's own length, 29 February only in a leap year, no year 0000 (every date parser
+    # the output meets refuses 2024-11-31, 2023-02-29 and 0000-01-01)
+    "date-body": (
+        '( date-year "-" ( ( "0" [13578] | "1" [02] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )'
+        ' | ( "0" [469] | "11" ) "-" ( "0" [1-9] | [12] [0-9] | "30" )'
+        ' | "02-" ( "0" [1-9] | "1" [0-9] | "2" [0-8] ) ) | date-leap-year "-02-29" )',
+        ("date-year", "date-leap-year"),
+    ),
+    "date-year": ('( [1-9] [0-9]{3} | "0" ( [1-9] [0-9]{2} | "0" ( [1-9] [0-9] | "0" [1-9] ) ) )', ()),
+    # divisible by 4 and not by 100, or by 400
+    "date-leap-year": (
+        '( [0-9] [0-9] ( "0" [48] | [2468] [048] | [13579] [26] ) | ( "0" [48] | [2468] [048] | [13579] [26] ) "00" )',
+        (),
+    ),
     "time-body": (
         '( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? '
         '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )',
@@ -847,14 +860,7 @@ class GrammarBuilder:
         if typ == "integer":
             return self._integer(schema, hint)
         if typ == "number":
-            lo = schema.get("minimum", schema.get("exclusiveMinimum"))
-            if isinstance(lo, (int, float)) and not isinstance(lo, bool) and lo >= 0:
-                # the one number bound that is cheap to enforce: no sign
-                return self.add_rule(
-                    f"{hint}-number",
-                    f'{_INT_DIGITS} ( "." [0-9]{{1,16}} )? ( [eE] [-+]? [0-9]{{1,3}} )? {self.primitive("ws")}',
-                )
-            return self.primitive("number")
+            return self._number(schema, hint)
         if typ == "boolean":
             return self.primitive("boolean")
         if typ == "null":
@@ -1005,6 +1011,16 @@ class GrammarBuilder:
             return self.primitive("string")
         char = self.primitive("char")
         return self.add_rule(f"{hint}-string", f'"\\"" {_repeat(char, lo, hi)} "\\"" {ws}')
+
+    def _number(self, schema: Mapping[str, Any], hint: str) -> str:
+        # imported here: number_range builds on this module's integer-range helpers
+        from .number_range import decimal_bound, number_range
+
+        lo = decimal_bound(schema, "minimum", "exclusiveMinimum", lower=True)
+        hi = decimal_bound(schema, "maximum", "exclusiveMaximum", lower=False)
+        if lo is None and hi is None:
+            return self.primitive("number")
+        return self.add_rule(f"{hint}-number", f"{number_range(lo, hi)} {self.primitive('ws')}")
 
     def _integer(self, schema: Mapping[str, Any], hint: str) -> str:
         lo = _number_bound(schema, "minimum", "exclusiveMinimum", lower=True)
