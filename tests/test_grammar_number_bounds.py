@@ -99,3 +99,13 @@ def test_an_empty_range_is_a_grammar_error():
         json_schema_to_grammar({"type": "number", "minimum": 2, "maximum": 1})
     with pytest.raises(GrammarError):
         json_schema_to_grammar({"type": "number", "exclusiveMinimum": 1, "exclusiveMaximum": 1})
+
+
+def test_extreme_bounds_stay_small_and_sound(llama):
+    """A bound past 16 integer digits is as good as none; one finer than 16 fraction digits is kept soundly."""
+    wide = json_schema_to_grammar({"type": "number", "minimum": -1.7976931348623157e308,
+                                   "maximum": 1.7976931348623157e308})
+    assert len(wide) < 2000 and llama.accepts(wide, "-12.5") and llama.accepts(wide, "3")
+    tiny = json_schema_to_grammar({"type": "number", "minimum": 1e-300})
+    assert llama.accepts(tiny, "0.5") and llama.accepts(tiny, "7")
+    assert not llama.accepts(tiny, "0") and not llama.accepts(tiny, "0.0000") and not llama.accepts(tiny, "-1")
