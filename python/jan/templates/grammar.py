@@ -27,7 +27,7 @@ Supported keywords: ``type`` (single or list), ``properties``, ``required``,
 JSON pointer; recursion works), ``nullable``, ``minLength``, ``maxLength``,
 ``pattern`` (a practical regex subset, ECMA-262's meaning of ``\\s`` and ``.``; ``minLength``/``maxLength``
 beside it where it is one anchored run of single characters), ``format`` (date, time, date-time,
-uuid), and for integers and numbers ``minimum``/``maximum``/``exclusiveMinimum``/
+uuid, duration, uri as an http(s) URL, ipv4, hostname), and for integers and numbers ``minimum``/``maximum``/``exclusiveMinimum``/
 ``exclusiveMaximum`` (numbers: see :mod:`jan.templates.number_range`). Other keywords are ignored, so the grammar may accept
 more than the schema, never less.
 
@@ -250,13 +250,31 @@ _PRIMITIVES: dict[str, tuple[str, tuple[str, ...]]] = {
         (),
     ),
     "date-time-body": ('date-body "T" time-body', ("date-body", "time-body")),
+    # RFC 3339's durations (days or weeks, then hours, minutes, seconds in that order), what pydantic's timedelta
+    # reads; without it a timedelta field got any string
+    "duration-body": (
+        '"P" ( [0-9]{1,6} "W" | [0-9]{1,6} "D" ( "T" duration-time )? | "T" duration-time )', ("duration-time",),
+    ),
+    "duration-time": (
+        '( [0-9]{1,6} "H" ( [0-9]{1,6} "M" ( [0-9]{1,6} "S" )? )? | [0-9]{1,6} "M" ( [0-9]{1,6} "S" )? '
+        '| [0-9]{1,6} "S" )',
+        (),
+    ),
+    # an http(s) URL: every one is a URI, and pydantic's HttpUrl (whose schema says only "uri") takes no other scheme
+    "uri-body": ('( "http" "s"? "://" hostname-body ( "/" [A-Za-z0-9._~!$&\'()*+,;=:@/-]{0,100} )? )', ("hostname-body",)),
+    # labels of letters and digits joined by single hyphens: no "xn--" label, whose punycode a URL parser checks
+    "hostname-body": ('( hostname-label ( "." hostname-label ){0,5} )', ("hostname-label",)),
+    "hostname-label": ('[a-z0-9]{1,20} ( "-" [a-z0-9]{1,20} ){0,3}', ()),
+    "ipv4-body": ('ipv4-octet "." ipv4-octet "." ipv4-octet "." ipv4-octet', ("ipv4-octet",)),
+    "ipv4-octet": ('( "25" [0-5] | "2" [0-4] [0-9] | "1" [0-9] [0-9] | [1-9] [0-9] | [0-9] )', ()),
     "uuid-body": (
         '[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12}',
         (),
     ),
 }
 
-_FORMATS = {"date": "date-body", "time": "time-body", "date-time": "date-time-body", "uuid": "uuid-body"}
+_FORMATS = {"date": "date-body", "time": "time-body", "date-time": "date-time-body", "uuid": "uuid-body",
+            "duration": "duration-body", "uri": "uri-body", "ipv4": "ipv4-body", "hostname": "hostname-body"}
 
 # Keywords that constrain a value; a schema with none of them accepts any JSON.
 _CONSTRAINING = {
