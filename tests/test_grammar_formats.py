@@ -55,3 +55,21 @@ def test_new_formats_accept_the_plain_spellings(llama):
     assert accepts("uri", "https://example.com/a/b") and not accepts("uri", "example.com")
     assert accepts("ipv4", "192.168.0.1") and not accepts("ipv4", "192.168.0.256")
     assert accepts("hostname", "api.example-1.org") and not accepts("hostname", "-bad.org")
+
+
+def test_a_maps_member_count_bounds(llama):
+    """pydantic's ``dict[str, int] = Field(min_length=1, max_length=2)`` is minProperties/maxProperties on a map: the
+    grammar wrote ``{}`` or any number of members."""
+    from pydantic import BaseModel, Field
+
+    class Tally(BaseModel):
+        counts: dict[str, int] = Field(min_length=1, max_length=2)
+
+    grammar = json_schema_to_grammar(Tally.model_json_schema())
+    for text, want in [('{"counts": {}}', False), ('{"counts": {"a": 1}}', True), ('{"counts": {"a": 1, "b": 2}}', True),
+                       ('{"counts": {"a": 1, "b": 2, "c": 3}}', False)]:
+        assert llama.accepts(grammar, text) == want, text
+        if want:
+            Tally.model_validate_json(text)
+    free = json_schema_to_grammar({"type": "object"})
+    assert llama.accepts(free, "{}") and llama.accepts(free, '{"a": 1, "b": [2], "c": null}')

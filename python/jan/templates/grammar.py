@@ -22,7 +22,7 @@ llama.cpp's grammar stacks small):
 
 Supported keywords: ``type`` (single or list), ``properties``, ``required``,
 ``additionalProperties`` (false/true/schema), ``items``, ``prefixItems``,
-``minItems``, ``maxItems``, ``enum``, ``const``, ``anyOf``, ``oneOf``,
+``minItems``, ``maxItems``, a map's ``minProperties``/``maxProperties``, ``enum``, ``const``, ``anyOf``, ``oneOf``,
 ``allOf`` (merged), ``$ref`` to ``#/...`` (``$defs``, ``definitions``, any
 JSON pointer; recursion works), ``nullable``, ``minLength``, ``maxLength``,
 ``pattern`` (a practical regex subset, ECMA-262's meaning of ``\\s`` and ``.``; ``minLength``/``maxLength``
@@ -1004,6 +1004,18 @@ class GrammarBuilder:
         n = len(items)
         tail_extra = f'( "," {ws} {extra_kv} )*' if extra_kv else ""
         head_extra = f"( {extra_kv} {tail_extra} )?" if extra_kv else ""
+        if extra_kv and not items:
+            # a map (pydantic's dict field): its minProperties/maxProperties count its members (keys the grammar
+            # cannot keep apart; a model repeating one is the only way past them)
+            lo, hi = (_count(schema, key) for key in ("minProperties", "maxProperties"))
+            lo = lo or 0
+            if hi is not None and hi < lo:
+                raise GrammarError(f"maxProperties < minProperties at {hint!r}")
+            if hi == 0:
+                return self.add_rule(f"{hint}-obj", f'"{{" {ws} "}}" {ws}')
+            more = _repeat(_group(f'"," {ws} {extra_kv}'), max(lo - 1, 0), None if hi is None else hi - 1)
+            members = f"{extra_kv} {more}" if more != '""' else extra_kv
+            head_extra = members if lo else f"( {members} )?"
 
         def tail(i: int) -> str:
             parts = []
@@ -1113,6 +1125,14 @@ class GrammarBuilder:
             return self.primitive("integer")
         body = _integer_range(None if lo is None else int(lo), None if hi is None else int(hi))
         return self.add_rule(f"{hint}-int", f"{body} {self.primitive('ws')}")
+
+
+def _count(schema: Mapping[str, Any], key: str) -> int | None:
+    """A non-negative integer keyword (``minProperties``, ...), or None when absent or not a number."""
+    value = schema.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    return None
 
 
 def _constrains(schema: Mapping[str, Any]) -> bool:
