@@ -22,12 +22,13 @@ llama.cpp's grammar stacks small):
 
 Supported keywords: ``type`` (single or list), ``properties``, ``required``,
 ``additionalProperties`` (false/true/schema), ``items``, ``prefixItems``,
-``minItems``, ``maxItems``, ``enum``, ``const``, ``anyOf``, ``oneOf``,
+``minItems``, ``maxItems``, a map's ``minProperties``/``maxProperties``, ``enum``, ``const``, ``anyOf``, ``oneOf``,
 ``allOf`` (merged), ``$ref`` to ``#/...`` (``$defs``, ``definitions``, any
 JSON pointer; recursion works), ``nullable``, ``minLength``, ``maxLength``,
-``pattern`` (a practical regex subset), ``format`` (date, time, date-time,
-uuid), and for integers ``minimum``/``maximum``/``exclusiveMinimum``/
-``exclusiveMaximum``. Other keywords are ignored, so the grammar may accept
+``pattern`` (a practical regex subset, ECMA-262's meaning of ``\\s`` and ``.``; ``minLength``/``maxLength``
+beside it where it is one anchored run of single characters), ``format`` (date, time, date-time,
+uuid, duration, uri as an http(s) URL, ipv4, hostname), and for integers and numbers ``minimum``/``maximum``/``exclusiveMinimum``/
+``exclusiveMaximum`` (numbers: see :mod:`jan.templates.number_range`). Other keywords are ignored, so the grammar may accept
 more than the schema, never less.
 
 One keyword is jan's own: a string schema's ``x-jan-lark`` (a Lark grammar definition) holds the string's text to
@@ -244,20 +245,51 @@ _PRIMITIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "array": ('"[" ws ( value ( "," ws value )* )? "]" ws', ("ws", "value")),
     # string formats (JSON Schema "format"); the text between the quotes
-    "date-body": ('[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )', ()),
+    # a real calendar day: a month's own length, 29 February only in a leap year, no year 0000 (every date parser
+    # the output meets refuses 2024-11-31, 2023-02-29 and 0000-01-01)
+    "date-body": (
+        '( date-year "-" ( ( "0" [13578] | "1" [02] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )'
+        ' | ( "0" [469] | "11" ) "-" ( "0" [1-9] | [12] [0-9] | "30" )'
+        ' | "02-" ( "0" [1-9] | "1" [0-9] | "2" [0-8] ) ) | date-leap-year "-02-29" )',
+        ("date-year", "date-leap-year"),
+    ),
+    "date-year": ('( [1-9] [0-9]{3} | "0" ( [1-9] [0-9]{2} | "0" ( [1-9] [0-9] | "0" [1-9] ) ) )', ()),
+    # divisible by 4 and not by 100, or by 400
+    "date-leap-year": (
+        '( [0-9] [0-9] ( "0" [48] | [2468] [048] | [13579] [26] ) | ( "0" [48] | [2468] [048] | [13579] [26] ) "00" )',
+        (),
+    ),
     "time-body": (
         '( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? '
         '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )',
         (),
     ),
     "date-time-body": ('date-body "T" time-body', ("date-body", "time-body")),
+    # RFC 3339's durations (days or weeks, then hours, minutes, seconds in that order), what pydantic's timedelta
+    # reads; without it a timedelta field got any string
+    "duration-body": (
+        '"P" ( [0-9]{1,6} "W" | [0-9]{1,6} "D" ( "T" duration-time )? | "T" duration-time )', ("duration-time",),
+    ),
+    "duration-time": (
+        '( [0-9]{1,6} "H" ( [0-9]{1,6} "M" ( [0-9]{1,6} "S" )? )? | [0-9]{1,6} "M" ( [0-9]{1,6} "S" )? '
+        '| [0-9]{1,6} "S" )',
+        (),
+    ),
+    # an http(s) URL: every one is a URI, and pydantic's HttpUrl (whose schema says only "uri") takes no other scheme
+    "uri-body": ('( "http" "s"? "://" hostname-body ( "/" [A-Za-z0-9._~!$&\'()*+,;=:@/-]{0,100} )? )', ("hostname-body",)),
+    # labels of letters and digits joined by single hyphens: no "xn--" label, whose punycode a URL parser checks
+    "hostname-body": ('( hostname-label ( "." hostname-label ){0,5} )', ("hostname-label",)),
+    "hostname-label": ('[a-z0-9]{1,20} ( "-" [a-z0-9]{1,20} ){0,3}', ()),
+    "ipv4-body": ('ipv4-octet "." ipv4-octet "." ipv4-octet "." ipv4-octet', ("ipv4-octet",)),
+    "ipv4-octet": ('( "25" [0-5] | "2" [0-4] [0-9] | "1" [0-9] [0-9] | [1-9] [0-9] | [0-9] )', ()),
     "uuid-body": (
         '[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12}',
         (),
     ),
 }
 
-_FORMATS = {"date": "date-body", "time": "time-body", "date-time": "date-time-body", "uuid": "uuid-body"}
+_FORMATS = {"date": "date-body", "time": "time-body", "date-time": "date-time-body", "uuid": "uuid-body",
+            "duration": "duration-body", "uri": "uri-body", "ipv4": "ipv4-body", "hostname": "hostname-body"}
 
 # Keywords that constrain a value; a schema with none of them accepts any JSON.
 _CONSTRAINING = {
@@ -366,14 +398,21 @@ class _InvalidPattern(Exception):
     range): the client's schema is wrong, so the request is refused rather than answered without its constraint."""
 
 
+# JSON Schema patterns are ECMA-262 regexes, whose \s is Unicode's spaces and line terminators, not only ASCII's: a
+# \S or [^\s] that let U+00A0 or U+3000 through wrote strings the schema's own validators refuse
+_ECMA_SPACE = [("\t", "\r"), (" ", " "), ("\u00a0", "\u00a0"), ("\u1680", "\u1680"), ("\u2000", "\u200a"),
+               ("\u2028", "\u2029"), ("\u202f", "\u202f"), ("\u205f", "\u205f"), ("\u3000", "\u3000"),
+               ("\ufeff", "\ufeff")]
 _CLASS_ESCAPES = {
     "d": ([("0", "9")], False),
     "D": ([("0", "9")], True),
     "w": ([("a", "z"), ("A", "Z"), ("0", "9"), ("_", "_")], False),
     "W": ([("a", "z"), ("A", "Z"), ("0", "9"), ("_", "_")], True),
-    "s": ([(" ", " "), ("\t", "\t"), ("\n", "\n"), ("\r", "\r"), ("\f", "\f"), ("\v", "\v")], False),
-    "S": ([(" ", " "), ("\t", "\t"), ("\n", "\n"), ("\r", "\r"), ("\f", "\f"), ("\v", "\v")], True),
+    "s": (_ECMA_SPACE, False),
+    "S": (_ECMA_SPACE, True),
 }
+# ``.`` matches any character but these (ECMA-262's line terminators)
+_ECMA_LINE_TERMINATORS = [("\n", "\n"), ("\r", "\r"), ("\u2028", "\u2029")]
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "0": "\0"}
 
 
@@ -431,11 +470,17 @@ class _RegexToGbnf:
     def __init__(self, pattern: str):
         if len(pattern) > MAX_PATTERN_LENGTH:
             raise _too_complex(f"pattern is {len(pattern):,} characters long; the limit is {MAX_PATTERN_LENGTH:,}")
-        self.p = pattern
+        self.pattern = self.p = pattern
         self.i = 0
         self.depth = 0
+        # the top level's items as (one-character atom, min, max) while it is one sequence of such items, else None
+        self.top: list[tuple[str, int, int | None]] | None = []
+        self.lengths_applied = False
 
-    def translate(self) -> str:
+    def translate(self, length: tuple[int, int | None] | None = None) -> str:
+        """The GBNF; with ``length`` (minLength, maxLength) the length bounds too where the pattern is anchored and
+        one sequence of one-character atoms with at most one variable count (``^[a-z]+$``, ``^[A-Z][a-z0-9_]{2,}$``):
+        then :attr:`lengths_applied` is set."""
         p = self.p
         anchored_start = p.startswith("^")
         anchored_end = p.endswith("$") and not p.endswith("\\$")
@@ -444,23 +489,72 @@ class _RegexToGbnf:
         expr = self._alternation()
         if self.i != len(self.p):
             raise _InvalidPattern(f"unexpected {self.p[self.i]!r} at {self.i}")
+        if length is not None and anchored_start and anchored_end and self.top:
+            bounded = self._bounded(*length)
+            if bounded is not None:
+                expr, self.lengths_applied = bounded, True
         # JSON Schema patterns are searches, not full matches
         parts = ([] if anchored_start else ["char*"]) + [expr] + ([] if anchored_end else ["char*"])
         return " ".join(parts)
+
+    def _bounded(self, min_len: int, max_len: int | None) -> str | None:
+        """The top-level sequence with its one variable count narrowed to what the length bounds leave, or None when
+        it has two variable counts (the bounds then are not enforced)."""
+        items = self.top or []
+        variable = [k for k, (_, lo, hi) in enumerate(items) if lo != hi]
+        if len(variable) > 1:
+            return None
+        fixed = sum(lo for k, (_, lo, _) in enumerate(items) if k not in variable)
+        out = []
+        for k, (atom, lo, hi) in enumerate(items):
+            if k in variable:
+                lo = max(lo, min_len - fixed)
+                hi = max_len - fixed if hi is None and max_len is not None else (
+                    hi if max_len is None else min(hi, max_len - fixed))
+                if hi is not None and hi < lo:
+                    raise GrammarError(f"pattern {self.pattern!r} and minLength/maxLength admit no string together")
+            out.append(_repeat(_group(atom), lo, hi))
+        if not variable and not (min_len <= fixed and (max_len is None or fixed <= max_len)):
+            raise GrammarError(f"pattern {self.pattern!r} and minLength/maxLength admit no string together")
+        return " ".join(out) if out else '""'
 
     def _alternation(self) -> str:
         alts = [self._sequence()]
         while self.i < len(self.p) and self.p[self.i] == "|":
             self.i += 1
             alts.append(self._sequence())
+            if self.depth == 0:
+                self.top = None
         return alts[0] if len(alts) == 1 else "(" + " | ".join(alts) + ")"
 
     def _sequence(self) -> str:
         items: list[str] = []
+        top = self.depth == 0
         while self.i < len(self.p) and self.p[self.i] not in "|)":
             atom = self._atom()
+            # a group is the only atom that may stand for more than one character (a class, an escape or "." can
+            # read "(a | b)" too, but ends on its own last character, not a ")")
+            char_atom = not (atom.startswith("(") and self.p[self.i - 1] == ")")
+            start = self.i
             items.append(self._quantified(atom))
+            if top and self.top is not None:
+                if not char_atom:
+                    self.top = None
+                else:
+                    self.top.append((atom, *self._counts(self.p[start:self.i])))
         return " ".join(items) if items else '""'
+
+    @staticmethod
+    def _counts(quantifier: str) -> tuple[int, int | None]:
+        """(min, max) of a quantifier's text as :meth:`_quantified` read it ("" is once)."""
+        q = quantifier.rstrip("?+") if len(quantifier) > 1 else quantifier
+        if q in ("", "*", "+", "?"):
+            return {"": (1, 1), "*": (0, None), "+": (1, None), "?": (0, 1)}[q]
+        m = re.fullmatch(r"\{(\d*)(,?)(\d*)\}", q)
+        if not m:
+            return (1, 1)  # a literal brace: the atom once (the brace is an atom of its own)
+        lo = int(m.group(1) or 0)
+        return lo, (lo if not m.group(2) else (int(m.group(3)) if m.group(3) else None))
 
     def _quantified(self, atom: str) -> str:
         p = self.p
@@ -510,7 +604,7 @@ class _RegexToGbnf:
             return self._class()
         if c == ".":
             self.i += 1
-            return "char"
+            return _json_char_alts(list(_ECMA_LINE_TERMINATORS), True)
         if c == "\\":
             return self._escape()
         if c in "*+?":
@@ -899,14 +993,7 @@ class GrammarBuilder:
         if typ == "integer":
             return self._integer(schema, hint)
         if typ == "number":
-            lo = schema.get("minimum", schema.get("exclusiveMinimum"))
-            if isinstance(lo, (int, float)) and not isinstance(lo, bool) and lo >= 0:
-                # the one number bound that is cheap to enforce: no sign
-                return self.add_rule(
-                    f"{hint}-number",
-                    f'{_INT_DIGITS} ( "." [0-9]{{1,16}} )? ( [eE] [-+]? [0-9]{{1,3}} )? {self.primitive("ws")}',
-                )
-            return self.primitive("number")
+            return self._number(schema, hint)
         if typ == "boolean":
             return self.primitive("boolean")
         if typ == "null":
@@ -969,6 +1056,18 @@ class GrammarBuilder:
         n = len(items)
         tail_extra = f'( "," {ws} {extra_kv} )*' if extra_kv else ""
         head_extra = f"( {extra_kv} {tail_extra} )?" if extra_kv else ""
+        if extra_kv and not items:
+            # a map (pydantic's dict field): its minProperties/maxProperties count its members (keys the grammar
+            # cannot keep apart; a model repeating one is the only way past them)
+            lo, hi = (_count(schema, key) for key in ("minProperties", "maxProperties"))
+            lo = lo or 0
+            if hi is not None and hi < lo:
+                raise GrammarError(f"maxProperties < minProperties at {hint!r}")
+            if hi == 0:
+                return self.add_rule(f"{hint}-obj", f'"{{" {ws} "}}" {ws}')
+            more = _repeat(_group(f'"," {ws} {extra_kv}'), max(lo - 1, 0), None if hi is None else hi - 1)
+            members = f"{extra_kv} {more}" if more != '""' else extra_kv
+            head_extra = members if lo else f"( {members} )?"
 
         def tail(i: int) -> str:
             parts = []
@@ -1037,11 +1136,15 @@ class GrammarBuilder:
         if fmt in _FORMATS:
             body = self.primitive(_FORMATS[fmt])
             return self.add_rule(f"{hint}-{fmt}", f'"\\"" {body} "\\"" {ws}')
+        lo = int(schema.get("minLength") or 0)
+        hi = schema.get("maxLength")
+        hi = int(hi) if isinstance(hi, (int, float)) and not isinstance(hi, bool) else None
         pattern = schema.get("pattern")
         if isinstance(pattern, str):
             self.primitive("char")
             try:
-                body = _RegexToGbnf(pattern).translate()
+                regex = _RegexToGbnf(pattern)
+                body = regex.translate((lo, hi) if lo or hi is not None else None)
             except GrammarError:
                 raise
             except _InvalidPattern as exc:
@@ -1052,14 +1155,23 @@ class GrammarBuilder:
                 # still produce valid JSON; the pattern just isn't enforced
                 log.warning("pattern %r is not enforced by the grammar: %s", pattern, exc)
             else:
+                if (lo or hi is not None) and not regex.lengths_applied:
+                    log.warning("minLength/maxLength beside pattern %r are not enforced by the grammar", pattern)
                 return self.add_rule(f"{hint}-pattern", f'"\\"" {body} "\\"" {ws}')
-        lo = int(schema.get("minLength") or 0)
-        hi = schema.get("maxLength")
-        hi = int(hi) if isinstance(hi, (int, float)) and not isinstance(hi, bool) else None
         if lo == 0 and hi is None:
             return self.primitive("string")
         char = self.primitive("char")
         return self.add_rule(f"{hint}-string", f'"\\"" {_repeat(char, lo, hi)} "\\"" {ws}')
+
+    def _number(self, schema: Mapping[str, Any], hint: str) -> str:
+        # imported here: number_range builds on this module's integer-range helpers
+        from .number_range import decimal_bound, number_range
+
+        lo = decimal_bound(schema, "minimum", "exclusiveMinimum", lower=True)
+        hi = decimal_bound(schema, "maximum", "exclusiveMaximum", lower=False)
+        if lo is None and hi is None:
+            return self.primitive("number")
+        return self.add_rule(f"{hint}-number", f"{number_range(lo, hi)} {self.primitive('ws')}")
 
     def _integer(self, schema: Mapping[str, Any], hint: str) -> str:
         lo = _number_bound(schema, "minimum", "exclusiveMinimum", lower=True)
@@ -1068,6 +1180,14 @@ class GrammarBuilder:
             return self.primitive("integer")
         body = _integer_range(None if lo is None else int(lo), None if hi is None else int(hi))
         return self.add_rule(f"{hint}-int", f"{body} {self.primitive('ws')}")
+
+
+def _count(schema: Mapping[str, Any], key: str) -> int | None:
+    """A non-negative integer keyword (``minProperties``, ...), or None when absent or not a number."""
+    value = schema.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    return None
 
 
 def _constrains(schema: Mapping[str, Any]) -> bool:
