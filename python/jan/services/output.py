@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from jan.services.prefill_output import PrefilledOutput
 from jan.services.types import ChatDelta, ChatRequest
 from jan.templates.formats import ChatPlan, OutputDelta
 from jan.templates.formats import OutputParser as FormatParser
@@ -83,8 +84,14 @@ def _delta(d: OutputDelta) -> ChatDelta:
 
 
 def output_parser(request: ChatRequest, plan: ChatPlan, prompt: str) -> OutputParser:
-    """The parser for one choice of ``request`` rendered to ``prompt`` with ``plan``."""
-    return FormatOutput(plan.parser(prompt))
+    """The parser for one choice of ``request`` rendered to ``prompt`` with ``plan``. A continued reply's is read
+    from the prefill's start (:class:`PrefilledOutput`), so a call the prefill opened comes back as a call; an
+    output all of which is verbatim content gains nothing from that and is read from the output's start."""
+    parser = FormatOutput(plan.parser(prompt))
+    prefix = plan.output_prefix(prompt)
+    if not prefix or parser.plain:
+        return parser
+    return PrefilledOutput(parser, FormatOutput(plan.parser(prompt)), prefix)
 
 
 class AnswerStops:

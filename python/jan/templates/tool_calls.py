@@ -327,6 +327,10 @@ class ToolCallStreamParser:
         except StopIteration as stop:
             ok, n_unused = stop.value
         raw = self._raw
+        if ch is not None and n_unused > len(raw):
+            # a number or literal is whole only at the character after it, which it hands back: its sink (a call's
+            # arguments) committed the region, that character included, so the character is all there is to hand back
+            raw = ch
         assert 0 <= n_unused <= len(raw), (n_unused, raw)
         cut = len(raw) - n_unused
         used, unused = raw[:cut], raw[cut:]
@@ -927,6 +931,12 @@ def _finish_json(args: str) -> str:
     safe, end, _, closure = scan_json(args)
     if end >= 0 or not args.strip(_WS):
         return ""
+    try:
+        # a last value that is whole (a number or literal, which the scanner holds back while it may go on)
+        json.loads(args + closure)
+        return closure
+    except ValueError:
+        pass
     tail = args[safe:].strip(_WS)  # a member whose value has not started (the scanner holds those back)
     if not tail:
         return closure

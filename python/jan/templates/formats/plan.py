@@ -193,6 +193,14 @@ class ChatPlan:
             options["grammar_prefix"] = prefix
         return options
 
+    def output_prefix(self, prompt: str) -> str:
+        """The part of a continued reply the output is parsed after, as though the model had written it: the
+        text :meth:`parser` reads first (``""`` where the request continues nothing). It is the part the grammar
+        holds (:meth:`ChatFormat.grammar_prefix`), for the same reason: it is what comes after the state the
+        parser starts in (nothing inside a thought left open, the answer after a closed one, else all of it),
+        so a call the prefill opened is read as the call the output finishes."""
+        return self.fmt.grammar_prefix(prompt, self.continued)
+
     def parser(self, prompt: str, **kw: Any) -> OutputParser:
         """A fresh output parser for one choice of this request. ``tool_choice: "none"`` reads no calls, though
         the tools are in the prompt: a call the model writes anyway is content, as it wrote it."""
