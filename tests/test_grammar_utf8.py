@@ -146,3 +146,15 @@ def test_json_schema_answers_validate_over_many_seeds(server):
             jsonschema.validate(json.loads(content), schema)
             validated += 1
     assert validated, "no answer finished: nothing was validated"
+
+
+def test_a_grammar_that_allows_only_invalid_bytes_still_has_its_way(spm_model):
+    """Where every candidate the grammar allows would be invalid (a surrogate, which llama.cpp's grammar matches to
+    the bytes ED A0..BF xx: no UTF-8), nothing is banned: the grammar's choice stands and the request ends as the
+    grammar says, rather than with no candidate left."""
+    grammar = "root ::= [\\uD800-\\uDFFF]"
+    for params in ({"temperature": 0}, {**BROAD, "seed": 1}):
+        out = spm_model.generate("Text:", max_tokens=8, grammar=grammar, **params)
+        raw = _raw(spm_model, out.token_ids)
+        assert out.finish_reason == "stop", (params, raw)
+        assert not _valid_utf8(raw, complete=True) and raw[:1] == b"\xed", (params, raw)
