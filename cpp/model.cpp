@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "ggml-backend.h"
 #include "log_sink.h"
+#include "utf8_sampler.h"
 
 namespace jan {
 
@@ -140,6 +141,11 @@ const PieceIndex & Model::pieces() const {
         pieces_ = std::move(index);
     });
     return *pieces_;
+}
+
+std::shared_ptr<const Utf8Classes> Model::utf8_classes() const {
+    std::call_once(utf8_once_, [this] { utf8_ = build_utf8_classes(*this); });
+    return utf8_;
 }
 
 std::map<std::string, std::string> Model::metadata() const {

@@ -14,6 +14,8 @@
 
 namespace jan {
 
+struct Utf8Classes;  // utf8_sampler.h
+
 struct ModelParams {
     int32_t n_gpu_layers = 0;   // -1 = all
     int32_t main_gpu = 0;
@@ -71,6 +73,8 @@ public:
     // Built on first use, once per model: a 262k-token vocabulary takes tens of milliseconds, which only
     // requests that continue a reply under a grammar need to pay.
     const PieceIndex & pieces() const;
+    // Likewise, for requests under a grammar: which UTF-8 states each token may follow (utf8_sampler.h).
+    std::shared_ptr<const Utf8Classes> utf8_classes() const;
 
 private:
     std::string path_;
@@ -78,6 +82,8 @@ private:
     const llama_vocab * vocab_ = nullptr;
     mutable std::once_flag pieces_once_;
     mutable std::unique_ptr<PieceIndex> pieces_;
+    mutable std::once_flag utf8_once_;
+    mutable std::shared_ptr<const Utf8Classes> utf8_;  // (shared_ptr: its type stays incomplete here)
 };
 
 // Called once per process before the first model is loaded.

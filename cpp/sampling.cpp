@@ -8,6 +8,7 @@
 #include "grammar_prefix.h"
 #include "model.h"
 #include "reasoning_budget.h"
+#include "utf8_sampler.h"
 
 namespace jan {
 
@@ -27,6 +28,7 @@ llama_sampler_ptr prepare_grammar(const Model & model, const SamplingParams & p)
                                         p.grammar_root + "')");
     if (!p.grammar_prefix.empty())
         advance_grammar(model, g.get(), p.grammar_prefix, [&] { return make_grammar_sampler(model, p); });
+    model.utf8_classes();  // built here, on the caller's thread, not on the engine's when the slot starts
     return g;
 }
 
@@ -150,7 +152,12 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
         llama_sampler_chain_add(chain.get(), llama_sampler_init_logit_bias(n_vocab, (int32_t)bias.size(), bias.data()));
 
     if (!p.grammar.empty() && !grammar) grammar = prepare_grammar(model, p);
-    if (grammar) llama_sampler_chain_add(chain.get(), grammar.release());  // (the chain owns it from here)
+    if (grammar) {
+        llama_sampler_chain_add(chain.get(), grammar.release());  // (the chain owns it from here)
+        // Right after it: llama.cpp's grammar lets through bytes that are no UTF-8 (utf8_sampler.h). Only under a
+        // grammar, whose output a client parses; plain generation is left as llama.cpp samples it.
+        llama_sampler_chain_add(chain.get(), make_utf8_sampler(model));
+    }
     // After the grammar: it bans the end of generation only while the grammar leaves something else to write.
     if (p.ignore_eos) llama_sampler_chain_add(chain.get(), make_ignore_eos_sampler(model));
 

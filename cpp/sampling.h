@@ -91,10 +91,10 @@ llama_sampler_ptr prepare_grammar(const Model & model, const SamplingParams & pa
 // candidate is left, so a grammar that has finished still ends the generation.
 llama_sampler * make_ignore_eos_sampler(const Model & model);
 
-// The chain: logit bias, grammar (`grammar`: prepare_grammar's, taken over), ignore_eos, penalties, then either
-// greedy or the truncation samplers, temperature and a seeded draw. The penalties sampler has already seen the
-// prompt (repeats of prompt text are penalized, as in llama.cpp's server); the grammar has seen only its prefix
-// (it constrains the output, after the reply text the prompt ends in).
+// The chain: logit bias, grammar (`grammar`: prepare_grammar's, taken over) and its UTF-8 guard (utf8_sampler.h),
+// ignore_eos, penalties, then either greedy or the truncation samplers, temperature and a seeded draw. The
+// penalties sampler has already seen the prompt (repeats of prompt text are penalized, as in llama.cpp's server);
+// the grammar has seen only its prefix (it constrains the output, after the reply text the prompt ends in).
 llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & params, int32_t n_ctx_slot,
                                 const std::vector<int32_t> & prompt, llama_sampler_ptr grammar);
 
