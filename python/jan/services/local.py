@@ -26,7 +26,8 @@ from jan.engine.request import generation_error
 from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
 from jan.services.abilities import fan_out_refusal, request_template, template_refusal
-from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
+from jan.services.types import (MEDIA_MARKER, ChatMessage, ChatRequest, ImagePart, AudioPart, MediaText,
+                                NamedToolChoice, TextPart)
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.errors import GrammarPrefixError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
@@ -517,6 +518,41 @@ def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: s
     if bos is not None and model.add_bos and (not prompt.tokens or prompt.tokens[0] != bos):
         prompt.prepend(bos)
     return prompt
+
+
+def completion_media_prompt(local: LocalModel, prompt: MediaText, index: int):
+    """Blocking (decoding, the vision/audio encoder): a completion prompt with images and audio as the engine
+    takes it, tokenized as llama-server tokenizes its prompt objects (BOS added, special tokens parsed), sized to
+    the context before the encoder runs (:class:`jan.ContextOverflowError`), then encoded.
+
+    A :class:`jan.MediaError` about it says which prompt (``message_index``: ``index``, the request's prompt
+    that holds it) and which of its items (``part_index``) where one is at fault, for a front end to name its
+    field; a model without a projector is ``no_projector``, said of the prompt."""
+    model = local.model
+    marker = model.media_marker
+    try:
+        if marker is None:
+            raise jan.MediaError(f"model '{model.id}' does not support multimodal requests (it has no projector, "
+                                 "mmproj)", reason="no_projector")
+        # (libmtmd's marker is the default one for every projector jan loads, llama-server's too: the wire's
+        # marker is the model's; should a projector have its own, the wire's still stands for the media)
+        text = prompt.text if marker == MEDIA_MARKER else prompt.text.replace(MEDIA_MARKER, marker)
+        media = model.prepare_media([p.data if isinstance(p, ImagePart) else AudioClip(p.data)
+                                     for p in prompt.media])
+        tokens = model.media_prompt(text, media, add_special=True, encode=False)
+    except jan.MediaError as exc:
+        exc.message_index, exc.part_index = index, exc.item_index
+        raise
+    if tokens.n_tokens + 1 > model.n_ctx:  # (one position stays free to generate: the scheduler's rule)
+        raise jan.ContextOverflowError(
+            f"the prompt has {tokens.n_tokens} tokens but the context holds {model.n_ctx} (one more is needed to "
+            f"generate); its images and audio take {tokens.n_media_tokens} of them", tokens.n_tokens, model.n_ctx)
+    try:
+        model.encode_media(tokens)
+    except jan.MediaError as exc:
+        exc.message_index = index
+        raise
+    return tokens
 
 
 @contextlib.contextmanager
