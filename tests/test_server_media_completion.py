@@ -151,3 +151,26 @@ def test_media_outside_a_prompt_object_are_refused_saying_where_they_go(server, 
     error = _error(_complete(server, {"model": "vision-chat", "n_predict": 1, "prompt": [
         1, {"prompt_string": MARKER, "multimodal_data": [_b64(jpeg)]}]}))
     assert "token ids" in error["message"], error
+
+
+def test_the_media_limits_hold_for_the_requests_prompts_together(server, jpeg):
+    """A list of prompts is one request: the media limits (100 items by default) count all of its media, as a
+    chat's."""
+    one = {"prompt_string": MARKER * 51, "multimodal_data": [_b64(b"x")] * 51}
+    error = _error(_complete(server, {"model": "vision-chat", "n_predict": 1, "prompt": [one, one]}))
+    assert error["message"].startswith("prompt: ") and "at most 100" in error["message"], error
+
+
+def test_a_prompt_longer_than_the_context_is_refused(server, mp3):
+    four = {"prompt_string": MARKER * 4, "multimodal_data": [_b64(mp3)] * 4}  # (4 x 750 tokens > 2048)
+    response = _complete(server, {"model": "audio-chat", "n_predict": 1, "prompt": four})
+    assert response.status_code == 400 and response.json()["error"]["type"] == "exceed_context_size_error", \
+        response.text
+
+
+def test_tokenize_takes_no_prompt_object(server, jpeg):
+    """llama-server's ``/tokenize`` reads ``content`` as text or token ids only (a prompt object is its 500):
+    jan's answers it as a 400."""
+    response = httpx.post(server.base_url + "/tokenize", timeout=60, json={
+        "model": "vision-chat", "content": {"prompt_string": MARKER, "multimodal_data": [_b64(jpeg)]}})
+    assert response.status_code == 400, response.text

@@ -11,7 +11,7 @@ from dataclasses import replace
 from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
 from jan.services.errors import RequestError
-from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, client_seed, completion_media_prompt, merged,
+from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, client_seed, completion_media_prompts, merged,
                                 off_loop, seeds, submits_on_loop)
 from jan.services.media_workers import on_media_worker
 from jan.services.models import ModelService, Target
@@ -87,13 +87,16 @@ class CompletionService:
         # the tokenizer, to read the requests' output to its end also after the model closed (an unload)
         vocab = model.vocabulary()
 
+        has_media = any(isinstance(p, MediaText) for p in request.prompts)
+
         def submit() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
             requests, echo, prompt_ids = [], [], []
+            # decoded, sized and encoded once: each of a prompt's choices reads the same one
+            made = completion_media_prompts(local, request.prompts) if has_media else {}
             try:
                 for i, prompt in enumerate(request.prompts):
                     if isinstance(prompt, MediaText):
-                        # decoded, sized and encoded once: each of its choices reads the same prompt
-                        text, given = prompt.text, completion_media_prompt(local, prompt, i)
+                        text, given = prompt.text, made[i]
                     else:
                         text = prompt if isinstance(prompt, str) else model.detokenize(list(prompt))
                         given = prompt if isinstance(prompt, str) else list(prompt)
@@ -111,7 +114,7 @@ class CompletionService:
             return requests, echo, prompt_ids
 
         # short prompts: here, as the hop to a worker thread would cost more than the tokenizing (submits_on_loop)
-        if any(isinstance(p, MediaText) for p in request.prompts):
+        if has_media:
             def held() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
                 # held from decoding to the submit: encoding images can outlast the pool's claim on the model, and
                 # a model nobody holds may be unloaded for another one meanwhile (as a chat's media prompt)
