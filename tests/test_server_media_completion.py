@@ -174,3 +174,13 @@ def test_tokenize_takes_no_prompt_object(server, jpeg):
     response = httpx.post(server.base_url + "/tokenize", timeout=60, json={
         "model": "vision-chat", "content": {"prompt_string": MARKER, "multimodal_data": [_b64(jpeg)]}})
     assert response.status_code == 400, response.text
+
+
+def test_several_completions_of_a_media_prompt(server, jpeg):
+    """``n_cmpl``: each choice reads the same prompt, decoded and encoded once."""
+    body = {"model": "vision-chat", "n_predict": 2, "temperature": 0, "ignore_eos": True, "return_tokens": True,
+            "prompt": {"prompt_string": _chat_prompt("What is this?"), "multimodal_data": [_b64(jpeg)]}}
+    one = _complete(server, body).json()
+    two = _complete(server, {**body, "n_cmpl": 2})
+    assert two.status_code == 200, two.text
+    assert [r["tokens"] for r in two.json()] == [one["tokens"]] * 2

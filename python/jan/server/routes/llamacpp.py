@@ -31,7 +31,8 @@ from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
 from jan.services.models import unload_now
-from jan.services.types import CompletionRequest, LoadOptions, MediaText, SamplingOptions, resolve_load, resolve_sampling
+from jan.services.types import (CompletionRequest, LoadOptions, MediaText, SamplingOptions, resolve_load,
+                                resolve_sampling)
 
 routes = web.RouteTableDef()
 
