@@ -11,8 +11,8 @@ from dataclasses import replace
 from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
 from jan.services.errors import RequestError
-from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, client_seed, completion_media_prompts, merged,
-                                off_loop, seeds, submits_on_loop)
+from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, client_seed, completion_media_prompts,
+                                merged, off_loop, seeds, submits_on_loop)
 from jan.services.media_workers import on_media_worker
 from jan.services.models import ModelService, Target
 from jan.services.engine_output import checked_deltas, engine_failures

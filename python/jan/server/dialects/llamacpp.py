@@ -261,7 +261,8 @@ class CompletionBody(WholeNumbers):
             text, media = p.get("prompt_string"), p.get("multimodal_data")
             if not isinstance(text, str) or set(p) - {"prompt_string", "multimodal_data"}:
                 raise ValueError('a prompt object is {"prompt_string": "text"}, or with media {"prompt_string": '
-                                 f'"text with a {MEDIA_MARKER} marker per item", "multimodal_data": ["<base64>", ...]}}')
+                                 f'"text with a {MEDIA_MARKER} marker per item", '
+                                 '"multimodal_data": ["<base64>", ...]}')
             if media is None or (media == [] and MEDIA_MARKER not in text):
                 return text
             return p  # (a MediaPrompt: its own check names a multimodal_data that is not a list of strings)
