@@ -32,7 +32,7 @@ from jan.engine.params import logit_bias_ids
 from jan.errors import JanError, MediaError
 from jan.extensions.models.gguf_info import gguf_scalars
 from jan.services.errors import RequestError
-from jan.services.types import AudioPart, ChatRequest, CompletionRequest, EmbeddingRequest, ImagePart
+from jan.services.types import AudioPart, ChatRequest, CompletionRequest, EmbeddingRequest, ImagePart, MediaText
 from jan.templates import ChatTemplate, TemplateError, resolve_template
 from jan.templates.formats import format_for_template
 
@@ -252,6 +252,24 @@ def _media_refusal(abilities: Abilities, request: ChatRequest, model_id: str) ->
     return None
 
 
+def _prompt_media_refusal(abilities: Abilities, prompt: MediaText, index: int, model_id: str) -> MediaError | None:
+    """A completion prompt's images or audio that the model has no projector (or no encoder) for, in the words
+    the engine says it with after a load (:func:`jan.services.local.completion_media_prompt`): ``message_index``
+    the prompt, ``part_index`` the item where one is at fault."""
+    if not prompt.media:
+        return None
+    if abilities.projector is False:
+        return MediaError(f"model '{model_id}' does not support multimodal requests (it has no projector, mmproj)",
+                          reason="no_projector", message_index=index)
+    for j, part in enumerate(prompt.media):
+        kind = "audio" if isinstance(part, AudioPart) else "vision"
+        if getattr(abilities, kind) is False:
+            what = "audio" if kind == "audio" else "images"
+            return MediaError(f"model '{model_id}' does not accept {what} (no {kind} projector loaded)",
+                              reason="no_projector", message_index=index, part_index=j)
+    return None
+
+
 def chat_refusal(abilities: Abilities, request: ChatRequest, model_id: str) -> JanError | None:
     """What ``request`` is refused with, before a load, for asking ``model_id`` (which can do ``abilities``)
     what it cannot do: :func:`template_refusal` (a :class:`RequestError`), a :class:`MediaError`
@@ -286,7 +304,11 @@ def refusal(abilities: Abilities, request: ChatRequest | CompletionRequest | Emb
     else:
         field, prompts = "prompt", request.prompts
     for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
+        if isinstance(prompt, MediaText):
+            problem = _prompt_media_refusal(abilities, prompt, i, model_id)
+            if problem is not None:
+                return problem
+        elif not isinstance(prompt, str):
             problem = _ids_refusal(abilities, prompt, f"{field}[{i}]" if len(prompts) > 1 else field, field)
             if problem is not None:
                 return problem

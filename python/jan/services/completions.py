@@ -1,4 +1,5 @@
-"""The text completion service: prompts (text or token ids) in, :class:`CompletionDelta` pieces out."""
+"""The text completion service: prompts (text, token ids, or text with images and audio) in, :class:`CompletionDelta`
+pieces out."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from dataclasses import replace
 
 from jan.core import LocalInferenceExtension
 from jan.engine.results import Usage
-from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, client_seed, merged, off_loop, seeds,
-                                submits_on_loop)
+from jan.services.errors import RequestError
+from jan.services.local import (ShownLogprobs, ShownTokens, check_fan_out, client_seed, completion_media_prompts,
+                                merged, off_loop, seeds, submits_on_loop)
+from jan.services.media_workers import on_media_worker
 from jan.services.models import ModelService, Target
 from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.infill import infill_prompt
 from jan.services.streams import DeltaStream
-from jan.services.types import CompletionDelta, CompletionRequest, SamplingOptions, merge_options, resolve_sampling
+from jan.services.types import (CompletionDelta, CompletionRequest, MediaText, SamplingOptions, merge_options,
+                                resolve_sampling)
 
 __all__ = ["CompletionService"]
 
@@ -44,6 +48,11 @@ class CompletionService:
             if isinstance(target.engine, LocalInferenceExtension):
                 await self.models.require_able(target, layered)  # (token ids outside its vocabulary) before a load
                 return target.id, self._local(target, layered)
+            if any(isinstance(p, MediaText) for p in layered.prompts):
+                # (a remote engine's completion API takes text: its media would be lost, unsaid)
+                raise RequestError(f"prompt: model '{target.id}' takes no images or audio in a completion prompt "
+                                   "(its engine is not local); send them to /v1/chat/completions",
+                                   param="prompt", code="not_supported")
             with engine_failures(target.engine, "complete()"):
                 deltas = target.engine.complete(target.model, layered)
             return target.id, checked_deltas(target.engine, deltas, CompletionDelta, len(layered.prompts) * layered.n,
@@ -78,18 +87,26 @@ class CompletionService:
         # the tokenizer, to read the requests' output to its end also after the model closed (an unload)
         vocab = model.vocabulary()
 
+        has_media = any(isinstance(p, MediaText) for p in request.prompts)
+
         def submit() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
             requests, echo, prompt_ids = [], [], []
+            # decoded, sized and encoded once: each of a prompt's choices reads the same one
+            made = completion_media_prompts(local, request.prompts) if has_media else {}
             try:
-                for prompt in request.prompts:
-                    text = prompt if isinstance(prompt, str) else model.detokenize(list(prompt))
+                for i, prompt in enumerate(request.prompts):
+                    if isinstance(prompt, MediaText):
+                        text, given = prompt.text, made[i]
+                    else:
+                        text = prompt if isinstance(prompt, str) else model.detokenize(list(prompt))
+                        given = prompt if isinstance(prompt, str) else list(prompt)
                     for s in seeds(seed, request.n):
-                        requests.append(model.stream(prompt if isinstance(prompt, str) else list(prompt), **options,
+                        requests.append(model.stream(given, **options,
                                                      seed=s, grammar=request.grammar, logprobs=want_logprobs,
                                                      top_logprobs=request.logprobs or 0,
                                                      prompt_logprobs=want_prompt, infill=request.infill_sampler))
                         echo.append(text if request.echo else "")
-                        prompt_ids.append(None if isinstance(prompt, str) or not request.token_ids else tuple(prompt))
+                        prompt_ids.append(tuple(prompt) if isinstance(prompt, tuple) and request.token_ids else None)
             except BaseException:
                 for r in requests:
                     r.cancel()
@@ -97,7 +114,14 @@ class CompletionService:
             return requests, echo, prompt_ids
 
         # short prompts: here, as the hop to a worker thread would cost more than the tokenizing (submits_on_loop)
-        if submits_on_loop(request.prompts, request.n, request.grammar, options.get("logit_bias")):
+        if has_media:
+            def held() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
+                # held from decoding to the submit: encoding images can outlast the pool's claim on the model, and
+                # a model nobody holds may be unloaded for another one meanwhile (as a chat's media prompt)
+                with model.hold():
+                    return submit()
+            requests, echo, prompt_ids = await on_media_worker(held)
+        elif submits_on_loop(request.prompts, request.n, request.grammar, options.get("logit_bias")):
             requests, echo, prompt_ids = submit()
         else:
             requests, echo, prompt_ids = await off_loop(submit)

@@ -26,7 +26,8 @@ from jan.engine.request import generation_error
 from jan.engine.media import AudioClip
 from jan.engine.results import TokenLogprob
 from jan.services.abilities import fan_out_refusal, request_template, template_refusal
-from jan.services.types import ChatMessage, ChatRequest, ImagePart, AudioPart, NamedToolChoice, TextPart
+from jan.services.types import (MEDIA_MARKER, ChatMessage, ChatRequest, ImagePart, AudioPart, MediaText,
+                                NamedToolChoice, TextPart)
 from jan.services.errors import PrefillGrammarError, RequestError
 from jan.errors import GrammarPrefixError
 from jan.services.model_reasoning import model_reasoning, reasoning_budget
@@ -517,6 +518,61 @@ def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: s
     if bos is not None and model.add_bos and (not prompt.tokens or prompt.tokens[0] != bos):
         prompt.prepend(bos)
     return prompt
+
+
+def completion_media_prompts(local: LocalModel, prompts: Sequence[Any]) -> dict[int, Any]:
+    """Blocking (decoding, the vision/audio encoder): each completion prompt with images and audio
+    (:class:`MediaText`, by its index in ``prompts``) as the engine takes it, tokenized as llama-server tokenizes its
+    prompt objects (BOS added, special tokens parsed), sized to the context before the encoder runs
+    (:class:`jan.ContextOverflowError`), then encoded. The media limits hold for the request's media together, as
+    for a chat's (:attr:`jan.Model.media_limits`: a list of prompts is one request).
+
+    A :class:`jan.MediaError` about one says which prompt (``message_index``) and which of its items
+    (``part_index``) where one is at fault, for a front end to name its field; a model without a projector is
+    ``no_projector``, said of the first prompt with media; one over the request's limits, of ``prompt``."""
+    model = local.model
+    owners = [(i, j) for i, p in enumerate(prompts) if isinstance(p, MediaText) for j in range(len(p.media))]
+    first = next(i for i, p in enumerate(prompts) if isinstance(p, MediaText))
+    marker = model.media_marker
+    if marker is None:
+        raise jan.MediaError(f"model '{model.id}' does not support multimodal requests (it has no projector, "
+                             "mmproj)", reason="no_projector", message_index=first)
+    try:
+        media = model.prepare_media([p.data if isinstance(p, ImagePart) else AudioClip(p.data)
+                                     for q in prompts if isinstance(q, MediaText) for p in q.media])
+    except jan.MediaError as exc:
+        if exc.item_index is None:  # over the request's limits: its media together
+            raise jan.MediaError(f"prompt: {exc}", reason=exc.reason, param="prompt") from None
+        exc.message_index, exc.part_index = owners[exc.item_index]
+        raise
+    made: dict[int, Any] = {}
+    start = 0
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, MediaText):
+            continue
+        # (libmtmd's marker is the default one for every projector jan loads, llama-server's too: the wire's
+        # marker is the model's; should a projector have its own, the wire's still stands for the media)
+        text = prompt.text if marker == MEDIA_MARKER else prompt.text.replace(MEDIA_MARKER, marker)
+        try:  # (libmtmd decodes the audio here: a clip its decoder cannot read fails here)
+            tokens = model.media_prompt(text, media[start:start + len(prompt.media)], add_special=True,
+                                        encode=False)
+        except jan.MediaError as exc:
+            exc.message_index, exc.part_index = i, exc.item_index
+            raise
+        start += len(prompt.media)
+        if tokens.n_tokens + 1 > model.n_ctx:  # (one position stays free to generate: the scheduler's rule)
+            raise jan.ContextOverflowError(
+                f"the prompt has {tokens.n_tokens} tokens but the context holds {model.n_ctx} (one more is needed "
+                f"to generate); its images and audio take {tokens.n_media_tokens} of them", tokens.n_tokens,
+                model.n_ctx)
+        made[i] = tokens
+    for i, tokens in made.items():  # encoded once every prompt is known to fit
+        try:
+            model.encode_media(tokens)
+        except jan.MediaError as exc:
+            exc.message_index = i
+            raise
+    return made
 
 
 @contextlib.contextmanager

@@ -43,6 +43,8 @@ __all__ = [
     "InfillChunk",
     "LOAD_DEFAULTS",
     "MAX_EMBEDDING_INPUTS",
+    "MEDIA_MARKER",
+    "MediaText",
     "MAX_EMBEDDING_TOKENS",
     "LoadOptions",
     "NamedToolChoice",
@@ -881,6 +883,30 @@ class InfillChunk:
         _check_fields(self)
 
 
+#: libmtmd's default media marker (``mtmd_default_marker()``): what stands for one image or audio clip in a
+#: :class:`MediaText` prompt, as llama-server's prompt objects spell it whatever the model (the service puts the
+#: model's own marker in its place).
+MEDIA_MARKER = "<__media__>"
+
+
+@dataclass(frozen=True)
+class MediaText:
+    """A completion prompt with images and audio (llama-server's ``{"prompt_string", "multimodal_data"}``): ``text``
+    holds one :data:`MEDIA_MARKER` per item of ``media``, each standing for its item in order. Tokenized as
+    llama-server tokenizes such a prompt: the model's BOS added, special tokens parsed. A RequestError
+    (``param="prompt"``) when the markers and the items are not as many."""
+
+    text: str
+    media: tuple[Union[ImagePart, AudioPart], ...]
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        markers = self.text.count(MEDIA_MARKER)
+        if markers != len(self.media):
+            raise _misuse("prompt", f"the text holds {markers} media markers ({MEDIA_MARKER}) for {len(self.media)} "
+                                    "images/audio clips; give one marker per item")
+
+
 @dataclass(frozen=True)
 class CompletionRequest:
     """A text completion: each prompt (text, or token ids) gets ``n`` choices, numbered
@@ -891,10 +917,11 @@ class CompletionRequest:
     and the model's FIM tokens frame them (:func:`jan.services.infill.infill_prompt`; ``infill_context``: an earlier
     exchange's token ids the infill prompt continues, Ollama's ``context``; ``infill_extra``: other files' code
     read before it, llama-server's ``input_extra``). A RequestError (``param="suffix"``)
-    for a model without FIM tokens, with token-id prompts or with ``echo``."""
+    for a model without FIM tokens, with token-id prompts or with ``echo``. A prompt may carry images and audio
+    (:class:`MediaText`, a local model with a projector), as llama-server's ``/completion`` takes them."""
 
     model: str | None
-    prompts: tuple[Union[str, tuple[int, ...]], ...]
+    prompts: tuple[Union[str, tuple[int, ...], MediaText], ...]
     sampling: SamplingOptions = SamplingOptions()
     n: int = 1
     logprobs: int | None = None

@@ -23,10 +23,15 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.server.errors import APIError
 from jan.server.schemas import INT32_MAX, ModelId, NullMeansDefault, Seed, Stop, TokenId, bounded
-from jan.services.types import (CompletionDelta, CompletionRequest, EmbeddingRequest, EmbeddingResult, InfillChunk,
-                                SamplingOptions, TokenLogprob, Usage)
+from jan.errors import MediaError
+from jan.image_types import b64decode, sniff_image
+from jan.engine.media import audio_format
+from jan.services.types import (MEDIA_MARKER, AudioPart, CompletionDelta, CompletionRequest, EmbeddingRequest,
+                                EmbeddingResult, ImagePart, InfillChunk, MediaText, SamplingOptions, TokenLogprob,
+                                Usage)
 
-__all__ = ["CompletionBody", "EmbeddingBody", "InfillBody", "ModelNameBody", "NativeResults", "completion_request",
+__all__ = ["CompletionBody", "EmbeddingBody", "InfillBody", "MediaPrompt", "ModelNameBody", "NativeResults",
+           "completion_request", "media_error", "media_text", "prompt_field",
            "embedding_request", "embedding_results", "error_body", "error_status", "generation_settings", "slots"]
 
 
@@ -77,9 +82,12 @@ REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output"),
     "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output"),
     "preserved_tokens": (lambda v: v == [], "it has no preserved tokens"),
-    "image_data": (lambda v: v == [], "/completion takes text and token ids; send images to /v1/chat/completions"),
-    "multimodal_data": (lambda v: v == [], "/completion takes text and token ids; send images and audio to "
-                                           "/v1/chat/completions"),
+    # (llama-server reads no such field of the body: media go in a prompt object, where it reads them; refused
+    # rather than dropped unsaid)
+    "image_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": "... <__media__> ...", '
+                                      '"multimodal_data": ["<base64>"]}'),
+    "multimodal_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": '
+                                           '"... <__media__> ...", "multimodal_data": ["<base64>"]}'),
 }
 #: Fields that only tune a refused sampler above: accepted with it off (they change nothing then), as any field
 #: llama-server does not know is.
@@ -147,10 +155,21 @@ _OFF: dict[str, dict[str, Any]] = {
 #: Samplers that are on only where ``samplers`` lists them (a flag of the request, no option of their own).
 _ONLY_LISTED = ("infill",)
 
+class MediaPrompt(NullMeansDefault):
+    """llama-server's prompt object with media: ``prompt_string`` holds one ``<__media__>`` (libmtmd's default
+    marker) per item of ``multimodal_data`` (base64 of an image or audio file), each standing for its item in
+    order."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt_string: str
+    multimodal_data: list[str]
+
+
 #: One part of a prompt: text or a token id (llama-server's "mixed" prompt: ``[12, 34, "text", 56]``).
 PromptPiece = Union[TokenId, str]
-#: A prompt: text, token ids (mixed with text), or a list of prompts (one result each).
-Prompt = Union[str, list[Union[PromptPiece, list[PromptPiece]]]]
+#: A prompt: text, token ids (mixed with text), text with media, or a list of prompts (one result each).
+Prompt = Union[str, MediaPrompt, list[Union[PromptPiece, list[PromptPiece], MediaPrompt]]]
 
 
 def _int_fields(model: type) -> frozenset[str]:
@@ -234,18 +253,19 @@ class CompletionBody(WholeNumbers):
     @classmethod
     def _prompt_objects(cls, v: Any) -> Any:
         """llama-server's prompt object, ``{"prompt_string": ..., "multimodal_data": [base64, ...]}`` (alone or in
-        a list of prompts): its text is the prompt; media in it are refused saying where they go (else the object
-        was a bare "Input should be a valid string")."""
+        a list of prompts): without media (none listed, no marker) its text is the prompt, as llama-server reads
+        it; with them a :class:`MediaPrompt` (else the object was a bare "Input should be a valid string")."""
         def text_of(p: Any) -> Any:
             if not isinstance(p, dict):
                 return p
-            if p.get("multimodal_data"):
-                raise ValueError("multimodal_data: /completion takes text and token ids; send images and audio to "
-                                 "/v1/chat/completions (image_url and input_audio parts)")
-            text = p.get("prompt_string")
+            text, media = p.get("prompt_string"), p.get("multimodal_data")
             if not isinstance(text, str) or set(p) - {"prompt_string", "multimodal_data"}:
-                raise ValueError('a prompt object is {"prompt_string": "text"}')
-            return text
+                raise ValueError('a prompt object is {"prompt_string": "text"}, or with media {"prompt_string": '
+                                 f'"text with a {MEDIA_MARKER} marker per item", '
+                                 '"multimodal_data": ["<base64>", ...]}')
+            if media is None or (media == [] and MEDIA_MARKER not in text):
+                return text
+            return p  # (a MediaPrompt: its own check names a multimodal_data that is not a list of strings)
         return [text_of(p) for p in v] if isinstance(v, list) else text_of(v)
 
     @field_validator("prompt")
@@ -253,6 +273,10 @@ class CompletionBody(WholeNumbers):
     def _some_prompt(cls, v: Any) -> Any:
         if isinstance(v, list) and (not v or any(isinstance(p, list) and not p for p in v)):
             raise ValueError("prompt must not be empty")
+        if isinstance(v, list) and any(isinstance(p, int) for p in v) and any(isinstance(p, MediaPrompt) for p in v):
+            # (one prompt of token ids and text pieces, as llama-server reads a list holding an id: no place for
+            # media in it)
+            raise ValueError("a prompt object with media is a prompt of its own: it cannot be among token ids")
         return v
 
     @field_validator("stop")
@@ -386,14 +410,59 @@ def _logit_bias(value: Any) -> dict[int, float] | None:
     return out or None
 
 
-def prompts_of(prompt: Any) -> tuple[list[Union[str, int]] | str, ...]:
-    """llama-server's prompt forms as prompts: one text; one list of token ids (mixed with text pieces); or, for a
-    list holding no token id at top level, one prompt per item."""
-    if isinstance(prompt, str):
+def prompts_of(prompt: Any) -> tuple[list[Union[str, int]] | str | MediaPrompt, ...]:
+    """llama-server's prompt forms as prompts: one text; one prompt object with media; one list of token ids
+    (mixed with text pieces); or, for a list holding no token id at top level, one prompt per item."""
+    if isinstance(prompt, (str, MediaPrompt)):
         return (prompt,)
     if any(isinstance(p, int) for p in prompt):
         return (list(prompt),)
-    return tuple(p if isinstance(p, str) else list(p) for p in prompt)
+    return tuple(p if isinstance(p, (str, MediaPrompt)) else list(p) for p in prompt)
+
+
+def prompt_field(prompt: Any, index: int) -> str:
+    """The field that holds prompt ``index`` of a body's ``prompt`` (:func:`prompts_of`): ``prompt`` itself, or
+    ``prompt[index]`` in a list of prompts."""
+    return f"prompt[{index}]" if isinstance(prompt, list) and not any(isinstance(p, int) for p in prompt) else "prompt"
+
+
+def media_text(prompt: MediaPrompt, where: str) -> MediaText:
+    """A prompt object's media decoded (base64) into a typed prompt: each item an image or an audio clip as its
+    bytes tell (libmtmd tells them so for llama-server: WAV, MP3, FLAC are audio, anything else an image for the
+    engine to decode or refuse). A :class:`MediaError` (400) naming ``where``'s ``multimodal_data[i]`` for an
+    item that is not base64, and ``where``'s ``multimodal_data`` when its markers and items are not as many."""
+    media: list[Union[ImagePart, AudioPart]] = []
+    for i, data in enumerate(prompt.multimodal_data):
+        field_ = f"{where}.multimodal_data[{i}]"
+        try:
+            raw = b64decode(data)  # (the decoding every dialect shares: jan.image_types)
+        except ValueError:
+            raise MediaError(f"{field_}: not valid base64", reason="unsupported_format", param=field_) from None
+        fmt = audio_format(raw)
+        media.append(AudioPart(raw, fmt) if fmt is not None else
+                     ImagePart(raw, sniff_image(raw) or "application/octet-stream"))
+    markers = prompt.prompt_string.count(MEDIA_MARKER)
+    if markers != len(media):
+        field_ = f"{where}.multimodal_data"
+        raise MediaError(f"{field_}: {len(media)} items for {markers} media markers ({MEDIA_MARKER}) in "
+                         f"{where}.prompt_string; give one marker per item, where it stands in the text",
+                         reason="unsupported_format", param=field_)
+    return MediaText(prompt.prompt_string, tuple(media))
+
+
+def media_error(exc: MediaError, prompt: Any) -> MediaError:
+    """The completion service's refusal of a prompt's media (``message_index``: which prompt, ``part_index``:
+    which item) said of the body's field: ``prompt.multimodal_data[i]`` (``prompt[k]...`` in a list of
+    prompts)."""
+    if exc.message_index is None or exc.param:
+        return exc
+    where = prompt_field(prompt, exc.message_index) + ".multimodal_data"
+    if exc.part_index is not None:
+        where += f"[{exc.part_index}]"
+    _, sep, why = str(exc).partition(": ")
+    # (the engine's "image 2: ..." names the item by its place among all media: the field says which it is)
+    why = why if sep and str(exc).split(": ", 1)[0].split(" ")[0] in ("image", "audio") else str(exc)
+    return MediaError(f"{where}: {why}", reason=exc.reason, param=where)
 
 
 def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int, ...]], ...],

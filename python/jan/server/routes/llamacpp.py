@@ -18,7 +18,7 @@ from aiohttp import web
 import jan
 from jan.core import ModelState
 from jan.core.engine_answers import model_state
-from jan.errors import ModelNotFoundError
+from jan.errors import MediaError, ModelNotFoundError
 from jan.server.dialects import llamacpp as native
 from jan.server.disconnect import first_item, unless_disconnected
 from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES, APIError, prompt_param
@@ -31,7 +31,8 @@ from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
 from jan.services.errors import RequestError
 from jan.services.models import unload_now
-from jan.services.types import CompletionRequest, LoadOptions, SamplingOptions, resolve_load, resolve_sampling
+from jan.services.types import (CompletionRequest, LoadOptions, MediaText, SamplingOptions, resolve_load,
+                                resolve_sampling)
 
 routes = web.RouteTableDef()
 
@@ -74,13 +75,24 @@ async def _prompts(request: web.Request, model_name: str | None, prompt: native.
                    param: str = "prompt") -> tuple[tuple[Any, ...], list[str]]:
     """The body's prompts as token ids, their text pieces tokenized with the model's vocabulary as llama-server
     does (special tokens parsed, BOS only before a leading text piece), and each one's text for the result's
-    ``prompt`` (llama-server's: the tokens' pieces, BOS and special tokens spelled out). Token ids on a local
+    ``prompt`` (llama-server's: the tokens' pieces, BOS and special tokens spelled out); a prompt object with
+    media its typed prompt (:class:`~jan.services.types.MediaText`) and its text. Token ids on a local
     model, so that every partial result tells ``tokens_evaluated`` as llama-server's do; text prompts stay text
     on an engine that cannot tell token pieces (a remote one)."""
     prompts: list[Any] = []
     texts: list[str] = []
     engine = model = None
-    for prompt in native.prompts_of(prompt):
+    body_prompt = prompt
+    for k, prompt in enumerate(native.prompts_of(body_prompt)):
+        if isinstance(prompt, native.MediaPrompt) and param != "prompt":
+            raise APIError(400, f"{param}: images and audio in an embedding input are not supported by jan",
+                           param=param, code="not_supported")
+        if isinstance(prompt, native.MediaPrompt):
+            # text with media: decoded (base64) as the body is, tokenized with its media by the completion service
+            typed = await body_step(native.media_text, prompt, native.prompt_field(body_prompt, k))
+            prompts.append(typed)
+            texts.append(typed.text)
+            continue
         if engine is None:
             model, engine = await model_and_engine(request, model_name)
         pieces = getattr(engine, "token_pieces", None)
@@ -151,9 +163,11 @@ async def _answer(request: web.Request, body: native.CompletionBody, typed: Comp
         n_indent=body.n_indent or 0, t_max_predict_ms=body.t_max_predict_ms or -1, return_tokens=body.return_tokens,
         prompt_texts=[t for t in prompt_texts for _ in range(typed.n)], clock=time.monotonic)
 
-    async def prompt_count(i: int) -> int:
+    async def prompt_count(i: int) -> int | None:
         """Tokens of result ``i``'s prompt, where the generation ended before the engine told them."""
         prompt = typed.prompts[i // typed.n]
+        if isinstance(prompt, MediaText):
+            return None  # (its media's tokens: the engine's usage tells them, nothing here can)
         if not isinstance(prompt, str):
             return len(prompt)
         model_, engine = await model_and_engine(request, model_id)
@@ -236,7 +250,10 @@ async def completion(request: web.Request) -> web.StreamResponse:
     body = await parse_body(request, native.CompletionBody)
     prompts, texts = await _prompts(request, body.model, body.prompt)
     typed = await body_step(native.completion_request, body, prompts)
-    return await _answer(request, body, typed, texts)
+    try:
+        return await _answer(request, body, typed, texts)
+    except MediaError as exc:  # a prompt's media the model cannot take: said of the field that held them
+        raise native.media_error(exc, body.prompt) from None
 
 
 @routes.post("/infill")
