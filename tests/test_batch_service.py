@@ -6,6 +6,7 @@ caught mid-cancel or mid-end) takes every unended batch to its end. No model: th
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -98,6 +99,44 @@ async def test_items_run_in_order_and_results_persist(tmp_path):
         await again.delete(batch.id)
         with pytest.raises(NotFoundError):
             await again.get(batch.id)
+    finally:
+        await again.stop()
+
+
+class SlowEndStore(BatchStore):
+    """A store whose save of a batch's final status waits for :attr:`go` (a disk that takes its time)."""
+
+    def __init__(self, folder) -> None:
+        super().__init__(folder)
+        self.saving_end = threading.Event()
+        self.go = threading.Event()
+
+    def save(self, doc) -> None:
+        if doc.get("status") == "completed":
+            self.saving_end.set()
+            assert self.go.wait(WAIT_S)
+        super().save(doc)
+
+
+async def test_a_batch_reads_ended_only_once_its_end_is_on_disk(tmp_path):
+    """A client that saw a batch completed, then a stop of jan (which cancels the worker mid-save), must find it
+    completed at the next start — not "finalizing", to be finalized again."""
+    store = SlowEndStore(tmp_path)
+    service = BatchService(store)
+    service.register("test", "tb_", Runner())
+    await service.start()
+    try:
+        batch = await service.create("test", "/x", [("a", {"n": 1})])
+        assert await asyncio.to_thread(store.saving_end.wait, WAIT_S)
+        assert (await service.get(batch.id)).status == "finalizing"  # written is what it reads
+        store.go.set()
+        assert (await _ended(service, batch.id)).status == "completed"
+    finally:
+        store.go.set()
+        await service.stop()
+    again = await _service(tmp_path, Runner())
+    try:
+        assert (await again.get(batch.id)).status == "completed"
     finally:
         await again.stop()
 

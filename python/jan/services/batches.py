@@ -261,10 +261,12 @@ class BatchService:
         ended = sorted((ItemResult.from_record(r) for r in await asyncio.to_thread(self.store.results, batch_id)),
                        key=lambda r: r.index)
         extra = await self._runners[doc["dialect"]].finalize(_batch(doc), ended)
-        doc["extra"].update(extra)
-        doc["status"] = end
-        doc["times"][f"{end}_at"] = self._clock()
-        await self._save(doc)
+        final = {**doc, "status": end, "extra": {**doc["extra"], **extra},
+                 "times": {**doc["times"], f"{end}_at": self._clock()}}
+        # on disk before anyone reads it ended: a client that saw it completed, then a stop of jan (which cancels
+        # the worker in this save), found it "finalizing" at the next start, finalized again
+        await self._save(final)
+        doc.update(final)
         self._active.pop(batch_id, None)
         log.info("batches: %s %s (%s)", batch_id, end, doc["counts"])
 
