@@ -36,6 +36,11 @@ from jan.server.validation import body_codings_middleware, end_unreadable_body
 log = logging.getLogger("jan.server")
 
 
+#: The routes whose body is a multipart form, not JSON.
+FORM_ROUTES = {("POST", "/v1/files"), *(("POST", prefix + "/audio/" + task) for prefix in ("", "/v1")
+                                         for task in ("transcriptions", "translations"))}
+
+
 def _route_tables() -> list[web.RouteTableDef]:
     from jan.server.routes import docs, health, models, openai
 
@@ -44,7 +49,7 @@ def _route_tables() -> list[web.RouteTableDef]:
     # "threads": its static POST /v1/threads/runs must be registered before /v1/threads/{thread_id}, which an
     # aiohttp that matches in registration order (before 3.10) would otherwise give it to.
     for optional in ("model_admin", "runs", "threads", "assistants", "files", "extensions", "mcp", "web", "ollama",
-                     "anthropic", "responses", "llamacpp", "batches"):
+                     "anthropic", "responses", "llamacpp", "batches", "audio"):
         try:
             module = __import__(f"jan.server.routes.{optional}", fromlist=["routes"])
         except ModuleNotFoundError as exc:
@@ -109,11 +114,11 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
     tables = _route_tables()
     # Bodies sent to jan's own routes must say they are JSON (415 otherwise). Not the Ollama dialect's
     # (/api/*): Ollama accepts any Content-Type and its documented `curl -d` examples send none; nor the
-    # Files API's upload, a multipart form (it refuses any other body itself). The Origin check still
-    # refuses cross-site writes there.
+    # routes that take a multipart form (a file upload, an audio clip: each refuses any other body itself).
+    # The Origin check still refuses cross-site writes there.
     own_handlers = {route.handler for table in tables for route in table
                     if isinstance(route, web.RouteDef) and not route.path.startswith("/api/")
-                    and (route.method, route.path) != ("POST", "/v1/files")}
+                    and (route.method, route.path) not in FORM_ROUTES}
     app = web.Application(
         client_max_size=config.max_body_bytes,
         # Order matters: the request's id is chosen first (every log line and answer below carries it); errors on a

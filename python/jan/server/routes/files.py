@@ -38,6 +38,8 @@ from jan.errors import MediaError
 from jan.server.dialects import anthropic as anthropic_wire
 from jan.image_types import MAX_PIXELS, load_image, sniff_image
 from jan.server.errors import APIError, json_error
+from jan.server.forms import check_plain as _plain, next_part as _next, open_form, read_chunk as _read
+from jan.server.forms import read_field as _field
 from jan.server.jsonio import json_response
 from jan.server.keys import CONFIG
 from jan.server.routes.docs import JSON, RESPONSE_SCHEMAS, RESPONSES
@@ -62,8 +64,6 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 #: flight while the next bytes are read).
 READ_BYTES = 256 * 1024
 WRITE_BYTES = 4 * 1024 * 1024
-#: The form's other fields are short words and numbers.
-MAX_FIELD_BYTES = 1024
 #: Bytes of an upload too large still read (and dropped) so that the client can read its 413 on a connection that
 #: stays open; past them the connection is closed instead.
 DRAIN_BYTES = 1024 * 1024
@@ -107,59 +107,7 @@ def uploads(request: web.Request) -> UploadStore:
 
 # -- upload ------------------------------------------------------------------------------------------
 async def _form(request: web.Request) -> MultipartReader:
-    """The body as a multipart form: 415 for any other media type (a JSON body included), or a form without the
-    boundary that frames its parts."""
-    content_type = request.headers.get("Content-Type", "")
-    if request.content_type != "multipart/form-data" or "boundary=" not in content_type.lower():
-        got = f"'{content_type}'" if content_type else "no Content-Type"
-        raise APIError(415, f"Upload a file as multipart/form-data with a boundary (got {got}), with the parts "
-                            "'file' and 'purpose'", code="unsupported_media_type")
-    try:
-        return await request.multipart()
-    except (ValueError, AssertionError) as exc:
-        raise APIError(415, f"The multipart/form-data body cannot be read: {exc}",
-                       code="unsupported_media_type") from None
-
-
-def _malformed(exc: ValueError) -> APIError:
-    return APIError(400, f"The multipart/form-data body is malformed: {exc}", code="invalid_body")
-
-
-async def _next(reader: MultipartReader) -> object:
-    try:
-        return await reader.next()
-    except ValueError as exc:
-        raise _malformed(exc) from None
-
-
-async def _read(part: BodyPartReader, size: int) -> bytes:
-    try:
-        return await part.read_chunk(size)
-    except ValueError as exc:  # (a bad frame: the writer's own ValueErrors are not read here)
-        raise _malformed(exc) from None
-
-
-def _plain(part: BodyPartReader, name: str) -> None:
-    """A part whose bytes are sent as they are: a transfer or content encoding (deprecated in forms, RFC 7578) would
-    have to be undone first, which is not done here."""
-    for header in ("Content-Transfer-Encoding", "Content-Encoding"):
-        value = part.headers.get(header, "").strip().lower()
-        if value and value not in ("binary", "8bit", "7bit", "identity"):
-            raise APIError(400, f"{name}: {header} '{value}' is not supported; send the part's bytes as they are",
-                           param=name, code="invalid_value")
-
-
-async def _field(part: BodyPartReader, name: str) -> str:
-    _plain(part, name)
-    data = b""
-    while chunk := await _read(part, MAX_FIELD_BYTES + 1):
-        data += chunk
-        if len(data) > MAX_FIELD_BYTES:
-            raise APIError(400, f"{name}: longer than {MAX_FIELD_BYTES} bytes", param=name, code="invalid_value")
-    try:
-        return data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise APIError(400, f"{name}: not UTF-8 text", param=name, code="invalid_value") from None
+    return await open_form(request, "'file' and 'purpose'")
 
 
 async def _stream(part: BodyPartReader, writer: UploadWriter) -> None:
@@ -239,9 +187,6 @@ async def upload_file(request: web.Request) -> web.Response:
     filename = ""
     try:
         while (part := await _next(reader)) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise APIError(400, "A part of the form is itself multipart; send 'file' and 'purpose' as plain "
-                                    "parts", code="invalid_value")
             name = part.name or ""
             if name == "file":
                 if writer is not None:
