@@ -53,6 +53,7 @@ void register_request(py::module_ & m) {
              }, py::arg("timeout") = -1.0, py::arg("with_logprobs") = false,
              "Blocks (without the GIL) until the request finished or the timeout passes; returns what is queued.")
         .def("cancel", [](const RequestHandle & h) { h.state->cancel(); })
+        .def("end_reasoning", [](const RequestHandle & h) { h.state->end_reasoning(); })
         .def_property_readonly("cancelled", [](const RequestHandle & h) { return h.state->cancelled(); })
         .def_property_readonly("finished", [](const RequestHandle & h) { return h.state->finished(); });
 }

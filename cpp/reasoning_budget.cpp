@@ -25,6 +25,7 @@ struct BudgetState {
     int32_t spent = 0;                 // tokens generated inside the block
     size_t forced = 0;                 // closing tokens already emitted
     std::string tail;                  // the last few bytes of output, to find markers across tokens
+    std::shared_ptr<std::atomic<bool>> end_now;  // the budget spent now, by the request's owner (may be null)
 
     void restart() {
         phase = open_at_start ? Phase::Thinking : (start.empty() ? Phase::Done : Phase::Waiting);
@@ -70,7 +71,7 @@ void budget_accept(llama_sampler * smpl, llama_token token) {
 
 void budget_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
     auto * st = static_cast<BudgetState *>(smpl->ctx);
-    if (st->phase == Phase::Thinking && st->spent >= st->budget) {
+    if (st->phase == Phase::Thinking && (st->spent >= st->budget || (st->end_now && st->end_now->load()))) {
         st->phase = Phase::Closing;
         st->forced = 0;
     }
@@ -118,7 +119,8 @@ llama_sampler * budget_clone(const llama_sampler * smpl) {
 
 }  // namespace
 
-llama_sampler * make_reasoning_budget_sampler(const Model & model, const SamplingParams & p) {
+llama_sampler * make_reasoning_budget_sampler(const Model & model, const SamplingParams & p,
+                                              std::shared_ptr<std::atomic<bool>> end_now) {
     if (p.reasoning_budget < 0 || p.reasoning_end.empty()) return nullptr;
     const std::string & close = p.reasoning_close.empty() ? p.reasoning_end : p.reasoning_close;
     auto * st = new BudgetState{&model, p.reasoning_start, p.reasoning_end, model.tokenize(close, false, true),
@@ -127,6 +129,7 @@ llama_sampler * make_reasoning_budget_sampler(const Model & model, const Samplin
         delete st;
         return nullptr;
     }
+    st->end_now = std::move(end_now);
     st->restart();
     return llama_sampler_init(budget_iface(), st);
 }

@@ -7,12 +7,18 @@
 // answer. A block the model closes itself is left alone.
 #pragma once
 
+#include <atomic>
+#include <memory>
+
 #include "llama-cpp.h"
 #include "sampling.h"
 
 namespace jan {
 
 // nullptr when the parameters ask for no budget (reasoning_budget < 0 or no end marker).
-llama_sampler * make_reasoning_budget_sampler(const Model & model, const SamplingParams & params);
+// `end_now`: set from another thread (RequestState::end_reasoning), it spends the budget at once: the thinking is
+// closed at the next token as when the budget runs out (nullptr: never).
+llama_sampler * make_reasoning_budget_sampler(const Model & model, const SamplingParams & params,
+                                              std::shared_ptr<std::atomic<bool>> end_now = nullptr);
 
 }  // namespace jan

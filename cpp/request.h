@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -68,6 +69,11 @@ public:
     int fileno();                                   // readable while events are queued (enables the fd)
     void cancel() { cancelled_.store(true); }
     bool cancelled() const { return cancelled_.load(); }
+    // Asks the thinking budget's sampler (reasoning_budget.h), where the request has one, to close the thinking at
+    // its next token, as a spent budget does (llama-server's "reasoning_end" control): the model answers now.
+    void end_reasoning() { end_reasoning_->store(true); }
+    // (shared with the sampler, which may outlive this state in a slot's chain)
+    std::shared_ptr<std::atomic<bool>> end_reasoning_flag() const { return end_reasoning_; }
     bool finished() const { return finished_.load(); }
 
 private:
@@ -80,6 +86,7 @@ private:
     std::deque<Event> events_;
     std::atomic<bool> cancelled_{false};
     std::atomic<bool> finished_{false};
+    std::shared_ptr<std::atomic<bool>> end_reasoning_ = std::make_shared<std::atomic<bool>>(false);
     // The descriptor costs a syscall or two per wake: only poke it once an
     // event loop asked for it, and only read it when it was poked.
     bool fd_enabled_ = false;

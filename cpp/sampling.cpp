@@ -140,7 +140,8 @@ llama_sampler * make_ignore_eos_sampler(const Model & model) {
 }
 
 llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, int32_t n_ctx_slot,
-                                const std::vector<int32_t> & prompt, llama_sampler_ptr grammar) {
+                                const std::vector<int32_t> & prompt, llama_sampler_ptr grammar,
+                                std::shared_ptr<std::atomic<bool>> end_reasoning) {
     auto sparams = llama_sampler_chain_default_params();
     sparams.no_perf = true;
     llama_sampler_ptr chain(llama_sampler_chain_init(sparams));
@@ -173,7 +174,7 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
     }
 
     // After the grammar and penalties, so a forced end-of-thinking token wins over them.
-    if (llama_sampler * budget = make_reasoning_budget_sampler(model, p))
+    if (llama_sampler * budget = make_reasoning_budget_sampler(model, p, std::move(end_reasoning)))
         llama_sampler_chain_add(chain.get(), budget);
 
     if (p.temperature <= 0.0f) {

@@ -1,7 +1,9 @@
 // Per-request generation parameters and the llama.cpp sampler chain built from them.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -95,8 +97,10 @@ llama_sampler * make_ignore_eos_sampler(const Model & model);
 // ignore_eos, penalties, then either greedy or the truncation samplers, temperature and a seeded draw. The
 // penalties sampler has already seen the prompt (repeats of prompt text are penalized, as in llama.cpp's server);
 // the grammar has seen only its prefix (it constrains the output, after the reply text the prompt ends in).
+// `end_reasoning`: the request's flag that closes its thinking now (reasoning_budget.h; may be null).
 llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & params, int32_t n_ctx_slot,
-                                const std::vector<int32_t> & prompt, llama_sampler_ptr grammar);
+                                const std::vector<int32_t> & prompt, llama_sampler_ptr grammar,
+                                std::shared_ptr<std::atomic<bool>> end_reasoning = nullptr);
 
 struct TokenLogprob {
     int32_t token;

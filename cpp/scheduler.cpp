@@ -314,7 +314,8 @@ void Scheduler::assign(Slot & slot, Pending && pending) {
     slot.n_generated = 0;
     slot.i_batch = -1;
     slot.lp_count = 0;
-    slot.sampler = build_sampler(*model_, slot.params, params_.n_ctx, slot.prompt, std::move(pending.grammar));
+    slot.sampler = build_sampler(*model_, slot.params, params_.n_ctx, slot.prompt, std::move(pending.grammar),
+                                 slot.request->end_reasoning_flag());
     slot.stream = std::make_unique<TextStream>(slot.params.stop);
     slot.t_submitted = pending.submitted;
     slot.t_started = Clock::now();

@@ -328,3 +328,38 @@ def test_a_forked_child_gets_model_closed_and_exits_cleanly(stories_path):
                          timeout=180)
     lines = [line for line in out.stdout.splitlines() if line.startswith(("child:", "parent:"))]
     assert lines == ["child: ok", "parent: 0 length"], (out.stdout[-2000:], out.stderr[-2000:])
+
+
+def test_end_reasoning_closes_the_thinking_at_the_next_token(stories):
+    # llama-server's "reasoning_end" control: a request made with a thinking budget (2**31 - 1: no cap, only
+    # watched) has its thinking closed as a spent budget closes it. Asked before its first token, the closing
+    # text is what it generates first; the prompt "opened" the thinking (reasoning_open).
+    plain = stories.generate("Once upon a time", max_tokens=16, temperature=0).text
+    watched = dict(max_tokens=16, temperature=0, reasoning_budget=2**31 - 1, reasoning_open=True,
+                   reasoning_end="END")
+    assert stories.generate("Once upon a time", **watched).text == plain  # watching alone changes nothing
+    request = stories.stream("Once upon a time", **watched)
+    assert request.end_reasoning() is True
+    text = "".join(chunk.text for chunk in request)
+    assert text.lstrip().startswith("END") and text != plain, text
+    assert request.end_reasoning() is False  # finished: nothing left to end
+
+
+def test_end_reasoning_while_it_thinks_keeps_what_was_thought(stories):
+    plain = stories.generate("Once upon a time", max_tokens=200, temperature=0, ignore_eos=True).text
+    request = stories.stream("Once upon a time", max_tokens=200, temperature=0, ignore_eos=True,
+                             reasoning_budget=2**31 - 1, reasoning_open=True, reasoning_end="END")
+    chunks = [next(iter(request))]
+    asked = request.end_reasoning()
+    chunks += list(request)
+    text = "".join(c.text for c in chunks)
+    if asked:  # (False only when the 200 tokens were all made before the ask: then nothing was forced)
+        assert "END" in text and plain.startswith(text[:text.index("END")].rstrip())
+    else:
+        assert text == plain
+
+
+def test_end_reasoning_needs_a_thinking_budget(stories):
+    request = stories.stream("Once upon a time", max_tokens=4, temperature=0)
+    assert request.end_reasoning() is False
+    assert list(request)

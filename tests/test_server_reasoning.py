@@ -209,3 +209,86 @@ def test_stop_strings_with_thinking_streamed_and_whole(client, stop, reasoning, 
     assert (whole.message.model_extra["reasoning_content"], whole.message.content or "") == (reasoning, content)
     streamed = folded_chat_stream(client, **kwargs)
     assert (streamed["reasoning"], streamed["content"], streamed["finish_reason"]) == (reasoning, content, "stop")
+
+
+def _control(server, body: dict) -> tuple[int, dict]:
+    r = httpx.post(server.base_url + "/v1/chat/completions/control", json=body)
+    return r.status_code, r.json()
+
+
+def test_reasoning_control_ends_the_thinking_of_a_running_reply(client, server):
+    # llama-server's reasoning_control: the reply's id, taken from its first chunk, ends its thinking; the model then
+    # answers in the same reply. (logprobs with 20 alternatives over Qwen's 151k-token vocabulary slow each token,
+    # so the reply is still thinking when the control arrives; the other outcome is checked too, as it is.)
+    stream = client.chat.completions.create(
+        model="qwq-tiny", messages=ASK, temperature=0, max_tokens=900, stream=True, logprobs=True, top_logprobs=20,
+        extra_body={"reasoning_control": True, "ignore_eos": True})
+    chunks = [next(iter(stream))]
+    status, answer = _control(server, {"id": chunks[0].id, "action": "reasoning_end"})
+    chunks += list(stream)
+    assert status == 200 and isinstance(answer["success"], bool)
+    reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert reasoning  # the prompt opened the thinking (QwQ)
+    if answer["success"]:
+        assert content, "the thinking was ended, and the answer follows it"
+    else:
+        assert not content and "ended" in answer["message"]
+    # once the reply is over its id is gone
+    assert _control(server, {"id": chunks[0].id, "action": "reasoning_end"}) == (200, {
+        "success": False, "message": "no active completion for this id (it has ended, or it was not asked with "
+                                     "reasoning_control: true)"})
+
+
+def test_reasoning_control_answers_in_llama_servers_shapes(client, server):
+    assert _control(server, {"id": "chatcmpl-none", "action": "reasoning_end"})[1]["success"] is False
+    for body, param in (({"action": "reasoning_end"}, "id"), ({"id": "x", "action": "pause"}, "action"),
+                        ({"id": "", "action": "reasoning_end"}, "id"), ({"id": 5, "action": "reasoning_end"}, "id")):
+        status, answer = _control(server, body)
+        assert status == 400 and answer["error"]["param"] == param, answer
+    # a reply not asked with reasoning_control keeps no handle, and its chunks' ids are their own
+    whole = client.chat.completions.create(model="qwq-tiny", messages=ASK, temperature=0, max_tokens=2)
+    assert whole.id.startswith("chatcmpl-")
+    assert _control(server, {"id": whole.id, "action": "reasoning_end"})[1]["success"] is False
+
+
+def test_a_control_on_no_thinking_or_before_its_start():
+    # (the arming is the format's: a format without thinking markers has no budget sampler to close it)
+    from jan.services.control import GenerationControl
+
+    control = GenerationControl()
+    control.attach([], armed=False)
+    assert control.end_reasoning() == "not_armed"
+    early = GenerationControl()
+    assert early.end_reasoning() == "pending"
+
+
+def test_ended_before_the_first_token_the_reply_answers_at_once(tmp_path):
+    # Through the typed path in-process, deterministic: a control asked before the engine requests exist ends the
+    # thinking as they start (pending, then done at attach), so the reply's thinking is closed at its first token
+    # and the whole reply is its answer; without the ask the same greedy reply thinks to its token limit.
+    import asyncio
+
+    from jan.services import open_services
+    from jan.services.control import GenerationControl
+    from jan.services.types import ChatMessage, ChatRequest, SamplingOptions
+    from jan.store import DataFolder
+
+    path = _thinker(tmp_path, "qwq-tiny", "Qwen-QwQ-32B")
+    DataFolder(tmp_path / "data").models.import_gguf(path, model_id="qwq", mode="reference")
+
+    async def ask(end_first: bool):
+        async with open_services(tmp_path / "data") as services:
+            control = GenerationControl()
+            if end_first:
+                assert control.end_reasoning() == "pending"
+            request = ChatRequest(model="qwq", messages=(ChatMessage.of_text("user", "What is 2+2?"),),
+                                  sampling=SamplingOptions(temperature=0, max_tokens=24, ignore_eos=True),
+                                  control=control)
+            result = (await services.chat.complete(request)).choices[0].message
+            assert control.end_reasoning() == "finished"
+            return result
+
+    thought, ended = asyncio.run(ask(False)), asyncio.run(ask(True))
+    assert thought.reasoning and not thought.text  # (24 tokens of a random model's thinking)
+    assert not (ended.reasoning or "").strip() and ended.text

@@ -1037,7 +1037,8 @@ class Model:
             request = scheduler.submit_media(prompt, params)
         else:
             request = scheduler.submit(self._prompt_tokens(native, prompt, add_special), params)
-        return Request(request, self, pieces, logprobs=params.logprobs, seed=params.seed)
+        return Request(request, self, pieces, logprobs=params.logprobs, seed=params.seed,
+                       thinking_budget=params.reasoning_budget >= 0 and bool(params.reasoning_end))
 
     submit = stream
 

@@ -31,8 +31,9 @@ class Request:
     """
 
     def __init__(self, native, model: "Model", pieces: Callable[[int], tuple[str, bytes]], *, logprobs: bool,
-                 seed: int | None = None):
+                 seed: int | None = None, thinking_budget: bool = False):
         self._native = native
+        self._thinking_budget = thinking_budget
         self._model = model
         # a token's (text, bytes), for logprobs: its own reference, as the request is read to its end after a
         # close of its model too (it ends cancelled), when the model has let go of its vocabulary
@@ -67,6 +68,18 @@ class Request:
         if self._forked():
             return
         self._native.cancel()
+
+    def end_reasoning(self) -> bool:
+        """Close the model's thinking at its next token and let it answer, as a spent thinking budget does
+        (llama-server's ``reasoning_end`` control: a "stop thinking" button). Only a request made with a thinking
+        budget has the sampler that does it (``reasoning_budget`` with the chat format's markers; a budget of
+        2**31 - 1 arms it without a cap): False for any other, or once the request has finished; True when asked
+        (a thinking block already closed, or not yet opened, is left alone until it opens). Harmless twice or from
+        another thread."""
+        if not self._thinking_budget or self._native.finished or self._forked():
+            return False
+        self._native.end_reasoning()
+        return True
 
     def _forked(self) -> bool:
         return os.getpid() != getattr(self, "_pid", os.getpid())

@@ -19,7 +19,7 @@ from aiohttp import web
 from jan.core import ExtensionLoaded, ExtensionLoadingError, ExtensionManager, LocalEventBus
 from jan.server.config import ServerConfig
 from jan.server.errors import describe_error, dialect_error_middleware, error_middleware, quiet_client_protocol_errors
-from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN, STARTED_AT
+from jan.server.keys import BUS, CONFIG, LIVE_CONTROLS, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN, STARTED_AT
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
 from jan.services.container import Services
 from jan.server.mount import mount_extensions
@@ -140,6 +140,7 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
     app[BUS] = manager.bus
     app[STARTED_AT] = time.monotonic()
     app[SHUTTING_DOWN] = asyncio.Event()
+    app[LIVE_CONTROLS] = {}
     app[MEDIA_FETCHER] = MediaFetcher(MediaAllowlist.parse(config.allow_media_from))
     app.on_cleanup.append(_close_media_fetcher)
     app.on_shutdown.append(_announce_shutdown)

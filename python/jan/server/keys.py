@@ -21,3 +21,5 @@ BUS = web.AppKey("bus", LocalEventBus)
 STARTED_AT = web.AppKey("started_at", float)
 # Set when the server starts shutting down: open streams end cleanly instead of being cut.
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
+#: The chat completions being made that can be acted on (``reasoning_control``), by their reply's id.
+LIVE_CONTROLS = web.AppKey("live_controls", dict)

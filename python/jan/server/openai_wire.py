@@ -358,10 +358,15 @@ def usage_dict(usage: Usage, reasoning_tokens: int | None = None) -> dict[str, A
     return out
 
 
-def _header(kind: str, model_id: str) -> dict[str, Any]:
+def completion_id(kind: str) -> str:
+    """A new id of a ``chat.completion`` (``chatcmpl-...``) or ``text_completion`` (``cmpl-...``)."""
     prefix = "chatcmpl" if kind.startswith("chat.") else "cmpl"
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def _header(kind: str, model_id: str, given_id: str | None = None) -> dict[str, Any]:
     return {
-        "id": f"{prefix}-{uuid.uuid4().hex[:24]}",
+        "id": given_id or completion_id(kind),
         "object": kind,
         "created": int(time.time()),
         "model": model_id,
@@ -431,8 +436,8 @@ class ChatChunkEncoder:
     """Typed deltas to ``chat.completion.chunk`` dicts (one id and timestamp per response)."""
 
     def __init__(self, model_id: str, *, top_logprobs: int = 0, include_usage: bool = False,
-                 legacy_functions: bool = False):
-        self.header = _header("chat.completion.chunk", model_id)
+                 legacy_functions: bool = False, completion_id: str | None = None):
+        self.header = _header("chat.completion.chunk", model_id, completion_id)
         self.top_logprobs = top_logprobs
         self.include_usage = include_usage
         #: the request offered the deprecated ``functions``: calls go out as ``delta.function_call`` pieces
@@ -460,7 +465,8 @@ class ChatChunkEncoder:
                                                                             self.legacy_functions)}]}
 
 
-def chat_completion(result: ChatResult, *, top_logprobs: int = 0, legacy_functions: bool = False) -> dict[str, Any]:
+def chat_completion(result: ChatResult, *, top_logprobs: int = 0, legacy_functions: bool = False,
+                    completion_id: str | None = None) -> dict[str, Any]:
     """A ``chat.completion`` response body; with ``legacy_functions`` (the request offered the deprecated
     ``functions``) a call is the message's ``function_call``, as OpenAI answers such a request."""
     choices = []
@@ -478,7 +484,7 @@ def chat_completion(result: ChatResult, *, top_logprobs: int = 0, legacy_functio
         logprobs = {"content": _chat_logprobs(choice.logprobs, top_logprobs)} if choice.logprobs else None
         choices.append({"index": index, "message": message, "logprobs": logprobs,
                         "finish_reason": _finish_reason(choice.finish_reason, legacy_functions)})
-    return {**_header("chat.completion", result.model), "choices": choices,
+    return {**_header("chat.completion", result.model, completion_id), "choices": choices,
             "usage": usage_dict(result.usage, result.reasoning_tokens)}
 
 

@@ -613,6 +613,8 @@ class ChatCompletionRequest(SamplingFields):
     add_generation_prompt: bool | None = None
     reasoning_budget: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     thinking_budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    # llama-server's: the thinking can be ended while it runs (POST /v1/chat/completions/control, by the reply's id)
+    reasoning_control: bool | None = None
     modalities: list[Literal["text", "audio"]] | None = None
     # jan's, named and valued as the Responses API's: "auto" drops the oldest turns of a conversation longer than
     # the context (jan.services.fit); "disabled" (the default, as OpenAI's chat completions) answers 400
@@ -831,6 +833,13 @@ class TokenizeRequest(_Strict):
             # (text is another name for it): tokenizing one and dropping the other silently answers a wrong question
             raise ValueError("content and text are one field by two names: give one")
         return self
+
+
+class ChatControlRequest(_Strict):
+    """llama-server's ``POST /v1/chat/completions/control``: an ``action`` on the running completion ``id``."""
+
+    id: str = Field(min_length=1, max_length=256)
+    action: Literal["reasoning_end"]
 
 
 class DetokenizeRequest(_Strict):

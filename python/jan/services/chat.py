@@ -417,7 +417,10 @@ class _Start:
         """Blocking (llama.cpp parses the grammar): the engine requests; ``None`` when the queue is
         full and the request is one that waits (``ChatRequest.wait_for_room``)."""
         try:
-            return _submit(local, self.tokens, self.options, self.seeds, **self.extra)
+            requests = _submit(local, self.tokens, self.options, self.seeds, **self.extra)
+            if request.control is not None:
+                request.control.attach(requests, armed="reasoning_budget" in self.options)
+            return requests
         except GrammarPrefixError as exc:  # the prefill cannot start the reply its format or forced call holds
             raise prefill_refused(request, self.plan, self.options.get("grammar_prefix") or "", exc) from None
         except QueueFullError:
@@ -459,6 +462,8 @@ def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Star
         answer_stops = tuple(options.pop("stop", None) or ())
     # the chat format's engine options: control-token text, thinking budget, lazy-grammar triggers
     options.update(plan.engine_options(text, options.get("logit_bias")))
+    if request.control is not None and "reasoning_budget" not in options:
+        options.update(plan.watched_thinking_options(text))  # (a control's end of the thinking needs the sampler)
     options.update(constraint)
     seed = client_seed(options)
     if local.end_of_turn and not options.get("ignore_eos"):

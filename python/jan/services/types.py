@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from jan.services.control import GenerationControl
 from jan.engine.results import TokenLogprob, TopLogprob, Usage
 from jan.templates.formats.types import CallDelta
 
@@ -832,6 +833,10 @@ class ChatRequest:
     #: front end that gives them back asks (Ollama's ``context``). Off by default: following which ids have been
     #: shown costs a little on every token, which no other front end needs to pay.
     token_ids: bool = False
+    #: A handle a front end keeps to act on the generation while it runs (:mod:`jan.services.control`: end its
+    #: thinking now). Giving one arms it: the thinking is watched by the engine's budget sampler (uncapped where
+    #: no budget is asked). Local engines only.
+    control: GenerationControl | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_fields(self)

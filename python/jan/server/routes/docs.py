@@ -24,6 +24,7 @@ REQUEST_BODIES: dict[tuple[str, str], type] = {
     ("POST", "/v1/reranking"): schemas.RerankRequest,
     ("POST", "/v1/tokenize"): schemas.TokenizeRequest,
     ("POST", "/v1/detokenize"): schemas.DetokenizeRequest,
+    ("POST", "/v1/chat/completions/control"): schemas.ChatControlRequest,
 }
 EXTRA_BODIES: dict[tuple[str, str], type] = {}  # other route modules add theirs
 
@@ -148,7 +149,8 @@ RESPONSES: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
 DIALECT_ERRORS: dict[str, tuple[str, dict[str, Any]]] = {}
 #: Paths also served without /v1 (as llama-server does); documented like their /v1 twin.
 UNPREFIXED = {"/chat/completions", "/completions", "/embeddings", "/models", "/tokenize", "/detokenize", "/rerank",
-              "/reranking", "/responses", "/responses/input_tokens", "/chat/completions/input_tokens"}
+              "/reranking", "/responses", "/responses/input_tokens", "/chat/completions/input_tokens",
+              "/chat/completions/control"}
 #: Paths open without the API key.
 OPEN = {"/", "/favicon.ico", "/health", "/v1/health"}
 #: A path segment that is a literal next to a parameter at the same place (``/v1/models/pull`` and

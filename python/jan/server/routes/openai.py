@@ -7,8 +7,9 @@ calls a service and writes the service's typed deltas back as OpenAI JSON or SSE
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -20,12 +21,13 @@ from jan.server.disconnect import first_item, unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response, json_response_built
-from jan.server.keys import BUS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
+from jan.server.keys import BUS, LIVE_CONTROLS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
 from jan.server.routes.files import UPLOADS
 from jan.server.schemas import (
     ChatCompletionRequest,
+    ChatControlRequest,
     CompletionRequest,
     DetokenizeRequest,
     EmbeddingRequest,
@@ -36,6 +38,7 @@ from jan.server.sse import SSEStream
 from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
 from jan.services.streams import DeltaStream
+from jan.services.control import GenerationControl
 from jan.services.types import ChatRequest, RenderedPrompt
 
 log = logging.getLogger("jan.server")
@@ -115,21 +118,61 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = await typed_chat(request.app, body)
     service = request.app[SERVICES].chat
     top, legacy = chat.top_logprobs, body.legacy_functions
+    cid = wire.completion_id("chat.completion")
+    with live_control(request.app, cid, chat, body.reasoning_control) as chat:
+        try:
+            if not body.stream:
+                result = await unless_disconnected(request, service.complete(chat), chat.model)
+                # logprobs are a few values per token and alternative (with its bytes): n long replies, a big body
+                values = sum(len(c.logprobs or ()) for c in result.choices) * (1 + top) * 8
+                return await json_response_built(
+                    lambda: wire.chat_completion(result, top_logprobs=top, legacy_functions=legacy,
+                                                 completion_id=cid),
+                    values=values, headers=await template_headers(request, result.model))
+            return await stream_response(request, body, service.stream(chat),
+                                         lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top,
+                                                                                    include_usage=usage,
+                                                                                    legacy_functions=legacy,
+                                                                                    completion_id=cid),
+                                         headers_for=lambda model: template_headers(request, model))
+        except MediaError as exc:  # (before any byte is sent) said of the message's field
+            raise wire.media_error(exc, body) from None
+
+
+@contextlib.contextmanager
+def live_control(app: web.Application, cid: str, chat: ChatRequest, armed: bool | None) -> Iterator[ChatRequest]:
+    """``chat`` with a :class:`GenerationControl` (``reasoning_control``: llama-server's) kept under the reply's id
+    while the reply is made, for ``POST /v1/chat/completions/control``; ``chat`` as it is otherwise."""
+    if not armed:
+        yield chat
+        return
+    control = GenerationControl()
+    app[LIVE_CONTROLS][cid] = control
     try:
-        if not body.stream:
-            result = await unless_disconnected(request, service.complete(chat), chat.model)
-            # logprobs are a few values per token and alternative (with its bytes): n long replies, a big body
-            values = sum(len(c.logprobs or ()) for c in result.choices) * (1 + top) * 8
-            return await json_response_built(
-                lambda: wire.chat_completion(result, top_logprobs=top, legacy_functions=legacy), values=values,
-                headers=await template_headers(request, result.model))
-        return await stream_response(request, body, service.stream(chat),
-                                     lambda model, usage: wire.ChatChunkEncoder(model, top_logprobs=top,
-                                                                                include_usage=usage,
-                                                                                legacy_functions=legacy),
-                                     headers_for=lambda model: template_headers(request, model))
-    except MediaError as exc:  # (before any byte is sent) said of the message's field
-        raise wire.media_error(exc, body) from None
+        yield dataclasses.replace(chat, control=control)
+    finally:
+        app[LIVE_CONTROLS].pop(cid, None)
+
+
+@routes.post("/v1/chat/completions/control")
+@routes.post("/chat/completions/control")
+async def chat_control(request: web.Request) -> web.Response:
+    """Act on a chat completion while it is generated (llama-server's): ``{"id": "chatcmpl-...", "action":
+    "reasoning_end"}`` closes its thinking at the next token, so that the model answers now. The completion must
+    have been asked with ``reasoning_control: true``. Answers ``{"success": true}``, or ``{"success": false,
+    "message"}`` when there is nothing to end (no such completion running, or one that does not think)."""
+    body = await parse_body(request, ChatControlRequest)
+    control = request.app[LIVE_CONTROLS].get(body.id)
+    if control is None:
+        return json_response({"success": False, "message": "no active completion for this id (it has ended, or it "
+                                                           "was not asked with reasoning_control: true)"})
+    outcome = control.end_reasoning()
+    if outcome in ("ended", "pending"):
+        return json_response({"success": True})
+    why = {"not_armed": "this completion's model does not think (its chat format has no thinking), or its engine "
+                        "cannot end a thinking",
+           "finished": "the completion has finished"}[outcome]
+    return json_response({"success": False, "message": why})
 
 
 async def typed_chat(app: web.Application, body: ChatCompletionRequest) -> ChatRequest:

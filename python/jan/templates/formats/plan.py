@@ -171,6 +171,12 @@ class ChatPlan:
             opts["logit_bias"] = {**(logit_bias or {}), **{token: BAN for token in self.banned_tokens}}
         return opts
 
+    def watched_thinking_options(self, prompt: str) -> dict[str, Any]:
+        """The engine's thinking-budget options without a cap (2**31 - 1 tokens): its sampler then watches the
+        thinking, so that the request's ``end_reasoning`` can close it (llama-server's ``reasoning_control``).
+        Empty for a format that does not think."""
+        return self.fmt.budget_options(2**31 - 1, prompt, self.continued)
+
     def grammar_options(self, prompt: str, answer: str | None = None) -> dict[str, Any]:
         """Blocking (builds a grammar): ``grammar`` (+ ``grammar_triggers`` for a lazy ``auto``) that makes
         tool calls in the format's own syntax and holds the answer to ``answer`` (the GBNF of a response

@@ -1,0 +1,50 @@
+"""A handle on one chat generation while it runs, for a client other than the one reading it: llama-server's
+``POST /v1/chat/completions/control`` ("reasoning_end": stop thinking and answer now, a chat page's button).
+
+The front end makes one and puts it on the :class:`~jan.services.types.ChatRequest`; the chat service arms what the
+control needs (a thinking budget without a cap, so that the engine's budget sampler watches the thinking) and
+attaches the engine's requests once they are submitted; the front end looks it up by the completion's id.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+#: What :meth:`GenerationControl.end_reasoning` did: ``ended`` (the engine closes the thinking at its next token),
+#: ``pending`` (not submitted yet: done as it is), ``not_armed`` (no thinking to end: the model's chat format has
+#: none, or its engine is not a local one), ``finished`` (every choice has ended).
+EndReasoning = Literal["ended", "pending", "not_armed", "finished"]
+
+
+class GenerationControl:
+    """Controls on the engine requests of one chat completion (one per choice). Thread-safe: attached from the
+    worker thread that submits them, used from the event loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[Any] = []
+        self._attached = False
+        self._armed = False
+        self._end_asked = False
+
+    def attach(self, requests: list[Any], *, armed: bool) -> None:
+        """The engine requests (``jan.Request``) that serve the completion, once submitted; ``armed``: whether they
+        were made with the thinking budget that can end the thinking. An end asked for before is done now."""
+        with self._lock:
+            self._requests = list(requests)
+            self._attached, self._armed = True, armed
+            if self._end_asked and armed:
+                for request in self._requests:
+                    request.end_reasoning()
+
+    def end_reasoning(self) -> EndReasoning:
+        """Close each choice's thinking at its next token, so that the model answers now."""
+        with self._lock:
+            if not self._attached:
+                self._end_asked = True
+                return "pending"
+            if not self._armed:
+                return "not_armed"
+            ended = [request.end_reasoning() for request in self._requests]
+            return "ended" if any(ended) else "finished"
