@@ -169,3 +169,35 @@ async def test_reasoning_effort_of_a_run_and_of_its_assistant(server):
         assert cleared["reasoning_effort"] is None
         status, error = await api.call("POST", f"/v1/threads/{tid}/runs", {**body, "reasoning_effort": "extreme"})
         assert status == 400 and error["error"]["param"] == "reasoning_effort"
+
+
+async def test_a_runs_thinking_is_ended_by_its_control_and_the_answer_follows(server):
+    # The chat page's "answer now": POST .../runs/{id}/control {"action": "reasoning_end"} while the run's turn
+    # thinks (the template opens <think>; a random model thinks to its token limit unless told). The control is
+    # sent at the first thinking delta; the other outcome (the turn had ended by then) is checked as it is.
+    async with Client(server.base_url) as api:
+        tid = (await api.ok("POST", "/v1/threads", {"messages": [{"role": "user", "content": "Hi"}]}))["id"]
+        answer = None
+        async with api.session.post(f"{server.base_url}/v1/threads/{tid}/runs",
+                                    json={"stream": True, "max_tokens": 1500, "temperature": 0,
+                                          "ignore_eos": True}) as resp:
+            assert resp.status == 200
+            body = b""
+            async for line in resp.content:
+                body += line
+                if answer is None and b'"type":"reasoning"' in line.replace(b" ", b""):
+                    run_id = next(data["id"] for name, data in parse_sse(body.decode()) if name == "thread.run.created")
+                    answer = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/control",
+                                          {"action": "reasoning_end"})
+        assert answer is not None
+        [reply] = [m for m in await messages_of(api, tid) if m["role"] == "assistant"]
+        assert kinds(reply)[0] == "reasoning"
+        if answer["success"]:
+            assert kinds(reply) == ["reasoning", "text"] and message_text(reply)
+        else:
+            assert "making no model turn" in answer["message"] and kinds(reply) == ["reasoning"]
+        # once the run has ended there is no turn to act on
+        late = await api.ok("POST", f"/v1/threads/{tid}/runs/{run_id}/control", {"action": "reasoning_end"})
+        assert late["success"] is False and "making no model turn" in late["message"]
+        status, error = await api.call("POST", f"/v1/threads/{tid}/runs/{run_id}/control", {"action": "pause"})
+        assert status == 400 and error["error"]["param"] == "action"

@@ -87,3 +87,37 @@ def test_thinking_summary_says_thinking_while_it_streams(thinking_server):
                 kinds += [p["type"] for p in json.loads(line[6:])["delta"]["content"]]
     assert kinds and kinds[0] == "reasoning" and "text" in kinds
     assert kinds.index("text") > max(i for i, k in enumerate(kinds) if k == "reasoning")
+
+
+@pytest.fixture(scope="module")
+def long_thinker(tmp_path_factory):
+    """A thinking model with no budget and a long token limit: a random model thinks to its limit unless told
+    (wide enough that a reply takes seconds, so the page's button can be pressed while it thinks)."""
+    require_model("vocab/ggml-vocab-llama-bpe.gguf")
+    tmp = tmp_path_factory.mktemp("web-answer-now")
+    path = write_llama_from_vocab(tmp / f"{MODEL_ID}.gguf", vocab_path("llama-bpe"), n_embd=256, n_layer=2, n_head=4,
+                                  n_ff=512, n_ctx=4096, chat_template=TEMPLATE.read_text())
+    config = ServerConfig(data_folder=tmp / "data", models=[str(path)], n_ctx=4096, n_parallel=1, n_threads=1)
+    with ServerThread(config) as srv:
+        api(srv, "PATCH", f"/v1/models/{MODEL_ID}", {"parameters": {"max_tokens": 4000, "ignore_eos": True}})
+        yield srv
+
+
+def test_answer_now_ends_the_thinking_and_the_answer_follows(long_thinker, new_page):
+    page = new_page()
+    open_page(page, long_thinker)
+    page.fill("#prompt", "Why is the sky blue?")
+    page.click("#send")
+    page.wait_for_selector("article.assistant .thinking.streaming")
+    page.wait_for_selector("article.assistant button.answer-now:visible", timeout=60_000)
+    shot(page, "reasoning-03-answer-now")
+    page.click("article.assistant button.answer-now")
+    # the model answers in the same reply: its body fills while the thoughts stop growing
+    page.wait_for_function("document.querySelector('article.assistant .message-body')?.innerText.trim().length > 0",
+                           timeout=60_000)
+    page.click("#stop")  # (the answer of a random model would run to the token limit)
+    page.wait_for_selector("article.assistant[data-done=true]", timeout=60_000)
+    assert page.locator("article.assistant button.answer-now").is_hidden()
+    reply = [m for m in messages_of(long_thinker, thread_id_of(page)) if m["role"] == "assistant"][-1]
+    assert [p["type"] for p in reply["content"]] == ["reasoning", "text"]
+    assert reply["content"][0]["text"]["value"].strip() and reply["content"][1]["text"]["value"].strip()

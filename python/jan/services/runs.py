@@ -122,6 +122,7 @@ from jan.core import (
     ThreadDeleted,
     ToolRegistry,
 )
+from jan.services.control import EndReasoning, GenerationControl
 from jan.services.chat import ChatService
 from jan.templates.chat import joined_turn
 from jan.services.errors import (GenerationCancelledError, RequestError, ServiceUnavailableError, failure_kind,
@@ -325,6 +326,8 @@ class Run:
     # the stream, for listeners that re-attach
     events: list[tuple[str, Any]] = field(default_factory=list)
     task: asyncio.Task | None = None
+    #: The model turn being made here: its handle, to end its thinking (:meth:`RunService.end_reasoning`).
+    control: GenerationControl | None = None
     _signal: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
@@ -1042,6 +1045,15 @@ class RunService:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(run.finished.wait(), timeout)
         return run
+
+    def end_reasoning(self, run: Run) -> EndReasoning:
+        """End the thinking of ``run``'s model turn now, so that the model answers (a chat page's "answer now"): the
+        engine closes it at the next token as a spent thinking budget does (:mod:`jan.services.control`).
+        ``finished`` for a run not making a turn in this process (ended, waiting for the user, between turns, or
+        run by another jan process sharing the data folder)."""
+        if self._runs.get(run.id) is not run or run.status != "in_progress" or run.control is None:
+            return "finished"
+        return run.control.end_reasoning()
 
     async def modify(self, run: Run, metadata: Mapping[str, Any]) -> Run:
         """OpenAI's "modify run": replace ``run``'s ``metadata`` (the one field a client may change) and save it.
@@ -1978,7 +1990,8 @@ class _Execution:
         left = self._tokens_left(sampling)
         if left is not None:
             sampling = replace(sampling, max_tokens=left)  # the run's earlier turns (or the reply's leg) spent the rest
-        return ChatRequest(model=run.model_id, messages=messages, tools=tools, tool_choice=tool_choice,
+        run.control = GenerationControl()  # (each turn its own: an end asked of the last turn's thinking is not this one's)
+        return ChatRequest(model=run.model_id, messages=messages, tools=tools, tool_choice=tool_choice, control=run.control,
                            parallel_tool_calls=run.parallel_tool_calls if tools else None,
                            response_format=_format_of(run.response_format), sampling=sampling,
                            continue_final_message=bool(continue_text),

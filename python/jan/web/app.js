@@ -741,14 +741,20 @@ function messageView(message) {
   // the model's thinking: collapsed, a "Thinking…" line while it streams, its duration after
   const thinking = el("details", "thinking");
   const thinkingSummary = el("summary", "thinking-summary");
+  // while it thinks: "Answer now" ends the thinking (the run's control), and the model answers in this reply
+  const answerNow = el("button", "answer-now", "Answer now");
+  answerNow.type = "button";
+  answerNow.hidden = true;
+  answerNow.title = "Stop thinking and answer now";
+  answerNow.addEventListener("click", () => endThinking(answerNow));
   const thinkingBody = el("div", "thinking-body");
   thinking.append(thinkingSummary, thinkingBody);
   thinking.hidden = true;
   const body = el("div", "message-body");
   const status = el("div", "message-status");
   status.hidden = true;
-  root.append(head, thinking, body, status);
-  const view = { root, body, status, text: "", thinking, thinkingSummary, thinkingBody };
+  root.append(head, thinking, answerNow, body, status);
+  const view = { root, body, status, text: "", thinking, thinkingSummary, thinkingBody, answerNow };
   const images = messageImages(message);
   if (images.length) {
     const box = el("div", "message-images");
@@ -773,6 +779,8 @@ function setViewReasoning(view, text, streaming, ms = null) {
   view.thinking.hidden = !text;
   view.thinkingBody.textContent = text;
   view.thinking.classList.toggle("streaming", streaming);
+  // (shown once the run is known: the control is the run's)
+  if (view.answerNow) view.answerNow.hidden = !(streaming && state.run?.runId && !view.answerNow.disabled);
   if (streaming) view.thinkingSummary.textContent = "Thinking…";
   else if (ms !== null && ms !== undefined) view.thinkingSummary.textContent = `Thought for ${(ms / 1000).toFixed(1)} s`;
   else view.thinkingSummary.textContent = "Thoughts";
@@ -1013,6 +1021,7 @@ async function send() {
         } else if (event === "thread.run.requires_action") {
           waiting = data;
         } else if (event === "thread.run.created") {
+          if (data?.id) Object.assign(state.run, { runId: data.id, threadId });
           refreshThreadInfo(threadId); // the server titles new threads after the first message
         } else if (event === "thread.message.completed" || event === "thread.message.incomplete") {
           finalMessage = data;
@@ -1147,6 +1156,23 @@ async function releaseWaitingRun(threadId) {
 }
 
 /** Cancel a run (one left waiting for approval), best effort: one already over holds nothing. */
+/** "Answer now": the run's model turn stops thinking at its next token and answers (jan's run control). */
+async function endThinking(button) {
+  const run = state.run;
+  if (!run?.runId) return;
+  button.disabled = true;
+  button.textContent = "Answering…";
+  try {
+    const result = await api(`/v1/threads/${encodeURIComponent(run.threadId)}/runs/${encodeURIComponent(run.runId)}/control`, {
+      method: "POST", body: { action: "reasoning_end" },
+    });
+    if (!result?.success) button.hidden = true; // the thinking had ended already, or the model cannot be told
+  } catch (error) {
+    button.hidden = true;
+    toast(`Could not end the thinking: ${error.message}`);
+  }
+}
+
 async function cancelRun(threadId, runId) {
   try {
     await api(`/v1/threads/${encodeURIComponent(threadId)}/runs/${encodeURIComponent(runId)}/cancel`, { method: "POST" });

@@ -8,6 +8,7 @@ HTTP only: the body is parsed into a :class:`jan.services.runs.RunRequest`; what
 ``GET  .../runs``                              the thread's runs, newest first (OpenAI's list parameters)
 ``GET  .../runs/{run_id}``                     a run (also one of an earlier process: runs are saved)
 ``POST .../runs/{run_id}/cancel``              stop a run in progress, or one waiting for the user
+``POST .../runs/{run_id}/control``             end the thinking of the turn it is making (llama-server's body)
 ``POST .../runs/{run_id}/submit_tool_outputs`` approve / deny / answer the pending tool calls; the run goes on
 ``POST .../runs/{run_id}/resume``              continue a run ``interrupted`` by a stop of jan
 ``GET  .../runs/{run_id}/events?after=N``      replay a run's stream from event N + 1, then follow it live
@@ -620,6 +621,32 @@ async def modify_run(request: web.Request) -> web.Response:
     if "metadata" in body.model_fields_set:
         run = await request.app[SERVICES].runs.modify(run, body.metadata or {})
     return json_response(run_object(run, with_message=not run.active))
+
+
+class RunControl(_Strict):
+    """``POST .../runs/{run_id}/control``: llama-server's control body, of a run's model turn."""
+
+    action: Literal["reasoning_end"]
+
+
+EXTRA_BODIES[("POST", "/v1/threads/{thread_id}/runs/{run_id}/control")] = RunControl
+
+
+@routes.post("/v1/threads/{thread_id}/runs/{run_id}/control")
+async def control_run(request: web.Request) -> web.Response:
+    """Act on the model turn a run is making (jan's; the body and answers are llama-server's
+    ``/v1/chat/completions/control``): ``{"action": "reasoning_end"}`` ends its thinking at the next token, and the
+    model answers in the same message. ``{"success": true}``, or ``{"success": false, "message"}`` when the run is
+    making no turn here or its model does not think."""
+    body = await parse_body(request, RunControl)
+    run = await _find_run(request)
+    outcome = request.app[SERVICES].runs.end_reasoning(run)
+    if body.action == "reasoning_end" and outcome in ("ended", "pending"):
+        return json_response({"success": True})
+    why = {"not_armed": "the run's model does not think (its chat format has no thinking), or its engine cannot "
+                        "end a thinking",
+           "finished": f"run '{run.id}' is making no model turn now (it is {run.status})"}[outcome]
+    return json_response({"success": False, "message": why})
 
 
 @routes.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
