@@ -10,6 +10,7 @@ import io
 import json
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
@@ -198,3 +199,19 @@ def test_served_without_v1_as_llama_server(server, mp3):
     r = httpx.post(server.base_url + "/audio/transcriptions", data={"model": "audio-chat", "max_tokens": "2"},
                    files={"file": ("clip.mp3", mp3)}, timeout=120)
     assert r.status_code == 200 and isinstance(r.json()["text"], str)
+
+
+@pytest.mark.parametrize("path", ["/v1/audio/transcriptions", "/v1/audio/translations"])
+@pytest.mark.parametrize("stream", ["false", "true"])
+def test_a_clip_too_long_for_the_context_names_the_file(server, test_audio_path, path, stream):
+    # 70 s: three 30 s windows of 750 tokens, more than the 2048-token slot holds. The error names the form's file
+    # (there are no messages here) and says what a clip costs, not the image setting (none of it is an image).
+    samples, rate = sf.read(str(test_audio_path), dtype="float32")
+    out = io.BytesIO()
+    sf.write(out, np.concatenate([samples] * 4), rate, format="WAV", subtype="PCM_16")
+    fields = {"model": "audio-chat", **({"stream": stream} if path.endswith("transcriptions") else {})}
+    r = httpx.post(server.base_url + path, data=fields, files={"file": ("long.wav", out.getvalue())}, timeout=120)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["param"], error["code"]) == ("file", "context_length_exceeded")
+    assert "audio takes 2250 tokens" in error["message"] and "image" not in error["message"]

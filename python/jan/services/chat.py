@@ -488,7 +488,8 @@ def _encode_media(local: LocalModel, tokens: Any) -> None:
     if not fits(local, tokens):
         size, n_ctx = prompt_size(tokens), local.model.n_ctx
         raise ContextOverflowError(f"the prompt has {size} tokens but the context holds {n_ctx} (one more is "
-                                   f"needed to generate){media_note(tokens.n_media_tokens)}", size, n_ctx)
+                                   f"needed to generate){media_note(tokens.n_media_tokens, {m[4] for m in tokens.media})}",
+                                   size, n_ctx)
     local.model.encode_media(tokens)
 
 

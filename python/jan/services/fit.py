@@ -244,7 +244,8 @@ def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens:
             f"the conversation has {whole_size} tokens but only {budget} are left of max_prompt_tokens, and it does "
             f"not fit even from its last user turn (and that turn's last tool round) with its system messages "
             f"({shortest} tokens)", shortest, budget)
-    note = media_note(sum(media[i] for i in kept(last)))  # what the images of the prompt it cannot shorten take
+    # what the media of the prompt it cannot shorten take
+    note = media_note(sum(media[i] for i in kept(last)), media_kinds([messages[i] for i in kept(last)]))
     if not candidates:
         raise ContextOverflowError(
             f"the prompt has {whole_size} tokens but the context holds {n_ctx}, and there is no earlier turn to drop; "
@@ -255,14 +256,25 @@ def fit_history(local: LocalModel, request: ChatRequest, plan: ChatPlan, tokens:
         f"larger context (ctx_len){note}", whole_size, n_ctx)
 
 
-def media_note(n_media_tokens: int) -> str:
-    """For an error saying that a prompt does not fit the context: what its images and audio take of it
-    (``n_media_tokens``), and the setting that makes images smaller; "" for a prompt without media. A photo on a
-    dynamic-resolution projector (Qwen2/2.5/3-VL: up to 4096 tokens each by default) can take most of a context."""
+def media_note(n_media_tokens: int, kinds: set[str] | frozenset[str] = frozenset({"image", "audio"})) -> str:
+    """For an error saying that a prompt does not fit the context: what its media (``kinds``: ``image``, ``audio``)
+    take of it (``n_media_tokens``), and, where it has images, the setting that makes them smaller; "" for a prompt
+    without media. A photo on a dynamic-resolution projector (Qwen2/2.5/3-VL: up to 4096 tokens each by default)
+    can take most of a context; a clip takes a fixed share per 30 s window (750 tokens on Qwen2-Audio), which no
+    setting changes: a shorter clip or a larger context is the way."""
     if n_media_tokens <= 0:
         return ""
-    return (f"; its images and audio take {n_media_tokens} tokens of it (on a projector that sizes images by their "
-            "pixels, such as Qwen2/2.5/3-VL's, a smaller image_max_tokens setting makes each image take fewer)")
+    if "image" not in kinds:
+        return f"; its audio takes {n_media_tokens} tokens of it (a shorter clip, or a larger context, fits)"
+    what = "its images and audio take" if "audio" in kinds else "its images take"
+    return (f"; {what} {n_media_tokens} tokens of it (on a projector that sizes images by their pixels, such as "
+            "Qwen2/2.5/3-VL's, a smaller image_max_tokens setting makes each image take fewer)")
+
+
+def media_kinds(messages: Sequence[ChatMessage]) -> set[str]:
+    """The kinds of media (``image``, ``audio``) ``messages`` hold."""
+    return {"image" if isinstance(p, ImagePart) else "audio" for m in messages for p in m.content
+            if isinstance(p, (ImagePart, AudioPart))}
 
 
 def cut_marker(n_chars: int) -> str:

@@ -20,7 +20,7 @@ from aiohttp import web
 from jan.engine.media import AUDIO_FORMATS, DEFAULT_LIMITS, audio_format
 from jan.errors import MediaError
 from jan.server.disconnect import unless_disconnected
-from jan.server.errors import APIError
+from jan.server.errors import APIError, prompt_param
 from jan.server.forms import SmallForm, read_small_form
 from jan.server.jsonio import json_response
 from jan.server.keys import SERVICES
@@ -52,6 +52,7 @@ for _path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
 
 @routes.post("/v1/audio/transcriptions")
 @routes.post("/audio/transcriptions")
+@prompt_param("file")  # (a clip too long for the context is the file's fault: there are no messages here)
 async def transcriptions(request: web.Request) -> web.StreamResponse:
     """Transcribe an audio clip (OpenAI's form: ``file`` (WAV, MP3 or FLAC), ``model`` (a model with an audio
     projector), ``language``, ``prompt``, ``response_format`` (json or text), ``temperature`` (0-1), ``stream``,
@@ -61,6 +62,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/v1/audio/translations")
 @routes.post("/audio/translations")
+@prompt_param("file")
 async def translations(request: web.Request) -> web.StreamResponse:
     """Translate an audio clip into English text (OpenAI's form: ``file``, ``model``, ``prompt``,
     ``response_format`` (json or text), ``temperature``)."""
