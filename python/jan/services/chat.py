@@ -104,6 +104,8 @@ class ChatService:
                 raise RequestError(f"context: the model '{target.id}' runs on the '{target.engine.engine_name}' "
                                    "engine, which takes messages, not token ids; send the conversation as messages",
                                    param="context", code="not_supported")
+            if request.control is not None:
+                request.control.attach([], armed=False)  # (an engine of messages takes no control of its thinking)
             with engine_failures(target.engine, "chat()"):
                 deltas = self._remote_when_free(target, layered) if layered.wait_for_room \
                     else target.engine.chat(target.model, layered)
