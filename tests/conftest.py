@@ -133,6 +133,12 @@ def test_audio_path():
 
 
 @pytest.fixture(scope="session")
+def mp3(test_audio_path) -> bytes:
+    """That clip's bytes."""
+    return test_audio_path.read_bytes()
+
+
+@pytest.fixture(scope="session")
 def test_image_path():
     """A real photo (JPEG) from llama.cpp's mtmd tests, in ../shared/media."""
     return require_model("..", "media", "test-1.jpeg")

@@ -38,11 +38,6 @@ def client(server):
 
 
 @pytest.fixture(scope="module")
-def mp3(test_audio_path) -> bytes:
-    return test_audio_path.read_bytes()
-
-
-@pytest.fixture(scope="module")
 def wav(test_audio_path) -> bytes:
     samples, rate = sf.read(str(test_audio_path), dtype="float32")
     out = io.BytesIO()

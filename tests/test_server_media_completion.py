@@ -31,11 +31,6 @@ def jpeg(test_image_path) -> bytes:
     return test_image_path.read_bytes()
 
 
-@pytest.fixture(scope="module")
-def mp3(test_audio_path) -> bytes:
-    return test_audio_path.read_bytes()
-
-
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

@@ -35,11 +35,6 @@ def client(server):
     return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def mp3(test_audio_path) -> bytes:
-    return test_audio_path.read_bytes()
-
-
 def _encoded(test_audio_path, fmt: str) -> bytes:
     samples, rate = sf.read(str(test_audio_path), dtype="float32")
     out = io.BytesIO()
