@@ -1,5 +1,6 @@
-"""Images for ``jan run --image`` and ``jan chat``'s ``/image``: files read into OpenAI ``image_url``
-parts (base64 ``data:`` URLs), the shape both the server and the in-process services take.
+"""Images for ``jan run --image`` and ``jan chat``'s ``/image``, and audio clips for ``jan run --audio``: files read
+into OpenAI ``image_url`` parts (base64 ``data:`` URLs) and ``input_audio`` parts, the shapes both the server and the
+in-process services take.
 
 A thread saved from the chat keeps them as files in the thread folder (``jan.store.files``),
 never as base64 in ``messages.jsonl``.
@@ -44,6 +45,29 @@ def image_part(path: str | Path) -> dict[str, Any]:
     except MediaError as exc:
         raise CLIError(str(exc)) from None
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64," + base64.b64encode(data).decode()}}
+
+
+def audio_part(path: str | Path) -> dict[str, Any]:
+    """An ``input_audio`` content part (OpenAI's) holding the WAV, MP3 or FLAC clip at ``path``.
+
+    Raises :class:`CLIError` for a missing or unreadable file, one over 20 MiB, or one that is not WAV, MP3 or
+    FLAC (what libmtmd's decoder reads; a clip that is cut off is the model's error when it is decoded)."""
+    from jan.engine.media import AUDIO_FORMATS, audio_format
+    from jan.local_files import open_regular_file
+
+    p = Path(path).expanduser()
+    try:
+        if p.stat().st_size > MAX_IMAGE_BYTES:
+            raise CLIError(f"audio '{p}' is over {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
+        with open_regular_file(p) as f:
+            data = f.read()
+    except OSError as exc:
+        raise CLIError(f"cannot read audio '{p}': {exc.strerror or exc}") from None
+    fmt = audio_format(data)
+    if fmt is None:
+        raise CLIError(f"'{p}' is not a {', '.join(f.upper() for f in AUDIO_FORMATS)} clip (convert it first, e.g. "
+                       f"`ffmpeg -i {p.name} clip.wav`)")
+    return {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode(), "format": fmt}}
 
 
 def user_content(text: str, images: list[dict[str, Any]]) -> str | list[dict[str, Any]]:

@@ -454,7 +454,7 @@ def _typed_parts(content: Any, *, untrusted: bool = False) -> tuple:
     output (the tool loop ran it here), tokenized without special tokens (:mod:`jan.services.untrusted`)."""
     import base64
 
-    from jan.services.types import DocumentPart, ImagePart, TextPart
+    from jan.services.types import AudioPart, DocumentPart, ImagePart, TextPart
     from jan.services.untrusted import UntrustedTextPart
 
     if not content:
@@ -468,6 +468,8 @@ def _typed_parts(content: Any, *, untrusted: bool = False) -> tuple:
         elif part.get("type") == "image_url":
             head, _, data = part["image_url"]["url"].partition(",")
             parts.append(ImagePart(base64.b64decode(data), head[5:].split(";")[0]))
+        elif part.get("type") == "input_audio":
+            parts.append(AudioPart(base64.b64decode(part["input_audio"]["data"]), part["input_audio"]["format"]))
         elif part.get("type") == "file":
             head, _, data = part["file"]["file_data"].partition(",")
             parts.append(DocumentPart(base64.b64decode(data), head[5:].split(";")[0], title=part["file"].get("filename")))
@@ -492,7 +494,7 @@ class LocalBackend:
     this process only; one conversation gets the whole context (one slot).
     """
 
-    def __init__(self, conn: Connection, spec: str, *, images: bool = False, **load: Any):
+    def __init__(self, conn: Connection, spec: str, *, media: str | None = None, **load: Any):
         import jan
 
         self.runtime = conn.runtime()
@@ -509,14 +511,17 @@ class LocalBackend:
             # A GGUF model takes images only with a projector; another engine's model: not known here.
             local = (target.model.get("engine") or "llama.cpp") == "llama.cpp"
             self.takes_images = bool(target.model.get("mmproj_path")) if local else None
+            self.takes_audio = self.takes_images
             self._engine = target.engine
             # what the model cannot do is refused before it loads (seconds, gigabytes): a .gguf given by path has no
             # model.json saying it embeds, but its header does (services.abilities)
             abilities = self.runtime.call(services.models.abilities(target))
+            if local and abilities is not None and self.takes_images:  # which encoders its projector has, as its
+                self.takes_images, self.takes_audio = abilities.vision, abilities.audio  # header says (None: not known)
             self.embedding_only = not generates_text(target.model) or bool(abilities and abilities.embedding)
             refuse_embedding(self)
-            if images:
-                refuse_images(self)
+            if media:
+                refuse_images(self, media)
             self.runtime.call(target.engine.load_model(target.model))
         except (jan.JanError, ValueError) as exc:
             message = str(exc)
@@ -624,6 +629,8 @@ class ServerBackend:
         local = ((model or {}).get("engine") or "llama.cpp") == "llama.cpp"
         self.takes_images = True if isinstance(caps, list) and "vision" in caps else (
             False if isinstance(caps, list) and local else None)
+        self.takes_audio = True if isinstance(caps, list) and "audio" in caps else (
+            False if isinstance(caps, list) and local else None)
         self.embedding_only = not generates_text(model or {})
 
     def _body(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -650,19 +657,27 @@ class ServerBackend:
         pass
 
 
-def refuse_images(backend) -> None:
-    """CLIError when the backend's model surely takes no images (a GGUF model without a projector): said when
-    the image is attached, not after a message was typed and sent."""
-    if getattr(backend, "takes_images", None) is False:
-        raise CLIError(f"model '{backend.model_id}' takes no images: it has no multimodal projector "
-                       f"(import its mmproj GGUF with `jan models import MODEL.gguf --mmproj MMPROJ.gguf`)")
+def refuse_images(backend, what: str = "images") -> None:
+    """CLIError when the backend's model surely takes no images (``what``: ``images``, ``audio`` or ``images or
+    audio``; a GGUF model without a projector, or a served one whose capabilities lack ``vision``/``audio``): said
+    when the media is attached, not after a message was typed and sent."""
+    lacking = [kind for kind, attr in (("images", "takes_images"), ("audio", "takes_audio"))
+               if kind in what and getattr(backend, attr, None) is False]
+    if not lacking:
+        return
+    if getattr(backend, "takes_images", None) or getattr(backend, "takes_audio", None):  # a projector of one kind
+        raise CLIError(f"model '{backend.model_id}' takes no {' or '.join(lacking)}: its projector has no "
+                       f"{'vision' if 'images' in lacking else 'audio'} encoder")
+    raise CLIError(f"model '{backend.model_id}' takes no {' or '.join(lacking)}: it has no multimodal projector "
+                   f"(import its mmproj GGUF with `jan models import MODEL.gguf --mmproj MMPROJ.gguf`)")
 
 
-def open_backend(conn: Connection, spec: str, *, images: bool = False, **load: Any):
+def open_backend(conn: Connection, spec: str, *, images: bool = False, audio: bool = False, **load: Any):
     """A model id goes to the server when one runs; a .gguf path, or no server, loads in-process with ``load``
     (:data:`LOAD_FLAGS`' options; None: not given). An embedding model is refused (CLIError): every caller generates
     text with it; so is a model that takes no images when ``images`` are to be sent. In-process, both are refused
     before the model loads; two flags that contradict each other before anything (CLIError naming the flag)."""
+    media = ("images or audio" if audio else "images") if images else "audio" if audio else None
     unknown = set(load) - set(LOAD_FLAGS)
     if unknown:
         raise TypeError(f"unknown load option(s): {', '.join(sorted(unknown))}")
@@ -686,11 +701,11 @@ def open_backend(conn: Connection, spec: str, *, images: bool = False, **load: A
             warn(f"{', '.join(ignored)} only apply to a model loaded in this process; the server at "
                  f"{client.base_url} runs {spec} with its own settings (use --local to load it here)")
     else:
-        backend = LocalBackend(conn, spec, images=images, **load)
+        backend = LocalBackend(conn, spec, media=media, **load)
     refuse_embedding(backend)  # `jan run` and `jan chat` (and its /model) only generate
-    if images:
+    if media:
         try:
-            refuse_images(backend)
+            refuse_images(backend, media)
         except CLIError:
             backend.close()
             raise

@@ -20,7 +20,7 @@ from jan.cli.common import (
     replace_undecodable,
     text_param,
 )
-from jan.cli.images import image_part, user_content
+from jan.cli.images import audio_part, image_part, user_content
 from jan.cli.inference import open_backend
 from jan.engine.model import IMAGE_TOKENS_MAX
 
@@ -112,6 +112,8 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @click.option("--raw", is_flag=True, help="Complete PROMPT as plain text instead of chatting (no chat template).")
 @click.option("--image", "-i", "images", multiple=True, type=PathParam(),
               help="An image (PNG, JPEG, WebP, GIF) to ask about, for models with a projector (repeatable).")
+@click.option("--audio", "-a", "clips", multiple=True, type=PathParam(),
+              help="An audio clip (WAV, MP3, FLAC) to ask about, for models whose projector hears audio (repeatable).")
 @sampling_options
 @load_options
 @click.option("--show-reasoning", is_flag=True,
@@ -119,7 +121,7 @@ def read_prompt(words: tuple[str, ...]) -> str:
 @think_option
 @click.option("--verbose", "-v", is_flag=True, help="Print timings and token counts to stderr.")
 @connection_options
-def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
+def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_p, seed, stop, ignore_eos, n_ctx, n_threads,
         n_gpu_layers, image_min_tokens, image_max_tokens, show_reasoning, think, verbose, conn) -> None:
     """Answer one PROMPT with MODEL and exit.
 
@@ -134,22 +136,32 @@ def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed
     about the images:
 
         jan run llava "What is in this picture?" --image photo.jpg
+
+    With --audio, a model whose projector hears audio (Qwen2-Audio, Voxtral, ...) is asked about the clips:
+
+        jan run qwen2-audio "Transcribe audio to text" --audio clip.mp3
     """
     if raw and system:
         raise click.UsageError("--system applies to chat; with --raw the prompt is completed as it is")
-    if raw and images:
-        raise click.UsageError("--image applies to chat; a --raw prompt has no place for images")
+    if raw and (images or clips):
+        raise click.UsageError(f"{'--image' if images else '--audio'} applies to chat; a --raw prompt has no place "
+                               "for media")
     text = read_prompt(prompt)
     try:
         parts = [image_part(path) for path in images]
     except CLIError as exc:  # named by its option, as every path option's error is (PathParam)
         raise CLIError(f"--image: {exc.format_message()}") from None
+    try:
+        sounds = [audio_part(path) for path in clips]
+    except CLIError as exc:
+        raise CLIError(f"--audio: {exc.format_message()}") from None
     options = collect_options(max_tokens, temperature, top_p, seed, stop, ignore_eos)
     if think is not None and not raw:
         options["think"] = think
     # a model that takes no images is refused before it loads
     backend = open_backend(conn, model, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-                           image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens, images=bool(parts))
+                           image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens, images=bool(parts),
+                           audio=bool(sounds))
     if verbose:
         where = (f"server {conn.url}" if backend.path is None
                  else f"{backend.path} (loaded in {backend.load_seconds:.2f} s)")
@@ -159,7 +171,7 @@ def run(model, prompt, system, raw, images, max_tokens, temperature, top_p, seed
         if raw:
             generation = backend.complete(text, options)
         else:
-            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_content(text, parts)}]
+            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_content(text, parts + sounds)}]
             generation = backend.chat(messages, options)
         last = ""
         out = sys.stdout
