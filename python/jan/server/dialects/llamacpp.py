@@ -343,6 +343,11 @@ class EmbeddingBody(WholeNumbers):
     def inputs(self) -> Prompt:
         return self.input if self.input is not None else self.content  # (input wins, as in llama-server)
 
+    @property
+    def inputs_field(self) -> str:
+        """The field :attr:`inputs` came from."""
+        return "input" if self.input is not None else "content"
+
 
 class ModelNameBody(NullMeansDefault):
     """``POST /models/load`` and ``/models/unload`` (llama-server's router mode): the model's name."""
@@ -420,10 +425,10 @@ def prompts_of(prompt: Any) -> tuple[list[Union[str, int]] | str | MediaPrompt, 
     return tuple(p if isinstance(p, (str, MediaPrompt)) else list(p) for p in prompt)
 
 
-def prompt_field(prompt: Any, index: int) -> str:
-    """The field that holds prompt ``index`` of a body's ``prompt`` (:func:`prompts_of`): ``prompt`` itself, or
-    ``prompt[index]`` in a list of prompts."""
-    return f"prompt[{index}]" if isinstance(prompt, list) and not any(isinstance(p, int) for p in prompt) else "prompt"
+def prompt_field(prompt: Any, index: int, name: str = "prompt") -> str:
+    """The field that holds prompt ``index`` of a body's ``prompt`` (:func:`prompts_of`; ``name``: the field, an
+    embedding body's ``input`` or ``content``): ``prompt`` itself, or ``prompt[index]`` in a list of prompts."""
+    return f"{name}[{index}]" if isinstance(prompt, list) and not any(isinstance(p, int) for p in prompt) else name
 
 
 def media_text(prompt: MediaPrompt, where: str) -> MediaText:
@@ -450,13 +455,13 @@ def media_text(prompt: MediaPrompt, where: str) -> MediaText:
     return MediaText(prompt.prompt_string, tuple(media))
 
 
-def media_error(exc: MediaError, prompt: Any) -> MediaError:
-    """The completion service's refusal of a prompt's media (``message_index``: which prompt, ``part_index``:
-    which item) said of the body's field: ``prompt.multimodal_data[i]`` (``prompt[k]...`` in a list of
-    prompts)."""
+def media_error(exc: MediaError, prompt: Any, name: str = "prompt") -> MediaError:
+    """The completion (or embedding) service's refusal of a prompt's media (``message_index``: which prompt,
+    ``part_index``: which item) said of the body's field ``name``: ``prompt.multimodal_data[i]`` (``prompt[k]...``
+    in a list of prompts)."""
     if exc.message_index is None or exc.param:
         return exc
-    where = prompt_field(prompt, exc.message_index) + ".multimodal_data"
+    where = prompt_field(prompt, exc.message_index, name) + ".multimodal_data"
     if exc.part_index is not None:
         where += f"[{exc.part_index}]"
     _, sep, why = str(exc).partition(": ")
@@ -492,8 +497,10 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                              infill_sampler=infill_sampler(body.samplers))
 
 
-def embedding_request(body: EmbeddingBody, inputs: tuple[Union[str, tuple[int, ...]], ...]) -> EmbeddingRequest:
-    """The body as jan's typed request, its inputs already text or token ids (as ``/completion``'s prompts): every
+def embedding_request(body: EmbeddingBody, inputs: tuple[Union[str, tuple[int, ...], MediaText], ...]
+                      ) -> EmbeddingRequest:
+    """The body as jan's typed request, its inputs already text, token ids or text with media (as ``/completion``'s
+    prompts): every
     vector of a model loaded with pooling none, llama.cpp's normalization of a pooled one."""
     return EmbeddingRequest(model=body.model, inputs=inputs, p_norm=body.embd_normalize, per_token=True)
 

@@ -1,7 +1,8 @@
 """OpenAI's Batch API over the batch service: the create body, the input file's checks, the batch object, and the
 runner that answers each line with the services ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``
 and ``/v1/responses`` use (the Responses line through the very preparation and run of ``POST /v1/responses``:
-stored unless its ``store`` is false, so a later ``previous_response_id`` may continue it), then writes the output and error files (OpenAI Files, purpose ``batch_output``).
+stored unless its ``store`` is false, so a later ``previous_response_id`` may continue it), then writes the output
+and error files (OpenAI Files, purpose ``batch_output``).
 
 Input file: JSONL, one ``{"custom_id", "method": "POST", "url", "body"}`` a line, ``url`` the batch's
 ``endpoint``, every ``body`` naming the same ``model``; at most :data:`MAX_LINES` lines. What breaks these rules
