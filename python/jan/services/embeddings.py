@@ -125,6 +125,10 @@ class EmbeddingService:
         """
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
+            if any(isinstance(x, MediaText) for x in request.inputs):
+                # (an upstream's embedding API takes text: its media would be lost, unsaid -- as a completion's)
+                raise RequestError(f"input: model '{target.id}' takes no images or audio in an embedding input (its "
+                                   "engine is not local)", param="input", code="not_supported")
             with engine_failures(target.engine, "embed()"):
                 result = await target.engine.embed(target.model, request)
             # forwarded as ``dimensions``; an upstream that ignores it (llama-server does) answered whole vectors,
