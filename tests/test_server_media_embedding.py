@@ -179,3 +179,37 @@ def test_a_multi_section_rope_model_embeds_media(qwen2vl_pair, jpeg):
         pooled = model.embed([prompt])[0]
     assert rows.shape[0] == prompt.n_tokens and np.isfinite(rows).all()
     assert pooled == pytest.approx(rows.mean(axis=0) / np.linalg.norm(rows.mean(axis=0)), abs=1e-4)
+
+
+# -- the OpenAI routes: llama-server's /v1/embeddings takes its prompt objects too ---------------------------------
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/embeddings"])
+def test_the_openai_routes_take_prompt_objects(server, vision_model, jpeg, path):
+    """In OpenAI's shape (``data``, ``usage``): the vectors ``/embedding`` gives, the image's tokens counted."""
+    media = {"prompt_string": PROMPT, "multimodal_data": [_b64(jpeg)]}
+    response = httpx.post(server.base_url + path, json={"model": "vision-chat", "input": ["Once upon a time", media]},
+                          timeout=300)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert [d["index"] for d in answer["data"]] == [0, 1]
+    native = _embed(server, {"model": "vision-chat", "input": ["Once upon a time", media]}).json()
+    for got, want in zip(answer["data"], native):
+        assert got["embedding"] == pytest.approx(want["embedding"][0], abs=1e-5)
+    prompt = _media(vision_model, PROMPT, jpeg)
+    assert answer["usage"]["prompt_tokens"] == len(vision_model.tokenize("Once upon a time")) + prompt.n_tokens
+    alone = httpx.post(server.base_url + path, json={"model": "vision-chat", "input": media}, timeout=300).json()
+    assert alone["data"][0]["embedding"] == pytest.approx(answer["data"][1]["embedding"], abs=1e-5)
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"input": {"prompt_string": PROMPT, "multimodal_data": ["%%%"]}}, "input.multimodal_data[0]"),
+    ({"input": ["Hi", {"prompt_string": PROMPT, "multimodal_data": [_b64(b"not an image at all")]}]},
+     "input[1].multimodal_data[0]"),
+    ({"input": [{"prompt_string": PROMPT, "multimodal_data": []}]}, "input[0].multimodal_data"),
+    ({"model": "stories260K", "input": {"prompt_string": PROMPT, "multimodal_data": [_b64(b"GIF89a")]}},
+     "input.multimodal_data"),
+])
+def test_the_openai_routes_name_a_bad_item(server, body, param):
+    response = httpx.post(server.base_url + "/v1/embeddings", json={"model": "vision-chat", **body}, timeout=300)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error", error

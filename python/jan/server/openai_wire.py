@@ -327,12 +327,27 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
 
 
 def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:
+    """The body as jan's typed request; a prompt object's media decoded (a MediaError naming its field:
+    ``input.multimodal_data[i]``, ``input[k]...`` in a list)."""
+    from jan.server.dialects.llamacpp import media_text, prompt_field  # (llama-server's prompt object)
+
     inputs = body.input
-    if isinstance(inputs, str) or (inputs and all(isinstance(t, int) for t in inputs)):
+    if isinstance(inputs, (str, schemas.MediaPrompt)) or (inputs and all(isinstance(t, int) for t in inputs)):
         inputs = [inputs]
     return EmbeddingRequest(model=body.model,
-                            inputs=tuple(x if isinstance(x, str) else tuple(x) for x in inputs),
+                            inputs=tuple(x if isinstance(x, str) else
+                                         media_text(x, prompt_field(body.input, k, "input"))
+                                         if isinstance(x, schemas.MediaPrompt) else tuple(x)
+                                         for k, x in enumerate(inputs)),
                             dimensions=body.dimensions)
+
+
+def embedding_media_error(exc: MediaError, body: schemas.EmbeddingRequest) -> MediaError:
+    """The embedding service's refusal of an input's media said of the body's field (as llama-server's
+    ``/embedding`` says it: :func:`jan.server.dialects.llamacpp.media_error`)."""
+    from jan.server.dialects.llamacpp import media_error
+
+    return media_error(exc, body.input, "input")
 
 
 # -- responses -------------------------------------------------------------------------------

@@ -707,9 +707,21 @@ class CompletionRequest(SamplingFields):
         return self
 
 
+class MediaPrompt(NullMeansDefault):
+    """llama-server's prompt object with media: ``prompt_string`` holds one ``<__media__>`` (libmtmd's default
+    marker) per item of ``multimodal_data`` (base64 of an image or audio file), each standing for its item in
+    order. (Its ``/completion`` and ``/embedding`` take it, and its OpenAI ``/v1/embeddings`` as well.)"""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt_string: str
+    multimodal_data: list[str]
+
+
 class EmbeddingRequest(_Strict):
     model: ModelId = None
-    input: Union[str, list[str], TokenList, list[TokenList]]
+    # (prompt objects with media: llama-server's, which its /v1/embeddings takes as its /embedding does)
+    input: Union[str, MediaPrompt, list[Union[str, MediaPrompt]], TokenList, list[TokenList]]
     encoding_format: Literal["float", "base64"] | None = "float"
     # OpenAI's (text-embedding-3): the Matryoshka cut, done by the embedding service for every front end
     dimensions: Int32Count | None = Field(

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.server.errors import APIError
-from jan.server.schemas import INT32_MAX, ModelId, NullMeansDefault, Seed, Stop, TokenId, bounded
+from jan.server.schemas import INT32_MAX, MediaPrompt, ModelId, NullMeansDefault, Seed, Stop, TokenId, bounded
 from jan.errors import MediaError
 from jan.image_types import b64decode, sniff_image
 from jan.engine.media import audio_format
@@ -154,17 +154,6 @@ _OFF: dict[str, dict[str, Any]] = {
 }
 #: Samplers that are on only where ``samplers`` lists them (a flag of the request, no option of their own).
 _ONLY_LISTED = ("infill",)
-
-class MediaPrompt(NullMeansDefault):
-    """llama-server's prompt object with media: ``prompt_string`` holds one ``<__media__>`` (libmtmd's default
-    marker) per item of ``multimodal_data`` (base64 of an image or audio file), each standing for its item in
-    order."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    prompt_string: str
-    multimodal_data: list[str]
-
 
 #: One part of a prompt: text or a token id (llama-server's "mixed" prompt: ``[12, 34, "text", 56]``).
 PromptPiece = Union[TokenId, str]

@@ -252,7 +252,10 @@ class OpenAIBatchRunner:
 
     async def _embeddings(self, raw: bytes) -> dict[str, Any]:
         body = await body_step(validate_json, raw, EmbeddingRequest)
-        result = await self._app[SERVICES].embeddings.embed(await body_step(wire.embedding_request, body))
+        try:
+            result = await self._app[SERVICES].embeddings.embed(await body_step(wire.embedding_request, body))
+        except MediaError as exc:  # (as the live route says it)
+            raise wire.embedding_media_error(exc, body) from None
         return wire.embeddings_response(result, body.encoding_format)
 
     async def _response(self, raw: bytes) -> dict[str, Any]:

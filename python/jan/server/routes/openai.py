@@ -201,7 +201,10 @@ async def embeddings(request: web.Request) -> web.Response:
     """Embeddings (OpenAI): one vector per input, float or base64."""
     body = await parse_body(request, EmbeddingRequest)
     typed = await body_step(wire.embedding_request, body)
-    result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)
+    try:
+        result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)
+    except MediaError as exc:  # a prompt object's media (llama-server's) the model cannot take: said of its field
+        raise wire.embedding_media_error(exc, body) from None
     return await json_response_built(lambda: wire.embeddings_response(result, body.encoding_format),
                                      values=sum(len(v) for v in result.vectors))
 
