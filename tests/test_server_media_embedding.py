@@ -213,3 +213,68 @@ def test_the_openai_routes_name_a_bad_item(server, body, param):
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error", error
+
+
+# -- an OpenAI message's content as an input (llama-server's tokenize_oai_content_array) -------------------------
+def _content(jpeg: bytes) -> dict:
+    return {"content": [{"type": "text", "text": "A photo: "},
+                        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + _b64(jpeg)}},
+                        {"type": "text", "text": " of a thing"}]}
+
+
+@pytest.mark.parametrize("path", ["/embedding", "/v1/embeddings", "/embeddings"])
+def test_a_content_input_is_its_text_with_a_marker_per_media_part(server, jpeg, path):
+    """``{"content": [parts]}``: the parts' text joined, each image or audio part a marker where it stands -- the
+    prompt object of that text and media, embedded alike; text parts alone are that text."""
+    as_object = {"prompt_string": PROMPT, "multimodal_data": [_b64(jpeg)]}
+    text_only = {"content": [{"type": "text", "text": "Once upon "}, {"type": "text", "text": "a time"}]}
+
+    def vectors(inputs):
+        response = httpx.post(server.base_url + path, json={"model": "vision-chat", "input": inputs}, timeout=300)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        return [r["embedding"][0] for r in answer] if path == "/embedding" else [d["embedding"] for d in answer["data"]]
+
+    got = vectors([_content(jpeg), text_only])
+    want = vectors([as_object, "Once upon a time"])
+    for g, w in zip(got, want):
+        assert g == pytest.approx(w, abs=1e-5)
+    assert vectors(_content(jpeg))[0] == pytest.approx(want[0], abs=1e-5)  # (alone: one input)
+
+
+def test_a_content_input_takes_audio_parts(server, mp3):
+    content = {"content": [{"type": "text", "text": "Listen: "},
+                           {"type": "input_audio", "input_audio": {"data": _b64(mp3), "format": "mp3"}}]}
+    prompt = {"prompt_string": f"Listen: {MARKER}", "multimodal_data": [_b64(mp3)]}
+    got, want = (_embed(server, {"model": "audio-chat", "input": x}).json()[0]["embedding"][0]
+                 for x in (content, prompt))
+    assert got == pytest.approx(want, abs=1e-5)
+
+
+@pytest.mark.parametrize("part, param", [
+    ({"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,%%%"}}, "input[1].content[1].image_url.url"),
+    # an image by URL is fetched only from where --allow-media-from allows, as a chat's
+    ({"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/cat.png"}}, "input[1].content[1].image_url.url"),
+    ({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "ogg"}},
+     "input[1].content[1].input_audio.format"),
+])
+def test_a_bad_content_part_is_named(server, part, param):
+    inputs = ["Hi", {"content": [{"type": "text", "text": "See: "}, part]}]
+    response = httpx.post(server.base_url + "/v1/embeddings", json={"model": "vision-chat", "input": inputs},
+                          timeout=300)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param, response.text
+    error = _error(_embed(server, {"model": "vision-chat", "input": inputs}))
+    assert error["message"].startswith(param), error
+
+
+@pytest.mark.parametrize("content", [
+    [],  # no part
+    [{"type": "input_video", "input_video": {"url": "data:video/mp4;base64,AAAA"}}],  # video: jan reads none
+    [{"type": "file", "file": {"file_data": "data:text/plain;base64,SGk="}}],  # not a part an embedding takes
+])
+def test_content_llama_server_refuses_is_a_400(server, content):
+    for path in ("/embedding", "/v1/embeddings"):
+        response = httpx.post(server.base_url + path, json={"model": "vision-chat", "input": {"content": content}},
+                              timeout=300)
+        assert response.status_code == 400, (path, response.text)

@@ -22,7 +22,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.server.errors import APIError
-from jan.server.schemas import INT32_MAX, MediaPrompt, ModelId, NullMeansDefault, Seed, Stop, TokenId, bounded
+from jan.server.schemas import (INT32_MAX, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed, Stop, TokenId,
+                                bounded)
 from jan.errors import MediaError
 from jan.image_types import b64decode, sniff_image
 from jan.engine.media import audio_format
@@ -159,6 +160,10 @@ _ONLY_LISTED = ("infill",)
 PromptPiece = Union[TokenId, str]
 #: A prompt: text, token ids (mixed with text), text with media, or a list of prompts (one result each).
 Prompt = Union[str, MediaPrompt, list[Union[PromptPiece, list[PromptPiece], MediaPrompt]]]
+#: An embedding input: a prompt, or also (llama-server's embedding endpoints take it) an OpenAI message's content
+#: (``{"content": [parts]}``), alone or in the list.
+EmbeddingPrompt = Union[str, MediaPrompt, ContentPrompt,
+                        list[Union[PromptPiece, list[PromptPiece], MediaPrompt, ContentPrompt]]]
 
 
 def _int_fields(model: type) -> frozenset[str]:
@@ -313,8 +318,8 @@ class EmbeddingBody(WholeNumbers):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: ModelId = None
-    input: Prompt | None = None
-    content: Prompt | None = None
+    input: EmbeddingPrompt | None = None
+    content: EmbeddingPrompt | None = None
     embd_normalize: int = Field(2, ge=-1, le=INT32_MAX)
     # (checked as llama-server checks it; its native answer has no other form than float lists)
     encoding_format: Literal["float", "base64"] | None = None
@@ -329,7 +334,7 @@ class EmbeddingBody(WholeNumbers):
         return self
 
     @property
-    def inputs(self) -> Prompt:
+    def inputs(self) -> EmbeddingPrompt:
         return self.input if self.input is not None else self.content  # (input wins, as in llama-server)
 
     @property
@@ -404,14 +409,15 @@ def _logit_bias(value: Any) -> dict[int, float] | None:
     return out or None
 
 
-def prompts_of(prompt: Any) -> tuple[list[Union[str, int]] | str | MediaPrompt, ...]:
-    """llama-server's prompt forms as prompts: one text; one prompt object with media; one list of token ids
-    (mixed with text pieces); or, for a list holding no token id at top level, one prompt per item."""
-    if isinstance(prompt, (str, MediaPrompt)):
+def prompts_of(prompt: Any) -> tuple[list[Union[str, int]] | str | MediaPrompt | ContentPrompt, ...]:
+    """llama-server's prompt forms as prompts: one text; one prompt object with media (or an embedding's content
+    object); one list of token ids (mixed with text pieces); or, for a list holding no token id at top level, one
+    prompt per item."""
+    if isinstance(prompt, (str, MediaPrompt, ContentPrompt)):
         return (prompt,)
     if any(isinstance(p, int) for p in prompt):
         return (list(prompt),)
-    return tuple(p if isinstance(p, (str, MediaPrompt)) else list(p) for p in prompt)
+    return tuple(p if isinstance(p, (str, MediaPrompt, ContentPrompt)) else list(p) for p in prompt)
 
 
 def prompt_field(prompt: Any, index: int, name: str = "prompt") -> str:

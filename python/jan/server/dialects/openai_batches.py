@@ -39,7 +39,7 @@ from jan.server.validation import validate_json
 from jan.server.body_size import body_step
 from jan.server.dialects import responses as responses_wire
 from jan.server.routes.files import stored_image
-from jan.server.routes.openai import collect_completion, typed_chat
+from jan.server.routes.openai import collect_completion, typed_chat, typed_embedding
 from jan.server.routes.responses import prepare_response, response_run
 from jan.server.streaming import started
 from jan.services.batch_types import Batch, BatchItem, ItemOutcome, ItemResult
@@ -253,7 +253,7 @@ class OpenAIBatchRunner:
     async def _embeddings(self, raw: bytes) -> dict[str, Any]:
         body = await body_step(validate_json, raw, EmbeddingRequest)
         try:
-            result = await self._app[SERVICES].embeddings.embed(await body_step(wire.embedding_request, body))
+            result = await self._app[SERVICES].embeddings.embed(await typed_embedding(self._app, body))
         except MediaError as exc:  # (as the live route says it)
             raise wire.embedding_media_error(exc, body) from None
         return wire.embeddings_response(result, body.encoding_format)

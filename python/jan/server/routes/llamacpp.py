@@ -23,9 +23,12 @@ from jan.server.dialects import llamacpp as native
 from jan.server.disconnect import first_item, unless_disconnected
 from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES, APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
-from jan.server.keys import SERVICES
+from jan.server import openai_wire as wire
+from jan.server.keys import MEDIA_FETCHER, SERVICES
+from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
+from jan.server.schemas import ContentPrompt
 from jan.server.streaming import relay
 from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
@@ -85,6 +88,12 @@ async def _prompts(request: web.Request, model_name: str | None, prompt: native.
     engine = model = None
     body_prompt = prompt
     for k, prompt in enumerate(native.prompts_of(body_prompt)):
+        if isinstance(prompt, ContentPrompt):  # (an embedding's: its text, with its media where it has any)
+            prompt = await body_step(wire.content_prompt, prompt, native.prompt_field(body_prompt, k, field or param))
+        if isinstance(prompt, MediaText):
+            prompts.append(prompt)
+            texts.append(prompt.text)
+            continue
         if isinstance(prompt, native.MediaPrompt):
             # text with media: decoded (base64) as the body is, tokenized with its media by the completion (or
             # embedding) service, as llama-server tokenizes a prompt object for either
@@ -354,6 +363,7 @@ async def embedding(request: web.Request) -> web.Response:
     them, ``embd_normalize``; answered as a list of ``{"index", "embedding"}``, ``embedding`` the pooled vector in a
     list, or with pooling none a vector per token."""
     body = await parse_body(request, native.EmbeddingBody)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])  # (a content input's image URLs, as a chat's)
     inputs, _ = await _prompts(request, body.model, body.inputs, param="input", field=body.inputs_field)
     if any(x == "" for x in inputs):  # (no token at all: a vocabulary that adds none to an empty text)
         raise APIError(400, "input: Input content cannot be empty", param="input", code="invalid_value")
