@@ -278,3 +278,18 @@ def test_content_llama_server_refuses_is_a_400(server, content):
         response = httpx.post(server.base_url + path, json={"model": "vision-chat", "input": {"content": content}},
                               timeout=300)
         assert response.status_code == 400, (path, response.text)
+
+
+def test_a_content_inputs_media_refused_by_the_model_are_named_by_their_part(server, jpeg, mp3):
+    """What the model cannot take (no projector; audio for a vision projector) is said of the content part that
+    holds it, as a prompt object's is of its ``multimodal_data``."""
+    no_projector = {"model": "stories260K", "input": ["Hi", _content(jpeg)]}
+    audio = {"content": [{"type": "text", "text": "Hear: "},
+                         {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + _b64(jpeg)}},
+                         {"type": "input_audio", "input_audio": {"data": _b64(mp3), "format": "mp3"}}]}
+    for body, param in ((no_projector, "input[1].content"), ({"model": "vision-chat", "input": audio},
+                                                            "input.content[2]")):
+        response = httpx.post(server.base_url + "/v1/embeddings", json=body, timeout=300)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == param, response.text
+        assert _error(_embed(server, body))["message"].startswith(param + ": "), body

@@ -453,12 +453,20 @@ def media_text(prompt: MediaPrompt, where: str) -> MediaText:
 def media_error(exc: MediaError, prompt: Any, name: str = "prompt") -> MediaError:
     """The completion (or embedding) service's refusal of a prompt's media (``message_index``: which prompt,
     ``part_index``: which item) said of the body's field ``name``: ``prompt.multimodal_data[i]`` (``prompt[k]...``
-    in a list of prompts)."""
+    in a list of prompts; ``input[k].content[j]`` for an embedding's content input, ``j`` the item's part)."""
     if exc.message_index is None or exc.param:
         return exc
-    where = prompt_field(prompt, exc.message_index, name) + ".multimodal_data"
-    if exc.part_index is not None:
-        where += f"[{exc.part_index}]"
+    where = prompt_field(prompt, exc.message_index, name)
+    given = prompts_of(prompt)[exc.message_index] if exc.message_index < len(prompts_of(prompt)) else None
+    if isinstance(given, ContentPrompt):  # (an embedding's content input: its media are some of its parts)
+        where += ".content"
+        if exc.part_index is not None:
+            media = [i for i, part in enumerate(given.content) if part.type != "text"]
+            where += f"[{media[exc.part_index]}]" if exc.part_index < len(media) else ""
+    else:
+        where += ".multimodal_data"
+        if exc.part_index is not None:
+            where += f"[{exc.part_index}]"
     _, sep, why = str(exc).partition(": ")
     # (the engine's "image 2: ..." names the item by its place among all media: the field says which it is)
     why = why if sep and str(exc).split(": ", 1)[0].split(" ")[0] in ("image", "audio") else str(exc)
