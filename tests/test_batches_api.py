@@ -177,6 +177,7 @@ def test_openai_responses_batch_bad_lines_are_their_own_errors(oai, server):
              _response_line("bad-field", "Hi", max_output_tokns=5),
              _response_line("bad-input", [{"role": "wizard", "content": "Hi"}]),
              _response_line("unknown-previous", "Hi", previous_response_id="resp_nope"),
+             _response_line("too-long", "Once upon a time " * 400),  # (the context: 512 tokens)
              _response_line("bad-image", [{"role": "user", "content": [
                  {"type": "input_image", "file_id": "file-nope"}]}]),
              _response_line("stream", "Hi", stream=True),
@@ -199,6 +200,7 @@ def test_openai_responses_batch_bad_lines_are_their_own_errors(oai, server):
             continue
         live = httpx.post(server.base_url + "/v1/responses", json=body, timeout=120)
         assert (response["status_code"], response["body"]) == (live.status_code, live.json()), custom_id
+    assert errors["too-long"]["response"]["body"]["error"]["param"] == "input"
     assert errors["stream"]["response"]["body"]["error"]["param"] == "stream"
     assert errors["background"]["response"]["body"]["error"]["param"] == "background"
     # a model that is not there is the line's 404, as live
