@@ -424,3 +424,39 @@ def test_a_restart_mid_batch_takes_it_to_its_end(tmp_path, stories_path):
             sorted(f"m{i}" for i in range(n))
     finally:
         srv.stop()
+
+
+def test_a_restart_mid_responses_batch_answers_every_line_whole(tmp_path, stories_path):
+    """A stop of jan cuts the running ``/v1/responses`` line off with the batch's worker (not as a live response's
+    cancel, which would end it ``cancelled`` and record that as its answer): at the next start it runs again, and
+    every line's answer is a whole response."""
+    n = 30
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        oai = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        lines = [_response_line(f"r{i}", "Once upon a time", max_output_tokens=100) for i in range(n)]
+        # two batches: the second waits for the first (one worker), so it is certainly unended at the stop
+        batch_ids = [oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/responses",
+                                        completion_window="24h").id for _ in range(2)]
+        _until(lambda: oai.batches.retrieve(batch_ids[0]), lambda b: b.request_counts.completed >= 1,
+               "the first item")
+    finally:
+        srv.stop()
+    from jan.store.batches import BatchStore
+
+    assert BatchStore(tmp_path / "data").get(batch_ids[1])["status"] == "in_progress"
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        oai = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        for batch_id in batch_ids:
+            batch = _ended_openai(oai, batch_id)
+            assert batch.status == "completed" and batch.request_counts.completed == n
+            assert batch.error_file_id is None
+            answers = _jsonl(oai.files.content(batch.output_file_id).text)
+            assert set(answers) == {f"r{i}" for i in range(n)}
+            for line in answers.values():
+                body = line["response"]["body"]
+                assert body["status"] in ("completed", "incomplete") and body["output"], body
+                assert oai.responses.retrieve(body["id"]).status == body["status"]
+    finally:
+        srv.stop()
