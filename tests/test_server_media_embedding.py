@@ -268,6 +268,16 @@ def test_a_bad_content_part_is_named(server, part, param):
     assert error["message"].startswith(param), error
 
 
+def test_a_content_input_without_text_or_media_is_refused_as_an_empty_string(server):
+    """``/v1/embeddings`` refuses an empty string input: a content input of empty text parts alike."""
+    empty = {"content": [{"type": "text", "text": ""}]}
+    for inputs, param in (("", "input"), (empty, "input.content"), (["Hi", empty], "input[1].content")):
+        response = httpx.post(server.base_url + "/v1/embeddings", json={"model": "vision-chat", "input": inputs},
+                              timeout=300)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == param, response.text
+
+
 @pytest.mark.parametrize("content", [
     [],  # no part
     [{"type": "input_video", "input_video": {"url": "data:video/mp4;base64,AAAA"}}],  # video: jan reads none

@@ -350,16 +350,21 @@ def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:
             inputs and all(isinstance(t, int) for t in inputs)):
         inputs = [inputs]
 
-    def typed(k: int, x: Any) -> Any:
+    def typed_input(k: int, x: Any) -> Any:
         if isinstance(x, str):
             return x
         if isinstance(x, schemas.MediaPrompt):
             return media_text(x, prompt_field(body.input, k, "input"))
         if isinstance(x, schemas.ContentPrompt):
-            return content_prompt(x, prompt_field(body.input, k, "input"))
+            where = prompt_field(body.input, k, "input")
+            typed = content_prompt(x, where)
+            if typed == "":  # (refused as an empty string input is, by the body's own rule)
+                raise RequestError(f"{where}.content: its text parts hold no text, and it has no image or audio",
+                                   param=f"{where}.content", code="invalid_value")
+            return typed
         return tuple(x)
 
-    return EmbeddingRequest(model=body.model, inputs=tuple(typed(k, x) for k, x in enumerate(inputs)),
+    return EmbeddingRequest(model=body.model, inputs=tuple(typed_input(k, x) for k, x in enumerate(inputs)),
                             dimensions=body.dimensions)
 
 
