@@ -113,18 +113,26 @@ def test_openai_completions_batch(oai):
 def test_openai_embeddings_batch(oai):
     lines = [{"custom_id": "e1", "method": "POST", "url": "/v1/embeddings",
               "body": {"model": MODEL, "input": ["Once upon a time", "The little dog"]}},
-             {"custom_id": "bad", "method": "POST", "url": "/v1/embeddings", "body": {"model": MODEL, "input": []}}]
+             {"custom_id": "bad", "method": "POST", "url": "/v1/embeddings", "body": {"model": MODEL, "input": []}},
+             # llama-server's prompt object with an image, for a model without a projector: the live route's 400
+             {"custom_id": "media", "method": "POST", "url": "/v1/embeddings", "body": {"model": MODEL, "input": [
+                 "Hi", {"prompt_string": "See <__media__>", "multimodal_data": ["R0lGODlh"]}]}}]
     batch = _ended_openai(oai, oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/embeddings",
                                                   completion_window="24h").id)
-    assert batch.status == "completed" and (batch.request_counts.completed, batch.request_counts.failed) == (1, 1)
+    assert batch.status == "completed" and (batch.request_counts.completed, batch.request_counts.failed) == (1, 2)
     live = oai.embeddings.create(model=MODEL, input=["Once upon a time", "The little dog"], encoding_format="float")
     body = _jsonl(oai.files.content(batch.output_file_id).text)["e1"]["response"]["body"]
     assert body["object"] == "list" and [d["index"] for d in body["data"]] == [0, 1]
     for got, want in zip(body["data"], live.data):
         assert got["embedding"] == pytest.approx(want.embedding)
     assert body["usage"] == live.usage.model_dump()
-    bad = _jsonl(oai.files.content(batch.error_file_id).text)["bad"]["response"]
+    errors = _jsonl(oai.files.content(batch.error_file_id).text)
+    bad = errors["bad"]["response"]
     assert bad["status_code"] == 400 and bad["body"]["error"]["param"] == "input"
+    media = errors["media"]["response"]
+    live = httpx.post(str(oai.base_url.join("embeddings")), json=lines[2]["body"], timeout=120)
+    assert (media["status_code"], media["body"]) == (live.status_code, live.json())
+    assert media["body"]["error"]["param"] == "input[1].multimodal_data"
 
 
 def _response_line(custom_id: str, prompt, max_output_tokens: int = 8, **body) -> dict:
