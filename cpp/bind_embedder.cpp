@@ -5,6 +5,7 @@
 
 #include "bind_common.h"
 #include "embedder.h"
+#include "media.h"
 
 namespace jan {
 
@@ -46,6 +47,22 @@ void register_embedder(py::module_ & m) {
                  return out;
              },
              py::arg("inputs"), py::arg("normalize"))
+        .def("embed_media",
+             [](Embedder & self, const MediaPrompt & prompt, bool normalize) {
+                 std::vector<float> v;
+                 {
+                     py::gil_scoped_release nogil;
+                     v = self.embed_media(prompt, normalize);
+                 }
+                 // as embed_tokens' rows for one input with pooling none, else the one pooled vector
+                 const size_t dim = (size_t)self.n_embd();
+                 py::array_t<float> out = self.pooling() == LLAMA_POOLING_TYPE_NONE
+                                              ? py::array_t<float>({v.size() / dim, dim})
+                                              : py::array_t<float>({v.size()});
+                 std::copy(v.begin(), v.end(), out.mutable_data());
+                 return out;
+             },
+             py::arg("prompt"), py::arg("normalize"))
         .def("cancel", &Embedder::cancel)  // an atomic store: no GIL to release, safe while embed() runs
         .def_property_readonly("n_ctx", &Embedder::n_ctx)
         .def_property_readonly("pooling", &Embedder::pooling)

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "llama-cpp.h"
+#include "media.h"
 #include "model.h"
 #include "thread_governor.h"
 
@@ -36,6 +37,13 @@ public:
     // L2-normalized when asked. Only with pooling none (invalid_argument otherwise).
     std::vector<std::vector<float>> embed_tokens(const std::vector<std::vector<llama_token>> & inputs,
                                                  bool normalize);
+    // One input with images or audio (a MediaPrompt from Projector::tokenize, its chunks encoded): its text runs and
+    // media chunks decoded in turn into one sequence (llama_decode takes tokens or embeddings, never both), so only a
+    // model with a memory (a decoder; not an encoder-only one) takes it. Pooled over every position, text and media:
+    // mean weighs each decode's mean by its rows, cls is the first row's, last the last's; with pooling none, one
+    // row per position (tokens.size() * n_embd floats). invalid_argument for an encoder-only model or a prompt whose
+    // chunks are not encoded, ContextOverflowError for one longer than n_ctx().
+    std::vector<float> embed_media(const MediaPrompt & prompt, bool normalize);
     int32_t n_ctx() const { return n_ctx_; }
     int32_t pooling() const { return pooling_; }
     int32_t n_embd() const { return n_embd_; }

@@ -110,6 +110,136 @@ def test_openai_completions_batch(oai):
     assert body["choices"][0]["text"] == live.choices[0].text
 
 
+def test_openai_embeddings_batch(oai):
+    lines = [{"custom_id": "e1", "method": "POST", "url": "/v1/embeddings",
+              "body": {"model": MODEL, "input": ["Once upon a time", "The little dog"]}},
+             {"custom_id": "bad", "method": "POST", "url": "/v1/embeddings", "body": {"model": MODEL, "input": []}},
+             # llama-server's prompt object with an image, for a model without a projector: the live route's 400
+             {"custom_id": "media", "method": "POST", "url": "/v1/embeddings", "body": {"model": MODEL, "input": [
+                 "Hi", {"prompt_string": "See <__media__>", "multimodal_data": ["R0lGODlh"]}]}}]
+    batch = _ended_openai(oai, oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/embeddings",
+                                                  completion_window="24h").id)
+    assert batch.status == "completed" and (batch.request_counts.completed, batch.request_counts.failed) == (1, 2)
+    live = oai.embeddings.create(model=MODEL, input=["Once upon a time", "The little dog"], encoding_format="float")
+    body = _jsonl(oai.files.content(batch.output_file_id).text)["e1"]["response"]["body"]
+    assert body["object"] == "list" and [d["index"] for d in body["data"]] == [0, 1]
+    for got, want in zip(body["data"], live.data):
+        assert got["embedding"] == pytest.approx(want.embedding)
+    assert body["usage"] == live.usage.model_dump()
+    errors = _jsonl(oai.files.content(batch.error_file_id).text)
+    bad = errors["bad"]["response"]
+    assert bad["status_code"] == 400 and bad["body"]["error"]["param"] == "input"
+    media = errors["media"]["response"]
+    live = httpx.post(str(oai.base_url.join("embeddings")), json=lines[2]["body"], timeout=120)
+    assert (media["status_code"], media["body"]) == (live.status_code, live.json())
+    assert media["body"]["error"]["param"] == "input[1].multimodal_data"
+
+
+def _response_line(custom_id: str, prompt, max_output_tokens: int = 8, **body) -> dict:
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/responses",
+            "body": {"model": MODEL, "input": prompt, "max_output_tokens": max_output_tokens, "temperature": 0,
+                     **body}}
+
+
+def test_openai_responses_batch_answers_as_the_live_endpoint(oai):
+    """A ``/v1/responses`` batch answers each line with the response object ``POST /v1/responses`` answers the same
+    body: the same text, stored (retrievable, continued by ``previous_response_id``) unless ``store`` is false."""
+    messages = [{"role": "user", "content": "The little dog"}]
+    lines = [_response_line("plain", "Once upon a time"),
+             _response_line("messages", messages, instructions="Tell a story.", store=False)]
+    batch = oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/responses", completion_window="24h")
+    assert batch.endpoint == "/v1/responses" and batch.status == "in_progress"
+    batch = _ended_openai(oai, batch.id)
+    assert batch.status == "completed" and batch.error_file_id is None and batch.model == MODEL
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (2, 0)
+    answers = _jsonl(oai.files.content(batch.output_file_id).text)
+    bodies = {custom_id: line["response"]["body"] for custom_id, line in answers.items()}
+    assert all(line["error"] is None and line["response"]["status_code"] == 200 for line in answers.values())
+    # the SDK reads a line's body as the Response the live endpoint answers
+    plain = openai.types.responses.Response.model_validate(bodies["plain"])
+    live = oai.responses.create(model=MODEL, input="Once upon a time", max_output_tokens=8, temperature=0)
+    assert plain.object == "response" and plain.id.startswith("resp_") and plain.id != live.id
+    assert plain.status == live.status and plain.output_text == live.output_text
+    assert set(bodies["plain"]) == set(live.model_dump(exclude_unset=True))
+    assert batch.usage.input_tokens == plain.usage.input_tokens + bodies["messages"]["usage"]["input_tokens"]
+    assert batch.usage.output_tokens == plain.usage.output_tokens + bodies["messages"]["usage"]["output_tokens"]
+    live = oai.responses.create(model=MODEL, input=messages, instructions="Tell a story.", store=False,
+                                max_output_tokens=8, temperature=0)
+    assert bodies["messages"]["instructions"] == "Tell a story." and bodies["messages"]["store"] is False
+    assert openai.types.responses.Response.model_validate(bodies["messages"]).output_text == live.output_text
+    # stored as a live one is: retrieved, its input listed, continued
+    assert oai.responses.retrieve(plain.id).output_text == plain.output_text
+    assert oai.responses.input_items.list(plain.id).data[0].content[0].text == "Once upon a time"
+    follow = oai.responses.create(model=MODEL, previous_response_id=plain.id, input="And then", max_output_tokens=4,
+                                  temperature=0)
+    assert follow.status in ("completed", "incomplete")
+    with pytest.raises(openai.NotFoundError):  # store: false kept nothing
+        oai.responses.retrieve(bodies["messages"]["id"])
+
+
+def test_openai_responses_batch_bad_lines_are_their_own_errors(oai, server):
+    """What ``POST /v1/responses`` refuses is that line's error, with the status and body the live endpoint
+    answers; the batch's other lines are answered."""
+    lines = [_response_line("good", "Once upon a time"),
+             _response_line("bad-tokens", "Hi", max_output_tokens=-5),
+             _response_line("bad-field", "Hi", max_output_tokns=5),
+             _response_line("bad-input", [{"role": "wizard", "content": "Hi"}]),
+             _response_line("unknown-previous", "Hi", previous_response_id="resp_nope"),
+             _response_line("too-long", "Once upon a time " * 400),  # (the context: 512 tokens)
+             _response_line("bad-image", [{"role": "user", "content": [
+                 {"type": "input_image", "file_id": "file-nope"}]}]),
+             _response_line("stream", "Hi", stream=True),
+             _response_line("background", "Hi", background=True),
+             {**_response_line("no-model", "Hi"), "body": {"input": "Hi", "model": "nope"}}]
+    batch = _ended_openai(oai, oai.batches.create(input_file_id=_upload(oai, lines[:-1]), endpoint="/v1/responses",
+                                                  completion_window="24h").id)
+    assert batch.status == "completed"
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (1, len(lines) - 2)
+    assert set(_jsonl(oai.files.content(batch.output_file_id).text)) == {"good"}
+    errors = _jsonl(oai.files.content(batch.error_file_id).text)
+    assert set(errors) == {line["custom_id"] for line in lines[1:-1]}
+    for custom_id, line in errors.items():
+        body = next(item["body"] for item in lines if item["custom_id"] == custom_id)
+        assert line["error"] is None, custom_id
+        response = line["response"]
+        assert set(response["body"]["error"]) == {"message", "type", "param", "code"}, custom_id
+        if custom_id in ("stream", "background"):
+            assert response["status_code"] == 400, custom_id  # (the live endpoint streams or answers at once)
+            continue
+        live = httpx.post(server.base_url + "/v1/responses", json=body, timeout=120)
+        assert (response["status_code"], response["body"]) == (live.status_code, live.json()), custom_id
+    assert errors["too-long"]["response"]["body"]["error"]["param"] == "input"
+    assert errors["stream"]["response"]["body"]["error"]["param"] == "stream"
+    assert errors["background"]["response"]["body"]["error"]["param"] == "background"
+    # a model that is not there is the line's 404, as live
+    batch = _ended_openai(oai, oai.batches.create(input_file_id=_upload(oai, lines[-1:]), endpoint="/v1/responses",
+                                                  completion_window="24h").id)
+    line = _jsonl(oai.files.content(batch.error_file_id).text)["no-model"]["response"]
+    live = httpx.post(server.base_url + "/v1/responses", json=lines[-1]["body"], timeout=120)
+    assert live.status_code == 404 and (line["status_code"], line["body"]) == (404, live.json())
+
+
+def test_openai_responses_batch_cancel(oai):
+    """Cancelling a ``/v1/responses`` batch stops the response it runs; every line is told (answered or
+    ``batch_cancelled``) and none is left generating."""
+    lines = [_response_line(f"r{i}", "Once upon a time", max_output_tokens=200) for i in range(40)]
+    batch = oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/responses", completion_window="24h")
+    oai.batches.cancel(batch.id)
+    batch = _ended_openai(oai, batch.id)
+    assert batch.status == "cancelled" and batch.request_counts.completed < 40
+    told = {}
+    for file_id in (batch.output_file_id, batch.error_file_id):
+        if file_id:
+            told.update(_jsonl(oai.files.content(file_id).text))
+    assert set(told) == {f"r{i}" for i in range(40)}
+    assert any((line["error"] or {}).get("code") == "batch_cancelled" for line in told.values())
+    for line in told.values():  # an answered one is a whole response (one cut off by the cancel reads cancelled)
+        if line["response"] is not None:
+            assert line["response"]["body"]["status"] in ("completed", "incomplete", "cancelled")
+            stored = oai.responses.retrieve(line["response"]["body"]["id"])
+            assert stored.status == line["response"]["body"]["status"]
+
+
 def test_openai_cancel_stops_the_batch(oai):
     lines = [_chat_line(f"r{i}", "Once upon a time", max_tokens=200) for i in range(100)]
     batch = oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/chat/completions",
@@ -163,6 +293,7 @@ def test_openai_bad_create_bodies_are_400s(oai, server):
     good = _upload(oai, [_chat_line("a", "Hi")])
     for kwargs, param in [
         ({"input_file_id": good, "endpoint": "/v1/moderations", "completion_window": "24h"}, "endpoint"),
+        ({"input_file_id": good, "endpoint": "/v1/images/generations", "completion_window": "24h"}, "endpoint"),
         ({"input_file_id": good, "endpoint": "/v1/chat/completions", "completion_window": "48h"},
          "completion_window"),
         ({"input_file_id": "file-nope", "endpoint": "/v1/chat/completions", "completion_window": "24h"},
@@ -299,5 +430,41 @@ def test_a_restart_mid_batch_takes_it_to_its_end(tmp_path, stories_path):
         assert message_batch.request_counts.succeeded == n
         assert sorted(r.custom_id for r in claude.messages.batches.results(message_batch_id)) == \
             sorted(f"m{i}" for i in range(n))
+    finally:
+        srv.stop()
+
+
+def test_a_restart_mid_responses_batch_answers_every_line_whole(tmp_path, stories_path):
+    """A stop of jan cuts the running ``/v1/responses`` line off with the batch's worker (not as a live response's
+    cancel, which would end it ``cancelled`` and record that as its answer): at the next start it runs again, and
+    every line's answer is a whole response."""
+    n = 30
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        oai = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        lines = [_response_line(f"r{i}", "Once upon a time", max_output_tokens=100) for i in range(n)]
+        # two batches: the second waits for the first (one worker), so it is certainly unended at the stop
+        batch_ids = [oai.batches.create(input_file_id=_upload(oai, lines), endpoint="/v1/responses",
+                                        completion_window="24h").id for _ in range(2)]
+        _until(lambda: oai.batches.retrieve(batch_ids[0]), lambda b: b.request_counts.completed >= 1,
+               "the first item")
+    finally:
+        srv.stop()
+    from jan.store.batches import BatchStore
+
+    assert BatchStore(tmp_path / "data").get(batch_ids[1])["status"] == "in_progress"
+    srv = start_server(tmp_path, [stories_path])
+    try:
+        oai = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        for batch_id in batch_ids:
+            batch = _ended_openai(oai, batch_id)
+            assert batch.status == "completed" and batch.request_counts.completed == n
+            assert batch.error_file_id is None
+            answers = _jsonl(oai.files.content(batch.output_file_id).text)
+            assert set(answers) == {f"r{i}" for i in range(n)}
+            for line in answers.values():
+                body = line["response"]["body"]
+                assert body["status"] in ("completed", "incomplete") and body["output"], body
+                assert oai.responses.retrieve(body["id"]).status == body["status"]
     finally:
         srv.stop()

@@ -7,6 +7,7 @@ must equal what the upstream answers directly.
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -203,3 +204,13 @@ def test_a_remote_models_own_prompt_goes_upstream(front, upstream):
     assert prompt_tokens(front, "remote-mario", own + CHAT) == prompt_tokens(upstream, "stories260K",
                                                                               own + MARIO[1:] + CHAT)
     assert prompt_tokens(front, "remote-mario", CHAT) != prompt_tokens(upstream, "stories260K", CHAT)
+
+
+def test_media_in_a_remote_models_prompt_objects_are_refused(front):
+    """An upstream's completion and embedding APIs take text: a prompt object's image would be lost unsaid, so
+    ``/completion`` and ``/embedding`` refuse it alike (400, naming the field), before anything goes upstream."""
+    prompt = {"prompt_string": "Look: <__media__>", "multimodal_data": [base64.b64encode(b"\x89PNG\r\n").decode()]}
+    for path, field in (("/completion", "prompt"), ("/embedding", "input")):
+        status, body = call(front, "POST", path, {"model": "remote-stories", field: prompt})
+        assert status == 400, (path, body)
+        assert body["error"]["message"].startswith(f"{field}: model 'remote-stories' takes no images or audio"), body

@@ -83,18 +83,28 @@ def _projector_errors():
 
 
 def _embed_turn_chunks(batch: list, n_ctx: int) -> Iterable[list]:
-    """``batch`` (token lists, in order) cut into the calls of one turn each (:data:`EMBED_TURN_INPUTS`)."""
+    """``batch`` (token lists, in order) cut into the calls of one turn each (:data:`EMBED_TURN_INPUTS`); an input
+    with media (a native MediaPrompt: its own decodes) is a call of its own."""
     budget = max(1, n_ctx) * EMBED_TURN_DECODES
     chunk: list = []
     tokens = 0
     for item in batch:
-        if chunk and (len(chunk) >= EMBED_TURN_INPUTS or tokens + len(item) > budget):
+        media = isinstance(item, _engine.MediaPrompt)
+        if chunk and (media or len(chunk) >= EMBED_TURN_INPUTS or tokens + _embed_len(item) > budget):
             yield chunk
             chunk, tokens = [], 0
         chunk.append(item)
-        tokens += len(item)
+        tokens += _embed_len(item)
+        if media:
+            yield chunk
+            chunk, tokens = [], 0
     if chunk:
         yield chunk
+
+
+def _embed_len(item) -> int:
+    """Positions an embedding input takes: its tokens, an image's or audio clip's included."""
+    return item.n_tokens if isinstance(item, _engine.MediaPrompt) else len(item)
 
 
 @dataclass(frozen=True)
@@ -1119,6 +1129,12 @@ class Model:
         tokenizing adds (``model.tokenize(text)``'s tokens) — each row L2-normalized when ``normalize``. Their
         mean (unnormalized) is the mean-pooled vector.
 
+        An input may also hold images or audio: a prompt from :meth:`media_prompt` (tokenized as llama-server tokenizes
+        its prompt objects; encoded, or encoded here), embedded alone (its text and media are decoded in turn, so a
+        model that reads its input in one pass, an encoder-only one, refuses it with ValueError) and pooled over all
+        its positions, media included (mean: every position's state weighs the same; with pooling none its rows are
+        one per position, media included).
+
         Inputs are strings or token id lists (lists, tuples, 1-D integer arrays). Token ids outside the vocabulary
         raise ValueError naming the input, and so does a ``normalize`` that is not a bool; an input longer than the
         embedding context (:attr:`n_ctx_embed`) raises ContextOverflowError.
@@ -1154,7 +1170,10 @@ class Model:
                             f"got {type(inputs).__name__}")
         batch = []
         for i, item in enumerate(inputs):
-            if isinstance(item, str):
+            if isinstance(item, _engine.MediaPrompt):
+                self.encode_media(item)  # (its chunks already encoded: none runs again)
+                batch.append(item)
+            elif isinstance(item, str):
                 batch.append(native.tokenize(engine_text(f"input[{i}]", item), True, False))
             elif _token_sequence(item) is not None:
                 batch.append(_token_ids(f"input[{i}]", item, native.n_vocab))
@@ -1168,11 +1187,11 @@ class Model:
         # checked whole before the first call (each call checks its own inputs, numbered from its first): a bad
         # input is told by its place in the request, before any of the work
         for i, tokens in enumerate(batch):
-            if not len(tokens):
+            if not _embed_len(tokens):
                 raise ValueError(f"input[{i}]: is empty")
-            if len(tokens) > embedder.n_ctx:
-                raise ContextOverflowError(f"input[{i}] has {len(tokens)} tokens but the embedding context holds "
-                                           f"{embedder.n_ctx}", len(tokens), embedder.n_ctx)
+            if _embed_len(tokens) > embedder.n_ctx:
+                raise ContextOverflowError(f"input[{i}] has {_embed_len(tokens)} tokens but the embedding context "
+                                           f"holds {embedder.n_ctx}", _embed_len(tokens), embedder.n_ctx)
         per_token = embedder.pooling == POOLING["none"]
         run = embedder.embed_tokens if per_token else embedder.embed
         parts = []
@@ -1184,7 +1203,12 @@ class Model:
                     if cancel is not None and cancel.is_set():  # (also while it waited for this turn)
                         raise EmbeddingStoppedError(f"the embedding on model '{self.id}' was stopped by its caller "
                                                     f"after {sum(len(p) for p in parts)} of {len(batch)} inputs")
-                    parts.append(run(chunk, normalize))
+                    if isinstance(chunk[0], _engine.MediaPrompt):  # (alone in its call: _embed_turn_chunks)
+                        with _projector_errors():  # (the engine's refusal of it: a ValueError, said as media's)
+                            rows = embedder.embed_media(chunk[0], normalize)
+                        parts.append([rows] if per_token else rows[None, :])
+                    else:
+                        parts.append(run(chunk, normalize))
         except ModelClosedError:  # close() cancelled it between two decodes (an admin's stop, shutdown)
             raise EmbeddingCancelledError(f"model '{self.id}' was unloaded while embedding: the embedding was "
                                           "stopped before it finished") from None

@@ -65,13 +65,15 @@ async def _next(stream: AsyncIterator[T]) -> T | object:
         return _EMPTY
 
 
-async def first_item(request: web.Request, stream: AsyncIterator[T], model_id: str | None) -> T | None:
+async def first_item(request: web.Request | None, stream: AsyncIterator[T], model_id: str | None) -> T | None:
     """The first item of a streamed answer's ``stream`` (None: it has none), before any byte is sent: setup
     errors (unknown model, context overflow) raise here, as a plain 4xx. While it is awaited (in the model's
-    queue, evaluating the prompt) a client that goes away cancels it as :func:`unless_disconnected` does. On any
+    queue, evaluating the prompt) a client that goes away cancels it as :func:`unless_disconnected` does (no
+    ``request``: work no client waits on, a batch's item, which only a cancel of its task stops). On any
     failure the stream is closed, which frees its place in the queue or its slot."""
     try:
-        item = await unless_disconnected(request, _next(stream), model_id)
+        first = _next(stream)
+        item = await (first if request is None else unless_disconnected(request, first, model_id))
     except BaseException:
         await stream.aclose()
         raise

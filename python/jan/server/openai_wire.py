@@ -36,6 +36,7 @@ from jan.services.types import (
     EmbeddingRequest,
     EmbeddingResult,
     ImagePart,
+    MediaText,
     NamedToolChoice,
     Part,
     ReasoningOptions,
@@ -326,13 +327,53 @@ def completion_request(body: schemas.CompletionRequest) -> CompletionRequest:
                              suffix=body.suffix or None)  # ("": no gap to fill, as OpenAI reads it)
 
 
+def content_prompt(prompt: schemas.ContentPrompt, where: str) -> MediaText | str:
+    """llama-server's ``{"content": [parts]}`` embedding input as one prompt: its parts' text, a media marker for
+    each image and audio part, in order, as its ``tokenize_oai_content_array`` joins them; text alone (no media) is
+    that text. The parts are read as a chat message's (a MediaError naming ``where.content[i]...``); an image by
+    URL was fetched by the route (:func:`jan.server.media_fetch.fetch_body_images`), as a chat's."""
+    from jan.services.types import MEDIA_MARKER
+
+    parts = _parts(prompt.content, where)
+    media = tuple(p for p in parts if isinstance(p, (ImagePart, AudioPart)))
+    text = "".join(p.text if isinstance(p, TextPart) else MEDIA_MARKER for p in parts)
+    return MediaText(text, media) if media else text
+
+
 def embedding_request(body: schemas.EmbeddingRequest) -> EmbeddingRequest:
+    """The body as jan's typed request; a prompt object's media decoded (a MediaError naming its field:
+    ``input.multimodal_data[i]``, ``input[k]...`` in a list; ``input[k].content[i]...`` for a content input)."""
+    from jan.server.dialects.llamacpp import media_text, prompt_field  # (llama-server's prompt objects)
+
     inputs = body.input
-    if isinstance(inputs, str) or (inputs and all(isinstance(t, int) for t in inputs)):
+    if isinstance(inputs, (str, schemas.MediaPrompt, schemas.ContentPrompt)) or (
+            inputs and all(isinstance(t, int) for t in inputs)):
         inputs = [inputs]
-    return EmbeddingRequest(model=body.model,
-                            inputs=tuple(x if isinstance(x, str) else tuple(x) for x in inputs),
+
+    def typed_input(k: int, x: Any) -> Any:
+        if isinstance(x, str):
+            return x
+        if isinstance(x, schemas.MediaPrompt):
+            return media_text(x, prompt_field(body.input, k, "input"))
+        if isinstance(x, schemas.ContentPrompt):
+            where = prompt_field(body.input, k, "input")
+            typed = content_prompt(x, where)
+            if typed == "":  # (refused as an empty string input is, by the body's own rule)
+                raise RequestError(f"{where}.content: its text parts hold no text, and it has no image or audio",
+                                   param=f"{where}.content", code="invalid_value")
+            return typed
+        return tuple(x)
+
+    return EmbeddingRequest(model=body.model, inputs=tuple(typed_input(k, x) for k, x in enumerate(inputs)),
                             dimensions=body.dimensions)
+
+
+def embedding_media_error(exc: MediaError, body: schemas.EmbeddingRequest) -> MediaError:
+    """The embedding service's refusal of an input's media said of the body's field (as llama-server's
+    ``/embedding`` says it: :func:`jan.server.dialects.llamacpp.media_error`)."""
+    from jan.server.dialects.llamacpp import media_error
+
+    return media_error(exc, body.input, "input")
 
 
 # -- responses -------------------------------------------------------------------------------

@@ -709,9 +709,36 @@ class CompletionRequest(SamplingFields):
         return self
 
 
+class MediaPrompt(NullMeansDefault):
+    """llama-server's prompt object with media: ``prompt_string`` holds one ``<__media__>`` (libmtmd's default
+    marker) per item of ``multimodal_data`` (base64 of an image or audio file), each standing for its item in
+    order. (Its ``/completion`` and ``/embedding`` take it, and its OpenAI ``/v1/embeddings`` as well.)"""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt_string: str
+    multimodal_data: list[str]
+
+
+#: The parts of an embedding input's ``content`` (llama-server's): text, images and audio as a chat message's.
+EmbeddingContentPart = Annotated[Union[TextPart, ImagePart, InputAudioPart], Field(discriminator="type")]
+
+
+class ContentPrompt(NullMeansDefault):
+    """llama-server's embedding input as an OpenAI message's content: ``{"content": [parts]}``, its text parts' text
+    and one media marker per image or audio part, in order, read as one prompt with those media (its embedding
+    endpoints take it, never its ``/completion``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    content: list[EmbeddingContentPart] = Field(min_length=1)
+
+
 class EmbeddingRequest(_Strict):
     model: ModelId = None
-    input: Union[str, list[str], TokenList, list[TokenList]]
+    # (prompt objects with media: llama-server's, which its /v1/embeddings takes as its /embedding does)
+    input: Union[str, MediaPrompt, ContentPrompt, list[Union[str, MediaPrompt, ContentPrompt]], TokenList,
+                 list[TokenList]]
     encoding_format: Literal["float", "base64"] | None = "float"
     # OpenAI's (text-embedding-3): the Matryoshka cut, done by the embedding service for every front end
     dimensions: Int32Count | None = Field(

@@ -24,11 +24,11 @@ T = TypeVar("T")
 Event = tuple[str, dict[str, Any]]
 
 
-async def started(request: web.Request, stream: AsyncIterator[T], model_id: str | None) -> AsyncIterator[T]:
+async def started(request: web.Request | None, stream: AsyncIterator[T], model_id: str | None) -> AsyncIterator[T]:
     """Await the stream's first item now (so setup errors — unknown model, bad template,
     context overflow — raise before any byte is sent, as a plain 4xx; a client gone meanwhile
-    cancels it: :func:`first_item`) and hand back an equivalent stream; closing it closes
-    ``stream`` (which cancels the generation)."""
+    cancels it: :func:`first_item`; no ``request`` for work no client waits on) and hand back an
+    equivalent stream; closing it closes ``stream`` (which cancels the generation)."""
     first = await first_item(request, stream, model_id)
     if first is None:
         return _empty(stream)

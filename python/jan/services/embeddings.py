@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+from typing import Any
 
 from jan.core import LocalInferenceExtension
 from jan.errors import EmbeddingCancelledError, EmbeddingStoppedError
@@ -12,7 +13,9 @@ from jan.services.abilities import POOLING_NONE_REFUSED, dimensions_refusal, poo
 from jan.services.engine_output import engine_failures
 from jan.services.errors import GenerationCancelledError, RequestError
 from jan.services.models import ModelService
-from jan.services.types import MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult, RerankRequest, RerankResult
+from jan.services.local import completion_media_prompts
+from jan.services.types import (MAX_EMBEDDING_TOKENS, EmbeddingRequest, EmbeddingResult, MediaText, RerankRequest,
+                                RerankResult)
 from jan.services.untrusted import neutralized
 from jan.services.worker_pool import WorkerPool
 
@@ -34,18 +37,23 @@ EMBEDDING_WORKERS = 16
 _workers = WorkerPool("jan-embed", EMBEDDING_WORKERS)
 
 
-def _tokens(model, request: EmbeddingRequest, stop: threading.Event) -> list[list[int]]:
-    """Each input's tokens (cut to the embedding context with ``truncate``), or a ``RequestError`` as soon as they
-    pass :data:`MAX_EMBEDDING_TOKENS` in all, before the rest is tokenized or anything is embedded."""
+def _tokens(model, request: EmbeddingRequest, stop: threading.Event, made: dict[int, Any]) -> list[Any]:
+    """Each input's tokens (cut to the embedding context with ``truncate``; one with media is ``made``'s prompt, as
+    it is: its images cannot be cut in two), or a ``RequestError`` as soon as they pass :data:`MAX_EMBEDDING_TOKENS`
+    in all, before the rest is tokenized or anything is embedded."""
     tokens, total = [], 0
-    for x in request.inputs:
+    for i, x in enumerate(request.inputs):
         if stop.is_set():  # (tokenizing a 16 MB body takes seconds)
             raise EmbeddingStoppedError("the embedding was stopped while its inputs were tokenized")
-        t = model.tokenize(x) if isinstance(x, str) else list(x)
-        if request.truncate:
-            t = t[: model.n_ctx_embed]
-        tokens.append(t)
-        total += len(t)
+        if i in made:
+            tokens.append(made[i])
+            total += made[i].n_tokens
+        else:
+            t = model.tokenize(x) if isinstance(x, str) else list(x)
+            if request.truncate:
+                t = t[: model.n_ctx_embed]
+            tokens.append(t)
+            total += len(t)
         if total > MAX_EMBEDDING_TOKENS:
             # OpenAI's code for it; the count so far, not the whole (tokenizing the rest would be the work refused)
             raise RequestError(f"input: the inputs hold more than {MAX_EMBEDDING_TOKENS} tokens in all (the first "
@@ -117,6 +125,10 @@ class EmbeddingService:
         """
         target = await self.models.resolve(request.model)
         if not isinstance(target.engine, LocalInferenceExtension):
+            if any(isinstance(x, MediaText) for x in request.inputs):
+                # (an upstream's embedding API takes text: its media would be lost, unsaid -- as a completion's)
+                raise RequestError(f"input: model '{target.id}' takes no images or audio in an embedding input (its "
+                                   "engine is not local)", param="input", code="not_supported")
             with engine_failures(target.engine, "embed()"):
                 result = await target.engine.embed(target.model, request)
             # forwarded as ``dimensions``; an upstream that ignores it (llama-server does) answered whole vectors,
@@ -151,7 +163,11 @@ class EmbeddingService:
                 problem = dimensions_refusal(request, model.info.n_embd)
                 if problem is not None:
                     raise problem
-                tokens = _tokens(model, request, stop)
+                # inputs with images or audio: sized to the embedding context, then encoded (llama-server's prompt
+                # objects, tokenized as its /embedding tokenizes them: the completion path's own preparation)
+                made = (completion_media_prompts(local, request.inputs, embedding=True)
+                        if any(isinstance(x, MediaText) for x in request.inputs) else {})
+                tokens = _tokens(model, request, stop, made)
                 # p_norm replaces normalize; a token's vector is never p-normed (llama.cpp normalizes pooled ones)
                 normalize = request.normalize if request.p_norm is None else False
                 vectors = model.embed(tokens, normalize=normalize, cancel=stop)
@@ -170,7 +186,7 @@ class EmbeddingService:
             # generation gets (503, try again), never a normal end, and never vectors from a model reported gone.
             # (Unloaded before it began: the engine's ModelClosedError, "model_unloaded", as for a generation.)
             raise GenerationCancelledError(EMBEDDING_CANCELLED) from None
-        return EmbeddingResult(target.id, tuple(vectors), sum(len(t) for t in tokens))
+        return EmbeddingResult(target.id, tuple(vectors), sum(getattr(t, "n_tokens", None) or len(t) for t in tokens))
 
     async def rerank(self, request: RerankRequest) -> RerankResult:
         """The documents most relevant to the query first, by a local reranker model (:meth:`jan.Model.rerank`: one

@@ -520,7 +520,8 @@ def _media_prompt(model: "jan.Model", request: ChatRequest, text: str, marker: s
     return prompt
 
 
-def completion_media_prompts(local: LocalModel, prompts: Sequence[Any]) -> dict[int, Any]:
+def completion_media_prompts(local: LocalModel, prompts: Sequence[Any], *, embedding: bool = False
+                             ) -> dict[int, Any]:
     """Blocking (decoding, the vision/audio encoder): each completion prompt with images and audio
     (:class:`MediaText`, by its index in ``prompts``) as the engine takes it, tokenized as llama-server tokenizes its
     prompt objects (BOS added, special tokens parsed), sized to the context before the encoder runs
@@ -529,7 +530,10 @@ def completion_media_prompts(local: LocalModel, prompts: Sequence[Any]) -> dict[
 
     A :class:`jan.MediaError` about one says which prompt (``message_index``) and which of its items
     (``part_index``) where one is at fault, for a front end to name its field; a model without a projector is
-    ``no_projector``, said of the first prompt with media; one over the request's limits, of ``prompt``."""
+    ``no_projector``, said of the first prompt with media; one over the request's limits, of ``prompt``.
+
+    ``embedding``: the prompts are an embedding request's inputs (llama-server's ``/embedding`` takes the same
+    objects), sized to the embedding context, where no position is kept free to generate."""
     model = local.model
     owners = [(i, j) for i, p in enumerate(prompts) if isinstance(p, MediaText) for j in range(len(p.media))]
     first = next(i for i, p in enumerate(prompts) if isinstance(p, MediaText))
@@ -560,7 +564,12 @@ def completion_media_prompts(local: LocalModel, prompts: Sequence[Any]) -> dict[
             exc.message_index, exc.part_index = i, exc.item_index
             raise
         start += len(prompt.media)
-        if tokens.n_tokens + 1 > model.n_ctx:  # (one position stays free to generate: the scheduler's rule)
+        if embedding and tokens.n_tokens > model.n_ctx_embed:
+            raise jan.ContextOverflowError(
+                f"input[{i}] has {tokens.n_tokens} tokens but the embedding context holds {model.n_ctx_embed}; its "
+                f"images and audio take {tokens.n_media_tokens} of them", tokens.n_tokens, model.n_ctx_embed)
+        if not embedding and tokens.n_tokens + 1 > model.n_ctx:  # (one position stays free to generate: the
+            # scheduler's rule)
             raise jan.ContextOverflowError(
                 f"the prompt has {tokens.n_tokens} tokens but the context holds {model.n_ctx} (one more is needed "
                 f"to generate); its images and audio take {tokens.n_media_tokens} of them", tokens.n_tokens,

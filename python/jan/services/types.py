@@ -995,7 +995,9 @@ class EmbeddingRequest:
     one-vector-per-input shapes get."""
 
     model: str | None
-    inputs: tuple[Union[str, tuple[int, ...]], ...]
+    #: texts, token ids, or (a local model with a projector) texts with images and audio (:class:`MediaText`, as
+    #: llama-server's ``/embedding`` takes its prompt objects): not cut by ``truncate``
+    inputs: tuple[Union[str, tuple[int, ...], MediaText], ...]
     dimensions: int | None = None
     truncate: bool = False
     normalize: bool = True

@@ -22,7 +22,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jan.server.errors import APIError
-from jan.server.schemas import INT32_MAX, ModelId, NullMeansDefault, Seed, Stop, TokenId, bounded
+from jan.server.schemas import (INT32_MAX, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed, Stop, TokenId,
+                                bounded)
 from jan.errors import MediaError
 from jan.image_types import b64decode, sniff_image
 from jan.engine.media import audio_format
@@ -155,21 +156,14 @@ _OFF: dict[str, dict[str, Any]] = {
 #: Samplers that are on only where ``samplers`` lists them (a flag of the request, no option of their own).
 _ONLY_LISTED = ("infill",)
 
-class MediaPrompt(NullMeansDefault):
-    """llama-server's prompt object with media: ``prompt_string`` holds one ``<__media__>`` (libmtmd's default
-    marker) per item of ``multimodal_data`` (base64 of an image or audio file), each standing for its item in
-    order."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    prompt_string: str
-    multimodal_data: list[str]
-
-
 #: One part of a prompt: text or a token id (llama-server's "mixed" prompt: ``[12, 34, "text", 56]``).
 PromptPiece = Union[TokenId, str]
 #: A prompt: text, token ids (mixed with text), text with media, or a list of prompts (one result each).
 Prompt = Union[str, MediaPrompt, list[Union[PromptPiece, list[PromptPiece], MediaPrompt]]]
+#: An embedding input: a prompt, or also (llama-server's embedding endpoints take it) an OpenAI message's content
+#: (``{"content": [parts]}``), alone or in the list.
+EmbeddingPrompt = Union[str, MediaPrompt, ContentPrompt,
+                        list[Union[PromptPiece, list[PromptPiece], MediaPrompt, ContentPrompt]]]
 
 
 def _int_fields(model: type) -> frozenset[str]:
@@ -324,8 +318,8 @@ class EmbeddingBody(WholeNumbers):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: ModelId = None
-    input: Prompt | None = None
-    content: Prompt | None = None
+    input: EmbeddingPrompt | None = None
+    content: EmbeddingPrompt | None = None
     embd_normalize: int = Field(2, ge=-1, le=INT32_MAX)
     # (checked as llama-server checks it; its native answer has no other form than float lists)
     encoding_format: Literal["float", "base64"] | None = None
@@ -340,8 +334,13 @@ class EmbeddingBody(WholeNumbers):
         return self
 
     @property
-    def inputs(self) -> Prompt:
+    def inputs(self) -> EmbeddingPrompt:
         return self.input if self.input is not None else self.content  # (input wins, as in llama-server)
+
+    @property
+    def inputs_field(self) -> str:
+        """The field :attr:`inputs` came from."""
+        return "input" if self.input is not None else "content"
 
 
 class ModelNameBody(NullMeansDefault):
@@ -410,20 +409,21 @@ def _logit_bias(value: Any) -> dict[int, float] | None:
     return out or None
 
 
-def prompts_of(prompt: Any) -> tuple[list[Union[str, int]] | str | MediaPrompt, ...]:
-    """llama-server's prompt forms as prompts: one text; one prompt object with media; one list of token ids
-    (mixed with text pieces); or, for a list holding no token id at top level, one prompt per item."""
-    if isinstance(prompt, (str, MediaPrompt)):
+def prompts_of(prompt: Any) -> tuple[list[Union[str, int]] | str | MediaPrompt | ContentPrompt, ...]:
+    """llama-server's prompt forms as prompts: one text; one prompt object with media (or an embedding's content
+    object); one list of token ids (mixed with text pieces); or, for a list holding no token id at top level, one
+    prompt per item."""
+    if isinstance(prompt, (str, MediaPrompt, ContentPrompt)):
         return (prompt,)
     if any(isinstance(p, int) for p in prompt):
         return (list(prompt),)
-    return tuple(p if isinstance(p, (str, MediaPrompt)) else list(p) for p in prompt)
+    return tuple(p if isinstance(p, (str, MediaPrompt, ContentPrompt)) else list(p) for p in prompt)
 
 
-def prompt_field(prompt: Any, index: int) -> str:
-    """The field that holds prompt ``index`` of a body's ``prompt`` (:func:`prompts_of`): ``prompt`` itself, or
-    ``prompt[index]`` in a list of prompts."""
-    return f"prompt[{index}]" if isinstance(prompt, list) and not any(isinstance(p, int) for p in prompt) else "prompt"
+def prompt_field(prompt: Any, index: int, name: str = "prompt") -> str:
+    """The field that holds prompt ``index`` of a body's ``prompt`` (:func:`prompts_of`; ``name``: the field, an
+    embedding body's ``input`` or ``content``): ``prompt`` itself, or ``prompt[index]`` in a list of prompts."""
+    return f"{name}[{index}]" if isinstance(prompt, list) and not any(isinstance(p, int) for p in prompt) else name
 
 
 def media_text(prompt: MediaPrompt, where: str) -> MediaText:
@@ -450,15 +450,23 @@ def media_text(prompt: MediaPrompt, where: str) -> MediaText:
     return MediaText(prompt.prompt_string, tuple(media))
 
 
-def media_error(exc: MediaError, prompt: Any) -> MediaError:
-    """The completion service's refusal of a prompt's media (``message_index``: which prompt, ``part_index``:
-    which item) said of the body's field: ``prompt.multimodal_data[i]`` (``prompt[k]...`` in a list of
-    prompts)."""
+def media_error(exc: MediaError, prompt: Any, name: str = "prompt") -> MediaError:
+    """The completion (or embedding) service's refusal of a prompt's media (``message_index``: which prompt,
+    ``part_index``: which item) said of the body's field ``name``: ``prompt.multimodal_data[i]`` (``prompt[k]...``
+    in a list of prompts; ``input[k].content[j]`` for an embedding's content input, ``j`` the item's part)."""
     if exc.message_index is None or exc.param:
         return exc
-    where = prompt_field(prompt, exc.message_index) + ".multimodal_data"
-    if exc.part_index is not None:
-        where += f"[{exc.part_index}]"
+    where = prompt_field(prompt, exc.message_index, name)
+    given = prompts_of(prompt)[exc.message_index] if exc.message_index < len(prompts_of(prompt)) else None
+    if isinstance(given, ContentPrompt):  # (an embedding's content input: its media are some of its parts)
+        where += ".content"
+        if exc.part_index is not None:
+            media = [i for i, part in enumerate(given.content) if part.type != "text"]
+            where += f"[{media[exc.part_index]}]" if exc.part_index < len(media) else ""
+    else:
+        where += ".multimodal_data"
+        if exc.part_index is not None:
+            where += f"[{exc.part_index}]"
     _, sep, why = str(exc).partition(": ")
     # (the engine's "image 2: ..." names the item by its place among all media: the field says which it is)
     why = why if sep and str(exc).split(": ", 1)[0].split(" ")[0] in ("image", "audio") else str(exc)
@@ -492,8 +500,10 @@ def completion_request(body: CompletionBody, prompts: tuple[Union[str, tuple[int
                              infill_sampler=infill_sampler(body.samplers))
 
 
-def embedding_request(body: EmbeddingBody, inputs: tuple[Union[str, tuple[int, ...]], ...]) -> EmbeddingRequest:
-    """The body as jan's typed request, its inputs already text or token ids (as ``/completion``'s prompts): every
+def embedding_request(body: EmbeddingBody, inputs: tuple[Union[str, tuple[int, ...], MediaText], ...]
+                      ) -> EmbeddingRequest:
+    """The body as jan's typed request, its inputs already text, token ids or text with media (as ``/completion``'s
+    prompts): every
     vector of a model loaded with pooling none, llama.cpp's normalization of a pooled one."""
     return EmbeddingRequest(model=body.model, inputs=inputs, p_norm=body.embd_normalize, per_token=True)
 

@@ -1,6 +1,8 @@
 """OpenAI's Batch API over the batch service: the create body, the input file's checks, the batch object, and the
-runner that answers each line with the services ``/v1/chat/completions``, ``/v1/completions`` and
-``/v1/embeddings`` use, then writes the output and error files (OpenAI Files, purpose ``batch_output``).
+runner that answers each line with the services ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``
+and ``/v1/responses`` use (the Responses line through the very preparation and run of ``POST /v1/responses``:
+stored unless its ``store`` is false, so a later ``previous_response_id`` may continue it), then writes the output
+and error files (OpenAI Files, purpose ``batch_output``).
 
 Input file: JSONL, one ``{"custom_id", "method": "POST", "url", "body"}`` a line, ``url`` the batch's
 ``endpoint``, every ``body`` naming the same ``model``; at most :data:`MAX_LINES` lines. What breaks these rules
@@ -18,6 +20,7 @@ null`` and ``error: {"code": "batch_expired" | "batch_cancelled", "message"}``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -27,22 +30,30 @@ from aiohttp import web
 from pydantic import Field
 
 from jan.errors import ContextOverflowError, MediaError
+from jan.templates.grammar import GrammarError
 from jan.server import openai_wire as wire
 from jan.server.errors import APIError, context_error, to_api_error
 from jan.server.keys import SERVICES
 from jan.server.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, StrictModel
 from jan.server.validation import validate_json
 from jan.server.body_size import body_step
-from jan.server.routes.openai import collect_completion, typed_chat
+from jan.server.dialects import responses as responses_wire
+from jan.server.routes.files import stored_image
+from jan.server.routes.openai import collect_completion, typed_chat, typed_embedding
+from jan.server.routes.responses import prepare_response, response_run
+from jan.server.streaming import started
 from jan.services.batch_types import Batch, BatchItem, ItemOutcome, ItemResult
 from jan.store.errors import InvalidArgumentError, NotFoundError
 from jan.store.uploads import UploadStore
 
 DIALECT = "openai"
 ID_PREFIX = "batch_"
-#: The endpoints a batch may name (and each line's ``url``); OpenAI's others (responses, moderations, images) are
-#: refused with a 400 that lists these.
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+#: The endpoints a batch may name (and each line's ``url``); OpenAI's others (moderations, images: jan serves
+#: neither live) are refused with a 400 that lists these.
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+#: The field each endpoint's prompt is in: a prompt that does not fit the context is said of it, as live.
+_PROMPT_PARAMS = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input",
+                  "/v1/responses": "input"}
 COMPLETION_WINDOWS = ("24h",)
 #: OpenAI's bounds: requests per batch, bytes of an input file.
 MAX_LINES = 50_000
@@ -204,23 +215,19 @@ class OpenAIBatchRunner:
 
     async def execute(self, batch: Batch, item: BatchItem) -> ItemOutcome:
         raw = json.dumps(item.body).encode()
-        param = {"/v1/chat/completions": "messages", "/v1/completions": "prompt"}.get(batch.endpoint, "input")
+        answer_of = {"/v1/chat/completions": self._chat, "/v1/completions": self._completion,
+                     "/v1/embeddings": self._embeddings, "/v1/responses": self._response}[batch.endpoint]
         try:
-            if batch.endpoint == "/v1/chat/completions":
-                answer = await self._chat(raw)
-            elif batch.endpoint == "/v1/completions":
-                answer = await self._completion(raw)
-            else:
-                answer = await self._embeddings(raw)
+            answer = await answer_of(raw)
         except asyncio.CancelledError:
             raise
         except ContextOverflowError as exc:  # said of the endpoint's prompt field, as the live route says it
-            return ItemOutcome(400, context_error(exc, param).body())
+            return ItemOutcome(400, context_error(exc, _PROMPT_PARAMS[batch.endpoint]).body())
         except Exception as exc:  # noqa: BLE001 - the line's error, in OpenAI's shape, as the route answers it
             return self.failed(exc)
-        usage = answer.get("usage") or {}
-        return ItemOutcome(200, answer, int(usage.get("prompt_tokens") or 0),
-                           int(usage.get("completion_tokens") or 0))
+        usage = answer.get("usage") or {}  # (a response's counts are input_tokens and output_tokens)
+        return ItemOutcome(200, answer, int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),
+                           int(usage.get("completion_tokens") or usage.get("output_tokens") or 0))
 
     def failed(self, exc: BaseException) -> ItemOutcome:
         err = to_api_error(exc)
@@ -245,8 +252,37 @@ class OpenAIBatchRunner:
 
     async def _embeddings(self, raw: bytes) -> dict[str, Any]:
         body = await body_step(validate_json, raw, EmbeddingRequest)
-        result = await self._app[SERVICES].embeddings.embed(await body_step(wire.embedding_request, body))
+        try:
+            result = await self._app[SERVICES].embeddings.embed(await typed_embedding(self._app, body))
+        except MediaError as exc:  # (as the live route says it)
+            raise wire.embedding_media_error(exc, body) from None
         return wire.embeddings_response(result, body.encoding_format)
+
+    async def _response(self, raw: bytes) -> dict[str, Any]:
+        """The response object ``POST /v1/responses`` answers the same body (a failed or incomplete one too: the
+        live endpoint answers those 200 as well)."""
+        body = await body_step(validate_json, raw, responses_wire.ResponsesRequest)
+        _no_stream(body.stream)
+        if body.background:
+            raise APIError(400, "background: a batch's requests are answered whole; leave background out",
+                           param="background", code="invalid_value")
+        prepared = await prepare_response(self._app, body, functools.partial(stored_image, self._uploads))
+        # a batch's turn waits for a free slot rather than failing on a full queue: live requests go first
+        prepared.chat_request = replace(prepared.chat_request, wait_for_room=True)
+        stream = self._app[SERVICES].chat.stream(prepared.chat_request)
+        try:  # setup errors (an unknown model, a bad image) are the line's 4xx, as live, and nothing is stored
+            deltas = await started(None, stream, body.model)
+        except (MediaError, GrammarError) as exc:
+            raise prepared.named(exc) from None
+        # Not among the live runs (whose cancel a stop of jan sends, ending them "cancelled"): this one is the
+        # batch's, stopped with its item, which then runs again at the next start.
+        run = await response_run(self._app, prepared, stream, deltas)
+        run.start()
+        try:
+            return await run.wait()
+        finally:
+            if not run.done:  # the batch was cancelled or jan stops: the generation stops (and its end is saved)
+                await run.cancel()
 
     async def finalize(self, batch: Batch, results: Sequence[ItemResult]) -> Mapping[str, Any]:
         """The output file (the items answered 200) and the error file (the others), when each has lines."""

@@ -23,9 +23,12 @@ from jan.server.dialects import llamacpp as native
 from jan.server.disconnect import first_item, unless_disconnected
 from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES, APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
-from jan.server.keys import SERVICES
+from jan.server import openai_wire as wire
+from jan.server.keys import MEDIA_FETCHER, SERVICES
+from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
+from jan.server.schemas import ContentPrompt
 from jan.server.streaming import relay
 from jan.server.validation import body_step, parse_body
 from jan.services.engine_output import engine_failures
@@ -72,24 +75,29 @@ for _path in ("/completion", "/infill"):
 
 
 async def _prompts(request: web.Request, model_name: str | None, prompt: native.Prompt,
-                   param: str = "prompt") -> tuple[tuple[Any, ...], list[str]]:
+                   param: str = "prompt", field: str | None = None) -> tuple[tuple[Any, ...], list[str]]:
     """The body's prompts as token ids, their text pieces tokenized with the model's vocabulary as llama-server
     does (special tokens parsed, BOS only before a leading text piece), and each one's text for the result's
     ``prompt`` (llama-server's: the tokens' pieces, BOS and special tokens spelled out); a prompt object with
     media its typed prompt (:class:`~jan.services.types.MediaText`) and its text. Token ids on a local
     model, so that every partial result tells ``tokens_evaluated`` as llama-server's do; text prompts stay text
-    on an engine that cannot tell token pieces (a remote one)."""
+    on an engine that cannot tell token pieces (a remote one). ``field``: the body's field that holds them, where it
+    is not ``param`` (an embedding body's ``content``), to name a media item's."""
     prompts: list[Any] = []
     texts: list[str] = []
     engine = model = None
     body_prompt = prompt
     for k, prompt in enumerate(native.prompts_of(body_prompt)):
-        if isinstance(prompt, native.MediaPrompt) and param != "prompt":
-            raise APIError(400, f"{param}: images and audio in an embedding input are not supported by jan",
-                           param=param, code="not_supported")
+        if isinstance(prompt, ContentPrompt):  # (an embedding's: its text, with its media where it has any)
+            prompt = await body_step(wire.content_prompt, prompt, native.prompt_field(body_prompt, k, field or param))
+        if isinstance(prompt, MediaText):
+            prompts.append(prompt)
+            texts.append(prompt.text)
+            continue
         if isinstance(prompt, native.MediaPrompt):
-            # text with media: decoded (base64) as the body is, tokenized with its media by the completion service
-            typed = await body_step(native.media_text, prompt, native.prompt_field(body_prompt, k))
+            # text with media: decoded (base64) as the body is, tokenized with its media by the completion (or
+            # embedding) service, as llama-server tokenizes a prompt object for either
+            typed = await body_step(native.media_text, prompt, native.prompt_field(body_prompt, k, field or param))
             prompts.append(typed)
             texts.append(typed.text)
             continue
@@ -355,11 +363,15 @@ async def embedding(request: web.Request) -> web.Response:
     them, ``embd_normalize``; answered as a list of ``{"index", "embedding"}``, ``embedding`` the pooled vector in a
     list, or with pooling none a vector per token."""
     body = await parse_body(request, native.EmbeddingBody)
-    inputs, _ = await _prompts(request, body.model, body.inputs, param="input")
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])  # (a content input's image URLs, as a chat's)
+    inputs, _ = await _prompts(request, body.model, body.inputs, param="input", field=body.inputs_field)
     if any(x == "" for x in inputs):  # (no token at all: a vocabulary that adds none to an empty text)
         raise APIError(400, "input: Input content cannot be empty", param="input", code="invalid_value")
     typed = await body_step(native.embedding_request, body, inputs)
-    result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)
+    try:
+        result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)
+    except MediaError as exc:  # an input's media the model cannot take: said of the field that held them
+        raise native.media_error(exc, body.inputs, body.inputs_field) from None
     return await json_response_built(lambda: native.embedding_results(result),
                                      values=sum(getattr(v, "size", None) or len(v) for v in result.vectors))
 

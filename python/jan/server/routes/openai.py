@@ -40,6 +40,7 @@ from jan.services.engine_output import engine_failures
 from jan.services.streams import DeltaStream
 from jan.services.control import GenerationControl
 from jan.services.types import ChatRequest, RenderedPrompt
+from jan.services.types import EmbeddingRequest as TypedEmbeddingRequest
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -237,14 +238,24 @@ def _completion_values(answer: dict[str, Any]) -> int:
     return values
 
 
+async def typed_embedding(app: web.Application, body: EmbeddingRequest) -> TypedEmbeddingRequest:
+    """The typed request of an embedding body, the images its content inputs give by URL fetched (as a chat's;
+    the route's and a batch's line's alike)."""
+    await fetch_body_images(body, app[MEDIA_FETCHER])
+    return await body_step(wire.embedding_request, body)
+
+
 @routes.post("/v1/embeddings")
 @routes.post("/embeddings")
 @prompt_param("input")
 async def embeddings(request: web.Request) -> web.Response:
     """Embeddings (OpenAI): one vector per input, float or base64."""
     body = await parse_body(request, EmbeddingRequest)
-    typed = await body_step(wire.embedding_request, body)
-    result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)
+    typed = await typed_embedding(request.app, body)
+    try:
+        result = await unless_disconnected(request, request.app[SERVICES].embeddings.embed(typed), body.model)
+    except MediaError as exc:  # a prompt object's media (llama-server's) the model cannot take: said of its field
+        raise wire.embedding_media_error(exc, body) from None
     return await json_response_built(lambda: wire.embeddings_response(result, body.encoding_format),
                                      values=sum(len(v) for v in result.vectors))
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, get_args
 
 from aiohttp import web
@@ -38,10 +39,11 @@ from jan.server.streaming import Event, relay, started
 from jan.server.validation import body_step, parse_body, query_choice, query_int
 from jan.services import ChatService
 from jan.services.documents import read_documents
-from jan.services.errors import failure_kind
+from jan.services.errors import failure_kind, require
 from jan.services.media_check import check_images
 from jan.services.media_workers import off_loop_for
-from jan.services.types import ChatMessage
+from jan.services.streams import DeltaStream
+from jan.services.types import ChatDelta, ChatMessage, ChatRequest
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
@@ -116,7 +118,7 @@ async def _stored(request: web.Request, response_id: str) -> dict[str, Any]:
     return response
 
 
-async def _previous(request: web.Request, response_id: str | None) -> StoredResponse | None:
+async def _previous(app: web.Application, response_id: str | None) -> StoredResponse | None:
     """The stored response ``previous_response_id`` names (None without one); a 400 for one that is unknown or
     still running."""
     if response_id is None:
@@ -124,30 +126,30 @@ async def _previous(request: web.Request, response_id: str | None) -> StoredResp
     try:
         if not wire.valid_response_id(response_id):
             raise NotFoundError(response_id)
-        previous = await request.app[STORE].get(response_id)
+        previous = await app[STORE].get(response_id)
     except NotFoundError:
         raise APIError(400, f"Previous response with id '{response_id}' not found.", param="previous_response_id",
                        code="previous_response_not_found") from None
-    if response_id in request.app[RUNS]:
+    if response_id in app[RUNS]:
         raise APIError(400, f"Previous response with id '{response_id}' is still in progress; continue it once it "
                             "has finished", param="previous_response_id", code="previous_response_in_progress")
     return previous
 
 
-async def _history(request: web.Request, previous: StoredResponse | None) -> list[ChatMessage]:
+async def _history(app: web.Application, previous: StoredResponse | None) -> list[ChatMessage]:
     """The stored conversation ``previous`` continues, as chat turns (none without one)."""
     if previous is None:
         return []
     try:
-        return await request.app[STORE].history(previous)
+        return await app[STORE].history(previous)
     except NotFoundError as exc:
         raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
 
 
-async def _resolve_references(request: web.Request, body: Any, previous: StoredResponse | None) -> None:
+async def _resolve_references(app: web.Application, body: Any, previous: StoredResponse | None) -> None:
     """In place of each ``item_reference`` of ``input``, the stored item it names (a 400 for one not stored)."""
     if wire.item_references(body):
-        store = request.app[STORE]
+        store = app[STORE]
         await wire.resolve_item_references(
             body, lambda item_id: store.find_item(item_id, previous, wire.valid_response_id))
 
@@ -163,6 +165,64 @@ def response_values(response: dict[str, Any]) -> int:
     return values
 
 
+@dataclass
+class PreparedResponse:
+    """A response request read, before it generates: what ``POST /v1/responses`` and a batch's ``/v1/responses``
+    line both make of a body (:func:`prepare_response`), then generate with :func:`response_run`."""
+
+    body: wire.ResponsesRequest
+    previous: StoredResponse | None
+    history: list[ChatMessage]
+    inputs: list[ChatMessage]  # the turns ``input`` made (documents read as text: what a stored one keeps)
+    chat_request: ChatRequest
+
+    def named(self, exc: BaseException) -> BaseException:
+        """Media or a schema refused: said of the Responses field that carried it."""
+        if isinstance(exc, GrammarError):
+            return wire.schema_error(exc, self.body, self.chat_request)
+        return wire.media_error(exc, self.body, len(self.history)) if isinstance(exc, MediaError) else exc
+
+
+async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
+                           image_of: Callable[[str, str], Awaitable[tuple[bytes, str]]]) -> PreparedResponse:
+    """The typed chat request of a Responses ``body``: its stored conversation (``previous_response_id``), item
+    references, images (fetched; ``file_id`` ones read with ``image_of(file_id, param)``) and documents read; a 4xx
+    in OpenAI's shape for what is wrong with it. No HTTP request here: a batch's lines come this way too."""
+    if body.background and not body.store:
+        raise APIError(400, "background responses must be stored (store: true)", param="background")
+    if body.store or body.previous_response_id:
+        # Stored responses are threads: without a conversation store, a 503 now rather than a failed response later.
+        require(app[MANAGER], ConversationalExtension, "stores conversations", "conversational")
+    previous = await _previous(app, body.previous_response_id)
+    history = await _history(app, previous)
+    await _resolve_references(app, body, previous)
+    await fetch_body_images(body, app[MEDIA_FETCHER])
+    await wire.resolve_file_images(body, image_of)  # input_image file_id
+    await read_body_documents(body, app.get(UPLOADS), app[MEDIA_FETCHER])  # input_file by id, URL
+    inputs = await body_step(wire.input_messages, body.input)  # (these grow with the body: off the loop for a big one)
+    chat_request = await body_step(wire.to_chat_request, body, history, inputs)
+    prepared = PreparedResponse(body, previous, history, inputs, chat_request)
+    try:  # documents as the text the model reads, now: the stored input keeps that text for later turns
+        chat_request = await read_documents(chat_request)
+    except MediaError as exc:
+        raise prepared.named(exc) from None
+    prepared.chat_request = chat_request
+    prepared.inputs = list(chat_request.messages[len(chat_request.messages) - len(inputs):])
+    return prepared
+
+
+async def response_run(app: web.Application, prepared: PreparedResponse, stream: DeltaStream[ChatDelta],
+                       deltas: AsyncIterator[ChatDelta]) -> ResponseRun:
+    """The run that generates ``prepared`` from ``deltas`` (``stream``, or it started), stored when its body says
+    so; not started."""
+    body = prepared.body
+    input_items = await body_step(wire.input_items, body.input)
+    return ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
+                       store=app[STORE] if body.store else None,
+                       previous=prepared.previous, inputs=prepared.inputs, input_items=input_items,
+                       error_of=lambda exc: _failed(prepared.named(exc)), streamed=body.stream)
+
+
 @routes.post("/v1/responses")
 @routes.post("/responses")  # (without /v1, as llama-server serves it)
 @prompt_param("input")
@@ -171,31 +231,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     answers at once (poll with GET, stop with cancel). Stored (``store``, the default) unless
     ``store: false``; ``previous_response_id`` continues a stored one."""
     body = await parse_body(request, wire.ResponsesRequest)
-    if body.background and not body.store:
-        raise APIError(400, "background responses must be stored (store: true)", param="background")
-    store = request.app[STORE]
-    if body.store or body.previous_response_id:
-        # Stored responses are threads: without a conversation store, a 503 now rather than a failed response later.
-        service(request, ConversationalExtension, "stores conversations", "conversational")
-    previous = await _previous(request, body.previous_response_id)
-    history = await _history(request, previous)
-    await _resolve_references(request, body, previous)
-    await fetch_body_images(body, request.app[MEDIA_FETCHER])
-    await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
-    await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # input_file by id, URL
-    inputs = await body_step(wire.input_messages, body.input)  # (these grow with the body: off the loop for a big one)
-    chat_request = await body_step(wire.to_chat_request, body, history, inputs)
-
-    def named(exc: BaseException) -> BaseException:  # media or a schema refused: said of the Responses field
-        if isinstance(exc, GrammarError):
-            return wire.schema_error(exc, body, chat_request)
-        return wire.media_error(exc, body, len(history)) if isinstance(exc, MediaError) else exc
-
-    try:  # documents as the text the model reads, now: the stored input keeps that text for later turns
-        chat_request = await read_documents(chat_request)
-    except MediaError as exc:
-        raise named(exc) from None
-    inputs = list(chat_request.messages[len(chat_request.messages) - len(inputs):])
+    prepared = await prepare_response(request.app, body, functools.partial(upload_image, request))
+    chat_request, inputs = prepared.chat_request, prepared.inputs
     if body.background:
         # A background response is answered before its prompt is made (the model may still be loading): a model
         # that is not there or cannot generate is a 4xx now (OpenAI's), and a damaged image a 400 naming its input
@@ -205,19 +242,15 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             await _chat(request).answering_model(chat_request)
             await off_loop_for(chat_request, check_images, inputs, len(chat_request.messages) - len(inputs))
         except MediaError as exc:
-            raise named(exc) from None
+            raise prepared.named(exc) from None
     stream = _chat(request).stream(chat_request)
 
     # setup errors are a plain 4xx (and nothing is stored), except for a background response: it fails
     try:
         deltas = stream if body.background else await started(request, stream, body.model)
     except (MediaError, GrammarError) as exc:
-        raise named(exc) from None
-    input_items = await body_step(wire.input_items, body.input)
-    run = ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
-                      store=store if body.store else None,
-                      previous=previous, inputs=inputs, input_items=input_items,
-                      error_of=lambda exc: _failed(named(exc)), streamed=body.stream)
+        raise prepared.named(exc) from None
+    run = await response_run(request.app, prepared, stream, deltas)
     if request.app[SHUTTING_DOWN].is_set():
         # (checked with no await before the run is registered: a response made once the stop has cancelled the
         # running ones would generate while the extensions stop, and its task outlive the app)
@@ -270,9 +303,9 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     body = await parse_body(request, wire.InputTokensRequest)
     if body.previous_response_id:  # the conversation is a thread: without a conversation store, a 503
         service(request, ConversationalExtension, "stores conversations", "conversational")
-    previous = await _previous(request, body.previous_response_id)
-    history = await _history(request, previous)
-    await _resolve_references(request, body, previous)
+    previous = await _previous(request.app, body.previous_response_id)
+    history = await _history(request.app, previous)
+    await _resolve_references(request.app, body, previous)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
