@@ -200,15 +200,19 @@ class ChatPlan:
         """The part of a continued reply the output is parsed after, as though the model had written it: the
         text :meth:`parser` reads first (``""`` where the request continues nothing). It is the part the grammar
         holds (:meth:`ChatFormat.grammar_prefix`), for the same reason: it is what comes after the state the
-        parser starts in (nothing inside a thought left open, the answer after a closed one, else all of it),
-        so a call the prefill opened is read as the call the output finishes."""
-        return self.fmt.grammar_prefix(prompt, self.continued)
+        parser starts in (inside a thought left open, only the part of its end marker the prefill stopped in;
+        after a closed one, the answer, read from the end marker: :meth:`ChatFormat.output_start`; else all of it),
+        so a call the prefill opened is read as the call the output finishes, and a marker it began is finished.
+        Raw reasoning (``none``) reads the grammar's part: its output is shown as written."""
+        if self.raw_reasoning:
+            return self.fmt.grammar_prefix(prompt, self.continued)
+        return self.fmt.output_start(prompt, self.continued)[0]
 
     def parser(self, prompt: str, **kw: Any) -> OutputParser:
         """A fresh output parser for one choice of this request. ``tool_choice: "none"`` reads no calls, though
         the tools are in the prompt: a call the model writes anyway is content, as it wrote it."""
         tools = self.tools if self.tool_choice != "none" else None
-        open_at_start = self.fmt.starts_in_reasoning(prompt, self.continued)
+        open_at_start = self.fmt.output_start(prompt, self.continued)[1]
         if self.raw_reasoning and self.continued:
             # raw output is verbatim, and the parser would start it with the start marker the prompt
             # swallowed; a continued reply's text (the marker in it, or before it) is the client's own
