@@ -10,7 +10,6 @@ import json
 
 import pytest
 from chat_format_cases import CASES, TOOLS, Case, call_ids, case_id, template_format
-
 from jan.templates.formats import ChatPlan, OutputParser
 from jan.templates.formats.plan import ReasoningRequest
 

@@ -308,3 +308,25 @@ def test_the_call_grammar_holds_the_argument_to_its_lark_grammar(llama, fmt, cal
     free = call_grammar(fmt, [tool], "required", parallel=False)  # (without the grammar any text goes)
     assert llama.accepts(free, call("no patch at all"))
     assert not llama.accepts(grammar, call("no patch at all"))
+
+
+@pytest.mark.parametrize("fmt, call", [
+    ("hermes", lambda text: '<tool_call>\n{"name": "emit", "arguments": {"input": '
+                            + json.dumps(text, ensure_ascii=False) + '}}\n</tool_call>'),
+    ("qwen3-coder", lambda text: "<tool_call>\n<function=emit>\n<parameter=input>\n" + text
+                                 + "\n</parameter>\n</function>\n</tool_call>"),
+])
+def test_a_call_grammar_bounds_the_ignored_whitespace_of_its_lark_argument(llama, fmt, call):
+    """The bound holds where the Lark grammar holds a tool call's argument (a custom tool's input), in both the
+    JSON-string and the XML spelling: normal whitespace passes, a run past the bound does not."""
+    from jan.templates.formats.grammars import call_grammar
+    from jan.templates.grammar import with_text_grammars
+
+    tool = {"type": "function", "function": {"name": "emit", "parameters": {
+        "type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"],
+        "additionalProperties": False}}}
+    grammar = call_grammar(fmt, with_text_grammars([tool], {"emit": {"input": JSONISH}}), "required", parallel=False)
+    check_gbnf(grammar)
+    assert llama.accepts(grammar, call('{"a": [1,\n    2],\n\n  "b" :\ttrue}'))
+    assert not llama.accepts(grammar, call('{"a":' + " " * 21 + "1}"))
+    assert not llama.accepts(grammar, call('{"a": 1' + "\n" * 3 + "}"))
