@@ -11,6 +11,7 @@ import json
 import pytest
 from cut_off_helpers import post
 from dialect_helpers import WEATHER_SCHEMA, named_events, tool_model
+from extension_helpers import call
 from server_helpers import http_post, raw_request, start_server
 
 TOOLS = [{"name": "get_weather", "description": "Weather in a city", "input_schema": WEATHER_SCHEMA}]
@@ -108,3 +109,64 @@ def test_a_forced_call_cut_off_is_a_well_formed_cut_answer_in_chat_and_responses
         else:
             assert whole["status"] == "completed" and [o["type"] for o in whole["output"]] == ["function_call"]
     assert seen_cut, "some limit should cut the call"
+
+
+FORCED_CUTS = (1, 8, 20, 35)  # tokens: inside <tool_call>, inside "name", after it, before the arguments begin
+
+
+def test_a_forced_call_cut_inside_its_markup_is_the_call_in_every_dialect(server):
+    """A forced call the token limit cut before its arguments began (even before its name was written) is the call,
+    with empty arguments -- OpenAI's cut call -- not a reply with neither the call nor the text: Chat Completions
+    ``length``, Anthropic a ``tool_use`` with input ``{}`` and ``max_tokens``, the Responses API an ``incomplete``
+    ``function_call``; Ollama (no tool_choice: a prefill opens the call) its call with ``{}``. Streamed as whole."""
+    for max_tokens in FORCED_CUTS:
+        chat = {"model": "tool-model", "max_tokens": max_tokens, "temperature": 0, "tools": CHAT_TOOLS,
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+                "messages": [{"role": "user", "content": "Weather in Paris?"}]}
+        status, whole = post(server, "/v1/chat/completions", chat)
+        assert status == 200, whole
+        choice = whole["choices"][0]
+        calls = [(c["function"]["name"], c["function"]["arguments"]) for c in choice["message"].get("tool_calls") or ()]
+        assert [n for n, _ in calls] == ["get_weather"] and choice["finish_reason"] == "length", (max_tokens, whole)
+        assert not choice["message"].get("content")
+        assert _chat_stream(server, chat) == (calls, "length")
+
+        status, whole = post(server, "/v1/messages", _body(max_tokens))
+        assert status == 200, whole
+        assert [(b["type"], b.get("name")) for b in whole["content"]] == [("tool_use", "get_weather")], whole
+        assert whole["stop_reason"] == "max_tokens"
+        events = named_events(raw_request(server.base_url, http_post("/v1/messages", {**_body(max_tokens),
+                                                                                     "stream": True})))
+        starts = [d["content_block"] for n, d in events if n == "content_block_start"]
+        assert [(b["type"], b.get("name")) for b in starts] == [("tool_use", "get_weather")]
+        pieces = "".join(d["delta"]["partial_json"] for n, d in events
+                         if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta")
+        assert (json.loads(pieces) if pieces else {}) == whole["content"][0]["input"]
+
+        resp = {"model": "tool-model", "max_output_tokens": max_tokens, "temperature": 0, "input": "Weather in Paris?",
+                "tool_choice": "required", "tools": [{"type": "function", **CHAT_TOOLS[0]["function"]}]}
+        status, whole = post(server, "/v1/responses", resp)
+        assert status == 200, whole
+        assert whole["status"] == "incomplete", whole
+        assert [(o["type"], o.get("name"), o["status"]) for o in whole["output"]] == \
+            [("function_call", "get_weather", "incomplete")]
+        events = named_events(raw_request(server.base_url, http_post("/v1/responses", {**resp, "stream": True})))
+        items = [d["item"] for n, d in events if n == "response.output_item.done"]
+        assert [(o["type"], o.get("name"), o.get("arguments")) for o in items] == \
+            [(o["type"], o.get("name"), o.get("arguments")) for o in whole["output"]]
+
+    for num_predict in (1, 2):
+        body = {"model": "tool-model", "stream": False, "tools": CHAT_TOOLS,
+                "messages": [{"role": "user", "content": "Weather in Paris?"},
+                             {"role": "assistant", "content": '<tool_call>\n{"name": "get_weather", "arguments": '}],
+                "options": {"num_predict": num_predict, "temperature": 0}}
+        status, whole = post(server, "/api/chat", body)
+        assert status == 200, whole
+        assert [c["function"]["name"] for c in whole["message"]["tool_calls"]] == ["get_weather"], whole
+        assert whole["done_reason"] == "length" and not whole["message"]["content"]
+        status, raw = call(server, "POST", "/api/chat", {**body, "stream": True}, timeout=120)
+        assert status == 200, raw
+        lines = [json.loads(line) for line in raw.splitlines() if line]
+        streamed = [c["function"] for o in lines for c in o["message"].get("tool_calls") or ()]
+        assert [(c["name"], c["arguments"]) for c in streamed] == \
+            [(c["function"]["name"], c["function"]["arguments"]) for c in whole["message"]["tool_calls"]]

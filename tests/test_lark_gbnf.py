@@ -175,10 +175,84 @@ def test_zero_width_terminals_convert(llama):
     assert llama.accepts(grammar, "+\n+abc\n") and not llama.accepts(grammar, "+\n-\n")
 
 
-def test_ignored_whitespace_runs_stay_cheap(llama):
-    # (%ignore allows any number of ignored tokens between tokens: a long run must not multiply the grammar's stacks)
-    grammar = lark_to_gbnf(JSONISH, "raw")
-    assert llama.accepts(grammar, "[" + " " * 200 + "1" + "\n" * 100 + "]")
+# whitespace a writer puts between two tokens: none, spaces, tabs, a line break and indentation, a blank line
+NORMAL_GAPS = ["", " ", "  ", "\t", "\n", "\n  ", "\n\t\t", "\r\n    ", "\n\n", "\n\n    ", " \n  ", " " * 20,
+               "\n" + " " * 20]
+
+
+def _json_document(rng, depth: int = 0) -> list[str]:
+    """The tokens of a random JSON-ish document of the JSONISH grammar."""
+    kind = rng.choice(["object", "array", "scalar"] if depth < 3 else ["scalar"])
+    if kind == "scalar":
+        return [rng.choice(['"x"', '"a b"', "1", "-2.5e3", "true", "false", "null"])]
+    if kind == "array":
+        items = [_json_document(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+        out = ["["]
+        for i, item in enumerate(items):
+            out += ([","] if i else []) + item
+        return out + ["]"]
+    out = ["{"]
+    for i in range(rng.randint(0, 3)):
+        out += ([","] if i else []) + [f'"k{i}"', ":"] + _json_document(rng, depth + 1)
+    return out + ["}"]
+
+
+def test_documents_with_normal_whitespace_are_accepted(llama):
+    """Bounding the ignored whitespace keeps every document written with normal whitespace (up to 20 spaces or tabs,
+    up to two line breaks each with up to 20 of indentation: llama.cpp's bound in its JSON-schema grammars) accepted,
+    before the first token, between any two and after the last; in both encodings."""
+    import random
+
+    rng = random.Random(5)
+    raw, encoded = lark_to_gbnf(JSONISH, "raw"), lark_to_gbnf(JSONISH, "json")
+    for _ in range(25):
+        tokens = _json_document(rng)
+        text = rng.choice(NORMAL_GAPS) + "".join(t + rng.choice(NORMAL_GAPS) for t in tokens)
+        assert _lark_accepts(JSONISH, text), text
+        assert llama.accepts(raw, text), text
+        assert llama.accepts(encoded, json.dumps(text, ensure_ascii=False)[1:-1]), text
+
+
+@pytest.mark.parametrize("gap", [" " * 21, "\t" * 21, "\n\n\n", "\n" + " " * 21, " " * 20 + "\n" + " " * 21,
+                                 "\n \n \n", " " * 200, "\n" * 100])
+def test_ignored_whitespace_is_bounded(llama, gap):
+    """``%ignore WS`` lets Lark skip any run of whitespace; the GBNF allows llama.cpp's bounded run (20 spaces or tabs,
+    two line breaks, 20 of indentation after each), so a weak model cannot fill its output with blanks: a longer run
+    anywhere (before the first token, between two, after the last) is refused, in both encodings."""
+    raw, encoded = lark_to_gbnf(JSONISH, "raw"), lark_to_gbnf(JSONISH, "json")
+    for text in (f"[1,{gap}2]", f"{gap}[1]", f"[1]{gap}", f"{{{gap}}}"):
+        assert _lark_accepts(JSONISH, text)  # (Lark itself skips any run)
+        assert not llama.accepts(raw, text), repr(text)
+        assert not llama.accepts(encoded, json.dumps(text)[1:-1]), repr(text)
+    # the longest run allowed still is
+    longest = " " * 20 + ("\n" + " " * 20) * 2
+    assert llama.accepts(raw, f"[1,{longest}2]") and llama.accepts(raw, f"{longest}[1]{longest}")
+
+
+@pytest.mark.parametrize("ignore, good, bad", [
+    ('" "', ["a b", "a          b"], ["a\tb", "a\nb", "a" + " " * 21 + "b"]),          # spaces only
+    ("WS_INLINE", ["a \t b", "a\t\tb"], ["a\nb", "a\r\nb"]),                       # no line breaks
+    ("NEWLINE", ["a\nb", "a\r\n\nb", "ab"], ["a b", "a\n\n\nb"]),                  # line breaks only
+    ("CR", ["a\rb"], ["a\nb", "a b"]),                                                # (a lone CR is no line break)
+])
+def test_the_bounded_run_holds_only_what_the_grammar_ignores(llama, ignore, good, bad):
+    definition = f'start: "a" "b"\n%import common.{ignore}\n%ignore {ignore}' if ignore.isupper() else \
+        f'start: "a" "b"\n%ignore {ignore}'
+    grammar = lark_to_gbnf(definition, "raw")
+    for text in good:
+        if ignore == "CR":
+            continue  # (a CR alone is not among the bounded run's characters: less than Lark, never more)
+        assert _lark_accepts(definition, text) and llama.accepts(grammar, text), (text, grammar)
+    for text in bad:
+        assert not llama.accepts(grammar, text), (text, grammar)
+
+
+def test_ignored_comments_stay_whole_with_bounded_whitespace_around_them(llama):
+    definition = ('start: "a" "b"\nCOMMENT: /#[^\\n]*/\n%import common.WS\n%ignore WS\n%ignore COMMENT')
+    grammar = lark_to_gbnf(definition, "raw")
+    for text in ["a # a comment much longer than twenty characters\n  b", "a#x\n#y\nb", "a b # end"]:
+        assert _lark_accepts(definition, text) and llama.accepts(grammar, text), text
+    assert not llama.accepts(grammar, "a #x\n" + " " * 21 + "b")
 
 
 @pytest.mark.parametrize("definition, words", [
@@ -234,3 +308,25 @@ def test_the_call_grammar_holds_the_argument_to_its_lark_grammar(llama, fmt, cal
     free = call_grammar(fmt, [tool], "required", parallel=False)  # (without the grammar any text goes)
     assert llama.accepts(free, call("no patch at all"))
     assert not llama.accepts(grammar, call("no patch at all"))
+
+
+@pytest.mark.parametrize("fmt, call", [
+    ("hermes", lambda text: '<tool_call>\n{"name": "emit", "arguments": {"input": '
+                            + json.dumps(text, ensure_ascii=False) + '}}\n</tool_call>'),
+    ("qwen3-coder", lambda text: "<tool_call>\n<function=emit>\n<parameter=input>\n" + text
+                                 + "\n</parameter>\n</function>\n</tool_call>"),
+])
+def test_a_call_grammar_bounds_the_ignored_whitespace_of_its_lark_argument(llama, fmt, call):
+    """The bound holds where the Lark grammar holds a tool call's argument (a custom tool's input), in both the
+    JSON-string and the XML spelling: normal whitespace passes, a run past the bound does not."""
+    from jan.templates.formats.grammars import call_grammar
+    from jan.templates.grammar import with_text_grammars
+
+    tool = {"type": "function", "function": {"name": "emit", "parameters": {
+        "type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"],
+        "additionalProperties": False}}}
+    grammar = call_grammar(fmt, with_text_grammars([tool], {"emit": {"input": JSONISH}}), "required", parallel=False)
+    check_gbnf(grammar)
+    assert llama.accepts(grammar, call('{"a": [1,\n    2],\n\n  "b" :\ttrue}'))
+    assert not llama.accepts(grammar, call('{"a":' + " " * 21 + "1}"))
+    assert not llama.accepts(grammar, call('{"a": 1' + "\n" * 3 + "}"))

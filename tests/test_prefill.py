@@ -10,7 +10,7 @@ import json
 import pytest
 from api_helpers import parse_sse
 from conftest import require_model
-from dialect_helpers import anthropic_prompt_tokens, has_reasoning_parser, reasoning_model
+from dialect_helpers import WEATHER_SCHEMA, anthropic_prompt_tokens, has_reasoning_parser, reasoning_model
 from extension_helpers import call
 from jan.core import LocalModel
 from jan.engine.model import Model
@@ -192,6 +192,40 @@ def test_a_prefill_that_closed_its_thought_continues_the_answer(server, forced_o
     forced_output(ANSWER_GOES_ON)
     messages = [HI, {"role": "assistant", "content": CLOSED_THOUGHT}]
     assert _thinking_and_text(server, path, _dialect_body(path, messages, stream)) == ("", ANSWER_GOES_ON)
+
+
+@pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")
+@pytest.mark.parametrize("path, stream", DIALECTS)
+@pytest.mark.parametrize("prefill, output", [
+    ("<think>\nLet me see.</thi", "nk>\n\nFour."),     # stopped part-way through the end marker
+    ("<think>\nLet me see.<", "/think>\n\nFour."),
+    ("<think>\nLet me see.</think>", "\n\nFour."),     # right after it: the whitespace is the marker's
+    ("<think>\nLet me see.</thi", "s and more.</think>Four."),  # (not a marker after all: thinking text)
+])
+def test_a_prefill_stopped_in_or_at_the_end_marker_splits_as_the_whole_text(server, forced_output, path, stream,
+                                                                           prefill, output):
+    """The reply to a prefill that stops inside ``</think>`` is what the same text written whole splits into, less
+    the prefill: the marker the output finishes ends the thought (no ``nk>`` as thinking, no answer as thinking)."""
+    forced_output(output)
+    messages = [HI, {"role": "assistant", "content": prefill}]
+    thinking, text = _thinking_and_text(server, path, _dialect_body(path, messages, stream))
+    if output.startswith("s and"):
+        assert (thinking, text) == ("s and more.", "Four.")
+    else:
+        assert (thinking, text) == ("", "Four.")
+
+
+@pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")
+def test_the_engine_reads_the_marker_a_prefill_stopped_in_through_the_grammar_and_the_budget(server):
+    """A forced call after a prefill stopped inside ``</think>``: the grammar reads the marker's start first (the
+    engine takes it: no 400), the thinking budget ends the thought, and the call follows; the prefill's part of the
+    marker is never told as thinking."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA}}]
+    body = {"model": "qwq-tiny", "temperature": 0, "max_tokens": 60, "tools": tools, "tool_choice": "required",
+            "reasoning_budget": 5, "messages": [HI, {"role": "assistant", "content": "<think>\nHmm.</thi"}]}
+    message = ok(server, "/v1/chat/completions", body)["choices"][0]["message"]
+    assert [c["function"]["name"] for c in message["tool_calls"]][:1] == ["get_weather"], message
+    assert "</thi" not in (message.get("reasoning_content") or "") and not message.get("content"), message
 
 
 @pytest.mark.skipif(not has_reasoning_parser(), reason="this build has no reasoning parser")

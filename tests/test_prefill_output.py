@@ -125,3 +125,55 @@ def test_a_call_whose_number_is_followed_by_no_json_keeps_its_arguments(after):
     args = "".join(c["function"].get("arguments", "") for d in deltas for c in d.get("tool_calls", ()))
     assert json.loads(args) == {"city": "Lyon", "days": int("2" + after.rstrip("x\ue000é"))}
     assert "".join(d.get("content", "") for d in deltas) == after.lstrip("1")
+
+
+def _in_order(whole: str, told: str, prefill: str) -> bool:
+    """``told`` (a continued reply's content or thinking) is the end of ``whole`` (the same text's, written whole),
+    and what it leaves of ``whole`` the prefill wrote: nothing lost, nothing told twice, no markup leaked."""
+    whole, told = whole.strip(), told.strip()
+    return whole.endswith(told) and whole[:len(whole) - len(told)].strip() in prefill
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.thinking is not None], ids=case_id)
+def test_a_prefill_stopped_anywhere_splits_as_the_whole_text(case: Case):
+    """A continued reply splits into thinking, answer and calls as the same text written whole does, wherever the
+    prefill stops: also part-way through the marker that ends the thought (``…</thi`` continued ``nk>…``: the
+    marker is finished, the answer is the answer) or right after it (the whitespace after it is the marker's)."""
+    fmt = template_format(case.template)
+    out = case.thinking
+    opened = fmt.reasoning is not None and not out.text.startswith(fmt.reasoning.start)
+    whole = parse_output(out.text, fmt, TOOLS, open_at_start=opened)
+    calls = [(c.name, json.loads(c.arguments)) for c in whole.tool_calls]
+    for k in range(1, len(out.text)):
+        prefill, rest = out.text[:k], out.text[k:]
+        for pieces in (1, 4):
+            got = reply(fmt, prefill, rest, opened=opened, pieces=pieces)
+            assert got["calls"] == calls, (prefill, got)
+            assert _in_order(whole.content or "", got["content"], prefill), (prefill, got)
+            assert _in_order(whole.reasoning or "", got["reasoning"], prefill), (prefill, got)
+
+
+def test_the_engine_and_the_token_count_see_the_marker_a_prefill_stopped_in():
+    """The grammar (its lazy trigger searches ``</think>`` then a call), the thinking budget (which watches the
+    output for the end marker) and the reasoning tokens' count see the end marker a prefill stopped in finished by
+    the output: the grammar reads the marker's start first, the budget waits for its rest, the count finds the
+    thinking in the prefill and the output together."""
+    fmt = detect_format((TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text())
+    prefill = "<think>\nThe user wants the weather.\n</thi"
+    prompt = HEAD + prefill
+    assert fmt.grammar_prefix(prompt, prefill) == "</thi"
+    assert fmt.budget_options(64, prompt, prefill)["reasoning_end"] == "nk>"
+    assert fmt.budget_options(64, prompt, prefill)["reasoning_close"] == "</think>"
+    assert fmt.budget_options(64, HEAD + "<think>\nHmm", "<think>\nHmm")["reasoning_end"] == "</think>"
+    parser = output_parser(None, ChatPlan(fmt, tools=TOOLS, continued=prefill), prompt)
+    output = "nk>\n\nIt is sunny."
+    parser.feed(output)
+    parser.finish("stop")
+    # the rest of the marker and the whitespace after it are the thinking's markup; the answer is not
+    assert parser.reasoning_spans(output) == [(0, len("nk>\n\n"))]
+    # a prefill that closed its thought: the output's whitespace right after it is the marker's too
+    closed = "<think>\nHmm.\n</think>"
+    parser = output_parser(None, ChatPlan(fmt, tools=TOOLS, continued=closed), HEAD + closed)
+    deltas = parser.feed("\n\nIt is sunny.") + parser.finish("stop")
+    assert "".join(d.content for d in deltas) == "It is sunny." and not "".join(d.reasoning for d in deltas)
+    assert parser.reasoning_spans("\n\nIt is sunny.") == [(0, 2)]

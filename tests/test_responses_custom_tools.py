@@ -24,7 +24,7 @@ FORCE = {"type": "custom", "name": "apply_patch"}
 # a regex grammar the input must match whole (so the tiny model's call ends)
 CODE = {**PATCH, "format": {"type": "grammar", "syntax": "regex", "definition": "[a-c]{3}-[0-9]{2}"}}
 # a Lark grammar of apply_patch's shape (envelope, file operations, hunk lines), its terminals bounded so that the
-# tiny model's call ends (no %ignore: the random-weight model would write ignored blanks to its token limit); with
+# tiny model's call ends; with
 # %import common, ?rule inlining, an alias, a repetition range and a case-insensitive literal
 PATCH_GRAMMAR = r"""
 start: "*** Begin Patch" LF operation ~ 1..2 "*** End Patch"
@@ -215,3 +215,30 @@ def test_arguments_of_another_shape_are_the_input():
     done = [e for e in events if e["type"] == "response.custom_tool_call_input.done"]
     assert done[0]["input"] == "not json" and stream.output[0]["input"] == "not json"
     assert json.loads(custom_arguments("a\"b")) == {"input": "a\"b"}
+
+
+def test_a_lark_grammar_that_ignores_whitespace_still_ends(client):
+    """``%ignore WS`` lets Lark skip any run of blanks between tokens; the GBNF bounds each run as llama.cpp bounds
+    JSON's whitespace (20 spaces or tabs, two line breaks each with 20 of indentation), so a model cannot fill the
+    input with blanks: each run the random-weight model wrote is within the bound, and the input is one the Lark
+    grammar accepts."""
+    import re
+
+    import lark
+
+    definition = 'start: "x" "=" DIGIT ~ 1..3 ";"\n%import common.DIGIT\n%import common.WS\n%ignore WS'
+    tool = {**PATCH, "name": "emit", "format": {"type": "grammar", "syntax": "lark", "definition": definition}}
+    response = _create(client, input="Emit", tools=[tool], tool_choice={"type": "custom", "name": "emit"},
+                       max_output_tokens=400)
+    assert response.status == "completed" and [item.type for item in response.output] == ["custom_tool_call"]
+    text = response.output[0].input
+    lark.Lark(definition, parser="earley", lexer="dynamic_complete").parse(text)
+    for run in re.findall(r"\s+", text):
+        assert re.fullmatch(r"[ \t]{0,20}(?:(?:\r\n|\n)[ \t]{0,20}){0,2}", run), (run, text)
+
+
+def test_a_forced_custom_call_cut_before_its_input_is_the_call(client):
+    """The token limit cut the forced call inside its markup: the call is still the reply, its input empty."""
+    response = _create(client, input="Fix the bug", tools=[CODE], tool_choice=FORCE, max_output_tokens=2)
+    assert response.status == "incomplete"
+    assert [(item.type, item.name, item.input) for item in response.output] == [("custom_tool_call", "apply_patch", "")]

@@ -174,6 +174,7 @@ def template_plan(template: ChatTemplate, request: ChatRequest, settings: Any, m
         # may not re-set messages/tools/add_generation_prompt: a 400 naming the key, not a TypeError
         chat_template_kwargs=template_variables(request.chat_template_kwargs),
         constrained=bool(request.grammar) or (fmt is not None and fmt.type in ("json_schema", "json_object")),
+        whole_grammar=bool(request.grammar),
         continued=_continued(request),
         banned_tokens=banned,
         text_grammars={t.name: {t.text_grammar.argument: t.text_grammar.definition}

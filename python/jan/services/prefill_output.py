@@ -8,7 +8,10 @@ what that part says beyond text goes out before the output's own deltas: the cal
 name and the arguments the prefill wrote, which the output's deltas then continue. The prefill's own answer text is
 never told again: the client wrote it (Anthropic's API, and jan before this, return only the continuation). That
 includes text the parser held back at the prefill's end (a trailing ``<tool`` or space that might have begun a call
-marker): when the output goes on as text, that held tail comes out first, and is dropped then.
+marker): when the output goes on as text, that held tail comes out first, and is dropped then. So does the thinking
+held back at the end of a prefill inside a thought: the part of its end marker it stopped in (``…</thi``, the only
+part of an open thought the parser reads first: :meth:`ChatFormat.grammar_prefix`), which the output either
+finishes (``nk>``: the thought ends, as in the same text written whole) or turns into thinking text.
 """
 
 from __future__ import annotations
@@ -30,17 +33,17 @@ class PrefilledOutput:
 
     ``parser`` reads the prefix and then the output; ``probe``, a fresh parser of the same choice, reads the prefix
     alone once, with :data:`_PROBE_END` after it, to learn which of the prefix's answer text ``parser`` still holds
-    back (that text is dropped when it comes out)."""
+    back, answer text or thinking (that text is dropped when it comes out)."""
 
     def __init__(self, parser, probe, prefix: str):
         self._parser = parser
+        self._prefix = prefix
         told = parser.feed(prefix)
         # what the prefix said that is not its text: the call(s) it opened, told with the output's first deltas
         self._pending = [ChatDelta(tool_calls=d.tool_calls) for d in told if d.tool_calls]
-        shown = "".join(d.content for d in told)
-        probed = "".join(d.content for d in probe.feed(prefix + _PROBE_END))
-        held = probed[len(shown):] if probed.startswith(shown) else ""
-        self._held = held.removesuffix(_PROBE_END)
+        probed = probe.feed(prefix + _PROBE_END)
+        self._held = _held(told, probed, "content")
+        self._held_reasoning = _held(told, probed, "reasoning")
 
     @property
     def made_tool_calls(self) -> bool:
@@ -55,8 +58,12 @@ class PrefilledOutput:
         return self._parser.thinks
 
     def reasoning_spans(self, text: str) -> list[tuple[int, int]]:
-        # the generated text alone (the reasoning tokens counted are generated ones): the prefix is no part of it
-        return self._parser.reasoning_spans(text)
+        # found in the prefix and the generated text together, as the parser read them (the prefix may hold the
+        # end marker, or the start of the one the output finishes), then placed in the generated text alone (the
+        # reasoning tokens counted are generated ones: the prefix is no part of them)
+        n = len(self._prefix)
+        spans = self._parser.reasoning_spans(self._prefix + text)
+        return [(max(a - n, 0), b - n) for a, b in spans if b > n]
 
     def feed(self, text: str) -> list[ChatDelta]:
         return self._told(self._parser.feed(text))
@@ -69,6 +76,8 @@ class PrefilledOutput:
         pending, self._pending = self._pending, []
         out = []
         for delta in deltas:
+            if self._held_reasoning:
+                delta = self._unheld_reasoning(delta)
             if self._held:
                 delta = self._unheld(delta)
             if delta.content or delta.reasoning or delta.tool_calls:
@@ -92,3 +101,31 @@ class PrefilledOutput:
         else:
             self._held = self._held[same:]
         return replace(delta, content=delta.content[same:])
+
+    def _unheld_reasoning(self, delta: ChatDelta) -> ChatDelta:
+        """``delta`` without the start of its thinking that is the prefix's held-back thinking (a part of the
+        marker that ends a thought): answer text or a call first means the output finished that marker."""
+        if delta.content or delta.tool_calls:
+            self._held_reasoning = ""
+            return delta
+        same = _common(delta.reasoning, self._held_reasoning)
+        self._held_reasoning = "" if same < len(delta.reasoning) else self._held_reasoning[same:]
+        return replace(delta, reasoning=delta.reasoning[same:])
+
+
+def _held(told: list[ChatDelta], probed: list[ChatDelta], field: str) -> str:
+    """The text of ``field`` the parser held back at the prefix's end: what the probe, whose end let it go, told
+    of it beyond what the parser did."""
+    shown = "".join(getattr(d, field) for d in told)
+    let_go = "".join(getattr(d, field) for d in probed)
+    return let_go[len(shown):].removesuffix(_PROBE_END) if let_go.startswith(shown) else ""
+
+
+def _common(text: str, held: str) -> int:
+    """How many characters ``text`` and ``held`` begin with alike."""
+    same = 0
+    for mine, theirs in zip(text, held):
+        if mine != theirs:
+            break
+        same += 1
+    return same

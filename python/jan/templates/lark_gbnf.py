@@ -22,8 +22,12 @@ otherwise). Where it must choose, it allows *less* than the Lark grammar, never 
 negated class are their ASCII members, ``\\W`` is ASCII, and C0 control characters other than tab, LF and CR are
 left out of every class that has other members, so whatever a model writes under it parses.
 
-``%ignore``: the ignored terminals may stand, any number of them, before the first token and after every token, as
-Lark skips them there.
+``%ignore``: the ignored terminals may stand before the first token and after every token, as Lark skips them
+there, but whitespace is bounded the way llama.cpp's JSON-schema grammars (and jan's, ``grammar.py``'s ``ws``) bound
+it, so a model cannot fill its output with blanks: where the Lark grammar ignores any run of whitespace, the GBNF
+allows up to :data:`MAX_INDENT` spaces and tabs, then up to :data:`MAX_LINE_BREAKS` line breaks each followed by
+up to that much indentation (only characters the ignored terminals skip one by one, and ``\\r\\n`` where they skip
+it). Other ignored terminals (comments) keep their own text, any number of them, each with such whitespace after it.
 
 ``encoding``: ``"raw"`` is a grammar of the text itself; ``"json"`` one of the text as it is written inside a JSON
 string (a tool call's arguments): a quote, a backslash and control characters as their escapes, in the one
@@ -58,6 +62,10 @@ MAX_DEFINITION_CHARS = 65_536
 MAX_PRODUCTIONS = 5_000
 #: The largest ``{m,n}`` bound of a terminal's regex (llama.cpp reads a maximum past 2,000 as no maximum).
 MAX_REPEAT = 1_000
+#: Ignored whitespace between two tokens: at most this many spaces/tabs in a row (llama.cpp's JSON ``ws``: 20)...
+MAX_INDENT = 20
+#: ... and this many line breaks (a blank line between two tokens; llama.cpp's JSON ``ws`` allows ``"\n"{1,2}``)
+MAX_LINE_BREAKS = 2
 
 Encoding = Literal["raw", "json"]
 # the module of each %import line (``%import common.WS``, ``%import common (WS, LF)``, ``%import .x``)
@@ -540,6 +548,77 @@ def _matches_empty(regex: str) -> bool:
         return False  # (said of the terminal when it is written)
 
 
+# -- ignored whitespace ------------------------------------------------------------------------------------------------
+
+def _whitespace(regex: str) -> bool:
+    """Whether an ignored terminal's regex only ever matches whitespace (``\\s``): its text is blanks, which the
+    GBNF bounds (else it is a comment or the like, kept whole)."""
+    try:
+        chars = _regex_chars(list(sre_parse.parse(regex)))
+    except re.error:
+        return False
+    return chars is not None and bool(chars) and not _minus(chars, _unicode(r"\s"))
+
+
+def _regex_chars(items: list) -> Ranges | None:
+    """The characters a parsed regex can match (None: any, or what this does not follow)."""
+    out: list[tuple[int, int]] = []
+    for op, av in items:
+        if op is sre.LITERAL:
+            out.append((av, av))
+        elif op is sre.IN:
+            for iop, iav in av:
+                if iop is sre.LITERAL:
+                    out.append((iav, iav))
+                elif iop is sre.RANGE:
+                    out.append(iav)
+                elif iop is sre.CATEGORY and "SPACE" in str(iav) and "_NOT_" not in str(iav):
+                    out += _unicode(r"\s")
+                else:  # a negated class or another category: not only whitespace
+                    return None
+        elif op is sre.SUBPATTERN:
+            inner = _regex_chars(list(av[-1]))
+            if inner is None:
+                return None
+            out += inner
+        elif op is sre.BRANCH:
+            for branch in av[1]:
+                inner = _regex_chars(list(branch))
+                if inner is None:
+                    return None
+                out += inner
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            inner = _regex_chars(list(av[2]))
+            if inner is None:
+                return None
+            out += inner
+        else:
+            return None
+    return _norm(out)
+
+
+def _bounded_blank(writer: "_Writer", regexes: list[str]) -> str:
+    """The GBNF of the whitespace a gap between two tokens may hold, where ignored terminals of ``regexes`` (each
+    only ever whitespace) skip any run of it: up to :data:`MAX_INDENT` spaces and tabs, then up to
+    :data:`MAX_LINE_BREAKS` line breaks, each followed by as much indentation. Only what the terminals skip: a
+    character each of them matches alone (any run of such characters is a run of tokens), and ``\r\n`` where one
+    matches it whole; "" where none of these is skipped."""
+    def skipped(text: str) -> bool:
+        return any(re.fullmatch(rx, text) for rx in regexes) or all(
+            any(re.fullmatch(rx, ch) for rx in regexes) for ch in text)
+
+    inline = [ch for ch in " \t" if skipped(ch)]
+    breaks = [nl for nl in ("\n", "\r\n") if skipped(nl)]
+    parts = []
+    if inline:
+        parts.append(gbnf_repeat(writer.chars(_norm([(ord(c), ord(c)) for c in inline])), 0, MAX_INDENT))
+    if breaks:
+        line = " | ".join(writer.literal(nl) for nl in breaks)
+        indent = f" {parts[0]}" if inline else ""
+        parts.append(gbnf_repeat(f"( ( {line} ){indent} )", 0, MAX_LINE_BREAKS))
+    return " ".join(parts)
+
+
 # -- the entry point ---------------------------------------------------------------------------------------------------
 
 
@@ -596,7 +675,11 @@ def lark_to_gbnf(definition: str, encoding: Encoding = "raw") -> str:
 
     used = {s.name for name in order for p in rules[name] for s in p if s.terminal}
     ignored = [names(name, True) for name in ignore_tokens]
-    for name in sorted(used | set(ignored)):
+    # ignored whitespace is written as a bounded run of its own (_bounded_blank), not as its terminals
+    spaces = [name for name in dict.fromkeys(ignored)
+              if terminals.get(name) is not None and terminals[name].pattern is not None
+              and _whitespace(terminals[name].pattern.to_regexp())]
+    for name in sorted(used | (set(ignored) - set(spaces))):
         term = terminals.get(name)
         if term is None or term.pattern is None:
             raise LarkGrammarError(f"terminal {name[2:]} has no pattern (%declare): no text can be written for it")
@@ -612,9 +695,17 @@ def lark_to_gbnf(definition: str, encoding: Encoding = "raw") -> str:
         writer.rules[name] = body
     ignore = ""
     if ignored:
-        # Lark skips ignored terminals between tokens: any number of them after every token and before the first
+        # Lark skips ignored terminals between tokens: after every token and before the first, whitespace bounded
         ignore = "ignored"
-        writer.rules[ignore] = f"( {' | '.join(dict.fromkeys(ignored))} )*"
+        others = [name for name in dict.fromkeys(ignored) if name not in spaces]
+        blank = _bounded_blank(writer, [terminals[name].pattern.to_regexp() for name in spaces])
+        if blank:
+            writer.rules["ignored-space"] = blank
+        gap = "ignored-space" if blank else ""
+        if others:
+            writer.rules[ignore] = f"{gap} ( ( {' | '.join(others)} ) {gap} )*".strip()
+        else:
+            writer.rules[ignore] = gap or '""'
         for name in used:
             writer.rules[f"{name}-i"] = f"{name} {ignore}"
         bodies = {rule: " ".join(f"{tok}-i" if tok in used else tok for tok in body.split(" "))

@@ -165,6 +165,9 @@ class ToolCallStreamParser:
         self._region: _Gen | None = None
         self._raw = ""  # region text not yet committed to a call
         self._region_calls = 0
+        # the region's next call: its name is read whole (a declared tool), none of its arguments yet; the call a
+        # cut there makes (OpenAI's cut call: the name, the arguments as far as written, here none)
+        self._named: str | None = None
         self._finished = False
 
     # -- public --------------------------------------------------------------
@@ -185,11 +188,14 @@ class ToolCallStreamParser:
 
         ``truncated``: the output was cut off (the token limit). Markup of a call that never
         closed is then dropped instead of being handed back as content, and so is held text
-        that could only have been the start of a marker.
+        that could only have been the start of a marker; a call cut off after its name, before
+        its arguments, is a call with empty arguments.
         """
         if self._finished:
             return []
         self._finished = True
+        if truncated and self._region is not None and self._named is not None:
+            self._begin_call(self._named)
         if truncated and self._region is not None and (self._raw_is_markup() or self._region_calls):
             self._region = None
             self._raw = ""
@@ -268,6 +274,7 @@ class ToolCallStreamParser:
 
     def _begin_call(self, name: str) -> None:
         self._flush_args()
+        self._named = None
         if not self._after_call:
             self._ws_before = self._ws
         self._sep = ""
@@ -336,6 +343,7 @@ class ToolCallStreamParser:
         used, unused = raw[:cut], raw[cut:]
         self._region = None
         self._raw = ""
+        self._named = None
         if not ok and used:
             self._text_out(used)
         if self._region_calls:
@@ -480,6 +488,7 @@ class ToolCallStreamParser:
         name, ch = yield from self._read_name(ch, "[")
         if name not in self._names:
             return False, _n(ch)
+        self._named = name
         ok, ch = yield from self._expect(ch, "[")
         if ok and ch == "C":
             ok, ch = yield from self._expect(ch, "CALL_ID]")
@@ -507,6 +516,7 @@ class ToolCallStreamParser:
         name, ch = yield from self._read_name(ch, ">")
         if name not in self._names or ch != ">":
             return False, _n(ch)
+        self._named = name
         ch = yield
         ch = yield from self._skip_ws(ch)
         if ch == "<":  # no arguments at all
@@ -651,6 +661,7 @@ class ToolCallStreamParser:
                 if not ok or value not in self._names:
                     return False, ch
                 name = value
+                self._named = name
                 if args is not None:
                     self._begin_call(name)
                     self._args(args)
@@ -720,6 +731,7 @@ class ToolCallStreamParser:
             name = ident[:-5] if ident.endswith(".call") else ident
             if ch != "(" or name not in self._names:
                 return False, ch
+            self._named = name
             # read up to the matching ')', minding strings and nesting
             depth = 0
             quote: str | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .marked import PENDING, Block, add_text, name_so_far, parse_marked
+from .marked import PENDING, Block, add_text, name_so_far, named, parse_marked
 from .text import WS, hold, json_arguments, scan_json
 from .types import Snapshot
 
@@ -49,7 +49,7 @@ def _json_call(text: str, body_start: int, end_marker: str, name: str, final: bo
         return None
     args, _ = json_arguments(body, end >= 0, final)
     if end < 0 and not final and not args:
-        return PENDING  # nothing of the arguments yet
+        return named(name, schemas)  # nothing of the arguments yet
     return Block(end + len(end_marker) if end >= 0 else len(text), [(name, args)], end >= 0 or final)
 
 
@@ -82,7 +82,7 @@ def _scan_deepseek(text: str, at: int, marker: str, final: bool, schemas: Mappin
     rest = text[nl + 1 : stop]
     lead = rest.lstrip(WS)
     if end < 0 and not final and len(lead) < 3 and "```".startswith(lead):
-        return PENDING  # a fence may be starting
+        return named(name, schemas)  # a fence may be starting
     if not lead.startswith("```"):  # no fence: the JSON itself
         return _json_call(text, nl + 1, DS_CALL_END, name, final, schemas)
     fence = nl + 1 + rest.find("```")
@@ -90,7 +90,7 @@ def _scan_deepseek(text: str, at: int, marker: str, final: bool, schemas: Mappin
     if line < 0:
         if end >= 0 or final:
             return Block(end + len(DS_CALL_END) if end >= 0 else len(text), [(name, "{}")])
-        return PENDING  # the fence line is still being written
+        return named(name, schemas)  # the fence line is still being written
     # The value ends where its JSON ends, not at the first ``` (a string may hold one): scan it, then the
     # closing fence and the end marker follow.
     body = text[line + 1 : stop]
@@ -98,7 +98,7 @@ def _scan_deepseek(text: str, at: int, marker: str, final: bool, schemas: Mappin
         body = hold(body, (DS_CALL_END,), final)
     args, _ = json_arguments(body, end >= 0, final)
     if end < 0 and not final and not args:
-        return PENDING
+        return named(name, schemas)
     return Block(end + len(DS_CALL_END) if end >= 0 else len(text), [(name, args)], end >= 0 or final)
 
 
@@ -116,7 +116,10 @@ def _scan_kimi(text: str, at: int, marker: str, final: bool, schemas: Mapping[st
         head = hold(text[hs:], (KIMI_ARGS_BEGIN,), final).lstrip(WS)
         if not final and "functions.".startswith(head):
             return PENDING
-        return name_so_far(head.removeprefix("functions.").split(":")[0], schemas, final)
+        name, colon, _ = head.removeprefix("functions.").partition(":")
+        if colon and not final and name in schemas:  # the name is whole (the call's number follows it)
+            return named(name, schemas)
+        return name_so_far(name, schemas, final)
     head = text[hs:a].strip(WS)
     name = head.rsplit(":", 1)[0] if ":" in head else head  # ids are functions.NAME:N
     return _json_call(text, a + len(KIMI_ARGS_BEGIN), KIMI_CALL_END, name.removeprefix("functions."), final, schemas)
@@ -181,6 +184,8 @@ def parse_functionary_v32(text: str, final: bool, schemas: Mapping[str, Mapping[
         if not lead:
             if final:
                 snap.calls.append((recipient, "{}"))
+            else:
+                snap.named = recipient  # (the call an output cut off here made)
             break
         if lead[0] != "{":  # not JSON arguments: not a call after all; its text is the answer's
             content = add_text(content, recipient + "\n" + text[bs:], after_call, ws_before)

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
+from ..tool_calls import partial_suffix
 from .after_thinking import after_thinking
 from .block_calls import parse_deepseek, parse_functionary_v32, parse_kimi
 from ..grammar import either_grammar
@@ -190,6 +191,7 @@ class ChatFormat:
         (or the template opened), the grammar starts in that free thought, so nothing; after a thought it closed,
         the text after the end marker (its leading whitespace the gap the grammar leaves, so dropped); otherwise
         the whole text (where the grammar allows a thought first, the text decides whether it takes that branch).
+        Inside a thought, the part of a marker that ends it where ``continued`` stops part-way through one.
         Harmony: a continued reply is the text of its message, which the grammar holds from its first character.
         Empty where ``prompt`` does not end in ``continued`` (the template rewrote it; media in it): the grammar
         then holds the output alone, as it did before jan read prefixes."""
@@ -199,11 +201,28 @@ class ChatFormat:
             return continued
         tail = self._reply_tail(prompt, continued)
         if tail == "open":
-            return ""
+            # nothing of the thought, but a marker it stops part-way through (``…</thi``): its rest in the output
+            # (``nk>``) ends the thought, as in the same text written whole, so the grammar and the parser read
+            # that part first (else neither ever sees the marker, and the answer goes on as thinking)
+            ends = (self.reasoning.end, *self.reasoning.interrupt)
+            return continued[len(continued) - partial_suffix(continued, ends):]
         closed = continued.rfind(self.reasoning.end)
         if closed >= 0:
             return continued[closed + len(self.reasoning.end):].lstrip()
         return continued
+
+    def output_start(self, prompt: str, continued: str) -> tuple[str, bool]:
+        """Where the output parser of a reply starts: ``(text it reads first, whether it starts inside a thought)``,
+        so that a continued reply splits as the same text written whole would. That is the grammar's start
+        (:meth:`grammar_prefix`, :meth:`starts_in_reasoning`) but after a thought ``continued`` closed: there the
+        parser starts in the thought and reads from its end marker, whose whitespace after it is the marker's, not
+        the answer's, also where the output writes it (``…</think>`` continued by ``\n\nThe answer``)."""
+        prefix, opened = self.grammar_prefix(prompt, continued), self.starts_in_reasoning(prompt, continued)
+        if continued and not opened and not self.channels and self.reasoning is not None and prompt.endswith(continued):
+            closed = continued.rfind(self.reasoning.end)
+            if closed >= 0 and self._reply_tail(prompt, continued) == "closed":
+                return continued[closed:], True
+        return prefix, opened
 
     def answer_grammar(self, grammar: str, prompt: str, continued: str = "", thinking: bool | None = None) -> str:
         """``grammar`` (meant for the answer or the call(s): a response format, a forced call) held after the
@@ -250,12 +269,16 @@ class ChatFormat:
         ``continued``: as for :meth:`starts_in_reasoning`."""
         if budget is None or budget < 0 or self.reasoning is None:
             return {}
+        opened = self.starts_in_reasoning(prompt, continued)
+        # the engine watches the output alone for the end marker: where the prefill stopped part-way through it
+        # (``…</thi``), the output ends the thought with the rest of it (``nk>``)
+        written = partial_suffix(continued, (self.reasoning.end,)) if opened and prompt.endswith(continued) else 0
         return {
             "reasoning_budget": int(budget),
             "reasoning_start": self.reasoning.start,
-            "reasoning_end": self.reasoning.end,
+            "reasoning_end": self.reasoning.end[written:],
             "reasoning_close": self.budget_close or self.reasoning.end,
-            "reasoning_open": self.starts_in_reasoning(prompt, continued),
+            "reasoning_open": opened,
         }
 
     def grammar_options(

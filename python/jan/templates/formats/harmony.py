@@ -63,8 +63,11 @@ def parse_harmony(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any
         if head_at == n:
             break
         m = text.find(MESSAGE, head_at)
-        if m < 0:
-            break  # header not complete yet
+        if m < 0:  # header not complete yet; a recipient already whole (more follows it) is the call a cut made
+            whole = _RECIPIENT.search(text, head_at)
+            if whole is not None and whole.end() < n and whole.group(1) in schemas:
+                snap.named = whole.group(1)
+            break
         header = text[head_at:m]
         channel = ""
         if CHANNEL in header:
@@ -84,6 +87,7 @@ def parse_harmony(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any
             content.append(text[head_at:after if closed else n])
         elif recipient:
             if not body.strip(WS) and not (closed or final):
+                snap.named = recipient.group(1)  # (the call an output cut off here made)
                 break  # the arguments decide nothing yet
             args, _ = json_arguments(body, closed, final)
             snap.calls.append((recipient.group(1), args))

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any, Mapping
 
-from .marked import PENDING, Block, parse_marked
+from .marked import PENDING, Block, named, parse_marked
 from .text import WS, hold, json_arguments, scan_json
 from .types import Snapshot
 
@@ -28,6 +28,9 @@ _HEAD = re.compile(
 )
 # Apertus's short form: the object's one member is named after the function, its value the arguments
 _SHORT_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"\s*:\s*(?=\{)')
+# A call object's name as far as it is whole, its arguments member not begun yet (what a call cut off there names)
+_NAME_HEAD = re.compile(r'\{\s*(?:' + _SCALAR_MEMBER + r')*?"(?:tool_name|name)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_SHORT_NAME_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"\s*:')
 
 
 def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]) -> tuple[str, str] | None:
@@ -48,6 +51,7 @@ def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]
 def _scan_list(
     text: str, at: int, marker: str, final: bool, end_marker: str | None, name_keys: tuple[str, ...],
     arg_keys: tuple[str, ...], list_at: int, head_re: re.Pattern[str] = _HEAD,
+    name_re: re.Pattern[str] = _NAME_HEAD, schemas: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Any:
     """A JSON list of call objects from ``list_at`` (up to ``end_marker``, when the family has one).
 
@@ -68,6 +72,7 @@ def _scan_list(
     ended = end >= 0 or final
     calls: list[tuple[str, str]] = []
     list_end = -1
+    pending_name = ""  # the name of a call object whose arguments have not begun, at the text's end
     i += 1
     while True:
         while i < stop and region[i] in WS + ",":
@@ -93,9 +98,19 @@ def _scan_list(
             if call is None:
                 break
             calls.append(call)
+        elif not broken and not ended and (head := name_re.match(region, i)) is not None:
+            try:
+                pending_name = json.loads('"' + head.group(1) + '"')
+            except ValueError:
+                pass
         if oend < 0:
             break
         i = oend
+    if pending_name and schemas is not None:
+        if not calls:
+            return named(pending_name, schemas)
+        if pending_name in schemas:  # (only a cut-off output shows it: Snapshot.named)
+            return Block(len(text), calls, False, named=pending_name)
     if not calls:
         return None if ended or list_end >= 0 or (i < stop and region[i] not in "{") else PENDING
     if end_marker:
@@ -109,20 +124,23 @@ def _scan_list(
 
 def _scan_command_r(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
     return _scan_list(text, at, marker, final, "<|END_ACTION|>", ("tool_name", "name"), ("parameters", "arguments"),
-                      at + len(marker))
+                      at + len(marker), schemas=schemas)
 
 
 def _scan_firefunction(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
     # the marker ends in the list's "[": read the list from there
-    return _scan_list(text, at, marker, final, None, ("name",), ("arguments", "parameters"), at + len(marker) - 1)
+    return _scan_list(text, at, marker, final, None, ("name",), ("arguments", "parameters"), at + len(marker) - 1,
+                      schemas=schemas)
 
 
 def _scan_apriel(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
-    return _scan_list(text, at, marker, final, "</tool_calls>", ("name",), ("arguments", "parameters"), at + len(marker))
+    return _scan_list(text, at, marker, final, "</tool_calls>", ("name",), ("arguments", "parameters"), at + len(marker),
+                      schemas=schemas)
 
 
 def _scan_apertus(text: str, at: int, marker: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
-    return _scan_list(text, at, marker, final, "<|tools_suffix|>", (), (), at + len(marker), _SHORT_HEAD)
+    return _scan_list(text, at, marker, final, "<|tools_suffix|>", (), (), at + len(marker), _SHORT_HEAD,
+                      _SHORT_NAME_HEAD, schemas)
 
 
 def parse_apriel(text: str, final: bool, schemas: Mapping[str, Mapping[str, Any]]) -> Snapshot:

@@ -21,16 +21,28 @@ from typing import Any, Callable, Mapping, Union
 from .text import WS, find_first, hold
 from .types import Snapshot
 
-__all__ = ["Block", "PENDING", "add_text", "parse_marked", "name_so_far"]
+__all__ = ["Block", "PENDING", "add_text", "named", "parse_marked", "name_so_far"]
 
 
 class _Pending:
+    """A scan's answer while its block cannot be decided yet; ``name``: the block's call has a whole, declared
+    name (its arguments not begun), the call an output cut off there still made (:attr:`Snapshot.named`)."""
+
+    def __init__(self, name: str = ""):
+        self.name = name
+
     def __repr__(self) -> str:
-        return "PENDING"
+        return f"PENDING({self.name!r})" if self.name else "PENDING"
 
 
 #: A scan's answer while the block cannot be decided from the text so far.
 PENDING: Any = _Pending()
+
+
+def named(name: str, schemas: Mapping[str, Mapping[str, Any]]) -> Any:
+    """:data:`PENDING` for a block whose call's name is written whole (the arguments not begun yet): the call is
+    not shown while more may come (the markup may still break), but an output cut off here ends in it."""
+    return _Pending(name) if name in schemas else PENDING
 
 
 @dataclass
@@ -42,6 +54,7 @@ class Block:
     end: int
     calls: list[tuple[str, str]] = field(default_factory=list)
     closed: bool = True
+    named: str = ""  # an open block: one more call of it has its name whole, no arguments yet (Snapshot.named)
 
 
 #: ``scan(text, at, marker, final, schemas)``: the block at ``text[at:]`` (which starts with ``marker``):
@@ -67,12 +80,14 @@ def parse_marked(
         if block is None:  # not a call: the marker is text
             search = at + len(marker)
             continue
-        if block is not PENDING and not all(name in schemas for name, _ in block.calls):
+        pending = isinstance(block, _Pending)
+        if not pending and not all(name in schemas for name, _ in block.calls):
             search = at + len(marker)  # a call to a tool not declared: not a call, its text stays as written
             continue
         piece = text[span:at]
         content = add_text(content, piece, after_call, ws_before)
-        if block is PENDING:
+        if pending:
+            snap.named = block.name
             break  # undecided until more text comes
         if not block.calls:  # markup around calls (a section marker): dropped, the text on either side joins
             if piece.strip(WS):
@@ -84,6 +99,7 @@ def parse_marked(
         after_call = True
         snap.calls.extend(block.calls)
         if not block.closed:
+            snap.named = block.named
             break
         span = search = block.end
     # trailing whitespace waits: a call may follow it (and text that ends in calls keeps none)

@@ -46,11 +46,14 @@ class SnapshotStream:
 
     def finish(self, *, truncated: bool = False) -> list[OutputDelta]:
         """End of output. ``truncated`` (cut off by the token limit): what was held back as a
-        possible marker stays unsaid, and an unfinished call keeps what was streamed."""
-        return self._step(not truncated)
+        possible marker stays unsaid, an unfinished call keeps what was streamed, and one cut off after its
+        name, before any of its arguments, is a call with empty arguments (:attr:`Snapshot.named`)."""
+        return self._step(not truncated, cut=truncated)
 
-    def _step(self, final: bool) -> list[OutputDelta]:
+    def _step(self, final: bool, cut: bool = False) -> list[OutputDelta]:
         snap = self._fn(self._text, final, self._schemas)
+        if cut and snap.named:
+            snap.calls = [*snap.calls, (snap.named, "")]
         last = self._last
         reasoning = _grown(last.reasoning, snap.reasoning)
         content = _grown(last.content, snap.content)
@@ -115,7 +118,10 @@ class OutputParser:
     parsing, all non-thinking text is content). ``reasoning_format``:
     ``"auto"``/``"deepseek"`` split thinking into ``reasoning``; ``"none"``
     leaves it in the content verbatim; ``"deepseek-legacy"`` does both. ``open_at_start``: the prompt already
-    opened the thinking block (see :meth:`ChatFormat.starts_in_reasoning`).
+    opened the thinking block (see :meth:`ChatFormat.starts_in_reasoning`). ``forced``: the one function a grammar
+    holds the answer to (a named ``tool_choice``, or ``required`` with one tool): the answer is that call's
+    markup, so an output cut off inside it before its name is written is still that call (empty arguments),
+    never its markup as text, as the output of OpenAI's forced call cut off by the token limit.
     """
 
     def __init__(
@@ -126,6 +132,7 @@ class OutputParser:
         reasoning_format: str = "auto",
         open_at_start: bool = False,
         id_factory: Callable[[], str] | None = None,
+        forced: str | None = None,
     ):
         # a template that demands 9-alphanumeric ids would reject the client sending jan's id back
         new_id = id_factory or (new_short_call_id if getattr(fmt, "short_call_ids", False) else new_call_id)
@@ -137,6 +144,9 @@ class OutputParser:
         self._shadow = OutputParser(fmt, None, open_at_start=open_at_start) if legacy else None
         self._fmt = fmt
         self._open_at_start = open_at_start
+        self._forced = forced if tools else None
+        self._new_id = new_id
+        self._fed: list[str] = []  # the output as written (a forced call cut off: was its answer begun?)
         self._splitter = None
         # "none" moves only the thinking (into the content, verbatim): the answer is parsed as with "auto", so
         # the same output makes the same tool calls whichever way its thinking is shown
@@ -163,6 +173,8 @@ class OutputParser:
         """Process the next piece of output text; return what it adds (possibly nothing)."""
         if self._finished:
             raise RuntimeError("feed() after finish()")
+        if self._forced is not None:
+            self._fed.append(piece)
         if self._raw_thinking is not None:
             return self._record(self._shadowed(self._raw_stage(self._raw_thinking.feed(piece), False),
                                                lambda p: p.feed(piece)))
@@ -175,9 +187,30 @@ class OutputParser:
             return []
         self._finished = True
         if self._raw_thinking is not None:
-            return self._record(self._shadowed(self._raw_stage(self._raw_thinking.finish(), True, truncated),
-                                               lambda p: p.finish(truncated=truncated)))
-        return self._record(self._stage("", True, truncated))
+            deltas = self._shadowed(self._raw_stage(self._raw_thinking.finish(), True, truncated),
+                                    lambda p: p.finish(truncated=truncated))
+        else:
+            deltas = self._stage("", True, truncated)
+        if truncated and self._forced is not None:
+            deltas = self._forced_cut(deltas)
+        return self._record(deltas)
+
+    def _forced_cut(self, deltas: list[OutputDelta]) -> list[OutputDelta]:
+        """The last ``deltas`` of a forced call's output cut off: where no call was read (its name not written
+        yet) but the answer had begun (text outside the thinking: the call's markup), the forced call, with
+        empty arguments, in place of what the cut left unsaid."""
+        if self._calls or any(d.tool_calls for d in deltas):
+            return deltas
+        text = "".join(self._fed)
+        answer, at = [], 0
+        for start, end in self._fmt.reasoning_spans(text, self._open_at_start):
+            answer.append(text[at:start])
+            at = max(at, end)
+        answer.append(text[at:])
+        if not "".join(answer).strip(" \t\r\n"):
+            return deltas  # cut off in its thinking (or before anything): no call was begun
+        kept = [OutputDelta(reasoning=d.reasoning) for d in deltas if d.reasoning]
+        return kept + [OutputDelta(tool_calls=(CallDelta(0, self._new_id(), self._forced, ""),))]
 
     @property
     def made_tool_calls(self) -> bool:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..grammar import with_text_grammars
+from ..grammar import GrammarError, with_text_grammars
 from .call_start import BAN
 from .detect import ChatFormat
+from .grammars import select_functions
 from .parser import OutputParser
 
 __all__ = ["ChatPlan", "ReasoningRequest", "EFFORTS", "EFFORT_LEVELS", "REASONING_FORMATS", "THINK_LEVELS",
@@ -114,6 +115,8 @@ class ChatPlan:
     parallel_tool_calls: bool = True
     chat_template_kwargs: Mapping[str, Any] | None = None
     constrained: bool = False  # another grammar (response_format, grammar) already applies
+    # a client's raw GBNF grammar holds the whole output (a forced tool_choice adds nothing to it)
+    whole_grammar: bool = False
     # The reply text the prompt ends in when the request continues a final assistant message (a
     # prefill, a resumed reply), "" otherwise: whether it left a thinking block open decides where the
     # output starts (ChatFormat.starts_in_reasoning). The output, and so the reply, is only what the
@@ -203,23 +206,39 @@ class ChatPlan:
         """The part of a continued reply the output is parsed after, as though the model had written it: the
         text :meth:`parser` reads first (``""`` where the request continues nothing). It is the part the grammar
         holds (:meth:`ChatFormat.grammar_prefix`), for the same reason: it is what comes after the state the
-        parser starts in (nothing inside a thought left open, the answer after a closed one, else all of it),
-        so a call the prefill opened is read as the call the output finishes."""
-        return self.fmt.grammar_prefix(prompt, self.continued)
+        parser starts in (inside a thought left open, only the part of its end marker the prefill stopped in;
+        after a closed one, the answer, read from the end marker: :meth:`ChatFormat.output_start`; else all of it),
+        so a call the prefill opened is read as the call the output finishes, and a marker it began is finished.
+        Raw reasoning (``none``) reads the grammar's part: its output is shown as written."""
+        if self.raw_reasoning:
+            return self.fmt.grammar_prefix(prompt, self.continued)
+        return self.fmt.output_start(prompt, self.continued)[0]
 
     def parser(self, prompt: str, **kw: Any) -> OutputParser:
         """A fresh output parser for one choice of this request. ``tool_choice: "none"`` reads no calls, though
         the tools are in the prompt: a call the model writes anyway is content, as it wrote it."""
         tools = self.tools if self.tool_choice != "none" else None
-        open_at_start = self.fmt.starts_in_reasoning(prompt, self.continued)
+        open_at_start = self.fmt.output_start(prompt, self.continued)[1]
         if self.raw_reasoning and self.continued:
             # raw output is verbatim, and the parser would start it with the start marker the prompt
             # swallowed; a continued reply's text (the marker in it, or before it) is the client's own
             open_at_start = False
         return OutputParser(
             self.fmt, tools, reasoning_format=self.reasoning.format if self.raw_reasoning else "auto",
-            open_at_start=open_at_start, **kw,
+            open_at_start=open_at_start, forced=self.forced_function, **kw,
         )
+
+    @property
+    def forced_function(self) -> str | None:
+        """The one function the call grammar holds the answer to (a named ``tool_choice``, or ``required`` with a
+        single tool), else None. A grammar applies only when no other constraint replaced it."""
+        if not self.forced_call or self.whole_grammar:
+            return None
+        try:
+            funcs = select_functions(self.tools or (), self.tool_choice)
+        except GrammarError:
+            return None
+        return funcs[0]["name"] if len(funcs) == 1 else None
 
 
 def _content_blocks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

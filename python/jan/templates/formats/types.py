@@ -50,9 +50,12 @@ class Snapshot:
 
     Each snapshot extends the previous one: ``content``/``reasoning`` and each
     call's ``arguments`` only grow, calls are only appended. ``calls`` holds
-    ``(name, arguments so far)`` pairs.
+    ``(name, arguments so far)`` pairs. ``named``: the text ends inside the markup of one more call whose name
+    is written whole but none of its arguments: not a call yet (the markup may still break, or turn out to be
+    text), but the call an output cut off there made, with empty arguments (OpenAI's shape of a cut call).
     """
 
     content: str = ""
     reasoning: str = ""
     calls: list[tuple[str, str]] = field(default_factory=list)
+    named: str = ""
