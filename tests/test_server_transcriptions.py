@@ -72,6 +72,7 @@ def test_language_and_prompt_are_told_to_the_model(client, mp3):
     assert result.text == chat.choices[0].message.content.strip()
 
 
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # (the SDK marks translations so; still served)
 def test_a_translation_is_the_chat_answer_to_its_instruction(client, mp3):
     result = client.audio.translations.create(model="audio-chat", file=("clip.mp3", mp3),
                                               extra_body={"max_tokens": N})
