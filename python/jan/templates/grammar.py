@@ -54,6 +54,7 @@ from ..errors import JanError
 
 __all__ = [
     "GrammarError",
+    "check_schema_keywords",
     "gbnf_repeat",
     "GrammarBuilder",
     "JSON_OBJECT_GRAMMAR",
@@ -873,6 +874,8 @@ class GrammarBuilder:
         return self._as_rule(expr, name)
 
     def _resolve(self, ref: str, doc: int) -> tuple[Any, str]:
+        if not isinstance(ref, str):
+            raise GrammarError(f"$ref must be a string, not {json.dumps(ref, default=str)[:80]}")
         if not ref.startswith("#"):
             raise GrammarError(f"only local $ref ('#/...') is supported, got {ref!r}")
         target = self._docs[doc]
@@ -921,6 +924,7 @@ class GrammarBuilder:
             raise GrammarError(f"schema at {hint!r} is 'false' and matches nothing")
         if not isinstance(schema, Mapping):
             raise GrammarError(f"schema at {hint!r} must be an object or a boolean, got {type(schema).__name__}")
+        check_schema_keywords(schema, hint)
 
         if "$ref" in schema:
             key = (doc, schema["$ref"])
@@ -1190,6 +1194,66 @@ def _count(schema: Mapping[str, Any], key: str) -> int | None:
     return None
 
 
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return _is_finite_number(value) and value >= 0 and value == int(value)
+
+
+def _is_schema(value: Any) -> bool:
+    return isinstance(value, (bool, Mapping))
+
+
+# The keywords the converter reads, each with the test its value must pass and what it must be (JSON Schema's own
+# rule for it). A client's schema with one of another kind (``"required": 1``, ``"format": []``, a ``"$ref"`` that is
+# no string, a bound of 1e999, which JSON's parsers read as infinity) was Python's TypeError or OverflowError deep
+# in the conversion, answered as a 500 in every dialect that takes a schema; now it is the request's 400 naming the
+# keyword and where it is.
+_KEYWORD_KINDS: dict[str, tuple[Any, str]] = {
+    "$ref": (lambda v: isinstance(v, str), "a string"),
+    "type": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v)),
+             "a type name or a list of them"),
+    "properties": (lambda v: isinstance(v, Mapping), "an object of schemas"),
+    "required": (lambda v: isinstance(v, list) and all(isinstance(r, str) for r in v), "a list of property names"),
+    "allOf": (lambda v: isinstance(v, list), "a list of schemas"),
+    "prefixItems": (lambda v: isinstance(v, list), "a list of schemas"),
+    "items": (lambda v: _is_schema(v) or isinstance(v, list), "a schema or a list of schemas"),
+    "additionalItems": (_is_schema, "a schema"),
+    "additionalProperties": (_is_schema, "a schema"),
+    "format": (lambda v: isinstance(v, str), "a string"),
+    "pattern": (lambda v: isinstance(v, str), "a string"),
+    **{key: (_is_count, "a non-negative integer")
+       for key in ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")},
+    **{key: (_is_finite_number, "a number") for key in ("minimum", "maximum")},
+    # (draft 4's exclusive bounds are booleans beside minimum/maximum; later drafts' are numbers)
+    **{key: (lambda v: isinstance(v, bool) or _is_finite_number(v), "a number (or, as in draft 4, a boolean)")
+       for key in ("exclusiveMinimum", "exclusiveMaximum")},
+}
+
+
+def check_schema_keywords(schema: Mapping[str, Any], hint: str) -> None:
+    """:class:`GrammarError` (``invalid_schema``) for the first keyword the converter reads whose value is of the
+    wrong kind (:data:`_KEYWORD_KINDS`); ``const`` and ``enum`` values must be JSON (no NaN or infinity: a
+    grammar cannot spell them as JSON)."""
+    for key, (fits, wanted) in _KEYWORD_KINDS.items():
+        if key in schema and not fits(schema[key]):
+            value = json.dumps(schema[key], ensure_ascii=False, default=str)
+            value = value if len(value) <= 80 else value[:80] + "..."
+            err = GrammarError(f"{key!r} at {hint!r} must be {wanted}, not {value}")
+            err.code = "invalid_schema"
+            raise err
+    for key in ("const", "enum"):
+        if key in schema:
+            try:
+                json.dumps(schema[key], allow_nan=False)
+            except ValueError:
+                err = GrammarError(f"{key!r} at {hint!r} holds a number JSON cannot spell (NaN or infinity)")
+                err.code = "invalid_schema"
+                raise err from None
+
+
 def _constrains(schema: Mapping[str, Any]) -> bool:
     return any(k in _CONSTRAINING for k in schema)
 
@@ -1200,6 +1264,7 @@ def _merge(a: dict[str, Any], b: Any) -> dict[str, Any]:
         return a
     if not isinstance(b, Mapping):
         raise GrammarError("allOf entries must be schemas")
+    check_schema_keywords(b, "allOf")  # (its properties and required are joined here, before any visit checks them)
     out = dict(a)
     for k, v in b.items():
         if k == "properties" and isinstance(out.get(k), Mapping):
