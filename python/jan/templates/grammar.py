@@ -55,6 +55,9 @@ from ..errors import JanError
 __all__ = [
     "GrammarError",
     "check_schema_keywords",
+    "pattern_grammar_problem",
+    "whole_match_pattern",
+    "whole_match_problem",
     "gbnf_repeat",
     "GrammarBuilder",
     "JSON_OBJECT_GRAMMAR",
@@ -392,6 +395,43 @@ def _integer_range(lo: int | None, hi: int | None) -> str:
 class _UnsupportedPattern(Exception):
     """A valid regex using what GBNF cannot express here (lookaround, backreferences, inner anchors): the string is
     still constrained to JSON, only the pattern goes unenforced (logged)."""
+
+
+def whole_match_pattern(regex: str) -> str:
+    """``regex``, which a whole text must match (a Responses custom tool's ``regex`` format), as the anchored
+    pattern of a JSON string schema. Its own outer ``^`` and ``$``, which a whole match makes redundant (and which
+    OpenAI's examples write), are taken off: inside the anchoring group they were anchors the grammar cannot
+    translate, and the pattern went unenforced."""
+    return f"^(?:{_unanchored(regex)})$"
+
+
+def _unanchored(regex: str) -> str:
+    body = regex[1:] if regex.startswith("^") else regex
+    if body.endswith("$") and (len(body) - len(body[:-1].rstrip("\\")) - 1) % 2 == 0:  # (not an escaped "\$")
+        body = body[:-1]
+    return body
+
+
+def whole_match_problem(regex: str) -> str | None:
+    """:func:`pattern_grammar_problem` of a regex a whole text must match (:func:`whole_match_pattern`), read on its
+    own (so that ``a)|(b`` is unbalanced, not a group of the anchoring)."""
+    return pattern_grammar_problem(_unanchored(regex))
+
+
+def pattern_grammar_problem(pattern: str) -> str | None:
+    """Why the grammar cannot hold a string to ``pattern``: it is no regular expression, or one that uses what
+    GBNF cannot express here (a lookaround, a backreference, a word boundary, an inner anchor) or is too large;
+    None when it can. A JSON schema's ``pattern`` of that kind is only not enforced (logged), the schema's other
+    keywords still are; a custom tool's regex is all its input's format, so there it is the request's 400."""
+    try:
+        _RegexToGbnf(pattern).translate()
+    except GrammarError as exc:
+        return str(exc)
+    except _InvalidPattern as exc:
+        return f"it is not a valid regular expression: {exc}"
+    except (_UnsupportedPattern, IndexError, ValueError) as exc:
+        return f"the grammar cannot express part of it ({re.sub(r' (is|are) not supported$', '', str(exc))})"
+    return None
 
 
 class _InvalidPattern(Exception):
