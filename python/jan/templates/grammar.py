@@ -937,7 +937,7 @@ class GrammarBuilder:
 
     def _deref(self, schema: Any, doc: int, depth: int = 0) -> Any:
         """Follow ``$ref`` chains (for merging in allOf / anyOf); not for recursion."""
-        while isinstance(schema, Mapping) and "$ref" in schema:
+        while isinstance(schema, Mapping) and schema.get("$ref") is not None:
             if depth > 32:
                 raise GrammarError("$ref chain too deep")
             schema, _ = self._resolve(schema["$ref"], doc)
@@ -966,7 +966,7 @@ class GrammarBuilder:
             raise GrammarError(f"schema at {hint!r} must be an object or a boolean, got {type(schema).__name__}")
         check_schema_keywords(schema, hint)
 
-        if "$ref" in schema:
+        if schema.get("$ref") is not None:
             key = (doc, schema["$ref"])
             if key not in self._refs:
                 target, ref_hint = self._resolve(schema["$ref"], doc)
@@ -989,7 +989,7 @@ class GrammarBuilder:
                 raise _too_complex(f"enum at {hint!r} has {len(values):,} values; the limit is {MAX_ENUM_VALUES:,}")
             return self._literal_values(values)
 
-        if "allOf" in schema:
+        if schema.get("allOf") is not None:
             merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
             for sub in schema["allOf"]:
                 merged = _merge(merged, self._deref(sub, doc))
@@ -1278,7 +1278,9 @@ def check_schema_keywords(schema: Mapping[str, Any], hint: str) -> None:
     wrong kind (:data:`_KEYWORD_KINDS`); ``const`` and ``enum`` values must be JSON (no NaN or infinity: a
     grammar cannot spell them as JSON)."""
     for key, (fits, wanted) in _KEYWORD_KINDS.items():
-        if key in schema and not fits(schema[key]):
+        # (null is the keyword left out, as the converter has always read it: Go's JSON writes a nil list or map as
+        # null, and MCP servers written in Go send "required": null, "properties": null)
+        if schema.get(key) is not None and not fits(schema[key]):
             value = json.dumps(schema[key], ensure_ascii=False, default=str)
             value = value if len(value) <= 80 else value[:80] + "..."
             err = GrammarError(f"{key!r} at {hint!r} must be {wanted}, not {value}")
@@ -1307,6 +1309,8 @@ def _merge(a: dict[str, Any], b: Any) -> dict[str, Any]:
     check_schema_keywords(b, "allOf")  # (its properties and required are joined here, before any visit checks them)
     out = dict(a)
     for k, v in b.items():
+        if v is None and k in ("properties", "required"):
+            continue  # (left out, as above)
         if k == "properties" and isinstance(out.get(k), Mapping):
             out[k] = {**out[k], **v}
         elif k == "required" and isinstance(out.get(k), list):
