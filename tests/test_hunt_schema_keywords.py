@@ -21,7 +21,7 @@ from jan.templates.grammar import GrammarError, json_schema_to_grammar
 
 #: (keyword, a value of the wrong kind): every keyword the converter reads, with the kinds the fuzzer found.
 BAD_KEYWORDS = [
-    ("required", 1), ("required", True), ("required", [[]]), ("required", [{}]), ("required", "city"),
+    ("required", 1), ("required", [[]]), ("required", [{}]), ("required", "city"),
     ("properties", []), ("properties", "x"),
     ("format", []), ("format", {}), ("pattern", 5),
     ("$ref", 0), ("$ref", {}),
@@ -70,6 +70,21 @@ def test_a_keyword_of_the_wrong_kind_is_a_grammar_error_naming_it(keyword, value
 ])
 def test_well_formed_schemas_still_convert(schema):
     assert "root ::=" in json_schema_to_grammar(schema)
+
+
+@pytest.mark.parametrize("fmt", ["hermes", "qwen3-coder", "glm"])
+def test_draft_3s_required_flag_on_a_property_is_read_as_its_objects_required(fmt, llama):
+    """Draft 3 marks a required property with its own ``"required": true`` (older generators still write it): it
+    was ignored on a string and a TypeError (a 500) on an object; now the object requires that property."""
+    schema = {"type": "object", "properties": {
+        "city": {"type": "string", "required": True}, "days": {"type": "integer", "required": False},
+        "where": {"type": "object", "required": True, "properties": {"lat": {"type": "number", "required": True}}}}}
+    grammar = json_schema_to_grammar(schema)
+    assert llama.accepts(grammar, '{"city": "x", "where": {"lat": 1}}')
+    assert not llama.accepts(grammar, '{"days": 2, "where": {"lat": 1}}')  # (city required)
+    assert not llama.accepts(grammar, '{"city": "x", "where": {}}')  # (lat required)
+    tools = [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+    assert "root ::=" in call_grammar(fmt, tools, "required")
 
 
 @pytest.mark.parametrize("place", list(PLACES))

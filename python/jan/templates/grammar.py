@@ -55,6 +55,7 @@ from ..errors import JanError
 __all__ = [
     "GrammarError",
     "check_schema_keywords",
+    "required_names",
     "pattern_grammar_problem",
     "whole_match_pattern",
     "whole_match_problem",
@@ -1070,8 +1071,9 @@ class GrammarBuilder:
         props = schema.get("properties") or {}
         if not isinstance(props, Mapping):
             raise GrammarError(f"properties at {hint!r} must be an object")
-        required = set(schema.get("required") or [])
-        names = list(props.keys()) + [r for r in schema.get("required") or [] if r not in props]
+        listed = required_names(schema)
+        required = set(listed)
+        names = list(props.keys()) + [r for r in listed if r not in props]
         extra = schema.get("additionalProperties")
         if extra is None:
             # {"type": "object"} is any object; once properties are listed
@@ -1256,7 +1258,9 @@ _KEYWORD_KINDS: dict[str, tuple[Any, str]] = {
     "type": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v)),
              "a type name or a list of them"),
     "properties": (lambda v: isinstance(v, Mapping), "an object of schemas"),
-    "required": (lambda v: isinstance(v, list) and all(isinstance(r, str) for r in v), "a list of property names"),
+    # (or, as in draft 3, a property's own true or false: read by its object, :func:`required_names`)
+    "required": (lambda v: isinstance(v, bool) or (isinstance(v, list) and all(isinstance(r, str) for r in v)),
+                 "a list of property names"),
     "allOf": (lambda v: isinstance(v, list), "a list of schemas"),
     "prefixItems": (lambda v: isinstance(v, list), "a list of schemas"),
     "items": (lambda v: _is_schema(v) or isinstance(v, list), "a schema or a list of schemas"),
@@ -1271,6 +1275,18 @@ _KEYWORD_KINDS: dict[str, tuple[Any, str]] = {
     **{key: (lambda v: isinstance(v, bool) or _is_finite_number(v), "a number (or, as in draft 4, a boolean)")
        for key in ("exclusiveMinimum", "exclusiveMaximum")},
 }
+
+
+def required_names(schema: Mapping[str, Any]) -> list[str]:
+    """The names an object schema requires: its ``required`` list, and (draft 3's way) each property whose own
+    ``required`` is true."""
+    listed = schema.get("required")
+    names = list(listed) if isinstance(listed, list) else []
+    props = schema.get("properties")
+    if isinstance(props, Mapping):
+        names += [k for k, sub in props.items() if isinstance(sub, Mapping) and sub.get("required") is True
+                  and k not in names]
+    return names
 
 
 def check_schema_keywords(schema: Mapping[str, Any], hint: str) -> None:
@@ -1309,8 +1325,8 @@ def _merge(a: dict[str, Any], b: Any) -> dict[str, Any]:
     check_schema_keywords(b, "allOf")  # (its properties and required are joined here, before any visit checks them)
     out = dict(a)
     for k, v in b.items():
-        if v is None and k in ("properties", "required"):
-            continue  # (left out, as above)
+        if (v is None or isinstance(v, bool)) and k in ("properties", "required"):
+            continue  # (left out, as above; a draft-3 required flag is its property's, read by its object)
         if k == "properties" and isinstance(out.get(k), Mapping):
             out[k] = {**out[k], **v}
         elif k == "required" and isinstance(out.get(k), list):
