@@ -29,7 +29,9 @@ JSON pointer; recursion works), ``nullable``, ``minLength``, ``maxLength``,
 beside it where it is one anchored run of single characters), ``format`` (date, time, date-time,
 uuid, duration, uri as an http(s) URL, ipv4, hostname), and for integers and numbers ``minimum``/``maximum``/``exclusiveMinimum``/
 ``exclusiveMaximum`` (numbers: see :mod:`jan.templates.number_range`). Other keywords are ignored, so the grammar may accept
-more than the schema, never less.
+more than the schema, never less. A keyword it reads whose value is of the wrong kind (``"required": 1``, a bound
+that is no finite number) is a :class:`GrammarError` naming it (:func:`check_schema_keywords`); null is the keyword
+left out; draft 3's per-property ``"required": true`` is read (:func:`required_names`).
 
 One keyword is jan's own: a string schema's ``x-jan-lark`` (a Lark grammar definition) holds the string's text to
 that grammar (:mod:`jan.templates.lark_gbnf`). jan puts it in a Responses custom tool's schema for the call's
