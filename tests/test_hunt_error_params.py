@@ -44,3 +44,19 @@ def test_a_check_of_the_whole_request_names_its_field(server, path, body, param)
     error = response.json()["error"]
     assert error["param"] == param and error["message"].startswith(param + ": "), error
     assert error["type"] == "invalid_request_error", error
+
+
+@pytest.mark.parametrize("where", ["new thread", "thread"])
+def test_a_runs_malformed_assistant_id_names_the_field(server, where):
+    """The run's ``assistant_id`` that is no id (``"a b"``) was refused by the store with ``"param": null``."""
+    if where == "new thread":
+        path, body = "/v1/threads/runs", {"assistant_id": "a b", "model": "stories260K",
+                                          "thread": {"messages": USER}}
+    else:
+        thread = httpx.post(server.base_url + "/v1/threads", json={"messages": USER}, timeout=120).json()
+        path, body = f"/v1/threads/{thread['id']}/runs", {"assistant_id": "a b", "model": "stories260K"}
+    response = httpx.post(server.base_url + path, json=body, timeout=120)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "assistant_id" and error["code"] == "invalid_id", error
+    assert error["message"].startswith("assistant_id: "), error
