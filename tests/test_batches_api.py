@@ -263,6 +263,12 @@ def test_openai_cancel_stops_the_batch(oai):
 
 @pytest.mark.parametrize("lines, code", [
     (["{not json", _chat_line("a", "Hi")], "invalid_json_line"),
+    # what a request body may not hold either (Python's parser takes each; the batch's write then failed with a
+    # 400 in Python's words naming no line): NaN, a number past a double, a lone surrogate, a body nested too deep
+    ([json.dumps(_chat_line("a", "Hi", temperature=float("nan"))), _chat_line("b", "Hi")], "invalid_json_line"),
+    ([json.dumps(_chat_line("a", "Hi")).replace('"temperature": 0', '"temperature": 1e999')], "invalid_json_line"),
+    ([json.dumps(_chat_line("a", "Hi \ud800"))], "invalid_json_line"),
+    ([json.dumps(_chat_line("a", "Hi", metadata={"k": []})).replace("[]", "[" * 80 + "]" * 80)], "invalid_json_line"),
     ([_chat_line("a", "Hi"), _chat_line("a", "Hi")], "duplicate_custom_id"),
     ([{**_chat_line("a", "Hi"), "url": "/v1/completions"}], "url_mismatch"),
     ([{**_chat_line("a", "Hi"), "method": "GET"}], "invalid_request"),

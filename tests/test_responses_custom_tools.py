@@ -129,6 +129,35 @@ def test_a_regex_grammar_constrains_the_input(client):
     assert response.status == "completed" and re.fullmatch("[a-c]{3}-[0-9]{2}", response.output[0].input)
 
 
+@pytest.mark.parametrize("definition", ["^[a-c]{3}-[0-9]{2}$", "^[a-c]{3}-[0-9]{2}", "[a-c]{3}-[0-9]{2}$",
+                                        "^(?:[a-c]{3}|[0-9]{2})$"])
+def test_a_regex_written_with_its_own_anchors_constrains_the_input(client, definition):
+    """The whole input matches the regex: its own outer ^ and $ (OpenAI's examples write them) say nothing more.
+    Inside jan's anchoring they were anchors the grammar cannot translate, and the input went unconstrained."""
+    tool = {**PATCH, "format": {"type": "grammar", "syntax": "regex", "definition": definition}}
+    response = _create(client, input="Go", tools=[tool], tool_choice=FORCE)
+    assert response.status == "completed" and re.fullmatch(definition, response.output[0].input), response.output
+
+
+@pytest.mark.parametrize("definition, words", [
+    ("(?=a)[a-c]+", ["lookaround"]),
+    (r"\bword\b", [r"\b"]),
+    ("^a$|^b$", ["anchors"]),
+    (r"(a)\1", [r"\1"]),
+])
+@pytest.mark.parametrize("choice", [FORCE, "auto", "none"])
+def test_a_regex_grammar_that_cannot_be_held_is_a_400(client, definition, words, choice):
+    """As a Lark definition's construct GBNF cannot express is: a regex format is all the input's format, so one
+    the grammar cannot hold the input to is refused, not let through unenforced (as a JSON schema's ``pattern`` is,
+    beside its schema's other keywords)."""
+    tool = {**PATCH, "format": {"type": "grammar", "syntax": "regex", "definition": definition}}
+    with pytest.raises(openai.BadRequestError) as err:
+        _create(client, input="Hi", tools=[WEATHER, tool], tool_choice=choice)
+    body = err.value.body
+    assert err.value.status_code == 400 and body["param"] == "tools[1].format.definition", body
+    assert body["message"].startswith("tools[1].format.definition: ") and all(w in body["message"] for w in words), body
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_lark_grammar_constrains_the_input(client, stream):
     lark = pytest.importorskip("lark")

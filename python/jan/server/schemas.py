@@ -481,7 +481,7 @@ class ResponseFormat(_Strict):
     @model_validator(mode="after")
     def _check(self) -> "ResponseFormat":
         if self.type == "json_schema" and self.json_schema is None:
-            raise ValueError("response_format.json_schema is required when type is 'json_schema'")
+            raise ValueError("json_schema: required when type is 'json_schema'")
         return self
 
 
@@ -663,13 +663,13 @@ class ChatCompletionRequest(SamplingFields):
     def _map_legacy_functions(self) -> "ChatCompletionRequest":
         if self.functions is not None:
             if self.tools is not None:
-                raise ValueError("functions and tools cannot be used together (functions is the deprecated form)")
+                raise ValueError("functions: cannot be used together with tools (functions is their deprecated form)")
             self.tools = [Tool(type="function", function=f) for f in self.functions] or None
             self.functions = None
             self._legacy_functions = True
         if self.function_call is not None:
             if self.tool_choice is not None:
-                raise ValueError("function_call and tool_choice cannot be used together")
+                raise ValueError("function_call: cannot be used together with tool_choice (its deprecated form)")
             fc = self.function_call
             self.tool_choice = fc if isinstance(fc, str) else NamedToolChoice(type="function", function=fc)
             self.function_call = None
@@ -678,7 +678,7 @@ class ChatCompletionRequest(SamplingFields):
     @model_validator(mode="after")
     def _check(self) -> "ChatCompletionRequest":
         if self.top_logprobs and not self.logprobs:
-            raise ValueError("top_logprobs requires logprobs to be true")
+            raise ValueError("top_logprobs: requires logprobs to be true")
         if isinstance(self.tool_choice, NamedToolChoice):
             names = {t.function.name for t in self.tools or []}
             if self.tool_choice.function.name not in names:
@@ -855,10 +855,10 @@ class TokenizeRequest(_Strict):
     @model_validator(mode="after")
     def _check(self) -> "TokenizeRequest":
         if self.content is None and self.text is None:
-            raise ValueError("content is required")
+            raise ValueError("content: required (the text to tokenize)")
         if self.content is not None and self.text is not None and self.content != self.text:
             # (text is another name for it): tokenizing one and dropping the other silently answers a wrong question
-            raise ValueError("content and text are one field by two names: give one")
+            raise ValueError("text: content and text are one field by two names: give one")
         return self
 
 

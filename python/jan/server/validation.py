@@ -11,7 +11,9 @@ the pydantic model validates it.
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -74,11 +76,16 @@ def loads_bounded(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     too_deep = APIError(400, f"The request body nests arrays/objects deeper than {max_depth} levels",
                         code="invalid_json")
     try:
-        data = json.loads(raw, parse_constant=_no_constant)
+        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         raise too_deep from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise APIError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    except ValueError:
+        # (the one other error of the parser: an integer past Python's limit on reading one, whose own text
+        # talks of a Python setting)
+        raise APIError(400, f"The request body holds an integer of more than {sys.get_int_max_str_digits():,} "
+                            "digits", code="invalid_json") from None
     if json_depth_exceeds(data, max_depth):
         raise too_deep
     if _SURROGATE_ESCAPE.search(raw):
@@ -110,6 +117,17 @@ def lone_surrogate_at(value: Any) -> tuple[str, bool] | None:
         elif isinstance(item, list):
             stack.extend((child, f"{path}[{i}]") for i, child in reversed(list(enumerate(item))))
     return None
+
+
+def _finite_float(text: str) -> float:
+    # A number past a double's range (1e999) is valid JSON that Python reads as infinity, which no field takes as
+    # a number (a JSON schema's bound, a sampling value, a score), and which strict JSON out cannot write back.
+    value = float(text)
+    if math.isinf(value):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise APIError(400, f"The request body holds the number {shown}, beyond the range of a double (about "
+                            "1.8e308)", code="invalid_json")
+    return value
 
 
 def _no_constant(name: str) -> Any:

@@ -171,7 +171,7 @@ from jan.services.types import (
     Usage,
     merge_options,
 )
-from jan.store.errors import InvalidArgumentError, LockTimeoutError
+from jan.store.errors import InvalidArgumentError, InvalidIdError, LockTimeoutError
 
 log = logging.getLogger("jan.services.runs")
 
@@ -1370,6 +1370,10 @@ class RunService:
         assistant_id = assistant_id or entry.get("assistant_id") or DEFAULT_ASSISTANT
         try:
             assistant = await self.assistants().get_assistant(assistant_id)
+        except InvalidIdError as exc:
+            if explicit:  # (the request's field: named, as every refused field is)
+                raise InvalidIdError(f"assistant_id: {exc}", param="assistant_id") from None
+            raise
         except NotFoundError:
             if explicit:
                 raise

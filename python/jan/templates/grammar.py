@@ -29,7 +29,9 @@ JSON pointer; recursion works), ``nullable``, ``minLength``, ``maxLength``,
 beside it where it is one anchored run of single characters), ``format`` (date, time, date-time,
 uuid, duration, uri as an http(s) URL, ipv4, hostname), and for integers and numbers ``minimum``/``maximum``/``exclusiveMinimum``/
 ``exclusiveMaximum`` (numbers: see :mod:`jan.templates.number_range`). Other keywords are ignored, so the grammar may accept
-more than the schema, never less.
+more than the schema, never less. A keyword it reads whose value is of the wrong kind (``"required": 1``, a bound
+that is no finite number) is a :class:`GrammarError` naming it (:func:`check_schema_keywords`); null is the keyword
+left out; draft 3's per-property ``"required": true`` is read (:func:`required_names`).
 
 One keyword is jan's own: a string schema's ``x-jan-lark`` (a Lark grammar definition) holds the string's text to
 that grammar (:mod:`jan.templates.lark_gbnf`). jan puts it in a Responses custom tool's schema for the call's
@@ -54,6 +56,11 @@ from ..errors import JanError
 
 __all__ = [
     "GrammarError",
+    "check_schema_keywords",
+    "required_names",
+    "pattern_grammar_problem",
+    "whole_match_pattern",
+    "whole_match_problem",
     "gbnf_repeat",
     "GrammarBuilder",
     "JSON_OBJECT_GRAMMAR",
@@ -391,6 +398,43 @@ def _integer_range(lo: int | None, hi: int | None) -> str:
 class _UnsupportedPattern(Exception):
     """A valid regex using what GBNF cannot express here (lookaround, backreferences, inner anchors): the string is
     still constrained to JSON, only the pattern goes unenforced (logged)."""
+
+
+def whole_match_pattern(regex: str) -> str:
+    """``regex``, which a whole text must match (a Responses custom tool's ``regex`` format), as the anchored
+    pattern of a JSON string schema. Its own outer ``^`` and ``$``, which a whole match makes redundant (and which
+    OpenAI's examples write), are taken off: inside the anchoring group they were anchors the grammar cannot
+    translate, and the pattern went unenforced."""
+    return f"^(?:{_unanchored(regex)})$"
+
+
+def _unanchored(regex: str) -> str:
+    body = regex[1:] if regex.startswith("^") else regex
+    if body.endswith("$") and (len(body) - len(body[:-1].rstrip("\\")) - 1) % 2 == 0:  # (not an escaped "\$")
+        body = body[:-1]
+    return body
+
+
+def whole_match_problem(regex: str) -> str | None:
+    """:func:`pattern_grammar_problem` of a regex a whole text must match (:func:`whole_match_pattern`), read on its
+    own (so that ``a)|(b`` is unbalanced, not a group of the anchoring)."""
+    return pattern_grammar_problem(_unanchored(regex))
+
+
+def pattern_grammar_problem(pattern: str) -> str | None:
+    """Why the grammar cannot hold a string to ``pattern``: it is no regular expression, or one that uses what
+    GBNF cannot express here (a lookaround, a backreference, a word boundary, an inner anchor) or is too large;
+    None when it can. A JSON schema's ``pattern`` of that kind is only not enforced (logged), the schema's other
+    keywords still are; a custom tool's regex is all its input's format, so there it is the request's 400."""
+    try:
+        _RegexToGbnf(pattern).translate()
+    except GrammarError as exc:
+        return str(exc)
+    except _InvalidPattern as exc:
+        return f"it is not a valid regular expression: {exc}"
+    except (_UnsupportedPattern, IndexError, ValueError) as exc:
+        return f"the grammar cannot express part of it ({re.sub(r' (is|are) not supported$', '', str(exc))})"
+    return None
 
 
 class _InvalidPattern(Exception):
@@ -873,6 +917,8 @@ class GrammarBuilder:
         return self._as_rule(expr, name)
 
     def _resolve(self, ref: str, doc: int) -> tuple[Any, str]:
+        if not isinstance(ref, str):
+            raise GrammarError(f"$ref must be a string, not {json.dumps(ref, default=str)[:80]}")
         if not ref.startswith("#"):
             raise GrammarError(f"only local $ref ('#/...') is supported, got {ref!r}")
         target = self._docs[doc]
@@ -894,7 +940,7 @@ class GrammarBuilder:
 
     def _deref(self, schema: Any, doc: int, depth: int = 0) -> Any:
         """Follow ``$ref`` chains (for merging in allOf / anyOf); not for recursion."""
-        while isinstance(schema, Mapping) and "$ref" in schema:
+        while isinstance(schema, Mapping) and schema.get("$ref") is not None:
             if depth > 32:
                 raise GrammarError("$ref chain too deep")
             schema, _ = self._resolve(schema["$ref"], doc)
@@ -921,8 +967,9 @@ class GrammarBuilder:
             raise GrammarError(f"schema at {hint!r} is 'false' and matches nothing")
         if not isinstance(schema, Mapping):
             raise GrammarError(f"schema at {hint!r} must be an object or a boolean, got {type(schema).__name__}")
+        check_schema_keywords(schema, hint)
 
-        if "$ref" in schema:
+        if schema.get("$ref") is not None:
             key = (doc, schema["$ref"])
             if key not in self._refs:
                 target, ref_hint = self._resolve(schema["$ref"], doc)
@@ -945,7 +992,7 @@ class GrammarBuilder:
                 raise _too_complex(f"enum at {hint!r} has {len(values):,} values; the limit is {MAX_ENUM_VALUES:,}")
             return self._literal_values(values)
 
-        if "allOf" in schema:
+        if schema.get("allOf") is not None:
             merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
             for sub in schema["allOf"]:
                 merged = _merge(merged, self._deref(sub, doc))
@@ -1026,8 +1073,9 @@ class GrammarBuilder:
         props = schema.get("properties") or {}
         if not isinstance(props, Mapping):
             raise GrammarError(f"properties at {hint!r} must be an object")
-        required = set(schema.get("required") or [])
-        names = list(props.keys()) + [r for r in schema.get("required") or [] if r not in props]
+        listed = required_names(schema)
+        required = set(listed)
+        names = list(props.keys()) + [r for r in listed if r not in props]
         extra = schema.get("additionalProperties")
         if extra is None:
             # {"type": "object"} is any object; once properties are listed
@@ -1190,6 +1238,82 @@ def _count(schema: Mapping[str, Any], key: str) -> int | None:
     return None
 
 
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return _is_finite_number(value) and value >= 0 and value == int(value)
+
+
+def _is_schema(value: Any) -> bool:
+    return isinstance(value, (bool, Mapping))
+
+
+# The keywords the converter reads, each with the test its value must pass and what it must be (JSON Schema's own
+# rule for it). A client's schema with one of another kind (``"required": 1``, ``"format": []``, a ``"$ref"`` that is
+# no string, a bound of 1e999, which JSON's parsers read as infinity) was Python's TypeError or OverflowError deep
+# in the conversion, answered as a 500 in every dialect that takes a schema; now it is the request's 400 naming the
+# keyword and where it is.
+_KEYWORD_KINDS: dict[str, tuple[Any, str]] = {
+    "$ref": (lambda v: isinstance(v, str), "a string"),
+    "type": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v)),
+             "a type name or a list of them"),
+    "properties": (lambda v: isinstance(v, Mapping), "an object of schemas"),
+    # (or, as in draft 3, a property's own true or false: read by its object, :func:`required_names`)
+    "required": (lambda v: isinstance(v, bool) or (isinstance(v, list) and all(isinstance(r, str) for r in v)),
+                 "a list of property names"),
+    "allOf": (lambda v: isinstance(v, list), "a list of schemas"),
+    "prefixItems": (lambda v: isinstance(v, list), "a list of schemas"),
+    "items": (lambda v: _is_schema(v) or isinstance(v, list), "a schema or a list of schemas"),
+    "additionalItems": (_is_schema, "a schema"),
+    "additionalProperties": (_is_schema, "a schema"),
+    "format": (lambda v: isinstance(v, str), "a string"),
+    "pattern": (lambda v: isinstance(v, str), "a string"),
+    **{key: (_is_count, "a non-negative integer")
+       for key in ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")},
+    **{key: (_is_finite_number, "a number") for key in ("minimum", "maximum")},
+    # (draft 4's exclusive bounds are booleans beside minimum/maximum; later drafts' are numbers)
+    **{key: (lambda v: isinstance(v, bool) or _is_finite_number(v), "a number (or, as in draft 4, a boolean)")
+       for key in ("exclusiveMinimum", "exclusiveMaximum")},
+}
+
+
+def required_names(schema: Mapping[str, Any]) -> list[str]:
+    """The names an object schema requires: its ``required`` list, and (draft 3's way) each property whose own
+    ``required`` is true."""
+    listed = schema.get("required")
+    names = list(listed) if isinstance(listed, list) else []
+    props = schema.get("properties")
+    if isinstance(props, Mapping):
+        names += [k for k, sub in props.items() if isinstance(sub, Mapping) and sub.get("required") is True
+                  and k not in names]
+    return names
+
+
+def check_schema_keywords(schema: Mapping[str, Any], hint: str) -> None:
+    """:class:`GrammarError` (``invalid_schema``) for the first keyword the converter reads whose value is of the
+    wrong kind (:data:`_KEYWORD_KINDS`); ``const`` and ``enum`` values must be JSON (no NaN or infinity: a
+    grammar cannot spell them as JSON)."""
+    for key, (fits, wanted) in _KEYWORD_KINDS.items():
+        # (null is the keyword left out, as the converter has always read it: Go's JSON writes a nil list or map as
+        # null, and MCP servers written in Go send "required": null, "properties": null)
+        if schema.get(key) is not None and not fits(schema[key]):
+            value = json.dumps(schema[key], ensure_ascii=False, default=str)
+            value = value if len(value) <= 80 else value[:80] + "..."
+            err = GrammarError(f"{key!r} at {hint!r} must be {wanted}, not {value}")
+            err.code = "invalid_schema"
+            raise err
+    for key in ("const", "enum"):
+        if key in schema:
+            try:
+                json.dumps(schema[key], allow_nan=False)
+            except ValueError:
+                err = GrammarError(f"{key!r} at {hint!r} holds a number JSON cannot spell (NaN or infinity)")
+                err.code = "invalid_schema"
+                raise err from None
+
+
 def _constrains(schema: Mapping[str, Any]) -> bool:
     return any(k in _CONSTRAINING for k in schema)
 
@@ -1200,8 +1324,11 @@ def _merge(a: dict[str, Any], b: Any) -> dict[str, Any]:
         return a
     if not isinstance(b, Mapping):
         raise GrammarError("allOf entries must be schemas")
+    check_schema_keywords(b, "allOf")  # (its properties and required are joined here, before any visit checks them)
     out = dict(a)
     for k, v in b.items():
+        if (v is None or isinstance(v, bool)) and k in ("properties", "required"):
+            continue  # (left out, as above; a draft-3 required flag is its property's, read by its object)
         if k == "properties" and isinstance(out.get(k), Mapping):
             out[k] = {**out[k], **v}
         elif k == "required" and isinstance(out.get(k), list):

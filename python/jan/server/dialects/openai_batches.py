@@ -35,7 +35,7 @@ from jan.server import openai_wire as wire
 from jan.server.errors import APIError, context_error, to_api_error
 from jan.server.keys import SERVICES
 from jan.server.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, StrictModel
-from jan.server.validation import validate_json
+from jan.server.validation import MAX_JSON_DEPTH, loads_bounded, validate_json
 from jan.server.body_size import body_step
 from jan.server.dialects import responses as responses_wire
 from jan.server.routes.files import stored_image
@@ -130,12 +130,17 @@ def read_input(uploads: UploadStore, file_id: str, endpoint: str
         errors.append(_error("too_many_tasks", f"The input file has {len(lines)} requests; a batch takes at most "
                                                f"{MAX_LINES}.", None))
     for number, raw in lines if not errors else ():
+        why = ""
         try:
-            line = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            line = None
+            # read as a request body is (RFC 8259 JSON: no NaN or Infinity, no number past a double, no lone
+            # surrogate; its body nested as deep as a request's may be, the line one level above it): such a line
+            # was taken here and then failed the batch's own write with Python's words (a 400 "'utf-8' codec
+            # can't encode...", "Out of range float values...") naming no line
+            line = loads_bounded(raw, max_depth=MAX_JSON_DEPTH + 1)
+        except APIError as exc:
+            line, why = None, f" ({exc.message})"
         if not isinstance(line, dict):
-            errors.append(_error("invalid_json_line", "This line is not parseable as valid JSON.", number))
+            errors.append(_error("invalid_json_line", f"This line is not parseable as valid JSON.{why}", number))
         else:
             problem = _line_problem(line, endpoint, seen, model)
             if problem is not None:

@@ -18,15 +18,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAdapter, ValidationError, WrapValidator,
-                      field_validator, model_validator)
+from pydantic import (ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAdapter, ValidationError, ValidationInfo,
+                      WrapValidator, field_validator, model_validator)
 
 from jan.errors import DocumentError, EngineError, MediaError
 from jan.image_types import b64decode, parse_data_url
 from jan.server.body_size import body_step
 from jan.server.document_inputs import data_url_bytes
 from jan.server.media_fetch import is_data_url
-from jan.templates.grammar import GrammarError
+from jan.templates.grammar import GrammarError, whole_match_pattern, whole_match_problem
 from jan.server.schemas import (TOOL_NAME_PATTERN, StringMetadata, tool_kind_check, MaxTokens, NullMeansDefault, ReasoningEffort, bounded, not_supported,
                                 some_content)
 
@@ -277,6 +277,18 @@ class CustomFormat(_Wire):
         if self.type == "grammar" and (self.syntax is None or self.definition is None):
             raise ValueError("a grammar format needs its syntax ('lark' or 'regex') and its definition")
         return self
+
+    @field_validator("definition")
+    @classmethod
+    def _regex(cls, definition: str | None, info: ValidationInfo) -> str | None:
+        if definition is not None and info.data.get("type") == "grammar" and info.data.get("syntax") == "regex":
+            # The grammar holds the input to it, or the request is refused, as a Lark definition's construct GBNF
+            # cannot express is: a lookaround, a word boundary or an inner anchor was let through as a JSON schema
+            # pattern is (unenforced, logged), and the call's input was any text.
+            problem = whole_match_problem(definition)
+            if problem is not None:
+                raise ValueError(problem)
+        return definition
 
 
 class CustomTool(_Wire):
@@ -709,7 +721,7 @@ def schema_error(exc: GrammarError, body: ResponsesRequest, chat_request: typed.
     definition = (body.tools[i].format.definition if body.tools[i].format else None) or ""
     field = f"tools[{i}].format.definition"
     _, sep, why = str(err).partition(": ")
-    why = (why if sep else str(err)).replace(repr(f"^(?:{definition})$"), repr(definition))  # (its anchoring is jan's)
+    why = (why if sep else str(err)).replace(repr(whole_match_pattern(definition)), repr(definition))  # (jan's anchoring)
     renamed = GrammarError(f"{field}: {why}")
     renamed.param, renamed.code = field, err.code
     return renamed
@@ -803,7 +815,7 @@ def _custom_spec(tool: CustomTool) -> typed.ToolSpec:
     text: dict[str, Any] = {"type": "string", "description": "The tool's input: free-form text, not JSON."}
     description, grammar = tool.description, None
     if fmt is not None and fmt.type == "grammar" and fmt.syntax == "regex":
-        text["pattern"] = f"^(?:{fmt.definition})$"
+        text["pattern"] = whole_match_pattern(fmt.definition or "")
     elif fmt is not None and fmt.type == "grammar":
         rule = f"The input must follow this Lark grammar:\n{fmt.definition}"
         description = f"{description}\n\n{rule}" if description else rule

@@ -15,7 +15,8 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
-from ..grammar import LARK_KEYWORD, GrammarBuilder, GrammarError, gbnf_literal, json_schema_to_grammar
+from ..grammar import (LARK_KEYWORD, GrammarBuilder, GrammarError, check_schema_keywords, gbnf_literal,
+                       json_schema_to_grammar, required_names)
 from ..grammar import tool_parameters_schema as _params_schema
 from .text import is_string_param
 
@@ -72,8 +73,12 @@ def _rule_name(name: str) -> str:
 
 def _xml_params(b: GrammarBuilder, fn: Mapping[str, Any], key_open: str, key_close: str, val_open: str, val_close: str) -> str:
     schema = _params_schema(fn)
+    if isinstance(schema, Mapping):
+        # (its properties and required are read here, before add_schema would check them: a "required" of 1 was a
+        # TypeError, the request's 500)
+        check_schema_keywords(schema, f"{_rule_name(fn['name'])}-args")
     props = schema.get("properties") if isinstance(schema, Mapping) else None
-    required = [k for k in (schema.get("required") or []) if isinstance(props, Mapping) and k in props] if isinstance(schema, Mapping) else []
+    required = [k for k in required_names(schema) if isinstance(props, Mapping) and k in props] if isinstance(schema, Mapping) else []
     parts = []
     for key in required:
         enum = props[key].get("enum") if isinstance(props[key], Mapping) else None
