@@ -320,3 +320,17 @@ def test_a_content_inputs_text_that_spells_the_media_marker_is_named(server, mp3
     text_only = {"content": [{"type": "text", "text": f"Hear {MARKER} this"}]}
     response = httpx.post(server.base_url + path, json={"model": "audio-chat", "input": text_only}, timeout=300)
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path, field", [("/embedding", "content"), ("/v1/embeddings", "input")])
+@pytest.mark.parametrize("value, named, says", [
+    # a prompt object with a wrong field: that field, not the other kind of object's ("content: Field required")
+    ({"prompt_string": PROMPT, "multimodal_data": "abc"}, "multimodal_data", "valid list"),
+    # a content object with a wrong field: that field, not the prompt object's "Unrecognized ... content"
+    ({"content": "hi"}, "content", "valid list"),
+])
+def test_a_prompt_objects_wrong_field_is_the_one_named(server, path, field, value, named, says):
+    response = httpx.post(server.base_url + path, json={"model": "vision-chat", field: value}, timeout=300)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith(f"{field}.{named}: ") and says in message, message
