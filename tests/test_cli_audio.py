@@ -61,3 +61,24 @@ def test_run_refuses_what_is_no_clip_and_models_that_hear_nothing(env, audio_pai
     # a projector that sees but does not hear: the engine's own words, naming no request field the user never wrote
     said = fails(jan("run", vision_pair[0], "what is said", "--audio", test_audio_path, env=env), "audio")
     assert "messages[" not in said
+
+
+def test_a_clip_that_does_not_decode_is_named_by_its_option_and_path(env, tmp_path, audio_pair, test_audio_path):
+    # An MP3 header over frames that do not decode passes the format check and fails as the model reads it: the error
+    # names the option and the file, not the request's "messages[0].content[1]" the user never wrote (in process and
+    # from a server alike).
+    model, _mmproj = audio_pair
+    broken = tmp_path / "broken.mp3"
+    broken.write_bytes(test_audio_path.read_bytes()[:10] + b"\xff" * 5000)
+    said = fails(jan("run", model, "what is said", "-n", "2", "--audio", broken, env=env), f"--audio '{broken}'",
+                 "not a readable")
+    assert "messages[" not in said
+    srv = start_server(tmp_path / "srv", [model], n_ctx=2048, n_parallel=1, n_threads=1)
+    try:
+        said = fails(jan("run", "audio-chat", "what is said", "-n", "2", "--audio", test_audio_path, "-a", broken,
+                         "--system", "Be brief.", env=cli_env(tmp_path / "client", local=False,
+                                                               JAN_API_URL=srv.base_url)),
+                     f"--audio '{broken}'", "not a readable")
+    finally:
+        srv.stop()
+    assert "messages[" not in said

@@ -303,3 +303,34 @@ def test_a_content_inputs_media_refused_by_the_model_are_named_by_their_part(ser
         assert response.status_code == 400, response.text
         assert response.json()["error"]["param"] == param, response.text
         assert _error(_embed(server, body))["message"].startswith(param + ": "), body
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/embedding"])
+def test_a_content_inputs_text_that_spells_the_media_marker_is_named(server, mp3, path):
+    """The marker stands for a media part in the joined text: a text part that spells it (beside media) is a 400
+    naming that part -- not a "prompt" the body does not have. Without media the text is plain text, embedded."""
+    content = {"content": [{"type": "text", "text": f"Hear {MARKER} this: "},
+                           {"type": "input_audio", "input_audio": {"data": _b64(mp3), "format": "mp3"}}]}
+    response = httpx.post(server.base_url + path, json={"model": "audio-chat", "input": ["Hi", content]}, timeout=300)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["message"].startswith("input[1].content[0].text: "), error
+    if path == "/v1/embeddings":
+        assert error["param"] == "input[1].content[0].text"
+    text_only = {"content": [{"type": "text", "text": f"Hear {MARKER} this"}]}
+    response = httpx.post(server.base_url + path, json={"model": "audio-chat", "input": text_only}, timeout=300)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path, field", [("/embedding", "content"), ("/v1/embeddings", "input")])
+@pytest.mark.parametrize("value, named, says", [
+    # a prompt object with a wrong field: that field, not the other kind of object's ("content: Field required")
+    ({"prompt_string": PROMPT, "multimodal_data": "abc"}, "multimodal_data", "valid list"),
+    # a content object with a wrong field: that field, not the prompt object's "Unrecognized ... content"
+    ({"content": "hi"}, "content", "valid list"),
+])
+def test_a_prompt_objects_wrong_field_is_the_one_named(server, path, field, value, named, says):
+    response = httpx.post(server.base_url + path, json={"model": "vision-chat", field: value}, timeout=300)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith(f"{field}.{named}: ") and says in message, message

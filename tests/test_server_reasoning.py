@@ -292,3 +292,48 @@ def test_ended_before_the_first_token_the_reply_answers_at_once(tmp_path):
     thought, ended = asyncio.run(ask(False)), asyncio.run(ask(True))
     assert thought.reasoning and not thought.text  # (24 tokens of a random model's thinking)
     assert not (ended.reasoning or "").strip() and ended.text
+
+
+def test_a_control_leaves_alone_a_thinking_the_clients_own_grammar_holds(tmp_path):
+    # A raw GBNF grammar is the whole output's, thinking included: the engine could end that thinking only by forcing
+    # the end marker against the grammar (an error naming a reasoning_budget nobody set, the reply lost). Deterministic,
+    # in-process: an end asked before the requests start is not done; the reply is the grammar's, whole, and the
+    # control says why it could not end anything.
+    import asyncio
+
+    from jan.services import open_services
+    from jan.services.control import GRAMMAR_HOLDS_THINKING, GenerationControl
+    from jan.services.types import ChatMessage, ChatRequest, SamplingOptions
+    from jan.store import DataFolder
+
+    path = _thinker(tmp_path, "qwq-tiny", "Qwen-QwQ-32B")
+    DataFolder(tmp_path / "data").models.import_gguf(path, model_id="qwq", mode="reference")
+    grammar = _force(THOUGHT)["grammar"]
+
+    async def ask(control):
+        async with open_services(tmp_path / "data") as services:
+            request = ChatRequest(model="qwq", messages=(ChatMessage.of_text("user", "What is 2+2?"),),
+                                  sampling=SamplingOptions(temperature=0, max_tokens=40), grammar=grammar,
+                                  control=control)
+            return (await services.chat.complete(request)).choices[0].message
+
+    control = GenerationControl()
+    assert control.end_reasoning() == "pending"
+    held, free = asyncio.run(ask(control)), asyncio.run(ask(None))
+    assert (held.reasoning, held.text) == (free.reasoning, free.text) and "Four." in free.text
+    assert control.end_reasoning() == "not_armed" and control.unarmed_reason == GRAMMAR_HOLDS_THINKING
+
+
+def test_the_control_of_a_reply_its_grammar_holds_says_so(client, server):
+    # Over HTTP (llama-server's grammar extra): the control answers success false naming the grammar, and the reply
+    # runs to its end without an error. (Slow tokens keep the reply running when the control arrives, as above; a
+    # reply already over answers "no active completion".)
+    stream = client.chat.completions.create(
+        model="qwq-tiny", messages=ASK, temperature=0, max_tokens=300, stream=True, logprobs=True, top_logprobs=20,
+        extra_body={"reasoning_control": True, "ignore_eos": True, "grammar": "root ::= [a-z ]*"})
+    chunks = [next(iter(stream))]
+    status, answer = _control(server, {"id": chunks[0].id, "action": "reasoning_end"})
+    chunks += list(stream)  # (an error event would raise here)
+    assert status == 200 and answer["success"] is False
+    assert "grammar" in answer["message"] or "no active completion" in answer["message"]
+    assert chunks[-1].choices and chunks[-1].choices[0].finish_reason == "length"

@@ -211,3 +211,40 @@ def test_a_clip_too_long_for_the_context_names_the_file(server, test_audio_path,
     error = r.json()["error"]
     assert (error["param"], error["code"]) == ("file", "context_length_exceeded")
     assert "audio takes 2250 tokens" in error["message"] and "image" not in error["message"]
+
+
+@pytest.mark.parametrize("truncation", ["auto", "disabled"])
+@pytest.mark.parametrize("repeats, windows", [(8, 5), (4, 3)])
+def test_a_long_clips_every_window_is_counted_in_a_chats_context_error(server, test_audio_path, repeats, windows,
+                                                                      truncation):
+    # A clip is one chunk per 30 s window: the context error of a chat that does not fit counts them all (with
+    # truncation auto, as the CLI asks, the conversation's fitting counted the first window alone: "audio takes 750
+    # tokens" of 3750, and sized the turns it may drop by it).
+    samples, rate = sf.read(str(test_audio_path), dtype="float32")
+    out = io.BytesIO()
+    sf.write(out, np.concatenate([samples] * repeats), rate, format="WAV", subtype="PCM_16")
+    part = {"type": "input_audio", "input_audio": {"data": base64.b64encode(out.getvalue()).decode(), "format": "wav"}}
+    r = httpx.post(server.base_url + "/v1/chat/completions", timeout=120, json={
+        "model": "audio-chat", "max_tokens": 2, "truncation": truncation,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "What is said?"}, part]}]})
+    assert r.status_code == 400, r.text
+    assert f"audio takes {750 * windows} tokens" in r.json()["error"]["message"]
+
+
+def test_media_tokens_per_message_count_every_chunk_of_a_part():
+    # (the fitting's bookkeeping, by the chunks' content ids: a clip's windows and an image's slices share one id;
+    # the same clip twice in a row shares one run of chunks, split evenly)
+    from jan.services.fit import _media_tokens
+    from jan.services.types import AudioPart, ChatMessage, ImagePart, TextPart
+
+    class Prompt:
+        def __init__(self, *ids_and_sizes):
+            self.media = [(0, n, n, i, "audio", False) for i, n in ids_and_sizes]
+
+    clip, other, image = AudioPart(b"a", "mp3"), AudioPart(b"b", "wav"), ImagePart(b"p", "image/png")
+    messages = (ChatMessage("user", (TextPart("hi"), clip)), ChatMessage("assistant", (TextPart("ok"),)),
+                ChatMessage("user", (clip, clip, image, other)))
+    prompt = Prompt(*[(f"A#{k}", 750) for k in range(3)], *[(f"A#{k}", 750) for k in range(3, 9)],
+                    ("P#0", 64), ("P#1", 64), ("B#0", 750))
+    assert _media_tokens(messages, prompt) == [2250, 0, 4500 + 128 + 750]
+    assert _media_tokens(messages[:2], Prompt(("", 10), ("", 20))) == [30, 0]  # (no ids: nothing left out)

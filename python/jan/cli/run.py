@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -204,8 +205,23 @@ def run(model, prompt, system, raw, images, clips, max_tokens, temperature, top_
             out.flush()
         if verbose:
             report(generation, time.perf_counter() - started)
+    except CLIError as exc:  # a clip or image the model could not take: said of its option and path
+        raise media_named(exc, 1 if system else 0, bool(text), [("--image", p) for p in images] +
+                          [("--audio", p) for p in clips]) from None
     finally:
         backend.close()
+
+
+def media_named(exc: CLIError, message: int, has_text: bool, media: list[tuple[str, Any]]) -> CLIError:
+    """``exc`` with the request field of a media part (``messages[0].content[1]``: the engine's or the server's
+    words, of a message the user never wrote) named as the option and path that gave it (``--audio 'clip.mp3'``):
+    a clip whose header reads as MP3 but whose frames do not decode is found only as the model reads it."""
+    text = exc.format_message()
+    for k, (option, path) in enumerate(media):
+        field = f"messages[{message}].content[{k + has_text}]"
+        if field in text:
+            return CLIError(text.replace(field, f"{option} '{path}'"), exc.exit_code)
+    return exc
 
 
 def report(generation, seconds: float) -> None:

@@ -116,6 +116,19 @@ def field_path(loc: tuple, data: Any = _NO_DATA) -> tuple:
     return tuple(out)
 
 
+def _present(path: tuple, data: Any) -> bool:
+    """Whether the body (``data``) has a value at ``path`` (False without the body)."""
+    cur = data
+    for p in path:
+        if isinstance(p, int) and isinstance(cur, list) and 0 <= p < len(cur):
+            cur = cur[p]
+        elif isinstance(p, str) and isinstance(cur, dict) and p in cur:
+            cur = cur[p]
+        else:
+            return False
+    return data is not _NO_DATA
+
+
 def _wrong_type(error: dict) -> bool:
     """A value of another type than the one this alternative wanted (pydantic's ``*_type``/``*_parsing``)."""
     kind = error.get("type", "")
@@ -134,8 +147,13 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
     # among alternatives that got as deep, one whose value had the right type but broke a bound says what is
     # wrong ([1, -1] as a prompt: "prompt[1]: ... greater than or equal to 0", not the string list's
     # "prompt[0]: Input should be a valid string")
+    # ... and at the same depth, a field the body has that the alternative knows beats one the body lacks or one
+    # the alternative does not know: that alternative is the one the body meant ({"prompt_string",
+    # "multimodal_data": "..."}: "multimodal_data: Input should be a valid list", not the other prompt object's
+    # "content: Field required" nor its "prompt_string: Unrecognized")
     best = max((i for i, path in enumerate(paths) if path[:len(head)] == head),
-               key=lambda i: (len(paths[i]), not _wrong_type(errors[i]), -i))
+               key=lambda i: (len(paths[i]), _present(paths[i], data) and errors[i].get("type") != "extra_forbidden",
+                              not _wrong_type(errors[i]), -i))
     first = errors[best]
     param = _param_of(paths[best])
     kind = first.get("type", "")

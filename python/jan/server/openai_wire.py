@@ -336,6 +336,14 @@ def content_prompt(prompt: schemas.ContentPrompt, where: str) -> MediaText | str
 
     parts = _parts(prompt.content, where)
     media = tuple(p for p in parts if isinstance(p, (ImagePart, AudioPart)))
+    for i, part in enumerate(prompt.content if media else ()):
+        # the marker stands for a media part in the joined text: one a text part spells would take the place of the
+        # next image or clip (or be one too many); said of that part, not of a "prompt" the body does not have
+        if isinstance(part, schemas.TextPart) and MEDIA_MARKER in part.text:
+            raise RequestError(f"{where}.content[{i}].text: holds the media marker {MEDIA_MARKER}, which stands for "
+                               "an image or audio part in an input with media; leave it out of the text (each media "
+                               "part is placed where it stands among the parts)", param=f"{where}.content[{i}].text",
+                               code="invalid_value")
     text = "".join(p.text if isinstance(p, TextPart) else MEDIA_MARKER for p in parts)
     return MediaText(text, media) if media else text
 

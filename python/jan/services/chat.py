@@ -21,6 +21,7 @@ from jan.core import LocalInferenceExtension, LocalModel
 from jan.engine.model import Vocabulary
 from jan.engine.results import Usage
 from jan.errors import ContextOverflowError, GrammarPrefixError, MediaError, QueueFullError
+from jan.services.control import GRAMMAR_HOLDS_THINKING
 from jan.services.documents import read_documents
 from jan.services.engine_output import checked_deltas, engine_failures
 from jan.services.errors import RequestError
@@ -421,7 +422,12 @@ class _Start:
         try:
             requests = _submit(local, self.tokens, self.options, self.seeds, **self.extra)
             if request.control is not None:
-                request.control.attach(requests, armed="reasoning_budget" in self.options)
+                # A client's raw grammar is the whole output's, its thinking included (constraint_grammar): the
+                # engine could only force the end-of-thinking text against it, and the reply would end in an error
+                # naming a budget nobody set. Such a thinking is the grammar's to end, so the control is not armed.
+                held = request.grammar is not None
+                request.control.attach(requests, armed="reasoning_budget" in self.options and not held,
+                                       reason=GRAMMAR_HOLDS_THINKING if held else None)
             return requests
         except GrammarPrefixError as exc:  # the prefill cannot start the reply its format or forced call holds
             raise prefill_refused(request, self.plan, self.options.get("grammar_prefix") or "", exc) from None
@@ -464,7 +470,7 @@ def _start_held(local: LocalModel, request: ChatRequest, settings: Any) -> _Star
         answer_stops = tuple(options.pop("stop", None) or ())
     # the chat format's engine options: control-token text, thinking budget, lazy-grammar triggers
     options.update(plan.engine_options(text, options.get("logit_bias")))
-    if request.control is not None and "reasoning_budget" not in options:
+    if request.control is not None and "reasoning_budget" not in options and request.grammar is None:
         options.update(plan.watched_thinking_options(text))  # (a control's end of the thinking needs the sampler)
     options.update(constraint)
     seed = client_seed(options)

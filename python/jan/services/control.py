@@ -17,6 +17,12 @@ from typing import Any, Literal
 EndReasoning = Literal["ended", "pending", "not_armed", "finished"]
 
 
+#: Why a control cannot end a reply's thinking that the request's own (raw GBNF) grammar holds.
+GRAMMAR_HOLDS_THINKING = ("the request's own grammar holds its whole output, the thinking included, so only the "
+                          "grammar can end the thinking (a response_format, which holds the answer alone, leaves "
+                          "it free to be ended)")
+
+
 class GenerationControl:
     """Controls on the engine requests of one chat completion (one per choice). Thread-safe: attached from the
     worker thread that submits them, used from the event loop."""
@@ -27,13 +33,18 @@ class GenerationControl:
         self._attached = False
         self._armed = False
         self._end_asked = False
+        #: why the thinking cannot be ended, where the cause is the request's own rather than its model's (None:
+        #: the model does not think, or its engine cannot end a thinking)
+        self.unarmed_reason: str | None = None
 
-    def attach(self, requests: list[Any], *, armed: bool) -> None:
+    def attach(self, requests: list[Any], *, armed: bool, reason: str | None = None) -> None:
         """The engine requests (``jan.Request``) that serve the completion, once submitted; ``armed``: whether they
-        were made with the thinking budget that can end the thinking. An end asked for before is done now."""
+        were made with the thinking budget that can end the thinking (``reason``: why not, when the request itself
+        rules it out). An end asked for before is done now."""
         with self._lock:
             self._requests = list(requests)
             self._attached, self._armed = True, armed
+            self.unarmed_reason = None if armed else reason
             if self._end_asked and armed:
                 for request in self._requests:
                     request.end_reasoning()

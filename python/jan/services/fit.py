@@ -402,12 +402,38 @@ def _starts(messages: tuple[ChatMessage, ...]) -> list[int]:
 
 def _media_tokens(messages: tuple[ChatMessage, ...], tokens: Any) -> list[int]:
     """Per message, the tokens its images/audio take in ``tokens`` (a ``MediaPrompt``'s chunks, in order);
-    all zero for a text-only prompt."""
-    chunks = [span[1] for span in getattr(tokens, "media", ())]
-    out = []
-    at = 0
-    for m in messages:
-        k = sum(isinstance(p, (ImagePart, AudioPart)) for p in m.content)
-        out.append(sum(chunks[at:at + k]))
-        at += k
+    all zero for a text-only prompt.
+
+    One part may be several chunks: a clip is one per 30 s window of its encoder, a sliced image one per slice. A
+    part's chunks share its content id (``<hash>#<n>``), so the chunks are grouped in runs of one id; parts of the
+    same content next to each other (the same clip twice) share one run, split evenly (the same content makes the
+    same chunks)."""
+    spans = list(getattr(tokens, "media", ()))
+    parts = [(i, p.data) for i, m in enumerate(messages) for p in m.content if isinstance(p, (ImagePart, AudioPart))]
+    out = [0] * len(messages)
+    if not spans:
+        return out
+    runs: list[tuple[str, list[int]]] = []
+    for span in spans:
+        base = str(span[3]).rpartition("#")[0]
+        if runs and base and runs[-1][0] == base:
+            runs[-1][1].append(span[1])
+        else:
+            runs.append((base, [span[1]]))
+    groups: list[list[int]] = []  # the messages of runs of parts of one content
+    for k, (i, data) in enumerate(parts):
+        if k and data == parts[k - 1][1]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    if len(groups) == len(runs) and all(len(run) % len(group) == 0 for group, (_, run) in zip(groups, runs)):
+        for group, (_, run) in zip(groups, runs):
+            each = len(run) // len(group)
+            for j, i in enumerate(group):
+                out[i] += sum(run[j * each:(j + 1) * each])
+        return out
+    # chunks without ids (or ids that do not tell the parts apart): one chunk per part, the rest on the last part's
+    # message, so that no media token goes uncounted
+    for k, (i, _) in enumerate(parts):
+        out[i] += sum(span[1] for span in (spans[k:] if k == len(parts) - 1 else spans[k:k + 1]))
     return out

@@ -170,8 +170,8 @@ async def chat_control(request: web.Request) -> web.Response:
     outcome = control.end_reasoning()
     if outcome in ("ended", "pending"):
         return json_response({"success": True})
-    why = {"not_armed": "this completion's model does not think (its chat format has no thinking), or its engine "
-                        "cannot end a thinking",
+    why = {"not_armed": control.unarmed_reason or "this completion's model does not think (its chat format has "
+                                                  "no thinking), or its engine cannot end a thinking",
            "finished": "the completion has finished"}[outcome]
     return json_response({"success": False, "message": why})
 
