@@ -139,28 +139,90 @@ llama_sampler * make_ignore_eos_sampler(const Model & model) {
     return llama_sampler_init(ignore_eos_iface(), new IgnoreEosState{std::move(eog)});
 }
 
-llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, int32_t n_ctx_slot,
-                                const std::vector<int32_t> & prompt, llama_sampler_ptr grammar,
-                                std::shared_ptr<std::atomic<bool>> end_reasoning) {
+namespace {
+
+llama_sampler_ptr new_chain() {
     auto sparams = llama_sampler_chain_default_params();
     sparams.no_perf = true;
-    llama_sampler_ptr chain(llama_sampler_chain_init(sparams));
+    return llama_sampler_ptr(llama_sampler_chain_init(sparams));
+}
+
+llama_token_data_array fill_candidates(std::vector<llama_token_data> & buf, const float * logits, int32_t n_vocab) {
+    buf.resize((size_t)n_vocab);
+    for (int32_t t = 0; t < n_vocab; ++t) buf[(size_t)t] = llama_token_data{t, logits[t], 0.0f};
+    return llama_token_data_array{buf.data(), buf.size(), -1, false};
+}
+
+llama_token selected_token(const llama_token_data_array & cur) {
+    if (cur.selected < 0 || (size_t)cur.selected >= cur.size)
+        throw std::runtime_error("the sampler chain selected no token");
+    return cur.data[cur.selected].id;
+}
+
+// Whether the grammar and the UTF-8 guard let `token` be written now.
+bool constraint_allows(const SlotSampler & s, llama_token token) {
+    llama_token_data one{token, 1.0f, 0.0f};
+    llama_token_data_array check{&one, 1, -1, false};
+    llama_sampler_apply(s.grammar, &check);
+    return one.logit != -INFINITY && utf8_sampler_allows(s.utf8, token);
+}
+
+}  // namespace
+
+llama_token sample_token(SlotSampler & s, llama_context * ctx, int32_t idx) {
+    const float * logits = llama_get_logits_ith(ctx, idx);
+    if (!logits) throw std::runtime_error("llama.cpp returned no logits for the sampled row");
+    const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
+    llama_token_data_array cur = fill_candidates(s.candidates, logits, n_vocab);
+    if (s.bias) llama_sampler_apply(s.bias.get(), &cur);
+    llama_token token = LLAMA_TOKEN_NULL;
+    if (s.constraint && s.greedy) {
+        llama_sampler_apply(s.chain.get(), &cur);
+        token = selected_token(cur);
+        if (!constraint_allows(s, token)) {  // refused: filtered first, as when the grammar is applied first
+            cur = fill_candidates(s.candidates, logits, n_vocab);
+            if (s.bias) llama_sampler_apply(s.bias.get(), &cur);
+            llama_sampler_apply(s.constraint.get(), &cur);
+            llama_sampler_apply(s.chain.get(), &cur);
+            token = selected_token(cur);
+        }
+    } else {
+        if (s.constraint) llama_sampler_apply(s.constraint.get(), &cur);
+        llama_sampler_apply(s.chain.get(), &cur);
+        token = selected_token(cur);
+    }
+    if (s.bias) llama_sampler_accept(s.bias.get(), token);
+    if (s.constraint) llama_sampler_accept(s.constraint.get(), token);
+    llama_sampler_accept(s.chain.get(), token);
+    return token;
+}
+
+SlotSampler build_sampler(const Model & model, const SamplingParams & p, int32_t n_ctx_slot,
+                          const std::vector<int32_t> & prompt, llama_sampler_ptr grammar,
+                          std::shared_ptr<std::atomic<bool>> end_reasoning) {
+    SlotSampler out;
+    out.chain = new_chain();
+    llama_sampler * chain_ptr = out.chain.get();
     const int32_t n_vocab = model.n_vocab();
+    out.greedy = p.temperature <= 0.0f;
 
     std::vector<llama_logit_bias> bias;
     for (const auto & [tok, b] : p.logit_bias) bias.push_back({tok, b});
     if (!bias.empty())
-        llama_sampler_chain_add(chain.get(), llama_sampler_init_logit_bias(n_vocab, (int32_t)bias.size(), bias.data()));
+        out.bias.reset(llama_sampler_init_logit_bias(n_vocab, (int32_t)bias.size(), bias.data()));
 
     if (!p.grammar.empty() && !grammar) grammar = prepare_grammar(model, p);
     if (grammar) {
-        llama_sampler_chain_add(chain.get(), grammar.release());  // (the chain owns it from here)
+        out.constraint = new_chain();
+        out.grammar = grammar.get();
+        llama_sampler_chain_add(out.constraint.get(), grammar.release());  // (the chain owns it from here)
         // Right after it: llama.cpp's grammar lets through bytes that are no UTF-8 (utf8_sampler.h). Only under a
         // grammar, whose output a client parses; plain generation is left as llama.cpp samples it.
-        llama_sampler_chain_add(chain.get(), make_utf8_sampler(model));
+        out.utf8 = make_utf8_sampler(model);
+        llama_sampler_chain_add(out.constraint.get(), out.utf8);
     }
     // After the grammar: it bans the end of generation only while the grammar leaves something else to write.
-    if (p.ignore_eos) llama_sampler_chain_add(chain.get(), make_ignore_eos_sampler(model));
+    if (p.ignore_eos) llama_sampler_chain_add(chain_ptr, make_ignore_eos_sampler(model));
 
     const bool penalties = p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
     if (penalties && p.repeat_last_n != 0) {
@@ -170,33 +232,33 @@ llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & p, i
         const size_t from = prompt.size() > (size_t)last_n ? prompt.size() - last_n : 0;
         for (size_t i = from; i < prompt.size(); ++i)
             if (prompt[i] != LLAMA_TOKEN_NULL) llama_sampler_accept(pen, prompt[i]);  // NULL: image/audio
-        llama_sampler_chain_add(chain.get(), pen);
+        llama_sampler_chain_add(chain_ptr, pen);
     }
 
     // After the grammar and penalties, so a forced end-of-thinking token wins over them.
     if (llama_sampler * budget = make_reasoning_budget_sampler(model, p, std::move(end_reasoning)))
-        llama_sampler_chain_add(chain.get(), budget);
+        llama_sampler_chain_add(chain_ptr, budget);
 
     if (p.temperature <= 0.0f) {
-        llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
-        return chain;
+        llama_sampler_chain_add(chain_ptr, llama_sampler_init_greedy());
+        return out;
     }
     if (p.mirostat != 0) {
         // Mirostat picks the token itself from the temperature-scaled distribution (it sets its own top-k).
-        llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(p.temperature));
-        llama_sampler_chain_add(chain.get(), p.mirostat == 1
+        llama_sampler_chain_add(chain_ptr, llama_sampler_init_temp(p.temperature));
+        llama_sampler_chain_add(chain_ptr, p.mirostat == 1
             ? llama_sampler_init_mirostat(n_vocab, p.seed, p.mirostat_tau, p.mirostat_eta, 100)  // m = 100: the paper's
             : llama_sampler_init_mirostat_v2(p.seed, p.mirostat_tau, p.mirostat_eta));
-        return chain;
+        return out;
     }
-    if (p.top_k > 0) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(p.top_k));
-    if (p.typical_p < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_typical(p.typical_p, 1));
-    if (p.top_p < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(p.top_p, 1));
-    if (p.min_p > 0.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(p.min_p, 1));
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(p.temperature));
-    if (p.infill) llama_sampler_chain_add(chain.get(), llama_sampler_init_infill(model.vocab()));
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(p.seed));
-    return chain;
+    if (p.top_k > 0) llama_sampler_chain_add(chain_ptr, llama_sampler_init_top_k(p.top_k));
+    if (p.typical_p < 1.0f) llama_sampler_chain_add(chain_ptr, llama_sampler_init_typical(p.typical_p, 1));
+    if (p.top_p < 1.0f) llama_sampler_chain_add(chain_ptr, llama_sampler_init_top_p(p.top_p, 1));
+    if (p.min_p > 0.0f) llama_sampler_chain_add(chain_ptr, llama_sampler_init_min_p(p.min_p, 1));
+    llama_sampler_chain_add(chain_ptr, llama_sampler_init_temp(p.temperature));
+    if (p.infill) llama_sampler_chain_add(chain_ptr, llama_sampler_init_infill(model.vocab()));
+    llama_sampler_chain_add(chain_ptr, llama_sampler_init_dist(p.seed));
+    return out;
 }
 
 float logprob_of(const float * logits, int32_t n_vocab, int32_t token, float * log_z_out) {

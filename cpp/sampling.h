@@ -97,10 +97,34 @@ llama_sampler * make_ignore_eos_sampler(const Model & model);
 // ignore_eos, penalties, then either greedy or the truncation samplers, temperature and a seeded draw. The
 // penalties sampler has already seen the prompt (repeats of prompt text are penalized, as in llama.cpp's server);
 // the grammar has seen only its prefix (it constrains the output, after the reply text the prompt ends in).
+// A request's samplers, in the order they apply: `bias` (its logit bias; null without one), `constraint` (the
+// grammar and its UTF-8 guard; null without a grammar), `chain` (ignore_eos, penalties, the thinking budget, then
+// greedy or the truncation samplers and the draw). See sample_token.
+struct SlotSampler {
+    llama_sampler_ptr bias;
+    llama_sampler_ptr constraint;
+    llama_sampler_ptr chain;
+    llama_sampler * grammar = nullptr;  // (in `constraint`)
+    llama_sampler * utf8 = nullptr;     // (in `constraint`)
+    bool greedy = false;
+    std::vector<llama_token_data> candidates;  // (the vocabulary's, reused from token to token)
+};
+
 // `end_reasoning`: the request's flag that closes its thinking now (reasoning_budget.h; may be null).
-llama_sampler_ptr build_sampler(const Model & model, const SamplingParams & params, int32_t n_ctx_slot,
-                                const std::vector<int32_t> & prompt, llama_sampler_ptr grammar,
-                                std::shared_ptr<std::atomic<bool>> end_reasoning = nullptr);
+SlotSampler build_sampler(const Model & model, const SamplingParams & params, int32_t n_ctx_slot,
+                          const std::vector<int32_t> & prompt, llama_sampler_ptr grammar,
+                          std::shared_ptr<std::atomic<bool>> end_reasoning = nullptr);
+
+// The next token from the logits of batch row `idx`, accepted by every sampler.
+//
+// Under a grammar a greedy request is first sampled without it and the grammar (and the UTF-8 guard) check the one
+// token drawn; only a token they refuse has them filter the whole vocabulary and the chain pick again from what is
+// left, as llama.cpp's common sampler does by default. The output is the same token as filtering first would give
+// (the best one the grammar allows: the other samplers change each token's logit alone), at a fraction of the cost:
+// a grammar's pass over a vocabulary of 150k-260k tokens is most of a step's sampling time, on the thread that
+// samples for every slot (measured: benchmarks/bench_grammar.py). A sampled request keeps the filter first: a draw
+// the grammar refused would spend a draw of the seeded generator, and a seed would no longer replay its output.
+llama_token sample_token(SlotSampler & sampler, llama_context * ctx, int32_t idx);
 
 struct TokenLogprob {
     int32_t token;

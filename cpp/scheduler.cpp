@@ -353,7 +353,7 @@ void Scheduler::finish(Slot & slot, const std::string & reason, const std::strin
     // The slot is free before the caller hears the end, so metrics read
     // right after a request finishes already show it idle.
     auto request = std::move(slot.request);
-    slot.sampler.reset();
+    slot.sampler = SlotSampler{};
     slot.stream.reset();
     slot.prompt.clear();
     slot.prompt_media.clear();
@@ -392,7 +392,7 @@ void Scheduler::emit_prompt_logprobs(Slot & slot) {
 void Scheduler::sample_slot(Slot & slot) {
     const int32_t idx = slot.i_batch;
     slot.i_batch = -1;
-    const llama_token token = llama_sampler_sample(slot.sampler.get(), ctx_.get(), idx);
+    const llama_token token = sample_token(slot.sampler, ctx_.get(), idx);
     if (slot.n_generated == 0) slot.t_first_token = Clock::now();
     slot.n_generated++;
     {

@@ -131,7 +131,7 @@ private:
         std::vector<llama_token> prompt;
         size_t prompt_done = 0;
         SamplingParams params;
-        llama_sampler_ptr sampler;
+        SlotSampler sampler;
         std::unique_ptr<TextStream> stream;
         llama_token next_token = 0;
         int32_t n_generated = 0;

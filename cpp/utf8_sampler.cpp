@@ -121,6 +121,16 @@ void utf8_apply(llama_sampler * smpl, llama_token_data_array * cur_p) {
         if (!allowed(cur_p->data[i].id)) cur_p->data[i].logit = -INFINITY;
 }
 
+}  // namespace
+
+bool utf8_sampler_allows(const llama_sampler * utf8, llama_token token) {
+    const auto * st = static_cast<const Utf8State *>(utf8->ctx);
+    const Utf8Classes & c = *st->classes;
+    return token >= 0 && (size_t)token < c.allowed.size() && (c.allowed[token] & (uint8_t)(1u << st->state));
+}
+
+namespace {
+
 void utf8_reset(llama_sampler * smpl) { static_cast<Utf8State *>(smpl->ctx)->state = Rest; }
 
 llama_sampler * utf8_clone(const llama_sampler * smpl);

@@ -41,6 +41,10 @@ struct Utf8Classes {
 std::shared_ptr<const Utf8Classes> build_utf8_classes(const Model & model);
 
 // The sampler, for the chain right after the grammar.
+// Whether `token` keeps the output of `utf8` (a sampler make_utf8_sampler made) valid UTF-8 now, whatever else is
+// left to sample: the check of one drawn token (sampling.h, sample_token), where "nothing else is left" is not known.
+bool utf8_sampler_allows(const llama_sampler * utf8, llama_token token);
+
 llama_sampler * make_utf8_sampler(const Model & model);
 
 }  // namespace jan

@@ -145,6 +145,7 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
     ({"model": "audio-chat", "known_speaker_names[]": "ann"}, "mp3", 400, "known_speaker_names"),
     ({"model": "audio-chat", "chunking_strategy": '{"type": "server_vad"}'}, "mp3", 400, "chunking_strategy"),
     ({"model": "audio-chat", "include[]": "tokens"}, "mp3", 400, "include"),
+    ({"model": "audio-chat", "include[]": "logprobs", "response_format": "text"}, "mp3", 400, "include"),
     ({"model": "audio-chat", "temperature": "hot"}, "mp3", 400, "temperature"),
     ({"model": "audio-chat", "temperature": "2"}, "mp3", 400, "temperature"),
     ({"model": "audio-chat", "temperature": "nan"}, "mp3", 400, "temperature"),

@@ -419,8 +419,11 @@ class _Start:
     def submit(self, local: LocalModel, request: ChatRequest) -> list | None:
         """Blocking (llama.cpp parses the grammar): the engine requests; ``None`` when the queue is
         full and the request is one that waits (``ChatRequest.wait_for_room``)."""
+        options = self.options
+        if request.control is not None and request.control.end_asked and "reasoning_budget" in options:
+            options = {**options, "reasoning_budget": 0}  # ended before it began: closed at its first token
         try:
-            requests = _submit(local, self.tokens, self.options, self.seeds, **self.extra)
+            requests = _submit(local, self.tokens, options, self.seeds, **self.extra)
             if request.control is not None:
                 # A client's raw grammar is the whole output's, its thinking included (constraint_grammar): the
                 # engine could only force the end-of-thinking text against it, and the reply would end in an error

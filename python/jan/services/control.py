@@ -37,6 +37,14 @@ class GenerationControl:
         #: the model does not think, or its engine cannot end a thinking)
         self.unarmed_reason: str | None = None
 
+    @property
+    def end_asked(self) -> bool:
+        """Whether an end of the thinking was asked before the requests were attached: the chat service then makes
+        them with a spent thinking budget, so that they close it at their first token (setting the engine's flag
+        after the submit would let the first tokens of thinking through)."""
+        with self._lock:
+            return self._end_asked and not self._attached
+
     def attach(self, requests: list[Any], *, armed: bool, reason: str | None = None) -> None:
         """The engine requests (``jan.Request``) that serve the completion, once submitted; ``armed``: whether they
         were made with the thinking budget that can end the thinking (``reason``: why not, when the request itself

@@ -75,6 +75,10 @@ async def _answer(request: web.Request, task: str) -> web.StreamResponse:
     response_format = _response_format(form)
     stream = _flag(form, "stream")
     typed = _typed(form, task)
+    if typed.logprobs and response_format != "json" and not stream:
+        # (OpenAI's: "logprobs only works with response_format set to json"; a text body has no place for them)
+        raise APIError(400, "include[]: logprobs need response_format 'json' (a text answer has no place for them)",
+                       param="include", code="invalid_value")
     chat = transcription_chat(typed)
     service = request.app[SERVICES].chat
     try:
