@@ -227,6 +227,7 @@ def test_close_from_another_thread_mid_use_raises_model_closed_only(minilm_path)
 #: output stays readable — logprobs named with the vocabulary the request kept, not the model's (let go of).
 REQUEST_HARMLESS = {
     "cancel": lambda r: r.cancel() is None,
+    "end_reasoning": lambda r: r.end_reasoning() is False,  # (ended: no thinking left to end)
     "result": lambda r: isinstance(r.result(), Completion),
     "aresult": lambda r: isinstance(asyncio.run(r.aresult()), Completion),
     "done": lambda r: (r.result(), r.done)[1] is True,

@@ -223,8 +223,9 @@ def test_chat_completions(server, prompts):
         "model": MODEL, "messages": [{"role": "user", "content": "Read my todo note"}], "max_tokens": 60,
         "temperature": 0, "tools": [{"type": "function", "function": HTTP_TOOL}],
         "tool_choice": {"type": "function", "function": {"name": "read_note"}}})
-    [call] = body["choices"][0]["message"]["tool_calls"]
-    assert call["function"]["name"] == "read_note"  # the model still calls the tool by its name
+    # the model still calls the tool by its name (a second call its 60 tokens cut off comes back too: OpenAI's cut call)
+    calls = body["choices"][0]["message"]["tool_calls"]
+    assert calls and {call["function"]["name"] for call in calls} == {"read_note"}
     _check_prompt(prompts, WRITTEN)
 
 
@@ -235,7 +236,7 @@ def test_anthropic_messages(server, prompts):
         "temperature": 0, "tool_choice": {"type": "tool", "name": "read_note"},
         "tools": [{"name": "read_note", "description": HTTP_TOOL["description"],
                    "input_schema": HTTP_TOOL["parameters"]}]})
-    assert [b["name"] for b in body["content"] if b["type"] == "tool_use"] == ["read_note"]
+    assert {b["name"] for b in body["content"] if b["type"] == "tool_use"} == {"read_note"}
     _check_prompt(prompts, WRITTEN)
 
 
@@ -244,7 +245,7 @@ def test_responses(server, prompts):
     body = _post(server, "/v1/responses", {
         "model": MODEL, "input": "Read my todo note", "max_output_tokens": 60, "temperature": 0, "store": False,
         "tools": [{"type": "function", **HTTP_TOOL}], "tool_choice": {"type": "function", "name": "read_note"}})
-    assert [o["name"] for o in body["output"] if o["type"] == "function_call"] == ["read_note"]
+    assert {o["name"] for o in body["output"] if o["type"] == "function_call"} == {"read_note"}
     _check_prompt(prompts, WRITTEN)
 
 
