@@ -2,16 +2,18 @@
 and llama-server side by side (built from the same llama.cpp commit: ``python benchmarks/build_llama_server.py``).
 
 A grammar's filter over the whole vocabulary (262k tokens on Gemma 3) is the costly part of sampling under it, on
-the thread that samples for every slot. jan's sampler chain applies the grammar first, to every token of the
-vocabulary, each step; llama.cpp's common sampler (llama-server) draws first and has the grammar check the one token
-drawn, filtering the vocabulary only where it refuses it. This measures what that costs jan.
+the thread that samples for every slot. llama.cpp's common sampler (llama-server) draws first and has the grammar
+check the one token drawn, filtering the vocabulary only where it refuses it; jan does the same since 2026-12-04
+(greedy first, then sampled requests), and filtered first before. This measures what a grammar costs each.
 
-Each request is a chat completion, greedy, non-streamed, of at most ``--tokens`` tokens; tokens/s is its
-``usage.completion_tokens`` over its wall time (the short prompt's evaluation included, the same on both sides),
-the median of ``--reps``. Plain output runs to the limit (``ignore_eos``); a schema output ends where its
-document does (both servers write the same greedy JSON).
+Each request is a chat completion, non-streamed, of at most ``--tokens`` tokens: greedy, or sampled with
+``--temperature`` and a fixed seed per repetition (the same seeds on both servers; their draws differ, so the
+outputs do); tokens/s is its ``usage.completion_tokens`` over its wall time (the short prompt's evaluation included,
+the same on both sides), the median of ``--reps``. Plain output runs to the limit (``ignore_eos``); a schema output
+ends where its document does.
 
     python benchmarks/bench_grammar.py --model gemma3-270m
+    python benchmarks/bench_grammar.py --model gemma3-270m --temperature 0.8
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ SCHEMA = {"type": "object", "properties": {"characters": {"type": "array", "item
 PROMPT = "Write a list of characters of a fairy tale, as JSON, each with a name and a short story."
 
 
-def ask(server: _servers.Server, n: int, schema: dict | None) -> tuple[int, float, str]:
-    body = {"model": server.model_id, "max_tokens": n, "temperature": 0,
+def ask(server: _servers.Server, n: int, schema: dict | None, temperature: float = 0.0,
+        seed: int = 0) -> tuple[int, float, str]:
+    body = {"model": server.model_id, "max_tokens": n, "temperature": temperature, "seed": seed,
             "messages": [{"role": "user", "content": PROMPT}]}
     if schema is not None:
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "tale", "schema": schema}}
@@ -57,6 +60,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default); else sampled, seeded")
     ap.add_argument("--work", type=Path, default=Path("/tmp/jan-bench-grammar"))
     args = ap.parse_args()
     bench = resolve_model(args.model)
@@ -66,12 +70,13 @@ def main() -> None:
         for name, server in servers.items():
             ask(server, 8, None)  # warm-up (the chat template, the first decode)
             for kind, schema in (("plain", None), ("json_schema", SCHEMA)):
-                runs = [ask(server, args.tokens, schema) for _ in range(args.reps)]
+                runs = [ask(server, args.tokens, schema, args.temperature, seed) for seed in range(args.reps)]
                 rates.setdefault(name, {})[kind] = statistics.median(n / wall for n, wall, _ in runs)
                 rates[name][kind + "_tokens"] = runs[0][0]
                 if kind == "json_schema" and runs[0][0] < args.tokens:
                     json.loads(runs[0][2])  # a whole document where it ended before the limit
-    print(f"model {bench.name}, 1 stream, greedy, at most {args.tokens} tokens, median of {args.reps}")
+    how = "greedy" if args.temperature <= 0 else f"temperature {args.temperature:g}, seeds 0..{args.reps - 1}"
+    print(f"model {bench.name}, 1 stream, {how}, at most {args.tokens} tokens, median of {args.reps}")
     print("| output | jan t/s | llama-server t/s | jan / llama-server |")
     print("|---|---|---|---|")
     for kind in ("plain", "json_schema"):

@@ -63,6 +63,7 @@ void register_params(py::module_ & m) {
         .def_readwrite("render_special", &SamplingParams::render_special)
         .def_readwrite("reproducible", &SamplingParams::reproducible)
         .def_readwrite("ignore_eos", &SamplingParams::ignore_eos)
+        .def_readwrite("grammar_first", &SamplingParams::grammar_first)
         .def_readwrite("stop", &SamplingParams::stop)
         .def_readwrite("logprobs", &SamplingParams::logprobs)
         .def_readwrite("n_probs", &SamplingParams::n_probs)

@@ -176,7 +176,7 @@ llama_token sample_token(SlotSampler & s, llama_context * ctx, int32_t idx) {
     llama_token_data_array cur = fill_candidates(s.candidates, logits, n_vocab);
     if (s.bias) llama_sampler_apply(s.bias.get(), &cur);
     llama_token token = LLAMA_TOKEN_NULL;
-    if (s.constraint && s.greedy) {
+    if (s.constraint && s.sample_first) {
         llama_sampler_apply(s.chain.get(), &cur);
         token = selected_token(cur);
         if (!constraint_allows(s, token)) {  // refused: filtered first, as when the grammar is applied first
@@ -204,7 +204,7 @@ SlotSampler build_sampler(const Model & model, const SamplingParams & p, int32_t
     out.chain = new_chain();
     llama_sampler * chain_ptr = out.chain.get();
     const int32_t n_vocab = model.n_vocab();
-    out.greedy = p.temperature <= 0.0f;
+    out.sample_first = !p.grammar_first && (p.temperature <= 0.0f || p.mirostat == 0);
 
     std::vector<llama_logit_bias> bias;
     for (const auto & [tok, b] : p.logit_bias) bias.push_back({tok, b});

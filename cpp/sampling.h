@@ -52,6 +52,10 @@ struct SamplingParams {
     // request's output independent of other processes' load (Scheduler::thread_count_matters).
     bool reproducible = true;
     bool ignore_eos = false;
+    // Under a grammar: filter the whole vocabulary with it before the chain, every token (the chain's truncation
+    // and draw then see only what the grammar allows). Off: the chain draws first and the grammar checks the one
+    // token drawn, filtering only where it refuses it (llama.cpp's common sampler; see sample_token).
+    bool grammar_first = false;
     std::vector<std::string> stop;
     bool logprobs = false;            // report each generated token's log-probability
     int32_t n_probs = 0;              // and this many top alternatives (implies logprobs)
@@ -106,7 +110,7 @@ struct SlotSampler {
     llama_sampler_ptr chain;
     llama_sampler * grammar = nullptr;  // (in `constraint`)
     llama_sampler * utf8 = nullptr;     // (in `constraint`)
-    bool greedy = false;
+    bool sample_first = false;          // draw, then check the one token (sample_token)
     std::vector<llama_token_data> candidates;  // (the vocabulary's, reused from token to token)
 };
 
@@ -117,13 +121,17 @@ SlotSampler build_sampler(const Model & model, const SamplingParams & params, in
 
 // The next token from the logits of batch row `idx`, accepted by every sampler.
 //
-// Under a grammar a greedy request is first sampled without it and the grammar (and the UTF-8 guard) check the one
-// token drawn; only a token they refuse has them filter the whole vocabulary and the chain pick again from what is
-// left, as llama.cpp's common sampler does by default. The output is the same token as filtering first would give
-// (the best one the grammar allows: the other samplers change each token's logit alone), at a fraction of the cost:
-// a grammar's pass over a vocabulary of 150k-260k tokens is most of a step's sampling time, on the thread that
-// samples for every slot (measured: benchmarks/bench_grammar.py). A sampled request keeps the filter first: a draw
-// the grammar refused would spend a draw of the seeded generator, and a seed would no longer replay its output.
+// Under a grammar the chain draws first and the grammar (and the UTF-8 guard, strictly) check the one token drawn;
+// only a token they refuse has them filter the whole vocabulary and the chain draw again from what is left, as
+// llama.cpp's common sampler does by default. A grammar's pass over a vocabulary of 150k-260k tokens is most of a
+// step's sampling time, on the thread that samples for every slot (measured: benchmarks/bench_grammar.py).
+// - Greedy: the same token as filtering first (the best one the grammar allows: the other samplers change each
+//   token's logit alone).
+// - Sampled: without truncation (top_k 0, top_p 1, min_p 0) the same distribution as filtering first (a refused
+//   draw is drawn again from the rest, in proportion); with it, llama.cpp's: the truncation sees the whole
+//   vocabulary. A refused draw spends one more of the seeded generator's draws: a seed still replays its output.
+// Filtered first: `grammar_first` (the chain's truncation over the allowed tokens only), and Mirostat, whose draw
+// also moves its learning state (a second draw would move it twice).
 llama_token sample_token(SlotSampler & sampler, llama_context * ctx, int32_t idx);
 
 struct TokenLogprob {

@@ -33,7 +33,7 @@ def test_a_json_prefix_is_continued_into_one_document_of_the_schema(stories):
     grammar = json_schema_to_grammar(SCHEMA)
     for prefix in ('{', '{"', '{"name": "', '{"name": "Lily", "age": 1'):
         for seed in range(3):
-            out = stories.generate("Once upon a time", grammar=grammar, grammar_prefix=prefix, max_tokens=48,
+            out = stories.generate("Once upon a time", grammar=grammar, grammar_prefix=prefix, max_tokens=96,
                                    temperature=1.0, seed=seed)
             assert out.finish_reason == "stop", (prefix, out)
             jsonschema.validate(json.loads(prefix + out.text), SCHEMA)

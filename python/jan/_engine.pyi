@@ -54,6 +54,7 @@ class SamplingParams:
     reasoning_open: bool
     render_special: bool
     ignore_eos: bool
+    grammar_first: bool
     stop: list[str]
     logprobs: bool
     n_probs: int

@@ -1010,7 +1010,9 @@ class Model:
         grammar (GBNF), grammar_prefix (text the grammar reads before the output, as though the model had written
         it: the end of a prompt that the output continues inside the grammar's text; one the grammar cannot start
         with is a :class:`jan.errors.GrammarPrefixError`, a ``ValueError`` with the ``offset`` of the first byte it
-        refuses), ignore_eos, stop, logprobs, top_logprobs, prompt_logprobs (each prompt token's
+        refuses), grammar_first (filter the vocabulary with the grammar before sampling, every token, instead of
+        having it check the token drawn: the allowed tokens' own distribution under top_k/top_p/min_p, slower on
+        big vocabularies), ignore_eos, stop, logprobs, top_logprobs, prompt_logprobs (each prompt token's
         log-probability given the ones before it, on the first chunks' ``prompt_logprobs``, with
         ``top_logprobs`` alternatives; the prompt is evaluated whole, no prefix reuse; not for media
         prompts); speculative ("ngram" or True:

@@ -41,6 +41,10 @@ DEFAULTS = {
     "logit_bias": None,
     "grammar": None,
     "ignore_eos": False,
+    # Under a grammar, filter the vocabulary with it before sampling, every token (exactly the allowed tokens'
+    # distribution under top_k/top_p/min_p too, at a pass over the vocabulary per token); off: llama.cpp's common
+    # sampler order, the grammar checking the token drawn (cpp/sampling.h, sample_token).
+    "grammar_first": False,
     "stop": None,
     "logprobs": False,
     "top_logprobs": 0,
@@ -302,6 +306,7 @@ def _sampling_params(options: Mapping[str, object], order_defaults: Mapping[str,
     p.render_special = check_flag("render_special", o["render_special"])
     p.infill = check_flag("infill", o["infill"])
     p.ignore_eos = check_flag("ignore_eos", o["ignore_eos"])
+    p.grammar_first = check_flag("grammar_first", o["grammar_first"])
     p.stop = _stops(o["stop"])
     p.logprobs = check_flag("logprobs", o["logprobs"]) or bool(o["top_logprobs"])
     p.n_probs = r["top_logprobs"].check("top_logprobs", o["top_logprobs"])
