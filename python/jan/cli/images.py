@@ -14,7 +14,24 @@ from typing import Any
 
 from jan.cli.common import CLIError
 
-MAX_IMAGE_BYTES = 20 * 1024 * 1024  # as the engine's limit for one encoded file
+
+
+def _read_media(path: str | Path, kind: str) -> tuple[Path, bytes]:
+    """The bytes of the ``kind`` ("image", "audio") file at ``path``, at most the engine's limit for one encoded
+    file (:data:`jan.engine.media.DEFAULT_LIMITS`); :class:`CLIError` naming the path for a missing or unreadable
+    file, or one over the limit."""
+    from jan.engine.media import DEFAULT_LIMITS
+    from jan.local_files import open_regular_file
+
+    limit = DEFAULT_LIMITS.max_bytes
+    p = Path(path).expanduser()
+    try:
+        if p.stat().st_size > limit:
+            raise CLIError(f"{kind} '{p}' is over {limit // (1024 * 1024)} MiB")
+        with open_regular_file(p) as f:  # (a named pipe is refused, not waited on)
+            return p, f.read()
+    except OSError as exc:
+        raise CLIError(f"cannot read {kind} '{p}': {exc.strerror or exc}") from None
 
 
 def image_part(path: str | Path) -> dict[str, Any]:
@@ -25,16 +42,8 @@ def image_part(path: str | Path) -> dict[str, Any]:
     pixel limit)."""
     from jan.errors import MediaError
     from jan.image_types import MAX_PIXELS, load_image, sniff_image
-    from jan.local_files import open_regular_file
 
-    p = Path(path).expanduser()
-    try:
-        if p.stat().st_size > MAX_IMAGE_BYTES:
-            raise CLIError(f"image '{p}' is over {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
-        with open_regular_file(p) as f:  # (a named pipe is refused, not waited on)
-            data = f.read()
-    except OSError as exc:
-        raise CLIError(f"cannot read image '{p}': {exc.strerror or exc}") from None
+    p, data = _read_media(path, "image")
     mime = sniff_image(data)
     if mime is None:
         raise CLIError(f"'{p}' is not a PNG, JPEG, WebP or GIF image")
@@ -53,16 +62,8 @@ def audio_part(path: str | Path) -> dict[str, Any]:
     Raises :class:`CLIError` for a missing or unreadable file, one over 20 MiB, or one that is not WAV, MP3 or
     FLAC (what libmtmd's decoder reads; a clip that is cut off is the model's error when it is decoded)."""
     from jan.engine.media import AUDIO_FORMATS, audio_format
-    from jan.local_files import open_regular_file
 
-    p = Path(path).expanduser()
-    try:
-        if p.stat().st_size > MAX_IMAGE_BYTES:
-            raise CLIError(f"audio '{p}' is over {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
-        with open_regular_file(p) as f:
-            data = f.read()
-    except OSError as exc:
-        raise CLIError(f"cannot read audio '{p}': {exc.strerror or exc}") from None
+    p, data = _read_media(path, "audio")
     fmt = audio_format(data)
     if fmt is None:
         raise CLIError(f"'{p}' is not a {', '.join(f.upper() for f in AUDIO_FORMATS)} clip (convert it first, e.g. "
