@@ -189,6 +189,11 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
 
 
 def build_openapi(app: web.Application) -> dict[str, Any]:
+    from jan.server.route_index import load_all, target
+
+    # The routes imported on first use are documented by their modules (request models, docstrings, dialect errors):
+    # imported now, if they were not yet.
+    load_all()
     paths: dict[str, dict] = {}
     components: dict[str, Any] = {"Error": ERROR_SCHEMA, **RESPONSE_SCHEMAS,
                                   **{name: schema for name, schema in DIALECT_ERRORS.values()}}
@@ -198,7 +203,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
         path = info.get("path") or info.get("formatter")
         if not path or method in ("HEAD", "OPTIONS", "*") or path.startswith("/static"):
             continue
-        doc = (getattr(route.handler, "__doc__", None) or "").strip()
+        doc = (getattr(target(route.handler), "__doc__", None) or "").strip()
         op: dict[str, Any] = {
             "summary": doc.splitlines()[0] if doc else f"{method} {path}",
             "responses": _responses(method, path),
