@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # The downloader (jan.downloads, jan.hf_repo, jan.extensions.models.downloads) is imported by the first pull, not
 # at start: a server that never downloads never holds it (resident memory at start, issue 16).
 
+
 class ModelManagerExtension(BuiltinExtension, ModelExtension):
     name = "models"
     description = "Models in the data folder: import, edit, delete and download GGUF files"
@@ -390,11 +391,11 @@ def _remove_leftovers(paths: list[str], folder: str | None) -> None:
     """After a failed or cancelled pull: the files it downloaded and never registered, and the folder
     it made for them when nothing else is in it. A partial file with bytes in it stays, for the same
     pull to resume; an empty one is junk."""
+    from jan.downloads import part_path
+
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
-        from jan.downloads import part_path
-
         part = str(part_path(path))
         with contextlib.suppress(OSError):
             if os.path.getsize(part) == 0:

@@ -55,7 +55,8 @@ log = logging.getLogger("jan.server")
 
 routes = web.RouteTableDef()
 
-#: The data folder's uploaded files (jan.server.route_state: set up at start, this module on first use).
+# (UPLOADS, the data folder's uploaded files: jan.server.route_state, which sets the store up and sweeps it at start;
+# this module loads on first use)
 
 #: What a form holds besides the file's own bytes (part headers, the boundaries, the small fields): a body whose
 #: Content-Length passes the limit by more than this cannot hold an allowed file, and is refused unread.
