@@ -111,6 +111,8 @@ def report():
         out["messages_405"] = call("GET", "/v1/messages")
         out["api_404"] = call("GET", "/api/nothing")
         out["llamacpp_405"] = call("GET", "/completion")
+        # the JSON-415 rule holds on a lazily loaded route before its module loads (in Anthropic's shape there)
+        out["messages_415"] = call("POST", "/v1/messages", {"model": "m"}, {"Content-Type": "text/plain"})
         out["after_errors"] = loaded()
         # a first request loads its module and is answered by it, with the path's match info
         out["thread_404"] = call("GET", "/v1/threads/thread_nope")
@@ -149,6 +151,8 @@ def test_serve_imports_the_other_routes_on_their_first_request_only(tmp_path, st
     assert status == 404 and set(body) == {"error"} and isinstance(body["error"], str)
     status, body = seen["llamacpp_405"]
     assert status == 405 and body["error"]["code"] == 405 and body["error"]["type"] == "invalid_request_error"
+    status, body = seen["messages_415"]
+    assert status == 415 and body["type"] == "error", body
     assert seen["after_errors"] == []
     status, body = seen["thread_404"]
     assert status == 404 and "thread_nope" in body["error"]["message"]
