@@ -17,6 +17,7 @@ they declare, in their order: the table cannot drift from the modules.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 from collections.abc import Awaitable, Callable
@@ -182,7 +183,10 @@ def _resolve(key: tuple[str, str, str]) -> Handler:
 
 def _stand_in(key: tuple[str, str, str]) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await _resolve(key)(request)
+        real = _resolved.get(key)
+        if real is None:  # the module's import (up to ~0.1 s: runs, Ollama) in a worker, not holding up every stream
+            real = await asyncio.to_thread(_resolve, key)
+        return await real(request)
 
     handler.__name__ = handler.__qualname__ = f"lazy:{key[0]}:{key[1]} {key[2]}"
     handler.lazy_route = key  # type: ignore[attr-defined]

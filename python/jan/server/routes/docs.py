@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import html
 from typing import Any
 
@@ -241,13 +243,14 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 description of every endpoint."""
-    return json_response(build_openapi(request.app))
+    # (in a worker: it imports the routes not loaded yet and builds every request model's JSON schema)
+    return json_response(await asyncio.to_thread(build_openapi, request.app))
 
 
 @routes.get("/docs")
 async def docs(request: web.Request) -> web.Response:
     """Browsable API documentation."""
-    spec = build_openapi(request.app)
+    spec = await asyncio.to_thread(build_openapi, request.app)
     rows = []
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
