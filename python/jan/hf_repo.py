@@ -21,7 +21,8 @@ from urllib.parse import quote, unquote
 
 import aiohttp
 
-from jan.downloads import DownloadError, _hf_token, hf_endpoint
+# jan.downloads is imported by a listing or a pull's plan, not with this module: importing a GGUF (which looks for
+# a projector beside it, sibling_mmproj) must not bring the downloader in (resident memory at start, issue 16).
 
 PREFERRED_QUANTS = ("Q4_K_M", "Q4_K_S", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0", "BF16", "F16", "F32")
 _REPO = re.compile(r"^hf://([^/@:\s]+)/([^/@:\s]+)(?:@([^/:\s]+))?(?::([A-Za-z0-9_.-]+))?/?$")
@@ -59,6 +60,8 @@ def parse_hf(url: str) -> HFRepo | None:
 
 async def list_files(repo: HFRepo, *, endpoint: str | None = None) -> list[str]:
     """Paths of the repository's files (recursive). Raises :class:`DownloadError`."""
+    from jan.downloads import DownloadError, _hf_token, hf_endpoint
+
     base = (endpoint or hf_endpoint()).rstrip("/")
     url = (f"{base}/api/models/{quote(repo.owner, safe='')}/{quote(repo.repo, safe='')}/tree/"
            f"{quote(repo.revision, safe='')}?recursive=true")
@@ -124,6 +127,8 @@ async def plan_pull(source: str, *, endpoint: str | None = None) -> PullPlan:
     model and projector chosen; a single ``hf://`` file gets the repository's projector beside it
     (when the listing fails, the file alone); other URLs are pulled as they are. Raises
     :class:`DownloadError` (``invalid_url``) for a repository without a matching GGUF."""
+    from jan.downloads import DownloadError
+
     repo = parse_hf(source)
     if repo is None:
         return PullPlan(source)

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from jan.core import ExtensionLoaded, ExtensionLoadingError, ExtensionManager, LocalEventBus
 from jan.server.config import ServerConfig
+import jan.server.dialect_errors  # noqa: F401 - the dialects' error shapes, before any of their modules loads
 from jan.server.errors import describe_error, dialect_error_middleware, error_middleware, quiet_client_protocol_errors
 from jan.server.keys import BUS, CONFIG, LIVE_CONTROLS, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN, STARTED_AT
 from jan.server.media_fetch import MediaAllowlist, MediaFetcher
@@ -42,33 +43,21 @@ FORM_ROUTES = {("POST", "/v1/files"), *(("POST", prefix + "/audio/" + task) for 
 
 
 def _route_tables() -> list[web.RouteTableDef]:
+    from jan.server.route_index import lazy_table
     from jan.server.routes import docs, health, models, openai
 
-    tables = [openai.routes, models.routes, health.routes, docs.routes]
-    # Jan's own resources, extension admin and the chat page live in their own modules. "runs" comes before
-    # "threads": its static POST /v1/threads/runs must be registered before /v1/threads/{thread_id}, which an
-    # aiohttp that matches in registration order (before 3.10) would otherwise give it to.
-    for optional in ("model_admin", "runs", "threads", "assistants", "files", "extensions", "mcp", "web", "ollama",
-                     "anthropic", "responses", "llamacpp", "batches", "audio"):
-        try:
-            module = __import__(f"jan.server.routes.{optional}", fromlist=["routes"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"jan.server.routes.{optional}":
-                raise
-            continue
-        tables.append(module.routes)
-    return tables
+    # Chat, completions, embeddings, the models and health are imported now; every other route (the other dialects,
+    # Jan's own resources, extension admin, the chat page) is registered now with a stand-in that imports its module
+    # on its first call (jan.server.route_index: resident memory at start, issue 16).
+    return [openai.routes, models.routes, health.routes, docs.routes, lazy_table()]
 
 
 def _setup_route_state(app: web.Application) -> None:
-    """Route modules with state of their own (stored responses, in-flight runs) set it up before the app starts."""
-    from jan.server.routes import anthropic, batches, files, ollama, responses
+    """Route modules with state of their own (uploads, batches, stored responses, held threads) set it up before the
+    app starts, their modules imported or not (jan.server.route_state)."""
+    from jan.server import route_state
 
-    files.setup(app)
-    batches.setup(app)  # (after files: OpenAI's batches read and write uploads)
-    responses.setup(app)
-    ollama.setup(app)
-    anthropic.setup(app)
+    route_state.setup(app)
 
 
 #: Seconds ``jan serve`` waits for third-party extensions' loads before it serves (jan's own are always waited
@@ -151,7 +140,7 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
         await manager.refuse(name, why)  # one extension fails, jan keeps starting (its route clashes)
     app.cleanup_ctx.append(_lifetime)
     app.cleanup_ctx.append(_expire_runs)
-    await app[SERVICES].runs.recover_interrupted()  # runs cut off by the last stop: interrupted, never pending forever
+    await _recover_runs(app)
     return app
 
 
@@ -160,16 +149,28 @@ async def _build_app(config: ServerConfig, manager: ExtensionManager) -> web.App
 RUN_EXPIRY_SWEEP_S = 30.0
 
 
+async def _recover_runs(app: web.Application) -> None:
+    """Runs cut off by the last stop: interrupted, never pending forever. The run service is made for it only when
+    a record is live or waiting (resident memory at start, issue 16: see ``Services.runs``); without one there is
+    nothing to recover, nor to expire."""
+    from jan.services.run_records import needs_attention
+
+    if await asyncio.to_thread(needs_attention, app[MANAGER].data_folder):
+        await app[SERVICES].runs.recover_interrupted()
+
+
 async def _expire_runs(app: web.Application) -> AsyncIterator[None]:
-    """One sweep at start (runs that expired while jan was stopped) and one every :data:`RUN_EXPIRY_SWEEP_S`."""
-    runs = app[SERVICES].runs
+    """One sweep at start (runs that expired while jan was stopped) and one every :data:`RUN_EXPIRY_SWEEP_S`, once
+    there is a run service (made at start when a record waits, else by the first request that uses runs)."""
+    services = app[SERVICES]
 
     async def sweep() -> None:
         first = True
         while True:
             try:
-                await runs.expire_due(scan_disk=first)
-                first = False
+                if services.has_runs:
+                    await services.runs.expire_due(scan_disk=first)
+                    first = False
             except Exception:  # noqa: BLE001 - a failed sweep is logged; the next one tries again
                 log.exception("could not expire the runs waiting past their time")
             await asyncio.sleep(RUN_EXPIRY_SWEEP_S)
@@ -207,7 +208,8 @@ async def _announce_shutdown(app: web.Application) -> None:
     # Runs are no streams of one request: each is stopped here and saved interrupted (resumable), its listeners
     # told — awaited, so that every run is settled before cleanup stops the extensions (_lifetime): a leg still
     # going then would save its tool call's failure as the result and start a model turn with no model.
-    await app[SERVICES].runs.interrupt_all()
+    if app[SERVICES].has_runs:  # (none made: no run was started nor recovered)
+        await app[SERVICES].runs.interrupt_all()
 
 
 def _configure_local_engine(manager: ExtensionManager, config: ServerConfig) -> None:

@@ -24,6 +24,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       WrapValidator, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
+from jan.server.dialects.llamacpp_extras import without_extras
 from jan.engine.params import RANGES, SEED_MAX, SEED_MIN, speculative_mode
 from jan.templates.formats.plan import THINK_LEVELS
 
@@ -544,8 +545,6 @@ class SamplingFields(_Strict):
     def _llama_server_fields(cls, data: Any) -> Any:
         # llama-server's own fields, which its clients send to its OpenAI routes too (its web UI sends cache_prompt,
         # timings_per_token, dry_multiplier: 0...): taken as /completion takes them, not refused as unknown
-        from jan.server.dialects.llamacpp import without_extras  # (it imports this module)
-
         if not isinstance(data, dict):
             return data
         declared = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}

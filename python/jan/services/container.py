@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jan.core import ExtensionManager, LocalEventBus
 from jan.services.chat import ChatService
 from jan.services.completions import CompletionService
 from jan.services.embeddings import EmbeddingService
 from jan.services.models import ModelService
-from jan.services.runs import RunService, describe_error
+
+if TYPE_CHECKING:
+    from jan.services.runs import RunService
 
 __all__ = ["Services", "open_services"]
 
@@ -24,11 +28,25 @@ class Services:
     chat: ChatService
     completions: CompletionService
     embeddings: EmbeddingService
-    runs: RunService
+    #: Maps a failure to the (message, code) a run records; None: :func:`jan.services.runs.describe_error`.
+    describe_error: Callable[[BaseException], tuple[str, str | None]] | None = None
+
+    @functools.cached_property
+    def runs(self) -> RunService:
+        """The run service (threads' runs and messages), made on first use: a server that is never asked for a run
+        (and finds none to recover or expire as it starts) never imports it — resident memory at start, issue 16."""
+        from jan.services.runs import RunService, describe_error
+
+        return RunService(self.manager, self.models, self.chat, describe_error=self.describe_error or describe_error)
+
+    @property
+    def has_runs(self) -> bool:
+        """Whether :attr:`runs` was made (a stop interrupts its runs, a sweep expires them: none without it)."""
+        return "runs" in self.__dict__
 
     @classmethod
     def from_manager(cls, manager: ExtensionManager, *,
-                     describe_error: Callable[[BaseException], tuple[str, str | None]] = describe_error,
+                     describe_error: Callable[[BaseException], tuple[str, str | None]] | None = None,
                      default_model: str | None = None) -> "Services":
         """Every service over ``manager`` (started or not). ``describe_error`` maps a failure to the
         (message, code) a run records (the server passes its HTTP error mapping); ``default_model`` is
@@ -36,7 +54,7 @@ class Services:
         models = ModelService(manager, default_model=default_model)
         chat = ChatService(models)
         return cls(manager=manager, models=models, chat=chat, completions=CompletionService(models),
-                   embeddings=EmbeddingService(models), runs=RunService(manager, models, chat, describe_error=describe_error))
+                   embeddings=EmbeddingService(models), describe_error=describe_error)
 
 
 @contextlib.asynccontextmanager

@@ -48,7 +48,7 @@ from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
 
 __all__ = ["RUN_ID_RE", "ask_cancel", "cancel_marker_path", "cancels_asked", "claim_lock_path", "clear_cancel",
-           "held_elsewhere", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "read_record_file",
+           "held_elsewhere", "interrupt_if_orphaned", "list_records", "load_record", "mark_interrupted", "needs_attention", "read_record_file",
            "record_path",
            "running_elsewhere", "save_record", "take_lease", "thread_records", "try_lock"]
 
@@ -343,6 +343,13 @@ def thread_records(data_folder: str | Path, thread_id: str, skip: Container[str]
         if record is not None:
             out.append(interrupt_if_orphaned(data_folder, record))
     return out
+
+
+def needs_attention(data_folder: str | Path) -> bool:
+    """Whether any run record is live (its process may have died: :func:`mark_interrupted`) or waiting for tool
+    outputs (it expires): what a server must look at as it starts. Without one it needs no run service until a
+    request asks for one (``jan.services.container.Services.runs``)."""
+    return any(record.get("status") in (*LIVE_STATUSES, "requires_action") for record in list_records(data_folder))
 
 
 def mark_interrupted(data_folder: str | Path) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
@@ -21,7 +22,12 @@ from jan.extensions._builtin import BuiltinExtension
 from jan.errors import not_found_message
 
 from .config import McpConfigError, config_path, edit_config, read_config
-from .server import McpServer
+
+if TYPE_CHECKING:
+    from .server import McpServer
+
+# The MCP client (.server: the protocol, processes) is imported when mcp.json names a server, not at start: most
+# sessions configure none (resident memory at start, issue 16).
 
 log = logging.getLogger("jan.extensions.mcp")
 
@@ -90,6 +96,8 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         for name in list(self._servers):
             if name not in configs and name not in problems:
                 self._stop_later(self._servers.pop(name))
+        if configs:
+            from .server import McpServer
         for name, config in configs.items():
             server = self._servers.get(name)
             if server is None:

@@ -6,20 +6,24 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jan.core import ModelExtension
 from jan.extensions._builtin import BuiltinExtension
-from jan.downloads import Downloader, DownloadTask as FileDownload, filename_from_url, part_path, resolve_url
-from jan.downloads import _normalize_sha256  # the downloader's own rule, checked before a pull that hashes first
 from jan.errors import ModelLoadError, ModelNotFoundError, not_found_message
-from jan.extensions.models.downloads import ModelPull, PullFile
 from jan.extensions.models.gguf_info import check_projector, describe_gguf
 from jan.local_files import not_a_regular_file
-from jan.hf_repo import plan_pull, sibling_mmproj
 from jan.store import AlreadyExistsError, AsyncStore, CaseClashError, DataFolder, NotFoundError, slugify_id, validate_id
 from jan.store.models import check_gguf
 from jan.store.stamps import FileStamp, stamps
+
+if TYPE_CHECKING:
+    from jan.downloads import Downloader, DownloadTask as FileDownload
+    from jan.extensions.models.downloads import ModelPull, PullFile
+
+# The downloader (jan.downloads, jan.hf_repo, jan.extensions.models.downloads) is imported by the first pull, not
+# at start: a server that never downloads never holds it (resident memory at start, issue 16).
+
 
 class ModelManagerExtension(BuiltinExtension, ModelExtension):
     name = "models"
@@ -27,7 +31,7 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
 
     def __init__(self) -> None:
         self.store: AsyncStore | None = None
-        self.downloader: Downloader | None = None
+        self._downloader: Downloader | None = None
         self._pulls: dict[str, ModelPull] = {}
         # model id -> (model_with_weights' answer, the files it came from, their stamps)
         self._resolved: dict[str, tuple[dict[str, Any], tuple[Path, ...], tuple[FileStamp, ...]]] = {}
@@ -35,11 +39,19 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
     async def on_load(self, ctx) -> None:
         self._ctx = ctx
         self.store = AsyncStore(DataFolder(ctx.data_folder))
-        self.downloader = Downloader()
+
+    @property
+    def downloader(self) -> Downloader:
+        """The downloader of this extension's pulls, made by the first one."""
+        if self._downloader is None:
+            from jan.downloads import Downloader
+
+            self._downloader = Downloader()
+        return self._downloader
 
     async def on_unload(self) -> None:
-        if self.downloader is not None:
-            await self.downloader.close()  # stops every download, keeping its partial file
+        if self._downloader is not None:
+            await self._downloader.close()  # stops every download, keeping its partial file
         # then each pull ends (a hash it was taking stops), awaited: none outlives the extension
         pulls = [pull for pull in self._pulls.values() if not pull.done]
         if pulls:
@@ -135,6 +147,8 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         if mmproj is None:
             mmproj = (fields.get("settings") or {}).get("mmproj")
         if mmproj is None and "mmproj" not in os.path.basename(path).lower():
+            from jan.hf_repo import sibling_mmproj
+
             mmproj = await asyncio.to_thread(sibling_mmproj, path)
         if mmproj is not None:
             mmproj = os.path.abspath(os.path.expanduser(mmproj))
@@ -211,6 +225,11 @@ class ModelManagerExtension(BuiltinExtension, ModelExtension):
         Ollama's pull is): the files are downloaded beside the old ones and swapped in once they
         prove to be GGUF, and the user's name, description, settings and parameters are kept. A
         failed pull leaves nothing behind but a partial file to resume from."""
+        from jan.downloads import _normalize_sha256  # the downloader's own rule, checked before a pull that hashes first
+        from jan.downloads import filename_from_url, resolve_url
+        from jan.extensions.models.downloads import ModelPull
+        from jan.hf_repo import plan_pull
+
         plan = await plan_pull(source)
         url = resolve_url(plan.model_url)
         filename = filename_from_url(url)
@@ -354,6 +373,8 @@ async def _pull_file(url: str, dest: str, sha256: str | None, *, left_behind: bo
     one stays until the new one proves to be GGUF, and a failed update takes nothing away. With no model.json
     (``left_behind``), that file was left whole by a pull that stopped before writing one: it is used as it is when
     it matches the source (:class:`PullFile`). A partial download (``.part``) resumes either way."""
+    from jan.extensions.models.downloads import PullFile
+
     there = await asyncio.to_thread(os.path.isfile, dest)
     taken = there or await asyncio.to_thread(os.path.lexists, dest)
     return PullFile(url, dest, _staging(dest) if taken else dest, sha256, left=left_behind and there)
@@ -370,6 +391,8 @@ def _remove_leftovers(paths: list[str], folder: str | None) -> None:
     """After a failed or cancelled pull: the files it downloaded and never registered, and the folder
     it made for them when nothing else is in it. A partial file with bytes in it stays, for the same
     pull to resume; an empty one is junk."""
+    from jan.downloads import part_path
+
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)

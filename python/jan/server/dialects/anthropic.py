@@ -22,6 +22,8 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 from jan.image_types import b64decode, sniff_image
 from jan.server.body_size import body_step
+from jan.server.dialect_errors import (anthropic_error_body, anthropic_error_status, anthropic_error_type,
+                                       from_anthropic_sdk)
 from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, bounded, not_supported,
                                 some_content)
 
@@ -1280,10 +1282,7 @@ def model_page(models: Sequence[Mapping[str, Any]], *, context_windows: Mapping[
 
 
 # -- files (/v1/files as Anthropic's SDK asks: client.beta.files) ---------------------------------------
-def from_anthropic_sdk(headers: Mapping[str, str]) -> bool:
-    """Whether a request on a path both dialects serve (``/v1/models``, ``/v1/files``) is Anthropic's: its SDKs (and
-    Claude Code) send ``anthropic-version`` on every request, OpenAI's never do."""
-    return "anthropic-version" in headers
+# from_anthropic_sdk: jan.server.dialect_errors (imported above)
 
 
 #: ``limit`` of a file list page: Anthropic's default and bounds.
@@ -1329,24 +1328,7 @@ def file_deleted(file_id: str) -> dict[str, Any]:
 
 
 # -- errors ---------------------------------------------------------------------------------
-_ERROR_TYPES: Mapping[int, str] = {400: "invalid_request_error", 401: "authentication_error",
-                                   403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
-                                   413: "request_too_large", 422: "invalid_request_error", 429: "rate_limit_error",
-                                   503: "overloaded_error", 529: "overloaded_error"}
-
-
-def error_status(status: int, code: str | None) -> int:
-    """The HTTP status Anthropic's clients expect for jan's error: 529 ``overloaded_error`` when the model's
-    queue is full (Anthropic's answer when its servers are overloaded, which its SDKs and Claude Code retry as
-    such), else jan's own."""
-    return 529 if code == "queue_full" else status
-
-
-def error_type(status: int) -> str:
-    """Anthropic's error ``type`` for an HTTP status."""
-    return _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
-
-
-def error_body(status: int, message: str) -> dict[str, Any]:
-    """``{"type": "error", "error": {"type", "message"}}``, Anthropic's error shape."""
-    return {"type": "error", "error": {"type": error_type(status), "message": message}}
+# (in jan.server.dialect_errors: an error before any of this module's code runs still leaves in Anthropic's shape)
+error_status = anthropic_error_status
+error_type = anthropic_error_type
+error_body = anthropic_error_body

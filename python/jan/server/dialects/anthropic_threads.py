@@ -52,15 +52,24 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jan.core import ConversationalExtension, ExtensionLoadingError, ExtensionNotFoundError, NotFoundError, ThreadDeleted
 from jan.server.body_size import body_step
-from jan.server.dialects import anthropic as wire
+from jan.server.dialect_errors import anthropic_error_shape, anthropic_error_type
 from jan.server.dialects.responses_store import NotLatestError, ResponsesStore, StoredResponse
 from jan.server.errors import APIError
 from jan.services import types as typed
 from jan.services.documents import read_documents
+
+if TYPE_CHECKING:
+    from jan.server.dialects import anthropic as wire
+
+    Prompt = wire.MessagesRequest | wire.CountTokensRequest
+
+# The wire format (pydantic models of Anthropic's Messages API) is imported where a turn is read, not at the top:
+# the server builds these threads at start (their sweep), long before a first Anthropic request, if ever
+# (resident memory at start, issue 16).
 
 log = logging.getLogger("jan.server")
 
@@ -70,7 +79,6 @@ MESSAGE_THREADS_BETA = "message-threads-2026-08-12"
 #: An id that can name an index file: what jan hands out (``msg_`` and hex) and Anthropic's own shape.
 _MESSAGE_ID = re.compile(r"msg_[A-Za-z0-9]{1,100}")
 Event = tuple[str, dict[str, Any]]
-Prompt = wire.MessagesRequest | wire.CountTokensRequest
 
 
 # -- errors -------------------------------------------------------------------------------------------
@@ -78,17 +86,12 @@ class ThreadError(APIError):
     """A thread refusal: Anthropic's error with ``details`` (``error_code`` and its fields)."""
 
     def __init__(self, status: int, message: str, error_code: str, **details: Any):
-        super().__init__(status, message, type=wire.error_type(status), param="thread", code=error_code)
+        super().__init__(status, message, type=anthropic_error_type(status), param="thread", code=error_code)
         self.details = {"error_code": error_code, **details}
 
 
-def error_shape(err: APIError) -> dict[str, Any]:
-    """Anthropic's error body for ``err``, with ``error.details`` for a thread refusal."""
-    body = wire.error_body(err.status, err.message)
-    details = getattr(err, "details", None)
-    if details:
-        body["error"]["details"] = details
-    return body
+#: Anthropic's error body for an error, with ``error.details`` for a thread refusal.
+error_shape = anthropic_error_shape
 
 
 def _not_found(message_id: str) -> ThreadError:
@@ -207,6 +210,8 @@ def _tool_input(arguments: str) -> dict[str, Any]:
 
 def _reply(message: dict[str, Any]) -> typed.ChatMessage:
     """The reply as a chat turn, converted as a replay converts it (the client sends its content back)."""
+    from jan.server.dialects import anthropic as wire
+
     param = wire.MessageParam.model_validate({"role": "assistant", "content": message["content"]})
     return wire._assistant_message(param.content)
 
@@ -318,6 +323,8 @@ class MessageThreads:
     def _continued(self, body: Prompt, held: _Held) -> tuple[typed.ChatRequest, wire.ToolSet]:
         """The chat request of a ``continue``: the held conversation, then the new turn, with the thread's tools
         and the new turn's tool changes; and the tool set the thread has after the turn."""
+        from jan.server.dialects import anthropic as wire
+
         _create_only_fields(body)
         tools, removed = held.tools.response.get("tools"), held.tools.response.get("removed_tools") or []
         body = body.model_copy(update={
@@ -329,6 +336,8 @@ class MessageThreads:
 
     async def prompt(self, body: Prompt) -> typed.ChatRequest:
         """The chat request a body stands for, a ``continue`` with its thread (``count_tokens``: nothing is held)."""
+        from jan.server.dialects import anthropic as wire
+
         if not isinstance(body.thread, wire.ThreadContinue):
             return await body_step(wire.to_chat_request, body)  # grows with the body: off the loop for a big one
         _create_only_fields(body)
@@ -339,6 +348,8 @@ class MessageThreads:
     @contextlib.asynccontextmanager
     async def turn(self, body: wire.MessagesRequest) -> AsyncIterator[Turn]:
         """The :class:`Turn` of a messages request; a ``continue`` is in flight until the block ends."""
+        from jan.server.dialects import anthropic as wire
+
         thread = body.thread
         if thread is None:
             yield Turn(await body_step(wire.to_chat_request, body))  # off the loop for a big body

@@ -14,14 +14,14 @@ llama-server ignores it (clients spread their own options into the body).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from jan.server.errors import APIError
+from jan.server.dialect_errors import llamacpp_error_body, llamacpp_error_status
 from jan.server.schemas import (INT32_MAX, ContentPrompt, MediaPrompt, ModelId, NullMeansDefault, Seed, Stop, TokenId,
                                 bounded)
 from jan.errors import MediaError
@@ -38,95 +38,17 @@ __all__ = ["CompletionBody", "EmbeddingBody", "InfillBody", "MediaPrompt", "Mode
 
 # -- errors -------------------------------------------------------------------------------------
 #: llama-server's error ``type`` by HTTP status (``format_error_response``).
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 501: "not_supported_error", 503: "unavailable_error"}
-
-
-def error_status(err: APIError) -> int:
-    """The status llama-server answers: an unknown model is its 400 ("model '...' not found"), not jan's 404."""
-    return 400 if err.code == "model_not_found" else err.status
-
-
-def error_body(err: APIError) -> dict[str, Any]:
-    """llama-server's error body: ``{"error": {"code": <status>, "message", "type"}}`` (a prompt longer than the
-    context is its ``exceed_context_size_error``, with ``n_prompt_tokens`` and ``n_ctx``: what llama.vscode shows)."""
-    status = error_status(err)
-    if err.code == "context_length_exceeded":
-        numbers = {k: err.details[k] for k in ("n_prompt_tokens", "n_ctx") if k in err.details}
-        return {"error": {"code": status, "message": err.message, "type": "exceed_context_size_error", **numbers}}
-    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"code": status, "message": err.message, "type": kind}}
+# llama-server's error shape: in jan.server.dialect_errors (an error before any of this module's code runs, a 401 or
+# 404, still leaves in it)
+error_status = llamacpp_error_status
+error_body = llamacpp_error_body
 
 
 # -- request bodies -----------------------------------------------------------------------------
-#: Fields llama-server takes that change nothing jan's output could show, accepted and ignored: how llama-server
-#: keeps its KV cache (jan reuses any prefix a slot holds, in any slot), its prompt-time limit (which llama-server
-#: itself does not implement), context shifting (jan never shifts: a prompt that does not fit is a 400), progress,
-#: pings and debug fields of its stream.
-IGNORED = ("cache_prompt", "id_slot", "n_cache_reuse", "n_keep", "n_discard", "t_max_prompt_ms", "timings_per_token",
-           "return_progress", "sse_ping_interval", "verbose", "stream_options", "backend_sampling",
-           "message_delimiters",
-           # arms the reasoning budget for llama-server's control endpoint (its web UI always sends it): jan has no
-           # control endpoint, so it changes nothing
-           "reasoning_control")
-#: Samplers jan's engine does not have, refused unless the value that turns them off: field -> (is off, why).
-REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "dynatemp_range": (lambda v: v == 0, "its sampler has no dynamic temperature"),
-    "xtc_probability": (lambda v: v == 0, "its sampler has no XTC"),
-    "dry_multiplier": (lambda v: v == 0, "its sampler has no DRY penalty"),
-    "top_n_sigma": (lambda v: v < 0, "its sampler has no top-n-sigma"),
-    "adaptive_target": (lambda v: v < 0, "its sampler has no adaptive-p"),
-    "min_keep": (lambda v: v == 0, "its samplers keep no minimum of candidates"),
-    "post_sampling_probs": (lambda v: v is False, "n_probs are the model's own probabilities, before sampling"),
-    "lora": (lambda v: v == [] or all(isinstance(a, dict) and a.get("scale") == 0 for a in v),
-             "it loads no LoRA adapters"),
-    "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output"),
-    "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output"),
-    "preserved_tokens": (lambda v: v == [], "it has no preserved tokens"),
-    # (llama-server reads no such field of the body: media go in a prompt object, where it reads them; refused
-    # rather than dropped unsaid)
-    "image_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": "... <__media__> ...", '
-                                      '"multimodal_data": ["<base64>"]}'),
-    "multimodal_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": '
-                                           '"... <__media__> ...", "multimodal_data": ["<base64>"]}'),
-}
-#: Fields that only tune a refused sampler above: accepted with it off (they change nothing then), as any field
-#: llama-server does not know is.
-IGNORED_WHILE_OFF = ("dynatemp_exponent", "xtc_threshold", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
-           "dry_sequence_breakers", "adaptive_decay")
-
-#: Fields llama.cpp's web UI sends that llama-server itself does not read (``typ_p``: it reads ``typical_p``).
-UNREAD = ("typ_p",)
-
-
-def refusal(name: str, value: Any) -> str | None:
-    """Why ``name`` (a field of :data:`REFUSED_UNLESS`) at ``value`` is refused, or None (off, or null)."""
-    if name not in REFUSED_UNLESS or value is None:
-        return None
-    off, why = REFUSED_UNLESS[name]
-    try:
-        ok = off(value)
-    except TypeError:
-        ok = False
-    return None if ok else f"{name} is not supported by jan ({why}); leave it out"
-
-
-def without_extras(data: dict[str, Any], declared: Collection[str]) -> dict[str, Any]:
-    """A body for llama-server's OpenAI-compatible routes without the llama-server fields that are not
-    ``declared`` on it (its clients send them there too: its web UI, ``extra_body={"cache_prompt": true}``), taken
-    as ``/completion`` takes them: accepted and ignored (:data:`IGNORED`, :data:`IGNORED_WHILE_OFF`,
-    :data:`UNREAD`), or a ValueError naming one of :data:`REFUSED_UNLESS` that is not off."""
-    out = {}
-    for name, value in data.items():
-        if name in declared:
-            out[name] = value
-        elif name in REFUSED_UNLESS:
-            why = refusal(name, value)
-            if why is not None:
-                raise ValueError(why)
-        elif name not in IGNORED and name not in IGNORED_WHILE_OFF and name not in UNREAD:
-            out[name] = value  # (the body's own check refuses what it does not know)
-    return out
+# llama-server's fields accepted and ignored or refused unless off: in jan.server.dialects.llamacpp_extras (every chat
+# body reads them: imported at start, this module on first use)
+from jan.server.dialects.llamacpp_extras import (IGNORED, IGNORED_WHILE_OFF, REFUSED_UNLESS, UNREAD,  # noqa: E402,F401
+                                                 refusal, without_extras)
 
 
 #: llama.cpp's sampler names -> jan's; their aliases (``top-k``, ``topk``, ``nucleus``, ``temp``, ``typ``) as

@@ -18,11 +18,17 @@ import copy
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jan.server.dialects.responses import ResponseStream, ResponsesRequest, output_message, response_object
 from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
 from jan.services.types import ChatDelta, ChatMessage
+
+if TYPE_CHECKING:
+    from jan.server.dialects.responses import ResponsesRequest
+
+# The wire format (jan.server.dialects.responses: pydantic models) is imported by the runs, not at the top: the
+# server holds a ReplayableStreams from its start, long before a first Responses request, if ever (resident memory
+# at start, issue 16).
 
 log = logging.getLogger("jan.server")
 
@@ -65,6 +71,8 @@ class ResponseRun:
         self._streamed = streamed
         self._events: list[dict[str, Any]] = []
         self._more = asyncio.Event()  # set (and replaced) when an event is added or the run ends
+        from jan.server.dialects.responses import ResponseStream
+
         self.encoder = ResponseStream.for_request(body)
         self.created_at: int | None = None
         self.status = "queued" if body.background else "in_progress"
@@ -82,6 +90,8 @@ class ResponseRun:
         """The ``response`` object as it stands (the output so far, copied)."""
         if self.final is not None and status is None:
             return self.final
+        from jan.server.dialects.responses import response_object
+
         obj = response_object(self.id, self.body, self._model() or "", status=status or self.status,
                               output=copy.deepcopy(self.encoder.output), created_at=self.created_at, **extra)
         self.created_at = obj["created_at"]
@@ -176,6 +186,8 @@ class ResponseRun:
                               reasoning_tokens=encoder.reasoning_tokens)
         if self._store is not None and stored is not None:
             try:
+                from jan.server.dialects.responses import output_message
+
                 answer = output_message(encoder.output) if status != "failed" else None
                 await self._store.complete(stored, final, answer)
             except Exception:  # noqa: BLE001 - the answer was given; saving it failed

@@ -16,20 +16,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from jan.core import ConversationalExtension, ThreadDeleted
-from jan.core.guarded import get_guarded
 from jan.errors import ContextOverflowError, MediaError
 from jan.templates.grammar import GrammarError
 from jan.server.dialects import anthropic as wire
-from jan.server.dialects.anthropic_threads import MessageThreads, Turn, error_shape
+from jan.server.dialects.anthropic_threads import Turn
 from jan.server.disconnect import unless_disconnected
 from jan.server.document_inputs import read_body_documents
-from jan.server.errors import ERROR_DIALECTS, ERROR_SHAPES, ERROR_STATUSES, APIError, under_prefix
-from jan.server.keys import BUS, CONFIG, MANAGER, MEDIA_FETCHER, SERVICES
+from jan.server.dialect_errors import ANTHROPIC_SHARED_PATHS
+from jan.server.errors import APIError
+from jan.server.keys import MEDIA_FETCHER, SERVICES
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine, model_extension
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES
-from jan.server.routes.files import UPLOADS, upload_image
+from jan.server.route_state import THREADS, UPLOADS
+from jan.server.routes.files import upload_image
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import parse_body, query_int
 from jan.services import ChatAggregator, ChatService
@@ -39,9 +39,9 @@ from jan.services.types import ChatRequest
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 
-# Threads' refusals carry error.details (error_code, ...), which the SDK branches on.
-ERROR_SHAPES["/v1/messages"] = error_shape
-ERROR_STATUSES["/v1/messages"] = lambda err: wire.error_status(err.status, err.code)  # a full queue: 529
+# Anthropic's error shape and status on /v1/messages (threads' refusals carry error.details, which the SDK branches
+# on), and on the paths it shares with OpenAI's SDK for Anthropic's: registered by jan.server.dialect_errors, so that
+# an error before this module is imported (a 401, a 404) has it too.
 DIALECT_ERRORS["/v1/messages"] = ("AnthropicError", {
     "type": "object", "required": ["type", "error"], "properties": {
         "type": {"const": "error"},
@@ -57,36 +57,10 @@ def from_anthropic_sdk(request: web.Request) -> bool:
 
 
 #: The paths OpenAI's and Anthropic's SDKs share: each answers in the dialect of the SDK that asks.
-SHARED_PATHS = ("/v1/models", "/v1/files")
-# Anthropic's requests there get Anthropic's errors, the key check's 401 and an unknown model's or file's 404
-# included.
-ERROR_DIALECTS.append(lambda request: "/v1/messages" if from_anthropic_sdk(request) and any(
-    under_prefix(request.path, path) for path in SHARED_PATHS) else None)
+SHARED_PATHS = ANTHROPIC_SHARED_PATHS
 EXTRA_BODIES[("POST", "/v1/messages")] = wire.MessagesRequest
 EXTRA_BODIES[("POST", "/v1/messages/count_tokens")] = wire.CountTokensRequest
-# Message threads (thread: create / continue): held as Jan threads, see dialects/anthropic_threads.py.
-THREADS = web.AppKey("anthropic_threads", MessageThreads)
-
-
-def setup(app: web.Application) -> None:
-    manager = app[MANAGER]
-    app[THREADS] = MessageThreads(app[CONFIG].data_folder / "message_threads",
-                                  lambda: get_guarded(manager, ConversationalExtension))
-    app.cleanup_ctx.append(_threads_lifetime)
-
-
-async def _threads_lifetime(app: web.Application) -> AsyncIterator[None]:
-    """Held threads follow their Jan threads: swept at start, and forgotten when one is deleted."""
-    threads = app[THREADS]
-    try:
-        await threads.sweep()
-    except Exception:  # the server starts all the same; the next start sweeps again
-        log.exception("could not sweep the held message threads")
-    unsubscribe = app[BUS].subscribe(ThreadDeleted, threads.thread_deleted)
-    try:
-        yield
-    finally:
-        unsubscribe()
+# (THREADS, the message threads held as Jan threads: jan.server.route_state, which sets them up at start)
 
 
 def _chat(request: web.Request) -> ChatService:

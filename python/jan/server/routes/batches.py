@@ -26,20 +26,18 @@ from jan.server.dialects import anthropic_batches as anthropic
 from jan.server.dialects import openai_batches as openai
 from jan.server.errors import APIError
 from jan.server.jsonio import json_response
-from jan.server.keys import CONFIG
 from jan.server.routes.docs import EXTRA_BODIES, JSON, RESPONSE_SCHEMAS, RESPONSES
-from jan.server.routes.files import UPLOADS
+from jan.server.route_state import BATCHES, UPLOADS
 from jan.server.validation import parse_body, query_int
 from jan.services.batch_types import Batch
 from jan.services.batches import BatchService
-from jan.store.batches import BatchStore
 from jan.store.errors import InvalidArgumentError, InvalidIdError, NotFoundError
 from jan.store.pagination import paginate
 
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 
-BATCHES = web.AppKey("batches", BatchService)
+# (BATCHES: jan.server.route_state, which sets the service up at start; this module loads on first use)
 
 EXTRA_BODIES[("POST", "/v1/batches")] = openai.BatchCreateRequest
 EXTRA_BODIES[("POST", "/v1/messages/batches")] = anthropic.BatchCreateRequest
@@ -64,27 +62,6 @@ for _method, _path in (("POST", "/v1/messages/batches"), ("GET", "/v1/messages/b
     RESPONSES[(_method, _path)] = {"200": ("The message batch", {JSON: "MessageBatch"})}
 RESPONSES[("GET", "/v1/messages/batches/{message_batch_id}/results")] = {
     "200": ("One JSON line per request: custom_id and result", {"application/binary": None})}
-
-
-def setup(app: web.Application) -> None:
-    """The batch service with both dialects' runners (after ``files.setup``: OpenAI's read and write uploads); it
-    takes up unended batches as the server starts and stops its worker first thing when the server stops (the
-    running item runs again at the next start), before the engines it uses are stopped."""
-    uploads = app[UPLOADS]
-    service = BatchService(BatchStore(app[CONFIG].data_folder))
-    service.register(openai.DIALECT, openai.ID_PREFIX, openai.OpenAIBatchRunner(app, uploads))
-    service.register(anthropic.DIALECT, anthropic.ID_PREFIX, anthropic.AnthropicBatchRunner(app, uploads))
-    app[BATCHES] = service
-    app.on_startup.append(_start)
-    app.on_shutdown.append(_stop)
-
-
-async def _start(app: web.Application) -> None:
-    await app[BATCHES].start()
-
-
-async def _stop(app: web.Application) -> None:
-    await app[BATCHES].stop()
 
 
 def _service(request: web.Request) -> BatchService:

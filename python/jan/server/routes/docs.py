@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import html
 from typing import Any
 
@@ -189,6 +191,11 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
 
 
 def build_openapi(app: web.Application) -> dict[str, Any]:
+    from jan.server.route_index import load_all, target
+
+    # The routes imported on first use are documented by their modules (request models, docstrings, dialect errors):
+    # imported now, if they were not yet.
+    load_all()
     paths: dict[str, dict] = {}
     components: dict[str, Any] = {"Error": ERROR_SCHEMA, **RESPONSE_SCHEMAS,
                                   **{name: schema for name, schema in DIALECT_ERRORS.values()}}
@@ -198,7 +205,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
         path = info.get("path") or info.get("formatter")
         if not path or method in ("HEAD", "OPTIONS", "*") or path.startswith("/static"):
             continue
-        doc = (getattr(route.handler, "__doc__", None) or "").strip()
+        doc = (getattr(target(route.handler), "__doc__", None) or "").strip()
         op: dict[str, Any] = {
             "summary": doc.splitlines()[0] if doc else f"{method} {path}",
             "responses": _responses(method, path),
@@ -236,13 +243,14 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 description of every endpoint."""
-    return json_response(build_openapi(request.app))
+    # (in a worker: it imports the routes not loaded yet and builds every request model's JSON schema)
+    return json_response(await asyncio.to_thread(build_openapi, request.app))
 
 
 @routes.get("/docs")
 async def docs(request: web.Request) -> web.Response:
     """Browsable API documentation."""
-    spec = build_openapi(request.app)
+    spec = await asyncio.to_thread(build_openapi, request.app)
     rows = []
     for path, methods in spec["paths"].items():
         for method, op in methods.items():

@@ -42,6 +42,7 @@ from jan.server.forms import check_plain as _plain, next_part as _next, open_for
 from jan.server.forms import read_field as _field
 from jan.server.jsonio import json_response
 from jan.server.keys import CONFIG
+from jan.server.route_state import UPLOADS
 from jan.server.routes.docs import JSON, RESPONSE_SCHEMAS, RESPONSES
 from jan.server.validation import query_choice, query_int
 from jan.services.media_workers import on_media_worker
@@ -54,8 +55,8 @@ log = logging.getLogger("jan.server")
 
 routes = web.RouteTableDef()
 
-#: The data folder's uploaded files.
-UPLOADS = web.AppKey("uploads", UploadStore)
+# (UPLOADS, the data folder's uploaded files: jan.server.route_state, which sets the store up and sweeps it at start;
+# this module loads on first use)
 
 #: What a form holds besides the file's own bytes (part headers, the boundaries, the small fields): a body whose
 #: Content-Length passes the limit by more than this cannot hold an allowed file, and is refused unread.
@@ -86,19 +87,6 @@ RESPONSES[("POST", "/v1/files")] = {"200": ("The stored file", {JSON: "FileObjec
 RESPONSES[("GET", "/v1/files/{file_id}")] = {"200": ("The file", {JSON: "FileObject"})}
 RESPONSES[("GET", "/v1/files")] = {"200": ("The files", {JSON: "List"})}
 RESPONSES[("GET", "/v1/files/{file_id}/content")] = {"200": ("The file's bytes", {"application/octet-stream": None})}
-
-
-def setup(app: web.Application) -> None:
-    """The store of uploads; at start, what a crash left of an upload or a deletion is cleared away."""
-    app[UPLOADS] = UploadStore(app[CONFIG].data_folder)
-    app.on_startup.append(_sweep)
-
-
-async def _sweep(app: web.Application) -> None:
-    try:
-        await asyncio.to_thread(app[UPLOADS].sweep)
-    except OSError as exc:  # housekeeping (a read-only folder): never a reason not to start
-        log.warning("files: could not sweep %s: %s", app[UPLOADS].folder, exc)
 
 
 def uploads(request: web.Request) -> UploadStore:

@@ -21,7 +21,8 @@ from jan.core.engine_answers import model_state
 from jan.errors import MediaError, ModelNotFoundError
 from jan.server.dialects import llamacpp as native
 from jan.server.disconnect import first_item, unless_disconnected
-from jan.server.errors import ERROR_SHAPES, ERROR_STATUSES, APIError, prompt_param
+from jan.server.dialect_errors import LLAMACPP_PATHS
+from jan.server.errors import APIError, prompt_param
 from jan.server.jsonio import json_response, json_response_built
 from jan.server import openai_wire as wire
 from jan.server.keys import MEDIA_FETCHER, SERVICES
@@ -39,10 +40,10 @@ from jan.services.types import (CompletionRequest, LoadOptions, MediaText, Sampl
 
 routes = web.RouteTableDef()
 
-PATHS = ("/completion", "/infill", "/props", "/embedding", "/slots", "/models/load", "/models/unload")
+# (llama-server's error shape on these paths: registered by jan.server.dialect_errors, so that an error before this
+# module is imported, a 401 or a 404, has it too)
+PATHS = LLAMACPP_PATHS
 for _path in PATHS:
-    ERROR_SHAPES[_path] = native.error_body
-    ERROR_STATUSES[_path] = native.error_status
     DIALECT_ERRORS[_path] = ("LlamaServerError", {
         "type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message", "type"], "properties": {

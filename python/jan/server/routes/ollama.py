@@ -34,9 +34,11 @@ from jan.server.dialects import ollama_models, ollama_requests
 from jan.server.dialects import ollama_schemas as wire
 from jan.server.dialects.ollama_responses import OllamaEncoder, Timing
 from jan.server.disconnect import first_item, unless_disconnected
-from jan.server.errors import ERROR_SHAPES, APIError, from_validation_error, to_api_error
+import jan.server.dialect_errors  # noqa: F401 - registers Ollama's error shape
+from jan.server.errors import APIError, from_validation_error, to_api_error
 from jan.server.jsonio import json_response_built, json_text
 from jan.server.keys import CONFIG, SERVICES, SHUTTING_DOWN
+from jan.server.route_state import prune_blobs
 from jan.server.routes.docs import DIALECT_ERRORS, EXTRA_BODIES, RESPONSES
 from jan.server.validation import body_is_large, body_step, loads_bounded
 from jan.store.aio import write_through
@@ -60,8 +62,8 @@ PULL_PROGRESS_INTERVAL = 0.25
 B = TypeVar("B", bound=BaseModel)
 
 # Errors raised before a handler runs (the key check's 401, a foreign Origin's 403, an unknown /api/ route's
-# 404, a body over the size limit) leave in Ollama's shape too, as the spec below declares.
-ERROR_SHAPES["/api"] = lambda err: {"error": err.message}
+# 404, a body over the size limit) leave in Ollama's shape too, as the spec below declares: registered by
+# jan.server.dialect_errors (imported here for it), which the app imports at start, before this module.
 DIALECT_ERRORS["/api/"] = ("OllamaError", {"type": "object", "required": ["error"],
                                            "properties": {"error": {"type": "string"}}})
 RESPONSES.update({  # streamed by default (NDJSON); "stream": false answers one JSON object
@@ -755,33 +757,6 @@ BLOB_WRITE_BYTES = 4 * 1024 * 1024
 
 def _blobs(request: web.Request) -> BlobStore:
     return BlobStore(request.app[CONFIG].data_folder)
-
-
-def setup(app: web.Application) -> None:
-    """Blobs no model uses are removed at start (as Ollama prunes unused layers) and after ``/api/delete``."""
-    app.on_startup.append(prune_blobs)
-
-
-async def prune_blobs(app: web.Application) -> list[Path]:
-    """Remove the blobs no model uses (:meth:`BlobStore.prune`); a failure is logged, never the request's."""
-    blobs = BlobStore(app[CONFIG].data_folder)
-    if not await asyncio.to_thread(blobs.folder.is_dir):
-        return []
-    try:
-        models = app[SERVICES].models.model_extension()
-        referenced: set[Path] = set()
-        for model in await models.list_models():
-            for find in (models.model_file, models.mmproj_file, models.draft_model_file):
-                path = await find(model["id"])
-                if path:
-                    referenced.add(await asyncio.to_thread(Path(path).resolve))
-        removed = await asyncio.to_thread(blobs.prune, referenced)
-    except Exception:  # noqa: BLE001 - housekeeping: the blobs stay until the next try
-        log.warning("ollama: could not prune unused blobs", exc_info=True)
-        return []
-    for path in removed:
-        log.info("ollama: removed unused blob %s", path.name)
-    return removed
 
 
 def _blob_path(request: web.Request, digest: str) -> Path:

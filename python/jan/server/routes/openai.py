@@ -24,7 +24,7 @@ from jan.server.jsonio import json_response, json_response_built
 from jan.server.keys import BUS, LIVE_CONTROLS, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import model_and_engine
-from jan.server.routes.files import UPLOADS
+from jan.server.route_state import UPLOADS
 from jan.server.schemas import (
     ChatCompletionRequest,
     ChatControlRequest,

@@ -10,7 +10,6 @@ as Jan threads. Errors keep OpenAI's shape.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,21 +19,21 @@ from typing import Any, get_args
 from aiohttp import web
 
 from jan.core import ConversationalExtension, NotFoundError
-from jan.core.guarded import get_guarded
 from jan.errors import MediaError, not_found_message
 from jan.templates.grammar import GrammarError
 from jan.server.disconnect import unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialects import responses as wire
-from jan.server.dialects.responses_run import STREAM_KEPT_S, ReplayableStreams, ResponseRun
-from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
+from jan.server.dialects.responses_run import STREAM_KEPT_S, ResponseRun
+from jan.server.dialects.responses_store import StoredResponse
 from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.jsonio import json_response_built
-from jan.server.keys import CONFIG, MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
+from jan.server.keys import MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
 from jan.server.routes.docs import EXTRA_BODIES
-from jan.server.routes.files import UPLOADS, upload_image
+from jan.server.route_state import RUNS, STORE, STREAMS, UPLOADS
+from jan.server.routes.files import upload_image
 from jan.server.streaming import Event, relay, started
 from jan.server.validation import body_step, parse_body, query_choice, query_int
 from jan.services import ChatService
@@ -48,44 +47,11 @@ from jan.services.types import ChatDelta, ChatMessage, ChatRequest
 log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 
-STORE = web.AppKey("responses_store", ResponsesStore)
-# Responses being generated, by id: what cancel and a GET while running reach.
-RUNS = web.AppKey("responses_runs", dict)
-# Background streams, running or ended a short while ago: what GET /v1/responses/{id}?stream=true replays.
-STREAMS = web.AppKey("responses_streams", ReplayableStreams)
+# (STORE, RUNS, STREAMS: jan.server.route_state, which sets them up at start; this module loads on first use)
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100  # OpenAI's
 EXTRA_BODIES[("POST", "/v1/responses")] = wire.ResponsesRequest
 EXTRA_BODIES[("POST", "/v1/responses/input_tokens")] = wire.InputTokensRequest
-
-
-def setup(app: web.Application) -> None:
-    """The app's response store and in-flight registry; on shutdown, running responses are cancelled."""
-    manager = app[MANAGER]
-    app[STORE] = ResponsesStore(app[CONFIG].data_folder / "responses",
-                                lambda: get_guarded(manager, ConversationalExtension))
-    app[RUNS] = {}
-    app[STREAMS] = ReplayableStreams()
-    app.on_shutdown.append(_cancel_runs)
-
-
-#: The most seconds a stop of jan waits for the responses it cancels to end (each one saves how it ended first).
-STOP_BOUND = 15.0
-
-
-async def _cancel_runs(app: web.Application) -> None:
-    """On shutdown (after :data:`~jan.server.keys.SHUTTING_DOWN` is set, so no response starts any more: see
-    :func:`create_response`): every response still generating is cancelled and awaited, its end saved, before the
-    extensions stop; none is waited for longer than :data:`STOP_BOUND` s."""
-    runs = list(app[RUNS].values())
-    if runs:
-        stopping = [asyncio.ensure_future(run.abort()) for run in runs]
-        _done, late = await asyncio.wait(stopping, timeout=STOP_BOUND)
-        for task in late:
-            task.cancel()
-        for run in runs:
-            if not run.done:
-                log.warning("response %s did not end before jan stopped; it reads failed from now on", run.id)
 
 
 def _chat(request: web.Request) -> ChatService:

@@ -1,0 +1,117 @@
+"""The error shapes of the dialects jan speaks besides OpenAI's (Anthropic's, llama-server's, Ollama's), registered
+with :mod:`jan.server.errors` by path prefix.
+
+They live here, apart from the dialects' wire formats and routes, because an error can come before any of a
+dialect's code runs (the key check's 401, an unknown route's 404, a 405, a body over the size limit) and must still
+leave in that dialect's shape, while the dialect's own modules (pydantic models, handlers) are only imported on its
+first request (:mod:`jan.server.route_index`: resident memory at start, issue 16). Importing this module registers
+the shapes; :mod:`jan.server.app` does, and so does each dialect's module (through the functions it takes from here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jan.server.errors import ERROR_DIALECTS, ERROR_SHAPES, ERROR_STATUSES, APIError, under_prefix
+
+# -- Anthropic (/v1/messages, and Anthropic's SDK on the paths it shares with OpenAI's) ----------------------
+#: The Anthropic Messages routes' prefix: every path below it answers errors in Anthropic's shape.
+ANTHROPIC_PREFIX = "/v1/messages"
+#: The paths OpenAI's and Anthropic's SDKs share: each answers in the dialect of the SDK that asks.
+ANTHROPIC_SHARED_PATHS = ("/v1/models", "/v1/files")
+
+_ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    405: "invalid_request_error", 413: "request_too_large", 422: "invalid_request_error", 429: "rate_limit_error",
+    503: "overloaded_error", 529: "overloaded_error"}
+
+
+def from_anthropic_sdk(headers: Mapping[str, str]) -> bool:
+    """Whether a request on a path both dialects serve (``/v1/models``, ``/v1/files``) is Anthropic's: its SDKs (and
+    Claude Code) send ``anthropic-version`` on every request, OpenAI's never do."""
+    return "anthropic-version" in headers
+
+
+def anthropic_error_status(status: int, code: str | None) -> int:
+    """The HTTP status Anthropic's clients expect for jan's error: 529 ``overloaded_error`` when the model's
+    queue is full (Anthropic's answer when its servers are overloaded, which its SDKs and Claude Code retry as
+    such), else jan's own."""
+    return 529 if code == "queue_full" else status
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's error ``type`` for an HTTP status."""
+    return _ANTHROPIC_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+
+
+def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
+    """``{"type": "error", "error": {"type", "message"}}``, Anthropic's error shape."""
+    return {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
+
+
+def anthropic_error_shape(err: APIError) -> dict[str, Any]:
+    """Anthropic's error body for ``err``, with ``error.details`` for a thread refusal (which the SDK branches
+    on: ``error_code``, ...)."""
+    body = anthropic_error_body(err.status, err.message)
+    details = getattr(err, "details", None)
+    if details:
+        body["error"]["details"] = details
+    return body
+
+
+def _anthropic_dialect(request: Any) -> str | None:
+    # Anthropic's requests on the shared paths get Anthropic's errors, the key check's 401 and an unknown model's
+    # or file's 404 included.
+    if from_anthropic_sdk(request.headers) and any(under_prefix(request.path, p) for p in ANTHROPIC_SHARED_PATHS):
+        return ANTHROPIC_PREFIX
+    return None
+
+
+# -- llama-server (/completion, /infill, ...) ----------------------------------------------------------------
+#: llama-server's own routes, served as it does (``jan.server.routes.llamacpp``).
+LLAMACPP_PATHS = ("/completion", "/infill", "/props", "/embedding", "/slots", "/models/load", "/models/unload")
+
+_LLAMACPP_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                         404: "not_found_error", 501: "not_supported_error", 503: "unavailable_error"}
+
+
+def llamacpp_error_status(err: APIError) -> int:
+    """The status llama-server answers: an unknown model is its 400 ("model '...' not found"), not jan's 404."""
+    return 400 if err.code == "model_not_found" else err.status
+
+
+def llamacpp_error_body(err: APIError) -> dict[str, Any]:
+    """llama-server's error body: ``{"error": {"code": <status>, "message", "type"}}`` (a prompt longer than the
+    context is its ``exceed_context_size_error``, with ``n_prompt_tokens`` and ``n_ctx``: what llama.vscode shows)."""
+    status = llamacpp_error_status(err)
+    if err.code == "context_length_exceeded":
+        numbers = {k: err.details[k] for k in ("n_prompt_tokens", "n_ctx") if k in err.details}
+        return {"error": {"code": status, "message": err.message, "type": "exceed_context_size_error", **numbers}}
+    kind = _LLAMACPP_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"code": status, "message": err.message, "type": kind}}
+
+
+# -- Ollama (/api/*) -----------------------------------------------------------------------------------------
+OLLAMA_PREFIX = "/api"
+
+
+def ollama_error_body(err: APIError) -> dict[str, Any]:
+    """Ollama's error body: ``{"error": message}``."""
+    return {"error": err.message}
+
+
+def _register() -> None:
+    ERROR_SHAPES[ANTHROPIC_PREFIX] = anthropic_error_shape
+    ERROR_STATUSES[ANTHROPIC_PREFIX] = lambda err: anthropic_error_status(err.status, err.code)  # a full queue: 529
+    if _anthropic_dialect not in ERROR_DIALECTS:
+        ERROR_DIALECTS.append(_anthropic_dialect)
+    for path in LLAMACPP_PATHS:
+        ERROR_SHAPES[path] = llamacpp_error_body
+        ERROR_STATUSES[path] = llamacpp_error_status
+    # Errors raised before a handler runs (the key check's 401, a foreign Origin's 403, an unknown /api/ route's
+    # 404, a body over the size limit) leave in Ollama's shape too.
+    ERROR_SHAPES[OLLAMA_PREFIX] = ollama_error_body
+
+
+_register()

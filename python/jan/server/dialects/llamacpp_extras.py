@@ -1,0 +1,83 @@
+"""llama-server's own fields that its clients send to jan's OpenAI routes too (its web UI sends ``cache_prompt``,
+``timings_per_token``, ``dry_multiplier: 0``...): which are accepted and ignored, which refused unless off.
+
+Apart from :mod:`jan.server.dialects.llamacpp` (llama-server's routes' wire format, re-exporting these) because
+every chat completion body is read through :func:`without_extras` (``jan.server.schemas``), while that module is
+imported on the first request to one of llama-server's own routes (resident memory at start, issue 16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+__all__ = ["IGNORED", "IGNORED_WHILE_OFF", "REFUSED_UNLESS", "UNREAD", "refusal", "without_extras"]
+
+#: Fields llama-server takes that change nothing jan's output could show, accepted and ignored: how llama-server
+#: keeps its KV cache (jan reuses any prefix a slot holds, in any slot), its prompt-time limit (which llama-server
+#: itself does not implement), context shifting (jan never shifts: a prompt that does not fit is a 400), progress,
+#: pings and debug fields of its stream.
+IGNORED = ("cache_prompt", "id_slot", "n_cache_reuse", "n_keep", "n_discard", "t_max_prompt_ms", "timings_per_token",
+           "return_progress", "sse_ping_interval", "verbose", "stream_options", "backend_sampling",
+           "message_delimiters",
+           # arms the reasoning budget for llama-server's control endpoint (its web UI always sends it): jan has no
+           # control endpoint, so it changes nothing
+           "reasoning_control")
+#: Samplers jan's engine does not have, refused unless the value that turns them off: field -> (is off, why).
+REFUSED_UNLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "dynatemp_range": (lambda v: v == 0, "its sampler has no dynamic temperature"),
+    "xtc_probability": (lambda v: v == 0, "its sampler has no XTC"),
+    "dry_multiplier": (lambda v: v == 0, "its sampler has no DRY penalty"),
+    "top_n_sigma": (lambda v: v < 0, "its sampler has no top-n-sigma"),
+    "adaptive_target": (lambda v: v < 0, "its sampler has no adaptive-p"),
+    "min_keep": (lambda v: v == 0, "its samplers keep no minimum of candidates"),
+    "post_sampling_probs": (lambda v: v is False, "n_probs are the model's own probabilities, before sampling"),
+    "lora": (lambda v: v == [] or all(isinstance(a, dict) and a.get("scale") == 0 for a in v),
+             "it loads no LoRA adapters"),
+    "grammar_lazy": (lambda v: v is False, "a grammar constrains the whole output"),
+    "grammar_triggers": (lambda v: v == [], "a grammar constrains the whole output"),
+    "preserved_tokens": (lambda v: v == [], "it has no preserved tokens"),
+    # (llama-server reads no such field of the body: media go in a prompt object, where it reads them; refused
+    # rather than dropped unsaid)
+    "image_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": "... <__media__> ...", '
+                                      '"multimodal_data": ["<base64>"]}'),
+    "multimodal_data": (lambda v: v == [], 'media go in a prompt object: "prompt": {"prompt_string": '
+                                           '"... <__media__> ...", "multimodal_data": ["<base64>"]}'),
+}
+#: Fields that only tune a refused sampler above: accepted with it off (they change nothing then), as any field
+#: llama-server does not know is.
+IGNORED_WHILE_OFF = ("dynatemp_exponent", "xtc_threshold", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+           "dry_sequence_breakers", "adaptive_decay")
+
+#: Fields llama.cpp's web UI sends that llama-server itself does not read (``typ_p``: it reads ``typical_p``).
+UNREAD = ("typ_p",)
+
+
+def refusal(name: str, value: Any) -> str | None:
+    """Why ``name`` (a field of :data:`REFUSED_UNLESS`) at ``value`` is refused, or None (off, or null)."""
+    if name not in REFUSED_UNLESS or value is None:
+        return None
+    off, why = REFUSED_UNLESS[name]
+    try:
+        ok = off(value)
+    except TypeError:
+        ok = False
+    return None if ok else f"{name} is not supported by jan ({why}); leave it out"
+
+
+def without_extras(data: dict[str, Any], declared: Collection[str]) -> dict[str, Any]:
+    """A body for llama-server's OpenAI-compatible routes without the llama-server fields that are not
+    ``declared`` on it (its clients send them there too: its web UI, ``extra_body={"cache_prompt": true}``), taken
+    as ``/completion`` takes them: accepted and ignored (:data:`IGNORED`, :data:`IGNORED_WHILE_OFF`,
+    :data:`UNREAD`), or a ValueError naming one of :data:`REFUSED_UNLESS` that is not off."""
+    out = {}
+    for name, value in data.items():
+        if name in declared:
+            out[name] = value
+        elif name in REFUSED_UNLESS:
+            why = refusal(name, value)
+            if why is not None:
+                raise ValueError(why)
+        elif name not in IGNORED and name not in IGNORED_WHILE_OFF and name not in UNREAD:
+            out[name] = value  # (the body's own check refuses what it does not know)
+    return out

@@ -1,0 +1,204 @@
+"""What route modules keep in the app from its start: the stores and services they share, and the work done at start
+(sweeps, resumes, prunes) and at shutdown (cancels, stops).
+
+It lives here, apart from the route modules, because those are imported on their first request
+(:mod:`jan.server.route_index`: resident memory at start, issue 16) while this must happen at start whatever is
+asked: what a crash left of an upload is swept, unended batches resume, unused Ollama blobs are pruned, held message
+threads follow their Jan threads, running responses are cancelled at shutdown. Nothing here imports a dialect's wire
+format or handlers; the route modules take their app keys from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from jan.core import ConversationalExtension, ThreadDeleted
+from jan.core.guarded import get_guarded
+from jan.server.dialects.anthropic_threads import MessageThreads
+from jan.server.dialects.responses_run import ReplayableStreams
+from jan.server.dialects.responses_store import ResponsesStore
+from jan.server.keys import BUS, CONFIG, MANAGER, SERVICES
+from jan.services.batch_types import Batch, BatchItem, ItemOutcome, ItemResult
+from jan.services.batches import BatchService
+from jan.store.batches import BatchStore
+from jan.store.blobs import BlobStore
+from jan.store.uploads import UploadStore
+
+log = logging.getLogger("jan.server")
+
+__all__ = ["BATCHES", "BATCH_RUNNERS", "RUNS", "STORE", "STREAMS", "THREADS", "UPLOADS", "prune_blobs", "setup"]
+
+#: Uploads (``/v1/files``): read by the chat routes too (a file part's ``file_id``).
+UPLOADS = web.AppKey("uploads", UploadStore)
+#: The batches of both dialects (``jan.server.routes.batches``).
+BATCHES = web.AppKey("batches", BatchService)
+#: Stored responses (``jan.server.routes.responses``).
+STORE = web.AppKey("responses_store", ResponsesStore)
+#: Responses being generated, by id: what cancel and a GET while running reach.
+RUNS = web.AppKey("responses_runs", dict)
+#: Background streams, running or ended a short while ago: what GET /v1/responses/{id}?stream=true replays.
+STREAMS = web.AppKey("responses_streams", ReplayableStreams)
+#: Anthropic's message threads (thread: create / continue): held as Jan threads, see dialects/anthropic_threads.py.
+THREADS = web.AppKey("anthropic_threads", MessageThreads)
+
+#: Each batch dialect: (dialect, id prefix, module, runner class). The module (its wire format, the routes its items
+#: go through) is imported when a batch of the dialect first runs or is created.
+BATCH_RUNNERS: tuple[tuple[str, str, str, str], ...] = (
+    ("openai", "batch_", "jan.server.dialects.openai_batches", "OpenAIBatchRunner"),
+    ("anthropic", "msgbatch_", "jan.server.dialects.anthropic_batches", "AnthropicBatchRunner"),
+)
+
+#: The most seconds a stop of jan waits for the responses it cancels to end (each one saves how it ended first).
+STOP_BOUND = 15.0
+
+
+def setup(app: web.Application) -> None:
+    """Every route module's state, in the order they depend on each other."""
+    setup_files(app)
+    setup_batches(app)  # (after files: OpenAI's batches read and write uploads)
+    setup_responses(app)
+    setup_ollama(app)
+    setup_anthropic(app)
+
+
+# -- files -------------------------------------------------------------------------------------------------
+def setup_files(app: web.Application) -> None:
+    """The store of uploads; at start, what a crash left of an upload or a deletion is cleared away."""
+    app[UPLOADS] = UploadStore(app[CONFIG].data_folder)
+    app.on_startup.append(_sweep_uploads)
+
+
+async def _sweep_uploads(app: web.Application) -> None:
+    try:
+        await asyncio.to_thread(app[UPLOADS].sweep)
+    except OSError as exc:  # housekeeping (a read-only folder): never a reason not to start
+        log.warning("files: could not sweep %s: %s", app[UPLOADS].folder, exc)
+
+
+# -- batches -----------------------------------------------------------------------------------------------
+class _DeferredRunner:
+    """A dialect's :class:`~jan.services.batch_types.BatchRunner`, made (its module imported) when it first runs an
+    item: a server that never runs a batch of that dialect never imports it."""
+
+    def __init__(self, module: str, name: str, app: web.Application, uploads: UploadStore):
+        self._module, self._name, self._app, self._uploads = module, name, app, uploads
+        self._runner: Any = None
+
+    def runner(self) -> Any:
+        if self._runner is None:
+            cls = getattr(importlib.import_module(self._module), self._name)
+            self._runner = cls(self._app, self._uploads)
+        return self._runner
+
+    async def execute(self, batch: Batch, item: BatchItem) -> ItemOutcome:
+        return await self.runner().execute(batch, item)
+
+    def failed(self, exc: BaseException) -> ItemOutcome:
+        return self.runner().failed(exc)
+
+    async def finalize(self, batch: Batch, results: Sequence[ItemResult]) -> Mapping[str, Any]:
+        return await self.runner().finalize(batch, results)
+
+
+def setup_batches(app: web.Application) -> None:
+    """The batch service with both dialects' runners (after :func:`setup_files`: OpenAI's read and write uploads); it
+    takes up unended batches as the server starts and stops its worker first thing when the server stops (the
+    running item runs again at the next start), before the engines it uses are stopped."""
+    uploads = app[UPLOADS]
+    service = BatchService(BatchStore(app[CONFIG].data_folder))
+    for dialect, id_prefix, module, name in BATCH_RUNNERS:
+        service.register(dialect, id_prefix, _DeferredRunner(module, name, app, uploads))
+    app[BATCHES] = service
+    app.on_startup.append(_start_batches)
+    app.on_shutdown.append(_stop_batches)
+
+
+async def _start_batches(app: web.Application) -> None:
+    await app[BATCHES].start()
+
+
+async def _stop_batches(app: web.Application) -> None:
+    await app[BATCHES].stop()
+
+
+# -- responses ---------------------------------------------------------------------------------------------
+def setup_responses(app: web.Application) -> None:
+    """The app's response store and in-flight registry; on shutdown, running responses are cancelled."""
+    manager = app[MANAGER]
+    app[STORE] = ResponsesStore(app[CONFIG].data_folder / "responses",
+                                lambda: get_guarded(manager, ConversationalExtension))
+    app[RUNS] = {}
+    app[STREAMS] = ReplayableStreams()
+    app.on_shutdown.append(_cancel_responses)
+
+
+async def _cancel_responses(app: web.Application) -> None:
+    """On shutdown (after :data:`~jan.server.keys.SHUTTING_DOWN` is set, so no response starts any more: see
+    ``jan.server.routes.responses.create_response``): every response still generating is cancelled and awaited, its
+    end saved, before the extensions stop; none is waited for longer than :data:`STOP_BOUND` s."""
+    runs = list(app[RUNS].values())
+    if runs:
+        stopping = [asyncio.ensure_future(run.abort()) for run in runs]
+        _done, late = await asyncio.wait(stopping, timeout=STOP_BOUND)
+        for task in late:
+            task.cancel()
+        for run in runs:
+            if not run.done:
+                log.warning("response %s did not end before jan stopped; it reads failed from now on", run.id)
+
+
+# -- Ollama ------------------------------------------------------------------------------------------------
+def setup_ollama(app: web.Application) -> None:
+    """Blobs no model uses are removed at start (as Ollama prunes unused layers) and after ``/api/delete``."""
+    app.on_startup.append(prune_blobs)
+
+
+async def prune_blobs(app: web.Application) -> list[Path]:
+    """Remove the blobs no model uses (:meth:`BlobStore.prune`); a failure is logged, never the request's."""
+    blobs = BlobStore(app[CONFIG].data_folder)
+    if not await asyncio.to_thread(blobs.folder.is_dir):
+        return []
+    try:
+        models = app[SERVICES].models.model_extension()
+        referenced: set[Path] = set()
+        for model in await models.list_models():
+            for find in (models.model_file, models.mmproj_file, models.draft_model_file):
+                path = await find(model["id"])
+                if path:
+                    referenced.add(await asyncio.to_thread(Path(path).resolve))
+        removed = await asyncio.to_thread(blobs.prune, referenced)
+    except Exception:  # noqa: BLE001 - housekeeping: the blobs stay until the next try
+        log.warning("ollama: could not prune unused blobs", exc_info=True)
+        return []
+    for path in removed:
+        log.info("ollama: removed unused blob %s", path.name)
+    return removed
+
+
+# -- Anthropic ---------------------------------------------------------------------------------------------
+def setup_anthropic(app: web.Application) -> None:
+    manager = app[MANAGER]
+    app[THREADS] = MessageThreads(app[CONFIG].data_folder / "message_threads",
+                                  lambda: get_guarded(manager, ConversationalExtension))
+    app.cleanup_ctx.append(_threads_lifetime)
+
+
+async def _threads_lifetime(app: web.Application) -> AsyncIterator[None]:
+    """Held threads follow their Jan threads: swept at start, and forgotten when one is deleted."""
+    threads = app[THREADS]
+    try:
+        await threads.sweep()
+    except Exception:  # the server starts all the same; the next start sweeps again
+        log.exception("could not sweep the held message threads")
+    unsubscribe = app[BUS].subscribe(ThreadDeleted, threads.thread_deleted)
+    try:
+        yield
+    finally:
+        unsubscribe()
