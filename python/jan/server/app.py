@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -208,8 +209,13 @@ async def _announce_shutdown(app: web.Application) -> None:
     # Runs are no streams of one request: each is stopped here and saved interrupted (resumable), its listeners
     # told — awaited, so that every run is settled before cleanup stops the extensions (_lifetime): a leg still
     # going then would save its tool call's failure as the result and start a model turn with no model.
-    if app[SERVICES].has_runs:  # (none made: no run was started nor recovered)
-        await app[SERVICES].runs.interrupt_all()
+    # Made now if no request made it yet: a request whose runs route is still loading its module
+    # (jan.server.route_index) makes it after this line, and must find it stopping (its run refused, 503), never
+    # start a run as the extensions stop. Its module is imported off the loop; the service is made on it.
+    services = app[SERVICES]
+    if not services.has_runs:
+        await asyncio.to_thread(importlib.import_module, "jan.services.runs")
+    await services.runs.interrupt_all()
 
 
 def _configure_local_engine(manager: ExtensionManager, config: ServerConfig) -> None:

@@ -185,6 +185,8 @@ def _is_subapp(resource: Any) -> bool:
 
 def _owner(route: Any) -> str:
     handler = getattr(route, "handler", None)
+    if getattr(handler, "lazy_route", None) is not None:  # a built-in route whose module loads on first use
+        return "jan (built-in)"  # (its stand-in's name has colons too: jan.server.route_index)
     qualname = getattr(handler, "__qualname__", "")
     # Extension handlers are named "<extension>:<handler>" by _gated_handler.
     if ":" in qualname:
