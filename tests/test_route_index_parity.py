@@ -74,3 +74,46 @@ async def test_a_stop_before_any_run_was_made_still_refuses_a_run_made_after_it(
             await asyncio.wait_for(app[SERVICES].runs.start(RunRequest(thread_id="thread_late")), BOUND)
     finally:
         await app.cleanup()
+
+
+async def test_code_outside_a_lazy_module_loads_it_off_the_loop_as_a_stand_in_does(tmp_path, monkeypatch):
+    # /v1/models as Anthropic's SDK asks it answers from the Anthropic routes' module: its first call imported it
+    # on the loop every stream shares, where a stand-in imports in a worker (so do the batch runners' modules).
+    import importlib
+    import threading
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from jan.server import route_index, route_state
+
+    where: list[tuple[str, bool]] = []
+    real_module, real_import = route_index._module, importlib.import_module
+
+    def module(name):
+        where.append((name, threading.current_thread() is threading.main_thread()))
+        return real_module(name)
+
+    def import_module(name, *args):
+        where.append((name, threading.current_thread() is threading.main_thread()))
+        return real_import(name, *args)
+
+    monkeypatch.setattr(route_index, "_module", module)
+    monkeypatch.setattr(route_index, "_loaded", {}, raising=False)
+    app, _ = await _app(tmp_path)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        resp = await client.get("/v1/models", headers={"anthropic-version": "2023-06-01"})
+        assert resp.status == 200 and "has_more" in await resp.json()  # Anthropic's page
+        resp = await client.get("/v1/models/nope", headers={"anthropic-version": "2023-06-01"})
+        assert resp.status == 404 and (await resp.json())["type"] == "error"  # Anthropic's error
+        assert where and ("anthropic", False) in where and ("anthropic", True) not in where, where
+        where.clear()
+        monkeypatch.setattr(route_state.importlib, "import_module", import_module)
+        runner = route_state._DeferredRunner(route_state.BATCH_RUNNERS[0][2], route_state.BATCH_RUNNERS[0][3],
+                                             app, app[route_state.UPLOADS])
+        made = await asyncio.wait_for(runner._made(), BOUND)  # what its first execute or finalize runs on
+        assert type(made).__name__ == route_state.BATCH_RUNNERS[0][3]
+        assert where[0] == (route_state.BATCH_RUNNERS[0][2], False), where  # (later look-ups find it imported)
+    finally:
+        await client.close()

@@ -21,10 +21,11 @@ import asyncio
 import importlib
 import importlib.util
 from collections.abc import Awaitable, Callable
+from types import ModuleType
 
 from aiohttp import web
 
-__all__ = ["LAZY_MODULES", "LAZY_ROUTES", "lazy_table", "load_all", "target"]
+__all__ = ["LAZY_MODULES", "LAZY_ROUTES", "lazy_table", "load", "load_all", "target"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -179,6 +180,20 @@ def _resolve(key: tuple[str, str, str]) -> Handler:
             raise LookupError(f"jan.server.routes.{name} has no route {method} {path}")
         _resolved[key] = handler
     return handler
+
+
+#: The modules :func:`load` handed out (each one whole: imported to its end).
+_loaded: dict[str, ModuleType] = {}
+
+
+async def load(name: str) -> ModuleType:
+    """The lazily loaded module ``name`` for code outside its routes (``/v1/models`` as Anthropic's SDK asks it):
+    imported in a worker on first use, as a stand-in's first call imports it, never on the loop every stream
+    shares."""
+    module = _loaded.get(name)
+    if module is None:
+        module = _loaded[name] = await asyncio.to_thread(_module, name)
+    return module
 
 
 def _stand_in(key: tuple[str, str, str]) -> Handler:

@@ -97,14 +97,19 @@ class _DeferredRunner:
             self._runner = cls(self._app, self._uploads)
         return self._runner
 
+    async def _made(self) -> Any:
+        if self._runner is None:  # its module (the dialect's wire format, its routes) imported off the loop
+            await asyncio.to_thread(importlib.import_module, self._module)
+        return self.runner()
+
     async def execute(self, batch: Batch, item: BatchItem) -> ItemOutcome:
-        return await self.runner().execute(batch, item)
+        return await (await self._made()).execute(batch, item)
 
     def failed(self, exc: BaseException) -> ItemOutcome:
         return self.runner().failed(exc)
 
     async def finalize(self, batch: Batch, results: Sequence[ItemResult]) -> Mapping[str, Any]:
-        return await self.runner().finalize(batch, results)
+        return await (await self._made()).finalize(batch, results)
 
 
 def setup_batches(app: web.Application) -> None:

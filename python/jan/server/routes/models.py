@@ -15,6 +15,7 @@ from jan.server.dialects import ollama_models
 from jan.server.jsonio import json_response
 from jan.server.keys import MANAGER, SERVICES
 from jan.server.resolve import model_and_engine, model_extension
+from jan.server import route_index
 from jan.server.dialect_errors import from_anthropic_sdk
 from jan.services.abilities import model_abilities
 from jan.services.models import unload_now
@@ -94,8 +95,7 @@ async def list_models(request: web.Request) -> web.Response:
     model.json files set aside (a model missing from ``data`` for that reason is named there, as
     ``/v1/threads`` does for threads). Anthropic's SDK gets its own list (``routes/anthropic.py``)."""
     if from_anthropic_sdk(request.headers) and request.path == "/v1/models":
-        from jan.server.routes import anthropic  # (on first use: resident memory at start, issue 16)
-
+        anthropic = await route_index.load("anthropic")  # (on first use, off the loop: issue 16)
         return await anthropic.list_models(request)
     extension = model_extension(request)
     models = await extension.list_models()
@@ -111,8 +111,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     """One model with its engine state; Anthropic's ``ModelInfo`` for Anthropic's SDK."""
     if from_anthropic_sdk(request.headers):
-        from jan.server.routes import anthropic  # (on first use: resident memory at start, issue 16)
-
+        anthropic = await route_index.load("anthropic")  # (on first use, off the loop: issue 16)
         return await anthropic.get_model(request)
     model, _ = await model_and_engine(request, request.match_info["model_id"])
     return json_response(await with_state(request, model))
