@@ -117,3 +117,75 @@ async def test_code_outside_a_lazy_module_loads_it_off_the_loop_as_a_stand_in_do
         assert where[0] == (route_state.BATCH_RUNNERS[0][2], False), where  # (later look-ups find it imported)
     finally:
         await client.close()
+
+
+def _answers(base: str, calls, workers: int) -> list[tuple[int, object, bool]]:
+    """(status, JSON body or None, whether it carried a request id) of each call, made ``workers`` at once."""
+    import concurrent.futures
+
+    import httpx
+
+    def one(call):
+        method, path, headers = call
+        resp = httpx.request(method, base + path, headers={"Authorization": "Bearer k", **headers}, timeout=120)
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        return resp.status_code, body, "x-request-id" in resp.headers
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, calls))
+
+
+@pytest.mark.timeout(360)
+def test_first_calls_at_once_answer_as_later_calls_do(tmp_path, stories_path):
+    # A real jan serve, fresh interpreter: every lazily loaded module's first call at once (several to one module
+    # too), each answered as the same call is once its module loaded: no 5xx, nothing stalled, the same status and
+    # error body.
+    import re
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from jan.testing.server import free_port
+
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "jan", "serve", "--port", str(port), "--data-folder",
+                               str(tmp_path / "data"), "-m", str(stories_path), "--ctx-size", "256", "--threads", "1",
+                               "--no-extensions", "--api-key", "k", "--log-level", "warning"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            try:
+                httpx.get(base + "/health", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        # unknown ids (GET, DELETE) and empty JSON objects (POST, PATCH): an answer of the module's own, no model run
+        calls = []
+        for module, method, path in LAZY_ROUTES:
+            if module == "ollama" and method == "POST" and path in ("/api/pull", "/api/push", "/api/create"):
+                continue  # (these stream their progress: not the point here)
+            headers = {"Content-Type": "application/json"} if method in ("POST", "PATCH") else {}
+            calls.append((method, re.sub(r"\{[^}]+\}", "x_nope", path), headers))
+        calls += [("GET", "/v1/threads/x_nope", {})] * 8  # one module's first calls at once
+        first = _answers(base, calls, 32)
+        later = _answers(base, calls, 4)
+        for call, a, b in zip(calls, first, later):
+            assert a[0] < 500 and a[2], (call, a)
+            assert (a[0], a[2]) == (b[0], b[2]), (call, a, b)
+            if a[0] >= 400:  # the same error, in the same (dialect's) shape; a made resource has its own id
+                assert a[1] == b[1], (call, a, b)
+            else:
+                assert type(a[1]) is type(b[1]) and (not isinstance(a[1], dict) or set(a[1]) == set(b[1])), (call, a, b)
+    finally:
+        server.terminate()
+        server.wait(120)
+        log.close()
