@@ -34,14 +34,15 @@ class Services:
     @functools.cached_property
     def runs(self) -> RunService:
         """The run service (threads' runs and messages), made on first use: a server that is never asked for a run
-        (and finds none to recover or expire as it starts) never imports it — resident memory at start, issue 16."""
+        (and finds none to recover or expire as it starts) imports it only as it stops (where it is made stopping:
+        ``jan.server.app``) — resident memory at start, issue 16."""
         from jan.services.runs import RunService, describe_error
 
         return RunService(self.manager, self.models, self.chat, describe_error=self.describe_error or describe_error)
 
     @property
     def has_runs(self) -> bool:
-        """Whether :attr:`runs` was made (a stop interrupts its runs, a sweep expires them: none without it)."""
+        """Whether :attr:`runs` was made (a sweep expires its runs: none without it)."""
         return "runs" in self.__dict__
 
     @classmethod
