@@ -38,7 +38,6 @@ from jan.templates import (JSON_OBJECT_GRAMMAR, ChatTemplate, GrammarError, chec
                            template_variables)
 from jan.templates.formats import ChatPlan, ReasoningRequest, format_for_template
 from jan.templates.formats.call_start import call_start_tokens
-from jan.templates.lark_gbnf import lark_to_gbnf
 
 T = TypeVar("T")
 
@@ -716,6 +715,10 @@ def check_text_grammars(request: ChatRequest) -> None:
     :class:`GrammarError` naming ``tools[i].function.parameters``, the field a dialect renames as its own (the
     Responses API's ``tools[i].format.definition``). Checked whatever ``tool_choice`` is: a grammar that cannot be
     held is the client's error before anything is generated, not only once a call is forced."""
+    # (imported here, by the requests that need it: Lark's translator is ~0.4 MiB a server at start would hold for
+    # nothing — issue 16)
+    from jan.templates.lark_gbnf import lark_to_gbnf
+
     for i, tool in enumerate(request.tools or ()):
         if tool.text_grammar is None:
             continue
