@@ -6,15 +6,16 @@ code can be told from the share any server on this stack carries:
 
 1. a bare Python interpreter;
 2. + ``asyncio`` (which imports ``ssl``, and with it OpenSSL);
-3. + the third-party libraries ``jan serve`` imports at start: aiohttp's server (its package brings its client),
-   pydantic, click, filelock, ``importlib.metadata`` (extension discovery);
+3. + the third-party libraries ``jan serve`` imports at start: aiohttp's server (its client deferred as ``jan serve``
+   defers it: ``jan.server.aiohttp_import``), pydantic, click, filelock, ``importlib.metadata`` (extension discovery);
 4. + ``jan._engine``: libllama, ggml and libmtmd, the native module (loaded with jan's OpenMP spin count);
 5. + the model itself, loaded by ``jan.Model`` with the same slots, context, threads as both servers: weights
    (mmap'd), KV cache, compute buffers, the scheduler thread, and the engine's Python façade.
 
 Step 5 is a process with no line of jan's server, services, store or extensions in it: the floor. Then the real
 ``jan serve`` (the same command ``bench_llama_server.py`` runs, measured the same way: after its ``/v1/models``
-answers) and ``llama-server`` with the same GGUF and settings. Each step's process is measured from outside
+answers, and again after a streamed chat completion and a plain completion) and ``llama-server`` with the same GGUF
+and settings, measured at the same two points. Each step's process is measured from outside
 (psutil's RSS of the child; the child imports nothing to measure itself), after a ``gc.collect()`` and glibc's
 ``malloc_trim`` as ``jan serve`` does after start-up (``jan.engine.heap``).
 
@@ -25,9 +26,11 @@ answers) and ``llama-server`` with the same GGUF and settings. Each step's proce
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -42,7 +45,8 @@ from jan.testing.server import free_port  # noqa: E402
 STEPS = [
     ("bare Python", "pass"),
     ("+ asyncio (with ssl/OpenSSL)", "import asyncio"),
-    ("+ aiohttp (server and client), pydantic, click, filelock, importlib.metadata",
+    ("+ aiohttp's server (its client deferred, as `jan serve` does), pydantic, click, filelock, importlib.metadata",
+     "from jan.server.aiohttp_import import defer_client; defer_client(); "
      "from aiohttp import web; import pydantic, click, filelock, importlib.metadata"),
     ("+ jan._engine (libllama, ggml, libmtmd)",
      # the native module alone (``from jan import _engine`` would run jan.engine's package, the façade, too), with
@@ -91,6 +95,18 @@ def steps_rss(model: Path, *, parallel: int, ctx: int, threads: int) -> list[tup
     return out
 
 
+def first_requests(port: int, model: str) -> None:
+    """A user's first requests: a streamed chat completion and a plain completion, 16 tokens each."""
+    for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell me a story."}],
+                                                 "stream": True}),
+                       ("/v1/completions", {"prompt": "Once upon a time"})):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST",
+                                         data=json.dumps({"model": model, "max_tokens": 16, **body}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            response.read()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="stories260K", help="stories260K, bench-250M, gemma3-270m or a GGUF path")
@@ -102,7 +118,7 @@ def main() -> None:
     parallel = 8
     steps = steps_rss(bench.path, parallel=parallel, ctx=args.ctx, threads=args.threads)
     work = Path(args.workdir) / bench.name
-    served = {}
+    served, used = {}, {}
     for name in ("jan", "llama-server"):
         port = free_port()
         cmd = (_servers.jan_cmd(bench.path, port, parallel=parallel, ctx=args.ctx, threads=args.threads,
@@ -112,6 +128,10 @@ def main() -> None:
         with _servers.running(name, cmd, port, bench.path.stem, work / f"{name}.log") as server:
             time.sleep(1)
             served[name] = server.rss_bytes() / 2**20
+            # what a user's first requests add (a lazily imported module counts here, not only after load)
+            first_requests(port, bench.path.stem)
+            time.sleep(1)
+            used[name] = server.rss_bytes() / 2**20
     ref = served["llama-server"]
     floor = steps[-1][1]
     print(f"model {bench.name}, {parallel} slots x {args.ctx} tokens, {args.threads} threads")
@@ -121,6 +141,8 @@ def main() -> None:
         print(f"| {label} | {rss:.1f} | {rss - ref:+.1f} |")
     print(f"| `jan serve` after /v1/models answers | {served['jan']:.1f} | {served['jan'] - ref:+.1f} |")
     print(f"| llama-server after /v1/models answers | {ref:.1f} | |")
+    print(f"| `jan serve` after a chat (streamed) and a completion | {used['jan']:.1f} | {used['jan'] - used['llama-server']:+.1f} |")
+    print(f"| llama-server after a chat (streamed) and a completion | {used['llama-server']:.1f} | |")
     print(f"\njan's own code (serve minus the floor): {served['jan'] - floor:+.1f} MiB; "
           f"the floor over llama-server: {floor - ref:+.1f} MiB (issue 16's goal for the whole: +38.1 MiB, 40 MB)")
 

@@ -13,6 +13,12 @@ import sys
 from pathlib import Path
 
 import click
+
+from jan.server.aiohttp_import import defer_client
+
+# Before aiohttp's first import: its server's modules without its client (see jan.server.aiohttp_import).
+defer_client()
+
 from aiohttp import web
 
 from jan.cli.common import INT32_MAX, CLIError, GpuLayers, PathParam, SamplingValue, check_flag_order, nonempty_param

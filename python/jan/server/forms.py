@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aiohttp import MultipartReader, web
-from aiohttp.multipart import BodyPartReader
+from aiohttp import web
+from aiohttp.multipart import BodyPartReader, MultipartReader
 
 from jan.server.errors import APIError
 

@@ -9,6 +9,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import replace
 
+from jan.server.aiohttp_import import defer_client
+
+# as ``jan serve`` does (a test of what a server imports sees the same process)
+defer_client()
+
 from aiohttp import web
 
 from jan.server.app import create_app

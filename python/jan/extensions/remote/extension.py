@@ -142,7 +142,8 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
     engine_name = "openai"
 
     def __init__(self) -> None:
-        self._session: Any = None  # aiohttp.ClientSession while loaded
+        self._session: Any = None  # aiohttp.ClientSession, opened by the first upstream request while loaded
+        self._loaded = False
         self._ready: dict[str, dict[str, Any]] = {}  # model id -> {"base_url", "model", "listed"}
         self._failures: dict[str, str] = {}
         self._loading: set[str] = set()
@@ -151,17 +152,13 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
 
     # -- lifecycle -----------------------------------------------------
     async def on_load(self, ctx) -> None:
-        """Open the HTTP client session (no upstream is contacted until a model is used)."""
-        import aiohttp
-
-        import jan
-
-        connector = aiohttp.TCPConnector(limit=256)
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
-                                              headers={"User-Agent": f"jan/{jan.__version__}"})
+        """Ready to serve; the HTTP client session is opened by the first upstream request, so a server with no
+        remote model never imports aiohttp's client (issue 16's resident memory; ``jan.server.aiohttp_import``)."""
+        self._loaded = True
 
     async def on_unload(self) -> None:
         """Close the session (running upstream streams are closed with it)."""
+        self._loaded = False
         session, self._session = self._session, None
         self._ready.clear()
         self._token_urls.clear()
@@ -173,9 +170,18 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         return upstream_for(model, self.ctx.settings.all())
 
     def _http(self) -> Any:
-        if self._session is None or self._session.closed:
+        """The client session (opened here on the loop the first time); 503 once the extension is unloaded."""
+        if not self._loaded:
             raise UpstreamError("the remote inference extension is not running", http_status=503,
                                 code="engine_unavailable")
+        if self._session is None:
+            import aiohttp
+
+            import jan
+
+            connector = aiohttp.TCPConnector(limit=256)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
+                                                  headers={"User-Agent": f"jan/{jan.__version__}"})
         return self._session
 
     def _timeout(self) -> Any:

@@ -31,8 +31,8 @@ import os
 import urllib.parse
 from collections.abc import AsyncIterator
 
-from aiohttp import MultipartReader, web
-from aiohttp.multipart import BodyPartReader
+from aiohttp import web
+from aiohttp.multipart import BodyPartReader, MultipartReader
 
 from jan.errors import MediaError
 from jan.server.dialects import anthropic as anthropic_wire
