@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from jan.services.batch_types import Batch, BatchItem, BatchStateError, ItemOutcome, ItemResult
+from jan.services.batch_types import (Batch, BatchItem, BatchStateError, ItemOutcome, ItemResult,
+                                      RunnerUnavailableError)
 from jan.services.batches import BatchService
 from jan.store.batches import BatchStore
 from jan.store.errors import NotFoundError
@@ -176,6 +177,69 @@ async def test_cancel_of_a_queued_batch_and_of_an_ended_one(tmp_path):
         with pytest.raises(BatchStateError):
             await service.cancel(first.id)
         assert runner.started.empty()  # the cancelled batch's items never ran
+    finally:
+        await service.stop()
+
+
+class Unloadable(Runner):
+    """A runner whose module could not be loaded while :attr:`broken` (as jan's deferred runners say it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = True
+        self.tries = 0
+
+    async def execute(self, batch: Batch, item: BatchItem) -> ItemOutcome:
+        if self.broken:
+            self.tries += 1
+            raise RunnerUnavailableError("its module could not be loaded")
+        return await super().execute(batch, item)
+
+    async def finalize(self, batch: Batch, results: Sequence[ItemResult]) -> Mapping[str, Any]:
+        if self.broken:
+            raise RunnerUnavailableError("its module could not be loaded")
+        return await super().finalize(batch, results)
+
+
+async def test_a_runner_that_cannot_run_fails_its_batch_whole_and_the_next_one_runs(tmp_path):
+    runner = Unloadable()
+    service = await _service(tmp_path, runner)
+    try:
+        batch = await service.create("test", "/x", [("a", {"n": 1}), ("b", {"n": 2}), ("c", {"n": 3})])
+        batch = await _ended(service, batch.id)
+        assert runner.tries == 1  # the batch failed at its first item, not item by item
+        assert batch.status == "failed" and "failed_at" in batch.times
+        assert "could not be loaded" in batch.extra["errors"]["data"][0]["message"]
+        assert (batch.counts.errored, batch.counts.processing) == (3, 0)
+        assert [(r.custom_id, r.outcome, r.status_code) for r in await service.results(batch.id)] == [
+            ("a", "errored", 500), ("b", "errored", 500), ("c", "errored", 500)]
+        assert "could not be loaded" in (await service.results(batch.id))[0].body["error"]
+        runner.broken = False  # the worker went on: the next batch runs
+        assert (await _ended(service, (await service.create("test", "/x", [("d", {"n": 4})])).id)).status \
+            == "completed"
+    finally:
+        await service.stop()
+    again = await _service(tmp_path, Runner())  # on disk: ended, nothing taken up again
+    try:
+        assert (await again.get(batch.id)).status == "failed" and not again._active
+    finally:
+        await again.stop()
+
+
+async def test_a_cancel_whose_end_fails_ends_the_batch_failed_not_cancelling(tmp_path):
+    runner = Unloadable()
+    runner.broken = False
+    service = await _service(tmp_path, runner)
+    try:
+        first = await service.create("test", "/x", [("a", {"hold": True})])
+        queued = await service.create("test", "/x", [("q1", {"n": 1})])
+        assert await asyncio.wait_for(runner.started.get(), WAIT_S) == "a"
+        runner.broken = True  # its finalize fails now
+        ended = await service.cancel(queued.id)
+        assert ended.status == "failed" and ended.counts.processing == 0 and ended.counts.canceled == 1
+        runner.broken = False
+        runner.release.set()
+        assert (await _ended(service, first.id)).status == "completed"
     finally:
         await service.stop()
 

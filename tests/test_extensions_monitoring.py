@@ -82,6 +82,25 @@ async def test_resource_usage(monitoring):
     assert usage["memory"]["total"] >= usage["memory"]["used"] > 0 and usage["memory"]["process_rss"] > 0
 
 
+@pytest.mark.parametrize("exc,said", [(ModuleNotFoundError("No module named 'psutil'"), "psutil is not installed"),
+                                      (OSError("libc too old"), "psutil could not be loaded (OSError: libc too old)"),
+                                      (SystemExit(1), "psutil could not be loaded (SystemExit: 1)")])
+async def test_resource_usage_without_a_psutil_that_imports_says_why(monitoring, monkeypatch, exc, said):
+    # loaded on the first reading: whatever its import raises, the reading answers without its figures, saying why
+    import importlib
+
+    real = importlib.import_module
+
+    def import_module(name, *args):
+        if name == "psutil":
+            raise exc
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    usage = await monitoring.resource_usage()
+    assert usage["error"] == said and usage["memory"]["total"] is None and usage["cpu"]["cores"] >= 1
+
+
 async def test_gpus_from_llama_cpp_devices_with_nvidia_smi_usage(monitoring, monkeypatch, tmp_path):
     devices = [
         {"name": "CPU", "description": "AMD EPYC", "type": "cpu", "memory_free": 1, "memory_total": 2},

@@ -71,8 +71,8 @@ LAZY = tuple(f"jan.server.routes.{name}" for name in route_index.LAZY_MODULES) +
     "jan.extensions.mcp.server", "jan.services.transcription")
 
 SERVE = r"""
-import json, os, sys, threading, time, urllib.error, urllib.request
-from jan.testing.server import free_port
+import json, os, sys, threading, urllib.error, urllib.request
+from jan.testing.server import free_port, wait_for_health
 
 port = free_port()
 out = {}
@@ -92,14 +92,7 @@ def loaded():
 
 def report():
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
+        if not wait_for_health(port):
             os._exit(3)
         out["at_start"] = loaded()
         out["models"] = call("GET", "/v1/models")[0]

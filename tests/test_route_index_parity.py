@@ -109,8 +109,8 @@ async def test_code_outside_a_lazy_module_loads_it_off_the_loop_as_a_stand_in_do
         assert resp.status == 404 and (await resp.json())["type"] == "error"  # Anthropic's error
         assert where and ("anthropic", False) in where and ("anthropic", True) not in where, where
         where.clear()
-        monkeypatch.setattr(route_state.importlib, "import_module", import_module)
-        runner = route_state._DeferredRunner(route_state.BATCH_RUNNERS[0][2], route_state.BATCH_RUNNERS[0][3],
+        monkeypatch.setattr(route_index.importlib, "import_module", import_module)
+        runner = route_state._DeferredRunner(*route_state.BATCH_RUNNERS[0][::2], route_state.BATCH_RUNNERS[0][3],
                                              app, app[route_state.UPLOADS])
         made = await asyncio.wait_for(runner._made(), BOUND)  # what its first execute or finalize runs on
         assert type(made).__name__ == route_state.BATCH_RUNNERS[0][3]

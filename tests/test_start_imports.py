@@ -21,20 +21,13 @@ ON_FIRST_USE = ("jinja2", "prometheus_client", "psutil", "numpy", "PIL", "pypdf"
                 "aiohttp.connector")
 
 SERVE = r"""
-import json, os, sys, threading, time, urllib.request
-from jan.testing.server import free_port
+import json, os, sys, threading, urllib.request
+from jan.testing.server import free_port, wait_for_health
 
 port = free_port()
 
 def report():
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
+    if not wait_for_health(port):
         os._exit(3)
     before = {m: m in sys.modules for m in ON_FIRST_USE}
     body = json.dumps({"model": "stories260K", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -153,11 +152,19 @@ RUN_EXPIRY_SWEEP_S = 30.0
 async def _recover_runs(app: web.Application) -> None:
     """Runs cut off by the last stop: interrupted, never pending forever. The run service is made for it only when
     a record is live or waiting (resident memory at start, issue 16: see ``Services.runs``); without one there is
-    nothing to recover, nor to expire."""
+    nothing to recover, nor to expire. Its module is imported off the loop; one that cannot be imported fails no
+    start (the runs routes fail on it, each request): the runs are recovered at the next start that loads it."""
+    from jan.server.route_index import ModuleLoadError, import_lazily
     from jan.services.run_records import needs_attention
 
-    if await asyncio.to_thread(needs_attention, app[MANAGER].data_folder):
-        await app[SERVICES].runs.recover_interrupted()
+    if not await asyncio.to_thread(needs_attention, app[MANAGER].data_folder):
+        return
+    try:
+        await asyncio.to_thread(import_lazily, "jan.services.runs")
+    except ModuleLoadError as exc:
+        log.error("the runs the last stop cut off are not recovered (the next start tries again): %s", exc)
+        return
+    await app[SERVICES].runs.recover_interrupted()
 
 
 async def _expire_runs(app: web.Application) -> AsyncIterator[None]:
@@ -212,9 +219,16 @@ async def _announce_shutdown(app: web.Application) -> None:
     # Made now if no request made it yet: a request whose runs route is still loading its module
     # (jan.server.route_index) makes it after this line, and must find it stopping (its run refused, 503), never
     # start a run as the extensions stop. Its module is imported off the loop; the service is made on it.
+    # A module that cannot be imported made no run service, so no run: nothing to stop, and the stop goes on.
+    from jan.server.route_index import ModuleLoadError, import_lazily
+
     services = app[SERVICES]
     if not services.has_runs:
-        await asyncio.to_thread(importlib.import_module, "jan.services.runs")
+        try:
+            await asyncio.to_thread(import_lazily, "jan.services.runs")
+        except ModuleLoadError as exc:
+            log.warning("no run to interrupt: %s", exc)
+            return
     await services.runs.interrupt_all()
 
 

@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -193,7 +194,12 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
     from jan.core.exceptions import (ExtensionCallError, ExtensionNotFoundError, NotFoundError as CoreNotFound,
                                      SettingsValidationError)
     from jan.services.errors import ServiceUnavailableError
-    from jan.downloads import DownloadError
+
+    # The downloader is imported by the first pull (issue 16), and only an error of its own is one of its kind: read
+    # from sys.modules, not imported here, or the first error of any request imported it (and a downloader that
+    # cannot be imported made every error a crash of this mapping, no longer an answer in the dialect's shape).
+    downloads = sys.modules.get("jan.downloads")
+    DownloadError = getattr(downloads, "DownloadError", None) if downloads is not None else None
 
     if isinstance(exc, APIError):
         return exc
@@ -211,7 +217,8 @@ def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
         return APIError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, (StoreNotFound, CoreNotFound)):
         return APIError(404, str(exc), code="not_found")
-    if isinstance(exc, DownloadError):  # a pull's failure: the client's URL (400), the source's not-found (404) or fault (502)
+    # a pull's failure: the client's URL (400), the source's not-found (404) or fault (502)
+    if DownloadError is not None and isinstance(exc, DownloadError):
         return APIError(exc.http_status, str(exc), code=exc.reason,
                         type="invalid_request_error" if exc.http_status < 500 else "server_error")
     if isinstance(exc, ExtensionNotFoundError):
@@ -426,13 +433,21 @@ async def dialect_error_middleware(request: web.Request, handler):
 def error_response(err: APIError, path: str, headers: dict | None = None) -> web.Response:
     """The error's response to a request for ``path``: in the error shape and status of the dialect that serves
     the path (OpenAI's for every other path), with the headers the error comes with and ``headers``."""
+    if _shape_for(path) is None:
+        return json_error(err, headers)
+    status, body = error_body(err, path)
+    return web.json_response(body, status=status, headers={**err.headers, **(headers or {})} or None,
+                             dumps=strict_dumps)
+
+
+def error_body(err: APIError, path: str) -> tuple[int, dict]:
+    """(status, body) of the error as a request for ``path`` is answered it: in the shape and status of the dialect
+    that serves the path (OpenAI's for every other path)."""
     shape = _shape_for(path)
     if shape is None:
-        return json_error(err, headers)
+        return err.status, err.body()
     status_of = _for_path(ERROR_STATUSES, path)
-    status = status_of(err) if status_of is not None else err.status
-    return web.json_response(shape(err), status=status, headers={**err.headers, **(headers or {})} or None,
-                             dumps=strict_dumps)
+    return (status_of(err) if status_of is not None else err.status), shape(err)
 
 
 def as_http_exception(err: APIError) -> web.HTTPException:

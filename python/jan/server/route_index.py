@@ -11,6 +11,11 @@ the module on the route's first call and hands the request to the module's own h
 holding the handler's body loads late. What the modules keep in the app from its start (stores, sweeps) is set up
 by :mod:`jan.server.route_state`.
 
+A module that fails to import (a broken install, an error in code run at import) fails the request that needed it as
+any handler's unexpected exception does: a 500 ``internal_error`` in the route's dialect, its cause in the log
+(:class:`ModuleLoadError`); nothing of the failure is kept, so the next call imports it again, and nothing it raises
+(a ``SystemExit`` of code run at import included) ends the worker thread or the loop.
+
 ``tests/test_route_index.py`` imports every module below and checks that :data:`LAZY_ROUTES` is exactly the routes
 they declare, in their order: the table cannot drift from the modules.
 """
@@ -25,7 +30,8 @@ from types import ModuleType
 
 from aiohttp import web
 
-__all__ = ["LAZY_MODULES", "LAZY_ROUTES", "lazy_table", "load", "load_all", "target"]
+__all__ = ["LAZY_MODULES", "LAZY_ROUTES", "ModuleLoadError", "import_lazily", "lazy_table", "load", "load_all",
+           "target"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -158,12 +164,33 @@ LAZY_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("audio", "POST", "/v1/audio/translations"),
 )
 
+
+class ModuleLoadError(ImportError):
+    """A module imported on first use could not be imported: ``name`` is the module, ``__cause__`` what its import
+    raised. An :class:`ImportError` whatever that was, so that it is answered as any handler's unexpected error."""
+
+    def __init__(self, name: str, cause: BaseException) -> None:
+        super().__init__(f"{name} could not be loaded ({type(cause).__name__}: {cause})", name=name)
+
+
+def import_lazily(name: str) -> ModuleType:
+    """``importlib.import_module(name)`` for a module imported on first use (in a worker thread, mostly): what its
+    import raises is a :class:`ModuleLoadError`. A ``SystemExit`` (code run at import that calls ``sys.exit()``, a
+    library's "missing dependency" exit) is one too: raised through ``asyncio.to_thread`` into a handler it would end
+    the event loop and the whole server with it. Python keeps nothing of a failed import, so the next call tries
+    again."""
+    try:
+        return importlib.import_module(name)
+    except (Exception, SystemExit) as exc:
+        raise ModuleLoadError(name, exc) from exc
+
+
 #: The real handler of each (module, method, path), once its module was imported.
 _resolved: dict[tuple[str, str, str], Handler] = {}
 
 
-def _module(name: str):
-    return importlib.import_module(f"jan.server.routes.{name}")
+def _module(name: str) -> ModuleType:
+    return import_lazily(f"jan.server.routes.{name}")
 
 
 def _resolve(key: tuple[str, str, str]) -> Handler:
@@ -209,7 +236,8 @@ def _stand_in(key: tuple[str, str, str]) -> Handler:
 
 
 def target(handler: Handler) -> Handler:
-    """The handler that answers for ``handler``: a stand-in's module's own (imported now), any other as it is."""
+    """The handler that answers for ``handler``: a stand-in's module's own (imported now: :class:`ModuleLoadError`
+    when it cannot be), any other as it is."""
     key = getattr(handler, "lazy_route", None)
     return handler if key is None else _resolve(key)
 
@@ -229,9 +257,15 @@ def lazy_table() -> web.RouteTableDef:
     return table
 
 
-def load_all() -> None:
+def load_all() -> dict[str, ModuleLoadError]:
     """Import every lazily loaded module there is: what documents the routes (``/openapi.json``) needs their request
-    models, docstrings and the shapes they register."""
+    models, docstrings and the shapes they register. One that cannot be imported is left out (the others are
+    documented all the same) and returned, by name, with why."""
+    failed: dict[str, ModuleLoadError] = {}
     for name in LAZY_MODULES:
         if _available(name):
-            _module(name)
+            try:
+                _module(name)
+            except ModuleLoadError as exc:
+                failed[name] = exc
+    return failed

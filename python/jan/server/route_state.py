@@ -11,7 +11,6 @@ format or handlers; the route modules take their app keys from here.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -24,8 +23,10 @@ from jan.core.guarded import get_guarded
 from jan.server.dialects.anthropic_threads import MessageThreads
 from jan.server.dialects.responses_run import ReplayableStreams
 from jan.server.dialects.responses_store import ResponsesStore
+from jan.server.errors import APIError, error_body
 from jan.server.keys import BUS, CONFIG, MANAGER, SERVICES
-from jan.services.batch_types import Batch, BatchItem, ItemOutcome, ItemResult
+from jan.server.route_index import import_lazily
+from jan.services.batch_types import Batch, BatchItem, ItemOutcome, ItemResult, RunnerUnavailableError
 from jan.services.batches import BatchService
 from jan.store.batches import BatchStore
 from jan.store.blobs import BlobStore
@@ -83,30 +84,44 @@ async def _sweep_uploads(app: web.Application) -> None:
 
 
 # -- batches -----------------------------------------------------------------------------------------------
-class _DeferredRunner:
-    """A dialect's :class:`~jan.services.batch_types.BatchRunner`, made (its module imported) when it first runs an
-    item: a server that never runs a batch of that dialect never imports it."""
+#: The path each batch dialect's items are answered as: an item's error is in the shape of that route's errors.
+_ITEM_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 
-    def __init__(self, module: str, name: str, app: web.Application, uploads: UploadStore):
-        self._module, self._name, self._app, self._uploads = module, name, app, uploads
+
+class _DeferredRunner:
+    """A dialect's :class:`~jan.services.batch_types.BatchRunner`, made (its module imported, off the loop) when it
+    first runs an item: a server that never runs a batch of that dialect never imports it.
+
+    A module that cannot be imported is :class:`~jan.services.batch_types.RunnerUnavailableError`: the batch fails
+    (``failed``, why in its errors; its items ``errored``, in the shape jan keeps for the dialect's errors before its
+    modules load: :mod:`jan.server.dialect_errors`), the worker goes on, and the next batch tries the import again."""
+
+    def __init__(self, dialect: str, module: str, name: str, app: web.Application, uploads: UploadStore):
+        self._dialect, self._module, self._name, self._app, self._uploads = dialect, module, name, app, uploads
         self._runner: Any = None
 
-    def runner(self) -> Any:
-        if self._runner is None:
-            cls = getattr(importlib.import_module(self._module), self._name)
-            self._runner = cls(self._app, self._uploads)
-        return self._runner
-
     async def _made(self) -> Any:
-        if self._runner is None:  # its module (the dialect's wire format, its routes) imported off the loop
-            await asyncio.to_thread(importlib.import_module, self._module)
-        return self.runner()
+        if self._runner is None:
+            try:
+                module = await asyncio.to_thread(import_lazily, self._module)
+                runner = getattr(module, self._name)(self._app, self._uploads)
+            except Exception as exc:  # (ModuleLoadError, or a module without its runner)
+                raise RunnerUnavailableError(str(exc)) from exc
+            if self._runner is None:  # (two first uses at once: one runner)
+                self._runner = runner
+        return self._runner
 
     async def execute(self, batch: Batch, item: BatchItem) -> ItemOutcome:
         return await (await self._made()).execute(batch, item)
 
     def failed(self, exc: BaseException) -> ItemOutcome:
-        return self.runner().failed(exc)
+        if self._runner is not None:
+            return self._runner.failed(exc)
+        # The module never loaded (so nothing of it ran): the error as the dialect's route answers an internal
+        # failure, saying why (the batch's only word on it, in Anthropic's results).
+        err = APIError(500, f"This request was not run: {exc}", type="server_error", code="internal_error")
+        status, body = error_body(err, _ITEM_PATHS.get(self._dialect, ""))
+        return ItemOutcome(status, body)
 
     async def finalize(self, batch: Batch, results: Sequence[ItemResult]) -> Mapping[str, Any]:
         return await (await self._made()).finalize(batch, results)
@@ -119,7 +134,7 @@ def setup_batches(app: web.Application) -> None:
     uploads = app[UPLOADS]
     service = BatchService(BatchStore(app[CONFIG].data_folder))
     for dialect, id_prefix, module, name in BATCH_RUNNERS:
-        service.register(dialect, id_prefix, _DeferredRunner(module, name, app, uploads))
+        service.register(dialect, id_prefix, _DeferredRunner(dialect, module, name, app, uploads))
     app[BATCHES] = service
     app.on_startup.append(_start_batches)
     app.on_shutdown.append(_stop_batches)

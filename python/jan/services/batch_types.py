@@ -3,7 +3,8 @@
 A batch is a list of items (``custom_id`` and a request body) that run one after another in the background.
 Its status, in OpenAI's words (Anthropic's front end maps them to its own ``processing_status``):
 ``in_progress`` → ``finalizing`` → ``completed``; ``cancelling`` → ``cancelled``; ``expired`` (its window passed
-with items not run); ``failed`` (its input was refused: no item ever ran).
+with items not run); ``failed`` (its input was refused: no item ever ran; or it could not go on: its dialect's runner
+could not be loaded, the disk failed — its items not run then end ``errored``, with why).
 
 Each item ends with one outcome, in Anthropic's words: ``succeeded`` (the endpoint answered 200), ``errored``
 (it answered an error), ``canceled`` (the batch was cancelled before it ran, or while it ran), ``expired``.
@@ -31,6 +32,12 @@ class BatchStateError(RequestError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code="invalid_state")
+
+
+class RunnerUnavailableError(Exception):
+    """A dialect's runner cannot run anything now (its module could not be imported): the batch it was running
+    fails whole, with this message, rather than each of its items trying (and failing) the same way in turn. The
+    next batch of the dialect tries again."""
 
 
 @dataclass(frozen=True)
@@ -123,10 +130,12 @@ class BatchRunner(Protocol):
 
     async def execute(self, batch: Batch, item: BatchItem) -> ItemOutcome:
         """Answer one item as its endpoint would (errors as an error outcome, never raised; cancellation
-        propagates: closing the request stops the generation)."""
+        propagates: closing the request stops the generation). :class:`RunnerUnavailableError` when the runner
+        cannot run any item (it fails the batch)."""
 
     def failed(self, exc: BaseException) -> ItemOutcome:
-        """The outcome of an item whose execution raised ``exc`` unexpectedly (the dialect's error shape)."""
+        """The outcome of an item whose execution raised ``exc`` unexpectedly (the dialect's error shape); of each
+        item not run of a batch that failed (``exc``: why). Never raises."""
 
     async def finalize(self, batch: Batch, results: Sequence[ItemResult]) -> Mapping[str, Any]:
         """Once every item ended (``results`` in item order): what the dialect keeps of it (OpenAI writes its

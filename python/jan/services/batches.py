@@ -9,7 +9,9 @@ nothing a batch holds) are not stalled behind it. Each item goes through the dia
 Each ended item is appended to the batch's ``results.jsonl`` before the next starts, so a stop or a crash loses
 at most the item that was running: at the next :meth:`BatchService.start` every batch not ended is taken up
 again where it stopped (its counts read back from its results), a cancel or an end that was under way is
-finished, and a batch whose window passed meanwhile expires. Nothing stays ``in_progress`` for good.
+finished, and a batch whose window passed meanwhile expires. Nothing stays ``in_progress`` for good: a batch that
+cannot go on (its dialect's runner cannot be loaded, its end cannot be written) ends ``failed``, each item it had not
+run ``errored`` with why, and the worker goes on with the next.
 
 Cancelling stops the running item (its generation is cancelled) and ends every item not run as ``canceled``;
 a batch whose ``expires_at`` passes ends its items not run as ``expired``.
@@ -38,6 +40,7 @@ from .batch_types import (
     BatchStateError,
     ItemOutcome,
     ItemResult,
+    RunnerUnavailableError,
 )
 
 __all__ = ["BatchService", "DEFAULT_WINDOW_S"]
@@ -158,7 +161,7 @@ class BatchService:
         else:
             with contextlib.suppress(ValueError):
                 self._queue.remove(batch_id)
-            await self._end(doc)
+            await self._end_or_fail(doc)
         return _batch(self._active.get(batch_id, doc))
 
     async def delete(self, batch_id: str) -> None:
@@ -186,14 +189,20 @@ class BatchService:
                 continue
             self._running = batch_id
             try:
-                await self._run(doc)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a batch the disk failed: ended failed, never left running
-                log.exception("batches: %s failed", batch_id)
-                await self._fail(doc, exc)
+                await self._end_or_fail(doc, self._run)
             finally:
                 self._running = None
+
+    async def _end_or_fail(self, doc: dict[str, Any], run: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        """``run`` the batch (or end it), or, when that fails, end it failed: never left running, whatever failed
+        (the disk, the dialect's runner that cannot be loaded, its finalize)."""
+        try:
+            await (run or self._end)(doc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the batch's failure, not the worker's: it goes on with the next
+            log.exception("batches: %s failed", doc["id"])
+            await self._fail(doc, exc)
 
     async def _run(self, doc: dict[str, Any]) -> None:
         """Run the batch's items not ended yet, one at a time, then end it."""
@@ -215,6 +224,8 @@ class BatchService:
                     if self._stopping or not self._item.cancelled():
                         raise  # jan stops: the item runs again at the next start
                     outcome = None  # the batch was cancelled while the item ran
+                except RunnerUnavailableError:
+                    raise  # nothing of the dialect can run: the batch fails whole (_end_or_fail), not item by item
                 except Exception as exc:  # noqa: BLE001 - the runner's own failure: that item's error
                     log.exception("batches: %s item %d failed", batch_id, index)
                     outcome = runner.failed(exc)
@@ -271,6 +282,21 @@ class BatchService:
         log.info("batches: %s %s (%s)", batch_id, end, doc["counts"])
 
     async def _fail(self, doc: dict[str, Any], exc: BaseException) -> None:
+        """End a batch that cannot go on ``failed``, why in OpenAI's ``errors``, and each item it had not ended
+        ``errored`` with the dialect's error for ``exc`` (Anthropic's batches, which have no failed status, end with
+        every request's result said; OpenAI's count them failed). What the disk refuses of this stays as it was."""
+        batch_id = doc["id"]
+        try:
+            outcome = self._runners[doc["dialect"]].failed(exc)
+            done = {r.get("index") for r in await asyncio.to_thread(self.store.results, batch_id)}
+            items = await asyncio.to_thread(self.store.items, batch_id)
+            left = [ItemResult(i, str(r.get("custom_id", "")), "errored", outcome.status_code, dict(outcome.body),
+                               f"batch_req_{new_ulid()}") for i, r in enumerate(items) if i not in done]
+            if left:
+                await asyncio.to_thread(self.store.append_results, batch_id, [r.to_record() for r in left])
+                doc["counts"]["errored"] += len(left)
+        except Exception:  # noqa: BLE001 - the batch ends failed all the same
+            log.warning("batches: could not end the items of %s not run", batch_id, exc_info=True)
         doc["status"] = "failed"
         doc["times"]["failed_at"] = self._clock()
         doc["extra"]["errors"] = {"object": "list", "data": [

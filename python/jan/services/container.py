@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from jan.core import ExtensionManager, LocalEventBus
 from jan.services.chat import ChatService
@@ -20,6 +20,48 @@ if TYPE_CHECKING:
 
 __all__ = ["Services", "open_services"]
 
+T = TypeVar("T")
+
+
+class made_once(Generic[T]):  # noqa: N801 - used as a decorator, as functools.cached_property is
+    """``functools.cached_property`` made once per object even when threads ask for it at once: a service is one
+    object (its runs, its locks, its stop), and ``cached_property`` has had no lock since Python 3.12, so two
+    threads touching it first could each build one, and keep different ones. The first use builds it under the
+    object's own lock (double-checked: once built it is a plain attribute, read with no lock); what the build
+    raises is raised to that caller and nothing is kept, so the next use builds it again."""
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self._build = build
+        self.__doc__ = build.__doc__
+        self._name = build.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> made_once[T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        attrs = obj.__dict__  # (written as such: frozen dataclasses refuse setattr)
+        try:
+            return attrs[self._name]
+        except KeyError:
+            pass
+        # setdefault is atomic: threads racing here all get the one lock. (An RLock: a build that reads its own
+        # attribute recurses, as with cached_property, instead of hanging.)
+        lock = attrs.setdefault(f"_{self._name}_lock", threading.RLock())
+        with lock:
+            try:
+                return attrs[self._name]
+            except KeyError:
+                value = attrs[self._name] = self._build(obj)
+                return value
+
 
 @dataclass(frozen=True)
 class Services:
@@ -31,11 +73,11 @@ class Services:
     #: Maps a failure to the (message, code) a run records; None: :func:`jan.services.runs.describe_error`.
     describe_error: Callable[[BaseException], tuple[str, str | None]] | None = None
 
-    @functools.cached_property
+    @made_once
     def runs(self) -> RunService:
         """The run service (threads' runs and messages), made on first use: a server that is never asked for a run
         (and finds none to recover or expire as it starts) imports it only as it stops (where it is made stopping:
-        ``jan.server.app``) — resident memory at start, issue 16."""
+        ``jan.server.app``) — resident memory at start, issue 16. One, whatever threads ask for it first at once."""
         from jan.services.runs import RunService, describe_error
 
         return RunService(self.manager, self.models, self.chat, describe_error=self.describe_error or describe_error)

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import socket
 import threading
+import time
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -27,6 +29,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_health(port: int, *, bound: float = 240.0, host: str = "127.0.0.1") -> bool:
+    """Wait until the jan server on ``port`` answers ``GET /health`` (a ``jan serve`` started in this process's
+    other thread, or in another process): True once it does, False when ``bound`` seconds pass first. An answer
+    with an error status (a server still loading) is waited past, as a refused connection is."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=5) as resp:
+                resp.read()
+            return True
+        except OSError:  # (refused, reset, timed out; an HTTPError is one too)
+            time.sleep(0.1)
+    return False
 
 
 class ServerThread:

@@ -36,6 +36,21 @@ log = logging.getLogger("jan.extensions.mcp")
 LIST_WAIT = 20.0
 
 
+class McpClientError(ImportError):
+    """The MCP client (:mod:`.server`: the ``mcp`` SDK under it) could not be imported: no server of mcp.json can run.
+    Raised by each use of the host that needs one (an :class:`~jan.core.ExtensionCallError` naming this extension at
+    the API: a 500); each tries the import again."""
+
+
+def _mcp_server_class() -> type[McpServer]:
+    try:
+        from .server import McpServer
+    except (Exception, SystemExit) as exc:  # (a SystemExit raised on the loop would end jan)
+        raise McpClientError(f"MCP servers cannot run: the MCP client could not be loaded "
+                             f"({type(exc).__name__}: {exc})") from exc
+    return McpServer
+
+
 class McpSettings(BaseModel):
     start_timeout: float = Field(30.0, gt=0, le=600, description="Seconds a server may take to start")
 
@@ -57,7 +72,10 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
 
     async def on_load(self, ctx) -> None:  # noqa: ANN001
         self._data_folder = ctx.data_folder
-        self._sync()
+        try:
+            self._sync()
+        except McpClientError as exc:  # the host loads all the same: each use tries again, and says why it fails
+            log.error("%s", exc)
 
     async def on_unload(self) -> None:
         servers, self._servers = list(self._servers.values()), {}
@@ -80,13 +98,18 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
             stamp = (0.0, -1)
         if stamp == self._stamp:
             return
-        self._stamp = stamp
         try:
             configs, problems = read_config(self._data_folder)
         except McpConfigError as exc:
+            self._stamp = stamp
             self._config_error = str(exc)
             log.warning("%s", exc)
             return  # keep the servers we have
+        if configs:
+            # Before the file is taken as read: a client that cannot be imported leaves the servers as they were,
+            # and the next look reads the file (and tries the import) again, as if it were the first.
+            server_class = _mcp_server_class()
+        self._stamp = stamp
         # An invalid entry costs only itself: the others run, and a server it named keeps running as it was.
         self._config_error = "; ".join(problems.values()) or None
         self._problems = problems
@@ -96,14 +119,12 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         for name in list(self._servers):
             if name not in configs and name not in problems:
                 self._stop_later(self._servers.pop(name))
-        if configs:
-            from .server import McpServer
         for name, config in configs.items():
             server = self._servers.get(name)
             if server is None:
-                self._servers[name] = McpServer(name, config, logs)
+                self._servers[name] = server_class(name, config, logs)
             elif server.config.launch_key() != config.launch_key() or server.config.disabled != config.disabled:
-                self._servers[name] = McpServer(name, config, logs)
+                self._servers[name] = server_class(name, config, logs)
                 self._stop_later(server)
             else:
                 server.config = config

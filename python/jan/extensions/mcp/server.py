@@ -408,13 +408,23 @@ class McpServer:
         return self.state == McpServerState.FAILED and time.monotonic() < self._next_start
 
     async def _own(self, ready: asyncio.Future[Any], stop: asyncio.Event, lost: asyncio.Event) -> None:
-        import anyio
-        from mcp import Client
-
-        self.log_folder.mkdir(parents=True, exist_ok=True)
-        # The server's stderr goes to a file: a chatty (or flooding) server can't fill a pipe jan must drain.
+        # What fails before the connection (the SDK that cannot be imported, a log folder that cannot be written)
+        # fails this start as any other failure does, said: it ended this task unseen, and the start waited out
+        # its whole timeout to say it "did not start within" it.
         errlog_path = self.log_folder / f"{self.name}.log"
-        errlog = open(errlog_path, "a", encoding="utf-8")  # noqa: SIM115
+        try:
+            import anyio
+            from mcp import Client
+        except (Exception, SystemExit) as exc:  # (a SystemExit raised in this task would end jan's loop)
+            self._not_started(ready, stop, lost, f"the MCP client could not be loaded ({type(exc).__name__}: {exc})")
+            return
+        try:
+            self.log_folder.mkdir(parents=True, exist_ok=True)
+            # The server's stderr goes to a file: a chatty (or flooding) server can't fill a pipe jan must drain.
+            errlog = open(errlog_path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            self._not_started(ready, stop, lost, f"its log file {errlog_path} could not be opened: {exc}")
+            return
         # Where this start's stderr begins: a server that dies says why there (a traceback, "command not
         # found"), and the SDK only sees the pipe close ("Connection closed"), so a failure quotes its last line.
         said_from = errlog.tell()
@@ -465,6 +475,14 @@ class McpServer:
             elif self.state == McpServerState.RUNNING:  # the connection broke
                 self._failed("the connection to the server was lost"
                              + (_stderr_said(errlog_path, said_from) if self.config.command else ""))
+
+    def _not_started(self, ready: asyncio.Future[Any], stop: asyncio.Event, lost: asyncio.Event, message: str) -> None:
+        """A start that failed before it connected: failed (unless it was stopped), its waiter told why."""
+        if not stop.is_set():
+            self._failed(message)
+        if not ready.done():
+            ready.set_exception(RuntimeError(message))
+        lost.set()
 
     async def _on_message(self, message: Any) -> None:
         """What the server sends unasked: ``list_changed`` notifications re-list (the tools a model is offered

@@ -54,6 +54,7 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
 
     def __init__(self) -> None:
         self._process: Any = None
+        self._unavailable = "psutil is not installed"  # why there are no CPU and memory figures, when there are none
         self._gpu_cache: tuple[float, list[dict[str, Any]]] | None = None
 
     async def on_load(self, ctx) -> None:
@@ -70,8 +71,11 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
         if self._process is None:
             try:  # (an import of ~20 ms: off the event loop)
                 psutil = await asyncio.to_thread(importlib.import_module, "psutil")
-            except ImportError:  # a declared dependency, but keep serving without it
-                self.ctx.logger.warning("psutil is not installed: CPU and memory figures are unavailable")
+            except (Exception, SystemExit) as exc:  # a declared dependency, but keep serving without it
+                # (a broken install too, whatever its import raises: a SystemExit raised here would end jan's loop)
+                self._unavailable = ("psutil is not installed" if isinstance(exc, ModuleNotFoundError) else
+                                     f"psutil could not be loaded ({type(exc).__name__}: {exc})")
+                self.ctx.logger.warning("%s: CPU and memory figures are unavailable", self._unavailable)
                 self._process = False
                 return None
             process = psutil.Process(os.getpid())
@@ -94,7 +98,7 @@ class MonitoringExtensionImpl(BuiltinExtension, MonitoringExtension):
         if process is None:
             return {"cpu": {"usage": None, "cores": os.cpu_count()},
                     "memory": {"total": None, "used": None, "process_rss": None},
-                    "error": "psutil is not installed"}
+                    "error": self._unavailable}
         import psutil
 
         mem = psutil.virtual_memory()
