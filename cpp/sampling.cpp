@@ -167,6 +167,38 @@ bool constraint_allows(const SlotSampler & s, llama_token token) {
     return one.logit != -INFINITY && utf8_sampler_allows(s.utf8, token);
 }
 
+// How many of a refused greedy pick's runners-up are checked one by one before the grammar filters the whole
+// vocabulary: a check is one token against the grammar's stacks (microseconds), the filter every token (~50 ms on
+// a 262k vocabulary; benchmarks/bench_grammar.py, its lipogram); 64 covers what a grammar refuses of a
+// model's favourites in practice, and bounds the checks when it allows almost nothing (a finished document).
+constexpr size_t kRankedChecks = 64;
+
+// The greedy pick among what the grammar allows, after the chain's pick `refused` was refused, from `cur` as the
+// chain left it (every candidate's final logit). The same token as filtering first and picking greedily: the
+// samplers before greedy change each token's logit alone (logit bias, penalties) or ban what filtering would
+// also leave banned (ignore_eos bans the end of generation while another token is allowed: a token found here is
+// one; the reasoning budget leaves only its closing token, which was the refused pick). Returns LLAMA_TOKEN_NULL
+// when none of the best kRankedChecks is allowed, or a logit is NaN (no order to follow): the caller filters.
+llama_token best_allowed(SlotSampler & s, const llama_token_data_array & cur, llama_token refused) {
+    auto & order = s.ranked;
+    order.clear();
+    for (size_t i = 0; i < cur.size; ++i) {
+        const float logit = cur.data[i].logit;
+        if (std::isnan(logit)) return LLAMA_TOKEN_NULL;
+        if (logit != -INFINITY && cur.data[i].id != refused) order.push_back((int32_t)i);
+    }
+    const auto better = [&](int32_t a, int32_t b) {
+        return cur.data[a].logit > cur.data[b].logit || (cur.data[a].logit == cur.data[b].logit && a < b);
+    };
+    const size_t k = std::min(order.size(), kRankedChecks);
+    std::partial_sort(order.begin(), order.begin() + (std::ptrdiff_t)k, order.end(), better);
+    for (size_t j = 0; j < k; ++j) {
+        const llama_token t = cur.data[order[j]].id;
+        if (constraint_allows(s, t)) return t;
+    }
+    return LLAMA_TOKEN_NULL;
+}
+
 }  // namespace
 
 llama_token sample_token(SlotSampler & s, llama_context * ctx, int32_t idx) {
@@ -179,7 +211,11 @@ llama_token sample_token(SlotSampler & s, llama_context * ctx, int32_t idx) {
     if (s.constraint && s.sample_first) {
         llama_sampler_apply(s.chain.get(), &cur);
         token = selected_token(cur);
-        if (!constraint_allows(s, token)) {  // refused: filtered first, as when the grammar is applied first
+        const llama_token ranked = constraint_allows(s, token) ? token
+                                   : s.greedy ? best_allowed(s, cur, token) : LLAMA_TOKEN_NULL;
+        if (ranked != LLAMA_TOKEN_NULL) {
+            token = ranked;
+        } else {  // refused: filtered first, as when the grammar is applied first
             cur = fill_candidates(s.candidates, logits, n_vocab);
             if (s.bias) llama_sampler_apply(s.bias.get(), &cur);
             llama_sampler_apply(s.constraint.get(), &cur);
@@ -205,6 +241,7 @@ SlotSampler build_sampler(const Model & model, const SamplingParams & p, int32_t
     llama_sampler * chain_ptr = out.chain.get();
     const int32_t n_vocab = model.n_vocab();
     out.sample_first = !p.grammar_first && (p.temperature <= 0.0f || p.mirostat == 0);
+    out.greedy = p.temperature <= 0.0f;
 
     std::vector<llama_logit_bias> bias;
     for (const auto & [tok, b] : p.logit_bias) bias.push_back({tok, b});

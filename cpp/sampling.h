@@ -111,7 +111,9 @@ struct SlotSampler {
     llama_sampler * grammar = nullptr;  // (in `constraint`)
     llama_sampler * utf8 = nullptr;     // (in `constraint`)
     bool sample_first = false;          // draw, then check the one token (sample_token)
+    bool greedy = false;                // the chain picks the best logit (temperature <= 0)
     std::vector<llama_token_data> candidates;  // (the vocabulary's, reused from token to token)
+    std::vector<int32_t> ranked;        // (candidate indices in the order a refused greedy pick checks them)
 };
 
 // `end_reasoning`: the request's flag that closes its thinking now (reasoning_budget.h; may be null).
@@ -126,7 +128,10 @@ SlotSampler build_sampler(const Model & model, const SamplingParams & params, in
 // llama.cpp's common sampler does by default. A grammar's pass over a vocabulary of 150k-260k tokens is most of a
 // step's sampling time, on the thread that samples for every slot (measured: benchmarks/bench_grammar.py).
 // - Greedy: the same token as filtering first (the best one the grammar allows: the other samplers change each
-//   token's logit alone).
+//   token's logit alone). A refused pick is followed by the next best candidates, checked one by one in the
+//   chain's order (best logit first, ties to the lower index, as llama.cpp's greedy sampler breaks them), up to
+//   64 of them, before the whole vocabulary is filtered: a grammar that refuses what the model wants most (an enum,
+//   a pattern, a fixed key order) costs a sort and a few checks, not a pass over every token per refusal.
 // - Sampled: without truncation (top_k 0, top_p 1, min_p 0) the same distribution as filtering first (a refused
 //   draw is drawn again from the rest, in proportion); with it, llama.cpp's: the truncation sees the whole
 //   vocabulary. A refused draw spends one more of the seeded generator's draws: a seed still replays its output.
