@@ -29,7 +29,7 @@ def defer_client() -> bool:
 
     Call before the first ``import aiohttp`` (``jan serve`` does, before importing its server). Returns ``True``
     when the package was deferred, ``False`` when aiohttp was already imported (then nothing changes) or is not
-    installed as a regular package. Thread-safe: the first name looked up from any thread runs ``__init__`` once,
+    installed as a regular package with its distribution's metadata (then ``import aiohttp`` imports it whole). Thread-safe: the first name looked up from any thread runs ``__init__`` once,
     other threads wait for it; an exception from ``__init__`` propagates to the lookup that ran it and leaves the
     package deferred, so the next lookup tries again (as a failed ``import aiohttp`` would be retried).
     """
@@ -38,8 +38,12 @@ def defer_client() -> bool:
     spec = importlib.util.find_spec("aiohttp")
     if spec is None or spec.loader is None or spec.submodule_search_locations is None:
         return False
+    try:
+        version = importlib.metadata.version("aiohttp")
+    except importlib.metadata.PackageNotFoundError:  # (no distribution metadata: imported as it is, whole)
+        return False
     package = importlib.util.module_from_spec(spec)
-    package.__version__ = importlib.metadata.version("aiohttp")
+    package.__version__ = version
     lock = threading.RLock()
     loading = threading.local()
 
