@@ -28,9 +28,10 @@ _HEAD = re.compile(
 )
 # Apertus's short form: the object's one member is named after the function, its value the arguments
 _SHORT_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"\s*:\s*(?=\{)')
-# A call object's name as far as it is whole, its arguments member not begun yet (what a call cut off there names)
+# A call object's name as far as it is whole, its arguments member not begun yet (what a call cut off there names):
+# whole at its closing quote, as in every family (the generic parser's JSON names too)
 _NAME_HEAD = re.compile(r'\{\s*(?:' + _SCALAR_MEMBER + r')*?"(?:tool_name|name)"\s*:\s*"((?:[^"\\]|\\.)*)"')
-_SHORT_NAME_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"\s*:')
+_SHORT_NAME_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"')
 
 
 def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]) -> tuple[str, str] | None:
