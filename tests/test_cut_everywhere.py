@@ -7,8 +7,8 @@ text (a possible marker, trailing whitespace) stays unsaid, unfinished markup ne
 whose name is written whole (the character that ends it: its closing quote, ``>``, ``[``, ``(``, ``:``, a newline
 or space, or the marker after it) is a call, with its arguments as far as they can be shown. So, cut after cut, the
 content, the reasoning and each call's arguments only grow, calls are only added, each exactly where its name
-becomes whole. An output that ends normally there (its end of turn) gives the same parse whole and streamed, and
-never calls with no arguments text at all.
+becomes whole. An output that ends normally there (its end of turn) gives the same parse whole and streamed, never
+a call with no arguments text at all, and JSON arguments as written (as ``json_arguments`` says), in every family.
 
 The families come from the code: every family jan detects for a template of ../shared/templates must have a case
 here that makes calls, and every call marker of the generic parser (``templates/tool_calls.py``) one too."""
@@ -259,6 +259,7 @@ def test_an_output_that_ends_inside_a_call_parses_the_same_whole_and_streamed(te
     opened = _opened(fmt, out, thinking)
     text = out.text
     tokens = _token_pieces(template, text)
+    full = _parse(fmt, [text], opened, False)[2]
     prev_calls = 0
     for cut in range(len(text) + 1):
         piece = text[:cut]
@@ -268,6 +269,10 @@ def test_an_output_that_ends_inside_a_call_parses_the_same_whole_and_streamed(te
         content, _, calls = got
         where = (template, piece, got)
         assert all(args.strip(WS) for _, args in calls), where
+        # JSON arguments the output ended in are shown as written (as a cut shows them); arguments a parser builds
+        # (XML parameters) are whole JSON
+        for (_, args), (_, full_args) in zip(calls, full):
+            assert full_args.startswith(args) or isinstance(json.loads(args), dict), where
         assert len(calls) >= prev_calls, where
         assert content.count(NAME) + len(calls) <= piece.count(NAME), where
         prev_calls = len(calls)

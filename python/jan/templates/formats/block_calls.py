@@ -202,7 +202,7 @@ def parse_functionary_v32(text: str, final: bool, schemas: Mapping[str, Mapping[
             break
         k, r = _fv32_next(text, vend if vend >= 0 else bs, final, schemas)
         body = text[bs:k] if k >= 0 else text[bs:]
-        args, _ = json_arguments(body, k >= 0 or final, final)
+        args, _ = json_arguments(body, k >= 0, final)  # (an output that simply ended: as written, as in every family)
         if not after_call:
             ws_before = content[len(content.rstrip(WS)):]
         after_call = True

@@ -92,7 +92,9 @@ def _scan_list(
                 name = json.loads('"' + head.group(1) + '"')
             except ValueError:
                 break
-            args, _ = json_arguments(region[head.end():], ended or broken, final)
+            # closed by the end marker or a break; an output that simply ended shows them as written, as in every
+            # family (json_arguments)
+            args, _ = json_arguments(region[head.end():], end >= 0 or broken, final)
             calls.append((name, args))
         elif oend >= 0:
             call = _object_call(json.loads(region[i:oend]), name_keys, arg_keys)
