@@ -272,7 +272,10 @@ def test_an_output_that_ends_inside_a_call_parses_the_same_whole_and_streamed(te
         # JSON arguments the output ended in are shown as written (as a cut shows them); arguments a parser builds
         # (XML parameters) are whole JSON
         for (_, args), (_, full_args) in zip(calls, full):
-            assert full_args.startswith(args) or isinstance(json.loads(args), dict), where
+            if full_args in text:  # JSON the model wrote
+                assert full_args.startswith(args) or args == "{}", where
+            else:
+                assert isinstance(json.loads(args), dict), where
         assert len(calls) >= prev_calls, where
         assert content.count(NAME) + len(calls) <= piece.count(NAME), where
         prev_calls = len(calls)
