@@ -95,3 +95,31 @@ def test_a_forced_call_cut_after_every_token_is_one_answer_in_every_dialect(serv
         items = [d["item"] for name, d in events if name == "response.output_item.done"]
         fold = lambda output: [(o["type"], o.get("name"), o.get("arguments"), o["status"]) for o in output]  # noqa: E731
         assert fold(items) == fold(answer["output"]), (max_tokens, items, answer)
+
+
+# the review's example: the prefill stops short of the closing quote of the call's name, which this model's first
+# token writes alone: cut there (one token), the name is whole at its quote
+PREFILL = '<tool_call>\n{"name": "get_weather'
+
+
+def test_a_call_a_prefill_named_is_the_call_at_every_cut_whole_and_streamed(server):
+    """A reply continued from a prefill that wrote the call's name but for its closing quote (``auto``: the grammar
+    follows the prefill's call): cut after any token, from the quote on, it is that call (its arguments as far as
+    they got), never its markup as text, the same streamed as whole."""
+    def body(max_tokens: int) -> dict:
+        return {"model": "tool-model", "max_tokens": max_tokens, "temperature": 0, "tools": CHAT_TOOLS,
+                "tool_choice": "auto", "parallel_tool_calls": False,
+                "messages": [*MESSAGES, {"role": "assistant", "content": PREFILL}]}
+
+    prev = ""
+    for max_tokens in range(1, 13):
+        status, whole = post(server, "/v1/chat/completions", body(max_tokens))
+        assert status == 200, whole
+        choice = whole["choices"][0]
+        calls = [(c["function"]["name"], c["function"]["arguments"]) for c in choice["message"].get("tool_calls") or ()]
+        where = (max_tokens, whole)
+        assert [name for name, _ in calls] == ["get_weather"], where
+        assert not choice["message"].get("content"), where
+        assert _chat_stream(server, body(max_tokens)) == ("", calls, choice["finish_reason"]), where
+        assert calls[0][1].startswith(prev), (where, prev)
+        prev = calls[0][1]
