@@ -135,9 +135,10 @@ def _chunkings(text: str, tokens: list[str] | None):
         yield tokens
 
 
-def _parse(fmt, pieces, opened: bool, truncated: bool, reasoning_format: str = "auto"):
+def _parse(fmt, pieces, opened: bool, truncated: bool, reasoning_format: str = "auto", forced: str | None = None):
     """The result of an output fed in ``pieces`` (checked: the streamed deltas add up to it)."""
-    parser = OutputParser(fmt, TOOLS, open_at_start=opened, id_factory=call_ids(), reasoning_format=reasoning_format)
+    parser = OutputParser(fmt, TOOLS, open_at_start=opened, id_factory=call_ids(), reasoning_format=reasoning_format,
+                          forced=forced)
     deltas = []
     for piece in pieces:
         deltas += parser.feed(piece)
@@ -174,6 +175,15 @@ def _bare_start(text: str) -> bool:
     """The output opens with a call that has no marker (Llama 3's JSON, a list, a fence): until its name is whole
     it may still have been an answer that happens to be JSON, and a cut there shows it as text."""
     return text.lstrip(WS)[:1] in ("{", "[", "`")
+
+
+def _answer_begun(fmt, text: str, opened: bool) -> bool:
+    """Whether ``text`` has any of its answer: text outside its thinking (markup included)."""
+    outside, at = "", 0
+    for start, end in fmt.reasoning_spans(text, opened):
+        outside += text[at:start]
+        at = max(at, end)
+    return bool((outside + text[at:]).strip(WS))
 
 
 def _opened(fmt, out: Output, thinking: bool) -> bool:
@@ -235,11 +245,22 @@ def test_a_cut_call_is_the_same_at_every_cut_and_in_every_stream(template: str, 
                 assert p_name == name and args.startswith(p_args), (where, prev)
         prev = got
         if thinking and fmt.thinks:
-            # thinking shown raw changes where the thinking goes, never the calls
-            raw = _parse(fmt, [piece], opened, True, "none")
-            assert raw[2] == calls, (where, raw)
-            for pieces in _chunkings(piece, None):
-                assert _parse(fmt, pieces, opened, True, "none") == raw, (piece, pieces)
+            # thinking shown raw (or raw and split off too) changes where the thinking goes, never the calls
+            for reasoning_format in ("none", "deepseek-legacy"):
+                raw = _parse(fmt, [piece], opened, True, reasoning_format)
+                assert raw[2] == calls, (where, reasoning_format, raw)
+                for pieces in _chunkings(piece, None):
+                    assert _parse(fmt, pieces, opened, True, reasoning_format) == raw, (piece, pieces)
+        if not out.content:
+            # the call a grammar forces (the output is its markup): the call from the answer's first character on,
+            # the same call (its arguments as far as they got) once its name is whole
+            forced = _parse(fmt, [piece], opened, True, forced=NAME)
+            assert _parse(fmt, list(piece), opened, True, forced=NAME) == forced, where
+            assert not forced[0], (where, forced)
+            if calls:
+                assert forced[2] == calls, (where, forced)
+            else:
+                assert forced[2] == ([(NAME, "")] if _answer_begun(fmt, piece, opened) else []), (where, forced)
     # cut after the last character: the calls the whole output makes
     assert [n for n, _ in prev[2]] == [n for n, _ in out.calls], prev
     assert all(_same_call_args(a, want) for (_, a), (_, want) in zip(prev[2], out.calls)), prev
