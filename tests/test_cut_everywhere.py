@@ -298,7 +298,29 @@ def test_an_output_that_ends_inside_a_call_parses_the_same_whole_and_streamed(te
             else:
                 assert isinstance(json.loads(args), dict), where
         assert len(calls) >= prev_calls, where
+        # no call's markup both a call and text (the unfinished rest of a list that made calls, or a Harmony header,
+        # is markup: dropped)
         assert content.count(NAME) + len(calls) <= piece.count(NAME), where
         prev_calls = len(calls)
     if tokens is not None:
         assert _parse(fmt, tokens, opened, False) == _parse(fmt, [text], opened, False)
+
+
+@pytest.mark.parametrize("template,text", [
+    ("mistralai-Mistral-Nemo-Instruct-2407", '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Metz"}}, {"name": "get_w'),
+    ("ibm-granite-granite-3.3-2B-Instruct", '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Metz"}}, {"na'),
+    ("meta-llama-Llama-3.3-70B-Instruct", '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Metz"}}; {"name": "get_w'),
+    ("meta-llama-Llama-3.1-8B-Instruct", '[{"name": "get_weather", "parameters": {"city": "Metz"}}, {"name": "get_w'),
+    ("fireworks-ai-llama-3-firefunction-v2", ' functools[{"name": "get_weather", "arguments": {"city": "Metz"}}, {"name": "get_w'),
+    ("CohereForAI-c4ai-command-r7b-12-2024-tool_use",
+     '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": "Metz"}}, {"tool_name": "get_w'),
+    ("Apertus-8B-Instruct", '<|tools_prefix|>[{"get_weather": {"city": "Metz"}}, {"get_w'),
+])
+def test_a_list_of_calls_that_ends_inside_its_next_call_is_its_calls(template: str, text: str):
+    """A list that made calls and ends (the model's end of turn) inside its next object: the calls, and the
+    unfinished rest is the list's markup, in every family that writes lists (never a fragment such as
+    ``, {"name": "get_w`` as the reply's text, which the generic parser gave)."""
+    fmt = template_format(template)
+    for pieces in ([text], list(text)):
+        content, _, calls = _parse(fmt, pieces, False, False)
+        assert (content, calls) == ("", [(NAME, '{"city": "Metz"}')]), (pieces, content, calls)

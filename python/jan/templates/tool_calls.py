@@ -354,7 +354,10 @@ class ToolCallStreamParser:
         self._region = None
         self._raw = ""
         self._named = None
-        if not ok and used:
+        # what a region that made calls leaves unfinished when the output ends (a list's next object begun) is that
+        # list's markup, as the rest of a broken list is: dropped, as the JSON-list families drop it. A region that
+        # made none is text that never became a call.
+        if not ok and used and not (ch is None and self._region_calls):
             self._text_out(used)
         if self._region_calls:
             self._after_call = True
