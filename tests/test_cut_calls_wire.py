@@ -93,7 +93,7 @@ def test_a_forced_call_cut_after_every_token_is_one_answer_in_every_dialect(serv
             [("function_call", "get_weather", args)], (max_tokens, answer)
         events = named_events(raw_request(server.base_url, http_post("/v1/responses", {**resp, "stream": True})))
         items = [d["item"] for name, d in events if name == "response.output_item.done"]
-        fold = lambda output: [(o["type"], o.get("name"), o.get("arguments"), o["status"]) for o in output]  # noqa: E731
+        fold = lambda output: [(o["type"], o.get("name"), o.get("arguments"), o["status"]) for o in output]
         assert fold(items) == fold(answer["output"]), (max_tokens, items, answer)
 
 

@@ -16,10 +16,10 @@ here that makes calls, and every call marker of the generic parser (``templates/
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import pytest
-from chat_format_cases import CASES, TOOLS, Case, Output, call_ids, template_format
+from chat_format_cases import CASES, TOOLS, Output, call_ids, template_format
 from jan.templates.formats import OutputParser
 from jan.templates.formats.text import closed_json
 from jan.templates.tool_calls import _MARKERS
@@ -95,7 +95,7 @@ def test_every_family_and_marker_has_a_case():
         assert any(t.startswith(start) for t in texts), start
 
 
-@lru_cache(maxsize=None)
+@cache
 def _vocab_model(vocab: str):
     import jan
     from jan.testing.gguf_models import vocab_path
