@@ -324,3 +324,27 @@ def test_a_list_of_calls_that_ends_inside_its_next_call_is_its_calls(template: s
     for pieces in ([text], list(text)):
         content, _, calls = _parse(fmt, pieces, False, False)
         assert (content, calls) == ("", [(NAME, '{"city": "Metz"}')]), (pieces, content, calls)
+
+
+@pytest.mark.parametrize("template,out,thinking", [o[1:] for o in OUTPUTS], ids=[o[0] for o in OUTPUTS])
+def test_an_output_that_ends_in_the_markup_after_its_calls_adds_no_text(template: str, out: Output, thinking: bool):
+    """Once every call is whole, an output the model ends anywhere in the markup that follows (a closing tag, a
+    section's end, a next call's marker begun) has those calls and the text the whole output has, as far as it got:
+    never a fragment of markup (``</tool_c``) as the reply's text, in every family."""
+    fmt = template_format(template)
+    opened = _opened(fmt, out, thinking)
+    text = out.text
+    full = _parse(fmt, [text], opened, False)
+    # (Apriel's answer wrapper is the answer's framing, not a call's markup: its closing marker begun is text)
+    wrapper = fmt.reasoning.strip[-1] if fmt.reasoning is not None and fmt.reasoning.strip else None
+    for cut in range(len(text) + 1):
+        piece = text[:cut]
+        cut_calls = _parse(fmt, [piece], opened, True)[2]
+        if [n for n, _ in cut_calls] != [n for n, _ in out.calls] or \
+                not all(_same_call_args(a, want) for (_, a), (_, want) in zip(cut_calls, out.calls)):
+            continue  # not every call whole yet
+        got = _parse(fmt, [piece], opened, False)
+        assert got[2] == full[2], (template, piece, got)
+        extra = got[0][len(full[0].rstrip(WS)):] if got[0].startswith(full[0].rstrip(WS)) else got[0]
+        if not full[0].startswith(got[0]) and not (wrapper and wrapper.startswith(extra.strip(WS))):
+            raise AssertionError((template, piece, got[0], full[0]))

@@ -209,6 +209,10 @@ class ToolCallStreamParser:
             leftover = self._send(None)
             if leftover:
                 self._process(leftover)
+        if self._pending and self._after_call and self._calls:
+            # the output ended in a marker's first characters right after a call (whitespace between): the calls'
+            # markup, as a cut leaves it (a next call begun, Mistral's [TOOL_CALLS] or <tool_call> again), never text
+            self._pending = ""
         if self._pending:
             buf, self._pending = self._pending, ""
             self._text_out(buf)
@@ -616,6 +620,9 @@ class ToolCallStreamParser:
         """Swallow optional whitespace and ``tag`` after a call; hand back anything else."""
         ch = yield from self._skip_ws(ch)
         for k, c in enumerate(tag):
+            if ch is None and k:  # the output ended inside the closing tag: its markup, never text
+                self._consume()
+                return True, 0
             if ch != c:
                 return True, len(self._raw)
             if k == len(tag) - 1:
