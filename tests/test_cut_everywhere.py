@@ -345,6 +345,6 @@ def test_an_output_that_ends_in_the_markup_after_its_calls_adds_no_text(template
             continue  # not every call whole yet
         got = _parse(fmt, [piece], opened, False)
         assert got[2] == full[2], (template, piece, got)
-        extra = got[0][len(full[0].rstrip(WS)):] if got[0].startswith(full[0].rstrip(WS)) else got[0]
+        extra = got[0].removeprefix(full[0].rstrip(WS))
         if not full[0].startswith(got[0]) and not (wrapper and wrapper.startswith(extra.strip(WS))):
             raise AssertionError((template, piece, got[0], full[0]))
