@@ -50,7 +50,7 @@ def _name_whole_at(text: str) -> int:
     """Where the first call's name is written whole: with what ends it (a quote and the character after it, ``>``,
     ``[``, ``:``, a space or a newline, by family; or a marker token, DeepSeek V3.1's ``<｜tool▁sep｜>``)."""
     end = text.index(NAME) + len(NAME)
-    return end + text.index(">", end) + 1 - end if text.startswith("<", end) else end + 2
+    return end + text.index(">", end) + 1 - end if text.startswith("<", end) else end + 1
 
 
 def _answer_begun(fmt, text: str, opened: bool) -> bool:

@@ -188,8 +188,9 @@ class ToolCallStreamParser:
 
         ``truncated``: the output was cut off (the token limit). Markup of a call that never
         closed is then dropped instead of being handed back as content, and so is held text
-        that could only have been the start of a marker; a call cut off after its name, before
-        its arguments, is a call with empty arguments.
+        that could only have been the start of a marker (and trailing whitespace, held while a
+        call may follow it); a call cut off after its name (its closing quote, ``>``, ``[``, ``(``),
+        before its arguments, is a call with empty arguments.
         """
         if self._finished:
             return []
@@ -208,13 +209,26 @@ class ToolCallStreamParser:
             leftover = self._send(None)
             if leftover:
                 self._process(leftover)
+        if self._pending and self._after_call and self._calls:
+            # the output ended in a marker's first characters right after a call (whitespace between): the calls'
+            # markup, as a cut leaves it (a next call begun, Mistral's [TOOL_CALLS] or <tool_call> again), never text
+            self._pending = ""
         if self._pending:
             buf, self._pending = self._pending, ""
             self._text_out(buf)
-        if self._ws and not self._calls:
+        # trailing whitespace waits for what follows it (a call drops it): a cut leaves it unsaid, as it leaves a
+        # held marker and the whitespace before an unfinished call's markup, so that the cut output's text does
+        # not depend on whether the cut came before or inside the markup (the format parsers do the same)
+        if self._ws and not self._calls and not truncated:
             self._push_content(self._ws)
         self._ws = ""
         return self._take()
+
+    @property
+    def in_call_markup(self) -> bool:
+        """Whether the text so far ends inside a call's markup: a region opened at a marker, or one that made a
+        call (what an output cut off here has of it is dropped, never shown as content)."""
+        return self._region is not None and (self._raw_is_markup() or self._region_calls > 0 or self._named is not None)
 
     @property
     def content(self) -> str | None:
@@ -344,7 +358,10 @@ class ToolCallStreamParser:
         self._region = None
         self._raw = ""
         self._named = None
-        if not ok and used:
+        # what a region that made calls leaves unfinished when the output ends (a list's next object begun) is that
+        # list's markup, as the rest of a broken list is: dropped, as the JSON-list families drop it. A region that
+        # made none is text that never became a call.
+        if not ok and used and not (ch is None and self._region_calls):
             self._text_out(used)
         if self._region_calls:
             self._after_call = True
@@ -574,6 +591,12 @@ class ToolCallStreamParser:
 
     # -- building blocks ---------------------------------------------------------
 
+    def _name_written(self, name: str) -> None:
+        """A call object's name string is written whole (its closing quote): a declared tool's name is the call an
+        output cut off from here on makes, as when the cut comes after the comma that follows it."""
+        if name in self._names:
+            self._named = name
+
     def _skip_ws(self, ch: str | None) -> _Gen:
         while ch is not None and ch in _WS:
             ch = yield
@@ -597,6 +620,9 @@ class ToolCallStreamParser:
         """Swallow optional whitespace and ``tag`` after a call; hand back anything else."""
         ch = yield from self._skip_ws(ch)
         for k, c in enumerate(tag):
+            if ch is None and k:  # the output ended inside the closing tag: its markup, never text
+                self._consume()
+                return True, 0
             if ch != c:
                 return True, len(self._raw)
             if k == len(tag) - 1:
@@ -657,7 +683,7 @@ class ToolCallStreamParser:
             if (key == "name" or (key == "function" and ch == '"')) and name is None:
                 if ch != '"':
                     return False, ch
-                ok, ch, value = yield from self._json_string(ch, None)
+                ok, ch, value = yield from self._json_string(ch, None, self._name_written)
                 if not ok or value not in self._names:
                     return False, ch
                 name = value
@@ -856,9 +882,12 @@ class ToolCallStreamParser:
             ch = yield
         return ch
 
-    def _json_string(self, ch: str | None, sink: Callable[[str], None] | None) -> _Gen:
+    def _json_string(self, ch: str | None, sink: Callable[[str], None] | None,
+                     closed: Callable[[str], None] | None = None) -> _Gen:
         """Scan a JSON string; returns ``(ok, next_char, decoded)``. Escapes are checked as they come and
-        reach ``sink`` whole."""
+        reach ``sink`` whole. ``closed`` is told the decoded string at its closing quote, before the next
+        character is read: what the string says is settled there (a function name is written whole at its
+        quote, so an output cut right after it still names the call)."""
         raw = [ch]
         if sink:
             sink(ch)
@@ -889,11 +918,15 @@ class ToolCallStreamParser:
             if ch == '"':
                 break
             ch = yield
-        ch = yield
         try:
-            return True, ch, json.loads("".join(raw))
+            value = json.loads("".join(raw))
         except ValueError:
+            ch = yield
             return False, ch, ""
+        if closed is not None:
+            closed(value)
+        ch = yield
+        return True, ch, value
 
     def _json_number(self, ch: str, sink: Callable[[str], None] | None) -> _Gen:
         text = ""

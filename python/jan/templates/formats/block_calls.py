@@ -81,8 +81,11 @@ def _scan_deepseek(text: str, at: int, marker: str, final: bool, schemas: Mappin
         return None
     rest = text[nl + 1 : stop]
     lead = rest.lstrip(WS)
-    if end < 0 and not final and len(lead) < 3 and "```".startswith(lead):
-        return named(name, schemas)  # a fence may be starting
+    if end < 0 and len(lead) < 3 and "```".startswith(lead):
+        if not final:
+            return named(name, schemas)  # a fence may be starting
+        if lead:  # the output ended in the fence's first backticks: as after the fence's line, no arguments
+            return Block(len(text), [(name, "{}")])
     if not lead.startswith("```"):  # no fence: the JSON itself
         return _json_call(text, nl + 1, DS_CALL_END, name, final, schemas)
     fence = nl + 1 + rest.find("```")
@@ -199,7 +202,7 @@ def parse_functionary_v32(text: str, final: bool, schemas: Mapping[str, Mapping[
             break
         k, r = _fv32_next(text, vend if vend >= 0 else bs, final, schemas)
         body = text[bs:k] if k >= 0 else text[bs:]
-        args, _ = json_arguments(body, k >= 0 or final, final)
+        args, _ = json_arguments(body, k >= 0, final)  # (an output that simply ended: as written, as in every family)
         if not after_call:
             ws_before = content[len(content.rstrip(WS)):]
         after_call = True

@@ -28,9 +28,10 @@ _HEAD = re.compile(
 )
 # Apertus's short form: the object's one member is named after the function, its value the arguments
 _SHORT_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"\s*:\s*(?=\{)')
-# A call object's name as far as it is whole, its arguments member not begun yet (what a call cut off there names)
+# A call object's name as far as it is whole, its arguments member not begun yet (what a call cut off there names):
+# whole at its closing quote, as in every family (the generic parser's JSON names too)
 _NAME_HEAD = re.compile(r'\{\s*(?:' + _SCALAR_MEMBER + r')*?"(?:tool_name|name)"\s*:\s*"((?:[^"\\]|\\.)*)"')
-_SHORT_NAME_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"\s*:')
+_SHORT_NAME_HEAD = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"')
 
 
 def _object_call(obj: Any, name_keys: tuple[str, ...], arg_keys: tuple[str, ...]) -> tuple[str, str] | None:
@@ -91,7 +92,9 @@ def _scan_list(
                 name = json.loads('"' + head.group(1) + '"')
             except ValueError:
                 break
-            args, _ = json_arguments(region[head.end():], ended or broken, final)
+            # closed by the end marker or a break; an output that simply ended shows them as written, as in every
+            # family (json_arguments)
+            args, _ = json_arguments(region[head.end():], end >= 0 or broken, final)
             calls.append((name, args))
         elif oend >= 0:
             call = _object_call(json.loads(region[i:oend]), name_keys, arg_keys)

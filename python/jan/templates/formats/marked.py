@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Union
 
-from .text import WS, find_first, hold
+from .text import WS, find_first, hold, partial_suffix
 from .types import Snapshot
 
 __all__ = ["Block", "PENDING", "add_text", "named", "parse_marked", "name_so_far"]
@@ -74,7 +74,11 @@ def parse_marked(
     while True:
         at, marker = find_first(text, markers, search)
         if at < 0:
-            content = add_text(content, hold(text[span:], markers, final), after_call, ws_before)
+            tail = text[span:]
+            # an output that ended in a marker's first characters right after a call (whitespace between): the
+            # calls' markup (a section's end, a next call begun), as a cut leaves it, never the reply's text
+            ended_in_markup = after_call and partial_suffix(tail, markers) == len(tail.lstrip(WS)) > 0
+            content = add_text(content, hold(tail, markers, final and not ended_in_markup), after_call, ws_before)
             break
         block = scan(text, at, marker, final, schemas)
         if block is None:  # not a call: the marker is text

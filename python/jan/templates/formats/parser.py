@@ -50,6 +50,12 @@ class SnapshotStream:
         name, before any of its arguments, is a call with empty arguments (:attr:`Snapshot.named`)."""
         return self._step(not truncated, cut=truncated)
 
+    def takes_cut(self, held: str) -> bool:
+        """Whether ``held`` (text a stage before this one held back as a possible marker of its own when the
+        output was cut off) goes on inside a call's markup here: it never shows as content (a cut output's
+        parse is not final), so it only settles the call (its name ends there)."""
+        return self._fn(self._text + held, False, self._schemas).content == self._fn(self._text, False, self._schemas).content
+
     def _step(self, final: bool, cut: bool = False) -> list[OutputDelta]:
         snap = self._fn(self._text, final, self._schemas)
         if cut and snap.named:
@@ -107,6 +113,11 @@ class _GenericTools:
 
     def finish(self, *, truncated: bool = False) -> list[OutputDelta]:
         return self._convert(self._p.finish(truncated=truncated))
+
+    def takes_cut(self, held: str) -> bool:
+        """Whether ``held`` (see :meth:`SnapshotStream.takes_cut`) would go into an open call's markup here,
+        which a cut drops (never shows as content)."""
+        return self._p.in_call_markup
 
 
 class OutputParser:
@@ -187,7 +198,7 @@ class OutputParser:
             return []
         self._finished = True
         if self._raw_thinking is not None:
-            deltas = self._shadowed(self._raw_stage(self._raw_thinking.finish(), True, truncated),
+            deltas = self._shadowed(self._raw_stage(self._raw_thinking.finish(truncated=truncated), True, truncated),
                                     lambda p: p.finish(truncated=truncated))
         else:
             deltas = self._stage("", True, truncated)
@@ -249,9 +260,23 @@ class OutputParser:
         else:
             if rest:
                 out += self._tools.feed(rest)
+            if final and truncated and self._splitter is not None:
+                held = self._cut_markup(self._splitter.held_answer())
+                if held:
+                    out += self._tools.feed(held)
             if final:
                 out += self._tools.finish(truncated=truncated)
         return _merge(out)
+
+    def _cut_markup(self, held: str) -> str:
+        """Of ``held``, the answer text the thinking stage held back as a possible marker of its own when the
+        output was cut off: what goes on to the call parser. A cut leaves a held marker unsaid, but a call's
+        markup may hold the same characters (Mistral's ``NAME[``, where ``[`` may begin ``[THINK]``), and
+        there they end the call's name: the call parser then gets them, as it would have with more output,
+        and its own cut rules apply (the call is made; its markup never shows as content)."""
+        if not held or self._tools is None or not self._tools.takes_cut(held):
+            return ""
+        return held
 
     def _raw_stage(self, pieces: list[tuple[str, str]], final: bool, truncated: bool = False) -> list[OutputDelta]:
         """``reasoning_format: "none"``: thinking pieces are content as written, the rest is parsed as with "auto"
@@ -259,6 +284,8 @@ class OutputParser:
         out: list[OutputDelta] = []
         for kind, text in pieces:
             out += [OutputDelta(content=text)] if kind == "thinking" else self._stage(text, False)
+        if final and truncated and self._raw_thinking is not None:
+            out += self._stage(self._cut_markup(self._raw_thinking.held_rest()), False)
         if final:
             out += self._stage("", True, truncated)
         return _merge([OutputDelta(content=d.content + d.reasoning, tool_calls=d.tool_calls) for d in out])

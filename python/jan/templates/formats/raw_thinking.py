@@ -52,12 +52,24 @@ class RawThinking:
         self._text += piece
         return self._step(False)
 
-    def finish(self) -> list[tuple[str, str]]:
-        out = self._step(True)
+    def finish(self, *, truncated: bool = False) -> list[tuple[str, str]]:
+        """End of output. ``truncated``: the undecided tail (a partial start marker) stays unsaid, as the
+        thinking splitter leaves it with ``auto``; :meth:`held_rest` says what it is."""
+        out = self._step(not truncated)
         if self._prefix:  # nothing was written at all: the raw output is the swallowed marker alone
             out.append(("thinking", self._prefix))
             self._prefix = ""
         return out
+
+    def held_rest(self) -> str:
+        """The undecided tail, when a normal end would hand it out as text outside thinking (else "")."""
+        text = self._text
+        if self._given >= len(text):
+            return ""
+        spans = self._fmt.reasoning_spans(text, self._open)
+        if any(b > self._given for _, b in spans):
+            return ""
+        return text[self._given:]
 
     def _step(self, final: bool) -> list[tuple[str, str]]:
         text, n = self._text, len(self._text)

@@ -175,5 +175,15 @@ class ReasoningSplitter:
         return self._step(False)
 
     def finish(self, *, truncated: bool = False) -> tuple[str, str]:
-        """End of output; ``truncated``: a partial marker held back stays unsaid."""
+        """End of output; ``truncated``: a partial marker held back stays unsaid (see :meth:`held_answer`)."""
         return self._step(not truncated)
+
+    def held_answer(self) -> str:
+        """The answer text held back now as a possible marker (a thinking block's start, an answer wrapper): what
+        a normal end would add to the answer, "" when what it would add is thinking. An output cut off there
+        hands it to the call parser when it is a call's markup (Mistral's ``NAME[`` holds a ``[`` that may
+        begin ``[THINK]``): it ends the call's name, and the call parser's own cut rules then apply to it."""
+        reasoning, rest = split_reasoning(self._text, self.markers, open_at_start=self.open_at_start, final=True)
+        if reasoning != self._reasoning or not rest.startswith(self._rest):
+            return ""
+        return rest[len(self._rest):]

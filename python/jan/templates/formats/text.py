@@ -242,7 +242,9 @@ def json_arguments(body: str, closed: bool, final: bool) -> tuple[str, int]:
     A complete value is shown as written. One that breaks off (a character no JSON can continue with) or whose
     call closed before it was complete is shown up to the break, finished with closers: a closed call never has
     invalid JSON arguments. An output that simply ended (``final``) shows what was written, as a cut-off call
-    does; otherwise the part that can be shown so far (:func:`scan_json`). Empty ``body``: ``{}`` once closed.
+    does; otherwise the part that can be shown so far (:func:`scan_json`). Empty ``body``: ``{}`` once closed, or
+    once the output ended there (a call the model ended before its arguments has none, never ``""``, which no
+    client can read as JSON).
     """
     safe, end, broken, closure = scan_json(body, ended=closed)
     lead = len(body) - len(body.lstrip(WS))
@@ -252,7 +254,7 @@ def json_arguments(body: str, closed: bool, final: bool) -> tuple[str, int]:
         text = body[lead:safe] + closure
         return (text if text else "{}"), (len(body) if closed else -1)
     if final:
-        return body.strip(WS), -1
+        return body.strip(WS) or "{}", -1
     return body[lead:safe], -1
 
 

@@ -111,9 +111,11 @@ def _scan_qwen3_coder(text: str, at: int, marker: str, final: bool, schemas: Map
         if closing:
             if tail.startswith(closing):
                 stop += len(after) - len(tail) + len(closing)
-            elif not final and closing.startswith(tail):
-                # the wrapper's end tag may be coming: the call is whole, its block not yet
-                return Block(len(text), [(name, _args_text(items, partial, True))], False)
+            elif closing.startswith(tail):
+                if not final:
+                    # the wrapper's end tag may be coming: the call is whole, its block not yet
+                    return Block(len(text), [(name, _args_text(items, partial, True))], False)
+                stop = len(text)  # the output ended in the wrapper's end tag: its markup, never text
     return Block(stop, [(name, _args_text(items, partial, closed or final))], closed or final)
 
 
