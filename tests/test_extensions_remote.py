@@ -352,6 +352,41 @@ async def test_cancelling_the_consuming_task_closes_the_upstream_connection(engi
     await asyncio.wait_for(upstream.disconnected.wait(), 5)
 
 
+async def test_requests_running_when_the_extension_is_disabled_end_saying_so(engine, manager, upstream):
+    """Disabling the extension closes its client session under the requests it runs, streaming or still waiting
+    for an upstream's answer: each ends with a 503 ``engine_unavailable`` saying the extension stopped, not a 502
+    that blames the upstream (``ServerDisconnectedError: Server disconnected``)."""
+    connected = asyncio.Event()
+
+    async def silent(reader, writer):  # accepts and reads, never answers
+        connected.set()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        stream = openai_chat(engine, remote_model(upstream, "slow"), dict(CHAT))
+        assert (await stream.__anext__())["choices"][0]["delta"]["content"] == "tick"
+        waiting = asyncio.ensure_future(openai_chat(engine, {
+            "id": "local-silent", "engine": "openai", "parameters": {},
+            "settings": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "x"}}, dict(CHAT)).__anext__())
+        await asyncio.wait_for(connected.wait(), 30)
+        assert (await manager.disable("remote")).state != "loaded"
+
+        async def drain():
+            async for _ in stream:  # (ticks received before the close)
+                pass
+
+        for pending in (drain(), waiting):
+            with pytest.raises(UpstreamError) as err:
+                await asyncio.wait_for(pending, 30)
+            assert (err.value.http_status, err.value.code) == (503, "engine_unavailable"), err.value
+            assert "stopped while the request ran" in str(err.value)
+    finally:
+        server.close()
+
+
 # -- errors ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, error, status", [
     ("missing", ModelNotFoundError, 404),
