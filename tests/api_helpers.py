@@ -334,7 +334,7 @@ def shadow_aiohttp(folder: Path, version: str | None) -> Path:
         if entry.name not in ("__init__.py", "__pycache__"):
             (target / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
     line = f"__version__ = {version!r}" if version is not None else '__version__ = ".".join(["3", "0", "1"])'
-    init, count = re.subn(r"^__version__ = .*$", line, (source / "__init__.py").read_text(), count=1, flags=re.M)
+    init, count = re.subn(r"^__version__ = .*$", line, (source / "__init__.py").read_text(), count=1, flags=re.MULTILINE)
     assert count == 1, "aiohttp's __init__ has no __version__ line"
     (target / "__init__.py").write_text(init)
     return Path(folder)

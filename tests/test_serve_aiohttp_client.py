@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -20,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp import web
-
 from api_helpers import AppThread, parse_sse, until
 from jan.testing.server import free_port, wait_for_health
 
@@ -216,7 +214,7 @@ def test_every_first_use_of_the_client_at_once(tmp_path, upstream, vision_pair, 
             start.wait(timeout=60)
             try:
                 results[name] = calls[name]()
-            except Exception as exc:  # (told by the assertion below)
+            except (httpx.HTTPError, AssertionError) as exc:  # (told by the assertions below)
                 results[name] = exc
 
         threads = [threading.Thread(target=call, args=(name,)) for name in calls]
