@@ -159,3 +159,25 @@ def test_the_version_is_the_one_the_packages_code_says(tmp_path):
                               text=True, timeout=240, env=env)
         assert done.returncode == 0, done.stderr[-3000:]
         assert json.loads(done.stdout.strip().splitlines()[-1]) == expected, version
+
+
+@pytest.mark.timeout(300)
+def test_a_name_set_before_the_client_loads_is_kept():
+    """``aiohttp.ClientSession = Traced`` (a test's or a plugin's patch) on the package before anything used its
+    client: the later run of ``__init__`` put the original back, unlike on a package imported whole. A submodule
+    imported alone (the server's) is still set without running it."""
+    seen = _run(r"""
+from aiohttp import web
+out["server_only"] = "aiohttp.client" not in sys.modules
+class Traced: pass
+aiohttp = sys.modules["aiohttp"]
+aiohttp.ClientSession = Traced
+out["connector"] = aiohttp.TCPConnector.__module__
+out["kept"] = aiohttp.ClientSession is Traced
+del aiohttp.ClientTimeout
+out["deleted"] = not hasattr(aiohttp, "ClientTimeout")
+out["plain_module"] = type(aiohttp).__name__
+print(json.dumps(out))
+""")
+    assert seen == {"deferred": True, "server_only": True, "connector": "aiohttp.connector", "kept": True,
+                    "deleted": True, "plain_module": "module"}

@@ -20,6 +20,7 @@ import importlib.util
 import re
 import sys
 import threading
+import types
 from importlib.machinery import ModuleSpec
 
 __all__ = ["defer_client"]
@@ -79,8 +80,9 @@ def defer_client() -> bool:
             finally:
                 loading.active = False
             if package.__dict__.get("__getattr__") is deferred_getattr:  # an __init__ without its own
-                del package.__getattr__
-                del package.__dir__
+                del package.__dict__["__getattr__"]
+                del package.__dict__["__dir__"]
+            package.__class__ = types.ModuleType  # a plain module from here on, as ``import aiohttp`` makes it
 
     def deferred_getattr(name: str) -> object:
         if getattr(loading, "active", False):
@@ -107,8 +109,26 @@ def defer_client() -> bool:
         complete()
         return dir(package)
 
+    class DeferredPackage(types.ModuleType):
+        """The package's class until its ``__init__`` ran. A name set or deleted on it (a test's or a plugin's
+        ``aiohttp.ClientSession = Traced``) is set after ``__init__`` ran, as it would be on a package imported
+        whole: set before, the later run of ``__init__`` would have put the original back. The import system
+        setting a submodule imported alone as the package's attribute (``aiohttp.web``) is no such use."""
+
+        def __setattr__(self, name: str, value: object) -> None:
+            submodule = isinstance(value, types.ModuleType) and value.__name__ == f"aiohttp.{name}"
+            if not submodule and not getattr(loading, "active", False):
+                complete()
+            types.ModuleType.__setattr__(self, name, value)  # (complete() made it a plain module: no super())
+
+        def __delattr__(self, name: str) -> None:
+            if not getattr(loading, "active", False):
+                complete()
+            types.ModuleType.__delattr__(self, name)
+
     package.__getattr__ = deferred_getattr
     package.__dir__ = deferred_dir
+    package.__class__ = DeferredPackage
     sys.modules["aiohttp"] = package
     return True
 
