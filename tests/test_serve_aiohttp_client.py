@@ -66,9 +66,10 @@ class Upstream(AppThread):
                 delta = {"role": "assistant", "content": f"the tool said: {results[-1] if results else ''}"}
                 finish = "stop"
             else:
-                delta = {"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {
-                    "name": body["tools"][0]["function"]["name"],
-                    "arguments": json.dumps({"url": f"{self.base}/note.txt"})}}]}
+                call = {"name": body["tools"][0]["function"]["name"],
+                        "arguments": json.dumps({"url": f"{self.base}/note.txt"})}
+                delta = {"role": "assistant",
+                         "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": call}]}
                 finish = "tool_calls"
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
@@ -259,7 +260,8 @@ def test_a_stop_while_first_uses_wait_on_their_upstreams(tmp_path, upstream, vis
         except httpx.HTTPError as exc:  # the server went away mid-request
             answers[name] = type(exc).__name__
 
-    threads = [threading.Thread(target=ask, args=("image", lambda: _image_chat(server.base, f"{upstream.base}/slow/x.png"))),
+    slow_image = f"{upstream.base}/slow/x.png"
+    threads = [threading.Thread(target=ask, args=("image", lambda: _image_chat(server.base, slow_image))),
                threading.Thread(target=ask, args=("remote", lambda: _remote_chat(server.base, "remote-slow")))]
     try:
         for thread in threads:
