@@ -10,9 +10,10 @@ for the server's own). ``aiohttp.web`` and the modules it imports only use the p
 ``__version__`` read from the source of that ``__init__`` (what running it will set), whose module ``__getattr__``
 (PEP 562) runs the real ``__init__`` in place on the first name it does not hold, and before a name is set or
 deleted on it. From then on the package is the one ``import aiohttp`` would have made: ``aiohttp.ClientSession``,
-``from aiohttp import ClientTimeout``, ``dir(aiohttp)``, an extension's ``import aiohttp`` all work, loading the client the first time anything asks for it (the image-URL fetcher, the
-downloader, a remote model, MCP). Only reading the package's ``__dict__`` itself (``vars(aiohttp)``) before that
-shows less: what the server imported. No library offers this (aiohttp has no server-only import), hence this module.
+``from aiohttp import ClientTimeout``, ``dir(aiohttp)``, an extension's ``import aiohttp`` all work, loading the
+client the first time anything asks for it (the image-URL fetcher, the downloader, a remote model, the ``fetch_url``
+tool). Only reading the package's ``__dict__`` itself (``vars(aiohttp)``) before that shows less: what the server
+imported. No library offers this (aiohttp has no server-only import), hence this module.
 """
 
 from __future__ import annotations
