@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -149,6 +150,8 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         self._loading: set[str] = set()
         self._stats: dict[str, _Stats] = {}
         self._token_urls: dict[tuple[str, str], str] = {}  # (base_url, "tokenize") -> working URL
+        # the upstream responses sent for (each dropped once read and collected), closed by on_unload
+        self._responses: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # -- lifecycle -----------------------------------------------------
     async def on_load(self, ctx) -> None:
@@ -157,11 +160,15 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         self._loaded = True
 
     async def on_unload(self) -> None:
-        """Close the session (running upstream streams are closed with it)."""
+        """Close the session and the upstream responses still being read: each request reading one ends with a
+        503 saying this extension stopped. (aiohttp's ``ClientSession.close()`` alone closes their connections
+        without waking a read already waiting on one: a stream being relayed then waited forever.)"""
         self._loaded = False
         session, self._session = self._session, None
         self._ready.clear()
         self._token_urls.clear()
+        for response in list(self._responses):
+            response.close()
         if session is not None:
             await session.close()
 
@@ -241,6 +248,7 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
                 f"request to the upstream at {up.base_url} failed: {type(exc).__name__}: {exc}",
                 code="upstream_error")) from None
         if resp.status < 400 or resp.status in allow:
+            self._responses.add(resp)
             return resp
         try:
             text = await resp.text(errors="replace")
