@@ -320,6 +320,26 @@ class ServerProcess:
         self.kill()
 
 
+def shadow_aiohttp(folder: Path, version: str | None) -> Path:
+    """A copy of the installed aiohttp package as ``folder/aiohttp`` (every file a symlink but ``__init__.py``, a copy
+    whose ``__version__`` line says ``version``, or computes one when None: no literal to read), for a PYTHONPATH
+    that imports aiohttp from elsewhere than the distribution pip recorded, as a vendored or bundled copy is.
+    Returns ``folder``."""
+    import re
+
+    source = Path(aiohttp.__spec__.origin).parent
+    target = Path(folder) / "aiohttp"
+    target.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name not in ("__init__.py", "__pycache__"):
+            (target / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    line = f"__version__ = {version!r}" if version is not None else '__version__ = ".".join(["3", "0", "1"])'
+    init, count = re.subn(r"^__version__ = .*$", line, (source / "__init__.py").read_text(), count=1, flags=re.MULTILINE)
+    assert count == 1, "aiohttp's __init__ has no __version__ line"
+    (target / "__init__.py").write_text(init)
+    return Path(folder)
+
+
 def until(predicate: Callable[[], Any], what: str, wait_s: float = 120.0) -> Any:
     """``predicate()``'s first truthy value, asked every 50 ms; AssertionError naming ``what`` after ``wait_s``
     (generous: a busy 2-core machine)."""

@@ -6,6 +6,7 @@ Each check runs in a fresh interpreter (this test process imported aiohttp long 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -99,3 +100,84 @@ def test_nothing_changes_when_aiohttp_was_imported_first():
                            "'aiohttp.client' in sys.modules]))"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, True, True]
+
+
+#: Names looked up on a package whose names load on first use: none of them is there, and the lookup must fail as
+#: any module's does, with an AttributeError (``hasattr``, ``getattr``'s default and ``pickle``, which looks a
+#: function's name up in every module of ``sys.modules``, catch only that): not an import of ``<package>.a`` that
+#: fails with ModuleNotFoundError, nor an import of an optional dependency (aiohttp's gunicorn ``worker``).
+LOOKUPS = r"""
+import importlib.util, json
+names = ["a.b", ".x", "web.nope", "server.nope", "__path__.x", "", "no_such_name"]
+if importlib.util.find_spec("gunicorn") is None:
+    names.append("worker")
+seen = {}
+for name in names:
+    try:
+        seen[name] = [getattr(PACKAGE, name, "default") == "default", hasattr(PACKAGE, name)]
+    except Exception as exc:
+        seen[name] = type(exc).__name__
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("setup", ["import jan.cli.serve, aiohttp as PACKAGE",  # the deferred package
+                                   "import aiohttp as PACKAGE, jan.cli.serve",  # as it is once imported whole
+                                   "import jan as PACKAGE"])  # jan's own engine names and submodules on first use
+def test_a_name_a_package_lacks_is_an_attribute_error(setup):
+    done = subprocess.run([sys.executable, "-c", setup + "\n" + LOOKUPS], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {name: [True, False] for name in seen}
+
+
+VERSION = r"""
+import json, sys
+deferred = "aiohttp.client" not in sys.modules
+import aiohttp, aiohttp.http
+seen = [deferred, aiohttp.__version__, aiohttp.http.SERVER_SOFTWARE.rsplit("/", 1)[1]]
+aiohttp.ClientSession  # the real __init__ runs: its own __version__ stands
+seen.append(aiohttp.__version__)
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_the_version_is_the_one_the_packages_code_says(tmp_path):
+    """An aiohttp imported from elsewhere than the distribution pip recorded (PYTHONPATH, a vendored or bundled
+    copy): ``aiohttp.__version__`` and the ``Server`` header said the recorded distribution's version (the copy's
+    code says another; a bundle without metadata failed ``jan serve`` at its import), then changed at the first
+    client use. A package whose version is no literal in its source is imported as usual."""
+    from api_helpers import shadow_aiohttp
+
+    for version, expected in (("3.0.0.post77", [True, "3.0.0.post77", "3.0.0.post77", "3.0.0.post77"]),
+                              (None, [False, "3.0.1", "3.0.1", "3.0.1"])):
+        folder = shadow_aiohttp(tmp_path / str(version), version)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run([sys.executable, "-c", "import jan.cli.serve\n" + VERSION], capture_output=True,
+                              text=True, timeout=240, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == expected, version
+
+
+@pytest.mark.timeout(300)
+def test_a_name_set_before_the_client_loads_is_kept():
+    """``aiohttp.ClientSession = Traced`` (a test's or a plugin's patch) on the package before anything used its
+    client: the later run of ``__init__`` put the original back, unlike on a package imported whole. A submodule
+    imported alone (the server's) is still set without running it."""
+    seen = _run(r"""
+from aiohttp import web
+out["server_only"] = "aiohttp.client" not in sys.modules
+class Traced: pass
+aiohttp = sys.modules["aiohttp"]
+aiohttp.ClientSession = Traced
+out["connector"] = aiohttp.TCPConnector.__module__
+out["kept"] = aiohttp.ClientSession is Traced
+del aiohttp.ClientTimeout
+out["deleted"] = not hasattr(aiohttp, "ClientTimeout")
+out["plain_module"] = type(aiohttp).__name__
+print(json.dumps(out))
+""")
+    assert seen == {"deferred": True, "server_only": True, "connector": "aiohttp.connector", "kept": True,
+                    "deleted": True, "plain_module": "module"}

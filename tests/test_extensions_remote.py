@@ -157,6 +157,13 @@ class FakeUpstream:
                 if not finished:
                     self.disconnected.set()
             return resp
+        if name == "stalled":  # one chunk, then nothing until the client goes (or 20 s)
+            await self.send(resp, self.chunk("first", model=name))
+            for _ in range(400):
+                if request.transport is None or request.transport.is_closing():
+                    break
+                await asyncio.sleep(0.05)
+            return resp
         if name == "midstream":
             await self.send(resp, self.chunk("partial", model=name))
             await self.send(resp, {"error": {"message": "decode failed", "type": "server_error"}}, event="error")
@@ -350,6 +357,49 @@ async def test_cancelling_the_consuming_task_closes_the_upstream_connection(engi
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.wait_for(upstream.disconnected.wait(), 5)
+
+
+async def test_requests_running_when_the_extension_is_disabled_end_saying_so(engine, manager, upstream):
+    """Disabling the extension closes its client session under the requests it runs, streaming or still waiting
+    for an upstream's answer: each ends with a 503 ``engine_unavailable`` saying the extension stopped, not a 502
+    that blames the upstream (``ServerDisconnectedError: Server disconnected``), and a read already waiting on a
+    silent stream ends too (closing aiohttp's session alone left it waiting forever, and the client's stream
+    with it)."""
+    connected = asyncio.Event()
+
+    async def silent(reader, writer):  # accepts and reads, never answers
+        connected.set()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        stream = openai_chat(engine, remote_model(upstream, "slow"), dict(CHAT))
+        assert (await stream.__anext__())["choices"][0]["delta"]["content"] == "tick"
+        stalled = openai_chat(engine, remote_model(upstream, "stalled"), dict(CHAT))
+        assert (await stalled.__anext__())["choices"][0]["delta"]["content"] == "first"
+        reading = asyncio.ensure_future(stalled.__anext__())  # waits on the upstream's silence
+        waiting = asyncio.ensure_future(openai_chat(engine, {
+            "id": "local-silent", "engine": "openai", "parameters": {},
+            "settings": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "x"}}, dict(CHAT)).__anext__())
+        await asyncio.wait_for(connected.wait(), 30)
+        for _ in range(20):  # (the loop's turns: the read reaches its wait on the connection)
+            await asyncio.sleep(0)
+        assert not reading.done()
+        assert (await manager.disable("remote")).state != "loaded"
+
+        async def drain():
+            async for _ in stream:  # (ticks received before the close)
+                pass
+
+        for pending in (drain(), reading, waiting):
+            with pytest.raises(UpstreamError) as err:
+                await asyncio.wait_for(pending, 30)
+            assert (err.value.http_status, err.value.code) == (503, "engine_unavailable"), err.value
+            assert "stopped while the request ran" in str(err.value)
+    finally:
+        server.close()
 
 
 # -- errors ------------------------------------------------------------------------------

@@ -46,7 +46,9 @@ def __getattr__(name: str):
         # loads it (libstdc++ first, libgomp's spin count set), never bare
         importlib.import_module("jan.engine")
         return importlib.import_module("jan._engine")
-    elif not name.startswith("__"):
+    elif not name.startswith("__") and name.isidentifier():
+        # (an identifier only: ``getattr(jan, "a.b", None)`` is an AttributeError as any module's, not an import of
+        # ``jan.a`` that fails with ModuleNotFoundError past ``hasattr`` and ``getattr``'s default)
         try:  # a submodule not imported yet (``jan.engine.registry.ModelPoolBusyError`` after ``import jan``)
             return importlib.import_module(f"jan.{name}")
         except ModuleNotFoundError as exc:

@@ -78,7 +78,7 @@ class _Connection(web.RequestHandler):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._seen = b""  # the end of this connection's input before the packet at hand
+        self._seen = b""  # the end of this connection's input before the packet at hand (each packet after a "\n")
         self._refused: dict[BaseException, bytes] = {}  # the parser's error -> the input it was found in
 
     def data_received(self, data: bytes) -> None:
@@ -86,10 +86,14 @@ class _Connection(web.RequestHandler):
         # aiohttp catches its parser's error and queues it as a message of its own (status, exc, message)
         queued = getattr(self, "_messages", None)
         exc = getattr(queued[-1][0], "exc", None) if queued else None
+        # Each packet starts a line of what is searched: a request after a body that ends in no newline (gzip,
+        # deflate, any binary body on a kept-alive connection) starts the packet its client wrote it in, and its
+        # request line would otherwise be read as the body's, the refusal then guessed from the request before.
+        packet = b"\n" + data
         if isinstance(exc, HttpProcessingError) and exc not in self._refused:
-            self._refused[exc] = self._seen + data
+            self._refused[exc] = self._seen + packet
             self._fail_unfinished_body(queued, exc)
-        self._seen = data[-SEEN_BYTES:] if len(data) >= SEEN_BYTES else (self._seen + data)[-SEEN_BYTES:]
+        self._seen = packet[-SEEN_BYTES:] if len(packet) >= SEEN_BYTES else (self._seen + packet)[-SEEN_BYTES:]
 
     def _fail_unfinished_body(self, queued, exc: HttpProcessingError) -> None:
         """The parser failed inside a body it had begun to deliver (a chunk size that is no number, a packet

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -149,6 +150,8 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         self._loading: set[str] = set()
         self._stats: dict[str, _Stats] = {}
         self._token_urls: dict[tuple[str, str], str] = {}  # (base_url, "tokenize") -> working URL
+        # the upstream responses sent for (each dropped once read and collected), closed by on_unload
+        self._responses: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # -- lifecycle -----------------------------------------------------
     async def on_load(self, ctx) -> None:
@@ -157,11 +160,15 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         self._loaded = True
 
     async def on_unload(self) -> None:
-        """Close the session (running upstream streams are closed with it)."""
+        """Close the session and the upstream responses still being read: each request reading one ends with a
+        503 saying this extension stopped. (aiohttp's ``ClientSession.close()`` alone closes their connections
+        without waking a read already waiting on one: a stream being relayed then waited forever.)"""
         self._loaded = False
         session, self._session = self._session, None
         self._ready.clear()
         self._token_urls.clear()
+        for response in list(self._responses):
+            response.close()
         if session is not None:
             await session.close()
 
@@ -172,8 +179,7 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
     def _http(self) -> Any:
         """The client session (opened here on the loop the first time); 503 once the extension is unloaded."""
         if not self._loaded:
-            raise UpstreamError("the remote inference extension is not running", http_status=503,
-                                code="engine_unavailable")
+            raise self._stopped("is not running")
         if self._session is None:
             import aiohttp
 
@@ -183,6 +189,27 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
                                                   headers={"User-Agent": f"jan/{jan.__version__}"})
         return self._session
+
+    @staticmethod
+    def _stopped(how: str) -> UpstreamError:
+        return UpstreamError(f"the remote inference extension {how}", http_status=503, code="engine_unavailable")
+
+    def _closed_under(self, session: Any) -> bool:
+        """Whether this extension closed the client session under a request (it was disabled or is stopping):
+        ``session``, the one the request went through, is no longer the open one (None: not known). aiohttp tells a
+        request so by a ``ClientError`` ("Server disconnected") or as often by a ``RuntimeError`` ("Session is
+        closed", "Connection closed.")."""
+        return not self._loaded or (session is not None and session is not self._session)
+
+    def _broken(self, session: Any, exc: BaseException, error: UpstreamError | None) -> UpstreamError | None:
+        """What a request whose connection failed with ``exc`` ends with: ``error`` (the upstream's fault), or a 503
+        saying this extension stopped where it closed the session under the request. A ``RuntimeError`` that is not
+        that is re-raised (a fault of jan's own, not the upstream's)."""
+        if self._closed_under(session):
+            return self._stopped("was stopped while the request ran")
+        if isinstance(exc, RuntimeError):
+            raise exc
+        return error
 
     def _timeout(self) -> Any:
         import aiohttp
@@ -202,26 +229,33 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         """Send a request; return the open response (status < 400 or in ``allow``) or raise the mapped error."""
         import aiohttp
 
+        session = self._http()
         try:
-            resp = await self._http().request(method, url, json=body, headers=up.request_headers(),
-                                              timeout=self._timeout(), proxy=self.ctx.settings.get("proxy"))
+            resp = await session.request(method, url, json=body, headers=up.request_headers(),
+                                         timeout=self._timeout(), proxy=self.ctx.settings.get("proxy"))
         except aiohttp.ClientConnectorError as exc:
             os_error = exc.os_error
             reason = "connection refused" if isinstance(os_error, ConnectionRefusedError) else \
                 (getattr(os_error, "strerror", None) or str(os_error or exc))
-            raise UpstreamError(f"cannot connect to the upstream at {up.base_url} for model '{model_id}' "
-                                f"({reason}); is it running?", code="upstream_unreachable") from None
+            raise self._broken(session, exc, UpstreamError(
+                f"cannot connect to the upstream at {up.base_url} for model '{model_id}' ({reason}); is it running?",
+                code="upstream_unreachable")) from None
         except asyncio.TimeoutError:
             raise UpstreamError(f"the upstream at {up.base_url} did not answer in time", http_status=504,
                                 code="upstream_timeout") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"request to the upstream at {up.base_url} failed: {type(exc).__name__}: {exc}",
-                                code="upstream_error") from None
+        except (aiohttp.ClientError, RuntimeError) as exc:  # (RuntimeError: see _closed_under)
+            raise self._broken(session, exc, UpstreamError(
+                f"request to the upstream at {up.base_url} failed: {type(exc).__name__}: {exc}",
+                code="upstream_error")) from None
         if resp.status < 400 or resp.status in allow:
+            self._responses.add(resp)
             return resp
         try:
             text = await resp.text(errors="replace")
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as exc:  # (RuntimeError: see _closed_under)
+            stopped = self._broken(session, exc, None)  # (the upstream's error is told from its status below)
+            if stopped is not None:
+                raise stopped from None
             text = ""
         finally:
             resp.release()
@@ -236,8 +270,9 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
 
         try:
             return await resp.json(content_type=None)
-        except (ValueError, aiohttp.ClientError) as exc:
-            raise UpstreamError(f"the upstream at {up.base_url} sent an invalid response: {exc}") from None
+        except (ValueError, aiohttp.ClientError, RuntimeError) as exc:  # (RuntimeError: see _closed_under)
+            raise self._broken(None, exc, UpstreamError(
+                f"the upstream at {up.base_url} sent an invalid response: {exc}")) from None
         finally:
             resp.release()
 
@@ -348,6 +383,7 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         resp = None
         try:
             resp = await self._send(up, "POST", up.url(path), model_id, body)
+            session = self._session  # the one it was sent through (None when this extension stopped meanwhile)
             self._ready.setdefault(model_id, {"base_url": up.base_url, "model": up.model, "listed": None})
             self._failures.pop(model_id, None)
             if "text/event-stream" not in resp.headers.get("Content-Type", ""):
@@ -368,9 +404,10 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
                     raise UpstreamError(f"the upstream at {up.base_url} sent nothing for "
                                         f"{self.ctx.settings.get('timeout')} s", http_status=504,
                                         code="upstream_timeout") from None
-                except aiohttp.ClientError as exc:
-                    raise UpstreamError(f"the connection to the upstream at {up.base_url} broke mid-stream: "
-                                        f"{type(exc).__name__}: {exc}") from None
+                except (aiohttp.ClientError, RuntimeError) as exc:  # (RuntimeError: see _closed_under)
+                    raise self._broken(session, exc, UpstreamError(
+                        f"the connection to the upstream at {up.base_url} broke mid-stream: "
+                        f"{type(exc).__name__}: {exc}")) from None
                 events = parser.feed_bytes(received) if received else parser.close()
                 for event in events:
                     if event.data.strip() == "[DONE]":
