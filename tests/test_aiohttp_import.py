@@ -181,3 +181,26 @@ print(json.dumps(out))
 """)
     assert seen == {"deferred": True, "server_only": True, "connector": "aiohttp.connector", "kept": True,
                     "deleted": True, "plain_module": "module"}
+
+
+@pytest.mark.timeout(300)
+def test_load_client_runs_init_in_a_worker_thread_not_on_the_loop():
+    seen = _run(r"""
+import asyncio
+import aiohttp
+from jan.server import aiohttp_import
+loader = aiohttp.__spec__.loader
+real_exec, ran_on = loader.exec_module, []
+def exec_module(module):
+    ran_on.append(threading.current_thread() is threading.main_thread())
+    real_exec(module)
+loader.exec_module = exec_module
+async def main():
+    await aiohttp_import.load_client()
+    await aiohttp_import.load_client()  # whole now: nothing to do
+    return aiohttp.ClientSession is __import__("aiohttp.client").client.ClientSession
+out["whole"] = asyncio.run(main())
+out["ran_on_main_thread"] = ran_on
+print(json.dumps(out))
+""")
+    assert seen == {"deferred": True, "whole": True, "ran_on_main_thread": [False]}

@@ -44,6 +44,7 @@ import filelock
 from multidict import CIMultiDict
 
 from jan.errors import JanError
+from jan.server.aiohttp_import import load_client
 
 __all__ = [
     "DEFAULT_HF_ENDPOINT",
@@ -855,6 +856,7 @@ class DownloadTask:
         self.attempts += 1
         start_bytes = offset
         self.bytes_done = offset
+        await load_client()  # (off the loop, the first time: jan.server.aiohttp_import)
         session = self._downloader._session_for_requests()
         try:
             async with session.get(self.url, headers=self._request_headers(offset), allow_redirects=True) as resp:

@@ -21,6 +21,8 @@ from urllib.parse import quote, unquote
 
 import aiohttp
 
+from jan.server.aiohttp_import import load_client
+
 # jan.downloads is imported by a listing or a pull's plan, not with this module: importing a GGUF (which looks for
 # a projector beside it, sibling_mmproj) must not bring the downloader in (resident memory at start, issue 16).
 
@@ -69,6 +71,7 @@ async def list_files(repo: HFRepo, *, endpoint: str | None = None) -> list[str]:
     token = _hf_token()
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    await load_client()  # (off the loop, the first time: jan.server.aiohttp_import)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=LIST_TIMEOUT_S)) as session:
             async with session.get(url, headers=headers) as response:

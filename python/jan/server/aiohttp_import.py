@@ -18,14 +18,19 @@ imported. No library offers this (aiohttp has no server-only import), hence this
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
 import sys
 import threading
 import types
+from collections.abc import Callable
 from importlib.machinery import ModuleSpec
 
-__all__ = ["defer_client"]
+__all__ = ["defer_client", "load_client"]
+
+#: The deferred package's completion while it waits to run (None: aiohttp was not deferred, or is whole now).
+_complete: Callable[[], None] | None = None
 
 #: ``__version__ = "3.14.5"`` at the start of a line of the package's ``__init__`` (aiohttp's first line).
 _VERSION = re.compile(r"""^__version__\s*=\s*(['"])([^'"\\\n]+)\1[ \t]*(?:#.*)?$""", re.MULTILINE)
@@ -85,6 +90,8 @@ def defer_client() -> bool:
                 del package.__dict__["__getattr__"]
                 del package.__dict__["__dir__"]
             package.__class__ = types.ModuleType  # a plain module from here on, as ``import aiohttp`` makes it
+            global _complete
+            _complete = None
 
     def deferred_getattr(name: str) -> object:
         if getattr(loading, "active", False):
@@ -132,5 +139,18 @@ def defer_client() -> bool:
     package.__dir__ = deferred_dir
     package.__class__ = DeferredPackage
     sys.modules["aiohttp"] = package
+    global _complete
+    _complete = complete
     return True
+
+
+async def load_client() -> None:
+    """Have aiohttp's deferred client imported in a worker thread: its ``__init__`` (~0.15 s of imports) run by the
+    first lookup of a client name on the event loop would hold every other request meanwhile. Await it before a
+    coroutine's first use of the client (``aiohttp.ClientSession``, ``aiohttp.ClientError``); nothing to do when
+    aiohttp was not deferred or is whole already. What ``__init__`` raises is raised here (and the next call tries
+    again)."""
+    complete = _complete
+    if complete is not None:
+        await asyncio.to_thread(complete)
 

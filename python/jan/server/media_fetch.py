@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from jan.errors import MediaError
 from jan.image_types import sniff_image
 from jan.local_files import open_regular_file
+from jan.server.aiohttp_import import load_client
 from jan.server.body_size import body_step
 
 MAX_REDIRECTS = 3
@@ -170,6 +171,7 @@ class MediaFetcher:
 
     async def _fetch(self, url: str, param: str) -> bytes:
         if self._session is None:
+            await load_client()  # (off the loop, the first time: jan.server.aiohttp_import)
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         for _ in range(MAX_REDIRECTS + 1):
             if not self.allowlist.allows_url(url):

@@ -229,6 +229,9 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         """Send a request; return the open response (status < 400 or in ``allow``) or raise the mapped error."""
         import aiohttp
 
+        from jan.server.aiohttp_import import load_client
+
+        await load_client()  # (off the loop, the first time)
         session = self._http()
         try:
             resp = await session.request(method, url, json=body, headers=up.request_headers(),

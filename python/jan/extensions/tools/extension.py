@@ -105,6 +105,9 @@ class FetchUrl(Tool):
         if not url.startswith(("http://", "https://")):
             return ToolResult.error("Only http:// and https:// URLs can be fetched")
         limit = min(self.timeout, timeout) if timeout else self.timeout
+        from jan.server.aiohttp_import import load_client
+
+        await load_client()  # (off the loop, the first time)
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=limit)) as session:
                 async with session.get(url, max_redirects=5) as response:
