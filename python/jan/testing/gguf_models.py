@@ -629,8 +629,9 @@ QWEN2_VOCAB = "ggml-vocab-qwen2.gguf"
 def write_qwen2_chat_model(
     path: "str | os.PathLike[str]", *, vocab_gguf: "str | os.PathLike[str] | None" = None, seed: int = 0
 ) -> Path:
-    """Tiny llama (n_embd 64, 2 layers, F32) with the Qwen2 vocab and Qwen's own chat template
-    (ChatML with tool support; ``<|im_start|>``/``<|im_end|>`` are special tokens of the vocab)."""
+    """Tiny llama (n_embd 64, 2 layers, F32) with the Qwen2 vocab and the chat template that vocab GGUF carries
+    (plain ChatML with a default system prompt, no tools: :func:`write_tool_template_model` gives a template with
+    tools; ``<|im_start|>``/``<|im_end|>`` are special tokens of the vocab)."""
     return write_llama_from_vocab(
         path,
         vocab_gguf or vocab_path(QWEN2_VOCAB),
