@@ -189,3 +189,13 @@ def call_ids():
     """An id factory for output parsers: ``call_0``, ``call_1``... (the same ids on every run)."""
     n = iter(range(1000))
     return lambda: f"call_{next(n)}"
+
+
+def answer_begun(fmt, text: str, opened: bool) -> bool:
+    """Whether ``text`` (an output so far, in format ``fmt``; ``opened``: its thinking opened by the prompt) has any
+    of its answer: text outside its thinking (markup included)."""
+    outside, at = "", 0
+    for start, end in fmt.reasoning_spans(text, opened):
+        outside += text[at:start]
+        at = max(at, end)
+    return bool((outside + text[at:]).strip(" \t\r\n"))

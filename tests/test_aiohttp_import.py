@@ -16,6 +16,14 @@ PRELUDE = r"""
 import importlib.metadata, json, sys, threading
 from jan.server.aiohttp_import import defer_client
 out = {"deferred": defer_client()}
+
+def before_init(hook):  # hook() (which may raise) each time the deferred package's real __init__ is about to run
+    loader = sys.modules["aiohttp"].__spec__.loader
+    real_exec = loader.exec_module
+    def exec_module(module):
+        hook()
+        real_exec(module)
+    loader.exec_module = exec_module
 """
 
 
@@ -56,14 +64,12 @@ print(json.dumps(out))
 def test_threads_asking_at_once_run_init_once_and_a_failing_init_is_retried():
     seen = _run(r"""
 import aiohttp
-loader = aiohttp.__spec__.loader
-real_exec, runs = loader.exec_module, []
-def exec_module(module):
+runs = []
+def record():
     runs.append(threading.get_ident())
     if len(runs) == 1:
         raise RuntimeError("first run fails")
-    real_exec(module)
-loader.exec_module = exec_module
+before_init(record)
 try:
     aiohttp.ClientSession
 except RuntimeError as exc:
@@ -189,12 +195,8 @@ def test_load_client_runs_init_in_a_worker_thread_not_on_the_loop():
 import asyncio
 import aiohttp
 from jan.server import aiohttp_import
-loader = aiohttp.__spec__.loader
-real_exec, ran_on = loader.exec_module, []
-def exec_module(module):
-    ran_on.append(threading.current_thread() is threading.main_thread())
-    real_exec(module)
-loader.exec_module = exec_module
+ran_on = []
+before_init(lambda: ran_on.append(threading.current_thread() is threading.main_thread()))
 async def main():
     await aiohttp_import.load_client()
     await aiohttp_import.load_client()  # whole now: nothing to do

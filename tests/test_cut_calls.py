@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from chat_format_cases import CASES, TOOLS, Case, call_ids, case_id, template_format
+from chat_format_cases import CASES, TOOLS, Case, answer_begun, call_ids, case_id, template_format
 from jan.templates.formats import ChatPlan, OutputParser
 from jan.templates.formats.plan import ReasoningRequest
 
@@ -53,15 +53,6 @@ def _name_whole_at(text: str) -> int:
     return end + text.index(">", end) + 1 - end if text.startswith("<", end) else end + 1
 
 
-def _answer_begun(fmt, text: str, opened: bool) -> bool:
-    """Whether ``text`` (an output so far) has any of its answer: text outside its thinking."""
-    outside, at = "", 0
-    for start, end in fmt.reasoning_spans(text, opened):
-        outside += text[at:start]
-        at = max(at, end)
-    return bool((outside + text[at:]).strip(WS))
-
-
 @pytest.mark.parametrize("case", [c for c in CASES if any(o and o.calls for o in (c.thinking, c.plain))], ids=case_id)
 def test_a_call_cut_after_its_name_is_a_call_with_the_arguments_so_far(case: Case):
     for fmt, out, opened in _outputs(case):
@@ -98,7 +89,7 @@ def test_a_forced_call_cut_anywhere_in_its_markup_is_that_call(case: Case):
             got = _parse(fmt, text, opened, forced=NAME)
             assert got == _parse(fmt, text, opened, forced=NAME, stream=True), text
             assert not got.content, (case.template, text, got.content)
-            if _answer_begun(fmt, text, opened):
+            if answer_begun(fmt, text, opened):
                 assert got.tool_calls and got.tool_calls[0].name == NAME, (case.template, text)
             else:
                 assert not got.tool_calls, text

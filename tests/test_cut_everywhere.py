@@ -19,7 +19,7 @@ import json
 from functools import cache
 
 import pytest
-from chat_format_cases import CASES, TOOLS, Output, call_ids, template_format
+from chat_format_cases import CASES, TOOLS, Output, answer_begun, call_ids, template_format
 from jan.templates.formats import OutputParser
 from jan.templates.formats.text import closed_json
 from jan.templates.tool_calls import _MARKERS
@@ -177,15 +177,6 @@ def _bare_start(text: str) -> bool:
     return text.lstrip(WS)[:1] in ("{", "[", "`")
 
 
-def _answer_begun(fmt, text: str, opened: bool) -> bool:
-    """Whether ``text`` has any of its answer: text outside its thinking (markup included)."""
-    outside, at = "", 0
-    for start, end in fmt.reasoning_spans(text, opened):
-        outside += text[at:start]
-        at = max(at, end)
-    return bool((outside + text[at:]).strip(WS))
-
-
 def _opened(fmt, out: Output, thinking: bool) -> bool:
     return thinking and fmt.reasoning is not None and not out.text.startswith(fmt.reasoning.start)
 
@@ -260,7 +251,7 @@ def test_a_cut_call_is_the_same_at_every_cut_and_in_every_stream(template: str, 
             if calls:
                 assert forced[2] == calls, (where, forced)
             else:
-                assert forced[2] == ([(NAME, "")] if _answer_begun(fmt, piece, opened) else []), (where, forced)
+                assert forced[2] == ([(NAME, "")] if answer_begun(fmt, piece, opened) else []), (where, forced)
     # cut after the last character: the calls the whole output makes
     assert [n for n, _ in prev[2]] == [n for n, _ in out.calls], prev
     assert all(_same_call_args(a, want) for (_, a), (_, want) in zip(prev[2], out.calls)), prev
