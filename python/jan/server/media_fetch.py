@@ -172,7 +172,8 @@ class MediaFetcher:
     async def _fetch(self, url: str, param: str) -> bytes:
         if self._session is None:
             await load_client()  # (off the loop, the first time: jan.server.aiohttp_import)
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+            if self._session is None:  # (another fetch may have opened it while this one waited)
+                self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         for _ in range(MAX_REDIRECTS + 1):
             if not self.allowlist.allows_url(url):
                 raise MediaError(f"{param}: {url} is not under a URL prefix this server may fetch from "
