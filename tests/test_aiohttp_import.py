@@ -206,3 +206,40 @@ out["ran_on_main_thread"] = ran_on
 print(json.dumps(out))
 """)
     assert seen == {"deferred": True, "whole": True, "ran_on_main_thread": [False]}
+
+
+def test_fetches_starting_at_once_open_one_client_session(monkeypatch):
+    """The image fetcher opens its session after awaiting the client's import (``load_client``): fetches that start
+    at once must still share one session (a second one was left unclosed, "Unclosed client session")."""
+    import asyncio
+
+    import aiohttp
+
+    from jan.errors import MediaError
+    from jan.server import media_fetch
+
+    made = []
+    real_session = aiohttp.ClientSession
+
+    def counting_session(*args, **kwargs):
+        made.append(real_session(*args, **kwargs))
+        return made[-1]
+
+    async def yielding_load_client():  # as the deferred import does: the loop runs other tasks meanwhile
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(media_fetch, "load_client", yielding_load_client)
+    monkeypatch.setattr(aiohttp, "ClientSession", counting_session)
+
+    async def main():
+        fetcher = media_fetch.MediaFetcher(media_fetch.MediaAllowlist.parse(["http://127.0.0.1:9/allowed/"]))
+        try:
+            results = await asyncio.gather(*(fetcher._fetch("http://127.0.0.1:9/elsewhere.png", f"image{i}")
+                                             for i in range(4)), return_exceptions=True)
+        finally:
+            await fetcher.close()
+        return results
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, MediaError) for r in results), results  # (not under the allowed prefix)
+    assert len(made) == 1 and made[0].closed
