@@ -66,9 +66,9 @@ def test_input_tokens_refusals_are_the_create_routes(client):
         client.responses.input_tokens.count(model="stories260K", input=[{"type": "function_call_output",
                                                                         "call_id": "c1", "output": "x"}])
     assert err.value.param == "input"
-    with pytest.raises(openai.BadRequestError) as err:
+    with pytest.raises(openai.NotFoundError) as err:  # (a conversation that is not there: tests/test_conversations.py)
         client.responses.input_tokens.count(model="stories260K", input="Hi", conversation="conv_1")
-    assert err.value.param == "conversation"
+    assert err.value.body["param"] == "conversation"
 
 
 # -- resuming a background stream --------------------------------------------------------------------

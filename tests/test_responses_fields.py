@@ -136,9 +136,8 @@ def test_allowed_tools_naming_an_unknown_tool_is_a_400(client):
             "type": "allowed_tools", "mode": "auto", "tools": [{"type": "mcp", "server_label": "deepwiki"}]})
 
 
-# -- refused: conversation, prompt ---------------------------------------------------------------------
-@pytest.mark.parametrize("field, value", [("conversation", "conv_123"), ("conversation", {"id": "conv_123"}),
-                                          ("prompt", {"id": "pmpt_123", "variables": {"city": "Paris"}})])
+# -- refused: prompt (conversation is served: tests/test_conversations.py) -----------------------------------
+@pytest.mark.parametrize("field, value", [("prompt", {"id": "pmpt_123", "variables": {"city": "Paris"}})])
 def test_what_jan_cannot_honour_is_a_400(client, server, field, value):
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model="stories260K", input="Hi", max_output_tokens=4, **{field: value})

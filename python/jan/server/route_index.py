@@ -1,7 +1,7 @@
 """The routes whose module is imported on their first request, not at start.
 
 ``jan serve`` answers chat, completions, embeddings, ``/v1/models`` and health from modules it imports at start; every
-other route module (the other dialects: Anthropic's, OpenAI's Responses, Ollama's, llama-server's; threads,
+other route module (the other dialects: Anthropic's, OpenAI's Responses and Conversations, Ollama's, llama-server's; threads,
 assistants, runs, files, batches, audio, model admin, extensions, MCP, the chat page) holds pydantic models and
 handlers a session may never use, a few MiB of resident memory at start (issue 16). Each of their routes is
 registered from the start, with its method and path, from the table below: its handler is a stand-in that imports
@@ -39,7 +39,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: comes before "threads": its static POST /v1/threads/runs must be registered before /v1/threads/{thread_id},
 #: which an aiohttp that matches in registration order (before 3.10) would otherwise give it to.
 LAZY_MODULES = ("model_admin", "runs", "threads", "assistants", "files", "extensions", "mcp", "web", "ollama",
-                "anthropic", "responses", "llamacpp", "batches", "audio")
+                "anthropic", "responses", "conversations", "llamacpp", "batches", "audio")
 
 #: (module, method, path) of every route of :data:`LAZY_MODULES`, in each module's order.
 LAZY_ROUTES: tuple[tuple[str, str, str], ...] = (
@@ -138,6 +138,15 @@ LAZY_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("responses", "DELETE", "/v1/responses/{response_id}"),
     ("responses", "POST", "/v1/responses/{response_id}/cancel"),
     ("responses", "GET", "/v1/responses/{response_id}/input_items"),
+    # conversations
+    ("conversations", "POST", "/v1/conversations"),
+    ("conversations", "GET", "/v1/conversations/{conversation_id}"),
+    ("conversations", "POST", "/v1/conversations/{conversation_id}"),
+    ("conversations", "DELETE", "/v1/conversations/{conversation_id}"),
+    ("conversations", "GET", "/v1/conversations/{conversation_id}/items"),
+    ("conversations", "POST", "/v1/conversations/{conversation_id}/items"),
+    ("conversations", "GET", "/v1/conversations/{conversation_id}/items/{item_id}"),
+    ("conversations", "DELETE", "/v1/conversations/{conversation_id}/items/{item_id}"),
     # llamacpp
     ("llamacpp", "POST", "/completion"),
     ("llamacpp", "POST", "/infill"),

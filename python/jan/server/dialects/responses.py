@@ -389,9 +389,15 @@ ENCRYPTED_REASONING = "reasoning.encrypted_content"
 
 # Request fields jan refuses unless null, with why: ignoring them would answer a different request.
 _REFUSED_UNLESS_NULL = {
-    "conversation": "it has no Conversations API; continue a conversation with previous_response_id",
     "prompt": "it stores no prompt templates; send the prompt as instructions and input",
 }
+
+
+class ConversationRef(_Wire):
+    """``conversation: {"id": "conv_..."}`` (or the id alone): the conversation (``/v1/conversations``) the
+    response reads before its input and adds its input and output to."""
+
+    id: str
 
 
 class _Prompt(_Wire):
@@ -415,8 +421,9 @@ class _Prompt(_Wire):
     #: "auto": a conversation longer than the context loses its oldest turns (jan.services.fit); "disabled"
     #: (the default, as OpenAI's): it is a 400.
     truncation: Literal["auto", "disabled"] | None = None
+    #: The conversation the response belongs to (:class:`ConversationRef`): not with ``previous_response_id``.
+    conversation: Union[str, ConversationRef, None] = None
     # refused unless null (_REFUSED_UNLESS_NULL)
-    conversation: str | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
 
     @field_validator("tool_choice", mode="before")
@@ -438,6 +445,11 @@ class _Prompt(_Wire):
     @classmethod
     def unknown_field(cls, field: str) -> tuple[str, str]:
         return responses_unknown(field)
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The id ``conversation`` names (given as a string or as ``{"id": ...}``); ``None`` without one."""
+        return self.conversation.id if isinstance(self.conversation, ConversationRef) else self.conversation
 
 
 class _Answer(_Wire):
@@ -537,24 +549,27 @@ async def resolve_item_references(body: _Prompt, find: Callable[[str], Awaitable
         body.input[index] = item
 
 
-async def resolve_file_images(body: _Prompt, read: Callable[[str, str], Awaitable[tuple[bytes, str]]]) -> None:
+async def resolve_file_images(body: Any, read: Callable[[str, str], Awaitable[tuple[bytes, str]]],
+                              field: str = "input") -> None:
     """Read, into each ``input_image`` of ``input`` given by ``file_id`` alone, the upload it names (OpenAI's Files
     API), with ``read(file_id, param)``: the route's, which refuses (a 400 naming ``param``) a file that is not
     there or is no image. Done before :func:`input_messages`, which turns them into image parts."""
-    for part, param in await body_step(_file_images, body):  # a walk over the whole input: off the loop when big
+    for part, param in await body_step(_file_images, body, field):  # a walk over the whole input: off the loop when big
         part._file = await read(part.file_id, param)
 
 
-def _file_images(body: _Prompt) -> list[tuple[InputImage, str]]:
-    """Each ``input_image`` of ``input`` given by ``file_id`` alone, with the field that names it."""
-    if not isinstance(body.input, list):
+def _file_images(body: Any, name: str = "input") -> list[tuple[InputImage, str]]:
+    """Each ``input_image`` of the items of the body's field ``name`` given by ``file_id`` alone, with the field
+    that names it."""
+    items = getattr(body, name)
+    if not isinstance(items, list):
         return []
     found = []
-    for i, item in enumerate(body.input):
+    for i, item in enumerate(items):
         if isinstance(item, MessageItem):
-            parts, field = item.content, f"input[{i}].content"
+            parts, field = item.content, f"{name}[{i}].content"
         elif isinstance(item, (FunctionCallOutputItem, CustomToolCallOutputItem)):
-            parts, field = item.output, f"input[{i}].output"
+            parts, field = item.output, f"{name}[{i}].output"
         else:
             continue
         for j, part in enumerate(parts if isinstance(parts, list) else ()):
@@ -626,30 +641,31 @@ def _parts(content: str | list, where: str) -> tuple[typed.Part, ...]:
     return tuple(parts)
 
 
-def _input_turns(items: str | list | None) -> list[tuple[typed.ChatMessage, str]]:
-    """:func:`input_messages`, each with the field of ``input`` it came from (what an error about it names)."""
+def _input_turns(items: str | list | None, field: str = "input") -> list[tuple[typed.ChatMessage, str]]:
+    """:func:`input_messages`, each with the field of ``input`` it came from (what an error about it names);
+    ``field``: the body's field that holds the items (a conversation's ``items``)."""
     if items is None:
         return []
     if isinstance(items, str):
-        return [(typed.ChatMessage.of_text("user", items), "input")]
+        return [(typed.ChatMessage.of_text("user", items), field)]
     out: list[tuple[typed.ChatMessage, str]] = []
     reasoning: str | None = None
     for i, item in enumerate(items):
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
-            raise ValueError(f"input[{i}]: the item_reference '{item.id}' was not read; send the item itself")
+            raise ValueError(f"{field}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
         if isinstance(item, WebSearchCallItem):
             continue  # (nothing in it for the model: WebSearchCallItem)
         if isinstance(item, ReasoningItem):
             try:
                 encrypted = reasoning_of_encrypted(item.encrypted_content)
             except ValueError:
-                raise ValueError(f"input[{i}].encrypted_content: damaged (it is not the one jan gave)") from None
+                raise ValueError(f"{field}[{i}].encrypted_content: damaged (it is not the one jan gave)") from None
             reasoning = "".join(p.text for p in (item.content or item.summary)) or encrypted
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
-            out.append((typed.ChatMessage(role, _parts(item.content, f"input[{i}].content"),
+            out.append((typed.ChatMessage(role, _parts(item.content, f"{field}[{i}].content"),
                                           reasoning=reasoning if role == "assistant" else None),
-                        f"input[{i}].content"))
+                        f"{field}[{i}].content"))
             reasoning = None if role == "assistant" else reasoning
         elif isinstance(item, (FunctionCallItem, CustomToolCallItem)):
             arguments = item.arguments if isinstance(item, FunctionCallItem) else custom_arguments(item.input)
@@ -660,20 +676,20 @@ def _input_turns(items: str | list | None) -> list[tuple[typed.ChatMessage, str]
                                              reasoning=last.reasoning), field)
             else:
                 out.append((typed.ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning),
-                            f"input[{i}]"))
+                            f"{field}[{i}]"))
                 reasoning = None
         else:
-            out.append((typed.ChatMessage("tool", _parts(item.output, f"input[{i}].output"),
-                                          tool_call_id=item.call_id), f"input[{i}].output"))
+            out.append((typed.ChatMessage("tool", _parts(item.output, f"{field}[{i}].output"),
+                                          tool_call_id=item.call_id), f"{field}[{i}].output"))
     return out
 
 
-def input_messages(items: str | list | None) -> list[typed.ChatMessage]:
+def input_messages(items: str | list | None, field: str = "input") -> list[typed.ChatMessage]:
     """The ``input`` as chat messages: a string is one user message; consecutive
     ``function_call`` items join the assistant turn before them (as one message's tool calls),
     a ``reasoning`` item goes to the assistant turn after it. Raises ``ValueError`` (a
     :class:`MediaError` for images) naming the field for content jan cannot take (image URLs, file ids)."""
-    return [message for message, _ in _input_turns(items)]
+    return [message for message, _ in _input_turns(items, field)]
 
 
 def _part_of(body: _Prompt, field: str, part: int | None) -> str:
@@ -697,14 +713,14 @@ def media_error(exc: MediaError, body: _Prompt, history: int) -> MediaError:
     if index < 0:
         field = "instructions"
     elif index < history:
-        field = "previous_response_id"
+        field = "conversation" if body.conversation_id else "previous_response_id"
     else:
         turns = _input_turns(body.input)
         field = turns[index - history][1] if index - history < len(turns) else "input"
         field += _part_of(body, field, exc.part_index)
     _, sep, why = str(exc).partition(": ")
     why = why if sep else str(exc)
-    if field == "previous_response_id":
+    if field in ("previous_response_id", "conversation"):
         why = f"in the stored conversation, {why}"
     return MediaError(f"{field}: {why}", reason=exc.reason, param=field)
 
@@ -1127,7 +1143,8 @@ def response_object(response_id: str, body: ResponsesRequest, model: str, *, sta
         "user": body.user, "safety_identifier": body.safety_identifier, "prompt_cache_key": body.prompt_cache_key,
         "prompt_cache_retention": body.prompt_cache_retention,
         # every request is served the same way: the tier that served it, whatever was asked
-        "service_tier": "default", "conversation": None, "prompt": None,
+        "service_tier": "default", "prompt": None,
+        "conversation": {"id": body.conversation_id} if body.conversation_id else None,
         "usage": _usage(usage, reasoning_tokens) if final and usage is not None else None,
         "metadata": body.metadata or {}, "completed_at": int(time.time()) if status == "completed" else None,
     }

@@ -57,7 +57,7 @@ class ResponseRun:
                  deltas: AsyncIterator[ChatDelta], *,
                  store: ResponsesStore | None, previous: StoredResponse | None, inputs: list[ChatMessage],
                  input_items: list[dict[str, Any]], error_of: Callable[[BaseException], dict[str, Any]],
-                 streamed: bool = True):
+                 streamed: bool = True, conversation: tuple[ResponsesStore, str] | None = None):
         self.id = response_id
         self.body = body
         self._model = model  # the resolved model id, once the chat service has resolved it
@@ -67,6 +67,9 @@ class ResponseRun:
         self._inputs = inputs
         self._input_items = input_items
         self._error_of = error_of
+        # (the store and the thread of the conversation the response is made in: its turns join it when it ends,
+        # stored or not, as OpenAI adds a response's items to its conversation whatever its ``store``)
+        self._conversation = conversation
         # Nobody reads the events of a response that is not streamed: they are not kept.
         self._streamed = streamed
         self._events: list[dict[str, Any]] = []
@@ -143,7 +146,8 @@ class ResponseRun:
             # response that GET finds (ended as failed by the restart), not a 404.
             if self._store is not None:
                 try:
-                    stored = await self._store.begin(self.snapshot(), self._input_items, self._inputs, self._previous)
+                    stored = await self._store.begin(self.snapshot(), self._input_items, self._inputs, self._previous,
+                                                     conversation=self._conversation[1] if self._conversation else None)
                 except Exception as exc:  # noqa: BLE001 - the response fails with it, below
                     store_error = exc
         finally:
@@ -184,7 +188,17 @@ class ResponseRun:
         usage = encoder.usage
         final = self.snapshot(status, usage=usage, error=error, incomplete_reason=encoder.incomplete_reason,
                               reasoning_tokens=encoder.reasoning_tokens)
-        if self._store is not None and stored is not None:
+        if self._conversation is not None and (stored is not None or self._store is None):
+            # (a stored response whose index could not be written failed before it began: nothing to add)
+            try:
+                from jan.server.dialects.responses import output_message
+
+                answer = output_message(encoder.output) if status != "failed" else None
+                store, thread_id = self._conversation
+                await store.complete_in_conversation(thread_id, stored, final, self._inputs, answer)
+            except Exception:  # noqa: BLE001 - the answer was given; saving it failed
+                log.exception("could not save response %s", self.id)
+        elif self._store is not None and stored is not None:
             try:
                 from jan.server.dialects.responses import output_message
 

@@ -13,6 +13,10 @@ with one job:
 
 Continuing from a response that is not the thread's latest forks the conversation into a
 new thread (the earlier messages copied), so no two conversations ever share a thread.
+A conversation of OpenAI's Conversations API is a thread too (a ``conv_`` id:
+:mod:`jan.server.dialects.conversations_store`): a response made in it (``conversation``) reads the whole thread
+(:meth:`ResponsesStore.thread_history`) and adds its input and its answer together once it ends
+(:meth:`ResponsesStore.complete_in_conversation`), under the thread's lock, as every append here.
 Index files are written atomically under their per-file lock (the data folder's, as the store's own
 files); a damaged one is set aside and reads as missing. :meth:`ResponsesStore.entries` and
 :meth:`ResponsesStore.forget` let the index follow its threads (an index file whose thread was deleted
@@ -43,7 +47,8 @@ from jan.services.untrusted import UntrustedTextPart
 
 log = logging.getLogger("jan.server")
 
-__all__ = ["NotLatestError", "ResponsesStore", "StoredResponse", "from_thread_message", "to_thread_message"]
+__all__ = ["CONVERSATION_PREFIX", "NotLatestError", "ResponsesStore", "StoredResponse", "from_thread_message",
+           "is_conversation_thread", "to_thread_message"]
 
 TITLE_CHARS = 60
 
@@ -68,8 +73,9 @@ def _data_url(part: ImagePart) -> str:
     return f"data:{part.mime_type};base64,{base64.b64encode(part.data).decode()}"
 
 
-def to_thread_message(message: ChatMessage, response_id: str) -> dict[str, Any]:
-    """A chat turn as a Jan message (``role``, ``content`` parts, ``metadata``)."""
+def to_thread_message(message: ChatMessage, response_id: str | None = None) -> dict[str, Any]:
+    """A chat turn as a Jan message (``role``, ``content`` parts, ``metadata``); ``response_id``: the response that
+    wrote it (none for an item added through the Conversations API)."""
     # thinking is a ``reasoning`` part before the text, as runs save it: the web page shows it the same way
     content: list[dict[str, Any]] = [{"type": "reasoning", "text": message.reasoning}] if message.reasoning else []
     for part in message.content:
@@ -79,7 +85,7 @@ def to_thread_message(message: ChatMessage, response_id: str) -> dict[str, Any]:
             content.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
             content.append({"type": "image_url", "image_url": {"url": _data_url(part)}})
-    metadata: dict[str, Any] = {"response_id": response_id}
+    metadata: dict[str, Any] = {"response_id": response_id} if response_id else {}
     if message.tool_calls:
         metadata["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                                   for c in message.tool_calls]
@@ -152,6 +158,15 @@ def _title(messages: list[ChatMessage]) -> str | None:
             text = " ".join(message.text.split())
             return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
     return None
+
+
+#: The id prefix of a conversation (OpenAI's Conversations API): a conversation is a Jan thread with such an id.
+CONVERSATION_PREFIX = "conv_"
+
+
+def is_conversation_thread(thread_id: str | None) -> bool:
+    """Whether the thread is a conversation's (its id is one: :data:`CONVERSATION_PREFIX`)."""
+    return isinstance(thread_id, str) and thread_id.startswith(CONVERSATION_PREFIX)
 
 
 # -- the store ---------------------------------------------------------------------------------------
@@ -331,36 +346,65 @@ class ResponsesStore:
             raise NotFoundError(f"The conversation of response '{stored.id}' no longer holds its messages")
         return messages[: ids.index(stored.last_message_id) + 1]
 
-    async def history(self, stored: StoredResponse) -> list[ChatMessage]:
-        """The conversation a ``previous_response_id`` continues, as chat turns."""
-        messages = await self._thread_messages(stored)
+    async def turns(self, thread_id: str, messages: list[dict[str, Any]]) -> list[ChatMessage | None]:
+        """Each of the thread's ``messages`` as a chat turn (``None`` for one that is none: pending, failed, of an
+        unknown role), its ``image_file`` parts read from the thread's files: the one reading of a stored
+        conversation, for a ``previous_response_id``, a ``conversation`` and a conversation's items alike."""
         images: dict[str, ImagePart] = {}
         for message in messages:
-            for part in message.get("content") or ():
+            for part in message.get("content") or () if isinstance(message.get("content"), list) else ():
                 file_id = (part.get("image_file") or {}).get("file_id") if isinstance(part, dict) else None
                 if isinstance(file_id, str) and file_id not in images:
                     with contextlib.suppress(NotFoundError):  # a file gone: the turn goes without it
-                        images[file_id] = ImagePart(*await self.conversations.read_file(stored.thread_id, file_id))
-        turns = (from_thread_message(m, images) for m in messages)
-        return [t for t in turns if t is not None]
+                        images[file_id] = ImagePart(*await self.conversations.read_file(thread_id, file_id))
+        return [from_thread_message(m, images) for m in messages]
+
+    async def history(self, stored: StoredResponse) -> list[ChatMessage]:
+        """The conversation a ``previous_response_id`` continues, as chat turns."""
+        messages = await self._thread_messages(stored)
+        return [t for t in await self.turns(stored.thread_id, messages) if t is not None]
+
+    async def thread_history(self, thread_id: str) -> list[ChatMessage]:
+        """The whole thread as chat turns (what a response with ``conversation`` reads before its input); raises
+        :class:`jan.core.NotFoundError` for a thread that is not there."""
+        messages = await self.conversations.list_messages(thread_id, order="asc")
+        return [t for t in await self.turns(thread_id, messages) if t is not None]
 
     def _lock(self, thread_id: str) -> asyncio.Lock:
         return self._thread_locks.setdefault(thread_id, asyncio.Lock())
 
+    def locked(self, thread_id: str) -> asyncio.Lock:
+        """The lock a thread's appends hold (a response's turns, a conversation's items): none interleave."""
+        return self._lock(thread_id)
+
+    async def append(self, thread_id: str, messages: list[ChatMessage], response_id: str | None = None, *,
+                     last_stopped: bool = False) -> list[dict[str, Any]]:
+        """Append ``messages`` to the thread under its lock, all or none (:meth:`_append`); the messages as
+        stored. ``last_stopped``: the last one is an answer cut off (Jan's ``stopped``)."""
+        async with self._lock(thread_id):
+            return await self._append_messages(thread_id, messages, response_id, last_stopped=last_stopped)
+
     async def _append(self, thread_id: str, messages: list[ChatMessage], response_id: str) -> str | None:
-        """Append the input turns; all or none: one the store refuses (an image it cannot keep) takes those written
+        written = await self._append_messages(thread_id, messages, response_id)
+        return written[-1]["id"] if written else None
+
+    async def _append_messages(self, thread_id: str, messages: list[ChatMessage], response_id: str | None, *,
+                               last_stopped: bool = False) -> list[dict[str, Any]]:
+        """Append the turns; all or none: one the store refuses (an image it cannot keep) takes those written
         before it out again, so the conversation does not keep half of a response that never was."""
-        written: list[str] = []
+        written: list[dict[str, Any]] = []
         try:
-            for message in messages:
-                created = await self.conversations.create_message(thread_id, to_thread_message(message, response_id))
-                written.append(created["id"])
+            for k, message in enumerate(messages):
+                data = to_thread_message(message, response_id)
+                if last_stopped and k == len(messages) - 1:
+                    data["status"] = "stopped"  # Jan's word for an answer cut off
+                written.append(await self.conversations.create_message(thread_id, data))
         except Exception:
-            for message_id in reversed(written):
+            for message in reversed(written):
                 with contextlib.suppress(Exception):  # (the refusal is what the caller must hear)
-                    await self.conversations.delete_message(thread_id, message_id)
+                    await self.conversations.delete_message(thread_id, message["id"])
             raise
-        return written[-1] if written else None
+        return written
 
     async def _discard(self, thread_id: str) -> None:
         """Delete a thread made for a response that could not be stored, so the thread list shows no empty
@@ -370,12 +414,16 @@ class ResponsesStore:
 
     async def begin(self, response: dict[str, Any], input_items: list[dict[str, Any]], inputs: list[ChatMessage],
                     previous: StoredResponse | None, *, allow_fork: bool = True,
-                    source: str = "responses") -> StoredResponse:
+                    source: str = "responses", conversation: str | None = None) -> StoredResponse:
         """Store a response that starts now: its input turns join the previous response's
         thread (or a fork of it, or a new thread, its ``metadata.source`` ``source``) and the index
         names them. ``allow_fork=False``: a previous response that is no longer its thread's latest raises
-        :class:`NotLatestError` instead (nothing is written)."""
+        :class:`NotLatestError` instead (nothing is written). ``conversation``: the thread of the conversation the
+        response belongs to; only the index is written now, the turns join it when the response ends
+        (:meth:`complete_in_conversation`), so two responses running at once on it never interleave theirs."""
         response_id = response["id"]
+        if conversation is not None:
+            return await self._index(response, input_items, conversation, None)
         if previous is None:
             # Jan's default assistant with the response's model: the web page continues it with that model.
             assistant = {"assistant_id": "jan", "assistant_name": "Jan"}
@@ -395,7 +443,10 @@ class ResponsesStore:
             earlier = await self._thread_messages(previous)
             async with self._lock(previous.thread_id):
                 latest = await self.conversations.list_messages(previous.thread_id, order="desc", limit=1)
-                if latest and latest[0].get("id") == previous.last_message_id:
+                # (a conversation's thread takes only the turns of responses made in it: continuing one of those by
+                # previous_response_id forks, as OpenAI's response continued that way is not in the conversation)
+                if (latest and latest[0].get("id") == previous.last_message_id
+                        and not is_conversation_thread(previous.thread_id)):
                     thread_id = previous.thread_id
                     last = await self._append(thread_id, inputs, response_id)
                     return await self._index(response, input_items, thread_id, last or previous.last_message_id)
@@ -418,6 +469,27 @@ class ResponsesStore:
                 await self._discard(thread_id)
                 raise
         return await self._index(response, input_items, thread_id, last)
+
+    async def complete_in_conversation(self, thread_id: str, stored: StoredResponse | None, response: dict[str, Any],
+                                       inputs: list[ChatMessage], output: ChatMessage | None) -> StoredResponse | None:
+        """A response made in the conversation whose thread is ``thread_id`` ended (``response``: its final
+        object): its input turns and its answer join the thread together, under the thread's lock (OpenAI adds a
+        response's items to its conversation once it ends; a failed one adds none). ``stored``: its index entry
+        (``store: true``), which then names the thread's last message, for a later ``previous_response_id``."""
+        last = None
+        if response.get("status") != "failed":
+            answer = [output] if output is not None and (output.content or output.tool_calls or output.reasoning) else []
+            try:
+                written = await self.append(thread_id, [*inputs, *answer], response["id"],
+                                            last_stopped=bool(answer) and response.get("status") == "cancelled")
+                last = written[-1]["id"] if written else None
+            except Exception:  # noqa: BLE001 - the answer was given (the conversation deleted meanwhile, ...)
+                log.exception("could not add response %s to conversation %s", response["id"], thread_id)
+        if stored is None:
+            return None
+        done = replace(stored, response=response, last_message_id=last)
+        await self.put(done)
+        return done
 
     async def _index(self, response, input_items, thread_id, last) -> StoredResponse:
         stored = StoredResponse(response, input_items, thread_id, last)

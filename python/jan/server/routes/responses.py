@@ -102,6 +102,41 @@ async def _previous(app: web.Application, response_id: str | None) -> StoredResp
     return previous
 
 
+def _conversation_id(app: web.Application, body: wire._Prompt) -> str | None:
+    """The thread of the conversation ``conversation`` names (None without one); a 400 with
+    ``previous_response_id`` too, or for an id that is none (OpenAI's words)."""
+    conversation_id = body.conversation_id
+    if conversation_id is None:
+        return None
+    if body.previous_response_id is not None:
+        raise APIError(400, "Mutually exclusive parameters: Ensure you are only providing one of: "
+                            "'previous_response_id' or 'conversation'.", param="conversation",
+                       code="mutually_exclusive_parameters")
+    from jan.server.dialects.conversations import valid_conversation_id
+
+    if not valid_conversation_id(conversation_id):
+        raise APIError(400, f"Invalid 'conversation': {conversation_id[:80]!r}. Expected an ID that begins with "
+                            "'conv_' followed by letters and digits.", param="conversation", code="invalid_value")
+    # the conversation is a thread: without a conversation store, a 503 now
+    require(app[MANAGER], ConversationalExtension, "stores conversations", "conversational")
+    return conversation_id
+
+
+async def _conversation_history(app: web.Application, conversation_id: str | None) -> list[ChatMessage]:
+    """The conversation's items as chat turns, read as a ``previous_response_id``'s are (the store's one reading);
+    a 404 for a conversation that is not there."""
+    if conversation_id is None:
+        return []
+    from jan.server.dialects.conversations_store import ConversationStore
+
+    try:
+        await ConversationStore(app[STORE]).thread(conversation_id)
+        return await app[STORE].thread_history(conversation_id)
+    except NotFoundError:
+        raise APIError(404, not_found_message("conversation", conversation_id), param="conversation",
+                       code="not_found") from None
+
+
 async def _history(app: web.Application, previous: StoredResponse | None) -> list[ChatMessage]:
     """The stored conversation ``previous`` continues, as chat turns (none without one)."""
     if previous is None:
@@ -138,6 +173,7 @@ class PreparedResponse:
 
     body: wire.ResponsesRequest
     previous: StoredResponse | None
+    conversation: str | None  # the conversation's (its thread's) id
     history: list[ChatMessage]
     inputs: list[ChatMessage]  # the turns ``input`` made (documents read as text: what a stored one keeps)
     chat_request: ChatRequest
@@ -156,18 +192,19 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
     in OpenAI's shape for what is wrong with it. No HTTP request here: a batch's lines come this way too."""
     if body.background and not body.store:
         raise APIError(400, "background responses must be stored (store: true)", param="background")
+    conversation = _conversation_id(app, body)
     if body.store or body.previous_response_id:
         # Stored responses are threads: without a conversation store, a 503 now rather than a failed response later.
         require(app[MANAGER], ConversationalExtension, "stores conversations", "conversational")
     previous = await _previous(app, body.previous_response_id)
-    history = await _history(app, previous)
+    history = await _history(app, previous) + await _conversation_history(app, conversation)
     await _resolve_references(app, body, previous)
     await fetch_body_images(body, app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, image_of)  # input_image file_id
     await read_body_documents(body, app.get(UPLOADS), app[MEDIA_FETCHER])  # input_file by id, URL
     inputs = await body_step(wire.input_messages, body.input)  # (these grow with the body: off the loop for a big one)
     chat_request = await body_step(wire.to_chat_request, body, history, inputs)
-    prepared = PreparedResponse(body, previous, history, inputs, chat_request)
+    prepared = PreparedResponse(body, previous, conversation, history, inputs, chat_request)
     try:  # documents as the text the model reads, now: the stored input keeps that text for later turns
         chat_request = await read_documents(chat_request)
     except MediaError as exc:
@@ -186,7 +223,8 @@ async def response_run(app: web.Application, prepared: PreparedResponse, stream:
     return ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
                        store=app[STORE] if body.store else None,
                        previous=prepared.previous, inputs=prepared.inputs, input_items=input_items,
-                       error_of=lambda exc: _failed(prepared.named(exc)), streamed=body.stream)
+                       error_of=lambda exc: _failed(prepared.named(exc)), streamed=body.stream,
+                       conversation=(app[STORE], prepared.conversation) if prepared.conversation else None)
 
 
 @routes.post("/v1/responses")
@@ -195,7 +233,8 @@ async def response_run(app: web.Application, prepared: PreparedResponse, stream:
 async def create_response(request: web.Request) -> web.StreamResponse:
     """Create a response; ``stream: true`` sends the typed event stream, ``background: true``
     answers at once (poll with GET, stop with cancel). Stored (``store``, the default) unless
-    ``store: false``; ``previous_response_id`` continues a stored one."""
+    ``store: false``; ``previous_response_id`` continues a stored one; ``conversation`` (``conv_...``, or
+    ``{"id": ...}``) reads that conversation's items first and adds the input and output to it once it ends."""
     body = await parse_body(request, wire.ResponsesRequest)
     prepared = await prepare_response(request.app, body, functools.partial(upload_image, request))
     chat_request, inputs = prepared.chat_request, prepared.inputs
@@ -267,10 +306,11 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     ``previous_response_id`` continues, ``input``, ``tools``...): the same typed request and rendering, nothing
     generated or stored."""
     body = await parse_body(request, wire.InputTokensRequest)
+    conversation = _conversation_id(request.app, body)
     if body.previous_response_id:  # the conversation is a thread: without a conversation store, a 503
         service(request, ConversationalExtension, "stores conversations", "conversational")
     previous = await _previous(request.app, body.previous_response_id)
-    history = await _history(request.app, previous)
+    history = await _history(request.app, previous) + await _conversation_history(request.app, conversation)
     await _resolve_references(request.app, body, previous)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id

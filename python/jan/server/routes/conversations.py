@@ -1,0 +1,159 @@
+"""OpenAI Conversations: ``POST /v1/conversations``, ``GET``/``POST``/``DELETE /v1/conversations/{id}``,
+``GET``/``POST /v1/conversations/{id}/items``, ``GET``/``DELETE /v1/conversations/{id}/items/{item_id}``.
+
+HTTP only: :mod:`jan.server.dialects.conversations` is the wire format, a
+:class:`~jan.server.dialects.conversations_store.ConversationStore` keeps each conversation as a Jan thread through
+the Responses store (``POST /v1/responses`` with ``conversation`` reads and extends the same thread). Errors keep
+OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import get_args
+
+from aiohttp import web
+
+from jan.core import ConversationalExtension
+from jan.server.dialects import conversations as wire
+from jan.server.dialects import responses as responses_wire
+from jan.server.dialects.conversations_store import ConversationStore
+from jan.server.errors import APIError
+from jan.server.keys import MEDIA_FETCHER
+from jan.server.media_fetch import fetch_body_images
+from jan.server.resolve import service
+from jan.server.route_state import STORE
+from jan.server.routes.docs import EXTRA_BODIES
+from jan.server.routes.files import upload_image
+from jan.server.validation import body_step, parse_body, query_choice, query_int
+
+routes = web.RouteTableDef()
+
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100  # OpenAI's
+EXTRA_BODIES[("POST", "/v1/conversations")] = wire.ConversationCreate
+EXTRA_BODIES[("POST", "/v1/conversations/{conversation_id}")] = wire.ConversationUpdate
+EXTRA_BODIES[("POST", "/v1/conversations/{conversation_id}/items")] = wire.ConversationItems
+
+
+def _store(request: web.Request) -> ConversationStore:
+    # conversations are threads: without a conversation store, a 503 naming the extension
+    service(request, ConversationalExtension, "stores conversations", "conversational")
+    return ConversationStore(request.app[STORE])
+
+
+def _conversation_id(request: web.Request) -> str:
+    conversation_id = request.match_info["conversation_id"]
+    if not wire.valid_conversation_id(conversation_id):
+        raise APIError(400, f"Invalid 'conversation_id': {conversation_id[:80]!r}. Expected an ID that begins with "
+                            "'conv_' followed by letters and digits.", param="conversation_id", code="invalid_value")
+    return conversation_id
+
+
+def _item_id(request: web.Request) -> str:
+    item_id = request.match_info["item_id"]
+    if not wire.valid_item_id(item_id):
+        raise APIError(400, f"Invalid 'item_id': {item_id[:80]!r}. Expected an item's ID, such as 'msg_...'.",
+                       param="item_id", code="invalid_value")
+    return item_id
+
+
+def _check_include(request: web.Request) -> None:
+    """``include`` (the SDKs send ``include[]=...``): checked as a response's (a 400 naming a value that is none of
+    OpenAI's); what they ask for is in every item already (images as data URLs) or has nothing here to show."""
+    known = get_args(responses_wire.Includable)
+    for index, value in enumerate(request.query.getall("include[]", []) + request.query.getall("include", [])):
+        if value not in known:
+            raise APIError(400, f"include[{index}]: {value!r} is not one of " + ", ".join(map(repr, known)),
+                           param="include", code="invalid_value")
+
+
+async def _messages(request: web.Request, body: wire.ConversationCreate | wire.ConversationItems):
+    """The chat turns the body's ``items`` make (checked, images fetched and uploads read), as a response's input."""
+    items = body.items or []
+    wire.check_items(items)
+    await fetch_body_images(body, request.app[MEDIA_FETCHER])
+    await responses_wire.resolve_file_images(body, functools.partial(upload_image, request), "items")
+    return await body_step(responses_wire.input_messages, items, "items")
+
+
+@routes.post("/v1/conversations")
+async def create_conversation(request: web.Request) -> web.Response:
+    """Create a conversation, with up to 20 first ``items`` and its ``metadata``: a Jan thread."""
+    store = _store(request)
+    body = await parse_body(request, wire.ConversationCreate)
+    messages = await _messages(request, body)
+    return web.json_response(await store.create(messages, body.metadata))
+
+
+@routes.get("/v1/conversations/{conversation_id}")
+async def get_conversation(request: web.Request) -> web.Response:
+    conversation_id = _conversation_id(request)
+    return web.json_response(await _store(request).get(conversation_id))
+
+
+@routes.post("/v1/conversations/{conversation_id}")
+async def update_conversation(request: web.Request) -> web.Response:
+    """Replace the conversation's ``metadata``."""
+    conversation_id = _conversation_id(request)
+    store = _store(request)
+    body = await parse_body(request, wire.ConversationUpdate)
+    return web.json_response(await store.update(conversation_id, body.metadata))
+
+
+@routes.delete("/v1/conversations/{conversation_id}")
+async def delete_conversation(request: web.Request) -> web.Response:
+    """Delete the conversation (its thread, with its messages)."""
+    conversation_id = _conversation_id(request)
+    await _store(request).delete(conversation_id)
+    return web.json_response({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
+
+
+@routes.get("/v1/conversations/{conversation_id}/items")
+async def list_items(request: web.Request) -> web.Response:
+    """The conversation's items (``order`` ``desc`` by default, ``after`` an item id, ``limit`` 1-100)."""
+    conversation_id = _conversation_id(request)
+    _check_include(request)
+    # the query first, as every list reads it: a bad one is the same 400 whatever the conversation
+    order = query_choice(request, "order", "desc", ("asc", "desc"))
+    limit = query_int(request, "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
+    after = request.query.get("after") or None
+    items = await _store(request).items(conversation_id)
+    if order == "desc":
+        items.reverse()
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise APIError(400, f"after: no item with id {after[:80]!r} in conversation {conversation_id!r}",
+                           param="after", code="invalid_value")
+        items = items[ids.index(after) + 1:]
+    page = items[:limit]
+    return web.json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                              "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit})
+
+
+@routes.post("/v1/conversations/{conversation_id}/items")
+async def create_items(request: web.Request) -> web.Response:
+    """Add up to 20 ``items`` to the conversation (all or none); the items made, as a list."""
+    conversation_id = _conversation_id(request)
+    _check_include(request)
+    store = _store(request)
+    await store.thread(conversation_id)  # (an unknown conversation is a 404 before the body is read)
+    body = await parse_body(request, wire.ConversationItems)
+    items = await store.add(conversation_id, await _messages(request, body))
+    return web.json_response({"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
+                              "last_id": items[-1]["id"] if items else None, "has_more": False})
+
+
+@routes.get("/v1/conversations/{conversation_id}/items/{item_id}")
+async def get_item(request: web.Request) -> web.Response:
+    conversation_id, item_id = _conversation_id(request), _item_id(request)
+    _check_include(request)
+    return web.json_response(await _store(request).item(conversation_id, item_id))
+
+
+@routes.delete("/v1/conversations/{conversation_id}/items/{item_id}")
+async def delete_item(request: web.Request) -> web.Response:
+    """Remove one item; the conversation's object."""
+    conversation_id, item_id = _conversation_id(request), _item_id(request)
+    return web.json_response(await _store(request).delete_item(conversation_id, item_id))

@@ -1,0 +1,357 @@
+"""OpenAI Conversations (/v1/conversations) and the Responses API's ``conversation``, driven by the official openai
+client against a real server.
+
+A conversation is a Jan thread: the tests read it back through Jan's own thread API too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+
+import httpx
+import openai
+import pytest
+
+from dialect_helpers import openai_client
+from jan.server.config import ServerConfig
+from jan.testing.server import ServerThread
+
+MAX_TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stories_path):
+    config = ServerConfig(data_folder=tmp_path_factory.mktemp("conversations") / "data", models=[str(stories_path)],
+                          n_ctx=2048, n_parallel=2, n_threads=1)
+    srv = ServerThread(config).__enter__()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai_client(server)
+
+
+def _http(server) -> httpx.Client:
+    return httpx.Client(base_url=server.base_url, timeout=120)
+
+
+def _user(text: str) -> dict:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def _texts(items) -> list[tuple[str, str, str]]:
+    """(type, role or call id, text) of each item."""
+    out = []
+    for item in items:
+        if item.type == "message":
+            out.append(("message", item.role, "".join(getattr(p, "text", "") or "" for p in item.content)))
+        elif item.type == "function_call":
+            out.append(("function_call", item.call_id, item.arguments))
+        elif item.type == "function_call_output":
+            out.append(("function_call_output", item.call_id, item.output))
+        else:
+            out.append((item.type, "", "".join(p.text for p in item.content or ())))
+    return out
+
+
+def _all(client, conversation_id: str) -> list:
+    return list(client.conversations.items.list(conversation_id, order="asc", limit=100))
+
+
+# -- the conversation object ------------------------------------------------------------------------
+def test_create_retrieve_update_delete(client, server):
+    conv = client.conversations.create(metadata={"topic": "demo"})
+    assert conv.id.startswith("conv_") and conv.object == "conversation"
+    assert conv.metadata == {"topic": "demo"} and conv.created_at > 0
+    again = client.conversations.retrieve(conv.id)
+    assert again.model_dump() == conv.model_dump()
+
+    updated = client.conversations.update(conv.id, metadata={"topic": "billing", "status": "open"})
+    assert updated.metadata == {"topic": "billing", "status": "open"}
+    assert client.conversations.retrieve(conv.id).metadata == {"topic": "billing", "status": "open"}
+
+    # the conversation is a Jan thread (the web page lists it), its metadata the thread's
+    with _http(server) as http:
+        thread = http.get(f"/v1/threads/{conv.id}").json()
+        assert thread["id"] == conv.id and thread["metadata"] == {"topic": "billing", "status": "open"}
+        deleted = client.conversations.delete(conv.id)
+        assert deleted.id == conv.id and deleted.deleted is True and deleted.object == "conversation.deleted"
+        assert http.get(f"/v1/threads/{conv.id}").status_code == 404
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.retrieve(conv.id)
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.delete(conv.id)
+
+
+def test_items_on_create_list_and_paginate(client):
+    conv = client.conversations.create(items=[
+        {"type": "message", "role": "developer", "content": "Be brief."},
+        _user("one"),
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "two"}]},
+        _user("three"),
+    ])
+    items = _all(client, conv.id)
+    assert _texts(items) == [("message", "system", "Be brief."), ("message", "user", "one"),
+                             ("message", "assistant", "two"), ("message", "user", "three")]
+    assert items[2].content[0].type == "output_text" and items[1].content[0].type == "input_text"
+    assert all(item.status == "completed" for item in items)
+
+    # desc by default; ids stable across reads
+    desc = client.conversations.items.list(conv.id)
+    assert [i.id for i in desc.data] == [i.id for i in reversed(items)]
+    assert desc.has_more is False and desc.first_id == items[-1].id and desc.last_id == items[0].id
+
+    # limit and the after cursor, page by page (the SDK follows last_id)
+    first = client.conversations.items.list(conv.id, order="asc", limit=3)
+    assert [i.id for i in first.data] == [i.id for i in items[:3]] and first.has_more is True
+    second = client.conversations.items.list(conv.id, order="asc", limit=3, after=first.last_id)
+    assert [i.id for i in second.data] == [items[3].id] and second.has_more is False
+    assert [i.id for i in client.conversations.items.list(conv.id, order="asc", limit=1)] == [i.id for i in items]
+    back = client.conversations.items.list(conv.id, order="desc", limit=2, after=items[2].id)
+    assert [i.id for i in back.data] == [items[1].id, items[0].id]
+
+
+def test_add_retrieve_and_delete_items(client):
+    conv = client.conversations.create(items=[_user("hello")])
+    added = client.conversations.items.create(conv.id, items=[
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "calling"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": '{"q": "x"}'},
+        {"type": "function_call", "call_id": "call_2", "name": "lookup", "arguments": '{"q": "y"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": "found x"},
+        {"type": "function_call_output", "call_id": "call_2", "output": "found y"},
+    ])
+    assert added.object == "list"
+    assert _texts(added.data) == [("message", "assistant", "calling"), ("function_call", "call_1", '{"q": "x"}'),
+                                  ("function_call", "call_2", '{"q": "y"}'),
+                                  ("function_call_output", "call_1", "found x"),
+                                  ("function_call_output", "call_2", "found y")]
+    items = _all(client, conv.id)
+    assert [i.id for i in items[1:]] == [i.id for i in added.data]  # the created ids are the listed ones
+    assert len({i.id for i in items}) == len(items)
+
+    call = client.conversations.items.retrieve(added.data[2].id, conversation_id=conv.id)
+    assert call.type == "function_call" and call.call_id == "call_2" and call.name == "lookup"
+
+    # removing one call of a turn keeps the turn's other items, with their ids
+    result = client.conversations.items.delete(added.data[1].id, conversation_id=conv.id)
+    assert result.id == conv.id and result.object == "conversation"
+    left = _all(client, conv.id)
+    assert [i.id for i in left] == [items[0].id, items[1].id, items[3].id, items[4].id, items[5].id]
+    client.conversations.items.delete(items[0].id, conversation_id=conv.id)
+    assert [i.id for i in _all(client, conv.id)] == [items[1].id, items[3].id, items[4].id, items[5].id]
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.items.retrieve(items[0].id, conversation_id=conv.id)
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.items.delete(items[0].id, conversation_id=conv.id)
+
+
+def test_reasoning_and_images_round_trip(client):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    conv = client.conversations.create(items=[
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "see"},
+                                                        {"type": "input_image", "image_url": url, "detail": "auto"}]},
+        {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "red square"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "It is red."}]},
+    ])
+    items = _all(client, conv.id)
+    assert [i.type for i in items] == ["message", "reasoning", "message"]
+    image = items[0].content[1]
+    assert image.type == "input_image" and image.image_url.startswith("data:image/png;base64,")
+    assert items[1].content[0].text == "red square"
+    assert items[2].content[0].text == "It is red."
+    # deleting the reasoning leaves the answer
+    client.conversations.items.delete(items[1].id, conversation_id=conv.id)
+    assert [i.id for i in _all(client, conv.id)] == [items[0].id, items[2].id]
+
+
+# -- responses in a conversation ----------------------------------------------------------------------
+def _answer(response) -> str:
+    return "".join(p.text for item in response.output if item.type == "message" for p in item.content)
+
+
+def test_responses_in_a_conversation(client, server):
+    conv = client.conversations.create(items=[{"type": "message", "role": "developer", "content": "Tell stories."}])
+    first = client.responses.create(model="stories260K", conversation=conv.id, input="Once upon",
+                                    max_output_tokens=MAX_TOKENS, temperature=0)
+    assert first.conversation is not None and first.conversation.id == conv.id
+    second = client.responses.create(model="stories260K", conversation={"id": conv.id}, input="Then",
+                                     max_output_tokens=MAX_TOKENS, temperature=0)
+    assert second.conversation.id == conv.id
+    items = _all(client, conv.id)
+    assert _texts(items) == [("message", "system", "Tell stories."), ("message", "user", "Once upon"),
+                             ("message", "assistant", _answer(first)), ("message", "user", "Then"),
+                             ("message", "assistant", _answer(second))]
+    # the second response read the first's turns: its prompt is longer by them
+    assert second.usage.input_tokens > first.usage.input_tokens
+
+    # the history was read: the same prompt by hand gives the same answer
+    manual = client.responses.create(model="stories260K", input=[
+        {"type": "message", "role": "developer", "content": "Tell stories."},
+        {"type": "message", "role": "user", "content": "Once upon"},
+        {"type": "message", "role": "assistant", "content": _answer(first)},
+        {"type": "message", "role": "user", "content": "Then"}], max_output_tokens=MAX_TOKENS, temperature=0,
+        store=False)
+    assert _answer(manual) == _answer(second) and manual.usage.input_tokens == second.usage.input_tokens
+
+    # a stored response of a conversation is retrievable, and continuing it by previous_response_id forks: the
+    # conversation keeps only its own responses' turns
+    assert client.responses.retrieve(second.id).conversation.id == conv.id
+    client.responses.create(model="stories260K", previous_response_id=second.id, input="Fork",
+                            max_output_tokens=MAX_TOKENS, temperature=0)
+    assert len(_all(client, conv.id)) == 5
+
+
+def test_listed_items_are_input_again(client):
+    """What the Agents SDK's session does: the items listed are sent back as a response's input, unchanged."""
+    conv = client.conversations.create(items=[
+        _user("hi"),
+        {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "a call"}]},
+        {"type": "function_call", "call_id": "call_9", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_9", "output": "done"},
+    ])
+    items = [item.model_dump(exclude_none=True) for item in _all(client, conv.id)]
+    assert [i["type"] for i in items] == ["message", "reasoning", "function_call", "function_call_output"]
+    response = client.responses.create(model="stories260K", input=items, max_output_tokens=2, store=False)
+    within = client.responses.create(model="stories260K", conversation=conv.id, input=[], max_output_tokens=2,
+                                     store=False)
+    assert response.usage.input_tokens == within.usage.input_tokens
+
+
+def test_streamed_and_unstored_responses_join_the_conversation(client):
+    conv = client.conversations.create()
+    events = list(client.responses.create(model="stories260K", conversation=conv.id, input="Hello", stream=True,
+                                          max_output_tokens=MAX_TOKENS, temperature=0))
+    final = events[-1].response  # (response.incomplete: the token limit cut the story off)
+    assert events[-1].type in ("response.completed", "response.incomplete") and final.conversation.id == conv.id
+    # store: false keeps no response, yet its items join the conversation (OpenAI's)
+    unstored = client.responses.create(model="stories260K", conversation=conv.id, input="Again", store=False,
+                                       max_output_tokens=MAX_TOKENS, temperature=0)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unstored.id)
+    assert _texts(_all(client, conv.id)) == [("message", "user", "Hello"), ("message", "assistant", _answer(final)),
+                                              ("message", "user", "Again"),
+                                              ("message", "assistant", _answer(unstored))]
+
+
+def test_concurrent_responses_do_not_interleave(server):
+    async def go() -> None:
+        client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        conv = await client.conversations.create()
+        answers = await asyncio.gather(*(client.responses.create(
+            model="stories260K", conversation=conv.id, input=f"turn {k}", max_output_tokens=MAX_TOKENS,
+            temperature=0) for k in range(3)))
+        items = [i async for i in client.conversations.items.list(conv.id, order="asc", limit=100)]
+        assert len(items) == 6
+        pairs = [(items[k], items[k + 1]) for k in range(0, 6, 2)]
+        by_input = {_texts([u])[0][2]: _texts([a])[0] for u, a in pairs}
+        for k, answer in enumerate(answers):
+            assert by_input[f"turn {k}"] == ("message", "assistant", _answer(answer))
+        await client.close()
+
+    asyncio.run(go())
+
+
+# -- refusals -----------------------------------------------------------------------------------------
+def _error(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
+
+
+def test_conversation_parameter_refusals(client, server):
+    conv = client.conversations.create()
+    with _http(server) as http:
+        both = http.post("/v1/responses", json={"model": "stories260K", "input": "hi", "conversation": conv.id,
+                                                "previous_response_id": "resp_abc"})
+        error = _error(both, 400)
+        assert error["param"] == "conversation" and "Mutually exclusive" in error["message"]
+        unknown = _error(http.post("/v1/responses", json={"model": "stories260K", "input": "hi",
+                                                          "conversation": "conv_00000000000000000000000000"}), 404)
+        assert unknown["param"] == "conversation" and "not found" in unknown["message"]
+        bad = _error(http.post("/v1/responses", json={"model": "stories260K", "input": "hi",
+                                                      "conversation": "../etc"}), 400)
+        assert bad["param"] == "conversation"
+        assert _error(http.post("/v1/responses", json={"model": "stories260K", "input": "hi",
+                                                       "conversation": {"id": 5}}), 400)["param"].startswith("conversation")
+        # nothing was added to the conversation by the refused requests
+        assert http.get(f"/v1/conversations/{conv.id}/items").json()["data"] == []
+        # counted tokens read the conversation too
+        client.conversations.items.create(conv.id, items=[_user("a long first turn of the conversation")])
+        alone = http.post("/v1/responses/input_tokens", json={"model": "stories260K", "input": "hi"}).json()
+        within = http.post("/v1/responses/input_tokens", json={"model": "stories260K", "input": "hi",
+                                                                "conversation": conv.id}).json()
+        assert within["input_tokens"] > alone["input_tokens"]
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"items": [_user(str(k)) for k in range(21)]}, "items"),
+    ({"items": [{"type": "web_search_call", "id": "ws_1", "status": "completed"}]}, "items[0].type"),
+    ({"items": [{"type": "item_reference", "id": "msg_1"}]}, "items[0].type"),
+    ({"items": [{"type": "mystery"}]}, "items[0]"),
+    ({"items": [{"type": "message", "role": "user", "content": 5}]}, "items[0].content"),
+    ({"items": [{"type": "reasoning", "summary": [{"type": "summary_text", "text": "x"}]}, _user("u")]}, "items[0]"),
+    ({"items": [{"type": "message", "role": "user", "content": [
+        {"type": "input_file", "file_data": "aGk=", "filename": "a.txt"}]}]}, "items[0].content[0]"),
+    ({"items": [{"type": "message", "role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64,@@"}]}]}, "items[0].content[0].image_url"),
+    ({"metadata": {str(k): "v" for k in range(17)}}, "metadata"),
+    ({"metadata": {"k" * 65: "v"}}, "metadata"),
+    ({"metadata": {"k": "v" * 513}}, "metadata"),
+    ({"metadata": {"k": 1}}, "metadata"),
+    ({"items": "hello"}, "items"),
+    ({"unknown_field": 1}, "unknown_field"),
+])
+def test_bad_create_bodies(server, body, param):
+    with _http(server) as http:
+        before = len(http.get("/v1/threads", params={"limit": 100}).json()["data"])
+        error = _error(http.post("/v1/conversations", json=body), 400)
+        assert error["param"] is not None and error["param"].startswith(param), error
+        assert len(http.get("/v1/threads", params={"limit": 100}).json()["data"]) == before  # nothing made
+
+
+def test_bad_paths_queries_and_item_bodies(client, server):
+    conv = client.conversations.create(items=[_user("x")])
+    with _http(server) as http:
+        assert _error(http.get("/v1/conversations/nope"), 400)["param"] == "conversation_id"
+        assert _error(http.get("/v1/conversations/thread_1"), 400)["param"] == "conversation_id"
+        assert _error(http.get("/v1/conversations/conv_0000000000000000000000000A"), 404)["code"] == "not_found"
+        assert _error(http.get("/v1/conversations/conv_0000000000000000000000000A/items"), 404)
+        assert _error(http.post("/v1/conversations/conv_0000000000000000000000000A/items",
+                                json={"items": [_user("x")]}), 404)
+        items = f"/v1/conversations/{conv.id}/items"
+        assert _error(http.get(items, params={"limit": 0}), 400)["param"] == "limit"
+        assert _error(http.get(items, params={"limit": 101}), 400)["param"] == "limit"
+        assert _error(http.get(items, params={"order": "up"}), 400)["param"] == "order"
+        assert _error(http.get(items, params={"after": "msg_unknown"}), 400)["param"] == "after"
+        assert _error(http.get(items, params={"include[]": "nonsense"}), 400)["param"] == "include"
+        assert http.get(items, params={"include[]": "message.input_image.image_url"}).status_code == 200
+        assert _error(http.get(f"{items}/..%2F..%2Fx"), 400)["param"] == "item_id"
+        assert _error(http.get(f"{items}/msg_unknown"), 404)
+        assert _error(http.post(items, json={"items": []}), 400)["param"].startswith("items")
+        assert _error(http.post(items, json={}), 400)["param"] == "items"
+        assert _error(http.post(items, json={"items": [_user(str(k)) for k in range(21)]}), 400)["param"] == "items"
+        # a call's output with no text is kept; nothing of a refused batch is
+        assert _error(http.post(items, json={"items": [_user("ok"), {"type": "custom_tool_call", "call_id": "c",
+                                                                        "name": "n", "input": "i"}]}), 400)
+        assert len(http.get(items).json()["data"]) == 1
+        assert _error(http.post(f"/v1/conversations/{conv.id}", json={}), 400)["param"] == "metadata"
+        assert _error(http.post(f"/v1/conversations/{conv.id}", json={"metadata": {"k": 2}}), 400)["param"] == "metadata"
+        assert http.post(f"/v1/conversations/{conv.id}", json={"metadata": None}).json()["metadata"] == {}
+
+
+def test_documented(server):
+    with _http(server) as http:
+        paths = http.get("/openapi.json").json()["paths"]
+    assert {"post"} <= set(paths["/v1/conversations"])
+    assert {"get", "post", "delete"} <= set(paths["/v1/conversations/{conversation_id}"])
+    assert {"get", "post"} <= set(paths["/v1/conversations/{conversation_id}/items"])
+    assert {"get", "delete"} <= set(paths["/v1/conversations/{conversation_id}/items/{item_id}"])
