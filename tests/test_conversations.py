@@ -225,6 +225,21 @@ def test_listed_items_are_input_again(client):
     assert response.usage.input_tokens == within.usage.input_tokens
 
 
+def test_an_item_reference_names_a_conversation_item(client):
+    conv = client.conversations.create(items=[_user("remember this")])
+    item = _all(client, conv.id)[0]
+    # (counted: a response made would add its turn to the conversation)
+    by_reference = client.responses.input_tokens.count(model="stories260K", conversation=conv.id,
+                                                       input=[{"type": "item_reference", "id": item.id}])
+    by_value = client.responses.input_tokens.count(model="stories260K", conversation=conv.id,
+                                                   input=[_user("remember this")])
+    assert by_reference.input_tokens == by_value.input_tokens
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="stories260K", conversation=conv.id, max_output_tokens=2,
+                                input=[{"type": "item_reference", "id": "msg_nothere"}])
+    assert err.value.body["param"] == "input[0].id"
+
+
 def test_streamed_and_unstored_responses_join_the_conversation(client):
     conv = client.conversations.create()
     events = list(client.responses.create(model="stories260K", conversation=conv.id, input="Hello", stream=True,
@@ -239,6 +254,23 @@ def test_streamed_and_unstored_responses_join_the_conversation(client):
     assert _texts(_all(client, conv.id)) == [("message", "user", "Hello"), ("message", "assistant", _answer(final)),
                                               ("message", "user", "Again"),
                                               ("message", "assistant", _answer(unstored))]
+
+
+def test_a_background_response_cancelled_adds_its_input_and_what_it_said(client):
+    conv = client.conversations.create()
+    response = client.responses.create(model="stories260K", conversation=conv.id, input="Long story",
+                                       background=True, max_output_tokens=1000)
+    try:
+        cancelled = client.responses.cancel(response.id)
+    except openai.BadRequestError:  # it ended before the cancel came (a fast machine)
+        cancelled = client.responses.retrieve(response.id)
+    assert cancelled.status in ("cancelled", "completed", "incomplete") and cancelled.conversation.id == conv.id
+    items = _all(client, conv.id)
+    assert _texts(items[:1]) == [("message", "user", "Long story")] and len(items) <= 2
+    if len(items) == 2:  # it had begun to answer: its answer is kept, cut off
+        assert items[1].role == "assistant"
+        assert items[1].status == ("incomplete" if cancelled.status == "cancelled" else "completed")
+        assert _texts(items[1:])[0][2] == _answer(cancelled)
 
 
 def test_concurrent_responses_do_not_interleave(server):

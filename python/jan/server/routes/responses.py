@@ -10,6 +10,7 @@ as Jan threads. Errors keep OpenAI's shape.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -147,12 +148,22 @@ async def _history(app: web.Application, previous: StoredResponse | None) -> lis
         raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
 
 
-async def _resolve_references(app: web.Application, body: Any, previous: StoredResponse | None) -> None:
-    """In place of each ``item_reference`` of ``input``, the stored item it names (a 400 for one not stored)."""
+async def _resolve_references(app: web.Application, body: Any, previous: StoredResponse | None,
+                              conversation: str | None = None) -> None:
+    """In place of each ``item_reference`` of ``input``, the stored item it names (a 400 for one not stored): an
+    item of the ``conversation`` first, then of a stored response."""
     if wire.item_references(body):
         store = app[STORE]
-        await wire.resolve_item_references(
-            body, lambda item_id: store.find_item(item_id, previous, wire.valid_response_id))
+
+        async def find(item_id: str) -> dict[str, Any] | None:
+            if conversation is not None:
+                from jan.server.dialects.conversations_store import ConversationStore
+
+                with contextlib.suppress(NotFoundError):
+                    return await ConversationStore(store).item(conversation, item_id)
+            return await store.find_item(item_id, previous, wire.valid_response_id)
+
+        await wire.resolve_item_references(body, find)
 
 
 def response_values(response: dict[str, Any]) -> int:
@@ -198,7 +209,7 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
         require(app[MANAGER], ConversationalExtension, "stores conversations", "conversational")
     previous = await _previous(app, body.previous_response_id)
     history = await _history(app, previous) + await _conversation_history(app, conversation)
-    await _resolve_references(app, body, previous)
+    await _resolve_references(app, body, previous, conversation)
     await fetch_body_images(body, app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, image_of)  # input_image file_id
     await read_body_documents(body, app.get(UPLOADS), app[MEDIA_FETCHER])  # input_file by id, URL
@@ -311,7 +322,7 @@ async def count_input_tokens(request: web.Request) -> web.Response:
         service(request, ConversationalExtension, "stores conversations", "conversational")
     previous = await _previous(request.app, body.previous_response_id)
     history = await _history(request.app, previous) + await _conversation_history(request.app, conversation)
-    await _resolve_references(request.app, body, previous)
+    await _resolve_references(request.app, body, previous, conversation)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
