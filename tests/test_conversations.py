@@ -150,11 +150,7 @@ def test_add_retrieve_and_delete_items(client):
 
 
 def test_reasoning_and_images_round_trip(client):
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (4, 4), (255, 0, 0)).save(buf, format="PNG")
-    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    url = _png()
     conv = client.conversations.create(items=[
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "see"},
                                                         {"type": "input_image", "image_url": url, "detail": "auto"}]},
@@ -335,6 +331,15 @@ def test_conversation_parameter_refusals(client, server):
         {"type": "input_file", "file_data": "aGk=", "filename": "a.txt"}]}]}, "items[0].content[0]"),
     ({"items": [{"type": "message", "role": "user", "content": [
         {"type": "input_image", "image_url": "data:image/png;base64,@@"}]}]}, "items[0].content[0].image_url"),
+    # an image the thread store cannot keep, said of the item (the store names its own message's part)
+    ({"items": [_user("a"), {"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "b"},
+        {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}]}, "items[1].content[1].image_url"),
+    ({"items": [{"type": "function_call", "call_id": "c", "name": "n", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c", "output": [
+                    {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}]}, "items[1].output[0].image_url"),
+    ({"items": [{"type": "message", "role": "assistant", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}]}, "items[0].content[0]"),
     ({"metadata": {str(k): "v" for k in range(17)}}, "metadata"),
     ({"metadata": {"k" * 65: "v"}}, "metadata"),
     ({"metadata": {"k": "v" * 513}}, "metadata"),
@@ -348,6 +353,25 @@ def test_bad_create_bodies(server, body, param):
         error = _error(http.post("/v1/conversations", json=body), 400)
         assert error["param"] is not None and error["param"].startswith(param), error
         assert len(http.get("/v1/threads", params={"limit": 100}).json()["data"]) == before  # nothing made
+
+
+def _png() -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def test_a_refused_image_names_its_item_in_a_response_too(client):
+    # (the items' field names are the one reading's: a call's output after the call is input[1].output, never a
+    # field of the turn the call joined)
+    with pytest.raises(openai.BadRequestError) as err:  # stories260K reads no images
+        client.responses.create(model="stories260K", max_output_tokens=2, input=[
+            {"type": "function_call", "call_id": "c", "name": "n", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": [
+                {"type": "input_image", "image_url": _png(), "detail": "auto"}]}])
+    assert err.value.body["param"].startswith("input[1].output"), err.value.body
 
 
 def test_bad_paths_queries_and_item_bodies(client, server):

@@ -21,14 +21,17 @@ from pydantic import ConfigDict, Field, model_validator
 from jan.server.dialects.responses import (FunctionCallItem, FunctionCallOutputItem, InputFile, InputItem,
                                            MessageItem, ReasoningItem, _call_item, _message_item, _reasoning_item,
                                            _Wire)
-from jan.server.dialects.responses_store import _data_url
+from jan.server.dialects.responses_store import _data_url, to_thread_message
 from jan.server.schemas import Metadata
 from jan.services import types as typed
 from jan.services.errors import RequestError
 from jan.services.untrusted import UntrustedTextPart
+from jan.store.errors import InvalidArgumentError
+from jan.store.files import extract_images
 
 __all__ = ["MAX_ITEMS", "ConversationCreate", "ConversationItems", "ConversationUpdate", "ItemRef",
-           "check_items", "conversation_object", "message_items", "valid_conversation_id", "valid_item_id"]
+           "check_items", "check_storable", "conversation_object", "message_items", "valid_conversation_id",
+           "valid_item_id"]
 
 #: OpenAI's: "You may add up to 20 items at a time" (a create's ``items`` too).
 MAX_ITEMS = 20
@@ -106,6 +109,11 @@ def check_items(items: list[Any], field: str = "items") -> None:
                                param=f"{where}.type", code="invalid_value")
         parts = item.content if isinstance(item, MessageItem) else getattr(item, "output", None)
         for j, part in enumerate(parts if isinstance(parts, list) else ()):
+            if isinstance(item, MessageItem) and item.role == "assistant" and part.type not in ("output_text",
+                                                                                                "input_text", "refusal"):
+                # (an assistant turn is kept as its text, its reasoning and its calls: what the model said)
+                raise RequestError(f"{where}.content[{j}]: an assistant message holds text (output_text or refusal), "
+                                   f"not {part.type}", param=f"{where}.content[{j}]", code="invalid_value")
             if isinstance(part, InputFile):
                 key = "content" if isinstance(item, MessageItem) else "output"
                 raise RequestError(f"{where}.{key}[{j}]: a document is read as text when a response is made; send it "
@@ -120,6 +128,23 @@ def check_items(items: list[Any], field: str = "items") -> None:
             if not any(p.text for p in (item.content or item.summary)):
                 raise RequestError(f"{where}: a reasoning item needs its text (content or summary) to be kept",
                                    param=where, code="invalid_value")
+
+
+def check_storable(turns: list[tuple[typed.ChatMessage, str]]) -> None:
+    """Refuse, before anything is written, a turn the thread store would refuse (an image it cannot decode or
+    keep), naming the item's field (``turns``: each with its field, ``items[i].content``): the store's own refusal
+    names the thread message's part, which no client sent."""
+    for turn, field in turns:
+        try:
+            extract_images(to_thread_message(turn)["content"])
+        except InvalidArgumentError as exc:
+            # (an item's parts are its turn's, one for one: an assistant turn, whose reasoning would come first,
+            # holds no images: check_items)
+            part = re.match(r"content\[(\d+)\]", exc.param or "")
+            where = f"{field}[{part[1]}].image_url" if part else field
+            _, sep, why = str(exc).partition(": ")
+            raise RequestError(f"{where}: {why if sep else exc}", param=where,
+                               code=exc.code or "invalid_value") from None
 
 
 def conversation_object(thread: dict[str, Any]) -> dict[str, Any]:

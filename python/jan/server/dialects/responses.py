@@ -42,6 +42,7 @@ __all__ = [
     "encrypted_reasoning",
     "input_items",
     "input_messages",
+    "input_turns",
     "new_id",
     "output_items",
     "output_message",
@@ -641,31 +642,31 @@ def _parts(content: str | list, where: str) -> tuple[typed.Part, ...]:
     return tuple(parts)
 
 
-def _input_turns(items: str | list | None, field: str = "input") -> list[tuple[typed.ChatMessage, str]]:
+def _input_turns(items: str | list | None, name: str = "input") -> list[tuple[typed.ChatMessage, str]]:
     """:func:`input_messages`, each with the field of ``input`` it came from (what an error about it names);
-    ``field``: the body's field that holds the items (a conversation's ``items``)."""
+    ``name``: the body's field that holds the items (a conversation's ``items``)."""
     if items is None:
         return []
     if isinstance(items, str):
-        return [(typed.ChatMessage.of_text("user", items), field)]
+        return [(typed.ChatMessage.of_text("user", items), name)]
     out: list[tuple[typed.ChatMessage, str]] = []
     reasoning: str | None = None
     for i, item in enumerate(items):
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
-            raise ValueError(f"{field}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
+            raise ValueError(f"{name}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
         if isinstance(item, WebSearchCallItem):
             continue  # (nothing in it for the model: WebSearchCallItem)
         if isinstance(item, ReasoningItem):
             try:
                 encrypted = reasoning_of_encrypted(item.encrypted_content)
             except ValueError:
-                raise ValueError(f"{field}[{i}].encrypted_content: damaged (it is not the one jan gave)") from None
+                raise ValueError(f"{name}[{i}].encrypted_content: damaged (it is not the one jan gave)") from None
             reasoning = "".join(p.text for p in (item.content or item.summary)) or encrypted
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
-            out.append((typed.ChatMessage(role, _parts(item.content, f"{field}[{i}].content"),
+            out.append((typed.ChatMessage(role, _parts(item.content, f"{name}[{i}].content"),
                                           reasoning=reasoning if role == "assistant" else None),
-                        f"{field}[{i}].content"))
+                        f"{name}[{i}].content"))
             reasoning = None if role == "assistant" else reasoning
         elif isinstance(item, (FunctionCallItem, CustomToolCallItem)):
             arguments = item.arguments if isinstance(item, FunctionCallItem) else custom_arguments(item.input)
@@ -676,12 +677,17 @@ def _input_turns(items: str | list | None, field: str = "input") -> list[tuple[t
                                              reasoning=last.reasoning), field)
             else:
                 out.append((typed.ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning),
-                            f"{field}[{i}]"))
+                            f"{name}[{i}]"))
                 reasoning = None
         else:
-            out.append((typed.ChatMessage("tool", _parts(item.output, f"{field}[{i}].output"),
-                                          tool_call_id=item.call_id), f"{field}[{i}].output"))
+            out.append((typed.ChatMessage("tool", _parts(item.output, f"{name}[{i}].output"),
+                                          tool_call_id=item.call_id), f"{name}[{i}].output"))
     return out
+
+
+def input_turns(items: str | list | None, field: str = "input") -> list[tuple[typed.ChatMessage, str]]:
+    """:func:`input_messages`, each with the field it came from (``items[i].content``...)."""
+    return _input_turns(items, field)
 
 
 def input_messages(items: str | list | None, field: str = "input") -> list[typed.ChatMessage]:

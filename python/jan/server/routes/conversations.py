@@ -74,7 +74,9 @@ async def _messages(request: web.Request, body: wire.ConversationCreate | wire.C
     wire.check_items(items)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await responses_wire.resolve_file_images(body, functools.partial(upload_image, request), "items")
-    return await body_step(responses_wire.input_messages, items, "items")
+    turns = await body_step(responses_wire.input_turns, items, "items")
+    await body_step(wire.check_storable, turns)  # (images decoded: a big body's off the loop)
+    return [turn for turn, _ in turns]
 
 
 @routes.post("/v1/conversations")
