@@ -74,10 +74,16 @@ def test_create_retrieve_update_delete(client, server):
     assert updated.metadata == {"topic": "billing", "status": "open"}
     assert client.conversations.retrieve(conv.id).metadata == {"topic": "billing", "status": "open"}
 
-    # the conversation is a Jan thread (the web page lists it), its metadata the thread's
+    # the conversation is a Jan thread (the web page lists it), its metadata the thread's, titled by its first
+    # user turn
     with _http(server) as http:
         thread = http.get(f"/v1/threads/{conv.id}").json()
         assert thread["id"] == conv.id and thread["metadata"] == {"topic": "billing", "status": "open"}
+        assert thread["title"] == "New conversation"
+        client.conversations.items.create(conv.id, items=[_user("What is   the weather?")])
+        assert http.get(f"/v1/threads/{conv.id}").json()["title"] == "What is the weather?"
+        client.conversations.items.create(conv.id, items=[_user("Another")])
+        assert http.get(f"/v1/threads/{conv.id}").json()["title"] == "What is the weather?"
         deleted = client.conversations.delete(conv.id)
         assert deleted.id == conv.id and deleted.deleted is True and deleted.object == "conversation.deleted"
         assert http.get(f"/v1/threads/{conv.id}").status_code == 404
@@ -213,12 +219,51 @@ def test_listed_items_are_input_again(client):
         {"type": "function_call", "call_id": "call_9", "name": "lookup", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "call_9", "output": "done"},
     ])
-    items = [item.model_dump(exclude_none=True) for item in _all(client, conv.id)]
+    items = [item.model_dump() for item in _all(client, conv.id)]  # (all fields, None ones too: the SDK's dump)
     assert [i["type"] for i in items] == ["message", "reasoning", "function_call", "function_call_output"]
     response = client.responses.create(model="stories260K", input=items, max_output_tokens=2, store=False)
     within = client.responses.create(model="stories260K", conversation=conv.id, input=[], max_output_tokens=2,
                                      store=False)
     assert response.usage.input_tokens == within.usage.input_tokens
+
+
+def test_a_session_as_the_agents_sdk_keeps_one(server):
+    """What the Agents SDK's OpenAIConversationsSession calls, in its order: a conversation made with no items, the
+    turn's input and the response's output items added as it dumps them, read back (all, or the last by a desc
+    page of one) and popped."""
+    async def go() -> None:
+        client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        session = (await client.conversations.create(items=[])).id
+
+        async def get_items(limit=None) -> list[dict]:
+            if limit is None:
+                return [i.model_dump() async for i in client.conversations.items.list(session, order="asc")]
+            out = []
+            async for item in client.conversations.items.list(session, limit=limit, order="desc"):
+                out.append(item.model_dump())
+                if len(out) >= limit:
+                    break
+            return out[::-1]
+
+        for turn in ("Hi", "More"):
+            new = [{"role": "user", "content": turn}]  # (the Runner's input items: no type)
+            response = await client.responses.create(model="stories260K", input=[*await get_items(), *new],
+                                                     max_output_tokens=MAX_TOKENS, temperature=0)
+            await client.conversations.items.create(session, items=[
+                *new, *(item.model_dump(exclude_unset=True) for item in response.output)])
+        items = await get_items()
+        assert [(i["type"], i["role"]) for i in items] == [("message", "user"), ("message", "assistant")] * 2
+        assert items[3]["content"][0]["text"] == response.output_text
+        last = (await get_items(limit=1))[0]
+        assert last == items[-1]
+        await client.conversations.items.delete(last["id"], conversation_id=session)
+        assert await get_items() == items[:-1]
+        await client.conversations.delete(session)
+        with pytest.raises(openai.NotFoundError):
+            await client.conversations.items.list(session)
+        await client.close()
+
+    asyncio.run(go())
 
 
 def test_an_item_reference_names_a_conversation_item(client):

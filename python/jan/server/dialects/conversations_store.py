@@ -15,8 +15,8 @@ from typing import Any
 from jan.core import NotFoundError
 from jan.errors import not_found_message
 from jan.server.dialects.conversations import ItemRef, conversation_object, message_items
-from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, ResponsesStore, _title, from_thread_message,
-                                                 is_conversation_thread, to_thread_message)
+from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, ResponsesStore, _title,
+                                                 from_thread_message, is_conversation_thread, to_thread_message)
 from jan.services.types import ChatMessage
 from jan.store.ids import new_id
 
@@ -50,7 +50,7 @@ class ConversationStore:
     async def create(self, messages: list[ChatMessage], metadata: dict[str, Any] | None) -> dict[str, Any]:
         """A new conversation holding ``messages`` (written with the thread, all or none): its object."""
         thread = await self._threads.create_thread({
-            "id": new_id(CONVERSATION_PREFIX.rstrip("_")), "title": _title(messages) or "New conversation",
+            "id": new_id(CONVERSATION_PREFIX.rstrip("_")), "title": _title(messages) or CONVERSATION_TITLE,
             # Jan's default assistant: the web page continues the conversation as any other thread
             "assistants": [{"assistant_id": "jan", "assistant_name": "Jan"}], "metadata": metadata or {},
             "messages": [to_thread_message(m) for m in messages]})

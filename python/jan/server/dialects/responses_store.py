@@ -47,7 +47,7 @@ from jan.services.untrusted import UntrustedTextPart
 
 log = logging.getLogger("jan.server")
 
-__all__ = ["CONVERSATION_PREFIX", "NotLatestError", "ResponsesStore", "StoredResponse", "from_thread_message",
+__all__ = ["CONVERSATION_PREFIX", "CONVERSATION_TITLE", "NotLatestError", "ResponsesStore", "StoredResponse", "from_thread_message",
            "is_conversation_thread", "to_thread_message"]
 
 TITLE_CHARS = 60
@@ -162,6 +162,10 @@ def _title(messages: list[ChatMessage]) -> str | None:
 
 #: The id prefix of a conversation (OpenAI's Conversations API): a conversation is a Jan thread with such an id.
 CONVERSATION_PREFIX = "conv_"
+
+
+#: The title of a conversation's thread until a user turn gives it one.
+CONVERSATION_TITLE = "New conversation"
 
 
 def is_conversation_thread(thread_id: str | None) -> bool:
@@ -382,7 +386,13 @@ class ResponsesStore:
         """Append ``messages`` to the thread under its lock, all or none (:meth:`_append`); the messages as
         stored. ``last_stopped``: the last one is an answer cut off (Jan's ``stopped``)."""
         async with self._lock(thread_id):
-            return await self._append_messages(thread_id, messages, response_id, last_stopped=last_stopped)
+            written = await self._append_messages(thread_id, messages, response_id, last_stopped=last_stopped)
+            if is_conversation_thread(thread_id) and (title := _title(messages)):
+                # a conversation made without a user turn takes its title from its first (the web page lists it so)
+                with contextlib.suppress(NotFoundError):
+                    if (await self.conversations.get_thread(thread_id)).get("title") == CONVERSATION_TITLE:
+                        await self.conversations.update_thread(thread_id, {"title": title})
+            return written
 
     async def _append(self, thread_id: str, messages: list[ChatMessage], response_id: str) -> str | None:
         written = await self._append_messages(thread_id, messages, response_id)
