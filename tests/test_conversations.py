@@ -22,9 +22,13 @@ MAX_TOKENS = 8
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, stories_path):
-    config = ServerConfig(data_folder=tmp_path_factory.mktemp("conversations") / "data", models=[str(stories_path)],
-                          n_ctx=2048, n_parallel=2, n_threads=1)
+def data(tmp_path_factory):
+    return tmp_path_factory.mktemp("conversations") / "data"
+
+
+@pytest.fixture(scope="module")
+def server(data, stories_path):
+    config = ServerConfig(data_folder=data, models=[str(stories_path)], n_ctx=2048, n_parallel=2, n_threads=1)
     srv = ServerThread(config).__enter__()
     yield srv
     srv.stop()
@@ -447,6 +451,23 @@ def test_bad_paths_queries_and_item_bodies(client, server):
         assert _error(http.post(f"/v1/conversations/{conv.id}", json={}), 400)["param"] == "metadata"
         assert _error(http.post(f"/v1/conversations/{conv.id}", json={"metadata": {"k": 2}}), 400)["param"] == "metadata"
         assert http.post(f"/v1/conversations/{conv.id}", json={"metadata": None}).json()["metadata"] == {}
+
+
+def test_a_damaged_thread_is_read_as_the_store_reads_one(client, server, data):
+    torn, gone = client.conversations.create(items=[_user("one")]), client.conversations.create(items=[_user("two")])
+    folder = {p.name: p for p in (data / "threads").rglob("conv_*") if p.is_dir()}
+    with (folder[torn.id] / "messages.jsonl").open("ab") as f:
+        f.write(b'{"id": "msg_torn", "role": "us')  # a write cut off: the line is skipped
+    assert _texts(_all(client, torn.id)) == [("message", "user", "one")]
+    client.responses.create(model="stories260K", conversation=torn.id, input="next", max_output_tokens=2)
+    assert [t[:2] for t in _texts(_all(client, torn.id))] == [("message", "user"), ("message", "user"),
+                                                              ("message", "assistant")]
+    (folder[gone.id] / "thread.json").write_text("{torn")  # set aside: the conversation is gone
+    with _http(server) as http:
+        assert _error(http.get(f"/v1/conversations/{gone.id}"), 404)["code"] == "not_found"
+        assert _error(http.get(f"/v1/conversations/{gone.id}/items"), 404)
+        assert _error(http.post("/v1/responses", json={"model": "stories260K", "input": "x",
+                                                       "conversation": gone.id}), 404)["param"] == "conversation"
 
 
 def test_documented(server):
