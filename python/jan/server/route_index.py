@@ -1,10 +1,10 @@
 """The routes whose module is imported on their first request, not at start.
 
 ``jan serve`` answers chat, completions, embeddings, ``/v1/models`` and health from modules it imports at start; every
-other route module (the other dialects: Anthropic's, OpenAI's Responses and Conversations, Ollama's, llama-server's; threads,
-assistants, runs, files, batches, audio, model admin, extensions, MCP, the chat page) holds pydantic models and
-handlers a session may never use, a few MiB of resident memory at start (issue 16). Each of their routes is
-registered from the start, with its method and path, from the table below: its handler is a stand-in that imports
+other route module (the other dialects: Anthropic's, OpenAI's Responses and Conversations, Ollama's,
+llama-server's; threads, assistants, runs, files, batches, audio, model admin, extensions, MCP, the chat page) holds
+pydantic models and handlers a session may never use, a few MiB of resident memory at start (issue 16). Each of their
+routes is registered from the start, with its method and path, from the table below: its handler is a stand-in that imports
 the module on the route's first call and hands the request to the module's own handler for that method and path
 (the same request: match info, body and all). So 404s, 405s, CORS preflights, the API key, the JSON-415 rule
 (``own_handlers``) and the error shapes (:mod:`jan.server.dialect_errors`) are what they were; only the module

@@ -109,8 +109,8 @@ def check_items(items: list[Any], field: str = "items") -> None:
                                param=f"{where}.type", code="invalid_value")
         parts = item.content if isinstance(item, MessageItem) else getattr(item, "output", None)
         for j, part in enumerate(parts if isinstance(parts, list) else ()):
-            if isinstance(item, MessageItem) and item.role == "assistant" and part.type not in ("output_text",
-                                                                                                "input_text", "refusal"):
+            spoken = ("output_text", "input_text", "refusal")
+            if isinstance(item, MessageItem) and item.role == "assistant" and part.type not in spoken:
                 # (an assistant turn is kept as its text, its reasoning and its calls: what the model said)
                 raise RequestError(f"{where}.content[{j}]: an assistant message holds text (output_text or refusal), "
                                    f"not {part.type}", param=f"{where}.content[{j}]", code="invalid_value")
@@ -121,7 +121,8 @@ def check_items(items: list[Any], field: str = "items") -> None:
                                    "send its text as input_text", param=f"{where}.{key}[{j}]", code="invalid_value")
         if isinstance(item, ReasoningItem):
             after = items[i + 1] if i + 1 < len(items) else None
-            if not (isinstance(after, FunctionCallItem) or (isinstance(after, MessageItem) and after.role == "assistant")):
+            answer = isinstance(after, MessageItem) and after.role == "assistant"
+            if not (answer or isinstance(after, FunctionCallItem)):
                 raise RequestError(f"{where}: a reasoning item is kept as the reasoning of the assistant turn right "
                                    "after it (an assistant message or a function_call item)", param=where,
                                    code="invalid_value")
@@ -187,7 +188,8 @@ def _input_content(turn: typed.ChatMessage) -> list[dict[str, Any]]:
     return content
 
 
-def message_items(message_id: str, turn: typed.ChatMessage, stopped: bool = False) -> list[tuple[dict[str, Any], ItemRef]]:
+def message_items(message_id: str, turn: typed.ChatMessage,
+                  stopped: bool = False) -> list[tuple[dict[str, Any], ItemRef]]:
     """The items a thread message stands for (``turn``: the message read as a chat turn), each with where it is
     kept; ``stopped``: the message is an answer cut off (its items ``incomplete``)."""
     tail, status = _tail(message_id), "incomplete" if stopped else "completed"

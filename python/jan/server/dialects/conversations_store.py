@@ -145,7 +145,8 @@ def _without(message: dict[str, Any], ref: ItemRef) -> dict[str, Any] | None:
     elif ref.kind == "message":
         content = [p for p in content if p.get("type") == "reasoning"]
     elif ref.kind == "function_call":
-        calls = [c for c in metadata.get("tool_calls") or () if not (isinstance(c, dict) and c.get("id") == ref.call_id)]
+        calls = [c for c in metadata.get("tool_calls") or ()
+                 if not (isinstance(c, dict) and c.get("id") == ref.call_id)]
         if calls:
             metadata["tool_calls"] = calls
         else:

@@ -47,8 +47,8 @@ from jan.services.untrusted import UntrustedTextPart
 
 log = logging.getLogger("jan.server")
 
-__all__ = ["CONVERSATION_PREFIX", "CONVERSATION_TITLE", "NotLatestError", "ResponsesStore", "StoredResponse", "from_thread_message",
-           "is_conversation_thread", "to_thread_message"]
+__all__ = ["CONVERSATION_PREFIX", "CONVERSATION_TITLE", "NotLatestError", "ResponsesStore", "StoredResponse",
+           "from_thread_message", "is_conversation_thread", "to_thread_message"]
 
 TITLE_CHARS = 60
 
@@ -488,7 +488,8 @@ class ResponsesStore:
         (``store: true``), which then names the thread's last message, for a later ``previous_response_id``."""
         last = None
         if response.get("status") != "failed":
-            answer = [output] if output is not None and (output.content or output.tool_calls or output.reasoning) else []
+            said = output is not None and (output.content or output.tool_calls or output.reasoning)
+            answer = [output] if said else []
             try:
                 written = await self.append(thread_id, [*inputs, *answer], response["id"],
                                             last_stopped=bool(answer) and response.get("status") == "cancelled")

@@ -90,6 +90,7 @@ async def create_conversation(request: web.Request) -> web.Response:
 
 @routes.get("/v1/conversations/{conversation_id}")
 async def get_conversation(request: web.Request) -> web.Response:
+    """A conversation: ``{"id", "object": "conversation", "created_at", "metadata"}``."""
     conversation_id = _conversation_id(request)
     return web.json_response(await _store(request).get(conversation_id))
 
@@ -149,6 +150,7 @@ async def create_items(request: web.Request) -> web.Response:
 
 @routes.get("/v1/conversations/{conversation_id}/items/{item_id}")
 async def get_item(request: web.Request) -> web.Response:
+    """One item of the conversation, by its id."""
     conversation_id, item_id = _conversation_id(request), _item_id(request)
     _check_include(request)
     return web.json_response(await _store(request).item(conversation_id, item_id))
