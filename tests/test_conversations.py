@@ -470,6 +470,20 @@ def test_a_damaged_thread_is_read_as_the_store_reads_one(client, server, data):
                                                        "conversation": gone.id}), 404)["param"] == "conversation"
 
 
+def test_without_a_conversation_store_a_503(client, server):
+    conv = client.conversations.create(items=[_user("kept")])
+    with _http(server) as http:
+        assert http.post("/v1/extensions/conversational/disable", json={}).status_code == 200
+        try:
+            assert _error(http.post("/v1/conversations", json={}), 503)
+            assert _error(http.get(f"/v1/conversations/{conv.id}/items"), 503)
+            assert _error(http.post("/v1/responses", json={"model": "stories260K", "input": "x", "store": False,
+                                                           "conversation": conv.id}), 503)
+        finally:
+            assert http.post("/v1/extensions/conversational/enable", json={}).status_code == 200
+    assert _texts(_all(client, conv.id)) == [("message", "user", "kept")]
+
+
 def test_documented(server):
     with _http(server) as http:
         paths = http.get("/openapi.json").json()["paths"]
