@@ -98,10 +98,10 @@ async def get_conversation(request: web.Request) -> web.Response:
 @routes.post("/v1/conversations/{conversation_id}")
 async def update_conversation(request: web.Request) -> web.Response:
     """Replace the conversation's ``metadata``."""
-    conversation_id = _conversation_id(request)
-    store = _store(request)
+    # (the body first, as every JSON route reads it: a body too deep to parse is that 400 whatever the path)
     body = await parse_body(request, wire.ConversationUpdate)
-    return web.json_response(await store.update(conversation_id, body.metadata))
+    conversation_id = _conversation_id(request)
+    return web.json_response(await _store(request).update(conversation_id, body.metadata))
 
 
 @routes.delete("/v1/conversations/{conversation_id}")
@@ -138,11 +138,11 @@ async def list_items(request: web.Request) -> web.Response:
 @routes.post("/v1/conversations/{conversation_id}/items")
 async def create_items(request: web.Request) -> web.Response:
     """Add up to 20 ``items`` to the conversation (all or none); the items made, as a list."""
+    body = await parse_body(request, wire.ConversationItems)  # (first, as above)
     conversation_id = _conversation_id(request)
     _check_include(request)
     store = _store(request)
-    await store.thread(conversation_id)  # (an unknown conversation is a 404 before the body is read)
-    body = await parse_body(request, wire.ConversationItems)
+    await store.thread(conversation_id)  # (an unknown conversation is a 404 before any image is fetched)
     items = await store.add(conversation_id, await _messages(request, body))
     return web.json_response({"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
                               "last_id": items[-1]["id"] if items else None, "has_more": False})
