@@ -133,6 +133,24 @@ def test_bad_embedding_bodies_are_400_in_llama_servers_shape(server, body, says)
     assert native_error(post(server, "/embedding", {"model": POOLED, **body}), 400, says) == "invalid_request_error"
 
 
+@pytest.mark.parametrize("path, body, item", [
+    ("/completion", {"model": STORIES, "prompt": [1, [2, 3]]}, "prompt[1]"),
+    ("/completion", {"model": STORIES, "prompt": [[2, 3], 1], "stream": True}, "prompt[0]"),
+    ("/completion", {"model": STORIES, "prompt": [1, "Once", ["upon"]]}, "prompt[2]"),
+    ("/embedding", {"model": POOLED, "content": [1, [2, 3]]}, "content[1]"),
+    ("/embedding", {"model": POOLED, "input": [[2], 1]}, "input[0]"),
+    ("/embedding", {"model": POOLED, "content": [1, {"content": [{"type": "text", "text": "x"}]}]}, "content[1]"),
+])
+def test_a_token_id_list_holding_a_list_or_object_is_a_400_naming_the_item(server, path, body, item):
+    # a list with a token id at its top is one mixed prompt (ids and text pieces): a list or object in it reached the
+    # tokenizer as a "token" (a 500)
+    native_error(post(server, path, body), 400, item)
+    # the same ids as a list of prompts are served
+    fixed = {k: v for k, v in body.items() if k != "stream"} | {
+        "prompt" if path == "/completion" else "input": [[1, 2], "Once"]}
+    assert len(ok(server, path, fixed)) == 2
+
+
 def test_an_embedding_input_past_the_context_tells_its_size(server):
     response = post(server, "/embedding", {"model": POOLED, "input": "hello " * 600})
     assert response.status_code == 400, response.text
