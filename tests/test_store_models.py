@@ -211,3 +211,35 @@ def test_a_models_folder_moved_behind_a_symlink_is_followed(tmp_path, gguf):
     os.symlink(bigger, data / "models")
     moved = store.models.model_file("m")
     assert moved is not None and moved.parent.parent == bigger.resolve() and moved != first
+
+
+@pytest.mark.parametrize("mode, placer, when", [
+    ("link", "link_to_temp", "after"), ("copy", "copy_to_temp", "after"),
+    ("link", "link_to_temp", "before"), ("copy", "copy_to_temp", "before"),
+])
+def test_an_import_whose_folder_a_delete_removes_meanwhile_starts_again(store, gguf, monkeypatch, mode, placer, when):
+    """A delete of the id while an import places the weights (unlocked) removes the model folder and the temp file in
+    it, before or after the temp file is made: the delete came first, the import makes the model anew. (It failed in
+    the rename into the folder that was gone: a FileNotFoundError, /api/create's and /api/copy's 500 when a client
+    deleted the model meanwhile.)"""
+    import jan.store.models as store_models
+
+    store.models.import_gguf(gguf, model_id="raced", mode=mode)
+    real = getattr(store_models, placer)
+    deleted = []
+
+    def deleted_meanwhile(src, folder, name):
+        if not deleted and when == "before":
+            deleted.append(store.models.delete("raced"))
+        tmp = real(src, folder, name)
+        if not deleted:
+            deleted.append(store.models.delete("raced"))
+        return tmp
+
+    monkeypatch.setattr(store_models, placer, deleted_meanwhile)
+    doc = store.models.import_gguf(gguf, model_id="raced", mode=mode, overwrite=True, name="again")
+    assert deleted and store.models.get("raced") == doc and doc["name"] == "again"
+    assert store.models.model_file("raced").read_bytes() == gguf.read_bytes()
+    # nothing half-written is left: the model.json and its weights, no temp file
+    weights = store.models.model_file("raced")
+    assert sorted(p.name for p in (store.models_dir / "raced").iterdir()) == sorted(["model.json", weights.name])
