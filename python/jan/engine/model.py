@@ -594,6 +594,10 @@ class Model:
         # counters: how many run now, how many began since load, and this thread's nesting (one use, counted once)
         self._uses_running = 0
         self._uses_started = 0
+        # generations submitted inside a hold() (a request's render-and-submit): begun with the hold, so not counted
+        # again. Counted twice, one request's begun uses stood for another's claim too, and the pool closed the
+        # model under that other request before its submit (a keep_alive 0's 503)
+        self._uses_within = 0
         self._uses_lock = threading.Lock()
         self._use_depth = threading.local()
         self._scheduler = None
@@ -1045,10 +1049,20 @@ class Model:
             if options.get(key) is None:
                 options[key] = value
         params = sampling_params(**options)
-        if isinstance(prompt, _engine.MediaPrompt):
-            request = scheduler.submit_media(prompt, params)
-        else:
-            request = scheduler.submit(self._prompt_tokens(native, prompt, add_special), params)
+        held = getattr(self._use_depth, "n", 0) > 0
+        if held:  # (before the submit: a snapshot between the two counts one use too few, never one too many)
+            with self._uses_lock:
+                self._uses_within += 1
+        try:
+            if isinstance(prompt, _engine.MediaPrompt):
+                request = scheduler.submit_media(prompt, params)
+            else:
+                request = scheduler.submit(self._prompt_tokens(native, prompt, add_special), params)
+        except BaseException:
+            if held:
+                with self._uses_lock:
+                    self._uses_within -= 1
+            raise
         return Request(request, self, pieces, logprobs=params.logprobs, seed=params.seed,
                        thinking_budget=params.reasoning_budget >= 0 and bool(params.reasoning_end))
 
@@ -1413,11 +1427,11 @@ class Model:
                     self._uses_running -= 1
 
     def activity(self) -> tuple[int, bool]:
-        """``(started, busy)``: requests begun since load (generations submitted, :meth:`hold` uses begun) and
-        whether one is queued or running now — each part read in one snapshot, so that a request just begun
-        shows in one or the other (the pool's claims count on it)."""
+        """``(started, busy)``: requests begun since load (generations submitted, :meth:`hold` uses begun; the
+        generations a hold submits are its one use) and whether one is queued or running now — each part read in
+        one snapshot, so that a request just begun shows in one or the other (the pool's claims count on it)."""
         with self._uses_lock:
-            started, busy = self._uses_started, self._uses_running > 0
+            started, busy = self._uses_started - self._uses_within, self._uses_running > 0
         scheduler = self._scheduler
         if scheduler is not None and not self._forked():  # (a forked child's copy serves nothing)
             m = scheduler.metrics()
