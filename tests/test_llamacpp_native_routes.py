@@ -412,3 +412,24 @@ def test_json_schema_on_the_openai_routes_constrains_the_output_as_on_completion
     response = post(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
                                                      "json_schema": {}, "response_format": {"type": "text"}})
     assert response.status_code == 400 and response.json()["error"]["param"] == "json_schema", response.text
+
+
+def test_tokenizing_routes_hold_the_model_from_its_hand_out(server, monkeypatch):
+    """/tokenize, /detokenize and a native text prompt's token pieces work on the model as a generation does: claimed
+    when handed out, held while they run. Another client's keep_alive 0 coming between (here: right after every
+    hand-out) waits for them; before, it closed the model under them, a 503 "closed (unloaded)"."""
+    from jan.extensions.llamacpp.extension import LlamaCppExtension
+
+    real = LlamaCppExtension._ensure_loaded
+    unloads = []
+
+    async def then_keep_alive_0(self, model, **kwargs):
+        loaded = await real(self, model, **kwargs)
+        unloads.append(self._engine().unload_when_idle(model["id"]))  # (Ollama's keep_alive 0 of another client)
+        return loaded
+
+    monkeypatch.setattr(LlamaCppExtension, "_ensure_loaded", then_keep_alive_0)
+    tokens = ok(server, "/tokenize", {"model": STORIES, "content": "Once upon a time"})["tokens"]
+    assert ok(server, "/detokenize", {"model": STORIES, "tokens": tokens})["content"].strip() == "Once upon a time"
+    assert ok(server, "/completion", {"model": STORIES, "prompt": "Once upon", "n_predict": 2})["content"]
+    assert unloads and not any(unloads)  # each waited for the request handed the model

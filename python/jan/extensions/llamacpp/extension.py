@@ -8,7 +8,8 @@ import functools
 import logging
 import math
 import os
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -36,6 +37,7 @@ from jan.services.worker_pool import on_own_thread
 from jan.templates import TemplateError, resolve_template
 
 log = logging.getLogger("jan.llamacpp")
+T = TypeVar("T")
 
 
 class LlamaCppSettings(BaseModel):
@@ -347,18 +349,28 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
 
     async def tokenize(self, model: dict[str, Any], text: str, *, add_special: bool = True,
                        parse_special: bool = False) -> list[int]:
-        loaded = await self._ensure_loaded(model)
         # megabytes of text take seconds: never on the event loop
-        return await asyncio.to_thread(loaded.tokenize, text, add_special=add_special, parse_special=parse_special)
+        return await self._held(model, lambda loaded: loaded.tokenize(text, add_special=add_special,
+                                                                      parse_special=parse_special))
 
     async def detokenize(self, model: dict[str, Any], tokens: list[int]) -> str:
-        loaded = await self._ensure_loaded(model)
-        return await asyncio.to_thread(loaded.detokenize, tokens)
+        return await self._held(model, lambda loaded: loaded.detokenize(tokens))
 
     async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[bytes]:
         """Each token's bytes, as they are: a byte token holds part of a UTF-8 character, which text would lose."""
-        loaded = await self._ensure_loaded(model)
-        return await asyncio.to_thread(lambda: [loaded.token_to_bytes(t, special=True) for t in tokens])
+        return await self._held(model, lambda loaded: [loaded.token_to_bytes(t, special=True) for t in tokens])
+
+    async def _held(self, model: dict[str, Any], work: Callable[[jan.Model], T]) -> T:
+        """``work`` on the loaded model, in a worker thread, with the model claimed from its hand-out and held for
+        the work (as a generation's request holds it): unclaimed, another request's keep_alive 0 (or a load
+        making room) closed it between the two, and /tokenize, /detokenize and a native prompt's token pieces
+        answered 503 "closed (unloaded)"."""
+        loaded = await self._ensure_loaded(model, claim=True)
+
+        def run() -> T:
+            with loaded.hold():
+                return work(loaded)
+        return await asyncio.to_thread(run)
 
 
 def _check_stored_settings(model: dict[str, Any]) -> None:
