@@ -243,3 +243,15 @@ def test_an_import_whose_folder_a_delete_removes_meanwhile_starts_again(store, g
     # nothing half-written is left: the model.json and its weights, no temp file
     weights = store.models.model_file("raced")
     assert sorted(p.name for p in (store.models_dir / "raced").iterdir()) == sorted(["model.json", weights.name])
+
+
+@pytest.mark.parametrize("name", ["z" * 300, "/" + "z" * 5000, "a\x00b.gguf", "/tmp/a\x00b.gguf"])
+def test_a_name_no_file_can_have_is_no_file_of_the_model(store, name):
+    """A model.json naming its weights or projector with a name no file system takes (too long, a NUL) has no such
+    file, as one naming a missing file: before, resolving it raised (ENAMETOOLONG, ValueError), and every read of
+    the model (GET /v1/models/{id}, /api/show, a chat) was a 500, /api/tags too, until the model was deleted."""
+    store.models.create({"id": "odd", "settings": {"llama_model_path": name, "mmproj": name},
+                         "sources": [{"filename": name, "url": name}]})
+    assert store.models.model_file("odd") is None and store.models.mmproj_file("odd") is None
+    doc = store.models.with_weights("odd")
+    assert doc["id"] == "odd" and "file_path" not in doc and "mmproj_path" not in doc

@@ -39,6 +39,13 @@ IMPORT_ATTEMPTS = 5
 IMPORT_MODES: tuple[str, ...] = ("copy", "link", "symlink", "reference", "move")
 
 
+def _is_file(path: Path) -> bool:
+    """Whether a path a model.json names is a file; False for a name no file can have (longer than the file system
+    takes, holding a NUL), as for a missing one. (``Path.is_file`` raised on those: a model.json naming one made
+    every read of the model a 500, and ``/api/tags`` with it, until the model was deleted.)"""
+    return os.path.isfile(path)
+
+
 class _FolderGone(Exception):
     """The model folder an import places its weights in was removed meanwhile (a delete of that id)."""
 
@@ -376,7 +383,7 @@ class ModelStore:
             if isinstance(url, str) and os.path.isabs(url):
                 candidates.append(Path(url))
         for candidate in candidates:
-            if candidate is not None and candidate.is_file():
+            if candidate is not None and _is_file(candidate):
                 return candidate
         return None
 
@@ -391,7 +398,7 @@ class ModelStore:
         candidate = Path(os.path.normpath(os.path.join(folder, name)))
         if not os.path.isabs(name) and os.path.commonpath([folder, candidate]) != str(folder):
             return None  # a relative name must not climb out of the model folder
-        return candidate if candidate.is_file() else None
+        return candidate if _is_file(candidate) else None
 
     def draft_model_file(self, model_id: str, doc: dict[str, Any] | None = None,
                          folder: Path | None = None) -> Path | None:
