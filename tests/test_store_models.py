@@ -255,3 +255,27 @@ def test_a_name_no_file_can_have_is_no_file_of_the_model(store, name):
     assert store.models.model_file("odd") is None and store.models.mmproj_file("odd") is None
     doc = store.models.with_weights("odd")
     assert doc["id"] == "odd" and "file_path" not in doc and "mmproj_path" not in doc
+
+
+@pytest.mark.parametrize("mode, placer", [("link", "link_to_temp"), ("copy", "copy_to_temp")])
+def test_a_source_removed_while_it_is_imported_is_an_invalid_argument(store, gguf, monkeypatch, mode, placer):
+    """The file to import goes after the import checked it (an unused Ollama blob pruned by another client's delete
+    while /api/create makes a model of it): the caller's file is missing, an InvalidArgumentError (a 400) as for one
+    missing from the start, never a FileNotFoundError (a 500); nothing is left in the data folder."""
+    import jan.store.models as store_models
+
+    kept = store.models.import_gguf(gguf, model_id="replaced", mode="copy")  # (its folder is there already)
+    source = gguf.with_name("new.gguf")
+    source.write_bytes(gguf.read_bytes())
+    real = getattr(store_models, placer)
+
+    def removed_first(src, folder, name):
+        source.unlink()
+        return real(src, folder, name)
+
+    monkeypatch.setattr(store_models, placer, removed_first)
+    with pytest.raises(InvalidArgumentError, match="is not a file"):
+        store.models.import_gguf(source, model_id="replaced", mode=mode, overwrite=True)
+    assert store.models.get("replaced") == kept  # the model it would have replaced is as it was
+    assert sorted(p.name for p in (store.models_dir / "replaced").iterdir()) == sorted(
+        ["model.json", store.models.model_file("replaced").name])

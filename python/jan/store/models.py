@@ -589,6 +589,10 @@ class ModelStore:
                     pass
             if isinstance(exc, FileNotFoundError) and _replaced_or_gone(folder, made):
                 raise _FolderGone from exc  # (removed before the temp file was made in it)
+            if isinstance(exc, FileNotFoundError) and not os.path.isfile(source):
+                # the file went after the check above (an unused Ollama blob pruned by another client's delete):
+                # the caller's file is missing, as if it had been from the start, not the server's failure
+                raise InvalidArgumentError(f"{source} is not a file (it was removed while it was imported)") from exc
             raise
         if mode == "move" and not rename:
             # Copied across filesystems and committed: now the original can go.
