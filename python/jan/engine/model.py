@@ -1049,20 +1049,16 @@ class Model:
             if options.get(key) is None:
                 options[key] = value
         params = sampling_params(**options)
-        held = getattr(self._use_depth, "n", 0) > 0
-        if held:  # (before the submit: a snapshot between the two counts one use too few, never one too many)
+        if isinstance(prompt, _engine.MediaPrompt):
+            request = scheduler.submit_media(prompt, params)
+        else:
+            request = scheduler.submit(self._prompt_tokens(native, prompt, add_special), params)
+        if getattr(self._use_depth, "n", 0) > 0:
+            # (after the submit: a snapshot between the two counts one use too many, while the hold keeps the model
+            # busy anyway, and a claim taken then waits for one use more; counted before, a snapshot could count one
+            # too few, and a claim taken then would end with another request's use)
             with self._uses_lock:
                 self._uses_within += 1
-        try:
-            if isinstance(prompt, _engine.MediaPrompt):
-                request = scheduler.submit_media(prompt, params)
-            else:
-                request = scheduler.submit(self._prompt_tokens(native, prompt, add_special), params)
-        except BaseException:
-            if held:
-                with self._uses_lock:
-                    self._uses_within -= 1
-            raise
         return Request(request, self, pieces, logprobs=params.logprobs, seed=params.seed,
                        thinking_budget=params.reasoning_budget >= 0 and bool(params.reasoning_end))
 
