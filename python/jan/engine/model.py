@@ -1400,19 +1400,22 @@ class Model:
         return tokens
 
     @contextlib.contextmanager
-    def hold(self):
+    def hold(self, *, begins: bool = True):
         """Count the caller's use of the model as a running request for the whole block: a :class:`ModelPool`
         unloads it neither to make room for another model nor at its keep-alive while the block runs (only an
         explicit stop does), and a claim the pool made for the caller's request ends here, as a submit ends it.
         For work on the model that is not a generation (:meth:`embed` holds it itself), and for work before one
-        (tokenizing, encoding media) that must find the model still loaded. Nested holds in one thread are one
-        use. ModelClosedError once closed."""
+        (tokenizing, encoding media) that must find the model still loaded. ``begins=False``: a use no claim was
+        made for (a tokenize between requests), which keeps the model loaded while it runs but begins no claimed
+        request: counted as one, it ended another request's claim, and the model could be unloaded under that
+        request before its submit. Nested holds in one thread are one use, as the outermost says.
+        ModelClosedError once closed."""
         self._live()
         depth = getattr(self._use_depth, "n", 0)
         if depth == 0:
             with self._uses_lock:
                 self._uses_running += 1
-                self._uses_started += 1
+                self._uses_started += 1 if begins else 0
         self._use_depth.n = depth + 1
         try:
             yield self

@@ -38,6 +38,8 @@ from jan.templates import TemplateError, resolve_template
 
 log = logging.getLogger("jan.llamacpp")
 T = TypeVar("T")
+#: Tries of a tokenize (or detokenize) whose model was closed before it held it (:meth:`LlamaCppExtension._held`).
+HELD_ATTEMPTS = 3
 
 
 class LlamaCppSettings(BaseModel):
@@ -361,14 +363,21 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
         return await self._held(model, lambda loaded: [loaded.token_to_bytes(t, special=True) for t in tokens])
 
     async def _held(self, model: dict[str, Any], work: Callable[[jan.Model], T]) -> T:
-        """``work`` on the loaded model, in a worker thread, with the model claimed from its hand-out and held for
-        the work (as a generation's request holds it): unclaimed, another request's keep_alive 0 (or a load
-        making room) closed it between the two, and /tokenize, /detokenize and a native prompt's token pieces
-        answered 503 "closed (unloaded)"."""
-        loaded = await self._ensure_loaded(model, claim=True)
+        """``work`` on the loaded model, in a worker thread, holding it (:meth:`jan.Model.hold`, as no request the pool
+        handed it out for: ``begins=False``) so that it is not unloaded while the work runs. A model closed between
+        its hand-out and the hold (another client's keep_alive 0, a load making room: nothing claims it for this
+        work, which waits in no line) is loaded again and the work done then: before, /tokenize, /detokenize and a
+        native prompt's token pieces answered 503 "closed (unloaded)"."""
+        for _ in range(HELD_ATTEMPTS - 1):
+            with contextlib.suppress(ModelClosedError):
+                return await self._held_once(model, work)
+        return await self._held_once(model, work)
+
+    async def _held_once(self, model: dict[str, Any], work: Callable[[jan.Model], T]) -> T:
+        loaded = await self._ensure_loaded(model)
 
         def run() -> T:
-            with loaded.hold():
+            with loaded.hold(begins=False):
                 return work(loaded)
         return await asyncio.to_thread(run)
 
