@@ -63,6 +63,42 @@ def test_keep_alive_0_waits_for_a_request_handed_the_model(stories_path):
         assert engine.unload_when_idle("b") is True and not engine.is_loaded("b")
 
 
+def test_a_request_rendered_and_submitted_under_its_hold_stands_for_no_other_claim(stories_path):
+    # two requests handed the model (two claims); the first renders and submits under its hold, one use though it
+    # begins a hold and a generation (counted as two, they stood for the second's claim as well, and a keep_alive 0
+    # closed the model under the second before its submit: Ollama's 503 "closed (unloaded)" under concurrent
+    # keep_alive 0 requests). The second's claim stands: the unload waits for it, and it is served
+    with jan.Engine(reap_interval=0.05, n_ctx=128, n_threads=1) as engine:
+        model = engine.load("a", stories_path, claim=True)
+        assert engine.get("a", claim=True) is model  # the second request's hand-out
+        with model.hold():
+            assert model.generate("Once", max_tokens=2, temperature=0).text
+            assert model.generate("Once", max_tokens=2, temperature=0, seed=1).text  # (n choices: one use too)
+        assert engine.unload_when_idle("a") is False and engine.is_loaded("a")
+        with model.hold():
+            assert model.generate("Once", max_tokens=2, temperature=0).text
+        deadline = time.monotonic() + 30
+        while engine.is_loaded("a") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not engine.is_loaded("a")
+
+
+def test_a_use_no_claim_was_made_for_ends_no_claim(stories_path):
+    # a tokenize between requests holds the model (it is not unloaded under the work) without beginning a request:
+    # the claim of a request handed the model before it stands, and Ollama's keep_alive 0 waits for that request
+    with jan.Engine(reap_interval=0.05, n_ctx=128, n_threads=1) as engine:
+        model = engine.load("a", stories_path, claim=True)
+        with model.hold(begins=False):
+            assert model.tokenize("Once")
+        assert engine.unload_when_idle("a") is False and engine.is_loaded("a")  # the request's claim stands
+        with model.hold():  # the handed-out request begins, and ends
+            assert model.generate("Once", max_tokens=2, temperature=0).text
+        deadline = time.monotonic() + 30
+        while engine.is_loaded("a") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not engine.is_loaded("a")
+
+
 def test_a_duration_past_the_longest_wait_is_forever(stories_path):
     # a client's keep_alive of 1e30 s: no thread can wait that long (OverflowError) and no date lies that far ahead
     # (a server's "expires at"), so every duration option takes it as forever, or as the longest wait where the

@@ -133,6 +133,24 @@ def test_bad_embedding_bodies_are_400_in_llama_servers_shape(server, body, says)
     assert native_error(post(server, "/embedding", {"model": POOLED, **body}), 400, says) == "invalid_request_error"
 
 
+@pytest.mark.parametrize("path, body, item", [
+    ("/completion", {"model": STORIES, "prompt": [1, [2, 3]]}, "prompt[1]"),
+    ("/completion", {"model": STORIES, "prompt": [[2, 3], 1], "stream": True}, "prompt[0]"),
+    ("/completion", {"model": STORIES, "prompt": [1, "Once", ["upon"]]}, "prompt[2]"),
+    ("/embedding", {"model": POOLED, "content": [1, [2, 3]]}, "content[1]"),
+    ("/embedding", {"model": POOLED, "input": [[2], 1]}, "input[0]"),
+    ("/embedding", {"model": POOLED, "content": [1, {"content": [{"type": "text", "text": "x"}]}]}, "content[1]"),
+])
+def test_a_token_id_list_holding_a_list_or_object_is_a_400_naming_the_item(server, path, body, item):
+    # a list with a token id at its top is one mixed prompt (ids and text pieces): a list or object in it reached the
+    # tokenizer as a "token" (a 500)
+    native_error(post(server, path, body), 400, item)
+    # the same ids as a list of prompts are served
+    fixed = {k: v for k, v in body.items() if k != "stream"} | {
+        "prompt" if path == "/completion" else "input": [[1, 2], "Once"]}
+    assert len(ok(server, path, fixed)) == 2
+
+
 def test_an_embedding_input_past_the_context_tells_its_size(server):
     response = post(server, "/embedding", {"model": POOLED, "input": "hello " * 600})
     assert response.status_code == 400, response.text
@@ -394,3 +412,29 @@ def test_json_schema_on_the_openai_routes_constrains_the_output_as_on_completion
     response = post(server, "/v1/chat/completions", {"model": STORIES, "messages": [{"role": "user", "content": "hi"}],
                                                      "json_schema": {}, "response_format": {"type": "text"}})
     assert response.status_code == 400 and response.json()["error"]["param"] == "json_schema", response.text
+
+
+def test_tokenizing_routes_load_the_model_again_when_it_closed_after_its_hand_out(server, monkeypatch):
+    """/tokenize, /detokenize and a native text prompt's token pieces find the model loaded, or load it again: another
+    client's keep_alive 0 coming between the model's hand-out and the work (here: right after the first hand-out of
+    each) closes it, and the work is done on the model loaded anew. Before, they answered 503 "closed (unloaded)"."""
+    from jan.extensions.llamacpp.extension import LlamaCppExtension
+
+    real = LlamaCppExtension._ensure_loaded
+    unloads = []
+
+    async def then_keep_alive_0(self, model, **kwargs):
+        loaded = await real(self, model, **kwargs)
+        if not kwargs.get("claim") and armed:  # (a tokenize's hand-out; a generation claims its model)
+            armed.clear()
+            unloads.append(self._engine().unload_when_idle(model["id"]))  # (Ollama's keep_alive 0 of another client)
+        return loaded
+
+    monkeypatch.setattr(LlamaCppExtension, "_ensure_loaded", then_keep_alive_0)
+    armed = [True]
+    tokens = ok(server, "/tokenize", {"model": STORIES, "content": "Once upon a time"})["tokens"]
+    armed.append(True)
+    assert ok(server, "/detokenize", {"model": STORIES, "tokens": tokens})["content"].strip() == "Once upon a time"
+    armed.append(True)
+    assert ok(server, "/completion", {"model": STORIES, "prompt": "Once upon", "n_predict": 2})["content"]
+    assert unloads == [True, True, True]  # each closed the model under the work that was handed it

@@ -292,3 +292,45 @@ def test_unused_blobs_are_pruned_at_start(tmp_path, stories_path):
         assert _http(srv, "HEAD", f"/api/blobs/{_digest(new)}").status_code == 200
     finally:
         srv.stop()
+
+
+def test_a_model_deleted_while_blobs_are_pruned_stops_no_prune(tmp_path):
+    """Blobs are pruned after every /api/delete, /api/copy and /api/create that replaced a model: at the same time
+    another client's delete may remove a model the listing named before its files are looked up. That model is
+    passed over, the prune goes on (its not-found failed the whole prune, logged with a traceback, every unused
+    blob kept)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    from jan.server.keys import CONFIG, SERVICES
+    from jan.server.route_state import prune_blobs
+    from jan.store import StoredModelNotFoundError
+
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    unused, kept = (blobs / f"sha256-{_digest(data)[7:]}" for data in (b"unused", b"kept"))
+    for path in (unused, kept):
+        path.write_bytes(path.name.encode())
+        _age(path)
+
+    class Models:  # the models extension: "gone" listed, then deleted before its files are looked up
+        async def list_models(self):
+            return [{"id": "gone"}, {"id": "kept"}]
+
+        async def model_file(self, model_id):
+            if model_id == "gone":
+                raise StoredModelNotFoundError("model", model_id)
+            return str(kept)
+
+        async def mmproj_file(self, model_id):
+            return None
+
+        draft_model_file = mmproj_file
+
+    app = web.Application()
+    app[CONFIG] = SimpleNamespace(data_folder=tmp_path)
+    app[SERVICES] = SimpleNamespace(models=SimpleNamespace(model_extension=Models))
+    assert asyncio.run(prune_blobs(app)) == [unused]
+    assert kept.exists() and not unused.exists()

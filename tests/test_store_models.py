@@ -211,3 +211,71 @@ def test_a_models_folder_moved_behind_a_symlink_is_followed(tmp_path, gguf):
     os.symlink(bigger, data / "models")
     moved = store.models.model_file("m")
     assert moved is not None and moved.parent.parent == bigger.resolve() and moved != first
+
+
+@pytest.mark.parametrize("mode, placer, when", [
+    ("link", "link_to_temp", "after"), ("copy", "copy_to_temp", "after"),
+    ("link", "link_to_temp", "before"), ("copy", "copy_to_temp", "before"),
+])
+def test_an_import_whose_folder_a_delete_removes_meanwhile_starts_again(store, gguf, monkeypatch, mode, placer, when):
+    """A delete of the id while an import places the weights (unlocked) removes the model folder and the temp file in
+    it, before or after the temp file is made: the delete came first, the import makes the model anew. (It failed in
+    the rename into the folder that was gone: a FileNotFoundError, /api/create's and /api/copy's 500 when a client
+    deleted the model meanwhile.)"""
+    import jan.store.models as store_models
+
+    store.models.import_gguf(gguf, model_id="raced", mode=mode)
+    real = getattr(store_models, placer)
+    deleted = []
+
+    def deleted_meanwhile(src, folder, name):
+        if not deleted and when == "before":
+            deleted.append(store.models.delete("raced"))
+        tmp = real(src, folder, name)
+        if not deleted:
+            deleted.append(store.models.delete("raced"))
+        return tmp
+
+    monkeypatch.setattr(store_models, placer, deleted_meanwhile)
+    doc = store.models.import_gguf(gguf, model_id="raced", mode=mode, overwrite=True, name="again")
+    assert deleted and store.models.get("raced") == doc and doc["name"] == "again"
+    assert store.models.model_file("raced").read_bytes() == gguf.read_bytes()
+    # nothing half-written is left: the model.json and its weights, no temp file
+    weights = store.models.model_file("raced")
+    assert sorted(p.name for p in (store.models_dir / "raced").iterdir()) == sorted(["model.json", weights.name])
+
+
+@pytest.mark.parametrize("name", ["z" * 300, "/" + "z" * 5000, "a\x00b.gguf", "/tmp/a\x00b.gguf"])
+def test_a_name_no_file_can_have_is_no_file_of_the_model(store, name):
+    """A model.json naming its weights or projector with a name no file system takes (too long, a NUL) has no such
+    file, as one naming a missing file: before, resolving it raised (ENAMETOOLONG, ValueError), and every read of
+    the model (GET /v1/models/{id}, /api/show, a chat) was a 500, /api/tags too, until the model was deleted."""
+    store.models.create({"id": "odd", "settings": {"llama_model_path": name, "mmproj": name},
+                         "sources": [{"filename": name, "url": name}]})
+    assert store.models.model_file("odd") is None and store.models.mmproj_file("odd") is None
+    doc = store.models.with_weights("odd")
+    assert doc["id"] == "odd" and "file_path" not in doc and "mmproj_path" not in doc
+
+
+@pytest.mark.parametrize("mode, placer", [("link", "link_to_temp"), ("copy", "copy_to_temp")])
+def test_a_source_removed_while_it_is_imported_is_an_invalid_argument(store, gguf, monkeypatch, mode, placer):
+    """The file to import goes after the import checked it (an unused Ollama blob pruned by another client's delete
+    while /api/create makes a model of it): the caller's file is missing, an InvalidArgumentError (a 400) as for one
+    missing from the start, never a FileNotFoundError (a 500); nothing is left in the data folder."""
+    import jan.store.models as store_models
+
+    kept = store.models.import_gguf(gguf, model_id="replaced", mode="copy")  # (its folder is there already)
+    source = gguf.with_name("new.gguf")
+    source.write_bytes(gguf.read_bytes())
+    real = getattr(store_models, placer)
+
+    def removed_first(src, folder, name):
+        source.unlink()
+        return real(src, folder, name)
+
+    monkeypatch.setattr(store_models, placer, removed_first)
+    with pytest.raises(InvalidArgumentError, match="is not a file"):
+        store.models.import_gguf(source, model_id="replaced", mode=mode, overwrite=True)
+    assert store.models.get("replaced") == kept  # the model it would have replaced is as it was
+    assert sorted(p.name for p in (store.models_dir / "replaced").iterdir()) == sorted(
+        ["model.json", store.models.model_file("replaced").name])

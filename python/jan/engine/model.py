@@ -594,6 +594,10 @@ class Model:
         # counters: how many run now, how many began since load, and this thread's nesting (one use, counted once)
         self._uses_running = 0
         self._uses_started = 0
+        # generations submitted inside a hold() (a request's render-and-submit): begun with the hold, so not counted
+        # again. Counted twice, one request's begun uses stood for another's claim too, and the pool closed the
+        # model under that other request before its submit (a keep_alive 0's 503)
+        self._uses_within = 0
         self._uses_lock = threading.Lock()
         self._use_depth = threading.local()
         self._scheduler = None
@@ -1049,6 +1053,12 @@ class Model:
             request = scheduler.submit_media(prompt, params)
         else:
             request = scheduler.submit(self._prompt_tokens(native, prompt, add_special), params)
+        if getattr(self._use_depth, "n", 0) > 0:
+            # (after the submit: a snapshot between the two counts one use too many, while the hold keeps the model
+            # busy anyway, and a claim taken then waits for one use more; counted before, a snapshot could count one
+            # too few, and a claim taken then would end with another request's use)
+            with self._uses_lock:
+                self._uses_within += 1
         return Request(request, self, pieces, logprobs=params.logprobs, seed=params.seed,
                        thinking_budget=params.reasoning_budget >= 0 and bool(params.reasoning_end))
 
@@ -1390,19 +1400,22 @@ class Model:
         return tokens
 
     @contextlib.contextmanager
-    def hold(self):
+    def hold(self, *, begins: bool = True):
         """Count the caller's use of the model as a running request for the whole block: a :class:`ModelPool`
         unloads it neither to make room for another model nor at its keep-alive while the block runs (only an
         explicit stop does), and a claim the pool made for the caller's request ends here, as a submit ends it.
         For work on the model that is not a generation (:meth:`embed` holds it itself), and for work before one
-        (tokenizing, encoding media) that must find the model still loaded. Nested holds in one thread are one
-        use. ModelClosedError once closed."""
+        (tokenizing, encoding media) that must find the model still loaded. ``begins=False``: a use no claim was
+        made for (a tokenize between requests), which keeps the model loaded while it runs but begins no claimed
+        request: counted as one, it ended another request's claim, and the model could be unloaded under that
+        request before its submit. Nested holds in one thread are one use, as the outermost says.
+        ModelClosedError once closed."""
         self._live()
         depth = getattr(self._use_depth, "n", 0)
         if depth == 0:
             with self._uses_lock:
                 self._uses_running += 1
-                self._uses_started += 1
+                self._uses_started += 1 if begins else 0
         self._use_depth.n = depth + 1
         try:
             yield self
@@ -1413,11 +1426,11 @@ class Model:
                     self._uses_running -= 1
 
     def activity(self) -> tuple[int, bool]:
-        """``(started, busy)``: requests begun since load (generations submitted, :meth:`hold` uses begun) and
-        whether one is queued or running now — each part read in one snapshot, so that a request just begun
-        shows in one or the other (the pool's claims count on it)."""
+        """``(started, busy)``: requests begun since load (generations submitted, :meth:`hold` uses begun; the
+        generations a hold submits are its one use) and whether one is queued or running now — each part read in
+        one snapshot, so that a request just begun shows in one or the other (the pool's claims count on it)."""
         with self._uses_lock:
-            started, busy = self._uses_started, self._uses_running > 0
+            started, busy = self._uses_started - self._uses_within, self._uses_running > 0
         scheduler = self._scheduler
         if scheduler is not None and not self._forked():  # (a forked child's copy serves nothing)
             m = scheduler.metrics()

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from jan.core import ConversationalExtension, ThreadDeleted
 from jan.core.guarded import get_guarded
+from jan.errors import ModelNotFoundError
 from jan.server.dialects.anthropic_threads import MessageThreads
 from jan.server.dialects.responses_run import ReplayableStreams
 from jan.server.dialects.responses_store import ResponsesStore
@@ -190,7 +191,12 @@ async def prune_blobs(app: web.Application) -> list[Path]:
         referenced: set[Path] = set()
         for model in await models.list_models():
             for find in (models.model_file, models.mmproj_file, models.draft_model_file):
-                path = await find(model["id"])
+                try:
+                    path = await find(model["id"])
+                except ModelNotFoundError:
+                    # deleted since the listing (a delete or a replacing create at the same time): its files are
+                    # no longer its; the rest are pruned all the same (a failure here kept every blob, logged)
+                    break
                 if path:
                     referenced.add(await asyncio.to_thread(Path(path).resolve))
         removed = await asyncio.to_thread(blobs.prune, referenced)

@@ -423,7 +423,11 @@ class _Start:
         if request.control is not None and request.control.end_asked and "reasoning_budget" in options:
             options = {**options, "reasoning_budget": 0}  # ended before it began: closed at its first token
         try:
-            requests = _submit(local, self.tokens, options, self.seeds, **self.extra)
+            # held: one use with the render before it (the n choices' generations too); a submit again once the
+            # queue had room begins no request (the first try's render began this one): counted, it would end
+            # another request's claim on the model
+            with local.model.hold(begins=False):
+                requests = _submit(local, self.tokens, options, self.seeds, **self.extra)
             if request.control is not None:
                 # A client's raw grammar is the whole output's, its thinking included (constraint_grammar): the
                 # engine could only force the end-of-thinking text against it, and the reply would end in an error

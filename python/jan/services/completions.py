@@ -113,18 +113,21 @@ class CompletionService:
                 raise
             return requests, echo, prompt_ids
 
+        def held() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
+            # held from decoding to the submit: encoding images can outlast the pool's claim on the model, and a
+            # model nobody holds may be unloaded for another one meanwhile (as a chat's media prompt). And the
+            # request's generations, one per prompt and choice, are its one use: counted one each, they stood for
+            # the claims of other requests not submitted yet, which a keep_alive 0 then closed the model under
+            with model.hold():
+                return submit()
+
         # short prompts: here, as the hop to a worker thread would cost more than the tokenizing (submits_on_loop)
         if has_media:
-            def held() -> tuple[list, list[str], list[tuple[int, ...] | None]]:
-                # held from decoding to the submit: encoding images can outlast the pool's claim on the model, and
-                # a model nobody holds may be unloaded for another one meanwhile (as a chat's media prompt)
-                with model.hold():
-                    return submit()
             requests, echo, prompt_ids = await on_media_worker(held)
         elif submits_on_loop(request.prompts, request.n, request.grammar, options.get("logit_bias")):
-            requests, echo, prompt_ids = submit()
+            requests, echo, prompt_ids = held()
         else:
-            requests, echo, prompt_ids = await off_loop(submit)
+            requests, echo, prompt_ids = await off_loop(held)
         # each choice's ids let out as their text is shown: a matched stop string's are left out
         shown = [ShownTokens(vocab, bool(options.get("render_special"))) for _ in requests] if request.token_ids else []
         # with logprobs, the text told with the tokens that make it: a delta's logprobs are the tokens of its text

@@ -20,7 +20,8 @@ from jan.local_files import not_a_regular_file
 from ._util import check_dict, check_list, check_str, now_ms
 from .atomic import TEMP_SUFFIX, atomic_write_bytes, copy_to_temp, fsync_dir, link_to_temp, symlink_to_temp
 from .context import StoreContext, iter_resource_dirs, read_collection, register_shape
-from .errors import AlreadyExistsError, CaseClashError, InvalidArgumentError, StoredModelNotFoundError
+from .errors import (AlreadyExistsError, CaseClashError, InvalidArgumentError, LockTimeoutError,
+                     StoredModelNotFoundError)
 from .ids import is_valid_id, slugify_id, validate_id
 from .stamps import FileStamp, stamps
 
@@ -33,7 +34,29 @@ LOCK_SUFFIX = ".downloading.lock"  # (:data:`jan.downloads.LOCK_SUFFIX`)
 DEFAULT_ENGINE = "llama.cpp"
 
 ImportMode = Literal["copy", "link", "symlink", "reference", "move"]
+#: Tries of an import that a concurrent delete of its id undid (:meth:`ModelStore.import_gguf`).
+IMPORT_ATTEMPTS = 5
 IMPORT_MODES: tuple[str, ...] = ("copy", "link", "symlink", "reference", "move")
+
+
+def _is_file(path: Path) -> bool:
+    """Whether a path a model.json names is a file; False for a name no file can have (longer than the file system
+    takes, holding a NUL), as for a missing one. (``Path.is_file`` raised on those: a model.json naming one made
+    every read of the model a 500, and ``/api/tags`` with it, until the model was deleted.)"""
+    return os.path.isfile(path)
+
+
+class _FolderGone(Exception):
+    """The model folder an import places its weights in was removed meanwhile (a delete of that id)."""
+
+
+def _replaced_or_gone(folder: Path, made: os.stat_result) -> bool:
+    """Whether ``folder`` is gone, or is another folder than ``made`` (removed, then made again by another import)."""
+    try:
+        return not os.path.samestat(os.stat(folder), made)
+    except FileNotFoundError:
+        return True
+
 
 # Merged key by key on update; every other field is replaced.
 _MERGED_FIELDS = ("settings", "parameters", "metadata")
@@ -360,7 +383,7 @@ class ModelStore:
             if isinstance(url, str) and os.path.isabs(url):
                 candidates.append(Path(url))
         for candidate in candidates:
-            if candidate is not None and candidate.is_file():
+            if candidate is not None and _is_file(candidate):
                 return candidate
         return None
 
@@ -375,7 +398,7 @@ class ModelStore:
         candidate = Path(os.path.normpath(os.path.join(folder, name)))
         if not os.path.isabs(name) and os.path.commonpath([folder, candidate]) != str(folder):
             return None  # a relative name must not climb out of the model folder
-        return candidate if candidate.is_file() else None
+        return candidate if _is_file(candidate) else None
 
     def draft_model_file(self, model_id: str, doc: dict[str, Any] | None = None,
                          folder: Path | None = None) -> Path | None:
@@ -434,6 +457,24 @@ class ModelStore:
         no moment (and no crash) pairs the old model.json with the new weights. The old model's files that the
         new one does not name are removed after.
         """
+        # A delete of this id may remove the model folder while the weights are placed in it (unlocked): that delete
+        # came first, and the import starts again in a new folder. (Before, the rename into the folder that was gone
+        # failed: a FileNotFoundError, the 500 of the request that asked for the import.)
+        for _ in range(IMPORT_ATTEMPTS):
+            try:
+                return self._import_gguf_once(src, model_id=model_id, mode=mode, name=name, description=description,
+                                              settings=settings, parameters=parameters, metadata=metadata,
+                                              engine=engine, filename=filename, overwrite=overwrite, extra=extra)
+            except _FolderGone:
+                continue
+        raise LockTimeoutError(f"model {model_id!r} was deleted each time it was being imported "
+                               f"({IMPORT_ATTEMPTS} tries); try again")
+
+    def _import_gguf_once(self, src: str | os.PathLike[str], *, model_id: str | None, mode: ImportMode,
+                          name: str | None, description: str, settings: Mapping[str, Any] | None,
+                          parameters: Mapping[str, Any] | None, metadata: Mapping[str, Any] | None, engine: str,
+                          filename: str | None, overwrite: bool, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        """One try of :meth:`import_gguf`; :class:`_FolderGone` where a delete removed the model folder meanwhile."""
         if mode not in IMPORT_MODES:
             raise InvalidArgumentError(f"mode must be one of {', '.join(IMPORT_MODES)}, not {mode!r}")
         source = Path(os.path.abspath(os.path.expanduser(os.fspath(src))))
@@ -457,6 +498,7 @@ class ModelStore:
                 created_folder = True
             except FileExistsError:
                 created_folder = False
+            made = os.stat(folder)  # (the folder this try places the weights in: one a delete removed is not it)
 
         tmp: str | None = None
         rename = False  # "move" within one filesystem: a plain rename at commit time
@@ -501,6 +543,8 @@ class ModelStore:
             data = self._ctx.encode_doc(KIND, doc)
 
             with self._ctx.lock(path):
+                if _replaced_or_gone(folder, made) or (tmp is not None and not os.path.lexists(tmp)):
+                    raise _FolderGone  # (the temp file went with the folder)
                 exists = path.exists()
                 if exists and not overwrite:
                     raise AlreadyExistsError(KIND, model_id)
@@ -531,7 +575,7 @@ class ModelStore:
                             os.unlink(target)  # weights no model.json names (the old model's are untouched)
                     raise
                 self._remove_unnamed(model_id, replaced)
-        except BaseException:
+        except BaseException as exc:
             if tmp is not None:
                 try:
                     os.unlink(tmp)
@@ -543,6 +587,12 @@ class ModelStore:
                     folder.rmdir()
                 except OSError:
                     pass
+            if isinstance(exc, FileNotFoundError) and _replaced_or_gone(folder, made):
+                raise _FolderGone from exc  # (removed before the temp file was made in it)
+            if isinstance(exc, FileNotFoundError) and not os.path.isfile(source):
+                # the file went after the check above (an unused Ollama blob pruned by another client's delete):
+                # the caller's file is missing, as if it had been from the start, not the server's failure
+                raise InvalidArgumentError(f"{source} is not a file (it was removed while it was imported)") from exc
             raise
         if mode == "move" and not rename:
             # Copied across filesystems and committed: now the original can go.

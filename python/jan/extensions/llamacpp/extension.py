@@ -8,7 +8,8 @@ import functools
 import logging
 import math
 import os
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -36,6 +37,9 @@ from jan.services.worker_pool import on_own_thread
 from jan.templates import TemplateError, resolve_template
 
 log = logging.getLogger("jan.llamacpp")
+T = TypeVar("T")
+#: Tries of a tokenize (or detokenize) whose model was closed before it held it (:meth:`LlamaCppExtension._held`).
+HELD_ATTEMPTS = 3
 
 
 class LlamaCppSettings(BaseModel):
@@ -347,18 +351,35 @@ class LlamaCppExtension(BuiltinExtension, LocalInferenceExtension):
 
     async def tokenize(self, model: dict[str, Any], text: str, *, add_special: bool = True,
                        parse_special: bool = False) -> list[int]:
-        loaded = await self._ensure_loaded(model)
         # megabytes of text take seconds: never on the event loop
-        return await asyncio.to_thread(loaded.tokenize, text, add_special=add_special, parse_special=parse_special)
+        return await self._held(model, lambda loaded: loaded.tokenize(text, add_special=add_special,
+                                                                      parse_special=parse_special))
 
     async def detokenize(self, model: dict[str, Any], tokens: list[int]) -> str:
-        loaded = await self._ensure_loaded(model)
-        return await asyncio.to_thread(loaded.detokenize, tokens)
+        return await self._held(model, lambda loaded: loaded.detokenize(tokens))
 
     async def token_pieces(self, model: dict[str, Any], tokens: list[int]) -> list[bytes]:
         """Each token's bytes, as they are: a byte token holds part of a UTF-8 character, which text would lose."""
+        return await self._held(model, lambda loaded: [loaded.token_to_bytes(t, special=True) for t in tokens])
+
+    async def _held(self, model: dict[str, Any], work: Callable[[jan.Model], T]) -> T:
+        """``work`` on the loaded model, in a worker thread, holding it (:meth:`jan.Model.hold`, as no request the pool
+        handed it out for: ``begins=False``) so that it is not unloaded while the work runs. A model closed between
+        its hand-out and the hold (another client's keep_alive 0, a load making room: nothing claims it for this
+        work, which waits in no line) is loaded again and the work done then: before, /tokenize, /detokenize and a
+        native prompt's token pieces answered 503 "closed (unloaded)"."""
+        for _ in range(HELD_ATTEMPTS - 1):
+            with contextlib.suppress(ModelClosedError):
+                return await self._held_once(model, work)
+        return await self._held_once(model, work)
+
+    async def _held_once(self, model: dict[str, Any], work: Callable[[jan.Model], T]) -> T:
         loaded = await self._ensure_loaded(model)
-        return await asyncio.to_thread(lambda: [loaded.token_to_bytes(t, special=True) for t in tokens])
+
+        def run() -> T:
+            with loaded.hold(begins=False):
+                return work(loaded)
+        return await asyncio.to_thread(run)
 
 
 def _check_stored_settings(model: dict[str, Any]) -> None:

@@ -88,6 +88,22 @@ EmbeddingPrompt = Union[str, MediaPrompt, ContentPrompt,
                         list[Union[PromptPiece, list[PromptPiece], MediaPrompt, ContentPrompt]]]
 
 
+def _one_mixed_prompt(v: Any, field: str = "prompt") -> None:
+    """A list holding a token id at its top level is one prompt, llama-server's mixed prompt (token ids and text
+    pieces, :func:`prompts_of`): a list or a prompt object in it has no place there (read as one "token", it failed
+    the tokenizer: a 500). A ValueError naming the item."""
+    if not isinstance(v, list) or not any(isinstance(p, int) for p in v):
+        return
+    for i, p in enumerate(v):
+        if isinstance(p, (int, str)):
+            continue
+        if isinstance(p, (MediaPrompt, ContentPrompt)):
+            what = "a prompt object with media" if isinstance(p, MediaPrompt) else "a content object"
+            raise ValueError(f"{field}[{i}]: {what} is a prompt of its own: it cannot be among token ids")
+        raise ValueError(f"{field}[{i}]: a list holding a token id is one prompt of token ids and text pieces; "
+                         "it cannot hold a list (give a list of prompts, each a list or a text, without bare ids)")
+
+
 def _int_fields(model: type) -> frozenset[str]:
     """The fields of ``model`` whose value is one integer (``int``, ``int | None``, a bounded int)."""
     def is_int(tp: Any) -> bool:
@@ -189,10 +205,6 @@ class CompletionBody(WholeNumbers):
     def _some_prompt(cls, v: Any) -> Any:
         if isinstance(v, list) and (not v or any(isinstance(p, list) and not p for p in v)):
             raise ValueError("prompt must not be empty")
-        if isinstance(v, list) and any(isinstance(p, int) for p in v) and any(isinstance(p, MediaPrompt) for p in v):
-            # (one prompt of token ids and text pieces, as llama-server reads a list holding an id: no place for
-            # media in it)
-            raise ValueError("a prompt object with media is a prompt of its own: it cannot be among token ids")
         return v
 
     @field_validator("stop")
@@ -203,6 +215,7 @@ class CompletionBody(WholeNumbers):
 
     @model_validator(mode="after")
     def _refused(self) -> "CompletionBody":
+        _one_mixed_prompt(self.prompt)  # (here, not in the field's check: its message names the item, prompt[i])
         extra = self.model_extra or {}
         for name in REFUSED_UNLESS:
             why = refusal(name, extra.get(name))
@@ -253,6 +266,7 @@ class EmbeddingBody(WholeNumbers):
             raise ValueError('"input" or "content" must be provided')
         if isinstance(given, list) and (not given or any(isinstance(p, list) and not p for p in given)):
             raise ValueError('"input" must not be empty')
+        _one_mixed_prompt(given, self.inputs_field)
         return self
 
     @property
