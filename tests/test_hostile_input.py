@@ -350,3 +350,65 @@ async def test_a_surrogate_pair_escape_is_one_character_and_works(server, path, 
     async with aiohttp.ClientSession() as s, \
             s.post(server.base_url + path, data=raw, headers={"Content-Type": "application/json"}) as resp:
         assert resp.status == 200, await resp.text()
+
+
+# -- a schema's grammar over llama.cpp's bounds: said of the schema's field, in every dialect ---------------------
+
+#: Three enums of 4,000 values (each within the enum bound): a grammar of 12,000 alternatives, over llama.cpp's
+#: 10,000. Each was a 400 naming ``grammar``, a field none of these bodies sent.
+ALTERNATIVES_SCHEMA = {"type": "object", "required": ["p0", "p1", "p2"],
+                       "properties": {f"p{i}": {"enum": [f"v{i}-{k}" for k in range(4000)]} for i in range(3)}}
+#: 5,000 optional properties (a 100 KB body): each position of an object's optional properties spells the rest, a
+#: grammar of 325 MB built in full (seconds of the GIL held, gigabytes) before its size was refused as ``grammar``.
+OPTIONAL_SCHEMA = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(5000)}}
+_X = [{"role": "user", "content": "x"}]
+
+
+def _schema_bodies(schema: dict) -> list:
+    """(path, body, the field the error must name) for each place a body gives a schema a grammar is made of."""
+    chat = {"model": "stories260K", "max_tokens": 2, "messages": _X}
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    return [
+        ("/v1/chat/completions", {**chat, "response_format": {"type": "json_schema", "json_schema": {
+            "name": "x", "schema": schema}}}, "response_format.json_schema.schema"),
+        ("/v1/chat/completions", {**chat, "json_schema": schema}, "json_schema"),
+        ("/v1/chat/completions", {**chat, "tools": [tool], "tool_choice": "required"}, "tools"),
+        ("/v1/chat/completions", {**chat, "tools": [tool]}, "tools"),
+        ("/v1/completions", {"model": "stories260K", "max_tokens": 2, "prompt": "x", "json_schema": schema},
+         "json_schema"),
+        ("/v1/messages", {**chat, "output_config": {"format": {"type": "json_schema", "schema": schema}}},
+         "output_config.format.schema"),
+        ("/v1/messages", {**chat, "tools": [{"name": "f", "input_schema": schema}], "tool_choice": {"type": "any"}},
+         "tools"),
+        ("/v1/responses", {"model": "stories260K", "max_output_tokens": 16, "store": False, "input": "x",
+                           "text": {"format": {"type": "json_schema", "name": "x", "schema": schema}}},
+         "text.format.schema"),
+        ("/v1/responses", {"model": "stories260K", "max_output_tokens": 16, "store": False, "input": "x",
+                           "tools": [{"type": "function", "name": "f", "parameters": schema}],
+                           "tool_choice": "required"}, "tools"),
+    ]
+
+
+_SCHEMA_IDS = ["chat-format", "chat-json_schema", "chat-tools-required", "chat-tools-auto", "completions",
+               "anthropic-format", "anthropic-tools", "responses-format", "responses-tools"]
+
+
+@pytest.mark.parametrize("path, body, field", _schema_bodies(ALTERNATIVES_SCHEMA), ids=_SCHEMA_IDS)
+async def test_a_schema_over_the_grammar_bounds_is_a_400_naming_its_field(server, path, body, field):
+    status, answer, _ = await _while_handling(server.base_url, "POST", path, body)
+    assert status == 400, answer
+    message = _message(answer)
+    # a tool's schema may be named to the tool (tools[0]...): a field inside tools, never ``grammar``
+    assert message.startswith(field), answer
+    assert "number of alternatives" in message
+    if path != "/v1/messages":  # (Anthropic's errors have no param)
+        assert _error(answer)["param"].startswith(field), answer
+
+
+@pytest.mark.parametrize("path, body, field", _schema_bodies(OPTIONAL_SCHEMA), ids=_SCHEMA_IDS)
+async def test_many_optional_properties_are_refused_before_their_grammar_is_built(server, path, body, field):
+    status, answer, _ = await _while_handling(server.base_url, "POST", path, body)
+    assert status == 400, answer
+    message = _message(answer)
+    assert message.startswith(field), answer
+    assert "grows past the limit of 1,048,576 bytes" in message, answer
