@@ -412,3 +412,30 @@ async def test_many_optional_properties_are_refused_before_their_grammar_is_buil
     message = _message(answer)
     assert message.startswith(field), answer
     assert "grows past the limit of 1,048,576 bytes" in message, answer
+
+
+# -- stop strings: each is matched against every token, so a list has a bound where the API names none ------------
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": _X}, "stop_sequences"),
+    ("/api/chat", {"model": "stories260K", "stream": False, "messages": _X, "options": {}}, "stop"),
+    ("/api/generate", {"model": "stories260K", "stream": False, "prompt": "x", "options": {}}, "stop"),
+], ids=["anthropic", "ollama-chat", "ollama-generate"])
+async def test_stop_lists_are_bounded_in_every_dialect(server, path, body, field):
+    """A million stop strings (a 14 MB body) were taken, and matched against every token (on the event loop, for a
+    reply its chat format parses): every other request waited seconds. 256 are taken (OpenAI's ``stop`` has 16)."""
+    from jan.server.schemas import MAX_STOP_STRINGS
+
+    def with_stops(n: int) -> dict:
+        stops = [f"never-{i}" for i in range(n)]
+        if "options" in body:
+            return {**body, "options": {"stop": stops, "num_predict": 2}}
+        return {**body, field: stops}
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(server.base_url + path, json=with_stops(MAX_STOP_STRINGS)) as resp:
+            assert resp.status == 200, await resp.text()
+        async with s.post(server.base_url + path, json=with_stops(MAX_STOP_STRINGS + 1)) as resp:
+            assert resp.status == 400, await resp.text()
+            message = _message(await resp.json())
+    assert field in message and "at most 256" in message, message
