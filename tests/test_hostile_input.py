@@ -439,3 +439,32 @@ async def test_stop_lists_are_bounded_in_every_dialect(server, path, body, field
             assert resp.status == 400, await resp.text()
             message = _message(await resp.json())
     assert field in message and "at most 256" in message, message
+
+
+# -- a request's walk before a load: a long one runs on a worker thread -------------------------------------------
+
+async def test_a_long_logit_bias_is_judged_off_the_event_loop(server, monkeypatch):
+    """What the model cannot take is judged before a load (:func:`jan.services.abilities.refusal`), walking the
+    request: a ``logit_bias`` of 400,000 entries (a 6 MB body) was read on the event loop, 2.5 s during which no
+    other request was answered. A long walk runs on a worker thread; a short one stays on the loop (no hop)."""
+    import threading
+
+    import jan.services.models as models
+    from jan.services.abilities import REFUSAL_ON_LOOP_ITEMS
+
+    where: list[str] = []
+    judge = models.refusal
+
+    def recorded(*args, **kw):
+        where.append(threading.current_thread().name)
+        return judge(*args, **kw)
+
+    monkeypatch.setattr(models, "refusal", recorded)
+    long_bias = {str(i): 1.0 for i in range(REFUSAL_ON_LOOP_ITEMS + 1)}  # (ids past stories260K's 512: refused)
+    for bias in ({"1": 1.0}, long_bias):
+        body = {"model": "stories260K", "messages": _X, "max_tokens": 2, "logit_bias": bias}
+        status, answer, _ = await _while_handling(server.base_url, "POST", "/v1/chat/completions", body)
+        assert status == (200 if len(bias) == 1 else 400), answer
+    assert where[0] == "jan-test-server", where  # (the server's event loop thread: testing.server.ServerThread)
+    assert len(where) == 2 and where[1] != "jan-test-server", where
+    assert "outside the vocabulary" in _message(answer) and _error(answer)["param"] == "logit_bias"
