@@ -414,6 +414,23 @@ async def test_many_optional_properties_are_refused_before_their_grammar_is_buil
     assert "grows past the limit of 1,048,576 bytes" in message, answer
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "stories260K", "max_tokens": 2, "messages": _X, "tool_choice": "required",
+                              "tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(20000)]}),
+    ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": _X,
+                      "tools": [{"name": f"f{i}", "input_schema": {"type": "object"}} for i in range(20000)]}),
+    ("/v1/responses", {"model": "stories260K", "max_output_tokens": 16, "store": False, "input": "x",
+                       "tools": [{"type": "function", "name": f"f{i}"} for i in range(20000)]}),
+], ids=["chat", "anthropic", "responses"])
+async def test_the_grammar_of_many_tools_is_refused_naming_tools(server, path, body):
+    """20,000 tools, each fine: their calls' grammar together passes the bound, which is no one tool's fault."""
+    status, answer, _ = await _while_handling(server.base_url, "POST", path, body)
+    assert status == 400, answer
+    assert _message(answer).startswith("tools: the grammar grows past the limit"), answer
+    if path != "/v1/messages":
+        assert _error(answer)["param"] == "tools"
+
+
 # -- stop strings: each is matched against every token, so a list has a bound where the API names none ------------
 
 @pytest.mark.parametrize("path, body, field", [

@@ -635,9 +635,13 @@ def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dic
         return {"grammar": answer}
     try:
         options = plan.grammar_options(prompt, answer=answer)
-    except GrammarError as exc:  # a tool's parameters schema over a bound
-        exc.param = exc.param or "tools"
-        raise
+    except GrammarError as exc:  # a tool's parameters schema over a bound (said of it), or the tools' grammar
+        if exc.param:
+            raise
+        # (the calls' grammar of them all over a bound, no one tool's schema: its message names no field yet)
+        err = GrammarError(f"tools: {exc}")
+        err.param, err.code = "tools", exc.code or "invalid_schema"
+        raise err from None
     if options.get("grammar"):
         # the grammar the tools and the format make together, checked as the engine will check it, but said of
         # the fields it was made of, not of ``grammar``, a field the client did not send

@@ -869,9 +869,8 @@ class GrammarBuilder:
         while it is still small, not once it is whole (its size can grow as the square of the schema's)."""
         self._bytes += len(name) + len(body.encode("utf-8", "surrogatepass")) + 6  # (" ::= " and the newline)
         if self._bytes > MAX_GRAMMAR_BYTES:
-            raise _too_complex(f"the grammar made of the schema grows past the limit of {MAX_GRAMMAR_BYTES:,} bytes "
-                               "(with the schemas before it in one grammar: long enums, many tools, or an object's "
-                               "many optional properties, which cost their number squared)")
+            raise _too_complex(f"the grammar grows past the limit of {MAX_GRAMMAR_BYTES:,} bytes (long enums, many "
+                               "tools, or an object's many optional properties, which cost their number squared)")
 
     def add_text_grammar(self, definition: str, encoding: str, hint: str) -> str:
         """Add the rules of Lark grammar ``definition`` as GBNF (:func:`jan.templates.lark_gbnf.lark_to_gbnf`;
