@@ -263,6 +263,42 @@ def test_unconvertible_schemas_raise():
     assert issubclass(GrammarError, ValueError)
 
 
+def test_a_grammar_that_outgrows_its_bound_is_refused_while_it_is_still_small():
+    """An object's optional properties cost their number squared (each position spells the rest of the list):
+    5,000 of them, a 100 KB schema, were a 325 MB grammar built in full, seconds of a worker holding the GIL and
+    gigabytes, before the size check refused it. The builder stops once its rules pass the bound."""
+    import tracemalloc
+
+    from jan.templates.gbnf_check import GrammarLimits
+
+    bound = GrammarLimits().max_bytes  # (llama.cpp's, which the builder holds a grammar to as well)
+    schema = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(5000)}}
+    tracemalloc.start()
+    try:
+        with pytest.raises(GrammarError, match="grows past the limit of 1,048,576 bytes") as caught:
+            json_schema_to_grammar(schema, param="response_format.json_schema.schema")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * bound, peak
+    assert caught.value.param == "response_format.json_schema.schema"
+    assert caught.value.code == "schema_too_complex"
+    # below the bound nothing changes: every subset of a few optional properties (test above) and a grammar near it
+    near = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(150)}}
+    assert len(json_schema_to_grammar(near)) > bound // 4
+
+
+def test_a_schema_over_llamas_grammar_bounds_is_said_of_its_field():
+    """A schema whose grammar passes one of llama.cpp's bounds other than size (its alternatives: three enums of
+    4,000 values, each within the enum bound) is refused naming the field the schema came in, not ``grammar``."""
+    schema = {"type": "object", "properties": {f"p{i}": {"enum": [f"v{i}-{k}" for k in range(4000)]}
+                                               for i in range(3)}}
+    with pytest.raises(GrammarError, match=r"^text\.format\.schema: the grammar's number of alternatives") as caught:
+        json_schema_to_grammar(schema, param="text.format.schema")
+    assert caught.value.param == "text.format.schema" and caught.value.code == "grammar_too_complex"
+    json_schema_to_grammar(schema)  # (without a field it is only converted: the engine's own check says it)
+
+
 def test_gbnf_literal():
     assert gbnf_literal('a"b\\c\nd\te\x01é') == '"a\\"b\\\\c\\nd\\te\\x01é"'
 

@@ -350,3 +350,138 @@ async def test_a_surrogate_pair_escape_is_one_character_and_works(server, path, 
     async with aiohttp.ClientSession() as s, \
             s.post(server.base_url + path, data=raw, headers={"Content-Type": "application/json"}) as resp:
         assert resp.status == 200, await resp.text()
+
+
+# -- a schema's grammar over llama.cpp's bounds: said of the schema's field, in every dialect ---------------------
+
+#: Three enums of 4,000 values (each within the enum bound): a grammar of 12,000 alternatives, over llama.cpp's
+#: 10,000. Each was a 400 naming ``grammar``, a field none of these bodies sent.
+ALTERNATIVES_SCHEMA = {"type": "object", "required": ["p0", "p1", "p2"],
+                       "properties": {f"p{i}": {"enum": [f"v{i}-{k}" for k in range(4000)]} for i in range(3)}}
+#: 5,000 optional properties (a 100 KB body): each position of an object's optional properties spells the rest, a
+#: grammar of 325 MB built in full (seconds of the GIL held, gigabytes) before its size was refused as ``grammar``.
+OPTIONAL_SCHEMA = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(5000)}}
+_X = [{"role": "user", "content": "x"}]
+
+
+def _schema_bodies(schema: dict) -> list:
+    """(path, body, the field the error must name) for each place a body gives a schema a grammar is made of."""
+    chat = {"model": "stories260K", "max_tokens": 2, "messages": _X}
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    return [
+        ("/v1/chat/completions", {**chat, "response_format": {"type": "json_schema", "json_schema": {
+            "name": "x", "schema": schema}}}, "response_format.json_schema.schema"),
+        ("/v1/chat/completions", {**chat, "json_schema": schema}, "json_schema"),
+        ("/v1/chat/completions", {**chat, "tools": [tool], "tool_choice": "required"}, "tools"),
+        ("/v1/chat/completions", {**chat, "tools": [tool]}, "tools"),
+        ("/v1/completions", {"model": "stories260K", "max_tokens": 2, "prompt": "x", "json_schema": schema},
+         "json_schema"),
+        ("/v1/messages", {**chat, "output_config": {"format": {"type": "json_schema", "schema": schema}}},
+         "output_config.format.schema"),
+        ("/v1/messages", {**chat, "tools": [{"name": "f", "input_schema": schema}], "tool_choice": {"type": "any"}},
+         "tools"),
+        ("/v1/responses", {"model": "stories260K", "max_output_tokens": 16, "store": False, "input": "x",
+                           "text": {"format": {"type": "json_schema", "name": "x", "schema": schema}}},
+         "text.format.schema"),
+        ("/v1/responses", {"model": "stories260K", "max_output_tokens": 16, "store": False, "input": "x",
+                           "tools": [{"type": "function", "name": "f", "parameters": schema}],
+                           "tool_choice": "required"}, "tools"),
+    ]
+
+
+_SCHEMA_IDS = ["chat-format", "chat-json_schema", "chat-tools-required", "chat-tools-auto", "completions",
+               "anthropic-format", "anthropic-tools", "responses-format", "responses-tools"]
+
+
+@pytest.mark.parametrize("path, body, field", _schema_bodies(ALTERNATIVES_SCHEMA), ids=_SCHEMA_IDS)
+async def test_a_schema_over_the_grammar_bounds_is_a_400_naming_its_field(server, path, body, field):
+    status, answer, _ = await _while_handling(server.base_url, "POST", path, body)
+    assert status == 400, answer
+    message = _message(answer)
+    # a tool's schema may be named to the tool (tools[0]...): a field inside tools, never ``grammar``
+    assert message.startswith(field), answer
+    assert "number of alternatives" in message
+    if path != "/v1/messages":  # (Anthropic's errors have no param)
+        assert _error(answer)["param"].startswith(field), answer
+
+
+@pytest.mark.parametrize("path, body, field", _schema_bodies(OPTIONAL_SCHEMA), ids=_SCHEMA_IDS)
+async def test_many_optional_properties_are_refused_before_their_grammar_is_built(server, path, body, field):
+    status, answer, _ = await _while_handling(server.base_url, "POST", path, body)
+    assert status == 400, answer
+    message = _message(answer)
+    assert message.startswith(field), answer
+    assert "grows past the limit of 1,048,576 bytes" in message, answer
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "stories260K", "max_tokens": 2, "messages": _X, "tool_choice": "required",
+                              "tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(20000)]}),
+    ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": _X,
+                      "tools": [{"name": f"f{i}", "input_schema": {"type": "object"}} for i in range(20000)]}),
+    ("/v1/responses", {"model": "stories260K", "max_output_tokens": 16, "store": False, "input": "x",
+                       "tools": [{"type": "function", "name": f"f{i}"} for i in range(20000)]}),
+], ids=["chat", "anthropic", "responses"])
+async def test_the_grammar_of_many_tools_is_refused_naming_tools(server, path, body):
+    """20,000 tools, each fine: their calls' grammar together passes the bound, which is no one tool's fault."""
+    status, answer, _ = await _while_handling(server.base_url, "POST", path, body)
+    assert status == 400, answer
+    assert _message(answer).startswith("tools: the grammar grows past the limit"), answer
+    if path != "/v1/messages":
+        assert _error(answer)["param"] == "tools"
+
+
+# -- stop strings: each is matched against every token, so a list has a bound where the API names none ------------
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/messages", {"model": "stories260K", "max_tokens": 2, "messages": _X}, "stop_sequences"),
+    ("/api/chat", {"model": "stories260K", "stream": False, "messages": _X, "options": {}}, "stop"),
+    ("/api/generate", {"model": "stories260K", "stream": False, "prompt": "x", "options": {}}, "stop"),
+], ids=["anthropic", "ollama-chat", "ollama-generate"])
+async def test_stop_lists_are_bounded_in_every_dialect(server, path, body, field):
+    """A million stop strings (a 14 MB body) were taken, and matched against every token (on the event loop, for a
+    reply its chat format parses): every other request waited seconds. 256 are taken (OpenAI's ``stop`` has 16)."""
+    from jan.server.schemas import MAX_STOP_STRINGS
+
+    def with_stops(n: int) -> dict:
+        stops = [f"never-{i}" for i in range(n)]
+        if "options" in body:
+            return {**body, "options": {"stop": stops, "num_predict": 2}}
+        return {**body, field: stops}
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(server.base_url + path, json=with_stops(MAX_STOP_STRINGS)) as resp:
+            assert resp.status == 200, await resp.text()
+        async with s.post(server.base_url + path, json=with_stops(MAX_STOP_STRINGS + 1)) as resp:
+            assert resp.status == 400, await resp.text()
+            message = _message(await resp.json())
+    assert field in message and "at most 256" in message, message
+
+
+# -- a request's walk before a load: a long one runs on a worker thread -------------------------------------------
+
+async def test_a_long_logit_bias_is_judged_off_the_event_loop(server, monkeypatch):
+    """What the model cannot take is judged before a load (:func:`jan.services.abilities.refusal`), walking the
+    request: a ``logit_bias`` of 400,000 entries (a 6 MB body) was read on the event loop, 2.5 s during which no
+    other request was answered. A long walk runs on a worker thread; a short one stays on the loop (no hop)."""
+    import threading
+
+    import jan.services.models as models
+    from jan.services.abilities import REFUSAL_ON_LOOP_ITEMS
+
+    where: list[str] = []
+    judge = models.refusal
+
+    def recorded(*args, **kw):
+        where.append(threading.current_thread().name)
+        return judge(*args, **kw)
+
+    monkeypatch.setattr(models, "refusal", recorded)
+    long_bias = {str(i): 1.0 for i in range(REFUSAL_ON_LOOP_ITEMS + 1)}  # (ids past stories260K's 512: refused)
+    for bias in ({"1": 1.0}, long_bias):
+        body = {"model": "stories260K", "messages": _X, "max_tokens": 2, "logit_bias": bias}
+        status, answer, _ = await _while_handling(server.base_url, "POST", "/v1/chat/completions", body)
+        assert status == (200 if len(bias) == 1 else 400), answer
+    assert where[0] == "jan-test-server", where  # (the server's event loop thread: testing.server.ServerThread)
+    assert len(where) == 2 and where[1] != "jan-test-server", where
+    assert "outside the vocabulary" in _message(answer) and _error(answer)["param"] == "logit_bias"

@@ -492,6 +492,13 @@ class StreamOptions(_Strict):
 
 
 Stop = Union[Annotated[list[str], Field(max_length=16)], str, None]  # (the list first: its error says "at most 16")
+#: The most stop strings a body may give where its API names no count (Anthropic's ``stop_sequences``, Ollama's
+#: ``options.stop``; OpenAI's ``stop`` keeps its 16: :data:`Stop`). Each is matched against every token of the
+#: reply, by the engine and, for a reply its chat format parses, on the event loop: a million of them in a 14 MB
+#: body held every other request for seconds.
+MAX_STOP_STRINGS = 256
+#: Such a list: non-empty strings (an empty one would end every answer), at most :data:`MAX_STOP_STRINGS`.
+StopStrings = Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=MAX_STOP_STRINGS)]
 #: A model id; omitted (or null) when exactly one model is loaded or a default model is configured.
 ModelId = Annotated[Union[str, None], Field(min_length=1,
                                             description="Model id; may be omitted when exactly one model is "

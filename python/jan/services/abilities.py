@@ -282,6 +282,30 @@ def chat_refusal(abilities: Abilities, request: ChatRequest, model_id: str) -> J
     return _media_refusal(abilities, request, model_id) or context_refusal(abilities, request.context)
 
 
+#: Items of a request (``logit_bias`` entries, messages, token ids) past which :func:`refusal`'s walk of it runs on a
+#: worker thread (:func:`refusal_walks_long`): a ``logit_bias`` of 400,000 entries, each read as the engine reads it,
+#: was 2.5 s of the event loop, every other request waiting. A few thousand take a few milliseconds, less than the
+#: hop would cost a short request.
+REFUSAL_ON_LOOP_ITEMS = 4_096
+
+
+def refusal_walks_long(request: ChatRequest | CompletionRequest | EmbeddingRequest) -> bool:
+    """Whether :func:`refusal` of ``request`` walks more than :data:`REFUSAL_ON_LOOP_ITEMS` items (a count, made
+    without walking them)."""
+    size = 0 if isinstance(request, EmbeddingRequest) else len(request.sampling.logit_bias or ())
+    if isinstance(request, ChatRequest):
+        size += len(request.messages) + len(request.context or ())
+    else:
+        prompts = request.prompts if isinstance(request, CompletionRequest) else request.inputs
+        size += len(prompts)
+        for prompt in prompts:
+            if size > REFUSAL_ON_LOOP_ITEMS:
+                break
+            if not isinstance(prompt, (str, MediaText)):
+                size += len(prompt)
+    return size > REFUSAL_ON_LOOP_ITEMS
+
+
 def refusal(abilities: Abilities, request: ChatRequest | CompletionRequest | EmbeddingRequest,
             model_id: str) -> JanError | None:
     """:func:`chat_refusal` for a chat; for a completion or embeddings, a prompt or input of token ids outside the

@@ -634,10 +634,19 @@ def constraint_grammar(request: ChatRequest, plan: ChatPlan, prompt: str) -> dic
     if answer is not None and answer is request.grammar:
         return {"grammar": answer}
     try:
-        return plan.grammar_options(prompt, answer=answer)
-    except GrammarError as exc:  # a tool's parameters schema over a bound
-        exc.param = exc.param or "tools"
-        raise
+        options = plan.grammar_options(prompt, answer=answer)
+    except GrammarError as exc:  # a tool's parameters schema over a bound (said of it), or the tools' grammar
+        if exc.param:
+            raise
+        # (the calls' grammar of them all over a bound, no one tool's schema: its message names no field yet)
+        err = GrammarError(f"tools: {exc}")
+        err.param, err.code = "tools", exc.code or "invalid_schema"
+        raise err from None
+    if options.get("grammar"):
+        # the grammar the tools and the format make together, checked as the engine will check it, but said of
+        # the fields it was made of, not of ``grammar``, a field the client did not send
+        check_gbnf(options["grammar"], param="tools" if asks_tool_grammar(request) else _format_param(request))
+    return options
 
 
 def prefill_refused(request: ChatRequest, plan: ChatPlan, prefix: str, exc: GrammarPrefixError) -> PrefillGrammarError:
@@ -739,9 +748,17 @@ def asks_tool_grammar(request: Any) -> bool:
 def _explicit_grammar(request: ChatRequest) -> str | None:
     fmt = request.response_format
     if fmt is not None and fmt.type in ("json_schema", "json_object"):
-        param = "response_format.json_schema.schema" if fmt.type == "json_schema" else "response_format.schema"
-        return json_schema_to_grammar(dict(fmt.schema), param=param) if fmt.schema else JSON_OBJECT_GRAMMAR
+        return json_schema_to_grammar(dict(fmt.schema), param=_format_param(request)) if fmt.schema \
+            else JSON_OBJECT_GRAMMAR
     return request.grammar or None
+
+
+def _format_param(request: ChatRequest) -> str:
+    """The field a chat request's answer grammar was made of: its response format's schema, else ``grammar``."""
+    fmt = request.response_format
+    if fmt is not None and fmt.type in ("json_schema", "json_object"):
+        return "response_format.json_schema.schema" if fmt.type == "json_schema" else "response_format.schema"
+    return "grammar"
 
 
 # -- capacity ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from jan.engine.params import ORDERS, check_order, check_sampling_options, specu
 from jan.errors import BadRequestError, JanError, ModelNotFoundError, ModelSettingError, not_found_message
 from jan.services.abilities import (Abilities, asks_abilities, context_refusal, fan_out_refusal, fill_in_refusal,
                                    generations, listed_ability, model_abilities, pooling_none_refusal, refusal,
-                                   request_template, thinking_refusal)
+                                   refusal_walks_long, request_template, thinking_refusal)
 from jan.services.companions import COMPANIONS, climbs_out, companion_problem, weights_problem
 from jan.services.errors import RequestError, ServiceUnavailableError, require
 from jan.services.local import asks_grammar, asks_text_grammar, asks_tool_grammar, check_grammar, check_render
@@ -772,7 +772,10 @@ class ModelService:
         if not asks and loaded:
             return target  # a loaded model's own checks cost what these would
         abilities = await self.abilities(target)
-        problem = refusal(abilities, request, target.id) if abilities is not None else None
+        problem = None
+        if abilities is not None:  # (a long walk of the request off the loop: refusal_walks_long)
+            problem = await asyncio.to_thread(refusal, abilities, request, target.id) \
+                if refusal_walks_long(request) else refusal(abilities, request, target.id)
         if problem is not None:
             raise problem
         if loaded:

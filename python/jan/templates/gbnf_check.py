@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .grammar import MAX_REPETITION, GrammarError
+from .grammar import MAX_GRAMMAR_BYTES, MAX_REPETITION, GrammarError
 
 __all__ = ["GrammarLimits", "GrammarStats", "check_gbnf"]
 
@@ -38,7 +38,7 @@ __all__ = ["GrammarLimits", "GrammarStats", "check_gbnf"]
 class GrammarLimits:
     """The bounds :func:`check_gbnf` enforces (defaults fit every grammar jan writes itself)."""
 
-    max_bytes: int = 1 << 20          # 1 MiB of GBNF text
+    max_bytes: int = MAX_GRAMMAR_BYTES  # 1 MiB of GBNF text
     max_depth: int = 64               # nested ( ... ) groups
     max_rules: int = 20_000           # named rules plus groups and repetitions
     max_alternatives: int = 10_000    # '|' branches in all rules together (each costs every token)

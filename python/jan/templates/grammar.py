@@ -105,6 +105,12 @@ MAX_PATTERN_DEPTH = 32         # nested groups in one "pattern"
 # minItems/minLength past it is refused here, naming the schema, instead of as an unparsable grammar there.
 # A maximum past it is no error: llama.cpp reads it as unbounded.
 MAX_REPETITION = 2_000
+# The most GBNF text a grammar may hold (jan.templates.gbnf_check.GrammarLimits.max_bytes: llama.cpp's bound). A
+# schema's grammar is refused as it is built once its rules pass it: an object's optional properties cost their
+# number squared (each position spells the rest of the list), so 5,000 of them in a 100 KB body were a 325 MB
+# string, seconds of a worker holding the GIL (every other request stalled) and gigabytes, before a check of the
+# finished text refused it.
+MAX_GRAMMAR_BYTES = 1 << 20
 
 
 def _too_complex(message: str) -> GrammarError:
@@ -839,6 +845,7 @@ class GrammarBuilder:
         self._depth = 0
         self._nodes = 0
         self._texts: dict[tuple[str, str], str] = {}
+        self._bytes = 0  # of the rules so far, as format() writes them (MAX_GRAMMAR_BYTES)
 
     # -- rules ---------------------------------------------------------------
 
@@ -852,9 +859,18 @@ class GrammarBuilder:
         if existing is not None:
             return existing
         name = self._unique(name)
+        self._grow(name, body)
         self._rules[name] = body
         self._by_body[body] = name
         return name
+
+    def _grow(self, name: str, body: str) -> None:
+        """Count the rule ``name ::= body`` towards :data:`MAX_GRAMMAR_BYTES`; past it the grammar is refused now,
+        while it is still small, not once it is whole (its size can grow as the square of the schema's)."""
+        self._bytes += len(name) + len(body.encode("utf-8", "surrogatepass")) + 6  # (" ::= " and the newline)
+        if self._bytes > MAX_GRAMMAR_BYTES:
+            raise _too_complex(f"the grammar grows past the limit of {MAX_GRAMMAR_BYTES:,} bytes (long enums, many "
+                               "tools, or an object's many optional properties, which cost their number squared)")
 
     def add_text_grammar(self, definition: str, encoding: str, hint: str) -> str:
         """Add the rules of Lark grammar ``definition`` as GBNF (:func:`jan.templates.lark_gbnf.lark_to_gbnf`;
@@ -867,6 +883,7 @@ class GrammarBuilder:
             prefix = f"{_sanitize(hint)}-g{len(self._texts)}-"
             for line in prefixed_rules(lark_to_gbnf(definition, encoding), prefix).splitlines():
                 name, _, body = line.partition(" ::= ")
+                self._grow(name, body)
                 self._rules[name] = body
             self._texts[key] = prefix + "root"
         return self._texts[key]
@@ -1345,7 +1362,8 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str, *, param: str
     schemas that cannot be converted (``false``, unresolvable ``$ref``,
     unknown ``type``) or that exceed the bounds above (``MAX_SCHEMA_DEPTH``,
     ``MAX_ENUM_VALUES``, ...); with ``param`` the error's message starts with
-    it and its ``param`` attribute names it. Keywords the converter does not
+    it and its ``param`` attribute names it, and the grammar is held to
+    llama.cpp's bounds as well (:func:`jan.templates.gbnf_check.check_gbnf`). Keywords the converter does not
     enforce are ignored; see the module docstring for the list of enforced ones.
     """
     try:
@@ -1356,11 +1374,20 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | bool | str, *, param: str
                 raise GrammarError(f"schema is not valid JSON: {exc}") from None
         b = GrammarBuilder()
         b.add_schema(schema, "root")
-        return b.format()
+        text = b.format()
     except RecursionError:
         err = _too_complex("the schema nests too deeply to convert")
     except GrammarError as exc:
         err = exc
+    else:
+        if param:
+            # held to llama.cpp's bounds now (its number of alternatives, its rules...), so that a schema over one
+            # is said of its field: past here the grammar is checked as ``grammar``, a field the client did not
+            # send (the check's GrammarError names ``param`` itself)
+            from .gbnf_check import check_gbnf  # (it imports this module)
+
+            check_gbnf(text, param=param)
+        return text
     if param:
         wrapped = GrammarError(f"{param}: {err}")
         wrapped.param, wrapped.code = param, err.code or "invalid_schema"

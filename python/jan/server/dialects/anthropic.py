@@ -24,8 +24,8 @@ from jan.image_types import b64decode, sniff_image
 from jan.server.body_size import body_step
 from jan.server.dialect_errors import (anthropic_error_body, anthropic_error_status, anthropic_error_type,
                                        from_anthropic_sdk)
-from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, bounded, not_supported,
-                                some_content)
+from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, MaxTokens, NullMeansDefault, StopStrings, bounded,
+                                not_supported, some_content)
 
 from jan.errors import ContextOverflowError, EngineError, MediaError
 from jan.server.dialects.responses import encrypted_reasoning, reasoning_of_encrypted, renamed_schema_error
@@ -455,7 +455,7 @@ class MessagesRequest(_Prompt):
     """The body of ``POST /v1/messages``. ``max_tokens`` is required, as Anthropic requires it."""
 
     max_tokens: MaxTokens
-    stop_sequences: list[Annotated[str, Field(min_length=1)]] | None = None  # (an empty one would end every answer)
+    stop_sequences: StopStrings | None = None
     # Anthropic's range is 0-1 (the engine takes up to 2: OpenAI's): a 400 above it, as Anthropic's
     temperature: float | None = Field(default=None, ge=0.0, le=ANTHROPIC_MAX_TEMPERATURE)
     top_p: float | None = bounded("top_p")

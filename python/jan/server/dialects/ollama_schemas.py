@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_type_hints
+from typing import Any, ClassVar, Literal, Union, get_args, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model, field_validator, model_validator
 
 from jan.server.jsonio import json_text
-from jan.server.schemas import INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, TokenList, bounded
+from jan.server.schemas import (INT32_MAX, TOOL_NAME_PATTERN, NullMeansDefault, Seed, StopStrings, TokenList,
+                                bounded)
 from jan.services.types import SamplingOptions
 from jan.templates.formats.plan import THINK_LEVELS
 
@@ -76,7 +77,7 @@ class _OptionsBase(_Body):
     # -1: no limit, -2: fill the context (Ollama's); else at most what the engine holds.
     num_predict: int | None = Field(None, ge=-2, le=INT32_MAX)
     seed: Seed | None = None  # -1: random
-    stop: list[Annotated[str, Field(min_length=1)]] | None = None  # (an empty one would end every answer)
+    stop: StopStrings | None = None
     # tokens at the start of a generate context that a cut keeps (after its BOS); -1: all of it. Ollama reads any
     # negative as -1; other negatives are refused here rather than guessed at.
     num_keep: int | None = Field(None, ge=-1, le=INT32_MAX)
