@@ -491,3 +491,33 @@ def test_documented(server):
     assert {"get", "post", "delete"} <= set(paths["/v1/conversations/{conversation_id}"])
     assert {"get", "post"} <= set(paths["/v1/conversations/{conversation_id}/items"])
     assert {"get", "delete"} <= set(paths["/v1/conversations/{conversation_id}/items/{item_id}"])
+
+
+def test_a_conversations_items_and_a_responses_input_items_page_alike(client, server):
+    # one page reader for both lists (jan.server.item_lists): the same five user turns, read in both orders, with
+    # the cursors each list takes; an unknown cursor is a 400 naming it, an empty one is none
+    texts = [f"turn {k}" for k in range(5)]
+    conv = client.conversations.create(items=[_user(t) for t in texts])
+    response = client.responses.create(model="stories260K", input=[_user(t) for t in texts], max_output_tokens=1)
+    lists = {"items": f"/v1/conversations/{conv.id}/items", "input_items": f"/v1/responses/{response.id}/input_items"}
+    with _http(server) as http:
+        for name, path in lists.items():
+            def read(**query) -> tuple[list[str], dict]:
+                body = http.get(path, params=query).json()
+                return ["".join(p["text"] for p in item["content"]) for item in body["data"]], body
+
+            assert read(order="asc")[0] == texts, name
+            assert read()[0] == texts[::-1], name  # desc by default
+            ids = [item["id"] for item in http.get(path, params={"order": "asc"}).json()["data"]]
+            page, body = read(order="asc", limit=2, after=ids[1])
+            assert page == texts[2:4] and body["has_more"] and (body["first_id"], body["last_id"]) == (ids[2], ids[3])
+            page, body = read(order="desc", limit=2, after=ids[1])
+            assert page == [texts[0]] and not body["has_more"], name
+            assert read(order="asc", after="")[0] == texts, name
+            error = _error(http.get(path, params={"after": ids[0] + "X"}), 400)
+            assert (error["param"], error["code"]) == ("after", "invalid_value"), name
+        # before: the input items' (OpenAI's), not the conversation items'
+        ids = [item["id"] for item in http.get(lists["input_items"], params={"order": "asc"}).json()["data"]]
+        body = http.get(lists["input_items"], params={"order": "asc", "before": ids[2]}).json()
+        assert [item["id"] for item in body["data"]] == ids[:2]
+        assert _error(http.get(lists["input_items"], params={"before": "msg_nope"}), 400)["param"] == "before"

@@ -10,7 +10,6 @@ OpenAI's shape.
 from __future__ import annotations
 
 import functools
-from typing import get_args
 
 from aiohttp import web
 
@@ -19,18 +18,17 @@ from jan.server.dialects import conversations as wire
 from jan.server.dialects import responses as responses_wire
 from jan.server.dialects.conversations_store import ConversationStore
 from jan.server.errors import APIError
+from jan.server.item_lists import check_include, item_page, list_object, read_page_query
 from jan.server.keys import MEDIA_FETCHER
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
 from jan.server.route_state import STORE
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.files import upload_image
-from jan.server.validation import body_step, parse_body, query_choice, query_int
+from jan.server.validation import body_step, parse_body
 
 routes = web.RouteTableDef()
 
-DEFAULT_LIST_LIMIT = 20
-MAX_LIST_LIMIT = 100  # OpenAI's
 EXTRA_BODIES[("POST", "/v1/conversations")] = wire.ConversationCreate
 EXTRA_BODIES[("POST", "/v1/conversations/{conversation_id}")] = wire.ConversationUpdate
 EXTRA_BODIES[("POST", "/v1/conversations/{conversation_id}/items")] = wire.ConversationItems
@@ -56,16 +54,6 @@ def _item_id(request: web.Request) -> str:
         raise APIError(400, f"Invalid 'item_id': {item_id[:80]!r}. Expected an item's ID, such as 'msg_...'.",
                        param="item_id", code="invalid_value")
     return item_id
-
-
-def _check_include(request: web.Request) -> None:
-    """``include`` (the SDKs send ``include[]=...``): checked as a response's (a 400 naming a value that is none of
-    OpenAI's); what they ask for is in every item already (images as data URLs) or has nothing here to show."""
-    known = get_args(responses_wire.Includable)
-    for index, value in enumerate(request.query.getall("include[]", []) + request.query.getall("include", [])):
-        if value not in known:
-            raise APIError(400, f"include[{index}]: {value!r} is not one of " + ", ".join(map(repr, known)),
-                           param="include", code="invalid_value")
 
 
 async def _messages(request: web.Request, body: wire.ConversationCreate | wire.ConversationItems):
@@ -116,23 +104,11 @@ async def delete_conversation(request: web.Request) -> web.Response:
 async def list_items(request: web.Request) -> web.Response:
     """The conversation's items (``order`` ``desc`` by default, ``after`` an item id, ``limit`` 1-100)."""
     conversation_id = _conversation_id(request)
-    _check_include(request)
-    # the query first, as every list reads it: a bad one is the same 400 whatever the conversation
-    order = query_choice(request, "order", "desc", ("asc", "desc"))
-    limit = query_int(request, "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
-    after = request.query.get("after") or None
+    check_include(request)
+    order, limit = read_page_query(request)
     items = await _store(request).items(conversation_id)
-    if order == "desc":
-        items.reverse()
-    if after is not None:
-        ids = [item["id"] for item in items]
-        if after not in ids:
-            raise APIError(400, f"after: no item with id {after[:80]!r} in conversation {conversation_id!r}",
-                           param="after", code="invalid_value")
-        items = items[ids.index(after) + 1:]
-    page = items[:limit]
-    return web.json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-                              "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit})
+    return web.json_response(item_page(request, items, order, limit, cursors=("after",),
+                                       what=f"item in conversation {conversation_id!r}"))
 
 
 @routes.post("/v1/conversations/{conversation_id}/items")
@@ -140,19 +116,18 @@ async def create_items(request: web.Request) -> web.Response:
     """Add up to 20 ``items`` to the conversation (all or none); the items made, as a list."""
     body = await parse_body(request, wire.ConversationItems)  # (first, as above)
     conversation_id = _conversation_id(request)
-    _check_include(request)
+    check_include(request)
     store = _store(request)
     await store.thread(conversation_id)  # (an unknown conversation is a 404 before any image is fetched)
     items = await store.add(conversation_id, await _messages(request, body))
-    return web.json_response({"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
-                              "last_id": items[-1]["id"] if items else None, "has_more": False})
+    return web.json_response(list_object(items))
 
 
 @routes.get("/v1/conversations/{conversation_id}/items/{item_id}")
 async def get_item(request: web.Request) -> web.Response:
     """One item of the conversation, by its id."""
     conversation_id, item_id = _conversation_id(request), _item_id(request)
-    _check_include(request)
+    check_include(request)
     return web.json_response(await _store(request).item(conversation_id, item_id))
 
 

@@ -15,7 +15,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 from aiohttp import web
 
@@ -28,6 +28,7 @@ from jan.server.dialects import responses as wire
 from jan.server.dialects.responses_run import STREAM_KEPT_S, ResponseRun
 from jan.server.dialects.responses_store import StoredResponse
 from jan.server.errors import APIError, prompt_param, to_api_error
+from jan.server.item_lists import check_include, item_page, read_page_query
 from jan.server.jsonio import json_response_built
 from jan.server.keys import MANAGER, MEDIA_FETCHER, SERVICES, SHUTTING_DOWN
 from jan.server.media_fetch import fetch_body_images
@@ -49,8 +50,6 @@ log = logging.getLogger("jan.server")
 routes = web.RouteTableDef()
 
 # (STORE, RUNS, STREAMS: jan.server.route_state, which sets them up at start; this module loads on first use)
-DEFAULT_LIST_LIMIT = 20
-MAX_LIST_LIMIT = 100  # OpenAI's
 EXTRA_BODIES[("POST", "/v1/responses")] = wire.ResponsesRequest
 EXTRA_BODIES[("POST", "/v1/responses/input_tokens")] = wire.InputTokensRequest
 
@@ -344,17 +343,6 @@ def _starting_after(request: web.Request) -> int:
     return query_int(request, "starting_after", -1)
 
 
-def _check_include(request: web.Request) -> None:
-    """``include`` in a GET's query (the SDKs send ``include[]=...``): its values are checked as a create's
-    ``include`` is, a 400 naming the bad one (OpenAI's), not a typo that silently changes nothing. What they ask
-    for is in the stored response already (a reply's logprobs and reasoning are kept as it was created with)."""
-    known = get_args(wire.Includable)
-    for index, value in enumerate(request.query.getall("include[]", []) + request.query.getall("include", [])):
-        if value not in known:
-            raise APIError(400, f"include[{index}]: {value!r} is not one of " + ", ".join(map(repr, known)),
-                           param="include", code="invalid_value")
-
-
 def _not_streamable(why: str) -> APIError:
     return APIError(400, f"This response cannot be streamed because {why}.", param="stream", code="invalid_value")
 
@@ -366,7 +354,7 @@ async def get_response(request: web.Request) -> web.StreamResponse:
     then followed live until it ends; kept while it runs and for a while after (``STREAM_KEPT_S``), in memory."""
     response_id = _response_id(request)
     stream, after = _query_bool(request, "stream"), _starting_after(request)
-    _check_include(request)
+    check_include(request)
     run = request.app[RUNS].get(response_id)
     if stream:
         run = request.app[STREAMS].get(response_id) or run
@@ -418,24 +406,7 @@ async def cancel_response(request: web.Request) -> web.Response:
 async def list_input_items(request: web.Request) -> web.Response:
     """The response's input items (``order`` ``desc`` by default, ``after``/``before`` ids, ``limit`` 1-100)."""
     response_id = _response_id(request)
-    _check_include(request)
-    # the query first, as every list reads it: a bad one is the same 400 whatever the response
-    order = query_choice(request, "order", "desc", ("asc", "desc"))
-    limit = query_int(request, "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
-    items = list((await request.app[STORE].get(response_id)).input_items)
-    query = request.query
-    if order == "desc":
-        items.reverse()
-    def position(cursor: str) -> int:
-        ids = [item["id"] for item in items]
-        if query[cursor] not in ids:
-            raise APIError(400, f"{cursor}: no input item with id '{query[cursor]}'", param=cursor)
-        return ids.index(query[cursor])
-
-    if "after" in query:
-        items = items[position("after") + 1:]
-    if "before" in query:
-        items = items[:position("before")]
-    page = items[:limit]
-    return web.json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-                              "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit})
+    check_include(request)
+    order, limit = read_page_query(request)
+    items = (await request.app[STORE].get(response_id)).input_items
+    return web.json_response(item_page(request, items, order, limit, what="input item"))
