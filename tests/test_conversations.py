@@ -270,6 +270,51 @@ def test_a_session_as_the_agents_sdk_keeps_one(server):
     asyncio.run(go())
 
 
+WEATHER_TOOL = {"type": "function", "name": "get_weather", "description": "Weather of a city.", "strict": True,
+                "parameters": {"type": "object", "additionalProperties": False, "required": ["city"],
+                               "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}}}}
+
+
+def test_a_tool_round_trip_as_the_agents_sdk_runs_one_in_a_conversation(client):
+    """What the Agents SDK's Runner.run(..., conversation_id=...) sends: the turn's input with ``conversation``, the
+    model's forced call, then only the call's output (the conversation holds the rest). The items a response adds
+    are its output items, ids and statuses as the response said them (OpenAI's: the same items)."""
+    conv = client.conversations.create()
+    settings = {"model": "stories260K", "conversation": conv.id, "tools": [WEATHER_TOOL], "parallel_tool_calls": False,
+                "temperature": 0, "instructions": "Use tools."}
+    first = client.responses.create(input=[{"role": "user", "content": "Weather in Paris?"}], tool_choice="required",
+                                    **settings)
+    assert first.status == "completed" and [o.type for o in first.output] == ["function_call"]
+    call = first.output[0]
+    second = client.responses.create(input=[{"type": "function_call_output", "call_id": call.call_id,
+                                             "output": "sunny"}], tool_choice="none", max_output_tokens=MAX_TOKENS,
+                                     **settings)
+    assert second.status == "incomplete" and second.output[-1].status == "incomplete"  # (its token limit)
+    items = _all(client, conv.id)
+    assert _texts(items) == [("message", "user", "Weather in Paris?"), ("function_call", call.call_id, call.arguments),
+                             ("function_call_output", call.call_id, "sunny"),
+                             ("message", "assistant", _answer(second))]
+    # the response's output items are the conversation's: same ids, same statuses (the answer cut off)
+    assert (items[1].id, items[1].status) == (call.id, "completed")
+    assert (items[3].id, items[3].status) == (second.output[-1].id, "incomplete")
+    assert client.conversations.items.retrieve(call.id, conversation_id=conv.id).call_id == call.call_id
+    # the history was read: the second prompt is the whole exchange, as sent by hand
+    by_hand = client.responses.input_tokens.count(
+        model="stories260K", instructions="Use tools.", tools=[WEATHER_TOOL], parallel_tool_calls=False,
+        tool_choice="none", input=[{"role": "user", "content": "Weather in Paris?"}, call.model_dump(),
+                                   {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    assert second.usage.input_tokens == by_hand.input_tokens
+    # an unstored response's output is found by its id in the conversation (no stored response holds it)
+    unstored = client.responses.create(input="More", store=False, max_output_tokens=2, **settings)
+    again = client.responses.input_tokens.count(model="stories260K", conversation=conv.id,
+                                                input=[{"type": "item_reference", "id": unstored.output[-1].id}])
+    assert again.input_tokens > 0
+    # deleting the answer by the response's id leaves the rest
+    client.conversations.items.delete(second.output[-1].id, conversation_id=conv.id)
+    assert [i.id for i in _all(client, conv.id)][:3] == [i.id for i in items[:3]]
+    assert second.output[-1].id not in [i.id for i in _all(client, conv.id)]
+
+
 def test_an_item_reference_names_a_conversation_item(client):
     conv = client.conversations.create(items=[_user("remember this")])
     item = _all(client, conv.id)[0]
@@ -314,7 +359,8 @@ def test_a_background_response_cancelled_adds_its_input_and_what_it_said(client)
     assert _texts(items[:1]) == [("message", "user", "Long story")] and len(items) <= 2
     if len(items) == 2:  # it had begun to answer: its answer is kept, cut off
         assert items[1].role == "assistant"
-        assert items[1].status == ("incomplete" if cancelled.status == "cancelled" else "completed")
+        # (cut off either way: by the cancel, or by its token limit; completed only when it ended by itself)
+        assert items[1].status == ("incomplete" if cancelled.status in ("cancelled", "incomplete") else "completed")
         assert _texts(items[1:])[0][2] == _answer(cancelled)
 
 

@@ -4,7 +4,8 @@ A conversation is a Jan thread whose id is ``conv_<ULID>`` (so it shows in the w
 are the thread's messages: each one read as a chat turn by the Responses store's own reading
 (:func:`~jan.server.dialects.responses_store.from_thread_message`), then said as the items it stands for
 (:func:`message_items`): a user, system or tool turn is one item, an assistant turn its reasoning, its text and its
-function calls, in that order. An item's id is made from its message's id, so it is the same on every read. Items
+function calls, in that order. An item's id is made from its message's id, so it is the same on every read; the
+items a response's output added keep the ids the response gave them (its answer's ``metadata.item_ids``). Items
 sent (``items``) are the Responses API's input items, made chat turns by its own
 :func:`~jan.server.dialects.responses.input_messages` and stored as a response's input is
 (:func:`~jan.server.dialects.responses_store.to_thread_message`). Nothing here knows HTTP.
@@ -188,10 +189,23 @@ def _input_content(turn: typed.ChatMessage) -> list[dict[str, Any]]:
     return content
 
 
-def message_items(message_id: str, turn: typed.ChatMessage,
-                  stopped: bool = False) -> list[tuple[dict[str, Any], ItemRef]]:
+def _kept_id(ids: Any, key: str, call_id: str | None = None) -> str | None:
+    """The id ``metadata.item_ids`` keeps for an item
+    (:func:`~jan.server.dialects.responses_store.output_item_ids`); ``None``: none (an item added
+    through the Conversations API, or a thread written before they were kept)."""
+    if not isinstance(ids, dict):
+        return None
+    value = ids.get(key)
+    if call_id is not None:
+        value = value.get(call_id) if isinstance(value, dict) else None
+    return value if isinstance(value, str) and valid_item_id(value) else None
+
+
+def message_items(message_id: str, turn: typed.ChatMessage, stopped: bool = False,
+                  ids: Any = None) -> list[tuple[dict[str, Any], ItemRef]]:
     """The items a thread message stands for (``turn``: the message read as a chat turn), each with where it is
-    kept; ``stopped``: the message is an answer cut off (its items ``incomplete``)."""
+    kept; ``stopped``: the message is an answer cut off (its items ``incomplete``); ``ids``: the message's
+    ``metadata.item_ids``, the ids of the response output items it keeps (others' are made from its id)."""
     tail, status = _tail(message_id), "incomplete" if stopped else "completed"
     if turn.role == "tool":
         content = _input_content(turn)
@@ -205,10 +219,13 @@ def message_items(message_id: str, turn: typed.ChatMessage,
         return [(item, ItemRef(message_id, "message"))]
     out: list[tuple[dict[str, Any], ItemRef]] = []
     if turn.reasoning:
-        out.append((_reasoning_item(f"rs_{tail}", turn.reasoning, "completed"), ItemRef(message_id, "reasoning")))
+        out.append((_reasoning_item(_kept_id(ids, "reasoning") or f"rs_{tail}", turn.reasoning, "completed"),
+                    ItemRef(message_id, "reasoning")))
     if turn.text or not (turn.tool_calls or turn.reasoning):
-        out.append((_message_item(f"msg_{tail}", turn.text, status), ItemRef(message_id, "message")))
+        out.append((_message_item(_kept_id(ids, "message") or f"msg_{tail}", turn.text, status),
+                    ItemRef(message_id, "message")))
     for call in turn.tool_calls:
-        out.append((_call_item(f"fc_{tail}_{_call_tag(call.id)}", call.id, call.name, call.arguments, status),
+        item_id = _kept_id(ids, "calls", call.id) or f"fc_{tail}_{_call_tag(call.id)}"
+        out.append((_call_item(item_id, call.id, call.name, call.arguments, status),
                     ItemRef(message_id, "function_call", call.id)))
     return out

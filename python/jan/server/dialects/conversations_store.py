@@ -85,7 +85,9 @@ class ConversationStore:
         out: list[tuple[dict[str, Any], ItemRef]] = []
         for message, turn in zip(messages, turns):
             if turn is not None and isinstance(message.get("id"), str):
-                out += message_items(message["id"], turn, stopped=message.get("status") == "stopped")
+                metadata = message.get("metadata")
+                out += message_items(message["id"], turn, stopped=message.get("status") == "stopped",
+                                     ids=metadata.get("item_ids") if isinstance(metadata, dict) else None)
         return out
 
     async def items(self, conversation_id: str) -> list[dict[str, Any]]:

@@ -48,7 +48,7 @@ from jan.services.untrusted import UntrustedTextPart
 log = logging.getLogger("jan.server")
 
 __all__ = ["CONVERSATION_PREFIX", "CONVERSATION_TITLE", "NotLatestError", "ResponsesStore", "StoredResponse",
-           "from_thread_message", "is_conversation_thread", "to_thread_message"]
+           "from_thread_message", "is_conversation_thread", "output_item_ids", "to_thread_message"]
 
 TITLE_CHARS = 60
 
@@ -171,6 +171,30 @@ CONVERSATION_TITLE = "New conversation"
 def is_conversation_thread(thread_id: str | None) -> bool:
     """Whether the thread is a conversation's (its id is one: :data:`CONVERSATION_PREFIX`)."""
     return isinstance(thread_id, str) and thread_id.startswith(CONVERSATION_PREFIX)
+
+
+def output_item_ids(output: Any) -> dict[str, Any]:
+    """The ids of a response's ``output`` items, as the thread message of its answer keeps them in a conversation
+    (``metadata.item_ids``: its ``reasoning``, its ``message``, its calls by call id): the items a response adds to
+    its conversation are its output items, with their ids (OpenAI's), so an id read from the response names the
+    conversation's item too (:func:`~jan.server.dialects.conversations.message_items` reads them; checked there)."""
+    ids: dict[str, Any] = {"calls": {}}
+    for item in output if isinstance(output, list) else ():
+        kind, item_id = (item.get("type"), item.get("id")) if isinstance(item, dict) else (None, None)
+        if not isinstance(item_id, str):
+            continue
+        if kind in ("reasoning", "message"):
+            ids.setdefault(kind, item_id)  # (several are one turn's: the first names it)
+        elif kind in ("function_call", "custom_tool_call") and isinstance(item.get("call_id"), str):
+            ids["calls"].setdefault(item["call_id"], item_id)
+    return ids
+
+
+def _cut_off(response: dict[str, Any]) -> bool:
+    """Whether the response's answer was cut off: cancelled, or ended ``incomplete`` (its token limit, the context);
+    its output items are then ``incomplete``, and so are the conversation's items it adds (OpenAI's are the same
+    items), which the thread keeps as Jan's ``stopped``."""
+    return response.get("status") in ("cancelled", "incomplete")
 
 
 # -- the store ---------------------------------------------------------------------------------------
@@ -382,11 +406,13 @@ class ResponsesStore:
         return self._lock(thread_id)
 
     async def append(self, thread_id: str, messages: list[ChatMessage], response_id: str | None = None, *,
-                     last_stopped: bool = False) -> list[dict[str, Any]]:
+                     last_stopped: bool = False, last_item_ids: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Append ``messages`` to the thread under its lock, all or none (:meth:`_append`); the messages as
-        stored. ``last_stopped``: the last one is an answer cut off (Jan's ``stopped``)."""
+        stored. ``last_stopped``: the last one is an answer cut off (Jan's ``stopped``); ``last_item_ids``: the
+        last one's output item ids (:func:`output_item_ids`)."""
         async with self._lock(thread_id):
-            written = await self._append_messages(thread_id, messages, response_id, last_stopped=last_stopped)
+            written = await self._append_messages(thread_id, messages, response_id, last_stopped=last_stopped,
+                                                  last_item_ids=last_item_ids)
             if is_conversation_thread(thread_id) and (title := _title(messages)):
                 # a conversation made without a user turn takes its title from its first (the web page lists it so)
                 with contextlib.suppress(NotFoundError):
@@ -399,15 +425,19 @@ class ResponsesStore:
         return written[-1]["id"] if written else None
 
     async def _append_messages(self, thread_id: str, messages: list[ChatMessage], response_id: str | None, *,
-                               last_stopped: bool = False) -> list[dict[str, Any]]:
+                               last_stopped: bool = False,
+                               last_item_ids: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Append the turns; all or none: one the store refuses (an image it cannot keep) takes those written
         before it out again, so the conversation does not keep half of a response that never was."""
         written: list[dict[str, Any]] = []
         try:
             for k, message in enumerate(messages):
                 data = to_thread_message(message, response_id)
-                if last_stopped and k == len(messages) - 1:
-                    data["status"] = "stopped"  # Jan's word for an answer cut off
+                if k == len(messages) - 1:
+                    if last_stopped:
+                        data["status"] = "stopped"  # Jan's word for an answer cut off
+                    if last_item_ids:
+                        data["metadata"]["item_ids"] = last_item_ids
                 written.append(await self.conversations.create_message(thread_id, data))
         except Exception:
             for message in reversed(written):
@@ -492,7 +522,8 @@ class ResponsesStore:
             answer = [output] if said else []
             try:
                 written = await self.append(thread_id, [*inputs, *answer], response["id"],
-                                            last_stopped=bool(answer) and response.get("status") == "cancelled")
+                                            last_stopped=bool(answer) and _cut_off(response),
+                                            last_item_ids=output_item_ids(response.get("output")) if answer else None)
                 last = written[-1]["id"] if written else None
             except Exception:  # noqa: BLE001 - the answer was given (the conversation deleted meanwhile, ...)
                 log.exception("could not add response %s to conversation %s", response["id"], thread_id)
@@ -512,7 +543,7 @@ class ResponsesStore:
         last = stored.last_message_id
         if output is not None and stored.thread_id is not None and (output.content or output.tool_calls or output.reasoning):
             message = to_thread_message(output, stored.id)
-            if response.get("status") == "cancelled":
+            if _cut_off(response):
                 message["status"] = "stopped"  # Jan's word for an answer cut off
             async with self._lock(stored.thread_id):
                 last = (await self.conversations.create_message(stored.thread_id, message))["id"]
