@@ -15,8 +15,18 @@ from typing import Any, BinaryIO
 from .exceptions import PathOutsideDataFolderError
 from .interfaces.modules import _MISSING, FileSystem
 
-__all__ = ["LocalFileSystem", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_writer", "fsync_dir",
-           "set_aside", "temp_prefix", "temp_writer_pid"]
+__all__ = [
+    "LocalFileSystem",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "atomic_writer",
+    "fsync_dir",
+    "loads_json",
+    "set_aside",
+    "temp_prefix",
+    "temp_writer_pid",
+]
 
 TEMP_SUFFIX = ".tmp"
 _TEMP_PID = re.compile(r"\.p(\d+)\.[A-Za-z0-9_]+\.tmp$")
@@ -96,6 +106,21 @@ def atomic_writer(path: str | os.PathLike[str], *, new_mode: int | None = None) 
         _discard(tmp)
         raise
     fsync_dir(target.parent)
+
+
+def loads_json(data: str | bytes, **kwargs: Any) -> Any:
+    """``json.loads`` of a file's text or bytes that fails only with ``ValueError``.
+
+    A file in the data folder (or ``mcp.json``) is read after anyone may have
+    edited it: bytes that are not UTF-8 raise ``UnicodeDecodeError`` (a
+    ``ValueError`` already), and arrays or objects nested deeper than the
+    parser's recursion limit raise ``RecursionError``, which every reader's
+    "damaged file" branch (``except ValueError``) would let through as a crash.
+    """
+    try:
+        return json.loads(data, **kwargs)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, new_mode: int | None = None) -> None:
@@ -184,7 +209,7 @@ class LocalFileSystem(FileSystem):
             if default is _MISSING:
                 raise
             return default
-        return json.loads(text)
+        return loads_json(text)
 
     def write_json(self, path: str | os.PathLike[str], data: Any) -> None:
         atomic_write_json(self.resolve(path), data)

@@ -28,7 +28,7 @@ from typing import Any
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from jan.core.fs import atomic_write_text
+from jan.core.fs import atomic_write_text, loads_json
 from jan.errors import JanError
 
 __all__ = ["CONFIG_FILE", "NAME_RULE", "McpConfigError", "McpServerConfig", "load_config", "read_config",
@@ -110,12 +110,23 @@ class _Object(dict):
         self.twice = {key for key in keys if keys.count(key) > 1} if len(self) < len(keys) else set()
 
 
+def _read_text(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 are :class:`McpConfigError` naming the file (a bare
+    ``UnicodeDecodeError`` said neither which file nor what to do, and crashed ``jan mcp``)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise McpConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); repair or remove it") \
+            from None
+
+
 def _parse_each(text: str, where: Path) -> tuple[dict[str, McpServerConfig], dict[str, str]]:
     """The valid servers by name, and why each other entry is not one (by name). A file that is no JSON, or
     whose ``mcpServers`` is no object, raises :class:`McpConfigError`: there is no entry to read then."""
     try:
-        raw = json.loads(text, object_pairs_hook=_Object) if text.strip() else {}
-    except json.JSONDecodeError as exc:
+        raw = loads_json(text, object_pairs_hook=_Object) if text.strip() else {}
+    except ValueError as exc:  # not JSON, or nested too deeply to parse (a RecursionError otherwise)
         raise McpConfigError(f"{where} is not valid JSON: {exc}") from None
     servers = raw.get("mcpServers", {}) if isinstance(raw, dict) else None
     if not isinstance(servers, dict):
@@ -149,7 +160,7 @@ def load_config(data_folder: str | os.PathLike[str]) -> dict[str, McpServerConfi
     """The configured servers by name (empty without a file); raises :class:`McpConfigError`."""
     path = config_path(data_folder)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError:
         return {}
     return _parse(text, path)
@@ -160,7 +171,7 @@ def read_config(data_folder: str | os.PathLike[str]) -> tuple[dict[str, McpServe
     (by name): one bad entry costs only itself. Raises :class:`McpConfigError` for a file that cannot be read."""
     path = config_path(data_folder)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError:
         return {}, {}
     return _parse_each(text, path)
@@ -179,7 +190,7 @@ def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, Mcp
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=30):
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _read_text(path)
         except FileNotFoundError:
             text = ""
         _, before = _parse_each(text, path)  # refuse to rewrite a file we cannot read
