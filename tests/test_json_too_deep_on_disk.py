@@ -7,12 +7,16 @@ from __future__ import annotations
 import sys
 
 import pytest
-from test_cli_helpers import cli_env, fails, jan
-
 from jan.core.fs import LocalFileSystem, loads_json
-from jan.extensions.mcp.config import McpConfigError, edit_config, load_config, read_config
+from jan.extensions.mcp.config import (
+    McpConfigError,
+    edit_config,
+    load_config,
+    read_config,
+)
 from jan.services.run_records import read_record_file
 from jan.store import DataFolder, NotFoundError
+from test_cli_helpers import cli_env, fails, jan
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -43,6 +43,7 @@ import aiohttp
 import filelock
 from multidict import CIMultiDict
 
+from jan.local_files import expand_home
 from jan.errors import JanError
 from jan.server.aiohttp_import import load_client
 
@@ -329,7 +330,7 @@ def part_path(dest: str | os.PathLike[str]) -> Path:
 
 def _resolve_dest(dest_path: str | os.PathLike[str], url: str) -> Path:
     raw = os.fspath(dest_path)
-    dest = Path(raw).expanduser()
+    dest = expand_home(raw)
     if raw.endswith(("/", os.sep)) or dest.is_dir():
         dest = dest / filename_from_url(url)
     return dest.resolve()

@@ -166,7 +166,7 @@ class LocalFileSystem(FileSystem):
     """Files under a local folder; see :class:`~jan.core.interfaces.FileSystem`."""
 
     def __init__(self, root: str | os.PathLike[str]):
-        self._root = Path(root).expanduser().resolve()
+        self._root = Path(os.path.expanduser(os.fspath(root))).resolve()  # (Path.expanduser raises for ~nouser)
 
     def __repr__(self) -> str:
         return f"LocalFileSystem({str(self._root)!r})"

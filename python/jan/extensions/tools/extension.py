@@ -19,11 +19,11 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from jan.core import Tool, ToolProvider, ToolResult
 from jan.extensions._builtin import BuiltinExtension
-from jan.local_files import open_regular_file
+from jan.local_files import expand_home, open_regular_file
 
 #: Bytes read from a file or a URL at most.
 MAX_READ_BYTES = 256 * 1024
@@ -33,6 +33,14 @@ class BuiltinToolsSettings(BaseModel):
     files_folder: str | None = Field(None, description="Folder read_file may read (unset: read_file is off)")
     fetch_enabled: bool = Field(False, description="Offer fetch_url (lets a model reach the network)")
     fetch_timeout: float = Field(20.0, gt=0, le=300, description="Seconds fetch_url may take")
+
+    @field_validator("files_folder")
+    @classmethod
+    def _a_path(cls, value: str | None) -> str | None:
+        # No folder's name holds a NUL: read_file would be offered and fail on every call (refused here instead)
+        if value is not None and "\0" in value:
+            raise ValueError("a folder path cannot contain a NUL character")
+        return value
 
 
 class CurrentTime(Tool):
@@ -131,7 +139,7 @@ class BuiltinToolsExtension(BuiltinExtension, ToolProvider):
         tools: list[Tool] = [CurrentTime()]
         folder = settings.get("files_folder")
         if folder:
-            tools.append(ReadFile(Path(folder).expanduser()))
+            tools.append(ReadFile(expand_home(folder)))
         if settings.get("fetch_enabled"):
             tools.append(FetchUrl(float(settings.get("fetch_timeout"))))
         return tools
