@@ -93,7 +93,13 @@ def guarded_command(command: str, args: list[str], env: dict[str, str] | None,
     found = command if os.sep in command else shutil.which(command, path=path)
     if os.sep in command:
         target = Path(cwd or ".", command) if not os.path.isabs(command) else Path(command)
-        if not (target.is_file() and os.access(target, os.X_OK)):
+        # What is there, told as it is: "no such file" for a file the user can see sends them looking for a typo
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder, not a program", command)
+        if target.is_file() and not os.access(target, os.X_OK):
+            raise PermissionError(errno.EACCES, "not executable (no execute permission: chmod +x it, or give its "
+                                                "interpreter as 'command' and it in 'args')", command)
+        if not target.is_file():
             found = None
     if found is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)

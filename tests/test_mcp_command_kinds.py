@@ -1,0 +1,47 @@
+"""An mcp.json ``command`` that names something there but no program (a folder, a file without execute permission)
+is told as what it is, not as "No such file or directory" (which sends the user looking for a typo in a path they
+can see)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from api_helpers import Client, running
+from jan.extensions.mcp.server import guarded_command
+
+pytestmark = [pytest.mark.timeout(300),
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the command is checked where guarded")]
+
+
+def test_guarded_command_tells_a_folder_and_a_file_that_does_not_run(tmp_path):
+    script = tmp_path / "server.py"
+    script.write_text("print('hi')\n")
+    script.chmod(0o644)
+    with pytest.raises(PermissionError, match="not executable"):
+        guarded_command(str(script), [], None, None)
+    with pytest.raises(PermissionError, match="not executable"):
+        guarded_command("./server.py", [], None, str(tmp_path))  # relative to the entry's cwd
+    with pytest.raises(IsADirectoryError, match="a folder, not a program"):
+        guarded_command(str(tmp_path), [], None, None)
+    with pytest.raises(FileNotFoundError):
+        guarded_command(str(tmp_path / "missing"), [], None, None)
+    script.chmod(0o755)
+    assert guarded_command(str(script), ["--x"], None, None)[1][-2:] == [str(script), "--x"]
+
+
+async def test_the_api_says_why_such_a_server_did_not_start(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    script = tmp_path / "server.py"
+    script.write_text("print('hi')\n")
+    script.chmod(0o644)
+    (data / "mcp.json").write_text(json.dumps({"mcpServers": {
+        "plain": {"command": str(script)}, "folder": {"command": str(tmp_path)}}}), encoding="utf-8")
+    with running(data) as srv:
+        async with Client(srv.base_url) as api:
+            for name, why in (("plain", "not executable"), ("folder", "a folder, not a program")):
+                server = await api.ok("GET", f"/v1/mcp/servers/{name}")
+                assert server["state"] == "failed" and why in server["error"], server
+                assert "No such file" not in server["error"]
