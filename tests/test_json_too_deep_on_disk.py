@@ -120,3 +120,14 @@ async def test_the_api_tells_a_damaged_mcp_json_as_a_config_error(tmp_path, cont
             assert any(t["function"]["name"] == "current_time" for t in tools["data"])
             status, body = await api.call("GET", "/v1/mcp/servers/a")
             assert status == 400 and body["error"]["code"] == "invalid_mcp_config", body
+
+
+def test_a_too_deep_extensions_json_is_set_aside(tmp_path):
+    from test_cli_helpers import ok
+
+    data = tmp_path / "jan"
+    (data / "extensions").mkdir(parents=True)
+    (data / "extensions" / "extensions.json").write_bytes(DEEP)
+    result = ok(jan("extensions", "list", env=cli_env(data)))
+    assert "Traceback" not in result.stderr and "tools" in result.stdout
+    assert list((data / "extensions").glob("extensions.json.corrupt-*"))
