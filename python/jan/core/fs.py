@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from jan.json_text import loads_json
+
 from .exceptions import PathOutsideDataFolderError
 from .interfaces.modules import _MISSING, FileSystem
 
@@ -106,21 +108,6 @@ def atomic_writer(path: str | os.PathLike[str], *, new_mode: int | None = None) 
         _discard(tmp)
         raise
     fsync_dir(target.parent)
-
-
-def loads_json(data: str | bytes, **kwargs: Any) -> Any:
-    """``json.loads`` of a file's text or bytes that fails only with ``ValueError``.
-
-    A file in the data folder (or ``mcp.json``) is read after anyone may have
-    edited it: bytes that are not UTF-8 raise ``UnicodeDecodeError`` (a
-    ``ValueError`` already), and arrays or objects nested deeper than the
-    parser's recursion limit raise ``RecursionError``, which every reader's
-    "damaged file" branch (``except ValueError``) would let through as a crash.
-    """
-    try:
-        return json.loads(data, **kwargs)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply to read") from None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, new_mode: int | None = None) -> None:
