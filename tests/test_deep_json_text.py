@@ -66,3 +66,28 @@ async def test_a_history_with_too_deep_arguments_is_answered(tmp_path, stories_p
                               {"type": "function_call", "call_id": "c1", "name": "f", "arguments": args},
                               {"type": "function_call_output", "call_id": "c1", "output": "ok"}]})
                 answered(status, body)
+
+
+def test_a_model_writing_too_deep_arguments_ends_its_turn_in_no_format(tmp_path):
+    # what a model writes is parsed by its template's format: arguments a thousand '[' deep (a model that loops on
+    # one token) were a RecursionError out of the stream, in every format whose calls hold JSON
+    from chat_format_cases import TEMPLATES, TOOLS
+
+    from jan.templates.formats import detect_format, parse_output
+
+    if not TEMPLATES.is_dir():
+        pytest.skip("no ../shared/templates")
+    deep = "[" * 5000
+    bodies = (f'{{"name": "get_weather", "arguments": {{"a": {deep}}}}}', f'{{"name": "get_weather", "arguments": {deep}')
+    markers = ("", "<tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "<function=get_weather>", "functools",
+               "<|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>",
+               "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>")
+    formats = {}
+    for path in sorted(TEMPLATES.glob("*.jinja")):
+        fmt = detect_format(path.read_text(encoding="utf-8"))
+        formats.setdefault(repr(fmt), fmt)
+    assert formats
+    for fmt in formats.values():
+        for marker in markers:
+            for body in bodies:
+                parse_output(marker + body, fmt, TOOLS)  # whatever it makes of it: no RecursionError
