@@ -72,7 +72,6 @@ def test_a_model_writing_too_deep_arguments_ends_its_turn_in_no_format(tmp_path)
     # what a model writes is parsed by its template's format: arguments a thousand '[' deep (a model that loops on
     # one token) were a RecursionError out of the stream, in every format whose calls hold JSON
     from chat_format_cases import TEMPLATES, TOOLS
-
     from jan.templates.formats import detect_format, parse_output
 
     if not TEMPLATES.is_dir():
