@@ -45,3 +45,17 @@ async def test_the_api_says_why_such_a_server_did_not_start(tmp_path):
                 server = await api.ok("GET", f"/v1/mcp/servers/{name}")
                 assert server["state"] == "failed" and why in server["error"], server
                 assert "No such file" not in server["error"]
+
+
+def test_jan_mcp_add_writes_through_a_linked_mcp_json(tmp_path):
+    from test_cli_helpers import cli_env, jan, ok
+
+    data = tmp_path / "jan"
+    data.mkdir()
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "mcp.json").write_text('{"mcpServers": {}}\n', encoding="utf-8")
+    (data / "mcp.json").symlink_to(dotfiles / "mcp.json")
+    ok(jan("mcp", "add", "notes", sys.executable, "server.py", env=cli_env(data)))
+    assert (data / "mcp.json").is_symlink()
+    assert list(json.loads((dotfiles / "mcp.json").read_text(encoding="utf-8"))["mcpServers"]) == ["notes"]

@@ -202,5 +202,6 @@ def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, Mcp
         made = [problem for name, problem in after.items() if before.get(name) != problem]
         if made:
             raise McpConfigError(made[0])
-        atomic_write_text(path, new_text)
+        # an mcp.json kept elsewhere and linked here (a dotfiles folder) is written through its link, not replaced
+        atomic_write_text(os.path.realpath(path), new_text)
     return parsed
