@@ -59,3 +59,17 @@ def test_jan_mcp_add_writes_through_a_linked_mcp_json(tmp_path):
     ok(jan("mcp", "add", "notes", sys.executable, "server.py", env=cli_env(data)))
     assert (data / "mcp.json").is_symlink()
     assert list(json.loads((dotfiles / "mcp.json").read_text(encoding="utf-8"))["mcpServers"]) == ["notes"]
+
+
+@pytest.mark.parametrize("entry, why", [
+    ({"url": "http://127.0.0.1:99999/mcp"}, "Port out of range"), ({"url": "http://h:abc/mcp"}, "is not a URL"),
+    ({"url": "http://[::1/mcp"}, "is not a URL"), ({"url": "http:///mcp"}, "has no host"),
+    ({"command": "   "}, "names no program"), ({"command": "echo\0"}, "names no program")])
+def test_an_entry_that_can_never_start_is_invalid_in_the_file(tmp_path, entry, why):
+    # told where the file is read ("invalid", with the entry), not as a failure at each start
+    from jan.extensions.mcp.config import read_config
+
+    (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": {"bad": entry, "good": {"command": "echo"}}}),
+                                       encoding="utf-8")
+    servers, problems = read_config(tmp_path)
+    assert list(servers) == ["good"] and why in problems["bad"], problems

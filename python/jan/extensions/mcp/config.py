@@ -24,6 +24,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -77,8 +78,19 @@ class McpServerConfig(BaseModel):
     def _one_transport(self) -> "McpServerConfig":
         if bool(self.command) == bool(self.url):
             raise ValueError("give either 'command' (stdio) or 'url' (streamable HTTP)")
+        if self.command is not None and (not self.command.strip() or "\0" in self.command):
+            # no program is named so (it failed at each start as "not found", of a name the listing shows blank)
+            raise ValueError(f"'command' {self.command[:80]!r} names no program")
         if self.url and not re.match(r"^https?://", self.url):
             raise ValueError("'url' must be an http:// or https:// URL")
+        if self.url:
+            try:
+                parts = urlsplit(self.url)
+                parts.port  # noqa: B018 - a port out of range or no number raises here, not at each start
+            except ValueError as exc:  # (a malformed IPv6 literal too)
+                raise ValueError(f"'url' {self.url[:200]!r} is not a URL ({exc})") from None
+            if not parts.hostname:
+                raise ValueError(f"'url' {self.url[:200]!r} has no host")
         return self
 
     @property
