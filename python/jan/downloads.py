@@ -43,6 +43,7 @@ import aiohttp
 import filelock
 from multidict import CIMultiDict
 
+from jan.local_files import expand_home
 from jan.errors import JanError
 from jan.server.aiohttp_import import load_client
 
@@ -246,8 +247,10 @@ def resolve_url(url: str, *, hf_endpoint: str | None = None) -> str:
         return _resolve_hf(url, rest, (hf_endpoint or _env_hf_endpoint()).rstrip("/"))
     if scheme in ("http", "https"):
         try:
-            host = urlsplit(url).hostname
-        except ValueError as exc:  # e.g. a malformed IPv6 literal
+            parts = urlsplit(url)
+            host = parts.hostname
+            parts.port  # noqa: B018 - a port out of range or no number (told as a redirect once aiohttp met it)
+        except ValueError as exc:  # e.g. a malformed IPv6 literal, a port 99999
             raise DownloadError(f"malformed URL {url!r}: {exc}", DownloadError.INVALID_URL, url=url) from exc
         if not host:
             raise DownloadError(f"URL {url!r} has no host", DownloadError.INVALID_URL, url=url)
@@ -329,7 +332,7 @@ def part_path(dest: str | os.PathLike[str]) -> Path:
 
 def _resolve_dest(dest_path: str | os.PathLike[str], url: str) -> Path:
     raw = os.fspath(dest_path)
-    dest = Path(raw).expanduser()
+    dest = expand_home(raw)
     if raw.endswith(("/", os.sep)) or dest.is_dir():
         dest = dest / filename_from_url(url)
     return dest.resolve()

@@ -6,12 +6,20 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["not_a_regular_file", "open_regular_file"]
+__all__ = ["expand_home", "not_a_regular_file", "open_regular_file"]
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def expand_home(path: str | os.PathLike[str]) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell would: a ``~user`` of no such user (or a
+    ``~`` without a known home) stays as written, where ``Path.expanduser`` raises ``RuntimeError`` (a traceback
+    for a path the user typed, a tool provider lost for a setting)."""
+    return Path(os.path.expanduser(os.fspath(path)))
 
 
 def _kind(mode: int) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
+from jan.json_text import loads_json
 from jan.cli.common import CLIError
 
 STREAM_READ_TIMEOUT_S = 600.0
@@ -33,7 +34,7 @@ class ServerError(CLIError):
 def _error_from(status: int, body: bytes) -> ServerError:
     message, code = body.decode("utf-8", "replace").strip()[:500] or "no details", None
     try:
-        data = json.loads(body)
+        data = loads_json(body)
         err = data.get("error") if isinstance(data, dict) else None
         if isinstance(err, dict):
             message, code = str(err.get("message") or message), err.get("code")
@@ -99,7 +100,7 @@ class ApiClient:
         """``/health`` if a jan server answers quickly, else ``None``."""
         try:
             with self._opener.open(self._request("GET", "/health"), timeout=timeout) as resp:
-                data = json.loads(resp.read())
+                data = loads_json(resp.read())
         except (OSError, ValueError, urllib.error.URLError, http.client.HTTPException):
             return None  # nothing, or something that is no jan server (not HTTP, not its JSON), answers
         # "degraded": a jan server whose extension failed to load; its answers say why (not "no server")
@@ -112,7 +113,7 @@ class ApiClient:
         if not raw:
             return None
         try:
-            return json.loads(raw)
+            return loads_json(raw)
         except ValueError:
             raise CLIError(f"the server at {self.base_url} sent a response that is not JSON") from None
 
@@ -170,7 +171,7 @@ class ApiClient:
                            f"({reason}); a file larger than its max_upload_bytes (jan serve --max-upload-bytes) is "
                            "refused so") from None
         try:
-            return json.loads(raw)
+            return loads_json(raw)
         except ValueError:
             raise CLIError(f"the server at {self.base_url} sent a response that is not JSON") from None
 
@@ -202,7 +203,7 @@ class EventStream:
         try:
             if "text/event-stream" not in content_type:  # a server that answered without streaming
                 try:
-                    data = json.loads(self._resp.read() or b"null")
+                    data = loads_json(self._resp.read() or b"null")
                 except ValueError:
                     raise CLIError(f"the server at {self._base_url} sent a response that is not JSON") from None
                 self._done = True
@@ -240,7 +241,7 @@ class EventStream:
                     self._done = True
                     return
                 try:
-                    data = json.loads(payload)
+                    data = loads_json(payload)
                 except ValueError:
                     continue
                 if event == "error" or (isinstance(data, dict) and "error" in data and len(data) == 1):

@@ -520,7 +520,19 @@ def write_output_file(target: Path, write: Callable[[Callable[[bytes], Any]], No
             raise CLIError(f"--output: {target} is inside jan's data folder {data_folder}, whose files jan keeps "
                            "its threads, models and files in; write it somewhere else")
     try:
-        with atomic_writer(target, new_mode=_new_file_mode()) as out:
+        mode = os.stat(target).st_mode
+    except (OSError, ValueError):
+        mode = None  # nothing there yet (or a path the write below tells the fault of)
+    try:
+        if mode is not None and not stat.S_ISREG(mode):
+            # A device or a pipe (-o /dev/stdout, /dev/null, a FIFO) is written into, as a shell's `>` does: the
+            # temporary file renamed over it replaced the node itself with a regular file (as root, /dev/null)
+            with open(target, "wb") as out:
+                write(out.write)
+            return
+        # a symbolic link is written through, as `>` does, not replaced by a file of its own name
+        with atomic_writer(Path(os.path.realpath(target)) if os.path.islink(target) else target,
+                           new_mode=_new_file_mode()) as out:
             write(out.write)
     except OSError as exc:
         raise CLIError(f"cannot write {target}: {exc.strerror or exc}") from None

@@ -19,7 +19,7 @@ import click
 
 from jan.cli.common import (CLIError, RemoveAliasGroup, connection_options, human_bytes, human_time, json_option,
                             PathParam, nonempty_text_param, print_json, print_table, write_output_file)
-from jan.local_files import open_regular_file
+from jan.local_files import expand_home, open_regular_file
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, PURPOSES
 
 #: Bytes read from a file at a time (an upload, a download): never a whole file in memory.
@@ -225,6 +225,6 @@ def download_file(file_id: str, output: Path | None, conn) -> None:
         copy(out.write)
         out.flush()
         return
-    target = output.expanduser()
+    target = expand_home(output)
     write_output_file(target, copy, data_folder=conn.data_folder)
     click.echo(f"downloaded {file_id} to {target}", err=True)

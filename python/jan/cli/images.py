@@ -12,6 +12,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+from jan.local_files import expand_home
 from jan.cli.common import CLIError
 
 
@@ -24,7 +25,7 @@ def _read_media(path: str | Path, kind: str) -> tuple[Path, bytes]:
     from jan.local_files import open_regular_file
 
     limit = DEFAULT_LIMITS.max_bytes
-    p = Path(path).expanduser()
+    p = expand_home(path)
     try:
         if p.stat().st_size > limit:
             raise CLIError(f"{kind} '{p}' is over {limit // (1024 * 1024)} MiB")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jan.local_files import expand_home
 from jan.cli.common import CLIError, Connection, check_flag_order
 
 
@@ -242,7 +243,7 @@ def resolve_local_model(conn: Connection, spec: str) -> tuple[dict[str, Any], Pa
                 raise CLIError(f"model '{spec}' has no weights file in {store.models.folder(spec)}; "
                                f"pull or import it again")
             return model, path
-    path = Path(spec).expanduser()
+    path = expand_home(spec)
     if path.is_file() or _looks_like_path(spec):
         check_gguf_file(path, "MODEL")
         return {"id": path.stem, "settings": {}, "parameters": {}}, path.resolve()
@@ -551,7 +552,7 @@ class LocalBackend:
                 return self.runtime.call(self.runtime.services.models.get(spec))
             except ModelNotFoundError as exc:
                 damaged = str(exc) if getattr(exc, "damaged", None) else None  # its model.json was set aside
-        path = Path(spec).expanduser()
+        path = expand_home(spec)
         if _missing_bare_file(spec) and (meant := _meant(self.runtime, spec)):
             raise CLIError(f"model '{spec}' not found: it is not a model in {conn.data_folder} nor a file here{meant}")
         if path.is_file() or _looks_like_path(spec):

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from jan.local_files import expand_home
 from jan.cli.common import (
     CLIError,
     PathParam,
@@ -204,11 +205,11 @@ def _import_local(conn, path: Path, model_id: str | None, mode: str, mmproj: Pat
 @connection_options
 def import_model(path: Path, model_id: str | None, mode: str, mmproj: Path | None, as_json: bool, conn) -> None:
     """Add a local .gguf file as a model."""
-    path = path.expanduser().absolute()
+    path = expand_home(path).absolute()
     check_gguf_file(path, "PATH")
     if mmproj is None and path.with_name("mmproj-" + path.name).is_file():
         mmproj = path.with_name("mmproj-" + path.name)
-    mmproj = mmproj.expanduser().absolute() if mmproj else None
+    mmproj = expand_home(mmproj).absolute() if mmproj else None
     if mmproj is not None:  # checked now, not first when the model loads and fails on it
         from jan.extensions.models.gguf_info import check_projector
 

@@ -12,11 +12,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from jan.json_text import loads_json
+
 from .exceptions import PathOutsideDataFolderError
 from .interfaces.modules import _MISSING, FileSystem
 
-__all__ = ["LocalFileSystem", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_writer", "fsync_dir",
-           "set_aside", "temp_prefix", "temp_writer_pid"]
+__all__ = [
+    "LocalFileSystem",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "atomic_writer",
+    "fsync_dir",
+    "loads_json",
+    "set_aside",
+    "temp_prefix",
+    "temp_writer_pid",
+]
 
 TEMP_SUFFIX = ".tmp"
 _TEMP_PID = re.compile(r"\.p(\d+)\.[A-Za-z0-9_]+\.tmp$")
@@ -141,7 +153,7 @@ class LocalFileSystem(FileSystem):
     """Files under a local folder; see :class:`~jan.core.interfaces.FileSystem`."""
 
     def __init__(self, root: str | os.PathLike[str]):
-        self._root = Path(root).expanduser().resolve()
+        self._root = Path(os.path.expanduser(os.fspath(root))).resolve()  # (Path.expanduser raises for ~nouser)
 
     def __repr__(self) -> str:
         return f"LocalFileSystem({str(self._root)!r})"
@@ -184,7 +196,7 @@ class LocalFileSystem(FileSystem):
             if default is _MISSING:
                 raise
             return default
-        return json.loads(text)
+        return loads_json(text)
 
     def write_json(self, path: str | os.PathLike[str], data: Any) -> None:
         atomic_write_json(self.resolve(path), data)

@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jan.json_text import loads_json
 from ._jsonschema import validate
 from .bounded import call_bounded
 from .exceptions import ExtensionNotFoundError, NotFoundError
@@ -188,7 +189,7 @@ def parse_arguments(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
         return {}
     if isinstance(arguments, dict):
         return arguments
-    value = json.loads(arguments)
+    value = loads_json(arguments)
     if not isinstance(value, dict):
         raise ValueError("tool arguments must be a JSON object")
     return value

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jan.local_files import expand_home
 from jan.store.uploads import DEFAULT_MAX_UPLOAD_BYTES
 
 DEFAULT_PORT = 1337
@@ -16,7 +17,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 def default_data_folder() -> Path:
     """``JAN_DATA_FOLDER`` or ``~/jan`` (Jan's own default)."""
     env = os.environ.get("JAN_DATA_FOLDER")
-    return Path(env).expanduser() if env else Path.home() / "jan"
+    return expand_home(env) if env else Path.home() / "jan"
 
 
 @dataclass
@@ -69,7 +70,7 @@ class ServerConfig:
         # A folder given as text ("~/jan", as open_services and DataFolder take it) is the same folder: the app
         # makes and reads it as a Path, and a str failed there with "'str' object has no attribute 'mkdir'".
         if isinstance(self.data_folder, (str, os.PathLike)):
-            self.data_folder = Path(os.fspath(self.data_folder)).expanduser()
+            self.data_folder = expand_home(self.data_folder)
 
     @property
     def bound_to_loopback(self) -> bool:

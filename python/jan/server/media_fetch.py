@@ -33,7 +33,7 @@ from pydantic import BaseModel
 
 from jan.errors import MediaError
 from jan.image_types import sniff_image
-from jan.local_files import open_regular_file
+from jan.local_files import expand_home, open_regular_file
 from jan.server.aiohttp_import import load_client
 from jan.server.body_size import body_step
 
@@ -69,7 +69,7 @@ class MediaAllowlist:
                 # a bare host ends at its "/": https://example.com must not allow https://example.com.evil.org
                 urls.append(entry + "/" if rest and "/" not in rest else entry)
             elif scheme in ("", "file"):
-                path = Path(unquote(urlsplit(entry).path) if scheme == "file" else entry).expanduser()
+                path = expand_home(unquote(urlsplit(entry).path) if scheme == "file" else entry)
                 if not path.is_dir():
                     raise MediaFolderError(f"--allow-media-from: {path} is not a folder" if path.exists()
                                            else f"--allow-media-from: no such folder: {path}")

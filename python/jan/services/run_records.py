@@ -42,7 +42,7 @@ from typing import Any
 
 import filelock
 
-from jan.core.fs import atomic_write_bytes, set_aside
+from jan.core.fs import atomic_write_bytes, loads_json, set_aside
 from jan.services.run_steps import interrupted_steps
 from jan.store.context import LOCK_DIR_NAME
 from jan.store.leases import LEASE_DIR_NAME, Leases
@@ -272,7 +272,7 @@ def _field_error(record: dict[str, Any]) -> str | None:
 
 def _parse(data: bytes, path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        record = json.loads(data.decode("utf-8"))
+        record = loads_json(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"invalid JSON: {exc}"
     error = _shape_error(record, path)

@@ -42,6 +42,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from jan.json_text import loads_json
 from jan.core import Tool, ToolRegistry, ToolResult
 from jan.core.tools import DEFAULT_TOOL_TIMEOUT, ToolCallOutcome
 from jan.services.errors import RequestError
@@ -76,7 +77,7 @@ def whole_arguments(arguments: str) -> bool:
     user (a run, ``jan chat``), as its arguments are not what the model meant to pass; one whose arguments are whole
     (only its closing markup cut) counts."""
     try:
-        return isinstance(json.loads(arguments or "{}"), dict)
+        return isinstance(loads_json(arguments or "{}"), dict)
     except ValueError:
         return False
 
@@ -356,7 +357,7 @@ def _schema_problem(spec: dict[str, Any]) -> str | None:
 
 @functools.lru_cache(maxsize=512)
 def _parameters_problem(schema_json: str) -> str | None:
-    return _uncached_problem(json.loads(schema_json))
+    return _uncached_problem(loads_json(schema_json))
 
 
 def _uncached_problem(parameters: Any) -> str | None:

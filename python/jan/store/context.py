@@ -4,7 +4,6 @@ and the versioned-JSON read/write path with corrupt-file handling.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -12,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+
+from jan.core.fs import loads_json
 
 from ._util import dumps_json
 from .atomic import atomic_write_bytes
@@ -159,7 +160,7 @@ class StoreContext:
 
     @staticmethod
     def _parse(data: bytes) -> dict[str, Any]:
-        doc = json.loads(data.decode("utf-8"))
+        doc = loads_json(data.decode("utf-8"))
         if not isinstance(doc, dict):
             raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
         return doc

@@ -10,12 +10,13 @@ get glued onto garbage.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from jan.core.fs import loads_json
 
 from ._util import dumps_json
 from .atomic import atomic_write_bytes, fsync_dir
@@ -39,7 +40,7 @@ class JsonlContent:
 
 
 def _parse_line(raw: bytes) -> dict[str, Any]:
-    obj = json.loads(raw.decode("utf-8"))
+    obj = loads_json(raw.decode("utf-8"))
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     return obj

@@ -7,11 +7,12 @@ has nowhere to carry a version field).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from jan.core.fs import loads_json
 
 from ._util import check_dict, dumps_json
 from .atomic import atomic_write_bytes
@@ -49,7 +50,7 @@ class SettingsStore:
         except (FileNotFoundError, NotADirectoryError):
             return default
         try:
-            value = json.loads(data.decode("utf-8"))
+            value = loads_json(data.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             value = None  # read_doc below confirms under the lock and sets it aside
         if isinstance(value, list):

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from jan.json_text import loads_json
 from ..errors import JanError
 
 __all__ = [
@@ -310,7 +311,7 @@ def normalize_messages(
                 args = fn.get("arguments")
                 if object_arguments and isinstance(args, str):
                     try:
-                        parsed = json.loads(args) if args.strip() else {}
+                        parsed = loads_json(args) if args.strip() else {}
                     except ValueError:
                         parsed = None
                     if isinstance(parsed, dict):

@@ -43,6 +43,7 @@ import secrets
 import string
 from typing import Any, Callable, Generator, Iterable, Mapping, Sequence
 
+from jan.json_text import loads_json
 from .grammar import GrammarBuilder, GrammarError, gbnf_literal, tool_parameters_schema
 
 __all__ = [
@@ -66,6 +67,8 @@ _IDENT_START = set(string.ascii_letters + "_")
 _IDENT = set(string.ascii_letters + string.digits + "_.")
 _NAME_CHARS = set(string.ascii_letters + string.digits + "_.-")
 _MAX_NAME = 256
+#: Arrays and objects nested in one call's JSON at most (far past any real arguments, far below the recursion limit)
+_MAX_JSON_DEPTH = 128
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _VALUE_START = set('{["-0123456789tfn')
@@ -805,8 +808,12 @@ class ToolCallStreamParser:
 
     # -- JSON scanning (validating, one character at a time) ------------------------
 
-    def _json_value(self, ch: str | None, sink: Callable[[str], None] | None) -> _Gen:
+    def _json_value(self, ch: str | None, sink: Callable[[str], None] | None, depth: int = 0) -> _Gen:
         """Scan one JSON value starting at ``ch``; feed its characters to ``sink``.
+
+        Arrays and objects nested deeper than :data:`_MAX_JSON_DEPTH` are no call's arguments (``ok`` false, the
+        text stays text): each level is a generator more in the ``yield from`` chain, and a model writing a
+        thousand ``[`` ended the stream in a ``RecursionError``.
 
         Returns ``(ok, next_char)``. What reaches ``sink`` can always be finished into valid JSON by appending
         (see :func:`_finish_json`): a comma waits for the member after it, a number or literal until it is
@@ -814,6 +821,8 @@ class ToolCallStreamParser:
         stream still gets valid arguments.
         """
         if ch == "{" or ch == "[":
+            if depth >= _MAX_JSON_DEPTH:
+                return False, ch
             close = "}" if ch == "{" else "]"
             is_obj = ch == "{"
             if sink:
@@ -839,7 +848,7 @@ class ToolCallStreamParser:
                         sink(ch)
                     ch = yield
                     ch = yield from self._skip_ws_into(ch, sink)
-                ok, ch = yield from self._json_value(ch, sink)
+                ok, ch = yield from self._json_value(ch, sink, depth + 1)
                 if not ok:
                     return False, ch
                 ch = yield from self._skip_ws_into(ch, sink)
@@ -919,7 +928,7 @@ class ToolCallStreamParser:
                 break
             ch = yield
         try:
-            value = json.loads("".join(raw))
+            value = loads_json("".join(raw))
         except ValueError:
             ch = yield
             return False, ch, ""
@@ -934,7 +943,7 @@ class ToolCallStreamParser:
             text += ch
             ch = yield
         try:
-            json.loads(text)
+            loads_json(text)
         except ValueError:
             return False, ch
         if sink:
@@ -978,7 +987,7 @@ def _finish_json(args: str) -> str:
         return ""
     try:
         # a last value that is whole (a number or literal, which the scanner holds back while it may go on)
-        json.loads(args + closure)
+        loads_json(args + closure)
         return closure
     except ValueError:
         pass
@@ -988,7 +997,7 @@ def _finish_json(args: str) -> str:
     if tail.endswith(":"):
         return " null" + closure
     try:
-        json.loads(tail)
+        loads_json(tail)
         return ": null" + closure
     except ValueError:
         return '": null' + closure
@@ -996,7 +1005,7 @@ def _finish_json(args: str) -> str:
 
 def _is_json_object(text: str) -> bool:
     try:
-        return isinstance(json.loads(text), dict)
+        return isinstance(loads_json(text), dict)
     except ValueError:
         return False
 

@@ -24,11 +24,12 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from jan.core.fs import atomic_write_text
+from jan.core.fs import atomic_write_text, loads_json
 from jan.errors import JanError
 
 __all__ = ["CONFIG_FILE", "NAME_RULE", "McpConfigError", "McpServerConfig", "load_config", "read_config",
@@ -77,8 +78,19 @@ class McpServerConfig(BaseModel):
     def _one_transport(self) -> "McpServerConfig":
         if bool(self.command) == bool(self.url):
             raise ValueError("give either 'command' (stdio) or 'url' (streamable HTTP)")
+        if self.command is not None and (not self.command.strip() or "\0" in self.command):
+            # no program is named so (it failed at each start as "not found", of a name the listing shows blank)
+            raise ValueError(f"'command' {self.command[:80]!r} names no program")
         if self.url and not re.match(r"^https?://", self.url):
             raise ValueError("'url' must be an http:// or https:// URL")
+        if self.url:
+            try:
+                parts = urlsplit(self.url)
+                parts.port  # noqa: B018 - a port out of range or no number raises here, not at each start
+            except ValueError as exc:  # (a malformed IPv6 literal too)
+                raise ValueError(f"'url' {self.url[:200]!r} is not a URL ({exc})") from None
+            if not parts.hostname:
+                raise ValueError(f"'url' {self.url[:200]!r} has no host")
         return self
 
     @property
@@ -110,12 +122,23 @@ class _Object(dict):
         self.twice = {key for key in keys if keys.count(key) > 1} if len(self) < len(keys) else set()
 
 
+def _read_text(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 are :class:`McpConfigError` naming the file (a bare
+    ``UnicodeDecodeError`` said neither which file nor what to do, and crashed ``jan mcp``)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise McpConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); repair or remove it") \
+            from None
+
+
 def _parse_each(text: str, where: Path) -> tuple[dict[str, McpServerConfig], dict[str, str]]:
     """The valid servers by name, and why each other entry is not one (by name). A file that is no JSON, or
     whose ``mcpServers`` is no object, raises :class:`McpConfigError`: there is no entry to read then."""
     try:
-        raw = json.loads(text, object_pairs_hook=_Object) if text.strip() else {}
-    except json.JSONDecodeError as exc:
+        raw = loads_json(text, object_pairs_hook=_Object) if text.strip() else {}
+    except ValueError as exc:  # not JSON, or nested too deeply to parse (a RecursionError otherwise)
         raise McpConfigError(f"{where} is not valid JSON: {exc}") from None
     servers = raw.get("mcpServers", {}) if isinstance(raw, dict) else None
     if not isinstance(servers, dict):
@@ -149,7 +172,7 @@ def load_config(data_folder: str | os.PathLike[str]) -> dict[str, McpServerConfi
     """The configured servers by name (empty without a file); raises :class:`McpConfigError`."""
     path = config_path(data_folder)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError:
         return {}
     return _parse(text, path)
@@ -160,7 +183,7 @@ def read_config(data_folder: str | os.PathLike[str]) -> tuple[dict[str, McpServe
     (by name): one bad entry costs only itself. Raises :class:`McpConfigError` for a file that cannot be read."""
     path = config_path(data_folder)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError:
         return {}, {}
     return _parse_each(text, path)
@@ -179,7 +202,7 @@ def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, Mcp
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=30):
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _read_text(path)
         except FileNotFoundError:
             text = ""
         _, before = _parse_each(text, path)  # refuse to rewrite a file we cannot read
@@ -191,5 +214,6 @@ def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, Mcp
         made = [problem for name, problem in after.items() if before.get(name) != problem]
         if made:
             raise McpConfigError(made[0])
-        atomic_write_text(path, new_text)
+        # an mcp.json kept elsewhere and linked here (a dotfiles folder) is written through its link, not replaced
+        atomic_write_text(os.path.realpath(path), new_text)
     return parsed

@@ -67,6 +67,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
         self._stamp: tuple[float, int] | None = None
         self._config_error: str | None = None
         self._problems: dict[str, str] = {}  # why each invalid entry of mcp.json is not a server, by name
+        self._file_error: str | None = None  # why mcp.json as a whole cannot be read now (None: it was read)
         self._data_folder: Path | None = None
         self._stopping: set[asyncio.Task] = set()  # servers being stopped after a config change
 
@@ -102,7 +103,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
             configs, problems = read_config(self._data_folder)
         except McpConfigError as exc:
             self._stamp = stamp
-            self._config_error = str(exc)
+            self._config_error = self._file_error = str(exc)
             log.warning("%s", exc)
             return  # keep the servers we have
         if configs:
@@ -110,6 +111,7 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
             # and the next look reads the file (and tries the import) again, as if it were the first.
             server_class = _mcp_server_class()
         self._stamp = stamp
+        self._file_error = None
         # An invalid entry costs only itself: the others run, and a server it named keeps running as it was.
         self._config_error = "; ".join(problems.values()) or None
         self._problems = problems
@@ -137,6 +139,10 @@ class McpHostExtension(BuiltinExtension, ToolProvider, McpHost):
     def _server(self, name: str) -> McpServer:
         self._sync()
         server = self._servers.get(name)
+        if server is None and self._file_error is not None:
+            # Whether the unreadable file names it is unknown: "not found" would send the user looking for a typo,
+            # and a problem remembered from an earlier read of the file may no longer be true.
+            raise McpConfigError(self._file_error)
         if server is None and name in self._problems:
             # It is in the file, so "not found" would send the user looking for a typo: say what is wrong with it.
             raise McpConfigError(self._problems[name])

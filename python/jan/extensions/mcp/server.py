@@ -93,7 +93,13 @@ def guarded_command(command: str, args: list[str], env: dict[str, str] | None,
     found = command if os.sep in command else shutil.which(command, path=path)
     if os.sep in command:
         target = Path(cwd or ".", command) if not os.path.isabs(command) else Path(command)
-        if not (target.is_file() and os.access(target, os.X_OK)):
+        # What is there, told as it is: "no such file" for a file the user can see sends them looking for a typo
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder, not a program", command)
+        if target.is_file() and not os.access(target, os.X_OK):
+            raise PermissionError(errno.EACCES, "not executable (no execute permission: chmod +x it, or give its "
+                                                "interpreter as 'command' and it in 'args')", command)
+        if not target.is_file():
             found = None
     if found is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
@@ -184,6 +190,27 @@ class _QuietParseErrors(logging.Filter):
 
 
 logging.getLogger("mcp.client.stdio").addFilter(_QuietParseErrors())
+
+#: What the SDK's streamable HTTP client logs with a traceback (``logger.exception``) when a server answers with
+#: something that is no JSON-RPC: the server's fault, not jan's, and told again in the failed start or call.
+_SDK_HTTP_PARSE_ERRORS = ("Error parsing JSON response", "Error parsing SSE message")
+
+
+class _OneLineParseErrors(logging.Filter):
+    """Those records as one warning line holding the exception's text, without its traceback (a server answering
+    HTML or junk filled jan's log with tracebacks through the SDK, as if jan had failed)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() in _SDK_HTTP_PARSE_ERRORS and record.exc_info:
+            exc = record.exc_info[1]
+            why = str(exc).splitlines()[0] if exc is not None and str(exc) else type(exc).__name__
+            record.msg, record.args = f"MCP server answered no JSON-RPC: {record.getMessage()}: {why}", ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("mcp.client.streamable_http").addFilter(_OneLineParseErrors())
 
 
 def _timed_out(exc: BaseException) -> bool:

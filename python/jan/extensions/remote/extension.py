@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import weakref
 from collections import deque
@@ -21,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from jan.json_text import loads_json
 from jan.extensions.remote import wire
 from jan.services import types as t
 from jan.core import InferenceExtension, ModelFailed, ModelInit, ModelReady, ModelState, ModelStopped
@@ -263,7 +263,7 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
         finally:
             resp.release()
         try:
-            payload = json.loads(text) if text else None
+            payload = loads_json(text) if text else None
         except ValueError:
             payload = None
         raise error_from_response(resp.status, payload, text, up, model_id)
@@ -417,7 +417,7 @@ class RemoteInferenceExtension(BuiltinExtension, InferenceExtension):
                         done = True
                         break
                     try:
-                        data = json.loads(event.data)
+                        data = loads_json(event.data)
                     except ValueError:
                         raise UpstreamError(f"the upstream at {up.base_url} sent invalid JSON in its stream: "
                                             f"{event.data[:200]!r}") from None

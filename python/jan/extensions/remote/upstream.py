@@ -96,7 +96,11 @@ def _check_base_url(url: Any, where: str, model_id: str) -> str:
     for suffix in ("/chat/completions", "/completions"):  # a common mistake: the endpoint instead of the root
         if url.endswith(suffix):
             url = url[: -len(suffix)]
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port out of range or no number fails here, not as every request's 502
+    except ValueError as exc:  # (a malformed IPv6 literal too)
+        raise ModelLoadError(f"model '{model_id}' (engine openai): {where} {url!r} is not a URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ModelLoadError(f"model '{model_id}' (engine openai): {where} {url!r} is not an http(s) URL")
     return url

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from jan.json_text import loads_json
 from jan.image_types import b64decode, sniff_image
 from jan.server.body_size import body_step
 from jan.server.dialect_errors import (anthropic_error_body, anthropic_error_status, anthropic_error_type,
@@ -1072,7 +1073,7 @@ def _tool_input(arguments: str) -> dict[str, Any]:
     """A call's ``input`` object. Arguments a token limit cut off are closed (:func:`closed_json`): the input the
     stream's ``input_json_delta`` pieces add up to (:class:`MessageStream`), not ``{}``."""
     try:
-        value = json.loads(closed_json(arguments)) if arguments.strip() else {}
+        value = loads_json(closed_json(arguments)) if arguments.strip() else {}
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}

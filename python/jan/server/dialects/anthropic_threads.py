@@ -54,6 +54,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jan.json_text import loads_json
 from jan.core import ConversationalExtension, ExtensionLoadingError, ExtensionNotFoundError, NotFoundError, ThreadDeleted
 from jan.server.body_size import body_step
 from jan.server.dialect_errors import anthropic_error_shape, anthropic_error_type
@@ -202,7 +203,7 @@ class _Snapshot:
 
 def _tool_input(arguments: str) -> dict[str, Any]:
     try:
-        value = json.loads(arguments) if arguments.strip() else {}
+        value = loads_json(arguments) if arguments.strip() else {}
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}

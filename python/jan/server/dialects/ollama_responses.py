@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 
+from jan.json_text import loads_json
 from jan.errors import EngineError
 from jan.services.errors import GenerationCancelledError
 from jan.services.types import ChatDelta, ChatResult, CompletionDelta, TokenLogprob, ToolCall, Usage
@@ -74,7 +75,7 @@ def _call_id() -> str:
 def tool_call(call: ToolCall, index: int) -> dict[str, Any]:
     """A tool call in Ollama's shape: ``arguments`` as a JSON object, not text."""
     try:  # arguments a token limit cut off are closed (closed_json), as Anthropic's input is
-        arguments = json.loads(closed_json(call.arguments)) if call.arguments.strip() else {}
+        arguments = loads_json(closed_json(call.arguments)) if call.arguments.strip() else {}
     except json.JSONDecodeError:
         arguments = None
     if not isinstance(arguments, dict):

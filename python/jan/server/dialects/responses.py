@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (ConfigDict, Discriminator, Field, PrivateAttr, Tag, TypeAdapter, ValidationError, ValidationInfo,
                       WrapValidator, field_validator, model_validator)
 
+from jan.json_text import loads_json
 from jan.errors import DocumentError, EngineError, MediaError
 from jan.image_types import b64decode, parse_data_url
 from jan.server.body_size import body_step
@@ -857,7 +858,7 @@ def custom_input(arguments: str) -> str:
     cut off, the string so far); arguments of another shape (a model that did not follow the schema) are the input
     themselves, as said, rather than lost."""
     try:
-        value = json.loads(arguments)
+        value = loads_json(arguments)
     except ValueError:
         partial = _PartialInput()
         text = partial.more(arguments)
@@ -1040,7 +1041,7 @@ class _PartialInput:
                 size = 12
             end += size
         try:
-            text = json.loads(f'"{rest[:end]}"')
+            text = loads_json(f'"{rest[:end]}"')
         except ValueError:  # (not JSON after all: the done event has the arguments as said)
             self._ended = True
             return ""

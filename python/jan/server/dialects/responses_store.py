@@ -29,7 +29,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core import ConversationalExtension, NotFoundError
-from jan.core.fs import atomic_write_json, set_aside
+from jan.core.fs import atomic_write_json, loads_json, set_aside
 from jan.errors import not_found_message
 from jan.store._trash import sweep_temp_files
 from jan.store.context import LOCK_DIR_NAME
@@ -239,7 +238,7 @@ class ResponsesStore:
         shape (a list, a response that is not an object or not this one, input items that are not objects with
         ids, a thread id that is not a string) is as damaged as a torn file, and was a 500 on every read. (The
         entry's own fields are its writer's: Anthropic's held replies have no status.)"""
-        data = json.loads(raw)
+        data = loads_json(raw)
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         response, items = data.get("response"), data.get("input_items") or []
@@ -301,7 +300,7 @@ class ResponsesStore:
     def _forget(self, response_id: str, thread_id: str | None) -> bool:
         with self._file_lock(response_id):
             try:
-                data = json.loads(self._path(response_id).read_bytes())
+                data = loads_json(self._path(response_id).read_bytes())
             except FileNotFoundError:
                 return False
             except ValueError:

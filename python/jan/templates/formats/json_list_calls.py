@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any, Mapping
 
+from jan.json_text import loads_json
 from .marked import PENDING, Block, named, parse_marked
 from .text import WS, hold, json_arguments, scan_json
 from .types import Snapshot
@@ -89,7 +90,7 @@ def _scan_list(
         head = head_re.match(region, i)
         if head is not None:
             try:
-                name = json.loads('"' + head.group(1) + '"')
+                name = loads_json('"' + head.group(1) + '"')
             except ValueError:
                 break
             # closed by the end marker or a break; an output that simply ended shows them as written, as in every
@@ -97,13 +98,13 @@ def _scan_list(
             args, _ = json_arguments(region[head.end():], end >= 0 or broken, final)
             calls.append((name, args))
         elif oend >= 0:
-            call = _object_call(json.loads(region[i:oend]), name_keys, arg_keys)
+            call = _object_call(loads_json(region[i:oend]), name_keys, arg_keys)
             if call is None:
                 break
             calls.append(call)
         elif not broken and not ended and (head := name_re.match(region, i)) is not None:
             try:
-                pending_name = json.loads('"' + head.group(1) + '"')
+                pending_name = loads_json('"' + head.group(1) + '"')
             except ValueError:
                 pass
         if oend < 0:

@@ -6,6 +6,7 @@ import json
 from typing import Any, Iterable, Mapping
 
 # One definition for the streaming tool-call parser and the format parsers.
+from jan.json_text import loads_json
 from ..tool_calls import partial_suffix
 
 __all__ = ["partial_suffix", "hold", "find_first", "tool_schemas", "json_value_text", "WS"]
@@ -64,7 +65,7 @@ def json_value_text(schema: Mapping[str, Any], key: str, raw: str) -> str:
     """
     if not is_string_param(schema, key):
         try:
-            return json.dumps(json.loads(raw), ensure_ascii=False)
+            return json.dumps(loads_json(raw), ensure_ascii=False)
         except ValueError:
             pass
     return json.dumps(raw, ensure_ascii=False)
@@ -85,7 +86,7 @@ _LITERALS = ("true", "false", "null")
 
 def _valid_number(s: str) -> bool:
     try:
-        json.loads(s)
+        loads_json(s)
     except ValueError:
         return False
     return True
