@@ -10,6 +10,7 @@ import asyncio
 import pytest
 from aiohttp import web
 from jan.extensions.tools.extension import MAX_READ_BYTES, FetchUrl, ReadFile
+from local_site import answer, serve_app
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,19 +63,9 @@ async def site():
     app.router.add_get("/latin", answer(body="café".encode("latin-1"), content_type="text/plain",
                                                     charset="latin-1"))
     app.router.add_get("/json", answer(text='{"a": "é"}', content_type="application/json"))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    server = web.TCPSite(runner, "127.0.0.1", 0)
-    await server.start()
-    yield f"http://127.0.0.1:{server._server.sockets[0].getsockname()[1]}"
-    release.set()
-    await runner.cleanup()
-
-
-def answer(**kwargs):
-    async def handler(_request):
-        return web.Response(**kwargs)
-    return handler
+    async with serve_app(app) as base_url:
+        yield base_url
+        release.set()
 
 
 async def fetch(url: str, timeout: float = 30.0):

@@ -34,6 +34,7 @@ from jan.downloads import (
     DownloadState,
 )
 from jan.errors import JanError
+from local_site import serve_app
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -155,17 +156,11 @@ async def server():
     app.router.add_get("/files/{name}", files)
     app.router.add_get("/cdn/{path:.+}", files)
     app.router.add_get("/{owner}/{repo}/resolve/{revision}/{path:.+}", hf_resolve)
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    state.base = f"http://127.0.0.1:{port}"
-    try:
-        yield state
-    finally:
-        state.gate.set()
-        await runner.cleanup()
+    async with serve_app(app, shutdown_timeout=1) as state.base:
+        try:
+            yield state
+        finally:
+            state.gate.set()
 
 
 @pytest.fixture

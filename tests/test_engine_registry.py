@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import time
+from types import SimpleNamespace
 
 import jan
 import pytest
+from jan.engine import registry
 from jan.engine.params import MAX_SECONDS, check_seconds
 
 
@@ -35,17 +37,28 @@ def test_least_recently_used_is_evicted(stories_path, tiny_random_path):
         assert engine.loaded() == ["a", "c"]
 
 
-def test_keep_alive_unloads_idle_models(stories_path):
-    with jan.Engine(keep_alive=0.3, reap_interval=0.05, n_ctx=128, n_threads=1) as engine:
+def _wait_unloaded(engine: jan.Engine, model_id: str, seconds: float = 60) -> None:
+    """Wait (bounded, generously: a busy host) for the pool's reaper to unload ``model_id``."""
+    deadline = time.monotonic() + seconds
+    while engine.is_loaded(model_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not engine.is_loaded(model_id)
+
+
+def test_keep_alive_unloads_idle_models(stories_path, monkeypatch):
+    # the pool's clock is the test's (it reads nothing but time.monotonic): each use restarts the keep-alive
+    # clock whatever the host's speed (with real 0.1 s sleeps under a 0.3 s keep-alive, one stalled sleep on a
+    # busy host unloaded the model between two uses). The reaper's interval is an hour: the test reaps
+    now = [1000.0]
+    monkeypatch.setattr(registry, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    with jan.Engine(keep_alive=30, reap_interval=3600, n_ctx=128, n_threads=1) as engine:
         engine.load("a", stories_path)
-        for _ in range(8):  # each use restarts the clock
-            time.sleep(0.1)
+        for _ in range(8):  # 160 s in all, never 30 s without a use
+            now[0] += 20
             engine.get("a")
-        assert engine.is_loaded("a")
-        deadline = time.monotonic() + 3
-        while engine.is_loaded("a") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not engine.is_loaded("a")
+            assert engine.reap_idle() == [] and engine.is_loaded("a")
+        now[0] += 30
+        assert engine.reap_idle() == ["a"] and not engine.is_loaded("a")
 
 
 def test_keep_alive_0_waits_for_a_request_handed_the_model(stories_path):
@@ -55,10 +68,7 @@ def test_keep_alive_0_waits_for_a_request_handed_the_model(stories_path):
         model = engine.load("a", stories_path, claim=True)  # handed out, nothing submitted yet
         assert engine.unload_when_idle("a") is False and engine.is_loaded("a")
         assert model.generate("Once", max_tokens=2, temperature=0).text
-        deadline = time.monotonic() + 30
-        while engine.is_loaded("a") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not engine.is_loaded("a")
+        _wait_unloaded(engine, "a")
         engine.load("b", stories_path)  # not handed out (no claim) and nothing running: unloaded at once
         assert engine.unload_when_idle("b") is True and not engine.is_loaded("b")
 
@@ -77,10 +87,7 @@ def test_a_request_rendered_and_submitted_under_its_hold_stands_for_no_other_cla
         assert engine.unload_when_idle("a") is False and engine.is_loaded("a")
         with model.hold():
             assert model.generate("Once", max_tokens=2, temperature=0).text
-        deadline = time.monotonic() + 30
-        while engine.is_loaded("a") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not engine.is_loaded("a")
+        _wait_unloaded(engine, "a")
 
 
 def test_a_use_no_claim_was_made_for_ends_no_claim(stories_path):
@@ -93,10 +100,7 @@ def test_a_use_no_claim_was_made_for_ends_no_claim(stories_path):
         assert engine.unload_when_idle("a") is False and engine.is_loaded("a")  # the request's claim stands
         with model.hold():  # the handed-out request begins, and ends
             assert model.generate("Once", max_tokens=2, temperature=0).text
-        deadline = time.monotonic() + 30
-        while engine.is_loaded("a") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not engine.is_loaded("a")
+        _wait_unloaded(engine, "a")
 
 
 def test_a_duration_past_the_longest_wait_is_forever(stories_path):

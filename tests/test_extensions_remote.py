@@ -23,6 +23,7 @@ from jan.extensions.remote.sse import SSEParser
 from jan.server import openai_wire as wire
 from jan.server.errors import to_api_error
 from jan.server.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from local_site import serve_app
 
 
 # The engine speaks typed requests and deltas; these helpers speak OpenAI dicts to it exactly as
@@ -522,19 +523,11 @@ async def test_tokenize_falls_back_to_the_server_root_like_llama_cpp(engine, ups
 
 
 async def test_tokenize_without_an_endpoint_is_a_clear_error(engine):
-    bare = web.Application()  # an upstream with no /tokenize at all (like OpenAI's API)
-    runner = web.AppRunner(bare)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        model = {"id": "no-tok", "engine": "openai", "settings": {"base_url": f"http://127.0.0.1:{port}/v1"}}
+    async with serve_app(web.Application()) as base_url:  # an upstream with no /tokenize at all (like OpenAI's API)
+        model = {"id": "no-tok", "engine": "openai", "settings": {"base_url": f"{base_url}/v1"}}
         with pytest.raises(UpstreamRequestError, match="no /tokenize endpoint") as info:
             await engine.tokenize(model, "hello")
         assert to_api_error(info.value).status == 400
-    finally:
-        await runner.cleanup()
 
 
 # -- the SSE parser ---------------------------------------------------------------------------

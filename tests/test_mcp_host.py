@@ -10,6 +10,7 @@ import pytest
 from jan.core import ExtensionManager, McpHost, NotFoundError, ToolRegistry
 from jan.extensions.mcp import McpHostExtension, edit_config
 from jan.extensions.tools import BuiltinToolsExtension
+from local_site import answer, serve_app
 from mcp_helpers import http_notes_server, notes_folder, stdio_entry, write_mcp_config
 
 pytestmark = pytest.mark.timeout(300)
@@ -150,32 +151,22 @@ async def test_builtin_fetch_url_is_off_until_enabled(tmp_path):
 
     from jan.extensions.tools.extension import MAX_READ_BYTES
 
-    def answer(**kwargs):
-        async def handler(_request):
-            return web.Response(**kwargs)
-        return handler
-
     app = web.Application()
     app.router.add_get("/page", answer(text="<b>hello</b>"))
     app.router.add_get("/big", answer(body=b"x" * (MAX_READ_BYTES + 1000)))
     app.router.add_get("/gone", answer(status=404, text="no"))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-    manager = await started(tmp_path / "data", BuiltinToolsExtension())
-    try:
-        registry = ToolRegistry(manager)
-        assert "fetch_url" not in {t.name for t in await registry.list_tools()}  # reaching the network: opt-in
-        manager.settings("tools").set("fetch_enabled", True)
-        assert "fetch_url" in {t.name for t in await registry.list_tools()}
-        page = (await registry.call("fetch_url", {"url": f"{base}/page"})).result
-        assert not page.is_error and page.as_text() == "HTTP 200\n\n<b>hello</b>"  # text, as it came
-        big = (await registry.call("fetch_url", {"url": f"{base}/big"})).result
-        assert big.as_text().count("x") <= MAX_READ_BYTES
-        assert (await registry.call("fetch_url", {"url": f"{base}/gone"})).result.is_error
-        assert (await registry.call("fetch_url", {"url": "file:///etc/passwd"})).result.is_error
-    finally:
-        await manager.stop()
-        await runner.cleanup()
+    async with serve_app(app) as base:
+        manager = await started(tmp_path / "data", BuiltinToolsExtension())
+        try:
+            registry = ToolRegistry(manager)
+            assert "fetch_url" not in {t.name for t in await registry.list_tools()}  # reaching the network: opt-in
+            manager.settings("tools").set("fetch_enabled", True)
+            assert "fetch_url" in {t.name for t in await registry.list_tools()}
+            page = (await registry.call("fetch_url", {"url": f"{base}/page"})).result
+            assert not page.is_error and page.as_text() == "HTTP 200\n\n<b>hello</b>"  # text, as it came
+            big = (await registry.call("fetch_url", {"url": f"{base}/big"})).result
+            assert big.as_text().count("x") <= MAX_READ_BYTES
+            assert (await registry.call("fetch_url", {"url": f"{base}/gone"})).result.is_error
+            assert (await registry.call("fetch_url", {"url": "file:///etc/passwd"})).result.is_error
+        finally:
+            await manager.stop()

@@ -9,15 +9,10 @@ import pytest
 from aiohttp import web
 from jan.core import ExtensionManager, McpHost
 from jan.extensions.mcp import McpHostExtension
+from local_site import answer, serve_app
 from mcp_helpers import write_mcp_config
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def answer(**kwargs):
-    async def handler(_request):
-        return web.Response(**kwargs)
-    return handler
 
 
 async def junk_sse(request):
@@ -34,12 +29,8 @@ async def junk_site():
     app.router.add_route("*", "/shape", answer(text='{"jsonrpc": "2.0", "id": 999, "result": [1]}',
                                                content_type="application/json"))
     app.router.add_route("*", "/sse", junk_sse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-    await runner.cleanup()
+    async with serve_app(app) as base_url:
+        yield base_url
 
 
 async def test_junk_answers_fail_the_start_without_a_traceback(tmp_path, junk_site, caplog):
