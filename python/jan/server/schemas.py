@@ -692,6 +692,13 @@ class ChatCompletionRequest(SamplingFields):
                                  "which is not in tools")
         if self.tool_choice == "required" and not self.tools:
             raise ValueError("tool_choice: 'required' needs tools (the request has none)")
+        # OpenAI's 400s ("'tool_choice' is only allowed when 'tools' are specified", the same of
+        # parallel_tool_calls): a choice of tools, or of how to call them, with none to call is a client's mistake
+        # (tool_choice 'none' says nothing of tools, and is taken)
+        if not self.tools and self.tool_choice not in (None, "none"):
+            raise ValueError("tool_choice: only allowed when tools are specified")
+        if not self.tools and self.parallel_tool_calls is not None:
+            raise ValueError("parallel_tool_calls: only allowed when tools are specified")
         return self
 
 

@@ -511,6 +511,15 @@ class _Answer(_Wire):
 class ResponsesRequest(_Prompt, _Answer):
     """The body of ``POST /v1/responses``."""
 
+    @model_validator(mode="after")
+    def _stream_options_only_when_streaming(self) -> "ResponsesRequest":
+        # OpenAI's 400, as chat completions' ("The 'stream_options' parameter is only allowed when 'stream' is
+        # enabled."): options for a stream that is not sent are a client's mistake, not a setting (an input token
+        # count takes the body a response would be made of, and ignores both)
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options: only allowed when stream is true")
+        return self
+
 
 class InputTokensRequest(_Prompt, _Answer):
     """The body of ``POST /v1/responses/input_tokens``: a response request's prompt, counted, not answered. A
