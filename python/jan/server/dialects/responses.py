@@ -43,12 +43,14 @@ __all__ = [
     "encrypted_reasoning",
     "input_items",
     "input_messages",
+    "input_sources",
     "input_turns",
     "new_id",
     "output_items",
     "output_message",
     "reasoning_of_encrypted",
     "resolve_file_images",
+    "sourced_turns",
     "response_object",
     "schema_error",
     "to_chat_request",
@@ -655,12 +657,19 @@ def _parts(content: str | list, where: str) -> tuple[typed.Part, ...]:
 def _input_turns(items: str | list | None, name: str = "input") -> list[tuple[typed.ChatMessage, str]]:
     """:func:`input_messages`, each with the field of ``input`` it came from (what an error about it names);
     ``name``: the body's field that holds the items (a conversation's ``items``)."""
+    return [(turn, field) for turn, field, _ in _sourced_turns(items, name)]
+
+
+def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[typed.ChatMessage, str, list[int]]]:
+    """:func:`_input_turns`, each turn with the indices of the items it was made of (a conversation keeps each
+    item's id and kind with its turn: :func:`input_sources`)."""
     if items is None:
         return []
     if isinstance(items, str):
-        return [(typed.ChatMessage.of_text("user", items), name)]
-    out: list[tuple[typed.ChatMessage, str]] = []
+        return [(typed.ChatMessage.of_text("user", items), name, [0])]
+    out: list[tuple[typed.ChatMessage, str, list[int]]] = []
     reasoning: str | None = None
+    reasoning_at: list[int] = []  # (the reasoning item's index, which goes with the turn after it)
     for i, item in enumerate(items):
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
             raise ValueError(f"{name}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
@@ -672,27 +681,42 @@ def _input_turns(items: str | list | None, name: str = "input") -> list[tuple[ty
             except ValueError:
                 raise ValueError(f"{name}[{i}].encrypted_content: damaged (it is not the one jan gave)") from None
             reasoning = "".join(p.text for p in (item.content or item.summary)) or encrypted
+            reasoning_at = [i]
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
+            mine = reasoning_at + [i] if role == "assistant" else [i]
             out.append((typed.ChatMessage(role, _parts(item.content, f"{name}[{i}].content"),
                                           reasoning=reasoning if role == "assistant" else None),
-                        f"{name}[{i}].content"))
-            reasoning = None if role == "assistant" else reasoning
+                        f"{name}[{i}].content", mine))
+            if role == "assistant":
+                reasoning, reasoning_at = None, []
         elif isinstance(item, (FunctionCallItem, CustomToolCallItem)):
             arguments = item.arguments if isinstance(item, FunctionCallItem) else custom_arguments(item.input)
             call = typed.ToolCall(item.call_id, item.name, arguments)
-            last, field = out[-1] if out else (None, "")
+            last, field, sources = out[-1] if out else (None, "", [])
             if last is not None and last.role == "assistant":
                 out[-1] = (typed.ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, call),
-                                             reasoning=last.reasoning), field)
+                                             reasoning=last.reasoning), field, [*sources, i])
             else:
                 out.append((typed.ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning),
-                            f"{name}[{i}]"))
-                reasoning = None
+                            f"{name}[{i}]", reasoning_at + [i]))
+                reasoning, reasoning_at = None, []
         else:
             out.append((typed.ChatMessage("tool", _parts(item.output, f"{name}[{i}].output"),
-                                          tool_call_id=item.call_id), f"{name}[{i}].output"))
+                                          tool_call_id=item.call_id), f"{name}[{i}].output", [i]))
     return out
+
+
+def sourced_turns(items: str | list | None, field: str = "input") -> list[tuple[typed.ChatMessage, str, list[int]]]:
+    """:func:`input_turns`, each turn with the indices of the items it was made of (:func:`input_sources`)."""
+    return _sourced_turns(items, field)
+
+
+def input_sources(items: str | list | None) -> list[list[int]]:
+    """For each turn :func:`input_messages` makes of ``items``, the indices of the items it was made of (a string:
+    its one item, ``[0]``), in order: what a conversation keeps of each item (its id, its kind) goes with its turn.
+    An item in no turn (a ``web_search_call``; reasoning with no assistant turn after it) is in none."""
+    return [sources for _, _, sources in _sourced_turns(items)]
 
 
 def input_turns(items: str | list | None, field: str = "input") -> list[tuple[typed.ChatMessage, str]]:
