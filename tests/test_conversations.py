@@ -814,3 +814,30 @@ def test_unicode_and_big_metadata_round_trip(client):
     conv = client.conversations.create(metadata=metadata, items=[_user("\u2603 \U0001F600 \u0000 nul")])
     assert client.conversations.retrieve(conv.id).metadata == metadata
     assert _texts(_all(client, conv.id)) == [("message", "user", "\u2603 \U0001F600 \u0000 nul")]
+
+
+def test_a_broken_pair_in_the_conversation_is_said_of_it(client):
+    """A call deleted from the conversation leaves its output answering nothing: a response made in it is refused
+    naming the conversation, not its input (before: param 'input', which held nothing wrong)."""
+    conv = client.conversations.create(items=[
+        _user("look it up"), {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "found"}])
+    call = _all(client, conv.id)[1]
+    client.conversations.items.delete(call.id, conversation_id=conv.id)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="stories260K", conversation=conv.id, input="and?", max_output_tokens=2)
+    assert err.value.body["param"] == "conversation" and "call_1" in err.value.body["message"], err.value.body
+    # in the input, it is still said of the input
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="stories260K", max_output_tokens=2, store=False, input=[
+            {"type": "function_call_output", "call_id": "call_9", "output": "x"}])
+    assert err.value.body["param"] == "input"
+
+
+def test_a_call_with_an_empty_name_or_id_is_kept(client):
+    """What the Responses API takes as input, a conversation keeps: a function call whose name (or call id) is
+    empty was dropped when read back (the item listed as an empty assistant message)."""
+    sent = [{"type": "function_call", "call_id": "", "name": "", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "", "output": "x"}]
+    conv = client.conversations.create(items=sent)
+    assert _texts(_all(client, conv.id)) == [("function_call", "", "{}"), ("function_call_output", "", "x")]

@@ -943,15 +943,17 @@ def _response_format(text: TextParam | None) -> typed.ResponseFormat | None:
     return typed.ResponseFormat(fmt.type, fmt.schema_, fmt.name, fmt.strict)
 
 
-def tool_pair_error(exc: ToolPairError) -> RequestError:
-    """Function calls and their outputs that do not pair up, in OpenAI's words (``param``: ``input``, as its own)."""
+def tool_pair_error(exc: ToolPairError, field: str = "input") -> RequestError:
+    """Function calls and their outputs that do not pair up, in OpenAI's words (``param``: ``input``, as its own;
+    ``field``: where the one at fault is, ``conversation`` or ``previous_response_id`` for a stored one's)."""
+    where = "" if field == "input" else f" (in the stored conversation, {field})"
     if exc.kind == "duplicate":
-        return RequestError(f"Duplicate value for 'call_id' of '{exc.ids[0]}' in input: a function call's call_id "
-                            "must differ from every call not answered yet.", param="input", code=exc.code)
+        return RequestError(f"Duplicate value for 'call_id' of '{exc.ids[0]}' in {field}: a function call's call_id "
+                            "must differ from every call not answered yet.", param=field, code=exc.code)
     if exc.kind == "unexpected":
-        return RequestError(f"No tool call found for function call output with call_id {exc.ids[0]}.", param="input",
-                            code=exc.code)
-    return RequestError(f"No tool output found for function call {', '.join(exc.ids)}.", param="input",
+        return RequestError(f"No tool call found for function call output with call_id {exc.ids[0]}{where}.",
+                            param=field, code=exc.code)
+    return RequestError(f"No tool output found for function call {', '.join(exc.ids)}{where}.", param=field,
                         code=exc.code)
 
 
@@ -969,7 +971,11 @@ def to_chat_request(body: _Prompt, history: list[typed.ChatMessage],
     try:  # with the stored conversation: an output may answer a call of the previous response
         check_tool_pairs(messages, "earlier")
     except ToolPairError as exc:
-        raise tool_pair_error(exc) from None
+        # (a conversation's items are added as sent, and one of a pair can be deleted: the fault may be there, not
+        # in the input, and the client must hear which)
+        stored = len(system) <= exc.index < len(system) + len(history)
+        raise tool_pair_error(exc, ("conversation" if body.conversation_id else "previous_response_id")
+                              if stored else "input") from None
     tools, tool_choice = _tools(body)
     effort = body.reasoning.effort if body.reasoning else None
     reasoning = typed.ReasoningOptions(effort=effort) if effort else None

@@ -160,7 +160,8 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
     calls = []
     for call in metadata.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and call.get("id") and function.get("name"):
+        # (a call kept as sent, its name or id empty, is still the call: a conversation lists what it was given)
+        if isinstance(function, dict) and isinstance(call.get("id"), str) and isinstance(function.get("name"), str):
             calls.append(ToolCall(str(call["id"]), str(function["name"]), str(function.get("arguments") or "{}")))
     return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
                        tool_call_id=metadata.get("tool_call_id") if role == "tool" else None,
