@@ -973,7 +973,8 @@ def to_chat_request(body: _Prompt, history: list[typed.ChatMessage],
     except ToolPairError as exc:
         # (a conversation's items are added as sent, and one of a pair can be deleted: the fault may be there, not
         # in the input, and the client must hear which)
-        stored = len(system) <= exc.index < len(system) + len(history)
+        # (a stored call left unanswered is the input's to answer: said of the input, as OpenAI's)
+        stored = exc.kind != "unanswered" and len(system) <= exc.index < len(system) + len(history)
         raise tool_pair_error(exc, ("conversation" if body.conversation_id else "previous_response_id")
                               if stored else "input") from None
     tools, tool_choice = _tools(body)
