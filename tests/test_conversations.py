@@ -841,3 +841,13 @@ def test_a_call_with_an_empty_name_or_id_is_kept(client):
             {"type": "function_call_output", "call_id": "", "output": "x"}]
     conv = client.conversations.create(items=sent)
     assert _texts(_all(client, conv.id)) == [("function_call", "", "{}"), ("function_call_output", "", "x")]
+
+
+def test_a_web_search_call_is_no_message_of_the_thread(client, server):
+    """The web page's thread shows the conversation's messages: an item kept for the list alone (a web search
+    call) is tool bookkeeping there, as a run's tool calls are, not an empty reply."""
+    conv = client.conversations.create(items=[_user("find plums"), KINDS[2]])
+    with _http(server) as http:
+        messages = http.get(f"/v1/threads/{conv.id}/messages", params={"order": "asc"}).json()["data"]
+    assert [m["role"] for m in messages] == ["user"]
+    assert [i.type for i in _all(client, conv.id)] == ["message", "web_search_call"]
