@@ -851,3 +851,24 @@ def test_a_web_search_call_is_no_message_of_the_thread(client, server):
         messages = http.get(f"/v1/threads/{conv.id}/messages", params={"order": "asc"}).json()["data"]
     assert [m["role"] for m in messages] == ["user"]
     assert [i.type for i in _all(client, conv.id)] == ["message", "web_search_call"]
+
+
+def test_concurrent_responses_sending_one_id_each_list_their_own(server):
+    """Two responses made at once in a conversation, their input sent with the same id: the second to end has its
+    item given a new id, in the conversation and in its input_items alike."""
+    async def go() -> None:
+        client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        conv = await client.conversations.create()
+        answers = await asyncio.gather(*(client.responses.create(
+            model="stories260K", conversation=conv.id, max_output_tokens=2,
+            input=[{"type": "message", "role": "user", "id": "msg_twice", "content": f"turn {k}"}]) for k in range(2)))
+        items = [i async for i in client.conversations.items.list(conv.id, order="asc", limit=100)]
+        assert len({i.id for i in items}) == len(items) == 4
+        for answer in answers:
+            listed = [i async for i in client.responses.input_items.list(answer.id, order="asc")]
+            mine = next(i for i in items if i.id == listed[-1].id)  # its input item is the conversation's
+            assert mine.content[0].text == listed[-1].content[0].text
+        assert sum(i.id == "msg_twice" for i in items) == 1
+        await client.close()
+
+    asyncio.run(go())
