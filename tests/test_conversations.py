@@ -634,6 +634,7 @@ KINDS = [
     {"type": "function_call_output", "call_id": "call_f", "output": [
         {"type": "input_text", "text": "found"},
         {"type": "input_file", "filename": "hit.txt", "file_data": _document("plum: a fruit")}]},
+    {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "I cannot say."}]},
     {"type": "reasoning", "summary": [{"type": "summary_text", "text": "a last thought"}]},
 ]
 

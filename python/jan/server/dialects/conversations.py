@@ -123,6 +123,9 @@ def _turn_ids(turn: typed.ChatMessage, items: list[dict[str, Any]]) -> dict[str,
             ids.setdefault("message", item_id)
             if item.get("role") == "developer":
                 ids["role"] = "developer"
+            content = item.get("content")
+            if content and isinstance(content, list) and all(p.get("type") == "refusal" for p in content):
+                ids["refusal"] = True  # (the turn keeps its text: said again as the refusal it was)
         elif kind == "reasoning":
             ids["reasoning"] = item_id
         elif kind in ("function_call", "custom_tool_call"):
@@ -287,8 +290,10 @@ def message_items(message_id: str, turn: typed.ChatMessage, stopped: bool = Fals
         out.append((_reasoning_item(_kept_id(ids, "reasoning") or f"rs_{tail}", turn.reasoning, "completed"),
                     ItemRef(message_id, "reasoning")))
     if turn.text or not (turn.tool_calls or turn.reasoning):
-        out.append((_message_item(_kept_id(ids, "message") or f"msg_{tail}", turn.text, status),
-                    ItemRef(message_id, "message")))
+        item = _message_item(_kept_id(ids, "message") or f"msg_{tail}", turn.text, status)
+        if ids.get("refusal") is True and turn.text:
+            item["content"] = [{"type": "refusal", "refusal": turn.text}]
+        out.append((item, ItemRef(message_id, "message")))
     custom = ids.get("custom") if isinstance(ids.get("custom"), list) else ()
     seen = {item["id"] for item, _ in out}
     for call in turn.tool_calls:
