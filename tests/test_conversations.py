@@ -418,7 +418,7 @@ def test_conversation_parameter_refusals(client, server):
 
 @pytest.mark.parametrize("body, param", [
     ({"items": [_user(str(k)) for k in range(21)]}, "items"),
-    ({"items": [{"type": "item_reference", "id": "msg_1"}]}, "items[0].type"),
+    ({"items": [{"type": "item_reference", "id": "msg_1"}]}, "items[0].id"),  # (no item of that id is stored)
     ({"items": [{"type": "mystery"}]}, "items[0]"),
     ({"items": [{"type": "message", "role": "user", "content": 5}]}, "items[0].content"),
     ({"items": [{"type": "message", "role": "user", "content": [
@@ -873,3 +873,20 @@ def test_concurrent_responses_sending_one_id_each_list_their_own(server):
         await client.close()
 
     asyncio.run(go())
+
+
+def test_an_item_reference_adds_the_item_it_names(client):
+    """As in a response's input, an ``item_reference`` among the items stands for the item it names: one of the
+    conversation's (added again, under a new id: ids stay unique) or of a stored response (under its id)."""
+    response = client.responses.create(model="stories260K", input="Once", max_output_tokens=2)
+    answer = response.output[-1]
+    conv = client.conversations.create(items=[_user("hello"), {"type": "item_reference", "id": answer.id}])
+    items = _all(client, conv.id)
+    assert items[1].id == answer.id and items[1].content[0].text == answer.content[0].text
+    added = client.conversations.items.create(conv.id, items=[{"type": "item_reference", "id": items[0].id}])
+    again = added.data[0]
+    assert again.id != items[0].id and _texts([again]) == _texts(items[:1])
+    assert _ids(_all(client, conv.id)) == _ids(items) + [again.id]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.conversations.items.create(conv.id, items=[_user("x"), {"type": "item_reference", "id": "msg_none"}])
+    assert err.value.body["param"] == "items[1].id"

@@ -19,7 +19,7 @@ from typing import Any, Union
 
 from pydantic import ConfigDict, Field, model_validator
 
-from jan.server.dialects.responses import (InputItem, ItemReference, MessageItem, _call_item, _custom_call_item,
+from jan.server.dialects.responses import (InputItem, MessageItem, _call_item, _custom_call_item,
                                            _message_item, _reasoning_item, _Wire, custom_input)
 from jan.server.dialects.responses_store import KeptTurn, _data_url, to_thread_message
 from jan.server.schemas import Metadata
@@ -95,15 +95,12 @@ class ConversationUpdate(_Wire):
 
 
 def check_items(items: list[Any], field: str = "items") -> None:
-    """Refuse (a 400 naming the field) what a conversation cannot keep as it was sent: a reference (send the item
-    it names), an assistant message holding other than text (an assistant turn is kept as what the model said:
-    its text, its reasoning, its calls). Every other item a response's input or output holds is kept
-    (:func:`kept_turns`)."""
+    """Refuse (a 400 naming the field) what a conversation cannot keep as it was sent: an assistant message holding
+    other than text (an assistant turn is kept as what the model said: its text, its reasoning, its calls). Every
+    other item a response's input or output holds is kept (:func:`kept_turns`; a reference, as the item it names,
+    read before)."""
     for i, item in enumerate(items):
         where = f"{field}[{i}]"
-        if isinstance(item, ItemReference):
-            raise RequestError(f"{where}.type: a conversation keeps items, not references to them; send the item "
-                               f"'{item.id}' itself", param=f"{where}.type", code="invalid_value")
         if isinstance(item, MessageItem) and item.role == "assistant" and isinstance(item.content, list):
             for j, part in enumerate(item.content):
                 if part.type not in ("output_text", "input_text", "refusal"):

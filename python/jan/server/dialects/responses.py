@@ -535,20 +535,24 @@ class InputTokensRequest(_Prompt, _Answer):
 _INPUT_ITEM: TypeAdapter[Any] = TypeAdapter(InputItem)
 
 
-def item_references(body: _Prompt) -> list[tuple[int, str]]:
-    """``(index in input, item id)`` of each ``item_reference`` of the body's ``input``."""
-    if not isinstance(body.input, list):
+def item_references(body: Any, field: str = "input") -> list[tuple[int, str]]:
+    """``(index in the items, item id)`` of each ``item_reference`` of the body's ``input`` (``field``: the body's
+    field that holds the items, a conversation's ``items``)."""
+    items = getattr(body, field)
+    if not isinstance(items, list):
         return []
-    return [(i, item.id) for i, item in enumerate(body.input) if isinstance(item, ItemReference)]
+    return [(i, item.id) for i, item in enumerate(items) if isinstance(item, ItemReference)]
 
 
-async def resolve_item_references(body: _Prompt, find: Callable[[str], Awaitable[dict[str, Any] | None]]) -> None:
-    """Put in place of each ``item_reference`` of ``input`` the item it names, ``find(id)`` (the stored item, or
-    ``None``: a 400 naming the reference). Done before :func:`input_messages`, which takes items only. An item that
-    is no input (an output of a kind a request cannot send) is a 400 too."""
-    for index, item_id in item_references(body):
+async def resolve_item_references(body: Any, find: Callable[[str], Awaitable[dict[str, Any] | None]],
+                                  field: str = "input") -> None:
+    """Put in place of each ``item_reference`` of ``input`` (``field``) the item it names, ``find(id)`` (the stored
+    item, or ``None``: a 400 naming the reference). Done before :func:`input_messages`, which takes items only. An
+    item that is no input (an output of a kind a request cannot send) is a 400 too."""
+    items = getattr(body, field)
+    for index, item_id in item_references(body, field):
         found = await find(item_id)
-        where = f"input[{index}].id"
+        where = f"{field}[{index}].id"
         if found is None:
             raise RequestError(f"{where}: no stored item with id '{item_id}' (an item of a response stored with "
                                "store: true)", param=where, code="invalid_value")
@@ -559,7 +563,7 @@ async def resolve_item_references(body: _Prompt, find: Callable[[str], Awaitable
                                param=where, code="invalid_value") from None
         if isinstance(item, ItemReference):  # (a stored item is never a reference: the store keeps them resolved)
             raise RequestError(f"{where}: '{item_id}' names another reference", param=where, code="invalid_value")
-        body.input[index] = item
+        items[index] = item
 
 
 async def resolve_file_images(body: Any, read: Callable[[str, str], Awaitable[tuple[bytes, str]]],

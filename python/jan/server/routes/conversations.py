@@ -28,6 +28,7 @@ from jan.server.resolve import service
 from jan.server.route_state import STORE, UPLOADS
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.files import upload_image
+from jan.server.routes.responses import resolve_references
 from jan.server.validation import body_step, parse_body
 from jan.services.documents import read_message_documents
 
@@ -60,10 +61,14 @@ def _item_id(request: web.Request) -> str:
     return item_id
 
 
-async def _messages(request: web.Request, body: wire.ConversationCreate | wire.ConversationItems) -> list[KeptTurn]:
+async def _messages(request: web.Request, body: wire.ConversationCreate | wire.ConversationItems,
+                    conversation_id: str | None = None) -> list[KeptTurn]:
     """What the conversation keeps of the body's ``items`` (checked, images fetched and uploads read, documents read
     as the text a response made in it reads): their chat turns, with the ids and kinds of the items they were made
     of, and the items that are no turn as they were sent (:func:`~jan.server.dialects.conversations.kept_turns`)."""
+    # an item_reference is the item it names (of this conversation, else of a stored response), as in a response's
+    # input: the conversation keeps the item (the id it has there is taken, so it gets a new one)
+    await resolve_references(request.app, body, None, conversation_id, field="items")
     items = body.items or []
     wire.check_items(items)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
@@ -134,7 +139,7 @@ async def create_items(request: web.Request) -> web.Response:
     check_include(request)
     store = _store(request)
     await store.thread(conversation_id)  # (an unknown conversation is a 404 before any image is fetched)
-    items = await store.add(conversation_id, await _messages(request, body))
+    items = await store.add(conversation_id, await _messages(request, body, conversation_id))
     return web.json_response(list_object(items))
 
 

@@ -147,11 +147,11 @@ async def _history(app: web.Application, previous: StoredResponse | None) -> lis
         raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
 
 
-async def _resolve_references(app: web.Application, body: Any, previous: StoredResponse | None,
-                              conversation: str | None = None) -> None:
-    """In place of each ``item_reference`` of ``input``, the stored item it names (a 400 for one not stored): an
-    item of the ``conversation`` first, then of a stored response."""
-    if wire.item_references(body):
+async def resolve_references(app: web.Application, body: Any, previous: StoredResponse | None,
+                             conversation: str | None = None, field: str = "input") -> None:
+    """In place of each ``item_reference`` of ``input`` (``field``: a conversation's ``items``), the stored item it
+    names (a 400 for one not stored): an item of the ``conversation`` first, then of a stored response."""
+    if wire.item_references(body, field):
         store = app[STORE]
 
         async def find(item_id: str) -> dict[str, Any] | None:
@@ -162,7 +162,7 @@ async def _resolve_references(app: web.Application, body: Any, previous: StoredR
                     return await ConversationStore(store).item(conversation, item_id)
             return await store.find_item(item_id, previous, wire.valid_response_id)
 
-        await wire.resolve_item_references(body, find)
+        await wire.resolve_item_references(body, find, field)
 
 
 def response_values(response: dict[str, Any]) -> int:
@@ -210,7 +210,7 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
     previous = await _previous(app, body.previous_response_id)
     in_conversation, history_ids = await _conversation_history(app, conversation)
     history = await _history(app, previous) + in_conversation
-    await _resolve_references(app, body, previous, conversation)
+    await resolve_references(app, body, previous, conversation)
     await fetch_body_images(body, app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, image_of)  # input_image file_id
     await read_body_documents(body, app.get(UPLOADS), app[MEDIA_FETCHER])  # input_file by id, URL
@@ -332,7 +332,7 @@ async def count_input_tokens(request: web.Request) -> web.Response:
         service(request, ConversationalExtension, "stores conversations", "conversational")
     previous = await _previous(request.app, body.previous_response_id)
     history = await _history(request.app, previous) + (await _conversation_history(request.app, conversation))[0]
-    await _resolve_references(request.app, body, previous, conversation)
+    await resolve_references(request.app, body, previous, conversation)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
