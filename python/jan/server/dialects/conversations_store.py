@@ -9,6 +9,7 @@ item is a :class:`jan.core.NotFoundError`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -22,6 +23,10 @@ from jan.services.types import ChatMessage
 from jan.store.ids import new_id
 
 __all__ = ["ConversationStore"]
+
+
+#: A conversation of more messages than this has its items made in a worker thread (as one holding images).
+MANY_MESSAGES = 500
 
 
 def _missing(conversation_id: str) -> NotFoundError:
@@ -88,7 +93,13 @@ class ConversationStore:
         except NotFoundError:
             raise _missing(conversation_id) from None
         files = await self.store.images(conversation_id, messages) if images else None
-        return [(message, *_items_of(message, files)) for message in messages if isinstance(message.get("id"), str)]
+
+        def read() -> list[tuple[dict[str, Any], ChatMessage | None, list[tuple[dict[str, Any], ItemRef]]]]:
+            return [(message, *_items_of(message, files)) for message in messages
+                    if isinstance(message.get("id"), str)]
+
+        # (a long conversation's items, its images as data URLs, take a while to make: not on the event loop)
+        return await asyncio.to_thread(read) if len(messages) > MANY_MESSAGES or files else read()
 
     async def _items(self, conversation_id: str) -> list[tuple[dict[str, Any], ItemRef]]:
         return [pair for _, _, items in await self._read(conversation_id) for pair in items]
