@@ -391,6 +391,9 @@ TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "ob
     ("/v1/chat/completions", CHAT | {"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
     ("/v1/chat/completions", CHAT | {"parallel_tool_calls": False}, "parallel_tool_calls"),
     ("/v1/chat/completions", CHAT | {"tools": [], "parallel_tool_calls": True}, "parallel_tool_calls"),
+    # their deprecated forms: "'function_call' is only allowed when 'functions' are specified"
+    ("/v1/chat/completions", CHAT | {"function_call": "auto"}, "function_call"),
+    ("/v1/chat/completions", CHAT | {"functions": [], "function_call": {"name": "f"}}, "function_call"),
 ])
 def test_an_option_without_the_one_it_goes_with_is_openais_400(keyed, path, body, param):
     status, _, out = call(keyed, "POST", path, body)

@@ -676,6 +676,8 @@ class ChatCompletionRequest(SamplingFields):
         if self.function_call is not None:
             if self.tool_choice is not None:
                 raise ValueError("function_call: cannot be used together with tool_choice (its deprecated form)")
+            if not self.tools and self.function_call != "none":  # (OpenAI's words for its deprecated pair)
+                raise ValueError("function_call: only allowed when functions are specified")
             fc = self.function_call
             self.tool_choice = fc if isinstance(fc, str) else NamedToolChoice(type="function", function=fc)
             self.function_call = None
