@@ -596,6 +596,16 @@ def test_a_response_in_a_conversation_lists_the_items_it_read_under_their_ids(cl
     again = list(client.responses.input_items.list(third.id, order="asc"))[-1]
     assert again.id != "msg_mine1" and again.id == items[-2].id
     assert client.conversations.items.retrieve(again.id, conversation_id=conv.id).content[0].text == "again"
+    # one id sent twice in one input, and one that cannot name an item: each item is listed under one id, the same
+    # in both lists
+    fourth = client.responses.create(model="stories260K", conversation=conv.id, max_output_tokens=2, input=[
+        {"type": "message", "role": "user", "id": "msg_dup", "content": "a"},
+        {"type": "message", "role": "user", "id": "msg_dup", "content": "b"},
+        {"type": "message", "role": "user", "id": "no good/id", "content": "c"}])
+    mine = list(client.responses.input_items.list(fourth.id, order="asc", limit=100))[-3:]
+    held = {i.id: i for i in _all(client, conv.id)}
+    assert mine[0].id == "msg_dup" and len({i.id for i in mine}) == 3
+    assert [held[i.id].content[0].text for i in mine] == ["a", "b", "c"]
     # an item the conversation no longer holds is no longer listed as read
     client.conversations.items.delete(items[1].id, conversation_id=conv.id)
     assert items[1].id not in _ids(client.responses.input_items.list(second.id, order="asc"))

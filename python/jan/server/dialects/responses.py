@@ -832,10 +832,14 @@ def reasoning_of_encrypted(value: str | None) -> str | None:
         raise ValueError("input: a reasoning item's encrypted_content is damaged") from None
 
 
-def _item_id(item: Any) -> str:
+def _item_id(item: Any, seen: set[str]) -> str:
+    """The id the item is listed with: its own, or a new one for none or one an earlier item of the input has (one
+    item, one id: a list's cursor, a conversation's retrieve, name one)."""
     prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
               "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "web_search_call": "ws"}[item.type]
-    return item.id or new_id(prefix)
+    item_id = item.id if item.id and item.id not in seen else new_id(prefix)
+    seen.add(item_id)
+    return item_id
 
 
 def input_items(items: str | list | None) -> list[dict[str, Any]]:
@@ -845,10 +849,10 @@ def input_items(items: str | list | None) -> list[dict[str, Any]]:
     if isinstance(items, str):
         return [{"id": new_id("msg"), "type": "message", "role": "user", "status": "completed",
                  "content": [{"type": "input_text", "text": items}]}]
-    out = []
+    out, seen = [], set()
     for item in items:
         data = item.model_dump(mode="json", by_alias=True, exclude_none=True)
-        data["id"] = _item_id(item)
+        data["id"] = _item_id(item, seen)
         if isinstance(item, MessageItem):
             data["status"] = "completed"
             if isinstance(item.content, str):  # as the part it stands for, with that part's defaults (annotations)
