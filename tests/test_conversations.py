@@ -900,3 +900,24 @@ def test_an_item_reference_adds_the_item_it_names(client):
     with pytest.raises(openai.BadRequestError) as err:
         client.conversations.items.create(conv.id, items=[_user("x"), {"type": "item_reference", "id": "msg_none"}])
     assert err.value.body["param"] == "items[1].id"
+
+
+def test_an_item_the_continued_responses_hold_is_not_sent_again(client):
+    """OpenAI's 400 "Duplicate item found with id ...": an input item (by its id, or by reference) that the responses
+    ``previous_response_id`` continues hold already would be read twice and listed twice under one id."""
+    first = client.responses.create(model="stories260K", input="Once", max_output_tokens=2)
+    answer = first.output[-1]
+    for again in (answer.model_dump(exclude_none=True), {"type": "item_reference", "id": answer.id}):
+        with pytest.raises(openai.BadRequestError) as err:
+            client.responses.create(model="stories260K", previous_response_id=first.id, max_output_tokens=2,
+                                    input=[_user("next"), again])
+        assert err.value.body["param"] == "input[1]" and "Duplicate item" in err.value.body["message"]
+        with pytest.raises(openai.BadRequestError):
+            client.responses.input_tokens.count(model="stories260K", previous_response_id=first.id,
+                                                input=[_user("next"), again])
+    # the same item without its id, or in a response that does not continue it, is taken
+    fresh = client.responses.create(model="stories260K", previous_response_id=first.id, max_output_tokens=2,
+                                    input=[{"type": "message", "role": "assistant", "content": "Hm."}, _user("next")])
+    assert fresh.status in ("completed", "incomplete")
+    client.responses.create(model="stories260K", max_output_tokens=2, input=[answer.model_dump(exclude_none=True),
+                                                                              _user("next")])

@@ -165,6 +165,24 @@ async def resolve_references(app: web.Application, body: Any, previous: StoredRe
         await wire.resolve_item_references(body, find, field)
 
 
+async def _no_item_again(app: web.Application, body: wire._Prompt, previous: StoredResponse | None) -> None:
+    """OpenAI's 400 for an input item (sent with its id, or an ``item_reference``) that the responses
+    ``previous_response_id`` continues hold already: the model would read it twice, and it would be listed twice
+    under one id (the response's ``input_items`` list the chain before its own input)."""
+    given = [(i, item.id) for i, item in enumerate(body.input if isinstance(body.input, list) else ())
+             if isinstance(getattr(item, "id", None), str)]
+    if previous is None or not given:
+        return
+    output = previous.response.get("output")
+    held = {item["id"] for item in [*await listed_input_items(app, previous), *(output if isinstance(output, list)
+                                                                                  else ())]
+            if isinstance(item, dict) and isinstance(item.get("id"), str)}
+    for index, item_id in given:
+        if item_id in held:
+            raise APIError(400, f"Duplicate item found with id {item_id[:80]}. Remove duplicate items from your input "
+                                "and try again.", param=f"input[{index}]", code="invalid_value")
+
+
 def response_values(response: dict[str, Any]) -> int:
     """About how many JSON values a response object holds: its output text's logprobs (each token with its
     alternatives and their bytes) are what grows with a long reply."""
@@ -211,6 +229,7 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
     in_conversation, history_ids = await _conversation_history(app, conversation)
     history = await _history(app, previous) + in_conversation
     await resolve_references(app, body, previous, conversation)
+    await _no_item_again(app, body, previous)
     await fetch_body_images(body, app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, image_of)  # input_image file_id
     await read_body_documents(body, app.get(UPLOADS), app[MEDIA_FETCHER])  # input_file by id, URL
@@ -333,6 +352,7 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     previous = await _previous(request.app, body.previous_response_id)
     history = await _history(request.app, previous) + (await _conversation_history(request.app, conversation))[0]
     await resolve_references(request.app, body, previous, conversation)
+    await _no_item_again(request.app, body, previous)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
@@ -419,11 +439,11 @@ async def list_input_items(request: web.Request) -> web.Response:
     response_id = _response_id(request)
     check_include(request)
     order, limit = read_page_query(request)
-    items = await _listed_input_items(request.app, await request.app[STORE].get(response_id))
+    items = await listed_input_items(request.app, await request.app[STORE].get(response_id))
     return web.json_response(item_page(request, items, order, limit, what="input item"))
 
 
-async def _listed_input_items(app: web.Application, stored: StoredResponse) -> list[dict[str, Any]]:
+async def listed_input_items(app: web.Application, stored: StoredResponse) -> list[dict[str, Any]]:
     """What a response's ``input_items`` lists, oldest first: the items the model read before its input, then its
     input. OpenAI's: a conversation's items "are prepended to input_items" (those the response read that the
     conversation still holds, with their ids there), and a response continued by ``previous_response_id`` lists
