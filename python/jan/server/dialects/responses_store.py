@@ -15,7 +15,8 @@ Continuing from a response that is not the thread's latest forks the conversatio
 new thread (the earlier messages copied), so no two conversations ever share a thread.
 A conversation of OpenAI's Conversations API is a thread too (a ``conv_`` id:
 :mod:`jan.server.dialects.conversations_store`): a response made in it (``conversation``) reads the whole thread
-(:meth:`~jan.server.dialects.conversations_store.ConversationStore.history`) and adds its input and its answer together once it ends
+(:meth:`~jan.server.dialects.conversations_store.ConversationStore.history`) and adds its input and its answer
+together once it ends
 (:meth:`ResponsesStore.complete_in_conversation`), under the thread's lock, as every append here.
 Index files are written atomically under their per-file lock (the data folder's, as the store's own
 files); a damaged one is set aside and reads as missing. :meth:`ResponsesStore.entries` and
@@ -169,7 +170,8 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
                        reasoning="".join(thinking) or metadata.get("reasoning_content") or None)
 
 
-def thread_parts(message: dict[str, Any], images: Mapping[str, ImagePart] | None = None) -> list[tuple[Part, dict[str, Any]]]:
+def thread_parts(message: dict[str, Any],
+                 images: Mapping[str, ImagePart] | None = None) -> list[tuple[Part, dict[str, Any]]]:
     """The content parts of a Jan message as a chat turn's (:func:`from_thread_message`), each with the stored part
     it was read from (a document's text keeps the ``input_file`` it came from there)."""
     parts: list[tuple[Part, dict[str, Any]]] = []
