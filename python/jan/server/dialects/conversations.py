@@ -4,11 +4,13 @@ A conversation is a Jan thread whose id is ``conv_<ULID>`` (so it shows in the w
 are the thread's messages: each one read as a chat turn by the Responses store's own reading
 (:func:`~jan.server.dialects.responses_store.from_thread_message`), then said as the items it stands for
 (:func:`message_items`): a user, system or tool turn is one item, an assistant turn its reasoning, its text and its
-function calls, in that order. An item's id is made from its message's id, so it is the same on every read; the
-items a response's output added keep the ids the response gave them (its answer's ``metadata.item_ids``). Items
-sent (``items``) are the Responses API's input items, made chat turns by its own
-:func:`~jan.server.dialects.responses.input_messages` and stored as a response's input is
-(:func:`~jan.server.dialects.responses_store.to_thread_message`). Nothing here knows HTTP.
+calls, in that order. Items sent (``items``, or a response's input and output) are the Responses API's, made chat
+turns by its own :func:`~jan.server.dialects.responses.input_messages`; each turn's message keeps, in
+``metadata.item_ids``, the ids and kinds of the items it was made of (:func:`kept_turns`: a custom tool's call, a
+developer message, a document's ``input_file``), so every item is listed as it was sent, under the one id it has
+wherever it is listed; an item that is no turn (a web search call) is kept as sent in a message the model never
+reads. A message with no kept id (one of Jan's own) has ids made from its message's id, the same on every read.
+Nothing here knows HTTP.
 """
 
 from __future__ import annotations
