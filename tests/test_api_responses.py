@@ -156,8 +156,11 @@ def test_previous_response_id_continues_the_conversation(client, server):
     second = client.responses.create(model="stories260K", input="Tell me more", previous_response_id=first.id,
                                      max_output_tokens=8, temperature=0)
     assert second.output_text == _as_chat(client, ["Hi", first.output_text, "Tell me more"], max_tokens=8)
-    items = client.responses.input_items.list(second.id)
-    assert [(i.type, i.role, i.content[0].text) for i in items.data] == [("message", "user", "Tell me more")]
+    # the items used to generate it (OpenAI's): the response it continues, input and output, then its own input
+    items = client.responses.input_items.list(second.id, order="asc")
+    assert [(i.type, i.role, i.content[0].text) for i in items.data] == [
+        ("message", "user", "Hi"), ("message", "assistant", first.output_text), ("message", "user", "Tell me more")]
+    assert items.data[1].id == first.output[0].id
     # The conversation is one Jan thread, as the web page shows it.
     threads = [t for t in _jan(server, "/v1/threads")["data"] if t.get("title") == "Hi"]
     messages = _jan(server, f"/v1/threads/{threads[0]['id']}/messages?order=asc")["data"]
@@ -235,7 +238,8 @@ def test_previous_response_id_across_a_restart(tmp_path, models):
             {"role": "user", "content": "After"}])
         assert second.output_text == chat.choices[0].message.content
         assert second.usage.input_tokens == chat.usage.prompt_tokens
-        assert [i.content[0].text for i in client.responses.input_items.list(second.id).data] == ["After"]
+        assert [i.content[0].text for i in client.responses.input_items.list(second.id, order="asc").data] == [
+            "Before the restart", first.output_text, "After"]
     finally:
         srv.stop()
 

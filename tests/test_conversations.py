@@ -105,7 +105,8 @@ def test_items_on_create_list_and_paginate(client):
         _user("three"),
     ])
     items = _all(client, conv.id)
-    assert _texts(items) == [("message", "system", "Be brief."), ("message", "user", "one"),
+    # (a developer message is kept as one: listed with the role it was sent with)
+    assert _texts(items) == [("message", "developer", "Be brief."), ("message", "user", "one"),
                              ("message", "assistant", "two"), ("message", "user", "three")]
     assert items[2].content[0].type == "output_text" and items[1].content[0].type == "input_text"
     assert all(item.status == "completed" for item in items)
@@ -192,7 +193,7 @@ def test_responses_in_a_conversation(client, server):
                                      max_output_tokens=MAX_TOKENS, temperature=0)
     assert second.conversation.id == conv.id
     items = _all(client, conv.id)
-    assert _texts(items) == [("message", "system", "Tell stories."), ("message", "user", "Once upon"),
+    assert _texts(items) == [("message", "developer", "Tell stories."), ("message", "user", "Once upon"),
                              ("message", "assistant", _answer(first)), ("message", "user", "Then"),
                              ("message", "assistant", _answer(second))]
     # the second response read the first's turns: its prompt is longer by them
@@ -417,13 +418,11 @@ def test_conversation_parameter_refusals(client, server):
 
 @pytest.mark.parametrize("body, param", [
     ({"items": [_user(str(k)) for k in range(21)]}, "items"),
-    ({"items": [{"type": "web_search_call", "id": "ws_1", "status": "completed"}]}, "items[0].type"),
-    ({"items": [{"type": "item_reference", "id": "msg_1"}]}, "items[0].type"),
+    ({"items": [{"type": "item_reference", "id": "msg_1"}]}, "items[0].id"),  # (no item of that id is stored)
     ({"items": [{"type": "mystery"}]}, "items[0]"),
     ({"items": [{"type": "message", "role": "user", "content": 5}]}, "items[0].content"),
-    ({"items": [{"type": "reasoning", "summary": [{"type": "summary_text", "text": "x"}]}, _user("u")]}, "items[0]"),
     ({"items": [{"type": "message", "role": "user", "content": [
-        {"type": "input_file", "file_data": "aGk=", "filename": "a.txt"}]}]}, "items[0].content[0]"),
+        {"type": "input_file", "file_data": "%%%", "filename": "a.txt"}]}]}, "items[0].content[0].file_data"),
     ({"items": [{"type": "message", "role": "user", "content": [
         {"type": "input_image", "image_url": "data:image/png;base64,@@"}]}]}, "items[0].content[0].image_url"),
     # an image the thread store cannot keep, said of the item (the store names its own message's part)
@@ -490,9 +489,8 @@ def test_bad_paths_queries_and_item_bodies(client, server):
         assert _error(http.post(items, json={"items": []}), 400)["param"].startswith("items")
         assert _error(http.post(items, json={}), 400)["param"] == "items"
         assert _error(http.post(items, json={"items": [_user(str(k)) for k in range(21)]}), 400)["param"] == "items"
-        # a call's output with no text is kept; nothing of a refused batch is
-        assert _error(http.post(items, json={"items": [_user("ok"), {"type": "custom_tool_call", "call_id": "c",
-                                                                        "name": "n", "input": "i"}]}), 400)
+        # nothing of a refused batch is kept
+        assert _error(http.post(items, json={"items": [_user("ok"), {"type": "item_reference", "id": "msg_1"}]}), 400)
         assert len(http.get(items).json()["data"]) == 1
         assert _error(http.post(f"/v1/conversations/{conv.id}", json={}), 400)["param"] == "metadata"
         assert _error(http.post(f"/v1/conversations/{conv.id}", json={"metadata": {"k": 2}}), 400)["param"] == "metadata"
@@ -567,3 +565,359 @@ def test_a_conversations_items_and_a_responses_input_items_page_alike(client, se
         body = http.get(lists["input_items"], params={"order": "asc", "before": ids[2]}).json()
         assert [item["id"] for item in body["data"]] == ids[:2]
         assert _error(http.get(lists["input_items"], params={"before": "msg_nope"}), 400)["param"] == "before"
+
+
+# -- one item, one id; what a response read, listed --------------------------------------------------------
+def _ids(page) -> list[str]:
+    return [item.id for item in page]
+
+
+def test_a_response_in_a_conversation_lists_the_items_it_read_under_their_ids(client):
+    """The items a response adds to its conversation are its input items with their ids (before, the conversation
+    gave its input new ones); its ``input_items`` are the conversation's items it read, then its input (OpenAI's:
+    "items from this conversation are prepended to input_items"), each with the one id it has there."""
+    conv = client.conversations.create(items=[{"type": "message", "role": "developer", "content": "Tell stories."}])
+    first = client.responses.create(model="stories260K", conversation=conv.id, max_output_tokens=2,
+                                    input=[_user("Once"), {"type": "message", "role": "user", "id": "msg_mine1",
+                                                           "content": "upon"}])
+    items = _all(client, conv.id)
+    listed = list(client.responses.input_items.list(first.id, order="asc"))
+    assert _ids(listed) == _ids(items[:3]) and listed[2].id == "msg_mine1"
+    assert items[3].id == first.output[-1].id
+    # the next one read all four: they come first in its input items, with the conversation's ids
+    second = client.responses.create(model="stories260K", conversation=conv.id, input="Then", max_output_tokens=2)
+    items = _all(client, conv.id)
+    assert _ids(client.responses.input_items.list(second.id, order="asc")) == _ids(items[:5])
+    # an id sent that the conversation has already is given anew, the same in both lists: ids stay unique
+    third = client.responses.create(model="stories260K", conversation=conv.id, max_output_tokens=2,
+                                    input=[{"type": "message", "role": "user", "id": "msg_mine1", "content": "again"}])
+    items = _all(client, conv.id)
+    assert len({i.id for i in items}) == len(items)
+    again = list(client.responses.input_items.list(third.id, order="asc"))[-1]
+    assert again.id != "msg_mine1" and again.id == items[-2].id
+    assert client.conversations.items.retrieve(again.id, conversation_id=conv.id).content[0].text == "again"
+    # one id sent twice in one input, and one that cannot name an item: each item is listed under one id, the same
+    # in both lists
+    fourth = client.responses.create(model="stories260K", conversation=conv.id, max_output_tokens=2, input=[
+        {"type": "message", "role": "user", "id": "msg_dup", "content": "a"},
+        {"type": "message", "role": "user", "id": "msg_dup", "content": "b"},
+        {"type": "message", "role": "user", "id": "no good/id", "content": "c"}])
+    mine = list(client.responses.input_items.list(fourth.id, order="asc", limit=100))[-3:]
+    held = {i.id: i for i in _all(client, conv.id)}
+    assert mine[0].id == "msg_dup" and len({i.id for i in mine}) == 3
+    assert [held[i.id].content[0].text for i in mine] == ["a", "b", "c"]
+    # an item the conversation no longer holds is no longer listed as read
+    client.conversations.items.delete(items[1].id, conversation_id=conv.id)
+    assert items[1].id not in _ids(client.responses.input_items.list(second.id, order="asc"))
+
+
+def test_a_continued_response_lists_the_responses_it_continues(client):
+    """``previous_response_id``: a response's input items are the earlier responses' input and output items, then
+    its own (the whole conversation the model read), with their ids."""
+    first = client.responses.create(model="stories260K", input="Once", max_output_tokens=2)
+    second = client.responses.create(model="stories260K", previous_response_id=first.id, input="upon",
+                                     max_output_tokens=2)
+    third = client.responses.create(model="stories260K", previous_response_id=second.id, input="a time",
+                                    max_output_tokens=2)
+    one, two = [list(client.responses.input_items.list(r.id, order="asc")) for r in (first, second)]
+    listed = list(client.responses.input_items.list(third.id, order="asc", limit=100))
+    assert _ids(listed) == _ids(one) + _ids(first.output) + _ids(two[-1:]) + _ids(second.output) + [listed[-1].id]
+    assert _ids(two) == _ids(one) + _ids(first.output) + [two[-1].id]
+    assert [listed[i].content[0].text for i in (0, 2, 4)] == ["Once", "upon", "a time"]
+
+
+# -- every kind of item a conversation keeps ----------------------------------------------------------------
+def _document(text: str) -> str:
+    return "data:text/plain;base64," + base64.b64encode(text.encode()).decode()
+
+
+KINDS = [
+    {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be brief."}]},
+    {"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "Read this:"},
+        {"type": "input_file", "filename": "notes.txt", "file_data": _document("The code word is plum.")}]},
+    {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search", "query": "plum"}},
+    {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "patch it"}]},
+    {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch", "input": "*** Begin Patch"},
+    {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Done."},
+    {"type": "function_call", "call_id": "call_f", "name": "lookup", "arguments": '{"q": "plum"}'},
+    {"type": "function_call_output", "call_id": "call_f", "output": [
+        {"type": "input_text", "text": "found"},
+        {"type": "input_file", "filename": "hit.txt", "file_data": _document("plum: a fruit")}]},
+    {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "I cannot say."}]},
+    {"type": "reasoning", "summary": [{"type": "summary_text", "text": "a last thought"}]},
+]
+
+
+def _same(sent: dict, listed: dict) -> None:
+    """What was sent is what is listed (the list adds ids and statuses, and a part's defaults)."""
+    for key, value in sent.items():
+        if key == "content" and isinstance(value, list) or key == "output" and isinstance(value, list):
+            assert len(listed[key]) == len(value), (sent, listed)
+            for part, back in zip(value, listed[key]):
+                assert {k: back.get(k) for k in part} == part, (sent, listed)
+        elif key == "summary" and value:
+            assert listed["summary"] == value or listed.get("content"), (sent, listed)
+        else:
+            assert listed.get(key) == value, (key, sent, listed)
+
+
+def test_every_item_kind_a_response_takes_is_kept_as_sent(client, server):
+    """Custom tool calls and their output, web search calls, documents (``input_file``, read as text for the
+    model), reasoning no answer follows, a developer message: kept and listed back as sent (before, all but the
+    last were refused as conversation items while the Responses API took them as input)."""
+    conv = client.conversations.create(items=KINDS[:3])
+    added = client.conversations.items.create(conv.id, items=KINDS[3:])
+    items = _all(client, conv.id)
+    assert _ids(items[3:]) == _ids(added.data) and items[2].id == "ws_1"
+    with _http(server) as http:
+        raw = http.get(f"/v1/conversations/{conv.id}/items", params={"order": "asc", "limit": 100}).json()["data"]
+    assert [i["type"] for i in raw] == [k["type"] for k in KINDS]
+    for sent, listed in zip(KINDS, raw):
+        _same(sent, listed)
+    assert client.conversations.items.retrieve("ws_1", conversation_id=conv.id).type == "web_search_call"
+    # the model reads the conversation as it reads the same items sent as a response's input: the documents' text,
+    # the custom call as its input, no web search
+    within = client.responses.input_tokens.count(model="stories260K", conversation=conv.id, input="Next?")
+    alone = client.responses.input_tokens.count(model="stories260K", input=[*KINDS, _user("Next?")])
+    assert within.input_tokens == alone.input_tokens
+    # and a response made in it adds its input items of every kind the same way
+    response = client.responses.create(model="stories260K", conversation=conv.id, max_output_tokens=2,
+                                       input=KINDS[2:6])
+    listed = list(client.responses.input_items.list(response.id, order="asc", limit=100))
+    after = _all(client, conv.id)
+    assert [i.type for i in after[len(items):len(items) + 4]] == [k["type"] for k in KINDS[2:6]]
+    assert _ids(after[len(items):len(items) + 4]) == _ids(listed[-4:])
+    # removing the web search and the custom call's output leaves the rest
+    client.conversations.items.delete("ws_1", conversation_id=conv.id)
+    client.conversations.items.delete(items[5].id, conversation_id=conv.id)
+    assert _ids(_all(client, conv.id))[:7] == _ids(items[:2]) + _ids(items[3:5]) + _ids(items[6:9])
+
+
+def test_a_custom_tool_call_the_model_made_is_listed_as_one(client):
+    """A response's ``custom_tool_call`` output item joins its conversation as a custom tool call (before, it was
+    listed as a function call with JSON arguments)."""
+    conv = client.conversations.create()
+    tool = {"type": "custom", "name": "apply_patch", "format": {"type": "grammar", "syntax": "regex",
+                                                                "definition": "[a-c]{3}"}}
+    response = client.responses.create(model="stories260K", conversation=conv.id, input="Patch it", tools=[tool],
+                                       tool_choice={"type": "custom", "name": "apply_patch"},
+                                       parallel_tool_calls=False, max_output_tokens=40, temperature=0)
+    call = response.output[-1]
+    assert call.type == "custom_tool_call"
+    listed = _all(client, conv.id)[-1]
+    assert (listed.type, listed.id, listed.call_id, listed.input) == ("custom_tool_call", call.id, call.call_id,
+                                                                      call.input)
+
+
+# -- hostile turns of events ----------------------------------------------------------------------------------
+def _ended(client, response):
+    """The response once it has ended: cancelled now, or as it ended before the cancel came."""
+    try:
+        return client.responses.cancel(response.id)
+    except openai.BadRequestError:
+        return client.responses.retrieve(response.id)
+
+
+def test_a_conversation_deleted_while_its_response_runs(client, caplog):
+    """The response still ends and is kept; its items have nowhere to go: one warning line, no traceback (before,
+    the store's refusal was logged with its traceback)."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="jan.server")
+    conv = client.conversations.create(items=[_user("kept")])
+    response = client.responses.create(model="stories260K", conversation=conv.id, input="Long story",
+                                       background=True, max_output_tokens=200)
+    client.conversations.delete(conv.id)
+    final = _ended(client, response)
+    assert final.status in ("cancelled", "completed", "incomplete") and final.conversation.id == conv.id
+    told = [r for r in caplog.records if r.name == "jan.server" and response.id in r.getMessage()]
+    assert len(told) == 1 and told[0].exc_info is None and "deleted" in told[0].getMessage(), told
+    # its input items are its own (the conversation's are gone)
+    assert [i.content[0].text for i in client.responses.input_items.list(response.id)] == ["Long story"]
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.items.list(conv.id)
+
+
+def test_items_deleted_and_added_while_a_response_runs(client):
+    """What a running response adds joins what the conversation holds when it ends: items deleted meanwhile stay
+    deleted, items added meanwhile stay, before its own."""
+    conv = client.conversations.create(items=[_user("one"), _user("two")])
+    first, second = _all(client, conv.id)
+    response = client.responses.create(model="stories260K", conversation=conv.id, input="three", background=True,
+                                       max_output_tokens=200)
+    client.conversations.items.delete(first.id, conversation_id=conv.id)
+    added = client.conversations.items.create(conv.id, items=[_user("meanwhile")]).data[0]
+    final = _ended(client, response)
+    items = _all(client, conv.id)
+    assert _ids(items[:2]) == [second.id, added.id] and _texts(items[2:3]) == [("message", "user", "three")]
+    assert len(items) == (4 if final.output else 3)
+    # it read one and two: one is gone, so only two is listed before its input
+    assert _ids(client.responses.input_items.list(response.id, order="asc")) == [second.id, items[2].id]
+
+
+def test_concurrent_adds_keep_every_item_with_its_own_id(server):
+    async def go() -> None:
+        client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        conv = await client.conversations.create()
+        # the same client ids sent by every batch: each item still gets one id of its own
+        batches = await asyncio.gather(*(client.conversations.items.create(conv.id, items=[
+            {"type": "message", "role": "user", "id": "msg_same", "content": f"{k}a"},
+            {"type": "message", "role": "user", "id": "msg_same", "content": f"{k}b"}]) for k in range(6)))
+        items = [i async for i in client.conversations.items.list(conv.id, order="asc", limit=100)]
+        assert len(items) == 12 and len({i.id for i in items}) == 12
+        assert sorted(i.id for b in batches for i in b.data) == sorted(i.id for i in items)
+        assert sum(i.id == "msg_same" for i in items) == 1
+        await client.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("path, query", [
+    ("/v1/conversations/conv_%E2%9C%93", {}),
+    ("/v1/conversations/conv_" + "A" * 65, {}),
+    ("/v1/conversations/conv_abc%00/items", {}),
+    ("/v1/conversations/{id}/items", {"limit": "1e2"}),
+    ("/v1/conversations/{id}/items", {"limit": "-1"}),
+    ("/v1/conversations/{id}/items", {"order": "ASC"}),
+    ("/v1/conversations/{id}/items", {"after": "msg_\u00e9"}),
+    ("/v1/conversations/{id}/items", {"include": "message.input_image.image_url,x"}),
+    ("/v1/conversations/{id}/items/msg_%E2%9C%93", {}),
+    ("/v1/conversations/{id}/items/" + "m" * 300, {}),
+])
+def test_hostile_paths_and_queries_are_4xx(client, server, path, query):
+    conv = client.conversations.create(items=[_user("x")])
+    with _http(server) as http:
+        response = http.get(path.replace("{id}", conv.id), params=query)
+        assert 400 <= response.status_code < 500, response.text
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("body", [
+    {"items": [None]},
+    {"items": [{"type": "message", "role": "user", "content": None}]},
+    {"items": [{"type": "message", "role": "user", "content": [None]}]},
+    {"items": [{"type": "message", "role": "tool", "content": "x"}]},
+    {"items": [{"type": "function_call", "call_id": None, "name": "n", "arguments": "{}"}]},
+    {"items": [{"type": "function_call_output", "call_id": "c", "output": {"a": 1}}]},
+    {"items": [{"type": "custom_tool_call", "call_id": "c", "name": "n", "input": 5}]},
+    {"items": [{"type": "web_search_call", "id": 7}]},
+    {"items": [{"type": "message", "role": "user", "content": [{"type": "input_file"}]}]},
+    {"items": {"type": "message"}},
+    {"metadata": {"k": None}},
+    {"metadata": {"\u00e9" * 64: "v" * 512, **{str(k): "x" for k in range(15)}}, "items": [1]},
+    [],
+    "items",
+])
+def test_hostile_item_bodies_are_400(server, body):
+    with _http(server) as http:
+        before = len(http.get("/v1/threads", params={"limit": 100}).json()["data"])
+        _error(http.post("/v1/conversations", json=body), 400)
+        conv = http.post("/v1/conversations", json={}).json()["id"]
+        if isinstance(body, dict) and "items" in body:
+            _error(http.post(f"/v1/conversations/{conv}/items", json=body), 400)
+        assert http.get(f"/v1/conversations/{conv}/items").json()["data"] == []
+        assert len(http.get("/v1/threads", params={"limit": 100}).json()["data"]) == before + 1
+
+
+def test_unicode_and_big_metadata_round_trip(client):
+    metadata = {("\u00e9" * 16)[:16] + str(k): "\U0001F600" * 128 for k in range(16)}
+    conv = client.conversations.create(metadata=metadata, items=[_user("\u2603 \U0001F600 \u0000 nul")])
+    assert client.conversations.retrieve(conv.id).metadata == metadata
+    assert _texts(_all(client, conv.id)) == [("message", "user", "\u2603 \U0001F600 \u0000 nul")]
+
+
+def test_a_broken_pair_in_the_conversation_is_said_of_it(client):
+    """A call deleted from the conversation leaves its output answering nothing: a response made in it is refused
+    naming the conversation, not its input (before: param 'input', which held nothing wrong)."""
+    conv = client.conversations.create(items=[
+        _user("look it up"), {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "found"}])
+    call = _all(client, conv.id)[1]
+    client.conversations.items.delete(call.id, conversation_id=conv.id)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="stories260K", conversation=conv.id, input="and?", max_output_tokens=2)
+    assert err.value.body["param"] == "conversation" and "call_1" in err.value.body["message"], err.value.body
+    # in the input, it is still said of the input
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="stories260K", max_output_tokens=2, store=False, input=[
+            {"type": "function_call_output", "call_id": "call_9", "output": "x"}])
+    assert err.value.body["param"] == "input"
+
+
+def test_a_call_with_an_empty_name_or_id_is_kept(client):
+    """What the Responses API takes as input, a conversation keeps: a function call whose name (or call id) is
+    empty was dropped when read back (the item listed as an empty assistant message)."""
+    sent = [{"type": "function_call", "call_id": "", "name": "", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "", "output": "x"}]
+    conv = client.conversations.create(items=sent)
+    assert _texts(_all(client, conv.id)) == [("function_call", "", "{}"), ("function_call_output", "", "x")]
+
+
+def test_a_web_search_call_is_no_message_of_the_thread(client, server):
+    """The web page's thread shows the conversation's messages: an item kept for the list alone (a web search
+    call) is tool bookkeeping there, as a run's tool calls are, not an empty reply."""
+    conv = client.conversations.create(items=[_user("find plums"), KINDS[2]])
+    with _http(server) as http:
+        messages = http.get(f"/v1/threads/{conv.id}/messages", params={"order": "asc"}).json()["data"]
+    assert [m["role"] for m in messages] == ["user"]
+    assert [i.type for i in _all(client, conv.id)] == ["message", "web_search_call"]
+
+
+def test_concurrent_responses_sending_one_id_each_list_their_own(server):
+    """Two responses made at once in a conversation, their input sent with the same id: the second to end has its
+    item given a new id, in the conversation and in its input_items alike."""
+    async def go() -> None:
+        client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        conv = await client.conversations.create()
+        answers = await asyncio.gather(*(client.responses.create(
+            model="stories260K", conversation=conv.id, max_output_tokens=2,
+            input=[{"type": "message", "role": "user", "id": "msg_twice", "content": f"turn {k}"}]) for k in range(2)))
+        items = [i async for i in client.conversations.items.list(conv.id, order="asc", limit=100)]
+        assert len({i.id for i in items}) == len(items) == 4
+        for answer in answers:
+            listed = [i async for i in client.responses.input_items.list(answer.id, order="asc")]
+            mine = next(i for i in items if i.id == listed[-1].id)  # its input item is the conversation's
+            assert mine.content[0].text == listed[-1].content[0].text
+        assert sum(i.id == "msg_twice" for i in items) == 1
+        await client.close()
+
+    asyncio.run(go())
+
+
+def test_an_item_reference_adds_the_item_it_names(client):
+    """As in a response's input, an ``item_reference`` among the items stands for the item it names: one of the
+    conversation's (added again, under a new id: ids stay unique) or of a stored response (under its id)."""
+    response = client.responses.create(model="stories260K", input="Once", max_output_tokens=2)
+    answer = response.output[-1]
+    conv = client.conversations.create(items=[_user("hello"), {"type": "item_reference", "id": answer.id}])
+    items = _all(client, conv.id)
+    assert items[1].id == answer.id and items[1].content[0].text == answer.content[0].text
+    added = client.conversations.items.create(conv.id, items=[{"type": "item_reference", "id": items[0].id}])
+    again = added.data[0]
+    assert again.id != items[0].id and _texts([again]) == _texts(items[:1])
+    assert _ids(_all(client, conv.id)) == _ids(items) + [again.id]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.conversations.items.create(conv.id, items=[_user("x"), {"type": "item_reference", "id": "msg_none"}])
+    assert err.value.body["param"] == "items[1].id"
+
+
+def test_an_item_the_continued_responses_hold_is_not_sent_again(client):
+    """OpenAI's 400 "Duplicate item found with id ...": an input item (by its id, or by reference) that the responses
+    ``previous_response_id`` continues hold already would be read twice and listed twice under one id."""
+    first = client.responses.create(model="stories260K", input="Once", max_output_tokens=2)
+    answer = first.output[-1]
+    for again in (answer.model_dump(exclude_none=True), {"type": "item_reference", "id": answer.id}):
+        with pytest.raises(openai.BadRequestError) as err:
+            client.responses.create(model="stories260K", previous_response_id=first.id, max_output_tokens=2,
+                                    input=[_user("next"), again])
+        assert err.value.body["param"] == "input[1]" and "Duplicate item" in err.value.body["message"]
+        with pytest.raises(openai.BadRequestError):
+            client.responses.input_tokens.count(model="stories260K", previous_response_id=first.id,
+                                                input=[_user("next"), again])
+    # the same item without its id, or in a response that does not continue it, is taken
+    fresh = client.responses.create(model="stories260K", previous_response_id=first.id, max_output_tokens=2,
+                                    input=[{"type": "message", "role": "assistant", "content": "Hm."}, _user("next")])
+    assert fresh.status in ("completed", "incomplete")
+    client.responses.create(model="stories260K", max_output_tokens=2, input=[answer.model_dump(exclude_none=True),
+                                                                              _user("next")])

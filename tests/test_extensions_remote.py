@@ -551,3 +551,20 @@ def test_sse_parser_reassembles_lines_split_anywhere():
     parser = SSEParser()
     assert parser.feed_bytes(b"data: no blank line at the end") == []
     assert [e.data for e in parser.close()] == ["no blank line at the end"]
+
+
+def test_an_upstream_is_sent_no_tool_options_without_tools():
+    """OpenAI refuses tool_choice and parallel_tool_calls "only allowed when 'tools' are specified": a request with
+    no tools (a Responses one, which takes them without: Codex sends parallel_tool_calls false) goes upstream
+    without them, as it is answered here; with tools, they go."""
+    from jan.extensions.remote.wire import chat_body
+    from jan.services.types import ChatMessage, ChatRequest, ToolSpec
+
+    bare = ChatRequest(model="m", messages=(ChatMessage.of_text("user", "hi"),), tool_choice="auto",
+                       parallel_tool_calls=False)
+    body = chat_body(bare)
+    assert "tool_choice" not in body and "parallel_tool_calls" not in body and "tools" not in body
+    tools = ChatRequest(model="m", messages=(ChatMessage.of_text("user", "hi"),), tool_choice="auto",
+                        parallel_tool_calls=False, tools=(ToolSpec("f", None, {"type": "object"}),))
+    body = chat_body(tools)
+    assert body["tool_choice"] == "auto" and body["parallel_tool_calls"] is False and body["tools"]

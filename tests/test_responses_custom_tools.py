@@ -113,8 +113,10 @@ def test_a_custom_call_and_its_output_continue_the_conversation(client):
         output])
     assert manual.usage.input_tokens == second.usage.input_tokens
     assert manual.output_text == second.output_text
+    # (the response it continues first: its input and its call, with the call's id)
     items = client.responses.input_items.list(second.id, order="asc").data
-    assert [i.type for i in items] == ["custom_tool_call_output"] and items[0].call_id == call.call_id
+    assert [i.type for i in items] == ["message", "custom_tool_call", "custom_tool_call_output"]
+    assert items[1].id == call.id and items[2].call_id == call.call_id
 
 
 def test_a_custom_output_answering_no_call_is_refused(client):

@@ -378,12 +378,49 @@ def test_stream_options_without_stream_is_openais_400(keyed, path, body, stream)
     assert status == 200, out
 
 
+RESPONSE = {"model": "stories260K", "input": "hi", "max_output_tokens": 2}
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+
+
+@pytest.mark.parametrize("path, body, param", [
+    # the Responses API's own: OpenAI answers its stream_options without stream with chat completions' 400
+    ("/v1/responses", RESPONSE | {"stream_options": {"include_obfuscation": False}}, "stream_options"),
+    ("/v1/responses", RESPONSE | {"stream": False, "stream_options": {}}, "stream_options"),
+    # chat completions: "'tool_choice' (or 'parallel_tool_calls') is only allowed when 'tools' are specified"
+    ("/v1/chat/completions", CHAT | {"tool_choice": "auto"}, "tool_choice"),
+    ("/v1/chat/completions", CHAT | {"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
+    ("/v1/chat/completions", CHAT | {"parallel_tool_calls": False}, "parallel_tool_calls"),
+    ("/v1/chat/completions", CHAT | {"tools": [], "parallel_tool_calls": True}, "parallel_tool_calls"),
+    # their deprecated forms: "'function_call' is only allowed when 'functions' are specified"
+    ("/v1/chat/completions", CHAT | {"function_call": "auto"}, "function_call"),
+    ("/v1/chat/completions", CHAT | {"functions": [], "function_call": {"name": "f"}}, "function_call"),
+])
+def test_an_option_without_the_one_it_goes_with_is_openais_400(keyed, path, body, param):
+    status, _, out = call(keyed, "POST", path, body)
+    assert status == 400, out
+    assert out["error"]["param"] == param and out["error"]["type"] == "invalid_request_error", out
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/responses", RESPONSE | {"stream": True, "stream_options": {"include_obfuscation": False}}),
+    # what OpenAI takes: the Responses API's parallel_tool_calls and tool_choice without tools (Codex sends them),
+    # its top_logprobs without the logprobs include (none returned), chat's tool_choice 'none' and nulls
+    ("/v1/responses", RESPONSE | {"parallel_tool_calls": False, "tool_choice": "auto", "top_logprobs": 2}),
+    ("/v1/chat/completions", CHAT | {"tool_choice": "none", "parallel_tool_calls": None}),
+    ("/v1/chat/completions", CHAT | {"model": "tool-model", "tools": [TOOL], "tool_choice": "auto",
+                                     "parallel_tool_calls": False}),
+])
+def test_options_taken_as_openai_takes_them(keyed, path, body):
+    status, _, out = call(keyed, "POST", path, body)
+    assert status == 200, out
+
+
 # -- 15: OpenAI's current parameters --------------------------------------------------------------
 def test_harmless_openai_parameters_are_accepted(keyed):
     extra = {"prompt_cache_key": "k", "prompt_cache_retention": "24h", "safety_identifier": "u1", "verbosity": "low",
              "audio": None, "service_tier": "auto", "store": False, "metadata": {"a": "b"}, "user": "u",
              "modalities": ["text"], "prediction": {"type": "content", "content": "Once upon"},
-             "web_search_options": None, "parallel_tool_calls": True, "reasoning_effort": "low"}
+             "web_search_options": None, "reasoning_effort": "low"}  # (parallel_tool_calls needs tools: below)
     status, _, out = call(keyed, "POST", "/v1/chat/completions", CHAT | extra)
     assert status == 200, out
 

@@ -676,6 +676,8 @@ class ChatCompletionRequest(SamplingFields):
         if self.function_call is not None:
             if self.tool_choice is not None:
                 raise ValueError("function_call: cannot be used together with tool_choice (its deprecated form)")
+            if not self.tools and self.function_call != "none":  # (OpenAI's words for its deprecated pair)
+                raise ValueError("function_call: only allowed when functions are specified")
             fc = self.function_call
             self.tool_choice = fc if isinstance(fc, str) else NamedToolChoice(type="function", function=fc)
             self.function_call = None
@@ -692,6 +694,13 @@ class ChatCompletionRequest(SamplingFields):
                                  "which is not in tools")
         if self.tool_choice == "required" and not self.tools:
             raise ValueError("tool_choice: 'required' needs tools (the request has none)")
+        # OpenAI's 400s ("'tool_choice' is only allowed when 'tools' are specified", the same of
+        # parallel_tool_calls): a choice of tools, or of how to call them, with none to call is a client's mistake
+        # (tool_choice 'none' says nothing of tools, and is taken)
+        if not self.tools and self.tool_choice not in (None, "none"):
+            raise ValueError("tool_choice: only allowed when tools are specified")
+        if not self.tools and self.parallel_tool_calls is not None:
+            raise ValueError("parallel_tool_calls: only allowed when tools are specified")
         return self
 
 

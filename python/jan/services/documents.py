@@ -447,6 +447,12 @@ async def read_document_text(part: DocumentPart) -> str:
     return await _off_loop(document_text, part)
 
 
+async def read_message_documents(messages: Sequence[ChatMessage]) -> tuple[ChatMessage, ...]:
+    """:func:`read_messages` in a worker thread, which stops when the awaiting task is cancelled (the turns a
+    conversation keeps read as a prompt's are)."""
+    return await _off_loop(read_messages, messages)
+
+
 async def read_documents(request: ChatRequest) -> ChatRequest:
     """``request`` with its documents read as text (:func:`read_messages`, in a worker thread, which stops when
     the awaiting task is cancelled); the request itself when it has none (no thread started). Raises
@@ -455,5 +461,4 @@ async def read_documents(request: ChatRequest) -> ChatRequest:
     many = len(request.messages) > MANY_MESSAGES
     if not (await asyncio.to_thread(has_documents, request.messages) if many else has_documents(request.messages)):
         return request
-    messages = await _off_loop(read_messages, request.messages)
-    return replace(request, messages=messages)
+    return replace(request, messages=await read_message_documents(request.messages))

@@ -502,7 +502,10 @@ def tool_bookkeeping(message: dict[str, Any]) -> bool:
     if message.get("role") == "tool":
         return True
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
-    return message.get("role") == "assistant" and bool(metadata.get("tool_calls")) and not message.get("content")
+    # (an empty assistant message that keeps a conversation's item no turn holds, a hosted web search call, records a
+    # tool's use the same way: jan.server.dialects.responses_store.KeptTurn)
+    return message.get("role") == "assistant" and not message.get("content") and (
+        bool(metadata.get("tool_calls")) or isinstance(metadata.get("item"), dict))
 
 
 def text_of(message: dict[str, Any]) -> str:

@@ -58,12 +58,14 @@ def chat_body(request: ChatRequest) -> dict[str, Any]:
         body["tools"] = [{"type": "function", "function": {k: v for k, v in (("name", t.name),
                           ("description", t.description), ("parameters", t.parameters), ("strict", t.strict))
                           if v is not None}} for t in request.tools]
-    choice = request.tool_choice
+    # (OpenAI refuses tool_choice and parallel_tool_calls "only allowed when 'tools' are specified": a request with
+    # none, a Responses one Codex sends with parallel_tool_calls false, is answered without them as it would be here)
+    choice = request.tool_choice if request.tools else None
     if isinstance(choice, NamedToolChoice):
         body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
     elif choice is not None:
         body["tool_choice"] = choice
-    if request.parallel_tool_calls is not None:
+    if request.parallel_tool_calls is not None and request.tools:
         body["parallel_tool_calls"] = request.parallel_tool_calls
     fmt = request.response_format
     if fmt is not None:

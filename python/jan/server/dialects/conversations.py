@@ -4,11 +4,13 @@ A conversation is a Jan thread whose id is ``conv_<ULID>`` (so it shows in the w
 are the thread's messages: each one read as a chat turn by the Responses store's own reading
 (:func:`~jan.server.dialects.responses_store.from_thread_message`), then said as the items it stands for
 (:func:`message_items`): a user, system or tool turn is one item, an assistant turn its reasoning, its text and its
-function calls, in that order. An item's id is made from its message's id, so it is the same on every read; the
-items a response's output added keep the ids the response gave them (its answer's ``metadata.item_ids``). Items
-sent (``items``) are the Responses API's input items, made chat turns by its own
-:func:`~jan.server.dialects.responses.input_messages` and stored as a response's input is
-(:func:`~jan.server.dialects.responses_store.to_thread_message`). Nothing here knows HTTP.
+calls, in that order. Items sent (``items``, or a response's input and output) are the Responses API's, made chat
+turns by its own :func:`~jan.server.dialects.responses.input_messages`; each turn's message keeps, in
+``metadata.item_ids``, the ids and kinds of the items it was made of (:func:`kept_turns`: a custom tool's call, a
+developer message, a document's ``input_file``), so every item is listed as it was sent, under the one id it has
+wherever it is listed; an item that is no turn (a web search call) is kept as sent in a message the model never
+reads. A message with no kept id (one of Jan's own) has ids made from its message's id, the same on every read.
+Nothing here knows HTTP.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ from typing import Any, Union
 
 from pydantic import ConfigDict, Field, model_validator
 
-from jan.server.dialects.responses import (FunctionCallItem, FunctionCallOutputItem, InputFile, InputItem,
-                                           MessageItem, ReasoningItem, _call_item, _message_item, _reasoning_item,
-                                           _Wire)
-from jan.server.dialects.responses_store import _data_url, to_thread_message
+from jan.server.dialects.responses import (InputItem, MessageItem, _call_item, _custom_call_item,
+                                           _message_item, _reasoning_item, _Wire, custom_input)
+from jan.server.dialects.responses_store import KeptTurn, _data_url, to_thread_message
 from jan.server.schemas import Metadata
 from jan.services import types as typed
 from jan.services.errors import RequestError
@@ -31,8 +32,8 @@ from jan.store.errors import InvalidArgumentError
 from jan.store.files import extract_images
 
 __all__ = ["MAX_ITEMS", "ConversationCreate", "ConversationItems", "ConversationUpdate", "ItemRef",
-           "check_items", "check_storable", "conversation_object", "message_items", "valid_conversation_id",
-           "valid_item_id"]
+           "check_items", "check_storable", "conversation_object", "kept_turns", "message_items",
+           "valid_conversation_id", "valid_item_id"]
 
 #: OpenAI's: "You may add up to 20 items at a time" (a create's ``items`` too).
 MAX_ITEMS = 20
@@ -95,41 +96,82 @@ class ConversationUpdate(_Wire):
         return data
 
 
-_KEPT = "message, function_call, function_call_output and reasoning"
-
-
 def check_items(items: list[Any], field: str = "items") -> None:
-    """Refuse (a 400 naming the field) what a conversation cannot keep as it was sent: an item of another kind
-    (a custom tool's call, a web search, a reference), a document (its text is read when a response is made: send
-    it in the input of a response made in the conversation), a reasoning item that is no assistant turn's (it is
-    kept as the reasoning of the turn after it) or that has no text to keep."""
+    """Refuse (a 400 naming the field) what a conversation cannot keep as it was sent: an assistant message holding
+    other than text (an assistant turn is kept as what the model said: its text, its reasoning, its calls). Every
+    other item a response's input or output holds is kept (:func:`kept_turns`; a reference, as the item it names,
+    read before)."""
     for i, item in enumerate(items):
         where = f"{field}[{i}]"
-        if not isinstance(item, (MessageItem, FunctionCallItem, FunctionCallOutputItem, ReasoningItem)):
-            raise RequestError(f"{where}.type: a conversation keeps {_KEPT} items, not {item.type!r}",
-                               param=f"{where}.type", code="invalid_value")
-        parts = item.content if isinstance(item, MessageItem) else getattr(item, "output", None)
-        for j, part in enumerate(parts if isinstance(parts, list) else ()):
-            spoken = ("output_text", "input_text", "refusal")
-            if isinstance(item, MessageItem) and item.role == "assistant" and part.type not in spoken:
-                # (an assistant turn is kept as its text, its reasoning and its calls: what the model said)
-                raise RequestError(f"{where}.content[{j}]: an assistant message holds text (output_text or refusal), "
-                                   f"not {part.type}", param=f"{where}.content[{j}]", code="invalid_value")
-            if isinstance(part, InputFile):
-                key = "content" if isinstance(item, MessageItem) else "output"
-                raise RequestError(f"{where}.{key}[{j}]: a document is read as text when a response is made; send it "
-                                   "in the input of a response made in the conversation (conversation: its id), or "
-                                   "send its text as input_text", param=f"{where}.{key}[{j}]", code="invalid_value")
-        if isinstance(item, ReasoningItem):
-            after = items[i + 1] if i + 1 < len(items) else None
-            answer = isinstance(after, MessageItem) and after.role == "assistant"
-            if not (answer or isinstance(after, FunctionCallItem)):
-                raise RequestError(f"{where}: a reasoning item is kept as the reasoning of the assistant turn right "
-                                   "after it (an assistant message or a function_call item)", param=where,
-                                   code="invalid_value")
-            if not any(p.text for p in (item.content or item.summary)):
-                raise RequestError(f"{where}: a reasoning item needs its text (content or summary) to be kept",
-                                   param=where, code="invalid_value")
+        if isinstance(item, MessageItem) and item.role == "assistant" and isinstance(item.content, list):
+            for j, part in enumerate(item.content):
+                if part.type not in ("output_text", "input_text", "refusal"):
+                    raise RequestError(f"{where}.content[{j}]: an assistant message holds text (output_text or "
+                                       f"refusal), not {part.type}", param=f"{where}.content[{j}]",
+                                       code="invalid_value")
+
+
+def _turn_ids(turn: typed.ChatMessage, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a turn's thread message keeps of the items it was made of (``metadata.item_ids``): their ids, by kind
+    (:func:`message_items` reads them), a developer message's role (the turn's is ``system``), which calls are a
+    custom tool's and whether a tool's output is a custom tool's (the turn's are function calls and outputs)."""
+    ids: dict[str, Any] = {}
+    for item in items:
+        kind, item_id = item.get("type"), item.get("id")
+        if kind == "message":
+            ids.setdefault("message", item_id)
+            if item.get("role") == "developer":
+                ids["role"] = "developer"
+            content = item.get("content")
+            if content and isinstance(content, list) and all(p.get("type") == "refusal" for p in content):
+                ids["refusal"] = True  # (the turn keeps its text: said again as the refusal it was)
+        elif kind == "reasoning":
+            ids["reasoning"] = item_id
+        elif kind in ("function_call", "custom_tool_call"):
+            ids.setdefault("calls", {}).setdefault(item.get("call_id"), item_id)
+            if kind == "custom_tool_call":
+                ids.setdefault("custom", []).append(item.get("call_id"))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            ids["output"] = item_id
+            if kind == "custom_tool_call_output":
+                ids["output_type"] = kind
+    return ids
+
+
+def _turn_files(turn: typed.ChatMessage, items: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The ``input_file`` parts of the item a user, system or tool turn was made of, by their index in its content
+    (one part each, in order: a document's text is kept where its part was, :func:`kept_turns`)."""
+    if turn.role == "assistant" or not items:
+        return {}
+    content = items[-1].get("content" if items[-1].get("type") == "message" else "output")
+    return {j: {k: v for k, v in part.items() if k in _FILE_FIELDS}
+            for j, part in enumerate(content if isinstance(content, list) else ())
+            if isinstance(part, dict) and part.get("type") == "input_file"}
+
+
+_FILE_FIELDS = ("type", "file_data", "file_id", "file_url", "filename", "detail")
+
+
+def kept_turns(items: list[dict[str, Any]], turns: list[typed.ChatMessage],
+               sources: list[list[int]]) -> list[KeptTurn]:
+    """What a conversation keeps of ``items`` (input items as a response's ``input_items`` lists them: each with its
+    id, :func:`~jan.server.dialects.responses.input_items`): each of their chat ``turns`` (documents read as text)
+    with the ids and kinds of the items it was made of (``sources``:
+    :func:`~jan.server.dialects.responses.input_sources`), and each item that is in no turn (a web search call,
+    reasoning no assistant turn follows) as it was sent, where it was, so every item listed is the item sent."""
+    # (a reasoning item with no text the turn can keep, another server's encrypted_content alone, is kept as sent)
+    sources = [[i for i in indices if turn.reasoning or items[i].get("type") != "reasoning"]
+               for turn, indices in zip(turns, sources)]
+    in_turns = {i for indices in sources for i in indices}
+    alone = [i for i in range(len(items)) if i not in in_turns]
+    out: list[KeptTurn] = []
+    for turn, indices in zip(turns, sources):
+        while alone and indices and alone[0] < max(indices):
+            out.append(KeptTurn(None, item=items[alone.pop(0)]))
+        mine = [items[i] for i in indices]
+        out.append(KeptTurn(turn, item_ids=_turn_ids(turn, mine) or None, files=_turn_files(turn, mine) or None))
+    out += [KeptTurn(None, item=items[i]) for i in alone]
+    return out
 
 
 def check_storable(turns: list[tuple[typed.ChatMessage, str]]) -> None:
@@ -179,10 +221,16 @@ def _call_tag(call_id: str) -> str:
     return hashlib.sha256(call_id.encode()).hexdigest()[:12]
 
 
-def _input_content(turn: typed.ChatMessage) -> list[dict[str, Any]]:
+def _input_content(turn: typed.ChatMessage, stored: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The content parts of a user, system or tool turn as input items say them; ``stored``: the thread message's
+    part each of the turn's came from (:func:`~jan.server.dialects.responses_store.thread_parts`), where a
+    document's text keeps the ``input_file`` it was sent as."""
     content: list[dict[str, Any]] = []
-    for part in turn.content:
-        if isinstance(part, (UntrustedTextPart, typed.TextPart)):
+    for k, part in enumerate(turn.content):
+        file = (stored[k] if stored and k < len(stored) else {}).get("file")
+        if isinstance(part, UntrustedTextPart) and isinstance(file, dict) and file.get("type") == "input_file":
+            content.append({key: value for key, value in file.items() if key in _FILE_FIELDS})
+        elif isinstance(part, (UntrustedTextPart, typed.TextPart)):
             content.append({"type": "input_text", "text": part.text})
         elif isinstance(part, typed.ImagePart):
             content.append({"type": "input_image", "image_url": _data_url(part), "file_id": None, "detail": "auto"})
@@ -191,8 +239,8 @@ def _input_content(turn: typed.ChatMessage) -> list[dict[str, Any]]:
 
 def _kept_id(ids: Any, key: str, call_id: str | None = None) -> str | None:
     """The id ``metadata.item_ids`` keeps for an item
-    (:func:`~jan.server.dialects.responses_store.output_item_ids`); ``None``: none (an item added
-    through the Conversations API, or a thread written before they were kept)."""
+    (:func:`~jan.server.dialects.responses_store.output_item_ids`, :func:`kept_turns`); ``None``: none (a thread
+    written before they were kept, a message of Jan's own)."""
     if not isinstance(ids, dict):
         return None
     value = ids.get(key)
@@ -201,31 +249,62 @@ def _kept_id(ids: Any, key: str, call_id: str | None = None) -> str | None:
     return value if isinstance(value, str) and valid_item_id(value) else None
 
 
+def alone_items(message_id: str, item: dict[str, Any]) -> list[tuple[dict[str, Any], ItemRef]]:
+    """The item a message keeps as it was sent (no turn of the chat: :class:`KeptTurn`'s ``item``), with where it
+    is kept; its id, or one made from the message's where it has none that can be an item's."""
+    item_id = item.get("id")
+    if not (isinstance(item_id, str) and valid_item_id(item_id)):
+        item_id = f"{'rs' if item.get('type') == 'reasoning' else 'ws'}_{_tail(message_id)}"
+    return [({**item, "id": item_id}, ItemRef(message_id, "item"))]
+
+
 def message_items(message_id: str, turn: typed.ChatMessage, stopped: bool = False,
-                  ids: Any = None) -> list[tuple[dict[str, Any], ItemRef]]:
+                  ids: Any = None, stored: list[dict[str, Any]] | None = None) -> list[tuple[dict[str, Any], ItemRef]]:
     """The items a thread message stands for (``turn``: the message read as a chat turn), each with where it is
     kept; ``stopped``: the message is an answer cut off (its items ``incomplete``); ``ids``: the message's
-    ``metadata.item_ids``, the ids of the response output items it keeps (others' are made from its id)."""
+    ``metadata.item_ids``, the ids (and kinds) of the items it keeps (:func:`kept_turns`, a response's output
+    items); ``stored``: the stored part each of the turn's content parts came from (a document's ``input_file``).
+    Items with no kept id have one made from the message's id, the same on every read."""
     tail, status = _tail(message_id), "incomplete" if stopped else "completed"
+    ids = ids if isinstance(ids, dict) else {}
     if turn.role == "tool":
-        content = _input_content(turn)
+        content = _input_content(turn, stored)
         only_text = all(p["type"] == "input_text" for p in content)
         output: Any = "".join(p["text"] for p in content) if only_text else content
-        return [({"id": f"fco_{tail}", "type": "function_call_output", "call_id": turn.tool_call_id or "",
-                  "output": output, "status": "completed"}, ItemRef(message_id, "function_call_output"))]
+        item_id = _kept_id(ids, "output") or f"fco_{tail}"
+        if ids.get("output_type") == "custom_tool_call_output":  # (OpenAI's has no status)
+            item = {"id": item_id, "type": "custom_tool_call_output", "call_id": turn.tool_call_id or "",
+                    "output": output}
+        else:
+            item = {"id": item_id, "type": "function_call_output", "call_id": turn.tool_call_id or "",
+                    "output": output, "status": "completed"}
+        return [(item, ItemRef(message_id, "function_call_output"))]
     if turn.role != "assistant":
-        item = {"id": f"msg_{tail}", "type": "message", "role": turn.role, "status": "completed",
-                "content": _input_content(turn)}
+        role = "developer" if turn.role == "system" and ids.get("role") == "developer" else turn.role
+        item = {"id": _kept_id(ids, "message") or f"msg_{tail}", "type": "message", "role": role,
+                "status": "completed", "content": _input_content(turn, stored)}
         return [(item, ItemRef(message_id, "message"))]
     out: list[tuple[dict[str, Any], ItemRef]] = []
     if turn.reasoning:
         out.append((_reasoning_item(_kept_id(ids, "reasoning") or f"rs_{tail}", turn.reasoning, "completed"),
                     ItemRef(message_id, "reasoning")))
     if turn.text or not (turn.tool_calls or turn.reasoning):
-        out.append((_message_item(_kept_id(ids, "message") or f"msg_{tail}", turn.text, status),
-                    ItemRef(message_id, "message")))
+        item = _message_item(_kept_id(ids, "message") or f"msg_{tail}", turn.text, status)
+        if ids.get("refusal") is True and turn.text:
+            item["content"] = [{"type": "refusal", "refusal": turn.text}]
+        out.append((item, ItemRef(message_id, "message")))
+    custom = ids.get("custom") if isinstance(ids.get("custom"), list) else ()
+    seen = {item["id"] for item, _ in out}
     for call in turn.tool_calls:
-        item_id = _kept_id(ids, "calls", call.id) or f"fc_{tail}_{_call_tag(call.id)}"
-        out.append((_call_item(item_id, call.id, call.name, call.arguments, status),
-                    ItemRef(message_id, "function_call", call.id)))
+        item_id = _kept_id(ids, "calls", call.id)
+        if item_id is None or item_id in seen:  # (two calls of one id: each its own item id)
+            item_id = f"fc_{tail}_{_call_tag(call.id)}"
+            while item_id in seen:
+                item_id += "x"
+        seen.add(item_id)
+        if call.id in custom:
+            item = _custom_call_item(item_id, call.id, call.name, custom_input(call.arguments))
+        else:
+            item = _call_item(item_id, call.id, call.name, call.arguments, status)
+        out.append((item, ItemRef(message_id, "function_call", call.id)))
     return out

@@ -9,18 +9,24 @@ item is a :class:`jan.core.NotFoundError`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
 from jan.core import NotFoundError
 from jan.errors import not_found_message
-from jan.server.dialects.conversations import ItemRef, conversation_object, message_items
-from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, ResponsesStore, _title,
-                                                 from_thread_message, is_conversation_thread, to_thread_message)
+from jan.server.dialects.conversations import ItemRef, alone_items, conversation_object, message_items
+from jan.server.dialects.responses_store import (CONVERSATION_PREFIX, CONVERSATION_TITLE, KeptTurn, ResponsesStore,
+                                                 _reid, _title, from_thread_message, is_conversation_thread, kept_item,
+                                                 thread_parts, to_thread_message)
 from jan.services.types import ChatMessage
 from jan.store.ids import new_id
 
 __all__ = ["ConversationStore"]
+
+
+#: A conversation of more messages than this has its items made in a worker thread (as one holding images).
+MANY_MESSAGES = 500
 
 
 def _missing(conversation_id: str) -> NotFoundError:
@@ -47,8 +53,10 @@ class ConversationStore:
         except NotFoundError:
             raise _missing(conversation_id) from None
 
-    async def create(self, messages: list[ChatMessage], metadata: dict[str, Any] | None) -> dict[str, Any]:
+    async def create(self, messages: list[ChatMessage | KeptTurn], metadata: dict[str, Any] | None) -> dict[str, Any]:
         """A new conversation holding ``messages`` (written with the thread, all or none): its object."""
+        used: set[str] = set()  # (an id sent twice is given anew: items are told apart by id)
+        messages = [_reid(m, used, {}) if isinstance(m, KeptTurn) else m for m in messages]
         thread = await self._threads.create_thread({
             "id": new_id(CONVERSATION_PREFIX.rstrip("_")), "title": _title(messages) or CONVERSATION_TITLE,
             # Jan's default assistant: the web page continues the conversation as any other thread
@@ -76,24 +84,42 @@ class ConversationStore:
         except NotFoundError:
             raise _missing(conversation_id) from None
 
-    async def _items(self, conversation_id: str) -> list[tuple[dict[str, Any], ItemRef]]:
+    async def _read(self, conversation_id: str, *, images: bool = True,
+                    ) -> list[tuple[dict[str, Any], ChatMessage | None, list[tuple[dict[str, Any], ItemRef]]]]:
+        """Each of the thread's messages with its chat turn and its items; ``images``: read its image files (an
+        item's image part is its data), or not (ids and kinds alone)."""
         try:
             messages = await self._threads.list_messages(conversation_id, order="asc")
         except NotFoundError:
             raise _missing(conversation_id) from None
-        turns = await self.store.turns(conversation_id, messages)
-        out: list[tuple[dict[str, Any], ItemRef]] = []
-        for message, turn in zip(messages, turns):
-            if turn is not None and isinstance(message.get("id"), str):
-                metadata = message.get("metadata")
-                out += message_items(message["id"], turn, stopped=message.get("status") == "stopped",
-                                     ids=metadata.get("item_ids") if isinstance(metadata, dict) else None)
-        return out
+        files = await self.store.images(conversation_id, messages) if images else None
+
+        def read() -> list[tuple[dict[str, Any], ChatMessage | None, list[tuple[dict[str, Any], ItemRef]]]]:
+            return [(message, *_items_of(message, files)) for message in messages
+                    if isinstance(message.get("id"), str)]
+
+        # (a long conversation's items, its images as data URLs, take a while to make: not on the event loop)
+        return await asyncio.to_thread(read) if len(messages) > MANY_MESSAGES or files else read()
+
+    async def _items(self, conversation_id: str) -> list[tuple[dict[str, Any], ItemRef]]:
+        return [pair for _, _, items in await self._read(conversation_id) for pair in items]
 
     async def items(self, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's items, oldest first."""
         await self.thread(conversation_id)
         return [item for item, _ in await self._items(conversation_id)]
+
+    async def history(self, conversation_id: str) -> tuple[list[ChatMessage], list[str]]:
+        """What a response made in the conversation reads before its input: its chat turns, and the ids of its
+        items (the response's ``input_items`` list them first). :class:`NotFoundError` for no conversation."""
+        await self.thread(conversation_id)
+        read = await self._read(conversation_id)
+        return ([turn for _, turn, _ in read if turn is not None],
+                [item["id"] for _, _, items in read for item, _ in items])
+
+    async def item_ids(self, conversation_id: str) -> set[str]:
+        """The ids the conversation's items have (no image read)."""
+        return {item["id"] for _, _, items in await self._read(conversation_id, images=False) for item, _ in items}
 
     async def item(self, conversation_id: str, item_id: str) -> dict[str, Any]:
         await self.thread(conversation_id)
@@ -103,16 +129,16 @@ class ConversationStore:
         raise NotFoundError(not_found_message("item", item_id, f"conversation {conversation_id!r}"),
                             resource="item", id=item_id)
 
-    async def add(self, conversation_id: str, messages: list[ChatMessage]) -> list[dict[str, Any]]:
-        """Append ``messages`` (all or none); the items they made, in order."""
+    async def add(self, conversation_id: str, messages: list[ChatMessage | KeptTurn]) -> list[dict[str, Any]]:
+        """Append ``messages`` (all or none); the items they made, in order (an id an item of the conversation
+        has already is given anew)."""
         await self.thread(conversation_id)
         try:
-            written = await self.store.append(conversation_id, messages)
+            written, _ = await self.store.append(conversation_id, messages, taken=self.item_ids)
         except NotFoundError:
             raise _missing(conversation_id) from None
-        turns = await self.store.turns(conversation_id, written)
-        return [item for message, turn in zip(written, turns) if turn is not None
-                for item, _ in message_items(message["id"], turn)]
+        files = await self.store.images(conversation_id, written)
+        return [item for message in written for item, _ in _items_of(message, files)[1]]
 
     async def delete_item(self, conversation_id: str, item_id: str) -> dict[str, Any]:
         """Remove one item: its message, or, of an assistant turn of several items, that part of it (its
@@ -135,9 +161,25 @@ class ConversationStore:
         return conversation_object(thread)
 
 
+def _items_of(message: dict[str, Any], files: dict[str, Any] | None,
+              ) -> tuple[ChatMessage | None, list[tuple[dict[str, Any], ItemRef]]]:
+    """A thread message's chat turn (``None``: none) and the items it stands for (none for a message that is no
+    turn; the item it keeps as sent, for one that keeps one); ``files``: the thread's images by id."""
+    item = kept_item(message)
+    if item is not None:
+        return None, alone_items(message["id"], item)
+    turn = from_thread_message(message, files)
+    if turn is None:
+        return None, []
+    metadata = message.get("metadata")
+    stored = [raw for _, raw in thread_parts(message, files)]
+    return turn, message_items(message["id"], turn, stopped=message.get("status") == "stopped", stored=stored,
+                               ids=metadata.get("item_ids") if isinstance(metadata, dict) else None)
+
+
 def _without(message: dict[str, Any], ref: ItemRef) -> dict[str, Any] | None:
     """The assistant ``message`` without the item ``ref`` names (``None``: the item is the whole message)."""
-    if message.get("role") != "assistant":
+    if message.get("role") != "assistant" or ref.kind == "item":
         return None
     content = [p for p in message.get("content") or () if isinstance(p, dict)]
     metadata = dict(message.get("metadata") or {})

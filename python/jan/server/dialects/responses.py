@@ -43,12 +43,14 @@ __all__ = [
     "encrypted_reasoning",
     "input_items",
     "input_messages",
+    "input_sources",
     "input_turns",
     "new_id",
     "output_items",
     "output_message",
     "reasoning_of_encrypted",
     "resolve_file_images",
+    "sourced_turns",
     "response_object",
     "schema_error",
     "to_chat_request",
@@ -511,6 +513,15 @@ class _Answer(_Wire):
 class ResponsesRequest(_Prompt, _Answer):
     """The body of ``POST /v1/responses``."""
 
+    @model_validator(mode="after")
+    def _stream_options_only_when_streaming(self) -> "ResponsesRequest":
+        # OpenAI's 400, as chat completions' ("The 'stream_options' parameter is only allowed when 'stream' is
+        # enabled."): options for a stream that is not sent are a client's mistake, not a setting (an input token
+        # count takes the body a response would be made of, and ignores both)
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options: only allowed when stream is true")
+        return self
+
 
 class InputTokensRequest(_Prompt, _Answer):
     """The body of ``POST /v1/responses/input_tokens``: a response request's prompt, counted, not answered. A
@@ -524,20 +535,24 @@ class InputTokensRequest(_Prompt, _Answer):
 _INPUT_ITEM: TypeAdapter[Any] = TypeAdapter(InputItem)
 
 
-def item_references(body: _Prompt) -> list[tuple[int, str]]:
-    """``(index in input, item id)`` of each ``item_reference`` of the body's ``input``."""
-    if not isinstance(body.input, list):
+def item_references(body: Any, field: str = "input") -> list[tuple[int, str]]:
+    """``(index in the items, item id)`` of each ``item_reference`` of the body's ``input`` (``field``: the body's
+    field that holds the items, a conversation's ``items``)."""
+    items = getattr(body, field)
+    if not isinstance(items, list):
         return []
-    return [(i, item.id) for i, item in enumerate(body.input) if isinstance(item, ItemReference)]
+    return [(i, item.id) for i, item in enumerate(items) if isinstance(item, ItemReference)]
 
 
-async def resolve_item_references(body: _Prompt, find: Callable[[str], Awaitable[dict[str, Any] | None]]) -> None:
-    """Put in place of each ``item_reference`` of ``input`` the item it names, ``find(id)`` (the stored item, or
-    ``None``: a 400 naming the reference). Done before :func:`input_messages`, which takes items only. An item that
-    is no input (an output of a kind a request cannot send) is a 400 too."""
-    for index, item_id in item_references(body):
+async def resolve_item_references(body: Any, find: Callable[[str], Awaitable[dict[str, Any] | None]],
+                                  field: str = "input") -> None:
+    """Put in place of each ``item_reference`` of ``input`` (``field``) the item it names, ``find(id)`` (the stored
+    item, or ``None``: a 400 naming the reference). Done before :func:`input_messages`, which takes items only. An
+    item that is no input (an output of a kind a request cannot send) is a 400 too."""
+    items = getattr(body, field)
+    for index, item_id in item_references(body, field):
         found = await find(item_id)
-        where = f"input[{index}].id"
+        where = f"{field}[{index}].id"
         if found is None:
             raise RequestError(f"{where}: no stored item with id '{item_id}' (an item of a response stored with "
                                "store: true)", param=where, code="invalid_value")
@@ -548,7 +563,7 @@ async def resolve_item_references(body: _Prompt, find: Callable[[str], Awaitable
                                param=where, code="invalid_value") from None
         if isinstance(item, ItemReference):  # (a stored item is never a reference: the store keeps them resolved)
             raise RequestError(f"{where}: '{item_id}' names another reference", param=where, code="invalid_value")
-        body.input[index] = item
+        items[index] = item
 
 
 async def resolve_file_images(body: Any, read: Callable[[str, str], Awaitable[tuple[bytes, str]]],
@@ -646,12 +661,19 @@ def _parts(content: str | list, where: str) -> tuple[typed.Part, ...]:
 def _input_turns(items: str | list | None, name: str = "input") -> list[tuple[typed.ChatMessage, str]]:
     """:func:`input_messages`, each with the field of ``input`` it came from (what an error about it names);
     ``name``: the body's field that holds the items (a conversation's ``items``)."""
+    return [(turn, field) for turn, field, _ in _sourced_turns(items, name)]
+
+
+def _sourced_turns(items: str | list | None, name: str = "input") -> list[tuple[typed.ChatMessage, str, list[int]]]:
+    """:func:`_input_turns`, each turn with the indices of the items it was made of (a conversation keeps each
+    item's id and kind with its turn: :func:`input_sources`)."""
     if items is None:
         return []
     if isinstance(items, str):
-        return [(typed.ChatMessage.of_text("user", items), name)]
-    out: list[tuple[typed.ChatMessage, str]] = []
+        return [(typed.ChatMessage.of_text("user", items), name, [0])]
+    out: list[tuple[typed.ChatMessage, str, list[int]]] = []
     reasoning: str | None = None
+    reasoning_at: list[int] = []  # (the reasoning item's index, which goes with the turn after it)
     for i, item in enumerate(items):
         if isinstance(item, ItemReference):  # (a caller that did not resolve them first)
             raise ValueError(f"{name}[{i}]: the item_reference '{item.id}' was not read; send the item itself")
@@ -663,27 +685,42 @@ def _input_turns(items: str | list | None, name: str = "input") -> list[tuple[ty
             except ValueError:
                 raise ValueError(f"{name}[{i}].encrypted_content: damaged (it is not the one jan gave)") from None
             reasoning = "".join(p.text for p in (item.content or item.summary)) or encrypted
+            reasoning_at = [i]
         elif isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
+            mine = reasoning_at + [i] if role == "assistant" else [i]
             out.append((typed.ChatMessage(role, _parts(item.content, f"{name}[{i}].content"),
                                           reasoning=reasoning if role == "assistant" else None),
-                        f"{name}[{i}].content"))
-            reasoning = None if role == "assistant" else reasoning
+                        f"{name}[{i}].content", mine))
+            if role == "assistant":
+                reasoning, reasoning_at = None, []
         elif isinstance(item, (FunctionCallItem, CustomToolCallItem)):
             arguments = item.arguments if isinstance(item, FunctionCallItem) else custom_arguments(item.input)
             call = typed.ToolCall(item.call_id, item.name, arguments)
-            last, field = out[-1] if out else (None, "")
+            last, field, sources = out[-1] if out else (None, "", [])
             if last is not None and last.role == "assistant":
                 out[-1] = (typed.ChatMessage("assistant", last.content, tool_calls=(*last.tool_calls, call),
-                                             reasoning=last.reasoning), field)
+                                             reasoning=last.reasoning), field, [*sources, i])
             else:
                 out.append((typed.ChatMessage("assistant", (), tool_calls=(call,), reasoning=reasoning),
-                            f"{name}[{i}]"))
-                reasoning = None
+                            f"{name}[{i}]", reasoning_at + [i]))
+                reasoning, reasoning_at = None, []
         else:
             out.append((typed.ChatMessage("tool", _parts(item.output, f"{name}[{i}].output"),
-                                          tool_call_id=item.call_id), f"{name}[{i}].output"))
+                                          tool_call_id=item.call_id), f"{name}[{i}].output", [i]))
     return out
+
+
+def sourced_turns(items: str | list | None, field: str = "input") -> list[tuple[typed.ChatMessage, str, list[int]]]:
+    """:func:`input_turns`, each turn with the indices of the items it was made of (:func:`input_sources`)."""
+    return _sourced_turns(items, field)
+
+
+def input_sources(items: str | list | None) -> list[list[int]]:
+    """For each turn :func:`input_messages` makes of ``items``, the indices of the items it was made of (a string:
+    its one item, ``[0]``), in order: what a conversation keeps of each item (its id, its kind) goes with its turn.
+    An item in no turn (a ``web_search_call``; reasoning with no assistant turn after it) is in none."""
+    return [sources for _, _, sources in _sourced_turns(items)]
 
 
 def input_turns(items: str | list | None, field: str = "input") -> list[tuple[typed.ChatMessage, str]]:
@@ -795,10 +832,14 @@ def reasoning_of_encrypted(value: str | None) -> str | None:
         raise ValueError("input: a reasoning item's encrypted_content is damaged") from None
 
 
-def _item_id(item: Any) -> str:
+def _item_id(item: Any, seen: set[str]) -> str:
+    """The id the item is listed with: its own, or a new one for none or one an earlier item of the input has (one
+    item, one id: a list's cursor, a conversation's retrieve, name one)."""
     prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
               "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "web_search_call": "ws"}[item.type]
-    return item.id or new_id(prefix)
+    item_id = item.id if item.id and item.id not in seen else new_id(prefix)
+    seen.add(item_id)
+    return item_id
 
 
 def input_items(items: str | list | None) -> list[dict[str, Any]]:
@@ -808,10 +849,10 @@ def input_items(items: str | list | None) -> list[dict[str, Any]]:
     if isinstance(items, str):
         return [{"id": new_id("msg"), "type": "message", "role": "user", "status": "completed",
                  "content": [{"type": "input_text", "text": items}]}]
-    out = []
+    out, seen = [], set()
     for item in items:
         data = item.model_dump(mode="json", by_alias=True, exclude_none=True)
-        data["id"] = _item_id(item)
+        data["id"] = _item_id(item, seen)
         if isinstance(item, MessageItem):
             data["status"] = "completed"
             if isinstance(item.content, str):  # as the part it stands for, with that part's defaults (annotations)
@@ -910,15 +951,17 @@ def _response_format(text: TextParam | None) -> typed.ResponseFormat | None:
     return typed.ResponseFormat(fmt.type, fmt.schema_, fmt.name, fmt.strict)
 
 
-def tool_pair_error(exc: ToolPairError) -> RequestError:
-    """Function calls and their outputs that do not pair up, in OpenAI's words (``param``: ``input``, as its own)."""
+def tool_pair_error(exc: ToolPairError, field: str = "input") -> RequestError:
+    """Function calls and their outputs that do not pair up, in OpenAI's words (``param``: ``input``, as its own;
+    ``field``: where the one at fault is, ``conversation`` or ``previous_response_id`` for a stored one's)."""
+    where = "" if field == "input" else f" (in the stored conversation, {field})"
     if exc.kind == "duplicate":
-        return RequestError(f"Duplicate value for 'call_id' of '{exc.ids[0]}' in input: a function call's call_id "
-                            "must differ from every call not answered yet.", param="input", code=exc.code)
+        return RequestError(f"Duplicate value for 'call_id' of '{exc.ids[0]}' in {field}: a function call's call_id "
+                            "must differ from every call not answered yet.", param=field, code=exc.code)
     if exc.kind == "unexpected":
-        return RequestError(f"No tool call found for function call output with call_id {exc.ids[0]}.", param="input",
-                            code=exc.code)
-    return RequestError(f"No tool output found for function call {', '.join(exc.ids)}.", param="input",
+        return RequestError(f"No tool call found for function call output with call_id {exc.ids[0]}{where}.",
+                            param=field, code=exc.code)
+    return RequestError(f"No tool output found for function call {', '.join(exc.ids)}{where}.", param=field,
                         code=exc.code)
 
 
@@ -936,7 +979,12 @@ def to_chat_request(body: _Prompt, history: list[typed.ChatMessage],
     try:  # with the stored conversation: an output may answer a call of the previous response
         check_tool_pairs(messages, "earlier")
     except ToolPairError as exc:
-        raise tool_pair_error(exc) from None
+        # (a conversation's items are added as sent, and one of a pair can be deleted: the fault may be there, not
+        # in the input, and the client must hear which)
+        # (a stored call left unanswered is the input's to answer: said of the input, as OpenAI's)
+        stored = exc.kind != "unanswered" and len(system) <= exc.index < len(system) + len(history)
+        raise tool_pair_error(exc, ("conversation" if body.conversation_id else "previous_response_id")
+                              if stored else "input") from None
     tools, tool_choice = _tools(body)
     effort = body.reasoning.effort if body.reasoning else None
     reasoning = typed.ReasoningOptions(effort=effort) if effort else None

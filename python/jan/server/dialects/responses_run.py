@@ -17,10 +17,11 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jan.server.dialects.responses_store import ResponsesStore, StoredResponse
+from jan.server.dialects.responses_store import KeptTurn, ResponsesStore, StoredResponse
 from jan.services.types import ChatDelta, ChatMessage
 
 if TYPE_CHECKING:
@@ -32,7 +33,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jan.server")
 
-__all__ = ["STREAM_KEPT_S", "ReplayableStreams", "ResponseRun"]
+__all__ = ["STREAM_KEPT_S", "InConversation", "ReplayableStreams", "ResponseRun"]
+
+
+@dataclass(frozen=True)
+class InConversation:
+    """The conversation a response is made in: its store and thread, the turns its input adds (each with the ids
+    and kinds of its items: :class:`~jan.server.dialects.responses_store.KeptTurn`), ``taken`` (the ids its items
+    have, read when they are added: an input item's id one of them has already is given anew) and ``history`` (the
+    ids of the items the response read before its input)."""
+
+    store: ResponsesStore
+    thread_id: str
+    inputs: list[KeptTurn]
+    taken: Callable[[str], Awaitable[set[str]]]
+    history: list[str] = field(default_factory=list)
 
 # The event that ends a stream, per final status. The Responses stream has no "cancelled" event (the SDK's
 # ResponseStreamEvent has completed, failed and incomplete): a cancelled response (a cancel request's, or one the
@@ -57,7 +72,7 @@ class ResponseRun:
                  deltas: AsyncIterator[ChatDelta], *,
                  store: ResponsesStore | None, previous: StoredResponse | None, inputs: list[ChatMessage],
                  input_items: list[dict[str, Any]], error_of: Callable[[BaseException], dict[str, Any]],
-                 streamed: bool = True, conversation: tuple[ResponsesStore, str] | None = None):
+                 streamed: bool = True, conversation: InConversation | None = None):
         self.id = response_id
         self.body = body
         self._model = model  # the resolved model id, once the chat service has resolved it
@@ -146,8 +161,10 @@ class ResponseRun:
             # response that GET finds (ended as failed by the restart), not a 404.
             if self._store is not None:
                 try:
+                    within = self._conversation
                     stored = await self._store.begin(self.snapshot(), self._input_items, self._inputs, self._previous,
-                                                     conversation=self._conversation[1] if self._conversation else None)
+                                                     conversation=within.thread_id if within else None,
+                                                     history=within.history if within else None)
                 except Exception as exc:  # noqa: BLE001 - the response fails with it, below
                     store_error = exc
         finally:
@@ -194,8 +211,9 @@ class ResponseRun:
                 from jan.server.dialects.responses import output_message
 
                 answer = output_message(encoder.output) if status != "failed" else None
-                store, thread_id = self._conversation
-                await store.complete_in_conversation(thread_id, stored, final, self._inputs, answer)
+                within = self._conversation
+                await within.store.complete_in_conversation(within.thread_id, stored, final, within.inputs, answer,
+                                                            taken=within.taken)
             except Exception:  # noqa: BLE001 - the answer was given; saving it failed
                 log.exception("could not save response %s", self.id)
         elif self._store is not None and stored is not None:

@@ -15,7 +15,8 @@ Continuing from a response that is not the thread's latest forks the conversatio
 new thread (the earlier messages copied), so no two conversations ever share a thread.
 A conversation of OpenAI's Conversations API is a thread too (a ``conv_`` id:
 :mod:`jan.server.dialects.conversations_store`): a response made in it (``conversation``) reads the whole thread
-(:meth:`ResponsesStore.thread_history`) and adds its input and its answer together once it ends
+(:meth:`~jan.server.dialects.conversations_store.ConversationStore.history`) and adds its input and its answer
+together once it ends
 (:meth:`ResponsesStore.complete_in_conversation`), under the thread's lock, as every append here.
 Index files are written atomically under their per-file lock (the data folder's, as the store's own
 files); a damaged one is set aside and reads as missing. :meth:`ResponsesStore.entries` and
@@ -30,7 +31,7 @@ import base64
 import binascii
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ class StoredResponse:
     input_items: list[dict[str, Any]] = field(default_factory=list)
     thread_id: str | None = None
     last_message_id: str | None = None
+    #: Of a response made in a conversation: the ids of the conversation's items it read before its input (its
+    #: ``input_items`` list them first, OpenAI's: "items from this conversation are prepended to input_items").
+    history: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -68,18 +72,41 @@ class StoredResponse:
 
 
 # -- ChatMessage <-> Jan thread message ------------------------------------------------------------
+@dataclass(frozen=True)
+class KeptTurn:
+    """A turn of a conversation with how its items are said, beyond what the chat turn tells:
+    ``item_ids`` (kept as the message's ``metadata.item_ids``: the items' ids, and what the turn cannot tell, a
+    developer message's role, which calls are custom tools', a custom tool's output), ``files`` (the ``input_file``
+    part each document's text came from, by its index in the turn's content: listed as sent, read as its text).
+    ``message`` ``None``: an ``item`` that is no turn of the chat (a web search call), kept as it was sent in a
+    message the model never reads."""
+
+    message: ChatMessage | None
+    item_ids: dict[str, Any] | None = None
+    files: dict[int, dict[str, Any]] | None = None
+    item: dict[str, Any] | None = None
+
+
 def _data_url(part: ImagePart) -> str:
     return f"data:{part.mime_type};base64,{base64.b64encode(part.data).decode()}"
 
 
-def to_thread_message(message: ChatMessage, response_id: str | None = None) -> dict[str, Any]:
-    """A chat turn as a Jan message (``role``, ``content`` parts, ``metadata``); ``response_id``: the response that
-    wrote it (none for an item added through the Conversations API)."""
+def to_thread_message(message: ChatMessage | KeptTurn, response_id: str | None = None) -> dict[str, Any]:
+    """A chat turn (or a :class:`KeptTurn`) as a Jan message (``role``, ``content`` parts, ``metadata``);
+    ``response_id``: the response that wrote it (none for an item added through the Conversations API)."""
+    kept = message if isinstance(message, KeptTurn) else KeptTurn(message)
+    if kept.message is None:
+        # (an empty reply is in no run's prompt either: the web page's continuation skips it as the store does)
+        return {"role": "assistant", "content": [],
+                "metadata": {**({"response_id": response_id} if response_id else {}), "item": kept.item or {}}}
+    message = kept.message
     # thinking is a ``reasoning`` part before the text, as runs save it: the web page shows it the same way
     content: list[dict[str, Any]] = [{"type": "reasoning", "text": message.reasoning}] if message.reasoning else []
-    for part in message.content:
+    for j, part in enumerate(message.content):
         if isinstance(part, UntrustedTextPart):  # (a document's text: a later turn reads it as untrusted too)
             content.append({"type": "text", "text": part.text, "untrusted": part.source})
+            if kept.files and j in kept.files:
+                content[-1]["file"] = kept.files[j]
         elif isinstance(part, TextPart):
             content.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
@@ -90,6 +117,8 @@ def to_thread_message(message: ChatMessage, response_id: str | None = None) -> d
                                   for c in message.tool_calls]
     if message.tool_call_id:
         metadata["tool_call_id"] = message.tool_call_id
+    if kept.item_ids:
+        metadata["item_ids"] = kept.item_ids
     role = "system" if message.role == "developer" else message.role
     return {"role": role, "content": content, "metadata": metadata}
 
@@ -104,46 +133,36 @@ def _image(url: str) -> ImagePart | None:
         return None
 
 
+def kept_item(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The item a message keeps that is no turn of the chat (:class:`KeptTurn`'s ``item``); ``None`` for none."""
+    metadata = message.get("metadata")
+    item = metadata.get("item") if isinstance(metadata, dict) else None
+    return item if isinstance(item, dict) and isinstance(item.get("type"), str) else None
+
+
 def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart] | None = None) -> ChatMessage | None:
-    """A Jan message as a chat turn (``None`` for one that is no turn: pending, failed, unknown role).
-    ``images``: the thread's image files by id, for its ``image_file`` parts (the store keeps
-    images as files, see :mod:`jan.store.files`)."""
+    """A Jan message as a chat turn (``None`` for one that is no turn: pending, failed, unknown role, or one that
+    keeps an item the model does not read, :func:`kept_item`). ``images``: the thread's image files by id, for
+    its ``image_file`` parts (the store keeps images as files, see :mod:`jan.store.files`)."""
     role = message.get("role")
-    if role not in ("user", "assistant", "system", "tool") or message.get("status") in ("pending", "error"):
+    if (role not in ("user", "assistant", "system", "tool") or message.get("status") in ("pending", "error")
+            or kept_item(message) is not None):
         return None
-    parts: list[Part] = []
+    parts = [part for part, _ in thread_parts(message, images)]
     thinking: list[str] = []
     content = message.get("content")
-    if isinstance(content, str):
-        parts.append(TextPart(content))
     for part in content if isinstance(content, list) else ():
-        if not isinstance(part, dict):
-            continue
-        if part.get("type") == "reasoning":
+        if isinstance(part, dict) and part.get("type") == "reasoning":
             text = part.get("text")
             value = text.get("value") if isinstance(text, dict) else text
             if isinstance(value, str):
                 thinking.append(value)
-        elif part.get("type") == "text":
-            text = part.get("text")
-            value = text.get("value") if isinstance(text, dict) else text
-            if isinstance(value, str) and value:
-                source = part.get("untrusted")
-                parts.append(UntrustedTextPart(value, source=source) if source in ("document", "tool")
-                             else TextPart(value))
-        elif part.get("type") == "image_url":
-            image = _image(str((part.get("image_url") or {}).get("url", "")))
-            if image is not None:
-                parts.append(image)
-        elif part.get("type") == "image_file" and images:
-            image = images.get(str((part.get("image_file") or {}).get("file_id", "")))
-            if image is not None:
-                parts.append(image)
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
     calls = []
     for call in metadata.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and call.get("id") and function.get("name"):
+        # (a call kept as sent, its name or id empty, is still the call: a conversation lists what it was given)
+        if isinstance(function, dict) and isinstance(call.get("id"), str) and isinstance(function.get("name"), str):
             calls.append(ToolCall(str(call["id"]), str(function["name"]), str(function.get("arguments") or "{}")))
     return ChatMessage(role, tuple(parts), tool_calls=tuple(calls),
                        tool_call_id=metadata.get("tool_call_id") if role == "tool" else None,
@@ -151,9 +170,39 @@ def from_thread_message(message: dict[str, Any], images: Mapping[str, ImagePart]
                        reasoning="".join(thinking) or metadata.get("reasoning_content") or None)
 
 
-def _title(messages: list[ChatMessage]) -> str | None:
+def thread_parts(message: dict[str, Any],
+                 images: Mapping[str, ImagePart] | None = None) -> list[tuple[Part, dict[str, Any]]]:
+    """The content parts of a Jan message as a chat turn's (:func:`from_thread_message`), each with the stored part
+    it was read from (a document's text keeps the ``input_file`` it came from there)."""
+    parts: list[tuple[Part, dict[str, Any]]] = []
+    content = message.get("content")
+    if isinstance(content, str):
+        parts.append((TextPart(content), {"type": "text", "text": content}))
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            text = part.get("text")
+            value = text.get("value") if isinstance(text, dict) else text
+            if isinstance(value, str) and value:
+                source = part.get("untrusted")
+                parts.append((UntrustedTextPart(value, source=source) if source in ("document", "tool")
+                              else TextPart(value), part))
+        elif part.get("type") == "image_url":
+            image = _image(str((part.get("image_url") or {}).get("url", "")))
+            if image is not None:
+                parts.append((image, part))
+        elif part.get("type") == "image_file" and images:
+            image = images.get(str((part.get("image_file") or {}).get("file_id", "")))
+            if image is not None:
+                parts.append((image, part))
+    return parts
+
+
+def _title(messages: list[ChatMessage | KeptTurn]) -> str | None:
     for message in messages:
-        if message.role == "user" and message.text.strip():
+        message = message.message if isinstance(message, KeptTurn) else message
+        if message is not None and message.role == "user" and message.text.strip():
             text = " ".join(message.text.split())
             return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
     return None
@@ -186,7 +235,35 @@ def output_item_ids(output: Any) -> dict[str, Any]:
             ids.setdefault(kind, item_id)  # (several are one turn's: the first names it)
         elif kind in ("function_call", "custom_tool_call") and isinstance(item.get("call_id"), str):
             ids["calls"].setdefault(item["call_id"], item_id)
+            if kind == "custom_tool_call":  # (the turn keeps it as a call with JSON arguments: said as it was)
+                ids.setdefault("custom", []).append(item["call_id"])
     return ids
+
+
+def _reid(turn: KeptTurn, used: set[str], remap: dict[str, str]) -> KeptTurn:
+    """``turn`` with each of its item ids that is in ``used`` given anew (``remap``: old -> new), and its ids added
+    to ``used``: a conversation's items are told apart by id (retrieve, delete, a cursor). An id sent that cannot
+    name an item in a path (``valid_item_id``) is given anew too."""
+    # (the wire formats load on first use: responses_run)
+    from jan.server.dialects.conversations import valid_item_id
+    from jan.server.dialects.responses import new_id
+
+    def fresh(item_id: Any, prefix: str) -> Any:
+        if not isinstance(item_id, str):
+            return item_id
+        if item_id in used or not valid_item_id(item_id):
+            remap[item_id] = item_id = new_id(prefix)
+        used.add(item_id)
+        return item_id
+
+    ids = dict(turn.item_ids or {})
+    for key, prefix in (("reasoning", "rs"), ("message", "msg"), ("output", "fco")):
+        if key in ids:
+            ids[key] = fresh(ids[key], prefix)
+    if isinstance(ids.get("calls"), dict):
+        ids["calls"] = {call_id: fresh(item_id, "fc") for call_id, item_id in ids["calls"].items()}
+    item = {**turn.item, "id": fresh(turn.item.get("id"), "ws")} if turn.item else turn.item
+    return replace(turn, item_ids=ids or turn.item_ids, item=item)
 
 
 def _cut_off(response: dict[str, Any]) -> bool:
@@ -249,8 +326,12 @@ class ResponsesStore:
         for key in ("thread_id", "last_message_id"):
             if not isinstance(data.get(key), (str, type(None))):
                 raise ValueError(f"its {key} is not a string")
+        history = data.get("history") or []
+        if not isinstance(history, list) or not all(isinstance(i, str) for i in history):
+            raise ValueError("its history is not a list of item ids")
         return StoredResponse(response=response, input_items=list(items),
-                              thread_id=data.get("thread_id"), last_message_id=data.get("last_message_id"))
+                              thread_id=data.get("thread_id"), last_message_id=data.get("last_message_id"),
+                              history=list(history))
 
     def _read(self, response_id: str) -> StoredResponse:
         path = self._path(response_id)
@@ -276,7 +357,8 @@ class ResponsesStore:
         with self._file_lock(stored.id):
             atomic_write_json(self._path(stored.id), {"response": stored.response, "input_items": stored.input_items,
                                                       "thread_id": stored.thread_id,
-                                                      "last_message_id": stored.last_message_id})
+                                                      "last_message_id": stored.last_message_id,
+                                                      **({"history": stored.history} if stored.history else {})})
 
     def _entries(self, is_id: Callable[[str], bool]) -> list[StoredResponse]:
         # leftovers of interrupted writes first: a writer that is still alive keeps its temporary file
@@ -373,10 +455,8 @@ class ResponsesStore:
             raise NotFoundError(f"The conversation of response '{stored.id}' no longer holds its messages")
         return messages[: ids.index(stored.last_message_id) + 1]
 
-    async def turns(self, thread_id: str, messages: list[dict[str, Any]]) -> list[ChatMessage | None]:
-        """Each of the thread's ``messages`` as a chat turn (``None`` for one that is none: pending, failed, of an
-        unknown role), its ``image_file`` parts read from the thread's files: the one reading of a stored
-        conversation, for a ``previous_response_id``, a ``conversation`` and a conversation's items alike."""
+    async def images(self, thread_id: str, messages: list[dict[str, Any]]) -> dict[str, ImagePart]:
+        """The images the ``image_file`` parts of the thread's ``messages`` name, by file id (one gone is left out)."""
         images: dict[str, ImagePart] = {}
         for message in messages:
             for part in message.get("content") or () if isinstance(message.get("content"), list) else ():
@@ -384,18 +464,19 @@ class ResponsesStore:
                 if isinstance(file_id, str) and file_id not in images:
                     with contextlib.suppress(NotFoundError):  # a file gone: the turn goes without it
                         images[file_id] = ImagePart(*await self.conversations.read_file(thread_id, file_id))
+        return images
+
+    async def turns(self, thread_id: str, messages: list[dict[str, Any]]) -> list[ChatMessage | None]:
+        """Each of the thread's ``messages`` as a chat turn (``None`` for one that is none: pending, failed, of an
+        unknown role), its ``image_file`` parts read from the thread's files: the one reading of a stored
+        conversation, for a ``previous_response_id``, a ``conversation`` and a conversation's items alike."""
+        images = await self.images(thread_id, messages)
         return [from_thread_message(m, images) for m in messages]
 
     async def history(self, stored: StoredResponse) -> list[ChatMessage]:
         """The conversation a ``previous_response_id`` continues, as chat turns."""
         messages = await self._thread_messages(stored)
         return [t for t in await self.turns(stored.thread_id, messages) if t is not None]
-
-    async def thread_history(self, thread_id: str) -> list[ChatMessage]:
-        """The whole thread as chat turns (what a response with ``conversation`` reads before its input); raises
-        :class:`jan.core.NotFoundError` for a thread that is not there."""
-        messages = await self.conversations.list_messages(thread_id, order="asc")
-        return [t for t in await self.turns(thread_id, messages) if t is not None]
 
     def _lock(self, thread_id: str) -> asyncio.Lock:
         return self._thread_locks.setdefault(thread_id, asyncio.Lock())
@@ -404,39 +485,42 @@ class ResponsesStore:
         """The lock a thread's appends hold (a response's turns, a conversation's items): none interleave."""
         return self._lock(thread_id)
 
-    async def append(self, thread_id: str, messages: list[ChatMessage], response_id: str | None = None, *,
-                     last_stopped: bool = False, last_item_ids: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    async def append(self, thread_id: str, messages: list[ChatMessage | KeptTurn], response_id: str | None = None, *,
+                     last_stopped: bool = False,
+                     taken: Callable[[str], Awaitable[set[str]]] | None = None,
+                     ) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """Append ``messages`` to the thread under its lock, all or none (:meth:`_append`); the messages as
-        stored. ``last_stopped``: the last one is an answer cut off (Jan's ``stopped``); ``last_item_ids``: the
-        last one's output item ids (:func:`output_item_ids`)."""
+        stored, and the item ids given anew. ``last_stopped``: the last one is an answer cut off (Jan's
+        ``stopped``). ``taken(thread_id)``: the item ids the thread's items have (a conversation's): a kept id
+        among them, or twice among ``messages``, is given anew (an item has one id, wherever it is listed), read
+        under the lock, so that two appends at once cannot both keep one."""
         async with self._lock(thread_id):
-            written = await self._append_messages(thread_id, messages, response_id, last_stopped=last_stopped,
-                                                  last_item_ids=last_item_ids)
+            remap: dict[str, str] = {}
+            if taken is not None:
+                used = await taken(thread_id)
+                messages = [_reid(m, used, remap) if isinstance(m, KeptTurn) else m for m in messages]
+            written = await self._append_messages(thread_id, messages, response_id, last_stopped=last_stopped)
             if is_conversation_thread(thread_id) and (title := _title(messages)):
                 # a conversation made without a user turn takes its title from its first (the web page lists it so)
                 with contextlib.suppress(NotFoundError):
                     if (await self.conversations.get_thread(thread_id)).get("title") == CONVERSATION_TITLE:
                         await self.conversations.update_thread(thread_id, {"title": title})
-            return written
+            return written, remap
 
     async def _append(self, thread_id: str, messages: list[ChatMessage], response_id: str) -> str | None:
         written = await self._append_messages(thread_id, messages, response_id)
         return written[-1]["id"] if written else None
 
-    async def _append_messages(self, thread_id: str, messages: list[ChatMessage], response_id: str | None, *,
-                               last_stopped: bool = False,
-                               last_item_ids: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    async def _append_messages(self, thread_id: str, messages: list[ChatMessage | KeptTurn], response_id: str | None,
+                               *, last_stopped: bool = False) -> list[dict[str, Any]]:
         """Append the turns; all or none: one the store refuses (an image it cannot keep) takes those written
         before it out again, so the conversation does not keep half of a response that never was."""
         written: list[dict[str, Any]] = []
         try:
             for k, message in enumerate(messages):
                 data = to_thread_message(message, response_id)
-                if k == len(messages) - 1:
-                    if last_stopped:
-                        data["status"] = "stopped"  # Jan's word for an answer cut off
-                    if last_item_ids:
-                        data["metadata"]["item_ids"] = last_item_ids
+                if k == len(messages) - 1 and last_stopped:
+                    data["status"] = "stopped"  # Jan's word for an answer cut off
                 written.append(await self.conversations.create_message(thread_id, data))
         except Exception:
             for message in reversed(written):
@@ -453,16 +537,20 @@ class ResponsesStore:
 
     async def begin(self, response: dict[str, Any], input_items: list[dict[str, Any]], inputs: list[ChatMessage],
                     previous: StoredResponse | None, *, allow_fork: bool = True,
-                    source: str = "responses", conversation: str | None = None) -> StoredResponse:
+                    source: str = "responses", conversation: str | None = None,
+                    history: list[str] | None = None) -> StoredResponse:
         """Store a response that starts now: its input turns join the previous response's
         thread (or a fork of it, or a new thread, its ``metadata.source`` ``source``) and the index
         names them. ``allow_fork=False``: a previous response that is no longer its thread's latest raises
         :class:`NotLatestError` instead (nothing is written). ``conversation``: the thread of the conversation the
         response belongs to; only the index is written now, the turns join it when the response ends
-        (:meth:`complete_in_conversation`), so two responses running at once on it never interleave theirs."""
+        (:meth:`complete_in_conversation`), so two responses running at once on it never interleave theirs;
+        ``history``: the ids of the conversation's items it read (its ``input_items`` list them first)."""
         response_id = response["id"]
         if conversation is not None:
-            return await self._index(response, input_items, conversation, None)
+            stored = StoredResponse(response, input_items, conversation, None, history=list(history or ()))
+            await self.put(stored)
+            return stored
         if previous is None:
             # Jan's default assistant with the response's model: the web page continues it with that model.
             assistant = {"assistant_id": "jan", "assistant_name": "Jan"}
@@ -510,25 +598,32 @@ class ResponsesStore:
         return await self._index(response, input_items, thread_id, last)
 
     async def complete_in_conversation(self, thread_id: str, stored: StoredResponse | None, response: dict[str, Any],
-                                       inputs: list[ChatMessage], output: ChatMessage | None) -> StoredResponse | None:
+                                       inputs: list[ChatMessage | KeptTurn], output: ChatMessage | None, *,
+                                       taken: Callable[[str], Awaitable[set[str]]] | None = None,
+                                       ) -> StoredResponse | None:
         """A response made in the conversation whose thread is ``thread_id`` ended (``response``: its final
         object): its input turns and its answer join the thread together, under the thread's lock (OpenAI adds a
-        response's items to its conversation once it ends; a failed one adds none). ``stored``: its index entry
-        (``store: true``), which then names the thread's last message, for a later ``previous_response_id``."""
-        last = None
+        response's items to its conversation once it ends; a failed one adds none), the answer's items with the
+        ids of the response's output items. ``stored``: its index entry (``store: true``), which then names the
+        thread's last message, for a later ``previous_response_id``, and lists its input items with the ids the
+        conversation gave them (``taken``: :meth:`append`)."""
+        last, remap = None, {}
         if response.get("status") != "failed":
             said = output is not None and (output.content or output.tool_calls or output.reasoning)
-            answer = [output] if said else []
+            answer = [KeptTurn(output, item_ids=output_item_ids(response.get("output")))] if said else []
             try:
-                written = await self.append(thread_id, [*inputs, *answer], response["id"],
-                                            last_stopped=bool(answer) and _cut_off(response),
-                                            last_item_ids=output_item_ids(response.get("output")) if answer else None)
+                written, remap = await self.append(thread_id, [*inputs, *answer], response["id"],
+                                                   last_stopped=bool(answer) and _cut_off(response), taken=taken)
                 last = written[-1]["id"] if written else None
-            except Exception:  # noqa: BLE001 - the answer was given (the conversation deleted meanwhile, ...)
-                log.exception("could not add response %s to conversation %s", response["id"], thread_id)
+            except NotFoundError:  # (deleted while the response ran: the answer was given, there is nowhere to add it)
+                log.warning("response %s ended after its conversation %s was deleted; its items were not added",
+                            response["id"], thread_id)
+            except Exception as exc:  # noqa: BLE001 - the answer was given (the store refused a turn, the disk...)
+                log.warning("could not add response %s to conversation %s: %s", response["id"], thread_id, exc)
         if stored is None:
             return None
-        done = replace(stored, response=response, last_message_id=last)
+        items = [{**i, "id": remap.get(i["id"], i["id"])} for i in stored.input_items] if remap else stored.input_items
+        done = replace(stored, response=response, last_message_id=last, input_items=items)
         await self.put(done)
         return done
 

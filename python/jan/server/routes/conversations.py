@@ -14,18 +14,23 @@ import functools
 from aiohttp import web
 
 from jan.core import ConversationalExtension
+from jan.errors import DocumentError
 from jan.server.dialects import conversations as wire
 from jan.server.dialects import responses as responses_wire
 from jan.server.dialects.conversations_store import ConversationStore
+from jan.server.dialects.responses_store import KeptTurn
+from jan.server.document_inputs import read_body_documents
 from jan.server.errors import APIError
 from jan.server.item_lists import check_include, item_page, list_object, read_page_query
 from jan.server.keys import MEDIA_FETCHER
 from jan.server.media_fetch import fetch_body_images
 from jan.server.resolve import service
-from jan.server.route_state import STORE
+from jan.server.route_state import STORE, UPLOADS
 from jan.server.routes.docs import EXTRA_BODIES
 from jan.server.routes.files import upload_image
+from jan.server.routes.responses import resolve_references
 from jan.server.validation import body_step, parse_body
+from jan.services.documents import read_message_documents
 
 routes = web.RouteTableDef()
 
@@ -56,15 +61,30 @@ def _item_id(request: web.Request) -> str:
     return item_id
 
 
-async def _messages(request: web.Request, body: wire.ConversationCreate | wire.ConversationItems):
-    """The chat turns the body's ``items`` make (checked, images fetched and uploads read), as a response's input."""
+async def _messages(request: web.Request, body: wire.ConversationCreate | wire.ConversationItems,
+                    conversation_id: str | None = None) -> list[KeptTurn]:
+    """What the conversation keeps of the body's ``items`` (checked, images fetched and uploads read, documents read
+    as the text a response made in it reads): their chat turns, with the ids and kinds of the items they were made
+    of, and the items that are no turn as they were sent (:func:`~jan.server.dialects.conversations.kept_turns`)."""
+    # an item_reference is the item it names (of this conversation, else of a stored response), as in a response's
+    # input: the conversation keeps the item (the id it has there is taken, so it gets a new one)
+    await resolve_references(request.app, body, None, conversation_id, field="items")
     items = body.items or []
     wire.check_items(items)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await responses_wire.resolve_file_images(body, functools.partial(upload_image, request), "items")
-    turns = await body_step(responses_wire.input_turns, items, "items")
-    await body_step(wire.check_storable, turns)  # (images decoded: a big body's off the loop)
-    return [turn for turn, _ in turns]
+    await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])  # input_file by id, URL
+    sourced = await body_step(responses_wire.sourced_turns, items, "items")
+    try:
+        turns = list(await read_message_documents([turn for turn, _, _ in sourced]))
+    except DocumentError as exc:  # (said of the item's part, as a response's input is)
+        field = sourced[exc.message_index][1] if exc.message_index is not None else "items"
+        field += f"[{exc.part_index}]" if exc.part_index is not None else ""
+        _, sep, why = str(exc).partition(": ")
+        raise DocumentError(f"{field}: {why if sep else exc}", reason=exc.reason, param=field) from None
+    await body_step(wire.check_storable, [(turn, field) for turn, (_, field, _) in zip(turns, sourced)])
+    listed = await body_step(responses_wire.input_items, items)
+    return wire.kept_turns(listed, turns, [sources for _, _, sources in sourced])
 
 
 @routes.post("/v1/conversations")
@@ -119,7 +139,7 @@ async def create_items(request: web.Request) -> web.Response:
     check_include(request)
     store = _store(request)
     await store.thread(conversation_id)  # (an unknown conversation is a 404 before any image is fetched)
-    items = await store.add(conversation_id, await _messages(request, body))
+    items = await store.add(conversation_id, await _messages(request, body, conversation_id))
     return web.json_response(list_object(items))
 
 

@@ -25,7 +25,7 @@ from jan.templates.grammar import GrammarError
 from jan.server.disconnect import unless_disconnected
 from jan.server.document_inputs import read_body_documents
 from jan.server.dialects import responses as wire
-from jan.server.dialects.responses_run import STREAM_KEPT_S, ResponseRun
+from jan.server.dialects.responses_run import STREAM_KEPT_S, InConversation, ResponseRun
 from jan.server.dialects.responses_store import StoredResponse
 from jan.server.errors import APIError, prompt_param, to_api_error
 from jan.server.item_lists import check_include, item_page, read_page_query
@@ -122,16 +122,16 @@ def _conversation_id(app: web.Application, body: wire._Prompt) -> str | None:
     return conversation_id
 
 
-async def _conversation_history(app: web.Application, conversation_id: str | None) -> list[ChatMessage]:
-    """The conversation's items as chat turns, read as a ``previous_response_id``'s are (the store's one reading);
-    a 404 for a conversation that is not there."""
+async def _conversation_history(app: web.Application, conversation_id: str | None,
+                                ) -> tuple[list[ChatMessage], list[str]]:
+    """The conversation's items as chat turns, read as a ``previous_response_id``'s are (the store's one reading),
+    and their ids (the response's ``input_items`` list them first); a 404 for a conversation that is not there."""
     if conversation_id is None:
-        return []
+        return [], []
     from jan.server.dialects.conversations_store import ConversationStore
 
     try:
-        await ConversationStore(app[STORE]).thread(conversation_id)
-        return await app[STORE].thread_history(conversation_id)
+        return await ConversationStore(app[STORE]).history(conversation_id)
     except NotFoundError:
         raise APIError(404, not_found_message("conversation", conversation_id), param="conversation",
                        code="not_found") from None
@@ -147,11 +147,11 @@ async def _history(app: web.Application, previous: StoredResponse | None) -> lis
         raise APIError(400, str(exc), param="previous_response_id", code="previous_response_not_found") from None
 
 
-async def _resolve_references(app: web.Application, body: Any, previous: StoredResponse | None,
-                              conversation: str | None = None) -> None:
-    """In place of each ``item_reference`` of ``input``, the stored item it names (a 400 for one not stored): an
-    item of the ``conversation`` first, then of a stored response."""
-    if wire.item_references(body):
+async def resolve_references(app: web.Application, body: Any, previous: StoredResponse | None,
+                             conversation: str | None = None, field: str = "input") -> None:
+    """In place of each ``item_reference`` of ``input`` (``field``: a conversation's ``items``), the stored item it
+    names (a 400 for one not stored): an item of the ``conversation`` first, then of a stored response."""
+    if wire.item_references(body, field):
         store = app[STORE]
 
         async def find(item_id: str) -> dict[str, Any] | None:
@@ -162,7 +162,25 @@ async def _resolve_references(app: web.Application, body: Any, previous: StoredR
                     return await ConversationStore(store).item(conversation, item_id)
             return await store.find_item(item_id, previous, wire.valid_response_id)
 
-        await wire.resolve_item_references(body, find)
+        await wire.resolve_item_references(body, find, field)
+
+
+async def _no_item_again(app: web.Application, body: wire._Prompt, previous: StoredResponse | None) -> None:
+    """OpenAI's 400 for an input item (sent with its id, or an ``item_reference``) that the responses
+    ``previous_response_id`` continues hold already: the model would read it twice, and it would be listed twice
+    under one id (the response's ``input_items`` list the chain before its own input)."""
+    given = [(i, item.id) for i, item in enumerate(body.input if isinstance(body.input, list) else ())
+             if isinstance(getattr(item, "id", None), str)]
+    if previous is None or not given:
+        return
+    output = previous.response.get("output")
+    held = {item["id"] for item in [*await listed_input_items(app, previous), *(output if isinstance(output, list)
+                                                                                  else ())]
+            if isinstance(item, dict) and isinstance(item.get("id"), str)}
+    for index, item_id in given:
+        if item_id in held:
+            raise APIError(400, f"Duplicate item found with id {item_id[:80]}. Remove duplicate items from your input "
+                                "and try again.", param=f"input[{index}]", code="invalid_value")
 
 
 def response_values(response: dict[str, Any]) -> int:
@@ -185,6 +203,7 @@ class PreparedResponse:
     previous: StoredResponse | None
     conversation: str | None  # the conversation's (its thread's) id
     history: list[ChatMessage]
+    history_ids: list[str]  # the ids of the conversation's items read (none without one)
     inputs: list[ChatMessage]  # the turns ``input`` made (documents read as text: what a stored one keeps)
     chat_request: ChatRequest
 
@@ -207,14 +226,16 @@ async def prepare_response(app: web.Application, body: wire.ResponsesRequest,
         # Stored responses are threads: without a conversation store, a 503 now rather than a failed response later.
         require(app[MANAGER], ConversationalExtension, "stores conversations", "conversational")
     previous = await _previous(app, body.previous_response_id)
-    history = await _history(app, previous) + await _conversation_history(app, conversation)
-    await _resolve_references(app, body, previous, conversation)
+    in_conversation, history_ids = await _conversation_history(app, conversation)
+    history = await _history(app, previous) + in_conversation
+    await resolve_references(app, body, previous, conversation)
+    await _no_item_again(app, body, previous)
     await fetch_body_images(body, app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, image_of)  # input_image file_id
     await read_body_documents(body, app.get(UPLOADS), app[MEDIA_FETCHER])  # input_file by id, URL
     inputs = await body_step(wire.input_messages, body.input)  # (these grow with the body: off the loop for a big one)
     chat_request = await body_step(wire.to_chat_request, body, history, inputs)
-    prepared = PreparedResponse(body, previous, conversation, history, inputs, chat_request)
+    prepared = PreparedResponse(body, previous, conversation, history, history_ids, inputs, chat_request)
     try:  # documents as the text the model reads, now: the stored input keeps that text for later turns
         chat_request = await read_documents(chat_request)
     except MediaError as exc:
@@ -230,11 +251,20 @@ async def response_run(app: web.Application, prepared: PreparedResponse, stream:
     so; not started."""
     body = prepared.body
     input_items = await body_step(wire.input_items, body.input)
+    conversation = None
+    if prepared.conversation:
+        from jan.server.dialects.conversations import kept_turns
+        from jan.server.dialects.conversations_store import ConversationStore
+
+        # the conversation keeps each input item as the response lists it (its id, its kind): one item, one id
+        kept = kept_turns(input_items, prepared.inputs, await body_step(wire.input_sources, body.input))
+        conversation = InConversation(app[STORE], prepared.conversation, kept,
+                                      ConversationStore(app[STORE]).item_ids, prepared.history_ids)
     return ResponseRun(wire.new_id("resp"), body, lambda: body.model or stream.model, deltas,
                        store=app[STORE] if body.store else None,
                        previous=prepared.previous, inputs=prepared.inputs, input_items=input_items,
                        error_of=lambda exc: _failed(prepared.named(exc)), streamed=body.stream,
-                       conversation=(app[STORE], prepared.conversation) if prepared.conversation else None)
+                       conversation=conversation)
 
 
 @routes.post("/v1/responses")
@@ -320,8 +350,9 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     if body.previous_response_id:  # the conversation is a thread: without a conversation store, a 503
         service(request, ConversationalExtension, "stores conversations", "conversational")
     previous = await _previous(request.app, body.previous_response_id)
-    history = await _history(request.app, previous) + await _conversation_history(request.app, conversation)
-    await _resolve_references(request.app, body, previous, conversation)
+    history = await _history(request.app, previous) + (await _conversation_history(request.app, conversation))[0]
+    await resolve_references(request.app, body, previous, conversation)
+    await _no_item_again(request.app, body, previous)
     await fetch_body_images(body, request.app[MEDIA_FETCHER])
     await wire.resolve_file_images(body, functools.partial(upload_image, request))  # input_image file_id
     await read_body_documents(body, request.app.get(UPLOADS), request.app[MEDIA_FETCHER])
@@ -408,5 +439,36 @@ async def list_input_items(request: web.Request) -> web.Response:
     response_id = _response_id(request)
     check_include(request)
     order, limit = read_page_query(request)
-    items = (await request.app[STORE].get(response_id)).input_items
+    items = await listed_input_items(request.app, await request.app[STORE].get(response_id))
     return web.json_response(item_page(request, items, order, limit, what="input item"))
+
+
+async def listed_input_items(app: web.Application, stored: StoredResponse) -> list[dict[str, Any]]:
+    """What a response's ``input_items`` lists, oldest first: the items the model read before its input, then its
+    input. OpenAI's: a conversation's items "are prepended to input_items" (those the response read that the
+    conversation still holds, with their ids there), and a response continued by ``previous_response_id`` lists
+    the responses it continues, each one's input items and output, before its own. A response of the chain that
+    was deleted ends it there (what it held is no longer stored)."""
+    from jan.server.dialects.conversations_store import ConversationStore
+    from jan.server.dialects.responses_store import is_conversation_thread
+
+    chain, seen = [stored], {stored.id}
+    while isinstance(earlier := chain[-1].response.get("previous_response_id"), str) and earlier not in seen:
+        seen.add(earlier)
+        try:
+            if not wire.valid_response_id(earlier):
+                break
+            chain.append(await app[STORE].get(earlier))
+        except NotFoundError:
+            break
+    first, items = chain[-1], []
+    if first.history and is_conversation_thread(first.thread_id):
+        with contextlib.suppress(NotFoundError):  # (the conversation deleted: its items are not there to list)
+            held = {item["id"]: item for item in await ConversationStore(app[STORE]).items(first.thread_id)}
+            items += [held[item_id] for item_id in first.history if item_id in held]
+    for entry in reversed(chain):
+        items += entry.input_items
+        output = entry.response.get("output")
+        if entry is not stored and isinstance(output, list):
+            items += [item for item in output if isinstance(item, dict) and isinstance(item.get("id"), str)]
+    return items
