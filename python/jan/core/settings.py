@@ -9,8 +9,19 @@ extension's ``settings_schema``, which is either
   ``default``); see :mod:`jan.core._jsonschema` for the keywords checked, or
 * ``None``: any JSON object is accepted.
 
+A pydantic validator that checks the world rather than the value (a folder
+that must exist) checks only the values being set: ``info.context["given"]``
+holds their keys (:data:`GIVEN`). A stored value whose folder is gone for now
+(an unmounted disk) is kept, and its use says what is wrong; dropped, it would
+be lost from the file at the next change of another setting.
+
 Unknown keys are rejected unless a JSON schema sets ``additionalProperties``.
-Bad values raise :class:`~jan.core.SettingsValidationError` naming the field,
+Values are checked strictly by their declared type, as JSON: ``"yes"`` is no
+boolean, ``"16"`` no integer, ``5`` no string (pydantic's strict mode on the
+values' JSON; the JSON schema check never converted). Settings are JSON
+everywhere they come from (the settings file, the HTTP API), and a value
+converted by a guess is a setting the user did not mean. Bad values raise
+:class:`~jan.core.SettingsValidationError` naming the extension and the field,
 and nothing is written.
 """
 
@@ -30,9 +41,21 @@ from .exceptions import PathOutsideDataFolderError, SettingsSchemaError, Setting
 from .fs import LocalFileSystem, set_aside
 from .interfaces.modules import EventBus, FileSystem, SettingsStore, Unsubscribe
 
-__all__ = ["ExtensionSettings", "JsonSettingsStore", "SettingsCallback", "is_pydantic_model"]
+__all__ = ["GIVEN", "ExtensionSettings", "JsonSettingsStore", "SettingsCallback", "given_now", "is_pydantic_model"]
 
 logger = logging.getLogger("jan.core.settings")
+
+#: The key of pydantic's validation context holding the keys of the values being set now (a frozenset; empty when
+#: stored values are read back).
+GIVEN = "given"
+
+
+def given_now(info: Any) -> bool:
+    """Whether the field a pydantic validator is checking (``info``: its ``ValidationInfo``) is being set now, not read
+    back from the settings file: where a check of the world (a folder exists) belongs."""
+    context = getattr(info, "context", None)
+    return isinstance(context, dict) and getattr(info, "field_name", None) in context.get(GIVEN, ())
+
 
 #: ``callback(changes)`` with ``{key: new value}`` of the keys whose value changed.
 SettingsCallback = Callable[[dict[str, Any]], Any]
@@ -84,6 +107,9 @@ class JsonSettingsStore(SettingsStore):
 
 # -- schema adapters ----------------------------------------------------------
 class _AnySchema:
+    #: the extension whose settings these are (named by every error), set by :func:`_adapt`
+    namespace = ""
+
     def __init__(self) -> None:
         self.source = None
 
@@ -93,7 +119,7 @@ class _AnySchema:
     def json_schema(self) -> dict[str, Any] | None:
         return None
 
-    def validate(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    def validate(self, overrides: dict[str, Any], given: frozenset[str] = frozenset()) -> tuple[dict[str, Any], Any]:
         errors = []
         for key, value in overrides.items():
             try:
@@ -101,7 +127,7 @@ class _AnySchema:
             except (TypeError, ValueError):
                 errors.append({"field": key, "message": f"is not JSON-serializable ({type(value).__name__})"})
         if errors:
-            raise _error(errors)
+            raise _error(errors, self.namespace)
         return copy.deepcopy(overrides), None
 
 
@@ -127,14 +153,14 @@ class _JsonSchema(_AnySchema):
     def json_schema(self) -> dict[str, Any]:
         return copy.deepcopy(self.source)
 
-    def validate(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    def validate(self, overrides: dict[str, Any], given: frozenset[str] = frozenset()) -> tuple[dict[str, Any], Any]:
         merged = {**self.defaults(), **copy.deepcopy(overrides)}
         schema = self.source
         if self.props and "additionalProperties" not in schema:
             schema = {**schema, "additionalProperties": False}
         problems = _validate_json(merged, schema)
         if problems:
-            raise _error([{"field": f or "(settings)", "message": m} for f, m in problems])
+            raise _error([{"field": f or "(settings)", "message": m} for f, m in problems], self.namespace)
         return merged, None
 
 
@@ -162,20 +188,31 @@ class _PydanticSchema(_AnySchema):
     def json_schema(self) -> dict[str, Any]:
         return self.model.model_json_schema()
 
-    def validate(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    def validate(self, overrides: dict[str, Any], given: frozenset[str] = frozenset()) -> tuple[dict[str, Any], Any]:
         from pydantic import ValidationError
 
         unknown = [k for k in overrides if k not in self.keys]
         if unknown and self.model.model_config.get("extra") != "allow":
-            raise _error([{"field": k, "message": "is not a known setting"} for k in unknown])
+            raise _error([{"field": k, "message": "is not a known setting"} for k in unknown], self.namespace)
         try:
-            instance = self.model.model_validate(overrides)
+            text = json.dumps(overrides, allow_nan=False)
+        except (TypeError, ValueError):
+            raise _error([{"field": k, "message": f"is not a JSON value ({type(v).__name__})"}
+                          for k, v in overrides.items() if not _is_json(v)] or
+                         [{"field": "(settings)", "message": "is not JSON"}], self.namespace) from None
+        try:
+            # Strict, and from JSON: a boolean is true/false (not "yes", 1 or "on"), a number is a number (not
+            # "16"), a string is a string (not 5); what JSON has no type for (an enum, a path, a date) is read
+            # from its string as usual. Lax mode guessed, and stored the guess.
+            instance = self.model.model_validate_json(text, strict=True, 
+                                                       context={GIVEN: frozenset(self.keys.get(k, k) for k in given)})
         except ValidationError as exc:
             raise _error(
                 [
                     {"field": ".".join(str(p) for p in e.get("loc", ())) or "(settings)", "message": e.get("msg", "")}
                     for e in exc.errors()
-                ]
+                ],
+                self.namespace,
             ) from None
         return instance.model_dump(mode="json", by_alias=self.by_alias), instance
 
@@ -183,19 +220,31 @@ class _PydanticSchema(_AnySchema):
 def _adapt(schema: Any, namespace: str) -> _AnySchema:
     """The schema's adapter; raises :class:`SettingsSchemaError` naming the extension (``namespace``) for a schema
     that is none, or one no value could be checked against."""
+    adapter: _AnySchema
     try:
         if schema is None:
-            return _AnySchema()
-        if isinstance(schema, dict):
-            return _JsonSchema(schema)
-        if is_pydantic_model(schema):
-            return _PydanticSchema(schema)
-        raise SettingsSchemaError(f"it must be a pydantic model class, a JSON schema dict or None, not {schema!r}")
+            adapter = _AnySchema()
+        elif isinstance(schema, dict):
+            adapter = _JsonSchema(schema)
+        elif is_pydantic_model(schema):
+            adapter = _PydanticSchema(schema)
+        else:
+            raise SettingsSchemaError(f"it must be a pydantic model class, a JSON schema dict or None, not {schema!r}")
     except SettingsSchemaError as exc:
         raise SettingsSchemaError(f"extension {namespace!r} has an invalid settings schema: {exc}") from None
+    adapter.namespace = namespace
+    return adapter
 
 
-def _require_strict_json(values: Mapping[str, Any]) -> None:
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _require_strict_json(values: Mapping[str, Any], namespace: str) -> None:
     """Settings are stored as JSON: ``NaN``/``Infinity`` (which JSON has no words for) are refused by name."""
     errors = []
     for key, value in values.items():
@@ -204,14 +253,17 @@ def _require_strict_json(values: Mapping[str, Any]) -> None:
         except ValueError:
             errors.append({"field": key, "message": "must be a finite number (NaN and Infinity are not JSON)"})
     if errors:
-        raise _error(errors)
+        raise _error(errors, namespace)
 
 
-def _error(errors: list[dict[str, Any]]) -> SettingsValidationError:
+def _error(errors: list[dict[str, Any]], namespace: str = "") -> SettingsValidationError:
+    """The error of ``errors``, its message naming the extension (``namespace``) and the first setting at fault:
+    the same words from the settings API, a settings file's problems and the log."""
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    whose = f"extension {namespace!r}: " if namespace else ""
     return SettingsValidationError(
-        f"invalid setting {first['field']!r}: {first['message']}{more}", field=first["field"], errors=errors
+        f"{whose}invalid setting {first['field']!r}: {first['message']}{more}", field=first["field"], errors=errors
     )
 
 
@@ -320,8 +372,8 @@ class ExtensionSettings:
     # writing -------------------------------------------------------------------
     def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The effective values if ``values`` were set on top of the current ones; raises if invalid. Writes nothing."""
-        _require_strict_json(values)
-        effective, _ = self._schema.validate({**self._overrides, **dict(values)})
+        _require_strict_json(values, self.namespace)
+        effective, _ = self._schema.validate({**self._overrides, **dict(values)}, frozenset(values))
         return effective
 
     def set(self, key: str, value: Any) -> dict[str, Any]:
@@ -332,10 +384,10 @@ class ExtensionSettings:
         """Validate and store several values at once (all or none); return ``{key: new}`` of what changed."""
         if not isinstance(values, Mapping):
             raise TypeError("settings values must be a mapping")
-        _require_strict_json(values)
+        _require_strict_json(values, self.namespace)
         candidate = {**self._overrides, **copy.deepcopy(dict(values))}
-        effective, model = self._schema.validate(candidate)
-        # Store what validation made of the values (coerced by pydantic).
+        effective, model = self._schema.validate(candidate, frozenset(values))
+        # Store what validation made of the values (pydantic's form of them: an int given a float field is 2.0).
         stored = {k: copy.deepcopy(effective.get(k, candidate[k])) for k in candidate}
         return self._commit(stored, effective, model)
 

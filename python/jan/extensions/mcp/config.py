@@ -155,9 +155,13 @@ def _parse_each(text: str, where: Path) -> tuple[dict[str, McpServerConfig], dic
             problems[name] = f"{where}: server name {name!r} must be {NAME_RULE}"
             continue
         try:
-            out[name] = McpServerConfig.model_validate(entry)
+            # strict: "disabled": "yes" is no boolean, "timeout": "30" no number, "args": [1] no strings (lax mode
+            # took each as the declared type, a guess at what the user meant)
+            out[name] = McpServerConfig.model_validate(entry, strict=True)
         except ValidationError as exc:
-            problems[name] = f"{where}: server {name!r}: {exc.errors()[0]['msg']}"
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first.get("loc", ()))
+            problems[name] = f"{where}: server {name!r}: " + (f"{field!r}: " if field else "") + first["msg"]
     return out, problems
 
 
