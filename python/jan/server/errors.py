@@ -289,8 +289,14 @@ def storage_error(exc: BaseException) -> APIError | None:
     Insufficient Storage for a full disk or quota, 500 ``data_folder_unwritable`` for a read-only or forbidden one,
     500 ``data_folder_unreadable`` for a path that cannot be read (a folder where a file should be, an I/O error).
     Every store write is atomic, so the message can say that what was there is kept."""
+    from jan.core.fs import LinkTargetError
+
     while exc is not None and not isinstance(exc, OSError):  # (wrapped: raise ... from an OSError)
         exc = exc.__cause__
+    if isinstance(exc, LinkTargetError):  # a file of the data folder linked to nothing, or to a folder
+        return APIError(500, f"A file of the data folder cannot be written ({exc.filename}: {exc.strerror}): nothing "
+                             "was saved and what was stored is intact", type="server_error",
+                        code="data_folder_unwritable")
     if not isinstance(exc, OSError) or exc.errno not in _FULL | _READ_ONLY | _DENIED | _UNREADABLE:
         return None
     filename = exc.filename if isinstance(exc.filename, str) and exc.filename else None

@@ -74,7 +74,11 @@ class StoreContext:
         return base
 
     def key(self, path: Path) -> str:
-        """The lock key of a file: its path relative to the data folder."""
+        """The lock key of a file: its path relative to the data folder. A file that is a symbolic link is keyed by
+        the file it points at, which is what a write replaces (:func:`jan.core.fs.write_target`): two names of one
+        file (two links, or a link and the file) must take one lock."""
+        if os.path.islink(path):
+            path = Path(os.path.realpath(path))
         try:
             return path.relative_to(self.root).as_posix()
         except ValueError:

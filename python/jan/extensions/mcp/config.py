@@ -204,7 +204,9 @@ def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, Mcp
     """
     path = config_path(data_folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=30):
+    # the lock of the file written: an mcp.json linked from elsewhere is locked where it is, so two data folders
+    # linking one file (or a jan editing it by its own name there) exclude each other
+    with FileLock(os.path.realpath(path) + ".lock", timeout=30):
         try:
             text = _read_text(path)
         except FileNotFoundError:
@@ -219,5 +221,6 @@ def edit_config(data_folder: str | os.PathLike[str], edit: Any) -> dict[str, Mcp
         if made:
             raise McpConfigError(made[0])
         # an mcp.json kept elsewhere and linked here (a dotfiles folder) is written through its link, not replaced
-        atomic_write_text(os.path.realpath(path), new_text)
+        # (atomic_write_text does; a dangling link is an error naming it)
+        atomic_write_text(path, new_text)
     return parsed
