@@ -211,15 +211,23 @@ class StoreContext:
             err.damaged = self.relpath(path)
             raise err from exc
         if doc is None:
-            moved = self.report_set_aside(path)
-            if moved is not None:
-                err = not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged: its {path.name} did not parse and "
-                                              f"was set aside as {self.relpath(moved)}")
-                err.damaged = self.relpath(moved)
-                raise err
-            raise not_found(kind, doc_id)
+            raise self.missing(path, kind, doc_id, not_found)
         doc["id"] = doc_id
         return doc
+
+    def missing(self, path: Path, kind: str, doc_id: str,
+                not_found: type[NotFoundError] = NotFoundError) -> NotFoundError:
+        """The error for a document whose file is not there: "damaged, set aside as ..." when an earlier read moved
+        it aside (:meth:`report_set_aside`), else plain not found. For every caller that needs the document to
+        exist (a thread's messages too): "not found" of a thread whose messages are all there sent the user
+        looking for a typo."""
+        moved = self.report_set_aside(path)
+        if moved is not None:
+            err = not_found(kind, doc_id, f"{kind} {doc_id!r} is damaged: its {path.name} did not parse and "
+                                          f"was set aside as {self.relpath(moved)}")
+            err.damaged = self.relpath(moved)
+            return err
+        return not_found(kind, doc_id)
 
     def _read_locked(self, path: Path, kind: str) -> dict[str, Any] | None:
         # Slow path under the lock: confirm damage before moving a file aside

@@ -124,7 +124,7 @@ class MessageStore:
     def _require_thread(self, thread_id: str) -> Path:
         directory = self._thread_dir(thread_id)
         if not (directory / "thread.json").is_file():
-            raise NotFoundError("thread", thread_id)
+            raise self._ctx.missing(directory / "thread.json", "thread", thread_id)
         return directory / "messages.jsonl"
 
     # --- reading ---
