@@ -306,6 +306,8 @@ class ExtensionSettings:
         #: logged only, a user who hand-edited the file saw their values silently gone.
         self._file_problems: list[dict[str, Any]] = []
         self._ignored: list[dict[str, Any]] = []
+        #: why the stored file could not be read (it is there: a write would replace values never seen), or None
+        self._unreadable: OSError | None = None
         self.reload()
 
     def __repr__(self) -> str:
@@ -385,6 +387,7 @@ class ExtensionSettings:
         if not isinstance(values, Mapping):
             raise TypeError("settings values must be a mapping")
         _require_strict_json(values, self.namespace)
+        self._require_readable()
         candidate = {**self._overrides, **copy.deepcopy(dict(values))}
         effective, model = self._schema.validate(candidate, frozenset(values))
         # Store what validation made of the values (pydantic's form of them: an int given a float field is 2.0).
@@ -393,6 +396,7 @@ class ExtensionSettings:
 
     def reset(self, *keys: str) -> dict[str, Any]:
         """Forget the user's values of ``keys`` (every key if none), back to defaults; returns what changed."""
+        self._require_readable()
         remaining = {} if not keys else {k: v for k, v in self._overrides.items() if k not in keys}
         effective, model = self._schema.validate(remaining)
         return self._commit(remaining, effective, model)
@@ -403,6 +407,16 @@ class ExtensionSettings:
             stored = self._store.read(self.namespace)
         except PathOutsideDataFolderError:
             raise
+        except OSError as exc:
+            # There but unreadable (a folder in its place, no permission, an I/O error): defaults, told as a problem
+            # of the file, and left where it is (it may be whole: not set aside as damaged). The extension loads; a
+            # change is refused by the write, naming the file. (It failed the extension's load with a traceback.)
+            self._unreadable = exc
+            why = f"{exc.filename or self._store_location()}: {exc.strerror or exc}"
+            logger.warning("settings of %s cannot be read, using defaults: %s", self.namespace, why)
+            self._file_problems = [{"field": None,
+                                    "message": f"the stored settings cannot be read ({why}); defaults are used"}]
+            stored = {}
         except ValueError as exc:
             logger.warning("settings of %s are unreadable, using defaults: %s", self.namespace, exc)
             message = f"the stored settings are unreadable ({exc}); defaults are used"
@@ -416,7 +430,23 @@ class ExtensionSettings:
             stored = {}
         else:
             self._file_problems = []
+            self._unreadable = None
         self._load(stored)
+
+    def _require_readable(self) -> None:
+        """Refuse a change while the stored file cannot be read (read again first: it may have been repaired):
+        written, it would replace values nobody has seen (a file without read permission, in a writable folder)."""
+        if self._unreadable is None:
+            return
+        self.reload()
+        if self._unreadable is not None:
+            exc = self._unreadable
+            raise type(exc)(exc.errno, f"{exc.strerror or exc}: the settings of {self.namespace!r} cannot be read, "
+                                       "so they are not changed", exc.filename)
+
+    def _store_location(self) -> str:
+        location = getattr(self._store, "location", None)
+        return location(self.namespace) if callable(location) else self.namespace
 
     def set_schema(self, schema: Any) -> None:
         """Replace the schema (e.g. with choices known only at load time) and revalidate the stored values."""

@@ -125,7 +125,12 @@ class _Object(dict):
 def _read_text(path: Path) -> str:
     """The file's text; bytes that are not UTF-8 are :class:`McpConfigError` naming the file (a bare
     ``UnicodeDecodeError`` said neither which file nor what to do, and crashed ``jan mcp``)."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a folder in its place, no permission: the file's fault, told so (the host failed to load)
+        raise McpConfigError(f"{path} cannot be read ({exc.strerror or exc}); repair or remove it") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
