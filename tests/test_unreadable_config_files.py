@@ -75,3 +75,32 @@ async def test_the_server_loads_both_extensions_and_tells_the_files(tmp_path):
             assert status == 500 and body["error"]["code"] == "data_folder_unreadable", body
             listing = await api.ok("GET", "/v1/mcp/servers")
             assert "mcp.json cannot be read" in listing["file_error"]
+
+
+def test_a_change_is_made_to_the_settings_file_as_it_is_now(tmp_path):
+    """Before: a server wrote its own copy of the values read at start: a value stored since by another process
+    (or a hand edit) was lost at its next change."""
+    server = ExtensionSettings("tools", BuiltinToolsSettings, data_folder=tmp_path)
+    seen = []
+    server.on_change(seen.append)
+    other = ExtensionSettings("tools", BuiltinToolsSettings, data_folder=tmp_path)
+    other.update({"fetch_timeout": 42})
+    server.update({"fetch_enabled": True})
+    path = tmp_path / "settings" / "tools" / "settings.json"
+    assert json.loads(path.read_text()) == {"fetch_timeout": 42, "fetch_enabled": True}
+    assert server.all()["fetch_timeout"] == 42
+    assert seen == [{"fetch_enabled": True, "fetch_timeout": 42}]  # the other's change is told with this one
+
+
+def test_extension_settings_take_the_data_folders_lock_of_their_file(tmp_path):
+    from jan.store import DataFolder
+
+    store = DataFolder(tmp_path)
+    settings = ExtensionSettings("tools", BuiltinToolsSettings, data_folder=tmp_path)
+    key = store.settings._ctx.key(store.settings.path("tools"))
+    with settings._store.lock("tools"):
+        stripe = store.settings._ctx.locks.lock_path(key)
+        import filelock
+
+        with pytest.raises(filelock.Timeout):  # (another process's view: the same lock file is held)
+            filelock.FileLock(str(stripe), is_singleton=False).acquire(timeout=0.2)

@@ -27,6 +27,7 @@ __all__ = [
     "atomic_writer",
     "fsync_dir",
     "LinkTargetError",
+    "lock_key",
     "write_target",
     "loads_json",
     "set_aside",
@@ -108,6 +109,21 @@ def write_target(path: str | os.PathLike[str]) -> Path:
         raise LinkTargetError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
                               f"it is a symbolic link to {real}, which is {kind}", os.fspath(path))
     return real
+
+
+def lock_key(root: Path, path: Path) -> str:
+    """The lock key of a file of the data folder at ``root`` (resolved): its path relative to the folder. A file
+    that is a symbolic link is keyed by the file it points at, which is what a write replaces
+    (:func:`jan.core.fs.write_target`): two names of one file (two links, or a link and the file) take one lock.
+    Every writer of a data-folder file keys its lock so (the stores, extension settings)."""
+    if os.path.islink(path):
+        path = Path(os.path.realpath(path))
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        # A collection reached through a symlink lives elsewhere; its absolute
+        # path is just as stable a key.
+        return path.as_posix()
 
 
 @contextlib.contextmanager

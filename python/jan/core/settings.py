@@ -28,10 +28,12 @@ and nothing is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import inspect
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -77,6 +79,7 @@ class JsonSettingsStore(SettingsStore):
 
     def __init__(self, data_folder: str | Path | FileSystem):
         self.fs = data_folder if isinstance(data_folder, FileSystem) else LocalFileSystem(data_folder)
+        self._locks: Any = None  # the data folder's LockManager, made at the first write
 
     def _rel(self, namespace: str) -> str:
         return f"settings/{namespace}/settings.json"
@@ -99,6 +102,19 @@ class JsonSettingsStore(SettingsStore):
 
     def write(self, namespace: str, values: dict[str, Any]) -> None:
         self.fs.write_json(self._rel(namespace), values)
+
+    def lock(self, namespace: str) -> contextlib.AbstractContextManager[None]:
+        """The data folder's lock of this settings file, the one :class:`jan.store.DataFolder`'s settings store
+        takes for it too: a server and another process (a script on the same folder) exclude each other."""
+        if not isinstance(self.fs, LocalFileSystem):
+            return contextlib.nullcontext()
+        from .fs import lock_key
+        from .locks import LOCK_DIR_NAME, LockManager
+
+        if self._locks is None:
+            self._locks = LockManager(self.fs.root / LOCK_DIR_NAME)
+        path = self.fs.resolve(self._rel(namespace))  # its folder resolved, as the store's path() has it
+        return self._locks.hold(lock_key(self.fs.root, Path(os.path.realpath(path.parent)) / path.name))
 
     def set_aside(self, namespace: str) -> Path | None:
         """Rename an unreadable settings file out of the way (kept for the user to inspect)."""
@@ -387,19 +403,21 @@ class ExtensionSettings:
         if not isinstance(values, Mapping):
             raise TypeError("settings values must be a mapping")
         _require_strict_json(values, self.namespace)
-        self._require_readable()
-        candidate = {**self._overrides, **copy.deepcopy(dict(values))}
-        effective, model = self._schema.validate(candidate, frozenset(values))
-        # Store what validation made of the values (pydantic's form of them: an int given a float field is 2.0).
-        stored = {k: copy.deepcopy(effective.get(k, candidate[k])) for k in candidate}
-        return self._commit(stored, effective, model)
+        with self._store.lock(self.namespace):
+            previous = self._fresh()
+            candidate = {**self._overrides, **copy.deepcopy(dict(values))}
+            effective, model = self._schema.validate(candidate, frozenset(values))
+            # Store what validation made of the values (pydantic's form of them: an int given a float field is 2.0).
+            stored = {k: copy.deepcopy(effective.get(k, candidate[k])) for k in candidate}
+            return self._commit(stored, effective, model, previous)
 
     def reset(self, *keys: str) -> dict[str, Any]:
         """Forget the user's values of ``keys`` (every key if none), back to defaults; returns what changed."""
-        self._require_readable()
-        remaining = {} if not keys else {k: v for k, v in self._overrides.items() if k not in keys}
-        effective, model = self._schema.validate(remaining)
-        return self._commit(remaining, effective, model)
+        with self._store.lock(self.namespace):
+            previous = self._fresh()
+            remaining = {} if not keys else {k: v for k, v in self._overrides.items() if k not in keys}
+            effective, model = self._schema.validate(remaining)
+            return self._commit(remaining, effective, model, previous)
 
     def reload(self) -> None:
         """Re-read the stored values; unreadable files and invalid values are set aside/dropped with a warning."""
@@ -433,16 +451,19 @@ class ExtensionSettings:
             self._unreadable = None
         self._load(stored)
 
-    def _require_readable(self) -> None:
-        """Refuse a change while the stored file cannot be read (read again first: it may have been repaired):
-        written, it would replace values nobody has seen (a file without read permission, in a writable folder)."""
-        if self._unreadable is None:
-            return
+    def _fresh(self) -> dict[str, Any]:
+        """Read the stored values again before a change (the caller holds the store's lock) and return the effective
+        values from before: a change is made to the file as it is now, so a value another process (or a hand edit)
+        stored since this one read it is kept, not written over from this copy, and its change is told with this
+        one. Refuses a change while the file cannot be read: written, it would replace values nobody has seen (a
+        file without read permission in a writable folder)."""
+        previous = self._values
         self.reload()
         if self._unreadable is not None:
             exc = self._unreadable
             raise type(exc)(exc.errno, f"{exc.strerror or exc}: the settings of {self.namespace!r} cannot be read, "
                                        "so they are not changed", exc.filename)
+        return previous
 
     def _store_location(self) -> str:
         location = getattr(self._store, "location", None)
@@ -504,9 +525,9 @@ class ExtensionSettings:
         self._values = effective
         self._model = model
 
-    def _commit(self, stored: dict[str, Any], effective: dict[str, Any], model: Any) -> dict[str, Any]:
+    def _commit(self, stored: dict[str, Any], effective: dict[str, Any], model: Any,
+                previous: dict[str, Any]) -> dict[str, Any]:
         self._store.write(self.namespace, stored)
-        previous = self._values
         self._overrides, self._values, self._model, self._error = stored, effective, model, None
         self._file_problems, self._ignored = [], []  # the file now holds exactly the valid values
         keys = set(previous) | set(effective)

@@ -190,7 +190,8 @@ def from_validation_error(err: ValidationError, data: Any = _NO_DATA, model: Any
 def to_api_error(exc: BaseException, *, log_internal: bool = True) -> APIError:
     """Map any exception to the error a client should see (an unexpected one is logged unless ``log_internal``
     is false: the caller logs it, e.g. naming the extension at fault)."""
-    from jan.store.errors import AlreadyExistsError, InvalidIdError, LockTimeoutError, NotFoundError as StoreNotFound
+    from jan.store.errors import AlreadyExistsError, InvalidIdError, NotFoundError as StoreNotFound
+    from jan.core.exceptions import LockTimeoutError  # (the store's is a subclass; extension settings raise this)
     from jan.core.exceptions import (ExtensionCallError, ExtensionNotFoundError, NotFoundError as CoreNotFound,
                                      SettingsValidationError)
     from jan.services.errors import ServiceUnavailableError

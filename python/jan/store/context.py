@@ -12,7 +12,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from jan.core.fs import loads_json
+from jan.core.fs import lock_key, loads_json
+from jan.core.locks import LOCK_DIR_NAME  # (re-exported: the stores and extension settings lock in one folder)
 
 from ._util import dumps_json
 from .atomic import atomic_write_bytes
@@ -23,8 +24,6 @@ from .migrations import SCHEMA_VERSION_KEY, MigrationError, MigrationRegistry
 from .problems import ProblemLog
 
 logger = logging.getLogger("jan.store")
-
-LOCK_DIR_NAME = ".locks"
 
 
 class StoreContext:
@@ -74,17 +73,8 @@ class StoreContext:
         return base
 
     def key(self, path: Path) -> str:
-        """The lock key of a file: its path relative to the data folder. A file that is a symbolic link is keyed by
-        the file it points at, which is what a write replaces (:func:`jan.core.fs.write_target`): two names of one
-        file (two links, or a link and the file) must take one lock."""
-        if os.path.islink(path):
-            path = Path(os.path.realpath(path))
-        try:
-            return path.relative_to(self.root).as_posix()
-        except ValueError:
-            # A collection reached through a symlink lives elsewhere; its absolute
-            # path is just as stable a key.
-            return path.as_posix()
+        """The lock key of a file (:func:`lock_key`)."""
+        return lock_key(self.root, path)
 
     def lock(self, *paths: Path) -> AbstractContextManager[None]:
         """Hold the locks of these files (all at once: see :meth:`LockManager.hold`)."""
