@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["expand_home", "folder_problem", "not_a_regular_file", "open_regular_file"]
+__all__ = ["expand_home", "folder_problem", "not_a_regular_file", "open_regular_file", "read_regular_file"]
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
@@ -69,3 +69,11 @@ def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_regular_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of ``path`` (:func:`open_regular_file`): what every read of a data-folder file uses, so that a named
+    pipe in a file's place is an error naming it, never a read that waits forever (holding a listing, a request, a
+    start-up)."""
+    with open_regular_file(path) as f:
+        return f.read()

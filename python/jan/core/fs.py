@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from jan.json_text import loads_json
+from jan.local_files import read_regular_file
 
 from .exceptions import PathOutsideDataFolderError
 from .interfaces.modules import _MISSING, FileSystem
@@ -235,7 +236,8 @@ class LocalFileSystem(FileSystem):
         return self.resolve(path).exists()
 
     def read_text(self, path: str | os.PathLike[str]) -> str:
-        return self.resolve(path).read_text(encoding="utf-8")
+        # (a named pipe in a file's place is an error, not a read that waits forever)
+        return read_regular_file(self.resolve(path)).decode("utf-8")
 
     def write_text(self, path: str | os.PathLike[str], text: str) -> None:
         atomic_write_text(self.resolve(path), text)

@@ -298,7 +298,11 @@ def storage_error(exc: BaseException) -> APIError | None:
         return APIError(500, f"A file of the data folder cannot be written ({exc.filename}: {exc.strerror}): nothing "
                              "was saved and what was stored is intact", type="server_error",
                         code="data_folder_unwritable")
-    if not isinstance(exc, OSError) or exc.errno not in _FULL | _READ_ONLY | _DENIED | _UNREADABLE:
+    if not isinstance(exc, OSError):
+        return None
+    # a named pipe or a device where a file of the data folder should be (jan.local_files.open_regular_file names it)
+    odd = exc.errno == errno.EINVAL and isinstance(exc.filename, str) and "not a regular file" in str(exc.strerror)
+    if exc.errno not in _FULL | _READ_ONLY | _DENIED | _UNREADABLE and not odd:
         return None
     filename = exc.filename if isinstance(exc.filename, str) and exc.filename else None
     where = f" in {os.path.dirname(filename)}" if filename else ""

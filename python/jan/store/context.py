@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jan.core.fs import lock_key, loads_json
+from jan.local_files import open_regular_file, read_regular_file
 from jan.core.locks import LOCK_DIR_NAME  # (re-exported: the stores and extension settings lock in one folder)
 
 from ._util import dumps_json
@@ -24,6 +25,11 @@ from .migrations import SCHEMA_VERSION_KEY, MigrationError, MigrationRegistry
 from .problems import ProblemLog
 
 logger = logging.getLogger("jan.store")
+
+
+#: The largest versioned JSON document (a model.json, thread.json, assistant.json, ...) that is read: what jan writes
+#: is kilobytes (a chat template, an assistant's instructions); 64 MiB leaves room for any hand-made one.
+MAX_DOC_BYTES = 64 * 1024 * 1024
 
 
 class StoreContext:
@@ -152,6 +158,22 @@ class StoreContext:
 
     # --- versioned JSON documents ---
 
+    def _read_bounded(self, path: Path, kind: str) -> bytes:
+        """The file's bytes, if it is no larger than any document jan writes (:data:`MAX_DOC_BYTES`). A larger one
+        (a GGUF named model.json, a file pasted over a thread.json) is :class:`CorruptFileError`, reported and left
+        where it is, unread: read whole, as before, it took memory in its size at every listing (GBs, twice over
+        for the decode), and a valid one was served whatever its size. Something there that is no regular file is
+        the OSError of :func:`jan.local_files.open_regular_file`."""
+        # (a named pipe in its place is refused, not waited on forever: a listing held every request up)
+        with open_regular_file(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_DOC_BYTES:
+                error = (f"it is {size} bytes, more than any {kind} file jan writes ({MAX_DOC_BYTES} at most): "
+                         "left out, unread; move it away or repair it")
+                self.report(path, error, once=True)
+                raise CorruptFileError(self.relpath(path), error, None)
+            return f.read()
+
     @staticmethod
     def _parse(data: bytes) -> dict[str, Any]:
         doc = loads_json(data.decode("utf-8"))
@@ -166,7 +188,7 @@ class StoreContext:
         is raised; callers listing many files catch it and go on.
         """
         try:
-            data = path.read_bytes()
+            data = self._read_bounded(path, kind)
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
@@ -224,7 +246,7 @@ class StoreContext:
         # (it may have just been replaced), and migrate at most once.
         with self.lock(path):
             try:
-                data = path.read_bytes()
+                data = self._read_bounded(path, kind)
             except (FileNotFoundError, NotADirectoryError):
                 return None
             try:
@@ -278,7 +300,7 @@ class StoreContext:
         """
         data = self.encode_doc(kind, doc)
         try:
-            existing = self._parse(path.read_bytes())
+            existing = self._parse(read_regular_file(path))
         except (OSError, ValueError, UnicodeDecodeError):
             existing = None
         if existing is not None and self.migrations.version_of(existing) > self.migrations.current_version(kind):

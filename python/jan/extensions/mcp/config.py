@@ -30,6 +30,7 @@ from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jan.core.fs import atomic_write_text, loads_json
+from jan.local_files import read_regular_file
 from jan.errors import JanError
 
 __all__ = ["CONFIG_FILE", "NAME_RULE", "McpConfigError", "McpServerConfig", "load_config", "read_config",
@@ -126,7 +127,7 @@ def _read_text(path: Path) -> str:
     """The file's text; bytes that are not UTF-8 are :class:`McpConfigError` naming the file (a bare
     ``UnicodeDecodeError`` said neither which file nor what to do, and crashed ``jan mcp``)."""
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except FileNotFoundError:
         raise
     except OSError as exc:  # a folder in its place, no permission: the file's fault, told so (the host failed to load)
