@@ -155,3 +155,29 @@ async def test_the_api_and_the_cli_tell_a_dangling_link_by_name(tmp_path):
     assert "symbolic link to" in body["error"]["message"] and "gone.json" in body["error"]["message"]
     fails(jan("mcp", "add", "x", sys.executable, env=cli_env(data)), "mcp.json", "symbolic link to", "does not exist")
     assert not (tmp_path / "gone.json").exists() and not (tmp_path / "gone-mcp.json").exists()
+
+
+def test_a_killed_write_through_a_link_leaves_no_temp_file_beside_the_target(tmp_path):
+    """A write through a link puts its temporary file beside the target, outside the data folder: the start-up
+    sweep (which walked only the data folder) looks beside each linked file's target too, for that target's own
+    temporary files of a dead writer."""
+    import subprocess
+    import sys
+
+    from jan.core.fs import temp_prefix
+
+    data = tmp_path / "data"
+    store = DataFolder(data)
+    store.models.create({"id": "m", "engine": "llama.cpp", "settings": {}})
+    home = _link_out(store.models_dir / "m" / "model.json", tmp_path / "dotfiles")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    left = home.parent / (temp_prefix("model.json").replace(f".p{os.getpid()}.", f".p{dead_pid}.") + "abc.tmp")
+    left.write_text("{half")
+    mine_alive = home.parent / (temp_prefix("model.json") + "xyz.tmp")  # this process: alive, kept
+    mine_alive.write_text("{")
+    other = home.parent / f".notes.txt.p{dead_pid}.abc.tmp"  # not the target's: never touched
+    other.write_text("x")
+    folder = DataFolder(data)
+    assert not left.exists() and mine_alive.exists() and other.exists()
+    assert left in folder.removed_temp_files
