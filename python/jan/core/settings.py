@@ -403,7 +403,7 @@ class ExtensionSettings:
         if not isinstance(values, Mapping):
             raise TypeError("settings values must be a mapping")
         _require_strict_json(values, self.namespace)
-        with self._store.lock(self.namespace):
+        with self._lock():
             previous = self._fresh()
             candidate = {**self._overrides, **copy.deepcopy(dict(values))}
             effective, model = self._schema.validate(candidate, frozenset(values))
@@ -413,7 +413,7 @@ class ExtensionSettings:
 
     def reset(self, *keys: str) -> dict[str, Any]:
         """Forget the user's values of ``keys`` (every key if none), back to defaults; returns what changed."""
-        with self._store.lock(self.namespace):
+        with self._lock():
             previous = self._fresh()
             remaining = {} if not keys else {k: v for k, v in self._overrides.items() if k not in keys}
             effective, model = self._schema.validate(remaining)
@@ -450,6 +450,10 @@ class ExtensionSettings:
             self._file_problems = []
             self._unreadable = None
         self._load(stored)
+
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        lock = getattr(self._store, "lock", None)  # (a store written before SettingsStore.lock has none)
+        return lock(self.namespace) if callable(lock) else contextlib.nullcontext()
 
     def _fresh(self) -> dict[str, Any]:
         """Read the stored values again before a change (the caller holds the store's lock) and return the effective
