@@ -245,3 +245,31 @@ def test_settings_namespace_cannot_escape_the_data_folder(tmp_path):
 
     with pytest.raises(PathOutsideDataFolderError):
         ExtensionSettings("../../etc", None, data_folder=tmp_path)
+
+
+def test_strict_settings_take_python_values_of_the_declared_type(tmp_path):
+    """A Python caller may give a Path, an Enum member or a datetime for a field of that type (its JSON form is
+    checked); a value that has no JSON form is refused naming the setting."""
+    import datetime
+    import enum
+    from pathlib import Path
+
+    class Mode(str, enum.Enum):
+        fast = "fast"
+        slow = "slow"
+
+    class Typed(BaseModel):
+        where: Path = Path(".")
+        mode: Mode = Mode.fast
+        when: datetime.datetime | None = None
+        pair: tuple[int, int] = (1, 2)
+
+    settings = ExtensionSettings("py", Typed, data_folder=tmp_path)
+    settings.update({"where": Path("/x"), "mode": Mode.slow, "when": datetime.datetime(2024, 1, 2), "pair": (3, 4)})
+    assert settings.model.where == Path("/x") and settings.model.mode is Mode.slow and settings.model.pair == (3, 4)
+    assert json.loads(settings_path(tmp_path, "py").read_text()) == {
+        "where": "/x", "mode": "slow", "when": "2024-01-02T00:00:00", "pair": [3, 4]}
+    with pytest.raises(SettingsValidationError, match="extension 'py': invalid setting 'where'"):
+        settings.update({"where": object()})
+    with pytest.raises(SettingsValidationError, match="invalid setting 'pair.0'"):
+        settings.update({"pair": ["3", 4]})

@@ -210,9 +210,12 @@ class _PydanticSchema(_AnySchema):
         unknown = [k for k in overrides if k not in self.keys]
         if unknown and self.model.model_config.get("extra") != "allow":
             raise _error([{"field": k, "message": "is not a known setting"} for k in unknown], self.namespace)
+        from pydantic_core import PydanticSerializationError, to_jsonable_python
+
         try:
-            text = json.dumps(overrides, allow_nan=False)
-        except (TypeError, ValueError):
+            # a value a Python caller gives as its declared type (a Path, an Enum member, a datetime) in its JSON form
+            text = json.dumps(to_jsonable_python(overrides), allow_nan=False)
+        except (TypeError, ValueError, PydanticSerializationError):
             raise _error([{"field": k, "message": f"is not a JSON value ({type(v).__name__})"}
                           for k, v in overrides.items() if not _is_json(v)] or
                          [{"field": "(settings)", "message": "is not JSON"}], self.namespace) from None
